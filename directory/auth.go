@@ -1,0 +1,115 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxPasswordLen bounds what is sent to the server.
+const maxPasswordLen = 1024
+
+// SenderLogins returns the logins (uid values) allowed to use addr as their
+// envelope sender (seed: smtpd_sender_login_maps). ErrNotFound: nobody.
+func (d *Directory) SenderLogins(ctx context.Context, addr string) ([]string, error) {
+	return d.values(ctx, d.opts.Queries.Senders, addr)
+}
+
+// LookupUser finds a login user by uid, or by any of its addresses (alias
+// or maildrop) when login contains '@'.
+func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) {
+	uid, err := d.loginUID(ctx, login)
+	if err != nil {
+		return User{}, err
+	}
+	q := d.opts.Queries.User
+	attrs := []string{q.ResultAttribute, d.opts.Queries.UID.ResultAttribute, d.opts.Queries.GID.ResultAttribute, "uid"}
+	entries, err := d.entries(ctx, q, uid, attrs)
+	if err != nil {
+		return User{}, err
+	}
+	if len(entries) == 0 {
+		return User{}, ErrNotFound
+	}
+	if len(entries) > 1 {
+		return User{}, fmt.Errorf("%w: %d entries for login %s", ErrUnavailable, len(entries), uid)
+	}
+	e := entries[0]
+	home, ok := single(e, q)
+	if !ok {
+		return User{}, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.ResultAttribute)
+	}
+	u := User{Login: uid, DN: e.DN}
+	if u.Home, err = checkMaildir(home); err != nil {
+		return User{}, fmt.Errorf("%w: login %s: %v", ErrUnavailable, uid, err)
+	}
+	u.Home = strings.TrimSuffix(u.Home, "/")
+	u.Maildir = u.Home + "/mailbox/"
+	uidv, _ := single(e, Query{ResultAttribute: d.opts.Queries.UID.ResultAttribute, ResultFormat: "%s"})
+	gidv, _ := single(e, Query{ResultAttribute: d.opts.Queries.GID.ResultAttribute, ResultFormat: "%s"})
+	if u.UID, err = d.checkID(uidv, d.opts.MinUID); err != nil {
+		return User{}, fmt.Errorf("%w: login %s: uid: %v", ErrUnavailable, uid, err)
+	}
+	if u.GID, err = d.checkID(gidv, 1); err != nil {
+		return User{}, fmt.Errorf("%w: login %s: gid: %v", ErrUnavailable, uid, err)
+	}
+	if vals := e.GetEqualFoldAttributeValues("uid"); len(vals) == 1 {
+		u.Login = vals[0]
+	}
+	return u, nil
+}
+
+// loginUID maps a login name to the uid to look up: itself, or for an
+// address, the one login the sender map gives for it.
+func (d *Directory) loginUID(ctx context.Context, login string) (string, error) {
+	if !strings.Contains(login, "@") {
+		if _, ok := normalizeKey(login); !ok {
+			return "", ErrNotFound
+		}
+		return login, nil
+	}
+	logins, err := d.SenderLogins(ctx, login)
+	if err != nil {
+		return "", err
+	}
+	uniq := map[string]bool{}
+	for _, l := range logins {
+		uniq[strings.ToLower(l)] = true
+	}
+	if len(uniq) != 1 {
+		// A shared address (a list) names no single account to log into.
+		return "", ErrNotFound
+	}
+	return logins[0], nil
+}
+
+// Authenticate checks login's password by binding to the directory as the
+// user, and returns the user. login is a uid or any address of the user.
+// Errors: ErrInvalidCredentials (whatever the cause: unknown user, wrong
+// password, empty password — an empty password would be an anonymous bind
+// that always succeeds), or ErrUnavailable.
+func (d *Directory) Authenticate(ctx context.Context, login, password string) (User, error) {
+	if password == "" || len(password) > maxPasswordLen || strings.IndexByte(password, 0) >= 0 ||
+		!utf8.ValidString(password) || login == "" || strings.IndexByte(login, 0) >= 0 {
+		return User{}, ErrInvalidCredentials
+	}
+	u, err := d.LookupUser(ctx, login)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return User{}, err
+	}
+	dn := u.DN
+	if d.opts.AuthBindDN != "" {
+		if dn, err = expandDN(d.opts.AuthBindDN, u.Login); err != nil {
+			return User{}, ErrInvalidCredentials
+		}
+	}
+	if err := d.bind(ctx, dn, password); err != nil {
+		return User{}, err
+	}
+	return u, nil
+}

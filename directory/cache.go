@@ -1,0 +1,109 @@
+package directory
+
+import (
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// maxCacheEntries bounds memory under a flood of distinct keys.
+const maxCacheEntries = 100_000
+
+// searchCache holds raw search results keyed by (filter, attributes), shared
+// by every lookup. Answers expire by epoch, not one by one: every positive
+// answer cached in one TTL window is dropped at the same instant, and the
+// same for negative answers. So after an admin adds an alias, the alias
+// lookup and the sender-login lookup see it at the same moment — never one
+// accepting mail for it while the other still refuses it as a sender.
+type searchCache struct {
+	posTTL, negTTL time.Duration
+	now            func() time.Time
+
+	mu       sync.Mutex
+	posEpoch int64                      // guarded by mu
+	negEpoch int64                      // guarded by mu
+	pos      map[string][]*ldap.Entry   // guarded by mu; entries are immutable
+	neg      map[string]struct{}        // guarded by mu
+	inflight map[string]*inflightSearch // guarded by mu
+}
+
+type inflightSearch struct {
+	done    chan struct{}
+	entries []*ldap.Entry
+	err     error
+}
+
+func newSearchCache(posTTL, negTTL time.Duration, now func() time.Time) *searchCache {
+	return &searchCache{
+		posTTL: posTTL, negTTL: negTTL, now: now,
+		pos: map[string][]*ldap.Entry{}, neg: map[string]struct{}{},
+		inflight: map[string]*inflightSearch{},
+	}
+}
+
+func epoch(t time.Time, ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return t.UnixNano() // caching disabled: a new epoch every call
+	}
+	return t.UnixNano() / int64(ttl)
+}
+
+// rollLocked drops the maps whose window has passed.
+func (c *searchCache) rollLocked() {
+	t := c.now()
+	if e := epoch(t, c.posTTL); e != c.posEpoch || len(c.pos) > maxCacheEntries {
+		c.posEpoch, c.pos = e, map[string][]*ldap.Entry{}
+	}
+	if e := epoch(t, c.negTTL); e != c.negEpoch || len(c.neg) > maxCacheEntries {
+		c.negEpoch, c.neg = e, map[string]struct{}{}
+	}
+}
+
+// do returns the cached answer for key or runs search once for all callers
+// waiting on the same key (a burst of mail is one LDAP search, not many).
+// hit reports whether no search was needed. Errors are never cached.
+func (c *searchCache) do(key string, search func() ([]*ldap.Entry, error)) (entries []*ldap.Entry, hit bool, err error) {
+	c.mu.Lock()
+	c.rollLocked()
+	if e, ok := c.pos[key]; ok {
+		c.mu.Unlock()
+		return e, true, nil
+	}
+	if _, ok := c.neg[key]; ok {
+		c.mu.Unlock()
+		return nil, true, nil
+	}
+	if f, ok := c.inflight[key]; ok {
+		c.mu.Unlock()
+		<-f.done
+		return f.entries, true, f.err
+	}
+	f := &inflightSearch{done: make(chan struct{})}
+	c.inflight[key] = f
+	c.mu.Unlock()
+
+	f.entries, f.err = search()
+
+	c.mu.Lock()
+	delete(c.inflight, key)
+	if f.err == nil {
+		c.rollLocked()
+		if len(f.entries) > 0 {
+			if c.posTTL > 0 {
+				c.pos[key] = f.entries
+			}
+		} else if c.negTTL > 0 {
+			c.neg[key] = struct{}{}
+		}
+	}
+	c.mu.Unlock()
+	close(f.done)
+	return f.entries, false, f.err
+}
+
+func (c *searchCache) flush() {
+	c.mu.Lock()
+	c.pos, c.neg = map[string][]*ldap.Entry{}, map[string]struct{}{}
+	c.mu.Unlock()
+}

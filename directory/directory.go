@@ -1,0 +1,164 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Directory answers courriel's lookups from LDAP. It is safe for concurrent
+// use; build one in cmd and share it.
+type Directory struct {
+	opts     Options // immutable after New
+	scope    int
+	searches *connPool // bound as the service account
+	binds    *connPool // used only for user password binds
+	cache    *searchCache
+
+	nSearches atomic.Int64
+	nHits     atomic.Int64
+	nBinds    atomic.Int64
+}
+
+// Stats counts the work done, for benchmarks and metrics.
+type Stats struct {
+	Searches  int64 // LDAP searches sent to the server
+	CacheHits int64 // lookups answered without a search
+	Binds     int64 // user password binds
+}
+
+// New checks o and returns a Directory. It does not connect: the first
+// lookup does (see Ping to check the server at start-up).
+func New(o Options) (*Directory, error) {
+	o.MailboxDomains = append([]string(nil), o.MailboxDomains...)
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	tlsConf, err := buildTLSConfig(&o)
+	if err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	scope, _ := scopeValue(o.Scope)
+	d := &Directory{opts: o, scope: scope}
+	d.searches = newConnPool(&d.opts, tlsConf, o.BindDN, o.BindPassword)
+	d.binds = newConnPool(&d.opts, tlsConf, "", "")
+	d.cache = newSearchCache(o.CacheTTL, o.NegativeCacheTTL, o.Now)
+	return d, nil
+}
+
+// Close drops idle connections.
+func (d *Directory) Close() error {
+	d.searches.close()
+	d.binds.close()
+	return nil
+}
+
+// Stats returns counters since New.
+func (d *Directory) Stats() Stats {
+	return Stats{Searches: d.nSearches.Load(), CacheHits: d.nHits.Load(), Binds: d.nBinds.Load()}
+}
+
+// FlushCache forgets every cached answer (SIGHUP).
+func (d *Directory) FlushCache() { d.cache.flush() }
+
+// MailboxDomains returns the configured mailbox domains.
+func (d *Directory) MailboxDomains() []string { return append([]string(nil), d.opts.MailboxDomains...) }
+
+// Ping connects, binds as the service account and reads the search base.
+func (d *Directory) Ping(ctx context.Context) error {
+	c, err := d.searches.get(ctx)
+	if err != nil {
+		return err
+	}
+	req := ldap.NewSearchRequest(d.opts.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+	_, err = c.Search(req)
+	d.searches.put(c, err != nil && transportError(err))
+	if err != nil {
+		return fmt.Errorf("%w: reading search base %s: %v", ErrUnavailable, d.opts.BaseDN, err)
+	}
+	return nil
+}
+
+// search runs filter under the base, through the cache. Zero entries is a
+// valid answer (not found); every failure is ErrUnavailable.
+func (d *Directory) search(ctx context.Context, filter string, attrs []string) ([]*ldap.Entry, error) {
+	key := filter + "\x00" + strings.Join(attrs, ",")
+	entries, hit, err := d.cache.do(key, func() ([]*ldap.Entry, error) {
+		return d.searchNow(ctx, filter, attrs)
+	})
+	if hit {
+		d.nHits.Add(1)
+	}
+	return entries, err
+}
+
+func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string) ([]*ldap.Entry, error) {
+	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
+		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
+	var lastErr error
+	// A pooled connection may have died with the server since its last use:
+	// one retry on a fresh connection makes a restarted server transparent.
+	for attempt := 0; attempt < 2; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		c, err := d.searches.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.nSearches.Add(1)
+		res, err := c.Search(req)
+		if err == nil {
+			d.searches.put(c, false)
+			return res.Entries, nil
+		}
+		broken := transportError(err)
+		d.searches.put(c, broken)
+		lastErr = err
+		if !broken {
+			break
+		}
+	}
+	d.opts.Logger.Warn("LDAP search failed", "filter", filter, "err", lastErr)
+	return nil, fmt.Errorf("%w: search %s: %v", ErrUnavailable, filter, lastErr)
+}
+
+// bind checks a password by binding as dn on a connection kept for binds.
+func (d *Directory) bind(ctx context.Context, dn, password string) error {
+	for attempt := 0; attempt < 2; attempt++ {
+		c, err := d.binds.get(ctx)
+		if err != nil {
+			return err
+		}
+		d.nBinds.Add(1)
+		err = c.Bind(dn, password)
+		if err == nil {
+			d.binds.put(c, false)
+			return nil
+		}
+		var le *ldap.Error
+		if errors.As(err, &le) {
+			switch le.ResultCode {
+			case ldap.LDAPResultInvalidCredentials, ldap.LDAPResultInappropriateAuthentication,
+				ldap.LDAPResultInvalidDNSyntax, ldap.LDAPResultNoSuchObject:
+				d.binds.put(c, false)
+				return ErrInvalidCredentials
+			case ldap.LDAPResultUnwillingToPerform:
+				// ppolicy lockouts and the like: a refusal for this user.
+				d.binds.put(c, false)
+				return fmt.Errorf("%w: %s", ErrInvalidCredentials, le.Err)
+			}
+		}
+		d.binds.put(c, true)
+		if attempt == 1 || !transportError(err) {
+			return fmt.Errorf("%w: bind: %v", ErrUnavailable, err)
+		}
+	}
+	return ErrUnavailable
+}

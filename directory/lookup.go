@@ -1,0 +1,219 @@
+package directory
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Map names one lookup table, as `courriel lookup MAP KEY` spells it.
+type Map string
+
+const (
+	MapDomains Map = "domains"
+	MapAliases Map = "aliases"
+	MapMailbox Map = "mailbox"
+	MapUID     Map = "uid"
+	MapGID     Map = "gid"
+	MapSenders Map = "senders"
+	MapUser    Map = "user"
+)
+
+// Maps lists every map Lookup knows, in display order.
+var Maps = []Map{MapDomains, MapAliases, MapMailbox, MapUID, MapGID, MapSenders, MapUser}
+
+// maxKeyLen bounds keys: an SMTP path is at most 256 octets (RFC 5321
+// §4.5.3.1.3); logins are shorter still.
+const maxKeyLen = 320
+
+// normalizeKey lower-cases a key (the postfixUser attributes match
+// case-insensitively, and so must the cache). ok is false for keys that can
+// name nothing: empty, too long, control characters, invalid UTF-8.
+func normalizeKey(key string) (string, bool) {
+	if key == "" || len(key) > maxKeyLen || !utf8.ValidString(key) {
+		return "", false
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f {
+			return "", false
+		}
+	}
+	return strings.ToLower(key), true
+}
+
+func (d *Directory) query(m Map) Query {
+	q := d.opts.Queries
+	switch m {
+	case MapDomains:
+		return q.Domains
+	case MapAliases:
+		return q.Aliases
+	case MapMailbox:
+		return q.Mailbox
+	case MapUID:
+		return q.UID
+	case MapGID:
+		return q.GID
+	case MapSenders:
+		return q.Senders
+	case MapUser:
+		return q.User
+	}
+	return Query{}
+}
+
+// entries runs q for key and returns the matching entries with attrs.
+func (d *Directory) entries(ctx context.Context, q Query, key string, attrs []string) ([]*ldap.Entry, error) {
+	key, ok := normalizeKey(key)
+	if !ok {
+		return nil, nil
+	}
+	filter, ok, err := expandFilter(q.Filter, key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return d.search(ctx, filter, attrs)
+}
+
+// values runs q for key and returns its formatted results, like postmap -q.
+func (d *Directory) values(ctx context.Context, q Query, key string) ([]string, error) {
+	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
+			if f, ok := formatResult(q.ResultFormat, v); ok {
+				out = append(out, f)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// Lookup runs one map for key and returns its values as postmap -q would
+// (MapUser returns the user's home directory). ErrNotFound when none.
+func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, error) {
+	q := d.query(m)
+	if q.Filter == "" {
+		return nil, fmt.Errorf("unknown map %q (want one of %v)", m, Maps)
+	}
+	return d.values(ctx, q, key)
+}
+
+// Mailbox returns where mail for the maildrop address is stored. Values
+// from the directory are checked: one entry, an absolute clean path, and
+// numeric ids no lower than MinUID. A bad entry is ErrUnavailable (an admin
+// must fix it; mail waits instead of bouncing).
+func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) {
+	q := d.opts.Queries
+	var home, uid, gid string
+	if q.Mailbox.Filter == q.UID.Filter && q.UID.Filter == q.GID.Filter {
+		attrs := []string{q.Mailbox.ResultAttribute, q.UID.ResultAttribute, q.GID.ResultAttribute}
+		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) == 0 {
+			return nil, ErrNotFound
+		}
+		if len(entries) > 1 {
+			return nil, fmt.Errorf("%w: %d entries have maildrop %s", ErrUnavailable, len(entries), addr)
+		}
+		e := entries[0]
+		var ok bool
+		if home, ok = single(e, q.Mailbox); !ok {
+			return nil, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.Mailbox.ResultAttribute)
+		}
+		if uid, ok = single(e, q.UID); !ok {
+			return nil, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.UID.ResultAttribute)
+		}
+		if gid, ok = single(e, q.GID); !ok {
+			return nil, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.GID.ResultAttribute)
+		}
+	} else {
+		var err error
+		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
+			return nil, err
+		}
+		if uid, err = d.one(ctx, q.UID, addr); err != nil {
+			return nil, err
+		}
+		if gid, err = d.one(ctx, q.GID, addr); err != nil {
+			return nil, err
+		}
+	}
+	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home}
+	var err error
+	if mb.Maildir, err = checkMaildir(home); err != nil {
+		return nil, fmt.Errorf("%w: maildrop %s: %v", ErrUnavailable, addr, err)
+	}
+	if mb.UID, err = d.checkID(uid, d.opts.MinUID); err != nil {
+		return nil, fmt.Errorf("%w: maildrop %s: uid: %v", ErrUnavailable, addr, err)
+	}
+	if mb.GID, err = d.checkID(gid, 1); err != nil {
+		return nil, fmt.Errorf("%w: maildrop %s: gid: %v", ErrUnavailable, addr, err)
+	}
+	return mb, nil
+}
+
+func single(e *ldap.Entry, q Query) (string, bool) {
+	vals := e.GetEqualFoldAttributeValues(q.ResultAttribute)
+	if len(vals) != 1 {
+		return "", false
+	}
+	return formatResult(q.ResultFormat, vals[0])
+}
+
+func (d *Directory) one(ctx context.Context, q Query, key string) (string, error) {
+	vals, err := d.values(ctx, q, key)
+	if err != nil {
+		return "", err
+	}
+	if len(vals) != 1 {
+		return "", fmt.Errorf("%w: %d values for %s", ErrUnavailable, len(vals), key)
+	}
+	return vals[0], nil
+}
+
+// checkMaildir accepts only an absolute, clean path ending in "/" with no
+// control characters: homeDirectory comes from the directory, and whoever
+// can write there must not be able to aim deliveries anywhere.
+func checkMaildir(p string) (string, error) {
+	if !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	trimmed := strings.TrimSuffix(p, "/")
+	if !path.IsAbs(p) || path.Clean(trimmed) != trimmed || trimmed == "" || trimmed == "/" {
+		return "", fmt.Errorf("maildir %q is not an absolute clean path", p)
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return "", fmt.Errorf("maildir %q has control characters", p)
+		}
+	}
+	return p, nil
+}
+
+func (d *Directory) checkID(s string, min int) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	if n < min || n > 1<<31-2 {
+		return 0, fmt.Errorf("%d is out of range (minimum %d)", n, min)
+	}
+	return n, nil
+}

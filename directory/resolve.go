@@ -1,0 +1,165 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+var (
+	// ErrAliasLoop: alias expansion only leads back to itself. Permanent.
+	ErrAliasLoop = fmt.Errorf("%w: alias loop", ErrNotFound)
+	// ErrExpansionLimit: alias expansion exceeded its bounds. Permanent.
+	ErrExpansionLimit = fmt.Errorf("%w: alias expansion limit exceeded", ErrNotFound)
+)
+
+// ClassifyDomain says whether domain is a mailbox domain (configured), a
+// hosted alias domain (found in the directory), or foreign.
+func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainClass, error) {
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	if slices.Contains(d.opts.MailboxDomains, domain) {
+		return DomainMailbox, nil
+	}
+	_, err := d.values(ctx, d.opts.Queries.Domains, domain)
+	switch {
+	case err == nil:
+		return DomainHosted, nil
+	case errors.Is(err, ErrNotFound):
+		return DomainForeign, nil
+	}
+	return DomainForeign, err
+}
+
+// ResolveRecipient expands addr through the aliases, recursively, to its
+// final destinations: local mailboxes and foreign addresses to forward to.
+//
+// As Postfix's virtual alias expansion: an address that is an alias is
+// replaced by its maildrops; a maildrop that names itself is kept; loops are
+// cut; a maildrop in a mailbox domain must have a mailbox; one in a hosted
+// alias domain must be an alias; anything else is forwarded. Destinations
+// that cannot be delivered are dropped (and logged) as long as one remains;
+// otherwise ErrNotFound (or ErrAliasLoop / ErrExpansionLimit). Any directory
+// trouble is ErrUnavailable: never a bounce.
+func (d *Directory) ResolveRecipient(ctx context.Context, addr string) (Resolution, error) {
+	key, ok := normalizeKey(addr)
+	local, domain := splitAddress(key)
+	if !ok || local == "" || domain == "" {
+		return Resolution{}, ErrNotFound
+	}
+	r := &resolver{d: d, seen: map[string]bool{}}
+	err := r.expand(ctx, key, 0)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Resolution{}, err
+	}
+	if len(r.dests) == 0 {
+		if err == nil {
+			err = ErrNotFound
+		}
+		return Resolution{}, err
+	}
+	return Resolution{Recipient: key, Destinations: r.dests}, nil
+}
+
+type resolver struct {
+	d         *Directory
+	seen      map[string]bool // addresses on the current or a finished path
+	expanded  int
+	dests     []Destination
+	destIndex map[string]bool
+}
+
+func (r *resolver) add(dst Destination) {
+	if r.destIndex == nil {
+		r.destIndex = map[string]bool{}
+	}
+	if r.destIndex[dst.Address] {
+		return
+	}
+	r.destIndex[dst.Address] = true
+	r.dests = append(r.dests, dst)
+}
+
+// expand resolves addr (normalized). A nil error with no destination added
+// means every branch below addr was dropped.
+func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
+	d := r.d
+	if depth > d.opts.AliasRecursionLimit {
+		return ErrExpansionLimit
+	}
+	if r.seen[addr] {
+		return ErrAliasLoop
+	}
+	r.seen[addr] = true
+	r.expanded++
+	if r.expanded > d.opts.AliasExpansionLimit {
+		return ErrExpansionLimit
+	}
+
+	drops, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	switch {
+	case err == nil:
+		var firstErr error
+		for _, drop := range drops {
+			drop, ok := normalizeKey(strings.TrimSpace(drop))
+			if !ok {
+				continue
+			}
+			if drop == addr {
+				// An address that maps to itself is final (Postfix keeps it).
+				if err := r.final(ctx, addr); err != nil {
+					return err
+				}
+				continue
+			}
+			err := r.expand(ctx, drop, depth+1)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if errors.Is(err, ErrExpansionLimit) {
+				return err
+			}
+			d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+		if len(r.dests) == 0 && firstErr != nil {
+			return firstErr
+		}
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return r.final(ctx, addr)
+	default:
+		return err
+	}
+}
+
+// final handles an address that is not (or no longer) an alias.
+func (r *resolver) final(ctx context.Context, addr string) error {
+	_, domain := splitAddress(addr)
+	if domain == "" {
+		return ErrNotFound
+	}
+	class, err := r.d.ClassifyDomain(ctx, domain)
+	if err != nil {
+		return err
+	}
+	switch class {
+	case DomainMailbox:
+		mb, err := r.d.Mailbox(ctx, addr)
+		if err != nil {
+			return err
+		}
+		r.add(Destination{Address: addr, Mailbox: mb})
+		return nil
+	case DomainHosted:
+		return ErrNotFound // a hosted alias domain has no mailboxes
+	}
+	r.add(Destination{Address: addr, Remote: true})
+	return nil
+}

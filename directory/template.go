@@ -1,0 +1,106 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// splitAddress splits at the last '@' (RFC 5321 local parts may be quoted
+// and contain '@'; the domain never does).
+func splitAddress(s string) (local, domain string) {
+	i := strings.LastIndexByte(s, '@')
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], s[i+1:]
+}
+
+// expand substitutes %s, %u, %d and %% in tmpl, passing every substituted
+// value through esc. ok is false when tmpl needs a part the key lacks.
+func expand(tmpl, key string, esc func(string) string) (out string, ok bool, err error) {
+	local, domain := splitAddress(key)
+	var b strings.Builder
+	for i := 0; i < len(tmpl); i++ {
+		c := tmpl[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		if i == len(tmpl) {
+			return "", false, errors.New("template ends with a lone %")
+		}
+		switch tmpl[i] {
+		case '%':
+			b.WriteByte('%')
+		case 's':
+			b.WriteString(esc(key))
+		case 'u':
+			if local == "" {
+				return "", false, nil
+			}
+			b.WriteString(esc(local))
+		case 'd':
+			if domain == "" {
+				return "", false, nil
+			}
+			b.WriteString(esc(domain))
+		default:
+			return "", false, fmt.Errorf("unknown escape %%%c in template %q (want %%s, %%u, %%d or %%%%)", tmpl[i], tmpl)
+		}
+	}
+	return b.String(), true, nil
+}
+
+// expandFilter builds a search filter from a template; every value is
+// escaped per RFC 4515, so no key can change the shape of the filter.
+func expandFilter(tmpl, key string) (string, bool, error) {
+	return expand(tmpl, key, ldap.EscapeFilter)
+}
+
+// expandDN builds a DN from a template; values are escaped per RFC 4514.
+func expandDN(tmpl, key string) (string, error) {
+	out, ok, err := expand(tmpl, key, ldap.EscapeDN)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("key %q lacks a part the DN template %q needs", key, tmpl)
+	}
+	return out, nil
+}
+
+// formatResult applies a result_format to one attribute value. ok is false
+// when the format needs a part the value lacks (Postfix skips such values).
+func formatResult(format, value string) (string, bool) {
+	out, ok, err := expand(format, value, func(s string) string { return s })
+	if err != nil {
+		return "", false
+	}
+	return out, ok
+}
+
+func (q Query) validate() error {
+	if q.Filter == "" {
+		return errors.New("empty filter")
+	}
+	if q.ResultAttribute == "" || strings.ContainsAny(q.ResultAttribute, " ,()=*") {
+		return fmt.Errorf("result attribute %q is not an attribute name", q.ResultAttribute)
+	}
+	f, ok, err := expandFilter(q.Filter, "probe@example.org")
+	if err != nil {
+		return err
+	}
+	if ok {
+		if _, err := ldap.CompileFilter(f); err != nil {
+			return fmt.Errorf("filter %q: %w", q.Filter, err)
+		}
+	}
+	if _, _, err := expand(q.ResultFormat, "probe@example.org", func(s string) string { return s }); err != nil {
+		return fmt.Errorf("result format: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package directory
+
+// Mailbox is where mail for one maildrop address is stored.
+type Mailbox struct {
+	Address string // the maildrop, lower-cased domain, e.g. xomail@xoyize.xyz
+	Maildir string // absolute, clean, ends in "/", e.g. /var/vmail/xomail/mailbox/
+	UID     int
+	GID     int
+}
+
+// Destination is one final target of a recipient after alias expansion.
+type Destination struct {
+	Address string   // final address (a maildrop)
+	Mailbox *Mailbox // set for a local mailbox; nil when Remote
+	Remote  bool     // the maildrop is in a foreign domain: forward via the queue
+}
+
+// Resolution is the outcome of ResolveRecipient.
+type Resolution struct {
+	Recipient    string        // the address as asked (normalized)
+	Destinations []Destination // deduplicated, at least one
+}
+
+// DomainClass says how courriel treats a domain.
+type DomainClass int
+
+const (
+	DomainForeign DomainClass = iota // not ours: relay only when allowed
+	DomainMailbox                    // myhostname or a configured mailbox domain
+	DomainHosted                     // a hosted alias domain found in the directory
+)
+
+// User is an authenticated or looked-up login user.
+type User struct {
+	Login   string // the uid attribute, e.g. xomail
+	DN      string
+	Home    string // homeDirectory, absolute and clean
+	Maildir string // Home + "/mailbox/"
+	UID     int
+	GID     int
+}
