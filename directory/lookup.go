@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -126,6 +127,11 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		if err != nil {
 			return nil, err
 		}
+		// Alias-only entries (lists, chains) carry the maildrop too but no
+		// home: like Postfix's virtual_mailbox_maps, they yield nothing.
+		entries = slices.DeleteFunc(slices.Clone(entries), func(e *ldap.Entry) bool {
+			return len(e.GetEqualFoldAttributeValues(q.Mailbox.ResultAttribute)) == 0
+		})
 		if len(entries) == 0 {
 			return nil, ErrNotFound
 		}

@@ -21,8 +21,8 @@ type connPool struct {
 	tls    *tls.Config
 	bindDN string
 	bindPW string
-	idle   chan *ldap.Conn   // idle, healthy connections
-	slots  chan struct{}     // one token per open connection: bounds the pool
+	idle   chan *ldap.Conn // idle, healthy connections
+	slots  chan struct{}   // one token per open connection: bounds the pool
 }
 
 func newConnPool(o *Options, tlsConf *tls.Config, bindDN, bindPW string) *connPool {

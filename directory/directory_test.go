@@ -1,0 +1,374 @@
+package directory_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"courriel/directory"
+	"courriel/internal/testenv"
+)
+
+// clock is a settable time source for cache tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func options(s *testenv.Slapd) directory.Options {
+	return directory.Options{
+		URLs: []string{s.URL()}, StartTLS: true, CAFile: s.CAFile(), RequireCert: true,
+		BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
+		MailboxDomains: []string{"xoyize.xyz"},
+		AuthBindDN:     "uid=%u," + s.MailBase(),
+		DialTimeout:    2 * time.Second, RequestTimeout: 5 * time.Second,
+	}
+}
+
+func newDir(t *testing.T, o directory.Options) *directory.Directory {
+	t.Helper()
+	d, err := directory.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// One slapd for the read-only tests of this file.
+func sharedSlapd(t *testing.T) *testenv.Slapd {
+	t.Helper()
+	return testenv.StartSlapd(t)
+}
+
+func TestSeedLookups(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	// SPEC §10 and the seed's postmap -q examples.
+	tests := []struct {
+		m    directory.Map
+		key  string
+		want []string
+	}{
+		{directory.MapAliases, "test0@hosted-domain.com", []string{"xomail@xoyize.xyz"}},
+		{directory.MapMailbox, "xomail@xoyize.xyz", []string{"/var/vmail/xomail/mailbox/"}},
+		{directory.MapUID, "xomail@xoyize.xyz", []string{"20000"}},
+		{directory.MapGID, "xomail@xoyize.xyz", []string{"20000"}},
+		{directory.MapSenders, "test0@hosted-domain.com", []string{"xomail"}},
+		{directory.MapSenders, "xomail@xoyize.xyz", []string{"xomail"}},
+		{directory.MapAliases, "TEST0@Hosted-Domain.COM", []string{"xomail@xoyize.xyz"}},
+		{directory.MapAliases, "team@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
+		{directory.MapUser, "xomail", []string{"/var/vmail/xomail"}},
+	}
+	for _, tt := range tests {
+		got, err := d.Lookup(ctx, tt.m, tt.key)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("Lookup(%s, %q) = %q, %v; want %q", tt.m, tt.key, got, err, tt.want)
+		}
+	}
+	// Like postmap, every value of every matching entry, formatted with %d.
+	if got, err := d.Lookup(ctx, directory.MapDomains, "hosted-domain.com"); err != nil || !slices.Contains(got, "hosted-domain.com") || slices.Contains(got, "") {
+		t.Errorf("Lookup(domains) = %q, %v", got, err)
+	}
+	for _, tt := range []struct {
+		m   directory.Map
+		key string
+	}{
+		{directory.MapDomains, "foreign.example"},
+		{directory.MapAliases, "nobody@hosted-domain.com"},
+		{directory.MapMailbox, "test0@hosted-domain.com"},
+		{directory.MapDomains, "xoyize"},
+	} {
+		if got, err := d.Lookup(ctx, tt.m, tt.key); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("Lookup(%s, %q) = %q, %v; want ErrNotFound", tt.m, tt.key, got, err)
+		}
+	}
+}
+
+func TestResolveRecipient(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	mb := func(login string) string { return "/var/vmail/" + login + "/mailbox/" }
+	tests := []struct {
+		addr string
+		want []string // "address maildir" or "address forward"
+	}{
+		{"test0@hosted-domain.com", []string{"xomail@xoyize.xyz " + mb("xomail")}},
+		{"xomail@xoyize.xyz", []string{"xomail@xoyize.xyz " + mb("xomail")}},
+		{"Test1@HOSTED-domain.com", []string{"xomail@xoyize.xyz " + mb("xomail")}},
+		{"chain1@hosted-domain.com", []string{"alice@xoyize.xyz " + mb("alice")}},
+		{"team@hosted-domain.com", []string{"alice@xoyize.xyz " + mb("alice"), "bob@xoyize.xyz " + mb("bob")}},
+		{"fwd@hosted-domain.com", []string{"someone@foreign.example forward"}},
+		{"bob@xoyize.xyz", []string{"bob@xoyize.xyz " + mb("bob")}}, // maps to itself
+		{"contact@example.org", []string{"alice@xoyize.xyz " + mb("alice")}},
+		{"anyone@foreign.example", []string{"anyone@foreign.example forward"}},
+	}
+	for _, tt := range tests {
+		r, err := d.ResolveRecipient(ctx, tt.addr)
+		if err != nil {
+			t.Errorf("ResolveRecipient(%q): %v", tt.addr, err)
+			continue
+		}
+		var got []string
+		for _, dst := range r.Destinations {
+			if dst.Remote {
+				got = append(got, dst.Address+" forward")
+			} else {
+				got = append(got, dst.Address+" "+dst.Mailbox.Maildir)
+				if dst.Mailbox.UID < 20000 || dst.Mailbox.GID < 20000 {
+					t.Errorf("%q: uid/gid %d/%d", tt.addr, dst.Mailbox.UID, dst.Mailbox.GID)
+				}
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("ResolveRecipient(%q) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+	for _, addr := range []string{"nobody@hosted-domain.com", "nobody@xoyize.xyz", "loop1@hosted-domain.com", "@xoyize.xyz", "xomail@", "xomail"} {
+		if r, err := d.ResolveRecipient(ctx, addr); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("ResolveRecipient(%q) = %+v, %v; want ErrNotFound", addr, r, err)
+		}
+	}
+	if _, err := d.ResolveRecipient(ctx, "loop2@hosted-domain.com"); !errors.Is(err, directory.ErrAliasLoop) {
+		t.Errorf("loop: %v, want ErrAliasLoop", err)
+	}
+	for dom, want := range map[string]directory.DomainClass{
+		"xoyize.xyz": directory.DomainMailbox, "XOYIZE.XYZ.": directory.DomainMailbox,
+		"hosted-domain.com": directory.DomainHosted, "example.org": directory.DomainHosted,
+		"foreign.example": directory.DomainForeign, "*": directory.DomainForeign,
+	} {
+		if got, err := d.ClassifyDomain(ctx, dom); err != nil || got != want {
+			t.Errorf("ClassifyDomain(%q) = %v, %v; want %v", dom, got, err, want)
+		}
+	}
+}
+
+// Hostile keys match nothing and never widen a search: with a wildcard
+// injected, "*" would match every alias and every user.
+func TestHostileKeys(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	keys := []string{"*", "*)(uid=*", "*)(|(uid=*", `\`, `\2a`, "xomail\x00", "xomail\x00@xoyize.xyz",
+		strings.Repeat("a", 2048), "\xff\xfe@xoyize.xyz", "*@hosted-domain.com", "test0@hosted-domain.com)(uid=*",
+		"x)(objectClass=*", "*@*"}
+	for _, k := range keys {
+		for _, m := range directory.Maps {
+			if got, err := d.Lookup(ctx, m, k); !errors.Is(err, directory.ErrNotFound) {
+				t.Errorf("Lookup(%s, %q) = %q, %v; want ErrNotFound", m, k, got, err)
+			}
+		}
+		if r, err := d.ResolveRecipient(ctx, k); err == nil && !(len(r.Destinations) == 1 && r.Destinations[0].Remote) {
+			t.Errorf("ResolveRecipient(%q) = %+v", k, r)
+		}
+		if _, err := d.Authenticate(ctx, k, testenv.XomailPassword); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("Authenticate(%q) = %v, want ErrInvalidCredentials", k, err)
+		}
+	}
+	// A domain query with a wildcard key must not classify everything as hosted.
+	if c, err := d.ClassifyDomain(ctx, "*"); err != nil || c != directory.DomainForeign {
+		t.Errorf("ClassifyDomain(*) = %v, %v", c, err)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	for _, template := range []string{"uid=%u," + testenv.MailBase, ""} {
+		o := options(s)
+		o.AuthBindDN = template // "" = search then bind
+		d := newDir(t, o)
+		tests := []struct {
+			login, password string
+			want            error
+			wantLogin       string
+		}{
+			{"xomail", testenv.XomailPassword, nil, "xomail"},
+			{"test0@hosted-domain.com", testenv.XomailPassword, nil, "xomail"},
+			{"xomail@xoyize.xyz", testenv.XomailPassword, nil, "xomail"},
+			{"XOMAIL", testenv.XomailPassword, nil, "xomail"},
+			{"zoe", testenv.ZoePassword, nil, "zoe"},
+			{"xomail", "wrong", directory.ErrInvalidCredentials, ""},
+			{"xomail", "", directory.ErrInvalidCredentials, ""},
+			{"xomail", testenv.XomailPassword + "\x00", directory.ErrInvalidCredentials, ""},
+			{"xomail", testenv.XomailPassword[:5], directory.ErrInvalidCredentials, ""},
+			{"nobody", "whatever", directory.ErrInvalidCredentials, ""},
+			{"team@hosted-domain.com", testenv.AlicePassword, directory.ErrInvalidCredentials, ""}, // a list is no account
+			{"chain1", "x", directory.ErrInvalidCredentials, ""},                                   // no posixAccount
+			{"alice", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
+			{"", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
+		}
+		for _, tt := range tests {
+			u, err := d.Authenticate(ctx, tt.login, tt.password)
+			if tt.want == nil {
+				if err != nil || u.Login != tt.wantLogin || u.Maildir != "/var/vmail/"+tt.wantLogin+"/mailbox/" || u.UID < 20000 {
+					t.Errorf("[%q] Authenticate(%q) = %+v, %v", template, tt.login, u, err)
+				}
+				continue
+			}
+			if !errors.Is(err, tt.want) {
+				t.Errorf("[%q] Authenticate(%q, %q) = %+v, %v; want %v", template, tt.login, tt.password, u, err, tt.want)
+			}
+		}
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	ctx := context.Background()
+
+	wrongCA := testenv.NewCA(t)
+	o := options(s)
+	o.CAFile = wrongCA.CertFile()
+	if _, err := newDir(t, o).ResolveRecipient(ctx, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("wrong CA: %v, want ErrUnavailable", err)
+	}
+	o = options(s)
+	o.BindPassword = "wrong"
+	bad := newDir(t, o)
+	if _, err := bad.ResolveRecipient(ctx, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("wrong reader password: %v, want ErrUnavailable", err)
+	}
+	if _, err := bad.Authenticate(ctx, "xomail", testenv.XomailPassword); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("wrong reader password, auth: %v, want ErrUnavailable", err)
+	}
+	o = options(s)
+	o.URLs = []string{"ldap://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	if err := newDir(t, o).Ping(ctx); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("server down: %v, want ErrUnavailable", err)
+	}
+
+	// Stopped mid-run, then restarted: unavailable, then recovery without a
+	// new Directory. Caching is off so each call reaches the server.
+	o = options(s)
+	o.CacheTTL, o.NegativeCacheTTL = -1, -1
+	d := newDir(t, o)
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop(t)
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("stopped: %v, want ErrUnavailable", err)
+	}
+	if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("stopped, auth: %v, want ErrUnavailable", err)
+	}
+	if _, err := d.ResolveRecipient(ctx, "nobody@hosted-domain.com"); errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("stopped: an unknown address must not look unknown (%v)", err)
+	}
+	s.Start(t)
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+		t.Errorf("restarted: %v", err)
+	}
+	if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+		t.Errorf("restarted, auth: %v", err)
+	}
+}
+
+// An alias added in LDAP becomes valid as a recipient and as a sender at
+// the same moment: both lookups share one cache whose answers expire
+// together.
+func TestCacheSharedExpiry(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	ctx := context.Background()
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	o := options(s)
+	o.Now = clk.Now
+	o.CacheTTL, o.NegativeCacheTTL = time.Minute, 10*time.Second
+	d := newDir(t, o)
+
+	const alias = "new-alias@hosted-domain.com"
+	if _, err := d.ResolveRecipient(ctx, alias); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("before: %v", err)
+	}
+	if _, err := d.SenderLogins(ctx, alias); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("before: %v", err)
+	}
+	s.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: "+alias+"\n")
+
+	// Within the negative TTL, both still say no: the cache works, and the
+	// two answers agree.
+	before := d.Stats().Searches
+	_, errR := d.ResolveRecipient(ctx, alias)
+	_, errS := d.SenderLogins(ctx, alias)
+	if !errors.Is(errR, directory.ErrNotFound) || !errors.Is(errS, directory.ErrNotFound) {
+		t.Fatalf("cached: %v %v", errR, errS)
+	}
+	if n := d.Stats().Searches - before; n != 0 {
+		t.Errorf("cached negative answers cost %d searches", n)
+	}
+	clk.Add(10 * time.Second)
+	if r, err := d.ResolveRecipient(ctx, alias); err != nil || r.Destinations[0].Address != "xomail@xoyize.xyz" {
+		t.Errorf("after TTL: %+v %v", r, err)
+	}
+	if l, err := d.SenderLogins(ctx, alias); err != nil || !slices.Equal(l, []string{"xomail"}) {
+		t.Errorf("after TTL, sender: %q %v", l, err)
+	}
+}
+
+// The maildir path from the directory is untrusted.
+func TestBadDirectoryValues(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(`dn: uid=evil,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: posixAccount
+objectclass: postfixUser
+cn: evil
+uid: evil
+uidnumber: 20010
+gidnumber: 20010
+homedirectory: /var/vmail/../../etc
+maildrop: evil@xoyize.xyz
+mailacceptinggeneralid: evil@hosted-domain.com
+
+dn: uid=rootish,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: posixAccount
+objectclass: postfixUser
+cn: rootish
+uid: rootish
+uidnumber: 0
+gidnumber: 0
+homedirectory: /var/vmail/rootish
+maildrop: rootish@xoyize.xyz
+`))
+	d := newDir(t, options(s))
+	for _, addr := range []string{"evil@hosted-domain.com", "rootish@xoyize.xyz"} {
+		if _, err := d.ResolveRecipient(context.Background(), addr); !errors.Is(err, directory.ErrUnavailable) {
+			t.Errorf("%s: %v, want ErrUnavailable (never deliver there, never bounce)", addr, err)
+		}
+	}
+}
+
+func TestLDAPS(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	o := options(s)
+	o.URLs, o.StartTLS = []string{s.LDAPSURL()}, false
+	if _, err := newDir(t, o).Authenticate(context.Background(), "alice", testenv.AlicePassword); err != nil {
+		t.Fatal(err)
+	}
+}

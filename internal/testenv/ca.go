@@ -1,0 +1,162 @@
+package testenv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// CA is a throwaway certificate authority for one test. Immutable after NewCA.
+type CA struct {
+	cert     *x509.Certificate
+	key      *ecdsa.PrivateKey
+	certPEM  []byte
+	certFile string
+}
+
+// NewCA makes an ECDSA P-256 CA and writes its certificate (PEM) in a test
+// temp dir.
+func NewCA(t testing.TB) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("testenv: CA key: %v", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(t),
+		Subject:               pkix.Name{CommonName: "courriel test CA", Organization: []string{"courriel tests"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(7 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatalf("testenv: CA certificate: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("testenv: CA certificate: %v", err)
+	}
+	ca := &CA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	ca.certFile = filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, ca.certFile, ca.certPEM, 0o644)
+	return ca
+}
+
+// CertFile is the CA certificate in PEM.
+func (c *CA) CertFile() string { return c.certFile }
+
+// Pool is a fresh pool holding only this CA.
+func (c *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.cert)
+	return p
+}
+
+// ClientTLSConfig verifies servers against this CA only.
+func (c *CA) ClientTLSConfig(serverName string) *tls.Config {
+	return &tls.Config{RootCAs: c.Pool(), ServerName: serverName, MinVersion: tls.VersionTLS12}
+}
+
+// Issue signs a server+client certificate for hosts (IP literals become IP
+// SANs, the rest DNS names; none means 127.0.0.1, ::1 and localhost) and
+// writes the certificate and its PKCS#8 key as PEM files in a test temp dir.
+func (c *CA) Issue(t testing.TB, hosts ...string) (certFile, keyFile string) {
+	t.Helper()
+	certPEM, keyPEM := c.issuePEM(t, hosts)
+	dir := t.TempDir()
+	certFile = filepath.Join(dir, "cert.pem")
+	keyFile = filepath.Join(dir, "key.pem")
+	writeFile(t, certFile, certPEM, 0o644)
+	writeFile(t, keyFile, keyPEM, 0o600)
+	return certFile, keyFile
+}
+
+// IssueCertificate is Issue without files, for a tls.Config.
+func (c *CA) IssueCertificate(t testing.TB, hosts ...string) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM := c.issuePEM(t, hosts)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("testenv: key pair: %v", err)
+	}
+	return cert
+}
+
+func (c *CA) issuePEM(t testing.TB, hosts []string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1", "::1", "localhost"}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("testenv: leaf key: %v", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(t),
+		Subject:      pkix.Name{CommonName: hosts[0]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	if err != nil {
+		t.Fatalf("testenv: leaf certificate: %v", err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatalf("testenv: leaf key: %v", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+}
+
+func randomSerial(t testing.TB) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatalf("testenv: serial: %v", err)
+	}
+	return n.Add(n, big.NewInt(1)) // RFC 5280 §4.1.2.2: positive
+}
+
+func writeFile(t testing.TB, name string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(name, data, perm); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
+// process may take it before the caller binds: callers retry on EADDRINUSE.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

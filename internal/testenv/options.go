@@ -1,0 +1,35 @@
+package testenv
+
+// Option changes what StartSlapd builds.
+type Option func(*options)
+
+type options struct {
+	homeBase    string
+	withPostfix bool
+	extraLDIF   []string
+}
+
+func defaultOptions() options {
+	return options{homeBase: DefaultHomeBase, withPostfix: true}
+}
+
+// WithHomeBase replaces /var/vmail in the fixture's homeDirectory values with
+// dir (absolute), so tests can deliver into a temp dir.
+func WithHomeBase(dir string) Option {
+	return func(o *options) { o.homeBase = dir }
+}
+
+// WithoutPostfixSchema builds a directory as a fresh Debian install has it:
+// no postfix schema, no mail indexes, Debian's default ACLs (userPassword by
+// self write / anonymous auth; shadowLastChange; everything readable) and only
+// the entries of base.ldif (suffix, ou=mail, ou=Manager, the reader). It is
+// what `courriel ldap-schema` output is loaded into by its test.
+func WithoutPostfixSchema() Option {
+	return func(o *options) { o.withPostfix = false }
+}
+
+// WithExtraLDIF is applied with ldapmodify -a as the admin after the first
+// start: plain entries are added, changetype records do what they say.
+func WithExtraLDIF(ldif string) Option {
+	return func(o *options) { o.extraLDIF = append(o.extraLDIF, ldif) }
+}
