@@ -1,0 +1,19 @@
+// Package tlsconf builds every *tls.Config courriel uses: the server side of
+// each listener (one certificate and key from files, reloaded without restart
+// when the files change or on SIGHUP) and the client side of outbound SMTP
+// (Postfix-style security levels none, may, encrypt and verify).
+//
+// Server policy: TLS 1.2 minimum; for TLS 1.2 only ECDHE key exchange with an
+// AEAD cipher (AES-GCM, ChaCha20-Poly1305), so no CBC, RC4, 3DES or static
+// RSA (RFC 9325 §4.2); TLS 1.3 suites are Go's (all AEAD). Key exchange
+// groups are Go's defaults, which include the post-quantum hybrids
+// (X25519MLKEM768, ...) besides X25519, P-256 and P-384.
+//
+// A certificate renewal (certbot, lego, acme.sh) rewrites the files in place
+// or swaps symlinks; the Manager notices a changed size, mtime, ctime or inode
+// lazily on handshake and from Watch, and keeps serving the previous pair
+// whenever the new one does not load (a key written before its certificate
+// is not served half-updated; it is retried once the files change again).
+//
+// The package knows nothing of SMTP or IMAP and imports no project package.
+package tlsconf

@@ -1,0 +1,197 @@
+package tlsconf
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+)
+
+// maxPEMFile bounds what we read from a certificate, key or CA file: a full
+// chain is a few KiB and the system CA bundle about 200 KiB; a path pointing
+// at a log file or a device must not be read whole.
+const maxPEMFile = 4 << 20
+
+// minRSABits is the smallest RSA key accepted (RFC 9325 §4.3).
+const minRSABits = 2048
+
+// readPEMFile reads a whole file of at most maxPEMFile bytes, mapping the
+// failure to ErrMissing or ErrUnreadable.
+func readPEMFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &FileError{File: path, Kind: ErrMissing, Err: err}
+		}
+		return nil, &FileError{File: path, Kind: ErrUnreadable, Err: err}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, &FileError{File: path, Kind: ErrUnreadable, Err: err}
+	}
+	if len(data) > maxPEMFile {
+		return nil, &FileError{File: path, Kind: ErrBadPEM,
+			Err: fmt.Errorf("larger than %d bytes, not a PEM file", maxPEMFile)}
+	}
+	return data, nil
+}
+
+// loadPair reads certFile and keyFile (they may be the same file holding both)
+// and returns the pair if it is usable at now: the certificate chain parses
+// (leaf first), the key parses, is unencrypted and strong enough, matches
+// the leaf, and the leaf is within its validity period.
+func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
+	certPEM, err := readPEMFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM := certPEM
+	if keyFile != certFile {
+		keyPEM, err = readPEMFile(keyFile)
+		if err != nil {
+			return nil, err
+		}
+	}
+	ders, leaf, err := parseCertChain(certFile, certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyFile, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return nil, &FileError{File: keyFile, Kind: ErrKeyMismatch,
+			Err: fmt.Errorf("key does not belong to the certificate in %s (subject %q)", certFile, leaf.Subject.String())}
+	}
+	if now.Before(leaf.NotBefore) {
+		return nil, &FileError{File: certFile, Kind: ErrNotYetValid,
+			Err: fmt.Errorf("valid from %s, now is %s", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	}
+	if now.After(leaf.NotAfter) {
+		return nil, &FileError{File: certFile, Kind: ErrExpired,
+			Err: fmt.Errorf("expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))}
+	}
+	return &tls.Certificate{Certificate: ders, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// parseCertChain returns every CERTIFICATE block of data as DER, and the
+// first one parsed: the leaf, as RFC 8446 §4.4.2 and every ACME client order
+// the chain. Other blocks (a key in a combined file) are skipped.
+func parseCertChain(file string, data []byte) ([][]byte, *x509.Certificate, error) {
+	var ders [][]byte
+	var other []string
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			other = append(other, b.Type)
+			continue
+		}
+		ders = append(ders, b.Bytes)
+	}
+	if len(ders) == 0 {
+		return nil, nil, &FileError{File: file, Kind: ErrBadPEM, Err: noBlockError("CERTIFICATE", other)}
+	}
+	var leaf *x509.Certificate
+	for i, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, &FileError{File: file, Kind: ErrBadPEM, Err: fmt.Errorf("certificate #%d: %w", i+1, err)}
+		}
+		if i == 0 {
+			leaf = c
+		}
+	}
+	return ders, leaf, nil
+}
+
+// parseKey returns the first private key of data. Like crypto/tls it tries
+// PKCS #8, PKCS #1 and SEC 1 whatever the block's label says, because tools
+// mislabel keys.
+func parseKey(file string, data []byte) (crypto.Signer, error) {
+	var other []string
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			other = append(other, b.Type)
+			continue
+		}
+		if b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") {
+			return nil, &FileError{File: file, Kind: ErrBadPEM,
+				Err: errors.New("the key is encrypted; courriel needs it unencrypted (and readable by root only)")}
+		}
+		key, err := parseKeyDER(b.Bytes)
+		if err != nil {
+			return nil, &FileError{File: file, Kind: ErrBadPEM, Err: err}
+		}
+		if k, ok := key.(*rsa.PrivateKey); ok && k.N.BitLen() < minRSABits {
+			return nil, &FileError{File: file, Kind: ErrWeakKey, Err: fmt.Errorf("%d bits", k.N.BitLen())}
+		}
+		return key, nil
+	}
+	return nil, &FileError{File: file, Kind: ErrBadPEM, Err: noBlockError("PRIVATE KEY", other)}
+}
+
+func parseKeyDER(der []byte) (crypto.Signer, error) {
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		switch k := k.(type) {
+		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+			return k.(crypto.Signer), nil
+		default:
+			return nil, fmt.Errorf("unsupported private key type %T", k)
+		}
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParseECPrivateKey(der); err == nil {
+		return k, nil
+	}
+	return nil, errors.New("private key is not PKCS #8, PKCS #1 or SEC 1")
+}
+
+// noBlockError explains a file without the wanted PEM block, naming what it
+// holds instead so that swapped cert/key paths are obvious.
+func noBlockError(want string, found []string) error {
+	if len(found) == 0 {
+		return fmt.Errorf("no PEM %s block (is the file empty, DER or something else?)", want)
+	}
+	return fmt.Errorf("no PEM %s block, found %s (are the certificate and key paths swapped?)", want, strings.Join(found, ", "))
+}
+
+// CheckHostnames returns the names of hostnames (DNS names or IP literals)
+// that cert is not valid for, in order. check-config prints them; New logs
+// them as warnings.
+func CheckHostnames(cert *x509.Certificate, hostnames []string) []string {
+	var bad []string
+	for _, h := range hostnames {
+		h = strings.TrimSuffix(strings.TrimSpace(h), ".")
+		if h == "" {
+			continue
+		}
+		if cert.VerifyHostname(h) != nil {
+			bad = append(bad, h)
+		}
+	}
+	return bad
+}

@@ -1,0 +1,261 @@
+package tlsconf
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultReloadCheckInterval is what cmd passes as
+// Options.ReloadCheckInterval: a handshake stats the two files at most once
+// per 5 s, so a renewal is served within seconds at the cost of two stat
+// calls per interval.
+const DefaultReloadCheckInterval = 5 * time.Second
+
+// expirySoon is how close to NotAfter a newly loaded certificate draws a
+// warning: Let's Encrypt renews at 30 days left, so 14 means renewal is
+// failing.
+const expirySoon = 14 * 24 * time.Hour
+
+// Options configures a Manager.
+type Options struct {
+	// CertFile holds the certificate chain in PEM, leaf first; KeyFile the
+	// unencrypted private key (PKCS #8, PKCS #1 or SEC 1). They may name the
+	// same file.
+	CertFile, KeyFile string
+	// Hostnames are the names (or IP literals) clients use to reach this
+	// server; a certificate not valid for one of them is logged as a warning,
+	// not refused (the demo and tests use names no CA will sign).
+	Hostnames []string
+	// Logger receives load, reload and warning messages; nil discards them.
+	Logger *slog.Logger
+	// ReloadCheckInterval bounds how often a handshake stats the files to
+	// notice a renewal: 0 checks on every handshake, a negative value never
+	// (only Watch and Reload then). cmd uses DefaultReloadCheckInterval.
+	ReloadCheckInterval time.Duration
+	// Now is the clock for validity checks and ReloadCheckInterval; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Manager holds the current certificate of all listeners and replaces it
+// when the files change. Safe for concurrent use.
+type Manager struct {
+	certFile, keyFile string        // immutable
+	hostnames         []string      // immutable
+	log               *slog.Logger  // immutable
+	interval          time.Duration // immutable
+	now               func() time.Time
+
+	// cur is what new handshakes get; never nil after New. Connections
+	// already established keep the certificate they were handshaken with
+	// (they no longer need it), so swapping it disturbs nobody.
+	cur atomic.Pointer[tls.Certificate]
+
+	mu        sync.Mutex // serializes checks and reloads; guards the fields below
+	lastCheck time.Time  // guarded by mu: last lazy check from a handshake
+	attempted pairStamp  // guarded by mu: stamp of the last load, good or bad
+	lastErr   string     // guarded by mu: last failure logged, to log each once
+}
+
+// New loads the pair now and fails with a *FileError (see the Err* kinds)
+// if it is unusable: courriel must not start with a certificate it cannot
+// serve.
+func New(o Options) (*Manager, error) {
+	if o.CertFile == "" || o.KeyFile == "" {
+		return nil, errors.New("tls: both a certificate file and a key file are required")
+	}
+	m := &Manager{
+		certFile:  o.CertFile,
+		keyFile:   o.KeyFile,
+		hostnames: append([]string(nil), o.Hostnames...),
+		log:       o.Logger,
+		interval:  o.ReloadCheckInterval,
+		now:       o.Now,
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Stat before reading: a change between the two is seen by the next check.
+	st, _ := statPair(m.certFile, m.keyFile)
+	cert, err := loadPair(m.certFile, m.keyFile, m.now())
+	if err != nil {
+		return nil, err
+	}
+	m.attempted = st
+	m.installLocked(cert, "start")
+	return m, nil
+}
+
+// ServerConfig returns a new *tls.Config for one listener; the caller may
+// adjust it (NextProtos, ClientAuth) without affecting other listeners. Every
+// one shares the Manager's current certificate.
+func (m *Manager) ServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   serverCipherSuites(),
+		GetCertificate: m.GetCertificate,
+		// CurvePreferences stays nil: Go's default list (X25519MLKEM768 and
+		// the other post-quantum hybrids first, then X25519, P-256, P-384,
+		// P-521) is better than any list frozen here, and Go picks the
+		// cipher suite order itself (server preference, AES-GCM first when
+		// both ends have AES hardware, ChaCha20 otherwise).
+	}
+}
+
+// serverCipherSuites are the TLS 1.2 suites offered: ECDHE (forward secrecy)
+// with an AEAD only (RFC 9325 §4.2). TLS 1.3 suites are not configurable
+// in Go and are all AEAD. A fresh slice per config, so no caller can alter
+// another's.
+func serverCipherSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+}
+
+// GetCertificate is the tls.Config hook: it returns the current pair, after
+// checking (at most once per ReloadCheckInterval) whether the files changed.
+// The same certificate is served whatever the SNI: a mail server has one
+// name, and many MTAs send no SNI at all.
+func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	m.maybeCheck()
+	return m.cur.Load(), nil
+}
+
+// Certificate returns the leaf certificate currently served (for
+// check-config and expiry metrics).
+func (m *Manager) Certificate() *x509.Certificate {
+	return m.cur.Load().Leaf
+}
+
+// Reload reads the files now, whether they changed or not (SIGHUP). On
+// failure the current certificate stays in service and the error says why.
+func (m *Manager) Reload() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, _ := statPair(m.certFile, m.keyFile)
+	m.attempted = st
+	m.lastErr = "" // an explicit reload always logs its outcome
+	return m.loadLocked("reload")
+}
+
+// Watch checks the files every ReloadCheckInterval (or
+// DefaultReloadCheckInterval when that is not positive) until ctx is done, so
+// a renewal is picked up even while no client connects. Run it in its own
+// goroutine.
+func (m *Manager) Watch(ctx context.Context) {
+	d := m.interval
+	if d <= 0 {
+		d = DefaultReloadCheckInterval
+	}
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.mu.Lock()
+			m.checkLocked("watch")
+			m.mu.Unlock()
+		}
+	}
+}
+
+// maybeCheck is the lazy check of a handshake. It never waits: if another
+// goroutine is checking or reloading, this handshake gets the current pair.
+func (m *Manager) maybeCheck() {
+	if m.interval < 0 || !m.mu.TryLock() {
+		return
+	}
+	defer m.mu.Unlock()
+	now := m.now()
+	if m.interval > 0 && !m.lastCheck.IsZero() {
+		// A clock that went backwards counts as elapsed.
+		if d := now.Sub(m.lastCheck); d >= 0 && d < m.interval {
+			return
+		}
+	}
+	m.lastCheck = now
+	m.checkLocked("changed on disk")
+}
+
+// checkLocked reloads if the files differ from the last attempt. A failed
+// attempt is not retried until the files change again (a renewal that wrote
+// the key first gets a second chance when it writes the certificate);
+// Reload always retries.
+func (m *Manager) checkLocked(why string) {
+	st, err := statPair(m.certFile, m.keyFile)
+	if err != nil {
+		m.failLocked(err)
+		return
+	}
+	if st == m.attempted {
+		return
+	}
+	m.attempted = st
+	_ = m.loadLocked(why)
+}
+
+func (m *Manager) loadLocked(why string) error {
+	cert, err := loadPair(m.certFile, m.keyFile, m.now())
+	if err != nil {
+		m.failLocked(err)
+		return err
+	}
+	m.installLocked(cert, why)
+	return nil
+}
+
+// failLocked logs a failed check or reload once per distinct error.
+func (m *Manager) failLocked(err error) {
+	if msg := err.Error(); msg != m.lastErr {
+		m.lastErr = msg
+		leaf := m.cur.Load().Leaf
+		m.log.Error("tls: cannot load the new certificate; still serving the previous one",
+			"err", err, "serving_subject", leaf.Subject.String(),
+			"serving_not_after", leaf.NotAfter.UTC())
+	}
+}
+
+func (m *Manager) installLocked(cert *tls.Certificate, why string) {
+	m.cur.Store(cert)
+	m.lastErr = ""
+	leaf := cert.Leaf
+	names := append(append([]string(nil), leaf.DNSNames...), ipStrings(leaf)...)
+	m.log.Info("tls: certificate loaded", "why", why, "cert_file", m.certFile,
+		"subject", leaf.Subject.String(), "names", strings.Join(names, ","),
+		"not_after", leaf.NotAfter.UTC())
+	if bad := CheckHostnames(leaf, m.hostnames); len(bad) > 0 {
+		m.log.Warn("tls: certificate is not valid for these host names; clients that verify will refuse it",
+			"cert_file", m.certFile, "hostnames", strings.Join(bad, ","), "names", strings.Join(names, ","))
+	}
+	if left := leaf.NotAfter.Sub(m.now()); left < expirySoon {
+		m.log.Warn("tls: certificate expires soon; is renewal working?",
+			"cert_file", m.certFile, "not_after", leaf.NotAfter.UTC(), "left", left.Round(time.Hour).String())
+	}
+}
+
+func ipStrings(c *x509.Certificate) []string {
+	s := make([]string, len(c.IPAddresses))
+	for i, ip := range c.IPAddresses {
+		s[i] = ip.String()
+	}
+	return s
+}
