@@ -1,0 +1,163 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Run with a small -benchtime, e.g.
+//
+//	go test -run '^$' -bench . -benchtime 400x ./delivery/
+//
+// Each benchmark reports msgs/s measured over the whole run, including
+// waiting for the last in-flight messages.
+
+var benchConcurrency = []int{1, 20}
+
+// runWorkers feeds b.Loop's iterations to g goroutines running op and
+// reports msgs/s. setup runs once, before the clock starts.
+func runWorkers(b *testing.B, g int, op func(worker, i int) error) {
+	jobs := make(chan int, g)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := range g {
+		wg.Go(func() {
+			for i := range jobs {
+				if err := op(w, i); err != nil {
+					failed.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		jobs <- n
+		n++
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := failed.Load(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
+}
+
+// message4K is a 4 KiB message body with CRLF lines.
+func message4K() []byte {
+	line := []byte("0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n") // 74 bytes
+	body := []byte("Subject: bench\r\nFrom: a@b.c\r\n\r\n")
+	for len(body)+len(line) <= 4096 {
+		body = append(body, line...)
+	}
+	return append(body, bytes.Repeat([]byte("x"), 4096-len(body)-2)...)
+}
+
+// BenchmarkRawFsyncLoop is the floor: create in tmp/, write 4 KiB, fsync,
+// rename into new/, fsync new/ — each goroutine for itself, no checks, no
+// sharing. Deliver must reach at least half of it.
+func BenchmarkRawFsyncLoop(b *testing.B) {
+	data := message4K()
+	for _, g := range benchConcurrency {
+		b.Run(fmt.Sprintf("g=%d", g), func(b *testing.B) {
+			md := b.TempDir()
+			for _, sub := range []string{"tmp", "new"} {
+				if err := os.Mkdir(filepath.Join(md, sub), 0o700); err != nil {
+					b.Fatal(err)
+				}
+			}
+			dirs := make([]*os.File, g)
+			for w := range dirs {
+				d, err := os.Open(filepath.Join(md, "new"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer d.Close()
+				dirs[w] = d
+			}
+			runWorkers(b, g, func(w, i int) error {
+				name := fmt.Sprintf("%d.M0P0Q%d.bench", time.Now().Unix(), i)
+				tmp, dst := filepath.Join(md, "tmp", name), filepath.Join(md, "new", name)
+				f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(data); err != nil {
+					return err
+				}
+				if err := f.Sync(); err != nil {
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				if err := os.Rename(tmp, dst); err != nil {
+					return err
+				}
+				return dirs[w].Sync()
+			})
+		})
+	}
+}
+
+// BenchmarkDeliver measures Deliver of 4 KiB messages to one recipient
+// whose maildir already exists, g at a time, into an empty maildir and into
+// one whose new/ already holds 100,000 files (delivery never lists a
+// directory, so the two should match).
+func BenchmarkDeliver(b *testing.B) {
+	body := message4K()
+	for _, prefill := range []int{0, 100_000} {
+		for _, g := range benchConcurrency {
+			b.Run(fmt.Sprintf("prefill=%d/g=%d", prefill, g), func(b *testing.B) {
+				base := b.TempDir()
+				s := newStore(b, Options{AllowedBase: base})
+				rcpt := []Recipient{{Address: "xomail@xoyize.xyz", OrigTo: "test0@hosted-domain.com", Maildir: base + "/xomail/mailbox/"}}
+				m := &Message{
+					ID: "BENCH", From: "sender@example.org", Body: body, Arrived: time.Now(),
+					Header: []byte("Received: from client.example.org by mx.example.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n"),
+				}
+				deliverOK(b, s, m, rcpt...) // creates the maildir
+				if prefill > 0 {
+					fillDir(b, base+"/xomail/mailbox/new", prefill)
+					syscall.Sync() // no background writeback of the setup while measuring
+				}
+				runWorkers(b, g, func(_, _ int) error {
+					return s.Deliver(context.Background(), m, rcpt)[0]
+				})
+			})
+		}
+	}
+}
+
+// fillDir creates n small files in dir quickly (no fsync: setup only).
+func fillDir(b *testing.B, dir string, n int) {
+	b.Helper()
+	data := []byte("Subject: old\n\nold\n")
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	const workers = 4
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				name := fmt.Sprintf("1600000000.M%dP1Q%dR0000000000000000.prefill,S=18,W=21", i%1000000, i)
+				if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(err)
+	}
+}

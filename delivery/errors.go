@@ -1,0 +1,91 @@
+package delivery
+
+import (
+	"errors"
+	"syscall"
+)
+
+var (
+	// ErrDiskFull: the file system or the owner's quota is full (ENOSPC,
+	// EDQUOT). Temporary; SMTP answers 452 4.3.1 (RFC 3463 X.3.1 "mail
+	// system full").
+	ErrDiskFull = errors.New("delivery: disk full")
+	// ErrBadMaildir: the maildir path or what is on disk there is unusable
+	// (relative, unclean, outside the allowed base, a symlink leading out,
+	// not a directory, bad owner). Temporary: an administrator must fix the
+	// directory entry or the file system; never bounce for it.
+	ErrBadMaildir = errors.New("delivery: bad maildir")
+)
+
+// Error is what Deliver returns for a copy that was not stored. Nothing of
+// that copy is left in new/.
+type Error struct {
+	// Temporary: retry later (SMTP 4xx). False only for problems of the
+	// message itself that a retry cannot fix.
+	Temporary bool
+	// Reason is short, fixed text fit for a log line or an SMTP reply; it
+	// never contains a path or a string from the network.
+	Reason string
+	// Err is the cause (may wrap ErrDiskFull, ErrBadMaildir, a *PathError,
+	// or the context's error).
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return "delivery: " + e.Reason
+	}
+	return "delivery: " + e.Reason + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// dsn is the RFC 3463 enhanced status code for the log line.
+func (e *Error) dsn() string {
+	switch {
+	case errors.Is(e, ErrDiskFull):
+		return "4.3.1" // mail system full
+	case errors.Is(e, ErrBadMaildir):
+		return "4.3.5" // system incorrectly configured
+	case !e.Temporary:
+		return "5.6.0" // other or undefined media error
+	}
+	return "4.3.0" // other or undefined mail system status
+}
+
+// badMaildir is a temporary error wrapping ErrBadMaildir and the cause.
+func badMaildir(reason string, cause error) *Error {
+	if cause == nil {
+		return &Error{Temporary: true, Reason: reason, Err: ErrBadMaildir}
+	}
+	return &Error{Temporary: true, Reason: reason, Err: errors.Join(ErrBadMaildir, cause)}
+}
+
+// isDiskFull reports an out-of-space or over-quota errno anywhere in err.
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// ioError classifies a file-system error met while storing a copy.
+func ioError(reason string, err error) *Error {
+	if isDiskFull(err) {
+		return &Error{Temporary: true, Reason: "disk full", Err: errors.Join(ErrDiskFull, err)}
+	}
+	return &Error{Temporary: true, Reason: reason, Err: err}
+}
+
+// openError classifies an error met while opening or creating the maildir
+// itself: resource exhaustion and I/O errors are plain temporary failures,
+// everything else (ENOENT after creation, ENOTDIR, EACCES, ELOOP, "path
+// escapes from parent", ...) says the path on disk is not a usable maildir.
+func openError(reason string, err error) *Error {
+	switch {
+	case isDiskFull(err):
+		return ioError(reason, err)
+	case errors.Is(err, syscall.EIO), errors.Is(err, syscall.EMFILE),
+		errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOMEM),
+		errors.Is(err, syscall.EINTR), errors.Is(err, syscall.EAGAIN):
+		return &Error{Temporary: true, Reason: reason, Err: err}
+	}
+	return badMaildir(reason, err)
+}

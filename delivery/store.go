@@ -1,0 +1,296 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Hostname goes into maildir file names (unique across hosts sharing a
+	// file system). Empty: os.Hostname().
+	Hostname string
+	// AllowedBase, when set, is a directory every maildir must be strictly
+	// under (e.g. /var/vmail). Paths below it are resolved through an
+	// os.Root: a home or maildir that is a symlink leading out of the base
+	// is refused, and so is any absolute symlink below the base (os.Root
+	// rule); relative symlinks staying inside are followed. The base itself
+	// may be reached through symlinks.
+	AllowedBase string
+	// Chown: files and the directories we create belong to the recipient's
+	// UID/GID. cmd sets it when running as root; otherwise everything belongs
+	// to the process user.
+	Chown bool
+	// Logger receives one line per copy. Nil: discard.
+	Logger *slog.Logger
+	// OnDelivered, if set, is called with Recipient.Maildir after each
+	// durable copy (IMAP IDLE). It runs on the delivering goroutine, maybe
+	// concurrently with itself: it must be safe for that and not block.
+	OnDelivered func(maildir string)
+}
+
+// Recipient is one local copy to store.
+type Recipient struct {
+	Address string // final maildrop, written as Delivered-To
+	OrigTo  string // the RCPT TO address before alias expansion (for the log line)
+	Maildir string // absolute; e.g. /var/vmail/xomail/mailbox/
+	UID     int    // owner of the files when Options.Chown is set
+	GID     int
+}
+
+// Message is what was received, shared by all its copies.
+type Message struct {
+	ID      string    // message/queue id for logs
+	From    string    // envelope sender, "" for the null sender (Return-Path: <>)
+	Header  []byte    // trace header lines to prepend after Return-Path and Delivered-To (e.g. Received:), CRLF-terminated
+	Body    []byte    // the message as received (CRLF line endings, dot-unstuffed)
+	Arrived time.Time // for delay= in the log line
+}
+
+// Store writes messages into maildirs. Safe for concurrent use.
+type Store struct {
+	log         *slog.Logger         // immutable
+	host        string               // escaped for file names; immutable
+	base        string               // clean AllowedBase or ""; immutable
+	chown       bool                 // immutable
+	onDelivered func(maildir string) // immutable
+	pid         int                  // immutable
+	counter     atomic.Uint64        // Q in file names
+	syncer      *groupSyncer
+
+	mu    sync.Mutex
+	known map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
+
+	seed     maphash.Seed   // immutable
+	creating [64]sync.Mutex // serialise first deliveries per maildir (striped by path)
+
+	// wrapWriter, if set by a test, wraps each copy's file writer (to inject
+	// write errors such as ENOSPC).
+	wrapWriter func(io.Writer) io.Writer
+}
+
+// NewStore checks the options and returns a Store.
+func NewStore(o Options) (*Store, error) {
+	host := o.Hostname
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("delivery: hostname for maildir names: %w", err)
+		}
+		host = h
+	}
+	if host == "" {
+		return nil, errors.New("delivery: empty hostname for maildir names")
+	}
+	base := o.AllowedBase
+	if base != "" {
+		if !filepath.IsAbs(base) {
+			return nil, fmt.Errorf("delivery: allowed base %q is not absolute", base)
+		}
+		base = filepath.Clean(base)
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Store{
+		log:         lg,
+		host:        escapeHostname(host),
+		base:        base,
+		chown:       o.Chown,
+		onDelivered: o.OnDelivered,
+		pid:         os.Getpid(),
+		syncer:      newGroupSyncer(),
+		known:       make(map[string]struct{}),
+		seed:        maphash.MakeSeed(),
+	}, nil
+}
+
+// maxParallelCopies bounds the copies of one message written at once: enough
+// to share directory fsyncs and overlap file fsyncs, few enough not to open
+// hundreds of files for a message to a 1000-member list.
+const maxParallelCopies = 8
+
+// Deliver writes one copy per recipient, durably, and returns one error per
+// recipient, in order: nil means the copy is on disk and survives a crash;
+// otherwise an *Error, and nothing of that copy is in new/. It returns only
+// when every copy has succeeded or failed. A cancelled ctx stops copies not
+// yet started (they fail with a temporary error); a started copy is finished.
+func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []error {
+	errs := make([]error, len(rcpts))
+	header := m.Header
+	if n := len(header); n > 0 && header[n-1] != '\n' {
+		// The contract says CRLF-terminated; never glue the next line on.
+		header = append(header[:n:n], '\r', '\n')
+	}
+	var senderErr *Error
+	if err := validAddress(m.From); err != nil {
+		senderErr = &Error{Reason: "invalid envelope sender", Err: err}
+	}
+	one := func(i int) {
+		r := &rcpts[i]
+		start := time.Now()
+		e := senderErr
+		if e == nil {
+			e = s.deliverOne(ctx, m, header, r)
+		}
+		s.logCopy(m, r, start, e)
+		if e != nil {
+			errs[i] = e // only when non-nil: no typed nil in the interface
+			return
+		}
+		if s.onDelivered != nil {
+			s.onDelivered(r.Maildir)
+		}
+	}
+	if len(rcpts) == 1 {
+		one(0)
+		return errs
+	}
+	sem := make(chan struct{}, maxParallelCopies)
+	var wg sync.WaitGroup
+	for i := range rcpts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			one(i)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// deliverOne stores one copy. See doc.go for the durable sequence and what
+// a crash at each step leaves.
+func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Recipient) *Error {
+	if err := ctx.Err(); err != nil {
+		return &Error{Temporary: true, Reason: "delivery cancelled", Err: err}
+	}
+	if err := validAddress(r.Address); err != nil {
+		return badMaildir("invalid maildrop address", err)
+	}
+	if s.chown {
+		// uid 0 is refused like Postfix's virtual_minimum_uid; -1 would mean
+		// "leave unchanged" to chown(2).
+		if r.UID <= 0 || r.UID >= math.MaxUint32 || r.GID < 0 || r.GID >= math.MaxUint32 {
+			return badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
+		}
+	}
+	mroot, e := s.openMaildir(r)
+	if e != nil {
+		return e
+	}
+	defer mroot.Close()
+
+	parts := copyParts{prefix: buildPrefix(m.From, r.Address), header: header, body: m.Body}
+	size, wsize := parts.sizes()
+	name := newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
+	tmpPath, newPath := "tmp/"+name, "new/"+name
+
+	// Open new/ before writing: once the rename is done, the only step left
+	// is the fsync.
+	newDir, err := mroot.OpenFile("new", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return openError("cannot open maildir", err)
+	}
+	defer newDir.Close()
+
+	// O_EXCL (and os.Root's O_NOFOLLOW): never reuse or follow what is there.
+	f, err := mroot.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		// The name is unique by construction: something else is at work in
+		// tmp/. Leave it alone and let the client retry under a new name.
+		return &Error{Temporary: true, Reason: "file name collision", Err: err}
+	}
+	if err != nil {
+		return openError("cannot create file", err)
+	}
+	// From here on, any failure removes the tmp file: no partial copy stays.
+	abort := func(reason string, err error) *Error {
+		_ = f.Close()
+		if rerr := mroot.Remove(tmpPath); rerr != nil {
+			s.log.Warn("cannot remove partial file", "msg_id", m.ID, "file", name, "error", rerr)
+		}
+		return ioError(reason, err)
+	}
+	if s.chown {
+		if err := f.Chown(r.UID, r.GID); err != nil {
+			return abort("cannot chown file", err)
+		}
+	}
+	if err := f.Chmod(0o600); err != nil { // the umask must not change it
+		return abort("cannot chmod file", err)
+	}
+	var w io.Writer = f
+	if s.wrapWriter != nil {
+		w = s.wrapWriter(w)
+	}
+	if err := parts.writeTo(w); err != nil {
+		return abort("cannot write file", err)
+	}
+	if err := f.Sync(); err != nil {
+		return abort("cannot sync file", err)
+	}
+	if err := f.Close(); err != nil { // NFS and quotas may report late
+		return abort("cannot close file", err)
+	}
+	// Atomic: new/ holds the whole file or nothing.
+	if err := mroot.Rename(tmpPath, newPath); err != nil {
+		_ = mroot.Remove(tmpPath)
+		return ioError("cannot move file into new/", err)
+	}
+	// Shared with concurrent deliveries into this new/ (group commit). Only
+	// after it completes is the copy acknowledged.
+	if err := s.syncer.Sync(newDir); err != nil {
+		// The entry may or may not be on disk; take it back so that the retry
+		// the client will make does not produce a duplicate.
+		if rerr := mroot.Remove(newPath); rerr != nil {
+			s.log.Warn("cannot remove unsynced file", "msg_id", m.ID, "file", name, "error", rerr)
+		}
+		return ioError("cannot sync maildir", err)
+	}
+	return nil
+}
+
+// logCopy writes the Postfix-style line for one copy:
+// msg_id, from, to, orig_to, relay=maildir, delay, dsn, status.
+func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
+	arrived := m.Arrived
+	if arrived.IsZero() {
+		arrived = start
+	}
+	attrs := []slog.Attr{
+		slog.String("msg_id", m.ID),
+		slog.String("from", m.From),
+		slog.String("to", r.Address),
+		slog.String("orig_to", r.OrigTo),
+		slog.String("relay", "maildir"),
+		slog.String("delay", strconv.FormatFloat(time.Since(arrived).Seconds(), 'f', 2, 64)),
+	}
+	if e == nil {
+		attrs = append(attrs, slog.String("dsn", "2.0.0"), slog.String("status", "sent (delivered to maildir)"))
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+		return
+	}
+	status := "deferred (" + e.Reason + ")"
+	level := slog.LevelWarn
+	if !e.Temporary {
+		status = "bounced (" + e.Reason + ")"
+		level = slog.LevelError
+	}
+	attrs = append(attrs, slog.String("dsn", e.dsn()), slog.String("status", status), slog.String("error", e.Error()))
+	s.log.LogAttrs(context.Background(), level, "delivery", attrs...)
+}
