@@ -1,0 +1,114 @@
+package imap
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	goimap "github.com/emersion/go-imap/v2"
+)
+
+const dovecotIMAP = "/usr/lib/dovecot/imap"
+
+// runDovecot runs Dovecot's imap binary in pre-authenticated mode on maildir
+// (as nobody: Dovecot refuses root) and returns its output.
+func runDovecot(t *testing.T, maildir, script string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "dovecot.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`ssl = no
+mail_location = maildir:%s
+log_path = /dev/stderr
+mail_uid = 65534
+mail_gid = 65534
+first_valid_uid = 0
+first_valid_gid = 0
+`, maildir)), 0o644)
+	os.Chmod(filepath.Dir(conf), 0o755)
+	exec.Command("chown", "-R", "65534:65534", maildir).Run()
+	cmd := exec.Command(dovecotIMAP, "-c", conf)
+	cmd.Env = []string{"USER=alice", "HOME=" + maildir}
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dovecot imap: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// TestDovecotReadsOurFiles: a maildir written by courriel (UIDs after an
+// expunge, a keyword, flags) reads the same in Dovecot, and mail Dovecot
+// appends keeps every UID when courriel opens the folder again.
+func TestDovecotReadsOurFiles(t *testing.T) {
+	if _, err := os.Stat(dovecotIMAP); err != nil {
+		t.Skip("Dovecot is not installed")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("running Dovecot as another user needs root")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	for i := 0; i < 3; i++ {
+		e.deliver(fmt.Sprintf("170000000%d.M1P1.test", i), testMessage(i, "a@example.org", "x"))
+	}
+	c := e.login(nil)
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Store(seqs(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close()
+	c.Store(seqs(2), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagSeen, "$Work"}}, nil).Close()
+	if _, err := c.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	e.srv.Close()
+	// Dovecot must be able to traverse the test's temporary directories.
+	for d := e.maildir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+
+	msg := "Subject: from dovecot\r\n\r\nhi\r\n"
+	out := runDovecot(t, e.maildir, "a SELECT INBOX\r\nb UID FETCH 1:* (FLAGS)\r\n"+
+		fmt.Sprintf("c APPEND INBOX {%d+}\r\n%s\r\nd LOGOUT\r\n", len(msg), msg))
+	if !strings.Contains(out, fmt.Sprintf("[UIDVALIDITY %d]", sel.UIDValidity)) {
+		t.Errorf("Dovecot sees another UIDVALIDITY:\n%s", out)
+	}
+	flags := map[string]string{}
+	for _, m := range regexp.MustCompile(`FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)`).FindAllStringSubmatch(out, -1) {
+		flags[m[1]] = m[2]
+	}
+	if len(flags) != 2 || !strings.Contains(flags["2"], `\Seen`) || !strings.Contains(flags["2"], "$Work") {
+		t.Errorf("Dovecot's view of UIDs/flags = %v\n%s", flags, out)
+	}
+	if _, ok := flags["3"]; !ok {
+		t.Errorf("UID 3 missing in Dovecot:\n%s", out)
+	}
+	if !strings.Contains(out, "c OK [APPENDUID") {
+		t.Fatalf("Dovecot APPEND failed:\n%s", out)
+	}
+	// Back to courriel.
+	e.start()
+	c = e.login(nil)
+	sel2, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel2.UIDValidity != sel.UIDValidity {
+		t.Errorf("UIDVALIDITY after Dovecot: %d, want %d", sel2.UIDValidity, sel.UIDValidity)
+	}
+	data, err := c.UIDSearch(&goimap.SearchCriteria{}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(data.AllUIDs()); got != "[2 3 4]" {
+		t.Errorf("UIDs after Dovecot appended = %s, want [2 3 4]", got)
+	}
+	fl, err := c.Fetch(seqs(1), &goimap.FetchOptions{Flags: true}).Collect()
+	if err != nil || fmt.Sprint(fl[0].Flags) != `[\Seen $Work]` {
+		t.Errorf("flags of UID 2 after Dovecot: %v %v", fl, err)
+	}
+}

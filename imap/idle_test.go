@@ -1,0 +1,116 @@
+package imap
+
+import (
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+func idleClient(t *testing.T, e *testEnv) (*imapclient.Client, chan uint32) {
+	exists := make(chan uint32, 16)
+	c := e.login(&imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				exists <- *d.NumMessages
+			}
+		},
+	})
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c, exists
+}
+
+func waitExists(t *testing.T, ch chan uint32, want uint32, bound time.Duration) {
+	t.Helper()
+	timeout := time.After(bound)
+	for {
+		select {
+		case n := <-ch:
+			if n == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no EXISTS %d within %v", want, bound)
+		}
+	}
+}
+
+func TestIdleSeesNotifiedDelivery(t *testing.T) {
+	t.Parallel()
+	// A long IdleCheck: only Notify can explain a prompt EXISTS.
+	e := newEnv(t, func(o *Options) { o.IdleCheck = time.Hour })
+	c, exists := idleClient(t, e)
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deliver("1700000100.M1P1.test", testMessage(1, "a@example.org", "pushed"))
+	e.srv.Notify(e.maildir)
+	waitExists(t, exists, 1, 5*time.Second)
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIdleSeesOtherProcessDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.IdleCheck = 100 * time.Millisecond })
+	c, exists := idleClient(t, e)
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deliver("1700000101.M1P1.test", testMessage(1, "a@example.org", "dropped")) // no Notify
+	waitExists(t, exists, 1, 5*time.Second)
+	idle.Close()
+	idle.Wait()
+	// And on NOOP without IDLE.
+	e.deliver("1700000102.M1P1.test", testMessage(2, "a@example.org", "dropped"))
+	waitFor(t, "EXISTS 2 on NOOP", func() bool {
+		c.Noop().Wait()
+		return c.Mailbox().NumMessages == 2
+	})
+}
+
+func TestUIDsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := 0; i < 3; i++ {
+		e.deliver("170000020"+string(rune('0'+i))+".M1P1.test", testMessage(i, "a@example.org", "x"))
+	}
+	c := e.login(nil)
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(seqs(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	e.restart()
+	e.deliver("1700000300.M1P1.test", testMessage(9, "a@example.org", "after"))
+	c = e.login(nil)
+	sel2, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel2.UIDValidity != sel.UIDValidity {
+		t.Errorf("UIDVALIDITY changed: %d -> %d", sel.UIDValidity, sel2.UIDValidity)
+	}
+	data, err := c.UIDSearch(&goimap.SearchCriteria{}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data.AllUIDs(); len(got) != 3 || got[0] != 2 || got[1] != 3 || got[2] != 4 {
+		t.Errorf("UIDs after restart = %v, want [2 3 4] (UID 1 never reused)", got)
+	}
+}

@@ -1,0 +1,139 @@
+package mailstore
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"courriel/imap/uidlist"
+)
+
+// ErrTooManyKeywords: maildir file names hold at most 26 keywords per folder.
+var ErrTooManyKeywords = errors.New("mailstore: too many keywords in this folder")
+
+var systemFlags = []struct {
+	bit  Flags
+	flag goimap.Flag
+}{
+	{FlagAnswered, goimap.FlagAnswered},
+	{FlagFlagged, goimap.FlagFlagged},
+	{FlagDeleted, goimap.FlagDeleted},
+	{FlagSeen, goimap.FlagSeen},
+	{FlagDraft, goimap.FlagDraft},
+}
+
+// SystemMask covers the bits IMAP clients may change.
+const systemMask = FlagAnswered | FlagFlagged | FlagDeleted | FlagSeen | FlagDraft
+
+// FlagNames converts maildir flags to IMAP flags with the folder's keywords.
+func (mb *Mailbox) FlagNames(f Flags) []goimap.Flag {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.flagNamesLocked(f)
+}
+
+func (mb *Mailbox) flagNamesLocked(f Flags) []goimap.Flag {
+	out := make([]goimap.Flag, 0, 4)
+	for _, sf := range systemFlags {
+		if f&sf.bit != 0 {
+			out = append(out, sf.flag)
+		}
+	}
+	for i := 0; i < uidlist.MaxKeywords; i++ {
+		if f&KeywordFlag(i) != 0 && mb.keywords[i] != "" {
+			out = append(out, goimap.Flag(mb.keywords[i]))
+		}
+	}
+	return out
+}
+
+// DefinedFlags lists the flags for the FLAGS response and PERMANENTFLAGS
+// (the latter adds \* while keyword slots remain).
+func (mb *Mailbox) DefinedFlags() (flags, permanent []goimap.Flag) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	for _, sf := range systemFlags {
+		flags = append(flags, sf.flag)
+	}
+	free := false
+	for _, k := range mb.keywords {
+		if k != "" {
+			flags = append(flags, goimap.Flag(k))
+		} else {
+			free = true
+		}
+	}
+	permanent = append(permanent, flags...)
+	if free {
+		permanent = append(permanent, goimap.FlagWildcard)
+	}
+	return flags, permanent
+}
+
+// flagBitsLocked maps IMAP flags to bits, creating keywords (and rewriting
+// dovecot-keywords) when create is set. \Recent and unknown system flags are
+// ignored (RFC 9051 §2.3.2: \Recent cannot be stored).
+func (mb *Mailbox) flagBitsLocked(flags []goimap.Flag, create bool) (Flags, error) {
+	var f Flags
+	var added bool
+	for _, fl := range flags {
+		s := string(fl)
+		if strings.HasPrefix(s, `\`) {
+			for _, sf := range systemFlags {
+				if strings.EqualFold(s, string(sf.flag)) {
+					f |= sf.bit
+				}
+			}
+			continue
+		}
+		if !uidlist.ValidKeyword(s) {
+			continue
+		}
+		idx := mb.keywords.Index(s)
+		if idx < 0 && create {
+			var isNew bool
+			idx, isNew = mb.keywords.Add(s)
+			if idx < 0 {
+				return 0, ErrTooManyKeywords
+			}
+			added = added || isNew
+		}
+		if idx >= 0 {
+			f |= KeywordFlag(idx)
+		}
+	}
+	if added {
+		if err := mb.writeKeywordsLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return f, nil
+}
+
+func (mb *Mailbox) writeKeywordsLocked() error {
+	uid, gid := mb.owner.ids()
+	lk, err := uidlist.Acquire(mb.root, uidlist.KeywordsFileName, lockWait, 0o600, uid, gid)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	// Another process may have added keywords meanwhile: keep theirs.
+	if data, err := mb.root.ReadFile(uidlist.KeywordsFileName); err == nil {
+		disk, _ := uidlist.ParseKeywords(bytes.NewReader(data))
+		for i, k := range disk {
+			if k != "" && mb.keywords[i] != k {
+				if mb.keywords[i] != "" {
+					return errors.New("mailstore: keyword table changed concurrently")
+				}
+				mb.keywords[i] = k
+			}
+		}
+	}
+	if err := lk.Commit(mb.keywords.Marshal()); err != nil {
+		return err
+	}
+	mb.kwStamp = statStamp(mb.root, uidlist.KeywordsFileName)
+	return nil
+}

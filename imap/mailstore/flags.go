@@ -1,0 +1,94 @@
+package mailstore
+
+import "strings"
+
+// Flags is the set of maildir info flags of a message: bit i for the
+// keyword letter 'a'+i, bit 32+i for the upper-case letter 'A'+i.
+type Flags uint64
+
+// The maildir letters of IMAP's system flags (maildir spec; Dovecot maps them
+// the same way). P ("passed") has no IMAP flag and is kept as found.
+const (
+	FlagDraft    = Flags(1) << (32 + 'D' - 'A')
+	FlagFlagged  = Flags(1) << (32 + 'F' - 'A')
+	FlagPassed   = Flags(1) << (32 + 'P' - 'A')
+	FlagAnswered = Flags(1) << (32 + 'R' - 'A')
+	FlagSeen     = Flags(1) << (32 + 'S' - 'A')
+	FlagDeleted  = Flags(1) << (32 + 'T' - 'A')
+)
+
+// KeywordFlag is the bit of keyword index i (0 = 'a').
+func KeywordFlag(i int) Flags { return Flags(1) << uint(i) }
+
+// ParseFlags reads the characters after ":2,". Unknown characters are
+// ignored, as Dovecot does.
+func ParseFlags(s string) Flags {
+	var f Flags
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			f |= Flags(1) << (c - 'a')
+		case c >= 'A' && c <= 'Z':
+			f |= Flags(1) << (32 + c - 'A')
+		}
+	}
+	return f
+}
+
+// String renders the flags in ASCII order, as the maildir spec requires.
+func (f Flags) String() string {
+	var b [52]byte
+	n := 0
+	for c := byte('A'); c <= 'Z'; c++ {
+		if f&(Flags(1)<<(32+c-'A')) != 0 {
+			b[n] = c
+			n++
+		}
+	}
+	for c := byte('a'); c <= 'z'; c++ {
+		if f&(Flags(1)<<(c-'a')) != 0 {
+			b[n] = c
+			n++
+		}
+	}
+	return string(b[:n])
+}
+
+// SplitName splits a maildir file name into its base (the unique part) and
+// its flags. A name without ":2," has no flags.
+func SplitName(name string) (base string, flags Flags) {
+	i := strings.IndexByte(name, ':')
+	if i < 0 {
+		return name, 0
+	}
+	base, info := name[:i], name[i+1:]
+	if strings.HasPrefix(info, "2,") {
+		flags = ParseFlags(info[2:])
+	}
+	return base, flags
+}
+
+// FileName is the cur/ name of a message.
+func FileName(base string, f Flags) string { return base + ":2," + f.String() }
+
+// sizeField returns the value of ",S=" or ",W=" in a base name.
+func sizeField(base string, key byte) (int64, bool) {
+	for i := 0; i+3 < len(base); i++ {
+		if base[i] == ',' && base[i+1] == key && base[i+2] == '=' {
+			var n int64
+			j := i + 3
+			for ; j < len(base) && base[j] >= '0' && base[j] <= '9'; j++ {
+				n = n*10 + int64(base[j]-'0')
+				if n > 1<<40 {
+					return 0, false
+				}
+			}
+			if j == i+3 {
+				return 0, false
+			}
+			return n, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,499 @@
+package mailstore
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"courriel/imap/uidlist"
+)
+
+// lockWait bounds how long a command waits for another process's uidlist lock.
+const lockWait = 10 * time.Second
+
+// Msg is what the mailbox knows about one message without reading it.
+type Msg struct {
+	UID   uint32
+	Base  string // maildir base name (before ":2,")
+	Flags Flags
+	New   bool     // still in new/
+	Ext   []string // uidlist extension fields, preserved
+}
+
+// Path is the message file's path inside the folder.
+func (m *Msg) Path() string {
+	if m.New {
+		return "new/" + m.Base
+	}
+	return "cur/" + FileName(m.Base, m.Flags)
+}
+
+// stamp identifies a version of a directory or file cheaply.
+type stamp struct {
+	mtime int64
+	size  int64
+	ino   uint64
+	ok    bool
+}
+
+func statStamp(root *os.Root, name string) stamp {
+	st, err := root.Stat(name)
+	if err != nil {
+		return stamp{}
+	}
+	s := stamp{mtime: st.ModTime().UnixNano(), size: st.Size(), ok: true}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		s.ino = sys.Ino
+	}
+	return s
+}
+
+// Mailbox is the shared state of one folder. All fields after mu are guarded
+// by mu.
+type Mailbox struct {
+	reg   *Registry
+	key   regKey
+	refs  int // guarded by reg.mu
+	root  *os.Root
+	owner Owner
+
+	mu          sync.Mutex
+	closed      bool
+	detached    bool
+	uidValidity uint32
+	nextUID     uint32
+	guid        string
+	hdrExt      []string
+	msgs        []*Msg // ascending UID
+	byBase      map[string]*Msg
+	keywords    uidlist.Keywords
+	kwStamp     stamp
+	newSt       stamp
+	curSt       stamp
+	listSt      stamp
+
+	log      []Change
+	logBase  uint64 // sequence number of log[0]
+	watchers map[*Watcher]struct{}
+
+	cache       map[uint32]*Cached
+	cacheLoaded bool
+	cacheDirty  bool
+}
+
+// ChangeKind says what happened to a message.
+type ChangeKind uint8
+
+const (
+	Added ChangeKind = iota + 1
+	Expunged
+	FlagsChanged
+)
+
+// Change is one entry of a mailbox's change log.
+type Change struct {
+	Kind   ChangeKind
+	UID    uint32
+	Source *Watcher // the session that caused it, nil for others
+}
+
+// load reads the uidlist and keywords, then synchronises with the directories.
+func (mb *Mailbox) load() error {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	mb.byBase = make(map[string]*Msg)
+	mb.watchers = make(map[*Watcher]struct{})
+	mb.readKeywordsLocked()
+	if err := mb.readUIDListLocked(); err != nil {
+		return err
+	}
+	if err := mb.syncLocked(true, nil); err != nil {
+		return err
+	}
+	mb.log = nil // nobody watched the initial load
+	return nil
+}
+
+func (mb *Mailbox) readKeywordsLocked() {
+	mb.kwStamp = statStamp(mb.root, uidlist.KeywordsFileName)
+	data, err := mb.root.ReadFile(uidlist.KeywordsFileName)
+	if err != nil {
+		return
+	}
+	kw, _ := uidlist.ParseKeywords(bytes.NewReader(data))
+	mb.keywords = kw
+}
+
+// readUIDListLocked (re)reads dovecot-uidlist: records for files we know get
+// their UID; a missing or broken file starts a new UID validity.
+func (mb *Mailbox) readUIDListLocked() error {
+	st := statStamp(mb.root, uidlist.FileName)
+	data, err := mb.root.ReadFile(uidlist.FileName)
+	if errors.Is(err, fs.ErrNotExist) {
+		if mb.uidValidity == 0 {
+			mb.newValidityLocked()
+		}
+		mb.listSt = st
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mailstore: read uidlist: %w", err)
+	}
+	l, err := uidlist.Parse(bytes.NewReader(data))
+	if err != nil {
+		// Like Dovecot: a broken uidlist is discarded and UIDs are
+		// reassigned under a new UIDVALIDITY.
+		mb.newValidityLocked()
+		for _, m := range mb.msgs {
+			delete(mb.byBase, m.Base)
+		}
+		mb.msgs = nil
+		mb.listSt = st
+		return nil
+	}
+	mb.listSt = st
+	if mb.uidValidity != 0 && l.UIDValidity != mb.uidValidity {
+		// Another program reset the folder: start over with its UIDs.
+		mb.msgs = nil
+		mb.byBase = make(map[string]*Msg)
+	}
+	mb.uidValidity = l.UIDValidity
+	if l.NextUID > mb.nextUID {
+		mb.nextUID = l.NextUID
+	}
+	mb.guid, mb.hdrExt = l.GUID, l.HeaderExt
+	if len(mb.msgs) == 0 {
+		mb.msgs = make([]*Msg, 0, len(l.Records))
+		for _, r := range l.Records {
+			m := &Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
+			mb.msgs = append(mb.msgs, m)
+			mb.byBase[m.Base] = m
+		}
+		// pending marks "listed but not yet seen on disk"; syncLocked
+		// drops the records whose file is gone.
+		return nil
+	}
+	// Merge: records of files we have not assigned yet.
+	for _, r := range l.Records {
+		if _, ok := mb.byBase[r.Name]; ok {
+			continue
+		}
+		if len(mb.msgs) > 0 && r.UID <= mb.msgs[len(mb.msgs)-1].UID {
+			continue // never reuse or reorder UIDs we already announced
+		}
+		m := &Msg{UID: r.UID, Base: r.Name, Ext: r.Ext, New: true}
+		mb.msgs = append(mb.msgs, m)
+		mb.byBase[m.Base] = m
+	}
+	return nil
+}
+
+func (mb *Mailbox) newValidityLocked() {
+	v := uint32(time.Now().Unix())
+	if v <= mb.uidValidity {
+		v = mb.uidValidity + 1
+	}
+	mb.uidValidity = v
+	mb.nextUID = 1
+	var g [16]byte
+	_, _ = rand.Read(g[:])
+	mb.guid = hex.EncodeToString(g[:])
+}
+
+type diskEntry struct {
+	flags Flags
+	isNew bool
+	seen  bool
+}
+
+// Sync brings the in-memory state up to date with the directories. Without
+// force it only stats new/ and cur/ and returns at once when neither changed,
+// which is cheap enough to do before every command.
+func (mb *Mailbox) Sync(force bool) error {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.closed {
+		return nil
+	}
+	return mb.syncLocked(force, nil)
+}
+
+func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
+	newSt := statStamp(mb.root, "new")
+	curSt := statStamp(mb.root, "cur")
+	if !force && newSt == mb.newSt && curSt == mb.curSt {
+		return nil
+	}
+	if kw := statStamp(mb.root, uidlist.KeywordsFileName); kw != mb.kwStamp {
+		mb.readKeywordsLocked()
+	}
+	disk := make(map[string]*diskEntry, len(mb.msgs)+16)
+	for _, sub := range []string{"cur", "new"} {
+		f, err := mb.root.Open(sub)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("mailstore: open %s: %w", sub, err)
+		}
+		names, err := f.Readdirnames(-1)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("mailstore: read %s: %w", sub, err)
+		}
+		for _, n := range names {
+			if n == "" || n[0] == '.' {
+				continue // maildir spec: dot files are not messages
+			}
+			base, fl := SplitName(n)
+			if sub == "new" {
+				fl = 0
+			}
+			if prev, dup := disk[base]; dup && !prev.isNew {
+				continue // the same message twice: keep the cur/ copy
+			}
+			disk[base] = &diskEntry{flags: fl, isNew: sub == "new"}
+		}
+	}
+	// Known messages: gone, moved, or re-flagged by someone else.
+	kept := mb.msgs[:0]
+	var expunged []uint32
+	for _, m := range mb.msgs {
+		d, ok := disk[m.Base]
+		if !ok {
+			delete(mb.byBase, m.Base)
+			expunged = append(expunged, m.UID)
+			continue
+		}
+		d.seen = true
+		if m.New != d.isNew || (!d.isNew && m.Flags != d.flags) {
+			old := m.Flags
+			m.New = d.isNew
+			if !d.isNew {
+				m.Flags = d.flags
+			}
+			if old != m.Flags {
+				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
+			}
+		}
+		kept = append(kept, m)
+	}
+	for i := len(kept); i < len(mb.msgs); i++ {
+		mb.msgs[i] = nil
+	}
+	mb.msgs = kept
+	for _, uid := range expunged {
+		mb.appendChangeLocked(Change{Kind: Expunged, UID: uid})
+		delete(mb.cache, uid)
+	}
+	var unknown []string
+	for base, d := range disk {
+		if !d.seen {
+			unknown = append(unknown, base)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown) // maildir names start with the delivery time
+		if err := mb.assignLocked(unknown, disk); err != nil {
+			return err
+		}
+	}
+	mb.moveNewLocked()
+	mb.newSt, mb.curSt = newSt, curSt
+	return nil
+}
+
+// assignLocked gives UIDs to new files under the uidlist lock, first taking
+// the UIDs another process may have given them, then writes the uidlist.
+func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry) error {
+	uid, gid := mb.owner.ids()
+	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt {
+		if err := mb.readUIDListLocked(); err != nil {
+			return err
+		}
+	}
+	for _, base := range bases {
+		d := disk[base]
+		if m, ok := mb.byBase[base]; ok { // assigned by the other process
+			m.New, m.Flags = d.isNew, d.flags
+			mb.appendChangeLocked(Change{Kind: Added, UID: m.UID})
+			continue
+		}
+		m := &Msg{UID: mb.nextUID, Base: base, Flags: d.flags, New: d.isNew}
+		mb.nextUID++
+		mb.msgs = append(mb.msgs, m)
+		mb.byBase[base] = m
+		mb.appendChangeLocked(Change{Kind: Added, UID: m.UID})
+	}
+	// Records merged from the file but with no file on disk: drop them.
+	kept := mb.msgs[:0]
+	for _, m := range mb.msgs {
+		if _, ok := disk[m.Base]; ok {
+			kept = append(kept, m)
+		} else {
+			delete(mb.byBase, m.Base)
+		}
+	}
+	mb.msgs = kept
+	return mb.writeUIDListLocked(lk)
+}
+
+func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock) error {
+	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: mb.nextUID, GUID: mb.guid, HeaderExt: mb.hdrExt}
+	l.Records = make([]uidlist.Record, len(mb.msgs))
+	for i, m := range mb.msgs {
+		l.Records[i] = uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base}
+	}
+	if err := lk.Commit(l.Marshal()); err != nil {
+		return err
+	}
+	mb.listSt = statStamp(mb.root, uidlist.FileName)
+	return nil
+}
+
+// rewriteUIDList persists the current records (after expunges) under lock.
+func (mb *Mailbox) rewriteUIDListLocked() error {
+	uid, gid := mb.owner.ids()
+	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	return mb.writeUIDListLocked(lk)
+}
+
+// moveNewLocked moves messages from new/ to cur/, as Dovecot does once a
+// session has seen them.
+func (mb *Mailbox) moveNewLocked() {
+	for _, m := range mb.msgs {
+		if !m.New {
+			continue
+		}
+		to := "cur/" + FileName(m.Base, m.Flags)
+		if err := mb.root.Rename("new/"+m.Base, to); err == nil {
+			m.New = false
+		}
+	}
+}
+
+func (mb *Mailbox) appendChangeLocked(c Change) {
+	mb.log = append(mb.log, c)
+	for w := range mb.watchers {
+		select {
+		case w.C <- struct{}{}:
+		default:
+		}
+	}
+	if len(mb.log) > 1024 {
+		min := mb.logBase + uint64(len(mb.log))
+		for w := range mb.watchers {
+			if w.cursor < min {
+				min = w.cursor
+			}
+		}
+		if drop := int(min - mb.logBase); drop > 0 {
+			mb.log = append(mb.log[:0:0], mb.log[drop:]...)
+			mb.logBase = min
+		}
+	}
+}
+
+// Status is a summary for SELECT and STATUS.
+type Status struct {
+	UIDValidity uint32
+	UIDNext     uint32
+	Messages    uint32
+	Unseen      uint32
+	Deleted     uint32
+	FirstUnseen uint32 // sequence number, 0 if none
+}
+
+// Status returns the summary of the mailbox.
+func (mb *Mailbox) Status() Status {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	s := Status{UIDValidity: mb.uidValidity, UIDNext: mb.nextUID, Messages: uint32(len(mb.msgs))}
+	for i, m := range mb.msgs {
+		if m.Flags&FlagSeen == 0 {
+			s.Unseen++
+			if s.FirstUnseen == 0 {
+				s.FirstUnseen = uint32(i + 1)
+			}
+		}
+		if m.Flags&FlagDeleted != 0 {
+			s.Deleted++
+		}
+	}
+	return s
+}
+
+// UIDValidity returns the folder's UIDVALIDITY.
+func (mb *Mailbox) UIDValidity() uint32 {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.uidValidity
+}
+
+// Get returns a copy of the message with the given UID.
+func (mb *Mailbox) Get(uid uint32) (Msg, bool) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	m := mb.findLocked(uid)
+	if m == nil {
+		return Msg{}, false
+	}
+	return *m, true
+}
+
+func (mb *Mailbox) findLocked(uid uint32) *Msg {
+	i := sort.Search(len(mb.msgs), func(i int) bool { return mb.msgs[i].UID >= uid })
+	if i < len(mb.msgs) && mb.msgs[i].UID == uid {
+		return mb.msgs[i]
+	}
+	return nil
+}
+
+// Open opens a message file for reading.
+func (mb *Mailbox) Open(uid uint32) (*os.File, Msg, error) {
+	mb.mu.Lock()
+	m := mb.findLocked(uid)
+	if m == nil {
+		mb.mu.Unlock()
+		return nil, Msg{}, fs.ErrNotExist
+	}
+	msg := *m
+	f, err := mb.root.Open(m.Path())
+	mb.mu.Unlock()
+	if err != nil {
+		return nil, msg, err
+	}
+	return f, msg, nil
+}
+
+func acquireUIDList(mb *Mailbox, uid, gid int) (*uidlist.Lock, error) {
+	return uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+}
+
+// UIDs returns all UIDs, ascending.
+func (mb *Mailbox) UIDs() []uint32 {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	out := make([]uint32, len(mb.msgs))
+	for i, m := range mb.msgs {
+		out[i] = m.UID
+	}
+	return out
+}

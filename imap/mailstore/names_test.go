@@ -1,0 +1,114 @@
+package mailstore
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+func TestFolderDir(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, dir string
+		bad       bool
+	}{
+		{"INBOX", "", false},
+		{"inbox", "", false},
+		{"Sent", ".Sent", false},
+		{"Archive.2024", ".Archive.2024", false},
+		{"Entwürfe", ".Entw&APw-rfe", false},
+		{"R&D", ".R&-D", false},
+		{"INBOX.child", ".INBOX.child", false},
+		{"", "", true},
+		{".hidden", "", true},
+		{"a..b", "", true},
+		{"trailing.", "", true},
+		{"..", "", true},
+		{"a/b", "", true},
+		{"ctl\x01", "", true},
+		{"wild*", "", true},
+		{"wild%", "", true},
+		{"\xff\xfe", "", true},
+		{string(make([]byte, 300)), "", true},
+	}
+	for _, tc := range tests {
+		dir, err := FolderDir(tc.name)
+		if tc.bad {
+			if !errors.Is(err, ErrBadName) {
+				t.Errorf("FolderDir(%q) = %q, %v; want ErrBadName", tc.name, dir, err)
+			}
+			continue
+		}
+		if err != nil || dir != tc.dir {
+			t.Errorf("FolderDir(%q) = %q, %v; want %q", tc.name, dir, err, tc.dir)
+			continue
+		}
+		if dir == "" {
+			continue
+		}
+		back, ok := FolderName(dir)
+		if !ok || back != tc.name {
+			t.Errorf("FolderName(%q) = %q, %v", dir, back, ok)
+		}
+	}
+	for _, d := range []string{"cur", "new", "tmp", ".", "..", ".a..b", ".&AGEAYgBj-", ".x&"} {
+		if n, ok := FolderName(d); ok {
+			t.Errorf("FolderName(%q) = %q, want not a folder", d, n)
+		}
+	}
+}
+
+func TestFlagsInFileNames(t *testing.T) {
+	t.Parallel()
+	base, f := SplitName("1700000000.M1P1.host,S=10,W=11:2,TSRa")
+	if base != "1700000000.M1P1.host,S=10,W=11" {
+		t.Errorf("base = %q", base)
+	}
+	if f&FlagSeen == 0 || f&FlagDeleted == 0 || f&FlagAnswered == 0 || f&KeywordFlag(0) == 0 {
+		t.Errorf("flags = %b", f)
+	}
+	if got := FileName(base, f|FlagDraft|FlagFlagged|KeywordFlag(3)); got != base+":2,DFRSTad" {
+		t.Errorf("FileName = %q, want ASCII order", got)
+	}
+	if _, f := SplitName("1700000000.M1P1.host"); f != 0 {
+		t.Errorf("no info: %b", f)
+	}
+	if w, ok := sizeField("x,S=10,W=1234", 'W'); !ok || w != 1234 {
+		t.Errorf("W = %d %v", w, ok)
+	}
+	if _, ok := sizeField("x,S=,W=", 'W'); ok {
+		t.Error("empty W= accepted")
+	}
+}
+
+func TestSubscriptionsFormats(t *testing.T) {
+	t.Parallel()
+	if got := parseSubscriptions([]byte("Sent\nEntw&APw-rfe\ninbox\nSent\n")); !slices.Equal(got, []string{"Sent", "Entwürfe", "INBOX"}) {
+		t.Errorf("v1 = %q", got)
+	}
+	if got := parseSubscriptions([]byte("V\t2\n\nArchive\t2024\nTrash\n")); !slices.Equal(got, []string{"Archive.2024", "Trash"}) {
+		t.Errorf("v2 = %q", got)
+	}
+}
+
+func FuzzFolderDir(f *testing.F) {
+	f.Add("Archive.2024")
+	f.Add("Entwürfe")
+	f.Fuzz(func(t *testing.T, name string) {
+		dir, err := FolderDir(name)
+		if err != nil || dir == "" {
+			return
+		}
+		if dir[0] != '.' || dir == "." || dir == ".." || len(dir) > maxNameLen {
+			t.Fatalf("FolderDir(%q) = %q", name, dir)
+		}
+		for i := 0; i < len(dir); i++ {
+			if dir[i] == '/' || dir[i] < 0x20 {
+				t.Fatalf("FolderDir(%q) = %q has a forbidden byte", name, dir)
+			}
+		}
+		if back, ok := FolderName(dir); !ok || back != name {
+			t.Fatalf("round trip %q -> %q -> %q", name, dir, back)
+		}
+	})
+}

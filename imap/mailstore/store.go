@@ -1,0 +1,326 @@
+package mailstore
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"courriel/imap/uidlist"
+)
+
+// Owner says who owns what courriel creates in a maildir.
+type Owner struct {
+	UID, GID int
+	Chown    bool // chown new files and directories (courriel runs as root)
+}
+
+func (o Owner) chown(root *os.Root, name string) {
+	if o.Chown {
+		_ = root.Lchown(name, o.UID, o.GID) // best effort; mode 0600/0700 already protects
+	}
+}
+
+func (o Owner) ids() (int, int) {
+	if o.Chown {
+		return o.UID, o.GID
+	}
+	return -1, -1
+}
+
+// ErrNoFolder: the folder does not exist.
+var ErrNoFolder = errors.New("mailstore: no such folder")
+
+// ErrFolderExists: CREATE or RENAME onto an existing folder.
+var ErrFolderExists = errors.New("mailstore: folder exists")
+
+// SubscriptionsFile is Dovecot's list of subscribed folders, one name per
+// line (the format Dovecot 2.0–2.3 reads; its "V\t2" variant is read too).
+const SubscriptionsFile = "subscriptions"
+
+// Store is one user's maildir. It is safe for concurrent use.
+type Store struct {
+	path  string
+	root  *os.Root
+	owner Owner
+	mu    sync.Mutex // serialises read-modify-write of the subscriptions file
+}
+
+// OpenStore opens (creating it with cur/, new/ and tmp/ when missing) the
+// maildir at path, which must be absolute.
+func OpenStore(path string, owner Owner) (*Store, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("mailstore: maildir %q is not absolute", path)
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("mailstore: create maildir: %w", err)
+	}
+	if owner.Chown {
+		_ = os.Lchown(path, owner.UID, owner.GID)
+	}
+	root, err := os.OpenRoot(path)
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: open maildir: %w", err)
+	}
+	s := &Store{path: path, root: root, owner: owner}
+	if err := s.makeMaildir("."); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the maildir's absolute path.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the root handle.
+func (s *Store) Close() error { return s.root.Close() }
+
+func (s *Store) makeMaildir(dir string) error {
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		name := dir + "/" + sub
+		if err := s.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("mailstore: mkdir %s: %w", name, err)
+		}
+		s.owner.chown(s.root, name)
+	}
+	return nil
+}
+
+// Folders lists the IMAP names of all folders except INBOX, sorted.
+func (s *Store) Folders() ([]string, error) {
+	f, err := s.root.Open(".")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: open maildir: %w", err)
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: list maildir: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") {
+			continue // symlinks are not followed for listing
+		}
+		if name, ok := FolderName(e.Name()); ok {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Exists reports whether the folder exists.
+func (s *Store) Exists(name string) bool {
+	dir, err := FolderDir(name)
+	if err != nil {
+		return false
+	}
+	if dir == "" {
+		return true
+	}
+	st, err := s.root.Stat(dir + "/cur")
+	return err == nil && st.IsDir()
+}
+
+// Create makes a folder (a Maildir++ sub-maildir with its maildirfolder
+// marker). Parents need no directory of their own in Maildir++.
+func (s *Store) Create(name string) error {
+	dir, err := FolderDir(name)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		return ErrFolderExists
+	}
+	if err := s.root.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return ErrFolderExists
+		}
+		return fmt.Errorf("mailstore: create %s: %w", dir, err)
+	}
+	s.owner.chown(s.root, dir)
+	if err := s.makeMaildir(dir); err != nil {
+		return err
+	}
+	mf := dir + "/maildirfolder"
+	if err := s.root.WriteFile(mf, nil, 0o600); err != nil {
+		return fmt.Errorf("mailstore: create %s: %w", mf, err)
+	}
+	s.owner.chown(s.root, mf)
+	return nil
+}
+
+// Delete removes a folder and its messages. Its children stay (Maildir++
+// folders are independent directories).
+func (s *Store) Delete(name string) error {
+	dir, err := FolderDir(name)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		return fmt.Errorf("%w: INBOX cannot be deleted", ErrBadName)
+	}
+	if !s.Exists(name) {
+		return ErrNoFolder
+	}
+	if err := s.root.RemoveAll(dir); err != nil {
+		return fmt.Errorf("mailstore: delete %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Rename renames a folder and all its children (RFC 9051 §6.3.6).
+func (s *Store) Rename(oldName, newName string) error {
+	oldDir, err := FolderDir(oldName)
+	if err != nil {
+		return err
+	}
+	newDir, err := FolderDir(newName)
+	if err != nil {
+		return err
+	}
+	if oldDir == "" || newDir == "" {
+		return fmt.Errorf("%w: INBOX cannot be renamed here", ErrBadName)
+	}
+	if !s.Exists(oldName) {
+		return ErrNoFolder
+	}
+	if s.Exists(newName) {
+		return ErrFolderExists
+	}
+	if strings.HasPrefix(newDir+".", oldDir+".") {
+		return fmt.Errorf("%w: cannot rename a folder into itself", ErrBadName)
+	}
+	all, err := s.Folders()
+	if err != nil {
+		return err
+	}
+	type mv struct{ from, to string }
+	moves := []mv{{oldDir, newDir}}
+	for _, f := range all {
+		if strings.HasPrefix(f, oldName+string(Delimiter)) {
+			fd, _ := FolderDir(f)
+			td, err := FolderDir(newName + f[len(oldName):])
+			if err != nil {
+				return err
+			}
+			moves = append(moves, mv{fd, td})
+		}
+	}
+	for _, m := range moves {
+		if _, err := s.root.Stat(m.to); err == nil {
+			return ErrFolderExists
+		}
+	}
+	for _, m := range moves {
+		if err := s.root.Rename(m.from, m.to); err != nil {
+			return fmt.Errorf("mailstore: rename %s: %w", m.from, err)
+		}
+	}
+	return nil
+}
+
+// Subscriptions returns the subscribed folder names.
+func (s *Store) Subscriptions() ([]string, error) {
+	data, err := s.root.ReadFile(SubscriptionsFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: read subscriptions: %w", err)
+	}
+	return parseSubscriptions(data), nil
+}
+
+func parseSubscriptions(data []byte) []string {
+	lines := strings.Split(string(data), "\n")
+	v2 := len(lines) > 0 && lines[0] == "V\t2"
+	if v2 {
+		lines = lines[1:]
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, l := range lines {
+		l = strings.TrimSuffix(l, "\r")
+		if l == "" {
+			continue
+		}
+		if v2 {
+			l = strings.ReplaceAll(l, "\t", string(Delimiter))
+		}
+		if d, err := decodeUTF7(l); err == nil {
+			l = d // Dovecot writes the mUTF-7 form
+		}
+		if IsInbox(l) {
+			l = InboxName
+		}
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// SetSubscribed adds or removes name from the subscriptions file, replaced
+// atomically under Dovecot's dotlock.
+func (s *Store) SetSubscribed(name string, on bool) error {
+	if IsInbox(name) {
+		name = InboxName
+	} else if _, err := FolderDir(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	uid, gid := s.owner.ids()
+	lk, err := uidlist.Acquire(s.root, SubscriptionsFile, 10*time.Second, 0o600, uid, gid)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	cur, err := s.Subscriptions()
+	if err != nil {
+		return err
+	}
+	var out []string
+	found := false
+	for _, c := range cur {
+		if c == name {
+			found = true
+			if !on {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	if on && !found {
+		out = append(out, name)
+	}
+	if found == on {
+		return nil
+	}
+	var b bytes.Buffer
+	w := bufio.NewWriter(&b)
+	for _, n := range out {
+		w.WriteString(encodeUTF7Name(n))
+		w.WriteByte('\n')
+	}
+	w.Flush()
+	return lk.Commit(b.Bytes())
+}
+
+func encodeUTF7Name(name string) string {
+	parts := strings.Split(name, string(Delimiter))
+	for i, p := range parts {
+		parts[i] = encodeUTF7(p)
+	}
+	return strings.Join(parts, string(Delimiter))
+}

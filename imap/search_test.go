@@ -1,0 +1,64 @@
+package imap
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+)
+
+func TestSearch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1700000001.M1P1.test", testMessage(1, "Bob Builder <bob@example.org>", "Quarterly report"))
+	e.deliver("1700000002.M1P1.test", testMessage(2, "carol@example.net", "Lunch?"))
+	e.deliver("1700000003.M1P1.test", "From: dave@example.com\nSubject: =?UTF-8?Q?caf=C3=A9?=\nX-Tag: blue\nContent-Type: text/plain\n\nThe PASSWORD is swordfish.\n"+string(make([]byte, 3000)))
+	c := e.login(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(seqs(2), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagSeen, "Work"}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		c    goimap.SearchCriteria
+		want []goimap.UID
+	}{
+		{"all", goimap.SearchCriteria{}, []goimap.UID{1, 2, 3}},
+		{"from name", goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "From", Value: "builder"}}}, []goimap.UID{1}},
+		{"from domain", goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "From", Value: "EXAMPLE.NET"}}}, []goimap.UID{2}},
+		{"subject decoded", goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "café"}}}, []goimap.UID{3}},
+		{"other header", goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "X-Tag", Value: "BLU"}}}, []goimap.UID{3}},
+		{"body", goimap.SearchCriteria{Body: []string{"password"}}, []goimap.UID{3}},
+		{"text matches header", goimap.SearchCriteria{Text: []string{"lunch"}}, []goimap.UID{2}},
+		{"seen", goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagSeen}}, []goimap.UID{2}},
+		{"unseen", goimap.SearchCriteria{NotFlag: []goimap.Flag{goimap.FlagSeen}}, []goimap.UID{1, 3}},
+		{"keyword", goimap.SearchCriteria{Flag: []goimap.Flag{"work"}}, []goimap.UID{2}},
+		{"larger", goimap.SearchCriteria{Larger: 2000}, []goimap.UID{3}},
+		{"smaller", goimap.SearchCriteria{Smaller: 2000}, []goimap.UID{1, 2}},
+		{"uid set", goimap.SearchCriteria{UID: []goimap.UIDSet{goimap.UIDSetNum(2, 3)}}, []goimap.UID{2, 3}},
+		{"seq star", goimap.SearchCriteria{SeqNum: []goimap.SeqSet{{{Start: 0, Stop: 0}}}}, []goimap.UID{3}},
+		{"not", goimap.SearchCriteria{Not: []goimap.SearchCriteria{{Body: []string{"password"}}}}, []goimap.UID{1, 2}},
+		{"or", goimap.SearchCriteria{Or: [][2]goimap.SearchCriteria{{{Larger: 2000}, {Flag: []goimap.Flag{goimap.FlagSeen}}}}}, []goimap.UID{2, 3}},
+		{"sent before", goimap.SearchCriteria{SentBefore: time.Date(2006, 1, 3, 0, 0, 0, 0, time.UTC)}, []goimap.UID{1, 2}},
+		{"since today", goimap.SearchCriteria{Since: time.Now().Add(-48 * time.Hour)}, []goimap.UID{1, 2, 3}},
+		{"before epoch", goimap.SearchCriteria{Before: time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)}, nil},
+	}
+	for _, tc := range tests {
+		data, err := c.UIDSearch(&tc.c, nil).Wait()
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := data.AllUIDs(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Sequence-number SEARCH returns sequence numbers.
+	data, err := c.Search(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait()
+	if err != nil || !slices.Equal(data.AllSeqNums(), []uint32{2}) {
+		t.Errorf("SEARCH SEEN = %v, %v", data, err)
+	}
+}

@@ -1,0 +1,167 @@
+package uidlist
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A dovecot-uidlist as Dovecot 2.3 leaves it: extension fields, a name
+// without S=/W= carrying its sizes as W/S extensions, an unknown header field.
+const dovecotList = `3 V1700000000 N7 G5d1f7a0b3c2e1f00a40b0000d2b1c5a3 Xfuture
+1 :1699999990.M1P10.mail,S=1024,W=1050
+4 W2049 S2000 :1699999991.M2P10.mail
+6 GfeedFACE P123 :1699999992.M3P10.mail,S=10,W=11
+`
+
+func TestParseDovecotUIDList(t *testing.T) {
+	t.Parallel()
+	l, err := Parse(strings.NewReader(dovecotList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.UIDValidity != 1700000000 || l.NextUID != 7 || l.GUID != "5d1f7a0b3c2e1f00a40b0000d2b1c5a3" {
+		t.Errorf("header = %+v", l)
+	}
+	if len(l.HeaderExt) != 1 || l.HeaderExt[0] != "Xfuture" {
+		t.Errorf("header ext = %v", l.HeaderExt)
+	}
+	if len(l.Records) != 3 || l.Records[1].UID != 4 || l.Records[1].Name != "1699999991.M2P10.mail" {
+		t.Fatalf("records = %+v", l.Records)
+	}
+	if v, ok := l.Records[1].ExtValue('W'); !ok || v != "2049" {
+		t.Errorf("W ext = %q %v", v, ok)
+	}
+	out := string(l.Marshal())
+	if out != dovecotList {
+		t.Errorf("round trip changed the file:\n%s\nwant\n%s", out, dovecotList)
+	}
+	again, err := Parse(strings.NewReader(out))
+	if err != nil || len(again.Records) != 3 || again.NextUID != 7 {
+		t.Errorf("re-read: %+v %v", again, err)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	t.Parallel()
+	for name, in := range map[string]string{
+		"empty":          "",
+		"version 2":      "2 V1 N1\n",
+		"no validity":    "3 N5\n",
+		"unordered":      "3 V1 N9\n5 :a\n3 :b\n",
+		"slash in name":  "3 V1 N9\n1 :../x\n",
+		"bad extension":  "3 V1 N9\n1 w12 :a\n",
+		"zero uid":       "3 V1 N9\n0 :a\n",
+		"no file name":   "3 V1 N9\n1 W12\n",
+		"garbage header": "hello\n",
+	} {
+		if _, err := Parse(strings.NewReader(in)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+func TestNextUIDAtLeastPastLastRecord(t *testing.T) {
+	t.Parallel()
+	l, err := Parse(strings.NewReader("3 V1 N2\n1 :a\n5 :b\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.NextUID != 6 {
+		t.Errorf("NextUID = %d, want 6", l.NextUID)
+	}
+}
+
+func TestVersion1Accepted(t *testing.T) {
+	t.Parallel()
+	l, err := Parse(strings.NewReader("1 1234 3\n1 a:2,S\n2 b\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.UIDValidity != 1234 || len(l.Records) != 2 || l.Records[0].Name != "a" {
+		t.Errorf("v1 = %+v", l)
+	}
+}
+
+func TestKeywords(t *testing.T) {
+	t.Parallel()
+	k, err := ParseKeywords(strings.NewReader("0 $Forwarded\n1 $Junk\n3 Work\n30 TooFar\nbroken\n2 bad(name\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k[0] != "$Forwarded" || k[1] != "$Junk" || k[3] != "Work" || k[2] != "" {
+		t.Errorf("keywords = %q", k[:4])
+	}
+	if i := k.Index("work"); i != 3 {
+		t.Errorf("Index(work) = %d", i)
+	}
+	i, added := k.Add("Personal")
+	if i != 2 || !added {
+		t.Errorf("Add = %d %v, want the first free slot 2", i, added)
+	}
+	if got := string(k.Marshal()); got != "0 $Forwarded\n1 $Junk\n2 Personal\n3 Work\n" {
+		t.Errorf("Marshal = %q", got)
+	}
+	var full Keywords
+	for j := range full {
+		full[j] = "k" + string(rune('a'+j))
+	}
+	if i, _ := full.Add("one-more"); i != -1 {
+		t.Errorf("27th keyword got slot %d", i)
+	}
+}
+
+func TestLockCommitAndStale(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Acquire(root, FileName, 50*time.Millisecond, 0o600, -1, -1); !errors.Is(err, ErrLocked) {
+		t.Errorf("second lock: %v, want ErrLocked", err)
+	}
+	if err := lk.Commit([]byte("3 V1 N1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dir + "/" + FileName); string(b) != "3 V1 N1\n" {
+		t.Errorf("content = %q", b)
+	}
+	if _, err := os.Stat(dir + "/" + FileName + ".lock"); !os.IsNotExist(err) {
+		t.Errorf("lock file left behind: %v", err)
+	}
+	// A lock older than StaleTimeout is broken.
+	os.WriteFile(dir+"/"+FileName+".lock", nil, 0o600)
+	old := time.Now().Add(-StaleTimeout - time.Minute)
+	os.Chtimes(dir+"/"+FileName+".lock", old, old)
+	lk, err = Acquire(root, FileName, 50*time.Millisecond, 0o600, -1, -1)
+	if err != nil {
+		t.Fatalf("stale lock not broken: %v", err)
+	}
+	lk.Release()
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(dovecotList)
+	f.Add("1 1 1\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		l, err := Parse(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		again, err := Parse(strings.NewReader(string(l.Marshal())))
+		if err != nil {
+			t.Fatalf("re-parse of our own output failed: %v", err)
+		}
+		if len(again.Records) != len(l.Records) || again.NextUID != l.NextUID {
+			t.Fatalf("round trip changed records")
+		}
+	})
+}
