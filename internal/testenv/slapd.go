@@ -85,11 +85,8 @@ func StartSlapd(t testing.TB, opts ...Option) *Slapd {
 	})
 	var lastErr error
 	for range portAttempts {
-		s.ldapPort, s.ldapsPort = FreePort(t), FreePort(t)
-		if s.ldapPort == s.ldapsPort {
-			lastErr = fmt.Errorf("%w: port %d picked twice", errAddrInUse, s.ldapPort)
-			continue
-		}
+		ports := FreePorts(t, 2)
+		s.ldapPort, s.ldapsPort = ports[0], ports[1]
 		if lastErr = s.launch(); lastErr == nil {
 			break
 		}

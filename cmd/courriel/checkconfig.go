@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"courriel/directory"
+	"courriel/tlsconf"
+)
+
+// runCheckConfig prints the effective configuration (defaults included,
+// like postconf / doveconf -n), then checks what a start would need.
+func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check-config", stderr)
+	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
+	quiet := fs.Bool("q", false, "do not print the configuration, only the checks")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if !*quiet {
+		shown := *cfg
+		if shown.LDAP.BindPassword != "" {
+			shown.LDAP.BindPassword = "(hidden)"
+		}
+		if shown.Queue.RelayhostPass != "" {
+			shown.Queue.RelayhostPass = "(hidden)"
+		}
+		if err := toml.NewEncoder(stdout).Encode(shown); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+	}
+	problems := checkConfig(ctx, cfg, stdout)
+	if len(problems) > 0 {
+		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
+		for _, p := range problems {
+			fmt.Fprintf(stdout, "  - %s\n", p)
+		}
+		return exitf(1, "%d problem(s) found", len(problems))
+	}
+	fmt.Fprintln(stdout, "configuration OK")
+	return nil
+}
+
+// checkConfig runs every check and returns the problems found.
+func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
+	var problems []string
+	report := func(name string, err error) {
+		if err != nil {
+			fmt.Fprintf(out, "FAIL %s: %v\n", name, err)
+			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+			return
+		}
+		fmt.Fprintf(out, "ok   %s\n", name)
+	}
+
+	dir, err := directory.New(cfg.directoryOptions())
+	if err != nil {
+		report("ldap", err)
+	} else {
+		defer dir.Close()
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		err := dir.Ping(cctx)
+		report(fmt.Sprintf("ldap: connect and bind as %q to %v", cfg.LDAP.BindDN, cfg.LDAP.URLs), err)
+		if err == nil {
+			// Each lookup must answer (found or not found), not fail.
+			probe := map[directory.Map]string{
+				directory.MapDomains: cfg.MyHostname, directory.MapAliases: "postmaster@" + cfg.MyHostname,
+				directory.MapMailbox: "postmaster@" + cfg.MyHostname, directory.MapUID: "postmaster@" + cfg.MyHostname,
+				directory.MapGID: "postmaster@" + cfg.MyHostname, directory.MapSenders: "postmaster@" + cfg.MyHostname,
+				directory.MapUser: "postmaster",
+			}
+			for _, m := range directory.Maps {
+				_, err := dir.Lookup(cctx, m, probe[m])
+				if errors.Is(err, directory.ErrNotFound) {
+					err = nil
+				}
+				report(fmt.Sprintf("ldap: lookup %s %s", m, probe[m]), err)
+			}
+		}
+	}
+
+	if cfg.TLS.CertFile != "" {
+		m, err := tlsconf.New(tlsconf.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
+		report("tls: certificate "+cfg.TLS.CertFile, err)
+		if err == nil {
+			if bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname}); len(bad) > 0 {
+				report("tls: certificate names", fmt.Errorf("not valid for %v", bad))
+			} else {
+				report("tls: certificate valid for "+cfg.MyHostname, nil)
+			}
+		}
+	}
+	if cfg.Delivery.MaildirBase != "" {
+		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
+	}
+	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
+	for name, addr := range map[string]string{"smtp": cfg.Listen.SMTP, "submission": cfg.Listen.Submission,
+		"submissions": cfg.Listen.Submissions, "imaps": cfg.Listen.IMAPS, "imap": cfg.Listen.IMAP, "http": cfg.Listen.HTTP} {
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+		}
+		report(fmt.Sprintf("listen %s %s free", name, addr), err)
+	}
+	return problems
+}
+
+// checkWritable creates and removes a file in dir (creating dir's missing
+// parents is left to the server, which knows the owners).
+func checkWritable(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".courriel-check-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(filepath.Clean(name))
+}

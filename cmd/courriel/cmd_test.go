@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"courriel/directory/password"
+	"courriel/internal/testenv"
+)
+
+// runCmd runs the courriel command line in-process.
+func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// slapdConfig writes a configuration pointing at s.
+func slapdConfig(t *testing.T, s *testenv.Slapd) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
+[listen]
+smtp = ""
+submission = ""
+submissions = ""
+imaps = ""
+[ldap]
+urls = [%q]
+start_tls = true
+ca_file = %q
+bind_dn = %q
+bind_password = %q
+search_base = %q
+auth_bind_userdn = "uid=%%u,%s"
+[queue]
+dir = %q
+`, s.URL(), s.CAFile(), s.ReaderDN(), s.ReaderPassword(), s.MailBase(), s.MailBase(), filepath.Join(dir, "queue"))
+	p := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The seed's postmap -q examples (SPEC §10), through `courriel lookup`.
+func TestLookupCommand(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	cfg := slapdConfig(t, s)
+	tests := []struct {
+		m, key, want string
+		code         int
+	}{
+		{"aliases", "test0@hosted-domain.com", "xomail@xoyize.xyz\n", 0},
+		{"mailbox", "xomail@xoyize.xyz", "/var/vmail/xomail/mailbox/\n", 0},
+		{"uid", "xomail@xoyize.xyz", "20000\n", 0},
+		{"gid", "xomail@xoyize.xyz", "20000\n", 0},
+		{"senders", "test0@hosted-domain.com", "xomail\n", 0},
+		{"user", "xomail", "xomail dn=uid=xomail,ou=mail,dc=xoyize,dc=xyz home=/var/vmail/xomail mailbox=/var/vmail/xomail/mailbox/ uid=20000 gid=20000\n", 0},
+		{"resolve", "team@hosted-domain.com", "alice@xoyize.xyz maildir=/var/vmail/alice/mailbox/ uid=20001 gid=20001\nbob@xoyize.xyz maildir=/var/vmail/bob/mailbox/ uid=20002 gid=20002\n", 0},
+		{"aliases", "nobody@hosted-domain.com", "", 1},
+		{"aliases", "*", "", 1},
+		{"domains", "foreign.example", "", 1},
+		{"bogus", "x", "", 2},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCmd(t, "", "lookup", "-config", cfg, tt.m, tt.key)
+		if code != tt.code || out != tt.want {
+			t.Errorf("lookup %s %s: exit %d, stdout %q, stderr %q; want exit %d, %q", tt.m, tt.key, code, out, errOut, tt.code, tt.want)
+		}
+		if code != 0 && errOut == "" {
+			t.Errorf("lookup %s %s: exit %d without a reason on stderr", tt.m, tt.key, code)
+		}
+	}
+	// postmap prints every value of one key joined with ", ".
+	code, out, _ := runCmd(t, "", "lookup", "-config", cfg, "domains", "hosted-domain.com")
+	if code != 0 || !strings.HasPrefix(out, "hosted-domain.com, hosted-domain.com") {
+		t.Errorf("lookup domains: %d %q", code, out)
+	}
+	s.Stop(t)
+	if code, _, errOut := runCmd(t, "", "lookup", "-config", cfg, "aliases", "test0@hosted-domain.com"); code != 2 || !strings.Contains(errOut, "unavailable") {
+		t.Errorf("slapd down: exit %d, %q; want 2", code, errOut)
+	}
+}
+
+// A hash from `courriel passwd` is accepted by a real slapd for a bind.
+func TestPasswdCommand(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	const pw = "correct horse battery staple"
+	code, out, errOut := runCmd(t, pw+"\n", "passwd")
+	if code != 0 || !strings.HasPrefix(out, "{SSHA}") {
+		t.Fatalf("passwd: %d %q %q", code, out, errOut)
+	}
+	hash := strings.TrimSpace(out)
+	if ok, err := password.Verify(hash, []byte(pw)); !ok || err != nil {
+		t.Fatalf("Verify: %v %v", ok, err)
+	}
+	s.Modify(t, "dn: uid=alice,"+testenv.MailBase+"\nchangetype: modify\nreplace: userPassword\nuserPassword: "+hash+"\n")
+	c, err := ldap.DialURL(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind("uid=alice,"+testenv.MailBase, pw); err != nil {
+		t.Errorf("slapd refused the hash: %v", err)
+	}
+	if err := c.Bind("uid=alice,"+testenv.MailBase, pw+"x"); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if code, _, _ := runCmd(t, "\n", "passwd"); code == 0 {
+		t.Error("an empty password was hashed")
+	}
+}
+
+// `courriel ldap-schema` output loads into a slapd that lacks the schema,
+// and the schema then works.
+func TestLDAPSchemaCommand(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t, testenv.WithoutPostfixSchema())
+	code, out, errOut := runCmd(t, "", "ldap-schema")
+	if code != 0 {
+		t.Fatalf("ldap-schema: %d %s", code, errOut)
+	}
+	s.ModifyConfig(t, out)
+	s.Add(t, `dn: uid=new,ou=mail,dc=xoyize,dc=xyz
+objectClass: account
+objectClass: postfixUser
+uid: new
+mailacceptinggeneralid: new@hosted-domain.com
+maildrop: new@xoyize.xyz
+`)
+	c, err := ldap.DialURL(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(s.ReaderDN(), s.ReaderPassword()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Search(ldap.NewSearchRequest(s.MailBase(), ldap.ScopeWholeSubtree, 0, 0, 0, false,
+		"(mailacceptinggeneralid=*@hosted-domain.com)", []string{"maildrop"}, nil))
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("maildrop") != "new@xoyize.xyz" {
+		t.Errorf("search with the loaded schema: %v %+v", err, res)
+	}
+	if code, _, _ := runCmd(t, "", "ldap-schema", "-suffix", "not a dn"); code == 0 {
+		t.Error("a bad suffix was accepted")
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	t.Parallel()
+	if code, _, errOut := runCmd(t, "", "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("%d %q", code, errOut)
+	}
+}
+
+// `courriel demo -print-config` is a configuration serve accepts as is.
+func TestDemoPrintConfig(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCmd(t, "", "demo", "-dir", "/tmp/x-demo", "-print-config")
+	if code != 0 {
+		t.Fatalf("%d %s", code, errOut)
+	}
+	cfg, err := ParseConfig("demo.toml", []byte(out))
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, out)
+	}
+	want := demoConfig("/tmp/x-demo", "127.0.0.1")
+	if cfg.Listen != want.Listen || cfg.LDAP.URLs[0] != "ldap://127.0.0.1:3389" || cfg.Delivery.MaildirBase != "/tmp/x-demo/vmail" ||
+		cfg.Queue.Dir != "/tmp/x-demo/queue" || cfg.LDAP.CacheTTL != want.LDAP.CacheTTL {
+		t.Errorf("printed config differs: %+v", cfg)
+	}
+}

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"courriel/directory"
+)
+
+// Config is the whole configuration file. This file is the only place that
+// parses TOML; every package gets its own small Options built from it.
+type Config struct {
+	MyHostname       string   `toml:"myhostname"`
+	MailboxDomains   []string `toml:"mailbox_domains"`
+	MyNetworks       []string `toml:"mynetworks"`
+	MessageSizeLimit int64    `toml:"message_size_limit"`
+	RecipientLimit   int      `toml:"recipient_limit"`
+	LogLevel         string   `toml:"log_level"`
+
+	Listen   ListenConfig   `toml:"listen"`
+	TLS      TLSConfig      `toml:"tls"`
+	LDAP     LDAPConfig     `toml:"ldap"`
+	Delivery DeliveryConfig `toml:"delivery"`
+	Queue    QueueConfig    `toml:"queue"`
+}
+
+type ListenConfig struct {
+	SMTP        string `toml:"smtp"`
+	Submission  string `toml:"submission"`
+	Submissions string `toml:"submissions"`
+	IMAPS       string `toml:"imaps"`
+	IMAP        string `toml:"imap"`
+	HTTP        string `toml:"http"`
+}
+
+type TLSConfig struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+type LDAPConfig struct {
+	URLs             []string      `toml:"urls"`
+	StartTLS         bool          `toml:"start_tls"`
+	CAFile           string        `toml:"ca_file"`
+	RequireCert      bool          `toml:"require_cert"`
+	BindDN           string        `toml:"bind_dn"`
+	BindPassword     string        `toml:"bind_password"`
+	BindPasswordFile string        `toml:"bind_password_file"`
+	SearchBase       string        `toml:"search_base"`
+	Scope            string        `toml:"scope"`
+	DialTimeout      time.Duration `toml:"dial_timeout"`
+	Timeout          time.Duration `toml:"timeout"`
+	PoolSize         int           `toml:"pool_size"`
+	CacheTTL         time.Duration `toml:"cache_ttl"`
+	NegativeCacheTTL time.Duration `toml:"negative_cache_ttl"`
+	AuthBindUserDN   string        `toml:"auth_bind_userdn"`
+	MinUID           int           `toml:"min_uid"`
+	Query            QueryConfigs  `toml:"query"`
+}
+
+type QueryConfigs struct {
+	Domains QueryConfig `toml:"domains"`
+	Aliases QueryConfig `toml:"aliases"`
+	Mailbox QueryConfig `toml:"mailbox"`
+	UID     QueryConfig `toml:"uid"`
+	GID     QueryConfig `toml:"gid"`
+	Senders QueryConfig `toml:"senders"`
+	User    QueryConfig `toml:"user"`
+}
+
+type QueryConfig struct {
+	Filter          string `toml:"filter"`
+	ResultAttribute string `toml:"result_attribute"`
+	ResultFormat    string `toml:"result_format"`
+}
+
+type DeliveryConfig struct {
+	MaildirBase string `toml:"maildir_base"`
+}
+
+type QueueConfig struct {
+	Dir           string            `toml:"dir"`
+	TLSPolicy     string            `toml:"tls_policy"`
+	CAPath        string            `toml:"ca_path"`
+	MaxLifetime   time.Duration     `toml:"max_lifetime"`
+	DelayWarning  time.Duration     `toml:"delay_warning"`
+	Relayhost     string            `toml:"relayhost"`
+	RelayhostTLS  string            `toml:"relayhost_tls"`
+	RelayhostUser string            `toml:"relayhost_username"`
+	RelayhostPass string            `toml:"relayhost_password"`
+	DNSServer     string            `toml:"dns_server"`
+	Routes        map[string]string `toml:"routes"`
+}
+
+// defaultConfig holds every default; a file only overrides.
+func defaultConfig() Config {
+	q := directory.DefaultQueries()
+	qc := func(q directory.Query) QueryConfig {
+		return QueryConfig{Filter: q.Filter, ResultAttribute: q.ResultAttribute, ResultFormat: q.ResultFormat}
+	}
+	return Config{
+		MessageSizeLimit: 10240000,
+		RecipientLimit:   1000,
+		LogLevel:         "info",
+		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993"},
+		LDAP: LDAPConfig{
+			URLs: []string{"ldap://localhost"}, StartTLS: true, RequireCert: true, Scope: "sub",
+			DialTimeout: 5 * time.Second, Timeout: 10 * time.Second, PoolSize: 4,
+			CacheTTL: 60 * time.Second, NegativeCacheTTL: 10 * time.Second, MinUID: 100,
+			Query: QueryConfigs{
+				Domains: qc(q.Domains), Aliases: qc(q.Aliases), Mailbox: qc(q.Mailbox),
+				UID: qc(q.UID), GID: qc(q.GID), Senders: qc(q.Senders), User: qc(q.User),
+			},
+		},
+		Delivery: DeliveryConfig{MaildirBase: "/var/vmail"},
+		Queue: QueueConfig{
+			Dir: "/var/spool/courriel", TLSPolicy: "verify", CAPath: "/etc/ssl/certs",
+			MaxLifetime: 5 * 24 * time.Hour,
+		},
+	}
+}
+
+// ConfigError points at the file, line and key of a problem.
+type ConfigError struct {
+	File string
+	Line int // 0 when unknown
+	Key  string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads, decodes strictly and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes data (named path in errors) over the defaults.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	cfg := defaultConfig()
+	// Lists replace the defaults instead of merging into them.
+	cfg.LDAP.URLs = nil
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ConfigError{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+		}
+		// Type errors come as plain errors that still name the line and key.
+		ce := &ConfigError{File: path, Msg: err.Error()}
+		if m := typeErrRe.FindStringSubmatch(err.Error()); m != nil {
+			ce.Line, _ = strconv.Atoi(m[1])
+			ce.Key, ce.Msg = m[2], m[3]
+		}
+		return nil, ce
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return nil, &ConfigError{File: path, Line: lineOfKey(data, k), Key: k.String(), Msg: "unknown key"}
+	}
+	if len(cfg.LDAP.URLs) == 0 {
+		cfg.LDAP.URLs = defaultConfig().LDAP.URLs
+	}
+	if err := cfg.validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File = path
+			if ce.Line == 0 && ce.Key != "" {
+				ce.Line = lineOfKey(data, strings.Split(ce.Key, "."))
+			}
+			return nil, ce
+		}
+		return nil, &ConfigError{File: path, Msg: err.Error()}
+	}
+	if cfg.LDAP.BindPasswordFile != "" {
+		pw, err := os.ReadFile(cfg.LDAP.BindPasswordFile)
+		if err != nil {
+			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"ldap", "bind_password_file"}), Key: "ldap.bind_password_file", Msg: err.Error()}
+		}
+		cfg.LDAP.BindPassword = strings.TrimRight(string(pw), "\r\n")
+	}
+	return &cfg, nil
+}
+
+var typeErrRe = regexp.MustCompile(`line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// lineOfKey finds the line defining key (table header then key = ...).
+// The TOML library does not expose positions of undecoded keys.
+func lineOfKey(data []byte, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	lines := strings.Split(string(data), "\n")
+	table := strings.Join(key[:len(key)-1], ".")
+	last := regexp.QuoteMeta(key[len(key)-1])
+	keyRe := regexp.MustCompile(`^\s*"?` + last + `"?\s*=`)
+	hdrRe := regexp.MustCompile(`^\s*\[\s*([^\]]+?)\s*\]`)
+	current := ""
+	for i, l := range lines {
+		if m := hdrRe.FindStringSubmatch(l); m != nil {
+			current = strings.ReplaceAll(m[1], " ", "")
+			if current == strings.Join(key, ".") {
+				return i + 1
+			}
+			continue
+		}
+		if keyRe.MatchString(l) && (current == table || strings.HasSuffix(table, current) && current != "") {
+			return i + 1
+		}
+	}
+	// Dotted keys or inline tables: settle for the last component.
+	for i, l := range lines {
+		if strings.Contains(l, key[len(key)-1]) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func keyErr(key, format string, args ...any) error {
+	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validate() error {
+	if c.MyHostname == "" {
+		return keyErr("myhostname", "required: the mail host name (seed: xoyize.xyz)")
+	}
+	if strings.ContainsAny(c.MyHostname, " @/\\") || strings.HasSuffix(c.MyHostname, ".") {
+		return keyErr("myhostname", "%q is not a host name", c.MyHostname)
+	}
+	for _, d := range c.MailboxDomains {
+		if d == "" || strings.ContainsAny(d, " @/\\") {
+			return keyErr("mailbox_domains", "%q is not a domain", d)
+		}
+	}
+	if _, err := c.Networks(); err != nil {
+		return keyErr("mynetworks", "%v", err)
+	}
+	if c.MessageSizeLimit < 1024 || c.MessageSizeLimit > 1<<31 {
+		return keyErr("message_size_limit", "%d is out of range (1024 .. 2147483648)", c.MessageSizeLimit)
+	}
+	if c.RecipientLimit < 1 || c.RecipientLimit > 100000 {
+		return keyErr("recipient_limit", "%d is out of range (1 .. 100000)", c.RecipientLimit)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return keyErr("log_level", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	for key, addr := range map[string]string{"listen.smtp": c.Listen.SMTP, "listen.submission": c.Listen.Submission,
+		"listen.submissions": c.Listen.Submissions, "listen.imaps": c.Listen.IMAPS, "listen.imap": c.Listen.IMAP, "listen.http": c.Listen.HTTP} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return keyErr(key, "%q: want host:port, or \"\" for off", addr)
+		}
+	}
+	needTLS := c.Listen.Submission != "" || c.Listen.Submissions != "" || c.Listen.IMAPS != "" || c.Listen.IMAP != "" || c.Listen.SMTP != ""
+	if needTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		return keyErr("tls.cert_file", "required: a certificate and key (tls.cert_file, tls.key_file)")
+	}
+	if c.LDAP.BindPassword != "" && c.LDAP.BindPasswordFile != "" {
+		return keyErr("ldap.bind_password_file", "set bind_password or bind_password_file, not both")
+	}
+	if c.LDAP.SearchBase == "" {
+		return keyErr("ldap.search_base", "required (seed: ou=mail,dc=xoyize,dc=xyz)")
+	}
+	if _, err := directory.New(c.directoryOptions()); err != nil {
+		return keyErr("ldap", "%v", strings.TrimPrefix(err.Error(), "directory: "))
+	}
+	if c.Delivery.MaildirBase != "" && (!filepath.IsAbs(c.Delivery.MaildirBase) || filepath.Clean(c.Delivery.MaildirBase) != c.Delivery.MaildirBase) {
+		return keyErr("delivery.maildir_base", "%q must be an absolute clean path", c.Delivery.MaildirBase)
+	}
+	if !filepath.IsAbs(c.Queue.Dir) {
+		return keyErr("queue.dir", "%q must be an absolute path", c.Queue.Dir)
+	}
+	switch c.Queue.TLSPolicy {
+	case "none", "may", "encrypt", "verify":
+	default:
+		return keyErr("queue.tls_policy", "%q: want none, may, encrypt or verify", c.Queue.TLSPolicy)
+	}
+	switch c.Queue.RelayhostTLS {
+	case "", "starttls", "implicit":
+	default:
+		return keyErr("queue.relayhost_tls", "%q: want starttls or implicit", c.Queue.RelayhostTLS)
+	}
+	if c.Queue.MaxLifetime <= 0 {
+		return keyErr("queue.max_lifetime", "must be positive")
+	}
+	for dom, hp := range c.Queue.Routes {
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			return keyErr("queue.routes", "%s = %q: want host:port", dom, hp)
+		}
+	}
+	return nil
+}
+
+// Networks parses mynetworks.
+func (c *Config) Networks() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.MyNetworks {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not an address or prefix", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func (c *Config) directoryOptions() directory.Options {
+	l := c.LDAP
+	q := func(q QueryConfig) directory.Query {
+		return directory.Query{Filter: q.Filter, ResultAttribute: q.ResultAttribute, ResultFormat: q.ResultFormat}
+	}
+	return directory.Options{
+		URLs: l.URLs, StartTLS: l.StartTLS, CAFile: l.CAFile, RequireCert: l.RequireCert,
+		BindDN: l.BindDN, BindPassword: l.BindPassword, BaseDN: l.SearchBase, Scope: l.Scope,
+		DialTimeout: l.DialTimeout, RequestTimeout: l.Timeout, PoolSize: l.PoolSize,
+		CacheTTL: l.CacheTTL, NegativeCacheTTL: l.NegativeCacheTTL,
+		MailboxDomains: append([]string{c.MyHostname}, c.MailboxDomains...),
+		Queries: directory.Queries{
+			Domains: q(l.Query.Domains), Aliases: q(l.Query.Aliases), Mailbox: q(l.Query.Mailbox),
+			UID: q(l.Query.UID), GID: q(l.Query.GID), Senders: q(l.Query.Senders), User: q(l.Query.User),
+		},
+		AuthBindDN: l.AuthBindUserDN, MinUID: l.MinUID,
+	}
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"courriel/internal/testenv"
+)
+
+// The example must decode as is, so it cannot drift from the code.
+func TestConfigExample(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example names a CA file of the real deployment; point it at one
+	// that exists here.
+	ca := testenv.NewCA(t).CertFile()
+	data = []byte(strings.Replace(string(data), `"/etc/ldap/tls/CA.pem"`, `"`+ca+`"`, 1))
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	data = []byte(strings.Replace(string(data), `"/etc/courriel/ldap-password"`, `"`+pw+`"`, 1))
+	cfg, err := ParseConfig("config.example.toml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MyHostname != "xoyize.xyz" || cfg.LDAP.SearchBase != "ou=mail,dc=xoyize,dc=xyz" ||
+		cfg.LDAP.BindDN != "cn=mailAccountReader,ou=Manager,dc=xoyize,dc=xyz" || !cfg.LDAP.StartTLS ||
+		!cfg.LDAP.RequireCert || cfg.Delivery.MaildirBase != "/var/vmail" || cfg.LDAP.BindPassword != "secret" ||
+		cfg.Queue.MaxLifetime != 120*time.Hour || cfg.LDAP.Query.Mailbox.ResultFormat != "%s/mailbox/" {
+		t.Errorf("example decoded to %+v", cfg)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t).CertFile()
+	base := "myhostname = \"mx.example.org\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ldap]\nsearch_base = \"ou=mail,dc=example,dc=org\"\nca_file = \"" + ca + "\"\n"
+	tests := []struct {
+		name, data string
+		line       int
+		key, msg   string
+	}{
+		{"unknown key", base + "bogus = 1\n", 8, "ldap.bogus", "unknown key"},
+		{"unknown top key", "myhostnam = \"x\"\n", 1, "myhostnam", "unknown key"},
+		{"wrong type", base + "pool_size = \"four\"\n", 8, "ldap.pool_size", "incompatible types"},
+		{"syntax", base + "timeout = \n", 8, "", ""},
+		{"missing myhostname", "[ldap]\nsearch_base = \"dc=x\"\n", 0, "myhostname", "required"},
+		{"bad duration", base + "timeout = \"ten\"\n", 8, "ldap.timeout", "invalid duration"},
+		{"bad scope", base + "scope = \"deep\"\n", 0, "ldap", "scope"},
+		{"bad filter", base + "[ldap.query.aliases]\nfilter = \"(mail=%s\"\n", 0, "ldap", "filter"},
+		{"bad template", base + "[ldap.query.aliases]\nfilter = \"(mail=%x)\"\n", 0, "ldap", "%x"},
+		{"bad url", base + "urls = [\"http://x\"]\n", 0, "ldap", "scheme"},
+		{"no tls", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n", 0, "tls.cert_file", "required"},
+		{"bad listen", base + "[listen]\nsmtp = \"25\"\n", 9, "listen.smtp", "host:port"},
+		{"bad policy", base + "[queue]\ntls_policy = \"maybe\"\n", 9, "queue.tls_policy", "verify"},
+		{"bad mynetworks", "mynetworks = [\"10.0.0.0/33\"]\n" + base, 1, "mynetworks", "not an address"},
+		{"missing CA", strings.Replace(base, ca, "/nonexistent/CA.pem", 1), 0, "ldap", "CA file"},
+		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
+	}
+	for _, tt := range tests {
+		_, err := ParseConfig("/etc/courriel/config.toml", []byte(tt.data))
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: err = %v, want a ConfigError", tt.name, err)
+			continue
+		}
+		if ce.File != "/etc/courriel/config.toml" || (tt.line != 0 && ce.Line != tt.line) ||
+			(tt.key != "" && ce.Key != tt.key) || !strings.Contains(ce.Error(), tt.msg) {
+			t.Errorf("%s: %q (line %d key %q); want line %d key %q containing %q", tt.name, ce.Error(), ce.Line, ce.Key, tt.line, tt.key, tt.msg)
+		}
+	}
+	if _, err := LoadConfig("/nonexistent/config.toml"); err == nil || !strings.Contains(err.Error(), "/nonexistent/config.toml") {
+		t.Errorf("unreadable file: %v", err)
+	}
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"courriel/directory/embedded"
+	"courriel/tlsconf"
+)
+
+// The demo contract's fixed ports (SPEC §8), so docs and scripts can rely on them.
+const (
+	demoSMTPPort        = "2525"
+	demoSubmissionPort  = "2587"
+	demoSubmissionsPort = "2465"
+	demoIMAPSPort       = "2993"
+	demoLDAPPort        = "3389"
+	demoHTTPPort        = "8025"
+)
+
+// demoConfig is the configuration `courriel demo` runs with: a plain Config,
+// so `courriel serve -config` on its printed form behaves the same.
+func demoConfig(dir, listen string) Config {
+	cfg := defaultConfig()
+	cfg.MyHostname = "xoyize.xyz"
+	at := func(port string) string { return net.JoinHostPort(listen, port) }
+	cfg.Listen = ListenConfig{SMTP: at(demoSMTPPort), Submission: at(demoSubmissionPort),
+		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort)}
+	cfg.TLS = TLSConfig{CertFile: filepath.Join(dir, "tls", "cert.pem"), KeyFile: filepath.Join(dir, "tls", "key.pem")}
+	cfg.LDAP.URLs = []string{"ldap://" + at(demoLDAPPort)}
+	// The embedded directory listens on loopback only and speaks no TLS.
+	cfg.LDAP.StartTLS, cfg.LDAP.RequireCert = false, false
+	cfg.LDAP.BindDN, cfg.LDAP.BindPassword = embedded.DemoReaderDN, embedded.DemoPassword
+	cfg.LDAP.SearchBase = embedded.DemoSearchBase
+	cfg.LDAP.AuthBindUserDN = "uid=%u," + embedded.DemoSearchBase
+	cfg.LDAP.CacheTTL, cfg.LDAP.NegativeCacheTTL = 10*time.Second, 5*time.Second
+	cfg.Delivery.MaildirBase = filepath.Join(dir, "vmail")
+	cfg.Queue.Dir = filepath.Join(dir, "queue")
+	cfg.Queue.TLSPolicy = "may"
+	return cfg
+}
+
+func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", stderr)
+	dirFlag := fs.String("dir", "./courriel-demo", "data directory: maildirs, queue, certificate")
+	listen := fs.String("listen", "127.0.0.1", "address every demo listener binds")
+	ldifFile := fs.String("ldif", "", "LDIF file for the embedded directory (default: the built-in demo.ldif)")
+	printConfig := fs.Bool("print-config", false, "print the configuration the demo runs with, as TOML, and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(*dirFlag)
+	if err != nil {
+		return err
+	}
+	cfg := demoConfig(dir, *listen)
+	if *printConfig {
+		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
+		return toml.NewEncoder(stdout).Encode(cfg)
+	}
+
+	ldif := embedded.DemoLDIF
+	if *ldifFile != "" {
+		if ldif, err = os.ReadFile(*ldifFile); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{dir, cfg.Delivery.MaildirBase, cfg.Queue.Dir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("demo directory: %w", err)
+		}
+	}
+	// Users' homes may belong to their uids: they must be able to reach them.
+	if err := os.Chmod(cfg.Delivery.MaildirBase, 0o711); err != nil {
+		return err
+	}
+	if _, _, err := tlsconf.SelfSigned(filepath.Join(dir, "tls"), []string{"localhost", *listen, cfg.MyHostname}); err != nil {
+		return fmt.Errorf("demo certificate: %w", err)
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	ldapSrv, err := embedded.Start(ctx, embedded.Options{
+		Addr: net.JoinHostPort(*listen, demoLDAPPort), LDIF: ldif, HomeBase: cfg.Delivery.MaildirBase,
+		Logger: log.With("component", "embedded-ldap"),
+	})
+	if err != nil {
+		return fmt.Errorf("embedded directory: %w", err)
+	}
+	defer ldapSrv.Close()
+
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	a, err := newApp(&cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.listen(); err != nil {
+		return err
+	}
+	printDemoHelp(stdout, &cfg, *listen, dir)
+	return a.run(ctx)
+}
+
+func printDemoHelp(w io.Writer, cfg *Config, host, dir string) {
+	fmt.Fprintf(w, `
+courriel demo is running (Ctrl-C stops it). Data in %[2]s
+
+Users (password "demo"): xomail (test0@hosted-domain.com, test1@hosted-domain.com,
+xomail@xoyize.xyz), alice (alice@hosted-domain.com, alice@example.org), bob.
+
+Try it:
+  # inbound mail, as another MTA would send it
+  swaks --server %[1]s:%[3]s --to test0@hosted-domain.com --from someone@example.net
+  ls %[2]s/vmail/xomail/mailbox/new/
+
+  # submission with STARTTLS and AUTH, as Thunderbird does
+  swaks --server %[1]s:%[4]s --tls -au xomail -ap demo \
+        --from test0@hosted-domain.com --to alice@example.org
+  # submissions (implicit TLS)
+  swaks --server %[1]s:%[5]s --tlsc -au alice -ap demo --from alice@example.org --to test1@hosted-domain.com
+
+  # read the mailbox over IMAPS
+  curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX?ALL'
+  curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX;UID=1'
+
+  # the directory itself
+  ldapsearch -x -H ldap://%[1]s:%[7]s -b dc=xoyize,dc=xyz
+
+Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
+STARTTLS, normal password, user name xomail; accept the self-signed certificate.
+`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort)
+}

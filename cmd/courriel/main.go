@@ -1,0 +1,99 @@
+// Command courriel is one mail server binary: SMTP, submission, IMAPS,
+// maildir delivery and an outbound queue, all accounts read from LDAP.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const defaultConfigPath = "/etc/courriel/config.toml"
+
+// exitError carries a process exit status with its message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitf(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run every configured listener", runServe},
+		{"demo", "run everything on loopback with an embedded directory", runDemo},
+		{"check-config", "print the effective configuration and check LDAP, TLS and paths", runCheckConfig},
+		{"lookup", "run one directory lookup (like postmap -q)", runLookup},
+		{"passwd", "print a {SSHA} password hash for userPassword (like slappasswd)", runPasswd},
+		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
+		{"queue", "list, show, flush or delete queued mail (like mailq, postqueue, postsuper)", runQueue},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: courriel COMMAND [flags] [args]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'courriel COMMAND -h' for a command's flags.")
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdin, stdout, stderr)
+		if err == nil {
+			return 0
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "courriel %s: %v\n", c.name, err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "courriel: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("courriel "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

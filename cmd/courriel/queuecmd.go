@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"courriel/delivery/queue"
+)
+
+// runQueue is mailq / postqueue -f / postsuper -d. It works beside a running
+// server: the spool is shared through file locks, and a flush is a request
+// the server's runner picks up.
+func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("queue", stderr)
+	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete ID")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return exitf(2, "want a queue command")
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	q, err := queue.Open(queue.Options{Dir: cfg.Queue.Dir, Hostname: cfg.MyHostname,
+		MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	needID := func() (string, error) {
+		if len(rest) != 1 {
+			return "", exitf(2, "%s wants one queue id", cmd)
+		}
+		return queue.ParseID(rest[0])
+	}
+	switch cmd {
+	case "list":
+		list, err := q.List()
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(stdout, "Mail queue is empty")
+			return nil
+		}
+		fmt.Fprintf(stdout, "%-24s %8s %-20s %s\n", "Queue ID", "Size", "Arrival Time", "Sender/Recipient")
+		for _, s := range list {
+			from := s.From
+			if from == "" {
+				from = "MAILER-DAEMON"
+			}
+			fmt.Fprintf(stdout, "%-24s %8d %-20s %s\n", s.ID, s.Size, s.Created.Format(time.DateTime), from)
+			for _, r := range s.Recipients {
+				fmt.Fprintf(stdout, "%46s %s\n", "", recipientLine(r))
+			}
+		}
+		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list))
+	case "show":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		m, data, err := q.Show(id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "id: %s\nfrom: <%s>\ncreated: %s\nsize: %d\n", m.ID, m.From, m.Created.Format(time.RFC3339), m.Size)
+		for _, r := range m.Recipients {
+			fmt.Fprintf(stdout, "to: %s\n", recipientLine(r))
+		}
+		fmt.Fprintln(stdout)
+		stdout.Write(data)
+	case "flush":
+		if err := q.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "flush requested: the server retries every deferred message now")
+	case "delete":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		if err := q.Delete(id); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: removed\n", id)
+	default:
+		fs.Usage()
+		return exitf(2, "unknown queue command %q", cmd)
+	}
+	return nil
+}
+
+func recipientLine(r queue.Recipient) string {
+	line := fmt.Sprintf("<%s> %s attempts=%d", r.Addr, r.State, r.Attempts)
+	if !r.NextAttempt.IsZero() {
+		line += " next=" + r.NextAttempt.Format(time.DateTime)
+	}
+	if r.Reply != "" {
+		line += " (" + r.Reply + ")"
+	}
+	return line
+}

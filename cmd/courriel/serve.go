@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"courriel/delivery"
+	"courriel/delivery/queue"
+	"courriel/directory"
+	"courriel/imap"
+	"courriel/smtp"
+	"courriel/tlsconf"
+)
+
+// shutdownGrace bounds how long transactions in flight may finish after
+// SIGTERM before connections are closed.
+const shutdownGrace = 30 * time.Second
+
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := newApp(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.listen(); err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// app is one running server: every component built from one Config.
+type app struct {
+	cfg   *Config
+	log   *slog.Logger
+	dir   *directory.Directory
+	store *delivery.Store
+	queue *queue.Queue
+	tls   *tlsconf.Manager
+	imap  *imap.Server
+
+	listeners []boundListener
+}
+
+type boundListener struct {
+	name  string
+	ln    net.Listener
+	serve func(net.Listener) error
+	stop  func(context.Context) error
+}
+
+func newApp(cfg *Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	var err error
+	dopts := cfg.directoryOptions()
+	dopts.Logger = log.With("component", "directory")
+	if a.dir, err = directory.New(dopts); err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := a.dir.Ping(pingCtx); err != nil {
+		// Not fatal: mail gets 4xx until the directory answers, as Postfix.
+		log.Warn("directory not reachable at start-up; recipients get 451 until it is", "err", err)
+	}
+	cancel()
+
+	chown := os.Geteuid() == 0
+	if !chown {
+		log.Warn("not running as root: maildirs are created and written as this process's user, not the users' uidNumber/gidNumber", "uid", os.Geteuid())
+	}
+	if a.tls, err = tlsconf.New(tlsconf.Options{
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Hostnames: []string{cfg.MyHostname},
+		Logger: log.With("component", "tls"), ReloadCheckInterval: tlsconf.DefaultReloadCheckInterval,
+	}); err != nil {
+		return nil, err
+	}
+	var imapSrv *imap.Server
+	if a.store, err = delivery.NewStore(delivery.Options{
+		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
+		Logger: log.With("component", "delivery"),
+		OnDelivered: func(maildir string) {
+			if imapSrv != nil {
+				imapSrv.Notify(maildir)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if a.queue, err = a.openQueue(); err != nil {
+		return nil, err
+	}
+	if cfg.Listen.IMAPS != "" || cfg.Listen.IMAP != "" {
+		if imapSrv, err = imap.NewServer(imap.Options{
+			Auth: a.dir, TLSConfig: a.tls.ServerConfig(), Logger: log.With("component", "imap"),
+			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
+		}); err != nil {
+			return nil, err
+		}
+		a.imap = imapSrv
+	}
+	return a, nil
+}
+
+func (a *app) openQueue() (*queue.Queue, error) {
+	q := a.cfg.Queue
+	policy, err := queue.ParsePolicy(q.TLSPolicy)
+	if err != nil {
+		return nil, err
+	}
+	o := queue.Options{
+		Dir: q.Dir, Hostname: a.cfg.MyHostname, Logger: a.log.With("component", "queue"),
+		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
+		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
+		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
+	}
+	if policy == queue.PolicyVerify && q.CAPath != "" {
+		if o.RootCAs, err = tlsconf.LoadCAPool(q.CAPath); err != nil {
+			return nil, fmt.Errorf("queue.ca_path: %w", err)
+		}
+	}
+	if q.Relayhost != "" {
+		o.Relayhost = &queue.Relayhost{Addr: q.Relayhost, ImplicitTLS: q.RelayhostTLS == "implicit",
+			Username: q.RelayhostUser, Password: q.RelayhostPass}
+	}
+	o.Bounce = a.deliverBounce
+	return queue.Open(o)
+}
+
+// deliverBounce hands a DSN to a local sender's maildir, or queues it for a
+// remote one.
+func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []byte) error {
+	res, err := a.dir.ResolveRecipient(ctx, msg.From)
+	if err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			a.log.Warn("bounce dropped: the sender is unknown", "queue_id", msg.ID, "from", msg.From)
+			return nil
+		}
+		return err
+	}
+	var local []delivery.Recipient
+	var remote []string
+	for _, d := range res.Destinations {
+		if d.Remote {
+			remote = append(remote, d.Address)
+			continue
+		}
+		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: msg.From,
+			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID})
+	}
+	if len(local) > 0 {
+		body := strings.ReplaceAll(string(report), "\r\n", "\n")
+		body = strings.ReplaceAll(body, "\n", "\r\n")
+		for _, err := range a.store.Deliver(ctx, &delivery.Message{ID: msg.ID + "-dsn", From: "", Body: []byte(body), Arrived: time.Now()}, local) {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if len(remote) > 0 {
+		if _, err := a.queue.Enqueue(ctx, "", remote, report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listen binds every configured listener before serving any, so a busy
+// port stops the start-up instead of leaving half a server.
+func (a *app) listen() error {
+	cfg := a.cfg
+	networks, _ := cfg.Networks()
+	smtpListener := func(name, addr string, kind smtp.Kind) error {
+		if addr == "" {
+			return nil
+		}
+		srv, err := smtp.NewServer(smtp.Options{
+			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
+			TLSConfig: a.tls.ServerConfig(), MyNetworks: networks,
+			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
+			Logger: a.log.With("component", name),
+		})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		// smtp.Server does the implicit TLS of 465 itself (after the
+		// per-IP connection limit), so ln stays plain here.
+		a.listeners = append(a.listeners, boundListener{name: name, ln: ln, serve: srv.Serve, stop: srv.Shutdown})
+		return nil
+	}
+	if err := smtpListener("smtp", cfg.Listen.SMTP, smtp.Inbound); err != nil {
+		return err
+	}
+	if err := smtpListener("submission", cfg.Listen.Submission, smtp.Submission); err != nil {
+		return err
+	}
+	if err := smtpListener("submissions", cfg.Listen.Submissions, smtp.Submissions); err != nil {
+		return err
+	}
+	imapListener := func(name, addr string, implicit bool) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		if implicit {
+			ln = tls.NewListener(ln, a.tls.ServerConfig())
+		}
+		a.listeners = append(a.listeners, boundListener{name: name, ln: ln,
+			serve: func(l net.Listener) error { return a.imap.Serve(l, implicit) }, stop: a.imap.Shutdown})
+		return nil
+	}
+	if err := imapListener("imaps", cfg.Listen.IMAPS, true); err != nil {
+		return err
+	}
+	return imapListener("imap", cfg.Listen.IMAP, false)
+}
+
+// run serves until ctx ends (SIGTERM), then shuts down gracefully. SIGHUP
+// reloads certificates and forgets cached directory answers.
+func (a *app) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(a.listeners)+1)
+	for _, l := range a.listeners {
+		a.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
+		wg.Go(func() {
+			if err := l.serve(l.ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("%s: %w", l.name, err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := a.queue.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("queue: %w", err)
+		}
+	})
+	wg.Go(func() { a.tls.Watch(ctx) })
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			a.reload()
+		case runErr = <-errc:
+			a.log.Error("listener failed, shutting down", "err", runErr)
+			break loop
+		}
+	}
+	a.log.Info("shutting down", "grace", shutdownGrace)
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer scancel()
+	for _, l := range a.listeners {
+		if err := l.stop(sctx); err != nil {
+			a.log.Warn("shutdown", "listener", l.name, "err", err)
+		}
+	}
+	cancel()
+	wg.Wait()
+	a.log.Info("stopped")
+	return runErr
+}
+
+func (a *app) reload() {
+	if err := a.tls.Reload(); err != nil {
+		a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "err", err)
+	} else {
+		a.log.Info("SIGHUP: certificate reloaded")
+	}
+	a.dir.FlushCache()
+	a.log.Info("SIGHUP: directory cache flushed")
+}
+
+func (a *app) close() {
+	if a.queue != nil {
+		a.queue.Close()
+	}
+	if a.dir != nil {
+		a.dir.Close()
+	}
+}

@@ -1,0 +1,186 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// session is one SMTP connection, ready for MAIL.
+type session struct {
+	c         *gosmtp.Client
+	conn      net.Conn // the outermost connection (TLS once negotiated)
+	relay     string   // "host[ip]:port" for logs
+	remoteMTA string   // host name for the DSN's Remote-MTA
+	tls       bool
+	stop      func() bool // detaches the close-on-cancel hook
+}
+
+// close says QUIT (bounded by CommandTimeout) and closes the connection.
+func (s *session) close() {
+	s.c.Quit()
+	s.stop()
+	s.conn.Close()
+}
+
+// connect opens a session to one address of a hop under the TLS policy.
+// Under "may" a failed STARTTLS is retried once without TLS, as Postfix does.
+func (q *Queue) connect(ctx context.Context, h hop, ip netip.Addr) (*session, *failure) {
+	policy := q.o.TLSPolicy
+	if h.relay != nil && h.relay.Username != "" && (policy == PolicyNone || policy == PolicyMay) {
+		// Credentials never travel in clear text.
+		policy = PolicyEncrypt
+	}
+	s, f := q.dial(ctx, h, ip, policy)
+	if f != nil && f.retryPlain && ctx.Err() == nil {
+		q.log.Info("TLS failed, retrying without TLS (policy may)", "relay", f.relay, "reason", f.text)
+		s, f = q.dial(ctx, h, ip, PolicyNone)
+	}
+	return s, f
+}
+
+func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (*session, *failure) {
+	addr := net.JoinHostPort(ip.String(), h.port)
+	relay := fmt.Sprintf("%s[%s]:%s", h.name, ip, h.port)
+	dctx, cancel := context.WithTimeout(ctx, q.o.ConnectTimeout)
+	raw, err := q.o.Dialer(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		f := tempFailure("4.4.1", "connect to "+relay+": "+err.Error())
+		f.relay = relay
+		return nil, f
+	}
+	// Cancelling ctx (shutdown) aborts whatever command is in progress.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	fail := func(f *failure) (*session, *failure) {
+		stop()
+		raw.Close()
+		f.relay, f.remoteMTA = relay, h.name
+		return nil, f
+	}
+	s := &session{relay: relay, remoteMTA: h.name, stop: stop, conn: raw}
+	verify := policy == PolicyVerify
+	if h.relay != nil && h.relay.ImplicitTLS {
+		tc, err := q.handshake(ctx, raw, h.name, verify)
+		if err != nil {
+			return fail(tempFailure("4.7.5", "TLS with "+relay+" failed: "+err.Error()))
+		}
+		s.conn, s.tls = tc, true
+	}
+	s.c = q.newClient(s.conn)
+	if err := s.c.Hello(q.o.Hostname); err != nil {
+		// A 5xx greeting or EHLO reply is the server refusing us.
+		return fail(replyFailure(err, "greeting from "+relay, "4.4.2"))
+	}
+	if !s.tls && policy != PolicyNone {
+		if ok, _ := s.c.Extension("STARTTLS"); ok {
+			tc, err := q.startTLS(ctx, raw, h.name, verify)
+			if err != nil {
+				f := tempFailure("4.7.5", "STARTTLS with "+relay+" failed: "+err.Error())
+				f.retryPlain = policy == PolicyMay
+				return fail(f)
+			}
+			s.conn, s.tls = tc, true
+			// RFC 3207 §4.2: forget what was learnt before TLS and say
+			// EHLO again; the new client reads a synthetic greeting
+			// since the server sends none after the handshake.
+			s.c = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
+			if err := s.c.Hello(q.o.Hostname); err != nil {
+				return fail(replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2"))
+			}
+		} else if policy == PolicyEncrypt || policy == PolicyVerify {
+			return fail(tempFailure("4.7.4", "TLS is required, but was not offered by host "+relay))
+		}
+	}
+	if h.relay != nil && h.relay.Username != "" {
+		if !s.tls {
+			return fail(tempFailure("4.7.0", "refusing to send credentials to "+relay+" without TLS"))
+		}
+		var client sasl.Client
+		switch {
+		case s.c.SupportsAuth(sasl.Plain):
+			client = sasl.NewPlainClient("", h.relay.Username, h.relay.Password)
+		case s.c.SupportsAuth(sasl.Login):
+			client = sasl.NewLoginClient(h.relay.Username, h.relay.Password)
+		default:
+			return fail(tempFailure("4.7.0", "relayhost "+relay+" offers neither AUTH PLAIN nor LOGIN"))
+		}
+		if err := s.c.Auth(client); err != nil {
+			// Not the sender's fault: defer (Postfix does too) so the
+			// admin can fix the credentials before anything bounces.
+			f := replyFailure(err, "AUTH with "+relay, "4.7.0")
+			f.perm = false
+			f.status = "4" + f.status[1:]
+			return fail(f)
+		}
+	}
+	return s, nil
+}
+
+func (q *Queue) newClient(conn net.Conn) *gosmtp.Client {
+	c := gosmtp.NewClient(conn)
+	c.CommandTimeout = q.o.CommandTimeout
+	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
+	c.SubmissionTimeout = max(q.o.CommandTimeout, 10*time.Minute)
+	return c
+}
+
+// tlsConfig is the client side of outbound TLS. Without verification the
+// certificate is accepted as is: opportunistic TLS (RFC 7435) still beats
+// clear text, and that is what the may and encrypt policies ask for.
+func (q *Queue) tlsConfig(name string, verify bool) *tls.Config {
+	return &tls.Config{
+		ServerName:         name, // an IP verifies against IP SANs and sends no SNI
+		RootCAs:            q.o.RootCAs,
+		InsecureSkipVerify: !verify,
+		MinVersion:         tls.VersionTLS12, // SPEC §7
+	}
+}
+
+func (q *Queue) handshake(ctx context.Context, raw net.Conn, name string, verify bool) (*tls.Conn, error) {
+	tc := tls.Client(raw, q.tlsConfig(name, verify))
+	hctx, cancel := context.WithTimeout(ctx, q.o.CommandTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+// startTLS sends STARTTLS on the raw connection (the go-smtp client has no
+// public call for it that lets us choose the EHLO name) and shakes hands.
+// Anything the server sent after its EHLO reply stays unread in the old
+// client's buffer and is discarded with it: no plaintext injection survives
+// into the TLS session (CVE-2011-0411).
+func (q *Queue) startTLS(ctx context.Context, raw net.Conn, name string, verify bool) (*tls.Conn, error) {
+	raw.SetDeadline(time.Now().Add(q.o.CommandTimeout))
+	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
+		return nil, err
+	}
+	// Bounded: a hostile server cannot feed an endless reply.
+	tp := textproto.NewReader(bufio.NewReader(io.LimitReader(raw, 4096)))
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("STARTTLS refused: %s", printable(err.Error(), 300))
+	}
+	raw.SetDeadline(time.Time{})
+	return q.handshake(ctx, raw, name, verify)
+}
+
+// greetedConn replays a synthetic 220 greeting before the real stream, so a
+// fresh go-smtp client can run over a connection already past its greeting.
+type greetedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }

@@ -1,0 +1,245 @@
+package queue
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+type dsnKind int
+
+const (
+	dsnFailed  dsnKind = iota // Action: failed
+	dsnDelayed                // Action: delayed (a warning)
+)
+
+func (k dsnKind) String() string {
+	if k == dsnDelayed {
+		return "delayed"
+	}
+	return "failed"
+}
+
+// maxDSNHeaders bounds the original header section returned in the DSN.
+const maxDSNHeaders = 64 << 10
+
+// lineMax keeps every line of a DSN under RFC 5322 §2.1.1's 998 octets.
+const lineMax = 76
+
+// readHeaders returns the original message's header section (RFC 3462's
+// text/rfc822-headers part), bounded, with CRLF line ends.
+func readHeaders(f *os.File) ([]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("queue: read headers: %w", err)
+	}
+	buf := make([]byte, maxDSNHeaders)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("queue: read headers: %w", err)
+	}
+	buf = buf[:n]
+	if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+		buf = buf[:i+2]
+	} else if i := bytes.Index(buf, []byte("\n\n")); i >= 0 {
+		buf = buf[:i+1]
+	} else if i := bytes.LastIndexByte(buf, '\n'); i >= 0 && n == maxDSNHeaders {
+		buf = buf[:i+1] // no end of header within the bound: whole lines only
+	}
+	// Normalise line ends; drop NULs, which no mail header may carry.
+	buf = bytes.ReplaceAll(buf, []byte("\r\n"), []byte("\n"))
+	buf = bytes.ReplaceAll(buf, []byte("\x00"), nil)
+	buf = bytes.ReplaceAll(buf, []byte("\n"), []byte("\r\n"))
+	if len(buf) > 0 && !bytes.HasSuffix(buf, []byte("\r\n")) {
+		buf = append(buf, "\r\n"...)
+	}
+	return buf, nil
+}
+
+// buildDSN writes an RFC 3464 delivery status notification about the
+// recipients idx of m: multipart/report with a human-readable part, a
+// message/delivery-status part and the original headers.
+func (q *Queue) buildDSN(m *Message, kind dsnKind, idx []int, headers []byte, now time.Time) []byte {
+	host := q.o.Hostname
+	boundary := newBoundary(headers)
+	var b bytes.Buffer
+	subject := "Undelivered Mail Returned to Sender"
+	if kind == dsnDelayed {
+		subject = "Delayed Mail (still being retried)"
+	}
+	fmt.Fprintf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host)
+	fmt.Fprintf(&b, "To: <%s>\r\n", m.From)
+	fmt.Fprintf(&b, "Subject: %s\r\n", subject)
+	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <%s.%s@%s>\r\n", m.ID, newID(now), host)
+	b.WriteString("Auto-Submitted: auto-replied\r\n") // RFC 3834 §5
+	b.WriteString("MIME-Version: 1.0\r\n")
+	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n", boundary)
+	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
+
+	// 1. For people.
+	fmt.Fprintf(&b, "--%s\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary)
+	q.writeHuman(&b, m, kind, idx, now)
+
+	// 2. For programs (RFC 3464 §2).
+	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
+	writeField(&b, "Reporting-MTA", "dns; "+host)
+	writeField(&b, "X-Courriel-Queue-ID", m.ID)
+	writeField(&b, "Arrival-Date", m.Created.Format(time.RFC1123Z))
+	for _, i := range idx {
+		r := m.Recipients[i]
+		b.WriteString("\r\n")
+		writeField(&b, "Final-Recipient", "rfc822; "+r.Addr)
+		writeField(&b, "Action", kind.String())
+		status := r.Status
+		if !validStatus(status) {
+			status = map[dsnKind]string{dsnFailed: "5.0.0", dsnDelayed: "4.0.0"}[kind]
+		}
+		writeField(&b, "Status", status)
+		if r.RemoteMTA != "" {
+			writeField(&b, "Remote-MTA", "dns; "+r.RemoteMTA)
+		}
+		if r.Reply != "" {
+			writeField(&b, "Diagnostic-Code", diagnostic(r))
+		}
+		if !r.LastAttempt.IsZero() {
+			writeField(&b, "Last-Attempt-Date", r.LastAttempt.Format(time.RFC1123Z))
+		}
+		if kind == dsnDelayed {
+			writeField(&b, "Will-Retry-Until", m.Created.Add(q.o.MaxLifetime).Format(time.RFC1123Z))
+		}
+	}
+
+	// 3. The original headers (RFC 6522 §3 text/rfc822-headers).
+	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n", boundary)
+	if !isASCII(string(headers)) {
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(headers)
+	fmt.Fprintf(&b, "\r\n--%s--\r\n", boundary)
+	return b.Bytes()
+}
+
+func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, idx []int, now time.Time) {
+	fmt.Fprintf(b, "This is the mail system at host %s.\r\n\r\n", q.o.Hostname)
+	if kind == dsnDelayed {
+		b.WriteString("####################################################################\r\n")
+		b.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n")
+		b.WriteString("####################################################################\r\n\r\n")
+		writeWrapped(b, fmt.Sprintf("Your message could not be delivered for %s. It will be retried until it is %s old.",
+			humanDuration(now.Sub(m.Created)), humanDuration(q.o.MaxLifetime)))
+	} else {
+		writeWrapped(b, "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. Its headers are attached below.")
+		b.WriteString("\r\n")
+		writeWrapped(b, "For further assistance, please send mail to postmaster. If you do so, please include this problem report.")
+	}
+	b.WriteString("\r\n                   The mail system\r\n\r\n")
+	for _, i := range idx {
+		r := m.Recipients[i]
+		line := "<" + printable(r.Addr, maxAddrLen) + ">: "
+		switch {
+		case r.Status == "4.4.7":
+			line += "delivery time expired; last error: "
+		case r.RemoteMTA != "" && r.Code != 0:
+			line += "host " + printable(r.RemoteMTA, maxDomainLen) + " said: "
+		}
+		writeWrapped(b, line+r.Reply)
+		b.WriteString("\r\n")
+	}
+}
+
+// writeField writes one DSN field, folded at spaces (RFC 5322 §2.2.3) and,
+// for a space-less run, cut hard so no line exceeds the limit.
+func writeField(b *bytes.Buffer, name, value string) {
+	line := name + ": "
+	first := true
+	for _, word := range strings.Fields(printable(value, maxReplyText)) {
+		for len(word) > 0 {
+			chunk := word[:min(len(word), 900)]
+			word = word[len(chunk):]
+			switch {
+			case first:
+				line += chunk
+				first = false
+			case len(line)+1+len(chunk) > lineMax:
+				b.WriteString(line + "\r\n")
+				line = " " + chunk
+			default:
+				line += " " + chunk
+			}
+		}
+	}
+	b.WriteString(line + "\r\n")
+}
+
+// writeWrapped writes text as lines of at most lineMax columns (longer
+// words are cut).
+func writeWrapped(b *bytes.Buffer, text string) {
+	line := ""
+	for _, word := range strings.Fields(printable(text, 4*maxReplyText)) {
+		for len(word) > lineMax {
+			if line != "" {
+				b.WriteString(line + "\r\n")
+				line = ""
+			}
+			b.WriteString(word[:lineMax] + "\r\n")
+			word = word[lineMax:]
+		}
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) > lineMax:
+			b.WriteString(line + "\r\n")
+			line = word
+		default:
+			line += " " + word
+		}
+	}
+	if line != "" {
+		b.WriteString(line + "\r\n")
+	}
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("%d minutes", int(d/time.Minute))
+	}
+}
+
+// validStatus checks an RFC 3463 status: class.subject.detail.
+func validStatus(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if len(p) == 0 || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// newBoundary returns a MIME boundary that does not occur in the enclosed
+// headers (RFC 2046 §5.1.1).
+func newBoundary(headers []byte) string {
+	for {
+		var r [12]byte
+		rand.Read(r[:])
+		bd := "=_courriel_" + hex.EncodeToString(r[:])
+		if !bytes.Contains(headers, []byte(bd)) {
+			return bd
+		}
+	}
+}

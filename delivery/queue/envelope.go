@@ -1,0 +1,159 @@
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// State is where one recipient of a queued message stands.
+type State string
+
+const (
+	StatePending   State = "pending"   // not delivered yet; retried at NextAttempt
+	StateDelivered State = "delivered" // a server answered 250 to the data
+	StateFailed    State = "failed"    // permanent failure or expiry; see Notified
+)
+
+// Recipient is one envelope recipient and its delivery state.
+type Recipient struct {
+	Addr        string    `json:"addr"`
+	State       State     `json:"state"`
+	Attempts    int       `json:"attempts,omitempty"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	Reply       string    `json:"reply,omitempty"`      // last reply or error, printable ASCII
+	Code        int       `json:"code,omitempty"`       // SMTP code of Reply; 0 when Reply is a local error
+	Status      string    `json:"status,omitempty"`     // RFC 3463 status of Reply, e.g. "4.4.1"
+	RemoteMTA   string    `json:"remote_mta,omitempty"` // host that gave Reply, if any
+	// Notified is set once the sender was told of a failure (or there was
+	// nobody to tell: null sender). A failed recipient that is not Notified
+	// keeps its message in the queue until the DSN is out.
+	Notified bool `json:"notified,omitempty"`
+}
+
+// Message is a queued message's envelope, the content of its .env file.
+type Message struct {
+	Version     int         `json:"v"`
+	ID          string      `json:"id"`
+	From        string      `json:"from"` // "" is the null sender (a DSN): never bounced
+	Created     time.Time   `json:"created"`
+	Size        int64       `json:"size"`
+	Recipients  []Recipient `json:"rcpts"`
+	DelayWarned bool        `json:"delay_warned,omitempty"`
+	// NotifyAfter delays the next try to send a DSN after one failed.
+	NotifyAfter time.Time `json:"notify_after,omitzero"`
+}
+
+const envelopeVersion = 1
+
+// Summary is one line of `courriel queue list`.
+type Summary struct {
+	ID          string
+	From        string
+	Created     time.Time
+	Size        int64
+	NextAttempt time.Time   // earliest retry of a pending recipient; zero if none
+	Recipients  []Recipient // every recipient not yet delivered
+}
+
+func (m *Message) clone() *Message {
+	c := *m
+	c.Recipients = slices.Clone(m.Recipients)
+	return &c
+}
+
+// done reports whether the message can leave the queue: every recipient is
+// delivered or failed with its sender told.
+func (m *Message) done() bool {
+	for _, r := range m.Recipients {
+		if r.State == StatePending || r.State == StateFailed && !r.Notified {
+			return false
+		}
+	}
+	return true
+}
+
+// due is when the runner should next look at m: the earliest retry of a
+// pending recipient, or NotifyAfter when a failure awaits its DSN.
+func (m *Message) due() (t time.Time, ok bool) {
+	for _, r := range m.Recipients {
+		next := r.NextAttempt
+		switch {
+		case r.State == StateFailed && !r.Notified:
+			next = m.NotifyAfter
+		case r.State != StatePending:
+			continue
+		}
+		if !ok || next.Before(t) {
+			t, ok = next, true
+		}
+	}
+	return t, ok
+}
+
+func (m *Message) summary() Summary {
+	s := Summary{ID: m.ID, From: m.From, Created: m.Created, Size: m.Size}
+	for _, r := range m.Recipients {
+		if r.State == StateDelivered {
+			continue
+		}
+		s.Recipients = append(s.Recipients, r)
+		if r.State == StatePending && (s.NextAttempt.IsZero() || r.NextAttempt.Before(s.NextAttempt)) {
+			s.NextAttempt = r.NextAttempt
+		}
+	}
+	return s
+}
+
+// decodeEnvelope parses and checks an .env file named for id. Everything in
+// it is re-validated: the file may have been edited or damaged.
+func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errCorrupt, id, err)
+	}
+	switch {
+	case m.Version != envelopeVersion:
+		return nil, fmt.Errorf("%w: %s: version %d", errCorrupt, id, m.Version)
+	case m.ID != id:
+		return nil, fmt.Errorf("%w: %s: names message %q", errCorrupt, id, printable(m.ID, 64))
+	case m.From != "" && !validAddress(m.From):
+		return nil, fmt.Errorf("%w: %s: bad sender", errCorrupt, id)
+	case len(m.Recipients) == 0 || len(m.Recipients) > maxRcpts:
+		return nil, fmt.Errorf("%w: %s: %d recipients", errCorrupt, id, len(m.Recipients))
+	case m.Created.IsZero() || m.Size < 0:
+		return nil, fmt.Errorf("%w: %s: bad creation time or size", errCorrupt, id)
+	}
+	for _, r := range m.Recipients {
+		if !validAddress(r.Addr) {
+			return nil, fmt.Errorf("%w: %s: bad recipient", errCorrupt, id)
+		}
+		switch r.State {
+		case StatePending, StateDelivered, StateFailed:
+		default:
+			return nil, fmt.Errorf("%w: %s: bad recipient state %q", errCorrupt, id, printable(string(r.State), 32))
+		}
+	}
+	return &m, nil
+}
+
+func encodeEnvelope(m *Message) ([]byte, error) {
+	return json.Marshal(m)
+}
+
+// backoff is the wait after a recipient's n-th failed attempt: MinBackoff,
+// doubled each time, capped at MaxBackoff (Postfix's minimal/maximal
+// backoff time).
+func backoff(n int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	return clampDuration(d, lo, hi)
+}
+
+func clampDuration(d, lo, hi time.Duration) time.Duration {
+	return max(lo, min(d, hi))
+}

@@ -1,0 +1,193 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"time"
+)
+
+// runJob makes one pass over a message: every due recipient is tried once,
+// grouped by route, and the envelope rewritten after each group so that a
+// crash never forgets a recorded 250. Then the sender is told of failures
+// (and delays), and a finished message leaves the spool. It returns the new
+// envelope, or gone when the message left the queue.
+func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone bool) {
+	data, err := q.sp.openData(m.ID)
+	if err != nil {
+		if q.dataGone(m.ID) {
+			return nil, true // deleted by the admin meanwhile
+		}
+		q.log.Error("message data unreadable, moved to corrupt/", "id", m.ID, "err", err)
+		q.sp.locked(func() error { q.sp.quarantine(m.ID); return nil })
+		return nil, true
+	}
+	defer data.Close()
+
+	for _, g := range q.groups(m, q.o.Now()) {
+		if ctx.Err() != nil {
+			break
+		}
+		res := q.deliverGroup(ctx, m, g, data)
+		if !q.record(m, g, res) {
+			continue
+		}
+		if err := q.sp.update(m); errors.Is(err, errDeleted) {
+			q.log.Info("message deleted during delivery", "id", m.ID)
+			return nil, true
+		} else if err != nil {
+			// The in-memory state stays right, so this process will not
+			// send twice; only a restart before the next rewrite could.
+			q.log.Error("recording the delivery attempt failed", "id", m.ID, "err", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return m, false
+	}
+	if q.notify(ctx, m, data) {
+		if err := q.sp.update(m); errors.Is(err, errDeleted) {
+			return nil, true
+		} else if err != nil {
+			q.log.Error("recording the notification failed", "id", m.ID, "err", err)
+		}
+	}
+	if m.done() {
+		if err := q.sp.remove(m.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			q.log.Error("removing a finished message failed", "id", m.ID, "err", err)
+			return m, false
+		}
+		q.log.Info("removed", "id", m.ID)
+		return nil, true
+	}
+	return m, false
+}
+
+// record applies one group's results to the envelope and logs one line per
+// recipient. It reports whether anything changed.
+func (q *Queue) record(m *Message, g group, res []result) bool {
+	now := q.o.Now()
+	expiry := m.Created.Add(q.o.MaxLifetime)
+	changed := false
+	for i, idx := range g.rcpts {
+		r, x := &m.Recipients[idx], res[i]
+		if x.out == outInterrupted {
+			q.logAttempt(m, r.Addr, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now)
+			continue
+		}
+		changed = true
+		r.Attempts++
+		r.LastAttempt = now
+		r.Reply, r.Code, r.Status, r.RemoteMTA = x.reply, x.code, x.status, x.remoteMTA
+		word, reason := "", x.reply
+		switch x.out {
+		case outSent:
+			r.State, r.NextAttempt, word = StateDelivered, time.Time{}, "sent"
+		case outBounced:
+			r.State, word = StateFailed, "bounced"
+		case outDeferred:
+			if !now.Before(expiry) {
+				// Postfix: a temporary failure once the message is
+				// maximal_queue_lifetime old bounces it. RFC 3463 §3.5:
+				// 4.4.7 delivery time expired.
+				r.State, r.Status, word = StateFailed, "4.4.7", "bounced"
+				reason = "message expired after " + now.Sub(m.Created).Round(time.Second).String() + " in queue: " + x.reply
+				break
+			}
+			r.NextAttempt = now.Add(backoff(r.Attempts, q.o.MinBackoff, q.o.MaxBackoff))
+			if r.NextAttempt.After(expiry) {
+				r.NextAttempt = expiry // one last try when the lifetime ends
+			}
+			word = "deferred"
+		}
+		q.logAttempt(m, r.Addr, x.relay, r.Status, word, reason, now)
+	}
+	return changed
+}
+
+// logAttempt writes the Postfix-style line for one recipient attempt:
+// id, to=, relay=, delay=, dsn=, status= (reason).
+func (q *Queue) logAttempt(m *Message, to, relay, dsn, word, reason string, now time.Time) {
+	if relay == "" {
+		relay = "none"
+	}
+	q.log.Info("delivery",
+		"id", m.ID,
+		"to", "<"+to+">",
+		"relay", relay,
+		"delay", strconv.FormatFloat(now.Sub(m.Created).Seconds(), 'f', 2, 64),
+		"dsn", dsn,
+		"status", word+" ("+reason+")",
+	)
+}
+
+// notify sends the DSNs a message owes: one for recipients that failed and
+// whose sender was not told yet, and once, if configured, a delay warning. It
+// reports whether the envelope changed.
+func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
+	now := q.o.Now()
+	var failed, pending []int
+	for i, r := range m.Recipients {
+		switch {
+		case r.State == StateFailed && !r.Notified:
+			failed = append(failed, i)
+		case r.State == StatePending:
+			pending = append(pending, i)
+		}
+	}
+	changed := false
+	if len(failed) > 0 && now.Before(m.NotifyAfter) {
+		failed = nil // the last try to send the DSN failed; wait
+	}
+	if len(failed) > 0 {
+		changed = true
+		if m.From == "" {
+			// RFC 5321 §4.5.5 and §6.1: never notify the null sender,
+			// so bounces cannot loop.
+			q.log.Info("no notification for the null sender", "id", m.ID, "failed", len(failed))
+			markNotified(m, failed)
+		} else if err := q.sendDSN(ctx, m, dsnFailed, failed, data, now); err != nil {
+			q.log.Error("sending the non-delivery notification failed, will retry", "id", m.ID, "err", err)
+			m.NotifyAfter = now.Add(q.o.MinBackoff)
+		} else {
+			markNotified(m, failed)
+		}
+	}
+	warn := q.o.DelayWarning > 0 && !m.DelayWarned && len(pending) > 0 && now.Sub(m.Created) >= q.o.DelayWarning
+	if warn && m.From == "" {
+		m.DelayWarned, changed = true, true
+	} else if warn {
+		if err := q.sendDSN(ctx, m, dsnDelayed, pending, data, now); err != nil {
+			q.log.Error("sending the delay warning failed", "id", m.ID, "err", err)
+		} else {
+			m.DelayWarned, changed = true, true
+		}
+	}
+	return changed
+}
+
+func markNotified(m *Message, idx []int) {
+	for _, i := range idx {
+		m.Recipients[i].Notified = true
+	}
+	m.NotifyAfter = time.Time{}
+}
+
+// sendDSN builds a DSN and hands it to Options.Bounce, or queues it from
+// the null sender to the envelope sender.
+func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int, data *os.File, now time.Time) error {
+	headers, err := readHeaders(data)
+	if err != nil {
+		return err
+	}
+	report := q.buildDSN(m, kind, idx, headers, now)
+	if q.o.Bounce != nil {
+		return q.o.Bounce(ctx, m.clone(), report)
+	}
+	id, err := q.Enqueue(ctx, "", []string{m.From}, report)
+	if err != nil {
+		return err
+	}
+	q.log.Info("sender notification", "id", m.ID, "kind", kind.String(), "dsn_id", id, "to", "<"+m.From+">")
+	return nil
+}

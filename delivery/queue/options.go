@@ -1,0 +1,205 @@
+package queue
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// Policy is the outbound STARTTLS policy, named after Postfix's
+// smtp_tls_security_level.
+type Policy string
+
+const (
+	// PolicyNone never issues STARTTLS.
+	PolicyNone Policy = "none"
+	// PolicyMay uses STARTTLS when offered, without verifying the certificate
+	// (opportunistic TLS, RFC 7435), and retries in plain text when the
+	// handshake fails, as Postfix does.
+	PolicyMay Policy = "may"
+	// PolicyEncrypt requires STARTTLS but does not verify the certificate:
+	// a server without STARTTLS makes the delivery defer.
+	PolicyEncrypt Policy = "encrypt"
+	// PolicyVerify requires STARTTLS and a certificate that chains to
+	// Options.RootCAs and names the MX host (or the route or relayhost host).
+	PolicyVerify Policy = "verify"
+)
+
+// ParsePolicy checks a policy name from the configuration.
+func ParsePolicy(s string) (Policy, error) {
+	switch p := Policy(strings.ToLower(strings.TrimSpace(s))); p {
+	case PolicyNone, PolicyMay, PolicyEncrypt, PolicyVerify:
+		return p, nil
+	}
+	return "", fmt.Errorf("queue: unknown TLS policy %q (want none, may, encrypt or verify)", s)
+}
+
+// Relayhost is a smarthost every message goes through, unless Options.Routes
+// names a route for the recipient's domain.
+type Relayhost struct {
+	Addr        string // "host:port"
+	ImplicitTLS bool   // true: TLS from the first byte (465, RFC 8314); false: STARTTLS (587)
+	Username    string // empty: no AUTH
+	Password    string
+}
+
+// Resolver is what the queue needs from DNS. *net.Resolver satisfies it.
+type Resolver interface {
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// NewResolver returns a resolver that asks the DNS server at addr ("host:port")
+// instead of the system's; an empty addr gives the system resolver.
+func NewResolver(addr string) Resolver {
+	if addr == "" {
+		return net.DefaultResolver
+	}
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+}
+
+// Options configures a Queue. Zero values take the documented defaults.
+type Options struct {
+	Dir      string // spool directory, e.g. /var/spool/courriel
+	Hostname string // HELO name, Reporting-MTA and MAILER-DAEMON domain
+	Logger   *slog.Logger
+
+	Resolver  Resolver          // default net.DefaultResolver
+	Routes    map[string]string // domain → "host:port", bypassing MX; "*" matches every domain
+	Relayhost *Relayhost        // optional smarthost, after Routes
+	TLSPolicy Policy            // default verify (the seed's smtp_tls_security_level)
+	RootCAs   *x509.CertPool    // for verify; nil = system pool
+
+	MaxLifetime  time.Duration // default 5 days (Postfix maximal_queue_lifetime)
+	DelayWarning time.Duration // 0 = no delay warnings (Postfix delay_warning_time)
+	MinBackoff   time.Duration // default 300s (Postfix minimal_backoff_time)
+	MaxBackoff   time.Duration // default 4000s (Postfix maximal_backoff_time)
+	Concurrency  int           // messages delivered at once; default 20
+
+	// Bounce delivers a DSN to a sender; report is the whole DSN message. The
+	// default enqueues it from the null sender like any other mail.
+	Bounce func(ctx context.Context, msg *Message, report []byte) error
+
+	Now    func() time.Time                                                  // default time.Now
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error) // default net.Dialer
+
+	MaxMessageBytes int64         // default 10240000 (Postfix message_size_limit)
+	MaxRecipients   int           // default 1000 (seed-like, SPEC §9)
+	MaxQueueFiles   int           // most spool entries read by Open or List; default 100000
+	PollInterval    time.Duration // how often the runner looks for requests from other processes; default 1s
+	ConnectTimeout  time.Duration // default 30s (Postfix smtp_connect_timeout)
+	CommandTimeout  time.Duration // per SMTP command; default 5 min (RFC 5321 §4.5.3.2)
+}
+
+// Postfix defaults, kept beside the code that applies them.
+const (
+	defaultMaxLifetime     = 5 * 24 * time.Hour
+	defaultMinBackoff      = 300 * time.Second
+	defaultMaxBackoff      = 4000 * time.Second
+	defaultConcurrency     = 20
+	defaultMaxMessageBytes = 10240000
+	defaultMaxRecipients   = 1000
+	defaultMaxQueueFiles   = 100000
+	defaultPollInterval    = time.Second
+	defaultConnectTimeout  = 30 * time.Second
+	defaultCommandTimeout  = 5 * time.Minute
+	// Postfix smtp_destination_recipient_limit: RCPTs per transaction.
+	// RFC 5321 §4.5.3.1.8 only promises 100 per transaction.
+	rcptsPerTransaction = 50
+	// Postfix smtp_mx_address_limit: addresses tried per delivery.
+	maxAddressesTried = 5
+)
+
+// withDefaults validates o and fills in its defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, errors.New("queue: Options.Dir is empty")
+	}
+	if o.Hostname == "" {
+		return o, errors.New("queue: Options.Hostname is empty")
+	}
+	if !validHostname(o.Hostname) {
+		return o, fmt.Errorf("queue: Options.Hostname %q is not a host name", o.Hostname)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	if o.TLSPolicy == "" {
+		o.TLSPolicy = PolicyVerify
+	}
+	if _, err := ParsePolicy(string(o.TLSPolicy)); err != nil {
+		return o, err
+	}
+	routes := make(map[string]string, len(o.Routes))
+	for dom, addr := range o.Routes {
+		if _, _, err := splitHostPort(addr); err != nil {
+			return o, fmt.Errorf("queue: route for %q: %w", dom, err)
+		}
+		routes[normalizeDomain(dom)] = addr
+	}
+	o.Routes = routes
+	if o.Relayhost != nil {
+		if _, _, err := splitHostPort(o.Relayhost.Addr); err != nil {
+			return o, fmt.Errorf("queue: relayhost: %w", err)
+		}
+	}
+	setDefault(&o.MaxLifetime, defaultMaxLifetime)
+	setDefault(&o.MinBackoff, defaultMinBackoff)
+	setDefault(&o.MaxBackoff, defaultMaxBackoff)
+	setDefault(&o.Concurrency, defaultConcurrency)
+	setDefault(&o.MaxMessageBytes, defaultMaxMessageBytes)
+	setDefault(&o.MaxRecipients, defaultMaxRecipients)
+	setDefault(&o.MaxQueueFiles, defaultMaxQueueFiles)
+	setDefault(&o.PollInterval, defaultPollInterval)
+	setDefault(&o.ConnectTimeout, defaultConnectTimeout)
+	setDefault(&o.CommandTimeout, defaultCommandTimeout)
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	if o.DelayWarning < 0 {
+		return o, errors.New("queue: Options.DelayWarning is negative")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Dialer == nil {
+		d := &net.Dialer{Timeout: o.ConnectTimeout}
+		o.Dialer = d.DialContext
+	}
+	return o, nil
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// splitHostPort checks a "host:port" from the configuration.
+func splitHostPort(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("address %q: %w", addr, err)
+	}
+	if net.ParseIP(host) == nil && !validHostname(host) {
+		return "", "", fmt.Errorf("address %q: bad host", addr)
+	}
+	if port == "" {
+		return "", "", fmt.Errorf("address %q: no port", addr)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,136 @@
+package queue
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// route is where the recipients of one domain go. Recipients with the same
+// route key share one connection.
+type route struct {
+	key    string
+	domain string     // MX routes: the domain looked up
+	addr   string     // static and relayhost routes: "host:port"
+	relay  *Relayhost // relayhost route only
+}
+
+// routeFor picks the route for a recipient domain: a static route for the
+// domain, then the "*" route, then the relayhost, then MX (Postfix's
+// transport_maps before relayhost).
+func (q *Queue) routeFor(domain string) route {
+	if addr, ok := q.o.Routes[domain]; ok {
+		return route{key: "route:" + addr, addr: addr}
+	}
+	if addr, ok := q.o.Routes["*"]; ok {
+		return route{key: "route:" + addr, addr: addr}
+	}
+	if q.o.Relayhost != nil {
+		return route{key: "relay", addr: q.o.Relayhost.Addr, relay: q.o.Relayhost}
+	}
+	return route{key: "mx:" + domain, domain: domain}
+}
+
+// hop is one host to try for a route.
+type hop struct {
+	name     string     // host name for TLS verification and logs; an IP for literals
+	port     string     // "25" for MX
+	ip       netip.Addr // set when name needs no lookup
+	implicit bool       // an implicit MX (RFC 5321 §5.1): "not found" is permanent
+	relay    *Relayhost // AUTH and implicit TLS settings, relayhost only
+}
+
+// resolve turns a route into hosts in the order to try them. A failure is
+// returned when there is nothing to try.
+func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
+	if rt.addr != "" {
+		host, port, err := splitHostPort(rt.addr) // checked at Open
+		if err != nil {
+			return nil, tempFailure("4.3.5", "bad route: "+err.Error())
+		}
+		h := hop{name: host, port: port, relay: rt.relay}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			h.ip = ip
+		}
+		return []hop{h}, nil
+	}
+	if ip, ok := parseAddrLiteral(rt.domain); ok {
+		return []hop{{name: ip.String(), port: "25", ip: ip}}, nil
+	}
+	mxs, err := q.o.Resolver.LookupMX(ctx, rt.domain)
+	var dnsErr *net.DNSError
+	switch {
+	case err != nil && len(mxs) > 0:
+		// Go returns the usable records with an error when some were
+		// malformed: use them.
+	case err != nil && errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		// No MX: the domain itself is the implicit MX (RFC 5321 §5.1).
+		return []hop{{name: rt.domain, port: "25", implicit: true}}, nil
+	case err != nil:
+		return nil, tempFailure("4.4.3", "MX lookup for "+rt.domain+" failed: "+printable(err.Error(), 200))
+	case len(mxs) == 0:
+		return []hop{{name: rt.domain, port: "25", implicit: true}}, nil
+	}
+	if len(mxs) == 1 && mxs[0].Host == "." {
+		// RFC 7505 §3: a null MX means the domain accepts no mail.
+		return nil, permFailure("5.1.10", "recipient domain "+rt.domain+" does not accept mail (null MX, RFC 7505)")
+	}
+	// Shuffle, then a stable sort by preference: random among equals
+	// (RFC 5321 §5.1).
+	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
+	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return cmp.Compare(a.Pref, b.Pref) })
+	var hops []hop
+	for _, mx := range mxs {
+		name := strings.TrimSuffix(mx.Host, ".")
+		if mx.Host == "." || !validHostname(name) {
+			continue // RFC 5321 §5.1: MX targets are names, not addresses
+		}
+		if _, err := netip.ParseAddr(name); err == nil {
+			continue
+		}
+		hops = append(hops, hop{name: strings.ToLower(name), port: "25"})
+	}
+	if len(hops) == 0 {
+		return nil, tempFailure("4.4.3", "no usable MX host for "+rt.domain)
+	}
+	return hops, nil
+}
+
+// addrs returns the addresses to try for a hop, A and AAAA in the order the
+// resolver gave them.
+func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, *failure) {
+	if h.ip.IsValid() {
+		return []netip.Addr{h.ip}, nil
+	}
+	ips, err := q.o.Resolver.LookupIPAddr(ctx, h.name)
+	var dnsErr *net.DNSError
+	if err != nil {
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			if h.implicit {
+				return nil, permFailure("5.1.2", "host or domain name not found: "+h.name)
+			}
+			return nil, tempFailure("4.4.3", "MX host not found: "+h.name)
+		}
+		return nil, tempFailure("4.4.3", "address lookup for "+h.name+" failed: "+printable(err.Error(), 200))
+	}
+	out := make([]netip.Addr, 0, len(ips))
+	for _, ip := range ips {
+		a, ok := netip.AddrFromSlice(ip.IP)
+		if !ok || ip.Zone != "" || a.IsUnspecified() || a.IsMulticast() {
+			continue
+		}
+		out = append(out, a.Unmap())
+		if len(out) == maxAddressesTried {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil, tempFailure("4.4.3", "no usable address for "+h.name)
+	}
+	return out, nil
+}

@@ -1,0 +1,192 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+)
+
+// Run delivers the queue until ctx is done. Only the owning process may run
+// a spool (ErrNotOwner otherwise), and only one Run at a time. On return no
+// delivery is in flight: each was recorded, or was cut short and will be
+// retried (at least once delivery).
+func (q *Queue) Run(ctx context.Context) error {
+	if !q.sp.owner() {
+		return ErrNotOwner
+	}
+	q.mu.Lock()
+	switch {
+	case q.closed:
+		q.mu.Unlock()
+		return ErrClosed
+	case q.running:
+		q.mu.Unlock()
+		return errors.New("queue: already running")
+	}
+	q.running = true
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		q.running = false
+		q.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, q.o.Concurrency)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	q.log.Info("queue runner started", "dir", q.o.Dir, "messages", q.count())
+	for {
+		q.checkRequests()
+		timer.Reset(q.dispatch(ctx, slots, &wg))
+		select {
+		case <-ctx.Done():
+			q.log.Info("queue runner stopping")
+			return nil
+		case <-q.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+func (q *Queue) count() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.entries)
+}
+
+// dispatch starts a job for every due message while slots are free and
+// returns how long to wait before looking again: until the next due time,
+// but never longer than PollInterval so requests from other processes and a
+// moved clock are noticed.
+func (q *Queue) dispatch(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) time.Duration {
+	for ctx.Err() == nil {
+		now := q.o.Now()
+		q.mu.Lock()
+		e := q.sched.peek()
+		if e == nil {
+			q.mu.Unlock()
+			return q.o.PollInterval
+		}
+		if wait := e.due.Sub(now); wait > 0 {
+			q.mu.Unlock()
+			return clampDuration(wait, time.Millisecond, q.o.PollInterval)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			q.mu.Unlock()
+			return q.o.PollInterval // a finishing job wakes the runner
+		}
+		q.sched.pop()
+		e.busy = true
+		m := e.msg.clone()
+		q.mu.Unlock()
+
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next, gone := q.runJob(ctx, m)
+			<-slots
+			q.finishJob(m.ID, next, gone)
+		}()
+	}
+	return q.o.PollInterval
+}
+
+// finishJob puts a message back in the schedule with its new state, or
+// drops it when it left the queue or was deleted meanwhile.
+func (q *Queue) finishJob(id string, m *Message, gone bool) {
+	q.mu.Lock()
+	e := q.entries[id]
+	e.busy = false
+	if gone || e.deleted {
+		delete(q.entries, id)
+	} else {
+		e.msg = m
+		q.scheduleLocked(e)
+	}
+	hook := q.onJobDone
+	q.mu.Unlock()
+	q.wake()
+	if hook != nil {
+		hook(id)
+	}
+}
+
+// checkRequests acts on request files left by other processes.
+func (q *Queue) checkRequests() {
+	flush := q.sp.takeRequest(flushFile)
+	rescan := q.sp.takeRequest(rescanFile)
+	if flush || rescan {
+		q.rescan()
+	}
+	if flush {
+		q.log.Info("flush requested")
+		q.flushNow()
+	}
+}
+
+// rescan brings the index in line with the spool after another process
+// added or removed messages. Unlike Open's recovery it removes nothing from
+// disk: a file without its partner may be a write in progress.
+func (q *Queue) rescan() {
+	l, err := q.sp.scan(q.o.MaxQueueFiles)
+	if err != nil {
+		q.log.Error("rescan failed", "err", err)
+		return
+	}
+	onDisk := make(map[string]bool, len(l.envelopes))
+	for _, id := range l.envelopes {
+		onDisk[id] = true
+	}
+	q.mu.Lock()
+	var missing []string
+	for id := range onDisk {
+		if _, ok := q.entries[id]; !ok && l.data[id] {
+			missing = append(missing, id)
+		}
+	}
+	var vanished []string
+	if !l.truncated {
+		for id, e := range q.entries {
+			// A busy entry's job finds out itself (update → errDeleted).
+			if !onDisk[id] && !e.busy {
+				vanished = append(vanished, id)
+			}
+		}
+	}
+	room := q.o.MaxQueueFiles - len(q.entries) + len(vanished)
+	q.mu.Unlock()
+	for _, id := range vanished {
+		q.forget(id, false)
+	}
+	for _, id := range missing {
+		if room <= 0 {
+			break
+		}
+		m, err := q.sp.readEnvelope(id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			q.log.Error("unreadable envelope", "id", id, "err", err)
+			continue
+		}
+		q.mu.Lock()
+		q.addLocked(m)
+		q.mu.Unlock()
+		room--
+	}
+	q.wake()
+}
+
+// dataGone reports whether a message whose data file is missing was deleted
+// (its envelope is gone too) rather than damaged.
+func (q *Queue) dataGone(id string) bool {
+	_, err := os.Lstat(q.sp.path(id, extEnvelope))
+	return errors.Is(err, os.ErrNotExist)
+}

@@ -1,0 +1,324 @@
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+const (
+	extData      = ".eml"
+	extEnvelope  = ".env"
+	tmpPrefix    = ".tmp-"
+	ownerFile    = ".owner"
+	lockFile     = ".lock"
+	flushFile    = ".flush"
+	rescanFile   = ".rescan"
+	corruptDir   = "corrupt"
+	maxEnvelope  = 4 << 20 // an envelope of MaxRecipients long addresses stays far below
+	readDirBatch = 1024
+)
+
+// spool is the on-disk half of the queue: file names, atomic writes and the
+// locks shared with other processes. It holds no message state.
+type spool struct {
+	dir      string
+	maxRcpts int
+
+	mu   sync.Mutex // serialises flock use on lock within this process
+	lock *os.File   // flock: envelope rewrites and removals, across processes
+	own  *os.File   // flock held while this process owns the spool; nil in client mode
+}
+
+// openSpool creates the directory if needed and takes the owner lock if no
+// other process holds it.
+func openSpool(dir string, maxRcpts int) (*spool, error) {
+	if err := os.MkdirAll(filepath.Join(dir, corruptDir), 0o700); err != nil {
+		return nil, fmt.Errorf("queue: spool: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("queue: spool lock: %w", err)
+	}
+	s := &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}
+	own, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("queue: spool owner lock: %w", err)
+	}
+	switch err := syscall.Flock(int(own.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
+	case err == nil:
+		s.own = own
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		own.Close() // client mode: another process runs this spool
+	default:
+		own.Close()
+		lock.Close()
+		return nil, fmt.Errorf("queue: spool owner lock: %w", err)
+	}
+	return s, nil
+}
+
+func (s *spool) owner() bool { return s.own != nil }
+
+func (s *spool) close() error {
+	if s.own != nil {
+		s.own.Close() // releases the flock
+	}
+	return s.lock.Close()
+}
+
+func (s *spool) path(id, ext string) string { return filepath.Join(s.dir, id+ext) }
+
+// locked runs fn holding the spool lock against this and other processes.
+func (s *spool) locked(fn func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := syscall.Flock(int(s.lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("queue: spool lock: %w", err)
+	}
+	defer syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+	return fn()
+}
+
+// writeTemp writes data to a fresh temporary file and fsyncs it. The caller
+// renames it into place (or removes it).
+func (s *spool) writeTemp(name string, data []byte) (string, error) {
+	var r [6]byte
+	rand.Read(r[:])
+	tmp := filepath.Join(s.dir, tmpPrefix+name+"-"+hex.EncodeToString(r[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// syncDir makes renames and removals in the spool durable.
+func (s *spool) syncDir() error {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// create stores a new message: data, then envelope (the commit point), then
+// one directory fsync covering both renames. Nothing is acknowledged before it
+// returns nil; a crash before that leaves files Open discards.
+func (s *spool) create(m *Message, data []byte, lockIt bool) error {
+	env, err := encodeEnvelope(m)
+	if err != nil {
+		return err
+	}
+	tmpData, err := s.writeTemp(m.ID+extData, data)
+	if err != nil {
+		return fmt.Errorf("queue: write %s: %w", m.ID, err)
+	}
+	tmpEnv, err := s.writeTemp(m.ID+extEnvelope, env)
+	if err != nil {
+		os.Remove(tmpData)
+		return fmt.Errorf("queue: write %s: %w", m.ID, err)
+	}
+	commit := func() error {
+		if err := os.Rename(tmpData, s.path(m.ID, extData)); err != nil {
+			return err
+		}
+		if err := os.Rename(tmpEnv, s.path(m.ID, extEnvelope)); err != nil {
+			os.Remove(s.path(m.ID, extData))
+			return err
+		}
+		if err := s.syncDir(); err != nil {
+			// Not known durable: withdraw it rather than acknowledge.
+			os.Remove(s.path(m.ID, extEnvelope))
+			os.Remove(s.path(m.ID, extData))
+			return err
+		}
+		return nil
+	}
+	if lockIt {
+		// Client mode: the owner's recovery, which removes temporary and
+		// orphan files, runs under the same lock.
+		err = s.locked(commit)
+	} else {
+		err = commit()
+	}
+	if err != nil {
+		os.Remove(tmpData)
+		os.Remove(tmpEnv)
+		return fmt.Errorf("queue: store %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// update rewrites an envelope after a delivery attempt. It fails with
+// errDeleted if the message was deleted meanwhile, so a deletion by the admin
+// is never undone.
+func (s *spool) update(m *Message) error {
+	env, err := encodeEnvelope(m)
+	if err != nil {
+		return err
+	}
+	return s.locked(func() error {
+		if _, err := os.Lstat(s.path(m.ID, extEnvelope)); errors.Is(err, fs.ErrNotExist) {
+			return errDeleted
+		}
+		tmp, err := s.writeTemp(m.ID+extEnvelope, env)
+		if err != nil {
+			return fmt.Errorf("queue: update %s: %w", m.ID, err)
+		}
+		if err := os.Rename(tmp, s.path(m.ID, extEnvelope)); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("queue: update %s: %w", m.ID, err)
+		}
+		if err := s.syncDir(); err != nil {
+			return fmt.Errorf("queue: update %s: %w", m.ID, err)
+		}
+		return nil
+	})
+}
+
+// remove takes a message out of the spool: envelope first, so that a crash
+// in between leaves an orphan data file that Open discards.
+func (s *spool) remove(id string) error {
+	return s.locked(func() error {
+		err := os.Remove(s.path(id, extEnvelope))
+		if errors.Is(err, fs.ErrNotExist) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("queue: remove %s: %w", id, err)
+		}
+		if err := os.Remove(s.path(id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("queue: remove %s: %w", id, err)
+		}
+		return s.syncDir()
+	})
+}
+
+// readEnvelope reads and checks one envelope, bounded in size.
+func (s *spool) readEnvelope(id string) (*Message, error) {
+	f, err := os.Open(s.path(id, extEnvelope))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: read %s: %w", id, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxEnvelope+1))
+	if err != nil {
+		return nil, fmt.Errorf("queue: read %s: %w", id, err)
+	}
+	if len(b) > maxEnvelope {
+		return nil, fmt.Errorf("%w: %s: envelope larger than %d bytes", errCorrupt, id, maxEnvelope)
+	}
+	return decodeEnvelope(id, b, s.maxRcpts)
+}
+
+func (s *spool) openData(id string) (*os.File, error) {
+	f, err := os.Open(s.path(id, extData))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s: data file missing", errCorrupt, id)
+	}
+	return f, err
+}
+
+// quarantine moves a message's files into corrupt/ for the admin to look at.
+func (s *spool) quarantine(id string) {
+	for _, ext := range []string{extEnvelope, extData} {
+		os.Rename(s.path(id, ext), filepath.Join(s.dir, corruptDir, id+ext))
+	}
+}
+
+// listing is what a directory scan found.
+type listing struct {
+	envelopes []string // ids with an .env, at most the limit asked for
+	data      map[string]bool
+	temps     []string
+	truncated bool
+}
+
+// scan reads the spool's names in batches, keeping at most limit envelope
+// ids (Options.MaxQueueFiles) and reading at most 3*limit names in all.
+func (s *spool) scan(limit int) (*listing, error) {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("queue: spool: %w", err)
+	}
+	defer d.Close()
+	l := &listing{data: map[string]bool{}}
+	seen := 0
+	for {
+		names, err := d.Readdirnames(readDirBatch)
+		for _, name := range names {
+			seen++
+			switch {
+			case strings.HasPrefix(name, tmpPrefix):
+				l.temps = append(l.temps, name)
+			case strings.HasSuffix(name, extEnvelope):
+				id, perr := ParseID(strings.TrimSuffix(name, extEnvelope))
+				if perr != nil || id+extEnvelope != name {
+					continue // not ours; never touched
+				}
+				if len(l.envelopes) >= limit {
+					l.truncated = true
+					continue
+				}
+				l.envelopes = append(l.envelopes, id)
+			case strings.HasSuffix(name, extData):
+				id, perr := ParseID(strings.TrimSuffix(name, extData))
+				if perr == nil && id+extData == name {
+					l.data[id] = true
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) || len(names) == 0 {
+			return l, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue: spool: %w", err)
+		}
+		if seen >= 3*limit {
+			l.truncated = true
+			return l, nil
+		}
+	}
+}
+
+// request leaves a request file for the owner's runner.
+func (s *spool) request(name string) error {
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: request %s: %w", strings.TrimPrefix(name, "."), err)
+	}
+	return f.Close()
+}
+
+// takeRequest removes a request file and reports whether it was there.
+func (s *spool) takeRequest(name string) bool {
+	return os.Remove(filepath.Join(s.dir, name)) == nil
+}

@@ -1,0 +1,175 @@
+package queue
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+func TestReplyClassification(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		err        error
+		perm       bool
+		status     string
+		code       int
+		wantPrefix string
+	}{
+		{"5xx with enhanced code", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no"}, true, "5.1.1", 550, "550 5.1.1 no"},
+		{"4xx with enhanced code", &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 7, 1}, Message: "greylisted"}, false, "4.7.1", 451, "451 4.7.1"},
+		{"5xx without enhanced code", &gosmtp.SMTPError{Code: 554, Message: "no"}, true, "5.0.0", 554, "554 5.0.0"},
+		{"4xx without enhanced code", &gosmtp.SMTPError{Code: 421, Message: "bye"}, false, "4.0.0", 421, "421 4.0.0"},
+		// The reply code decides; a contradicting enhanced code is replaced.
+		{"550 with a 4.x.x enhanced code", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{4, 1, 1}, Message: "x"}, true, "5.0.0", 550, "550 5.0.0"},
+		{"451 with a 5.x.x enhanced code", &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "x"}, false, "4.0.0", 451, "451 4.0.0"},
+		{"odd code is temporary", &gosmtp.SMTPError{Code: 354, Message: "x"}, false, "4.0.0", 354, "354 4.0.0"},
+		{"network error", errors.New("read: connection reset"), false, "4.4.2", 0, "MAIL: read: connection reset"},
+		{"multi-line reply is one line", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "a\nb\r\nc"}, true, "5.7.1", 550, "550 5.7.1 a b c"},
+	} {
+		f := replyFailure(tc.err, "MAIL", "4.4.2")
+		if f.perm != tc.perm || f.status != tc.status || f.code != tc.code || !strings.HasPrefix(f.text, tc.wantPrefix) {
+			t.Errorf("%s: %+v, want perm=%v status=%s code=%d text %q…", tc.name, f, tc.perm, tc.status, tc.code, tc.wantPrefix)
+		}
+	}
+}
+
+func TestValidAddress(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"bob@example.com", true},
+		{"Bob.Smith+tag@Sub.Example.COM.", true},
+		{"bob@[192.0.2.1]", true},
+		{"bob@[IPv6:2001:db8::1]", true},
+		{`"bob smith"@example.com`, true},
+		{"josé@exemple.fr", true},
+		{"bob@", false},
+		{"@example.com", false},
+		{"bob", false},
+		{"bob smith@example.com", false},
+		{"bob@exa mple.com", false},
+		{"bob@example..com", false},
+		{"bob@[300.1.1.1]", false},
+		{"bob@[IPv6:192.0.2.1]", false},
+		{"bob@[192.0.2.1", false},
+		{"bob@example.com\r\nDATA", false},
+		{"bob@example.com>", false},
+		{"<bob@example.com", false},
+		{"bob\x00@example.com", false},
+		{strings.Repeat("b", 65) + "@example.com", false},
+		{"bob@" + strings.Repeat("a", 64) + ".com", false},
+		{"b@" + strings.Repeat("a.", 127) + "com", false},
+	} {
+		if got := validAddress(tc.addr); got != tc.ok {
+			t.Errorf("validAddress(%q) = %v, want %v", tc.addr, got, tc.ok)
+		}
+	}
+}
+
+func TestIDs(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newID(now)
+		got, err := ParseID(id)
+		if err != nil || got != id {
+			t.Fatalf("ParseID(newID()) = %q, %v", got, err)
+		}
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+	}
+	if a, b := newID(now), newID(now.Add(time.Nanosecond)); a[:16] >= b[:16] {
+		t.Errorf("ids do not sort by time: %s then %s", a, b)
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"250 ok", "250 ok"},
+		{"a\r\nb\n\tc", "a b c"},
+		{"\x00\x1b[31mred", "??[31mred"},
+		{"caf\xc3\xa9", "caf??"},
+		{"  lead", "lead"},
+		{strings.Repeat("x", 20), strings.Repeat("x", 10)},
+	} {
+		if got := printable(tc.in, 10); got != tc.want {
+			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestReadHeaders(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, in, want string }{
+		{"CRLF", "A: 1\r\nB: 2\r\n\r\nbody\r\n", "A: 1\r\nB: 2\r\n"},
+		{"bare LF", "A: 1\nB: 2\n\nbody\n", "A: 1\r\nB: 2\r\n"},
+		{"no body", "A: 1\r\n", "A: 1\r\n"},
+		{"NUL dropped", "A: \x001\r\n\r\n", "A: 1\r\n"},
+		{"huge header cut at a line", strings.Repeat("X-Long: "+strings.Repeat("y", 100)+"\r\n", 1000), ""},
+	} {
+		p := filepath.Join(dir, tc.name)
+		os.WriteFile(p, []byte(tc.in), 0o600)
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readHeaders(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == "" {
+			if len(got) > maxDSNHeaders+maxDSNHeaders/50 || !strings.HasSuffix(string(got), "y\r\n") {
+				t.Errorf("%s: %d bytes ending %q", tc.name, len(got), got[max(0, len(got)-10):])
+			}
+			continue
+		}
+		if string(got) != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRouteChoice(t *testing.T) {
+	t.Parallel()
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"Special.Test.": "10.0.0.1:2525", "*": "10.0.0.2:25"}
+	o.Relayhost = &Relayhost{Addr: "smarthost.test:587"}
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if rt := q.routeFor(normalizeDomain("SPECIAL.test")); rt.addr != "10.0.0.1:2525" {
+		t.Errorf("domain route: %+v", rt)
+	}
+	if rt := q.routeFor("other.test"); rt.addr != "10.0.0.2:25" {
+		t.Errorf("* route: %+v", rt)
+	}
+	delete(q.o.Routes, "*")
+	if rt := q.routeFor("other.test"); rt.relay == nil || rt.addr != "smarthost.test:587" {
+		t.Errorf("relayhost: %+v", rt)
+	}
+	q.o.Relayhost = nil
+	if rt := q.routeFor("other.test"); rt.key != "mx:other.test" {
+		t.Errorf("MX: %+v", rt)
+	}
+	if _, err := ParsePolicy(" Verify "); err != nil {
+		t.Error(err)
+	}
+}
+
+

@@ -1,0 +1,95 @@
+package integration
+
+import (
+	"bytes"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The demo, started as the README says, answers swaks, curl and ldapsearch
+// exactly as it prints.
+func TestDemo(t *testing.T) {
+	requireTool(t, "swaks")
+	requireTool(t, "curl")
+	dir := filepath.Join(t.TempDir(), "demo")
+	cmd := exec.Command(binary, "demo", "-dir", dir)
+	var mu sync.Mutex
+	var out bytes.Buffer
+	w := lockedWriter{&mu, &out}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("demo did not stop cleanly on Ctrl-C: %v", err)
+			}
+		case <-time.After(40 * time.Second):
+			cmd.Process.Kill()
+			t.Error("demo did not stop on Ctrl-C")
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("demo output:\n%s", out.String())
+			mu.Unlock()
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range []string{"2525", "2587", "2465", "2993", "3389"} {
+		for {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("demo not listening on %s", p)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The printed commands, run as printed.
+	mu.Lock()
+	printed := out.String()
+	mu.Unlock()
+	for _, want := range []string{"swaks --server 127.0.0.1:2525", "imaps://127.0.0.1:2993", "ldap://127.0.0.1:3389"} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("the demo does not print %q", want)
+		}
+	}
+	o, _ := run(t, "", "swaks", "--server", "127.0.0.1:2525", "--to", "test0@hosted-domain.com", "--from", "someone@example.net")
+	if !accepted(o) {
+		t.Fatalf("swaks:\n%s", o)
+	}
+	o, _ = run(t, "", "swaks", "--server", "127.0.0.1:2587", "--tls", "-au", "xomail", "-ap", "demo",
+		"--from", "test0@hosted-domain.com", "--to", "alice@example.org")
+	if !accepted(o) {
+		t.Fatalf("swaks submission:\n%s", o)
+	}
+	o, err := run(t, "", "curl", "-sSk", "--user", "xomail:demo", "imaps://127.0.0.1:2993/INBOX?ALL")
+	if err != nil || !regexp.MustCompile(`\* SEARCH 1`).MatchString(o) {
+		t.Errorf("curl imaps: %v\n%s", err, o)
+	}
+	if _, err := exec.LookPath("ldapsearch"); err == nil {
+		o, err := run(t, "", "ldapsearch", "-x", "-H", "ldap://127.0.0.1:3389", "-b", "dc=xoyize,dc=xyz", "(uid=xomail)")
+		if err != nil || !strings.Contains(o, "mailacceptinggeneralid: test0@hosted-domain.com") {
+			t.Errorf("ldapsearch: %v\n%s", err, o)
+		}
+	}
+	// IMAP moved it from new/ to cur/, as Dovecot does.
+	if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "xomail", "mailbox", "[nc][eu][wr]", "*")); len(files) != 1 {
+		t.Errorf("%d messages in the demo's xomail maildir", len(files))
+	}
+}

@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"courriel/internal/testenv"
+)
+
+// binary is the courriel binary built once for the package by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "courriel-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "courriel")
+	cmd := exec.Command("go", "build", "-o", binary, "courriel/cmd/courriel")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building courriel:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is one courriel serve process with its own ports, maildir base,
+// queue and certificate.
+type server struct {
+	t      *testing.T
+	slapd  *testenv.Slapd
+	dir    string
+	vmail  string
+	config string
+	ca     *testenv.CA
+	SMTP   string // host:port of each listener
+	Sub    string
+	Subs   string
+	IMAPS  string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	done   chan struct{}
+}
+
+type serverOption func(*serverSettings)
+
+type serverSettings struct {
+	extra string // appended TOML
+}
+
+func withTOML(s string) serverOption { return func(o *serverSettings) { o.extra += s } }
+
+// requireTool skips (or, in CI, fails) when a client program is missing.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI (scripts/test installs it)", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+// startServer starts slapd (fixture homes under a temp vmail) and courriel.
+func startServer(t *testing.T, opts ...serverOption) *server {
+	t.Helper()
+	var set serverSettings
+	for _, o := range opts {
+		o(&set)
+	}
+	dir := t.TempDir()
+	vmail := filepath.Join(dir, "vmail")
+	if err := os.MkdirAll(vmail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, dir: dir, vmail: vmail}
+	s.slapd = testenv.StartSlapd(t, testenv.WithHomeBase(vmail))
+	s.ca = testenv.NewCA(t)
+	cert, key := s.ca.Issue(t, "localhost", "127.0.0.1", "xoyize.xyz")
+	// Port 0: the kernel picks, the server logs what it bound; no race with
+	// other processes between picking a port and binding it.
+	s.SMTP, s.Sub, s.Subs, s.IMAPS = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
+log_level = "debug"
+[listen]
+smtp = %q
+submission = %q
+submissions = %q
+imaps = %q
+[tls]
+cert_file = %q
+key_file = %q
+[ldap]
+urls = [%q]
+start_tls = true
+ca_file = %q
+bind_dn = %q
+bind_password = %q
+search_base = %q
+auth_bind_userdn = "uid=%%u,%s"
+cache_ttl = "2s"
+negative_cache_ttl = "1s"
+[delivery]
+maildir_base = %q
+[queue]
+dir = %q
+tls_policy = "verify"
+ca_path = %q
+`, s.SMTP, s.Sub, s.Subs, s.IMAPS, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
+		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
+	cfg += set.extra
+	s.config = filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	t.Cleanup(func() {
+		s.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("courriel log:\n%s", s.logs())
+		}
+	})
+	return s
+}
+
+func (s *server) logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// lockedBuffer lets the process write while a test reads.
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (s *server) start() {
+	t := s.t
+	t.Helper()
+	s.mu.Lock()
+	if s.log == nil {
+		s.log = &bytes.Buffer{}
+	}
+	start := s.log.Len()
+	s.mu.Unlock()
+	cmd := exec.Command(binary, "serve", "-config", s.config)
+	w := lockedWriter{&s.mu, s.log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	// Ready when the server has logged the address of every listener.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		addrs := map[string]string{}
+		for _, m := range listeningRe.FindAllStringSubmatch(s.logs()[start:], -1) {
+			addrs[m[1]] = m[2]
+		}
+		if len(addrs) == 4 {
+			s.SMTP, s.Sub, s.Subs, s.IMAPS = addrs["smtp"], addrs["submission"], addrs["submissions"], addrs["imaps"]
+			return
+		}
+		select {
+		case <-done:
+			t.Fatalf("courriel exited at start-up:\n%s", s.logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("courriel did not start listening:\n%s", s.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var listeningRe = regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)`)
+
+// stop sends sig and waits (bounded) for the process to exit.
+func (s *server) stop(sig syscall.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(40 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+// run runs a client program with a bounded time and returns its output.
+func run(t *testing.T, stdin string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// maildirFiles lists the files in a user's maildir subdirectory.
+func (s *server) maildirFiles(t *testing.T, user, sub string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(s.vmail, user, "mailbox", sub))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, filepath.Join(s.vmail, user, "mailbox", sub, e.Name()))
+	}
+	return out
+}

@@ -1,0 +1,203 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A message with exact bytes, so the body on disk can be compared.
+const testMessage = "From: Someone <someone@example.net>\n" +
+	"To: test0@hosted-domain.com\n" +
+	"Subject: integration\n" +
+	"Message-ID: <%s@example.net>\n" +
+	"\n" +
+	"Bonjour,\n" +
+	"\n" +
+	"..a line starting with a dot, and trailing spaces   \n" +
+	"8bit: é à ü\n"
+
+func writeMessage(t *testing.T, id string) (path, content string) {
+	t.Helper()
+	content = fmt.Sprintf(testMessage, id)
+	path = filepath.Join(t.TempDir(), "msg.eml")
+	// swaks ends what it sends with a line break of its own.
+	if err := os.WriteFile(path, []byte(strings.TrimSuffix(content, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, content
+}
+
+func TestSwaksInboundToMaildir(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		tls  bool
+	}{
+		{"plain", nil, false},
+		{"starttls", []string{"--tls", "--tls-verify", "--tls-ca-path", s.ca.CertFile()}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(s.maildirFiles(t, "xomail", "new"))
+			msgFile, content := writeMessage(t, "id-"+tc.name)
+			args := append([]string{"--server", s.SMTP, "--from", "someone@example.net", "--to", "test0@hosted-domain.com",
+				"--ehlo", "client.example.net", "--data", "@"+msgFile}, tc.args...)
+			out, err := run(t, "", "swaks", args...)
+			if err != nil || !accepted(out) {
+				t.Fatalf("swaks: %v\n%s", err, out)
+			}
+			files := s.maildirFiles(t, "xomail", "new")
+			if len(files) != before+1 {
+				t.Fatalf("%d files in new/, want %d", len(files), before+1)
+			}
+			var got []byte
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				if bytes.Contains(b, []byte("id-"+tc.name+"@")) {
+					got = b
+					checkOwnerMode(t, f, 20000, 20000, 0o600)
+					checkOwnerMode(t, filepath.Dir(f), 20000, 20000, 0o700)
+				}
+			}
+			if got == nil {
+				t.Fatal("message not found in new/")
+			}
+			head, body, ok := strings.Cut(string(got), "\n\n")
+			if !ok {
+				t.Fatalf("no header/body separator:\n%s", got)
+			}
+			_, wantBody, _ := strings.Cut(content, "\n\n")
+			if body != wantBody {
+				t.Errorf("body on disk differs:\n%q\nwant\n%q", body, wantBody)
+			}
+			for _, re := range []string{
+				`(?m)\AReturn-Path: <someone@example.net>\n`,
+				`(?m)^Delivered-To: xomail@xoyize.xyz\n`,
+				`(?m)^Received: from client\.example\.net`,
+				`(?m)^Subject: integration\n`,
+			} {
+				if !regexp.MustCompile(re).MatchString(head) {
+					t.Errorf("header %s missing:\n%s", re, head)
+				}
+			}
+			if tc.tls && !regexp.MustCompile(`TLSv1\.[23]`).MatchString(head) {
+				t.Errorf("Received lacks the TLS version:\n%s", head)
+			}
+		})
+	}
+}
+
+func checkOwnerMode(t *testing.T, path string, uid, gid int, mode os.FileMode) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != mode {
+		t.Errorf("%s: mode %o, want %o", path, st.Mode().Perm(), mode)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if int(sys.Uid) != uid || int(sys.Gid) != gid {
+		t.Errorf("%s: owner %d:%d, want %d:%d", path, sys.Uid, sys.Gid, uid, gid)
+	}
+}
+
+// accepted reports whether a swaks transcript ends its DATA with 250.
+func accepted(out string) bool {
+	return regexp.MustCompile(`<[-~]  250 2\.0\.0 OK: queued`).MatchString(out)
+}
+
+// swaksTo sends one message and returns swaks's transcript.
+func swaksTo(t *testing.T, s *server, rcpts ...string) string {
+	t.Helper()
+	out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "someone@example.net",
+		"--to", strings.Join(rcpts, ","), "--ehlo", "client.example.net", "--body", "hello")
+	return out
+}
+
+func TestAliasesEndToEnd(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	count := func(user string) int { return len(s.maildirFiles(t, user, "new")) }
+
+	// A chain of three aliases, and a list to two users, in one transaction,
+	// with duplicates: alice gets one copy, bob one.
+	out := swaksTo(t, s, "chain1@hosted-domain.com", "team@hosted-domain.com", "alice@hosted-domain.com", "ALICE@hosted-domain.com")
+	if !accepted(out) || strings.Contains(out, "<** ") {
+		t.Fatalf("swaks:\n%s", out)
+	}
+	if a, b := count("alice"), count("bob"); a != 1 || b != 1 {
+		t.Errorf("alice %d, bob %d copies; want 1 and 1", a, b)
+	}
+	// Mixed known and unknown recipients: the unknown one is refused at
+	// RCPT, the message goes to the known one.
+	out, _ = run(t, "", "swaks", "--server", s.SMTP, "--from", "someone@example.net",
+		"--to", "nobody@hosted-domain.com,test1@hosted-domain.com", "--body", "mixed")
+	if !strings.Contains(out, "<** 550 5.1.1") || count("xomail") != 1 {
+		t.Errorf("mixed: xomail has %d\n%s", count("xomail"), out)
+	}
+	// A loop is refused, not delivered and not bounced later.
+	out = swaksTo(t, s, "loop1@hosted-domain.com")
+	if !regexp.MustCompile(`<\*\* 5\d\d `).MatchString(out) {
+		t.Errorf("loop accepted:\n%s", out)
+	}
+}
+
+func TestRelayBattery(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	for _, rcpt := range []string{
+		"someone@foreign.example",
+		"someone%foreign.example@xoyize.xyz",
+		"@xoyize.xyz:someone@foreign.example",
+		"foreign.example!someone@xoyize.xyz",
+		`"someone@foreign.example"@xoyize.xyz`,
+		"someone@foreign.example.",
+		"someone@[127.0.0.1]",
+		"someone@FOREIGN.example",
+		"xomail@xoyize.xyz.",
+	} {
+		out := swaksTo(t, s, rcpt)
+		if !regexp.MustCompile(`<\*\* (554 5\.7\.1|55[0-3] |501 )`).MatchString(out) {
+			t.Errorf("relay trick %q not refused:\n%s", rcpt, out)
+		}
+	}
+	for _, u := range []string{"xomail", "alice", "bob"} {
+		if n := len(s.maildirFiles(t, u, "new")); n != 0 {
+			t.Errorf("%s got %d messages", u, n)
+		}
+	}
+	if out, _ := run(t, "", binary, "queue", "-config", s.config, "list"); !strings.Contains(out, "empty") {
+		t.Errorf("queue not empty:\n%s", out)
+	}
+}
+
+func TestDirectoryOutage(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	if out := swaksTo(t, s, "test0@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("before:\n%s", out)
+	}
+	s.slapd.Stop(t)
+	// Another address, so no cached answer applies.
+	if out := swaksTo(t, s, "alice@hosted-domain.com"); !strings.Contains(out, "<** 451 4.3.0") {
+		t.Errorf("slapd down: want 451 4.3.0:\n%s", out)
+	}
+	s.slapd.Start(t)
+	if out := swaksTo(t, s, "alice@hosted-domain.com"); !accepted(out) {
+		t.Errorf("slapd back:\n%s", out)
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 1 {
+		t.Errorf("alice has %d messages, want 1", n)
+	}
+}

@@ -1,0 +1,49 @@
+package integration
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"courriel/internal/testenv"
+)
+
+func TestSubmissionSwaks(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	ca := []string{"--tls-verify", "--tls-ca-path", s.ca.CertFile()}
+	tests := []struct {
+		name string
+		args []string
+		want string // regexp on the transcript
+	}{
+		{"587 PLAIN as uid", append([]string{"--server", s.Sub, "--tls", "-a", "PLAIN", "-au", "xomail", "-ap", testenv.XomailPassword,
+			"--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
+		{"587 LOGIN as address", append([]string{"--server", s.Sub, "--tls", "-a", "LOGIN", "-au", "test1@hosted-domain.com", "-ap", testenv.XomailPassword,
+			"--from", "test1@hosted-domain.com", "--to", "bob@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
+		{"465 implicit TLS", append([]string{"--server", s.Subs, "--tlsc", "-a", "PLAIN", "-au", "alice", "-ap", testenv.AlicePassword,
+			"--from", "contact@example.org", "--to", "test0@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
+		{"587 sending as the maildrop", append([]string{"--server", s.Sub, "--tls", "-au", "xomail", "-ap", testenv.XomailPassword,
+			"--from", "xomail@xoyize.xyz", "--to", "alice@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
+		{"587 AUTH before STARTTLS", []string{"--server", s.Sub, "-a", "PLAIN", "-au", "xomail", "-ap", testenv.XomailPassword,
+			"--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com"}, `530 5\.7\.0|not supported|AUTH.*not advertised|No authentication type succeeded|Host did not advertise authentication`},
+		{"587 MAIL before STARTTLS", []string{"--server", s.Sub, "--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com"}, `<(\*\*|~\*) 530 5\.7\.0`},
+		{"587 MAIL without AUTH", append([]string{"--server", s.Sub, "--tls", "--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com"}, ca...), `<(\*\*|~\*) 530 5\.7\.0`},
+		{"587 sender mismatch", append([]string{"--server", s.Sub, "--tls", "-au", "xomail", "-ap", testenv.XomailPassword,
+			"--from", "alice@hosted-domain.com", "--to", "bob@hosted-domain.com"}, ca...), `<(\*\*|~\*) 553 5\.7\.1`},
+		{"587 bad password", append([]string{"--server", s.Sub, "--tls", "-au", "xomail", "-ap", "wrong",
+			"--from", "test0@hosted-domain.com", "--to", "bob@hosted-domain.com"}, ca...), `<~\* 535 5\.7\.8|<\*\* 535 5\.7\.8`},
+	}
+	for _, tt := range tests {
+		out, _ := run(t, "", "swaks", tt.args...)
+		if !regexp.MustCompile(tt.want).MatchString(out) {
+			t.Errorf("%s: want %s\n%s", tt.name, tt.want, out)
+		}
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 2 {
+		t.Errorf("alice has %d messages, want 2", n)
+	}
+	if out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "x@example.net", "--to", "x@foreign.example"); !strings.Contains(out, "554 5.7.1") {
+		t.Errorf("port 25 relays without AUTH:\n%s", out)
+	}
+}

@@ -1,0 +1,134 @@
+package smtp
+
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of RFC 5321 §4.5.3.1.
+const (
+	maxLocalPart = 64  // §4.5.3.1.1
+	maxDomain    = 255 // §4.5.3.1.2
+	maxPath      = 256 // §4.5.3.1.3, including the angle brackets
+	maxLabel     = 63  // RFC 1035 §2.3.4
+)
+
+// Errors of parseAddress. errRelayTrick marks shapes that other MTAs have
+// historically routed somewhere else than the domain after the last '@'
+// (the %-hack, bang paths, a second '@' hidden in a quoted local part,
+// address literals): they are refused as relay attempts whatever the domain.
+var (
+	errAddrSyntax = errors.New("smtp: bad address syntax")
+	errAddrLength = errors.New("smtp: address too long")
+	errRelayTrick = errors.New("smtp: address routes through another host")
+	errNeedUTF8   = errors.New("smtp: non-ASCII address without SMTPUTF8")
+)
+
+// address is a mailbox that passed parseAddress. immutable.
+type address struct {
+	Local  string // as sent: local parts may be case-sensitive (RFC 5321 §2.4)
+	Domain string // lower-cased for lookups
+}
+
+func (a address) String() string { return a.Local + "@" + a.Domain }
+
+// parseAddress checks one mailbox as go-smtp hands it over: go-smtp has
+// already removed the angle brackets, dropped a source route ("@a,@b:"),
+// which RFC 5321 §4.1.1.3 says to ignore, and unquoted a quoted local part,
+// so "x@y"@z arrives as x@y@z and is refused here as a relay trick.
+//
+// Only a dot-atom local part is accepted (RFC 5321 §4.1.2 Dot-string): a
+// local part that needed quoting is refused. The domain must be a host name
+// (no address literal, no trailing dot, no empty label). Non-ASCII is
+// allowed only when the client gave SMTPUTF8 (RFC 6531 §3.3), and must be
+// valid UTF-8 without control characters.
+func parseAddress(s string, smtputf8 bool) (address, error) {
+	if len(s)+2 > maxPath {
+		return address{}, errAddrLength
+	}
+	if !utf8.ValidString(s) {
+		return address{}, errAddrSyntax
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return address{}, errAddrSyntax
+	}
+	local, domain := s[:at], s[at+1:]
+	if strings.ContainsAny(local, "@%!") || strings.HasPrefix(domain, "[") {
+		return address{}, errRelayTrick
+	}
+	if local == "" || domain == "" {
+		return address{}, errAddrSyntax
+	}
+	if len(local) > maxLocalPart || len(domain) > maxDomain {
+		return address{}, errAddrLength
+	}
+	ascii := true
+	for _, r := range s {
+		if r >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if !ascii && !smtputf8 {
+		return address{}, errNeedUTF8
+	}
+	if !validDotAtom(local) || !validDomain(domain) {
+		return address{}, errAddrSyntax
+	}
+	return address{Local: local, Domain: strings.ToLower(domain)}, nil
+}
+
+// validDotAtom: atext *("." atext), RFC 5322 §3.2.3, with the UTF-8
+// extension of RFC 6532 §3.2.
+func validDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		if r == '.' || isAtext(r) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func isAtext(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
+		return true
+	case r >= 0xa0 && r != 0xfeff: // UTF8-non-ascii without C1 controls or BOM
+		return true
+	}
+	return false
+}
+
+// validDomain: sub-domain *("." sub-domain), RFC 5321 §4.1.2, labels of
+// letters, digits and inner hyphens, at most 63 octets each; U-labels are
+// let through as runs of non-ASCII letters (RFC 6531 §3.3).
+func validDomain(s string) bool {
+	if s == "" || len(s) > maxDomain {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > maxLabel {
+			return false
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+			case r >= 0xa0 && r != 0xfeff:
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,104 @@
+package smtp
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestParseAddress(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 63)
+	for _, tc := range []struct {
+		in   string
+		utf8 bool
+		want string // normalized; "" when an error is expected
+		err  error
+	}{
+		{"alice@example.com", false, "alice@example.com", nil},
+		{"Alice.B+tag@EXAMPLE.Com", false, "Alice.B+tag@example.com", nil},
+		{"a!#$&'*+-/=?^_`{|}~@x.y", false, "", errRelayTrick}, // '!' is a bang path
+		{"a#$&'*+-/=?^_`{|}~@x.y", false, "a#$&'*+-/=?^_`{|}~@x.y", nil},
+		{"user@localhost", false, "user@localhost", nil},
+		{"j\u00f6rg@b\u00fccher.example", true, "j\u00f6rg@b\u00fccher.example", nil},
+		{"j\u00f6rg@example.com", false, "", errNeedUTF8},
+		{"a%b@example.com", false, "", errRelayTrick},
+		{"b!a@example.com", false, "", errRelayTrick},
+		{"a@b@example.com", false, "", errRelayTrick},
+		{"a@[192.0.2.1]", false, "", errRelayTrick},
+		{"a@[IPv6:2001:db8::1]", false, "", errRelayTrick},
+		{"noat", false, "", errAddrSyntax},
+		{"@example.com", false, "", errAddrSyntax},
+		{"a@", false, "", errAddrSyntax},
+		{"a.@example.com", false, "", errAddrSyntax},
+		{".a@example.com", false, "", errAddrSyntax},
+		{"a..b@example.com", false, "", errAddrSyntax},
+		{"a b@example.com", false, "", errAddrSyntax},
+		{"a\"b@example.com", false, "", errAddrSyntax},
+		{"a\x00b@example.com", false, "", errAddrSyntax},
+		{"a\r\nb@example.com", false, "", errAddrSyntax},
+		{"a@example.com.", false, "", errAddrSyntax},
+		{"a@.example.com", false, "", errAddrSyntax},
+		{"a@exa..mple.com", false, "", errAddrSyntax},
+		{"a@-x.com", false, "", errAddrSyntax},
+		{"a@x-.com", false, "", errAddrSyntax},
+		{"a@x_y.com", false, "", errAddrSyntax},
+		{"a@x.com\x00", false, "", errAddrSyntax},
+		{"\xff@x.com", true, "", errAddrSyntax},
+		{"a\u200b\u0085@x.com", true, "", errAddrSyntax}, // C1 control
+		{strings.Repeat("a", 64) + "@x.com", false, strings.Repeat("a", 64) + "@x.com", nil},
+		{strings.Repeat("a", 65) + "@x.com", false, "", errAddrLength},
+		{"a@" + long + "x.com", false, "", errAddrSyntax}, // 64-octet label
+		{"a@" + long + "." + long + "." + long + "." + strings.Repeat("b", 60), false, "a@" + long + "." + long + "." + long + "." + strings.Repeat("b", 60), nil},
+		{"ab@" + long + "." + long + "." + long + "." + strings.Repeat("b", 60), false, "", errAddrLength}, // path of 257
+	} {
+		got, err := parseAddress(tc.in, tc.utf8)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("parseAddress(%q) = %v, %v; want error %v", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("parseAddress(%q) = %q, %v; want %q", tc.in, got.String(), err, tc.want)
+		}
+	}
+}
+
+// FuzzParseAddress: whatever the input, an accepted address is within the
+// RFC 5321 limits, has exactly one '@', no relay-trick characters, no
+// control characters, a lower-case domain, and parses again to itself.
+func FuzzParseAddress(f *testing.F) {
+	for _, s := range []string{"alice@example.com", "a%b@c.d", "\"a@b\"@c", "@a:b@c", "a@[1.2.3.4]",
+		"j\u00f6rg@b\u00fccher.example", "a..b@c", "a@b.", strings.Repeat("x", 70) + "@y.z"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, in string, smtputf8 bool) {
+		a, err := parseAddress(in, smtputf8)
+		if err != nil {
+			return
+		}
+		s := a.String()
+		if len(s)+2 > maxPath || len(a.Local) > maxLocalPart || len(a.Domain) > maxDomain {
+			t.Fatalf("%q: over the limits", s)
+		}
+		if strings.Count(s, "@") != 1 || strings.ContainsAny(a.Local, "%!\"\\ ") || strings.HasPrefix(a.Domain, "[") {
+			t.Fatalf("%q: relay trick or quoting accepted", s)
+		}
+		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }) {
+			t.Fatalf("%q: control or invalid UTF-8 accepted", s)
+		}
+		if !smtputf8 && !isASCII(s) {
+			t.Fatalf("%q: non-ASCII without SMTPUTF8", s)
+		}
+		if strings.HasSuffix(a.Domain, ".") || strings.Contains(a.Domain, "..") {
+			t.Fatalf("%q: bad domain", s)
+		}
+		again, err := parseAddress(s, smtputf8)
+		if err != nil || again != a {
+			t.Fatalf("%q: does not parse to itself (%v, %v)", s, again, err)
+		}
+	})
+}

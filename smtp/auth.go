@@ -1,0 +1,276 @@
+package smtp
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/directory"
+)
+
+// ThrottleOptions tune the throttling of failed logins. A failure is
+// counted against the client address (one /64 for IPv6) and against the
+// login name; the delay before the 535 reply grows with the larger count,
+// so a distributed guess at one login slows down too. Only the address is
+// ever refused outright: refusing a login would let anyone lock its owner
+// out, so the right password from another address still works.
+type ThrottleOptions struct {
+	FreeFailures int           // failures answered at once (default 2)
+	BaseDelay    time.Duration // delay after the first paid failure, doubled after each (1s)
+	MaxDelay     time.Duration // cap of the delay (16s)
+	IPLimit      int           // failures from one address in Window before 454 without checking (10)
+	Window       time.Duration // failures older than this are forgotten (15 min)
+	PerSession   int           // failures in one connection before 421 and disconnect (3)
+	MaxEntries   int           // bound of each table, against memory exhaustion (10000)
+}
+
+func (o *ThrottleOptions) setDefaults() {
+	if o.FreeFailures <= 0 {
+		o.FreeFailures = 2
+	}
+	if o.BaseDelay <= 0 {
+		o.BaseDelay = time.Second
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = 16 * time.Second
+	}
+	if o.IPLimit <= 0 {
+		o.IPLimit = 10
+	}
+	if o.Window <= 0 {
+		o.Window = 15 * time.Minute
+	}
+	if o.PerSession <= 0 {
+		o.PerSession = 3
+	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 10000
+	}
+}
+
+type failRec struct {
+	n    int
+	last time.Time
+}
+
+// authLimiter counts failed logins per client address and per login.
+type authLimiter struct {
+	o   ThrottleOptions // immutable
+	now func() time.Time
+
+	mu     sync.Mutex
+	ips    map[string]*failRec // guarded by mu
+	logins map[string]*failRec // guarded by mu
+}
+
+func newAuthLimiter(o ThrottleOptions, now func() time.Time) *authLimiter {
+	return &authLimiter{o: o, now: now, ips: map[string]*failRec{}, logins: map[string]*failRec{}}
+}
+
+// ipKey groups IPv6 clients by /64, which one host usually owns whole.
+func ipKey(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+func loginKey(login string) string {
+	if len(login) > 256 {
+		login = login[:256]
+	}
+	return strings.ToLower(login)
+}
+
+// countLocked returns the live count of k, forgetting it once stale.
+func (l *authLimiter) countLocked(m map[string]*failRec, k string, now time.Time) int {
+	r := m[k]
+	if r == nil {
+		return 0
+	}
+	if now.Sub(r.last) > l.o.Window {
+		delete(m, k)
+		return 0
+	}
+	return r.n
+}
+
+// blocked reports whether the address has failed too often to be heard.
+func (l *authLimiter) blocked(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.countLocked(l.ips, ip, l.now()) >= l.o.IPLimit
+}
+
+// fail records a failure and returns the delay to wait before replying.
+func (l *authLimiter) fail(ip, login string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	n := 0
+	for _, t := range []struct {
+		m map[string]*failRec
+		k string
+	}{{l.ips, ip}, {l.logins, loginKey(login)}} {
+		c := l.countLocked(t.m, t.k, now) + 1
+		l.pruneLocked(t.m, now)
+		t.m[t.k] = &failRec{n: c, last: now}
+		n = max(n, c)
+	}
+	if n <= l.o.FreeFailures {
+		return 0
+	}
+	d := l.o.BaseDelay
+	for i := l.o.FreeFailures + 1; i < n && d < l.o.MaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, l.o.MaxDelay)
+}
+
+// pruneLocked keeps a table under MaxEntries: stale entries first, then
+// any (an attacker with that many addresses loses some of its counts,
+// which is better than running out of memory).
+func (l *authLimiter) pruneLocked(m map[string]*failRec, now time.Time) {
+	if len(m) < l.o.MaxEntries {
+		return
+	}
+	for k, r := range m {
+		if now.Sub(r.last) > l.o.Window {
+			delete(m, k)
+		}
+	}
+	for k := range m {
+		if len(m) < l.o.MaxEntries {
+			break
+		}
+		delete(m, k)
+	}
+}
+
+// AuthMechanisms implements gosmtp.AuthSession: nothing before TLS, so
+// go-smtp advertises no AUTH there (SPEC §1, seed smtpd_tls_auth_only).
+func (s *session) AuthMechanisms() []string {
+	if s.tls == nil {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements gosmtp.AuthSession. go-smtp is told AllowInsecureAuth so
+// that this, not go-smtp's 523, answers AUTH before TLS.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.c.countCommand() {
+		return nil, s.dropWith(replyTooManyCmds)
+	}
+	if s.tls == nil {
+		if s.srv.o.TLSConfig == nil {
+			return nil, s.fail(stageAuth, gosmtp.ErrAuthUnsupported)
+		}
+		return nil, s.fail(stageAuth, replyStartTLSFirst)
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return saslGuard{s, sasl.NewPlainServer(s.authPlain)}, nil
+	case sasl.Login:
+		return saslGuard{s, &loginServer{auth: s.authenticate}}, nil
+	}
+	return nil, s.fail(stageAuth, gosmtp.ErrAuthUnknownMechanism)
+}
+
+func (s *session) authPlain(identity, login, password string) error {
+	if identity != "" && identity != login {
+		// No proxy authorization (RFC 4616 §2): treat as a failure.
+		return s.authFailed(login, replyBadAuthzid)
+	}
+	return s.authenticate(login, password)
+}
+
+func (s *session) authenticate(login, password string) error {
+	ip := ipKey(s.c.ip)
+	if s.srv.limiter.blocked(ip) {
+		s.log.Warn("auth refused: client throttled", "ip", s.c.ip.String())
+		return s.authFailed("", replyAuthThrottled)
+	}
+	user, err := s.srv.o.Directory.Authenticate(s.ctx, login, password)
+	switch {
+	case err == nil:
+		s.mu.Lock()
+		s.user = &user
+		s.mu.Unlock()
+		s.log.Info("auth ok", "sasl_username", sanitize(user.Login, 64))
+		return nil
+	case errors.Is(err, directory.ErrInvalidCredentials):
+		d := s.srv.limiter.fail(ip, login)
+		s.log.Warn("auth failed", "login", sanitize(login, 64), "delay", d)
+		if d > 0 {
+			s.srv.o.Sleep(s.ctx, d)
+		}
+		return s.authFailed(login, replyAuthFailed)
+	default:
+		s.log.Error("auth: directory unavailable", "err", err)
+		return s.fail(stageAuth, err)
+	}
+}
+
+// authFailed counts a failure in this connection and closes it after
+// PerSession failures (Postfix smtpd_hard_error_limit has the same aim).
+func (s *session) authFailed(login string, r *gosmtp.SMTPError) error {
+	if s.c.authFailures.Add(1) >= int32(s.srv.o.AuthThrottle.PerSession) {
+		return s.dropWith(replyTooManyFails)
+	}
+	return s.fail(stageAuth, r)
+}
+
+// saslGuard turns a mechanism's own errors (bad encoding, too many steps)
+// into a proper reply instead of go-smtp's "454 <err.Error()>".
+type saslGuard struct {
+	s *session
+	sasl.Server
+}
+
+func (g saslGuard) Next(response []byte) ([]byte, bool, error) {
+	ch, done, err := g.Server.Next(response)
+	if err != nil {
+		var se *gosmtp.SMTPError
+		if !errors.As(err, &se) {
+			err = g.s.fail(stageAuth, replyBadAuthData)
+		}
+	}
+	return ch, done, err
+}
+
+// loginServer is the LOGIN mechanism (draft-murchison-sasl-login), which
+// go-sasl implements only as a client; Outlook and old phones still use it.
+type loginServer struct {
+	auth     func(login, password string) error
+	step     int
+	username string
+}
+
+var errLoginSteps = errors.New("sasl: unexpected LOGIN response")
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if response == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough // initial response is the user name
+	case 1:
+		l.username = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.auth(l.username, string(response))
+	}
+	return nil, false, errLoginSteps
+}

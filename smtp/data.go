@@ -1,0 +1,202 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
+)
+
+// dataProgress: during DATA the read deadline moves by ReadTimeout each
+// time this much more of the message has arrived, so a slow but honest
+// client gets through and one trickling a byte a second does not.
+const dataProgress = 64 << 10
+
+// Data implements gosmtp.Session for DATA and BDAT alike.
+//
+// go-smtp ends DATA only at <CRLF>.<CRLF>: its reader never treats <LF>.<LF>,
+// <LF>.<CRLF> or <CR>.<CR> as the end (checked in tests), so nothing after
+// them can become a command. Such a bare CR or LF would still let a next
+// hop that is lax about line ends see an end of data inside the message
+// (SMTP smuggling), so messages with a bare CR or LF are refused
+// (554 5.6.0, RFC 5321 §2.3.8), like Postfix's smtpd_forbid_bare_newline =
+// reject. NUL is refused too (RFC 6152 §3: no NUL in 8-bit text).
+//
+// One reply covers all recipients. It is 250 only when every local copy is
+// durable and every remote copy is queued. If any local copy fails
+// temporarily the whole message gets 4xx and the client retries, so some
+// recipients may get the message twice: duplicates are better than loss.
+// If no copy failed temporarily but one failed permanently, the answer is
+// 554 and the log says which copies were stored: there is no DSN here to
+// tell the sender about a partial failure.
+func (s *session) Data(r io.Reader) error {
+	// readMessage touches no session state: for BDAT, Reset may run on the
+	// connection's goroutine meanwhile (RSET, a refused chunk), closing r.
+	pr, isBDAT := r.(*io.PipeReader)
+	if isBDAT {
+		s.c.setBDAT(pr)
+	}
+	body, err := s.readMessage(r)
+	if errors.Is(err, gosmtp.ErrDataReset) {
+		return err // the transaction is gone and nobody reads this result; see waitBDAT
+	}
+	if isBDAT {
+		s.c.setBDAT(nil) // go-smtp waits for this result: no race
+	}
+	// From here on go-smtp's connection goroutine waits for our result.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c.countCommand() {
+		return s.dropWith(replyTooManyCmds)
+	}
+	defer s.c.setTx(false)
+	log := s.log.With("msg_id", s.tx.id)
+	if len(s.tx.local)+len(s.tx.remote) == 0 {
+		return s.fail(stageData, rep(554, gosmtp.EnhancedCode{5, 5, 1}, "No valid recipients"))
+	}
+	if err != nil {
+		log.Warn("message refused", "err", err, "size", len(body))
+		return s.fail(stageData, err)
+	}
+	if err := checkText(body, s.srv.o.MaxLineLength); err != nil {
+		log.Warn("message refused", "err", err, "size", len(body))
+		return s.fail(stageData, err)
+	}
+	now := s.srv.o.Now()
+	header := s.received(now)
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
+	defer cancel()
+	if err := s.deliverLocal(ctx, header, body, now); err != nil {
+		return s.fail(stageData, err)
+	}
+	if len(s.tx.remote) > 0 {
+		data := make([]byte, 0, len(header)+len(body))
+		data = append(append(data, header...), body...)
+		qid, err := s.srv.o.Queue.Enqueue(ctx, s.tx.from, s.tx.remote, data)
+		if err != nil {
+			log.Error("queue failed", "err", err, "rcpts", len(s.tx.remote), "local_stored", len(s.tx.local))
+			return s.fail(stageData, fmt.Errorf("enqueue: %w", err))
+		}
+		log.Info("queued", "queue_id", sanitize(qid, 64), "rcpts", len(s.tx.remote))
+	}
+	log.Info("message accepted", "size", len(body), "local", len(s.tx.local), "remote", len(s.tx.remote))
+	return nil
+}
+
+// deliverLocal stores every local copy, and returns nil only if all are
+// durable; otherwise the error that decides the reply (temporary first).
+func (s *session) deliverLocal(ctx context.Context, header, body []byte, now time.Time) error {
+	if len(s.tx.local) == 0 {
+		return nil
+	}
+	m := &delivery.Message{ID: s.tx.id, From: s.tx.from, Header: header, Body: body, Arrived: now}
+	errs := s.srv.o.Deliverer.Deliver(ctx, m, s.tx.local)
+	if len(errs) != len(s.tx.local) {
+		s.log.Error("deliverer returned a wrong number of results", "msg_id", s.tx.id, "want", len(s.tx.local), "got", len(errs))
+		return errors.New("deliverer: wrong number of results")
+	}
+	var temp, perm error
+	for i, err := range errs {
+		status := "sent"
+		if err != nil {
+			status = "failed"
+			if isPermanent(err) {
+				perm = cmp(perm, err)
+			} else {
+				temp = cmpTemp(temp, err)
+			}
+		}
+		s.log.Info("local copy", "msg_id", s.tx.id, "to", sanitize(s.tx.local[i].Address, 300),
+			"orig_to", sanitize(s.tx.local[i].OrigTo, 300), "status", status, "err", err)
+	}
+	if temp != nil {
+		return temp
+	}
+	return perm
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// cmpTemp keeps a disk-full error if there is one: it has its own reply.
+func cmpTemp(a, b error) error {
+	if a == nil || replyFor(stageData, b) == replyDiskFull {
+		return b
+	}
+	return a
+}
+
+// isPermanent: only a *delivery.Error that says so is permanent; anything
+// else is treated as temporary.
+func isPermanent(err error) bool {
+	r := replyFor(stageData, err)
+	return r.Code >= 500
+}
+
+// readMessage reads the whole message, at most MaxMessageBytes, moving the
+// read deadline as data arrives (see dataProgress).
+func (s *session) readMessage(r io.Reader) ([]byte, error) {
+	limit := s.srv.o.MaxMessageBytes
+	var buf bytes.Buffer
+	next := int64(dataProgress)
+	chunk := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(chunk)
+		if int64(buf.Len()+n) > limit {
+			return buf.Bytes(), errTooLarge
+		}
+		buf.Write(chunk[:n])
+		if int64(buf.Len()) >= next {
+			next += dataProgress
+			s.c.SetReadDeadline(time.Now().Add(s.srv.o.ReadTimeout))
+		}
+		switch {
+		case err == io.EOF:
+			return buf.Bytes(), nil
+		case errors.Is(err, gosmtp.ErrDataTooLarge):
+			return buf.Bytes(), errTooLarge
+		case err != nil:
+			return buf.Bytes(), fmt.Errorf("reading message: %w", err)
+		}
+	}
+}
+
+// checkText refuses bare CR, bare LF, NUL and lines longer than maxLine
+// octets with their CRLF (RFC 5321 §4.5.3.1.6; go-smtp does not check
+// line length inside BDAT chunks).
+func checkText(b []byte, maxLine int) error {
+	lineStart := 0
+	for i, c := range b {
+		switch c {
+		case 0:
+			return errNUL
+		case '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return errBareNewline
+			}
+		case '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return errBareNewline
+			}
+			if i+1-lineStart > maxLine {
+				return errLongLine
+			}
+			lineStart = i + 1
+		}
+	}
+	if len(b)-lineStart > maxLine {
+		return errLongLine
+	}
+	return nil
+}

@@ -1,0 +1,326 @@
+package smtp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"courriel/delivery"
+)
+
+// startData opens a transaction for alice and sends DATA.
+func startData(t *testing.T, e *env) *raw {
+	t.Helper()
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	return c
+}
+
+// message returns a message of exactly n octets (RFC 1870 counting: CRLF
+// included, no end-of-data line).
+func message(n int) string {
+	head := "Subject: size\r\n\r\n"
+	var b strings.Builder
+	b.WriteString(head)
+	for b.Len() < n {
+		line := strings.Repeat("x", min(78, n-b.Len()))
+		if b.Len()+len(line)+2 > n {
+			line = line[:max(0, n-b.Len()-2)]
+		}
+		b.WriteString(line + "\r\n")
+	}
+	s := b.String()
+	if len(s) != n {
+		panic(fmt.Sprintf("message(%d) made %d", n, len(s)))
+	}
+	return s
+}
+
+// TestSizeLimit: SIZE advertises the limit; MAIL SIZE= and DATA/BDAT over it
+// get 552 5.3.4. go-smtp's DATA reader refuses a message of exactly the
+// limit (see the package doc): the largest DATA message is limit-1 octets.
+func TestSizeLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 4000
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxMessageBytes = limit })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	if !hasLine(c.last, fmt.Sprintf("SIZE %d", limit)) {
+		t.Errorf("SIZE not advertised: %q", c.last)
+	}
+	c.cmd(fmt.Sprintf("MAIL FROM:<s@foreign.example> SIZE=%d", limit+1), "552 5.3.4")
+	c.cmd(fmt.Sprintf("MAIL FROM:<s@foreign.example> SIZE=%d", limit), "250 ")
+	c.cmd("RSET", "250 ")
+
+	for _, tc := range []struct {
+		size int
+		want string
+	}{{limit - 1, "250 "}, {limit, "552 5.3.4"}, {limit + 1, "552 5.3.4"}, {3 * limit, "552 5.3.4"}} {
+		c := startData(t, e)
+		c.cmd(message(tc.size)+".", tc.want)
+		c.cmd("NOOP", "250 ") // the stream is still in step
+	}
+	// BDAT counts chunks exactly: the limit itself fits.
+	for _, tc := range []struct {
+		size int
+		want string
+	}{{limit, "250 "}, {limit + 1, "552 5.3.4"}} {
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+		m := message(tc.size)
+		c.send(fmt.Sprintf("BDAT %d\r\n%s", 1000, m[:1000]))
+		c.expect("250 ")
+		c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(m)-1000, m[1000:]))
+		c.expect(tc.want)
+		c.cmd("NOOP", "250 ")
+	}
+	if got := len(e.deliv.all()); got != 2 {
+		t.Errorf("%d messages stored, want 2 (limit-1 by DATA, limit by BDAT)", got)
+	}
+}
+
+// TestBDAT: chunks are joined, checked like DATA, and a chunk that follows
+// a refused command is skipped whole, never read as commands (go-smtp
+// issue #315).
+func TestBDAT(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.send("BDAT 10\r\nSubject: a")
+	c.expect("250 ")
+	c.send("BDAT 10 LAST\r\n\r\n\r\nbody\r\n")
+	c.expect("250 ")
+	if d := e.deliv.all(); len(d) != 1 || string(d[0].msg.Body) != "Subject: a\r\n\r\nbody\r\n" {
+		t.Fatalf("delivered %+v", d)
+	}
+
+	// Pipelined: a refused MAIL, a refused RCPT, then BDAT whose chunk holds
+	// commands. The chunk must be skipped.
+	inner := "RSET\r\nMAIL FROM:<s@foreign.example>\r\nRCPT TO:<bob@mailbox.example>\r\nDATA\r\n"
+	c.send("MAIL FROM:<bad address>\r\nRCPT TO:<bob@mailbox.example>\r\n" +
+		fmt.Sprintf("BDAT %d LAST\r\n%s", len(inner), inner) + "NOOP\r\n")
+	c.expect("5")
+	c.expect("502 ")
+	c.expect("502 ")
+	c.expect("250 ") // NOOP: nothing in the chunk ran
+	// A chunk refused by our checks (bare LF) in the middle of a pipeline.
+	c.send("MAIL FROM:<s@foreign.example>\r\nRCPT TO:<bob@mailbox.example>\r\n" +
+		"BDAT 6 LAST\r\nab\ncd\n" + "NOOP\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("554 5.6.0")
+	c.expect("250 ")
+	if n := e.deliv.copies(); n["bob@mailbox.example"] != 0 {
+		t.Fatalf("smuggled delivery: %v", n)
+	}
+}
+
+// TestSmuggling: only <CRLF>.<CRLF> ends DATA; the other "ends" never start
+// a new command. Where go-smtp's reader leaves a bare CR or LF in the
+// message it is refused; "<CRLF>.<CR>x" loses its ".<CR>" to go-smtp's
+// dot-unstuffing and stays one clean message. Either way the smuggled
+// transaction for bob never happens.
+func TestSmuggling(t *testing.T) {
+	t.Parallel()
+	smuggled := "MAIL FROM:<evil@foreign.example>\r\nRCPT TO:<bob@mailbox.example>\r\nDATA\r\nSmuggled\r\n.\r\n"
+	for _, tc := range []struct{ end, want string }{
+		{"\n.\r\n", "554 5.6.0"}, {"\n.\n", "554 5.6.0"}, {"\r.\r", "554 5.6.0"}, {"\r\n.\n", "554 5.6.0"},
+		{"\r.\r\n", "554 5.6.0"}, {"\n.\r", "554 5.6.0"}, {"\r\n.\r", "250 "},
+	} {
+		t.Run(fmt.Sprintf("%q", tc.end), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Inbound, nil)
+			c := startData(t, e)
+			c.send("Subject: x\r\n\r\nhello" + tc.end + smuggled + "NOOP\r\n")
+			c.expect(tc.want) // one reply for the whole thing
+			c.expect("250 2.0.0 I have successfully done nothing")
+			c.cmd("QUIT", "221 ")
+			if n := e.deliv.copies(); n["bob@mailbox.example"] != 0 {
+				t.Fatalf("smuggled message delivered: %v", n)
+			}
+			for _, d := range e.deliv.all() {
+				if !strings.Contains(string(d.msg.Body), "MAIL FROM:<evil@foreign.example>\r\n") {
+					t.Errorf("stored message is not the whole input: %q", d.msg.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestNULRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := startData(t, e)
+	c.cmd("Subject: x\r\n\r\na\x00b\r\n.", "554 5.6.0")
+	if len(e.deliv.all()) != 0 {
+		t.Fatal("delivered")
+	}
+}
+
+// TestLongLines: a 1 MB line, as a command or inside DATA, gets an error
+// and the connection is closed; nothing is stored.
+func TestLongLines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	huge := strings.Repeat("a", 1<<20)
+	c := e.dialRaw(t)
+	go io.WriteString(c.conn, "EHLO "+huge+"\r\n") // the server stops reading
+	// The reply may be lost to the RST of a close with unread input.
+	if r := c.reply(); r != "" && !strings.HasPrefix(r, "500 5.4.0") {
+		t.Errorf("1 MB command line: %q", r)
+	}
+	if !c.closed() {
+		t.Error("open after a 1 MB command line")
+	}
+	c = startData(t, e)
+	go io.WriteString(c.conn, "Subject: x\r\n\r\n"+huge+"\r\n.\r\n") // the server stops reading
+	if r := c.reply(); r != "" && !strings.HasPrefix(r, "554 5.6.0 Message line too long") {
+		t.Errorf("1 MB text line: %q", r)
+	}
+	if !c.closed() {
+		t.Error("open after a 1 MB text line")
+	}
+	// 1000 octets with CRLF pass, 1001 do not (RFC 5321 §4.5.3.1.6).
+	c = startData(t, e)
+	c.cmd("Subject: x\r\n\r\n"+strings.Repeat("b", 998)+"\r\n.", "250 ")
+	if len(e.deliv.all()) != 1 {
+		t.Fatal("not stored")
+	}
+}
+
+// TestDeliveryOutcomes: one reply for the message, 250 only if every copy
+// is durable (SPEC §3, §9).
+func TestDeliveryOutcomes(t *testing.T) {
+	t.Parallel()
+	temp := &delivery.Error{Temporary: true, Reason: "io", Err: errors.New("/var/vmail/secret/path: EIO")}
+	full := &delivery.Error{Temporary: true, Reason: "disk full", Err: errors.Join(delivery.ErrDiskFull, syscall.ENOSPC)}
+	perm := &delivery.Error{Temporary: false, Reason: "bad message"}
+	for _, tc := range []struct {
+		name       string
+		alice, bob error
+		queueErr   error
+		want       string
+	}{
+		{"all ok", nil, nil, nil, "250 "},
+		{"one temporary", nil, temp, nil, "451 4.3.0"},
+		{"disk full", full, nil, nil, "452 4.3.1"},
+		{"temporary beats permanent", perm, temp, nil, "451 4.3.0"},
+		{"all permanent", perm, perm, nil, "554 5.6.0"},
+		{"plain error is temporary", errors.New("boom /secret"), nil, nil, "451 4.3.0"},
+		{"queue fails", nil, nil, errors.New("spool /secret"), "451 4.3.0"},
+		{"queue disk full", nil, nil, fmt.Errorf("write: %w", syscall.ENOSPC), "452 4.3.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Inbound, nil)
+			e.deliv.fail = func(r delivery.Recipient) error {
+				if strings.HasPrefix(r.Address, "alice") {
+					return tc.alice
+				}
+				return tc.bob
+			}
+			e.queue.fail = tc.queueErr
+			c := e.dialRaw(t)
+			c.cmd("EHLO client.example", "250 ")
+			c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+			c.cmd("RCPT TO:<team@hosted.example>", "250 ")
+			c.cmd("DATA", "354 ")
+			got := c.cmd("\r\nx\r\n.", tc.want)
+			if strings.Contains(got, "secret") {
+				t.Errorf("internal detail leaked: %q", got)
+			}
+			if got[0] != '2' && !strings.Contains(got, "(id ") {
+				t.Errorf("no msg_id in %q", got)
+			}
+		})
+	}
+}
+
+// TestReceivedHeader checks the trace field and that the reply id is the
+// message's id.
+func TestReceivedHeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO evil\x01(name)", "250 ")
+	c.startTLS(e.ctls)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: r\r\n\r\nx\r\n.", "250 ")
+	d := e.deliv.all()
+	if len(d) != 1 {
+		t.Fatal("not delivered")
+	}
+	h := string(d[0].msg.Header)
+	for _, want := range []string{
+		"Received: from client.example (localhost [127.0.0.1])\r\n",
+		"\t(using TLSv1.3 with cipher TLS_",
+		"\tby mx.test (courriel) with ESMTPS id " + d[0].msg.ID + "\r\n",
+		"\tfor <bob@mailbox.example>;\r\n",
+		"\tWed, 25 Nov 2026 10:00:00 +0000 (UTC)\r\n",
+	} {
+		if !strings.Contains(h, want) {
+			t.Errorf("Received lacks %q:\n%s", want, h)
+		}
+	}
+	if !d[0].msg.Arrived.Equal(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)) || d[0].msg.From != "s@foreign.example" {
+		t.Errorf("message fields: %+v", d[0].msg)
+	}
+	// A hostile HELO cannot break the header.
+	c = e.dialRaw(t)
+	c.cmd("HELO a(b)\x7f;\tc", "250 ")
+	c.cmd("MAIL FROM:<>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("\r\nx\r\n.", "250 ")
+	h = string(e.deliv.all()[1].msg.Header)
+	if !strings.HasPrefix(h, "Received: from a?b????c (") {
+		t.Errorf("hostile HELO: %q", h)
+	}
+	if strings.Count(h, "\r\n") != strings.Count(h, "\n") {
+		t.Errorf("bare LF in header: %q", h)
+	}
+}
+
+// TestBDATAbortThenNewTransaction: aborting BDAT (RSET, a new EHLO) and
+// starting over on the same connection gives every message its own reply
+// (see conn.waitBDAT; run with -race).
+func TestBDATAbortThenNewTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	const rounds = 30
+	for i := range rounds {
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+		c.send("BDAT 5\r\nhello")
+		c.expect("250 ")
+		if i%2 == 0 {
+			c.cmd("RSET", "250 ")
+		} else {
+			c.cmd("EHLO client.example", "250 ")
+		}
+		c.send("MAIL FROM:<s@foreign.example>\r\nRCPT TO:<alice@mailbox.example>\r\nBDAT 14 LAST\r\nSubject: x\r\n\r\n")
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("250 ")
+	}
+	if n := e.deliv.copies(); n["alice@mailbox.example"] != rounds || n["bob@mailbox.example"] != 0 {
+		t.Fatalf("copies %v", n)
+	}
+}

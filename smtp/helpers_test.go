@@ -1,0 +1,446 @@
+package smtp
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"courriel/delivery"
+	"courriel/directory"
+)
+
+// ---- fakes ----
+
+// fakeDir is a small directory:
+//
+//	mailbox.example  DomainMailbox: alice, bob (maildrops of their own)
+//	hosted.example   DomainHosted:  info -> alice; team -> alice, bob, carol@remote.example;
+//	                                 fwd -> dave@remote.example; same -> alice, Alice (one maildrop)
+//	down.example     classification unavailable
+//	anything else    foreign
+//
+// users: alice/secret (sends as alice@mailbox.example and info@hosted.example).
+type fakeDir struct {
+	mu          sync.Mutex
+	unavailable bool // every call fails with ErrUnavailable
+	authCalls   atomic.Int32
+	resolveHook func(addr string) error
+}
+
+func mbox(local string) directory.Destination {
+	a := local + "@mailbox.example"
+	return directory.Destination{Address: a, Mailbox: &directory.Mailbox{
+		Address: a, Maildir: "/var/vmail/" + local + "/mailbox/", UID: 20000, GID: 20000}}
+}
+
+func (d *fakeDir) down() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.unavailable
+}
+
+func (d *fakeDir) setDown(v bool) {
+	d.mu.Lock()
+	d.unavailable = v
+	d.mu.Unlock()
+}
+
+func (d *fakeDir) ClassifyDomain(_ context.Context, domain string) (directory.DomainClass, error) {
+	if d.down() || domain == "down.example" {
+		return 0, fmt.Errorf("fake: %w", directory.ErrUnavailable)
+	}
+	switch domain {
+	case "mailbox.example", "mx.test":
+		return directory.DomainMailbox, nil
+	case "hosted.example":
+		return directory.DomainHosted, nil
+	}
+	return directory.DomainForeign, nil
+}
+
+func (d *fakeDir) ResolveRecipient(_ context.Context, addr string) (directory.Resolution, error) {
+	if d.down() {
+		return directory.Resolution{}, directory.ErrUnavailable
+	}
+	if d.resolveHook != nil {
+		if err := d.resolveHook(addr); err != nil {
+			return directory.Resolution{}, err
+		}
+	}
+	remote := func(a string) directory.Destination { return directory.Destination{Address: a, Remote: true} }
+	var dests []directory.Destination
+	switch strings.ToLower(addr) {
+	case "alice@mailbox.example", "info@hosted.example":
+		dests = []directory.Destination{mbox("alice")}
+	case "bob@mailbox.example":
+		dests = []directory.Destination{mbox("bob")}
+	case "team@hosted.example":
+		dests = []directory.Destination{mbox("alice"), mbox("bob"), remote("carol@remote.example")}
+	case "fwd@hosted.example":
+		dests = []directory.Destination{remote("dave@remote.example")}
+	case "same@hosted.example":
+		a2 := mbox("alice")
+		a2.Address = "Alice@mailbox.example"
+		dests = []directory.Destination{mbox("alice"), a2}
+	case "unavail@hosted.example":
+		return directory.Resolution{}, fmt.Errorf("fake: %w", directory.ErrUnavailable)
+	default:
+		return directory.Resolution{}, fmt.Errorf("fake %q: %w", addr, directory.ErrNotFound)
+	}
+	return directory.Resolution{Recipient: addr, Destinations: dests}, nil
+}
+
+func (d *fakeDir) Authenticate(_ context.Context, login, password string) (directory.User, error) {
+	d.authCalls.Add(1)
+	if d.down() || login == "broken" {
+		return directory.User{}, directory.ErrUnavailable
+	}
+	if login == "alice" && password == "secret" {
+		return directory.User{Login: "alice", Home: "/var/vmail/alice", Maildir: "/var/vmail/alice/mailbox/", UID: 20000, GID: 20000}, nil
+	}
+	return directory.User{}, directory.ErrInvalidCredentials
+}
+
+func (d *fakeDir) SenderLogins(_ context.Context, addr string) ([]string, error) {
+	if d.down() {
+		return nil, directory.ErrUnavailable
+	}
+	switch strings.ToLower(addr) {
+	case "alice@mailbox.example", "info@hosted.example":
+		return []string{"alice"}, nil
+	case "bob@mailbox.example":
+		return []string{"bob"}, nil
+	}
+	return nil, directory.ErrNotFound
+}
+
+type delivered struct {
+	msg   *delivery.Message
+	rcpts []delivery.Recipient
+}
+
+type fakeDeliverer struct {
+	mu      sync.Mutex
+	got     []delivered
+	fail    func(r delivery.Recipient) error // nil: success
+	block   chan struct{}                    // when set, Deliver signals entered then waits for it
+	entered chan struct{}
+}
+
+func (f *fakeDeliverer) Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error {
+	if f.block != nil {
+		f.entered <- struct{}{}
+		<-f.block
+	}
+	errs := make([]error, len(rcpts))
+	var ok []delivery.Recipient
+	for i, r := range rcpts {
+		if f.fail != nil {
+			errs[i] = f.fail(r)
+		}
+		if errs[i] == nil {
+			ok = append(ok, r)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(ok) > 0 {
+		f.got = append(f.got, delivered{m, ok})
+	}
+	return errs
+}
+
+func (f *fakeDeliverer) all() []delivered {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]delivered(nil), f.got...)
+}
+
+// copies counts the stored copies per maildrop address.
+func (f *fakeDeliverer) copies() map[string]int {
+	n := map[string]int{}
+	for _, d := range f.all() {
+		for _, r := range d.rcpts {
+			n[r.Address]++
+		}
+	}
+	return n
+}
+
+type queued struct {
+	from  string
+	rcpts []string
+	data  []byte
+}
+
+type fakeQueue struct {
+	mu   sync.Mutex
+	got  []queued
+	fail error
+}
+
+func (q *fakeQueue) Enqueue(_ context.Context, from string, rcpts []string, data []byte) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.fail != nil {
+		return "", q.fail
+	}
+	q.got = append(q.got, queued{from, append([]string(nil), rcpts...), data})
+	return fmt.Sprintf("Q%d", len(q.got)), nil
+}
+
+func (q *fakeQueue) all() []queued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]queued(nil), q.got...)
+}
+
+// fakeClock is Now and Sleep for the throttling: sleeping advances it.
+type fakeClock struct {
+	mu    sync.Mutex
+	t     time.Time
+	slept time.Duration
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Sleep(_ context.Context, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	c.slept += d
+}
+
+func (c *fakeClock) totalSlept() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slept
+}
+
+// ---- TLS ----
+
+var (
+	certOnce sync.Once
+	testCert tls.Certificate
+	testPool *x509.CertPool
+)
+
+// testTLS returns a server config and a client config trusting it; the
+// certificate is made once per test binary (read-only afterwards).
+func testTLS(t testing.TB) (*tls.Config, *tls.Config) {
+	t.Helper()
+	certOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1),
+			Subject:      pkix.Name{CommonName: "mx.test"},
+			DNSNames:     []string{"mx.test"},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			IsCA:         true, BasicConstraintsValid: true,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+		testPool = x509.NewCertPool()
+		testPool.AddCert(leaf)
+	})
+	return &tls.Config{Certificates: []tls.Certificate{testCert}, MinVersion: tls.VersionTLS12},
+		&tls.Config{RootCAs: testPool, ServerName: "mx.test", MinVersion: tls.VersionTLS12}
+}
+
+// ---- server under test ----
+
+type env struct {
+	srv   *Server
+	addr  string
+	dir   *fakeDir
+	deliv *fakeDeliverer
+	queue *fakeQueue
+	clock *fakeClock
+	ctls  *tls.Config // client side
+	done  chan error
+}
+
+func newEnv(t *testing.T, kind Kind, mutate func(*Options)) *env {
+	t.Helper()
+	stls, ctls := testTLS(t)
+	e := &env{dir: &fakeDir{}, deliv: &fakeDeliverer{}, queue: &fakeQueue{},
+		clock: &fakeClock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}, ctls: ctls, done: make(chan error, 1)}
+	o := Options{
+		Kind: kind, Hostname: "mx.test", Directory: e.dir, Deliverer: e.deliv, Queue: e.queue,
+		TLSConfig: stls, Now: e.clock.Now, Sleep: e.clock.Sleep,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		LookupAddr: func(context.Context, string) ([]string, error) { return []string{"localhost."}, nil },
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	srv, err := NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv, e.addr = srv, ln.Addr().String()
+	go func() { e.done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-e.done
+	})
+	return e
+}
+
+// ---- raw client ----
+
+type raw struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+	last []string // lines of the last reply
+}
+
+func (e *env) dialRaw(t testing.TB) *raw {
+	t.Helper()
+	return e.dialRawFrom(t, "")
+}
+
+func (e *env) dialRawFrom(t testing.TB, local string) *raw {
+	t.Helper()
+	r := e.dialRawNoGreetFrom(t, local)
+	r.expect("220 ")
+	return r
+}
+
+// dialNoGreet connects without reading the greeting.
+func (e *env) dialNoGreet(t testing.TB) *raw { return e.dialRawNoGreetFrom(t, "") }
+
+func (e *env) dialRawNoGreetFrom(t testing.TB, local string) *raw {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.srv.o.Kind == Submissions {
+		tc := tls.Client(c, e.ctls)
+		c = tc
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &raw{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+func (r *raw) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.conn, s); err != nil {
+		r.t.Fatalf("write %q: %v", sanitize(s, 80), err)
+	}
+}
+
+// reply reads one whole reply and returns its last line ("" on EOF).
+func (r *raw) reply() string {
+	r.t.Helper()
+	r.last = nil
+	for {
+		line, err := r.r.ReadString('\n')
+		if err != nil {
+			if line != "" {
+				r.last = append(r.last, line)
+			}
+			return strings.TrimRight(line, "\r\n")
+		}
+		line = strings.TrimRight(line, "\r\n")
+		r.last = append(r.last, line)
+		if len(line) < 4 || line[3] != '-' {
+			return line
+		}
+	}
+}
+
+func (r *raw) expect(prefix string) string {
+	r.t.Helper()
+	got := r.reply()
+	if !strings.HasPrefix(got, prefix) {
+		r.t.Fatalf("want reply %q..., got %q (all: %q)", prefix, got, r.last)
+	}
+	return got
+}
+
+func (r *raw) cmd(line, prefix string) string {
+	r.t.Helper()
+	r.send(line + "\r\n")
+	return r.expect(prefix)
+}
+
+func (r *raw) startTLS(cfg *tls.Config) {
+	r.t.Helper()
+	r.cmd("STARTTLS", "220 ")
+	tc := tls.Client(r.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.conn = tc
+	r.r = bufio.NewReader(tc)
+}
+
+// closed reports whether the server closes the connection, reading past
+// any last replies (reads EOF, not a timeout).
+func (r *raw) closed() bool {
+	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, err := r.r.ReadString('\n')
+		if err != nil {
+			return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err)
+		}
+	}
+}
+
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+// plainAuth is the base64 PLAIN initial response.
+func plainAuth(login, pass string) string {
+	return b64("\x00" + login + "\x00" + pass)
+}
+
+func b64(s string) string { return base64Std.EncodeToString([]byte(s)) }
+
+var base64Std = base64.StdEncoding

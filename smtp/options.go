@@ -1,0 +1,223 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"courriel/delivery"
+	"courriel/directory"
+)
+
+// Kind is the policy of one listener.
+type Kind int
+
+const (
+	// Inbound is port 25: mail from other MTAs for our domains; relay only
+	// for authenticated clients (after STARTTLS) and MyNetworks.
+	Inbound Kind = iota
+	// Submission is port 587: STARTTLS then AUTH before MAIL (RFC 6409).
+	Submission
+	// Submissions is port 465: implicit TLS (RFC 8314), then AUTH.
+	Submissions
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Inbound:
+		return "smtp"
+	case Submission:
+		return "submission"
+	case Submissions:
+		return "submissions"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Directory is what the SMTP policy asks the directory (courriel/directory).
+type Directory interface {
+	// ClassifyDomain says whether mail for domain is ours. ErrUnavailable.
+	ClassifyDomain(ctx context.Context, domain string) (directory.DomainClass, error)
+	// ResolveRecipient expands an address of ours to its final
+	// destinations. ErrNotFound, ErrUnavailable.
+	ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error)
+	// Authenticate checks a login and password. ErrInvalidCredentials,
+	// ErrUnavailable.
+	Authenticate(ctx context.Context, login, password string) (directory.User, error)
+	// SenderLogins lists the logins (uid values) allowed to send as addr.
+	// ErrNotFound means nobody.
+	SenderLogins(ctx context.Context, addr string) ([]string, error)
+}
+
+// Deliverer stores local copies durably (*delivery.Store). It returns one
+// error per recipient, nil for a copy that is durable.
+type Deliverer interface {
+	Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error
+}
+
+// Queue is the durable outbound queue. Enqueue returns only once the
+// message is durably queued.
+type Queue interface {
+	Enqueue(ctx context.Context, from string, rcpts []string, data []byte) (id string, err error)
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxMessageBytes = 10240000 // Postfix message_size_limit
+	DefaultMaxRecipients   = 1000     // Postfix smtpd_recipient_limit
+	DefaultTimeout         = 5 * time.Minute
+	// DefaultMaxLineLength: RFC 5321 §4.5.3.1.6, 1000 octets with the CRLF.
+	// Postfix accepts longer text lines; we follow the RFC.
+	DefaultMaxLineLength   = 1000
+	DefaultMaxConnsPerIP   = 20
+	DefaultMaxErrors       = 20    // Postfix smtpd_hard_error_limit
+	DefaultMaxCommands     = 10000 // commands the session sees (not NOOP/VRFY)
+	DefaultDeliveryTimeout = 2 * time.Minute
+)
+
+// Options configure one Server. Zero values take the defaults above.
+type Options struct {
+	Kind     Kind
+	Hostname string // our name in the greeting and in Received; required
+
+	Directory Directory // required
+	Deliverer Deliverer // required
+	// Queue may be nil: then recipients that need the outbound queue get
+	// 451 4.3.0 at RCPT time; nothing is ever silently dropped.
+	Queue Queue
+
+	// TLSConfig enables STARTTLS (Inbound, Submission) or is the implicit
+	// TLS of Submissions. Required for Submission and Submissions. Without
+	// it Inbound offers neither STARTTLS nor AUTH.
+	TLSConfig *tls.Config
+
+	// MyNetworks may relay through Inbound without AUTH. Empty by default
+	// (not even loopback, unlike Postfix: SPEC §1).
+	MyNetworks []netip.Prefix
+
+	MaxMessageBytes int64 // advertised in SIZE; see the package doc
+	MaxRecipients   int   // per transaction: 452 4.5.3 beyond
+	// ReadTimeout is the deadline for one command line, set when the
+	// server starts waiting for it and not extended by each byte: it bounds
+	// idle time and slow-loris trickling alike (RFC 5321 §4.5.3.2.7: 5 min).
+	// During DATA the deadline moves by ReadTimeout for every 64 KiB
+	// received, so a message must arrive at more than 64 KiB per ReadTimeout.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// MaxLineLength bounds command and text lines, CRLF included.
+	MaxLineLength int
+	// MaxConnsPerIP: further connections from one address (one /64 for
+	// IPv6) get 421 4.7.0 and are closed.
+	MaxConnsPerIP int
+	// MaxErrors: after this many rejected commands a session gets
+	// 421 4.7.0 and is closed.
+	MaxErrors int
+	// MaxCommands: after this many commands a session gets 421 4.7.0.
+	MaxCommands int
+	// DeliveryTimeout bounds the local delivery and queueing of a message.
+	DeliveryTimeout time.Duration
+
+	// AuthThrottle tunes the throttling of failed logins.
+	AuthThrottle ThrottleOptions
+
+	Logger *slog.Logger
+	// Now is the clock (tests); time.Now by default.
+	Now func() time.Time
+	// Sleep waits d or until ctx ends (tests); a timer by default.
+	Sleep func(ctx context.Context, d time.Duration)
+	// LookupAddr is the reverse DNS for Received; net.DefaultResolver's by
+	// default, with a short timeout.
+	LookupAddr func(ctx context.Context, ip string) ([]string, error)
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxRecipients <= 0 {
+		o.MaxRecipients = DefaultMaxRecipients
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultTimeout
+	}
+	if o.MaxLineLength <= 0 {
+		o.MaxLineLength = DefaultMaxLineLength
+	}
+	if o.MaxConnsPerIP <= 0 {
+		o.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if o.MaxErrors <= 0 {
+		o.MaxErrors = DefaultMaxErrors
+	}
+	if o.MaxCommands <= 0 {
+		o.MaxCommands = DefaultMaxCommands
+	}
+	if o.DeliveryTimeout <= 0 {
+		o.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	o.AuthThrottle.setDefaults()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleepCtx
+	}
+	if o.LookupAddr == nil {
+		o.LookupAddr = net.DefaultResolver.LookupAddr
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	switch o.Kind {
+	case Inbound:
+	case Submission, Submissions:
+		if o.TLSConfig == nil {
+			errs = append(errs, fmt.Errorf("%v needs a TLS configuration", o.Kind))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown kind %d", int(o.Kind)))
+	}
+	if o.Hostname == "" || !validDomain(o.Hostname) {
+		errs = append(errs, fmt.Errorf("hostname %q is not a host name", o.Hostname))
+	}
+	if o.Directory == nil {
+		errs = append(errs, errors.New("no directory"))
+	}
+	if o.Deliverer == nil {
+		errs = append(errs, errors.New("no deliverer"))
+	}
+	if o.MaxLineLength < 512 {
+		// RFC 5321 §4.5.3.1.4: a command line may be 512 octets.
+		errs = append(errs, fmt.Errorf("max line length %d is below 512 (RFC 5321 §4.5.3.1.4)", o.MaxLineLength))
+	}
+	for _, p := range o.MyNetworks {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("invalid network %v", p))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("smtp %v: %w", o.Kind, err)
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

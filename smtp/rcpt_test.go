@@ -1,0 +1,214 @@
+package smtp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestRcptReplies: one row per SPEC §3 RCPT situation, unauthenticated on
+// port 25.
+func TestRcptReplies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	e.dir.resolveHook = func(addr string) error {
+		if addr == "weird@hosted.example" {
+			return errors.New("secret internal detail")
+		}
+		return nil
+	}
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	for _, tc := range []struct{ rcpt, want string }{
+		{"alice@mailbox.example", "250 "},
+		{"alice@MAILBOX.Example", "250 "},
+		{"info@hosted.example", "250 "},
+		{"nobody@mailbox.example", "550 5.1.1"},
+		{"nobody@hosted.example", "550 5.1.1"},
+		{"unavail@hosted.example", "451 4.3.0"},
+		{"x@down.example", "451 4.3.0"},
+		{"weird@hosted.example", "451 4.3.0 Temporary local problem"},
+		{"x@foreign.example", "554 5.7.1 Relay access denied"},
+		{"a..b@mailbox.example", "501 5.1.3"},
+		{".a@mailbox.example", "501 5.1.3"},
+		{"a@mailbox.example.", "501 5.1.3"},
+		{"a@mailbox..example", "501 5.1.3"},
+		{"a@-mailbox.example", "501 5.1.3"},
+		{strings.Repeat("a", 65) + "@mailbox.example", "501 5.1.3"},
+		{"alice@" + strings.Repeat("a", 64) + ".example", "501 5.1.3"},
+		{"j\u00f6rg@mailbox.example", "553 5.6.7"},
+	} {
+		got := c.cmd("RCPT TO:<"+tc.rcpt+">", tc.want)
+		if got[0] != '2' && !strings.Contains(got, "(id ") {
+			t.Errorf("RCPT %s: no msg_id in %q", tc.rcpt, got)
+		}
+		if strings.Contains(got, "secret") {
+			t.Errorf("RCPT %s: internal error text leaked: %q", tc.rcpt, got)
+		}
+	}
+}
+
+// TestRelayBattery: every classic relay trick is refused with 554 5.7.1 and
+// nothing is delivered or queued, whatever the domain class.
+func TestRelayBattery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	tricks := []string{
+		"<victim@foreign.example>",
+		"<victim%foreign.example@mailbox.example>",
+		"<victim%foreign.example@hosted.example>",
+		"<foreign.example!victim@mailbox.example>",
+		"<foreign.example!victim@hosted.example>",
+		`<"victim@foreign.example"@mailbox.example>`,
+		`<"victim@foreign.example"@hosted.example>`,
+		`<"victim%foreign.example"@mailbox.example>`,
+		"<@mailbox.example:victim@foreign.example>",
+		"<@mailbox.example,@hosted.example:victim@foreign.example>",
+		"<victim@[192.0.2.1]>",
+		"<victim@[127.0.0.1]>",
+		"<victim@[IPv6:::1]>",
+		"<victim@foreign.example@mailbox.example>",
+		"<victim@FOREIGN.example>",
+	}
+	for _, trick := range tricks {
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+		c.cmd("RCPT TO:"+trick, "554 5.7.1")
+		c.send("DATA\r\n")
+		if r := c.reply(); r[0] != '5' {
+			t.Errorf("%s: DATA got %q", trick, r)
+		}
+		c.cmd("QUIT", "221 ")
+	}
+	if d, q := e.deliv.all(), e.queue.all(); len(d) != 0 || len(q) != 0 {
+		t.Fatalf("relay battery delivered %d and queued %d", len(d), len(q))
+	}
+	// A source route to one of ours is ignored (RFC 5321 §4.1.1.3), which
+	// is no relay: the mail stays here.
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<@foreign.example:alice@mailbox.example>", "250 ")
+	if len(e.queue.all()) != 0 {
+		t.Fatal("queued")
+	}
+}
+
+func TestMyNetworksRelay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MyNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@anything.example>", "250 ")
+	c.cmd("RCPT TO:<x@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<x%y@foreign.example>", "554 5.7.1") // tricks stay refused
+	c.cmd("DATA", "354 ")
+	c.cmd("\r\nhi\r\n.", "250 ")
+	if q := e.queue.all(); len(q) != 1 {
+		t.Fatalf("queued %d", len(q))
+	}
+	// MyNetworks is for port 25 only: submission still needs AUTH.
+	e587 := newEnv(t, Submissions, func(o *Options) { o.MyNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	c = e587.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@anything.example>", "530 5.7.0 Authentication required")
+}
+
+// TestDuplicatesOneCopy: several RCPTs leading to one maildrop give one copy.
+func TestDuplicatesOneCopy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	for _, r := range []string{"alice@mailbox.example", "info@hosted.example", "same@hosted.example",
+		"ALICE@mailbox.example", "alice@mailbox.example", "team@hosted.example", "fwd@hosted.example", "team@hosted.example"} {
+		c.cmd("RCPT TO:<"+r+">", "250 ")
+	}
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: dup\r\n\r\nx\r\n.", "250 ")
+	d := e.deliv.all()
+	if len(d) != 1 {
+		t.Fatalf("%d Deliver calls", len(d))
+	}
+	if n := e.deliv.copies(); len(n) != 2 || n["alice@mailbox.example"] != 1 || n["bob@mailbox.example"] != 1 {
+		t.Errorf("copies: %v", n)
+	}
+	q := e.queue.all()
+	if len(q) != 1 || fmt.Sprint(q[0].rcpts) != "[carol@remote.example dave@remote.example]" {
+		t.Errorf("queued: %+v", q)
+	}
+	if !strings.Contains(string(q[0].data), "Received: ") || strings.Contains(string(d[0].msg.Header), "for <") {
+		t.Errorf("queued data lacks Received, or a multi-recipient Received names one: %q", d[0].msg.Header)
+	}
+	if d[0].rcpts[0].OrigTo != "alice@mailbox.example" || d[0].rcpts[0].Maildir != "/var/vmail/alice/mailbox/" {
+		t.Errorf("recipient: %+v", d[0].rcpts[0])
+	}
+}
+
+func TestMixedKnownUnknown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<nobody@mailbox.example>", "550 5.1.1")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<unavail@hosted.example>", "451 4.3.0")
+	c.cmd("DATA", "354 ")
+	c.cmd("\r\nx\r\n.", "250 ")
+	if n := e.deliv.copies(); len(n) != 1 || n["bob@mailbox.example"] != 1 {
+		t.Errorf("copies %v", n)
+	}
+}
+
+// TestNoQueue: without an outbound queue, recipients that need it get 451
+// at RCPT time, never a silent drop.
+func TestNoQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Submissions, func(o *Options) { o.Queue = nil })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "235 ")
+	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<x@foreign.example>", "451 4.3.0")
+	c.cmd("RCPT TO:<fwd@hosted.example>", "451 4.3.0")
+	c.cmd("RCPT TO:<team@hosted.example>", "451 4.3.0") // partly remote: all or nothing
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("\r\nx\r\n.", "250 ")
+	if n := e.deliv.copies(); len(n) != 1 || n["bob@mailbox.example"] != 1 {
+		t.Errorf("copies %v", n)
+	}
+}
+
+func TestTooManyRecipients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxRecipients = 3 })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	for range 3 {
+		c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	}
+	c.cmd("RCPT TO:<bob@mailbox.example>", "452 4.5.3")
+}
+
+func TestTooManyErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 5 })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
+	for range 4 {
+		c.cmd("RCPT TO:<nobody@mailbox.example>", "550 5.1.1")
+	}
+	c.cmd("RCPT TO:<nobody@mailbox.example>", "421 4.7.0")
+	if !c.closed() {
+		t.Fatal("connection still open after too many errors")
+	}
+}

@@ -1,0 +1,117 @@
+package smtp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
+	"courriel/directory"
+)
+
+// stage says which command an error came from: the same directory error
+// means 451 at RCPT and 454 at AUTH.
+type stage int
+
+const (
+	stageMail stage = iota
+	stageRcpt
+	stageAuth
+	stageData
+)
+
+// Errors met while reading a message; replyFor maps them.
+var (
+	errBareNewline = errors.New("smtp: bare CR or LF in message")
+	errNUL         = errors.New("smtp: NUL in message")
+	errLongLine    = errors.New("smtp: text line too long")
+	errTooLarge    = errors.New("smtp: message too large")
+)
+
+func rep(code int, ec gosmtp.EnhancedCode, msg string) *gosmtp.SMTPError {
+	return &gosmtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
+}
+
+// Replies decided by policy, named so tests and code agree.
+var (
+	replyStartTLSFirst = rep(530, gosmtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
+	replyAuthRequired  = rep(530, gosmtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	replyRelayDenied   = rep(554, gosmtp.EnhancedCode{5, 7, 1}, "Relay access denied")
+	replyUserUnknown   = rep(550, gosmtp.EnhancedCode{5, 1, 1}, "Recipient address rejected: user unknown")
+	replyTempFailure   = rep(451, gosmtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later")
+	replyNoQueue       = rep(451, gosmtp.EnhancedCode{4, 3, 0}, "Cannot forward or relay now, try again later")
+	replyAuthFailed    = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
+	replyAuthTempFail  = rep(454, gosmtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure, try again later")
+	replyAuthThrottled = rep(454, gosmtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, try again later")
+	replyTooManyFails  = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, closing connection")
+	replyTooManyErrors = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
+	replyTooManyCmds   = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many commands, closing connection")
+	replyShuttingDown  = rep(421, gosmtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
+	replyTooLarge      = rep(552, gosmtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
+	replyDiskFull      = rep(452, gosmtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+	replyNestedMail    = rep(503, gosmtp.EnhancedCode{5, 5, 1}, "Nested MAIL command")
+	replyBadSender     = rep(553, gosmtp.EnhancedCode{5, 1, 7}, "Sender address rejected: bad address syntax")
+	replyBadRcpt       = rep(501, gosmtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: bad address syntax")
+	replyNeedUTF8      = rep(553, gosmtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
+	replyBareNewline   = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains bare CR or LF (RFC 5321 §2.3.8)")
+	replyNUL           = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains NUL characters")
+	replyLongLine      = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message line too long (RFC 5321 §4.5.3.1.6)")
+	replyDeliveryFail  = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Transaction failed: message cannot be stored")
+	replyBadAuthData   = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
+	replyBadAuthzid    = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
+)
+
+// replyFor is the one place where an error becomes an SMTP reply. A reply
+// already decided by policy passes through; known conditions get their
+// code; anything else is a generic temporary failure, never err.Error()
+// (go-smtp would send a non-SMTPError DATA error as a permanent 554 with
+// its text). The caller adds the id.
+func replyFor(st stage, err error) *gosmtp.SMTPError {
+	var se *gosmtp.SMTPError
+	var de *delivery.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, delivery.ErrDiskFull), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return replyDiskFull
+	case errors.Is(err, directory.ErrInvalidCredentials):
+		return replyAuthFailed
+	case errors.Is(err, directory.ErrNotFound) && st == stageRcpt:
+		return replyUserUnknown
+	case errors.Is(err, directory.ErrUnavailable) && st == stageAuth:
+		return replyAuthTempFail
+	case errors.Is(err, errTooLarge):
+		return replyTooLarge
+	case errors.Is(err, errBareNewline):
+		return replyBareNewline
+	case errors.Is(err, errNUL):
+		return replyNUL
+	case errors.Is(err, errLongLine), errors.Is(err, gosmtp.ErrTooLongLine):
+		return replyLongLine
+	case errors.As(err, &de) && !de.Temporary:
+		return replyDeliveryFail
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.ErrUnexpectedEOF):
+		return replyTempFailure
+	}
+	if st == stageAuth {
+		return replyAuthTempFail
+	}
+	return replyTempFailure
+}
+
+// withID returns a copy of r whose text ends with the id, so a 4xx/5xx
+// reply leads to the log lines of its transaction (STYLE habit 6).
+func withID(r *gosmtp.SMTPError, id string) *gosmtp.SMTPError {
+	if r == nil || r.Code < 400 || id == "" {
+		return r
+	}
+	c := *r
+	c.Message = r.Message + " (id " + id + ")"
+	return &c
+}

@@ -1,0 +1,379 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// Server is one SMTP listener's server. Build it with NewServer, run it with
+// Serve, stop it with Shutdown.
+type Server struct {
+	o       Options // immutable after NewServer
+	gs      *gosmtp.Server
+	ln      *chanListener
+	ids     *idGen
+	limiter *authLimiter
+	log     *slog.Logger
+
+	startOnce sync.Once
+	gsDone    chan error // go-smtp's Serve result
+
+	mu        sync.Mutex
+	closing   bool                      // guarded by mu
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[*conn]struct{}        // guarded by mu
+	perIP     map[string]int            // guarded by mu
+}
+
+// NewServer checks o, fills in defaults and builds the server.
+func NewServer(o Options) (*Server, error) {
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		o:         o,
+		ln:        newChanListener(),
+		ids:       &idGen{now: o.Now},
+		limiter:   newAuthLimiter(o.AuthThrottle, o.Now),
+		log:       o.Logger.With("listener", o.Kind.String()),
+		gsDone:    make(chan error, 1),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+		perIP:     map[string]int{},
+	}
+	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
+	gs.Domain = o.Hostname
+	gs.MaxMessageBytes = o.MaxMessageBytes
+	gs.MaxRecipients = o.MaxRecipients
+	gs.MaxLineLength = o.MaxLineLength
+	gs.ReadTimeout = o.ReadTimeout
+	gs.WriteTimeout = o.WriteTimeout
+	gs.EnableSMTPUTF8 = true
+	// Our Auth answers AUTH before TLS itself (530 5.7.0, SPEC §3) and
+	// offers no mechanism there, so go-smtp's own refusal (523) is off.
+	gs.AllowInsecureAuth = true
+	gs.ErrorLog = slogPrintf{s.log}
+	if o.Kind != Submissions {
+		// For Submissions we do the TLS ourselves in Serve, after the
+		// per-address limit, so go-smtp must not offer STARTTLS inside it.
+		gs.TLSConfig = o.TLSConfig
+	}
+	s.gs = gs
+	return s, nil
+}
+
+// Serve accepts connections on ln until ln fails or Shutdown is called,
+// then returns nil after Shutdown or the accept error. ln is a plain TCP
+// listener for every Kind: for Submissions, Serve wraps each connection in
+// TLS itself (after the per-address limit, so refused clients cost no
+// handshake). Serve may be called for several listeners.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return gosmtp.ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	s.startOnce.Do(func() {
+		go func() { s.gsDone <- s.gs.Serve(s.ln) }()
+	})
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			delete(s.listeners, ln)
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("smtp %v: accept: %w", s.o.Kind, err)
+		}
+		delay = 0
+		s.admit(nc)
+	}
+}
+
+// admit applies the per-address limit and hands the connection to go-smtp.
+func (s *Server) admit(nc net.Conn) {
+	c := &conn{Conn: nc, srv: s, id: s.ids.next(), ip: remoteIP(nc)}
+	c.log = s.log.With("conn_id", c.id, "client", c.ip.String())
+	key := ipKey(c.ip)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if s.perIP[key] >= s.o.MaxConnsPerIP {
+		s.mu.Unlock()
+		c.log.Warn("too many connections from client", "limit", s.o.MaxConnsPerIP)
+		if s.o.Kind != Submissions { // no reply without a handshake on 465
+			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(nc, "421 4.7.0 %s Too many connections from your address\r\n", s.o.Hostname)
+		}
+		nc.Close()
+		return
+	}
+	s.perIP[key]++
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.log.Info("connect")
+
+	var gc net.Conn = c
+	if s.o.Kind == Submissions {
+		tc := tls.Server(c, s.o.TLSConfig)
+		gc = tc
+	} else {
+		c.setCurrent(c)
+	}
+	if !s.ln.offer(gc) {
+		gc.Close()
+	}
+}
+
+// forget is called once when a connection closes.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	key := ipKey(c.ip)
+	if s.perIP[key]--; s.perIP[key] <= 0 {
+		delete(s.perIP, key)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections with 421 4.3.2, lets
+// transactions in flight finish (each connection closes after its next
+// reply), and once ctx is done closes whatever is left and returns ctx's
+// error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return gosmtp.ErrServerClosed
+	}
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	var idle []*conn
+	for c := range s.conns {
+		if !c.inTransaction() {
+			idle = append(idle, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.closeIdle()
+	}
+	s.startOnce.Do(func() { s.gsDone <- nil }) // never served
+	s.ln.Close()
+	err := s.gs.Shutdown(ctx)
+	if err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+		s.gs.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Conn.Close()
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("smtp %v: shutdown: %w", s.o.Kind, err)
+	}
+	return nil
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func remoteIP(nc net.Conn) netip.Addr {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// conn wraps one client connection under go-smtp (and under TLS): it
+// holds what outlives a go-smtp session (STARTTLS starts a new one) and
+// lets the policy close the connection right after a reply.
+type conn struct {
+	net.Conn
+	srv *Server
+	id  string     // immutable
+	ip  netip.Addr // immutable
+	log *slog.Logger
+
+	commands     atomic.Int32
+	errors       atomic.Int32
+	authFailures atomic.Int32
+	// dropAfterWrite: close as soon as the next reply is written. go-smtp
+	// flushes each reply line in one Write, so that Write is the reply.
+	dropAfterWrite atomic.Bool
+	closeOnce      sync.Once
+
+	mu      sync.Mutex
+	inTx    bool     // guarded by mu: between MAIL and the end of the message
+	current net.Conn // guarded by mu: what to write a 421 on (TLS or not); nil when unknown
+	rdns    *string  // guarded by mu: reverse DNS, looked up once
+	// bdat is the reader of a BDAT transaction that was aborted (RSET, a
+	// new EHLO, STARTTLS, go-smtp's own size check) while its Data was
+	// running; see waitBDAT. guarded by mu.
+	bdat *io.PipeReader
+}
+
+// setBDAT records (or clears, with nil) the reader of a BDAT Data.
+func (c *conn) setBDAT(r *io.PipeReader) {
+	c.mu.Lock()
+	c.bdat = r
+	c.mu.Unlock()
+}
+
+// waitBDAT works around a data race in go-smtp v0.25.1: when a BDAT
+// transaction is aborted, go-smtp's goroutine running Data sends its result
+// on c.dataResult after Data returns, while the next BDAT on the connection
+// assigns a new channel to that field; the stale result can even become the
+// reply to the next message. go-smtp closes the pipe reader right after
+// that send, so before accepting the next MAIL we wait until the reader is
+// closed (Read says io.ErrClosedPipe). It reports false if that does not
+// happen within a few seconds; the caller then drops the connection.
+func (c *conn) waitBDAT() bool {
+	c.mu.Lock()
+	r := c.bdat
+	c.bdat = nil
+	c.mu.Unlock()
+	if r == nil {
+		return true
+	}
+	for range 5000 {
+		if _, err := r.Read(nil); errors.Is(err, io.ErrClosedPipe) {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.dropAfterWrite.Load() {
+		c.Close()
+	}
+	return n, err
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.srv.forget(c)
+		c.log.Info("disconnect", "commands", c.commands.Load(), "errors", c.errors.Load())
+	})
+	return err
+}
+
+// countCommand counts one command and reports when the limit is passed.
+func (c *conn) countCommand() bool {
+	return int(c.commands.Add(1)) > c.srv.o.MaxCommands
+}
+
+func (c *conn) setTx(on bool) {
+	c.mu.Lock()
+	c.inTx = on
+	c.mu.Unlock()
+	if !on && c.srv.isClosing() {
+		c.dropAfterWrite.Store(true)
+	}
+}
+
+func (c *conn) inTransaction() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inTx
+}
+
+func (c *conn) setCurrent(nc net.Conn) {
+	c.mu.Lock()
+	c.current = nc
+	c.mu.Unlock()
+}
+
+// closeIdle says goodbye (RFC 5321 §3.8) to a client waiting between
+// transactions and closes the connection.
+func (c *conn) closeIdle() {
+	c.mu.Lock()
+	cur := c.current
+	c.mu.Unlock()
+	if cur != nil {
+		cur.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(cur, "421 4.3.2 %s Service shutting down\r\n", c.srv.o.Hostname)
+	}
+	c.Close()
+}
+
+// chanListener is the net.Listener go-smtp serves: Serve's accept loops
+// feed it the connections they admitted.
+type chanListener struct {
+	ch        chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) offer(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// slogPrintf adapts slog to go-smtp's Logger.
+type slogPrintf struct{ l *slog.Logger }
+
+func (p slogPrintf) Printf(format string, v ...any) { p.l.Warn(fmt.Sprintf(format, v...)) }
+func (p slogPrintf) Println(v ...any)               { p.l.Warn(fmt.Sprint(v...)) }

@@ -1,0 +1,331 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
+	"courriel/directory"
+)
+
+// session is one go-smtp session: from EHLO to QUIT, or to STARTTLS, after
+// which go-smtp starts a new one on the same conn.
+type session struct {
+	srv  *Server
+	c    *conn
+	tls  *tls.ConnectionState // nil before TLS; immutable
+	helo string               // as sent, hostile; immutable
+	log  *slog.Logger         // immutable
+
+	ctx    context.Context // ends at Logout
+	cancel context.CancelFunc
+
+	// mu guards what go-smtp's BDAT goroutine (which runs Data) reads while
+	// the connection's goroutine may write it (Reset after RSET or a
+	// refused chunk, AUTH). Written only on the connection's goroutine,
+	// under mu; Data reads them under mu.
+	mu   sync.Mutex
+	user *directory.User // set by a successful AUTH
+	tx   txn             // the current transaction, zeroed by Reset
+}
+
+// txn is one mail transaction, MAIL to the end of the message.
+type txn struct {
+	id     string // msg_id; "" when no transaction
+	from   string // reverse-path, "" for <>
+	utf8   bool
+	rcpts  []string             // accepted RCPT addresses, normalized
+	local  []delivery.Recipient // local maildrops, one per Destination.Address
+	remote []string             // addresses for the outbound queue, one each
+	seen   map[string]bool      // dedupeKey of every local and remote target
+}
+
+func (s *Server) newSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
+	nc := gc.Conn()
+	var c *conn
+	switch v := nc.(type) {
+	case *conn:
+		c = v
+	case *tls.Conn:
+		c, _ = v.NetConn().(*conn)
+	}
+	if c == nil {
+		return nil, errors.New("smtp: connection not admitted by Serve")
+	}
+	c.setCurrent(nc)
+	ctx, cancel := context.WithCancel(context.Background())
+	ss := &session{srv: s, c: c, helo: gc.Hostname(), ctx: ctx, cancel: cancel}
+	if st, ok := gc.TLSConnectionState(); ok {
+		ss.tls = &st
+	}
+	ss.log = c.log.With("helo", sanitize(ss.helo, 64), "tls", ss.tls != nil)
+	if c.countCommand() {
+		return nil, ss.dropWith(replyTooManyCmds)
+	}
+	return ss, nil
+}
+
+// fail turns err into the reply (replyFor), adds the transaction's id (the
+// connection's outside a transaction), counts the error and closes the
+// connection once there have been too many.
+func (s *session) fail(st stage, err error) error {
+	r := replyFor(st, err)
+	if int(s.c.errors.Add(1)) >= s.srv.o.MaxErrors && r.Code != 421 {
+		s.log.Warn("too many errors", "last", r.Message)
+		r = replyTooManyErrors
+		s.c.dropAfterWrite.Store(true)
+	}
+	if r.Code == 421 {
+		s.c.dropAfterWrite.Store(true)
+	}
+	return withID(r, s.replyID())
+}
+
+// dropWith answers r (a 421) and closes the connection right after.
+func (s *session) dropWith(r *gosmtp.SMTPError) error {
+	s.c.dropAfterWrite.Store(true)
+	return withID(r, s.replyID())
+}
+
+func (s *session) replyID() string {
+	if s.tx.id != "" {
+		return s.tx.id
+	}
+	return s.c.id
+}
+
+// Reset implements gosmtp.Session: RSET, a new EHLO, or the end of a
+// message.
+func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tx.id != "" {
+		s.c.setTx(false)
+	}
+	s.tx = txn{}
+}
+
+// Logout implements gosmtp.Session: QUIT, STARTTLS or a closed connection.
+func (s *session) Logout() error {
+	s.Reset()
+	s.cancel()
+	s.c.setCurrent(nil) // after STARTTLS the old conn must not be written on
+	return nil
+}
+
+// Mail implements gosmtp.Session.
+func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if s.c.countCommand() {
+		return s.dropWith(replyTooManyCmds)
+	}
+	if s.srv.isClosing() {
+		return s.dropWith(replyShuttingDown)
+	}
+	if !s.c.waitBDAT() {
+		s.log.Error("aborted BDAT did not finish")
+		return s.dropWith(replyTempFailure)
+	}
+	k := s.srv.o.Kind
+	if k == Submission && s.tls == nil {
+		return s.fail(stageMail, replyStartTLSFirst)
+	}
+	if k != Inbound && s.user == nil {
+		return s.fail(stageMail, replyAuthRequired)
+	}
+	if s.tx.id != "" {
+		return s.fail(stageMail, replyNestedMail)
+	}
+	if opts != nil && opts.Size > s.srv.o.MaxMessageBytes {
+		return s.fail(stageMail, replyTooLarge)
+	}
+	utf8 := opts != nil && opts.UTF8
+	if from != "" {
+		a, err := parseAddress(from, utf8)
+		switch {
+		case errors.Is(err, errNeedUTF8):
+			return s.fail(stageMail, replyNeedUTF8)
+		case err != nil:
+			return s.fail(stageMail, replyBadSender)
+		}
+		from = a.String()
+		if s.user != nil {
+			if r := s.checkSenderOwner(from); r != nil {
+				return r
+			}
+		}
+	}
+	// Authenticated null sender: allowed, as Postfix's
+	// reject_sender_login_mismatch does not apply to <> (MDNs and
+	// vacation notices use it, RFC 8098 §2.1); the login is in the log.
+	s.mu.Lock()
+	s.tx = txn{id: s.srv.ids.next(), from: from, utf8: utf8, seen: map[string]bool{}}
+	s.mu.Unlock()
+	s.c.setTx(true)
+	attrs := []any{"msg_id", s.tx.id, "from", sanitize(from, 300)}
+	if s.user != nil {
+		attrs = append(attrs, "sasl_username", s.user.Login)
+	}
+	if opts != nil && opts.Size > 0 {
+		attrs = append(attrs, "size", opts.Size)
+	}
+	s.log.Info("mail", attrs...)
+	return nil
+}
+
+// checkSenderOwner applies SPEC §3 (seed reject_sender_login_mismatch).
+func (s *session) checkSenderOwner(from string) error {
+	logins, err := s.srv.o.Directory.SenderLogins(s.ctx, from)
+	if err != nil && !errors.Is(err, directory.ErrNotFound) {
+		s.log.Error("sender logins: directory", "from", sanitize(from, 300), "err", err)
+		return s.fail(stageMail, err)
+	}
+	if slices.ContainsFunc(logins, func(l string) bool { return strings.EqualFold(l, s.user.Login) }) {
+		return nil
+	}
+	s.log.Warn("sender not owned by login", "from", sanitize(from, 300))
+	return s.fail(stageMail, rep(553, gosmtp.EnhancedCode{5, 7, 1},
+		"Sender address rejected: not owned by user "+sanitize(s.user.Login, 64)))
+}
+
+// Rcpt implements gosmtp.Session: every recipient is decided here, from
+// the directory, so nothing accepted can bounce later for being unknown.
+func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c.countCommand() {
+		return s.dropWith(replyTooManyCmds)
+	}
+	if s.srv.isClosing() {
+		return s.dropWith(replyShuttingDown)
+	}
+	log := s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300))
+	a, err := parseAddress(to, s.tx.utf8)
+	switch {
+	case errors.Is(err, errRelayTrick):
+		log.Warn("rcpt refused: relay trick")
+		return s.fail(stageRcpt, replyRelayDenied)
+	case errors.Is(err, errNeedUTF8):
+		return s.fail(stageRcpt, replyNeedUTF8)
+	case err != nil:
+		log.Info("rcpt refused: syntax", "err", err)
+		return s.fail(stageRcpt, replyBadRcpt)
+	}
+	addr := a.String()
+	class, err := s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain)
+	if err != nil {
+		log.Error("rcpt: classify domain", "err", err)
+		return s.fail(stageRcpt, err)
+	}
+	if class == directory.DomainForeign {
+		if !s.mayRelay() {
+			log.Warn("rcpt refused: relay access denied")
+			return s.fail(stageRcpt, replyRelayDenied)
+		}
+		if s.srv.o.Queue == nil {
+			log.Error("rcpt: relay allowed but no outbound queue")
+			return s.fail(stageRcpt, replyNoQueue)
+		}
+		s.addRemote(addr)
+		log.Info("rcpt ok", "relay", true)
+		return nil
+	}
+	res, err := s.srv.o.Directory.ResolveRecipient(s.ctx, addr)
+	if err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			log.Info("rcpt refused: unknown user")
+		} else {
+			log.Error("rcpt: resolve", "err", err)
+		}
+		return s.fail(stageRcpt, err)
+	}
+	if len(res.Destinations) == 0 {
+		log.Error("rcpt: directory gave no destination")
+		return s.fail(stageRcpt, replyTempFailure)
+	}
+	for _, d := range res.Destinations { // check all before adding any
+		switch {
+		case d.Remote && s.srv.o.Queue == nil:
+			log.Error("rcpt: forward needs the outbound queue, which is off")
+			return s.fail(stageRcpt, replyNoQueue)
+		case !d.Remote && d.Mailbox == nil:
+			log.Error("rcpt: local destination without a mailbox", "dest", sanitize(d.Address, 300))
+			return s.fail(stageRcpt, replyTempFailure)
+		}
+	}
+	for _, d := range res.Destinations {
+		if d.Remote {
+			s.addRemote(d.Address)
+			continue
+		}
+		k := dedupeKey(d.Address)
+		if s.tx.seen[k] {
+			continue
+		}
+		s.tx.seen[k] = true
+		s.tx.local = append(s.tx.local, delivery.Recipient{
+			Address: d.Address, OrigTo: addr, Maildir: d.Mailbox.Maildir,
+			UID: d.Mailbox.UID, GID: d.Mailbox.GID,
+		})
+	}
+	s.tx.rcpts = append(s.tx.rcpts, addr)
+	log.Info("rcpt ok", "destinations", len(res.Destinations))
+	return nil
+}
+
+func (s *session) addRemote(addr string) {
+	s.tx.rcpts = append(s.tx.rcpts, addr)
+	k := dedupeKey(addr)
+	if s.tx.seen[k] {
+		return
+	}
+	s.tx.seen[k] = true
+	s.tx.remote = append(s.tx.remote, addr)
+}
+
+// dedupeKey: one copy per final maildrop. The directory matches addresses
+// without regard to case, so two spellings are one maildrop.
+func dedupeKey(addr string) string { return strings.ToLower(addr) }
+
+// mayRelay: authenticated clients on any port; MyNetworks only on port 25.
+func (s *session) mayRelay() bool {
+	if s.user != nil {
+		return true
+	}
+	if s.srv.o.Kind != Inbound {
+		return false
+	}
+	for _, p := range s.srv.o.MyNetworks {
+		if p.Contains(s.c.ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// sanitize makes a hostile string safe for a log value or a reply: printable
+// ASCII only, bounded.
+func sanitize(v string, n int) string {
+	var b strings.Builder
+	for i, r := range v {
+		if i >= n {
+			b.WriteString("...")
+			break
+		}
+		if r < 0x20 || r == 0x7f || r >= 0x80 {
+			b.WriteByte('?')
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+var _ net.Conn = (*conn)(nil)
