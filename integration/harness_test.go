@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 // server is one courriel serve process with its own ports, maildir base,
 // queue and certificate.
 type server struct {
-	t      *testing.T
+	t      testing.TB
 	slapd  *testenv.Slapd
 	dir    string
 	vmail  string
@@ -66,7 +66,7 @@ type serverSettings struct {
 func withTOML(s string) serverOption { return func(o *serverSettings) { o.extra += s } }
 
 // requireTool skips (or, in CI, fails) when a client program is missing.
-func requireTool(t *testing.T, name string) string {
+func requireTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -79,7 +79,7 @@ func requireTool(t *testing.T, name string) string {
 }
 
 // startServer starts slapd (fixture homes under a temp vmail) and courriel.
-func startServer(t *testing.T, opts ...serverOption) *server {
+func startServer(t testing.TB, opts ...serverOption) *server {
 	t.Helper()
 	var set serverSettings
 	for _, o := range opts {

@@ -48,7 +48,7 @@ func TestSwaksInboundToMaildir(t *testing.T) {
 			before := len(s.maildirFiles(t, "xomail", "new"))
 			msgFile, content := writeMessage(t, "id-"+tc.name)
 			args := append([]string{"--server", s.SMTP, "--from", "someone@example.net", "--to", "test0@hosted-domain.com",
-				"--ehlo", "client.example.net", "--data", "@"+msgFile}, tc.args...)
+				"--ehlo", "client.example.net", "--data", "@" + msgFile}, tc.args...)
 			out, err := run(t, "", "swaks", args...)
 			if err != nil || !accepted(out) {
 				t.Fatalf("swaks: %v\n%s", err, out)

@@ -7,13 +7,35 @@
 //
 // It declares what it needs (Directory, Deliverer, Queue) and knows nothing
 // of LDAP, maildirs or the spool. One Server serves one Kind of listener,
-// because go-smtp holds one policy per gosmtp.Server.
+// because go-smtp holds one policy per gosmtp.Server. Serve takes a plain TCP
+// listener for every Kind; for Submissions it does the TLS itself.
 //
-// Where go-smtp v0.25.1 decides for us (see server.go and data.go for the
-// details): successful MAIL and RCPT replies are go-smtp's fixed
-// "250 2.0.0" lines; CHUNKING (BDAT) is always advertised, so BDAT is
-// supported and goes through the same checks as DATA; go-smtp's DATA reader
+// Decisions worth knowing (details beside the code):
+//   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
+//     530 5.7.0 and the credentials are never looked at.
+//   - An authenticated client may use the null sender <>, as with Postfix's
+//     reject_sender_login_mismatch; any other MAIL FROM must belong to the
+//     login (SenderLogins).
+//   - Relay tricks (%-hack, bang paths, a quoted '@', address literals) are
+//     refused with 554 5.7.1 for every client; source routes are dropped by
+//     go-smtp as RFC 5321 §4.1.1.3 says, so routing uses the real mailbox.
+//   - A message with a bare CR or LF or a NUL is refused (554 5.6.0): DATA
+//     ends only at <CRLF>.<CRLF>, and nothing inside a message can look like
+//     an end of data to a lax next hop (SMTP smuggling).
+//   - One reply covers all recipients: any temporary failure of any copy
+//     gives 4xx for the whole message, so duplicates are possible and loss
+//     is not.
+//
+// Where go-smtp v0.25.1 decides for us: successful MAIL and RCPT replies are
+// its fixed "250 2.0.0" lines (not 250 2.1.5); go-smtp's own refusals (bad
+// sequence, unknown command) carry no id; it cannot tell us HELO from EHLO,
+// so Received says ESMTP; CHUNKING is always advertised, so BDAT is
+// supported and goes through the same checks as DATA (a chunk after a
+// refused command is skipped whole, and a data race of go-smtp after an
+// aborted BDAT is worked around in conn.waitBDAT); go-smtp's DATA reader
 // refuses a message of exactly MaxMessageBytes octets (it asks for one more
-// read after the limit), so the largest message accepted is
-// MaxMessageBytes-1 octets while SIZE advertises MaxMessageBytes.
+// read after the limit), so the largest DATA message accepted is
+// MaxMessageBytes-1 octets while SIZE advertises MaxMessageBytes (BDAT
+// accepts the limit itself). NOOP, VRFY and HELP never reach the session and
+// are not counted by MaxCommands.
 package smtp

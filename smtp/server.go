@@ -377,3 +377,5 @@ type slogPrintf struct{ l *slog.Logger }
 
 func (p slogPrintf) Printf(format string, v ...any) { p.l.Warn(fmt.Sprintf(format, v...)) }
 func (p slogPrintf) Println(v ...any)               { p.l.Warn(fmt.Sprint(v...)) }
+
+var _ net.Conn = (*conn)(nil)

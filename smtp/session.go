@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -78,6 +77,9 @@ func (s *Server) newSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
 // connection once there have been too many.
 func (s *session) fail(st stage, err error) error {
 	r := replyFor(st, err)
+	if r == nil { // a caller bug; never turn it into a success
+		r = replyTempFailure
+	}
 	if int(s.c.errors.Add(1)) >= s.srv.o.MaxErrors && r.Code != 421 {
 		s.log.Warn("too many errors", "last", r.Message)
 		r = replyTooManyErrors
@@ -327,5 +329,3 @@ func sanitize(v string, n int) string {
 	}
 	return b.String()
 }
-
-var _ net.Conn = (*conn)(nil)

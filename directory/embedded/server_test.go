@@ -1,12 +1,15 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -358,40 +361,83 @@ func TestCriticalControl(t *testing.T) {
 func TestMalformedInput(t *testing.T) {
 	t.Parallel()
 	s := startDemo(t, func(o *Options) { o.MaxMessageSize = 1024 })
-	for name, in := range map[string][]byte{
-		"not ber":         []byte("GET / HTTP/1.0\r\n\r\n"),
-		"tls hello":       {0x16, 0x03, 0x01, 0x00, 0x05},
-		"too large":       {0x30, 0x84, 0x7f, 0xff, 0xff, 0xff},
-		"indefinite":      {0x30, 0x80, 0x00, 0x00},
-		"truncated":       {0x30, 0x05, 0x02, 0x01},
-		"message id zero": {0x30, 0x05, 0x02, 0x01, 0x00, 0x42, 0x00},
-		"unknown op":      {0x30, 0x05, 0x02, 0x01, 0x01, 0x7f, 0x00},
-		"bind not a seq":  {0x30, 0x05, 0x02, 0x01, 0x01, 0x40, 0x00},
-	} {
+	notice := []byte(oidNoticeOfDisconnection)
+	tests := []struct {
+		name   string
+		in     []byte
+		notice bool // a Notice of Disconnection is expected before the close
+	}{
+		{"not ber", []byte("GET / HTTP/1.0\r\n\r\n"), true},
+		{"tls hello", []byte{0x16, 0x03, 0x01, 0x00, 0x05}, true},
+		{"too large", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff}, true},
+		{"length field too long", []byte{0x30, 0x85, 0, 0, 0, 0, 1}, true},
+		{"indefinite", []byte{0x30, 0x80, 0x00, 0x00}, true},
+		{"truncated", []byte{0x30, 0x05, 0x02, 0x01}, false},
+		{"message id zero", []byte{0x30, 0x05, 0x02, 0x01, 0x00, 0x42, 0x00}, true},
+		{"unknown op", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x7f, 0x00}, true},
+		{"bind not constructed", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x40, 0x00}, true},
+		{"search without fields", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x63, 0x00}, true},
+		{"extended without name", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x77, 0x00}, true},
+	}
+	for _, tc := range tests {
 		nc, err := net.Dial("tcp", s.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := nc.Write(in); err != nil {
+		if _, err := nc.Write(tc.in); err != nil {
 			t.Fatal(err)
 		}
-		if tc, ok := nc.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		// The server must close the connection (not hang): read to EOF.
-		buf := make([]byte, 4096)
-		for {
-			if _, err := nc.Read(buf); err != nil {
-				break
-			}
-		}
+		// Half-close so a server waiting for more bytes sees EOF; the
+		// server must answer and close, not hang.
+		_ = nc.(*net.TCPConn).CloseWrite()
+		_ = nc.SetReadDeadline(time.Now().Add(time.Minute)) // a bound, not an assertion
+		out, err := io.ReadAll(nc)
 		nc.Close()
-		_ = name
+		if err != nil {
+			t.Errorf("%s: reading until close: %v", tc.name, err)
+		}
+		if got := bytes.Contains(out, notice); got != tc.notice {
+			t.Errorf("%s: notice of disconnection sent = %v, want %v (%x)", tc.name, got, tc.notice, out)
+		}
 	}
 	// Still serving.
 	c := dial(t, s)
 	if err := c.Bind(DemoReaderDN, DemoPassword); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNoGoroutineLeak is not parallel, so the goroutine count is ours.
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s, err := Start(context.Background(), Options{Addr: "127.0.0.1:0", LDIF: DemoLDIF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ldap.DialURL("ldap://" + s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(DemoReaderDN, DemoPassword); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	idle, err := net.Dial("tcp", s.Addr()) // connected, never speaks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close has waited for the server's goroutines; the client's own may
+	// take a moment to go. Bounded wait.
+	for i := 0; i < 500 && runtime.NumGoroutine() > before; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
 

@@ -1,0 +1,169 @@
+package integration
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// procStats reads a process's CPU time (user+system) and peak RSS.
+func procStats(pid int) (cpu time.Duration, peakRSSKiB int64) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		// Fields after the command name (which may contain spaces).
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		cpu = time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			peakRSSKiB, _ = strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+		}
+	}
+	return cpu, peakRSSKiB
+}
+
+// rawFsyncLoop is the physical limit: write + fsync + rename + dir fsync.
+func rawFsyncLoop(b *testing.B, dir string, total, workers int) float64 {
+	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	os.MkdirAll(filepath.Join(dir, "new"), 0o700)
+	data := make([]byte, 4096)
+	rand.Read(data)
+	var next atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > int64(total) {
+					return
+				}
+				name := strconv.FormatInt(n, 10)
+				f, err := os.OpenFile(filepath.Join(dir, "tmp", name), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				f.Write(data)
+				f.Sync()
+				f.Close()
+				os.Rename(filepath.Join(dir, "tmp", name), filepath.Join(dir, "new", name))
+				d, _ := os.Open(filepath.Join(dir, "new"))
+				d.Sync()
+				d.Close()
+			}
+		})
+	}
+	wg.Wait()
+	return float64(total) / time.Since(start).Seconds()
+}
+
+// BenchmarkSMTPDelivery measures durable deliveries end to end: the built
+// binary, real slapd, 4 KiB messages over SMTP into a maildir, with 1 and 20
+// concurrent sessions, beside a raw fsync loop on the same disk. Each op is
+// one message; it reports msgs/s, p50/p99 transaction latency, server CPU per
+// message and the server's peak RSS.
+//
+//	go test -run XXX -bench SMTPDelivery -benchtime 2000x ./integration/
+func BenchmarkSMTPDelivery(b *testing.B) {
+	for _, sessions := range []int{1, 20} {
+		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
+			s := startServer(b)
+			body := "From: bench@example.net\r\nTo: test0@hosted-domain.com\r\nSubject: bench\r\n\r\n" +
+				strings.Repeat(strings.Repeat("x", 62)+"\r\n", 4096/64)
+			// Warm the directory cache and the connection pool.
+			if err := sendBench(s.SMTP, body, nil); err != nil {
+				b.Fatal(err)
+			}
+			cpu0, _ := procStats(s.cmd.Process.Pid)
+			var next atomic.Int64
+			var mu sync.Mutex
+			var lat []time.Duration
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range sessions {
+				wg.Go(func() {
+					c, err := gosmtp.Dial(s.SMTP)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer c.Close()
+					if err := c.Hello("bench.example.net"); err != nil {
+						b.Error(err)
+						return
+					}
+					var mine []time.Duration
+					for next.Add(1) <= int64(b.N) {
+						t0 := time.Now()
+						if err := sendOn(c, body); err != nil {
+							b.Error(err)
+							return
+						}
+						mine = append(mine, time.Since(t0))
+					}
+					mu.Lock()
+					lat = append(lat, mine...)
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			cpu1, peak := procStats(s.cmd.Process.Pid)
+			slices.Sort(lat)
+			if len(lat) == 0 {
+				b.Fatal("nothing sent")
+			}
+			rate := float64(len(lat)) / elapsed.Seconds()
+			raw := rawFsyncLoop(b, filepath.Join(b.TempDir(), "raw"), max(200, b.N), sessions)
+			b.ReportMetric(rate, "msgs/s")
+			b.ReportMetric(raw, "raw-fsync-loop/s")
+			b.ReportMetric(rate/raw, "ratio-to-raw")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(len(lat)), "cpu-ms/msg")
+			b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+		})
+	}
+}
+
+func sendOn(c *gosmtp.Client, body string) error {
+	if err := c.Mail("bench@example.net", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt("test0@hosted-domain.com", nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte(body)); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+func sendBench(addr, body string, _ *testing.B) error {
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return sendOn(c, body)
+}

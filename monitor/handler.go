@@ -1,0 +1,190 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const (
+	// healthTimeout bounds one health check: a monitoring probe that waits
+	// longer has already decided the service is down.
+	healthTimeout = 5 * time.Second
+	// lookupTimeout bounds the hosted-domain lookup of an autoconfig request.
+	lookupTimeout = 5 * time.Second
+	// scrapeTimeout bounds one /metrics response (promhttp answers 503 past it).
+	scrapeTimeout = 10 * time.Second
+	// maxScrapes bounds concurrent /metrics requests (more get a 503).
+	maxScrapes = 4
+	// maxHealthText bounds the error text a failing /healthz returns.
+	maxHealthText = 1024
+
+	defaultIMAPPort       = 993 // RFC 8314 §7.3: imaps
+	defaultSubmissionPort = 587 // RFC 6409 §3.1: submission
+)
+
+// Options configures Handler. The zero value serves only /healthz (always
+// ok); each other endpoint needs its fields.
+type Options struct {
+	// Metrics is served at /metrics; nil answers 404 there.
+	Metrics *Metrics
+
+	// Health reports whether courriel can do its work (e.g. the directory
+	// answers). It gets a context bounded to 5 s and must honour it. nil means
+	// always healthy. The error text is shown to the HTTP client: keep
+	// secrets out of it.
+	Health func(ctx context.Context) error
+
+	// Hostname is the IMAP and SMTP server name mail clients should connect
+	// to (the name on the TLS certificate). Empty disables autoconfig.
+	Hostname string
+	// IMAPPort is the implicit-TLS IMAP port advertised to clients (0: 993).
+	IMAPPort int
+	// SubmissionPort is the STARTTLS submission port advertised (0: 587).
+	SubmissionPort int
+	// IsHostedDomain says whether a (lower-case, syntactically valid) domain
+	// is one of ours; autoconfig answers 404 for the others and 503 when it
+	// fails. nil disables autoconfig, so the listener never describes a
+	// domain it does not serve.
+	IsHostedDomain func(ctx context.Context, domain string) (bool, error)
+
+	// Logger receives request failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// Handler returns the HTTP handler of the monitoring listener:
+//
+//	/metrics                                      Prometheus text format
+//	/healthz                                      200 "ok" or 503 and the error
+//	/.well-known/autoconfig/mail/config-v1.1.xml  Thunderbird autoconfig
+//	/mail/config-v1.1.xml                         the same, for autoconfig.<domain>
+//
+// Every endpoint answers GET and HEAD only; other methods get 405.
+func Handler(o Options) http.Handler {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	if reg := o.Metrics.Registry(); reg != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorLog: promLogger{log},
+			// A broken collector must not hide every other metric.
+			ErrorHandling:       promhttp.ContinueOnError,
+			MaxRequestsInFlight: maxScrapes,
+			Timeout:             scrapeTimeout,
+		}))
+	}
+	mux.Handle("/healthz", healthHandler{check: o.Health, log: log})
+	if o.Hostname != "" && o.IsHostedDomain != nil {
+		ac := &autoconfig{
+			hostname:       o.Hostname,
+			imapPort:       portOr(o.IMAPPort, defaultIMAPPort, "imap", log),
+			submissionPort: portOr(o.SubmissionPort, defaultSubmissionPort, "submission", log),
+			isHosted:       o.IsHostedDomain,
+			log:            log,
+		}
+		mux.Handle("/.well-known/autoconfig/mail/config-v1.1.xml", ac)
+		mux.Handle("/mail/config-v1.1.xml", ac)
+	}
+	return methodGuard{next: mux}
+}
+
+// NewServer returns an *http.Server for the monitoring listener with every
+// timeout set, so that slow or idle clients cannot hold connections open
+// (the zero http.Server waits forever). Start it with ListenAndServe or
+// Serve and stop it with Shutdown.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		// Above scrapeTimeout, so promhttp's own 503 reaches the client.
+		WriteTimeout: scrapeTimeout + 5*time.Second,
+		IdleTimeout:  60 * time.Second,
+		// Requests here are a path and a short query; 16 KiB is plenty (the
+		// library adds 4 KiB of slack) and refuses header floods with 431.
+		MaxHeaderBytes: 16 << 10,
+	}
+}
+
+// methodGuard refuses every method but GET and HEAD: the listener only
+// reads, so nothing else is meaningful (RFC 9110 §15.5.6: 405 with Allow).
+type methodGuard struct{ next http.Handler }
+
+func (g methodGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+type healthHandler struct {
+	check func(ctx context.Context) error // nil: always healthy
+	log   *slog.Logger
+}
+
+func (h healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.check != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		if err := h.check(ctx); err != nil {
+			h.log.Warn("health check failed", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, healthText(err)+"\n")
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// healthText is err's text made fit for a plain-text body: one line, valid
+// UTF-8, bounded (it may carry strings from the directory).
+func healthText(err error) string {
+	s := strings.ToValidUTF8(err.Error(), "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxHealthText {
+		s = strings.ToValidUTF8(s[:maxHealthText], "") + "..."
+	}
+	if s == "" {
+		s = "unhealthy"
+	}
+	return s
+}
+
+// portOr returns p, or def when p is unset or out of range (the latter is a
+// configuration bug worth a log line; the config loader should catch it).
+func portOr(p, def int, what string, log *slog.Logger) int {
+	switch {
+	case p == 0:
+		return def
+	case p < 0 || p > 65535:
+		log.Warn("monitor: invalid port for autoconfig, using the default", "service", what, "port", p, "default", def)
+		return def
+	}
+	return p
+}
+
+// promLogger adapts slog to promhttp's Println-style error log.
+type promLogger struct{ log *slog.Logger }
+
+func (l promLogger) Println(v ...any) {
+	l.log.Error("metrics: serving /metrics", "err", strings.TrimSpace(fmt.Sprintln(v...)))
+}
