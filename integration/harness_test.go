@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
+
 	"courriel/internal/testenv"
 )
 
@@ -60,8 +62,18 @@ type server struct {
 type serverOption func(*serverSettings)
 
 type serverSettings struct {
-	extra string // appended TOML
+	extra string      // appended TOML
+	ca    *testenv.CA // issues the server certificate; trusted by the queue
 }
+
+func withCA(ca *testenv.CA) serverOption { return func(o *serverSettings) { o.ca = ca } }
+
+func startServerWithCA(t testing.TB, ca *testenv.CA, opts ...serverOption) *server {
+	t.Helper()
+	return startServer(t, append(opts, withCA(ca))...)
+}
+
+func plainAuth(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
 
 func withTOML(s string) serverOption { return func(o *serverSettings) { o.extra += s } }
 
@@ -92,7 +104,10 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	}
 	s := &server{t: t, dir: dir, vmail: vmail}
 	s.slapd = testenv.StartSlapd(t, testenv.WithHomeBase(vmail))
-	s.ca = testenv.NewCA(t)
+	s.ca = set.ca
+	if s.ca == nil {
+		s.ca = testenv.NewCA(t)
+	}
 	cert, key := s.ca.Issue(t, "localhost", "127.0.0.1", "xoyize.xyz")
 	// Port 0: the kernel picks, the server logs what it bound; no race with
 	// other processes between picking a port and binding it.
