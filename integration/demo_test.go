@@ -47,7 +47,7 @@ func TestDemo(t *testing.T) {
 		}
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for _, p := range []string{"2525", "2587", "2465", "2993", "3389"} {
+	for _, p := range []string{"2525", "2587", "2465", "2993", "3389", "8025"} {
 		for {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
 			if err == nil {
@@ -81,6 +81,18 @@ func TestDemo(t *testing.T) {
 	o, err := run(t, "", "curl", "-sSk", "--user", "xomail:demo", "imaps://127.0.0.1:2993/INBOX?ALL")
 	if err != nil || !regexp.MustCompile(`\* SEARCH 1`).MatchString(o) {
 		t.Errorf("curl imaps: %v\n%s", err, o)
+	}
+	o, err = run(t, "", "curl", "-sS", "http://127.0.0.1:8025/healthz")
+	if err != nil || strings.TrimSpace(o) != "ok" {
+		t.Errorf("healthz: %v %q", err, o)
+	}
+	o, err = run(t, "", "curl", "-sS", "http://127.0.0.1:8025/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com")
+	if err != nil || !strings.Contains(o, "<port>2993</port>") || !strings.Contains(o, "<port>2587</port>") {
+		t.Errorf("autoconfig: %v\n%s", err, o)
+	}
+	o, err = run(t, "", "curl", "-sS", "http://127.0.0.1:8025/metrics")
+	if err != nil || !strings.Contains(o, "courriel_ldap_searches_total") {
+		t.Errorf("metrics: %v\n%.2000s", err, o)
 	}
 	if _, err := exec.LookPath("ldapsearch"); err == nil {
 		o, err := run(t, "", "ldapsearch", "-x", "-H", "ldap://127.0.0.1:3389", "-b", "dc=xoyize,dc=xyz", "(uid=xomail)")

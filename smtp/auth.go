@@ -222,6 +222,7 @@ func (s *session) authenticate(login, password string) error {
 // authFailed counts a failure in this connection and closes it after
 // PerSession failures (Postfix smtpd_hard_error_limit has the same aim).
 func (s *session) authFailed(login string, r *gosmtp.SMTPError) error {
+	s.srv.o.Metrics.AuthFailure(s.srv.o.Listener)
 	if s.c.authFailures.Add(1) >= int32(s.srv.o.AuthThrottle.PerSession) {
 		return s.dropWith(replyTooManyFails)
 	}
@@ -240,6 +241,7 @@ func (g saslGuard) Next(response []byte) ([]byte, bool, error) {
 	if err != nil {
 		var se *gosmtp.SMTPError
 		if !errors.As(err, &se) {
+			g.s.srv.o.Metrics.AuthFailure(g.s.srv.o.Listener)
 			err = g.s.fail(stageAuth, replyBadAuthData)
 		}
 	}

@@ -18,7 +18,17 @@ import (
 // client gets through and one trickling a byte a second does not.
 const dataProgress = 64 << 10
 
-// Data implements gosmtp.Session for DATA and BDAT alike.
+// Data implements gosmtp.Session for DATA and BDAT alike (see data) and
+// counts the outcome: what it returns is the reply go-smtp sends.
+func (s *session) Data(r io.Reader) error {
+	err := s.data(r)
+	if result, ok := transactionResult(err); ok {
+		s.srv.o.Metrics.Transaction(s.srv.o.Listener, result)
+	}
+	return err
+}
+
+// data reads, checks and stores one message.
 //
 // go-smtp ends DATA only at <CRLF>.<CRLF>: its reader never treats <LF>.<LF>,
 // <LF>.<CRLF> or <CR>.<CR> as the end (checked in tests), so nothing after
@@ -35,7 +45,7 @@ const dataProgress = 64 << 10
 // If no copy failed temporarily but one failed permanently, the answer is
 // 554 and the log says which copies were stored: there is no DSN here to
 // tell the sender about a partial failure.
-func (s *session) Data(r io.Reader) error {
+func (s *session) data(r io.Reader) error {
 	// readMessage touches no session state: for BDAT, Reset may run on the
 	// connection's goroutine meanwhile (RSET, a refused chunk), closing r.
 	pr, isBDAT := r.(*io.PipeReader)
@@ -100,19 +110,25 @@ func (s *session) deliverLocal(ctx context.Context, header, body []byte, now tim
 	errs := s.srv.o.Deliverer.Deliver(ctx, m, s.tx.local)
 	if len(errs) != len(s.tx.local) {
 		s.log.Error("deliverer returned a wrong number of results", "msg_id", s.tx.id, "want", len(s.tx.local), "got", len(errs))
+		for range s.tx.local { // the whole message gets 451 and comes again
+			s.srv.o.Metrics.Delivery(statusDeferred)
+		}
 		return errors.New("deliverer: wrong number of results")
 	}
 	var temp, perm error
 	for i, err := range errs {
-		status := "sent"
+		status, metric := "sent", statusSent
 		if err != nil {
 			status = "failed"
 			if isPermanent(err) {
 				perm = cmp(perm, err)
+				metric = statusBounced
 			} else {
 				temp = cmpTemp(temp, err)
+				metric = statusDeferred
 			}
 		}
+		s.srv.o.Metrics.Delivery(metric)
 		s.log.Info("local copy", "msg_id", s.tx.id, "to", sanitize(s.tx.local[i].Address, 300),
 			"orig_to", sanitize(s.tx.local[i].OrigTo, 300), "status", status, "err", err)
 	}

@@ -37,5 +37,7 @@
 // read after the limit), so the largest DATA message accepted is
 // MaxMessageBytes-1 octets while SIZE advertises MaxMessageBytes (BDAT
 // accepts the limit itself). NOOP, VRFY and HELP never reach the session and
-// are not counted by MaxCommands.
+// are not counted by MaxCommands. A BDAT chunk that go-smtp itself refuses
+// for size (552 before or while Data reads) looks to us like an aborted
+// transaction, so Metrics.Transaction does not count it as rejected.
 package smtp

@@ -125,6 +125,14 @@ type Options struct {
 	// AuthThrottle tunes the throttling of failed logins.
 	AuthThrottle ThrottleOptions
 
+	// Metrics receives connection, transaction, delivery and AUTH
+	// events; nil for none.
+	Metrics Metrics
+	// Listener labels this server's metrics and logs ("smtp",
+	// "submission", "submissions" from Kind by default). It comes from the
+	// configuration, never from the network.
+	Listener string
+
 	Logger *slog.Logger
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
@@ -164,6 +172,12 @@ func (o *Options) setDefaults() {
 		o.DeliveryTimeout = DefaultDeliveryTimeout
 	}
 	o.AuthThrottle.setDefaults()
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
+	if o.Listener == "" {
+		o.Listener = o.Kind.String()
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

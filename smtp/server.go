@@ -47,7 +47,7 @@ func NewServer(o Options) (*Server, error) {
 		ln:        newChanListener(),
 		ids:       &idGen{now: o.Now},
 		limiter:   newAuthLimiter(o.AuthThrottle, o.Now),
-		log:       o.Logger.With("listener", o.Kind.String()),
+		log:       o.Logger.With("listener", o.Listener),
 		gsDone:    make(chan error, 1),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
@@ -120,14 +120,19 @@ func (s *Server) admit(nc net.Conn) {
 	c := &conn{Conn: nc, srv: s, id: s.ids.next(), ip: remoteIP(nc)}
 	c.log = s.log.With("conn_id", c.id, "client", c.ip.String())
 	key := ipKey(c.ip)
+	// Every accepted connection is counted, the refused ones too: a flood
+	// refused by the per-address limit shows in the connection rate.
+	s.o.Metrics.ConnOpened(s.o.Listener)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		nc.Close()
+		s.o.Metrics.ConnClosed(s.o.Listener)
 		return
 	}
 	if s.perIP[key] >= s.o.MaxConnsPerIP {
 		s.mu.Unlock()
+		defer s.o.Metrics.ConnClosed(s.o.Listener)
 		c.log.Warn("too many connections from client", "limit", s.o.MaxConnsPerIP)
 		if s.o.Kind != Submissions { // no reply without a handshake on 465
 			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -291,6 +296,7 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
 		c.srv.forget(c)
+		c.srv.o.Metrics.ConnClosed(c.srv.o.Listener)
 		c.log.Info("disconnect", "commands", c.commands.Load(), "errors", c.errors.Load())
 	})
 	return err

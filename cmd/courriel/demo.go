@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ func demoConfig(dir, listen string) Config {
 	cfg.MyHostname = "xoyize.xyz"
 	at := func(port string) string { return net.JoinHostPort(listen, port) }
 	cfg.Listen = ListenConfig{SMTP: at(demoSMTPPort), Submission: at(demoSubmissionPort),
-		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort)}
+		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort), HTTP: at(demoHTTPPort)}
 	cfg.TLS = TLSConfig{CertFile: filepath.Join(dir, "tls", "cert.pem"), KeyFile: filepath.Join(dir, "tls", "key.pem")}
 	cfg.LDAP.URLs = []string{"ldap://" + at(demoLDAPPort)}
 	// The embedded directory listens on loopback only and speaks no TLS.
@@ -84,7 +85,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if _, _, err := tlsconf.SelfSigned(filepath.Join(dir, "tls"), []string{"localhost", *listen, cfg.MyHostname}); err != nil {
 		return fmt.Errorf("demo certificate: %w", err)
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg.LogLevel, new(slog.LevelVar))
 	ldapSrv, err := embedded.Start(ctx, embedded.Options{
 		Addr: net.JoinHostPort(*listen, demoLDAPPort), LDIF: ldif, HomeBase: cfg.Delivery.MaildirBase,
 		Logger: log.With("component", "embedded-ldap"),
@@ -131,10 +132,14 @@ Try it:
   curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX?ALL'
   curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX;UID=1'
 
+  # metrics, health, Thunderbird autoconfig
+  curl http://%[1]s:%[8]s/healthz
+  curl 'http://%[1]s:%[8]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
+
   # the directory itself
   ldapsearch -x -H ldap://%[1]s:%[7]s -b dc=xoyize,dc=xyz
 
 Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.
-`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort)
+`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort)
 }

@@ -8,17 +8,23 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"courriel/delivery"
 	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/imap"
+	"courriel/monitor"
 	"courriel/smtp"
 	"courriel/tlsconf"
 )
@@ -37,11 +43,13 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	level := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.LogLevel, level)
 	a, err := newApp(cfg, log)
 	if err != nil {
 		return err
 	}
+	a.cfgPath, a.level = *cfgPath, level
 	defer a.close()
 	if err := a.listen(); err != nil {
 		return err
@@ -49,21 +57,27 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return a.run(ctx)
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs text to w at the level named (validated by the config),
+// kept in lv so SIGHUP can change it.
+func newLogger(w io.Writer, level string, lv *slog.LevelVar) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	lv.Set(l)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
 }
 
 // app is one running server: every component built from one Config.
 type app struct {
-	cfg   *Config
-	log   *slog.Logger
-	dir   *directory.Directory
-	store *delivery.Store
-	queue *queue.Queue
-	tls   *tlsconf.Manager
-	imap  *imap.Server
+	cfg     *Config
+	cfgPath string         // "" when the configuration is not from a file (demo)
+	level   *slog.LevelVar // nil: fixed
+	log     *slog.Logger
+	metrics *monitor.Metrics
+	dir     *directory.Directory
+	store   *delivery.Store
+	queue   *queue.Queue
+	tls     *tlsconf.Manager
+	imap    *imap.Server
 
 	listeners []boundListener
 }
@@ -76,7 +90,7 @@ type boundListener struct {
 }
 
 func newApp(cfg *Config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log}
+	a := &app{cfg: cfg, log: log, metrics: monitor.NewMetrics()}
 	var err error
 	dopts := cfg.directoryOptions()
 	dopts.Logger = log.With("component", "directory")
@@ -203,7 +217,7 @@ func (a *app) listen() error {
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
 			TLSConfig: a.tls.ServerConfig(), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
-			Logger: a.log.With("component", name),
+			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
 		if err != nil {
 			return err
@@ -244,7 +258,58 @@ func (a *app) listen() error {
 	if err := imapListener("imaps", cfg.Listen.IMAPS, true); err != nil {
 		return err
 	}
-	return imapListener("imap", cfg.Listen.IMAP, false)
+	if err := imapListener("imap", cfg.Listen.IMAP, false); err != nil {
+		return err
+	}
+	return a.httpListener()
+}
+
+// httpListener serves /metrics, /healthz and Thunderbird autoconfig.
+func (a *app) httpListener() error {
+	addr := a.cfg.Listen.HTTP
+	if addr == "" {
+		return nil
+	}
+	a.metrics.RegisterDirectoryStats(func() (int64, int64, int64) {
+		st := a.dir.Stats()
+		return st.Searches, st.CacheHits, st.Binds
+	})
+	a.metrics.RegisterQueueSize(func() int {
+		list, err := a.queue.List()
+		if err != nil {
+			return -1
+		}
+		return len(list)
+	})
+	h := monitor.Handler(monitor.Options{
+		Metrics: a.metrics,
+		Health: func(ctx context.Context) error {
+			return a.dir.Ping(ctx)
+		},
+		Hostname: a.cfg.MyHostname, IMAPPort: portOf(a.cfg.Listen.IMAPS), SubmissionPort: portOf(a.cfg.Listen.Submission),
+		IsHostedDomain: func(ctx context.Context, domain string) (bool, error) {
+			c, err := a.dir.ClassifyDomain(ctx, domain)
+			return c != directory.DomainForeign, err
+		},
+		Logger: a.log.With("component", "http"),
+	})
+	srv := monitor.NewServer(addr, h)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen http on %s: %w", addr, err)
+	}
+	a.listeners = append(a.listeners, boundListener{name: "http", ln: ln, serve: srv.Serve, stop: srv.Shutdown})
+	return nil
+}
+
+// portOf returns the port of host:port, 0 when absent.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // run serves until ctx ends (SIGTERM), then shuts down gracefully. SIGHUP
@@ -257,7 +322,7 @@ func (a *app) run(ctx context.Context) error {
 	for _, l := range a.listeners {
 		a.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
 		wg.Go(func() {
-			if err := l.serve(l.ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := l.serve(l.ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", l.name, err)
 			}
 		})
@@ -299,6 +364,9 @@ loop:
 	return runErr
 }
 
+// reload is SIGHUP: certificates are re-read and cached directory answers
+// dropped; the configuration file is re-read and checked, and what changed
+// is logged. A bad file is refused and the running configuration kept.
 func (a *app) reload() {
 	if err := a.tls.Reload(); err != nil {
 		a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "err", err)
@@ -307,6 +375,75 @@ func (a *app) reload() {
 	}
 	a.dir.FlushCache()
 	a.log.Info("SIGHUP: directory cache flushed")
+	if a.cfgPath == "" {
+		return
+	}
+	next, err := LoadConfig(a.cfgPath)
+	if err != nil {
+		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", err)
+		return
+	}
+	changed := configDiff(a.cfg, next)
+	if len(changed) == 0 {
+		a.log.Info("SIGHUP: configuration unchanged")
+		return
+	}
+	var restart []string
+	for _, key := range changed {
+		switch key {
+		case "log_level":
+			// Said before applying: a higher level would hide it.
+			a.log.Info("SIGHUP: applied", "key", key, "value", next.LogLevel)
+			if a.level != nil {
+				_ = a.level.UnmarshalText([]byte(next.LogLevel))
+			}
+		case "tls.cert_file", "tls.key_file":
+			a.log.Warn("SIGHUP: certificate paths changed; the files named at start are the ones reloaded", "key", key)
+			restart = append(restart, key)
+		default:
+			restart = append(restart, key)
+		}
+	}
+	if len(restart) > 0 {
+		a.log.Warn("SIGHUP: these changes take effect at the next restart", "keys", strings.Join(restart, ","))
+	}
+	a.cfg.LogLevel = next.LogLevel
+}
+
+// configDiff lists the dotted keys whose values differ.
+func configDiff(old, next *Config) []string {
+	flat := func(c *Config) map[string]string {
+		var b strings.Builder
+		shown := *c
+		_ = toml.NewEncoder(&b).Encode(shown)
+		out := map[string]string{}
+		table := ""
+		for _, line := range strings.Split(b.String(), "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "[") {
+				table = strings.Trim(line, "[]") + "."
+				continue
+			}
+			if k, v, ok := strings.Cut(line, " = "); ok {
+				out[table+k] = v
+			}
+		}
+		return out
+	}
+	a, b := flat(old), flat(next)
+	var keys []string
+	for k, v := range b {
+		if a[k] != v {
+			keys = append(keys, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (a *app) close() {

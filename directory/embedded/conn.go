@@ -147,8 +147,8 @@ var responseTag = map[ber.Tag]ber.Tag{
 }
 
 // readMessage reads one BER LDAPMessage, refusing the indefinite length
-// form (RFC 4511 §5.1) and anything larger than max before reading it.
-func readMessage(r *bufio.Reader, max int) (*ber.Packet, error) {
+// form (RFC 4511 §5.1) and anything larger than limit before reading it.
+func readMessage(r *bufio.Reader, limit int) (*ber.Packet, error) {
 	tag, err := r.ReadByte()
 	if err != nil {
 		return nil, err
@@ -182,8 +182,8 @@ func readMessage(r *bufio.Reader, max int) (*ber.Packet, error) {
 			length = length<<8 | int(b)
 		}
 	}
-	if length > max {
-		return nil, fmt.Errorf("%w: message of %d bytes exceeds %d", errProtocol, length, max)
+	if length > limit {
+		return nil, fmt.Errorf("%w: message of %d bytes exceeds %d", errProtocol, length, limit)
 	}
 	buf := make([]byte, len(header)+length)
 	copy(buf, header)
@@ -235,7 +235,7 @@ func parseEnvelope(p *ber.Packet) (id int64, op *ber.Packet, controls []*ber.Pac
 // we implement none (RFC 4511 §4.1.11).
 func criticalControl(controls []*ber.Packet) string {
 	for _, c := range controls {
-		if len(c.Children) >= 2 && c.Children[1].Tag == ber.TagBoolean {
+		if len(c.Children) >= 2 && c.Children[1].ClassType == ber.ClassUniversal && c.Children[1].Tag == ber.TagBoolean {
 			if b, ok := c.Children[1].Value.(bool); ok && b {
 				oid := octets(c.Children[0])
 				return truncate(oid)

@@ -51,8 +51,8 @@ func TestFilterEval(t *testing.T) {
 		{"(objectClass=*)", triTrue},
 		{"(nosuch=*)", triFalse},
 		{"(nosuch=x)", triFalse},
-		{"(cn=john smith)", triTrue},        // inner space run folded
-		{"(cn=  John   Smith  )", triTrue},  // edge spaces insignificant
+		{"(cn=john smith)", triTrue},       // inner space run folded
+		{"(cn=  John   Smith  )", triTrue}, // edge spaces insignificant
 		{"(cn=johnsmith)", triFalse},
 		{"(mail=john.smith@example.org)", triTrue},
 		{"(mailacceptinggeneralid=*@hosted-domain.com)", triTrue},
@@ -80,7 +80,7 @@ func TestFilterEval(t *testing.T) {
 		{"(!(uid=john))", triFalse},
 		{"(&)", triTrue},
 		{"(|)", triFalse},
-		{"(description=a\\2ab)", triTrue},  // escaped *, not a substring
+		{"(description=a\\2ab)", triTrue}, // escaped *, not a substring
 		{"(description=a\\2a)", triFalse},
 		{"(description=\\28x\\29)", triTrue},
 		{"(description=back\\5cslash)", triTrue},

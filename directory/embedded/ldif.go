@@ -150,9 +150,18 @@ func readLogicalLines(r io.Reader) ([]logicalLine, error) {
 	sc.Buffer(make([]byte, 0, 4096), maxLDIFLine)
 	var (
 		out       []logicalLine
+		cur       strings.Builder // the logical line being unfolded
+		curLine   int             // its first physical line; 0 when none
 		n         int
 		inComment bool
 	)
+	flush := func() {
+		if curLine != 0 {
+			out = append(out, logicalLine{n: curLine, text: cur.String()})
+			cur.Reset()
+			curLine = 0
+		}
+	}
 	for sc.Scan() {
 		n++
 		raw := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
@@ -161,22 +170,26 @@ func readLogicalLines(r io.Reader) ([]logicalLine, error) {
 			if inComment {
 				continue
 			}
-			if len(out) == 0 || out[len(out)-1].text == "" {
+			if curLine == 0 {
 				return nil, lerr(n, "continuation line without a line to continue")
 			}
-			last := &out[len(out)-1]
-			if len(last.text)+len(raw)-1 > maxLDIFValue {
-				return nil, lerr(last.n, "line longer than %d bytes", maxLDIFValue)
+			if cur.Len()+len(raw)-1 > maxLDIFValue {
+				return nil, lerr(curLine, "line longer than %d bytes", maxLDIFValue)
 			}
-			last.text += string(raw[1:])
+			cur.Write(raw[1:])
 		case len(raw) > 0 && raw[0] == '#':
+			flush()
 			inComment = true
-		default:
+		case len(bytes.TrimSpace(raw)) == 0:
+			// A blank line (or one of spaces only) ends a record.
+			flush()
 			inComment = false
-			if len(bytes.TrimSpace(raw)) == 0 {
-				raw = nil // a line of spaces only separates records too
-			}
-			out = append(out, logicalLine{n: n, text: string(raw)})
+			out = append(out, logicalLine{n: n})
+		default:
+			flush()
+			inComment = false
+			curLine = n
+			cur.Write(raw)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -185,6 +198,7 @@ func readLogicalLines(r io.Reader) ([]logicalLine, error) {
 		}
 		return nil, fmt.Errorf("ldif: reading: %w", err)
 	}
+	flush()
 	return out, nil
 }
 
@@ -209,7 +223,8 @@ func parseRecord(rec []logicalLine) (Entry, error) {
 		return Entry{}, lerr(rec[0].n, "empty dn (the root DSE cannot be loaded)")
 	}
 	e := Entry{DN: dn}
-	index := map[string]int{} // lower-case name -> index in e.Attributes
+	index := map[string]int{}      // lower-case name -> index in e.Attributes
+	values := map[[2]string]bool{} // {lower-case name, folded value}: duplicates
 	for _, l := range rec[1:] {
 		name, val, err := parseAttrVal(l)
 		if err != nil {
@@ -224,16 +239,17 @@ func parseRecord(rec []logicalLine) (Entry, error) {
 		case "dn":
 			return Entry{}, lerr(l.n, "second dn in one record (missing blank line?)")
 		}
+		key := [2]string{lname, foldValue(val)}
+		if values[key] {
+			// slapd refuses it too (attributeOrValueExists).
+			return Entry{}, lerr(l.n, "duplicate value %q for attribute %s", truncate(val), name)
+		}
+		values[key] = true
 		i, ok := index[lname]
 		if !ok {
 			index[lname] = len(e.Attributes)
 			e.Attributes = append(e.Attributes, Attribute{Name: name, Values: []string{val}})
 			continue
-		}
-		for _, v := range e.Attributes[i].Values {
-			if strings.EqualFold(v, val) {
-				return Entry{}, lerr(l.n, "duplicate value %q for attribute %s", truncate(val), name)
-			}
 		}
 		e.Attributes[i].Values = append(e.Attributes[i].Values, val)
 	}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"courriel/internal/testenv"
+)
+
+// checkEnv is a complete, valid configuration against s.
+type checkEnv struct {
+	slapd                         *testenv.Slapd
+	cert, key, vmail, queue, smtp string
+	readerPassword                string
+}
+
+func (e checkEnv) write(t *testing.T) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
+[listen]
+smtp = %q
+submission = ""
+submissions = ""
+imaps = ""
+[tls]
+cert_file = %q
+key_file = %q
+[ldap]
+urls = [%q]
+ca_file = %q
+bind_dn = %q
+bind_password = %q
+search_base = %q
+timeout = "3s"
+dial_timeout = "2s"
+[delivery]
+maildir_base = %q
+[queue]
+dir = %q
+`, e.smtp, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), e.readerPassword, e.slapd.MailBase(), e.vmail, e.queue)
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfig(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	ca := testenv.NewCA(t)
+	cert, key := ca.Issue(t, "xoyize.xyz")
+	otherCert, otherKey := ca.Issue(t, "mail.example.org")
+	good := checkEnv{slapd: s, cert: cert, key: key, vmail: t.TempDir(), queue: t.TempDir(),
+		smtp: "127.0.0.1:0", readerPassword: s.ReaderPassword()}
+
+	code, out, errOut := runCmd(t, "", "check-config", "-config", good.write(t))
+	if code != 0 || !strings.Contains(out, "configuration OK") || !strings.Contains(out, `bind_dn = "cn=mailAccountReader`) ||
+		!strings.Contains(out, `bind_password = "(hidden)"`) || strings.Contains(out, s.ReaderPassword()) {
+		t.Fatalf("good config: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The effective configuration includes defaults the file did not set.
+	if !strings.Contains(out, `negative_cache_ttl = "10s"`) || !strings.Contains(out, "message_size_limit = 10240000") {
+		t.Errorf("defaults not printed:\n%s", out)
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name string
+		mod  func(*checkEnv)
+		want string
+	}{
+		{"wrong reader password", func(e *checkEnv) { e.readerPassword = "wrong" }, "FAIL ldap: connect and bind"},
+		{"certificate for another name", func(e *checkEnv) { e.cert, e.key = otherCert, otherKey }, "FAIL tls: certificate names"},
+		{"certificate and key mismatch", func(e *checkEnv) { e.key = otherKey }, "FAIL tls: certificate"},
+		{"maildir base missing", func(e *checkEnv) { e.vmail = "/nonexistent/vmail" }, "FAIL maildir base /nonexistent/vmail"},
+		{"port busy", func(e *checkEnv) { e.smtp = busy.Addr().String() }, "FAIL listen smtp"},
+	}
+	for _, tt := range tests {
+		e := good
+		tt.mod(&e)
+		code, out, _ := runCmd(t, "", "check-config", "-q", "-config", e.write(t))
+		if code != 1 || !strings.Contains(out, tt.want) || !strings.Contains(out, "problem(s)") {
+			t.Errorf("%s: exit %d, want 1 and %q:\n%s", tt.name, code, tt.want, out)
+		}
+	}
+	s.Stop(t)
+	code, out, _ = runCmd(t, "", "check-config", "-q", "-config", good.write(t))
+	if code != 1 || !strings.Contains(out, "FAIL ldap") {
+		t.Errorf("slapd down: exit %d\n%s", code, out)
+	}
+}
