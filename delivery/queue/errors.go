@@ -8,10 +8,10 @@ import "errors"
 var (
 	ErrInvalidID         = errors.New("queue: invalid message id")
 	ErrNotFound          = errors.New("queue: no such message")
-	ErrTooLarge          = errors.New("queue: message too large")           // 552 5.3.4
-	ErrTooManyRecipients = errors.New("queue: too many recipients")         // 452 4.5.3 (RFC 5321 §4.5.3.1.10)
-	ErrNoRecipients      = errors.New("queue: no recipients")               // 554 5.5.1
-	ErrInvalidAddress    = errors.New("queue: invalid envelope address")    // 553 5.1.3
+	ErrTooLarge          = errors.New("queue: message too large")        // 552 5.3.4
+	ErrTooManyRecipients = errors.New("queue: too many recipients")      // 452 4.5.3 (RFC 5321 §4.5.3.1.10)
+	ErrNoRecipients      = errors.New("queue: no recipients")            // 554 5.5.1
+	ErrInvalidAddress    = errors.New("queue: invalid envelope address") // 553 5.1.3
 	ErrNotOwner          = errors.New("queue: spool is run by another process")
 	ErrClosed            = errors.New("queue: closed")
 	errDeleted           = errors.New("queue: message deleted meanwhile")

@@ -171,5 +171,3 @@ func TestRouteChoice(t *testing.T) {
 		t.Error(err)
 	}
 }
-
-
