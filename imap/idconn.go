@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,8 +32,17 @@ const (
 	// maxHead bounds what is held at a line start before deciding whether
 	// it is an ID command: a tag and a command name.
 	maxHead = 128
-	// idWriteTimeout is the library's own respWriteTimeout.
-	idWriteTimeout = 30 * time.Second
+	// idWriteTimeout is the library's own respWriteTimeout, and
+	// bigWriteTimeout its literalWriteTimeout, used for writes over
+	// bigWrite bytes.
+	idWriteTimeout  = 30 * time.Second
+	bigWriteTimeout = 5 * time.Minute
+	bigWrite        = 64 << 10
+	// closeFlushTimeout bounds the last flush on Close (BYE, LOGOUT's OK)
+	// so that shutdown is not held by a client that stopped reading.
+	closeFlushTimeout = 2 * time.Second
+	// maxOutBuf is how much output is gathered before a write.
+	maxOutBuf = 32 << 10
 )
 
 // idReply is what the server says about itself: the name only (a version
@@ -53,6 +63,19 @@ type idConn struct {
 	passthrough bool // after STARTTLS: nothing is inspected any more
 	// Effects of the current command, applied when its last line ends.
 	endSkip, endPassthrough bool
+
+	// Output coalescing. imapserver flushes its writer after every
+	// response line, which costs a TLS record and a system call per
+	// message of a FETCH 1:*. Writes are gathered instead and sent when
+	// the library next reads (it then waits for the client, so everything
+	// it said must be out), when the buffer fills, and on Close. While a
+	// read is blocked — IDLE, whose updates come from another goroutine,
+	// or a BYE at shutdown — writes go out at once. Write deadlines are
+	// set here, for every real write; the library's are ignored.
+	wmu     sync.Mutex
+	out     []byte // guarded by wmu; nil when empty
+	reading bool   // guarded by wmu: a Read is in progress
+	closed  bool   // guarded by wmu
 }
 
 func newIDConn(c net.Conn) *idConn { return &idConn{Conn: c} }
@@ -61,6 +84,22 @@ func (c *idConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.wmu.Lock()
+	err := c.flushLocked(idWriteTimeout)
+	c.reading = err == nil
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		c.wmu.Lock()
+		c.reading = false
+		c.wmu.Unlock()
+	}()
+	return c.read(p)
+}
+
+func (c *idConn) read(p []byte) (int, error) {
 	for {
 		if len(c.held) == 0 {
 			c.held = nil // an idle connection keeps no buffer of ours
@@ -72,11 +111,7 @@ func (c *idConn) Read(p []byte) (int, error) {
 			if c.passthrough {
 				return c.Conn.Read(p)
 			}
-			q := p
-			if c.lit > 0 && int64(len(q)) > c.lit {
-				q = q[:c.lit]
-			}
-			n, err := c.Conn.Read(q)
+			n, err := c.Conn.Read(p)
 			if n == 0 {
 				return 0, err
 			}
@@ -197,9 +232,6 @@ func (c *idConn) endLine() {
 		c.lit = n
 		c.midLine = true // the line goes on after the literal
 		c.tailN = 0
-		if c.lit == 0 {
-			c.lit = 0
-		}
 		return
 	}
 	c.skipNext, c.passthrough = c.endSkip, c.endPassthrough
@@ -296,10 +328,74 @@ func (c *idConn) answer(line []byte) error {
 	} else {
 		reply = tag + " BAD Invalid ID arguments\r\n"
 	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(idWriteTimeout))
-	_, err := c.Conn.Write([]byte(reply))
-	_ = c.Conn.SetWriteDeadline(time.Time{})
+	_, err := c.Write([]byte(reply))
 	return err
+}
+
+// Write gathers output; see the fields of idConn.
+func (c *idConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	if !c.reading && len(c.out)+len(p) <= maxOutBuf {
+		if c.out == nil {
+			c.out = make([]byte, 0, 4096)
+		}
+		c.out = append(c.out, p...)
+		return len(p), nil
+	}
+	if err := c.flushLocked(idWriteTimeout); err != nil {
+		return 0, err
+	}
+	if !c.reading && len(p) < maxOutBuf {
+		c.out = append(make([]byte, 0, maxOutBuf), p...)
+		return len(p), nil
+	}
+	return c.writeLocked(p)
+}
+
+func (c *idConn) writeLocked(p []byte) (int, error) {
+	d := idWriteTimeout
+	if len(p) > bigWrite {
+		d = bigWriteTimeout
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
+	n, err := c.Conn.Write(p)
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	return n, err
+}
+
+func (c *idConn) flushLocked(d time.Duration) error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
+	_, err := c.Conn.Write(c.out)
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	c.out = nil
+	return err
+}
+
+// SetWriteDeadline is ignored: Write sets its own (see idConn).
+func (c *idConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline keeps only the read deadline (see SetWriteDeadline).
+func (c *idConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// Close sends what is gathered (a BYE, LOGOUT's OK), briefly, then closes.
+// When a write is under way (a client that stopped reading), closing the
+// connection under it is what ends it: Close does not wait for the lock.
+func (c *idConn) Close() error {
+	if c.wmu.TryLock() {
+		if !c.closed {
+			_ = c.flushLocked(closeFlushTimeout)
+			c.closed = true
+		}
+		c.wmu.Unlock()
+	}
+	return c.Conn.Close()
 }
 
 // validIDArgs checks RFC 2971's syntax: SP ( "(" string SP nstring

@@ -69,11 +69,16 @@ type Options struct {
 
 // Server is the IMAP service.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	imap   *imapserver.Server
-	reg    *mailstore.Registry
-	closed chan struct{}
+	opts Options
+	log  *slog.Logger
+	imap *imapserver.Server // plain listeners: STARTTLS, LOGINDISABLED until TLS
+	// imapTLS serves implicit-TLS listeners. The library recognises TLS by
+	// the connection being a *tls.Conn, which idConn (ID support) hides; as
+	// every connection it gets is TLS underneath (Serve checks), it may
+	// allow login at once, and it offers no STARTTLS.
+	imapTLS *imapserver.Server
+	reg     *mailstore.Registry
+	closed  chan struct{}
 
 	mu       sync.Mutex
 	conns    map[string]int         // per client IP; guarded by mu
@@ -126,24 +131,31 @@ func NewServer(o Options) (*Server, error) {
 		fails:    make(map[string]*failRecord),
 		sessions: make(map[*session]struct{}),
 	}
+	caps := goimap.CapSet{
+		goimap.CapIMAP4rev1:    {},
+		goimap.CapIMAP4rev2:    {},
+		goimap.CapNamespace:    {},
+		goimap.CapUIDPlus:      {},
+		goimap.CapMove:         {},
+		goimap.CapESearch:      {},
+		goimap.CapListExtended: {},
+		goimap.CapListStatus:   {},
+		goimap.CapStatusSize:   {},
+		goimap.CapSpecialUse:   {},
+		goimap.CapChildren:     {},
+		goimap.CapBinary:       {},
+	}
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
-		Caps: goimap.CapSet{
-			goimap.CapIMAP4rev1:    {},
-			goimap.CapIMAP4rev2:    {},
-			goimap.CapNamespace:    {},
-			goimap.CapUIDPlus:      {},
-			goimap.CapMove:         {},
-			goimap.CapESearch:      {},
-			goimap.CapListExtended: {},
-			goimap.CapListStatus:   {},
-			goimap.CapStatusSize:   {},
-			goimap.CapSpecialUse:   {},
-			goimap.CapChildren:     {},
-			goimap.CapBinary:       {},
-		},
-		Logger:    slogPrintf{log},
-		TLSConfig: o.TLSConfig,
+		Caps:       caps,
+		Logger:     slogPrintf{log},
+		TLSConfig:  o.TLSConfig,
+	})
+	s.imapTLS = imapserver.New(&imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         caps,
+		Logger:       slogPrintf{log},
+		InsecureAuth: true, // every connection is TLS: see Serve
 	})
 	return s, nil
 }
@@ -159,7 +171,11 @@ func (p slogPrintf) Printf(format string, args ...any) {
 // connection is plain, STARTTLS is offered when a TLS config is set, and
 // LOGINDISABLED is advertised (no login of any kind) until TLS is up.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	err := s.imap.Serve(ln)
+	srv := s.imap
+	if implicitTLS {
+		srv = s.imapTLS
+	}
+	err := srv.Serve(idListener{Listener: ln, mustTLS: implicitTLS, log: s.log})
 	select {
 	case <-s.closed:
 		return nil
@@ -195,6 +211,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	err := s.imap.Close()
+	if err2 := s.imapTLS.Close(); err == nil {
+		err = err2
+	}
 	// Connections are closed; wait for their sessions to release their
 	// folders so that nothing writes into a maildir after Close returns.
 	s.wg.Wait()
@@ -309,4 +328,28 @@ func newID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// idListener wraps every accepted connection in an idConn. With mustTLS it
+// refuses anything that is not TLS, since the implicit-TLS server lets every
+// connection log in.
+type idListener struct {
+	net.Listener
+	mustTLS bool
+	log     *slog.Logger
+}
+
+func (l idListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if _, isTLS := c.(*tls.Conn); l.mustTLS && !isTLS {
+			l.log.Error("imap: implicit-TLS listener yielded a plain connection; closing it", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		return newIDConn(c), nil
+	}
 }

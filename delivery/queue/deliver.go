@@ -199,7 +199,12 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *o
 		setAll(accepted, f)
 		return s.reset(err, f)
 	}
-	if _, err := io.Copy(w, data); err != nil {
+	// go-smtp sets no deadline while the data is written: bound it, so a
+	// server that stops reading cannot hold the slot forever.
+	s.conn.SetWriteDeadline(time.Now().Add(q.o.CommandTimeout + time.Duration(m.Size/1024)*time.Second))
+	_, err = io.Copy(w, data)
+	s.conn.SetWriteDeadline(time.Time{})
+	if err != nil {
 		// No final dot may follow a partial copy: the caller drops the
 		// connection, which makes the server discard the transaction.
 		f := tempFailure("4.4.2", "sending the message to "+s.relay+": "+err.Error())

@@ -312,9 +312,13 @@ func (q *Queue) forget(id string, busyToo bool) {
 }
 
 // Flush makes every pending recipient due now (postqueue -f). From another
-// process it leaves a request the runner picks up within PollInterval.
+// process, or when this one does not Run, it leaves a request that the runner
+// picks up within PollInterval (or when it starts).
 func (q *Queue) Flush() error {
-	if !q.sp.owner() {
+	q.mu.Lock()
+	running := q.running
+	q.mu.Unlock()
+	if !q.sp.owner() || !running {
 		return q.sp.request(flushFile)
 	}
 	q.flushNow()
