@@ -116,6 +116,7 @@ func BenchmarkSMTPDelivery(b *testing.B) {
 						}
 						mine = append(mine, time.Since(t0))
 					}
+					c.Quit()
 					mu.Lock()
 					lat = append(lat, mine...)
 					mu.Unlock()
@@ -165,5 +166,8 @@ func sendBench(addr, body string, _ *testing.B) error {
 		return err
 	}
 	defer c.Close()
-	return sendOn(c, body)
+	if err := sendOn(c, body); err != nil {
+		return err
+	}
+	return c.Quit()
 }

@@ -183,6 +183,9 @@ func (s *server) start() {
 	start := s.log.Len()
 	s.mu.Unlock()
 	cmd := exec.Command(binary, "serve", "-config", s.config)
+	if p := os.Getenv("COURRIEL_BENCH_CPUPROFILE"); p != "" {
+		cmd.Env = append(os.Environ(), "COURRIEL_CPUPROFILE="+p)
+	}
 	w := lockedWriter{&s.mu, s.log}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
