@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"time"
@@ -57,6 +56,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			fl, ok = sel.mb.FlagsOf(uids)
 		}
 	}
+	defer s.trimBuffers()
 	for i, uid := range uids {
 		if !ok[i] {
 			continue // expunged by another session; its EXPUNGE is pending
@@ -103,6 +103,10 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq, uid uint32, flags mai
 		if c.Body == nil {
 			if raw, err = s.readMessage(uid); err != nil {
 				return s.fetchErr(err)
+			}
+			if !options.Envelope && c.Envelope == nil {
+				// One read serves both: the envelope is cached too.
+				mb.UpdateCached(uid, mailstore.Cached{Envelope: safeEnvelope(parseHeader(raw[:headerEnd(raw)]))})
 			}
 			if parsed := safeBodyStructure(raw); parsed != nil {
 				c.Body = bodyPartFrom(parsed, 0)
@@ -180,47 +184,82 @@ func writeLiteral(wc io.WriteCloser, b []byte) error {
 }
 
 // readMessage returns the whole message with CRLF line endings, the form
-// IMAP serves whatever the file uses.
+// IMAP serves whatever the file uses. The bytes live in the session's
+// scratch buffers and are valid until the next call.
 func (s *session) readMessage(uid uint32) ([]byte, error) {
-	f, _, err := s.sel.mb.Open(uid)
+	b, _, err := s.sel.mb.ReadMessage(uid, s.readBuf, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	s.readBuf = b[:0]
+	out, changed := appendCRLF(s.crlfBuf[:0], b)
+	if !changed {
+		return b, nil // already CRLF: no copy
 	}
-	if st.Size() > 1<<30 {
-		return nil, fmt.Errorf("imap: message %d too large to serve (%d bytes)", uid, st.Size())
+	s.crlfBuf = out[:0]
+	return out, nil
+}
+
+// Scratch buffers above this size are dropped after use, so that one huge
+// message does not stay allocated for the life of the connection.
+const maxKeptBuf = 256 << 10
+
+func (s *session) trimBuffers() {
+	if cap(s.readBuf) > maxKeptBuf {
+		s.readBuf = nil
 	}
-	b := make([]byte, 0, st.Size()+st.Size()/32+16)
-	buf := bytes.NewBuffer(b)
-	if _, err := buf.ReadFrom(f); err != nil {
-		return nil, err
+	if cap(s.crlfBuf) > maxKeptBuf {
+		s.crlfBuf = nil
 	}
-	return toCRLF(buf.Bytes()), nil
 }
 
 // toCRLF turns every bare LF into CRLF.
 func toCRLF(b []byte) []byte {
-	bare := 0
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			bare++
+	if out, changed := appendCRLF(nil, b); changed {
+		return out
+	}
+	return b
+}
+
+// appendCRLF appends b to dst with every bare LF turned into CRLF. When b
+// has none, dst is returned unchanged and changed is false (the caller uses
+// b itself).
+func appendCRLF(dst, b []byte) (out []byte, changed bool) {
+	i := bytes.IndexByte(b, '\n')
+	for i >= 0 && (i > 0 && b[i-1] == '\r') {
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			i = -1
+			break
 		}
+		i += 1 + j
 	}
-	if bare == 0 {
-		return b
+	if i < 0 {
+		return dst, false
 	}
-	out := make([]byte, 0, len(b)+bare)
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
+	if need := len(b) + len(b)/32 + 64; cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	}
+	start := 0
+	for {
+		// b[i] is a bare LF.
+		dst = append(dst, b[start:i]...)
+		dst = append(dst, '\r', '\n')
+		start = i + 1
+		j := bytes.IndexByte(b[start:], '\n')
+		for j >= 0 && start+j > 0 && b[start+j-1] == '\r' {
+			k := bytes.IndexByte(b[start+j+1:], '\n')
+			if k < 0 {
+				j = -1
+				break
+			}
+			j += 1 + k
 		}
-		out = append(out, c)
+		if j < 0 {
+			return append(dst, b[start:]...), true
+		}
+		i = start + j
 	}
-	return out
 }
 
 // extractSection serves BODY[...]; the common whole-message and header
@@ -296,19 +335,35 @@ func (s *session) envelope(uid uint32) (*goimap.Envelope, error) {
 	return env, nil
 }
 
+// headerRead is the first read for an ENVELOPE: most headers fit.
+const headerRead = 16 << 10
+
+// readHeader reads and parses only the header of a message: the first
+// headerRead bytes, more (up to maxHeaderRead) only if the header goes on.
 func (s *session) readHeader(uid uint32) (textproto.Header, error) {
-	f, _, err := s.sel.mb.Open(uid)
+	b, size, err := s.sel.mb.ReadMessage(uid, s.readBuf, headerRead)
 	if err != nil {
 		return textproto.Header{}, err
 	}
-	defer f.Close()
-	br := bufio.NewReader(io.LimitReader(f, maxHeaderRead))
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		// A malformed header still gets an answer: whatever parsed.
-		return h, nil
+	if int64(len(b)) < size && !headerComplete(b) {
+		if b, _, err = s.sel.mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
+			return textproto.Header{}, err
+		}
 	}
-	return h, nil
+	s.readBuf = b[:0]
+	return parseHeader(b), nil
+}
+
+// headerComplete reports whether b holds the blank line ending a header.
+func headerComplete(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("\n")) || bytes.HasPrefix(b, []byte("\r\n")) ||
+		bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
+// parseHeader parses a header; a malformed one still gives whatever parsed.
+func parseHeader(b []byte) textproto.Header {
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+	return h
 }
 
 func safeEnvelope(h textproto.Header) (env *goimap.Envelope) {

@@ -285,10 +285,12 @@ func (c *idConn) decide(b []byte) (line []byte, decided bool) {
 		c.endPassthrough = true
 	case "AUTHENTICATE":
 		// Without an initial response (RFC 4959) the client's next line
-		// answers the challenge.
-		if nl := bytes.IndexByte(b, '\n'); nl < 0 || bytes.Count(bytes.TrimRight(b[:nl], "\r"), []byte(" ")) < 2 {
-			c.endSkip = true
+		// answers the challenge: the line is held until it is whole.
+		nl := bytes.IndexByte(b[:min(len(b), maxIDLine)], '\n')
+		if nl < 0 && len(b) < maxIDLine {
+			return nil, false
 		}
+		c.endSkip = nl < 0 || bytes.Count(bytes.TrimRight(b[:nl], "\r"), []byte(" ")) < 3
 	}
 	if name != "ID" || !validTag(tag) {
 		return nil, true

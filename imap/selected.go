@@ -82,19 +82,31 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err := s.sel.mb.Sync(false); err != nil {
 		s.logger.Warn("imap: rescan failed", "err", err)
 	}
-	return s.flush(w, allowExpunge)
+	return s.flush(s.sel, w, allowExpunge)
 }
 
 // Idle pushes changes as they are logged: deliveries announced by Notify at
 // once, changes by other processes within IdleCheck.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if s.sel == nil {
+	// imapserver returns from IDLE without waiting for this goroutine when
+	// the connection drops, and then calls Close: Close waits for it
+	// (idling), and it never starts after Close.
+	s.idleMu.Lock()
+	if s.closing {
+		s.idleMu.Unlock()
+		return nil
+	}
+	s.idling.Add(1)
+	sel := s.sel
+	s.idleMu.Unlock()
+	defer s.idling.Done()
+	if sel == nil {
 		<-stop
 		return nil
 	}
 	tick := time.NewTicker(s.srv.opts.IdleCheck)
 	defer tick.Stop()
-	if err := s.flush(w, true); err != nil {
+	if err := s.flush(sel, w, true); err != nil {
 		return err
 	}
 	for {
@@ -103,12 +115,12 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-s.srv.closed:
 			return nil
-		case <-s.sel.w.C:
-			if err := s.flush(w, true); err != nil {
+		case <-sel.w.C:
+			if err := s.flush(sel, w, true); err != nil {
 				return err
 			}
 		case <-tick.C:
-			if err := s.sel.mb.Sync(false); err != nil {
+			if err := sel.mb.Sync(false); err != nil {
 				s.logger.Warn("imap: rescan failed", "err", err)
 			}
 		}
@@ -116,8 +128,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 }
 
 // flush applies pending changes to the view and writes them.
-func (s *session) flush(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	sel := s.sel
+func (s *session) flush(sel *selected, w *imapserver.UpdateWriter, allowExpunge bool) error {
 	changes := sel.w.Changes(allowExpunge)
 	if len(changes) == 0 {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -28,6 +29,13 @@ type session struct {
 	store *mailstore.Store // nil until login
 
 	sel *selected // nil unless a mailbox is selected
+
+	idleMu  sync.Mutex
+	closing bool           // guarded by idleMu: Close has begun
+	idling  sync.WaitGroup // a running Idle
+
+	// Scratch buffers of FETCH (see readMessage).
+	readBuf, crlfBuf []byte
 }
 
 var (
@@ -63,6 +71,10 @@ func specialUseAttr(name string) goimap.MailboxAttr {
 }
 
 func (s *session) Close() error {
+	s.idleMu.Lock()
+	s.closing = true
+	s.idleMu.Unlock()
+	s.idling.Wait() // stop was closed before Close: Idle returns promptly
 	s.unselect()
 	if s.store != nil {
 		s.store.Close()

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -87,6 +88,8 @@ type Mailbox struct {
 	cache       map[uint32]*Cached
 	cacheLoaded bool
 	cacheDirty  bool
+
+	curDir, newDir *os.File // opened on first use; see dirfd.go
 }
 
 // ChangeKind says what happened to a message.
@@ -253,6 +256,13 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 			if n == "" || n[0] == '.' {
 				continue // maildir spec: dot files are not messages
 			}
+			if sub == "cur" && strings.IndexByte(n, ':') < 0 {
+				// A cur/ name without an info part (another program's
+				// doing): give it the empty one, the name Path expects.
+				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
+					n += ":2,"
+				}
+			}
 			base, fl := SplitName(n)
 			if sub == "new" {
 				fl = 0
@@ -383,7 +393,7 @@ func (mb *Mailbox) moveNewLocked() {
 			continue
 		}
 		to := "cur/" + FileName(m.Base, m.Flags)
-		if err := mb.root.Rename("new/"+m.Base, to); err == nil {
+		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
 			m.New = false
 		}
 	}

@@ -47,7 +47,7 @@ func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []goimap.Flag, so
 		if nf != m.Flags || m.New {
 			from := m.Path()
 			to := "cur/" + FileName(m.Base, nf)
-			if err := mb.root.Rename(from, to); err != nil {
+			if err := mb.renameLocked(from, to); err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					vanished = true // expunged by someone else: resync below
 					continue

@@ -72,6 +72,7 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 	}
 	mb := &Mailbox{reg: r, key: key, refs: 1, root: root, owner: store.owner}
 	if err := mb.load(); err != nil {
+		mb.closeDirsLocked()
 		root.Close()
 		return nil, err
 	}
@@ -116,6 +117,7 @@ func (mb *Mailbox) Release() {
 	if last {
 		mb.mu.Lock()
 		mb.saveCacheLocked()
+		mb.closeDirsLocked()
 		mb.root.Close()
 		mb.closed = true
 		mb.mu.Unlock()

@@ -1,0 +1,157 @@
+package imap
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// connMemGoal is the most an idle IMAPS connection (logged in, INBOX
+// selected, IDLE) may cost the server: heap and stacks, TLS included.
+const connMemGoal = 40 << 10
+
+// TestIdleConnMemory opens many TLS connections from a child process (so
+// that the client's memory is not counted), has each log in, SELECT INBOX
+// and IDLE, then measures the server's heap and stacks per connection.
+func TestIdleConnMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 1,000 connections")
+	}
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("COURRIEL_CONNMEM_N")); err == nil && v > 0 {
+		n = v
+	}
+	e := newEnv(t, func(o *Options) {
+		o.MaxConnsPerIP = n + 10
+		o.IdleCheck = DefaultIdleCheck
+	})
+	writeMaildirMsg(t, e.maildir, "cur", "1.M1P1.test:2,S", testMessage(1, "a@example.org", "hello"))
+	ms := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse + m.StackInuse
+	}
+	// Warm up shared state (the mailbox, TLS session tickets keys) with
+	// one connection so that only per-connection memory is measured.
+	warm := e.login(nil)
+	if _, err := warm.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	before := ms()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleConnMemoryClient$")
+	cmd.Env = append(os.Environ(), "COURRIEL_CONNMEM_ADDR="+e.addr, "COURRIEL_CONNMEM_N="+strconv.Itoa(n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "READY") || strings.HasPrefix(l, "FAIL") {
+				ready <- l
+				break
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l := <-ready:
+		if l != "READY" {
+			t.Fatalf("client: %s", l)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("client did not get its connections idling")
+	}
+	waitFor(t, "sessions", func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		return len(e.srv.sessions) == n+1
+	})
+	after := ms()
+	per := (int64(after) - int64(before)) / int64(n)
+	t.Logf("%d idle IMAPS connections: %d KiB heap+stack each (%d goroutines)", n, per>>10, runtime.NumGoroutine())
+	if per > connMemGoal && !raceEnabled {
+		t.Errorf("an idle connection costs %d bytes, goal %d", per, connMemGoal)
+	}
+}
+
+// TestIdleConnMemoryClient is the child of TestIdleConnMemory.
+func TestIdleConnMemoryClient(t *testing.T) {
+	addr := os.Getenv("COURRIEL_CONNMEM_ADDR")
+	if addr == "" {
+		t.Skip("child process of TestIdleConnMemory")
+	}
+	n, _ := strconv.Atoi(os.Getenv("COURRIEL_CONNMEM_N"))
+	conns := make([]*tls.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	fail := func(format string, args ...any) {
+		fmt.Printf("FAIL "+format+"\n", args...)
+		t.FailNow()
+	}
+	for i := 0; i < n; i++ {
+		c, err := tls.Dial("tcp", addr, clientTLS())
+		if err != nil {
+			fail("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		expect := func(prefix string) {
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					fail("conn %d: %v", i, err)
+				}
+				if strings.HasPrefix(l, prefix) {
+					return
+				}
+				if !strings.HasPrefix(l, "* ") {
+					fail("conn %d: %q waiting for %q", i, l, prefix)
+				}
+			}
+		}
+		expect("* OK")
+		fmt.Fprintf(c, "a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
+		expect("a OK")
+		expect("b OK")
+		expect("+ ")
+		c.SetDeadline(time.Time{})
+	}
+	fmt.Println("READY")
+	io.Copy(io.Discard, os.Stdin)
+}

@@ -1,0 +1,150 @@
+package mailstore
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hot paths — a STORE renaming thousands of files, a cold FETCH reading
+// thousands — go through file descriptors of cur/ and new/ kept open with
+// the folder: one renameat or openat per message. os.Root resolves each
+// path afresh (an open of the directory, an lstat, a close around every
+// call), which cost four to five times the system calls. Names are single
+// path components from readdir or made here, so a directory descriptor
+// confines them as the Root does; O_NOFOLLOW refuses a symlink planted
+// in place of a message.
+
+// dirFDLocked returns the descriptor of sub ("cur" or "new"), opening it
+// through the folder's Root on first use.
+func (mb *Mailbox) dirFDLocked(sub string) (int, error) {
+	p := &mb.curDir
+	if sub == "new" {
+		p = &mb.newDir
+	}
+	if *p == nil {
+		f, err := mb.root.Open(sub)
+		if err != nil {
+			return -1, err
+		}
+		*p = f
+	}
+	return int((*p).Fd()), nil
+}
+
+func (mb *Mailbox) closeDirsLocked() {
+	for _, p := range []**os.File{&mb.curDir, &mb.newDir} {
+		if *p != nil {
+			(*p).Close()
+			*p = nil
+		}
+	}
+}
+
+// splitRel splits "cur/name" or "new/name".
+func splitRel(rel string) (sub, name string, ok bool) {
+	sub, name, ok = strings.Cut(rel, "/")
+	if !ok || (sub != "cur" && sub != "new") || name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return "", "", false
+	}
+	return sub, name, true
+}
+
+// renameLocked renames a message file between cur/ and new/ paths.
+func (mb *Mailbox) renameLocked(from, to string) error {
+	fsub, fname, ok1 := splitRel(from)
+	tsub, tname, ok2 := splitRel(to)
+	if !ok1 || !ok2 {
+		return mb.root.Rename(from, to)
+	}
+	ffd, err := mb.dirFDLocked(fsub)
+	if err != nil {
+		return err
+	}
+	tfd, err := mb.dirFDLocked(tsub)
+	if err != nil {
+		return err
+	}
+	for {
+		err = unix.Renameat(ffd, fname, tfd, tname)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return &os.LinkError{Op: "renameat", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// maxMessageRead bounds what ReadMessage reads (and so allocates).
+const maxMessageRead = 1 << 30
+
+// ReadMessage reads the file of message uid into buf (reused when large
+// enough): at most limit bytes when limit > 0, else the whole file. It
+// returns the bytes and the file's size.
+func (mb *Mailbox) ReadMessage(uid uint32, buf []byte, limit int) ([]byte, int64, error) {
+	mb.mu.Lock()
+	m := mb.findLocked(uid)
+	if m == nil {
+		mb.mu.Unlock()
+		return nil, 0, fs.ErrNotExist
+	}
+	rel := m.Path()
+	sub, name, ok := splitRel(rel)
+	if !ok {
+		mb.mu.Unlock()
+		return nil, 0, fmt.Errorf("mailstore: bad message name %q", rel)
+	}
+	dfd, err := mb.dirFDLocked(sub)
+	var fd int
+	if err == nil {
+		for {
+			fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+			if err != unix.EINTR {
+				break
+			}
+		}
+	}
+	mb.mu.Unlock()
+	if err != nil {
+		return nil, 0, &fs.PathError{Op: "openat", Path: rel, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, 0, &fs.PathError{Op: "fstat", Path: rel, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, 0, fmt.Errorf("mailstore: %s is not a regular file", rel)
+	}
+	if st.Size > maxMessageRead {
+		return nil, st.Size, fmt.Errorf("mailstore: message %d too large (%d bytes)", uid, st.Size)
+	}
+	want := int(st.Size)
+	if limit > 0 && want > limit {
+		want = limit
+	}
+	if cap(buf) < want {
+		buf = make([]byte, 0, want+want/32+64)
+	}
+	buf = buf[:want]
+	n := 0
+	for n < want {
+		k, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, st.Size, &fs.PathError{Op: "read", Path: rel, Err: err}
+		}
+		if k == 0 {
+			break // shrunk meanwhile
+		}
+		n += k
+	}
+	return buf[:n], st.Size, nil
+}
