@@ -58,6 +58,9 @@ type Options struct {
 	AllowedBase string
 	// Chown: files and directories created for a user get its UID/GID.
 	Chown bool
+	// Metrics receives session and login events; *monitor.Metrics
+	// satisfies it. Nil: none.
+	Metrics Metrics
 
 	AppendLimit   uint32        // default DefaultAppendLimit
 	MaxConnsPerIP int           // default DefaultMaxConnsPerIP
@@ -243,6 +246,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.Close()
 }
 
+// Metrics is what the server reports; the consumer declares it.
+type Metrics interface {
+	IMAPSessionStarted()
+	IMAPSessionEnded()
+	AuthFailure(listener string)
+}
+
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	ip := remoteIP(c.NetConn().RemoteAddr())
 	s.mu.Lock()
@@ -257,6 +267,9 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	se.logger = s.log.With("conn_id", se.id)
 	s.sessions[se] = struct{}{}
 	s.mu.Unlock()
+	if m := s.opts.Metrics; m != nil {
+		m.IMAPSessionStarted()
+	}
 	se.logger.Debug("imap: connect", "ip", ip)
 	return se, nil, nil
 }
@@ -269,6 +282,9 @@ func (s *Server) dropSession(se *session) {
 	}
 	delete(s.sessions, se)
 	s.wg.Done()
+	if m := s.opts.Metrics; m != nil {
+		m.IMAPSessionEnded()
+	}
 	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
 		delete(s.conns, se.ip)
 	}

@@ -105,6 +105,9 @@ func (s *session) Login(username, password string) error {
 	fail := func(reason string) error {
 		d := s.srv.failDelay(s.ip)
 		s.logger.Info("imap: login failed", "ip", s.ip, "reason", reason, "delay", d)
+		if m := s.srv.opts.Metrics; m != nil {
+			m.AuthFailure("imap")
+		}
 		select {
 		case <-time.After(d):
 		case <-s.srv.closed:

@@ -91,8 +91,17 @@ func TestDemo(t *testing.T) {
 		t.Errorf("autoconfig: %v\n%s", err, o)
 	}
 	o, err = run(t, "", "curl", "-sS", "http://127.0.0.1:8025/metrics")
-	if err != nil || !strings.Contains(o, "courriel_ldap_searches_total") {
-		t.Errorf("metrics: %v\n%.2000s", err, o)
+	for _, want := range []string{
+		"courriel_ldap_searches_total",
+		`courriel_smtp_transactions_total{listener="smtp",result="accepted"} 1`,
+		`courriel_smtp_transactions_total{listener="submission",result="accepted"} 1`,
+		`courriel_deliveries_total{status="sent"} 2`,
+		"courriel_imap_sessions_total ", // the readiness probe above opens one too
+		"courriel_imap_sessions_active 0",
+	} {
+		if err != nil || !strings.Contains(o, want) {
+			t.Errorf("metrics lack %s: %v\n%.3000s", want, err, o)
+		}
 	}
 	if _, err := exec.LookPath("ldapsearch"); err == nil {
 		o, err := run(t, "", "ldapsearch", "-x", "-H", "ldap://127.0.0.1:3389", "-b", "dc=xoyize,dc=xyz", "(uid=xomail)")

@@ -132,7 +132,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if cfg.Listen.IMAPS != "" || cfg.Listen.IMAP != "" {
 		if imapSrv, err = imap.NewServer(imap.Options{
 			Auth: a.dir, TLSConfig: a.tls.ServerConfig(), Logger: log.With("component", "imap"),
-			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
+			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics,
 		}); err != nil {
 			return nil, err
 		}
