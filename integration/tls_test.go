@@ -1,0 +1,43 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+)
+
+// The running server's listeners, seen by openssl s_client: TLS 1.2 and 1.3
+// accepted, 1.0/1.1 and weak suites refused, on every TLS listener.
+func TestOpenSSLListeners(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	s := startServer(t)
+	type probe struct {
+		name string
+		args []string
+		ok   bool
+	}
+	var probes []probe
+	for _, l := range []struct {
+		name string
+		base []string
+	}{
+		{"imaps", []string{"-connect", s.IMAPS}},
+		{"submissions", []string{"-connect", s.Subs}},
+		{"submission starttls", []string{"-connect", s.Sub, "-starttls", "smtp"}},
+		{"smtp starttls", []string{"-connect", s.SMTP, "-starttls", "smtp"}},
+	} {
+		probes = append(probes,
+			probe{l.name + " tls1.3", append(l.base, "-tls1_3"), true},
+			probe{l.name + " tls1.2 ECDHE-GCM", append(l.base, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"), true},
+			probe{l.name + " tls1.1", append(l.base, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"), false},
+			probe{l.name + " tls1.2 CBC", append(l.base, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA"), false},
+		)
+	}
+	for _, p := range probes {
+		args := append([]string{"s_client", "-brief", "-CAfile", s.ca.CertFile(), "-servername", "localhost"}, p.args...)
+		out, err := run(t, "Q\n", openssl, args...)
+		ok := err == nil && strings.Contains(out, "Protocol version")
+		if ok != p.ok {
+			t.Errorf("%s: handshake ok=%v, want %v\n%s", p.name, ok, p.ok, out)
+		}
+	}
+}
