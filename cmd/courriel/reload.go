@@ -1,0 +1,90 @@
+package main
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// reload is SIGHUP: certificates are re-read and cached directory answers
+// dropped; the configuration file is re-read and checked, and what changed
+// is logged. A bad file is refused and the running configuration kept.
+func (a *app) reload() {
+	if err := a.tls.Reload(); err != nil {
+		a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "err", err)
+	} else {
+		a.log.Info("SIGHUP: certificate reloaded")
+	}
+	a.dir.FlushCache()
+	a.log.Info("SIGHUP: directory cache flushed")
+	if a.cfgPath == "" {
+		return
+	}
+	next, err := LoadConfig(a.cfgPath)
+	if err != nil {
+		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", err)
+		return
+	}
+	changed := configDiff(a.cfg, next)
+	if len(changed) == 0 {
+		a.log.Info("SIGHUP: configuration unchanged")
+		return
+	}
+	var restart []string
+	for _, key := range changed {
+		switch key {
+		case "log_level":
+			// Said before applying: a higher level would hide it.
+			a.log.Info("SIGHUP: applied", "key", key, "value", next.LogLevel)
+			if a.level != nil {
+				_ = a.level.UnmarshalText([]byte(next.LogLevel))
+			}
+		case "tls.cert_file", "tls.key_file":
+			a.log.Warn("SIGHUP: certificate paths changed; the files named at start are the ones reloaded", "key", key)
+			restart = append(restart, key)
+		default:
+			restart = append(restart, key)
+		}
+	}
+	if len(restart) > 0 {
+		a.log.Warn("SIGHUP: these changes take effect at the next restart", "keys", strings.Join(restart, ","))
+	}
+	a.cfg.LogLevel = next.LogLevel
+}
+
+// configDiff lists the dotted keys whose values differ.
+func configDiff(old, next *Config) []string {
+	flat := func(c *Config) map[string]string {
+		var b strings.Builder
+		shown := *c
+		_ = toml.NewEncoder(&b).Encode(shown)
+		out := map[string]string{}
+		table := ""
+		for _, line := range strings.Split(b.String(), "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "[") {
+				table = strings.Trim(line, "[]") + "."
+				continue
+			}
+			if k, v, ok := strings.Cut(line, " = "); ok {
+				out[table+k] = v
+			}
+		}
+		return out
+	}
+	a, b := flat(old), flat(next)
+	var keys []string
+	for k, v := range b {
+		if a[k] != v {
+			keys = append(keys, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
