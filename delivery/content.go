@@ -61,10 +61,12 @@ func (c *copyParts) sizes() (size, wsize int64) {
 	return size, size + lines
 }
 
-// writeTo writes the copy to w with LF line endings. A lone CR (not before
-// LF) is kept as is.
-func (c *copyParts) writeTo(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
+// writeTo writes the copy, size bytes once converted (sizes), to w with LF
+// line endings. A lone CR (not before LF) is kept as is. The buffer fits the
+// copy up to 64 KiB: one write(2) for a typical message, and no 64 KiB
+// allocation to clear for a 4 KiB one.
+func (c *copyParts) writeTo(w io.Writer, size int64) error {
+	bw := bufio.NewWriterSize(w, int(min(max(size, 512), 64<<10)))
 	if _, err := bw.Write(c.prefix); err != nil {
 		return err
 	}

@@ -8,8 +8,10 @@
 // The durable path for one copy, in order (each step is a crash point; the
 // invariant after each is in brackets):
 //
-//  1. create tmp/<name> with O_EXCL, mode 0600, fchown to the owner
-//     [only tmp/ holds anything; readers ignore tmp/]
+//  1. create tmp/<name> exclusively, mode 0600, fchown to the owner: an
+//     O_TMPFILE inode linked as tmp/<name>, or O_CREAT|O_EXCL where that is
+//     unavailable (create.go says why) [only tmp/ holds anything; readers
+//     ignore tmp/]
 //  2. write Return-Path, Delivered-To, trace headers, body, CRLF→LF
 //  3. fsync the file                 [the bytes are on disk, still only in tmp/]
 //  4. rename tmp/<name> → new/<name> [atomic: new/ has the whole file or none]
@@ -23,8 +25,9 @@
 //
 // Maildir paths come from the directory and are hostile: they must be
 // absolute and clean, optionally under Options.AllowedBase, and every
-// operation inside a maildir goes through an os.Root so that no symlink can
-// lead a write out of it. A bad path is a temporary error wrapping
+// operation inside a maildir goes through an os.Root, or through tmp/ and
+// new/ descriptors opened by it with one-component names, so that no
+// symlink can lead a write out of it. A bad path is a temporary error wrapping
 // ErrBadMaildir: an administrator must fix the directory, the message must
 // not bounce.
 //

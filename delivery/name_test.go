@@ -100,7 +100,8 @@ func FuzzCopyParts(f *testing.F) {
 	f.Fuzz(func(t *testing.T, header, body []byte) {
 		c := copyParts{prefix: buildPrefix("a@b", "c@d"), header: header, body: body}
 		var buf bytes.Buffer
-		if err := c.writeTo(&buf); err != nil {
+		hint, _ := c.sizes() // only sizes the buffer
+		if err := c.writeTo(&buf, hint); err != nil {
 			t.Fatal(err)
 		}
 		want := string(c.prefix) + strings.ReplaceAll(string(header), "\r\n", "\n") + strings.ReplaceAll(string(body), "\r\n", "\n")

@@ -80,6 +80,8 @@ type Store struct {
 	// wrapWriter, if set by a test, wraps each copy's file writer (to inject
 	// write errors such as ENOSPC).
 	wrapWriter func(io.Writer) io.Writer
+	// plainCreate, if set by a test, skips O_TMPFILE (see createTmp).
+	plainCreate bool
 }
 
 // NewStore checks the options and returns a Store.
@@ -198,18 +200,24 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	parts := copyParts{prefix: buildPrefix(m.From, r.Address), header: header, body: m.Body}
 	size, wsize := parts.sizes()
 	name := newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
-	tmpPath, newPath := "tmp/"+name, "new/"+name
 
-	// Open new/ before writing: once the rename is done, the only step left
-	// is the fsync.
+	// tmp/ and new/ are opened once, through the Root (O_NOFOLLOW: neither
+	// may be a symlink), and every step below works on these descriptors
+	// with the one-component name (see create.go). new/ is opened before
+	// writing: once the rename is done, the only step left is the fsync.
+	tmpDir, err := mroot.OpenFile("tmp", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return openError("cannot open maildir", err)
+	}
+	defer tmpDir.Close()
 	newDir, err := mroot.OpenFile("new", os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return openError("cannot open maildir", err)
 	}
 	defer newDir.Close()
 
-	// O_EXCL (and os.Root's O_NOFOLLOW): never reuse or follow what is there.
-	f, err := mroot.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Exclusive, never through a symlink: never reuse or follow what is there.
+	f, err := createTmp(tmpDir, name, s.plainCreate)
 	if errors.Is(err, fs.ErrExist) {
 		// The name is unique by construction: something else is at work in
 		// tmp/. Leave it alone and let the client retry under a new name.
@@ -221,7 +229,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	// From here on, any failure removes the tmp file: no partial copy stays.
 	abort := func(reason string, err error) *Error {
 		_ = f.Close()
-		if rerr := mroot.Remove(tmpPath); rerr != nil {
+		if rerr := removeAt(tmpDir, name); rerr != nil {
 			s.log.Warn("cannot remove partial file", "msg_id", m.ID, "file", name, "error", rerr)
 		}
 		return ioError(reason, err)
@@ -238,7 +246,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	if s.wrapWriter != nil {
 		w = s.wrapWriter(w)
 	}
-	if err := parts.writeTo(w); err != nil {
+	if err := parts.writeTo(w, size); err != nil {
 		return abort("cannot write file", err)
 	}
 	if err := f.Sync(); err != nil {
@@ -248,8 +256,8 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 		return abort("cannot close file", err)
 	}
 	// Atomic: new/ holds the whole file or nothing.
-	if err := mroot.Rename(tmpPath, newPath); err != nil {
-		_ = mroot.Remove(tmpPath)
+	if err := renameAt(tmpDir, newDir, name); err != nil {
+		_ = removeAt(tmpDir, name)
 		return ioError("cannot move file into new/", err)
 	}
 	// Shared with concurrent deliveries into this new/ (group commit). Only
@@ -257,7 +265,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	if err := s.syncer.Sync(newDir); err != nil {
 		// The entry may or may not be on disk; take it back so that the retry
 		// the client will make does not produce a duplicate.
-		if rerr := mroot.Remove(newPath); rerr != nil {
+		if rerr := removeAt(newDir, name); rerr != nil {
 			s.log.Warn("cannot remove unsynced file", "msg_id", m.ID, "file", name, "error", rerr)
 		}
 		return ioError("cannot sync maildir", err)

@@ -1,11 +1,11 @@
 package smtp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -129,7 +129,9 @@ func (s *session) deliverLocal(ctx context.Context, header, body []byte, now tim
 			}
 		}
 		s.srv.o.Metrics.Delivery(metric)
-		s.log.Info("local copy", "msg_id", s.tx.id, "to", sanitize(s.tx.local[i].Address, 300),
+		// Debug: the Deliverer writes the Postfix-style line for each copy
+		// (SPEC §3), this one only ties it to the session.
+		s.log.Debug("local copy", "msg_id", s.tx.id, "to", sanitize(s.tx.local[i].Address, 300),
 			"orig_to", sanitize(s.tx.local[i].OrigTo, 300), "status", status, "err", err)
 	}
 	if temp != nil {
@@ -161,32 +163,41 @@ func isPermanent(err error) bool {
 }
 
 // readMessage reads the whole message, at most MaxMessageBytes, moving the
-// read deadline as data arrives (see dataProgress).
+// read deadline as data arrives (see dataProgress). It reads straight into
+// the slice it returns, grown by doubling from readStart: no intermediate
+// chunk, and one copy of the message in memory.
 func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	limit := s.srv.o.MaxMessageBytes
-	var buf bytes.Buffer
+	buf := make([]byte, 0, min(int64(readStart), limit+1))
 	next := int64(dataProgress)
-	chunk := make([]byte, 32<<10)
 	for {
-		n, err := r.Read(chunk)
-		if int64(buf.Len()+n) > limit {
-			return buf.Bytes(), errTooLarge
+		if len(buf) == cap(buf) {
+			// Never more than limit+1 bytes: one past the limit is enough
+			// to know the message is too large.
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
 		}
-		buf.Write(chunk[:n])
-		if int64(buf.Len()) >= next {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, errTooLarge
+		}
+		if int64(len(buf)) >= next {
 			next += dataProgress
 			s.c.SetReadDeadline(time.Now().Add(s.srv.o.ReadTimeout))
 		}
 		switch {
 		case err == io.EOF:
-			return buf.Bytes(), nil
+			return buf, nil
 		case errors.Is(err, gosmtp.ErrDataTooLarge):
-			return buf.Bytes(), errTooLarge
+			return buf, errTooLarge
 		case err != nil:
-			return buf.Bytes(), fmt.Errorf("reading message: %w", err)
+			return buf, fmt.Errorf("reading message: %w", err)
 		}
 	}
 }
+
+// readStart is the first buffer for a message: most mail is a few KiB.
+const readStart = 16 << 10
 
 // checkText refuses bare CR, bare LF, NUL and lines longer than maxLine
 // octets with their CRLF (RFC 5321 §4.5.3.1.6; go-smtp does not check
