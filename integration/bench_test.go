@@ -81,7 +81,7 @@ func rawFsyncLoop(b *testing.B, dir string, total, workers int) float64 {
 func BenchmarkSMTPDelivery(b *testing.B) {
 	for _, sessions := range []int{1, 20} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
-			s := startServer(b)
+			s := startServer(b, withProduction())
 			body := "From: bench@example.net\r\nTo: test0@hosted-domain.com\r\nSubject: bench\r\n\r\n" +
 				strings.Repeat(strings.Repeat("x", 62)+"\r\n", 4096/64)
 			// Warm the directory cache and the connection pool.

@@ -62,8 +62,16 @@ type server struct {
 type serverOption func(*serverSettings)
 
 type serverSettings struct {
-	extra string      // appended TOML
-	ca    *testenv.CA // issues the server certificate; trusted by the queue
+	logLevel string      // default "debug": the tests read the log
+	cacheTTL string      // default "2s"
+	extra    string      // appended TOML
+	ca       *testenv.CA // issues the server certificate; trusted by the queue
+}
+
+// withProduction runs with the settings of a production server: info logs
+// and the default cache TTL (benchmarks).
+func withProduction() serverOption {
+	return func(o *serverSettings) { o.logLevel, o.cacheTTL = "info", "60s" }
 }
 
 func withCA(ca *testenv.CA) serverOption { return func(o *serverSettings) { o.ca = ca } }
@@ -93,7 +101,7 @@ func requireTool(t testing.TB, name string) string {
 // startServer starts slapd (fixture homes under a temp vmail) and courriel.
 func startServer(t testing.TB, opts ...serverOption) *server {
 	t.Helper()
-	var set serverSettings
+	set := serverSettings{logLevel: "debug", cacheTTL: "2s"}
 	for _, o := range opts {
 		o(&set)
 	}
@@ -113,7 +121,7 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	// other processes between picking a port and binding it.
 	s.SMTP, s.Sub, s.Subs, s.IMAPS = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
-log_level = "debug"
+log_level = %q
 [listen]
 smtp = %q
 submission = %q
@@ -130,7 +138,7 @@ bind_dn = %q
 bind_password = %q
 search_base = %q
 auth_bind_userdn = "uid=%%u,%s"
-cache_ttl = "2s"
+cache_ttl = %q
 negative_cache_ttl = "1s"
 [delivery]
 maildir_base = %q
@@ -138,8 +146,8 @@ maildir_base = %q
 dir = %q
 tls_policy = "verify"
 ca_path = %q
-`, s.SMTP, s.Sub, s.Subs, s.IMAPS, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
-		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
+`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
+		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra
 	s.config = filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
