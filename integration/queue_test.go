@@ -80,7 +80,9 @@ func (s *sinkSession) Data(r io.Reader) error {
 func (s *sinkSession) Reset()        { s.from, s.to = "", nil }
 func (s *sinkSession) Logout() error { return nil }
 
-func startSink(t *testing.T, ca *testenv.CA) *sink {
+func startSink(t *testing.T, ca *testenv.CA) *sink { return startSinkTB(t, ca) }
+
+func startSinkTB(t testing.TB, ca *testenv.CA) *sink {
 	t.Helper()
 	k := &sink{reject: map[string]bool{}}
 	srv := gosmtp.NewServer(k)
