@@ -21,8 +21,10 @@ func TestSubmissionSwaks(t *testing.T) {
 			"--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
 		{"587 LOGIN as address", append([]string{"--server", s.Sub, "--tls", "-a", "LOGIN", "-au", "test1@hosted-domain.com", "-ap", testenv.XomailPassword,
 			"--from", "test1@hosted-domain.com", "--to", "bob@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
-		{"465 implicit TLS", append([]string{"--server", s.Subs, "--tlsc", "-a", "PLAIN", "-au", "alice", "-ap", testenv.AlicePassword,
-			"--from", "contact@example.org", "--to", "test0@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
+		{"465 implicit TLS", append([]string{"--server", s.Subs, "--tlsc", "-a", "PLAIN", "-au", "xomail", "-ap", testenv.XomailPassword,
+			"--from", "test1@hosted-domain.com", "--to", "contact@example.org"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
+		{"465 as alice by address", append([]string{"--server", s.Subs, "--tlsc", "-a", "LOGIN", "-au", "contact@example.org", "-ap", testenv.AlicePassword,
+			"--from", "a.smith@hosted-domain.com", "--to", "test0@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
 		{"587 sending as the maildrop", append([]string{"--server", s.Sub, "--tls", "-au", "xomail", "-ap", testenv.XomailPassword,
 			"--from", "xomail@xoyize.xyz", "--to", "alice@hosted-domain.com"}, ca...), `<[-~]  250 2\.0\.0 OK: queued`},
 		{"587 AUTH before STARTTLS", []string{"--server", s.Sub, "-a", "PLAIN", "-au", "xomail", "-ap", testenv.XomailPassword,
@@ -40,8 +42,8 @@ func TestSubmissionSwaks(t *testing.T) {
 			t.Errorf("%s: want %s\n%s", tt.name, tt.want, out)
 		}
 	}
-	if n := len(s.maildirFiles(t, "alice", "new")); n != 2 {
-		t.Errorf("alice has %d messages, want 2", n)
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 3 {
+		t.Errorf("alice has %d messages, want 3", n)
 	}
 	if out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "x@example.net", "--to", "x@foreign.example"); !strings.Contains(out, "554 5.7.1") {
 		t.Errorf("port 25 relays without AUTH:\n%s", out)
