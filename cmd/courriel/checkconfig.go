@@ -93,14 +93,20 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		}
 	}
 
-	if cfg.TLS.CertFile != "" {
-		m, err := tlsconf.New(tlsconf.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
-		report("tls: certificate "+cfg.TLS.CertFile, err)
+	seen := map[string]bool{}
+	for _, name := range tlsListenerNames {
+		lt := cfg.listenerTLS(name)
+		if lt.CertFile == "" || seen[lt.CertFile] {
+			continue
+		}
+		seen[lt.CertFile] = true
+		m, err := tlsconf.New(tlsconf.Options{CertFile: lt.CertFile, KeyFile: lt.KeyFile})
+		report("tls: certificate "+lt.CertFile, err)
 		if err == nil {
 			if bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname}); len(bad) > 0 {
-				report("tls: certificate names", fmt.Errorf("not valid for %v", bad))
+				report("tls: certificate names", fmt.Errorf("%s is not valid for %v", lt.CertFile, bad))
 			} else {
-				report("tls: certificate valid for "+cfg.MyHostname, nil)
+				report("tls: certificate "+lt.CertFile+" valid for "+cfg.MyHostname, nil)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,8 +46,36 @@ type ListenConfig struct {
 }
 
 type TLSConfig struct {
-	CertFile string `toml:"cert_file"`
-	KeyFile  string `toml:"key_file"`
+	CertFile   string `toml:"cert_file"`
+	KeyFile    string `toml:"key_file"`
+	MinVersion string `toml:"min_version"` // "1.2" (default) or "1.3"
+	// Listeners overrides the certificate or minimum version of one
+	// listener (smtp, submission, submissions, imaps, imap).
+	Listeners map[string]TLSListenerConfig `toml:"listeners"`
+}
+
+// TLSListenerConfig is one listener's TLS settings; empty fields inherit [tls].
+type TLSListenerConfig struct {
+	CertFile   string `toml:"cert_file"`
+	KeyFile    string `toml:"key_file"`
+	MinVersion string `toml:"min_version"`
+}
+
+// tlsListenerNames are the listeners that speak TLS.
+var tlsListenerNames = []string{"smtp", "submission", "submissions", "imaps", "imap"}
+
+// listenerTLS returns the effective TLS settings of a listener.
+func (c *Config) listenerTLS(name string) TLSListenerConfig {
+	eff := TLSListenerConfig{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, MinVersion: c.TLS.MinVersion}
+	if o, ok := c.TLS.Listeners[name]; ok {
+		if o.CertFile != "" {
+			eff.CertFile, eff.KeyFile = o.CertFile, o.KeyFile
+		}
+		if o.MinVersion != "" {
+			eff.MinVersion = o.MinVersion
+		}
+	}
+	return eff
 }
 
 type LDAPConfig struct {
@@ -286,6 +315,21 @@ func (c *Config) validate() error {
 	if needTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return keyErr("tls.cert_file", "required: a certificate and key (tls.cert_file, tls.key_file)")
 	}
+	if err := checkMinVersion("tls.min_version", c.TLS.MinVersion); err != nil {
+		return err
+	}
+	for name, l := range c.TLS.Listeners {
+		key := "tls.listeners." + name
+		if !slices.Contains(tlsListenerNames, name) {
+			return keyErr(key, "unknown listener (want one of %s)", strings.Join(tlsListenerNames, ", "))
+		}
+		if (l.CertFile == "") != (l.KeyFile == "") {
+			return keyErr(key+".cert_file", "set cert_file and key_file together")
+		}
+		if err := checkMinVersion(key+".min_version", l.MinVersion); err != nil {
+			return err
+		}
+	}
 	if c.LDAP.BindPassword != "" && c.LDAP.BindPasswordFile != "" {
 		return keyErr("ldap.bind_password_file", "set bind_password or bind_password_file, not both")
 	}
@@ -320,6 +364,14 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+func checkMinVersion(key, v string) error {
+	switch v {
+	case "", "1.2", "1.3":
+		return nil
+	}
+	return keyErr(key, "%q: want \"1.2\" or \"1.3\" (older versions are never offered)", v)
 }
 
 // Networks parses mynetworks.

@@ -61,6 +61,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad policy", base + "[queue]\ntls_policy = \"maybe\"\n", 9, "queue.tls_policy", "verify"},
 		{"bad mynetworks", "mynetworks = [\"10.0.0.0/33\"]\n" + base, 1, "mynetworks", "not an address"},
 		{"missing CA", strings.Replace(base, ca, "/nonexistent/CA.pem", 1), 0, "ldap", "CA file"},
+		{"unknown TLS listener", base + "[tls.listeners.pop3]\nmin_version = \"1.3\"\n", 8, "tls.listeners.pop3", "unknown listener"},
+		{"TLS listener cert without key", base + "[tls.listeners.imaps]\ncert_file = \"/x\"\n", 0, "tls.listeners.imaps.cert_file", "together"},
+		{"bad TLS min version", base + "[tls.listeners.imaps]\nmin_version = \"1.1\"\n", 0, "tls.listeners.imaps.min_version", "never offered"},
 		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
 	}
 	for _, tt := range tests {

@@ -11,10 +11,12 @@ import (
 // dropped; the configuration file is re-read and checked, and what changed
 // is logged. A bad file is refused and the running configuration kept.
 func (a *app) reload() {
-	if err := a.tls.Reload(); err != nil {
-		a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "err", err)
-	} else {
-		a.log.Info("SIGHUP: certificate reloaded")
+	for file, m := range a.tls {
+		if err := m.Reload(); err != nil {
+			a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "cert_file", file, "err", err)
+		} else {
+			a.log.Info("SIGHUP: certificate reloaded", "cert_file", file)
+		}
 	}
 	a.dir.FlushCache()
 	a.log.Info("SIGHUP: directory cache flushed")
@@ -41,7 +43,7 @@ func (a *app) reload() {
 				_ = a.level.UnmarshalText([]byte(next.LogLevel))
 			}
 		case "tls.cert_file", "tls.key_file":
-			a.log.Warn("SIGHUP: certificate paths changed; the files named at start are the ones reloaded", "key", key)
+			// The files named at start are the ones reloaded.
 			restart = append(restart, key)
 		default:
 			restart = append(restart, key)

@@ -73,7 +73,7 @@ type app struct {
 	dir     *directory.Directory
 	store   *delivery.Store
 	queue   *queue.Queue
-	tls     *tlsconf.Manager
+	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
 
 	listeners []boundListener
@@ -105,10 +105,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if !chown {
 		log.Warn("not running as root: maildirs are created and written as this process's user, not the users' uidNumber/gidNumber", "uid", os.Geteuid())
 	}
-	if a.tls, err = tlsconf.New(tlsconf.Options{
-		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Hostnames: []string{cfg.MyHostname},
-		Logger: log.With("component", "tls"), ReloadCheckInterval: tlsconf.DefaultReloadCheckInterval,
-	}); err != nil {
+	if err := a.loadCertificates(); err != nil {
 		return nil, err
 	}
 	var imapSrv *imap.Server
@@ -128,7 +125,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	if cfg.Listen.IMAPS != "" || cfg.Listen.IMAP != "" {
 		if imapSrv, err = imap.NewServer(imap.Options{
-			Auth: a.dir, TLSConfig: a.tls.ServerConfig(), Logger: log.With("component", "imap"),
+			Auth: a.dir, TLSConfig: a.tlsFor("imap"), Logger: log.With("component", "imap"),
 			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics,
 		}); err != nil {
 			return nil, err
@@ -136,6 +133,41 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		a.imap = imapSrv
 	}
 	return a, nil
+}
+
+// loadCertificates loads every certificate pair the listeners use.
+func (a *app) loadCertificates() error {
+	a.tls = map[string]*tlsconf.Manager{}
+	for _, name := range tlsListenerNames {
+		lt := a.cfg.listenerTLS(name)
+		if lt.CertFile == "" || a.tls[lt.CertFile] != nil {
+			continue
+		}
+		m, err := tlsconf.New(tlsconf.Options{
+			CertFile: lt.CertFile, KeyFile: lt.KeyFile, Hostnames: []string{a.cfg.MyHostname},
+			Logger: a.log.With("component", "tls"), ReloadCheckInterval: tlsconf.DefaultReloadCheckInterval,
+		})
+		if err != nil {
+			return err
+		}
+		a.tls[lt.CertFile] = m
+	}
+	return nil
+}
+
+// tlsFor is the server TLS configuration of one listener: its certificate
+// (reloaded on change) and minimum version.
+func (a *app) tlsFor(listener string) *tls.Config {
+	lt := a.cfg.listenerTLS(listener)
+	m := a.tls[lt.CertFile]
+	if m == nil {
+		return nil
+	}
+	c := m.ServerConfig()
+	if lt.MinVersion == "1.3" {
+		c.MinVersion = tls.VersionTLS13
+	}
+	return c
 }
 
 func (a *app) openQueue() (*queue.Queue, error) {
@@ -212,7 +244,7 @@ func (a *app) listen() error {
 		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
-			TLSConfig: a.tls.ServerConfig(), MyNetworks: networks,
+			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
@@ -246,7 +278,7 @@ func (a *app) listen() error {
 			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 		}
 		if implicit {
-			ln = tls.NewListener(ln, a.tls.ServerConfig())
+			ln = tls.NewListener(ln, a.tlsFor(name))
 		}
 		a.listeners = append(a.listeners, boundListener{name: name, ln: ln,
 			serve: func(l net.Listener) error { return a.imap.Serve(l, implicit) }, stop: a.imap.Shutdown})
@@ -329,7 +361,9 @@ func (a *app) run(ctx context.Context) error {
 			errc <- fmt.Errorf("queue: %w", err)
 		}
 	})
-	wg.Go(func() { a.tls.Watch(ctx) })
+	for _, m := range a.tls {
+		wg.Go(func() { m.Watch(ctx) })
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
