@@ -2,6 +2,8 @@ package integration
 
 import (
 	"crypto/tls"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +125,59 @@ func TestIMAPClientEndToEnd(t *testing.T) {
 		t.Errorf("Sent/cur: %v", files)
 	} else {
 		checkOwnerMode(t, files[0], 20001, 20001, 0o600)
+	}
+
+	// Folders: create a nested one, append with a flag and a date, search,
+	// rename, expunge, delete.
+	if err := c.Create("Archive.2024", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.vmail, "alice", "mailbox", ".Archive.2024", "cur")); err != nil {
+		t.Errorf("Maildir++ folder not on disk: %v", err)
+	}
+	msg := "From: bob@example.org\r\nSubject: kept for the record\r\n\r\nhello\r\n"
+	date := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	ap := c.Append("Archive.2024", int64(len(msg)), &goimap.AppendOptions{Flags: []goimap.Flag{goimap.FlagSeen}, Time: date})
+	ap.Write([]byte(msg))
+	ap.Close()
+	apd, err := ap.Wait()
+	if err != nil || apd.UID != 1 {
+		t.Fatalf("APPEND: %+v %v", apd, err)
+	}
+	if _, err := c.Select("Archive.2024", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	found, err := c.UIDSearch(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "RECORD"}}}, nil).Wait()
+	if err != nil || len(found.AllUIDs()) != 1 {
+		t.Errorf("UID SEARCH SUBJECT: %+v %v", found, err)
+	}
+	fd, err := c.Fetch(goimap.UIDSetNum(1), &goimap.FetchOptions{InternalDate: true, Flags: true}).Collect()
+	if err != nil || len(fd) != 1 || !fd[0].InternalDate.Equal(date) || !hasFlag(fd[0].Flags, goimap.FlagSeen) {
+		t.Errorf("APPEND date/flags: %+v %v", fd, err)
+	}
+	if err := c.Store(goimap.UIDSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if exp, err := c.UIDExpunge(goimap.UIDSetNum(1)).Collect(); err != nil || len(exp) != 1 {
+		t.Errorf("UID EXPUNGE: %v %v", exp, err)
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rename("Archive.2024", "Archive.Old", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete("Archive.Old").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := c.Namespace().Wait(); err != nil || len(ns.Personal) != 1 {
+		t.Errorf("NAMESPACE: %+v %v", ns, err)
+	}
+	// Names that would leave the maildir are refused.
+	for _, bad := range []string{"../bob", "a/../../x", ".hidden", "a..b"} {
+		if err := c.Create(bad, nil).Wait(); err == nil {
+			t.Errorf("CREATE %q accepted", bad)
+		}
 	}
 	if err := c.Logout().Wait(); err != nil {
 		t.Error(err)
