@@ -52,6 +52,7 @@ type Manager struct {
 	log               *slog.Logger  // immutable
 	interval          time.Duration // immutable
 	now               func() time.Time
+	acme              *acmeSource // immutable; non-nil for NewACME's Managers, which have no files
 
 	// cur is what new handshakes get; never nil after New. Connections
 	// already established keep the certificate they were handshaken with
@@ -101,8 +102,11 @@ func New(o Options) (*Manager, error) {
 // ServerConfig returns a new *tls.Config for one listener; the caller may
 // adjust it (NextProtos, ClientAuth) without affecting other listeners. Every
 // one shares the Manager's current certificate.
+//
+// On an ACME Manager the config also answers TLS-ALPN-01 validation
+// connections (see NewACME); its NextProtos stay the caller's.
 func (m *Manager) ServerConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		CipherSuites:   serverCipherSuites(),
 		GetCertificate: m.GetCertificate,
@@ -112,6 +116,10 @@ func (m *Manager) ServerConfig() *tls.Config {
 		// cipher suite order itself (server preference, AES-GCM first when
 		// both ends have AES hardware, ChaCha20 otherwise).
 	}
+	if m.acme != nil {
+		cfg.GetConfigForClient = m.acmeChallengeConfig
+	}
+	return cfg
 }
 
 // serverCipherSuites are the TLS 1.2 suites offered: ECDHE (forward secrecy)
@@ -133,20 +141,32 @@ func serverCipherSuites() []uint16 {
 // checking (at most once per ReloadCheckInterval) whether the files changed.
 // The same certificate is served whatever the SNI: a mail server has one
 // name, and many MTAs send no SNI at all.
-func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m.acme != nil {
+		return m.acmeGetCertificate(hello)
+	}
 	m.maybeCheck()
 	return m.cur.Load(), nil
 }
 
 // Certificate returns the leaf certificate currently served (for
-// check-config and expiry metrics).
+// check-config and expiry metrics); on an ACME Manager, the first host
+// name's, or nil before it is obtained.
 func (m *Manager) Certificate() *x509.Certificate {
-	return m.cur.Load().Leaf
+	c := m.cur.Load()
+	if c == nil {
+		return nil
+	}
+	return c.Leaf
 }
 
 // Reload reads the files now, whether they changed or not (SIGHUP). On
 // failure the current certificate stays in service and the error says why.
+// An ACME Manager has no files and renews by itself: Reload does nothing.
 func (m *Manager) Reload() error {
+	if m.acme != nil {
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st, _ := statPair(m.certFile, m.keyFile)
@@ -158,8 +178,14 @@ func (m *Manager) Reload() error {
 // Watch checks the files every ReloadCheckInterval (or
 // DefaultReloadCheckInterval when that is not positive) until ctx is done, so
 // a renewal is picked up even while no client connects. Run it in its own
-// goroutine.
+// goroutine. On an ACME Manager it instead asks for each host name's
+// certificate hourly (loading the cache, starting background renewal,
+// retrying a failed order).
 func (m *Manager) Watch(ctx context.Context) {
+	if m.acme != nil {
+		m.acmeWatch(ctx)
+		return
+	}
 	d := m.interval
 	if d <= 0 {
 		d = DefaultReloadCheckInterval
