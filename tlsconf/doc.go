@@ -15,5 +15,10 @@
 // whenever the new one does not load (a key written before its certificate
 // is not served half-updated; it is retried once the files change again).
 //
+// Instead of files, NewACME gets the certificate from an ACME CA with the
+// TLS-ALPN-01 challenge (RFC 8737, golang.org/x/crypto/acme/autocert): only
+// for the configured host names, cached on disk, renewed before expiry; the
+// CA's connection to port 443 must reach one of the implicit-TLS listeners.
+//
 // The package knows nothing of SMTP or IMAP and imports no project package.
 package tlsconf

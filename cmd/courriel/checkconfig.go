@@ -96,7 +96,19 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 	seen := map[string]bool{}
 	for _, name := range tlsListenerNames {
 		lt := cfg.listenerTLS(name)
-		if lt.CertFile == "" || seen[lt.CertFile] {
+		if seen[lt.CertFile] {
+			continue
+		}
+		if lt.CertFile == "" {
+			if ac := cfg.TLS.ACME; ac.enabled() {
+				seen[""] = true
+				names := ac.Hostnames
+				if len(names) == 0 {
+					names = []string{cfg.MyHostname}
+				}
+				_, err := tlsconf.NewACME(tlsconf.ACMEOptions{DirectoryURL: ac.DirectoryURL, Hostnames: names, CacheDir: ac.CacheDir})
+				report(fmt.Sprintf("tls: ACME from %s (port 443 must reach an implicit-TLS listener)", ac.DirectoryURL), err)
+			}
 			continue
 		}
 		seen[lt.CertFile] = true

@@ -49,10 +49,24 @@ type TLSConfig struct {
 	CertFile   string `toml:"cert_file"`
 	KeyFile    string `toml:"key_file"`
 	MinVersion string `toml:"min_version"` // "1.2" (default) or "1.3"
+	// ACME gets the certificate from an ACME CA (TLS-ALPN-01) instead of
+	// cert_file/key_file.
+	ACME ACMEConfig `toml:"acme"`
 	// Listeners overrides the certificate or minimum version of one
 	// listener (smtp, submission, submissions, imaps, imap).
 	Listeners map[string]TLSListenerConfig `toml:"listeners"`
 }
+
+// ACMEConfig turns on ACME when DirectoryURL is set.
+type ACMEConfig struct {
+	DirectoryURL string   `toml:"directory_url"`
+	Email        string   `toml:"email"`
+	Hostnames    []string `toml:"hostnames"` // default: [myhostname]
+	CacheDir     string   `toml:"cache_dir"`
+	CAFile       string   `toml:"ca_file"` // CA of the ACME server itself; "" = system roots
+}
+
+func (a ACMEConfig) enabled() bool { return a.DirectoryURL != "" }
 
 // TLSListenerConfig is one listener's TLS settings; empty fields inherit [tls].
 type TLSListenerConfig struct {
@@ -312,8 +326,19 @@ func (c *Config) validate() error {
 		}
 	}
 	needTLS := c.Listen.Submission != "" || c.Listen.Submissions != "" || c.Listen.IMAPS != "" || c.Listen.IMAP != "" || c.Listen.SMTP != ""
-	if needTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		return keyErr("tls.cert_file", "required: a certificate and key (tls.cert_file, tls.key_file)")
+	if needTLS && !c.TLS.ACME.enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		return keyErr("tls.cert_file", "required: a certificate and key (tls.cert_file, tls.key_file), or [tls.acme]")
+	}
+	if a := c.TLS.ACME; a.enabled() {
+		if !strings.HasPrefix(a.DirectoryURL, "https://") {
+			return keyErr("tls.acme.directory_url", "%q must be an https:// URL", a.DirectoryURL)
+		}
+		if !filepath.IsAbs(a.CacheDir) {
+			return keyErr("tls.acme.cache_dir", "required: an absolute directory for the account key and certificates")
+		}
+		if c.TLS.CertFile != "" {
+			return keyErr("tls.cert_file", "set cert_file/key_file or [tls.acme], not both")
+		}
 	}
 	if err := checkMinVersion("tls.min_version", c.TLS.MinVersion); err != nil {
 		return err

@@ -64,6 +64,9 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown TLS listener", base + "[tls.listeners.pop3]\nmin_version = \"1.3\"\n", 8, "tls.listeners.pop3", "unknown listener"},
 		{"TLS listener cert without key", base + "[tls.listeners.imaps]\ncert_file = \"/x\"\n", 0, "tls.listeners.imaps.cert_file", "together"},
 		{"bad TLS min version", base + "[tls.listeners.imaps]\nmin_version = \"1.1\"\n", 0, "tls.listeners.imaps.min_version", "never offered"},
+		{"ACME over http", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"http://ca/dir\"\ncache_dir = \"/var/lib/c\"\n", 0, "tls.acme.directory_url", "https"},
+		{"ACME without cache", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"https://ca/dir\"\n", 0, "tls.acme.cache_dir", "required"},
+		{"ACME and files", base + "[tls.acme]\ndirectory_url = \"https://ca/dir\"\ncache_dir = \"/var/lib/c\"\n", 0, "tls.cert_file", "not both"},
 		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
 	}
 	for _, tt := range tests {
@@ -77,6 +80,10 @@ func TestConfigErrors(t *testing.T) {
 			(tt.key != "" && ce.Key != tt.key) || !strings.Contains(ce.Error(), tt.msg) {
 			t.Errorf("%s: %q (line %d key %q); want line %d key %q containing %q", tt.name, ce.Error(), ce.Line, ce.Key, tt.line, tt.key, tt.msg)
 		}
+	}
+	// ACME instead of certificate files is a complete TLS configuration.
+	if _, err := ParseConfig("c.toml", []byte("myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"https://ca/dir\"\ncache_dir = \"/var/lib/c\"\n")); err != nil {
+		t.Errorf("ACME config refused: %v", err)
 	}
 	if _, err := LoadConfig("/nonexistent/config.toml"); err == nil || !strings.Contains(err.Error(), "/nonexistent/config.toml") {
 		t.Errorf("unreadable file: %v", err)

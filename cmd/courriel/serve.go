@@ -140,7 +140,18 @@ func (a *app) loadCertificates() error {
 	a.tls = map[string]*tlsconf.Manager{}
 	for _, name := range tlsListenerNames {
 		lt := a.cfg.listenerTLS(name)
-		if lt.CertFile == "" || a.tls[lt.CertFile] != nil {
+		if a.tls[lt.CertFile] != nil {
+			continue
+		}
+		if lt.CertFile == "" {
+			if !a.cfg.TLS.ACME.enabled() {
+				continue
+			}
+			m, err := a.acmeManager()
+			if err != nil {
+				return err
+			}
+			a.tls[""] = m
 			continue
 		}
 		m, err := tlsconf.New(tlsconf.Options{
@@ -153,6 +164,36 @@ func (a *app) loadCertificates() error {
 		a.tls[lt.CertFile] = m
 	}
 	return nil
+}
+
+// acmeManager gets certificates from the configured ACME CA; the first
+// order starts now, in the background, so a slow CA does not delay start-up.
+func (a *app) acmeManager() (*tlsconf.Manager, error) {
+	ac := a.cfg.TLS.ACME
+	o := tlsconf.ACMEOptions{DirectoryURL: ac.DirectoryURL, Email: ac.Email, Hostnames: ac.Hostnames,
+		CacheDir: ac.CacheDir, Logger: a.log.With("component", "acme")}
+	if len(o.Hostnames) == 0 {
+		o.Hostnames = []string{a.cfg.MyHostname}
+	}
+	if ac.CAFile != "" {
+		pool, err := tlsconf.LoadCAPool(ac.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.acme.ca_file: %w", err)
+		}
+		o.RootCAs = pool
+	}
+	m, err := tlsconf.NewACME(o)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := m.Obtain(ctx); err != nil {
+			a.log.Error("ACME: no certificate yet; TLS handshakes fail until one is issued", "err", err)
+		}
+	}()
+	return m, nil
 }
 
 // tlsFor is the server TLS configuration of one listener: its certificate
