@@ -2,16 +2,10 @@ package imap
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"courriel/directory"
+	"courriel/internal/testenv"
 )
 
 // fakeAuth is an Authenticator over a map; unavailable makes it fail as a
@@ -67,34 +62,6 @@ func (a *fakeAuth) add(base, login, password string) string {
 	return maildir
 }
 
-var (
-	certOnce sync.Once
-	testCert tls.Certificate
-)
-
-func selfSigned(t testing.TB) tls.Certificate {
-	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "localhost"},
-			DNSNames:     []string{"localhost"},
-			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	})
-	return testCert
-}
-
 type testEnv struct {
 	t       testing.TB
 	auth    *fakeAuth
@@ -114,7 +81,7 @@ func newEnv(t testing.TB, mutate ...func(*Options)) *testEnv {
 	e.auth.add(base, "bob", "hunter2")
 	e.opts = Options{
 		Auth:      e.auth,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{testenv.NewCA(t).IssueCertificate(t, "localhost", "127.0.0.1")}},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		FailDelay: 10 * time.Millisecond, MaxFailDelay: 40 * time.Millisecond,
 		IdleCheck: 200 * time.Millisecond,

@@ -3,18 +3,12 @@ package smtp
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -24,6 +18,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/internal/testenv"
 )
 
 // ---- fakes ----
@@ -240,43 +235,13 @@ func (c *fakeClock) totalSlept() time.Duration {
 
 // ---- TLS ----
 
-var (
-	certOnce sync.Once
-	testCert tls.Certificate
-	testPool *x509.CertPool
-)
-
-// testTLS returns a server config and a client config trusting it; the
-// certificate is made once per test binary (read-only afterwards).
+// testTLS returns a server config and a client config trusting it, from a
+// CA made for the test.
 func testTLS(t testing.TB) (*tls.Config, *tls.Config) {
 	t.Helper()
-	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "mx.test"},
-			DNSNames:     []string{"mx.test"},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			IsCA:         true, BasicConstraintsValid: true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		leaf, _ := x509.ParseCertificate(der)
-		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-		testPool = x509.NewCertPool()
-		testPool.AddCert(leaf)
-	})
-	return &tls.Config{Certificates: []tls.Certificate{testCert}, MinVersion: tls.VersionTLS12},
-		&tls.Config{RootCAs: testPool, ServerName: "mx.test", MinVersion: tls.VersionTLS12}
+	ca := testenv.NewCA(t)
+	return &tls.Config{Certificates: []tls.Certificate{ca.IssueCertificate(t, "mx.test", "127.0.0.1")}, MinVersion: tls.VersionTLS12},
+		&tls.Config{RootCAs: ca.Pool(), ServerName: "mx.test", MinVersion: tls.VersionTLS12}
 }
 
 // ---- server under test ----
