@@ -88,7 +88,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	log := newLogger(stderr, cfg.LogLevel, new(slog.LevelVar))
 	ldapSrv, err := embedded.Start(ctx, embedded.Options{
 		Addr: net.JoinHostPort(*listen, demoLDAPPort), LDIF: ldif, HomeBase: cfg.Delivery.MaildirBase,
-		Logger: log.With("component", "embedded-ldap"),
+		Logger: log, // the server names itself (component=ldap-embedded)
 	})
 	if err != nil {
 		return fmt.Errorf("embedded directory: %w", err)

@@ -218,7 +218,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		return nil, err
 	}
 	o := queue.Options{
-		Dir: q.Dir, Hostname: a.cfg.MyHostname, Logger: a.log.With("component", "queue"),
+		Dir: q.Dir, Hostname: a.cfg.MyHostname, Logger: a.log, // the queue names itself (component=queue)
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
