@@ -21,6 +21,10 @@ func TestIDImplicitTLS(t *testing.T) {
 	if !strings.Contains(caps, "AUTH=PLAIN") || strings.Contains(caps, "STARTTLS") || strings.Contains(caps, "LOGINDISABLED") {
 		t.Errorf("implicit TLS CAPABILITY = %q", caps)
 	}
+	// RFC 2971 §3.2: ID is advertised.
+	if !strings.Contains(caps, " ID\n") && !strings.HasSuffix(strings.SplitN(caps, "\n", 2)[0], " ID") {
+		t.Errorf("CAPABILITY does not advertise ID: %q", caps)
+	}
 	tests := []struct {
 		tag, args string
 		want      []string

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,9 +74,11 @@ type idConn struct {
 	// or a BYE at shutdown — writes go out at once. Write deadlines are
 	// set here, for every real write; the library's are ignored.
 	wmu     sync.Mutex
-	out     []byte // guarded by wmu; nil when empty
-	reading bool   // guarded by wmu: a Read is in progress
-	closed  bool   // guarded by wmu
+	caps    capRewriter // guarded by wmu: adds ID to capability lists
+	plainTx atomic.Bool // set at STARTTLS: output is TLS records from then on
+	out     []byte      // guarded by wmu; nil when empty
+	reading bool        // guarded by wmu: a Read is in progress
+	closed  bool        // guarded by wmu
 }
 
 func newIDConn(c net.Conn) *idConn { return &idConn{Conn: c} }
@@ -85,7 +88,7 @@ func (c *idConn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.wmu.Lock()
-	err := c.flushLocked(idWriteTimeout)
+	err := c.flushAllLocked(idWriteTimeout)
 	c.reading = err == nil
 	c.wmu.Unlock()
 	if err != nil {
@@ -235,6 +238,9 @@ func (c *idConn) endLine() {
 		return
 	}
 	c.skipNext, c.passthrough = c.endSkip, c.endPassthrough
+	if c.passthrough {
+		c.plainTx.Store(true)
+	}
 	c.endSkip, c.endPassthrough = false, false
 }
 
@@ -341,6 +347,26 @@ func (c *idConn) Write(p []byte) (int, error) {
 	if c.closed {
 		return 0, net.ErrClosed
 	}
+	n := len(p)
+	if c.plainTx.Load() {
+		// After STARTTLS: raw TLS records; what was held goes first.
+		if held := c.caps.drain(); held != nil {
+			p = append(held, p...)
+		}
+	} else {
+		p = c.caps.process(p)
+	}
+	if _, err := c.writeBuffered(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// writeBuffered gathers p into the output buffer or writes it. wmu held.
+func (c *idConn) writeBuffered(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if !c.reading && len(c.out)+len(p) <= maxOutBuf {
 		if c.out == nil {
 			c.out = make([]byte, 0, 4096)
@@ -369,6 +395,15 @@ func (c *idConn) writeLocked(p []byte) (int, error) {
 	return n, err
 }
 
+// flushAllLocked sends everything, an unfinished line held by the
+// capability rewriter included: the server is about to wait for the client.
+func (c *idConn) flushAllLocked(d time.Duration) error {
+	if held := c.caps.drain(); held != nil {
+		c.out = append(c.out, held...)
+	}
+	return c.flushLocked(d)
+}
+
 func (c *idConn) flushLocked(d time.Duration) error {
 	if len(c.out) == 0 {
 		return nil
@@ -392,7 +427,7 @@ func (c *idConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(
 func (c *idConn) Close() error {
 	if c.wmu.TryLock() {
 		if !c.closed {
-			_ = c.flushLocked(closeFlushTimeout)
+			_ = c.flushAllLocked(closeFlushTimeout)
 			c.closed = true
 		}
 		c.wmu.Unlock()
