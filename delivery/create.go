@@ -90,6 +90,48 @@ func createLinked(tmpDir *os.File, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), tmpDir.Name()+"/"+name), nil
 }
 
+// openUnnamed opens an unnamed regular file in dir's file system
+// (O_TMPFILE); errNoTmpfile when the kernel or file system cannot.
+func openUnnamed(dir *os.File) (*os.File, error) {
+	var fd int
+	err := withFd(dir, func(dfd int) error {
+		var err error
+		fd, err = ignoringEINTR(func() (int, error) {
+			return unix.Openat(dfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		})
+		return err
+	})
+	switch {
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EISDIR), errors.Is(err, unix.EINVAL):
+		return nil, errNoTmpfile
+	case err != nil:
+		return nil, &os.PathError{Op: "openat", Path: "O_TMPFILE", Err: err}
+	}
+	return os.NewFile(uintptr(fd), dir.Name()+"/(unnamed)"), nil
+}
+
+// linkUnnamed names the unnamed file f dir/name. unix.EEXIST when the name
+// is taken, errNoTmpfile when linking is refused here.
+func linkUnnamed(f *os.File, dir *os.File, name string) error {
+	var lerr error
+	err := withFd(f, func(fd int) error {
+		return withFd(dir, func(dfd int) error {
+			lerr = link(fd, dfd, name)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case lerr == nil, errors.Is(lerr, unix.EEXIST):
+		return lerr
+	case errors.Is(lerr, unix.ENOSPC), errors.Is(lerr, unix.EDQUOT), errors.Is(lerr, unix.EIO):
+		return &os.PathError{Op: "linkat", Path: name, Err: lerr}
+	}
+	return errNoTmpfile
+}
+
 // link gives the unnamed file fd the name dfd/name. AT_EMPTY_PATH needs
 // CAP_DAC_READ_SEARCH before Linux 6.10 (ENOENT without it); the
 // /proc/self/fd link is the documented way around that (open(2), O_TMPFILE).

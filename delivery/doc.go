@@ -8,20 +8,24 @@
 // The durable path for one copy, in order (each step is a crash point; the
 // invariant after each is in brackets):
 //
-//  1. create tmp/<name> exclusively, mode 0600, fchown to the owner: an
-//     O_TMPFILE inode linked as tmp/<name>, or O_CREAT|O_EXCL where that is
-//     unavailable (create.go says why) [only tmp/ holds anything; readers
-//     ignore tmp/]
+//  1. open an unnamed file in new/'s file system (O_TMPFILE), mode 0600,
+//     fchown to the owner [nothing has a name: a crash leaves nothing]
 //  2. write Return-Path, Delivered-To, trace headers, body, CRLF→LF
-//  3. fsync the file                 [the bytes are on disk, still only in tmp/]
-//  4. rename tmp/<name> → new/<name> [atomic: new/ has the whole file or none]
+//  3. fsync the file                  [the bytes are on disk, still unnamed]
+//  4. linkat it as new/<name>         [atomic: new/ has the whole file or none]
 //  5. fsync new/ (shared: group commit, see syncer.go)
-//     [the rename is on disk: only now is the copy acknowledged]
+//     [the name is on disk: only now is the copy acknowledged]
 //
-// A crash before 5 may leave a stray file in tmp/ (maildir readers and
-// cleaners ignore and expire those) and, between 4 and 5, a complete file
-// in new/ for a copy that was never acknowledged: the client retries and the
-// user may see a duplicate, never a loss and never a truncated message.
+// Steps 1 and 4 are the maildir spec's "write in tmp/, rename into new/" in
+// one step, without the two directory updates of tmp/. Where O_TMPFILE or
+// linking it is unavailable, the classic path is used: tmp/<name> created
+// exclusively (create.go), written, fsynced, renamed into new/.
+//
+// A crash before 5 may leave (on the classic path) a stray file in tmp/
+// (maildir readers and cleaners ignore and expire those) and, between 4 and
+// 5, a complete file in new/ for a copy that was never acknowledged: the
+// client retries and the user may see a duplicate, never a loss and never a
+// truncated message.
 //
 // Maildir paths come from the directory and are hostile: they must be
 // absolute and clean, optionally under Options.AllowedBase, and every

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Store.
@@ -82,6 +84,8 @@ type Store struct {
 	wrapWriter func(io.Writer) io.Writer
 	// plainCreate, if set by a test, skips O_TMPFILE (see createTmp).
 	plainCreate bool
+	// noTmpfile is set once O_TMPFILE proved unusable on this system.
+	noTmpfile atomic.Bool
 }
 
 // NewStore checks the options and returns a Store.
@@ -201,21 +205,89 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	size, wsize := parts.sizes()
 	name := newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
 
-	// tmp/ and new/ are opened once, through the Root (O_NOFOLLOW: neither
-	// may be a symlink), and every step below works on these descriptors
-	// with the one-component name (see create.go). new/ is opened before
-	// writing: once the rename is done, the only step left is the fsync.
-	tmpDir, err := mroot.OpenFile("tmp", os.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		return openError("cannot open maildir", err)
-	}
-	defer tmpDir.Close()
+	// new/ (and tmp/ when needed) are opened once, through the Root
+	// (O_NOFOLLOW: neither may be a symlink), and every step below works on
+	// these descriptors with the one-component name (see create.go).
 	newDir, err := mroot.OpenFile("new", os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return openError("cannot open maildir", err)
 	}
 	defer newDir.Close()
 
+	written := false
+	if !s.plainCreate && !s.noTmpfile.Load() {
+		switch e := s.writeUnnamed(newDir, name, &parts, size, r); {
+		case e == errUseTmp:
+			s.noTmpfile.Store(true)
+			s.log.Info("O_TMPFILE unavailable here: delivering through tmp/ and rename")
+		case e != nil:
+			return e
+		default:
+			written = true
+		}
+	}
+	if !written {
+		if e := s.writeThroughTmp(m, mroot, newDir, name, &parts, size, r); e != nil {
+			return e
+		}
+	}
+	// Shared with concurrent deliveries into this new/ (group commit). Only
+	// after it completes is the copy acknowledged.
+	if err := s.syncer.Sync(newDir); err != nil {
+		// The entry may or may not be on disk; take it back so that the retry
+		// the client will make does not produce a duplicate.
+		if rerr := removeAt(newDir, name); rerr != nil {
+			s.log.Warn("cannot remove unsynced file", "msg_id", m.ID, "file", name, "error", rerr)
+		}
+		return ioError("cannot sync maildir", err)
+	}
+	return nil
+}
+
+// errUseTmp: the unnamed-file path is not available; use tmp/ and rename.
+var errUseTmp = &Error{Temporary: true, Reason: "O_TMPFILE unavailable"}
+
+// writeUnnamed writes the copy as an unnamed file of new/'s file system
+// (O_TMPFILE), fsyncs it, then gives it its name in new/ with one linkat:
+// the maildir spec's tmp-then-rename, in one step. Readers never see a
+// partial file (it has no name until it is whole and durable), and a crash
+// leaves nothing at all, not even a tmp/ entry. errUseTmp when the kernel
+// or file system cannot do it.
+func (s *Store) writeUnnamed(newDir *os.File, name string, parts *copyParts, size int64, r *Recipient) *Error {
+	f, err := openUnnamed(newDir)
+	if errors.Is(err, errNoTmpfile) {
+		return errUseTmp
+	}
+	if err != nil {
+		return openError("cannot create file", err)
+	}
+	defer f.Close() // unnamed until linked: closing drops a failed copy
+	if e := s.fill(f, parts, size, r); e != nil {
+		return e
+	}
+	switch err := linkUnnamed(f, newDir, name); {
+	case errors.Is(err, errNoTmpfile):
+		return errUseTmp
+	case errors.Is(err, unix.EEXIST):
+		return &Error{Temporary: true, Reason: "file name collision", Err: err}
+	case err != nil:
+		return ioError("cannot name file in new/", err)
+	}
+	if err := f.Close(); err != nil {
+		_ = removeAt(newDir, name)
+		return ioError("cannot close file", err)
+	}
+	return nil
+}
+
+// writeThroughTmp is the classic path: tmp/<name>, write, fsync, rename
+// into new/.
+func (s *Store) writeThroughTmp(m *Message, mroot *os.Root, newDir *os.File, name string, parts *copyParts, size int64, r *Recipient) *Error {
+	tmpDir, err := mroot.OpenFile("tmp", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return openError("cannot open maildir", err)
+	}
+	defer tmpDir.Close()
 	// Exclusive, never through a symlink: never reuse or follow what is there.
 	f, err := createTmp(tmpDir, name, s.plainCreate)
 	if errors.Is(err, fs.ErrExist) {
@@ -227,48 +299,46 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 		return openError("cannot create file", err)
 	}
 	// From here on, any failure removes the tmp file: no partial copy stays.
-	abort := func(reason string, err error) *Error {
+	abort := func(e *Error) *Error {
 		_ = f.Close()
 		if rerr := removeAt(tmpDir, name); rerr != nil {
 			s.log.Warn("cannot remove partial file", "msg_id", m.ID, "file", name, "error", rerr)
 		}
-		return ioError(reason, err)
+		return e
 	}
-	if s.chown {
-		if err := f.Chown(r.UID, r.GID); err != nil {
-			return abort("cannot chown file", err)
-		}
-	}
-	if err := f.Chmod(0o600); err != nil { // the umask must not change it
-		return abort("cannot chmod file", err)
-	}
-	var w io.Writer = f
-	if s.wrapWriter != nil {
-		w = s.wrapWriter(w)
-	}
-	if err := parts.writeTo(w, size); err != nil {
-		return abort("cannot write file", err)
-	}
-	if err := f.Sync(); err != nil {
-		return abort("cannot sync file", err)
+	if e := s.fill(f, parts, size, r); e != nil {
+		return abort(e)
 	}
 	if err := f.Close(); err != nil { // NFS and quotas may report late
-		return abort("cannot close file", err)
+		return abort(ioError("cannot close file", err))
 	}
 	// Atomic: new/ holds the whole file or nothing.
 	if err := renameAt(tmpDir, newDir, name); err != nil {
 		_ = removeAt(tmpDir, name)
 		return ioError("cannot move file into new/", err)
 	}
-	// Shared with concurrent deliveries into this new/ (group commit). Only
-	// after it completes is the copy acknowledged.
-	if err := s.syncer.Sync(newDir); err != nil {
-		// The entry may or may not be on disk; take it back so that the retry
-		// the client will make does not produce a duplicate.
-		if rerr := removeAt(newDir, name); rerr != nil {
-			s.log.Warn("cannot remove unsynced file", "msg_id", m.ID, "file", name, "error", rerr)
+	return nil
+}
+
+// fill sets the owner and mode of a new copy, writes it and fsyncs it.
+func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient) *Error {
+	if s.chown {
+		if err := f.Chown(r.UID, r.GID); err != nil {
+			return ioError("cannot chown file", err)
 		}
-		return ioError("cannot sync maildir", err)
+	}
+	if err := f.Chmod(0o600); err != nil { // the umask must not change it
+		return ioError("cannot chmod file", err)
+	}
+	var w io.Writer = f
+	if s.wrapWriter != nil {
+		w = s.wrapWriter(w)
+	}
+	if err := parts.writeTo(w, size); err != nil {
+		return ioError("cannot write file", err)
+	}
+	if err := f.Sync(); err != nil {
+		return ioError("cannot sync file", err)
 	}
 	return nil
 }
