@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"golang.org/x/sys/unix"
 
 	"courriel/directory/password"
 	"courriel/internal/testenv"
@@ -179,5 +184,104 @@ func TestDemoPrintConfig(t *testing.T) {
 	if cfg.Listen != want.Listen || cfg.LDAP.URLs[0] != "ldap://127.0.0.1:3389" || cfg.Delivery.MaildirBase != "/tmp/x-demo/vmail" ||
 		cfg.Queue.Dir != "/tmp/x-demo/queue" || cfg.LDAP.CacheTTL != want.LDAP.CacheTTL {
 		t.Errorf("printed config differs: %+v", cfg)
+	}
+}
+
+// openPTY returns the two ends of a new pseudo-terminal.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Skipf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("open pts: %v", err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
+}
+
+// On a terminal, `courriel passwd` prompts twice without echo, like
+// slappasswd, and refuses two different answers.
+func TestPasswdPrompt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		second string
+		ok     bool
+	}{{"s3cret-pw", true}, {"other", false}} {
+		master, slave := openPTY(t)
+		var out bytes.Buffer
+		errb := &syncBuffer{}
+		done := make(chan int, 1)
+		go func() { done <- run(context.Background(), []string{"passwd"}, slave, &out, errb) }()
+		// Type each answer once its prompt is shown, as a person would.
+		waitText(t, errb, "New password: ")
+		master.Write([]byte("s3cret-pw\n"))
+		waitText(t, errb, "Re-enter new password: ")
+		master.Write([]byte(tc.second + "\n"))
+		var code int
+		select {
+		case code = <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("passwd did not finish")
+		}
+		// Whatever the terminal echoed must not contain the password: with
+		// the slave closed, the master reads what is left, then EIO.
+		slave.Close()
+		echoed, _ := io.ReadAll(master)
+		if strings.Contains(string(echoed), "s3cret") {
+			t.Errorf("the terminal echoed the password: %q", echoed)
+		}
+		if tc.ok {
+			hash := strings.TrimSpace(out.String())
+			if ok, err := password.Verify(hash, []byte("s3cret-pw")); code != 0 || !ok || err != nil {
+				t.Errorf("prompt: exit %d, hash %q (%v %v), stderr %q", code, hash, ok, err, errb.String())
+			}
+			if !strings.Contains(errb.String(), "New password:") || !strings.Contains(errb.String(), "Re-enter new password:") {
+				t.Errorf("prompts: %q", errb.String())
+			}
+		} else if code == 0 || !strings.Contains(errb.String(), "do not match") {
+			t.Errorf("mismatch: exit %d, stderr %q", code, errb.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func waitText(t *testing.T, b *syncBuffer, text string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(b.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in %q", text, b.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -54,8 +54,9 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// readNoEcho reads one line from a terminal with echo turned off.
-func readNoEcho(f *os.File) ([]byte, error) {
+// readNoEcho prints prompt and reads one line from a terminal with echo
+// turned off first, so that nothing typed after the prompt is echoed.
+func readNoEcho(f *os.File, prompt string, stderr io.Writer) ([]byte, error) {
 	fd := int(f.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -68,6 +69,8 @@ func readNoEcho(f *os.File) ([]byte, error) {
 		return nil, err
 	}
 	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	fmt.Fprint(stderr, prompt)
+	defer fmt.Fprintln(stderr)
 	line, err := bufio.NewReader(f).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
@@ -76,15 +79,11 @@ func readNoEcho(f *os.File) ([]byte, error) {
 }
 
 func promptTwice(f *os.File, stderr io.Writer) ([]byte, error) {
-	fmt.Fprint(stderr, "New password: ")
-	a, err := readNoEcho(f)
-	fmt.Fprintln(stderr)
+	a, err := readNoEcho(f, "New password: ", stderr)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprint(stderr, "Re-enter new password: ")
-	b, err := readNoEcho(f)
-	fmt.Fprintln(stderr)
+	b, err := readNoEcho(f, "Re-enter new password: ", stderr)
 	if err != nil {
 		return nil, err
 	}
