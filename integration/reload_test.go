@@ -81,3 +81,32 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// SIGHUP applies new [ldap] settings: a rotated reader password works
+// without a restart, and settings that do not work are refused.
+func TestSIGHUPRotatesReaderPassword(t *testing.T) {
+	s := startServer(t)
+	cfg, _ := os.ReadFile(s.config)
+	oldPW := s.slapd.ReaderPassword()
+	const newPW = "rotated-reader-secret"
+	s.slapd.Modify(t, "dn: "+s.slapd.ReaderDN()+"\nchangetype: modify\nreplace: userPassword\nuserPassword: "+newPW+"\n")
+
+	// A wrong password in the new file is refused, the running one kept.
+	os.WriteFile(s.config, []byte(strings.Replace(string(cfg), "bind_password = \""+oldPW+"\"", "bind_password = \"wrong\"", 1)), 0o600)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refusal", func() bool { return strings.Contains(s.logs(), "new [ldap] settings do not work") })
+
+	os.WriteFile(s.config, []byte(strings.Replace(string(cfg), "bind_password = \""+oldPW+"\"", "bind_password = \""+newPW+"\"", 1)), 0o600)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the new settings", func() bool { return strings.Contains(s.logs(), "applied [ldap] settings") })
+	if strings.Contains(s.logs(), newPW) {
+		t.Error("the new password is in the log")
+	}
+	// A restart of slapd drops every pooled connection: only the rotated
+	// password can open new ones.
+	s.slapd.Stop(t)
+	s.slapd.Start(t)
+	if out := swaksTo(t, s, "alice@hosted-domain.com"); !accepted(out) {
+		t.Errorf("after rotation:\n%s", out)
+	}
+}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"courriel/directory"
 )
 
 // reload is SIGHUP: certificates are re-read and cached directory answers
@@ -34,7 +38,12 @@ func (a *app) reload() {
 		return
 	}
 	var restart []string
+	ldapChanged := false
 	for _, key := range changed {
+		if strings.HasPrefix(key, "ldap.") {
+			ldapChanged = true
+			continue
+		}
 		switch key {
 		case "log_level":
 			// Said before applying: a higher level would hide it.
@@ -49,10 +58,37 @@ func (a *app) reload() {
 			restart = append(restart, key)
 		}
 	}
+	if ldapChanged {
+		a.reloadDirectory(next)
+	}
 	if len(restart) > 0 {
 		a.log.Warn("SIGHUP: these changes take effect at the next restart", "keys", strings.Join(restart, ","))
 	}
 	a.cfg.LogLevel = next.LogLevel
+}
+
+// reloadDirectory replaces the directory client when [ldap] changed, but
+// only once the new settings reach the server: a typo in a reloaded file
+// must not take mail down.
+func (a *app) reloadDirectory(next *Config) {
+	o := next.directoryOptions()
+	o.Logger = a.log.With("component", "directory")
+	d, err := directory.New(o)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = d.Ping(ctx)
+		cancel()
+		if err != nil {
+			d.Close()
+		}
+	}
+	if err != nil {
+		a.log.Error("SIGHUP: new [ldap] settings do not work, keeping the running ones", "err", err)
+		return
+	}
+	a.dir.swap(d)
+	a.cfg.LDAP = next.LDAP
+	a.log.Info("SIGHUP: applied [ldap] settings (new directory connections)")
 }
 
 // configDiff lists the dotted keys whose values differ.

@@ -70,7 +70,7 @@ type app struct {
 	level   *slog.LevelVar // nil: fixed
 	log     *slog.Logger
 	metrics *monitor.Metrics
-	dir     *directory.Directory
+	dir     *liveDirectory
 	store   *delivery.Store
 	queue   *queue.Queue
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
@@ -88,12 +88,13 @@ type boundListener struct {
 
 func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log, metrics: monitor.NewMetrics()}
-	var err error
 	dopts := cfg.directoryOptions()
 	dopts.Logger = log.With("component", "directory")
-	if a.dir, err = directory.New(dopts); err != nil {
+	d, err := directory.New(dopts)
+	if err != nil {
 		return nil, err
 	}
+	a.dir = newLiveDirectory(d)
 	pingCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.dir.Ping(pingCtx); err != nil {
 		// Not fatal: mail gets 4xx until the directory answers, as Postfix.

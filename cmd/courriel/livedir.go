@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"courriel/directory"
+)
+
+// liveDirectory is the directory the servers use; SIGHUP can replace the
+// client under it when [ldap] changes (a rotated reader password, a new
+// server URL) without a restart.
+type liveDirectory struct {
+	cur atomic.Pointer[directory.Directory]
+}
+
+func newLiveDirectory(d *directory.Directory) *liveDirectory {
+	l := &liveDirectory{}
+	l.cur.Store(d)
+	return l
+}
+
+func (l *liveDirectory) get() *directory.Directory { return l.cur.Load() }
+
+// swap installs d; the old client's idle connections are closed once the
+// calls in flight have had time to finish.
+func (l *liveDirectory) swap(d *directory.Directory) {
+	old := l.cur.Swap(d)
+	time.AfterFunc(time.Minute, func() { old.Close() })
+}
+
+func (l *liveDirectory) ClassifyDomain(ctx context.Context, domain string) (directory.DomainClass, error) {
+	return l.get().ClassifyDomain(ctx, domain)
+}
+
+func (l *liveDirectory) ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error) {
+	return l.get().ResolveRecipient(ctx, addr)
+}
+
+func (l *liveDirectory) Authenticate(ctx context.Context, login, password string) (directory.User, error) {
+	return l.get().Authenticate(ctx, login, password)
+}
+
+func (l *liveDirectory) SenderLogins(ctx context.Context, addr string) ([]string, error) {
+	return l.get().SenderLogins(ctx, addr)
+}
+
+func (l *liveDirectory) Ping(ctx context.Context) error { return l.get().Ping(ctx) }
+func (l *liveDirectory) Stats() directory.Stats         { return l.get().Stats() }
+func (l *liveDirectory) FlushCache()                    { l.get().FlushCache() }
+func (l *liveDirectory) Close() error                   { return l.get().Close() }
