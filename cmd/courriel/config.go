@@ -362,7 +362,8 @@ func (c *Config) validate() error {
 		return keyErr("ldap.search_base", "required (seed: ou=mail,dc=xoyize,dc=xyz)")
 	}
 	if _, err := directory.New(c.directoryOptions()); err != nil {
-		return keyErr("ldap", "%v", strings.TrimPrefix(err.Error(), "directory: "))
+		msg := strings.TrimPrefix(err.Error(), "directory: ")
+		return keyErr(ldapKeyOf(msg), "%s", msg)
 	}
 	if c.Delivery.MaildirBase != "" && (!filepath.IsAbs(c.Delivery.MaildirBase) || filepath.Clean(c.Delivery.MaildirBase) != c.Delivery.MaildirBase) {
 		return keyErr("delivery.maildir_base", "%q must be an absolute clean path", c.Delivery.MaildirBase)
@@ -389,6 +390,25 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// ldapKeyOf names the [ldap] key a directory option error is about.
+func ldapKeyOf(msg string) string {
+	for _, m := range []struct{ prefix, key string }{
+		{"LDAP URL", "ldap.urls"}, {"no LDAP server URL", "ldap.urls"}, {"LDAP CA file", "ldap.ca_file"},
+		{"search base", "ldap.search_base"}, {"bind DN", "ldap.bind_dn"}, {"scope", "ldap.scope"},
+		{"auth bind DN template", "ldap.auth_bind_userdn"}, {"pool size", "ldap.pool_size"},
+	} {
+		if strings.HasPrefix(msg, m.prefix) {
+			return m.key
+		}
+	}
+	if q, ok := strings.CutPrefix(msg, "query "); ok {
+		if name, _, ok := strings.Cut(q, ":"); ok {
+			return "ldap.query." + name
+		}
+	}
+	return "ldap"
 }
 
 func checkMinVersion(key, v string) error {
