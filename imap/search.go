@@ -166,16 +166,7 @@ func (m *searchMsg) match(c *goimap.SearchCriteria) bool {
 
 func seqContains(set goimap.SeqSet, seq, n uint32) bool {
 	for _, r := range set {
-		lo, hi := r.Start, r.Stop
-		if lo == 0 {
-			lo = n
-		}
-		if hi == 0 {
-			hi = n
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		lo, hi := rangeBounds(r.Start, r.Stop, n)
 		if seq >= lo && seq <= hi {
 			return true
 		}
@@ -183,18 +174,25 @@ func seqContains(set goimap.SeqSet, seq, n uint32) bool {
 	return false
 }
 
+// rangeBounds orders a range's ends, "*" (0) standing for last (RFC 9051
+// §9: "*" is the largest number in use; a:b equals b:a).
+func rangeBounds(start, stop, last uint32) (lo, hi uint32) {
+	lo, hi = start, stop
+	if lo == 0 {
+		lo = last
+	}
+	if hi == 0 {
+		hi = last
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	return lo, hi
+}
+
 func uidContains(set goimap.UIDSet, uid, maxUID uint32) bool {
 	for _, r := range set {
-		lo, hi := uint32(r.Start), uint32(r.Stop)
-		if lo == 0 {
-			lo = maxUID
-		}
-		if hi == 0 {
-			hi = maxUID
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		lo, hi := rangeBounds(uint32(r.Start), uint32(r.Stop), maxUID)
 		if uid >= lo && uid <= hi {
 			return true
 		}

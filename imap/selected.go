@@ -213,16 +213,7 @@ func (sel *selected) resolve(numSet goimap.NumSet) (seqs []uint32, uids []uint32
 	switch set := numSet.(type) {
 	case goimap.SeqSet:
 		for _, r := range set {
-			lo, hi := r.Start, r.Stop
-			if lo == 0 {
-				lo = n
-			}
-			if hi == 0 {
-				hi = n
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := rangeBounds(r.Start, r.Stop, n)
 			if lo > n {
 				continue
 			}
@@ -232,16 +223,7 @@ func (sel *selected) resolve(numSet goimap.NumSet) (seqs []uint32, uids []uint32
 	case goimap.UIDSet:
 		maxUID := sel.view[n-1]
 		for _, r := range set {
-			lo, hi := uint32(r.Start), uint32(r.Stop)
-			if lo == 0 {
-				lo = maxUID
-			}
-			if hi == 0 {
-				hi = maxUID
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := rangeBounds(uint32(r.Start), uint32(r.Stop), maxUID)
 			i := sort.Search(int(n), func(i int) bool { return sel.view[i] >= lo })
 			j := sort.Search(int(n), func(i int) bool { return sel.view[i] > hi })
 			if i < j {
