@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -66,6 +67,7 @@ type serverSettings struct {
 	cacheTTL string      // default "2s"
 	extra    string      // appended TOML
 	ca       *testenv.CA // issues the server certificate; trusted by the queue
+	vmailIn  string      // parent of the vmail base; default the test's TempDir
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -73,6 +75,9 @@ type serverSettings struct {
 func withProduction() serverOption {
 	return func(o *serverSettings) { o.logLevel, o.cacheTTL = "info", "60s" }
 }
+
+// withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
+func withVmailIn(parent string) serverOption { return func(o *serverSettings) { o.vmailIn = parent } }
 
 func withCA(ca *testenv.CA) serverOption { return func(o *serverSettings) { o.ca = ca } }
 
@@ -106,7 +111,7 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 		o(&set)
 	}
 	dir := t.TempDir()
-	vmail := filepath.Join(dir, "vmail")
+	vmail := filepath.Join(cmp.Or(set.vmailIn, dir), "vmail")
 	if err := os.MkdirAll(vmail, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +259,7 @@ func run(t *testing.T, stdin string, name string, args ...string) (string, error
 }
 
 // maildirFiles lists the files in a user's maildir subdirectory.
-func (s *server) maildirFiles(t *testing.T, user, sub string) []string {
+func (s *server) maildirFiles(t testing.TB, user, sub string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(s.vmail, user, "mailbox", sub))
 	if os.IsNotExist(err) {
