@@ -25,6 +25,7 @@ func newStore(t testing.TB, o Options) *Store {
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 

@@ -77,17 +77,19 @@ func (s *Store) maildirRel(maildir string) (string, *Error) {
 	return rel, nil
 }
 
-// openMaildir returns an os.Root on the recipient's maildir, creating it (and
+// absolute is the inverse of maildirRel: the clean absolute path of rel.
+func (s *Store) absolute(rel string) string {
+	return filepath.Join("/", s.base, rel)
+}
+
+// openMaildir returns an os.Root on the recipient's maildir (rel, from
+// maildirRel), creating it (and
 // missing parents) on first delivery. Every later operation on tmp/, new/ and
 // cur/ goes through that Root, so a symlink inside the maildir cannot lead a
 // write out of it; with AllowedBase, the maildir is itself opened through a
 // Root on the base, so neither the home nor the maildir may be a symlink
 // leading out of the base.
-func (s *Store) openMaildir(r *Recipient) (*os.Root, *Error) {
-	rel, e := s.maildirRel(r.Maildir)
-	if e != nil {
-		return nil, e
-	}
+func (s *Store) openMaildir(rel string, r *Recipient) (*os.Root, *Error) {
 	var pfs parentFS = hostFS{}
 	if s.base != "" {
 		br, err := os.OpenRoot(s.base)

@@ -72,6 +72,7 @@ type Store struct {
 	pid         int                  // immutable
 	counter     atomic.Uint64        // Q in file names
 	syncer      *groupSyncer
+	maildirs    *maildirCache
 
 	mu    sync.Mutex
 	known map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
@@ -120,6 +121,7 @@ func NewStore(o Options) (*Store, error) {
 		onDelivered: o.OnDelivered,
 		pid:         os.Getpid(),
 		syncer:      newGroupSyncer(),
+		maildirs:    newMaildirCache(),
 		known:       make(map[string]struct{}),
 		seed:        maphash.MakeSeed(),
 	}, nil
@@ -195,28 +197,28 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 			return badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
 		}
 	}
-	mroot, e := s.openMaildir(r)
-	if e != nil {
-		return e
-	}
-	defer mroot.Close()
-
 	parts := copyParts{prefix: buildPrefix(m.From, r.Address), header: header, body: m.Body}
 	size, wsize := parts.sizes()
 	name := newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
 
-	// new/ (and tmp/ when needed) are opened once, through the Root
-	// (O_NOFOLLOW: neither may be a symlink), and every step below works on
-	// these descriptors with the one-component name (see create.go).
-	newDir, err := mroot.OpenFile("new", os.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		return openError("cannot open maildir", err)
+	md, e := s.acquireMaildir(r)
+	if e != nil {
+		return e
 	}
-	defer newDir.Close()
+	e = s.writeCopy(m, md, name, &parts, size, r)
+	if e != nil {
+		s.maildirs.evict(md) // the next delivery opens it afresh
+	}
+	s.maildirs.release(md)
+	return e
+}
 
+// writeCopy writes one copy into md's new/ under name and returns once it
+// and its directory entry are durable.
+func (s *Store) writeCopy(m *Message, md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
 	written := false
 	if !s.plainCreate && !s.noTmpfile.Load() {
-		switch e := s.writeUnnamed(newDir, name, &parts, size, r); {
+		switch e := s.writeUnnamed(md.newDir, name, parts, size, r); {
 		case e == errUseTmp:
 			s.noTmpfile.Store(true)
 			s.log.Info("O_TMPFILE unavailable here: delivering through tmp/ and rename")
@@ -227,16 +229,16 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 		}
 	}
 	if !written {
-		if e := s.writeThroughTmp(m, mroot, newDir, name, &parts, size, r); e != nil {
+		if e := s.writeThroughTmp(m, md.root, md.newDir, name, parts, size, r); e != nil {
 			return e
 		}
 	}
 	// Shared with concurrent deliveries into this new/ (group commit). Only
 	// after it completes is the copy acknowledged.
-	if err := s.syncer.Sync(newDir); err != nil {
+	if err := s.syncer.Sync(md.newDir, md.key); err != nil {
 		// The entry may or may not be on disk; take it back so that the retry
 		// the client will make does not produce a duplicate.
-		if rerr := removeAt(newDir, name); rerr != nil {
+		if rerr := removeAt(md.newDir, name); rerr != nil {
 			s.log.Warn("cannot remove unsynced file", "msg_id", m.ID, "file", name, "error", rerr)
 		}
 		return ioError("cannot sync maildir", err)
@@ -371,4 +373,11 @@ func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
 	}
 	attrs = append(attrs, slog.String("dsn", e.dsn()), slog.String("status", status), slog.String("error", e.Error()))
 	s.log.LogAttrs(context.Background(), level, "delivery", attrs...)
+}
+
+// Close releases the maildirs the Store keeps open between deliveries.
+// Deliveries may go on afterwards; they open what they need again.
+func (s *Store) Close() error {
+	s.maildirs.closeAll()
+	return nil
 }

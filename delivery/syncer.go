@@ -56,16 +56,13 @@ func newGroupSyncer() *groupSyncer {
 	return &groupSyncer{sync: (*os.File).Sync, dirs: make(map[dirKey]*dirState)}
 }
 
-// Sync returns once an fsync of dir that started after the call has
+// Sync returns once an fsync of dir (whose identity is key, see keyOf) that
+// started after the call has
 // completed, and returns that fsync's error. The first caller for an idle
 // directory runs its fsync itself; later callers wait for the next batch,
 // run by a goroutine until no batch is pending. dir must stay open until Sync
 // returns.
-func (g *groupSyncer) Sync(dir *os.File) error {
-	key, err := keyOf(dir)
-	if err != nil {
-		return err
-	}
+func (g *groupSyncer) Sync(dir *os.File, key dirKey) error {
 	g.mu.Lock()
 	st := g.dirs[key]
 	if st == nil {

@@ -18,6 +18,10 @@ func TestGroupSyncerBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dir.Close()
+	key, err := keyOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	g := newGroupSyncer()
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
@@ -29,7 +33,7 @@ func TestGroupSyncerBatches(t *testing.T) {
 		return nil
 	}
 	firstDone := make(chan error, 1)
-	go func() { firstDone <- g.Sync(dir) }()
+	go func() { firstDone <- g.Sync(dir, key) }()
 	<-started // the first fsync is running
 
 	const late = 10
@@ -37,7 +41,7 @@ func TestGroupSyncerBatches(t *testing.T) {
 	var lateDone atomic.Int32
 	for range late {
 		wg.Go(func() {
-			if err := g.Sync(dir); err != nil {
+			if err := g.Sync(dir, key); err != nil {
 				t.Error(err)
 			}
 			lateDone.Add(1)
@@ -89,14 +93,18 @@ func TestGroupSyncerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dir.Close()
+	key, err := keyOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	g := newGroupSyncer()
 	boom := errors.New("boom")
 	g.sync = func(*os.File) error { return boom }
-	if err := g.Sync(dir); !errors.Is(err, boom) {
+	if err := g.Sync(dir, key); !errors.Is(err, boom) {
 		t.Errorf("Sync = %v, want %v", err, boom)
 	}
 	g.sync = (*os.File).Sync
-	if err := g.Sync(dir); err != nil {
+	if err := g.Sync(dir, key); err != nil {
 		t.Errorf("Sync after recovery = %v", err)
 	}
 }

@@ -444,4 +444,7 @@ func (a *app) close() {
 	if a.dir != nil {
 		a.dir.Close()
 	}
+	if a.store != nil {
+		a.store.Close()
+	}
 }
