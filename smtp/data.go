@@ -96,7 +96,11 @@ func (s *session) data(r io.Reader) error {
 		}
 		log.Info("queued", "queue_id", sanitize(qid, 64), "rcpts", len(s.tx.remote))
 	}
-	log.Info("message accepted", "size", len(body), "local", len(s.tx.local), "remote", len(s.tx.remote))
+	attrs := []any{"from", sanitize(s.tx.from, 300), "size", len(body), "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
+	if s.user != nil {
+		attrs = append(attrs, "sasl_username", s.user.Login)
+	}
+	log.Info("message accepted", attrs...)
 	return nil
 }
 

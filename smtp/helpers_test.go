@@ -259,6 +259,12 @@ type env struct {
 
 func newEnv(t *testing.T, kind Kind, mutate func(*Options)) *env {
 	t.Helper()
+	return newEnvOn(t, kind, mutate, nil)
+}
+
+// newEnvOn is newEnv with the listener wrapped by wrap (nil: as is).
+func newEnvOn(t *testing.T, kind Kind, mutate func(*Options), wrap func(net.Listener) net.Listener) *env {
+	t.Helper()
 	stls, ctls := testTLS(t)
 	e := &env{dir: &fakeDir{}, deliv: &fakeDeliverer{}, queue: &fakeQueue{},
 		clock: &fakeClock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}, ctls: ctls, done: make(chan error, 1)}
@@ -280,6 +286,9 @@ func newEnv(t *testing.T, kind Kind, mutate func(*Options)) *env {
 		t.Fatal(err)
 	}
 	e.srv, e.addr = srv, ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	go func() { e.done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

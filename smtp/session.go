@@ -178,7 +178,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if opts != nil && opts.Size > 0 {
 		attrs = append(attrs, "size", opts.Size)
 	}
-	s.log.Info("mail", attrs...)
+	// Debug: the accepted message's line repeats from= (as Postfix's qmgr
+	// does), refusals are logged where they happen.
+	s.log.Debug("mail", attrs...)
 	return nil
 }
 
@@ -236,7 +238,7 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 			return s.fail(stageRcpt, replyNoQueue)
 		}
 		s.addRemote(addr)
-		log.Info("rcpt ok", "relay", true)
+		log.Debug("rcpt ok", "relay", true)
 		return nil
 	}
 	res, err := s.srv.o.Directory.ResolveRecipient(s.ctx, addr)
@@ -278,7 +280,7 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		})
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
-	log.Info("rcpt ok", "destinations", len(res.Destinations))
+	log.Debug("rcpt ok", "destinations", len(res.Destinations)) // Postfix's smtpd logs only refusals
 	return nil
 }
 

@@ -3,6 +3,7 @@ package testenv
 import (
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,16 +11,18 @@ import (
 // fsTopdirFL is FS_TOPDIR_FL from linux/fs.h (chattr +T); x/sys lacks it.
 const fsTopdirFL = 0x00020000
 
-// BenchDir returns a temporary directory for disk benchmarks whose
-// subdirectories ext4 places in block groups of their own (FS_TOPDIR_FL, as
-// on /home). Without it they share the group of os.TempDir(), where builds and
-// earlier tests have just deleted thousands of files; on ext4 without a
-// journal (this machine's disk) every inode allocation then steps over each
-// inode freed in the last seconds to minutes (fs/ext4/ialloc.c,
-// recently_deleted), which made a file creation cost ~240 µs instead of
-// ~20 µs here and measured the test suite's litter rather than the code.
-// Benchmarks that compare against a raw loop put both in subdirectories of
-// one BenchDir. Where the flag is unsupported (tmpfs) it is a plain TempDir.
+// BenchDir returns a temporary directory for disk benchmarks, once the disk
+// has settled. On ext4 without a journal (this machine's disk) every inode
+// allocation steps over each inode of its block group freed in the last 5
+// seconds, or 5 minutes while the inode table is not yet written back
+// (fs/ext4/ialloc.c, recently_deleted): after a build or an earlier benchmark
+// deleted thousands of files, creating one cost ~450 µs of CPU here instead
+// of ~20 µs, and benchmarks measured that litter rather than the code. So
+// BenchDir writes everything back (sync) and waits out the 5 seconds, and
+// marks the directory FS_TOPDIR_FL (as on /home) so that its subdirectories
+// are spread to other block groups than os.TempDir()'s, where other programs
+// keep deleting. Benchmarks that compare against a raw loop put both in
+// subdirectories of one BenchDir. On other file systems the flag is ignored.
 func BenchDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -31,5 +34,7 @@ func BenchDir(t testing.TB) string {
 	if flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS); err == nil {
 		_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsTopdirFL))
 	}
+	unix.Sync()
+	time.Sleep(6 * time.Second)
 	return dir
 }
