@@ -11,38 +11,47 @@ import (
 // fsTopdirFL is FS_TOPDIR_FL from linux/fs.h (chattr +T); x/sys lacks it.
 const fsTopdirFL = 0x00020000
 
-// BenchDir returns a temporary directory for disk benchmarks, once the disk
-// has settled. On ext4 without a journal (this machine's disk) every inode
-// allocation steps over each inode of its block group freed in the last 5
-// seconds, or 5 minutes while the inode table is not yet written back
-// (fs/ext4/ialloc.c, recently_deleted): after a build or an earlier benchmark
-// deleted thousands of files, creating one cost ~450 µs of CPU here instead
-// of ~20 µs, and benchmarks measured that litter rather than the code. So
-// BenchDir writes everything back (sync) and waits out the 5 seconds, and
-// marks the directory FS_TOPDIR_FL (as on /home) so that its subdirectories
-// are spread to other block groups than os.TempDir()'s, where other programs
-// keep deleting. Benchmarks that compare against a raw loop put both in
-// subdirectories of one BenchDir. On other file systems the flag is ignored.
+// BenchDir returns a temporary directory for disk benchmarks, in a block
+// group nobody has just deleted files from.
+//
+// On ext4 without a journal (this machine's disk) every inode allocation
+// steps over each inode of its block group freed in the last 5 seconds, or 5
+// minutes once that part of the inode table is written to again
+// (fs/ext4/ialloc.c, recently_deleted). After a build or an earlier run
+// deleted thousands of files there, creating one file cost ~450 µs of CPU
+// here instead of ~20 µs, and benchmarks measured that litter rather than
+// the code. ext4 places a new directory in its parent's group, except below
+// a directory marked FS_TOPDIR_FL (as /home is), where it picks an empty
+// group starting from a hash of the new name (Orlov): so BenchDir marks a
+// temporary directory and returns a randomly named directory inside it. A
+// fixed name would land in the same group run after run, the one the
+// previous run's clean-up just emptied. It also writes back what is dirty
+// (sync) and waits out the 5 seconds. Benchmarks that compare against a raw
+// loop put both below one BenchDir, so that both pay what its group costs.
 //
 // COURRIEL_BENCH_DIR names another parent: a mount of the file system to
 // measure (HACKING.md shows a journaled ext4 image, like most servers').
 func BenchDir(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
+	top := t.TempDir()
 	if parent := os.Getenv("COURRIEL_BENCH_DIR"); parent != "" {
 		var err error
-		if dir, err = os.MkdirTemp(parent, "bench"); err != nil {
+		if top, err = os.MkdirTemp(parent, "bench"); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
+		t.Cleanup(func() { os.RemoveAll(top) })
 	}
-	f, err := os.Open(dir)
+	f, err := os.Open(top)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	if flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS); err == nil {
 		_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsTopdirFL))
+	}
+	dir, err := os.MkdirTemp(top, "g")
+	if err != nil {
+		t.Fatal(err)
 	}
 	unix.Sync()
 	time.Sleep(6 * time.Second)
