@@ -149,6 +149,7 @@ func BenchmarkSMTPDelivery(b *testing.B) {
 			b.ReportMetric(raw, "raw-fsync-loop/s")
 			b.ReportMetric(rate/raw, "ratio-to-raw")
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*9/10].Microseconds())/1000, "p90-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(len(lat)), "cpu-ms/msg")
 			b.ReportMetric(float64((busy1-busy0).Microseconds())/1000/float64(len(lat)), "machine-cpu-ms/msg")

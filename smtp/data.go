@@ -101,6 +101,7 @@ func (s *session) data(r io.Reader) error {
 		attrs = append(attrs, "sasl_username", s.user.Login)
 	}
 	log.Info("message accepted", attrs...)
+	s.c.messageAccepted()
 	return nil
 }
 

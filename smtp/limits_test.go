@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -191,5 +192,33 @@ func TestMaxCommands(t *testing.T) {
 	}
 	if !strings.HasPrefix(last, "421 4.7.0") || !c.closed() {
 		t.Fatalf("command limit not enforced: %q", last)
+	}
+}
+
+// TestMaxCommandsCountsFromLastMessage: an MTA delivering message after
+// message on one connection is never cut off; the limit bounds the commands
+// between two accepted messages.
+func TestMaxCommandsCountsFromLastMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxCommands = 10 })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	for i := range 20 { // 60 commands
+		c.cmd("MAIL FROM:<s@example.org>", "250 ")
+		c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.send(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n.\r\n", i))
+		c.expect("250 ")
+	}
+	if n := len(e.deliv.all()); n != 20 {
+		t.Fatalf("%d messages delivered, want 20", n)
+	}
+	for range 10 {
+		c.cmd("MAIL FROM:<s@example.org>", "250 ")
+		c.cmd("RSET", "250 ")
+	}
+	c.send("MAIL FROM:<s@example.org>\r\n")
+	if last := c.reply(); !strings.HasPrefix(last, "421 4.7.0") || !c.closed() {
+		t.Fatalf("11th command without a message: %q, want 421 and close", last)
 	}
 }

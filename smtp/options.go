@@ -76,7 +76,7 @@ const (
 	DefaultMaxLineLength   = 1000
 	DefaultMaxConnsPerIP   = 20
 	DefaultMaxErrors       = 20    // Postfix smtpd_hard_error_limit
-	DefaultMaxCommands     = 10000 // commands the session sees (not NOOP/VRFY)
+	DefaultMaxCommands     = 10000 // commands the session sees (not NOOP/VRFY) between two accepted messages
 	DefaultDeliveryTimeout = 2 * time.Minute
 )
 
@@ -117,7 +117,8 @@ type Options struct {
 	// MaxErrors: after this many rejected commands a session gets
 	// 421 4.7.0 and is closed.
 	MaxErrors int
-	// MaxCommands: after this many commands a session gets 421 4.7.0.
+	// MaxCommands: after this many commands without a message accepted, a
+	// session gets 421 4.7.0.
 	MaxCommands int
 	// DeliveryTimeout bounds the local delivery and queueing of a message.
 	DeliveryTimeout time.Duration

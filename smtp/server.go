@@ -235,7 +235,8 @@ type conn struct {
 	ip  netip.Addr // immutable
 	log *slog.Logger
 
-	commands     atomic.Int32
+	commands     atomic.Int32 // all of them, for the log
+	sinceMessage atomic.Int32 // since the last accepted message, for MaxCommands
 	errors       atomic.Int32
 	authFailures atomic.Int32
 	// dropAfterWrite: close as soon as the next reply is written. go-smtp
@@ -390,8 +391,14 @@ func (c *conn) Close() error {
 
 // countCommand counts one command and reports when the limit is passed.
 func (c *conn) countCommand() bool {
-	return int(c.commands.Add(1)) > c.srv.o.MaxCommands
+	c.commands.Add(1)
+	return int(c.sinceMessage.Add(1)) > c.srv.o.MaxCommands
 }
+
+// messageAccepted restarts the count MaxCommands bounds: a client that
+// delivers mail may send any number of messages on one connection (an MTA
+// draining its queue); one that only talks is cut off.
+func (c *conn) messageAccepted() { c.sinceMessage.Store(0) }
 
 func (c *conn) setTx(on bool) {
 	c.mu.Lock()
