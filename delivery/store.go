@@ -38,6 +38,8 @@ type Options struct {
 	Chown bool
 	// Logger receives one line per copy. Nil: discard.
 	Logger *slog.Logger
+	// Sync: how a copy's content is made durable before it is named.
+	Sync SyncMode
 	// OnDelivered, if set, is called with Recipient.Maildir after each
 	// durable copy (IMAP IDLE). It runs on the delivering goroutine, maybe
 	// concurrently with itself: it must be safe for that and not block.
@@ -71,11 +73,14 @@ type Store struct {
 	onDelivered func(maildir string) // immutable
 	pid         int                  // immutable
 	counter     atomic.Uint64        // Q in file names
-	syncer      *groupSyncer
+	syncer      *groupSyncer         // directory fsyncs
+	fsSyncer    *groupSyncer         // syncfs, keyed by device alone (SyncFilesystem)
+	syncMode    SyncMode             // immutable
 	maildirs    *maildirCache
 
-	mu    sync.Mutex
-	known map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
+	mu       sync.Mutex
+	known    map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
+	devModes map[uint64]bool     // SyncAuto's choice per device (true: syncfs); guarded by mu
 
 	seed     maphash.Seed   // immutable
 	creating [64]sync.Mutex // serialise first deliveries per maildir (striped by path)
@@ -121,6 +126,9 @@ func NewStore(o Options) (*Store, error) {
 		onDelivered: o.OnDelivered,
 		pid:         os.Getpid(),
 		syncer:      newGroupSyncer(),
+		fsSyncer:    &groupSyncer{sync: syncFS, dirs: make(map[dirKey]*dirState)},
+		syncMode:    o.Sync,
+		devModes:    make(map[uint64]bool),
 		maildirs:    newMaildirCache(),
 		known:       make(map[string]struct{}),
 		seed:        maphash.MakeSeed(),
@@ -218,7 +226,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 func (s *Store) writeCopy(m *Message, md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
 	written := false
 	if !s.plainCreate && !s.noTmpfile.Load() {
-		switch e := s.writeUnnamed(md.newDir, name, parts, size, r); {
+		switch e := s.writeUnnamed(md, name, parts, size, r); {
 		case e == errUseTmp:
 			s.noTmpfile.Store(true)
 			s.log.Info("O_TMPFILE unavailable here: delivering through tmp/ and rename")
@@ -229,7 +237,7 @@ func (s *Store) writeCopy(m *Message, md *openMaildir, name string, parts *copyP
 		}
 	}
 	if !written {
-		if e := s.writeThroughTmp(m, md.root, md.newDir, name, parts, size, r); e != nil {
+		if e := s.writeThroughTmp(m, md, name, parts, size, r); e != nil {
 			return e
 		}
 	}
@@ -255,7 +263,8 @@ var errUseTmp = &Error{Temporary: true, Reason: "O_TMPFILE unavailable"}
 // partial file (it has no name until it is whole and durable), and a crash
 // leaves nothing at all, not even a tmp/ entry. errUseTmp when the kernel
 // or file system cannot do it.
-func (s *Store) writeUnnamed(newDir *os.File, name string, parts *copyParts, size int64, r *Recipient) *Error {
+func (s *Store) writeUnnamed(md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
+	newDir := md.newDir
 	f, err := openUnnamed(newDir)
 	if errors.Is(err, errNoTmpfile) {
 		return errUseTmp
@@ -264,7 +273,7 @@ func (s *Store) writeUnnamed(newDir *os.File, name string, parts *copyParts, siz
 		return openError("cannot create file", err)
 	}
 	defer f.Close() // unnamed until linked: closing drops a failed copy
-	if e := s.fill(f, parts, size, r); e != nil {
+	if e := s.fill(f, parts, size, r, md.key.dev); e != nil {
 		return e
 	}
 	switch err := linkUnnamed(f, newDir, name); {
@@ -284,8 +293,9 @@ func (s *Store) writeUnnamed(newDir *os.File, name string, parts *copyParts, siz
 
 // writeThroughTmp is the classic path: tmp/<name>, write, fsync, rename
 // into new/.
-func (s *Store) writeThroughTmp(m *Message, mroot *os.Root, newDir *os.File, name string, parts *copyParts, size int64, r *Recipient) *Error {
-	tmpDir, err := mroot.OpenFile("tmp", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+func (s *Store) writeThroughTmp(m *Message, md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
+	newDir := md.newDir
+	tmpDir, err := md.root.OpenFile("tmp", os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return openError("cannot open maildir", err)
 	}
@@ -308,7 +318,7 @@ func (s *Store) writeThroughTmp(m *Message, mroot *os.Root, newDir *os.File, nam
 		}
 		return e
 	}
-	if e := s.fill(f, parts, size, r); e != nil {
+	if e := s.fill(f, parts, size, r, md.key.dev); e != nil {
 		return abort(e)
 	}
 	if err := f.Close(); err != nil { // NFS and quotas may report late
@@ -322,8 +332,9 @@ func (s *Store) writeThroughTmp(m *Message, mroot *os.Root, newDir *os.File, nam
 	return nil
 }
 
-// fill sets the owner and mode of a new copy, writes it and fsyncs it.
-func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient) *Error {
+// fill sets the owner and mode of a new copy, writes it and makes it
+// durable (syncContent; dev is its file system).
+func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, dev uint64) *Error {
 	if s.chown {
 		if err := f.Chown(r.UID, r.GID); err != nil {
 			return ioError("cannot chown file", err)
@@ -339,7 +350,7 @@ func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient) *Er
 	if err := parts.writeTo(w, size); err != nil {
 		return ioError("cannot write file", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.syncContent(f, dev); err != nil {
 		return ioError("cannot sync file", err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"courriel/delivery"
 	"courriel/directory"
 )
 
@@ -130,6 +131,7 @@ type QueryConfig struct {
 
 type DeliveryConfig struct {
 	MaildirBase string `toml:"maildir_base"`
+	Sync        string `toml:"sync"`
 }
 
 type QueueConfig struct {
@@ -367,6 +369,9 @@ func (c *Config) validate() error {
 	}
 	if c.Delivery.MaildirBase != "" && (!filepath.IsAbs(c.Delivery.MaildirBase) || filepath.Clean(c.Delivery.MaildirBase) != c.Delivery.MaildirBase) {
 		return keyErr("delivery.maildir_base", "%q must be an absolute clean path", c.Delivery.MaildirBase)
+	}
+	if _, err := delivery.ParseSyncMode(c.Delivery.Sync); err != nil {
+		return keyErr("delivery.sync", "%v", err)
 	}
 	if !filepath.IsAbs(c.Queue.Dir) {
 		return keyErr("queue.dir", "%q must be an absolute path", c.Queue.Dir)

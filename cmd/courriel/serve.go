@@ -110,8 +110,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	var imapSrv *imap.Server
+	syncMode, _ := delivery.ParseSyncMode(cfg.Delivery.Sync) // checked with the configuration
 	if a.store, err = delivery.NewStore(delivery.Options{
-		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
+		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Sync: syncMode,
 		Logger: log.With("component", "delivery"),
 		OnDelivered: func(maildir string) {
 			if imapSrv != nil {
