@@ -11,7 +11,9 @@
 //  1. open an unnamed file in new/'s file system (O_TMPFILE), mode 0600,
 //     fchown to the owner [nothing has a name: a crash leaves nothing]
 //  2. write Return-Path, Delivered-To, trace headers, body, CRLF→LF
-//  3. fsync the file                  [the bytes are on disk, still unnamed]
+//  3. make it durable: fsync, or with SyncFilesystem one syncfs shared by
+//     the copies written meanwhile (syncmode.go)
+//     [the bytes are on disk, still unnamed]
 //  4. linkat it as new/<name>         [atomic: new/ has the whole file or none]
 //  5. fsync new/ (shared: group commit, see syncer.go)
 //     [the name is on disk: only now is the copy acknowledged]
@@ -31,7 +33,8 @@
 // absolute and clean, optionally under Options.AllowedBase, and every
 // operation inside a maildir goes through an os.Root, or through tmp/ and
 // new/ descriptors opened by it with one-component names, so that no
-// symlink can lead a write out of it. A bad path is a temporary error wrapping
+// symlink can lead a write out of it. Recently used maildirs stay open
+// (handles.go), checked before each use. A bad path is a temporary error wrapping
 // ErrBadMaildir: an administrator must fix the directory, the message must
 // not bounce.
 //
