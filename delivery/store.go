@@ -76,6 +76,7 @@ type Store struct {
 	syncer      *groupSyncer         // directory fsyncs
 	fsSyncer    *groupSyncer         // syncfs, keyed by device alone (SyncFilesystem)
 	syncMode    SyncMode             // immutable
+	writing     atomic.Int32         // copies being written (syncContent)
 	maildirs    *maildirCache
 
 	mu       sync.Mutex
@@ -209,6 +210,8 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	size, wsize := parts.sizes()
 	name := newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
 
+	s.writing.Add(1)
+	defer s.writing.Add(-1)
 	md, e := s.acquireMaildir(r)
 	if e != nil {
 		return e

@@ -10,7 +10,8 @@ import (
 
 // TestSyncModes: each mode delivers whole copies, and each makes the
 // content durable the way it says: a failing syncfs defeats the filesystem
-// mode (4xx, nothing in new/) and is never called in the file mode; a
+// mode when copies are written concurrently (4xx, nothing in new/) and is
+// never called in the file mode or for a copy written alone; a
 // failing fsync of the file (injected as a write-back error through the
 // same path) is covered by TestDeliverWriteFailure and the tmpfs test.
 func TestSyncModes(t *testing.T) {
@@ -37,7 +38,14 @@ func TestSyncModes(t *testing.T) {
 
 			calls := 0
 			s.fsSyncer.sync = func(*os.File) error { calls++; return eio }
-			err := s.Deliver(context.Background(), testMessage("S2"), []Recipient{rcpt})[0]
+			// A copy written alone is fsynced in either mode.
+			deliverOK(t, s, testMessage("S2"), rcpt)
+			if calls != 0 {
+				t.Fatalf("syncfs called %d times for a copy written alone", calls)
+			}
+			s.writing.Add(1) // as if another copy were being written
+			defer s.writing.Add(-1)
+			err := s.Deliver(context.Background(), testMessage("S3"), []Recipient{rcpt})[0]
 			if (calls > 0) != tc.syncfsUsed {
 				t.Errorf("syncfs called %d times, want used=%v", calls, tc.syncfsUsed)
 			}
@@ -51,7 +59,7 @@ func TestSyncModes(t *testing.T) {
 			if !errors.As(err, &e) || !e.Temporary || !errors.Is(err, syscall.EIO) {
 				t.Fatalf("error %v, want a temporary *Error wrapping EIO", err)
 			}
-			if got := files(t, md+"new"); len(got) != 1 {
+			if got := files(t, md+"new"); len(got) != 2 {
 				t.Errorf("new/ holds %v: the unsynced copy must not be named", got)
 			}
 			treeEmpty(t, md+"tmp")
