@@ -89,7 +89,7 @@ func rawFsyncLoop(b *testing.B, dir string, total, workers int) float64 {
 // Maildirs and the raw loop live side by side in a testenv.BenchDir (see
 // there why), so that both pay what their block group costs.
 //
-//	go test -run XXX -bench SMTPDelivery -benchtime 2000x ./integration/
+//	go test -run XXX -bench SMTPDelivery -benchtime 4000x ./integration/
 func BenchmarkSMTPDelivery(b *testing.B) {
 	for _, sessions := range []int{1, 20} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
