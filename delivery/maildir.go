@@ -83,9 +83,8 @@ func (s *Store) absolute(rel string) string {
 }
 
 // openMaildir returns an os.Root on the recipient's maildir (rel, from
-// maildirRel), creating it (and
-// missing parents) on first delivery. Every later operation on tmp/, new/ and
-// cur/ goes through that Root, so a symlink inside the maildir cannot lead a
+// maildirRel), creating it (and missing parents) on first delivery. Every
+// later operation on tmp/, new/ and cur/ goes through that Root, so a symlink inside the maildir cannot lead a
 // write out of it; with AllowedBase, the maildir is itself opened through a
 // Root on the base, so neither the home nor the maildir may be a symlink
 // leading out of the base.

@@ -39,8 +39,9 @@ type dirState struct {
 }
 
 // groupSyncer shares directory fsyncs between concurrent deliveries into the
-// same directory (group commit). Invariant: a caller joins the pending batch
-// only after its rename returned, and a batch stops accepting members (is
+// same directory (group commit), or syncfs calls between copies written on
+// one file system (SyncFilesystem). Invariant: a caller joins the pending
+// batch only after its rename (or write) returned, and a batch stops accepting members (is
 // taken off pending) before its fsync starts, so every member's rename
 // precedes the fsync that acknowledges it. Nobody is released before the
 // fsync of its own batch has completed. At most one fsync per directory runs
@@ -52,13 +53,14 @@ type groupSyncer struct {
 	dirs map[dirKey]*dirState // only directories with work in flight; guarded by mu
 }
 
-func newGroupSyncer() *groupSyncer {
-	return &groupSyncer{sync: (*os.File).Sync, dirs: make(map[dirKey]*dirState)}
+// newGroupSyncer shares calls of sync: (*os.File).Sync for directories, or
+// syncfs keyed by device alone for file systems (syncmode.go).
+func newGroupSyncer(sync func(*os.File) error) *groupSyncer {
+	return &groupSyncer{sync: sync, dirs: make(map[dirKey]*dirState)}
 }
 
-// Sync returns once an fsync of dir (whose identity is key, see keyOf) that
-// started after the call has
-// completed, and returns that fsync's error. The first caller for an idle
+// Sync returns once a sync of dir (whose identity is key, see keyOf) that
+// started after the call has completed, and returns that sync's error. The first caller for an idle
 // directory runs its fsync itself; later callers wait for the next batch,
 // run by a goroutine until no batch is pending. dir must stay open until Sync
 // returns.

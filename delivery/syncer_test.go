@@ -22,7 +22,7 @@ func TestGroupSyncerBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGroupSyncer()
+	g := newGroupSyncer((*os.File).Sync)
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
 	var syncs atomic.Int32
@@ -97,7 +97,7 @@ func TestGroupSyncerError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGroupSyncer()
+	g := newGroupSyncer((*os.File).Sync)
 	boom := errors.New("boom")
 	g.sync = func(*os.File) error { return boom }
 	if err := g.Sync(dir, key); !errors.Is(err, boom) {

@@ -71,8 +71,11 @@ func (s *Store) syncWholeFS(dev uint64) bool {
 	if !ok {
 		whole = ext4WithoutJournal(dev)
 		s.devModes[dev] = whole
-		s.log.Info("maildir file system", "device", fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev)),
-			"sync", map[bool]string{true: "filesystem", false: "file"}[whole])
+		mode := SyncFile
+		if whole {
+			mode = SyncFilesystem
+		}
+		s.log.Info("maildir file system", "device", fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev)), "sync", mode.String())
 	}
 	return whole
 }
