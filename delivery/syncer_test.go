@@ -13,15 +13,7 @@ import (
 // released by it, and share the next one.
 func TestGroupSyncerBatches(t *testing.T) {
 	t.Parallel()
-	dir, err := os.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	key, err := keyOf(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, key := openTestDir(t)
 	g := newGroupSyncer((*os.File).Sync)
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
@@ -88,15 +80,7 @@ func TestGroupSyncerBatches(t *testing.T) {
 
 func TestGroupSyncerError(t *testing.T) {
 	t.Parallel()
-	dir, err := os.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	key, err := keyOf(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, key := openTestDir(t)
 	g := newGroupSyncer((*os.File).Sync)
 	boom := errors.New("boom")
 	g.sync = func(*os.File) error { return boom }
@@ -107,4 +91,20 @@ func TestGroupSyncerError(t *testing.T) {
 	if err := g.Sync(dir, key); err != nil {
 		t.Errorf("Sync after recovery = %v", err)
 	}
+}
+
+// openTestDir opens a fresh directory, closed at the end of the test, and
+// returns its group commit key.
+func openTestDir(t *testing.T) (*os.File, dirKey) {
+	t.Helper()
+	dir, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	key, err := keyOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, key
 }
