@@ -276,7 +276,7 @@ func (s *Store) writeUnnamed(md *openMaildir, name string, parts *copyParts, siz
 		return openError("cannot create file", err)
 	}
 	defer f.Close() // unnamed until linked: closing drops a failed copy
-	if e := s.fill(f, parts, size, r, md.key.dev); e != nil {
+	if e := s.fill(f, parts, size, r, md); e != nil {
 		return e
 	}
 	switch err := linkUnnamed(f, newDir, name); {
@@ -321,7 +321,7 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, name string, parts 
 		}
 		return e
 	}
-	if e := s.fill(f, parts, size, r, md.key.dev); e != nil {
+	if e := s.fill(f, parts, size, r, md); e != nil {
 		return abort(e)
 	}
 	if err := f.Close(); err != nil { // NFS and quotas may report late
@@ -335,9 +335,9 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, name string, parts 
 	return nil
 }
 
-// fill sets the owner and mode of a new copy, writes it and makes it
-// durable (syncContent; dev is its file system).
-func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, dev uint64) *Error {
+// fill sets the owner and mode of a new copy in md, writes it and makes it
+// durable (syncContent).
+func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md *openMaildir) *Error {
 	if s.chown {
 		if err := f.Chown(r.UID, r.GID); err != nil {
 			return ioError("cannot chown file", err)
@@ -353,7 +353,7 @@ func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, dev
 	if err := parts.writeTo(w, size); err != nil {
 		return ioError("cannot write file", err)
 	}
-	if err := s.syncContent(f, dev); err != nil {
+	if err := s.syncContent(f, md); err != nil {
 		return ioError("cannot sync file", err)
 	}
 	return nil
