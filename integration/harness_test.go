@@ -65,6 +65,7 @@ type serverOption func(*serverSettings)
 type serverSettings struct {
 	logLevel string      // default "debug": the tests read the log
 	cacheTTL string      // default "2s"
+	head     string      // TOML before the first table
 	extra    string      // appended TOML
 	ca       *testenv.CA // issues the server certificate; trusted by the queue
 	vmailIn  string      // parent of the vmail base; default the test's TempDir
@@ -89,6 +90,9 @@ func startServerWithCA(t testing.TB, ca *testenv.CA, opts ...serverOption) *serv
 func plainAuth(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
 
 func withTOML(s string) serverOption { return func(o *serverSettings) { o.extra += s } }
+
+// withTopTOML sets top-level keys (they must come before the first table).
+func withTopTOML(s string) serverOption { return func(o *serverSettings) { o.head += s } }
 
 // requireTool skips (or, in CI, fails) when a client program is missing.
 func requireTool(t testing.TB, name string) string {
@@ -125,7 +129,7 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	// Port 0: the kernel picks, the server logs what it bound; no race with
 	// other processes between picking a port and binding it.
 	s.SMTP, s.Sub, s.Subs, s.IMAPS = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
+	cfg := set.head + fmt.Sprintf(`myhostname = "xoyize.xyz"
 log_level = %q
 [listen]
 smtp = %q

@@ -201,3 +201,89 @@ func TestDirectoryOutage(t *testing.T) {
 		t.Errorf("alice has %d messages, want 1", n)
 	}
 }
+
+// TestSizeLimitRealClients: Python's smtplib reads SIZE from EHLO and
+// declares each message's size in MAIL; a message of exactly
+// message_size_limit octets is delivered byte for byte, one octet more is
+// refused at MAIL. swaks declares no size: one octet over gets 552 at the
+// end of DATA. Nothing over the limit reaches the maildir.
+func TestSizeLimitRealClients(t *testing.T) {
+	python := requireTool(t, "python3")
+	requireTool(t, "swaks")
+	const limit = 20000
+	s := startServer(t, withTopTOML(fmt.Sprintf("message_size_limit = %d\n", limit)))
+	dir := t.TempDir()
+	write := func(name string, n int) (string, string) {
+		m := exactMessage(name, n)
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p, m
+	}
+	atLimit, atLimitMsg := write("at-limit", limit)
+	over, _ := write("over", limit+1)
+
+	script := `
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port)) as c:
+    c.ehlo("client.example.net")
+    print("SIZE", c.esmtp_features.get("size"))
+    for path in sys.argv[2:]:
+        try:
+            c.sendmail("someone@example.net", ["test0@hosted-domain.com"], open(path, "rb").read())
+            print(path, "accepted")
+        except smtplib.SMTPSenderRefused as e:
+            print(path, "refused", e.smtp_code, e.smtp_error.decode())
+`
+	out, err := run(t, "", python, "-c", script, s.SMTP, atLimit, over)
+	if err != nil {
+		t.Fatalf("smtplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{fmt.Sprintf("SIZE %d\n", limit), atLimit + " accepted\n", over + " refused 552 5.3.4"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("smtplib said:\n%s\nwant %q", out, want)
+		}
+	}
+
+	swaksOver, _ := write("swaks-over", limit+1)
+	out, _ = run(t, "", "swaks", "--server", s.SMTP, "--from", "someone@example.net", "--to", "test0@hosted-domain.com",
+		"--ehlo", "client.example.net", "--data", "@"+swaksOver)
+	if !regexp.MustCompile(`<\*\* +552 5\.3\.4`).MatchString(out) {
+		t.Errorf("swaks, one octet over without SIZE=: want 552 5.3.4 after DATA:\n%s", out)
+	}
+
+	var found int
+	for _, f := range s.maildirFiles(t, "xomail", "new") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("Subject: over")) || bytes.Contains(b, []byte("Subject: swaks-over")) {
+			t.Errorf("a message over the limit was delivered: %s", f)
+		}
+		// On disk lines end in LF (maildir), after courriel's own headers.
+		if bytes.HasSuffix(b, []byte(strings.ReplaceAll(atLimitMsg, "\r\n", "\n"))) {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Errorf("the message of exactly the limit is in new/ %d times, want once, whole", found)
+	}
+}
+
+// exactMessage is a message of exactly n octets as RFC 1870 counts them
+// (CRLF line ends, no end-of-data line), with subject subject.
+func exactMessage(subject string, n int) string {
+	var b strings.Builder
+	b.WriteString("From: someone@example.net\r\nTo: test0@hosted-domain.com\r\nSubject: " + subject + "\r\n\r\n")
+	for b.Len() < n {
+		line := strings.Repeat("y", min(76, max(0, n-b.Len()-2)))
+		b.WriteString(line + "\r\n")
+	}
+	if b.Len() != n {
+		panic(fmt.Sprintf("exactMessage(%d) made %d octets", n, b.Len()))
+	}
+	return b.String()
+}

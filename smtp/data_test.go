@@ -44,8 +44,7 @@ func message(n int) string {
 }
 
 // TestSizeLimit: SIZE advertises the limit; MAIL SIZE= and DATA/BDAT over it
-// get 552 5.3.4. go-smtp's DATA reader refuses a message of exactly the
-// limit (see the package doc): the largest DATA message is limit-1 octets.
+// get 552 5.3.4; a message of exactly the limit fits, by DATA and by BDAT.
 func TestSizeLimit(t *testing.T) {
 	t.Parallel()
 	const limit = 4000
@@ -62,7 +61,7 @@ func TestSizeLimit(t *testing.T) {
 	for _, tc := range []struct {
 		size int
 		want string
-	}{{limit - 1, "250 "}, {limit, "552 5.3.4"}, {limit + 1, "552 5.3.4"}, {3 * limit, "552 5.3.4"}} {
+	}{{limit - 1, "250 "}, {limit, "250 "}, {limit + 1, "552 5.3.4"}, {3 * limit, "552 5.3.4"}} {
 		c := startData(t, e)
 		c.cmd(message(tc.size)+".", tc.want)
 		c.cmd("NOOP", "250 ") // the stream is still in step
@@ -83,8 +82,22 @@ func TestSizeLimit(t *testing.T) {
 		c.expect(tc.want)
 		c.cmd("NOOP", "250 ")
 	}
-	if got := len(e.deliv.all()); got != 2 {
-		t.Errorf("%d messages stored, want 2 (limit-1 by DATA, limit by BDAT)", got)
+	// A first chunk one octet over: the whole message is refused, at the
+	// latest when the last chunk ends it, and the stream stays in step.
+	c = e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.send(fmt.Sprintf("BDAT %d\r\n%s", limit+1, message(limit+1)))
+	switch got := c.reply(); {
+	case strings.HasPrefix(got, "250 "):
+		c.cmd("BDAT 2 LAST\r\n", "552 5.3.4") // the chunk is the CRLF cmd adds
+	case !strings.HasPrefix(got, "552 5.3.4"):
+		t.Fatalf("chunk over the limit: %q", got)
+	}
+	c.cmd("NOOP", "250 ")
+	if got := len(e.deliv.all()); got != 3 {
+		t.Errorf("%d messages stored, want 3 (limit-1 and limit by DATA, limit by BDAT)", got)
 	}
 }
 

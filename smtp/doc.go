@@ -33,10 +33,9 @@
 // supported and goes through the same checks as DATA (a chunk after a
 // refused command is skipped whole, and a data race of go-smtp after an
 // aborted BDAT is worked around in conn.waitBDAT); go-smtp's DATA reader
-// refuses a message of exactly MaxMessageBytes octets (it asks for one more
-// read after the limit), so the largest DATA message accepted is
-// MaxMessageBytes-1 octets while SIZE advertises MaxMessageBytes (BDAT
-// accepts the limit itself). NOOP, VRFY and HELP never reach the session and
+// refuses a message of exactly its own limit, so it is given
+// MaxMessageBytes+1, the session enforces MaxMessageBytes, and the EHLO
+// SIZE line is rewritten to say MaxMessageBytes. NOOP, VRFY and HELP never reach the session and
 // are not counted by MaxCommands. A BDAT chunk that go-smtp itself refuses
 // for size (552 before or while Data reads) looks to us like an aborted
 // transaction, so Metrics.Transaction does not count it as rejected.

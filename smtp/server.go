@@ -20,12 +20,15 @@ import (
 // Server is one SMTP listener's server. Build it with NewServer, run it with
 // Serve, stop it with Shutdown.
 type Server struct {
-	o       Options // immutable after NewServer
-	gs      *gosmtp.Server
-	ln      *chanListener
-	ids     *idGen
-	limiter *authLimiter
-	log     *slog.Logger
+	o  Options // immutable after NewServer
+	gs *gosmtp.Server
+	// sizeLines maps the EHLO SIZE line go-smtp writes to ours, for a
+	// line inside the reply and a last line (see NewServer). Immutable.
+	sizeLines [2][2][]byte
+	ln        *chanListener
+	ids       *idGen
+	limiter   *authLimiter
+	log       *slog.Logger
 
 	startOnce sync.Once
 	gsDone    chan error // go-smtp's Serve result
@@ -56,7 +59,15 @@ func NewServer(o Options) (*Server, error) {
 	}
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	gs.Domain = o.Hostname
-	gs.MaxMessageBytes = o.MaxMessageBytes
+	// go-smtp's DATA reader refuses a message of exactly its limit (after
+	// the last octet it answers 552 before looking for the end of data),
+	// so it gets one octet more; readMessage and Mail enforce ours, and
+	// Write puts ours back into the EHLO SIZE line.
+	gs.MaxMessageBytes = o.MaxMessageBytes + 1
+	s.sizeLines = [2][2][]byte{
+		{fmt.Appendf(nil, "250-SIZE %d\r\n", o.MaxMessageBytes+1), fmt.Appendf(nil, "250-SIZE %d\r\n", o.MaxMessageBytes)},
+		{fmt.Appendf(nil, "250 SIZE %d\r\n", o.MaxMessageBytes+1), fmt.Appendf(nil, "250 SIZE %d\r\n", o.MaxMessageBytes)},
+	}
 	gs.MaxRecipients = o.MaxRecipients
 	gs.MaxLineLength = o.MaxLineLength
 	gs.ReadTimeout = o.ReadTimeout
@@ -353,6 +364,15 @@ func (c *conn) waitBDAT() bool {
 // Write sends a reply, or holds it while the client has pipelined more
 // input (see conn.held).
 func (c *conn) Write(p []byte) (int, error) {
+	// go-smtp writes each reply line with its own Write.
+	for _, l := range c.srv.sizeLines {
+		if bytes.Equal(p, l[0]) {
+			if _, err := c.Write(l[1]); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
 	drop := c.dropAfterWrite.Load()
 	c.wmu.Lock()
 	if c.inputLeft.Load() && !drop && len(c.held)+len(p) <= maxHeldReplies {
