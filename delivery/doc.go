@@ -12,10 +12,13 @@
 //     fchown to the owner [nothing has a name: a crash leaves nothing]
 //  2. write Return-Path, Delivered-To, trace headers, body, CRLF→LF
 //  3. make it durable: fsync, or with SyncFilesystem one syncfs shared by
-//     the copies written meanwhile (syncmode.go)
-//     [the bytes are on disk, still unnamed]
+//     the copies written meanwhile; with SyncJournal only written to the
+//     device, its blocks and size still in the running journal
+//     transaction (syncmode.go) [the bytes are on disk, still unnamed]
 //  4. linkat it as new/<name>         [atomic: new/ has the whole file or none]
-//  5. fsync new/ (shared: group commit, see syncer.go)
+//  5. fsync new/ (shared: group commit, see syncer.go); with SyncJournal
+//     this commits the transaction holding the name and every earlier
+//     one, so the copy's metadata too
 //     [the name is on disk: only now is the copy acknowledged]
 //
 // Steps 1 and 4 are the maildir spec's "write in tmp/, rename into new/" in

@@ -19,7 +19,7 @@ type openMaildir struct {
 	root    *os.Root // confined to the maildir; tmp/ is opened through it
 	newDir  *os.File // new/, where copies are linked
 	key     dirKey   // new/'s identity, for the group commit
-	wholeFS bool     // content made durable by a shared syncfs (syncWholeFS)
+	sync    SyncMode // how copies here are made durable (syncModeFor); never SyncAuto
 
 	refs    int  // deliveries using it; guarded by maildirCache.mu
 	evicted bool // out of the cache: closed when refs drops to 0; guarded by maildirCache.mu
@@ -163,7 +163,7 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 		return nil, openError("cannot open maildir", err)
 	}
 	md := &openMaildir{path: path, newPath: s.absolute(path) + "/new", root: mroot, newDir: newDir, key: key,
-		wholeFS: s.syncWholeFS(key.dev), refs: 1}
+		sync: s.syncModeFor(key.dev), refs: 1}
 	s.maildirs.add(md)
 	return md, nil
 }

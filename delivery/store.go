@@ -81,7 +81,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	known    map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
-	devModes map[uint64]bool     // SyncAuto's choice per device (true: syncfs); guarded by mu
+	devModes map[uint64]SyncMode // syncModeFor's choice per device; guarded by mu
 
 	seed     maphash.Seed   // immutable
 	creating [64]sync.Mutex // serialise first deliveries per maildir (striped by path)
@@ -129,7 +129,7 @@ func NewStore(o Options) (*Store, error) {
 		syncer:      newGroupSyncer((*os.File).Sync),
 		fsSyncer:    newGroupSyncer(syncFS),
 		syncMode:    o.Sync,
-		devModes:    make(map[uint64]bool),
+		devModes:    make(map[uint64]SyncMode),
 		maildirs:    newMaildirCache(),
 		known:       make(map[string]struct{}),
 		seed:        maphash.MakeSeed(),

@@ -10,13 +10,13 @@ import (
 )
 
 // SyncMode says how a copy's content is made durable before it is named in
-// new/. Either way the copy is acknowledged only once its content and then
-// its directory entry are on disk.
+// new/. Whatever the mode, a copy is acknowledged only once its content and
+// then its directory entry are on disk.
 type SyncMode int
 
 const (
-	// SyncAuto chooses per file system: SyncFilesystem on ext2/3/4 without
-	// a journal, SyncFile elsewhere.
+	// SyncAuto chooses per file system: SyncJournal on ext3/ext4 with a
+	// journal, SyncFilesystem on ext2/3/4 without one, SyncFile elsewhere.
 	SyncAuto SyncMode = iota
 	// SyncFile fsyncs each copy (Postfix, Dovecot).
 	SyncFile
@@ -28,12 +28,23 @@ const (
 	// syncfs makes a handful and one flush: here, 2,000 → 3,000 msgs/s,
 	// p99 26 → 16 ms. The price: syncfs also writes back whatever else is
 	// dirty on that file system, so keep maildirs off a file system that
-	// receives large unrelated writes, or choose SyncFile. With a journal,
-	// concurrent fsyncs already share commits and SyncFile is as good.
+	// receives large unrelated writes, or choose SyncFile.
 	SyncFilesystem
+	// SyncJournal writes each copy's content to the device and waits for
+	// it (sync_file_range) without a journal commit, names it, and lets the
+	// directory fsync make the name durable: on ext3/ext4 with a journal
+	// that fsync commits the journal transaction holding the name, and
+	// with it every earlier one, which hold the copy's blocks and size;
+	// the commit's cache flush covers the content written before it. One
+	// commit per copy instead of two (file, then directory), shared by
+	// concurrent copies: measured on a journaled ext4 image, 3,200 →
+	// 5,500 copies/s at 20 writers, 380 → 700 on one. Configured for
+	// another file system, it falls back to SyncFile: elsewhere nothing
+	// says that a directory fsync carries the file's blocks with it.
+	SyncJournal
 )
 
-// ParseSyncMode reads "auto", "file" or "filesystem".
+// ParseSyncMode reads "auto", "file", "filesystem" or "journal".
 func ParseSyncMode(s string) (SyncMode, error) {
 	switch s {
 	case "auto", "":
@@ -42,8 +53,10 @@ func ParseSyncMode(s string) (SyncMode, error) {
 		return SyncFile, nil
 	case "filesystem":
 		return SyncFilesystem, nil
+	case "journal":
+		return SyncJournal, nil
 	}
-	return SyncAuto, fmt.Errorf("sync mode %q: want auto, file or filesystem", s)
+	return SyncAuto, fmt.Errorf("sync mode %q: want auto, file, filesystem or journal", s)
 }
 
 func (m SyncMode) String() string {
@@ -52,41 +65,53 @@ func (m SyncMode) String() string {
 		return "file"
 	case SyncFilesystem:
 		return "filesystem"
+	case SyncJournal:
+		return "journal"
 	}
 	return "auto"
 }
 
-// syncWholeFS tells whether copies on device dev are made durable by a
-// shared syncfs (SyncFilesystem) rather than each by its fsync.
-func (s *Store) syncWholeFS(dev uint64) bool {
-	switch s.syncMode {
-	case SyncFile:
-		return false
-	case SyncFilesystem:
-		return true
+// syncModeFor resolves the configured mode for the file system on device
+// dev (never SyncAuto), deciding once per device and logging the choice.
+func (s *Store) syncModeFor(dev uint64) SyncMode {
+	if s.syncMode == SyncFile || s.syncMode == SyncFilesystem {
+		return s.syncMode
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	whole, ok := s.devModes[dev]
-	if !ok {
-		whole = ext4WithoutJournal(dev)
-		s.devModes[dev] = whole
-		mode := SyncFile
-		if whole {
-			mode = SyncFilesystem
-		}
-		s.log.Info("maildir file system", "device", fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev)), "sync", mode.String())
+	mode, ok := s.devModes[dev]
+	if ok {
+		return mode
 	}
-	return whole
+	opts, isExt := ext4Options(dev)
+	journaled := isExt && hasJournalOption(opts)
+	devName := fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
+	switch {
+	case s.syncMode == SyncJournal && !journaled:
+		mode = SyncFile
+		s.log.Warn("sync = journal needs ext3/ext4 with a journal; this file system gets file", "device", devName)
+	case journaled:
+		mode = SyncJournal
+	case isExt:
+		mode = SyncFilesystem
+	default:
+		mode = SyncFile
+	}
+	s.devModes[dev] = mode
+	s.log.Info("maildir file system", "device", devName, "sync", mode.String())
+	return mode
 }
 
-// syncContent makes f's content durable, as configured for md's file
-// system.
+// syncContent makes f's content durable, or in SyncJournal mode written
+// and waiting for the commit that the directory fsync will make.
 func (s *Store) syncContent(f *os.File, md *openMaildir) error {
-	// A copy written alone has nobody to share a syncfs with, and one
-	// fsync is then cheaper (measured: 1,580 vs 760 copies/s on one
-	// thread); the group commit pays from two concurrent copies on.
-	if s.writing.Load() <= 1 || !md.wholeFS {
+	switch {
+	case md.sync == SyncJournal:
+		return writeBack(f)
+	case md.sync != SyncFilesystem || s.writing.Load() <= 1:
+		// A copy written alone has nobody to share a syncfs with, and one
+		// fsync is then cheaper (measured: 1,580 vs 760 copies/s on one
+		// thread); the group commit pays from two concurrent copies on.
 		return f.Sync()
 	}
 	if err := s.fsSyncer.Sync(f, dirKey{dev: md.key.dev}); err != nil {
@@ -95,6 +120,12 @@ func (s *Store) syncContent(f *os.File, md *openMaildir) error {
 	// syncfs reports a write-back error once, to whichever caller comes
 	// first; this file's own errors (since it was opened) come from
 	// waiting on its range, which costs nothing once it is clean.
+	return writeBack(f)
+}
+
+// writeBack writes f's dirty pages to the device and waits for them,
+// reporting f's write-back errors; no metadata, no cache flush.
+func writeBack(f *os.File) error {
 	return withFd(f, func(fd int) error {
 		return unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
 	})
@@ -104,23 +135,23 @@ func syncFS(f *os.File) error {
 	return withFd(f, func(fd int) error { return unix.Syncfs(fd) })
 }
 
-// ext4WithoutJournal tells whether the block device dev carries an ext2,
-// ext3 or ext4 file system mounted without a journal: the kernel lists it
-// under /proc/fs/ext4 (by the name /sys/dev/block gives) with no data=
-// option, which only a journal has.
-func ext4WithoutJournal(dev uint64) bool {
+// ext4Options returns the mount options the kernel lists for block device
+// dev under /proc/fs/ext4 (by the name /sys/dev/block gives it), and false
+// when dev carries no ext2/3/4 file system.
+func ext4Options(dev uint64) (string, bool) {
 	link, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(dev), unix.Minor(dev)))
 	if err != nil {
-		return false
+		return "", false
 	}
 	opts, err := os.ReadFile(filepath.Join("/proc/fs/ext4", filepath.Base(link), "options"))
 	if err != nil {
-		return false
+		return "", false
 	}
-	return !hasJournalOption(string(opts))
+	return string(opts), true
 }
 
-// hasJournalOption reads /proc/fs/ext4/*/options (one option per line).
+// hasJournalOption reads /proc/fs/ext4/*/options (one option per line):
+// only a journal has a data= mode.
 func hasJournalOption(options string) bool {
 	for _, o := range strings.Fields(options) {
 		if strings.HasPrefix(o, "data=") {

@@ -88,7 +88,7 @@ func TestHasJournalOption(t *testing.T) {
 
 func TestParseSyncMode(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]SyncMode{"": SyncAuto, "auto": SyncAuto, "file": SyncFile, "filesystem": SyncFilesystem} {
+	for in, want := range map[string]SyncMode{"": SyncAuto, "auto": SyncAuto, "file": SyncFile, "filesystem": SyncFilesystem, "journal": SyncJournal} {
 		got, err := ParseSyncMode(in)
 		if err != nil || got != want {
 			t.Errorf("ParseSyncMode(%q) = %v, %v; want %v", in, got, err, want)

@@ -68,7 +68,7 @@ func TestConfigErrors(t *testing.T) {
 		{"ACME without cache", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"https://ca/dir\"\n", 0, "tls.acme.cache_dir", "required"},
 		{"ACME and files", base + "[tls.acme]\ndirectory_url = \"https://ca/dir\"\ncache_dir = \"/var/lib/c\"\n", 0, "tls.cert_file", "not both"},
 		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
-		{"unknown sync mode", base + "[delivery]\nsync = \"fsync\"\n", 9, "delivery.sync", "auto, file or filesystem"},
+		{"unknown sync mode", base + "[delivery]\nsync = \"fsync\"\n", 9, "delivery.sync", "auto, file, filesystem or journal"},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig("/etc/courriel/config.toml", []byte(tt.data))
