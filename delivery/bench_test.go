@@ -158,15 +158,20 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 // benchSyncModes: file and filesystem work on any file system, journal
-// only where the benchmarks run on ext3/ext4 with a journal (see
+// only where the benchmarks run on ext3/ext4 with a journal or XFS (see
 // COURRIEL_BENCH_DIR in HACKING.md); elsewhere it would measure file.
 func benchSyncModes(b *testing.B) []SyncMode {
+	dir, err := os.Open(cmp.Or(os.Getenv("COURRIEL_BENCH_DIR"), os.TempDir()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dir.Close()
 	var st unix.Stat_t
-	if err := unix.Stat(cmp.Or(os.Getenv("COURRIEL_BENCH_DIR"), os.TempDir()), &st); err != nil {
+	if err := unix.Fstat(int(dir.Fd()), &st); err != nil {
 		b.Fatal(err)
 	}
 	modes := []SyncMode{SyncFile, SyncFilesystem}
-	if opts, ok := ext4Options(st.Dev); ok && hasJournalOption(opts) {
+	if autoSyncMode(dir, st.Dev) == SyncJournal {
 		modes = append(modes, SyncJournal)
 	}
 	return modes

@@ -163,7 +163,7 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 		return nil, openError("cannot open maildir", err)
 	}
 	md := &openMaildir{path: path, newPath: s.absolute(path) + "/new", root: mroot, newDir: newDir, key: key,
-		sync: s.syncModeFor(key.dev), refs: 1}
+		sync: s.syncModeFor(newDir, key.dev), refs: 1}
 	s.maildirs.add(md)
 	return md, nil
 }
