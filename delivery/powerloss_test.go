@@ -23,10 +23,10 @@ import (
 // mode on the file system it is meant for: every copy acknowledged before
 // the cut is in new/ after the file system is mounted again (journal
 // replayed, or fsck'd when it has none), whole, and no file in new/ is
-// partial, acknowledged or not. The file system is a loop-mounted ext4
-// image; EXT4_IOC_SHUTDOWN with NOLOGFLUSH stops it dead, as xfstests'
-// godown does: whatever the kernel had not yet written to the device or
-// committed to the journal is lost. (A SIGKILL, as in the integration crash
+// partial, acknowledged or not. The file system is a loop-mounted ext4 or
+// XFS image; its shutdown ioctl without a log flush stops it dead, as
+// xfstests' godown does: whatever the kernel had not yet written to the
+// device or committed to the journal is lost. (A SIGKILL, as in the integration crash
 // test, keeps the page cache and cannot tell these modes apart.)
 func TestPowerLoss(t *testing.T) {
 	for _, tc := range []struct {
@@ -107,6 +107,9 @@ func TestPowerLoss(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			if !cutting.Load() {
+				t.Fatalf("the cut never came: %d copies acknowledged, want %d", len(acked), cutAfter)
+			}
 			s.Close()
 			fsys.remount(t)
 
@@ -151,7 +154,11 @@ func checkPowerLossCopy(data []byte) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	id, err := strconv.Atoi(string(regexp.MustCompile(`(?m)^Subject: P([0-9]+)$`).FindSubmatch(data)[1]))
+	m := regexp.MustCompile(`(?m)^Subject: P([0-9]+)$`).FindSubmatch(data)
+	if m == nil {
+		return 0, false
+	}
+	id, err := strconv.Atoi(string(m[1]))
 	if err != nil {
 		return 0, false
 	}
