@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,7 +83,8 @@ func rawFsyncLoop(b *testing.B, dir string, total, workers int) float64 {
 // one message; it reports msgs/s, p50/p99 transaction latency (MAIL to the
 // 250 after the final dot), server CPU per message, the whole machine's CPU
 // per message (server, client, slapd and kernel threads: everything shares
-// the two cores) and the server's peak RSS.
+// the two cores), the server's peak RSS and the LDAP searches it sent per
+// message (its /metrics; 0 with a warm cache).
 //
 // The client pipelines MAIL, RCPT and DATA (RFC 2920) as Postfix's smtp(8)
 // and other MTAs do when PIPELINING is offered: two round trips a message.
@@ -94,7 +96,7 @@ func BenchmarkSMTPDelivery(b *testing.B) {
 	for _, sessions := range []int{1, 20} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
 			disk := testenv.BenchDir(b)
-			s := startServer(b, withProduction(), withVmailIn(disk))
+			s := startServer(b, withProduction(), withVmailIn(disk), withHTTP())
 			body := "From: bench@example.net\r\nTo: test0@hosted-domain.com\r\nSubject: bench\r\n\r\n" +
 				strings.Repeat(strings.Repeat("x", 62)+"\r\n", 4096/64)
 			// Warm the directory cache and the connection pool.
@@ -103,6 +105,7 @@ func BenchmarkSMTPDelivery(b *testing.B) {
 			}
 			cpu0, _ := procStats(s.cmd.Process.Pid)
 			busy0 := machineBusy()
+			searches0 := s.metric(b, "courriel_ldap_searches_total")
 			var next atomic.Int64
 			var mu sync.Mutex
 			var lat []time.Duration
@@ -136,6 +139,7 @@ func BenchmarkSMTPDelivery(b *testing.B) {
 			b.StopTimer()
 			busy1 := machineBusy()
 			cpu1, peak := procStats(s.cmd.Process.Pid)
+			searches := s.metric(b, "courriel_ldap_searches_total") - searches0
 			slices.Sort(lat)
 			if len(lat) == 0 {
 				b.Fatal("nothing sent")
@@ -154,8 +158,31 @@ func BenchmarkSMTPDelivery(b *testing.B) {
 			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(len(lat)), "cpu-ms/msg")
 			b.ReportMetric(float64((busy1-busy0).Microseconds())/1000/float64(len(lat)), "machine-cpu-ms/msg")
 			b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+			b.ReportMetric(searches/float64(len(lat)), "ldap-searches/msg")
 		})
 	}
+}
+
+// metric reads one unlabelled counter or gauge from the server's /metrics.
+func (s *server) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + s.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not in /metrics (%v)", name, sc.Err())
+	return 0
 }
 
 // machineBusy is the CPU time all cores spent outside idle and iowait since

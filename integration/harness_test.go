@@ -54,6 +54,7 @@ type server struct {
 	Sub    string
 	Subs   string
 	IMAPS  string
+	HTTP   string // with withHTTP
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -69,6 +70,7 @@ type serverSettings struct {
 	extra    string      // appended TOML
 	ca       *testenv.CA // issues the server certificate; trusted by the queue
 	vmailIn  string      // parent of the vmail base; default the test's TempDir
+	http     bool        // the http listener (metrics) on a kernel-chosen port
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -79,6 +81,9 @@ func withProduction() serverOption {
 
 // withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
 func withVmailIn(parent string) serverOption { return func(o *serverSettings) { o.vmailIn = parent } }
+
+// withHTTP turns the http listener on (server.HTTP): /metrics.
+func withHTTP() serverOption { return func(o *serverSettings) { o.http = true } }
 
 func withCA(ca *testenv.CA) serverOption { return func(o *serverSettings) { o.ca = ca } }
 
@@ -129,6 +134,9 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	// Port 0: the kernel picks, the server logs what it bound; no race with
 	// other processes between picking a port and binding it.
 	s.SMTP, s.Sub, s.Subs, s.IMAPS = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if set.http {
+		s.HTTP = "127.0.0.1:0"
+	}
 	cfg := set.head + fmt.Sprintf(`myhostname = "xoyize.xyz"
 log_level = %q
 [listen]
@@ -136,6 +144,7 @@ smtp = %q
 submission = %q
 submissions = %q
 imaps = %q
+http = %q
 [tls]
 cert_file = %q
 key_file = %q
@@ -155,7 +164,7 @@ maildir_base = %q
 dir = %q
 tls_policy = "verify"
 ca_path = %q
-`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
+`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
 		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra
 	s.config = filepath.Join(dir, "config.toml")
@@ -212,14 +221,18 @@ func (s *server) start() {
 	go func() { cmd.Wait(); close(done) }()
 	s.cmd, s.done = cmd, done
 	// Ready when the server has logged the address of every listener.
+	listeners := 4
+	if s.HTTP != "" {
+		listeners++
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		addrs := map[string]string{}
 		for _, m := range listeningRe.FindAllStringSubmatch(s.logs()[start:], -1) {
 			addrs[m[1]] = m[2]
 		}
-		if len(addrs) == 4 {
-			s.SMTP, s.Sub, s.Subs, s.IMAPS = addrs["smtp"], addrs["submission"], addrs["submissions"], addrs["imaps"]
+		if len(addrs) == listeners {
+			s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP = addrs["smtp"], addrs["submission"], addrs["submissions"], addrs["imaps"], addrs["http"]
 			return
 		}
 		select {

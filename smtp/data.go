@@ -51,8 +51,14 @@ func (s *session) data(r io.Reader) error {
 	pr, isBDAT := r.(*io.PipeReader)
 	if isBDAT {
 		s.c.setBDAT(pr)
+	} else {
+		// DATA runs on the goroutine that reads the connection.
+		s.c.data.start()
 	}
 	body, err := s.readMessage(r)
+	if !isBDAT {
+		s.c.data.on = false // on an error, go-smtp skips the rest line by line
+	}
 	if errors.Is(err, gosmtp.ErrDataReset) {
 		return err // the transaction is gone and nobody reads this result; see waitBDAT
 	}

@@ -69,6 +69,25 @@ func TestPipeliningGroupsReplies(t *testing.T) {
 	c.expect("250 ")
 	wl.take()
 
+	// The end of data with the next transaction behind it, in one segment
+	// (the message is read in bulk, up to its end exactly): the 250 for the
+	// message waits for the replies to the pipelined commands.
+	c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@mailbox.example>\r\nDATA\r\n")
+	for _, r := range []string{"250 ", "250 ", "354 "} {
+		c.expect(r)
+	}
+	wl.take()
+	c.send("Subject: y\r\n\r\n" + strings.Repeat("line\r\n", 100) + ".\r\nMAIL FROM:<t@example.org>\r\nRCPT TO:<alice@mailbox.example>\r\nDATA\r\n")
+	for _, r := range []string{"250 ", "250 ", "250 ", "354 "} {
+		c.expect(r)
+	}
+	if w := wl.take(); len(w) != 1 || strings.Count(w[0], "\r\n") != 4 {
+		t.Errorf("end of data pipelined with MAIL, RCPT, DATA answered in %d writes %q, want 1 with four replies", len(w), w)
+	}
+	c.send(".\r\n")
+	c.expect("250 ")
+	wl.take()
+
 	for _, cmd := range []string{"NOOP", "RSET", "NOOP"} {
 		c.cmd(cmd, "250 ")
 	}
@@ -82,8 +101,8 @@ func TestPipeliningGroupsReplies(t *testing.T) {
 	c.expect("250 ")
 	c.send("OP\r\n")
 	c.expect("250 ")
-	if len(e.deliv.all()) != 1 {
-		t.Errorf("%d messages delivered, want 1", len(e.deliv.all()))
+	if len(e.deliv.all()) != 3 {
+		t.Errorf("%d messages delivered, want 3", len(e.deliv.all()))
 	}
 }
 

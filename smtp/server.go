@@ -276,6 +276,7 @@ type conn struct {
 	rbuf      []byte // read from the socket; rbuf[rpos:] not yet handed out
 	rpos      int
 	rerr      error // came with the last bytes read; returned once they are consumed
+	data      dataCut
 	inputLeft atomic.Bool
 	wmu       sync.Mutex
 	held      []byte // replies not yet written; guarded by wmu
@@ -308,13 +309,71 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.rerr = err
 	}
 	rest := c.rbuf[c.rpos:]
-	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+	if c.data.on {
+		rest = c.data.cut(rest)
+	} else if i := bytes.IndexByte(rest, '\n'); i >= 0 {
 		rest = rest[:i+1]
 	}
 	n := copy(p, rest)
 	c.rpos += n
+	if c.data.on {
+		c.data.handedOut(p[:n])
+	}
 	c.inputLeft.Store(c.rpos < len(c.rbuf))
 	return n, nil
+}
+
+// endOfData is where go-smtp's DATA reader stops: <CRLF>.<CRLF>, or ".<CRLF>"
+// at the very start (as if after the DATA command's CRLF).
+const endOfData = "\r\n.\r\n"
+
+// dataCut lets conn.Read hand out a DATA message in bulk (one Read instead
+// of one per line, through go-smtp's three readers: no reply is due before
+// the end) and stop exactly after its end of data, so that what the client
+// pipelined after it is still input left. It follows the bytes handed out
+// across reads, since the end may be split between two. Owned by the
+// reading goroutine, like conn.rbuf.
+type dataCut struct {
+	on   bool
+	tail [len(endOfData) - 1]byte // the last bytes handed out
+	n    int                      // how many of tail are valid
+}
+
+// start is called before go-smtp reads a DATA message.
+func (d *dataCut) start() {
+	*d = dataCut{on: true, n: 2}
+	copy(d.tail[:], "\r\n")
+}
+
+// cut shortens rest to end with the end of data, if it is in there.
+func (d *dataCut) cut(rest []byte) []byte {
+	var w [2*len(endOfData) - 2]byte
+	k := copy(w[:], d.tail[:d.n])
+	k += copy(w[k:], rest)
+	if i := bytes.Index(w[:k], []byte(endOfData)); i >= 0 {
+		return rest[:i+len(endOfData)-d.n]
+	}
+	if i := bytes.Index(rest, []byte(endOfData)); i >= 0 {
+		return rest[:i+len(endOfData)]
+	}
+	return rest
+}
+
+// handedOut records b, just given to go-smtp; the end of data ends bulk
+// mode.
+func (d *dataCut) handedOut(b []byte) {
+	var w [2*len(endOfData) - 2]byte // the last bytes handed out, tail then b
+	k := 0
+	if len(b) < len(w) {
+		keep := min(d.n, len(w)-len(b))
+		k = copy(w[:], d.tail[d.n-keep:d.n])
+	}
+	k += copy(w[k:], b[max(0, len(b)-(len(w)-k)):])
+	if bytes.HasSuffix(w[:k], []byte(endOfData)) {
+		d.on = false
+		return
+	}
+	d.n = copy(d.tail[:], w[max(0, k-len(d.tail)):k])
 }
 
 // flushHeld writes the held replies.
