@@ -66,6 +66,7 @@ type serverOption func(*serverSettings)
 type serverSettings struct {
 	logLevel string      // default "debug": the tests read the log
 	cacheTTL string      // default "2s"
+	negTTL   string      // default "1s"
 	head     string      // TOML before the first table
 	extra    string      // appended TOML
 	ca       *testenv.CA // issues the server certificate; trusted by the queue
@@ -74,9 +75,9 @@ type serverSettings struct {
 }
 
 // withProduction runs with the settings of a production server: info logs
-// and the default cache TTL (benchmarks).
+// and the default cache TTLs (benchmarks).
 func withProduction() serverOption {
-	return func(o *serverSettings) { o.logLevel, o.cacheTTL = "info", "60s" }
+	return func(o *serverSettings) { o.logLevel, o.cacheTTL, o.negTTL = "info", "60s", "10s" }
 }
 
 // withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
@@ -115,7 +116,7 @@ func requireTool(t testing.TB, name string) string {
 // startServer starts slapd (fixture homes under a temp vmail) and courriel.
 func startServer(t testing.TB, opts ...serverOption) *server {
 	t.Helper()
-	set := serverSettings{logLevel: "debug", cacheTTL: "2s"}
+	set := serverSettings{logLevel: "debug", cacheTTL: "2s", negTTL: "1s"}
 	for _, o := range opts {
 		o(&set)
 	}
@@ -157,7 +158,7 @@ bind_password = %q
 search_base = %q
 auth_bind_userdn = "uid=%%u,%s"
 cache_ttl = %q
-negative_cache_ttl = "1s"
+negative_cache_ttl = %q
 [delivery]
 maildir_base = %q
 [queue]
@@ -165,7 +166,7 @@ dir = %q
 tls_policy = "verify"
 ca_path = %q
 `, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
-		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
+		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra
 	s.config = filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {

@@ -34,9 +34,13 @@
 // refused command is skipped whole, and a data race of go-smtp after an
 // aborted BDAT is worked around in conn.waitBDAT); go-smtp's DATA reader
 // refuses a message of exactly its own limit, so it is given
-// MaxMessageBytes+1, the session enforces MaxMessageBytes, and the EHLO
-// SIZE line is rewritten to say MaxMessageBytes. NOOP, VRFY and HELP never reach the session and
-// are not counted by MaxCommands. A BDAT chunk that go-smtp itself refuses
+// MaxMessageBytes+1 and the session enforces MaxMessageBytes: a message of
+// exactly the limit is accepted by DATA and BDAT, as by Postfix. The EHLO
+// SIZE line is rewritten to say MaxMessageBytes in clear; inside TLS
+// (STARTTLS, 465) go-smtp writes it into the *tls.Conn, out of our reach,
+// and it says MaxMessageBytes+1 (MAIL SIZE= and the message itself are
+// still held to MaxMessageBytes). NOOP, VRFY and HELP never reach the
+// session and are not counted by MaxCommands. A BDAT chunk that go-smtp itself refuses
 // for size (552 before or while Data reads) looks to us like an aborted
 // transaction, so Metrics.Transaction does not count it as rejected.
 package smtp

@@ -62,7 +62,8 @@ func NewServer(o Options) (*Server, error) {
 	// go-smtp's DATA reader refuses a message of exactly its limit (after
 	// the last octet it answers 552 before looking for the end of data),
 	// so it gets one octet more; readMessage and Mail enforce ours, and
-	// Write puts ours back into the EHLO SIZE line.
+	// Write puts ours back into the EHLO SIZE line when it is sent in
+	// clear (under TLS, Write sees only ciphertext: see the package doc).
 	gs.MaxMessageBytes = o.MaxMessageBytes + 1
 	s.sizeLines = [2][2][]byte{
 		{fmt.Appendf(nil, "250-SIZE %d\r\n", o.MaxMessageBytes+1), fmt.Appendf(nil, "250-SIZE %d\r\n", o.MaxMessageBytes)},
