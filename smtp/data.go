@@ -57,7 +57,16 @@ func (s *session) data(r io.Reader) error {
 	}
 	body, err := s.readMessage(r)
 	if !isBDAT {
-		s.c.data.on = false // on an error, go-smtp skips the rest line by line
+		tooLarge := errors.Is(err, errTooLarge)
+		if tooLarge {
+			// go-smtp skips the rest of the message. As much again as the
+			// limit gets there for an honest client that ignored SIZE, and
+			// no more for one that never stops.
+			s.c.discardLeft.Store(s.srv.o.MaxMessageBytes)
+		}
+		// In clear, the skipping goes on in bulk up to the end of data;
+		// under TLS the conn sees ciphertext, where no end can be found.
+		s.c.data.on = s.c.data.on && tooLarge && s.tls == nil
 	}
 	if errors.Is(err, gosmtp.ErrDataReset) {
 		return err // the transaction is gone and nobody reads this result; see waitBDAT

@@ -59,12 +59,32 @@ func TestSizeLimit(t *testing.T) {
 	c.cmd("RSET", "250 ")
 
 	for _, tc := range []struct {
-		size int
-		want string
-	}{{limit - 1, "250 "}, {limit, "250 "}, {limit + 1, "552 5.3.4"}, {3 * limit, "552 5.3.4"}} {
+		size   int
+		want   string
+		closed bool
+	}{
+		{limit - 1, "250 ", false},
+		{limit, "250 ", false},
+		{limit + 1, "552 5.3.4", false},
+		// go-smtp skips the rest to stay in step, up to as much again as
+		// the limit; a client still sending past that is cut off after
+		// the 552.
+		{2*limit - 100, "552 5.3.4", false},
+		{3 * limit, "552 5.3.4", true},
+		{100 * limit, "552 5.3.4", true},
+	} {
 		c := startData(t, e)
-		c.cmd(message(tc.size)+".", tc.want)
-		c.cmd("NOOP", "250 ") // the stream is still in step
+		if !tc.closed {
+			c.cmd(message(tc.size)+".", tc.want)
+			c.cmd("NOOP", "250 ") // the stream is still in step
+			continue
+		}
+		// The server stops reading: the client's write may fail.
+		go io.WriteString(c.conn, message(tc.size)+".\r\nNOOP\r\n")
+		c.expect(tc.want)
+		if !c.closed() {
+			t.Errorf("%d octets: the connection goes on after the 552", tc.size)
+		}
 	}
 	// BDAT counts chunks exactly: the limit itself fits.
 	for _, tc := range []struct {

@@ -22,6 +22,10 @@
 //   - A message with a bare CR or LF or a NUL is refused (554 5.6.0): DATA
 //     ends only at <CRLF>.<CRLF>, and nothing inside a message can look like
 //     an end of data to a lax next hop (SMTP smuggling).
+//   - A DATA message over the limit gets 552 5.3.4 once the client has
+//     finished it, if it does within twice the limit; a client still
+//     sending past that gets the 552 and the connection closes (Postfix
+//     reads to the end however long it is).
 //   - One reply covers all recipients: any temporary failure of any copy
 //     gives 4xx for the whole message, so duplicates are possible and loss
 //     is not.

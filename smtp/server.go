@@ -279,8 +279,13 @@ type conn struct {
 	rerr      error // came with the last bytes read; returned once they are consumed
 	data      dataCut
 	inputLeft atomic.Bool
-	wmu       sync.Mutex
-	held      []byte // replies not yet written; guarded by wmu
+	// discardLeft, when positive, is how much more of an oversized DATA
+	// message go-smtp may skip (it reads to the end of data to stay in step
+	// with the client) before Read fails and the connection closes after
+	// the 552. Set by session.data, cleared by session.Reset.
+	discardLeft atomic.Int64
+	wmu         sync.Mutex
+	held        []byte // replies not yet written; guarded by wmu
 }
 
 // maxHeldReplies bounds the replies held for one client (1000 pipelined
@@ -321,8 +326,20 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.data.handedOut(p[:n])
 	}
 	c.inputLeft.Store(c.rpos < len(c.rbuf))
+	if left := c.discardLeft.Load(); left > 0 {
+		if int64(n) >= left {
+			c.discardLeft.Store(0)
+			c.dropAfterWrite.Store(true)
+			c.log.Warn("message too large: the client kept sending past twice the limit; closing after the reply")
+			return 0, errDiscardLimit
+		}
+		c.discardLeft.Add(-int64(n))
+	}
 	return n, nil
 }
+
+// errDiscardLimit ends go-smtp's skipping of an oversized message.
+var errDiscardLimit = errors.New("smtp: oversized message: discard limit reached")
 
 // endOfData is where go-smtp's DATA reader stops: <CRLF>.<CRLF>, or ".<CRLF>"
 // at the very start (as if after the DATA command's CRLF).

@@ -107,6 +107,10 @@ func (s *session) replyID() string {
 // Reset implements gosmtp.Session: RSET, a new EHLO, or the end of a
 // message.
 func (s *session) Reset() {
+	// After DATA go-smtp resets once it has skipped what was left of the
+	// message: the next bytes are commands. (Logout may call this from
+	// another goroutine: nothing here belongs to the reader.)
+	s.c.discardLeft.Store(0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tx.id != "" {
