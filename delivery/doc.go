@@ -41,6 +41,14 @@
 // ErrBadMaildir: an administrator must fix the directory, the message must
 // not bounce.
 //
+// github.com/emersion/go-maildir (v0.6.0) is not used, though it was the
+// intended library for names and flags: its name generator and flag
+// formatting are unexported, its Delivery neither fsyncs nor chowns, and
+// its Dir is a path string, so every call would resolve paths from the
+// directory again, following symlinks, outside the os.Root. Names here
+// (name.go) follow the same maildir spec and add Dovecot's S= and W=;
+// flags live in imap/mailstore, which also needs Dovecot's keyword letters.
+//
 // The package imports no other courriel package; the IMAP server learns about
 // new mail through Options.OnDelivered, wired by cmd.
 package delivery

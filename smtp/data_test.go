@@ -329,6 +329,64 @@ func TestReceivedHeader(t *testing.T) {
 	}
 }
 
+// TestRefusedHugeBDATChunk: go-smtp skips a refused chunk of any declared
+// size (up to 4 GiB) before reading commands again. The skipping ends at the
+// read deadline set when the BDAT line was read, and the connection closes
+// then: what the client sends after that is never read as commands.
+func TestRefusedHugeBDATChunk(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		kind  Kind
+		setup []string // commands before BDAT, each answered 250
+		want  string   // the reply to BDAT
+	}{
+		{"no transaction", Inbound, nil, "502 5.5.1"},
+		{"over the size limit", Inbound, []string{"MAIL FROM:<s@foreign.example>", "RCPT TO:<alice@mailbox.example>"}, "552 5.3.4"},
+		{"no transaction, TLS", Submissions, nil, "502 5.5.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.kind, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
+			c := e.dialRaw(t)
+			c.cmd("EHLO client.example", "250 ")
+			for _, cmd := range tc.setup {
+				c.cmd(cmd, "250 ")
+			}
+			c.cmd("BDAT 4000000000", tc.want)
+			// Commands as chunk content, sent until the server stops reading:
+			// each would get a 250 if read as a command.
+			block := []byte(strings.Repeat("NOOP\r\n", 64<<10/6))
+			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			sent := 0
+			for sent < 4<<30 {
+				n, err := c.conn.Write(block)
+				sent += n
+				if err != nil {
+					break
+				}
+			}
+			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var replies []string
+			for len(replies) < 1000 {
+				line, err := c.r.ReadString('\n')
+				if err != nil {
+					if !errors.Is(err, io.EOF) && !isReset(err) {
+						t.Fatalf("connection still open after %d bytes of the chunk: %v", sent, err)
+					}
+					break
+				}
+				replies = append(replies, line)
+			}
+			for _, l := range replies {
+				if !strings.HasPrefix(l, "421 4.4.2") {
+					t.Fatalf("after %d bytes of the chunk, replies %q", sent, replies)
+				}
+			}
+		})
+	}
+}
+
 // TestBDATAbortThenNewTransaction: aborting BDAT (RSET, a new EHLO) and
 // starting over on the same connection gives every message its own reply
 // (see conn.waitBDAT; run with -race).

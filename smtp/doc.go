@@ -35,7 +35,10 @@
 // sequence, unknown command) carry no id; it cannot tell us HELO from EHLO,
 // so Received says ESMTP; CHUNKING is always advertised, so BDAT is
 // supported and goes through the same checks as DATA (a chunk after a
-// refused command is skipped whole, and a data race of go-smtp after an
+// refused command is skipped whole; go-smtp skips a refused chunk of any
+// declared size, up to 4 GiB, so the skipping is bounded by ReadTimeout from
+// the BDAT line, after which every read fails and the connection closes
+// with 421 rather than reading the rest of the chunk as commands; a data race of go-smtp after an
 // aborted BDAT is worked around in conn.waitBDAT); go-smtp's DATA reader
 // refuses a message of exactly its own limit, so it is given
 // MaxMessageBytes+1 and the session enforces MaxMessageBytes: a message of

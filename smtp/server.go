@@ -277,6 +277,12 @@ type conn struct {
 	rbuf      []byte // read from the socket; rbuf[rpos:] not yet handed out
 	rpos      int
 	rerr      error // came with the last bytes read; returned once they are consumed
+	// readDead, once set, is returned by every later Read: a read deadline
+	// that passed or errDiscardLimit. go-smtp goes back to reading commands
+	// after a refused BDAT chunk whose skipping failed, and a timeout is
+	// not sticky in net.Conn: the rest of that chunk would be read as
+	// commands.
+	readDead  error
 	data      dataCut
 	inputLeft atomic.Bool
 	// discardLeft, when positive, is how much more of an oversized DATA
@@ -296,10 +302,13 @@ const maxHeldReplies = 64 << 10
 // (see conn.held). Before waiting for the client it sends the held replies:
 // the client may be waiting for them.
 func (c *conn) Read(p []byte) (int, error) {
+	if c.readDead != nil {
+		return 0, c.readDead
+	}
 	if c.rpos == len(c.rbuf) {
 		if err := c.rerr; err != nil {
 			c.rerr = nil
-			return 0, err
+			return 0, c.readFailed(err)
 		}
 		if err := c.flushHeld(); err != nil {
 			return 0, err
@@ -310,7 +319,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		n, err := c.Conn.Read(c.rbuf[:cap(c.rbuf)])
 		c.rbuf, c.rpos = c.rbuf[:n], 0
 		if n == 0 {
-			return 0, err
+			return 0, c.readFailed(err)
 		}
 		c.rerr = err
 	}
@@ -331,11 +340,21 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.discardLeft.Store(0)
 			c.dropAfterWrite.Store(true)
 			c.log.Warn("message too large: the client kept sending past twice the limit; closing after the reply")
+			c.readDead = errDiscardLimit
 			return 0, errDiscardLimit
 		}
 		c.discardLeft.Add(-int64(n))
 	}
 	return n, nil
+}
+
+// readFailed returns err, first making it the answer to every later Read
+// if it is a timeout.
+func (c *conn) readFailed(err error) error {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		c.readDead = err
+	}
+	return err
 }
 
 // errDiscardLimit ends go-smtp's skipping of an oversized message.
