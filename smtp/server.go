@@ -274,9 +274,9 @@ type conn struct {
 	// MAIL, RCPT, DATA costs one write instead of three, and the client
 	// one wakeup. rbuf, rpos and rerr belong to the goroutine that reads
 	// (go-smtp's, or TLS's under it).
-	rbuf      []byte // read from the socket; rbuf[rpos:] not yet handed out
-	rpos      int
-	rerr      error // came with the last bytes read; returned once they are consumed
+	rbuf []byte // read from the socket; rbuf[rpos:] not yet handed out
+	rpos int
+	rerr error // came with the last bytes read; returned once they are consumed
 	// readDead, once set, is returned by every later Read: a read deadline
 	// that passed or errDiscardLimit. go-smtp goes back to reading commands
 	// after a refused BDAT chunk whose skipping failed, and a timeout is
