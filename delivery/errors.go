@@ -10,6 +10,12 @@ var (
 	// EDQUOT). Temporary; SMTP answers 452 4.3.1 (RFC 3463 X.3.1 "mail
 	// system full").
 	ErrDiskFull = errors.New("delivery: disk full")
+	// ErrNotWritable: the file system refused to store the copy though the
+	// maildir is well formed: mounted read-only (EROFS, also what ext4's
+	// errors=remount-ro leaves), permissions (EACCES), an immutable or
+	// append-only directory (EPERM). Temporary; SMTP answers 452 4.3.1 as
+	// for a full disk: the storage cannot take mail now.
+	ErrNotWritable = errors.New("delivery: maildir not writable")
 	// ErrBadMaildir: the maildir path or what is on disk there is unusable
 	// (relative, unclean, outside the allowed base, a symlink leading out,
 	// not a directory, bad owner). Temporary: an administrator must fix the
@@ -43,7 +49,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // dsn is the RFC 3463 enhanced status code for the log line.
 func (e *Error) dsn() string {
 	switch {
-	case errors.Is(e, ErrDiskFull):
+	case errors.Is(e, ErrDiskFull), errors.Is(e, ErrNotWritable):
 		return "4.3.1" // mail system full
 	case errors.Is(e, ErrBadMaildir):
 		return "4.3.5" // system incorrectly configured
@@ -66,21 +72,30 @@ func isDiskFull(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
+// isNotWritable reports a refusal to write anywhere in err.
+func isNotWritable(err error) bool {
+	return errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM)
+}
+
 // ioError classifies a file-system error met while storing a copy.
 func ioError(reason string, err error) *Error {
-	if isDiskFull(err) {
+	switch {
+	case isDiskFull(err):
 		return &Error{Temporary: true, Reason: "disk full", Err: errors.Join(ErrDiskFull, err)}
+	case isNotWritable(err):
+		return &Error{Temporary: true, Reason: "maildir not writable", Err: errors.Join(ErrNotWritable, err)}
 	}
 	return &Error{Temporary: true, Reason: reason, Err: err}
 }
 
 // openError classifies an error met while opening or creating the maildir
-// itself: resource exhaustion and I/O errors are plain temporary failures,
-// everything else (ENOENT after creation, ENOTDIR, EACCES, ELOOP, "path
-// escapes from parent", ...) says the path on disk is not a usable maildir.
+// itself: a full or unwritable file system is said so (ioError), resource
+// exhaustion and I/O errors are plain temporary failures, everything else
+// (ENOENT after creation, ENOTDIR, ELOOP, "path escapes from parent", ...)
+// says the path on disk is not a usable maildir.
 func openError(reason string, err error) *Error {
 	switch {
-	case isDiskFull(err):
+	case isDiskFull(err), isNotWritable(err):
 		return ioError(reason, err)
 	case errors.Is(err, syscall.EIO), errors.Is(err, syscall.EMFILE),
 		errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOMEM),

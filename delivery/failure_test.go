@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"courriel/internal/testenv"
 )
 
 // failAfter passes n bytes through, then fails with err.
@@ -83,23 +85,30 @@ func TestDeliverDirSyncFailure(t *testing.T) {
 	}
 }
 
-// TestDeliverDiskFullTmpfs fills a real 64 KiB tmpfs (needs root and mount
-// rights; skipped otherwise, except in CI).
-func TestDeliverDiskFullTmpfs(t *testing.T) {
-	t.Parallel()
-	base := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", base).CombinedOutput(); err != nil {
+// mountTmpfs mounts a tmpfs with options opts on dir until the test ends.
+func mountTmpfs(t *testing.T, dir, opts string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
 		if os.Getenv("CI") == "true" {
-			// CI runs as root: a real disk-full must be exercised there.
+			// CI runs as root: real disk-full and read-only file systems
+			// must be exercised there.
 			t.Fatalf("cannot mount a tmpfs: %v: %s", err, out)
 		}
 		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", base).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", base, err, out)
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
+}
+
+// TestDeliverDiskFullTmpfs fills a real 64 KiB tmpfs (needs root and mount
+// rights; skipped otherwise, except in CI).
+func TestDeliverDiskFullTmpfs(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	mountTmpfs(t, base, "size=64k,mode=0700")
 	s := newStore(t, Options{AllowedBase: base})
 	md := base + "/u/mailbox/"
 	rcpt := []Recipient{{Address: "x@y.z", Maildir: md}}
@@ -118,4 +127,65 @@ func TestDeliverDiskFullTmpfs(t *testing.T) {
 	}
 	// The space was given back: a small message fits again.
 	deliverOK(t, s, testMessage("F5"), rcpt...)
+}
+
+// TestDeliverNotWritable: a maildir the file system will not write to (a
+// read-only mount, an immutable new/) fails the copy with a temporary
+// ErrNotWritable, leaves nothing in tmp/ or new/, and delivery works again
+// once the file system does.
+func TestDeliverNotWritable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		errno syscall.Errno
+		setup func(t *testing.T, base string)                    // before the first delivery; may be nil
+		deny  func(t *testing.T, base, md string) (allow func()) // after it
+	}{
+		{"read-only mount", syscall.EROFS,
+			func(t *testing.T, base string) { mountTmpfs(t, base, "size=1m,mode=0700") },
+			func(t *testing.T, base, _ string) func() {
+				remount(t, base, "ro")
+				return func() { remount(t, base, "rw") }
+			}},
+		{"immutable new/", syscall.EPERM, nil,
+			func(t *testing.T, _, md string) func() { return testenv.MakeImmutable(t, md+"new") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			if tc.setup != nil {
+				tc.setup(t, base)
+			}
+			md := base + "/u/mailbox/"
+			s := newStore(t, Options{AllowedBase: base})
+			rcpt := []Recipient{{Address: "x@y.z", Maildir: md}}
+			deliverOK(t, s, testMessage("W1"), rcpt...)
+			allow := tc.deny(t, base, md)
+			err := s.Deliver(context.Background(), testMessage("W2"), rcpt)[0]
+			var e *Error
+			if !errors.As(err, &e) || !e.Temporary || !errors.Is(err, ErrNotWritable) || !errors.Is(err, tc.errno) {
+				t.Fatalf("error %v, want a temporary ErrNotWritable wrapping %v", err, tc.errno)
+			}
+			if got := e.dsn(); got != "4.3.1" {
+				t.Errorf("dsn %s, want 4.3.1", got)
+			}
+			treeEmpty(t, md+"tmp")
+			if n := len(files(t, md+"new")); n != 1 {
+				t.Errorf("new/ holds %d files, want only the first message", n)
+			}
+			allow()
+			deliverOK(t, s, testMessage("W3"), rcpt...)
+			if n := len(files(t, md+"new")); n != 2 {
+				t.Errorf("new/ holds %d files once writable again, want 2", n)
+			}
+		})
+	}
+}
+
+// remount changes the mount at dir to ro or rw.
+func remount(t *testing.T, dir, mode string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount %s %s: %v: %s", dir, mode, err, out)
+	}
 }

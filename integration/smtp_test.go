@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"courriel/internal/testenv"
 )
 
 // A message with exact bytes, so the body on disk can be compared.
@@ -199,6 +201,35 @@ func TestDirectoryOutage(t *testing.T) {
 	}
 	if n := len(s.maildirFiles(t, "alice", "new")); n != 1 {
 		t.Errorf("alice has %d messages, want 1", n)
+	}
+}
+
+// TestUnwritableMaildir: a maildir the file system refuses to write to
+// (here xomail's new/ made immutable, as a read-only remount would) gives
+// 452 4.3.1 and leaves nothing behind; once it is writable again the retry
+// is delivered.
+func TestUnwritableMaildir(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	if out := swaksTo(t, s, "test0@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("before:\n%s", out)
+	}
+	allow := testenv.MakeImmutable(t, filepath.Join(s.vmail, "xomail", "mailbox", "new"))
+	if out := swaksTo(t, s, "test0@hosted-domain.com"); !strings.Contains(out, "<** 452 4.3.1") {
+		t.Errorf("immutable new/: want 452 4.3.1:\n%s", out)
+	}
+	if n := len(s.maildirFiles(t, "xomail", "tmp")); n != 0 {
+		t.Errorf("%d files left in tmp/", n)
+	}
+	if n := len(s.maildirFiles(t, "xomail", "new")); n != 1 {
+		t.Errorf("new/ holds %d messages, want 1", n)
+	}
+	allow()
+	if out := swaksTo(t, s, "test0@hosted-domain.com"); !accepted(out) {
+		t.Errorf("writable again:\n%s", out)
+	}
+	if n := len(s.maildirFiles(t, "xomail", "new")); n != 2 {
+		t.Errorf("new/ holds %d messages, want 2", n)
 	}
 }
 

@@ -167,9 +167,10 @@ func cmp(a, b error) error {
 	return b
 }
 
-// cmpTemp keeps a disk-full error if there is one: it has its own reply.
+// cmpTemp keeps a storage error (disk full, not writable) if there is one:
+// it has its own reply, 452 4.3.1.
 func cmpTemp(a, b error) error {
-	if a == nil || replyFor(stageData, b) == replyDiskFull {
+	if a == nil || replyFor(stageData, b).Code == 452 {
 		return b
 	}
 	return a

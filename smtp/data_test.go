@@ -240,6 +240,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 	temp := &delivery.Error{Temporary: true, Reason: "io", Err: errors.New("/var/vmail/secret/path: EIO")}
 	full := &delivery.Error{Temporary: true, Reason: "disk full", Err: errors.Join(delivery.ErrDiskFull, syscall.ENOSPC)}
 	perm := &delivery.Error{Temporary: false, Reason: "bad message"}
+	readOnly := &delivery.Error{Temporary: true, Reason: "maildir not writable", Err: errors.Join(delivery.ErrNotWritable, syscall.EROFS)}
 	for _, tc := range []struct {
 		name       string
 		alice, bob error
@@ -249,6 +250,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 		{"all ok", nil, nil, nil, "250 "},
 		{"one temporary", nil, temp, nil, "451 4.3.0"},
 		{"disk full", full, nil, nil, "452 4.3.1"},
+		{"not writable", nil, readOnly, nil, "452 4.3.1 Mail storage not writable"},
+		{"not writable beats other temporary", temp, readOnly, nil, "452 4.3.1"},
 		{"temporary beats permanent", perm, temp, nil, "451 4.3.0"},
 		{"all permanent", perm, perm, nil, "554 5.6.0"},
 		{"plain error is temporary", errors.New("boom /secret"), nil, nil, "451 4.3.0"},
