@@ -126,7 +126,10 @@ func linkUnnamed(f *os.File, dir *os.File, name string) error {
 	switch {
 	case lerr == nil, errors.Is(lerr, unix.EEXIST):
 		return lerr
-	case errors.Is(lerr, unix.ENOSPC), errors.Is(lerr, unix.EDQUOT), errors.Is(lerr, unix.EIO):
+	case errors.Is(lerr, unix.ENOSPC), errors.Is(lerr, unix.EDQUOT), errors.Is(lerr, unix.EIO), errors.Is(lerr, unix.EROFS):
+		// The file system's state, not a lack of support: the tmp/ path
+		// would fail the same way, and must stay for file systems that
+		// really cannot link an unnamed file.
 		return &os.PathError{Op: "linkat", Path: name, Err: lerr}
 	}
 	return errNoTmpfile
