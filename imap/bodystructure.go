@@ -72,7 +72,7 @@ func bodyPartFrom(bs goimap.BodyStructure, depth int) *mailstore.BodyPart {
 			p.Lines = b.Text.NumLines
 		}
 		if b.MessageRFC822 != nil && depth < maxBodyDepth {
-			p.Envelope = b.MessageRFC822.Envelope
+			p.Envelope = envToStore(b.MessageRFC822.Envelope)
 			p.Sub = bodyPartFrom(b.MessageRFC822.BodyStructure, depth+1)
 			p.Lines = b.MessageRFC822.NumLines
 		}
@@ -111,7 +111,7 @@ func bodyToIMAP(p *mailstore.BodyPart, depth int) goimap.BodyStructure {
 	}
 	switch {
 	case p.Sub != nil:
-		env := p.Envelope
+		env := envToIMAP(p.Envelope)
 		if env == nil {
 			env = &goimap.Envelope{}
 		}

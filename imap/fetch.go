@@ -50,7 +50,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		if len(unseen) > 0 {
 			// Others are told through the log; this session reports FLAGS
 			// in the FETCH responses below.
-			if _, _, err := sel.mb.StoreFlags(unseen, goimap.StoreFlagsAdd, []goimap.Flag{goimap.FlagSeen}, sel.w); err != nil {
+			if _, _, err := sel.mb.StoreFlags(unseen, mailstore.StoreAdd, []string{mailstore.Seen}, sel.w); err != nil {
 				return s.imapError("fetch", err, "")
 			}
 			fl, ok = sel.mb.FlagsOf(uids)
@@ -106,7 +106,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq, uid uint32, flags mai
 			}
 			if !options.Envelope && c.Envelope == nil {
 				// One read serves both: the envelope is cached too.
-				mb.UpdateCached(uid, mailstore.Cached{Envelope: safeEnvelope(parseHeader(raw[:headerEnd(raw)]))})
+				mb.UpdateCached(uid, mailstore.Cached{Envelope: envToStore(safeEnvelope(parseHeader(raw[:headerEnd(raw)])))})
 			}
 			if parsed := safeBodyStructure(raw); parsed != nil {
 				c.Body = bodyPartFrom(parsed, 0)
@@ -138,7 +138,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq, uid uint32, flags mai
 	m := w.CreateMessage(seq)
 	m.WriteUID(goimap.UID(uid))
 	if options.Flags || markSeen {
-		m.WriteFlags(mb.FlagNames(flags))
+		m.WriteFlags(flagsToIMAP(mb.FlagNames(flags)))
 	}
 	if options.InternalDate {
 		m.WriteInternalDate(f.date)
@@ -324,14 +324,14 @@ func safeExtract(f func() []byte) (b []byte) {
 func (s *session) envelope(uid uint32) (*goimap.Envelope, error) {
 	mb := s.sel.mb
 	if c := mb.Cached(uid); c.Envelope != nil {
-		return c.Envelope, nil
+		return envToIMAP(c.Envelope), nil
 	}
 	h, err := s.readHeader(uid)
 	if err != nil {
 		return nil, err
 	}
 	env := safeEnvelope(h)
-	mb.UpdateCached(uid, mailstore.Cached{Envelope: env})
+	mb.UpdateCached(uid, mailstore.Cached{Envelope: envToStore(env)})
 	return env, nil
 }
 

@@ -17,7 +17,7 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 	if date.IsZero() {
 		date = time.Now()
 	}
-	uid, err := mb.Append(r, options.Flags, date)
+	uid, err := mb.Append(r, flagsToStore(options.Flags), date)
 	if err != nil {
 		return nil, s.imapError("append", err, "")
 	}
@@ -33,7 +33,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	if len(uids) == 0 {
 		return nil
 	}
-	newFlags, ok, err := sel.mb.StoreFlags(uids, flags.Op, flags.Flags, sel.w)
+	newFlags, ok, err := sel.mb.StoreFlags(uids, storeOp(flags.Op), flagsToStore(flags.Flags), sel.w)
 	if err != nil {
 		return s.imapError("store", err, "")
 	}
@@ -46,7 +46,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		}
 		m := w.CreateMessage(seqs[i])
 		m.WriteUID(goimap.UID(uids[i]))
-		m.WriteFlags(sel.mb.FlagNames(newFlags[i]))
+		m.WriteFlags(flagsToIMAP(sel.mb.FlagNames(newFlags[i])))
 		if err := m.Close(); err != nil {
 			return err
 		}

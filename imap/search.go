@@ -103,7 +103,7 @@ func (m *searchMsg) match(c *goimap.SearchCriteria) bool {
 		}
 	}
 	if len(c.Flag) > 0 || len(c.NotFlag) > 0 {
-		names := sel.mb.FlagNames(m.flags)
+		names := flagsToIMAP(sel.mb.FlagNames(m.flags))
 		for _, f := range c.Flag {
 			if !hasFlag(names, f) {
 				return false

@@ -39,8 +39,8 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 		perm = nil
 	}
 	data := &goimap.SelectData{
-		Flags:          flags,
-		PermanentFlags: perm,
+		Flags:          flagsToIMAP(flags),
+		PermanentFlags: flagsToIMAP(perm),
 		NumMessages:    uint32(len(view)),
 		UIDValidity:    mb.UIDValidity(),
 	}
@@ -193,7 +193,7 @@ func (s *session) flush(sel *selected, w *imapserver.UpdateWriter, allowExpunge 
 		if !found || !ok[i] {
 			continue
 		}
-		if err := w.WriteMessageFlags(uint32(seq+1), goimap.UID(u), sel.mb.FlagNames(fl[i])); err != nil {
+		if err := w.WriteMessageFlags(uint32(seq+1), goimap.UID(u), flagsToIMAP(sel.mb.FlagNames(fl[i]))); err != nil {
 			return err
 		}
 	}

@@ -62,8 +62,9 @@ func statStamp(root *os.Root, name string) stamp {
 type Mailbox struct {
 	reg   *Registry
 	key   regKey
-	refs  int // guarded by reg.mu
-	root  *os.Root
+	refs  int      // guarded by reg.mu
+	root  *os.Root // the folder
+	mroot *os.Root // the maildir (for its UIDVALIDITY counter)
 	owner Owner
 
 	mu          sync.Mutex
@@ -80,6 +81,14 @@ type Mailbox struct {
 	newSt       stamp
 	curSt       stamp
 	listSt      stamp
+	listDirty   bool // a new UIDVALIDITY not written to dovecot-uidlist yet
+
+	// recentFrom is the first UID no session has claimed as \Recent
+	// (RFC 3501 §2.3.2); lowNew the lowest UID found in new/ while
+	// loading, recent whatever the index says.
+	recentFrom  uint32
+	recentDirty bool
+	lowNew      uint32
 
 	log      []Change
 	logBase  uint64 // sequence number of log[0]
@@ -121,6 +130,13 @@ func (mb *Mailbox) load() error {
 	if err := mb.syncLocked(true, nil); err != nil {
 		return err
 	}
+	if mb.listDirty {
+		// Keep the new UIDVALIDITY even while the folder is empty.
+		if err := mb.rewriteUIDListLocked(); err != nil {
+			return err
+		}
+	}
+	mb.loadRecentLocked()
 	mb.log = nil // nobody watched the initial load
 	return nil
 }
@@ -200,11 +216,9 @@ func (mb *Mailbox) readUIDListLocked() error {
 }
 
 func (mb *Mailbox) newValidityLocked() {
-	v := uint32(time.Now().Unix())
-	if v <= mb.uidValidity {
-		v = mb.uidValidity + 1
-	}
-	mb.uidValidity = v
+	uid, gid := mb.owner.ids()
+	mb.uidValidity = uidlist.NextUIDValidity(mb.mroot, time.Now(), mb.uidValidity, uid, gid)
+	mb.listDirty = true
 	mb.nextUID = 1
 	var g [16]byte
 	_, _ = rand.Read(g[:])
@@ -370,6 +384,7 @@ func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock) error {
 	if err := lk.Commit(l.Marshal()); err != nil {
 		return err
 	}
+	mb.listDirty = false
 	mb.listSt = statStamp(mb.root, uidlist.FileName)
 	return nil
 }
@@ -391,6 +406,9 @@ func (mb *Mailbox) moveNewLocked() {
 	for _, m := range mb.msgs {
 		if !m.New {
 			continue
+		}
+		if mb.lowNew == 0 || m.UID < mb.lowNew {
+			mb.lowNew = m.UID
 		}
 		to := "cur/" + FileName(m.Base, m.Flags)
 		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
@@ -429,6 +447,7 @@ type Status struct {
 	Unseen      uint32
 	Deleted     uint32
 	FirstUnseen uint32 // sequence number, 0 if none
+	Recent      uint32 // messages no session has claimed yet (STATUS RECENT)
 }
 
 // Status returns the summary of the mailbox.
@@ -445,6 +464,9 @@ func (mb *Mailbox) Status() Status {
 		}
 		if m.Flags&FlagDeleted != 0 {
 			s.Deleted++
+		}
+		if m.UID >= mb.recentFrom {
+			s.Recent++
 		}
 	}
 	return s

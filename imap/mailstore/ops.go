@@ -9,20 +9,27 @@ import (
 	"os"
 	"strconv"
 	"time"
-
-	goimap "github.com/emersion/go-imap/v2"
 )
 
-// StoreOp is how STORE combines flags.
-type StoreOp = goimap.StoreFlagsOp
+// StoreOp is how STORE combines the given flags with a message's flags.
+type StoreOp int
+
+const (
+	StoreReplace StoreOp = iota // FLAGS: the message gets exactly these
+	StoreAdd                    // +FLAGS
+	StoreRemove                 // -FLAGS
+)
 
 // StoreFlags changes the flags of uids and returns their new flags (ok false
 // for messages that are gone). source is the session, whose own changes are
 // not echoed back to it through the change log.
-func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []goimap.Flag, source *Watcher) ([]Flags, []bool, error) {
+func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source *Watcher) ([]Flags, []bool, error) {
+	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
+		return nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
+	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	bits, err := mb.flagBitsLocked(flags, op != goimap.StoreFlagsDel)
+	bits, err := mb.flagBitsLocked(flags, op != StoreRemove)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -37,11 +44,11 @@ func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []goimap.Flag, so
 		}
 		var nf Flags
 		switch op {
-		case goimap.StoreFlagsSet:
+		case StoreReplace:
 			nf = (m.Flags &^ (systemMask | keywordMask)) | bits
-		case goimap.StoreFlagsAdd:
+		case StoreAdd:
 			nf = m.Flags | bits
-		case goimap.StoreFlagsDel:
+		case StoreRemove:
 			nf = m.Flags &^ bits
 		}
 		if nf != m.Flags || m.New {
@@ -182,7 +189,7 @@ func (mb *Mailbox) writeTemp(name string, r io.Reader, mtime time.Time) (psize, 
 type pending struct {
 	tmp   string
 	base  string
-	flags []goimap.Flag
+	flags []string
 	date  int64
 	size  int64
 }
@@ -259,7 +266,7 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 }
 
 // Append stores a message (RFC 9051 §6.3.12) and returns its UID.
-func (mb *Mailbox) Append(r io.Reader, flags []goimap.Flag, date time.Time) (uint32, error) {
+func (mb *Mailbox) Append(r io.Reader, flags []string, date time.Time) (uint32, error) {
 	if date.IsZero() {
 		date = time.Now()
 	}
