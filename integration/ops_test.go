@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"courriel/delivery/queue"
+	"courriel/internal/testenv"
+)
+
+// courriel runs the binary with a bounded time and returns its combined
+// output and exit status (-1 when it could not run).
+func courriel(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	if err == nil {
+		return string(out), 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("courriel %v: %v", args, err)
+	return "", -1
+}
+
+// `courriel queue list` run over and over while the server starts and
+// runs never takes the spool from it: the server starts every time, keeps
+// its owner lock, keeps its listeners and delivers its queue.
+func TestQueueCommandBesideStartingServer(t *testing.T) {
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.deferAll = true
+	k.mu.Unlock()
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{"r1@foreign.example"}, "Subject: held\r\n\r\nheld\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(s.dir, "queue")
+
+	var runs, failures atomic.Int64
+	var failMu sync.Mutex
+	var failOut []string
+	loop := func(stop <-chan struct{}, wg *sync.WaitGroup) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out, code := courriel(t, "queue", "list", "-config", s.config)
+			runs.Add(1)
+			if code != 0 || !strings.Contains(out, "1 Request(s)") {
+				failures.Add(1)
+				failMu.Lock()
+				failOut = append(failOut, fmt.Sprintf("exit %d: %s", code, out))
+				failMu.Unlock()
+			}
+		}
+	}
+	for restart := range 4 {
+		s.stop(syscall.SIGTERM)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Add(1)
+			go loop(stop, &wg)
+		}
+		time.Sleep(100 * time.Millisecond) // the clients are running when the server starts
+		s.start()
+		for before := runs.Load(); runs.Load() < before+6; {
+			time.Sleep(20 * time.Millisecond) // and keep running beside it
+		}
+		close(stop)
+		wg.Wait()
+		select {
+		case <-s.done:
+			t.Fatalf("restart %d: the server exited beside `courriel queue list`:\n%s", restart, s.logs())
+		default:
+		}
+		pid, err := queue.OwnerPID(spool)
+		if err != nil || pid != s.cmd.Process.Pid {
+			t.Fatalf("restart %d: the spool's owner is pid %d (%v), want the server, %d", restart, pid, err, s.cmd.Process.Pid)
+		}
+	}
+	if failures.Load() > 0 {
+		t.Errorf("%d of %d `queue list` runs failed, e.g. %s", failures.Load(), runs.Load(), failOut[0])
+	}
+	t.Logf("%d `courriel queue list` runs beside 4 server start-ups", runs.Load())
+	if strings.Contains(s.logs(), "listener failed") || strings.Contains(s.logs(), "ErrNotOwner") {
+		t.Errorf("the server logged a failure:\n%s", s.logs())
+	}
+	// Still serving and still delivering: the runner is alive.
+	k.mu.Lock()
+	k.deferAll = false
+	k.mu.Unlock()
+	if out, code := courriel(t, "queue", "flush", "-config", s.config); code != 0 {
+		t.Fatalf("queue flush -config: exit %d\n%s", code, out)
+	}
+	waitFor(t, "the queued message delivered", func() bool { return len(k.messages()) == 1 })
+	if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{"r2@foreign.example"}, "Subject: after\r\n\r\nafter\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new message delivered", func() bool { return len(k.messages()) == 2 })
+}
+
+// Flags after the queue command work as before it, for every command; a
+// second server on the same spool is refused at start-up, naming the first.
+func TestQueueCommandFlagsAnywhere(t *testing.T) {
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.deferAll = true
+	k.mu.Unlock()
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	for _, to := range []string{"keep@foreign.example", "drop@foreign.example"} {
+		if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{to}, "Subject: q\r\n\r\nbody of "+to+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, code := courriel(t, "queue", "-config", s.config, "list")
+	after, code2 := courriel(t, "queue", "list", "-config", s.config)
+	if code != 0 || code2 != 0 || before != after || !strings.Contains(after, "2 Request(s)") {
+		t.Fatalf("queue -config F list (exit %d):\n%s\nqueue list -config F (exit %d):\n%s", code, before, code2, after)
+	}
+	ids := regexp.MustCompile(`(?m)^(\S+)\s+\d+ .*\n\s+<(keep|drop)@`).FindAllStringSubmatch(after, -1)
+	if len(ids) != 2 {
+		t.Fatalf("cannot read the ids from:\n%s", after)
+	}
+	idOf := map[string]string{ids[0][2]: ids[0][1], ids[1][2]: ids[1][1]}
+	out, code := courriel(t, "queue", "show", idOf["keep"], "-config", s.config)
+	if code != 0 || !strings.Contains(out, "body of keep@foreign.example") {
+		t.Errorf("queue show ID -config F: exit %d\n%s", code, out)
+	}
+	out, code = courriel(t, "queue", "delete", "-config", s.config, idOf["drop"])
+	if code != 0 || !strings.Contains(out, "removed") {
+		t.Errorf("queue delete -config F ID: exit %d\n%s", code, out)
+	}
+	out, code = courriel(t, "queue", "list", "-config", s.config, "extra")
+	if code != 2 || !strings.Contains(out, "takes no argument") {
+		t.Errorf("queue list with an extra word: exit %d, want 2\n%s", code, out)
+	}
+	out, code = courriel(t, "queue", "flush", "-config", s.config)
+	if code != 0 || !strings.Contains(out, "flush requested") {
+		t.Errorf("queue flush -config F: exit %d\n%s", code, out)
+	}
+	out, code = courriel(t, "queue", "list", "-nosuchflag", "-config", s.config)
+	if code == 0 || !strings.Contains(out, "flag provided but not defined") {
+		t.Errorf("an unknown flag after the command: exit %d, want a failure\n%s", code, out)
+	}
+
+	// A second server on the same configuration (so the same spool and
+	// ports) stops at start-up and leaves the first one serving.
+	out, code = courriel(t, "serve", "-config", s.config)
+	if code == 0 || !strings.Contains(out, fmt.Sprintf("pid %d", s.cmd.Process.Pid)) {
+		t.Errorf("a second server: exit %d, want a refusal naming pid %d\n%s", code, s.cmd.Process.Pid, out)
+	}
+	select {
+	case <-s.done:
+		t.Fatal("the first server exited")
+	default:
+	}
+	if pid, _ := queue.OwnerPID(filepath.Join(s.dir, "queue")); pid != s.cmd.Process.Pid {
+		t.Errorf("owner pid %d, want %d", pid, s.cmd.Process.Pid)
+	}
+}
