@@ -3,6 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -174,5 +177,85 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	}
 	if pid, _ := queue.OwnerPID(filepath.Join(s.dir, "queue")); pid != s.cmd.Process.Pid {
 		t.Errorf("owner pid %d, want %d", pid, s.cmd.Process.Pid)
+	}
+}
+
+// withListenAddrs rewrites a configuration's [listen] addresses (the
+// harness starts on port 0; check-config must see the bound ports) and, if
+// queueDir is not "", its queue directory.
+func withListenAddrs(t *testing.T, config string, addrs map[string]string, queueDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for key, addr := range addrs {
+		re := regexp.MustCompile(`(?m)^` + key + ` = ".*"$`)
+		line := fmt.Sprintf("%s = %q", key, addr)
+		if !re.MatchString(s) {
+			s = strings.Replace(s, "[listen]\n", "[listen]\n"+line+"\n", 1)
+			continue
+		}
+		s = re.ReplaceAllString(s, line)
+	}
+	if queueDir != "" {
+		s = regexp.MustCompile(`(?m)^dir = ".*"$`).ReplaceAllString(s, fmt.Sprintf("dir = %q", queueDir))
+	}
+	out := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(out, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// check-config on a running server: its own ports are fine, so
+// `check-config && systemctl reload` reloads; a port another program holds,
+// or a courriel on another spool, is still reported.
+func TestCheckConfigBesideRunningServer(t *testing.T) {
+	s := startServer(t, withHTTP())
+	pid := s.cmd.Process.Pid
+	bound := map[string]string{"smtp": s.SMTP, "submission": s.Sub, "submissions": s.Subs, "imaps": s.IMAPS, "http": s.HTTP}
+	live := withListenAddrs(t, s.config, bound, "")
+	out, code := courriel(t, "check-config", "-q", "-config", live)
+	if code != 0 || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("check-config on the running server's configuration: exit %d\n%s", code, out)
+	}
+	for name, addr := range bound {
+		if want := fmt.Sprintf("ok   listen %s %s held by the running courriel (pid %d)", name, addr, pid); !strings.Contains(out, want) {
+			t.Errorf("check-config does not say %q:\n%s", want, out)
+		}
+	}
+
+	// Another program on the plain IMAP port.
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	withOther := maps.Clone(bound)
+	withOther["imap"] = other.Addr().String()
+	busy := withListenAddrs(t, s.config, withOther, "")
+	out, code = courriel(t, "check-config", "-q", "-config", busy)
+	if code != 1 || !regexp.MustCompile(`FAIL listen imap `+regexp.QuoteMeta(other.Addr().String())+`: .*address already in use by another program \(not the running courriel, pid \d+\)`).MatchString(out) {
+		t.Errorf("a port held by another program: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("ok   listen smtp %s held by the running courriel", s.SMTP)) {
+		t.Errorf("the server's own smtp port is not recognised beside the busy one:\n%s", out)
+	}
+
+	// The same ports under a configuration whose spool no courriel runs:
+	// whoever holds them, it is not this configuration's server.
+	stranger := withListenAddrs(t, s.config, bound, filepath.Join(t.TempDir(), "queue"))
+	out, code = courriel(t, "check-config", "-q", "-config", stranger)
+	if code != 1 || !strings.Contains(out, "FAIL listen smtp "+s.SMTP) || !strings.Contains(out, "no courriel runs this configuration's queue") {
+		t.Errorf("ports of a courriel on another spool: exit %d\n%s", code, out)
+	}
+
+	// Once the server is gone, the same ports are simply free.
+	s.stop(syscall.SIGTERM)
+	out, code = courriel(t, "check-config", "-q", "-config", live)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("ok   listen smtp %s free", s.SMTP)) {
+		t.Errorf("after the server stopped: exit %d\n%s", code, out)
 	}
 }
