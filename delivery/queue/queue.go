@@ -28,6 +28,7 @@ type Queue struct {
 	sched   schedule          // guarded by mu: idle entries by due time
 	running bool              // guarded by mu
 	closed  bool              // guarded by mu
+	counts  counters          // follows entries (counters.go)
 
 	// onJobDone, when set by a test before Run, is called after each job.
 	onJobDone func(id string)
@@ -197,6 +198,7 @@ func (q *Queue) addLocked(m *Message) {
 	}
 	e := &entry{msg: m, index: -1}
 	q.entries[m.ID] = e
+	q.counts.change(nil, m)
 	q.scheduleLocked(e)
 }
 
@@ -309,6 +311,7 @@ func (q *Queue) forget(id string, busyToo bool) {
 	if e.index >= 0 {
 		q.sched.remove(e)
 	}
+	q.counts.change(e.msg, nil)
 	delete(q.entries, id)
 }
 
