@@ -259,3 +259,112 @@ func TestCheckConfigBesideRunningServer(t *testing.T) {
 		t.Errorf("after the server stopped: exit %d\n%s", code, out)
 	}
 }
+
+// curlFrom fetches url with curl from a given local source address and
+// returns the status code and body.
+func curlFrom(t *testing.T, src, url string) (int, string) {
+	t.Helper()
+	out, err := run(t, "", "curl", "-sS", "--interface", src, "-w", "\n%{http_code}", url)
+	if err != nil {
+		t.Fatalf("curl %s from %s: %v\n%s", url, src, err, out)
+	}
+	i := strings.LastIndex(out, "\n")
+	var code int
+	fmt.Sscan(out[i+1:], &code)
+	return code, strings.TrimSuffix(out[:i], "\n")
+}
+
+// The http listener: metrics and the health check's cause only for the
+// configured networks, autoconfig for everyone; the queue metrics come from
+// the queue's counters, not from the spool.
+func TestMonitorExposure(t *testing.T) {
+	requireTool(t, "curl")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.deferAll = true
+	k.mu.Unlock()
+	// 127.0.0.2 plays the monitoring host, 127.0.0.1 anyone else.
+	s := startServerWithCA(t, ca, withHTTP(), withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n[monitor]\ntrusted_networks = [\"127.0.0.2\"]\n", k.addr)))
+	const trusted, other = "127.0.0.2", "127.0.0.1"
+	base := "http://" + s.HTTP
+
+	for _, src := range []string{trusted, other} {
+		code, body := curlFrom(t, src, base+"/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com")
+		if code != 200 || !strings.Contains(body, "<hostname>xoyize.xyz</hostname>") {
+			t.Errorf("autoconfig from %s: %d\n%s", src, code, body)
+		}
+		if code, body := curlFrom(t, src, base+"/healthz"); code != 200 || body != "ok" {
+			t.Errorf("healthz from %s: %d %q", src, code, body)
+		}
+	}
+	if code, body := curlFrom(t, other, base+"/metrics"); code != 403 || strings.Contains(body, "courriel_") {
+		t.Errorf("metrics from an untrusted address: %d\n%.500s", code, body)
+	}
+
+	// One message deferred by the remote MTA: counted by state.
+	if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{"r1@foreign.example", "r2@foreign.example"}, "Subject: m\r\n\r\nm\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"courriel_queue_messages 1", "courriel_queue_messages_deferred 1",
+		`courriel_queue_recipients{state="pending"} 2`, `courriel_queue_recipients{state="failed"} 0`}
+	var metrics string
+	waitFor(t, "the deferral in the metrics", func() bool {
+		code, body := curlFrom(t, trusted, base+"/metrics")
+		metrics = body
+		return code == 200 && strings.Contains(body, "courriel_queue_messages_deferred 1")
+	})
+	for _, w := range want {
+		if !strings.Contains(metrics, w+"\n") {
+			t.Errorf("metrics lack %q", w)
+		}
+	}
+	// A scrape reads no envelope: with the files gone behind the server's
+	// back (no rescan requested), the counters still say what it knows.
+	envs, _ := filepath.Glob(filepath.Join(s.dir, "queue", "*.env"))
+	if len(envs) != 1 {
+		t.Fatalf("%d envelopes in the spool, want 1", len(envs))
+	}
+	if err := os.Rename(envs[0], filepath.Join(s.dir, "moved-away.env")); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := curlFrom(t, trusted, base+"/metrics"); !strings.Contains(body, "courriel_queue_messages 1\n") {
+		t.Errorf("the scrape read the spool:\n%s", body)
+	}
+	os.Rename(filepath.Join(s.dir, "moved-away.env"), envs[0])
+
+	// The directory goes down: everyone sees 503, only the monitoring host
+	// sees why (it names the LDAP server).
+	s.slapd.Stop(t)
+	code, body := curlFrom(t, trusted, base+"/healthz")
+	if code != 503 || !strings.Contains(body, "ldap://") {
+		t.Errorf("healthz from the trusted address, directory down: %d %q, want 503 and the cause", code, body)
+	}
+	t.Logf("directory down: /healthz from %s: %d %q", trusted, code, body)
+	code, body = curlFrom(t, other, base+"/healthz")
+	if code != 503 || body != "unavailable" {
+		t.Errorf("healthz from an untrusted address, directory down: %d %q, want 503 \"unavailable\"", code, body)
+	}
+	s.slapd.Start(t)
+}
+
+// `courriel demo` serves passwords everyone knows: on anything but loopback
+// it refuses to start unless told, by name, that it exposes them.
+func TestDemoRefusesNetworkWithoutFlag(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0", "::", "192.0.2.1", ""} {
+		dir := filepath.Join(t.TempDir(), "demo")
+		out, code := courriel(t, "demo", "-dir", dir, "-listen", listen)
+		if code != 2 || !strings.Contains(out, "-expose-demo-passwords") || !strings.Contains(out, `"demo"`) {
+			t.Errorf("demo -listen %q: exit %d\n%s", listen, code, out)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("demo -listen %q created %s before refusing", listen, dir)
+		}
+	}
+	// With the flag the check passes; 192.0.2.1 (TEST-NET) is not on this
+	// machine, so the start fails later, at the first bind, not at the check.
+	out, code := courriel(t, "demo", "-dir", filepath.Join(t.TempDir(), "demo"), "-listen", "192.0.2.1", "-expose-demo-passwords")
+	if code == 0 || strings.Contains(out, "-expose-demo-passwords") || !strings.Contains(out, "192.0.2.1") {
+		t.Errorf("demo -listen 192.0.2.1 -expose-demo-passwords: exit %d\n%s", code, out)
+	}
+}
