@@ -33,7 +33,7 @@ func checkListen(addr string, owner int, ownerErr error) (string, error) {
 		return "", fmt.Errorf("%w (cannot tell whether a running courriel holds it: %v)", err, ownerErr)
 	}
 	if owner == 0 {
-		return "", fmt.Errorf("%w (and no courriel runs this configuration's queue: another program holds it)", err)
+		return "", fmt.Errorf("%w, and no courriel runs this configuration's queue directory: another program holds it (or a courriel with another queue.dir, which only a restart can change)", err)
 	}
 	held, err2 := listenerInodes(addr)
 	if err2 != nil {
