@@ -339,15 +339,15 @@ func (a *app) httpListener() error {
 		st := a.dir.Stats()
 		return st.Searches, st.CacheHits, st.Binds
 	})
-	a.metrics.RegisterQueueSize(func() int {
-		list, err := a.queue.List()
-		if err != nil {
-			return -1
-		}
-		return len(list)
+	// From the queue's own counters: a scrape reads no envelope.
+	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
+		c := a.queue.Counts()
+		return monitor.QueueStats{Messages: c.Messages, Deferred: c.Deferred,
+			Pending: c.Pending, Delivered: c.Delivered, Failed: c.Failed}
 	})
+	trusted, _ := a.cfg.TrustedNetworks() // checked with the configuration
 	h := monitor.Handler(monitor.Options{
-		Metrics: a.metrics,
+		Metrics: a.metrics, Trusted: trusted,
 		Health: func(ctx context.Context) error {
 			return a.dir.Ping(ctx)
 		},

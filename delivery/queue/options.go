@@ -76,6 +76,10 @@ type Options struct {
 	Dir      string // spool directory, e.g. /var/spool/courriel
 	Hostname string // HELO name, Reporting-MTA and MAILER-DAEMON domain
 	Logger   *slog.Logger
+	// Client opens the spool beside the process that runs it (`courriel
+	// queue`): List, Show, Delete, Flush and Enqueue work, Run does not, and
+	// the owner lock is never taken, so a server starting meanwhile keeps it.
+	Client bool
 
 	Resolver  Resolver          // default net.DefaultResolver
 	Routes    map[string]string // domain → "host:port", bypassing MX; "*" matches every domain

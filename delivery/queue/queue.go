@@ -30,6 +30,7 @@ type Queue struct {
 	sched   schedule          // guarded by mu: idle entries by due time
 	running bool              // guarded by mu
 	closed  bool              // guarded by mu
+	counts  counters          // follows entries (counters.go)
 
 	// onJobDone, when set by a test before Run, is called after each job.
 	onJobDone func(id string)
@@ -44,16 +45,17 @@ type entry struct {
 	index   int       // position in Queue.sched, -1 when not scheduled
 }
 
-// Open opens (creating if needed) the spool at o.Dir. The first process to
-// open a spool owns it: Open then removes leftover temporary files and orphans
-// from a crash, moves unreadable envelopes to corrupt/, and loads the rest.
-// Later openers are in client mode and may not Run.
+// Open opens the spool at o.Dir. Without o.Client, the process owns it (Open
+// creates it if needed and fails with ErrNotOwner while another process owns
+// it): Open then removes leftover temporary files and orphans from a crash,
+// moves unreadable envelopes to corrupt/, and loads the rest. With o.Client it
+// reads and requests beside the owner and may not Run.
 func Open(o Options) (*Queue, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	sp, err := openSpool(o.Dir, o.MaxRecipients)
+	sp, err := openSpool(o.Dir, o.MaxRecipients, o.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +319,7 @@ func (q *Queue) addLocked(m *Message) {
 	}
 	e := &entry{msg: m, index: -1}
 	q.entries[m.ID] = e
+	q.counts.change(nil, m)
 	q.scheduleLocked(e)
 }
 
@@ -429,6 +432,7 @@ func (q *Queue) forget(id string, busyToo bool) {
 	if e.index >= 0 {
 		q.sched.remove(e)
 	}
+	q.counts.change(e.msg, nil)
 	delete(q.entries, id)
 }
 

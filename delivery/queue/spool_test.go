@@ -257,7 +257,9 @@ func TestListShowDeleteFlushFromAnotherProcess(t *testing.T) {
 	h.waitJob()
 
 	// `courriel queue ...` opens the same spool while the server runs.
-	cli, err := Open(o)
+	co := o
+	co.Client = true
+	cli, err := Open(co)
 	if err != nil {
 		t.Fatal(err)
 	}
