@@ -185,11 +185,17 @@ func TestAcceptLocalRetry(t *testing.T) {
 		list[0].Recipients[0].Addr != "bob@local.test" || list[0].Recipients[0].Local == nil {
 		t.Fatalf("queue holds %+v (%v), want bob pending", list, err)
 	}
+	if c := h.q.Counts(); c.Messages != 1 || c.Pending != 1 || c.Delivered != 1 {
+		t.Errorf("counts %+v, want one message, bob pending, alice delivered", c)
+	}
 	clock.Advance(time.Hour)
 	if err := h.q.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	h.waitUntil("the queue is empty", h.empty)
+	if c := h.q.Counts(); c != (Counts{}) {
+		t.Errorf("counts %+v after the queue emptied", c)
+	}
 	ls.oneCopy(t, "alice", data)
 	ls.oneCopy(t, "bob", data)
 	if len(ls.retries) != 2 || !ls.retries[1] {

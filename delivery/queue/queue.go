@@ -301,7 +301,9 @@ func (q *Queue) added(m *Message, busy bool) {
 	}
 	q.mu.Lock()
 	if busy {
-		q.entries[m.ID] = &entry{msg: m.clone(), index: -1, busy: true}
+		e := &entry{msg: m.clone(), index: -1, busy: true}
+		q.entries[m.ID] = e
+		q.counts.change(nil, e.msg)
 	} else {
 		q.addLocked(m)
 	}
