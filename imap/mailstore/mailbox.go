@@ -82,6 +82,7 @@ type Mailbox struct {
 	curSt       stamp
 	listSt      stamp
 	listDirty   bool // a new UIDVALIDITY not written to dovecot-uidlist yet
+	listRecords int  // records in the file, gone messages' included
 
 	// recentFrom is the first UID no session has claimed as \Recent
 	// (RFC 3501 §2.3.2); lowNew the lowest UID found in new/ while
@@ -179,6 +180,7 @@ func (mb *Mailbox) readUIDListLocked() error {
 		return nil
 	}
 	mb.listSt = st
+	mb.listRecords = len(l.Records)
 	if mb.uidValidity != 0 && l.UIDValidity != mb.uidValidity {
 		// Another program reset the folder: start over with its UIDs.
 		mb.msgs = nil
@@ -372,19 +374,29 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry) erro
 		}
 	}
 	mb.msgs = kept
-	return mb.writeUIDListLocked(lk)
+	return mb.writeUIDListLocked(lk, nil)
 }
 
-func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock) error {
-	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: mb.nextUID, GUID: mb.guid, HeaderExt: mb.hdrExt}
-	l.Records = make([]uidlist.Record, len(mb.msgs))
-	for i, m := range mb.msgs {
-		l.Records[i] = uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base}
+// writeUIDListLocked replaces dovecot-uidlist with the records of the
+// folder's messages and of extra (new messages not in mb.msgs yet).
+func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
+	next := mb.nextUID
+	if n := len(extra); n > 0 {
+		next = max(next, extra[n-1].UID+1)
+	}
+	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: next, GUID: mb.guid, HeaderExt: mb.hdrExt}
+	l.Records = make([]uidlist.Record, 0, len(mb.msgs)+len(extra))
+	for _, m := range mb.msgs {
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+	}
+	for _, m := range extra {
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
 	}
 	if err := lk.Commit(l.Marshal()); err != nil {
 		return err
 	}
 	mb.listDirty = false
+	mb.listRecords = len(l.Records)
 	mb.listSt = statStamp(mb.root, uidlist.FileName)
 	return nil
 }
@@ -397,7 +409,7 @@ func (mb *Mailbox) rewriteUIDListLocked() error {
 		return err
 	}
 	defer lk.Release()
-	return mb.writeUIDListLocked(lk)
+	return mb.writeUIDListLocked(lk, nil)
 }
 
 // moveNewLocked moves messages from new/ to cur/, as Dovecot does once a
