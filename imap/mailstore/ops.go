@@ -201,4 +201,3 @@ func (mb *Mailbox) writeTemp(name string, r io.Reader, mtime time.Time) (psize, 
 	}
 	return psize, vsize, nil
 }
-
