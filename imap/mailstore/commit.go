@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"time"
 
@@ -27,6 +29,21 @@ type pending struct {
 func (mb *Mailbox) refreshUIDListLocked() error {
 	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt {
 		return mb.readUIDListLocked()
+	}
+	return nil
+}
+
+// refreshHeldLocked re-reads dovecot-uidlist under lk, held by the caller
+// who is about to number files. Files another process numbered meanwhile are
+// adopted first (a listing, rare), so that UIDs keep ascending in the order
+// sessions learn of them; an invalidation is followed by a listing too.
+func (mb *Mailbox) refreshHeldLocked(lk *uidlist.Lock) error {
+	gen := mb.gen
+	if err := mb.refreshUIDListLocked(); err != nil {
+		return err
+	}
+	if mb.gen != gen || len(mb.listed) > 0 {
+		return mb.syncOnceLocked(true, lk)
 	}
 	return nil
 }
@@ -55,7 +72,7 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 		return nil, err
 	}
 	defer lk.Release()
-	if err := mb.refreshUIDListLocked(); err != nil {
+	if err := mb.refreshHeldLocked(lk); err != nil {
 		removeTmps()
 		return nil, err
 	}
@@ -104,9 +121,19 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 }
 
 // addMsgLocked records a numbered message in memory and in the change log.
+// UIDs only grow (callers number files after adopting other processes'),
+// but msgs stays sorted whatever happens: lookups depend on it.
 func (mb *Mailbox) addMsgLocked(m *Msg, c Cached) {
 	mb.nextUID = max(mb.nextUID, m.UID+1)
-	mb.msgs = append(mb.msgs, m)
+	if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= m.UID {
+		i := sort.Search(n, func(i int) bool { return mb.msgs[i].UID >= m.UID })
+		if mb.msgs[i].UID == m.UID {
+			return
+		}
+		mb.msgs = slices.Insert(mb.msgs, i, m)
+	} else {
+		mb.msgs = append(mb.msgs, m)
+	}
 	mb.byBase[m.Base] = m
 	if mb.cacheLoaded && (c.Size != 0 || c.Date != 0 || c.Envelope != nil || c.Body != nil) {
 		mb.cache[m.UID] = &c
@@ -350,7 +377,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		return nil, nil, err
 	}
 	defer lk.Release()
-	if err := dst.refreshUIDListLocked(); err != nil {
+	if err := dst.refreshHeldLocked(lk); err != nil {
 		return nil, nil, err
 	}
 	dfd, err := dst.dirFDLocked("cur")
