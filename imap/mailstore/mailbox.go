@@ -315,6 +315,18 @@ const verifyAfter = time.Minute
 // syncOnceLocked lists the directories unless their stamps say nothing
 // changed; lk is the uidlist lock when the caller holds it already.
 func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
+	// Another program may have rewritten the uidlist (Dovecot numbering
+	// its deliveries, or starting over): read it, without the lock, as
+	// Dovecot does (it is replaced by rename, appended to in whole lines).
+	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt && lk == nil {
+		gen := mb.gen
+		if err := mb.readUIDListLocked(); err != nil {
+			return err
+		}
+		if mb.gen != gen || len(mb.listed) > 0 {
+			force = true
+		}
+	}
 	newSt := statStamp(mb.root, "new")
 	curSt := statStamp(mb.root, "cur")
 	if !force && newSt == mb.newSt && curSt == mb.curSt &&
@@ -605,18 +617,13 @@ func (mb *Mailbox) findLocked(uid uint32) *Msg {
 // Open opens a message file for reading.
 func (mb *Mailbox) Open(uid uint32) (*os.File, Msg, error) {
 	mb.mu.Lock()
-	m := mb.findLocked(uid)
-	if m == nil {
-		mb.mu.Unlock()
-		return nil, Msg{}, fs.ErrNotExist
-	}
-	msg := *m
-	f, err := mb.root.Open(m.Path())
-	mb.mu.Unlock()
+	defer mb.mu.Unlock()
+	fd, rel, err := mb.openMsgLocked(uid)
 	if err != nil {
-		return nil, msg, err
+		return nil, Msg{}, err
 	}
-	return f, msg, nil
+	msg := *mb.findLocked(uid)
+	return os.NewFile(uintptr(fd), rel), msg, nil
 }
 
 func acquireUIDList(mb *Mailbox, uid, gid int) (*uidlist.Lock, error) {

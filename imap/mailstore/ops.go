@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -35,12 +36,7 @@ func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source 
 	clean := mb.cleanLocked()
 	out := make([]Flags, len(uids))
 	ok := make([]bool, len(uids))
-	var vanished bool
-	for i, uid := range uids {
-		m := mb.findLocked(uid)
-		if m == nil {
-			continue
-		}
+	store := func(i int, m *Msg) error {
 		var nf Flags
 		switch op {
 		case StoreReplace:
@@ -52,26 +48,52 @@ func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source 
 		}
 		if nf != m.Flags || m.New {
 			from := m.Path()
-			to := "cur/" + FileName(m.Base, nf)
-			if err := mb.renameLocked(from, to); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					vanished = true // expunged by someone else: resync below
-					continue
-				}
-				return nil, nil, fmt.Errorf("mailstore: rename %s: %w", from, err)
+			if err := mb.renameLocked(from, "cur/"+FileName(m.Base, nf)); err != nil {
+				return err
 			}
 			changed := nf != m.Flags
 			m.Flags, m.New = nf, false
 			if changed {
-				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: uid, Source: source})
+				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source})
 			}
 		}
 		out[i], ok[i] = m.Flags, true
+		return nil
+	}
+	missing := map[string]bool{}
+	for i, uid := range uids {
+		m := mb.findLocked(uid)
+		if m == nil {
+			continue
+		}
+		if err := store(i, m); errors.Is(err, fs.ErrNotExist) {
+			missing[m.Base] = true
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)
+		}
+	}
+	if len(missing) > 0 {
+		// Renamed by another program (its flags changed): apply the
+		// operation to the flags it has now. Gone: a sync reports it.
+		found, err := mb.locateLocked(missing)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, uid := range uids {
+			m := mb.findLocked(uid)
+			if m == nil || !found[m.Base] || ok[i] {
+				continue
+			}
+			if err := store(i, m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)
+			}
+		}
+		if len(found) < len(missing) {
+			_ = mb.syncLocked(true, nil)
+		}
+		clean = false
 	}
 	mb.restampLocked(clean)
-	if vanished {
-		_ = mb.syncLocked(true, nil)
-	}
 	return out, ok, nil
 }
 
@@ -99,22 +121,61 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	clean := mb.cleanLocked()
-	var gone []uint32
 	goneSet := map[uint32]bool{}
 	var firstErr error
+	remove := func(m *Msg) {
+		err := mb.root.Remove(m.Path())
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("mailstore: expunge: %w", err)
+			}
+			return
+		}
+		goneSet[m.UID] = err == nil
+	}
 	for _, m := range mb.msgs {
 		if (onlyDeleted && m.Flags&FlagDeleted == 0) || (filter != nil && !filter(m.UID)) {
 			continue
 		}
-		if err := mb.root.Remove(m.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("mailstore: expunge: %w", err)
-			}
-			continue
-		}
-		gone = append(gone, m.UID)
-		goneSet[m.UID] = true
+		remove(m)
 	}
+	// Not found under its name: another program renamed it (changed its
+	// flags) or removed it. Find it by its base name.
+	missing := map[string]bool{}
+	for uid, removed := range goneSet {
+		if !removed {
+			missing[mb.findLocked(uid).Base] = true
+		}
+	}
+	if len(missing) > 0 {
+		found, err := mb.locateLocked(missing)
+		if err != nil {
+			return nil, err
+		}
+		for base := range missing {
+			if !found[base] {
+				goneSet[mb.byBase[base].UID] = true // removed by the other program
+			}
+		}
+		for base := range found {
+			m := mb.byBase[base]
+			// With onlyDeleted, the other program may have taken
+			// \Deleted away: its decision stands.
+			if onlyDeleted && m.Flags&FlagDeleted == 0 {
+				delete(goneSet, m.UID)
+				continue
+			}
+			remove(m)
+		}
+		clean = false
+	}
+	gone := make([]uint32, 0, len(goneSet))
+	for uid, ok := range goneSet {
+		if ok {
+			gone = append(gone, uid)
+		}
+	}
+	slices.Sort(gone)
 	mb.dropLocked(goneSet)
 	mb.restampLocked(clean)
 	return gone, firstErr
