@@ -27,9 +27,9 @@ func TestOpenStoreUnderRefusesSymlinks(t *testing.T) {
 		}
 	}
 	mk("example.org/mallory")
-	link(alice, "example.org/mallory/mailbox")                         // absolute
-	link("../alice", "example.org/eve")                                // relative, the home itself
-	link(filepath.Join(base, "example.org"), "other.org")              // a domain directory
+	link(alice, "example.org/mallory/mailbox")                        // absolute
+	link("../alice", "example.org/eve")                               // relative, the home itself
+	link(filepath.Join(base, "example.org"), "other.org")             // a domain directory
 	os.WriteFile(filepath.Join(base, "example.org/file"), nil, 0o600) // not a directory
 	link("/nonexistent", "example.org/dangling")
 
@@ -81,4 +81,3 @@ func TestOpenStoreUnderRefusesSymlinks(t *testing.T) {
 		st.Close()
 	}
 }
-
