@@ -214,12 +214,21 @@ func (mb *Mailbox) Append(r io.Reader, flags []string, date time.Time) (uint32, 
 	defer mb.mu.Unlock()
 	uids, err := mb.commitLocked([]pending{{
 		tmp: tmp, base: sizedBase(tmp, psize, vsize), flags: flags,
-		c: Cached{Size: max(vsize, -1), Date: date.UnixNano()},
+		c: Cached{Size: knownSize(vsize), Date: date.UnixNano()},
 	}})
 	if err != nil {
 		return 0, err
 	}
 	return uids[0], nil
+}
+
+// knownSize is the cache's form of a size: -1 for an empty message, as 0
+// means "not known".
+func knownSize(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // sizedBase is a new base name with Dovecot's S= (file size) and W= (size
@@ -282,7 +291,7 @@ func (mb *Mailbox) prepareCopy(uid uint32, dst *Mailbox, tmpDir *os.File) (p pen
 		return p, false, fmt.Errorf("mailstore: copy: %w", err)
 	}
 	c := mb.Cached(uid)
-	p.c = Cached{Size: size, Date: date.UnixNano(), Envelope: c.Envelope, Body: c.Body}
+	p.c = Cached{Size: knownSize(size), Date: date.UnixNano(), Envelope: c.Envelope, Body: c.Body}
 	p.tmp = dst.reg.uniqueBase()
 	tfd := int(tmpDir.Fd())
 
