@@ -402,15 +402,12 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 	var moves []move
 	var moveErr error
 	subs := map[string]bool{}
-	for _, u := range uids {
-		m := mb.findLocked(u)
-		if m == nil {
-			continue
-		}
+	missing := map[string]bool{}
+	moveOne := func(m *Msg) (retry bool) {
 		bits, err := dst.flagBitsLocked(mb.flagNamesLocked(m.Flags), true)
 		if err != nil {
 			moveErr = err
-			break
+			return false
 		}
 		// A new base name, as for a copy: the old one may linger in
 		// this folder's uidlist as the record of a gone message.
@@ -425,22 +422,49 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		sfd, err := mb.dirFDLocked(sub)
 		if err != nil {
 			moveErr = err
-			break
+			return false
 		}
 		to := FileName(nb, bits)
 		if err := ignoringEINTR(func() error { return unix.Renameat(sfd, name, dfd, to) }); err != nil {
 			if err == unix.ENOENT {
-				continue // gone, or renamed by another process: stays where it is
+				return true // gone, or renamed by another program
 			}
 			moveErr = fmt.Errorf("mailstore: move %s: %w", from, err)
-			break
+			return false
 		}
 		subs[sub] = true
-		moves = append(moves, move{m: m, sub: sub, name: name, to: to,
-			nm: &Msg{UID: dst.nextUID + uint32(len(moves)), Base: nb, Flags: bits}})
+		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}})
+		return false
+	}
+	for _, u := range uids {
+		if moveErr != nil {
+			break
+		}
+		if m := mb.findLocked(u); m != nil && moveOne(m) {
+			missing[m.Base] = true
+		}
+	}
+	if len(missing) > 0 && moveErr == nil {
+		// Renamed by another program (its flags changed): find it by
+		// its base name and move it with the flags it has now.
+		found, err := mb.locateLocked(missing)
+		if err != nil {
+			moveErr = err
+		}
+		for base := range found {
+			if moveErr == nil {
+				moveOne(mb.byBase[base])
+			}
+		}
+		srcClean = false
 	}
 	if len(moves) == 0 {
 		return nil, nil, moveErr
+	}
+	// UIDs in the order of the source's, as COPYUID pairs them.
+	sort.Slice(moves, func(i, j int) bool { return moves[i].m.UID < moves[j].m.UID })
+	for i := range moves {
+		moves[i].nm.UID = dst.nextUID + uint32(i)
 	}
 	err = dst.syncDirLocked("cur")
 	for sub := range subs {

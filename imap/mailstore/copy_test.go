@@ -205,3 +205,28 @@ func TestMoveBothWays(t *testing.T) {
 		t.Errorf("after moves: %d + %d messages, %d + %d files", in, ar, curCount(t, st, ""), curCount(t, st, ".Archive"))
 	}
 }
+
+// MOVE of a file another program renamed (its flags changed) moves it with
+// the flags it has now, UIDs paired in the source's order.
+func TestMoveRenamedByOtherProgram(t *testing.T) {
+	t.Parallel()
+	st, inbox, archive := copyFixture(t, NewRegistry())
+	m, _ := inbox.Get(1)
+	if err := os.Rename(filepath.Join(st.Path(), m.Path()), filepath.Join(st.Path(), "cur", m.Base+":2,FSa")); err != nil {
+		t.Fatal(err)
+	}
+	src, dst, err := inbox.MoveTo(archive, []uint32{1, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(src, []uint32{1, 3}) || !slices.Equal(dst, []uint32{1, 2}) {
+		t.Fatalf("COPYUID %v -> %v, want [1 3] -> [1 2]", src, dst)
+	}
+	moved, _ := archive.Get(1)
+	if got := archive.FlagNames(moved.Flags); !slices.Equal(got, []string{Flagged, Seen, "$Junk"}) {
+		t.Errorf("moved with flags %q", got)
+	}
+	if n := curCount(t, st, ""); n != 1 {
+		t.Errorf("INBOX/cur holds %d files, want 1", n)
+	}
+}
