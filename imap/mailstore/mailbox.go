@@ -141,10 +141,9 @@ func (mb *Mailbox) load() error {
 		return err
 	}
 	if mb.listDirty {
-		// Keep the new UIDVALIDITY even while the folder is empty.
-		if err := mb.rewriteUIDListLocked(); err != nil {
-			return err
-		}
+		// Keep the new UIDVALIDITY even while the folder is empty. Best
+		// effort: a folder we may not write is still read.
+		_ = mb.rewriteUIDListLocked()
 	}
 	mb.loadRecentLocked()
 	mb.log = nil // nobody watched the initial load
