@@ -19,6 +19,8 @@ type Registry struct {
 
 	host    string // sanitised host name for unique file names
 	counter atomic.Uint64
+
+	noHardLinks bool // tests: COPY as on a file system without hard links
 }
 
 type regKey struct{ maildir, dir string }
