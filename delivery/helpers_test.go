@@ -94,14 +94,18 @@ func treeEmpty(t testing.TB, dir string) {
 
 // recorder collects OnDelivered calls.
 type recorder struct {
-	mu    sync.Mutex
-	calls []string
+	mu      sync.Mutex
+	calls   []string
+	missing []string // notified names not found in new/
 }
 
-func (r *recorder) notify(maildir string) {
+func (r *recorder) notify(maildir, folder, name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, maildir)
+	if _, err := os.Stat(filepath.Join(maildir, folder, "new", name)); err != nil {
+		r.missing = append(r.missing, err.Error())
+	}
 }
 
 func (r *recorder) get() []string {

@@ -176,6 +176,9 @@ func TestDeliverTwoRecipients(t *testing.T) {
 	if len(calls) != 2 || !(calls[0] == a && calls[1] == b || calls[0] == b && calls[1] == a) {
 		t.Errorf("OnDelivered calls %v, want %s and %s", calls, a, b)
 	}
+	if len(rec.missing) > 0 {
+		t.Errorf("OnDelivered named files not in new/: %v", rec.missing)
+	}
 	// Two recipients sharing a maildir still get two files.
 	deliverOK(t, s, testMessage("M3"), Recipient{Address: "a@x.y", Maildir: a}, Recipient{Address: "a2@x.y", Maildir: a})
 	if n := len(files(t, a+"new")); n != 3 {

@@ -114,7 +114,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if a.store, err = delivery.NewStore(delivery.Options{
 		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Sync: syncMode,
 		Logger: log.With("component", "delivery"),
-		OnDelivered: func(maildir string) {
+		OnDelivered: func(maildir, _, _ string) {
 			if imapSrv != nil {
 				imapSrv.Notify(maildir)
 			}
