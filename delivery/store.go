@@ -78,17 +78,17 @@ type Message struct {
 
 // Store writes messages into maildirs. Safe for concurrent use.
 type Store struct {
-	log         *slog.Logger         // immutable
-	host        string               // escaped for file names; immutable
-	base        string               // clean AllowedBase or ""; immutable
-	chown       bool                 // immutable
+	log         *slog.Logger                       // immutable
+	host        string                             // escaped for file names; immutable
+	base        string                             // clean AllowedBase or ""; immutable
+	chown       bool                               // immutable
 	onDelivered func(maildir, folder, name string) // immutable
-	pid         int                  // immutable
-	counter     atomic.Uint64        // Q in file names
-	syncer      *groupSyncer         // directory fsyncs
-	fsSyncer    *groupSyncer         // syncfs, keyed by device alone (SyncFilesystem)
-	syncMode    SyncMode             // immutable
-	writing     atomic.Int32         // copies being written (syncContent)
+	pid         int                                // immutable
+	counter     atomic.Uint64                      // Q in file names
+	syncer      *groupSyncer                       // directory fsyncs
+	fsSyncer    *groupSyncer                       // syncfs, keyed by device alone (SyncFilesystem)
+	syncMode    SyncMode                           // immutable
+	writing     atomic.Int32                       // copies being written (syncContent)
 	maildirs    *maildirCache
 
 	mu       sync.Mutex
