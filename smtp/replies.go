@@ -59,6 +59,8 @@ var (
 	replyBadRcpt       = rep(501, gosmtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: bad address syntax")
 	replyNeedUTF8      = rep(553, gosmtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
 	replyBareNewline   = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains bare CR or LF (RFC 5321 §2.3.8)")
+	replyTooManyHops   = rep(554, gosmtp.EnhancedCode{5, 4, 6}, "Too many hops (mail loop?)")
+	replyLoop          = rep(554, gosmtp.EnhancedCode{5, 4, 6}, "Mail forwarding loop: the message already reached this recipient")
 	replyNUL           = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains NUL characters")
 	replyLongLine      = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message line too long (RFC 5321 §4.5.3.1.6)")
 	replyDeliveryFail  = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Transaction failed: message cannot be stored")

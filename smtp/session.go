@@ -45,6 +45,10 @@ type txn struct {
 	local  []delivery.Recipient // local maildrops, one per Destination.Address
 	remote []string             // addresses for the outbound queue, one each
 	seen   map[string]bool      // dedupeKey of every local and remote target
+	// forwarded are the recipients of ours whose copies leave (an alias
+	// with outside members): each gets a Delivered-To: line, which finds
+	// the copy if it comes back.
+	forwarded []string
 }
 
 func (s *Server) newSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
@@ -215,6 +219,12 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		return s.dropWith(replyShuttingDown)
 	}
 	log := s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300))
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
+		// it is the postmaster of our host name's domain, as Postfix
+		// appends $myorigin.
+		to = "postmaster@" + s.srv.o.Hostname
+	}
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {
 	case errors.Is(err, errRelayTrick):
@@ -282,8 +292,10 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 			return s.fail(stageRcpt, replyTempFailure)
 		}
 	}
+	forwards := false
 	for _, d := range res.Destinations {
 		if d.Remote {
+			forwards = forwards || dedupeKey(d.Address) != dedupeKey(addr)
 			s.addRemote(d.Address)
 			continue
 		}
@@ -298,6 +310,9 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		})
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
+	if forwards {
+		s.tx.forwarded = append(s.tx.forwarded, addr)
+	}
 	log.Debug("rcpt ok", "destinations", len(res.Destinations)) // Postfix's smtpd logs only refusals
 	return nil
 }

@@ -265,7 +265,7 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 	// whole DSN come again (duplicates in the maildirs already served).
 	body := strings.ReplaceAll(string(report), "\r\n", "\n")
 	body = strings.ReplaceAll(body, "\n", "\r\n")
-	_, _, err = a.queue.Accept(ctx, "", remote, local, []byte(body))
+	_, _, err = a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
 	return err
 }
 
