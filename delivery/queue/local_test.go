@@ -346,3 +346,37 @@ func TestAcceptChecksFirst(t *testing.T) {
 		t.Errorf("refused messages stored %d copies", len(files))
 	}
 }
+
+// TestAcceptFromFile: a message handed over as a file (what SMTP does with
+// a large one) larger than any single read is spooled and stored byte for
+// byte, locally and remotely, without the file being read into memory by
+// the caller.
+func TestAcceptFromFile(t *testing.T) {
+	s := newSink(t, sinkOptions{})
+	clock := newClock()
+	ls := newLocalStore(t)
+	o := baseOptions(t, t.TempDir(), clock)
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	o.Local = ls
+	h := start(t, o)
+	data := []byte(testMessage + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 5000))
+	f, err := os.CreateTemp(t.TempDir(), "msg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, err := h.q.Accept(context.Background(), "sender@local.test", []string{"carol@remote.test"},
+		[]delivery.Recipient{ls.rcpt("alice")}, io.NewSectionReader(f, 0, int64(len(data))))
+	if err != nil || errs[0] != nil {
+		t.Fatalf("Accept: %v, %v", err, errs)
+	}
+	ls.oneCopy(t, "alice", data)
+	got := recv(t, s.delivs, "the remote copy")
+	if got.data != string(data) {
+		t.Errorf("remote got %d bytes, want %d", len(got.data), len(data))
+	}
+}
