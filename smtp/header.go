@@ -54,7 +54,11 @@ func scanHeader(c delivery.Content, hostname string) headerInfo {
 		if len(line) == 0 { // the empty line: the body starts
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
+		cont := line[0] == ' ' || line[0] == '\t'
+		if (cont && len(field) == 0) || (!cont && !isFieldLine(line)) {
+			break // not a header line: the body starts here (RFC 5322 §2.2)
+		}
+		if cont {
 			// Unfolded with one space for the fold's white space, so
 			// that "id X\r\n\tfor <a>" reads "id X for <a>".
 			line = append([]byte{' '}, bytes.TrimLeft(line, " \t")...)
@@ -71,6 +75,22 @@ func scanHeader(c delivery.Content, hostname string) headerInfo {
 	}
 	flush()
 	return h
+}
+
+// isFieldLine: the line starts with a field name (printable ASCII but
+// ':', RFC 5322 §3.6.8) and a colon.
+func isFieldLine(l []byte) bool {
+	for i, c := range l {
+		switch {
+		case c == ':':
+			return i > 0
+		case c < 33 || c > 126:
+			// "Name :" (white space before the colon) is obsolete syntax
+			// (RFC 5322 §4.5.3) still met in the wild.
+			return i > 0 && bytes.HasPrefix(bytes.TrimLeft(l[i:], " \t"), []byte(":"))
+		}
+	}
+	return false
 }
 
 // readLineStart returns up to n octets of the next line without its line

@@ -146,6 +146,9 @@ func TestScanHeader(t *testing.T) {
 		{"own Received for", own + "\r\nb\r\n", 1, false, false, false, []string{"loop@hosted.example"}, nil},
 		{"another host's Received", other + "\r\n", 1, false, false, false, nil, []string{"x@hosted.example"}},
 		{"Delivered-To", "Delivered-To: <Fwd@Hosted.example>\r\nDelivered-To: b@c\r\n\r\n", 0, false, false, false, []string{"fwd@hosted.example", "b@c"}, nil},
+		{"body without a blank line", "Received: x\r\nnot a field\r\nReceived: y\r\nDate: z\r\n", 1, false, false, false, nil, nil},
+		{"name and spaces only", "Date: z\r\nName   \r\nFrom: a\r\n\r\n", 0, false, true, false, nil, nil},
+		{"continuation first", " Received: x\r\nDate: z\r\n\r\n", 0, false, false, false, nil, nil},
 		{"51 Received", strings.Repeat("Received: hop\r\n", 51) + "\r\n", 51, false, false, false, nil, nil},
 		{"long folded field", "Received: " + strings.Repeat("x", 10000) + "\r\n\t" + strings.Repeat("y ", 5000) + "\r\nDate: d\r\n\r\n", 1, false, true, false, nil, nil},
 	} {
