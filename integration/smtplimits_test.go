@@ -154,13 +154,27 @@ func TestBareLF(t *testing.T) {
 }
 
 // TestLongLinesIntact: lines far over 1,000 octets are accepted and stored
-// intact (Postfix reassembles them), from swaks over DATA.
+// intact (Postfix reassembles them), from swaks over DATA, and relayed
+// intact by the queue.
 func TestLongLinesIntact(t *testing.T) {
 	requireTool(t, "swaks")
-	s := startServer(t)
+	ca := testenv.NewCA(t)
+	// A next hop that takes long lines (go-smtp's default stops at 2000).
+	k := &sink{reject: map[string]bool{}}
+	k.srv = gosmtp.NewServer(k)
+	k.srv.Domain, k.srv.MaxLineLength = "sink.test", 1<<20
+	k.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{ca.IssueCertificate(t, "localhost", "127.0.0.1")}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.addr = ln.Addr().String()
+	go k.srv.Serve(ln)
+	t.Cleanup(func() { k.srv.Close() })
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
 	long := strings.Repeat("0123456789", 2000) // 20,000 octets
 	body := "short line\n" + long + "\nend"
-	out, err := run(t, "", "swaks", "--server", s.SMTP, "--from", "someone@example.net", "--to", "test0@hosted-domain.com",
+	out, err := run(t, "", "swaks", "--server", s.SMTP, "--from", "someone@example.net", "--to", "test0@hosted-domain.com,fwd@hosted-domain.com",
 		"--ehlo", "client.example.net", "--body", body)
 	if err != nil || !accepted(out) {
 		t.Fatalf("swaks: %v\n%s", err, out)
@@ -172,6 +186,10 @@ func TestLongLinesIntact(t *testing.T) {
 	b, _ := os.ReadFile(files[0])
 	if !strings.Contains(string(b), "\nshort line\n"+long+"\nend\n") {
 		t.Errorf("the long line was not stored intact (%d bytes on disk)", len(b))
+	}
+	waitFor(t, "the relayed copy", func() bool { return len(k.messages()) == 1 })
+	if got := k.messages()[0].data; !strings.Contains(got, "\r\nshort line\r\n"+long+"\r\nend\r\n") {
+		t.Errorf("the long line was not relayed intact (%d bytes)", len(got))
 	}
 }
 
