@@ -74,7 +74,16 @@ func BenchmarkDataRSS(b *testing.B) {
 // sendLarge sends one message of size octets (a header, then chunk
 // repeated); before its last 64 KiB it calls pause.
 func sendLarge(addr string, i, size int, chunk []byte, pause func()) error {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	return sendLargeFrom("", addr, i, size, chunk, pause)
+}
+
+// sendLargeFrom is sendLarge from the local address from ("": any).
+func sendLargeFrom(from, addr string, i, size int, chunk []byte, pause func()) error {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -162,4 +171,47 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// TestDataMemoryBounded: 40 clients each in the middle of a 4 MB message
+// cost the server far less than the 160 MB they are sending (they used to
+// cost all of it): large messages wait on disk, not in memory.
+func TestDataMemoryBounded(t *testing.T) {
+	const conns, size = 40, 4_000_000
+	s := startServer(t, withProduction())
+	pid := s.cmd.Process.Pid
+	before := rssKiB(pid)
+	line := strings.Repeat("0123456789abcdef", 4) + "0123456789ab\r\n"
+	chunk := []byte(strings.Repeat(line, 64<<10/len(line)))
+	var arrived, finished sync.WaitGroup
+	arrived.Add(conns)
+	release := make(chan struct{})
+	errs := make(chan error, conns)
+	for i := range conns {
+		// Each from an address of its own, as 40 MTAs would be.
+		finished.Go(func() {
+			once := sync.OnceFunc(arrived.Done)
+			defer once()
+			errs <- sendLargeFrom(fmt.Sprintf("127.0.1.%d", i+1), s.SMTP, i, size, chunk, func() { once(); <-release })
+		})
+	}
+	arrived.Wait()
+	time.Sleep(time.Second)
+	during := rssKiB(pid)
+	close(release)
+	finished.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	grew := (during - before) * 1024
+	t.Logf("server RSS %d MiB before, %d MiB with %d sessions in DATA (%d MB each)", before/1024, during/1024, conns, size/1_000_000)
+	if grew > conns*size/4 {
+		t.Errorf("RSS grew by %d MiB for %d MB of messages in flight", grew>>20, conns*size/1_000_000)
+	}
+	if n := len(s.maildirFiles(t, "xomail", "new")); n != conns {
+		t.Errorf("%d stored, want %d", n, conns)
+	}
 }
