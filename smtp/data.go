@@ -103,7 +103,7 @@ func (s *session) data(r io.Reader) error {
 		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
 		return s.fail(stageData, replyTooManyHops)
 	}
-	for _, a := range s.tx.rcpts {
+	for _, a := range s.tx.ours {
 		if hi.seen[dedupeKey(a)] {
 			log.Warn("message refused: mail loop", "to", sanitize(a, 300))
 			return s.fail(stageData, replyLoop)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -188,12 +189,13 @@ func TestHopsAndLoops(t *testing.T) {
 		{"Delivered-To of another", "fwd@hosted.example", "Delivered-To: other@hosted.example\r\n", "250 "},
 		{"our Received for the recipient", "ALICE@mailbox.example",
 			"Received: from a (b [192.0.2.1])\r\n\tby mx.test (courriel) with ESMTP id X\r\n\tfor <alice@mailbox.example>;\r\n\tdate\r\n", "554 5.4.6"},
+		{"Delivered-To of a relayed recipient", "someone@foreign.example", "Delivered-To: someone@foreign.example\r\n", "250 "},
 		{"our Received for another", "bob@mailbox.example",
 			"Received: from a (b [192.0.2.1])\r\n\tby mx.test (courriel) with ESMTP id X\r\n\tfor <alice@mailbox.example>;\r\n\tdate\r\n", "250 "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, Inbound, nil)
+			e := newEnv(t, Inbound, func(o *Options) { o.MyNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
 			c := e.dialRaw(t)
 			c.cmd("EHLO client.example", "250 ")
 			c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
@@ -219,6 +221,7 @@ func TestForwardTrace(t *testing.T) {
 	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
 	c.cmd("RCPT TO:<fwd@hosted.example>", "250 ")
 	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<FWD@hosted.example>", "250 ")
 	c.cmd("DATA", "354 ")
 	c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
 	q := e.queue.all()
@@ -226,7 +229,8 @@ func TestForwardTrace(t *testing.T) {
 		t.Fatalf("queued %d", len(q))
 	}
 	head, _, _ := strings.Cut(string(q[0].data), "\r\n\r\n")
-	if !strings.Contains(head, "\r\nDelivered-To: fwd@hosted.example\r\n") || strings.Contains(head, "Delivered-To: alice") {
+	if strings.Count(head, "\r\nDelivered-To: fwd@hosted.example\r\n") != 1 || strings.Contains(strings.ToLower(head), "delivered-to: alice") ||
+		strings.Count(strings.ToLower(head), "delivered-to:") != 1 {
 		t.Errorf("header:\n%s", head)
 	}
 	// It comes back: refused.

@@ -45,9 +45,13 @@ type txn struct {
 	local  []delivery.Recipient // local maildrops, one per Destination.Address
 	remote []string             // addresses for the outbound queue, one each
 	seen   map[string]bool      // dedupeKey of every local and remote target
-	// forwarded are the recipients of ours whose copies leave (an alias
-	// with outside members): each gets a Delivered-To: line, which finds
-	// the copy if it comes back.
+	// ours are the RCPT addresses the directory resolved (not those
+	// relayed to other domains): a message that already reached one of
+	// them is a loop.
+	ours []string
+	// forwarded are those of ours whose copies leave (an alias with
+	// outside members): each gets a Delivered-To: line, which finds the
+	// copy if it comes back.
 	forwarded []string
 }
 
@@ -310,8 +314,11 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		})
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
-	if forwards {
-		s.tx.forwarded = append(s.tx.forwarded, addr)
+	if !slices.ContainsFunc(s.tx.ours, func(o string) bool { return dedupeKey(o) == dedupeKey(addr) }) {
+		s.tx.ours = append(s.tx.ours, addr)
+		if forwards {
+			s.tx.forwarded = append(s.tx.forwarded, addr)
+		}
 	}
 	log.Debug("rcpt ok", "destinations", len(res.Destinations)) // Postfix's smtpd logs only refusals
 	return nil
