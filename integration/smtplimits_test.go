@@ -226,10 +226,15 @@ maildrop: alice@xoyize.xyz
 // submission (STARTTLS, AUTH) or on port 25.
 const smtplibSend = `
 import smtplib, ssl, sys
-host, port, ca, user, pw, sender, rcpt = sys.argv[1:8]
-s = smtplib.SMTP(host, int(port), timeout=30)
+mode, host, port, ca, user, pw, sender, rcpt = sys.argv[1:9]
+ctx = ssl.create_default_context(cafile=ca)
+if mode == "ssl":
+    s = smtplib.SMTP_SSL(host, int(port), context=ctx, timeout=30)
+else:
+    s = smtplib.SMTP(host, int(port), timeout=30)
+    if mode == "starttls":
+        s.starttls(context=ctx)
 if user:
-    s.starttls(context=ssl.create_default_context(cafile=ca))
     s.login(user, pw)
 s.sendmail(sender, [rcpt], sys.stdin.buffer.read())
 s.quit()
@@ -237,49 +242,52 @@ print("sent")
 `
 
 // TestSubmissionAddsMissingFields: a client that sends only a Subject gets
-// Message-ID, Date and From added on submission (Postfix's cleanup for
-// SASL clients); the same message on port 25 is stored as sent.
+// Message-ID, Date and From added on submission, 587 and 465 (Postfix's
+// cleanup for SASL clients); the same message on port 25 is stored as sent.
 func TestSubmissionAddsMissingFields(t *testing.T) {
 	requireTool(t, "python3")
 	s := startServer(t)
 	msg := "Subject: bare client\r\n\r\nno headers here\r\n"
-	send := func(addr, user, pw string) {
-		t.Helper()
-		host, port, _ := net.SplitHostPort(addr)
-		out, err := run(t, msg, "python3", "-c", smtplibSend, host, port, s.ca.CertFile(), user, pw,
-			"test0@hosted-domain.com", "alice@hosted-domain.com")
-		if err != nil || !strings.Contains(out, "sent") {
-			t.Fatalf("smtplib: %v\n%s", err, out)
-		}
-	}
-	send(s.Sub, "xomail", testenv.XomailPassword)
-	files := s.maildirFiles(t, "alice", "new")
-	if len(files) != 1 {
-		t.Fatalf("%d stored", len(files))
-	}
-	b, _ := os.ReadFile(files[0])
-	head, _, _ := strings.Cut(string(b), "\n\n")
-	for _, re := range []string{`(?m)^Message-ID: <\d{14}\.[A-Z2-7]{16}@xoyize\.xyz>$`,
-		`(?m)^Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)$`,
-		`(?m)^From: <test0@hosted-domain\.com>$`, `(?m)^Subject: bare client$`} {
-		if !regexp.MustCompile(re).MatchString(head) {
-			t.Errorf("no %s in the stored header:\n%s", re, head)
-		}
-	}
-	send(s.SMTP, "", "")
-	files = s.maildirFiles(t, "alice", "new")
-	if len(files) != 2 {
-		t.Fatalf("%d stored", len(files))
-	}
-	var port25 string
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		if !strings.Contains(string(b), "Message-ID:") {
-			port25 = string(b)
-		}
-	}
-	if port25 == "" || strings.Contains(port25, "\nDate:") || strings.Contains(port25, "\nFrom:") {
-		t.Errorf("port 25 added fields (or both copies have a Message-ID):\n%s", port25)
+	for _, tc := range []struct {
+		name, mode, addr, user, pw string
+		added                      bool
+	}{
+		{"submission", "starttls", s.Sub, "xomail", testenv.XomailPassword, true},
+		{"submissions", "ssl", s.Subs, "xomail", testenv.XomailPassword, true},
+		{"port 25", "plain", s.SMTP, "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := map[string]bool{}
+			for _, f := range s.maildirFiles(t, "alice", "new") {
+				before[f] = true
+			}
+			host, port, _ := net.SplitHostPort(tc.addr)
+			out, err := run(t, msg, "python3", "-c", smtplibSend, tc.mode, host, port, s.ca.CertFile(), tc.user, tc.pw,
+				"test0@hosted-domain.com", "alice@hosted-domain.com")
+			if err != nil || !strings.Contains(out, "sent") {
+				t.Fatalf("smtplib: %v\n%s", err, out)
+			}
+			var stored []byte
+			for _, f := range s.maildirFiles(t, "alice", "new") {
+				if !before[f] {
+					stored, _ = os.ReadFile(f)
+				}
+			}
+			head, body, _ := strings.Cut(string(stored), "\n\n")
+			if body != "no headers here\n" {
+				t.Fatalf("stored:\n%s", stored)
+			}
+			for _, re := range []string{`(?m)^Message-ID: <\d{14}\.[A-Z2-7]{16}@xoyize\.xyz>$`,
+				`(?m)^Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)$`,
+				`(?m)^From: <test0@hosted-domain\.com>$`} {
+				if got := regexp.MustCompile(re).MatchString(head); got != tc.added {
+					t.Errorf("%s in the stored header: %v, want %v\n%s", re, got, tc.added, head)
+				}
+			}
+			if !strings.Contains(head, "\nSubject: bare client") {
+				t.Errorf("no Subject:\n%s", head)
+			}
+		})
 	}
 }
 
