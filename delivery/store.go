@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ type Message struct {
 	ID      string    // message/queue id for logs
 	From    string    // envelope sender, "" for the null sender (Return-Path: <>)
 	Header  []byte    // trace header lines to prepend after Return-Path and Delivered-To (e.g. Received:), CRLF-terminated
-	Body    []byte    // the message as received (CRLF line endings, dot-unstuffed)
+	Body    Content   // the message as received (CRLF line endings, dot-unstuffed); nil for none
 	Arrived time.Time // for delay= in the log line, and keyed names (Recipient.CopyKey)
 	// Retry: an earlier attempt may have stored keyed copies without its
 	// outcome being recorded (a crash between the two). Each keyed copy is
@@ -165,17 +166,27 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		// The contract says CRLF-terminated; never glue the next line on.
 		header = append(header[:n:n], '\r', '\n')
 	}
-	var senderErr *Error
+	var msgErr *Error
 	if err := validAddress(m.From); err != nil {
-		senderErr = &Error{Reason: "invalid envelope sender", Err: err}
+		msgErr = &Error{Reason: "invalid envelope sender", Err: err}
+	}
+	body := m.Body
+	if body == nil {
+		body = bytes.NewReader(nil)
+	}
+	// Counted once for every copy: a large body is read from its file once
+	// here and once per copy written.
+	stats, err := scanBody(body)
+	if err != nil && msgErr == nil {
+		msgErr = ioError("cannot read the message", err)
 	}
 	one := func(i int) {
 		r := &rcpts[i]
 		start := time.Now()
-		e := senderErr
+		e := msgErr
 		var name string
 		if e == nil {
-			name, e = s.deliverOne(ctx, m, header, r)
+			name, e = s.deliverOne(ctx, m, copyParts{header: header, body: body, stats: stats}, r)
 		}
 		s.logCopy(m, r, start, e)
 		if e != nil {
@@ -206,7 +217,7 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 // deliverOne stores one copy and returns its file name in new/ ("" for a
 // keyed copy an earlier attempt had stored). See doc.go
 // for the durable sequence and what a crash at each step leaves.
-func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Recipient) (string, *Error) {
+func (s *Store) deliverOne(ctx context.Context, m *Message, parts copyParts, r *Recipient) (string, *Error) {
 	if err := ctx.Err(); err != nil {
 		return "", &Error{Temporary: true, Reason: "delivery cancelled", Err: err}
 	}
@@ -220,7 +231,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 			return "", badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
 		}
 	}
-	parts := copyParts{prefix: buildPrefix(m.From, r.Address), header: header, body: m.Body}
+	parts.prefix = buildPrefix(m.From, r.Address)
 	size, wsize := parts.sizes()
 	var name string
 	if r.CopyKey != "" {

@@ -78,7 +78,7 @@ func TestDeliverContent(t *testing.T) {
 			base := t.TempDir()
 			s := newStore(t, Options{AllowedBase: base, Hostname: "mx/1:a,b"})
 			maildir := base + "/xomail/mailbox/"
-			m := &Message{ID: "Q1", From: tc.from, Header: []byte(tc.header), Body: []byte(tc.body)}
+			m := &Message{ID: "Q1", From: tc.from, Header: []byte(tc.header), Body: bytes.NewReader([]byte(tc.body))}
 			deliverOK(t, s, m, Recipient{Address: "xomail@xoyize.xyz", OrigTo: "test0@hosted-domain.com", Maildir: maildir})
 
 			name, data := onlyNew(t, maildir)
