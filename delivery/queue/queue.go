@@ -23,7 +23,8 @@ type Queue struct {
 	log *slog.Logger
 	sp  *spool
 
-	kick chan struct{} // wakes the runner; capacity 1
+	kick  chan struct{} // wakes the runner; capacity 1
+	conns *connCache    // SMTP sessions and destination state, for Run
 
 	mu      sync.Mutex
 	entries map[string]*entry // guarded by mu; owner mode only
@@ -64,6 +65,7 @@ func Open(o Options) (*Queue, error) {
 		kick:    make(chan struct{}, 1),
 		entries: map[string]*entry{},
 	}
+	q.conns = newConnCache(o, q.log)
 	if sp.owner() {
 		if err := sp.locked(q.recover); err != nil {
 			sp.close()

@@ -34,6 +34,7 @@ type spool struct {
 	maxRcpts int
 
 	mu   sync.Mutex // serialises flock use on lock within this process
+	dirs dirSync    // directory fsyncs shared by concurrent writers
 	lock *os.File   // flock: envelope rewrites and removals, across processes
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
 }
@@ -113,17 +114,68 @@ func (s *spool) writeTemp(name string, data []byte) (string, error) {
 	return tmp, nil
 }
 
-// syncDir makes renames and removals in the spool durable.
+// syncDir makes the renames and removals in the spool done before the call
+// durable. Concurrent callers share directory fsyncs (a group commit): with
+// many deliveries finishing at once, one fsync covers them all instead of
+// each waiting its turn for its own.
 func (s *spool) syncDir() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
+	return s.dirs.sync(func() error {
+		d, err := os.Open(s.dir)
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
 		return err
+	})
+}
+
+// dirSync runs one fsync at a time; a caller needs one that started after
+// it called, and takes the first that does, whoever runs it.
+type dirSync struct {
+	mu       sync.Mutex
+	cond     *sync.Cond // on mu; created on first use
+	started  uint64     // fsyncs begun
+	finished uint64     // the last fsync finished (they finish in order)
+	running  bool
+	failed   uint64 // the last fsync that failed, and its error
+	err      error
+}
+
+func (d *dirSync) sync(fsync func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cond == nil {
+		d.cond = sync.NewCond(&d.mu)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	want := d.started + 1 // a running fsync may have begun before our change
+	for d.finished < want {
+		if d.running {
+			d.cond.Wait()
+			continue
+		}
+		d.running = true
+		d.started++
+		gen := d.started
+		d.mu.Unlock()
+		err := fsync()
+		d.mu.Lock()
+		d.running = false
+		d.finished = gen
+		if err != nil {
+			d.failed, d.err = gen, err
+		}
+		d.cond.Broadcast()
 	}
-	return err
+	// An fsync error is reported once by the kernel: whoever's change it
+	// covered must treat that change as not durable, even if a later
+	// fsync succeeded.
+	if d.failed >= want {
+		return d.err
+	}
+	return nil
 }
 
 // create stores a new message: data, then envelope (the commit point), then
@@ -182,29 +234,35 @@ func (s *spool) update(m *Message) error {
 	if err != nil {
 		return err
 	}
-	return s.locked(func() error {
+	// The new file is written and fsynced outside the lock (its name is
+	// unique); only the check and the rename need it.
+	tmp, err := s.writeTemp(m.ID+extEnvelope, env)
+	if err != nil {
+		return fmt.Errorf("queue: update %s: %w", m.ID, err)
+	}
+	err = s.locked(func() error {
 		if _, err := os.Lstat(s.path(m.ID, extEnvelope)); errors.Is(err, fs.ErrNotExist) {
 			return errDeleted
 		}
-		tmp, err := s.writeTemp(m.ID+extEnvelope, env)
-		if err != nil {
-			return fmt.Errorf("queue: update %s: %w", m.ID, err)
-		}
-		if err := os.Rename(tmp, s.path(m.ID, extEnvelope)); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("queue: update %s: %w", m.ID, err)
-		}
-		if err := s.syncDir(); err != nil {
-			return fmt.Errorf("queue: update %s: %w", m.ID, err)
-		}
-		return nil
+		return os.Rename(tmp, s.path(m.ID, extEnvelope))
 	})
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, errDeleted) {
+			return err
+		}
+		return fmt.Errorf("queue: update %s: %w", m.ID, err)
+	}
+	if err := s.syncDir(); err != nil {
+		return fmt.Errorf("queue: update %s: %w", m.ID, err)
+	}
+	return nil
 }
 
 // remove takes a message out of the spool: envelope first, so that a crash
 // in between leaves an orphan data file that Open discards.
 func (s *spool) remove(id string) error {
-	return s.locked(func() error {
+	err := s.locked(func() error {
 		err := os.Remove(s.path(id, extEnvelope))
 		if errors.Is(err, fs.ErrNotExist) {
 			return ErrNotFound
@@ -215,8 +273,15 @@ func (s *spool) remove(id string) error {
 		if err := os.Remove(s.path(id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("queue: remove %s: %w", id, err)
 		}
-		return s.syncDir()
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if err := s.syncDir(); err != nil {
+		return fmt.Errorf("queue: remove %s: %w", id, err)
+	}
+	return nil
 }
 
 // readEnvelope reads and checks one envelope, bounded in size.
