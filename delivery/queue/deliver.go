@@ -377,20 +377,19 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *o
 
 // drain reads the replies still owed by a pipelined transaction that stops
 // before its data, the reply to DATA last. A server that says 354 anyway
-// gets the lone dot that ends an empty message, and the session needs RSET.
-// A lost connection is passed to breakAll.
+// is hung up on: even an empty message must not be sent where no recipient
+// was accepted, and without the final dot the server discards it. A lost
+// connection is passed to breakAll.
 func (s *session) drain(owed int, breakAll func(*failure) *failure) *failure {
 	for ; owed > 0; owed-- {
 		code, _, err := s.reply()
-		if err == nil && owed == 1 && code == 354 {
-			s.send(".")
-			_, _, err = s.reply()
-		}
-		if err != nil {
+		switch {
+		case err != nil:
 			return breakAll(tempFailure("4.4.2", "reading the replies of "+s.relay+": "+err.Error()))
-		}
-		if code == 421 {
+		case code == 421:
 			return breakAll(tempFailure("4.4.2", "connection closed by "+s.relay))
+		case owed == 1 && code == 354:
+			return breakAll(tempFailure("4.4.2", s.relay+" accepted DATA without a recipient"))
 		}
 	}
 	return nil

@@ -143,7 +143,10 @@ func (c *connCache) takeIdleLocked(d *dest) *session {
 
 // dialed ends a dial that get allowed: the new session (which keeps its
 // slot), or the failure, which gives the slot back and, when it says the
-// destination is down, marks it dead.
+// destination is down and no other session to it is open, marks it dead
+// for deadTime (Postfix's queue manager suspends a dead destination for
+// minimal_backoff_time): until then its messages are deferred without a
+// dial.
 func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -163,7 +166,9 @@ func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
 		return
 	}
 	d.open--
-	if f == nil || !f.dead || d.dead != nil {
+	// While other sessions to it are open, one refused connection is the
+	// server's load talking (or a limit per client), not a dead host.
+	if f == nil || !f.dead || d.dead != nil || d.open > 0 {
 		return
 	}
 	d.dead, d.deadUntil, d.reached, d.retried = f, c.now().Add(c.deadTime), false, false

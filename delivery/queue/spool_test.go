@@ -299,12 +299,12 @@ func TestListShowDeleteFlushFromAnotherProcess(t *testing.T) {
 	if _, n := s.counts(); n != 1 {
 		t.Errorf("%d transactions, want 1", n)
 	}
-	h.q.mu.Lock()
-	n := len(h.q.entries)
-	h.q.mu.Unlock()
-	if n != 0 {
-		t.Errorf("runner still indexes %d messages", n)
-	}
+	// The spool empties just before the job ends: wait for its end.
+	h.waitUntil("the runner indexes no message", func() bool {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		return len(h.q.entries) == 0
+	})
 }
 
 func TestFlushInProcess(t *testing.T) {
