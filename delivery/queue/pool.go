@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -89,6 +90,11 @@ func (c *connCache) get(ctx context.Context, key string, fresh bool) (s *session
 				c.mu.Unlock()
 				return s, false, nil
 			}
+		} else if d.open >= c.limit && len(d.idle) > 0 {
+			// The idle sessions are not wanted: make room.
+			c.quitLater(d.idle[0])
+			d.idle = slices.Delete(d.idle, 0, 1)
+			d.open--
 		}
 		if d.open < c.limit && (d.reached || !d.dialing) {
 			d.open++
@@ -174,12 +180,6 @@ func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
 	d.dead, d.deadUntil, d.reached, d.retried = f, c.now().Add(c.deadTime), false, false
 	c.log.Warn("destination not responding, deliveries to it suspended",
 		"destination", key, "relay", f.relay, "for", c.deadTime.String(), "reason", f.text)
-	// Idle sessions to it are unlikely to work better.
-	for _, s := range d.idle {
-		d.open--
-		s.abort()
-	}
-	d.idle = nil
 }
 
 // put hands a session back after a delivery: kept idle for the next

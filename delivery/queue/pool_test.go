@@ -48,14 +48,13 @@ func TestConnectionReusedAcrossMessages(t *testing.T) {
 			o.ConnectionReuseLimit = tc.reuse
 			o.ConnectionCacheTime = tc.cacheTime
 			h := start(t, o)
-			for i := range tc.n {
+			for range tc.n {
 				h.enqueue("alice@local.test", "bob@remote.test")
 				recv(t, s.delivs, "a delivery")
 				h.waitUntil("the queue is empty", h.empty)
 				if tc.waitIdle {
 					waitFor(t, "the idle connection to be closed", func() bool { return s.openConns() == 0 })
 				}
-				_ = i
 			}
 			conns, txs := s.counts()
 			if conns != tc.wantConns || txs != tc.n {
