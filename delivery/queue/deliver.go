@@ -84,7 +84,7 @@ func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.
 			return interrupted(ctx, res)
 		}
 		broken := q.transact(s, m, g, data, res)
-		if broken != nil && broken.stale && !fresh {
+		if broken != nil && broken.stale && !fresh && ctx.Err() == nil {
 			q.log.Debug("cached connection lost, opening a new one", "id", m.ID, "relay", s.relay, "reason", broken.text)
 			q.conns.put(g.rt.key, s, false)
 			fresh = true

@@ -43,6 +43,9 @@ type dest struct {
 	changed chan struct{}
 }
 
+// forgetDead bounds the memory of dead destinations no message went to.
+const forgetDead = 24 * time.Hour
+
 func newConnCache(o Options, log *slog.Logger) *connCache {
 	return &connCache{
 		log:       log,
@@ -207,7 +210,8 @@ func (c *connCache) put(key string, s *session, reusable bool) {
 }
 
 // expire closes the sessions idle for longer than the cache time, and
-// forgets destinations that hold nothing worth remembering.
+// forgets destinations that hold nothing worth remembering (a dead one a
+// day after its period: by then nobody waits to hear that it is back).
 func (c *connCache) expire() {
 	now := time.Now()
 	c.mu.Lock()
@@ -227,7 +231,7 @@ func (c *connCache) expire() {
 			d.broadcast()
 		}
 		d.idle = kept
-		if d.open == 0 && !d.dialing && d.dead == nil {
+		if d.open == 0 && !d.dialing && (d.dead == nil || c.now().After(d.deadUntil.Add(forgetDead))) {
 			delete(c.dests, key)
 		}
 	}

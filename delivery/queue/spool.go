@@ -35,6 +35,7 @@ type spool struct {
 
 	mu   sync.Mutex // serialises flock use on lock within this process
 	dirs dirSync    // directory fsyncs shared by concurrent writers
+	rm   removals   // removals waiting for the lock
 	lock *os.File   // flock: envelope rewrites and removals, across processes
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
 }
@@ -260,28 +261,101 @@ func (s *spool) update(m *Message) error {
 }
 
 // remove takes a message out of the spool: envelope first, so that a crash
-// in between leaves an orphan data file that Open discards.
+// in between leaves an orphan data file that Open discards. Concurrent
+// removals are batched: one takes the lock for all those waiting, and one
+// directory fsync covers them, so that many deliveries finishing at once do
+// not queue for the lock one by one.
 func (s *spool) remove(id string) error {
+	r := &removal{id: id, wake: make(chan struct{})}
+	s.rm.mu.Lock()
+	s.rm.pending = append(s.rm.pending, r)
+	if !s.rm.running {
+		s.rm.running, r.lead = true, true
+	}
+	lead := r.lead
+	s.rm.mu.Unlock()
+	if !lead {
+		<-r.wake // done, or asked to lead the next batch
+		lead = r.lead
+	}
+	if lead {
+		s.removeBatch()
+	}
+	return r.err
+}
+
+// removals is the batch of removals waiting for the lock.
+type removals struct {
+	mu      sync.Mutex
+	pending []*removal
+	running bool // a batch is being removed; its leader hands over to the next
+}
+
+type removal struct {
+	id   string
+	lead bool  // set under removals.mu before wake is closed
+	err  error // set before wake is closed
+	wake chan struct{}
+}
+
+// removeBatch removes every envelope asked for so far under one lock,
+// then their data, then fsyncs the directory once, and makes the first
+// request that came meanwhile lead the next batch.
+func (s *spool) removeBatch() {
+	s.rm.mu.Lock()
+	batch := s.rm.pending
+	s.rm.pending = nil
+	s.rm.mu.Unlock()
 	err := s.locked(func() error {
-		err := os.Remove(s.path(id, extEnvelope))
-		if errors.Is(err, fs.ErrNotExist) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("queue: remove %s: %w", id, err)
-		}
-		if err := os.Remove(s.path(id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("queue: remove %s: %w", id, err)
+		for _, r := range batch {
+			err := os.Remove(s.path(r.id, extEnvelope))
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				r.err = ErrNotFound
+			case err != nil:
+				r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
+			}
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	removed := 0
+	for _, r := range batch {
+		if r.err == nil && err != nil {
+			r.err = err
+		}
+		if r.err != nil {
+			continue
+		}
+		// Without its envelope nobody else touches the data file
+		// (Open's recovery removes it as an orphan): no lock needed.
+		if err := os.Remove(s.path(r.id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
+		}
+		removed++
 	}
-	if err := s.syncDir(); err != nil {
-		return fmt.Errorf("queue: remove %s: %w", id, err)
+	if removed > 0 {
+		if err := s.syncDir(); err != nil {
+			for _, r := range batch {
+				if r.err == nil {
+					r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
+				}
+			}
+		}
 	}
-	return nil
+	s.rm.mu.Lock()
+	defer s.rm.mu.Unlock()
+	for _, r := range batch {
+		if !r.lead {
+			close(r.wake)
+		}
+	}
+	if len(s.rm.pending) == 0 {
+		s.rm.running = false
+		return
+	}
+	next := s.rm.pending[0]
+	next.lead = true
+	close(next.wake)
 }
 
 // readEnvelope reads and checks one envelope, bounded in size.
