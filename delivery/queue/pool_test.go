@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -46,7 +47,7 @@ func TestConnectionReusedAcrossMessages(t *testing.T) {
 			o.Routes = map[string]string{"remote.test": s.addr}
 			o.Dialer = nil
 			o.ConnectionReuseLimit = tc.reuse
-			o.ConnectionCacheTime = tc.cacheTime
+			o.ConnectionCacheTime = cmp.Or(tc.cacheTime, time.Minute) // a slow machine must not expire it
 			h := start(t, o)
 			for range tc.n {
 				h.enqueue("alice@local.test", "bob@remote.test")
@@ -337,6 +338,7 @@ func TestPipeliningWithMixedReplies(t *testing.T) {
 				o := baseOptions(t, t.TempDir(), newClock())
 				o.Routes = map[string]string{"remote.test": srv.addr}
 				o.Dialer = nil
+				o.ConnectionCacheTime = time.Minute
 				b := newBounces()
 				o.Bounce = b.fn
 				h := start(t, o)
@@ -398,6 +400,7 @@ func TestCachedConnectionClosedByServerIsReplaced(t *testing.T) {
 	o := baseOptions(t, t.TempDir(), newClock())
 	o.Routes = map[string]string{"remote.test": s.addr}
 	o.Dialer = nil
+	o.ConnectionCacheTime = time.Minute
 	h := start(t, o)
 	deliverSerially(t, h, s, 1)
 	if n := s.dropAll(); n != 1 {
@@ -437,6 +440,7 @@ func TestTLSAndAuthKeptOnReusedConnection(t *testing.T) {
 			s := newSink(t, tc.sink)
 			o := baseOptions(t, t.TempDir(), newClock())
 			o.Dialer = nil
+			o.ConnectionCacheTime = time.Minute
 			o.TLSPolicy = tc.policy
 			o.RootCAs = ca.pool
 			if tc.relay {

@@ -118,6 +118,7 @@ func TestDeliveryToPostfixSmtpSink(t *testing.T) {
 			o := baseOptions(t, t.TempDir(), newClock())
 			o.Routes = map[string]string{"remote.test": addr}
 			o.DestinationConcurrency = 4
+			o.ConnectionCacheTime = time.Minute // a slow machine must not expire it
 			var dials atomic.Int32
 			o.Dialer = func(ctx context.Context, network, a string) (net.Conn, error) {
 				dials.Add(1)
