@@ -23,8 +23,9 @@ type Queue struct {
 	log *slog.Logger
 	sp  *spool
 
-	kick  chan struct{} // wakes the runner; capacity 1
-	conns *connCache    // SMTP sessions and destination state, for Run
+	kick chan struct{} // wakes the runner; capacity 1
+
+	conns *connCache // SMTP sessions and destination state, for Run
 
 	mu      sync.Mutex
 	entries map[string]*entry // guarded by mu; owner mode only
