@@ -609,3 +609,69 @@ func TestShutdownWithCachedConnections(t *testing.T) {
 		t.Errorf("after shutdown: %+v, want pending with nothing recorded", r)
 	}
 }
+
+func TestWhatMakesADestinationDead(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		mx        []*net.MX
+		ips       map[string][]string
+		policy    Policy
+		wantDials int // for three messages sent together
+		wantDead  bool
+	}{
+		{
+			name: "one MX refuses, the next works: alive",
+			mx:   []*net.MX{{Host: "mx1.remote.test.", Pref: 10}, {Host: "mx2.remote.test.", Pref: 20}},
+			ips:  map[string][]string{"mx1.remote.test": {"127.0.0.2"}, "mx2.remote.test": {"127.0.0.1"}},
+			// mx1 refused once per new connection, mx2 then connects.
+			wantDials: -1,
+		},
+		{
+			name:      "every MX refuses: dead",
+			mx:        []*net.MX{{Host: "mx1.remote.test.", Pref: 10}, {Host: "mx2.remote.test.", Pref: 20}},
+			ips:       map[string][]string{"mx1.remote.test": {"127.0.0.2"}, "mx2.remote.test": {"127.0.0.3"}},
+			wantDials: 2,
+			wantDead:  true,
+		},
+		{
+			name:      "TLS required but not offered: not dead, each message tries",
+			mx:        []*net.MX{{Host: "mx1.remote.test.", Pref: 10}},
+			ips:       map[string][]string{"mx1.remote.test": {"127.0.0.1"}},
+			policy:    PolicyEncrypt,
+			wantDials: 3,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSink(t, sinkOptions{})
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Resolver = &fakeResolver{mx: map[string][]*net.MX{"remote.test": tc.mx}, ips: tc.ips}
+			o.TLSPolicy = cmp.Or(tc.policy, PolicyNone)
+			var dials atomic.Int32
+			sinkDial := dialTo(s.addr)
+			o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return sinkDial(ctx, network, addr)
+			}
+			h := start(t, o)
+			for range 3 {
+				h.enqueue("alice@local.test", "bob@remote.test")
+			}
+			for range 3 {
+				h.waitJob()
+			}
+			if tc.wantDials >= 0 {
+				if got := int(dials.Load()); got != tc.wantDials {
+					t.Errorf("%d dials, want %d", got, tc.wantDials)
+				}
+			} else if _, txs := s.counts(); txs != 3 {
+				t.Errorf("%d transactions, want 3", txs)
+			}
+			if dead := strings.Contains(h.logs.String(), "destination not responding"); dead != tc.wantDead {
+				t.Errorf("marked dead: %v, want %v", dead, tc.wantDead)
+			}
+		})
+	}
+}
