@@ -20,7 +20,9 @@
 //
 // Every file is written to a .tmp- name, fsynced, renamed and the directory
 // fsynced before the operation that wrote it returns (Enqueue, or the record of
-// a delivery attempt). The .env rename is the commit point: an .eml without an
+// a delivery attempt); operations running at once share directory fsyncs,
+// and a message whose last recipient was just delivered is recorded by its
+// removal alone. The .env rename is the commit point: an .eml without an
 // .env was never acknowledged and is removed at Open; an .env is removed before
 // its .eml when a message leaves the queue.
 //
