@@ -35,7 +35,9 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 		} else {
 			res = q.deliverGroup(ctx, m, g, data)
 		}
-		if !q.record(m, g, res) {
+		if !q.record(m, g, res) || m.done() {
+			// Done: removing the message below records the outcome,
+			// with one directory fsync instead of a rewrite first.
 			continue
 		}
 		if err := q.sp.update(m); errors.Is(err, errDeleted) {
@@ -47,7 +49,7 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 			q.log.Error("recording the delivery attempt failed", "id", m.ID, "err", err)
 		}
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !m.done() {
 		return m, false
 	}
 	if q.notify(ctx, m, data) {
@@ -60,6 +62,9 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 	if m.done() {
 		if err := q.sp.remove(m.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			q.log.Error("removing a finished message failed", "id", m.ID, "err", err)
+			// Its outcome was not written either: try to, so that a
+			// restart does not send it again.
+			q.sp.update(m)
 			return m, false
 		}
 		q.log.Info("removed", "id", m.ID)

@@ -26,6 +26,8 @@ type Queue struct {
 
 	kick chan struct{} // wakes the runner; capacity 1
 
+	conns *connCache // SMTP sessions and destination state, for Run
+
 	mu      sync.Mutex
 	entries map[string]*entry // guarded by mu; owner mode only
 	sched   schedule          // guarded by mu: idle entries by due time
@@ -67,6 +69,7 @@ func Open(o Options) (*Queue, error) {
 		kick:    make(chan struct{}, 1),
 		entries: map[string]*entry{},
 	}
+	q.conns = newConnCache(o, q.log)
 	if sp.owner() {
 		if err := sp.locked(q.recover); err != nil {
 			sp.close()
