@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -266,7 +267,8 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 	// whole DSN come again (duplicates in the maildirs already served).
 	body := strings.ReplaceAll(string(report), "\r\n", "\n")
 	body = strings.ReplaceAll(body, "\n", "\r\n")
-	_, _, err = a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
+	// The original's msg_id: one grep shows the message and its bounce.
+	_, _, err = a.queue.Accept(ctx, cmp.Or(msg.MsgID, msg.ID), "", remote, local, strings.NewReader(body))
 	return err
 }
 

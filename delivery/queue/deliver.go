@@ -85,7 +85,7 @@ func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.
 		}
 		broken := q.transact(s, m, g, data, res)
 		if broken != nil && broken.stale && !fresh && ctx.Err() == nil {
-			q.log.Debug("cached connection lost, opening a new one", "id", m.ID, "relay", s.relay, "reason", broken.text)
+			q.logFor(m).Debug("cached connection lost, opening a new one", "relay", s.relay, "reason", broken.text)
 			q.conns.put(g.rt.key, s, false)
 			fresh = true
 			continue
@@ -133,7 +133,7 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 			if f == nil {
 				return s, nil
 			}
-			q.log.Debug("host failed, trying the next", "id", id, "relay", f.relay, "reason", f.text)
+			q.log.Debug("host failed, trying the next", "queue_id", id, "relay", f.relay, "reason", f.text)
 			last, dead = f, dead && f.dead
 		}
 	}

@@ -416,7 +416,7 @@ func TestCachedConnectionClosedByServerIsReplaced(t *testing.T) {
 	if strings.Contains(logs, "deferred") {
 		t.Errorf("the lost cached connection was recorded as a failed attempt:\n%s", logs)
 	}
-	if n := strings.Count(logs, "id="+id+" to="); n != 2 || strings.Count(logs, `status="sent`) != 3 {
+	if n := strings.Count(logs, "queue_id="+id+" to="); n != 2 || strings.Count(logs, `status="sent`) != 3 {
 		t.Errorf("want one sent line per recipient:\n%s", logs)
 	}
 }

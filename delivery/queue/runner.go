@@ -178,7 +178,7 @@ func (q *Queue) rescan() {
 			continue
 		}
 		if err != nil {
-			q.log.Error("unreadable envelope", "id", id, "err", err)
+			q.log.Error("unreadable envelope", "queue_id", id, "err", err)
 			continue
 		}
 		q.mu.Lock()
