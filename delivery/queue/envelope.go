@@ -51,12 +51,12 @@ type LocalTarget struct {
 
 // Message is a queued message's envelope, the content of its .env file.
 type Message struct {
-	Version     int         `json:"v"`
-	ID          string      `json:"id"`
+	Version int    `json:"v"`
+	ID      string `json:"id"`
 	// MsgID is the id the message had where it came from (the SMTP
 	// transaction's msg_id), so that one grep follows it from its arrival
 	// through every attempt; "" for messages the queue made (DSNs).
-	MsgID string `json:"msg_id,omitempty"`
+	MsgID       string      `json:"msg_id,omitempty"`
 	From        string      `json:"from"` // "" is the null sender (a DSN): never bounced
 	Created     time.Time   `json:"created"`
 	Size        int64       `json:"size"`
