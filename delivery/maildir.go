@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // parentFS is where maildir paths are resolved and created: an os.Root at
@@ -192,6 +193,20 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 			return nil, openError("cannot create maildir", err)
 		}
 	}
+	if r.Folder != "" {
+		// Maildir++: the marker says this is a folder, not a user's maildir
+		// (Dovecot and courriel's IMAP create it with the folder).
+		f, err := mroot.OpenFile("maildirfolder", os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return nil, openError("cannot create maildirfolder", err)
+		}
+		f.Close()
+		if s.chown {
+			if err := mroot.Lchown("maildirfolder", r.UID, r.GID); err != nil {
+				return nil, openError("cannot chown maildirfolder", err)
+			}
+		}
+	}
 	// Durability of the directory entries, bottom-up: cur/new/tmp in the
 	// maildir, then each component in its parent.
 	if err := syncDir(mroot.Open, "."); err != nil {
@@ -265,4 +280,24 @@ func (s *Store) forget(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.known, key)
+}
+
+// maxFolderLen bounds Recipient.Folder.
+const maxFolderLen = 64
+
+// validFolder accepts the plain folder names delivery files into (Junk):
+// letters, digits, '-', '_' and inner spaces; no '.', which is Maildir++'s
+// hierarchy separator, and nothing that needs IMAP's modified UTF-7.
+func validFolder(name string) bool {
+	if name == "" || len(name) > maxFolderLen || name[0] == ' ' || name[len(name)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == ' ':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -41,7 +41,8 @@ type Options struct {
 	// Sync: how a copy's content is made durable before it is named.
 	Sync SyncMode
 	// OnDelivered, if set, is called with Recipient.Maildir after each
-	// durable copy (IMAP IDLE). It runs on the delivering goroutine, maybe
+	// durable copy into the INBOX (IMAP IDLE); not for a copy filed in a
+	// folder (Recipient.Folder). It runs on the delivering goroutine, maybe
 	// concurrently with itself: it must be safe for that and not block.
 	OnDelivered func(maildir string)
 }
@@ -59,6 +60,11 @@ type Recipient struct {
 	// and is not written again. The queue sets it for local recipients
 	// (queue id and recipient index), which makes its retries idempotent.
 	CopyKey string
+	// Folder, when set, is the Maildir++ folder the copy goes to instead of
+	// the INBOX: "Junk" is Maildir/.Junk/ (created with its maildirfolder
+	// marker if missing). Only letters, digits, '-', '_' and ' ': never a
+	// path, never a hierarchy.
+	Folder string
 }
 
 // Message is what was received, shared by all its copies.
@@ -179,7 +185,7 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 			errs[i] = e // only when non-nil: no typed nil in the interface
 			return
 		}
-		if s.onDelivered != nil {
+		if s.onDelivered != nil && r.Folder == "" {
 			s.onDelivered(r.Maildir)
 		}
 	}

@@ -35,6 +35,7 @@ type Config struct {
 	LDAP     LDAPConfig     `toml:"ldap"`
 	Delivery DeliveryConfig `toml:"delivery"`
 	Queue    QueueConfig    `toml:"queue"`
+	Milters  []MilterConfig `toml:"milter"` // [[milter]] (milterconf.go)
 }
 
 type ListenConfig struct {
@@ -394,7 +395,7 @@ func (c *Config) validate() error {
 			return keyErr("queue.routes", "%s = %q: want host:port", dom, hp)
 		}
 	}
-	return nil
+	return c.validateMilters()
 }
 
 // ldapKeyOf names the [ldap] key a directory option error is about.

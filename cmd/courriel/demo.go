@@ -54,6 +54,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	listen := fs.String("listen", "127.0.0.1", "address every demo listener binds")
 	ldifFile := fs.String("ldif", "", "LDIF file for the embedded directory (default: the built-in demo.ldif)")
 	printConfig := fs.Bool("print-config", false, "print the configuration the demo runs with, as TOML, and exit")
+	var milters stringList
+	fs.Var(&milters, "milter", "milter `address` (inet:HOST:PORT or unix:/path) for the port-25 listener, with the tempfail policy; repeatable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +64,9 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return err
 	}
 	cfg := demoConfig(dir, *listen)
+	for _, m := range milters {
+		cfg.Milters = append(cfg.Milters, MilterConfig{Address: m, Listeners: []string{"smtp"}, DefaultAction: "tempfail"})
+	}
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)

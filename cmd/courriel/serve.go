@@ -278,11 +278,16 @@ func (a *app) listen() error {
 		if addr == "" {
 			return nil
 		}
+		milters, err := cfg.milterChain(name, a.log)
+		if err != nil {
+			return err
+		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
+			Milters: milters,
 		})
 		if err != nil {
 			return err
