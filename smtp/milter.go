@@ -216,4 +216,3 @@ func milterReply(r *milter.Reply) *gosmtp.SMTPError {
 	}
 	return rep(r.Code, ec, r.Text)
 }
-
