@@ -344,6 +344,20 @@ func TestMilterActions(t *testing.T) {
 		})
 	}
 
+	// Two maildrops: the message goes through the queue, which must keep
+	// the folder of each local copy.
+	t.Run("quarantine through the queue", func(t *testing.T) {
+		out := swaksMsg(t, s, "test0@hosted-domain.com,bob@hosted-domain.com", "milter: quarantine", "marker-quarantine-queue")
+		if !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+		findMessage(t, s, "xomail", ".Junk/new", "marker-quarantine-queue")
+		findMessage(t, s, "bob", ".Junk/new", "marker-quarantine-queue")
+		if countWith(t, s, "bob", "new", "marker-quarantine-queue") != 0 {
+			t.Error("also in bob's INBOX")
+		}
+	})
+
 	t.Run("rcpt refused by milter", func(t *testing.T) {
 		out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "rcptreject@example.net",
 			"--to", "test0@hosted-domain.com,bob@hosted-domain.com", "--body", "marker-rcptreject")
