@@ -104,7 +104,7 @@ func ParseAddress(s string) (network, address string, err error) {
 	}
 	host, port, err := net.SplitHostPort(rest)
 	if err != nil {
-		return "", "", fmt.Errorf("milter: address %q: %w", s, err)
+		return "", "", fmt.Errorf("milter: address %q: want inet:host:port or unix:/path", s)
 	}
 	if host == "" {
 		return "", "", fmt.Errorf("milter: address %q: no host", s)
