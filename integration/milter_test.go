@@ -63,7 +63,8 @@ func countWith(t *testing.T, s *server, user, folder, marker string) int {
 func TestMilterRspamd(t *testing.T) {
 	requireTool(t, "swaks")
 	r := startRspamd(t)
-	s := startServer(t, withTOML(milterTOML(r.Addr, quoteList("smtp"), "tempfail")))
+	// The README's [[milter]] (tempfail), and the accept policy.
+	s := startServer(t, withTOML(readmeMilterTOML(t, r.Addr)))
 	open := startServer(t, withTOML(milterTOML(r.Addr, quoteList("smtp"), "accept")))
 
 	t.Run("gtube rejected at end of data with rspamd's reply", func(t *testing.T) {

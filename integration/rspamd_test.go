@@ -39,24 +39,16 @@ logging {
 }
 worker "rspamd_proxy" {
     bind_socket = "%s";
-    milter = yes;
-    timeout = 120s;
-    count = 1;
-    upstream "local" { default = yes; self_scan = yes; }
+    .include "$CONFDIR/worker-proxy.inc"
     .include(try=true; priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/worker-proxy.inc"
 }
 `
 
-// rspamdLocal is local.d: what this configuration changes.
+// rspamdLocal is local.d: what this configuration changes, besides the
+// README's worker-proxy.inc and milter_headers.conf (readmeRspamd).
 var rspamdLocal = map[string]string{
 	// No network: a resolver that answers nothing at once.
 	"options.inc": `dns { nameserver = ["127.0.0.1:1"]; timeout = 1s; retransmits = 1; }
-`,
-	// The headers a clean message gets (the README's setup).
-	// (skip_local: the tests' client is on loopback, a "local" address.)
-	"milter_headers.conf": `use = ["x-spamd-result", "x-rspamd-server", "x-rspamd-queue-id"];
-skip_local = false;
-skip_authenticated = false;
 `,
 	// No greylisting (it needs redis); rewrite_subject above add_header.
 	"actions.conf": `greylist = null;
@@ -129,6 +121,12 @@ func startRspamd(t testing.TB) *rspamd {
 		for name, content := range rspamdLocal {
 			files["local.d/"+name] = content
 		}
+		for _, name := range []string{"worker-proxy.inc", "milter_headers.conf"} {
+			files["local.d/"+name] = readmeBlock(t, "# /etc/rspamd/local.d/"+name)
+		}
+		// The tests' client is on loopback, which rspamd counts as local
+		// and would not give the headers to.
+		files["local.d/milter_headers.conf"] += "skip_local = false;\nskip_authenticated = false;\n"
 		for _, m := range rspamdOff {
 			files["local.d/"+m+".conf"] = "enabled = false;\n"
 		}
@@ -244,4 +242,33 @@ func quoteList(names ...string) string {
 		q[i] = fmt.Sprintf("%q", n)
 	}
 	return strings.Join(q, ", ")
+}
+
+// readmeBlock returns the fenced code block of README.md whose first line
+// is first, so that the README's setup is the one tested.
+func readmeBlock(t testing.TB, first string) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(b), "```")
+	for i := 1; i < len(blocks); i += 2 {
+		_, body, _ := strings.Cut(blocks[i], "\n") // the language tag line
+		if strings.HasPrefix(body, first+"\n") || strings.HasPrefix(body, first+" ") {
+			return body
+		}
+	}
+	t.Fatalf("README.md has no code block starting with %q", first)
+	return ""
+}
+
+// readmeMilterTOML is the README's [[milter]] for courriel, pointed at addr.
+func readmeMilterTOML(t testing.TB, addr string) string {
+	t.Helper()
+	block := readmeBlock(t, "[[milter]]")
+	if !strings.Contains(block, `"inet:127.0.0.1:11332"`) {
+		t.Fatalf("README's [[milter]] changed:\n%s", block)
+	}
+	return "\n" + strings.Replace(block, `"inet:127.0.0.1:11332"`, `"inet:`+addr+`"`, 1)
 }
