@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"bytes"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -410,4 +413,72 @@ func waitLog(s *server, text string) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// `courriel demo -milter ADDR` puts the milter on its port-25 listener
+// with the tempfail policy; submission stays unfiltered.
+func TestDemoMilter(t *testing.T) {
+	requireTool(t, "swaks")
+	addr, _ := startTestMilter(t)
+	dead := deadMilterAddr(t)
+	dir := filepath.Join(t.TempDir(), "demo")
+	cmd := exec.Command(binary, "demo", "-dir", dir, "-milter", "inet:"+addr, "-milter", "inet:"+dead)
+	var mu sync.Mutex
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = lockedWriter{&mu, &out}, lockedWriter{&mu, &out}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			cmd.Process.Kill()
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("demo output:\n%s", out.String())
+			mu.Unlock()
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range []string{"2525", "2587"} {
+		for {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("demo not listening on %s", p)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The second milter is dead: tempfail, whatever the first one says.
+	o, _ := run(t, "", "swaks", "--server", "127.0.0.1:2525", "--to", "test0@hosted-domain.com",
+		"--from", "someone@example.net", "--header", "Subject: milter: continue")
+	if !regexp.MustCompile(`(?m)^<\*\* +451 4\.7\.1 `).MatchString(o) {
+		t.Errorf("port 25 with a dead milter: want 451 4.7.1:\n%s", o)
+	}
+	o, _ = run(t, "", "swaks", "--server", "127.0.0.1:2587", "--tls", "-au", "xomail", "-ap", "demo",
+		"--from", "test0@hosted-domain.com", "--to", "alice@example.org")
+	if !accepted(o) {
+		t.Errorf("submission went through the milters:\n%s", o)
+	}
+}
+
+// deadMilterAddr is a loopback address nobody listens on.
+func deadMilterAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory/embedded"
+	"courriel/milter"
 	"courriel/tlsconf"
 )
 
@@ -65,7 +66,9 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	cfg := demoConfig(dir, *listen)
 	for _, m := range milters {
-		cfg.Milters = append(cfg.Milters, MilterConfig{Address: m, Listeners: []string{"smtp"}, DefaultAction: "tempfail"})
+		cfg.Milters = append(cfg.Milters, MilterConfig{Address: m, Listeners: []string{"smtp"}, DefaultAction: "tempfail",
+			ConnectTimeout: milter.DefaultConnectTimeout, CommandTimeout: milter.DefaultCommandTimeout,
+			ContentTimeout: milter.DefaultContentTimeout})
 	}
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
