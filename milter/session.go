@@ -472,7 +472,9 @@ func (s *Session) failed(mc *mconn, stage string, err error) (Verdict, bool) {
 	}
 	mc.txFailed = true
 	r := mc.f.cfg.DefaultAction.reply()
-	s.log.Info("milter failed: default action", "milter", mc.f.cfg.Address, "stage", stage,
+	// Debug: the state change is logged once by filter.failed, and the
+	// caller logs the reply of each transaction.
+	s.log.Debug("milter failed: default action", "milter", mc.f.cfg.Address, "stage", stage,
 		"default_action", mc.f.cfg.DefaultAction.String(), "err", err)
 	return Verdict{Reply: r, Milter: mc.f.cfg.Address}, true
 }
