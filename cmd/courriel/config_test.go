@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,17 @@ func TestConfigMilters(t *testing.T) {
 	}
 	if m := cfg.Milters[1]; m.ContentTimeout != 2*time.Minute || m.DefaultAction != "accept" {
 		t.Errorf("second milter %+v", m)
+	}
+}
+
+// A change of any [[milter]] is seen by SIGHUP (and applies at restart).
+func TestConfigDiffMilters(t *testing.T) {
+	t.Parallel()
+	a := defaultConfig()
+	a.Milters = []MilterConfig{{Address: "inet:127.0.0.1:11332"}, {Address: "unix:/run/clamav/clamav-milter.ctl"}}
+	b := a
+	b.Milters = []MilterConfig{{Address: "inet:127.0.0.1:11333"}, a.Milters[1]}
+	if got := configDiff(&a, &b); !slices.Equal(got, []string{"milter[0].address"}) {
+		t.Errorf("diff %v", got)
 	}
 }
