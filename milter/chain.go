@@ -233,3 +233,21 @@ func (r *Reply) String() string {
 	}
 	return fmt.Sprintf("%d %s %s", r.Code, r.Status, r.Text)
 }
+
+// Probe connects to the milter of c and negotiates, as a transaction
+// would, then hangs up: `courriel check-config` says whether it answers.
+func Probe(c Config) error {
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return err
+	}
+	network, address, _ := ParseAddress(c.Address)
+	f := &filter{cfg: c, network: network, address: address}
+	cs, nc, err := f.open(gomilter.NewMacroBag())
+	if err != nil {
+		return fmt.Errorf("milter %s: %w", c.Address, err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(c.CommandTimeout))
+	_ = cs.Close()
+	return nil
+}

@@ -328,3 +328,13 @@ func TestEndOfMessageActions(t *testing.T) {
 		})
 	}
 }
+
+func TestProbe(t *testing.T) {
+	addr, _ := serveRecorder(t, nil, nil)
+	if err := Probe(Config{Address: addr}); err != nil {
+		t.Errorf("live milter: %v", err)
+	}
+	if err := Probe(Config{Address: "inet:" + deadAddr(t)}); err == nil {
+		t.Error("dead milter answers")
+	}
+}

@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory"
+	"courriel/milter"
 	"courriel/tlsconf"
 )
 
@@ -126,6 +128,13 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
 	}
 	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
+	for _, m := range cfg.Milters {
+		mc, err := m.milterConfig()
+		if err == nil {
+			err = milter.Probe(mc)
+		}
+		report(fmt.Sprintf("milter %s answers (for %s)", m.Address, strings.Join(m.listeners(), ", ")), err)
+	}
 	for name, addr := range map[string]string{"smtp": cfg.Listen.SMTP, "submission": cfg.Listen.Submission,
 		"submissions": cfg.Listen.Submissions, "imaps": cfg.Listen.IMAPS, "imap": cfg.Listen.IMAP, "http": cfg.Listen.HTTP} {
 		if addr == "" {
