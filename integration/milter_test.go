@@ -115,6 +115,13 @@ func TestMilterRspamd(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(s.vmail, "xomail", "mailbox", ".Junk", "maildirfolder")); err != nil {
 			t.Errorf("Junk has no maildirfolder marker: %v", err)
 		}
+		// What the user sees: the message in the Junk folder over IMAPS.
+		curl := requireTool(t, "curl")
+		out, err := run(t, "", curl, "-sS", "--cacert", s.ca.CertFile(), "--user", "xomail:"+testenv.XomailPassword,
+			"imaps://localhost:"+port(s.IMAPS)+"/Junk;UID=1")
+		if err != nil || !strings.Contains(out, "marker-spam") || !strings.Contains(out, "X-Spam: Yes") {
+			t.Errorf("curl Junk;UID=1: %v\n%s", err, out)
+		}
 	})
 	t.Run("subject rewritten by rspamd", func(t *testing.T) {
 		out := swaksMsg(t, s, "test0@hosted-domain.com", "COURRIEL-REWRITE-TEST hello", "marker-rewrite")
