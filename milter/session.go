@@ -191,6 +191,7 @@ func (s *Session) connect(mc *mconn) (Verdict, bool) {
 	if helo == "" {
 		helo = "unknown"
 	}
+	s.deadline(mc, mc.f.cfg.CommandTimeout)
 	act, err = cs.Helo(helo)
 	if err != nil {
 		return s.failed(mc, "helo", err)
