@@ -110,7 +110,9 @@ func (s *Session) SetAuth(login, mech string) {
 	defer s.mu.Unlock()
 	s.info.AuthLogin, s.info.AuthMech = login, mech
 	s.macros.Set(gomilter.MacroAuthAuthen, login)
-	s.macros.Set(gomilter.MacroAuthType, mech)
+	if mech != "" {
+		s.macros.Set(gomilter.MacroAuthType, mech)
+	}
 }
 
 // Mail starts a transaction: from is the reverse-path ("" for <>), queueID
