@@ -104,22 +104,26 @@ func (d *recordingDialer) Dial(network, address string) (net.Conn, error) {
 // Macro lists sent at each stage when the milter asks for none of its own:
 // Postfix's milter_*_macros defaults, plus the client's address and name
 // at connect ({client_addr} and friends, which rspamd and ClamAV read).
-var macroStages = []struct {
+type macroStage struct {
 	stage  gomilter.MacroStage
 	macros []gomilter.MacroName
-}{
-	{gomilter.StageConnect, []gomilter.MacroName{gomilter.MacroMTAFQDN, gomilter.MacroDaemonName, gomilter.MacroDaemonAddr,
-		gomilter.MacroDaemonPort, gomilter.MacroMTAVersion, gomilter.MacroClientAddr, gomilter.MacroClientPort,
-		gomilter.MacroClientName, gomilter.MacroClientPTR, gomilter.MacroIfAddr}},
-	{gomilter.StageHelo, []gomilter.MacroName{gomilter.MacroTlsVersion, gomilter.MacroCipher, gomilter.MacroCipherBits,
-		gomilter.MacroCertSubject, gomilter.MacroCertIssuer}},
-	{gomilter.StageMail, []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroAuthType, gomilter.MacroAuthAuthen,
-		gomilter.MacroAuthAuthor, gomilter.MacroMailAddr, gomilter.MacroMailHost, gomilter.MacroMailMailer}},
-	{gomilter.StageRcpt, []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroRcptAddr, gomilter.MacroRcptHost,
-		gomilter.MacroRcptMailer}},
-	{gomilter.StageData, []gomilter.MacroName{gomilter.MacroQueueId}},
-	{gomilter.StageEOH, []gomilter.MacroName{gomilter.MacroQueueId}},
-	{gomilter.StageEOM, []gomilter.MacroName{gomilter.MacroQueueId}},
+}
+
+func macroStages() []macroStage {
+	return []macroStage{
+		{gomilter.StageConnect, []gomilter.MacroName{gomilter.MacroMTAFQDN, gomilter.MacroDaemonName, gomilter.MacroDaemonAddr,
+			gomilter.MacroDaemonPort, gomilter.MacroMTAVersion, gomilter.MacroClientAddr, gomilter.MacroClientPort,
+			gomilter.MacroClientName, gomilter.MacroClientPTR, gomilter.MacroIfAddr}},
+		{gomilter.StageHelo, []gomilter.MacroName{gomilter.MacroTlsVersion, gomilter.MacroCipher, gomilter.MacroCipherBits,
+			gomilter.MacroCertSubject, gomilter.MacroCertIssuer}},
+		{gomilter.StageMail, []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroAuthType, gomilter.MacroAuthAuthen,
+			gomilter.MacroAuthAuthor, gomilter.MacroMailAddr, gomilter.MacroMailHost, gomilter.MacroMailMailer}},
+		{gomilter.StageRcpt, []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroRcptAddr, gomilter.MacroRcptHost,
+			gomilter.MacroRcptMailer}},
+		{gomilter.StageData, []gomilter.MacroName{gomilter.MacroQueueId}},
+		{gomilter.StageEOH, []gomilter.MacroName{gomilter.MacroQueueId}},
+		{gomilter.StageEOM, []gomilter.MacroName{gomilter.MacroQueueId}},
+	}
 }
 
 // open connects to the milter and negotiates. The returned connection is
@@ -136,7 +140,7 @@ func (f *filter) open(macros gomilter.Macros) (*gomilter.ClientSession, net.Conn
 		gomilter.WithActions(gomilter.AllClientSupportedActionMasks),
 		gomilter.WithoutDefaultMacros(),
 	}
-	for _, s := range macroStages {
+	for _, s := range macroStages() {
 		opts = append(opts, gomilter.WithMacroRequest(s.stage, s.macros))
 	}
 	cs, err := gomilter.NewClient(f.network, f.address, opts...).Session(macros)
