@@ -14,7 +14,9 @@ func TestDeliverToFolder(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	var rec recorder
-	s := newStore(t, Options{AllowedBase: base, OnDelivered: rec.notify})
+	var created []Recipient // OnFolderCreated runs under Deliver, one copy here at a time
+	s := newStore(t, Options{AllowedBase: base, OnDelivered: rec.notify,
+		OnFolderCreated: func(r Recipient) { created = append(created, r) }})
 	inbox := base + "/a/mailbox/"
 	deliverOK(t, s, testMessage("J1"), Recipient{Address: "a@x.y", Maildir: inbox, Folder: "Junk"})
 	onlyNew(t, filepath.Join(inbox, ".Junk"))
@@ -30,11 +32,17 @@ func TestDeliverToFolder(t *testing.T) {
 	if calls := rec.get(); len(calls) != 0 {
 		t.Errorf("OnDelivered called for a folder copy: %v", calls)
 	}
+	if len(created) != 1 || created[0].Folder != "Junk" || created[0].Maildir != inbox {
+		t.Errorf("OnFolderCreated calls %+v, want one for Junk", created)
+	}
 	// The INBOX and the folder side by side, in one Deliver.
 	deliverOK(t, s, testMessage("J2"), Recipient{Address: "a@x.y", Maildir: inbox},
 		Recipient{Address: "a@x.y", Maildir: inbox, Folder: "Junk"})
 	if n, m := len(files(t, inbox+"new")), len(files(t, inbox+".Junk/new")); n != 1 || m != 2 {
 		t.Errorf("INBOX %d, Junk %d messages; want 1 and 2", n, m)
+	}
+	if len(created) != 1 {
+		t.Errorf("OnFolderCreated called again for an existing folder: %+v", created)
 	}
 }
 

@@ -149,11 +149,13 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 	defer mu.Unlock()
 
 	comps := strings.Split(rel, "/")
+	createdLast := false // the maildir (or folder) itself is new
 	for i := range comps {
 		p := strings.Join(comps[:i+1], "/")
 		err := pfs.Mkdir(p, 0o700)
 		switch {
 		case err == nil:
+			createdLast = i == len(comps)-1
 			if e := s.own(pfs, p, r); e != nil {
 				return nil, e
 			}
@@ -223,6 +225,9 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 	}
 	s.remember(key)
 	ok = true
+	if r.Folder != "" && createdLast && s.onFolderCreated != nil {
+		s.onFolderCreated(*r)
+	}
 	return mroot, nil
 }
 

@@ -45,6 +45,11 @@ type Options struct {
 	// folder (Recipient.Folder). It runs on the delivering goroutine, maybe
 	// concurrently with itself: it must be safe for that and not block.
 	OnDelivered func(maildir string)
+	// OnFolderCreated, if set, is called once delivery has created the
+	// folder of r (Recipient.Folder) and made it durable: cmd subscribes the
+	// user to it, as Dovecot's LDA does with lda_mailbox_autosubscribe, so
+	// that IMAP clients showing subscribed folders only see their Junk.
+	OnFolderCreated func(r Recipient)
 }
 
 // Recipient is one local copy to store.
@@ -87,13 +92,15 @@ type Store struct {
 	base        string               // clean AllowedBase or ""; immutable
 	chown       bool                 // immutable
 	onDelivered func(maildir string) // immutable
-	pid         int                  // immutable
-	counter     atomic.Uint64        // Q in file names
-	syncer      *groupSyncer         // directory fsyncs
-	fsSyncer    *groupSyncer         // syncfs, keyed by device alone (SyncFilesystem)
-	syncMode    SyncMode             // immutable
-	writing     atomic.Int32         // copies being written (syncContent)
-	maildirs    *maildirCache
+	// onFolderCreated: Options.OnFolderCreated; immutable.
+	onFolderCreated func(Recipient)
+	pid             int           // immutable
+	counter         atomic.Uint64 // Q in file names
+	syncer          *groupSyncer  // directory fsyncs
+	fsSyncer        *groupSyncer  // syncfs, keyed by device alone (SyncFilesystem)
+	syncMode        SyncMode      // immutable
+	writing         atomic.Int32  // copies being written (syncContent)
+	maildirs        *maildirCache
 
 	mu       sync.Mutex
 	known    map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
@@ -136,19 +143,20 @@ func NewStore(o Options) (*Store, error) {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	return &Store{
-		log:         lg,
-		host:        escapeHostname(host),
-		base:        base,
-		chown:       o.Chown,
-		onDelivered: o.OnDelivered,
-		pid:         os.Getpid(),
-		syncer:      newGroupSyncer((*os.File).Sync),
-		fsSyncer:    newGroupSyncer(syncFS),
-		syncMode:    o.Sync,
-		devModes:    make(map[uint64]SyncMode),
-		maildirs:    newMaildirCache(),
-		known:       make(map[string]struct{}),
-		seed:        maphash.MakeSeed(),
+		log:             lg,
+		host:            escapeHostname(host),
+		base:            base,
+		chown:           o.Chown,
+		onDelivered:     o.OnDelivered,
+		onFolderCreated: o.OnFolderCreated,
+		pid:             os.Getpid(),
+		syncer:          newGroupSyncer((*os.File).Sync),
+		fsSyncer:        newGroupSyncer(syncFS),
+		syncMode:        o.Sync,
+		devModes:        make(map[uint64]SyncMode),
+		maildirs:        newMaildirCache(),
+		known:           make(map[string]struct{}),
+		seed:            maphash.MakeSeed(),
 	}, nil
 }
 

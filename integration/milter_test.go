@@ -115,6 +115,10 @@ func TestMilterRspamd(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(s.vmail, "xomail", "mailbox", ".Junk", "maildirfolder")); err != nil {
 			t.Errorf("Junk has no maildirfolder marker: %v", err)
 		}
+		// Subscribed, as Dovecot's LDA does when it creates a folder.
+		if b, err := os.ReadFile(filepath.Join(s.vmail, "xomail", "mailbox", "subscriptions")); err != nil || !strings.Contains("\n"+string(b), "\nJunk\n") {
+			t.Errorf("Junk not subscribed: %v %q", err, b)
+		}
 		// What the user sees: the message in the Junk folder over IMAPS.
 		curl := requireTool(t, "curl")
 		out, err := run(t, "", curl, "-sS", "--cacert", s.ca.CertFile(), "--user", "xomail:"+testenv.XomailPassword,

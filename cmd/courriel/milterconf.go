@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"courriel/delivery"
+	"courriel/imap/mailstore"
 	"courriel/milter"
 )
 
@@ -93,4 +95,21 @@ func (c *Config) milterChain(listener string, log *slog.Logger) (*milter.Chain, 
 		return nil, nil
 	}
 	return milter.NewChain(cfgs, log.With("component", "milter", "listener", listener))
+}
+
+// subscribeFolder subscribes a user to a folder delivery created (the Junk
+// folder a milter's verdict filed a message in), in the maildir's Dovecot
+// subscriptions file, so that it shows in IMAP clients listing subscribed
+// folders. Best effort: the message is stored either way.
+func subscribeFolder(chown bool, log *slog.Logger) func(delivery.Recipient) {
+	return func(r delivery.Recipient) {
+		st, err := mailstore.OpenStore(strings.TrimSuffix(r.Maildir, "/"), mailstore.Owner{UID: r.UID, GID: r.GID, Chown: chown})
+		if err == nil {
+			err = st.SetSubscribed(r.Folder, true)
+			st.Close()
+		}
+		if err != nil {
+			log.Warn("delivery: cannot subscribe the user to a new folder", "maildir", r.Maildir, "folder", r.Folder, "err", err)
+		}
+	}
 }

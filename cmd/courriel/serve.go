@@ -119,6 +119,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 				imapSrv.Notify(maildir)
 			}
 		},
+		OnFolderCreated: subscribeFolder(chown, log),
 	}); err != nil {
 		return nil, err
 	}
