@@ -173,14 +173,24 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 	k := dedupeKey(addr)
 	found := false
 	s.tx.rcpts = slices.DeleteFunc(s.tx.rcpts, func(r string) bool { return dedupeKey(r) == k })
-	n := len(s.tx.local)
+	// A copy removed is forgotten by the dedupe set too: a milter may add
+	// the same maildrop back.
 	s.tx.local = slices.DeleteFunc(s.tx.local, func(r delivery.Recipient) bool {
-		return dedupeKey(r.OrigTo) == k || dedupeKey(r.Address) == k
+		del := dedupeKey(r.OrigTo) == k || dedupeKey(r.Address) == k
+		if del {
+			found = true
+			delete(s.tx.seen, dedupeKey(r.Address))
+		}
+		return del
 	})
-	found = found || n != len(s.tx.local)
-	n = len(s.tx.remote)
-	s.tx.remote = slices.DeleteFunc(s.tx.remote, func(r string) bool { return dedupeKey(r) == k })
-	found = found || n != len(s.tx.remote)
+	s.tx.remote = slices.DeleteFunc(s.tx.remote, func(r string) bool {
+		del := dedupeKey(r) == k
+		if del {
+			found = true
+			delete(s.tx.seen, k)
+		}
+		return del
+	})
 	log.Info("recipient removed by milter", "to", sanitize(addr, 300), "found", found)
 }
 

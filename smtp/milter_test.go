@@ -38,8 +38,15 @@ func (m *hookMilter) Header(name, value string, _ gomilter.Modifier) (*gomilter.
 
 func (m *hookMilter) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, error) {
 	mod.AddHeader("X-Milter", "seen")
-	if m.subject == "junk" {
+	switch m.subject {
+	case "junk":
 		mod.Quarantine("test")
+	case "envelope":
+		mod.ChangeFrom("<>", "")
+		mod.DeleteRecipient("<alice@mailbox.example>")
+		mod.AddRecipient("<info@hosted.example>", "")    // alice again, through an alias
+		mod.AddRecipient("<carol@remote.example>", "")   // no relay check for a milter
+		mod.AddRecipient("<nobody@mailbox.example>", "") // unknown: dropped
 	}
 	m.subject = ""
 	return gomilter.RespContinue, nil
@@ -133,5 +140,27 @@ func TestMilterAbortOnRset(t *testing.T) {
 	}
 	if n := len(e.deliv.all()); n != 1 {
 		t.Errorf("%d deliveries", n)
+	}
+}
+
+// Envelope changes: the sender, a recipient removed then added back through
+// an alias (resolved by the directory), a foreign one queued without the
+// relay check, an unknown one dropped.
+func TestMilterEnvelope(t *testing.T) {
+	t.Parallel()
+	e, _ := newMilterEnv(t)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: envelope\r\n\r\nbody\r\n.", "250 ")
+	q := e.queue.all()
+	if len(q) != 1 {
+		t.Fatalf("%d queued, want 1", len(q))
+	}
+	if q[0].from != "" || strings.Join(q[0].rcpts, ",") != "carol@remote.example" ||
+		len(q[0].local) != 1 || q[0].local[0].Address != "alice@mailbox.example" || q[0].local[0].OrigTo != "info@hosted.example" {
+		t.Errorf("queued %+v", q[0])
 	}
 }
