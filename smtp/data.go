@@ -112,6 +112,14 @@ func (s *session) data(r io.Reader) error {
 	now := s.srv.o.Now()
 	header := s.received(now)
 	header = s.addedFields(header, hi, now)
+	header, body, discarded, err := s.filterMessage(log, header, body)
+	if err != nil {
+		return s.fail(stageData, err)
+	}
+	if discarded { // accepted, and dropped on a milter's word (logged)
+		s.c.messageAccepted()
+		return nil
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/milter"
 )
 
 // Kind is the policy of one listener.
@@ -178,6 +179,9 @@ type Options struct {
 	MaxCommands int
 	// DeliveryTimeout bounds the local delivery and queueing of a message.
 	DeliveryTimeout time.Duration
+
+	// Milters filter every transaction (courriel/milter); nil for none.
+	Milters *milter.Chain
 
 	// AuthThrottle tunes the throttling of failed logins.
 	AuthThrottle ThrottleOptions

@@ -121,6 +121,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 				imapSrv.Notify(maildir)
 			}
 		},
+		OnFolderCreated: subscribeFolder(chown, log),
 	}); err != nil {
 		return nil, err
 	}
@@ -291,6 +292,10 @@ func (a *app) listen() error {
 		if addr == "" {
 			return nil
 		}
+		milters, err := cfg.milterChain(name, a.log)
+		if err != nil {
+			return err
+		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
@@ -298,6 +303,7 @@ func (a *app) listen() error {
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
 			SpoolDir: incoming, BareNewline: bareNewline,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
+			Milters: milters,
 		})
 		if err != nil {
 			return err

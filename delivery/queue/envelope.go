@@ -47,6 +47,9 @@ type LocalTarget struct {
 	Maildir string `json:"maildir"`           // absolute and clean
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
+	// Folder is delivery.Recipient.Folder: "" for the INBOX, "Junk" for a
+	// message a milter flagged as spam.
+	Folder string `json:"folder,omitempty"`
 }
 
 // Message is a queued message's envelope, the content of its .env file.
@@ -194,7 +197,7 @@ func validLocal(l *LocalTarget) bool {
 	return filepath.IsAbs(l.Maildir) && filepath.Clean(l.Maildir) == strings.TrimSuffix(l.Maildir, "/") &&
 		!strings.ContainsRune(l.Maildir, 0) && l.UID >= 0 && l.GID >= 0 &&
 		int64(l.UID) < math.MaxUint32 && int64(l.GID) < math.MaxUint32 &&
-		(l.OrigTo == "" || validAddress(l.OrigTo))
+		(l.OrigTo == "" || validAddress(l.OrigTo)) && len(l.Folder) <= 64 && !strings.ContainsAny(l.Folder, "/.\x00")
 }
 
 func encodeEnvelope(m *Message) ([]byte, error) {

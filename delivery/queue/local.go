@@ -61,6 +61,7 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 		rs[i] = delivery.Recipient{
 			Address: r.Addr, OrigTo: r.Local.OrigTo, Maildir: r.Local.Maildir,
 			UID: r.Local.UID, GID: r.Local.GID, CopyKey: copyKey(m.ID, idx),
+			Folder: r.Local.Folder,
 		}
 	}
 	errs := q.o.Local.Deliver(ctx, msg, rs)
