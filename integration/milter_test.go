@@ -189,7 +189,7 @@ func (m *testMilter) Connect(host, family string, port uint16, addr string, mod 
 
 func (m *testMilter) MailFrom(from, _ string, mod gomilter.Modifier) (*gomilter.Response, error) {
 	m.from, m.subject = from, ""
-	m.record(mod, gomilter.MacroMTAFQDN, gomilter.MacroClientAddr, gomilter.MacroQueueId, gomilter.MacroAuthAuthen, gomilter.MacroTlsVersion, gomilter.MacroDaemonName)
+	m.record(mod, gomilter.MacroMTAFQDN, gomilter.MacroClientAddr, gomilter.MacroQueueId, gomilter.MacroAuthAuthen, gomilter.MacroAuthType, gomilter.MacroTlsVersion, gomilter.MacroDaemonName)
 	return gomilter.RespContinue, nil
 }
 
@@ -400,14 +400,14 @@ func TestMilterActions(t *testing.T) {
 
 	t.Run("submission: authenticated macros", func(t *testing.T) {
 		out, err := run(t, "", "swaks", "--server", s.Sub, "--tls", "--tls-verify", "--tls-ca-path", s.ca.CertFile(),
-			"-au", "xomail", "-ap", testenv.XomailPassword, "--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com",
+			"-a", "PLAIN", "-au", "xomail", "-ap", testenv.XomailPassword, "--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com",
 			"--header", "Subject: milter: continue", "--body", "marker-sub")
 		if err != nil || !accepted(out) {
 			t.Fatalf("swaks: %v\n%s", err, out)
 		}
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		if rec.macros["{auth_authen}"] != "xomail" || !strings.HasPrefix(rec.macros["{tls_version}"], "TLSv1.") ||
+		if rec.macros["{auth_authen}"] != "xomail" || rec.macros["{auth_type}"] != "PLAIN" || !strings.HasPrefix(rec.macros["{tls_version}"], "TLSv1.") ||
 			rec.macros["{daemon_name}"] != "submission" {
 			t.Errorf("macros %v", rec.macros)
 		}

@@ -37,7 +37,7 @@ func (s *session) milterMail() *gosmtp.SMTPError {
 		s.milter = s.srv.o.Milters.NewSession(s.milterInfo(), s.log)
 	}
 	if s.user != nil {
-		s.milter.SetAuth(s.user.Login, "")
+		s.milter.SetAuth(s.user.Login, s.authMech)
 	}
 	v := s.milter.Mail(s.tx.from, s.tx.id)
 	if v.Reply != nil {

@@ -34,6 +34,9 @@ type session struct {
 	// under mu; Data reads them under mu.
 	mu   sync.Mutex
 	user *directory.User // set by a successful AUTH
+	// authMech is the SASL mechanism of the AUTH in progress or done (the
+	// milters' {auth_type}); guarded by mu.
+	authMech string
 	tx   txn             // the current transaction, zeroed by Reset
 	// milter is the milters' session (milter.go), opened at the first
 	// MAIL when Options.Milters has any; guarded by mu.
