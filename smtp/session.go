@@ -37,7 +37,7 @@ type session struct {
 	// authMech is the SASL mechanism of the AUTH in progress or done (the
 	// milters' {auth_type}); guarded by mu.
 	authMech string
-	tx   txn             // the current transaction, zeroed by Reset
+	tx       txn // the current transaction, zeroed by Reset
 	// milter is the milters' session (milter.go), opened at the first
 	// MAIL when Options.Milters has any; guarded by mu.
 	milter *milter.Session
