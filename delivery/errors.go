@@ -21,6 +21,12 @@ var (
 	// not a directory, bad owner). Temporary: an administrator must fix the
 	// directory entry or the file system; never bounce for it.
 	ErrBadMaildir = errors.New("delivery: bad maildir")
+	// ErrOverQuota: the copy would take the maildir past its quota
+	// (Recipient.Quota, kept in Maildir++'s maildirsize). Temporary, as
+	// Dovecot's default (quota_full_tempfail): SMTP answers 452 4.2.2 and the
+	// sender (or the queue) retries until the user makes room or the limit
+	// is raised.
+	ErrOverQuota = errors.New("delivery: mailbox over quota")
 )
 
 // Error is what Deliver returns for a copy that was not stored. Nothing of
@@ -53,6 +59,8 @@ func (e *Error) Status() string { return e.dsn() }
 // dsn is the RFC 3463 enhanced status code for the log line.
 func (e *Error) dsn() string {
 	switch {
+	case errors.Is(e, ErrOverQuota):
+		return "4.2.2" // mailbox full
 	case errors.Is(e, ErrDiskFull), errors.Is(e, ErrNotWritable):
 		return "4.3.1" // mail system full
 	case errors.Is(e, ErrBadMaildir):

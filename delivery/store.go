@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"courriel/delivery/maildirsize"
 )
 
 // Options configure a Store.
@@ -67,6 +69,10 @@ type Recipient struct {
 	// and is not written again. The queue sets it for local recipients
 	// (queue id and recipient index), which makes its retries idempotent.
 	CopyKey string
+	// Quota, when set, is the maildir's quota (the directory's quota
+	// attribute): a copy that would take the usage in maildirsize past it
+	// fails with ErrOverQuota, and a stored copy is added to it.
+	Quota maildirsize.Limits
 	// Folder, when set, is the Maildir++ folder the copy goes to instead of
 	// the INBOX: "Junk" is Maildir/.Junk/ (created with its maildirfolder
 	// marker if missing). Only letters, digits, '-', '_' and ' ': never a
@@ -277,15 +283,67 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, parts copyParts, r *
 			return "", nil // nothing new for IMAP: it may have taken it already
 		}
 	}
+	var quota *openMaildir // the maildir holding maildirsize
+	if r.Quota.Set() {
+		if quota, e = s.checkQuota(r, md, size); e != nil {
+			s.maildirs.release(md)
+			return "", e
+		}
+	}
 	e = s.writeCopy(m, md, name, &parts, size, r)
 	if e != nil {
 		s.maildirs.evict(md) // the next delivery opens it afresh
+	}
+	if quota != nil {
+		if e == nil {
+			if err := maildirsize.Add(quota.root, size, 1); err != nil {
+				s.log.Warn("cannot update maildirsize", "msg_id", m.ID, "to", r.Address, "error", err)
+			}
+		}
+		if quota != md {
+			s.maildirs.release(quota)
+		}
 	}
 	s.maildirs.release(md)
 	if e != nil {
 		return "", e
 	}
 	return name, nil
+}
+
+// checkQuota reads the usage of r's maildir (maildirsize, in the maildir
+// itself even for a copy filed in a folder) and refuses a copy of size
+// bytes that would go past r.Quota. It returns the maildir to add the copy
+// to once stored: md itself, or one more reference the caller releases.
+func (s *Store) checkQuota(r *Recipient, md *openMaildir, size int64) (*openMaildir, *Error) {
+	inbox := md
+	if r.Folder != "" {
+		ir := *r
+		ir.Folder = ""
+		var e *Error
+		if inbox, e = s.acquireMaildir(&ir); e != nil {
+			return nil, e
+		}
+	}
+	owner := maildirsize.Owner{UID: -1, GID: -1}
+	if s.chown {
+		owner = maildirsize.Owner{UID: r.UID, GID: r.GID}
+	}
+	u, err := maildirsize.Read(inbox.root, r.Quota, owner, time.Now())
+	var e *Error
+	switch {
+	case err != nil:
+		e = ioError("cannot read the quota", err)
+	case !u.Fits(r.Quota, size):
+		e = &Error{Temporary: true, Reason: "mailbox over quota", Err: ErrOverQuota}
+	}
+	if e != nil {
+		if inbox != md {
+			s.maildirs.release(inbox)
+		}
+		return nil, e
+	}
+	return inbox, nil
 }
 
 // writeCopy writes one copy into md's new/ under name and returns once it

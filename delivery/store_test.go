@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"courriel/delivery/maildirsize"
 )
 
 func TestDeliverContent(t *testing.T) {
@@ -399,5 +401,52 @@ func TestNewStoreOptions(t *testing.T) {
 	}
 	if s.base != "/var/vmail" || s.host == "" {
 		t.Errorf("base %q host %q", s.base, s.host)
+	}
+}
+
+// TestDeliverOverQuota: a copy that would take the maildir past its quota
+// is refused with a temporary ErrOverQuota (4.2.2) and leaves nothing;
+// stored copies, the Junk folder's included, are counted in maildirsize,
+// which Dovecot's maildir++ quota reads.
+func TestDeliverOverQuota(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s := newStore(t, Options{AllowedBase: base})
+	md := base + "/a/mailbox/"
+	msg := testMessage("Q1")
+	size := int64(0)
+	deliverOK(t, s, msg, Recipient{Address: "a@x.y", Maildir: md})
+	for _, n := range files(t, md+"new") {
+		size, _, _ = SizesFromName(n)
+	}
+	if size <= 0 {
+		t.Fatal("no size in the file name")
+	}
+	// Room for two more copies: one to the INBOX, one filed in Junk.
+	quota := maildirsize.Limits{Bytes: 3 * size, Messages: 10}
+	deliverOK(t, s, msg, Recipient{Address: "a@x.y", Maildir: md, Quota: quota})
+	deliverOK(t, s, msg, Recipient{Address: "a@x.y", Maildir: md, Quota: quota, Folder: "Junk"})
+	overQuota := func(r Recipient) {
+		t.Helper()
+		err := s.Deliver(context.Background(), msg, []Recipient{r})[0]
+		var de *Error
+		if !errors.As(err, &de) || !de.Temporary || !errors.Is(err, ErrOverQuota) || de.Status() != "4.2.2" {
+			t.Errorf("over quota (%+v): %v", r.Quota, err)
+		}
+	}
+	overQuota(Recipient{Address: "a@x.y", Maildir: md, Quota: quota})
+	overQuota(Recipient{Address: "a@x.y", Maildir: md, Quota: quota, Folder: "Junk"})
+	// Counted afresh at the first quota'd copy (one copy there), then that
+	// copy and the one in Junk added by a line each.
+	if b, err := os.ReadFile(md + maildirsize.FileName); err != nil || string(b) != fmt.Sprintf("%s\n%d 1\n%d 1\n%d 1\n", quota, size, size, size) {
+		t.Errorf("maildirsize %q (%v)", b, err)
+	}
+	// A message-count limit; new limits are counted afresh.
+	overQuota(Recipient{Address: "a@x.y", Maildir: md, Quota: maildirsize.Limits{Messages: 3}})
+	if b, err := os.ReadFile(md + maildirsize.FileName); err != nil || string(b) != fmt.Sprintf("3C\n%d 3\n", 3*size) {
+		t.Errorf("maildirsize %q (%v)", b, err)
+	}
+	if n, j := len(files(t, md+"new")), len(files(t, md+".Junk/new")); n != 2 || j != 1 {
+		t.Errorf("%d copies in the INBOX and %d in Junk, want 2 and 1", n, j)
 	}
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -121,8 +122,10 @@ func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, er
 func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) {
 	q := d.opts.Queries
 	var home, uid, gid string
+	var quota []string // values of the quota attributes, "" when absent
 	if q.Mailbox.Filter == q.UID.Filter && q.UID.Filter == q.GID.Filter {
 		attrs := []string{q.Mailbox.ResultAttribute, q.UID.ResultAttribute, q.GID.ResultAttribute}
+		attrs = append(attrs, d.quotaAttributes()...)
 		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
 		if err != nil {
 			return nil, err
@@ -149,6 +152,10 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		if gid, ok = single(e, q.GID); !ok {
 			return nil, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.GID.ResultAttribute)
 		}
+		for _, a := range d.quotaAttributes() {
+			v, _ := single(e, Query{ResultAttribute: a, ResultFormat: "%s"})
+			quota = append(quota, v)
+		}
 	} else {
 		var err error
 		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
@@ -159,6 +166,17 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 		if gid, err = d.one(ctx, q.GID, addr); err != nil {
 			return nil, err
+		}
+		for _, a := range d.quotaAttributes() {
+			vals, err := d.values(ctx, Query{Filter: q.Mailbox.Filter, ResultAttribute: a, ResultFormat: "%s"}, addr)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
+			v := ""
+			if len(vals) == 1 {
+				v = vals[0]
+			}
+			quota = append(quota, v)
 		}
 	}
 	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home}
@@ -172,7 +190,74 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	if mb.GID, err = d.checkID(gid, 1); err != nil {
 		return nil, fmt.Errorf("%w: maildrop %s: gid: %v", ErrUnavailable, addr, err)
 	}
+	if mb.QuotaBytes, mb.QuotaMessages, err = d.parseQuota(quota); err != nil {
+		return nil, fmt.Errorf("%w: maildrop %s: quota: %v", ErrUnavailable, addr, err)
+	}
 	return mb, nil
+}
+
+// quotaAttributes are the configured quota attributes, storage first.
+func (d *Directory) quotaAttributes() []string {
+	var a []string
+	if d.opts.QuotaAttribute != "" {
+		a = append(a, d.opts.QuotaAttribute)
+	}
+	if d.opts.QuotaMessagesAttribute != "" {
+		a = append(a, d.opts.QuotaMessagesAttribute)
+	}
+	return a
+}
+
+// parseQuota reads the values of quotaAttributes (same order, "" absent).
+func (d *Directory) parseQuota(vals []string) (bytes, messages int64, err error) {
+	i := 0
+	if d.opts.QuotaAttribute != "" {
+		if bytes, err = ParseQuota(vals[i]); err != nil {
+			return 0, 0, err
+		}
+		i++
+	}
+	if d.opts.QuotaMessagesAttribute != "" && vals[i] != "" {
+		if messages, err = strconv.ParseInt(strings.TrimSpace(vals[i]), 10, 64); err != nil || messages < 0 {
+			return 0, 0, fmt.Errorf("bad message count %q", vals[i])
+		}
+	}
+	return bytes, messages, nil
+}
+
+// ParseQuota reads a storage quota as admins write it in the directory: a
+// number of bytes with an optional K, M, G or T (powers of 1024, as
+// Dovecot's quota rules), alone or as Dovecot's "*:storage=1G" rule. "",
+// "0" and "-" are no limit.
+func ParseQuota(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	if i := strings.Index(v, "storage="); i >= 0 {
+		v = v[i+len("storage="):]
+		if j := strings.IndexAny(v, " :,"); j >= 0 {
+			v = v[:j]
+		}
+	}
+	if v == "" || v == "-" {
+		return 0, nil
+	}
+	mult := int64(1)
+	switch strings.ToUpper(v[len(v)-1:]) {
+	case "B":
+		v = v[:len(v)-1]
+	case "K":
+		mult, v = 1<<10, v[:len(v)-1]
+	case "M":
+		mult, v = 1<<20, v[:len(v)-1]
+	case "G":
+		mult, v = 1<<30, v[:len(v)-1]
+	case "T":
+		mult, v = 1<<40, v[:len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad quota %q", v)
+	}
+	return n * mult, nil
 }
 
 func single(e *ldap.Entry, q Query) (string, bool) {

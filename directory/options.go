@@ -76,6 +76,12 @@ type Options struct {
 	// auth_bind_userdn = uid=%u,ou=mail,dc=xoyize,dc=xyz); %u is the login
 	// (escaped per RFC 4514). Empty: bind to the DN the user lookup found.
 	AuthBindDN string
+	// QuotaAttribute names the attribute of a mailbox's entry holding its
+	// storage quota ("1G", "500M", bytes, or Dovecot's "*:storage=1G"), and
+	// QuotaMessagesAttribute the one holding its message count; empty, or
+	// absent on the entry, is no limit (Dovecot: quota_rule from LDAP).
+	QuotaAttribute         string
+	QuotaMessagesAttribute string
 	// MinUID refuses mailboxes owned by a lower uid (Postfix
 	// virtual_minimum_uid, default 100): mail must never be written as root.
 	MinUID int

@@ -6,6 +6,10 @@ type Mailbox struct {
 	Maildir string // absolute, clean, ends in "/", e.g. /var/vmail/xomail/mailbox/
 	UID     int
 	GID     int
+	// QuotaBytes and QuotaMessages are the maildir's quota from the
+	// configured quota attributes; 0 is no limit.
+	QuotaBytes    int64
+	QuotaMessages int64
 }
 
 // Destination is one final target of a recipient after alias expansion.

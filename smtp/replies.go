@@ -53,6 +53,7 @@ var (
 	replyTooLarge      = rep(552, gosmtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
 	replyDiskFull      = rep(452, gosmtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 	replyNotWritable   = rep(452, gosmtp.EnhancedCode{4, 3, 1}, "Mail storage not writable, try again later")
+	replyOverQuota     = rep(452, gosmtp.EnhancedCode{4, 2, 2}, "Mailbox full, try again later")
 	replyNestedMail    = rep(503, gosmtp.EnhancedCode{5, 5, 1}, "Nested MAIL command")
 	replyBadSender     = rep(553, gosmtp.EnhancedCode{5, 1, 7}, "Sender address rejected: bad address syntax")
 	replyBadRcpt       = rep(501, gosmtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: bad address syntax")
@@ -89,6 +90,8 @@ func replyFor(st stage, err error) *gosmtp.SMTPError {
 		return replyDiskFull
 	case errors.Is(err, delivery.ErrNotWritable):
 		return replyNotWritable
+	case errors.Is(err, delivery.ErrOverQuota):
+		return replyOverQuota
 	case errors.Is(err, directory.ErrInvalidCredentials):
 		return replyAuthFailed
 	case errors.Is(err, directory.ErrNotFound) && st == stageRcpt:

@@ -12,6 +12,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
+	"courriel/delivery/maildirsize"
 	"courriel/directory"
 	"courriel/milter"
 )
@@ -347,6 +348,7 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		s.tx.local = append(s.tx.local, delivery.Recipient{
 			Address: d.Address, OrigTo: addr, Maildir: d.Mailbox.Maildir,
 			UID: d.Mailbox.UID, GID: d.Mailbox.GID,
+			Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages},
 		})
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)

@@ -132,7 +132,10 @@ type LDAPConfig struct {
 	NegativeCacheTTL time.Duration `toml:"negative_cache_ttl"`
 	AuthBindUserDN   string        `toml:"auth_bind_userdn"`
 	MinUID           int           `toml:"min_uid"`
-	Query            QueryConfigs  `toml:"query"`
+	// Quota attributes of a mailbox's entry (none: no quota).
+	QuotaAttribute         string       `toml:"quota_attribute"`
+	QuotaMessagesAttribute string       `toml:"quota_messages_attribute"`
+	Query                  QueryConfigs `toml:"query"`
 }
 
 type QueryConfigs struct {
@@ -514,5 +517,6 @@ func (c *Config) directoryOptions() directory.Options {
 			UID: q(l.Query.UID), GID: q(l.Query.GID), Senders: q(l.Query.Senders), User: q(l.Query.User),
 		},
 		AuthBindDN: l.AuthBindUserDN, MinUID: l.MinUID,
+		QuotaAttribute: l.QuotaAttribute, QuotaMessagesAttribute: l.QuotaMessagesAttribute,
 	}
 }

@@ -46,6 +46,10 @@ func (l *liveDirectory) SenderLogins(ctx context.Context, addr string) ([]string
 	return l.get().SenderLogins(ctx, addr)
 }
 
+func (l *liveDirectory) Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error) {
+	return l.get().Mailbox(ctx, addr)
+}
+
 func (l *liveDirectory) Ping(ctx context.Context) error { return l.get().Ping(ctx) }
 func (l *liveDirectory) Stats() directory.Stats         { return l.get().Stats() }
 func (l *liveDirectory) FlushCache()                    { l.get().FlushCache() }

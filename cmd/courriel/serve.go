@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/imap"
@@ -227,7 +228,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
-		Local: a.store,
+		Local: queueLocal{store: a.store, dir: a.dir},
 	}
 	if policy == queue.PolicyVerify && q.CAPath != "" {
 		if o.RootCAs, err = tlsconf.LoadCAPool(q.CAPath); err != nil {
@@ -261,7 +262,8 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			continue
 		}
 		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: msg.From,
-			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID})
+			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID,
+			Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages}})
 	}
 	// Queued for every destination at once, then stored locally at once:
 	// a local copy that fails is retried by the queue, and never makes the

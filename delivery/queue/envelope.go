@@ -47,6 +47,10 @@ type LocalTarget struct {
 	Maildir string `json:"maildir"`           // absolute and clean
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
+	// The quota when the message was accepted (Options.Local may read a
+	// newer one); 0 is no limit.
+	QuotaBytes    int64 `json:"quota_bytes,omitempty"`
+	QuotaMessages int64 `json:"quota_messages,omitempty"`
 	// Folder is delivery.Recipient.Folder: "" for the INBOX, "Junk" for a
 	// message a milter flagged as spam.
 	Folder string `json:"folder,omitempty"`
@@ -197,7 +201,8 @@ func validLocal(l *LocalTarget) bool {
 	return filepath.IsAbs(l.Maildir) && filepath.Clean(l.Maildir) == strings.TrimSuffix(l.Maildir, "/") &&
 		!strings.ContainsRune(l.Maildir, 0) && l.UID >= 0 && l.GID >= 0 &&
 		int64(l.UID) < math.MaxUint32 && int64(l.GID) < math.MaxUint32 &&
-		(l.OrigTo == "" || validAddress(l.OrigTo)) && len(l.Folder) <= 64 && !strings.ContainsAny(l.Folder, "/.\x00")
+		(l.OrigTo == "" || validAddress(l.OrigTo)) && l.QuotaBytes >= 0 && l.QuotaMessages >= 0 &&
+		len(l.Folder) <= 64 && !strings.ContainsAny(l.Folder, "/.\x00")
 }
 
 func encodeEnvelope(m *Message) ([]byte, error) {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"courriel/delivery"
+	"courriel/delivery/maildirsize"
 )
 
 // localRoute groups the recipients whose copies go into maildirs here.
@@ -62,6 +63,7 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 			Address: r.Addr, OrigTo: r.Local.OrigTo, Maildir: r.Local.Maildir,
 			UID: r.Local.UID, GID: r.Local.GID, CopyKey: copyKey(m.ID, idx),
 			Folder: r.Local.Folder,
+			Quota:  maildirsize.Limits{Bytes: r.Local.QuotaBytes, Messages: r.Local.QuotaMessages},
 		}
 	}
 	errs := q.o.Local.Deliver(ctx, msg, rs)

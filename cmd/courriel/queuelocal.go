@@ -1,0 +1,30 @@
+package main
+
+import (
+	"context"
+
+	"courriel/delivery"
+	"courriel/delivery/maildirsize"
+	"courriel/directory"
+)
+
+// queueLocal is the queue's local delivery: the delivery store, with each
+// recipient's quota read again from the directory before every attempt, so
+// that a copy waiting for room (452 4.2.2) goes in once the admin raises the
+// limit, not only once the user deletes mail. When the directory cannot
+// answer, the quota recorded at acceptance applies.
+type queueLocal struct {
+	store *delivery.Store
+	dir   interface {
+		Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
+	}
+}
+
+func (l queueLocal) Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error {
+	for i := range rcpts {
+		if mb, err := l.dir.Mailbox(ctx, rcpts[i].Address); err == nil {
+			rcpts[i].Quota = maildirsize.Limits{Bytes: mb.QuotaBytes, Messages: mb.QuotaMessages}
+		}
+	}
+	return l.store.Deliver(ctx, m, rcpts)
+}
