@@ -26,7 +26,7 @@ var (
 	// Dovecot's default (quota_full_tempfail): SMTP answers 452 4.2.2 and the
 	// sender (or the queue) retries until the user makes room or the limit
 	// is raised.
-	ErrOverQuota = errors.New("delivery: mailbox over quota")
+	ErrOverQuota = errors.New("quota exceeded")
 )
 
 // Error is what Deliver returns for a copy that was not stored. Nothing of

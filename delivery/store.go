@@ -335,7 +335,8 @@ func (s *Store) checkQuota(r *Recipient, md *openMaildir, size int64) (*openMail
 	case err != nil:
 		e = ioError("cannot read the quota", err)
 	case !u.Fits(r.Quota, size):
-		e = &Error{Temporary: true, Reason: "mailbox over quota", Err: ErrOverQuota}
+		e = &Error{Temporary: true, Reason: "mailbox over quota", Err: fmt.Errorf("%w: %d bytes in %d messages, %d more, limits %s",
+			ErrOverQuota, u.Bytes, u.Messages, size, r.Quota)}
 	}
 	if e != nil {
 		if inbox != md {

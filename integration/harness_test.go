@@ -64,15 +64,16 @@ type server struct {
 type serverOption func(*serverSettings)
 
 type serverSettings struct {
-	logLevel string      // default "debug": the tests read the log
-	cacheTTL string      // default "2s"
-	negTTL   string      // default "1s"
-	head     string      // TOML before the first table
-	extra    string      // appended TOML
-	ca       *testenv.CA // issues the server certificate; trusted by the queue
-	vmailIn  string      // parent of the vmail base; default the test's TempDir
-	http     bool        // the http listener (metrics) on a kernel-chosen port
-	slapd    []testenv.Option
+	logLevel  string      // default "debug": the tests read the log
+	cacheTTL  string      // default "2s"
+	negTTL    string      // default "1s"
+	head      string      // TOML before the first table
+	extra     string      // appended TOML
+	ldapExtra string      // TOML keys added to the [ldap] table
+	ca        *testenv.CA // issues the server certificate; trusted by the queue
+	vmailIn   string      // parent of the vmail base; default the test's TempDir
+	http      bool        // the http listener (metrics) on a kernel-chosen port
+	slapd     []testenv.Option
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -102,6 +103,9 @@ func startServerWithCA(t testing.TB, ca *testenv.CA, opts ...serverOption) *serv
 func plainAuth(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
 
 func withTOML(s string) serverOption { return func(o *serverSettings) { o.extra += s } }
+
+// withLDAPTOML adds keys to the [ldap] table.
+func withLDAPTOML(s string) serverOption { return func(o *serverSettings) { o.ldapExtra += s } }
 
 // withTopTOML sets top-level keys (they must come before the first table).
 func withTopTOML(s string) serverOption { return func(o *serverSettings) { o.head += s } }
@@ -165,14 +169,14 @@ search_base = %q
 auth_bind_userdn = "uid=%%u,%s"
 cache_ttl = %q
 negative_cache_ttl = %q
-[delivery]
+%s[delivery]
 maildir_base = %q
 [queue]
 dir = %q
 tls_policy = "verify"
 ca_path = %q
 `, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
-		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
+		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra
 	s.config = filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
