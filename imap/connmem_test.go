@@ -31,6 +31,8 @@ func TestIdleConnMemory(t *testing.T) {
 	}
 	e := newEnv(t, func(o *Options) {
 		o.MaxConnsPerIP = n + 10
+		// One user from one address n times: far above the per user+IP limit.
+		o.MaxUserIPConns = n + 10
 		o.IdleCheck = DefaultIdleCheck
 	})
 	writeMaildirMsg(t, e.maildir, "cur", "1.M1P1.test:2,S", testMessage(1, "a@example.org", "hello"))

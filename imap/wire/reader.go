@@ -319,6 +319,14 @@ type LiteralInfo struct {
 // limit, a synchronising literal's bytes are never asked for (a
 // LimitError); a non-synchronising one makes the LimitError fatal.
 func (r *Reader) LiteralHeader(max int64, binaryOK bool) (LiteralInfo, error) {
+	return r.LiteralHeaderCheck(max, binaryOK, nil)
+}
+
+// LiteralHeaderCheck is LiteralHeader with a last check before "+" is
+// sent (APPEND: does the mailbox exist?). When check fails, a
+// synchronising literal is never asked for and a non-synchronising one is
+// left for Discard to skip.
+func (r *Reader) LiteralHeaderCheck(max int64, binaryOK bool, check func(LiteralInfo) error) (LiteralInfo, error) {
 	var li LiteralInfo
 	if ok, err := r.Is('~'); err != nil {
 		return li, err
@@ -353,6 +361,16 @@ func (r *Reader) LiteralHeader(max int64, binaryOK bool) (LiteralInfo, error) {
 		// A synchronising literal's line is over: the client waits.
 		r.eol = !li.NonSync
 		return li, &LimitError{Msg: "Literal too large", TooBig: true, Fatal: li.NonSync}
+	}
+	if check != nil {
+		if err := check(li); err != nil {
+			if li.NonSync {
+				r.inLit = li.Size
+			} else {
+				r.eol = true
+			}
+			return li, err
+		}
 	}
 	if !li.NonSync && r.Continue != nil {
 		if err := r.Continue(); err != nil {

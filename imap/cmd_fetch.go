@@ -1,0 +1,663 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"courriel/imap/mailstore"
+	"courriel/imap/wire"
+)
+
+// maxHeaderRead bounds how much of a file is read for an ENVELOPE.
+const maxHeaderRead = 1 << 20
+
+type fetchKind uint8
+
+const (
+	fUID fetchKind = iota + 1
+	fFlags
+	fInternalDate
+	fSize
+	fEnvelope
+	fBodyStructure
+	fBody // BODY without section: non-extensible BODYSTRUCTURE
+	fSection
+	fBinary
+	fBinarySize
+	fRFC822
+	fRFC822Header
+	fRFC822Text
+)
+
+// fetchItem is one parsed FETCH attribute.
+type fetchItem struct {
+	kind    fetchKind
+	peek    bool
+	section *goimap.FetchItemBodySection // fSection, fBinary, fBinarySize (Part only)
+	name    string                       // the section as echoed: "HEADER.FIELDS (TO)"
+	partial bool
+	offset  int64
+	size    int64
+}
+
+func (s *session) parseFetchItems() ([]fetchItem, error) {
+	c, err := s.r.Peek()
+	if err != nil {
+		return nil, err
+	}
+	if c == '(' {
+		var items []fetchItem
+		err := s.r.List(false, func() error {
+			it, err := s.parseFetchItem()
+			items = append(items, it...)
+			return err
+		})
+		return items, err
+	}
+	return s.parseFetchItem()
+}
+
+func (s *session) parseFetchItem() ([]fetchItem, error) {
+	name, err := s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) && c != '[' }, "FETCH item")
+	if err != nil {
+		return nil, err
+	}
+	switch strings.ToUpper(name) {
+	case "ALL":
+		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}, {kind: fEnvelope}}, nil
+	case "FAST":
+		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}}, nil
+	case "FULL":
+		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}, {kind: fEnvelope}, {kind: fBody}}, nil
+	case "UID":
+		return []fetchItem{{kind: fUID}}, nil
+	case "FLAGS":
+		return []fetchItem{{kind: fFlags}}, nil
+	case "INTERNALDATE":
+		return []fetchItem{{kind: fInternalDate}}, nil
+	case "RFC822.SIZE":
+		return []fetchItem{{kind: fSize}}, nil
+	case "ENVELOPE":
+		return []fetchItem{{kind: fEnvelope}}, nil
+	case "BODYSTRUCTURE":
+		return []fetchItem{{kind: fBodyStructure}}, nil
+	case "RFC822":
+		return []fetchItem{{kind: fRFC822}}, nil
+	case "RFC822.HEADER":
+		return []fetchItem{{kind: fRFC822Header, peek: true}}, nil
+	case "RFC822.TEXT":
+		return []fetchItem{{kind: fRFC822Text}}, nil
+	case "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE":
+	default:
+		return nil, bad("", "Unknown FETCH item "+sanitize(name))
+	}
+	up := strings.ToUpper(name)
+	open, err := s.r.Is('[')
+	if err != nil {
+		return nil, err
+	}
+	if !open {
+		if up == "BODY" {
+			return []fetchItem{{kind: fBody}}, nil
+		}
+		return nil, bad("", "Expected [ after "+up)
+	}
+	it := fetchItem{kind: fSection, peek: strings.HasSuffix(up, ".PEEK"), section: &goimap.FetchItemBodySection{}}
+	binary := strings.HasPrefix(up, "BINARY")
+	if binary {
+		it.kind = fBinary
+		if up == "BINARY.SIZE" {
+			it.kind = fBinarySize
+		}
+	}
+	if err := s.parseSection(&it, binary); err != nil {
+		return nil, err
+	}
+	if it.kind != fBinarySize {
+		if lt, err := s.r.Is('<'); err != nil {
+			return nil, err
+		} else if lt {
+			off, err := s.r.Number()
+			if err != nil {
+				return nil, err
+			}
+			if err := s.r.Expect('.', "."); err != nil {
+				return nil, err
+			}
+			n, err := s.r.Number()
+			if err != nil {
+				return nil, err
+			}
+			if err := s.r.Expect('>', ">"); err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				return nil, bad("", "Partial size must not be 0")
+			}
+			it.partial, it.offset, it.size = true, int64(off), int64(n)
+			it.section.Partial = &goimap.SectionPartial{Offset: int64(off), Size: int64(n)}
+		}
+	}
+	return []fetchItem{it}, nil
+}
+
+// parseSection reads "part.part.SPEC (fields)]".
+func (s *session) parseSection(it *fetchItem, binary bool) error {
+	var b strings.Builder
+	sec := it.section
+	for {
+		c, err := s.r.Peek()
+		if err != nil {
+			return err
+		}
+		if c < '0' || c > '9' {
+			break
+		}
+		n, err := s.r.Number()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return bad("", "Invalid section part 0")
+		}
+		sec.Part = append(sec.Part, int(n))
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strconv.FormatUint(uint64(n), 10))
+		if dot, err := s.r.Is('.'); err != nil {
+			return err
+		} else if !dot {
+			break
+		}
+		if c, err := s.r.Peek(); err != nil {
+			return err
+		} else if c < '0' || c > '9' {
+			b.WriteByte('.')
+			break
+		}
+	}
+	if ok, err := s.r.Is(']'); err != nil || ok {
+		it.name = b.String()
+		return err
+	}
+	if binary {
+		return bad("", "BINARY takes part numbers only")
+	}
+	spec, err := s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) }, "section")
+	if err != nil {
+		return err
+	}
+	spec = strings.ToUpper(spec)
+	switch spec {
+	case "HEADER":
+		sec.Specifier = goimap.PartSpecifierHeader
+	case "TEXT":
+		sec.Specifier = goimap.PartSpecifierText
+	case "MIME":
+		if len(sec.Part) == 0 {
+			return bad("", "MIME needs a part number")
+		}
+		sec.Specifier = goimap.PartSpecifierMIME
+	case "HEADER.FIELDS", "HEADER.FIELDS.NOT":
+		sec.Specifier = goimap.PartSpecifierHeader
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		var fields []string
+		if err := s.r.List(false, func() error {
+			f, err := s.r.AString()
+			fields = append(fields, strings.ToUpper(f))
+			return err
+		}); err != nil {
+			return err
+		}
+		if spec == "HEADER.FIELDS" {
+			sec.HeaderFields = fields
+		} else {
+			sec.HeaderFieldsNot = fields
+		}
+		spec += " (" + strings.Join(fields, " ") + ")"
+	default:
+		return bad("", "Unknown section "+sanitize(spec))
+	}
+	b.WriteString(spec)
+	it.name = b.String()
+	return s.r.Expect(']', "]")
+}
+
+func cmdFetch(s *session, tag string, uid bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	set, err := s.r.SeqSet()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	items, err := s.parseFetchItems()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if uid {
+		items = append([]fetchItem{{kind: fUID}}, items...)
+	}
+	sel := s.sel
+	seqs, uids := s.resolve(set, uid)
+	markSeen := false
+	if !sel.readOnly {
+		for _, it := range items {
+			if (it.kind == fSection || it.kind == fBinary || it.kind == fRFC822 || it.kind == fRFC822Text) && !it.peek {
+				markSeen = true
+			}
+		}
+	}
+	fl, ok := sel.mb.FlagsOf(uids)
+	if markSeen {
+		var unseen []uint32
+		for i, u := range uids {
+			if ok[i] && fl[i]&mailstore.FlagSeen == 0 {
+				unseen = append(unseen, u)
+			}
+		}
+		if len(unseen) > 0 {
+			// Others are told through the log; this session reports FLAGS
+			// in the FETCH responses below.
+			if _, _, err := sel.mb.StoreFlags(unseen, goimap.StoreFlagsAdd, []goimap.Flag{goimap.FlagSeen}, sel.w); err != nil {
+				return s.storeErr("fetch", err, "")
+			}
+			s.srv.wakeIdlers(sel.mb, s)
+			fl, ok = sel.mb.FlagsOf(uids)
+		} else {
+			markSeen = false
+		}
+	}
+	s.announceFlags(false)
+	defer s.trimBuffers()
+	for i, u := range uids {
+		if !ok[i] {
+			continue // expunged by another session; its EXPUNGE is pending
+		}
+		if err := s.fetchOne(seqs[i], u, fl[i], items, markSeen); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+	}
+	return s.ok(tag, "", "Fetch completed", uid)
+}
+
+func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetchItem, markSeen bool) error {
+	mb := s.sel.mb
+	var raw []byte
+	var err error
+	getRaw := func() ([]byte, error) {
+		if raw == nil {
+			raw, err = s.readMessage(uid)
+		}
+		return raw, err
+	}
+	// Everything is computed before the first byte of the response, so a
+	// failure never leaves a half-written FETCH.
+	type part struct {
+		head  string // written as is
+		lit   bool   // body follows as a literal
+		body  []byte
+		bin   bool
+		flags bool
+		env   *goimap.Envelope
+	}
+	var parts []part
+	var out bytes.Buffer
+	wroteFlags := false
+	for _, it := range items {
+		switch it.kind {
+		case fUID:
+			parts = append(parts, part{head: "UID " + strconv.FormatUint(uint64(uid), 10)})
+		case fFlags:
+			if !wroteFlags {
+				parts = append(parts, part{flags: true})
+				wroteFlags = true
+			}
+		case fInternalDate, fSize:
+			size, date, err := mb.Meta(uid)
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			if it.kind == fSize {
+				parts = append(parts, part{head: "RFC822.SIZE " + strconv.FormatInt(size, 10)})
+			} else {
+				parts = append(parts, part{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
+			}
+		case fEnvelope:
+			env, err := s.envelope(uid)
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			parts = append(parts, part{env: env})
+		case fBodyStructure, fBody:
+			c := mb.Cached(uid)
+			if c.Body == nil {
+				r, err := getRaw()
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				if parsed := safeBodyStructure(r); parsed != nil {
+					c.Body = bodyPartFrom(parsed, 0)
+				} else {
+					body := r[headerEnd(r):]
+					c.Body = fallbackPart(len(body), int64(bytes.Count(body, []byte("\n"))))
+				}
+				mb.UpdateCached(uid, mailstore.Cached{Body: c.Body})
+			}
+			out.Reset()
+			writeBodyStructure(&out, c.Body, it.kind == fBodyStructure, s.utf8(), 0)
+			name := "BODYSTRUCTURE "
+			if it.kind == fBody {
+				name = "BODY "
+			}
+			parts = append(parts, part{head: name + out.String()})
+		case fSection, fRFC822, fRFC822Header, fRFC822Text:
+			r, err := getRaw()
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			var b []byte
+			var name string
+			switch it.kind {
+			case fRFC822:
+				b, name = r, "RFC822"
+			case fRFC822Header:
+				b, name = r[:headerEnd(r)], "RFC822.HEADER"
+			case fRFC822Text:
+				b, name = r[headerEnd(r):], "RFC822.TEXT"
+			default:
+				b = extractSection(r, it.section)
+				name = "BODY[" + it.name + "]"
+				if it.partial {
+					name += "<" + strconv.FormatInt(it.offset, 10) + ">"
+				}
+			}
+			parts = append(parts, part{head: name + " ", lit: true, body: b})
+		case fBinary, fBinarySize:
+			r, err := getRaw()
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			bs := &goimap.FetchItemBinarySection{Part: it.section.Part}
+			b, ok := extractBinary(r, bs)
+			if !ok {
+				return no("UNKNOWN-CTE", "Unknown content transfer encoding")
+			}
+			if it.kind == fBinarySize {
+				parts = append(parts, part{head: "BINARY.SIZE[" + it.name + "] " + strconv.Itoa(len(b))})
+				continue
+			}
+			name := "BINARY[" + it.name + "]"
+			if it.partial {
+				b = partial(b, it.section.Partial)
+				name += "<" + strconv.FormatInt(it.offset, 10) + ">"
+			}
+			parts = append(parts, part{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
+		}
+	}
+	if markSeen && !wroteFlags {
+		parts = append(parts, part{flags: true})
+	}
+	w := s.w
+	w.Raw("* ")
+	w.Number(uint64(seq))
+	w.Raw(" FETCH (")
+	for i, p := range parts {
+		if i > 0 {
+			w.SP()
+		}
+		switch {
+		case p.flags:
+			w.Raw("FLAGS (")
+			s.writeFlags(uid, flags)
+			w.Byte(')')
+		case p.env != nil:
+			w.Raw("ENVELOPE ")
+			s.writeEnvelope(p.env)
+		case p.lit:
+			w.Raw(p.head)
+			w.LiteralBytes(p.body, p.bin)
+		default:
+			w.Raw(p.head)
+		}
+	}
+	w.Raw(")\r\n")
+	return w.Err()
+}
+
+func (s *session) fetchErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return err // skipped by the caller
+	}
+	return s.storeErr("fetch", err, "")
+}
+
+// extractBinary decodes a part's content transfer encoding (RFC 3516);
+// ok is false for an encoding it does not know.
+func extractBinary(raw []byte, bs *goimap.FetchItemBinarySection) (b []byte, ok bool) {
+	defer func() {
+		if recover() != nil {
+			b, ok = nil, true
+		}
+	}()
+	b = imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
+	return b, true
+}
+
+// readMessage returns the whole message with CRLF line endings, the form
+// IMAP serves whatever the file uses. The bytes live in the session's
+// scratch buffers and are valid until the next call.
+func (s *session) readMessage(uid uint32) ([]byte, error) {
+	b, _, err := s.sel.mb.ReadMessage(uid, s.readBuf, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.readBuf = b[:0]
+	out, changed := appendCRLF(s.crlfBuf[:0], b)
+	if !changed {
+		return b, nil // already CRLF: no copy
+	}
+	s.crlfBuf = out[:0]
+	return out, nil
+}
+
+// Scratch buffers above this size are dropped after use, so that one huge
+// message does not stay allocated for the life of the connection; idle
+// connections keep none.
+const maxKeptBuf = 256 << 10
+
+func (s *session) trimBuffers() {
+	if cap(s.readBuf) > maxKeptBuf || s.sel == nil {
+		s.readBuf = nil
+	}
+	if cap(s.crlfBuf) > maxKeptBuf || s.sel == nil {
+		s.crlfBuf = nil
+	}
+}
+
+func (s *session) dropBuffers() { s.readBuf, s.crlfBuf = nil, nil }
+
+// toCRLF turns every bare LF into CRLF.
+func toCRLF(b []byte) []byte {
+	if out, changed := appendCRLF(nil, b); changed {
+		return out
+	}
+	return b
+}
+
+// appendCRLF appends b to dst with every bare LF turned into CRLF. When b
+// has none, dst is returned unchanged and changed is false (the caller uses
+// b itself).
+func appendCRLF(dst, b []byte) (out []byte, changed bool) {
+	i := bytes.IndexByte(b, '\n')
+	for i >= 0 && (i > 0 && b[i-1] == '\r') {
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			i = -1
+			break
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return dst, false
+	}
+	if need := len(b) + len(b)/32 + 64; cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	}
+	start := 0
+	for {
+		// b[i] is a bare LF.
+		dst = append(dst, b[start:i]...)
+		dst = append(dst, '\r', '\n')
+		start = i + 1
+		j := bytes.IndexByte(b[start:], '\n')
+		for j >= 0 && start+j > 0 && b[start+j-1] == '\r' {
+			k := bytes.IndexByte(b[start+j+1:], '\n')
+			if k < 0 {
+				j = -1
+				break
+			}
+			j += 1 + k
+		}
+		if j < 0 {
+			return append(dst, b[start:]...), true
+		}
+		i = start + j
+	}
+}
+
+// extractSection serves BODY[...]; the common whole-message and header
+// cases are cut from the bytes directly, the rest goes through the library's
+// MIME walker. Malformed MIME yields an empty section, never an error.
+func extractSection(raw []byte, bs *goimap.FetchItemBodySection) []byte {
+	if len(bs.Part) == 0 && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
+		var b []byte
+		switch bs.Specifier {
+		case goimap.PartSpecifierNone:
+			b = raw
+		case goimap.PartSpecifierHeader:
+			b = raw[:headerEnd(raw)]
+		case goimap.PartSpecifierText:
+			b = raw[headerEnd(raw):]
+		default:
+			return safeExtract(func() []byte { return imapserver.ExtractBodySection(bytes.NewReader(raw), bs) })
+		}
+		return partial(b, bs.Partial)
+	}
+	return safeExtract(func() []byte { return imapserver.ExtractBodySection(bytes.NewReader(raw), bs) })
+}
+
+func partial(b []byte, p *goimap.SectionPartial) []byte {
+	if p == nil {
+		return b
+	}
+	if p.Offset >= int64(len(b)) {
+		return []byte{}
+	}
+	end := p.Offset + p.Size
+	if end > int64(len(b)) || end < p.Offset {
+		end = int64(len(b))
+	}
+	return b[p.Offset:end]
+}
+
+// headerEnd returns the offset just after the blank line ending the header
+// (RFC 5322 §2.1), or len(raw) if there is none.
+func headerEnd(raw []byte) int {
+	if bytes.HasPrefix(raw, []byte("\r\n")) {
+		return 2
+	}
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	return len(raw)
+}
+
+// safeExtract shields the connection from a panic in MIME parsing of a
+// hostile stored message.
+func safeExtract(f func() []byte) (b []byte) {
+	defer func() {
+		if recover() != nil {
+			b = []byte{}
+		}
+	}()
+	b = f()
+	if b == nil {
+		b = []byte{}
+	}
+	return b
+}
+
+func (s *session) envelope(uid uint32) (*goimap.Envelope, error) {
+	mb := s.sel.mb
+	if c := mb.Cached(uid); c.Envelope != nil {
+		return c.Envelope, nil
+	}
+	h, err := s.readHeaderBytes(uid)
+	if err != nil {
+		return nil, err
+	}
+	env := buildEnvelope(h)
+	mb.UpdateCached(uid, mailstore.Cached{Envelope: env})
+	return env, nil
+}
+
+// headerRead is the first read for an ENVELOPE: most headers fit.
+const headerRead = 16 << 10
+
+// readHeaderBytes reads only the header of a message: the first
+// headerRead bytes, more (up to maxHeaderRead) only if the header goes on.
+func (s *session) readHeaderBytes(uid uint32) ([]byte, error) {
+	b, size, err := s.sel.mb.ReadMessage(uid, s.readBuf, headerRead)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) < size && !headerComplete(b) {
+		if b, _, err = s.sel.mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
+			return nil, err
+		}
+	}
+	s.readBuf = b[:0]
+	return b, nil
+}
+
+// readHeader parses the header of a message.
+func (s *session) readHeader(uid uint32) (textproto.Header, error) {
+	b, err := s.readHeaderBytes(uid)
+	if err != nil {
+		return textproto.Header{}, err
+	}
+	return parseHeader(b), nil
+}
+
+// headerComplete reports whether b holds the blank line ending a header.
+func headerComplete(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("\n")) || bytes.HasPrefix(b, []byte("\r\n")) ||
+		bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
+// parseHeader parses a header; a malformed one still gives whatever parsed.
+func parseHeader(b []byte) textproto.Header {
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+	return h
+}

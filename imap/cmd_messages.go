@@ -1,0 +1,384 @@
+package imap
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"courriel/imap/mailstore"
+	"courriel/imap/wire"
+)
+
+// parseFlagList reads "(" [flag *(SP flag)] ")"; system flags are
+// normalised in case, keywords kept as sent.
+func (s *session) parseFlagList() ([]string, error) {
+	var out []string
+	err := s.r.List(true, func() error {
+		f, err := s.parseFlag()
+		out = append(out, f)
+		return err
+	})
+	return out, err
+}
+
+func (s *session) parseFlag() (string, error) {
+	if ok, err := s.r.Is('\\'); err != nil {
+		return "", err
+	} else if ok {
+		if star, err := s.r.Is('*'); err != nil || star {
+			return `\*`, err
+		}
+		a, err := s.r.Atom()
+		if err != nil {
+			return "", err
+		}
+		for _, sf := range []string{`\Seen`, `\Answered`, `\Flagged`, `\Deleted`, `\Draft`, `\Recent`} {
+			if strings.EqualFold(`\`+a, sf) {
+				return sf, nil
+			}
+		}
+		return "", bad("", "Unknown system flag \\"+sanitize(a))
+	}
+	return s.r.Atom()
+}
+
+func toFlags(names []string) []goimap.Flag {
+	out := make([]goimap.Flag, 0, len(names))
+	for _, n := range names {
+		if n == `\Recent` || n == `\*` {
+			continue // RFC 9051 §2.3.2: \Recent cannot be stored
+		}
+		out = append(out, goimap.Flag(n))
+	}
+	return out
+}
+
+var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+// parseDateTime reads RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz".
+func parseDateTime(v string) (time.Time, error) {
+	t, err := time.Parse("2-Jan-2006 15:04:05 -0700", strings.TrimPrefix(v, " "))
+	if err != nil {
+		return time.Time{}, bad("", "Invalid date-time")
+	}
+	return t, nil
+}
+
+// parseDate reads a SEARCH date: "d-Mon-yyyy", quoted or not.
+func parseDate(v string) (time.Time, error) {
+	t, err := time.Parse("2-Jan-2006", v)
+	if err != nil {
+		return time.Time{}, bad("", "Invalid date")
+	}
+	return t, nil
+}
+
+// APPEND (RFC 9051 §6.3.12) with literal8 (RFC 3516) and APPENDUID (RFC
+// 4315). The message is streamed from the connection to the file.
+func cmdAppend(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	var flags []string
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == '(' {
+		if flags, err = s.parseFlagList(); err != nil {
+			return err
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+	}
+	var date time.Time
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == '"' {
+		v, err := s.r.Quoted()
+		if err != nil {
+			return err
+		}
+		if date, err = parseDateTime(v); err != nil {
+			return err
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+	}
+	var mb *mailstore.Mailbox
+	defer func() {
+		if mb != nil {
+			mb.Release()
+		}
+	}()
+	li, err := s.r.LiteralHeaderCheck(int64(s.srv.opts.AppendLimit), true, func(wire.LiteralInfo) error {
+		m, err := s.srv.reg.Open(s.store, name)
+		if err != nil {
+			return s.storeErr("append", err, "TRYCREATE")
+		}
+		mb = m
+		return nil
+	})
+	if err != nil {
+		var le *wire.LimitError
+		if errors.As(err, &le) && le.TooBig {
+			le.Msg = "Message too large (APPENDLIMIT " + strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10) + ")"
+		}
+		return err
+	}
+	_ = li
+	if date.IsZero() {
+		date = time.Now()
+	}
+	uid, err := mb.Append(io.Reader(s.r), toFlags(flags), date)
+	if err != nil {
+		if isNetErr(err) {
+			return err
+		}
+		_ = s.r.SkipLiteral()
+		return s.storeErr("append", err, "")
+	}
+	if s.r.LiteralLeft() > 0 {
+		if err := s.r.SkipLiteral(); err != nil {
+			return err
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	s.srv.wakeIdlers(mb, s)
+	code := "APPENDUID " + strconv.FormatUint(uint64(mb.UIDValidity()), 10) + " " + strconv.FormatUint(uint64(uid), 10)
+	return s.ok(tag, code, "Append completed", true)
+}
+
+type storeArgs struct {
+	set    wire.NumSet
+	op     goimap.StoreFlagsOp
+	silent bool
+	flags  []string
+}
+
+func cmdStore(s *session, tag string, uid bool) error {
+	var a storeArgs
+	err := s.r.SP()
+	if err == nil {
+		a.set, err = s.r.SeqSet()
+	}
+	if err == nil {
+		err = s.r.SP()
+	}
+	var item string
+	if err == nil {
+		item, err = s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) }, "STORE item")
+	}
+	if err != nil {
+		return err
+	}
+	item = strings.ToUpper(item)
+	a.op = goimap.StoreFlagsSet
+	switch {
+	case strings.HasPrefix(item, "+"):
+		a.op, item = goimap.StoreFlagsAdd, item[1:]
+	case strings.HasPrefix(item, "-"):
+		a.op, item = goimap.StoreFlagsDel, item[1:]
+	}
+	switch item {
+	case "FLAGS":
+	case "FLAGS.SILENT":
+		a.silent = true
+	default:
+		return bad("", "Unknown STORE item")
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == '(' {
+		if a.flags, err = s.parseFlagList(); err != nil {
+			return err
+		}
+	} else {
+		for {
+			f, err := s.parseFlag()
+			if err != nil {
+				return err
+			}
+			a.flags = append(a.flags, f)
+			if sp, err := s.r.Is(' '); err != nil {
+				return err
+			} else if !sp {
+				break
+			}
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	for _, f := range a.flags {
+		if f == `\*` {
+			return bad("", `\* is not a flag`)
+		}
+	}
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	seqs, uids := s.resolve(a.set, uid)
+	if len(uids) > 0 {
+		newFlags, ok, err := sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
+		if err != nil {
+			return s.storeErr("store", err, "")
+		}
+		s.srv.wakeIdlers(sel.mb, s)
+		s.announceFlags(false)
+		for i := range uids {
+			if !ok[i] || a.silent {
+				continue
+			}
+			s.w.Raw("* ")
+			s.w.Number(uint64(seqs[i]))
+			s.w.Raw(" FETCH (FLAGS (")
+			s.writeFlags(uids[i], newFlags[i])
+			s.w.Raw(")")
+			if uid {
+				s.w.Raw(" UID ")
+				s.w.Number(uint64(uids[i]))
+			}
+			s.w.Raw(")\r\n")
+		}
+	}
+	return s.ok(tag, "", "Store completed", uid)
+}
+
+// EXPUNGE and UID EXPUNGE (RFC 4315): the EXPUNGE responses come from the
+// change log, like everybody's.
+func cmdExpunge(s *session, tag string, uid bool) error {
+	var set wire.NumSet
+	if uid {
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		var err error
+		if set, err = s.r.SeqSet(); err != nil {
+			return err
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	allowed := make(map[uint32]bool, len(sel.view))
+	if uid {
+		_, uids := s.resolve(set, true)
+		for _, u := range uids {
+			allowed[u] = true
+		}
+	} else {
+		for _, u := range sel.view {
+			allowed[u] = true
+		}
+	}
+	// RFC 9051: only messages this client knows about.
+	if _, err := sel.mb.Expunge(func(u uint32) bool { return allowed[u] }, true); err != nil {
+		return s.storeErr("expunge", err, "")
+	}
+	s.srv.wakeIdlers(sel.mb, s)
+	return s.ok(tag, "", "Expunge completed", true)
+}
+
+// COPY and MOVE (RFC 6851) with COPYUID (RFC 4315).
+func cmdCopy(s *session, tag string, uid bool) error {
+	move := s.curName() == "MOVE"
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	set, err := s.r.SeqSet()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	dest, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if move && sel.readOnly {
+		return errReadOnly
+	}
+	dst, err := s.srv.reg.Open(s.store, dest)
+	if err != nil {
+		return s.storeErr("copy", err, "TRYCREATE")
+	}
+	defer dst.Release()
+	_, uids := s.resolve(set, uid)
+	if len(uids) == 0 {
+		if uid {
+			return s.ok(tag, "", "No messages", true)
+		}
+		return no("", "No messages copied")
+	}
+	src, dstUIDs, err := sel.mb.CopyTo(dst, uids)
+	if err != nil {
+		return s.storeErr("copy", err, "")
+	}
+	if len(src) == 0 {
+		return no("EXPUNGEISSUED", "Some of the requested messages no longer exist")
+	}
+	code := "COPYUID " + strconv.FormatUint(uint64(dst.UIDValidity()), 10) + " " + uidSetString(src) + " " + uidSetString(dstUIDs)
+	s.srv.wakeIdlers(dst, s)
+	if !move {
+		return s.ok(tag, code, "Copy completed", true)
+	}
+	moved := make(map[uint32]bool, len(src))
+	for _, u := range src {
+		moved[u] = true
+	}
+	s.w.Raw("* OK [" + code + "] Moved\r\n")
+	if _, err := sel.mb.Expunge(func(u uint32) bool { return moved[u] }, false); err != nil {
+		return s.storeErr("move", err, "")
+	}
+	s.srv.wakeIdlers(sel.mb, s)
+	return s.ok(tag, "", "Move completed", true)
+}
+
+// uidSetString renders UIDs in the given order as a sequence set,
+// compressing consecutive runs (COPYUID pairs the two lists by position).
+func uidSetString(uids []uint32) string {
+	var b strings.Builder
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(uids[i]), 10))
+		if j > i {
+			b.WriteByte(':')
+			b.WriteString(strconv.FormatUint(uint64(uids[j]), 10))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
