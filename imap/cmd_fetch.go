@@ -3,8 +3,11 @@ package imap
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"io"
 	"io/fs"
+	"mime/quotedprintable"
 	"strconv"
 	"strings"
 
@@ -455,6 +458,23 @@ func (s *session) fetchErr(err error) error {
 // extractBinary decodes a part's content transfer encoding (RFC 3516);
 // ok is false for an encoding it does not know.
 func extractBinary(raw []byte, bs *goimap.FetchItemBinarySection) (b []byte, ok bool) {
+	if single, cte := singlePart(raw); single && (len(bs.Part) == 0 || (len(bs.Part) == 1 && bs.Part[0] == 1)) {
+		body := raw[headerEnd(raw):]
+		switch cte {
+		case "base64":
+			out, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, newlineStripper{bytes.NewReader(body)}))
+			if err != nil && len(out) == 0 {
+				return nil, true
+			}
+			return out, true
+		case "quoted-printable":
+			out, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+			return out, true
+		case "", "7bit", "8bit", "binary":
+			return body, true
+		}
+		return nil, false
+	}
 	defer func() {
 		if recover() != nil {
 			b, ok = nil, true
@@ -550,6 +570,13 @@ func appendCRLF(dst, b []byte) (out []byte, changed bool) {
 // cases are cut from the bytes directly, the rest goes through the library's
 // MIME walker. Malformed MIME yields an empty section, never an error.
 func extractSection(raw []byte, bs *goimap.FetchItemBodySection) []byte {
+	// The body of a single-part message is its part 1 (RFC 9051 §6.4.5),
+	// whatever its encoding.
+	if len(bs.Part) == 1 && bs.Part[0] == 1 && bs.Specifier == goimap.PartSpecifierNone {
+		if single, _ := singlePart(raw); single {
+			return partial(raw[headerEnd(raw):], bs.Partial)
+		}
+	}
 	if len(bs.Part) == 0 && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
 		var b []byte
 		switch bs.Specifier {
@@ -660,4 +687,38 @@ func headerComplete(b []byte) bool {
 func parseHeader(b []byte) textproto.Header {
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
 	return h
+}
+
+// singlePart reports whether the message is not multipart, and its
+// content transfer encoding in lower case.
+func singlePart(raw []byte) (bool, string) {
+	v := headerValues(raw[:headerEnd(raw)])
+	ct := ""
+	if l := v["content-type"]; len(l) > 0 {
+		ct = strings.ToLower(l[0])
+	}
+	cte := ""
+	if l := v["content-transfer-encoding"]; len(l) > 0 {
+		cte = strings.ToLower(strings.TrimSpace(l[0]))
+	}
+	return !strings.HasPrefix(strings.TrimSpace(ct), "multipart/") && !strings.HasPrefix(strings.TrimSpace(ct), "message/"), cte
+}
+
+// newlineStripper drops CR and LF so base64 lines decode as one stream.
+type newlineStripper struct{ r io.Reader }
+
+func (n newlineStripper) Read(p []byte) (int, error) {
+	for {
+		c, err := n.r.Read(p)
+		j := 0
+		for _, b := range p[:c] {
+			if b != '\r' && b != '\n' {
+				p[j] = b
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
 }

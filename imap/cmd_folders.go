@@ -63,6 +63,7 @@ func cmdCreate(s *session, tag string, _ bool) error {
 	if err := s.store.Create(name); err != nil {
 		return s.storeErr("create", err, "")
 	}
+	s.srv.forgetRecent(s.folderKey(name))
 	return s.ok(tag, "", "Create completed", true)
 }
 
@@ -90,6 +91,7 @@ func cmdDelete(s *session, tag string, _ bool) error {
 		return s.storeErr("delete", err, "")
 	}
 	s.srv.reg.Forget(s.store.Path(), dir)
+	s.srv.forgetRecent(s.folderKey(name))
 	return s.ok(tag, "", "Delete completed", true)
 }
 
@@ -130,6 +132,8 @@ func cmdRename(s *session, tag string, _ bool) error {
 	}
 	s.srv.reg.Forget(s.store.Path(), oldDir)
 	s.srv.reg.Forget(s.store.Path(), newDir)
+	s.srv.forgetRecent(s.folderKey(oldName))
+	s.srv.forgetRecent(s.folderKey(newName))
 	return s.ok(tag, "", "Rename completed", true)
 }
 
@@ -283,6 +287,9 @@ type listEntry struct {
 	subscribed bool
 	children   bool // has existing children
 	subChild   bool // has a subscribed descendant
+	// subChildUnmatched: a subscribed descendant no pattern matches
+	// (RFC 5258 §3.5: then, and only then, CHILDINFO).
+	subChildUnmatched bool
 }
 
 // LIST and LSUB.
@@ -313,6 +320,14 @@ func cmdList(s *session, tag string, _ bool) error {
 	if err != nil {
 		return s.storeErr("list", err, "")
 	}
+	var pats []string
+	for _, p := range a.patterns {
+		d, err := s.decodeListName(p)
+		if err != nil {
+			return err
+		}
+		pats = append(pats, ref+d)
+	}
 	entries := map[string]*listEntry{mailstore.InboxName: {name: mailstore.InboxName, exists: true}}
 	get := func(n string) *listEntry {
 		if mailstore.IsInbox(n) {
@@ -333,17 +348,12 @@ func cmdList(s *session, tag string, _ bool) error {
 	}
 	for _, n := range subs {
 		get(n).subscribed = true
+		unmatched := !matchAny(pats, n)
 		for _, p := range mailstore.ParentNames(n) {
-			get(p).subChild = true
+			pe := get(p)
+			pe.subChild = true
+			pe.subChildUnmatched = pe.subChildUnmatched || unmatched
 		}
-	}
-	var pats []string
-	for _, p := range a.patterns {
-		d, err := s.decodeListName(p)
-		if err != nil {
-			return err
-		}
-		pats = append(pats, ref+d)
 	}
 	names := make([]string, 0, len(entries))
 	for n := range entries {
@@ -370,7 +380,7 @@ func cmdList(s *session, tag string, _ bool) error {
 			}
 		case a.selSubscribed:
 			if !e.subscribed {
-				if a.selRecursive && e.subChild {
+				if a.selRecursive && e.subChildUnmatched {
 					childInfo = true
 				} else {
 					continue
@@ -407,7 +417,7 @@ func cmdList(s *session, tag string, _ bool) error {
 			}
 		}
 		var extra []string
-		if childInfo || (a.selRecursive && e.subChild && e.subscribed) {
+		if childInfo || (a.selRecursive && e.subChildUnmatched && e.subscribed) {
 			extra = append(extra, `("CHILDINFO" ("SUBSCRIBED"))`)
 		}
 		s.listLine(a, n, attrs, extra)

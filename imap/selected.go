@@ -77,11 +77,13 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	if n := len(view); n > 0 && next <= view[n-1] {
 		next = view[n-1] + 1
 	}
+	// EXAMINE sees what is recent without taking it (RFC 3501 §6.3.2).
+	first := s.srv.peekRecent(sel.key, sum.UIDValidity)
 	if !readOnly {
-		first := s.srv.claimRecent(sel.key, sum.UIDValidity, next)
-		i := sort.Search(len(view), func(i int) bool { return view[i] >= first })
-		sel.recent = slices.Clone(view[i:])
+		first = s.srv.claimRecent(sel.key, sum.UIDValidity, next)
 	}
+	i := sort.Search(len(view), func(i int) bool { return view[i] >= first })
+	sel.recent = slices.Clone(view[i:])
 	s.sel = sel
 	s.state = stateSelected
 	s.searchRes = nil

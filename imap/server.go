@@ -426,3 +426,16 @@ func (s *Server) peekRecent(folder string, validity uint32) uint32 {
 	}
 	return 1
 }
+
+// forgetRecent drops the \Recent claims of a folder that was created,
+// deleted or renamed: a new folder of the same name starts afresh even
+// when its UIDVALIDITY repeats.
+func (s *Server) forgetRecent(folder string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.recent {
+		if k.folder == folder {
+			delete(s.recent, k)
+		}
+	}
+}
