@@ -46,6 +46,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Status is the RFC 3463 enhanced status code of the failure (4.3.1 for a
+// full disk, 5.6.0 for a permanent failure, ...).
+func (e *Error) Status() string { return e.dsn() }
+
 // dsn is the RFC 3463 enhanced status code for the log line.
 func (e *Error) dsn() string {
 	switch {

@@ -62,6 +62,43 @@ func newName(now time.Time, pid int, counter uint64, host string, size, wsize in
 	return string(b)
 }
 
+// keyedName is the base name of a copy with a CopyKey:
+//
+//	<sec>.K<key>.<host>,S=<size>,W=<wsize>
+//
+// sec is the message's arrival, so every attempt at the copy computes the
+// same name (size and wsize follow from the same bytes). The key is unique
+// per copy (queue id and recipient), the K keeps it apart from newName's
+// M<usec> names.
+func keyedName(arrived time.Time, key, host string, size, wsize int64) string {
+	b := make([]byte, 0, 64+len(key)+len(host))
+	b = strconv.AppendInt(b, arrived.Unix(), 10)
+	b = append(b, ".K"...)
+	b = append(b, key...)
+	b = append(b, '.')
+	b = append(b, host...)
+	b = append(b, ",S="...)
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, ",W="...)
+	b = strconv.AppendInt(b, wsize, 10)
+	return string(b)
+}
+
+// validCopyKey: the key goes into a file name; letters, digits, '_' and '-'
+// only, bounded.
+func validCopyKey(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // SizesFromName returns Dovecot's S= (size on disk) and W= (size with CRLF
 // line endings) fields of a maildir file name, as written by this package
 // and by Dovecot. The fields sit between the unique part and the ":2,"

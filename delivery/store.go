@@ -53,6 +53,12 @@ type Recipient struct {
 	Maildir string // absolute; e.g. /var/vmail/xomail/mailbox/
 	UID     int    // owner of the files when Options.Chown is set
 	GID     int
+	// CopyKey, when set, names the copy from the key and Message.Arrived
+	// instead of afresh (see keyedName), so that another attempt at the same
+	// copy finds it: a copy already stored under the key counts as delivered
+	// and is not written again. The queue sets it for local recipients
+	// (queue id and recipient index), which makes its retries idempotent.
+	CopyKey string
 }
 
 // Message is what was received, shared by all its copies.
@@ -61,7 +67,11 @@ type Message struct {
 	From    string    // envelope sender, "" for the null sender (Return-Path: <>)
 	Header  []byte    // trace header lines to prepend after Return-Path and Delivered-To (e.g. Received:), CRLF-terminated
 	Body    []byte    // the message as received (CRLF line endings, dot-unstuffed)
-	Arrived time.Time // for delay= in the log line
+	Arrived time.Time // for delay= in the log line, and keyed names (Recipient.CopyKey)
+	// Retry: an earlier attempt may have stored keyed copies without its
+	// outcome being recorded (a crash between the two). Each keyed copy is
+	// then looked for in new/ and cur/ before it is written.
+	Retry bool
 }
 
 // Store writes messages into maildirs. Safe for concurrent use.
@@ -208,13 +218,32 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	}
 	parts := copyParts{prefix: buildPrefix(m.From, r.Address), header: header, body: m.Body}
 	size, wsize := parts.sizes()
-	name := newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
+	var name string
+	if r.CopyKey != "" {
+		if !validCopyKey(r.CopyKey) || m.Arrived.IsZero() {
+			return &Error{Temporary: true, Reason: "invalid copy key", Err: fmt.Errorf("key %q", r.CopyKey)}
+		}
+		name = keyedName(m.Arrived, r.CopyKey, s.host, size, wsize)
+	} else {
+		name = newName(time.Now(), s.pid, s.counter.Add(1), s.host, size, wsize)
+	}
 
 	s.writing.Add(1)
 	defer s.writing.Add(-1)
 	md, e := s.acquireMaildir(r)
 	if e != nil {
 		return e
+	}
+	if r.CopyKey != "" && m.Retry {
+		switch found, err := keyedCopyStored(md, name); {
+		case err != nil:
+			s.maildirs.release(md)
+			return ioError("cannot look for an earlier copy", err)
+		case found:
+			s.maildirs.release(md)
+			s.log.Info("copy already stored by an earlier attempt", "msg_id", m.ID, "to", r.Address)
+			return nil
+		}
 	}
 	e = s.writeCopy(m, md, name, &parts, size, r)
 	if e != nil {
@@ -282,6 +311,11 @@ func (s *Store) writeUnnamed(md *openMaildir, name string, parts *copyParts, siz
 	switch err := linkUnnamed(f, newDir, name); {
 	case errors.Is(err, errNoTmpfile):
 		return errUseTmp
+	case errors.Is(err, unix.EEXIST) && r.CopyKey != "":
+		// This very copy, stored by an earlier attempt: the same bytes
+		// under the same name (keyedName). The group sync that follows
+		// makes sure that entry is durable.
+		return nil
 	case errors.Is(err, unix.EEXIST):
 		return &Error{Temporary: true, Reason: "file name collision", Err: err}
 	case err != nil:
@@ -305,6 +339,12 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, name string, parts 
 	defer tmpDir.Close()
 	// Exclusive, never through a symlink: never reuse or follow what is there.
 	f, err := createTmp(tmpDir, name, s.plainCreate)
+	if errors.Is(err, fs.ErrExist) && r.CopyKey != "" {
+		// Left by an attempt at this copy that died before its rename.
+		if rerr := removeAt(tmpDir, name); rerr == nil {
+			f, err = createTmp(tmpDir, name, s.plainCreate)
+		}
+	}
 	if errors.Is(err, fs.ErrExist) {
 		// The name is unique by construction: something else is at work in
 		// tmp/. Leave it alone and let the client retry under a new name.

@@ -25,7 +25,8 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		return User{}, err
 	}
 	q := d.opts.Queries.User
-	attrs := []string{q.ResultAttribute, d.opts.Queries.UID.ResultAttribute, d.opts.Queries.GID.ResultAttribute, "uid"}
+	mq := d.opts.Queries.Mailbox
+	attrs := []string{q.ResultAttribute, mq.ResultAttribute, d.opts.Queries.UID.ResultAttribute, d.opts.Queries.GID.ResultAttribute, "uid"}
 	entries, err := d.entries(ctx, q, uid, attrs)
 	if err != nil {
 		return User{}, err
@@ -46,7 +47,16 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		return User{}, fmt.Errorf("%w: login %s: %v", ErrUnavailable, uid, err)
 	}
 	u.Home = strings.TrimSuffix(u.Home, "/")
-	u.Maildir = u.Home + "/mailbox/"
+	// The maildir by the rule delivery uses (the mailbox query's attribute
+	// and result_format, seed: homeDirectory + "/mailbox/"), so that IMAP
+	// serves the folder delivery writes to.
+	maildir, ok := single(e, mq)
+	if !ok {
+		return User{}, fmt.Errorf("%w: entry %s: no single %s for the maildir", ErrUnavailable, e.DN, mq.ResultAttribute)
+	}
+	if u.Maildir, err = checkMaildir(maildir); err != nil {
+		return User{}, fmt.Errorf("%w: login %s: maildir: %v", ErrUnavailable, uid, err)
+	}
 	uidv, _ := single(e, Query{ResultAttribute: d.opts.Queries.UID.ResultAttribute, ResultFormat: "%s"})
 	gidv, _ := single(e, Query{ResultAttribute: d.opts.Queries.GID.ResultAttribute, ResultFormat: "%s"})
 	if u.UID, err = d.checkID(uidv, d.opts.MinUID); err != nil {

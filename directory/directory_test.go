@@ -231,6 +231,37 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
+// TestUserMaildirFollowsMailboxQuery: a login's maildir (what IMAP serves)
+// comes from the same rule as a maildrop's (where delivery writes): the
+// mailbox query's attribute and result_format, not a fixed "/mailbox/".
+func TestUserMaildirFollowsMailboxQuery(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	for _, format := range []string{"", "%s/Maildir/", "%s/mail/box/"} {
+		o := options(s)
+		if format != "" {
+			o.Queries = directory.DefaultQueries()
+			o.Queries.Mailbox.ResultFormat = format
+		}
+		d := newDir(t, o)
+		u, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, err := d.Mailbox(ctx, "xomail@xoyize.xyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Maildir != mb.Maildir {
+			t.Errorf("format %q: login's maildir %q, delivery's %q", format, u.Maildir, mb.Maildir)
+		}
+		if want := strings.Replace(format, "%s", "/var/vmail/xomail", 1); format != "" && u.Maildir != want {
+			t.Errorf("format %q: maildir %q, want %q", format, u.Maildir, want)
+		}
+	}
+}
+
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	s := testenv.StartSlapd(t)

@@ -35,7 +35,7 @@ type User struct {
 	Login   string // the uid attribute, e.g. xomail
 	DN      string
 	Home    string // homeDirectory, absolute and clean
-	Maildir string // Home + "/mailbox/"
+	Maildir string // by the mailbox query's result_format, as delivery: seed's Home + "/mailbox/"
 	UID     int
 	GID     int
 }

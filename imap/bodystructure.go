@@ -75,7 +75,7 @@ func bodyPartFrom(bs goimap.BodyStructure, depth int) *mailstore.BodyPart {
 			p.Lines = b.Text.NumLines
 		}
 		if b.MessageRFC822 != nil && depth < maxBodyDepth {
-			p.Envelope = b.MessageRFC822.Envelope
+			p.Envelope = envToStore(b.MessageRFC822.Envelope)
 			p.Sub = bodyPartFrom(b.MessageRFC822.BodyStructure, depth+1)
 			p.Lines = b.MessageRFC822.NumLines
 		}
@@ -114,7 +114,7 @@ func bodyToIMAP(p *mailstore.BodyPart, depth int) goimap.BodyStructure {
 	}
 	switch {
 	case p.Sub != nil:
-		env := p.Envelope
+		env := envToIMAP(p.Envelope)
 		if env == nil {
 			env = &goimap.Envelope{}
 		}
@@ -220,7 +220,7 @@ func writeBodyStructure(b *bytes.Buffer, p *mailstore.BodyPart, ext, utf8 bool, 
 		var sw bytes.Buffer
 		env := p.Envelope
 		if env == nil {
-			env = &goimap.Envelope{}
+			env = &mailstore.Envelope{}
 		}
 		writeEnvelopeTo(&sw, env, utf8)
 		b.Write(sw.Bytes())

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -328,8 +329,17 @@ func (s *session) login(tag, username, password string) error {
 		s.logger.Warn("imap: too many connections for user and address", "login", u.Login, "ip", s.ip)
 		return no("LIMIT", "Too many connections for this user from your address")
 	}
-	st, err := mailstore.OpenStore(maildir, mailstore.Owner{UID: u.UID, GID: u.GID, Chown: s.srv.opts.Chown})
+	owner := mailstore.Owner{UID: u.UID, GID: u.GID, Chown: s.srv.opts.Chown}
+	var st *mailstore.Store
+	if base := s.srv.opts.AllowedBase; base != "" {
+		// No symbolic link below the configured base: a user must not
+		// point ~/mailbox at another user's maildir.
+		st, err = mailstore.OpenStoreUnder(filepath.Clean(base), strings.TrimPrefix(maildir, filepath.Clean(base)+"/"), owner)
+	} else {
+		st, err = mailstore.OpenStore(maildir, owner)
+	}
 	if err != nil {
+		s.srv.loggedOut(s)
 		s.logger.Error("imap: open maildir", "login", u.Login, "err", err)
 		return errAuthUnavailable
 	}

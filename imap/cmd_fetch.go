@@ -279,7 +279,7 @@ func cmdFetch(s *session, tag string, uid bool) error {
 		if len(unseen) > 0 {
 			// Others are told through the log; this session reports FLAGS
 			// in the FETCH responses below.
-			if _, _, err := sel.mb.StoreFlags(unseen, goimap.StoreFlagsAdd, []goimap.Flag{goimap.FlagSeen}, sel.w); err != nil {
+			if _, _, err := sel.mb.StoreFlags(unseen, mailstore.StoreAdd, []string{mailstore.Seen}, sel.w); err != nil {
 				return s.storeErr("fetch", err, "")
 			}
 			s.srv.wakeIdlers(sel.mb, s)
@@ -322,7 +322,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		body  []byte
 		bin   bool
 		flags bool
-		env   *goimap.Envelope
+		env   *mailstore.Envelope
 	}
 	var parts []part
 	var out bytes.Buffer
@@ -635,7 +635,7 @@ func safeExtract(f func() []byte) (b []byte) {
 	return b
 }
 
-func (s *session) envelope(uid uint32) (*goimap.Envelope, error) {
+func (s *session) envelope(uid uint32) (*mailstore.Envelope, error) {
 	mb := s.sel.mb
 	if c := mb.Cached(uid); c.Envelope != nil {
 		return c.Envelope, nil

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
-
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
 )
@@ -46,13 +44,13 @@ func (s *session) parseFlag() (string, error) {
 	return s.r.Atom()
 }
 
-func toFlags(names []string) []goimap.Flag {
-	out := make([]goimap.Flag, 0, len(names))
+func toFlags(names []string) []string {
+	out := make([]string, 0, len(names))
 	for _, n := range names {
 		if n == `\Recent` || n == `\*` {
 			continue // RFC 9051 §2.3.2: \Recent cannot be stored
 		}
-		out = append(out, goimap.Flag(n))
+		out = append(out, n)
 	}
 	return out
 }
@@ -164,7 +162,7 @@ func cmdAppend(s *session, tag string, _ bool) error {
 
 type storeArgs struct {
 	set    wire.NumSet
-	op     goimap.StoreFlagsOp
+	op     mailstore.StoreOp
 	silent bool
 	flags  []string
 }
@@ -186,12 +184,12 @@ func cmdStore(s *session, tag string, uid bool) error {
 		return err
 	}
 	item = strings.ToUpper(item)
-	a.op = goimap.StoreFlagsSet
+	a.op = mailstore.StoreReplace
 	switch {
 	case strings.HasPrefix(item, "+"):
-		a.op, item = goimap.StoreFlagsAdd, item[1:]
+		a.op, item = mailstore.StoreAdd, item[1:]
 	case strings.HasPrefix(item, "-"):
-		a.op, item = goimap.StoreFlagsDel, item[1:]
+		a.op, item = mailstore.StoreRemove, item[1:]
 	}
 	switch item {
 	case "FLAGS":
@@ -337,9 +335,16 @@ func cmdCopy(s *session, tag string, uid bool) error {
 		}
 		return no("", "No messages copied")
 	}
-	src, dstUIDs, err := sel.mb.CopyTo(dst, uids)
+	var src, dstUIDs []uint32
+	if move {
+		// A rename within the maildir; the moved messages are expunged
+		// from the source through its change log.
+		src, dstUIDs, err = sel.mb.MoveTo(dst, uids)
+	} else {
+		src, dstUIDs, err = sel.mb.CopyTo(dst, uids)
+	}
 	if err != nil {
-		return s.storeErr("copy", err, "")
+		return s.storeErr(strings.ToLower(s.curName()), err, "")
 	}
 	if len(src) == 0 {
 		return no("EXPUNGEISSUED", "Some of the requested messages no longer exist")
@@ -349,14 +354,7 @@ func cmdCopy(s *session, tag string, uid bool) error {
 	if !move {
 		return s.ok(tag, code, "Copy completed", true)
 	}
-	moved := make(map[uint32]bool, len(src))
-	for _, u := range src {
-		moved[u] = true
-	}
 	s.w.Raw("* OK [" + code + "] Moved\r\n")
-	if _, err := sel.mb.Expunge(func(u uint32) bool { return moved[u] }, false); err != nil {
-		return s.storeErr("move", err, "")
-	}
 	s.srv.wakeIdlers(sel.mb, s)
 	return s.ok(tag, "", "Move completed", true)
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
@@ -335,7 +334,7 @@ type searchMsg struct {
 	uid   uint32
 	flags mailstore.Flags
 
-	env    *goimap.Envelope
+	env    *mailstore.Envelope
 	header *textproto.Header
 	raw    []byte
 	failed bool
@@ -399,7 +398,7 @@ func (m *searchMsg) match(k *searchKey) bool {
 			has = m.s.isRecent(m.uid)
 		} else {
 			for _, n := range sel.mb.FlagNames(m.flags) {
-				if strings.EqualFold(string(n), k.flag) {
+				if strings.EqualFold(n, k.flag) {
 					has = true
 				}
 			}
@@ -470,7 +469,7 @@ func matchDate(t time.Time, op string, d time.Time) bool {
 	return false
 }
 
-func (m *searchMsg) envelope() *goimap.Envelope {
+func (m *searchMsg) envelope() *mailstore.Envelope {
 	if m.env == nil && !m.failed {
 		env, err := m.s.envelope(m.uid)
 		if err != nil {
@@ -497,7 +496,7 @@ func (m *searchMsg) matchAddress(field, value string) bool {
 	if env == nil {
 		return false
 	}
-	var l []goimap.Address
+	var l []mailstore.Address
 	switch field {
 	case "FROM":
 		l = env.From

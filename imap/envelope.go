@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"net/mail"
 	"strings"
-	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
+	"courriel/imap/mailstore"
 )
 
 // headerValues returns the unfolded raw values of a header's fields,
@@ -56,7 +55,7 @@ func headerValues(h []byte) map[string][]string {
 // strings as they are in the header (encoded words kept, as Dovecot
 // sends), RFC 5322 groups kept as group start and end markers, Sender and
 // Reply-To defaulting to From.
-func buildEnvelope(h []byte) *goimap.Envelope {
+func buildEnvelope(h []byte) *mailstore.Envelope {
 	v := headerValues(h)
 	first := func(k string) string {
 		if l := v[k]; len(l) > 0 {
@@ -64,7 +63,7 @@ func buildEnvelope(h []byte) *goimap.Envelope {
 		}
 		return ""
 	}
-	env := &goimap.Envelope{
+	env := &mailstore.Envelope{
 		Subject:   first("subject"),
 		MessageID: first("message-id"),
 	}
@@ -165,12 +164,12 @@ func lexAddresses(s string) []addrToken {
 // parseAddressList parses an RFC 5322 address-list leniently, as Dovecot
 // does: groups give a start marker (mailbox = group name, no host), their
 // members and an end marker (all empty).
-func parseAddressList(s string) []goimap.Address {
+func parseAddressList(s string) []mailstore.Address {
 	if strings.TrimSpace(s) == "" {
 		return nil
 	}
 	toks := lexAddresses(s)
-	var out []goimap.Address
+	var out []mailstore.Address
 	p := 0
 	inGroup := false
 	for p < len(toks) && len(out) < 1000 {
@@ -196,7 +195,7 @@ func parseAddressList(s string) []goimap.Address {
 					p++
 					continue
 				}
-				out = append(out, goimap.Address{Mailbox: joinPhrase(phrase)})
+				out = append(out, mailstore.Address{Mailbox: joinPhrase(phrase)})
 				inGroup = true
 				p++
 				phrase, comment = nil, ""
@@ -225,7 +224,7 @@ func parseAddressList(s string) []goimap.Address {
 					p++
 				}
 				p++ // '>'
-				out = append(out, goimap.Address{
+				out = append(out, mailstore.Address{
 					Name: joinPhrase(phrase), Mailbox: strings.Join(local, ""), Host: strings.Join(host, ""),
 				})
 				if len(route) > 0 {
@@ -246,7 +245,7 @@ func parseAddressList(s string) []goimap.Address {
 					host = append(host, toks[p].text)
 					p++
 				}
-				out = append(out, goimap.Address{Name: comment, Mailbox: strings.Join(phrase, ""), Host: strings.Join(host, "")})
+				out = append(out, mailstore.Address{Name: comment, Mailbox: strings.Join(phrase, ""), Host: strings.Join(host, "")})
 				phrase = nil
 				for p < len(toks) && toks[p].kind == 'c' {
 					out[len(out)-1].Name = toks[p].text
@@ -256,18 +255,18 @@ func parseAddressList(s string) []goimap.Address {
 			case ',':
 				p++
 				if len(phrase) > 0 {
-					out = append(out, goimap.Address{Mailbox: strings.Join(phrase, "")})
+					out = append(out, mailstore.Address{Mailbox: strings.Join(phrase, "")})
 				}
 				phrase = nil
 				done = true
 			case ';':
 				if len(phrase) > 0 {
-					out = append(out, goimap.Address{Mailbox: strings.Join(phrase, "")})
+					out = append(out, mailstore.Address{Mailbox: strings.Join(phrase, "")})
 					phrase = nil
 				}
 				p++
 				if inGroup {
-					out = append(out, goimap.Address{})
+					out = append(out, mailstore.Address{})
 					inGroup = false
 				}
 				done = true
@@ -276,14 +275,14 @@ func parseAddressList(s string) []goimap.Address {
 			}
 		}
 		if !done && len(phrase) > 0 {
-			out = append(out, goimap.Address{Mailbox: strings.Join(phrase, "")})
+			out = append(out, mailstore.Address{Mailbox: strings.Join(phrase, "")})
 		}
 		if p == start {
 			p++
 		}
 	}
 	if inGroup {
-		out = append(out, goimap.Address{})
+		out = append(out, mailstore.Address{})
 	}
 	return out
 }
@@ -315,13 +314,13 @@ func joinPhrase(p []string) string {
 }
 
 // writeEnvelope writes an ENVELOPE value.
-func (s *session) writeEnvelope(env *goimap.Envelope) {
+func (s *session) writeEnvelope(env *mailstore.Envelope) {
 	var b bytes.Buffer
 	writeEnvelopeTo(&b, env, s.utf8())
 	s.w.Bytes(b.Bytes())
 }
 
-func writeEnvelopeTo(b *bytes.Buffer, env *goimap.Envelope, u bool) {
+func writeEnvelopeTo(b *bytes.Buffer, env *mailstore.Envelope, u bool) {
 	nstr := func(s string) {
 		if s == "" {
 			b.WriteString("NIL")
@@ -337,7 +336,7 @@ func writeEnvelopeTo(b *bytes.Buffer, env *goimap.Envelope, u bool) {
 	}
 	b.WriteByte(' ')
 	nstr(env.Subject)
-	for _, l := range [][]goimap.Address{env.From, env.Sender, env.ReplyTo, env.To, env.Cc, env.Bcc} {
+	for _, l := range [][]mailstore.Address{env.From, env.Sender, env.ReplyTo, env.To, env.Cc, env.Bcc} {
 		b.WriteByte(' ')
 		if len(l) == 0 {
 			b.WriteString("NIL")
@@ -364,6 +363,3 @@ func writeEnvelopeTo(b *bytes.Buffer, env *goimap.Envelope, u bool) {
 	nstr(env.MessageID)
 	b.WriteByte(')')
 }
-
-// envelopeTime is used by SEARCH SENT*.
-func envelopeTime(env *goimap.Envelope) time.Time { return env.Date }

@@ -80,7 +80,7 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	// EXAMINE sees what is recent without taking it (RFC 3501 §6.3.2).
 	first := s.srv.peekRecent(sel.key, sum.UIDValidity)
 	if !readOnly {
-		first = s.srv.claimRecent(sel.key, sum.UIDValidity, next)
+		first = s.srv.claimRecent(mb, sel.key, sum.UIDValidity, next)
 	}
 	i := sort.Search(len(view), func(i int) bool { return view[i] >= first })
 	sel.recent = slices.Clone(view[i:])
@@ -212,6 +212,11 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			if c.Source != sel.w {
 				flagged[c.UID] = true
 			}
+		case mailstore.Invalidated:
+			// Another program renumbered the folder: the UIDs and sequence
+			// numbers this client holds mean nothing now.
+			s.w.Raw("* BYE [UNAVAILABLE] Mailbox renumbered by another program, reconnect\r\n")
+			return errClose
 		}
 	}
 	for _, u := range expunged {
@@ -242,7 +247,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 	if grew {
 		if !sel.readOnly {
 			last := sel.view[len(sel.view)-1]
-			first := s.srv.claimRecent(sel.key, sel.mb.UIDValidity(), last+1)
+			first := s.srv.claimRecent(sel.mb, sel.key, sel.mb.UIDValidity(), last+1)
 			for _, u := range added {
 				if u >= first {
 					if _, ok := slices.BinarySearch(sel.recent, u); !ok {
@@ -295,7 +300,7 @@ func (s *session) writeFlags(uid uint32, f mailstore.Flags) {
 		if i > 0 {
 			s.w.SP()
 		}
-		s.w.Raw(string(n))
+		s.w.Raw(n)
 	}
 	if s.isRecent(uid) {
 		if len(names) > 0 {

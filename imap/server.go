@@ -295,15 +295,15 @@ func (s *Server) dropSession(se *session) {
 // claimRecent gives the calling session every message of the folder with
 // a UID in [first, uidNext) as \Recent; each message is claimed once
 // (RFC 3501 §2.3.2).
-func (s *Server) claimRecent(folder string, validity, uidNext uint32) (first uint32) {
-	k := recentKey{folder, validity}
+// The claim itself is the folder's (it outlives the process); the server
+// remembers the boundary so that EXAMINE and STATUS can report what is
+// still unclaimed without claiming it.
+func (s *Server) claimRecent(mb *mailstore.Mailbox, folder string, validity, uidNext uint32) (first uint32) {
+	first = mb.ClaimRecent(uidNext)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	first, ok := s.recent[k]
-	if !ok {
-		first = 1
-	}
-	if uidNext > first {
+	k := recentKey{folder, validity}
+	if cur, ok := s.recent[k]; !ok || uidNext > cur {
 		s.recent[k] = uidNext
 	}
 	return first
@@ -438,4 +438,17 @@ func (s *Server) forgetRecent(folder string) {
 			delete(s.recent, k)
 		}
 	}
+}
+
+// loggedOut undoes loggedIn for a login that failed after counting.
+func (s *Server) loggedOut(se *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if se.userKey == "" {
+		return
+	}
+	if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
+		delete(s.userConns, se.userKey)
+	}
+	se.userKey = ""
 }

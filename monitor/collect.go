@@ -49,25 +49,52 @@ func (c *directoryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.binds, prometheus.CounterValue, float64(binds))
 }
 
+// QueueStats is the outbound queue's size by state, as the queue keeps it
+// in memory (a scrape must not read the spool).
+type QueueStats struct {
+	Messages int // messages queued
+	Deferred int // of which waiting for a retry after a failed attempt
+
+	Pending   int // recipients still to deliver
+	Delivered int // recipients delivered whose message waits for others
+	Failed    int // recipients failed whose sender is not told yet
+}
+
 // queueCollector exports the outbound queue's size, read at scrape time.
 type queueCollector struct {
-	f    atomic.Pointer[func() int]
-	size *prometheus.Desc // immutable
+	f          atomic.Pointer[func() QueueStats]
+	messages   *prometheus.Desc // immutable
+	deferred   *prometheus.Desc // immutable
+	recipients *prometheus.Desc // immutable
 }
 
 func newQueueCollector() *queueCollector {
 	return &queueCollector{
-		size: prometheus.NewDesc("courriel_queue_messages",
+		messages: prometheus.NewDesc("courriel_queue_messages",
 			"Messages waiting in the outbound queue.", nil, nil),
+		deferred: prometheus.NewDesc("courriel_queue_messages_deferred",
+			"Queued messages waiting for a retry after a failed attempt.", nil, nil),
+		recipients: prometheus.NewDesc("courriel_queue_recipients",
+			"Recipients of queued messages by state: pending (to deliver), delivered (their message waits for others), failed (the sender is not told yet).",
+			[]string{"state"}, nil),
 	}
 }
 
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.size }
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.messages
+	ch <- c.deferred
+	ch <- c.recipients
+}
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	p := c.f.Load()
 	if p == nil || *p == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64((*p)()))
+	st := (*p)()
+	ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(st.Messages))
+	ch <- prometheus.MustNewConstMetric(c.deferred, prometheus.GaugeValue, float64(st.Deferred))
+	ch <- prometheus.MustNewConstMetric(c.recipients, prometheus.GaugeValue, float64(st.Pending), "pending")
+	ch <- prometheus.MustNewConstMetric(c.recipients, prometheus.GaugeValue, float64(st.Delivered), "delivered")
+	ch <- prometheus.MustNewConstMetric(c.recipients, prometheus.GaugeValue, float64(st.Failed), "failed")
 }

@@ -5,8 +5,10 @@
 // other courriel package. cmd/courriel builds one *Metrics with NewMetrics,
 // passes it to the SMTP, IMAP and delivery code (which call its event
 // methods, all no-ops on a nil *Metrics so a disabled listener needs no
-// checks), hands it scrape-time functions (directory counters, queue size)
-// and serves Handler through NewServer.
+// checks), hands it scrape-time functions (directory counters, the queue's
+// in-memory counts) and serves Handler through NewServer. Metrics and the
+// health check's detail are for trusted networks (Options.Trusted, loopback
+// by default); autoconfig is public.
 //
 // Nothing here touches Prometheus' global default registry: every Metrics
 // owns its registry, so tests can build as many as they like in parallel.

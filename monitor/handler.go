@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,9 +39,16 @@ type Options struct {
 
 	// Health reports whether courriel can do its work (e.g. the directory
 	// answers). It gets a context bounded to 5 s and must honour it. nil means
-	// always healthy. The error text is shown to the HTTP client: keep
-	// secrets out of it.
+	// always healthy. Its error text is shown to trusted clients only (it may
+	// name the directory's URL and bind DN); others get the status alone.
 	Health func(ctx context.Context) error
+
+	// Trusted are the client networks that may read /metrics and the
+	// detail of a failing /healthz; nil means loopback only (127.0.0.0/8,
+	// ::1). Others get 403 at /metrics and a bare status at /healthz;
+	// autoconfig is public. The address is the TCP peer's: put no proxy in
+	// front unless it is itself untrusted.
+	Trusted []netip.Prefix
 
 	// Hostname is the IMAP and SMTP server name mail clients should connect
 	// to (the name on the TLS certificate). Empty disables autoconfig.
@@ -60,8 +69,8 @@ type Options struct {
 
 // Handler returns the HTTP handler of the monitoring listener:
 //
-//	/metrics                                      Prometheus text format
-//	/healthz                                      200 "ok" or 503 and the error
+//	/metrics                                      Prometheus text format (trusted clients; 403 for others)
+//	/healthz                                      200 "ok" or 503 and the error (the error for trusted clients only)
 //	/.well-known/autoconfig/mail/config-v1.1.xml  Thunderbird autoconfig
 //	/mail/config-v1.1.xml                         the same, for autoconfig.<domain>
 //
@@ -71,17 +80,18 @@ func Handler(o Options) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	trusted := newTrusted(o.Trusted)
 	mux := http.NewServeMux()
 	if reg := o.Metrics.Registry(); reg != nil {
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		mux.Handle("/metrics", trusted.only(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: promLogger{log},
 			// A broken collector must not hide every other metric.
 			ErrorHandling:       promhttp.ContinueOnError,
 			MaxRequestsInFlight: maxScrapes,
 			Timeout:             scrapeTimeout,
-		}))
+		})))
 	}
-	mux.Handle("/healthz", healthHandler{check: o.Health, log: log})
+	mux.Handle("/healthz", healthHandler{check: o.Health, trusted: trusted, log: log})
 	if o.Hostname != "" && o.IsHostedDomain != nil {
 		ac := &autoconfig{
 			hostname:       o.Hostname,
@@ -130,8 +140,9 @@ func (g methodGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type healthHandler struct {
-	check func(ctx context.Context) error // nil: always healthy
-	log   *slog.Logger
+	check   func(ctx context.Context) error // nil: always healthy
+	trusted trustedNets
+	log     *slog.Logger
 }
 
 func (h healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -143,11 +154,54 @@ func (h healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := h.check(ctx); err != nil {
 			h.log.Warn("health check failed", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
+			if !h.trusted.contains(r) {
+				// The status is what a load balancer needs; the cause
+				// may name the directory's URL and bind DN.
+				_, _ = io.WriteString(w, "unavailable\n")
+				return
+			}
 			_, _ = io.WriteString(w, healthText(err)+"\n")
 			return
 		}
 	}
 	_, _ = io.WriteString(w, "ok\n")
+}
+
+// trustedNets are the networks allowed to read metrics and health detail.
+type trustedNets []netip.Prefix
+
+// newTrusted is Options.Trusted with its default: loopback.
+func newTrusted(p []netip.Prefix) trustedNets {
+	if p == nil {
+		return trustedNets{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	return slices.Clone(p)
+}
+
+// contains reports whether the request's TCP peer is trusted.
+func (t trustedNets) contains(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range t {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// only serves next to trusted clients and 403 to the others.
+func (t trustedNets) only(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !t.contains(r) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // healthText is err's text made fit for a plain-text body: one line, valid

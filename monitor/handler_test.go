@@ -7,10 +7,84 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 )
+
+// fromLoopback makes a test request come from 127.0.0.1 (httptest's
+// default peer, 192.0.2.1, is not trusted).
+func fromLoopback(r *http.Request) *http.Request {
+	r.RemoteAddr = "127.0.0.1:40000"
+	return r
+}
+
+// Metrics and the health check's detail reach trusted networks only
+// (loopback unless configured); the health status and autoconfig reach
+// everyone.
+func TestTrustedNetworks(t *testing.T) {
+	t.Parallel()
+	secret := errors.New("directory: ldap://ldap.internal:389 bind as cn=reader,dc=example,dc=org: connection refused")
+	opts := func(trusted []netip.Prefix) Options {
+		return Options{
+			Metrics: NewMetrics(), Health: func(context.Context) error { return secret }, Trusted: trusted,
+			Hostname: "mail.example.net", IsHostedDomain: func(context.Context, string) (bool, error) { return true, nil },
+		}
+	}
+	lan := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		peer    string
+		ok      bool // sees metrics and the detail
+	}{
+		{"default: IPv4 loopback", nil, "127.0.0.1:5000", true},
+		{"default: other loopback address", nil, "127.1.2.3:5000", true},
+		{"default: IPv6 loopback", nil, "[::1]:5000", true},
+		{"default: IPv4-mapped loopback", nil, "[::ffff:127.0.0.1]:5000", true},
+		{"default: the internet", nil, "192.0.2.1:5000", false},
+		{"default: IPv6 internet", nil, "[2001:db8::1]:5000", false},
+		{"default: LAN", nil, "10.1.2.3:5000", false},
+		{"configured LAN", lan, "10.1.2.3:5000", true},
+		{"configured LAN: loopback no longer implied", lan, "127.0.0.1:5000", false},
+		{"configured: outside", lan, "11.0.0.1:5000", false},
+		{"unparsable peer", nil, "@unix", false},
+		{"empty list: nobody", []netip.Prefix{}, "127.0.0.1:5000", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := Handler(opts(tc.trusted))
+			get := func(path string) (int, string) {
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.RemoteAddr = tc.peer
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				return rec.Code, rec.Body.String()
+			}
+			code, body := get("/metrics")
+			if tc.ok && (code != 200 || !strings.Contains(body, "courriel_deliveries_total")) {
+				t.Errorf("/metrics from %s: %d, want 200 and the metrics", tc.peer, code)
+			}
+			if !tc.ok && (code != 403 || strings.Contains(body, "courriel_")) {
+				t.Errorf("/metrics from %s: %d %q, want 403 and nothing", tc.peer, code, body)
+			}
+			code, body = get("/healthz")
+			if code != 503 {
+				t.Errorf("/healthz from %s: %d, want 503 for everyone", tc.peer, code)
+			}
+			if leaks := strings.Contains(body, "ldap.internal") || strings.Contains(body, "cn=reader"); leaks != tc.ok {
+				t.Errorf("/healthz from %s: %q (detail shown: %v, want %v)", tc.peer, body, leaks, tc.ok)
+			}
+			if !tc.ok && body != "unavailable\n" {
+				t.Errorf("/healthz from %s: %q, want the bare status", tc.peer, body)
+			}
+			if code, body := get("/mail/config-v1.1.xml?emailaddress=u%40example.com"); code != 200 || !strings.Contains(body, "mail.example.net") {
+				t.Errorf("autoconfig from %s: %d, want 200 for everyone", tc.peer, code)
+			}
+		})
+	}
+}
 
 func TestHealth(t *testing.T) {
 	t.Parallel()
@@ -48,7 +122,7 @@ func TestHealth(t *testing.T) {
 			t.Parallel()
 			h := Handler(Options{Health: tc.check})
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+			h.ServeHTTP(rec, fromLoopback(httptest.NewRequest(http.MethodGet, "/healthz", nil)))
 			if rec.Code != tc.wantCode {
 				t.Errorf("status %d, want %d (body %q)", rec.Code, tc.wantCode, rec.Body.String())
 			}
@@ -76,7 +150,7 @@ func TestHealthCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil).WithContext(ctx))
+	h.ServeHTTP(rec, fromLoopback(httptest.NewRequest(http.MethodGet, "/healthz", nil).WithContext(ctx)))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "canceled") {
 		t.Errorf("canceled check: %d %q", rec.Code, rec.Body.String())
 	}
@@ -121,7 +195,7 @@ func TestMethods(t *testing.T) {
 		{"GET", "/autodiscover/autodiscover.xml", 404}, // not served, see doc.go
 	} {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		h.ServeHTTP(rec, fromLoopback(httptest.NewRequest(tc.method, tc.path, nil)))
 		if rec.Code != tc.want {
 			t.Errorf("%s %s = %d, want %d", tc.method, tc.path, rec.Code, tc.want)
 		}

@@ -192,10 +192,12 @@ func (m *Metrics) RegisterDirectoryStats(f func() (searches, cacheHits, binds in
 	m.directory.f.Store(&f)
 }
 
-// RegisterQueueSize sets the function read at each scrape for the number of
-// messages in the outbound queue, exported as courriel_queue_messages. The
-// same rules as RegisterDirectoryStats apply.
-func (m *Metrics) RegisterQueueSize(f func() int) {
+// RegisterQueueStats sets the function read at each scrape for the
+// outbound queue's size, exported as courriel_queue_messages,
+// courriel_queue_messages_deferred and courriel_queue_recipients{state}. It
+// should read counters the queue keeps, not the spool. The same rules as
+// RegisterDirectoryStats apply.
+func (m *Metrics) RegisterQueueStats(f func() QueueStats) {
 	if m == nil {
 		return
 	}

@@ -87,7 +87,9 @@ func TestMetricsExposition(t *testing.T) {
 	m.IMAPSessionStarted()
 	m.IMAPSessionEnded()
 	m.RegisterDirectoryStats(func() (int64, int64, int64) { return 7, 5, 3 })
-	m.RegisterQueueSize(func() int { return 42 })
+	m.RegisterQueueStats(func() QueueStats {
+		return QueueStats{Messages: 42, Deferred: 40, Pending: 50, Delivered: 3, Failed: 1}
+	})
 
 	text := scrape(t, Handler(Options{Metrics: m}))
 	for _, line := range []string{
@@ -107,6 +109,10 @@ func TestMetricsExposition(t *testing.T) {
 		`courriel_ldap_cache_hits_total 5`,
 		`courriel_ldap_binds_total 3`,
 		`courriel_queue_messages 42`,
+		`courriel_queue_messages_deferred 40`,
+		`courriel_queue_recipients{state="pending"} 50`,
+		`courriel_queue_recipients{state="delivered"} 3`,
+		`courriel_queue_recipients{state="failed"} 1`,
 		`# TYPE courriel_ldap_searches_total counter`,
 		`# TYPE courriel_queue_messages gauge`,
 	} {
@@ -133,7 +139,7 @@ func TestMetricsNil(t *testing.T) {
 	m.IMAPSessionStarted()
 	m.IMAPSessionEnded()
 	m.RegisterDirectoryStats(func() (int64, int64, int64) { return 1, 1, 1 })
-	m.RegisterQueueSize(func() int { return 1 })
+	m.RegisterQueueStats(func() QueueStats { return QueueStats{Messages: 1} })
 	if m.Registry() != nil {
 		t.Errorf("nil Metrics: Registry() = non-nil")
 	}
@@ -226,7 +232,7 @@ func TestScrapeFuncs(t *testing.T) {
 
 	// Before registration: the metrics are absent, not zero.
 	if _, ok := metricValue(t, reg, "courriel_queue_messages", nil); ok {
-		t.Errorf("courriel_queue_messages present before RegisterQueueSize")
+		t.Errorf("courriel_queue_messages present before RegisterQueueStats")
 	}
 	if _, ok := metricValue(t, reg, "courriel_ldap_binds_total", nil); ok {
 		t.Errorf("courriel_ldap_binds_total present before RegisterDirectoryStats")
@@ -246,14 +252,14 @@ func TestScrapeFuncs(t *testing.T) {
 	}
 
 	// A later registration replaces the function; nil removes the metric.
-	m.RegisterQueueSize(func() int { return 1 })
-	m.RegisterQueueSize(func() int { return 2 })
+	m.RegisterQueueStats(func() QueueStats { return QueueStats{Messages: 1} })
+	m.RegisterQueueStats(func() QueueStats { return QueueStats{Messages: 2} })
 	if v, _ := metricValue(t, reg, "courriel_queue_messages", nil); v != 2 {
 		t.Errorf("queue = %v, want the second function's 2", v)
 	}
-	m.RegisterQueueSize(nil)
+	m.RegisterQueueStats(nil)
 	if _, ok := metricValue(t, reg, "courriel_queue_messages", nil); ok {
-		t.Errorf("courriel_queue_messages present after RegisterQueueSize(nil)")
+		t.Errorf("courriel_queue_messages present after RegisterQueueStats(nil)")
 	}
 }
 
@@ -262,7 +268,7 @@ func TestScrapeFuncPanics(t *testing.T) {
 	t.Parallel()
 	m := NewMetrics()
 	m.ConnOpened("smtp")
-	m.RegisterQueueSize(func() int { panic("queue broken") })
+	m.RegisterQueueStats(func() QueueStats { panic("queue broken") })
 	text := scrape(t, Handler(Options{Metrics: m}))
 	if !strings.Contains(text, `courriel_connections_total{listener="smtp"} 1`) {
 		t.Errorf("other metrics lost when one scrape function panics:\n%s", text)

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 )
 
 // dataProgress: during DATA the read deadline moves by ReadTimeout each
@@ -38,13 +40,10 @@ func (s *session) Data(r io.Reader) error {
 // (554 5.6.0, RFC 5321 §2.3.8), like Postfix's smtpd_forbid_bare_newline =
 // reject. NUL is refused too (RFC 6152 §3: no NUL in 8-bit text).
 //
-// One reply covers all recipients. It is 250 only when every local copy is
-// durable and every remote copy is queued. If any local copy fails
-// temporarily the whole message gets 4xx and the client retries, so some
-// recipients may get the message twice: duplicates are better than loss.
-// If no copy failed temporarily but one failed permanently, the answer is
-// 554 and the log says which copies were stored: there is no DSN here to
-// tell the sender about a partial failure.
+// One reply covers all recipients, and the message is accepted once or
+// refused whole (see store): 250 when every copy is stored or durably
+// queued, 4xx or 5xx only when nothing was stored for anyone, so a client's
+// retry never makes duplicates.
 func (s *session) data(r io.Reader) error {
 	// readMessage touches no session state: for BDAT, Reset may run on the
 	// connection's goroutine meanwhile (RSET, a refused chunk), closing r.
@@ -98,18 +97,8 @@ func (s *session) data(r io.Reader) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
 	defer cancel()
-	if err := s.deliverLocal(ctx, header, body, now); err != nil {
+	if err := s.store(ctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
-	}
-	if len(s.tx.remote) > 0 {
-		data := make([]byte, 0, len(header)+len(body))
-		data = append(append(data, header...), body...)
-		qid, err := s.srv.o.Queue.Enqueue(ctx, s.tx.from, s.tx.remote, data)
-		if err != nil {
-			log.Error("queue failed", "err", err, "rcpts", len(s.tx.remote), "local_stored", len(s.tx.local))
-			return s.fail(stageData, fmt.Errorf("enqueue: %w", err))
-		}
-		log.Info("queued", "queue_id", sanitize(qid, 64), "rcpts", len(s.tx.remote))
 	}
 	attrs := []any{"from", sanitize(s.tx.from, 300), "size", len(body), "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
 	if s.user != nil {
@@ -117,6 +106,51 @@ func (s *session) data(r io.Reader) error {
 	}
 	log.Info("message accepted", attrs...)
 	s.c.messageAccepted()
+	return nil
+}
+
+// store hands the message over. It returns nil once every recipient's copy
+// is stored or durably queued, and an error only when nothing was stored
+// for anyone:
+//   - a single local copy is stored directly: it is stored or not, and the
+//     reply says which (the common case, at the cost of one fsync);
+//   - anything else goes through the queue's Accept, which queues the message
+//     for every recipient first and then stores the local copies at once; a
+//     local copy that fails then is retried or bounced by the queue, as
+//     Postfix's local delivery does, and never makes the sender retry the
+//     copies already stored.
+//
+// Without a queue (tests, and a server built without one) local copies are
+// stored directly and a partial failure gets the reply of the worst one.
+func (s *session) store(ctx context.Context, log *slog.Logger, header, body []byte, now time.Time) error {
+	local, remote := s.tx.local, s.tx.remote
+	q := s.srv.o.Queue
+	if len(remote) == 0 && (len(local) == 1 || q == nil) {
+		return s.deliverLocal(ctx, header, body, now)
+	}
+	data := make([]byte, 0, len(header)+len(body))
+	data = append(append(data, header...), body...)
+	qid, localErrs, err := q.Accept(ctx, s.tx.from, remote, local, data)
+	if err != nil {
+		log.Error("queue failed", "err", err, "remote", len(remote), "local", len(local))
+		return fmt.Errorf("queue: %w", err)
+	}
+	for i, err := range localErrs {
+		metric := statusSent
+		var le *queue.LocalError
+		switch {
+		case errors.As(err, &le) && le.Permanent:
+			metric = statusBounced
+		case err != nil:
+			metric = statusDeferred
+		}
+		s.srv.o.Metrics.Delivery(metric)
+		if err != nil {
+			log.Warn("local copy queued for retry or bounce", "queue_id", sanitize(qid, 64),
+				"to", sanitize(local[i].Address, 300), "err", err)
+		}
+	}
+	log.Info("queued", "queue_id", sanitize(qid, 64), "remote", len(remote), "local", len(local))
 	return nil
 }
 

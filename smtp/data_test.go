@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 )
 
 // startData opens a transaction for alice and sends DATA.
@@ -233,8 +234,11 @@ func TestLongLines(t *testing.T) {
 	}
 }
 
-// TestDeliveryOutcomes: one reply for the message, 250 only if every copy
-// is durable (SPEC §3, §9).
+// TestDeliveryOutcomes: a message is accepted once or refused whole. A
+// single local copy is stored or not, and the reply says which; a message
+// with several copies is queued for all of them first, so the reply is 250
+// whatever the local copies do next (the queue retries or bounces them), and
+// a 4xx/5xx only when the queue refused it, with nothing stored for anyone.
 func TestDeliveryOutcomes(t *testing.T) {
 	t.Parallel()
 	temp := &delivery.Error{Temporary: true, Reason: "io", Err: errors.New("/var/vmail/secret/path: EIO")}
@@ -243,20 +247,26 @@ func TestDeliveryOutcomes(t *testing.T) {
 	readOnly := &delivery.Error{Temporary: true, Reason: "maildir not writable", Err: errors.Join(delivery.ErrNotWritable, syscall.EROFS)}
 	for _, tc := range []struct {
 		name       string
+		rcpt       string
 		alice, bob error
 		queueErr   error
 		want       string
+		stored     int // copies the deliverer stored
+		queued     bool
 	}{
-		{"all ok", nil, nil, nil, "250 "},
-		{"one temporary", nil, temp, nil, "451 4.3.0"},
-		{"disk full", full, nil, nil, "452 4.3.1"},
-		{"not writable", nil, readOnly, nil, "452 4.3.1 Mail storage not writable"},
-		{"not writable beats other temporary", temp, readOnly, nil, "452 4.3.1"},
-		{"temporary beats permanent", perm, temp, nil, "451 4.3.0"},
-		{"all permanent", perm, perm, nil, "554 5.6.0"},
-		{"plain error is temporary", errors.New("boom /secret"), nil, nil, "451 4.3.0"},
-		{"queue fails", nil, nil, errors.New("spool /secret"), "451 4.3.0"},
-		{"queue disk full", nil, nil, fmt.Errorf("write: %w", syscall.ENOSPC), "452 4.3.1"},
+		{"one copy ok", "bob@mailbox.example", nil, nil, nil, "250 ", 1, false},
+		{"one copy temporary", "bob@mailbox.example", nil, temp, nil, "451 4.3.0", 0, false},
+		{"one copy disk full", "bob@mailbox.example", nil, full, nil, "452 4.3.1", 0, false},
+		{"one copy not writable", "bob@mailbox.example", nil, readOnly, nil, "452 4.3.1 Mail storage not writable", 0, false},
+		{"one copy permanent", "bob@mailbox.example", nil, perm, nil, "554 5.6.0", 0, false},
+		{"one copy plain error is temporary", "bob@mailbox.example", nil, errors.New("boom /secret"), nil, "451 4.3.0", 0, false},
+		{"alias all ok", "team@hosted.example", nil, nil, nil, "250 ", 2, true},
+		{"alias one temporary: still accepted once", "team@hosted.example", nil, temp, nil, "250 ", 1, true},
+		{"alias disk full: queued", "team@hosted.example", full, full, nil, "250 ", 0, true},
+		{"alias permanent: the queue bounces", "team@hosted.example", perm, nil, nil, "250 ", 1, true},
+		{"queue fails: nothing stored", "team@hosted.example", nil, nil, errors.New("spool /secret"), "451 4.3.0", 0, false},
+		{"queue disk full: nothing stored", "team@hosted.example", nil, nil, fmt.Errorf("write: %w", syscall.ENOSPC), "452 4.3.1", 0, false},
+		{"queue says too large: nothing stored", "team@hosted.example", nil, nil, fmt.Errorf("x: %w", queue.ErrTooLarge), "552 5.3.4", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -271,7 +281,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 			c := e.dialRaw(t)
 			c.cmd("EHLO client.example", "250 ")
 			c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
-			c.cmd("RCPT TO:<team@hosted.example>", "250 ")
+			c.cmd("RCPT TO:<"+tc.rcpt+">", "250 ")
 			c.cmd("DATA", "354 ")
 			got := c.cmd("\r\nx\r\n.", tc.want)
 			if strings.Contains(got, "secret") {
@@ -279,6 +289,18 @@ func TestDeliveryOutcomes(t *testing.T) {
 			}
 			if got[0] != '2' && !strings.Contains(got, "(id ") {
 				t.Errorf("no msg_id in %q", got)
+			}
+			stored := 0
+			for _, n := range e.deliv.copies() {
+				stored += n
+			}
+			if stored != tc.stored {
+				t.Errorf("%d copies stored, want %d", stored, tc.stored)
+			}
+			if q := e.queue.all(); tc.queued != (len(q) == 1) || len(q) > 1 {
+				t.Errorf("queued %d messages, want queued=%v", len(q), tc.queued)
+			} else if tc.queued && (len(q[0].local) != 2 || len(q[0].rcpts) != 1) {
+				t.Errorf("queued %d local and %d remote recipients, want 2 and 1", len(q[0].local), len(q[0].rcpts))
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,24 +182,46 @@ func (f *fakeDeliverer) copies() map[string]int {
 
 type queued struct {
 	from  string
-	rcpts []string
+	rcpts []string // remote
+	local []delivery.Recipient
 	data  []byte
 }
 
+// fakeQueue is the queue's Accept: it records the message and, as the real
+// queue does once the message is queued, makes the first attempt at the
+// local copies through local.
 type fakeQueue struct {
-	mu   sync.Mutex
-	got  []queued
-	fail error
+	mu    sync.Mutex
+	got   []queued
+	fail  error
+	local *fakeDeliverer
 }
 
-func (q *fakeQueue) Enqueue(_ context.Context, from string, rcpts []string, data []byte) (string, error) {
+func (q *fakeQueue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (string, []error, error) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.fail != nil {
-		return "", q.fail
+		q.mu.Unlock()
+		return "", nil, q.fail
 	}
-	q.got = append(q.got, queued{from, append([]string(nil), rcpts...), data})
-	return fmt.Sprintf("Q%d", len(q.got)), nil
+	q.got = append(q.got, queued{from, slices.Clone(remote), slices.Clone(local), data})
+	id := fmt.Sprintf("Q%d", len(q.got))
+	q.mu.Unlock()
+	var errs []error
+	if len(local) > 0 {
+		errs = q.local.Deliver(ctx, &delivery.Message{ID: id, From: from, Body: data}, local)
+	}
+	return id, errs, nil
+}
+
+// remote is what was queued for remote recipients.
+func (q *fakeQueue) remote() []queued {
+	var out []queued
+	for _, m := range q.all() {
+		if len(m.rcpts) > 0 {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (q *fakeQueue) all() []queued {
@@ -266,7 +289,8 @@ func newEnv(t *testing.T, kind Kind, mutate func(*Options)) *env {
 func newEnvOn(t *testing.T, kind Kind, mutate func(*Options), wrap func(net.Listener) net.Listener) *env {
 	t.Helper()
 	stls, ctls := testTLS(t)
-	e := &env{dir: &fakeDir{}, deliv: &fakeDeliverer{}, queue: &fakeQueue{},
+	deliv := &fakeDeliverer{}
+	e := &env{dir: &fakeDir{}, deliv: deliv, queue: &fakeQueue{local: deliv},
 		clock: &fakeClock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}, ctls: ctls, done: make(chan error, 1)}
 	o := Options{
 		Kind: kind, Hostname: "mx.test", Directory: e.dir, Deliverer: e.deliv, Queue: e.queue,

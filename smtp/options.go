@@ -60,10 +60,11 @@ type Deliverer interface {
 	Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error
 }
 
-// Queue is the durable outbound queue. Enqueue returns only once the
-// message is durably queued.
+// Queue is the durable queue (*queue.Queue). Accept returns nil only once
+// the message is durably queued for every recipient, and local copies were
+// tried once (localErrs: their outcomes); on an error nothing was stored.
 type Queue interface {
-	Enqueue(ctx context.Context, from string, rcpts []string, data []byte) (id string, err error)
+	Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (id string, localErrs []error, err error)
 }
 
 // Defaults of Options.

@@ -9,6 +9,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/directory"
 )
 
@@ -61,8 +62,13 @@ var (
 	replyNUL           = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains NUL characters")
 	replyLongLine      = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message line too long (RFC 5321 §4.5.3.1.6)")
 	replyDeliveryFail  = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Transaction failed: message cannot be stored")
-	replyBadAuthData   = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
-	replyBadAuthzid    = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
+	// RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another
+	// transaction; an alias too large on its own cannot be helped by that.
+	replyTooManyRcpts    = rep(452, gosmtp.EnhancedCode{4, 5, 3}, "Too many recipients")
+	replyAliasTooLarge   = rep(550, gosmtp.EnhancedCode{5, 5, 3}, "Recipient address rejected: expands to too many recipients")
+	replyQueueBadAddress = rep(553, gosmtp.EnhancedCode{5, 1, 3}, "Address rejected: bad address syntax")
+	replyBadAuthData     = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
+	replyBadAuthzid      = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
 )
 
 // replyFor is the one place where an error becomes an SMTP reply. A reply
@@ -98,6 +104,12 @@ func replyFor(st stage, err error) *gosmtp.SMTPError {
 		return replyLongLine
 	case errors.As(err, &de) && !de.Temporary:
 		return replyDeliveryFail
+	case errors.Is(err, queue.ErrTooLarge):
+		return replyTooLarge
+	case errors.Is(err, queue.ErrTooManyRecipients):
+		return replyTooManyRcpts
+	case errors.Is(err, queue.ErrInvalidAddress):
+		return replyQueueBadAddress
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, io.ErrUnexpectedEOF):
 		return replyTempFailure

@@ -241,6 +241,9 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 			log.Error("rcpt: relay allowed but no outbound queue")
 			return s.fail(stageRcpt, replyNoQueue)
 		}
+		if !s.tx.seen[dedupeKey(addr)] && len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
+			return s.fail(stageRcpt, replyTooManyRcpts)
+		}
 		s.addRemote(addr)
 		log.Debug("rcpt ok", "relay", true)
 		return nil
@@ -257,6 +260,17 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	if len(res.Destinations) == 0 {
 		log.Error("rcpt: directory gave no destination")
 		return s.fail(stageRcpt, replyTempFailure)
+	}
+	// Every copy must fit in one queue entry (the queue's recipient limit
+	// is the same MaxRecipients): counted before anything is added, so
+	// that DATA can never find a transaction the queue refuses.
+	if fresh := s.newCopies(res.Destinations); len(s.tx.local)+len(s.tx.remote)+fresh > s.srv.o.MaxRecipients {
+		if len(s.tx.local)+len(s.tx.remote) == 0 {
+			log.Warn("rcpt refused: expands to too many recipients", "copies", fresh)
+			return s.fail(stageRcpt, replyAliasTooLarge)
+		}
+		log.Info("rcpt deferred: too many copies in this transaction", "copies", fresh)
+		return s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	for _, d := range res.Destinations { // check all before adding any
 		switch {
@@ -286,6 +300,20 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	log.Debug("rcpt ok", "destinations", len(res.Destinations)) // Postfix's smtpd logs only refusals
 	return nil
+}
+
+// newCopies counts the destinations not yet in the transaction.
+func (s *session) newCopies(dests []directory.Destination) int {
+	n := 0
+	seen := make(map[string]bool, len(dests))
+	for _, d := range dests {
+		k := dedupeKey(d.Address)
+		if !s.tx.seen[k] && !seen[k] {
+			seen[k] = true
+			n++
+		}
+	}
+	return n
 }
 
 func (s *session) addRemote(addr string) {

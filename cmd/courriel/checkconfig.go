@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/tlsconf"
 )
@@ -126,16 +126,20 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
 	}
 	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
-	for name, addr := range map[string]string{"smtp": cfg.Listen.SMTP, "submission": cfg.Listen.Submission,
-		"submissions": cfg.Listen.Submissions, "imaps": cfg.Listen.IMAPS, "imap": cfg.Listen.IMAP, "http": cfg.Listen.HTTP} {
-		if addr == "" {
+	// A running courriel on this configuration holds its own ports: those
+	// are fine (check-config before a reload), anyone else's are not.
+	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)
+	for _, l := range []struct{ name, addr string }{{"smtp", cfg.Listen.SMTP}, {"submission", cfg.Listen.Submission},
+		{"submissions", cfg.Listen.Submissions}, {"imaps", cfg.Listen.IMAPS}, {"imap", cfg.Listen.IMAP}, {"http", cfg.Listen.HTTP}} {
+		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
+		name := fmt.Sprintf("listen %s %s", l.name, l.addr)
+		note, err := checkListen(l.addr, owner, ownerErr)
+		if note != "" {
+			name += " " + note
 		}
-		report(fmt.Sprintf("listen %s %s free", name, addr), err)
+		report(name, err)
 	}
 	return problems
 }

@@ -35,6 +35,14 @@ type Config struct {
 	LDAP     LDAPConfig     `toml:"ldap"`
 	Delivery DeliveryConfig `toml:"delivery"`
 	Queue    QueueConfig    `toml:"queue"`
+	Monitor  MonitorConfig  `toml:"monitor"`
+}
+
+// MonitorConfig is about the http listener (listen.http).
+type MonitorConfig struct {
+	// TrustedNetworks may read /metrics and why /healthz fails; others get
+	// 403 and a bare status. Autoconfig is public.
+	TrustedNetworks []string `toml:"trusted_networks"`
 }
 
 type ListenConfig struct {
@@ -169,6 +177,7 @@ func defaultConfig() Config {
 			},
 		},
 		Delivery: DeliveryConfig{MaildirBase: "/var/vmail"},
+		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
 			Dir: "/var/spool/courriel", TLSPolicy: "verify", CAPath: "/etc/ssl/certs",
 			MaxLifetime: 5 * 24 * time.Hour,
@@ -211,6 +220,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg := defaultConfig()
 	// Lists replace the defaults instead of merging into them.
 	cfg.LDAP.URLs = nil
+	cfg.Monitor.TrustedNetworks = nil
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
 	if err != nil {
 		var pe toml.ParseError
@@ -231,6 +241,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	if len(cfg.LDAP.URLs) == 0 {
 		cfg.LDAP.URLs = defaultConfig().LDAP.URLs
+	}
+	if !md.IsDefined("monitor", "trusted_networks") {
+		cfg.Monitor.TrustedNetworks = defaultConfig().Monitor.TrustedNetworks
 	}
 	if err := cfg.validate(); err != nil {
 		var ce *ConfigError
@@ -306,6 +319,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.Networks(); err != nil {
 		return keyErr("mynetworks", "%v", err)
+	}
+	if _, err := parsePrefixes(c.Monitor.TrustedNetworks); err != nil {
+		return keyErr("monitor.trusted_networks", "%v", err)
 	}
 	if c.MessageSizeLimit < 1024 || c.MessageSizeLimit > 1<<31 {
 		return keyErr("message_size_limit", "%d is out of range (1024 .. 2147483648)", c.MessageSizeLimit)
@@ -425,9 +441,23 @@ func checkMinVersion(key, v string) error {
 }
 
 // Networks parses mynetworks.
-func (c *Config) Networks() ([]netip.Prefix, error) {
+func (c *Config) Networks() ([]netip.Prefix, error) { return parsePrefixes(c.MyNetworks) }
+
+// TrustedNetworks parses monitor.trusted_networks; never nil, so an empty
+// list trusts nobody instead of taking the monitor package's default.
+func (c *Config) TrustedNetworks() ([]netip.Prefix, error) {
+	p, err := parsePrefixes(c.Monitor.TrustedNetworks)
+	if p == nil {
+		p = []netip.Prefix{}
+	}
+	return p, err
+}
+
+// parsePrefixes parses addresses and prefixes (an address is its own /32
+// or /128).
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range c.MyNetworks {
+	for _, s := range list {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)

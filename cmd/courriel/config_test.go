@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,7 @@ func TestConfigErrors(t *testing.T) {
 		{"ACME without cache", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"https://ca/dir\"\n", 0, "tls.acme.cache_dir", "required"},
 		{"ACME and files", base + "[tls.acme]\ndirectory_url = \"https://ca/dir\"\ncache_dir = \"/var/lib/c\"\n", 0, "tls.cert_file", "not both"},
 		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
+		{"bad trusted network", base + "[monitor]\ntrusted_networks = [\"localhost\"]\n", 9, "monitor.trusted_networks", "not an address"},
 		{"unknown sync mode", base + "[delivery]\nsync = \"fsync\"\n", 9, "delivery.sync", "auto, file, filesystem or journal"},
 	}
 	for _, tt := range tests {
@@ -88,5 +90,30 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := LoadConfig("/nonexistent/config.toml"); err == nil || !strings.Contains(err.Error(), "/nonexistent/config.toml") {
 		t.Errorf("unreadable file: %v", err)
+	}
+}
+
+// monitor.trusted_networks: loopback when absent, exactly the list when set,
+// nobody when set empty.
+func TestTrustedNetworks(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t).CertFile()
+	base := "myhostname = \"mx.example.org\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ldap]\nsearch_base = \"ou=mail,dc=example,dc=org\"\nca_file = \"" + ca + "\"\n"
+	for _, tc := range []struct {
+		name, extra string
+		want        string
+	}{
+		{"default", "", "[127.0.0.0/8 ::1/128]"},
+		{"set", "[monitor]\ntrusted_networks = [\"192.0.2.7\", \"10.0.0.0/8\"]\n", "[192.0.2.7/32 10.0.0.0/8]"},
+		{"empty", "[monitor]\ntrusted_networks = []\n", "[]"},
+	} {
+		cfg, err := ParseConfig("c.toml", []byte(base+tc.extra))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		p, err := cfg.TrustedNetworks()
+		if err != nil || p == nil || fmt.Sprint(p) != tc.want {
+			t.Errorf("%s: %v (nil %v), %v; want %s", tc.name, p, p == nil, err, tc.want)
+		}
 	}
 }

@@ -54,6 +54,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	listen := fs.String("listen", "127.0.0.1", "address every demo listener binds")
 	ldifFile := fs.String("ldif", "", "LDIF file for the embedded directory (default: the built-in demo.ldif)")
 	printConfig := fs.Bool("print-config", false, "print the configuration the demo runs with, as TOML, and exit")
+	expose := fs.Bool("expose-demo-passwords", false, "allow a -listen address that is not loopback: every demo account (password \"demo\") and the embedded LDAP directory become reachable from the network")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,6 +68,10 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return toml.NewEncoder(stdout).Encode(cfg)
 	}
 
+	if !*expose && !isLoopback(*listen) {
+		return exitf(2, "-listen %s is not a loopback address: the demo's accounts all have the password %q and its embedded LDAP directory (port %s) answers anyone; "+
+			"add -expose-demo-passwords to serve them to the network anyway", *listen, embedded.DemoPassword, demoLDAPPort)
+	}
 	ldif := embedded.DemoLDIF
 	if *ldifFile != "" {
 		if ldif, err = os.ReadFile(*ldifFile); err != nil {
@@ -142,4 +147,26 @@ Try it:
 Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.
 `, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort)
+}
+
+// isLoopback reports whether host (an address or a name) reaches this
+// machine only: a loopback address, or a name all of whose addresses are.
+// "" and unspecified addresses listen on every interface.
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	if host == "" {
+		return false
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }

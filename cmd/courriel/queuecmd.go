@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"time"
 
 	"courriel/delivery/queue"
@@ -16,13 +19,14 @@ func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fs := newFlagSet("queue", stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete ID")
+		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete ID\n(flags may also follow the command: courriel queue list -config F)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	words, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() < 1 {
+	if len(words) < 1 {
 		fs.Usage()
 		return exitf(2, "want a queue command")
 	}
@@ -30,18 +34,27 @@ func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	q, err := queue.Open(queue.Options{Dir: cfg.Queue.Dir, Hostname: cfg.MyHostname,
+	// Client mode: never the spool's owner lock, so this command cannot
+	// take the spool from a server starting at the same moment.
+	q, err := queue.Open(queue.Options{Dir: cfg.Queue.Dir, Hostname: cfg.MyHostname, Client: true,
 		MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit})
+	if errors.Is(err, iofs.ErrNotExist) && words[0] == "list" {
+		fmt.Fprintln(stdout, "Mail queue is empty")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	defer q.Close()
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	cmd, rest := words[0], words[1:]
 	needID := func() (string, error) {
 		if len(rest) != 1 {
 			return "", exitf(2, "%s wants one queue id", cmd)
 		}
 		return queue.ParseID(rest[0])
+	}
+	if (cmd == "list" || cmd == "flush") && len(rest) > 0 {
+		return exitf(2, "%s takes no argument, got %q", cmd, rest[0])
 	}
 	switch cmd {
 	case "list":
@@ -110,4 +123,25 @@ func recipientLine(r queue.Recipient) string {
 		line += " (" + r.Reply + ")"
 	}
 	return line
+}
+
+// parseInterspersed parses flags wherever they stand among the words, so
+// that `queue list -config F` works as `queue -config F list` (Go's flag
+// package stops at the first word). After "--" everything is a word.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(words, rest...), nil
+		}
+		if len(rest) == 0 {
+			return words, nil
+		}
+		words = append(words, rest[0])
+		args = rest[1:]
+	}
 }

@@ -224,6 +224,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
+		Local: a.store,
 	}
 	if policy == queue.PolicyVerify && q.CAPath != "" {
 		if o.RootCAs, err = tlsconf.LoadCAPool(q.CAPath); err != nil {
@@ -259,21 +260,13 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: msg.From,
 			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID})
 	}
-	if len(local) > 0 {
-		body := strings.ReplaceAll(string(report), "\r\n", "\n")
-		body = strings.ReplaceAll(body, "\n", "\r\n")
-		for _, err := range a.store.Deliver(ctx, &delivery.Message{ID: msg.ID + "-dsn", From: "", Body: []byte(body), Arrived: time.Now()}, local) {
-			if err != nil {
-				return err
-			}
-		}
-	}
-	if len(remote) > 0 {
-		if _, err := a.queue.Enqueue(ctx, "", remote, report); err != nil {
-			return err
-		}
-	}
-	return nil
+	// Queued for every destination at once, then stored locally at once:
+	// a local copy that fails is retried by the queue, and never makes the
+	// whole DSN come again (duplicates in the maildirs already served).
+	body := strings.ReplaceAll(string(report), "\r\n", "\n")
+	body = strings.ReplaceAll(body, "\n", "\r\n")
+	_, _, err = a.queue.Accept(ctx, "", remote, local, []byte(body))
+	return err
 }
 
 // listen binds every configured listener before serving any, so a busy
@@ -346,15 +339,15 @@ func (a *app) httpListener() error {
 		st := a.dir.Stats()
 		return st.Searches, st.CacheHits, st.Binds
 	})
-	a.metrics.RegisterQueueSize(func() int {
-		list, err := a.queue.List()
-		if err != nil {
-			return -1
-		}
-		return len(list)
+	// From the queue's own counters: a scrape reads no envelope.
+	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
+		c := a.queue.Counts()
+		return monitor.QueueStats{Messages: c.Messages, Deferred: c.Deferred,
+			Pending: c.Pending, Delivered: c.Delivered, Failed: c.Failed}
 	})
+	trusted, _ := a.cfg.TrustedNetworks() // checked with the configuration
 	h := monitor.Handler(monitor.Options{
-		Metrics: a.metrics,
+		Metrics: a.metrics, Trusted: trusted,
 		Health: func(ctx context.Context) error {
 			return a.dir.Ping(ctx)
 		},

@@ -53,7 +53,10 @@ func (q *Queue) groups(m *Message, now time.Time) []group {
 		if r.State != StatePending || r.NextAttempt.After(now) {
 			continue
 		}
-		rt := q.routeFor(domainOf(r.Addr))
+		rt := localRoute
+		if r.Local == nil {
+			rt = q.routeFor(domainOf(r.Addr))
+		}
 		j, ok := pos[rt.key]
 		if !ok {
 			j = len(out)

@@ -12,7 +12,7 @@
 //	ID.eml        the message as received (written once)
 //	ID.env        the envelope as JSON: sender, recipients and their state
 //	.tmp-*        files being written; never read, removed at Open
-//	.owner        flock held by the one process that runs deliveries
+//	.owner        flock held by the one process that runs deliveries; its pid
 //	.lock         flock held while an envelope is rewritten or removed
 //	.flush        request from another process: retry everything now
 //	.rescan       request from another process: the set of messages changed
@@ -30,8 +30,9 @@
 //
 // # Processes
 //
-// The first process to Open a spool owns it (the .owner lock) and may Run it.
-// Any other process (`courriel queue list|show|delete|flush`) opens it in
-// client mode: it reads the files directly and leaves request files the owner's
-// runner polls for every Options.PollInterval.
+// One process owns a spool (the .owner lock, holding its pid) and may Run it;
+// a second owner fails to Open with ErrNotOwner. Other processes (`courriel
+// queue list|show|delete|flush`) open it with Options.Client: they never touch
+// the owner lock, read the files directly and leave request files the owner's
+// runner polls for every Options.PollInterval. OwnerPID names the owner.
 package queue

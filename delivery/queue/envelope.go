@@ -3,7 +3,10 @@ package queue
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,6 +34,19 @@ type Recipient struct {
 	// nobody to tell: null sender). A failed recipient that is not Notified
 	// keeps its message in the queue until the DSN is out.
 	Notified bool `json:"notified,omitempty"`
+	// Local, when set, makes this a copy for a maildir on this host,
+	// delivered through Options.Local; Addr is then the final maildrop.
+	Local *LocalTarget `json:"local,omitempty"`
+}
+
+// LocalTarget is where a local recipient's copy goes, as the directory
+// resolved it when the message was accepted (the recipient was checked
+// then; a later change of the entry does not redirect a queued copy).
+type LocalTarget struct {
+	OrigTo  string `json:"orig_to,omitempty"` // the RCPT TO before alias expansion
+	Maildir string `json:"maildir"`           // absolute and clean
+	UID     int    `json:"uid"`
+	GID     int    `json:"gid"`
 }
 
 // Message is a queued message's envelope, the content of its .env file.
@@ -135,8 +151,20 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		default:
 			return nil, fmt.Errorf("%w: %s: bad recipient state %q", errCorrupt, id, printable(string(r.State), 32))
 		}
+		if l := r.Local; l != nil && !validLocal(l) {
+			return nil, fmt.Errorf("%w: %s: bad local target", errCorrupt, id)
+		}
 	}
 	return &m, nil
+}
+
+// validLocal checks a local target read back from disk; the delivery store
+// checks the maildir again against its allowed base.
+func validLocal(l *LocalTarget) bool {
+	return filepath.IsAbs(l.Maildir) && filepath.Clean(l.Maildir) == strings.TrimSuffix(l.Maildir, "/") &&
+		!strings.ContainsRune(l.Maildir, 0) && l.UID >= 0 && l.GID >= 0 &&
+		int64(l.UID) < math.MaxUint32 && int64(l.GID) < math.MaxUint32 &&
+		(l.OrigTo == "" || validAddress(l.OrigTo))
 }
 
 func encodeEnvelope(m *Message) ([]byte, error) {

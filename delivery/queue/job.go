@@ -29,7 +29,12 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 		if ctx.Err() != nil {
 			break
 		}
-		res := q.deliverGroup(ctx, m, g, data)
+		var res []result
+		if g.rt == localRoute {
+			res = q.deliverLocalFrom(ctx, m, g.rcpts, data)
+		} else {
+			res = q.deliverGroup(ctx, m, g, data)
+		}
 		if !q.record(m, g, res) {
 			continue
 		}

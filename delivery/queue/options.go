@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"courriel/delivery"
 )
 
 // Policy is the outbound STARTTLS policy, named after Postfix's
@@ -74,6 +76,10 @@ type Options struct {
 	Dir      string // spool directory, e.g. /var/spool/courriel
 	Hostname string // HELO name, Reporting-MTA and MAILER-DAEMON domain
 	Logger   *slog.Logger
+	// Client opens the spool beside the process that runs it (`courriel
+	// queue`): List, Show, Delete, Flush and Enqueue work, Run does not, and
+	// the owner lock is never taken, so a server starting meanwhile keeps it.
+	Client bool
 
 	Resolver  Resolver          // default net.DefaultResolver
 	Routes    map[string]string // domain → "host:port", bypassing MX; "*" matches every domain
@@ -87,6 +93,10 @@ type Options struct {
 	MaxBackoff   time.Duration // default 4000s (Postfix maximal_backoff_time)
 	Concurrency  int           // messages delivered at once; default 20
 
+	// Local stores the copies of local recipients (Accept): the delivery
+	// store. Nil: such copies wait in the queue (a temporary failure).
+	Local LocalDeliverer
+
 	// Bounce delivers a DSN to a sender; report is the whole DSN message. The
 	// default enqueues it from the null sender like any other mail.
 	Bounce func(ctx context.Context, msg *Message, report []byte) error
@@ -94,12 +104,18 @@ type Options struct {
 	Now    func() time.Time                                                  // default time.Now
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error) // default net.Dialer
 
-	MaxMessageBytes int64         // default 10240000 (Postfix message_size_limit)
+	MaxMessageBytes int64         // default 10240000 (Postfix message_size_limit); see traceAllowance
 	MaxRecipients   int           // default 1000 (seed-like, SPEC §9)
 	MaxQueueFiles   int           // most spool entries read by Open or List; default 100000
 	PollInterval    time.Duration // how often the runner looks for requests from other processes; default 1s
 	ConnectTimeout  time.Duration // default 30s (Postfix smtp_connect_timeout)
 	CommandTimeout  time.Duration // per SMTP command; default 5 min (RFC 5321 §4.5.3.2)
+}
+
+// LocalDeliverer stores copies in maildirs: *delivery.Store. It returns
+// one error per recipient, nil for a durable copy.
+type LocalDeliverer interface {
+	Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error
 }
 
 // Postfix defaults, kept beside the code that applies them.
@@ -117,6 +133,11 @@ const (
 	// Postfix smtp_destination_recipient_limit: RCPTs per transaction.
 	// RFC 5321 §4.5.3.1.8 only promises 100 per transaction.
 	rcptsPerTransaction = 50
+	// traceAllowance: a queued message may exceed MaxMessageBytes by this
+	// much, the trace header courriel itself prepends (Received:) after
+	// SMTP checked the message against the same limit. Without it a message
+	// just under the limit passed SMTP and then failed in the queue.
+	traceAllowance = 64 << 10
 	// Postfix smtp_mx_address_limit: addresses tried per delivery.
 	maxAddressesTried = 5
 )

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"courriel/delivery"
 )
 
 // Queue is an open spool. Enqueue, List, Show, Delete and Flush are safe for
@@ -28,6 +30,7 @@ type Queue struct {
 	sched   schedule          // guarded by mu: idle entries by due time
 	running bool              // guarded by mu
 	closed  bool              // guarded by mu
+	counts  counters          // follows entries (counters.go)
 
 	// onJobDone, when set by a test before Run, is called after each job.
 	onJobDone func(id string)
@@ -42,16 +45,17 @@ type entry struct {
 	index   int       // position in Queue.sched, -1 when not scheduled
 }
 
-// Open opens (creating if needed) the spool at o.Dir. The first process to
-// open a spool owns it: Open then removes leftover temporary files and orphans
-// from a crash, moves unreadable envelopes to corrupt/, and loads the rest.
-// Later openers are in client mode and may not Run.
+// Open opens the spool at o.Dir. Without o.Client, the process owns it (Open
+// creates it if needed and fails with ErrNotOwner while another process owns
+// it): Open then removes leftover temporary files and orphans from a crash,
+// moves unreadable envelopes to corrupt/, and loads the rest. With o.Client it
+// reads and requests beside the owner and may not Run.
 func Open(o Options) (*Queue, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	sp, err := openSpool(o.Dir, o.MaxRecipients)
+	sp, err := openSpool(o.Dir, o.MaxRecipients, o.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -140,27 +144,128 @@ func (q *Queue) Close() error {
 // Errors for which IsPermanent is true are about the message; any other
 // error is temporary (disk full, I/O).
 func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data []byte) (string, error) {
-	if err := ctx.Err(); err != nil {
+	m, err := q.newMessage(ctx, from, rcpts, nil, data)
+	if err != nil {
 		return "", err
 	}
-	if int64(len(data)) > q.o.MaxMessageBytes {
-		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), q.o.MaxMessageBytes)
+	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
+		return "", err
+	}
+	q.added(m, false)
+	return m.ID, nil
+}
+
+// Accept takes a message for remote and local recipients at once, the way
+// an SMTP server must: once Accept returns nil, every recipient's copy is
+// either stored or durably queued, and the message may be acknowledged; on
+// an error nothing was stored for anyone. It queues the message for all
+// recipients first (the commit point), then makes the first attempt at the
+// local copies straight away. A local copy that fails stays in the queue
+// (retried, or bounced with a DSN when the failure is permanent). Local
+// copies are keyed (delivery.Recipient.CopyKey), so that a retry after a
+// crash between the copies and the record of their outcome finds them
+// instead of storing them twice. localErrs has the first attempt's outcome
+// for each local recipient, in order (nil: stored), for the caller's
+// counters and logs: whatever it says, the message is accepted.
+func (q *Queue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (id string, localErrs []error, err error) {
+	m, err := q.newMessage(ctx, from, remote, local, data)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
+		return "", nil, err
+	}
+	if len(local) == 0 {
+		q.added(m, false)
+		return m.ID, nil, nil
+	}
+	q.added(m, true) // the runner leaves it alone until the first attempt is recorded
+	idx := make([]int, 0, len(local))
+	for i, r := range m.Recipients {
+		if r.Local != nil {
+			idx = append(idx, i)
+		}
+	}
+	g := group{rt: localRoute, rcpts: idx}
+	res := q.deliverLocal(ctx, m, idx, data, false)
+	gone := false
+	if q.record(m, g, res) {
+		gone = q.save(m)
+	}
+	if q.sp.owner() {
+		q.finishJob(m.ID, m, gone)
+	} else if !gone {
+		q.sp.request(rescanFile)
+	}
+	localErrs = make([]error, len(res))
+	for i, r := range res {
+		if r.out != outSent {
+			localErrs[i] = &LocalError{Permanent: r.out == outBounced, Status: r.status, Reason: r.reply}
+		}
+	}
+	return m.ID, localErrs, nil
+}
+
+// LocalError is a local copy's first attempt that failed in Accept; the
+// copy stays queued (or is bounced, when Permanent).
+type LocalError struct {
+	Permanent bool
+	Status    string // RFC 3463
+	Reason    string
+}
+
+func (e *LocalError) Error() string { return "local copy: " + e.Status + " " + e.Reason }
+
+// save records a message's new state after an attempt: removed from the
+// spool when it is done, rewritten otherwise. It reports whether the message
+// left the spool (done, or deleted by the admin meanwhile). A failed write
+// is logged: the state in memory stays right, and the keyed local copies
+// make a repeat after a restart harmless.
+func (q *Queue) save(m *Message) (gone bool) {
+	if m.done() {
+		err := q.sp.remove(m.ID)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			q.log.Info("removed", "id", m.ID)
+			return true
+		}
+		q.log.Error("removing a finished message failed", "id", m.ID, "err", err)
+		return false
+	}
+	switch err := q.sp.update(m); {
+	case errors.Is(err, errDeleted):
+		q.log.Info("message deleted during delivery", "id", m.ID)
+		return true
+	case err != nil:
+		q.log.Error("recording the delivery attempt failed", "id", m.ID, "err", err)
+	}
+	return false
+}
+
+// newMessage checks a message for the queue and builds its envelope: the
+// remote recipients, then the local ones. Every check runs before anything
+// is written, so that a refusal leaves nothing behind.
+func (q *Queue) newMessage(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (*Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > q.o.MaxMessageBytes+traceAllowance {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), q.o.MaxMessageBytes)
 	}
 	if from != "" && !validAddress(from) {
-		return "", fmt.Errorf("%w: sender %q", ErrInvalidAddress, printable(from, 100))
+		return nil, fmt.Errorf("%w: sender %q", ErrInvalidAddress, printable(from, 100))
 	}
-	if len(rcpts) == 0 {
-		return "", ErrNoRecipients
+	if len(remote)+len(local) == 0 {
+		return nil, ErrNoRecipients
 	}
-	if len(rcpts) > q.o.MaxRecipients {
-		return "", fmt.Errorf("%w: %d, limit %d", ErrTooManyRecipients, len(rcpts), q.o.MaxRecipients)
+	if len(remote)+len(local) > q.o.MaxRecipients {
+		return nil, fmt.Errorf("%w: %d, limit %d", ErrTooManyRecipients, len(remote)+len(local), q.o.MaxRecipients)
 	}
 	now := q.o.Now()
 	m := &Message{Version: envelopeVersion, ID: newID(now), From: from, Created: now, Size: int64(len(data))}
-	seen := make(map[string]bool, len(rcpts))
-	for _, r := range rcpts {
+	seen := make(map[string]bool, len(remote))
+	for _, r := range remote {
 		if !validAddress(r) {
-			return "", fmt.Errorf("%w: recipient %q", ErrInvalidAddress, printable(r, 100))
+			return nil, fmt.Errorf("%w: recipient %q", ErrInvalidAddress, printable(r, 100))
 		}
 		if seen[r] {
 			continue
@@ -168,24 +273,44 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 		seen[r] = true
 		m.Recipients = append(m.Recipients, Recipient{Addr: r, State: StatePending, NextAttempt: now})
 	}
+	for _, r := range local {
+		t := &LocalTarget{OrigTo: r.OrigTo, Maildir: r.Maildir, UID: r.UID, GID: r.GID}
+		if !validAddress(r.Address) || !validLocal(t) {
+			return nil, fmt.Errorf("%w: local recipient %q", ErrInvalidAddress, printable(r.Address, 100))
+		}
+		m.Recipients = append(m.Recipients, Recipient{Addr: r.Address, State: StatePending, NextAttempt: now, Local: t})
+	}
 	q.mu.Lock()
 	closed := q.closed
 	q.mu.Unlock()
 	if closed {
-		return "", ErrClosed
+		return nil, ErrClosed
 	}
-	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
-		return "", err
-	}
+	return m, nil
+}
+
+// added tells the runner about a message just written: indexed here when
+// this process owns the spool (busy: held back from the runner until
+// finishJob), announced to the owner otherwise.
+func (q *Queue) added(m *Message, busy bool) {
 	if !q.sp.owner() {
-		q.sp.request(rescanFile) // best effort: the owner also finds it at its next start
-		return m.ID, nil
+		if !busy {
+			q.sp.request(rescanFile) // best effort: the owner also finds it at its next start
+		}
+		return
 	}
 	q.mu.Lock()
-	q.addLocked(m)
+	if busy {
+		e := &entry{msg: m.clone(), index: -1, busy: true}
+		q.entries[m.ID] = e
+		q.counts.change(nil, e.msg)
+	} else {
+		q.addLocked(m)
+	}
 	q.mu.Unlock()
-	q.wake()
-	return m.ID, nil
+	if !busy {
+		q.wake()
+	}
 }
 
 // addLocked indexes a message unless it already is (an Enqueue and a rescan
@@ -196,6 +321,7 @@ func (q *Queue) addLocked(m *Message) {
 	}
 	e := &entry{msg: m, index: -1}
 	q.entries[m.ID] = e
+	q.counts.change(nil, m)
 	q.scheduleLocked(e)
 }
 
@@ -264,11 +390,11 @@ func (q *Queue) Show(id string) (*Message, []byte, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, q.o.MaxMessageBytes+1))
+	data, err := io.ReadAll(io.LimitReader(f, q.o.MaxMessageBytes+traceAllowance+1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("queue: read %s: %w", id, err)
 	}
-	if int64(len(data)) > q.o.MaxMessageBytes {
+	if int64(len(data)) > q.o.MaxMessageBytes+traceAllowance {
 		return nil, nil, fmt.Errorf("%w: %s: data larger than the limit", ErrTooLarge, id)
 	}
 	return m, data, nil
@@ -308,6 +434,7 @@ func (q *Queue) forget(id string, busyToo bool) {
 	if e.index >= 0 {
 		q.sched.remove(e)
 	}
+	q.counts.change(e.msg, nil)
 	delete(q.entries, id)
 }
 

@@ -104,8 +104,10 @@ func (q *Queue) finishJob(id string, m *Message, gone bool) {
 	e := q.entries[id]
 	e.busy = false
 	if gone || e.deleted {
+		q.counts.change(e.msg, nil)
 		delete(q.entries, id)
 	} else {
+		q.counts.change(e.msg, m)
 		e.msg = m
 		q.scheduleLocked(e)
 	}

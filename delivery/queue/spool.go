@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,9 +39,29 @@ type spool struct {
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
 }
 
-// openSpool creates the directory if needed and takes the owner lock if no
-// other process holds it.
-func openSpool(dir string, maxRcpts int) (*spool, error) {
+// openSpool opens the spool at dir. As the owner (client false) it creates
+// the directory if needed and takes the owner lock, failing with ErrNotOwner
+// when another process holds it, and writes its pid into the lock file for
+// the admin and for `courriel check-config`. A client never creates nor
+// locks anything it does not need: the spool must exist, and the owner lock
+// is not even opened, so no client can take it from a server starting up.
+func openSpool(dir string, maxRcpts int, client bool) (*spool, error) {
+	if client {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("queue: spool: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("queue: spool: %s is not a directory", dir)
+		}
+		// Without O_CREATE: a .lock made here by another user (root running
+		// `courriel queue`) could lock the server out of its own spool.
+		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("queue: spool lock (has a server run on this spool yet?): %w", err)
+		}
+		return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}, nil
+	}
 	if err := os.MkdirAll(filepath.Join(dir, corruptDir), 0o700); err != nil {
 		return nil, fmt.Errorf("queue: spool: %w", err)
 	}
@@ -48,23 +69,28 @@ func openSpool(dir string, maxRcpts int) (*spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: spool lock: %w", err)
 	}
-	s := &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}
 	own, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("queue: spool owner lock: %w", err)
 	}
-	switch err := syscall.Flock(int(own.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
-	case err == nil:
-		s.own = own
-	case errors.Is(err, syscall.EWOULDBLOCK):
-		own.Close() // client mode: another process runs this spool
-	default:
+	if err := syscall.Flock(int(own.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		own.Close()
 		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if pid, perr := OwnerPID(dir); perr == nil && pid > 0 {
+				return nil, fmt.Errorf("%w: %s (pid %d)", ErrNotOwner, dir, pid)
+			}
+			return nil, fmt.Errorf("%w: %s", ErrNotOwner, dir)
+		}
 		return nil, fmt.Errorf("queue: spool owner lock: %w", err)
 	}
-	return s, nil
+	// The pid is information, not the lock: a failure to write it is
+	// logged by nobody and harms nothing but check-config's diagnosis.
+	if err := own.Truncate(0); err == nil {
+		own.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock, own: own}, nil
 }
 
 func (s *spool) owner() bool { return s.own != nil }

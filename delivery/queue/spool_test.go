@@ -57,7 +57,7 @@ func TestEnqueueIsDurableAndValidated(t *testing.T) {
 		data  string
 		want  error
 	}{
-		{"too large", "a@b.test", []string{"c@d.test"}, strings.Repeat("x", 1001), ErrTooLarge},
+		{"too large", "a@b.test", []string{"c@d.test"}, strings.Repeat("x", 1001+traceAllowance), ErrTooLarge},
 		{"too many recipients", "a@b.test", []string{"1@d.test", "2@d.test", "3@d.test", "4@d.test"}, "x", ErrTooManyRecipients},
 		{"no recipients", "a@b.test", nil, "x", ErrNoRecipients},
 		{"command injection in a recipient", "a@b.test", []string{"c@d.test>\r\nRCPT TO:<e@f.test"}, "x", ErrInvalidAddress},
@@ -257,7 +257,9 @@ func TestListShowDeleteFlushFromAnotherProcess(t *testing.T) {
 	h.waitJob()
 
 	// `courriel queue ...` opens the same spool while the server runs.
-	cli, err := Open(o)
+	co := o
+	co.Client = true
+	cli, err := Open(co)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
 	"time"
-
-	goimap "github.com/emersion/go-imap/v2"
 )
 
 // IndexFileName is courriel's per-folder metadata cache. It only caches what
@@ -19,14 +18,69 @@ import (
 const IndexFileName = "courriel-index"
 
 // indexMagic starts the file; the version digit changes with the layout.
-var indexMagic = []byte("COURRIEL-INDEX 1\n")
+// The magic is followed by a fixed-width header line (indexHeader), then the
+// SHA-256 of the payload and the payload, a gob-encoded indexFile. The
+// header is outside the checksum so that it can be rewritten in place
+// without rewriting (or even reading) the cache.
+var indexMagic = []byte("COURRIEL-INDEX 2\n")
+
+// indexHeaderLen is the length of "V<10 digits> R<10 digits>\n".
+const indexHeaderLen = 24
+
+// indexHeader is the folder state kept beside the cache: the UIDVALIDITY it
+// belongs to and the first UID no session claimed as \Recent.
+type indexHeader struct {
+	UIDValidity uint32
+	RecentFrom  uint32
+}
+
+func (h indexHeader) marshal() []byte {
+	return fmt.Appendf(nil, "V%010d R%010d\n", h.UIDValidity, h.RecentFrom)
+}
+
+func parseIndexHeader(b []byte) (indexHeader, bool) {
+	if len(b) < indexHeaderLen || b[0] != 'V' || b[11] != ' ' || b[12] != 'R' || b[23] != '\n' {
+		return indexHeader{}, false
+	}
+	v, err1 := strconv.ParseUint(string(b[1:11]), 10, 32)
+	r, err2 := strconv.ParseUint(string(b[13:23]), 10, 32)
+	if err1 != nil || err2 != nil {
+		return indexHeader{}, false
+	}
+	return indexHeader{UIDValidity: uint32(v), RecentFrom: uint32(r)}, true
+}
 
 // Cached is the per-message metadata that costs a file read to compute.
 type Cached struct {
 	Size     int64 // RFC822.SIZE: the size with CRLF line endings; 0 = unknown
 	Date     int64 // internal date (file mtime), Unix nanoseconds; 0 = unknown
-	Envelope *goimap.Envelope
+	Envelope *Envelope
 	Body     *BodyPart
+}
+
+// Envelope is a cached ENVELOPE (RFC 9051 §7.5.2), decoded: the protocol
+// layer quotes and encodes it.
+type Envelope struct {
+	Date      time.Time
+	Subject   string
+	From      []Address
+	Sender    []Address
+	ReplyTo   []Address
+	To        []Address
+	Cc        []Address
+	Bcc       []Address
+	InReplyTo []string
+	MessageID string
+}
+
+// Address is one element of an address list, in IMAP's own encoding of
+// RFC 5322 groups: a group starts with an element whose Mailbox is the group
+// name and Host is empty, and ends with an element whose Mailbox and Host
+// are both empty.
+type Address struct {
+	Name    string
+	Mailbox string
+	Host    string
 }
 
 // BodyPart is a cached BODYSTRUCTURE node.
@@ -42,9 +96,9 @@ type BodyPart struct {
 	DispParams    map[string]string
 	Language      []string
 	Location      string
-	Children      []*BodyPart      // multipart
-	Envelope      *goimap.Envelope // message/rfc822
-	Sub           *BodyPart        // message/rfc822
+	Children      []*BodyPart // multipart
+	Envelope      *Envelope   // message/rfc822
+	Sub           *BodyPart   // message/rfc822
 }
 
 type indexFile struct {
@@ -82,11 +136,12 @@ func (mb *Mailbox) loadCacheLocked() {
 }
 
 func decodeIndex(data []byte) (*indexFile, error) {
-	if !bytes.HasPrefix(data, indexMagic) || len(data) < len(indexMagic)+sha256.Size {
+	start := len(indexMagic) + indexHeaderLen
+	if !bytes.HasPrefix(data, indexMagic) || len(data) < start+sha256.Size {
 		return nil, errors.New("mailstore: index: bad header")
 	}
-	sum := data[len(indexMagic) : len(indexMagic)+sha256.Size]
-	payload := data[len(indexMagic)+sha256.Size:]
+	sum := data[start : start+sha256.Size]
+	payload := data[start+sha256.Size:]
 	got := sha256.Sum256(payload)
 	if !bytes.Equal(sum, got[:]) {
 		return nil, errors.New("mailstore: index: checksum mismatch")
@@ -99,8 +154,19 @@ func decodeIndex(data []byte) (*indexFile, error) {
 }
 
 func (mb *Mailbox) saveCacheLocked() {
-	if !mb.cacheLoaded || !mb.cacheDirty || mb.detached {
+	if mb.detached {
 		return
+	}
+	if !mb.cacheLoaded || !mb.cacheDirty {
+		if mb.recentDirty && mb.writeIndexHeaderLocked() != nil && !mb.cacheLoaded {
+			// No index file to update in place: write one with an
+			// empty cache rather than forget the \Recent claims.
+			mb.loadCacheLocked()
+			mb.cacheDirty = true
+		}
+		if !mb.cacheLoaded || !mb.cacheDirty {
+			return
+		}
 	}
 	f := indexFile{UIDValidity: mb.uidValidity, Entries: make([]indexEntry, 0, len(mb.cache))}
 	for _, m := range mb.msgs {
@@ -120,6 +186,7 @@ func (mb *Mailbox) saveCacheLocked() {
 	}
 	w := bufio.NewWriter(out)
 	w.Write(indexMagic)
+	w.Write(indexHeader{UIDValidity: mb.uidValidity, RecentFrom: mb.recentFrom}.marshal())
 	w.Write(sum[:])
 	w.Write(payload.Bytes())
 	err = w.Flush()
@@ -138,6 +205,7 @@ func (mb *Mailbox) saveCacheLocked() {
 		return
 	}
 	mb.cacheDirty = false
+	mb.recentDirty = false
 }
 
 // SaveCache writes the metadata cache if it changed.

@@ -80,6 +80,39 @@ func (mb *Mailbox) renameLocked(from, to string) error {
 	return nil
 }
 
+// openMsgLocked opens the file of message uid, finding it by its base name
+// when another program renamed it (changed its flags) since the last sync.
+func (mb *Mailbox) openMsgLocked(uid uint32) (fd int, rel string, err error) {
+	for try := 0; ; try++ {
+		m := mb.findLocked(uid)
+		if m == nil {
+			return -1, "", fs.ErrNotExist
+		}
+		rel = m.Path()
+		sub, name, ok := splitRel(rel)
+		if !ok {
+			return -1, rel, fmt.Errorf("mailstore: bad message name %q", rel)
+		}
+		dfd, err := mb.dirFDLocked(sub)
+		if err != nil {
+			return -1, rel, err
+		}
+		err = ignoringEINTR(func() (err error) {
+			fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+			return err
+		})
+		if err == nil {
+			return fd, rel, nil
+		}
+		if err != unix.ENOENT || try > 0 {
+			return -1, rel, &fs.PathError{Op: "openat", Path: rel, Err: err}
+		}
+		if found, lerr := mb.locateLocked(map[string]bool{m.Base: true}); lerr != nil || !found[m.Base] {
+			return -1, rel, &fs.PathError{Op: "openat", Path: rel, Err: err}
+		}
+	}
+}
+
 // maxMessageRead bounds what ReadMessage reads (and so allocates).
 const maxMessageRead = 1 << 30
 
@@ -88,30 +121,10 @@ const maxMessageRead = 1 << 30
 // returns the bytes and the file's size.
 func (mb *Mailbox) ReadMessage(uid uint32, buf []byte, limit int) ([]byte, int64, error) {
 	mb.mu.Lock()
-	m := mb.findLocked(uid)
-	if m == nil {
-		mb.mu.Unlock()
-		return nil, 0, fs.ErrNotExist
-	}
-	rel := m.Path()
-	sub, name, ok := splitRel(rel)
-	if !ok {
-		mb.mu.Unlock()
-		return nil, 0, fmt.Errorf("mailstore: bad message name %q", rel)
-	}
-	dfd, err := mb.dirFDLocked(sub)
-	var fd int
-	if err == nil {
-		for {
-			fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-			if err != unix.EINTR {
-				break
-			}
-		}
-	}
+	fd, rel, err := mb.openMsgLocked(uid)
 	mb.mu.Unlock()
 	if err != nil {
-		return nil, 0, &fs.PathError{Op: "openat", Path: rel, Err: err}
+		return nil, 0, err
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t

@@ -2,5 +2,15 @@
 // files and their flags, UIDs (in Dovecot's own dovecot-uidlist), an on-disk
 // cache of message metadata, and the change log that IMAP sessions sharing a
 // folder read to learn what the others did. Every path is resolved through an
-// os.Root opened at the user's maildir, so no name or symlink leads out of it.
+// os.Root opened at the user's maildir, so no name or symlink leads out of it;
+// OpenStoreUnder reaches that maildir from the configured base with no
+// symlink on the way.
+//
+// It speaks no protocol: flags are their IMAP names as strings, and what
+// RFC 3501 and RFC 9051 ask of a store is given as plain operations — the
+// one session a message is \Recent for (ClaimRecent), UIDVALIDITY values
+// never reused for a name (Dovecot's dovecot-uidvalidity counter), a change
+// log entry when another program renumbered a folder (Invalidated).
+// Dovecot can work on the same maildir at the same time: its uidlist lock,
+// file formats and numbering are honoured in both directions.
 package mailstore

@@ -5,37 +5,47 @@ import (
 	"errors"
 	"strings"
 
-	goimap "github.com/emersion/go-imap/v2"
-
 	"courriel/imap/uidlist"
 )
 
 // ErrTooManyKeywords: maildir file names hold at most 26 keywords per folder.
 var ErrTooManyKeywords = errors.New("mailstore: too many keywords in this folder")
 
+// The IMAP system flags a maildir stores, by name (RFC 9051 §2.3.2).
+const (
+	Answered = `\Answered`
+	Flagged  = `\Flagged`
+	Deleted  = `\Deleted`
+	Seen     = `\Seen`
+	Draft    = `\Draft`
+	// Wildcard in PERMANENTFLAGS says new keywords may be created.
+	Wildcard = `\*`
+)
+
 var systemFlags = []struct {
 	bit  Flags
-	flag goimap.Flag
+	flag string
 }{
-	{FlagAnswered, goimap.FlagAnswered},
-	{FlagFlagged, goimap.FlagFlagged},
-	{FlagDeleted, goimap.FlagDeleted},
-	{FlagSeen, goimap.FlagSeen},
-	{FlagDraft, goimap.FlagDraft},
+	{FlagAnswered, Answered},
+	{FlagFlagged, Flagged},
+	{FlagDeleted, Deleted},
+	{FlagSeen, Seen},
+	{FlagDraft, Draft},
 }
 
 // SystemMask covers the bits IMAP clients may change.
 const systemMask = FlagAnswered | FlagFlagged | FlagDeleted | FlagSeen | FlagDraft
 
-// FlagNames converts maildir flags to IMAP flags with the folder's keywords.
-func (mb *Mailbox) FlagNames(f Flags) []goimap.Flag {
+// FlagNames converts maildir flags to IMAP flag names (system flags first,
+// as `\Seen`, then the folder's keywords as they were first written).
+func (mb *Mailbox) FlagNames(f Flags) []string {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	return mb.flagNamesLocked(f)
 }
 
-func (mb *Mailbox) flagNamesLocked(f Flags) []goimap.Flag {
-	out := make([]goimap.Flag, 0, 4)
+func (mb *Mailbox) flagNamesLocked(f Flags) []string {
+	out := make([]string, 0, 4)
 	for _, sf := range systemFlags {
 		if f&sf.bit != 0 {
 			out = append(out, sf.flag)
@@ -43,7 +53,7 @@ func (mb *Mailbox) flagNamesLocked(f Flags) []goimap.Flag {
 	}
 	for i := 0; i < uidlist.MaxKeywords; i++ {
 		if f&KeywordFlag(i) != 0 && mb.keywords[i] != "" {
-			out = append(out, goimap.Flag(mb.keywords[i]))
+			out = append(out, mb.keywords[i])
 		}
 	}
 	return out
@@ -51,7 +61,7 @@ func (mb *Mailbox) flagNamesLocked(f Flags) []goimap.Flag {
 
 // DefinedFlags lists the flags for the FLAGS response and PERMANENTFLAGS
 // (the latter adds \* while keyword slots remain).
-func (mb *Mailbox) DefinedFlags() (flags, permanent []goimap.Flag) {
+func (mb *Mailbox) DefinedFlags() (flags, permanent []string) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	for _, sf := range systemFlags {
@@ -60,14 +70,14 @@ func (mb *Mailbox) DefinedFlags() (flags, permanent []goimap.Flag) {
 	free := false
 	for _, k := range mb.keywords {
 		if k != "" {
-			flags = append(flags, goimap.Flag(k))
+			flags = append(flags, k)
 		} else {
 			free = true
 		}
 	}
 	permanent = append(permanent, flags...)
 	if free {
-		permanent = append(permanent, goimap.FlagWildcard)
+		permanent = append(permanent, Wildcard)
 	}
 	return flags, permanent
 }
@@ -75,14 +85,14 @@ func (mb *Mailbox) DefinedFlags() (flags, permanent []goimap.Flag) {
 // flagBitsLocked maps IMAP flags to bits, creating keywords (and rewriting
 // dovecot-keywords) when create is set. \Recent and unknown system flags are
 // ignored (RFC 9051 §2.3.2: \Recent cannot be stored).
-func (mb *Mailbox) flagBitsLocked(flags []goimap.Flag, create bool) (Flags, error) {
+func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
 	var f Flags
 	var added bool
 	for _, fl := range flags {
-		s := string(fl)
+		s := fl
 		if strings.HasPrefix(s, `\`) {
 			for _, sf := range systemFlags {
-				if strings.EqualFold(s, string(sf.flag)) {
+				if strings.EqualFold(s, sf.flag) {
 					f |= sf.bit
 				}
 			}

@@ -62,8 +62,9 @@ func statStamp(root *os.Root, name string) stamp {
 type Mailbox struct {
 	reg   *Registry
 	key   regKey
-	refs  int // guarded by reg.mu
-	root  *os.Root
+	refs  int      // guarded by reg.mu
+	root  *os.Root // the folder
+	mroot *os.Root // the maildir (for its UIDVALIDITY counter)
 	owner Owner
 
 	mu          sync.Mutex
@@ -80,6 +81,20 @@ type Mailbox struct {
 	newSt       stamp
 	curSt       stamp
 	listSt      stamp
+	listDirty   bool                      // a new UIDVALIDITY not written to dovecot-uidlist yet
+	listRecords int                       // records in the file, gone messages' included
+	listed      map[string]uidlist.Record // records of files not seen yet
+	loaded      bool                      // load() is done
+	gen         uint64                    // counts invalidations
+	listings    uint64                    // directory listings, for tests
+	trustedAt   time.Time                 // first stamps set by Delivered since the last listing
+
+	// recentFrom is the first UID no session has claimed as \Recent
+	// (RFC 3501 §2.3.2); lowNew the lowest UID found in new/ while
+	// loading, recent whatever the index says.
+	recentFrom  uint32
+	recentDirty bool
+	lowNew      uint32
 
 	log      []Change
 	logBase  uint64 // sequence number of log[0]
@@ -99,6 +114,10 @@ const (
 	Added ChangeKind = iota + 1
 	Expunged
 	FlagsChanged
+	// Invalidated: another program renumbered the folder (a new
+	// UIDVALIDITY, or UIDs given anew). The UIDs a session holds mean
+	// nothing now: it must end with BYE rather than act on them.
+	Invalidated
 )
 
 // Change is one entry of a mailbox's change log.
@@ -121,7 +140,14 @@ func (mb *Mailbox) load() error {
 	if err := mb.syncLocked(true, nil); err != nil {
 		return err
 	}
+	if mb.listDirty {
+		// Keep the new UIDVALIDITY even while the folder is empty. Best
+		// effort: a folder we may not write is still read.
+		_ = mb.rewriteUIDListLocked()
+	}
+	mb.loadRecentLocked()
 	mb.log = nil // nobody watched the initial load
+	mb.loaded = true
 	return nil
 }
 
@@ -135,8 +161,14 @@ func (mb *Mailbox) readKeywordsLocked() {
 	mb.keywords = kw
 }
 
-// readUIDListLocked (re)reads dovecot-uidlist: records for files we know get
-// their UID; a missing or broken file starts a new UID validity.
+// readUIDListLocked (re)reads dovecot-uidlist. While loading, its records
+// become the folder's messages (the sync that follows drops those without a
+// file). Later, the records of files not numbered here yet are kept in
+// mb.listed for when their files are found; a file that contradicts what
+// sessions were told (another UIDVALIDITY, a known message under another
+// UID) invalidates the folder. A file that no longer parses is rewritten
+// from memory at the next write, keeping every UID; one that cannot be read
+// is an error, never a renumbering.
 func (mb *Mailbox) readUIDListLocked() error {
 	st := statStamp(mb.root, uidlist.FileName)
 	data, err := mb.root.ReadFile(uidlist.FileName)
@@ -144,67 +176,100 @@ func (mb *Mailbox) readUIDListLocked() error {
 		if mb.uidValidity == 0 {
 			mb.newValidityLocked()
 		}
-		mb.listSt = st
+		mb.listSt, mb.listRecords = st, 0
+		mb.listDirty = true
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("mailstore: read uidlist: %w", err)
 	}
 	l, err := uidlist.Parse(bytes.NewReader(data))
+	mb.listSt = st
 	if err != nil {
-		// Like Dovecot: a broken uidlist is discarded and UIDs are
-		// reassigned under a new UIDVALIDITY.
-		mb.newValidityLocked()
-		for _, m := range mb.msgs {
-			delete(mb.byBase, m.Base)
+		if !mb.loaded {
+			// Like Dovecot: a broken uidlist is discarded and UIDs are
+			// given anew under a new UIDVALIDITY.
+			mb.newValidityLocked()
 		}
-		mb.msgs = nil
-		mb.listSt = st
+		mb.listDirty = true
 		return nil
 	}
-	mb.listSt = st
-	if mb.uidValidity != 0 && l.UIDValidity != mb.uidValidity {
-		// Another program reset the folder: start over with its UIDs.
-		mb.msgs = nil
-		mb.byBase = make(map[string]*Msg)
-	}
-	mb.uidValidity = l.UIDValidity
+	mb.listRecords = len(l.Records)
 	if l.NextUID > mb.nextUID {
 		mb.nextUID = l.NextUID
 	}
 	mb.guid, mb.hdrExt = l.GUID, l.HeaderExt
-	if len(mb.msgs) == 0 {
-		mb.msgs = make([]*Msg, 0, len(l.Records))
-		for _, r := range l.Records {
-			m := &Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
-			mb.msgs = append(mb.msgs, m)
-			mb.byBase[m.Base] = m
-		}
-		// pending marks "listed but not yet seen on disk"; syncLocked
-		// drops the records whose file is gone.
+	if !mb.loaded {
+		mb.uidValidity = l.UIDValidity
+		mb.adoptRecordsLocked(l.Records)
 		return nil
 	}
-	// Merge: records of files we have not assigned yet.
+	if l.UIDValidity != mb.uidValidity {
+		mb.invalidateLocked(l)
+		return nil
+	}
+	var last uint32
+	if n := len(mb.msgs); n > 0 {
+		last = mb.msgs[n-1].UID
+	}
 	for _, r := range l.Records {
-		if _, ok := mb.byBase[r.Name]; ok {
+		if m, ok := mb.byBase[r.Name]; ok {
+			if m.UID != r.UID {
+				mb.invalidateLocked(l)
+				return nil
+			}
 			continue
 		}
-		if len(mb.msgs) > 0 && r.UID <= mb.msgs[len(mb.msgs)-1].UID {
-			continue // never reuse or reorder UIDs we already announced
+		if r.UID > last {
+			if mb.listed == nil {
+				mb.listed = make(map[string]uidlist.Record)
+			}
+			mb.listed[r.Name] = r
 		}
-		m := &Msg{UID: r.UID, Base: r.Name, Ext: r.Ext, New: true}
-		mb.msgs = append(mb.msgs, m)
-		mb.byBase[m.Base] = m
+		// Lower unknown UIDs are records of messages expunged here.
 	}
 	return nil
 }
 
-func (mb *Mailbox) newValidityLocked() {
-	v := uint32(time.Now().Unix())
-	if v <= mb.uidValidity {
-		v = mb.uidValidity + 1
+// adoptRecordsLocked makes the records the folder's messages, before the
+// sync that checks them against the directories.
+func (mb *Mailbox) adoptRecordsLocked(recs []uidlist.Record) {
+	mb.msgs = make([]*Msg, 0, len(recs))
+	mb.byBase = make(map[string]*Msg, len(recs))
+	mb.listed = nil
+	for _, r := range recs {
+		m := &Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
+		mb.msgs = append(mb.msgs, m)
+		mb.byBase[m.Base] = m
 	}
-	mb.uidValidity = v
+}
+
+// invalidateLocked takes another program's numbering of the folder (a new
+// UIDVALIDITY, or UIDs given anew): every UID sessions hold is meaningless
+// now, so the change log says Invalidated, which a session answers by
+// closing the connection (RFC 9051 §2.3.1.1 leaves no other way to tell a
+// client that UIDs changed under a selected mailbox). Sessions that select
+// the folder afterwards see the new numbering.
+func (mb *Mailbox) invalidateLocked(l *uidlist.List) {
+	mb.uidValidity = l.UIDValidity
+	mb.nextUID = max(l.NextUID, 1)
+	mb.adoptRecordsLocked(l.Records)
+	if n := len(mb.msgs); n > 0 {
+		mb.nextUID = max(mb.nextUID, mb.msgs[n-1].UID+1)
+	}
+	mb.cache = make(map[uint32]*Cached)
+	mb.cacheDirty = mb.cacheLoaded
+	mb.recentFrom = mb.nextUID
+	// The records carry no flags: the next sync lists the directories.
+	mb.newSt, mb.curSt = stamp{}, stamp{}
+	mb.gen++
+	mb.appendChangeLocked(Change{Kind: Invalidated})
+}
+
+func (mb *Mailbox) newValidityLocked() {
+	uid, gid := mb.owner.ids()
+	mb.uidValidity = uidlist.NextUIDValidity(mb.mroot, time.Now(), mb.uidValidity, uid, gid)
+	mb.listDirty = true
 	mb.nextUID = 1
 	var g [16]byte
 	_, _ = rand.Read(g[:])
@@ -230,10 +295,47 @@ func (mb *Mailbox) Sync(force bool) error {
 }
 
 func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
+	gen := mb.gen
+	if err := mb.syncOnceLocked(force, nil); err != nil {
+		return err
+	}
+	if mb.gen != gen {
+		// Invalidated while numbering: check the adopted records
+		// against the directories.
+		return mb.syncOnceLocked(true, nil)
+	}
+	return nil
+}
+
+// verifyAfter bounds how long directory stamps set by Delivered (which
+// trusts that the delivery was the only change) go unchecked by a listing.
+const verifyAfter = time.Minute
+
+// syncOnceLocked lists the directories unless their stamps say nothing
+// changed; lk is the uidlist lock when the caller holds it already.
+func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
+	// Another program may have rewritten the uidlist (Dovecot numbering
+	// its deliveries, or starting over): read it, without the lock, as
+	// Dovecot does (it is replaced by rename, appended to in whole lines).
+	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt && lk == nil {
+		gen := mb.gen
+		if err := mb.readUIDListLocked(); err != nil {
+			return err
+		}
+		if mb.gen != gen || len(mb.listed) > 0 {
+			force = true
+		}
+	}
 	newSt := statStamp(mb.root, "new")
 	curSt := statStamp(mb.root, "cur")
-	if !force && newSt == mb.newSt && curSt == mb.curSt {
+	if !force && newSt == mb.newSt && curSt == mb.curSt &&
+		(mb.trustedAt.IsZero() || time.Since(mb.trustedAt) < verifyAfter) {
 		return nil
+	}
+	mb.trustedAt = time.Time{}
+	stale := make([]string, 0, len(mb.listed))
+	for base := range mb.listed {
+		stale = append(stale, base)
 	}
 	if kw := statStamp(mb.root, uidlist.KeywordsFileName); kw != mb.kwStamp {
 		mb.readKeywordsLocked()
@@ -249,6 +351,7 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 		}
 		names, err := f.Readdirnames(-1)
 		f.Close()
+		mb.listings++
 		if err != nil {
 			return fmt.Errorf("mailstore: read %s: %w", sub, err)
 		}
@@ -312,8 +415,13 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown) // maildir names start with the delivery time
-		if err := mb.assignLocked(unknown, disk); err != nil {
+		if err := mb.assignLocked(unknown, disk, lk); err != nil {
 			return err
+		}
+	}
+	for _, base := range stale {
+		if _, ok := disk[base]; !ok {
+			delete(mb.listed, base) // a record of a file gone since
 		}
 	}
 	mb.moveNewLocked()
@@ -321,55 +429,77 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 	return nil
 }
 
-// assignLocked gives UIDs to new files under the uidlist lock, first taking
-// the UIDs another process may have given them, then writes the uidlist.
-func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry) error {
-	uid, gid := mb.owner.ids()
-	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
-	if err != nil {
-		return err
-	}
-	defer lk.Release()
-	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt {
-		if err := mb.readUIDListLocked(); err != nil {
+// assignLocked numbers files found on disk under the uidlist lock: first
+// with the UIDs another process gave them, then with new ones, appended to
+// the uidlist.
+func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *uidlist.Lock) error {
+	if lk == nil {
+		uid, gid := mb.owner.ids()
+		var err error
+		if lk, err = acquireUIDList(mb, uid, gid); err != nil {
+			return err
+		}
+		defer lk.Release()
+		if err := mb.refreshUIDListLocked(); err != nil {
 			return err
 		}
 	}
+	var theirs []*Msg
+	var fresh []string
 	for _, base := range bases {
-		d := disk[base]
-		if m, ok := mb.byBase[base]; ok { // assigned by the other process
-			m.New, m.Flags = d.isNew, d.flags
-			mb.appendChangeLocked(Change{Kind: Added, UID: m.UID})
+		if _, ok := mb.byBase[base]; ok {
+			continue // invalidated meanwhile: syncLocked starts over
+		}
+		if r, ok := mb.listed[base]; ok {
+			theirs = append(theirs, &Msg{UID: r.UID, Base: base, Ext: r.Ext})
+			delete(mb.listed, base)
 			continue
 		}
-		m := &Msg{UID: mb.nextUID, Base: base, Flags: d.flags, New: d.isNew}
-		mb.nextUID++
-		mb.msgs = append(mb.msgs, m)
-		mb.byBase[base] = m
-		mb.appendChangeLocked(Change{Kind: Added, UID: m.UID})
+		fresh = append(fresh, base)
 	}
-	// Records merged from the file but with no file on disk: drop them.
-	kept := mb.msgs[:0]
-	for _, m := range mb.msgs {
-		if _, ok := disk[m.Base]; ok {
-			kept = append(kept, m)
-		} else {
-			delete(mb.byBase, m.Base)
+	// Theirs first: their UIDs are below our next one, and msgs ascends.
+	sort.Slice(theirs, func(i, j int) bool { return theirs[i].UID < theirs[j].UID })
+	for _, m := range theirs {
+		d := disk[m.Base]
+		m.Flags, m.New = d.flags, d.isNew
+		mb.addMsgLocked(m, Cached{})
+	}
+	ours := make([]*Msg, len(fresh))
+	for i, base := range fresh {
+		d := disk[base]
+		ours[i] = &Msg{UID: mb.nextUID + uint32(i), Base: base, Flags: d.flags, New: d.isNew}
+	}
+	if len(ours) > 0 || mb.listDirty {
+		if err := mb.addToUIDListLocked(lk, ours); err != nil {
+			return err
 		}
 	}
-	mb.msgs = kept
-	return mb.writeUIDListLocked(lk)
+	for _, m := range ours {
+		mb.addMsgLocked(m, Cached{})
+	}
+	return nil
 }
 
-func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock) error {
-	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: mb.nextUID, GUID: mb.guid, HeaderExt: mb.hdrExt}
-	l.Records = make([]uidlist.Record, len(mb.msgs))
-	for i, m := range mb.msgs {
-		l.Records[i] = uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base}
+// writeUIDListLocked replaces dovecot-uidlist with the records of the
+// folder's messages and of extra (new messages not in mb.msgs yet).
+func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
+	next := mb.nextUID
+	if n := len(extra); n > 0 {
+		next = max(next, extra[n-1].UID+1)
+	}
+	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: next, GUID: mb.guid, HeaderExt: mb.hdrExt}
+	l.Records = make([]uidlist.Record, 0, len(mb.msgs)+len(extra))
+	for _, m := range mb.msgs {
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+	}
+	for _, m := range extra {
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
 	}
 	if err := lk.Commit(l.Marshal()); err != nil {
 		return err
 	}
+	mb.listDirty = false
+	mb.listRecords = len(l.Records)
 	mb.listSt = statStamp(mb.root, uidlist.FileName)
 	return nil
 }
@@ -382,7 +512,7 @@ func (mb *Mailbox) rewriteUIDListLocked() error {
 		return err
 	}
 	defer lk.Release()
-	return mb.writeUIDListLocked(lk)
+	return mb.writeUIDListLocked(lk, nil)
 }
 
 // moveNewLocked moves messages from new/ to cur/, as Dovecot does once a
@@ -391,6 +521,9 @@ func (mb *Mailbox) moveNewLocked() {
 	for _, m := range mb.msgs {
 		if !m.New {
 			continue
+		}
+		if mb.lowNew == 0 || m.UID < mb.lowNew {
+			mb.lowNew = m.UID
 		}
 		to := "cur/" + FileName(m.Base, m.Flags)
 		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
@@ -429,6 +562,7 @@ type Status struct {
 	Unseen      uint32
 	Deleted     uint32
 	FirstUnseen uint32 // sequence number, 0 if none
+	Recent      uint32 // messages no session has claimed yet (STATUS RECENT)
 }
 
 // Status returns the summary of the mailbox.
@@ -445,6 +579,9 @@ func (mb *Mailbox) Status() Status {
 		}
 		if m.Flags&FlagDeleted != 0 {
 			s.Deleted++
+		}
+		if m.UID >= mb.recentFrom {
+			s.Recent++
 		}
 	}
 	return s
@@ -479,18 +616,13 @@ func (mb *Mailbox) findLocked(uid uint32) *Msg {
 // Open opens a message file for reading.
 func (mb *Mailbox) Open(uid uint32) (*os.File, Msg, error) {
 	mb.mu.Lock()
-	m := mb.findLocked(uid)
-	if m == nil {
-		mb.mu.Unlock()
-		return nil, Msg{}, fs.ErrNotExist
-	}
-	msg := *m
-	f, err := mb.root.Open(m.Path())
-	mb.mu.Unlock()
+	defer mb.mu.Unlock()
+	fd, rel, err := mb.openMsgLocked(uid)
 	if err != nil {
-		return nil, msg, err
+		return nil, Msg{}, err
 	}
-	return f, msg, nil
+	msg := *mb.findLocked(uid)
+	return os.NewFile(uintptr(fd), rel), msg, nil
 }
 
 func acquireUIDList(mb *Mailbox, uid, gid int) (*uidlist.Lock, error) {

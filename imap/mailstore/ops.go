@@ -7,65 +7,93 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strconv"
+	"slices"
 	"time"
-
-	goimap "github.com/emersion/go-imap/v2"
 )
 
-// StoreOp is how STORE combines flags.
-type StoreOp = goimap.StoreFlagsOp
+// StoreOp is how STORE combines the given flags with a message's flags.
+type StoreOp int
+
+const (
+	StoreReplace StoreOp = iota // FLAGS: the message gets exactly these
+	StoreAdd                    // +FLAGS
+	StoreRemove                 // -FLAGS
+)
 
 // StoreFlags changes the flags of uids and returns their new flags (ok false
 // for messages that are gone). source is the session, whose own changes are
 // not echoed back to it through the change log.
-func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []goimap.Flag, source *Watcher) ([]Flags, []bool, error) {
+func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source *Watcher) ([]Flags, []bool, error) {
+	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
+		return nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
+	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	bits, err := mb.flagBitsLocked(flags, op != goimap.StoreFlagsDel)
+	bits, err := mb.flagBitsLocked(flags, op != StoreRemove)
 	if err != nil {
 		return nil, nil, err
 	}
 	clean := mb.cleanLocked()
 	out := make([]Flags, len(uids))
 	ok := make([]bool, len(uids))
-	var vanished bool
+	store := func(i int, m *Msg) error {
+		var nf Flags
+		switch op {
+		case StoreReplace:
+			nf = (m.Flags &^ (systemMask | keywordMask)) | bits
+		case StoreAdd:
+			nf = m.Flags | bits
+		case StoreRemove:
+			nf = m.Flags &^ bits
+		}
+		if nf != m.Flags || m.New {
+			from := m.Path()
+			if err := mb.renameLocked(from, "cur/"+FileName(m.Base, nf)); err != nil {
+				return err
+			}
+			changed := nf != m.Flags
+			m.Flags, m.New = nf, false
+			if changed {
+				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source})
+			}
+		}
+		out[i], ok[i] = m.Flags, true
+		return nil
+	}
+	missing := map[string]bool{}
 	for i, uid := range uids {
 		m := mb.findLocked(uid)
 		if m == nil {
 			continue
 		}
-		var nf Flags
-		switch op {
-		case goimap.StoreFlagsSet:
-			nf = (m.Flags &^ (systemMask | keywordMask)) | bits
-		case goimap.StoreFlagsAdd:
-			nf = m.Flags | bits
-		case goimap.StoreFlagsDel:
-			nf = m.Flags &^ bits
+		if err := store(i, m); errors.Is(err, fs.ErrNotExist) {
+			missing[m.Base] = true
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)
 		}
-		if nf != m.Flags || m.New {
-			from := m.Path()
-			to := "cur/" + FileName(m.Base, nf)
-			if err := mb.renameLocked(from, to); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					vanished = true // expunged by someone else: resync below
-					continue
-				}
-				return nil, nil, fmt.Errorf("mailstore: rename %s: %w", from, err)
+	}
+	if len(missing) > 0 {
+		// Renamed by another program (its flags changed): apply the
+		// operation to the flags it has now. Gone: a sync reports it.
+		found, err := mb.locateLocked(missing)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, uid := range uids {
+			m := mb.findLocked(uid)
+			if m == nil || !found[m.Base] || ok[i] {
+				continue
 			}
-			changed := nf != m.Flags
-			m.Flags, m.New = nf, false
-			if changed {
-				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: uid, Source: source})
+			if err := store(i, m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)
 			}
 		}
-		out[i], ok[i] = m.Flags, true
+		if len(found) < len(missing) {
+			_ = mb.syncLocked(true, nil)
+		}
+		clean = false
 	}
 	mb.restampLocked(clean)
-	if vanished {
-		_ = mb.syncLocked(true, nil)
-	}
 	return out, ok, nil
 }
 
@@ -93,34 +121,90 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	clean := mb.cleanLocked()
-	var gone []uint32
-	kept := mb.msgs[:0]
+	goneSet := map[uint32]bool{}
 	var firstErr error
-	for _, m := range mb.msgs {
-		if (onlyDeleted && m.Flags&FlagDeleted == 0) || (filter != nil && !filter(m.UID)) {
-			kept = append(kept, m)
-			continue
-		}
-		if err := mb.root.Remove(m.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	remove := func(m *Msg) {
+		err := mb.root.Remove(m.Path())
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("mailstore: expunge: %w", err)
 			}
+			return
+		}
+		goneSet[m.UID] = err == nil
+	}
+	for _, m := range mb.msgs {
+		if (onlyDeleted && m.Flags&FlagDeleted == 0) || (filter != nil && !filter(m.UID)) {
+			continue
+		}
+		remove(m)
+	}
+	// Not found under its name: another program renamed it (changed its
+	// flags) or removed it. Find it by its base name.
+	missing := map[string]bool{}
+	for uid, removed := range goneSet {
+		if !removed {
+			missing[mb.findLocked(uid).Base] = true
+		}
+	}
+	if len(missing) > 0 {
+		found, err := mb.locateLocked(missing)
+		if err != nil {
+			return nil, err
+		}
+		for base := range missing {
+			if !found[base] {
+				goneSet[mb.byBase[base].UID] = true // removed by the other program
+			}
+		}
+		for base := range found {
+			m := mb.byBase[base]
+			// With onlyDeleted, the other program may have taken
+			// \Deleted away: its decision stands.
+			if onlyDeleted && m.Flags&FlagDeleted == 0 {
+				delete(goneSet, m.UID)
+				continue
+			}
+			remove(m)
+		}
+		clean = false
+	}
+	gone := make([]uint32, 0, len(goneSet))
+	for uid, ok := range goneSet {
+		if ok {
+			gone = append(gone, uid)
+		}
+	}
+	slices.Sort(gone)
+	mb.dropLocked(goneSet)
+	mb.restampLocked(clean)
+	return gone, firstErr
+}
+
+// dropLocked forgets the messages whose UIDs are in gone and logs their
+// expunge for every watcher, in ascending UID order.
+func (mb *Mailbox) dropLocked(gone map[uint32]bool) {
+	if len(gone) == 0 {
+		return
+	}
+	kept := mb.msgs[:0]
+	var expunged []uint32
+	for _, m := range mb.msgs {
+		if !gone[m.UID] {
 			kept = append(kept, m)
 			continue
 		}
 		delete(mb.byBase, m.Base)
 		delete(mb.cache, m.UID)
-		gone = append(gone, m.UID)
+		expunged = append(expunged, m.UID)
 	}
 	for i := len(kept); i < len(mb.msgs); i++ {
 		mb.msgs[i] = nil
 	}
 	mb.msgs = kept
-	for _, uid := range gone {
+	for _, uid := range expunged {
 		mb.appendChangeLocked(Change{Kind: Expunged, UID: uid})
 	}
-	mb.restampLocked(clean)
-	return gone, firstErr
 }
 
 // writeTemp writes r into tmp/<name>, converting CRLF to LF (the form the
@@ -177,156 +261,4 @@ func (mb *Mailbox) writeTemp(name string, r io.Reader, mtime time.Time) (psize, 
 		_ = mb.root.Chtimes(tmp, mtime, mtime)
 	}
 	return psize, vsize, nil
-}
-
-type pending struct {
-	tmp   string
-	base  string
-	flags []goimap.Flag
-	date  int64
-	size  int64
-}
-
-// commitLocked moves written temp files into cur/, fsyncs cur/ and assigns
-// their UIDs in one uidlist rewrite (RFC 4315 needs them for APPENDUID and
-// COPYUID).
-func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
-	clean := mb.cleanLocked()
-	type placed struct {
-		m *Msg
-		p pending
-	}
-	var done []placed
-	cleanup := func() {
-		for _, d := range done {
-			_ = mb.root.Remove("cur/" + FileName(d.m.Base, d.m.Flags))
-		}
-		for _, p := range ps {
-			_ = mb.root.Remove("tmp/" + p.tmp)
-		}
-	}
-	for _, p := range ps {
-		bits, err := mb.flagBitsLocked(p.flags, true)
-		if err != nil {
-			cleanup()
-			return nil, err
-		}
-		m := &Msg{Base: p.base, Flags: bits}
-		if err := mb.root.Rename("tmp/"+p.tmp, "cur/"+FileName(p.base, bits)); err != nil {
-			cleanup()
-			return nil, fmt.Errorf("mailstore: deliver: %w", err)
-		}
-		done = append(done, placed{m, p})
-	}
-	if d, err := mb.root.Open("cur"); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			cleanup()
-			return nil, fmt.Errorf("mailstore: fsync cur: %w", err)
-		}
-	}
-	uid, gid := mb.owner.ids()
-	lk, err := acquireUIDList(mb, uid, gid)
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	defer lk.Release()
-	if st := statStamp(mb.root, "dovecot-uidlist"); st != mb.listSt {
-		if err := mb.readUIDListLocked(); err != nil {
-			cleanup()
-			return nil, err
-		}
-	}
-	uids := make([]uint32, len(done))
-	mb.loadCacheLocked()
-	for i, d := range done {
-		d.m.UID = mb.nextUID
-		mb.nextUID++
-		mb.msgs = append(mb.msgs, d.m)
-		mb.byBase[d.m.Base] = d.m
-		uids[i] = d.m.UID
-		mb.cache[d.m.UID] = &Cached{Size: d.p.size, Date: d.p.date}
-		mb.cacheDirty = true
-		mb.appendChangeLocked(Change{Kind: Added, UID: d.m.UID})
-	}
-	if err := mb.writeUIDListLocked(lk); err != nil {
-		return nil, err
-	}
-	mb.restampLocked(clean)
-	return uids, nil
-}
-
-// Append stores a message (RFC 9051 §6.3.12) and returns its UID.
-func (mb *Mailbox) Append(r io.Reader, flags []goimap.Flag, date time.Time) (uint32, error) {
-	if date.IsZero() {
-		date = time.Now()
-	}
-	tmp := mb.reg.uniqueBase()
-	psize, vsize, err := mb.writeTemp(tmp, r, date)
-	if err != nil {
-		return 0, err
-	}
-	base := tmp + ",S=" + strconv.FormatInt(psize, 10) + ",W=" + strconv.FormatInt(vsize, 10)
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	uids, err := mb.commitLocked([]pending{{tmp: tmp, base: base, flags: flags, date: date.UnixNano(), size: vsize}})
-	if err != nil {
-		return 0, err
-	}
-	return uids[0], nil
-}
-
-// CopyTo copies messages into dst, keeping flags and internal dates, and
-// returns the source UIDs copied and their new UIDs, in the same order.
-func (mb *Mailbox) CopyTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, err error) {
-	var ps []pending
-	defer func() {
-		if err != nil {
-			for _, p := range ps {
-				_ = dst.root.Remove("tmp/" + p.tmp)
-			}
-		}
-	}()
-	for _, uid := range uids {
-		f, msg, oerr := mb.Open(uid)
-		if errors.Is(oerr, fs.ErrNotExist) {
-			continue // expunged meanwhile: RFC 9051 lets COPY skip it
-		}
-		if oerr != nil {
-			return nil, nil, fmt.Errorf("mailstore: copy: %w", oerr)
-		}
-		size, date, merr := mb.Meta(uid)
-		if merr != nil {
-			f.Close()
-			return nil, nil, merr
-		}
-		tmp := mb.reg.uniqueBase()
-		psize, vsize, werr := dst.writeTemp(tmp, f, date)
-		f.Close()
-		if werr != nil {
-			return nil, nil, werr
-		}
-		_ = size
-		ps = append(ps, pending{
-			tmp:   tmp,
-			base:  tmp + ",S=" + strconv.FormatInt(psize, 10) + ",W=" + strconv.FormatInt(vsize, 10),
-			flags: mb.FlagNames(msg.Flags &^ 0),
-			date:  date.UnixNano(),
-			size:  vsize,
-		})
-		src = append(src, uid)
-	}
-	if len(ps) == 0 {
-		return nil, nil, nil
-	}
-	dst.mu.Lock()
-	defer dst.mu.Unlock()
-	dstUIDs, err = dst.commitLocked(ps)
-	if err != nil {
-		ps = nil // commitLocked cleaned up
-		return nil, nil, err
-	}
-	return src, dstUIDs, nil
 }

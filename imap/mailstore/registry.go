@@ -19,6 +19,8 @@ type Registry struct {
 
 	host    string // sanitised host name for unique file names
 	counter atomic.Uint64
+
+	noHardLinks bool // tests: COPY as on a file system without hard links
 }
 
 type regKey struct{ maildir, dir string }
@@ -70,10 +72,16 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: open folder: %w", err)
 	}
-	mb := &Mailbox{reg: r, key: key, refs: 1, root: root, owner: store.owner}
+	mroot, err := store.root.OpenRoot(".")
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("mailstore: open maildir: %w", err)
+	}
+	mb := &Mailbox{reg: r, key: key, refs: 1, root: root, mroot: mroot, owner: store.owner}
 	if err := mb.load(); err != nil {
 		mb.closeDirsLocked()
 		root.Close()
+		mroot.Close()
 		return nil, err
 	}
 	r.boxes[key] = mb
@@ -119,6 +127,7 @@ func (mb *Mailbox) Release() {
 		mb.saveCacheLocked()
 		mb.closeDirsLocked()
 		mb.root.Close()
+		mb.mroot.Close()
 		mb.closed = true
 		mb.mu.Unlock()
 	}

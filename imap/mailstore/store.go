@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"courriel/imap/uidlist"
 )
@@ -53,27 +56,35 @@ type Store struct {
 }
 
 // OpenStore opens (creating it with cur/, new/ and tmp/ when missing) the
-// maildir at path, which must be absolute.
+// maildir at path, which must be absolute. Symbolic links in the existing
+// part of path are followed: use OpenStoreUnder where users control part of
+// the path. The directories it creates (the maildir and missing parents)
+// belong to the user, as those delivery creates.
 func OpenStore(path string, owner Owner) (*Store, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("mailstore: maildir %q is not absolute", path)
 	}
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("mailstore: create maildir: %w", err)
+	path = filepath.Clean(path)
+	// The deepest existing ancestor; the rest is created below it.
+	existing, missing := path, ""
+	for {
+		if _, err := os.Stat(existing); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) || existing == "/" {
+			return nil, fmt.Errorf("mailstore: open maildir: %w", err)
+		}
+		missing = filepath.Join(filepath.Base(existing), missing)
+		existing = filepath.Dir(existing)
 	}
-	if owner.Chown {
-		_ = os.Lchown(path, owner.UID, owner.GID)
+	if missing != "" {
+		return OpenStoreUnder(existing, missing, owner)
 	}
-	root, err := os.OpenRoot(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: open maildir: %w", err)
 	}
-	s := &Store{path: path, root: root, owner: owner}
-	if err := s.makeMaildir("."); err != nil {
-		root.Close()
-		return nil, err
-	}
-	return s, nil
+	defer unix.Close(fd)
+	return openStoreAt(path, fd, owner)
 }
 
 // Path is the maildir's absolute path.

@@ -45,6 +45,15 @@ type List struct {
 func Parse(r io.Reader) (*List, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLine)
+	// A record cut short by a crash during an append (no newline at the
+	// end of the file) is dropped; only a complete line that does not
+	// parse makes the file corrupt.
+	unterminated := false
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		adv, tok, err := bufio.ScanLines(data, atEOF)
+		unterminated = tok != nil && atEOF && bytes.IndexByte(data[:adv], '\n') < 0
+		return adv, tok, err
+	})
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("uidlist: read header: %w", err)
@@ -104,8 +113,14 @@ func Parse(r io.Reader) (*List, error) {
 			continue
 		}
 		rec, err := parseRecord(line, version == '3')
+		if err != nil && unterminated {
+			break
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: line %d: %v", ErrCorrupt, lineNo, err)
+		}
+		if rec.UID <= prev && unterminated {
+			break
 		}
 		if rec.UID <= prev {
 			return nil, fmt.Errorf("%w: line %d: UIDs not ascending", ErrCorrupt, lineNo)
@@ -183,16 +198,25 @@ func (l *List) Marshal() []byte {
 		b.WriteString(f)
 	}
 	b.WriteByte('\n')
-	var num [10]byte
+	var line []byte
 	for _, r := range l.Records {
-		b.Write(strconv.AppendUint(num[:0], uint64(r.UID), 10))
-		for _, f := range r.Ext {
-			b.WriteByte(' ')
-			b.WriteString(f)
-		}
-		b.WriteString(" :")
-		b.WriteString(r.Name)
-		b.WriteByte('\n')
+		line = AppendRecord(line[:0], r)
+		b.Write(line)
 	}
 	return b.Bytes()
+}
+
+// AppendRecord appends r's line to b. Dovecot adds records to the end of an
+// existing dovecot-uidlist under its lock rather than rewriting it, and
+// reads such a file with the next UID past its last record; courriel does
+// the same for new messages.
+func AppendRecord(b []byte, r Record) []byte {
+	b = strconv.AppendUint(b, uint64(r.UID), 10)
+	for _, f := range r.Ext {
+		b = append(b, ' ')
+		b = append(b, f...)
+	}
+	b = append(b, " :"...)
+	b = append(b, r.Name...)
+	return append(b, '\n')
 }

@@ -63,6 +63,31 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
+// A crash while a record was appended leaves a last line without its
+// newline: that record is dropped, the rest of the file kept.
+func TestParseTornAppend(t *testing.T) {
+	t.Parallel()
+	for _, tail := range []string{"7 W1", "7", "7 :", "3 :x"} {
+		l, err := Parse(strings.NewReader(dovecotList + tail))
+		if err != nil {
+			t.Errorf("tail %q: %v", tail, err)
+			continue
+		}
+		if len(l.Records) != 3 || l.NextUID != 7 {
+			t.Errorf("tail %q: %d records, next %d", tail, len(l.Records), l.NextUID)
+		}
+	}
+	// Complete, the same line is corruption.
+	if _, err := Parse(strings.NewReader(dovecotList + "7 W1\n")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("complete bad line: %v", err)
+	}
+	// A complete last line without its newline is kept.
+	l, err := Parse(strings.NewReader(dovecotList + "9 :y"))
+	if err != nil || len(l.Records) != 4 || l.NextUID != 10 {
+		t.Errorf("unterminated good line: %+v %v", l, err)
+	}
+}
+
 func TestNextUIDAtLeastPastLastRecord(t *testing.T) {
 	t.Parallel()
 	l, err := Parse(strings.NewReader("3 V1 N2\n1 :a\n5 :b\n"))

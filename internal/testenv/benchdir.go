@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"os"
 	"testing"
 	"time"
@@ -35,12 +36,39 @@ func BenchDir(t testing.TB) string {
 	t.Helper()
 	top := t.TempDir()
 	if parent := os.Getenv("COURRIEL_BENCH_DIR"); parent != "" {
-		var err error
-		if top, err = os.MkdirTemp(parent, "bench"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(top) })
+		top = benchTop(t, parent)
 	}
+	return benchDirIn(t, top)
+}
+
+// PublicBenchDir is BenchDir that other users may traverse (mode 0755 from
+// the system's temporary directory down), for a server that drops root
+// to write maildirs, as Postfix's virtual(8) does.
+func PublicBenchDir(t testing.TB) string {
+	t.Helper()
+	top := benchTop(t, cmp.Or(os.Getenv("COURRIEL_BENCH_DIR"), os.TempDir()))
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := benchDirIn(t, top)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func benchTop(t testing.TB, parent string) string {
+	t.Helper()
+	top, err := os.MkdirTemp(parent, "bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	return top
+}
+
+func benchDirIn(t testing.TB, top string) string {
+	t.Helper()
 	f, err := os.Open(top)
 	if err != nil {
 		t.Fatal(err)

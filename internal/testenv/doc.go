@@ -51,6 +51,8 @@
 //	loop1   loop1@hosted-domain.com    loop2@hosted-domain.com            a loop
 //	loop2   loop2@hosted-domain.com    loop1@hosted-domain.com
 //	team    team@hosted-domain.com     alice@xoyize.xyz bob@xoyize.xyz    a list
+//	mixed   mixed@hosted-domain.com    alice@xoyize.xyz bob@xoyize.xyz    a list with a foreign member
+//	                                   someone@foreign.example
 //	fwd     fwd@hosted-domain.com      someone@foreign.example            a forward to a foreign domain
 //
 // xoyize.xyz is the mailbox domain (myhostname); hosted-domain.com and

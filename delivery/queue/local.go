@@ -1,0 +1,94 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"courriel/delivery"
+)
+
+// localRoute groups the recipients whose copies go into maildirs here.
+var localRoute = route{key: "local"}
+
+// deliverLocalFrom is a retry of local copies from the spool: the message
+// is read back, and the copies are looked for first, since an earlier
+// attempt may have stored them without its outcome being recorded.
+func (q *Queue) deliverLocalFrom(ctx context.Context, m *Message, rcpts []int, f *os.File) []result {
+	data, err := readData(f, q.o.MaxMessageBytes+traceAllowance)
+	if err != nil {
+		res := make([]result, len(rcpts))
+		for i := range res {
+			res[i] = result{out: outDeferred, reply: "cannot read the queued message: " + printable(err.Error(), 200), status: "4.3.0", relay: "maildir"}
+		}
+		return interrupted(ctx, res)
+	}
+	return q.deliverLocal(ctx, m, rcpts, data, true)
+}
+
+func readData(f *os.File, limit int64) ([]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: over %d bytes on disk", ErrTooLarge, limit)
+	}
+	return data, nil
+}
+
+// deliverLocal stores the local recipients' copies through Options.Local,
+// each under a key made of the queue id and the recipient's index, so that
+// every attempt at one copy writes the same file name.
+func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data []byte, retry bool) []result {
+	res := make([]result, len(rcpts))
+	if q.o.Local == nil {
+		for i := range res {
+			res[i] = result{out: outDeferred, reply: "local delivery is not configured", status: "4.3.5", relay: "maildir"}
+		}
+		return res
+	}
+	msg := &delivery.Message{ID: m.ID, From: m.From, Body: data, Arrived: m.Created, Retry: retry}
+	rs := make([]delivery.Recipient, len(rcpts))
+	for i, idx := range rcpts {
+		r := &m.Recipients[idx]
+		rs[i] = delivery.Recipient{
+			Address: r.Addr, OrigTo: r.Local.OrigTo, Maildir: r.Local.Maildir,
+			UID: r.Local.UID, GID: r.Local.GID, CopyKey: copyKey(m.ID, idx),
+		}
+	}
+	errs := q.o.Local.Deliver(ctx, msg, rs)
+	for i := range res {
+		if i >= len(errs) {
+			res[i] = result{out: outDeferred, reply: "local delivery gave no result", status: "4.3.0", relay: "maildir"}
+			continue
+		}
+		res[i] = localResult(errs[i])
+	}
+	return interrupted(ctx, res)
+}
+
+// copyKey names recipient idx's copy of message id (delivery.Recipient.CopyKey).
+func copyKey(id string, idx int) string { return id + "-" + strconv.Itoa(idx) }
+
+// localResult turns the delivery store's answer into the queue's.
+func localResult(err error) result {
+	if err == nil {
+		return result{out: outSent, reply: "delivered to maildir", status: "2.0.0", relay: "maildir"}
+	}
+	var de *delivery.Error
+	if errors.As(err, &de) {
+		r := result{out: outDeferred, reply: printable(de.Reason, 200), status: de.Status(), relay: "maildir"}
+		if !de.Temporary {
+			r.out = outBounced
+		}
+		return r
+	}
+	return result{out: outDeferred, reply: printable(err.Error(), 200), status: "4.3.0", relay: "maildir"}
+}

@@ -1,0 +1,513 @@
+package mailstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"courriel/imap/uidlist"
+)
+
+// pending is a message written (or linked) into tmp/, waiting for its UID.
+type pending struct {
+	tmp   string   // name in tmp/
+	base  string   // base name it gets in cur/
+	flags []string // IMAP flag names, mapped to the folder's keywords on commit
+	c     Cached   // metadata known already: size and date, a copy's envelope and body
+}
+
+// refreshUIDListLocked re-reads dovecot-uidlist if another process changed
+// it since we last read or wrote it. The caller holds the uidlist lock.
+func (mb *Mailbox) refreshUIDListLocked() error {
+	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt {
+		return mb.readUIDListLocked()
+	}
+	return nil
+}
+
+// refreshHeldLocked re-reads dovecot-uidlist under lk, held by the caller
+// who is about to number files. Files another process numbered meanwhile are
+// adopted first (a listing, rare), so that UIDs keep ascending in the order
+// sessions learn of them; an invalidation is followed by a listing too.
+func (mb *Mailbox) refreshHeldLocked(lk *uidlist.Lock) error {
+	gen := mb.gen
+	if err := mb.refreshUIDListLocked(); err != nil {
+		return err
+	}
+	if mb.gen != gen || len(mb.listed) > 0 {
+		return mb.syncOnceLocked(true, lk)
+	}
+	return nil
+}
+
+// commitLocked moves written tmp/ files into cur/ and numbers them (RFC 4315
+// needs the UIDs for APPENDUID and COPYUID). The uidlist lock is taken
+// before the first file appears in cur/, so that no other process (Dovecot,
+// another courriel) finds a file without a UID and numbers it itself; cur/
+// is fsynced before the UIDs are written, so a UID never names a file a
+// crash could lose.
+func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
+	removeTmps := func() {
+		for _, p := range ps {
+			_ = mb.root.Remove("tmp/" + p.tmp)
+		}
+	}
+	if mb.closed {
+		removeTmps()
+		return nil, errors.New("mailstore: folder closed")
+	}
+	clean := mb.cleanLocked()
+	uid, gid := mb.owner.ids()
+	lk, err := acquireUIDList(mb, uid, gid)
+	if err != nil {
+		removeTmps()
+		return nil, err
+	}
+	defer lk.Release()
+	if err := mb.refreshHeldLocked(lk); err != nil {
+		removeTmps()
+		return nil, err
+	}
+	bits := make([]Flags, len(ps))
+	for i, p := range ps {
+		if bits[i], err = mb.flagBitsLocked(p.flags, true); err != nil {
+			removeTmps()
+			return nil, err
+		}
+	}
+	var placed []string
+	undo := func() {
+		for _, n := range placed {
+			_ = mb.root.Remove(n)
+		}
+		removeTmps()
+	}
+	for i, p := range ps {
+		to := "cur/" + FileName(p.base, bits[i])
+		if err := mb.root.Rename("tmp/"+p.tmp, to); err != nil {
+			undo()
+			return nil, fmt.Errorf("mailstore: deliver: %w", err)
+		}
+		placed = append(placed, to)
+	}
+	if err := mb.syncDirLocked("cur"); err != nil {
+		undo()
+		return nil, err
+	}
+	msgs := make([]*Msg, len(ps))
+	uids := make([]uint32, len(ps))
+	for i, p := range ps {
+		msgs[i] = &Msg{UID: mb.nextUID + uint32(i), Base: p.base, Flags: bits[i]}
+		uids[i] = msgs[i].UID
+	}
+	if err := mb.addToUIDListLocked(lk, msgs); err != nil {
+		undo()
+		return nil, err
+	}
+	mb.loadCacheLocked()
+	for i, m := range msgs {
+		mb.addMsgLocked(m, ps[i].c)
+	}
+	mb.restampLocked(clean)
+	return uids, nil
+}
+
+// addMsgLocked records a numbered message in memory and in the change log.
+// UIDs only grow (callers number files after adopting other processes'),
+// but msgs stays sorted whatever happens: lookups depend on it.
+func (mb *Mailbox) addMsgLocked(m *Msg, c Cached) {
+	mb.nextUID = max(mb.nextUID, m.UID+1)
+	if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= m.UID {
+		i := sort.Search(n, func(i int) bool { return mb.msgs[i].UID >= m.UID })
+		if mb.msgs[i].UID == m.UID {
+			return
+		}
+		mb.msgs = slices.Insert(mb.msgs, i, m)
+	} else {
+		mb.msgs = append(mb.msgs, m)
+	}
+	mb.byBase[m.Base] = m
+	if mb.cacheLoaded && (c.Size != 0 || c.Date != 0 || c.Envelope != nil || c.Body != nil) {
+		mb.cache[m.UID] = &c
+		mb.cacheDirty = true
+	}
+	mb.appendChangeLocked(Change{Kind: Added, UID: m.UID})
+}
+
+// syncDirLocked fsyncs cur/ or new/, making renames into it durable.
+func (mb *Mailbox) syncDirLocked(sub string) error {
+	fd, err := mb.dirFDLocked(sub)
+	if err == nil {
+		for {
+			err = unix.Fsync(fd)
+			if err != unix.EINTR {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mailstore: fsync %s: %w", sub, err)
+	}
+	return nil
+}
+
+// staleRecordsMax is how many records of gone messages an appended
+// dovecot-uidlist may keep before it is rewritten whole.
+const staleRecordsMax = 1000
+
+// addToUIDListLocked writes the records of new messages (with UIDs above
+// every record) under lk: appended to the file as Dovecot does, so that a
+// delivery into a 100,000-message folder writes one line rather than the
+// whole list; rewritten whole when the file is missing, has a new
+// UIDVALIDITY to record, or holds too many records of expunged messages.
+func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
+	if mb.listDirty || !mb.listSt.ok || mb.listRecords-len(mb.msgs) > max(staleRecordsMax, len(mb.msgs)/4) {
+		return mb.writeUIDListLocked(lk, msgs)
+	}
+	f, err := mb.root.OpenFile(uidlist.FileName, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return mb.writeUIDListLocked(lk, msgs)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() == 0 {
+		return mb.writeUIDListLocked(lk, msgs)
+	} else {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], st.Size()-1); err != nil || last[0] != '\n' {
+			return mb.writeUIDListLocked(lk, msgs) // a torn record: start clean
+		}
+	}
+	var b []byte
+	for _, m := range msgs {
+		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+	}
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("mailstore: append to uidlist: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("mailstore: fsync uidlist: %w", err)
+	}
+	mb.listRecords += len(msgs)
+	mb.listSt = statStamp(mb.root, uidlist.FileName)
+	return nil
+}
+
+// Append stores a message (RFC 9051 §6.3.12) and returns its UID.
+func (mb *Mailbox) Append(r io.Reader, flags []string, date time.Time) (uint32, error) {
+	if date.IsZero() {
+		date = time.Now()
+	}
+	tmp := mb.reg.uniqueBase()
+	psize, vsize, err := mb.writeTemp(tmp, r, date)
+	if err != nil {
+		return 0, err
+	}
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	uids, err := mb.commitLocked([]pending{{
+		tmp: tmp, base: sizedBase(tmp, psize, vsize), flags: flags,
+		c: Cached{Size: knownSize(vsize), Date: date.UnixNano()},
+	}})
+	if err != nil {
+		return 0, err
+	}
+	return uids[0], nil
+}
+
+// knownSize is the cache's form of a size: -1 for an empty message, as 0
+// means "not known".
+func knownSize(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// sizedBase is a new base name with Dovecot's S= (file size) and W= (size
+// with CRLF) fields, which spare a stat or a read later.
+func sizedBase(unique string, psize, vsize int64) string {
+	return unique + ",S=" + strconv.FormatInt(psize, 10) + ",W=" + strconv.FormatInt(vsize, 10)
+}
+
+// CopyTo copies messages into dst, keeping flags and internal dates, and
+// returns the source UIDs copied and their new UIDs, in the same order. A
+// copy is a hard link to the same file where the file system allows it
+// (maildir files are never modified), else a copy of the bytes. Messages
+// expunged meanwhile are skipped (RFC 9051 §6.4.7 allows it).
+func (mb *Mailbox) CopyTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, err error) {
+	tmpDir, err := dst.root.Open("tmp")
+	if err != nil {
+		return nil, nil, fmt.Errorf("mailstore: copy: %w", err)
+	}
+	defer tmpDir.Close()
+	var ps []pending
+	defer func() {
+		if err != nil {
+			for _, p := range ps {
+				_ = dst.root.Remove("tmp/" + p.tmp)
+			}
+		}
+	}()
+	for _, uid := range uids {
+		p, ok, perr := mb.prepareCopy(uid, dst, tmpDir)
+		if perr != nil {
+			return nil, nil, perr
+		}
+		if ok {
+			ps = append(ps, p)
+			src = append(src, uid)
+		}
+	}
+	if len(ps) == 0 {
+		return nil, nil, nil
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	dstUIDs, err = dst.commitLocked(ps)
+	if err != nil {
+		ps = nil // commitLocked cleaned up
+		return nil, nil, err
+	}
+	return src, dstUIDs, nil
+}
+
+// prepareCopy puts message uid into dst's tmp/ under a new name: a hard
+// link, or a copy when linking fails. ok is false for a message that is
+// gone.
+func (mb *Mailbox) prepareCopy(uid uint32, dst *Mailbox, tmpDir *os.File) (p pending, ok bool, err error) {
+	size, date, err := mb.Meta(uid)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("mailstore: copy: %w", err)
+	}
+	c := mb.Cached(uid)
+	p.c = Cached{Size: knownSize(size), Date: date.UnixNano(), Envelope: c.Envelope, Body: c.Body}
+	p.tmp = dst.reg.uniqueBase()
+	tfd := int(tmpDir.Fd())
+
+	mb.mu.Lock()
+	m := mb.findLocked(uid)
+	if m == nil {
+		mb.mu.Unlock()
+		return p, false, nil
+	}
+	p.flags = mb.flagNamesLocked(m.Flags)
+	linkErr := error(unix.EPERM)
+	if sub, name, ok := splitRel(m.Path()); ok && !mb.reg.noHardLinks {
+		var sfd int
+		if sfd, linkErr = mb.dirFDLocked(sub); linkErr == nil {
+			linkErr = ignoringEINTR(func() error { return unix.Linkat(sfd, name, tfd, p.tmp, 0) })
+		}
+	}
+	mb.mu.Unlock()
+	if linkErr == nil {
+		var st unix.Stat_t
+		if err := unix.Fstatat(tfd, p.tmp, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			_ = unix.Unlinkat(tfd, p.tmp, 0)
+			return p, false, fmt.Errorf("mailstore: copy: %w", err)
+		}
+		p.base = sizedBase(p.tmp, st.Size, size)
+		return p, true, nil
+	}
+	// EXDEV, EPERM (no hard links here), EMLINK: copy the bytes.
+	f, _, err := mb.Open(uid)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("mailstore: copy: %w", err)
+	}
+	psize, vsize, err := dst.writeTemp(p.tmp, f, date)
+	f.Close()
+	if err != nil {
+		return p, false, err
+	}
+	p.base = sizedBase(p.tmp, psize, vsize)
+	return p, true, nil
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// MoveTo moves messages into dst (RFC 6851) and returns the source UIDs
+// moved and their new UIDs, in the same order. Within one maildir each
+// message is renamed into dst's cur/ (no copy): the file is in exactly one
+// of the two folders at every moment, and dst's uidlist lock is held from
+// before the first rename until the new UIDs are written, so a crash
+// leaves at worst an unnumbered file in dst that the next look at dst
+// numbers. The moved messages are expunged from this folder through its
+// change log, for every session (the caller's included). Between maildirs,
+// and onto the same folder, it is a copy then an expunge.
+func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, err error) {
+	if dst == mb || mb.key.maildir != dst.key.maildir {
+		src, dstUIDs, err = mb.CopyTo(dst, uids)
+		if err != nil || len(src) == 0 {
+			return src, dstUIDs, err
+		}
+		moved := make(map[uint32]bool, len(src))
+		for _, u := range src {
+			moved[u] = true
+		}
+		_, err = mb.Expunge(func(u uint32) bool { return moved[u] }, false)
+		return src, dstUIDs, err
+	}
+	// Two folders' mutexes: always in the order of their directory names,
+	// so that moves in both directions cannot deadlock.
+	first, second := mb, dst
+	if dst.key.dir < mb.key.dir {
+		first, second = dst, mb
+	}
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	second.mu.Lock()
+	defer second.mu.Unlock()
+	if mb.closed || dst.closed {
+		return nil, nil, errors.New("mailstore: folder closed")
+	}
+	srcClean, dstClean := mb.cleanLocked(), dst.cleanLocked()
+	uid, gid := dst.owner.ids()
+	lk, err := acquireUIDList(dst, uid, gid)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lk.Release()
+	if err := dst.refreshHeldLocked(lk); err != nil {
+		return nil, nil, err
+	}
+	dfd, err := dst.dirFDLocked("cur")
+	if err != nil {
+		return nil, nil, fmt.Errorf("mailstore: move: %w", err)
+	}
+	type move struct {
+		m         *Msg   // in mb
+		sub, name string // where it was in mb
+		to        string // its name in dst's cur/
+		nm        *Msg   // in dst
+	}
+	var moves []move
+	var moveErr error
+	subs := map[string]bool{}
+	missing := map[string]bool{}
+	moveOne := func(m *Msg) (retry bool) {
+		bits, err := dst.flagBitsLocked(mb.flagNamesLocked(m.Flags), true)
+		if err != nil {
+			moveErr = err
+			return false
+		}
+		// A new base name, as for a copy: the old one may linger in
+		// this folder's uidlist as the record of a gone message.
+		psize, ok := sizeField(m.Base, 'S')
+		vsize, okW := sizeField(m.Base, 'W')
+		nb := dst.reg.uniqueBase()
+		if ok && okW {
+			nb = sizedBase(nb, psize, vsize)
+		}
+		from := m.Path()
+		sub, name, _ := splitRel(from)
+		sfd, err := mb.dirFDLocked(sub)
+		if err != nil {
+			moveErr = err
+			return false
+		}
+		to := FileName(nb, bits)
+		if err := ignoringEINTR(func() error { return unix.Renameat(sfd, name, dfd, to) }); err != nil {
+			if err == unix.ENOENT {
+				return true // gone, or renamed by another program
+			}
+			moveErr = fmt.Errorf("mailstore: move %s: %w", from, err)
+			return false
+		}
+		subs[sub] = true
+		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}})
+		return false
+	}
+	for _, u := range uids {
+		if moveErr != nil {
+			break
+		}
+		if m := mb.findLocked(u); m != nil && moveOne(m) {
+			missing[m.Base] = true
+		}
+	}
+	if len(missing) > 0 && moveErr == nil {
+		// Renamed by another program (its flags changed): find it by
+		// its base name and move it with the flags it has now.
+		found, err := mb.locateLocked(missing)
+		if err != nil {
+			moveErr = err
+		}
+		for base := range found {
+			if moveErr == nil {
+				moveOne(mb.byBase[base])
+			}
+		}
+		srcClean = false
+	}
+	if len(moves) == 0 {
+		return nil, nil, moveErr
+	}
+	// UIDs in the order of the source's, as COPYUID pairs them.
+	sort.Slice(moves, func(i, j int) bool { return moves[i].m.UID < moves[j].m.UID })
+	for i := range moves {
+		moves[i].nm.UID = dst.nextUID + uint32(i)
+	}
+	err = dst.syncDirLocked("cur")
+	for sub := range subs {
+		if err == nil {
+			err = mb.syncDirLocked(sub)
+		}
+	}
+	nms := make([]*Msg, len(moves))
+	for i, mv := range moves {
+		nms[i] = mv.nm
+	}
+	if err == nil {
+		err = dst.addToUIDListLocked(lk, nms)
+	}
+	if err != nil {
+		// Put them back; what cannot go back stays in dst, where the
+		// next synchronisation numbers it: never lost.
+		for _, mv := range moves {
+			if sfd, ferr := mb.dirFDLocked(mv.sub); ferr == nil {
+				_ = ignoringEINTR(func() error { return unix.Renameat(dfd, mv.to, sfd, mv.name) })
+			}
+		}
+		_ = dst.syncDirLocked("cur")
+		for sub := range subs {
+			_ = mb.syncDirLocked(sub)
+		}
+		return nil, nil, err
+	}
+	mb.loadCacheLocked()
+	dst.loadCacheLocked()
+	gone := make(map[uint32]bool, len(moves))
+	for _, mv := range moves {
+		var c Cached
+		if pc := mb.cache[mv.m.UID]; pc != nil {
+			c = *pc
+		}
+		dst.addMsgLocked(mv.nm, c)
+		src = append(src, mv.m.UID)
+		dstUIDs = append(dstUIDs, mv.nm.UID)
+		gone[mv.m.UID] = true
+	}
+	mb.dropLocked(gone)
+	mb.restampLocked(srcClean)
+	dst.restampLocked(dstClean)
+	return src, dstUIDs, moveErr
+}

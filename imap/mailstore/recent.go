@@ -1,0 +1,79 @@
+package mailstore
+
+import (
+	"io"
+	"os"
+)
+
+// ClaimRecent gives the calling session the \Recent messages it may report
+// (RFC 3501 §2.3.2): every message with a UID in [first, uidNext) is recent
+// for this session and for no other. A read-write session calls it when it
+// selects the folder and whenever it learns of new messages, with the
+// UIDNEXT of its own view; a read-only one (EXAMINE) does not claim. A
+// message claimed once is never recent again, in this process or after a
+// restart (the boundary is kept in the folder's courriel-index). When
+// nothing is left to claim, first == uidNext.
+func (mb *Mailbox) ClaimRecent(uidNext uint32) (first uint32) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if uidNext > mb.nextUID {
+		uidNext = mb.nextUID // never claim UIDs not given out yet
+	}
+	if uidNext <= mb.recentFrom {
+		return uidNext
+	}
+	first = mb.recentFrom
+	mb.recentFrom = uidNext
+	mb.recentDirty = true
+	if mb.writeIndexHeaderLocked() == nil {
+		mb.recentDirty = false
+	}
+	return first
+}
+
+// loadRecentLocked sets the claim boundary when the folder is loaded: the
+// one kept in the index if it belongs to this UIDVALIDITY, else "nothing is
+// recent"; messages found in new/ are recent in any case (nobody saw them).
+func (mb *Mailbox) loadRecentLocked() {
+	mb.recentFrom = mb.nextUID
+	if h, ok := mb.readIndexHeaderLocked(); ok && h.UIDValidity == mb.uidValidity && h.RecentFrom < mb.recentFrom {
+		mb.recentFrom = h.RecentFrom
+	}
+	if mb.lowNew != 0 && mb.lowNew < mb.recentFrom {
+		mb.recentFrom = mb.lowNew
+	}
+	mb.lowNew = 0
+}
+
+func (mb *Mailbox) readIndexHeaderLocked() (indexHeader, bool) {
+	f, err := mb.root.Open(IndexFileName)
+	if err != nil {
+		return indexHeader{}, false
+	}
+	defer f.Close()
+	buf := make([]byte, len(indexMagic)+indexHeaderLen)
+	if _, err := io.ReadFull(f, buf); err != nil || string(buf[:len(indexMagic)]) != string(indexMagic) {
+		return indexHeader{}, false
+	}
+	return parseIndexHeader(buf[len(indexMagic):])
+}
+
+// writeIndexHeaderLocked rewrites the header of an existing index in place:
+// 24 bytes in one sector, so no temporary file and no fsync (losing the
+// last claims in a crash only makes messages recent again).
+func (mb *Mailbox) writeIndexHeaderLocked() error {
+	if mb.detached {
+		return nil
+	}
+	f, err := mb.root.OpenFile(IndexFileName, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, len(indexMagic))
+	if _, err := io.ReadFull(f, buf); err != nil || string(buf) != string(indexMagic) {
+		return os.ErrInvalid
+	}
+	_, err = f.WriteAt(indexHeader{UIDValidity: mb.uidValidity, RecentFrom: mb.recentFrom}.marshal(), int64(len(indexMagic)))
+	return err
+}

@@ -1,0 +1,112 @@
+package integration
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"courriel/internal/testenv"
+)
+
+// BenchmarkBesidePostfix measures courriel and Postfix 3.7 in the seed's
+// setup (internal/testenv.StartPostfix: the same slapd, the same maildirs,
+// the same disk) in one run, with Postfix's own load generator smtp-source:
+// 4 KiB messages to test0@hosted-domain.com (an alias resolved through the
+// directory), one connection per message, the way most MTAs arrive.
+//
+//	go test -run XXX -bench BesidePostfix -benchtime 1x ./integration/
+//
+// For each session count it reports, per server, the rate at which
+// smtp-source got its 250s (accepted/s) and the rate at which the messages
+// were in the maildir (delivered/s: the same for courriel, which answers 250
+// only once the copy is on disk; Postfix delivers after its 250), the
+// server's CPU per message, and courriel's ratio to Postfix. "latency" runs
+// one connection at a time with a Go client and reports p50/p99 of a whole
+// transaction (connect to the reply to QUIT). b.N is ignored: the message
+// counts are fixed so that each figure covers the same work.
+func BenchmarkBesidePostfix(b *testing.B) {
+	source := requireTool(b, "smtp-source")
+	disk := testenv.PublicBenchDir(b)
+	s := startServer(b, withProduction(), withVmailIn(disk), withHTTP())
+	pf := testenv.StartPostfix(b, s.slapd)
+	delivered := func() int { return len(s.maildirFiles(b, "xomail", "new")) }
+	servers := []struct {
+		name string
+		addr string
+		cpu  func() time.Duration
+	}{
+		{"courriel", s.SMTP, func() time.Duration { c, _ := procStats(s.cmd.Process.Pid); return c }},
+		{"postfix", pf.Addr, pf.CPU},
+	}
+	// Warm both: directory caches, Postfix's daemons, courriel's pool.
+	for _, srv := range servers {
+		runSource(b, source, srv.addr, 1, 20)
+	}
+	waitDelivered(b, delivered, 40)
+
+	for _, load := range []struct{ sessions, messages int }{{16, 3000}, {20, 3000}, {1, 600}} {
+		b.Run(fmt.Sprintf("sessions=%d", load.sessions), func(b *testing.B) {
+			rates := map[string]float64{}
+			for _, srv := range servers {
+				before := delivered()
+				cpu0 := srv.cpu()
+				start := time.Now()
+				runSource(b, source, srv.addr, load.sessions, load.messages)
+				accepted := time.Since(start)
+				waitDelivered(b, delivered, before+load.messages)
+				done := time.Since(start)
+				cpu := srv.cpu() - cpu0
+				rates[srv.name] = float64(load.messages) / done.Seconds()
+				b.ReportMetric(float64(load.messages)/accepted.Seconds(), srv.name+"-accepted/s")
+				b.ReportMetric(rates[srv.name], srv.name+"-delivered/s")
+				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(load.messages), srv.name+"-cpu-ms/msg")
+			}
+			b.ReportMetric(rates["courriel"]/rates["postfix"], "ratio")
+		})
+	}
+	b.Run("latency", func(b *testing.B) {
+		body := "From: bench@example.net\r\nTo: test0@hosted-domain.com\r\nSubject: latency\r\n\r\n" +
+			strings.Repeat(strings.Repeat("x", 62)+"\r\n", 4096/64)
+		for _, srv := range servers {
+			lat := make([]time.Duration, 0, 400)
+			for range 400 {
+				t0 := time.Now()
+				if err := sendBench(srv.addr, body, nil); err != nil {
+					b.Fatalf("%s: %v", srv.name, err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, srv.name+"-p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, srv.name+"-p99-ms")
+		}
+	})
+}
+
+// runSource runs smtp-source: messages of 4 KiB over sessions concurrent
+// connections, one connection per message.
+func runSource(b *testing.B, source, addr string, sessions, messages int) {
+	b.Helper()
+	cmd := exec.Command(source, "-s", strconv.Itoa(sessions), "-m", strconv.Itoa(messages), "-l", "4096",
+		"-f", "bench@example.net", "-t", "test0@hosted-domain.com", addr)
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		// smtp-source is silent when every message got its 250.
+		b.Fatalf("smtp-source against %s: %v\n%s", addr, err, out)
+	}
+}
+
+// waitDelivered waits (at most two minutes) until the maildir holds want files.
+func waitDelivered(b *testing.B, count func() int, want int) {
+	b.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for count() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d messages in the maildir after 2 minutes, want %d", count(), want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
