@@ -489,9 +489,6 @@ func containsFold(s, sub string) bool {
 // members included) on its display name, its addr-spec and the two
 // together, as Dovecot does. An empty value asks whether the field exists.
 func (m *searchMsg) matchAddress(field, value string) bool {
-	if value == "" {
-		return m.matchHeader(field, "")
-	}
 	env := m.envelope()
 	if env == nil {
 		return false
@@ -507,13 +504,22 @@ func (m *searchMsg) matchAddress(field, value string) bool {
 	case "BCC":
 		l = env.Bcc
 	}
+	if len(l) == 0 {
+		// No address parsed: the field may still be there (empty, or
+		// beyond parsing); the header itself decides.
+		return m.matchRawHeader(field, value)
+	}
+	if value == "" {
+		return true
+	}
 	for _, a := range l {
 		_, name := splitADL(a.Name)
 		spec := a.Mailbox
 		if a.Host != "" {
 			spec += "@" + a.Host
 		}
-		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) {
+		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) ||
+			(strings.Contains(name, "=?") && m.matchRawHeader(field, value)) {
 			return true
 		}
 	}
@@ -522,8 +528,24 @@ func (m *searchMsg) matchAddress(field, value string) bool {
 
 // matchHeader is a case-insensitive substring match on the decoded field
 // (RFC 9051 §6.4.4); an empty value matches every message having the
-// field.
+// field. Address fields and a plain Subject are answered from the cached
+// envelope, so SEARCH FROM does not reopen every file.
 func (m *searchMsg) matchHeader(key, value string) bool {
+	switch strings.ToUpper(key) {
+	case "FROM", "TO", "CC", "BCC":
+		return m.matchAddress(strings.ToUpper(key), value)
+	case "SUBJECT":
+		if env := m.envelope(); env != nil && env.Subject != "" && !strings.Contains(env.Subject, "=?") {
+			return value == "" || containsFold(env.Subject, value)
+		}
+	}
+	return m.matchRawHeader(key, value)
+}
+
+// matchHeader is a case-insensitive substring match on the decoded field
+// (RFC 9051 §6.4.4); an empty value matches every message having the
+// field.
+func (m *searchMsg) matchRawHeader(key, value string) bool {
 	h := m.loadHeader()
 	if h == nil {
 		return false

@@ -15,8 +15,10 @@ import (
 )
 
 // connMemGoal is the most an idle IMAPS connection (logged in, INBOX
-// selected, IDLE) may cost the server: heap and stacks, TLS included.
-const connMemGoal = 40 << 10
+// selected, IDLE) may cost the server: heap and stacks, TLS included
+// (issue 12: at most 24 KiB; one goroutine, no read or write buffer while
+// idle).
+const connMemGoal = 24 << 10
 
 // TestIdleConnMemory opens many TLS connections from a child process (so
 // that the client's memory is not counted), has each log in, SELECT INBOX
