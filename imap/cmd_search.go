@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"mime"
 	"slices"
 	"strconv"
 	"strings"
@@ -518,8 +519,13 @@ func (m *searchMsg) matchAddress(field, value string) bool {
 		if a.Host != "" {
 			spec += "@" + a.Host
 		}
-		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) ||
-			(strings.Contains(name, "=?") && m.matchRawHeader(field, value)) {
+		if strings.Contains(name, "=?") {
+			dec := mime.WordDecoder{CharsetReader: gomessage.CharsetReader}
+			if d, err := dec.DecodeHeader(name); err == nil {
+				name = d
+			}
+		}
+		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) {
 			return true
 		}
 	}
