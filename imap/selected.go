@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -436,10 +437,15 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			}
 		}
 		_ = s.conn.SetReadDeadline(wait)
-		_, err := s.r.Peek()
-		if err == nil {
+		var err error
+		if s.woken.Swap(false) {
+			// Woken while we were busy: the deadline just set may have
+			// overwritten the wake-up.
+			err = os.ErrDeadlineExceeded
+		} else if _, err = s.r.Peek(); err == nil {
 			break
 		}
+		s.woken.Store(false)
 		if !isTimeout(err) {
 			return err
 		}

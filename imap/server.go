@@ -316,7 +316,8 @@ func (s *Server) wakeIdlers(mb *mailstore.Mailbox, except *session) {
 	defer s.mu.Unlock()
 	for se := range s.sessions {
 		if se != except && se.idleOn.Load() == mb {
-			_ = se.conn.SetReadDeadline(time.Now())
+			se.woken.Store(true)
+			_ = se.raw.SetReadDeadline(time.Now())
 		}
 	}
 }
@@ -354,7 +355,7 @@ func (s *Server) Close() error {
 		}
 	}
 	for se := range s.sessions {
-		se.conn.Close()
+		se.raw.Close()
 	}
 	s.mu.Unlock()
 	// Connections are closed; wait for their sessions to release their
@@ -370,7 +371,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for se := range s.sessions {
 		se.shutdown.Store(true)
 		// Wakes a session waiting for a command or in IDLE: it sends BYE.
-		_ = se.conn.SetReadDeadline(time.Now())
+		_ = se.raw.SetReadDeadline(time.Now())
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

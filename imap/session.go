@@ -39,8 +39,11 @@ const (
 // session is one connection, served by one goroutine (no second one for
 // IDLE: see idle). Fields are used by that goroutine only unless noted.
 type session struct {
-	srv    *Server
-	conn   net.Conn
+	srv  *Server
+	conn net.Conn // the TLS connection after STARTTLS
+	// raw is the accepted connection, never replaced: other goroutines
+	// (Server.wakeIdlers, Close, Shutdown) set its deadline or close it.
+	raw    net.Conn
 	r      *wire.Reader
 	w      *wire.Writer
 	ip     string
@@ -62,6 +65,7 @@ type session struct {
 	// idleOn is the mailbox the session waits on in IDLE (read by
 	// Server.wakeIdlers); shutdown asks for a BYE at the next wait.
 	idleOn   atomic.Pointer[mailstore.Mailbox]
+	woken    atomic.Bool // a change was signalled; survives a deadline reset
 	shutdown atomic.Bool
 
 	// Scratch buffers of FETCH (see readMessage).
@@ -69,7 +73,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
-	se := &session{srv: s, conn: c, ip: ip, id: newID(), tls: isTLS}
+	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
 	se.logger = s.log.With("conn_id", se.id)
 	se.r = wire.NewReader(c)
 	se.w = wire.NewWriter(c)
