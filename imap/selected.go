@@ -421,7 +421,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		mb = s.sel.mb
 		s.idleOn.Store(mb)
 	}
-	defer s.idleOn.Store(nil)
+	defer s.stopIdle()
 	end := time.Now().Add(authIdleTimeout)
 	for {
 		s.r.Release()
@@ -469,7 +469,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			}
 		}
 	}
-	s.idleOn.Store(nil)
+	s.stopIdle()
 	_ = s.conn.SetReadDeadline(time.Now().Add(cmdReadTimeout))
 	s.r.Begin()
 	word, err := s.r.Token(func(c byte) bool { return c != '\r' && c != '\n' }, "DONE")
@@ -483,4 +483,13 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		return bad("", "Expected DONE")
 	}
 	return s.ok(tag, "", "IDLE terminated", true)
+}
+
+// stopIdle ends wake-ups: under the server's lock, so that no wakeIdlers
+// still holding the old value moves the read deadline afterwards.
+func (s *session) stopIdle() {
+	s.srv.mu.Lock()
+	s.idleOn.Store(nil)
+	s.srv.mu.Unlock()
+	s.woken.Store(false)
 }
