@@ -3,16 +3,11 @@ package imap
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"errors"
-	"io"
 	"io/fs"
-	"mime/quotedprintable"
 	"strconv"
 	"strings"
 
-	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
 	"courriel/imap/mailstore"
@@ -44,8 +39,11 @@ const (
 type fetchItem struct {
 	kind    fetchKind
 	peek    bool
-	section *goimap.FetchItemBodySection // fSection, fBinary, fBinarySize (Part only)
-	name    string                       // the section as echoed: "HEADER.FIELDS (TO)"
+	path    []int       // part numbers of the section
+	sec     sectionKind // after the part numbers
+	fields  []string    // HEADER.FIELDS (.NOT: not)
+	not     bool
+	name    string // the section as echoed: "HEADER.FIELDS (TO)"
 	partial bool
 	offset  int64
 	size    int64
@@ -113,7 +111,7 @@ func (s *session) parseFetchItem() ([]fetchItem, error) {
 		}
 		return nil, bad("", "Expected [ after "+up)
 	}
-	it := fetchItem{kind: fSection, peek: strings.HasSuffix(up, ".PEEK"), section: &goimap.FetchItemBodySection{}}
+	it := fetchItem{kind: fSection, peek: strings.HasSuffix(up, ".PEEK")}
 	binary := strings.HasPrefix(up, "BINARY")
 	if binary {
 		it.kind = fBinary
@@ -146,7 +144,6 @@ func (s *session) parseFetchItem() ([]fetchItem, error) {
 				return nil, bad("", "Partial size must not be 0")
 			}
 			it.partial, it.offset, it.size = true, int64(off), int64(n)
-			it.section.Partial = &goimap.SectionPartial{Offset: int64(off), Size: int64(n)}
 		}
 	}
 	return []fetchItem{it}, nil
@@ -155,7 +152,6 @@ func (s *session) parseFetchItem() ([]fetchItem, error) {
 // parseSection reads "part.part.SPEC (fields)]".
 func (s *session) parseSection(it *fetchItem, binary bool) error {
 	var b strings.Builder
-	sec := it.section
 	for {
 		c, err := s.r.Peek()
 		if err != nil {
@@ -171,7 +167,7 @@ func (s *session) parseSection(it *fetchItem, binary bool) error {
 		if n == 0 {
 			return bad("", "Invalid section part 0")
 		}
-		sec.Part = append(sec.Part, int(n))
+		it.path = append(it.path, int(n))
 		if b.Len() > 0 {
 			b.WriteByte('.')
 		}
@@ -202,16 +198,16 @@ func (s *session) parseSection(it *fetchItem, binary bool) error {
 	spec = strings.ToUpper(spec)
 	switch spec {
 	case "HEADER":
-		sec.Specifier = goimap.PartSpecifierHeader
+		it.sec = secHeader
 	case "TEXT":
-		sec.Specifier = goimap.PartSpecifierText
+		it.sec = secText
 	case "MIME":
-		if len(sec.Part) == 0 {
+		if len(it.path) == 0 {
 			return bad("", "MIME needs a part number")
 		}
-		sec.Specifier = goimap.PartSpecifierMIME
+		it.sec = secMIME
 	case "HEADER.FIELDS", "HEADER.FIELDS.NOT":
-		sec.Specifier = goimap.PartSpecifierHeader
+		it.sec = secHeader
 		if err := s.r.SP(); err != nil {
 			return err
 		}
@@ -223,11 +219,7 @@ func (s *session) parseSection(it *fetchItem, binary bool) error {
 		}); err != nil {
 			return err
 		}
-		if spec == "HEADER.FIELDS" {
-			sec.HeaderFields = fields
-		} else {
-			sec.HeaderFieldsNot = fields
-		}
+		it.fields, it.not = fields, spec == "HEADER.FIELDS.NOT"
 		spec += " (" + strings.Join(fields, " ") + ")"
 	default:
 		return bad("", "Unknown section "+sanitize(spec))
@@ -359,12 +351,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				if err != nil {
 					return s.fetchErr(err)
 				}
-				if parsed := safeBodyStructure(r); parsed != nil {
-					c.Body = bodyPartFrom(parsed, 0)
-				} else {
-					body := r[headerEnd(r):]
-					c.Body = fallbackPart(len(body), int64(bytes.Count(body, []byte("\n"))))
-				}
+				c.Body = bodyStructure(r)
 				mb.UpdateCached(uid, mailstore.Cached{Body: c.Body})
 			}
 			out.Reset()
@@ -389,7 +376,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			case fRFC822Text:
 				b, name = r[headerEnd(r):], "RFC822.TEXT"
 			default:
-				b = extractSection(r, it.section)
+				b = partial(extractBody(r, it.path, it.sec, it.fields, it.not), it)
 				name = "BODY[" + it.name + "]"
 				if it.partial {
 					name += "<" + strconv.FormatInt(it.offset, 10) + ">"
@@ -401,8 +388,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			if err != nil {
 				return s.fetchErr(err)
 			}
-			bs := &goimap.FetchItemBinarySection{Part: it.section.Part}
-			b, ok := extractBinary(r, bs)
+			b, ok := extractBinary(r, it.path)
 			if !ok {
 				return no("UNKNOWN-CTE", "Unknown content transfer encoding")
 			}
@@ -412,7 +398,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			}
 			name := "BINARY[" + it.name + "]"
 			if it.partial {
-				b = partial(b, it.section.Partial)
+				b = partial(b, it)
 				name += "<" + strconv.FormatInt(it.offset, 10) + ">"
 			}
 			parts = append(parts, part{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
@@ -453,35 +439,6 @@ func (s *session) fetchErr(err error) error {
 		return err // skipped by the caller
 	}
 	return s.storeErr("fetch", err, "")
-}
-
-// extractBinary decodes a part's content transfer encoding (RFC 3516);
-// ok is false for an encoding it does not know.
-func extractBinary(raw []byte, bs *goimap.FetchItemBinarySection) (b []byte, ok bool) {
-	if single, cte := singlePart(raw); single && (len(bs.Part) == 0 || (len(bs.Part) == 1 && bs.Part[0] == 1)) {
-		body := raw[headerEnd(raw):]
-		switch cte {
-		case "base64":
-			out, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, newlineStripper{bytes.NewReader(body)}))
-			if err != nil && len(out) == 0 {
-				return nil, true
-			}
-			return out, true
-		case "quoted-printable":
-			out, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
-			return out, true
-		case "", "7bit", "8bit", "binary":
-			return body, true
-		}
-		return nil, false
-	}
-	defer func() {
-		if recover() != nil {
-			b, ok = nil, true
-		}
-	}()
-	b = imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
-	return b, true
 }
 
 // readMessage returns the whole message with CRLF line endings, the form
@@ -566,48 +523,6 @@ func appendCRLF(dst, b []byte) (out []byte, changed bool) {
 	}
 }
 
-// extractSection serves BODY[...]; the common whole-message and header
-// cases are cut from the bytes directly, the rest goes through the library's
-// MIME walker. Malformed MIME yields an empty section, never an error.
-func extractSection(raw []byte, bs *goimap.FetchItemBodySection) []byte {
-	// The body of a single-part message is its part 1 (RFC 9051 §6.4.5),
-	// whatever its encoding.
-	if len(bs.Part) == 1 && bs.Part[0] == 1 && bs.Specifier == goimap.PartSpecifierNone {
-		if single, _ := singlePart(raw); single {
-			return partial(raw[headerEnd(raw):], bs.Partial)
-		}
-	}
-	if len(bs.Part) == 0 && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
-		var b []byte
-		switch bs.Specifier {
-		case goimap.PartSpecifierNone:
-			b = raw
-		case goimap.PartSpecifierHeader:
-			b = raw[:headerEnd(raw)]
-		case goimap.PartSpecifierText:
-			b = raw[headerEnd(raw):]
-		default:
-			return safeExtract(func() []byte { return imapserver.ExtractBodySection(bytes.NewReader(raw), bs) })
-		}
-		return partial(b, bs.Partial)
-	}
-	return safeExtract(func() []byte { return imapserver.ExtractBodySection(bytes.NewReader(raw), bs) })
-}
-
-func partial(b []byte, p *goimap.SectionPartial) []byte {
-	if p == nil {
-		return b
-	}
-	if p.Offset >= int64(len(b)) {
-		return []byte{}
-	}
-	end := p.Offset + p.Size
-	if end > int64(len(b)) || end < p.Offset {
-		end = int64(len(b))
-	}
-	return b[p.Offset:end]
-}
-
 // headerEnd returns the offset just after the blank line ending the header
 // (RFC 5322 §2.1), or len(raw) if there is none.
 func headerEnd(raw []byte) int {
@@ -618,21 +533,6 @@ func headerEnd(raw []byte) int {
 		return i + 4
 	}
 	return len(raw)
-}
-
-// safeExtract shields the connection from a panic in MIME parsing of a
-// hostile stored message.
-func safeExtract(f func() []byte) (b []byte) {
-	defer func() {
-		if recover() != nil {
-			b = []byte{}
-		}
-	}()
-	b = f()
-	if b == nil {
-		b = []byte{}
-	}
-	return b
 }
 
 func (s *session) envelope(uid uint32) (*mailstore.Envelope, error) {
@@ -689,36 +589,17 @@ func parseHeader(b []byte) textproto.Header {
 	return h
 }
 
-// singlePart reports whether the message is not multipart, and its
-// content transfer encoding in lower case.
-func singlePart(raw []byte) (bool, string) {
-	v := headerValues(raw[:headerEnd(raw)])
-	ct := ""
-	if l := v["content-type"]; len(l) > 0 {
-		ct = strings.ToLower(l[0])
+// partial cuts <offset.size> out of b when the item asks for it.
+func partial(b []byte, it fetchItem) []byte {
+	if !it.partial {
+		return b
 	}
-	cte := ""
-	if l := v["content-transfer-encoding"]; len(l) > 0 {
-		cte = strings.ToLower(strings.TrimSpace(l[0]))
+	if it.offset >= int64(len(b)) {
+		return []byte{}
 	}
-	return !strings.HasPrefix(strings.TrimSpace(ct), "multipart/") && !strings.HasPrefix(strings.TrimSpace(ct), "message/"), cte
-}
-
-// newlineStripper drops CR and LF so base64 lines decode as one stream.
-type newlineStripper struct{ r io.Reader }
-
-func (n newlineStripper) Read(p []byte) (int, error) {
-	for {
-		c, err := n.r.Read(p)
-		j := 0
-		for _, b := range p[:c] {
-			if b != '\r' && b != '\n' {
-				p[j] = b
-				j++
-			}
-		}
-		if j > 0 || err != nil {
-			return j, err
-		}
+	end := it.offset + it.size
+	if end > int64(len(b)) || end < it.offset {
+		end = int64(len(b))
 	}
+	return b[it.offset:end]
 }
