@@ -315,6 +315,9 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		bin   bool
 		flags bool
 		env   *mailstore.Envelope
+		// stream: a literal of size bytes copied from the message file
+		stream bool
+		size   int64
 	}
 	var parts []part
 	var out bytes.Buffer
@@ -362,6 +365,20 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			}
 			parts = append(parts, part{head: name + out.String()})
 		case fSection, fRFC822, fRFC822Header, fRFC822Text:
+			if raw == nil && (it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial)) {
+				// The whole message: streamed from its file at write time,
+				// never held in memory.
+				size, _, err := mb.Meta(uid)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				name := "RFC822 "
+				if it.kind == fSection {
+					name = "BODY[] "
+				}
+				parts = append(parts, part{head: name, stream: true, size: size})
+				continue
+			}
 			r, err := getRaw()
 			if err != nil {
 				return s.fetchErr(err)
@@ -426,6 +443,11 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		case p.lit:
 			w.Raw(p.head)
 			w.LiteralBytes(p.body, p.bin)
+		case p.stream:
+			w.Raw(p.head)
+			if err := s.streamMessage(uid, p.size); err != nil {
+				return err
+			}
 		default:
 			w.Raw(p.head)
 		}
@@ -602,4 +624,62 @@ func partial(b []byte, it fetchItem) []byte {
 		end = int64(len(b))
 	}
 	return b[it.offset:end]
+}
+
+// streamMessage writes the message file as a literal of size bytes (its
+// RFC822.SIZE), bare LFs turned into CRLF on the way. A file that changed
+// length meanwhile still gives a well-formed literal (cut or padded) and
+// the error is logged: the client already has the literal's length.
+func (s *session) streamMessage(uid uint32, size int64) error {
+	f, _, err := s.sel.mb.Open(uid)
+	if err != nil {
+		// Expunged by another process between Meta and now.
+		s.logger.Warn("imap: message vanished while fetching", "uid", uid, "err", err)
+		return s.w.LiteralFrom(strings.NewReader(""), size, false)
+	}
+	defer f.Close()
+	err = s.w.LiteralFrom(&crlfReader{r: bufio.NewReaderSize(f, 32<<10)}, size, false)
+	if werr := s.w.Err(); werr != nil {
+		return werr
+	}
+	if err != nil {
+		s.logger.Warn("imap: reading message while fetching", "uid", uid, "err", err)
+	}
+	return nil
+}
+
+// crlfReader turns every bare LF of r into CRLF.
+type crlfReader struct {
+	r      *bufio.Reader
+	prevCR bool
+	owedLF bool // a CR was emitted for a bare LF; its LF comes next
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.owedLF {
+			p[n] = '\n'
+			n++
+			c.owedLF, c.prevCR = false, false
+			continue
+		}
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		if b == '\n' && !c.prevCR {
+			p[n] = '\r'
+			n++
+			c.owedLF = true
+			continue
+		}
+		p[n] = b
+		n++
+		c.prevCR = b == '\r'
+	}
+	return n, nil
 }

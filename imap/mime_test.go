@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bufio"
 	"fmt"
 	"strings"
 	"testing"
@@ -63,5 +64,23 @@ func TestDeepMIMEBounded(t *testing.T) {
 	}
 	if d > maxBodyDepth+1 {
 		t.Errorf("BODYSTRUCTURE %d deep", d)
+	}
+}
+
+func TestCRLFReaderMatchesToCRLF(t *testing.T) {
+	for _, in := range []string{"", "a", "a\n", "a\r\nb\nc\r\n", "\n\n\r\n\r", strings.Repeat("line\n", 20000) + "x\r\n\r\n"} {
+		var out strings.Builder
+		r := &crlfReader{r: bufio.NewReaderSize(strings.NewReader(in), 16)}
+		buf := make([]byte, 7) // odd sizes split CR LF pairs across reads
+		for {
+			n, err := r.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		if want := string(toCRLF([]byte(in))); out.String() != want {
+			t.Errorf("%.20q: got %.40q, want %.40q", in, out.String(), want)
+		}
 	}
 }
