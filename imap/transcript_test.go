@@ -1,7 +1,12 @@
 package imap
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -297,5 +302,65 @@ func TestFiftyConnectionsOneAddress(t *testing.T) {
 	r := dialRaw(t, e.addr, true)
 	if got := last(r.cmd("l", "LOGIN user1 pw")); !strings.HasPrefix(got, "l OK") {
 		t.Errorf("user1 after user0 hit its limit: %q", got)
+	}
+}
+
+// Another program renumbered the folder under an open session: the
+// session ends with BYE rather than act on UIDs that mean nothing now.
+func TestRenumberedFolderEndsSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := 1; i <= 3; i++ {
+		writeMaildirMsg(t, e.maildir, "cur", fmt.Sprintf("%d.M1P1.test:2,S", i), testMessage(i, "a@example.org", "hi"))
+	}
+	r := loggedIn(t, e)
+	if got := last(r.cmd("s", "SELECT INBOX")); !strings.HasPrefix(got, "s OK") {
+		t.Fatalf("SELECT: %q", got)
+	}
+	path := filepath.Join(e.maildir, "dovecot-uidlist")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(` V(\d+) `)
+	m := re.FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("uidlist header %q", data)
+	}
+	v, _ := strconv.Atoi(string(m[1]))
+	time.Sleep(20 * time.Millisecond) // a distinct mtime on coarse clocks
+	renamed := re.ReplaceAll(data, []byte(fmt.Sprintf(" V%d ", v+1000)))
+	if err := os.WriteFile(path+".tmp", renamed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+	r.send("n NOOP\r\n")
+	if got := r.line(); !strings.HasPrefix(got, "* BYE") {
+		t.Errorf("after renumbering: %q, want BYE", got)
+	}
+}
+
+// Shutdown tells idling clients goodbye, from the session's own goroutine.
+func TestShutdownSaysBye(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	r.send("i IDLE\r\n")
+	if got := r.line(); !strings.HasPrefix(got, "+") {
+		t.Fatalf("IDLE: %q", got)
+	}
+	waiting := loggedIn(t, e) // between commands
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*rawConn{r, waiting} {
+		if got := c.line(); got != "* BYE Server shutting down" {
+			t.Errorf("at shutdown: %q", got)
+		}
 	}
 }
