@@ -266,9 +266,7 @@ func (s *session) readLine(max int) (string, error) {
 }
 
 func (s *session) loginFailed(tag, login, reason string) error {
-	ip := parseIP(s.ip)
-	d := s.srv.guard.Delay(login, ip)
-	s.srv.guard.Failed(login, ip)
+	d := s.srv.guard.Failed(login, parseIP(s.ip))
 	s.fails++
 	s.logger.Info("imap: login failed", "ip", s.ip, "reason", reason, "delay", d)
 	if m := s.srv.opts.Metrics; m != nil {
@@ -300,14 +298,17 @@ func (s *session) login(tag, username, password string) error {
 		len(username) > 256 || len(password) > 1024 {
 		return s.loginFailed(tag, username, "malformed credentials")
 	}
-	// Known guessing: wait before even asking the directory.
-	if d := s.srv.guard.Delay(username, parseIP(s.ip)); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.srv.closed:
+	// A network that guessed too often is not heard at all; its login
+	// names are not, since anyone could lock their owners out.
+	if s.srv.guard.Blocked(parseIP(s.ip)) {
+		s.fails++
+		s.logger.Warn("imap: login refused: address throttled", "ip", s.ip)
+		if s.fails >= maxFailedLogins {
+			s.tagged(tag, "NO", "UNAVAILABLE", "Too many failed logins from your address, try again later")
+			s.w.Raw("* BYE Too many failed logins\r\n")
+			return errClose
 		}
-		t.Stop()
+		return no("UNAVAILABLE", "Too many failed logins from your address, try again later")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.opts.AuthTimeout)
 	defer cancel()

@@ -178,11 +178,11 @@ func TestFailedLoginsSlowDown(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.FailDelay = 50 * time.Millisecond; o.MaxFailDelay = 200 * time.Millisecond })
 	ip := netip.MustParseAddr("192.0.2.1")
 	var delays []time.Duration
-	for i := 0; i < 5; i++ {
-		delays = append(delays, e.srv.guard.Delay("mallory", ip))
-		e.srv.guard.Failed("mallory", ip)
+	for i := 0; i < 6; i++ {
+		delays = append(delays, e.srv.guard.Failed("mallory", ip))
 	}
-	want := []time.Duration{0, 50, 100, 200, 200}
+	// SMTP AUTH's rules: two failures answered at once, then doubling.
+	want := []time.Duration{0, 0, 50, 100, 200, 200}
 	for i := range want {
 		if delays[i] != want[i]*time.Millisecond {
 			t.Errorf("delays = %v, want %v ms", delays, want)

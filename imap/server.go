@@ -43,10 +43,11 @@ const (
 	DefaultIdleCheck = 2 * time.Second
 	// DefaultAuthTimeout bounds one directory call during LOGIN.
 	DefaultAuthTimeout = 15 * time.Second
-	// Failed-login delay: doubles per recent failure of a login name or
-	// network (see loginguard), capped.
-	DefaultFailDelay    = 500 * time.Millisecond
-	DefaultMaxFailDelay = 30 * time.Second
+	// Failed-login delay, SMTP AUTH's rules (see loginguard): the first two
+	// failures are answered at once, then the delay doubles per failure of
+	// a login name or network, capped.
+	DefaultFailDelay    = time.Second
+	DefaultMaxFailDelay = 16 * time.Second
 	// maxFailedLogins closes a connection after this many failures.
 	maxFailedLogins = 3
 )
@@ -78,7 +79,8 @@ type Options struct {
 	// satisfies it. Nil: none.
 	Metrics Metrics
 	// Guard throttles failed logins; nil: one of the server's own, with
-	// FailDelay and MaxFailDelay. SMTP AUTH should share the same Guard.
+	// FailDelay and MaxFailDelay. The process should share one Guard
+	// between IMAP and SMTP AUTH.
 	Guard *loginguard.Guard
 
 	AppendLimit    uint32        // default DefaultAppendLimit

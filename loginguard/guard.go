@@ -7,67 +7,63 @@ import (
 	"time"
 )
 
-// Defaults for the zero values of Options.
-const (
-	DefaultBaseDelay  = 500 * time.Millisecond
-	DefaultMaxDelay   = 30 * time.Second
-	DefaultWindow     = 15 * time.Minute
-	DefaultMaxEntries = 100000
-	// DefaultNetFailuresPerStep: a network (an office behind NAT) gets
-	// this many failures per doubling of the delay, a login name one.
-	DefaultNetFailuresPerStep = 4
-)
-
-// Options configures a Guard.
+// Options tune a Guard; zero values take the defaults in brackets.
 type Options struct {
-	BaseDelay  time.Duration // delay after the first failure; negative disables
-	MaxDelay   time.Duration
-	Window     time.Duration // a count is forgotten after this long without failures
-	MaxEntries int           // bound on remembered names and networks together
-	// NetFailuresPerStep is how many failures from one network double its
-	// delay once.
-	NetFailuresPerStep int
-	Now                func() time.Time // tests use a fake clock
+	FreeFailures int           // failures answered at once (2)
+	BaseDelay    time.Duration // delay after the first paid failure, doubled after each (1s); negative: no delays
+	MaxDelay     time.Duration // cap of the delay (16s)
+	NetLimit     int           // failures from one network in Window before it is refused without checking (10); negative: never
+	Window       time.Duration // failures older than this are forgotten (15 min)
+	MaxEntries   int           // bound of each table, against memory exhaustion (10000)
+	Now          func() time.Time
 }
 
-// Guard counts failed logins. It is safe for concurrent use.
-type Guard struct {
-	o  Options
-	mu sync.Mutex
-	// byKey holds "l:"+login and "n:"+network entries; guarded by mu.
-	byKey map[string]*entry
-}
-
-type entry struct {
-	fails int
-	last  time.Time
-}
-
-// New returns a Guard.
-func New(o Options) *Guard {
+func (o *Options) setDefaults() {
+	if o.FreeFailures == 0 {
+		o.FreeFailures = 2
+	}
 	if o.BaseDelay == 0 {
-		o.BaseDelay = DefaultBaseDelay
+		o.BaseDelay = time.Second
 	}
 	if o.MaxDelay <= 0 {
-		o.MaxDelay = DefaultMaxDelay
+		o.MaxDelay = 16 * time.Second
+	}
+	if o.NetLimit == 0 {
+		o.NetLimit = 10
 	}
 	if o.Window <= 0 {
-		o.Window = DefaultWindow
+		o.Window = 15 * time.Minute
 	}
 	if o.MaxEntries <= 0 {
-		o.MaxEntries = DefaultMaxEntries
-	}
-	if o.NetFailuresPerStep <= 0 {
-		o.NetFailuresPerStep = DefaultNetFailuresPerStep
+		o.MaxEntries = 10000
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Guard{o: o, byKey: make(map[string]*entry)}
 }
 
-// Network is the unit an address is throttled as: the address itself for
-// IPv4, its /64 for IPv6 (one customer's allocation).
+// Guard counts failed logins. It is safe for concurrent use; one Guard is
+// meant to be shared by all listeners of a process.
+type Guard struct {
+	o      Options
+	mu     sync.Mutex
+	nets   map[string]*rec // guarded by mu
+	logins map[string]*rec // guarded by mu
+}
+
+type rec struct {
+	n    int
+	last time.Time
+}
+
+// New returns a Guard.
+func New(o Options) *Guard {
+	o.setDefaults()
+	return &Guard{o: o, nets: map[string]*rec{}, logins: map[string]*rec{}}
+}
+
+// Network is the unit an address is counted as: the address itself for
+// IPv4, its /64 for IPv6 (what one customer usually gets).
 func Network(ip netip.Addr) string {
 	ip = ip.Unmap()
 	if !ip.IsValid() {
@@ -80,102 +76,108 @@ func Network(ip netip.Addr) string {
 	return ip.String()
 }
 
-func loginKey(login string) string { return "l:" + strings.ToLower(login) }
-func netKey(ip netip.Addr) string  { return "n:" + Network(ip) }
-
-// countLocked returns the live failure count of key.
-func (g *Guard) countLocked(key string, now time.Time) int {
-	e := g.byKey[key]
-	if e == nil {
-		return 0
+func loginKey(login string) string {
+	if len(login) > 256 {
+		login = login[:256]
 	}
-	if now.Sub(e.last) > g.o.Window {
-		delete(g.byKey, key)
-		return 0
-	}
-	return e.fails
+	return strings.ToLower(login)
 }
 
-func (g *Guard) delayFor(steps int) time.Duration {
-	if steps <= 0 || g.o.BaseDelay < 0 {
+// countLocked returns the live count of k, forgetting it once stale.
+func (g *Guard) countLocked(m map[string]*rec, k string, now time.Time) int {
+	r := m[k]
+	if r == nil {
+		return 0
+	}
+	if now.Sub(r.last) > g.o.Window {
+		delete(m, k)
+		return 0
+	}
+	return r.n
+}
+
+// Blocked reports whether ip's network failed too often to be heard: the
+// attempt is refused without checking the password.
+func (g *Guard) Blocked(ip netip.Addr) bool {
+	if g.o.NetLimit < 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.countLocked(g.nets, Network(ip), g.o.Now()) >= g.o.NetLimit
+}
+
+// Failed records a failed attempt and returns how long to wait before
+// answering it.
+func (g *Guard) Failed(login string, ip netip.Addr) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.o.Now()
+	n := 0
+	for _, t := range []struct {
+		m map[string]*rec
+		k string
+	}{{g.nets, Network(ip)}, {g.logins, loginKey(login)}} {
+		c := g.countLocked(t.m, t.k, now) + 1
+		g.pruneLocked(t.m, now)
+		t.m[t.k] = &rec{n: c, last: now}
+		n = max(n, c)
+	}
+	return g.delay(n)
+}
+
+// Delay is what the next failure of login from ip would wait, without
+// recording anything (for a protocol that waits before checking).
+func (g *Guard) Delay(login string, ip netip.Addr) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.o.Now()
+	n := max(g.countLocked(g.nets, Network(ip), now), g.countLocked(g.logins, loginKey(login), now)) + 1
+	return g.delay(n)
+}
+
+func (g *Guard) delay(n int) time.Duration {
+	if n <= g.o.FreeFailures || g.o.BaseDelay < 0 {
 		return 0
 	}
 	d := g.o.BaseDelay
-	for i := 1; i < steps && d < g.o.MaxDelay; i++ {
+	for i := g.o.FreeFailures + 1; i < n && d < g.o.MaxDelay; i++ {
 		d *= 2
 	}
 	return min(d, g.o.MaxDelay)
 }
 
-// Delay is how long to wait before checking an attempt for login from ip:
-// it grows with the failures of that login (from anywhere) and of ip's
-// network (against any login).
-func (g *Guard) Delay(login string, ip netip.Addr) time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.o.Now()
-	lf := g.countLocked(loginKey(login), now)
-	nf := g.countLocked(netKey(ip), now)
-	steps := max(lf, (nf+g.o.NetFailuresPerStep-1)/g.o.NetFailuresPerStep)
-	return g.delayFor(steps)
-}
-
-// Failed records a failed attempt.
-func (g *Guard) Failed(login string, ip netip.Addr) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.o.Now()
-	for _, k := range []string{loginKey(login), netKey(ip)} {
-		n := g.countLocked(k, now)
-		if n == 0 {
-			g.makeRoomLocked(now)
-		}
-		g.byKey[k] = &entry{fails: n + 1, last: now}
-	}
-}
-
-// Succeeded records a successful login: the login's count is cleared;
-// the network's is not (its other guesses stay counted).
+// Succeeded records a successful login: the login's count is cleared; the
+// network's is not.
 func (g *Guard) Succeeded(login string, ip netip.Addr) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.byKey, loginKey(login))
+	delete(g.logins, loginKey(login))
 }
 
-// makeRoomLocked keeps the table under MaxEntries: expired entries go
-// first, then the oldest half (the entries least likely to matter).
-func (g *Guard) makeRoomLocked(now time.Time) {
-	if len(g.byKey) < g.o.MaxEntries {
+// pruneLocked keeps a table under MaxEntries: stale entries first, then
+// any (an attacker with that many addresses loses some of its counts,
+// which is better than running out of memory).
+func (g *Guard) pruneLocked(m map[string]*rec, now time.Time) {
+	if len(m) < g.o.MaxEntries {
 		return
 	}
-	for k, e := range g.byKey {
-		if now.Sub(e.last) > g.o.Window {
-			delete(g.byKey, k)
+	for k, r := range m {
+		if now.Sub(r.last) > g.o.Window {
+			delete(m, k)
 		}
 	}
-	if len(g.byKey) < g.o.MaxEntries {
-		return
-	}
-	var cutoff time.Time
-	n := 0
-	for _, e := range g.byKey { // a sample's median age stands for the table's
-		if n == 0 || e.last.Before(cutoff) == (n%2 == 0) {
-			cutoff = e.last
-		}
-		if n++; n >= 64 {
+	for k := range m {
+		if len(m) < g.o.MaxEntries {
 			break
 		}
-	}
-	for k, e := range g.byKey {
-		if !e.last.After(cutoff) {
-			delete(g.byKey, k)
-		}
+		delete(m, k)
 	}
 }
 
-// Len is the number of remembered entries (for tests and metrics).
+// Len is the number of remembered networks and login names.
 func (g *Guard) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.byKey)
+	return len(g.nets) + len(g.logins)
 }
