@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -114,6 +115,26 @@ func cmdAppend(s *session, tag string, _ bool) error {
 			return err
 		}
 	}
+	// RFC 6855 §4: APPEND ... UTF8 (literal8) after ENABLE UTF8=ACCEPT.
+	utf8Ext := false
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == 'U' || c == 'u' {
+		a, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(a, "UTF8") || !s.utf8() {
+			return bad("", "Expected a literal")
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		if err := s.r.Expect('(', "("); err != nil {
+			return err
+		}
+		utf8Ext = true
+	}
 	var mb *mailstore.Mailbox
 	defer func() {
 		if mb != nil {
@@ -135,11 +156,22 @@ func cmdAppend(s *session, tag string, _ bool) error {
 		}
 		return err
 	}
-	_ = li
 	if date.IsZero() {
 		date = time.Now()
 	}
-	uid, err := mb.Append(io.Reader(s.r), toFlags(flags), date)
+	var src io.Reader = s.r
+	if li.Binary {
+		// A literal8 may hold binary content; the maildir stores lines.
+		// Its binary parts are stored base64-encoded, so BINARY gives the
+		// very bytes back and BODY never serves raw NULs (RFC 3516 §4.2).
+		// Bounded by APPENDLIMIT.
+		raw, err := io.ReadAll(s.r)
+		if err != nil {
+			return err
+		}
+		src = bytes.NewReader(encodeBinaryParts(raw))
+	}
+	uid, err := mb.Append(src, toFlags(flags), date)
 	if err != nil {
 		if isNetErr(err) {
 			return err
@@ -149,6 +181,11 @@ func cmdAppend(s *session, tag string, _ bool) error {
 	}
 	if s.r.LiteralLeft() > 0 {
 		if err := s.r.SkipLiteral(); err != nil {
+			return err
+		}
+	}
+	if utf8Ext {
+		if err := s.r.Expect(')', ")"); err != nil {
 			return err
 		}
 	}

@@ -349,3 +349,82 @@ func fallbackPart(size int, lines int64) *mailstore.BodyPart {
 		Encoding: "7bit", Size: uint32(size), Lines: lines,
 	}
 }
+
+// encodeBinaryParts rewrites the leaf parts of raw whose transfer encoding
+// is binary (or that hold NULs) as base64, leaving every other byte as it
+// was.
+func encodeBinaryParts(raw []byte) []byte {
+	root := parseEntity(raw, "text/plain", 0)
+	var out bytes.Buffer
+	pos := 0 // bytes of raw already copied
+	var walk func(p *mpart)
+	walk = func(p *mpart) {
+		if len(p.children) > 0 {
+			for _, c := range p.children {
+				walk(c)
+			}
+			return
+		}
+		if p.msg != nil {
+			walk(p.msg)
+			return
+		}
+		cte := ""
+		if l := headerValues(p.header)["content-transfer-encoding"]; len(l) > 0 {
+			cte = strings.ToLower(strings.TrimSpace(l[0]))
+		}
+		if cte != "binary" && bytes.IndexByte(p.body, 0) < 0 {
+			return
+		}
+		if cte == "base64" || cte == "quoted-printable" {
+			return // already line-safe: a NUL there is the client's problem
+		}
+		start := cap(raw) - cap(p.header)
+		out.Write(raw[pos:start])
+		out.Write(withCTE(p.header, "base64"))
+		enc := base64.StdEncoding.EncodeToString(p.body)
+		for len(enc) > 76 {
+			out.WriteString(enc[:76])
+			out.WriteString("\r\n")
+			enc = enc[76:]
+		}
+		out.WriteString(enc)
+		if len(enc) > 0 {
+			out.WriteString("\r\n")
+		}
+		pos = cap(raw) - cap(p.body) + len(p.body)
+	}
+	walk(root)
+	if pos == 0 {
+		return raw
+	}
+	out.Write(raw[pos:])
+	return out.Bytes()
+}
+
+// withCTE returns a header with its Content-Transfer-Encoding set to cte.
+func withCTE(h []byte, cte string) []byte {
+	var out bytes.Buffer
+	skip := false
+	rest := h
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest
+		if i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break // the blank line: written below
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			skip = bytes.HasPrefix(bytes.ToLower(line), []byte("content-transfer-encoding:"))
+		}
+		if !skip {
+			out.Write(line)
+		}
+	}
+	out.WriteString("Content-Transfer-Encoding: " + cte + "\r\n\r\n")
+	return out.Bytes()
+}

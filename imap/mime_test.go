@@ -84,3 +84,30 @@ func TestCRLFReaderMatchesToCRLF(t *testing.T) {
 		}
 	}
 }
+
+// A binary APPEND (literal8) is stored base64-encoded: BINARY gives back
+// the very bytes, whatever the maildir does to line ends.
+func TestEncodeBinaryParts(t *testing.T) {
+	body := "\x00-\xe4\n\r\n\n"
+	for _, raw := range []string{
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + body,
+		"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\ntext\r\n--z\r\nContent-Transfer-Encoding: binary\r\n\r\n" + body + "\r\n--z--\r\n",
+	} {
+		enc := encodeBinaryParts([]byte(raw))
+		if strings.IndexByte(string(enc), 0) >= 0 {
+			t.Errorf("NUL left in %q", enc)
+		}
+		stored := strings.ReplaceAll(string(enc), "\r\n", "\n") // as the maildir keeps it
+		path := []int{1}
+		if strings.Contains(raw, "multipart") {
+			path = []int{2}
+			if got := string(extractBody(toCRLF([]byte(stored)), []int{1}, secAll, nil, false)); got != "text" {
+				t.Errorf("text part changed: %q", got)
+			}
+		}
+		got, ok := extractBinary(toCRLF([]byte(stored)), path)
+		if !ok || string(got) != body {
+			t.Errorf("BINARY%v = %q, want %q", path, got, body)
+		}
+	}
+}
