@@ -140,7 +140,7 @@ func BenchmarkDeliver(b *testing.B) {
 					s := newStore(b, Options{AllowedBase: base, Sync: mode})
 					rcpt := []Recipient{{Address: "xomail@xoyize.xyz", OrigTo: "test0@hosted-domain.com", Maildir: base + "/xomail/mailbox/"}}
 					m := &Message{
-						ID: "BENCH", From: "sender@example.org", Body: body, Arrived: time.Now(),
+						ID: "BENCH", From: "sender@example.org", Body: bytes.NewReader(body), Arrived: time.Now(),
 						Header: []byte("Received: from client.example.org by mx.example.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n"),
 					}
 					deliverOK(b, s, m, rcpt...) // creates the maildir

@@ -4,17 +4,64 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 )
 
-// copyParts are the four pieces of one stored copy, in file order. The
-// prefix lines are built here from validated addresses; header and body are
-// the message as received, converted from CRLF to LF while writing (what
+// Content is a message's bytes, in memory (*bytes.Reader) or in a file
+// (*io.SectionReader): read through ReadAt, so that copies written at the
+// same time each read it on their own, and a large message need not be in
+// memory at all.
+type Content interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// copyParts are the pieces of one stored copy, in file order. The prefix
+// lines are built here from validated addresses; header and body are the
+// message as received, converted from CRLF to LF while writing (what
 // Postfix virtual(8) and Dovecot's LDA store).
 type copyParts struct {
-	prefix []byte // "Return-Path: <from>\nDelivered-To: addr\n", already LF
-	header []byte // trace header lines, CRLF (or LF) terminated
-	body   []byte // the message, CRLF line endings
+	prefix []byte    // "Return-Path: <from>\nDelivered-To: addr\n", already LF
+	header []byte    // trace header lines, CRLF (or LF) terminated
+	body   Content   // the message, CRLF line endings
+	stats  bodyStats // of body, counted once per message (scanBody)
+}
+
+// bodyStats are what the S= and W= sizes need to know of a body.
+type bodyStats struct {
+	crlf int64 // CRLF pairs, each stored as one LF
+	lf   int64 // every LF, bare or not: one line each
+}
+
+// readChunk is how much of a body is read at once, to count it or copy it.
+const readChunk = 64 << 10
+
+// scanBody counts a body's line endings, reading it once.
+func scanBody(c Content) (bodyStats, error) {
+	var st bodyStats
+	r := io.NewSectionReader(c, 0, c.Size())
+	buf := make([]byte, min(max(c.Size(), 1), readChunk))
+	cr := false // the previous chunk ended with CR
+	for {
+		n, err := io.ReadFull(r, buf)
+		p := buf[:n]
+		if n > 0 {
+			if cr && p[0] == '\n' {
+				st.crlf++
+			}
+			st.crlf += int64(bytes.Count(p, []byte("\r\n")))
+			st.lf += int64(bytes.Count(p, []byte{'\n'}))
+			cr = p[n-1] == '\r'
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return st, nil
+		default:
+			return st, fmt.Errorf("reading the message: %w", err)
+		}
+	}
 }
 
 // errBadAddress: an envelope address cannot be written into a header line.
@@ -53,11 +100,10 @@ func lfSize(p []byte) int64 {
 // sizes returns the size on disk (LF) and the size with every line ending
 // as CRLF (Dovecot's W=, the IMAP RFC822.SIZE, RFC 3501 §6.4.5).
 func (c *copyParts) sizes() (size, wsize int64) {
-	size = int64(len(c.prefix)) + lfSize(c.header) + lfSize(c.body)
+	size = int64(len(c.prefix)) + lfSize(c.header) + c.body.Size() - c.stats.crlf
 	// CRLF→LF keeps one '\n' per line, and a bare LF already counts once:
 	// every '\n' on disk is one CRLF for an IMAP client.
-	lines := int64(bytes.Count(c.prefix, []byte{'\n'}) +
-		bytes.Count(c.header, []byte{'\n'}) + bytes.Count(c.body, []byte{'\n'}))
+	lines := int64(bytes.Count(c.prefix, []byte{'\n'})+bytes.Count(c.header, []byte{'\n'})) + c.stats.lf
 	return size, size + lines
 }
 
@@ -73,10 +119,47 @@ func (c *copyParts) writeTo(w io.Writer, size int64) error {
 	if err := writeLF(bw, c.header); err != nil {
 		return err
 	}
-	if err := writeLF(bw, c.body); err != nil {
+	if err := writeLFFrom(bw, c.body); err != nil {
 		return err
 	}
 	return bw.Flush()
+}
+
+// writeLFFrom writes body to w with every CRLF replaced by LF, a chunk at a
+// time; a CRLF split between two chunks is one LF too.
+func writeLFFrom(w *bufio.Writer, body Content) error {
+	size := body.Size()
+	if size == 0 {
+		return nil
+	}
+	r := io.NewSectionReader(body, 0, size)
+	buf := make([]byte, min(size, readChunk))
+	var read int64
+	cr := false // a CR held back from the end of the previous chunk
+	for read < size {
+		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), size-read)])
+		read += int64(n)
+		if err != nil {
+			return fmt.Errorf("reading the message: %w", err)
+		}
+		p := buf[:n]
+		if cr {
+			cr = false
+			if p[0] != '\n' {
+				if err := w.WriteByte('\r'); err != nil {
+					return err
+				}
+			}
+			// A CRLF across the chunks: the LF starting p is written as it is.
+		}
+		if p[len(p)-1] == '\r' && read < size {
+			cr, p = true, p[:len(p)-1]
+		}
+		if err := writeLF(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeLF writes p to w with every CRLF replaced by LF.

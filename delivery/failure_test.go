@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -49,7 +50,7 @@ func TestDeliverWriteFailure(t *testing.T) {
 			s.wrapWriter = func(w io.Writer) io.Writer { return &failAfter{w: w, n: 100, err: tc.err} }
 			md := base + "/u/mailbox/"
 			m := testMessage("F1")
-			m.Body = []byte(strings.Repeat("line of body\r\n", 10000)) // larger than the write buffer
+			m.Body = bytes.NewReader([]byte(strings.Repeat("line of body\r\n", 10000))) // larger than the write buffer
 			err := s.Deliver(context.Background(), m, []Recipient{{Address: "x@y.z", Maildir: md}})[0]
 			var e *Error
 			if !errors.As(err, &e) || !e.Temporary {
@@ -115,7 +116,7 @@ func TestDeliverDiskFullTmpfs(t *testing.T) {
 	deliverOK(t, s, testMessage("F3"), rcpt...) // small: fits
 
 	m := testMessage("F4")
-	m.Body = []byte(strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 2000)) // 128 KiB
+	m.Body = bytes.NewReader([]byte(strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 2000))) // 128 KiB
 	err := s.Deliver(context.Background(), m, rcpt)[0]
 	var e *Error
 	if !errors.As(err, &e) || !e.Temporary || !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {

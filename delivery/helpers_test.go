@@ -34,7 +34,7 @@ func testMessage(id string) *Message {
 		ID:      id,
 		From:    "sender@example.org",
 		Header:  []byte("Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"),
-		Body:    []byte("Subject: " + id + "\r\n\r\nHello " + id + "\r\n"),
+		Body:    bytes.NewReader([]byte("Subject: " + id + "\r\n\r\nHello " + id + "\r\n")),
 		Arrived: time.Now(),
 	}
 }
@@ -94,14 +94,18 @@ func treeEmpty(t testing.TB, dir string) {
 
 // recorder collects OnDelivered calls.
 type recorder struct {
-	mu    sync.Mutex
-	calls []string
+	mu      sync.Mutex
+	calls   []string
+	missing []string // notified names not found in new/
 }
 
-func (r *recorder) notify(maildir string) {
+func (r *recorder) notify(maildir, folder, name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, maildir)
+	if _, err := os.Stat(filepath.Join(maildir, folder, "new", name)); err != nil {
+		r.missing = append(r.missing, err.Error())
+	}
 }
 
 func (r *recorder) get() []string {
@@ -113,4 +117,13 @@ func (r *recorder) get() []string {
 // crlfSize is what W= must be for the bytes stored on disk.
 func crlfSize(disk []byte) int {
 	return len(disk) + bytes.Count(disk, []byte{'\n'})
+}
+
+// contentBytes reads a whole Content (test messages are small).
+func contentBytes(c Content) []byte {
+	b := make([]byte, c.Size())
+	if _, err := c.ReadAt(b, 0); err != nil && len(b) > 0 {
+		panic(err)
+	}
+	return b
 }

@@ -105,6 +105,9 @@ func (s *Store) openMaildir(rel string, r *Recipient) (*os.Root, *Error) {
 		mroot, err := pfs.OpenRoot(rel)
 		if err == nil {
 			e := checkSubdirs(mroot)
+			if e == nil && s.base != "" {
+				e = s.noSymlinkBelowBase(rel, mroot)
+			}
 			if e == nil {
 				return mroot, nil
 			}
@@ -173,6 +176,11 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 			mroot.Close()
 		}
 	}()
+	if s.base != "" {
+		if e := s.noSymlinkBelowBase(rel, mroot); e != nil {
+			return nil, e
+		}
+	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		err := mroot.Mkdir(sub, 0o700)
 		switch {

@@ -3,6 +3,8 @@ package delivery
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +100,11 @@ func FuzzCopyParts(f *testing.F) {
 	f.Add([]byte("Received: x\r\n"), []byte("a\r\nb\nc\r\r\n\r"))
 	f.Add([]byte(""), []byte("\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, header, body []byte) {
-		c := copyParts{prefix: buildPrefix("a@b", "c@d"), header: header, body: body}
+		c := copyParts{prefix: buildPrefix("a@b", "c@d"), header: header, body: bytes.NewReader(body)}
+		var err error
+		if c.stats, err = scanBody(c.body); err != nil {
+			t.Fatal(err)
+		}
 		var buf bytes.Buffer
 		hint, _ := c.sizes() // only sizes the buffer
 		if err := c.writeTo(&buf, hint); err != nil {
@@ -129,5 +135,49 @@ func TestWriteLFChunkBoundaries(t *testing.T) {
 		if buf.Len() != n+1 || buf.Bytes()[n] != '\n' {
 			t.Errorf("n=%d: wrote %d bytes ending %q", n, buf.Len(), buf.Bytes()[buf.Len()-2:])
 		}
+	}
+}
+
+// TestWriteLFFromChunks: a body read in readChunk pieces (a large message
+// in a file) converts a CRLF split between two pieces to one LF, keeps a
+// lone CR at a piece's end, and its counts match what was written.
+func TestWriteLFFromChunks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"CRLF across the edge", append(bytes.Repeat([]byte("x"), readChunk-1), "\r\nend\r\n"...)},
+		{"CR at the edge, no LF", append(bytes.Repeat([]byte("x"), readChunk-1), "\rend\r\n"...)},
+		{"CRLF right after the edge", append(bytes.Repeat([]byte("x"), readChunk), "\r\nend\r\n"...)},
+		{"ends with CR", append(bytes.Repeat([]byte("y\r\n"), readChunk), '\r')},
+		{"three chunks", bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), 3*readChunk/64+7)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.CreateTemp(t.TempDir(), "body")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Write(tc.body); err != nil {
+				t.Fatal(err)
+			}
+			c := copyParts{prefix: buildPrefix("a@b", "c@d"), body: io.NewSectionReader(f, 0, int64(len(tc.body)))}
+			if c.stats, err = scanBody(c.body); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			size, wsize := c.sizes()
+			if err := c.writeTo(&buf, size); err != nil {
+				t.Fatal(err)
+			}
+			want := string(c.prefix) + strings.ReplaceAll(string(tc.body), "\r\n", "\n")
+			if buf.String() != want {
+				t.Fatalf("wrote %d bytes, want %d", buf.Len(), len(want))
+			}
+			if size != int64(buf.Len()) || wsize != int64(crlfSize(buf.Bytes())) {
+				t.Errorf("sizes %d, %d; file %d bytes, %d with CRLF", size, wsize, buf.Len(), crlfSize(buf.Bytes()))
+			}
+		})
 	}
 }

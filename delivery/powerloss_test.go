@@ -143,7 +143,7 @@ func TestPowerLoss(t *testing.T) {
 func powerLossMessage(id int) *Message {
 	m := testMessage(fmt.Sprintf("P%d", id))
 	line := fmt.Sprintf("line of message %08d ..........................................\r\n", id)
-	m.Body = []byte(fmt.Sprintf("Subject: P%d\r\n\r\n%s", id, strings.Repeat(line, 24<<10/len(line))))
+	m.Body = bytes.NewReader([]byte(fmt.Sprintf("Subject: P%d\r\n\r\n%s", id, strings.Repeat(line, 24<<10/len(line)))))
 	return m
 }
 
@@ -162,7 +162,7 @@ func checkPowerLossCopy(data []byte) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	want := powerLossMessage(id).Body
+	want := contentBytes(powerLossMessage(id).Body)
 	_, wantBody, _ := bytes.Cut(want, []byte("\r\n\r\n"))
 	return id, bytes.Equal(body, bytes.ReplaceAll(wantBody, []byte("\r\n"), []byte("\n")))
 }

@@ -206,3 +206,52 @@ func countFiles(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestDeliverRefusesSymlinkToAnotherUser: a symlink below the base that
+// stays inside it is refused too. The user owns the entries of their home,
+// and ~/mailbox -> ../victim/mailbox would have mail stored, as root, in
+// another user's maildir. Planted before the first delivery (creation path)
+// and after one (the fast path of a known maildir).
+func TestDeliverRefusesSymlinkToAnotherUser(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		link, to    string // relative to the base
+		deliveredOK bool   // a delivery before the link is planted
+	}{
+		{"home to another home", "evil", "victim", false},
+		{"maildir to another maildir", "evil/mailbox", "../victim/mailbox", false},
+		{"maildir swapped after a delivery", "evil/mailbox", "../victim/mailbox", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			s := newStore(t, Options{AllowedBase: base})
+			deliver := func(maildir string) error {
+				return s.Deliver(context.Background(), testMessage("S1"), []Recipient{{Address: "x@y.z", Maildir: maildir}})[0]
+			}
+			if err := deliver(base + "/victim/mailbox/"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.deliveredOK {
+				if err := deliver(base + "/evil/mailbox/"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.RemoveAll(base + "/evil/mailbox"); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.MkdirAll(filepath.Dir(base+"/"+tc.link), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(tc.to, base+"/"+tc.link); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				checkBadMaildir(t, deliver(base+"/evil/mailbox/"))
+			}
+			if n := countFiles(t, base+"/victim"); n != 1 {
+				t.Errorf("the victim's maildir holds %d files, want its own 1", n)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,11 +27,10 @@ type Options struct {
 	// file system). Empty: os.Hostname().
 	Hostname string
 	// AllowedBase, when set, is a directory every maildir must be strictly
-	// under (e.g. /var/vmail). Paths below it are resolved through an
-	// os.Root: a home or maildir that is a symlink leading out of the base
-	// is refused, and so is any absolute symlink below the base (os.Root
-	// rule); relative symlinks staying inside are followed. The base itself
-	// may be reached through symlinks.
+	// under (e.g. /var/vmail). No symlink is followed below it, not even
+	// one staying inside (a user's ~/mailbox pointing at another user's
+	// maildir): the path from the base to the maildir must be made of
+	// directories. The base itself may be reached through symlinks.
 	AllowedBase string
 	// Chown: files and the directories we create belong to the recipient's
 	// UID/GID. cmd sets it when running as root; otherwise everything belongs
@@ -40,10 +40,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Sync: how a copy's content is made durable before it is named.
 	Sync SyncMode
-	// OnDelivered, if set, is called with Recipient.Maildir after each
-	// durable copy (IMAP IDLE). It runs on the delivering goroutine, maybe
-	// concurrently with itself: it must be safe for that and not block.
-	OnDelivered func(maildir string)
+	// OnDelivered, if set, is called after each durable copy (IMAP IDLE)
+	// with Recipient.Maildir, the Maildir++ folder the copy went to ("" for
+	// INBOX) and the copy's file name in that folder's new/, so that the
+	// IMAP side can take in that one file without listing the folder. It
+	// runs on the delivering goroutine, maybe concurrently with itself: it
+	// must be safe for that and not block.
+	OnDelivered func(maildir, folder, name string)
 }
 
 // Recipient is one local copy to store.
@@ -66,7 +69,7 @@ type Message struct {
 	ID      string    // message/queue id for logs
 	From    string    // envelope sender, "" for the null sender (Return-Path: <>)
 	Header  []byte    // trace header lines to prepend after Return-Path and Delivered-To (e.g. Received:), CRLF-terminated
-	Body    []byte    // the message as received (CRLF line endings, dot-unstuffed)
+	Body    Content   // the message as received (CRLF line endings, dot-unstuffed); nil for none
 	Arrived time.Time // for delay= in the log line, and keyed names (Recipient.CopyKey)
 	// Retry: an earlier attempt may have stored keyed copies without its
 	// outcome being recorded (a crash between the two). Each keyed copy is
@@ -76,17 +79,17 @@ type Message struct {
 
 // Store writes messages into maildirs. Safe for concurrent use.
 type Store struct {
-	log         *slog.Logger         // immutable
-	host        string               // escaped for file names; immutable
-	base        string               // clean AllowedBase or ""; immutable
-	chown       bool                 // immutable
-	onDelivered func(maildir string) // immutable
-	pid         int                  // immutable
-	counter     atomic.Uint64        // Q in file names
-	syncer      *groupSyncer         // directory fsyncs
-	fsSyncer    *groupSyncer         // syncfs, keyed by device alone (SyncFilesystem)
-	syncMode    SyncMode             // immutable
-	writing     atomic.Int32         // copies being written (syncContent)
+	log         *slog.Logger                       // immutable
+	host        string                             // escaped for file names; immutable
+	base        string                             // clean AllowedBase or ""; immutable
+	chown       bool                               // immutable
+	onDelivered func(maildir, folder, name string) // immutable
+	pid         int                                // immutable
+	counter     atomic.Uint64                      // Q in file names
+	syncer      *groupSyncer                       // directory fsyncs
+	fsSyncer    *groupSyncer                       // syncfs, keyed by device alone (SyncFilesystem)
+	syncMode    SyncMode                           // immutable
+	writing     atomic.Int32                       // copies being written (syncContent)
 	maildirs    *maildirCache
 
 	mu       sync.Mutex
@@ -163,24 +166,35 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		// The contract says CRLF-terminated; never glue the next line on.
 		header = append(header[:n:n], '\r', '\n')
 	}
-	var senderErr *Error
+	var msgErr *Error
 	if err := validAddress(m.From); err != nil {
-		senderErr = &Error{Reason: "invalid envelope sender", Err: err}
+		msgErr = &Error{Reason: "invalid envelope sender", Err: err}
+	}
+	body := m.Body
+	if body == nil {
+		body = bytes.NewReader(nil)
+	}
+	// Counted once for every copy: a large body is read from its file once
+	// here and once per copy written.
+	stats, err := scanBody(body)
+	if err != nil && msgErr == nil {
+		msgErr = ioError("cannot read the message", err)
 	}
 	one := func(i int) {
 		r := &rcpts[i]
 		start := time.Now()
-		e := senderErr
+		e := msgErr
+		var name string
 		if e == nil {
-			e = s.deliverOne(ctx, m, header, r)
+			name, e = s.deliverOne(ctx, m, copyParts{header: header, body: body, stats: stats}, r)
 		}
 		s.logCopy(m, r, start, e)
 		if e != nil {
 			errs[i] = e // only when non-nil: no typed nil in the interface
 			return
 		}
-		if s.onDelivered != nil {
-			s.onDelivered(r.Maildir)
+		if s.onDelivered != nil && name != "" {
+			s.onDelivered(r.Maildir, "", name)
 		}
 	}
 	if len(rcpts) == 1 {
@@ -200,28 +214,29 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 	return errs
 }
 
-// deliverOne stores one copy. See doc.go for the durable sequence and what
-// a crash at each step leaves.
-func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Recipient) *Error {
+// deliverOne stores one copy and returns its file name in new/ ("" for a
+// keyed copy an earlier attempt had stored). See doc.go
+// for the durable sequence and what a crash at each step leaves.
+func (s *Store) deliverOne(ctx context.Context, m *Message, parts copyParts, r *Recipient) (string, *Error) {
 	if err := ctx.Err(); err != nil {
-		return &Error{Temporary: true, Reason: "delivery cancelled", Err: err}
+		return "", &Error{Temporary: true, Reason: "delivery cancelled", Err: err}
 	}
 	if err := validAddress(r.Address); err != nil {
-		return badMaildir("invalid maildrop address", err)
+		return "", badMaildir("invalid maildrop address", err)
 	}
 	if s.chown {
 		// uid 0 is refused like Postfix's virtual_minimum_uid; -1 would mean
 		// "leave unchanged" to chown(2).
 		if r.UID <= 0 || r.UID >= math.MaxUint32 || r.GID < 0 || r.GID >= math.MaxUint32 {
-			return badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
+			return "", badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
 		}
 	}
-	parts := copyParts{prefix: buildPrefix(m.From, r.Address), header: header, body: m.Body}
+	parts.prefix = buildPrefix(m.From, r.Address)
 	size, wsize := parts.sizes()
 	var name string
 	if r.CopyKey != "" {
 		if !validCopyKey(r.CopyKey) || m.Arrived.IsZero() {
-			return &Error{Temporary: true, Reason: "invalid copy key", Err: fmt.Errorf("key %q", r.CopyKey)}
+			return "", &Error{Temporary: true, Reason: "invalid copy key", Err: fmt.Errorf("key %q", r.CopyKey)}
 		}
 		name = keyedName(m.Arrived, r.CopyKey, s.host, size, wsize)
 	} else {
@@ -232,17 +247,17 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 	defer s.writing.Add(-1)
 	md, e := s.acquireMaildir(r)
 	if e != nil {
-		return e
+		return "", e
 	}
 	if r.CopyKey != "" && m.Retry {
 		switch found, err := keyedCopyStored(md, name); {
 		case err != nil:
 			s.maildirs.release(md)
-			return ioError("cannot look for an earlier copy", err)
+			return "", ioError("cannot look for an earlier copy", err)
 		case found:
 			s.maildirs.release(md)
 			s.log.Info("copy already stored by an earlier attempt", "msg_id", m.ID, "to", r.Address)
-			return nil
+			return "", nil // nothing new for IMAP: it may have taken it already
 		}
 	}
 	e = s.writeCopy(m, md, name, &parts, size, r)
@@ -250,7 +265,10 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, header []byte, r *Re
 		s.maildirs.evict(md) // the next delivery opens it afresh
 	}
 	s.maildirs.release(md)
-	return e
+	if e != nil {
+		return "", e
+	}
+	return name, nil
 }
 
 // writeCopy writes one copy into md's new/ under name and returns once it

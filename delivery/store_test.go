@@ -78,7 +78,7 @@ func TestDeliverContent(t *testing.T) {
 			base := t.TempDir()
 			s := newStore(t, Options{AllowedBase: base, Hostname: "mx/1:a,b"})
 			maildir := base + "/xomail/mailbox/"
-			m := &Message{ID: "Q1", From: tc.from, Header: []byte(tc.header), Body: []byte(tc.body)}
+			m := &Message{ID: "Q1", From: tc.from, Header: []byte(tc.header), Body: bytes.NewReader([]byte(tc.body))}
 			deliverOK(t, s, m, Recipient{Address: "xomail@xoyize.xyz", OrigTo: "test0@hosted-domain.com", Maildir: maildir})
 
 			name, data := onlyNew(t, maildir)
@@ -175,6 +175,9 @@ func TestDeliverTwoRecipients(t *testing.T) {
 	calls := rec.get()
 	if len(calls) != 2 || !(calls[0] == a && calls[1] == b || calls[0] == b && calls[1] == a) {
 		t.Errorf("OnDelivered calls %v, want %s and %s", calls, a, b)
+	}
+	if len(rec.missing) > 0 {
+		t.Errorf("OnDelivered named files not in new/: %v", rec.missing)
 	}
 	// Two recipients sharing a maildir still get two files.
 	deliverOK(t, s, testMessage("M3"), Recipient{Address: "a@x.y", Maildir: a}, Recipient{Address: "a2@x.y", Maildir: a})

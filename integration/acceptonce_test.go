@@ -2,12 +2,9 @@ package integration
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,49 +75,7 @@ func TestCrashSafetyMixed(t *testing.T) {
 	ca := testenv.NewCA(t)
 	k := startSink(t, ca)
 	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 2))
-
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	seq := 0
-	for round := 0; round < 4; round++ {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 6; w++ {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					mu.Lock()
-					seq++
-					id := fmt.Sprintf("x%05d", seq)
-					mu.Unlock()
-					if err := sendMixed(s.SMTP, id); err == nil {
-						mu.Lock()
-						acked[id] = true
-						mu.Unlock()
-					} else if strings.Contains(err.Error(), "connection refused") {
-						return
-					}
-				}
-			})
-		}
-		time.Sleep(time.Duration(150+rng.IntN(600)) * time.Millisecond)
-		s.stop(syscall.SIGKILL)
-		close(stop)
-		wg.Wait()
-		s.start()
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(acked) < 10 {
-		t.Fatalf("only %d messages acknowledged: the test proves nothing", len(acked))
-	}
+	acked := sendWhileKilling(t, s, "x", 6, sendMixed)
 	// The foreign copies of everything acknowledged reach the sink.
 	waitFor(t, "the foreign copies", func() bool {
 		n := 0

@@ -32,49 +32,7 @@ func sendOne(addr, id string) error {
 // once and whole; nothing half-written is ever in new/.
 func TestCrashSafety(t *testing.T) {
 	s := startServer(t)
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 1))
-
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	seq := 0
-	for round := 0; round < 4; round++ {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 8; w++ {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					mu.Lock()
-					seq++
-					id := fmt.Sprintf("m%05d", seq)
-					mu.Unlock()
-					if err := sendOne(s.SMTP, id); err == nil {
-						mu.Lock()
-						acked[id] = true
-						mu.Unlock()
-					} else if strings.Contains(err.Error(), "connection refused") {
-						return
-					}
-				}
-			})
-		}
-		time.Sleep(time.Duration(150+rng.IntN(600)) * time.Millisecond)
-		s.stop(syscall.SIGKILL)
-		close(stop)
-		wg.Wait()
-		s.start()
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(acked) < 10 {
-		t.Fatalf("only %d messages acknowledged: the test proves nothing", len(acked))
-	}
+	acked := sendWhileKilling(t, s, "m", 8, sendOne)
 	seen := map[string]int{}
 	subj := regexp.MustCompile(`(?m)^Subject: (m\d{5})$`)
 	for _, f := range s.maildirFiles(t, "xomail", "new") {
@@ -104,4 +62,54 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged, %d in new/", len(acked), len(seen))
+}
+
+// sendWhileKilling sends messages from workers concurrent clients (send,
+// ids prefix + a counter) for four rounds, each ended by a SIGKILL of the
+// server at a random moment and a restart. It returns the ids of the
+// messages acknowledged with 250, and fails the test when there are too
+// few of them to prove anything.
+func sendWhileKilling(t *testing.T, s *server, prefix string, workers int, send func(addr, id string) error) map[string]bool {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	seq := 0
+	for range 4 {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					mu.Lock()
+					seq++
+					id := fmt.Sprintf("%s%05d", prefix, seq)
+					mu.Unlock()
+					if err := send(s.SMTP, id); err == nil {
+						mu.Lock()
+						acked[id] = true
+						mu.Unlock()
+					} else if strings.Contains(err.Error(), "connection refused") {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(150+rng.IntN(600)) * time.Millisecond)
+		s.stop(syscall.SIGKILL)
+		close(stop)
+		wg.Wait()
+		s.start()
+	}
+	if len(acked) < 10 {
+		t.Fatalf("only %d messages acknowledged: the test proves nothing", len(acked))
+	}
+	return acked
 }

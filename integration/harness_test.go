@@ -72,6 +72,7 @@ type serverSettings struct {
 	ca       *testenv.CA // issues the server certificate; trusted by the queue
 	vmailIn  string      // parent of the vmail base; default the test's TempDir
 	http     bool        // the http listener (metrics) on a kernel-chosen port
+	slapd    []testenv.Option
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -85,6 +86,11 @@ func withVmailIn(parent string) serverOption { return func(o *serverSettings) { 
 
 // withHTTP turns the http listener on (server.HTTP): /metrics.
 func withHTTP() serverOption { return func(o *serverSettings) { o.http = true } }
+
+// withSlapd passes options to the test's slapd (e.g. testenv.WithExtraLDIF).
+func withSlapd(opts ...testenv.Option) serverOption {
+	return func(o *serverSettings) { o.slapd = append(o.slapd, opts...) }
+}
 
 func withCA(ca *testenv.CA) serverOption { return func(o *serverSettings) { o.ca = ca } }
 
@@ -126,7 +132,7 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 		t.Fatal(err)
 	}
 	s := &server{t: t, dir: dir, vmail: vmail}
-	s.slapd = testenv.StartSlapd(t, testenv.WithHomeBase(vmail))
+	s.slapd = testenv.StartSlapd(t, append([]testenv.Option{testenv.WithHomeBase(vmail)}, set.slapd...)...)
 	s.ca = set.ca
 	if s.ca == nil {
 		s.ca = testenv.NewCA(t)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -34,11 +33,20 @@ func (s *session) Data(r io.Reader) error {
 //
 // go-smtp ends DATA only at <CRLF>.<CRLF>: its reader never treats <LF>.<LF>,
 // <LF>.<CRLF> or <CR>.<CR> as the end (checked in tests), so nothing after
-// them can become a command. Such a bare CR or LF would still let a next
-// hop that is lax about line ends see an end of data inside the message
-// (SMTP smuggling), so messages with a bare CR or LF are refused
-// (554 5.6.0, RFC 5321 §2.3.8), like Postfix's smtpd_forbid_bare_newline =
-// reject. NUL is refused too (RFC 6152 §3: no NUL in 8-bit text).
+// them can become a command. What is stored and relayed has only CRLF line
+// endings, so no next hop that is lax about them can find an end of data
+// inside it (SMTP smuggling): a bare LF is stored as CRLF (Postfix 3.9's
+// smtpd_forbid_bare_newline = normalize) or, with BareNewlineReject,
+// refused (554 5.6.0); a bare CR is refused, and so is NUL (textFilter).
+//
+// A message larger than SpoolThreshold is read into an unnamed file of
+// SpoolDir (spoolBuf), not memory: a session in DATA costs at most
+// SpoolThreshold however large its message.
+//
+// Loops (RFC 5321 §6.3): a message with more than hopLimit Received: fields,
+// or that already reached one of its recipients here (a Delivered-To: of
+// that address, or a Received: of this host for it), is refused with
+// 554 5.4.6 before anything is stored.
 //
 // One reply covers all recipients, and the message is accepted once or
 // refused whole (see store): 250 when every copy is stored or durably
@@ -54,7 +62,8 @@ func (s *session) data(r io.Reader) error {
 		// DATA runs on the goroutine that reads the connection.
 		s.c.data.start()
 	}
-	body, err := s.readMessage(r)
+	msg, bareLF, err := s.readMessage(r)
+	defer msg.close()
 	if !isBDAT {
 		tooLarge := errors.Is(err, errTooLarge)
 		if tooLarge {
@@ -85,29 +94,82 @@ func (s *session) data(r io.Reader) error {
 		return s.fail(stageData, rep(554, gosmtp.EnhancedCode{5, 5, 1}, "No valid recipients"))
 	}
 	if err != nil {
-		log.Warn("message refused", "err", err, "size", len(body))
+		log.Warn("message refused", "err", err, "size", msg.size)
 		return s.fail(stageData, err)
 	}
-	if err := checkText(body, s.srv.o.MaxLineLength); err != nil {
-		log.Warn("message refused", "err", err, "size", len(body))
-		return s.fail(stageData, err)
+	body := msg.content()
+	hi := scanHeader(body, s.srv.o.Hostname)
+	if hi.received > hopLimit {
+		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
+		return s.fail(stageData, replyTooManyHops)
+	}
+	for _, a := range s.tx.ours {
+		if hi.seen[dedupeKey(a)] {
+			log.Warn("message refused: mail loop", "to", sanitize(a, 300))
+			return s.fail(stageData, replyLoop)
+		}
 	}
 	now := s.srv.o.Now()
 	header := s.received(now)
+	header = s.addedFields(header, hi, now)
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
 	defer cancel()
 	if err := s.store(ctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}
-	attrs := []any{"from", sanitize(s.tx.from, 300), "size", len(body), "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
+	attrs := []any{"from", sanitize(s.tx.from, 300), "size", msg.size, "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
 	if s.user != nil {
 		attrs = append(attrs, "sasl_username", s.user.Login)
+	}
+	if bareLF > 0 {
+		attrs = append(attrs, "bare_lf_normalized", bareLF)
+	}
+	if msg.spooled() {
+		attrs = append(attrs, "spooled", true)
 	}
 	log.Info("message accepted", attrs...)
 	s.c.messageAccepted()
 	return nil
 }
+
+// addedFields appends to the trace header what the message lacks and
+// this listener adds: on submission (587, 465) only, as Postfix's cleanup
+// does for SASL clients, a Message-ID, a Date and, from the envelope
+// sender the login owns, a From. Port 25 never changes a message.
+// Delivered-To: <alias> goes on every listener for each recipient that
+// forwards outside, so that the copy coming back is found (see data).
+func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
+	room := maxForwardTrace
+	for _, a := range s.tx.forwarded {
+		if room -= len(a) + len("Delivered-To: \r\n"); room < 0 {
+			break // the Received: count still ends a loop
+		}
+		h = append(append(append(h, "Delivered-To: "...), a...), "\r\n"...)
+	}
+	if s.srv.o.Kind == Inbound {
+		return h
+	}
+	if !hi.messageID {
+		h = append(h, "Message-ID: <"...)
+		h = now.UTC().AppendFormat(h, "20060102150405")
+		h = append(append(append(append(h, '.'), s.tx.id...), '@'), s.srv.o.Hostname...)
+		h = append(h, ">\r\n"...)
+	}
+	if !hi.date {
+		h = append(h, "Date: "...)
+		h = now.AppendFormat(h, "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
+		h = append(h, "\r\n"...)
+	}
+	if !hi.from && s.tx.from != "" {
+		h = append(append(append(h, "From: <"...), s.tx.from...), ">\r\n"...)
+	}
+	return h
+}
+
+// maxForwardTrace bounds the Delivered-To: lines of one message, well
+// inside what the queue allows above MaxMessageBytes for trace fields.
+const maxForwardTrace = 16 << 10
 
 // store hands the message over. It returns nil once every recipient's copy
 // is stored or durably queued, and an error only when nothing was stored
@@ -122,15 +184,13 @@ func (s *session) data(r io.Reader) error {
 //
 // Without a queue (tests, and a server built without one) local copies are
 // stored directly and a partial failure gets the reply of the worst one.
-func (s *session) store(ctx context.Context, log *slog.Logger, header, body []byte, now time.Time) error {
+func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, body delivery.Content, now time.Time) error {
 	local, remote := s.tx.local, s.tx.remote
 	q := s.srv.o.Queue
 	if len(remote) == 0 && (len(local) == 1 || q == nil) {
 		return s.deliverLocal(ctx, header, body, now)
 	}
-	data := make([]byte, 0, len(header)+len(body))
-	data = append(append(data, header...), body...)
-	qid, localErrs, err := q.Accept(ctx, s.tx.from, remote, local, data)
+	qid, localErrs, err := q.Accept(ctx, s.tx.from, remote, local, joined{header, body})
 	if err != nil {
 		log.Error("queue failed", "err", err, "remote", len(remote), "local", len(local))
 		return fmt.Errorf("queue: %w", err)
@@ -156,7 +216,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header, body []by
 
 // deliverLocal stores every local copy, and returns nil only if all are
 // durable; otherwise the error that decides the reply (temporary first).
-func (s *session) deliverLocal(ctx context.Context, header, body []byte, now time.Time) error {
+func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery.Content, now time.Time) error {
 	if len(s.tx.local) == 0 {
 		return nil
 	}
@@ -217,68 +277,47 @@ func isPermanent(err error) bool {
 	return r.Code >= 500
 }
 
-// readMessage reads the whole message, at most MaxMessageBytes, moving the
-// read deadline as data arrives (see dataProgress). It reads straight into
-// the slice it returns, grown by doubling from readStart: no intermediate
-// chunk, and one copy of the message in memory.
-func (s *session) readMessage(r io.Reader) ([]byte, error) {
-	limit := s.srv.o.MaxMessageBytes
-	buf := make([]byte, 0, min(int64(readStart), limit+1))
+// readMessage reads the whole message into a spoolBuf, checked and
+// normalised by a textFilter, at most MaxMessageBytes as stored, moving the
+// read deadline as data arrives (see dataProgress). A message found bad
+// (bare CR, NUL, a spool write error) is still read to its end, so that the
+// size limit and its bounded skipping apply alike; the error is returned
+// then. It also returns the bare LFs normalised. The caller closes the
+// spoolBuf.
+func (s *session) readMessage(r io.Reader) (*spoolBuf, int, error) {
+	o := s.srv.o
+	msg := newSpoolBuf(o.SpoolDir, o.SpoolThreshold, o.MaxMessageBytes)
+	tf := textFilter{reject: o.BareNewline == BareNewlineReject}
+	buf := make([]byte, readChunk)
+	var read int64
 	next := int64(dataProgress)
+	var bad error // the first problem found; reading goes on
 	for {
-		if len(buf) == cap(buf) {
-			// Never more than limit+1 bytes: one past the limit is enough
-			// to know the message is too large.
-			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
+		n, err := r.Read(buf)
+		read += int64(n)
+		if bad == nil && n > 0 {
+			bad = tf.write(buf[:n], msg.write)
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
-			return buf, errTooLarge
+		if errors.Is(bad, errTooLarge) || read > o.MaxMessageBytes {
+			return msg, tf.bareLF, errTooLarge
 		}
-		if int64(len(buf)) >= next {
+		if read >= next {
 			next += dataProgress
-			s.c.SetReadDeadline(time.Now().Add(s.srv.o.ReadTimeout))
+			s.c.SetReadDeadline(time.Now().Add(o.ReadTimeout))
 		}
 		switch {
 		case err == io.EOF:
-			return buf, nil
+			if bad == nil {
+				bad = tf.end()
+			}
+			return msg, tf.bareLF, bad
 		case errors.Is(err, gosmtp.ErrDataTooLarge):
-			return buf, errTooLarge
+			return msg, tf.bareLF, errTooLarge
 		case err != nil:
-			return buf, fmt.Errorf("reading message: %w", err)
+			return msg, tf.bareLF, fmt.Errorf("reading message: %w", err)
 		}
 	}
 }
 
-// readStart is the first buffer for a message: most mail is a few KiB.
-const readStart = 16 << 10
-
-// checkText refuses bare CR, bare LF, NUL and lines longer than maxLine
-// octets with their CRLF (RFC 5321 §4.5.3.1.6; go-smtp does not check
-// line length inside BDAT chunks).
-func checkText(b []byte, maxLine int) error {
-	lineStart := 0
-	for i, c := range b {
-		switch c {
-		case 0:
-			return errNUL
-		case '\r':
-			if i+1 >= len(b) || b[i+1] != '\n' {
-				return errBareNewline
-			}
-		case '\n':
-			if i == 0 || b[i-1] != '\r' {
-				return errBareNewline
-			}
-			if i+1-lineStart > maxLine {
-				return errLongLine
-			}
-			lineStart = i + 1
-		}
-	}
-	if len(b)-lineStart > maxLine {
-		return errLongLine
-	}
-	return nil
-}
+// readChunk is what one Read of the message asks go-smtp for.
+const readChunk = 32 << 10

@@ -136,7 +136,7 @@ func TestBDAT(t *testing.T) {
 	c.expect("250 ")
 	c.send("BDAT 10 LAST\r\n\r\n\r\nbody\r\n")
 	c.expect("250 ")
-	if d := e.deliv.all(); len(d) != 1 || string(d[0].msg.Body) != "Subject: a\r\n\r\nbody\r\n" {
+	if d := e.deliv.all(); len(d) != 1 || string(d[0].body) != "Subject: a\r\n\r\nbody\r\n" {
 		t.Fatalf("delivered %+v", d)
 	}
 
@@ -149,9 +149,9 @@ func TestBDAT(t *testing.T) {
 	c.expect("502 ")
 	c.expect("502 ")
 	c.expect("250 ") // NOOP: nothing in the chunk ran
-	// A chunk refused by our checks (bare LF) in the middle of a pipeline.
+	// A chunk refused by our checks (bare CR) in the middle of a pipeline.
 	c.send("MAIL FROM:<s@foreign.example>\r\nRCPT TO:<bob@mailbox.example>\r\n" +
-		"BDAT 6 LAST\r\nab\ncd\n" + "NOOP\r\n")
+		"BDAT 6 LAST\r\nab\rcd\r" + "NOOP\r\n")
 	c.expect("250 ")
 	c.expect("250 ")
 	c.expect("554 5.6.0")
@@ -162,32 +162,82 @@ func TestBDAT(t *testing.T) {
 }
 
 // TestSmuggling: only <CRLF>.<CRLF> ends DATA; the other "ends" never start
-// a new command. Where go-smtp's reader leaves a bare CR or LF in the
-// message it is refused; "<CRLF>.<CR>x" loses its ".<CR>" to go-smtp's
-// dot-unstuffing and stays one clean message. Either way the smuggled
-// transaction for bob never happens.
+// a new command. A bare LF that go-smtp's reader leaves in the message is
+// stored as CRLF (normalize) or refused (reject); a bare CR is refused
+// either way; "<CRLF>.<CR>x" loses its ".<CR>" to go-smtp's dot-unstuffing
+// and stays one clean message. Either way the smuggled transaction for bob
+// never happens, and what is stored has CRLF line endings only.
 func TestSmuggling(t *testing.T) {
 	t.Parallel()
 	smuggled := "MAIL FROM:<evil@foreign.example>\r\nRCPT TO:<bob@mailbox.example>\r\nDATA\r\nSmuggled\r\n.\r\n"
-	for _, tc := range []struct{ end, want string }{
-		{"\n.\r\n", "554 5.6.0"}, {"\n.\n", "554 5.6.0"}, {"\r.\r", "554 5.6.0"}, {"\r\n.\n", "554 5.6.0"},
-		{"\r.\r\n", "554 5.6.0"}, {"\n.\r", "554 5.6.0"}, {"\r\n.\r", "250 "},
+	for _, tc := range []struct{ end, normalize, reject string }{
+		{"\n.\r\n", "250 ", "554 5.6.0"}, {"\n.\n", "250 ", "554 5.6.0"}, {"\r.\r", "554 5.6.0", "554 5.6.0"},
+		{"\r\n.\n", "250 ", "554 5.6.0"}, {"\r.\r\n", "554 5.6.0", "554 5.6.0"}, {"\n.\r", "554 5.6.0", "554 5.6.0"},
+		{"\r\n.\r", "250 ", "250 "},
 	} {
-		t.Run(fmt.Sprintf("%q", tc.end), func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, Inbound, nil)
-			c := startData(t, e)
-			c.send("Subject: x\r\n\r\nhello" + tc.end + smuggled + "NOOP\r\n")
-			c.expect(tc.want) // one reply for the whole thing
-			c.expect("250 2.0.0 I have successfully done nothing")
-			c.cmd("QUIT", "221 ")
-			if n := e.deliv.copies(); n["bob@mailbox.example"] != 0 {
-				t.Fatalf("smuggled message delivered: %v", n)
+		for _, mode := range []BareNewline{BareNewlineNormalize, BareNewlineReject} {
+			want := tc.normalize
+			if mode == BareNewlineReject {
+				want = tc.reject
 			}
-			for _, d := range e.deliv.all() {
-				if !strings.Contains(string(d.msg.Body), "MAIL FROM:<evil@foreign.example>\r\n") {
-					t.Errorf("stored message is not the whole input: %q", d.msg.Body)
+			t.Run(fmt.Sprintf("%q/%d", tc.end, mode), func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Inbound, func(o *Options) { o.BareNewline = mode })
+				c := startData(t, e)
+				c.send("Subject: x\r\n\r\nhello" + tc.end + smuggled + "NOOP\r\n")
+				c.expect(want) // one reply for the whole thing
+				c.expect("250 2.0.0 I have successfully done nothing")
+				c.cmd("QUIT", "221 ")
+				if n := e.deliv.copies(); n["bob@mailbox.example"] != 0 {
+					t.Fatalf("smuggled message delivered: %v", n)
 				}
+				for _, d := range e.deliv.all() {
+					if !strings.Contains(string(d.body), "MAIL FROM:<evil@foreign.example>\r\n") {
+						t.Errorf("stored message is not the whole input: %q", d.body)
+					}
+					if err := checkText(d.body); err != nil {
+						t.Errorf("stored message: %v: %q", err, d.body)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestBareLF: what a bare LF becomes, byte for byte, in each mode; a bare
+// CR and a NUL are refused in both.
+func TestBareLF(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		mode   BareNewline
+		in     string // sent before the end of data
+		reply  string
+		stored string
+	}{
+		{"LF lines normalized", BareNewlineNormalize, "Subject: a\n\nline 1\nline 2\n", "250 ", "Subject: a\r\n\r\nline 1\r\nline 2\r\n"},
+		{"mixed endings", BareNewlineNormalize, "Subject: a\r\n\nb\r\nc\n", "250 ", "Subject: a\r\n\r\nb\r\nc\r\n"},
+		{"CRLF untouched", BareNewlineNormalize, "Subject: a\r\n\r\nb\r\n", "250 ", "Subject: a\r\n\r\nb\r\n"},
+		{"LF refused", BareNewlineReject, "Subject: a\n\nb\n", "554 5.6.0", ""},
+		{"bare CR refused", BareNewlineNormalize, "Subject: a\r\n\r\nb\rc\r\n", "554 5.6.0", ""},
+		{"NUL refused", BareNewlineNormalize, "Subject: a\n\nb\x00c\n", "554 5.6.0", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Inbound, func(o *Options) { o.BareNewline = tc.mode })
+			c := startData(t, e)
+			c.send(tc.in + "\r\n.\r\n")
+			c.expect(tc.reply)
+			d := e.deliv.all()
+			if tc.stored == "" {
+				if len(d) != 0 {
+					t.Fatalf("stored %q", d[0].body)
+				}
+				return
+			}
+			// The CRLF before the end of data belongs to the message.
+			if len(d) != 1 || string(d[0].body) != tc.stored+"\r\n" {
+				t.Fatalf("stored %+v, want %q", d, tc.stored+"\r\n")
 			}
 		})
 	}
@@ -226,11 +276,35 @@ func TestLongLines(t *testing.T) {
 	if !c.closed() {
 		t.Error("open after a 1 MB text line")
 	}
-	// 1000 octets with CRLF pass, 1001 do not (RFC 5321 §4.5.3.1.6).
-	c = startData(t, e)
-	c.cmd("Subject: x\r\n\r\n"+strings.Repeat("b", 998)+"\r\n.", "250 ")
-	if len(e.deliv.all()) != 1 {
-		t.Fatal("not stored")
+}
+
+// TestLongTextLines: lines longer than RFC 5321's 1000 octets are accepted
+// and stored intact, as Postfix does, by DATA and BDAT, up to
+// MaxLineLength (TestLongLines has what is beyond).
+func TestLongTextLines(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{998, 999, 1001, 4096, 10000, 60000} {
+		for _, bdat := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/bdat=%v", n, bdat), func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Inbound, nil)
+				msg := "Subject: x\r\n\r\n" + strings.Repeat("b", n) + "\r\nend\r\n"
+				if bdat {
+					c := e.dialRaw(t)
+					c.cmd("EHLO client.example", "250 ")
+					c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+					c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+					c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg))
+					c.expect("250 ")
+				} else {
+					c := startData(t, e)
+					c.cmd(msg+".", "250 ")
+				}
+				if d := e.deliv.all(); len(d) != 1 || string(d[0].body) != msg {
+					t.Fatalf("not stored intact: %d messages", len(d))
+				}
+			})
+		}
 	}
 }
 

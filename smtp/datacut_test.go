@@ -192,8 +192,8 @@ func TestBulkDataThroughServer(t *testing.T) {
 		t.Fatalf("%d messages delivered, want %d", len(got), n)
 	}
 	for i, d := range got {
-		if string(d.msg.Body) != want[i] {
-			t.Errorf("message %d: body differs (%d octets, want %d)", i, len(d.msg.Body), len(want[i]))
+		if string(d.body) != want[i] {
+			t.Errorf("message %d: body differs (%d octets, want %d)", i, len(d.body), len(want[i]))
 		}
 	}
 }

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -129,7 +130,20 @@ func (d *fakeDir) SenderLogins(_ context.Context, addr string) ([]string, error)
 
 type delivered struct {
 	msg   *delivery.Message
+	body  []byte // msg.Body, read during Deliver (a spooled body is gone after)
 	rcpts []delivery.Recipient
+}
+
+// contentBytes reads a whole delivery.Content.
+func contentBytes(c delivery.Content) []byte {
+	if c == nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.NewSectionReader(c, 0, c.Size()))
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 type fakeDeliverer struct {
@@ -158,7 +172,7 @@ func (f *fakeDeliverer) Deliver(ctx context.Context, m *delivery.Message, rcpts 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(ok) > 0 {
-		f.got = append(f.got, delivered{m, ok})
+		f.got = append(f.got, delivered{m, contentBytes(m.Body), ok})
 	}
 	return errs
 }
@@ -197,7 +211,8 @@ type fakeQueue struct {
 	local *fakeDeliverer
 }
 
-func (q *fakeQueue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (string, []error, error) {
+func (q *fakeQueue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, content delivery.Content) (string, []error, error) {
+	data := contentBytes(content)
 	q.mu.Lock()
 	if q.fail != nil {
 		q.mu.Unlock()
@@ -208,7 +223,7 @@ func (q *fakeQueue) Accept(ctx context.Context, from string, remote []string, lo
 	q.mu.Unlock()
 	var errs []error
 	if len(local) > 0 {
-		errs = q.local.Deliver(ctx, &delivery.Message{ID: id, From: from, Body: data}, local)
+		errs = q.local.Deliver(ctx, &delivery.Message{ID: id, From: from, Body: bytes.NewReader(data)}, local)
 	}
 	return id, errs, nil
 }
@@ -294,7 +309,7 @@ func newEnvOn(t *testing.T, kind Kind, mutate func(*Options), wrap func(net.List
 		clock: &fakeClock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}, ctls: ctls, done: make(chan error, 1)}
 	o := Options{
 		Kind: kind, Hostname: "mx.test", Directory: e.dir, Deliverer: e.deliv, Queue: e.queue,
-		TLSConfig: stls, Now: e.clock.Now, Sleep: e.clock.Sleep,
+		TLSConfig: stls, Now: e.clock.Now, Sleep: e.clock.Sleep, SpoolDir: t.TempDir(),
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		LookupAddr: func(context.Context, string) ([]string, error) { return []string{"localhost."}, nil },
 	}

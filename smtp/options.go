@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"courriel/delivery"
@@ -64,7 +65,34 @@ type Deliverer interface {
 // the message is durably queued for every recipient, and local copies were
 // tried once (localErrs: their outcomes); on an error nothing was stored.
 type Queue interface {
-	Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (id string, localErrs []error, err error)
+	Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error)
+}
+
+// BareNewline is what DATA does with a line ending in a bare LF, named
+// after Postfix's smtpd_forbid_bare_newline.
+type BareNewline int
+
+const (
+	// BareNewlineNormalize stores a bare LF as CRLF (Postfix 3.9's
+	// default, smtpd_forbid_bare_newline = normalize). DATA still ends only
+	// at <CRLF>.<CRLF>, so nothing after an <LF>.<LF> becomes a command,
+	// and what is stored and relayed has only CRLF line endings: no lax
+	// next hop can find an end of data inside it (SMTP smuggling).
+	BareNewlineNormalize BareNewline = iota
+	// BareNewlineReject refuses the message (554 5.6.0), as
+	// smtpd_forbid_bare_newline = reject.
+	BareNewlineReject
+)
+
+// ParseBareNewline reads the configuration's name of a BareNewline.
+func ParseBareNewline(s string) (BareNewline, error) {
+	switch s {
+	case "normalize", "":
+		return BareNewlineNormalize, nil
+	case "reject":
+		return BareNewlineReject, nil
+	}
+	return 0, fmt.Errorf("smtp: bare newline %q: want normalize or reject", s)
 }
 
 // Defaults of Options.
@@ -72,10 +100,22 @@ const (
 	DefaultMaxMessageBytes = 10240000 // Postfix message_size_limit
 	DefaultMaxRecipients   = 1000     // Postfix smtpd_recipient_limit
 	DefaultTimeout         = 5 * time.Minute
-	// DefaultMaxLineLength: RFC 5321 §4.5.3.1.6, 1000 octets with the CRLF.
-	// Postfix accepts longer text lines; we follow the RFC.
-	DefaultMaxLineLength   = 1000
-	DefaultMaxConnsPerIP   = 20
+	// DefaultMaxLineLength bounds a line go-smtp reads, a command or a
+	// line of DATA text alike (it has one limit for both). RFC 5321
+	// §4.5.3.1.6 says 1000 octets for text, but real mail (newsletters,
+	// unfolded HTML) has longer lines and Postfix delivers them intact;
+	// 64 KiB keeps those, and bounds what one command line can cost (go-smtp
+	// holds the whole line). BDAT chunks have no line limit.
+	DefaultMaxLineLength = 64 << 10
+	// DefaultMaxConnsPerIP is Postfix's smtpd_client_connection_count_limit.
+	DefaultMaxConnsPerIP = 50
+	// DefaultMaxConns bounds one listener's connections: with at most
+	// SpoolThreshold of message in memory each, 1000 sessions in DATA hold
+	// about 160 MiB.
+	DefaultMaxConns = 1000
+	// DefaultSpoolThreshold: a message larger than this is read into an
+	// unlinked file in SpoolDir instead of memory.
+	DefaultSpoolThreshold  = 128 << 10
 	DefaultMaxErrors       = 20    // Postfix smtpd_hard_error_limit
 	DefaultMaxCommands     = 10000 // commands the session sees (not NOOP/VRFY) between two accepted messages
 	DefaultDeliveryTimeout = 2 * time.Minute
@@ -115,6 +155,21 @@ type Options struct {
 	// MaxConnsPerIP: further connections from one address (one /64 for
 	// IPv6) get 421 4.7.0 and are closed.
 	MaxConnsPerIP int
+	// MaxConns: further connections to this listener get 421 4.7.0 and are
+	// closed.
+	MaxConns int
+	// SpoolDir holds the messages being received that are larger than
+	// SpoolThreshold, each in a file without a name (O_TMPFILE, or removed
+	// right after it is created), so nothing is left behind by a crash.
+	// Such a file is only a buffer: the message is acknowledged once it is
+	// stored or queued, never because it is in SpoolDir. Default
+	// os.TempDir(); courriel serve uses <queue dir>/incoming.
+	SpoolDir string
+	// SpoolThreshold is the largest message held in memory while it is
+	// received.
+	SpoolThreshold int64
+	// BareNewline: what a bare LF in a message gets.
+	BareNewline BareNewline
 	// MaxErrors: after this many rejected commands a session gets
 	// 421 4.7.0 and is closed.
 	MaxErrors int
@@ -163,6 +218,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxConnsPerIP <= 0 {
 		o.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	if o.SpoolThreshold <= 0 {
+		o.SpoolThreshold = DefaultSpoolThreshold
 	}
 	if o.MaxErrors <= 0 {
 		o.MaxErrors = DefaultMaxErrors
@@ -217,6 +281,12 @@ func (o *Options) validate() error {
 	if o.MaxLineLength < 512 {
 		// RFC 5321 §4.5.3.1.4: a command line may be 512 octets.
 		errs = append(errs, fmt.Errorf("max line length %d is below 512 (RFC 5321 §4.5.3.1.4)", o.MaxLineLength))
+	}
+	if o.BareNewline != BareNewlineNormalize && o.BareNewline != BareNewlineReject {
+		errs = append(errs, fmt.Errorf("unknown bare newline policy %d", int(o.BareNewline)))
+	}
+	if fi, err := os.Stat(o.SpoolDir); err != nil || !fi.IsDir() {
+		errs = append(errs, fmt.Errorf("spool directory %q is not a directory", o.SpoolDir))
 	}
 	for _, p := range o.MyNetworks {
 		if !p.IsValid() {

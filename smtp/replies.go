@@ -28,7 +28,6 @@ const (
 var (
 	errBareNewline = errors.New("smtp: bare CR or LF in message")
 	errNUL         = errors.New("smtp: NUL in message")
-	errLongLine    = errors.New("smtp: text line too long")
 	errTooLarge    = errors.New("smtp: message too large")
 )
 
@@ -59,8 +58,10 @@ var (
 	replyBadRcpt       = rep(501, gosmtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: bad address syntax")
 	replyNeedUTF8      = rep(553, gosmtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
 	replyBareNewline   = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains bare CR or LF (RFC 5321 §2.3.8)")
+	replyTooManyHops   = rep(554, gosmtp.EnhancedCode{5, 4, 6}, "Too many hops (mail loop?)")
+	replyLoop          = rep(554, gosmtp.EnhancedCode{5, 4, 6}, "Mail forwarding loop: the message already reached this recipient")
 	replyNUL           = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains NUL characters")
-	replyLongLine      = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message line too long (RFC 5321 §4.5.3.1.6)")
+	replyLongLine      = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message line too long")
 	replyDeliveryFail  = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Transaction failed: message cannot be stored")
 	// RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another
 	// transaction; an alias too large on its own cannot be helped by that.
@@ -100,7 +101,7 @@ func replyFor(st stage, err error) *gosmtp.SMTPError {
 		return replyBareNewline
 	case errors.Is(err, errNUL):
 		return replyNUL
-	case errors.Is(err, errLongLine), errors.Is(err, gosmtp.ErrTooLongLine):
+	case errors.Is(err, gosmtp.ErrTooLongLine):
 		return replyLongLine
 	case errors.As(err, &de) && !de.Temporary:
 		return replyDeliveryFail

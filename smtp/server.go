@@ -128,7 +128,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// admit applies the per-address limit and hands the connection to go-smtp.
+// admit applies the connection limits (the listener's, then the
+// address's) and hands the connection to go-smtp.
 func (s *Server) admit(nc net.Conn) {
 	c := &conn{Conn: nc, srv: s, id: s.ids.next(), ip: remoteIP(nc)}
 	c.log = s.log.With("conn_id", c.id, "client", c.ip.String())
@@ -143,13 +144,21 @@ func (s *Server) admit(nc net.Conn) {
 		s.o.Metrics.ConnClosed(s.o.Listener)
 		return
 	}
-	if s.perIP[key] >= s.o.MaxConnsPerIP {
+	refuse := ""
+	switch {
+	case len(s.conns) >= s.o.MaxConns:
+		refuse = "Too many connections, try again later"
+		c.log.Warn("too many connections to this listener", "limit", s.o.MaxConns)
+	case s.perIP[key] >= s.o.MaxConnsPerIP:
+		refuse = "Too many connections from your address"
+		c.log.Warn("too many connections from client", "limit", s.o.MaxConnsPerIP)
+	}
+	if refuse != "" {
 		s.mu.Unlock()
 		defer s.o.Metrics.ConnClosed(s.o.Listener)
-		c.log.Warn("too many connections from client", "limit", s.o.MaxConnsPerIP)
 		if s.o.Kind != Submissions { // no reply without a handshake on 465
 			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(nc, "421 4.7.0 %s Too many connections from your address\r\n", s.o.Hostname)
+			fmt.Fprintf(nc, "421 4.7.0 %s %s\r\n", s.o.Hostname, refuse)
 		}
 		nc.Close()
 		return

@@ -45,6 +45,14 @@ type txn struct {
 	local  []delivery.Recipient // local maildrops, one per Destination.Address
 	remote []string             // addresses for the outbound queue, one each
 	seen   map[string]bool      // dedupeKey of every local and remote target
+	// ours are the RCPT addresses the directory resolved (not those
+	// relayed to other domains): a message that already reached one of
+	// them is a loop.
+	ours []string
+	// forwarded are those of ours whose copies leave (an alias with
+	// outside members): each gets a Delivered-To: line, which finds the
+	// copy if it comes back.
+	forwarded []string
 }
 
 func (s *Server) newSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
@@ -215,6 +223,12 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		return s.dropWith(replyShuttingDown)
 	}
 	log := s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300))
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
+		// it is the postmaster of our host name's domain, as Postfix
+		// appends $myorigin.
+		to = "postmaster@" + s.srv.o.Hostname
+	}
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {
 	case errors.Is(err, errRelayTrick):
@@ -282,8 +296,10 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 			return s.fail(stageRcpt, replyTempFailure)
 		}
 	}
+	forwards := false
 	for _, d := range res.Destinations {
 		if d.Remote {
+			forwards = forwards || dedupeKey(d.Address) != dedupeKey(addr)
 			s.addRemote(d.Address)
 			continue
 		}
@@ -298,6 +314,12 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		})
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
+	if !slices.ContainsFunc(s.tx.ours, func(o string) bool { return dedupeKey(o) == dedupeKey(addr) }) {
+		s.tx.ours = append(s.tx.ours, addr)
+		if forwards {
+			s.tx.forwarded = append(s.tx.forwarded, addr)
+		}
+	}
 	log.Debug("rcpt ok", "destinations", len(res.Destinations)) // Postfix's smtpd logs only refusals
 	return nil
 }

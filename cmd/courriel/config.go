@@ -18,6 +18,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/smtp"
 )
 
 // Config is the whole configuration file. This file is the only place that
@@ -31,6 +32,7 @@ type Config struct {
 	LogLevel         string   `toml:"log_level"`
 
 	Listen   ListenConfig   `toml:"listen"`
+	SMTP     SMTPConfig     `toml:"smtp"`
 	TLS      TLSConfig      `toml:"tls"`
 	LDAP     LDAPConfig     `toml:"ldap"`
 	Delivery DeliveryConfig `toml:"delivery"`
@@ -52,6 +54,17 @@ type ListenConfig struct {
 	IMAPS       string `toml:"imaps"`
 	IMAP        string `toml:"imap"`
 	HTTP        string `toml:"http"`
+}
+
+// SMTPConfig applies to each SMTP listener (smtp, submission, submissions).
+type SMTPConfig struct {
+	// ConnectionLimitPerIP: connections from one address (one /64 for
+	// IPv6) to one listener (Postfix: smtpd_client_connection_count_limit).
+	ConnectionLimitPerIP int `toml:"connection_limit_per_ip"`
+	// ConnectionLimit: connections to one listener.
+	ConnectionLimit int `toml:"connection_limit"`
+	// BareNewline: "normalize" or "reject" (Postfix: smtpd_forbid_bare_newline).
+	BareNewline string `toml:"bare_newline"`
 }
 
 type TLSConfig struct {
@@ -167,6 +180,10 @@ func defaultConfig() Config {
 		RecipientLimit:   1000,
 		LogLevel:         "info",
 		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993"},
+		SMTP: SMTPConfig{
+			ConnectionLimitPerIP: smtp.DefaultMaxConnsPerIP, ConnectionLimit: smtp.DefaultMaxConns,
+			BareNewline: "normalize",
+		},
 		LDAP: LDAPConfig{
 			URLs: []string{"ldap://localhost"}, StartTLS: true, RequireCert: true, Scope: "sub",
 			DialTimeout: 5 * time.Second, Timeout: 10 * time.Second, PoolSize: 4,
@@ -328,6 +345,15 @@ func (c *Config) validate() error {
 	}
 	if c.RecipientLimit < 1 || c.RecipientLimit > 100000 {
 		return keyErr("recipient_limit", "%d is out of range (1 .. 100000)", c.RecipientLimit)
+	}
+	if c.SMTP.ConnectionLimitPerIP < 1 || c.SMTP.ConnectionLimitPerIP > 100000 {
+		return keyErr("smtp.connection_limit_per_ip", "%d is out of range (1 .. 100000)", c.SMTP.ConnectionLimitPerIP)
+	}
+	if c.SMTP.ConnectionLimit < c.SMTP.ConnectionLimitPerIP || c.SMTP.ConnectionLimit > 1000000 {
+		return keyErr("smtp.connection_limit", "%d is out of range (connection_limit_per_ip .. 1000000)", c.SMTP.ConnectionLimit)
+	}
+	if _, err := smtp.ParseBareNewline(c.SMTP.BareNewline); err != nil {
+		return keyErr("smtp.bare_newline", "%q: want normalize or reject", c.SMTP.BareNewline)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

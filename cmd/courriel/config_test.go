@@ -33,7 +33,8 @@ func TestConfigExample(t *testing.T) {
 	if cfg.MyHostname != "xoyize.xyz" || cfg.LDAP.SearchBase != "ou=mail,dc=xoyize,dc=xyz" ||
 		cfg.LDAP.BindDN != "cn=mailAccountReader,ou=Manager,dc=xoyize,dc=xyz" || !cfg.LDAP.StartTLS ||
 		!cfg.LDAP.RequireCert || cfg.Delivery.MaildirBase != "/var/vmail" || cfg.LDAP.BindPassword != "secret" ||
-		cfg.Queue.MaxLifetime != 120*time.Hour || cfg.LDAP.Query.Mailbox.ResultFormat != "%s/mailbox/" {
+		cfg.Queue.MaxLifetime != 120*time.Hour || cfg.LDAP.Query.Mailbox.ResultFormat != "%s/mailbox/" ||
+		cfg.SMTP.ConnectionLimitPerIP != 50 || cfg.SMTP.ConnectionLimit != 1000 || cfg.SMTP.BareNewline != "normalize" {
 		t.Errorf("example decoded to %+v", cfg)
 	}
 }
@@ -59,6 +60,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad url", base + "urls = [\"http://x\"]\n", 8, "ldap.urls", "scheme"},
 		{"no tls", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n", 0, "tls.cert_file", "required"},
 		{"bad listen", base + "[listen]\nsmtp = \"25\"\n", 9, "listen.smtp", "host:port"},
+		{"bad per-IP limit", base + "[smtp]\nconnection_limit_per_ip = 0\n", 9, "smtp.connection_limit_per_ip", "out of range"},
+		{"total under per-IP", base + "[smtp]\nconnection_limit_per_ip = 50\nconnection_limit = 20\n", 10, "smtp.connection_limit", "out of range"},
+		{"bad bare newline", base + "[smtp]\nbare_newline = \"strip\"\n", 9, "smtp.bare_newline", "normalize or reject"},
 		{"bad policy", base + "[queue]\ntls_policy = \"maybe\"\n", 9, "queue.tls_policy", "verify"},
 		{"bad mynetworks", "mynetworks = [\"10.0.0.0/33\"]\n" + base, 1, "mynetworks", "not an address"},
 		{"missing CA", strings.Replace(base, ca, "/nonexistent/CA.pem", 1), 7, "ldap.ca_file", "CA file"},

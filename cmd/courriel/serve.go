@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +115,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if a.store, err = delivery.NewStore(delivery.Options{
 		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Sync: syncMode,
 		Logger: log.With("component", "delivery"),
-		OnDelivered: func(maildir string) {
+		OnDelivered: func(maildir, _, _ string) {
 			if imapSrv != nil {
 				imapSrv.Notify(maildir)
 			}
@@ -265,7 +266,7 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 	// whole DSN come again (duplicates in the maildirs already served).
 	body := strings.ReplaceAll(string(report), "\r\n", "\n")
 	body = strings.ReplaceAll(body, "\n", "\r\n")
-	_, _, err = a.queue.Accept(ctx, "", remote, local, []byte(body))
+	_, _, err = a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
 	return err
 }
 
@@ -274,6 +275,16 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 func (a *app) listen() error {
 	cfg := a.cfg
 	networks, _ := cfg.Networks()
+	bareNewline, err := smtp.ParseBareNewline(cfg.SMTP.BareNewline)
+	if err != nil {
+		return err
+	}
+	// Messages being received that are too large for memory wait here, in
+	// files without names, on the queue's file system.
+	incoming := filepath.Join(cfg.Queue.Dir, "incoming")
+	if err := os.MkdirAll(incoming, 0o700); err != nil {
+		return fmt.Errorf("smtp spool: %w", err)
+	}
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
 			return nil
@@ -282,6 +293,8 @@ func (a *app) listen() error {
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
+			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
+			SpoolDir: incoming, BareNewline: bareNewline,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
 		if err != nil {

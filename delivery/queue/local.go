@@ -14,11 +14,12 @@ import (
 // localRoute groups the recipients whose copies go into maildirs here.
 var localRoute = route{key: "local"}
 
-// deliverLocalFrom is a retry of local copies from the spool: the message
-// is read back, and the copies are looked for first, since an earlier
-// attempt may have stored them without its outcome being recorded.
+// deliverLocalFrom is a retry of local copies from the spool: the copies
+// are written from the spool file (never read whole into memory), and
+// looked for first, since an earlier attempt may have stored them without
+// its outcome being recorded.
 func (q *Queue) deliverLocalFrom(ctx context.Context, m *Message, rcpts []int, f *os.File) []result {
-	data, err := readData(f, q.o.MaxMessageBytes+traceAllowance)
+	data, err := spooledData(f, q.o.MaxMessageBytes+traceAllowance)
 	if err != nil {
 		res := make([]result, len(rcpts))
 		for i := range res {
@@ -29,24 +30,23 @@ func (q *Queue) deliverLocalFrom(ctx context.Context, m *Message, rcpts []int, f
 	return q.deliverLocal(ctx, m, rcpts, data, true)
 }
 
-func readData(f *os.File, limit int64) ([]byte, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+// spooledData is a spool data file as a delivery.Content, if it is within
+// limit.
+func spooledData(f *os.File, limit int64) (delivery.Content, error) {
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) > limit {
+	if fi.Size() > limit {
 		return nil, fmt.Errorf("%w: over %d bytes on disk", ErrTooLarge, limit)
 	}
-	return data, nil
+	return io.NewSectionReader(f, 0, fi.Size()), nil
 }
 
 // deliverLocal stores the local recipients' copies through Options.Local,
 // each under a key made of the queue id and the recipient's index, so that
 // every attempt at one copy writes the same file name.
-func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data []byte, retry bool) []result {
+func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data delivery.Content, retry bool) []result {
 	res := make([]result, len(rcpts))
 	if q.o.Local == nil {
 		for i := range res {

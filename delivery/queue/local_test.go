@@ -94,7 +94,7 @@ func (l *localStore) oneCopy(t *testing.T, user string, data []byte) {
 
 func (h *harness) accept(remote []string, local []delivery.Recipient, data []byte) (string, []error) {
 	h.t.Helper()
-	id, errs, err := h.q.Accept(context.Background(), "sender@local.test", remote, local, data)
+	id, errs, err := h.q.Accept(context.Background(), "sender@local.test", remote, local, bytes.NewReader(data))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestAcceptCrashAfterLocalCopies(t *testing.T) {
 	}
 	data := []byte(testMessage)
 	if _, _, err := q.Accept(context.Background(), "sender@local.test", []string{"carol@remote.test"},
-		[]delivery.Recipient{ls.rcpt("alice"), ls.rcpt("bob")}, data); err != nil {
+		[]delivery.Recipient{ls.rcpt("alice"), ls.rcpt("bob")}, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	q.Close()
@@ -330,7 +330,7 @@ func TestAcceptChecksFirst(t *testing.T) {
 	body := bytes.Repeat([]byte("x"), 4036)
 	received := []byte("Received: from client.example ([192.0.2.1]) by mx.local.test with ESMTPS id 0123456789ABCDEF; Sun, 06 Dec 2026 12:00:00 +0000\r\n")
 	if _, _, err := h.q.Accept(context.Background(), "s@local.test", []string{"carol@remote.test"},
-		[]delivery.Recipient{ls.rcpt("alice")}, append(received, body...)); err != nil {
+		[]delivery.Recipient{ls.rcpt("alice")}, bytes.NewReader(append(received, body...))); err != nil {
 		t.Errorf("a message under the limit with its trace header: %v", err)
 	}
 	for _, tc := range []struct {
@@ -343,12 +343,46 @@ func TestAcceptChecksFirst(t *testing.T) {
 		{"too many recipients", []string{"a@r.test", "b@r.test", "c@r.test"}, []byte(testMessage), ErrTooManyRecipients},
 		{"bad remote address", []string{"a b@"}, []byte(testMessage), ErrInvalidAddress},
 	} {
-		_, _, err := h.q.Accept(context.Background(), "s@local.test", tc.remote, []delivery.Recipient{ls.rcpt("bob")}, tc.data)
+		_, _, err := h.q.Accept(context.Background(), "s@local.test", tc.remote, []delivery.Recipient{ls.rcpt("bob")}, bytes.NewReader(tc.data))
 		if !errors.Is(err, tc.want) || !IsPermanent(err) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
 	if files := ls.copies(t, "bob"); len(files) != 0 {
 		t.Errorf("refused messages stored %d copies", len(files))
+	}
+}
+
+// TestAcceptFromFile: a message handed over as a file (what SMTP does with
+// a large one) larger than any single read is spooled and stored byte for
+// byte, locally and remotely, without the file being read into memory by
+// the caller.
+func TestAcceptFromFile(t *testing.T) {
+	s := newSink(t, sinkOptions{})
+	clock := newClock()
+	ls := newLocalStore(t)
+	o := baseOptions(t, t.TempDir(), clock)
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	o.Local = ls
+	h := start(t, o)
+	data := []byte(testMessage + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 5000))
+	f, err := os.CreateTemp(t.TempDir(), "msg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, err := h.q.Accept(context.Background(), "sender@local.test", []string{"carol@remote.test"},
+		[]delivery.Recipient{ls.rcpt("alice")}, io.NewSectionReader(f, 0, int64(len(data))))
+	if err != nil || errs[0] != nil {
+		t.Fatalf("Accept: %v, %v", err, errs)
+	}
+	ls.oneCopy(t, "alice", data)
+	got := recv(t, s.delivs, "the remote copy")
+	if got.data != string(data) {
+		t.Errorf("remote got %d bytes, want %d", len(got.data), len(data))
 	}
 }

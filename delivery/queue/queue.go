@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -144,11 +145,11 @@ func (q *Queue) Close() error {
 // Errors for which IsPermanent is true are about the message; any other
 // error is temporary (disk full, I/O).
 func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data []byte) (string, error) {
-	m, err := q.newMessage(ctx, from, rcpts, nil, data)
+	m, err := q.newMessage(ctx, from, rcpts, nil, int64(len(data)))
 	if err != nil {
 		return "", err
 	}
-	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
+	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); err != nil {
 		return "", err
 	}
 	q.added(m, false)
@@ -166,9 +167,10 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 // crash between the copies and the record of their outcome finds them
 // instead of storing them twice. localErrs has the first attempt's outcome
 // for each local recipient, in order (nil: stored), for the caller's
-// counters and logs: whatever it says, the message is accepted.
-func (q *Queue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (id string, localErrs []error, err error) {
-	m, err := q.newMessage(ctx, from, remote, local, data)
+// counters and logs: whatever it says, the message is accepted. data is
+// read, never kept: it may be a file the caller closes once Accept returns.
+func (q *Queue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
+	m, err := q.newMessage(ctx, from, remote, local, data.Size())
 	if err != nil {
 		return "", nil, err
 	}
@@ -244,12 +246,12 @@ func (q *Queue) save(m *Message) (gone bool) {
 // newMessage checks a message for the queue and builds its envelope: the
 // remote recipients, then the local ones. Every check runs before anything
 // is written, so that a refusal leaves nothing behind.
-func (q *Queue) newMessage(ctx context.Context, from string, remote []string, local []delivery.Recipient, data []byte) (*Message, error) {
+func (q *Queue) newMessage(ctx context.Context, from string, remote []string, local []delivery.Recipient, size int64) (*Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if int64(len(data)) > q.o.MaxMessageBytes+traceAllowance {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), q.o.MaxMessageBytes)
+	if size > q.o.MaxMessageBytes+traceAllowance {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, q.o.MaxMessageBytes)
 	}
 	if from != "" && !validAddress(from) {
 		return nil, fmt.Errorf("%w: sender %q", ErrInvalidAddress, printable(from, 100))
@@ -261,7 +263,7 @@ func (q *Queue) newMessage(ctx context.Context, from string, remote []string, lo
 		return nil, fmt.Errorf("%w: %d, limit %d", ErrTooManyRecipients, len(remote)+len(local), q.o.MaxRecipients)
 	}
 	now := q.o.Now()
-	m := &Message{Version: envelopeVersion, ID: newID(now), From: from, Created: now, Size: int64(len(data))}
+	m := &Message{Version: envelopeVersion, ID: newID(now), From: from, Created: now, Size: size}
 	seen := make(map[string]bool, len(remote))
 	for _, r := range remote {
 		if !validAddress(r) {

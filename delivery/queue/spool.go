@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"courriel/delivery"
 )
 
 const (
@@ -117,7 +120,7 @@ func (s *spool) locked(fn func() error) error {
 
 // writeTemp writes data to a fresh temporary file and fsyncs it. The caller
 // renames it into place (or removes it).
-func (s *spool) writeTemp(name string, data []byte) (string, error) {
+func (s *spool) writeTemp(name string, data delivery.Content) (string, error) {
 	var r [6]byte
 	rand.Read(r[:])
 	tmp := filepath.Join(s.dir, tmpPrefix+name+"-"+hex.EncodeToString(r[:]))
@@ -125,7 +128,7 @@ func (s *spool) writeTemp(name string, data []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(data)
+	_, err = io.Copy(f, io.NewSectionReader(data, 0, data.Size()))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -155,7 +158,7 @@ func (s *spool) syncDir() error {
 // create stores a new message: data, then envelope (the commit point), then
 // one directory fsync covering both renames. Nothing is acknowledged before it
 // returns nil; a crash before that leaves files Open discards.
-func (s *spool) create(m *Message, data []byte, lockIt bool) error {
+func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 	env, err := encodeEnvelope(m)
 	if err != nil {
 		return err
@@ -164,7 +167,7 @@ func (s *spool) create(m *Message, data []byte, lockIt bool) error {
 	if err != nil {
 		return fmt.Errorf("queue: write %s: %w", m.ID, err)
 	}
-	tmpEnv, err := s.writeTemp(m.ID+extEnvelope, env)
+	tmpEnv, err := s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
 	if err != nil {
 		os.Remove(tmpData)
 		return fmt.Errorf("queue: write %s: %w", m.ID, err)
@@ -212,7 +215,7 @@ func (s *spool) update(m *Message) error {
 		if _, err := os.Lstat(s.path(m.ID, extEnvelope)); errors.Is(err, fs.ErrNotExist) {
 			return errDeleted
 		}
-		tmp, err := s.writeTemp(m.ID+extEnvelope, env)
+		tmp, err := s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
 		if err != nil {
 			return fmt.Errorf("queue: update %s: %w", m.ID, err)
 		}

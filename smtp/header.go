@@ -1,0 +1,161 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+
+	"courriel/delivery"
+)
+
+// Bounds of scanHeader: a header section larger than maxHeaderScan is read
+// no further (Postfix's header_size_limit is 100 KiB: beyond it, lines are
+// body), and a field's value is kept up to maxFieldScan octets.
+const (
+	maxHeaderScan = 256 << 10
+	maxFieldScan  = 4 << 10
+	maxLoopAddrs  = 200 // Delivered-To and "for <...>" values kept
+)
+
+// hopLimit is Postfix's hopcount_limit: a message that already has more
+// Received: fields than this is refused with 554 5.4.6 (RFC 5321 §6.3).
+const hopLimit = 50
+
+// headerInfo is what the policy needs of a message's header section.
+type headerInfo struct {
+	received  int  // Received: fields
+	messageID bool // Message-ID: present
+	date      bool
+	from      bool
+	// seen holds, lower-cased, the Delivered-To: addresses and the "for
+	// <addr>" of Received: fields this host wrote (by <host> (courriel)):
+	// the recipients this message already reached once.
+	seen map[string]bool
+}
+
+// scanHeader reads the header section of c (up to the first empty line,
+// at most maxHeaderScan octets) and unfolds its fields.
+func scanHeader(c delivery.Content, hostname string) headerInfo {
+	h := headerInfo{seen: map[string]bool{}}
+	br := bufio.NewReaderSize(io.NewSectionReader(c, 0, min(c.Size(), maxHeaderScan)), 4096)
+	var field []byte // the current field, unfolded, bounded
+	flush := func() {
+		if len(field) > 0 {
+			h.field(field, hostname)
+		}
+		field = field[:0]
+	}
+	for {
+		line, err := readLineStart(br, maxFieldScan)
+		if len(line) == 0 && err != nil {
+			break
+		}
+		if len(line) == 0 { // the empty line: the body starts
+			break
+		}
+		cont := line[0] == ' ' || line[0] == '\t'
+		if (cont && len(field) == 0) || (!cont && !isFieldLine(line)) {
+			break // not a header line: the body starts here (RFC 5322 §2.2)
+		}
+		if cont {
+			// Unfolded with one space for the fold's white space, so
+			// that "id X\r\n\tfor <a>" reads "id X for <a>".
+			line = append([]byte{' '}, bytes.TrimLeft(line, " \t")...)
+			if room := maxFieldScan - len(field); room > 0 {
+				field = append(field, line[:min(len(line), room)]...)
+			}
+		} else {
+			flush()
+			field = append(field, line...)
+		}
+		if err != nil {
+			break
+		}
+	}
+	flush()
+	return h
+}
+
+// isFieldLine: the line starts with a field name (printable ASCII but
+// ':', RFC 5322 §3.6.8) and a colon.
+func isFieldLine(l []byte) bool {
+	for i, c := range l {
+		switch {
+		case c == ':':
+			return i > 0
+		case c < 33 || c > 126:
+			// "Name :" (white space before the colon) is obsolete syntax
+			// (RFC 5322 §4.5.3) still met in the wild.
+			return i > 0 && bytes.HasPrefix(bytes.TrimLeft(l[i:], " \t"), []byte(":"))
+		}
+	}
+	return false
+}
+
+// readLineStart returns up to n octets of the next line without its line
+// ending, skipping the rest of a longer line.
+func readLineStart(br *bufio.Reader, n int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if room := n - len(line); room > 0 {
+			line = append(line, frag[:min(len(frag), room)]...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		return line, err
+	}
+}
+
+// field records one unfolded header field.
+func (h *headerInfo) field(f []byte, hostname string) {
+	colon := bytes.IndexByte(f, ':')
+	if colon <= 0 {
+		return
+	}
+	name := string(bytes.TrimRight(f[:colon], " \t"))
+	value := string(bytes.TrimSpace(f[colon+1:]))
+	switch {
+	case strings.EqualFold(name, "Received"):
+		h.received++
+		if a, ok := ownReceivedFor(value, hostname); ok {
+			h.addSeen(a)
+		}
+	case strings.EqualFold(name, "Delivered-To"):
+		h.addSeen(strings.Trim(value, "<>"))
+	case strings.EqualFold(name, "Message-ID"):
+		h.messageID = true
+	case strings.EqualFold(name, "Date"):
+		h.date = true
+	case strings.EqualFold(name, "From"):
+		h.from = true
+	}
+}
+
+func (h *headerInfo) addSeen(addr string) {
+	if addr != "" && len(h.seen) < maxLoopAddrs {
+		h.seen[dedupeKey(addr)] = true
+	}
+}
+
+// ownReceivedFor finds the recipient in a Received: field this host wrote
+// (received: "by <host> (courriel) with ... for <addr>;").
+func ownReceivedFor(v, hostname string) (string, bool) {
+	i := strings.Index(v, "by "+hostname+" (courriel) ")
+	if i < 0 {
+		return "", false
+	}
+	rest := v[i:]
+	if semi := strings.LastIndexByte(rest, ';'); semi >= 0 {
+		rest = rest[:semi]
+	}
+	j := strings.Index(rest, " for <")
+	if j < 0 {
+		return "", false
+	}
+	addr, _, ok := strings.Cut(rest[j+len(" for <"):], ">")
+	return addr, ok
+}
