@@ -365,19 +365,22 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			}
 			parts = append(parts, part{head: name + out.String()})
 		case fSection, fRFC822, fRFC822Header, fRFC822Text:
-			if raw == nil && (it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial)) {
-				// The whole message: streamed from its file at write time,
-				// never held in memory.
+			if whole := it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial); whole && raw == nil {
+				// A large whole message is streamed from its file at write
+				// time, never held in memory; a small one is read into the
+				// session's scratch buffer, which is cheaper.
 				size, _, err := mb.Meta(uid)
 				if err != nil {
 					return s.fetchErr(err)
 				}
-				name := "RFC822 "
-				if it.kind == fSection {
-					name = "BODY[] "
+				if size > maxKeptBuf {
+					name := "RFC822 "
+					if it.kind == fSection {
+						name = "BODY[] "
+					}
+					parts = append(parts, part{head: name, stream: true, size: size})
+					continue
 				}
-				parts = append(parts, part{head: name, stream: true, size: size})
-				continue
 			}
 			r, err := getRaw()
 			if err != nil {
