@@ -14,11 +14,14 @@ type Limits struct {
 	MaxLiteral int64 // one literal of a command other than APPEND
 	MaxDepth   int   // nesting of parenthesised lists
 	MaxRanges  int   // ranges in one sequence set
+	// MaxLiterals bounds the literal bytes one command (APPEND's message
+	// aside) holds in memory, however many literals it has.
+	MaxLiterals int64
 }
 
 // DefaultLimits are Dovecot's orders of magnitude: a 64 KiB command line
 // (enough for ID's RFC 2971 maximum of 30 pairs of 1,024 octets).
-var DefaultLimits = Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 10, MaxDepth: 64, MaxRanges: 10000}
+var DefaultLimits = Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 10, MaxDepth: 64, MaxRanges: 10000, MaxLiterals: 1 << 20}
 
 // SyntaxError is a malformed command: answered BAD, the session unchanged.
 type SyntaxError struct{ Msg string }
@@ -56,6 +59,7 @@ type Reader struct {
 	one      [1]byte
 	lineLen  int
 	inLit    int64 // literal bytes left to hand out through LiteralReader
+	litTotal int64 // literal bytes of this command read into strings
 	depth    int
 	eol      bool // the command's last line ended (CRLF consumed, no literal follows)
 	Limits   Limits
@@ -120,6 +124,7 @@ func (r *Reader) fill() error {
 // Begin starts a new command: line counters are reset.
 func (r *Reader) Begin() {
 	r.eol = false
+	r.litTotal = 0
 	r.lineLen = 0
 	r.depth = 0
 }
@@ -415,10 +420,16 @@ type readerOnly struct{ io.Reader }
 
 // literalString reads a whole literal (within the limit) as a string.
 func (r *Reader) literalString(binaryOK bool) (string, bool, error) {
-	li, err := r.LiteralHeader(0, binaryOK)
+	li, err := r.LiteralHeaderCheck(0, binaryOK, func(li LiteralInfo) error {
+		if r.Limits.MaxLiterals > 0 && r.litTotal+li.Size > r.Limits.MaxLiterals {
+			return &LimitError{Msg: "Too much literal data in one command", TooBig: true}
+		}
+		return nil
+	})
 	if err != nil {
 		return "", false, err
 	}
+	r.litTotal += li.Size
 	b := make([]byte, li.Size)
 	if _, err := io.ReadFull(readerOnly{r}, b); err != nil {
 		return "", false, err

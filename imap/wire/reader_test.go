@@ -69,6 +69,7 @@ func TestReader(t *testing.T) {
 		{"deep", "a X " + strings.Repeat("(", 100) + "\r\n", nil, "Too deeply nested", 0},
 		{"NUL quoted", "a LOGIN \"a\x00\" b\r\n", nil, "NUL in quoted string", 0},
 		{"long line", "a X " + strings.Repeat("x", 70000) + "\r\n", nil, "Command line too long", 0},
+		{"many literals", "a X" + strings.Repeat(" {60000+}\r\n"+strings.Repeat("y", 60000), 20) + "\r\n", nil, "Too much literal data in one command", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
