@@ -49,12 +49,7 @@ func cmdNoop(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
 	}
-	if s.sel != nil {
-		if err := s.sel.mb.Sync(false); err != nil {
-			s.logger.Warn("imap: rescan failed", "err", err)
-		}
-	}
-	return s.ok(tag, "", "NOOP completed", true)
+	return s.ok(tag, "", "NOOP completed", true) // ok looks for changes
 }
 
 func cmdLogout(s *session, tag string, _ bool) error {

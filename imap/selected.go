@@ -58,10 +58,8 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	if s.sel != nil {
 		s.unselect()
 		s.state = stateAuth
-		if s.rev2() || true {
-			// RFC 7162 §3.2.11 / RFC 9051: the previous mailbox is closed.
-			s.w.Raw("* OK [CLOSED] Previous mailbox closed\r\n")
-		}
+		// RFC 9051 §6.3.2: the end of the previous mailbox's responses.
+		s.w.Raw("* OK [CLOSED] Previous mailbox closed\r\n")
 	}
 	mb, err := s.srv.reg.Open(s.store, name)
 	if err != nil {

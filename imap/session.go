@@ -246,6 +246,13 @@ func (s *session) command() error {
 // ok writes the tagged OK after the pending mailbox updates (EXPUNGE only
 // where allowed: RFC 3501 §7.4.1).
 func (s *session) ok(tag, code, text string, allowExpunge bool) error {
+	if s.sel != nil {
+		// Two stats: changes by other programs (Dovecot, mbsync, a
+		// delivery agent) show at every command, not only at NOOP.
+		if err := s.sel.mb.Sync(false); err != nil {
+			s.logger.Warn("imap: rescan failed", "err", err)
+		}
+	}
 	if err := s.pushUpdates(allowExpunge); err != nil {
 		return err
 	}
