@@ -497,16 +497,6 @@ func (s *session) trimBuffers() {
 	}
 }
 
-func (s *session) dropBuffers() { s.readBuf, s.crlfBuf = nil, nil }
-
-// toCRLF turns every bare LF into CRLF.
-func toCRLF(b []byte) []byte {
-	if out, changed := appendCRLF(nil, b); changed {
-		return out
-	}
-	return b
-}
-
 // appendCRLF appends b to dst with every bare LF turned into CRLF. When b
 // has none, dst is returned unchanged and changed is false (the caller uses
 // b itself).

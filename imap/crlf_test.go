@@ -120,3 +120,11 @@ func TestFetchStreamsLargeMessage(t *testing.T) {
 		t.Errorf("BODY[] of %d bytes (RFC822.SIZE %d), want the %d-byte CRLF form", len(got), msgs[0].RFC822Size, len(want))
 	}
 }
+
+// toCRLF turns every bare LF into CRLF.
+func toCRLF(b []byte) []byte {
+	if out, changed := appendCRLF(nil, b); changed {
+		return out
+	}
+	return b
+}

@@ -22,6 +22,7 @@ import (
 	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/imap"
+	"courriel/loginguard"
 	"courriel/monitor"
 	"courriel/smtp"
 	"courriel/tlsconf"
@@ -76,6 +77,9 @@ type app struct {
 	queue   *queue.Queue
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
+	// guard throttles failed logins for every listener that takes a
+	// password (IMAP now; SMTP AUTH to be wired to the same one).
+	guard *loginguard.Guard
 
 	listeners []boundListener
 }
@@ -88,7 +92,7 @@ type boundListener struct {
 }
 
 func newApp(cfg *Config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, metrics: monitor.NewMetrics()}
+	a := &app{cfg: cfg, log: log, metrics: monitor.NewMetrics(), guard: loginguard.New(loginguard.Options{})}
 	dopts := cfg.directoryOptions()
 	dopts.Logger = log.With("component", "directory")
 	d, err := directory.New(dopts)
@@ -129,7 +133,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if cfg.Listen.IMAPS != "" || cfg.Listen.IMAP != "" {
 		if imapSrv, err = imap.NewServer(imap.Options{
 			Auth: a.dir, TLSConfig: a.tlsFor("imap"), Logger: log.With("component", "imap"),
-			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics,
+			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics, Guard: a.guard,
 		}); err != nil {
 			return nil, err
 		}
