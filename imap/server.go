@@ -31,7 +31,8 @@ const (
 	// RFC 7889).
 	DefaultAppendLimit = 64 << 20
 	// DefaultMaxConnsPerIP bounds concurrent connections from one address
-	// before login: generous, an office behind NAT shares one address.
+	// that have not logged in: generous, an office behind NAT shares one
+	// address, and a logged-in connection counts against its user instead.
 	DefaultMaxConnsPerIP = 200
 	// DefaultMaxUserIPConns bounds logged-in connections of one user from
 	// one address (Dovecot's mail_max_userip_connections).
@@ -103,7 +104,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[string]int            // per client IP; guarded by mu
+	conns     map[string]int            // per client IP, not logged in; guarded by mu
 	userConns map[string]int            // per login+IP; guarded by mu
 	total     int                       // guarded by mu
 	sessions  map[*session]struct{}     // guarded by mu
@@ -269,6 +270,11 @@ func (s *Server) loggedIn(se *session, login string) bool {
 	}
 	s.userConns[key]++
 	se.userKey = key
+	// From now on the per user and address limit applies, not the cap on
+	// connections that have not logged in.
+	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
+		delete(s.conns, se.ip)
+	}
 	return true
 }
 
@@ -284,13 +290,12 @@ func (s *Server) dropSession(se *session) {
 	if m := s.opts.Metrics; m != nil {
 		m.IMAPSessionEnded()
 	}
-	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
-		delete(s.conns, se.ip)
-	}
 	if se.userKey != "" {
 		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
 			delete(s.userConns, se.userKey)
 		}
+	} else if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
+		delete(s.conns, se.ip)
 	}
 }
 
@@ -454,4 +459,5 @@ func (s *Server) loggedOut(se *session) {
 		delete(s.userConns, se.userKey)
 	}
 	se.userKey = ""
+	s.conns[se.ip]++ // back under the cap of connections not logged in
 }
