@@ -154,9 +154,8 @@ func cmdStartTLS(s *session, tag string, _ bool) error {
 		return errClose
 	}
 	_ = tc.SetDeadline(time.Time{})
+	// The reader and writer follow s.conn (sessionReader, sessionWriter).
 	s.conn, s.tls = tc, true
-	s.r.SetSource(tc)
-	s.w.SetDest(tc)
 	return nil
 }
 

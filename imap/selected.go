@@ -421,6 +421,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	}
 	defer s.stopIdle()
 	end := time.Now().Add(authIdleTimeout)
+	s.readIdle = 0 // the loop sets absolute deadlines
 	for {
 		s.r.Release()
 		s.trimBuffers()
@@ -468,7 +469,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		}
 	}
 	s.stopIdle()
-	_ = s.conn.SetReadDeadline(time.Now().Add(cmdReadTimeout))
+	s.readIdle = cmdReadTimeout
 	s.r.Begin()
 	word, err := s.r.Token(func(c byte) bool { return c != '\r' && c != '\n' }, "DONE")
 	if err != nil {

@@ -58,6 +58,9 @@ type session struct {
 	userKey string           // counted in srv.userConns; guarded by srv.mu
 	fails   int              // failed logins on this connection
 	cmdName string           // the command being run, upper case
+	// readIdle is how long one read may wait while a command is read
+	// (0: the deadline set by the caller stands); see sessionReader.
+	readIdle time.Duration
 
 	sel       *selected // nil unless a mailbox is selected
 	searchRes []uint32  // SEARCHRES "$": UIDs saved by SEARCH RETURN (SAVE)
@@ -75,15 +78,16 @@ type session struct {
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
 	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
 	se.logger = s.log.With("conn_id", se.id)
-	se.r = wire.NewReader(c)
-	se.w = wire.NewWriter(c)
+	se.r = wire.NewReader(sessionReader{se})
+	se.w = wire.NewWriter(sessionWriter{se})
 	se.r.Continue = func() error {
 		se.w.Raw("+ Ready for literal data\r\n")
 		if err := se.flush(); err != nil {
 			return err
 		}
 		// The literal itself may be long: it gets its own timeout.
-		return se.conn.SetReadDeadline(time.Now().Add(literalTimeout))
+		se.readIdle = literalTimeout
+		return nil
 	}
 	return se
 }
@@ -108,9 +112,30 @@ func (s *session) curName() string { return s.cmdName }
 func (s *session) utf8() bool { return s.enabled&(extUTF8|extRev2) != 0 }
 func (s *session) rev2() bool { return s.enabled&extRev2 != 0 }
 
-func (s *session) flush() error {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return s.w.Flush()
+func (s *session) flush() error { return s.w.Flush() }
+
+// sessionReader reads from the session's current connection (the TLS one
+// after STARTTLS). While a command is being read, each read gets readIdle
+// of patience, so a slow but steady upload never times out while a
+// silent client does; between commands and in IDLE readIdle is 0 and the
+// absolute deadline set by the caller stands.
+type sessionReader struct{ s *session }
+
+func (r sessionReader) Read(p []byte) (int, error) {
+	if d := r.s.readIdle; d > 0 {
+		_ = r.s.conn.SetReadDeadline(time.Now().Add(d))
+	}
+	return r.s.conn.Read(p)
+}
+
+// sessionWriter writes to the session's current connection; each write
+// gets writeTimeout, so a long FETCH to a slow reader goes on while it
+// reads.
+type sessionWriter struct{ s *session }
+
+func (w sessionWriter) Write(p []byte) (int, error) {
+	_ = w.s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return w.s.conn.Write(p)
 }
 
 func (s *session) serve() {
@@ -170,6 +195,7 @@ func (s *session) waitCommand() error {
 	if s.shutdown.Load() {
 		return errShutdown
 	}
+	s.readIdle = 0
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
 	_, err := s.r.Peek()
 	if err == nil && s.shutdown.Load() {
@@ -193,7 +219,7 @@ func isNetErr(err error) bool {
 // command reads, runs and answers one command. A returned error ends the
 // connection.
 func (s *session) command() error {
-	_ = s.conn.SetReadDeadline(time.Now().Add(cmdReadTimeout))
+	s.readIdle = cmdReadTimeout
 	s.r.Begin()
 	tag, err := s.r.Token(wire.IsTagChar, "tag")
 	if err == nil {
