@@ -49,6 +49,11 @@
 // (name.go) follow the same maildir spec and add Dovecot's S= and W=;
 // flags live in imap/mailstore, which also needs Dovecot's keyword letters.
 //
+// A copy may go to a Maildir++ folder instead of the INBOX
+// (Recipient.Folder: the Junk folder of a message a milter flagged as
+// spam); the folder is created with its maildirfolder marker when missing.
+//
 // The package imports no other courriel package; the IMAP server learns about
-// new mail through Options.OnDelivered, wired by cmd.
+// new mail through Options.OnDelivered, and cmd subscribes users to the
+// folders delivery creates through Options.OnFolderCreated.
 package delivery

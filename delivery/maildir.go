@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // parentFS is where maildir paths are resolved and created: an os.Root at
@@ -151,11 +152,13 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 	defer mu.Unlock()
 
 	comps := strings.Split(rel, "/")
+	createdLast := false // the maildir (or folder) itself is new
 	for i := range comps {
 		p := strings.Join(comps[:i+1], "/")
 		err := pfs.Mkdir(p, 0o700)
 		switch {
 		case err == nil:
+			createdLast = i == len(comps)-1
 			if e := s.own(pfs, p, r); e != nil {
 				return nil, e
 			}
@@ -200,6 +203,20 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 			return nil, openError("cannot create maildir", err)
 		}
 	}
+	if r.Folder != "" {
+		// Maildir++: the marker says this is a folder, not a user's maildir
+		// (Dovecot and courriel's IMAP create it with the folder).
+		f, err := mroot.OpenFile("maildirfolder", os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return nil, openError("cannot create maildirfolder", err)
+		}
+		f.Close()
+		if s.chown {
+			if err := mroot.Lchown("maildirfolder", r.UID, r.GID); err != nil {
+				return nil, openError("cannot chown maildirfolder", err)
+			}
+		}
+	}
 	// Durability of the directory entries, bottom-up: cur/new/tmp in the
 	// maildir, then each component in its parent.
 	if err := syncDir(mroot.Open, "."); err != nil {
@@ -216,6 +233,9 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 	}
 	s.remember(key)
 	ok = true
+	if r.Folder != "" && createdLast && s.onFolderCreated != nil {
+		s.onFolderCreated(*r)
+	}
 	return mroot, nil
 }
 
@@ -273,4 +293,24 @@ func (s *Store) forget(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.known, key)
+}
+
+// maxFolderLen bounds Recipient.Folder.
+const maxFolderLen = 64
+
+// validFolder accepts the plain folder names delivery files into (Junk):
+// letters, digits, '-', '_' and inner spaces; no '.', which is Maildir++'s
+// hierarchy separator, and nothing that needs IMAP's modified UTF-7.
+func validFolder(name string) bool {
+	if name == "" || len(name) > maxFolderLen || name[0] == ' ' || name[len(name)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == ' ':
+		default:
+			return false
+		}
+	}
+	return true
 }

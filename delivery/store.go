@@ -41,12 +41,17 @@ type Options struct {
 	// Sync: how a copy's content is made durable before it is named.
 	Sync SyncMode
 	// OnDelivered, if set, is called after each durable copy (IMAP IDLE)
-	// with Recipient.Maildir, the Maildir++ folder the copy went to ("" for
-	// INBOX) and the copy's file name in that folder's new/, so that the
+	// with Recipient.Maildir, the Maildir++ folder directory the copy went
+	// to ("" for INBOX, ".Junk" for Recipient.Folder "Junk") and the copy's file name in that folder's new/, so that the
 	// IMAP side can take in that one file without listing the folder. It
 	// runs on the delivering goroutine, maybe concurrently with itself: it
 	// must be safe for that and not block.
 	OnDelivered func(maildir, folder, name string)
+	// OnFolderCreated, if set, is called once delivery has created the
+	// folder of r (Recipient.Folder) and made it durable: cmd subscribes the
+	// user to it, as Dovecot's LDA does with lda_mailbox_autosubscribe, so
+	// that IMAP clients showing subscribed folders only see their Junk.
+	OnFolderCreated func(r Recipient)
 }
 
 // Recipient is one local copy to store.
@@ -62,6 +67,11 @@ type Recipient struct {
 	// and is not written again. The queue sets it for local recipients
 	// (queue id and recipient index), which makes its retries idempotent.
 	CopyKey string
+	// Folder, when set, is the Maildir++ folder the copy goes to instead of
+	// the INBOX: "Junk" is Maildir/.Junk/ (created with its maildirfolder
+	// marker if missing). Only letters, digits, '-', '_' and ' ': never a
+	// path, never a hierarchy.
+	Folder string
 }
 
 // Message is what was received, shared by all its copies.
@@ -84,13 +94,15 @@ type Store struct {
 	base        string                             // clean AllowedBase or ""; immutable
 	chown       bool                               // immutable
 	onDelivered func(maildir, folder, name string) // immutable
-	pid         int                                // immutable
-	counter     atomic.Uint64                      // Q in file names
-	syncer      *groupSyncer                       // directory fsyncs
-	fsSyncer    *groupSyncer                       // syncfs, keyed by device alone (SyncFilesystem)
-	syncMode    SyncMode                           // immutable
-	writing     atomic.Int32                       // copies being written (syncContent)
-	maildirs    *maildirCache
+	// onFolderCreated: Options.OnFolderCreated; immutable.
+	onFolderCreated func(Recipient)
+	pid             int           // immutable
+	counter         atomic.Uint64 // Q in file names
+	syncer          *groupSyncer  // directory fsyncs
+	fsSyncer        *groupSyncer  // syncfs, keyed by device alone (SyncFilesystem)
+	syncMode        SyncMode      // immutable
+	writing         atomic.Int32  // copies being written (syncContent)
+	maildirs        *maildirCache
 
 	mu       sync.Mutex
 	known    map[string]struct{} // maildirs this process created or found and fsynced; guarded by mu
@@ -133,19 +145,20 @@ func NewStore(o Options) (*Store, error) {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	return &Store{
-		log:         lg,
-		host:        escapeHostname(host),
-		base:        base,
-		chown:       o.Chown,
-		onDelivered: o.OnDelivered,
-		pid:         os.Getpid(),
-		syncer:      newGroupSyncer((*os.File).Sync),
-		fsSyncer:    newGroupSyncer(syncFS),
-		syncMode:    o.Sync,
-		devModes:    make(map[uint64]SyncMode),
-		maildirs:    newMaildirCache(),
-		known:       make(map[string]struct{}),
-		seed:        maphash.MakeSeed(),
+		log:             lg,
+		host:            escapeHostname(host),
+		base:            base,
+		chown:           o.Chown,
+		onDelivered:     o.OnDelivered,
+		onFolderCreated: o.OnFolderCreated,
+		pid:             os.Getpid(),
+		syncer:          newGroupSyncer((*os.File).Sync),
+		fsSyncer:        newGroupSyncer(syncFS),
+		syncMode:        o.Sync,
+		devModes:        make(map[uint64]SyncMode),
+		maildirs:        newMaildirCache(),
+		known:           make(map[string]struct{}),
+		seed:            maphash.MakeSeed(),
 	}, nil
 }
 
@@ -194,7 +207,11 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 			return
 		}
 		if s.onDelivered != nil && name != "" {
-			s.onDelivered(r.Maildir, "", name)
+			folder := ""
+			if r.Folder != "" {
+				folder = "." + r.Folder
+			}
+			s.onDelivered(r.Maildir, folder, name)
 		}
 	}
 	if len(rcpts) == 1 {

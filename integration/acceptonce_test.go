@@ -47,6 +47,23 @@ func TestAcceptOnceMixedAlias(t *testing.T) {
 		out, _ := run(t, "", binary, "queue", "-config", s.config, "list")
 		return !strings.Contains(out, "@")
 	})
+	// One grep follows the message: its msg_id is on the smtp, delivery and
+	// queue lines alike, from its arrival to the foreign copy's 250.
+	id := regexp.MustCompile(`msg="message accepted" .*msg_id=(\w+)`).FindStringSubmatch(s.logs())
+	if id == nil {
+		t.Fatalf("no accepted message in the log:\n%s", s.logs())
+	}
+	seen := map[string]int{}
+	for _, line := range strings.Split(s.logs(), "\n") {
+		if strings.Contains(line, "msg_id="+id[1]) {
+			if c := regexp.MustCompile(`component=(\w+)`).FindStringSubmatch(line); c != nil {
+				seen[c[1]]++
+			}
+		}
+	}
+	if seen["smtp"] == 0 || seen["delivery"] != 2 || seen["queue"] < 2 {
+		t.Errorf("lines with msg_id=%s by component: %v; want smtp, 2 delivery (alice, bob), queue (alice, bob, someone)", id[1], seen)
+	}
 }
 
 // sendMixed sends one message to the list with a foreign member and to

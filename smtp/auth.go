@@ -175,6 +175,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		}
 		return nil, s.fail(stageAuth, replyStartTLSFirst)
 	}
+	s.mu.Lock()
+	s.authMech = strings.ToUpper(mech)
+	s.mu.Unlock()
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
 		return saslGuard{s, sasl.NewPlainServer(s.authPlain)}, nil

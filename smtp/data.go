@@ -112,6 +112,14 @@ func (s *session) data(r io.Reader) error {
 	now := s.srv.o.Now()
 	header := s.received(now)
 	header = s.addedFields(header, hi, now)
+	header, body, discarded, err := s.filterMessage(log, header, body)
+	if err != nil {
+		return s.fail(stageData, err)
+	}
+	if discarded { // accepted, and dropped on a milter's word (logged)
+		s.c.messageAccepted()
+		return nil
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
 	defer cancel()
@@ -190,7 +198,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	if len(remote) == 0 && (len(local) == 1 || q == nil) {
 		return s.deliverLocal(ctx, header, body, now)
 	}
-	qid, localErrs, err := q.Accept(ctx, s.tx.from, remote, local, joined{header, body})
+	qid, localErrs, err := q.Accept(ctx, s.tx.id, s.tx.from, remote, local, joined{header, body})
 	if err != nil {
 		log.Error("queue failed", "err", err, "remote", len(remote), "local", len(local))
 		return fmt.Errorf("queue: %w", err)

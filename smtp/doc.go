@@ -59,6 +59,10 @@
 //   - One reply covers all recipients: any temporary failure of any copy
 //     gives 4xx for the whole message, so duplicates are possible and loss
 //     is not.
+//   - Milters (Options.Milters, courriel/milter) are asked at MAIL, at each
+//     RCPT the directory accepted, and once the message is read, through a
+//     few calls in milter.go; every reply waits for their answer. A message
+//     they mark as spam goes to the recipients' Junk folder.
 //
 // Where go-smtp v0.26.0 decides for us (each point re-checked after the
 // upgrade from v0.25.1: v0.26.0 keeps its DATA, BDAT, EHLO and line-limit

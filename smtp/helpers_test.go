@@ -211,7 +211,7 @@ type fakeQueue struct {
 	local *fakeDeliverer
 }
 
-func (q *fakeQueue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, content delivery.Content) (string, []error, error) {
+func (q *fakeQueue) Accept(ctx context.Context, _, from string, remote []string, local []delivery.Recipient, content delivery.Content) (string, []error, error) {
 	data := contentBytes(content)
 	q.mu.Lock()
 	if q.fail != nil {

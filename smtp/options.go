@@ -13,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/milter"
 )
 
 // Kind is the policy of one listener.
@@ -65,7 +66,7 @@ type Deliverer interface {
 // the message is durably queued for every recipient, and local copies were
 // tried once (localErrs: their outcomes); on an error nothing was stored.
 type Queue interface {
-	Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error)
+	Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error)
 }
 
 // BareNewline is what DATA does with a line ending in a bare LF, named
@@ -178,6 +179,9 @@ type Options struct {
 	MaxCommands int
 	// DeliveryTimeout bounds the local delivery and queueing of a message.
 	DeliveryTimeout time.Duration
+
+	// Milters filter every transaction (courriel/milter); nil for none.
+	Milters *milter.Chain
 
 	// AuthThrottle tunes the throttling of failed logins.
 	AuthThrottle ThrottleOptions

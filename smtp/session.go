@@ -13,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/milter"
 )
 
 // session is one go-smtp session: from EHLO to QUIT, or to STARTTLS, after
@@ -33,7 +34,13 @@ type session struct {
 	// under mu; Data reads them under mu.
 	mu   sync.Mutex
 	user *directory.User // set by a successful AUTH
-	tx   txn             // the current transaction, zeroed by Reset
+	// authMech is the SASL mechanism of the AUTH in progress or done (the
+	// milters' {auth_type}); guarded by mu.
+	authMech string
+	tx       txn // the current transaction, zeroed by Reset
+	// milter is the milters' session (milter.go), opened at the first
+	// MAIL when Options.Milters has any; guarded by mu.
+	milter *milter.Session
 }
 
 // txn is one mail transaction, MAIL to the end of the message.
@@ -123,6 +130,7 @@ func (s *session) Reset() {
 	defer s.mu.Unlock()
 	if s.tx.id != "" {
 		s.c.setTx(false)
+		s.milterAbort()
 	}
 	s.tx = txn{}
 }
@@ -130,6 +138,9 @@ func (s *session) Reset() {
 // Logout implements gosmtp.Session: QUIT, STARTTLS or a closed connection.
 func (s *session) Logout() error {
 	s.Reset()
+	s.mu.Lock()
+	s.milterClose()
+	s.mu.Unlock()
 	s.cancel()
 	s.c.setCurrent(nil) // after STARTTLS the old conn must not be written on
 	return nil
@@ -183,6 +194,15 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	s.tx = txn{id: s.srv.ids.next(), from: from, utf8: utf8, seen: map[string]bool{}}
 	s.mu.Unlock()
 	s.c.setTx(true)
+	s.mu.Lock()
+	if r := s.milterMail(); r != nil {
+		err := s.fail(stageMail, r)
+		s.tx = txn{}
+		s.mu.Unlock()
+		s.c.setTx(false)
+		return err
+	}
+	s.mu.Unlock()
 	attrs := []any{"msg_id", s.tx.id, "from", sanitize(from, 300)}
 	if s.user != nil {
 		attrs = append(attrs, "sasl_username", s.user.Login)
@@ -222,6 +242,12 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	if s.srv.isClosing() {
 		return s.dropWith(replyShuttingDown)
 	}
+	return s.rcpt(to, false)
+}
+
+// rcpt decides one recipient, for RCPT TO or, byMilter, for a milter's
+// added recipient (no relay check, the milters are not asked). s.mu held.
+func (s *session) rcpt(to string, byMilter bool) error {
 	log := s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300))
 	if strings.EqualFold(to, "postmaster") {
 		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
@@ -247,7 +273,7 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		return s.fail(stageRcpt, err)
 	}
 	if class == directory.DomainForeign {
-		if !s.mayRelay() {
+		if !byMilter && !s.mayRelay() {
 			log.Warn("rcpt refused: relay access denied")
 			return s.fail(stageRcpt, replyRelayDenied)
 		}
@@ -257,6 +283,11 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		}
 		if !s.tx.seen[dedupeKey(addr)] && len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
 			return s.fail(stageRcpt, replyTooManyRcpts)
+		}
+		if !byMilter {
+			if r := s.milterRcpt(addr); r != nil {
+				return s.fail(stageRcpt, r)
+			}
 		}
 		s.addRemote(addr)
 		log.Debug("rcpt ok", "relay", true)
@@ -294,6 +325,11 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		case !d.Remote && d.Mailbox == nil:
 			log.Error("rcpt: local destination without a mailbox", "dest", sanitize(d.Address, 300))
 			return s.fail(stageRcpt, replyTempFailure)
+		}
+	}
+	if !byMilter {
+		if r := s.milterRcpt(addr); r != nil {
+			return s.fail(stageRcpt, r)
 		}
 	}
 	forwards := false

@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"courriel/delivery/queue"
 	"courriel/directory"
+	"courriel/milter"
 	"courriel/tlsconf"
 )
 
@@ -126,6 +128,13 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
 	}
 	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
+	for _, m := range cfg.Milters {
+		mc, err := m.milterConfig()
+		if err == nil {
+			err = milter.Probe(mc)
+		}
+		report(fmt.Sprintf("milter %s answers (for %s)", m.Address, strings.Join(m.listeners(), ", ")), err)
+	}
 	// A running courriel on this configuration holds its own ports: those
 	// are fine (check-config before a reload), anyone else's are not.
 	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)

@@ -16,6 +16,7 @@ type checkEnv struct {
 	slapd                         *testenv.Slapd
 	cert, key, vmail, queue, smtp string
 	readerPassword                string
+	extra                         string // appended TOML
 }
 
 func (e checkEnv) write(t *testing.T) string {
@@ -41,7 +42,7 @@ dial_timeout = "2s"
 maildir_base = %q
 [queue]
 dir = %q
-`, e.smtp, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), e.readerPassword, e.slapd.MailBase(), e.vmail, e.queue)
+`, e.smtp, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), e.readerPassword, e.slapd.MailBase(), e.vmail, e.queue) + e.extra
 	p := filepath.Join(t.TempDir(), "config.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -73,6 +74,12 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadMilter := dead.Addr().String()
+	dead.Close()
 	tests := []struct {
 		name string
 		mod  func(*checkEnv)
@@ -83,6 +90,9 @@ func TestCheckConfig(t *testing.T) {
 		{"certificate and key mismatch", func(e *checkEnv) { e.key = otherKey }, "FAIL tls: certificate"},
 		{"maildir base missing", func(e *checkEnv) { e.vmail = "/nonexistent/vmail" }, "FAIL maildir base /nonexistent/vmail"},
 		{"port busy", func(e *checkEnv) { e.smtp = busy.Addr().String() }, "FAIL listen smtp"},
+		{"milter down", func(e *checkEnv) {
+			e.extra = "[[milter]]\naddress = \"inet:" + deadMilter + "\"\nconnect_timeout = \"2s\"\n"
+		}, "FAIL milter inet:" + deadMilter + " answers (for smtp)"},
 	}
 	for _, tt := range tests {
 		e := good

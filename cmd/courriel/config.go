@@ -37,6 +37,7 @@ type Config struct {
 	LDAP     LDAPConfig     `toml:"ldap"`
 	Delivery DeliveryConfig `toml:"delivery"`
 	Queue    QueueConfig    `toml:"queue"`
+	Milters  []MilterConfig `toml:"milter"` // [[milter]] (milterconf.go)
 	Monitor  MonitorConfig  `toml:"monitor"`
 }
 
@@ -436,7 +437,7 @@ func (c *Config) validate() error {
 			return keyErr("queue.routes", "%s = %q: want host:port", dom, hp)
 		}
 	}
-	return nil
+	return c.validateMilters()
 }
 
 // ldapKeyOf names the [ldap] key a directory option error is about.

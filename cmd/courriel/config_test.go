@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +77,11 @@ func TestConfigErrors(t *testing.T) {
 		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
 		{"bad trusted network", base + "[monitor]\ntrusted_networks = [\"localhost\"]\n", 9, "monitor.trusted_networks", "not an address"},
 		{"unknown sync mode", base + "[delivery]\nsync = \"fsync\"\n", 9, "delivery.sync", "auto, file, filesystem or journal"},
+		{"milter address", base + "[[milter]]\naddress = \"tcp:127.0.0.1:11332\"\n", 0, "milter[0].address", "inet:host:port"},
+		{"milter unix relative", base + "[[milter]]\naddress = \"unix:milter.sock\"\n", 0, "milter[0].address", "absolute"},
+		{"milter listener", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\nlisteners = [\"imaps\"]\n", 0, "milter[0].listeners", "smtp, submission or submissions"},
+		{"milter action", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ndefault_action = \"discard\"\n", 0, "milter[0].default_action", "tempfail, accept or reject"},
+		{"milter timeout", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ncommand_timeout = \"-1s\"\n", 0, "milter[0].command_timeout", "out of range"},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig("/etc/courriel/config.toml", []byte(tt.data))
@@ -119,5 +126,43 @@ func TestTrustedNetworks(t *testing.T) {
 		if err != nil || p == nil || fmt.Sprint(p) != tc.want {
 			t.Errorf("%s: %v (nil %v), %v; want %s", tc.name, p, p == nil, err, tc.want)
 		}
+	}
+}
+
+// [[milter]] tables go to the listeners they name, in order; a listener
+// without any gets no chain.
+func TestConfigMilters(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t).CertFile()
+	data := "myhostname = \"mx.example.org\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ldap]\nsearch_base = \"ou=mail,dc=example,dc=org\"\nca_file = \"" + ca + "\"\n" +
+		"[[milter]]\naddress = \"inet:127.0.0.1:11332\"\n" +
+		"[[milter]]\naddress = \"unix:/run/clamav/clamav-milter.ctl\"\nlisteners = [\"smtp\", \"submission\"]\ndefault_action = \"accept\"\ncontent_timeout = \"2m\"\n"
+	cfg, err := ParseConfig("c.toml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for listener, want := range map[string]int{"smtp": 2, "submission": 1, "submissions": 0} {
+		c, err := cfg.milterChain(listener, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Len() != want {
+			t.Errorf("%s: %d milters, want %d", listener, c.Len(), want)
+		}
+	}
+	if m := cfg.Milters[1]; m.ContentTimeout != 2*time.Minute || m.DefaultAction != "accept" {
+		t.Errorf("second milter %+v", m)
+	}
+}
+
+// A change of any [[milter]] is seen by SIGHUP (and applies at restart).
+func TestConfigDiffMilters(t *testing.T) {
+	t.Parallel()
+	a := defaultConfig()
+	a.Milters = []MilterConfig{{Address: "inet:127.0.0.1:11332"}, {Address: "unix:/run/clamav/clamav-milter.ctl"}}
+	b := a
+	b.Milters = []MilterConfig{{Address: "inet:127.0.0.1:11333"}, a.Milters[1]}
+	if got := configDiff(&a, &b); !slices.Equal(got, []string{"milter[0].address"}) {
+		t.Errorf("diff %v", got)
 	}
 }

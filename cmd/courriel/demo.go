@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory/embedded"
+	"courriel/milter"
 	"courriel/tlsconf"
 )
 
@@ -55,6 +56,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	ldifFile := fs.String("ldif", "", "LDIF file for the embedded directory (default: the built-in demo.ldif)")
 	printConfig := fs.Bool("print-config", false, "print the configuration the demo runs with, as TOML, and exit")
 	expose := fs.Bool("expose-demo-passwords", false, "allow a -listen address that is not loopback: every demo account (password \"demo\") and the embedded LDAP directory become reachable from the network")
+	var milters stringList
+	fs.Var(&milters, "milter", "milter `address` (inet:HOST:PORT or unix:/path) for the port-25 listener, with the tempfail policy; repeatable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +66,11 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return err
 	}
 	cfg := demoConfig(dir, *listen)
+	for _, m := range milters {
+		cfg.Milters = append(cfg.Milters, MilterConfig{Address: m, Listeners: []string{"smtp"}, DefaultAction: "tempfail",
+			ConnectTimeout: milter.DefaultConnectTimeout, CommandTimeout: milter.DefaultCommandTimeout,
+			ContentTimeout: milter.DefaultContentTimeout})
+	}
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,8 +100,15 @@ func configDiff(old, next *Config) []string {
 		_ = toml.NewEncoder(&b).Encode(shown)
 		out := map[string]string{}
 		table := ""
+		arrays := map[string]int{} // [[milter]]: milter[0], milter[1]…
 		for _, line := range strings.Split(b.String(), "\n") {
 			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "[[") {
+				name := strings.Trim(line, "[]")
+				table = name + "[" + strconv.Itoa(arrays[name]) + "]."
+				arrays[name]++
+				continue
+			}
 			if strings.HasPrefix(line, "[") {
 				table = strings.Trim(line, "[]") + "."
 				continue

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -124,6 +125,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 				imapSrv.Notify(maildir)
 			}
 		},
+		OnFolderCreated: subscribeFolder(chown, log),
 	}); err != nil {
 		return nil, err
 	}
@@ -270,7 +272,8 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 	// whole DSN come again (duplicates in the maildirs already served).
 	body := strings.ReplaceAll(string(report), "\r\n", "\n")
 	body = strings.ReplaceAll(body, "\n", "\r\n")
-	_, _, err = a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
+	// The original's msg_id: one grep shows the message and its bounce.
+	_, _, err = a.queue.Accept(ctx, cmp.Or(msg.MsgID, msg.ID), "", remote, local, strings.NewReader(body))
 	return err
 }
 
@@ -293,6 +296,10 @@ func (a *app) listen() error {
 		if addr == "" {
 			return nil
 		}
+		milters, err := cfg.milterChain(name, a.log)
+		if err != nil {
+			return err
+		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
@@ -300,6 +307,7 @@ func (a *app) listen() error {
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
 			SpoolDir: incoming, BareNewline: bareNewline,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
+			Milters: milters,
 		})
 		if err != nil {
 			return err

@@ -145,7 +145,7 @@ func TestPermanentFailureSendsDSN(t *testing.T) {
 	if got := s.transactions(); len(got) != 1 || got[0].rcpts[0] != "bob@remote.test" {
 		t.Errorf("transactions = %+v, want bob's only", got)
 	}
-	if !strings.Contains(h.logs.String(), "id="+id+" to=<nobody@remote.test>") ||
+	if !strings.Contains(h.logs.String(), "queue_id="+id+" to=<nobody@remote.test>") ||
 		!strings.Contains(h.logs.String(), `dsn=5.1.1 status="bounced (550 5.1.1`) {
 		t.Errorf("no bounced log line:\n%s", h.logs.String())
 	}

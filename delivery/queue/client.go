@@ -16,19 +16,47 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 )
 
-// session is one SMTP connection, ready for MAIL.
+// session is one SMTP connection, ready for MAIL. go-smtp's client sets it
+// up (greeting, EHLO, STARTTLS, AUTH); the transactions are spoken here, so
+// that they can be pipelined (RFC 2920) and a session reused for the next
+// message without a new EHLO.
 type session struct {
-	c         *gosmtp.Client
-	conn      net.Conn // the outermost connection (TLS once negotiated)
-	relay     string   // "host[ip]:port" for logs
-	remoteMTA string   // host name for the DSN's Remote-MTA
+	c         *gosmtp.Client // setup only
+	conn      net.Conn       // the outermost connection (TLS once negotiated)
+	relay     string         // "host[ip]:port" for logs
+	remoteMTA string         // host name for the DSN's Remote-MTA
 	tls       bool
 	stop      func() bool // detaches the close-on-cancel hook
+
+	r          *bufio.Reader // replies; a line longer than its buffer is an error
+	w          *bufio.Writer
+	cmdTimeout time.Duration
+
+	pipelining, smtputf8, size, eightBit bool // offered in the EHLO reply
+
+	born      time.Time // for the reuse time limit
+	idleSince time.Time // while in the connection cache
+	uses      int       // deliveries made on it
+	reused    bool      // taken from the cache: RSET before the next MAIL checks it is alive
+	dirty     bool      // a transaction ended early: RSET before the next MAIL
+	closing   bool      // it failed or the server said 421: never reused
 }
 
-// close says QUIT (bounded by CommandTimeout) and closes the connection.
-func (s *session) close() {
-	s.c.Quit()
+// quitTimeout bounds the wait for the reply to QUIT: nothing depends on it.
+const quitTimeout = 10 * time.Second
+
+// quit says QUIT, waits a little for the reply, and closes the connection.
+func (s *session) quit() {
+	s.conn.SetDeadline(time.Now().Add(min(s.cmdTimeout, quitTimeout)))
+	s.send("QUIT")
+	if err := s.w.Flush(); err == nil {
+		s.readReply()
+	}
+	s.abort()
+}
+
+// abort drops a connection whose state is unknown, without QUIT.
+func (s *session) abort() {
 	s.stop()
 	s.conn.Close()
 }
@@ -57,7 +85,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (
 	cancel()
 	if err != nil {
 		f := tempFailure("4.4.1", "connect to "+relay+": "+err.Error())
-		f.relay = relay
+		f.relay, f.dead = relay, true
 		return nil, f
 	}
 	// Cancelling ctx (shutdown) aborts whatever command is in progress.
@@ -80,7 +108,11 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (
 	s.c = q.newClient(s.conn)
 	if err := s.c.Hello(q.o.Hostname); err != nil {
 		// A 5xx greeting or EHLO reply is the server refusing us.
-		return fail(replyFailure(err, "greeting from "+relay, "4.4.2"))
+		f := replyFailure(err, "greeting from "+relay, "4.4.2")
+		// No greeting, or 421 (the server is going away or overloaded):
+		// the host is down for now.
+		f.dead = !isReply(err) || f.code == 421
+		return fail(f)
 	}
 	if !s.tls && policy != PolicyNone {
 		if ok, _ := s.c.Extension("STARTTLS"); ok {
@@ -124,6 +156,14 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (
 			return fail(f)
 		}
 	}
+	s.r = bufio.NewReaderSize(s.conn, 4096)
+	s.w = bufio.NewWriterSize(s.conn, 32<<10)
+	s.cmdTimeout = q.o.CommandTimeout
+	s.pipelining, _ = s.c.Extension("PIPELINING")
+	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
+	s.size, _ = s.c.Extension("SIZE")
+	s.eightBit, _ = s.c.Extension("8BITMIME")
+	s.born = time.Now()
 	return s, nil
 }
 

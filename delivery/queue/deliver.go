@@ -3,11 +3,11 @@ package queue
 import (
 	"context"
 	"io"
+	"net/textproto"
 	"os"
+	"strconv"
 	"strings"
 	"time"
-
-	gosmtp "github.com/emersion/go-smtp"
 )
 
 type outcome int
@@ -68,26 +68,60 @@ func (q *Queue) groups(m *Message, now time.Time) []group {
 	return out
 }
 
-// deliverGroup tries the route's hosts in turn until one accepts a session,
-// then runs the transactions for the whole group on it.
+// deliverGroup delivers a group on a session to its route: an idle one
+// from the connection cache, or a new one. A cached session that the server
+// closed while it was idle is replaced by a new one, once, without the
+// failure counting as an attempt: nothing was sent on it.
 func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.File) []result {
 	res := make([]result, len(g.rcpts))
-	setAll := func(f *failure) {
-		for i := range res {
-			res[i] = failResult(f)
+	fresh := false
+	for {
+		s, f := q.session(ctx, m.ID, g.rt, fresh)
+		if f != nil {
+			for i := range res {
+				res[i] = failResult(f)
+			}
+			return interrupted(ctx, res)
 		}
-	}
-	hops, f := q.resolve(ctx, g.rt)
-	if f != nil {
-		setAll(f)
+		broken := q.transact(s, m, g, data, res)
+		if broken != nil && broken.stale && !fresh && ctx.Err() == nil {
+			q.logFor(m).Debug("cached connection lost, opening a new one", "relay", s.relay, "reason", broken.text)
+			q.conns.put(g.rt.key, s, false)
+			fresh = true
+			continue
+		}
+		q.conns.put(g.rt.key, s, broken == nil && ctx.Err() == nil)
 		return interrupted(ctx, res)
 	}
+}
+
+// session returns a session to a route: a cached one (unless fresh), or a
+// new one when the destination's connection limit allows, or the failure
+// to record (the destination is dead, or no host would talk).
+func (q *Queue) session(ctx context.Context, id string, rt route, fresh bool) (*session, *failure) {
+	s, probe, f := q.conns.get(ctx, rt.key, fresh)
+	if s != nil || f != nil {
+		return s, f
+	}
+	s, f = q.open(ctx, id, rt)
+	q.conns.dialed(rt.key, probe, s, f)
+	return s, f
+}
+
+// open tries the route's hosts in turn until one accepts a session. The
+// failure returned is the last host's, marked dead when no host could be
+// reached at all (as opposed to a DNS, TLS or AUTH problem).
+func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failure) {
+	hops, f := q.resolve(ctx, rt)
+	if f != nil {
+		return nil, f
+	}
 	last := tempFailure("4.4.1", "no host to try")
-	tried := 0
+	tried, dead := 0, true
 	for _, h := range hops {
 		ips, f := q.addrs(ctx, h)
 		if f != nil {
-			last = f
+			last, dead = f, false
 			continue
 		}
 		for _, ip := range ips {
@@ -96,21 +130,15 @@ func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.
 			}
 			tried++
 			s, f := q.connect(ctx, h, ip)
-			if f != nil {
-				q.log.Debug("host failed, trying the next", "id", m.ID, "relay", f.relay, "reason", f.text)
-				last = f
-				continue
+			if f == nil {
+				return s, nil
 			}
-			if broken := q.transact(s, m, g, data, res); broken != nil {
-				s.abort()
-			} else {
-				s.close()
-			}
-			return interrupted(ctx, res)
+			q.log.Debug("host failed, trying the next", "queue_id", id, "relay", f.relay, "reason", f.text)
+			last, dead = f, dead && f.dead
 		}
 	}
-	setAll(last)
-	return interrupted(ctx, res)
+	last.dead = dead && tried > 0 && ctx.Err() == nil
+	return nil, last
 }
 
 // interrupted turns the failures that are not a server's answer into
@@ -130,13 +158,14 @@ func interrupted(ctx context.Context, res []result) []result {
 
 // transact sends the message to the group's recipients on one session, at
 // most rcptsPerTransaction RCPTs per transaction. It returns a failure when
-// the connection is no longer usable.
+// the connection is no longer usable; a stale one (a cached session found
+// dead before anything was sent on it) leaves res untouched.
 func (q *Queue) transact(s *session, m *Message, g group, data *os.File, res []result) *failure {
 	utf8 := !isASCII(m.From)
 	for _, idx := range g.rcpts {
 		utf8 = utf8 || !isASCII(m.Recipients[idx].Addr)
 	}
-	if ok, _ := s.c.Extension("SMTPUTF8"); utf8 && !ok {
+	if utf8 && !s.smtputf8 {
 		f := permFailure("5.6.7", "SMTPUTF8 is required, but was not offered by host "+s.relay)
 		for i := range res {
 			res[i] = s.failed(f)
@@ -153,83 +182,215 @@ func (q *Queue) transact(s *session, m *Message, g group, data *os.File, res []r
 			continue
 		}
 		broken = q.transaction(s, m, g, lo, hi, data, res, utf8)
+		if broken != nil && broken.stale {
+			return broken
+		}
 	}
 	return broken
 }
 
-// transaction is one MAIL, its RCPTs and DATA for res[lo:hi].
+// transaction is one MAIL, its RCPTs and DATA for res[lo:hi], preceded by
+// RSET when the session was idle in the cache or the last transaction
+// stopped early. With PIPELINING (RFC 2920) every command up to DATA goes
+// in one write and the replies are read in order, each RCPT's for its
+// recipient; without, each command waits for the reply to the previous.
 func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *os.File, res []result, utf8 bool) *failure {
-	setAll := func(idx []int, f *failure) {
-		for _, i := range idx {
-			res[i] = s.failed(f)
+	n := hi - lo
+	decided := make([]bool, n)
+	set := func(k int, f *failure) {
+		res[lo+k], decided[k] = s.failed(f), true
+	}
+	// breakAll ends a transaction on a connection that is lost or closing:
+	// every recipient without an outcome yet gets f.
+	breakAll := func(f *failure) *failure {
+		s.closing = true
+		for k := range n {
+			if !decided[k] {
+				set(k, f)
+			}
 		}
+		return f
 	}
-	all := make([]int, 0, hi-lo)
-	for i := lo; i < hi; i++ {
-		all = append(all, i)
+	lost := func(what string, err error) *failure {
+		return breakAll(tempFailure("4.4.2", what+" "+s.relay+": "+err.Error()))
 	}
-	if err := s.c.Mail(m.From, &gosmtp.MailOptions{Size: m.Size, UTF8: utf8}); err != nil {
-		f := replyFailure(err, "MAIL FROM to "+s.relay, "4.4.2")
-		setAll(all, f)
-		return s.reset(err, f)
-	}
-	var accepted []int
-	for n, i := range all {
-		err := s.c.Rcpt(m.Recipients[g.rcpts[i]].Addr, nil)
-		if err == nil {
-			accepted = append(accepted, i)
-			continue
-		}
-		f := replyFailure(err, "RCPT TO to "+s.relay, "4.4.2")
-		res[i] = s.failed(f)
-		if !isReply(err) {
-			setAll(accepted, f)
-			setAll(all[n+1:], f)
-			return f
-		}
-	}
-	if len(accepted) == 0 {
-		return s.reset(nil, nil)
+	refused := func(what string, code int, text string) *failure {
+		return replyFailure(replyError(code, text), what+" "+s.relay, "4.4.2")
 	}
 	if _, err := data.Seek(0, io.SeekStart); err != nil {
 		f := tempFailure("4.3.0", "reading the queue file: "+err.Error())
-		setAll(accepted, f)
-		return s.reset(nil, f)
-	}
-	w, err := s.c.Data()
-	if err != nil {
-		f := replyFailure(err, "DATA to "+s.relay, "4.4.2")
-		setAll(accepted, f)
-		return s.reset(err, f)
-	}
-	// go-smtp sets no deadline while the data is written: bound it, so a
-	// server that stops reading cannot hold the slot forever.
-	s.conn.SetWriteDeadline(time.Now().Add(q.o.CommandTimeout + time.Duration(m.Size/1024)*time.Second))
-	_, err = io.Copy(w, data)
-	s.conn.SetWriteDeadline(time.Time{})
-	if err != nil {
-		// No final dot may follow a partial copy: the caller drops the
-		// connection, which makes the server discard the transaction.
-		f := tempFailure("4.4.2", "sending the message to "+s.relay+": "+err.Error())
-		setAll(accepted, f)
-		return f
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		f := replyFailure(err, "end of DATA to "+s.relay, "4.4.2")
-		setAll(accepted, f)
-		if !isReply(err) {
-			return f
+		for k := range n {
+			set(k, f)
 		}
 		return nil
 	}
-	text := printable("250 "+resp.StatusText, maxReplyText)
+
+	mail := "MAIL FROM:<" + m.From + ">"
+	if s.eightBit {
+		mail += " BODY=8BITMIME"
+	}
+	if s.size {
+		mail += " SIZE=" + strconv.FormatInt(m.Size, 10)
+	}
+	if utf8 {
+		mail += " SMTPUTF8"
+	}
+	rcpt := func(k int) string { return "RCPT TO:<" + m.Recipients[g.rcpts[lo+k]].Addr + ">" }
+	reset := s.reused || s.dirty
+	if s.pipelining {
+		if reset {
+			s.send("RSET")
+		}
+		s.send(mail)
+		for k := range n {
+			s.send(rcpt(k))
+		}
+		s.send("DATA")
+	}
+	// step reads the reply to the next command, sending it first unless
+	// it went with the pipelined group.
+	step := func(line string) (int, string, error) {
+		if !s.pipelining {
+			s.send(line)
+		}
+		return s.reply()
+	}
+	// owed is how many replies of the pipelined group are still unread
+	// when the transaction stops before its data.
+	owed := func(left int) int {
+		if s.pipelining {
+			return left
+		}
+		return 0
+	}
+
+	if reset {
+		code, text, err := step("RSET")
+		if err != nil || code/100 != 2 {
+			why := "RSET to " + s.relay + ": "
+			if err != nil {
+				why += err.Error()
+			} else {
+				why += strconv.Itoa(code) + " " + text
+			}
+			f := tempFailure("4.4.2", why)
+			if s.reused {
+				// Idle in the cache, it was closed by the server
+				// (timeout, restart): nothing of this message was
+				// delivered, so a new connection may try at once.
+				s.closing, f.stale = true, true
+				return f
+			}
+			return breakAll(f)
+		}
+		s.reused, s.dirty = false, false
+	}
+	// Until the final reply, a transaction that stops needs RSET.
+	s.dirty = true
+
+	code, text, err := step(mail)
+	if err != nil {
+		return lost("MAIL FROM to", err)
+	}
+	if code/100 != 2 {
+		f := refused("MAIL FROM to", code, text)
+		if code == 421 {
+			return breakAll(f)
+		}
+		for k := range n {
+			set(k, f)
+		}
+		return s.drain(owed(n+1), breakAll)
+	}
+	var accepted []int
+	for k := range n {
+		code, text, err := step(rcpt(k))
+		if err != nil {
+			return lost("RCPT TO to", err)
+		}
+		if code/100 == 2 {
+			accepted = append(accepted, k)
+			continue
+		}
+		f := refused("RCPT TO to", code, text)
+		set(k, f)
+		if code == 421 {
+			return breakAll(f)
+		}
+	}
+	if len(accepted) == 0 {
+		return s.drain(owed(1), breakAll)
+	}
+	code, text, err = step("DATA")
+	if err != nil {
+		return lost("DATA to", err)
+	}
+	if code != 354 {
+		f := refused("DATA to", code, text)
+		if code == 421 || code/100 == 2 {
+			// 2xx to DATA is not SMTP; the state is unknown.
+			return breakAll(f)
+		}
+		for _, k := range accepted {
+			set(k, f)
+		}
+		return nil
+	}
+	// The data may take long on a slow link: bound it by its size, so a
+	// server that stops reading cannot hold the slot forever.
+	s.conn.SetDeadline(time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second))
+	dw := textproto.NewWriter(s.w).DotWriter()
+	if _, err := io.Copy(dw, data); err != nil {
+		// No final dot may follow a partial copy: the caller drops the
+		// connection, which makes the server discard the transaction.
+		return lost("sending the message to", err)
+	}
+	if err := dw.Close(); err != nil {
+		return lost("sending the message to", err)
+	}
+	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
+	code, text, err = s.replyWithin(max(s.cmdTimeout, 10*time.Minute))
+	if err != nil {
+		return lost("end of DATA to", err)
+	}
+	s.dirty = false
+	if code/100 != 2 {
+		f := refused("end of DATA to", code, text)
+		for _, k := range accepted {
+			set(k, f)
+		}
+		if code == 421 {
+			return breakAll(f)
+		}
+		return nil
+	}
+	reply := printable(strconv.Itoa(code)+" "+text, maxReplyText)
 	status := "2.0.0"
-	if first, _, _ := strings.Cut(resp.StatusText, " "); strings.HasPrefix(first, "2.") && len(first) <= 9 {
+	if first, _, _ := strings.Cut(text, " "); strings.HasPrefix(first, "2.") && len(first) <= 9 {
 		status = first
 	}
-	for _, i := range accepted {
-		res[i] = result{out: outSent, code: 250, reply: text, status: status, relay: s.relay, remoteMTA: s.remoteMTA}
+	for _, k := range accepted {
+		res[lo+k] = result{out: outSent, code: code, reply: reply, status: status, relay: s.relay, remoteMTA: s.remoteMTA}
+	}
+	return nil
+}
+
+// drain reads the replies still owed by a pipelined transaction that stops
+// before its data, the reply to DATA last. A server that says 354 anyway
+// is hung up on: even an empty message must not be sent where no recipient
+// was accepted, and without the final dot the server discards it. A lost
+// connection is passed to breakAll.
+func (s *session) drain(owed int, breakAll func(*failure) *failure) *failure {
+	for ; owed > 0; owed-- {
+		code, _, err := s.reply()
+		switch {
+		case err != nil:
+			return breakAll(tempFailure("4.4.2", "reading the replies of "+s.relay+": "+err.Error()))
+		case code == 421:
+			return breakAll(tempFailure("4.4.2", "connection closed by "+s.relay))
+		case owed == 1 && code == 354:
+			return breakAll(tempFailure("4.4.2", s.relay+" accepted DATA without a recipient"))
+		}
 	}
 	return nil
 }
@@ -239,23 +400,4 @@ func (s *session) failed(f *failure) result {
 	r := failResult(f)
 	r.relay, r.remoteMTA = s.relay, s.remoteMTA
 	return r
-}
-
-// reset ends a transaction that will not reach DATA. It returns the failure
-// that broke the connection, if any: cause when err is not a reply, or the
-// RSET's own error.
-func (s *session) reset(err error, cause *failure) *failure {
-	if err != nil && !isReply(err) {
-		return cause
-	}
-	if rerr := s.c.Reset(); rerr != nil && !isReply(rerr) {
-		return tempFailure("4.4.2", "RSET to "+s.relay+": "+rerr.Error())
-	}
-	return nil
-}
-
-// abort drops a connection whose state is unknown, without QUIT.
-func (s *session) abort() {
-	s.stop()
-	s.conn.Close()
 }

@@ -34,7 +34,7 @@ func TestDeliveredOnceThroughRoute(t *testing.T) {
 	}
 	// One Postfix-style line: id, to=, relay=host[ip]:port, delay=, dsn=, status=sent (reply).
 	host, port, _ := net.SplitHostPort(s.addr)
-	want := regexp.MustCompile(`msg=delivery component=queue id=` + id + ` to=<bob@remote.test> relay=` +
+	want := regexp.MustCompile(`msg=delivery component=queue msg_id=` + id + ` queue_id=` + id + ` to=<bob@remote.test> relay=` +
 		regexp.QuoteMeta(host+"["+host+"]:"+port) + ` delay=[0-9.]+ dsn=2\.0\.0 status="sent \(250 `)
 	if !want.MatchString(h.logs.String()) {
 		t.Errorf("no matching log line in:\n%s", h.logs.String())

@@ -20,13 +20,39 @@
 //
 // Every file is written to a .tmp- name, fsynced, renamed and the directory
 // fsynced before the operation that wrote it returns (Enqueue, or the record of
-// a delivery attempt). The .env rename is the commit point: an .eml without an
+// a delivery attempt); operations running at once share directory fsyncs,
+// and a message whose last recipient was just delivered is recorded by its
+// removal alone. The .env rename is the commit point: an .eml without an
 // .env was never acknowledged and is removed at Open; an .env is removed before
 // its .eml when a message leaves the queue.
 //
 // Recipient state is rewritten after every attempt, so a restart never sends
 // again to a recipient whose 250 was recorded. Delivery is at least once: a
 // crash between the remote 250 and the envelope rewrite sends that copy again.
+//
+// # Connections
+//
+// Up to Options.Concurrency messages are delivered at once, each to its
+// destinations (a domain's MX hosts, a static route, or the relayhost) in
+// turn. Sessions are kept per destination, as Postfix's connection cache
+// does: a session idle for ConnectionCacheTime (2 s), older than 300 s, or
+// that carried ConnectionReuseLimit messages is closed; the next message
+// to the destination takes the most recently used idle one, which keeps
+// the TLS state, certificate check and AUTH it was set up with, and starts
+// with RSET, so a session the server closed while idle is found out before
+// anything is sent, and replaced by a new one without the failure counting
+// as an attempt. A session that failed, timed out or was told 421 is never
+// reused. At most DestinationConcurrency sessions (20) are open to one
+// destination; the first to a destination not known to work is a probe the
+// others wait for. When the server offers PIPELINING (RFC 2920) MAIL, the
+// RCPTs and DATA go in one write, and each RCPT reply is matched to its
+// recipient in order.
+//
+// A destination that no host of which could be connected to, or whose
+// greeting was 421, is dead for MinBackoff (Postfix suspends it for
+// minimal_backoff_time): its messages are deferred without a dial ("delivery
+// temporarily suspended"), and the change is logged once, not per message.
+// The first message after that period probes it again.
 //
 // # Processes
 //

@@ -47,12 +47,19 @@ type LocalTarget struct {
 	Maildir string `json:"maildir"`           // absolute and clean
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
+	// Folder is delivery.Recipient.Folder: "" for the INBOX, "Junk" for a
+	// message a milter flagged as spam.
+	Folder string `json:"folder,omitempty"`
 }
 
 // Message is a queued message's envelope, the content of its .env file.
 type Message struct {
-	Version     int         `json:"v"`
-	ID          string      `json:"id"`
+	Version int    `json:"v"`
+	ID      string `json:"id"`
+	// MsgID is the id the message had where it came from (the SMTP
+	// transaction's msg_id), so that one grep follows it from its arrival
+	// through every attempt; "" for messages the queue made (DSNs).
+	MsgID       string      `json:"msg_id,omitempty"`
 	From        string      `json:"from"` // "" is the null sender (a DSN): never bounced
 	Created     time.Time   `json:"created"`
 	Size        int64       `json:"size"`
@@ -72,6 +79,15 @@ type Summary struct {
 	Size        int64
 	NextAttempt time.Time   // earliest retry of a pending recipient; zero if none
 	Recipients  []Recipient // every recipient not yet delivered
+}
+
+// msgID is the message's id in every component's log lines: where it came
+// from, or the queue id for a message the queue itself made.
+func (m *Message) msgID() string {
+	if m.MsgID != "" {
+		return m.MsgID
+	}
+	return m.ID
 }
 
 func (m *Message) clone() *Message {
@@ -139,6 +155,8 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		return nil, fmt.Errorf("%w: %s: bad sender", errCorrupt, id)
 	case len(m.Recipients) == 0 || len(m.Recipients) > maxRcpts:
 		return nil, fmt.Errorf("%w: %s: %d recipients", errCorrupt, id, len(m.Recipients))
+	case m.MsgID != "" && !validMsgID(m.MsgID):
+		return nil, fmt.Errorf("%w: %s: bad msg_id", errCorrupt, id)
 	case m.Created.IsZero() || m.Size < 0:
 		return nil, fmt.Errorf("%w: %s: bad creation time or size", errCorrupt, id)
 	}
@@ -158,13 +176,28 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 	return &m, nil
 }
 
+// validMsgID: the id goes into log lines and file names (keyed copies):
+// letters, digits, '-' and '_', bounded.
+func validMsgID(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // validLocal checks a local target read back from disk; the delivery store
 // checks the maildir again against its allowed base.
 func validLocal(l *LocalTarget) bool {
 	return filepath.IsAbs(l.Maildir) && filepath.Clean(l.Maildir) == strings.TrimSuffix(l.Maildir, "/") &&
 		!strings.ContainsRune(l.Maildir, 0) && l.UID >= 0 && l.GID >= 0 &&
 		int64(l.UID) < math.MaxUint32 && int64(l.GID) < math.MaxUint32 &&
-		(l.OrigTo == "" || validAddress(l.OrigTo))
+		(l.OrigTo == "" || validAddress(l.OrigTo)) && len(l.Folder) <= 64 && !strings.ContainsAny(l.Folder, "/.\x00")
 }
 
 func encodeEnvelope(m *Message) ([]byte, error) {

@@ -17,6 +17,8 @@ type failure struct {
 	relay      string // "host[ip]:port", "" when no connection was made
 	remoteMTA  string // host name that replied
 	retryPlain bool   // policy may: the TLS attempt failed, try again without
+	dead       bool   // no connection or a 421 greeting: the destination is down
+	stale      bool   // a cached session failed before its first reply: try a new one
 }
 
 // maxReplyText bounds what is kept of a remote reply: RFC 5321 §4.5.3.1.5

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,10 +49,12 @@ type sink struct {
 	o    sinkOptions
 
 	mu     sync.Mutex
-	conns  int  // guarded by mu
-	rcpts  int  // guarded by mu
-	datas  int  // guarded by mu
-	txs    []tx // guarded by mu
+	conns  int         // guarded by mu
+	closed int         // guarded by mu: connections ended
+	live   []*sinkConn // guarded by mu: connections not ended
+	rcpts  int         // guarded by mu
+	datas  int         // guarded by mu
+	txs    []tx        // guarded by mu
 	delivs chan tx
 }
 
@@ -94,12 +97,51 @@ type countingListener struct {
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.s.mu.Lock()
-		l.s.conns++
-		l.s.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	sc := &sinkConn{Conn: c, s: l.s}
+	l.s.mu.Lock()
+	l.s.conns++
+	l.s.live = append(l.s.live, sc)
+	l.s.mu.Unlock()
+	return sc, nil
+}
+
+// sinkConn counts the end of a connection, however it ends.
+type sinkConn struct {
+	net.Conn
+	s    *sink
+	once sync.Once
+}
+
+func (c *sinkConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.closed++
+		c.s.live = slices.DeleteFunc(c.s.live, func(x *sinkConn) bool { return x == c })
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// openConns is how many connections the sink has not seen end.
+func (s *sink) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns - s.closed
+}
+
+// dropAll closes every connection from the server side, as a server does
+// with a connection idle for too long, and returns how many it closed.
+func (s *sink) dropAll() int {
+	s.mu.Lock()
+	live := slices.Clone(s.live)
+	s.mu.Unlock()
+	for _, c := range live {
+		c.Close()
+	}
+	return len(live)
 }
 
 func (s *sink) counts() (conns, txs int) {

@@ -19,7 +19,7 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 		if q.dataGone(m.ID) {
 			return nil, true // deleted by the admin meanwhile
 		}
-		q.log.Error("message data unreadable, moved to corrupt/", "id", m.ID, "err", err)
+		q.logFor(m).Error("message data unreadable, moved to corrupt/", "err", err)
 		q.sp.locked(func() error { q.sp.quarantine(m.ID); return nil })
 		return nil, true
 	}
@@ -35,34 +35,39 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 		} else {
 			res = q.deliverGroup(ctx, m, g, data)
 		}
-		if !q.record(m, g, res) {
+		if !q.record(m, g, res) || m.done() {
+			// Done: removing the message below records the outcome,
+			// with one directory fsync instead of a rewrite first.
 			continue
 		}
 		if err := q.sp.update(m); errors.Is(err, errDeleted) {
-			q.log.Info("message deleted during delivery", "id", m.ID)
+			q.logFor(m).Info("message deleted during delivery")
 			return nil, true
 		} else if err != nil {
 			// The in-memory state stays right, so this process will not
 			// send twice; only a restart before the next rewrite could.
-			q.log.Error("recording the delivery attempt failed", "id", m.ID, "err", err)
+			q.logFor(m).Error("recording the delivery attempt failed", "err", err)
 		}
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !m.done() {
 		return m, false
 	}
 	if q.notify(ctx, m, data) {
 		if err := q.sp.update(m); errors.Is(err, errDeleted) {
 			return nil, true
 		} else if err != nil {
-			q.log.Error("recording the notification failed", "id", m.ID, "err", err)
+			q.logFor(m).Error("recording the notification failed", "err", err)
 		}
 	}
 	if m.done() {
 		if err := q.sp.remove(m.ID); err != nil && !errors.Is(err, ErrNotFound) {
-			q.log.Error("removing a finished message failed", "id", m.ID, "err", err)
+			q.logFor(m).Error("removing a finished message failed", "err", err)
+			// Its outcome was not written either: try to, so that a
+			// restart does not send it again.
+			q.sp.update(m)
 			return m, false
 		}
-		q.log.Info("removed", "id", m.ID)
+		q.logFor(m).Info("removed")
 		return nil, true
 	}
 	return m, false
@@ -111,13 +116,12 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 }
 
 // logAttempt writes the Postfix-style line for one recipient attempt:
-// id, to=, relay=, delay=, dsn=, status= (reason).
+// msg_id, queue_id, to=, relay=, delay=, dsn=, status= (reason).
 func (q *Queue) logAttempt(m *Message, to, relay, dsn, word, reason string, now time.Time) {
 	if relay == "" {
 		relay = "none"
 	}
-	q.log.Info("delivery",
-		"id", m.ID,
+	q.logFor(m).Info("delivery",
 		"to", "<"+to+">",
 		"relay", relay,
 		"delay", strconv.FormatFloat(now.Sub(m.Created).Seconds(), 'f', 2, 64),
@@ -149,10 +153,10 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 		if m.From == "" {
 			// RFC 5321 §4.5.5 and §6.1: never notify the null sender,
 			// so bounces cannot loop.
-			q.log.Info("no notification for the null sender", "id", m.ID, "failed", len(failed))
+			q.logFor(m).Info("no notification for the null sender", "failed", len(failed))
 			markNotified(m, failed)
 		} else if err := q.sendDSN(ctx, m, dsnFailed, failed, data, now); err != nil {
-			q.log.Error("sending the non-delivery notification failed, will retry", "id", m.ID, "err", err)
+			q.logFor(m).Error("sending the non-delivery notification failed, will retry", "err", err)
 			m.NotifyAfter = now.Add(q.o.MinBackoff)
 		} else {
 			markNotified(m, failed)
@@ -163,7 +167,7 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 		m.DelayWarned, changed = true, true
 	} else if warn {
 		if err := q.sendDSN(ctx, m, dsnDelayed, pending, data, now); err != nil {
-			q.log.Error("sending the delay warning failed", "id", m.ID, "err", err)
+			q.logFor(m).Error("sending the delay warning failed", "err", err)
 		} else {
 			m.DelayWarned, changed = true, true
 		}
@@ -193,6 +197,6 @@ func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int
 	if err != nil {
 		return err
 	}
-	q.log.Info("sender notification", "id", m.ID, "kind", kind.String(), "dsn_id", id, "to", "<"+m.From+">")
+	q.logFor(m).Info("sender notification", "kind", kind.String(), "dsn_id", id, "to", "<"+m.From+">")
 	return nil
 }

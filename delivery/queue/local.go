@@ -54,13 +54,14 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 		}
 		return res
 	}
-	msg := &delivery.Message{ID: m.ID, From: m.From, Body: data, Arrived: m.Created, Retry: retry}
+	msg := &delivery.Message{ID: m.msgID(), From: m.From, Body: data, Arrived: m.Created, Retry: retry}
 	rs := make([]delivery.Recipient, len(rcpts))
 	for i, idx := range rcpts {
 		r := &m.Recipients[idx]
 		rs[i] = delivery.Recipient{
 			Address: r.Addr, OrigTo: r.Local.OrigTo, Maildir: r.Local.Maildir,
 			UID: r.Local.UID, GID: r.Local.GID, CopyKey: copyKey(m.ID, idx),
+			Folder: r.Local.Folder,
 		}
 	}
 	errs := q.o.Local.Deliver(ctx, msg, rs)

@@ -93,6 +93,20 @@ type Options struct {
 	MaxBackoff   time.Duration // default 4000s (Postfix maximal_backoff_time)
 	Concurrency  int           // messages delivered at once; default 20
 
+	// DestinationConcurrency bounds the SMTP connections open to one
+	// destination (a domain's MX hosts, a static route or the relayhost),
+	// idle ones included; default 20 (Postfix
+	// default_destination_concurrency_limit).
+	DestinationConcurrency int
+	// ConnectionCacheTime is how long an idle connection is kept for the
+	// next message to its destination; default 2s (Postfix
+	// smtp_connection_cache_time_limit).
+	ConnectionCacheTime time.Duration
+	// ConnectionReuseLimit is how many messages one connection carries
+	// before it is closed; default 100 (Postfix
+	// smtp_connection_reuse_count_limit).
+	ConnectionReuseLimit int
+
 	// Local stores the copies of local recipients (Accept): the delivery
 	// store. Nil: such copies wait in the queue (a temporary failure).
 	Local LocalDeliverer
@@ -130,6 +144,12 @@ const (
 	defaultPollInterval    = time.Second
 	defaultConnectTimeout  = 30 * time.Second
 	defaultCommandTimeout  = 5 * time.Minute
+	defaultDestConcurrency = 20
+	defaultConnCacheTime   = 2 * time.Second
+	defaultConnReuseLimit  = 100
+	// Postfix smtp_connection_reuse_time_limit: a connection older than
+	// this carries no further message.
+	connectionReuseTime = 300 * time.Second
 	// Postfix smtp_destination_recipient_limit: RCPTs per transaction.
 	// RFC 5321 §4.5.3.1.8 only promises 100 per transaction.
 	rcptsPerTransaction = 50
@@ -182,6 +202,9 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.MinBackoff, defaultMinBackoff)
 	setDefault(&o.MaxBackoff, defaultMaxBackoff)
 	setDefault(&o.Concurrency, defaultConcurrency)
+	setDefault(&o.DestinationConcurrency, defaultDestConcurrency)
+	setDefault(&o.ConnectionCacheTime, defaultConnCacheTime)
+	setDefault(&o.ConnectionReuseLimit, defaultConnReuseLimit)
 	setDefault(&o.MaxMessageBytes, defaultMaxMessageBytes)
 	setDefault(&o.MaxRecipients, defaultMaxRecipients)
 	setDefault(&o.MaxQueueFiles, defaultMaxQueueFiles)

@@ -26,6 +26,8 @@ type Queue struct {
 
 	kick chan struct{} // wakes the runner; capacity 1
 
+	conns *connCache // SMTP sessions and destination state, for Run
+
 	mu      sync.Mutex
 	entries map[string]*entry // guarded by mu; owner mode only
 	sched   schedule          // guarded by mu: idle entries by due time
@@ -67,6 +69,7 @@ func Open(o Options) (*Queue, error) {
 		kick:    make(chan struct{}, 1),
 		entries: map[string]*entry{},
 	}
+	q.conns = newConnCache(o, q.log)
 	if sp.owner() {
 		if err := sp.locked(q.recover); err != nil {
 			sp.close()
@@ -94,14 +97,14 @@ func (q *Queue) recover() error {
 	for _, id := range l.envelopes {
 		hasEnv[id] = true
 		if !l.data[id] {
-			q.log.Error("envelope without message data, moved to corrupt/", "id", id)
+			q.log.Error("envelope without message data, moved to corrupt/", "queue_id", id)
 			q.sp.quarantine(id)
 			changed = true
 			continue
 		}
 		m, err := q.sp.readEnvelope(id)
 		if err != nil {
-			q.log.Error("unreadable envelope, moved to corrupt/", "id", id, "err", err)
+			q.log.Error("unreadable envelope, moved to corrupt/", "queue_id", id, "err", err)
 			q.sp.quarantine(id)
 			changed = true
 			continue
@@ -115,7 +118,7 @@ func (q *Queue) recover() error {
 		for id := range l.data {
 			if !hasEnv[id] {
 				os.Remove(q.sp.path(id, extData))
-				q.log.Info("removed message data without envelope", "id", id)
+				q.log.Info("removed message data without envelope", "queue_id", id)
 				changed = true
 			}
 		}
@@ -169,10 +172,17 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 // for each local recipient, in order (nil: stored), for the caller's
 // counters and logs: whatever it says, the message is accepted. data is
 // read, never kept: it may be a file the caller closes once Accept returns.
-func (q *Queue) Accept(ctx context.Context, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
+//
+// msgID is the message's id where it came from (the SMTP transaction's),
+// kept in the envelope and logged as msg_id by every line about it; "" for
+// none (the queue id stands in).
+func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, remote, local, data.Size())
 	if err != nil {
 		return "", nil, err
+	}
+	if validMsgID(msgID) {
+		m.MsgID = msgID
 	}
 	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
 		return "", nil, err
@@ -227,18 +237,18 @@ func (q *Queue) save(m *Message) (gone bool) {
 	if m.done() {
 		err := q.sp.remove(m.ID)
 		if err == nil || errors.Is(err, ErrNotFound) {
-			q.log.Info("removed", "id", m.ID)
+			q.logFor(m).Info("removed")
 			return true
 		}
-		q.log.Error("removing a finished message failed", "id", m.ID, "err", err)
+		q.logFor(m).Error("removing a finished message failed", "err", err)
 		return false
 	}
 	switch err := q.sp.update(m); {
 	case errors.Is(err, errDeleted):
-		q.log.Info("message deleted during delivery", "id", m.ID)
+		q.logFor(m).Info("message deleted during delivery")
 		return true
 	case err != nil:
-		q.log.Error("recording the delivery attempt failed", "id", m.ID, "err", err)
+		q.logFor(m).Error("recording the delivery attempt failed", "err", err)
 	}
 	return false
 }
@@ -276,7 +286,7 @@ func (q *Queue) newMessage(ctx context.Context, from string, remote []string, lo
 		m.Recipients = append(m.Recipients, Recipient{Addr: r, State: StatePending, NextAttempt: now})
 	}
 	for _, r := range local {
-		t := &LocalTarget{OrigTo: r.OrigTo, Maildir: r.Maildir, UID: r.UID, GID: r.GID}
+		t := &LocalTarget{OrigTo: r.OrigTo, Maildir: r.Maildir, UID: r.UID, GID: r.GID, Folder: r.Folder}
 		if !validAddress(r.Address) || !validLocal(t) {
 			return nil, fmt.Errorf("%w: local recipient %q", ErrInvalidAddress, printable(r.Address, 100))
 		}
@@ -313,6 +323,12 @@ func (q *Queue) added(m *Message, busy bool) {
 	if !busy {
 		q.wake()
 	}
+}
+
+// logFor is the logger of the lines about m: msg_id (as in the smtp and
+// delivery lines of the same message) and queue_id.
+func (q *Queue) logFor(m *Message) *slog.Logger {
+	return q.log.With("msg_id", m.msgID(), "queue_id", m.ID)
 }
 
 // addLocked indexes a message unless it already is (an Enqueue and a rescan
@@ -363,7 +379,7 @@ func (q *Queue) List() ([]Summary, error) {
 			continue // delivered meanwhile
 		}
 		if err != nil {
-			q.log.Warn("unreadable envelope", "id", id, "err", err)
+			q.log.Warn("unreadable envelope", "queue_id", id, "err", err)
 			continue
 		}
 		out = append(out, m.summary())
@@ -412,7 +428,7 @@ func (q *Queue) Delete(id string) error {
 	if err := q.sp.remove(id); err != nil {
 		return err
 	}
-	q.log.Info("removed", "id", id)
+	q.log.Info("removed", "queue_id", id)
 	if !q.sp.owner() {
 		return q.sp.request(rescanFile)
 	}

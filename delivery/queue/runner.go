@@ -34,7 +34,10 @@ func (q *Queue) Run(ctx context.Context) error {
 	}()
 
 	var wg sync.WaitGroup
+	// Last, once every job has ended: no session is in use then.
+	defer q.conns.closeAll()
 	defer wg.Wait()
+	wg.Go(func() { q.conns.run(ctx) })
 	slots := make(chan struct{}, q.o.Concurrency)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -175,7 +178,7 @@ func (q *Queue) rescan() {
 			continue
 		}
 		if err != nil {
-			q.log.Error("unreadable envelope", "id", id, "err", err)
+			q.log.Error("unreadable envelope", "queue_id", id, "err", err)
 			continue
 		}
 		q.mu.Lock()

@@ -38,6 +38,8 @@ type spool struct {
 	maxRcpts int
 
 	mu   sync.Mutex // serialises flock use on lock within this process
+	dirs dirSync    // directory fsyncs shared by concurrent writers
+	rm   removals   // removals waiting for the lock
 	lock *os.File   // flock: envelope rewrites and removals, across processes
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
 }
@@ -142,17 +144,68 @@ func (s *spool) writeTemp(name string, data delivery.Content) (string, error) {
 	return tmp, nil
 }
 
-// syncDir makes renames and removals in the spool durable.
+// syncDir makes the renames and removals in the spool done before the call
+// durable. Concurrent callers share directory fsyncs (a group commit): with
+// many deliveries finishing at once, one fsync covers them all instead of
+// each waiting its turn for its own.
 func (s *spool) syncDir() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
+	return s.dirs.sync(func() error {
+		d, err := os.Open(s.dir)
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
 		return err
+	})
+}
+
+// dirSync runs one fsync at a time; a caller needs one that started after
+// it called, and takes the first that does, whoever runs it.
+type dirSync struct {
+	mu       sync.Mutex
+	cond     *sync.Cond // on mu; created on first use
+	started  uint64     // fsyncs begun
+	finished uint64     // the last fsync finished (they finish in order)
+	running  bool
+	failed   uint64 // the last fsync that failed, and its error
+	err      error
+}
+
+func (d *dirSync) sync(fsync func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cond == nil {
+		d.cond = sync.NewCond(&d.mu)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	want := d.started + 1 // a running fsync may have begun before our change
+	for d.finished < want {
+		if d.running {
+			d.cond.Wait()
+			continue
+		}
+		d.running = true
+		d.started++
+		gen := d.started
+		d.mu.Unlock()
+		err := fsync()
+		d.mu.Lock()
+		d.running = false
+		d.finished = gen
+		if err != nil {
+			d.failed, d.err = gen, err
+		}
+		d.cond.Broadcast()
 	}
-	return err
+	// An fsync error is reported once by the kernel: whoever's change it
+	// covered must treat that change as not durable, even if a later
+	// fsync succeeded.
+	if d.failed >= want {
+		return d.err
+	}
+	return nil
 }
 
 // create stores a new message: data, then envelope (the commit point), then
@@ -211,41 +264,127 @@ func (s *spool) update(m *Message) error {
 	if err != nil {
 		return err
 	}
-	return s.locked(func() error {
+	// The new file is written and fsynced outside the lock (its name is
+	// unique); only the check and the rename need it.
+	tmp, err := s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
+	if err != nil {
+		return fmt.Errorf("queue: update %s: %w", m.ID, err)
+	}
+	err = s.locked(func() error {
 		if _, err := os.Lstat(s.path(m.ID, extEnvelope)); errors.Is(err, fs.ErrNotExist) {
 			return errDeleted
 		}
-		tmp, err := s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
-		if err != nil {
-			return fmt.Errorf("queue: update %s: %w", m.ID, err)
-		}
-		if err := os.Rename(tmp, s.path(m.ID, extEnvelope)); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("queue: update %s: %w", m.ID, err)
-		}
-		if err := s.syncDir(); err != nil {
-			return fmt.Errorf("queue: update %s: %w", m.ID, err)
-		}
-		return nil
+		return os.Rename(tmp, s.path(m.ID, extEnvelope))
 	})
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, errDeleted) {
+			return err
+		}
+		return fmt.Errorf("queue: update %s: %w", m.ID, err)
+	}
+	if err := s.syncDir(); err != nil {
+		return fmt.Errorf("queue: update %s: %w", m.ID, err)
+	}
+	return nil
 }
 
 // remove takes a message out of the spool: envelope first, so that a crash
-// in between leaves an orphan data file that Open discards.
+// in between leaves an orphan data file that Open discards. Concurrent
+// removals are batched: one takes the lock for all those waiting, and one
+// directory fsync covers them, so that many deliveries finishing at once do
+// not queue for the lock one by one.
 func (s *spool) remove(id string) error {
-	return s.locked(func() error {
-		err := os.Remove(s.path(id, extEnvelope))
-		if errors.Is(err, fs.ErrNotExist) {
-			return ErrNotFound
+	r := &removal{id: id, wake: make(chan struct{})}
+	s.rm.mu.Lock()
+	s.rm.pending = append(s.rm.pending, r)
+	if !s.rm.running {
+		s.rm.running, r.lead = true, true
+	}
+	lead := r.lead
+	s.rm.mu.Unlock()
+	if !lead {
+		<-r.wake // done, or asked to lead the next batch
+		lead = r.lead
+	}
+	if lead {
+		s.removeBatch()
+	}
+	return r.err
+}
+
+// removals is the batch of removals waiting for the lock.
+type removals struct {
+	mu      sync.Mutex
+	pending []*removal
+	running bool // a batch is being removed; its leader hands over to the next
+}
+
+type removal struct {
+	id   string
+	lead bool  // set under removals.mu before wake is closed
+	err  error // set before wake is closed
+	wake chan struct{}
+}
+
+// removeBatch removes every envelope asked for so far under one lock,
+// then their data, then fsyncs the directory once, and makes the first
+// request that came meanwhile lead the next batch.
+func (s *spool) removeBatch() {
+	s.rm.mu.Lock()
+	batch := s.rm.pending
+	s.rm.pending = nil
+	s.rm.mu.Unlock()
+	err := s.locked(func() error {
+		for _, r := range batch {
+			err := os.Remove(s.path(r.id, extEnvelope))
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				r.err = ErrNotFound
+			case err != nil:
+				r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("queue: remove %s: %w", id, err)
-		}
-		if err := os.Remove(s.path(id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("queue: remove %s: %w", id, err)
-		}
-		return s.syncDir()
+		return nil
 	})
+	removed := 0
+	for _, r := range batch {
+		if r.err == nil && err != nil {
+			r.err = err
+		}
+		if r.err != nil {
+			continue
+		}
+		// Without its envelope nobody else touches the data file
+		// (Open's recovery removes it as an orphan): no lock needed.
+		if err := os.Remove(s.path(r.id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		if err := s.syncDir(); err != nil {
+			for _, r := range batch {
+				if r.err == nil {
+					r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
+				}
+			}
+		}
+	}
+	s.rm.mu.Lock()
+	defer s.rm.mu.Unlock()
+	for _, r := range batch {
+		if !r.lead {
+			close(r.wake)
+		}
+	}
+	if len(s.rm.pending) == 0 {
+		s.rm.running = false
+		return
+	}
+	next := s.rm.pending[0]
+	next.lead = true
+	close(next.wake)
 }
 
 // readEnvelope reads and checks one envelope, bounded in size.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -301,12 +302,12 @@ func TestListShowDeleteFlushFromAnotherProcess(t *testing.T) {
 	if _, n := s.counts(); n != 1 {
 		t.Errorf("%d transactions, want 1", n)
 	}
-	h.q.mu.Lock()
-	n := len(h.q.entries)
-	h.q.mu.Unlock()
-	if n != 0 {
-		t.Errorf("runner still indexes %d messages", n)
-	}
+	// The spool empties just before the job ends: wait for its end.
+	h.waitUntil("the runner indexes no message", func() bool {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		return len(h.q.entries) == 0
+	})
 }
 
 func TestFlushInProcess(t *testing.T) {
@@ -412,6 +413,50 @@ func TestOpenOptionsValidation(t *testing.T) {
 		if q, err := Open(o); err == nil {
 			q.Close()
 			t.Errorf("%s: Open succeeded", tc.name)
+		}
+	}
+}
+
+func TestConcurrentRemovesAreEachAnswered(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sp, err := openSpool(dir, 10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	now := time.Now()
+	const n = 60
+	var ids []string
+	for i := range n {
+		m := &Message{Version: envelopeVersion, ID: newID(now.Add(time.Duration(i))), From: "a@local.test", Created: now,
+			Recipients: []Recipient{{Addr: "b@remote.test", State: StatePending}}}
+		if err := sp.create(m, strings.NewReader(testMessage), false); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	// Every message removed twice at once: exactly one of the two
+	// removes it, the other is told it is gone.
+	errs := make([]error, 2*n)
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		wg.Go(func() { errs[i] = sp.remove(ids[i%n]) })
+	}
+	wg.Wait()
+	for i, id := range ids {
+		a, b := errs[i], errs[i+n]
+		if (a == nil) == (b == nil) || (a != nil && !errors.Is(a, ErrNotFound)) || (b != nil && !errors.Is(b, ErrNotFound)) {
+			t.Errorf("%s: removes returned %v and %v, want one nil and one ErrNotFound", id, a, b)
+		}
+	}
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if strings.HasSuffix(e.Name(), extData) || strings.HasSuffix(e.Name(), extEnvelope) {
+			t.Errorf("%s left in the spool", e.Name())
 		}
 	}
 }

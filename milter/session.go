@@ -1,0 +1,624 @@
+package milter
+
+import (
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+)
+
+// Reply is an SMTP reply a milter asked for (or its default action gives).
+type Reply struct {
+	Code   int    // 4xx or 5xx
+	Status string // RFC 3463 enhanced status, e.g. "5.7.1"
+	Text   string // printable ASCII, one line
+}
+
+// Verdict is the milters' answer to MAIL or RCPT.
+type Verdict struct {
+	// Reply, when set, refuses the command with it.
+	Reply *Reply
+	// Discard: the message is to be accepted and dropped (a milter said so
+	// at MAIL or at a RCPT, which means the whole message).
+	Discard bool
+	// Milter is the address of the milter that decided, for the log.
+	Milter string
+}
+
+// Result is the milters' answer to a whole message.
+type Result struct {
+	Verdict
+	// Message is the message to store: the one given, changed by the
+	// milters (headers, body).
+	Message []byte
+	// Junk: quarantined, or flagged as spam (X-Spam: Yes): the local copies
+	// go to the Junk folder. JunkReason says why, for the log.
+	Junk       bool
+	JunkReason string
+	// From, when set, is the new envelope sender ("" for <>): hostile,
+	// to be checked by the caller.
+	From *string
+	// AddRcpts and DelRcpts are envelope recipients to add and remove,
+	// without angle brackets: hostile, to be checked by the caller (an
+	// added recipient is resolved as RCPT TO would).
+	AddRcpts []string
+	DelRcpts []string
+	// Modified says whether any milter changed anything.
+	Modified bool
+}
+
+// Session is the milters' view of one SMTP session (EHLO to QUIT or
+// STARTTLS). Its methods are safe for concurrent use; they run one at a
+// time.
+type Session struct {
+	chain *Chain
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	info    ConnInfo
+	macros  *gomilter.MacroBag
+	conns   []*mconn
+	discard bool // this transaction is to be discarded
+}
+
+// mconn is one milter's connection within a Session.
+type mconn struct {
+	f  *filter
+	cs *gomilter.ClientSession // nil when not connected
+	nc net.Conn
+	// connReply is a refusal at connect or HELO: every MAIL gets it.
+	connReply *Reply
+	// connDone: the milter accepted the connection, no more events.
+	connDone bool
+	inTx     bool // MAIL sent, transaction not ended (End or Abort)
+	// txDone: no more events for this transaction (accepted, or failed
+	// with the accept policy). txFailed: failed; its policy answers the
+	// rest of the transaction.
+	txDone   bool
+	txFailed bool
+}
+
+// NewSession starts the milters' view of an SMTP session. Nothing is
+// dialled before the first Mail. A nil or empty Chain gives a Session that
+// lets everything through.
+func (c *Chain) NewSession(info ConnInfo, log *slog.Logger) *Session {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Session{chain: c, log: log, info: info}
+	if c != nil {
+		for _, f := range c.filters {
+			s.conns = append(s.conns, &mconn{f: f})
+		}
+	}
+	s.macros = s.info.macroBag()
+	return s
+}
+
+// Active says whether any milter is configured.
+func (s *Session) Active() bool { return s != nil && len(s.conns) > 0 }
+
+// SetAuth records a successful AUTH for {auth_authen} and {auth_type}.
+func (s *Session) SetAuth(login, mech string) {
+	if !s.Active() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.info.AuthLogin, s.info.AuthMech = login, mech
+	s.macros.Set(gomilter.MacroAuthAuthen, login)
+	if mech != "" {
+		s.macros.Set(gomilter.MacroAuthType, mech)
+	}
+}
+
+// Mail starts a transaction: from is the reverse-path ("" for <>), queueID
+// the transaction's id (macro i). Milters not yet connected are dialled
+// now (each at most once per transaction).
+func (s *Session) Mail(from, queueID string) Verdict {
+	if !s.Active() {
+		return Verdict{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discard = false
+	s.macros.Set(gomilter.MacroQueueId, queueID)
+	s.macros.Set(gomilter.MacroMailAddr, from)
+	_, host, _ := strings.Cut(from, "@")
+	s.macros.Set(gomilter.MacroMailHost, host)
+	for _, mc := range s.conns {
+		mc.txDone, mc.txFailed = false, false
+		if mc.inTx {
+			s.abort(mc)
+		}
+		if mc.connReply != nil {
+			return Verdict{Reply: mc.connReply, Milter: mc.f.cfg.Address}
+		}
+		if mc.connDone {
+			continue
+		}
+		if mc.cs == nil {
+			if v, stop := s.connect(mc); stop {
+				return v
+			}
+			if mc.connReply != nil {
+				return Verdict{Reply: mc.connReply, Milter: mc.f.cfg.Address}
+			}
+			if mc.connDone || mc.txDone {
+				continue
+			}
+		}
+		s.deadline(mc, mc.f.cfg.CommandTimeout)
+		act, err := mc.cs.Mail(from, "")
+		if err != nil {
+			if v, stop := s.failed(mc, "mail", err); stop {
+				return v
+			}
+			continue
+		}
+		mc.inTx = true
+		if v, stop := s.action(mc, "mail", act); stop {
+			return v
+		}
+	}
+	return Verdict{}
+}
+
+// connect dials mc and sends connect and HELO. stop says the caller
+// must answer v now (the milter failed and its policy refuses).
+func (s *Session) connect(mc *mconn) (Verdict, bool) {
+	cs, nc, err := mc.f.open(s.macros)
+	if err != nil {
+		return s.failed(mc, "connect", err)
+	}
+	mc.cs, mc.nc = cs, nc
+	mc.f.answered()
+	family, port, addr := s.info.connFamily()
+	name := s.info.ClientName
+	if name == "" {
+		name = "unknown"
+	}
+	s.deadline(mc, mc.f.cfg.CommandTimeout)
+	act, err := cs.Conn(name, family, port, addr)
+	if err != nil {
+		return s.failed(mc, "connect", err)
+	}
+	if s.connAction(mc, "connect", act) {
+		return Verdict{}, false
+	}
+	helo := s.info.Helo
+	if helo == "" {
+		helo = "unknown"
+	}
+	s.deadline(mc, mc.f.cfg.CommandTimeout)
+	act, err = cs.Helo(helo)
+	if err != nil {
+		return s.failed(mc, "helo", err)
+	}
+	s.connAction(mc, "helo", act)
+	return Verdict{}, false
+}
+
+// connAction handles the answer to connect or HELO; it reports whether
+// the milter is done with this connection.
+func (s *Session) connAction(mc *mconn, stage string, act *gomilter.Action) bool {
+	switch act.Type {
+	case gomilter.ActionAccept:
+		mc.connDone = true
+		s.close(mc)
+		return true
+	case gomilter.ActionReject, gomilter.ActionTempFail, gomilter.ActionRejectWithCode:
+		mc.connReply = parseReply(act)
+		s.log.Info("milter refused the connection", "milter", mc.f.cfg.Address, "stage", stage, "reply", mc.connReply.String())
+		s.close(mc)
+		return true
+	}
+	return false
+}
+
+// Rcpt tells the milters about one accepted recipient.
+func (s *Session) Rcpt(to string) Verdict {
+	if !s.Active() {
+		return Verdict{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.macros.Set(gomilter.MacroRcptAddr, to)
+	_, host, _ := strings.Cut(to, "@")
+	s.macros.Set(gomilter.MacroRcptHost, host)
+	for _, mc := range s.conns {
+		if v, skip := s.skipTx(mc); skip {
+			if v.Reply != nil {
+				return v
+			}
+			continue
+		}
+		s.deadline(mc, mc.f.cfg.CommandTimeout)
+		act, err := mc.cs.Rcpt(to, "")
+		if err != nil {
+			if v, stop := s.failed(mc, "rcpt", err); stop {
+				return v
+			}
+			continue
+		}
+		if v, stop := s.action(mc, "rcpt", act); stop {
+			return v
+		}
+	}
+	return Verdict{}
+}
+
+// skipTx says whether mc takes no part in the rest of the transaction;
+// v.Reply is set when its failure policy refuses.
+func (s *Session) skipTx(mc *mconn) (Verdict, bool) {
+	if mc.txFailed {
+		return Verdict{Reply: mc.f.cfg.DefaultAction.reply(), Milter: mc.f.cfg.Address}, true
+	}
+	return Verdict{}, mc.connDone || mc.txDone || mc.cs == nil || !mc.inTx || mc.connReply != nil
+}
+
+// Message hands the whole message (trace header first, CRLF line ends) to
+// the milters, each seeing what the previous one changed, and returns what
+// to do with it. The transaction ends here whatever the outcome.
+func (s *Session) Message(msg []byte) *Result {
+	res := &Result{Message: msg}
+	if !s.Active() {
+		return res
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.endTx()
+	if s.discard {
+		res.Discard = true
+		return res
+	}
+	m := parseMessage(msg)
+	for _, mc := range s.conns {
+		if v, skip := s.skipTx(mc); skip {
+			if v.Reply != nil {
+				res.Verdict = v
+				return res
+			}
+			continue
+		}
+		stop, err := s.message(mc, m, res)
+		if err != nil {
+			if v, stop := s.failed(mc, "end-of-message", err); stop {
+				res.Verdict = v
+				return res
+			}
+			continue
+		}
+		if stop {
+			return res
+		}
+	}
+	if res.Modified {
+		res.Message = m.bytes()
+	}
+	return res
+}
+
+// message runs DATA, the header, the body and end of message with one
+// milter and applies its changes to m and res. stop says res.Verdict is
+// final (a refusal or a discard).
+func (s *Session) message(mc *mconn, m *message, res *Result) (stop bool, err error) {
+	s.deadline(mc, mc.f.cfg.ContentTimeout)
+	cs := mc.cs
+	act, err := cs.DataStart()
+	if err != nil {
+		return false, err
+	}
+	if v, stop := s.action(mc, "data", act); stop || mc.txDone {
+		res.Verdict = v
+		return stop, nil
+	}
+	leading := cs.ProtocolOption(gomilter.OptHeaderLeadingSpace)
+	for i := range m.fields {
+		f := &m.fields[i]
+		act, err := cs.HeaderField(f.name, f.value(leading), nil)
+		if err != nil {
+			return false, err
+		}
+		if v, stop := s.action(mc, "header", act); stop || mc.txDone {
+			res.Verdict = v
+			return stop, nil
+		}
+		if cs.Skip() {
+			break
+		}
+	}
+	act, err = cs.HeaderEnd()
+	if err != nil {
+		return false, err
+	}
+	if v, stop := s.action(mc, "end-of-header", act); stop || mc.txDone {
+		res.Verdict = v
+		return stop, nil
+	}
+	for b := m.body; len(b) > 0 && !cs.Skip(); {
+		n := min(len(b), int(gomilter.DataSize64K))
+		act, err := cs.BodyChunk(b[:n])
+		if err != nil {
+			return false, err
+		}
+		if v, stop := s.action(mc, "body", act); stop || mc.txDone {
+			res.Verdict = v
+			return stop, nil
+		}
+		b = b[n:]
+	}
+	mods, act, err := cs.End()
+	if err != nil {
+		return false, err
+	}
+	mc.inTx = false
+	s.apply(mc, m, res, mods, leading)
+	switch act.Type {
+	case gomilter.ActionAccept, gomilter.ActionContinue:
+		return false, nil
+	}
+	v, stop := s.action(mc, "end-of-message", act)
+	res.Verdict = v
+	return stop, nil
+}
+
+// apply makes one milter's end-of-message changes.
+func (s *Session) apply(mc *mconn, m *message, res *Result, mods []gomilter.ModifyAction, leading bool) {
+	log := s.log.With("milter", mc.f.cfg.Address)
+	replaced := false
+	for _, ma := range mods {
+		res.Modified = true
+		switch ma.Type {
+		case gomilter.ActionAddHeader, gomilter.ActionInsertHeader, gomilter.ActionChangeHeader:
+			var f *field
+			if ma.Type != gomilter.ActionChangeHeader || ma.HeaderValue != "" {
+				nf, ok := newField(ma.HeaderName, ma.HeaderValue, leading)
+				if !ok {
+					log.Warn("milter header change refused: not a valid header field", "name", sanitize(ma.HeaderName, 64))
+					continue
+				}
+				f = &nf
+			}
+			switch ma.Type {
+			case gomilter.ActionAddHeader:
+				m.add(*f)
+			case gomilter.ActionInsertHeader:
+				m.insert(int(min(ma.HeaderIndex, 1<<20)), *f)
+			default:
+				m.change(ma.HeaderName, int(min(ma.HeaderIndex, 1<<20)), f)
+			}
+			if f != nil && isSpamFlag(ma.HeaderName, ma.HeaderValue) {
+				res.Junk = true
+				res.JunkReason = sanitize(ma.HeaderName+": "+strings.TrimSpace(ma.HeaderValue), 64)
+			}
+		case gomilter.ActionReplaceBody:
+			if !replaced {
+				m.body = m.body[:0:0]
+				replaced = true
+			}
+			m.body = append(m.body, ma.Body...)
+		case gomilter.ActionQuarantine:
+			res.Junk = true
+			res.JunkReason = "quarantine: " + sanitize(ma.Reason, 200)
+		case gomilter.ActionChangeFrom:
+			from := unbracket(ma.From)
+			res.From = &from
+		case gomilter.ActionAddRcpt:
+			res.AddRcpts = append(res.AddRcpts, unbracket(ma.Rcpt))
+		case gomilter.ActionDelRcpt:
+			res.DelRcpts = append(res.DelRcpts, unbracket(ma.Rcpt))
+		}
+		log.Debug("milter change", "change", sanitize(ma.String(), 200))
+	}
+	if replaced {
+		m.body = crlf(m.body)
+		if !m.sep && len(m.body) > 0 {
+			m.sep = true
+		}
+	}
+}
+
+// isSpamFlag: the spam verdict headers of rspamd (X-Spam: Yes) and
+// SpamAssassin's milters (X-Spam-Flag: YES).
+func isSpamFlag(name, value string) bool {
+	if !strings.EqualFold(name, "X-Spam") && !strings.EqualFold(name, "X-Spam-Flag") {
+		return false
+	}
+	v := strings.ToLower(strings.TrimSpace(value))
+	return v == "yes" || strings.HasPrefix(v, "yes ") || strings.HasPrefix(v, "yes,")
+}
+
+// unbracket removes the angle brackets of a milter's address.
+func unbracket(a string) string {
+	a = strings.TrimSpace(a)
+	if len(a) >= 2 && a[0] == '<' && a[len(a)-1] == '>' {
+		return a[1 : len(a)-1]
+	}
+	return a
+}
+
+// action handles a milter's answer before the end of the message. stop
+// says the caller must answer v now.
+func (s *Session) action(mc *mconn, stage string, act *gomilter.Action) (Verdict, bool) {
+	switch act.Type {
+	case gomilter.ActionAccept:
+		mc.txDone = true
+	case gomilter.ActionDiscard:
+		// At MAIL or RCPT too it means the whole message (libmilter's
+		// SMFIS_DISCARD); the milter hears no more of it.
+		s.discard = true
+		mc.txDone = true
+		s.log.Info("milter discards the message", "milter", mc.f.cfg.Address, "stage", stage)
+		if stage != "mail" && stage != "rcpt" {
+			return Verdict{Discard: true, Milter: mc.f.cfg.Address}, true
+		}
+	case gomilter.ActionReject, gomilter.ActionTempFail, gomilter.ActionRejectWithCode:
+		r := parseReply(act)
+		s.log.Info("milter refused", "milter", mc.f.cfg.Address, "stage", stage, "reply", r.String())
+		return Verdict{Reply: r, Milter: mc.f.cfg.Address}, true
+	}
+	return Verdict{}, false
+}
+
+// failed applies mc's failure policy: the connection is closed (the next
+// transaction dials again) and the policy answers for this transaction.
+func (s *Session) failed(mc *mconn, stage string, err error) (Verdict, bool) {
+	mc.f.failed(stage, err)
+	s.close(mc)
+	if mc.f.cfg.DefaultAction == Accept {
+		mc.txDone = true
+		return Verdict{}, false
+	}
+	mc.txFailed = true
+	r := mc.f.cfg.DefaultAction.reply()
+	// Debug: the state change is logged once by filter.failed, and the
+	// caller logs the reply of each transaction.
+	s.log.Debug("milter failed: default action", "milter", mc.f.cfg.Address, "stage", stage,
+		"default_action", mc.f.cfg.DefaultAction.String(), "err", err)
+	return Verdict{Reply: r, Milter: mc.f.cfg.Address}, true
+}
+
+// Abort ends the transaction (RSET, a refused DATA, a new MAIL).
+func (s *Session) Abort() {
+	if !s.Active() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endTx()
+}
+
+func (s *Session) endTx() {
+	s.discard = false
+	for _, mc := range s.conns {
+		if mc.inTx {
+			s.abort(mc)
+		}
+		mc.txDone, mc.txFailed = false, false
+	}
+}
+
+func (s *Session) abort(mc *mconn) {
+	mc.inTx = false
+	if mc.cs == nil {
+		return
+	}
+	s.deadline(mc, mc.f.cfg.CommandTimeout)
+	if err := mc.cs.Abort(nil); err != nil {
+		mc.f.failed("abort", err)
+		s.close(mc)
+	}
+}
+
+// Close ends the milters' sessions (QUIT, STARTTLS, a lost connection).
+func (s *Session) Close() {
+	if !s.Active() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, mc := range s.conns {
+		s.close(mc)
+	}
+}
+
+func (s *Session) close(mc *mconn) {
+	if mc.cs == nil {
+		return
+	}
+	s.deadline(mc, time.Second)
+	_ = mc.cs.Close()
+	mc.cs, mc.nc, mc.inTx = nil, nil, false
+}
+
+func (s *Session) deadline(mc *mconn, d time.Duration) {
+	if mc.nc != nil {
+		_ = mc.nc.SetDeadline(time.Now().Add(d))
+	}
+}
+
+// parseReply turns a milter's action into a reply: its own
+// (SMFIR_REPLYCODE, maybe several lines) or the protocol's default.
+func parseReply(act *gomilter.Action) *Reply {
+	switch act.Type {
+	case gomilter.ActionReject:
+		return &Reply{Code: 550, Status: "5.7.1", Text: "Command rejected"}
+	case gomilter.ActionTempFail:
+		return &Reply{Code: 451, Status: "4.7.1", Text: "Service unavailable - try again later"}
+	}
+	code := int(act.SMTPCode)
+	r := &Reply{Code: code}
+	var texts []string
+	for _, line := range strings.Split(strings.ReplaceAll(act.SMTPReply, "\r\n", "\n"), "\n") {
+		if len(line) >= 4 && (line[3] == ' ' || line[3] == '-') {
+			line = line[4:]
+		} else if len(line) == 3 {
+			line = ""
+		}
+		if st, rest, ok := strings.Cut(line, " "); ok && isStatus(st, code) {
+			if r.Status == "" {
+				r.Status = st
+			}
+			line = rest
+		} else if isStatus(line, code) {
+			if r.Status == "" {
+				r.Status = line
+			}
+			line = ""
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			texts = append(texts, line)
+		}
+	}
+	if r.Status == "" {
+		r.Status = string(rune('0'+code/100)) + ".7.1"
+	}
+	r.Text = sanitize(strings.Join(texts, " "), 400)
+	if r.Text == "" {
+		r.Text = "Command rejected"
+		if code < 500 {
+			r.Text = "Service unavailable - try again later"
+		}
+	}
+	return r
+}
+
+// isStatus: an RFC 3463 code whose class matches the reply code.
+func isStatus(s string, code int) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || parts[0][0] != byte('0'+code/100) {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if p == "" || len(p) > 3 {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sanitize keeps printable ASCII, bounded.
+func sanitize(v string, n int) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if b.Len() >= n {
+			b.WriteString("...")
+			break
+		}
+		c := v[i]
+		if c < 0x20 || c >= 0x7f {
+			c = '?'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

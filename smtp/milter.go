@@ -1,0 +1,238 @@
+package smtp
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
+	"courriel/milter"
+)
+
+// The milter hook (courriel/milter, Options.Milters): the session asks the
+// milters at MAIL, at each accepted RCPT and once the message is read, and
+// answers only after they have. Every call here runs with s.mu held.
+
+// junkFolder is where a message a milter flagged as spam is filed.
+const junkFolder = "Junk"
+
+// milterMail starts the milters' transaction; nil lets MAIL through. The
+// milters' session is opened at the first MAIL of a go-smtp session (they
+// then hear connect and HELO, with the TLS of this session).
+func (s *session) milterMail() *gosmtp.SMTPError {
+	if s.srv.o.Milters.Len() == 0 {
+		return nil
+	}
+	if s.milter == nil {
+		s.milter = s.srv.o.Milters.NewSession(s.milterInfo(), s.log)
+	}
+	if s.user != nil {
+		s.milter.SetAuth(s.user.Login, s.authMech)
+	}
+	v := s.milter.Mail(s.tx.from, s.tx.id)
+	if v.Reply != nil {
+		s.log.Info("mail refused by milter", "msg_id", s.tx.id, "milter", v.Milter, "reply", sanitize(v.Reply.String(), 300))
+		return milterReply(v.Reply)
+	}
+	return nil
+}
+
+// milterInfo is what milters are told of this session.
+func (s *session) milterInfo() milter.ConnInfo {
+	ci := milter.ConnInfo{
+		Client:   addrPort(s.c.Conn.RemoteAddr()),
+		Local:    addrPort(s.c.Conn.LocalAddr()),
+		Hostname: s.srv.o.Hostname,
+		Listener: s.srv.o.Listener,
+		Helo:     sanitize(s.helo, maxDomain),
+	}
+	if n := s.reverseName(); n != "unknown" {
+		ci.ClientName = n
+	}
+	if s.tls != nil {
+		ci.TLSVersion = tlsVersion(s.tls.Version)
+		ci.Cipher = tls.CipherSuiteName(s.tls.CipherSuite)
+		ci.CipherBits = cipherBits(ci.Cipher)
+	}
+	return ci
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// cipherBits is the symmetric key size Postfix reports as {cipher_bits}.
+func cipherBits(name string) int {
+	switch {
+	case strings.Contains(name, "AES_128"):
+		return 128
+	case strings.Contains(name, "AES_256"), strings.Contains(name, "CHACHA20"):
+		return 256
+	}
+	return 0
+}
+
+// milterRcpt tells the milters of an accepted recipient; nil accepts it.
+func (s *session) milterRcpt(addr string) *gosmtp.SMTPError {
+	if s.milter == nil {
+		return nil
+	}
+	v := s.milter.Rcpt(addr)
+	if v.Reply != nil {
+		s.log.Info("rcpt refused by milter", "msg_id", s.tx.id, "to", sanitize(addr, 300), "milter", v.Milter, "reply", sanitize(v.Reply.String(), 300))
+		return milterReply(v.Reply)
+	}
+	return nil
+}
+
+// milterAbort ends the milters' transaction (RSET, a refused message).
+func (s *session) milterAbort() {
+	if s.milter != nil {
+		s.milter.Abort()
+	}
+}
+
+// milterClose ends the milters' session.
+func (s *session) milterClose() {
+	if s.milter != nil {
+		s.milter.Close()
+	}
+}
+
+// filterMessage hands the message (header: our Received) to the milters
+// and applies their answer to the transaction. It returns the message to
+// store, whole, in body (header is then nil); done says the message is
+// accepted without being stored (discarded, or every recipient removed);
+// err is the reply when a milter refused it.
+//
+// The milter library takes the message in one piece: with milters on, a
+// message is read into memory here (at most the size limit), so the spooling
+// of large messages bounds memory only on listeners without milters.
+func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.Content) (newHeader []byte, newBody delivery.Content, done bool, err error) {
+	if s.milter == nil {
+		return header, body, false, nil
+	}
+	msg := make([]byte, len(header)+int(body.Size()))
+	copy(msg, header)
+	if _, err := body.ReadAt(msg[len(header):], 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, false, fmt.Errorf("reading the message for the milters: %w", err)
+	}
+	res := s.milter.Message(msg)
+	switch {
+	case res.Reply != nil:
+		log.Info("message refused by milter", "milter", res.Milter, "reply", sanitize(res.Reply.String(), 300))
+		return nil, nil, false, milterReply(res.Reply)
+	case res.Discard:
+		log.Info("message discarded by milter", "milter", res.Milter, "from", sanitize(s.tx.from, 300), "nrcpt", len(s.tx.rcpts), "size", len(msg))
+		return nil, nil, true, nil
+	}
+	if res.From != nil {
+		s.milterChangeFrom(log, *res.From)
+	}
+	for _, a := range res.DelRcpts {
+		s.milterDelRcpt(log, a)
+	}
+	for _, a := range res.AddRcpts {
+		if err := s.milterAddRcpt(log, a); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	if len(s.tx.local)+len(s.tx.remote) == 0 {
+		log.Info("message dropped: the milters removed every recipient", "from", sanitize(s.tx.from, 300))
+		return nil, nil, true, nil
+	}
+	if res.Junk {
+		for i := range s.tx.local {
+			s.tx.local[i].Folder = junkFolder
+		}
+		log.Info("message filed as junk by milter", "reason", res.JunkReason, "local", len(s.tx.local))
+	}
+	return nil, bytes.NewReader(res.Message), false, nil
+}
+
+func (s *session) milterChangeFrom(log *slog.Logger, from string) {
+	if from != "" {
+		a, err := parseAddress(from, s.tx.utf8)
+		if err != nil {
+			log.Warn("milter sender change ignored: bad address", "from", sanitize(from, 300), "err", err)
+			return
+		}
+		from = a.String()
+	}
+	log.Info("sender changed by milter", "old_from", sanitize(s.tx.from, 300), "from", sanitize(from, 300))
+	s.tx.from = from
+}
+
+// milterDelRcpt removes a RCPT address and the copies it brought.
+func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
+	k := dedupeKey(addr)
+	found := false
+	s.tx.rcpts = slices.DeleteFunc(s.tx.rcpts, func(r string) bool { return dedupeKey(r) == k })
+	// A copy removed is forgotten by the dedupe set too: a milter may add
+	// the same maildrop back.
+	s.tx.local = slices.DeleteFunc(s.tx.local, func(r delivery.Recipient) bool {
+		del := dedupeKey(r.OrigTo) == k || dedupeKey(r.Address) == k
+		if del {
+			found = true
+			delete(s.tx.seen, dedupeKey(r.Address))
+		}
+		return del
+	})
+	s.tx.remote = slices.DeleteFunc(s.tx.remote, func(r string) bool {
+		del := dedupeKey(r) == k
+		if del {
+			found = true
+			delete(s.tx.seen, k)
+		}
+		return del
+	})
+	log.Info("recipient removed by milter", "to", sanitize(addr, 300), "found", found)
+}
+
+// milterAddRcpt adds a recipient as RCPT TO would, without the relay check
+// (the milter is the administrator's) and without telling the milters. An
+// address the directory does not know is dropped with a log line; a
+// directory failure makes the whole message 4xx (nothing is stored yet).
+func (s *session) milterAddRcpt(log *slog.Logger, addr string) error {
+	err := s.rcpt(addr, true)
+	var se *gosmtp.SMTPError
+	switch {
+	case err == nil:
+		log.Info("recipient added by milter", "to", sanitize(addr, 300))
+		return nil
+	case errors.As(err, &se) && se.Code >= 500:
+		log.Warn("recipient added by milter refused", "to", sanitize(addr, 300), "reply", se.Message)
+		return nil
+	}
+	log.Warn("recipient added by milter: temporary failure", "to", sanitize(addr, 300), "err", err)
+	return err
+}
+
+// milterReply turns a milter's reply into ours.
+func milterReply(r *milter.Reply) *gosmtp.SMTPError {
+	var ec gosmtp.EnhancedCode
+	parts := strings.Split(r.Status, ".")
+	for i := 0; i < 3 && len(parts) == 3; i++ {
+		n, _ := strconv.Atoi(parts[i])
+		ec[i] = n
+	}
+	if ec[0] == 0 {
+		ec = gosmtp.EnhancedCode{r.Code / 100, 7, 1}
+	}
+	return rep(r.Code, ec, r.Text)
+}
