@@ -56,8 +56,6 @@ func toFlags(names []string) []string {
 	return out
 }
 
-var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
-
 // parseDateTime reads RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz".
 func parseDateTime(v string) (time.Time, error) {
 	t, err := time.Parse("2-Jan-2006 15:04:05 -0700", strings.TrimPrefix(v, " "))

@@ -16,6 +16,7 @@ import (
 
 	"courriel/directory"
 	"courriel/imap/mailstore"
+	"courriel/imap/wire"
 	"courriel/loginguard"
 )
 
@@ -100,6 +101,7 @@ type Server struct {
 	log    *slog.Logger
 	guard  *loginguard.Guard
 	reg    *mailstore.Registry
+	bufs   wire.Buffers // lent to connections with bytes in flight
 	closed chan struct{}
 
 	mu        sync.Mutex

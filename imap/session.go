@@ -78,8 +78,8 @@ type session struct {
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
 	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
 	se.logger = s.log.With("conn_id", se.id)
-	se.r = wire.NewReader(sessionReader{se})
-	se.w = wire.NewWriter(sessionWriter{se})
+	se.r = wire.NewReader(sessionReader{se}, &s.bufs)
+	se.w = wire.NewWriter(sessionWriter{se}, &s.bufs)
 	se.r.Continue = func() error {
 		se.w.Raw("+ Ready for literal data\r\n")
 		if err := se.flush(); err != nil {

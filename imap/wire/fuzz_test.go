@@ -25,7 +25,7 @@ func FuzzReader(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := NewReader(strings.NewReader(string(data)))
+		r := NewReader(strings.NewReader(string(data)), &Buffers{})
 		r.Limits = Limits{MaxLine: 1024, MaxLiteral: 1024, MaxDepth: 8, MaxRanges: 64}
 		for range 1000 {
 			args, err := readArgs(r)

@@ -21,7 +21,9 @@ type Limits struct {
 
 // DefaultLimits are Dovecot's orders of magnitude: a 64 KiB command line
 // (enough for ID's RFC 2971 maximum of 30 pairs of 1,024 octets).
-var DefaultLimits = Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 10, MaxDepth: 64, MaxRanges: 10000, MaxLiterals: 1 << 20}
+func DefaultLimits() Limits {
+	return Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 10, MaxDepth: 64, MaxRanges: 10000, MaxLiterals: 1 << 20}
+}
 
 // SyntaxError is a malformed command: answered BAD, the session unchanged.
 type SyntaxError struct{ Msg string }
@@ -48,7 +50,29 @@ func syntaxf(format string, args ...any) error {
 // pending.
 const bufSize = 4096
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+// Buffers lends read buffers and write buffers to the connections of one
+// server, so that only connections with bytes in flight hold one. The
+// zero value is ready to use; a nil *Buffers gives each connection its
+// own buffers for good.
+type Buffers struct {
+	read, write sync.Pool
+}
+
+func (b *Buffers) getRead() *[]byte {
+	if b != nil {
+		if p, ok := b.read.Get().(*[]byte); ok {
+			return p
+		}
+	}
+	buf := make([]byte, bufSize)
+	return &buf
+}
+
+func (b *Buffers) putRead(p *[]byte) {
+	if b != nil {
+		b.read.Put(p)
+	}
+}
 
 // Reader tokenizes commands from src. Continue, when set, is called before
 // the bytes of a synchronising literal are read: it sends "+".
@@ -64,11 +88,13 @@ type Reader struct {
 	eol      bool // the command's last line ended (CRLF consumed, no literal follows)
 	Limits   Limits
 	Continue func() error
+	pool     *Buffers
 }
 
-// NewReader returns a Reader over src with DefaultLimits.
-func NewReader(src io.Reader) *Reader {
-	return &Reader{src: src, Limits: DefaultLimits}
+// NewReader returns a Reader over src with DefaultLimits(), borrowing its
+// buffer from pool (nil: a buffer of its own, kept).
+func NewReader(src io.Reader, pool *Buffers) *Reader {
+	return &Reader{src: src, Limits: DefaultLimits(), pool: pool}
 }
 
 // SetSource replaces the byte source (STARTTLS, COMPRESS); pending
@@ -81,8 +107,8 @@ func (r *Reader) Buffered() int { return r.w - r.r }
 // Release gives the buffer back to the pool when it holds nothing: an
 // idle connection then waits on the socket with no buffer.
 func (r *Reader) Release() {
-	if r.buf != nil && r.r == r.w {
-		bufPool.Put(r.buf)
+	if r.buf != nil && r.r == r.w && r.pool != nil {
+		r.pool.putRead(r.buf)
 		r.buf = nil
 		r.r, r.w = 0, 0
 	}
@@ -102,7 +128,7 @@ func (r *Reader) fill() error {
 			}
 			return err
 		}
-		r.buf = bufPool.Get().(*[]byte)
+		r.buf = r.pool.getRead()
 		(*r.buf)[0] = r.one[0]
 		r.r, r.w = 0, 1
 		return nil

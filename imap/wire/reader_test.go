@@ -73,7 +73,7 @@ func TestReader(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := NewReader(strings.NewReader(c.in))
+			r := NewReader(strings.NewReader(c.in), nil)
 			conts := 0
 			r.Continue = func() error { conts++; return nil }
 			got, err := readArgs(r)
@@ -101,7 +101,7 @@ func TestReader(t *testing.T) {
 func TestOversizedSyncLiteralNotAwaited(t *testing.T) {
 	pr, pw := io.Pipe()
 	go pw.Write([]byte("a LOGIN {100000}\r\n")) // and nothing more, like a real client
-	r := NewReader(pr)
+	r := NewReader(pr, nil)
 	r.Continue = func() error { t.Error("continuation sent for an oversized literal"); return nil }
 	_, err := readArgs(r)
 	var le *LimitError
@@ -114,7 +114,7 @@ func TestOversizedSyncLiteralNotAwaited(t *testing.T) {
 }
 
 func TestDiscardSkipsNonSyncLiterals(t *testing.T) {
-	r := NewReader(strings.NewReader("a BOGUS ) {5+}\r\nhello more\r\nb NOOP\r\n"))
+	r := NewReader(strings.NewReader("a BOGUS ) {5+}\r\nhello more\r\nb NOOP\r\n"), nil)
 	if _, err := readArgs(r); err == nil {
 		t.Fatal("no error")
 	}
@@ -128,7 +128,7 @@ func TestDiscardSkipsNonSyncLiterals(t *testing.T) {
 }
 
 func TestSeqSet(t *testing.T) {
-	r := NewReader(strings.NewReader("1:3,5,*:7 "))
+	r := NewReader(strings.NewReader("1:3,5,*:7 "), nil)
 	s, err := r.SeqSet()
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestSeqSet(t *testing.T) {
 	if len(s.Ranges) != 3 || s.Ranges[0] != want[0] || s.Ranges[1] != want[1] || s.Ranges[2] != want[2] {
 		t.Fatalf("got %v", s.Ranges)
 	}
-	r = NewReader(strings.NewReader(strings.Repeat("1,", 20000) + "1 "))
+	r = NewReader(strings.NewReader(strings.Repeat("1,", 20000)+"1 "), nil)
 	r.Limits.MaxLine = 0
 	if _, err := r.SeqSet(); err == nil || err.Error() != "Sequence set too large" {
 		t.Fatalf("huge set: %v", err)
@@ -146,7 +146,7 @@ func TestSeqSet(t *testing.T) {
 
 func TestWriterRelease(t *testing.T) {
 	var b bytes.Buffer
-	w := NewWriter(&b)
+	w := NewWriter(&b, &Buffers{})
 	w.Raw("* OK")
 	w.SP()
 	w.String("a\"b", false)

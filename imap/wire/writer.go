@@ -4,23 +4,22 @@ import (
 	"bufio"
 	"io"
 	"strconv"
-	"sync"
 )
-
-var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8192) }}
 
 // Writer buffers the responses of one connection. Its buffer is taken
 // from a pool on the first write and given back by Flush, so an idle
 // connection holds none. The destination can be replaced (STARTTLS, a
 // deflate stream for COMPRESS) between responses.
 type Writer struct {
-	dst io.Writer
-	bw  *bufio.Writer
-	err error
+	dst  io.Writer
+	bw   *bufio.Writer
+	err  error
+	pool *Buffers
 }
 
-// NewWriter returns a Writer to dst.
-func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+// NewWriter returns a Writer to dst, borrowing its buffer from pool (nil:
+// a buffer of its own, kept).
+func NewWriter(dst io.Writer, pool *Buffers) *Writer { return &Writer{dst: dst, pool: pool} }
 
 // SetDest replaces the destination; call after Flush.
 func (w *Writer) SetDest(dst io.Writer) { w.dst = dst }
@@ -33,7 +32,12 @@ func (w *Writer) Err() error { return w.err }
 
 func (w *Writer) buf() *bufio.Writer {
 	if w.bw == nil {
-		w.bw = writerPool.Get().(*bufio.Writer)
+		if w.pool != nil {
+			w.bw, _ = w.pool.write.Get().(*bufio.Writer)
+		}
+		if w.bw == nil {
+			w.bw = bufio.NewWriterSize(nil, 8192)
+		}
 		w.bw.Reset(w.dst)
 	}
 	return w.bw
@@ -47,8 +51,11 @@ func (w *Writer) Flush() error {
 	if w.err == nil {
 		w.err = w.bw.Flush()
 	}
+	if w.pool == nil {
+		return w.err // keeps its own buffer
+	}
 	w.bw.Reset(nil)
-	writerPool.Put(w.bw)
+	w.pool.write.Put(w.bw)
 	w.bw = nil
 	return w.err
 }
