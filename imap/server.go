@@ -347,6 +347,28 @@ func (s *Server) Notify(maildir string) {
 	}()
 }
 
+// Delivered tells the server that a delivery agent durably placed the file
+// name in new/ of folder directory dir ("" for INBOX, ".Junk") of maildir:
+// when a session has that folder open, the one file is numbered and
+// announced without listing the folder (a burst of deliveries into a
+// 100,000-message INBOX costs a few system calls each), and idling
+// sessions are woken. It does not block; delivery.Options.OnDelivered
+// can be this method.
+func (s *Server) Delivered(maildir, dir, name string) {
+	clean := filepath.Clean(maildir)
+	mb := s.reg.Lookup(clean, dir)
+	if mb == nil {
+		return // nobody has it open: the next SELECT reads the directory
+	}
+	go func() {
+		if err := s.reg.Delivered(clean, dir, name); err != nil {
+			s.log.Warn("imap: taking in a delivered message failed; the next look lists the folder", "maildir", maildir, "folder", dir, "err", err)
+			_ = mb.Sync(true)
+		}
+		s.wakeIdlers(mb, nil)
+	}()
+}
+
 // Close stops listening and closes all connections at once.
 func (s *Server) Close() error {
 	s.mu.Lock()

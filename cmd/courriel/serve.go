@@ -120,9 +120,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if a.store, err = delivery.NewStore(delivery.Options{
 		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Sync: syncMode,
 		Logger: log.With("component", "delivery"),
-		OnDelivered: func(maildir, _, _ string) {
+		OnDelivered: func(maildir, folder, name string) {
 			if imapSrv != nil {
-				imapSrv.Notify(maildir)
+				imapSrv.Delivered(maildir, folder, name)
 			}
 		},
 		OnFolderCreated: subscribeFolder(chown, log),
