@@ -413,9 +413,11 @@ func specialUseAttr(name string) string {
 // checkMaildir validates a directory-provided path: absolute, clean, not
 // the root, and under AllowedBase when set.
 func (s *session) checkMaildir(u directory.User) (string, error) {
+	// One rule for delivery and IMAP: the directory computes Maildir from
+	// the mailbox query, as delivery does; no guess from the home here.
 	m := u.Maildir
-	if m == "" && u.Home != "" {
-		m = u.Home + "/mailbox/"
+	if m == "" {
+		return "", errors.New("the directory gave no maildir")
 	}
 	if !filepath.IsAbs(m) || strings.ContainsRune(m, 0) {
 		return "", errors.New("maildir is not an absolute path")
