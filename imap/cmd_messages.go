@@ -270,6 +270,10 @@ func cmdStore(s *session, tag string, uid bool) error {
 	}
 	seqs, uids := s.resolve(a.set, uid)
 	if len(uids) > 0 {
+		// As Dovecot: no FETCH for a message whose flags did not change
+		// (the client knows them already); a 20,000-message +FLAGS \Seen
+		// on a read folder answers at once.
+		oldFlags, _ := sel.mb.FlagsOf(uids)
 		newFlags, ok, err := sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
 		if err != nil {
 			return s.storeErr("store", err, "")
@@ -277,7 +281,7 @@ func cmdStore(s *session, tag string, uid bool) error {
 		s.srv.wakeIdlers(sel.mb, s)
 		s.announceFlags(false)
 		for i := range uids {
-			if !ok[i] || a.silent {
+			if !ok[i] || a.silent || newFlags[i] == oldFlags[i] {
 				continue
 			}
 			s.w.Raw("* ")
