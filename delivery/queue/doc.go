@@ -5,6 +5,20 @@
 // backoff up to a maximum lifetime, and reports permanent failures and expiry to
 // the sender with an RFC 3464 delivery status notification.
 //
+// # Local recipients
+//
+// Accept takes a message for remote and local recipients at once: it is
+// queued for all of them (the commit point: on an error nothing was stored),
+// then the local copies are stored straight away through Options.Local (the
+// delivery store). A local copy that fails stays queued like a remote one
+// (retried with backoff, bounced when permanent or expired), so an SMTP
+// client never has to send a message again because one of several copies
+// failed. Local copies are keyed (delivery.Recipient.CopyKey: queue id and
+// recipient index): every attempt at a copy writes the same file name, and
+// a retry (delivery.Message.Retry) looks for the copy in new/ and cur/
+// first, so a crash between the copies and the record of their outcome
+// never stores one twice.
+//
 // # Spool layout
 //
 // Everything lives flat in Options.Dir:
