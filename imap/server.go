@@ -111,6 +111,7 @@ type Server struct {
 	total     int                       // guarded by mu
 	sessions  map[*session]struct{}     // guarded by mu
 	recent    map[recentKey]uint32      // first UID not yet claimed as \Recent; guarded by mu
+	fresh     map[string]bool           // folders created or removed by this process; guarded by mu
 	wg        sync.WaitGroup            // one per live session
 }
 
@@ -170,6 +171,7 @@ func NewServer(o Options) (*Server, error) {
 		userConns: make(map[string]int),
 		sessions:  make(map[*session]struct{}),
 		recent:    make(map[recentKey]uint32),
+		fresh:     make(map[string]bool),
 	}, nil
 }
 
@@ -449,14 +451,21 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// peekRecent is the first UID no session has claimed as \Recent.
+// peekRecent is the first UID no session has claimed as \Recent, as far
+// as this process knows: the boundary its sessions claimed up to, 1 for a
+// folder it created, and "none" for a folder no session of it selected
+// (the claim boundary lives in the folder's index, which mailstore does
+// not expose without claiming; SELECT gets the exact set).
 func (s *Server) peekRecent(folder string, validity uint32) uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if first, ok := s.recent[recentKey{folder, validity}]; ok {
 		return first
 	}
-	return 1
+	if s.fresh[folder] {
+		return 1
+	}
+	return ^uint32(0)
 }
 
 // forgetRecent drops the \Recent claims of a folder that was created,
@@ -470,6 +479,10 @@ func (s *Server) forgetRecent(folder string) {
 			delete(s.recent, k)
 		}
 	}
+	if len(s.fresh) > 100000 {
+		clear(s.fresh) // bounded: at worst STATUS reports fewer recent messages
+	}
+	s.fresh[folder] = true
 }
 
 // loggedOut undoes loggedIn for a login that failed after counting.
