@@ -15,8 +15,10 @@ import (
 )
 
 // connMemGoal is the most an idle IMAPS connection (logged in, INBOX
-// selected, IDLE) may cost the server: heap and stacks, TLS included.
-const connMemGoal = 40 << 10
+// selected, IDLE) may cost the server: heap and stacks, TLS included
+// (issue 12: at most 24 KiB; one goroutine, no read or write buffer while
+// idle).
+const connMemGoal = 24 << 10
 
 // TestIdleConnMemory opens many TLS connections from a child process (so
 // that the client's memory is not counted), has each log in, SELECT INBOX
@@ -31,6 +33,8 @@ func TestIdleConnMemory(t *testing.T) {
 	}
 	e := newEnv(t, func(o *Options) {
 		o.MaxConnsPerIP = n + 10
+		// One user from one address n times: far above the per user+IP limit.
+		o.MaxUserIPConns = n + 10
 		o.IdleCheck = DefaultIdleCheck
 	})
 	writeMaildirMsg(t, e.maildir, "cur", "1.M1P1.test:2,S", testMessage(1, "a@example.org", "hello"))
@@ -48,6 +52,7 @@ func TestIdleConnMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := ms()
+	pssBefore := pss()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleConnMemoryClient$")
 	cmd.Env = append(os.Environ(), "COURRIEL_CONNMEM_ADDR="+e.addr, "COURRIEL_CONNMEM_N="+strconv.Itoa(n))
@@ -101,6 +106,11 @@ func TestIdleConnMemory(t *testing.T) {
 	after := ms()
 	per := (int64(after) - int64(before)) / int64(n)
 	t.Logf("%d idle IMAPS connections: %d KiB heap+stack each (%d goroutines)", n, per>>10, runtime.NumGoroutine())
+	if pb, pa := pssBefore, pss(); pb > 0 && pa > 0 {
+		// The process's proportional set size: what the kernel charges,
+		// the runtime's free but unreturned pages included.
+		t.Logf("PSS: %d KiB per connection", (pa-pb)/int64(n))
+	}
 	if per > connMemGoal && !raceEnabled {
 		t.Errorf("an idle connection costs %d bytes, goal %d", per, connMemGoal)
 	}
@@ -154,4 +164,20 @@ func TestIdleConnMemoryClient(t *testing.T) {
 	}
 	fmt.Println("READY")
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// pss is the test process's proportional set size in KiB (0 when
+// /proc/self/smaps_rollup is not readable).
+func pss() int64 {
+	data, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	return 0
 }

@@ -1,12 +1,13 @@
 package imap
 
 import (
-	"fmt"
-
 	"bytes"
-	goimap "github.com/emersion/go-imap/v2"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+
+	goimap "github.com/emersion/go-imap/v2"
 )
 
 // naiveCRLF is the obvious definition appendCRLF must match.
@@ -94,4 +95,36 @@ func TestFetchStoredForms(t *testing.T) {
 			t.Errorf("message %d: envelope %+v, want subject %q", i+1, m.Envelope, wantSubj)
 		}
 	}
+}
+
+// A message larger than the scratch buffers is streamed from its file:
+// the literal is the CRLF form, exactly RFC822.SIZE long.
+func TestFetchStreamsLargeMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	body := "From: a@example.org\nSubject: big\n\n" + strings.Repeat("0123456789 stored with LF\n", 40000)
+	writeMaildirMsg(t, e.maildir, "new", "1.M1P1.big", body)
+	c := e.login(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(goimap.SeqSetNum(1), &goimap.FetchOptions{
+		RFC822Size: true, BodySection: []*goimap.FetchItemBodySection{{Peek: true}},
+	}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.ReplaceAll(body, "\n", "\r\n")
+	got := msgs[0].FindBodySection(&goimap.FetchItemBodySection{Peek: true})
+	if string(got) != want || msgs[0].RFC822Size != int64(len(want)) {
+		t.Errorf("BODY[] of %d bytes (RFC822.SIZE %d), want the %d-byte CRLF form", len(got), msgs[0].RFC822Size, len(want))
+	}
+}
+
+// toCRLF turns every bare LF into CRLF.
+func toCRLF(b []byte) []byte {
+	if out, changed := appendCRLF(nil, b); changed {
+		return out
+	}
+	return b
 }

@@ -3,8 +3,8 @@ package imap
 import (
 	"bufio"
 	"crypto/tls"
-	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -176,23 +176,22 @@ func (r *rawConn) cmdSafe(tag, s string) []string {
 func TestFailedLoginsSlowDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(o *Options) { o.FailDelay = 50 * time.Millisecond; o.MaxFailDelay = 200 * time.Millisecond })
+	ip := netip.MustParseAddr("192.0.2.1")
 	var delays []time.Duration
-	for i := 0; i < 4; i++ {
-		delays = append(delays, e.srv.failDelay(fmt.Sprintf("192.0.2.%d", 1)))
+	for i := 0; i < 6; i++ {
+		delays = append(delays, e.srv.guard.Failed("mallory", ip))
 	}
-	want := []time.Duration{50, 100, 200, 200}
+	// SMTP AUTH's rules: two failures answered at once, then doubling.
+	want := []time.Duration{0, 0, 50, 100, 200, 200}
 	for i := range want {
 		if delays[i] != want[i]*time.Millisecond {
 			t.Errorf("delays = %v, want %v ms", delays, want)
 			break
 		}
 	}
-	if d := e.srv.failDelay("192.0.2.99"); d != 50*time.Millisecond {
-		t.Errorf("another IP starts at %v", d)
-	}
-	e.srv.loginOK("192.0.2.1")
-	if d := e.srv.failDelay("192.0.2.1"); d != 50*time.Millisecond {
-		t.Errorf("after a success: %v", d)
+	// The same login from elsewhere is slowed too: guessing is per name.
+	if d := e.srv.guard.Delay("mallory", netip.MustParseAddr("198.51.100.7")); d != 200*time.Millisecond {
+		t.Errorf("mallory from another address waits %v", d)
 	}
 }
 

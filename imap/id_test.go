@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestIDImplicitTLS(t *testing.T) {
 		t.Errorf("implicit TLS CAPABILITY = %q", caps)
 	}
 	// RFC 2971 §3.2: ID is advertised.
-	if !strings.Contains(caps, " ID\n") && !strings.HasSuffix(strings.SplitN(caps, "\n", 2)[0], " ID") {
+	if !slices.Contains(strings.Fields(strings.SplitN(caps, "\n", 2)[0]), "ID") {
 		t.Errorf("CAPABILITY does not advertise ID: %q", caps)
 	}
 	tests := []struct {

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -112,5 +113,28 @@ func TestUIDsSurviveRestart(t *testing.T) {
 	}
 	if got := data.AllUIDs(); len(got) != 3 || got[0] != 2 || got[1] != 3 || got[2] != 4 {
 		t.Errorf("UIDs after restart = %v, want [2 3 4] (UID 1 never reused)", got)
+	}
+}
+
+// A delivery handed over file by file (delivery.Options.OnDelivered) is
+// pushed at once to an idling session, without a listing of the folder.
+func TestIdleSeesDeliveredFile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.IdleCheck = time.Hour })
+	c, exists := idleClient(t, e)
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		name := e.deliver(fmt.Sprintf("17000002%02d.M1P1.test", i), testMessage(i, "a@example.org", "pushed"))
+		e.srv.Delivered(e.maildir, "", name)
+		waitExists(t, exists, uint32(i), 5*time.Second)
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,62 +1,155 @@
 package imap
 
 import (
+	"os"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-
 	"courriel/imap/mailstore"
+	"courriel/imap/wire"
 )
 
 // selected is the session's view of its selected mailbox: the UIDs the
-// client knows, in sequence order. It changes only when the session reports
-// EXISTS or EXPUNGE, so sequence numbers stay those the client was told.
+// client knows, in sequence order (the seq↔UID map), the messages this
+// session holds as \Recent, and the flag names it announced. The view
+// changes only when the session reports EXISTS or EXPUNGE, so sequence
+// numbers stay those the client was told; expunges it may not report yet
+// stay in the watcher's log.
 type selected struct {
 	name     string
+	key      string // Server.recent key
 	mb       *mailstore.Mailbox
 	w        *mailstore.Watcher
 	view     []uint32 // ascending UIDs; view[i] has sequence number i+1
+	recent   []uint32 // ascending UIDs claimed as \Recent by this session
+	flags    string   // the FLAGS list last announced
 	readOnly bool
 }
 
-func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.SelectData, error) {
-	s.unselect()
+func (s *session) folderKey(name string) string {
+	dir, _ := mailstore.FolderDir(name)
+	return s.store.Path() + "\x00" + dir
+}
+
+// SELECT and EXAMINE.
+func cmdSelect(s *session, tag string, _ bool) error {
+	readOnly := s.curName() == "EXAMINE"
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if sp, err := s.r.Is(' '); err != nil {
+		return err
+	} else if sp {
+		// select-params (CONDSTORE, QRESYNC) come with those extensions.
+		if err := s.r.List(true, func() error { _, err := s.r.Atom(); return err }); err != nil {
+			return err
+		}
+		return bad("", "No SELECT parameters are supported")
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if s.sel != nil {
+		s.unselect()
+		s.state = stateAuth
+		// RFC 9051 §6.3.2: the end of the previous mailbox's responses.
+		s.w.Raw("* OK [CLOSED] Previous mailbox closed\r\n")
+	}
 	mb, err := s.srv.reg.Open(s.store, name)
 	if err != nil {
-		return nil, s.imapError("select", err, "")
+		return s.storeErr("select", err, "")
 	}
 	if err := mb.Sync(false); err != nil {
 		mb.Release()
-		return nil, s.imapError("select", err, "")
+		return s.storeErr("select", err, "")
 	}
 	w, view := mb.Watch()
-	s.sel = &selected{name: name, mb: mb, w: w, view: view, readOnly: options.ReadOnly}
-	flags, perm := mb.DefinedFlags()
-	if options.ReadOnly {
-		perm = nil
-	}
-	data := &goimap.SelectData{
-		Flags:          flagsToIMAP(flags),
-		PermanentFlags: flagsToIMAP(perm),
-		NumMessages:    uint32(len(view)),
-		UIDValidity:    mb.UIDValidity(),
-	}
-	next := mb.Status().UIDNext
+	sel := &selected{name: name, key: s.folderKey(name), mb: mb, w: w, view: view, readOnly: readOnly}
+	sum := mb.Status()
+	next := sum.UIDNext
 	if n := len(view); n > 0 && next <= view[n-1] {
 		next = view[n-1] + 1
 	}
-	data.UIDNext = goimap.UID(next)
-	fl, ok := mb.FlagsOf(view)
-	for i := range view {
-		if ok[i] && fl[i]&mailstore.FlagSeen == 0 {
-			data.FirstUnseenSeqNum = uint32(i + 1)
-			break
+	// EXAMINE sees what is recent without taking it (RFC 3501 §6.3.2).
+	first := s.srv.peekRecent(sel.key, sum.UIDValidity)
+	if !readOnly {
+		first = s.srv.claimRecent(mb, sel.key, sum.UIDValidity, next)
+	}
+	i := sort.Search(len(view), func(i int) bool { return view[i] >= first })
+	sel.recent = slices.Clone(view[i:])
+	s.sel = sel
+	s.state = stateSelected
+	s.searchRes = nil
+	s.announceFlags(true)
+	s.w.Raw("* ")
+	s.w.Number(uint64(len(view)))
+	s.w.Raw(" EXISTS\r\n")
+	if !s.rev2() {
+		s.w.Raw("* ")
+		s.w.Number(uint64(len(sel.recent)))
+		s.w.Raw(" RECENT\r\n")
+		fl, ok := mb.FlagsOf(view)
+		for i := range view {
+			if ok[i] && fl[i]&mailstore.FlagSeen == 0 {
+				s.w.Raw("* OK [UNSEEN ")
+				s.w.Number(uint64(i + 1))
+				s.w.Raw("] First unseen\r\n")
+				break
+			}
 		}
 	}
-	return data, nil
+	s.w.Raw("* OK [UIDVALIDITY ")
+	s.w.Number(uint64(sum.UIDValidity))
+	s.w.Raw("] UIDs valid\r\n* OK [UIDNEXT ")
+	s.w.Number(uint64(next))
+	s.w.Raw("] Predicted next UID\r\n")
+	if s.rev2() {
+		s.w.Raw("* LIST () \".\" ")
+		s.writeMailbox(name)
+		s.w.CRLF()
+	}
+	code := "READ-WRITE"
+	if readOnly {
+		code = "READ-ONLY"
+	}
+	s.tagged(tag, "OK", code, "Select completed")
+	return nil
+}
+
+// announceFlags writes FLAGS and PERMANENTFLAGS when the folder's keyword
+// set differs from what the client was told (always with force): a client
+// must hear of a keyword before a FETCH shows it.
+func (s *session) announceFlags(force bool) {
+	sel := s.sel
+	flags, perm := sel.mb.DefinedFlags()
+	fl := flagList(flags)
+	if !force && fl == sel.flags {
+		return
+	}
+	sel.flags = fl
+	s.w.Raw("* FLAGS (" + fl + ")\r\n")
+	if sel.readOnly {
+		s.w.Raw("* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
+	} else {
+		s.w.Raw("* OK [PERMANENTFLAGS (" + flagList(perm) + ")] Flags permitted\r\n")
+	}
+}
+
+func flagList[T ~string](fl []T) string {
+	var b strings.Builder
+	for i, f := range fl {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(string(f))
+	}
+	return b.String()
 }
 
 func (s *session) unselect() {
@@ -66,122 +159,117 @@ func (s *session) unselect() {
 	s.sel.w.Close()
 	s.sel.mb.Release()
 	s.sel = nil
+	s.searchRes = nil
 }
 
-func (s *session) Unselect() error {
+// CLOSE expunges (read-write only: RFC 3501 §6.4.2, after EXAMINE it just
+// closes) and leaves without EXPUNGE responses; UNSELECT only leaves.
+func cmdClose(s *session, tag string, _ bool) error {
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if s.curName() == "CLOSE" && !sel.readOnly {
+		visible := make(map[uint32]bool, len(sel.view))
+		for _, u := range sel.view {
+			visible[u] = true
+		}
+		if _, err := sel.mb.Expunge(func(uid uint32) bool { return visible[uid] }, true); err != nil {
+			s.logger.Warn("imap: expunge at CLOSE failed", "err", err)
+		}
+		s.srv.wakeIdlers(sel.mb, s)
+	}
 	s.unselect()
+	s.state = stateAuth
+	s.tagged(tag, "OK", "", "Completed")
 	return nil
 }
 
-// Poll runs after every command: a cheap stat of new/ and cur/, then the
-// changes other sessions and processes made, as EXISTS, EXPUNGE and FETCH.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.sel == nil {
-		return nil
-	}
-	if err := s.sel.mb.Sync(false); err != nil {
-		s.logger.Warn("imap: rescan failed", "err", err)
-	}
-	return s.flush(s.sel, w, allowExpunge)
-}
-
-// Idle pushes changes as they are logged: deliveries announced by Notify at
-// once, changes by other processes within IdleCheck.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	// imapserver returns from IDLE without waiting for this goroutine when
-	// the connection drops, and then calls Close: Close waits for it
-	// (idling), and it never starts after Close.
-	s.idleMu.Lock()
-	if s.closing {
-		s.idleMu.Unlock()
-		return nil
-	}
-	s.idling.Add(1)
+// pushUpdates applies the changes others made (and our own expunges) to
+// the view and writes them: EXPUNGE before EXISTS, FLAGS before a FETCH
+// showing a new keyword. With allowExpunge false expunges wait.
+func (s *session) pushUpdates(allowExpunge bool) error {
 	sel := s.sel
-	s.idleMu.Unlock()
-	defer s.idling.Done()
 	if sel == nil {
-		<-stop
 		return nil
 	}
-	tick := time.NewTicker(s.srv.opts.IdleCheck)
-	defer tick.Stop()
-	if err := s.flush(sel, w, true); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-stop:
-			return nil
-		case <-s.srv.closed:
-			return nil
-		case <-sel.w.C:
-			if err := s.flush(sel, w, true); err != nil {
-				return err
-			}
-		case <-tick.C:
-			if err := sel.mb.Sync(false); err != nil {
-				s.logger.Warn("imap: rescan failed", "err", err)
-			}
-		}
-	}
-}
-
-// flush applies pending changes to the view and writes them.
-func (s *session) flush(sel *selected, w *imapserver.UpdateWriter, allowExpunge bool) error {
 	changes := sel.w.Changes(allowExpunge)
 	if len(changes) == 0 {
 		return nil
 	}
-	type out struct {
-		exists  uint32
-		expunge uint32
-	}
-	var outs []out
-	pendingExists := false
+	var expunged []uint32
+	var added []uint32
 	flagged := map[uint32]bool{}
 	for _, c := range changes {
 		switch c.Kind {
 		case mailstore.Added:
-			if n := len(sel.view); n == 0 || c.UID > sel.view[n-1] {
-				sel.view = append(sel.view, c.UID)
-				pendingExists = true
-			}
+			added = append(added, c.UID)
 		case mailstore.Expunged:
-			i, found := slices.BinarySearch(sel.view, c.UID)
-			if !found {
-				continue
-			}
-			if pendingExists {
-				outs = append(outs, out{exists: uint32(len(sel.view))})
-				pendingExists = false
-			}
-			outs = append(outs, out{expunge: uint32(i + 1)})
-			sel.view = slices.Delete(sel.view, i, i+1)
+			expunged = append(expunged, c.UID)
 			delete(flagged, c.UID)
 		case mailstore.FlagsChanged:
 			if c.Source != sel.w {
 				flagged[c.UID] = true
 			}
+		case mailstore.Invalidated:
+			// Another program renumbered the folder: the UIDs and sequence
+			// numbers this client holds mean nothing now.
+			s.w.Raw("* BYE [UNAVAILABLE] Mailbox renumbered by another program, reconnect\r\n")
+			return errClose
 		}
 	}
-	if pendingExists {
-		outs = append(outs, out{exists: uint32(len(sel.view))})
-	}
-	for _, o := range outs {
-		var err error
-		if o.expunge != 0 {
-			err = w.WriteExpunge(o.expunge)
-		} else {
-			err = w.WriteNumMessages(o.exists)
+	for _, u := range expunged {
+		i, found := slices.BinarySearch(sel.view, u)
+		if !found {
+			// Added and expunged before we reported it.
+			if j := slices.Index(added, u); j >= 0 {
+				added = slices.Delete(added, j, j+1)
+			}
+			continue
 		}
-		if err != nil {
-			return err
+		s.w.Raw("* ")
+		s.w.Number(uint64(i + 1))
+		s.w.Raw(" EXPUNGE\r\n")
+		sel.view = slices.Delete(sel.view, i, i+1)
+		if j, ok := slices.BinarySearch(sel.recent, u); ok {
+			sel.recent = slices.Delete(sel.recent, j, j+1)
+		}
+	}
+	slices.Sort(added)
+	grew := false
+	for _, u := range added {
+		if n := len(sel.view); n == 0 || u > sel.view[n-1] {
+			sel.view = append(sel.view, u)
+			grew = true
+		}
+	}
+	if grew {
+		if !sel.readOnly {
+			last := sel.view[len(sel.view)-1]
+			first := s.srv.claimRecent(sel.mb, sel.key, sel.mb.UIDValidity(), last+1)
+			for _, u := range added {
+				if u >= first {
+					if _, ok := slices.BinarySearch(sel.recent, u); !ok {
+						sel.recent = append(sel.recent, u)
+					}
+				}
+			}
+			slices.Sort(sel.recent)
+		}
+		s.announceFlags(false)
+		s.w.Raw("* ")
+		s.w.Number(uint64(len(sel.view)))
+		s.w.Raw(" EXISTS\r\n")
+		if !s.rev2() {
+			s.w.Raw("* ")
+			s.w.Number(uint64(len(sel.recent)))
+			s.w.Raw(" RECENT\r\n")
 		}
 	}
 	if len(flagged) == 0 {
 		return nil
 	}
+	s.announceFlags(false)
 	uids := make([]uint32, 0, len(flagged))
 	for u := range flagged {
 		uids = append(uids, u)
@@ -193,37 +281,66 @@ func (s *session) flush(sel *selected, w *imapserver.UpdateWriter, allowExpunge 
 		if !found || !ok[i] {
 			continue
 		}
-		if err := w.WriteMessageFlags(uint32(seq+1), goimap.UID(u), flagsToIMAP(sel.mb.FlagNames(fl[i]))); err != nil {
-			return err
-		}
+		s.w.Raw("* ")
+		s.w.Number(uint64(seq + 1))
+		s.w.Raw(" FETCH (UID ")
+		s.w.Number(uint64(u))
+		s.w.Raw(" FLAGS (")
+		s.writeFlags(u, fl[i])
+		s.w.Raw("))\r\n")
 	}
 	return nil
+}
+
+// writeFlags writes a message's flags, \Recent included when held.
+func (s *session) writeFlags(uid uint32, f mailstore.Flags) {
+	names := s.sel.mb.FlagNames(f)
+	for i, n := range names {
+		if i > 0 {
+			s.w.SP()
+		}
+		s.w.Raw(n)
+	}
+	if s.isRecent(uid) {
+		if len(names) > 0 {
+			s.w.SP()
+		}
+		s.w.Raw(`\Recent`)
+	}
+}
+
+func (s *session) isRecent(uid uint32) bool {
+	_, ok := slices.BinarySearch(s.sel.recent, uid)
+	return ok
 }
 
 // resolve turns a sequence or UID set into (sequence number, UID) pairs of
 // the view, ascending and without duplicates. Ranges are clamped to the view
 // first, so a hostile set such as 1:4294967295 costs no more than the view.
-func (sel *selected) resolve(numSet goimap.NumSet) (seqs []uint32, uids []uint32) {
+func (s *session) resolve(set wire.NumSet, uid bool) (seqs []uint32, uids []uint32) {
+	sel := s.sel
+	if set.Saved {
+		return sel.fromUIDs(s.searchRes)
+	}
 	n := uint32(len(sel.view))
 	if n == 0 {
 		return nil, nil
 	}
 	type rng struct{ lo, hi uint32 } // indexes into view, inclusive
 	var rs []rng
-	switch set := numSet.(type) {
-	case goimap.SeqSet:
-		for _, r := range set {
-			lo, hi := rangeBounds(r.Start, r.Stop, n)
+	if !uid {
+		for _, r := range set.Ranges {
+			lo, hi := rangeBounds(r.Lo, r.Hi, n)
 			if lo > n {
 				continue
 			}
 			hi = min(hi, n)
 			rs = append(rs, rng{lo - 1, hi - 1})
 		}
-	case goimap.UIDSet:
+	} else {
 		maxUID := sel.view[n-1]
-		for _, r := range set {
-			lo, hi := rangeBounds(uint32(r.Start), uint32(r.Stop), maxUID)
+		for _, r := range set.Ranges {
+			lo, hi := rangeBounds(r.Lo, r.Hi, maxUID)
 			i := sort.Search(int(n), func(i int) bool { return sel.view[i] >= lo })
 			j := sort.Search(int(n), func(i int) bool { return sel.view[i] > hi })
 			if i < j {
@@ -253,4 +370,125 @@ func (sel *selected) resolve(numSet goimap.NumSet) (seqs []uint32, uids []uint32
 	return seqs, uids
 }
 
-var errReadOnly = &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+// fromUIDs maps UIDs still in the view to their sequence numbers.
+func (sel *selected) fromUIDs(list []uint32) (seqs, uids []uint32) {
+	for _, u := range list {
+		if i, ok := slices.BinarySearch(sel.view, u); ok {
+			seqs = append(seqs, uint32(i+1))
+			uids = append(uids, u)
+		}
+	}
+	return seqs, uids
+}
+
+// rangeBounds orders a range's ends, "*" (0) standing for last (RFC 9051
+// §9: "*" is the largest number in use; a:b equals b:a).
+func rangeBounds(start, stop, last uint32) (lo, hi uint32) {
+	lo, hi = start, stop
+	if lo == 0 {
+		lo = last
+	}
+	if hi == 0 {
+		hi = last
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	return lo, hi
+}
+
+var errReadOnly = no("CANNOT", "Mailbox is read-only")
+
+// IDLE (RFC 2177) on the connection's own goroutine: the read deadline
+// wakes it every IdleCheck to look for changes by other processes, and
+// Server.wakeIdlers moves the deadline to now when a delivery or another
+// session changed the folder. The read buffer stays released while idle.
+func cmdIdle(s *session, tag string, _ bool) error {
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if err := s.pushUpdates(true); err != nil {
+		return err
+	}
+	s.w.Raw("+ idling\r\n")
+	if err := s.flush(); err != nil {
+		return err
+	}
+	var mb *mailstore.Mailbox
+	if s.sel != nil {
+		mb = s.sel.mb
+		s.idleOn.Store(mb)
+	}
+	defer s.stopIdle()
+	end := time.Now().Add(authIdleTimeout)
+	s.readIdle = 0 // the loop sets absolute deadlines
+	for {
+		s.r.Release()
+		s.trimBuffers()
+		if s.shutdown.Load() {
+			s.w.Raw("* BYE Server shutting down\r\n")
+			return errClose
+		}
+		wait := end
+		if mb != nil {
+			if next := time.Now().Add(s.srv.opts.IdleCheck); next.Before(end) {
+				wait = next
+			}
+		}
+		_ = s.conn.SetReadDeadline(wait)
+		var err error
+		if s.woken.Swap(false) {
+			// Woken while we were busy: the deadline just set may have
+			// overwritten the wake-up.
+			err = os.ErrDeadlineExceeded
+		} else if _, err = s.r.Peek(); err == nil {
+			break
+		}
+		s.woken.Store(false)
+		if !isTimeout(err) {
+			return err
+		}
+		if s.shutdown.Load() {
+			s.w.Raw("* BYE Server shutting down\r\n")
+			return errClose
+		}
+		if !time.Now().Before(end) {
+			s.w.Raw("* BYE Autologout; idle for too long\r\n")
+			return errClose
+		}
+		if mb != nil {
+			if err := mb.Sync(false); err != nil {
+				s.logger.Warn("imap: rescan failed", "err", err)
+			}
+			if err := s.pushUpdates(true); err != nil {
+				return err
+			}
+			if err := s.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	s.stopIdle()
+	s.readIdle = cmdReadTimeout
+	s.r.Begin()
+	word, err := s.r.Token(func(c byte) bool { return c != '\r' && c != '\n' }, "DONE")
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if !strings.EqualFold(word, "DONE") {
+		return bad("", "Expected DONE")
+	}
+	return s.ok(tag, "", "IDLE terminated", true)
+}
+
+// stopIdle ends wake-ups: under the server's lock, so that no wakeIdlers
+// still holding the old value moves the read deadline afterwards.
+func (s *session) stopIdle() {
+	s.srv.mu.Lock()
+	s.idleOn.Store(nil)
+	s.srv.mu.Unlock()
+	s.woken.Store(false)
+}

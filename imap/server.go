@@ -9,15 +9,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-
 	"courriel/directory"
 	"courriel/imap/mailstore"
+	"courriel/imap/wire"
+	"courriel/loginguard"
 )
 
 // Authenticator checks a login; *directory.Directory implements it.
@@ -32,21 +32,40 @@ const (
 	// RFC 7889).
 	DefaultAppendLimit = 64 << 20
 	// DefaultMaxConnsPerIP bounds concurrent connections from one address
-	// (Dovecot's mail_max_userip_connections is 10 per user and IP).
-	DefaultMaxConnsPerIP = 20
+	// that have not logged in: generous, an office behind NAT shares one
+	// address, and a logged-in connection counts against its user instead.
+	DefaultMaxConnsPerIP = 200
+	// DefaultMaxUserIPConns bounds logged-in connections of one user from
+	// one address (Dovecot's mail_max_userip_connections).
+	DefaultMaxUserIPConns = 10
+	// DefaultMaxConns bounds all connections of the server.
+	DefaultMaxConns = 20000
 	// DefaultIdleCheck is how often an idling session stats new/ and cur/ to
 	// notice changes made by other processes.
 	DefaultIdleCheck = 2 * time.Second
 	// DefaultAuthTimeout bounds one directory call during LOGIN.
 	DefaultAuthTimeout = 15 * time.Second
-	// Failed-login delay: doubles per recent failure from one IP, capped.
-	DefaultFailDelay    = 500 * time.Millisecond
-	DefaultMaxFailDelay = 8 * time.Second
+	// Failed-login delay, SMTP AUTH's rules (see loginguard): the first two
+	// failures are answered at once, then the delay doubles per failure of
+	// a login name or network, capped.
+	DefaultFailDelay    = time.Second
+	DefaultMaxFailDelay = 16 * time.Second
+	// maxFailedLogins closes a connection after this many failures.
+	maxFailedLogins = 3
 )
 
-// The autologout timer (RFC 9051 §5.4: at least 30 minutes) is enforced by
-// go-imap's imapserver: 35 minutes of silence in the authenticated state,
-// 30 seconds for a command line before login.
+// Autologout (RFC 9051 §5.4: at least 30 minutes when authenticated):
+// 35 minutes of silence in the authenticated state, IDLE included; 30
+// seconds for the next command before login and for the rest of a command
+// line once it started; 5 minutes of silence inside a literal.
+const (
+	authIdleTimeout   = 35 * time.Minute
+	preAuthTimeout    = 30 * time.Second
+	cmdReadTimeout    = 30 * time.Second
+	literalTimeout    = 5 * time.Minute
+	writeTimeout      = 5 * time.Minute
+	shutdownByeWindow = 2 * time.Second
+)
 
 // Options configures a Server. Auth is required.
 type Options struct {
@@ -61,38 +80,44 @@ type Options struct {
 	// Metrics receives session and login events; *monitor.Metrics
 	// satisfies it. Nil: none.
 	Metrics Metrics
+	// Guard throttles failed logins; nil: one of the server's own, with
+	// FailDelay and MaxFailDelay. The process should share one Guard
+	// between IMAP and SMTP AUTH.
+	Guard *loginguard.Guard
 
-	AppendLimit   uint32        // default DefaultAppendLimit
-	MaxConnsPerIP int           // default DefaultMaxConnsPerIP
-	IdleCheck     time.Duration // default DefaultIdleCheck
-	AuthTimeout   time.Duration // default DefaultAuthTimeout
-	FailDelay     time.Duration // default DefaultFailDelay; negative disables
-	MaxFailDelay  time.Duration // default DefaultMaxFailDelay
+	AppendLimit    uint32        // default DefaultAppendLimit
+	MaxConnsPerIP  int           // before login; default DefaultMaxConnsPerIP
+	MaxUserIPConns int           // per user and address after login; default DefaultMaxUserIPConns
+	MaxConns       int           // total; default DefaultMaxConns
+	IdleCheck      time.Duration // default DefaultIdleCheck
+	AuthTimeout    time.Duration // default DefaultAuthTimeout
+	FailDelay      time.Duration // default DefaultFailDelay; negative disables
+	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
 }
 
 // Server is the IMAP service.
 type Server struct {
-	opts Options
-	log  *slog.Logger
-	imap *imapserver.Server // plain listeners: STARTTLS, LOGINDISABLED until TLS
-	// imapTLS serves implicit-TLS listeners. The library recognises TLS by
-	// the connection being a *tls.Conn, which idConn (ID support) hides; as
-	// every connection it gets is TLS underneath (Serve checks), it may
-	// allow login at once, and it offers no STARTTLS.
-	imapTLS *imapserver.Server
-	reg     *mailstore.Registry
-	closed  chan struct{}
+	opts   Options
+	log    *slog.Logger
+	guard  *loginguard.Guard
+	reg    *mailstore.Registry
+	bufs   wire.Buffers // lent to connections with bytes in flight
+	closed chan struct{}
 
-	mu       sync.Mutex
-	conns    map[string]int         // per client IP; guarded by mu
-	fails    map[string]*failRecord // per client IP; guarded by mu
-	sessions map[*session]struct{}  // guarded by mu
-	wg       sync.WaitGroup         // one per live session
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[string]int            // per client IP, not logged in; guarded by mu
+	userConns map[string]int            // per login+IP; guarded by mu
+	total     int                       // guarded by mu
+	sessions  map[*session]struct{}     // guarded by mu
+	recent    map[recentKey]uint32      // first UID not yet claimed as \Recent; guarded by mu
+	fresh     map[string]bool           // folders created or removed by this process; guarded by mu
+	wg        sync.WaitGroup            // one per live session
 }
 
-type failRecord struct {
-	count int
-	last  time.Time
+type recentKey struct {
+	folder   string
+	validity uint32
 }
 
 // NewServer validates o and builds a server.
@@ -108,6 +133,12 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if o.MaxConnsPerIP == 0 {
 		o.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if o.MaxUserIPConns == 0 {
+		o.MaxUserIPConns = DefaultMaxUserIPConns
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
 	}
 	if o.IdleCheck <= 0 {
 		o.IdleCheck = DefaultIdleCheck
@@ -125,48 +156,23 @@ func NewServer(o Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{
-		opts:     o,
-		log:      log,
-		reg:      mailstore.NewRegistry(),
-		closed:   make(chan struct{}),
-		conns:    make(map[string]int),
-		fails:    make(map[string]*failRecord),
-		sessions: make(map[*session]struct{}),
+	g := o.Guard
+	if g == nil {
+		g = loginguard.New(loginguard.Options{BaseDelay: o.FailDelay, MaxDelay: o.MaxFailDelay})
 	}
-	caps := goimap.CapSet{
-		goimap.CapIMAP4rev1:    {},
-		goimap.CapIMAP4rev2:    {},
-		goimap.CapNamespace:    {},
-		goimap.CapUIDPlus:      {},
-		goimap.CapMove:         {},
-		goimap.CapESearch:      {},
-		goimap.CapListExtended: {},
-		goimap.CapListStatus:   {},
-		goimap.CapStatusSize:   {},
-		goimap.CapSpecialUse:   {},
-		goimap.CapChildren:     {},
-		goimap.CapBinary:       {},
-	}
-	s.imap = imapserver.New(&imapserver.Options{
-		NewSession: s.newSession,
-		Caps:       caps,
-		Logger:     slogPrintf{log},
-		TLSConfig:  o.TLSConfig,
-	})
-	s.imapTLS = imapserver.New(&imapserver.Options{
-		NewSession:   s.newSession,
-		Caps:         caps,
-		Logger:       slogPrintf{log},
-		InsecureAuth: true, // every connection is TLS: see Serve
-	})
-	return s, nil
-}
-
-type slogPrintf struct{ l *slog.Logger }
-
-func (p slogPrintf) Printf(format string, args ...any) {
-	p.l.Warn("imapserver: " + fmt.Sprintf(format, args...))
+	return &Server{
+		opts:      o,
+		log:       log,
+		guard:     g,
+		reg:       mailstore.NewRegistry(),
+		closed:    make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[string]int),
+		userConns: make(map[string]int),
+		sessions:  make(map[*session]struct{}),
+		recent:    make(map[recentKey]uint32),
+		fresh:     make(map[string]bool),
+	}, nil
 }
 
 // Serve accepts connections on ln until Close. With implicitTLS the listener
@@ -174,22 +180,162 @@ func (p slogPrintf) Printf(format string, args ...any) {
 // connection is plain, STARTTLS is offered when a TLS config is set, and
 // LOGINDISABLED is advertised (no login of any kind) until TLS is up.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	srv := s.imap
-	if implicitTLS {
-		srv = s.imapTLS
-	}
-	err := srv.Serve(idListener{Listener: ln, mustTLS: implicitTLS, log: s.log})
+	s.mu.Lock()
 	select {
 	case <-s.closed:
+		s.mu.Unlock()
+		ln.Close()
 		return nil
 	default:
 	}
-	return err
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var tempDelay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.closed:
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		_, isTLS := c.(*tls.Conn)
+		if implicitTLS && !isTLS {
+			s.log.Error("imap: implicit-TLS listener yielded a plain connection; closing it", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		se := s.admit(c, isTLS)
+		if se == nil {
+			continue
+		}
+		go se.serve()
+	}
+}
+
+// admit applies the connection limits; over a limit the client gets a
+// BYE and the connection is closed.
+func (s *Server) admit(c net.Conn, isTLS bool) *session {
+	ip := remoteIP(c.RemoteAddr())
+	s.mu.Lock()
+	var refuse string
+	switch {
+	case s.total >= s.opts.MaxConns:
+		refuse = "Too many connections, try again later"
+	case s.conns[ip] >= s.opts.MaxConnsPerIP:
+		refuse = "Too many connections from your address"
+	}
+	if refuse != "" {
+		s.mu.Unlock()
+		s.log.Warn("imap: connection refused", "ip", ip, "reason", refuse)
+		go func() {
+			// The greeting may be a TLS handshake away: bounded.
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = c.Write([]byte("* BYE [UNAVAILABLE] " + refuse + "\r\n"))
+			c.Close()
+		}()
+		return nil
+	}
+	s.conns[ip]++
+	s.total++
+	s.wg.Add(1)
+	se := newSession(s, c, ip, isTLS)
+	s.sessions[se] = struct{}{}
+	s.mu.Unlock()
+	if m := s.opts.Metrics; m != nil {
+		m.IMAPSessionStarted()
+	}
+	se.logger.Debug("imap: connect", "ip", ip)
+	return se
+}
+
+// loggedIn counts a session for its user and address; false when the
+// user already has MaxUserIPConns from there.
+func (s *Server) loggedIn(se *session, login string) bool {
+	key := login + "\x00" + se.ip
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userConns[key] >= s.opts.MaxUserIPConns {
+		return false
+	}
+	s.userConns[key]++
+	se.userKey = key
+	// From now on the per user and address limit applies, not the cap on
+	// connections that have not logged in.
+	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
+		delete(s.conns, se.ip)
+	}
+	return true
+}
+
+func (s *Server) dropSession(se *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[se]; !ok {
+		return
+	}
+	delete(s.sessions, se)
+	s.wg.Done()
+	s.total--
+	if m := s.opts.Metrics; m != nil {
+		m.IMAPSessionEnded()
+	}
+	if se.userKey != "" {
+		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
+			delete(s.userConns, se.userKey)
+		}
+	} else if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
+		delete(s.conns, se.ip)
+	}
+}
+
+// claimRecent gives the calling session every message of the folder with
+// a UID in [first, uidNext) as \Recent; each message is claimed once
+// (RFC 3501 §2.3.2).
+// The claim itself is the folder's (it outlives the process); the server
+// remembers the boundary so that EXAMINE and STATUS can report what is
+// still unclaimed without claiming it.
+func (s *Server) claimRecent(mb *mailstore.Mailbox, folder string, validity, uidNext uint32) (first uint32) {
+	first = mb.ClaimRecent(uidNext)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := recentKey{folder, validity}
+	if cur, ok := s.recent[k]; !ok || uidNext > cur {
+		s.recent[k] = uidNext
+	}
+	return first
+}
+
+// wakeIdlers interrupts the socket wait of sessions idling on mb so that
+// they report its changes at once.
+func (s *Server) wakeIdlers(mb *mailstore.Mailbox, except *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for se := range s.sessions {
+		if se != except && se.idleOn.Load() == mb {
+			se.woken.Store(true)
+			_ = se.raw.SetReadDeadline(time.Now())
+		}
+	}
 }
 
 // Notify tells the server that mail was durably delivered into maildir (the
-// user's INBOX path). Sessions with that INBOX selected or idling rescan it
-// and push EXISTS at once. It does not block.
+// user's INBOX path). Sessions with that INBOX selected see it at their
+// next command, idling ones at once. It does not block.
 func (s *Server) Notify(maildir string) {
 	mb := s.reg.Lookup(filepath.Clean(maildir), "")
 	if mb == nil {
@@ -199,6 +345,29 @@ func (s *Server) Notify(maildir string) {
 		if err := mb.Sync(true); err != nil {
 			s.log.Warn("imap: rescan after delivery failed", "maildir", maildir, "err", err)
 		}
+		s.wakeIdlers(mb, nil)
+	}()
+}
+
+// Delivered tells the server that a delivery agent durably placed the file
+// name in new/ of folder directory dir ("" for INBOX, ".Junk") of maildir:
+// when a session has that folder open, the one file is numbered and
+// announced without listing the folder (a burst of deliveries into a
+// 100,000-message INBOX costs a few system calls each), and idling
+// sessions are woken. It does not block; delivery.Options.OnDelivered
+// can be this method.
+func (s *Server) Delivered(maildir, dir, name string) {
+	clean := filepath.Clean(maildir)
+	mb := s.reg.Lookup(clean, dir)
+	if mb == nil {
+		return // nobody has it open: the next SELECT reads the directory
+	}
+	go func() {
+		if err := s.reg.Delivered(clean, dir, name); err != nil {
+			s.log.Warn("imap: taking in a delivered message failed; the next look lists the folder", "maildir", maildir, "folder", dir, "err", err)
+			_ = mb.Sync(true)
+		}
+		s.wakeIdlers(mb, nil)
 	}()
 }
 
@@ -212,11 +381,16 @@ func (s *Server) Close() error {
 	default:
 		close(s.closed)
 	}
-	s.mu.Unlock()
-	err := s.imap.Close()
-	if err2 := s.imapTLS.Close(); err == nil {
-		err = err2
+	var err error
+	for ln := range s.listeners {
+		if e := ln.Close(); e != nil && err == nil {
+			err = e
+		}
 	}
+	for se := range s.sessions {
+		se.raw.Close()
+	}
+	s.mu.Unlock()
 	// Connections are closed; wait for their sessions to release their
 	// folders so that nothing writes into a maildir after Close returns.
 	s.wg.Wait()
@@ -227,21 +401,23 @@ func (s *Server) Close() error {
 // Shutdown is Close after telling idling clients goodbye; ctx bounds it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	var list []*session
 	for se := range s.sessions {
-		list = append(list, se)
+		se.shutdown.Store(true)
+		// Wakes a session waiting for a command or in IDLE: it sends BYE.
+		_ = se.raw.SetReadDeadline(time.Now())
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		for _, se := range list {
-			_ = se.conn.Bye("Server shutting down")
-		}
+		s.wg.Wait()
 		close(done)
 	}()
+	t := time.NewTimer(shutdownByeWindow)
+	defer t.Stop()
 	select {
 	case <-done:
 	case <-ctx.Done():
+	case <-t.C:
 	}
 	return s.Close()
 }
@@ -251,82 +427,6 @@ type Metrics interface {
 	IMAPSessionStarted()
 	IMAPSessionEnded()
 	AuthFailure(listener string)
-}
-
-func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	ip := remoteIP(c.NetConn().RemoteAddr())
-	s.mu.Lock()
-	if s.conns[ip] >= s.opts.MaxConnsPerIP {
-		s.mu.Unlock()
-		s.log.Warn("imap: too many connections", "ip", ip)
-		return nil, nil, &goimap.Error{Type: goimap.StatusResponseTypeBye, Code: goimap.ResponseCodeLimit, Text: "Too many connections from your address"}
-	}
-	s.conns[ip]++
-	s.wg.Add(1)
-	se := &session{srv: s, conn: c, ip: ip, id: newID()}
-	se.logger = s.log.With("conn_id", se.id)
-	s.sessions[se] = struct{}{}
-	s.mu.Unlock()
-	if m := s.opts.Metrics; m != nil {
-		m.IMAPSessionStarted()
-	}
-	se.logger.Debug("imap: connect", "ip", ip)
-	return se, nil, nil
-}
-
-func (s *Server) dropSession(se *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.sessions[se]; !ok {
-		return
-	}
-	delete(s.sessions, se)
-	s.wg.Done()
-	if m := s.opts.Metrics; m != nil {
-		m.IMAPSessionEnded()
-	}
-	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
-		delete(s.conns, se.ip)
-	}
-}
-
-// failDelay records a failed login from ip and returns how long to wait
-// before answering: repeated guesses from one address get slower.
-func (s *Server) failDelay(ip string) time.Duration {
-	if s.opts.FailDelay < 0 {
-		return 0
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	if len(s.fails) > 10000 { // bound memory under a distributed attack
-		for k, r := range s.fails {
-			if now.Sub(r.last) > 15*time.Minute {
-				delete(s.fails, k)
-			}
-		}
-		if len(s.fails) > 10000 {
-			clear(s.fails)
-		}
-	}
-	r := s.fails[ip]
-	if r == nil || now.Sub(r.last) > 15*time.Minute {
-		r = &failRecord{}
-		s.fails[ip] = r
-	}
-	r.count++
-	r.last = now
-	d := s.opts.FailDelay
-	for i := 1; i < r.count && d < s.opts.MaxFailDelay; i++ {
-		d *= 2
-	}
-	return min(d, s.opts.MaxFailDelay)
-}
-
-func (s *Server) loginOK(ip string) {
-	s.mu.Lock()
-	delete(s.fails, ip)
-	s.mu.Unlock()
 }
 
 func remoteIP(a net.Addr) string {
@@ -340,32 +440,61 @@ func remoteIP(a net.Addr) string {
 	return host
 }
 
+func parseIP(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
 func newID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// idListener wraps every accepted connection in an idConn. With mustTLS it
-// refuses anything that is not TLS, since the implicit-TLS server lets every
-// connection log in.
-type idListener struct {
-	net.Listener
-	mustTLS bool
-	log     *slog.Logger
+// peekRecent is the first UID no session has claimed as \Recent, as far
+// as this process knows: the boundary its sessions claimed up to, 1 for a
+// folder it created, and "none" for a folder no session of it selected
+// (the claim boundary lives in the folder's index, which mailstore does
+// not expose without claiming; SELECT gets the exact set).
+func (s *Server) peekRecent(folder string, validity uint32) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if first, ok := s.recent[recentKey{folder, validity}]; ok {
+		return first
+	}
+	if s.fresh[folder] {
+		return 1
+	}
+	return ^uint32(0)
 }
 
-func (l idListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
+// forgetRecent drops the \Recent claims of a folder that was created,
+// deleted or renamed: a new folder of the same name starts afresh even
+// when its UIDVALIDITY repeats.
+func (s *Server) forgetRecent(folder string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.recent {
+		if k.folder == folder {
+			delete(s.recent, k)
 		}
-		if _, isTLS := c.(*tls.Conn); l.mustTLS && !isTLS {
-			l.log.Error("imap: implicit-TLS listener yielded a plain connection; closing it", "remote", c.RemoteAddr())
-			c.Close()
-			continue
-		}
-		return newIDConn(c), nil
 	}
+	if len(s.fresh) > 100000 {
+		clear(s.fresh) // bounded: at worst STATUS reports fewer recent messages
+	}
+	s.fresh[folder] = true
+}
+
+// loggedOut undoes loggedIn for a login that failed after counting.
+func (s *Server) loggedOut(se *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if se.userKey == "" {
+		return
+	}
+	if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
+		delete(s.userConns, se.userKey)
+	}
+	se.userKey = ""
+	s.conns[se.ip]++ // back under the cap of connections not logged in
 }

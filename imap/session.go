@@ -1,61 +1,401 @@
 package imap
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
-
-	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"courriel/directory"
 	"courriel/imap/mailstore"
+	"courriel/imap/wire"
 )
 
-// session is one connection. Fields are used by the connection's goroutine
-// only, except during IDLE, where Idle owns them until it returns.
+type connState uint8
+
+const (
+	stateNotAuth connState = iota
+	stateAuth
+	stateSelected
+	stateLogout
+)
+
+// ext is a set of extensions the client turned on with ENABLE; the next
+// ones (CONDSTORE, QRESYNC) change what FETCH and EXPUNGE send.
+type ext uint8
+
+const (
+	extUTF8 ext = 1 << iota // UTF8=ACCEPT (RFC 6855)
+	extRev2                 // IMAP4rev2 (RFC 9051 §6.3.1)
+)
+
+// session is one connection, served by one goroutine (no second one for
+// IDLE: see idle). Fields are used by that goroutine only unless noted.
 type session struct {
-	srv    *Server
-	conn   *imapserver.Conn
+	srv  *Server
+	conn net.Conn // the TLS connection after STARTTLS
+	// raw is the accepted connection, never replaced: other goroutines
+	// (Server.wakeIdlers, Close, Shutdown) set its deadline or close it.
+	raw    net.Conn
+	r      *wire.Reader
+	w      *wire.Writer
 	ip     string
 	id     string
 	logger *slog.Logger
+	tls    bool
 
-	user  directory.User
-	store *mailstore.Store // nil until login
+	state   connState
+	enabled ext
+	user    directory.User
+	store   *mailstore.Store // nil until login
+	userKey string           // counted in srv.userConns; guarded by srv.mu
+	fails   int              // failed logins on this connection
+	cmdName string           // the command being run, upper case
+	// readIdle is how long one read may wait while a command is read
+	// (0: the deadline set by the caller stands); see sessionReader.
+	readIdle time.Duration
 
-	sel *selected // nil unless a mailbox is selected
+	sel       *selected // nil unless a mailbox is selected
+	searchRes []uint32  // SEARCHRES "$": UIDs saved by SEARCH RETURN (SAVE)
 
-	idleMu  sync.Mutex
-	closing bool           // guarded by idleMu: Close has begun
-	idling  sync.WaitGroup // a running Idle
+	// idleOn is the mailbox the session waits on in IDLE (read by
+	// Server.wakeIdlers); shutdown asks for a BYE at the next wait.
+	idleOn   atomic.Pointer[mailstore.Mailbox]
+	woken    atomic.Bool // a change was signalled; survives a deadline reset
+	shutdown atomic.Bool
 
 	// Scratch buffers of FETCH (see readMessage).
 	readBuf, crlfBuf []byte
 }
 
-var (
-	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
-	_ imapserver.SessionAppendLimit = (*session)(nil)
-)
+func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
+	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
+	se.logger = s.log.With("conn_id", se.id)
+	se.r = wire.NewReader(sessionReader{se}, &s.bufs)
+	se.w = wire.NewWriter(sessionWriter{se}, &s.bufs)
+	se.r.Continue = func() error {
+		se.w.Raw("+ Ready for literal data\r\n")
+		if err := se.flush(); err != nil {
+			return err
+		}
+		// The literal itself may be long: it gets its own timeout.
+		se.readIdle = literalTimeout
+		return nil
+	}
+	return se
+}
+
+// respErr is a tagged NO or BAD with an optional response code.
+type respErr struct {
+	kind string // "NO" or "BAD"
+	code string
+	text string
+}
+
+func (e *respErr) Error() string { return e.kind + " " + e.text }
+
+func no(code, text string) *respErr  { return &respErr{"NO", code, text} }
+func bad(code, text string) *respErr { return &respErr{"BAD", code, text} }
+
+// errClose ends the connection after the command's reply.
+var errClose = errors.New("imap: close connection")
+
+func (s *session) curName() string { return s.cmdName }
+
+func (s *session) utf8() bool { return s.enabled&(extUTF8|extRev2) != 0 }
+func (s *session) rev2() bool { return s.enabled&extRev2 != 0 }
+
+func (s *session) flush() error { return s.w.Flush() }
+
+// sessionReader reads from the session's current connection (the TLS one
+// after STARTTLS). While a command is being read, each read gets readIdle
+// of patience, so a slow but steady upload never times out while a
+// silent client does; between commands and in IDLE readIdle is 0 and the
+// absolute deadline set by the caller stands.
+type sessionReader struct{ s *session }
+
+func (r sessionReader) Read(p []byte) (int, error) {
+	if d := r.s.readIdle; d > 0 {
+		_ = r.s.conn.SetReadDeadline(time.Now().Add(d))
+	}
+	return r.s.conn.Read(p)
+}
+
+// sessionWriter writes to the session's current connection; each write
+// gets writeTimeout, so a long FETCH to a slow reader goes on while it
+// reads.
+type sessionWriter struct{ s *session }
+
+func (w sessionWriter) Write(p []byte) (int, error) {
+	_ = w.s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return w.s.conn.Write(p)
+}
+
+func (s *session) serve() {
+	defer s.close()
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("imap: panic in session", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		_ = tc.SetDeadline(time.Now().Add(preAuthTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.logger.Debug("imap: TLS handshake failed", "err", err)
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+	}
+	s.w.Raw("* OK [CAPABILITY ")
+	s.w.Raw(s.capabilities())
+	s.w.Raw("] courriel ready\r\n")
+	if s.flush() != nil {
+		return
+	}
+	for s.state != stateLogout {
+		if err := s.waitCommand(); err != nil {
+			if s.shutdown.Load() {
+				s.w.Raw("* BYE Server shutting down\r\n")
+				_ = s.flush()
+			} else if isTimeout(err) {
+				s.w.Raw("* BYE Autologout; idle for too long\r\n")
+				_ = s.flush()
+			}
+			return
+		}
+		if err := s.command(); err != nil {
+			if !errors.Is(err, errClose) && !isNetErr(err) {
+				s.logger.Warn("imap: connection ended", "err", err)
+			}
+			_ = s.flush()
+			return
+		}
+		if s.flush() != nil {
+			return
+		}
+	}
+}
+
+// waitCommand blocks until the first byte of the next command, with the
+// read buffer released and the autologout deadline set.
+func (s *session) waitCommand() error {
+	s.r.Release()
+	s.trimBuffers()
+	timeout := preAuthTimeout
+	if s.state != stateNotAuth {
+		timeout = authIdleTimeout
+	}
+	if s.shutdown.Load() {
+		return errShutdown
+	}
+	s.readIdle = 0
+	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
+	_, err := s.r.Peek()
+	if err == nil && s.shutdown.Load() {
+		return errShutdown
+	}
+	return err
+}
+
+var errShutdown = errors.New("imap: shutdown")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
+}
+
+// command reads, runs and answers one command. A returned error ends the
+// connection.
+func (s *session) command() error {
+	s.readIdle = cmdReadTimeout
+	s.r.Begin()
+	tag, err := s.r.Token(wire.IsTagChar, "tag")
+	if err == nil {
+		err = s.r.SP()
+	}
+	var name string
+	if err == nil {
+		name, err = s.r.Atom()
+	}
+	if err != nil {
+		if isNetErr(err) {
+			return err
+		}
+		s.w.Raw("* BAD Error in IMAP command: invalid tag or command\r\n")
+		return s.discard(err)
+	}
+	name = strings.ToUpper(name)
+	uid := false
+	if name == "UID" {
+		uid = true
+		if err = s.r.SP(); err == nil {
+			name, err = s.r.Atom()
+			name = strings.ToUpper(name)
+		}
+		if err != nil {
+			return s.answerErr(tag, err)
+		}
+	}
+	c, ok := commands[name]
+	if !ok || (uid && !c.uid) {
+		return s.answerErr(tag, bad("", "Unknown command "+sanitize(name)))
+	}
+	if c.states&(1<<s.state) == 0 {
+		if s.state == stateNotAuth {
+			return s.answerErr(tag, bad("", "Log in first"))
+		}
+		if c.states&(1<<stateSelected) != 0 {
+			return s.answerErr(tag, bad("", "No mailbox selected"))
+		}
+		return s.answerErr(tag, bad("", "Not allowed in this state"))
+	}
+	s.cmdName = name
+	err = c.run(s, tag, uid)
+	if err != nil {
+		return s.answerErr(tag, err)
+	}
+	return nil
+}
+
+// ok writes the tagged OK after the pending mailbox updates (EXPUNGE only
+// where allowed: RFC 3501 §7.4.1).
+func (s *session) ok(tag, code, text string, allowExpunge bool) error {
+	if s.sel != nil {
+		// Two stats: changes by other programs (Dovecot, mbsync, a
+		// delivery agent) show at every command, not only at NOOP.
+		if err := s.sel.mb.Sync(false); err != nil {
+			s.logger.Warn("imap: rescan failed", "err", err)
+		}
+	}
+	if err := s.pushUpdates(allowExpunge); err != nil {
+		return err
+	}
+	s.tagged(tag, "OK", code, text)
+	return nil
+}
+
+func (s *session) tagged(tag, kind, code, text string) {
+	s.w.Raw(tag)
+	s.w.SP()
+	s.w.Raw(kind)
+	s.w.SP()
+	if code != "" {
+		s.w.Byte('[')
+		s.w.Raw(code)
+		s.w.Raw("] ")
+	}
+	s.w.Raw(text)
+	s.w.CRLF()
+}
+
+// answerErr turns a command's failure into its tagged reply. Only network
+// errors and fatal limit errors end the connection.
+func (s *session) answerErr(tag string, err error) error {
+	var se *wire.SyntaxError
+	var le *wire.LimitError
+	var re *respErr
+	switch {
+	case errors.As(err, &re):
+		if err := s.discard(nil); err != nil {
+			return err
+		}
+		if re.kind == "NO" {
+			// Updates are welcome after a NO; not after a BAD (RFC 9051 §7.1.3).
+			if err := s.pushUpdates(false); err != nil {
+				return err
+			}
+		}
+		s.tagged(tag, re.kind, re.code, re.text)
+		if errors.Is(err, errClose) {
+			return errClose
+		}
+		return nil
+	case errors.As(err, &se):
+		s.tagged(tag, "BAD", "", "Error in IMAP command: "+se.Msg)
+		return s.discard(err)
+	case errors.As(err, &le):
+		code := ""
+		kind := "BAD"
+		if le.TooBig {
+			code, kind = "TOOBIG", "NO"
+		}
+		if le.Fatal {
+			s.tagged(tag, kind, code, le.Msg)
+			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			return errClose
+		}
+		s.tagged(tag, kind, code, le.Msg)
+		return s.discard(err)
+	case errors.Is(err, errClose):
+		return errClose
+	case isNetErr(err):
+		return err
+	}
+	s.logger.Error("imap: internal error", "err", err)
+	s.tagged(tag, "NO", "SERVERBUG", "Internal error (id "+s.id+")")
+	return s.discard(err)
+}
+
+// discard skips what is left of a failed command's line.
+func (s *session) discard(cause error) error {
+	if err := s.r.Discard(); err != nil {
+		var le *wire.LimitError
+		if errors.As(err, &le) {
+			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			return errClose
+		}
+		return err
+	}
+	return nil
+}
+
+// sanitize keeps a client string printable for a response.
+func sanitize(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func (s *session) close() {
+	s.idleOn.Store(nil)
+	s.unselect()
+	if s.store != nil {
+		s.store.Close()
+		s.store = nil
+	}
+	s.conn.Close()
+	s.r.Release()
+	s.srv.dropSession(s)
+}
 
 // specialUse are the folders created at first login (RFC 6154), as the
 // seed's Dovecot auto-creates them.
-var specialUse = []struct {
-	name string
-	attr goimap.MailboxAttr
-}{
-	{"Drafts", goimap.MailboxAttrDrafts},
-	{"Sent", goimap.MailboxAttrSent},
-	{"Junk", goimap.MailboxAttrJunk},
-	{"Trash", goimap.MailboxAttrTrash},
+var specialUse = []struct{ name, attr string }{
+	{"Drafts", `\Drafts`},
+	{"Sent", `\Sent`},
+	{"Junk", `\Junk`},
+	{"Trash", `\Trash`},
 }
 
-func specialUseAttr(name string) goimap.MailboxAttr {
+func specialUseAttr(name string) string {
 	for _, s := range specialUse {
 		if s.name == name {
 			return s.attr
@@ -63,98 +403,21 @@ func specialUseAttr(name string) goimap.MailboxAttr {
 	}
 	switch name {
 	case "Sent Messages":
-		return goimap.MailboxAttrSent
+		return `\Sent`
 	case "Archive":
-		return goimap.MailboxAttrArchive
+		return `\Archive`
 	}
 	return ""
-}
-
-func (s *session) Close() error {
-	s.idleMu.Lock()
-	s.closing = true
-	s.idleMu.Unlock()
-	s.idling.Wait() // stop was closed before Close: Idle returns promptly
-	s.unselect()
-	if s.store != nil {
-		s.store.Close()
-		s.store = nil
-	}
-	s.srv.dropSession(s)
-	return nil
-}
-
-var errAuthFailed = &goimap.Error{
-	Type: goimap.StatusResponseTypeNo,
-	Code: goimap.ResponseCodeAuthenticationFailed,
-	Text: "Authentication failed",
-}
-
-var errAuthUnavailable = &goimap.Error{
-	Type: goimap.StatusResponseTypeNo,
-	Code: goimap.ResponseCodeUnavailable,
-	Text: "Authentication temporarily unavailable, try again later",
-}
-
-// Login checks the credentials with the directory (AUTHENTICATE PLAIN ends
-// here too). The library only calls it over TLS.
-func (s *session) Login(username, password string) error {
-	if s.store != nil {
-		return &goimap.Error{Type: goimap.StatusResponseTypeBad, Text: "Already authenticated"}
-	}
-	fail := func(reason string) error {
-		d := s.srv.failDelay(s.ip)
-		s.logger.Info("imap: login failed", "ip", s.ip, "reason", reason, "delay", d)
-		if m := s.srv.opts.Metrics; m != nil {
-			m.AuthFailure("imap")
-		}
-		select {
-		case <-time.After(d):
-		case <-s.srv.closed:
-		}
-		return errAuthFailed
-	}
-	// A NUL could truncate a name in C code further down (RFC 4616 forbids
-	// it in PLAIN); never pass it on.
-	if username == "" || password == "" || strings.ContainsRune(username, 0) || strings.ContainsRune(password, 0) ||
-		len(username) > 256 || len(password) > 1024 {
-		return fail("malformed credentials")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.opts.AuthTimeout)
-	defer cancel()
-	u, err := s.srv.opts.Auth.Authenticate(ctx, username, password)
-	switch {
-	case err == nil:
-	case errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrNotFound):
-		return fail("invalid credentials")
-	default:
-		s.logger.Warn("imap: directory unavailable during login", "err", err)
-		return errAuthUnavailable
-	}
-	maildir, err := s.checkMaildir(u)
-	if err != nil {
-		s.logger.Error("imap: refusing maildir from directory", "login", u.Login, "err", err)
-		return errAuthUnavailable
-	}
-	st, err := mailstore.OpenStore(maildir, mailstore.Owner{UID: u.UID, GID: u.GID, Chown: s.srv.opts.Chown})
-	if err != nil {
-		s.logger.Error("imap: open maildir", "login", u.Login, "err", err)
-		return errAuthUnavailable
-	}
-	s.srv.loginOK(s.ip)
-	s.user, s.store = u, st
-	s.logger = s.logger.With("user", u.Login)
-	s.logger.Info("imap: login", "ip", s.ip)
-	s.ensureSpecialFolders()
-	return nil
 }
 
 // checkMaildir validates a directory-provided path: absolute, clean, not
 // the root, and under AllowedBase when set.
 func (s *session) checkMaildir(u directory.User) (string, error) {
+	// One rule for delivery and IMAP: the directory computes Maildir from
+	// the mailbox query, as delivery does; no guess from the home here.
 	m := u.Maildir
-	if m == "" && u.Home != "" {
-		m = u.Home + "/mailbox/"
+	if m == "" {
+		return "", errors.New("the directory gave no maildir")
 	}
 	if !filepath.IsAbs(m) || strings.ContainsRune(m, 0) {
 		return "", errors.New("maildir is not an absolute path")
@@ -185,12 +448,4 @@ func (s *session) ensureSpecialFolders() {
 			s.logger.Warn("imap: subscribe special folder", "folder", f.name, "err", err)
 		}
 	}
-}
-
-func (s *session) AppendLimit() uint32 { return s.srv.opts.AppendLimit }
-
-func (s *session) Namespace() (*goimap.NamespaceData, error) {
-	return &goimap.NamespaceData{
-		Personal: []goimap.NamespaceDescriptor{{Prefix: "", Delim: mailstore.Delimiter}},
-	}, nil
 }

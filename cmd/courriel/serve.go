@@ -24,6 +24,7 @@ import (
 	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/imap"
+	"courriel/loginguard"
 	"courriel/monitor"
 	"courriel/smtp"
 	"courriel/tlsconf"
@@ -78,6 +79,9 @@ type app struct {
 	queue   *queue.Queue
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
+	// guard throttles failed logins for every listener that takes a
+	// password (IMAP now; SMTP AUTH to be wired to the same one).
+	guard *loginguard.Guard
 
 	listeners []boundListener
 }
@@ -90,7 +94,7 @@ type boundListener struct {
 }
 
 func newApp(cfg *Config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, metrics: monitor.NewMetrics()}
+	a := &app{cfg: cfg, log: log, metrics: monitor.NewMetrics(), guard: loginguard.New(loginguard.Options{})}
 	dopts := cfg.directoryOptions()
 	dopts.Logger = log.With("component", "directory")
 	d, err := directory.New(dopts)
@@ -117,9 +121,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if a.store, err = delivery.NewStore(delivery.Options{
 		Hostname: cfg.MyHostname, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Sync: syncMode,
 		Logger: log.With("component", "delivery"),
-		OnDelivered: func(maildir, _, _ string) {
+		OnDelivered: func(maildir, folder, name string) {
 			if imapSrv != nil {
-				imapSrv.Notify(maildir)
+				imapSrv.Delivered(maildir, folder, name)
 			}
 		},
 		OnFolderCreated: subscribeFolder(chown, log),
@@ -132,7 +136,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if cfg.Listen.IMAPS != "" || cfg.Listen.IMAP != "" {
 		if imapSrv, err = imap.NewServer(imap.Options{
 			Auth: a.dir, TLSConfig: a.tlsFor("imap"), Logger: log.With("component", "imap"),
-			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics,
+			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics, Guard: a.guard,
 		}); err != nil {
 			return nil, err
 		}

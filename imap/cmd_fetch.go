@@ -1,0 +1,678 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-message/textproto"
+
+	"courriel/imap/mailstore"
+	"courriel/imap/wire"
+)
+
+// maxHeaderRead bounds how much of a file is read for an ENVELOPE.
+const maxHeaderRead = 1 << 20
+
+type fetchKind uint8
+
+const (
+	fUID fetchKind = iota + 1
+	fFlags
+	fInternalDate
+	fSize
+	fEnvelope
+	fBodyStructure
+	fBody // BODY without section: non-extensible BODYSTRUCTURE
+	fSection
+	fBinary
+	fBinarySize
+	fRFC822
+	fRFC822Header
+	fRFC822Text
+)
+
+// fetchItem is one parsed FETCH attribute.
+type fetchItem struct {
+	kind    fetchKind
+	peek    bool
+	path    []int       // part numbers of the section
+	sec     sectionKind // after the part numbers
+	fields  []string    // HEADER.FIELDS (.NOT: not)
+	not     bool
+	name    string // the section as echoed: "HEADER.FIELDS (TO)"
+	partial bool
+	offset  int64
+	size    int64
+}
+
+func (s *session) parseFetchItems() ([]fetchItem, error) {
+	c, err := s.r.Peek()
+	if err != nil {
+		return nil, err
+	}
+	if c == '(' {
+		var items []fetchItem
+		err := s.r.List(false, func() error {
+			it, err := s.parseFetchItem()
+			items = append(items, it...)
+			return err
+		})
+		return items, err
+	}
+	return s.parseFetchItem()
+}
+
+func (s *session) parseFetchItem() ([]fetchItem, error) {
+	name, err := s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) && c != '[' }, "FETCH item")
+	if err != nil {
+		return nil, err
+	}
+	switch strings.ToUpper(name) {
+	case "ALL":
+		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}, {kind: fEnvelope}}, nil
+	case "FAST":
+		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}}, nil
+	case "FULL":
+		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}, {kind: fEnvelope}, {kind: fBody}}, nil
+	case "UID":
+		return []fetchItem{{kind: fUID}}, nil
+	case "FLAGS":
+		return []fetchItem{{kind: fFlags}}, nil
+	case "INTERNALDATE":
+		return []fetchItem{{kind: fInternalDate}}, nil
+	case "RFC822.SIZE":
+		return []fetchItem{{kind: fSize}}, nil
+	case "ENVELOPE":
+		return []fetchItem{{kind: fEnvelope}}, nil
+	case "BODYSTRUCTURE":
+		return []fetchItem{{kind: fBodyStructure}}, nil
+	case "RFC822":
+		return []fetchItem{{kind: fRFC822}}, nil
+	case "RFC822.HEADER":
+		return []fetchItem{{kind: fRFC822Header, peek: true}}, nil
+	case "RFC822.TEXT":
+		return []fetchItem{{kind: fRFC822Text}}, nil
+	case "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE":
+	default:
+		return nil, bad("", "Unknown FETCH item "+sanitize(name))
+	}
+	up := strings.ToUpper(name)
+	open, err := s.r.Is('[')
+	if err != nil {
+		return nil, err
+	}
+	if !open {
+		if up == "BODY" {
+			return []fetchItem{{kind: fBody}}, nil
+		}
+		return nil, bad("", "Expected [ after "+up)
+	}
+	it := fetchItem{kind: fSection, peek: strings.HasSuffix(up, ".PEEK")}
+	binary := strings.HasPrefix(up, "BINARY")
+	if binary {
+		it.kind = fBinary
+		if up == "BINARY.SIZE" {
+			it.kind = fBinarySize
+		}
+	}
+	if err := s.parseSection(&it, binary); err != nil {
+		return nil, err
+	}
+	if it.kind != fBinarySize {
+		if lt, err := s.r.Is('<'); err != nil {
+			return nil, err
+		} else if lt {
+			off, err := s.r.Number()
+			if err != nil {
+				return nil, err
+			}
+			if err := s.r.Expect('.', "."); err != nil {
+				return nil, err
+			}
+			n, err := s.r.Number()
+			if err != nil {
+				return nil, err
+			}
+			if err := s.r.Expect('>', ">"); err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				return nil, bad("", "Partial size must not be 0")
+			}
+			it.partial, it.offset, it.size = true, int64(off), int64(n)
+		}
+	}
+	return []fetchItem{it}, nil
+}
+
+// parseSection reads "part.part.SPEC (fields)]".
+func (s *session) parseSection(it *fetchItem, binary bool) error {
+	var b strings.Builder
+	for {
+		c, err := s.r.Peek()
+		if err != nil {
+			return err
+		}
+		if c < '0' || c > '9' {
+			break
+		}
+		n, err := s.r.Number()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return bad("", "Invalid section part 0")
+		}
+		it.path = append(it.path, int(n))
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strconv.FormatUint(uint64(n), 10))
+		if dot, err := s.r.Is('.'); err != nil {
+			return err
+		} else if !dot {
+			break
+		}
+		if c, err := s.r.Peek(); err != nil {
+			return err
+		} else if c < '0' || c > '9' {
+			b.WriteByte('.')
+			break
+		}
+	}
+	if ok, err := s.r.Is(']'); err != nil || ok {
+		it.name = b.String()
+		return err
+	}
+	if binary {
+		return bad("", "BINARY takes part numbers only")
+	}
+	spec, err := s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) }, "section")
+	if err != nil {
+		return err
+	}
+	spec = strings.ToUpper(spec)
+	switch spec {
+	case "HEADER":
+		it.sec = secHeader
+	case "TEXT":
+		it.sec = secText
+	case "MIME":
+		if len(it.path) == 0 {
+			return bad("", "MIME needs a part number")
+		}
+		it.sec = secMIME
+	case "HEADER.FIELDS", "HEADER.FIELDS.NOT":
+		it.sec = secHeader
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		var fields []string
+		if err := s.r.List(false, func() error {
+			f, err := s.r.AString()
+			fields = append(fields, strings.ToUpper(f))
+			return err
+		}); err != nil {
+			return err
+		}
+		it.fields, it.not = fields, spec == "HEADER.FIELDS.NOT"
+		spec += " (" + strings.Join(fields, " ") + ")"
+	default:
+		return bad("", "Unknown section "+sanitize(spec))
+	}
+	b.WriteString(spec)
+	it.name = b.String()
+	return s.r.Expect(']', "]")
+}
+
+func cmdFetch(s *session, tag string, uid bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	set, err := s.r.SeqSet()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	items, err := s.parseFetchItems()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if uid {
+		items = append([]fetchItem{{kind: fUID}}, items...)
+	}
+	sel := s.sel
+	seqs, uids := s.resolve(set, uid)
+	markSeen := false
+	if !sel.readOnly {
+		for _, it := range items {
+			if (it.kind == fSection || it.kind == fBinary || it.kind == fRFC822 || it.kind == fRFC822Text) && !it.peek {
+				markSeen = true
+			}
+		}
+	}
+	fl, ok := sel.mb.FlagsOf(uids)
+	if markSeen {
+		var unseen []uint32
+		for i, u := range uids {
+			if ok[i] && fl[i]&mailstore.FlagSeen == 0 {
+				unseen = append(unseen, u)
+			}
+		}
+		if len(unseen) > 0 {
+			// Others are told through the log; this session reports FLAGS
+			// in the FETCH responses below.
+			if _, _, err := sel.mb.StoreFlags(unseen, mailstore.StoreAdd, []string{mailstore.Seen}, sel.w); err != nil {
+				return s.storeErr("fetch", err, "")
+			}
+			s.srv.wakeIdlers(sel.mb, s)
+			fl, ok = sel.mb.FlagsOf(uids)
+		} else {
+			markSeen = false
+		}
+	}
+	s.announceFlags(false)
+	defer s.trimBuffers()
+	for i, u := range uids {
+		if !ok[i] {
+			continue // expunged by another session; its EXPUNGE is pending
+		}
+		if err := s.fetchOne(seqs[i], u, fl[i], items, markSeen); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+	}
+	return s.ok(tag, "", "Fetch completed", uid)
+}
+
+func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetchItem, markSeen bool) error {
+	mb := s.sel.mb
+	var raw []byte
+	var err error
+	getRaw := func() ([]byte, error) {
+		if raw == nil {
+			raw, err = s.readMessage(uid)
+		}
+		return raw, err
+	}
+	// Everything is computed before the first byte of the response, so a
+	// failure never leaves a half-written FETCH.
+	type part struct {
+		head  string // written as is
+		lit   bool   // body follows as a literal
+		body  []byte
+		bin   bool
+		flags bool
+		env   *mailstore.Envelope
+		// stream: a literal of size bytes copied from the message file
+		stream bool
+		size   int64
+	}
+	var parts []part
+	var out bytes.Buffer
+	wroteFlags := false
+	for _, it := range items {
+		switch it.kind {
+		case fUID:
+			parts = append(parts, part{head: "UID " + strconv.FormatUint(uint64(uid), 10)})
+		case fFlags:
+			if !wroteFlags {
+				parts = append(parts, part{flags: true})
+				wroteFlags = true
+			}
+		case fInternalDate, fSize:
+			size, date, err := mb.Meta(uid)
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			if it.kind == fSize {
+				parts = append(parts, part{head: "RFC822.SIZE " + strconv.FormatInt(size, 10)})
+			} else {
+				parts = append(parts, part{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
+			}
+		case fEnvelope:
+			env, err := s.envelope(uid)
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			parts = append(parts, part{env: env})
+		case fBodyStructure, fBody:
+			c := mb.Cached(uid)
+			if c.Body == nil {
+				r, err := getRaw()
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				c.Body = bodyStructure(r)
+				mb.UpdateCached(uid, mailstore.Cached{Body: c.Body})
+			}
+			out.Reset()
+			writeBodyStructure(&out, c.Body, it.kind == fBodyStructure, s.utf8(), 0)
+			name := "BODYSTRUCTURE "
+			if it.kind == fBody {
+				name = "BODY "
+			}
+			parts = append(parts, part{head: name + out.String()})
+		case fSection, fRFC822, fRFC822Header, fRFC822Text:
+			if whole := it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial); whole && raw == nil {
+				// A large whole message is streamed from its file at write
+				// time, never held in memory; a small one is read into the
+				// session's scratch buffer, which is cheaper.
+				size, _, err := mb.Meta(uid)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				if size > maxKeptBuf {
+					name := "RFC822 "
+					if it.kind == fSection {
+						name = "BODY[] "
+					}
+					parts = append(parts, part{head: name, stream: true, size: size})
+					continue
+				}
+			}
+			r, err := getRaw()
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			var b []byte
+			var name string
+			switch it.kind {
+			case fRFC822:
+				b, name = r, "RFC822"
+			case fRFC822Header:
+				b, name = r[:headerEnd(r)], "RFC822.HEADER"
+			case fRFC822Text:
+				b, name = r[headerEnd(r):], "RFC822.TEXT"
+			default:
+				b = partial(extractBody(r, it.path, it.sec, it.fields, it.not), it)
+				name = "BODY[" + it.name + "]"
+				if it.partial {
+					name += "<" + strconv.FormatInt(it.offset, 10) + ">"
+				}
+			}
+			parts = append(parts, part{head: name + " ", lit: true, body: b})
+		case fBinary, fBinarySize:
+			r, err := getRaw()
+			if err != nil {
+				return s.fetchErr(err)
+			}
+			b, ok := extractBinary(r, it.path)
+			if !ok {
+				return no("UNKNOWN-CTE", "Unknown content transfer encoding")
+			}
+			if it.kind == fBinarySize {
+				parts = append(parts, part{head: "BINARY.SIZE[" + it.name + "] " + strconv.Itoa(len(b))})
+				continue
+			}
+			name := "BINARY[" + it.name + "]"
+			if it.partial {
+				b = partial(b, it)
+				name += "<" + strconv.FormatInt(it.offset, 10) + ">"
+			}
+			parts = append(parts, part{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
+		}
+	}
+	if markSeen && !wroteFlags {
+		parts = append(parts, part{flags: true})
+	}
+	w := s.w
+	w.Raw("* ")
+	w.Number(uint64(seq))
+	w.Raw(" FETCH (")
+	for i, p := range parts {
+		if i > 0 {
+			w.SP()
+		}
+		switch {
+		case p.flags:
+			w.Raw("FLAGS (")
+			s.writeFlags(uid, flags)
+			w.Byte(')')
+		case p.env != nil:
+			w.Raw("ENVELOPE ")
+			s.writeEnvelope(p.env)
+		case p.lit:
+			w.Raw(p.head)
+			w.LiteralBytes(p.body, p.bin)
+		case p.stream:
+			w.Raw(p.head)
+			if err := s.streamMessage(uid, p.size); err != nil {
+				return err
+			}
+		default:
+			w.Raw(p.head)
+		}
+	}
+	w.Raw(")\r\n")
+	return w.Err()
+}
+
+func (s *session) fetchErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return err // skipped by the caller
+	}
+	return s.storeErr("fetch", err, "")
+}
+
+// readMessage returns the whole message with CRLF line endings, the form
+// IMAP serves whatever the file uses. The bytes live in the session's
+// scratch buffers and are valid until the next call.
+func (s *session) readMessage(uid uint32) ([]byte, error) {
+	b, _, err := s.sel.mb.ReadMessage(uid, s.readBuf, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.readBuf = b[:0]
+	out, changed := appendCRLF(s.crlfBuf[:0], b)
+	if !changed {
+		return b, nil // already CRLF: no copy
+	}
+	s.crlfBuf = out[:0]
+	return out, nil
+}
+
+// Scratch buffers above this size are dropped after use, so that one huge
+// message does not stay allocated for the life of the connection; idle
+// connections keep none.
+const maxKeptBuf = 256 << 10
+
+func (s *session) trimBuffers() {
+	if cap(s.readBuf) > maxKeptBuf || s.sel == nil {
+		s.readBuf = nil
+	}
+	if cap(s.crlfBuf) > maxKeptBuf || s.sel == nil {
+		s.crlfBuf = nil
+	}
+}
+
+// appendCRLF appends b to dst with every bare LF turned into CRLF. When b
+// has none, dst is returned unchanged and changed is false (the caller uses
+// b itself).
+func appendCRLF(dst, b []byte) (out []byte, changed bool) {
+	i := bytes.IndexByte(b, '\n')
+	for i >= 0 && (i > 0 && b[i-1] == '\r') {
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			i = -1
+			break
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return dst, false
+	}
+	if need := len(b) + len(b)/32 + 64; cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	}
+	start := 0
+	for {
+		// b[i] is a bare LF.
+		dst = append(dst, b[start:i]...)
+		dst = append(dst, '\r', '\n')
+		start = i + 1
+		j := bytes.IndexByte(b[start:], '\n')
+		for j >= 0 && start+j > 0 && b[start+j-1] == '\r' {
+			k := bytes.IndexByte(b[start+j+1:], '\n')
+			if k < 0 {
+				j = -1
+				break
+			}
+			j += 1 + k
+		}
+		if j < 0 {
+			return append(dst, b[start:]...), true
+		}
+		i = start + j
+	}
+}
+
+// headerEnd returns the offset just after the blank line ending the header
+// (RFC 5322 §2.1), or len(raw) if there is none.
+func headerEnd(raw []byte) int {
+	if bytes.HasPrefix(raw, []byte("\r\n")) {
+		return 2
+	}
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	return len(raw)
+}
+
+func (s *session) envelope(uid uint32) (*mailstore.Envelope, error) {
+	mb := s.sel.mb
+	if c := mb.Cached(uid); c.Envelope != nil {
+		return c.Envelope, nil
+	}
+	h, err := s.readHeaderBytes(uid)
+	if err != nil {
+		return nil, err
+	}
+	env := buildEnvelope(h)
+	mb.UpdateCached(uid, mailstore.Cached{Envelope: env})
+	return env, nil
+}
+
+// headerRead is the first read for an ENVELOPE: most headers fit.
+const headerRead = 16 << 10
+
+// readHeaderBytes reads only the header of a message: the first
+// headerRead bytes, more (up to maxHeaderRead) only if the header goes on.
+func (s *session) readHeaderBytes(uid uint32) ([]byte, error) {
+	b, size, err := s.sel.mb.ReadMessage(uid, s.readBuf, headerRead)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) < size && !headerComplete(b) {
+		if b, _, err = s.sel.mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
+			return nil, err
+		}
+	}
+	s.readBuf = b[:0]
+	return b, nil
+}
+
+// readHeader parses the header of a message.
+func (s *session) readHeader(uid uint32) (textproto.Header, error) {
+	b, err := s.readHeaderBytes(uid)
+	if err != nil {
+		return textproto.Header{}, err
+	}
+	return parseHeader(b), nil
+}
+
+// headerComplete reports whether b holds the blank line ending a header.
+func headerComplete(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("\n")) || bytes.HasPrefix(b, []byte("\r\n")) ||
+		bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
+// parseHeader parses a header; a malformed one still gives whatever parsed.
+func parseHeader(b []byte) textproto.Header {
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+	return h
+}
+
+// partial cuts <offset.size> out of b when the item asks for it.
+func partial(b []byte, it fetchItem) []byte {
+	if !it.partial {
+		return b
+	}
+	if it.offset >= int64(len(b)) {
+		return []byte{}
+	}
+	end := it.offset + it.size
+	if end > int64(len(b)) || end < it.offset {
+		end = int64(len(b))
+	}
+	return b[it.offset:end]
+}
+
+// streamMessage writes the message file as a literal of size bytes (its
+// RFC822.SIZE), bare LFs turned into CRLF on the way. A file that changed
+// length meanwhile still gives a well-formed literal (cut or padded) and
+// the error is logged: the client already has the literal's length.
+func (s *session) streamMessage(uid uint32, size int64) error {
+	f, _, err := s.sel.mb.Open(uid)
+	if err != nil {
+		// Expunged by another process between Meta and now.
+		s.logger.Warn("imap: message vanished while fetching", "uid", uid, "err", err)
+		return s.w.LiteralFrom(strings.NewReader(""), size, false)
+	}
+	defer f.Close()
+	err = s.w.LiteralFrom(&crlfReader{r: bufio.NewReaderSize(f, 32<<10)}, size, false)
+	if werr := s.w.Err(); werr != nil {
+		return werr
+	}
+	if err != nil {
+		s.logger.Warn("imap: reading message while fetching", "uid", uid, "err", err)
+	}
+	return nil
+}
+
+// crlfReader turns every bare LF of r into CRLF.
+type crlfReader struct {
+	r      *bufio.Reader
+	prevCR bool
+	owedLF bool // a CR was emitted for a bare LF; its LF comes next
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.owedLF {
+			p[n] = '\n'
+			n++
+			c.owedLF, c.prevCR = false, false
+			continue
+		}
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		if b == '\n' && !c.prevCR {
+			p[n] = '\r'
+			n++
+			c.owedLF = true
+			continue
+		}
+		p[n] = b
+		n++
+		c.prevCR = b == '\r'
+	}
+	return n, nil
+}

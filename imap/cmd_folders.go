@@ -1,0 +1,520 @@
+package imap
+
+import (
+	"sort"
+	"strings"
+
+	"courriel/imap/mailstore"
+)
+
+const delim = string(mailstore.Delimiter)
+
+// mailboxArg reads a mailbox name and decodes it to UTF-8: modified UTF-7
+// unless the client enabled UTF8=ACCEPT or IMAP4rev2. INBOX in any case is
+// INBOX.
+func (s *session) mailboxArg() (string, error) {
+	raw, err := s.r.AString()
+	if err != nil {
+		return "", err
+	}
+	return s.decodeName(raw)
+}
+
+func (s *session) decodeName(raw string) (string, error) {
+	name := raw
+	if !s.utf8() {
+		n, err := decodeMUTF7(raw)
+		if err != nil {
+			return "", no("CANNOT", "Mailbox name is not valid modified UTF-7")
+		}
+		name = n
+	}
+	if mailstore.IsInbox(name) {
+		return mailstore.InboxName, nil
+	}
+	return name, nil
+}
+
+// writeMailbox writes a mailbox name in the client's form.
+func (s *session) writeMailbox(name string) {
+	if s.utf8() {
+		s.w.String(name, true)
+		return
+	}
+	s.w.String(encodeMUTF7(name), false)
+}
+
+func cmdCreate(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	// RFC 9051 §6.3.4: a trailing delimiter only says children are coming.
+	name = strings.TrimSuffix(name, delim)
+	if mailstore.IsInbox(name) {
+		return s.storeErr("create", mailstore.ErrFolderExists, "")
+	}
+	if err := s.store.Create(name); err != nil {
+		return s.storeErr("create", err, "")
+	}
+	s.srv.forgetRecent(s.folderKey(name))
+	return s.ok(tag, "", "Create completed", true)
+}
+
+func cmdDelete(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	dir, err := mailstore.FolderDir(name)
+	if err != nil {
+		return s.storeErr("delete", err, "")
+	}
+	if s.sel != nil && s.sel.name == name {
+		// RFC 9051 §6.3.5 allows it; the session leaves the folder first.
+		s.unselect()
+		s.state = stateAuth
+	}
+	if err := s.store.Delete(name); err != nil {
+		return s.storeErr("delete", err, "")
+	}
+	s.srv.reg.Forget(s.store.Path(), dir)
+	s.srv.forgetRecent(s.folderKey(name))
+	return s.ok(tag, "", "Delete completed", true)
+}
+
+func cmdRename(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	oldName, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	newName, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	newName = strings.TrimSuffix(newName, delim)
+	if mailstore.IsInbox(oldName) {
+		// RFC 9051 §6.3.6 wants INBOX's messages moved to the new folder;
+		// that is not implemented, so say so rather than do half of it.
+		return no("CANNOT", "Renaming INBOX is not supported")
+	}
+	oldDir, err := mailstore.FolderDir(oldName)
+	if err != nil {
+		return s.storeErr("rename", err, "")
+	}
+	newDir, err := mailstore.FolderDir(newName)
+	if err != nil {
+		return s.storeErr("rename", err, "")
+	}
+	if err := s.store.Rename(oldName, newName); err != nil {
+		return s.storeErr("rename", err, "")
+	}
+	s.srv.reg.Forget(s.store.Path(), oldDir)
+	s.srv.reg.Forget(s.store.Path(), newDir)
+	s.srv.forgetRecent(s.folderKey(oldName))
+	s.srv.forgetRecent(s.folderKey(newName))
+	return s.ok(tag, "", "Rename completed", true)
+}
+
+// SUBSCRIBE and UNSUBSCRIBE.
+func cmdSubscribe(s *session, tag string, _ bool) error {
+	on := s.curName() == "SUBSCRIBE"
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if err := s.store.SetSubscribed(name, on); err != nil {
+		return s.storeErr("subscribe", err, "")
+	}
+	return s.ok(tag, "", "Completed", true)
+}
+
+// listArgs is a parsed LIST or LSUB (RFC 9051 §6.3.9, RFC 5258, RFC 5819,
+// RFC 6154).
+type listArgs struct {
+	lsub                                 bool
+	ref                                  string
+	patterns                             []string
+	selSubscribed, selRecursive, selSpec bool
+	retSubscribed, retChildren, retSpec  bool
+	retStatus                            *statusItems
+}
+
+func (s *session) parseList(lsub bool) (*listArgs, error) {
+	a := &listArgs{lsub: lsub}
+	if err := s.r.SP(); err != nil {
+		return nil, err
+	}
+	extended := false
+	if c, err := s.r.Peek(); err != nil {
+		return nil, err
+	} else if c == '(' && !lsub {
+		extended = true
+		err := s.r.List(true, func() error {
+			o, err := s.r.Atom()
+			if err != nil {
+				return err
+			}
+			switch strings.ToUpper(o) {
+			case "SUBSCRIBED":
+				a.selSubscribed = true
+			case "RECURSIVEMATCH":
+				a.selRecursive = true
+			case "SPECIAL-USE":
+				a.selSpec = true
+			case "REMOTE":
+			default:
+				return bad("", "Unknown LIST selection option "+sanitize(o))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if a.selRecursive && !a.selSubscribed && !a.selSpec {
+			return nil, bad("", "RECURSIVEMATCH needs another selection option")
+		}
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+	}
+	ref, err := s.r.AString()
+	if err != nil {
+		return nil, err
+	}
+	a.ref = ref
+	if err := s.r.SP(); err != nil {
+		return nil, err
+	}
+	if c, err := s.r.Peek(); err != nil {
+		return nil, err
+	} else if c == '(' && !lsub {
+		extended = true
+		if err := s.r.List(false, func() error {
+			p, err := s.r.ListMailbox()
+			a.patterns = append(a.patterns, p)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	} else {
+		p, err := s.r.ListMailbox()
+		if err != nil {
+			return nil, err
+		}
+		a.patterns = []string{p}
+	}
+	if sp, err := s.r.Is(' '); err != nil {
+		return nil, err
+	} else if sp && !lsub {
+		kw, err := s.r.Atom()
+		if err != nil {
+			return nil, err
+		}
+		if !strings.EqualFold(kw, "RETURN") {
+			return nil, bad("", "Expected RETURN")
+		}
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+		extended = true
+		err = s.r.List(true, func() error {
+			o, err := s.r.Atom()
+			if err != nil {
+				return err
+			}
+			switch strings.ToUpper(o) {
+			case "SUBSCRIBED":
+				a.retSubscribed = true
+			case "CHILDREN":
+				a.retChildren = true
+			case "SPECIAL-USE":
+				a.retSpec = true
+			case "STATUS":
+				if err := s.r.SP(); err != nil {
+					return err
+				}
+				items, err := s.parseStatusItems()
+				if err != nil {
+					return err
+				}
+				a.retStatus = items
+			default:
+				return bad("", "Unknown LIST return option "+sanitize(o))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else if sp {
+		return nil, bad("", "Unexpected argument")
+	}
+	_ = extended
+	return a, s.r.CRLF()
+}
+
+type listEntry struct {
+	name       string
+	exists     bool
+	subscribed bool
+	children   bool // has existing children
+	subChild   bool // has a subscribed descendant
+	// subChildUnmatched: a subscribed descendant no pattern matches
+	// (RFC 5258 §3.5: then, and only then, CHILDINFO).
+	subChildUnmatched bool
+}
+
+// LIST and LSUB.
+func cmdList(s *session, tag string, _ bool) error {
+	lsub := s.curName() == "LSUB"
+	a, err := s.parseList(lsub)
+	if err != nil {
+		return err
+	}
+	if len(a.patterns) == 1 && a.patterns[0] == "" {
+		// RFC 9051 §6.3.9: an empty pattern asks for the delimiter and root.
+		if lsub {
+			s.w.Raw("* LSUB (\\Noselect) \".\" \"\"\r\n")
+		} else {
+			s.w.Raw("* LIST (\\Noselect) \".\" \"\"\r\n")
+		}
+		return s.ok(tag, "", "List completed", true)
+	}
+	ref, err := s.decodeListName(a.ref)
+	if err != nil {
+		return err
+	}
+	folders, err := s.store.Folders()
+	if err != nil {
+		return s.storeErr("list", err, "")
+	}
+	subs, err := s.store.Subscriptions()
+	if err != nil {
+		return s.storeErr("list", err, "")
+	}
+	var pats []string
+	for _, p := range a.patterns {
+		d, err := s.decodeListName(p)
+		if err != nil {
+			return err
+		}
+		pats = append(pats, ref+d)
+	}
+	entries := map[string]*listEntry{mailstore.InboxName: {name: mailstore.InboxName, exists: true}}
+	get := func(n string) *listEntry {
+		if mailstore.IsInbox(n) {
+			n = mailstore.InboxName
+		}
+		e := entries[n]
+		if e == nil {
+			e = &listEntry{name: n}
+			entries[n] = e
+		}
+		return e
+	}
+	for _, f := range folders {
+		get(f).exists = true
+		for _, p := range mailstore.ParentNames(f) {
+			get(p).children = true
+		}
+	}
+	for _, n := range subs {
+		get(n).subscribed = true
+		unmatched := !matchAny(pats, n)
+		for _, p := range mailstore.ParentNames(n) {
+			pe := get(p)
+			pe.subChild = true
+			pe.subChildUnmatched = pe.subChildUnmatched || unmatched
+		}
+	}
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		e := entries[n]
+		if !matchAny(pats, n) {
+			continue
+		}
+		var attrs []string
+		var childInfo bool
+		switch {
+		case lsub:
+			if !e.subscribed {
+				if e.subChild && partialMatch(pats, n) {
+					s.listLine(a, n, []string{`\Noselect`}, nil)
+				}
+				continue
+			}
+			if !e.exists {
+				attrs = append(attrs, `\Noselect`)
+			}
+		case a.selSubscribed:
+			if !e.subscribed {
+				if a.selRecursive && e.subChildUnmatched {
+					childInfo = true
+				} else {
+					continue
+				}
+			}
+		case a.selSpec:
+			if specialUseAttr(n) == "" || !e.exists {
+				continue
+			}
+		default:
+			if !e.exists && !e.children {
+				continue
+			}
+		}
+		if !lsub {
+			switch {
+			case !e.exists && a.selSubscribed && e.subscribed:
+				attrs = append(attrs, `\NonExistent`)
+			case !e.exists:
+				attrs = append(attrs, `\Noselect`)
+			}
+			if e.exists || e.children {
+				if e.children {
+					attrs = append(attrs, `\HasChildren`)
+				} else {
+					attrs = append(attrs, `\HasNoChildren`)
+				}
+			}
+			if e.subscribed && (a.selSubscribed || a.retSubscribed) {
+				attrs = append(attrs, `\Subscribed`)
+			}
+			if use := specialUseAttr(n); use != "" && e.exists {
+				attrs = append(attrs, use)
+			}
+		}
+		var extra []string
+		if childInfo || (a.selRecursive && e.subChildUnmatched && e.subscribed) {
+			extra = append(extra, `("CHILDINFO" ("SUBSCRIBED"))`)
+		}
+		s.listLine(a, n, attrs, extra)
+		if a.retStatus != nil && e.exists {
+			if err := s.writeStatus(n, a.retStatus); err != nil {
+				if _, ok := err.(*respErr); !ok && isNetErr(err) {
+					return err
+				}
+			}
+		}
+	}
+	return s.ok(tag, "", "List completed", true)
+}
+
+func (s *session) listLine(a *listArgs, name string, attrs, extra []string) {
+	if a.lsub {
+		s.w.Raw("* LSUB (")
+	} else {
+		s.w.Raw("* LIST (")
+	}
+	s.w.Raw(strings.Join(attrs, " "))
+	s.w.Raw(`) "." `)
+	s.writeMailbox(name)
+	for _, x := range extra {
+		s.w.SP()
+		s.w.Raw(x)
+	}
+	s.w.CRLF()
+}
+
+// decodeListName decodes a reference or pattern; one that is not valid
+// modified UTF-7 is used as it is (it then matches no folder), as Dovecot
+// does.
+func (s *session) decodeListName(raw string) (string, error) {
+	if len(raw) > 1024 {
+		return "", bad("", "Mailbox pattern too long")
+	}
+	if s.utf8() {
+		return raw, nil
+	}
+	if d, err := decodeMUTF7(raw); err == nil {
+		return d, nil
+	}
+	return raw, nil
+}
+
+// partialMatch: name is the hierarchy level a "%" of some pattern stops at.
+func partialMatch(pats []string, name string) bool {
+	for _, p := range pats {
+		if strings.HasSuffix(p, "%") && matchList(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchAny(pats []string, name string) bool {
+	for _, p := range pats {
+		if matchList(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchList matches a LIST pattern ("*" anything, "%" anything but the
+// delimiter); INBOX matches case-insensitively. Dynamic programming keeps
+// hostile patterns linear in their length times the name's.
+func matchList(pattern, name string) bool {
+	if mailstore.IsInbox(name) {
+		if len(pattern) >= 5 && mailstore.IsInbox(pattern[:5]) {
+			pattern = "INBOX" + pattern[5:]
+		}
+	}
+	n := len(name)
+	prev := make([]bool, n+1)
+	cur := make([]bool, n+1)
+	prev[0] = true
+	for i := 0; i < len(pattern); i++ {
+		c := pattern[i]
+		switch c {
+		case '*', '%':
+			run := false
+			for j := 0; j <= n; j++ {
+				if c == '%' && j > 0 && name[j-1] == mailstore.Delimiter {
+					run = false
+				}
+				run = run || prev[j]
+				cur[j] = run
+			}
+		default:
+			cur[0] = false
+			for j := 1; j <= n; j++ {
+				cur[j] = prev[j-1] && name[j-1] == c
+			}
+		}
+		prev, cur = cur, prev
+	}
+	return prev[n]
+}

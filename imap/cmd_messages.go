@@ -1,0 +1,421 @@
+package imap
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"courriel/imap/mailstore"
+	"courriel/imap/wire"
+)
+
+// parseFlagList reads "(" [flag *(SP flag)] ")"; system flags are
+// normalised in case, keywords kept as sent.
+func (s *session) parseFlagList() ([]string, error) {
+	var out []string
+	err := s.r.List(true, func() error {
+		f, err := s.parseFlag()
+		out = append(out, f)
+		return err
+	})
+	return out, err
+}
+
+func (s *session) parseFlag() (string, error) {
+	if ok, err := s.r.Is('\\'); err != nil {
+		return "", err
+	} else if ok {
+		if star, err := s.r.Is('*'); err != nil || star {
+			return `\*`, err
+		}
+		a, err := s.r.Atom()
+		if err != nil {
+			return "", err
+		}
+		for _, sf := range []string{`\Seen`, `\Answered`, `\Flagged`, `\Deleted`, `\Draft`, `\Recent`} {
+			if strings.EqualFold(`\`+a, sf) {
+				return sf, nil
+			}
+		}
+		return "", bad("", "Unknown system flag \\"+sanitize(a))
+	}
+	return s.r.Atom()
+}
+
+func toFlags(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if n == `\Recent` || n == `\*` {
+			continue // RFC 9051 §2.3.2: \Recent cannot be stored
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// parseDateTime reads RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz".
+func parseDateTime(v string) (time.Time, error) {
+	t, err := time.Parse("2-Jan-2006 15:04:05 -0700", strings.TrimPrefix(v, " "))
+	if err != nil {
+		return time.Time{}, bad("", "Invalid date-time")
+	}
+	return t, nil
+}
+
+// parseDate reads a SEARCH date: "d-Mon-yyyy", quoted or not.
+func parseDate(v string) (time.Time, error) {
+	t, err := time.Parse("2-Jan-2006", v)
+	if err != nil {
+		return time.Time{}, bad("", "Invalid date")
+	}
+	return t, nil
+}
+
+// APPEND (RFC 9051 §6.3.12) with literal8 (RFC 3516) and APPENDUID (RFC
+// 4315). The message is streamed from the connection to the file.
+func cmdAppend(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	var flags []string
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == '(' {
+		if flags, err = s.parseFlagList(); err != nil {
+			return err
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+	}
+	var date time.Time
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == '"' {
+		v, err := s.r.Quoted()
+		if err != nil {
+			return err
+		}
+		if date, err = parseDateTime(v); err != nil {
+			return err
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+	}
+	// RFC 6855 §4: APPEND ... UTF8 (literal8) after ENABLE UTF8=ACCEPT.
+	utf8Ext := false
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == 'U' || c == 'u' {
+		a, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(a, "UTF8") || !s.utf8() {
+			return bad("", "Expected a literal")
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		if err := s.r.Expect('(', "("); err != nil {
+			return err
+		}
+		utf8Ext = true
+	}
+	var mb *mailstore.Mailbox
+	defer func() {
+		if mb != nil {
+			mb.Release()
+		}
+	}()
+	li, err := s.r.LiteralHeaderCheck(int64(s.srv.opts.AppendLimit), true, func(wire.LiteralInfo) error {
+		m, err := s.srv.reg.Open(s.store, name)
+		if err != nil {
+			return s.storeErr("append", err, "TRYCREATE")
+		}
+		mb = m
+		return nil
+	})
+	if err != nil {
+		var le *wire.LimitError
+		if errors.As(err, &le) && le.TooBig {
+			le.Msg = "Message too large (APPENDLIMIT " + strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10) + ")"
+		}
+		return err
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+	var src io.Reader = s.r
+	if li.Binary {
+		// A literal8 may hold binary content; the maildir stores lines.
+		// Its binary parts are stored base64-encoded, so BINARY gives the
+		// very bytes back and BODY never serves raw NULs (RFC 3516 §4.2).
+		// Bounded by APPENDLIMIT.
+		raw, err := io.ReadAll(s.r)
+		if err != nil {
+			return err
+		}
+		src = bytes.NewReader(encodeBinaryParts(raw))
+	}
+	uid, err := mb.Append(src, toFlags(flags), date)
+	if err != nil {
+		if isNetErr(err) {
+			return err
+		}
+		_ = s.r.SkipLiteral()
+		return s.storeErr("append", err, "")
+	}
+	if s.r.LiteralLeft() > 0 {
+		if err := s.r.SkipLiteral(); err != nil {
+			return err
+		}
+	}
+	if utf8Ext {
+		if err := s.r.Expect(')', ")"); err != nil {
+			return err
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	s.srv.wakeIdlers(mb, s)
+	code := "APPENDUID " + strconv.FormatUint(uint64(mb.UIDValidity()), 10) + " " + strconv.FormatUint(uint64(uid), 10)
+	return s.ok(tag, code, "Append completed", true)
+}
+
+type storeArgs struct {
+	set    wire.NumSet
+	op     mailstore.StoreOp
+	silent bool
+	flags  []string
+}
+
+func cmdStore(s *session, tag string, uid bool) error {
+	var a storeArgs
+	err := s.r.SP()
+	if err == nil {
+		a.set, err = s.r.SeqSet()
+	}
+	if err == nil {
+		err = s.r.SP()
+	}
+	var item string
+	if err == nil {
+		item, err = s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) }, "STORE item")
+	}
+	if err != nil {
+		return err
+	}
+	item = strings.ToUpper(item)
+	a.op = mailstore.StoreReplace
+	switch {
+	case strings.HasPrefix(item, "+"):
+		a.op, item = mailstore.StoreAdd, item[1:]
+	case strings.HasPrefix(item, "-"):
+		a.op, item = mailstore.StoreRemove, item[1:]
+	}
+	switch item {
+	case "FLAGS":
+	case "FLAGS.SILENT":
+		a.silent = true
+	default:
+		return bad("", "Unknown STORE item")
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == '(' {
+		if a.flags, err = s.parseFlagList(); err != nil {
+			return err
+		}
+	} else {
+		for {
+			f, err := s.parseFlag()
+			if err != nil {
+				return err
+			}
+			a.flags = append(a.flags, f)
+			if sp, err := s.r.Is(' '); err != nil {
+				return err
+			} else if !sp {
+				break
+			}
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	for _, f := range a.flags {
+		if f == `\*` {
+			return bad("", `\* is not a flag`)
+		}
+	}
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	seqs, uids := s.resolve(a.set, uid)
+	if len(uids) > 0 {
+		// As Dovecot: no FETCH for a message whose flags did not change
+		// (the client knows them already); a 20,000-message +FLAGS \Seen
+		// on a read folder answers at once.
+		oldFlags, _ := sel.mb.FlagsOf(uids)
+		newFlags, ok, err := sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
+		if err != nil {
+			return s.storeErr("store", err, "")
+		}
+		s.srv.wakeIdlers(sel.mb, s)
+		s.announceFlags(false)
+		for i := range uids {
+			if !ok[i] || a.silent || newFlags[i] == oldFlags[i] {
+				continue
+			}
+			s.w.Raw("* ")
+			s.w.Number(uint64(seqs[i]))
+			s.w.Raw(" FETCH (FLAGS (")
+			s.writeFlags(uids[i], newFlags[i])
+			s.w.Raw(")")
+			if uid {
+				s.w.Raw(" UID ")
+				s.w.Number(uint64(uids[i]))
+			}
+			s.w.Raw(")\r\n")
+		}
+	}
+	return s.ok(tag, "", "Store completed", uid)
+}
+
+// EXPUNGE and UID EXPUNGE (RFC 4315): the EXPUNGE responses come from the
+// change log, like everybody's.
+func cmdExpunge(s *session, tag string, uid bool) error {
+	var set wire.NumSet
+	if uid {
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		var err error
+		if set, err = s.r.SeqSet(); err != nil {
+			return err
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	allowed := make(map[uint32]bool, len(sel.view))
+	if uid {
+		_, uids := s.resolve(set, true)
+		for _, u := range uids {
+			allowed[u] = true
+		}
+	} else {
+		for _, u := range sel.view {
+			allowed[u] = true
+		}
+	}
+	// RFC 9051: only messages this client knows about.
+	if _, err := sel.mb.Expunge(func(u uint32) bool { return allowed[u] }, true); err != nil {
+		return s.storeErr("expunge", err, "")
+	}
+	s.srv.wakeIdlers(sel.mb, s)
+	return s.ok(tag, "", "Expunge completed", true)
+}
+
+// COPY and MOVE (RFC 6851) with COPYUID (RFC 4315).
+func cmdCopy(s *session, tag string, uid bool) error {
+	move := s.curName() == "MOVE"
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	set, err := s.r.SeqSet()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	dest, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if move && sel.readOnly {
+		return errReadOnly
+	}
+	dst, err := s.srv.reg.Open(s.store, dest)
+	if err != nil {
+		return s.storeErr("copy", err, "TRYCREATE")
+	}
+	defer dst.Release()
+	_, uids := s.resolve(set, uid)
+	if len(uids) == 0 {
+		if uid {
+			return s.ok(tag, "", "No messages", true)
+		}
+		return no("", "No messages copied")
+	}
+	var src, dstUIDs []uint32
+	if move {
+		// A rename within the maildir; the moved messages are expunged
+		// from the source through its change log.
+		src, dstUIDs, err = sel.mb.MoveTo(dst, uids)
+	} else {
+		src, dstUIDs, err = sel.mb.CopyTo(dst, uids)
+	}
+	if err != nil {
+		return s.storeErr(strings.ToLower(s.curName()), err, "")
+	}
+	if len(src) == 0 {
+		return no("EXPUNGEISSUED", "Some of the requested messages no longer exist")
+	}
+	code := "COPYUID " + strconv.FormatUint(uint64(dst.UIDValidity()), 10) + " " + uidSetString(src) + " " + uidSetString(dstUIDs)
+	s.srv.wakeIdlers(dst, s)
+	if !move {
+		return s.ok(tag, code, "Copy completed", true)
+	}
+	s.w.Raw("* OK [" + code + "] Moved\r\n")
+	s.srv.wakeIdlers(sel.mb, s)
+	return s.ok(tag, "", "Move completed", true)
+}
+
+// uidSetString renders UIDs in the given order as a sequence set,
+// compressing consecutive runs (COPYUID pairs the two lists by position).
+func uidSetString(uids []uint32) string {
+	var b strings.Builder
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(uids[i]), 10))
+		if j > i {
+			b.WriteByte(':')
+			b.WriteString(strconv.FormatUint(uint64(uids[j]), 10))
+		}
+		i = j + 1
+	}
+	return b.String()
+}

@@ -1,0 +1,640 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"mime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"courriel/imap/mailstore"
+	"courriel/imap/wire"
+)
+
+// searchKey is one node of a parsed SEARCH program (RFC 9051 §6.4.4).
+type searchKey struct {
+	op    string // upper-case key name; "AND" for a parenthesised list
+	set   wire.NumSet
+	flag  string
+	n     int64
+	date  time.Time
+	field string
+	value string
+	kids  []*searchKey
+}
+
+type searchArgs struct {
+	esearch                          bool // RETURN given
+	retMin, retMax, retAll, retCount bool
+	retSave                          bool
+	root                             *searchKey
+}
+
+func (s *session) parseSearch() (*searchArgs, error) {
+	a := &searchArgs{}
+	if err := s.r.SP(); err != nil {
+		return nil, err
+	}
+	root := &searchKey{op: "AND"}
+	first := true
+	for {
+		if !first {
+			if eol, err := s.r.AtEOL(); err != nil {
+				return nil, err
+			} else if eol {
+				break
+			}
+			if err := s.r.SP(); err != nil {
+				return nil, err
+			}
+		}
+		c, err := s.r.Peek()
+		if err != nil {
+			return nil, err
+		}
+		if c == 'R' || c == 'r' || c == 'C' || c == 'c' {
+			// RETURN (...) and CHARSET x come before the keys.
+			if first || len(root.kids) == 0 {
+				word, err := s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) }, "search key")
+				if err != nil {
+					return nil, err
+				}
+				switch strings.ToUpper(word) {
+				case "RETURN":
+					if err := s.r.SP(); err != nil {
+						return nil, err
+					}
+					a.esearch = true
+					if err := s.r.List(true, func() error {
+						o, err := s.r.Atom()
+						if err != nil {
+							return err
+						}
+						switch strings.ToUpper(o) {
+						case "MIN":
+							a.retMin = true
+						case "MAX":
+							a.retMax = true
+						case "ALL":
+							a.retAll = true
+						case "COUNT":
+							a.retCount = true
+						case "SAVE":
+							a.retSave = true
+						default:
+							return bad("", "Unknown SEARCH return option "+sanitize(o))
+						}
+						return nil
+					}); err != nil {
+						return nil, err
+					}
+					first = false
+					continue
+				case "CHARSET":
+					if err := s.r.SP(); err != nil {
+						return nil, err
+					}
+					cs, err := s.r.AString()
+					if err != nil {
+						return nil, err
+					}
+					if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
+						return nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+					}
+					first = false
+					continue
+				default:
+					k, err := s.parseKeyNamed(word)
+					if err != nil {
+						return nil, err
+					}
+					root.kids = append(root.kids, k)
+					first = false
+					continue
+				}
+			}
+		}
+		k, err := s.parseKey()
+		if err != nil {
+			return nil, err
+		}
+		root.kids = append(root.kids, k)
+		first = false
+	}
+	if err := s.r.CRLF(); err != nil {
+		return nil, err
+	}
+	if len(root.kids) == 0 {
+		return nil, bad("", "Missing search keys")
+	}
+	if a.esearch && !a.retMin && !a.retMax && !a.retCount && !a.retSave {
+		a.retAll = true // RFC 4731: RETURN () means ALL
+	}
+	a.root = root
+	return a, nil
+}
+
+func (s *session) parseKey() (*searchKey, error) {
+	c, err := s.r.Peek()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c == '(':
+		k := &searchKey{op: "AND"}
+		err := s.r.List(false, func() error {
+			kk, err := s.parseKey()
+			k.kids = append(k.kids, kk)
+			return err
+		})
+		return k, err
+	case c == '*' || c == '$' || (c >= '0' && c <= '9'):
+		set, err := s.r.SeqSet()
+		return &searchKey{op: "SEQ", set: set}, err
+	}
+	word, err := s.r.Token(func(c byte) bool { return wire.IsAtomChar(c) }, "search key")
+	if err != nil {
+		return nil, err
+	}
+	return s.parseKeyNamed(word)
+}
+
+func (s *session) parseKeyNamed(word string) (*searchKey, error) {
+	op := strings.ToUpper(word)
+	k := &searchKey{op: op}
+	str := func() (string, error) {
+		if err := s.r.SP(); err != nil {
+			return "", err
+		}
+		return s.r.AString()
+	}
+	switch op {
+	case "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN",
+		"UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":
+		return k, nil
+	case "BCC", "CC", "FROM", "TO", "SUBJECT", "BODY", "TEXT":
+		v, err := str()
+		k.value = v
+		return k, err
+	case "KEYWORD", "UNKEYWORD":
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+		f, err := s.parseFlag()
+		k.flag = f
+		return k, err
+	case "HEADER":
+		f, err := str()
+		if err != nil {
+			return nil, err
+		}
+		v, err := str()
+		k.field, k.value = f, v
+		return k, err
+	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
+		v, err := str()
+		if err != nil {
+			return nil, err
+		}
+		k.date, err = parseDate(v)
+		return k, err
+	case "LARGER", "SMALLER":
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+		n, err := s.r.Number64()
+		k.n = int64(n)
+		return k, err
+	case "UID":
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+		set, err := s.r.SeqSet()
+		k.set = set
+		return k, err
+	case "NOT":
+		if err := s.r.Enter(); err != nil {
+			return nil, err
+		}
+		defer s.r.Leave()
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+		kk, err := s.parseKey()
+		k.kids = []*searchKey{kk}
+		return k, err
+	case "OR":
+		if err := s.r.Enter(); err != nil {
+			return nil, err
+		}
+		defer s.r.Leave()
+		for range 2 {
+			if err := s.r.SP(); err != nil {
+				return nil, err
+			}
+			kk, err := s.parseKey()
+			if err != nil {
+				return nil, err
+			}
+			k.kids = append(k.kids, kk)
+		}
+		return k, nil
+	}
+	return nil, bad("", "Unknown search key "+sanitize(word))
+}
+
+func cmdSearch(s *session, tag string, uid bool) error {
+	a, err := s.parseSearch()
+	if err != nil {
+		return err
+	}
+	sel := s.sel
+	seqs := make([]uint32, len(sel.view))
+	for i := range seqs {
+		seqs[i] = uint32(i + 1)
+	}
+	uids := sel.view
+	fl, ok := sel.mb.FlagsOf(uids)
+	var hitSeqs, hitUIDs []uint32
+	for i, u := range uids {
+		if !ok[i] {
+			continue
+		}
+		m := &searchMsg{s: s, seq: seqs[i], uid: u, flags: fl[i]}
+		if m.match(a.root) {
+			hitSeqs = append(hitSeqs, seqs[i])
+			hitUIDs = append(hitUIDs, u)
+		}
+	}
+	s.trimBuffers()
+	nums := hitSeqs
+	if uid {
+		nums = hitUIDs
+	}
+	if a.retSave {
+		switch {
+		case a.retMin && !a.retMax && len(hitUIDs) > 0:
+			s.searchRes = hitUIDs[:1:1]
+		case a.retMax && !a.retMin && len(hitUIDs) > 0:
+			s.searchRes = hitUIDs[len(hitUIDs)-1:]
+		case a.retMin && a.retMax && len(hitUIDs) > 0:
+			s.searchRes = []uint32{hitUIDs[0], hitUIDs[len(hitUIDs)-1]}
+		default:
+			s.searchRes = slices.Clone(hitUIDs)
+		}
+	}
+	if !a.esearch {
+		s.w.Raw("* SEARCH")
+		for _, n := range nums {
+			s.w.SP()
+			s.w.Number(uint64(n))
+		}
+		s.w.CRLF()
+		return s.ok(tag, "", "Search completed", uid)
+	}
+	if a.retSave && !a.retMin && !a.retMax && !a.retCount && !a.retAll {
+		return s.ok(tag, "", "Search completed", uid)
+	}
+	s.w.Raw(`* ESEARCH (TAG "`)
+	s.w.Raw(tag)
+	s.w.Raw(`")`)
+	if uid {
+		s.w.Raw(" UID")
+	}
+	if len(nums) > 0 {
+		if a.retMin {
+			s.w.Raw(" MIN " + strconv.FormatUint(uint64(nums[0]), 10))
+		}
+		if a.retMax {
+			s.w.Raw(" MAX " + strconv.FormatUint(uint64(nums[len(nums)-1]), 10))
+		}
+		if a.retAll {
+			s.w.Raw(" ALL " + uidSetString(nums))
+		}
+	}
+	if a.retCount {
+		s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
+	}
+	s.w.CRLF()
+	return s.ok(tag, "", "Search completed", uid)
+}
+
+// searchMsg evaluates keys on one message, reading what it needs once:
+// flags and UIDs are in memory, sizes and dates in the cache, the header
+// only for header keys, the body only for BODY and TEXT.
+type searchMsg struct {
+	s     *session
+	seq   uint32
+	uid   uint32
+	flags mailstore.Flags
+
+	env    *mailstore.Envelope
+	header *textproto.Header
+	raw    []byte
+	failed bool
+}
+
+func (m *searchMsg) match(k *searchKey) bool {
+	sel := m.s.sel
+	switch k.op {
+	case "AND":
+		for _, c := range k.kids {
+			if !m.match(c) {
+				return false
+			}
+		}
+		return true
+	case "OR":
+		return m.match(k.kids[0]) || m.match(k.kids[1])
+	case "NOT":
+		return !m.match(k.kids[0])
+	case "ALL":
+		return true
+	case "SEQ":
+		if k.set.Saved {
+			return slices.Contains(m.s.searchRes, m.uid)
+		}
+		return inSet(k.set, m.seq, uint32(len(sel.view)))
+	case "UID":
+		if k.set.Saved {
+			return slices.Contains(m.s.searchRes, m.uid)
+		}
+		return inSet(k.set, m.uid, sel.view[len(sel.view)-1])
+	case "ANSWERED":
+		return m.flags&mailstore.FlagAnswered != 0
+	case "DELETED":
+		return m.flags&mailstore.FlagDeleted != 0
+	case "DRAFT":
+		return m.flags&mailstore.FlagDraft != 0
+	case "FLAGGED":
+		return m.flags&mailstore.FlagFlagged != 0
+	case "SEEN":
+		return m.flags&mailstore.FlagSeen != 0
+	case "UNANSWERED":
+		return m.flags&mailstore.FlagAnswered == 0
+	case "UNDELETED":
+		return m.flags&mailstore.FlagDeleted == 0
+	case "UNDRAFT":
+		return m.flags&mailstore.FlagDraft == 0
+	case "UNFLAGGED":
+		return m.flags&mailstore.FlagFlagged == 0
+	case "UNSEEN":
+		return m.flags&mailstore.FlagSeen == 0
+	case "RECENT":
+		return m.s.isRecent(m.uid)
+	case "OLD":
+		return !m.s.isRecent(m.uid)
+	case "NEW":
+		return m.s.isRecent(m.uid) && m.flags&mailstore.FlagSeen == 0
+	case "KEYWORD", "UNKEYWORD":
+		has := false
+		if k.flag == `\Recent` {
+			has = m.s.isRecent(m.uid)
+		} else {
+			for _, n := range sel.mb.FlagNames(m.flags) {
+				if strings.EqualFold(n, k.flag) {
+					has = true
+				}
+			}
+		}
+		return has == (k.op == "KEYWORD")
+	case "LARGER", "SMALLER", "BEFORE", "ON", "SINCE":
+		size, date, err := sel.mb.Meta(m.uid)
+		if err != nil {
+			return false
+		}
+		switch k.op {
+		case "LARGER":
+			return size > k.n
+		case "SMALLER":
+			return size < k.n
+		}
+		return matchDate(date, k.op, k.date)
+	case "SENTBEFORE", "SENTON", "SENTSINCE":
+		env := m.envelope()
+		if env == nil || env.Date.IsZero() {
+			// RFC 9051: no usable Date: the internal date stands in.
+			_, date, err := sel.mb.Meta(m.uid)
+			if err != nil {
+				return false
+			}
+			return matchDate(date, k.op[4:], k.date)
+		}
+		return matchDate(env.Date, k.op[4:], k.date)
+	case "FROM", "TO", "CC", "BCC":
+		return m.matchAddress(k.op, k.value)
+	case "SUBJECT":
+		return m.matchHeader("Subject", k.value)
+	case "HEADER":
+		return m.matchHeader(k.field, k.value)
+	case "BODY":
+		return m.matchBody(k.value, false)
+	case "TEXT":
+		return m.matchBody(k.value, true)
+	}
+	return false
+}
+
+func inSet(set wire.NumSet, n, last uint32) bool {
+	if last == 0 {
+		return false
+	}
+	for _, r := range set.Ranges {
+		lo, hi := rangeBounds(r.Lo, r.Hi, last)
+		if n >= lo && n <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDate compares dates only, ignoring time and zone (RFC 9051 §6.4.4).
+func matchDate(t time.Time, op string, d time.Time) bool {
+	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	ref := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
+	switch op {
+	case "BEFORE":
+		return day.Before(ref)
+	case "ON":
+		return day.Equal(ref)
+	case "SINCE":
+		return !day.Before(ref)
+	}
+	return false
+}
+
+func (m *searchMsg) envelope() *mailstore.Envelope {
+	if m.env == nil && !m.failed {
+		env, err := m.s.envelope(m.uid)
+		if err != nil {
+			m.failed = true
+			return nil
+		}
+		m.env = env
+	}
+	return m.env
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+// matchAddress matches each address of the field (group names and
+// members included) on its display name, its addr-spec and the two
+// together, as Dovecot does. An empty value asks whether the field exists.
+func (m *searchMsg) matchAddress(field, value string) bool {
+	env := m.envelope()
+	if env == nil {
+		return false
+	}
+	var l []mailstore.Address
+	switch field {
+	case "FROM":
+		l = env.From
+	case "TO":
+		l = env.To
+	case "CC":
+		l = env.Cc
+	case "BCC":
+		l = env.Bcc
+	}
+	if len(l) == 0 {
+		// No address parsed: the field may still be there (empty, or
+		// beyond parsing); the header itself decides.
+		return m.matchRawHeader(field, value)
+	}
+	if value == "" {
+		return true
+	}
+	for _, a := range l {
+		_, name := splitADL(a.Name)
+		spec := a.Mailbox
+		if a.Host != "" {
+			spec += "@" + a.Host
+		}
+		if strings.Contains(name, "=?") {
+			dec := mime.WordDecoder{CharsetReader: gomessage.CharsetReader}
+			if d, err := dec.DecodeHeader(name); err == nil {
+				name = d
+			}
+		}
+		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchHeader is a case-insensitive substring match on the decoded field
+// (RFC 9051 §6.4.4); an empty value matches every message having the
+// field. Address fields and a plain Subject are answered from the cached
+// envelope, so SEARCH FROM does not reopen every file.
+func (m *searchMsg) matchHeader(key, value string) bool {
+	switch strings.ToUpper(key) {
+	case "FROM", "TO", "CC", "BCC":
+		return m.matchAddress(strings.ToUpper(key), value)
+	case "SUBJECT":
+		if env := m.envelope(); env != nil && env.Subject != "" && !strings.Contains(env.Subject, "=?") {
+			return value == "" || containsFold(env.Subject, value)
+		}
+	}
+	return m.matchRawHeader(key, value)
+}
+
+// matchHeader is a case-insensitive substring match on the decoded field
+// (RFC 9051 §6.4.4); an empty value matches every message having the
+// field.
+func (m *searchMsg) matchRawHeader(key, value string) bool {
+	h := m.loadHeader()
+	if h == nil {
+		return false
+	}
+	fields := h.FieldsByKey(key)
+	if value == "" {
+		return fields.Len() > 0
+	}
+	mh := mail.Header{Header: gomessage.Header{Header: *h}}
+	for fields.Next() {
+		v, err := mh.Text(fields.Key())
+		if err != nil {
+			v = fields.Value()
+		}
+		if containsFold(v, value) || containsFold(fields.Value(), value) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *searchMsg) loadHeader() *textproto.Header {
+	if m.header == nil && !m.failed {
+		h, err := m.s.readHeader(m.uid)
+		if err != nil {
+			m.failed = true
+			return nil
+		}
+		m.header = &h
+	}
+	return m.header
+}
+
+func (m *searchMsg) matchBody(text string, withHeader bool) bool {
+	if m.raw == nil && !m.failed {
+		raw, err := m.s.readMessage(m.uid)
+		if err != nil {
+			m.failed = true
+			return false
+		}
+		m.raw = raw
+	}
+	if m.raw == nil {
+		return false
+	}
+	if text == "" {
+		return true
+	}
+	e, _ := gomessage.Read(bytes.NewReader(m.raw))
+	if e == nil {
+		// Unparseable: a raw substring search is better than nothing.
+		return bytes.Contains(bytes.ToLower(m.raw), bytes.ToLower([]byte(text)))
+	}
+	return matchEntity(e, strings.ToLower(text), withHeader, 0)
+}
+
+func matchEntity(e *gomessage.Entity, lower string, withHeader bool, d int) bool {
+	if withHeader {
+		var b bytes.Buffer
+		_ = textproto.WriteHeader(&b, e.Header.Header)
+		if strings.Contains(strings.ToLower(b.String()), lower) {
+			return true
+		}
+	}
+	if d > maxBodyDepth {
+		return false
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF || p == nil {
+				return false
+			}
+			if matchEntity(p, lower, withHeader, d+1) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	br := bufio.NewReader(io.LimitReader(e.Body, 64<<20))
+	body, _ := io.ReadAll(br)
+	return bytes.Contains(bytes.ToLower(body), []byte(lower))
+}

@@ -1,0 +1,133 @@
+package imap
+
+import (
+	"strings"
+
+	"courriel/imap/mailstore"
+)
+
+type statusItems struct {
+	messages, uidNext, uidValidity, unseen, deleted, recent, size bool
+}
+
+func (s *session) parseStatusItems() (*statusItems, error) {
+	it := &statusItems{}
+	err := s.r.List(false, func() error {
+		a, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		switch strings.ToUpper(a) {
+		case "MESSAGES":
+			it.messages = true
+		case "UIDNEXT":
+			it.uidNext = true
+		case "UIDVALIDITY":
+			it.uidValidity = true
+		case "UNSEEN":
+			it.unseen = true
+		case "DELETED":
+			it.deleted = true
+		case "RECENT":
+			it.recent = true
+		case "SIZE":
+			it.size = true
+		default:
+			return bad("", "Unknown STATUS item "+sanitize(a))
+		}
+		return nil
+	})
+	return it, err
+}
+
+func cmdStatus(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	items, err := s.parseStatusItems()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	if err := s.writeStatus(name, items); err != nil {
+		return err
+	}
+	return s.ok(tag, "", "Status completed", true)
+}
+
+// writeStatus writes the STATUS response of a folder.
+func (s *session) writeStatus(name string, it *statusItems) error {
+	mb, err := s.srv.reg.Open(s.store, name)
+	if err != nil {
+		return s.storeErr("status", err, "")
+	}
+	defer mb.Release()
+	if err := mb.Sync(false); err != nil {
+		return s.storeErr("status", err, "")
+	}
+	sum := mb.Status()
+	s.w.Raw("* STATUS ")
+	s.writeMailbox(name)
+	s.w.Raw(" (")
+	sep := ""
+	item := func(k string, v uint64) {
+		s.w.Raw(sep + k + " ")
+		s.w.Number(v)
+		sep = " "
+	}
+	if it.messages {
+		item("MESSAGES", uint64(sum.Messages))
+	}
+	if it.recent {
+		item("RECENT", uint64(s.recentCount(mb, name, sum)))
+	}
+	if it.uidNext {
+		item("UIDNEXT", uint64(sum.UIDNext))
+	}
+	if it.uidValidity {
+		item("UIDVALIDITY", uint64(sum.UIDValidity))
+	}
+	if it.unseen {
+		item("UNSEEN", uint64(sum.Unseen))
+	}
+	if it.deleted {
+		item("DELETED", uint64(sum.Deleted))
+	}
+	if it.size {
+		var total int64
+		for _, uid := range mb.UIDs() {
+			if sz, _, err := mb.Meta(uid); err == nil {
+				total += sz
+			}
+		}
+		item("SIZE", uint64(total))
+	}
+	s.w.Raw(")\r\n")
+	return nil
+}
+
+// recentCount is the number of messages no session has claimed as
+// \Recent yet (what a SELECT now would see as recent), plus those this
+// session holds when the folder is its selected one.
+func (s *session) recentCount(mb *mailstore.Mailbox, name string, sum mailstore.Status) uint32 {
+	if s.sel != nil && s.sel.mb == mb {
+		return uint32(len(s.sel.recent))
+	}
+	first := s.srv.peekRecent(s.folderKey(name), sum.UIDValidity)
+	var n uint32
+	for _, u := range mb.UIDs() {
+		if u >= first {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,430 @@
+package imap
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+
+	"courriel/imap/mailstore"
+)
+
+// The MIME structure IMAP serves (RFC 9051 §6.4.5 sections, §7.5.2
+// BODYSTRUCTURE, RFC 3516 BINARY) is read from the message's own bytes:
+// every entity is a pair of slices of the raw (CRLF) message, nothing is
+// copied. Hostile nesting is cut at maxBodyDepth and hostile part counts
+// at maxParts: what lies beyond is served as opaque content.
+
+// maxBodyDepth bounds MIME nesting: a hostile message nesting parts
+// thousands deep must not cost a deep recursion per FETCH.
+const maxBodyDepth = 32
+
+// maxParts bounds the parts of one multipart entity.
+const maxParts = 1000
+
+// mpart is one MIME entity.
+type mpart struct {
+	header   []byte // including the blank line that ends it; may be empty
+	body     []byte
+	ctype    string // lower case: "text"
+	subtype  string // lower case: "plain"
+	params   map[string]string
+	children []*mpart // multipart
+	msg      *mpart   // message/rfc822 and message/global: the encapsulated message
+}
+
+// parseEntity parses raw as an entity whose Content-Type defaults to
+// defType (text/plain, or message/rfc822 inside multipart/digest).
+func parseEntity(raw []byte, defType string, depth int) *mpart {
+	he := headerEnd(raw)
+	p := &mpart{header: raw[:he], body: raw[he:]}
+	hv := headerValues(p.header)
+	ct := defType
+	if l := hv["content-type"]; len(l) > 0 {
+		ct = l[0]
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		// Lenient, as mail readers are: the type before any parameter.
+		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+		params = nil
+	}
+	p.ctype, p.subtype, _ = strings.Cut(mt, "/")
+	if p.ctype == "" || p.subtype == "" {
+		p.ctype, p.subtype, params = "text", "plain", nil
+	}
+	p.params = params
+	if len(hv["content-type"]) == 0 && p.ctype == "text" {
+		p.params = map[string]string{"charset": "us-ascii"} // RFC 2045 §5.2
+	}
+	if depth >= maxBodyDepth {
+		return p
+	}
+	switch {
+	case p.ctype == "multipart":
+		def := "text/plain"
+		if p.subtype == "digest" {
+			def = "message/rfc822"
+		}
+		for _, b := range splitMultipart(p.body, params["boundary"]) {
+			p.children = append(p.children, parseEntity(b, def, depth+1))
+		}
+	case p.ctype == "message" && (p.subtype == "rfc822" || p.subtype == "global"):
+		p.msg = parseEntity(p.body, "text/plain", depth+1)
+	}
+	return p
+}
+
+// splitMultipart returns the bodies between the boundary delimiter lines
+// (RFC 2046 §5.1.1); a missing close delimiter ends the last part at the
+// end of the body.
+func splitMultipart(body []byte, boundary string) [][]byte {
+	if boundary == "" {
+		return nil
+	}
+	delim := []byte("--" + boundary)
+	var out [][]byte
+	start := -1
+	for i := 0; len(out) < maxParts; {
+		j := indexLineStart(body, delim, i)
+		if j < 0 {
+			if start >= 0 {
+				out = append(out, body[start:])
+			}
+			break
+		}
+		if start >= 0 {
+			end := j
+			if end >= 2 && body[end-2] == '\r' && body[end-1] == '\n' {
+				end -= 2
+			}
+			out = append(out, body[start:end])
+		}
+		k := j + len(delim)
+		if bytes.HasPrefix(body[k:], []byte("--")) {
+			break
+		}
+		nl := bytes.IndexByte(body[k:], '\n')
+		if nl < 0 {
+			break
+		}
+		start = k + nl + 1
+		i = start
+	}
+	return out
+}
+
+// indexLineStart finds delim at the start of a line of b, from offset i.
+func indexLineStart(b, delim []byte, i int) int {
+	for i <= len(b) {
+		j := bytes.Index(b[i:], delim)
+		if j < 0 {
+			return -1
+		}
+		j += i
+		if j == 0 || (j >= 1 && b[j-1] == '\n') {
+			return j
+		}
+		i = j + 1
+	}
+	return -1
+}
+
+// resolvePart follows a section's part numbers from the message root: the
+// parts of a multipart, the encapsulated message of a message/rfc822 part,
+// and part 1 of a single-part entity being the entity itself.
+func resolvePart(root *mpart, path []int) *mpart {
+	cur := root
+	top := true
+	for _, n := range path {
+		// Below the top, a message/rfc822 part's numbers are those of the
+		// message it holds.
+		if !top && cur.msg != nil {
+			cur = cur.msg
+		}
+		top = false
+		if cur.ctype == "multipart" {
+			if n < 1 || n > len(cur.children) {
+				return nil
+			}
+			cur = cur.children[n-1]
+			continue
+		}
+		if n != 1 {
+			return nil
+		}
+	}
+	return cur
+}
+
+// sectionKind is what a BODY[...] section asks for after its part numbers.
+type sectionKind uint8
+
+const (
+	secAll sectionKind = iota
+	secHeader
+	secText
+	secMIME
+)
+
+// extractBody returns the bytes of BODY[path.spec] (RFC 9051 §6.4.5);
+// a section that does not exist is empty, never an error.
+func extractBody(raw []byte, path []int, kind sectionKind, fields []string, not bool) []byte {
+	if len(path) == 0 && kind == secAll {
+		return raw
+	}
+	root := parseEntity(raw, "text/plain", 0)
+	p := resolvePart(root, path)
+	if p == nil {
+		return []byte{}
+	}
+	switch kind {
+	case secAll:
+		return p.body
+	case secMIME:
+		return p.header
+	}
+	m := p // HEADER and TEXT of the message itself, or of a message/rfc822 part
+	if len(path) > 0 {
+		if p.msg == nil {
+			return []byte{}
+		}
+		m = p.msg
+	}
+	if kind == secText {
+		return m.body
+	}
+	if fields == nil && !not {
+		return m.header
+	}
+	return filterHeader(m.header, fields, not)
+}
+
+// filterHeader keeps the fields named (or, with not, the others), raw, with
+// their continuation lines, and the blank line.
+func filterHeader(h []byte, names []string, not bool) []byte {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[strings.ToLower(n)] = true
+	}
+	var out bytes.Buffer
+	keep := false
+	for len(h) > 0 {
+		i := bytes.IndexByte(h, '\n')
+		line := h
+		if i >= 0 {
+			line, h = h[:i+1], h[i+1:]
+		} else {
+			h = nil
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			name := line
+			if c := bytes.IndexByte(line, ':'); c >= 0 {
+				name = line[:c]
+			}
+			keep = want[strings.ToLower(string(bytes.TrimSpace(name)))] != not
+		}
+		if keep {
+			out.Write(line)
+		}
+	}
+	out.WriteString("\r\n")
+	return out.Bytes()
+}
+
+// extractBinary returns BINARY[path]: the part's content with its
+// transfer encoding undone (RFC 3516); ok is false for an encoding it
+// does not know (UNKNOWN-CTE).
+func extractBinary(raw []byte, path []int) (b []byte, ok bool) {
+	if len(path) == 0 {
+		return raw, true
+	}
+	root := parseEntity(raw, "text/plain", 0)
+	p := resolvePart(root, path)
+	if p == nil {
+		return []byte{}, true
+	}
+	cte := ""
+	if l := headerValues(p.header)["content-transfer-encoding"]; len(l) > 0 {
+		cte = strings.ToLower(strings.TrimSpace(l[0]))
+	}
+	switch cte {
+	case "base64":
+		out, _ := io.ReadAll(base64.NewDecoder(base64.StdEncoding, lineJoiner{r: bytes.NewReader(p.body)}))
+		return out, true
+	case "quoted-printable":
+		out, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(p.body)))
+		return out, true
+	case "", "7bit", "8bit", "binary":
+		return p.body, true
+	}
+	return nil, false
+}
+
+// lineJoiner drops CR, LF and anything else base64 does not use, so that
+// the lines of a part decode as one stream.
+type lineJoiner struct{ r io.Reader }
+
+func (n lineJoiner) Read(p []byte) (int, error) {
+	for {
+		c, err := n.r.Read(p)
+		j := 0
+		for _, b := range p[:c] {
+			if b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '=' {
+				p[j] = b
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
+}
+
+// bodyStructure computes the cached BODYSTRUCTURE of a message.
+func bodyStructure(raw []byte) *mailstore.BodyPart {
+	return bodyPartOf(parseEntity(raw, "text/plain", 0), 0)
+}
+
+func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
+	hv := headerValues(p.header)
+	first := func(k string) string {
+		if l := hv[k]; len(l) > 0 {
+			return l[0]
+		}
+		return ""
+	}
+	bp := &mailstore.BodyPart{Type: p.ctype, Subtype: p.subtype, Params: p.params, Location: first("content-location")}
+	if d := first("content-disposition"); d != "" {
+		if v, params, err := mime.ParseMediaType(d); err == nil {
+			bp.Disposition, bp.DispParams = v, params
+		} else {
+			bp.Disposition = strings.ToLower(strings.TrimSpace(strings.SplitN(d, ";", 2)[0]))
+		}
+	}
+	if l := first("content-language"); l != "" {
+		for _, x := range strings.Split(l, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				bp.Language = append(bp.Language, x)
+			}
+		}
+	}
+	if p.ctype == "multipart" {
+		for _, c := range p.children {
+			bp.Children = append(bp.Children, bodyPartOf(c, depth+1))
+		}
+		if len(bp.Children) == 0 {
+			// IMAP needs at least one part (RFC 9051 body-type-mpart).
+			bp.Children = []*mailstore.BodyPart{fallbackPart(0, 0)}
+		}
+		return bp
+	}
+	bp.ID = first("content-id")
+	bp.Description = first("content-description")
+	bp.Encoding = strings.TrimSpace(first("content-transfer-encoding"))
+	if bp.Encoding == "" {
+		bp.Encoding = "7bit"
+	}
+	bp.Size = uint32(min(len(p.body), 1<<32-1))
+	switch {
+	case p.msg != nil && depth < maxBodyDepth:
+		bp.Envelope = buildEnvelope(p.msg.header)
+		bp.Sub = bodyPartOf(p.msg, depth+1)
+		bp.Lines = int64(bytes.Count(p.body, []byte("\n")))
+	case p.ctype == "text":
+		bp.Lines = int64(bytes.Count(p.body, []byte("\n")))
+	}
+	return bp
+}
+
+func fallbackPart(size int, lines int64) *mailstore.BodyPart {
+	return &mailstore.BodyPart{
+		Type: "text", Subtype: "plain",
+		Params:   map[string]string{"charset": "us-ascii"},
+		Encoding: "7bit", Size: uint32(size), Lines: lines,
+	}
+}
+
+// encodeBinaryParts rewrites the leaf parts of raw whose transfer encoding
+// is binary (or that hold NULs) as base64, leaving every other byte as it
+// was.
+func encodeBinaryParts(raw []byte) []byte {
+	root := parseEntity(raw, "text/plain", 0)
+	var out bytes.Buffer
+	pos := 0 // bytes of raw already copied
+	var walk func(p *mpart)
+	walk = func(p *mpart) {
+		if len(p.children) > 0 {
+			for _, c := range p.children {
+				walk(c)
+			}
+			return
+		}
+		if p.msg != nil {
+			walk(p.msg)
+			return
+		}
+		cte := ""
+		if l := headerValues(p.header)["content-transfer-encoding"]; len(l) > 0 {
+			cte = strings.ToLower(strings.TrimSpace(l[0]))
+		}
+		if cte != "binary" && bytes.IndexByte(p.body, 0) < 0 {
+			return
+		}
+		if cte == "base64" || cte == "quoted-printable" {
+			return // already line-safe: a NUL there is the client's problem
+		}
+		start := cap(raw) - cap(p.header)
+		out.Write(raw[pos:start])
+		out.Write(withCTE(p.header, "base64"))
+		enc := base64.StdEncoding.EncodeToString(p.body)
+		for len(enc) > 76 {
+			out.WriteString(enc[:76])
+			out.WriteString("\r\n")
+			enc = enc[76:]
+		}
+		out.WriteString(enc)
+		if len(enc) > 0 {
+			out.WriteString("\r\n")
+		}
+		pos = cap(raw) - cap(p.body) + len(p.body)
+	}
+	walk(root)
+	if pos == 0 {
+		return raw
+	}
+	out.Write(raw[pos:])
+	return out.Bytes()
+}
+
+// withCTE returns a header with its Content-Transfer-Encoding set to cte.
+func withCTE(h []byte, cte string) []byte {
+	var out bytes.Buffer
+	skip := false
+	rest := h
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest
+		if i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break // the blank line: written below
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			skip = bytes.HasPrefix(bytes.ToLower(line), []byte("content-transfer-encoding:"))
+		}
+		if !skip {
+			out.Write(line)
+		}
+	}
+	out.WriteString("Content-Transfer-Encoding: " + cte + "\r\n\r\n")
+	return out.Bytes()
+}

@@ -1,0 +1,167 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// readArgs reads a generic command: tag, name, then astrings, lists,
+// sequence sets and literals up to the end of the line.
+func readArgs(r *Reader) ([]string, error) {
+	r.Begin()
+	tag, err := r.Token(IsTagChar, "tag")
+	if err != nil {
+		return nil, err
+	}
+	out := []string{tag}
+	var elem func() error
+	elem = func() error {
+		c, err := r.Peek()
+		if err != nil {
+			return err
+		}
+		switch {
+		case c == '(':
+			return r.List(true, elem)
+		case c == '~':
+			s, _, err := r.literalString(true)
+			out = append(out, s)
+			return err
+		default:
+			s, err := r.AString()
+			out = append(out, s)
+			return err
+		}
+	}
+	for {
+		if eol, err := r.AtEOL(); err != nil || eol {
+			if err != nil {
+				return out, err
+			}
+			return out, r.CRLF()
+		}
+		if err := r.SP(); err != nil {
+			return out, err
+		}
+		if err := elem(); err != nil {
+			return out, err
+		}
+	}
+}
+
+func TestReader(t *testing.T) {
+	cases := []struct {
+		name, in string
+		want     []string
+		errText  string
+		conts    int
+	}{
+		{"atoms", "a1 NOOP\r\n", []string{"a1", "NOOP"}, "", 0},
+		{"quoted", "a LOGIN \"us\\\"er\" \"p w\"\r\n", []string{"a", "LOGIN", `us"er`, "p w"}, "", 0},
+		{"literal", "a LOGIN {4}\r\nuser {2+}\r\npw\r\n", []string{"a", "LOGIN", "user", "pw"}, "", 1},
+		{"literal8", "a X ~{3}\r\na\x00b\r\n", []string{"a", "X", "a\x00b"}, "", 1},
+		{"list", "a X (b (c d) \"e\")\r\n", []string{"a", "X", "b", "c", "d", "e"}, "", 0},
+		{"bare LF", "a NOOP\n", []string{"a", "NOOP"}, "", 0},
+		{"big sync literal", "a LOGIN {999999}\r\n", nil, "Literal too large", 0},
+		{"deep", "a X " + strings.Repeat("(", 100) + "\r\n", nil, "Too deeply nested", 0},
+		{"NUL quoted", "a LOGIN \"a\x00\" b\r\n", nil, "NUL in quoted string", 0},
+		{"long line", "a X " + strings.Repeat("x", 70000) + "\r\n", nil, "Command line too long", 0},
+		{"many literals", "a X" + strings.Repeat(" {60000+}\r\n"+strings.Repeat("y", 60000), 20) + "\r\n", nil, "Too much literal data in one command", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := NewReader(strings.NewReader(c.in), nil)
+			conts := 0
+			r.Continue = func() error { conts++; return nil }
+			got, err := readArgs(r)
+			if c.errText != "" {
+				if err == nil || err.Error() != c.errText {
+					t.Fatalf("err = %v, want %q", err, c.errText)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "|") != strings.Join(c.want, "|") {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+			if conts != c.conts {
+				t.Errorf("continuations %d, want %d", conts, c.conts)
+			}
+		})
+	}
+}
+
+// A synchronising literal over the limit is refused before its bytes:
+// the reader asks for nothing more than the header line.
+func TestOversizedSyncLiteralNotAwaited(t *testing.T) {
+	pr, pw := io.Pipe()
+	go pw.Write([]byte("a LOGIN {100000}\r\n")) // and nothing more, like a real client
+	r := NewReader(pr, nil)
+	r.Continue = func() error { t.Error("continuation sent for an oversized literal"); return nil }
+	_, err := readArgs(r)
+	var le *LimitError
+	if !errors.As(err, &le) || !le.TooBig || le.Fatal {
+		t.Fatalf("err = %#v, want a non-fatal TOOBIG LimitError", err)
+	}
+	if err := r.Discard(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDiscardSkipsNonSyncLiterals(t *testing.T) {
+	r := NewReader(strings.NewReader("a BOGUS ) {5+}\r\nhello more\r\nb NOOP\r\n"), nil)
+	if _, err := readArgs(r); err == nil {
+		t.Fatal("no error")
+	}
+	if err := r.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readArgs(r)
+	if err != nil || strings.Join(got, " ") != "b NOOP" {
+		t.Fatalf("next command %q, %v", got, err)
+	}
+}
+
+func TestSeqSet(t *testing.T) {
+	r := NewReader(strings.NewReader("1:3,5,*:7 "), nil)
+	s, err := r.SeqSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NumRange{{1, 3}, {5, 5}, {0, 7}}
+	if len(s.Ranges) != 3 || s.Ranges[0] != want[0] || s.Ranges[1] != want[1] || s.Ranges[2] != want[2] {
+		t.Fatalf("got %v", s.Ranges)
+	}
+	r = NewReader(strings.NewReader(strings.Repeat("1,", 20000)+"1 "), nil)
+	r.Limits.MaxLine = 0
+	if _, err := r.SeqSet(); err == nil || err.Error() != "Sequence set too large" {
+		t.Fatalf("huge set: %v", err)
+	}
+}
+
+func TestWriterRelease(t *testing.T) {
+	var b bytes.Buffer
+	w := NewWriter(&b, &Buffers{})
+	w.Raw("* OK")
+	w.SP()
+	w.String("a\"b", false)
+	w.SP()
+	w.String("é", false)
+	w.SP()
+	w.NString("", false)
+	w.CRLF()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if w.bw != nil {
+		t.Error("buffer kept after Flush")
+	}
+	if got, want := b.String(), "* OK \"a\\\"b\" {2}\r\né NIL\r\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

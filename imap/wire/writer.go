@@ -1,0 +1,195 @@
+package wire
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+)
+
+// Writer buffers the responses of one connection. Its buffer is taken
+// from a pool on the first write and given back by Flush, so an idle
+// connection holds none. The destination can be replaced (STARTTLS, a
+// deflate stream for COMPRESS) between responses.
+type Writer struct {
+	dst  io.Writer
+	bw   *bufio.Writer
+	err  error
+	pool *Buffers
+}
+
+// NewWriter returns a Writer to dst, borrowing its buffer from pool (nil:
+// a buffer of its own, kept).
+func NewWriter(dst io.Writer, pool *Buffers) *Writer { return &Writer{dst: dst, pool: pool} }
+
+// SetDest replaces the destination; call after Flush.
+func (w *Writer) SetDest(dst io.Writer) { w.dst = dst }
+
+// Dest is the current destination.
+func (w *Writer) Dest() io.Writer { return w.dst }
+
+// Err is the first write error; later writes are dropped.
+func (w *Writer) Err() error { return w.err }
+
+func (w *Writer) buf() *bufio.Writer {
+	if w.bw == nil {
+		if w.pool != nil {
+			w.bw, _ = w.pool.write.Get().(*bufio.Writer)
+		}
+		if w.bw == nil {
+			w.bw = bufio.NewWriterSize(nil, 8192)
+		}
+		w.bw.Reset(w.dst)
+	}
+	return w.bw
+}
+
+// Flush writes out what is buffered and releases the buffer.
+func (w *Writer) Flush() error {
+	if w.bw == nil {
+		return w.err
+	}
+	if w.err == nil {
+		w.err = w.bw.Flush()
+	}
+	if w.pool == nil {
+		return w.err // keeps its own buffer
+	}
+	w.bw.Reset(nil)
+	w.pool.write.Put(w.bw)
+	w.bw = nil
+	return w.err
+}
+
+// Raw writes s as is.
+func (w *Writer) Raw(s string) {
+	if w.err == nil {
+		_, w.err = w.buf().WriteString(s)
+	}
+}
+
+// Bytes writes b as is.
+func (w *Writer) Bytes(b []byte) {
+	if w.err == nil {
+		_, w.err = w.buf().Write(b)
+	}
+}
+
+// Byte writes one byte.
+func (w *Writer) Byte(c byte) {
+	if w.err == nil {
+		w.err = w.buf().WriteByte(c)
+	}
+}
+
+// SP writes a space.
+func (w *Writer) SP() { w.Byte(' ') }
+
+// CRLF ends a response line.
+func (w *Writer) CRLF() { w.Raw("\r\n") }
+
+// Number writes a decimal number.
+func (w *Writer) Number(n uint64) {
+	if w.err == nil {
+		var b [20]byte
+		_, w.err = w.buf().Write(strconv.AppendUint(b[:0], n, 10))
+	}
+}
+
+// Number32 writes a decimal number.
+func (w *Writer) Number32(n uint32) { w.Number(uint64(n)) }
+
+// quotable reports whether s can go in a quoted string (utf8: 8-bit text
+// allowed, after ENABLE UTF8=ACCEPT or IMAP4rev2).
+func quotable(s string, utf8 bool) bool {
+	if len(s) > 4096 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == 0 || c == '\r' || c == '\n' || (c >= 0x80 && !utf8) {
+			return false
+		}
+	}
+	return true
+}
+
+// String writes s as a quoted string, or a literal when it cannot be
+// quoted.
+func (w *Writer) String(s string, utf8 bool) {
+	if !quotable(s, utf8) {
+		w.Literal(s)
+		return
+	}
+	w.Byte('"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			w.Byte('\\')
+		}
+		w.Byte(s[i])
+	}
+	w.Byte('"')
+}
+
+// NString writes NIL for an empty s, else String.
+func (w *Writer) NString(s string, utf8 bool) {
+	if s == "" {
+		w.Raw("NIL")
+		return
+	}
+	w.String(s, utf8)
+}
+
+// AString writes s as an atom when it is one, else String.
+func (w *Writer) AString(s string, utf8 bool) {
+	ok := s != "" && len(s) < 1024 && !equalFold(s, "NIL")
+	for i := 0; ok && i < len(s); i++ {
+		ok = IsAStringChar(s[i])
+	}
+	if ok {
+		w.Raw(s)
+		return
+	}
+	w.String(s, utf8)
+}
+
+// Literal writes s as a literal.
+func (w *Writer) Literal(s string) {
+	w.Byte('{')
+	w.Number(uint64(len(s)))
+	w.Raw("}\r\n")
+	w.Raw(s)
+}
+
+// LiteralBytes writes b as a literal; binary makes it a literal8 (~{n}).
+func (w *Writer) LiteralBytes(b []byte, binary bool) {
+	if binary {
+		w.Byte('~')
+	}
+	w.Byte('{')
+	w.Number(uint64(len(b)))
+	w.Raw("}\r\n")
+	w.Bytes(b)
+}
+
+// LiteralFrom writes a literal of exactly n bytes copied from r, without
+// holding them in memory; a short source is padded with spaces so the
+// response stays well-formed, and the error reported.
+func (w *Writer) LiteralFrom(r io.Reader, n int64, binary bool) error {
+	if binary {
+		w.Byte('~')
+	}
+	w.Byte('{')
+	w.Number(uint64(n))
+	w.Raw("}\r\n")
+	if w.err != nil {
+		return w.err
+	}
+	c, err := io.Copy(w.buf(), io.LimitReader(r, n))
+	for ; c < n && w.err == nil; c++ {
+		w.err = w.buf().WriteByte(' ')
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return err
+}
