@@ -4,13 +4,13 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/directory"
+	"courriel/loginguard"
 )
 
 // ThrottleOptions tune the throttling of failed logins. A failure is
@@ -53,105 +53,17 @@ func (o *ThrottleOptions) setDefaults() {
 	}
 }
 
-type failRec struct {
-	n    int
-	last time.Time
-}
+// ipKey groups IPv6 clients by /64, which one host usually owns whole
+// (loginguard's unit; the per-address connection limit counts the same).
+func ipKey(a netip.Addr) string { return loginguard.Network(a) }
 
-// authLimiter counts failed logins per client address and per login.
-type authLimiter struct {
-	o   ThrottleOptions // immutable
-	now func() time.Time
-
-	mu     sync.Mutex
-	ips    map[string]*failRec // guarded by mu
-	logins map[string]*failRec // guarded by mu
-}
-
-func newAuthLimiter(o ThrottleOptions, now func() time.Time) *authLimiter {
-	return &authLimiter{o: o, now: now, ips: map[string]*failRec{}, logins: map[string]*failRec{}}
-}
-
-// ipKey groups IPv6 clients by /64, which one host usually owns whole.
-func ipKey(a netip.Addr) string {
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
-}
-
-func loginKey(login string) string {
-	if len(login) > 256 {
-		login = login[:256]
-	}
-	return strings.ToLower(login)
-}
-
-// countLocked returns the live count of k, forgetting it once stale.
-func (l *authLimiter) countLocked(m map[string]*failRec, k string, now time.Time) int {
-	r := m[k]
-	if r == nil {
-		return 0
-	}
-	if now.Sub(r.last) > l.o.Window {
-		delete(m, k)
-		return 0
-	}
-	return r.n
-}
-
-// blocked reports whether the address has failed too often to be heard.
-func (l *authLimiter) blocked(ip string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.countLocked(l.ips, ip, l.now()) >= l.o.IPLimit
-}
-
-// fail records a failure and returns the delay to wait before replying.
-func (l *authLimiter) fail(ip, login string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	n := 0
-	for _, t := range []struct {
-		m map[string]*failRec
-		k string
-	}{{l.ips, ip}, {l.logins, loginKey(login)}} {
-		c := l.countLocked(t.m, t.k, now) + 1
-		l.pruneLocked(t.m, now)
-		t.m[t.k] = &failRec{n: c, last: now}
-		n = max(n, c)
-	}
-	if n <= l.o.FreeFailures {
-		return 0
-	}
-	d := l.o.BaseDelay
-	for i := l.o.FreeFailures + 1; i < n && d < l.o.MaxDelay; i++ {
-		d *= 2
-	}
-	return min(d, l.o.MaxDelay)
-}
-
-// pruneLocked keeps a table under MaxEntries: stale entries first, then
-// any (an attacker with that many addresses loses some of its counts,
-// which is better than running out of memory).
-func (l *authLimiter) pruneLocked(m map[string]*failRec, now time.Time) {
-	if len(m) < l.o.MaxEntries {
-		return
-	}
-	for k, r := range m {
-		if now.Sub(r.last) > l.o.Window {
-			delete(m, k)
-		}
-	}
-	for k := range m {
-		if len(m) < l.o.MaxEntries {
-			break
-		}
-		delete(m, k)
-	}
+// newGuard is the failed-login throttle of a server built without a shared
+// one (Options.Guard): the same rules, from AuthThrottle.
+func newGuard(o ThrottleOptions, now func() time.Time) *loginguard.Guard {
+	return loginguard.New(loginguard.Options{
+		FreeFailures: o.FreeFailures, BaseDelay: o.BaseDelay, MaxDelay: o.MaxDelay,
+		NetLimit: o.IPLimit, Window: o.Window, MaxEntries: o.MaxEntries, Now: now,
+	})
 }
 
 // AuthMechanisms implements gosmtp.AuthSession: nothing before TLS, so
@@ -196,8 +108,7 @@ func (s *session) authPlain(identity, login, password string) error {
 }
 
 func (s *session) authenticate(login, password string) error {
-	ip := ipKey(s.c.ip)
-	if s.srv.limiter.blocked(ip) {
+	if s.srv.guard.Blocked(s.c.ip) {
 		s.log.Warn("auth refused: client throttled", "ip", s.c.ip.String())
 		return s.authFailed("", replyAuthThrottled)
 	}
@@ -207,10 +118,11 @@ func (s *session) authenticate(login, password string) error {
 		s.mu.Lock()
 		s.user = &user
 		s.mu.Unlock()
+		s.srv.guard.Succeeded(login, s.c.ip)
 		s.log.Info("auth ok", "sasl_username", sanitize(user.Login, 64))
 		return nil
 	case errors.Is(err, directory.ErrInvalidCredentials):
-		d := s.srv.limiter.fail(ip, login)
+		d := s.srv.guard.Failed(login, s.c.ip)
 		s.log.Warn("auth failed", "login", sanitize(login, 64), "delay", d)
 		if d > 0 {
 			s.srv.o.Sleep(s.ctx, d)

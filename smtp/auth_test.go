@@ -4,7 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
+
+	"courriel/loginguard"
 )
 
 // TestAuthThrottle: 50 bad passwords in a row from one address are slowed
@@ -55,53 +56,8 @@ func TestAuthThrottle(t *testing.T) {
 	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "454 4.7.0")
 }
 
-func TestAuthLimiterDelays(t *testing.T) {
-	t.Parallel()
-	clk := &fakeClock{t: time.Unix(0, 0)}
-	o := ThrottleOptions{}
-	o.setDefaults()
-	l := newAuthLimiter(o, clk.Now)
-	var got []time.Duration
-	for range 8 {
-		got = append(got, l.fail("192.0.2.1", "bob"))
-	}
-	want := []time.Duration{0, 0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 16 * time.Second}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("delays %v, want %v", got, want)
-		}
-	}
-	// Another address guessing the same login pays the login's count...
-	if d := l.fail("192.0.2.2", "BOB"); d != 16*time.Second {
-		t.Errorf("distributed guess delay %v", d)
-	}
-	// ...but is not refused; the first address is.
-	if l.blocked("192.0.2.2") || l.blocked("192.0.2.1") {
-		t.Error("blocked before IPLimit")
-	}
-	l.fail("192.0.2.1", "x")
-	l.fail("192.0.2.1", "y")
-	if !l.blocked("192.0.2.1") {
-		t.Error("not blocked after IPLimit failures")
-	}
-	// Failures are forgotten after Window.
-	clk.Sleep(nil, o.Window+time.Second)
-	if l.blocked("192.0.2.1") || l.fail("192.0.2.1", "bob") != 0 {
-		t.Error("old failures still counted")
-	}
-}
-
-func TestAuthLimiterBounded(t *testing.T) {
-	t.Parallel()
-	clk := &fakeClock{t: time.Unix(0, 0)}
-	l := newAuthLimiter(ThrottleOptions{MaxEntries: 100, FreeFailures: 1, BaseDelay: 1, MaxDelay: 1, IPLimit: 1, Window: time.Hour, PerSession: 1}, clk.Now)
-	for i := range 10000 {
-		l.fail(strings.Repeat("a", i%50)+string(rune('a'+i%26))+time.Duration(i).String(), "u"+time.Duration(i).String())
-	}
-	if len(l.ips) > 100 || len(l.logins) > 100 {
-		t.Fatalf("tables grew to %d and %d entries", len(l.ips), len(l.logins))
-	}
-}
+// The delays, the blocking and the bounds of the throttle itself are
+// loginguard's tests; here, what SMTP AUTH makes of them.
 
 func TestIPKey(t *testing.T) {
 	t.Parallel()
@@ -118,3 +74,31 @@ func TestIPKey(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestAuthGuardShared: servers given one Guard (cmd gives one to every SMTP
+// listener and to IMAP) count failures together: guesses spread over two
+// listeners get the address refused on both.
+func TestAuthGuardShared(t *testing.T) {
+	t.Parallel()
+	guard := loginguard.New(loginguard.Options{BaseDelay: -1})
+	share := func(o *Options) { o.Guard = guard }
+	a, b := newEnv(t, Submission, share), newEnv(t, Submission, share)
+	for i := 0; i < 10; i++ {
+		e := a
+		if i%2 == 1 {
+			e = b
+		}
+		c := e.dialRaw(t)
+		c.cmd("EHLO attacker.example", "250 ")
+		c.startTLS(e.ctls)
+		c.cmd("EHLO attacker.example", "250 ")
+		c.cmd("AUTH PLAIN "+plainAuth("alice", "guess"), "535 ")
+	}
+	for _, e := range []*env{a, b} {
+		c := e.dialRaw(t)
+		c.cmd("EHLO attacker.example", "250 ")
+		c.startTLS(e.ctls)
+		c.cmd("EHLO attacker.example", "250 ")
+		c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "454 4.7.0")
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/loginguard"
 	"courriel/milter"
 )
 
@@ -183,8 +184,13 @@ type Options struct {
 	// Milters filter every transaction (courriel/milter); nil for none.
 	Milters *milter.Chain
 
-	// AuthThrottle tunes the throttling of failed logins.
+	// AuthThrottle tunes the throttling of failed logins: PerSession
+	// always, the rest when Guard is nil.
 	AuthThrottle ThrottleOptions
+	// Guard counts failed logins; one per process, shared by every SMTP
+	// listener and IMAP, so that guesses spread over protocols and ports
+	// count together. Nil: one of this server's own, from AuthThrottle.
+	Guard *loginguard.Guard
 
 	// Metrics receives connection, transaction, delivery and AUTH
 	// events; nil for none.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/loginguard"
 )
 
 // Server is one SMTP listener's server. Build it with NewServer, run it with
@@ -27,7 +29,7 @@ type Server struct {
 	sizeLines [2][2][]byte
 	ln        *chanListener
 	ids       *idGen
-	limiter   *authLimiter
+	guard     *loginguard.Guard // failed logins, shared with IMAP when Options.Guard is set
 	log       *slog.Logger
 
 	startOnce sync.Once
@@ -50,12 +52,15 @@ func NewServer(o Options) (*Server, error) {
 		o:         o,
 		ln:        newChanListener(),
 		ids:       &idGen{now: o.Now},
-		limiter:   newAuthLimiter(o.AuthThrottle, o.Now),
+		guard:     o.Guard,
 		log:       o.Logger.With("listener", o.Listener),
 		gsDone:    make(chan error, 1),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 		perIP:     map[string]int{},
+	}
+	if s.guard == nil {
+		s.guard = newGuard(o.AuthThrottle, o.Now)
 	}
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	gs.Domain = o.Hostname

@@ -308,7 +308,7 @@ func (a *app) listen() error {
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
 			SpoolDir: incoming, BareNewline: bareNewline,
-			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
+			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name, Guard: a.guard,
 			Milters: milters,
 		})
 		if err != nil {
