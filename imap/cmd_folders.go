@@ -63,7 +63,6 @@ func cmdCreate(s *session, tag string, _ bool) error {
 	if err := s.store.Create(name); err != nil {
 		return s.storeErr("create", err, "")
 	}
-	s.srv.forgetRecent(s.folderKey(name))
 	return s.ok(tag, "", "Create completed", true)
 }
 
@@ -91,7 +90,6 @@ func cmdDelete(s *session, tag string, _ bool) error {
 		return s.storeErr("delete", err, "")
 	}
 	s.srv.reg.Forget(s.store.Path(), dir)
-	s.srv.forgetRecent(s.folderKey(name))
 	return s.ok(tag, "", "Delete completed", true)
 }
 
@@ -132,8 +130,6 @@ func cmdRename(s *session, tag string, _ bool) error {
 	}
 	s.srv.reg.Forget(s.store.Path(), oldDir)
 	s.srv.reg.Forget(s.store.Path(), newDir)
-	s.srv.forgetRecent(s.folderKey(oldName))
-	s.srv.forgetRecent(s.folderKey(newName))
 	return s.ok(tag, "", "Rename completed", true)
 }
 

@@ -122,7 +122,7 @@ func (s *session) recentCount(mb *mailstore.Mailbox, name string, sum mailstore.
 	if s.sel != nil && s.sel.mb == mb {
 		return uint32(len(s.sel.recent))
 	}
-	first := s.srv.peekRecent(s.folderKey(name), sum.UIDValidity)
+	first := mb.RecentFrom()
 	var n uint32
 	for _, u := range mb.UIDs() {
 		if u >= first {

@@ -77,9 +77,9 @@ func cmdSelect(s *session, tag string, _ bool) error {
 		next = view[n-1] + 1
 	}
 	// EXAMINE sees what is recent without taking it (RFC 3501 §6.3.2).
-	first := s.srv.peekRecent(sel.key, sum.UIDValidity)
+	first := mb.RecentFrom()
 	if !readOnly {
-		first = s.srv.claimRecent(mb, sel.key, sum.UIDValidity, next)
+		first = mb.ClaimRecent(next)
 	}
 	i := sort.Search(len(view), func(i int) bool { return view[i] >= first })
 	sel.recent = slices.Clone(view[i:])
@@ -246,7 +246,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 	if grew {
 		if !sel.readOnly {
 			last := sel.view[len(sel.view)-1]
-			first := s.srv.claimRecent(sel.mb, sel.key, sel.mb.UIDValidity(), last+1)
+			first := sel.mb.ClaimRecent(last + 1)
 			for _, u := range added {
 				if u >= first {
 					if _, ok := slices.BinarySearch(sel.recent, u); !ok {

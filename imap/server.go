@@ -110,14 +110,7 @@ type Server struct {
 	userConns map[string]int            // per login+IP; guarded by mu
 	total     int                       // guarded by mu
 	sessions  map[*session]struct{}     // guarded by mu
-	recent    map[recentKey]uint32      // first UID not yet claimed as \Recent; guarded by mu
-	fresh     map[string]bool           // folders created or removed by this process; guarded by mu
 	wg        sync.WaitGroup            // one per live session
-}
-
-type recentKey struct {
-	folder   string
-	validity uint32
 }
 
 // NewServer validates o and builds a server.
@@ -170,8 +163,6 @@ func NewServer(o Options) (*Server, error) {
 		conns:     make(map[string]int),
 		userConns: make(map[string]int),
 		sessions:  make(map[*session]struct{}),
-		recent:    make(map[recentKey]uint32),
-		fresh:     make(map[string]bool),
 	}, nil
 }
 
@@ -303,23 +294,6 @@ func (s *Server) dropSession(se *session) {
 	}
 }
 
-// claimRecent gives the calling session every message of the folder with
-// a UID in [first, uidNext) as \Recent; each message is claimed once
-// (RFC 3501 §2.3.2).
-// The claim itself is the folder's (it outlives the process); the server
-// remembers the boundary so that EXAMINE and STATUS can report what is
-// still unclaimed without claiming it.
-func (s *Server) claimRecent(mb *mailstore.Mailbox, folder string, validity, uidNext uint32) (first uint32) {
-	first = mb.ClaimRecent(uidNext)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := recentKey{folder, validity}
-	if cur, ok := s.recent[k]; !ok || uidNext > cur {
-		s.recent[k] = uidNext
-	}
-	return first
-}
-
 // wakeIdlers interrupts the socket wait of sessions idling on mb so that
 // they report its changes at once.
 func (s *Server) wakeIdlers(mb *mailstore.Mailbox, except *session) {
@@ -449,40 +423,6 @@ func newID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// peekRecent is the first UID no session has claimed as \Recent, as far
-// as this process knows: the boundary its sessions claimed up to, 1 for a
-// folder it created, and "none" for a folder no session of it selected
-// (the claim boundary lives in the folder's index, which mailstore does
-// not expose without claiming; SELECT gets the exact set).
-func (s *Server) peekRecent(folder string, validity uint32) uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if first, ok := s.recent[recentKey{folder, validity}]; ok {
-		return first
-	}
-	if s.fresh[folder] {
-		return 1
-	}
-	return ^uint32(0)
-}
-
-// forgetRecent drops the \Recent claims of a folder that was created,
-// deleted or renamed: a new folder of the same name starts afresh even
-// when its UIDVALIDITY repeats.
-func (s *Server) forgetRecent(folder string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k := range s.recent {
-		if k.folder == folder {
-			delete(s.recent, k)
-		}
-	}
-	if len(s.fresh) > 100000 {
-		clear(s.fresh) // bounded: at worst STATUS reports fewer recent messages
-	}
-	s.fresh[folder] = true
 }
 
 // loggedOut undoes loggedIn for a login that failed after counting.

@@ -352,3 +352,29 @@ func TestShutdownSaysBye(t *testing.T) {
 		}
 	}
 }
+
+// TestRecentSeenByExamineAndStatus: mail that no session has seen is
+// \Recent for EXAMINE and STATUS (without claiming it), even in a server
+// that never selected the folder (a restart here), and after a SELECT
+// claimed it, nothing is recent to the others.
+func TestRecentSeenByExamineAndStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1.M1.test", testMessage(1, "a@example.org", "one"))
+	e.deliver("2.M2.test", testMessage(2, "b@example.org", "two"))
+	e.restart()
+	r := loggedIn(t, e)
+	if got := strings.Join(r.cmd("s", "STATUS INBOX (RECENT MESSAGES)"), "\n"); !strings.Contains(got, "(MESSAGES 2 RECENT 2)") {
+		t.Errorf("STATUS before any SELECT:\n%s", got)
+	}
+	if got := strings.Join(r.cmd("e", "EXAMINE INBOX"), "\n"); !strings.Contains(got, "* 2 RECENT") {
+		t.Errorf("EXAMINE before any SELECT:\n%s", got)
+	}
+	r2 := loggedIn(t, e)
+	if got := strings.Join(r2.cmd("s", "SELECT INBOX"), "\n"); !strings.Contains(got, "* 2 RECENT") {
+		t.Errorf("first SELECT:\n%s", got)
+	}
+	if got := strings.Join(r.cmd("e2", "EXAMINE INBOX"), "\n"); !strings.Contains(got, "* 0 RECENT") {
+		t.Errorf("EXAMINE after another session's SELECT:\n%s", got)
+	}
+}

@@ -31,6 +31,14 @@ func (mb *Mailbox) ClaimRecent(uidNext uint32) (first uint32) {
 	return first
 }
 
+// RecentFrom is the first UID no session has claimed yet: what a SELECT
+// now would find recent, without claiming it (EXAMINE, STATUS RECENT).
+func (mb *Mailbox) RecentFrom() uint32 {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.recentFrom
+}
+
 // loadRecentLocked sets the claim boundary when the folder is loaded: the
 // one kept in the index if it belongs to this UIDVALIDITY, else "nothing is
 // recent"; messages found in new/ are recent in any case (nobody saw them).
@@ -40,7 +48,11 @@ func (mb *Mailbox) loadRecentLocked() {
 		mb.recentFrom = h.RecentFrom
 	}
 	if mb.lowNew != 0 && mb.lowNew < mb.recentFrom {
+		// Moving them to cur/ took away the only other sign that nobody
+		// has seen them: the boundary must be kept (at release), or a
+		// STATUS alone would make them not recent for the next load.
 		mb.recentFrom = mb.lowNew
+		mb.recentDirty = true
 	}
 	mb.lowNew = 0
 }
