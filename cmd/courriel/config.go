@@ -18,6 +18,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/directory"
+	"courriel/imap"
 	"courriel/smtp"
 )
 
@@ -33,6 +34,7 @@ type Config struct {
 
 	Listen   ListenConfig   `toml:"listen"`
 	SMTP     SMTPConfig     `toml:"smtp"`
+	IMAP     IMAPConfig     `toml:"imap"`
 	TLS      TLSConfig      `toml:"tls"`
 	LDAP     LDAPConfig     `toml:"ldap"`
 	Delivery DeliveryConfig `toml:"delivery"`
@@ -66,6 +68,18 @@ type SMTPConfig struct {
 	ConnectionLimit int `toml:"connection_limit"`
 	// BareNewline: "normalize" or "reject" (Postfix: smtpd_forbid_bare_newline).
 	BareNewline string `toml:"bare_newline"`
+}
+
+// IMAPConfig is about the IMAP listeners (imaps, imap) together.
+type IMAPConfig struct {
+	// ConnectionLimitPerIP: connections from one address (one /64 for
+	// IPv6) that have not logged in yet.
+	ConnectionLimitPerIP int `toml:"connection_limit_per_ip"`
+	// UserIPConnectionLimit: logged-in connections of one user from one
+	// address (Dovecot: mail_max_userip_connections).
+	UserIPConnectionLimit int `toml:"user_ip_connection_limit"`
+	// ConnectionLimit: connections in all.
+	ConnectionLimit int `toml:"connection_limit"`
 }
 
 type TLSConfig struct {
@@ -187,6 +201,10 @@ func defaultConfig() Config {
 		SMTP: SMTPConfig{
 			ConnectionLimitPerIP: smtp.DefaultMaxConnsPerIP, ConnectionLimit: smtp.DefaultMaxConns,
 			BareNewline: "normalize",
+		},
+		IMAP: IMAPConfig{
+			ConnectionLimitPerIP: imap.DefaultMaxConnsPerIP, UserIPConnectionLimit: imap.DefaultMaxUserIPConns,
+			ConnectionLimit: imap.DefaultMaxConns,
 		},
 		LDAP: LDAPConfig{
 			URLs: []string{"ldap://localhost"}, StartTLS: true, RequireCert: true, Scope: "sub",
@@ -355,6 +373,15 @@ func (c *Config) validate() error {
 	}
 	if c.SMTP.ConnectionLimit < c.SMTP.ConnectionLimitPerIP || c.SMTP.ConnectionLimit > 1000000 {
 		return keyErr("smtp.connection_limit", "%d is out of range (connection_limit_per_ip .. 1000000)", c.SMTP.ConnectionLimit)
+	}
+	if c.IMAP.ConnectionLimitPerIP < 1 || c.IMAP.ConnectionLimitPerIP > 100000 {
+		return keyErr("imap.connection_limit_per_ip", "%d is out of range (1 .. 100000)", c.IMAP.ConnectionLimitPerIP)
+	}
+	if c.IMAP.UserIPConnectionLimit < 1 || c.IMAP.UserIPConnectionLimit > 100000 {
+		return keyErr("imap.user_ip_connection_limit", "%d is out of range (1 .. 100000)", c.IMAP.UserIPConnectionLimit)
+	}
+	if c.IMAP.ConnectionLimit < c.IMAP.ConnectionLimitPerIP || c.IMAP.ConnectionLimit > 1000000 {
+		return keyErr("imap.connection_limit", "%d is out of range (connection_limit_per_ip .. 1000000)", c.IMAP.ConnectionLimit)
 	}
 	if _, err := smtp.ParseBareNewline(c.SMTP.BareNewline); err != nil {
 		return keyErr("smtp.bare_newline", "%q: want normalize or reject", c.SMTP.BareNewline)

@@ -64,6 +64,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad listen", base + "[listen]\nsmtp = \"25\"\n", 9, "listen.smtp", "host:port"},
 		{"bad per-IP limit", base + "[smtp]\nconnection_limit_per_ip = 0\n", 9, "smtp.connection_limit_per_ip", "out of range"},
 		{"total under per-IP", base + "[smtp]\nconnection_limit_per_ip = 50\nconnection_limit = 20\n", 10, "smtp.connection_limit", "out of range"},
+		{"bad IMAP per-user limit", base + "[imap]\nuser_ip_connection_limit = 0\n", 9, "imap.user_ip_connection_limit", "out of range"},
+		{"IMAP total under per-IP", base + "[imap]\nconnection_limit_per_ip = 50\nconnection_limit = 20\n", 10, "imap.connection_limit", "out of range"},
 		{"bad bare newline", base + "[smtp]\nbare_newline = \"strip\"\n", 9, "smtp.bare_newline", "normalize or reject"},
 		{"bad policy", base + "[queue]\ntls_policy = \"maybe\"\n", 9, "queue.tls_policy", "verify"},
 		{"bad mynetworks", "mynetworks = [\"10.0.0.0/33\"]\n" + base, 1, "mynetworks", "not an address"},

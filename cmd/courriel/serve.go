@@ -137,6 +137,8 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		if imapSrv, err = imap.NewServer(imap.Options{
 			Auth: a.dir, TLSConfig: a.tlsFor("imap"), Logger: log.With("component", "imap"),
 			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics, Guard: a.guard,
+			MaxConnsPerIP: cfg.IMAP.ConnectionLimitPerIP, MaxUserIPConns: cfg.IMAP.UserIPConnectionLimit,
+			MaxConns: cfg.IMAP.ConnectionLimit,
 		}); err != nil {
 			return nil, err
 		}
