@@ -138,6 +138,12 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 	if e != nil {
 		return nil, e
 	}
+	if r.Folder != "" {
+		if !validFolder(r.Folder) {
+			return nil, badMaildir("invalid Maildir++ folder name", nil)
+		}
+		path += "/" + r.Folder
+	}
 	if md := s.maildirs.get(path); md != nil {
 		if md.current() {
 			return md, nil

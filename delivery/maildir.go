@@ -77,6 +77,21 @@ func (s *Store) maildirRel(maildir string) (string, *Error) {
 	return rel, nil
 }
 
+// validFolder: a Maildir++ folder is one component below the maildir,
+// starting with '.', of printable ASCII (what the directory or a policy
+// names is still checked: never "..", never a slash).
+func validFolder(f string) bool {
+	if len(f) < 2 || len(f) > 200 || f[0] != '.' || f == ".." || f[1] == '.' {
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		if c := f[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // absolute is the inverse of maildirRel: the clean absolute path of rel.
 func (s *Store) absolute(rel string) string {
 	return filepath.Join("/", s.base, rel)

@@ -54,8 +54,12 @@ type Recipient struct {
 	Address string // final maildrop, written as Delivered-To
 	OrigTo  string // the RCPT TO address before alias expansion (for the log line)
 	Maildir string // absolute; e.g. /var/vmail/xomail/mailbox/
-	UID     int    // owner of the files when Options.Chown is set
-	GID     int
+	// Folder is the Maildir++ folder of Maildir the copy goes to: "" for
+	// INBOX, ".Junk" for the Junk folder (created on first use). It must be
+	// one path component starting with '.' (validFolder).
+	Folder string
+	UID    int // owner of the files when Options.Chown is set
+	GID    int
 	// CopyKey, when set, names the copy from the key and Message.Arrived
 	// instead of afresh (see keyedName), so that another attempt at the same
 	// copy finds it: a copy already stored under the key counts as delivered
@@ -194,7 +198,7 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 			return
 		}
 		if s.onDelivered != nil && name != "" {
-			s.onDelivered(r.Maildir, "", name)
+			s.onDelivered(r.Maildir, r.Folder, name)
 		}
 	}
 	if len(rcpts) == 1 {

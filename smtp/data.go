@@ -115,6 +115,10 @@ func (s *session) data(r io.Reader) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
 	defer cancel()
+	header, body, err = s.mailAuth(ctx, log, header, body)
+	if err != nil {
+		return s.fail(stageData, err)
+	}
 	if err := s.store(ctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}

@@ -132,6 +132,12 @@ type Options struct {
 	// 451 4.3.0 at RCPT time; nothing is ever silently dropped.
 	Queue Queue
 
+	// Signer, if set, DKIM-signs what Submission and Submissions accept;
+	// AuthChecker, if set, checks what Inbound accepts from clients
+	// neither authenticated nor in MyNetworks (see mailAuth).
+	Signer      Signer
+	AuthChecker AuthChecker
+
 	// TLSConfig enables STARTTLS (Inbound, Submission) or is the implicit
 	// TLS of Submissions. Required for Submission and Submissions. Without
 	// it Inbound offers neither STARTTLS nor AUTH.

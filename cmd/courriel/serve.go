@@ -285,6 +285,12 @@ func (a *app) listen() error {
 	if err := os.MkdirAll(incoming, 0o700); err != nil {
 		return fmt.Errorf("smtp spool: %w", err)
 	}
+	// Keys are read once here: a missing key stops the start-up rather
+	// than letting unsigned mail out.
+	signer, err := newDKIMSigner(cfg.MailAuth)
+	if err != nil {
+		return err
+	}
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
 			return nil
@@ -294,7 +300,7 @@ func (a *app) listen() error {
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
-			SpoolDir: incoming, BareNewline: bareNewline,
+			SpoolDir: incoming, BareNewline: bareNewline, Signer: signer,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
 		if err != nil {

@@ -45,6 +45,7 @@ type Recipient struct {
 type LocalTarget struct {
 	OrigTo  string `json:"orig_to,omitempty"` // the RCPT TO before alias expansion
 	Maildir string `json:"maildir"`           // absolute and clean
+	Folder  string `json:"folder,omitempty"`  // Maildir++ folder ("" INBOX, ".Junk"): delivery.Recipient.Folder
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
 }
@@ -164,7 +165,8 @@ func validLocal(l *LocalTarget) bool {
 	return filepath.IsAbs(l.Maildir) && filepath.Clean(l.Maildir) == strings.TrimSuffix(l.Maildir, "/") &&
 		!strings.ContainsRune(l.Maildir, 0) && l.UID >= 0 && l.GID >= 0 &&
 		int64(l.UID) < math.MaxUint32 && int64(l.GID) < math.MaxUint32 &&
-		(l.OrigTo == "" || validAddress(l.OrigTo))
+		(l.OrigTo == "" || validAddress(l.OrigTo)) &&
+		(l.Folder == "" || l.Folder[0] == '.' && !strings.ContainsAny(l.Folder, "/\x00") && l.Folder != "..")
 }
 
 func encodeEnvelope(m *Message) ([]byte, error) {

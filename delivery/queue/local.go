@@ -59,7 +59,7 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 	for i, idx := range rcpts {
 		r := &m.Recipients[idx]
 		rs[i] = delivery.Recipient{
-			Address: r.Addr, OrigTo: r.Local.OrigTo, Maildir: r.Local.Maildir,
+			Address: r.Addr, OrigTo: r.Local.OrigTo, Maildir: r.Local.Maildir, Folder: r.Local.Folder,
 			UID: r.Local.UID, GID: r.Local.GID, CopyKey: copyKey(m.ID, idx),
 		}
 	}

@@ -276,7 +276,7 @@ func (q *Queue) newMessage(ctx context.Context, from string, remote []string, lo
 		m.Recipients = append(m.Recipients, Recipient{Addr: r, State: StatePending, NextAttempt: now})
 	}
 	for _, r := range local {
-		t := &LocalTarget{OrigTo: r.OrigTo, Maildir: r.Maildir, UID: r.UID, GID: r.GID}
+		t := &LocalTarget{OrigTo: r.OrigTo, Maildir: r.Maildir, Folder: r.Folder, UID: r.UID, GID: r.GID}
 		if !validAddress(r.Address) || !validLocal(t) {
 			return nil, fmt.Errorf("%w: local recipient %q", ErrInvalidAddress, printable(r.Address, 100))
 		}

@@ -1,0 +1,165 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"courriel/internal/testenv"
+)
+
+// dkimOracle is the python3 of Debian's dkimpy and pyspf (the #! of
+// dkimverify: a python3 earlier on PATH may not see Debian's packages).
+func dkimOracle(t *testing.T) string {
+	t.Helper()
+	p := requireTool(t, "dkimverify")
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	py := strings.TrimSpace(strings.TrimPrefix(line, "#!"))
+	if py == "" || strings.Contains(py, " ") {
+		py = "/usr/bin/python3"
+	}
+	return py
+}
+
+// dkimpyVerify verifies every DKIM signature of msg with dkimpy, keys from
+// the test's DNS server, and returns one "pass"/"fail" per signature.
+func dkimpyVerify(t *testing.T, d *testenv.DNS, msg []byte) string {
+	t.Helper()
+	const script = `
+import sys, dns.resolver, dkim
+r = dns.resolver.Resolver(configure=False)
+h, p = sys.argv[1].rsplit(":", 1)
+r.nameservers, r.port = [h], int(p)
+dns.resolver.default_resolver = r
+msg = sys.stdin.buffer.read()
+n = msg.count(b"\nDKIM-Signature:") + msg.startswith(b"DKIM-Signature:")
+res = []
+for i in range(n):
+    try:
+        ok = dkim.DKIM(msg).verify(idx=i)
+    except dkim.ValidationError:
+        ok = False
+    res.append("pass" if ok else "fail")
+print(" ".join(res))
+`
+	cmd := exec.Command(dkimOracle(t), "-c", script, d.Addr)
+	cmd.Stdin = bytes.NewReader(msg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// crlf turns a stored copy (LF, as Dovecot's LDA writes) back into the
+// message as it travelled.
+func crlf(b []byte) []byte {
+	return bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+}
+
+var txtRecordRe = regexp.MustCompile(`(?m)^(\S+\._domainkey\.\S+) 3600 IN TXT (.*)$`)
+
+// dkimKeygen runs `courriel dkim keygen` and publishes what it prints on d;
+// it returns the configuration snippet it printed.
+func dkimKeygen(t *testing.T, d *testenv.DNS, dir, domain, sel string) string {
+	t.Helper()
+	out, err := run(t, "", binary, "dkim", "keygen", "-domain", domain, "-selector", sel, "-dir", dir)
+	if err != nil {
+		t.Fatalf("dkim keygen: %v\n%s", err, out)
+	}
+	recs := txtRecordRe.FindAllStringSubmatch(out, -1)
+	if len(recs) != 2 {
+		t.Fatalf("keygen printed %d records:\n%s", len(recs), out)
+	}
+	for _, r := range recs {
+		if d != nil {
+			d.Set(t, r[1]+" 3600 IN TXT "+r[2])
+		}
+	}
+	for _, a := range []string{"ed25519", "rsa"} {
+		fi, err := os.Stat(filepath.Join(dir, domain, sel+"-"+a+".pem"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("key %s: %v %v", a, fi, err)
+		}
+	}
+	_, conf, ok := strings.Cut(out, "[[mailauth.dkim]]")
+	if !ok {
+		t.Fatalf("no configuration printed:\n%s", out)
+	}
+	return "[[mailauth.dkim]]" + conf
+}
+
+// TestDKIMSubmissionSigned: keys from `courriel dkim keygen`, published as
+// it says; `dkim check` agrees with the DNS, then finds a changed record;
+// mail submitted on 587 and 465 is stored (and so relayed) with an Ed25519
+// and an RSA signature that dkimpy verifies, while port 25 signs nothing.
+func TestDKIMSubmissionSigned(t *testing.T) {
+	requireTool(t, "swaks")
+	dkimOracle(t)
+	d := testenv.StartDNS(t)
+	keys := t.TempDir()
+	conf := dkimKeygen(t, d, keys, "hosted-domain.com", "t1")
+	s := startServer(t, withMailAuth(fmt.Sprintf("inbound_checks = false\ndns_server = %q\n", d.Addr)+conf))
+
+	out, err := run(t, "", binary, "dkim", "check", "-domain", "hosted-domain.com", "-config", s.config)
+	if err != nil || strings.Count(out, ": ok") != 2 {
+		t.Fatalf("dkim check: %v\n%s", err, out)
+	}
+
+	ca := []string{"--tls-verify", "--tls-ca-path", s.ca.CertFile()}
+	for _, port := range [][]string{{"--server", s.Sub, "--tls"}, {"--server", s.Subs, "--tlsc"}} {
+		args := append(append(port, "-au", "xomail", "-ap", testenv.XomailPassword,
+			"--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com",
+			"--header", "Subject: signed  on submission", "--body", "Hello,\nsigned.\n"), ca...)
+		if out, _ := run(t, "", "swaks", args...); !accepted(out) {
+			t.Fatalf("swaks: %s", out)
+		}
+	}
+	files := s.maildirFiles(t, "alice", "new")
+	if len(files) != 2 {
+		t.Fatalf("alice has %d messages", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dkimpyVerify(t, d, crlf(b)); got != "pass pass" {
+			t.Errorf("dkimpy on the stored copy: %q\n%s", got, b)
+		}
+		if !bytes.Contains(b, []byte("a=ed25519-sha256")) || !bytes.Contains(b, []byte("a=rsa-sha256")) {
+			t.Errorf("not both algorithms:\n%s", b)
+		}
+	}
+	// Port 25 (here from a client the server does not trust) signs nothing.
+	if out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "x@example.net", "--to", "bob@hosted-domain.com",
+		"--header", "From: test0@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("port 25: %s", out)
+	}
+	if bf := s.maildirFiles(t, "bob", "new"); len(bf) != 1 {
+		t.Fatalf("bob has %d messages", len(bf))
+	} else if b, _ := os.ReadFile(bf[0]); bytes.Contains(b, []byte("DKIM-Signature")) {
+		t.Errorf("port 25 signed:\n%s", b)
+	}
+
+	// Another key published for the RSA selector: check says so, exit 1.
+	d.Remove("t1-rsa._domainkey.hosted-domain.com")
+	d.Set(t, `t1-rsa._domainkey.hosted-domain.com. 3600 IN TXT "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwrong"`)
+	out, err = run(t, "", binary, "dkim", "check", "-domain", "hosted-domain.com", "-config", s.config)
+	if err == nil || !strings.Contains(out, "t1-rsa._domainkey.hosted-domain.com (active): MISMATCH") || !strings.Contains(out, "t1-ed25519._domainkey.hosted-domain.com (active): ok") {
+		t.Errorf("dkim check after the change: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,25 @@
+// Package mailauth is courriel's mail authentication: DKIM signing of what
+// our users send (RFC 6376, RFC 8463: an Ed25519 and an RSA-2048 signature
+// per message).
+//
+// It knows nothing of SMTP sessions: smtp declares the small interfaces it
+// calls (smtp.Signer, smtp.AuthChecker) and cmd/courriel adapts this
+// package to them. The cryptography and record parsing are go-msgauth's
+// (dkim, dmarc, authres) and blitiri.com.ar/go/spf's; what they lack is
+// here: key files and their DNS records, DMARC's alignment, organisational
+// domain (Public Suffix List), policy choice and pct, the decision for the
+// message, and a DNS cache.
+//
+// Decisions worth knowing:
+//   - A configuration selector S is two DNS selectors, S-ed25519 and S-rsa:
+//     two key records at one name give undefined results (RFC 6376
+//     §3.6.2.2), and receivers that cannot verify Ed25519 still need RSA.
+//   - The signing domain is the From field's (what DMARC aligns with); mail
+//     whose From has no key, or more than one address, is not signed.
+//   - From, Reply-To, Subject, Date, To, Cc and Message-ID are oversigned:
+//     a field of those names added on the way breaks the signature.
+//   - DNS answers are kept 5 minutes (1 minute for "no such name"; Go's
+//     resolver does not report TTLs), at most 20,000 of them; temporary
+//     failures are never kept. Lookups hold no lock, so one slow DNS answer
+//     delays only the session that asked for it.
+package mailauth
