@@ -21,9 +21,9 @@ type field struct {
 	Raw  []byte
 }
 
-// readHeader reads the header block of msg: its fields and the length of
-// the block including the empty line (or the whole message when it has no
-// body). Lines may end in LF alone (dkimpy and Go's mail writers differ).
+// readHeader reads the header block of msg: its fields and where the last
+// one ends (the empty line, if any, and the body follow). Lines may end in
+// LF alone (dkimpy and Go's mail writers differ).
 func readHeader(msg io.Reader) ([]field, int64, error) {
 	br := bufio.NewReaderSize(io.LimitReader(msg, maxHeaderBytes), 16<<10)
 	var fields []field
@@ -36,13 +36,13 @@ func readHeader(msg io.Reader) ([]field, int64, error) {
 			line = append(append([]byte(nil), line...), rest...)
 			err = err2
 		}
-		n += int64(len(line))
 		if len(line) == 0 || (err != nil && !errors.Is(err, io.EOF)) {
 			return fields, n, nil
 		}
 		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
 			return fields, n, nil
 		}
+		n += int64(len(line))
 		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
 			f := &fields[len(fields)-1]
 			f.Raw = append(f.Raw, line...)
