@@ -163,3 +163,82 @@ func TestDKIMSubmissionSigned(t *testing.T) {
 		t.Errorf("dkim check after the change: %v\n%s", err, out)
 	}
 }
+
+// TestDMARCEndToEnd: port 25 with the checks on, DNS from the test's
+// server; swaks sends as domains with each DMARC policy. p=reject gets
+// 550 5.7.1 and nothing is stored, p=quarantine lands in .Junk, p=none and
+// a pass in INBOX; each stored copy has exactly one Authentication-Results
+// of ours (a forged one removed); DNS trouble under p=reject gets 451.
+func TestDMARCEndToEnd(t *testing.T) {
+	requireTool(t, "swaks")
+	d := testenv.StartDNS(t,
+		`reject.example. TXT "v=spf1 ip4:192.0.2.1 -all"`, `_dmarc.reject.example. TXT "v=DMARC1; p=reject"`,
+		`quar.example. TXT "v=spf1 -all"`, `_dmarc.quar.example. TXT "v=DMARC1; p=quarantine"`,
+		`none.example. TXT "v=spf1 -all"`, `_dmarc.none.example. TXT "v=DMARC1; p=none"`,
+		`pass.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"`, `_dmarc.pass.example. TXT "v=DMARC1; p=reject"`,
+		`_dmarc.down.example. TXT "v=DMARC1; p=reject"`,
+	)
+	d.ServFail("down.example")
+	s := startServer(t, withMailAuth(fmt.Sprintf("inbound_checks = true\ndns_server = %q\n", d.Addr)))
+	send := func(domain string, extra ...string) string {
+		args := append([]string{"--server", s.SMTP, "--ehlo", "client.example", "--from", "alice@" + domain, "--to", "bob@hosted-domain.com",
+			"--header", "From: Alice <alice@" + domain + ">", "--header", "Subject: from " + domain}, extra...)
+		out, _ := run(t, "", "swaks", args...)
+		return out
+	}
+	inbox, junk := func() []string { return s.maildirFiles(t, "bob", "new") }, func() []string { return s.maildirFiles(t, "bob", ".Junk/new") }
+	one := func(files []string, wantAR ...string) {
+		t.Helper()
+		if len(files) != 1 {
+			t.Fatalf("%d files: %v", len(files), files)
+		}
+		b, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, _, _ := strings.Cut(string(b), "\n\n")
+		if n := strings.Count(hdr, "Authentication-Results:"); n != 1 {
+			t.Errorf("%d Authentication-Results:\n%s", n, hdr)
+		}
+		ar := strings.ReplaceAll(hdr, ";\n\t", "; ")
+		for _, w := range wantAR {
+			if !strings.Contains(ar, w) {
+				t.Errorf("no %q in\n%s", w, hdr)
+			}
+		}
+		os.Remove(files[0])
+	}
+
+	if out := send("reject.example"); !strings.Contains(out, "550 5.7.1") || accepted(out) {
+		t.Errorf("p=reject: %s", out)
+	}
+	if len(inbox())+len(junk()) != 0 {
+		t.Fatal("a refused message was stored")
+	}
+	if out := send("quar.example"); !accepted(out) {
+		t.Fatalf("p=quarantine: %s", out)
+	}
+	one(junk(), "Authentication-Results: xoyize.xyz; spf=fail smtp.mailfrom=alice@quar.example", `dmarc=fail reason="p=quarantine" header.from=quar.example`)
+	if out := send("none.example"); !accepted(out) {
+		t.Fatalf("p=none: %s", out)
+	}
+	one(inbox(), `dmarc=fail reason="p=none"`)
+	if out := send("pass.example", "--add-header", "Authentication-Results: xoyize.xyz; dmarc=pass header.from=forged"); !accepted(out) {
+		t.Fatalf("pass: %s", out)
+	}
+	one(inbox(), "spf=pass smtp.mailfrom=alice@pass.example", "dmarc=pass header.from=pass.example")
+	if out := send("down.example"); !strings.Contains(out, "451 4.7.5") {
+		t.Errorf("DNS down under p=reject: %s", out)
+	}
+	if len(inbox())+len(junk()) != 0 {
+		t.Fatal("a deferred message was stored")
+	}
+
+	// dmarc_reject = "quarantine": p=reject goes to Junk instead.
+	s2 := startServer(t, withMailAuth(fmt.Sprintf("inbound_checks = true\ndmarc_reject = \"quarantine\"\ndns_server = %q\n", d.Addr)))
+	out, _ := run(t, "", "swaks", "--server", s2.SMTP, "--from", "alice@reject.example", "--to", "bob@hosted-domain.com",
+		"--header", "From: alice@reject.example")
+	if !accepted(out) || len(s2.maildirFiles(t, "bob", ".Junk/new")) != 1 {
+		t.Errorf("p=reject as quarantine: %s", out)
+	}
+}

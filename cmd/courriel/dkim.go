@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"courriel/mailauth"
+	"courriel/smtp"
 )
 
 // dkimSelector is one configured selector with its keys loaded.
@@ -163,4 +164,34 @@ func dkimCheck(ctx context.Context, stdout io.Writer, m MailAuthConfig, domain s
 		return exitf(1, "%d of %d published DKIM records of %s do not match the keys", bad, n, domain)
 	}
 	return nil
+}
+
+// authChecker adapts *mailauth.Checker to smtp.AuthChecker (mailauth
+// knows nothing of smtp).
+type authChecker struct{ c *mailauth.Checker }
+
+func (a authChecker) Check(ctx context.Context, in smtp.AuthInput, msg io.ReaderAt, size int64) (smtp.AuthVerdict, error) {
+	v, err := a.c.Check(ctx, mailauth.Input{IP: in.IP, Helo: in.Helo, MailFrom: in.MailFrom}, msg, size)
+	if err != nil {
+		return smtp.AuthVerdict{}, err
+	}
+	out := smtp.AuthVerdict{Fields: v.Fields, Header: v.Header, HeaderEnd: v.HeaderEnd, Reason: v.Reason}
+	switch v.Action {
+	case mailauth.Quarantine:
+		out.Action = smtp.AuthQuarantine
+	case mailauth.Reject:
+		out.Action = smtp.AuthReject
+	case mailauth.Defer:
+		out.Action = smtp.AuthDefer
+	}
+	return out, nil
+}
+
+// newAuthChecker is port 25's checker, nil when the checks are off.
+func newAuthChecker(cfg *Config) smtp.AuthChecker {
+	m := cfg.MailAuth
+	if !m.InboundChecks {
+		return nil
+	}
+	return authChecker{mailauth.NewChecker(cfg.MyHostname, mailauth.NewResolver(m.dnsServer(cfg)), m.DMARCReject == "quarantine")}
 }

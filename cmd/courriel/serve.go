@@ -291,6 +291,7 @@ func (a *app) listen() error {
 	if err != nil {
 		return err
 	}
+	checker := newAuthChecker(cfg)
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
 			return nil
@@ -300,7 +301,7 @@ func (a *app) listen() error {
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
-			SpoolDir: incoming, BareNewline: bareNewline, Signer: signer,
+			SpoolDir: incoming, BareNewline: bareNewline, Signer: signer, AuthChecker: checker,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
 		if err != nil {
