@@ -33,7 +33,8 @@ func dkimOracle(t *testing.T) string {
 }
 
 // dkimpyVerify verifies every DKIM signature of msg with dkimpy, keys from
-// the test's DNS server, and returns one "pass"/"fail" per signature.
+// the test's DNS server, and returns one "pass"/"fail" per signature of
+// its header.
 func dkimpyVerify(t *testing.T, d *testenv.DNS, msg []byte) string {
 	t.Helper()
 	const script = `
@@ -43,7 +44,8 @@ h, p = sys.argv[1].rsplit(":", 1)
 r.nameservers, r.port = [h], int(p)
 dns.resolver.default_resolver = r
 msg = sys.stdin.buffer.read()
-n = msg.count(b"\nDKIM-Signature:") + msg.startswith(b"DKIM-Signature:")
+hdr = msg.split(b"\r\n\r\n", 1)[0]
+n = hdr.count(b"\nDKIM-Signature:") + hdr.startswith(b"DKIM-Signature:")
 res = []
 for i in range(n):
     try:
@@ -240,5 +242,51 @@ func TestDMARCEndToEnd(t *testing.T) {
 		"--header", "From: alice@reject.example")
 	if !accepted(out) || len(s2.maildirFiles(t, "bob", ".Junk/new")) != 1 {
 		t.Errorf("p=reject as quarantine: %s", out)
+	}
+}
+
+// TestDKIMRelayedAndDSN: the bytes relayed to another MTA carry the
+// signatures of the author's domain, and the DSN the queue writes when
+// that MTA refuses a recipient is signed for myhostname (MAILER-DAEMON's
+// domain); dkimpy verifies both.
+func TestDKIMRelayedAndDSN(t *testing.T) {
+	dkimOracle(t)
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.reject["bad@foreign.example"] = true
+	k.mu.Unlock()
+	d := testenv.StartDNS(t)
+	keys := t.TempDir()
+	conf := dkimKeygen(t, d, keys, "hosted-domain.com", "r1") + dkimKeygen(t, d, keys, "xoyize.xyz", "r1")
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)),
+		withMailAuth(fmt.Sprintf("inbound_checks = false\ndns_server = %q\n", d.Addr)+conf))
+
+	body := "From: test0@hosted-domain.com\r\nTo: friend@foreign.example\r\nSubject: relayed\r\n\r\nhello\r\n"
+	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"friend@foreign.example"}, body); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sink to receive the message", func() bool { return len(k.messages()) > 0 })
+	if got := dkimpyVerify(t, d, []byte(k.messages()[0].data)); got != "pass pass" {
+		t.Errorf("relayed copy: %q\n%s", got, k.messages()[0].data)
+	}
+
+	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"bad@foreign.example"},
+		"From: test0@hosted-domain.com\r\nSubject: will bounce\r\n\r\nbye\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var dsn []byte
+	waitFor(t, "the bounce", func() bool {
+		for _, f := range s.maildirFiles(t, "xomail", "new") {
+			b, _ := os.ReadFile(f)
+			if bytes.Contains(b, []byte("multipart/report")) {
+				dsn = b
+				return true
+			}
+		}
+		return false
+	})
+	if got := dkimpyVerify(t, d, crlf(dsn)); got != "pass pass" || !bytes.Contains(dsn, []byte("d=xoyize.xyz")) {
+		t.Errorf("DSN: %q\n%s", got, dsn)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/imap"
+	"courriel/mailauth"
 	"courriel/monitor"
 	"courriel/smtp"
 	"courriel/tlsconf"
@@ -76,6 +77,7 @@ type app struct {
 	queue   *queue.Queue
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
+	signer  *mailauth.Signer // DKIM: submitted mail and our DSNs
 
 	listeners []boundListener
 }
@@ -121,6 +123,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			}
 		},
 	}); err != nil {
+		return nil, err
+	}
+	// Keys are read once, before anything can send: a missing key stops
+	// the start-up rather than letting unsigned mail out.
+	if a.signer, err = newDKIMSigner(cfg.MailAuth); err != nil {
 		return nil, err
 	}
 	if a.queue, err = a.openQueue(); err != nil {
@@ -266,6 +273,13 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 	// whole DSN come again (duplicates in the maildirs already served).
 	body := strings.ReplaceAll(string(report), "\r\n", "\n")
 	body = strings.ReplaceAll(body, "\n", "\r\n")
+	// Signed when myhostname (the MAILER-DAEMON's domain) has a DKIM key;
+	// a signing failure leaves the DSN unsigned rather than lost.
+	if sig, err := a.signer.Sign(strings.NewReader(body), int64(len(body))); err != nil {
+		a.log.Warn("bounce not signed", "queue_id", msg.ID, "err", err)
+	} else {
+		body = string(sig) + body
+	}
 	_, _, err = a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
 	return err
 }
@@ -285,12 +299,6 @@ func (a *app) listen() error {
 	if err := os.MkdirAll(incoming, 0o700); err != nil {
 		return fmt.Errorf("smtp spool: %w", err)
 	}
-	// Keys are read once here: a missing key stops the start-up rather
-	// than letting unsigned mail out.
-	signer, err := newDKIMSigner(cfg.MailAuth)
-	if err != nil {
-		return err
-	}
 	checker := newAuthChecker(cfg)
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
@@ -301,7 +309,7 @@ func (a *app) listen() error {
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
-			SpoolDir: incoming, BareNewline: bareNewline, Signer: signer, AuthChecker: checker,
+			SpoolDir: incoming, BareNewline: bareNewline, Signer: a.signer, AuthChecker: checker,
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
 		if err != nil {
