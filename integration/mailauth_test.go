@@ -290,3 +290,82 @@ func TestDKIMRelayedAndDSN(t *testing.T) {
 		t.Errorf("DSN: %q\n%s", got, dsn)
 	}
 }
+
+// TestSRSForward: an alias forwarding outside (fwd@hosted-domain.com →
+// someone@foreign.example) sends with an SRS sender of ours; a bounce to
+// that address, from any client, goes back to the original sender, a
+// forged one gets 550 5.1.1; when the next hop refuses the forward, the
+// DSN reaches the original sender; a sender that failed SPF is forwarded
+// from <>, so the same refusal bounces to nobody.
+func TestSRSForward(t *testing.T) {
+	requireTool(t, "swaks")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	d := testenv.StartDNS(t,
+		`example.net. TXT "v=spf1 ip4:127.0.0.0/8 -all"`,
+		`spamdom.example. TXT "v=spf1 ip4:192.0.2.1 -all"`)
+	s := startServerWithCA(t, ca,
+		withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n\"example.net\" = %q\n\"spamdom.example\" = %q\n", k.addr, k.addr, k.addr)),
+		withMailAuth(fmt.Sprintf("inbound_checks = true\ndns_server = %q\nsrs_secret = \"a-test-secret-of-32-characters!!\"\n", d.Addr)))
+	send := func(from, to string) string {
+		out, _ := run(t, "", "swaks", "--server", s.SMTP, "--ehlo", "client.example", "--from", from, "--to", to,
+			"--header", "Subject: via fwd")
+		return out
+	}
+	if out := send("someone@example.net", "fwd@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("forward: %s", out)
+	}
+	waitFor(t, "the forward", func() bool { return len(k.messages()) == 1 })
+	fwd := k.messages()[0]
+	if !regexp.MustCompile(`^SRS0=[A-Z2-7]{8}=[A-Z2-7]{2}=example\.net=someone@xoyize\.xyz$`).MatchString(fwd.from) ||
+		len(fwd.to) != 1 || fwd.to[0] != "someone@foreign.example" {
+		t.Fatalf("forward sent as %+v", fwd)
+	}
+
+	// A later bounce from the next hop's side, to the SRS address.
+	if out := send("<>", fwd.from); !accepted(out) {
+		t.Fatalf("bounce to the SRS address: %s", out)
+	}
+	waitFor(t, "the bounce to come back", func() bool { return len(k.messages()) == 2 })
+	if m := k.messages()[1]; m.from != "" || len(m.to) != 1 || m.to[0] != "someone@example.net" {
+		t.Errorf("bounce relayed as %+v", m)
+	}
+	forged := strings.Replace(fwd.from, fwd.from[5:13], "AAAAAAAA", 1)
+	if out := send("<>", forged); !strings.Contains(out, "550 5.1.1") {
+		t.Errorf("forged SRS address: %s", out)
+	}
+
+	// The next hop refuses the forward: the DSN goes to the original sender.
+	k.mu.Lock()
+	k.reject["someone@foreign.example"] = true
+	k.mu.Unlock()
+	if out := send("someone@example.net", "fwd@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("forward: %s", out)
+	}
+	waitFor(t, "the DSN to the original sender", func() bool { return len(k.messages()) == 3 })
+	if m := k.messages()[2]; m.from != "" || len(m.to) != 1 || m.to[0] != "someone@example.net" || !strings.Contains(m.data, "multipart/report") {
+		t.Errorf("DSN: %+v", m)
+	}
+
+	// A sender that failed SPF: forwarded from <>, and refused without a
+	// bounce to anyone.
+	nullNotes := func() int { return strings.Count(s.logs(), "no notification for the null sender") }
+	before := nullNotes()
+	if out := send("x@spamdom.example", "fwd@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("forward of an SPF failure: %s", out)
+	}
+	waitFor(t, "the refused forward to be settled", func() bool { return nullNotes() > before })
+	if n := len(k.messages()); n != 3 {
+		t.Errorf("the sink got %d messages after an SPF-failed forward was refused, want 3: %+v", n, k.messages()[3:])
+	}
+	k.mu.Lock()
+	delete(k.reject, "someone@foreign.example")
+	k.mu.Unlock()
+	if out := send("x@spamdom.example", "fwd@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("forward of an SPF failure: %s", out)
+	}
+	waitFor(t, "the SPF-failed forward", func() bool { return len(k.messages()) == 4 })
+	if m := k.messages()[3]; m.from != "" || m.to[0] != "someone@foreign.example" {
+		t.Errorf("SPF-failed forward sent as %+v", m)
+	}
+}

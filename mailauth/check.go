@@ -52,6 +52,9 @@ type Verdict struct {
 	HeaderEnd int64
 	Action    Action
 	Reason    string // why, when Action is not Accept
+	// SPFFailed: the MAIL FROM domain says the client may not send for it
+	// (fail or softfail), so nothing must bounce to that sender.
+	SPFFailed bool
 }
 
 // Limits of one check.
@@ -118,6 +121,7 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 		spfDomain = strings.ToLower(d)
 		mailFromResult = c.checkSPF(ctx, ip, helo, in.MailFrom)
 		results = append(results, &authres.SPFResult{Value: authres.ResultValue(mailFromResult), From: clean(in.MailFrom)})
+		v.SPFFailed = mailFromResult == spf.Fail || mailFromResult == spf.SoftFail
 	}
 	if validDomain(helo) {
 		results = append(results, &authres.SPFResult{Value: authres.ResultValue(heloResult), Helo: clean(helo)})

@@ -2,7 +2,8 @@
 // our users send (RFC 6376, RFC 8463: an Ed25519 and an RSA-2048 signature
 // per message), and the checks of mail arriving from other MTAs: SPF
 // (RFC 7208), DKIM verification and DMARC (RFC 7489), summed up in one
-// Authentication-Results field (RFC 8601).
+// Authentication-Results field (RFC 8601); and SRS, the rewriting of the
+// sender of forwards (srs.go).
 //
 // It knows nothing of SMTP sessions: smtp declares the small interfaces it
 // calls (smtp.Signer, smtp.AuthChecker) and cmd/courriel adapts this

@@ -194,7 +194,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	if len(remote) == 0 && (len(local) == 1 || q == nil) {
 		return s.deliverLocal(ctx, header, body, now)
 	}
-	qid, localErrs, err := q.Accept(ctx, s.tx.from, remote, local, joined{header, body})
+	qid, localErrs, err := s.accept(ctx, q, joined{header, body})
 	if err != nil {
 		log.Error("queue failed", "err", err, "remote", len(remote), "local", len(local))
 		return fmt.Errorf("queue: %w", err)

@@ -137,6 +137,9 @@ type Options struct {
 	// neither authenticated nor in MyNetworks (see mailAuth).
 	Signer      Signer
 	AuthChecker AuthChecker
+	// SRS, if set, rewrites the sender of what Inbound forwards outside
+	// and takes the bounces to its addresses back (see rcptSRS).
+	SRS SRS
 
 	// TLSConfig enables STARTTLS (Inbound, Submission) or is the implicit
 	// TLS of Submissions. Required for Submission and Submissions. Without

@@ -181,7 +181,12 @@ type MailAuthConfig struct {
 	DMARCReject string `toml:"dmarc_reject"`
 	// DNSServer ("host:port") answers the checks; default [queue]
 	// dns_server, else the system's resolver.
-	DNSServer string       `toml:"dns_server"`
+	DNSServer string `toml:"dns_server"`
+	// SRSSecret enables SRS for what port 25 forwards outside: the
+	// sender becomes SRS0=…@myhostname, authenticated with this secret
+	// (at least 16 characters; changing it voids the addresses of
+	// forwards still in flight).
+	SRSSecret string       `toml:"srs_secret"`
 	DKIM      []DKIMConfig `toml:"dkim"`
 }
 
@@ -486,6 +491,9 @@ func (m MailAuthConfig) validate() error {
 		if _, _, err := net.SplitHostPort(m.DNSServer); err != nil {
 			return keyErr("mailauth.dns_server", "%q: want host:port", m.DNSServer)
 		}
+	}
+	if m.SRSSecret != "" && len(m.SRSSecret) < 16 {
+		return keyErr("mailauth.srs_secret", "at least 16 characters")
 	}
 	active := map[string]bool{}
 	seen := map[string]bool{}

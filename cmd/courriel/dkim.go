@@ -175,7 +175,7 @@ func (a authChecker) Check(ctx context.Context, in smtp.AuthInput, msg io.Reader
 	if err != nil {
 		return smtp.AuthVerdict{}, err
 	}
-	out := smtp.AuthVerdict{Fields: v.Fields, Header: v.Header, HeaderEnd: v.HeaderEnd, Reason: v.Reason}
+	out := smtp.AuthVerdict{Fields: v.Fields, Header: v.Header, HeaderEnd: v.HeaderEnd, Reason: v.Reason, SPFFailed: v.SPFFailed}
 	switch v.Action {
 	case mailauth.Quarantine:
 		out.Action = smtp.AuthQuarantine
@@ -194,4 +194,12 @@ func newAuthChecker(cfg *Config) smtp.AuthChecker {
 		return nil
 	}
 	return authChecker{mailauth.NewChecker(cfg.MyHostname, mailauth.NewResolver(m.dnsServer(cfg)), m.DMARCReject == "quarantine")}
+}
+
+// smtpSRS is a.srs for smtp.Options: a nil interface when SRS is off.
+func (a *app) smtpSRS() smtp.SRS {
+	if a.srs == nil {
+		return nil
+	}
+	return a.srs
 }

@@ -78,6 +78,7 @@ type app struct {
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
 	signer  *mailauth.Signer // DKIM: submitted mail and our DSNs
+	srs     *mailauth.SRS    // nil without [mailauth] srs_secret
 
 	listeners []boundListener
 }
@@ -129,6 +130,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	// the start-up rather than letting unsigned mail out.
 	if a.signer, err = newDKIMSigner(cfg.MailAuth); err != nil {
 		return nil, err
+	}
+	if s := cfg.MailAuth.SRSSecret; s != "" {
+		if a.srs, err = mailauth.NewSRS(s, cfg.MyHostname, nil); err != nil {
+			return nil, err
+		}
 	}
 	if a.queue, err = a.openQueue(); err != nil {
 		return nil, err
@@ -250,7 +256,26 @@ func (a *app) openQueue() (*queue.Queue, error) {
 // deliverBounce hands a DSN to a local sender's maildir, or queues it for a
 // remote one.
 func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []byte) error {
-	res, err := a.dir.ResolveRecipient(ctx, msg.From)
+	to := msg.From
+	if a.srs != nil && a.srs.IsSRS(to) {
+		// A forward of ours: the DSN goes to the sender it was forwarded
+		// for (srsSender never writes an SRS sender for one that failed SPF).
+		orig, err := a.srs.Reverse(to)
+		if err != nil {
+			a.log.Warn("bounce dropped: invalid SRS sender", "queue_id", msg.ID, "from", msg.From, "err", err)
+			return nil
+		}
+		_, domain, _ := strings.Cut(orig, "@")
+		class, err := a.dir.ClassifyDomain(ctx, domain)
+		if err != nil {
+			return err
+		}
+		if class == directory.DomainForeign {
+			return a.enqueueBounce(ctx, msg, []string{orig}, nil, report)
+		}
+		to = orig
+	}
+	res, err := a.dir.ResolveRecipient(ctx, to)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) {
 			a.log.Warn("bounce dropped: the sender is unknown", "queue_id", msg.ID, "from", msg.From)
@@ -265,9 +290,14 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			remote = append(remote, d.Address)
 			continue
 		}
-		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: msg.From,
+		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: to,
 			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID})
 	}
+	return a.enqueueBounce(ctx, msg, remote, local, report)
+}
+
+// enqueueBounce queues a DSN, signed when myhostname has a DKIM key.
+func (a *app) enqueueBounce(ctx context.Context, msg *queue.Message, remote []string, local []delivery.Recipient, report []byte) error {
 	// Queued for every destination at once, then stored locally at once:
 	// a local copy that fails is retried by the queue, and never makes the
 	// whole DSN come again (duplicates in the maildirs already served).
@@ -280,7 +310,7 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 	} else {
 		body = string(sig) + body
 	}
-	_, _, err = a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
+	_, _, err := a.queue.Accept(ctx, "", remote, local, strings.NewReader(body))
 	return err
 }
 
@@ -309,7 +339,7 @@ func (a *app) listen() error {
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
-			SpoolDir: incoming, BareNewline: bareNewline, Signer: a.signer, AuthChecker: checker,
+			SpoolDir: incoming, BareNewline: bareNewline, Signer: a.signer, AuthChecker: checker, SRS: a.smtpSRS(),
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name,
 		})
 		if err != nil {

@@ -52,9 +52,13 @@ type LocalTarget struct {
 
 // Message is a queued message's envelope, the content of its .env file.
 type Message struct {
-	Version     int         `json:"v"`
-	ID          string      `json:"id"`
-	From        string      `json:"from"` // "" is the null sender (a DSN): never bounced
+	Version int    `json:"v"`
+	ID      string `json:"id"`
+	From    string `json:"from"` // "" is the null sender (a DSN): never bounced
+	// LocalFrom, when set, is the sender local copies show (Return-Path)
+	// where From was rewritten for the remote ones (AcceptForward: SRS, or
+	// the null sender); nil: From.
+	LocalFrom   *string     `json:"local_from,omitempty"`
 	Created     time.Time   `json:"created"`
 	Size        int64       `json:"size"`
 	Recipients  []Recipient `json:"rcpts"`
@@ -136,7 +140,7 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		return nil, fmt.Errorf("%w: %s: version %d", errCorrupt, id, m.Version)
 	case m.ID != id:
 		return nil, fmt.Errorf("%w: %s: names message %q", errCorrupt, id, printable(m.ID, 64))
-	case m.From != "" && !validAddress(m.From):
+	case m.From != "" && !validAddress(m.From), m.LocalFrom != nil && *m.LocalFrom != "" && !validAddress(*m.LocalFrom):
 		return nil, fmt.Errorf("%w: %s: bad sender", errCorrupt, id)
 	case len(m.Recipients) == 0 || len(m.Recipients) > maxRcpts:
 		return nil, fmt.Errorf("%w: %s: %d recipients", errCorrupt, id, len(m.Recipients))
