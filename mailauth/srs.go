@@ -84,8 +84,16 @@ func (s *SRS) Forward(sender string) (string, error) {
 		return sender, nil
 	}
 	stamp := srsStamp(srsDay(s.now()))
-	return srsPrefix + s.hash(stamp, domain, local) + "=" + stamp + "=" + domain + "=" + local + "@" + s.domain, nil
+	rewritten := srsPrefix + s.hash(stamp, domain, local) + "=" + stamp + "=" + domain + "=" + local
+	if len(rewritten) > maxLocalPart {
+		// RFC 5321 §4.5.3.1.1: our own RCPT would refuse the bounce.
+		return "", fmt.Errorf("srs: %q is too long to rewrite", sender)
+	}
+	return rewritten + "@" + s.domain, nil
 }
+
+// maxLocalPart is RFC 5321's limit, which courriel's RCPT enforces.
+const maxLocalPart = 64
 
 // ErrNotSRS: the address is not one of our SRS addresses.
 var ErrNotSRS = errors.New("srs: not an SRS address of ours")

@@ -57,6 +57,9 @@ func TestSRS(t *testing.T) {
 	if _, err := s.Reverse(fwd); err == nil {
 		t.Error("expired address reversed")
 	}
+	if a, err := s.Forward(strings.Repeat("x", 30) + "@" + strings.Repeat("y", 20) + ".example"); err == nil {
+		t.Errorf("rewrote into a local part over 64 octets: %s", a)
+	}
 	if _, err := NewSRS("short", "mx.example.org", nil); err == nil {
 		t.Error("short secret taken")
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"courriel/delivery"
 )
 
 // fakeChecker answers one verdict and records what it was given.
@@ -123,4 +125,92 @@ func TestMailAuthSubmission(t *testing.T) {
 	if len(ck.in) != 0 {
 		t.Error("submission was checked")
 	}
+}
+
+// fakeSRS writes "srs=<local>=<domain>@mx.test" and takes back only
+// those.
+type fakeSRS struct{}
+
+func (fakeSRS) Forward(sender string) (string, error) {
+	return "srs=" + strings.Replace(sender, "@", "=", 1) + "@mx.test", nil
+}
+func (fakeSRS) IsSRS(addr string) bool { return strings.HasPrefix(addr, "srs=") }
+func (fakeSRS) Reverse(addr string) (string, error) {
+	orig, ok := strings.CutSuffix(strings.TrimPrefix(addr, "srs="), "@mx.test")
+	if !ok || strings.Contains(orig, "forged") {
+		return "", io.ErrUnexpectedEOF
+	}
+	return strings.Replace(orig, "=", "@", 1), nil
+}
+
+// fwdQueue records AcceptForward's senders beside the fake queue.
+type fwdQueue struct {
+	*fakeQueue
+	mu          sync.Mutex
+	from, rfrom []string
+}
+
+func (q *fwdQueue) AcceptForward(ctx context.Context, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	q.mu.Lock()
+	q.from, q.rfrom = append(q.from, from), append(q.rfrom, remoteFrom)
+	q.mu.Unlock()
+	return q.fakeQueue.Accept(ctx, from, remote, local, data)
+}
+
+// TestSRSHooks: port 25's forwards leave from the SRS sender (from <> when
+// SPF failed, unchanged for <>), local copies keep the original; RCPT of
+// an SRS address is relayed to the original sender for any client, a
+// forged one gets 550 5.1.1; submission never rewrites.
+func TestSRSHooks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		kind      Kind
+		from      string
+		spfFailed bool
+		wantRF    string // "-": AcceptForward not used
+	}{
+		{"forward", Inbound, "x@remote.example", false, "srs=x=remote.example@mx.test"},
+		{"SPF failed", Inbound, "x@remote.example", true, ""},
+		{"null sender", Inbound, "", false, "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var q *fwdQueue
+			e := newEnv(t, tc.kind, func(o *Options) {
+				q = &fwdQueue{fakeQueue: o.Queue.(*fakeQueue)}
+				o.Queue, o.SRS = q, fakeSRS{}
+				o.AuthChecker = &fakeChecker{v: AuthVerdict{SPFFailed: tc.spfFailed}}
+			})
+			c := e.dialRaw(t)
+			c.cmd("EHLO client.example", "250 ")
+			c.cmd("MAIL FROM:<"+tc.from+">", "250 ")
+			c.cmd("RCPT TO:<team@hosted.example>", "250 ")
+			c.cmd("DATA", "354 ")
+			c.cmd("Subject: x\r\n\r\nhi\r\n.", "250 ")
+			if tc.wantRF == "-" {
+				if len(q.rfrom) != 0 {
+					t.Errorf("rewritten: %v", q.rfrom)
+				}
+				return
+			}
+			if len(q.rfrom) != 1 || q.rfrom[0] != tc.wantRF || q.from[0] != tc.from {
+				t.Errorf("AcceptForward(from %v, remote from %v), want remote from %q", q.from, q.rfrom, tc.wantRF)
+			}
+		})
+	}
+	t.Run("bounce to an SRS address", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, Inbound, func(o *Options) { o.SRS = fakeSRS{} })
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("MAIL FROM:<>", "250 ")
+		c.cmd("RCPT TO:<srs=forged=remote.example@mx.test>", "550 5.1.1 ")
+		c.cmd("RCPT TO:<srs=x=remote.example@mx.test>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.cmd("Subject: bounce\r\n\r\nhi\r\n.", "250 ")
+		if r := e.queue.remote(); len(r) != 1 || r[0].from != "" || len(r[0].rcpts) != 1 || r[0].rcpts[0] != "x@remote.example" {
+			t.Errorf("queued %+v", r)
+		}
+	})
 }
