@@ -188,7 +188,10 @@ func TestDMARCEndToEnd(t *testing.T) {
 		out, _ := run(t, "", "swaks", args...)
 		return out
 	}
-	inbox, junk := func() []string { return s.maildirFiles(t, "bob", "new") }, func() []string { return s.maildirFiles(t, "bob", ".Junk/new") }
+	inbox := func() []string { return s.maildirFiles(t, "bob", "new") }
+	junk := func() []string { // IMAP moves what it has seen to cur/
+		return append(s.maildirFiles(t, "bob", ".Junk/new"), s.maildirFiles(t, "bob", ".Junk/cur")...)
+	}
 	one := func(files []string, wantAR ...string) {
 		t.Helper()
 		if len(files) != 1 {
@@ -219,6 +222,14 @@ func TestDMARCEndToEnd(t *testing.T) {
 	}
 	if out := send("quar.example"); !accepted(out) {
 		t.Fatalf("p=quarantine: %s", out)
+	}
+	// What a user's client sees: the message in Junk, not in INBOX.
+	{
+		requireTool(t, "curl")
+		o, err := run(t, "", "curl", "-sS", "--cacert", s.ca.CertFile(), "--user", "bob:"+testenv.BobPassword, "imaps://localhost"+s.IMAPS[strings.LastIndex(s.IMAPS, ":"):]+"/Junk?SUBJECT%20quar.example")
+		if err != nil || !strings.Contains(o, "* SEARCH 1") {
+			t.Errorf("IMAP SEARCH in Junk: %v %q", err, o)
+		}
 	}
 	one(junk(), "Authentication-Results: xoyize.xyz; spf=fail smtp.mailfrom=alice@quar.example", `dmarc=fail reason="p=quarantine" header.from=quar.example`)
 	if out := send("none.example"); !accepted(out) {
