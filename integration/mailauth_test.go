@@ -380,3 +380,43 @@ func TestSRSForward(t *testing.T) {
 		t.Errorf("SPF-failed forward sent as %+v", m)
 	}
 }
+
+// TestChecksDoNotBlockOthers: while one session's checks wait for a DNS
+// server that does not answer, another session's message is checked and
+// accepted; the first completes once DNS answers.
+func TestChecksDoNotBlockOthers(t *testing.T) {
+	requireTool(t, "swaks")
+	d := testenv.StartDNS(t,
+		`slow.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"`,
+		`fast.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+	release := d.Hold("slow.example")
+	defer release()
+	s := startServer(t, withMailAuth(fmt.Sprintf("inbound_checks = true\ndns_server = %q\n", d.Addr)))
+	slow := make(chan string, 1)
+	go func() {
+		out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "a@slow.example", "--to", "bob@hosted-domain.com")
+		slow <- out
+	}()
+	waitFor(t, "the slow session's check to ask DNS", func() bool { return d.Held() > 0 })
+	out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "b@fast.example", "--to", "alice@hosted-domain.com")
+	if !accepted(out) {
+		t.Fatalf("fast session: %s", out)
+	}
+	select {
+	case o := <-slow:
+		t.Fatalf("the slow session finished before its DNS answered: %s", o)
+	default:
+	}
+	release()
+	if o := <-slow; !accepted(o) {
+		t.Fatalf("slow session: %s", o)
+	}
+	files := s.maildirFiles(t, "bob", "new")
+	if len(files) != 1 {
+		t.Fatalf("bob has %d messages", len(files))
+	}
+	// The answer that came late was used, not a timeout.
+	if b, _ := os.ReadFile(files[0]); !bytes.Contains(b, []byte("spf=pass smtp.mailfrom=a@slow.example")) {
+		t.Errorf("slow session's results:\n%s", b)
+	}
+}

@@ -18,14 +18,16 @@ type DNS struct {
 	mu       sync.Mutex
 	records  map[string][]dns.RR // by lower-case FQDN
 	servfail map[string]bool
+	held     map[string]chan struct{} // answers for these names wait until the channel closes
 	queries  int
+	waiting  int // questions held by Hold so far
 }
 
 // StartDNS serves records, each in zone-file syntax
 // (`example.org. TXT "v=spf1 -all"`), until the test ends.
 func StartDNS(t testing.TB, records ...string) *DNS {
 	t.Helper()
-	d := &DNS{records: map[string][]dns.RR{}, servfail: map[string]bool{}}
+	d := &DNS{records: map[string][]dns.RR{}, servfail: map[string]bool{}, held: map[string]chan struct{}{}}
 	d.Set(t, records...)
 	h := dns.HandlerFunc(d.serve)
 	// UDP first on a kernel-chosen port, then TCP on the same one; a port
@@ -81,6 +83,24 @@ func (d *DNS) ServFail(name string) {
 	d.servfail[strings.ToLower(dns.Fqdn(name))] = true
 }
 
+// Hold makes the answers for name wait until release is called (a slow
+// DNS server, without timing). The test should defer release.
+func (d *DNS) Hold(name string) (release func()) {
+	ch := make(chan struct{})
+	d.mu.Lock()
+	d.held[strings.ToLower(dns.Fqdn(name))] = ch
+	d.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// Held counts the questions Hold has made wait (answered or not).
+func (d *DNS) Held() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.waiting
+}
+
 // Queries counts the questions answered so far.
 func (d *DNS) Queries() int {
 	d.mu.Lock()
@@ -89,6 +109,18 @@ func (d *DNS) Queries() int {
 }
 
 func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg) {
+	d.mu.Lock()
+	var hold chan struct{}
+	for _, q := range req.Question {
+		if ch, ok := d.held[strings.ToLower(q.Name)]; ok {
+			hold = ch
+			d.waiting++
+		}
+	}
+	d.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
