@@ -120,6 +120,12 @@ func TestDKIMSubmissionSigned(t *testing.T) {
 	if err != nil || strings.Count(out, ": ok") != 2 {
 		t.Fatalf("dkim check: %v\n%s", err, out)
 	}
+	out, _ = run(t, "", binary, "check-config", "-q", "-config", s.config)
+	for _, a := range []string{"ed25519", "rsa"} {
+		if !strings.Contains(out, "ok   dkim: t1-"+a+"._domainkey.hosted-domain.com published") {
+			t.Errorf("check-config:\n%s", out)
+		}
+	}
 
 	ca := []string{"--tls-verify", "--tls-ca-path", s.ca.CertFile()}
 	for _, port := range [][]string{{"--server", s.Sub, "--tls"}, {"--server", s.Subs, "--tlsc"}} {

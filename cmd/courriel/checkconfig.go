@@ -126,6 +126,7 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
 	}
 	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
+	checkDKIM(ctx, cfg, report)
 	// A running courriel on this configuration holds its own ports: those
 	// are fine (check-config before a reload), anyone else's are not.
 	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)

@@ -203,3 +203,33 @@ func (a *app) smtpSRS() smtp.SRS {
 	}
 	return a.srs
 }
+
+// checkDKIM is check-config's part: every configured key loads, and its
+// record is published as `courriel dkim keygen` printed it.
+func checkDKIM(ctx context.Context, cfg *Config, report func(string, error)) {
+	if len(cfg.MailAuth.DKIM) == 0 {
+		return
+	}
+	sels, err := loadDKIMKeys(cfg.MailAuth)
+	report("dkim: keys load", err)
+	if err != nil {
+		return
+	}
+	r := mailauth.NewResolver(cfg.MailAuth.dnsServer(cfg))
+	for _, s := range sels {
+		for _, a := range []mailauth.Algorithm{mailauth.Ed25519, mailauth.RSA} {
+			key, ok := s.keys[a]
+			if !ok {
+				continue
+			}
+			name := mailauth.DNSSelector(s.Selector, a) + "._domainkey." + s.Domain
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			txts, err := r.LookupTXT(lctx, name)
+			cancel()
+			if err == nil {
+				err = mailauth.MatchRecord(txts, key)
+			}
+			report("dkim: "+name+" published", err)
+		}
+	}
+}
