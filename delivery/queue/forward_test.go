@@ -60,3 +60,43 @@ func TestAcceptForward(t *testing.T) {
 		t.Errorf("envelope read back: %+v %v", m, err)
 	}
 }
+
+// TestAcceptFolder: a local copy for a Maildir++ folder (quarantine) is
+// stored there, and a copy still queued keeps its folder in the envelope.
+func TestAcceptFolder(t *testing.T) {
+	ls := newLocalStore(t)
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Local = ls
+	h := start(t, o)
+	alice, bob := ls.rcpt("alice"), ls.rcpt("bob")
+	alice.Folder, bob.Folder = ".Junk", ".Junk"
+	ls.after = func(_ int, rcpts []delivery.Recipient, errs []error) {
+		for i, r := range rcpts {
+			if strings.HasPrefix(r.Address, "bob@") {
+				errs[i] = &delivery.Error{Temporary: true, Reason: "test"}
+			}
+		}
+	}
+	if _, _, err := h.q.Accept(context.Background(), "s@orig.test", nil, []delivery.Recipient{alice, bob}, bytes.NewReader([]byte(testMessage))); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ls.copies(t, "alice")); n != 0 {
+		t.Errorf("alice's INBOX has %d copies", n)
+	}
+	if ents, _ := os.ReadDir(alice.Maildir + ".Junk/new"); len(ents) != 1 {
+		t.Errorf("alice's Junk has %d copies", len(ents))
+	}
+	ids, err := h.q.List()
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("queue: %v %v", ids, err)
+	}
+	m, _, err := h.q.Show(ids[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range m.Recipients {
+		if r.Local == nil || r.Local.Folder != ".Junk" {
+			t.Errorf("recipient %s read back with %+v", r.Addr, r.Local)
+		}
+	}
+}
