@@ -157,6 +157,12 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 		results = append(results, &authres.DKIMResult{Value: authres.ResultNone})
 	}
 
+	// ARC, where present: reported, not used in the decision.
+	if arc, _ := c.verifyARC(ctx, fields, msg, size, end); arc != authres.ResultNone {
+		// authres v0.7.0 formats an ARCResult without its method name.
+		results = append(results, &authres.GenericResult{Method: "arc", Value: arc})
+	}
+
 	// DMARC.
 	d := c.dmarc(ctx, fields, spfDomain, mailFromResult, dkimPass, dkimTemp)
 	results = append(results, &authres.DMARCResult{Value: d.value, From: clean(d.from), Reason: d.reason})
