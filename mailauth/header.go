@@ -25,13 +25,13 @@ type field struct {
 // one ends (the empty line, if any, and the body follow). Lines may end in
 // LF alone (dkimpy and Go's mail writers differ).
 func readHeader(msg io.Reader) ([]field, int64, error) {
-	br := bufio.NewReaderSize(io.LimitReader(msg, maxHeaderBytes), 16<<10)
+	br := bufio.NewReaderSize(io.LimitReader(msg, maxHeaderBytes), 4<<10)
 	var fields []field
 	var n int64
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line over 16 KiB: take it whole.
+			// A line over 4 KiB: take it whole.
 			rest, err2 := br.ReadBytes('\n')
 			line = append(append([]byte(nil), line...), rest...)
 			err = err2

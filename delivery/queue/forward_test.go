@@ -39,11 +39,13 @@ func TestAcceptForward(t *testing.T) {
 	// The null sender for the remote copies, with a local copy whose first
 	// attempt fails: the retry, read back from the spool, still shows the
 	// original sender.
+	ls.mu.Lock()
 	ls.after = func(call int, _ []delivery.Recipient, errs []error) {
 		if call == 2 {
 			errs[0] = &delivery.Error{Temporary: true, Reason: "test"}
 		}
 	}
+	ls.mu.Unlock()
 	if _, _, err := h.q.AcceptForward(context.Background(), "eve@orig.test", "", []string{"carol@remote.test"},
 		[]delivery.Recipient{ls.rcpt("dave")}, bytes.NewReader([]byte(testMessage))); err != nil {
 		t.Fatal(err)
