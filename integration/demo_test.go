@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -77,6 +78,22 @@ func TestDemo(t *testing.T) {
 		"--from", "test0@hosted-domain.com", "--to", "alice@example.org")
 	if !accepted(o) {
 		t.Fatalf("swaks submission:\n%s", o)
+	}
+	// Submitted mail is signed with the keys the demo generated, whose
+	// records it printed.
+	if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "alice", "mailbox", "new", "*")); len(files) != 1 {
+		t.Errorf("alice has %d messages", len(files))
+	} else if b, _ := os.ReadFile(files[0]); bytes.Count(b, []byte("DKIM-Signature:")) != 2 || !bytes.Contains(b, []byte("d=hosted-domain.com")) {
+		t.Errorf("submission not signed:\n%s", b)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "dkim", "hosted-domain.com", "demo-rsa.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("demo DKIM key: %v %v", fi, err)
+	}
+	mu.Lock()
+	printed = out.String()
+	mu.Unlock()
+	if !strings.Contains(printed, "demo-ed25519._domainkey.hosted-domain.com. IN TXT \"v=DKIM1; k=ed25519; p=") {
+		t.Errorf("the demo does not print its DKIM records")
 	}
 	o, err := run(t, "", "curl", "-sSk", "--user", "xomail:demo", "imaps://127.0.0.1:2993/INBOX?ALL")
 	if err != nil || !regexp.MustCompile(`\* SEARCH 1`).MatchString(o) {

@@ -74,6 +74,9 @@ type serverSettings struct {
 	vmailIn   string      // parent of the vmail base; default the test's TempDir
 	http      bool        // the http listener (metrics) on a kernel-chosen port
 	slapd     []testenv.Option
+	// mailauth is the [mailauth] table with its sub-tables; by default
+	// the inbound checks are off, so that no test asks the machine's DNS.
+	mailauth string
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -92,6 +95,9 @@ func withHTTP() serverOption { return func(o *serverSettings) { o.http = true } 
 func withSlapd(opts ...testenv.Option) serverOption {
 	return func(o *serverSettings) { o.slapd = append(o.slapd, opts...) }
 }
+
+// withMailAuth replaces the [mailauth] table (its keys and sub-tables).
+func withMailAuth(toml string) serverOption { return func(o *serverSettings) { o.mailauth = toml } }
 
 func withCA(ca *testenv.CA) serverOption { return func(o *serverSettings) { o.ca = ca } }
 
@@ -126,7 +132,7 @@ func requireTool(t testing.TB, name string) string {
 // startServer starts slapd (fixture homes under a temp vmail) and courriel.
 func startServer(t testing.TB, opts ...serverOption) *server {
 	t.Helper()
-	set := serverSettings{logLevel: "debug", cacheTTL: "2s", negTTL: "1s"}
+	set := serverSettings{logLevel: "debug", cacheTTL: "2s", negTTL: "1s", mailauth: "inbound_checks = false\n"}
 	for _, o := range opts {
 		o(&set)
 	}
@@ -177,7 +183,7 @@ tls_policy = "verify"
 ca_path = %q
 `, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
 		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
-	cfg += set.extra
+	cfg += set.extra + "\n[mailauth]\n" + set.mailauth
 	s.config = filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -123,6 +123,10 @@ func (s *session) data(r io.Reader) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.DeliveryTimeout)
 	defer cancel()
+	header, body, err = s.mailAuth(ctx, log, header, body)
+	if err != nil {
+		return s.fail(stageData, err)
+	}
 	if err := s.store(ctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}
@@ -198,7 +202,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	if len(remote) == 0 && (len(local) == 1 || q == nil) {
 		return s.deliverLocal(ctx, header, body, now)
 	}
-	qid, localErrs, err := q.Accept(ctx, s.tx.id, s.tx.from, remote, local, joined{header, body})
+	qid, localErrs, err := s.accept(ctx, q, joined{header, body})
 	if err != nil {
 		log.Error("queue failed", "err", err, "remote", len(remote), "local", len(local))
 		return fmt.Errorf("queue: %w", err)

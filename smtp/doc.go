@@ -56,6 +56,16 @@
 //     finished it, if it does within twice the limit; a client still
 //     sending past that gets the 552 and the connection closes (Postfix
 //     reads to the end however long it is).
+//   - Mail authentication (mailauth.go): Options.Signer DKIM-signs what
+//     587 and 465 accept, as it will be stored and relayed; on port 25,
+//     Options.AuthChecker (not for authenticated clients or MyNetworks)
+//     adds its Authentication-Results, may replace the header without
+//     forged results of ours, and decides: 550 5.7.1, 451 4.7.5, or the
+//     local copies go to the .Junk folder. It runs before anything is
+//     stored, so a refusal stores nothing. With Options.SRS, port 25's
+//     remote copies (forwards) leave from an SRS address, or from <> when
+//     the sender failed SPF, and an RCPT of one of our SRS addresses is
+//     relayed to the original sender.
 //   - One reply covers all recipients: any temporary failure of any copy
 //     gives 4xx for the whole message, so duplicates are possible and loss
 //     is not.

@@ -23,7 +23,8 @@ import (
 // milters at MAIL, at each accepted RCPT and once the message is read, and
 // answers only after they have. Every call here runs with s.mu held.
 
-// junkFolder is where a message a milter flagged as spam is filed.
+// junkFolder is where a message a milter flagged as spam, or one that
+// DMARC quarantines, is filed (Maildir++ .Junk, IMAP's \Junk).
 const junkFolder = "Junk"
 
 // milterMail starts the milters' transaction; nil lets MAIL through. The

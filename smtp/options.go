@@ -134,6 +134,15 @@ type Options struct {
 	// 451 4.3.0 at RCPT time; nothing is ever silently dropped.
 	Queue Queue
 
+	// Signer, if set, DKIM-signs what Submission and Submissions accept;
+	// AuthChecker, if set, checks what Inbound accepts from clients
+	// neither authenticated nor in MyNetworks (see mailAuth).
+	Signer      Signer
+	AuthChecker AuthChecker
+	// SRS, if set, rewrites the sender of what Inbound forwards outside
+	// and takes the bounces to its addresses back (see rcptSRS).
+	SRS SRS
+
 	// TLSConfig enables STARTTLS (Inbound, Submission) or is the implicit
 	// TLS of Submissions. Required for Submission and Submissions. Without
 	// it Inbound offers neither STARTTLS nor AUTH.

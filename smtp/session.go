@@ -61,6 +61,9 @@ type txn struct {
 	// outside members): each gets a Delivered-To: line, which finds the
 	// copy if it comes back.
 	forwarded []string
+	// remoteFrom, when set, is the envelope sender of the remote copies
+	// (SRS, or <> after an SPF failure; see mailAuth).
+	remoteFrom *string
 }
 
 func (s *Server) newSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
@@ -268,6 +271,9 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		return s.fail(stageRcpt, replyBadRcpt)
 	}
 	addr := a.String()
+	if handled, err := s.rcptSRS(log, addr); handled {
+		return err
+	}
 	class, err := s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain)
 	if err != nil {
 		log.Error("rcpt: classify domain", "err", err)

@@ -135,6 +135,7 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		}
 		report(fmt.Sprintf("milter %s answers (for %s)", m.Address, strings.Join(m.listeners(), ", ")), err)
 	}
+	checkDKIM(ctx, cfg, report)
 	// A running courriel on this configuration holds its own ports: those
 	// are fine (check-config before a reload), anyone else's are not.
 	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)

@@ -41,6 +41,7 @@ type Config struct {
 	Queue    QueueConfig    `toml:"queue"`
 	Milters  []MilterConfig `toml:"milter"` // [[milter]] (milterconf.go)
 	Monitor  MonitorConfig  `toml:"monitor"`
+	MailAuth MailAuthConfig `toml:"mailauth"`
 }
 
 // MonitorConfig is about the http listener (listen.http).
@@ -187,6 +188,46 @@ type QueueConfig struct {
 	Routes        map[string]string `toml:"routes"`
 }
 
+// MailAuthConfig is mail authentication (courriel/mailauth): DKIM keys
+// for what our users send, and the SPF/DKIM/DMARC checks of port 25.
+type MailAuthConfig struct {
+	// InboundChecks runs SPF, DKIM and DMARC on mail arriving on port 25
+	// (not from authenticated clients or mynetworks).
+	InboundChecks bool `toml:"inbound_checks"`
+	// DMARCReject is what a DMARC p=reject failure gets: "reject"
+	// (550 5.7.1) or "quarantine" (the Junk folder).
+	DMARCReject string `toml:"dmarc_reject"`
+	// DNSServer ("host:port") answers the checks; default [queue]
+	// dns_server, else the system's resolver.
+	DNSServer string `toml:"dns_server"`
+	// SRSSecret enables SRS for what port 25 forwards outside: the
+	// sender becomes SRS0=…@myhostname, authenticated with this secret
+	// (at least 16 characters; changing it voids the addresses of
+	// forwards still in flight).
+	SRSSecret string       `toml:"srs_secret"`
+	DKIM      []DKIMConfig `toml:"dkim"`
+}
+
+// DKIMConfig is one selector of one domain ([[mailauth.dkim]]): its
+// Ed25519 key is published as "<selector>-ed25519._domainkey.<domain>",
+// its RSA key as "<selector>-rsa._domainkey.<domain>". Several selectors
+// of a domain may be listed (rotation); the one marked active signs.
+type DKIMConfig struct {
+	Domain         string `toml:"domain"`
+	Selector       string `toml:"selector"`
+	Ed25519KeyFile string `toml:"ed25519_key_file"`
+	RSAKeyFile     string `toml:"rsa_key_file"`
+	Active         bool   `toml:"active"`
+}
+
+// dnsServer is the resolver address of the checks.
+func (m MailAuthConfig) dnsServer(c *Config) string {
+	if m.DNSServer != "" {
+		return m.DNSServer
+	}
+	return c.Queue.DNSServer
+}
+
 // defaultConfig holds every default; a file only overrides.
 func defaultConfig() Config {
 	q := directory.DefaultQueries()
@@ -216,6 +257,7 @@ func defaultConfig() Config {
 			},
 		},
 		Delivery: DeliveryConfig{MaildirBase: "/var/vmail"},
+		MailAuth: MailAuthConfig{InboundChecks: true, DMARCReject: "reject"},
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
 			Dir: "/var/spool/courriel", TLSPolicy: "verify", CAPath: "/etc/ssl/certs",
@@ -467,7 +509,48 @@ func (c *Config) validate() error {
 			return keyErr("queue.routes", "%s = %q: want host:port", dom, hp)
 		}
 	}
-	return c.validateMilters()
+	if err := c.validateMilters(); err != nil {
+		return err
+	}
+	return c.MailAuth.validate()
+}
+
+func (m MailAuthConfig) validate() error {
+	switch m.DMARCReject {
+	case "reject", "quarantine":
+	default:
+		return keyErr("mailauth.dmarc_reject", "%q: want reject or quarantine", m.DMARCReject)
+	}
+	if m.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(m.DNSServer); err != nil {
+			return keyErr("mailauth.dns_server", "%q: want host:port", m.DNSServer)
+		}
+	}
+	if m.SRSSecret != "" && len(m.SRSSecret) < 16 {
+		return keyErr("mailauth.srs_secret", "at least 16 characters")
+	}
+	active := map[string]bool{}
+	seen := map[string]bool{}
+	for _, k := range m.DKIM {
+		d := strings.ToLower(k.Domain)
+		if d == "" || k.Selector == "" {
+			return keyErr("mailauth.dkim", "every key needs a domain and a selector")
+		}
+		if k.Ed25519KeyFile == "" && k.RSAKeyFile == "" {
+			return keyErr("mailauth.dkim", "%s selector %s: no key file (ed25519_key_file, rsa_key_file)", d, k.Selector)
+		}
+		if seen[d+" "+k.Selector] {
+			return keyErr("mailauth.dkim", "%s selector %s given twice", d, k.Selector)
+		}
+		seen[d+" "+k.Selector] = true
+		if k.Active {
+			if active[d] {
+				return keyErr("mailauth.dkim", "%s: more than one active selector", d)
+			}
+			active[d] = true
+		}
+	}
+	return nil
 }
 
 // ldapKeyOf names the [ldap] key a directory option error is about.

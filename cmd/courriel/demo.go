@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory/embedded"
 	"courriel/milter"
+	"courriel/mailauth"
 	"courriel/tlsconf"
 )
 
@@ -46,7 +52,59 @@ func demoConfig(dir, listen string) Config {
 	cfg.Delivery.MaildirBase = filepath.Join(dir, "vmail")
 	cfg.Queue.Dir = filepath.Join(dir, "queue")
 	cfg.Queue.TLSPolicy = "may"
+	for _, d := range demoDKIMDomains {
+		key := func(a mailauth.Algorithm) string {
+			return filepath.Join(dir, "dkim", d, mailauth.DNSSelector(demoDKIMSelector, a)+".pem")
+		}
+		cfg.MailAuth.DKIM = append(cfg.MailAuth.DKIM, DKIMConfig{Domain: d, Selector: demoDKIMSelector,
+			Ed25519KeyFile: key(mailauth.Ed25519), RSAKeyFile: key(mailauth.RSA), Active: true})
+	}
 	return cfg
+}
+
+// The demo's DKIM keys: its domains (demo.ldif's and myhostname, which
+// signs the DSNs), under one selector, generated in DIR/dkim on the first
+// start and kept.
+var demoDKIMDomains = []string{"xoyize.xyz", "hosted-domain.com", "example.org"}
+
+const demoDKIMSelector = "demo"
+
+// demoMailAuth makes what the demo's mail authentication needs on its
+// first start (DKIM keys, the SRS secret in DIR/srs-secret) and reads them
+// afterwards; it returns the DNS records to publish.
+func demoMailAuth(cfg *Config, dir string) (string, error) {
+	var recs strings.Builder
+	for _, k := range cfg.MailAuth.DKIM {
+		if _, err := os.Stat(k.Ed25519KeyFile); errors.Is(err, fs.ErrNotExist) {
+			if _, err := mailauth.GenerateKeys(filepath.Join(dir, "dkim"), k.Domain, k.Selector); err != nil {
+				return "", err
+			}
+		}
+		for a, p := range map[mailauth.Algorithm]string{mailauth.Ed25519: k.Ed25519KeyFile, mailauth.RSA: k.RSAKeyFile} {
+			key, err := mailauth.LoadKey(p, a)
+			if err != nil {
+				return "", err
+			}
+			rec, err := mailauth.TXTRecord(key)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&recs, "%s._domainkey.%s. IN TXT %s\n", mailauth.DNSSelector(k.Selector, a), k.Domain, mailauth.ZoneStrings(rec))
+		}
+	}
+	secretFile := filepath.Join(dir, "srs-secret")
+	secret, err := os.ReadFile(secretFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		b := make([]byte, 24)
+		rand.Read(b)
+		secret = []byte(base64.StdEncoding.EncodeToString(b))
+		err = os.WriteFile(secretFile, secret, 0o600)
+	}
+	if err != nil {
+		return "", fmt.Errorf("demo srs secret: %w", err)
+	}
+	cfg.MailAuth.SRSSecret = strings.TrimSpace(string(secret))
+	return recs.String(), nil
 }
 
 func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -55,6 +113,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	listen := fs.String("listen", "127.0.0.1", "address every demo listener binds")
 	ldifFile := fs.String("ldif", "", "LDIF file for the embedded directory (default: the built-in demo.ldif)")
 	printConfig := fs.Bool("print-config", false, "print the configuration the demo runs with, as TOML, and exit")
+	dnsAddr := fs.String("dns", "", "DNS server (host:port) for the inbound SPF/DKIM/DMARC checks; default the machine's resolver")
 	expose := fs.Bool("expose-demo-passwords", false, "allow a -listen address that is not loopback: every demo account (password \"demo\") and the embedded LDAP directory become reachable from the network")
 	var milters stringList
 	fs.Var(&milters, "milter", "milter `address` (inet:HOST:PORT or unix:/path) for the port-25 listener, with the tempfail policy; repeatable")
@@ -71,6 +130,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			ConnectTimeout: milter.DefaultConnectTimeout, CommandTimeout: milter.DefaultCommandTimeout,
 			ContentTimeout: milter.DefaultContentTimeout})
 	}
+	cfg.MailAuth.DNSServer = *dnsAddr
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)
@@ -108,6 +168,10 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	defer ldapSrv.Close()
 
+	records, err := demoMailAuth(&cfg, dir)
+	if err != nil {
+		return err
+	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -120,6 +184,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return err
 	}
 	printDemoHelp(stdout, &cfg, *listen, dir)
+	fmt.Fprintf(stdout, "\nDKIM: mail submitted on %s and %s is signed; the records to publish (keys in %s):\n%s",
+		demoSubmissionPort, demoSubmissionsPort, filepath.Join(dir, "dkim"), records)
 	return a.run(ctx)
 }
 

@@ -44,6 +44,7 @@ func commands() []command {
 		{"passwd", "print a {SSHA} password hash for userPassword (like slappasswd)", runPasswd},
 		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
 		{"queue", "list, show, flush or delete queued mail (like mailq, postqueue, postsuper)", runQueue},
+		{"dkim", "generate DKIM keys and check their published DNS records", runDKIM},
 	}
 }
 

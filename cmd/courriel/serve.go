@@ -25,6 +25,7 @@ import (
 	"courriel/directory"
 	"courriel/imap"
 	"courriel/loginguard"
+	"courriel/mailauth"
 	"courriel/monitor"
 	"courriel/smtp"
 	"courriel/tlsconf"
@@ -82,6 +83,8 @@ type app struct {
 	// guard throttles failed logins for every listener that takes a
 	// password (IMAP now; SMTP AUTH to be wired to the same one).
 	guard *loginguard.Guard
+	signer  *mailauth.Signer // DKIM: submitted mail and our DSNs
+	srs     *mailauth.SRS    // nil without [mailauth] srs_secret
 
 	listeners []boundListener
 }
@@ -129,6 +132,16 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		OnFolderCreated: subscribeFolder(chown, log),
 	}); err != nil {
 		return nil, err
+	}
+	// Keys are read once, before anything can send: a missing key stops
+	// the start-up rather than letting unsigned mail out.
+	if a.signer, err = newDKIMSigner(cfg.MailAuth); err != nil {
+		return nil, err
+	}
+	if s := cfg.MailAuth.SRSSecret; s != "" {
+		if a.srs, err = mailauth.NewSRS(s, cfg.MyHostname, nil); err != nil {
+			return nil, err
+		}
 	}
 	if a.queue, err = a.openQueue(); err != nil {
 		return nil, err
@@ -252,7 +265,26 @@ func (a *app) openQueue() (*queue.Queue, error) {
 // deliverBounce hands a DSN to a local sender's maildir, or queues it for a
 // remote one.
 func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []byte) error {
-	res, err := a.dir.ResolveRecipient(ctx, msg.From)
+	to := msg.From
+	if a.srs != nil && a.srs.IsSRS(to) {
+		// A forward of ours: the DSN goes to the sender it was forwarded
+		// for (srsSender never writes an SRS sender for one that failed SPF).
+		orig, err := a.srs.Reverse(to)
+		if err != nil {
+			a.log.Warn("bounce dropped: invalid SRS sender", "queue_id", msg.ID, "from", msg.From, "err", err)
+			return nil
+		}
+		_, domain, _ := strings.Cut(orig, "@")
+		class, err := a.dir.ClassifyDomain(ctx, domain)
+		if err != nil {
+			return err
+		}
+		if class == directory.DomainForeign {
+			return a.enqueueBounce(ctx, msg, []string{orig}, nil, report)
+		}
+		to = orig
+	}
+	res, err := a.dir.ResolveRecipient(ctx, to)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) {
 			a.log.Warn("bounce dropped: the sender is unknown", "queue_id", msg.ID, "from", msg.From)
@@ -267,17 +299,29 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			remote = append(remote, d.Address)
 			continue
 		}
-		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: msg.From,
+		local = append(local, delivery.Recipient{Address: d.Address, OrigTo: to,
 			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID,
 			Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages}})
 	}
+	return a.enqueueBounce(ctx, msg, remote, local, report)
+}
+
+// enqueueBounce queues a DSN, signed when myhostname has a DKIM key.
+func (a *app) enqueueBounce(ctx context.Context, msg *queue.Message, remote []string, local []delivery.Recipient, report []byte) error {
 	// Queued for every destination at once, then stored locally at once:
 	// a local copy that fails is retried by the queue, and never makes the
 	// whole DSN come again (duplicates in the maildirs already served).
 	body := strings.ReplaceAll(string(report), "\r\n", "\n")
 	body = strings.ReplaceAll(body, "\n", "\r\n")
+	// Signed when myhostname (the MAILER-DAEMON's domain) has a DKIM key;
+	// a signing failure leaves the DSN unsigned rather than lost.
+	if sig, err := a.signer.Sign(strings.NewReader(body), int64(len(body))); err != nil {
+		a.log.Warn("bounce not signed", "msg_id", cmp.Or(msg.MsgID, msg.ID), "queue_id", msg.ID, "err", err)
+	} else {
+		body = string(sig) + body
+	}
 	// The original's msg_id: one grep shows the message and its bounce.
-	_, _, err = a.queue.Accept(ctx, cmp.Or(msg.MsgID, msg.ID), "", remote, local, strings.NewReader(body))
+	_, _, err := a.queue.Accept(ctx, cmp.Or(msg.MsgID, msg.ID), "", remote, local, strings.NewReader(body))
 	return err
 }
 
@@ -296,6 +340,7 @@ func (a *app) listen() error {
 	if err := os.MkdirAll(incoming, 0o700); err != nil {
 		return fmt.Errorf("smtp spool: %w", err)
 	}
+	checker := newAuthChecker(cfg)
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
 			return nil
@@ -309,7 +354,7 @@ func (a *app) listen() error {
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
-			SpoolDir: incoming, BareNewline: bareNewline,
+			SpoolDir: incoming, BareNewline: bareNewline, Signer: a.signer, AuthChecker: checker, SRS: a.smtpSRS(),
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name, Guard: a.guard,
 			Milters: milters,
 		})

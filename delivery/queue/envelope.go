@@ -63,8 +63,12 @@ type Message struct {
 	// MsgID is the id the message had where it came from (the SMTP
 	// transaction's msg_id), so that one grep follows it from its arrival
 	// through every attempt; "" for messages the queue made (DSNs).
-	MsgID       string      `json:"msg_id,omitempty"`
-	From        string      `json:"from"` // "" is the null sender (a DSN): never bounced
+	MsgID string `json:"msg_id,omitempty"`
+	From  string `json:"from"` // "" is the null sender (a DSN): never bounced
+	// LocalFrom, when set, is the sender local copies show (Return-Path)
+	// where From was rewritten for the remote ones (AcceptForward: SRS, or
+	// the null sender); nil: From.
+	LocalFrom   *string     `json:"local_from,omitempty"`
 	Created     time.Time   `json:"created"`
 	Size        int64       `json:"size"`
 	Recipients  []Recipient `json:"rcpts"`
@@ -155,7 +159,7 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		return nil, fmt.Errorf("%w: %s: version %d", errCorrupt, id, m.Version)
 	case m.ID != id:
 		return nil, fmt.Errorf("%w: %s: names message %q", errCorrupt, id, printable(m.ID, 64))
-	case m.From != "" && !validAddress(m.From):
+	case m.From != "" && !validAddress(m.From), m.LocalFrom != nil && *m.LocalFrom != "" && !validAddress(*m.LocalFrom):
 		return nil, fmt.Errorf("%w: %s: bad sender", errCorrupt, id)
 	case len(m.Recipients) == 0 || len(m.Recipients) > maxRcpts:
 		return nil, fmt.Errorf("%w: %s: %d recipients", errCorrupt, id, len(m.Recipients))

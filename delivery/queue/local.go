@@ -55,7 +55,11 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 		}
 		return res
 	}
-	msg := &delivery.Message{ID: m.msgID(), From: m.From, Body: data, Arrived: m.Created, Retry: retry}
+	from := m.From
+	if m.LocalFrom != nil {
+		from = *m.LocalFrom
+	}
+	msg := &delivery.Message{ID: m.msgID(), From: from, Body: data, Arrived: m.Created, Retry: retry}
 	rs := make([]delivery.Recipient, len(rcpts))
 	for i, idx := range rcpts {
 		r := &m.Recipients[idx]

@@ -177,6 +177,22 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 // kept in the envelope and logged as msg_id by every line about it; "" for
 // none (the queue id stands in).
 func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
+	return q.accept(ctx, msgID, from, nil, remote, local, data)
+}
+
+// AcceptForward is Accept for a message whose remote copies leave with
+// another envelope sender than the local ones show: remoteFrom (a
+// forward's SRS address, or "" so that nothing bounces to a sender that
+// failed SPF); local copies keep from as Return-Path. DSNs go to
+// remoteFrom.
+func (q *Queue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
+	if from != "" && !validAddress(from) {
+		return "", nil, fmt.Errorf("%w: sender %q", ErrInvalidAddress, printable(from, 100))
+	}
+	return q.accept(ctx, msgID, remoteFrom, &from, remote, local, data)
+}
+
+func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, remote, local, data.Size())
 	if err != nil {
 		return "", nil, err
@@ -184,6 +200,7 @@ func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string,
 	if validMsgID(msgID) {
 		m.MsgID = msgID
 	}
+	m.LocalFrom = localFrom
 	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
 		return "", nil, err
 	}

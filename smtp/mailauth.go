@@ -1,0 +1,196 @@
+package smtp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
+)
+
+// Signer DKIM-signs what the submission listeners accept
+// (*mailauth.Signer).
+type Signer interface {
+	// Sign returns the DKIM-Signature fields to put on top of msg (the
+	// message as it will be stored and relayed), nil when the author's
+	// domain has no key.
+	Sign(msg io.ReaderAt, size int64) ([]byte, error)
+}
+
+// AuthChecker runs the sender checks of port 25 (SPF, DKIM, DMARC;
+// courriel/mailauth, adapted in cmd/courriel).
+type AuthChecker interface {
+	Check(ctx context.Context, in AuthInput, msg io.ReaderAt, size int64) (AuthVerdict, error)
+}
+
+// AuthInput is what the checks know of the session.
+type AuthInput struct {
+	IP       netip.Addr
+	Helo     string // as sent, hostile
+	MailFrom string // "" for <>
+}
+
+// AuthAction is what the checks decide for the message.
+type AuthAction int
+
+const (
+	AuthAccept     AuthAction = iota
+	AuthQuarantine            // local copies go to the Junk folder
+	AuthReject                // 550 5.7.1, nothing stored
+	AuthDefer                 // 451 4.7.x: a decision was due and DNS failed
+)
+
+// AuthVerdict is the outcome of AuthChecker.Check.
+type AuthVerdict struct {
+	// Fields go on top of the message (Authentication-Results:), CRLF
+	// terminated.
+	Fields []byte
+	// Header, when not nil, replaces the message's first HeaderEnd octets
+	// (its header block): the same fields without those claiming our
+	// authserv-id, which only we may write.
+	Header    []byte
+	HeaderEnd int64
+	Action    AuthAction
+	Reason    string // printable ASCII, for the reply and the log
+	// SPFFailed: the sender's domain does not authorise the client (SPF
+	// fail or softfail): a forward must not bounce to it (srsSender).
+	SPFFailed bool
+}
+
+// SRS rewrites the envelope sender of forwards (*mailauth.SRS).
+type SRS interface {
+	Forward(sender string) (string, error)
+	IsSRS(addr string) bool
+	Reverse(addr string) (string, error)
+}
+
+// forwardQueue is a Queue that sends the remote copies with another
+// envelope sender than the local ones show (*queue.Queue).
+type forwardQueue interface {
+	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error)
+}
+
+// mailAuth is the mail authentication step of data: on port 25, the
+// checks (for clients neither authenticated nor in MyNetworks) decide and
+// add their Authentication-Results, and forwards get their SRS sender; on
+// submission, the message as it will leave is signed. It returns the trace
+// header and message to store, or the refusal.
+func (s *session) mailAuth(ctx context.Context, log *slog.Logger, header []byte, body delivery.Content) ([]byte, delivery.Content, error) {
+	o := s.srv.o
+	if o.Kind != Inbound {
+		if o.Signer == nil {
+			return header, body, nil
+		}
+		sig, err := o.Signer.Sign(joined{header, body}, int64(len(header))+body.Size())
+		if err != nil {
+			log.Error("dkim signing", "err", err)
+			return nil, nil, fmt.Errorf("dkim signing: %w", err)
+		}
+		return append(sig, header...), body, nil
+	}
+	if s.mayRelay() {
+		return header, body, nil
+	}
+	spfFailed := false
+	if o.AuthChecker != nil {
+		v, err := o.AuthChecker.Check(ctx, AuthInput{IP: s.c.ip, Helo: s.helo, MailFrom: s.tx.from}, body, body.Size())
+		if err != nil {
+			// Not a DNS answer (those are results): a bug or an unreadable
+			// spool file. Temporary, like every failure of ours.
+			log.Error("mail authentication", "err", err)
+			return nil, nil, fmt.Errorf("mail authentication: %w", err)
+		}
+		reason := sanitize(v.Reason, 200)
+		switch v.Action {
+		case AuthReject:
+			log.Warn("message refused: mail authentication", "reason", reason)
+			return nil, nil, rep(550, gosmtp.EnhancedCode{5, 7, 1}, "Message rejected: "+reason)
+		case AuthDefer:
+			log.Warn("message deferred: mail authentication", "reason", reason)
+			return nil, nil, rep(451, gosmtp.EnhancedCode{4, 7, 5}, "Cannot check the sender now, try again later: "+reason)
+		case AuthQuarantine:
+			log.Info("message quarantined: mail authentication", "reason", reason)
+			for i := range s.tx.local {
+				s.tx.local[i].Folder = junkFolder
+			}
+		}
+		if v.Header != nil && v.HeaderEnd >= 0 && v.HeaderEnd <= body.Size() {
+			body = joined{v.Header, io.NewSectionReader(body, v.HeaderEnd, body.Size()-v.HeaderEnd)}
+		}
+		header = append(header, v.Fields...)
+		spfFailed = v.SPFFailed
+	}
+	s.srsSender(log, spfFailed)
+	return header, body, nil
+}
+
+// srsSender chooses the envelope sender of what port 25 forwards outside
+// (every remote copy of an untrusted client is a forward): an SRS address
+// of ours, so that the forward passes SPF at the next hop and its bounce
+// comes back through us, or the null sender when the original sender
+// failed SPF here, so that a refusal of the forward bounces to nobody
+// (backscatter). The null sender's own mail needs nothing.
+func (s *session) srsSender(log *slog.Logger, spfFailed bool) {
+	o := s.srv.o
+	if o.SRS == nil || len(s.tx.remote) == 0 || s.tx.from == "" {
+		return
+	}
+	rf := ""
+	if !spfFailed {
+		var err error
+		if rf, err = o.SRS.Forward(s.tx.from); err != nil {
+			// Too long for an address: the forward keeps its sender and
+			// may fail SPF at the next hop, as without SRS.
+			log.Warn("srs: sender not rewritten", "err", err)
+			return
+		}
+	}
+	s.tx.remoteFrom = &rf
+	log.Debug("forward sender", "remote_from", sanitize(rf, 300), "spf_failed", spfFailed)
+}
+
+// accept queues the message (store), with the forwards' own sender when
+// srsSender chose one.
+func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (string, []error, error) {
+	if s.tx.remoteFrom != nil {
+		if fq, ok := q.(forwardQueue); ok {
+			return fq.AcceptForward(ctx, s.tx.id, s.tx.from, *s.tx.remoteFrom, s.tx.remote, s.tx.local, data)
+		}
+	}
+	return q.Accept(ctx, s.tx.id, s.tx.from, s.tx.remote, s.tx.local, data)
+}
+
+// rcptSRS takes a recipient that is one of our SRS addresses (a bounce of
+// a forward, or a reply to its envelope sender) and relays it to the
+// original sender, whoever the client is: the hash says we wrote it. A
+// forged or expired one gets 550 5.1.1. handled is false for other
+// addresses.
+func (s *session) rcptSRS(log *slog.Logger, addr string) (handled bool, err error) {
+	o := s.srv.o
+	if o.SRS == nil || !o.SRS.IsSRS(addr) {
+		return false, nil
+	}
+	orig, rerr := o.SRS.Reverse(addr)
+	if rerr != nil {
+		log.Info("rcpt refused: srs", "err", rerr)
+		return true, s.fail(stageRcpt, rep(550, gosmtp.EnhancedCode{5, 1, 1}, "Invalid or expired SRS address"))
+	}
+	a, perr := parseAddress(orig, s.tx.utf8)
+	if perr != nil {
+		log.Info("rcpt refused: srs original sender", "err", perr)
+		return true, s.fail(stageRcpt, rep(550, gosmtp.EnhancedCode{5, 1, 1}, "Invalid SRS address"))
+	}
+	if o.Queue == nil {
+		return true, s.fail(stageRcpt, replyNoQueue)
+	}
+	if !s.tx.seen[dedupeKey(a.String())] && len(s.tx.local)+len(s.tx.remote) >= o.MaxRecipients {
+		return true, s.fail(stageRcpt, replyTooManyRcpts)
+	}
+	s.addRemote(a.String())
+	log.Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
+	return true, nil
+}

@@ -1,0 +1,216 @@
+package smtp
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"courriel/delivery"
+)
+
+// fakeChecker answers one verdict and records what it was given.
+type fakeChecker struct {
+	v  AuthVerdict
+	mu sync.Mutex
+	in []AuthInput
+}
+
+func (f *fakeChecker) Check(_ context.Context, in AuthInput, msg io.ReaderAt, size int64) (AuthVerdict, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.in = append(f.in, in)
+	return f.v, nil
+}
+
+type fakeSigner struct{}
+
+func (fakeSigner) Sign(msg io.ReaderAt, size int64) ([]byte, error) {
+	b, _ := io.ReadAll(io.NewSectionReader(msg, 0, size))
+	// A "signature" that shows what was signed: the added Message-ID must
+	// be in it.
+	if !strings.Contains(string(b), "Message-ID: <") {
+		return []byte("X-Signed: without the added fields\r\n"), nil
+	}
+	return []byte("DKIM-Signature: fake\r\n"), nil
+}
+
+const authMsg = "Authentication-Results: mx.test; dkim=pass\r\nFrom: a@remote.example\r\nSubject: x\r\n\r\nbody\r\n"
+
+func sendInbound(t *testing.T, e *env, want string) {
+	t.Helper()
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd(authMsg+".", want)
+}
+
+// TestMailAuthInbound: the checker's verdict decides port 25's reply and
+// the stored copy: its fields on top, the message's header replaced when
+// it says so, local copies to .Junk on quarantine, nothing stored on
+// reject (550) or defer (451).
+func TestMailAuthInbound(t *testing.T) {
+	t.Parallel()
+	stripped := "From: a@remote.example\r\nSubject: x\r\n\r\n"
+	for _, tc := range []struct {
+		name   string
+		v      AuthVerdict
+		want   string
+		folder string
+	}{
+		{"accept", AuthVerdict{Fields: []byte("Authentication-Results: mx.test; spf=pass\r\n"),
+			Header: []byte(stripped), HeaderEnd: int64(strings.Index(authMsg, "\r\n\r\n") + 4)}, "250 ", ""},
+		{"quarantine", AuthVerdict{Fields: []byte("Authentication-Results: mx.test; dmarc=fail\r\n"), Action: AuthQuarantine}, "250 ", "Junk"},
+		{"reject", AuthVerdict{Action: AuthReject, Reason: "DMARC policy of remote.example\x00"}, "550 5.7.1 ", ""},
+		{"defer", AuthVerdict{Action: AuthDefer, Reason: "DNS"}, "451 4.7.5 ", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ck := &fakeChecker{v: tc.v}
+			e := newEnv(t, Inbound, func(o *Options) { o.AuthChecker = ck; o.Signer = fakeSigner{} })
+			sendInbound(t, e, tc.want)
+			got := e.deliv.all()
+			if tc.want != "250 " {
+				if len(got) != 0 {
+					t.Fatalf("stored after %s", tc.want)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("%d deliveries", len(got))
+			}
+			h := string(got[0].msg.Header)
+			if !strings.HasPrefix(h, "Received: ") || !strings.HasSuffix(h, string(tc.v.Fields)) || strings.Contains(h, "DKIM-Signature") {
+				t.Errorf("trace header:\n%s", h)
+			}
+			body := string(got[0].body)
+			if tc.v.Header != nil && body != stripped+"body\r\n" {
+				t.Errorf("body not replaced:\n%s", body)
+			}
+			if tc.v.Header == nil && body != authMsg {
+				t.Errorf("body changed:\n%s", body)
+			}
+			if f := got[0].rcpts[0].Folder; f != tc.folder {
+				t.Errorf("folder %q, want %q", f, tc.folder)
+			}
+			if in := ck.in[0]; in.MailFrom != "a@remote.example" || in.Helo != "client.example" || !in.IP.IsLoopback() {
+				t.Errorf("checker given %+v", in)
+			}
+		})
+	}
+}
+
+// TestMailAuthSubmission: what submission accepts is signed as it will be
+// stored, added fields included, and never checked.
+func TestMailAuthSubmission(t *testing.T) {
+	t.Parallel()
+	ck := &fakeChecker{v: AuthVerdict{Action: AuthReject}}
+	e := newEnv(t, Submission, func(o *Options) { o.AuthChecker = ck; o.Signer = fakeSigner{} })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.startTLS(e.ctls)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==", "235 ")
+	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("From: alice@mailbox.example\r\nSubject: x\r\n\r\nhi\r\n.", "250 ")
+	got := e.deliv.all()
+	if len(got) != 1 || !strings.HasPrefix(string(got[0].msg.Header), "DKIM-Signature: fake\r\nReceived: ") {
+		t.Fatalf("not signed as stored: %+v", got)
+	}
+	if len(ck.in) != 0 {
+		t.Error("submission was checked")
+	}
+}
+
+// fakeSRS writes "srs=<local>=<domain>@mx.test" and takes back only
+// those.
+type fakeSRS struct{}
+
+func (fakeSRS) Forward(sender string) (string, error) {
+	return "srs=" + strings.Replace(sender, "@", "=", 1) + "@mx.test", nil
+}
+func (fakeSRS) IsSRS(addr string) bool { return strings.HasPrefix(addr, "srs=") }
+func (fakeSRS) Reverse(addr string) (string, error) {
+	orig, ok := strings.CutSuffix(strings.TrimPrefix(addr, "srs="), "@mx.test")
+	if !ok || strings.Contains(orig, "forged") {
+		return "", io.ErrUnexpectedEOF
+	}
+	return strings.Replace(orig, "=", "@", 1), nil
+}
+
+// fwdQueue records AcceptForward's senders beside the fake queue.
+type fwdQueue struct {
+	*fakeQueue
+	mu          sync.Mutex
+	from, rfrom []string
+}
+
+func (q *fwdQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	q.mu.Lock()
+	q.from, q.rfrom = append(q.from, from), append(q.rfrom, remoteFrom)
+	q.mu.Unlock()
+	return q.fakeQueue.Accept(ctx, msgID, from, remote, local, data)
+}
+
+// TestSRSHooks: port 25's forwards leave from the SRS sender (from <> when
+// SPF failed, unchanged for <>), local copies keep the original; RCPT of
+// an SRS address is relayed to the original sender for any client, a
+// forged one gets 550 5.1.1; submission never rewrites.
+func TestSRSHooks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		kind      Kind
+		from      string
+		spfFailed bool
+		wantRF    string // "-": AcceptForward not used
+	}{
+		{"forward", Inbound, "x@remote.example", false, "srs=x=remote.example@mx.test"},
+		{"SPF failed", Inbound, "x@remote.example", true, ""},
+		{"null sender", Inbound, "", false, "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var q *fwdQueue
+			e := newEnv(t, tc.kind, func(o *Options) {
+				q = &fwdQueue{fakeQueue: o.Queue.(*fakeQueue)}
+				o.Queue, o.SRS = q, fakeSRS{}
+				o.AuthChecker = &fakeChecker{v: AuthVerdict{SPFFailed: tc.spfFailed}}
+			})
+			c := e.dialRaw(t)
+			c.cmd("EHLO client.example", "250 ")
+			c.cmd("MAIL FROM:<"+tc.from+">", "250 ")
+			c.cmd("RCPT TO:<team@hosted.example>", "250 ")
+			c.cmd("DATA", "354 ")
+			c.cmd("Subject: x\r\n\r\nhi\r\n.", "250 ")
+			if tc.wantRF == "-" {
+				if len(q.rfrom) != 0 {
+					t.Errorf("rewritten: %v", q.rfrom)
+				}
+				return
+			}
+			if len(q.rfrom) != 1 || q.rfrom[0] != tc.wantRF || q.from[0] != tc.from {
+				t.Errorf("AcceptForward(from %v, remote from %v), want remote from %q", q.from, q.rfrom, tc.wantRF)
+			}
+		})
+	}
+	t.Run("bounce to an SRS address", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, Inbound, func(o *Options) { o.SRS = fakeSRS{} })
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("MAIL FROM:<>", "250 ")
+		c.cmd("RCPT TO:<srs=forged=remote.example@mx.test>", "550 5.1.1 ")
+		c.cmd("RCPT TO:<srs=x=remote.example@mx.test>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.cmd("Subject: bounce\r\n\r\nhi\r\n.", "250 ")
+		if r := e.queue.remote(); len(r) != 1 || r[0].from != "" || len(r[0].rcpts) != 1 || r[0].rcpts[0] != "x@remote.example" {
+			t.Errorf("queued %+v", r)
+		}
+	})
+}
