@@ -18,8 +18,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory/embedded"
-	"courriel/milter"
 	"courriel/mailauth"
+	"courriel/milter"
 	"courriel/tlsconf"
 )
 

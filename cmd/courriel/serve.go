@@ -82,9 +82,9 @@ type app struct {
 	imap    *imap.Server
 	// guard throttles failed logins for every listener that takes a
 	// password (IMAP now; SMTP AUTH to be wired to the same one).
-	guard *loginguard.Guard
-	signer  *mailauth.Signer // DKIM: submitted mail and our DSNs
-	srs     *mailauth.SRS    // nil without [mailauth] srs_secret
+	guard  *loginguard.Guard
+	signer *mailauth.Signer // DKIM: submitted mail and our DSNs
+	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
 
 	listeners []boundListener
 }
