@@ -81,7 +81,7 @@ type app struct {
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
 	// guard throttles failed logins for every listener that takes a
-	// password (IMAP now; SMTP AUTH to be wired to the same one).
+	// password: IMAP and SMTP AUTH count together.
 	guard  *loginguard.Guard
 	signer *mailauth.Signer // DKIM: submitted mail and our DSNs
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
