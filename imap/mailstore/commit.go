@@ -113,10 +113,14 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 		return nil, err
 	}
 	mb.loadCacheLocked()
+	var added int64
 	for i, m := range msgs {
 		mb.addMsgLocked(m, ps[i].c)
+		sz, _ := sizeField(m.Base, 'S')
+		added += sz
 	}
 	mb.restampLocked(clean)
+	mb.quotaChange(added, int64(len(msgs)))
 	return uids, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"courriel/delivery/maildirsize"
 )
 
 // StoreOp is how STORE combines the given flags with a message's flags.
@@ -123,8 +125,19 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 	clean := mb.cleanLocked()
 	goneSet := map[uint32]bool{}
 	var firstErr error
+	var freed, freedN int64 // what we removed, for maildirsize
 	remove := func(m *Msg) {
+		sz, ok := sizeField(m.Base, 'S')
+		if !ok {
+			if fi, err := mb.root.Lstat(m.Path()); err == nil {
+				sz = fi.Size()
+			}
+		}
 		err := mb.root.Remove(m.Path())
+		if err == nil {
+			freed += sz
+			freedN++
+		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("mailstore: expunge: %w", err)
@@ -178,7 +191,21 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 	slices.Sort(gone)
 	mb.dropLocked(goneSet)
 	mb.restampLocked(clean)
+	mb.quotaChange(-freed, -freedN)
 	return gone, firstErr
+}
+
+// quotaChange records in the maildir's Maildir++ maildirsize what an
+// APPEND, COPY or EXPUNGE added or removed, as Dovecot's maildir++ quota
+// does, so that the usage delivery checks a quota against follows what the
+// user does over IMAP. Nothing when the maildir keeps no maildirsize (no
+// quota); best effort otherwise: a lost line is made good when the file is
+// next counted afresh.
+func (mb *Mailbox) quotaChange(bytes, messages int64) {
+	if messages == 0 || mb.mroot == nil {
+		return
+	}
+	_ = maildirsize.Add(mb.mroot, bytes, messages)
 }
 
 // dropLocked forgets the messages whose UIDs are in gone and logs their
