@@ -47,7 +47,7 @@ func FolderDir(name string) (string, error) {
 				return "", fmt.Errorf("%w: forbidden character %q", ErrBadName, r)
 			}
 		}
-		enc[i] = encodeUTF7(p)
+		enc[i] = EncodeMUTF7(p)
 	}
 	dir := "." + strings.Join(enc, ".")
 	if len(dir) > maxNameLen {
@@ -71,7 +71,7 @@ func FolderName(dir string) (name string, ok bool) {
 	}
 	parts := strings.Split(dir[1:], string(Delimiter))
 	for i, p := range parts {
-		d, err := decodeUTF7(p)
+		d, err := DecodeMUTF7(p)
 		if err != nil || d == "" {
 			return "", false
 		}

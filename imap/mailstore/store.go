@@ -267,7 +267,7 @@ func parseSubscriptions(data []byte) []string {
 		if v2 {
 			l = strings.ReplaceAll(l, "\t", string(Delimiter))
 		}
-		if d, err := decodeUTF7(l); err == nil {
+		if d, err := DecodeMUTF7(l); err == nil {
 			l = d // Dovecot writes the mUTF-7 form
 		}
 		if IsInbox(l) {
@@ -331,7 +331,7 @@ func (s *Store) SetSubscribed(name string, on bool) error {
 func encodeUTF7Name(name string) string {
 	parts := strings.Split(name, string(Delimiter))
 	for i, p := range parts {
-		parts[i] = encodeUTF7(p)
+		parts[i] = EncodeMUTF7(p)
 	}
 	return strings.Join(parts, string(Delimiter))
 }

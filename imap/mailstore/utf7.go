@@ -13,7 +13,10 @@ import (
 
 var b64 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
 
-func encodeUTF7(s string) string {
+// EncodeMUTF7 encodes a UTF-8 name in modified UTF-7: the folder
+// directory's name on disk, and the mailbox name IMAP clients without
+// UTF8=ACCEPT are sent.
+func EncodeMUTF7(s string) string {
 	var b strings.Builder
 	var pending []rune
 	flush := func() {
@@ -48,7 +51,9 @@ func encodeUTF7(s string) string {
 
 var errUTF7 = errors.New("mailstore: invalid modified UTF-7")
 
-func decodeUTF7(s string) (string, error) {
+// DecodeMUTF7 decodes modified UTF-7; printable ASCII sent encoded,
+// unpaired surrogates and bytes outside printable ASCII are errors.
+func DecodeMUTF7(s string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
