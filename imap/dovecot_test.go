@@ -3,58 +3,21 @@ package imap
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	goimap "github.com/emersion/go-imap/v2"
+
+	"courriel/internal/testenv"
 )
-
-const dovecotIMAP = "/usr/lib/dovecot/imap"
-
-// runDovecot runs Dovecot's imap binary in pre-authenticated mode on maildir
-// (as nobody: Dovecot refuses root) and returns its output.
-func runDovecot(t *testing.T, maildir, script string) string {
-	t.Helper()
-	conf := filepath.Join(t.TempDir(), "dovecot.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`ssl = no
-mail_location = maildir:%s
-log_path = /dev/stderr
-mail_uid = 65534
-mail_gid = 65534
-first_valid_uid = 0
-first_valid_gid = 0
-`, maildir)), 0o644)
-	os.Chmod(filepath.Dir(conf), 0o755)
-	exec.Command("chown", "-R", "65534:65534", maildir).Run()
-	cmd := exec.Command(dovecotIMAP, "-c", conf)
-	cmd.Env = []string{"USER=alice", "HOME=" + maildir}
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("dovecot imap: %v\n%s", err, out)
-	}
-	return string(out)
-}
 
 // TestDovecotReadsOurFiles: a maildir written by courriel (UIDs after an
 // expunge, a keyword, flags) reads the same in Dovecot, and mail Dovecot
 // appends keeps every UID when courriel opens the folder again.
 func TestDovecotReadsOurFiles(t *testing.T) {
-	if _, err := os.Stat(dovecotIMAP); err != nil {
-		if os.Getenv("CI") == "true" { // scripts/test installs it
-			t.Fatal("Dovecot is not installed")
-		}
-		t.Skip("Dovecot is not installed")
-	}
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" { // scripts/test installs it
-			t.Fatal("running Dovecot as another user needs root")
-		}
-		t.Skip("running Dovecot as another user needs root")
-	}
+	testenv.NeedDovecot(t)
 	t.Parallel()
 	e := newEnv(t)
 	for i := 0; i < 3; i++ {
@@ -78,7 +41,7 @@ func TestDovecotReadsOurFiles(t *testing.T) {
 	}
 
 	msg := "Subject: from dovecot\r\n\r\nhi\r\n"
-	out := runDovecot(t, e.maildir, "a SELECT INBOX\r\nb UID FETCH 1:* (FLAGS)\r\n"+
+	out := testenv.RunDovecot(t, e.maildir, "", "a SELECT INBOX\r\nb UID FETCH 1:* (FLAGS)\r\n"+
 		fmt.Sprintf("c APPEND INBOX {%d+}\r\n%s\r\nd LOGOUT\r\n", len(msg), msg))
 	if !strings.Contains(out, fmt.Sprintf("[UIDVALIDITY %d]", sel.UIDValidity)) {
 		t.Errorf("Dovecot sees another UIDVALIDITY:\n%s", out)

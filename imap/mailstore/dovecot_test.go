@@ -3,64 +3,21 @@ package mailstore
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
-
-const dovecotIMAP = "/usr/lib/dovecot/imap"
-
-// needDovecot skips (fails in CI) when Dovecot's imap binary cannot be run
-// as another user.
-func needDovecot(t *testing.T) {
-	t.Helper()
-	why := ""
-	if _, err := os.Stat(dovecotIMAP); err != nil {
-		why = "Dovecot is not installed"
-	} else if os.Getuid() != 0 {
-		why = "running Dovecot as another user needs root"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
-}
-
-// runDovecot runs Dovecot's imap binary pre-authenticated on maildir, as
-// nobody (Dovecot refuses root), and returns its output.
-func runDovecot(t *testing.T, maildir, script string) string {
-	t.Helper()
-	confDir := t.TempDir()
-	conf := filepath.Join(confDir, "dovecot.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s\nlog_path = /dev/stderr\n"+
-		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n", maildir)), 0o644)
-	os.Chmod(confDir, 0o755)
-	for d := maildir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		os.Chmod(d, 0o755)
-	}
-	exec.Command("chown", "-R", "65534:65534", maildir).Run()
-	cmd := exec.Command(dovecotIMAP, "-c", conf)
-	cmd.Env = []string{"USER=alice", "HOME=" + maildir}
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("dovecot imap: %v\n%s", err, out)
-	}
-	return string(out)
-}
 
 // Dovecot and courriel share the UIDVALIDITY counter: a folder Dovecot
 // creates after one of ours gets the next value, and ours after Dovecot's
 // the one after that; each sees the other's folder with its UIDVALIDITY.
 func TestDovecotSharesUIDValidityCounter(t *testing.T) {
-	needDovecot(t)
+	testenv.NeedDovecot(t)
 	t.Parallel()
 	st := testStore(t)
 	reg := NewRegistry()
@@ -74,7 +31,7 @@ func TestDovecotSharesUIDValidityCounter(t *testing.T) {
 	ours := mb.UIDValidity()
 	mb.Release()
 
-	out := runDovecot(t, st.Path(), "a CREATE Theirs\r\nb STATUS Theirs (UIDVALIDITY)\r\n"+
+	out := testenv.RunDovecot(t, st.Path(), "", "a CREATE Theirs\r\nb STATUS Theirs (UIDVALIDITY)\r\n"+
 		"c STATUS Ours (UIDVALIDITY)\r\nd LOGOUT\r\n")
 	if !strings.Contains(out, fmt.Sprintf("STATUS Ours (UIDVALIDITY %d)", ours)) {
 		t.Errorf("Dovecot sees another UIDVALIDITY for our folder (want %d):\n%s", ours, out)
@@ -114,7 +71,7 @@ func TestDovecotSharesUIDValidityCounter(t *testing.T) {
 // and Delivered, hard-linked copies, moves) reads the same in Dovecot, and
 // what Dovecot then appends is adopted with Dovecot's UIDs.
 func TestDovecotReadsAppendedUIDList(t *testing.T) {
-	needDovecot(t)
+	testenv.NeedDovecot(t)
 	t.Parallel()
 	st := testStore(t)
 	for i := 1; i <= 2; i++ {
@@ -154,7 +111,7 @@ func TestDovecotReadsAppendedUIDList(t *testing.T) {
 	defer w.Close()
 
 	msg := "Subject: from dovecot\r\n\r\nhi\r\n"
-	out := runDovecot(t, st.Path(), "a SELECT INBOX\r\nb UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"+
+	out := testenv.RunDovecot(t, st.Path(), "", "a SELECT INBOX\r\nb UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"+
 		"c SELECT Archive\r\nd UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"+
 		fmt.Sprintf("e APPEND INBOX {%d+}\r\n%s\r\nf LOGOUT\r\n", len(msg), msg))
 	got := regexp.MustCompile(`UID (\d+) FLAGS \(([^)]*)\) BODY\[HEADER.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: (\w+)`).FindAllStringSubmatch(out, -1)
