@@ -27,6 +27,7 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	q := d.opts.Queries.User
 	mq := d.opts.Queries.Mailbox
 	attrs := []string{q.ResultAttribute, mq.ResultAttribute, d.opts.Queries.UID.ResultAttribute, d.opts.Queries.GID.ResultAttribute, "uid"}
+	attrs = append(attrs, d.quotaAttributes()...)
 	entries, err := d.entries(ctx, q, uid, attrs)
 	if err != nil {
 		return User{}, err
@@ -67,6 +68,14 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	}
 	if vals := e.GetEqualFoldAttributeValues("uid"); len(vals) == 1 {
 		u.Login = vals[0]
+	}
+	var quota []string
+	for _, a := range d.quotaAttributes() {
+		v, _ := single(e, Query{ResultAttribute: a, ResultFormat: "%s"})
+		quota = append(quota, v)
+	}
+	if u.QuotaBytes, u.QuotaMessages, err = d.parseQuota(quota); err != nil {
+		return User{}, fmt.Errorf("%w: login %s: quota: %v", ErrUnavailable, uid, err)
 	}
 	return u, nil
 }

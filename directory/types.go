@@ -40,6 +40,10 @@ type User struct {
 	DN      string
 	Home    string // homeDirectory, absolute and clean
 	Maildir string // by the mailbox query's result_format, as delivery: seed's Home + "/mailbox/"
-	UID     int
-	GID     int
+	// QuotaBytes and QuotaMessages: the quota attributes of the entry, as
+	// Mailbox has them; 0 is no limit.
+	QuotaBytes    int64
+	QuotaMessages int64
+	UID           int
+	GID           int
 }

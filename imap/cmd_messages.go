@@ -139,7 +139,10 @@ func cmdAppend(s *session, tag string, _ bool) error {
 			mb.Release()
 		}
 	}()
-	li, err := s.r.LiteralHeaderCheck(int64(s.srv.opts.AppendLimit), true, func(wire.LiteralInfo) error {
+	li, err := s.r.LiteralHeaderCheck(int64(s.srv.opts.AppendLimit), true, func(li wire.LiteralInfo) error {
+		if err := s.checkQuota(li.Size, 1); err != nil {
+			return err
+		}
 		m, err := s.srv.reg.Open(s.store, name)
 		if err != nil {
 			return s.storeErr("append", err, "TRYCREATE")
@@ -380,6 +383,15 @@ func cmdCopy(s *session, tag string, uid bool) error {
 		// from the source through its change log.
 		src, dstUIDs, err = sel.mb.MoveTo(dst, uids)
 	} else {
+		var size int64
+		for _, u := range uids {
+			if n, _, err := sel.mb.Meta(u); err == nil {
+				size += n
+			}
+		}
+		if err := s.checkQuota(size, int64(len(uids))); err != nil {
+			return err
+		}
 		src, dstUIDs, err = sel.mb.CopyTo(dst, uids)
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,21 @@ func TestQuota(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(s.vmail, "xomail", "mailbox", "maildirsize"))
 	if err != nil || !strings.HasPrefix(string(b), "6144S\n") {
 		t.Errorf("maildirsize %q (%v)", b, err)
+	}
+	// The user sees the same quota over IMAP (Python's imaplib).
+	if python, err := lookPath("python3"); err == nil {
+		out, err := run(t, "", python, "-c", fmt.Sprintf(`
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile=%q)
+m = imaplib.IMAP4_SSL("localhost", %s, ssl_context=ctx)
+m.login("xomail", %q)
+print(m.getquotaroot("INBOX"))
+`, s.ca.CertFile(), port(s.IMAPS), testenv.XomailPassword))
+		if err != nil || !strings.Contains(out, `STORAGE 3 6`) {
+			t.Errorf("imaplib getquotaroot: %v\n%s", err, out)
+		}
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("python3 is missing")
 	}
 
 	// The list: bob's copy is stored, alice's (1K) waits in the queue.

@@ -1,0 +1,120 @@
+package imap
+
+import (
+	"strconv"
+
+	"courriel/delivery/maildirsize"
+)
+
+// QUOTA (RFC 9208) over the user's maildir: one quota root per user,
+// named as Dovecot names it, with the limits the directory gives
+// (directory.User.Quota*) and the usage of Maildir++'s maildirsize, the
+// file delivery and Dovecot keep too. The limits are set in the directory,
+// never by SETQUOTA.
+
+// quotaRoot is the name of the user's quota root.
+const quotaRoot = "User quota"
+
+func (s *session) quotaLimits() maildirsize.Limits {
+	return maildirsize.Limits{Bytes: s.user.QuotaBytes, Messages: s.user.QuotaMessages}
+}
+
+// checkQuota refuses adding messages of size octets in all (count of
+// them) when that would take the user past the quota (RFC 9208 §4.3:
+// NO [OVERQUOTA]), before anything is written.
+func (s *session) checkQuota(size, count int64) error {
+	lim := s.quotaLimits()
+	if !lim.Set() || count == 0 {
+		return nil
+	}
+	u, err := s.store.QuotaUsage(lim)
+	if err != nil {
+		return s.storeErr("quota", err, "")
+	}
+	if (lim.Bytes > 0 && u.Bytes+size > lim.Bytes) || (lim.Messages > 0 && u.Messages+count > lim.Messages) {
+		return no("OVERQUOTA", "Quota exceeded (mailbox is full)")
+	}
+	return nil
+}
+
+// writeQuota writes "* QUOTA" for the user's root.
+func (s *session) writeQuota(lim maildirsize.Limits) error {
+	u, err := s.store.QuotaUsage(lim)
+	if err != nil {
+		return s.storeErr("quota", err, "")
+	}
+	s.w.Raw("* QUOTA ")
+	s.w.String(quotaRoot, false)
+	s.w.Raw(" (")
+	sep := ""
+	if lim.Bytes > 0 {
+		// RFC 9208 §5.1: STORAGE in units of 1024 octets.
+		s.w.Raw("STORAGE " + strconv.FormatInt(u.Bytes/1024, 10) + " " + strconv.FormatInt(lim.Bytes/1024, 10))
+		sep = " "
+	}
+	if lim.Messages > 0 {
+		s.w.Raw(sep + "MESSAGE " + strconv.FormatInt(u.Messages, 10) + " " + strconv.FormatInt(lim.Messages, 10))
+	}
+	s.w.Raw(")\r\n")
+	return nil
+}
+
+func cmdGetQuotaRoot(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	mb, err := s.srv.reg.Open(s.store, name)
+	if err != nil {
+		return s.storeErr("getquotaroot", err, "")
+	}
+	mb.Release()
+	lim := s.quotaLimits()
+	s.w.Raw("* QUOTAROOT ")
+	s.writeMailbox(name)
+	if lim.Set() {
+		s.w.Raw(" ")
+		s.w.String(quotaRoot, false)
+	}
+	s.w.Raw("\r\n")
+	if lim.Set() {
+		if err := s.writeQuota(lim); err != nil {
+			return err
+		}
+	}
+	return s.ok(tag, "", "Getquotaroot completed", true)
+}
+
+func cmdGetQuota(s *session, tag string, _ bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	root, err := s.r.AString()
+	if err != nil {
+		return err
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	lim := s.quotaLimits()
+	if root != quotaRoot || !lim.Set() {
+		return no("NONEXISTENT", "No such quota root")
+	}
+	if err := s.writeQuota(lim); err != nil {
+		return err
+	}
+	return s.ok(tag, "", "Getquota completed", true)
+}
+
+func cmdSetQuota(s *session, tag string, _ bool) error {
+	if err := s.r.Discard(); err != nil {
+		return err
+	}
+	return no("NOPERM", "Quotas are set in the directory")
+}

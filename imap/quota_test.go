@@ -1,0 +1,75 @@
+package imap
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestQuota: RFC 9208 over the directory's limits and maildirsize. Over
+// the quota, APPEND is refused before its literal is asked for and COPY
+// before anything is copied, both with NO [OVERQUOTA]; an EXPUNGE makes
+// room again; SETQUOTA is the directory's business. A user without a quota
+// has a quota root list with no root.
+func TestQuota(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.auth.mu.Lock()
+	u := e.auth.users["alice"]
+	u.user.QuotaBytes, u.user.QuotaMessages = 2048, 10
+	e.auth.users["alice"] = u
+	e.auth.mu.Unlock()
+
+	r := loggedIn(t, e)
+	all := func(ls []string) string { return strings.Join(ls, "\n") }
+	if got := all(r.cmd("c", "CAPABILITY")); !strings.Contains(got, " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE ") {
+		t.Errorf("CAPABILITY:\n%s", got)
+	}
+	if got := all(r.cmd("q", "GETQUOTAROOT INBOX")); !strings.Contains(got, "* QUOTAROOT \"INBOX\" \"User quota\"") ||
+		!strings.Contains(got, "* QUOTA \"User quota\" (STORAGE 0 2 MESSAGE 0 10)") || !strings.Contains(got, "q OK") {
+		t.Errorf("GETQUOTAROOT:\n%s", got)
+	}
+	msg := "Subject: q\r\n\r\n" + strings.Repeat("x", 1400) + "\r\n"
+	r.send("a1 APPEND INBOX {" + itoa(len(msg)) + "}\r\n")
+	if got := r.line(); !strings.HasPrefix(got, "+") {
+		t.Fatalf("APPEND under the quota: %q", got)
+	}
+	r.send(msg + "\r\n")
+	if got := last(r.until("a1")); !strings.HasPrefix(got, "a1 OK") {
+		t.Fatalf("APPEND under the quota: %q", got)
+	}
+	r.send("a2 APPEND INBOX {" + itoa(len(msg)) + "}\r\n")
+	expectAtOnce(t, r, "a2 NO [OVERQUOTA]")
+	r.cmd("s", "SELECT INBOX")
+	if got := last(r.cmd("k", "COPY 1 INBOX")); !strings.HasPrefix(got, "k NO [OVERQUOTA]") {
+		t.Errorf("COPY over the quota: %q", got)
+	}
+	if got := all(r.cmd("g", "GETQUOTA \"User quota\"")); !strings.Contains(got, "(STORAGE 1 2 MESSAGE 1 10)") {
+		t.Errorf("GETQUOTA:\n%s", got)
+	}
+	if got := last(r.cmd("x", "SETQUOTA \"User quota\" (STORAGE 99999)")); !strings.HasPrefix(got, "x NO [NOPERM]") {
+		t.Errorf("SETQUOTA: %q", got)
+	}
+	r.cmd("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+	r.cmd("e", "EXPUNGE")
+	if got := all(r.cmd("g2", "GETQUOTA \"User quota\"")); !strings.Contains(got, "(STORAGE 0 2 MESSAGE 0 10)") {
+		t.Errorf("GETQUOTA after EXPUNGE:\n%s", got)
+	}
+	r.send("a3 APPEND INBOX {" + itoa(len(msg)) + "}\r\n")
+	if got := r.line(); !strings.HasPrefix(got, "+") {
+		t.Fatalf("APPEND after EXPUNGE: %q", got)
+	}
+	r.send(msg + "\r\n")
+	if got := last(r.until("a3")); !strings.HasPrefix(got, "a3 OK") {
+		t.Errorf("APPEND after EXPUNGE: %q", got)
+	}
+
+	// bob has no quota.
+	b := dialRaw(t, e.addr, true)
+	b.cmd("l", "LOGIN bob hunter2")
+	if got := b.cmd("q", "GETQUOTAROOT INBOX"); len(got) != 2 || got[0] != "* QUOTAROOT \"INBOX\"" {
+		t.Errorf("GETQUOTAROOT without quota: %q", got)
+	}
+	if got := last(b.cmd("g", "GETQUOTA \"User quota\"")); !strings.HasPrefix(got, "g NO") {
+		t.Errorf("GETQUOTA without quota: %q", got)
+	}
+}
