@@ -84,9 +84,56 @@ func cmdAppend(s *session, tag string, _ bool) error {
 	if err != nil {
 		return err
 	}
-	if err := s.r.SP(); err != nil {
+	var mb *mailstore.Mailbox
+	var app *mailstore.Appender
+	defer func() {
+		if app != nil {
+			app.Abort()
+		}
+		if mb != nil {
+			mb.Release()
+		}
+	}()
+	// MULTIAPPEND (RFC 3502): messages follow one another, each with its
+	// own flags and date; all are stored or none.
+	var total int64
+	for n := 0; ; n++ {
+		if n > 0 {
+			if sp, err := s.r.Is(' '); err != nil {
+				return err
+			} else if !sp {
+				break
+			}
+		} else if err := s.r.SP(); err != nil {
+			return err
+		}
+		if n >= maxMultiAppend {
+			return bad("", "Too many messages in one APPEND")
+		}
+		if err := s.appendOne(name, &mb, &app, &total); err != nil {
+			return err
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
 		return err
 	}
+	uids, err := app.Commit()
+	app = nil
+	if err != nil {
+		return s.storeErr("append", err, "")
+	}
+	s.srv.wakeIdlers(mb, s)
+	code := "APPENDUID " + strconv.FormatUint(uint64(mb.UIDValidity()), 10) + " " + uidSetString(uids)
+	return s.ok(tag, code, "Append completed", true)
+}
+
+// maxMultiAppend bounds the messages of one APPEND.
+const maxMultiAppend = 1000
+
+// appendOne reads one message of an APPEND (flags, date, literal) into app,
+// opening the mailbox at the first. total counts the octets of the
+// command's messages so far, against the quota.
+func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore.Appender, total *int64) error {
 	var flags []string
 	if c, err := s.r.Peek(); err != nil {
 		return err
@@ -133,21 +180,22 @@ func cmdAppend(s *session, tag string, _ bool) error {
 		}
 		utf8Ext = true
 	}
-	var mb *mailstore.Mailbox
-	defer func() {
-		if mb != nil {
-			mb.Release()
-		}
-	}()
 	li, err := s.r.LiteralHeaderCheck(int64(s.srv.opts.AppendLimit), true, func(li wire.LiteralInfo) error {
-		if err := s.checkQuota(li.Size, 1); err != nil {
+		added := 0
+		if *app != nil {
+			added = (*app).Len()
+		}
+		if err := s.checkQuota(*total+li.Size, int64(added)+1); err != nil {
 			return err
+		}
+		if *mb != nil {
+			return nil
 		}
 		m, err := s.srv.reg.Open(s.store, name)
 		if err != nil {
 			return s.storeErr("append", err, "TRYCREATE")
 		}
-		mb = m
+		*mb, *app = m, m.NewAppender()
 		return nil
 	})
 	if err != nil {
@@ -157,9 +205,7 @@ func cmdAppend(s *session, tag string, _ bool) error {
 		}
 		return err
 	}
-	if date.IsZero() {
-		date = time.Now()
-	}
+	*total += li.Size
 	var src io.Reader = s.r
 	if li.Binary {
 		// A literal8 may hold binary content; the maildir stores lines.
@@ -172,8 +218,7 @@ func cmdAppend(s *session, tag string, _ bool) error {
 		}
 		src = bytes.NewReader(encodeBinaryParts(raw))
 	}
-	uid, err := mb.Append(src, toFlags(flags), date)
-	if err != nil {
+	if err := (*app).Add(src, toFlags(flags), date); err != nil {
 		if isNetErr(err) {
 			return err
 		}
@@ -190,12 +235,7 @@ func cmdAppend(s *session, tag string, _ bool) error {
 			return err
 		}
 	}
-	if err := s.r.CRLF(); err != nil {
-		return err
-	}
-	s.srv.wakeIdlers(mb, s)
-	code := "APPENDUID " + strconv.FormatUint(uint64(mb.UIDValidity()), 10) + " " + strconv.FormatUint(uint64(uid), 10)
-	return s.ok(tag, code, "Append completed", true)
+	return nil
 }
 
 type storeArgs struct {

@@ -73,3 +73,25 @@ func TestQuota(t *testing.T) {
 		t.Errorf("GETQUOTA without quota: %q", got)
 	}
 }
+
+// TestMultiAppendAtomic: MULTIAPPEND (RFC 3502) stores every message or
+// none: a second message refused (its literal over APPENDLIMIT, answered
+// before it is sent) leaves the first one out too.
+func TestMultiAppendAtomic(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.AppendLimit = 4096 })
+	r := loggedIn(t, e)
+	msg := "Subject: m\r\n\r\nbody\r\n"
+	r.send("a APPEND INBOX (\\Seen) {" + itoa(len(msg)) + "+}\r\n" + msg + " {100000}\r\n")
+	expectAtOnce(t, r, "a NO [TOOBIG]")
+	if got := strings.Join(r.cmd("s", "STATUS INBOX (MESSAGES)"), "\n"); !strings.Contains(got, "(MESSAGES 0)") {
+		t.Errorf("after a refused MULTIAPPEND:\n%s", got)
+	}
+	r.send("b APPEND INBOX {" + itoa(len(msg)) + "+}\r\n" + msg + " (\\Flagged) {" + itoa(len(msg)) + "+}\r\n" + msg + "\r\n")
+	if got := last(r.until("b")); !strings.HasPrefix(got, "b OK [APPENDUID ") || !strings.Contains(got, " 1:2]") {
+		t.Errorf("MULTIAPPEND of two: %q", got)
+	}
+	if got := strings.Join(r.cmd("s2", "STATUS INBOX (MESSAGES)"), "\n"); !strings.Contains(got, "(MESSAGES 2)") {
+		t.Errorf("after MULTIAPPEND of two:\n%s", got)
+	}
+}

@@ -206,24 +206,68 @@ func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
 
 // Append stores a message (RFC 9051 §6.3.12) and returns its UID.
 func (mb *Mailbox) Append(r io.Reader, flags []string, date time.Time) (uint32, error) {
-	if date.IsZero() {
-		date = time.Now()
-	}
-	tmp := mb.reg.uniqueBase()
-	psize, vsize, err := mb.writeTemp(tmp, r, date)
-	if err != nil {
+	a := mb.NewAppender()
+	if err := a.Add(r, flags, date); err != nil {
 		return 0, err
 	}
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	uids, err := mb.commitLocked([]pending{{
-		tmp: tmp, base: sizedBase(tmp, psize, vsize), flags: flags,
-		c: Cached{Size: knownSize(vsize), Date: date.UnixNano()},
-	}})
+	uids, err := a.Commit()
 	if err != nil {
 		return 0, err
 	}
 	return uids[0], nil
+}
+
+// Appender gathers the messages of one APPEND, several with MULTIAPPEND
+// (RFC 3502), and stores them all or none: each is written to tmp/ as it
+// arrives, and Commit numbers them together (one uidlist write) or, on any
+// failure, Abort leaves nothing behind.
+type Appender struct {
+	mb *Mailbox
+	ps []pending
+}
+
+// NewAppender starts an APPEND into mb.
+func (mb *Mailbox) NewAppender() *Appender { return &Appender{mb: mb} }
+
+// Add writes one message to tmp/ (date zero: now).
+func (a *Appender) Add(r io.Reader, flags []string, date time.Time) error {
+	if date.IsZero() {
+		date = time.Now()
+	}
+	tmp := a.mb.reg.uniqueBase()
+	psize, vsize, err := a.mb.writeTemp(tmp, r, date)
+	if err != nil {
+		return err
+	}
+	a.ps = append(a.ps, pending{
+		tmp: tmp, base: sizedBase(tmp, psize, vsize), flags: flags,
+		c: Cached{Size: knownSize(vsize), Date: date.UnixNano()},
+	})
+	return nil
+}
+
+// Commit stores every message added, in order, and returns their UIDs.
+// On an error none of them is in the folder.
+func (a *Appender) Commit() ([]uint32, error) {
+	if len(a.ps) == 0 {
+		return nil, errors.New("mailstore: append: no message")
+	}
+	a.mb.mu.Lock()
+	defer a.mb.mu.Unlock()
+	uids, err := a.mb.commitLocked(a.ps) // removes the tmp/ files on failure
+	a.ps = nil
+	return uids, err
+}
+
+// Len is the number of messages added so far.
+func (a *Appender) Len() int { return len(a.ps) }
+
+// Abort removes what was written for messages not committed.
+func (a *Appender) Abort() {
+	for _, p := range a.ps {
+		_ = a.mb.root.Remove("tmp/" + p.tmp)
+	}
+	a.ps = nil
 }
 
 // knownSize is the cache's form of a size: -1 for an empty message, as 0
