@@ -1,0 +1,231 @@
+package sieve
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// oracleEnvelopes are the envelopes the corpus messages arrive with.
+var oracleEnvelopes = map[string]Envelope{
+	"plain.eml":   {From: "alice@example.com", To: "bob+lists@example.org"},
+	"encoded.eml": {From: "bounce-123@news.example.net", To: "carol@example.org"},
+	"list.eml":    {From: "owner-dev@lists.example.com", To: "dave+dev@Example.ORG"},
+	"multi.eml":   {From: "MAILER-DAEMON@mx.example.org", To: "erin@example.org"},
+	"bigbody.eml": {From: "frank@example.com", To: "frank@example.org"},
+	"spammy.eml":  {From: "promo@shop.example", To: "bob@example.org"},
+}
+
+// oracleExtensions are the extensions sieve-test may use: those we
+// implement, so that a script requiring any other is refused by both.
+var oracleExtensions = []string{"fileinto", "envelope", "mailbox", "imap4flags", "copy",
+	"variables", "relational", "subaddress", "comparator-i;ascii-numeric"}
+
+func sieveTestPath(t *testing.T) string {
+	p, err := exec.LookPath("sieve-test")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sieve-test (Debian package dovecot-sieve) is missing; CI must have it")
+		}
+		t.Skip("sieve-test (Debian package dovecot-sieve) is not installed")
+	}
+	return p
+}
+
+// TestOracleCorpus runs every script of testdata/corpus on every message of
+// testdata/messages through Run and through Pigeonhole's sieve-test, and
+// compares the actions; a script one refuses the other must refuse.
+func TestOracleCorpus(t *testing.T) {
+	bin := sieveTestPath(t)
+	// sieve-test drops privileges to mail_uid and saves compiled .svbin files
+	// beside the scripts: a directory anyone may write, when we are root.
+	dir, err := os.MkdirTemp("", "sieve-oracle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	uid := os.Getuid()
+	gid := os.Getgid()
+	if uid == 0 {
+		uid, gid = 65534, 65534
+	}
+	conf := filepath.Join(dir, "dovecot.conf")
+	writePublic(t, conf, fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+		"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\n"+
+		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 64\n}\n", uid, gid, dir))
+
+	scripts, _ := filepath.Glob("testdata/corpus/*.sieve")
+	messages, _ := filepath.Glob("testdata/messages/*.eml")
+	if len(scripts) < 30 || len(messages) < 4 {
+		t.Fatalf("corpus too small: %d scripts, %d messages", len(scripts), len(messages))
+	}
+	agreeScripts := 0
+	for _, sp := range scripts {
+		src, err := os.ReadFile(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(sp)
+		scriptCopy := filepath.Join(dir, name)
+		writePublic(t, scriptCopy, string(src))
+		script, compileErr := Compile(src, Limits{})
+		allAgree := true
+		for _, mp := range messages {
+			env, ok := oracleEnvelopes[filepath.Base(mp)]
+			if !ok {
+				t.Fatalf("no envelope for %s", mp)
+			}
+			raw, err := os.ReadFile(mp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgCopy := filepath.Join(dir, filepath.Base(mp))
+			writePublic(t, msgCopy, string(raw))
+			var ours []string
+			if compileErr != nil {
+				ours = []string{"refused"}
+			} else {
+				msg, err := ReadMessage(bytes.NewReader(raw))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ours = canonicalResult(script.Run(msg, env))
+			}
+			from := env.From
+			if from == "" {
+				from = "<>"
+			}
+			cmd := exec.Command(bin, "-c", conf, "-x", strings.Join(oracleExtensions, " "),
+				"-f", from, "-a", env.To, "-r", env.To, scriptCopy, msgCopy)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			runErr := cmd.Run()
+			theirs := parseSieveTest(stdout.String(), stderr.String(), runErr)
+			if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+				allAgree = false
+				detail := ""
+				if compileErr != nil {
+					detail = compileErr.Error()
+				}
+				t.Errorf("%s on %s:\n ours:   %q %s\n theirs: %q\n sieve-test: %s%s", name, filepath.Base(mp),
+					ours, detail, theirs, stdout.String(), stderr.String())
+			}
+		}
+		if allAgree {
+			agreeScripts++
+		}
+	}
+	t.Logf("%d of %d corpus scripts agree with sieve-test on all %d messages", agreeScripts, len(scripts), len(messages))
+}
+
+func writePublic(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// canonicalResult is a Result in the form parseSieveTest gives
+// sieve-test's output.
+func canonicalResult(res Result) []string {
+	if res.Err != nil {
+		return []string{"error"}
+	}
+	var out []string
+	for _, a := range res.Actions {
+		switch a.Kind {
+		case Store:
+			line := "store " + a.Folder
+			if a.Implicit {
+				line = "implicit " + line
+			}
+			if len(a.Flags) > 0 {
+				line += " flags=" + canonicalFlags(a.Flags)
+			}
+			if a.Create {
+				line += " create"
+			}
+			out = append(out, line)
+		case Redirect:
+			out = append(out, "redirect "+a.Address)
+		case Discard:
+			out = append(out, "discard")
+		}
+	}
+	return out
+}
+
+func canonicalFlags(flags []string) string {
+	f := make([]string, len(flags))
+	for i, s := range flags {
+		f[i] = strings.ToLower(s)
+	}
+	sort.Strings(f)
+	return strings.Join(f, ",")
+}
+
+// parseSieveTest reads sieve-test's report: "Performed actions:" and
+// "Implicit keep:" sections of " * action" lines with "+ detail" lines.
+func parseSieveTest(stdout, stderr string, runErr error) []string {
+	if strings.Contains(stderr, "failed to compile") {
+		return []string{"refused"}
+	}
+	if strings.Contains(stdout+stderr, "final result: failed") {
+		return []string{"error"}
+	}
+	if runErr != nil {
+		return []string{"sieve-test failed: " + runErr.Error()}
+	}
+	var out []string
+	prefix := ""
+	var flags string
+	var create bool
+	flush := func() {
+		if len(out) == 0 || !strings.Contains(out[len(out)-1], "store ") {
+			return
+		}
+		if flags != "" {
+			out[len(out)-1] += " flags=" + canonicalFlags(strings.Fields(flags))
+		}
+		if create {
+			out[len(out)-1] += " create"
+		}
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		l := strings.TrimSpace(line)
+		switch {
+		case l == "Performed actions:":
+			prefix = ""
+		case l == "Implicit keep:":
+			flush()
+			flags, create = "", false
+			prefix = "implicit "
+		case strings.HasPrefix(l, "* "):
+			flush()
+			flags, create = "", false
+			a := strings.TrimPrefix(l, "* ")
+			switch {
+			case strings.HasPrefix(a, "store message in folder: "):
+				out = append(out, prefix+"store "+strings.TrimPrefix(a, "store message in folder: "))
+			case strings.HasPrefix(a, "redirect message to: "):
+				out = append(out, "redirect "+strings.Trim(strings.TrimPrefix(a, "redirect message to: "), "<>"))
+			default:
+				out = append(out, a)
+			}
+		case strings.HasPrefix(l, "+ add IMAP flags: "):
+			flags = strings.TrimPrefix(l, "+ add IMAP flags: ")
+		case l == "+ create mailbox if it does not exist":
+			create = true
+		}
+	}
+	flush()
+	return out
+}

@@ -1,0 +1,486 @@
+package sieve
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Message is what a script sees of a message: its header and its size.
+type Message struct {
+	Header textproto.Header
+	Size   int64 // octets, lines counted with CRLF as on the wire
+}
+
+// ReadMessage reads a message (LF or CRLF line ends), keeping its header and
+// measuring its size.
+func ReadMessage(r io.Reader) (*Message, error) {
+	br := bufio.NewReader(r)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
+	}
+	var hb bytes.Buffer
+	if err := textproto.WriteHeader(&hb, h); err != nil {
+		return nil, fmt.Errorf("sieve: measuring the message header: %w", err)
+	}
+	size := int64(hb.Len())
+	prevCR := false
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := br.Read(buf)
+		for _, c := range buf[:n] {
+			if c == '\n' && !prevCR {
+				size++
+			}
+			prevCR = c == '\r'
+			size++
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sieve: reading the message body: %w", err)
+		}
+	}
+	return &Message{Header: h, Size: size}, nil
+}
+
+// Envelope is the SMTP envelope of the copy being delivered.
+type Envelope struct {
+	From string // MAIL FROM, "" for the null sender
+	To   string // the RCPT TO address this copy is for
+}
+
+// ActionKind is what an Action does.
+type ActionKind int
+
+const (
+	// Store puts the message into Folder ("INBOX" for keep) with Flags.
+	Store ActionKind = iota
+	// Redirect sends the message on to Address.
+	Redirect
+	// Discard records that the script discarded the message; with no Store
+	// nor Redirect beside it, nothing is delivered.
+	Discard
+)
+
+// Action is one thing delivery must do with the message.
+type Action struct {
+	Kind     ActionKind
+	Folder   string   // Store: "INBOX" or a folder name as the script wrote it
+	Flags    []string // Store: IMAP flags (\Seen…, keywords) to set
+	Create   bool     // Store: create Folder when missing (fileinto :create)
+	Implicit bool     // Store: the implicit keep (RFC 5228 §2.10.2)
+	Address  string   // Redirect: the address, local@domain
+	Copy     bool     // Store/Redirect: with :copy
+}
+
+// Result is the outcome of a run: the actions in the order the script took
+// them. When Err is set, the script failed at runtime and Actions is a keep
+// into INBOX (RFC 5228 §2.10.6): the message is never lost.
+type Result struct {
+	Actions []Action
+	Err     error
+}
+
+// RuntimeError is a script failure while running: its place and reason.
+type RuntimeError = Error
+
+type runner struct {
+	s        *Script
+	msg      *Message
+	env      Envelope
+	vars     map[string]string
+	match    []string
+	flags    []string // imap4flags' internal variable
+	actions  []Action
+	canceled bool // the implicit keep is canceled
+	redirs   int
+}
+
+var errStop = errors.New("stop")
+
+// Run runs the script on a message for one recipient.
+func (s *Script) Run(msg *Message, env Envelope) Result {
+	r := &runner{s: s, msg: msg, env: env, vars: map[string]string{}}
+	err := r.block(s.cmds)
+	if err != nil && err != errStop {
+		return Result{Actions: []Action{{Kind: Store, Folder: "INBOX", Implicit: true}}, Err: err}
+	}
+	if !r.canceled {
+		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true})
+	}
+	return Result{Actions: r.actions}
+}
+
+func (r *runner) block(cmds []*Command) error {
+	skipElse := false
+	for _, c := range cmds {
+		n := r.s.nodes[c]
+		switch c.Name {
+		case "require":
+		case "if", "elsif", "else":
+			if c.Name == "if" {
+				skipElse = false
+			} else if skipElse {
+				continue
+			}
+			ok := true
+			if c.Name != "else" {
+				var err error
+				if ok, err = r.test(c.Tests[0]); err != nil {
+					return err
+				}
+			}
+			if ok {
+				skipElse = true
+				if err := r.block(c.Block); err != nil {
+					return err
+				}
+			}
+		case "stop":
+			return errStop
+		case "keep":
+			r.canceled = true
+			if err := r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flagArg(n)}); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+		case "discard":
+			r.canceled = true
+			r.add(Action{Kind: Discard})
+		case "fileinto":
+			_, cp := n.tags["copy"]
+			_, create := n.tags["create"]
+			folder := r.expand(n.pos[0].Strings[0])
+			if err := checkFolder(folder); err != nil {
+				return r.errorf(c.Pos, "fileinto %q: %v", folder, err)
+			}
+			if !cp {
+				r.canceled = true
+			}
+			if err := r.store(Action{Kind: Store, Folder: folder, Flags: r.flagArg(n), Create: create, Copy: cp}); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+		case "redirect":
+			_, cp := n.tags["copy"]
+			to := r.expand(n.pos[0].Strings[0])
+			addr, err := parseRedirectAddress(to)
+			if err != nil {
+				return r.errorf(c.Pos, "redirect address %q is invalid: %v", to, err)
+			}
+			if !cp {
+				r.canceled = true
+			}
+			if err := r.redirect(addr, cp); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+		case "setflag", "addflag", "removeflag":
+			r.flagCommand(c.Name, n)
+		case "set":
+			r.set(n)
+		default:
+			return r.errorf(c.Pos, "command %s cannot run", c.Name)
+		}
+	}
+	return nil
+}
+
+func (r *runner) errorf(p Pos, format string, args ...any) error {
+	return &Error{Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (r *runner) add(a Action) error {
+	if a.Kind == Discard {
+		for _, b := range r.actions {
+			if b.Kind == Discard {
+				return nil
+			}
+		}
+	}
+	if len(r.actions) >= r.s.limits.MaxActions {
+		return fmt.Errorf("more than %d actions", r.s.limits.MaxActions)
+	}
+	r.actions = append(r.actions, a)
+	return nil
+}
+
+func sameFolder(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
+		return true
+	}
+	return a == b
+}
+
+// store adds a Store, or merges it into the Store to the same folder taken
+// earlier: its place stays, the later flags win, as in Pigeonhole.
+func (r *runner) store(a Action) error {
+	a.Flags = append([]string(nil), a.Flags...)
+	for i, b := range r.actions {
+		if b.Kind == Store && sameFolder(a.Folder, b.Folder) {
+			if a.Implicit {
+				return nil
+			}
+			r.actions[i].Flags = a.Flags
+			r.actions[i].Create = b.Create || a.Create
+			r.actions[i].Copy = b.Copy && a.Copy
+			return nil
+		}
+	}
+	if strings.EqualFold(a.Folder, "INBOX") {
+		a.Folder = "INBOX"
+	}
+	return r.add(a)
+}
+
+func (r *runner) redirect(addr string, cp bool) error {
+	for i, b := range r.actions {
+		if b.Kind == Redirect && b.Address == addr {
+			r.actions[i].Copy = b.Copy && cp
+			return nil
+		}
+	}
+	if r.redirs >= r.s.limits.MaxRedirects {
+		return fmt.Errorf("more than %d redirects", r.s.limits.MaxRedirects)
+	}
+	r.redirs++
+	return r.add(Action{Kind: Redirect, Address: addr, Copy: cp})
+}
+
+func checkFolder(f string) error {
+	switch {
+	case f == "":
+		return errors.New("empty folder name")
+	case !utf8.ValidString(f):
+		return errors.New("folder name is not UTF-8")
+	case len(f) > 255:
+		return errors.New("folder name longer than 255 bytes")
+	}
+	for _, c := range f {
+		if c < ' ' || c == 0x7f {
+			return errors.New("control character in folder name")
+		}
+	}
+	return nil
+}
+
+// parseRedirectAddress accepts an addr-spec (RFC 5228 §4.2), optionally in
+// angle brackets, and returns it with the domain in lower case.
+func parseRedirectAddress(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return "", err
+	}
+	if a.Name != "" {
+		return "", errors.New("a display name is not allowed")
+	}
+	at := strings.LastIndexByte(a.Address, '@')
+	if at <= 0 || at == len(a.Address)-1 {
+		return "", errors.New("missing local part or domain")
+	}
+	return a.Address[:at] + "@" + strings.ToLower(a.Address[at+1:]), nil
+}
+
+// strings returns an argument's strings, ${...} expanded when the script
+// requires variables.
+func (r *runner) strs(a Arg) []string {
+	out := make([]string, len(a.Strings))
+	for i, s := range a.Strings {
+		out[i] = r.expand(s)
+	}
+	return out
+}
+
+func (r *runner) test(t *Test) (bool, error) {
+	n := r.s.nodes[t]
+	switch t.Name {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "not":
+		ok, err := r.test(t.Tests[0])
+		return !ok, err
+	case "allof", "anyof":
+		all := t.Name == "allof"
+		for _, sub := range t.Tests {
+			ok, err := r.test(sub)
+			if err != nil {
+				return false, err
+			}
+			if ok != all {
+				return ok, nil
+			}
+		}
+		return all, nil
+	case "exists":
+		for _, h := range r.strs(n.pos[0]) {
+			if len(r.msg.Header.Values(h)) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	case "size":
+		limit := n.pos[0].Number
+		if _, ok := n.tags["over"]; ok {
+			return r.msg.Size > int64(limit), nil
+		}
+		return r.msg.Size < int64(limit), nil
+	case "header":
+		var values []string
+		for _, h := range r.strs(n.pos[0]) {
+			for _, v := range r.msg.Header.Values(h) {
+				values = append(values, decodeHeader(v))
+			}
+		}
+		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	case "address", "envelope":
+		part := "all"
+		for _, p := range []string{"localpart", "domain", "user", "detail"} {
+			if _, ok := n.tags[p]; ok {
+				part = p
+			}
+		}
+		var addrs []string
+		var unparsed []string // values :all sees whole, other parts not at all
+		if t.Name == "address" {
+			for _, h := range r.strs(n.pos[0]) {
+				for _, v := range r.msg.Header.Values(h) {
+					list, ok := headerAddresses(v)
+					if !ok {
+						unparsed = append(unparsed, list...)
+						continue
+					}
+					addrs = append(addrs, list...)
+				}
+			}
+		} else {
+			for _, p := range r.strs(n.pos[0]) {
+				switch strings.ToLower(p) {
+				case "from":
+					addrs = append(addrs, r.env.From)
+				case "to":
+					addrs = append(addrs, r.env.To)
+				default:
+					return false, r.errorf(t.Pos, "envelope part %q is not supported", p)
+				}
+			}
+		}
+		var values []string
+		if part == "all" {
+			values = append(values, unparsed...)
+		}
+		for _, a := range addrs {
+			if v, ok := addressPart(a, part); ok {
+				values = append(values, v)
+			}
+		}
+		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	case "hasflag":
+		var flags []string
+		if n.pos[0].Kind == ArgTag {
+			flags = r.flags
+		} else {
+			for _, v := range r.strs(n.pos[0]) {
+				flags = append(flags, strings.Fields(r.getVar(v))...)
+			}
+		}
+		return r.matchValues(n, flags, r.strs(n.pos[1])), nil
+	case "string":
+		var values []string
+		for _, v := range r.strs(n.pos[0]) {
+			if m := newMatcher(n); m.typ != "count" || v != "" {
+				values = append(values, v)
+			}
+		}
+		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	}
+	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
+}
+
+// matchValues is true when one value matches one key; for :matches the
+// first such pair sets the match variables.
+func (r *runner) matchValues(n *node, values, keys []string) bool {
+	m := newMatcher(n)
+	if m.typ == "count" {
+		return m.countMatch(len(values), keys)
+	}
+	for _, v := range values {
+		for _, k := range keys {
+			ok, caps := m.match(v, k)
+			if ok {
+				if caps != nil && r.s.required["variables"] {
+					r.match = caps
+				}
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decodeHeader unfolds a header value and decodes its RFC 2047 words.
+func decodeHeader(v string) string {
+	v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+	v = strings.TrimSpace(v)
+	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	if d, err := dec.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
+}
+
+// headerAddresses returns the addr-specs of an address header, ok true; a
+// value that is not a list of addresses (or a group without members) gives
+// itself, ok false: Pigeonhole lets :all see it whole and other parts not.
+func headerAddresses(v string) (list []string, ok bool) {
+	v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
+	parsed, err := p.ParseList(v)
+	if err != nil || len(parsed) == 0 {
+		return []string{strings.TrimSpace(v)}, false
+	}
+	out := make([]string, 0, len(parsed))
+	for _, a := range parsed {
+		out = append(out, a.Address)
+	}
+	return out, true
+}
+
+// addressPart is one address part; :user and :detail split the local part
+// at its first "+" (RFC 5233), and :detail has no value without one.
+func addressPart(addr, part string) (string, bool) {
+	if part == "all" {
+		return addr, true
+	}
+	local, domain := addr, ""
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		local, domain = addr[:at], addr[at+1:]
+	}
+	switch part {
+	case "localpart":
+		return local, true
+	case "domain":
+		return domain, true
+	case "user":
+		if i := strings.IndexByte(local, '+'); i >= 0 {
+			return local[:i], true
+		}
+		return local, true
+	case "detail":
+		if i := strings.IndexByte(local, '+'); i >= 0 {
+			return local[i+1:], true
+		}
+	}
+	return "", false
+}
