@@ -191,7 +191,7 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 			return err
 		}
 		s.nodes[c] = n
-		if err := s.checkTests(c.Name, c.Pos, sp.tests, c.Tests); err != nil {
+		if err := s.checkTests(c.Name, c.Pos, sp.tests, c.Tests, c.TestList); err != nil {
 			return err
 		}
 		if sp.block != c.HasBlock {
@@ -210,18 +210,18 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 	return nil
 }
 
-func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test) *Error {
+func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test, list bool) *Error {
 	switch arity {
 	case noTests:
-		if tests != nil {
+		if tests != nil || list {
 			return errAt(p, "%s takes no test", name)
 		}
 	case oneTest:
-		if len(tests) != 1 || tests == nil {
-			return errAt(p, "%s needs one test", name)
+		if len(tests) != 1 || list {
+			return errAt(p, "%s needs one test, not a test list", name)
 		}
 	case testList:
-		if len(tests) == 0 {
+		if !list {
 			return errAt(p, "%s needs a test list ( ... )", name)
 		}
 	}
@@ -241,7 +241,7 @@ func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test) 
 			return err
 		}
 		s.nodes[t] = n
-		if err := s.checkTests(t.Name, t.Pos, sp.tests, t.Tests); err != nil {
+		if err := s.checkTests(t.Name, t.Pos, sp.tests, t.Tests, t.TestList); err != nil {
 			return err
 		}
 		if err := s.checkTest(t, n); err != nil {

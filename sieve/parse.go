@@ -68,10 +68,11 @@ type Arg struct {
 
 // Test is a test with its arguments and, for allof, anyof and not, its tests.
 type Test struct {
-	Pos   Pos
-	Name  string // lower case
-	Args  []Arg
-	Tests []*Test
+	Pos      Pos
+	Name     string // lower case
+	Args     []Arg
+	Tests    []*Test
+	TestList bool // Tests written as ( ... )
 }
 
 // Command is a command with its arguments, its test (if, elsif) and its block.
@@ -80,6 +81,7 @@ type Command struct {
 	Name     string // lower case
 	Args     []Arg
 	Tests    []*Test // one for if/elsif
+	TestList bool    // Tests written as ( ... )
 	Block    []*Command
 	HasBlock bool
 }
@@ -397,11 +399,11 @@ func (p *parser) command() (*Command, *Error) {
 	if err := p.next(); err != nil {
 		return nil, err
 	}
-	args, tests, err := p.arguments()
+	args, tests, list, err := p.arguments()
 	if err != nil {
 		return nil, err
 	}
-	c.Args, c.Tests = args, tests
+	c.Args, c.Tests, c.TestList = args, tests, list
 	switch {
 	case p.is(";"):
 		if err := p.next(); err != nil {
@@ -433,12 +435,12 @@ func (p *parser) command() (*Command, *Error) {
 }
 
 // arguments reads *argument [test / test-list].
-func (p *parser) arguments() ([]Arg, []*Test, *Error) {
+func (p *parser) arguments() ([]Arg, []*Test, bool, *Error) {
 	var args []Arg
 	for {
 		a, ok, err := p.argument()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if !ok {
 			break
@@ -449,46 +451,43 @@ func (p *parser) arguments() ([]Arg, []*Test, *Error) {
 	case p.tok.kind == tokIdent:
 		t, err := p.test()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		return args, []*Test{t}, nil
+		return args, []*Test{t}, false, nil
 	case p.is("("):
 		if err := p.enter(); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if err := p.next(); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		var tests []*Test
 		for {
 			if p.tok.kind != tokIdent {
-				return nil, nil, p.unexpected("a test")
+				return nil, nil, false, p.unexpected("a test")
 			}
 			t, err := p.test()
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, false, err
 			}
 			tests = append(tests, t)
 			if p.is(")") {
 				break
 			}
 			if !p.is(",") {
-				return nil, nil, p.unexpected("',' or ')' in a test list")
+				return nil, nil, false, p.unexpected("',' or ')' in a test list")
 			}
 			if err := p.next(); err != nil {
-				return nil, nil, err
+				return nil, nil, false, err
 			}
 		}
 		p.depth--
 		if err := p.next(); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		if tests == nil {
-			tests = []*Test{}
-		}
-		return args, tests, nil
+		return args, tests, true, nil
 	}
-	return args, nil, nil
+	return args, nil, false, nil
 }
 
 func (p *parser) argument() (Arg, bool, *Error) {
@@ -534,11 +533,11 @@ func (p *parser) test() (*Test, *Error) {
 	if err := p.next(); err != nil {
 		return nil, err
 	}
-	args, tests, err := p.arguments()
+	args, tests, list, err := p.arguments()
 	if err != nil {
 		return nil, err
 	}
 	p.depth--
-	t.Args, t.Tests = args, tests
+	t.Args, t.Tests, t.TestList = args, tests, list
 	return t, nil
 }

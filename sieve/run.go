@@ -273,16 +273,14 @@ func checkFolder(f string) error {
 	return nil
 }
 
-// parseRedirectAddress accepts an addr-spec (RFC 5228 §4.2), optionally in
-// angle brackets, and returns it with the domain in lower case.
+// parseRedirectAddress accepts an address (RFC 5228 §4.2; Pigeonhole also
+// takes a display name or angle brackets) and returns its addr-spec with the
+// domain in lower case.
 func parseRedirectAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	a, err := mail.ParseAddress(s)
 	if err != nil {
 		return "", err
-	}
-	if a.Name != "" {
-		return "", errors.New("a display name is not allowed")
 	}
 	at := strings.LastIndexByte(a.Address, '@')
 	if at <= 0 || at == len(a.Address)-1 {

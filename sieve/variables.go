@@ -19,7 +19,7 @@ func (r *runner) expand(s string) string {
 		return s
 	}
 	var b strings.Builder
-	for {
+	for b.Len() <= r.s.limits.MaxStringLength {
 		i := strings.Index(s, "${")
 		if i < 0 {
 			b.WriteString(s)
@@ -39,6 +39,11 @@ func (r *runner) expand(s string) string {
 		}
 		b.WriteString(r.getVar(name))
 		s = s[i+3+end:]
+	}
+	if b.Len() > r.s.limits.MaxStringLength {
+		// A string of many references to long variables: bounded like any
+		// string of the script.
+		return truncateUTF8(b.String(), r.s.limits.MaxStringLength)
 	}
 	return b.String()
 }
@@ -74,13 +79,19 @@ func (r *runner) getVar(name string) string {
 	return r.vars[strings.ToLower(name)]
 }
 
-func (r *runner) setVar(name, value string) {
-	if len(value) > maxVariableSize {
-		value = value[:maxVariableSize]
-		for !utf8.ValidString(value) {
-			value = value[:len(value)-1]
-		}
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func (r *runner) setVar(name, value string) {
+	value = truncateUTF8(value, maxVariableSize)
 	r.vars[strings.ToLower(name)] = value
 }
 
