@@ -31,7 +31,7 @@ func newMatcher(n *node) matcher {
 		if a, ok := n.tags[t]; ok {
 			m.typ = t
 			if t == "value" || t == "count" {
-				m.rel = relationalOps[strings.ToLower(a.Strings[0])]
+				m.rel = relationalOps[a.Strings[0]]
 			}
 		}
 	}
@@ -135,11 +135,13 @@ func compilePattern(p string) ([]patTok, int) {
 		i += size
 		switch r {
 		case '\\':
+			// A trailing lone backslash stands for itself (Pigeonhole
+			// 2.3.19's sieve-test aborts on it).
 			if i < len(p) {
 				r, size = utf8.DecodeRuneInString(p[i:])
 				i += size
-				toks = append(toks, patTok{r: r, kind: 'c'})
 			}
+			toks = append(toks, patTok{r: r, kind: 'c'})
 		case '*', '?':
 			if r == '*' && len(toks) > 0 && toks[len(toks)-1].kind == '*' {
 				// ** is *, but each keeps its match variable (the second empty).

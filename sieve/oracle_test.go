@@ -19,6 +19,7 @@ var oracleEnvelopes = map[string]Envelope{
 	"multi.eml":   {From: "MAILER-DAEMON@mx.example.org", To: "erin@example.org"},
 	"bigbody.eml": {From: "frank@example.com", To: "frank@example.org"},
 	"spammy.eml":  {From: "promo@shop.example", To: "bob@example.org"},
+	"tricky.eml":  {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we

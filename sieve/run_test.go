@@ -105,6 +105,7 @@ func TestGlobMatch(t *testing.T) {
 		{"axb", `a\*b`, false, nil},
 		{"a?", `*\?`, true, []string{"a?", "a"}},
 		{`a\b`, `a\\b`, true, []string{`a\b`}},
+		{`ends\`, `*\`, true, []string{`ends\`, "ends"}},
 		{"été", "?t?", true, []string{"été", "é", "é"}},
 		{"xaaab", "*a?b", true, []string{"xaaab", "xa", "a"}},
 		{"ab", "a**b", true, []string{"ab", "", ""}},
