@@ -38,10 +38,12 @@ func sieveTestPath(t *testing.T) string {
 	return p
 }
 
-// TestOracleCorpus runs every script of testdata/corpus on every message of
-// testdata/messages through Run and through Pigeonhole's sieve-test, and
-// compares the actions; a script one refuses the other must refuse.
-func TestOracleCorpus(t *testing.T) {
+// oracle runs Pigeonhole's sieve-test in a directory of its own.
+type oracle struct {
+	bin, dir, conf string
+}
+
+func newOracle(t *testing.T) *oracle {
 	bin := sieveTestPath(t)
 	// sieve-test drops privileges to mail_uid and saves compiled .svbin files
 	// beside the scripts: a directory anyone may write, when we are root.
@@ -53,8 +55,7 @@ func TestOracleCorpus(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	uid := os.Getuid()
-	gid := os.Getgid()
+	uid, gid := os.Getuid(), os.Getgid()
 	if uid == 0 {
 		uid, gid = 65534, 65534
 	}
@@ -62,22 +63,54 @@ func TestOracleCorpus(t *testing.T) {
 	writePublic(t, conf, fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
 		"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\n"+
 		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 64\n}\n", uid, gid, dir))
+	return &oracle{bin: bin, dir: dir, conf: conf}
+}
 
+// run gives sieve-test's actions in canonicalResult's form, and its output.
+func (o *oracle) run(t *testing.T, name string, script, message []byte, env Envelope) ([]string, string) {
+	t.Helper()
+	scriptPath := filepath.Join(o.dir, name+".sieve")
+	writePublic(t, scriptPath, string(script))
+	msgPath := filepath.Join(o.dir, name+".eml")
+	writePublic(t, msgPath, string(message))
+	cmd := exec.Command(o.bin, "-c", o.conf, "-x", strings.Join(oracleExtensions, " "),
+		"-f", env.From, "-a", env.To, "-r", env.To, scriptPath, msgPath)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	return parseSieveTest(stdout.String(), stderr.String(), runErr), stdout.String() + stderr.String()
+}
+
+// ours gives our actions in canonicalResult's form, and the compile error.
+func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) {
+	t.Helper()
+	s, err := Compile(script, Limits{})
+	if err != nil {
+		return []string{"refused"}, err
+	}
+	msg, err := ReadMessage(bytes.NewReader(message))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return canonicalResult(s.Run(msg, env)), nil
+}
+
+// TestOracleCorpus runs every script of testdata/corpus on every message of
+// testdata/messages through Run and through Pigeonhole's sieve-test, and
+// compares the actions; a script one refuses the other must refuse.
+func TestOracleCorpus(t *testing.T) {
+	o := newOracle(t)
 	scripts, _ := filepath.Glob("testdata/corpus/*.sieve")
 	messages, _ := filepath.Glob("testdata/messages/*.eml")
 	if len(scripts) < 30 || len(messages) < 4 {
 		t.Fatalf("corpus too small: %d scripts, %d messages", len(scripts), len(messages))
 	}
-	agreeScripts := 0
+	agree := 0
 	for _, sp := range scripts {
 		src, err := os.ReadFile(sp)
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := filepath.Base(sp)
-		scriptCopy := filepath.Join(dir, name)
-		writePublic(t, scriptCopy, string(src))
-		script, compileErr := Compile(src, Limits{})
 		allAgree := true
 		for _, mp := range messages {
 			env, ok := oracleEnvelopes[filepath.Base(mp)]
@@ -88,43 +121,52 @@ func TestOracleCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgCopy := filepath.Join(dir, filepath.Base(mp))
-			writePublic(t, msgCopy, string(raw))
-			var ours []string
-			if compileErr != nil {
-				ours = []string{"refused"}
-			} else {
-				msg, err := ReadMessage(bytes.NewReader(raw))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ours = canonicalResult(script.Run(msg, env))
-			}
-			from := env.From
-			if from == "" {
-				from = "<>"
-			}
-			cmd := exec.Command(bin, "-c", conf, "-x", strings.Join(oracleExtensions, " "),
-				"-f", from, "-a", env.To, "-r", env.To, scriptCopy, msgCopy)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			runErr := cmd.Run()
-			theirs := parseSieveTest(stdout.String(), stderr.String(), runErr)
-			if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+			got, compileErr := ours(t, src, raw, env)
+			want, out := o.run(t, "corpus", src, raw, env)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				allAgree = false
-				detail := ""
-				if compileErr != nil {
-					detail = compileErr.Error()
-				}
-				t.Errorf("%s on %s:\n ours:   %q %s\n theirs: %q\n sieve-test: %s%s", name, filepath.Base(mp),
-					ours, detail, theirs, stdout.String(), stderr.String())
+				t.Errorf("%s on %s:\n ours:   %q (%v)\n theirs: %q\n sieve-test: %s",
+					filepath.Base(sp), filepath.Base(mp), got, compileErr, want, out)
 			}
 		}
 		if allAgree {
-			agreeScripts++
+			agree++
 		}
 	}
-	t.Logf("%d of %d corpus scripts agree with sieve-test on all %d messages", agreeScripts, len(scripts), len(messages))
+	t.Logf("%d of %d corpus scripts agree with sieve-test on all %d messages", agree, len(scripts), len(messages))
+}
+
+// TestOracleSize: size :over and :under at the exact size of each message,
+// so that our count of its octets is Pigeonhole's. sieve-test counts the file
+// as it is, and Dovecot's LDA gets LF line ends from Postfix: sieve-test
+// reads the LF form, ours both forms.
+func TestOracleSize(t *testing.T) {
+	o := newOracle(t)
+	messages, _ := filepath.Glob("testdata/messages/*.eml")
+	for _, mp := range messages {
+		raw, err := os.ReadFile(mp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crlf := bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))
+		for _, m := range [][]byte{raw, crlf} {
+			msg, err := ReadMessage(bytes.NewReader(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := msg.Size
+			script := []byte(fmt.Sprintf("require \"fileinto\";\n"+
+				"if size :over %d { fileinto \"over-1\"; }\nif size :over %d { fileinto \"over\"; }\n"+
+				"if size :under %d { fileinto \"under+1\"; }\nif size :under %d { fileinto \"under\"; }\n",
+				n-1, n, n+1, n))
+			env := oracleEnvelopes[filepath.Base(mp)]
+			got, _ := ours(t, script, m, env)
+			want, out := o.run(t, "size", script, raw, env)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%s (%d octets by our count): ours %q, theirs %q\n%s", filepath.Base(mp), n, got, want, out)
+			}
+		}
+	}
 }
 
 func writePublic(t *testing.T, path, content string) {

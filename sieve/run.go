@@ -2,7 +2,6 @@ package sieve
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,41 +17,44 @@ import (
 // Message is what a script sees of a message: its header and its size.
 type Message struct {
 	Header textproto.Header
-	Size   int64 // octets, lines counted with CRLF as on the wire
+	// Size in octets with LF line ends: the message as delivery stores it
+	// in the maildir, and as Dovecot's LDA, fed by Postfix with LF line
+	// ends, gives it to Pigeonhole's size test.
+	Size int64
 }
 
 // ReadMessage reads a message (LF or CRLF line ends), keeping its header and
 // measuring its size.
 func ReadMessage(r io.Reader) (*Message, error) {
-	br := bufio.NewReader(r)
+	cr := &lfCounter{r: r}
+	br := bufio.NewReader(cr)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
 	}
-	var hb bytes.Buffer
-	if err := textproto.WriteHeader(&hb, h); err != nil {
-		return nil, fmt.Errorf("sieve: measuring the message header: %w", err)
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
 	}
-	size := int64(hb.Len())
-	prevCR := false
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := br.Read(buf)
-		for _, c := range buf[:n] {
-			if c == '\n' && !prevCR {
-				size++
-			}
-			prevCR = c == '\r'
-			size++
+	return &Message{Header: h, Size: cr.n}, nil
+}
+
+// lfCounter counts the octets read, a CR before an LF not counted.
+type lfCounter struct {
+	r      io.Reader
+	n      int64
+	lastCR bool
+}
+
+func (c *lfCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' && c.lastCR {
+			c.n--
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("sieve: reading the message body: %w", err)
-		}
+		c.lastCR = b == '\r'
+		c.n++
 	}
-	return &Message{Header: h, Size: size}, nil
+	return n, err
 }
 
 // Envelope is the SMTP envelope of the copy being delivered.
