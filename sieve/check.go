@@ -6,12 +6,13 @@ import (
 	"strings"
 )
 
-// Extensions are the capabilities a script may require, in the order
-// ManageSieve's SIEVE capability should list them.
+// extensionNames are the capabilities a script may require, in the order
+// ManageSieve's SIEVE capability should list them. i;octet and
+// i;ascii-casemap are always there and, as in Pigeonhole, not required by
+// name.
 var extensionNames = []string{
 	"fileinto", "envelope", "mailbox", "imap4flags", "copy", "variables",
-	"relational", "subaddress",
-	"comparator-i;octet", "comparator-i;ascii-casemap", "comparator-i;ascii-numeric",
+	"relational", "subaddress", "comparator-i;ascii-numeric",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -360,10 +361,6 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 				return errAt(n.pos[0].Pos, "redirect address \"%s\" is invalid: %v", a, err)
 			}
 		}
-	case "fileinto":
-		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && f == "" {
-			return errAt(n.pos[0].Pos, "fileinto needs a folder name")
-		}
 	}
 	return nil
 }
@@ -374,7 +371,7 @@ func (s *Script) hasVariables(v string) bool {
 
 func (s *Script) checkTest(t *Test, n *node) *Error {
 	if a, ok := n.tags["comparator"]; ok {
-		c := a.Strings[0]
+		c := strings.ToLower(a.Strings[0])
 		switch c {
 		case "i;octet", "i;ascii-casemap":
 		case "i;ascii-numeric":
@@ -405,14 +402,14 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 			if s.hasVariables(part) {
 				continue
 			}
-			if p := strings.ToLower(part); p != "from" && p != "to" {
-				return errAt(n.pos[0].Pos, "envelope part \"%s\" is not supported (from or to)", part)
+			if p := strings.ToLower(part); p != "from" && p != "to" && p != "auth" {
+				return errAt(n.pos[0].Pos, "envelope part \"%s\" is not supported (from, to or auth)", part)
 			}
 		}
-	case "address", "header", "exists":
+	case "address":
 		for _, h := range n.pos[0].Strings {
-			if !s.hasVariables(h) && !validHeaderName(h) {
-				return errAt(n.pos[0].Pos, "invalid header name \"%s\"", h)
+			if !s.hasVariables(h) && !addressHeaders[strings.ToLower(h)] {
+				return errAt(n.pos[0].Pos, "header \"%s\" is not allowed for the address test", h)
 			}
 		}
 	case "hasflag":
@@ -435,16 +432,18 @@ func validIdentifier(s string) bool {
 	return true
 }
 
-func validHeaderName(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if h[i] <= ' ' || h[i] >= 127 || h[i] == ':' {
-			return false
-		}
-	}
-	return true
+// addressHeaders are the headers Pigeonhole lets the address test read:
+// those holding addresses, standard or common.
+var addressHeaders = map[string]bool{
+	"from": true, "to": true, "cc": true, "bcc": true, "sender": true,
+	"resent-from": true, "resent-to": true, "reply-to": true, "resent-reply-to": true,
+	"resent-sender": true, "resent-cc": true, "resent-bcc": true,
+	"for-approval": true, "for-handling": true, "for-comment": true, "apparently-to": true,
+	"errors-to": true, "delivered-to": true, "return-receipt-to": true, "x-admin": true,
+	"read-receipt-to": true, "x-confirm-reading-to": true, "return-receipt-requested": true,
+	"registered-mail-reply-requested-by": true, "mail-followup-to": true,
+	"mail-reply-to": true, "abuse-reports-to": true, "x-complaints-to": true,
+	"x-report-abuse-to": true, "x-beenthere": true, "x-original-from": true, "x-original-to": true,
 }
 
 // Required returns the extensions the script requires, sorted.

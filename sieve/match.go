@@ -25,7 +25,7 @@ type matcher struct {
 func newMatcher(n *node) matcher {
 	m := matcher{comparator: "i;ascii-casemap", typ: "is"}
 	if a, ok := n.tags["comparator"]; ok {
-		m.comparator = a.Strings[0]
+		m.comparator = strings.ToLower(a.Strings[0])
 	}
 	for _, t := range []string{"contains", "matches", "value", "count"} {
 		if a, ok := n.tags[t]; ok {

@@ -8,7 +8,7 @@ import (
 // Limits bound what a script may cost; a zero field takes its default.
 type Limits struct {
 	MaxScriptSize   int // bytes of source (default 1 MiB)
-	MaxNesting      int // blocks, test lists and not within each other (default 32)
+	MaxNesting      int // blocks within blocks, and tests within tests (default 31, as Pigeonhole)
 	MaxStringLength int // bytes of one string after unescaping (default 64 KiB)
 	MaxActions      int // actions of one run (default 64)
 	MaxRedirects    int // redirect actions of one run (default 4)
@@ -19,7 +19,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxScriptSize = 1 << 20
 	}
 	if l.MaxNesting <= 0 {
-		l.MaxNesting = 32
+		l.MaxNesting = 31
 	}
 	if l.MaxStringLength <= 0 {
 		l.MaxStringLength = 64 << 10
@@ -181,13 +181,19 @@ func (lx *lexer) next() (token, *Error) {
 		if lx.off >= len(lx.src) || !isIdentStart(lx.src[lx.off]) {
 			return token{}, lx.errorf(p, "a tag needs a name after ':'")
 		}
-		id := lx.ident()
-		return token{kind: tokTag, pos: p, text: strings.ToLower(id)}, nil
+		id, err := lx.ident()
+		if err != nil {
+			err.Column = p.Column // the tag's colon
+		}
+		return token{kind: tokTag, pos: p, text: strings.ToLower(id)}, err
 	case c >= '0' && c <= '9':
 		n, err := lx.number(p)
 		return token{kind: tokNumber, pos: p, num: n}, err
 	case isIdentStart(c):
-		id := lx.ident()
+		id, err := lx.ident()
+		if err != nil {
+			return token{}, err
+		}
 		if strings.EqualFold(id, "text") && lx.off < len(lx.src) && lx.src[lx.off] == ':' {
 			lx.advance(1)
 			s, err := lx.multiline(p)
@@ -198,22 +204,29 @@ func (lx *lexer) next() (token, *Error) {
 	return token{}, lx.errorf(p, "unexpected character %q", rune(c))
 }
 
-func (lx *lexer) ident() string {
-	start := lx.off
+// maxIdentifier is Pigeonhole's longest identifier or tag name.
+const maxIdentifier = 32
+
+func (lx *lexer) ident() (string, *Error) {
+	start, p := lx.off, lx.pos()
 	for lx.off < len(lx.src) && isIdentChar(lx.src[lx.off]) {
 		lx.advance(1)
 	}
-	return lx.src[start:lx.off]
+	if lx.off-start > maxIdentifier {
+		return "", lx.errorf(p, "identifier longer than %d characters", maxIdentifier)
+	}
+	return lx.src[start:lx.off], nil
 }
 
 func (lx *lexer) number(p Pos) (uint64, *Error) {
-	const max = 1<<63 - 1
+	const max = ^uint64(0)
 	var n uint64
 	for lx.off < len(lx.src) && lx.src[lx.off] >= '0' && lx.src[lx.off] <= '9' {
-		n = n*10 + uint64(lx.src[lx.off]-'0')
-		if n > max {
+		d := uint64(lx.src[lx.off] - '0')
+		if n > (max-d)/10 {
 			return 0, lx.errorf(p, "number too large")
 		}
+		n = n*10 + d
 		lx.advance(1)
 	}
 	if lx.off < len(lx.src) {
@@ -240,8 +253,8 @@ func (lx *lexer) number(p Pos) (uint64, *Error) {
 	return n, nil
 }
 
-// quoted reads "..." where \\ is \, \" is ", and a backslash before any other
-// character is dropped (RFC 5228 §2.4.2).
+// quoted reads "..." where \\ is \, \" is ", a backslash before any other
+// character is dropped (RFC 5228 §2.4.2), and a bare LF becomes CRLF.
 func (lx *lexer) quoted() (string, *Error) {
 	start := lx.pos()
 	lx.advance(1)
@@ -261,6 +274,11 @@ func (lx *lexer) quoted() (string, *Error) {
 			}
 			c = lx.src[lx.off+1]
 			lx.advance(1)
+		case '\n':
+			// Line ends in strings are CRLF, as in text: (and Pigeonhole).
+			if b.Len() == 0 || b.String()[b.Len()-1] != '\r' {
+				b.WriteByte('\r')
+			}
 		}
 		b.WriteByte(c)
 		lx.advance(1)
@@ -271,7 +289,7 @@ func (lx *lexer) quoted() (string, *Error) {
 }
 
 // multiline reads the rest of text: up to a line holding a single dot; a
-// line starting with a dot loses that dot (dot-stuffing). Lines end in CRLF
+// line starting with two dots loses one (dot-stuffing). Lines end in CRLF
 // in the value whatever the file used, as Pigeonhole gives them.
 func (lx *lexer) multiline(start Pos) (string, *Error) {
 	for lx.off < len(lx.src) && (lx.src[lx.off] == ' ' || lx.src[lx.off] == '\t') {
@@ -308,7 +326,9 @@ func (lx *lexer) multiline(start Pos) (string, *Error) {
 		if line == "." {
 			return b.String(), nil
 		}
-		line = strings.TrimPrefix(line, ".")
+		if strings.HasPrefix(line, "..") {
+			line = line[1:] // dot-stuffing; Pigeonhole keeps the dot of ".x"
+		}
 		b.WriteString(line)
 		b.WriteString("\r\n")
 		if b.Len() > lx.limits.MaxStringLength {
@@ -318,9 +338,9 @@ func (lx *lexer) multiline(start Pos) (string, *Error) {
 }
 
 type parser struct {
-	lx    lexer
-	tok   token
-	depth int
+	lx                    lexer
+	tok                   token
+	blockDepth, testDepth int
 }
 
 // Parse reads a script into its commands, checking only the grammar of
@@ -374,10 +394,11 @@ func (p *parser) unexpected(want string) *Error {
 	return p.lx.errorf(p.tok.pos, "expected %s, found %s", want, got)
 }
 
-func (p *parser) enter() *Error {
-	p.depth++
-	if p.depth > p.lx.limits.MaxNesting {
-		return p.lx.errorf(p.tok.pos, "nesting deeper than %d", p.lx.limits.MaxNesting)
+// enter counts one more level of blocks or of tests.
+func (p *parser) enter(depth *int, what string) *Error {
+	*depth++
+	if *depth > p.lx.limits.MaxNesting {
+		return p.lx.errorf(p.tok.pos, "%s nested deeper than %d", what, p.lx.limits.MaxNesting)
 	}
 	return nil
 }
@@ -410,7 +431,7 @@ func (p *parser) command() (*Command, *Error) {
 			return nil, err
 		}
 	case p.is("{"):
-		if err := p.enter(); err != nil {
+		if err := p.enter(&p.blockDepth, "blocks"); err != nil {
 			return nil, err
 		}
 		if err := p.next(); err != nil {
@@ -423,7 +444,7 @@ func (p *parser) command() (*Command, *Error) {
 		if !p.is("}") {
 			return nil, p.unexpected("'}' or a command")
 		}
-		p.depth--
+		p.blockDepth--
 		if err := p.next(); err != nil {
 			return nil, err
 		}
@@ -455,9 +476,6 @@ func (p *parser) arguments() ([]Arg, []*Test, bool, *Error) {
 		}
 		return args, []*Test{t}, false, nil
 	case p.is("("):
-		if err := p.enter(); err != nil {
-			return nil, nil, false, err
-		}
 		if err := p.next(); err != nil {
 			return nil, nil, false, err
 		}
@@ -481,7 +499,6 @@ func (p *parser) arguments() ([]Arg, []*Test, bool, *Error) {
 				return nil, nil, false, err
 			}
 		}
-		p.depth--
 		if err := p.next(); err != nil {
 			return nil, nil, false, err
 		}
@@ -526,7 +543,7 @@ func (p *parser) argument() (Arg, bool, *Error) {
 }
 
 func (p *parser) test() (*Test, *Error) {
-	if err := p.enter(); err != nil {
+	if err := p.enter(&p.testDepth, "tests"); err != nil {
 		return nil, err
 	}
 	t := &Test{Pos: p.tok.pos, Name: p.tok.text}
@@ -537,7 +554,7 @@ func (p *parser) test() (*Test, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	p.depth--
+	p.testDepth--
 	t.Args, t.Tests, t.TestList = args, tests, list
 	return t, nil
 }

@@ -25,7 +25,7 @@ func TestParseValues(t *testing.T) {
 		{Kind: ArgNumber, Number: 1 << 30},
 		{Kind: ArgNumber, Number: 7},
 		{Kind: ArgTag, Tag: "tag"},
-		{Kind: ArgStrings, Strings: []string{"line\r\n.dot\r\nx\r\n"}},
+		{Kind: ArgStrings, Strings: []string{"line\r\n.dot\r\n.x\r\n"}},
 	}
 	if len(a) != len(want) {
 		t.Fatalf("got %d arguments, want %d: %+v", len(a), len(want), a)
@@ -57,7 +57,10 @@ func TestCompileErrors(t *testing.T) {
 		{"redirect \"a@b\n", 1, 10, "unterminated string"},
 		{"set text: x\n", 1, 11, "text: must be followed by the end of the line"},
 		{"keep;\nset text:\nabc\n", 2, 5, "unterminated text: string"},
-		{"if size :over 99999999999G { keep; }", 1, 15, "number too large"},
+		{"if size :over 17179869184G { keep; }", 1, 15, "number too large"},
+		{"if size :over 18446744073709551616 { keep; }", 1, 15, "number too large"},
+		{"if abcdefghijabcdefghijabcdefghijabc { keep; }", 1, 4, "identifier longer than 32 characters"},
+		{"if true :abcdefghijabcdefghijabcdefghijabc { keep; }", 1, 9, "identifier longer than 32 characters"},
 		{"if size :over 10X { keep; }", 1, 17, "after a number"},
 		{"keep;\n: x;", 2, 1, "a tag needs a name"},
 		{"keep @;", 1, 6, "unexpected character '@'"},
@@ -83,8 +86,8 @@ func TestCompileErrors(t *testing.T) {
 		{"require \"copy\";\nkeep :copy;", 2, 6, "unknown tag :copy for command keep"},
 		{"redirect :copy \"a@b.c\";", 1, 10, `tag :copy of command redirect needs require "copy"`},
 		{"require \"variables\";\nset \"1a\" \"x\";", 2, 5, "invalid variable name"},
-		{"require \"envelope\";\nif envelope \"auth\" \"x\" { }", 2, 13, "envelope part \"auth\" is not supported"},
-		{"if exists \"bad name\" { }", 1, 11, "invalid header name"},
+		{"require \"envelope\";\nif envelope \"x-frob\" \"x\" { }", 2, 13, "envelope part \"x-frob\" is not supported"},
+		{"if address \"subject\" \"x\" { }", 1, 12, "header \"subject\" is not allowed for the address test"},
 		{"if not (true, false) { }", 1, 4, "not needs one test, not a test list"},
 		{"if allof true { }", 1, 4, "allof needs a test list"},
 		{"if (true) { }", 1, 1, "if needs one test, not a test list"},
@@ -111,9 +114,9 @@ func TestLimits(t *testing.T) {
 		reason string
 	}{
 		{"keep;" + strings.Repeat(" ", 100), "script larger than 100 bytes"},
-		{"if true { if true { if true { if true { keep; } } } }", "nesting deeper than 3"},
-		{"if not not not not true { keep; }", "nesting deeper than 3"},
-		{"if anyof(anyof(anyof(anyof(true)))) { keep; }", "nesting deeper than 3"},
+		{"if true { if true { if true { if true { keep; } } } }", "blocks nested deeper than 3"},
+		{"if not not not true { keep; }", "tests nested deeper than 3"},
+		{"if anyof(anyof(anyof(true))) { keep; }", "tests nested deeper than 3"},
 		{"redirect \"0123456789a\";", "string longer than 10 bytes"},
 		{"redirect text:\n0123456789\n.\n;", "string longer than 10 bytes"},
 	}
@@ -123,8 +126,12 @@ func TestLimits(t *testing.T) {
 			t.Errorf("%q: got %v, want %q", tc.src, err, tc.reason)
 		}
 	}
-	if _, err := Compile([]byte("if true { if true { keep; } }"), lim); err != nil {
-		t.Errorf("nesting within the limit: %v", err)
+	for _, ok := range []string{"if true { if true { if true { keep; } } }", "if not not true { keep; }",
+		"if anyof(anyof(true)) { if true { if true { keep; } } }",
+		"if size :under 18446744073709551615 { keep; }", "if size :under 16G { keep; }"} {
+		if _, err := Compile([]byte(ok), lim); err != nil {
+			t.Errorf("%q, within the limits: %v", ok, err)
+		}
 	}
 }
 

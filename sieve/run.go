@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -98,6 +99,8 @@ type Result struct {
 // RuntimeError is a script failure while running: its place and reason.
 type RuntimeError = Error
 
+var spaceAroundAt = regexp.MustCompile(`[ \t]*@[ \t]*`)
+
 type runner struct {
 	s        *Script
 	msg      *Message
@@ -120,7 +123,7 @@ func (s *Script) Run(msg *Message, env Envelope) Result {
 		return Result{Actions: []Action{{Kind: Store, Folder: "INBOX", Implicit: true}}, Err: err}
 	}
 	if !r.canceled {
-		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true})
+		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
 	}
 	return Result{Actions: r.actions}
 }
@@ -154,7 +157,7 @@ func (r *runner) block(cmds []*Command) error {
 			return errStop
 		case "keep":
 			r.canceled = true
-			if err := r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flagArg(n)}); err != nil {
+			if _, err := r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flagArg(n)}); err != nil {
 				return r.errorf(c.Pos, "%v", err)
 			}
 		case "discard":
@@ -167,11 +170,12 @@ func (r *runner) block(cmds []*Command) error {
 			if err := checkFolder(folder); err != nil {
 				return r.errorf(c.Pos, "fileinto %q: %v", folder, err)
 			}
-			if !cp {
-				r.canceled = true
-			}
-			if err := r.store(Action{Kind: Store, Folder: folder, Flags: r.flagArg(n), Create: create, Copy: cp}); err != nil {
+			added, err := r.store(Action{Kind: Store, Folder: folder, Flags: r.flagArg(n), Create: create, Copy: cp})
+			if err != nil {
 				return r.errorf(c.Pos, "%v", err)
+			}
+			if added && !cp {
+				r.canceled = true
 			}
 		case "redirect":
 			_, cp := n.tags["copy"]
@@ -180,11 +184,12 @@ func (r *runner) block(cmds []*Command) error {
 			if err != nil {
 				return r.errorf(c.Pos, "redirect address %q is invalid: %v", to, err)
 			}
-			if !cp {
-				r.canceled = true
-			}
-			if err := r.redirect(addr, cp); err != nil {
+			added, err := r.redirect(addr, cp)
+			if err != nil {
 				return r.errorf(c.Pos, "%v", err)
+			}
+			if added && !cp {
+				r.canceled = true
 			}
 		case "setflag", "addflag", "removeflag":
 			r.flagCommand(c.Name, n)
@@ -224,38 +229,37 @@ func sameFolder(a, b string) bool {
 }
 
 // store adds a Store, or merges it into the Store to the same folder taken
-// earlier: its place stays, the later flags win, as in Pigeonhole.
-func (r *runner) store(a Action) error {
+// earlier: its place stays, the later flags win, and, as in Pigeonhole, the
+// repeat does not cancel the implicit keep (added false).
+func (r *runner) store(a Action) (added bool, err error) {
 	a.Flags = append([]string(nil), a.Flags...)
 	for i, b := range r.actions {
 		if b.Kind == Store && sameFolder(a.Folder, b.Folder) {
 			if a.Implicit {
-				return nil
+				return false, nil
 			}
+			r.actions[i].Folder = a.Folder // Pigeonhole names it as the later one
 			r.actions[i].Flags = a.Flags
 			r.actions[i].Create = b.Create || a.Create
 			r.actions[i].Copy = b.Copy && a.Copy
-			return nil
+			return false, nil
 		}
 	}
-	if strings.EqualFold(a.Folder, "INBOX") {
-		a.Folder = "INBOX"
-	}
-	return r.add(a)
+	return true, r.add(a)
 }
 
-func (r *runner) redirect(addr string, cp bool) error {
+func (r *runner) redirect(addr string, cp bool) (added bool, err error) {
 	for i, b := range r.actions {
 		if b.Kind == Redirect && b.Address == addr {
 			r.actions[i].Copy = b.Copy && cp
-			return nil
+			return false, nil
 		}
 	}
 	if r.redirs >= r.s.limits.MaxRedirects {
-		return fmt.Errorf("more than %d redirects", r.s.limits.MaxRedirects)
+		return false, fmt.Errorf("more than %d redirects", r.s.limits.MaxRedirects)
 	}
 	r.redirs++
-	return r.add(Action{Kind: Redirect, Address: addr, Copy: cp})
+	return true, r.add(Action{Kind: Redirect, Address: addr, Copy: cp})
 }
 
 func checkFolder(f string) error {
@@ -282,7 +286,16 @@ func parseRedirectAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	a, err := mail.ParseAddress(s)
 	if err != nil {
-		return "", err
+		// Pigeonhole takes white space around the @ (RFC 5322's CFWS).
+		a, err = mail.ParseAddress(spaceAroundAt.ReplaceAllString(s, "@"))
+		if err != nil {
+			return "", err
+		}
+	}
+	for i := 0; i < len(a.Address); i++ {
+		if a.Address[i] >= 0x80 {
+			return "", errors.New("not an ASCII address")
+		}
 	}
 	at := strings.LastIndexByte(a.Address, '@')
 	if at <= 0 || at == len(a.Address)-1 {
@@ -331,11 +344,11 @@ func (r *runner) test(t *Test) (bool, error) {
 		}
 		return true, nil
 	case "size":
-		limit := n.pos[0].Number
+		limit, size := n.pos[0].Number, uint64(r.msg.Size)
 		if _, ok := n.tags["over"]; ok {
-			return r.msg.Size > int64(limit), nil
+			return size > limit, nil
 		}
-		return r.msg.Size < int64(limit), nil
+		return size < limit, nil
 	case "header":
 		var values []string
 		for _, h := range r.strs(n.pos[0]) {
@@ -371,6 +384,7 @@ func (r *runner) test(t *Test) (bool, error) {
 					addrs = append(addrs, r.env.From)
 				case "to":
 					addrs = append(addrs, r.env.To)
+				case "auth": // no authenticated sender at local delivery
 				default:
 					return false, r.errorf(t.Pos, "envelope part %q is not supported", p)
 				}
@@ -395,7 +409,12 @@ func (r *runner) test(t *Test) (bool, error) {
 				flags = append(flags, strings.Fields(r.getVar(v))...)
 			}
 		}
-		return r.matchValues(n, flags, r.strs(n.pos[1])), nil
+		// Keys are flag lists too: "a b" is the keys "a" and "b".
+		var keys []string
+		for _, k := range r.strs(n.pos[1]) {
+			keys = append(keys, strings.Fields(k)...)
+		}
+		return r.matchValues(n, flags, keys), nil
 	case "string":
 		var values []string
 		for _, v := range r.strs(n.pos[0]) {

@@ -3,7 +3,6 @@ package sieve
 import (
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -100,17 +99,18 @@ func (r *runner) setVar(name, value string) {
 // :length.
 func (r *runner) set(n *node) {
 	v := r.expand(n.pos[1].Strings[0])
+	// Case changes are ASCII only, as in Pigeonhole: "élan" keeps its é.
 	if _, ok := n.tags["lower"]; ok {
-		v = strings.ToLower(v)
+		v = strings.Map(asciiLower, v)
 	}
 	if _, ok := n.tags["upper"]; ok {
-		v = strings.ToUpper(v)
+		v = strings.Map(asciiUpper, v)
 	}
 	if _, ok := n.tags["lowerfirst"]; ok {
-		v = mapFirst(v, unicode.ToLower)
+		v = mapFirst(v, asciiLower)
 	}
 	if _, ok := n.tags["upperfirst"]; ok {
-		v = mapFirst(v, unicode.ToUpper)
+		v = mapFirst(v, asciiUpper)
 	}
 	if _, ok := n.tags["quotewildcard"]; ok {
 		v = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`).Replace(v)
@@ -121,6 +121,13 @@ func (r *runner) set(n *node) {
 	r.setVar(n.pos[0].Strings[0], v)
 }
 
+func asciiUpper(r rune) rune {
+	if r >= 'a' && r <= 'z' {
+		return r - ('a' - 'A')
+	}
+	return r
+}
+
 func mapFirst(s string, f func(rune) rune) string {
 	if s == "" {
 		return s
@@ -129,14 +136,39 @@ func mapFirst(s string, f func(rune) rune) string {
 	return string(f(c)) + s[size:]
 }
 
-// flagList splits flag strings at spaces and drops repeats, which IMAP
-// compares without case.
+// validFlag is an IMAP system flag or keyword (RFC 3501 flag); Pigeonhole
+// drops any other.
+func validFlag(f string) bool {
+	if f == "" {
+		return false
+	}
+	if f[0] == '\\' {
+		switch strings.ToLower(f) {
+		case `\answered`, `\flagged`, `\deleted`, `\seen`, `\draft`:
+			return true
+		}
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// flagList splits flag strings at spaces, drops invalid flags and repeats,
+// which IMAP compares without case.
 func flagList(lists ...[]string) []string {
 	var out []string
 	for _, l := range lists {
 		for _, s := range l {
 		next:
 			for _, f := range strings.Fields(s) {
+				if !validFlag(f) {
+					continue
+				}
 				for _, g := range out {
 					if strings.EqualFold(f, g) {
 						continue next
