@@ -107,6 +107,11 @@ func (m matcher) match(value, key string) (bool, []string) {
 		}
 		return globMatch(value, key, eq)
 	}
+	if value == "" {
+		// Whatever the comparator (i;ascii-numeric has "" as infinity),
+		// Pigeonhole's :is matches an empty value to an empty key only.
+		return key == "", nil
+	}
 	return m.compare(value, key) == 0, nil
 }
 

@@ -213,7 +213,8 @@ func canonicalFlags(flags []string) string {
 		f[i] = strings.ToLower(s)
 	}
 	sort.Strings(f)
-	return strings.Join(f, ",")
+	// A set, as IMAP stores it: sieve-test lists :flags ["a", "A"] twice.
+	return strings.Join(slices.Compact(f), ",")
 }
 
 // parseSieveTest reads sieve-test's report: "Performed actions:" and

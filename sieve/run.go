@@ -399,6 +399,11 @@ func (r *runner) test(t *Test) (bool, error) {
 				values = append(values, v)
 			}
 		}
+		if m := newMatcher(n); m.typ == "count" {
+			// Pigeonhole counts the addresses, with or without the part
+			// (an address without a +detail still counts for :detail).
+			return m.countMatch(len(addrs)+len(unparsed), r.strs(n.pos[1])), nil
+		}
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
 	case "hasflag":
 		var flags []string
