@@ -1,31 +1,43 @@
 // Package sieve parses, checks and runs Sieve scripts (RFC 5228) at local
 // delivery, one run per recipient, after the milters.
 //
-// The three steps are separate so that ManageSieve can show a script's
-// errors without running it, and delivery can compile a script once and run
-// it per message:
+// Compiling and running are separate so that ManageSieve can show a
+// script's errors without running it, and delivery can compile a script once
+// and run it for every message (a *Script is immutable: concurrent Runs are
+// safe):
 //
-//	script, err := sieve.Compile(src, sieve.Limits{}) // *sieve.Error: line, column, reason
-//	result := script.Run(msg, sieve.Envelope{From: from, To: rcpt})
+//	script, err := sieve.Compile(src, sieve.Limits{}) // err is a *sieve.Error: Line, Column, Reason
+//	msg, err := sieve.ReadMessage(r)                   // or &sieve.Message{Header: h, Size: n}
+//	res := script.Run(msg, sieve.Envelope{From: mailFrom, To: rcpt})
+//	// res.Actions: Store (Folder, Flags, Create; Inbox() for the INBOX),
+//	// Redirect (Address), Discard. No Store and no Redirect: nothing is
+//	// delivered. res.Err != nil: the script failed at runtime, and
+//	// res.Actions is a keep into INBOX (RFC 5228 §2.10.6): mail is never lost.
 //
-// Parse builds the syntax tree (lex.go, parse.go) within Limits (script size,
-// nesting depth, string length); Compile adds the checks Pigeonhole's
-// compile step makes (check.go): every extension named by require is known,
-// every command and test has the arguments its RFC gives it, and uses no
-// extension the script did not require.
+// Parse (parse.go) builds the syntax tree within Limits (script size,
+// nesting of blocks and of tests, string length, identifier length);
+// Compile (check.go) adds the checks Pigeonhole's compile step makes: every
+// extension named by require is known, every command and test has the
+// arguments its RFC gives it and uses no extension the script did not
+// require. Run (run.go, match.go, variables.go) follows RFC 5228 and the
+// extensions, and where they leave room, Pigeonhole: repeated stores and
+// redirects merge, invalid IMAP flags are dropped, the address test reads
+// only address headers, :is of an empty value matches only an empty key.
 //
-// Run (run.go) never fails: a runtime error gives Result.Err and the actions
-// of RFC 5228 §2.10.6, a keep into INBOX, so mail is never lost. A Result is
-// a list of actions for delivery to carry out: store in a folder (INBOX for
-// keep) with IMAP flags, redirect to an address; discard is the absence of
-// any store. The package neither writes maildirs nor sends mail.
+// Extensions: fileinto, envelope, mailbox (fileinto :create), imap4flags,
+// copy, variables, relational, subaddress, comparator-i;ascii-numeric
+// (Extensions lists them for ManageSieve's SIEVE capability); i;octet and
+// i;ascii-casemap are always there. Issue 17 asks for more (reject,
+// vacation, body, date, include, editheader, duplicate…): until they exist a
+// script requiring one does not compile, and delivery keeps to INBOX.
 //
-// Supported: require, if/elsif/else, stop, keep, discard, redirect,
-// fileinto (with :create of RFC 5490 "mailbox"), the tests address, header,
-// envelope, exists, size, allof, anyof, not, true, false; the comparators
-// i;octet, i;ascii-casemap and i;ascii-numeric; :is, :contains, :matches;
-// and the extensions listed in Extensions.
+// The package neither writes maildirs nor sends mail: delivery carries out
+// the actions. Folder names are given as the script wrote them ("A.B" or
+// "A/B"); mapping them to Maildir++ folders, safely, is delivery's job.
 //
-// Correctness is measured against Dovecot Pigeonhole's sieve-test
-// (oracle_test.go), which runs the corpus in testdata/ beside this package.
+// Correctness is measured against Dovecot Pigeonhole 2.3's sieve-test
+// (oracle_test.go, snippets_test.go, random_test.go): the corpus in
+// testdata/ on every message there, boundary snippets, and random scripts
+// must give the same actions, and a script sieve-test refuses must be
+// refused here.
 package sieve

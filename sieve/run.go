@@ -80,12 +80,18 @@ const (
 // Action is one thing delivery must do with the message.
 type Action struct {
 	Kind     ActionKind
-	Folder   string   // Store: "INBOX" or a folder name as the script wrote it
+	Folder   string   // Store: a folder name as the script wrote it; see Inbox
 	Flags    []string // Store: IMAP flags (\Seen…, keywords) to set
 	Create   bool     // Store: create Folder when missing (fileinto :create)
 	Implicit bool     // Store: the implicit keep (RFC 5228 §2.10.2)
 	Address  string   // Redirect: the address, local@domain
 	Copy     bool     // Store/Redirect: with :copy
+}
+
+// Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
+// (Dovecot stores fileinto "" there too).
+func (a Action) Inbox() bool {
+	return a.Kind == Store && (a.Folder == "" || strings.EqualFold(a.Folder, "INBOX"))
 }
 
 // Result is the outcome of a run: the actions in the order the script took
@@ -222,10 +228,8 @@ func (r *runner) add(a Action) error {
 }
 
 func sameFolder(a, b string) bool {
-	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
-		return true
-	}
-	return a == b
+	inbox := func(f string) bool { return f == "" || strings.EqualFold(f, "INBOX") }
+	return a == b || (inbox(a) && inbox(b))
 }
 
 // store adds a Store, or merges it into the Store to the same folder taken

@@ -158,3 +158,19 @@ func TestVariableExpansionBounded(t *testing.T) {
 		t.Fatalf("got %+v", res)
 	}
 }
+
+func TestActionInbox(t *testing.T) {
+	for folder, want := range map[string]bool{"INBOX": true, "inbox": true, "": true, "INBOX.a": false, "Archive": false} {
+		if got := (Action{Kind: Store, Folder: folder}).Inbox(); got != want {
+			t.Errorf("Inbox() of %q = %v, want %v", folder, got, want)
+		}
+	}
+	if (Action{Kind: Redirect}).Inbox() {
+		t.Error("a redirect is not the INBOX")
+	}
+	// fileinto "" and keep are one store
+	res := runScript(t, "require \"fileinto\"; fileinto \"\"; keep;", Envelope{From: "a@b.c", To: "d@e.f"})
+	if len(res.Actions) != 1 || !res.Actions[0].Inbox() {
+		t.Errorf("got %+v", res.Actions)
+	}
+}
