@@ -418,10 +418,16 @@ func (r *runner) test(t *Test) (bool, error) {
 				flags = append(flags, strings.Fields(r.getVar(v))...)
 			}
 		}
-		// Keys are flag lists too: "a b" is the keys "a" and "b".
-		var keys []string
-		for _, k := range r.strs(n.pos[1]) {
-			keys = append(keys, strings.Fields(k)...)
+		// For :is and :contains, as in Pigeonhole, keys are flag lists
+		// too: "a b" is the keys "a" and "b"; :matches and :value take
+		// them whole.
+		keys := r.strs(n.pos[1])
+		if m := newMatcher(n); m.typ == "is" || m.typ == "contains" {
+			var split []string
+			for _, k := range keys {
+				split = append(split, strings.Fields(k)...)
+			}
+			keys = split
 		}
 		return r.matchValues(n, flags, keys), nil
 	case "string":
