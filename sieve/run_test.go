@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -172,5 +173,40 @@ func TestActionInbox(t *testing.T) {
 	res := runScript(t, "require \"fileinto\"; fileinto \"\"; keep;", Envelope{From: "a@b.c", To: "d@e.f"})
 	if len(res.Actions) != 1 || !res.Actions[0].Inbox() {
 		t.Errorf("got %+v", res.Actions)
+	}
+}
+
+// TestConcurrentRuns backs the promise of doc.go: one Script, many Runs at
+// once (run with -race).
+func TestConcurrentRuns(t *testing.T) {
+	s, err := Compile([]byte(`require ["variables", "fileinto", "imap4flags"];
+if header :matches "subject" "*" { set "s" "${1}"; addflag "seen"; fileinto "F-${s}"; }`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string)
+	for i := 0; i < 8; i++ {
+		go func() {
+			msg, err := ReadMessage(strings.NewReader(fmt.Sprintf("Subject: m%d\r\n\r\n", i)))
+			if err != nil {
+				done <- err.Error()
+				return
+			}
+			res := s.Run(msg, Envelope{From: "a@b.c", To: "d@e.f"})
+			if len(res.Actions) != 1 {
+				done <- fmt.Sprintf("actions %+v", res.Actions)
+				return
+			}
+			done <- res.Actions[0].Folder + " " + strings.Join(res.Actions[0].Flags, ",")
+		}()
+	}
+	got := map[string]bool{}
+	for i := 0; i < 8; i++ {
+		got[<-done] = true
+	}
+	for i := 0; i < 8; i++ {
+		if want := fmt.Sprintf("F-m%d seen", i); !got[want] {
+			t.Errorf("missing %q in %v", want, got)
+		}
 	}
 }
