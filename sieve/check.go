@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // extensionNames are the capabilities a script may require, in the order
@@ -11,7 +12,7 @@ import (
 // i;ascii-casemap are always there and, as in Pigeonhole, not required by
 // name.
 var extensionNames = []string{
-	"fileinto", "envelope", "mailbox", "imap4flags", "copy", "variables",
+	"fileinto", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 }
 
@@ -271,6 +272,17 @@ func fits(want valueKind, a Arg) bool {
 }
 
 func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node, *Error) {
+	if s.required["encoded-character"] {
+		for i := range args {
+			for j, str := range args[i].Strings {
+				d, err := decodeEncodedCharacters(str)
+				if err != nil {
+					return nil, errAt(args[i].Pos, "%v", err)
+				}
+				args[i].Strings[j] = d
+			}
+		}
+	}
 	n := &node{tags: map[string]Arg{}}
 	groups := map[string]string{}
 	i := 0
@@ -354,6 +366,10 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 			if name := n.pos[0].Strings[0]; !validIdentifier(name) {
 				return errAt(n.pos[0].Pos, "invalid variable name \"%s\"", name)
 			}
+		}
+	case "fileinto":
+		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && !utf8.ValidString(f) {
+			return errAt(n.pos[0].Pos, "folder name is not UTF-8")
 		}
 	case "redirect":
 		if a := n.pos[0].Strings[0]; !s.hasVariables(a) {

@@ -25,7 +25,7 @@ var oracleEnvelopes = map[string]Envelope{
 
 // oracleExtensions are the extensions sieve-test may use: those we
 // implement, so that a script requiring any other is refused by both.
-var oracleExtensions = []string{"fileinto", "envelope", "mailbox", "imap4flags", "copy",
+var oracleExtensions = []string{"fileinto", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
 	"variables", "relational", "subaddress", "comparator-i;ascii-numeric"}
 
 func sieveTestPath(t *testing.T) string {
@@ -187,7 +187,7 @@ func canonicalResult(res Result) []string {
 	for _, a := range res.Actions {
 		switch a.Kind {
 		case Store:
-			line := "store " + a.Folder
+			line := strings.TrimSpace("store " + a.Folder)
 			if a.Implicit {
 				line = "implicit " + line
 			}
@@ -258,8 +258,8 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			flags, create = "", false
 			a := strings.TrimPrefix(l, "* ")
 			switch {
-			case strings.HasPrefix(a, "store message in folder: "):
-				out = append(out, prefix+"store "+strings.TrimPrefix(a, "store message in folder: "))
+			case strings.HasPrefix(a, "store message in folder:"):
+				out = append(out, prefix+"store "+strings.TrimSpace(strings.TrimPrefix(a, "store message in folder:")))
 			case strings.HasPrefix(a, "redirect message to: "):
 				out = append(out, "redirect "+strings.Trim(strings.TrimPrefix(a, "redirect message to: "), "<>"))
 			default:

@@ -266,10 +266,9 @@ func (r *runner) redirect(addr string, cp bool) (added bool, err error) {
 	return true, r.add(Action{Kind: Redirect, Address: addr, Copy: cp})
 }
 
+// checkFolder refuses names no mailbox can have; "" is the INBOX (Inbox).
 func checkFolder(f string) error {
 	switch {
-	case f == "":
-		return errors.New("empty folder name")
 	case !utf8.ValidString(f):
 		return errors.New("folder name is not UTF-8")
 	case len(f) > 255:
@@ -329,6 +328,11 @@ func (r *runner) test(t *Test) (bool, error) {
 		ok, err := r.test(t.Tests[0])
 		return !ok, err
 	case "allof", "anyof":
+		if v, ok := constantTest(t); ok {
+			// Pigeonhole folds these at compile time: anyof (X, true) is
+			// true without running X, whose :matches sets no variables.
+			return v, nil
+		}
 		all := t.Name == "allof"
 		for _, sub := range t.Tests {
 			ok, err := r.test(sub)
@@ -440,6 +444,33 @@ func (r *runner) test(t *Test) (bool, error) {
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
 	}
 	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
+}
+
+// constantTest gives the value of a test made only of true, false, not,
+// allof and anyof where they decide: anyof with a true subtest, allof with a
+// false one.
+func constantTest(t *Test) (value, ok bool) {
+	switch t.Name {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "not":
+		v, ok := constantTest(t.Tests[0])
+		return !v, ok
+	case "allof", "anyof":
+		decisive := t.Name == "anyof" // the value that decides alone
+		all := true
+		for _, sub := range t.Tests {
+			v, ok := constantTest(sub)
+			if ok && v == decisive {
+				return decisive, true
+			}
+			all = all && ok
+		}
+		return !decisive, all
+	}
+	return false, false
 }
 
 // matchValues is true when one value matches one key; for :matches the

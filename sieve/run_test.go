@@ -70,7 +70,8 @@ func TestRunErrorKeeps(t *testing.T) {
 	tests := []struct{ src, reason string }{
 		{"require [\"fileinto\",\"variables\"];\nfileinto \"A\";\nset \"x\" \"bad\";\nredirect \"${x}\";", "redirect address"},
 		{"redirect \"a@x.y\"; redirect \"b@x.y\"; redirect \"c@x.y\"; redirect \"d@x.y\";\n redirect \"e@x.y\";", "more than 4 redirects"},
-		{"require [\"fileinto\",\"variables\"];\nset \"f\" \"\";\n\nfileinto \"${f}\";", "empty folder name"},
+		// Pigeonhole, in C, stores into "a"; a NUL in a name is an error here.
+		{"require [\"fileinto\",\"encoded-character\"];\nfileinto \"a${unicode:0}b\";", "control character"},
 	}
 	for _, tc := range tests {
 		res := runScript(t, tc.src, Envelope{From: "a@b.c", To: "d@e.f"})
