@@ -259,7 +259,7 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			a := strings.TrimPrefix(l, "* ")
 			switch {
 			case strings.HasPrefix(a, "store message in folder:"):
-				out = append(out, prefix+"store "+strings.TrimSpace(strings.TrimPrefix(a, "store message in folder:")))
+				out = append(out, strings.TrimSpace(prefix+"store "+strings.TrimSpace(strings.TrimPrefix(a, "store message in folder:"))))
 			case strings.HasPrefix(a, "redirect message to: "):
 				out = append(out, "redirect "+strings.Trim(strings.TrimPrefix(a, "redirect message to: "), "<>"))
 			default:
