@@ -3,7 +3,6 @@ package sieve
 import (
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 var relationalOps = map[string]func(c int) bool{
@@ -101,11 +100,7 @@ func (m matcher) match(value, key string) (bool, []string) {
 		}
 		return strings.Contains(value, key), nil
 	case "matches":
-		eq := func(a, b rune) bool { return a == b }
-		if m.comparator == "i;ascii-casemap" {
-			eq = func(a, b rune) bool { return asciiLower(a) == asciiLower(b) }
-		}
-		return globMatch(value, key, eq)
+		return globMatch(value, key, m.comparator == "i;ascii-casemap")
 	}
 	if value == "" {
 		// Whatever the comparator (i;ascii-numeric has "" as infinity),
@@ -127,53 +122,49 @@ func (m matcher) countMatch(count int, keys []string) bool {
 }
 
 type patTok struct {
-	r    rune
-	kind byte // 'c' a character, '?' or '*'
+	c    byte
+	kind byte // 'c' an octet, '?' or '*'
 	w    int  // wildcard index, for ? and *
 }
 
 func compilePattern(p string) ([]patTok, int) {
 	var toks []patTok
 	w := 0
-	for i := 0; i < len(p); {
-		r, size := utf8.DecodeRuneInString(p[i:])
-		i += size
-		switch r {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
 		case '\\':
 			// A trailing lone backslash stands for itself (Pigeonhole
 			// 2.3.19's sieve-test aborts on it).
-			if i < len(p) {
-				r, size = utf8.DecodeRuneInString(p[i:])
-				i += size
+			if i+1 < len(p) {
+				i++
+				c = p[i]
 			}
-			toks = append(toks, patTok{r: r, kind: 'c'})
+			toks = append(toks, patTok{c: c, kind: 'c'})
 		case '*', '?':
-			if r == '*' && len(toks) > 0 && toks[len(toks)-1].kind == '*' {
-				// ** is *, but each keeps its match variable (the second empty).
-				toks = append(toks, patTok{kind: '*', w: w})
-				w++
-				continue
-			}
-			toks = append(toks, patTok{kind: byte(r), w: w})
+			toks = append(toks, patTok{kind: c, w: w})
 			w++
 		default:
-			toks = append(toks, patTok{r: r, kind: 'c'})
+			toks = append(toks, patTok{c: c, kind: 'c'})
 		}
 	}
 	return toks, w
 }
 
-// globMatch matches Sieve's * and ? (with \ escaping), each * taking as
-// little as possible from left to right, as RFC 5229 §3.2 asks of match
-// variables; runes of invalid UTF-8 count as one character each.
-func globMatch(value, pattern string, eq func(a, b rune) bool) (bool, []string) {
+// globMatch matches Sieve's * and ? (with \ escaping) on octets, as
+// i;octet and i;ascii-casemap define characters and Pigeonhole does: ?
+// takes one octet, even of a UTF-8 sequence. Each * takes as little as
+// possible from left to right, as RFC 5229 §3.2 asks of match variables.
+func globMatch(value, pattern string, fold bool) (bool, []string) {
 	toks, nw := compilePattern(pattern)
-	text := []rune(value)
+	eq := func(a, b byte) bool { return a == b }
+	if fold {
+		eq = func(a, b byte) bool { return asciiLowerByte(a) == asciiLowerByte(b) }
+	}
 	type span struct{ from, to int }
 	caps := make([]span, nw)
 	i, j := 0, 0
 	starJ, starI := -1, 0
-	for i < len(text) {
+	for i < len(value) {
 		if j < len(toks) {
 			t := toks[j]
 			switch {
@@ -187,7 +178,7 @@ func globMatch(value, pattern string, eq func(a, b rune) bool) (bool, []string) 
 				i++
 				j++
 				continue
-			case eq(text[i], t.r):
+			case eq(value[i], t.c):
 				i++
 				j++
 				continue
@@ -210,7 +201,14 @@ func globMatch(value, pattern string, eq func(a, b rune) bool) (bool, []string) 
 	out := make([]string, 0, nw+1)
 	out = append(out, value)
 	for _, c := range caps {
-		out = append(out, string(text[c.from:c.to]))
+		out = append(out, value[c.from:c.to])
 	}
 	return true, out
+}
+
+func asciiLowerByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -14,13 +14,14 @@ import (
 
 // oracleEnvelopes are the envelopes the corpus messages arrive with.
 var oracleEnvelopes = map[string]Envelope{
-	"plain.eml":   {From: "alice@example.com", To: "bob+lists@example.org"},
-	"encoded.eml": {From: "bounce-123@news.example.net", To: "carol@example.org"},
-	"list.eml":    {From: "owner-dev@lists.example.com", To: "dave+dev@Example.ORG"},
-	"multi.eml":   {From: "MAILER-DAEMON@mx.example.org", To: "erin@example.org"},
-	"bigbody.eml": {From: "frank@example.com", To: "frank@example.org"},
-	"spammy.eml":  {From: "promo@shop.example", To: "bob@example.org"},
-	"tricky.eml":  {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
+	"plain.eml":    {From: "alice@example.com", To: "bob+lists@example.org"},
+	"encoded.eml":  {From: "bounce-123@news.example.net", To: "carol@example.org"},
+	"list.eml":     {From: "owner-dev@lists.example.com", To: "dave+dev@Example.ORG"},
+	"multi.eml":    {From: "MAILER-DAEMON@mx.example.org", To: "erin@example.org"},
+	"bigbody.eml":  {From: "frank@example.com", To: "frank@example.org"},
+	"spammy.eml":   {From: "promo@shop.example", To: "bob@example.org"},
+	"charsets.eml": {From: "joerg@example.de", To: "nihon@example.jp"},
+	"tricky.eml":   {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we

@@ -360,7 +360,7 @@ func (r *runner) test(t *Test) (bool, error) {
 	case "header":
 		var values []string
 		for _, h := range r.strs(n.pos[0]) {
-			for _, v := range r.msg.Header.Values(h) {
+			for _, v := range r.msg.values(h) {
 				values = append(values, decodeHeader(v))
 			}
 		}
@@ -376,7 +376,7 @@ func (r *runner) test(t *Test) (bool, error) {
 		var unparsed []string // values :all sees whole, other parts not at all
 		if t.Name == "address" {
 			for _, h := range r.strs(n.pos[0]) {
-				for _, v := range r.msg.Header.Values(h) {
+				for _, v := range r.msg.values(h) {
 					list, ok := headerAddresses(v)
 					if !ok {
 						unparsed = append(unparsed, list...)
@@ -494,9 +494,32 @@ func (r *runner) matchValues(n *node, values, keys []string) bool {
 	return false
 }
 
-// decodeHeader unfolds a header value and decodes its RFC 2047 words.
+// values are the unfolded values of a header field, in order. The raw
+// field is read, since textproto's values squeeze the white space around
+// line breaks: Pigeonhole (Dovecot's header parser) only drops the line
+// break, a tab starting the continuation line becoming a space.
+func (m *Message) values(key string) []string {
+	var out []string
+	fields := m.Header.FieldsByKey(key)
+	for fields.Next() {
+		raw, err := fields.Raw()
+		if err != nil {
+			out = append(out, fields.Value())
+			continue
+		}
+		v := string(raw)
+		if i := strings.IndexByte(v, ':'); i >= 0 {
+			v = v[i+1:]
+		}
+		v = strings.TrimRight(v, "\r\n")
+		v = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "\n", "").Replace(v)
+		out = append(out, strings.TrimLeft(v, " \t"))
+	}
+	return out
+}
+
+// decodeHeader decodes the RFC 2047 words of an unfolded header value.
 func decodeHeader(v string) string {
-	v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
 	v = strings.TrimSpace(v)
 	dec := mime.WordDecoder{CharsetReader: charset.Reader}
 	if d, err := dec.DecodeHeader(v); err == nil {
@@ -509,7 +532,6 @@ func decodeHeader(v string) string {
 // value that is not a list of addresses (or a group without members) gives
 // itself, ok false: Pigeonhole lets :all see it whole and other parts not.
 func headerAddresses(v string) (list []string, ok bool) {
-	v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
 	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
 	parsed, err := p.ParseList(v)
 	if err != nil || len(parsed) == 0 {

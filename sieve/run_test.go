@@ -90,7 +90,6 @@ func TestRunErrorKeeps(t *testing.T) {
 }
 
 func TestGlobMatch(t *testing.T) {
-	exact := func(a, b rune) bool { return a == b }
 	tests := []struct {
 		value, pattern string
 		ok             bool
@@ -108,13 +107,18 @@ func TestGlobMatch(t *testing.T) {
 		{"a?", `*\?`, true, []string{"a?", "a"}},
 		{`a\b`, `a\\b`, true, []string{`a\b`}},
 		{`ends\`, `*\`, true, []string{`ends\`, "ends"}},
-		{"été", "?t?", true, []string{"été", "é", "é"}},
+		{"été", "??t??", true, []string{"été", "\xc3", "\xa9", "\xc3", "\xa9"}},
+		{"été", "?t?", false, nil},
+		// Pigeonhole 2.3.19 says true: after a ?, its matcher skips the
+		// text up to the next * (so "J?rg*" matches "jane+sieve@…").
+		{"abxdef", "a?c*", false, nil},
+		{"abcdef", "a?c*", true, []string{"abcdef", "b", "def"}},
 		{"xaaab", "*a?b", true, []string{"xaaab", "xa", "a"}},
 		{"ab", "a**b", true, []string{"ab", "", ""}},
 		{"mississippi", "*ss*ss*", true, []string{"mississippi", "mi", "i", "ippi"}},
 	}
 	for _, tc := range tests {
-		ok, caps := globMatch(tc.value, tc.pattern, exact)
+		ok, caps := globMatch(tc.value, tc.pattern, false)
 		if ok != tc.ok || strings.Join(caps, "|") != strings.Join(tc.caps, "|") {
 			t.Errorf("%q :matches %q: got %v %q, want %v %q", tc.value, tc.pattern, ok, caps, tc.ok, tc.caps)
 		}
