@@ -64,7 +64,7 @@ func newOracle(t *testing.T) *oracle {
 	conf := filepath.Join(dir, "dovecot.conf")
 	writePublic(t, conf, fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
 		"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\n"+
-		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 64\n}\n", uid, gid, dir))
+		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n", uid, gid, dir))
 	return &oracle{bin: bin, dir: dir, conf: conf}
 }
 

@@ -10,8 +10,8 @@ type Limits struct {
 	MaxScriptSize   int // bytes of source (default 1 MiB)
 	MaxNesting      int // blocks within blocks, and tests within tests (default 31, as Pigeonhole)
 	MaxStringLength int // bytes of one string after unescaping (default 64 KiB)
-	MaxActions      int // actions of one run (default 64)
-	MaxRedirects    int // redirect actions of one run (default 4)
+	MaxActions      int // actions of one run (default 32, Pigeonhole's sieve_max_actions)
+	MaxRedirects    int // redirect actions of one run (default 4; Pigeonhole's sieve_max_redirects is 1)
 }
 
 func (l Limits) withDefaults() Limits {
@@ -25,7 +25,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxStringLength = 64 << 10
 	}
 	if l.MaxActions <= 0 {
-		l.MaxActions = 64
+		l.MaxActions = 32
 	}
 	if l.MaxRedirects <= 0 {
 		l.MaxRedirects = 4

@@ -168,7 +168,9 @@ func (r *runner) block(cmds []*Command) error {
 			}
 		case "discard":
 			r.canceled = true
-			r.add(Action{Kind: Discard})
+			if err := r.add(Action{Kind: Discard}); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
 		case "fileinto":
 			_, cp := n.tags["copy"]
 			_, create := n.tags["create"]
@@ -220,7 +222,8 @@ func (r *runner) add(a Action) error {
 			}
 		}
 	}
-	if len(r.actions) >= r.s.limits.MaxActions {
+	// The implicit keep is never refused: it is what keeps mail from being lost.
+	if !a.Implicit && len(r.actions) >= r.s.limits.MaxActions {
 		return fmt.Errorf("more than %d actions", r.s.limits.MaxActions)
 	}
 	r.actions = append(r.actions, a)

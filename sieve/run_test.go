@@ -48,6 +48,16 @@ func TestRunResults(t *testing.T) {
 		{"empty detail", "require [\"subaddress\",\"envelope\"]; if envelope :detail \"to\" \"\" { discard; }",
 			&Envelope{From: "a@b.c", To: "bob+@example.org"}, []string{"discard"}},
 	}
+	var full []string
+	for i := 0; i < 32; i++ {
+		full = append(full, fmt.Sprintf("store f%d", i))
+	}
+	tests = append(tests, struct {
+		name, src string
+		env       *Envelope
+		want      []string
+	}{"implicit keep past the action limit", "require [\"fileinto\", \"copy\"];" + numbered("fileinto :copy \"f%d\";", 32),
+		nil, append(full, "implicit store INBOX")})
 	for _, tc := range tests {
 		e := env
 		if tc.env != nil {
@@ -70,6 +80,7 @@ func TestRunErrorKeeps(t *testing.T) {
 	tests := []struct{ src, reason string }{
 		{"require [\"fileinto\",\"variables\"];\nfileinto \"A\";\nset \"x\" \"bad\";\nredirect \"${x}\";", "redirect address"},
 		{"redirect \"a@x.y\"; redirect \"b@x.y\"; redirect \"c@x.y\"; redirect \"d@x.y\";\n redirect \"e@x.y\";", "more than 4 redirects"},
+		{"require [\"fileinto\", \"copy\"];" + numbered("fileinto :copy \"f%d\";", 32) + "\ndiscard;", "more than 32 actions"},
 		// Pigeonhole, in C, stores into "a"; a NUL in a name is an error here.
 		{"require [\"fileinto\",\"encoded-character\"];\nfileinto \"a${unicode:0}b\";", "control character"},
 	}

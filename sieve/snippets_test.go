@@ -1,10 +1,19 @@
 package sieve
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 )
+
+func numbered(format string, n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, format, i)
+	}
+	return b.String()
+}
 
 func nest(open, leaf, close string, n int) string {
 	return strings.Repeat(open, n) + leaf + strings.Repeat(close, n)
@@ -51,6 +60,13 @@ var oracleSnippets = []string{
 	`require "copy"; redirect :copy "a@example.com"; redirect "a@example.com";`,
 	`redirect "a@x.example"; redirect "b@x.example"; redirect "c@x.example"; redirect "d@x.example";`,
 	`redirect "a@x.example"; redirect "b@x.example"; redirect "c@x.example"; redirect "d@x.example"; redirect "e@x.example";`,
+	// the action limit (32)
+	`require "fileinto"; ` + strings.Repeat(`fileinto "a"; `, 40),
+	`require "fileinto"; ` + numbered(`fileinto "f%d"; `, 32),
+	`require "fileinto"; ` + numbered(`fileinto "f%d"; `, 33),
+	`require ["fileinto", "copy"]; ` + numbered(`fileinto :copy "f%d"; `, 32),
+	`require ["fileinto", "copy"]; ` + numbered(`fileinto :copy "f%d"; `, 31) + "discard;",
+	`require ["fileinto", "copy"]; ` + numbered(`fileinto :copy "f%d"; `, 32) + "discard;",
 	// fileinto and keep
 	`require "fileinto"; fileinto;`,
 	`require "fileinto"; fileinto true;`,
