@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -163,8 +164,42 @@ func FuzzCompile(f *testing.F) {
 		if res.Err != nil && (len(res.Actions) != 1 || res.Actions[0].Folder != "INBOX") {
 			t.Fatalf("failed run without a keep into INBOX: %+v", res)
 		}
+		// Mail is dropped only by an explicit discard.
+		delivered, discarded := false, false
+		for _, a := range res.Actions {
+			delivered = delivered || a.Kind == Store || a.Kind == Redirect
+			discarded = discarded || a.Kind == Discard
+		}
+		if !delivered && !discarded {
+			t.Fatalf("neither delivered nor discarded: %+v", res.Actions)
+		}
+	})
+}
+
+// FuzzRunMessage runs a script using every test on hostile messages.
+func FuzzRunMessage(f *testing.F) {
+	for _, s := range []string{testMessage, "Subject: =?utf-8?q?caf=C3=A9?=\r\nTo: undisclosed:;\r\n\r\n",
+		"From: \"a\\\" <b@c>, =?x?b?%%?=\n\tfolded\nX: \xff\xfe\n\nbody"} {
+		f.Add([]byte(s), "a@b.c", "d+e@f.g")
+	}
+	script, err := Compile([]byte(`require ["envelope", "subaddress", "variables", "relational", "fileinto", "imap4flags"];
+if anyof (address :matches :user ["from", "to", "cc"] "*?*", header :contains "subject" "é",
+          envelope :detail :matches "to" "*", header :count "gt" "x" "1", exists "date") {
+	fileinto "${1}.${2}";
+}
+if size :over 100 { addflag "big"; }
+if address :domain :value "ge" "to" "m" { redirect "x@example.com"; }`), Limits{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, from, to string) {
+		msg, err := ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			return
+		}
+		res := script.Run(msg, Envelope{From: from, To: to})
 		if len(res.Actions) == 0 {
-			t.Fatal("a run without any action")
+			t.Fatal("no action")
 		}
 	})
 }
