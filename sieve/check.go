@@ -12,7 +12,7 @@ import (
 // i;ascii-casemap are always there and, as in Pigeonhole, not required by
 // name.
 var extensionNames = []string{
-	"fileinto", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
+	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 }
 
@@ -103,6 +103,8 @@ var commandSpecs = map[string]spec{
 	"stop":     {},
 	"keep":     {tags: map[string]tagSpec{"flags": {param: vStrings, ext: "imap4flags"}}},
 	"discard":  {},
+	"reject":   {ext: "reject", pos: []valueKind{vString}},
+	"ereject":  {ext: "ereject", pos: []valueKind{vString}},
 	"redirect": {pos: []valueKind{vString}, tags: map[string]tagSpec{"copy": {ext: "copy"}}},
 	"fileinto": {ext: "fileinto", pos: []valueKind{vString}, tags: map[string]tagSpec{
 		"copy": {ext: "copy"}, "flags": {param: vStrings, ext: "imap4flags"}, "create": {ext: "mailbox"}}},

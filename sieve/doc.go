@@ -10,8 +10,8 @@
 //	msg, err := sieve.ReadMessage(r)                   // or &sieve.Message{Header: h, Size: n}
 //	res := script.Run(msg, sieve.Envelope{From: mailFrom, To: rcpt})
 //	// res.Actions: Store (Folder, Flags, Create; Inbox() for the INBOX),
-//	// Redirect (Address), Discard. No Store and no Redirect: nothing is
-//	// delivered. res.Err != nil: the script failed at runtime, and
+//	// Redirect (Address), Discard, Reject (Reason, Extended for ereject).
+//	// No Store and no Redirect: nothing is delivered. res.Err != nil: the script failed at runtime, and
 //	// res.Actions is a keep into INBOX (RFC 5228 §2.10.6): mail is never lost.
 //
 // Parse (parse.go) builds the syntax tree within Limits (script size,
@@ -24,12 +24,14 @@
 // redirects merge, invalid IMAP flags are dropped, the address test reads
 // only address headers, :is of an empty value matches only an empty key.
 //
-// Extensions: fileinto, envelope, mailbox (fileinto :create), imap4flags,
-// copy, variables, relational, subaddress, comparator-i;ascii-numeric
-// (Extensions lists them for ManageSieve's SIEVE capability); i;octet and
-// i;ascii-casemap are always there. Issue 17 asks for more (reject,
-// vacation, body, date, include, editheader, duplicate…): until they exist a
-// script requiring one does not compile, and delivery keeps to INBOX.
+// Extensions: fileinto, reject and ereject (RFC 5429), envelope,
+// encoded-character, mailbox (fileinto :create), imap4flags, copy,
+// variables, relational, subaddress, comparator-i;ascii-numeric (Extensions
+// lists them for ManageSieve's SIEVE capability); i;octet and
+// i;ascii-casemap are always there. Issue 17 asks for more (vacation, body,
+// date, index, regex, include, spamtest, editheader, duplicate): until they
+// exist a script requiring one does not compile, and delivery keeps to
+// INBOX.
 //
 // The package neither writes maildirs nor sends mail: delivery carries out
 // the actions. Folder names are given as the script wrote them ("A.B" or

@@ -114,7 +114,9 @@ func (g *scriptGen) test(depth int) string {
 
 func (g *scriptGen) action() string {
 	g.n++
-	switch g.r.IntN(14) {
+	switch g.r.IntN(15) {
+	case 14:
+		return `reject "no: ${1}";`
 	case 12:
 		mods := []string{"", ":lower", ":upper", ":lowerfirst", ":upperfirst", ":quotewildcard", ":length", ":upper :lowerfirst", ":length :quotewildcard"}
 		return fmt.Sprintf("set %s \"v\" %s;", g.pick(mods...), g.quote(g.pick("${1}", "${0}", "x${2}y", "Héllo*?", "${v}${v}", "")))
@@ -163,7 +165,7 @@ func (g *scriptGen) block(depth int) string {
 }
 
 func (g *scriptGen) script() string {
-	return `require ["fileinto", "envelope", "imap4flags", "copy", "variables", "relational", "subaddress", "comparator-i;ascii-numeric"];` +
+	return `require ["fileinto", "reject", "envelope", "imap4flags", "copy", "variables", "relational", "subaddress", "comparator-i;ascii-numeric"];` +
 		"\n" + g.block(0)
 }
 

@@ -75,6 +75,10 @@ const (
 	// Discard records that the script discarded the message; with no Store
 	// nor Redirect beside it, nothing is delivered.
 	Discard
+	// Reject refuses the message with Reason (RFC 5429): in the SMTP
+	// dialogue when still possible, else by a DSN; never beside a Store or
+	// Redirect (that is a runtime error).
+	Reject
 )
 
 // Action is one thing delivery must do with the message.
@@ -86,6 +90,8 @@ type Action struct {
 	Implicit bool     // Store: the implicit keep (RFC 5228 §2.10.2)
 	Address  string   // Redirect: the address, local@domain
 	Copy     bool     // Store/Redirect: with :copy
+	Reason   string   // Reject: the text, CRLF line ends
+	Extended bool     // Reject: ereject (refuse in SMTP, never a DSN, when possible)
 }
 
 // Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
@@ -171,6 +177,11 @@ func (r *runner) block(cmds []*Command) error {
 			if err := r.add(Action{Kind: Discard}); err != nil {
 				return r.errorf(c.Pos, "%v", err)
 			}
+		case "reject", "ereject":
+			if err := r.reject(r.expand(n.pos[0].Strings[0]), c.Name == "ereject"); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+			r.canceled = true
 		case "fileinto":
 			_, cp := n.tags["copy"]
 			_, create := n.tags["create"]
@@ -214,7 +225,27 @@ func (r *runner) errorf(p Pos, format string, args ...any) error {
 	return &Error{Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)}
 }
 
+// reject adds the Reject, which no other delivery may accompany.
+func (r *runner) reject(reason string, extended bool) error {
+	for _, b := range r.actions {
+		switch b.Kind {
+		case Reject:
+			return errors.New("a second reject/ereject")
+		case Store, Redirect:
+			return errors.New("reject/ereject conflicts with an earlier keep, fileinto or redirect")
+		}
+	}
+	return r.add(Action{Kind: Reject, Reason: reason, Extended: extended})
+}
+
 func (r *runner) add(a Action) error {
+	if a.Kind == Store || a.Kind == Redirect {
+		for _, b := range r.actions {
+			if b.Kind == Reject {
+				return errors.New("keep, fileinto or redirect conflicts with an earlier reject/ereject")
+			}
+		}
+	}
 	if a.Kind == Discard {
 		for _, b := range r.actions {
 			if b.Kind == Discard {

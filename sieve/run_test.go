@@ -78,6 +78,8 @@ func TestRunResults(t *testing.T) {
 // failed; the actions taken before the failure are dropped.
 func TestRunErrorKeeps(t *testing.T) {
 	tests := []struct{ src, reason string }{
+		{"require [\"reject\", \"ereject\"]; reject \"a\";\nereject \"b\";", "a second reject/ereject"},
+		{"require [\"ereject\", \"fileinto\"]; ereject \"a\";\nfileinto \"b\";", "conflicts with an earlier reject"},
 		{"require [\"fileinto\",\"variables\"];\nfileinto \"A\";\nset \"x\" \"bad\";\nredirect \"${x}\";", "redirect address"},
 		{"redirect \"a@x.y\"; redirect \"b@x.y\"; redirect \"c@x.y\"; redirect \"d@x.y\";\n redirect \"e@x.y\";", "more than 4 redirects"},
 		{"require [\"fileinto\", \"copy\"];" + numbered("fileinto :copy \"f%d\";", 32) + "\ndiscard;", "more than 32 actions"},
@@ -173,6 +175,16 @@ func TestVariableExpansionBounded(t *testing.T) {
 	// the folder is 8000 bytes, over the 255 a folder name may have
 	if res.Err == nil || !strings.Contains(res.Err.Error(), "longer than 255") {
 		t.Fatalf("got %+v", res)
+	}
+}
+
+func TestEreject(t *testing.T) {
+	res := runScript(t, "require \"ereject\"; ereject text:\nNo thanks.\n.\n;", Envelope{From: "a@b.c", To: "d@e.f"})
+	if res.Err != nil || len(res.Actions) != 1 {
+		t.Fatalf("got %+v", res)
+	}
+	if a := res.Actions[0]; a.Kind != Reject || !a.Extended || a.Reason != "No thanks.\r\n" {
+		t.Errorf("got %+v", a)
 	}
 }
 
