@@ -207,12 +207,12 @@ func canonicalResult(res Result) []string {
 			out = append(out, "discard")
 		case Reject:
 			// sieve-test prints control characters as '?'
-			out = append(out, "reject "+strings.Map(func(r rune) rune {
+			out = append(out, strings.TrimSpace("reject "+strings.Map(func(r rune) rune {
 				if r < ' ' {
 					return '?'
 				}
 				return r
-			}, a.Reason))
+			}, a.Reason)))
 		}
 	}
 	return out
@@ -271,8 +271,8 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			switch {
 			case strings.HasPrefix(a, "store message in folder:"):
 				out = append(out, strings.TrimSpace(prefix+"store "+strings.TrimSpace(strings.TrimPrefix(a, "store message in folder:"))))
-			case strings.HasPrefix(a, "reject message with reason: "):
-				out = append(out, "reject "+strings.TrimPrefix(a, "reject message with reason: "))
+			case strings.HasPrefix(a, "reject message with reason:"):
+				out = append(out, strings.TrimSpace("reject "+strings.TrimPrefix(a, "reject message with reason:")))
 			case strings.HasPrefix(a, "redirect message to: "):
 				out = append(out, "redirect "+strings.Trim(strings.TrimPrefix(a, "redirect message to: "), "<>"))
 			default:
