@@ -272,7 +272,7 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			case strings.HasPrefix(a, "store message in folder:"):
 				out = append(out, strings.TrimSpace(prefix+"store "+strings.TrimSpace(strings.TrimPrefix(a, "store message in folder:"))))
 			case strings.HasPrefix(a, "reject message with reason:"):
-				out = append(out, strings.TrimSpace("reject "+strings.TrimPrefix(a, "reject message with reason:")))
+				out = append(out, strings.TrimSpace("reject "+strings.TrimSpace(strings.TrimPrefix(a, "reject message with reason:"))))
 			case strings.HasPrefix(a, "redirect message to: "):
 				out = append(out, "redirect "+strings.Trim(strings.TrimPrefix(a, "redirect message to: "), "<>"))
 			default:
