@@ -123,6 +123,23 @@ type runner struct {
 	actions  []Action
 	canceled bool // the implicit keep is canceled
 	redirs   int
+	headers  map[string][]string // decoded values by lower-case name: rules often read the same
+}
+
+func (r *runner) decoded(name string) []string {
+	key := strings.ToLower(name)
+	if v, ok := r.headers[key]; ok {
+		return v
+	}
+	var vals []string
+	for _, v := range r.msg.values(name) {
+		vals = append(vals, decodeHeader(v))
+	}
+	if r.headers == nil {
+		r.headers = map[string][]string{}
+	}
+	r.headers[key] = vals
+	return vals
 }
 
 var errStop = errors.New("stop")
@@ -394,9 +411,7 @@ func (r *runner) test(t *Test) (bool, error) {
 	case "header":
 		var values []string
 		for _, h := range r.strs(n.pos[0]) {
-			for _, v := range r.msg.values(h) {
-				values = append(values, decodeHeader(v))
-			}
+			values = append(values, r.decoded(h)...)
 		}
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
 	case "address", "envelope":
@@ -545,11 +560,31 @@ func (m *Message) values(key string) []string {
 		if i := strings.IndexByte(v, ':'); i >= 0 {
 			v = v[i+1:]
 		}
-		v = strings.TrimRight(v, "\r\n")
-		v = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "\n", "").Replace(v)
-		out = append(out, strings.TrimLeft(v, " \t"))
+		out = append(out, strings.TrimLeft(unfold(strings.TrimRight(v, "\r\n")), " \t"))
 	}
 	return out
+}
+
+// unfold drops the line breaks of a folded value, a tab after one becoming a
+// space.
+func unfold(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\r' && i+1 < len(v) && v[i+1] == '\n':
+		case c == '\n':
+			if i+1 < len(v) && v[i+1] == '\t' {
+				b = append(b, ' ')
+				i++
+			}
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // decodeHeader decodes the RFC 2047 words of an unfolded header value.

@@ -238,3 +238,17 @@ if header :matches "subject" "*" { set "s" "${1}"; addflag "seen"; fileinto "F-$
 		}
 	}
 }
+
+func TestUnfold(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\r\n  b":    "a  b",
+		"a\n\tb":      "a b",
+		"a\r\n\tb\tc": "a b\tc",
+		"plain":       "plain",
+		"a\rb":        "a\rb",
+	} {
+		if got := unfold(in); got != want {
+			t.Errorf("unfold(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
