@@ -1,0 +1,475 @@
+package sieve
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// extensionNames are the capabilities a script may require, in the order
+// ManageSieve's SIEVE capability should list them. i;octet and
+// i;ascii-casemap are always there and, as in Pigeonhole, not required by
+// name.
+var extensionNames = []string{
+	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
+	"relational", "subaddress", "comparator-i;ascii-numeric",
+}
+
+// Extensions returns the capabilities a script may require.
+func Extensions() []string { return append([]string(nil), extensionNames...) }
+
+func knownExtension(name string) bool {
+	for _, e := range extensionNames {
+		if e == name {
+			return true
+		}
+	}
+	return false
+}
+
+type valueKind int
+
+const (
+	vNone    valueKind = iota
+	vString            // exactly one string, not written as a list
+	vStrings           // a string or a string list
+	vNumber
+)
+
+func (v valueKind) String() string {
+	switch v {
+	case vString:
+		return "a string"
+	case vStrings:
+		return "a string list"
+	case vNumber:
+		return "a number"
+	}
+	return "nothing"
+}
+
+type tagSpec struct {
+	param valueKind
+	group string // tags of one group exclude each other
+	ext   string // extension the tag needs
+}
+
+type testArity int
+
+const (
+	noTests testArity = iota
+	oneTest
+	testList
+)
+
+type spec struct {
+	ext      string
+	tags     map[string]tagSpec
+	pos      []valueKind
+	optFirst bool // the first positional argument may be left out
+	tests    testArity
+	block    bool
+}
+
+var (
+	comparatorTag = tagSpec{param: vString, group: "comparator"}
+	matchTags     = map[string]tagSpec{
+		"is": {group: "match"}, "contains": {group: "match"}, "matches": {group: "match"},
+		"value": {param: vString, group: "match", ext: "relational"},
+		"count": {param: vString, group: "match", ext: "relational"},
+	}
+	addressPartTags = map[string]tagSpec{
+		"all": {group: "address-part"}, "localpart": {group: "address-part"}, "domain": {group: "address-part"},
+		"user": {group: "address-part", ext: "subaddress"}, "detail": {group: "address-part", ext: "subaddress"},
+	}
+)
+
+func tags(sets ...map[string]tagSpec) map[string]tagSpec {
+	m := map[string]tagSpec{"comparator": comparatorTag}
+	for _, s := range sets {
+		for k, v := range s {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+var commandSpecs = map[string]spec{
+	"require":  {pos: []valueKind{vStrings}},
+	"if":       {tests: oneTest, block: true},
+	"elsif":    {tests: oneTest, block: true},
+	"else":     {block: true},
+	"stop":     {},
+	"keep":     {tags: map[string]tagSpec{"flags": {param: vStrings, ext: "imap4flags"}}},
+	"discard":  {},
+	"reject":   {ext: "reject", pos: []valueKind{vString}},
+	"ereject":  {ext: "ereject", pos: []valueKind{vString}},
+	"redirect": {pos: []valueKind{vString}, tags: map[string]tagSpec{"copy": {ext: "copy"}}},
+	"fileinto": {ext: "fileinto", pos: []valueKind{vString}, tags: map[string]tagSpec{
+		"copy": {ext: "copy"}, "flags": {param: vStrings, ext: "imap4flags"}, "create": {ext: "mailbox"}}},
+	"setflag":    {ext: "imap4flags", pos: []valueKind{vString, vStrings}, optFirst: true},
+	"addflag":    {ext: "imap4flags", pos: []valueKind{vString, vStrings}, optFirst: true},
+	"removeflag": {ext: "imap4flags", pos: []valueKind{vString, vStrings}, optFirst: true},
+	"set": {ext: "variables", pos: []valueKind{vString, vString}, tags: map[string]tagSpec{
+		"lower": {group: "case"}, "upper": {group: "case"},
+		"lowerfirst": {group: "first"}, "upperfirst": {group: "first"},
+		"quotewildcard": {}, "length": {}}},
+}
+
+var testSpecs = map[string]spec{
+	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags)},
+	"envelope": {ext: "envelope", pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags)},
+	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags)},
+	"exists":   {pos: []valueKind{vStrings}},
+	"size":     {pos: []valueKind{vNumber}, tags: map[string]tagSpec{"over": {group: "size"}, "under": {group: "size"}}},
+	"allof":    {tests: testList},
+	"anyof":    {tests: testList},
+	"not":      {tests: oneTest},
+	"true":     {},
+	"false":    {},
+	"hasflag":  {ext: "imap4flags", pos: []valueKind{vStrings, vStrings}, optFirst: true, tags: tags(matchTags)},
+	"string":   {ext: "variables", pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags)},
+}
+
+// node is what the checker resolved of a command's or test's arguments.
+type node struct {
+	tags map[string]Arg // by tag name; the Arg is the tag's parameter, if any
+	pos  []Arg
+}
+
+// Script is a checked script, ready to Run any number of times, also
+// concurrently.
+type Script struct {
+	cmds     []*Command
+	nodes    map[any]*node
+	required map[string]bool
+	limits   Limits
+}
+
+// Compile parses and checks a script. The error is an *Error.
+func Compile(src []byte, limits Limits) (*Script, error) {
+	limits = limits.withDefaults()
+	cmds, err := Parse(src, limits)
+	if err != nil {
+		return nil, err
+	}
+	s := &Script{cmds: cmds, nodes: map[any]*node{}, required: map[string]bool{}, limits: limits}
+	if err := s.checkBlock(cmds, true); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func errAt(p Pos, format string, args ...any) *Error {
+	return &Error{Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
+	requireAllowed := top
+	prev := ""
+	for _, c := range cmds {
+		sp, ok := commandSpecs[c.Name]
+		if !ok {
+			if _, isTest := testSpecs[c.Name]; isTest {
+				return errAt(c.Pos, "%s is a test, not a command", c.Name)
+			}
+			return errAt(c.Pos, "unknown command %s", c.Name)
+		}
+		if c.Name == "require" {
+			if !requireAllowed {
+				return errAt(c.Pos, "require must come before any other command, at the top of the script")
+			}
+		} else {
+			requireAllowed = false
+		}
+		if (c.Name == "elsif" || c.Name == "else") && prev != "if" && prev != "elsif" {
+			return errAt(c.Pos, "%s must follow if or elsif", c.Name)
+		}
+		prev = c.Name
+		if sp.ext != "" && !s.required[sp.ext] {
+			return errAt(c.Pos, "command %s needs require \"%s\"", c.Name, sp.ext)
+		}
+		n, err := s.checkArgs(c.Name, "command", c.Pos, sp, c.Args)
+		if err != nil {
+			return err
+		}
+		s.nodes[c] = n
+		if err := s.checkTests(c.Name, c.Pos, sp.tests, c.Tests, c.TestList); err != nil {
+			return err
+		}
+		if sp.block != c.HasBlock {
+			if sp.block {
+				return errAt(c.Pos, "%s needs a block { ... }", c.Name)
+			}
+			return errAt(c.Pos, "%s takes no block; end it with ';'", c.Name)
+		}
+		if err := s.checkBlock(c.Block, false); err != nil {
+			return err
+		}
+		if err := s.checkCommand(c, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test, list bool) *Error {
+	switch arity {
+	case noTests:
+		if tests != nil || list {
+			return errAt(p, "%s takes no test", name)
+		}
+	case oneTest:
+		if len(tests) != 1 || list {
+			return errAt(p, "%s needs one test, not a test list", name)
+		}
+	case testList:
+		if !list {
+			return errAt(p, "%s needs a test list ( ... )", name)
+		}
+	}
+	for _, t := range tests {
+		sp, ok := testSpecs[t.Name]
+		if !ok {
+			if _, isCmd := commandSpecs[t.Name]; isCmd {
+				return errAt(t.Pos, "%s is a command, not a test", t.Name)
+			}
+			return errAt(t.Pos, "unknown test %s", t.Name)
+		}
+		if sp.ext != "" && !s.required[sp.ext] {
+			return errAt(t.Pos, "test %s needs require \"%s\"", t.Name, sp.ext)
+		}
+		n, err := s.checkArgs(t.Name, "test", t.Pos, sp, t.Args)
+		if err != nil {
+			return err
+		}
+		s.nodes[t] = n
+		if err := s.checkTests(t.Name, t.Pos, sp.tests, t.Tests, t.TestList); err != nil {
+			return err
+		}
+		if err := s.checkTest(t, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func kindOf(a Arg) valueKind {
+	switch a.Kind {
+	case ArgNumber:
+		return vNumber
+	case ArgStrings:
+		if a.List {
+			return vStrings
+		}
+		return vString
+	}
+	return vNone
+}
+
+func fits(want valueKind, a Arg) bool {
+	got := kindOf(a)
+	return got == want || (want == vStrings && got == vString)
+}
+
+func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node, *Error) {
+	if s.required["encoded-character"] {
+		for i := range args {
+			for j, str := range args[i].Strings {
+				d, err := decodeEncodedCharacters(str)
+				if err != nil {
+					return nil, errAt(args[i].Pos, "%v", err)
+				}
+				args[i].Strings[j] = d
+			}
+		}
+	}
+	n := &node{tags: map[string]Arg{}}
+	groups := map[string]string{}
+	i := 0
+	for ; i < len(args) && args[i].Kind == ArgTag; i++ {
+		a := args[i]
+		ts, ok := sp.tags[a.Tag]
+		if !ok || (ts.ext != "" && !s.required[ts.ext]) {
+			if ok {
+				return nil, errAt(a.Pos, "tag :%s of %s %s needs require \"%s\"", a.Tag, what, name, ts.ext)
+			}
+			return nil, errAt(a.Pos, "unknown tag :%s for %s %s", a.Tag, what, name)
+		}
+		if _, dup := n.tags[a.Tag]; dup {
+			return nil, errAt(a.Pos, "tag :%s given twice", a.Tag)
+		}
+		if ts.group != "" {
+			if other, dup := groups[ts.group]; dup {
+				return nil, errAt(a.Pos, "tags :%s and :%s of %s %s exclude each other", other, a.Tag, what, name)
+			}
+			groups[ts.group] = a.Tag
+		}
+		var param Arg
+		if ts.param != vNone {
+			if i+1 >= len(args) || !fits(ts.param, args[i+1]) {
+				return nil, errAt(a.Pos, "tag :%s needs %s after it", a.Tag, ts.param)
+			}
+			i++
+			param = args[i]
+		}
+		n.tags[a.Tag] = param
+	}
+	rest := args[i:]
+	want := sp.pos
+	if sp.optFirst && len(rest) < len(want) {
+		want = want[1:]
+	}
+	for j, a := range rest {
+		if a.Kind == ArgTag {
+			return nil, errAt(a.Pos, "tag :%s must come before the positional arguments of %s", a.Tag, name)
+		}
+		if j >= len(want) {
+			return nil, errAt(a.Pos, "too many arguments for %s %s", what, name)
+		}
+		if !fits(want[j], a) {
+			return nil, errAt(a.Pos, "argument %d of %s %s must be %s", j+1, what, name, want[j])
+		}
+	}
+	if len(rest) < len(want) {
+		return nil, errAt(p, "%s %s needs %d arguments, found %d", what, name, len(want), len(rest))
+	}
+	if sp.optFirst && len(want) < len(sp.pos) {
+		n.pos = append([]Arg{{Kind: ArgTag}}, rest...) // Kind ArgTag marks the argument left out
+	} else {
+		n.pos = rest
+	}
+	if name == "size" && len(n.tags) == 0 {
+		return nil, errAt(p, "size needs :over or :under")
+	}
+	return n, nil
+}
+
+func (s *Script) checkCommand(c *Command, n *node) *Error {
+	switch c.Name {
+	case "require":
+		for _, e := range n.pos[0].Strings {
+			if !knownExtension(e) {
+				return errAt(n.pos[0].Pos, "unknown extension \"%s\" in require", e)
+			}
+			s.required[e] = true
+		}
+	case "set":
+		name := n.pos[0].Strings[0]
+		if !validIdentifier(name) {
+			return errAt(n.pos[0].Pos, "invalid variable name \"%s\"", name)
+		}
+	case "setflag", "addflag", "removeflag":
+		if n.pos[0].Kind != ArgTag {
+			if !s.required["variables"] {
+				return errAt(c.Pos, "%s with a variable name needs require \"variables\"", c.Name)
+			}
+			if name := n.pos[0].Strings[0]; !validIdentifier(name) {
+				return errAt(n.pos[0].Pos, "invalid variable name \"%s\"", name)
+			}
+		}
+	case "fileinto":
+		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && !utf8.ValidString(f) {
+			return errAt(n.pos[0].Pos, "folder name is not UTF-8")
+		}
+	case "redirect":
+		if a := n.pos[0].Strings[0]; !s.hasVariables(a) {
+			if _, err := parseRedirectAddress(a); err != nil {
+				return errAt(n.pos[0].Pos, "redirect address \"%s\" is invalid: %v", a, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Script) hasVariables(v string) bool {
+	return s.required["variables"] && strings.Contains(v, "${")
+}
+
+func (s *Script) checkTest(t *Test, n *node) *Error {
+	if a, ok := n.tags["comparator"]; ok {
+		c := strings.ToLower(a.Strings[0])
+		switch c {
+		case "i;octet", "i;ascii-casemap":
+		case "i;ascii-numeric":
+			if !s.required["comparator-i;ascii-numeric"] {
+				return errAt(a.Pos, "comparator i;ascii-numeric needs require \"comparator-i;ascii-numeric\"")
+			}
+			for _, mt := range []string{"contains", "matches"} {
+				if _, ok := n.tags[mt]; ok {
+					return errAt(a.Pos, "comparator i;ascii-numeric does not support :%s", mt)
+				}
+			}
+		default:
+			return errAt(a.Pos, "unknown comparator \"%s\"", c)
+		}
+	}
+	for _, rel := range []string{"value", "count"} {
+		if a, ok := n.tags[rel]; ok {
+			// Lower case only: Pigeonhole refuses "GE", so a script
+			// passing here passes there.
+			if _, ok := relationalOps[a.Strings[0]]; !ok {
+				return errAt(a.Pos, "invalid relational operator \"%s\" (gt, ge, lt, le, eq or ne)", a.Strings[0])
+			}
+		}
+	}
+	switch t.Name {
+	case "envelope":
+		for _, part := range n.pos[0].Strings {
+			if s.hasVariables(part) {
+				continue
+			}
+			if p := strings.ToLower(part); p != "from" && p != "to" && p != "auth" {
+				return errAt(n.pos[0].Pos, "envelope part \"%s\" is not supported (from, to or auth)", part)
+			}
+		}
+	case "address":
+		for _, h := range n.pos[0].Strings {
+			if !s.hasVariables(h) && !addressHeaders[strings.ToLower(h)] {
+				return errAt(n.pos[0].Pos, "header \"%s\" is not allowed for the address test", h)
+			}
+		}
+	case "hasflag":
+		if n.pos[0].Kind != ArgTag && !s.required["variables"] {
+			return errAt(t.Pos, "hasflag with variable names needs require \"variables\"")
+		}
+	}
+	return nil
+}
+
+func validIdentifier(s string) bool {
+	if s == "" || !isIdentStart(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isIdentChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// addressHeaders are the headers Pigeonhole lets the address test read:
+// those holding addresses, standard or common.
+var addressHeaders = map[string]bool{
+	"from": true, "to": true, "cc": true, "bcc": true, "sender": true,
+	"resent-from": true, "resent-to": true, "reply-to": true, "resent-reply-to": true,
+	"resent-sender": true, "resent-cc": true, "resent-bcc": true,
+	"for-approval": true, "for-handling": true, "for-comment": true, "apparently-to": true,
+	"errors-to": true, "delivered-to": true, "return-receipt-to": true, "x-admin": true,
+	"read-receipt-to": true, "x-confirm-reading-to": true, "return-receipt-requested": true,
+	"registered-mail-reply-requested-by": true, "mail-followup-to": true,
+	"mail-reply-to": true, "abuse-reports-to": true, "x-complaints-to": true,
+	"x-report-abuse-to": true, "x-beenthere": true, "x-original-from": true, "x-original-to": true,
+}
+
+// Required returns the extensions the script requires, sorted.
+func (s *Script) Required() []string {
+	var r []string
+	for e := range s.required {
+		r = append(r, e)
+	}
+	sort.Strings(r)
+	return r
+}

@@ -1,0 +1,214 @@
+package sieve
+
+import (
+	"strconv"
+	"strings"
+)
+
+var relationalOps = map[string]func(c int) bool{
+	"gt": func(c int) bool { return c > 0 },
+	"ge": func(c int) bool { return c >= 0 },
+	"lt": func(c int) bool { return c < 0 },
+	"le": func(c int) bool { return c <= 0 },
+	"eq": func(c int) bool { return c == 0 },
+	"ne": func(c int) bool { return c != 0 },
+}
+
+// matcher is a test's comparator and match type.
+type matcher struct {
+	comparator string // i;octet, i;ascii-casemap, i;ascii-numeric
+	typ        string // is, contains, matches, value, count
+	rel        func(int) bool
+}
+
+func newMatcher(n *node) matcher {
+	m := matcher{comparator: "i;ascii-casemap", typ: "is"}
+	if a, ok := n.tags["comparator"]; ok {
+		m.comparator = strings.ToLower(a.Strings[0])
+	}
+	for _, t := range []string{"contains", "matches", "value", "count"} {
+		if a, ok := n.tags[t]; ok {
+			m.typ = t
+			if t == "value" || t == "count" {
+				m.rel = relationalOps[a.Strings[0]]
+			}
+		}
+	}
+	return m
+}
+
+func asciiLower(r rune) rune {
+	if r >= 'A' && r <= 'Z' {
+		return r + 'a' - 'A'
+	}
+	return r
+}
+
+func foldString(s string) string {
+	return strings.Map(asciiLower, s)
+}
+
+// numericValue is i;ascii-numeric's value of s (RFC 4790 §9.1): its leading
+// digits, or positive infinity (ok false) when it starts with none.
+func numericValue(s string) (digits string, ok bool) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return "", false
+	}
+	d := strings.TrimLeft(s[:i], "0")
+	return d, true
+}
+
+// compare orders a and b by the comparator: -1, 0 or 1.
+func (m matcher) compare(a, b string) int {
+	switch m.comparator {
+	case "i;ascii-numeric":
+		da, oka := numericValue(a)
+		db, okb := numericValue(b)
+		switch {
+		case !oka && !okb:
+			return 0
+		case !oka:
+			return 1
+		case !okb:
+			return -1
+		case len(da) != len(db):
+			if len(da) < len(db) {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(da, db)
+	case "i;ascii-casemap":
+		return strings.Compare(foldString(a), foldString(b))
+	}
+	return strings.Compare(a, b)
+}
+
+// match says whether value matches key; for :matches it also returns the
+// text of each wildcard, value first (the match variables ${0}…).
+func (m matcher) match(value, key string) (bool, []string) {
+	switch m.typ {
+	case "value":
+		return m.rel(m.compare(value, key)), nil
+	case "contains":
+		if m.comparator == "i;ascii-casemap" {
+			return strings.Contains(foldString(value), foldString(key)), nil
+		}
+		return strings.Contains(value, key), nil
+	case "matches":
+		return globMatch(value, key, m.comparator == "i;ascii-casemap")
+	}
+	if value == "" {
+		// Whatever the comparator (i;ascii-numeric has "" as infinity),
+		// Pigeonhole's :is matches an empty value to an empty key only.
+		return key == "", nil
+	}
+	return m.compare(value, key) == 0, nil
+}
+
+// countMatch is :count: the number of values against each key.
+func (m matcher) countMatch(count int, keys []string) bool {
+	c := strconv.Itoa(count)
+	for _, k := range keys {
+		if m.rel(m.compare(c, k)) {
+			return true
+		}
+	}
+	return false
+}
+
+type patTok struct {
+	c    byte
+	kind byte // 'c' an octet, '?' or '*'
+	w    int  // wildcard index, for ? and *
+}
+
+func compilePattern(p string) ([]patTok, int) {
+	var toks []patTok
+	w := 0
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '\\':
+			// A trailing lone backslash stands for itself (Pigeonhole
+			// 2.3.19's sieve-test aborts on it).
+			if i+1 < len(p) {
+				i++
+				c = p[i]
+			}
+			toks = append(toks, patTok{c: c, kind: 'c'})
+		case '*', '?':
+			toks = append(toks, patTok{kind: c, w: w})
+			w++
+		default:
+			toks = append(toks, patTok{c: c, kind: 'c'})
+		}
+	}
+	return toks, w
+}
+
+// globMatch matches Sieve's * and ? (with \ escaping) on octets, as
+// i;octet and i;ascii-casemap define characters and Pigeonhole does: ?
+// takes one octet, even of a UTF-8 sequence. Each * takes as little as
+// possible from left to right, as RFC 5229 §3.2 asks of match variables.
+func globMatch(value, pattern string, fold bool) (bool, []string) {
+	toks, nw := compilePattern(pattern)
+	eq := func(a, b byte) bool { return a == b }
+	if fold {
+		eq = func(a, b byte) bool { return asciiLowerByte(a) == asciiLowerByte(b) }
+	}
+	type span struct{ from, to int }
+	caps := make([]span, nw)
+	i, j := 0, 0
+	starJ, starI := -1, 0
+	for i < len(value) {
+		if j < len(toks) {
+			t := toks[j]
+			switch {
+			case t.kind == '*':
+				caps[t.w] = span{i, i}
+				starJ, starI = j, i
+				j++
+				continue
+			case t.kind == '?':
+				caps[t.w] = span{i, i + 1}
+				i++
+				j++
+				continue
+			case eq(value[i], t.c):
+				i++
+				j++
+				continue
+			}
+		}
+		if starJ < 0 {
+			return false, nil
+		}
+		starI++
+		caps[toks[starJ].w].to = starI
+		i = starI
+		j = starJ + 1
+	}
+	for ; j < len(toks); j++ {
+		if toks[j].kind != '*' {
+			return false, nil
+		}
+		caps[toks[j].w] = span{i, i}
+	}
+	out := make([]string, 0, nw+1)
+	out = append(out, value)
+	for _, c := range caps {
+		out = append(out, value[c.from:c.to])
+	}
+	return true, out
+}
+
+func asciiLowerByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}

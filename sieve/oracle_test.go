@@ -1,0 +1,299 @@
+package sieve
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// oracleEnvelopes are the envelopes the corpus messages arrive with.
+var oracleEnvelopes = map[string]Envelope{
+	"plain.eml":    {From: "alice@example.com", To: "bob+lists@example.org"},
+	"encoded.eml":  {From: "bounce-123@news.example.net", To: "carol@example.org"},
+	"list.eml":     {From: "owner-dev@lists.example.com", To: "dave+dev@Example.ORG"},
+	"multi.eml":    {From: "MAILER-DAEMON@mx.example.org", To: "erin@example.org"},
+	"bigbody.eml":  {From: "frank@example.com", To: "frank@example.org"},
+	"spammy.eml":   {From: "promo@shop.example", To: "bob@example.org"},
+	"charsets.eml": {From: "joerg@example.de", To: "nihon@example.jp"},
+	"tricky.eml":   {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
+}
+
+// oracleExtensions are the extensions sieve-test may use: those we
+// implement, so that a script requiring any other is refused by both.
+// (ereject is not in Debian's Pigeonhole 2.3.19 even with -x: run_test.go
+// covers it.)
+var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
+	"variables", "relational", "subaddress", "comparator-i;ascii-numeric"}
+
+func sieveTestPath(t *testing.T) string {
+	p, err := exec.LookPath("sieve-test")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sieve-test (Debian package dovecot-sieve) is missing; CI must have it")
+		}
+		t.Skip("sieve-test (Debian package dovecot-sieve) is not installed")
+	}
+	return p
+}
+
+// oracle runs Pigeonhole's sieve-test in a directory of its own.
+type oracle struct {
+	bin, dir, conf string
+}
+
+func newOracle(t *testing.T) *oracle {
+	bin := sieveTestPath(t)
+	// sieve-test drops privileges to mail_uid and saves compiled .svbin files
+	// beside the scripts: a directory anyone may write, when we are root.
+	dir, err := os.MkdirTemp("", "sieve-oracle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 65534, 65534
+	}
+	conf := filepath.Join(dir, "dovecot.conf")
+	writePublic(t, conf, fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+		"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\n"+
+		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n", uid, gid, dir))
+	return &oracle{bin: bin, dir: dir, conf: conf}
+}
+
+// run gives sieve-test's actions in canonicalResult's form, and its output.
+func (o *oracle) run(t *testing.T, name string, script, message []byte, env Envelope) ([]string, string) {
+	t.Helper()
+	scriptPath := filepath.Join(o.dir, name+".sieve")
+	writePublic(t, scriptPath, string(script))
+	msgPath := filepath.Join(o.dir, name+".eml")
+	writePublic(t, msgPath, string(message))
+	cmd := exec.Command(o.bin, "-c", o.conf, "-x", strings.Join(oracleExtensions, " "),
+		"-f", env.From, "-a", env.To, "-r", env.To, scriptPath, msgPath)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	return parseSieveTest(stdout.String(), stderr.String(), runErr), stdout.String() + stderr.String()
+}
+
+// ours gives our actions in canonicalResult's form, and the compile error.
+func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) {
+	t.Helper()
+	s, err := Compile(script, Limits{})
+	if err != nil {
+		return []string{"refused"}, err
+	}
+	msg, err := ReadMessage(bytes.NewReader(message))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return canonicalResult(s.Run(msg, env)), nil
+}
+
+// TestOracleCorpus runs every script of testdata/corpus on every message of
+// testdata/messages through Run and through Pigeonhole's sieve-test, and
+// compares the actions; a script one refuses the other must refuse.
+func TestOracleCorpus(t *testing.T) {
+	o := newOracle(t)
+	scripts, _ := filepath.Glob("testdata/corpus/*.sieve")
+	messages, _ := filepath.Glob("testdata/messages/*.eml")
+	if len(scripts) < 30 || len(messages) < 4 {
+		t.Fatalf("corpus too small: %d scripts, %d messages", len(scripts), len(messages))
+	}
+	agree := 0
+	for _, sp := range scripts {
+		src, err := os.ReadFile(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allAgree := true
+		for _, mp := range messages {
+			env, ok := oracleEnvelopes[filepath.Base(mp)]
+			if !ok {
+				t.Fatalf("no envelope for %s", mp)
+			}
+			raw, err := os.ReadFile(mp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, compileErr := ours(t, src, raw, env)
+			want, out := o.run(t, "corpus", src, raw, env)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				allAgree = false
+				t.Errorf("%s on %s:\n ours:   %q (%v)\n theirs: %q\n sieve-test: %s",
+					filepath.Base(sp), filepath.Base(mp), got, compileErr, want, out)
+			}
+		}
+		if allAgree {
+			agree++
+		}
+	}
+	t.Logf("%d of %d corpus scripts agree with sieve-test on all %d messages", agree, len(scripts), len(messages))
+}
+
+// TestOracleSize: size :over and :under at the exact size of each message,
+// so that our count of its octets is Pigeonhole's. sieve-test counts the file
+// as it is, and Dovecot's LDA gets LF line ends from Postfix: sieve-test
+// reads the LF form, ours both forms.
+func TestOracleSize(t *testing.T) {
+	o := newOracle(t)
+	messages, _ := filepath.Glob("testdata/messages/*.eml")
+	for _, mp := range messages {
+		raw, err := os.ReadFile(mp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crlf := bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))
+		for _, m := range [][]byte{raw, crlf} {
+			msg, err := ReadMessage(bytes.NewReader(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := msg.Size
+			script := []byte(fmt.Sprintf("require \"fileinto\";\n"+
+				"if size :over %d { fileinto \"over-1\"; }\nif size :over %d { fileinto \"over\"; }\n"+
+				"if size :under %d { fileinto \"under+1\"; }\nif size :under %d { fileinto \"under\"; }\n",
+				n-1, n, n+1, n))
+			env := oracleEnvelopes[filepath.Base(mp)]
+			got, _ := ours(t, script, m, env)
+			want, out := o.run(t, "size", script, raw, env)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%s (%d octets by our count): ours %q, theirs %q\n%s", filepath.Base(mp), n, got, want, out)
+			}
+		}
+	}
+}
+
+func writePublic(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// canonicalResult is a Result in the form parseSieveTest gives
+// sieve-test's output.
+func canonicalResult(res Result) []string {
+	if res.Err != nil {
+		return []string{"error"}
+	}
+	var out []string
+	for _, a := range res.Actions {
+		switch a.Kind {
+		case Store:
+			line := strings.TrimSpace("store " + a.Folder)
+			if a.Implicit {
+				line = "implicit " + line
+			}
+			if len(a.Flags) > 0 {
+				line += " flags=" + canonicalFlags(a.Flags)
+			}
+			if a.Create {
+				line += " create"
+			}
+			out = append(out, line)
+		case Redirect:
+			out = append(out, "redirect "+a.Address)
+		case Discard:
+			out = append(out, "discard")
+		case Reject:
+			// sieve-test prints control characters as '?'
+			out = append(out, strings.TrimSpace("reject "+strings.Map(func(r rune) rune {
+				if r < ' ' {
+					return '?'
+				}
+				return r
+			}, a.Reason)))
+		}
+	}
+	return out
+}
+
+func canonicalFlags(flags []string) string {
+	f := make([]string, len(flags))
+	for i, s := range flags {
+		f[i] = strings.ToLower(s)
+	}
+	sort.Strings(f)
+	// A set, as IMAP stores it: sieve-test lists :flags ["a", "A"] twice.
+	return strings.Join(slices.Compact(f), ",")
+}
+
+// parseSieveTest reads sieve-test's report: "Performed actions:" and
+// "Implicit keep:" sections of " * action" lines with "+ detail" lines.
+func parseSieveTest(stdout, stderr string, runErr error) []string {
+	if strings.Contains(stderr, "failed to compile") {
+		return []string{"refused"}
+	}
+	if strings.Contains(stdout+stderr, "final result: failed") {
+		return []string{"error"}
+	}
+	if runErr != nil {
+		return []string{"sieve-test failed: " + runErr.Error()}
+	}
+	var out []string
+	prefix := ""
+	var flags string
+	var create bool
+	flush := func() {
+		if len(out) == 0 || !strings.Contains(out[len(out)-1], "store ") {
+			return
+		}
+		if flags != "" {
+			out[len(out)-1] += " flags=" + canonicalFlags(strings.Fields(flags))
+		}
+		if create {
+			out[len(out)-1] += " create"
+		}
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		l := strings.TrimSpace(line)
+		switch {
+		case l == "Performed actions:":
+			prefix = ""
+		case l == "Implicit keep:":
+			flush()
+			flags, create = "", false
+			prefix = "implicit "
+		case strings.HasPrefix(l, "* "):
+			flush()
+			flags, create = "", false
+			a := strings.TrimPrefix(l, "* ")
+			switch {
+			case strings.HasPrefix(a, "store message in folder:"):
+				out = append(out, strings.TrimSpace(prefix+"store "+strings.TrimSpace(strings.TrimPrefix(a, "store message in folder:"))))
+			case strings.HasPrefix(a, "reject message with reason:"):
+				out = append(out, strings.TrimSpace("reject "+strings.TrimSpace(strings.TrimPrefix(a, "reject message with reason:"))))
+			case strings.HasPrefix(a, "redirect message to: "):
+				out = append(out, "redirect "+strings.Trim(strings.TrimPrefix(a, "redirect message to: "), "<>"))
+			default:
+				out = append(out, a)
+			}
+		case strings.HasPrefix(l, "+ add IMAP flags: "):
+			flags = strings.TrimPrefix(l, "+ add IMAP flags: ")
+		case l == "+ create mailbox if it does not exist":
+			create = true
+		}
+	}
+	flush()
+	// sieve-test lists the implicit keep beside an explicit store into
+	// the same folder (fileinto :copy "INBOX"), though executed (-e) it
+	// stores one message: Result has the one store.
+	var dedup []string
+	for _, a := range out {
+		if strings.HasPrefix(a, "implicit store ") && slices.Contains(out, strings.TrimPrefix(a, "implicit ")) {
+			continue
+		}
+		dedup = append(dedup, a)
+	}
+	return dedup
+}

@@ -1,0 +1,642 @@
+package sieve
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Message is what a script sees of a message: its header and its size.
+type Message struct {
+	Header textproto.Header
+	// Size in octets with LF line ends: the message as delivery stores it
+	// in the maildir, and as Dovecot's LDA, fed by Postfix with LF line
+	// ends, gives it to Pigeonhole's size test.
+	Size int64
+}
+
+// ReadMessage reads a message (LF or CRLF line ends), keeping its header and
+// measuring its size.
+func ReadMessage(r io.Reader) (*Message, error) {
+	cr := &lfCounter{r: r}
+	br := bufio.NewReader(cr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
+	}
+	return &Message{Header: h, Size: cr.n}, nil
+}
+
+// lfCounter counts the octets read, a CR before an LF not counted.
+type lfCounter struct {
+	r      io.Reader
+	n      int64
+	lastCR bool
+}
+
+func (c *lfCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' && c.lastCR {
+			c.n--
+		}
+		c.lastCR = b == '\r'
+		c.n++
+	}
+	return n, err
+}
+
+// Envelope is the SMTP envelope of the copy being delivered.
+type Envelope struct {
+	From string // MAIL FROM, "" for the null sender
+	To   string // the RCPT TO address this copy is for
+}
+
+// ActionKind is what an Action does.
+type ActionKind int
+
+const (
+	// Store puts the message into Folder ("INBOX" for keep) with Flags.
+	Store ActionKind = iota
+	// Redirect sends the message on to Address.
+	Redirect
+	// Discard records that the script discarded the message; with no Store
+	// nor Redirect beside it, nothing is delivered.
+	Discard
+	// Reject refuses the message with Reason (RFC 5429): in the SMTP
+	// dialogue when still possible, else by a DSN; never beside a Store or
+	// Redirect (that is a runtime error).
+	Reject
+)
+
+// Action is one thing delivery must do with the message.
+type Action struct {
+	Kind     ActionKind
+	Folder   string   // Store: a folder name as the script wrote it; see Inbox
+	Flags    []string // Store: IMAP flags (\Seen…, keywords) to set
+	Create   bool     // Store: create Folder when missing (fileinto :create)
+	Implicit bool     // Store: the implicit keep (RFC 5228 §2.10.2)
+	Address  string   // Redirect: the address, local@domain
+	Copy     bool     // Store/Redirect: with :copy
+	Reason   string   // Reject: the text, CRLF line ends
+	Extended bool     // Reject: ereject (refuse in SMTP, never a DSN, when possible)
+}
+
+// Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
+// (Dovecot stores fileinto "" there too).
+func (a Action) Inbox() bool {
+	return a.Kind == Store && (a.Folder == "" || strings.EqualFold(a.Folder, "INBOX"))
+}
+
+// Result is the outcome of a run: the actions in the order the script took
+// them. When Err is set, the script failed at runtime and Actions is a keep
+// into INBOX (RFC 5228 §2.10.6): the message is never lost.
+type Result struct {
+	Actions []Action
+	Err     error
+}
+
+// RuntimeError is a script failure while running: its place and reason.
+type RuntimeError = Error
+
+var spaceAroundAt = regexp.MustCompile(`[ \t]*@[ \t]*`)
+
+type runner struct {
+	s        *Script
+	msg      *Message
+	env      Envelope
+	vars     map[string]string
+	match    []string
+	flags    []string // imap4flags' internal variable
+	actions  []Action
+	canceled bool // the implicit keep is canceled
+	redirs   int
+	headers  map[string][]string // decoded values by lower-case name: rules often read the same
+}
+
+func (r *runner) decoded(name string) []string {
+	key := strings.ToLower(name)
+	if v, ok := r.headers[key]; ok {
+		return v
+	}
+	var vals []string
+	for _, v := range r.msg.values(name) {
+		vals = append(vals, decodeHeader(v))
+	}
+	if r.headers == nil {
+		r.headers = map[string][]string{}
+	}
+	r.headers[key] = vals
+	return vals
+}
+
+var errStop = errors.New("stop")
+
+// Run runs the script on a message for one recipient.
+func (s *Script) Run(msg *Message, env Envelope) Result {
+	r := &runner{s: s, msg: msg, env: env, vars: map[string]string{}}
+	err := r.block(s.cmds)
+	if err != nil && err != errStop {
+		return Result{Actions: []Action{{Kind: Store, Folder: "INBOX", Implicit: true}}, Err: err}
+	}
+	if !r.canceled {
+		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
+	}
+	return Result{Actions: r.actions}
+}
+
+func (r *runner) block(cmds []*Command) error {
+	skipElse := false
+	for _, c := range cmds {
+		n := r.s.nodes[c]
+		switch c.Name {
+		case "require":
+		case "if", "elsif", "else":
+			if c.Name == "if" {
+				skipElse = false
+			} else if skipElse {
+				continue
+			}
+			ok := true
+			if c.Name != "else" {
+				var err error
+				if ok, err = r.test(c.Tests[0]); err != nil {
+					return err
+				}
+			}
+			if ok {
+				skipElse = true
+				if err := r.block(c.Block); err != nil {
+					return err
+				}
+			}
+		case "stop":
+			return errStop
+		case "keep":
+			r.canceled = true
+			if _, err := r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flagArg(n)}); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+		case "discard":
+			r.canceled = true
+			if err := r.add(Action{Kind: Discard}); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+		case "reject", "ereject":
+			if err := r.reject(r.expand(n.pos[0].Strings[0]), c.Name == "ereject"); err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+			r.canceled = true
+		case "fileinto":
+			_, cp := n.tags["copy"]
+			_, create := n.tags["create"]
+			folder := r.expand(n.pos[0].Strings[0])
+			if err := checkFolder(folder); err != nil {
+				return r.errorf(c.Pos, "fileinto %q: %v", folder, err)
+			}
+			added, err := r.store(Action{Kind: Store, Folder: folder, Flags: r.flagArg(n), Create: create, Copy: cp})
+			if err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+			if added && !cp {
+				r.canceled = true
+			}
+		case "redirect":
+			_, cp := n.tags["copy"]
+			to := r.expand(n.pos[0].Strings[0])
+			addr, err := parseRedirectAddress(to)
+			if err != nil {
+				return r.errorf(c.Pos, "redirect address %q is invalid: %v", to, err)
+			}
+			added, err := r.redirect(addr, cp)
+			if err != nil {
+				return r.errorf(c.Pos, "%v", err)
+			}
+			if added && !cp {
+				r.canceled = true
+			}
+		case "setflag", "addflag", "removeflag":
+			r.flagCommand(c.Name, n)
+		case "set":
+			r.set(n)
+		default:
+			return r.errorf(c.Pos, "command %s cannot run", c.Name)
+		}
+	}
+	return nil
+}
+
+func (r *runner) errorf(p Pos, format string, args ...any) error {
+	return &Error{Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)}
+}
+
+// reject adds the Reject, which no other delivery may accompany.
+func (r *runner) reject(reason string, extended bool) error {
+	for _, b := range r.actions {
+		switch b.Kind {
+		case Reject:
+			return errors.New("a second reject/ereject")
+		case Store, Redirect:
+			return errors.New("reject/ereject conflicts with an earlier keep, fileinto or redirect")
+		}
+	}
+	return r.add(Action{Kind: Reject, Reason: reason, Extended: extended})
+}
+
+func (r *runner) add(a Action) error {
+	if a.Kind == Store || a.Kind == Redirect {
+		for _, b := range r.actions {
+			if b.Kind == Reject {
+				return errors.New("keep, fileinto or redirect conflicts with an earlier reject/ereject")
+			}
+		}
+	}
+	if a.Kind == Discard {
+		for _, b := range r.actions {
+			if b.Kind == Discard {
+				return nil
+			}
+		}
+	}
+	// The implicit keep is never refused: it is what keeps mail from being lost.
+	if !a.Implicit && len(r.actions) >= r.s.limits.MaxActions {
+		return fmt.Errorf("more than %d actions", r.s.limits.MaxActions)
+	}
+	r.actions = append(r.actions, a)
+	return nil
+}
+
+func sameFolder(a, b string) bool {
+	inbox := func(f string) bool { return f == "" || strings.EqualFold(f, "INBOX") }
+	return a == b || (inbox(a) && inbox(b))
+}
+
+// store adds a Store, or merges it into the Store to the same folder taken
+// earlier: its place stays, the later flags win, and, as in Pigeonhole, the
+// repeat does not cancel the implicit keep (added false).
+func (r *runner) store(a Action) (added bool, err error) {
+	a.Flags = append([]string(nil), a.Flags...)
+	for i, b := range r.actions {
+		if b.Kind == Store && sameFolder(a.Folder, b.Folder) {
+			if a.Implicit {
+				return false, nil
+			}
+			r.actions[i].Folder = a.Folder // Pigeonhole names it as the later one
+			r.actions[i].Flags = a.Flags
+			r.actions[i].Create = b.Create || a.Create
+			r.actions[i].Copy = b.Copy && a.Copy
+			return false, nil
+		}
+	}
+	return true, r.add(a)
+}
+
+func (r *runner) redirect(addr string, cp bool) (added bool, err error) {
+	for i, b := range r.actions {
+		if b.Kind == Redirect && b.Address == addr {
+			r.actions[i].Copy = b.Copy && cp
+			return false, nil
+		}
+	}
+	if r.redirs >= r.s.limits.MaxRedirects {
+		return false, fmt.Errorf("more than %d redirects", r.s.limits.MaxRedirects)
+	}
+	r.redirs++
+	return true, r.add(Action{Kind: Redirect, Address: addr, Copy: cp})
+}
+
+// checkFolder refuses names no mailbox can have; "" is the INBOX (Inbox).
+func checkFolder(f string) error {
+	switch {
+	case !utf8.ValidString(f):
+		return errors.New("folder name is not UTF-8")
+	case len(f) > 255:
+		return errors.New("folder name longer than 255 bytes")
+	}
+	for _, c := range f {
+		if c < ' ' || c == 0x7f {
+			return errors.New("control character in folder name")
+		}
+	}
+	return nil
+}
+
+// parseRedirectAddress accepts an address (RFC 5228 §4.2; Pigeonhole also
+// takes a display name or angle brackets) and returns its addr-spec with the
+// domain in lower case.
+func parseRedirectAddress(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		// Pigeonhole takes white space around the @ (RFC 5322's CFWS).
+		a, err = mail.ParseAddress(spaceAroundAt.ReplaceAllString(s, "@"))
+		if err != nil {
+			return "", err
+		}
+	}
+	for i := 0; i < len(a.Address); i++ {
+		if a.Address[i] >= 0x80 {
+			return "", errors.New("not an ASCII address")
+		}
+	}
+	at := strings.LastIndexByte(a.Address, '@')
+	if at <= 0 || at == len(a.Address)-1 {
+		return "", errors.New("missing local part or domain")
+	}
+	return a.Address[:at] + "@" + strings.ToLower(a.Address[at+1:]), nil
+}
+
+// strings returns an argument's strings, ${...} expanded when the script
+// requires variables.
+func (r *runner) strs(a Arg) []string {
+	out := make([]string, len(a.Strings))
+	for i, s := range a.Strings {
+		out[i] = r.expand(s)
+	}
+	return out
+}
+
+func (r *runner) test(t *Test) (bool, error) {
+	n := r.s.nodes[t]
+	switch t.Name {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "not":
+		ok, err := r.test(t.Tests[0])
+		return !ok, err
+	case "allof", "anyof":
+		if v, ok := constantTest(t); ok {
+			// Pigeonhole folds these at compile time: anyof (X, true) is
+			// true without running X, whose :matches sets no variables.
+			return v, nil
+		}
+		all := t.Name == "allof"
+		for _, sub := range t.Tests {
+			ok, err := r.test(sub)
+			if err != nil {
+				return false, err
+			}
+			if ok != all {
+				return ok, nil
+			}
+		}
+		return all, nil
+	case "exists":
+		for _, h := range r.strs(n.pos[0]) {
+			if len(r.msg.Header.Values(h)) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	case "size":
+		limit, size := n.pos[0].Number, uint64(r.msg.Size)
+		if _, ok := n.tags["over"]; ok {
+			return size > limit, nil
+		}
+		return size < limit, nil
+	case "header":
+		var values []string
+		for _, h := range r.strs(n.pos[0]) {
+			values = append(values, r.decoded(h)...)
+		}
+		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	case "address", "envelope":
+		part := "all"
+		for _, p := range []string{"localpart", "domain", "user", "detail"} {
+			if _, ok := n.tags[p]; ok {
+				part = p
+			}
+		}
+		var addrs []string
+		var unparsed []string // values :all sees whole, other parts not at all
+		if t.Name == "address" {
+			for _, h := range r.strs(n.pos[0]) {
+				for _, v := range r.msg.values(h) {
+					list, ok := headerAddresses(v)
+					if !ok {
+						unparsed = append(unparsed, list...)
+						continue
+					}
+					addrs = append(addrs, list...)
+				}
+			}
+		} else {
+			for _, p := range r.strs(n.pos[0]) {
+				switch strings.ToLower(p) {
+				case "from":
+					addrs = append(addrs, r.env.From)
+				case "to":
+					addrs = append(addrs, r.env.To)
+				case "auth": // no authenticated sender at local delivery
+				default:
+					return false, r.errorf(t.Pos, "envelope part %q is not supported", p)
+				}
+			}
+		}
+		var values []string
+		if part == "all" {
+			values = append(values, unparsed...)
+		}
+		for _, a := range addrs {
+			if v, ok := addressPart(a, part); ok {
+				values = append(values, v)
+			}
+		}
+		if m := newMatcher(n); m.typ == "count" {
+			// Pigeonhole counts the addresses, with or without the part
+			// (an address without a +detail still counts for :detail).
+			return m.countMatch(len(addrs)+len(unparsed), r.strs(n.pos[1])), nil
+		}
+		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	case "hasflag":
+		var flags []string
+		if n.pos[0].Kind == ArgTag {
+			flags = r.flags
+		} else {
+			for _, v := range r.strs(n.pos[0]) {
+				flags = append(flags, strings.Fields(r.getVar(v))...)
+			}
+		}
+		// For :is and :contains, as in Pigeonhole, keys are flag lists
+		// too: "a b" is the keys "a" and "b"; :matches and :value take
+		// them whole.
+		keys := r.strs(n.pos[1])
+		if m := newMatcher(n); m.typ == "is" || m.typ == "contains" {
+			var split []string
+			for _, k := range keys {
+				split = append(split, strings.Fields(k)...)
+			}
+			keys = split
+		}
+		return r.matchValues(n, flags, keys), nil
+	case "string":
+		var values []string
+		for _, v := range r.strs(n.pos[0]) {
+			if m := newMatcher(n); m.typ != "count" || v != "" {
+				values = append(values, v)
+			}
+		}
+		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	}
+	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
+}
+
+// constantTest gives the value of a test made only of true, false, not,
+// allof and anyof where they decide: anyof with a true subtest, allof with a
+// false one.
+func constantTest(t *Test) (value, ok bool) {
+	switch t.Name {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "not":
+		v, ok := constantTest(t.Tests[0])
+		return !v, ok
+	case "allof", "anyof":
+		decisive := t.Name == "anyof" // the value that decides alone
+		all := true
+		for _, sub := range t.Tests {
+			v, ok := constantTest(sub)
+			if ok && v == decisive {
+				return decisive, true
+			}
+			all = all && ok
+		}
+		return !decisive, all
+	}
+	return false, false
+}
+
+// matchValues is true when one value matches one key; for :matches the
+// first such pair sets the match variables.
+func (r *runner) matchValues(n *node, values, keys []string) bool {
+	m := newMatcher(n)
+	if m.typ == "count" {
+		return m.countMatch(len(values), keys)
+	}
+	for _, v := range values {
+		for _, k := range keys {
+			ok, caps := m.match(v, k)
+			if ok {
+				if caps != nil && r.s.required["variables"] {
+					r.match = caps
+				}
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// values are the unfolded values of a header field, in order. The raw
+// field is read, since textproto's values squeeze the white space around
+// line breaks: Pigeonhole (Dovecot's header parser) only drops the line
+// break, a tab starting the continuation line becoming a space.
+func (m *Message) values(key string) []string {
+	var out []string
+	fields := m.Header.FieldsByKey(key)
+	for fields.Next() {
+		raw, err := fields.Raw()
+		if err != nil {
+			out = append(out, fields.Value())
+			continue
+		}
+		v := string(raw)
+		if i := strings.IndexByte(v, ':'); i >= 0 {
+			v = v[i+1:]
+		}
+		out = append(out, strings.TrimLeft(unfold(strings.TrimRight(v, "\r\n")), " \t"))
+	}
+	return out
+}
+
+// unfold drops the line breaks of a folded value, a tab after one becoming a
+// space.
+func unfold(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\r' && i+1 < len(v) && v[i+1] == '\n':
+		case c == '\n':
+			if i+1 < len(v) && v[i+1] == '\t' {
+				b = append(b, ' ')
+				i++
+			}
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// decodeHeader decodes the RFC 2047 words of an unfolded header value.
+func decodeHeader(v string) string {
+	v = strings.TrimSpace(v)
+	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	if d, err := dec.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
+}
+
+// headerAddresses returns the addr-specs of an address header, ok true; a
+// value that is not a list of addresses (or a group without members) gives
+// itself, ok false: Pigeonhole lets :all see it whole and other parts not.
+func headerAddresses(v string) (list []string, ok bool) {
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
+	parsed, err := p.ParseList(v)
+	if err != nil || len(parsed) == 0 {
+		return []string{strings.TrimSpace(v)}, false
+	}
+	out := make([]string, 0, len(parsed))
+	for _, a := range parsed {
+		out = append(out, a.Address)
+	}
+	return out, true
+}
+
+// addressPart is one address part; :user and :detail split the local part
+// at its first "+" (RFC 5233), and :detail has no value without one.
+func addressPart(addr, part string) (string, bool) {
+	if part == "all" {
+		return addr, true
+	}
+	local, domain := addr, ""
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		local, domain = addr[:at], addr[at+1:]
+	}
+	switch part {
+	case "localpart":
+		return local, true
+	case "domain":
+		return domain, true
+	case "user":
+		if i := strings.IndexByte(local, '+'); i >= 0 {
+			return local[:i], true
+		}
+		return local, true
+	case "detail":
+		if i := strings.IndexByte(local, '+'); i >= 0 {
+			return local[i+1:], true
+		}
+	}
+	return "", false
+}

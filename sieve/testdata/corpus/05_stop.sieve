@@ -1,0 +1,3 @@
+require "fileinto";
+if exists "list-id" { fileinto "Lists"; stop; }
+fileinto "Rest";

@@ -1,0 +1,3 @@
+require "fileinto";
+if size :over 10K { fileinto "Big"; }
+if size :under 1k { fileinto "Small"; }

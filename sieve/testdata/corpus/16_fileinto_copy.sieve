@@ -1,0 +1,3 @@
+require ["fileinto", "copy"];
+fileinto :copy "Archive";
+if exists "list-id" { discard; }

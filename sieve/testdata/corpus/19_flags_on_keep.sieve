@@ -1,0 +1,3 @@
+require "imap4flags";
+setflag "\\Answered";
+keep :flags ["\\Flagged", "urgent"];

@@ -1,0 +1,7 @@
+require ["variables", "fileinto"];
+set "body" text:
+line one
+..dotted
+.
+;
+if string :contains "${body}" ".dotted" { fileinto "Dotted"; }

@@ -1,0 +1,7 @@
+require "fileinto";
+fileinto "A";
+fileinto "A";
+keep;
+fileinto "INBOX";
+redirect "x@example.net";
+redirect "x@example.net";

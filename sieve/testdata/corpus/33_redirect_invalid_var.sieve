@@ -1,0 +1,3 @@
+require "variables";
+set "to" "not-an-address";
+redirect "${to}";

@@ -1,0 +1,2 @@
+REQUIRE "FileInto";
+IF Header :Contains "SUBJECT" "meeting" { FileInto "Case"; }

@@ -1,0 +1,1 @@
+if address :frob "from" "a" { keep; }

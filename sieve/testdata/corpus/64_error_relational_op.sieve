@@ -1,0 +1,2 @@
+require "relational";
+if header :count "gte" "a" "1" { keep; }

@@ -1,0 +1,2 @@
+require "envelope";
+if envelope "x-frob" "a" { keep; }

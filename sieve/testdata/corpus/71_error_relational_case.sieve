@@ -1,0 +1,2 @@
+require "relational";
+if header :value "GE" "x-number" "1" { keep; }
