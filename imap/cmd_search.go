@@ -255,25 +255,7 @@ func cmdSearch(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
-	sel := s.sel
-	seqs := make([]uint32, len(sel.view))
-	for i := range seqs {
-		seqs[i] = uint32(i + 1)
-	}
-	uids := sel.view
-	fl, ok := sel.mb.FlagsOf(uids)
-	var hitSeqs, hitUIDs []uint32
-	for i, u := range uids {
-		if !ok[i] {
-			continue
-		}
-		m := &searchMsg{s: s, seq: seqs[i], uid: u, flags: fl[i]}
-		if m.match(a.root) {
-			hitSeqs = append(hitSeqs, seqs[i])
-			hitUIDs = append(hitUIDs, u)
-		}
-	}
-	s.trimBuffers()
+	hitSeqs, hitUIDs := s.searchHits(a.root)
 	nums := hitSeqs
 	if uid {
 		nums = hitUIDs
@@ -324,6 +306,26 @@ func cmdSearch(s *session, tag string, uid bool) error {
 	}
 	s.w.CRLF()
 	return s.ok(tag, "", "Search completed", uid)
+}
+
+// searchHits runs a SEARCH program over the selected mailbox: the
+// sequence numbers and UIDs of the messages it matches, ascending.
+func (s *session) searchHits(root *searchKey) (hitSeqs, hitUIDs []uint32) {
+	sel := s.sel
+	uids := sel.view
+	fl, ok := sel.mb.FlagsOf(uids)
+	for i, u := range uids {
+		if !ok[i] {
+			continue
+		}
+		m := &searchMsg{s: s, seq: uint32(i + 1), uid: u, flags: fl[i]}
+		if m.match(root) {
+			hitSeqs = append(hitSeqs, uint32(i+1))
+			hitUIDs = append(hitUIDs, u)
+		}
+	}
+	s.trimBuffers()
+	return hitSeqs, hitUIDs
 }
 
 // searchMsg evaluates keys on one message, reading what it needs once:

@@ -51,6 +51,7 @@ func init() {
 		"UNSELECT":     {selState, false, cmdClose},
 		"EXPUNGE":      {selState, true, cmdExpunge},
 		"SEARCH":       {selState, true, cmdSearch},
+		"SORT":         {selState, true, cmdSort},
 		"FETCH":        {selState, true, cmdFetch},
 		"STORE":        {selState, true, cmdStore},
 		"COPY":         {selState, true, cmdCopy},

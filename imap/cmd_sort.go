@@ -1,0 +1,298 @@
+package imap
+
+import (
+	"cmp"
+	"mime"
+	"slices"
+	"strings"
+
+	"courriel/imap/mailstore"
+)
+
+// SORT (RFC 5256) and SORT=DISPLAY (RFC 5957): the messages a SEARCH
+// program matches, ordered by keys read from the cached envelope and the
+// message's size and internal date; ties go to the lower sequence number.
+
+// sortKey is one sort criterion.
+type sortKey struct {
+	name    string // ARRIVAL, CC, DATE, FROM, SIZE, SUBJECT, TO, DISPLAYFROM, DISPLAYTO
+	reverse bool
+}
+
+func cmdSort(s *session, tag string, uid bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	var keys []sortKey
+	reverse := false
+	if err := s.r.List(false, func() error {
+		a, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		a = strings.ToUpper(a)
+		switch a {
+		case "REVERSE":
+			if reverse {
+				return bad("", "REVERSE twice")
+			}
+			reverse = true
+			return nil
+		case "ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO":
+			keys = append(keys, sortKey{a, reverse})
+			reverse = false
+			return nil
+		}
+		return bad("", "Unknown sort criterion "+sanitize(a))
+	}); err != nil {
+		return err
+	}
+	if len(keys) == 0 || reverse {
+		return bad("", "Missing sort criterion")
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	cs, err := s.r.AString()
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
+		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	a, err := s.parseSearch()
+	if err != nil {
+		return err
+	}
+	if a.esearch {
+		return bad("", "RETURN is not offered with SORT")
+	}
+	seqs, uids := s.searchHits(a.root)
+	ms := make([]sortMsg, len(seqs))
+	for i := range seqs {
+		ms[i] = s.sortMsg(seqs[i], uids[i], keys)
+	}
+	slices.SortFunc(ms, func(x, y sortMsg) int {
+		for i, k := range keys {
+			c := x.keys[i].compare(y.keys[i])
+			if k.reverse {
+				c = -c
+			}
+			if c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(x.seq, y.seq)
+	})
+	s.trimBuffers()
+	s.w.Raw("* SORT")
+	for _, m := range ms {
+		s.w.SP()
+		if uid {
+			s.w.Number(uint64(m.uid))
+		} else {
+			s.w.Number(uint64(m.seq))
+		}
+	}
+	s.w.CRLF()
+	return s.ok(tag, "", "Sort completed", uid)
+}
+
+// sortMsg is a message with its sort keys, in the order of the criteria.
+type sortMsg struct {
+	seq, uid uint32
+	keys     []sortValue
+}
+
+// sortValue is one key: a number or a string.
+type sortValue struct {
+	n int64
+	s string
+}
+
+func (a sortValue) compare(b sortValue) int {
+	if c := cmp.Compare(a.n, b.n); c != 0 {
+		return c
+	}
+	return strings.Compare(a.s, b.s)
+}
+
+func (s *session) sortMsg(seq, uid uint32, keys []sortKey) sortMsg {
+	m := sortMsg{seq: seq, uid: uid, keys: make([]sortValue, len(keys))}
+	var env *mailstore.Envelope
+	envelope := func() *mailstore.Envelope {
+		if env == nil {
+			if e, err := s.envelope(uid); err == nil && e != nil {
+				env = e
+			} else {
+				env = &mailstore.Envelope{}
+			}
+		}
+		return env
+	}
+	size, internal, _ := s.sel.mb.Meta(uid)
+	for i, k := range keys {
+		var v sortValue
+		switch k.name {
+		case "ARRIVAL":
+			v.n = internal.UnixNano()
+		case "SIZE":
+			v.n = size
+		case "DATE":
+			// RFC 5256 §3: the sent date in UTC, the internal date when
+			// the Date field is missing or cannot be parsed.
+			d := envelope().Date
+			if d.IsZero() {
+				d = internal
+			}
+			v.n = d.UTC().UnixNano()
+		case "FROM":
+			v.s = firstMailbox(envelope().From)
+		case "TO":
+			v.s = firstMailbox(envelope().To)
+		case "CC":
+			v.s = firstMailbox(envelope().Cc)
+		case "SUBJECT":
+			v.s = strings.ToUpper(baseSubject(decodeWords(envelope().Subject)))
+		case "DISPLAYFROM":
+			v.s = strings.ToUpper(displayName(envelope().From))
+		case "DISPLAYTO":
+			v.s = strings.ToUpper(displayName(envelope().To))
+		}
+		m.keys[i] = v
+	}
+	return m
+}
+
+// firstAddress is the first element of an address list; for a group, its
+// start, whose Mailbox is the group's name (as Dovecot sorts it).
+func firstAddress(l []mailstore.Address) (mailstore.Address, bool) {
+	if len(l) == 0 {
+		return mailstore.Address{}, false
+	}
+	return l[0], true
+}
+
+// firstMailbox is RFC 5256's key of FROM, TO and CC: the local part of the
+// first address, compared without case (i;ascii-casemap maps a-z to A-Z,
+// so "_" and "[" sort after the letters).
+func firstMailbox(l []mailstore.Address) string {
+	a, _ := firstAddress(l)
+	return strings.ToUpper(a.Mailbox)
+}
+
+// displayName is RFC 5957's key: the first address's display name when it
+// has one, else its addr-spec.
+func displayName(l []mailstore.Address) string {
+	a, ok := firstAddress(l)
+	if !ok {
+		return ""
+	}
+	if n := decodeWords(a.Name); n != "" {
+		return n
+	}
+	if a.Host == "" {
+		return a.Mailbox
+	}
+	return a.Mailbox + "@" + a.Host
+}
+
+var wordDecoder = mime.WordDecoder{}
+
+// decodeWords decodes RFC 2047 encoded words, leaving text it cannot
+// decode as it is.
+func decodeWords(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	if d, err := wordDecoder.DecodeHeader(s); err == nil {
+		return d
+	}
+	return s
+}
+
+// baseSubject extracts the base subject (RFC 5256 §2.1): whitespace
+// collapsed, "(fwd)" trailers, "Re:"/"Fw:"/"Fwd:" leaders with their
+// "[blob]"s, a leading "[blob]" when something is left after it, and a
+// "[fwd: ...]" wrapper removed, until none is left.
+func baseSubject(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	for {
+		// (2) trailers.
+		for {
+			t := strings.TrimRight(s, " ")
+			if len(t) >= 5 && strings.EqualFold(t[len(t)-5:], "(fwd)") {
+				s = t[:len(t)-5]
+				continue
+			}
+			s = t
+			break
+		}
+		// (3), (4) and (5): leaders and blobs until none is left.
+		for {
+			if t := strings.TrimLeft(s, " "); t != s {
+				s = t
+				continue
+			}
+			if rest, ok := cutLeader(s); ok {
+				s = rest
+				continue
+			}
+			if rest, ok := cutBlob(s); ok && strings.TrimSpace(rest) != "" {
+				s = rest
+				continue
+			}
+			break
+		}
+		// (6) a "[fwd: ...]" wrapper.
+		if len(s) >= 6 && strings.EqualFold(s[:5], "[fwd:") && s[len(s)-1] == ']' {
+			s = s[5 : len(s)-1]
+			continue
+		}
+		return s
+	}
+}
+
+// cutBlob removes one subj-blob: "[" *BLOBCHAR "]" *WSP.
+func cutBlob(s string) (string, bool) {
+	if !strings.HasPrefix(s, "[") {
+		return s, false
+	}
+	end := strings.IndexAny(s[1:], "[]")
+	if end < 0 || s[1+end] != ']' {
+		return s, false
+	}
+	return strings.TrimLeft(s[end+2:], " "), true
+}
+
+// cutLeader removes *subj-blob subj-refwd, where subj-refwd is
+// ("re" / ("fw" ["d"])) *WSP [subj-blob] ":".
+func cutLeader(s string) (string, bool) {
+	t := s
+	for {
+		r, ok := cutBlob(t)
+		if !ok {
+			break
+		}
+		t = r
+	}
+	l := strings.ToLower(t)
+	switch {
+	case strings.HasPrefix(l, "re"):
+		t = t[2:]
+	case strings.HasPrefix(l, "fwd"):
+		t = t[3:]
+	case strings.HasPrefix(l, "fw"):
+		t = t[2:]
+	default:
+		return s, false
+	}
+	t = strings.TrimLeft(t, " ")
+	if r, ok := cutBlob(t); ok {
+		t = r
+	}
+	if !strings.HasPrefix(t, ":") {
+		return s, false
+	}
+	return t[1:], true
+}
