@@ -52,6 +52,7 @@ func init() {
 		"EXPUNGE":      {selState, true, cmdExpunge},
 		"SEARCH":       {selState, true, cmdSearch},
 		"SORT":         {selState, true, cmdSort},
+		"THREAD":       {selState, true, cmdThread},
 		"FETCH":        {selState, true, cmdFetch},
 		"STORE":        {selState, true, cmdStore},
 		"COPY":         {selState, true, cmdCopy},

@@ -1,0 +1,107 @@
+package imap
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// THREAD=ORDEREDSUBJECT (RFC 5256 §3): messages with the same base subject
+// form a thread whose first message, by sent date, is the parent of the
+// others; threads are ordered by the sent date of their first message.
+
+func cmdThread(s *session, tag string, uid bool) error {
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	alg, err := s.r.Atom()
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(alg, "ORDEREDSUBJECT") {
+		return bad("", "Unknown threading algorithm "+sanitize(alg))
+	}
+	if err := s.r.SP(); err != nil {
+		return err
+	}
+	cs, err := s.r.AString()
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
+		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	a, err := s.parseSearch()
+	if err != nil {
+		return err
+	}
+	if a.esearch {
+		return bad("", "RETURN is not offered with THREAD")
+	}
+	seqs, uids := s.searchHits(a.root)
+	type msg struct {
+		num     uint32
+		seq     uint32
+		subject string
+		date    time.Time
+	}
+	ms := make([]msg, len(seqs))
+	for i := range seqs {
+		m := msg{num: seqs[i], seq: seqs[i]}
+		if uid {
+			m.num = uids[i]
+		}
+		_, internal, _ := s.sel.mb.Meta(uids[i])
+		m.date = internal
+		if env, err := s.envelope(uids[i]); err == nil && env != nil {
+			m.subject = strings.ToUpper(baseSubject(decodeWords(env.Subject)))
+			if !env.Date.IsZero() {
+				m.date = env.Date
+			}
+		}
+		ms[i] = m
+	}
+	s.trimBuffers()
+	byDate := func(x, y msg) int {
+		if c := x.date.Compare(y.date); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.seq, y.seq)
+	}
+	slices.SortFunc(ms, func(x, y msg) int {
+		if c := strings.Compare(x.subject, y.subject); c != 0 {
+			return c
+		}
+		return byDate(x, y)
+	})
+	var threads [][]msg
+	for i, m := range ms {
+		if i > 0 && m.subject == ms[i-1].subject {
+			threads[len(threads)-1] = append(threads[len(threads)-1], m)
+			continue
+		}
+		threads = append(threads, []msg{m})
+	}
+	slices.SortStableFunc(threads, func(x, y []msg) int { return byDate(x[0], y[0]) })
+	var b strings.Builder
+	b.WriteString("* THREAD")
+	for _, t := range threads {
+		b.WriteString(" (")
+		b.WriteString(strconv.FormatUint(uint64(t[0].num), 10))
+		switch {
+		case len(t) == 2:
+			b.WriteString(" " + strconv.FormatUint(uint64(t[1].num), 10))
+		case len(t) > 2:
+			b.WriteString(" ")
+			for _, c := range t[1:] {
+				b.WriteString("(" + strconv.FormatUint(uint64(c.num), 10) + ")")
+			}
+		}
+		b.WriteString(")")
+	}
+	s.w.Raw(b.String())
+	s.w.CRLF()
+	return s.ok(tag, "", "Thread completed", uid)
+}
