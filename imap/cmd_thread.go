@@ -20,7 +20,8 @@ func cmdThread(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
-	if !strings.EqualFold(alg, "ORDEREDSUBJECT") {
+	alg = strings.ToUpper(alg)
+	if alg != "ORDEREDSUBJECT" && alg != "REFERENCES" {
 		return bad("", "Unknown threading algorithm "+sanitize(alg))
 	}
 	if err := s.r.SP(); err != nil {
@@ -41,6 +42,19 @@ func cmdThread(s *session, tag string, uid bool) error {
 		return bad("", "RETURN is not offered with THREAD")
 	}
 	seqs, uids := s.searchHits(a.root)
+	if alg == "REFERENCES" {
+		ms := make([]*threadMsg, len(seqs))
+		for i := range seqs {
+			ms[i] = s.threadMsg(seqs[i], uids[i], uid)
+		}
+		s.trimBuffers()
+		var b strings.Builder
+		b.WriteString("* THREAD")
+		writeThreads(&b, threadReferences(ms))
+		s.w.Raw(b.String())
+		s.w.CRLF()
+		return s.ok(tag, "", "Thread completed", uid)
+	}
 	type msg struct {
 		num     uint32
 		seq     uint32
@@ -104,4 +118,34 @@ func cmdThread(s *session, tag string, uid bool) error {
 	s.w.Raw(b.String())
 	s.w.CRLF()
 	return s.ok(tag, "", "Thread completed", uid)
+}
+
+// maxReferences bounds the ids read from one References field.
+const maxReferences = 100
+
+// threadMsg reads what THREAD=REFERENCES needs of a message: its
+// Message-ID, its References (In-Reply-To without them), subject and sent
+// date (the internal date when it has none).
+func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
+	m := &threadMsg{num: seq, seq: seq}
+	if byUID {
+		m.num = uid
+	}
+	_, m.date, _ = s.sel.mb.Meta(uid)
+	if env, err := s.envelope(uid); err == nil && env != nil {
+		m.subject = decodeWords(env.Subject)
+		if !env.Date.IsZero() {
+			m.date = env.Date
+		}
+		if ids := messageIDs(env.MessageID, 1); len(ids) == 1 {
+			m.msgID = ids[0]
+		}
+		if h, err := s.readHeader(uid); err == nil {
+			m.refs = messageIDs(h.Get("References"), maxReferences)
+		}
+		if len(m.refs) == 0 && len(env.InReplyTo) > 0 {
+			m.refs = messageIDs(strings.Join(env.InReplyTo, " "), 1)
+		}
+	}
+	return m
 }

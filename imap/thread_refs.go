@@ -1,0 +1,300 @@
+package imap
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// THREAD=REFERENCES (RFC 5256 §3), JWZ's algorithm as the RFC words it:
+// containers linked by Message-ID and References (In-Reply-To without
+// them), empty containers pruned, root threads gathered by base subject,
+// siblings ordered by sent date (a dummy by its first child's), ties by
+// sequence number.
+
+// threadMsg is one message of a THREAD command.
+type threadMsg struct {
+	num, seq uint32
+	date     time.Time
+	subject  string // as written, decoded
+	msgID    string
+	refs     []string
+}
+
+type container struct {
+	msg      *threadMsg // nil: a dummy
+	parent   *container
+	children []*container
+}
+
+func (c *container) hasDescendant(d *container) bool {
+	for _, k := range c.children {
+		if k == d || k.hasDescendant(d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *container) unlink() {
+	if p := c.parent; p != nil {
+		p.children = slices.DeleteFunc(p.children, func(k *container) bool { return k == c })
+		c.parent = nil
+	}
+}
+
+// link makes c a child of p unless that would make a loop.
+func link(p, c *container) {
+	if p == c || c.hasDescendant(p) {
+		return
+	}
+	c.unlink()
+	c.parent = p
+	p.children = append(p.children, c)
+}
+
+// date is the sent date of a message, or of a dummy's first child.
+func (c *container) date() (time.Time, uint32) {
+	for c.msg == nil && len(c.children) > 0 {
+		c = c.children[0]
+	}
+	if c.msg == nil {
+		return time.Time{}, 0
+	}
+	return c.msg.date, c.msg.seq
+}
+
+func (c *container) first() *threadMsg {
+	for c.msg == nil && len(c.children) > 0 {
+		c = c.children[0]
+	}
+	return c.msg
+}
+
+func byContainerDate(a, b *container) int {
+	da, sa := a.date()
+	db, sb := b.date()
+	if c := da.Compare(db); c != 0 {
+		return c
+	}
+	return cmp.Compare(sa, sb)
+}
+
+// threadReferences builds the threads of ms (in sequence order).
+func threadReferences(ms []*threadMsg) []*container {
+	table := map[string]*container{}
+	get := func(id string) *container {
+		c := table[id]
+		if c == nil {
+			c = &container{}
+			table[id] = c
+		}
+		return c
+	}
+	var all []*container
+	for _, m := range ms {
+		// (1A) the references, parent to child.
+		var prev *container
+		for _, id := range m.refs {
+			c := get(id)
+			if prev != nil && c.parent == nil {
+				link(prev, c)
+			}
+			prev = c
+		}
+		// (1B) the message itself; a missing or repeated Message-ID gets a
+		// container of its own.
+		var c *container
+		if m.msgID != "" && (table[m.msgID] == nil || table[m.msgID].msg == nil) {
+			c = get(m.msgID)
+		} else {
+			c = &container{}
+		}
+		c.msg = m
+		all = append(all, c)
+		// A parent set before (from a truncated References elsewhere) gives
+		// way to this message's own last reference, unless that would make
+		// a loop, in which case it stays a root.
+		c.unlink()
+		if prev != nil {
+			link(prev, c)
+		}
+	}
+	// (2) the root set: every container without a parent.
+	var roots []*container
+	seen := map[*container]bool{}
+	addRoot := func(c *container) {
+		if c.parent == nil && !seen[c] {
+			seen[c] = true
+			roots = append(roots, c)
+		}
+	}
+	for _, c := range all {
+		addRoot(c)
+	}
+	for _, c := range table {
+		addRoot(c)
+	}
+	// (3) prune dummies.
+	roots = prune(roots, true)
+	// (4) order by sent date, siblings first so that dummies have a date.
+	sortTree(roots)
+	// (5) gather the root set by base subject.
+	subjects := map[string]*container{}
+	for _, c := range roots {
+		m := c.first()
+		if m == nil {
+			continue
+		}
+		subj := baseSubject(m.subject)
+		if subj == "" {
+			continue
+		}
+		key := strings.ToUpper(subj)
+		t := subjects[key]
+		if t == nil || (c.msg == nil && t.msg != nil) || (t.msg != nil && c.msg != nil && isReply(t.msg.subject) && !isReply(c.msg.subject)) {
+			subjects[key] = c
+		}
+	}
+	var out []*container
+	for i := 0; i < len(roots); i++ {
+		c := roots[i]
+		m := c.first()
+		t := (*container)(nil)
+		if m != nil {
+			if subj := baseSubject(m.subject); subj != "" {
+				t = subjects[strings.ToUpper(subj)]
+			}
+		}
+		if t == nil || t == c {
+			out = append(out, c)
+			continue
+		}
+		switch {
+		case t.msg == nil && c.msg == nil:
+			for _, k := range c.children {
+				k.parent = t
+			}
+			t.children = append(t.children, c.children...)
+			c.children = nil
+		case t.msg == nil:
+			c.parent = t
+			t.children = append(t.children, c)
+		case c.msg != nil && !isReply(t.msg.subject) && isReply(c.msg.subject):
+			c.parent = t
+			t.children = append(t.children, c)
+		default:
+			// A new dummy in t's place, holding both.
+			d := &container{children: []*container{t, c}}
+			t.parent, c.parent = d, d
+			if j := slices.Index(out, t); j >= 0 {
+				out[j] = d
+			} else {
+				roots[slices.Index(roots, t)] = d
+			}
+			for k, v := range subjects {
+				if v == t {
+					subjects[k] = d
+				}
+			}
+		}
+	}
+	// (6) siblings by sent date, all the way down.
+	sortTree(out)
+	return out
+}
+
+// prune removes dummies without children and replaces a dummy with its
+// children, except at the root when it has more than one.
+func prune(list []*container, root bool) []*container {
+	var out []*container
+	for _, c := range list {
+		c.children = prune(c.children, false)
+		for _, k := range c.children {
+			k.parent = c
+		}
+		switch {
+		case c.msg != nil:
+			out = append(out, c)
+		case len(c.children) == 0:
+		case root && len(c.children) > 1:
+			out = append(out, c)
+		default:
+			for _, k := range c.children {
+				k.parent = c.parent
+			}
+			out = append(out, prune(c.children, root)...)
+		}
+	}
+	return out
+}
+
+func sortTree(list []*container) {
+	for _, c := range list {
+		sortTree(c.children)
+	}
+	slices.SortStableFunc(list, byContainerDate)
+}
+
+// isReply: the subject had a Re:/Fwd: leader or a (fwd) trailer.
+func isReply(subject string) bool {
+	s := strings.Join(strings.Fields(subject), " ")
+	if _, ok := cutLeader(strings.TrimLeft(s, " ")); ok {
+		return true
+	}
+	t := strings.TrimRight(s, " ")
+	return len(t) >= 5 && strings.EqualFold(t[len(t)-5:], "(fwd)") ||
+		len(s) >= 5 && strings.EqualFold(s[:5], "[fwd:")
+}
+
+// writeThreads writes each thread as RFC 5256's thread-list.
+func writeThreads(b *strings.Builder, list []*container) {
+	for _, c := range list {
+		b.WriteString(" (")
+		writeMembers(b, c)
+		b.WriteString(")")
+	}
+}
+
+func writeMembers(b *strings.Builder, c *container) {
+	if c.msg != nil {
+		b.WriteString(strconv.FormatUint(uint64(c.msg.num), 10))
+	}
+	switch {
+	case len(c.children) == 1 && c.msg != nil:
+		b.WriteString(" ")
+		writeMembers(b, c.children[0])
+	case len(c.children) >= 1:
+		if c.msg != nil {
+			b.WriteString(" ")
+		}
+		for _, k := range c.children {
+			b.WriteString("(")
+			writeMembers(b, k)
+			b.WriteString(")")
+		}
+	}
+}
+
+// messageIDs reads the <...> message ids of a References or In-Reply-To
+// value, in order, at most max of them.
+func messageIDs(v string, max int) []string {
+	var ids []string
+	for len(ids) < max {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(v[i:], '>')
+		if j < 0 {
+			break
+		}
+		if id := strings.TrimSpace(v[i+1 : i+j]); id != "" {
+			ids = append(ids, id)
+		}
+		v = v[i+j+1:]
+	}
+	return ids
+}
