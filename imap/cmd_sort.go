@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"mime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"courriel/imap/mailstore"
@@ -22,6 +23,50 @@ type sortKey struct {
 func cmdSort(s *session, tag string, uid bool) error {
 	if err := s.r.SP(); err != nil {
 		return err
+	}
+	// ESORT (RFC 5267): RETURN (MIN MAX ALL COUNT) before the criteria.
+	var ret *searchArgs
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == 'R' || c == 'r' {
+		w, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(w, "RETURN") {
+			return bad("", "Expected RETURN or sort criteria")
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		ret = &searchArgs{esearch: true}
+		if err := s.r.List(true, func() error {
+			o, err := s.r.Atom()
+			if err != nil {
+				return err
+			}
+			switch strings.ToUpper(o) {
+			case "MIN":
+				ret.retMin = true
+			case "MAX":
+				ret.retMax = true
+			case "ALL":
+				ret.retAll = true
+			case "COUNT":
+				ret.retCount = true
+			default:
+				return bad("", "Unknown SORT return option "+sanitize(o))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if !ret.retMin && !ret.retMax && !ret.retCount {
+			ret.retAll = true // RFC 4731: RETURN () means ALL
+		}
+		if err := s.r.SP(); err != nil {
+			return err
+		}
 	}
 	var keys []sortKey
 	reverse := false
@@ -85,6 +130,35 @@ func cmdSort(s *session, tag string, uid bool) error {
 		return cmp.Compare(x.seq, y.seq)
 	})
 	s.trimBuffers()
+	if ret != nil {
+		nums := make([]uint32, len(ms))
+		for i, m := range ms {
+			nums[i] = m.seq
+			if uid {
+				nums[i] = m.uid
+			}
+		}
+		s.w.Raw(`* ESEARCH (TAG "` + tag + `")`)
+		if uid {
+			s.w.Raw(" UID")
+		}
+		if len(nums) > 0 {
+			if ret.retMin {
+				s.w.Raw(" MIN " + strconv.FormatUint(uint64(nums[0]), 10))
+			}
+			if ret.retMax {
+				s.w.Raw(" MAX " + strconv.FormatUint(uint64(nums[len(nums)-1]), 10))
+			}
+			if ret.retAll {
+				s.w.Raw(" ALL " + orderedSet(nums))
+			}
+		}
+		if ret.retCount {
+			s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
+		}
+		s.w.CRLF()
+		return s.ok(tag, "", "Sort completed", uid)
+	}
 	s.w.Raw("* SORT")
 	for _, m := range ms {
 		s.w.SP()
@@ -96,6 +170,27 @@ func cmdSort(s *session, tag string, uid bool) error {
 	}
 	s.w.CRLF()
 	return s.ok(tag, "", "Sort completed", uid)
+}
+
+// orderedSet writes numbers in their order (ESORT's ALL: the sort order
+// matters), runs of consecutive ascending numbers as ranges.
+func orderedSet(nums []uint32) string {
+	var b strings.Builder
+	for i := 0; i < len(nums); {
+		j := i
+		for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(nums[i]), 10))
+		if j > i {
+			b.WriteString(":" + strconv.FormatUint(uint64(nums[j]), 10))
+		}
+		i = j + 1
+	}
+	return b.String()
 }
 
 // sortMsg is a message with its sort keys, in the order of the criteria.

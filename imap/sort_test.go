@@ -27,3 +27,20 @@ func TestBaseSubject(t *testing.T) {
 		}
 	}
 }
+
+func TestOrderedSet(t *testing.T) {
+	for _, tc := range []struct {
+		in   []uint32
+		want string
+	}{
+		{[]uint32{1, 2, 3, 4, 5}, "1:5"},
+		{[]uint32{5, 3, 2}, "5,3,2"},
+		{[]uint32{2, 3, 9, 10, 11, 1}, "2:3,9:11,1"},
+		{[]uint32{7}, "7"},
+		{nil, ""},
+	} {
+		if got := orderedSet(tc.in); got != tc.want {
+			t.Errorf("orderedSet(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
