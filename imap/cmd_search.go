@@ -71,28 +71,7 @@ func (s *session) parseSearch() (*searchArgs, error) {
 					if err := s.r.SP(); err != nil {
 						return nil, err
 					}
-					a.esearch = true
-					if err := s.r.List(true, func() error {
-						o, err := s.r.Atom()
-						if err != nil {
-							return err
-						}
-						switch strings.ToUpper(o) {
-						case "MIN":
-							a.retMin = true
-						case "MAX":
-							a.retMax = true
-						case "ALL":
-							a.retAll = true
-						case "COUNT":
-							a.retCount = true
-						case "SAVE":
-							a.retSave = true
-						default:
-							return bad("", "Unknown SEARCH return option "+sanitize(o))
-						}
-						return nil
-					}); err != nil {
+					if err := s.parseReturn(a, true); err != nil {
 						return nil, err
 					}
 					first = false
@@ -284,9 +263,44 @@ func cmdSearch(s *session, tag string, uid bool) error {
 	if a.retSave && !a.retMin && !a.retMax && !a.retCount && !a.retAll {
 		return s.ok(tag, "", "Search completed", uid)
 	}
-	s.w.Raw(`* ESEARCH (TAG "`)
-	s.w.Raw(tag)
-	s.w.Raw(`")`)
+	s.writeESearch(tag, uid, a, nums, uidSetString)
+	return s.ok(tag, "", "Search completed", uid)
+}
+
+// parseReturn reads RETURN's option list (RFC 4731; SAVE from RFC 5182
+// where allowed) into a; RETURN () means ALL.
+func (s *session) parseReturn(a *searchArgs, saveOK bool) error {
+	a.esearch = true
+	return s.r.List(true, func() error {
+		o, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		switch strings.ToUpper(o) {
+		case "MIN":
+			a.retMin = true
+		case "MAX":
+			a.retMax = true
+		case "ALL":
+			a.retAll = true
+		case "COUNT":
+			a.retCount = true
+		case "SAVE":
+			if !saveOK {
+				return bad("", "SAVE is not offered here")
+			}
+			a.retSave = true
+		default:
+			return bad("", "Unknown return option "+sanitize(o))
+		}
+		return nil
+	})
+}
+
+// writeESearch writes the ESEARCH response of SEARCH or SORT RETURN:
+// nums in the command's order, ALL written by set.
+func (s *session) writeESearch(tag string, uid bool, a *searchArgs, nums []uint32, set func([]uint32) string) {
+	s.w.Raw(`* ESEARCH (TAG "` + tag + `")`)
 	if uid {
 		s.w.Raw(" UID")
 	}
@@ -298,14 +312,36 @@ func cmdSearch(s *session, tag string, uid bool) error {
 			s.w.Raw(" MAX " + strconv.FormatUint(uint64(nums[len(nums)-1]), 10))
 		}
 		if a.retAll {
-			s.w.Raw(" ALL " + uidSetString(nums))
+			s.w.Raw(" ALL " + set(nums))
 		}
 	}
 	if a.retCount {
 		s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
 	}
 	s.w.CRLF()
-	return s.ok(tag, "", "Search completed", uid)
+}
+
+// charsetSearch reads " charset search-keys" of SORT and THREAD, where
+// no RETURN may follow the charset.
+func (s *session) charsetSearch() (*searchKey, error) {
+	if err := s.r.SP(); err != nil {
+		return nil, err
+	}
+	cs, err := s.r.AString()
+	if err != nil {
+		return nil, err
+	}
+	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
+		return nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	a, err := s.parseSearch()
+	if err != nil {
+		return nil, err
+	}
+	if a.esearch {
+		return nil, bad("", "RETURN is not allowed after the charset")
+	}
+	return a.root, nil
 }
 
 // searchHits runs a SEARCH program over the selected mailbox: the

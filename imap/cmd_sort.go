@@ -39,26 +39,8 @@ func cmdSort(s *session, tag string, uid bool) error {
 		if err := s.r.SP(); err != nil {
 			return err
 		}
-		ret = &searchArgs{esearch: true}
-		if err := s.r.List(true, func() error {
-			o, err := s.r.Atom()
-			if err != nil {
-				return err
-			}
-			switch strings.ToUpper(o) {
-			case "MIN":
-				ret.retMin = true
-			case "MAX":
-				ret.retMax = true
-			case "ALL":
-				ret.retAll = true
-			case "COUNT":
-				ret.retCount = true
-			default:
-				return bad("", "Unknown SORT return option "+sanitize(o))
-			}
-			return nil
-		}); err != nil {
+		ret = &searchArgs{}
+		if err := s.parseReturn(ret, false); err != nil {
 			return err
 		}
 		if !ret.retMin && !ret.retMax && !ret.retCount {
@@ -95,24 +77,11 @@ func cmdSort(s *session, tag string, uid bool) error {
 	if len(keys) == 0 || reverse {
 		return bad("", "Missing sort criterion")
 	}
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	cs, err := s.r.AString()
+	root, err := s.charsetSearch()
 	if err != nil {
 		return err
 	}
-	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
-		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
-	}
-	a, err := s.parseSearch()
-	if err != nil {
-		return err
-	}
-	if a.esearch {
-		return bad("", "RETURN is not offered with SORT")
-	}
-	seqs, uids := s.searchHits(a.root)
+	seqs, uids := s.searchHits(root)
 	ms := make([]sortMsg, len(seqs))
 	for i := range seqs {
 		ms[i] = s.sortMsg(seqs[i], uids[i], keys)
@@ -138,25 +107,7 @@ func cmdSort(s *session, tag string, uid bool) error {
 				nums[i] = m.uid
 			}
 		}
-		s.w.Raw(`* ESEARCH (TAG "` + tag + `")`)
-		if uid {
-			s.w.Raw(" UID")
-		}
-		if len(nums) > 0 {
-			if ret.retMin {
-				s.w.Raw(" MIN " + strconv.FormatUint(uint64(nums[0]), 10))
-			}
-			if ret.retMax {
-				s.w.Raw(" MAX " + strconv.FormatUint(uint64(nums[len(nums)-1]), 10))
-			}
-			if ret.retAll {
-				s.w.Raw(" ALL " + orderedSet(nums))
-			}
-		}
-		if ret.retCount {
-			s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
-		}
-		s.w.CRLF()
+		s.writeESearch(tag, uid, ret, nums, orderedSet)
 		return s.ok(tag, "", "Sort completed", uid)
 	}
 	s.w.Raw("* SORT")

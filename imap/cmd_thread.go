@@ -24,24 +24,11 @@ func cmdThread(s *session, tag string, uid bool) error {
 	if alg != "ORDEREDSUBJECT" && alg != "REFERENCES" {
 		return bad("", "Unknown threading algorithm "+sanitize(alg))
 	}
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	cs, err := s.r.AString()
+	root, err := s.charsetSearch()
 	if err != nil {
 		return err
 	}
-	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
-		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
-	}
-	a, err := s.parseSearch()
-	if err != nil {
-		return err
-	}
-	if a.esearch {
-		return bad("", "RETURN is not offered with THREAD")
-	}
-	seqs, uids := s.searchHits(a.root)
+	seqs, uids := s.searchHits(root)
 	if alg == "REFERENCES" {
 		ms := make([]*threadMsg, len(seqs))
 		for i := range seqs {
