@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
@@ -79,19 +80,35 @@ const (
 	// dialogue when still possible, else by a DSN; never beside a Store or
 	// Redirect (that is a runtime error).
 	Reject
+	// Vacation asks for an auto-reply to the sender (RFC 5230, RFC 6131),
+	// described by Action.Vacation. Whether it is sent (null sender, lists,
+	// auto-replies, the :days/:seconds memory) is for the deliverer.
+	Vacation
 )
+
+// VacationReply is what a vacation action asks for.
+type VacationReply struct {
+	Reason    string        // the reply's body text, or a whole MIME entity when MIME
+	MIME      bool          // :mime: Reason is a MIME entity (headers + body)
+	Subject   string        // :subject; "" means the deliverer's default ("Auto: " + original)
+	From      string        // :from; "" means the recipient's address
+	Addresses []string      // :addresses: the user's other addresses
+	Handle    string        // :handle, or the one RFC 5230 §4.2 derives from the arguments
+	Period    time.Duration // :days or :seconds, clamped to the limits; 0 = reply every time
+}
 
 // Action is one thing delivery must do with the message.
 type Action struct {
 	Kind     ActionKind
-	Folder   string   // Store: a folder name as the script wrote it; see Inbox
-	Flags    []string // Store: IMAP flags (\Seen…, keywords) to set
-	Create   bool     // Store: create Folder when missing (fileinto :create)
-	Implicit bool     // Store: the implicit keep (RFC 5228 §2.10.2)
-	Address  string   // Redirect: the address, local@domain
-	Copy     bool     // Store/Redirect: with :copy
-	Reason   string   // Reject: the text, CRLF line ends
-	Extended bool     // Reject: ereject (refuse in SMTP, never a DSN, when possible)
+	Folder   string         // Store: a folder name as the script wrote it; see Inbox
+	Flags    []string       // Store: IMAP flags (\Seen…, keywords) to set
+	Create   bool           // Store: create Folder when missing (fileinto :create)
+	Implicit bool           // Store: the implicit keep (RFC 5228 §2.10.2)
+	Address  string         // Redirect: the address, local@domain
+	Copy     bool           // Store/Redirect: with :copy
+	Reason   string         // Reject: the text, CRLF line ends
+	Extended bool           // Reject: ereject (refuse in SMTP, never a DSN, when possible)
+	Vacation *VacationReply // Vacation: the reply asked for
 }
 
 // Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
@@ -106,6 +123,11 @@ func (a Action) Inbox() bool {
 type Result struct {
 	Actions []Action
 	Err     error
+	// EditedHeader, when non-nil, is the message's header as editheader
+	// (RFC 5293) left it: the whole header block, CRLF line ends, ending
+	// with the empty line. Every copy the result stores or redirects
+	// carries it instead of the message's own header.
+	EditedHeader []byte
 }
 
 // RuntimeError is a script failure while running: its place and reason.
