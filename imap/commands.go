@@ -30,6 +30,7 @@ func init() {
 		"LOGIN":        {notAuth, false, cmdLogin},
 		"AUTHENTICATE": {notAuth, false, cmdAuthenticate},
 		"ENABLE":       {authed, false, cmdEnable},
+		"COMPRESS":     {authed, false, cmdCompress},
 		"NAMESPACE":    {authed, false, cmdNamespace},
 		"GETQUOTAROOT": {authed, false, cmdGetQuotaRoot},
 		"GETQUOTA":     {authed, false, cmdGetQuota},

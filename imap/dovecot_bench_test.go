@@ -182,6 +182,9 @@ service imap-login {
 service anvil {
   chroot =
 }
+protocol imap {
+  mail_plugins = imap_zlib
+}
 `, dir, cert, key, mail, port)), 0o644)
 	cmd := exec.Command("dovecot", "-F", "-c", conf)
 	if err := cmd.Start(); err != nil {

@@ -113,11 +113,17 @@ SyncState *
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, mbsync, "-c", rc, "-a")
+		// -Dn shows the protocol: mbsync turns COMPRESS=DEFLATE on and
+		// flushes each command with Z_PARTIAL_FLUSH, which stalled a
+		// server reading with compress/flate (imap/wire/inflate).
+		cmd := exec.CommandContext(ctx, mbsync, "-Dn", "-c", rc, "-a")
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "COMPRESS DEFLATE") {
+			t.Errorf("mbsync did not turn COMPRESS on:\n%s", out)
 		}
 	}
 

@@ -425,6 +425,9 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	for {
 		s.r.Release()
 		s.trimBuffers()
+		if s.z != nil {
+			s.z.sleep()
+		}
 		if s.shutdown.Load() {
 			s.w.Raw("* BYE Server shutting down\r\n")
 			return errClose

@@ -71,6 +71,9 @@ type session struct {
 	woken    atomic.Bool // a change was signalled; survives a deadline reset
 	shutdown atomic.Bool
 
+	// z is the DEFLATE state after COMPRESS (compress.go); nil before.
+	z *deflater
+
 	// Scratch buffers of FETCH (see readMessage).
 	readBuf, crlfBuf []byte
 }
@@ -125,6 +128,9 @@ func (r sessionReader) Read(p []byte) (int, error) {
 	if d := r.s.readIdle; d > 0 {
 		_ = r.s.conn.SetReadDeadline(time.Now().Add(d))
 	}
+	if z := r.s.z; z != nil {
+		return z.Read(p)
+	}
 	return r.s.conn.Read(p)
 }
 
@@ -135,6 +141,9 @@ type sessionWriter struct{ s *session }
 
 func (w sessionWriter) Write(p []byte) (int, error) {
 	_ = w.s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if z := w.s.z; z != nil {
+		return z.Write(p)
+	}
 	return w.s.conn.Write(p)
 }
 

@@ -235,7 +235,7 @@ func TestCorrupt(t *testing.T) {
 	}{
 		{"block type 3", []byte{0x07}},
 		{"stored length check", []byte{0x01, 0x05, 0x00, 0x00, 0x00}},
-		{"distance before start", []byte{0x63, 0x00, 0x42, 0x00}}, // fixed block: a length/distance first
+		{"distance before start", []byte{0x63, 0x00, 0x42, 0x00}},        // fixed block: a length/distance first
 		{"no progress", bytes.Repeat([]byte{0x04, 0x00, 0xfe, 0xff}, 1)}, // dynamic, 286+ codes
 	} {
 		t.Run(tc.name, func(t *testing.T) {
