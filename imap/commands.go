@@ -16,47 +16,84 @@ const (
 	selState = 1 << stateSelected
 )
 
-// commands is filled in init to break the initialisation cycle through
-// the command functions.
-var commands map[string]command
-
-func init() {
-	commands = map[string]command{
-		"CAPABILITY":   {anyState, false, cmdCapability},
-		"NOOP":         {anyState, false, cmdNoop},
-		"LOGOUT":       {anyState, false, cmdLogout},
-		"ID":           {anyState, false, cmdID},
-		"STARTTLS":     {notAuth, false, cmdStartTLS},
-		"LOGIN":        {notAuth, false, cmdLogin},
-		"AUTHENTICATE": {notAuth, false, cmdAuthenticate},
-		"ENABLE":       {authed, false, cmdEnable},
-		"COMPRESS":     {authed, false, cmdCompress},
-		"NAMESPACE":    {authed, false, cmdNamespace},
-		"GETQUOTAROOT": {authed, false, cmdGetQuotaRoot},
-		"GETQUOTA":     {authed, false, cmdGetQuota},
-		"SETQUOTA":     {authed, false, cmdSetQuota},
-		"SELECT":       {authed, false, cmdSelect},
-		"EXAMINE":      {authed, false, cmdSelect},
-		"CREATE":       {authed, false, cmdCreate},
-		"DELETE":       {authed, false, cmdDelete},
-		"RENAME":       {authed, false, cmdRename},
-		"SUBSCRIBE":    {authed, false, cmdSubscribe},
-		"UNSUBSCRIBE":  {authed, false, cmdSubscribe},
-		"LIST":         {authed, false, cmdList},
-		"LSUB":         {authed, false, cmdList},
-		"STATUS":       {authed, false, cmdStatus},
-		"APPEND":       {authed, false, cmdAppend},
-		"IDLE":         {authed, false, cmdIdle},
-		"CHECK":        {selState, false, cmdNoop},
-		"CLOSE":        {selState, false, cmdClose},
-		"UNSELECT":     {selState, false, cmdClose},
-		"EXPUNGE":      {selState, true, cmdExpunge},
-		"SEARCH":       {selState, true, cmdSearch},
-		"SORT":         {selState, true, cmdSort},
-		"THREAD":       {selState, true, cmdThread},
-		"FETCH":        {selState, true, cmdFetch},
-		"STORE":        {selState, true, cmdStore},
-		"COPY":         {selState, true, cmdCopy},
-		"MOVE":         {selState, true, cmdCopy},
+// lookupCommand finds a command by its upper-case name. A switch and not
+// a package-level map: the table is code, with no state to share or
+// initialise (a map would need init to break the cycle through the
+// command functions).
+func lookupCommand(name string) (command, bool) {
+	switch name {
+	case "CAPABILITY":
+		return command{anyState, false, cmdCapability}, true
+	case "NOOP":
+		return command{anyState, false, cmdNoop}, true
+	case "LOGOUT":
+		return command{anyState, false, cmdLogout}, true
+	case "ID":
+		return command{anyState, false, cmdID}, true
+	case "STARTTLS":
+		return command{notAuth, false, cmdStartTLS}, true
+	case "LOGIN":
+		return command{notAuth, false, cmdLogin}, true
+	case "AUTHENTICATE":
+		return command{notAuth, false, cmdAuthenticate}, true
+	case "ENABLE":
+		return command{authed, false, cmdEnable}, true
+	case "COMPRESS":
+		return command{authed, false, cmdCompress}, true
+	case "NAMESPACE":
+		return command{authed, false, cmdNamespace}, true
+	case "GETQUOTAROOT":
+		return command{authed, false, cmdGetQuotaRoot}, true
+	case "GETQUOTA":
+		return command{authed, false, cmdGetQuota}, true
+	case "SETQUOTA":
+		return command{authed, false, cmdSetQuota}, true
+	case "SELECT":
+		return command{authed, false, cmdSelect}, true
+	case "EXAMINE":
+		return command{authed, false, cmdSelect}, true
+	case "CREATE":
+		return command{authed, false, cmdCreate}, true
+	case "DELETE":
+		return command{authed, false, cmdDelete}, true
+	case "RENAME":
+		return command{authed, false, cmdRename}, true
+	case "SUBSCRIBE":
+		return command{authed, false, cmdSubscribe}, true
+	case "UNSUBSCRIBE":
+		return command{authed, false, cmdSubscribe}, true
+	case "LIST":
+		return command{authed, false, cmdList}, true
+	case "LSUB":
+		return command{authed, false, cmdList}, true
+	case "STATUS":
+		return command{authed, false, cmdStatus}, true
+	case "APPEND":
+		return command{authed, false, cmdAppend}, true
+	case "IDLE":
+		return command{authed, false, cmdIdle}, true
+	case "CHECK":
+		return command{selState, false, cmdNoop}, true
+	case "CLOSE":
+		return command{selState, false, cmdClose}, true
+	case "UNSELECT":
+		return command{selState, false, cmdClose}, true
+	case "EXPUNGE":
+		return command{selState, true, cmdExpunge}, true
+	case "SEARCH":
+		return command{selState, true, cmdSearch}, true
+	case "SORT":
+		return command{selState, true, cmdSort}, true
+	case "THREAD":
+		return command{selState, true, cmdThread}, true
+	case "FETCH":
+		return command{selState, true, cmdFetch}, true
+	case "STORE":
+		return command{selState, true, cmdStore}, true
+	case "COPY":
+		return command{selState, true, cmdCopy}, true
+	case "MOVE":
+		return command{selState, true, cmdCopy}, true
 	}
+	return command{}, false
 }

@@ -257,7 +257,7 @@ func (s *session) command() error {
 			return s.answerErr(tag, err)
 		}
 	}
-	c, ok := commands[name]
+	c, ok := lookupCommand(name)
 	if !ok || (uid && !c.uid) {
 		return s.answerErr(tag, bad("", "Unknown command "+sanitize(name)))
 	}
