@@ -101,7 +101,7 @@ func (c *conn) handle(msg *ber.Packet) bool {
 	if op.Tag == ldap.ApplicationAbandonRequest {
 		return true // RFC 4511 §4.11: no response; nothing runs concurrently
 	}
-	respTag, ok := responseTag[op.Tag]
+	respTag, ok := responseTag(op.Tag)
 	if !ok {
 		c.log.Info("closing connection: unknown operation", "tag", op.Tag)
 		_ = c.write(noticeOfDisconnection(resultProtocolError, "unknown operation"))
@@ -134,16 +134,27 @@ func (c *conn) handle(msg *ber.Packet) bool {
 	return true
 }
 
-// responseTag maps each request we answer to its response's tag.
-var responseTag = map[ber.Tag]ber.Tag{
-	ldap.ApplicationBindRequest:     ldap.ApplicationBindResponse,
-	ldap.ApplicationSearchRequest:   ldap.ApplicationSearchResultDone,
-	ldap.ApplicationModifyRequest:   ldap.ApplicationModifyResponse,
-	ldap.ApplicationAddRequest:      ldap.ApplicationAddResponse,
-	ldap.ApplicationDelRequest:      ldap.ApplicationDelResponse,
-	ldap.ApplicationModifyDNRequest: ldap.ApplicationModifyDNResponse,
-	ldap.ApplicationCompareRequest:  ldap.ApplicationCompareResponse,
-	ldap.ApplicationExtendedRequest: ldap.ApplicationExtendedResponse,
+// responseTag gives the tag of the response to each request we answer.
+func responseTag(req ber.Tag) (ber.Tag, bool) {
+	switch req {
+	case ldap.ApplicationBindRequest:
+		return ldap.ApplicationBindResponse, true
+	case ldap.ApplicationSearchRequest:
+		return ldap.ApplicationSearchResultDone, true
+	case ldap.ApplicationModifyRequest:
+		return ldap.ApplicationModifyResponse, true
+	case ldap.ApplicationAddRequest:
+		return ldap.ApplicationAddResponse, true
+	case ldap.ApplicationDelRequest:
+		return ldap.ApplicationDelResponse, true
+	case ldap.ApplicationModifyDNRequest:
+		return ldap.ApplicationModifyDNResponse, true
+	case ldap.ApplicationCompareRequest:
+		return ldap.ApplicationCompareResponse, true
+	case ldap.ApplicationExtendedRequest:
+		return ldap.ApplicationExtendedResponse, true
+	}
+	return 0, false
 }
 
 // readMessage reads one BER LDAPMessage, refusing the indefinite length

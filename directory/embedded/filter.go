@@ -189,19 +189,20 @@ func compileSubstrings(p *ber.Packet) (*filter, error) {
 	return f, nil
 }
 
-// Matching rules the extensible filter understands; any other is Undefined.
-var extensibleRules = map[string]bool{
-	"":                           true, // the attribute's equality rule
-	"caseignorematch":            true,
-	"2.5.13.2":                   true,
-	"caseignoreia5match":         true,
-	"1.3.6.1.4.1.1466.109.114.2": true,
-	"caseexactmatch":             false,
-	"2.5.13.5":                   false,
-	"caseexactia5match":          false,
-	"1.3.6.1.4.1.1466.109.114.1": false,
-	"octetstringmatch":           false,
-	"2.5.13.17":                  false,
+// extensibleRule says whether the extensible filter understands a
+// matching rule (any other is Undefined), and whether it ignores case.
+func extensibleRule(rule string) (ignoreCase, known bool) {
+	switch rule {
+	case "", // the attribute's equality rule
+		"caseignorematch", "2.5.13.2",
+		"caseignoreia5match", "1.3.6.1.4.1.1466.109.114.2":
+		return true, true
+	case "caseexactmatch", "2.5.13.5",
+		"caseexactia5match", "1.3.6.1.4.1.1466.109.114.1",
+		"octetstringmatch", "2.5.13.17":
+		return false, true
+	}
+	return false, false
 }
 
 func compileExtensible(p *ber.Packet) (*filter, error) {
@@ -312,7 +313,7 @@ func (f *filter) matchValue(v string) bool {
 }
 
 func (f *filter) evalExtensible(e *storedEntry) tri {
-	ignoreCase, known := extensibleRules[f.rule]
+	ignoreCase, known := extensibleRule(f.rule)
 	if !known || f.badValue {
 		return triUndefined
 	}

@@ -57,13 +57,23 @@ type schemeInfo struct {
 	salted  bool
 }
 
-var schemes = map[Scheme]schemeInfo{
-	SSHA:    {sha1.New, sha1.Size, true},
-	SSHA256: {sha256.New, sha256.Size, true},
-	SSHA512: {sha512.New, sha512.Size, true},
-	SHA:     {sha1.New, sha1.Size, false},
-	SHA256:  {sha256.New, sha256.Size, false},
-	SHA512:  {sha512.New, sha512.Size, false},
+// schemeFor describes the schemes Hash and Verify know.
+func schemeFor(s Scheme) (schemeInfo, bool) {
+	switch s {
+	case SSHA:
+		return schemeInfo{sha1.New, sha1.Size, true}, true
+	case SSHA256:
+		return schemeInfo{sha256.New, sha256.Size, true}, true
+	case SSHA512:
+		return schemeInfo{sha512.New, sha512.Size, true}, true
+	case SHA:
+		return schemeInfo{sha1.New, sha1.Size, false}, true
+	case SHA256:
+		return schemeInfo{sha256.New, sha256.Size, false}, true
+	case SHA512:
+		return schemeInfo{sha512.New, sha512.Size, false}, true
+	}
+	return schemeInfo{}, false
 }
 
 // ParseScheme turns a user-supplied scheme name ("ssha", "{SSHA512}") into a
@@ -74,7 +84,7 @@ func ParseScheme(name string) (Scheme, error) {
 		n = "{" + n + "}"
 	}
 	s := Scheme(n)
-	if info, ok := schemes[s]; ok && info.salted {
+	if info, ok := schemeFor(s); ok && info.salted {
 		return s, nil
 	}
 	return "", fmt.Errorf("%w: %q (want {SSHA}, {SSHA256} or {SSHA512})", ErrUnknownScheme, name)
@@ -89,7 +99,7 @@ func Hash(scheme Scheme, password []byte) (string, error) {
 	if scheme == "" {
 		scheme = DefaultScheme
 	}
-	info, ok := schemes[Scheme(strings.ToUpper(string(scheme)))]
+	info, ok := schemeFor(Scheme(strings.ToUpper(string(scheme))))
 	if !ok || !info.salted {
 		return "", fmt.Errorf("%w: cannot hash with %q", ErrUnknownScheme, scheme)
 	}
@@ -122,7 +132,7 @@ func Verify(stored string, password []byte) (bool, error) {
 		a, b := sha256.Sum256([]byte(stored)), sha256.Sum256(password)
 		return subtle.ConstantTimeCompare(a[:], b[:]) == 1, nil
 	}
-	info, ok := schemes[scheme]
+	info, ok := schemeFor(scheme)
 	if !ok {
 		return false, fmt.Errorf("%w: %s", ErrUnknownScheme, sanitizeTag(scheme))
 	}
