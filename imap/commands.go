@@ -57,5 +57,6 @@ func init() {
 		"STORE":        {selState, true, cmdStore},
 		"COPY":         {selState, true, cmdCopy},
 		"MOVE":         {selState, true, cmdCopy},
+		"CANCELUPDATE": {selState, false, cmdCancelUpdate},
 	}
 }

@@ -26,6 +26,7 @@ type selected struct {
 	recent   []uint32 // ascending UIDs claimed as \Recent by this session
 	flags    string   // the FLAGS list last announced
 	readOnly bool
+	contexts []*searchContext // live SEARCH/SORT results (context.go)
 }
 
 func (s *session) folderKey(name string) string {
@@ -218,6 +219,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			return errClose
 		}
 	}
+	s.contextsExpunged(changes)
 	for _, u := range expunged {
 		i, found := slices.BinarySearch(sel.view, u)
 		if !found {
@@ -266,6 +268,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			s.w.Raw(" RECENT\r\n")
 		}
 	}
+	s.contextsChanged(changes)
 	if len(flagged) == 0 {
 		return nil
 	}
