@@ -1,0 +1,239 @@
+package imap
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Transcripts of CATENATE (RFC 4469) and CONTEXT=SEARCH (RFC 5267).
+
+// appendRaw appends body to mailbox with a non-synchronising literal.
+func appendLit(t *testing.T, r *rawConn, tag, mailbox, body string) string {
+	t.Helper()
+	got := last(r.cmd(tag, fmt.Sprintf("APPEND %s {%d+}\r\n%s", mailbox, len(body), body)))
+	if !strings.HasPrefix(got, tag+" OK") {
+		t.Fatalf("APPEND: %q", got)
+	}
+	return got
+}
+
+// fetchBodies returns BODY[] of every message of the selected mailbox.
+func fetchBodies(t *testing.T, r *rawConn) []string {
+	t.Helper()
+	r.send("f FETCH 1:* BODY.PEEK[]\r\n")
+	var out []string
+	for {
+		l := r.line()
+		if strings.HasPrefix(l, "f ") {
+			if !strings.HasPrefix(l, "f OK") {
+				t.Fatalf("FETCH: %q", l)
+			}
+			return out
+		}
+		i := strings.LastIndexByte(l, '{')
+		if !strings.HasPrefix(l, "* ") || i < 0 {
+			continue
+		}
+		var n int
+		fmt.Sscanf(l[i:], "{%d}", &n)
+		b := make([]byte, n)
+		if _, err := r.br.Read(b[:0]); err != nil {
+			t.Fatal(err)
+		}
+		for got := 0; got < n; {
+			k, err := r.br.Read(b[got:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += k
+		}
+		out = append(out, string(b))
+		r.line() // ")"
+	}
+}
+
+func TestCatenate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.AppendLimit = 4096 })
+	r := loggedIn(t, e)
+	src := "From: a@example.org\r\nSubject: source\r\n\r\nSource body.\r\n"
+	appendLit(t, r, "a", "INBOX", src)
+	var uidv string
+	for _, l := range r.cmd("s", "SELECT INBOX") {
+		if strings.HasPrefix(l, "* OK [UIDVALIDITY ") {
+			uidv = strings.Fields(l)[3]
+			uidv = strings.TrimSuffix(uidv, "]")
+		}
+	}
+	if uidv == "" {
+		t.Fatal("no UIDVALIDITY")
+	}
+	// Relative, absolute and selected-mailbox-relative URLs, a section
+	// and a range, between TEXT literals.
+	text := "\r\nAdded text.\r\n"
+	ok := []struct{ name, parts, want string }{
+		{"header and text", fmt.Sprintf(`URL "/INBOX;UIDVALIDITY=%s/;UID=1/;SECTION=HEADER" TEXT {%d+}`+"\r\n"+text, uidv, len(text)),
+			"From: a@example.org\r\nSubject: source\r\n\r\n" + text},
+		{"absolute URL of the own user", `URL "imap://alice@localhost/INBOX/;UID=1"`, src},
+		{"relative to the selected mailbox, partial", `URL ";UID=1/;SECTION=TEXT/;PARTIAL=0.6" TEXT {2+}` + "\r\n\r\n", "Source\r\n"},
+		{"header fields", `URL "/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20(SUBJECT)" TEXT {6+}` + "\r\nbody\r\n", "Subject: source\r\n\r\nbody\r\n"},
+	}
+	for i, c := range ok {
+		got := last(r.cmd("c", "APPEND Drafts CATENATE ("+c.parts+")"))
+		if !strings.HasPrefix(got, "c OK [APPENDUID ") {
+			t.Fatalf("%s: %q", c.name, got)
+		}
+		_ = i
+	}
+	r.cmd("u", "UNSELECT")
+	r.cmd("s", "SELECT Drafts")
+	bodies := fetchBodies(t, r)
+	if len(bodies) != len(ok) {
+		t.Fatalf("Drafts holds %d messages, want %d", len(bodies), len(ok))
+	}
+	for i, c := range ok {
+		if bodies[i] != c.want {
+			t.Errorf("%s: stored %q, want %q", c.name, bodies[i], c.want)
+		}
+	}
+	// Bob's mailbox, which alice's URLs must never reach.
+	rb := dialRaw(t, e.addr, true)
+	rb.cmd("l", "LOGIN bob hunter2")
+	appendLit(t, rb, "a", "INBOX", "Subject: bob's secret\r\n\r\nsecret\r\n")
+
+	refused := []struct{ name, parts, code string }{
+		{"another user's mailbox", `URL "imap://bob@localhost/INBOX/;UID=1"`, "BADURL"},
+		{"a path out of the maildir", `URL "/..%2F..%2Fbob%2Fmailbox/;UID=1"`, "BADURL"},
+		{"a path out of the maildir, dotted", `URL "/../bob/;UID=1"`, "BADURL"},
+		{"URLAUTH", `URL "imap://alice@localhost/INBOX/;UID=1;URLAUTH=anonymous:internal:00"`, "BADURL"},
+		{"a stale UIDVALIDITY", `URL "/INBOX;UIDVALIDITY=12345/;UID=1"`, "BADURL"},
+		{"a missing message", `URL "/INBOX/;UID=99"`, "BADURL"},
+		{"a missing mailbox", `URL "/Nosuch/;UID=1"`, "BADURL"},
+		{"over APPENDLIMIT", strings.Repeat(`URL "/INBOX/;UID=1" `, 80) + `URL "/INBOX/;UID=1"`, "TOOBIG"},
+	}
+	for _, c := range refused {
+		got := last(r.cmd("x", "APPEND Drafts CATENATE ("+c.parts+")"))
+		if !strings.HasPrefix(got, "x NO ["+c.code) {
+			t.Errorf("%s: %q, want NO [%s", c.name, got, c.code)
+		}
+		if strings.Contains(got, "secret") {
+			t.Errorf("%s: bob's message leaked: %q", c.name, got)
+		}
+		if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
+			t.Fatalf("%s: out of step afterwards: %q", c.name, got)
+		}
+	}
+	// A synchronising TEXT literal over the limit is refused before the
+	// client sends it.
+	r.send("x APPEND Drafts CATENATE (TEXT {5000}\r\n")
+	expectAtOnce(t, r, "x NO [TOOBIG]")
+	if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
+		t.Fatalf("out of step after a refused TEXT literal: %q", got)
+	}
+	// All or nothing within a MULTIAPPEND: a good message, then a bad URL.
+	got := last(r.cmd("m", `APPEND Drafts CATENATE (URL "/INBOX/;UID=1") CATENATE (URL "/INBOX/;UID=42")`))
+	if !strings.HasPrefix(got, "m NO [BADURL") {
+		t.Errorf("MULTIAPPEND with a bad URL: %q", got)
+	}
+	if n := len(fetchBodies(t, r)); n != len(ok) {
+		t.Errorf("after refusals Drafts holds %d messages, want %d", n, len(ok))
+	}
+	// A missing target is TRYCREATE whatever the parts.
+	if got := last(r.cmd("t", `APPEND Nosuch CATENATE (URL "/INBOX/;UID=1")`)); !strings.HasPrefix(got, "t NO [TRYCREATE]") {
+		t.Errorf("APPEND to a missing mailbox: %q", got)
+	}
+}
+
+// contextLines keeps the ESEARCH and EXPUNGE/EXISTS lines of a reply.
+func contextLines(ls []string) []string {
+	var out []string
+	for _, l := range ls {
+		if strings.HasPrefix(l, "* ESEARCH") || strings.HasSuffix(l, " EXPUNGE") || strings.HasSuffix(l, " EXISTS") || strings.HasPrefix(l, "* OK [NOUPDATE") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestSearchContextUpdatesFromOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := 1; i <= 3; i++ {
+		e.deliver(fmt.Sprintf("17000002%02d.M1P1.test", i), testMessage(i, "a@example.org", "ctx"))
+	}
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b := loggedIn(t, e)
+	b.cmd("s", "SELECT INBOX")
+
+	check := func(what string, got, want []string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", what, got, want)
+		}
+	}
+	check("initial result", contextLines(a.cmd("S1", "SEARCH RETURN (UPDATE ALL) UNSEEN")),
+		[]string{`* ESEARCH (TAG "S1") ALL 1:3`})
+	check("UID context", contextLines(a.cmd("S2", "UID SEARCH RETURN (UPDATE COUNT) UNSEEN")),
+		[]string{`* ESEARCH (TAG "S2") UID COUNT 3`})
+	check("sort context", contextLines(a.cmd("S3", "SORT RETURN (UPDATE) (REVERSE ARRIVAL) UTF-8 UNSEEN")),
+		[]string{`* ESEARCH (TAG "S3") ALL 3,2,1`})
+
+	// Another session sets \Seen.
+	b.cmd("b1", "STORE 2 +FLAGS.SILENT (\\Seen)")
+	check("flag change by another session", contextLines(a.cmd("n1", "NOOP")), []string{
+		`* ESEARCH (TAG "S1") REMOVEFROM (0 2)`,
+		`* ESEARCH (TAG "S2") UID COUNT 2`,
+		`* ESEARCH (TAG "S3") REMOVEFROM (2 2)`,
+	})
+
+	// A delivery.
+	e.deliver("1700000299.M1P1.test", testMessage(4, "a@example.org", "ctx"))
+	e.srv.Notify(e.maildir)
+	waitFor(t, "the delivery", func() bool {
+		ls := contextLines(a.cmd("n2", "NOOP"))
+		if len(ls) == 0 {
+			return false
+		}
+		check("delivery", ls, []string{
+			`* 4 EXISTS`,
+			`* ESEARCH (TAG "S1") ADDTO (0 4)`,
+			`* ESEARCH (TAG "S2") UID COUNT 3`,
+			`* ESEARCH (TAG "S3") ADDTO (1 4)`,
+		})
+		return true
+	})
+
+	// Another session expunges message 3: REMOVEFROM comes before the
+	// EXPUNGE, while its sequence number still holds.
+	b.cmd("b2", "NOOP")
+	b.cmd("b3", "STORE 3 +FLAGS.SILENT (\\Deleted)")
+	b.cmd("b4", "EXPUNGE")
+	check("expunge by another session", contextLines(a.cmd("n3", "NOOP")), []string{
+		`* ESEARCH (TAG "S1") REMOVEFROM (0 3)`,
+		`* ESEARCH (TAG "S2") UID COUNT 2`,
+		`* ESEARCH (TAG "S3") REMOVEFROM (2 3)`,
+		`* 3 EXPUNGE`,
+	})
+
+	// CANCELUPDATE ends them; an unknown tag is an error.
+	if got := last(a.cmd("c", `CANCELUPDATE "S1" "S2" "S3"`)); !strings.HasPrefix(got, "c OK") {
+		t.Fatalf("CANCELUPDATE: %q", got)
+	}
+	if got := last(a.cmd("c2", `CANCELUPDATE "S1"`)); !strings.HasPrefix(got, "c2 BAD") {
+		t.Errorf("CANCELUPDATE of a cancelled context: %q", got)
+	}
+	b.cmd("b5", "STORE 1 +FLAGS.SILENT (\\Seen)")
+	check("after CANCELUPDATE", contextLines(a.cmd("n4", "NOOP")), nil)
+
+	// The number of live contexts is bounded.
+	for i := range maxContexts {
+		a.cmd(fmt.Sprintf("L%d", i), "SEARCH RETURN (UPDATE) ALL")
+	}
+	got := contextLines(a.cmd("over", "SEARCH RETURN (UPDATE) ALL"))
+	if !slices.Contains(got, `* OK [NOUPDATE "over"] Too many search contexts`) {
+		t.Errorf("context over the limit: %q", got)
+	}
+}
