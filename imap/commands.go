@@ -46,6 +46,7 @@ func init() {
 		"STATUS":       {authed, false, cmdStatus},
 		"APPEND":       {authed, false, cmdAppend},
 		"IDLE":         {authed, false, cmdIdle},
+		"NOTIFY":       {authed, false, cmdNotify},
 		"CHECK":        {selState, false, cmdNoop},
 		"CLOSE":        {selState, false, cmdClose},
 		"UNSELECT":     {selState, false, cmdClose},

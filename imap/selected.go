@@ -267,6 +267,9 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			s.w.Number(uint64(len(sel.recent)))
 			s.w.Raw(" RECENT\r\n")
 		}
+		if err := s.notifyNewMessages(added); err != nil {
+			return err
+		}
 	}
 	s.contextsChanged(changes)
 	if len(flagged) == 0 {
@@ -433,7 +436,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			return errClose
 		}
 		wait := end
-		if mb != nil {
+		if mb != nil || s.notify.Load() != nil {
 			if next := time.Now().Add(s.srv.opts.IdleCheck); next.Before(end) {
 				wait = next
 			}
@@ -466,9 +469,12 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			if err := s.pushUpdates(true); err != nil {
 				return err
 			}
-			if err := s.flush(); err != nil {
-				return err
-			}
+		}
+		if err := s.notifyPoll(true); err != nil {
+			return err
+		}
+		if err := s.flush(); err != nil {
+			return err
 		}
 	}
 	s.stopIdle()
