@@ -232,7 +232,8 @@ func (s *session) parseEvents(selected bool) (notifyEvents, error) {
 		}
 		return ev, nil
 	}
-	err := s.r.List(false, func() error {
+	var event func() error
+	event = func() error {
 		w, err := s.r.Atom()
 		if err != nil {
 			return err
@@ -243,11 +244,11 @@ func (s *session) parseEvents(selected bool) (notifyEvents, error) {
 			if sp, err := s.r.Is(' '); err != nil || !sp {
 				return err
 			}
-			if c, err := s.r.Peek(); err != nil || c != '(' {
-				if err == nil {
-					err = bad("", "Expected fetch attributes after MessageNew")
-				}
+			if c, err := s.r.Peek(); err != nil {
 				return err
+			} else if c != '(' {
+				// The space was the list's: the next event follows.
+				return event()
 			}
 			if !selected {
 				return bad("", "Fetch attributes are for the selected mailbox only")
@@ -274,8 +275,8 @@ func (s *session) parseEvents(selected bool) (notifyEvents, error) {
 			return bad("", "Unknown event "+sanitize(w))
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := s.r.List(false, event); err != nil {
 		return ev, err
 	}
 	// RFC 5465 §5: for the selected mailbox, message events come in sets
