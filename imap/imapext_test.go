@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Transcripts of CATENATE (RFC 4469) and CONTEXT=SEARCH (RFC 5267).
@@ -235,5 +236,116 @@ func TestSearchContextUpdatesFromOthers(t *testing.T) {
 	got := contextLines(a.cmd("over", "SEARCH RETURN (UPDATE) ALL"))
 	if !slices.Contains(got, `* OK [NOUPDATE "over"] Too many search contexts`) {
 		t.Errorf("context over the limit: %q", got)
+	}
+}
+
+// readUntil reads lines until one contains want (at most 50 lines, each
+// within rawConn's read timeout) and returns them all.
+func readUntil(t *testing.T, r *rawConn, want string) []string {
+	t.Helper()
+	var got []string
+	for range 50 {
+		l := r.line()
+		got = append(got, l)
+		if strings.Contains(l, want) {
+			return got
+		}
+	}
+	t.Fatalf("no line with %q in %q", want, got)
+	return nil
+}
+
+func TestNotify(t *testing.T) {
+	t.Parallel()
+	// A long IdleCheck: only the wake-ups can explain a prompt notification.
+	e := newEnv(t, func(o *Options) { o.IdleCheck = time.Hour })
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b := loggedIn(t, e)
+	b.cmd("s", "SELECT INBOX")
+	got := a.cmd("n", "NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) MessageExpunge)) (PERSONAL (MessageNew MessageExpunge MailboxName SubscriptionChange))")
+	if !strings.HasPrefix(last(got), "n OK") {
+		t.Fatalf("NOTIFY SET: %q", got)
+	}
+	if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, `* STATUS "Sent" (MESSAGES 0 UIDNEXT `) }) {
+		t.Errorf("NOTIFY SET STATUS gave no STATUS of Sent: %q", got)
+	}
+	if slices.ContainsFunc(got, func(l string) bool {
+		return strings.HasPrefix(l, `* STATUS "INBOX"`) || strings.HasPrefix(l, `* STATUS INBOX`)
+	}) {
+		t.Errorf("STATUS of the selected mailbox: %q", got)
+	}
+
+	// In IDLE: a delivery to the selected mailbox comes with the FETCH the
+	// client asked for.
+	a.send("i IDLE\r\n")
+	if l := a.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	e.deliver("1700000300.M1P1.test", testMessage(1, "a@example.org", "pushed news"))
+	e.srv.Notify(e.maildir)
+	lines := readUntil(t, a, "Subject: pushed news")
+	if !slices.Contains(lines, "* 1 EXISTS") || !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.HasPrefix(l, "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {")
+	}) {
+		t.Errorf("delivery during IDLE: %q", lines)
+	}
+	a.send("DONE\r\n")
+	readUntil(t, a, "i OK")
+
+	// Between commands: another session's APPEND to a mailbox that is not
+	// selected is a STATUS, unasked.
+	appendLit(t, b, "ap", "Sent", "Subject: sent\r\n\r\nx\r\n")
+	lines = readUntil(t, a, `* STATUS "Sent"`)
+	if l := last(lines); !strings.HasPrefix(l, `* STATUS "Sent" (MESSAGES 1 UIDNEXT `) {
+		t.Errorf("STATUS after another session's APPEND: %q", l)
+	}
+	// Another session's expunge in the selected mailbox: EXPUNGE at once.
+	b.cmd("b1", `STORE 1 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("b2", "EXPUNGE")
+	if l := last(readUntil(t, a, "EXPUNGE")); l != "* 1 EXPUNGE" {
+		t.Errorf("expunge by another session: %q", l)
+	}
+	// Mailbox events of another session.
+	b.cmd("c", "CREATE Projects")
+	if l := last(readUntil(t, a, "Projects")); l != `* LIST () "." "Projects"` {
+		t.Errorf("CREATE by another session: %q", l)
+	}
+	b.cmd("c", "SUBSCRIBE Projects")
+	if l := last(readUntil(t, a, "Projects")); l != `* LIST (\Subscribed) "." "Projects"` {
+		t.Errorf("SUBSCRIBE by another session: %q", l)
+	}
+	b.cmd("c", "RENAME Projects Archive2")
+	if l := last(readUntil(t, a, "Archive2")); l != `* LIST () "." "Archive2" ("OLDNAME" ("Projects"))` {
+		t.Errorf("RENAME by another session: %q", l)
+	}
+	// The renamed mailbox is watched under its new name.
+	appendLit(t, b, "ap2", "Archive2", "Subject: kept\r\n\r\nx\r\n")
+	if l := last(readUntil(t, a, `* STATUS`)); !strings.HasPrefix(l, `* STATUS "Archive2" (MESSAGES 1 UIDNEXT `) {
+		t.Errorf("STATUS of a renamed mailbox: %q", l)
+	}
+
+	// NOTIFY NONE: silence.
+	if got := a.cmd("n2", "NOTIFY NONE"); !strings.HasPrefix(last(got), "n2 OK") {
+		t.Fatalf("NOTIFY NONE: %q", got)
+	}
+	appendLit(t, b, "ap3", "Sent", "Subject: sent\r\n\r\ny\r\n")
+	b.cmd("c", "DELETE Archive2")
+	if got := a.cmd("n3", "NOOP"); len(got) != 1 {
+		t.Errorf("after NOTIFY NONE: %q", got)
+	}
+	// Refusals.
+	for _, c := range []string{
+		"NOTIFY SET (SELECTED (MessageNew))",
+		"NOTIFY SET (PERSONAL (Bogus))",
+		"NOTIFY SET (MAILBOXES (MessageNew))",
+		"NOTIFY SET (PERSONAL (MessageNew (UID)))",
+	} {
+		if got := last(a.cmd("x", c)); !strings.HasPrefix(got, "x BAD") {
+			t.Errorf("%s: %q", c, got)
+		}
+	}
+	if got := last(a.cmd("x", "NOTIFY SET (PERSONAL (AnnotationChange))")); !strings.HasPrefix(got, "x NO [BADEVENT") {
+		t.Errorf("unsupported event: %q", got)
 	}
 }
