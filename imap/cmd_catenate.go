@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -102,7 +103,7 @@ func (s *session) appendCatenate(name string, mb **mailstore.Mailbox, app **mail
 		return err
 	}
 	*total += int64(len(msg))
-	if err := (*app).Add(strings.NewReader(string(msg)), toFlags(flags), date); err != nil {
+	if err := (*app).Add(bytes.NewReader(msg), toFlags(flags), date); err != nil {
 		return s.storeErr("append", err, "")
 	}
 	return nil
