@@ -371,10 +371,9 @@ func (n *notifyState) resolve(s *session) error {
 }
 
 // selectedLive reports whether the selected mailbox's changes are sent
-// while no command runs (SELECTED-DELAYED keeps expunges for the next
-// command, as without NOTIFY).
+// while no command runs.
 func (n *notifyState) selectedLive() bool {
-	return n.selected != nil && n.selected.any() && !n.delayed
+	return n.selected != nil && n.selected.any()
 }
 
 // publish makes the watched mailboxes known to Server.wakeIdlers.
@@ -598,7 +597,23 @@ func (s *session) mailboxChanged(ev mailboxEvent) {
 // timeout passes.
 func (s *session) waitNotify(timeout time.Duration) error {
 	end := time.Now().Add(timeout)
+	// What happened during the last command goes out now, not at the
+	// next tick.
+	if err := s.notifyNow(false); err != nil {
+		return err
+	}
 	n := s.notify.Load()
+	if n == nil {
+		// The set ended (NOTIFICATIONOVERFLOW): wait as without it.
+		_ = s.conn.SetReadDeadline(end)
+		if _, err := s.r.Peek(); err != nil {
+			return err
+		}
+		if s.shutdown.Load() {
+			return errShutdown
+		}
+		return nil
+	}
 	if s.sel != nil && n.selectedLive() {
 		// Wake-ups for the selected mailbox come through idleOn, as in IDLE.
 		s.idleOn.Store(s.sel.mb)
@@ -644,7 +659,10 @@ func (s *session) notifyNow(rescan bool) error {
 				s.logger.Warn("imap: rescan failed", "err", err)
 			}
 		}
-		if err := s.pushUpdates(true); err != nil {
+		// SELECTED-DELAYED keeps expunges for the next command, so that
+		// sequence numbers do not move under a client that is about to
+		// send one.
+		if err := s.pushUpdates(!n.delayed); err != nil {
 			return err
 		}
 	}
