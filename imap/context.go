@@ -97,7 +97,7 @@ func (a *searchArgs) checkUpdate() error {
 
 // saveContext keeps a SEARCH or SORT result live (RETURN (UPDATE)); uids
 // is the result as answered. Past maxContexts the search is answered
-// without updates, as RFC 5267 §4.3 allows (NOUPDATE).
+// without updates, with an untagged NO [NOUPDATE] (RFC 5267 §4.3.1).
 func (s *session) saveContext(tag string, uid bool, a *searchArgs, root *searchKey, keys []sortKey, uids []uint32) {
 	sel := s.sel
 	if sel == nil || !a.retUpdate {
@@ -105,7 +105,7 @@ func (s *session) saveContext(tag string, uid bool, a *searchArgs, root *searchK
 	}
 	sel.contexts = slices.DeleteFunc(sel.contexts, func(c *searchContext) bool { return c.tag == tag })
 	if len(sel.contexts) >= maxContexts {
-		s.w.Raw(`* OK [NOUPDATE "` + tag + `"] Too many search contexts`)
+		s.w.Raw(`* NO [NOUPDATE "` + tag + `"] Too many search contexts`)
 		s.w.CRLF()
 		return
 	}

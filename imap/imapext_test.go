@@ -151,7 +151,7 @@ func TestCatenate(t *testing.T) {
 func contextLines(ls []string) []string {
 	var out []string
 	for _, l := range ls {
-		if strings.HasPrefix(l, "* ESEARCH") || strings.HasSuffix(l, " EXPUNGE") || strings.HasSuffix(l, " EXISTS") || strings.HasPrefix(l, "* OK [NOUPDATE") {
+		if strings.HasPrefix(l, "* ESEARCH") || strings.HasSuffix(l, " EXPUNGE") || strings.HasSuffix(l, " EXISTS") || strings.HasPrefix(l, "* NO [NOUPDATE") {
 			out = append(out, l)
 		}
 	}
@@ -234,7 +234,7 @@ func TestSearchContextUpdatesFromOthers(t *testing.T) {
 		a.cmd(fmt.Sprintf("L%d", i), "SEARCH RETURN (UPDATE) ALL")
 	}
 	got := contextLines(a.cmd("over", "SEARCH RETURN (UPDATE) ALL"))
-	if !slices.Contains(got, `* OK [NOUPDATE "over"] Too many search contexts`) {
+	if !slices.Contains(got, `* NO [NOUPDATE "over"] Too many search contexts`) {
 		t.Errorf("context over the limit: %q", got)
 	}
 }
