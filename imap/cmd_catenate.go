@@ -47,6 +47,7 @@ func (s *session) appendCatenate(name string, mb **mailstore.Mailbox, app **mail
 	limit := int64(s.srv.opts.AppendLimit)
 	var msg []byte
 	parts := 0
+	src := &catSources{budget: catReadFactor * limit}
 	err = s.r.List(false, func() error {
 		if parts++; parts > maxCatParts {
 			return bad("", "Too many CATENATE parts")
@@ -81,7 +82,7 @@ func (s *session) appendCatenate(name string, mb **mailstore.Mailbox, app **mail
 			if err != nil {
 				return err
 			}
-			part, err := s.urlPart(raw)
+			part, err := s.urlPart(raw, src)
 			if err != nil {
 				return err
 			}
@@ -107,6 +108,26 @@ func (s *session) appendCatenate(name string, mb **mailstore.Mailbox, app **mail
 		return s.storeErr("append", err, "")
 	}
 	return nil
+}
+
+// catReadFactor bounds the bytes of source messages one CATENATE reads,
+// in APPEND limits: a URL may name a small section of a large message,
+// and a thousand of them must not cost a thousand reads of it.
+const catReadFactor = 4
+
+// catSources is the last source message one CATENATE read, kept for the
+// URLs naming it again (parts of one message, most often), and what is
+// left of its read budget. Only one is kept: memory stays within two
+// APPEND limits, the message built and one source.
+type catSources struct {
+	last   catKey
+	raw    []byte
+	budget int64
+}
+
+type catKey struct {
+	mb  *mailstore.Mailbox
+	uid uint32
 }
 
 // imapURL is the part of an IMAP URL (RFC 5092) CATENATE can use: a
@@ -321,7 +342,7 @@ func parseURLSection(v string) (fetchItem, error) {
 // urlPart resolves a CATENATE URL to its bytes (CRLF lines, as FETCH
 // serves them). Every failure is BADURL: a URL outside the user's own
 // mailboxes, a UIDVALIDITY that changed, a message that is gone.
-func (s *session) urlPart(raw string) ([]byte, error) {
+func (s *session) urlPart(raw string, src *catSources) ([]byte, error) {
 	u, err := parseIMAPURL(raw, s.user.Login)
 	if err != nil {
 		return nil, badURL(raw, "Invalid URL: "+err.Error())
@@ -355,21 +376,9 @@ func (s *session) urlPart(raw string) ([]byte, error) {
 	if u.uidValidity != 0 && u.uidValidity != mb.UIDValidity() {
 		return nil, badURL(raw, "UIDVALIDITY has changed")
 	}
-	limit := int(s.srv.opts.AppendLimit)
-	if size, _, err := mb.Meta(u.uid); err != nil {
-		return nil, badURL(raw, "No such message")
-	} else if size > int64(limit) {
-		return nil, no("TOOBIG", "Message too large (APPENDLIMIT "+strconv.Itoa(limit)+")")
-	}
-	b, _, err := mb.ReadMessage(u.uid, nil, 0)
+	b, err := s.catSource(raw, mb, u.uid, src)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, badURL(raw, "No such message")
-		}
-		return nil, s.storeErr("append", err, "")
-	}
-	if crlf, changed := appendCRLF(nil, b); changed {
-		b = crlf
+		return nil, err
 	}
 	it := u.section
 	part := extractBody(b, it.path, it.sec, it.fields, it.not)
@@ -384,4 +393,38 @@ func (s *session) urlPart(raw string) ([]byte, error) {
 		part = part[u.offset:end]
 	}
 	return part, nil
+}
+
+// catSource reads a URL's message (CRLF lines), once per CATENATE, within
+// the command's read budget.
+func (s *session) catSource(raw string, mb *mailstore.Mailbox, uid uint32, src *catSources) ([]byte, error) {
+	key := catKey{mb, uid}
+	if src.raw != nil && src.last == key {
+		return src.raw, nil
+	}
+	src.raw = nil
+	limit := int64(s.srv.opts.AppendLimit)
+	size, _, err := mb.Meta(uid)
+	if err != nil {
+		return nil, badURL(raw, "No such message")
+	}
+	if size > limit {
+		return nil, no("TOOBIG", "Message too large (APPENDLIMIT "+strconv.FormatInt(limit, 10)+")")
+	}
+	if size > src.budget {
+		return nil, no("TOOBIG", "The URLs name too much data")
+	}
+	src.budget -= size
+	b, _, err := mb.ReadMessage(uid, nil, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, badURL(raw, "No such message")
+		}
+		return nil, s.storeErr("append", err, "")
+	}
+	if crlf, changed := appendCRLF(nil, b); changed {
+		b = crlf
+	}
+	src.last, src.raw = key, b
+	return b, nil
 }

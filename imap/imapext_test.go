@@ -61,6 +61,9 @@ func TestCatenate(t *testing.T) {
 	r := loggedIn(t, e)
 	src := "From: a@example.org\r\nSubject: source\r\n\r\nSource body.\r\n"
 	appendLit(t, r, "a", "INBOX", src)
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 200) // 3.6 KB of the 4 KB limit
+	appendLit(t, r, "a2", "INBOX", big)
+	appendLit(t, r, "a3", "INBOX", big)
 	var uidv string
 	for _, l := range r.cmd("s", "SELECT INBOX") {
 		if strings.HasPrefix(l, "* OK [UIDVALIDITY ") {
@@ -113,6 +116,9 @@ func TestCatenate(t *testing.T) {
 		{"a missing message", `URL "/INBOX/;UID=99"`, "BADURL"},
 		{"a missing mailbox", `URL "/Nosuch/;UID=1"`, "BADURL"},
 		{"over APPENDLIMIT", strings.Repeat(`URL "/INBOX/;UID=1" `, 80) + `URL "/INBOX/;UID=1"`, "TOOBIG"},
+		// Small sections of alternating messages: each read costs the
+		// whole message, and the reads are bounded too.
+		{"over the read budget", strings.Repeat(`URL "/INBOX/;UID=2/;PARTIAL=0.1" URL "/INBOX/;UID=3/;PARTIAL=0.1" `, 5) + `TEXT {1+}` + "\r\nx", "TOOBIG"},
 	}
 	for _, c := range refused {
 		got := last(r.cmd("x", "APPEND Drafts CATENATE ("+c.parts+")"))
