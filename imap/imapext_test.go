@@ -355,3 +355,35 @@ func TestNotify(t *testing.T) {
 		t.Errorf("unsupported event: %q", got)
 	}
 }
+
+func TestNotifySelectedDelayed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.IdleCheck = time.Hour })
+	for i := 1; i <= 2; i++ {
+		e.deliver(fmt.Sprintf("17000004%02d.M1P1.test", i), testMessage(i, "a@example.org", "delayed"))
+	}
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b := loggedIn(t, e)
+	b.cmd("s", "SELECT INBOX")
+	if got := last(a.cmd("n", "NOTIFY SET (SELECTED-DELAYED (MessageNew MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge))")); !strings.HasPrefix(got, "n OK") {
+		t.Fatalf("NOTIFY SET: %q", got)
+	}
+	// A flag change comes at once.
+	b.cmd("b1", `STORE 1 +FLAGS.SILENT (\Flagged)`)
+	if l := last(readUntil(t, a, "FETCH")); l != `* 1 FETCH (UID 1 FLAGS (\Flagged \Recent))` {
+		t.Errorf("flag change: %q", l)
+	}
+	// An expunge waits for the next command: the STATUS of a later change
+	// elsewhere comes first.
+	b.cmd("b2", `STORE 2 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("b3", "EXPUNGE")
+	appendLit(t, b, "b4", "Sent", "Subject: s\r\n\r\nx\r\n")
+	if lines := readUntil(t, a, `* STATUS "Sent"`); slices.ContainsFunc(lines, func(l string) bool { return strings.HasSuffix(l, "EXPUNGE") }) {
+		t.Errorf("EXPUNGE sent before a command: %q", lines)
+	}
+	got := a.cmd("n2", "NOOP")
+	if !slices.Contains(got, "* 2 EXPUNGE") {
+		t.Errorf("NOOP after a delayed expunge: %q", got)
+	}
+}
