@@ -17,8 +17,9 @@ import (
 // it. PARTIAL (§4.4) returns a window of the result.
 
 // maxContexts bounds the live contexts of one session: each costs a
-// re-evaluation of the changed messages at every change.
-const maxContexts = 16
+// re-evaluation of the changed messages at every change (Dovecot allows
+// as many).
+const maxContexts = 10
 
 // searchContext is one live result.
 type searchContext struct {
