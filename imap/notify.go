@@ -145,12 +145,13 @@ func cmdNotify(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
 	}
-	s.endNotify()
+	// A refused set leaves the one before in force.
 	if err := n.resolve(s); err != nil {
 		n.release()
 		return err
 	}
 	n.publish()
+	s.endNotify()
 	s.notify.Store(n)
 	if status {
 		for _, b := range n.boxes {
