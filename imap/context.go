@@ -179,22 +179,28 @@ func (s *session) contextsExpunged(changes []mailstore.Change) {
 		return
 	}
 	for _, c := range sel.contexts {
-		var removed []ctxPos
-		kept := c.hits[:0]
-		for i, u := range c.hits {
-			if gone[u] {
-				removed = append(removed, ctxPos{pos: uint32(i + 1), uid: u})
-				continue
-			}
-			kept = append(kept, u)
+		before := c.summary()
+		if removed := c.remove(gone); len(removed) > 0 {
+			s.writeContextUpdate(c, "REMOVEFROM", removed, before)
 		}
-		if len(removed) == 0 {
+	}
+}
+
+// remove takes the UIDs of drop out of the result and returns them with
+// their positions as the client applies them one after the other (each
+// counted after the removals before it: RFC 5267 §4.3.1).
+func (c *searchContext) remove(drop map[uint32]bool) []ctxPos {
+	var removed []ctxPos
+	kept := c.hits[:0]
+	for i, u := range c.hits {
+		if drop[u] {
+			removed = append(removed, ctxPos{pos: uint32(i + 1 - len(removed)), uid: u})
 			continue
 		}
-		before := c.summary()
-		c.hits = kept
-		s.writeContextUpdate(c, "REMOVEFROM", removed, before)
+		kept = append(kept, u)
 	}
+	c.hits = kept
+	return removed
 }
 
 // ctxPos is a message's place in a context's result (1-based; 0 in a
@@ -262,17 +268,7 @@ func (s *session) contextsChanged(changes []mailstore.Change) {
 		}
 		before := c.summary()
 		if len(drop) > 0 {
-			var removed []ctxPos
-			kept := c.hits[:0]
-			for i, u := range c.hits {
-				if drop[u] {
-					removed = append(removed, ctxPos{pos: uint32(i + 1), uid: u})
-					continue
-				}
-				kept = append(kept, u)
-			}
-			c.hits = kept
-			s.writeContextUpdate(c, "REMOVEFROM", removed, before)
+			s.writeContextUpdate(c, "REMOVEFROM", c.remove(drop), before)
 			before = c.summary()
 		}
 		if len(add) > 0 {

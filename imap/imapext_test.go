@@ -387,3 +387,39 @@ func TestNotifySelectedDelayed(t *testing.T) {
 		t.Errorf("NOOP after a delayed expunge: %q", got)
 	}
 }
+
+// Several changes at once: REMOVEFROM positions count the removals before
+// them, and MIN, MAX and COUNT follow.
+func TestSearchContextPositions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := 1; i <= 5; i++ {
+		e.deliver(fmt.Sprintf("17000005%02d.M1P1.test", i), testMessage(i, "a@example.org", "pos"))
+	}
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b := loggedIn(t, e)
+	b.cmd("s", "SELECT INBOX")
+	check := func(what string, got, want []string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", what, got, want)
+		}
+	}
+	check("initial", contextLines(a.cmd("T1", "SORT RETURN (UPDATE) (ARRIVAL) UTF-8 UNSEEN")), []string{`* ESEARCH (TAG "T1") ALL 1:5`})
+	check("initial", contextLines(a.cmd("T2", "UID SEARCH RETURN (UPDATE MIN MAX COUNT) UNSEEN")), []string{`* ESEARCH (TAG "T2") UID MIN 1 MAX 5 COUNT 5`})
+
+	b.cmd("b1", `STORE 2,4 +FLAGS.SILENT (\Seen)`)
+	check("two removals", contextLines(a.cmd("n1", "NOOP")), []string{
+		`* ESEARCH (TAG "T1") REMOVEFROM (2 2 3 4)`,
+		`* ESEARCH (TAG "T2") UID MIN 1 MAX 5 COUNT 3`,
+	})
+	b.cmd("b2", `STORE 1,5 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("b3", "EXPUNGE")
+	check("two expunges", contextLines(a.cmd("n2", "NOOP")), []string{
+		`* ESEARCH (TAG "T1") REMOVEFROM (1 1 2 5)`,
+		`* ESEARCH (TAG "T2") UID MIN 3 MAX 3 COUNT 1`,
+		`* 1 EXPUNGE`,
+		`* 4 EXPUNGE`,
+	})
+}
