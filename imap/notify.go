@@ -25,6 +25,9 @@ import (
 // maxNotifyBoxes bounds the mailboxes one session watches.
 const maxNotifyBoxes = 500
 
+// maxNotifyNames bounds the mailbox names of one NOTIFY SET.
+const maxNotifyNames = 1000
+
 // maxNotifyQueue bounds mailbox events waiting for a session; past it the
 // session is told NOTIFICATIONOVERFLOW and its NOTIFY set ends (RFC 5465
 // §5.8).
@@ -72,6 +75,7 @@ type notifyState struct {
 	selected  *notifyEvents // SELECTED / SELECTED-DELAYED; nil: none
 	delayed   bool
 	filters   []notifyFilter
+	names     int // mailbox names in the filters, at most maxNotifyNames
 	boxes     []*notifyBox
 
 	mu       sync.Mutex
@@ -182,6 +186,9 @@ func (s *session) parseEventGroup(n *notifyState) error {
 			return err
 		} else if c == '(' {
 			err = s.r.List(false, func() error {
+				if n.names++; n.names > maxNotifyNames {
+					return no("NOTIFICATIONOVERFLOW", "Too many mailbox names")
+				}
 				name, err := s.mailboxArg()
 				f.names = append(f.names, name)
 				return err
