@@ -423,3 +423,80 @@ func TestSearchContextPositions(t *testing.T) {
 		`* 4 EXPUNGE`,
 	})
 }
+
+func TestParseIMAPURL(t *testing.T) {
+	t.Parallel()
+	good := []struct {
+		raw     string
+		box     string
+		uidv    uint32
+		uid     uint32
+		path    []int
+		sec     sectionKind
+		partial bool
+		off     int64
+		size    int64
+	}{
+		{"/INBOX/;UID=5", "INBOX", 0, 5, nil, secAll, false, 0, -1},
+		{"/INBOX;UIDVALIDITY=7/;UID=5/;SECTION=1.2.MIME", "INBOX", 7, 5, []int{1, 2}, secMIME, false, 0, -1},
+		{"imap://alice@mail.example.org/Sent%20Items/;uid=9/;section=TEXT/;partial=10.20", "Sent Items", 0, 9, nil, secText, true, 10, 20},
+		{"IMAP://alice%40example.org@host/a%2Fb/;UID=1/;PARTIAL=3", "a/b", 0, 1, nil, secAll, true, 3, -1},
+		{";UID=3/;SECTION=HEADER", "", 0, 3, nil, secHeader, false, 0, -1},
+	}
+	for _, c := range good {
+		u, err := parseIMAPURL(c.raw, "alice")
+		if err != nil {
+			t.Errorf("%q: %v", c.raw, err)
+			continue
+		}
+		if u.mailbox != c.box || u.uidValidity != c.uidv || u.uid != c.uid || !slices.Equal(u.section.path, c.path) || u.section.sec != c.sec || u.partial != c.partial || u.offset != c.off || u.size != c.size {
+			t.Errorf("%q: got %+v", c.raw, u)
+		}
+	}
+	bad := []string{
+		"",
+		"/",
+		"/INBOX",
+		"/INBOX/;UID=0",
+		"/INBOX/;UID=x",
+		"/INBOX/;UID=1/;UID=2",
+		"/INBOX/;SECTION=1/;UID=1",
+		"/INBOX;UIDVALIDITY=0/;UID=1",
+		"/INBOX;FOO=1/;UID=1",
+		"/INBOX/;UID=1/;SECTION=0",
+		"/INBOX/;UID=1/;SECTION=1..2",
+		"/INBOX/;UID=1/;SECTION=BOGUS",
+		"/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20()",
+		"/INBOX/;UID=1/;PARTIAL=-1",
+		"/INBOX/;UID=1/;PARTIAL=1.0",
+		"/INBOX/;UID=1;URLAUTH=anonymous:internal:00",
+		"/INBOX/;UID=1/;EXPIRE=2030-01-01T00:00:00Z",
+		"/%ZZ/;UID=1",
+		"imap://bob@host/INBOX/;UID=1",
+		"imap://alice;AUTH=*@host/INBOX/;UID=1",
+		"imap://host",
+		"/INBOX/;UID=1/;SECTION=" + strings.Repeat("1.", 40) + "1",
+	}
+	for _, raw := range bad {
+		if u, err := parseIMAPURL(raw, "alice"); err == nil {
+			t.Errorf("%q accepted: %+v", raw, u)
+		}
+	}
+}
+
+// FuzzParseIMAPURL: hostile URLs never panic, and what is accepted names
+// one message of the user's own.
+func FuzzParseIMAPURL(f *testing.F) {
+	for _, s := range []string{"/INBOX/;UID=5", "imap://alice@h/a%2Fb;UIDVALIDITY=3/;UID=1/;SECTION=1.2.HEADER.FIELDS%20(A%20B)/;PARTIAL=1.2", ";UID=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := parseIMAPURL(raw, "alice")
+		if err != nil {
+			return
+		}
+		if u.uid == 0 || len(u.section.path) > maxBodyDepth {
+			t.Errorf("%q accepted as %+v", raw, u)
+		}
+	})
+}
