@@ -25,6 +25,10 @@ import (
 // maxNotifyBoxes bounds the mailboxes one session watches.
 const maxNotifyBoxes = 500
 
+// maxRescan bounds the watched mailboxes looked at for other programs'
+// changes at each IdleCheck tick.
+const maxRescan = 50
+
 // maxNotifyNames bounds the mailbox names of one NOTIFY SET.
 const maxNotifyNames = 1000
 
@@ -77,6 +81,7 @@ type notifyState struct {
 	filters   []notifyFilter
 	names     int // mailbox names in the filters, at most maxNotifyNames
 	boxes     []*notifyBox
+	next      int // the next of boxes to rescan
 
 	mu       sync.Mutex
 	watching map[*mailstore.Mailbox]bool // the mailboxes of boxes
@@ -513,14 +518,21 @@ func (s *session) notifyPoll(rescan bool) error {
 		}
 		n.publish()
 	}
-	for _, b := range n.boxes {
-		if rescan {
-			// Changes by other programs (Dovecot, a delivery agent):
-			// two stats per mailbox.
+	if rescan && len(n.boxes) > 0 {
+		// Changes by other programs (Dovecot, a delivery agent): two
+		// stats per mailbox, for at most maxRescan mailboxes a tick,
+		// in turn. Deliveries and other sessions wake the session and
+		// need no rescan.
+		for range min(maxRescan, len(n.boxes)) {
+			n.next %= len(n.boxes)
+			b := n.boxes[n.next]
+			n.next++
 			if err := b.mb.Sync(false); err != nil {
 				s.logger.Warn("imap: rescan failed", "folder", b.name, "err", err)
 			}
 		}
+	}
+	for _, b := range n.boxes {
 		changes := b.w.Changes(true)
 		if len(changes) == 0 || (s.sel != nil && s.sel.mb == b.mb) {
 			continue // the selected mailbox reports through its own view
