@@ -2,6 +2,7 @@ package imap
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -499,4 +500,19 @@ func FuzzParseIMAPURL(f *testing.F) {
 			t.Errorf("%q accepted as %+v", raw, u)
 		}
 	})
+}
+
+// A message another program drops into a watched mailbox is seen at the
+// next tick, without any wake-up.
+func TestNotifyOtherProgram(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.IdleCheck = 100 * time.Millisecond })
+	a := loggedIn(t, e)
+	if got := last(a.cmd("n", "NOTIFY SET (MAILBOXES Junk (MessageNew MessageExpunge))")); !strings.HasPrefix(got, "n OK") {
+		t.Fatalf("NOTIFY SET: %q", got)
+	}
+	writeMaildirMsg(t, filepath.Join(e.maildir, ".Junk"), "new", "1700000600.M1P1.test", testMessage(1, "spam@example.org", "junk"))
+	if l := last(readUntil(t, a, "* STATUS")); !strings.HasPrefix(l, `* STATUS "Junk" (MESSAGES 1 UIDNEXT `) {
+		t.Errorf("STATUS after another program's delivery: %q", l)
+	}
 }
