@@ -63,6 +63,7 @@ func cmdCreate(s *session, tag string, _ bool) error {
 	if err := s.store.Create(name); err != nil {
 		return s.storeErr("create", err, "")
 	}
+	s.mailboxChanged(mailboxEvent{name: name}) // notify.go
 	return s.ok(tag, "", "Create completed", true)
 }
 
@@ -90,6 +91,7 @@ func cmdDelete(s *session, tag string, _ bool) error {
 		return s.storeErr("delete", err, "")
 	}
 	s.srv.reg.Forget(s.store.Path(), dir)
+	s.mailboxChanged(mailboxEvent{name: name, deleted: true})
 	return s.ok(tag, "", "Delete completed", true)
 }
 
@@ -130,6 +132,7 @@ func cmdRename(s *session, tag string, _ bool) error {
 	}
 	s.srv.reg.Forget(s.store.Path(), oldDir)
 	s.srv.reg.Forget(s.store.Path(), newDir)
+	s.mailboxChanged(mailboxEvent{name: newName, oldName: oldName})
 	return s.ok(tag, "", "Rename completed", true)
 }
 
@@ -149,6 +152,7 @@ func cmdSubscribe(s *session, tag string, _ bool) error {
 	if err := s.store.SetSubscribed(name, on); err != nil {
 		return s.storeErr("subscribe", err, "")
 	}
+	s.mailboxChanged(mailboxEvent{name: name, subscription: true, subscribed: on})
 	return s.ok(tag, "", "Completed", true)
 }
 

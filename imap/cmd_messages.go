@@ -160,6 +160,11 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 			return err
 		}
 	}
+	if c, err := s.r.Peek(); err != nil {
+		return err
+	} else if c == 'C' || c == 'c' {
+		return s.appendCatenate(name, mb, app, total, flags, date) // cmd_catenate.go
+	}
 	// RFC 6855 §4: APPEND ... UTF8 (literal8) after ENABLE UTF8=ACCEPT.
 	utf8Ext := false
 	if c, err := s.r.Peek(); err != nil {

@@ -34,6 +34,8 @@ type searchArgs struct {
 	esearch                          bool // RETURN given
 	retMin, retMax, retAll, retCount bool
 	retSave                          bool
+	retUpdate, retPartial            bool   // RFC 5267 (context.go)
+	partLo, partHi                   uint32 // PARTIAL's window
 	root                             *searchKey
 }
 
@@ -113,8 +115,11 @@ func (s *session) parseSearch() (*searchArgs, error) {
 	if len(root.kids) == 0 {
 		return nil, bad("", "Missing search keys")
 	}
-	if a.esearch && !a.retMin && !a.retMax && !a.retCount && !a.retSave {
+	if a.esearch && a.impliesAll() {
 		a.retAll = true // RFC 4731: RETURN () means ALL
+	}
+	if err := a.checkUpdate(); err != nil {
+		return nil, err
 	}
 	a.root = root
 	return a, nil
@@ -260,10 +265,11 @@ func cmdSearch(s *session, tag string, uid bool) error {
 		s.w.CRLF()
 		return s.ok(tag, "", "Search completed", uid)
 	}
-	if a.retSave && !a.retMin && !a.retMax && !a.retCount && !a.retAll {
+	if a.retSave && !a.retMin && !a.retMax && !a.retCount && !a.retAll && !a.retPartial {
 		return s.ok(tag, "", "Search completed", uid)
 	}
 	s.writeESearch(tag, uid, a, nums, uidSetString)
+	s.saveContext(tag, uid, a, a.root, nil, hitUIDs)
 	return s.ok(tag, "", "Search completed", uid)
 }
 
@@ -285,6 +291,10 @@ func (s *session) parseReturn(a *searchArgs, saveOK bool) error {
 			a.retAll = true
 		case "COUNT":
 			a.retCount = true
+		case "UPDATE":
+			a.retUpdate = true
+		case "PARTIAL":
+			return s.parsePartial(a)
 		case "SAVE":
 			if !saveOK {
 				return bad("", "SAVE is not offered here")
@@ -317,6 +327,9 @@ func (s *session) writeESearch(tag string, uid bool, a *searchArgs, nums []uint3
 	}
 	if a.retCount {
 		s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
+	}
+	if a.retPartial {
+		s.writePartial(a, nums, set)
 	}
 	s.w.CRLF()
 }

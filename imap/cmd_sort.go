@@ -43,8 +43,11 @@ func cmdSort(s *session, tag string, uid bool) error {
 		if err := s.parseReturn(ret, false); err != nil {
 			return err
 		}
-		if !ret.retMin && !ret.retMax && !ret.retCount {
+		if ret.impliesAll() {
 			ret.retAll = true // RFC 4731: RETURN () means ALL
+		}
+		if err := ret.checkUpdate(); err != nil {
+			return err
 		}
 		if err := s.r.SP(); err != nil {
 			return err
@@ -108,6 +111,11 @@ func cmdSort(s *session, tag string, uid bool) error {
 			}
 		}
 		s.writeESearch(tag, uid, ret, nums, orderedSet)
+		sorted := make([]uint32, len(ms))
+		for i, m := range ms {
+			sorted[i] = m.uid
+		}
+		s.saveContext(tag, uid, ret, root, keys, sorted)
 		return s.ok(tag, "", "Sort completed", uid)
 	}
 	s.w.Raw("* SORT")

@@ -70,6 +70,8 @@ func lookupCommand(name string) (command, bool) {
 		return command{authed, false, cmdStatus}, true
 	case "APPEND":
 		return command{authed, false, cmdAppend}, true
+	case "NOTIFY":
+		return command{authed, false, cmdNotify}, true
 	case "IDLE":
 		return command{authed, false, cmdIdle}, true
 	case "CHECK":
@@ -82,6 +84,8 @@ func lookupCommand(name string) (command, bool) {
 		return command{selState, true, cmdExpunge}, true
 	case "SEARCH":
 		return command{selState, true, cmdSearch}, true
+	case "CANCELUPDATE":
+		return command{selState, false, cmdCancelUpdate}, true
 	case "SORT":
 		return command{selState, true, cmdSort}, true
 	case "THREAD":

@@ -26,6 +26,7 @@ type selected struct {
 	recent   []uint32 // ascending UIDs claimed as \Recent by this session
 	flags    string   // the FLAGS list last announced
 	readOnly bool
+	contexts []*searchContext // live SEARCH/SORT results (context.go)
 }
 
 func (s *session) folderKey(name string) string {
@@ -218,6 +219,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			return errClose
 		}
 	}
+	s.contextsExpunged(changes)
 	for _, u := range expunged {
 		i, found := slices.BinarySearch(sel.view, u)
 		if !found {
@@ -265,7 +267,11 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			s.w.Number(uint64(len(sel.recent)))
 			s.w.Raw(" RECENT\r\n")
 		}
+		if err := s.notifyNewMessages(added); err != nil {
+			return err
+		}
 	}
+	s.contextsChanged(changes)
 	if len(flagged) == 0 {
 		return nil
 	}
@@ -433,7 +439,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			return errClose
 		}
 		wait := end
-		if mb != nil {
+		if mb != nil || s.notify.Load() != nil {
 			if next := time.Now().Add(s.srv.opts.IdleCheck); next.Before(end) {
 				wait = next
 			}
@@ -466,9 +472,12 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			if err := s.pushUpdates(true); err != nil {
 				return err
 			}
-			if err := s.flush(); err != nil {
-				return err
-			}
+		}
+		if err := s.notifyPoll(true); err != nil {
+			return err
+		}
+		if err := s.flush(); err != nil {
+			return err
 		}
 	}
 	s.stopIdle()

@@ -300,7 +300,7 @@ func (s *Server) wakeIdlers(mb *mailstore.Mailbox, except *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for se := range s.sessions {
-		if se != except && se.idleOn.Load() == mb {
+		if se != except && (se.idleOn.Load() == mb || se.notifyWatches(mb)) {
 			se.woken.Store(true)
 			_ = se.raw.SetReadDeadline(time.Now())
 		}

@@ -70,6 +70,9 @@ type session struct {
 	idleOn   atomic.Pointer[mailstore.Mailbox]
 	woken    atomic.Bool // a change was signalled; survives a deadline reset
 	shutdown atomic.Bool
+	// notify is the NOTIFY set (notify.go); other sessions hand it
+	// mailbox events.
+	notify atomic.Pointer[notifyState]
 
 	// z is the DEFLATE state after COMPRESS (compress.go); nil before.
 	z *deflater
@@ -205,6 +208,9 @@ func (s *session) waitCommand() error {
 		return errShutdown
 	}
 	s.readIdle = 0
+	if s.notify.Load() != nil {
+		return s.waitNotify(timeout)
+	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
 	_, err := s.r.Peek()
 	if err == nil && s.shutdown.Load() {
@@ -385,6 +391,7 @@ func sanitize(s string) string {
 
 func (s *session) close() {
 	s.idleOn.Store(nil)
+	s.endNotify()
 	s.unselect()
 	if s.store != nil {
 		s.store.Close()
