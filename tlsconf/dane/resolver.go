@@ -1,0 +1,158 @@
+package dane
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Resolver asks one DNSSEC-validating resolver and reports, with every
+// answer, whether the resolver validated it (the AD bit). It is safe for
+// concurrent use and keeps no cache: the resolver it asks does.
+type Resolver struct {
+	addr    string
+	timeout time.Duration
+}
+
+// NewResolver returns a Resolver asking the validating resolver at addr
+// ("host:port", e.g. 127.0.0.1:53 for a local unbound).
+func NewResolver(addr string) *Resolver {
+	return &Resolver{addr: addr, timeout: 10 * time.Second}
+}
+
+// Addr is the resolver asked.
+func (r *Resolver) Addr() string { return r.addr }
+
+// query asks one question with DO and AD set (RFC 6840 §5.7: AD in a query
+// asks for the AD bit in the answer) and returns the records of qtype in the
+// answer section. A name that does not exist, or has no such record, is a
+// *net.DNSError with IsNotFound, as the net package's resolver says it.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, bool, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = true
+	m.AuthenticatedData = true
+	m.SetEdns0(4096, true)
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	c := &dns.Client{Net: "udp", UDPSize: 4096}
+	resp, _, err := c.ExchangeContext(ctx, m, r.addr)
+	if err == nil && resp.Truncated {
+		c = &dns.Client{Net: "tcp"}
+		resp, _, err = c.ExchangeContext(ctx, m, r.addr)
+	}
+	dnsErr := func(msg string, notFound bool) error {
+		return &net.DNSError{Err: msg, Name: name, Server: r.addr, IsNotFound: notFound, IsTemporary: !notFound}
+	}
+	if err != nil {
+		return nil, false, dnsErr(err.Error(), false)
+	}
+	switch resp.Rcode {
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
+		return nil, resp.AuthenticatedData, dnsErr("no such host", true)
+	default:
+		return nil, false, dnsErr("server answered "+dns.RcodeToString[resp.Rcode], false)
+	}
+	var out []dns.RR
+	for _, rr := range resp.Answer {
+		if rr.Header().Rrtype == qtype {
+			out = append(out, rr)
+		}
+	}
+	if len(out) == 0 {
+		return nil, resp.AuthenticatedData, dnsErr("no "+dns.TypeToString[qtype]+" record", true)
+	}
+	return out, resp.AuthenticatedData, nil
+}
+
+// LookupMX returns the MX records of name and whether they were validated.
+func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, bool, error) {
+	rrs, secure, err := r.query(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, secure, err
+	}
+	out := make([]*net.MX, 0, len(rrs))
+	for _, rr := range rrs {
+		mx := rr.(*dns.MX)
+		out = append(out, &net.MX{Host: mx.Mx, Pref: mx.Preference})
+	}
+	return out, secure, nil
+}
+
+// LookupIPAddr returns the A and AAAA records of host; secure only when
+// every answer that had records was validated.
+func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, bool, error) {
+	var out []net.IPAddr
+	secure, found := true, false
+	var firstErr error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		rrs, sec, err := r.query(ctx, host, qt)
+		var de *net.DNSError
+		if err != nil && !(errors.As(err, &de) && de.IsNotFound) {
+			return nil, false, err
+		}
+		if err != nil {
+			firstErr = err
+			continue
+		}
+		found = true
+		secure = secure && sec
+		for _, rr := range rrs {
+			var a netip.Addr
+			switch v := rr.(type) {
+			case *dns.A:
+				a, _ = netip.AddrFromSlice(v.A.To4())
+			case *dns.AAAA:
+				a, _ = netip.AddrFromSlice(v.AAAA)
+			}
+			if a.IsValid() {
+				out = append(out, net.IPAddr{IP: a.AsSlice()})
+			}
+		}
+	}
+	if !found {
+		return nil, false, firstErr
+	}
+	return out, secure, nil
+}
+
+// LookupTLSA returns the TLSA records of _port._tcp.host and whether they
+// were validated. An RRset larger than MaxRecords is cut to its first
+// MaxRecords*4 records (usable or not), bounding the work.
+func (r *Resolver) LookupTLSA(ctx context.Context, port int, host string) ([]Record, bool, error) {
+	name := fmt.Sprintf("_%d._tcp.%s", port, strings.TrimSuffix(host, "."))
+	rrs, secure, err := r.query(ctx, name, dns.TypeTLSA)
+	if err != nil {
+		return nil, secure, err
+	}
+	var out []Record
+	for _, rr := range rrs {
+		if len(out) == MaxRecords*4 {
+			break
+		}
+		t := rr.(*dns.TLSA)
+		data, err := hexDecode(t.Certificate)
+		if err != nil {
+			// Malformed data makes the record unusable (RFC 7671 §4).
+			out = append(out, Record{Usage: 255})
+			continue
+		}
+		out = append(out, Record{Usage: t.Usage, Selector: t.Selector, MatchingType: t.MatchingType, Data: data})
+	}
+	return out, secure, nil
+}
+
+func hexDecode(s string) ([]byte, error) {
+	if len(s) > 2*maxFull {
+		return nil, errors.New("too long")
+	}
+	return hex.DecodeString(s)
+}
