@@ -291,7 +291,15 @@ func (a *app) receiverPolicies(o *queue.Options) error {
 	}
 	txt := mailauth.NewResolver(q.DNSServer)
 	if q.MTASTS {
-		c, err := mtasts.New(mtasts.Options{Dir: filepath.Join(q.Dir, "mta-sts"), Resolver: txt, RootCAs: o.RootCAs, Logger: log})
+		// The policy host is found through the queue's DNS server too.
+		dialer := &net.Dialer{Timeout: time.Minute}
+		if q.DNSServer != "" {
+			dialer.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, q.DNSServer)
+			}}
+		}
+		c, err := mtasts.New(mtasts.Options{Dir: filepath.Join(q.Dir, "mta-sts"), Resolver: txt, RootCAs: o.RootCAs, Logger: log, DialContext: dialer.DialContext})
 		if err != nil {
 			return err
 		}

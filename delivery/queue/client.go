@@ -132,7 +132,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			tc, err := q.startTLS(ctx, raw, h.name, plan, &testFail)
 			if err != nil {
 				f := tlsFail("STARTTLS", err)
-				f.retryPlain = policy == PolicyMay && plan.dane == nil && !plan.testing
+				f.retryPlain = policy == PolicyMay && plan.dane == nil
 				return fail(f)
 			}
 			s.conn, s.tls = tc, true
