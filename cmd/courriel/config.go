@@ -220,8 +220,13 @@ type MailAuthConfig struct {
 	// sender becomes SRS0=…@myhostname, authenticated with this secret
 	// (at least 16 characters; changing it voids the addresses of
 	// forwards still in flight).
-	SRSSecret string       `toml:"srs_secret"`
-	DKIM      []DKIMConfig `toml:"dkim"`
+	SRSSecret string `toml:"srs_secret"`
+	// ARCSealDomain, when set, ARC-seals (RFC 8617) what port 25 forwards
+	// outside with the active DKIM key of this domain (one of
+	// [[mailauth.dkim]]; its RSA key, else its Ed25519 one). Needs
+	// inbound_checks: the seal carries their results.
+	ARCSealDomain string       `toml:"arc_seal_domain"`
+	DKIM          []DKIMConfig `toml:"dkim"`
 }
 
 // DKIMConfig is one selector of one domain ([[mailauth.dkim]]): its
@@ -579,6 +584,14 @@ func (m MailAuthConfig) validate() error {
 				return keyErr("mailauth.dkim", "%s: more than one active selector", d)
 			}
 			active[d] = true
+		}
+	}
+	if d := strings.ToLower(m.ARCSealDomain); d != "" {
+		if !active[d] {
+			return keyErr("mailauth.arc_seal_domain", "%q has no active selector in [[mailauth.dkim]]", m.ARCSealDomain)
+		}
+		if !m.InboundChecks {
+			return keyErr("mailauth.arc_seal_domain", "needs inbound_checks = true (the seal carries their results)")
 		}
 	}
 	return nil

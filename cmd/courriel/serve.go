@@ -88,7 +88,7 @@ type app struct {
 	// guard throttles failed logins for every listener that takes a
 	// password: IMAP and SMTP AUTH count together.
 	guard  *loginguard.Guard
-	signer *mailauth.Signer // DKIM: submitted mail and our DSNs
+	signer *liveKeys        // DKIM: submitted mail, our DSNs and reports; ARC seal of forwards
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
 	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
 
@@ -141,7 +141,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	// Keys are read once, before anything can send: a missing key stops
 	// the start-up rather than letting unsigned mail out.
-	if a.signer, err = newDKIMSigner(cfg.MailAuth); err != nil {
+	if a.signer, err = newLiveKeys(cfg.MailAuth); err != nil {
 		return nil, err
 	}
 	if s := cfg.MailAuth.SRSSecret; s != "" {
@@ -409,7 +409,7 @@ func (a *app) listen() error {
 	if err := os.MkdirAll(incoming, 0o700); err != nil {
 		return fmt.Errorf("smtp spool: %w", err)
 	}
-	checker := newAuthChecker(cfg)
+	checker := newAuthChecker(cfg, a.signer)
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
 			return nil
