@@ -52,6 +52,7 @@ type Cache struct {
 	mu       sync.Mutex
 	mem      map[string]*Policy       // guarded by mu; bounded by memEntries
 	inflight map[string]chan struct{} // guarded by mu: a domain being looked up
+	failed   map[string]time.Time     // guarded by mu: when a fetch last failed; bounded by memEntries
 }
 
 const (
@@ -60,6 +61,9 @@ const (
 	// fetched again even when the TXT id has not changed (RFC 8461 §5.1
 	// asks senders to refresh before expiry).
 	refreshShare = 4
+	// A policy host that failed is not asked again for this long: each
+	// delivery attempt to the domain would otherwise wait for it.
+	fetchRetry = 5 * time.Minute
 )
 
 // New opens (or creates) the cache directory.
@@ -110,6 +114,7 @@ func New(o Options) (*Cache, error) {
 		},
 		mem:      map[string]*Policy{},
 		inflight: map[string]chan struct{}{},
+		failed:   map[string]time.Time{},
 	}
 	return c, nil
 }
@@ -195,11 +200,26 @@ func (c *Cache) get(ctx context.Context, domain string) Result {
 	if cached != nil && cached.ID == id && cached.Expires().Sub(now) > cached.MaxAge/refreshShare {
 		return Result{Policy: applicable(cached), Cached: true}
 	}
+	c.mu.Lock()
+	last, recent := c.failed[domain]
+	c.mu.Unlock()
+	if recent && now.Sub(last) < fetchRetry && now.Sub(last) >= 0 {
+		return Result{Policy: applicable(cached), Err: &FetchError{Domain: domain, Err: errors.New("policy host failed recently, not asked again yet")}, Cached: cached != nil}
+	}
 	p, err := c.fetch(ctx, domain)
 	if err != nil {
 		c.o.Logger.Warn("MTA-STS policy fetch failed", "domain", domain, "cached", cached != nil, "err", err)
+		c.mu.Lock()
+		if len(c.failed) >= memEntries {
+			clear(c.failed)
+		}
+		c.failed[domain] = now
+		c.mu.Unlock()
 		return Result{Policy: applicable(cached), Err: err, Cached: cached != nil}
 	}
+	c.mu.Lock()
+	delete(c.failed, domain)
+	c.mu.Unlock()
 	p.ID, p.Fetched = id, now
 	c.store(domain, p)
 	c.o.Logger.Info("MTA-STS policy fetched", "domain", domain, "id", id, "mode", string(p.Mode), "max_age", int64(p.MaxAge/time.Second))

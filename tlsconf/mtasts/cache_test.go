@@ -116,8 +116,13 @@ func TestCacheFetchPersistAndRefresh(t *testing.T) {
 	if ps.fetches.Load() != 2 {
 		t.Fatalf("id changed but no fetch tried: %d", ps.fetches.Load())
 	}
+	// A host that just failed is not asked again at once.
+	if res := c2.Get(ctx, "example.test"); res.Policy == nil || ps.fetches.Load() != 2 {
+		t.Fatalf("asked the failed host again at once: %+v, %d fetches", res, ps.fetches.Load())
+	}
 	// The host back with a testing policy under the new id.
 	ps.set(strings.Replace(enforcePolicy, "enforce", "testing", 1), "text/plain", 200)
+	now = now.Add(6 * time.Minute)
 	if res := c2.Get(ctx, "example.test"); res.Policy == nil || res.Policy.Mode != ModeTesting || res.Cached {
 		t.Fatalf("after the host came back: %+v", res)
 	}
