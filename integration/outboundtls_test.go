@@ -148,4 +148,26 @@ func TestOutboundReceiverPolicies(t *testing.T) {
 			t.Errorf("TLSRPT counts lack %s: %s", want, b)
 		}
 	}
+
+	// The day is over (the file renamed to an earlier day): at start the
+	// server mails example.test's report to the rua of its _smtp._tls
+	// record, from <>, through the queue and the same MX rules.
+	if err := os.Rename(day[0], filepath.Join(filepath.Dir(day[0]), "2026-01-02.json")); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	waitFor(t, "the TLSRPT report", func() bool { return len(good.messages()) == 2 })
+	rep := good.messages()[1]
+	if rep.from != "" || len(rep.to) != 1 || rep.to[0] != "tlsrpt@example.test" || !rep.tls {
+		t.Errorf("report sent as from %q to %q (tls %v)", rep.from, rep.to, rep.tls)
+	}
+	for _, want := range []string{"TLS-Report-Domain: example.test", "TLS-Report-Submitter: xoyize.xyz", `report-type="tlsrpt"`,
+		"Content-Type: application/tlsrpt+gzip", `filename="xoyize.xyz!example.test!1767312000!1767398399.json.gz"`} {
+		if !strings.Contains(rep.data, want) {
+			t.Errorf("report lacks %q:\n%s", want, rep.data)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(day[0]), "2026-01-02.json")); !os.IsNotExist(err) {
+		t.Errorf("the reported day is still kept: %v", err)
+	}
 }
