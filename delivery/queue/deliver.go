@@ -122,12 +122,12 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
 	for _, h := range hops {
-		ips, secure, f := q.addrs(ctx, h)
+		ips, ad, f := q.addrs(ctx, h)
 		if f != nil {
 			last, dead = f, false
 			continue
 		}
-		plan, f := q.hopTLS(ctx, rt, dp, h, secure)
+		plan, f := q.hopTLS(ctx, rt, dp, h, ad)
 		if f != nil {
 			q.log.Info("host not used under the receiver's TLS policy", "queue_id", id, "mx", h.name, "reason", f.text)
 			last, dead = f, false

@@ -112,17 +112,23 @@ func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
 	return hops, nil
 }
 
+// addrDNS is what DANE needs of a hop's address lookup.
+type addrDNS struct {
+	secure    bool   // validated by the DNSSEC resolver
+	canonical string // where the host's CNAME chain leads ("" when not asked)
+}
+
 // addrs returns the addresses to try for a hop, A and AAAA in the order the
 // resolver gave them, and whether they were DNSSEC-validated.
-func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, bool, *failure) {
+func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failure) {
+	var ad addrDNS
 	if h.ip.IsValid() {
-		return []netip.Addr{h.ip}, false, nil
+		return []netip.Addr{h.ip}, ad, nil
 	}
 	var ips []net.IPAddr
 	var err error
-	secure := false
 	if h.secureDNS {
-		ips, secure, err = q.o.DANE.LookupIPAddr(ctx, h.name)
+		ips, ad.canonical, ad.secure, err = q.o.DANE.LookupIPAddr(ctx, h.name)
 	} else {
 		ips, err = q.o.Resolver.LookupIPAddr(ctx, h.name)
 	}
@@ -130,11 +136,11 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, bool, *failure)
 	if err != nil {
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 			if h.implicit {
-				return nil, false, permFailure("5.1.2", "host or domain name not found: "+h.name)
+				return nil, ad, permFailure("5.1.2", "host or domain name not found: "+h.name)
 			}
-			return nil, false, tempFailure("4.4.3", "MX host not found: "+h.name)
+			return nil, ad, tempFailure("4.4.3", "MX host not found: "+h.name)
 		}
-		return nil, false, tempFailure("4.4.3", "address lookup for "+h.name+" failed: "+printable(err.Error(), 200))
+		return nil, ad, tempFailure("4.4.3", "address lookup for "+h.name+" failed: "+printable(err.Error(), 200))
 	}
 	out := make([]netip.Addr, 0, len(ips))
 	for _, ip := range ips {
@@ -148,7 +154,7 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, bool, *failure)
 		}
 	}
 	if len(out) == 0 {
-		return nil, false, tempFailure("4.4.3", "no usable address for "+h.name)
+		return nil, ad, tempFailure("4.4.3", "no usable address for "+h.name)
 	}
-	return out, secure, nil
+	return out, ad, nil
 }

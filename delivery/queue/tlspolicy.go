@@ -17,7 +17,8 @@ import (
 // AD bit of a validating resolver the admin trusts. *dane.Resolver is one.
 type SecureResolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, bool, error)
-	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, bool, error)
+	// LookupIPAddr also returns the name host's CNAME chain leads to.
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, string, bool, error)
 	LookupTLSA(ctx context.Context, port int, host string) ([]dane.Record, bool, error)
 }
 
@@ -39,6 +40,7 @@ type tlsPlan struct {
 	level   Policy         // none, may, encrypt or verify
 	dane    []dane.Record  // non-nil: the certificate is authenticated by these (level encrypt)
 	names   []string       // DANE-TA: the names the leaf may carry
+	sni     string         // DANE: the TLSA base domain; "": the host name
 	sts     *mtasts.Policy // the MTA-STS policy in force (enforce or testing)
 	testing bool           // MTA-STS testing: checked and reported, never enforced
 	why     string         // for logs and the queue's status
@@ -97,23 +99,32 @@ func (q *Queue) domainTLS(ctx context.Context, rt route) tlsPlan {
 // hopTLS completes the plan for one MX host: DANE when its TLSA records are
 // DNSSEC-validated (RFC 8461 §2: DANE takes precedence over MTA-STS), else
 // MTA-STS's MX match. A failure means the host must not be used.
-func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, addrSecure bool) (tlsPlan, *failure) {
+func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addrDNS) (tlsPlan, *failure) {
 	if _, ok := q.adminPolicy(rt); ok || rt.domain == "" {
 		return dp, nil
 	}
 	plan := dp
 	// RFC 7672 §2.2: TLSA records are looked up only for MX hosts whose
-	// MX RRset and address records are both validated.
-	if q.o.DANE != nil && h.mxSecure && addrSecure {
-		recs, secure, err := q.o.DANE.LookupTLSA(ctx, 25, h.name)
+	// MX RRset and address records are both validated; §2.2.2: at the
+	// name a (validated) CNAME chain leads to first, then at the MX name.
+	bases := []string{h.name}
+	if ad.canonical != "" && ad.canonical != h.name {
+		bases = []string{ad.canonical, h.name}
+	}
+	for _, base := range bases {
+		if q.o.DANE == nil || !h.mxSecure || !ad.secure {
+			break
+		}
+		recs, secure, err := q.o.DANE.LookupTLSA(ctx, 25, base)
 		var de *net.DNSError
 		switch {
 		case err != nil && errors.As(err, &de) && de.IsNotFound:
-			// No TLSA records: DANE does not apply to this host.
+			// No TLSA records here: the next base, or no DANE.
+			continue
 		case err != nil:
 			// RFC 7672 §2.2: a failed TLSA lookup (bogus or unreachable)
 			// makes the host unusable; it may be a downgrade attack.
-			f := tempFailure("4.7.5", "TLSA lookup for _25._tcp."+h.name+" failed, host not used (RFC 7672 §2.2): "+printable(err.Error(), 200))
+			f := tempFailure("4.7.5", "TLSA lookup for _25._tcp."+base+" failed, host not used (RFC 7672 §2.2): "+printable(err.Error(), 200))
 			f.relay, f.remoteMTA = h.name, h.name
 			q.reportTLS(tlsrpt.Result{PolicyDomain: rt.domain, PolicyType: tlsrpt.PolicyTLSA, ReceivingMX: h.name, Failure: tlsrpt.DNSSECInvalid, FailureReason: f.text})
 			return plan, f
@@ -127,15 +138,19 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, addrSec
 			}
 			plan.kind, plan.sts, plan.testing = tlsrpt.PolicyTLSA, nil, false
 			plan.level = PolicyEncrypt // TLS is required either way (RFC 7672 §2.2)
+			plan.sni = base            // RFC 7672 §8.1: SNI is the TLSA base domain
 			if usable := dane.Usable(recs); len(usable) > 0 {
 				plan.dane = usable
-				plan.names = []string{h.name, rt.domain}
-				plan.why = "dane (" + h.name + ")"
+				// RFC 7672 §3.2.2: the TLSA base domain, the MX name
+				// when they differ, and the next-hop domain.
+				plan.names = []string{base, h.name, rt.domain}
+				plan.why = "dane (" + base + ")"
 			} else {
-				plan.why = "dane, no usable TLSA record: unauthenticated TLS (" + h.name + ")"
+				plan.why = "dane, no usable TLSA record: unauthenticated TLS (" + base + ")"
 			}
 			return plan, nil
 		}
+		break // an insecure TLSA RRset: no DANE
 	}
 	if plan.sts != nil && !plan.sts.Match(h.name) {
 		text := "MX host " + h.name + " is not listed in the MTA-STS policy of " + rt.domain
@@ -156,6 +171,9 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, addrSec
 // (RFC 7435) still beats clear text. testFail receives what MTA-STS testing
 // mode would have refused.
 func (q *Queue) tlsConfig(name string, plan *tlsPlan, testFail *error) *tls.Config {
+	if plan.sni != "" {
+		name = plan.sni
+	}
 	cfg := &tls.Config{
 		ServerName: name, // SNI: the MX host (RFC 7672 §8.1); an IP sends none
 		RootCAs:    q.o.RootCAs,

@@ -83,6 +83,7 @@ func (r *tlsReports) find(kind tlsrpt.PolicyType, failure tlsrpt.ResultType) boo
 }
 
 type receiverEnv struct {
+	t       *testing.T
 	dns     *testenv.DNS
 	sts     *stsServer
 	reports *tlsReports
@@ -107,7 +108,7 @@ func newReceiverEnv(t *testing.T, ca *testCA, s *sink, stsBody string, records .
 	if stsBody != "" {
 		base = append(base, `_mta-sts.example.test. TXT "v=STSv1; id=1"`)
 	}
-	e := &receiverEnv{dns: testenv.StartDNS(t, append(base, records...)...), reports: &tlsReports{}}
+	e := &receiverEnv{t: t, dns: testenv.StartDNS(t, append(base, records...)...), reports: &tlsReports{}}
 	e.dns.Validating()
 	e.sts = newSTSServer(t, ca, stsBody)
 	e.stsDir = t.TempDir()
@@ -161,8 +162,28 @@ func leafConfig(t *testing.T, ca *testCA, names ...string) (*tls.Config, *x509.C
 }
 
 func tlsaRecord(usage, selector, mtype int, b []byte) string {
+	return tlsaAt("mx.example.test", usage, selector, mtype, b)
+}
+
+func tlsaAt(host string, usage, selector, mtype int, b []byte) string {
 	h := sha256.Sum256(b)
-	return "_25._tcp.mx.example.test. TLSA " + string(rune('0'+usage)) + " " + string(rune('0'+selector)) + " " + string(rune('0'+mtype)) + " " + hex.EncodeToString(h[:])
+	return "_25._tcp." + host + ". TLSA " + string(rune('0'+usage)) + " " + string(rune('0'+selector)) + " " + string(rune('0'+mtype)) + " " + hex.EncodeToString(h[:])
+}
+
+// viaCNAME makes mx.example.test a CNAME of real.host.test (127.0.0.1).
+func viaCNAME(e *receiverEnv) {
+	e.dns.Remove("mx.example.test")
+	e.dns.Set(e.t, "mx.example.test. CNAME real.host.test.", "real.host.test. A 127.0.0.1")
+}
+
+// recordSNI makes cfg note the SNI each client sends.
+func recordSNI(cfg *tls.Config, got *sync.Map) *tls.Config {
+	cfg = cfg.Clone()
+	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		got.Store(h.ServerName, true)
+		return nil, nil
+	}
+	return cfg
 }
 
 // deliverOnce runs one message and returns the sink's transactions and, when
@@ -190,6 +211,8 @@ func TestReceiverTLSPolicies(t *testing.T) {
 	good, goodLeaf := leafConfig(t, ca, "mx.example.test")
 	wrongName, _ := leafConfig(t, ca, "elsewhere.test")
 	untrusted, untrustedLeaf := leafConfig(t, other, "mx.example.test")
+	realHost, _ := leafConfig(t, other, "real.host.test")
+	var sniReal, sniMX sync.Map
 
 	cases := []struct {
 		name     string
@@ -203,6 +226,8 @@ func TestReceiverTLSPolicies(t *testing.T) {
 		status   string
 		report   tlsrpt.PolicyType
 		failure  tlsrpt.ResultType
+		sni      *sync.Map // where the sink noted the SNI it was sent
+		wantSNI  string
 	}{
 		{name: "mta-sts enforce, good certificate: delivered with TLS", sink: sinkOptions{startTLS: good}, sts: stsEnforce,
 			wantSent: true, wantTLS: true, wantWhy: "mta-sts enforce", report: tlsrpt.PolicySTS},
@@ -247,6 +272,12 @@ func TestReceiverTLSPolicies(t *testing.T) {
 		{name: "TLSA lookup fails: host not used", sink: sinkOptions{startTLS: good},
 			prepare: func(e *receiverEnv) { e.dns.ServFail("_25._tcp.mx.example.test") },
 			wantWhy: "TLSA lookup", status: "4.7.5", report: tlsrpt.PolicyTLSA, failure: tlsrpt.DNSSECInvalid},
+		{name: "dane through a CNAME: TLSA at the target, SNI the target", sink: sinkOptions{startTLS: recordSNI(realHost, &sniReal)},
+			records: []string{tlsaAt("real.host.test", 2, 0, 1, other.cert.Raw)}, prepare: viaCNAME,
+			wantSent: true, wantTLS: true, wantWhy: "dane (real.host.test)", report: tlsrpt.PolicyTLSA, sni: &sniReal, wantSNI: "real.host.test"},
+		{name: "dane through a CNAME: no TLSA at the target, the MX name's", sink: sinkOptions{startTLS: recordSNI(untrusted, &sniMX)},
+			records: []string{tlsaRecord(3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)}, prepare: viaCNAME,
+			wantSent: true, wantTLS: true, wantWhy: "dane (mx.example.test)", report: tlsrpt.PolicyTLSA, sni: &sniMX, wantSNI: "mx.example.test"},
 		{name: "admin policy wins over DANE", sink: sinkOptions{startTLS: good},
 			records:  []string{tlsaRecord(3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
 			prepare:  func(e *receiverEnv) { e.o.TLSPolicies = map[string]Policy{"Example.Test": PolicyEncrypt} },
@@ -274,6 +305,11 @@ func TestReceiverTLSPolicies(t *testing.T) {
 				}
 				if !hasLine(logs, "msg=delivery", `tls="TLS 1.3 (`, tc.wantWhy) {
 					t.Errorf("no delivery line with TLS 1.3 and %q in\n%s", tc.wantWhy, logs)
+				}
+			}
+			if tc.sni != nil {
+				if _, ok := tc.sni.Load(tc.wantSNI); !ok {
+					t.Errorf("SNI %q not sent", tc.wantSNI)
 				}
 			}
 			if tc.report != "" && !e.reports.find(tc.report, tc.failure) {

@@ -149,22 +149,38 @@ func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	m.AuthenticatedData = d.validating
 	for _, q := range req.Question {
 		name := strings.ToLower(q.Name)
-		if d.insecure[name] {
-			m.AuthenticatedData = false
-		}
-		if d.servfail[name] {
-			m.Rcode = dns.RcodeServerFailure
-			break
-		}
-		rrs, ok := d.records[name]
-		if !ok {
-			m.Rcode = dns.RcodeNameError
-			break
-		}
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == q.Qtype {
-				m.Answer = append(m.Answer, dns.Copy(rr))
+		// A CNAME is followed, as a recursive resolver does: the chain
+		// and the target's records in one answer (bounded).
+	chain:
+		for range 8 {
+			if d.insecure[name] {
+				m.AuthenticatedData = false
 			}
+			if d.servfail[name] {
+				m.Rcode = dns.RcodeServerFailure
+				break
+			}
+			rrs, ok := d.records[name]
+			if !ok {
+				m.Rcode = dns.RcodeNameError
+				break
+			}
+			for _, rr := range rrs {
+				if rr.Header().Rrtype == q.Qtype {
+					m.Answer = append(m.Answer, dns.Copy(rr))
+				}
+			}
+			if len(m.Answer) > 0 || q.Qtype == dns.TypeCNAME {
+				break
+			}
+			for _, rr := range rrs {
+				if c, ok := rr.(*dns.CNAME); ok {
+					m.Answer = append(m.Answer, dns.Copy(rr))
+					name = strings.ToLower(c.Target)
+					continue chain
+				}
+			}
+			break
 		}
 	}
 	d.mu.Unlock()

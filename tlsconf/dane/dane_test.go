@@ -102,6 +102,9 @@ func TestResolver(t *testing.T) {
 		"mx.example.test. A 127.0.0.1",
 		"_25._tcp.mx.example.test. TLSA 3 1 1 " + d32,
 		"insecure.test. MX 10 mx.insecure.test.",
+		"alias.example.test. CNAME mx.example.test.",
+		"loop1.example.test. CNAME loop2.example.test.",
+		"loop2.example.test. CNAME loop1.example.test.",
 	}
 	// Hundreds of TLSA records: the answer is truncated over UDP, read
 	// over TCP, and cut to a bounded number.
@@ -121,9 +124,16 @@ func TestResolver(t *testing.T) {
 	if _, secure, err := r.LookupMX(ctx, "insecure.test"); err != nil || secure {
 		t.Fatalf("insecure MX: secure=%v err=%v", secure, err)
 	}
-	ips, secure, err := r.LookupIPAddr(ctx, "mx.example.test")
-	if err != nil || !secure || len(ips) != 1 || !ips[0].IP.Equal(net.IPv4(127, 0, 0, 1)) {
-		t.Fatalf("A: %v %v %v", ips, secure, err)
+	ips, cn, secure, err := r.LookupIPAddr(ctx, "mx.example.test")
+	if err != nil || !secure || cn != "mx.example.test" || len(ips) != 1 || !ips[0].IP.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("A: %v %q %v %v", ips, cn, secure, err)
+	}
+	ips, cn, secure, err = r.LookupIPAddr(ctx, "alias.example.test")
+	if err != nil || !secure || cn != "mx.example.test" || len(ips) != 1 {
+		t.Fatalf("A through a CNAME: %v %q %v %v", ips, cn, secure, err)
+	}
+	if _, _, _, err := r.LookupIPAddr(ctx, "loop1.example.test"); err == nil {
+		t.Fatal("a CNAME loop gave addresses")
 	}
 	recs, secure, err := r.LookupTLSA(ctx, 25, "mx.example.test")
 	if err != nil || !secure || len(recs) != 1 || !recs[0].Usable() {

@@ -35,6 +35,13 @@ func (r *Resolver) Addr() string { return r.addr }
 // answer section. A name that does not exist, or has no such record, is a
 // *net.DNSError with IsNotFound, as the net package's resolver says it.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, bool, error) {
+	rrs, _, secure, err := r.queryCanonical(ctx, name, qtype)
+	return rrs, secure, err
+}
+
+// queryCanonical is query that also returns the name the answer's CNAME
+// chain (if any) leads to, without the final dot.
+func (r *Resolver) queryCanonical(ctx context.Context, name string, qtype uint16) ([]dns.RR, string, bool, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
@@ -52,25 +59,41 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		return &net.DNSError{Err: msg, Name: name, Server: r.addr, IsNotFound: notFound, IsTemporary: !notFound}
 	}
 	if err != nil {
-		return nil, false, dnsErr(err.Error(), false)
+		return nil, "", false, dnsErr(err.Error(), false)
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
-		return nil, resp.AuthenticatedData, dnsErr("no such host", true)
+		return nil, "", resp.AuthenticatedData, dnsErr("no such host", true)
 	default:
-		return nil, false, dnsErr("server answered "+dns.RcodeToString[resp.Rcode], false)
+		return nil, "", false, dnsErr("server answered "+dns.RcodeToString[resp.Rcode], false)
+	}
+	// Follow the CNAME chain from the name asked (bounded: a loop in a
+	// hostile answer ends).
+	canonical := strings.ToLower(dns.Fqdn(name))
+	for range 8 {
+		next := ""
+		for _, rr := range resp.Answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, canonical) {
+				next = strings.ToLower(c.Target)
+			}
+		}
+		if next == "" {
+			break
+		}
+		canonical = next
 	}
 	var out []dns.RR
 	for _, rr := range resp.Answer {
-		if rr.Header().Rrtype == qtype {
+		if rr.Header().Rrtype == qtype && strings.EqualFold(rr.Header().Name, canonical) {
 			out = append(out, rr)
 		}
 	}
+	canonical = strings.TrimSuffix(canonical, ".")
 	if len(out) == 0 {
-		return nil, resp.AuthenticatedData, dnsErr("no "+dns.TypeToString[qtype]+" record", true)
+		return nil, canonical, resp.AuthenticatedData, dnsErr("no "+dns.TypeToString[qtype]+" record", true)
 	}
-	return out, resp.AuthenticatedData, nil
+	return out, canonical, resp.AuthenticatedData, nil
 }
 
 // LookupMX returns the MX records of name and whether they were validated.
@@ -87,17 +110,19 @@ func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, bool, 
 	return out, secure, nil
 }
 
-// LookupIPAddr returns the A and AAAA records of host; secure only when
-// every answer that had records was validated.
-func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, bool, error) {
+// LookupIPAddr returns the A and AAAA records of host, the name its CNAME
+// chain leads to (host itself without one), and whether every answer that
+// had records was validated.
+func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, string, bool, error) {
 	var out []net.IPAddr
 	secure, found := true, false
+	canonical := strings.ToLower(strings.TrimSuffix(host, "."))
 	var firstErr error
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		rrs, sec, err := r.query(ctx, host, qt)
+		rrs, cn, sec, err := r.queryCanonical(ctx, host, qt)
 		var de *net.DNSError
 		if err != nil && !(errors.As(err, &de) && de.IsNotFound) {
-			return nil, false, err
+			return nil, "", false, err
 		}
 		if err != nil {
 			firstErr = err
@@ -105,6 +130,7 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 		}
 		found = true
 		secure = secure && sec
+		canonical = cn
 		for _, rr := range rrs {
 			var a netip.Addr
 			switch v := rr.(type) {
@@ -119,9 +145,9 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 		}
 	}
 	if !found {
-		return nil, false, firstErr
+		return nil, "", false, firstErr
 	}
-	return out, secure, nil
+	return out, canonical, secure, nil
 }
 
 // LookupTLSA returns the TLSA records of _port._tcp.host and whether they
