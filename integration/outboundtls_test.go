@@ -98,6 +98,7 @@ func TestOutboundReceiverPolicies(t *testing.T) {
 		"mx.bad.test. A 127.0.0.27",
 		`_mta-sts.bad.test. TXT "v=STSv1; id=1"`,
 		"mta-sts.bad.test. A 127.0.0.25",
+		". NS a.root-servers.net.",
 	)
 	d.Validating()
 	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("dns_server = %q\ndane = true\ndnssec_resolver = %q\nmta_sts = true\ntlsrpt = true\n", d.Addr, d.Addr)))
@@ -128,7 +129,11 @@ func TestOutboundReceiverPolicies(t *testing.T) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	out, _ := run(t, "", binary, "queue", "-config", s.config, "list")
+	out, _ := run(t, "", binary, "check-config", "-config", s.config)
+	if !strings.Contains(out, "ok   dane: "+d.Addr+" validates DNSSEC") {
+		t.Errorf("check-config:\n%s", out)
+	}
+	out, _ = run(t, "", binary, "queue", "-config", s.config, "list")
 	if !strings.Contains(out, "dave@bad.test") || !strings.Contains(out, "MTA-STS") {
 		t.Errorf("queue list does not show why bad.test waits:\n%s", out)
 	}

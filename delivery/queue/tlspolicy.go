@@ -50,8 +50,9 @@ type tlsPlan struct {
 	strings []string          // the policy as published, for TLSRPT
 }
 
-// receiverPolicies says whether the receiver's policies apply to a route:
-// only to MX routes, and not where the admin set a policy for the domain.
+// adminPolicy is the admin's level for the route's recipient domain, if
+// any (MX routes only): where it is set, the receiver's policies are not
+// asked.
 func (q *Queue) adminPolicy(rt route) (Policy, bool) {
 	if rt.domain == "" {
 		return "", false

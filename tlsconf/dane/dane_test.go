@@ -152,3 +152,15 @@ func TestResolver(t *testing.T) {
 		t.Fatalf("SERVFAIL TLSA: %v", err)
 	}
 }
+
+func TestValidates(t *testing.T) {
+	plain := testenv.StartDNS(t, ". NS a.root-servers.net.")
+	if err := NewResolver(plain.Addr).Validates(context.Background()); err == nil {
+		t.Error("a resolver without the AD bit passed")
+	}
+	validating := testenv.StartDNS(t, ". NS a.root-servers.net.")
+	validating.Validating()
+	if err := NewResolver(validating.Addr).Validates(context.Background()); err != nil {
+		t.Error(err)
+	}
+}

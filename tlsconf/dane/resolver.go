@@ -182,3 +182,17 @@ func hexDecode(s string) ([]byte, error) {
 	}
 	return hex.DecodeString(s)
 }
+
+// Validates asks the resolver for the root zone's NS records, which are
+// signed: a validating resolver sets the AD bit on its answer. It is the
+// check that the configured resolver is one DANE can trust at all.
+func (r *Resolver) Validates(ctx context.Context) error {
+	_, secure, err := r.query(ctx, ".", dns.TypeNS)
+	if err != nil {
+		return fmt.Errorf("dane: asking %s for the root zone: %w", r.addr, err)
+	}
+	if !secure {
+		return fmt.Errorf("dane: %s does not validate DNSSEC (no AD bit on the signed root zone)", r.addr)
+	}
+	return nil
+}
