@@ -108,7 +108,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	// asked for it.
 	var testFail error
 	tlsFail := func(what string, err error) *failure {
-		q.reportSession(plan, h, ip.String(), tlsFailureType(err), err.Error())
+		q.reportSession(plan, h, raw, tlsFailureType(err), err.Error())
 		return tempFailure("4.7.5", joinWhy(what+" with "+relay+" failed: "+err.Error(), plan.why))
 	}
 	if h.relay != nil && h.relay.ImplicitTLS {
@@ -144,18 +144,18 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 				return fail(replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2"))
 			}
 		} else if policy == PolicyEncrypt || policy == PolicyVerify {
-			q.reportSession(plan, h, ip.String(), tlsrpt.StartTLSNotSupported, "STARTTLS not offered")
+			q.reportSession(plan, h, raw, tlsrpt.StartTLSNotSupported, "STARTTLS not offered")
 			return fail(tempFailure("4.7.4", joinWhy("TLS is required, but was not offered by host "+relay, plan.why)))
 		} else if plan.testing {
-			q.reportSession(plan, h, ip.String(), tlsrpt.StartTLSNotSupported, "STARTTLS not offered (MTA-STS testing, delivered anyway)")
+			q.reportSession(plan, h, raw, tlsrpt.StartTLSNotSupported, "STARTTLS not offered (MTA-STS testing, delivered anyway)")
 		}
 	}
 	if s.tls && policy != PolicyNone {
 		if testFail != nil {
-			q.reportSession(plan, h, ip.String(), tlsFailureType(testFail), testFail.Error()+" (MTA-STS testing, delivered anyway)")
+			q.reportSession(plan, h, raw, tlsFailureType(testFail), testFail.Error()+" (MTA-STS testing, delivered anyway)")
 			q.log.Info("MTA-STS testing: certificate not valid, delivering anyway", "relay", relay, "reason", testFail.Error())
 		} else {
-			q.reportSession(plan, h, ip.String(), "", "")
+			q.reportSession(plan, h, raw, "", "")
 		}
 	}
 	if h.relay != nil && h.relay.Username != "" {

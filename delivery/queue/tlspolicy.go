@@ -243,13 +243,20 @@ func (q *Queue) reportTLS(r tlsrpt.Result) {
 }
 
 // reportSession records one session's outcome under its plan.
-func (q *Queue) reportSession(plan *tlsPlan, h hop, ip string, kind tlsrpt.ResultType, reason string) {
+func (q *Queue) reportSession(plan *tlsPlan, h hop, conn net.Conn, kind tlsrpt.ResultType, reason string) {
 	if plan.domain == "" {
 		return
 	}
+	hostOf := func(a net.Addr) string {
+		if ta, ok := a.(*net.TCPAddr); ok {
+			return ta.IP.String()
+		}
+		return ""
+	}
 	q.reportTLS(tlsrpt.Result{
 		PolicyDomain: plan.domain, PolicyType: plan.kind, PolicyStrings: plan.strings,
-		ReceivingMX: h.name, ReceivingIP: ip, Failure: kind, FailureReason: reason,
+		SendingIP: hostOf(conn.LocalAddr()), ReceivingMX: h.name, ReceivingIP: hostOf(conn.RemoteAddr()),
+		Failure: kind, FailureReason: reason,
 	})
 }
 

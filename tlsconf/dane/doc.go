@@ -9,9 +9,10 @@
 // PKIX-TA(0) and PKIX-EE(1) are treated as unusable), with selectors
 // Cert(0) and SPKI(1) and matching types Full(0), SHA2-256(1) and
 // SHA2-512(2). DANE-EE binds the key: no name, expiry or chain checks
-// (RFC 7672 §3.1.1). DANE-TA needs the server to send the trust anchor in
-// its chain, a chain that verifies to it, and a name in the leaf matching
-// the TLSA base domain or the next-hop domain (RFC 7672 §3.2.2).
+// (RFC 7672 §3.1.1). DANE-TA needs the trust anchor (sent by the server in
+// its chain, or published whole as "2 0 0"), a chain that verifies to it,
+// and a name in the leaf matching the TLSA base domain, the MX name or the
+// next-hop domain (RFC 7672 §3.2.2).
 //
 // Bounds: answers are read through miekg/dns (64 KiB at most over TCP), at
 // most MaxRecords TLSA records are considered and at most maxChain

@@ -140,11 +140,22 @@ func Verify(cs tls.ConnectionState, records []Record, names []string) (Record, e
 				if !r.matches(chain[i]) {
 					continue
 				}
-				if err := verifyToAnchor(chain, i, names); err != nil {
+				if err := verifyToAnchor(chain[:i], chain[i], names); err != nil {
 					taErr = err
 					continue
 				}
 				return r, nil
+			}
+			// "2 0 0" publishes the whole anchor certificate: the server
+			// need not send it (RFC 7671 §5.2.2).
+			if r.Selector == SelectorCert && r.MatchingType == MatchFull {
+				if anchor, err := x509.ParseCertificate(r.Data); err == nil {
+					if err := verifyToAnchor(chain, anchor, names); err != nil {
+						taErr = err
+						continue
+					}
+					return r, nil
+				}
 			}
 		}
 	}
@@ -154,13 +165,13 @@ func Verify(cs tls.ConnectionState, records []Record, names []string) (Record, e
 	return Record{}, ErrNoMatch
 }
 
-// verifyToAnchor checks that the leaf chains to chain[anchor] through the
-// certificates between, and that it names one of names.
-func verifyToAnchor(chain []*x509.Certificate, anchor int, names []string) error {
+// verifyToAnchor checks that the leaf (chain[0]) chains to anchor through
+// the other certificates of chain, and that it names one of names.
+func verifyToAnchor(chain []*x509.Certificate, anchor *x509.Certificate, names []string) error {
 	roots := x509.NewCertPool()
-	roots.AddCert(chain[anchor])
+	roots.AddCert(anchor)
 	inter := x509.NewCertPool()
-	for _, c := range chain[1:anchor] {
+	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
 	if _, err := chain[0].Verify(x509.VerifyOptions{

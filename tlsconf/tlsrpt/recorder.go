@@ -161,6 +161,15 @@ func (r *Recorder) Record(x Result) {
 		d.Policies[key] = p
 	}
 	r.dirty = true
+	// mx-host (RFC 8460 §4.4): an MTA-STS policy's mx patterns, the MX
+	// hosts seen for a TLSA policy.
+	if p.MXHosts == nil && x.PolicyType == PolicySTS {
+		for _, l := range x.PolicyStrings {
+			if mx, ok := strings.CutPrefix(l, "mx: "); ok {
+				p.MXHosts = append(p.MXHosts, mx)
+			}
+		}
+	}
 	if x.ReceivingMX != "" && x.PolicyType == PolicyTLSA && !slices.Contains(p.MXHosts, x.ReceivingMX) && len(p.MXHosts) < 10 {
 		p.MXHosts = append(p.MXHosts, x.ReceivingMX)
 	}

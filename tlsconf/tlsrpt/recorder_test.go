@@ -92,6 +92,9 @@ print(gzip.decompress(parts[0].get_payload(decode=True)).decode())
 		t.Fatalf("report %s", js)
 	}
 	p := rep.Policies[0]
+	if len(p.Policy.MXHost) != 1 || p.Policy.MXHost[0] != "mx.example.test" {
+		t.Errorf("mx-host %q", p.Policy.MXHost)
+	}
 	if p.Policy.Type != PolicySTS || p.Policy.Domain != "example.test" || p.Summary.Success != 3 || p.Summary.Failure != 502 || len(p.Details) != maxDetails {
 		t.Errorf("policy %+v, %d details", p.Policy, len(p.Details))
 	}

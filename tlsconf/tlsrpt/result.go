@@ -32,7 +32,6 @@ type Result struct {
 	PolicyDomain  string     // the recipient domain
 	PolicyType    PolicyType // what the session was held to
 	PolicyStrings []string   // the policy as published (sts: its lines; tlsa: the records)
-	MXHost        string     // the MX host the policy named (sts: the pattern list is in PolicyStrings)
 
 	Failure       ResultType // "" for a successful session
 	SendingIP     string
