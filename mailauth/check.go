@@ -55,6 +55,11 @@ type Verdict struct {
 	// SPFFailed: the MAIL FROM domain says the client may not send for it
 	// (fail or softfail), so nothing must bounce to that sender.
 	SPFFailed bool
+	// ARC is the validation of the message's ARC chain (none, pass, fail,
+	// temperror) and ARCInstances how many sets it has (-1: malformed):
+	// what Sealer.Seal needs to extend the chain.
+	ARC          authres.ResultValue
+	ARCInstances int
 }
 
 // Limits of one check.
@@ -158,9 +163,14 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 	}
 
 	// ARC, where present: reported, not used in the decision.
-	if arc, _ := c.verifyARC(ctx, fields, msg, size, end); arc != authres.ResultNone {
+	arc, _ := c.verifyARC(ctx, fields, msg, size, end)
+	if arc != authres.ResultNone {
 		// authres v0.7.0 formats an ARCResult without its method name.
 		results = append(results, &authres.GenericResult{Method: "arc", Value: arc})
+	}
+	v.ARC, v.ARCInstances = arc, -1
+	if sets, err := arcSets(fields); err == nil {
+		v.ARCInstances = len(sets)
 	}
 
 	// DMARC.

@@ -65,7 +65,9 @@
 //     stored, so a refusal stores nothing. With Options.SRS, port 25's
 //     remote copies (forwards) leave from an SRS address, or from <> when
 //     the sender failed SPF, and an RCPT of one of our SRS addresses is
-//     relayed to the original sender.
+//     relayed to the original sender. A verdict's Seal adds an ARC set on
+//     top of what port 25 forwards outside (the stored copy is one, so
+//     local copies of the same message carry it too).
 //   - One reply covers all recipients: any temporary failure of any copy
 //     gives 4xx for the whole message, so duplicates are possible and loss
 //     is not.

@@ -59,6 +59,10 @@ type AuthVerdict struct {
 	// SPFFailed: the sender's domain does not authorise the client (SPF
 	// fail or softfail): a forward must not bounce to it (srsSender).
 	SPFFailed bool
+	// Seal, when set, returns the ARC set (RFC 8617) to put on top of a
+	// message port 25 forwards outside: msg is the message as it will be
+	// queued, Fields included. Nil: no sealing.
+	Seal func(msg io.ReaderAt, size int64) ([]byte, error)
 }
 
 // SRS rewrites the envelope sender of forwards (*mailauth.SRS).
@@ -123,6 +127,18 @@ func (s *session) mailAuth(ctx context.Context, log *slog.Logger, header []byte,
 		}
 		header = append(header, v.Fields...)
 		spfFailed = v.SPFFailed
+		if v.Seal != nil && len(s.tx.remote) > 0 {
+			// A forward: the next hop sees, through the ARC set, what our
+			// checks saw before SRS and our trace changed the message. One
+			// copy is stored, so local copies carry the set too. A message
+			// that cannot be sealed goes out unsealed.
+			set, err := v.Seal(joined{header, body}, int64(len(header))+body.Size())
+			if err != nil {
+				log.Info("forward not ARC-sealed", "reason", err)
+			} else {
+				header = append(set, header...)
+			}
+		}
 	}
 	s.srsSender(log, spfFailed)
 	return header, body, nil

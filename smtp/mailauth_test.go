@@ -214,3 +214,54 @@ func TestSRSHooks(t *testing.T) {
 		}
 	})
 }
+
+// TestARCSealHook: a message port 25 forwards outside gets the ARC set on
+// top of what is queued, sealed over the message as queued (our trace and
+// results included); a message for local mailboxes only is not sealed.
+func TestARCSealHook(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, rcpt string
+		sealed     bool
+	}{
+		{"forward", "team@hosted.example", true},
+		{"local only", "bob@mailbox.example", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sealedOver []byte
+			v := AuthVerdict{Fields: []byte("Authentication-Results: mx.test; spf=pass\r\n")}
+			v.Seal = func(msg io.ReaderAt, size int64) ([]byte, error) {
+				sealedOver, _ = io.ReadAll(io.NewSectionReader(msg, 0, size))
+				return []byte("ARC-Seal: i=1; fake\r\n"), nil
+			}
+			e := newEnv(t, Inbound, func(o *Options) { o.AuthChecker = &fakeChecker{v: v} })
+			c := e.dialRaw(t)
+			c.cmd("EHLO client.example", "250 ")
+			c.cmd("MAIL FROM:<x@remote.example>", "250 ")
+			c.cmd("RCPT TO:<"+tc.rcpt+">", "250 ")
+			c.cmd("DATA", "354 ")
+			c.cmd("Subject: x\r\n\r\nhi\r\n.", "250 ")
+			var stored string
+			if q := e.queue.all(); len(q) == 1 {
+				stored = string(q[0].data)
+			} else if d := e.deliv.all(); len(d) == 1 {
+				stored = string(d[0].msg.Header) + string(d[0].body)
+			} else {
+				t.Fatalf("queued %d, delivered %d", len(q), len(d))
+			}
+			if !tc.sealed {
+				if sealedOver != nil || strings.Contains(stored, "ARC-Seal") {
+					t.Errorf("sealed a local message:\n%s", stored)
+				}
+				return
+			}
+			if !strings.HasPrefix(stored, "ARC-Seal: i=1; fake\r\nReceived: ") || stored[len("ARC-Seal: i=1; fake\r\n"):] != string(sealedOver) {
+				t.Errorf("stored:\n%s\nsealed over:\n%s", stored, sealedOver)
+			}
+			if !strings.Contains(string(sealedOver), "Authentication-Results: mx.test; spf=pass\r\nSubject: x") {
+				t.Errorf("sealed without our results:\n%s", sealedOver)
+			}
+		})
+	}
+}

@@ -20,5 +20,9 @@
 // for the configured host names, cached on disk, renewed before expiry; the
 // CA's connection to port 443 must reach one of the implicit-TLS listeners.
 //
+// The receiver's outbound policies live in sub-packages the queue calls:
+// tlsconf/dane (RFC 7672), tlsconf/mtasts (RFC 8461) and tlsconf/tlsrpt
+// (RFC 8460).
+//
 // The package knows nothing of SMTP or IMAP and imports no project package.
 package tlsconf

@@ -16,6 +16,7 @@ import (
 	"courriel/directory"
 	"courriel/milter"
 	"courriel/tlsconf"
+	"courriel/tlsconf/dane"
 )
 
 // runCheckConfig prints the effective configuration (defaults included,
@@ -136,6 +137,11 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		report(fmt.Sprintf("milter %s answers (for %s)", m.Address, strings.Join(m.listeners(), ", ")), err)
 	}
 	checkDKIM(ctx, cfg, report)
+	if cfg.Queue.DANE {
+		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		report("dane: "+cfg.Queue.DNSSECResolver+" validates DNSSEC", dane.NewResolver(cfg.Queue.DNSSECResolver).Validates(lctx))
+		cancel()
+	}
 	// A running courriel on this configuration holds its own ports: those
 	// are fine (check-config before a reload), anyone else's are not.
 	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)

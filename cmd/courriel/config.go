@@ -186,6 +186,22 @@ type QueueConfig struct {
 	RelayhostPass string            `toml:"relayhost_password"`
 	DNSServer     string            `toml:"dns_server"`
 	Routes        map[string]string `toml:"routes"`
+	// TLSPolicies are the admin's TLS levels per recipient domain (Postfix
+	// smtp_tls_policy_maps): they replace tls_policy and the receiver's
+	// DANE and MTA-STS policies for MX deliveries to that domain.
+	TLSPolicies map[string]string `toml:"tls_policies"`
+	// DANE (RFC 7672): TLSA records of MX hosts, through DNSSECResolver.
+	DANE bool `toml:"dane"`
+	// DNSSECResolver is the DNSSEC-validating resolver ("host:port") whose
+	// AD bit DANE trusts, as Postfix's smtp_dns_support_level = dnssec:
+	// it should be on loopback (a local unbound). Required with dane.
+	DNSSECResolver string `toml:"dnssec_resolver"`
+	// MTASTS (RFC 8461): recipient domains' MTA-STS policies, fetched over
+	// HTTPS and cached in <dir>/mta-sts.
+	MTASTS bool `toml:"mta_sts"`
+	// TLSRPT (RFC 8460): count outbound TLS sessions per policy domain in
+	// <dir>/tlsrpt and mail the daily reports to the domains that ask.
+	TLSRPT bool `toml:"tlsrpt"`
 }
 
 // MailAuthConfig is mail authentication (courriel/mailauth): DKIM keys
@@ -204,8 +220,13 @@ type MailAuthConfig struct {
 	// sender becomes SRS0=…@myhostname, authenticated with this secret
 	// (at least 16 characters; changing it voids the addresses of
 	// forwards still in flight).
-	SRSSecret string       `toml:"srs_secret"`
-	DKIM      []DKIMConfig `toml:"dkim"`
+	SRSSecret string `toml:"srs_secret"`
+	// ARCSealDomain, when set, ARC-seals (RFC 8617) what port 25 forwards
+	// outside with the active DKIM key of this domain (one of
+	// [[mailauth.dkim]]; its RSA key, else its Ed25519 one). Needs
+	// inbound_checks: the seal carries their results.
+	ARCSealDomain string       `toml:"arc_seal_domain"`
+	DKIM          []DKIMConfig `toml:"dkim"`
 }
 
 // DKIMConfig is one selector of one domain ([[mailauth.dkim]]): its
@@ -509,6 +530,21 @@ func (c *Config) validate() error {
 			return keyErr("queue.routes", "%s = %q: want host:port", dom, hp)
 		}
 	}
+	for dom, p := range c.Queue.TLSPolicies {
+		switch p {
+		case "none", "may", "encrypt", "verify":
+		default:
+			return keyErr("queue.tls_policies", "%s = %q: want none, may, encrypt or verify", dom, p)
+		}
+	}
+	if c.Queue.DANE && c.Queue.DNSSECResolver == "" {
+		return keyErr("queue.dnssec_resolver", "required with dane = true: a DNSSEC-validating resolver, e.g. \"127.0.0.1:53\"")
+	}
+	if c.Queue.DNSSECResolver != "" {
+		if _, _, err := net.SplitHostPort(c.Queue.DNSSECResolver); err != nil {
+			return keyErr("queue.dnssec_resolver", "%q: want host:port", c.Queue.DNSSECResolver)
+		}
+	}
 	if err := c.validateMilters(); err != nil {
 		return err
 	}
@@ -548,6 +584,14 @@ func (m MailAuthConfig) validate() error {
 				return keyErr("mailauth.dkim", "%s: more than one active selector", d)
 			}
 			active[d] = true
+		}
+	}
+	if d := strings.ToLower(m.ARCSealDomain); d != "" {
+		if !active[d] {
+			return keyErr("mailauth.arc_seal_domain", "%q has no active selector in [[mailauth.dkim]]", m.ARCSealDomain)
+		}
+		if !m.InboundChecks {
+			return keyErr("mailauth.arc_seal_domain", "needs inbound_checks = true (the seal carries their results)")
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"courriel/mailauth"
@@ -40,19 +41,59 @@ func loadDKIMKeys(m MailAuthConfig) ([]dkimSelector, error) {
 	return out, nil
 }
 
-// newDKIMSigner is the signer of the active selectors.
-func newDKIMSigner(m MailAuthConfig) (*mailauth.Signer, error) {
+// dkimKeys are the signer of the active selectors and the ARC sealer,
+// loaded together and replaced together on reload.
+type dkimKeys struct {
+	signer *mailauth.Signer
+	sealer *mailauth.Sealer // nil: forwards are not sealed
+}
+
+// liveKeys is the DKIM signer every sender uses (smtp's Signer, our DSNs
+// and reports): reload swaps the keys under it without a restart.
+type liveKeys struct{ p atomic.Pointer[dkimKeys] }
+
+func (l *liveKeys) Sign(msg io.ReaderAt, size int64) ([]byte, error) {
+	return l.p.Load().signer.Sign(msg, size)
+}
+
+func (l *liveKeys) sealer() *mailauth.Sealer { return l.p.Load().sealer }
+
+// newDKIMKeys reads the keys of the active selectors (and the ARC
+// sealer's).
+func newDKIMKeys(m MailAuthConfig) (*dkimKeys, error) {
 	sels, err := loadDKIMKeys(m)
 	if err != nil {
 		return nil, err
 	}
 	var dks []mailauth.DomainKeys
+	out := &dkimKeys{}
 	for _, s := range sels {
-		if s.Active {
-			dks = append(dks, mailauth.DomainKeys{Domain: s.Domain, Selector: s.Selector, Keys: s.keys})
+		if !s.Active {
+			continue
+		}
+		dk := mailauth.DomainKeys{Domain: s.Domain, Selector: s.Selector, Keys: s.keys}
+		dks = append(dks, dk)
+		if strings.EqualFold(s.Domain, m.ARCSealDomain) {
+			if out.sealer, err = mailauth.NewSealer(dk); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return mailauth.NewSigner(dks)
+	if out.signer, err = mailauth.NewSigner(dks); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// newLiveKeys loads the keys once, for the start-up.
+func newLiveKeys(m MailAuthConfig) (*liveKeys, error) {
+	k, err := newDKIMKeys(m)
+	if err != nil {
+		return nil, err
+	}
+	l := &liveKeys{}
+	l.p.Store(k)
+	return l, nil
 }
 
 func runDKIM(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -167,8 +208,11 @@ func dkimCheck(ctx context.Context, stdout io.Writer, m MailAuthConfig, domain s
 }
 
 // authChecker adapts *mailauth.Checker to smtp.AuthChecker (mailauth
-// knows nothing of smtp).
-type authChecker struct{ c *mailauth.Checker }
+// knows nothing of smtp), and offers the ARC seal of forwards.
+type authChecker struct {
+	c    *mailauth.Checker
+	keys *liveKeys
+}
 
 func (a authChecker) Check(ctx context.Context, in smtp.AuthInput, msg io.ReaderAt, size int64) (smtp.AuthVerdict, error) {
 	v, err := a.c.Check(ctx, mailauth.Input{IP: in.IP, Helo: in.Helo, MailFrom: in.MailFrom}, msg, size)
@@ -176,6 +220,11 @@ func (a authChecker) Check(ctx context.Context, in smtp.AuthInput, msg io.Reader
 		return smtp.AuthVerdict{}, err
 	}
 	out := smtp.AuthVerdict{Fields: v.Fields, Header: v.Header, HeaderEnd: v.HeaderEnd, Reason: v.Reason, SPFFailed: v.SPFFailed}
+	if sealer := a.keys.sealer(); sealer != nil {
+		out.Seal = func(msg io.ReaderAt, size int64) ([]byte, error) {
+			return sealer.Seal(msg, size, v.ARC, v.ARCInstances, v.Fields)
+		}
+	}
 	switch v.Action {
 	case mailauth.Quarantine:
 		out.Action = smtp.AuthQuarantine
@@ -188,12 +237,12 @@ func (a authChecker) Check(ctx context.Context, in smtp.AuthInput, msg io.Reader
 }
 
 // newAuthChecker is port 25's checker, nil when the checks are off.
-func newAuthChecker(cfg *Config) smtp.AuthChecker {
+func newAuthChecker(cfg *Config, keys *liveKeys) smtp.AuthChecker {
 	m := cfg.MailAuth
 	if !m.InboundChecks {
 		return nil
 	}
-	return authChecker{mailauth.NewChecker(cfg.MyHostname, mailauth.NewResolver(m.dnsServer(cfg)), m.DMARCReject == "quarantine")}
+	return authChecker{mailauth.NewChecker(cfg.MyHostname, mailauth.NewResolver(m.dnsServer(cfg)), m.DMARCReject == "quarantine"), keys}
 }
 
 // smtpSRS is a.srs for smtp.Options: a nil interface when SRS is off.

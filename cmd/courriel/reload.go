@@ -33,6 +33,10 @@ func (a *app) reload() {
 		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", err)
 		return
 	}
+	// DKIM keys are read again on every SIGHUP: a key file replaced in
+	// place (a rotation that keeps the selector) needs no edit of the
+	// configuration.
+	a.reloadDKIM(next)
 	changed := configDiff(a.cfg, next)
 	if len(changed) == 0 {
 		a.log.Info("SIGHUP: configuration unchanged")
@@ -45,6 +49,9 @@ func (a *app) reload() {
 			ldapChanged = true
 			continue
 		}
+		if strings.HasPrefix(key, "mailauth.dkim[") {
+			continue // applied by reloadDKIM
+		}
 		switch key {
 		case "log_level":
 			// Said before applying: a higher level would hide it.
@@ -52,6 +59,8 @@ func (a *app) reload() {
 			if a.level != nil {
 				_ = a.level.UnmarshalText([]byte(next.LogLevel))
 			}
+		case "mailauth.arc_seal_domain":
+			// Applied by reloadDKIM.
 		case "tls.cert_file", "tls.key_file":
 			// The files named at start are the ones reloaded.
 			restart = append(restart, key)
@@ -133,4 +142,18 @@ func configDiff(old, next *Config) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// reloadDKIM replaces the DKIM signer and the ARC sealer with the keys the
+// configuration names now. A key that does not load keeps every running
+// key: mail must not leave unsigned because of a bad file.
+func (a *app) reloadDKIM(next *Config) {
+	k, err := newDKIMKeys(next.MailAuth)
+	if err != nil {
+		a.log.Error("SIGHUP: DKIM keys not reloaded, keeping the running ones", "err", err)
+		return
+	}
+	a.signer.p.Store(k)
+	a.cfg.MailAuth.DKIM, a.cfg.MailAuth.ARCSealDomain = next.MailAuth.DKIM, next.MailAuth.ARCSealDomain
+	a.log.Info("SIGHUP: DKIM keys reloaded", "selectors", len(next.MailAuth.DKIM), "arc_seal_domain", next.MailAuth.ARCSealDomain)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +31,9 @@ import (
 	"courriel/monitor"
 	"courriel/smtp"
 	"courriel/tlsconf"
+	"courriel/tlsconf/dane"
+	"courriel/tlsconf/mtasts"
+	"courriel/tlsconf/tlsrpt"
 )
 
 // shutdownGrace bounds how long transactions in flight may finish after
@@ -83,8 +88,9 @@ type app struct {
 	// guard throttles failed logins for every listener that takes a
 	// password: IMAP and SMTP AUTH count together.
 	guard  *loginguard.Guard
-	signer *mailauth.Signer // DKIM: submitted mail and our DSNs
+	signer *liveKeys        // DKIM: submitted mail, our DSNs and reports; ARC seal of forwards
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
+	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
 
 	listeners []boundListener
 }
@@ -135,7 +141,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	// Keys are read once, before anything can send: a missing key stops
 	// the start-up rather than letting unsigned mail out.
-	if a.signer, err = newDKIMSigner(cfg.MailAuth); err != nil {
+	if a.signer, err = newLiveKeys(cfg.MailAuth); err != nil {
 		return nil, err
 	}
 	if s := cfg.MailAuth.SRSSecret; s != "" {
@@ -249,10 +255,19 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
 		Local: queueLocal{store: a.store, dir: a.dir},
 	}
-	if policy == queue.PolicyVerify && q.CAPath != "" {
+	o.TLSPolicies = map[string]queue.Policy{}
+	needRoots := policy == queue.PolicyVerify || q.MTASTS
+	for dom, p := range q.TLSPolicies {
+		o.TLSPolicies[dom] = queue.Policy(p)
+		needRoots = needRoots || p == "verify"
+	}
+	if needRoots && q.CAPath != "" {
 		if o.RootCAs, err = tlsconf.LoadCAPool(q.CAPath); err != nil {
 			return nil, fmt.Errorf("queue.ca_path: %w", err)
 		}
+	}
+	if err := a.receiverPolicies(&o); err != nil {
+		return nil, err
 	}
 	if q.Relayhost != "" {
 		o.Relayhost = &queue.Relayhost{Addr: q.Relayhost, ImplicitTLS: q.RelayhostTLS == "implicit",
@@ -260,6 +275,60 @@ func (a *app) openQueue() (*queue.Queue, error) {
 	}
 	o.Bounce = a.deliverBounce
 	return queue.Open(o)
+}
+
+// receiverPolicies sets up DANE, MTA-STS and TLSRPT for the queue, as
+// configured.
+func (a *app) receiverPolicies(o *queue.Options) error {
+	q := a.cfg.Queue
+	log := a.log.With("component", "queue")
+	if q.DANE {
+		if ap, err := netip.ParseAddrPort(q.DNSSECResolver); err != nil || !ap.Addr().IsLoopback() {
+			// Postfix's advice too: the AD bit crosses the network unprotected.
+			log.Warn("DANE trusts the AD bit of a resolver that is not on loopback", "dnssec_resolver", q.DNSSECResolver)
+		}
+		o.DANE = dane.NewResolver(q.DNSSECResolver)
+	}
+	txt := mailauth.NewResolver(q.DNSServer)
+	if q.MTASTS {
+		// The policy host is found through the queue's DNS server too.
+		dialer := &net.Dialer{Timeout: time.Minute}
+		if q.DNSServer != "" {
+			dialer.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, q.DNSServer)
+			}}
+		}
+		c, err := mtasts.New(mtasts.Options{Dir: filepath.Join(q.Dir, "mta-sts"), Resolver: txt, RootCAs: o.RootCAs, Logger: log, DialContext: dialer.DialContext})
+		if err != nil {
+			return err
+		}
+		o.MTASTS = c
+	}
+	if q.TLSRPT {
+		r, err := tlsrpt.New(tlsrpt.Options{
+			Dir: filepath.Join(q.Dir, "tlsrpt"), Hostname: a.cfg.MyHostname, Resolver: txt, Logger: log,
+			Send: a.sendTLSReport,
+		})
+		if err != nil {
+			return err
+		}
+		a.tlsrpt, o.TLSReport = r, r
+	}
+	return nil
+}
+
+// sendTLSReport queues a TLSRPT report, DKIM-signed when myhostname has a
+// key (RFC 8460 §5.3 asks for a signature); a signing failure sends it
+// unsigned.
+func (a *app) sendTLSReport(ctx context.Context, from string, to []string, msg []byte) error {
+	if sig, err := a.signer.Sign(bytes.NewReader(msg), int64(len(msg))); err != nil {
+		a.log.Warn("TLSRPT report not signed", "err", err)
+	} else {
+		msg = append(sig, msg...)
+	}
+	_, err := a.queue.Enqueue(ctx, from, to, msg)
+	return err
 }
 
 // deliverBounce hands a DSN to a local sender's maildir, or queues it for a
@@ -340,7 +409,7 @@ func (a *app) listen() error {
 	if err := os.MkdirAll(incoming, 0o700); err != nil {
 		return fmt.Errorf("smtp spool: %w", err)
 	}
-	checker := newAuthChecker(cfg)
+	checker := newAuthChecker(cfg, a.signer)
 	smtpListener := func(name, addr string, kind smtp.Kind) error {
 		if addr == "" {
 			return nil
@@ -471,6 +540,9 @@ func (a *app) run(ctx context.Context) error {
 			errc <- fmt.Errorf("queue: %w", err)
 		}
 	})
+	if a.tlsrpt != nil {
+		wg.Go(func() { a.tlsrpt.Run(ctx) })
+	}
 	for _, m := range a.tls {
 		wg.Go(func() { m.Watch(ctx) })
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/tlsconf/tlsrpt"
 )
 
 // session is one SMTP connection, ready for MAIL. go-smtp's client sets it
@@ -26,6 +28,7 @@ type session struct {
 	relay     string         // "host[ip]:port" for logs
 	remoteMTA string         // host name for the DSN's Remote-MTA
 	tls       bool
+	tlsWhy    string      // the TLS policy applied and why, for the log
 	stop      func() bool // detaches the close-on-cancel hook
 
 	r          *bufio.Reader // replies; a line longer than its buffer is an error
@@ -61,23 +64,27 @@ func (s *session) abort() {
 	s.conn.Close()
 }
 
-// connect opens a session to one address of a hop under the TLS policy.
-// Under "may" a failed STARTTLS is retried once without TLS, as Postfix does.
-func (q *Queue) connect(ctx context.Context, h hop, ip netip.Addr) (*session, *failure) {
-	policy := q.o.TLSPolicy
-	if h.relay != nil && h.relay.Username != "" && (policy == PolicyNone || policy == PolicyMay) {
+// connect opens a session to one address of a hop under the TLS plan.
+// Under "may" a failed STARTTLS is retried once without TLS, as Postfix
+// does; never under a receiver's policy (DANE, MTA-STS enforce), whose
+// levels require TLS.
+func (q *Queue) connect(ctx context.Context, h hop, ip netip.Addr, plan tlsPlan) (*session, *failure) {
+	if h.relay != nil && h.relay.Username != "" && (plan.level == PolicyNone || plan.level == PolicyMay) {
 		// Credentials never travel in clear text.
-		policy = PolicyEncrypt
+		plan.level = PolicyEncrypt
 	}
-	s, f := q.dial(ctx, h, ip, policy)
+	s, f := q.dial(ctx, h, ip, &plan)
 	if f != nil && f.retryPlain && ctx.Err() == nil {
 		q.log.Info("TLS failed, retrying without TLS (policy may)", "relay", f.relay, "reason", f.text)
-		s, f = q.dial(ctx, h, ip, PolicyNone)
+		plain := plan
+		plain.level = PolicyNone
+		s, f = q.dial(ctx, h, ip, &plain)
 	}
 	return s, f
 }
 
-func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (*session, *failure) {
+func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (*session, *failure) {
+	policy := plan.level
 	addr := net.JoinHostPort(ip.String(), h.port)
 	relay := fmt.Sprintf("%s[%s]:%s", h.name, ip, h.port)
 	dctx, cancel := context.WithTimeout(ctx, q.o.ConnectTimeout)
@@ -96,12 +103,18 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (
 		f.relay, f.remoteMTA = relay, h.name
 		return nil, f
 	}
-	s := &session{relay: relay, remoteMTA: h.name, stop: stop, conn: raw}
-	verify := policy == PolicyVerify
+	s := &session{relay: relay, remoteMTA: h.name, stop: stop, conn: raw, tlsWhy: plan.why}
+	// tlsFail records a failed handshake for TLSRPT and says which policy
+	// asked for it.
+	var testFail error
+	tlsFail := func(what string, err error) *failure {
+		q.reportSession(plan, h, raw, tlsFailureType(err), err.Error())
+		return tempFailure("4.7.5", joinWhy(what+" with "+relay+" failed: "+err.Error(), plan.why))
+	}
 	if h.relay != nil && h.relay.ImplicitTLS {
-		tc, err := q.handshake(ctx, raw, h.name, verify)
+		tc, err := q.handshake(ctx, raw, h.name, plan, &testFail)
 		if err != nil {
-			return fail(tempFailure("4.7.5", "TLS with "+relay+" failed: "+err.Error()))
+			return fail(tlsFail("TLS", err))
 		}
 		s.conn, s.tls = tc, true
 	}
@@ -116,10 +129,10 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (
 	}
 	if !s.tls && policy != PolicyNone {
 		if ok, _ := s.c.Extension("STARTTLS"); ok {
-			tc, err := q.startTLS(ctx, raw, h.name, verify)
+			tc, err := q.startTLS(ctx, raw, h.name, plan, &testFail)
 			if err != nil {
-				f := tempFailure("4.7.5", "STARTTLS with "+relay+" failed: "+err.Error())
-				f.retryPlain = policy == PolicyMay
+				f := tlsFail("STARTTLS", err)
+				f.retryPlain = policy == PolicyMay && plan.dane == nil
 				return fail(f)
 			}
 			s.conn, s.tls = tc, true
@@ -131,7 +144,18 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, policy Policy) (
 				return fail(replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2"))
 			}
 		} else if policy == PolicyEncrypt || policy == PolicyVerify {
-			return fail(tempFailure("4.7.4", "TLS is required, but was not offered by host "+relay))
+			q.reportSession(plan, h, raw, tlsrpt.StartTLSNotSupported, "STARTTLS not offered")
+			return fail(tempFailure("4.7.4", joinWhy("TLS is required, but was not offered by host "+relay, plan.why)))
+		} else if plan.testing {
+			q.reportSession(plan, h, raw, tlsrpt.StartTLSNotSupported, "STARTTLS not offered (MTA-STS testing, delivered anyway)")
+		}
+	}
+	if s.tls && policy != PolicyNone {
+		if testFail != nil {
+			q.reportSession(plan, h, raw, tlsFailureType(testFail), testFail.Error()+" (MTA-STS testing, delivered anyway)")
+			q.log.Info("MTA-STS testing: certificate not valid, delivering anyway", "relay", relay, "reason", testFail.Error())
+		} else {
+			q.reportSession(plan, h, raw, "", "")
 		}
 	}
 	if h.relay != nil && h.relay.Username != "" {
@@ -175,20 +199,8 @@ func (q *Queue) newClient(conn net.Conn) *gosmtp.Client {
 	return c
 }
 
-// tlsConfig is the client side of outbound TLS. Without verification the
-// certificate is accepted as is: opportunistic TLS (RFC 7435) still beats
-// clear text, and that is what the may and encrypt policies ask for.
-func (q *Queue) tlsConfig(name string, verify bool) *tls.Config {
-	return &tls.Config{
-		ServerName:         name, // an IP verifies against IP SANs and sends no SNI
-		RootCAs:            q.o.RootCAs,
-		InsecureSkipVerify: !verify,
-		MinVersion:         tls.VersionTLS12, // SPEC §7
-	}
-}
-
-func (q *Queue) handshake(ctx context.Context, raw net.Conn, name string, verify bool) (*tls.Conn, error) {
-	tc := tls.Client(raw, q.tlsConfig(name, verify))
+func (q *Queue) handshake(ctx context.Context, raw net.Conn, name string, plan *tlsPlan, testFail *error) (*tls.Conn, error) {
+	tc := tls.Client(raw, q.tlsConfig(name, plan, testFail))
 	hctx, cancel := context.WithTimeout(ctx, q.o.CommandTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -202,7 +214,7 @@ func (q *Queue) handshake(ctx context.Context, raw net.Conn, name string, verify
 // Anything the server sent after its EHLO reply stays unread in the old
 // client's buffer and is discarded with it: no plaintext injection survives
 // into the TLS session (CVE-2011-0411).
-func (q *Queue) startTLS(ctx context.Context, raw net.Conn, name string, verify bool) (*tls.Conn, error) {
+func (q *Queue) startTLS(ctx context.Context, raw net.Conn, name string, plan *tlsPlan, testFail *error) (*tls.Conn, error) {
 	raw.SetDeadline(time.Now().Add(q.o.CommandTimeout))
 	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
 		return nil, err
@@ -213,7 +225,7 @@ func (q *Queue) startTLS(ctx context.Context, raw net.Conn, name string, verify 
 		return nil, fmt.Errorf("STARTTLS refused: %s", printable(err.Error(), 300))
 	}
 	raw.SetDeadline(time.Time{})
-	return q.handshake(ctx, raw, name, verify)
+	return q.handshake(ctx, raw, name, plan, testFail)
 }
 
 // greetedConn replays a synthetic 220 greeting before the real stream, so a

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net/textproto"
 	"os"
@@ -27,6 +28,7 @@ type result struct {
 	status    string // RFC 3463
 	relay     string // "host[ip]:port" or ""
 	remoteMTA string
+	tls       string // the TLS policy of the session, for the log
 }
 
 func failResult(f *failure) result {
@@ -116,11 +118,18 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 	if f != nil {
 		return nil, f
 	}
+	dp := q.domainTLS(ctx, rt)
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
 	for _, h := range hops {
-		ips, f := q.addrs(ctx, h)
+		ips, ad, f := q.addrs(ctx, h)
 		if f != nil {
+			last, dead = f, false
+			continue
+		}
+		plan, f := q.hopTLS(ctx, rt, dp, h, ad)
+		if f != nil {
+			q.log.Info("host not used under the receiver's TLS policy", "queue_id", id, "mx", h.name, "reason", f.text)
 			last, dead = f, false
 			continue
 		}
@@ -129,7 +138,7 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 				break
 			}
 			tried++
-			s, f := q.connect(ctx, h, ip)
+			s, f := q.connect(ctx, h, ip, plan)
 			if f == nil {
 				return s, nil
 			}
@@ -370,7 +379,7 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *o
 		status = first
 	}
 	for _, k := range accepted {
-		res[lo+k] = result{out: outSent, code: code, reply: reply, status: status, relay: s.relay, remoteMTA: s.remoteMTA}
+		res[lo+k] = result{out: outSent, code: code, reply: reply, status: status, relay: s.relay, remoteMTA: s.remoteMTA, tls: s.tlsSummary()}
 	}
 	return nil
 }
@@ -400,4 +409,13 @@ func (s *session) failed(f *failure) result {
 	r := failResult(f)
 	r.relay, r.remoteMTA = s.relay, s.remoteMTA
 	return r
+}
+
+// tlsSummary is what the delivery log line says of the session's TLS.
+func (s *session) tlsSummary() string {
+	if !s.tls {
+		return "none (" + s.tlsWhy + ")"
+	}
+	st := s.conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState()
+	return tls.VersionName(st.Version) + " (" + s.tlsWhy + ")"
 }

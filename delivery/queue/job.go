@@ -82,7 +82,7 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 	for i, idx := range g.rcpts {
 		r, x := &m.Recipients[idx], res[i]
 		if x.out == outInterrupted {
-			q.logAttempt(m, r.Addr, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now)
+			q.logAttempt(m, r.Addr, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now, "")
 			continue
 		}
 		changed = true
@@ -110,24 +110,28 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 			}
 			word = "deferred"
 		}
-		q.logAttempt(m, r.Addr, x.relay, r.Status, word, reason, now)
+		q.logAttempt(m, r.Addr, x.relay, r.Status, word, reason, now, x.tls)
 	}
 	return changed
 }
 
 // logAttempt writes the Postfix-style line for one recipient attempt:
 // msg_id, queue_id, to=, relay=, delay=, dsn=, status= (reason).
-func (q *Queue) logAttempt(m *Message, to, relay, dsn, word, reason string, now time.Time) {
+func (q *Queue) logAttempt(m *Message, to, relay, dsn, word, reason string, now time.Time, tlsInfo string) {
 	if relay == "" {
 		relay = "none"
 	}
-	q.logFor(m).Info("delivery",
-		"to", "<"+to+">",
+	attrs := []any{
+		"to", "<" + to + ">",
 		"relay", relay,
 		"delay", strconv.FormatFloat(now.Sub(m.Created).Seconds(), 'f', 2, 64),
 		"dsn", dsn,
-		"status", word+" ("+reason+")",
-	)
+		"status", word + " (" + reason + ")",
+	}
+	if tlsInfo != "" {
+		attrs = append(attrs, "tls", tlsInfo)
+	}
+	q.logFor(m).Info("delivery", attrs...)
 }
 
 // notify sends the DSNs a message owes: one for recipients that failed and

@@ -87,6 +87,20 @@ type Options struct {
 	TLSPolicy Policy            // default verify (the seed's smtp_tls_security_level)
 	RootCAs   *x509.CertPool    // for verify; nil = system pool
 
+	// TLSPolicies are the admin's policies per recipient domain (Postfix
+	// smtp_tls_policy_maps): for MX deliveries to the domain they replace
+	// TLSPolicy and the receiver's DANE and MTA-STS policies.
+	TLSPolicies map[string]Policy
+	// DANE, when set, is the DNSSEC-validating resolver that MX deliveries
+	// ask for MX, address and TLSA records (RFC 7672); nil: no DANE.
+	DANE SecureResolver
+	// MTASTS, when set, gives the MTA-STS policy of recipient domains
+	// (RFC 8461); nil: no MTA-STS.
+	MTASTS STSPolicies
+	// TLSReport, when set, hears the outcome of every outbound TLS
+	// session for TLSRPT (RFC 8460).
+	TLSReport TLSReporter
+
 	MaxLifetime  time.Duration // default 5 days (Postfix maximal_queue_lifetime)
 	DelayWarning time.Duration // 0 = no delay warnings (Postfix delay_warning_time)
 	MinBackoff   time.Duration // default 300s (Postfix minimal_backoff_time)
@@ -185,6 +199,15 @@ func (o Options) withDefaults() (Options, error) {
 	if _, err := ParsePolicy(string(o.TLSPolicy)); err != nil {
 		return o, err
 	}
+	policies := make(map[string]Policy, len(o.TLSPolicies))
+	for dom, p := range o.TLSPolicies {
+		pp, err := ParsePolicy(string(p))
+		if err != nil {
+			return o, fmt.Errorf("queue: TLS policy for %q: %w", dom, err)
+		}
+		policies[normalizeDomain(dom)] = pp
+	}
+	o.TLSPolicies = policies
 	routes := make(map[string]string, len(o.Routes))
 	for dom, addr := range o.Routes {
 		if _, _, err := splitHostPort(addr); err != nil {

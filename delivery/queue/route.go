@@ -38,11 +38,13 @@ func (q *Queue) routeFor(domain string) route {
 
 // hop is one host to try for a route.
 type hop struct {
-	name     string     // host name for TLS verification and logs; an IP for literals
-	port     string     // "25" for MX
-	ip       netip.Addr // set when name needs no lookup
-	implicit bool       // an implicit MX (RFC 5321 §5.1): "not found" is permanent
-	relay    *Relayhost // AUTH and implicit TLS settings, relayhost only
+	name      string     // host name for TLS verification and logs; an IP for literals
+	port      string     // "25" for MX
+	ip        netip.Addr // set when name needs no lookup
+	implicit  bool       // an implicit MX (RFC 5321 §5.1): "not found" is permanent
+	mxSecure  bool       // the MX lookup (or its denial, for an implicit MX) was DNSSEC-validated
+	secureDNS bool       // look the addresses up through Options.DANE
+	relay     *Relayhost // AUTH and implicit TLS settings, relayhost only
 }
 
 // resolve turns a route into hosts in the order to try them. A failure is
@@ -62,7 +64,16 @@ func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
 	if ip, ok := parseAddrLiteral(rt.domain); ok {
 		return []hop{{name: ip.String(), port: "25", ip: ip}}, nil
 	}
-	mxs, err := q.o.Resolver.LookupMX(ctx, rt.domain)
+	var mxs []*net.MX
+	var err error
+	secure, viaDANE := false, q.o.DANE != nil
+	if viaDANE {
+		// DANE needs to know whether the MX RRset was validated, so the
+		// lookup goes to the validating resolver (RFC 7672 §2.2.1).
+		mxs, secure, err = q.o.DANE.LookupMX(ctx, rt.domain)
+	} else {
+		mxs, err = q.o.Resolver.LookupMX(ctx, rt.domain)
+	}
 	var dnsErr *net.DNSError
 	switch {
 	case err != nil && len(mxs) > 0:
@@ -70,11 +81,11 @@ func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
 		// malformed: use them.
 	case err != nil && errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		// No MX: the domain itself is the implicit MX (RFC 5321 §5.1).
-		return []hop{{name: rt.domain, port: "25", implicit: true}}, nil
+		return []hop{{name: rt.domain, port: "25", implicit: true, mxSecure: secure, secureDNS: viaDANE}}, nil
 	case err != nil:
 		return nil, tempFailure("4.4.3", "MX lookup for "+rt.domain+" failed: "+printable(err.Error(), 200))
 	case len(mxs) == 0:
-		return []hop{{name: rt.domain, port: "25", implicit: true}}, nil
+		return []hop{{name: rt.domain, port: "25", implicit: true, mxSecure: secure, secureDNS: viaDANE}}, nil
 	}
 	if len(mxs) == 1 && mxs[0].Host == "." {
 		// RFC 7505 §3: a null MX means the domain accepts no mail.
@@ -93,7 +104,7 @@ func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
 		if _, err := netip.ParseAddr(name); err == nil {
 			continue
 		}
-		hops = append(hops, hop{name: strings.ToLower(name), port: "25"})
+		hops = append(hops, hop{name: strings.ToLower(name), port: "25", mxSecure: secure, secureDNS: viaDANE})
 	}
 	if len(hops) == 0 {
 		return nil, tempFailure("4.4.3", "no usable MX host for "+rt.domain)
@@ -101,22 +112,35 @@ func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
 	return hops, nil
 }
 
+// addrDNS is what DANE needs of a hop's address lookup.
+type addrDNS struct {
+	secure    bool   // validated by the DNSSEC resolver
+	canonical string // where the host's CNAME chain leads ("" when not asked)
+}
+
 // addrs returns the addresses to try for a hop, A and AAAA in the order the
-// resolver gave them.
-func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, *failure) {
+// resolver gave them, and whether they were DNSSEC-validated.
+func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failure) {
+	var ad addrDNS
 	if h.ip.IsValid() {
-		return []netip.Addr{h.ip}, nil
+		return []netip.Addr{h.ip}, ad, nil
 	}
-	ips, err := q.o.Resolver.LookupIPAddr(ctx, h.name)
+	var ips []net.IPAddr
+	var err error
+	if h.secureDNS {
+		ips, ad.canonical, ad.secure, err = q.o.DANE.LookupIPAddr(ctx, h.name)
+	} else {
+		ips, err = q.o.Resolver.LookupIPAddr(ctx, h.name)
+	}
 	var dnsErr *net.DNSError
 	if err != nil {
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 			if h.implicit {
-				return nil, permFailure("5.1.2", "host or domain name not found: "+h.name)
+				return nil, ad, permFailure("5.1.2", "host or domain name not found: "+h.name)
 			}
-			return nil, tempFailure("4.4.3", "MX host not found: "+h.name)
+			return nil, ad, tempFailure("4.4.3", "MX host not found: "+h.name)
 		}
-		return nil, tempFailure("4.4.3", "address lookup for "+h.name+" failed: "+printable(err.Error(), 200))
+		return nil, ad, tempFailure("4.4.3", "address lookup for "+h.name+" failed: "+printable(err.Error(), 200))
 	}
 	out := make([]netip.Addr, 0, len(ips))
 	for _, ip := range ips {
@@ -130,7 +154,7 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, *failure) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, tempFailure("4.4.3", "no usable address for "+h.name)
+		return nil, ad, tempFailure("4.4.3", "no usable address for "+h.name)
 	}
-	return out, nil
+	return out, ad, nil
 }

@@ -59,6 +59,10 @@ func NewCA(t testing.TB) *CA {
 // CertFile is the CA certificate in PEM.
 func (c *CA) CertFile() string { return c.certFile }
 
+// Certificate is the CA's own certificate (a DANE-TA anchor, or to append
+// to a server's chain).
+func (c *CA) Certificate() *x509.Certificate { return c.cert }
+
 // Pool is a fresh pool holding only this CA.
 func (c *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()

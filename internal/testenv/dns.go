@@ -21,13 +21,17 @@ type DNS struct {
 	held     map[string]chan struct{} // answers for these names wait until the channel closes
 	queries  int
 	waiting  int // questions held by Hold so far
+	// validating: answers carry the AD bit, as a DNSSEC-validating
+	// resolver's do for a signed zone, except for the names in insecure.
+	validating bool
+	insecure   map[string]bool
 }
 
 // StartDNS serves records, each in zone-file syntax
 // (`example.org. TXT "v=spf1 -all"`), until the test ends.
 func StartDNS(t testing.TB, records ...string) *DNS {
 	t.Helper()
-	d := &DNS{records: map[string][]dns.RR{}, servfail: map[string]bool{}, held: map[string]chan struct{}{}}
+	d := &DNS{records: map[string][]dns.RR{}, servfail: map[string]bool{}, held: map[string]chan struct{}{}, insecure: map[string]bool{}}
 	d.Set(t, records...)
 	h := dns.HandlerFunc(d.serve)
 	// UDP first on a kernel-chosen port, then TCP on the same one; a port
@@ -83,6 +87,22 @@ func (d *DNS) ServFail(name string) {
 	d.servfail[strings.ToLower(dns.Fqdn(name))] = true
 }
 
+// Validating makes the server answer as a DNSSEC-validating resolver does
+// for signed zones: the AD bit set on every answer (records, NXDOMAIN or no
+// data), except for names given to Insecure. DANE trusts that bit.
+func (d *DNS) Validating() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.validating = true
+}
+
+// Insecure makes the answers for name lack the AD bit (an unsigned zone).
+func (d *DNS) Insecure(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.insecure[strings.ToLower(dns.Fqdn(name))] = true
+}
+
 // Hold makes the answers for name wait until release is called (a slow
 // DNS server, without timing). The test should defer release.
 func (d *DNS) Hold(name string) (release func()) {
@@ -126,21 +146,41 @@ func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	m.Authoritative = true
 	d.mu.Lock()
 	d.queries++
+	m.AuthenticatedData = d.validating
 	for _, q := range req.Question {
 		name := strings.ToLower(q.Name)
-		if d.servfail[name] {
-			m.Rcode = dns.RcodeServerFailure
-			break
-		}
-		rrs, ok := d.records[name]
-		if !ok {
-			m.Rcode = dns.RcodeNameError
-			break
-		}
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == q.Qtype {
-				m.Answer = append(m.Answer, dns.Copy(rr))
+		// A CNAME is followed, as a recursive resolver does: the chain
+		// and the target's records in one answer (bounded).
+	chain:
+		for range 8 {
+			if d.insecure[name] {
+				m.AuthenticatedData = false
 			}
+			if d.servfail[name] {
+				m.Rcode = dns.RcodeServerFailure
+				break
+			}
+			rrs, ok := d.records[name]
+			if !ok {
+				m.Rcode = dns.RcodeNameError
+				break
+			}
+			for _, rr := range rrs {
+				if rr.Header().Rrtype == q.Qtype {
+					m.Answer = append(m.Answer, dns.Copy(rr))
+				}
+			}
+			if len(m.Answer) > 0 || q.Qtype == dns.TypeCNAME {
+				break
+			}
+			for _, rr := range rrs {
+				if c, ok := rr.(*dns.CNAME); ok {
+					m.Answer = append(m.Answer, dns.Copy(rr))
+					name = strings.ToLower(c.Target)
+					continue chain
+				}
+			}
+			break
 		}
 	}
 	d.mu.Unlock()

@@ -1,0 +1,188 @@
+package dane
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Record is one TLSA record (RFC 6698 §2.1).
+type Record struct {
+	Usage, Selector, MatchingType uint8
+	Data                          []byte
+}
+
+// TLSA usages, selectors and matching types (RFC 7218 names).
+const (
+	UsagePKIXTA = 0
+	UsagePKIXEE = 1
+	UsageDANETA = 2
+	UsageDANEEE = 3
+
+	SelectorCert = 0
+	SelectorSPKI = 1
+
+	MatchFull   = 0
+	MatchSHA256 = 1
+	MatchSHA512 = 2
+)
+
+// Limits on hostile input.
+const (
+	// MaxRecords is how many TLSA records are considered; the rest of a
+	// larger RRset is ignored.
+	MaxRecords = 32
+	maxChain   = 10
+	maxFull    = 16 << 10 // a full certificate or key in a record
+)
+
+func (r Record) String() string {
+	d := hex.EncodeToString(r.Data)
+	if len(d) > 64 {
+		d = d[:64] + "…"
+	}
+	return fmt.Sprintf("%d %d %d %s", r.Usage, r.Selector, r.MatchingType, d)
+}
+
+// Usable reports whether an SMTP client may authenticate with r (RFC 7672
+// §3.1.3 and RFC 7671 §4: PKIX usages are not for SMTP; an unknown
+// parameter or a digest of the wrong length makes the record unusable).
+func (r Record) Usable() bool {
+	if r.Usage != UsageDANETA && r.Usage != UsageDANEEE {
+		return false
+	}
+	if r.Selector != SelectorCert && r.Selector != SelectorSPKI {
+		return false
+	}
+	switch r.MatchingType {
+	case MatchFull:
+		return len(r.Data) > 0 && len(r.Data) <= maxFull
+	case MatchSHA256:
+		return len(r.Data) == sha256.Size
+	case MatchSHA512:
+		return len(r.Data) == sha512.Size
+	}
+	return false
+}
+
+// Usable returns the usable records among rs, at most MaxRecords.
+func Usable(rs []Record) []Record {
+	var out []Record
+	for _, r := range rs {
+		if len(out) == MaxRecords {
+			break
+		}
+		if r.Usable() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// matches reports whether cert matches the record's selector and data.
+func (r Record) matches(cert *x509.Certificate) bool {
+	var b []byte
+	switch r.Selector {
+	case SelectorCert:
+		b = cert.Raw
+	case SelectorSPKI:
+		b = cert.RawSubjectPublicKeyInfo
+	default:
+		return false
+	}
+	switch r.MatchingType {
+	case MatchFull:
+		return bytes.Equal(b, r.Data)
+	case MatchSHA256:
+		h := sha256.Sum256(b)
+		return bytes.Equal(h[:], r.Data)
+	case MatchSHA512:
+		h := sha512.Sum512(b)
+		return bytes.Equal(h[:], r.Data)
+	}
+	return false
+}
+
+// ErrNoMatch: the chain matches none of the usable records. RFC 7672 §2.2:
+// the delivery must not go on to this host (nor in clear text).
+var ErrNoMatch = errors.New("dane: no TLSA record matches the server's certificate chain")
+
+// Verify checks a server's chain against usable TLSA records. names are
+// what a DANE-TA-authenticated leaf may be issued to: the TLSA base domain
+// (the MX host) and the next-hop domain (RFC 7672 §3.2.2); DANE-EE needs no
+// name. It returns the record that matched.
+func Verify(cs tls.ConnectionState, records []Record, names []string) (Record, error) {
+	chain := cs.PeerCertificates
+	if len(chain) == 0 {
+		return Record{}, errors.New("dane: the server sent no certificate")
+	}
+	if len(chain) > maxChain {
+		chain = chain[:maxChain]
+	}
+	leaf := chain[0]
+	var taErr error
+	for _, r := range records {
+		switch r.Usage {
+		case UsageDANEEE:
+			if r.matches(leaf) {
+				return r, nil
+			}
+		case UsageDANETA:
+			// The anchor is a certificate the server sent (RFC 7671 §5.2.2
+			// asks servers to include it); the leaf itself is no anchor.
+			for i := 1; i < len(chain); i++ {
+				if !r.matches(chain[i]) {
+					continue
+				}
+				if err := verifyToAnchor(chain[:i], chain[i], names); err != nil {
+					taErr = err
+					continue
+				}
+				return r, nil
+			}
+			// "2 0 0" publishes the whole anchor certificate: the server
+			// need not send it (RFC 7671 §5.2.2).
+			if r.Selector == SelectorCert && r.MatchingType == MatchFull {
+				if anchor, err := x509.ParseCertificate(r.Data); err == nil {
+					if err := verifyToAnchor(chain, anchor, names); err != nil {
+						taErr = err
+						continue
+					}
+					return r, nil
+				}
+			}
+		}
+	}
+	if taErr != nil {
+		return Record{}, fmt.Errorf("%w (DANE-TA: %v)", ErrNoMatch, taErr)
+	}
+	return Record{}, ErrNoMatch
+}
+
+// verifyToAnchor checks that the leaf (chain[0]) chains to anchor through
+// the other certificates of chain, and that it names one of names.
+func verifyToAnchor(chain []*x509.Certificate, anchor *x509.Certificate, names []string) error {
+	roots := x509.NewCertPool()
+	roots.AddCert(anchor)
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if n != "" && chain[0].VerifyHostname(strings.TrimSuffix(n, ".")) == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("certificate names none of %s", strings.Join(names, ", "))
+}

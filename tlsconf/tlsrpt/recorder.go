@@ -1,0 +1,486 @@
+package tlsrpt
+
+import (
+	"bytes"
+	"cmp"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TXTResolver is the DNS the reporter needs; *net.Resolver is one.
+type TXTResolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Options configures a Recorder.
+type Options struct {
+	// Dir keeps one file per UTC day not yet reported (created if
+	// missing, mode 0700).
+	Dir string
+	// Hostname names the submitter (organization-name, the report's
+	// From domain, TLS-Report-Submitter).
+	Hostname string
+	// From is the reports' sender address; default noreply-tlsrpt@Hostname.
+	From string
+	// Contact is the report's contact-info; default postmaster@Hostname.
+	Contact  string
+	Resolver TXTResolver
+	// Send hands a report to the queue (envelope sender "", as for other
+	// automatic reports, so that nothing bounces back to us).
+	Send   func(ctx context.Context, from string, to []string, msg []byte) error
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Bounds on what one day may hold: a hostile stream of domains or failure
+// reasons costs at most this much memory and report size.
+const (
+	maxPolicies     = 10000
+	maxDetails      = 100
+	maxReason       = 300
+	maxRUA          = 5
+	maxPolicyString = 64
+)
+
+// Recorder aggregates session outcomes per UTC day and policy, and sends
+// the reports of past days.
+type Recorder struct {
+	o Options
+
+	mu    sync.Mutex
+	days  map[string]*day // by "2006-01-02"; guarded by mu
+	dirty bool            // guarded by mu
+}
+
+// day is one UTC day's aggregate, as kept on disk.
+type day struct {
+	Policies map[string]*policyAgg `json:"policies"`
+}
+
+type policyAgg struct {
+	Domain  string             `json:"domain"`
+	Type    PolicyType         `json:"type"`
+	Strings []string           `json:"strings,omitempty"`
+	MXHosts []string           `json:"mx_hosts,omitempty"`
+	Success int64              `json:"success"`
+	Failure int64              `json:"failure"`
+	Details map[string]*detail `json:"details,omitempty"`
+}
+
+type detail struct {
+	ResultType  ResultType `json:"result-type"`
+	SendingIP   string     `json:"sending-mta-ip,omitempty"`
+	ReceivingMX string     `json:"receiving-mx-hostname,omitempty"`
+	ReceivingIP string     `json:"receiving-ip,omitempty"`
+	Count       int64      `json:"failed-session-count"`
+	Reason      string     `json:"failure-reason-code,omitempty"`
+}
+
+// New opens the directory and loads the days recorded before a restart.
+func New(o Options) (*Recorder, error) {
+	if o.Dir == "" || o.Hostname == "" || o.Send == nil {
+		return nil, errors.New("tlsrpt: Options.Dir, Hostname and Send are required")
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("tlsrpt: %w", err)
+	}
+	if o.From == "" {
+		o.From = "noreply-tlsrpt@" + o.Hostname
+	}
+	if o.Contact == "" {
+		o.Contact = "postmaster@" + o.Hostname
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Recorder{o: o, days: map[string]*day{}}
+	names, _ := filepath.Glob(filepath.Join(o.Dir, "????-??-??.json"))
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			continue
+		}
+		var d day
+		if err := json.Unmarshal(b, &d); err != nil || d.Policies == nil {
+			o.Logger.Warn("TLSRPT day file unreadable, ignored", "file", n, "err", err)
+			continue
+		}
+		r.days[strings.TrimSuffix(filepath.Base(n), ".json")] = &d
+	}
+	return r, nil
+}
+
+// Record counts one session outcome under today's date.
+func (r *Recorder) Record(x Result) {
+	if x.PolicyDomain == "" {
+		return
+	}
+	if x.PolicyType == "" {
+		x.PolicyType = PolicyNotFound
+	}
+	if len(x.PolicyStrings) > maxPolicyString {
+		x.PolicyStrings = x.PolicyStrings[:maxPolicyString]
+	}
+	key := strings.ToLower(x.PolicyDomain) + "|" + string(x.PolicyType) + "|" + strings.Join(x.PolicyStrings, "\n")
+	today := r.o.Now().UTC().Format(time.DateOnly)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.days[today]
+	if d == nil {
+		d = &day{Policies: map[string]*policyAgg{}}
+		r.days[today] = d
+	}
+	p := d.Policies[key]
+	if p == nil {
+		if len(d.Policies) >= maxPolicies {
+			return
+		}
+		p = &policyAgg{Domain: strings.ToLower(x.PolicyDomain), Type: x.PolicyType, Strings: x.PolicyStrings}
+		d.Policies[key] = p
+	}
+	r.dirty = true
+	// mx-host (RFC 8460 §4.4): an MTA-STS policy's mx patterns, the MX
+	// hosts seen for a TLSA policy.
+	if p.MXHosts == nil && x.PolicyType == PolicySTS {
+		for _, l := range x.PolicyStrings {
+			if mx, ok := strings.CutPrefix(l, "mx: "); ok {
+				p.MXHosts = append(p.MXHosts, mx)
+			}
+		}
+	}
+	if x.ReceivingMX != "" && x.PolicyType == PolicyTLSA && !slices.Contains(p.MXHosts, x.ReceivingMX) && len(p.MXHosts) < 10 {
+		p.MXHosts = append(p.MXHosts, x.ReceivingMX)
+	}
+	if x.Failure == "" {
+		p.Success++
+		return
+	}
+	p.Failure++
+	reason := x.FailureReason
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	dk := string(x.Failure) + "|" + x.SendingIP + "|" + x.ReceivingMX + "|" + x.ReceivingIP + "|" + reason
+	if p.Details == nil {
+		p.Details = map[string]*detail{}
+	}
+	dt := p.Details[dk]
+	if dt == nil {
+		if len(p.Details) >= maxDetails {
+			return // still counted in the summary
+		}
+		dt = &detail{ResultType: x.Failure, SendingIP: x.SendingIP, ReceivingMX: x.ReceivingMX, ReceivingIP: x.ReceivingIP, Reason: reason}
+		p.Details[dk] = dt
+	}
+	dt.Count++
+}
+
+// Flush writes the days recorded since the last flush to disk.
+func (r *Recorder) Flush() error {
+	r.mu.Lock()
+	if !r.dirty {
+		r.mu.Unlock()
+		return nil
+	}
+	files := map[string][]byte{}
+	for name, d := range r.days {
+		b, err := json.Marshal(d)
+		if err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		files[name] = b
+	}
+	r.dirty = false
+	r.mu.Unlock()
+	var first error
+	for name, b := range files {
+		if err := writeFileAtomic(filepath.Join(r.o.Dir, name+".json"), b); err != nil && first == nil {
+			first = fmt.Errorf("tlsrpt: %w", err)
+		}
+	}
+	return first
+}
+
+// Run flushes every minute and, after a UTC day is over, sends its
+// reports, until ctx is done (then it flushes once more).
+func (r *Recorder) Run(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if err := r.Flush(); err != nil {
+			r.o.Logger.Warn("TLSRPT counts not saved", "err", err)
+		}
+		r.SendDue(ctx)
+		select {
+		case <-ctx.Done():
+			if err := r.Flush(); err != nil {
+				r.o.Logger.Warn("TLSRPT counts not saved", "err", err)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SendDue sends the reports of every day before today and forgets them.
+// A report that cannot be handed to the queue is retried at the next call.
+func (r *Recorder) SendDue(ctx context.Context) {
+	today := r.o.Now().UTC().Format(time.DateOnly)
+	r.mu.Lock()
+	var due []string
+	for name := range r.days {
+		if name < today {
+			due = append(due, name)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(due)
+	for _, name := range due {
+		r.mu.Lock()
+		d := r.days[name]
+		r.mu.Unlock()
+		if err := r.sendDay(ctx, name, d); err != nil {
+			r.o.Logger.Warn("TLSRPT reports not sent, will retry", "day", name, "err", err)
+			continue
+		}
+		r.mu.Lock()
+		delete(r.days, name)
+		r.mu.Unlock()
+		if err := os.Remove(filepath.Join(r.o.Dir, name+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.o.Logger.Warn("TLSRPT day file not removed", "day", name, "err", err)
+		}
+	}
+}
+
+// sendDay sends one report per policy domain of a day that publishes a
+// TLSRPT record. A domain without one is skipped; a DNS failure or a queue
+// refusal fails the day (retried later).
+func (r *Recorder) sendDay(ctx context.Context, name string, d *day) error {
+	start, err := time.Parse(time.DateOnly, name)
+	if err != nil {
+		return nil // not ours: forgotten
+	}
+	byDomain := map[string][]*policyAgg{}
+	for _, p := range d.Policies {
+		byDomain[p.Domain] = append(byDomain[p.Domain], p)
+	}
+	domains := make([]string, 0, len(byDomain))
+	for dom := range byDomain {
+		domains = append(domains, dom)
+	}
+	slices.Sort(domains)
+	for _, dom := range domains {
+		rua, err := r.lookupRUA(ctx, dom)
+		if err != nil {
+			return err
+		}
+		if len(rua) == 0 {
+			continue
+		}
+		msg, err := r.buildReport(dom, start, byDomain[dom], rua)
+		if err != nil {
+			return err
+		}
+		if err := r.o.Send(ctx, "", rua, msg); err != nil {
+			return fmt.Errorf("tlsrpt: report for %s: %w", dom, err)
+		}
+		r.o.Logger.Info("TLSRPT report sent", "domain", dom, "day", name, "to", strings.Join(rua, ","))
+	}
+	return nil
+}
+
+// lookupRUA returns the mailto: addresses of _smtp._tls.domain
+// (RFC 8460 §3); https: URIs are not supported and only logged.
+func (r *Recorder) lookupRUA(ctx context.Context, domain string) ([]string, error) {
+	txts, err := r.o.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tlsrpt: TXT of _smtp._tls.%s: %w", domain, err)
+	}
+	addrs, err := ParseRecord(txts)
+	if err != nil {
+		r.o.Logger.Info("TLSRPT record unusable, no report", "domain", domain, "err", err)
+		return nil, nil
+	}
+	return addrs, nil
+}
+
+// ParseRecord returns the mailto: addresses of a TLSRPT TXT RRset: exactly
+// one record starting "v=TLSRPTv1", its rua a comma-separated list of URIs.
+// https: URIs are skipped (not supported here); at most maxRUA addresses.
+func ParseRecord(txts []string) ([]string, error) {
+	var rec string
+	n := 0
+	for _, t := range txts {
+		if strings.HasPrefix(t, "v=TLSRPTv1") {
+			rec, n = t, n+1
+		}
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("tlsrpt: %d TLSRPTv1 records, want one", n)
+	}
+	var out []string
+	for f := range strings.SplitSeq(rec, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(f), "=")
+		if !ok || strings.TrimSpace(k) != "rua" {
+			continue
+		}
+		for u := range strings.SplitSeq(v, ",") {
+			u = strings.TrimSpace(u)
+			rest, ok := strings.CutPrefix(strings.ToLower(u[:min(len(u), 7)]), "mailto:")
+			if !ok || rest != "" {
+				continue // https: and others
+			}
+			addr, err := url.PathUnescape(u[7:])
+			if err != nil {
+				continue
+			}
+			if a, err := mail.ParseAddress(addr); err == nil && !strings.ContainsAny(a.Address, "\r\n<>") && len(out) < maxRUA {
+				out = append(out, a.Address)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("tlsrpt: no mailto: rua")
+	}
+	return out, nil
+}
+
+// report is RFC 8460 §4.4's JSON.
+type report struct {
+	OrganizationName string         `json:"organization-name"`
+	DateRange        dateRange      `json:"date-range"`
+	ContactInfo      string         `json:"contact-info"`
+	ReportID         string         `json:"report-id"`
+	Policies         []policyReport `json:"policies"`
+}
+
+type dateRange struct {
+	Start string `json:"start-datetime"`
+	End   string `json:"end-datetime"`
+}
+
+type policyReport struct {
+	Policy struct {
+		Type   PolicyType `json:"policy-type"`
+		String []string   `json:"policy-string,omitempty"`
+		Domain string     `json:"policy-domain"`
+		MXHost []string   `json:"mx-host,omitempty"`
+	} `json:"policy"`
+	Summary struct {
+		Success int64 `json:"total-successful-session-count"`
+		Failure int64 `json:"total-failure-session-count"`
+	} `json:"summary"`
+	Details []detail `json:"failure-details,omitempty"`
+}
+
+// buildReport builds the message for one policy domain's day: the gzipped JSON
+// report in a multipart/report (report-type tlsrpt), RFC 8460 §5.3.
+func (r *Recorder) buildReport(domain string, start time.Time, policies []*policyAgg, to []string) ([]byte, error) {
+	end := start.Add(24*time.Hour - time.Second)
+	rnd := make([]byte, 8)
+	rand.Read(rnd)
+	id := start.Format("20060102") + "." + hex.EncodeToString(rnd) + "@" + r.o.Hostname
+	rep := report{
+		OrganizationName: r.o.Hostname,
+		DateRange:        dateRange{Start: start.Format(time.RFC3339), End: end.Format(time.RFC3339)},
+		ContactInfo:      r.o.Contact,
+		ReportID:         id,
+	}
+	slices.SortFunc(policies, func(a, b *policyAgg) int { return cmp.Compare(a.Type, b.Type) })
+	for _, p := range policies {
+		var pr policyReport
+		pr.Policy.Type, pr.Policy.String, pr.Policy.Domain, pr.Policy.MXHost = p.Type, p.Strings, p.Domain, p.MXHosts
+		pr.Summary.Success, pr.Summary.Failure = p.Success, p.Failure
+		for _, dt := range p.Details {
+			pr.Details = append(pr.Details, *dt)
+		}
+		slices.SortFunc(pr.Details, func(a, b detail) int { return cmp.Compare(b.Count, a.Count) })
+		rep.Policies = append(rep.Policies, pr)
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		return nil, err
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(js)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	boundary := "tlsrpt-" + hex.EncodeToString(rnd)
+	file := fmt.Sprintf("%s!%s!%d!%d.json.gz", r.o.Hostname, domain, start.Unix(), end.Unix())
+	var b bytes.Buffer
+	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
+	h("From", "<"+r.o.From+">")
+	h("To", "<"+strings.Join(to, ">, <")+">")
+	h("Subject", "Report Domain: "+domain+" Submitter: "+r.o.Hostname+" Report-ID: <"+id+">")
+	h("Date", r.o.Now().UTC().Format(time.RFC1123Z))
+	h("Message-ID", "<"+id+">")
+	h("TLS-Report-Domain", domain)
+	h("TLS-Report-Submitter", r.o.Hostname)
+	h("Auto-Submitted", "auto-generated")
+	h("MIME-Version", "1.0")
+	h("Content-Type", `multipart/report; report-type="tlsrpt"; boundary="`+boundary+`"`)
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Type: text/plain; charset=us-ascii\r\n\r\n")
+	b.WriteString("This is an aggregate TLS report (RFC 8460) from " + r.o.Hostname + " for " + domain + ",\r\n" + start.Format(time.DateOnly) + " UTC.\r\n")
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Type: application/tlsrpt+gzip\r\n")
+	b.WriteString("Content-Transfer-Encoding: base64\r\n")
+	b.WriteString(`Content-Disposition: attachment; filename="` + file + `"` + "\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString(gz.Bytes())
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	b.WriteString("--" + boundary + "--\r\n")
+	return b.Bytes(), nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
