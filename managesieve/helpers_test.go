@@ -18,7 +18,6 @@ import (
 	"courriel/directory"
 	"courriel/internal/testenv"
 	"courriel/loginguard"
-	"courriel/sieve/scripts"
 )
 
 // env is a server on a kernel-chosen loopback port in front of a real
@@ -186,4 +185,13 @@ func (e *env) login(t *testing.T, login string) *client {
 
 func lit(s string) string { return fmt.Sprintf("{%d+}\r\n%s", len(s), s) }
 
-var _ = scripts.Dir
+
+// dialRaw connects without reading the greeting.
+func dialRaw(e *env) (*client, error) {
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &client{conn: c, r: bufio.NewReader(c)}, nil
+}

@@ -142,6 +142,9 @@ func (se *session) readArgs(cmd string) ([]token, error) {
 			if err != nil {
 				return nil, err
 			}
+			if r != nil && r.bye {
+				return nil, r
+			}
 			if r != nil {
 				refused = r
 			}

@@ -285,5 +285,3 @@ func sanitize(s string) string {
 		return r
 	}, s)
 }
-
-
