@@ -185,7 +185,6 @@ func (e *env) login(t *testing.T, login string) *client {
 
 func lit(s string) string { return fmt.Sprintf("{%d+}\r\n%s", len(s), s) }
 
-
 // dialRaw connects without reading the greeting.
 func dialRaw(e *env) (*client, error) {
 	c, err := net.Dial("tcp", e.addr)
