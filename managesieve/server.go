@@ -295,7 +295,8 @@ func (s *Server) Close() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	for ln := range s.listeners {
-		ln.Close()
+		ln.Close() // no new connections while the present ones finish
+		delete(s.listeners, ln)
 	}
 	for se := range s.sessions {
 		se.shutdown.Store(true)
