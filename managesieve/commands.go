@@ -325,7 +325,8 @@ func cmdPutScript(se *session, args []token) error {
 	}
 	name, src := args[0].s, []byte(args[1].s)
 	if scripts.ValidName(name) != nil {
-		return no("", "Invalid Sieve script name.")
+		// Pigeonhole shows the name; a hostile one only as printable text.
+		return no("", "Invalid Sieve script name "+quoteName(sanitize(name))+".")
 	}
 	if err := se.store.HaveSpace(name, int64(len(src))); err != nil {
 		return se.storeError("putscript", name, err)

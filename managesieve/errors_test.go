@@ -130,8 +130,8 @@ func TestScriptErrors(t *testing.T) {
 	big := strings.Repeat("#", 1001)
 	c.run([]step{
 		{`PUTSCRIPT "main" ` + lit("keep;\r\n"), []string{`OK "PUTSCRIPT completed."`}},
-		{`PUTSCRIPT "a/b" "keep;"`, []string{`NO "Invalid Sieve script name."`}},
-		{`PUTSCRIPT "a` + "\x01" + `b" "keep;"`, []string{`NO "Invalid Sieve script name."`}},
+		{`PUTSCRIPT "a/b" "keep;"`, []string{"NO \"Invalid Sieve script name `a/b'.\""}},
+		{`PUTSCRIPT "a` + "\x01" + `b" "keep;"`, []string{"NO \"Invalid Sieve script name `a?b'.\""}},
 		{`PUTSCRIPT "bad" ` + lit("keep;\r\nfileintoo \"x\";\r\n"), []string{"NO bad: line 2: error: ", "\r\nbad: error: validation failed.\r\n"}},
 		{`PUTSCRIPT "bad" ` + lit("if true {\r\n"), []string{"bad: line ", "bad: error: parse failed."}},
 		{`CHECKSCRIPT ` + lit("require \"nope\";\r\n"), []string{"NO line 1: error: ", "\r\nerror: validation failed.\r\n"}},
