@@ -286,15 +286,15 @@ func cmdHaveSpace(se *session, args []token) error {
 // words them, one per line, each prefixed by prefix.
 func (se *session) checkScript(prefix string, src []byte) error {
 	lim := sieve.Limits{MaxScriptSize: int(se.srv.opts.Limits.MaxScriptSize)}
-	failed := "validation failed"
-	_, err := sieve.Parse(src, lim)
-	if err != nil {
-		failed = "parse failed"
-	} else {
-		_, err = sieve.Compile(src, lim)
-	}
+	_, err := sieve.Compile(src, lim)
 	if err == nil {
 		return nil
+	}
+	// Which step refused it, for Pigeonhole's last line: parsing it
+	// again costs only the scripts in error.
+	failed := "validation failed"
+	if _, perr := sieve.Parse(src, lim); perr != nil {
+		failed = "parse failed"
 	}
 	var b strings.Builder
 	var serr *sieve.Error

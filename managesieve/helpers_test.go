@@ -30,9 +30,15 @@ type env struct {
 	srv      *Server
 }
 
-func newEnv(t *testing.T, tune func(*Options)) *env {
+func newEnv(t testing.TB, tune func(*Options)) *env {
 	t.Helper()
-	homeBase := filepath.Join(t.TempDir(), "vmail")
+	return newEnvIn(t, t.TempDir(), tune)
+}
+
+// newEnvIn is newEnv with the homes in parent/vmail.
+func newEnvIn(t testing.TB, parent string, tune func(*Options)) *env {
+	t.Helper()
+	homeBase := filepath.Join(parent, "vmail")
 	if err := os.Mkdir(homeBase, 0o711); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +81,7 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 	return &env{slapd: s, ca: ca, homeBase: homeBase, addr: ln.Addr().String(), srv: srv}
 }
 
-func (e *env) user(t *testing.T, login string) testenv.FixtureUser {
+func (e *env) user(t testing.TB, login string) testenv.FixtureUser {
 	t.Helper()
 	for _, u := range e.slapd.Users() {
 		if u.Login == login {
@@ -88,12 +94,12 @@ func (e *env) user(t *testing.T, login string) testenv.FixtureUser {
 
 // client is a raw ManageSieve connection.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *bufio.Reader
 }
 
-func (e *env) dial(t *testing.T) *client {
+func (e *env) dial(t testing.TB) *client {
 	t.Helper()
 	c, err := net.Dial("tcp", e.addr)
 	if err != nil {
@@ -172,7 +178,7 @@ func plain(authz, user, pass string) string {
 }
 
 // login dials, starts TLS and logs in as login.
-func (e *env) login(t *testing.T, login string) *client {
+func (e *env) login(t testing.TB, login string) *client {
 	t.Helper()
 	c := e.dial(t)
 	c.startTLS(e)
