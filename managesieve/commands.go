@@ -42,7 +42,9 @@ func (se *session) dispatch(name string, args []token) error {
 	c, ok := commands[name]
 	if !ok || !c.any && c.auth != (se.state == stateAuth) {
 		// Pigeonhole answers a command of the other state as unknown.
-		se.errors++
+		if se.errors++; se.errors >= maxErrors {
+			return &reply{msg: "Too many invalid commands.", bye: true}
+		}
 		return no("", "Error in MANAGESIEVE command "+name+": Unknown command.")
 	}
 	return c.run(se, args)
@@ -226,7 +228,7 @@ func (se *session) login(username, password string) error {
 		return no("TRYLATER", "Too many connections for this user from your address.")
 	}
 	se.srv.guard.Succeeded(username, parseIP(se.ip))
-	se.user, se.store, se.state, se.cmds = u, st, stateAuth, 0
+	se.user, se.store, se.state = u, st, stateAuth
 	se.log = se.log.With("user", u.Login)
 	se.log.Info("managesieve: login", "ip", se.ip)
 	se.writeResp("OK", "", "Logged in.")

@@ -63,6 +63,21 @@ func TestBeforeTLS(t *testing.T) {
 	if r := c.cmd(`PUTSCRIPT "a" {100000+}`); !strings.HasPrefix(r, `BYE "Too long argument."`) {
 		t.Fatalf("large literal before login: %q", r)
 	}
+	// Before login, a connection gets 50 commands and 20 invalid ones.
+	c3 := e.dial(t)
+	for i := range 51 {
+		r := c3.cmd("NOOP")
+		if i < 50 && r != `OK "NOOP Completed"` || i == 50 && r != `BYE "Too many commands."` {
+			t.Fatalf("command %d: %q", i+1, r)
+		}
+	}
+	c4 := e.dial(t)
+	for i := range 20 {
+		r := c4.cmd("GETSCRIPT \"x\"")
+		if i < 19 && !strings.Contains(r, "Unknown command.") || i == 19 && r != `BYE "Too many invalid commands."` {
+			t.Fatalf("invalid command %d: %q", i+1, r)
+		}
+	}
 	// STARTTLS with a command pipelined behind it (a STARTTLS injection).
 	c2 := e.dial(t)
 	c2.send("STARTTLS\r\nAUTHENTICATE \"PLAIN\" \"x\"\r\n")

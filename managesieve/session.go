@@ -43,6 +43,7 @@ type session struct {
 	fails   int            // failed logins
 	errors  int            // protocol errors
 	cmds    int            // commands read
+	preAuth int            // commands read while not logged in
 	lineLen int            // bytes of the current command outside literals
 }
 
@@ -116,7 +117,10 @@ func (se *session) serve() {
 		}
 		if err == nil {
 			se.cmds++
-			if se.cmds > se.srv.opts.MaxCommands || se.state == stateNotAuth && se.cmds > maxPreAuthCmds {
+			if se.state == stateNotAuth {
+				se.preAuth++
+			}
+			if se.cmds > se.srv.opts.MaxCommands || se.preAuth > maxPreAuthCmds {
 				se.writeResp("BYE", "", "Too many commands.")
 				_ = se.flush()
 				return
