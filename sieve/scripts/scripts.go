@@ -702,3 +702,20 @@ func (s *Store) ActiveScript() (name string, content []byte, ok bool, err error)
 	}
 	return name, b, err == nil, err
 }
+
+// ReadActive is what delivery calls for each local recipient: the active
+// script of the user whose home is home (see ActiveScript), ok false when
+// there is none, the home included. It opens and closes the home; of o,
+// Base and Limits.MaxScriptSize apply (a larger script is ErrTooBig).
+func ReadActive(home string, o Options) (name string, content []byte, ok bool, err error) {
+	o.CreateHome = false
+	s, err := Open(home, o)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, false, nil
+		}
+		return "", nil, false, err
+	}
+	defer s.Close()
+	return s.ActiveScript()
+}

@@ -205,3 +205,22 @@ func TestHostileHome(t *testing.T) {
 		t.Fatal("home outside Base opened")
 	}
 }
+
+func TestReadActive(t *testing.T) {
+	s, home := open(t, Limits{})
+	if _, _, ok, err := ReadActive(filepath.Join(home, "nothere"), Options{}); ok || err != nil {
+		t.Fatalf("missing home: %v %v", ok, err)
+	}
+	if _, _, ok, err := ReadActive(home, Options{}); ok || err != nil {
+		t.Fatalf("no script: %v %v", ok, err)
+	}
+	s.Put("f", []byte("stop;\n"))
+	s.SetActive("f")
+	name, b, ok, err := ReadActive(home, Options{Base: filepath.Dir(home)})
+	if !ok || err != nil || name != "f" || string(b) != "stop;\n" {
+		t.Fatalf("ReadActive = %q %q %v %v", name, b, ok, err)
+	}
+	if _, _, _, err := ReadActive(home, Options{Limits: Limits{MaxScriptSize: 3}}); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("over the size limit: %v", err)
+	}
+}
