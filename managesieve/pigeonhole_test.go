@@ -116,7 +116,11 @@ func TestPigeonholeDifferential(t *testing.T) {
 	os.Chmod(dir, 0o755)
 	home := filepath.Join(dir, "home")
 	os.Mkdir(home, 0o755)
-	os.Chown(home, 65534, 65534)
+	// An installation from before ManageSieve: a regular ~/.dovecot.sieve,
+	// which activation must keep as sieve/dovecot.orig.sieve.
+	legacy := "require \"fileinto\";\nfileinto \"Old\";\n"
+	os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(legacy), 0o600)
+	exec.Command("chown", "-R", "65534:65534", home).Run()
 	conf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+
 		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
@@ -145,6 +149,10 @@ func TestPigeonholeDifferential(t *testing.T) {
 
 	// Ours.
 	e := newEnv(t, func(o *Options) { o.Limits = lim })
+	bob := e.user(t, "bob")
+	os.MkdirAll(bob.Home, 0o700)
+	os.WriteFile(filepath.Join(bob.Home, ".dovecot.sieve"), []byte(legacy), 0o600)
+	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", bob.UID, bob.GID), bob.Home).Run()
 	c := e.login(t, "bob")
 	ours := make([]string, len(differential))
 	for i, cmd := range differential {
@@ -177,7 +185,7 @@ func TestPigeonholeDifferential(t *testing.T) {
 		l, _ := os.Readlink(filepath.Join(h, ".dovecot.sieve"))
 		return strings.Join(out, "\n") + "\nlink " + l
 	}
-	if o, p := files(e.user(t, "bob").Home), files(home); o != p {
+	if o, p := files(bob.Home), files(home); o != p {
 		t.Errorf("files differ:\n ours:\n%s\n Pigeonhole:\n%s", o, p)
 	}
 }
