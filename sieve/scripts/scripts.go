@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 	"unicode/utf8"
 )
 
@@ -454,6 +455,7 @@ func (s *Store) Put(name string, content []byte) error {
 	if err != nil {
 		return err
 	}
+	s.cleanTmp()
 	tmp := path.Join(Dir, tmpDir, tmpName("courriel."))
 	f, err := s.home.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
@@ -490,6 +492,26 @@ func (s *Store) Put(name string, content []byte) error {
 	// A compiled copy of the old version would be stale.
 	_ = s.home.Remove(path.Join(Dir, name+binExt))
 	return s.syncDir(Dir)
+}
+
+// staleTmp is the age after which a file left in tmp/ by a crash is
+// removed (Pigeonhole's SIEVE_FILE_STORAGE_TMP_DELETE_SECS, 36 hours).
+const staleTmp = 36 * time.Hour
+
+// cleanTmp removes what crashed writers left in tmp/, a bounded number at
+// a time (the directory is empty but for them).
+func (s *Store) cleanTmp() {
+	d, err := s.home.Open(path.Join(Dir, tmpDir))
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	ents, _ := d.ReadDir(100)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTmp && fi.Mode().IsRegular() {
+			_ = s.home.Remove(path.Join(Dir, tmpDir, e.Name()))
+		}
+	}
 }
 
 // Delete removes a script and its compiled copy; the active script

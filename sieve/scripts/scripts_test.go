@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func open(t *testing.T, lim Limits) (*Store, string) {
@@ -222,5 +223,23 @@ func TestReadActive(t *testing.T) {
 	}
 	if _, _, _, err := ReadActive(home, Options{Limits: Limits{MaxScriptSize: 3}}); !errors.Is(err, ErrTooBig) {
 		t.Fatalf("over the size limit: %v", err)
+	}
+}
+
+// What a crashed writer left in tmp/ goes after 36 hours, as in Pigeonhole.
+func TestStaleTmp(t *testing.T) {
+	s, home := open(t, Limits{})
+	s.Put("a", []byte("keep;"))
+	old, fresh := filepath.Join(home, "sieve/tmp/old"), filepath.Join(home, "sieve/tmp/fresh")
+	os.WriteFile(old, nil, 0o600)
+	os.WriteFile(fresh, nil, 0o600)
+	long := time.Now().Add(-37 * time.Hour)
+	os.Chtimes(old, long, long)
+	s.Put("a", []byte("stop;"))
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("stale file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent file removed: %v", err)
 	}
 }
