@@ -50,12 +50,13 @@ func (se *session) dispatch(name string, args []token) error {
 	return c.run(se, args)
 }
 
-// want checks the arguments: n strings first, then up to opt more of
-// kinds given by optKinds (same length as the optional ones).
+// want checks that the arguments are of kinds, all of them required.
 func want(name string, args []token, kinds ...tokKind) error {
 	return wantOpt(name, args, len(kinds), kinds...)
 }
 
+// wantOpt checks that the arguments are of kinds, the first required of
+// them present.
 func wantOpt(name string, args []token, required int, kinds ...tokKind) error {
 	if len(args) < required {
 		return no("", "Error in MANAGESIEVE command "+name+": Missing arguments.")
@@ -65,11 +66,7 @@ func wantOpt(name string, args []token, required int, kinds ...tokKind) error {
 	}
 	for i, a := range args {
 		if a.kind != kinds[i] {
-			what := "string"
-			if kinds[i] == tokNumber {
-				what = "number"
-			}
-			return no("", fmt.Sprintf("Error in MANAGESIEVE command %s: Invalid arguments: argument %d is not a %s.", name, i+1, what))
+			return no("", "Error in MANAGESIEVE command "+name+": Invalid arguments.")
 		}
 	}
 	return nil
@@ -247,6 +244,12 @@ func cmdUnauthenticate(se *session, args []token) error {
 	return nil
 }
 
+// invalidName is Pigeonhole's reply to a name it cannot store; a
+// hostile name is shown as printable text only.
+func invalidName(what, name string) error {
+	return no("", "Invalid "+what+" name "+quoteName(sanitize(name))+".")
+}
+
 // storeError maps a storage error to a reply; one unknown is the
 // server's trouble, logged, and the client may retry.
 func (se *session) storeError(op, name string, err error) error {
@@ -275,6 +278,9 @@ func cmdHaveSpace(se *session, args []token) error {
 	}
 	if scripts.ValidName(args[0].s) != nil {
 		return no("", "Invalid script name.")
+	}
+	if args[1].n == 0 {
+		return no("", "Cannot upload empty script.") // as Pigeonhole, though PUTSCRIPT takes one
 	}
 	size := int64(min(args[1].n, 1<<62))
 	if err := se.store.HaveSpace(args[0].s, size); err != nil {
@@ -328,7 +334,7 @@ func cmdPutScript(se *session, args []token) error {
 	name, src := args[0].s, []byte(args[1].s)
 	if scripts.ValidName(name) != nil {
 		// Pigeonhole shows the name; a hostile one only as printable text.
-		return no("", "Invalid Sieve script name "+quoteName(sanitize(name))+".")
+		return invalidName("Sieve script", name)
 	}
 	if err := se.store.HaveSpace(name, int64(len(src))); err != nil {
 		return se.storeError("putscript", name, err)
@@ -385,16 +391,24 @@ func cmdSetActive(se *session, args []token) error {
 		return err
 	}
 	name := args[0].s
+	active, err := se.store.Active()
+	if err != nil {
+		return se.storeError("setactive", name, err)
+	}
 	if name == "" {
 		if err := se.store.SetActive(""); err != nil {
 			return se.storeError("setactive", name, err)
+		}
+		if active == "" {
+			se.writeResp("OK", "", "No scripts currently active.")
+			return nil
 		}
 		se.log.Info("managesieve: scripts deactivated")
 		se.writeResp("OK", "", "Active script is now deactivated.")
 		return nil
 	}
 	if scripts.ValidName(name) != nil {
-		return no("", "Invalid script name.")
+		return invalidName("script", name)
 	}
 	src, err := se.store.Get(name)
 	if err != nil {
@@ -402,6 +416,10 @@ func cmdSetActive(se *session, args []token) error {
 	}
 	if err := se.checkScript(name+": ", src); err != nil {
 		return err
+	}
+	if name == active {
+		se.writeResp("OK", "", "Script is already active.")
+		return nil
 	}
 	if err := se.store.SetActive(name); err != nil {
 		return se.storeError("setactive", name, err)
@@ -416,7 +434,7 @@ func cmdGetScript(se *session, args []token) error {
 		return err
 	}
 	if scripts.ValidName(args[0].s) != nil {
-		return no("", "Invalid script name.")
+		return invalidName("script", args[0].s)
 	}
 	src, err := se.store.Get(args[0].s)
 	if err != nil {
@@ -435,7 +453,7 @@ func cmdDeleteScript(se *session, args []token) error {
 		return err
 	}
 	if scripts.ValidName(args[0].s) != nil {
-		return no("", "Invalid script name.")
+		return invalidName("script", args[0].s)
 	}
 	if err := se.store.Delete(args[0].s); err != nil {
 		return se.storeError("deletescript", args[0].s, err)
@@ -449,8 +467,18 @@ func cmdRenameScript(se *session, args []token) error {
 	if err := want("RENAMESCRIPT", args, tokString, tokString); err != nil {
 		return err
 	}
-	if scripts.ValidName(args[0].s) != nil || scripts.ValidName(args[1].s) != nil {
-		return no("", "Invalid script name.")
+	if scripts.ValidName(args[0].s) != nil {
+		return invalidName("script", args[0].s)
+	}
+	if scripts.ValidName(args[1].s) != nil {
+		return invalidName("new Sieve script", args[1].s)
+	}
+	if args[0].s == args[1].s {
+		// Pigeonhole: the new name is taken, by the script itself.
+		if _, err := se.store.Get(args[0].s); err != nil {
+			return se.storeError("renamescript", args[0].s, err)
+		}
+		return no("ALREADYEXISTS", "A sieve script with that name already exists.")
 	}
 	if err := se.store.Rename(args[0].s, args[1].s); err != nil {
 		return se.storeError("renamescript", args[0].s, err)

@@ -158,7 +158,7 @@ func TestScriptErrors(t *testing.T) {
 		{`HAVESPACE "big" 1001`, []string{`NO (QUOTA/MAXSIZE)`}},
 		{`HAVESPACE "x" 10`, []string{`OK "Putscript would succeed."`}},
 		{`HAVESPACE "x/y" 10`, []string{`NO "Invalid script name."`}},
-		{`HAVESPACE "x" "10"`, []string{`argument 2 is not a number`}},
+		{`HAVESPACE "x" "10"`, []string{`NO "Error in MANAGESIEVE command HAVESPACE: Invalid arguments."`}},
 		{`PUTSCRIPT "b" "keep;"`, []string{`OK`}},
 		{`PUTSCRIPT "c" "keep;"`, []string{`OK`}},
 		{`PUTSCRIPT "d" "keep;"`, []string{`NO (QUOTA/MAXSCRIPTS) "Script count quota exceeded (max 3 scripts)."`}},

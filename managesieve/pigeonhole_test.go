@@ -19,9 +19,9 @@ import (
 // (package dovecot-managesieved), run pre-authenticated on stdin.
 const pigeonholeManageSieve = "/usr/lib/dovecot/managesieve"
 
-// differential is one session's commands (after login), with the
-// quota both servers run with.
-var differential = []string{
+// quotaSession is one session's commands (after login), run with a
+// quota of 3 scripts, 1000 bytes, 1000 bytes a script.
+var quotaSession = []string{
 	`PUTSCRIPT "main" ` + lit("require \"fileinto\";\r\nif header :contains \"subject\" \"x\" { fileinto \"X\"; }\r\n"),
 	`PUTSCRIPT "a/b" "keep;"`,
 	`PUTSCRIPT "" "keep;"`,
@@ -93,6 +93,50 @@ func gist(resp string) string {
 	return g
 }
 
+// namesSession, without limits: names, empty and odd scripts, repeats.
+var namesSession = []string{
+	`PUTSCRIPT "empty" ""`,
+	`GETSCRIPT "empty"`,
+	`PUTSCRIPT "Café filtres" "keep;"`,
+	`PUTSCRIPT "with \"quotes\" and \\" "keep;"`,
+	`PUTSCRIPT ".hidden" "keep;"`,
+	`PUTSCRIPT "." "keep;"`,
+	`PUTSCRIPT ".." "keep;"`,
+	`PUTSCRIPT "dovecot" "keep;"`,
+	// 200 bytes: longer names make Pigeonhole's temporary file name (the
+	// script's name, a time, a pid and the host name) too long for the
+	// file system, an internal error there; courriel takes up to 249.
+	`PUTSCRIPT "` + strings.Repeat("é", 100) + `" "keep;"`,
+	`PUTSCRIPT "` + strings.Repeat("x", 257) + `" "keep;"`,
+	`PUTSCRIPT "a` + "\t" + `b" "keep;"`,
+	`PUTSCRIPT ` + lit("lit name") + ` ` + lit("keep;"),
+	`LISTSCRIPTS`,
+	`SETACTIVE "Café filtres"`,
+	`SETACTIVE "Café filtres"`,
+	`RENAMESCRIPT "Café filtres" "Café filtres"`,
+	`RENAMESCRIPT "empty" "a/b"`,
+	`DELETESCRIPT "a/b"`,
+	`GETSCRIPT "a/b"`,
+	`SETACTIVE "a/b"`,
+	`HAVESPACE "n" 0`,
+	`HAVESPACE "n" 4294967296`,
+	`PUTSCRIPT "crlf" ` + lit("keep;\r\n\r\n# comment\r\n"),
+	`GETSCRIPT "crlf"`,
+	`PUTSCRIPT "lf" ` + lit("keep;\n# comment\n"),
+	`GETSCRIPT "lf"`,
+	`PUTSCRIPT "nul" ` + lit("keep;\x00"),
+	`PUTSCRIPT "latin1" ` + lit("# caf\xe9\r\nkeep;\r\n"),
+	`CHECKSCRIPT ""`,
+	`PUTSCRIPT "n"`,
+	`PUTSCRIPT "n" 5`,
+	`DELETESCRIPT "Café filtres"`,
+	`SETACTIVE ""`,
+	`SETACTIVE ""`,
+	`DELETESCRIPT "Café filtres"`,
+	`LISTSCRIPTS`,
+	`LOGOUT`,
+}
+
 // Our replies and Pigeonhole's to the same commands: the same outcome,
 // response code and data, and the same files on disk.
 func TestPigeonholeDifferential(t *testing.T) {
@@ -105,8 +149,19 @@ func TestPigeonholeDifferential(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("running Pigeonhole as another user needs root")
 	}
-	lim := scripts.Limits{MaxScripts: 3, MaxStorage: 1000, MaxScriptSize: 1000}
+	t.Run("quota", func(t *testing.T) {
+		differential(t, scripts.Limits{MaxScripts: 3, MaxStorage: 1000, MaxScriptSize: 1000}, quotaSession)
+	})
+	t.Run("names", func(t *testing.T) {
+		differential(t, scripts.Limits{}, namesSession)
+	})
+}
 
+func differential(t *testing.T, lim scripts.Limits, cmds []string) {
+	maxSize := lim.MaxScriptSize
+	if maxSize == 0 {
+		maxSize = scripts.DefaultMaxScriptSize
+	}
 	// Pigeonhole.
 	dir, err := os.MkdirTemp("", "pigeonhole")
 	if err != nil {
@@ -125,7 +180,7 @@ func TestPigeonholeDifferential(t *testing.T) {
 	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+
 		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
 		"plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  sieve_quota_max_scripts = %d\n  sieve_quota_max_storage = %d\n  sieve_max_script_size = %d\n}\n",
-		home, lim.MaxScripts, lim.MaxStorage, lim.MaxScriptSize)), 0o644)
+		home, lim.MaxScripts, lim.MaxStorage, maxSize)), 0o644)
 	cmd := exec.Command(pigeonholeManageSieve, "-c", conf)
 	cmd.Env = []string{"USER=alice", "HOME=" + home}
 	stdin, _ := cmd.StdinPipe()
@@ -138,12 +193,12 @@ func TestPigeonholeDifferential(t *testing.T) {
 	ph := &client{t: t, r: bufio.NewReader(stdout)} // pre-authenticated: no greeting
 	go func() {
 		// Pigeonhole reads as the replies go; it needs no pacing.
-		for _, c := range differential {
+		for _, c := range cmds {
 			io.WriteString(stdin, c+"\r\n")
 		}
 	}()
-	theirs := make([]string, len(differential))
-	for i := range differential {
+	theirs := make([]string, len(cmds))
+	for i := range cmds {
 		theirs[i] = ph.response()
 	}
 
@@ -154,24 +209,24 @@ func TestPigeonholeDifferential(t *testing.T) {
 	os.WriteFile(filepath.Join(bob.Home, ".dovecot.sieve"), []byte(legacy), 0o600)
 	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", bob.UID, bob.GID), bob.Home).Run()
 	c := e.login(t, "bob")
-	ours := make([]string, len(differential))
-	for i, cmd := range differential {
+	ours := make([]string, len(cmds))
+	for i, cmd := range cmds {
 		ours[i] = c.cmd(cmd)
 	}
 	same := 0
-	for i := range differential {
+	for i := range cmds {
 		if ours[i] == theirs[i] {
 			same++
 		} else {
-			t.Logf("worded differently: %q\n ours:       %q\n Pigeonhole: %q", trim(differential[i]), trim(ours[i]), trim(theirs[i]))
+			t.Logf("worded differently: %q\n ours:       %q\n Pigeonhole: %q", trim(cmds[i]), trim(ours[i]), trim(theirs[i]))
 		}
 		g, w := gist(ours[i]), gist(theirs[i])
-		t.Logf("%-40.40q %s", differential[i], w)
+		t.Logf("%-40.40q %s", cmds[i], w)
 		if g != w {
-			t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(differential[i]), ours[i], theirs[i])
+			t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(cmds[i]), ours[i], theirs[i])
 		}
 	}
-	t.Logf("%d of %d replies are word for word Pigeonhole's", same, len(differential))
+	t.Logf("%d of %d replies are word for word Pigeonhole's", same, len(cmds))
 	// The files left, and the link.
 	files := func(h string) string {
 		var out []string
