@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -89,6 +90,10 @@ func (e *syntaxError) Error() string { return e.msg }
 
 func (se *session) serve() {
 	defer func() {
+		if v := recover(); v != nil {
+			// A bug costs this connection, not the server.
+			se.log.Error("managesieve: session panic", "panic", v, "stack", string(debug.Stack()))
+		}
 		if se.store != nil {
 			se.store.Close()
 		}
