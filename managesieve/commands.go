@@ -169,7 +169,7 @@ func (se *session) loginFailed(login, reason string) error {
 	se.fails++
 	se.log.Info("managesieve: login failed", "ip", se.ip, "login", sanitize(login), "reason", reason, "delay", d)
 	if m := se.srv.opts.Metrics; m != nil {
-		m.AuthFailure("managesieve")
+		m.AuthFailure(metricsListener)
 	}
 	if d > 0 {
 		t := time.NewTimer(d)

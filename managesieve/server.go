@@ -26,10 +26,15 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, login, password string) (directory.User, error)
 }
 
-// Metrics is what the server reports; *monitor.Metrics satisfies it.
+// Metrics is what the server reports, with the listener "managesieve";
+// *monitor.Metrics satisfies it.
 type Metrics interface {
+	ConnOpened(listener string)
+	ConnClosed(listener string)
 	AuthFailure(listener string)
 }
+
+const metricsListener = "managesieve"
 
 // Defaults for the zero values of Options.
 const (
@@ -214,6 +219,9 @@ func (s *Server) admit(c net.Conn) *session {
 	se := newSession(s, c, ip)
 	s.sessions[se] = struct{}{}
 	s.mu.Unlock()
+	if m := s.opts.Metrics; m != nil {
+		m.ConnOpened(metricsListener)
+	}
 	se.log.Debug("managesieve: connect", "ip", ip)
 	return se
 }
@@ -257,6 +265,9 @@ func (s *Server) dropSession(se *session) {
 	}
 	delete(s.sessions, se)
 	s.wg.Done()
+	if m := s.opts.Metrics; m != nil {
+		m.ConnClosed(metricsListener)
+	}
 	if se.userKey != "" {
 		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
 			delete(s.userConns, se.userKey)
