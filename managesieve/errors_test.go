@@ -228,3 +228,15 @@ func TestConnectionLimits(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A home outside the allowed base (a directory entry gone wrong) is
+// refused at login: try later, and the admin reads why in the log.
+func TestHomeOutsideBase(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AllowedBase = t.TempDir() })
+	c := e.dial(t)
+	c.startTLS(e)
+	u := e.user(t, "alice")
+	if r := c.cmd(`AUTHENTICATE "PLAIN" "` + plain("", u.Login, u.Password) + `"`); !strings.HasPrefix(r, "NO (TRYLATER)") {
+		t.Fatalf("home outside the base: %q", r)
+	}
+}
