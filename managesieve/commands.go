@@ -16,11 +16,12 @@ import (
 )
 
 type command struct {
-	auth bool // needs a login (else: only before one, or in both when any)
-	any  bool
+	auth bool // after login only; false: before login only (unless any)
+	any  bool // in both states
 	run  func(se *session, args []token) error
 }
 
+// commands is the command table; it never changes.
 var commands = map[string]command{
 	"CAPABILITY":     {any: true, run: cmdCapability},
 	"LOGOUT":         {any: true, run: cmdLogout},
