@@ -48,7 +48,7 @@ func TestDemo(t *testing.T) {
 		}
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for _, p := range []string{"2525", "2587", "2465", "2993", "3389", "8025"} {
+	for _, p := range []string{"2525", "2587", "2465", "2993", "3389", "8025", "14190"} {
 		for {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
 			if err == nil {
@@ -124,6 +124,23 @@ func TestDemo(t *testing.T) {
 		o, err := run(t, "", "ldapsearch", "-x", "-H", "ldap://127.0.0.1:3389", "-b", "dc=xoyize,dc=xyz", "(uid=xomail)")
 		if err != nil || !strings.Contains(o, "mailacceptinggeneralid: test0@hosted-domain.com") {
 			t.Errorf("ldapsearch: %v\n%s", err, o)
+		}
+	}
+	// ManageSieve on 14190: STARTTLS with the demo's certificate, the demo
+	// users; the script lands where Pigeonhole keeps it.
+	if _, err := exec.LookPath("sieve-connect"); err == nil || os.Getenv("CI") == "true" {
+		script := filepath.Join(t.TempDir(), "f.sieve")
+		os.WriteFile(script, []byte("require \"fileinto\";\nfileinto \"Demo\";\n"), 0o644)
+		for _, args := range [][]string{{"--upload", "--localsieve", script, "--remotesieve", "demo"}, {"--activate", "--remotesieve", "demo"}} {
+			c := exec.Command("sieve-connect", append([]string{"--server", "127.0.0.1", "--port", "14190", "--user", "alice",
+				"--passwordfd", "0", "--notlsverify"}, args...)...)
+			c.Stdin = strings.NewReader("demo\n")
+			if o, err := c.CombinedOutput(); err != nil {
+				t.Errorf("sieve-connect %v: %v\n%s", args, err, o)
+			}
+		}
+		if l, err := os.Readlink(filepath.Join(dir, "vmail", "alice", ".dovecot.sieve")); err != nil || l != "sieve/demo.sieve" {
+			t.Errorf("alice's active script link: %q %v", l, err)
 		}
 	}
 	// IMAP moved it from new/ to cur/, as Dovecot does.

@@ -161,6 +161,7 @@ smtp = %q
 submission = %q
 submissions = %q
 imaps = %q
+managesieve = ""
 http = %q
 [tls]
 cert_file = %q

@@ -146,7 +146,7 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 	// are fine (check-config before a reload), anyone else's are not.
 	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)
 	for _, l := range []struct{ name, addr string }{{"smtp", cfg.Listen.SMTP}, {"submission", cfg.Listen.Submission},
-		{"submissions", cfg.Listen.Submissions}, {"imaps", cfg.Listen.IMAPS}, {"imap", cfg.Listen.IMAP}, {"http", cfg.Listen.HTTP}} {
+		{"submissions", cfg.Listen.Submissions}, {"imaps", cfg.Listen.IMAPS}, {"imap", cfg.Listen.IMAP}, {"managesieve", cfg.Listen.ManageSieve}, {"http", cfg.Listen.HTTP}} {
 		if l.addr == "" {
 			continue
 		}

@@ -27,6 +27,7 @@ smtp = %q
 submission = ""
 submissions = ""
 imaps = ""
+managesieve = ""
 [tls]
 cert_file = %q
 key_file = %q

@@ -38,6 +38,7 @@ smtp = ""
 submission = ""
 submissions = ""
 imaps = ""
+managesieve = ""
 [ldap]
 urls = [%q]
 start_tls = true

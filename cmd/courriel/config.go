@@ -19,6 +19,8 @@ import (
 	"courriel/delivery"
 	"courriel/directory"
 	"courriel/imap"
+	"courriel/managesieve"
+	"courriel/sieve/scripts"
 	"courriel/smtp"
 )
 
@@ -32,16 +34,19 @@ type Config struct {
 	RecipientLimit   int      `toml:"recipient_limit"`
 	LogLevel         string   `toml:"log_level"`
 
-	Listen   ListenConfig   `toml:"listen"`
-	SMTP     SMTPConfig     `toml:"smtp"`
-	IMAP     IMAPConfig     `toml:"imap"`
-	TLS      TLSConfig      `toml:"tls"`
-	LDAP     LDAPConfig     `toml:"ldap"`
-	Delivery DeliveryConfig `toml:"delivery"`
-	Queue    QueueConfig    `toml:"queue"`
-	Milters  []MilterConfig `toml:"milter"` // [[milter]] (milterconf.go)
-	Monitor  MonitorConfig  `toml:"monitor"`
-	MailAuth MailAuthConfig `toml:"mailauth"`
+	Listen ListenConfig `toml:"listen"`
+	SMTP   SMTPConfig   `toml:"smtp"`
+	IMAP   IMAPConfig   `toml:"imap"`
+	// ManageSieve is the ManageSieve listener's limits and those of the
+	// users' Sieve scripts.
+	ManageSieve ManageSieveConfig `toml:"managesieve"`
+	TLS         TLSConfig         `toml:"tls"`
+	LDAP        LDAPConfig        `toml:"ldap"`
+	Delivery    DeliveryConfig    `toml:"delivery"`
+	Queue       QueueConfig       `toml:"queue"`
+	Milters     []MilterConfig    `toml:"milter"` // [[milter]] (milterconf.go)
+	Monitor     MonitorConfig     `toml:"monitor"`
+	MailAuth    MailAuthConfig    `toml:"mailauth"`
 }
 
 // MonitorConfig is about the http listener (listen.http).
@@ -57,6 +62,9 @@ type ListenConfig struct {
 	Submissions string `toml:"submissions"`
 	IMAPS       string `toml:"imaps"`
 	IMAP        string `toml:"imap"`
+	// ManageSieve (RFC 5804): plain with STARTTLS, as Dovecot's
+	// managesieve-login on 4190.
+	ManageSieve string `toml:"managesieve"`
 	HTTP        string `toml:"http"`
 }
 
@@ -83,6 +91,25 @@ type IMAPConfig struct {
 	ConnectionLimit int `toml:"connection_limit"`
 }
 
+// ManageSieveConfig is about the ManageSieve listener and the users'
+// Sieve scripts (kept as Pigeonhole keeps them: ~/sieve/, ~/.dovecot.sieve).
+type ManageSieveConfig struct {
+	// MaxScripts: scripts of one user; 0 is no limit (Pigeonhole:
+	// sieve_quota_max_scripts).
+	MaxScripts int `toml:"max_scripts"`
+	// MaxStorage: bytes of one user's scripts together; 0 is no limit
+	// (sieve_quota_max_storage).
+	MaxStorage int64 `toml:"max_storage"`
+	// MaxScriptSize: bytes of one script (sieve_max_script_size).
+	MaxScriptSize int64 `toml:"max_script_size"`
+	// ConnectionLimitPerIP: connections from one address not logged in yet.
+	ConnectionLimitPerIP int `toml:"connection_limit_per_ip"`
+	// UserIPConnectionLimit: logged-in connections of one user from one address.
+	UserIPConnectionLimit int `toml:"user_ip_connection_limit"`
+	// ConnectionLimit: connections in all.
+	ConnectionLimit int `toml:"connection_limit"`
+}
+
 type TLSConfig struct {
 	CertFile   string `toml:"cert_file"`
 	KeyFile    string `toml:"key_file"`
@@ -91,7 +118,7 @@ type TLSConfig struct {
 	// cert_file/key_file.
 	ACME ACMEConfig `toml:"acme"`
 	// Listeners overrides the certificate or minimum version of one
-	// listener (smtp, submission, submissions, imaps, imap).
+	// listener (smtp, submission, submissions, imaps, imap, managesieve).
 	Listeners map[string]TLSListenerConfig `toml:"listeners"`
 }
 
@@ -114,7 +141,7 @@ type TLSListenerConfig struct {
 }
 
 // tlsListenerNames are the listeners that speak TLS.
-var tlsListenerNames = []string{"smtp", "submission", "submissions", "imaps", "imap"}
+var tlsListenerNames = []string{"smtp", "submission", "submissions", "imaps", "imap", "managesieve"}
 
 // listenerTLS returns the effective TLS settings of a listener.
 func (c *Config) listenerTLS(name string) TLSListenerConfig {
@@ -259,7 +286,7 @@ func defaultConfig() Config {
 		MessageSizeLimit: 10240000,
 		RecipientLimit:   1000,
 		LogLevel:         "info",
-		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993"},
+		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993", ManageSieve: ":4190"},
 		SMTP: SMTPConfig{
 			ConnectionLimitPerIP: smtp.DefaultMaxConnsPerIP, ConnectionLimit: smtp.DefaultMaxConns,
 			BareNewline: "normalize",
@@ -267,6 +294,10 @@ func defaultConfig() Config {
 		IMAP: IMAPConfig{
 			ConnectionLimitPerIP: imap.DefaultMaxConnsPerIP, UserIPConnectionLimit: imap.DefaultMaxUserIPConns,
 			ConnectionLimit: imap.DefaultMaxConns,
+		},
+		ManageSieve: ManageSieveConfig{
+			MaxScriptSize: scripts.DefaultMaxScriptSize, ConnectionLimitPerIP: managesieve.DefaultMaxConnsPerIP,
+			UserIPConnectionLimit: managesieve.DefaultMaxUserIPConns, ConnectionLimit: managesieve.DefaultMaxConns,
 		},
 		LDAP: LDAPConfig{
 			URLs: []string{"ldap://localhost"}, StartTLS: true, RequireCert: true, Scope: "sub",
@@ -446,6 +477,24 @@ func (c *Config) validate() error {
 	if c.IMAP.ConnectionLimit < c.IMAP.ConnectionLimitPerIP || c.IMAP.ConnectionLimit > 1000000 {
 		return keyErr("imap.connection_limit", "%d is out of range (connection_limit_per_ip .. 1000000)", c.IMAP.ConnectionLimit)
 	}
+	if m := c.ManageSieve; m.MaxScripts < 0 || m.MaxScripts > 1000000 {
+		return keyErr("managesieve.max_scripts", "%d is out of range (0 .. 1000000; 0 is no limit)", m.MaxScripts)
+	}
+	if m := c.ManageSieve; m.MaxStorage < 0 || m.MaxStorage > 1<<40 {
+		return keyErr("managesieve.max_storage", "%d is out of range (0 .. 1099511627776; 0 is no limit)", m.MaxStorage)
+	}
+	if m := c.ManageSieve; m.MaxScriptSize < 1024 || m.MaxScriptSize > 64<<20 {
+		return keyErr("managesieve.max_script_size", "%d is out of range (1024 .. 67108864)", m.MaxScriptSize)
+	}
+	if m := c.ManageSieve; m.ConnectionLimitPerIP < 1 || m.ConnectionLimitPerIP > 100000 {
+		return keyErr("managesieve.connection_limit_per_ip", "%d is out of range (1 .. 100000)", m.ConnectionLimitPerIP)
+	}
+	if m := c.ManageSieve; m.UserIPConnectionLimit < 1 || m.UserIPConnectionLimit > 100000 {
+		return keyErr("managesieve.user_ip_connection_limit", "%d is out of range (1 .. 100000)", m.UserIPConnectionLimit)
+	}
+	if m := c.ManageSieve; m.ConnectionLimit < m.ConnectionLimitPerIP || m.ConnectionLimit > 1000000 {
+		return keyErr("managesieve.connection_limit", "%d is out of range (connection_limit_per_ip .. 1000000)", m.ConnectionLimit)
+	}
 	if _, err := smtp.ParseBareNewline(c.SMTP.BareNewline); err != nil {
 		return keyErr("smtp.bare_newline", "%q: want normalize or reject", c.SMTP.BareNewline)
 	}
@@ -455,7 +504,7 @@ func (c *Config) validate() error {
 		return keyErr("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 	}
 	for key, addr := range map[string]string{"listen.smtp": c.Listen.SMTP, "listen.submission": c.Listen.Submission,
-		"listen.submissions": c.Listen.Submissions, "listen.imaps": c.Listen.IMAPS, "listen.imap": c.Listen.IMAP, "listen.http": c.Listen.HTTP} {
+		"listen.submissions": c.Listen.Submissions, "listen.imaps": c.Listen.IMAPS, "listen.imap": c.Listen.IMAP, "listen.managesieve": c.Listen.ManageSieve, "listen.http": c.Listen.HTTP} {
 		if addr == "" {
 			continue
 		}
@@ -463,7 +512,7 @@ func (c *Config) validate() error {
 			return keyErr(key, "%q: want host:port, or \"\" for off", addr)
 		}
 	}
-	needTLS := c.Listen.Submission != "" || c.Listen.Submissions != "" || c.Listen.IMAPS != "" || c.Listen.IMAP != "" || c.Listen.SMTP != ""
+	needTLS := c.Listen.Submission != "" || c.Listen.Submissions != "" || c.Listen.IMAPS != "" || c.Listen.IMAP != "" || c.Listen.SMTP != "" || c.Listen.ManageSieve != ""
 	if needTLS && !c.TLS.ACME.enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return keyErr("tls.cert_file", "required: a certificate and key (tls.cert_file, tls.key_file), or [tls.acme]")
 	}

@@ -31,6 +31,7 @@ const (
 	demoIMAPSPort       = "2993"
 	demoLDAPPort        = "3389"
 	demoHTTPPort        = "8025"
+	demoManageSievePort = "14190"
 )
 
 // demoConfig is the configuration `courriel demo` runs with: a plain Config,
@@ -40,7 +41,7 @@ func demoConfig(dir, listen string) Config {
 	cfg.MyHostname = "xoyize.xyz"
 	at := func(port string) string { return net.JoinHostPort(listen, port) }
 	cfg.Listen = ListenConfig{SMTP: at(demoSMTPPort), Submission: at(demoSubmissionPort),
-		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort), HTTP: at(demoHTTPPort)}
+		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort), ManageSieve: at(demoManageSievePort), HTTP: at(demoHTTPPort)}
 	cfg.TLS = TLSConfig{CertFile: filepath.Join(dir, "tls", "cert.pem"), KeyFile: filepath.Join(dir, "tls", "key.pem")}
 	cfg.LDAP.URLs = []string{"ldap://" + at(demoLDAPPort)}
 	// The embedded directory listens on loopback only and speaks no TLS.
@@ -211,6 +212,9 @@ Try it:
   curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX?ALL'
   curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX;UID=1'
 
+  # Sieve scripts over ManageSieve (STARTTLS), as Thunderbird's sieve add-on does
+  sieve-connect --server %[1]s --port %[9]s --user xomail --notlsverify --list
+
   # metrics, health, Thunderbird autoconfig
   curl http://%[1]s:%[8]s/healthz
   curl 'http://%[1]s:%[8]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
@@ -220,7 +224,8 @@ Try it:
 
 Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.
-`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort)
+Sieve filters (ManageSieve): server %[1]s port %[9]s, STARTTLS, same user.
+`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort, demoManageSievePort)
 }
 
 // isLoopback reports whether host (an address or a name) reaches this

@@ -28,7 +28,9 @@ import (
 	"courriel/imap"
 	"courriel/loginguard"
 	"courriel/mailauth"
+	"courriel/managesieve"
 	"courriel/monitor"
+	"courriel/sieve/scripts"
 	"courriel/smtp"
 	"courriel/tlsconf"
 	"courriel/tlsconf/dane"
@@ -85,6 +87,7 @@ type app struct {
 	queue   *queue.Queue
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
+	sieve   *managesieve.Server // nil without listen.managesieve
 	// guard throttles failed logins for every listener that takes a
 	// password: IMAP and SMTP AUTH count together.
 	guard  *loginguard.Guard
@@ -162,6 +165,17 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 		a.imap = imapSrv
+	}
+	if cfg.Listen.ManageSieve != "" {
+		m := cfg.ManageSieve
+		if a.sieve, err = managesieve.NewServer(managesieve.Options{
+			Auth: a.dir, TLSConfig: a.tlsFor("managesieve"), Logger: log.With("component", "managesieve"),
+			Metrics: a.metrics, Guard: a.guard, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
+			Limits:        scripts.Limits{MaxScripts: m.MaxScripts, MaxStorage: m.MaxStorage, MaxScriptSize: m.MaxScriptSize},
+			MaxConnsPerIP: m.ConnectionLimitPerIP, MaxUserIPConns: m.UserIPConnectionLimit, MaxConns: m.ConnectionLimit,
+		}); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -468,6 +482,13 @@ func (a *app) listen() error {
 	}
 	if err := imapListener("imap", cfg.Listen.IMAP, false); err != nil {
 		return err
+	}
+	if addr := cfg.Listen.ManageSieve; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen managesieve on %s: %w", addr, err)
+		}
+		a.listeners = append(a.listeners, boundListener{name: "managesieve", ln: ln, serve: a.sieve.Serve, stop: a.sieve.Shutdown})
 	}
 	return a.httpListener()
 }

@@ -1,0 +1,490 @@
+package managesieve
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"courriel/directory"
+	"courriel/sieve"
+	"courriel/sieve/scripts"
+)
+
+type command struct {
+	auth bool // after login only; false: before login only (unless any)
+	any  bool // in both states
+	run  func(se *session, args []token) error
+}
+
+// commands is the command table; it never changes.
+var commands = map[string]command{
+	"CAPABILITY":     {any: true, run: cmdCapability},
+	"LOGOUT":         {any: true, run: cmdLogout},
+	"NOOP":           {any: true, run: cmdNoop},
+	"STARTTLS":       {run: cmdStartTLS},
+	"AUTHENTICATE":   {run: cmdAuthenticate},
+	"UNAUTHENTICATE": {auth: true, run: cmdUnauthenticate},
+	"HAVESPACE":      {auth: true, run: cmdHaveSpace},
+	"PUTSCRIPT":      {auth: true, run: cmdPutScript},
+	"CHECKSCRIPT":    {auth: true, run: cmdCheckScript},
+	"LISTSCRIPTS":    {auth: true, run: cmdListScripts},
+	"SETACTIVE":      {auth: true, run: cmdSetActive},
+	"GETSCRIPT":      {auth: true, run: cmdGetScript},
+	"DELETESCRIPT":   {auth: true, run: cmdDeleteScript},
+	"RENAMESCRIPT":   {auth: true, run: cmdRenameScript},
+}
+
+func (se *session) dispatch(name string, args []token) error {
+	c, ok := commands[name]
+	if !ok || !c.any && c.auth != (se.state == stateAuth) {
+		// Pigeonhole answers a command of the other state as unknown.
+		if se.errors++; se.errors >= maxErrors {
+			return &reply{msg: "Too many invalid commands.", bye: true}
+		}
+		return no("", "Error in MANAGESIEVE command "+name+": Unknown command.")
+	}
+	return c.run(se, args)
+}
+
+// want checks that the arguments are of kinds, all of them required.
+func want(name string, args []token, kinds ...tokKind) error {
+	return wantOpt(name, args, len(kinds), kinds...)
+}
+
+// wantOpt checks that the arguments are of kinds, the first required of
+// them present.
+func wantOpt(name string, args []token, required int, kinds ...tokKind) error {
+	if len(args) < required {
+		return no("", "Error in MANAGESIEVE command "+name+": Missing arguments.")
+	}
+	if len(args) > len(kinds) {
+		return no("", "Error in MANAGESIEVE command "+name+": Too many arguments.")
+	}
+	for i, a := range args {
+		if a.kind != kinds[i] {
+			return no("", "Error in MANAGESIEVE command "+name+": Invalid arguments.")
+		}
+	}
+	return nil
+}
+
+func cmdCapability(se *session, args []token) error {
+	if err := want("CAPABILITY", args); err != nil {
+		return err
+	}
+	se.writeCapabilities()
+	se.writeResp("OK", "", "Capability completed.")
+	return nil
+}
+
+func cmdLogout(se *session, args []token) error {
+	if err := want("LOGOUT", args); err != nil {
+		return err
+	}
+	se.writeResp("OK", "", "Logout completed.")
+	return errClose
+}
+
+// NOOP with a string echoes it in a TAG response code (RFC 5804 §2.11).
+func cmdNoop(se *session, args []token) error {
+	if err := wantOpt("NOOP", args, 0, tokString); err != nil {
+		return err
+	}
+	if len(args) == 1 {
+		se.bw.WriteString("OK (TAG ")
+		se.writeString(args[0].s)
+		se.bw.WriteString(") \"Done\"\r\n")
+		return nil
+	}
+	se.writeResp("OK", "", "NOOP Completed")
+	return nil
+}
+
+func cmdStartTLS(se *session, args []token) error {
+	if err := want("STARTTLS", args); err != nil {
+		return err
+	}
+	if se.tls || se.srv.opts.TLSConfig == nil {
+		return no("", "TLS is already active or not available here.")
+	}
+	return se.startTLS()
+}
+
+// AUTHENTICATE "PLAIN" [initial-response] (RFC 5804 §2.1, RFC 4616).
+func cmdAuthenticate(se *session, args []token) error {
+	if err := wantOpt("AUTHENTICATE", args, 1, tokString, tokString); err != nil {
+		return err
+	}
+	if !strings.EqualFold(args[0].s, "PLAIN") {
+		return no("", "Unsupported authentication mechanism.")
+	}
+	if !se.tls {
+		return no("ENCRYPT-NEEDED", "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
+	}
+	resp := ""
+	if len(args) == 2 {
+		resp = args[1].s
+	} else {
+		// An empty challenge; the answer is one string on a line.
+		se.bw.WriteString("\"\"\r\n")
+		if err := se.flush(); err != nil {
+			return err
+		}
+		se.lineLen = 0
+		a, err := se.readArgs("AUTHENTICATE")
+		if err != nil {
+			return err
+		}
+		if len(a) != 1 || a[0].kind != tokString {
+			return no("", "Invalid authentication response.")
+		}
+		resp = a[0].s
+	}
+	if resp == "*" {
+		return no("", "Authentication aborted by client.")
+	}
+	raw, err := base64.StdEncoding.DecodeString(resp)
+	if err != nil {
+		return se.loginFailed("", "invalid base64")
+	}
+	parts := bytes.Split(raw, []byte{0})
+	if len(parts) != 3 {
+		return se.loginFailed("", "malformed PLAIN response")
+	}
+	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	// No proxy authorization: the identity to act as is the one logging
+	// in (an empty authzid says the same).
+	if authz != "" && authz != user {
+		return se.loginFailed(user, "authorization identity differs")
+	}
+	return se.login(user, pass)
+}
+
+func (se *session) loginFailed(login, reason string) error {
+	d := se.srv.guard.Failed(login, parseIP(se.ip))
+	se.fails++
+	se.log.Info("managesieve: login failed", "ip", se.ip, "login", sanitize(login), "reason", reason, "delay", d)
+	if m := se.srv.opts.Metrics; m != nil {
+		m.AuthFailure(metricsListener)
+	}
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-se.srv.closed:
+		}
+		t.Stop()
+	}
+	if se.fails >= maxFailedLogins {
+		return &reply{msg: "Too many failed logins.", bye: true}
+	}
+	return no("", "Authentication failed.")
+}
+
+var errTryLater = no("TRYLATER", "Authentication temporarily unavailable, try again later.")
+
+func (se *session) login(username, password string) error {
+	if username == "" || password == "" || len(username) > 256 || len(password) > 1024 ||
+		strings.ContainsRune(username, 0) || strings.ContainsRune(password, 0) {
+		return se.loginFailed(username, "malformed credentials")
+	}
+	if se.srv.guard.Blocked(parseIP(se.ip)) {
+		se.fails++
+		se.log.Warn("managesieve: login refused: address throttled", "ip", se.ip)
+		if se.fails >= maxFailedLogins {
+			return &reply{code: "TRYLATER", msg: "Too many failed logins from your address.", bye: true}
+		}
+		return no("TRYLATER", "Too many failed logins from your address, try again later.")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), se.srv.opts.AuthTimeout)
+	defer cancel()
+	u, err := se.srv.opts.Auth.Authenticate(ctx, username, password)
+	switch {
+	case err == nil:
+	case errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrNotFound):
+		return se.loginFailed(username, "invalid credentials")
+	default:
+		se.log.Warn("managesieve: directory unavailable during login", "err", err)
+		return errTryLater
+	}
+	st, err := scripts.Open(u.Home, scripts.Options{
+		Owner:  scripts.Owner{UID: u.UID, GID: u.GID, Chown: se.srv.opts.Chown},
+		Limits: se.srv.opts.Limits, Base: se.srv.opts.AllowedBase, CreateHome: true,
+	})
+	if err != nil {
+		se.log.Error("managesieve: refusing the home from the directory", "login", u.Login, "home", u.Home, "err", err)
+		return errTryLater
+	}
+	if !se.srv.loggedIn(se, u.Login) {
+		st.Close()
+		se.log.Warn("managesieve: too many connections for user and address", "login", u.Login, "ip", se.ip)
+		return no("TRYLATER", "Too many connections for this user from your address.")
+	}
+	se.srv.guard.Succeeded(username, parseIP(se.ip))
+	se.user, se.store, se.state = u, st, stateAuth
+	se.log = se.log.With("user", u.Login)
+	se.log.Info("managesieve: login", "ip", se.ip)
+	se.writeResp("OK", "", "Logged in.")
+	return nil
+}
+
+// UNAUTHENTICATE (RFC 5804 §2.14.1) returns to the state after STARTTLS.
+func cmdUnauthenticate(se *session, args []token) error {
+	if err := want("UNAUTHENTICATE", args); err != nil {
+		return err
+	}
+	se.store.Close()
+	se.store, se.user, se.state = nil, directory.User{}, stateNotAuth
+	se.srv.loggedOut(se)
+	se.writeResp("OK", "", "Unauthenticate completed.")
+	return nil
+}
+
+// invalidName is Pigeonhole's reply to a name it cannot store; a
+// hostile name is shown as printable text only.
+func invalidName(what, name string) error {
+	return no("", "Invalid "+what+" name "+quoteName(sanitize(name))+".")
+}
+
+// storeError maps a storage error to a reply; one unknown is the
+// server's trouble, logged, and the client may retry.
+func (se *session) storeError(op, name string, err error) error {
+	var qe *scripts.QuotaError
+	switch {
+	case errors.As(err, &qe):
+		return quotaReply(qe)
+	case errors.Is(err, scripts.ErrInvalidName):
+		return no("", "Invalid script name.")
+	case errors.Is(err, scripts.ErrNotFound):
+		return no("NONEXISTENT", "Sieve script "+quoteName(name)+" not found")
+	case errors.Is(err, scripts.ErrExists):
+		return no("ALREADYEXISTS", "A sieve script with that name already exists.")
+	case errors.Is(err, scripts.ErrActive):
+		return no("ACTIVE", "Cannot delete the active Sieve script.")
+	case errors.Is(err, scripts.ErrTooBig):
+		return no("QUOTA/MAXSIZE", fmt.Sprintf("Script is too large (max %d bytes).", se.srv.opts.Limits.MaxScriptSize))
+	}
+	se.log.Error("managesieve: "+op+" failed", "script", sanitize(name), "err", err)
+	return no("TRYLATER", "Internal error, try again later.")
+}
+
+func cmdHaveSpace(se *session, args []token) error {
+	if err := want("HAVESPACE", args, tokString, tokNumber); err != nil {
+		return err
+	}
+	if scripts.ValidName(args[0].s) != nil {
+		return no("", "Invalid script name.")
+	}
+	if args[1].n == 0 {
+		return no("", "Cannot upload empty script.") // as Pigeonhole, though PUTSCRIPT takes one
+	}
+	size := int64(min(args[1].n, 1<<62))
+	if err := se.store.HaveSpace(args[0].s, size); err != nil {
+		return se.storeError("havespace", args[0].s, err)
+	}
+	se.writeResp("OK", "", "Putscript would succeed.")
+	return nil
+}
+
+// checkScript compiles src; the reply carries the errors as Pigeonhole
+// words them, one per line, each prefixed by prefix.
+func (se *session) checkScript(prefix string, src []byte) error {
+	lim := sieve.Limits{MaxScriptSize: int(se.srv.opts.Limits.MaxScriptSize)}
+	_, err := sieve.Compile(src, lim)
+	if err == nil {
+		return nil
+	}
+	// Which step refused it, for Pigeonhole's last line: parsing it
+	// again costs only the scripts in error.
+	failed := "validation failed"
+	if _, perr := sieve.Parse(src, lim); perr != nil {
+		failed = "parse failed"
+	}
+	var b strings.Builder
+	var serr *sieve.Error
+	if errors.As(err, &serr) {
+		reason := strings.TrimRight(oneLine(serr.Reason), ".")
+		fmt.Fprintf(&b, "%sline %d: error: %s.\r\n", prefix, serr.Line, reason)
+	} else {
+		fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, strings.TrimRight(oneLine(err.Error()), "."))
+	}
+	fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, failed)
+	return no("", b.String())
+}
+
+// oneLine keeps a compiler message (which may quote the script) on one
+// printable line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func cmdPutScript(se *session, args []token) error {
+	if err := want("PUTSCRIPT", args, tokString, tokString); err != nil {
+		return err
+	}
+	name, src := args[0].s, []byte(args[1].s)
+	if scripts.ValidName(name) != nil {
+		// Pigeonhole shows the name; a hostile one only as printable text.
+		return invalidName("Sieve script", name)
+	}
+	if err := se.store.HaveSpace(name, int64(len(src))); err != nil {
+		return se.storeError("putscript", name, err)
+	}
+	if err := se.checkScript(name+": ", src); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := se.store.Put(name, src); err != nil {
+		return se.storeError("putscript", name, err)
+	}
+	se.log.Info("managesieve: script stored", "script", name, "size", len(src), "took", time.Since(start))
+	se.writeResp("OK", "", "PUTSCRIPT completed.")
+	return nil
+}
+
+func cmdCheckScript(se *session, args []token) error {
+	if err := want("CHECKSCRIPT", args, tokString); err != nil {
+		return err
+	}
+	if int64(len(args[0].s)) > se.srv.opts.Limits.MaxScriptSize {
+		return quotaReply(&scripts.QuotaError{Kind: scripts.QuotaMaxSize, Limit: se.srv.opts.Limits.MaxScriptSize})
+	}
+	if err := se.checkScript("", []byte(args[0].s)); err != nil {
+		return err
+	}
+	se.writeResp("OK", "", "Script checked successfully.")
+	return nil
+}
+
+func cmdListScripts(se *session, args []token) error {
+	if err := want("LISTSCRIPTS", args); err != nil {
+		return err
+	}
+	list, err := se.store.List()
+	if err != nil {
+		return se.storeError("listscripts", "", err)
+	}
+	for _, s := range list {
+		se.writeString(s.Name)
+		if s.Active {
+			se.bw.WriteString(" ACTIVE")
+		}
+		se.bw.WriteString("\r\n")
+	}
+	se.writeResp("OK", "", "Listscripts completed.")
+	return nil
+}
+
+// SETACTIVE compiles the script first, as Pigeonhole does: a broken
+// script is not made the one delivery runs.
+func cmdSetActive(se *session, args []token) error {
+	if err := want("SETACTIVE", args, tokString); err != nil {
+		return err
+	}
+	name := args[0].s
+	active, err := se.store.Active()
+	if err != nil {
+		return se.storeError("setactive", name, err)
+	}
+	if name == "" {
+		if err := se.store.SetActive(""); err != nil {
+			return se.storeError("setactive", name, err)
+		}
+		if active == "" {
+			se.writeResp("OK", "", "No scripts currently active.")
+			return nil
+		}
+		se.log.Info("managesieve: scripts deactivated")
+		se.writeResp("OK", "", "Active script is now deactivated.")
+		return nil
+	}
+	if scripts.ValidName(name) != nil {
+		return invalidName("script", name)
+	}
+	src, err := se.store.Get(name)
+	if err != nil {
+		return se.storeError("setactive", name, err)
+	}
+	if err := se.checkScript(name+": ", src); err != nil {
+		return err
+	}
+	if name == active {
+		se.writeResp("OK", "", "Script is already active.")
+		return nil
+	}
+	if err := se.store.SetActive(name); err != nil {
+		return se.storeError("setactive", name, err)
+	}
+	se.log.Info("managesieve: script activated", "script", name)
+	se.writeResp("OK", "", "Setactive completed.")
+	return nil
+}
+
+func cmdGetScript(se *session, args []token) error {
+	if err := want("GETSCRIPT", args, tokString); err != nil {
+		return err
+	}
+	if scripts.ValidName(args[0].s) != nil {
+		return invalidName("script", args[0].s)
+	}
+	src, err := se.store.Get(args[0].s)
+	if err != nil {
+		return se.storeError("getscript", args[0].s, err)
+	}
+	// Always a literal, as Pigeonhole sends it.
+	se.bw.WriteString("{" + strconv.Itoa(len(src)) + "}\r\n")
+	se.bw.Write(src)
+	se.bw.WriteString("\r\n")
+	se.writeResp("OK", "", "Getscript completed.")
+	return nil
+}
+
+func cmdDeleteScript(se *session, args []token) error {
+	if err := want("DELETESCRIPT", args, tokString); err != nil {
+		return err
+	}
+	if scripts.ValidName(args[0].s) != nil {
+		return invalidName("script", args[0].s)
+	}
+	if err := se.store.Delete(args[0].s); err != nil {
+		return se.storeError("deletescript", args[0].s, err)
+	}
+	se.log.Info("managesieve: script deleted", "script", args[0].s)
+	se.writeResp("OK", "", "Deletescript completed.")
+	return nil
+}
+
+func cmdRenameScript(se *session, args []token) error {
+	if err := want("RENAMESCRIPT", args, tokString, tokString); err != nil {
+		return err
+	}
+	if scripts.ValidName(args[0].s) != nil {
+		return invalidName("script", args[0].s)
+	}
+	if scripts.ValidName(args[1].s) != nil {
+		return invalidName("new Sieve script", args[1].s)
+	}
+	if args[0].s == args[1].s {
+		// Pigeonhole: the new name is taken, by the script itself.
+		if _, err := se.store.Get(args[0].s); err != nil {
+			return se.storeError("renamescript", args[0].s, err)
+		}
+		return no("ALREADYEXISTS", "A sieve script with that name already exists.")
+	}
+	if err := se.store.Rename(args[0].s, args[1].s); err != nil {
+		return se.storeError("renamescript", args[0].s, err)
+	}
+	se.log.Info("managesieve: script renamed", "script", args[0].s, "to", args[1].s)
+	se.writeResp("OK", "", "Renamescript completed.")
+	return nil
+}

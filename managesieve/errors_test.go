@@ -1,0 +1,242 @@
+package managesieve
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"courriel/sieve/scripts"
+)
+
+// step is one command and what its reply must hold.
+type step struct {
+	send string // without the final CRLF
+	want []string
+}
+
+func (c *client) run(steps []step) {
+	c.t.Helper()
+	for _, s := range steps {
+		got := c.cmd(s.send)
+		for _, w := range s.want {
+			if !strings.Contains(got, w) {
+				c.t.Errorf("%q:\n got %q\nwant %q", trim(s.send), got, w)
+			}
+		}
+	}
+}
+
+func trim(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// Before login on a plain connection: nothing to log in with, and the
+// commands of the other state are unknown.
+func TestBeforeTLS(t *testing.T) {
+	e := newEnv(t, nil)
+	c, err := dialRaw(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	greeting := c.response()
+	for _, w := range []string{`"IMPLEMENTATION" "courriel"`, `"SIEVE" "fileinto `, `"SASL" ""`, "\"STARTTLS\"\n", `"VERSION" "1.0"`, `"MAXREDIRECTS" "4"`, `OK "courriel ManageSieve ready."`} {
+		if !strings.Contains(greeting, w) {
+			t.Errorf("greeting %q lacks %q", greeting, w)
+		}
+	}
+	u := e.user(t, "alice")
+	c.run([]step{
+		{`AUTHENTICATE "PLAIN" "` + plain("", u.Login, u.Password) + `"`, []string{`NO (ENCRYPT-NEEDED)`}},
+		{`LISTSCRIPTS`, []string{`NO "Error in MANAGESIEVE command LISTSCRIPTS: Unknown command."`}},
+		{`PUTSCRIPT "a" "keep;"`, []string{`NO "Error in MANAGESIEVE command PUTSCRIPT: Unknown command."`}},
+		{`CAPABILITY extra`, []string{`NO "Error in MANAGESIEVE command CAPABILITY: Too many arguments."`}},
+		{`FOO`, []string{`Unknown command.`}},
+		{`NOOP "x\"y"`, []string{`OK (TAG "x\"y") "Done"`}},
+		{`NOOP "bad`, []string{`NO "Error in MANAGESIEVE command NOOP: String contains invalid character."`}},
+		{`NOOP {abc}`, []string{`Invalid literal.`}},
+	})
+	// A large literal before login is not read: the connection ends.
+	if r := c.cmd(`PUTSCRIPT "a" {100000+}`); !strings.HasPrefix(r, `BYE "Too long argument."`) {
+		t.Fatalf("large literal before login: %q", r)
+	}
+	// Before login, a connection gets 50 commands and 20 invalid ones.
+	c3 := e.dial(t)
+	for i := range 51 {
+		r := c3.cmd("NOOP")
+		if i < 50 && r != `OK "NOOP Completed"` || i == 50 && r != `BYE "Too many commands."` {
+			t.Fatalf("command %d: %q", i+1, r)
+		}
+	}
+	c4 := e.dial(t)
+	for i := range 20 {
+		r := c4.cmd("GETSCRIPT \"x\"")
+		if i < 19 && !strings.Contains(r, "Unknown command.") || i == 19 && r != `BYE "Too many invalid commands."` {
+			t.Fatalf("invalid command %d: %q", i+1, r)
+		}
+	}
+	// STARTTLS with a command pipelined behind it (a STARTTLS injection).
+	c2 := e.dial(t)
+	c2.send("STARTTLS\r\nAUTHENTICATE \"PLAIN\" \"x\"\r\n")
+	if r := c2.response(); !strings.HasPrefix(r, `BYE "Data after STARTTLS."`) {
+		t.Fatalf("pipelined STARTTLS: %q", r)
+	}
+}
+
+func TestLogin(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.user(t, "alice")
+	c := e.dial(t)
+	c.startTLS(e)
+	c.run([]step{
+		{`AUTHENTICATE "LOGIN"`, []string{`NO "Unsupported authentication mechanism."`}},
+		{`AUTHENTICATE "PLAIN" "` + plain("bob", u.Login, u.Password) + `"`, []string{`NO "Authentication failed."`}},
+		{`AUTHENTICATE "PLAIN" "` + plain("", u.Login, "wrong") + `"`, []string{`NO "Authentication failed."`}},
+	})
+	// Continuation: an empty challenge, the response as a literal.
+	c.send(`AUTHENTICATE "PLAIN"` + "\r\n")
+	if l, _ := c.r.ReadString('\n'); l != "\"\"\r\n" {
+		t.Fatalf("challenge %q", l)
+	}
+	resp := plain(u.Login, u.Login, u.Password)
+	c.send(lit(resp) + "\r\n")
+	if r := c.response(); r != `OK "Logged in."` {
+		t.Fatalf("continued login: %q", r)
+	}
+	caps := c.cmd("CAPABILITY")
+	if strings.Contains(caps, "SASL") || strings.Contains(caps, "STARTTLS") || !strings.Contains(caps, `"UNAUTHENTICATE"`) {
+		t.Errorf("capabilities after login: %q", caps)
+	}
+	c.run([]step{
+		{`UNAUTHENTICATE`, []string{`OK`}},
+		{`LISTSCRIPTS`, []string{`Unknown command.`}},
+		{`AUTHENTICATE "PLAIN"` + "\r\n" + `"*"`, []string{`NO "Authentication aborted by client."`}},
+		{`AUTHENTICATE "PLAIN" "` + plain("", u.Login, u.Password) + `"`, []string{`OK "Logged in."`}},
+		{`LISTSCRIPTS`, []string{`OK "Listscripts completed."`}},
+	})
+	// The third failure closes the connection.
+	c3 := e.dial(t)
+	c3.startTLS(e)
+	for i := range 3 {
+		r := c3.cmd(`AUTHENTICATE "PLAIN" "` + plain("", u.Login, "wrong") + `"`)
+		if i < 2 && r != `NO "Authentication failed."` || i == 2 && r != `BYE "Too many failed logins."` {
+			t.Fatalf("failure %d: %q", i+1, r)
+		}
+	}
+	// The directory away: try later, never "failed".
+	e.slapd.Stop(t)
+	c4 := e.dial(t)
+	c4.startTLS(e)
+	if r := c4.cmd(`AUTHENTICATE "PLAIN" "` + plain("", "bob", "x") + `"`); !strings.HasPrefix(r, "NO (TRYLATER)") {
+		t.Fatalf("directory down: %q", r)
+	}
+	e.slapd.Start(t)
+}
+
+func TestScriptErrors(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Limits = scripts.Limits{MaxScripts: 3, MaxStorage: 1500, MaxScriptSize: 1000}
+		o.MaxLineLength = 4096
+	})
+	c := e.login(t, "bob")
+	big := strings.Repeat("#", 1001)
+	c.run([]step{
+		{`PUTSCRIPT "main" ` + lit("keep;\r\n"), []string{`OK "PUTSCRIPT completed."`}},
+		{`PUTSCRIPT "a/b" "keep;"`, []string{"NO \"Invalid Sieve script name `a/b'.\""}},
+		{`PUTSCRIPT "a` + "\x01" + `b" "keep;"`, []string{"NO \"Invalid Sieve script name `a?b'.\""}},
+		{`PUTSCRIPT "bad" ` + lit("keep;\r\nfileintoo \"x\";\r\n"), []string{"NO bad: line 2: error: ", "\r\nbad: error: validation failed.\r\n"}},
+		{`PUTSCRIPT "bad" ` + lit("if true {\r\n"), []string{"bad: line ", "bad: error: parse failed."}},
+		{`CHECKSCRIPT ` + lit("require \"nope\";\r\n"), []string{"NO line 1: error: ", "\r\nerror: validation failed.\r\n"}},
+		{`CHECKSCRIPT "keep;"`, []string{`OK "Script checked successfully."`}},
+		// Too large: refused from the literal's size, its octets thrown
+		// away, the session goes on.
+		{`PUTSCRIPT "big" ` + lit(big), []string{`NO (QUOTA/MAXSIZE) "Script is too large (max 1000 bytes)."`}},
+		{`CHECKSCRIPT ` + lit(big), []string{`NO (QUOTA/MAXSIZE)`}},
+		{`HAVESPACE "big" 1001`, []string{`NO (QUOTA/MAXSIZE)`}},
+		{`HAVESPACE "x" 10`, []string{`OK "Putscript would succeed."`}},
+		{`HAVESPACE "x/y" 10`, []string{`NO "Invalid script name."`}},
+		{`HAVESPACE "x" "10"`, []string{`NO "Error in MANAGESIEVE command HAVESPACE: Invalid arguments."`}},
+		{`PUTSCRIPT "b" "keep;"`, []string{`OK`}},
+		{`PUTSCRIPT "c" "keep;"`, []string{`OK`}},
+		{`PUTSCRIPT "d" "keep;"`, []string{`NO (QUOTA/MAXSCRIPTS) "Script count quota exceeded (max 3 scripts)."`}},
+		{`HAVESPACE "d" 1`, []string{`NO (QUOTA/MAXSCRIPTS)`}},
+		{`PUTSCRIPT "c" ` + lit(strings.Repeat("#", 990)+"\r\n"), []string{`OK`}},
+		{`PUTSCRIPT "b" ` + lit(strings.Repeat("#", 990)+"\r\n"), []string{`NO (QUOTA/MAXSTORAGE)`}},
+		{`SETACTIVE "main"`, []string{`OK "Setactive completed."`}},
+		{`DELETESCRIPT "main"`, []string{`NO (ACTIVE) "Cannot delete the active Sieve script."`}},
+		{`DELETESCRIPT "zz"`, []string{"NO (NONEXISTENT) \"Sieve script `zz' not found\""}},
+		{`GETSCRIPT "zz"`, []string{`NO (NONEXISTENT)`}},
+		{`SETACTIVE "zz"`, []string{`NO (NONEXISTENT)`}},
+		{`RENAMESCRIPT "zz" "y"`, []string{`NO (NONEXISTENT)`}},
+		{`RENAMESCRIPT "b" "c"`, []string{`NO (ALREADYEXISTS) "A sieve script with that name already exists."`}},
+		{`RENAMESCRIPT "main" "renamed"`, []string{`OK "Renamescript completed."`}},
+		{`LISTSCRIPTS`, []string{`"renamed" ACTIVE`, `"b"` + "\n", `"c"` + "\n"}},
+		{`GETSCRIPT "renamed"`, []string{"keep;\r\n\nOK \"Getscript completed.\""}},
+		{`GETSCRIPT`, []string{`NO "Error in MANAGESIEVE command GETSCRIPT: Missing arguments."`}},
+		{`PUTSCRIPT "b" {12}` + "\r\nkeep;\r\nstop;", []string{`OK "PUTSCRIPT completed."`}}, // a synchronizing literal, no continuation
+		{`PUTSCRIPT "y" {1x}`, []string{`Invalid literal.`}},
+		{`SETACTIVE ""`, []string{`OK "Active script is now deactivated."`}},
+		{`DELETESCRIPT "renamed"`, []string{`OK "Deletescript completed."`}},
+	})
+	// A line longer than MaxLineLength ends the session.
+	if r := c.cmd(`NOOP "` + strings.Repeat("x", 5000) + `"`); !strings.HasPrefix(r, `BYE "Too long command line."`) {
+		t.Fatalf("long line: %q", r)
+	}
+	// A script literal far beyond what may be thrown away ends it too.
+	c2 := e.login(t, "bob")
+	if r := c2.cmd(`PUTSCRIPT "huge" {999999999+}`); !strings.HasPrefix(r, `BYE (QUOTA/MAXSIZE)`) {
+		t.Fatalf("huge literal: %q", r)
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.MaxConnsPerIP = 2
+		o.PreAuthTimeout = 300 * time.Millisecond
+	})
+	c1 := e.dial(t)
+	e.dial(t)
+	c, err := dialRaw(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	if r := c.response(); !strings.HasPrefix(r, `BYE (TRYLATER) "Too many connections from your address."`) {
+		t.Fatalf("third connection: %q", r)
+	}
+	// Silent before login: closed with a BYE, and the slot is free again.
+	if r := c1.response(); r != `BYE "Disconnected for inactivity."` {
+		t.Fatalf("idle: %q", r)
+	}
+	for i := 0; ; i++ {
+		c, err := dialRaw(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.t = t
+		r := c.response()
+		c.conn.Close()
+		if strings.HasPrefix(r, "\"IMPLEMENTATION\"") {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("no slot freed: %q", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A home outside the allowed base (a directory entry gone wrong) is
+// refused at login: try later, and the admin reads why in the log.
+func TestHomeOutsideBase(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AllowedBase = t.TempDir() })
+	c := e.dial(t)
+	c.startTLS(e)
+	u := e.user(t, "alice")
+	if r := c.cmd(`AUTHENTICATE "PLAIN" "` + plain("", u.Login, u.Password) + `"`); !strings.HasPrefix(r, "NO (TRYLATER)") {
+		t.Fatalf("home outside the base: %q", r)
+	}
+}

@@ -1,0 +1,246 @@
+package managesieve
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"courriel/sieve/scripts"
+)
+
+// pigeonholeManageSieve is Debian's Pigeonhole ManageSieve server
+// (package dovecot-managesieved), run pre-authenticated on stdin.
+const pigeonholeManageSieve = "/usr/lib/dovecot/managesieve"
+
+// quotaSession is one session's commands (after login), run with a
+// quota of 3 scripts, 1000 bytes, 1000 bytes a script.
+var quotaSession = []string{
+	`PUTSCRIPT "main" ` + lit("require \"fileinto\";\r\nif header :contains \"subject\" \"x\" { fileinto \"X\"; }\r\n"),
+	`PUTSCRIPT "a/b" "keep;"`,
+	`PUTSCRIPT "" "keep;"`,
+	`PUTSCRIPT "bad" ` + lit("keep;\r\nfileintoo \"x\";\r\n"),
+	`PUTSCRIPT "bad" ` + lit("if true {\r\n"),
+	`PUTSCRIPT "big" ` + lit(strings.Repeat("#", 1001)),
+	`CHECKSCRIPT "keep;"`,
+	`CHECKSCRIPT ` + lit("require \"nope\";\r\n"),
+	`HAVESPACE "x" 10`,
+	`HAVESPACE "x" 1001`,
+	`HAVESPACE "x/y" 10`,
+	`PUTSCRIPT "b" "keep;"`,
+	`PUTSCRIPT "c" "discard;"`,
+	`PUTSCRIPT "d" "keep;"`,
+	`HAVESPACE "d" 1`,
+	`HAVESPACE "c" 1`,
+	`PUTSCRIPT "c" ` + lit(strings.Repeat("#", 800)+"\r\n"),
+	`PUTSCRIPT "b" ` + lit(strings.Repeat("#", 800)+"\r\n"),
+	`LISTSCRIPTS`,
+	`SETACTIVE "zz"`,
+	`SETACTIVE "main"`,
+	`LISTSCRIPTS`,
+	`DELETESCRIPT "main"`,
+	`DELETESCRIPT "zz"`,
+	`GETSCRIPT "zz"`,
+	`GETSCRIPT "main"`,
+	`RENAMESCRIPT "zz" "y"`,
+	`RENAMESCRIPT "b" "c"`,
+	`RENAMESCRIPT "main" "renamed"`,
+	`LISTSCRIPTS`,
+	`GETSCRIPT "renamed"`,
+	`NOOP "tag1"`,
+	`NOOP`,
+	`GETSCRIPT`,
+	`LISTSCRIPTS "x"`,
+	`CAPABILITY x`,
+	`FOO`,
+	`PUTSCRIPT "s" {5}` + "\r\nkeep;",
+	`SETACTIVE ""`,
+	`LISTSCRIPTS`,
+	`DELETESCRIPT "renamed"`,
+	`LISTSCRIPTS`,
+	`LOGOUT`,
+}
+
+// gist is what must agree: OK/NO/BYE, the response code, and the data
+// lines (LISTSCRIPTS, GETSCRIPT); messages may be worded differently.
+var gistRe = regexp.MustCompile(`^(OK|NO|BYE)( \(([^)]*)\))?`)
+
+func gist(resp string) string {
+	lines := strings.Split(resp, "\n")
+	last := lines[len(lines)-1]
+	for i, l := range lines {
+		if gistRe.MatchString(l) {
+			last, lines = strings.Join(lines[i:], "\n"), lines[:i]
+			break
+		}
+	}
+	m := gistRe.FindStringSubmatch(last)
+	g := m[1]
+	if m[3] != "" {
+		g += " (" + m[3] + ")"
+	}
+	if len(lines) > 0 {
+		sorted := append([]string(nil), lines...)
+		sort.Strings(sorted) // LISTSCRIPTS order is the directory's in Pigeonhole
+		g += " [" + strings.Join(sorted, "|") + "]"
+	}
+	return g
+}
+
+// namesSession, without limits: names, empty and odd scripts, repeats.
+var namesSession = []string{
+	`PUTSCRIPT "empty" ""`,
+	`GETSCRIPT "empty"`,
+	`PUTSCRIPT "Café filtres" "keep;"`,
+	`PUTSCRIPT "with \"quotes\" and \\" "keep;"`,
+	`PUTSCRIPT ".hidden" "keep;"`,
+	`PUTSCRIPT "." "keep;"`,
+	`PUTSCRIPT ".." "keep;"`,
+	`PUTSCRIPT "dovecot" "keep;"`,
+	// 200 bytes: longer names make Pigeonhole's temporary file name (the
+	// script's name, a time, a pid and the host name) too long for the
+	// file system, an internal error there; courriel takes up to 249.
+	`PUTSCRIPT "` + strings.Repeat("é", 100) + `" "keep;"`,
+	`PUTSCRIPT "` + strings.Repeat("x", 257) + `" "keep;"`,
+	`PUTSCRIPT "a` + "\t" + `b" "keep;"`,
+	`PUTSCRIPT ` + lit("lit name") + ` ` + lit("keep;"),
+	`LISTSCRIPTS`,
+	`SETACTIVE "Café filtres"`,
+	`SETACTIVE "Café filtres"`,
+	`RENAMESCRIPT "Café filtres" "Café filtres"`,
+	`RENAMESCRIPT "empty" "a/b"`,
+	`DELETESCRIPT "a/b"`,
+	`GETSCRIPT "a/b"`,
+	`SETACTIVE "a/b"`,
+	`HAVESPACE "n" 0`,
+	`HAVESPACE "n" 4294967296`,
+	`PUTSCRIPT "crlf" ` + lit("keep;\r\n\r\n# comment\r\n"),
+	`GETSCRIPT "crlf"`,
+	`PUTSCRIPT "lf" ` + lit("keep;\n# comment\n"),
+	`GETSCRIPT "lf"`,
+	`PUTSCRIPT "nul" ` + lit("keep;\x00"),
+	`PUTSCRIPT "latin1" ` + lit("# caf\xe9\r\nkeep;\r\n"),
+	`CHECKSCRIPT ""`,
+	`PUTSCRIPT "n"`,
+	`PUTSCRIPT "n" 5`,
+	`DELETESCRIPT "Café filtres"`,
+	`SETACTIVE ""`,
+	`SETACTIVE ""`,
+	`DELETESCRIPT "Café filtres"`,
+	`LISTSCRIPTS`,
+	`LOGOUT`,
+}
+
+// Our replies and Pigeonhole's to the same commands: the same outcome,
+// response code and data, and the same files on disk.
+func TestPigeonholeDifferential(t *testing.T) {
+	if _, err := os.Stat(pigeonholeManageSieve); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("Pigeonhole's managesieve (dovecot-managesieved) is not installed")
+		}
+		t.Skip("Pigeonhole's managesieve (dovecot-managesieved) is not installed")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("running Pigeonhole as another user needs root")
+	}
+	t.Run("quota", func(t *testing.T) {
+		differential(t, scripts.Limits{MaxScripts: 3, MaxStorage: 1000, MaxScriptSize: 1000}, quotaSession)
+	})
+	t.Run("names", func(t *testing.T) {
+		differential(t, scripts.Limits{}, namesSession)
+	})
+}
+
+func differential(t *testing.T, lim scripts.Limits, cmds []string) {
+	maxSize := lim.MaxScriptSize
+	if maxSize == 0 {
+		maxSize = scripts.DefaultMaxScriptSize
+	}
+	// Pigeonhole.
+	dir, err := os.MkdirTemp("", "pigeonhole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	home := filepath.Join(dir, "home")
+	os.Mkdir(home, 0o755)
+	// An installation from before ManageSieve: a regular ~/.dovecot.sieve,
+	// which activation must keep as sieve/dovecot.orig.sieve.
+	legacy := "require \"fileinto\";\nfileinto \"Old\";\n"
+	os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(legacy), 0o600)
+	exec.Command("chown", "-R", "65534:65534", home).Run()
+	conf := filepath.Join(dir, "dovecot.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+
+		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+		"plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  sieve_quota_max_scripts = %d\n  sieve_quota_max_storage = %d\n  sieve_max_script_size = %d\n}\n",
+		home, lim.MaxScripts, lim.MaxStorage, maxSize)), 0o644)
+	cmd := exec.Command(pigeonholeManageSieve, "-c", conf)
+	cmd.Env = []string{"USER=alice", "HOME=" + home}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	ph := &client{t: t, r: bufio.NewReader(stdout)} // pre-authenticated: no greeting
+	go func() {
+		// Pigeonhole reads as the replies go; it needs no pacing.
+		for _, c := range cmds {
+			io.WriteString(stdin, c+"\r\n")
+		}
+	}()
+	theirs := make([]string, len(cmds))
+	for i := range cmds {
+		theirs[i] = ph.response()
+	}
+
+	// Ours.
+	e := newEnv(t, func(o *Options) { o.Limits = lim })
+	bob := e.user(t, "bob")
+	os.MkdirAll(bob.Home, 0o700)
+	os.WriteFile(filepath.Join(bob.Home, ".dovecot.sieve"), []byte(legacy), 0o600)
+	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", bob.UID, bob.GID), bob.Home).Run()
+	c := e.login(t, "bob")
+	ours := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		ours[i] = c.cmd(cmd)
+	}
+	same := 0
+	for i := range cmds {
+		if ours[i] == theirs[i] {
+			same++
+		} else {
+			t.Logf("worded differently: %q\n ours:       %q\n Pigeonhole: %q", trim(cmds[i]), trim(ours[i]), trim(theirs[i]))
+		}
+		g, w := gist(ours[i]), gist(theirs[i])
+		t.Logf("%-40.40q %s", cmds[i], w)
+		if g != w {
+			t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(cmds[i]), ours[i], theirs[i])
+		}
+	}
+	t.Logf("%d of %d replies are word for word Pigeonhole's", same, len(cmds))
+	// The files left, and the link.
+	files := func(h string) string {
+		var out []string
+		filepath.Walk(filepath.Join(h, "sieve"), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !strings.Contains(p, "/tmp") {
+				rel, _ := filepath.Rel(h, p)
+				out = append(out, fmt.Sprintf("%s %v %d", rel, fi.Mode(), fi.Size()))
+			}
+			return nil
+		})
+		l, _ := os.Readlink(filepath.Join(h, ".dovecot.sieve"))
+		return strings.Join(out, "\n") + "\nlink " + l
+	}
+	if o, p := files(bob.Home), files(home); o != p {
+		t.Errorf("files differ:\n ours:\n%s\n Pigeonhole:\n%s", o, p)
+	}
+}

@@ -1,0 +1,352 @@
+package managesieve
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"courriel/directory"
+	"courriel/loginguard"
+	"courriel/sieve"
+	"courriel/sieve/scripts"
+)
+
+// Authenticator checks a login; *directory.Directory implements it.
+// Errors: directory.ErrInvalidCredentials, directory.ErrUnavailable.
+type Authenticator interface {
+	Authenticate(ctx context.Context, login, password string) (directory.User, error)
+}
+
+// Metrics is what the server reports, with the listener "managesieve";
+// *monitor.Metrics satisfies it.
+type Metrics interface {
+	ConnOpened(listener string)
+	ConnClosed(listener string)
+	AuthFailure(listener string)
+}
+
+const metricsListener = "managesieve"
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMaxConnsPerIP  = 50
+	DefaultMaxUserIPConns = 10 // Dovecot's mail_max_userip_connections
+	DefaultMaxConns       = 2000
+	DefaultMaxLineLength  = 64 << 10 // Dovecot's managesieve_max_line_length
+	DefaultMaxCommands    = 10000    // per connection
+	DefaultMaxRedirects   = 4        // the interpreter's default, advertised as MAXREDIRECTS
+	DefaultAuthTimeout    = 15 * time.Second
+	DefaultIdleTimeout    = 30 * time.Minute // after login (Dovecot: 30 min)
+	DefaultPreAuthTimeout = 60 * time.Second
+)
+
+// Connection rules that need no setting.
+const (
+	maxFailedLogins   = 3  // a connection is closed after this many
+	maxErrors         = 20 // protocol errors of one connection
+	maxPreAuthCmds    = 50 // commands before a login
+	maxSmallLiteral   = 8 << 10
+	literalTimeout    = 5 * time.Minute
+	writeTimeout      = 5 * time.Minute
+	shutdownByeWindow = 2 * time.Second
+)
+
+// Options configures a Server. Auth is required.
+type Options struct {
+	Auth      Authenticator
+	TLSConfig *tls.Config // for STARTTLS; nil: no STARTTLS, so nobody can log in
+	Logger    *slog.Logger
+	Metrics   Metrics
+	// Guard throttles failed logins; share the process's one with IMAP
+	// and SMTP AUTH. Nil: one of the server's own.
+	Guard *loginguard.Guard
+	// Extensions is the SIEVE capability; default sieve.Extensions().
+	Extensions []string
+	// AllowedBase, when set, is the directory every user's home must be
+	// under (delivery's maildir_base): no symbolic link is followed out.
+	AllowedBase string
+	// Chown: files created for a user get its uid and gid (as root).
+	Chown bool
+	// Limits of each user's scripts (Pigeonhole's sieve_quota_*).
+	Limits scripts.Limits
+
+	MaxRedirects   int           // advertised as MAXREDIRECTS; default DefaultMaxRedirects
+	MaxConnsPerIP  int           // before login; default DefaultMaxConnsPerIP
+	MaxUserIPConns int           // per user and address after login; default DefaultMaxUserIPConns
+	MaxConns       int           // total; default DefaultMaxConns
+	MaxLineLength  int           // of a command outside literals; default DefaultMaxLineLength
+	MaxCommands    int           // per connection; default DefaultMaxCommands
+	AuthTimeout    time.Duration // one directory call; default DefaultAuthTimeout
+	IdleTimeout    time.Duration // between commands after login; default DefaultIdleTimeout
+	PreAuthTimeout time.Duration // between commands before login; default DefaultPreAuthTimeout
+}
+
+// Server is the ManageSieve service.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	guard  *loginguard.Guard
+	closed chan struct{}
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[string]int            // per client IP, not logged in; guarded by mu
+	userConns map[string]int            // per login+IP; guarded by mu
+	sessions  map[*session]struct{}     // guarded by mu
+	wg        sync.WaitGroup            // one per live session
+}
+
+// NewServer validates o and builds a server.
+func NewServer(o Options) (*Server, error) {
+	if o.Auth == nil {
+		return nil, errors.New("managesieve: Options.Auth is required")
+	}
+	if o.Extensions == nil {
+		o.Extensions = sieve.Extensions()
+	}
+	if o.AllowedBase != "" && !filepath.IsAbs(o.AllowedBase) {
+		return nil, fmt.Errorf("managesieve: AllowedBase %q is not absolute", o.AllowedBase)
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxRedirects, DefaultMaxRedirects)
+	def(&o.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	def(&o.MaxUserIPConns, DefaultMaxUserIPConns)
+	def(&o.MaxConns, DefaultMaxConns)
+	def(&o.MaxLineLength, DefaultMaxLineLength)
+	def(&o.MaxCommands, DefaultMaxCommands)
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd(&o.AuthTimeout, DefaultAuthTimeout)
+	defd(&o.IdleTimeout, DefaultIdleTimeout)
+	defd(&o.PreAuthTimeout, DefaultPreAuthTimeout)
+	if o.Limits.MaxScriptSize <= 0 {
+		o.Limits.MaxScriptSize = scripts.DefaultMaxScriptSize
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	g := o.Guard
+	if g == nil {
+		g = loginguard.New(loginguard.Options{})
+	}
+	return &Server{opts: o, log: log, guard: g, closed: make(chan struct{}),
+		listeners: map[net.Listener]struct{}{}, conns: map[string]int{}, userConns: map[string]int{},
+		sessions: map[*session]struct{}{}}, nil
+}
+
+// Serve accepts plain connections on ln (STARTTLS upgrades them) until
+// Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	select {
+	case <-s.closed:
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	default:
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var tempDelay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.closed:
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		if se := s.admit(c); se != nil {
+			go se.serve()
+		}
+	}
+}
+
+// admit applies the connection limits; over one the client gets a BYE.
+func (s *Server) admit(c net.Conn) *session {
+	ip := remoteIP(c.RemoteAddr())
+	s.mu.Lock()
+	refuse := ""
+	switch {
+	case len(s.sessions) >= s.opts.MaxConns:
+		refuse = "Too many connections, try again later."
+	case s.conns[ip] >= s.opts.MaxConnsPerIP:
+		refuse = "Too many connections from your address."
+	}
+	if refuse != "" {
+		s.mu.Unlock()
+		s.log.Warn("managesieve: connection refused", "ip", ip, "reason", refuse)
+		go func() {
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = c.Write([]byte(`BYE (TRYLATER) "` + refuse + `"` + "\r\n"))
+			c.Close()
+		}()
+		return nil
+	}
+	s.conns[ip]++
+	s.wg.Add(1)
+	se := newSession(s, c, ip)
+	s.sessions[se] = struct{}{}
+	s.mu.Unlock()
+	if m := s.opts.Metrics; m != nil {
+		m.ConnOpened(metricsListener)
+	}
+	se.log.Debug("managesieve: connect", "ip", ip)
+	return se
+}
+
+// loggedIn moves a session from its address's count to its user's; false
+// when the user already has MaxUserIPConns from there.
+func (s *Server) loggedIn(se *session, login string) bool {
+	key := login + "\x00" + se.ip
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userConns[key] >= s.opts.MaxUserIPConns {
+		return false
+	}
+	s.userConns[key]++
+	se.userKey = key
+	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
+		delete(s.conns, se.ip)
+	}
+	return true
+}
+
+// loggedOut undoes loggedIn (UNAUTHENTICATE).
+func (s *Server) loggedOut(se *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if se.userKey == "" {
+		return
+	}
+	if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
+		delete(s.userConns, se.userKey)
+	}
+	se.userKey = ""
+	s.conns[se.ip]++
+}
+
+func (s *Server) dropSession(se *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[se]; !ok {
+		return
+	}
+	delete(s.sessions, se)
+	s.wg.Done()
+	if m := s.opts.Metrics; m != nil {
+		m.ConnClosed(metricsListener)
+	}
+	if se.userKey != "" {
+		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
+			delete(s.userConns, se.userKey)
+		}
+	} else if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
+		delete(s.conns, se.ip)
+	}
+}
+
+// Close stops listening and closes every connection.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	select {
+	case <-s.closed:
+		s.mu.Unlock()
+		return nil
+	default:
+		close(s.closed)
+	}
+	var err error
+	for ln := range s.listeners {
+		if e := ln.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	for se := range s.sessions {
+		se.raw.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// Shutdown tells clients waiting for a command goodbye (BYE), lets
+// commands in flight finish within a short window or ctx, then Closes.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for ln := range s.listeners {
+		ln.Close() // no new connections while the present ones finish
+		delete(s.listeners, ln)
+	}
+	for se := range s.sessions {
+		se.shutdown.Store(true)
+		_ = se.raw.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(shutdownByeWindow)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return s.Close()
+}
+
+func remoteIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+func parseIP(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
