@@ -123,9 +123,12 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	q := d.opts.Queries
 	var home, uid, gid string
 	var quota []string // values of the quota attributes, "" when absent
+	var userHome string
+	var addrs []string
 	if q.Mailbox.Filter == q.UID.Filter && q.UID.Filter == q.GID.Filter {
 		attrs := []string{q.Mailbox.ResultAttribute, q.UID.ResultAttribute, q.GID.ResultAttribute}
 		attrs = append(attrs, d.quotaAttributes()...)
+		attrs = append(attrs, q.User.ResultAttribute, q.Domains.ResultAttribute)
 		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
 		if err != nil {
 			return nil, err
@@ -156,6 +159,17 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			v, _ := single(e, Query{ResultAttribute: a, ResultFormat: "%s"})
 			quota = append(quota, v)
 		}
+		if h, ok := single(e, Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+			if h, err := checkMaildir(h); err == nil {
+				userHome = strings.TrimSuffix(h, "/")
+			}
+		}
+		if a := q.Domains.ResultAttribute; a != "" {
+			addrs = e.GetEqualFoldAttributeValues(a)
+			if len(addrs) > maxAddresses {
+				addrs = addrs[:maxAddresses]
+			}
+		}
 	} else {
 		var err error
 		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
@@ -179,7 +193,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			quota = append(quota, v)
 		}
 	}
-	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home}
+	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home, Home: userHome, Addresses: addrs}
 	var err error
 	if mb.Maildir, err = checkMaildir(home); err != nil {
 		return nil, fmt.Errorf("%w: maildrop %s: %v", ErrUnavailable, addr, err)
@@ -195,6 +209,10 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	}
 	return mb, nil
 }
+
+// maxAddresses bounds Mailbox.Addresses: a vacation reply compares them
+// with the message's recipients.
+const maxAddresses = 1000
 
 // quotaAttributes are the configured quota attributes, storage first.
 func (d *Directory) quotaAttributes() []string {
