@@ -1,0 +1,270 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"courriel/internal/testenv"
+	"courriel/sieve"
+)
+
+// installScript makes src user's active script as Pigeonhole and
+// ManageSieve leave it: ~/sieve/NAME.sieve and the ~/.dovecot.sieve
+// symlink ("sieve/NAME.sieve").
+func installScript(t *testing.T, s *server, user, name, src string) {
+	t.Helper()
+	home := filepath.Join(s.vmail, user)
+	if err := os.MkdirAll(filepath.Join(home, "sieve"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "sieve", name+".sieve"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(home, ".dovecot.sieve")
+	os.Remove(link)
+	if err := os.Symlink("sieve/"+name+".sieve", link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const aliceScript = `require ["fileinto", "mailbox", "imap4flags", "reject"];
+if header :contains "subject" "work" {
+  addflag "\\Flagged";
+  addflag "$Important";
+  fileinto :create "Work.Été";
+  stop;
+}
+if header :contains "subject" "twice" {
+  fileinto :create "A";
+  fileinto :create "B";
+  stop;
+}
+if header :contains "subject" "missing" {
+  fileinto "Nowhere";
+  stop;
+}
+if header :contains "subject" "badname" {
+  fileinto :create "x/../../y";
+  stop;
+}
+if header :contains "subject" "rejectme" {
+  reject "Go away, I am busy";
+  stop;
+}
+if header :contains "subject" "fwd" {
+  redirect "friend@foreign.example";
+  stop;
+}
+if header :contains "subject" "dropme" {
+  discard;
+  stop;
+}
+`
+
+// TestSieveDelivery: swaks delivers, alice's script decides: the folder
+// it chose (created with :create, modified UTF-7, flags in the file name,
+// read back by imaplib), several fileinto, a missing or bad folder keeps
+// to INBOX, reject answers 550 at DATA and bounces in the queued case,
+// redirect leaves through the queue and a loop stops; bob's broken script
+// keeps to INBOX and says why in ~/.dovecot.sieve.log.
+func TestSieveDelivery(t *testing.T) {
+	requireTool(t, "swaks")
+	python := requireTool(t, "python3")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n\"example.net\" = %q\n", k.addr, k.addr)))
+	installScript(t, s, "alice", "main", aliceScript)
+	installScript(t, s, "bob", "broken", "require \"fileinto\";\nif header :is \"subject\" \"x\" {\n  fileinto \"A\"\n}\n")
+
+	send := func(to, subject string, args ...string) string {
+		t.Helper()
+		return swaksMsg(t, s, to, subject, "body of "+subject, args...)
+	}
+	mustAccept := func(out string) {
+		t.Helper()
+		if !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+
+	// fileinto :create with flags: .Work.&AMk-t&AOk- (Dovecot's name for
+	// "Work/Été"), in cur/ with F and the keyword's letter.
+	mustAccept(send("alice@xoyize.xyz", "work report"))
+	folder := ".Work.&AMk-t&AOk-"
+	cur := s.maildirFiles(t, "alice", folder+"/cur")
+	if len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,Fa") {
+		t.Fatalf("%s/cur holds %v, want one file ending :2,Fa", folder, cur)
+	}
+	kw, err := os.ReadFile(filepath.Join(s.vmail, "alice", "mailbox", folder, "dovecot-keywords"))
+	if err != nil || string(kw) != "0 $Important\n" {
+		t.Errorf("dovecot-keywords %q (%v), want \"0 $Important\\n\"", kw, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.vmail, "alice", "mailbox", folder, "maildirfolder")); err != nil {
+		t.Errorf("maildirfolder marker: %v", err)
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 0 {
+		t.Errorf("INBOX holds %d messages, want 0 (the script filed it)", n)
+	}
+
+	// Several fileinto: one copy in each folder, none in INBOX.
+	mustAccept(send("alice@xoyize.xyz", "twice"))
+	if countWith(t, s, "alice", ".A/new", "body of twice") != 1 || countWith(t, s, "alice", ".B/new", "body of twice") != 1 ||
+		countWith(t, s, "alice", "new", "body of twice") != 0 {
+		t.Error("two fileinto: want one copy in .A and one in .B, none in INBOX")
+	}
+
+	// A folder missing without :create, or a bad name: INBOX.
+	mustAccept(send("alice@xoyize.xyz", "missing folder"))
+	findMessage(t, s, "alice", "new", "body of missing folder")
+	if _, err := os.Stat(filepath.Join(s.vmail, "alice", "mailbox", ".Nowhere")); !os.IsNotExist(err) {
+		t.Errorf(".Nowhere was created: %v", err)
+	}
+	mustAccept(send("alice@xoyize.xyz", "badname"))
+	findMessage(t, s, "alice", "new", "body of badname")
+	if !waitLog(s, "folder does not exist") && !strings.Contains(s.logs(), "does not exist") {
+		t.Error("no log line for the missing folder")
+	}
+
+	// discard: accepted, stored nowhere.
+	mustAccept(send("alice@xoyize.xyz", "dropme"))
+
+	// reject, the only copy at DATA: 550 5.7.1 with the script's text.
+	out := send("alice@xoyize.xyz", "rejectme")
+	if !regexp.MustCompile(`<\*\* +550 5\.7\.1 Go away, I am busy`).MatchString(out) {
+		t.Errorf("reject at DATA: want 550 5.7.1 with the reason:\n%s", out)
+	}
+	if countWith(t, s, "alice", "new", "body of rejectme") != 0 {
+		t.Error("a rejected message was stored")
+	}
+
+	// reject among several copies (queued): 250, bob's copy stored, and a
+	// DSN to the sender (example.net: the sink) with the reason.
+	mustAccept(send("alice@xoyize.xyz,bob@xoyize.xyz", "rejectme queued"))
+	findMessage(t, s, "bob", "new", "body of rejectme queued")
+	waitFor(t, "the rejection DSN", func() bool {
+		for _, m := range k.messages() {
+			if m.from == "" && strings.Contains(m.data, "Go away, I am busy") && strings.Contains(m.data, "multipart/report") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// redirect through the queue, marked; the same message coming back
+	// marked for alice is not redirected again but kept.
+	before := len(k.messages())
+	mustAccept(send("alice@xoyize.xyz", "fwd me"))
+	var fwd sunk
+	waitFor(t, "the redirect", func() bool {
+		for _, m := range k.messages() {
+			if strings.Contains(m.data, "body of fwd me") {
+				fwd = m
+				return true
+			}
+		}
+		return false
+	})
+	if len(fwd.to) != 1 || fwd.to[0] != "friend@foreign.example" || fwd.from != "someone@example.net" ||
+		!strings.Contains(fwd.data, "X-Sieve-Redirected-From: alice@xoyize.xyz") {
+		t.Errorf("redirect: %+v", fwd)
+	}
+	if countWith(t, s, "alice", "new", "body of fwd me") != 0 {
+		t.Error("a redirected message was also kept")
+	}
+	mustAccept(send("alice@xoyize.xyz", "fwd loop", "--add-header", "X-Sieve-Redirected-From: alice@xoyize.xyz"))
+	findMessage(t, s, "alice", "new", "body of fwd loop")
+	for _, m := range k.messages()[before:] {
+		if strings.Contains(m.data, "body of fwd loop") {
+			t.Error("a looping message was redirected again")
+		}
+	}
+
+	// bob's script does not compile: INBOX, and the line in his log.
+	mustAccept(send("bob@xoyize.xyz", "x"))
+	findMessage(t, s, "bob", "new", "body of x")
+	blog, err := os.ReadFile(filepath.Join(s.vmail, "bob", ".dovecot.sieve.log"))
+	if err != nil || !strings.Contains(string(blog), "~/sieve/broken.sieve") || !strings.Contains(string(blog), "line 4") {
+		t.Errorf("~bob/.dovecot.sieve.log: %q (%v), want the script and its line 4", blog, err)
+	}
+
+	// What an IMAP client reads back: the folder, its flags.
+	script := fmt.Sprintf(`
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile=%q)
+m = imaplib.IMAP4_SSL("localhost", %s, ssl_context=ctx)
+m.login("alice", %q)
+for l in m.list()[1]: print("LIST", l.decode())
+typ, data = m.select('"Work.&AMk-t&AOk-"')
+print("SELECT", typ, data[0].decode())
+typ, data = m.fetch("1", "(FLAGS BODY.PEEK[TEXT])")
+print("FETCH", data[0][0].decode())
+m.logout()
+`, s.ca.CertFile(), port(s.IMAPS), testenv.AlicePassword)
+	out, err = run(t, script, python, "-")
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"Work.&AMk-t&AOk-"`, "SELECT OK 1", `\Flagged`, "$Important"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("imaplib output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestSieveVacation: a vacation reply goes out once per sender within
+// :days, never to a list, an auto-reply or the null sender.
+func TestSieveVacation(t *testing.T) {
+	const script = `require ["vacation"];
+vacation :days 7 :subject "Away" "I am away until Monday.";
+`
+	if _, err := sieve.Compile([]byte(script), sieve.Limits{}); err != nil {
+		// The interpreter's vacation arrives with the sieve helper's merge.
+		t.Skipf("the interpreter does not run vacation yet: %v", err)
+	}
+	requireTool(t, "swaks")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"example.net\" = %q\n", k.addr)))
+	installScript(t, s, "alice", "away", script)
+	replies := func() int {
+		n := 0
+		for _, m := range k.messages() {
+			if strings.Contains(m.data, "I am away until Monday") {
+				n++
+			}
+		}
+		return n
+	}
+	for _, c := range []struct {
+		subject string
+		args    []string
+	}{
+		{"first", []string{"--header", "To: alice@xoyize.xyz"}},
+		{"second", []string{"--header", "To: alice@xoyize.xyz"}},
+		{"list", []string{"--from", "other@example.net", "--header", "To: alice@xoyize.xyz", "--add-header", "List-Id: <l.example.net>"}},
+		{"auto", []string{"--from", "third@example.net", "--header", "To: alice@xoyize.xyz", "--add-header", "Auto-Submitted: auto-replied"}},
+		{"null", []string{"--from", "", "--header", "To: alice@xoyize.xyz"}},
+		{"bcc", []string{"--from", "fourth@example.net", "--header", "To: someone@else.example"}},
+	} {
+		out := swaksMsg(t, s, "alice@xoyize.xyz", c.subject, "body "+c.subject, c.args...)
+		if !accepted(out) {
+			t.Fatalf("%s refused:\n%s", c.subject, out)
+		}
+		findMessage(t, s, "alice", "new", "body "+c.subject)
+	}
+	waitFor(t, "the vacation reply", func() bool { return replies() >= 1 })
+	waitLog(s, "queued")
+	if n := replies(); n != 1 {
+		t.Errorf("%d vacation replies, want 1 (once per sender per :days; none to a list, an auto-reply, <> or a Bcc)", n)
+	}
+	for _, m := range k.messages() {
+		if strings.Contains(m.data, "I am away") && (m.from != "" || len(m.to) != 1 || m.to[0] != "someone@example.net" ||
+			!strings.Contains(m.data, "Auto-Submitted: auto-replied") || !strings.Contains(m.data, "Subject: Away")) {
+			t.Errorf("vacation reply: %+v", m)
+		}
+	}
+}
