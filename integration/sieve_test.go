@@ -15,19 +15,22 @@ import (
 // installScript makes src user's active script as Pigeonhole and
 // ManageSieve leave it: ~/sieve/NAME.sieve and the ~/.dovecot.sieve
 // symlink ("sieve/NAME.sieve").
-func installScript(t *testing.T, s *server, user, name, src string) {
-	t.Helper()
-	home := filepath.Join(s.vmail, user)
-	if err := os.MkdirAll(filepath.Join(home, "sieve"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(home, "sieve", name+".sieve"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(home, ".dovecot.sieve")
+func installScript(t *testing.T, s *server, user, name, src string) { installScriptTB(t, s, user, name, src) }
+
+func mkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
+
+func writeFile(p, data string) error { return os.WriteFile(p, []byte(data), 0o644) }
+
+// symlink replaces link by a symlink to target.
+func symlink(target, link string) error {
 	os.Remove(link)
-	if err := os.Symlink("sieve/"+name+".sieve", link); err != nil {
-		t.Fatal(err)
+	return os.Symlink(target, link)
+}
+
+func mustTB(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
 	}
 }
 
