@@ -15,7 +15,9 @@ import (
 // installScript makes src user's active script as Pigeonhole and
 // ManageSieve leave it: ~/sieve/NAME.sieve and the ~/.dovecot.sieve
 // symlink ("sieve/NAME.sieve").
-func installScript(t *testing.T, s *server, user, name, src string) { installScriptTB(t, s, user, name, src) }
+func installScript(t *testing.T, s *server, user, name, src string) {
+	installScriptTB(t, s, user, name, src)
+}
 
 func mkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
 
