@@ -218,6 +218,16 @@ m.logout()
 			t.Errorf("imaplib output lacks %q:\n%s", want, out)
 		}
 	}
+
+	// And Dovecot itself, on the same maildir (last: it takes the files).
+	testenv.NeedDovecot(t)
+	out = testenv.RunDovecot(t, filepath.Join(s.vmail, "alice", "mailbox"), "",
+		"a LIST \"\" *\r\nb SELECT \"Work.&AMk-t&AOk-\"\r\nc FETCH 1 (FLAGS)\r\nd STATUS A (MESSAGES)\r\ne LOGOUT\r\n")
+	for _, want := range []string{`"." Work.&AMk-t&AOk-`, "* 1 EXISTS", `* 1 FETCH (FLAGS (\Flagged $Important))`, "STATUS A (MESSAGES 1)", `"." B`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Dovecot's answer lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 // TestSieveVacation: a vacation reply goes out once per sender within
