@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -43,51 +42,4 @@ func keyedCopyStored(md *openMaildir, name string) (bool, error) {
 			return false, err
 		}
 	}
-}
-
-// Stored reports whether r's keyed copy of m (Recipient.CopyKey) is already
-// in its maildir: what an earlier attempt stored. Sieve delivery asks it
-// before queueing a script's redirects and replies again on a retry, since
-// it queues them before the stores: a stored first copy means they are
-// queued. False without a key or when the maildir does not exist.
-func (s *Store) Stored(m *Message, r Recipient) (bool, error) {
-	if r.CopyKey == "" || !validCopyKey(r.CopyKey) || m.Arrived.IsZero() {
-		return false, nil
-	}
-	if err := validAddress(r.Address); err != nil {
-		return false, nil
-	}
-	header := m.Header
-	if n := len(header); n > 0 && header[n-1] != '\n' {
-		header = append(header[:n:n], '\r', '\n')
-	}
-	body := m.Body
-	if body == nil {
-		body = bytes.NewReader(nil)
-	}
-	stats, err := scanBody(body)
-	if err != nil {
-		return false, err
-	}
-	parts := copyParts{header: header, body: body, stats: stats, prefix: buildPrefix(m.From, r.Address)}
-	size, wsize := parts.sizes()
-	rel, e := s.maildirRel(r.Maildir)
-	if e != nil {
-		return false, e
-	}
-	if r.Folder != "" {
-		if !validFolder(r.Folder) {
-			return false, nil
-		}
-		rel += "/." + r.Folder
-	}
-	root, err := os.OpenRoot(s.absolute(rel))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer root.Close()
-	return keyedCopyStored(&openMaildir{root: root}, keyedName(m.Arrived, r.CopyKey, s.host, size, wsize))
 }

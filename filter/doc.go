@@ -15,17 +15,21 @@
 // A recipient without a script costs one cached directory lookup and one
 // lstat.
 //
-// Order and durability. Side effects (redirects, vacation replies) are
-// queued first, durably, then the copies are stored; Deliver returns nil
-// for a recipient only once both are done, so SMTP's 250 or the queue's
-// record follows them. Queued copies are keyed (delivery.Recipient.CopyKey,
-// one key per folder): on a retry after a crash the copies already stored
-// are found, and when the first one is, the side effects of that attempt
-// are known to be queued and are not queued again. A crash between
-// queueing a redirect and storing the first copy, or a store failing after
-// it, repeats the redirect on the next attempt: never a lost copy, at worst
-// a duplicate forward (a vacation reply is never repeated: its memory is
-// written before it is queued).
+// Order and durability. The copies are stored first, then redirects and
+// the vacation reply are queued (durably, queue.Accept); Deliver returns
+// nil for a recipient only once both are done, so SMTP's 250 or the
+// queue's record follows them. A copy that cannot be stored (over quota,
+// for days) queues nothing, however often it is tried. A redirect that
+// cannot be queued fails the recipient temporarily; a queued (keyed) copy
+// is then found on the retry (delivery.Recipient.CopyKey, one key per
+// folder), never stored twice. For keyed copies the home's memory
+// (~/.courriel.vacation, the vacation memory) records that an attempt
+// queued its redirects and reply, so that a retry does not queue them
+// again; only a crash between queueing them and that record repeats a
+// redirect (never a vacation reply, which has its own memory). A single
+// copy stored at DATA whose redirect cannot be queued gets a 4xx, and the
+// sender's retry stores it again: the rare duplicate rather than a lost
+// redirect.
 //
 // Errors never lose mail: a script that does not compile or fails at run
 // time gives a keep into the INBOX, logged with the user and the line, and

@@ -20,7 +20,6 @@ import (
 // Store is the delivery store (*delivery.Store).
 type Store interface {
 	Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error
-	Stored(m *delivery.Message, r delivery.Recipient) (bool, error)
 }
 
 // Directory gives a maildrop's entry: its home (where the script is) and
@@ -119,6 +118,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 		header []byte
 	}
 	var editedCopies []edited
+	plans := make([]*plan, len(rcpts))
 	for i := range rcpts {
 		r := &rcpts[i]
 		p, err := f.plan(ctx, m, r, mr)
@@ -131,10 +131,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			owner = append(owner, i)
 			continue
 		}
-		if err := f.sideEffects(ctx, m, r, p); err != nil {
-			errs[i] = err
-			continue
-		}
+		plans[i] = p
 		if p.reject != nil {
 			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
@@ -162,6 +159,14 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			owners[j] = e.rcpt
 		}
 		f.storeAll(ctx, em, e.stores, owners, errs)
+	}
+	// Redirects and replies once the copies are durable: a copy that
+	// cannot be stored now (over quota, for days) queues nothing, however
+	// often it is tried again.
+	for i, p := range plans {
+		if p != nil && p.reject == nil && errs[i] == nil {
+			errs[i] = f.sideEffects(ctx, m, &rcpts[i], p)
+		}
 	}
 	return errs
 }
@@ -318,6 +323,13 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 	if p.reject != nil {
 		p.stores, p.redirects = nil, nil
 		return p, nil
+	}
+	if len(p.redirects) > 0 {
+		if why := f.redirectRefused(msg, r); why != "" {
+			f.log.Warn("sieve: redirect not made, message kept", "msg_id", m.ID, "to", r.Address, "reason", why)
+			p.redirects = nil
+			implicit = implicit || len(p.stores) == 0
+		}
 	}
 	if implicit {
 		p.addStore(inbox(keepFlags))

@@ -3,6 +3,7 @@ package filter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/delivery/maildirsize"
 	"courriel/directory"
 	"courriel/sieve"
 )
@@ -340,5 +342,37 @@ func TestVacationQueued(t *testing.T) {
 		if !strings.Contains(q.data[i], want) {
 			t.Errorf("reply %d lacks %q:\n%s", i, want, q.data[i])
 		}
+	}
+}
+
+// A copy that cannot be stored (over quota) queues no redirect, however
+// often it is tried; once it is stored, the redirect goes once.
+func TestRedirectAfterStore(t *testing.T) {
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["copy"]; redirect :copy "x@far.example";`), 0o644)
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	q := &recordingQueue{}
+	f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	m := &delivery.Message{ID: "m2", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: q\r\n\r\nquota\r\n")), Arrived: time.Unix(1700000000, 0)}
+	r := delivery.Recipient{Address: "u@x.y", Maildir: home + "/mailbox/", CopyKey: "Q2-0", Quota: maildirsize.Limits{Bytes: 10}}
+	for attempt := range 3 {
+		m.Retry = attempt > 0
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{r}); !errors.Is(errs[0], delivery.ErrOverQuota) {
+			t.Fatalf("attempt %d: %v, want over quota", attempt, errs[0])
+		}
+	}
+	if len(q.sent) != 0 {
+		t.Fatalf("redirects queued for a copy never stored: %v", q.sent)
+	}
+	r.Quota = maildirsize.Limits{}
+	for range 2 {
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{r}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	if len(q.sent) != 1 {
+		t.Errorf("queued %v, want the redirect once", q.sent)
 	}
 }

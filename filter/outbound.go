@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"courriel/delivery"
 	"courriel/sieve"
@@ -19,17 +20,24 @@ const RedirectedHeader = "X-Sieve-Redirected-From"
 // any further (smtp refuses it at the next hop anyway).
 const hopLimit = 50
 
-// sideEffects queues the plan's redirects and vacation reply before its
-// copies are stored (see doc.go). On a retry whose first copy an earlier
-// attempt stored, they were queued then and are not queued again. A
-// redirect that cannot be queued fails the recipient's delivery
-// (temporarily: nothing was stored); a loop keeps to the INBOX instead.
+// sideEffects queues the plan's redirects and vacation reply, once its
+// copies are stored (see doc.go). A redirect that cannot be queued fails
+// the recipient's delivery, temporarily: the sender (or the queue) tries
+// again, and keyed copies are not stored twice. For a keyed copy the home
+// remembers that its redirects and reply were queued (sideEffectsKey in
+// the vacation memory), so that a retry after a later failure or a crash
+// does not queue them again.
 func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
 	if len(p.redirects) == 0 && p.vacation == nil {
 		return nil
 	}
-	if m.Retry && r.CopyKey != "" && len(p.stores) > 0 {
-		if done, err := f.o.Store.Stored(m, p.stores[0]); err == nil && done {
+	remembered := r.CopyKey != "" && p.mb.Home != ""
+	if remembered {
+		done, err := f.recalled(p.mb.Home, sideEffectsKey(r.CopyKey))
+		if err != nil {
+			f.log.Warn("sieve: cannot read the memory of earlier attempts", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+		if done {
 			f.log.Info("sieve: redirects and replies were queued by an earlier attempt", "msg_id", m.ID, "to", r.Address)
 			return nil
 		}
@@ -42,42 +50,47 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delive
 	if p.vacation != nil {
 		f.vacation(ctx, m, r, p)
 	}
+	if remembered {
+		uid, gid := -1, -1
+		if f.o.Chown {
+			uid, gid = r.UID, r.GID
+		}
+		if _, err := f.remember(p.mb.Home, sideEffectsKey(r.CopyKey), "", sideEffectsMemory, uid, gid); err != nil {
+			f.log.Warn("sieve: cannot remember the queued redirects", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+	}
 	return nil
+}
+
+// sideEffectsKey names a keyed copy's queued redirects and reply in the
+// memory; sideEffectsMemory outlasts the queue's lifetime (5 days).
+func sideEffectsKey(copyKey string) string { return "queued\x00" + copyKey }
+
+const sideEffectsMemory = 7 * 24 * time.Hour
+
+// redirectRefused says why the message must not be redirected for r: a
+// loop (already redirected by this user), too many hops, no queue; "" when
+// it may.
+func (f *Filter) redirectRefused(msg *sieve.Message, r *delivery.Recipient) string {
+	for _, v := range msg.Header.Values(RedirectedHeader) {
+		if strings.Contains(strings.ToLower(v), strings.ToLower(r.Address)) {
+			return "loop: the message was already redirected by this user"
+		}
+	}
+	if n := len(msg.Header.Values("Received")); n >= hopLimit {
+		return fmt.Sprintf("too many hops (%d Received fields)", n)
+	}
+	if f.o.Outbound == nil {
+		return "no outbound queue"
+	}
+	return ""
 }
 
 // redirect queues the message for the plan's redirect addresses, marked
 // with RedirectedHeader and Delivered-To (which courriel's and Postfix's
 // loop checks read), from the original sender (SRS-rewritten when
-// configured, as alias forwards). A loop, too many hops or no queue keeps
-// the copy in the INBOX instead.
+// configured, as alias forwards).
 func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
-	keep := func(why string) {
-		f.log.Warn("sieve: redirect not made, message kept", "msg_id", m.ID, "to", r.Address, "reason", why)
-		p.redirects = nil
-		if len(p.stores) == 0 {
-			c := *r
-			c.NoCreate, c.Flags = false, nil
-			p.stores = append(p.stores, c)
-		}
-	}
-	msg, err := (&messageReader{m: m}).sieveMessage()
-	if err != nil {
-		return &delivery.Error{Temporary: true, Reason: "cannot read the message to redirect", Err: err}
-	}
-	for _, v := range msg.Header.Values(RedirectedHeader) {
-		if strings.Contains(strings.ToLower(v), strings.ToLower(r.Address)) {
-			keep("loop: the message was already redirected by this user")
-			return nil
-		}
-	}
-	if n := len(msg.Header.Values("Received")); n >= hopLimit {
-		keep(fmt.Sprintf("too many hops (%d Received fields)", n))
-		return nil
-	}
-	if f.o.Outbound == nil {
-		keep("no outbound queue")
-		return nil
-	}
 	from := m.From
 	if f.o.SRS != nil && from != "" {
 		if rf, err := f.o.SRS.Forward(from); err == nil {
@@ -97,6 +110,3 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 	f.log.Info("sieve: redirected", "msg_id", m.ID, "to", r.Address, "redirect_to", strings.Join(p.redirects, ","), "queue_id", qid)
 	return nil
 }
-
-// headerValue is the first value of a header field, "" when absent.
-func headerValue(msg *sieve.Message, name string) string { return msg.Header.Get(name) }

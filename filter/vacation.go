@@ -281,6 +281,26 @@ func (f *Filter) remember(home, sender, handle string, period time.Duration, uid
 	return true, writeMemory(root, entries, uid, gid)
 }
 
+// recalled says whether key (as remember records it, handle "") is in
+// home's memory and not expired.
+func (f *Filter) recalled(home, key string) (bool, error) {
+	mu := &f.homes[int(sha256.Sum256([]byte(home))[0])%len(f.homes)]
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	entries, err := readMemory(root, f.o.Now())
+	if err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(key) + "\x00"))
+	_, ok := entries[hex.EncodeToString(sum[:])]
+	return ok, nil
+}
+
 // maxMemoryFile bounds what is read of the memory file.
 const maxMemoryFile = maxMemoryEntries * 100
 
