@@ -256,6 +256,12 @@ func TestUserMaildirFollowsMailboxQuery(t *testing.T) {
 		if u.Maildir != mb.Maildir {
 			t.Errorf("format %q: login's maildir %q, delivery's %q", format, u.Maildir, mb.Maildir)
 		}
+		// Sieve delivery finds the script in the home, and the user's
+		// addresses for vacation, in the same entry.
+		if mb.Home != u.Home || mb.Home != "/var/vmail/xomail" ||
+			strings.Join(mb.Addresses, ",") != "test0@hosted-domain.com,test1@hosted-domain.com" {
+			t.Errorf("format %q: home %q (login's %q), addresses %v", format, mb.Home, u.Home, mb.Addresses)
+		}
 		if want := strings.Replace(format, "%s", "/var/vmail/xomail", 1); format != "" && u.Maildir != want {
 			t.Errorf("format %q: maildir %q, want %q", format, u.Maildir, want)
 		}
