@@ -262,6 +262,12 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 	var keepFlags []string
 	var explicit []sieve.Action
 	for i, s := range scripts {
+		if !implicit {
+			// As Pigeonhole's multiscript: the sequence goes on only while
+			// the implicit keep is in effect (a fileinto, redirect or
+			// discard of a before script ends it; stop does not).
+			break
+		}
 		if s.err != nil {
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
 			continue

@@ -283,3 +283,38 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
 		}
 	}
 }
+
+// TestSieveAdminScripts: [sieve] before and after run around the user's
+// script as Pigeonhole's sieve_before/sieve_after: a before script that
+// files the message ends the sequence; otherwise the user's script and the
+// after script run, the after script's flag landing on the kept copy.
+func TestSieveAdminScripts(t *testing.T) {
+	requireTool(t, "swaks")
+	dir := t.TempDir()
+	before, after := filepath.Join(dir, "before.sieve"), filepath.Join(dir, "after.sieve")
+	mustTB(t, writeFile(before, `require ["fileinto", "mailbox"];
+if header :contains "X-Spam" "Yes" { fileinto :create "Spam"; }
+`))
+	mustTB(t, writeFile(after, `require ["imap4flags"];
+addflag "$Checked";
+`))
+	s := startServer(t, withTOML(fmt.Sprintf("[sieve]\nbefore = [%q]\nafter = [%q]\n", before, after)))
+	installScript(t, s, "alice", "main", `require ["fileinto", "mailbox"];
+if header :contains "subject" "user" { fileinto :create "Mine"; }
+`)
+	for _, c := range []struct{ subject, header string }{
+		{"spam user", "X-Spam: Yes"}, {"user mail", "X-Other: 1"}, {"plain", "X-Other: 1"},
+	} {
+		if out := swaksMsg(t, s, "alice@xoyize.xyz", c.subject, "body "+c.subject, "--add-header", c.header); !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+	findMessage(t, s, "alice", ".Spam/new", "body spam user")
+	if countWith(t, s, "alice", ".Mine/new", "body spam user") != 0 {
+		t.Error("the user's script ran after a before script filed the message")
+	}
+	findMessage(t, s, "alice", ".Mine/new", "body user mail")
+	if cur := s.maildirFiles(t, "alice", "cur"); len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,a") {
+		t.Errorf("INBOX cur/ %v, want the plain message with the after script's keyword", cur)
+	}
+}
