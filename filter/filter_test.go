@@ -376,3 +376,34 @@ func TestRedirectAfterStore(t *testing.T) {
 		t.Errorf("queued %v, want the redirect once", q.sent)
 	}
 }
+
+// editheader's header is what the stored and the redirected copies carry
+// (skipped until the interpreter has editheader).
+func TestEditedHeaderCopies(t *testing.T) {
+	src := `require ["editheader", "copy"]; addheader "X-Edited" "yes"; deleteheader "X-Drop"; redirect :copy "x@far.example";`
+	if _, err := sieve.Compile([]byte(src), sieve.Limits{}); err != nil {
+		t.Skipf("the interpreter has no editheader yet: %v", err)
+	}
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(src), 0o644)
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	q := &recordingQueue{}
+	f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	m := &delivery.Message{ID: "m", From: "s@z.z", Header: []byte("Received: by test\r\n"),
+		Body: bytes.NewReader([]byte("X-Drop: 1\r\nSubject: e\r\n\r\nedited body\r\n")), Arrived: time.Now()}
+	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	files, _ := os.ReadDir(home + "/mailbox/new")
+	if len(files) != 1 {
+		t.Fatalf("%d copies", len(files))
+	}
+	b, _ := os.ReadFile(home + "/mailbox/new/" + files[0].Name())
+	for name, got := range map[string]string{"stored": string(b), "redirected": strings.Join(q.data, "")} {
+		if !strings.Contains(got, "X-Edited: yes") || strings.Contains(got, "X-Drop") || !strings.Contains(got, "Received: by test") || !strings.Contains(got, "edited body") {
+			t.Errorf("%s copy:\n%s", name, got)
+		}
+	}
+}

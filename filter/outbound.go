@@ -43,7 +43,14 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delive
 		}
 	}
 	if len(p.redirects) > 0 {
-		if err := f.redirect(ctx, m, r, p); err != nil {
+		rm := m
+		if p.edited != nil {
+			// editheader's header goes with the redirected copy too.
+			if em, err := (&messageReader{m: m}).withHeader(p.edited); err == nil {
+				rm = em
+			}
+		}
+		if err := f.redirect(ctx, rm, r, p); err != nil {
 			return err
 		}
 	}
