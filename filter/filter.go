@@ -272,7 +272,7 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
 			continue
 		}
-		res := s.script.Run(msg, env)
+		res := f.run(s, msg, env)
 		if res.Err != nil {
 			f.scriptError(m, r, mb, s.name, i == userIdx, "run", res.Err)
 		}
@@ -346,6 +346,12 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 		}
 	}
 	return p, nil
+}
+
+// run runs one compiled script: the one place the interpreter's run
+// options (time, duplicate store, vacation limits) are given.
+func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope) sieve.Result {
+	return s.script.Run(msg, env)
 }
 
 // addStore adds a copy, merging one for a folder already listed (their
