@@ -321,3 +321,66 @@ if header :contains "subject" "user" { fileinto :create "Mine"; }
 		t.Errorf("INBOX cur/ %v, want the plain message with the after script's keyword", cur)
 	}
 }
+
+// TestCrashSafetySieve is TestCrashSafetyMixed with a script for alice
+// filing each message into two folders (one copy with \Seen, in cur/):
+// SIGKILL at random moments, also between the keyed copies and the
+// queue's record of them; after the restarts and the queue's retries every
+// acknowledged message is in each of alice's folders exactly once, and in
+// bob's INBOX once.
+func TestCrashSafetySieve(t *testing.T) {
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca) // the foreign member of mixed@
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	installScript(t, s, "alice", "two", `require ["fileinto", "mailbox", "imap4flags"];
+fileinto :create "A";
+addflag "\\Seen";
+fileinto :create "B";
+`)
+	acked := sendWhileKilling(t, s, "s", 6, sendMixed)
+	waitFor(t, "an empty queue", func() bool {
+		out, _ := run(t, "", binary, "queue", "-config", s.config, "list")
+		return !strings.Contains(out, "@")
+	})
+	subj := regexp.MustCompile(`(?m)^Subject: (s\d{5})$`)
+	count := func(user string, subs ...string) map[string]int {
+		seen := map[string]int{}
+		for _, sub := range subs {
+			for _, f := range s.maildirFiles(t, user, sub) {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := subj.FindSubmatch(b)
+				if m == nil || !strings.HasSuffix(string(b), "END-"+string(m[1])+"\n") {
+					t.Errorf("%s: half-written or truncated:\n%.200s", f, b)
+					continue
+				}
+				seen[string(m[1])]++
+			}
+		}
+		return seen
+	}
+	for _, c := range []struct {
+		user string
+		subs []string
+	}{
+		{"alice", []string{".A/new", ".A/cur"}}, {"alice", []string{".B/cur"}}, {"bob", []string{"new", "cur"}},
+	} {
+		seen := count(c.user, c.subs...)
+		for id := range acked {
+			if seen[id] != 1 {
+				t.Errorf("%s %v: acknowledged message %s is there %d times", c.user, c.subs, id, seen[id])
+			}
+		}
+		for id, n := range seen {
+			if n > 1 {
+				t.Errorf("%s %v: message %s is there %d times", c.user, c.subs, id, n)
+			}
+		}
+	}
+	if n := len(count("alice", "new", "cur")); n != 0 {
+		t.Errorf("alice's INBOX has %d messages, want none (the script files them all)", n)
+	}
+	t.Logf("%d acknowledged", len(acked))
+}
