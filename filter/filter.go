@@ -28,10 +28,21 @@ type Directory interface {
 	Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
 }
 
+// Resolver routes a redirect's addresses as smtp routes a RCPT (the
+// directory): ours are stored here (through the queue's local copies,
+// where the target's own script runs), others leave by the queue.
+type Resolver interface {
+	ClassifyDomain(ctx context.Context, domain string) (directory.DomainClass, error)
+	ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error)
+}
+
 // Outbound is the queue (*queue.Queue): redirects and vacation replies
 // leave through it, durably queued when Accept returns.
 type Outbound interface {
 	Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
+	// AcceptForward is Accept with another sender (SRS) for the remote
+	// copies than the local ones show.
+	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
 }
 
 // Options configure a Filter.
@@ -41,6 +52,10 @@ type Options struct {
 	// Outbound, when nil, makes redirects keep to the INBOX instead and
 	// vacation replies not sent (logged).
 	Outbound Outbound
+	// Resolver, when set, sends redirects to our own addresses straight to
+	// their maildirs (as local copies of the queued redirect); nil: every
+	// redirect is a remote recipient of the queue.
+	Resolver Resolver
 	// SRS, when set, rewrites the envelope sender of redirects as for
 	// alias forwards (mailauth.SRS); nil: the original sender.
 	SRS interface {

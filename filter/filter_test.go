@@ -240,6 +240,10 @@ func (d fakeDir) Mailbox(_ context.Context, addr string) (*directory.Mailbox, er
 	return nil, directory.ErrNotFound
 }
 
+func (q *recordingQueue) AcceptForward(ctx context.Context, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return q.Accept(ctx, id, remoteFrom, remote, local, data)
+}
+
 type recordingQueue struct {
 	mu   sync.Mutex
 	sent []string // from + " -> " + rcpts

@@ -3,11 +3,14 @@ package filter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"courriel/delivery"
+	"courriel/delivery/maildirsize"
+	"courriel/directory"
 	"courriel/sieve"
 )
 
@@ -98,10 +101,10 @@ func (f *Filter) redirectRefused(msg *sieve.Message, r *delivery.Recipient) stri
 // loop checks read), from the original sender (SRS-rewritten when
 // configured, as alias forwards).
 func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
-	from := m.From
-	if f.o.SRS != nil && from != "" {
-		if rf, err := f.o.SRS.Forward(from); err == nil {
-			from = rf
+	remoteFrom := m.From
+	if f.o.SRS != nil && m.From != "" {
+		if rf, err := f.o.SRS.Forward(m.From); err == nil {
+			remoteFrom = rf
 		}
 	}
 	var data bytes.Buffer
@@ -110,10 +113,66 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 	if _, err := data.ReadFrom((&messageReader{m: m}).full()); err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot read the message to redirect", Err: err}
 	}
-	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, from, p.redirects, nil, bytes.NewReader(data.Bytes()))
+	remote, local, err := f.route(ctx, p.redirects)
+	if err != nil {
+		return &delivery.Error{Temporary: true, Reason: "cannot route the redirect", Err: err}
+	}
+	var qid string
+	if remoteFrom != m.From && len(local) > 0 {
+		// Local copies show the original sender, as for alias forwards.
+		qid, _, err = f.o.Outbound.AcceptForward(ctx, m.ID, m.From, remoteFrom, remote, local, bytes.NewReader(data.Bytes()))
+	} else {
+		qid, _, err = f.o.Outbound.Accept(ctx, m.ID, remoteFrom, remote, local, bytes.NewReader(data.Bytes()))
+	}
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot queue the redirect", Err: err}
 	}
 	f.log.Info("sieve: redirected", "msg_id", m.ID, "to", r.Address, "redirect_to", strings.Join(p.redirects, ","), "queue_id", qid)
 	return nil
+}
+
+// route splits redirect addresses into the queue's remote recipients and
+// local copies, as smtp does for a RCPT: a foreign domain, or an unknown
+// address of ours (the queue's attempt then bounces it to the sender), is
+// remote; an address of ours is resolved through the aliases to its
+// maildrops. An unavailable directory is an error: the copy waits.
+func (f *Filter) route(ctx context.Context, addrs []string) ([]string, []delivery.Recipient, error) {
+	if f.o.Resolver == nil {
+		return addrs, nil, nil
+	}
+	var remote []string
+	var local []delivery.Recipient
+	for _, a := range addrs {
+		at := strings.LastIndexByte(a, '@')
+		if at < 0 {
+			remote = append(remote, a)
+			continue
+		}
+		class, err := f.o.Resolver.ClassifyDomain(ctx, strings.ToLower(a[at+1:]))
+		if err != nil {
+			return nil, nil, err
+		}
+		if class == directory.DomainForeign {
+			remote = append(remote, a)
+			continue
+		}
+		res, err := f.o.Resolver.ResolveRecipient(ctx, a)
+		if errors.Is(err, directory.ErrNotFound) {
+			remote = append(remote, a)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, d := range res.Destinations {
+			if d.Remote || d.Mailbox == nil {
+				remote = append(remote, d.Address)
+				continue
+			}
+			local = append(local, delivery.Recipient{Address: d.Address, OrigTo: a, Maildir: d.Mailbox.Maildir,
+				UID: d.Mailbox.UID, GID: d.Mailbox.GID,
+				Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages}})
+		}
+	}
+	return remote, local, nil
 }

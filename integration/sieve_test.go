@@ -384,3 +384,33 @@ fileinto :create "B";
 	}
 	t.Logf("%d acknowledged", len(acked))
 }
+
+// TestSieveRedirectLocal: a redirect to one of our addresses is stored
+// here (the target's own script runs on it), and two users redirecting to
+// each other stop at the first one, who keeps it.
+func TestSieveRedirectLocal(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	installScript(t, s, "alice", "fwd", `if header :contains "subject" ["tobob", "pingpong"] { redirect "bob@example.org"; }`)
+	installScript(t, s, "bob", "fwd", `if header :contains "subject" "pingpong" { redirect "alice@example.org"; }`)
+	for _, subj := range []string{"tobob", "pingpong"} {
+		if out := swaksMsg(t, s, "alice@xoyize.xyz", subj, "body "+subj); !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+	waitFor(t, "the redirected copy in bob's INBOX", func() bool { return countWith(t, s, "bob", "new", "body tobob") == 1 })
+	got := findMessage(t, s, "bob", "new", "body tobob")
+	if !strings.Contains(got, "X-Sieve-Redirected-From: alice@xoyize.xyz") || !strings.Contains(got, "Return-Path: <someone@example.net>") {
+		t.Errorf("bob's copy:\n%s", got)
+	}
+	if countWith(t, s, "alice", "new", "body tobob") != 0 {
+		t.Error("alice kept a message her script redirected")
+	}
+	waitFor(t, "the loop to end in alice's INBOX", func() bool { return countWith(t, s, "alice", "new", "body pingpong") == 1 })
+	if countWith(t, s, "bob", "new", "body pingpong") != 0 {
+		t.Error("bob kept a message his script redirected")
+	}
+	if !strings.Contains(s.logs(), "loop: the message was already redirected by this user") {
+		t.Error("no log line for the loop")
+	}
+}

@@ -16,7 +16,7 @@ import (
 func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) {
 	sc := a.cfg.Sieve
 	o := filter.Options{
-		Store: a.store, Directory: a.dir, Outbound: lateQueue{a},
+		Store: a.store, Directory: a.dir, Resolver: a.dir, Outbound: lateQueue{a},
 		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After,
 		Limits:        sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects},
 		MaxScriptSize: sc.MaxScriptSize, Chown: chown, Logger: log.With("component", "sieve"),
@@ -34,4 +34,8 @@ type lateQueue struct{ a *app }
 
 func (l lateQueue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
 	return l.a.queue.Accept(ctx, msgID, from, remote, local, data)
+}
+
+func (l lateQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return l.a.queue.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data)
 }
