@@ -119,7 +119,7 @@ func TestDemo(t *testing.T) {
 	o, err = run(t, "", "curl", "-sS", "http://127.0.0.1:8025/metrics")
 	for _, want := range []string{
 		"courriel_ldap_searches_total",
-		`courriel_smtp_transactions_total{listener="smtp",result="accepted"} 1`,
+		`courriel_smtp_transactions_total{listener="smtp",result="accepted"} 2`,
 		`courriel_smtp_transactions_total{listener="submission",result="accepted"} 1`,
 		`courriel_deliveries_total{status="sent"} 3`,
 		"courriel_imap_sessions_total ", // the readiness probe above opens one too
