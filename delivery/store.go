@@ -370,7 +370,8 @@ func (s *Store) checkQuota(r *Recipient, md *openMaildir, size int64) (*openMail
 	return inbox, nil
 }
 
-// writeCopy writes one copy into md's new/ under name and returns once it
+// writeCopy writes one copy into md's new/ under name (into cur/ with its
+// flags in the name when r has some, as Dovecot's LDA) and returns once it
 // and its directory entry are durable.
 func (s *Store) writeCopy(m *Message, md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
 	dest, key := md.newDir, md.key
