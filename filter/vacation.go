@@ -123,6 +123,11 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		f.log.Warn("sieve: vacation not sent: no outbound queue", "msg_id", m.ID, "to", r.Address)
 		return
 	}
+	remote, local, err := f.route(ctx, []string{m.From})
+	if err != nil {
+		f.log.Warn("sieve: vacation not sent: cannot route the reply", "msg_id", m.ID, "to", r.Address, "err", err)
+		return
+	}
 	if p.mb.Home != "" {
 		uid, gid := -1, -1
 		if f.o.Chown {
@@ -153,7 +158,7 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 			reply = append(sig, reply...)
 		}
 	}
-	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, "", []string{m.From}, nil, bytes.NewReader(reply))
+	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, "", remote, local, bytes.NewReader(reply))
 	if err != nil {
 		f.log.Warn("sieve: vacation not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return
