@@ -268,6 +268,23 @@ func TestUserMaildirFollowsMailboxQuery(t *testing.T) {
 	}
 }
 
+// With the uid and gid read by other filters than the mailbox (separate
+// searches), the home and addresses are still the maildrop entry's.
+func TestMailboxHomeSeparateQueries(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	o := options(s)
+	o.Queries = directory.DefaultQueries()
+	o.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))"
+	mb, err := newDir(t, o).Mailbox(context.Background(), "alice@xoyize.xyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb.Home != "/var/vmail/alice" || !slices.Contains(mb.Addresses, "alice@example.org") || mb.UID != 20001 {
+		t.Errorf("mailbox %+v, want alice's home, addresses and uid", mb)
+	}
+}
+
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	s := testenv.StartSlapd(t)

@@ -181,6 +181,28 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		if gid, err = d.one(ctx, q.GID, addr); err != nil {
 			return nil, err
 		}
+		// The home and addresses of the maildrop's entry, for Sieve
+		// delivery: one search more, answered by the cache afterwards.
+		entries, err := d.entries(ctx, q.Mailbox, addr, []string{q.User.ResultAttribute, q.Domains.ResultAttribute})
+		if err != nil {
+			return nil, err
+		}
+		entries = slices.DeleteFunc(slices.Clone(entries), func(e *ldap.Entry) bool {
+			return len(e.GetEqualFoldAttributeValues(q.User.ResultAttribute)) == 0
+		})
+		if len(entries) == 1 {
+			if h, ok := single(entries[0], Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+				if h, err := checkMaildir(h); err == nil {
+					userHome = strings.TrimSuffix(h, "/")
+				}
+			}
+			if a := q.Domains.ResultAttribute; a != "" {
+				addrs = entries[0].GetEqualFoldAttributeValues(a)
+				if len(addrs) > maxAddresses {
+					addrs = addrs[:maxAddresses]
+				}
+			}
+		}
 		for _, a := range d.quotaAttributes() {
 			vals, err := d.values(ctx, Query{Filter: q.Mailbox.Filter, ResultAttribute: a, ResultFormat: "%s"}, addr)
 			if err != nil && !errors.Is(err, ErrNotFound) {

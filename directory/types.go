@@ -12,8 +12,8 @@ type Mailbox struct {
 	QuotaMessages int64
 	// Home is the entry's home directory (the user query's attribute, seed:
 	// homeDirectory), absolute and clean without a trailing slash, where
-	// Sieve delivery finds ~/.dovecot.sieve; "" when the mailbox, uid and
-	// gid queries do not read one entry.
+	// Sieve delivery finds ~/.dovecot.sieve; "" when no single entry of
+	// the mailbox query's filter has one.
 	Home string
 	// Addresses are the entry's accepted addresses (the domains query's
 	// attribute, seed: mailacceptinggeneralid): who the user is for a
