@@ -51,7 +51,12 @@
 //
 // A copy may go to a Maildir++ folder instead of the INBOX
 // (Recipient.Folder: the Junk folder of a message a milter flagged as
-// spam); the folder is created with its maildirfolder marker when missing.
+// spam, or where a Sieve script filed it, "Work.2026" for a child); the
+// folder is created with its maildirfolder marker when missing, unless
+// Recipient.NoCreate. A copy with IMAP flags (Recipient.Flags) is linked
+// into cur/ with them in its name (":2," and the letters; keywords through
+// Options.KeywordLetters and the folder's dovecot-keywords), as Dovecot's
+// LDA stores it; the same durable sequence applies to cur/.
 //
 // The package imports no other courriel package; the IMAP server learns about
 // new mail through Options.OnDelivered, and cmd subscribes users to the

@@ -27,6 +27,14 @@ var (
 	// sender (or the queue) retries until the user makes room or the limit
 	// is raised.
 	ErrOverQuota = errors.New("quota exceeded")
+	// ErrNoFolder: Recipient.NoCreate was set and the folder does not
+	// exist. Permanent for that folder; Sieve's deliverer keeps the copy
+	// in the INBOX instead, as Pigeonhole does.
+	ErrNoFolder = errors.New("delivery: folder does not exist")
+	// ErrRejected: the recipient's Sieve script refused the message
+	// (reject, ereject). Permanent: SMTP answers 550 5.7.1 with
+	// RejectedError's text, the queue bounces with it.
+	ErrRejected = errors.New("delivery: rejected by the recipient's filter")
 )
 
 // Error is what Deliver returns for a copy that was not stored. Nothing of
@@ -65,6 +73,8 @@ func (e *Error) dsn() string {
 		return "4.3.1" // mail system full
 	case errors.Is(e, ErrBadMaildir):
 		return "4.3.5" // system incorrectly configured
+	case errors.Is(e, ErrRejected):
+		return "5.7.1" // delivery not authorized, message refused
 	case !e.Temporary:
 		return "5.6.0" // other or undefined media error
 	}

@@ -2,8 +2,10 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -51,11 +53,49 @@ func TestDeliverToFolderRefusesPaths(t *testing.T) {
 	base := t.TempDir()
 	s := newStore(t, Options{AllowedBase: base})
 	inbox := base + "/a/mailbox/"
-	for _, folder := range []string{"../b", "Junk/x", ".Junk", "a.b", "Junk\x00", " Junk", "J\nunk", "Ünk"} {
+	for _, folder := range []string{"../b", "Junk/x", ".Junk", "a..b", "a.", "Junk\x00", " Junk", "a. b", "J\nunk", "Ünk", `a\b`, "a*", "%", strings.Repeat("x", 251)} {
 		errs := s.Deliver(context.Background(), testMessage("J3"), []Recipient{{Address: "a@x.y", Maildir: inbox, Folder: folder}})
 		if errs[0] == nil {
 			t.Errorf("folder %q accepted", folder)
 		}
 	}
 	treeEmpty(t, base)
+}
+
+// A hierarchy (Maildir++ "Work.2026"), a folder that must exist
+// (NoCreate: ErrNoFolder, nothing created) and flags (cur/ with the info
+// letters, keywords through KeywordLetters) as Sieve delivery uses them.
+func TestDeliverFolderHierarchyFlags(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	var kwCalls [][]string
+	s := newStore(t, Options{AllowedBase: base, KeywordLetters: func(dir *os.Root, kws []string, uid, gid int) (string, error) {
+		kwCalls = append(kwCalls, kws)
+		return "b", nil
+	}})
+	inbox := base + "/a/mailbox/"
+	errs := s.Deliver(context.Background(), testMessage("H1"), []Recipient{{Address: "a@x.y", Maildir: inbox, Folder: "Missing", NoCreate: true}})
+	if !errors.Is(errs[0], ErrNoFolder) {
+		t.Fatalf("NoCreate into a missing folder: %v, want ErrNoFolder", errs[0])
+	}
+	if _, err := os.Stat(inbox + ".Missing"); !os.IsNotExist(err) {
+		t.Errorf("NoCreate created the folder: %v", err)
+	}
+	deliverOK(t, s, testMessage("H2"), Recipient{Address: "a@x.y", Maildir: inbox, Folder: "Work.2026",
+		Flags: []string{`\Seen`, `\Flagged`, "$Label1", `\Recent`}})
+	cur := files(t, inbox+".Work.2026/cur")
+	if len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,FSb") || len(files(t, inbox+".Work.2026/new")) != 0 {
+		t.Errorf("cur/ %v, want one file ending :2,FSb and new/ empty", cur)
+	}
+	if _, err := os.Stat(inbox + ".Work.2026/maildirfolder"); err != nil {
+		t.Errorf("maildirfolder marker: %v", err)
+	}
+	if len(kwCalls) != 1 || len(kwCalls[0]) != 1 || kwCalls[0][0] != "$Label1" {
+		t.Errorf("KeywordLetters calls %v, want one for $Label1", kwCalls)
+	}
+	// Now it exists: NoCreate delivers.
+	deliverOK(t, s, testMessage("H3"), Recipient{Address: "a@x.y", Maildir: inbox, Folder: "Work.2026", NoCreate: true})
+	if n := len(files(t, inbox+".Work.2026/new")); n != 1 {
+		t.Errorf("new/ holds %d, want 1", n)
+	}
 }

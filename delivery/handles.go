@@ -151,6 +151,9 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 		s.maildirs.evict(md)
 		s.maildirs.release(md)
 	}
+	if r.Folder != "" && r.NoCreate && s.folderMissing(path) {
+		return nil, &Error{Reason: "folder does not exist", Err: ErrNoFolder}
+	}
 	mroot, e := s.openMaildir(path, r)
 	if e != nil {
 		return nil, e

@@ -295,21 +295,28 @@ func (s *Store) forget(key string) {
 	delete(s.known, key)
 }
 
-// maxFolderLen bounds Recipient.Folder.
-const maxFolderLen = 64
+// maxFolderLen bounds Recipient.Folder: its directory name, with the
+// leading dot, must fit a file name (255 bytes).
+const maxFolderLen = 250
 
-// validFolder accepts the plain folder names delivery files into (Junk):
-// letters, digits, '-', '_' and inner spaces; no '.', which is Maildir++'s
-// hierarchy separator, and nothing that needs IMAP's modified UTF-7.
+// validFolder accepts a Maildir++ folder as Recipient.Folder names it:
+// components separated by '.', none empty (so no "..", no leading or
+// trailing dot), printable ASCII (names are already in modified UTF-7),
+// never '/' or '\\' (a path), nor IMAP's wildcards '*' and '%', nor a
+// component with leading or trailing spaces.
 func validFolder(name string) bool {
-	if name == "" || len(name) > maxFolderLen || name[0] == ' ' || name[len(name)-1] == ' ' {
+	if name == "" || len(name) > maxFolderLen {
 		return false
 	}
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == ' ':
-		default:
+	for _, c := range strings.Split(name, ".") {
+		if c == "" || c[0] == ' ' || c[len(c)-1] == ' ' {
 			return false
+		}
+		for i := 0; i < len(c); i++ {
+			switch b := c[i]; {
+			case b < 0x20 || b > 0x7e, b == '/', b == '\\', b == '*', b == '%':
+				return false
+			}
 		}
 	}
 	return true

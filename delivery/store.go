@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,12 @@ type Options struct {
 	// user to it, as Dovecot's LDA does with lda_mailbox_autosubscribe, so
 	// that IMAP clients showing subscribed folders only see their Junk.
 	OnFolderCreated func(r Recipient)
+	// KeywordLetters, if set, gives the maildir letters (a..z) of IMAP
+	// keywords in the folder opened as dir, adding the missing ones to its
+	// dovecot-keywords table (owned by uid/gid when >= 0): cmd wires
+	// imap/uidlist's table, which this package does not import. Nil: a
+	// copy's keywords are dropped, its system flags kept.
+	KeywordLetters func(dir *os.Root, keywords []string, uid, gid int) (string, error)
 }
 
 // Recipient is one local copy to store.
@@ -74,10 +81,21 @@ type Recipient struct {
 	// fails with ErrOverQuota, and a stored copy is added to it.
 	Quota maildirsize.Limits
 	// Folder, when set, is the Maildir++ folder the copy goes to instead of
-	// the INBOX: "Junk" is Maildir/.Junk/ (created with its maildirfolder
-	// marker if missing). Only letters, digits, '-', '_' and ' ': never a
-	// path, never a hierarchy.
+	// the INBOX, as its directory is named without the leading dot: "Junk"
+	// is Maildir/.Junk/, "Work.2026" the child 2026 of Work (created with
+	// its maildirfolder marker if missing, unless NoCreate). Components
+	// are separated by '.', already in IMAP's modified UTF-7: printable
+	// ASCII only, never '/', never an empty component (see validFolder).
 	Folder string
+	// NoCreate: a missing Folder is not created; the copy fails with
+	// ErrNoFolder (Sieve's fileinto without :create, which then keeps to
+	// the INBOX).
+	NoCreate bool
+	// Flags are IMAP flags the copy is stored with (Sieve's imap4flags):
+	// system flags (\Seen, \Answered, \Flagged, \Deleted, \Draft) and
+	// keywords. A copy with flags goes into cur/ with them in its name's
+	// info (":2,FS" and keyword letters), as Dovecot's LDA stores it.
+	Flags []string
 }
 
 // Message is what was received, shared by all its copies.
@@ -102,12 +120,13 @@ type Store struct {
 	onDelivered func(maildir, folder, name string) // immutable
 	// onFolderCreated: Options.OnFolderCreated; immutable.
 	onFolderCreated func(Recipient)
-	pid             int           // immutable
-	counter         atomic.Uint64 // Q in file names
-	syncer          *groupSyncer  // directory fsyncs
-	fsSyncer        *groupSyncer  // syncfs, keyed by device alone (SyncFilesystem)
-	syncMode        SyncMode      // immutable
-	writing         atomic.Int32  // copies being written (syncContent)
+	keywordLetters  func(*os.Root, []string, int, int) (string, error) // immutable
+	pid             int                                                // immutable
+	counter         atomic.Uint64                                      // Q in file names
+	syncer          *groupSyncer                                       // directory fsyncs
+	fsSyncer        *groupSyncer                                       // syncfs, keyed by device alone (SyncFilesystem)
+	syncMode        SyncMode                                           // immutable
+	writing         atomic.Int32                                       // copies being written (syncContent)
 	maildirs        *maildirCache
 
 	mu       sync.Mutex
@@ -157,6 +176,7 @@ func NewStore(o Options) (*Store, error) {
 		chown:           o.Chown,
 		onDelivered:     o.OnDelivered,
 		onFolderCreated: o.OnFolderCreated,
+		keywordLetters:  o.KeywordLetters,
 		pid:             os.Getpid(),
 		syncer:          newGroupSyncer((*os.File).Sync),
 		fsSyncer:        newGroupSyncer(syncFS),
@@ -217,7 +237,10 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 			if r.Folder != "" {
 				folder = "." + r.Folder
 			}
-			s.onDelivered(r.Maildir, folder, name)
+			// A copy in cur/ is named by its base: the IMAP side does not
+			// find it in new/ and lists the folder on its next look.
+			base, _, _ := strings.Cut(name, ":")
+			s.onDelivered(r.Maildir, folder, base)
 		}
 	}
 	if len(rcpts) == 1 {
@@ -347,12 +370,28 @@ func (s *Store) checkQuota(r *Recipient, md *openMaildir, size int64) (*openMail
 	return inbox, nil
 }
 
-// writeCopy writes one copy into md's new/ under name and returns once it
+// writeCopy writes one copy into md's new/ under name (into cur/ with its
+// flags in the name when r has some, as Dovecot's LDA) and returns once it
 // and its directory entry are durable.
 func (s *Store) writeCopy(m *Message, md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
+	dest, key := md.newDir, md.key
+	if len(r.Flags) > 0 {
+		info := s.infoFlags(m, md, r)
+		if info != "" {
+			cur, err := md.root.OpenFile("cur", os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+			if err != nil {
+				return openError("cannot open cur/", err)
+			}
+			defer cur.Close()
+			if key, err = keyOf(cur); err != nil {
+				return openError("cannot open cur/", err)
+			}
+			dest, name = cur, name+":2,"+info
+		}
+	}
 	written := false
 	if !s.plainCreate && !s.noTmpfile.Load() {
-		switch e := s.writeUnnamed(md, name, parts, size, r); {
+		switch e := s.writeUnnamed(md, dest, name, parts, size, r); {
 		case e == errUseTmp:
 			s.noTmpfile.Store(true)
 			s.log.Info("O_TMPFILE unavailable here: delivering through tmp/ and rename")
@@ -363,16 +402,16 @@ func (s *Store) writeCopy(m *Message, md *openMaildir, name string, parts *copyP
 		}
 	}
 	if !written {
-		if e := s.writeThroughTmp(m, md, name, parts, size, r); e != nil {
+		if e := s.writeThroughTmp(m, md, dest, name, parts, size, r); e != nil {
 			return e
 		}
 	}
 	// Shared with concurrent deliveries into this new/ (group commit). Only
 	// after it completes is the copy acknowledged.
-	if err := s.syncer.Sync(md.newDir, md.key); err != nil {
+	if err := s.syncer.Sync(dest, key); err != nil {
 		// The entry may or may not be on disk; take it back so that the retry
 		// the client will make does not produce a duplicate.
-		if rerr := removeAt(md.newDir, name); rerr != nil {
+		if rerr := removeAt(dest, name); rerr != nil {
 			s.log.Warn("cannot remove unsynced file", "msg_id", m.ID, "file", name, "error", rerr)
 		}
 		return ioError("cannot sync maildir", err)
@@ -389,8 +428,7 @@ var errUseTmp = &Error{Temporary: true, Reason: "O_TMPFILE unavailable"}
 // partial file (it has no name until it is whole and durable), and a crash
 // leaves nothing at all, not even a tmp/ entry. errUseTmp when the kernel
 // or file system cannot do it.
-func (s *Store) writeUnnamed(md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
-	newDir := md.newDir
+func (s *Store) writeUnnamed(md *openMaildir, newDir *os.File, name string, parts *copyParts, size int64, r *Recipient) *Error {
 	f, err := openUnnamed(newDir)
 	if errors.Is(err, errNoTmpfile) {
 		return errUseTmp
@@ -424,8 +462,7 @@ func (s *Store) writeUnnamed(md *openMaildir, name string, parts *copyParts, siz
 
 // writeThroughTmp is the classic path: tmp/<name>, write, fsync, rename
 // into new/.
-func (s *Store) writeThroughTmp(m *Message, md *openMaildir, name string, parts *copyParts, size int64, r *Recipient) *Error {
-	newDir := md.newDir
+func (s *Store) writeThroughTmp(m *Message, md *openMaildir, newDir *os.File, name string, parts *copyParts, size int64, r *Recipient) *Error {
 	tmpDir, err := md.root.OpenFile("tmp", os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return openError("cannot open maildir", err)

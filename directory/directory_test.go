@@ -256,9 +256,32 @@ func TestUserMaildirFollowsMailboxQuery(t *testing.T) {
 		if u.Maildir != mb.Maildir {
 			t.Errorf("format %q: login's maildir %q, delivery's %q", format, u.Maildir, mb.Maildir)
 		}
+		// Sieve delivery finds the script in the home, and the user's
+		// addresses for vacation, in the same entry.
+		if mb.Home != u.Home || mb.Home != "/var/vmail/xomail" ||
+			strings.Join(mb.Addresses, ",") != "test0@hosted-domain.com,test1@hosted-domain.com" {
+			t.Errorf("format %q: home %q (login's %q), addresses %v", format, mb.Home, u.Home, mb.Addresses)
+		}
 		if want := strings.Replace(format, "%s", "/var/vmail/xomail", 1); format != "" && u.Maildir != want {
 			t.Errorf("format %q: maildir %q, want %q", format, u.Maildir, want)
 		}
+	}
+}
+
+// With the uid and gid read by other filters than the mailbox (separate
+// searches), the home and addresses are still the maildrop entry's.
+func TestMailboxHomeSeparateQueries(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	o := options(s)
+	o.Queries = directory.DefaultQueries()
+	o.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))"
+	mb, err := newDir(t, o).Mailbox(context.Background(), "alice@xoyize.xyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb.Home != "/var/vmail/alice" || !slices.Contains(mb.Addresses, "alice@example.org") || mb.UID != 20001 {
+		t.Errorf("mailbox %+v, want alice's home, addresses and uid", mb)
 	}
 }
 

@@ -123,9 +123,12 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	q := d.opts.Queries
 	var home, uid, gid string
 	var quota []string // values of the quota attributes, "" when absent
+	var userHome string
+	var addrs []string
 	if q.Mailbox.Filter == q.UID.Filter && q.UID.Filter == q.GID.Filter {
 		attrs := []string{q.Mailbox.ResultAttribute, q.UID.ResultAttribute, q.GID.ResultAttribute}
 		attrs = append(attrs, d.quotaAttributes()...)
+		attrs = append(attrs, q.User.ResultAttribute, q.Domains.ResultAttribute)
 		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
 		if err != nil {
 			return nil, err
@@ -156,6 +159,17 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			v, _ := single(e, Query{ResultAttribute: a, ResultFormat: "%s"})
 			quota = append(quota, v)
 		}
+		if h, ok := single(e, Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+			if h, err := checkMaildir(h); err == nil {
+				userHome = strings.TrimSuffix(h, "/")
+			}
+		}
+		if a := q.Domains.ResultAttribute; a != "" {
+			addrs = e.GetEqualFoldAttributeValues(a)
+			if len(addrs) > maxAddresses {
+				addrs = addrs[:maxAddresses]
+			}
+		}
 	} else {
 		var err error
 		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
@@ -166,6 +180,28 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 		if gid, err = d.one(ctx, q.GID, addr); err != nil {
 			return nil, err
+		}
+		// The home and addresses of the maildrop's entry, for Sieve
+		// delivery: one search more, answered by the cache afterwards.
+		entries, err := d.entries(ctx, q.Mailbox, addr, []string{q.User.ResultAttribute, q.Domains.ResultAttribute})
+		if err != nil {
+			return nil, err
+		}
+		entries = slices.DeleteFunc(slices.Clone(entries), func(e *ldap.Entry) bool {
+			return len(e.GetEqualFoldAttributeValues(q.User.ResultAttribute)) == 0
+		})
+		if len(entries) == 1 {
+			if h, ok := single(entries[0], Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+				if h, err := checkMaildir(h); err == nil {
+					userHome = strings.TrimSuffix(h, "/")
+				}
+			}
+			if a := q.Domains.ResultAttribute; a != "" {
+				addrs = entries[0].GetEqualFoldAttributeValues(a)
+				if len(addrs) > maxAddresses {
+					addrs = addrs[:maxAddresses]
+				}
+			}
 		}
 		for _, a := range d.quotaAttributes() {
 			vals, err := d.values(ctx, Query{Filter: q.Mailbox.Filter, ResultAttribute: a, ResultFormat: "%s"}, addr)
@@ -179,7 +215,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			quota = append(quota, v)
 		}
 	}
-	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home}
+	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home, Home: userHome, Addresses: addrs}
 	var err error
 	if mb.Maildir, err = checkMaildir(home); err != nil {
 		return nil, fmt.Errorf("%w: maildrop %s: %v", ErrUnavailable, addr, err)
@@ -195,6 +231,10 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	}
 	return mb, nil
 }
+
+// maxAddresses bounds Mailbox.Addresses: a vacation reply compares them
+// with the message's recipients.
+const maxAddresses = 1000
 
 // quotaAttributes are the configured quota attributes, storage first.
 func (d *Directory) quotaAttributes() []string {

@@ -10,6 +10,15 @@ type Mailbox struct {
 	// configured quota attributes; 0 is no limit.
 	QuotaBytes    int64
 	QuotaMessages int64
+	// Home is the entry's home directory (the user query's attribute, seed:
+	// homeDirectory), absolute and clean without a trailing slash, where
+	// Sieve delivery finds ~/.dovecot.sieve; "" when no single entry of
+	// the mailbox query's filter has one.
+	Home string
+	// Addresses are the entry's accepted addresses (the domains query's
+	// attribute, seed: mailacceptinggeneralid): who the user is for a
+	// vacation reply. Unchecked strings from the directory.
+	Addresses []string
 }
 
 // Destination is one final target of a recipient after alias expansion.

@@ -95,6 +95,15 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(printed, "demo-ed25519._domainkey.hosted-domain.com. IN TXT \"v=DKIM1; k=ed25519; p=") {
 		t.Errorf("the demo does not print its DKIM records")
 	}
+	// alice's sample Sieve script files "[list]" mail into Lists.
+	o, _ = run(t, "", "swaks", "--server", "127.0.0.1:2525", "--to", "alice@example.org", "--from", "someone@example.net",
+		"--header", "Subject: [list] weekly news")
+	if !accepted(o) {
+		t.Fatalf("swaks to alice's script:\n%s", o)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "alice", "mailbox", ".Lists", "new", "*")); len(files) != 1 {
+		t.Errorf("alice's Lists has %d messages, want 1 (the demo's Sieve script)", len(files))
+	}
 	o, err := run(t, "", "curl", "-sSk", "--user", "xomail:demo", "imaps://127.0.0.1:2993/INBOX?ALL")
 	if err != nil || !regexp.MustCompile(`\* SEARCH 1`).MatchString(o) {
 		t.Errorf("curl imaps: %v\n%s", err, o)
@@ -110,9 +119,9 @@ func TestDemo(t *testing.T) {
 	o, err = run(t, "", "curl", "-sS", "http://127.0.0.1:8025/metrics")
 	for _, want := range []string{
 		"courriel_ldap_searches_total",
-		`courriel_smtp_transactions_total{listener="smtp",result="accepted"} 1`,
+		`courriel_smtp_transactions_total{listener="smtp",result="accepted"} 2`,
 		`courriel_smtp_transactions_total{listener="submission",result="accepted"} 1`,
-		`courriel_deliveries_total{status="sent"} 2`,
+		`courriel_deliveries_total{status="sent"} 3`,
 		"courriel_imap_sessions_total ", // the readiness probe above opens one too
 		"courriel_imap_sessions_active 0",
 	} {

@@ -106,6 +106,10 @@ func replyFor(st stage, err error) *gosmtp.SMTPError {
 		return replyNUL
 	case errors.Is(err, gosmtp.ErrTooLongLine):
 		return replyLongLine
+	case errors.Is(err, delivery.ErrRejected) && errors.As(err, &de):
+		// The recipient's Sieve reject/ereject: its text, which the
+		// deliverer made one line of printable ASCII.
+		return rep(550, gosmtp.EnhancedCode{5, 7, 1}, sanitize(de.Reason, 200))
 	case errors.As(err, &de) && !de.Temporary:
 		return replyDeliveryFail
 	case errors.Is(err, queue.ErrTooLarge):

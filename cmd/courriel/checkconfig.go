@@ -15,6 +15,7 @@ import (
 	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/milter"
+	"courriel/sieve"
 	"courriel/tlsconf"
 	"courriel/tlsconf/dane"
 )
@@ -135,6 +136,15 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 			err = milter.Probe(mc)
 		}
 		report(fmt.Sprintf("milter %s answers (for %s)", m.Address, strings.Join(m.listeners(), ", ")), err)
+	}
+	if cfg.Sieve.Enabled {
+		for _, p := range append(append([]string(nil), cfg.Sieve.Before...), cfg.Sieve.After...) {
+			src, err := os.ReadFile(p)
+			if err == nil {
+				_, err = sieve.Compile(src, sieve.Limits{MaxActions: cfg.Sieve.MaxActions, MaxRedirects: cfg.Sieve.MaxRedirects})
+			}
+			report("sieve: admin script "+p+" compiles", err)
+		}
 	}
 	checkDKIM(ctx, cfg, report)
 	if cfg.Queue.DANE {

@@ -47,6 +47,23 @@ type Config struct {
 	Milters     []MilterConfig    `toml:"milter"` // [[milter]] (milterconf.go)
 	Monitor     MonitorConfig     `toml:"monitor"`
 	MailAuth    MailAuthConfig    `toml:"mailauth"`
+	Sieve       SieveConfig       `toml:"sieve"`
+}
+
+// SieveConfig is about running users' Sieve scripts at delivery (Dovecot
+// Pigeonhole's sieve_* settings).
+type SieveConfig struct {
+	// Enabled runs ~/.dovecot.sieve (Pigeonhole's default active script)
+	// and the scripts below for every local copy.
+	Enabled bool `toml:"enabled"`
+	// Before and After are the administrator's scripts, run in order
+	// before and after the user's (sieve_before, sieve_after).
+	Before []string `toml:"before"`
+	After  []string `toml:"after"`
+	// MaxActions and MaxRedirects bound one run (sieve_max_actions,
+	// sieve_max_redirects).
+	MaxActions   int `toml:"max_actions"`
+	MaxRedirects int `toml:"max_redirects"`
 }
 
 // MonitorConfig is about the http listener (listen.http).
@@ -309,6 +326,7 @@ func defaultConfig() Config {
 			},
 		},
 		Delivery: DeliveryConfig{MaildirBase: "/var/vmail"},
+		Sieve:    SieveConfig{Enabled: true, MaxActions: 32, MaxRedirects: 4},
 		MailAuth: MailAuthConfig{InboundChecks: true, DMARCReject: "reject"},
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
@@ -557,6 +575,19 @@ func (c *Config) validate() error {
 	}
 	if _, err := delivery.ParseSyncMode(c.Delivery.Sync); err != nil {
 		return keyErr("delivery.sync", "%v", err)
+	}
+	for _, list := range []struct {
+		key   string
+		paths []string
+	}{{"sieve.before", c.Sieve.Before}, {"sieve.after", c.Sieve.After}} {
+		for _, p := range list.paths {
+			if !filepath.IsAbs(p) {
+				return keyErr(list.key, "%q must be an absolute path", p)
+			}
+		}
+	}
+	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 {
+		return keyErr("sieve", "max_actions and max_redirects must be positive")
 	}
 	if !filepath.IsAbs(c.Queue.Dir) {
 		return keyErr("queue.dir", "%q must be an absolute path", c.Queue.Dir)

@@ -156,6 +156,9 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err := os.Chmod(cfg.Delivery.MaildirBase, 0o711); err != nil {
 		return err
 	}
+	if err := demoSieveScript(filepath.Join(cfg.Delivery.MaildirBase, "alice")); err != nil {
+		return err
+	}
 	if _, _, err := tlsconf.SelfSigned(filepath.Join(dir, "tls"), []string{"localhost", *listen, cfg.MyHostname}); err != nil {
 		return fmt.Errorf("demo certificate: %w", err)
 	}
@@ -219,6 +222,12 @@ Try it:
   curl http://%[1]s:%[8]s/healthz
   curl 'http://%[1]s:%[8]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
 
+  # alice's Sieve script (~alice/.dovecot.sieve -> sieve/demo.sieve) files
+  # "[list]" mail into Lists and flags "urgent" mail
+  swaks --server %[1]s:%[3]s --to alice@example.org --from someone@example.net \
+        --header 'Subject: [list] weekly news'
+  ls %[2]s/vmail/alice/mailbox/.Lists/new/
+
   # the directory itself
   ldapsearch -x -H ldap://%[1]s:%[7]s -b dc=xoyize,dc=xyz
 
@@ -226,6 +235,38 @@ Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.
 Sieve filters (ManageSieve): server %[1]s port %[9]s, STARTTLS, same user.
 `, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort, demoManageSievePort)
+}
+
+// demoSieve is alice's sample script in the demo.
+const demoSieve = `# courriel demo: alice's active Sieve script, where Dovecot Pigeonhole
+# keeps it (~/sieve/demo.sieve, made active by the ~/.dovecot.sieve link).
+require ["fileinto", "mailbox", "imap4flags"];
+if header :contains "subject" "[list]" {
+  fileinto :create "Lists";
+  stop;
+}
+if header :contains "subject" "urgent" {
+  addflag "\\Flagged";
+}
+`
+
+// demoSieveScript gives alice the sample script, unless her home already
+// has an active script (a demo directory used again).
+func demoSieveScript(home string) error {
+	link := filepath.Join(home, ".dovecot.sieve")
+	if _, err := os.Lstat(link); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(home, "sieve"), 0o755); err != nil {
+		return fmt.Errorf("demo sieve script: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "sieve", "demo.sieve"), []byte(demoSieve), 0o644); err != nil {
+		return fmt.Errorf("demo sieve script: %w", err)
+	}
+	if err := os.Symlink("sieve/demo.sieve", link); err != nil {
+		return fmt.Errorf("demo sieve script: %w", err)
+	}
+	return nil
 }
 
 // isLoopback reports whether host (an address or a name) reaches this

@@ -105,7 +105,18 @@ func subscribeFolder(chown bool, log *slog.Logger) func(delivery.Recipient) {
 	return func(r delivery.Recipient) {
 		st, err := mailstore.OpenStore(strings.TrimSuffix(r.Maildir, "/"), mailstore.Owner{UID: r.UID, GID: r.GID, Chown: chown})
 		if err == nil {
-			err = st.SetSubscribed(r.Folder, true)
+			// r.Folder is the directory's name (modified UTF-7, '.' between
+			// levels); SetSubscribed takes the mailbox name.
+			name := r.Folder
+			if levels := strings.Split(name, "."); len(levels) > 0 {
+				for i, l := range levels {
+					if d, derr := mailstore.DecodeMUTF7(l); derr == nil {
+						levels[i] = d
+					}
+				}
+				name = strings.Join(levels, string(mailstore.Delimiter))
+			}
+			err = st.SetSubscribed(name, true)
 			st.Close()
 		}
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 // limit, not only once the user deletes mail. When the directory cannot
 // answer, the quota recorded at acceptance applies.
 type queueLocal struct {
-	store *delivery.Store
+	store localDeliverer
 	dir   interface {
 		Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
 	}
@@ -27,4 +27,10 @@ func (l queueLocal) Deliver(ctx context.Context, m *delivery.Message, rcpts []de
 		}
 	}
 	return l.store.Deliver(ctx, m, rcpts)
+}
+
+// localDeliverer stores local copies: *delivery.Store, or *filter.Filter
+// running the recipients' Sieve scripts around it.
+type localDeliverer interface {
+	Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error
 }

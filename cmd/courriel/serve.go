@@ -25,6 +25,7 @@ import (
 	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
 	"courriel/directory"
+	"courriel/filter"
 	"courriel/imap"
 	"courriel/loginguard"
 	"courriel/mailauth"
@@ -84,6 +85,9 @@ type app struct {
 	metrics *monitor.Metrics
 	dir     *liveDirectory
 	store   *delivery.Store
+	// local stores local copies for smtp and the queue: the store itself,
+	// or the Sieve filter around it ([sieve] enabled).
+	local localDeliverer
 	queue   *queue.Queue
 	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
 	imap    *imap.Server
@@ -139,9 +143,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			}
 		},
 		OnFolderCreated: subscribeFolder(chown, log),
+		KeywordLetters:  filter.KeywordLetters,
 	}); err != nil {
 		return nil, err
 	}
+	a.local = a.store
 	// Keys are read once, before anything can send: a missing key stops
 	// the start-up rather than letting unsigned mail out.
 	if a.signer, err = newLiveKeys(cfg.MailAuth); err != nil {
@@ -149,6 +155,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	if s := cfg.MailAuth.SRSSecret; s != "" {
 		if a.srs, err = mailauth.NewSRS(s, cfg.MyHostname, nil); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Sieve.Enabled {
+		if a.local, err = a.sieveFilter(chown, log); err != nil {
 			return nil, err
 		}
 	}
@@ -267,7 +278,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
-		Local: queueLocal{store: a.store, dir: a.dir},
+		Local: queueLocal{store: a.local, dir: a.dir},
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
 	needRoots := policy == queue.PolicyVerify || q.MTASTS
@@ -433,7 +444,7 @@ func (a *app) listen() error {
 			return err
 		}
 		srv, err := smtp.NewServer(smtp.Options{
-			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.store, Queue: a.queue,
+			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.local, Queue: a.queue,
 			TLSConfig: a.tlsFor(name), MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,

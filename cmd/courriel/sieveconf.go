@@ -1,0 +1,41 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+
+	"courriel/delivery"
+	"courriel/filter"
+	"courriel/sieve"
+)
+
+// sieveFilter builds the Sieve filter around the store ([sieve]): it
+// queues redirects and vacation replies through the queue (opened after
+// it, hence lateQueue), SRS-rewritten and DKIM-signed as forwards and DSNs.
+func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) {
+	sc := a.cfg.Sieve
+	o := filter.Options{
+		Store: a.store, Directory: a.dir, Resolver: a.dir, Outbound: lateQueue{a},
+		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After,
+		Limits:        sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects},
+		MaxScriptSize: a.cfg.ManageSieve.MaxScriptSize, Chown: chown, Logger: log.With("component", "sieve"),
+		Sign: func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },
+	}
+	if a.srs != nil {
+		o.SRS = a.srs
+	}
+	return filter.New(o)
+}
+
+// lateQueue is the queue the filter sends through, looked up at each use:
+// the queue is opened after the filter, which it delivers local copies with.
+type lateQueue struct{ a *app }
+
+func (l lateQueue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return l.a.queue.Accept(ctx, msgID, from, remote, local, data)
+}
+
+func (l lateQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return l.a.queue.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data)
+}

@@ -1,0 +1,64 @@
+package delivery
+
+import (
+	"os"
+	"sort"
+	"strings"
+)
+
+// systemFlagLetters are the maildir info letters of IMAP's system flags
+// (the maildir spec's, as Dovecot writes them).
+var systemFlagLetters = map[string]byte{
+	`\draft`: 'D', `\flagged`: 'F', `\answered`: 'R', `\seen`: 'S', `\deleted`: 'T',
+}
+
+// infoFlags is the info part (after ":2,") of a copy stored with
+// r.Flags: system flag letters, then keyword letters from the folder's
+// dovecot-keywords (Options.KeywordLetters), in ASCII order as the maildir
+// spec asks. An unknown system flag (\Recent among them) is dropped, and
+// so are keywords that cannot be recorded (logged): the copy is stored
+// all the same.
+func (s *Store) infoFlags(m *Message, md *openMaildir, r *Recipient) string {
+	var letters []byte
+	var keywords []string
+	for _, f := range r.Flags {
+		if strings.HasPrefix(f, `\`) {
+			if c, ok := systemFlagLetters[strings.ToLower(f)]; ok {
+				letters = append(letters, c)
+			}
+			continue
+		}
+		keywords = append(keywords, f)
+	}
+	if len(keywords) > 0 && s.keywordLetters != nil {
+		uid, gid := -1, -1
+		if s.chown {
+			uid, gid = r.UID, r.GID
+		}
+		kl, err := s.keywordLetters(md.root, keywords, uid, gid)
+		if err != nil {
+			s.log.Warn("keywords not stored", "msg_id", m.ID, "to", r.Address, "error", err)
+		}
+		for i := 0; i < len(kl); i++ {
+			if c := kl[i]; c >= 'a' && c <= 'z' {
+				letters = append(letters, c)
+			}
+		}
+	}
+	sort.Slice(letters, func(i, j int) bool { return letters[i] < letters[j] })
+	out := letters[:0]
+	for i, c := range letters {
+		if i == 0 || c != letters[i-1] {
+			out = append(out, c)
+		}
+	}
+	return string(out)
+}
+
+// folderMissing reports whether the folder directory rel (relative to the
+// base) does not exist: fileinto without :create must not make it. Only
+// an existence check: what is written there is opened confined afterwards.
+func (s *Store) folderMissing(rel string) bool {
+	_, err := os.Lstat(s.absolute(rel))
+	return os.IsNotExist(err)
+}

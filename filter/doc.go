@@ -1,0 +1,45 @@
+// Package filter runs each local recipient's Sieve script at delivery
+// (docs/flow.md step 5½) and carries out what it decides: copies into
+// folders with IMAP flags, redirects and vacation replies through the
+// outbound queue, rejections.
+//
+// A Filter wraps the delivery store: it has the store's Deliver signature,
+// so cmd hands it to smtp (a single local copy at DATA) and to the queue
+// (local copies, keyed) in place of the store. For each recipient it reads
+// the directory's entry (cached) for the home directory, finds the active
+// script the way Dovecot Pigeonhole does (~/.dovecot.sieve, a symlink into
+// ~/sieve/ or a regular file; scripts.go, read defensively: the home is the
+// user's), runs the admin's before scripts, the user's and the admin's
+// after scripts, and turns the actions into delivery.Recipients, one per
+// folder (folder.go: fileinto names to Maildir++ directories, as Dovecot).
+// A recipient without a script costs one cached directory lookup and one
+// lstat.
+//
+// Order and durability. The copies are stored first, then redirects and
+// the vacation reply are queued (durably, queue.Accept); Deliver returns
+// nil for a recipient only once both are done, so SMTP's 250 or the
+// queue's record follows them. A copy that cannot be stored (over quota,
+// for days) queues nothing, however often it is tried. A redirect that
+// cannot be queued fails the recipient temporarily; a queued (keyed) copy
+// is then found on the retry (delivery.Recipient.CopyKey, one key per
+// folder), never stored twice. For keyed copies the home's memory
+// (~/.courriel.vacation, the vacation memory) records that an attempt
+// queued its redirects and reply, so that a retry does not queue them
+// again; only a crash between queueing them and that record repeats a
+// redirect (never a vacation reply, which has its own memory). A single
+// copy stored at DATA whose redirect cannot be queued gets a 4xx, and the
+// sender's retry stores it again: the rare duplicate rather than a lost
+// redirect.
+//
+// Errors never lose mail: a script that does not compile or fails at run
+// time gives a keep into the INBOX, logged with the user and the line, and
+// appended to ~/.dovecot.sieve.log as Pigeonhole does; a fileinto to a
+// folder that cannot be used (bad name, missing without :create) keeps to
+// the INBOX.
+//
+// The milter's junk verdict (Recipient.Folder "Junk") meets the script as
+// in a Pigeonhole + rspamd setup where the LDA is told to deliver spam to
+// Junk: the implicit keep and an explicit keep (or fileinto "INBOX") go to
+// Junk, an explicit fileinto to any other folder wins, and discard,
+// redirect and reject apply as written.
+package filter

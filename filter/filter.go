@@ -1,0 +1,489 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"courriel/delivery"
+	"courriel/directory"
+	"courriel/sieve"
+)
+
+// Store is the delivery store (*delivery.Store).
+type Store interface {
+	Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error
+}
+
+// Directory gives a maildrop's entry: its home (where the script is) and
+// addresses (who the user is, for vacation).
+type Directory interface {
+	Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
+}
+
+// Resolver routes a redirect's addresses as smtp routes a RCPT (the
+// directory): ours are stored here (through the queue's local copies,
+// where the target's own script runs), others leave by the queue.
+type Resolver interface {
+	ClassifyDomain(ctx context.Context, domain string) (directory.DomainClass, error)
+	ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error)
+}
+
+// Outbound is the queue (*queue.Queue): redirects and vacation replies
+// leave through it, durably queued when Accept returns.
+type Outbound interface {
+	Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
+	// AcceptForward is Accept with another sender (SRS) for the remote
+	// copies than the local ones show.
+	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
+}
+
+// Options configure a Filter.
+type Options struct {
+	Store     Store     // required
+	Directory Directory // required
+	// Outbound, when nil, makes redirects keep to the INBOX instead and
+	// vacation replies not sent (logged).
+	Outbound Outbound
+	// Resolver, when set, sends redirects to our own addresses straight to
+	// their maildirs (as local copies of the queued redirect); nil: every
+	// redirect is a remote recipient of the queue.
+	Resolver Resolver
+	// SRS, when set, rewrites the envelope sender of redirects as for
+	// alias forwards (mailauth.SRS); nil: the original sender.
+	SRS interface {
+		Forward(sender string) (string, error)
+	}
+	// Sign returns DKIM-Signature fields for a vacation reply (CRLF
+	// line ends), nil when no key fits its From; nil: unsigned.
+	Sign func(msg []byte) ([]byte, error)
+	// Hostname names this host in Message-IDs of vacation replies.
+	Hostname string
+	// Before and After are the administrator's scripts run before and
+	// after the user's (Pigeonhole's sieve_before, sieve_after), in order.
+	Before, After []string
+	Limits        sieve.Limits
+	// MaxScriptSize bounds a script file read from a home; default 1 MiB.
+	MaxScriptSize int64
+	// Chown: files written in homes (vacation memory, ~/.dovecot.sieve.log)
+	// belong to the user (when running as root).
+	Chown  bool
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Filter runs Sieve scripts at delivery. Safe for concurrent use.
+type Filter struct {
+	o     Options // immutable
+	log   *slog.Logger
+	cache *scriptCache
+	homes [64]sync.Mutex // serialise vacation memory updates per home (striped)
+}
+
+// New checks the options and returns a Filter.
+func New(o Options) (*Filter, error) {
+	if o.Store == nil || o.Directory == nil {
+		return nil, errors.New("filter: Store and Directory are required")
+	}
+	if o.MaxScriptSize <= 0 {
+		o.MaxScriptSize = 1 << 20
+	}
+	if o.Limits.MaxScriptSize == 0 || int64(o.Limits.MaxScriptSize) > o.MaxScriptSize {
+		o.Limits.MaxScriptSize = int(o.MaxScriptSize)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, 10000)}, nil
+}
+
+// plan is what the scripts decided for one recipient.
+type plan struct {
+	mb        *directory.Mailbox
+	stores    []delivery.Recipient
+	redirects []string
+	vacation  *sieve.VacationReply
+	reject    *string
+	edited    []byte // editheader's header, or nil
+}
+
+// Deliver stores m for each recipient as its scripts decide, and returns
+// one error per recipient (nil: every copy the scripts asked for is
+// durable and every redirect or reply durably queued). A recipient without
+// a script gets a plain copy.
+func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error {
+	errs := make([]error, len(rcpts))
+	mr := &messageReader{m: m}
+	var batch []delivery.Recipient // copies of m as it is
+	var owner []int                // recipient of each copy in batch
+	type edited struct {
+		rcpt   int
+		stores []delivery.Recipient
+		header []byte
+	}
+	var editedCopies []edited
+	plans := make([]*plan, len(rcpts))
+	for i := range rcpts {
+		r := &rcpts[i]
+		p, err := f.plan(ctx, m, r, mr)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if p == nil {
+			batch = append(batch, *r)
+			owner = append(owner, i)
+			continue
+		}
+		plans[i] = p
+		if p.reject != nil {
+			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
+			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
+			continue
+		}
+		if p.edited != nil {
+			editedCopies = append(editedCopies, edited{i, p.stores, p.edited})
+			continue
+		}
+		for _, s := range p.stores {
+			batch = append(batch, s)
+			owner = append(owner, i)
+		}
+	}
+	f.storeAll(ctx, m, batch, owner, errs)
+	for _, e := range editedCopies {
+		em, err := mr.withHeader(e.header)
+		if err != nil {
+			// The edits cannot be applied: the copies go as received.
+			f.log.Warn("sieve: editheader not applied", "msg_id", m.ID, "to", rcpts[e.rcpt].Address, "err", err)
+			em = m
+		}
+		owners := make([]int, len(e.stores))
+		for j := range owners {
+			owners[j] = e.rcpt
+		}
+		f.storeAll(ctx, em, e.stores, owners, errs)
+	}
+	// Redirects and replies once the copies are durable: a copy that
+	// cannot be stored now (over quota, for days) queues nothing, however
+	// often it is tried again.
+	for i, p := range plans {
+		if p != nil && p.reject == nil && errs[i] == nil {
+			errs[i] = f.sideEffects(ctx, m, &rcpts[i], p)
+		}
+	}
+	return errs
+}
+
+// storeAll stores copies (owner[j] is the recipient of copies[j]), keeps
+// to the INBOX the copies whose folder is missing, and records in errs the
+// worst outcome of each recipient's copies.
+func (f *Filter) storeAll(ctx context.Context, m *delivery.Message, copies []delivery.Recipient, owner []int, errs []error) {
+	if len(copies) == 0 {
+		return
+	}
+	res := f.o.Store.Deliver(ctx, m, copies)
+	var again []delivery.Recipient
+	var againOwner []int
+	for j, err := range res {
+		if errors.Is(err, delivery.ErrNoFolder) {
+			c := copies[j]
+			f.log.Error("sieve: fileinto a folder that does not exist, kept in INBOX", "msg_id", m.ID, "to", c.Address, "folder", c.Folder)
+			c.Folder, c.NoCreate = "", false
+			again = append(again, c)
+			againOwner = append(againOwner, owner[j])
+			continue
+		}
+		errs[owner[j]] = worse(errs[owner[j]], err)
+	}
+	if len(again) > 0 {
+		for j, err := range f.o.Store.Deliver(ctx, m, again) {
+			errs[againOwner[j]] = worse(errs[againOwner[j]], err)
+		}
+	}
+}
+
+// worse keeps the error that decides a recipient's outcome: a temporary
+// one first (the copy is tried again), then a permanent one.
+func worse(a, b error) error {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		return b
+	}
+	var de *delivery.Error
+	if errors.As(a, &de) && !de.Temporary {
+		return b
+	}
+	return a
+}
+
+// plan finds the recipient's scripts and runs them; nil for a plain copy.
+func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader) (*plan, error) {
+	mb, err := f.o.Directory.Mailbox(ctx, r.Address)
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		mb = &directory.Mailbox{Address: r.Address} // gone since: the admin scripts still apply
+	case err != nil:
+		// The script decides where the copy goes: without the entry it
+		// waits, as every directory failure does.
+		return nil, &delivery.Error{Temporary: true, Reason: "directory unavailable for the Sieve script", Err: err}
+	}
+	var scripts []*compiled
+	for _, p := range f.o.Before {
+		scripts = append(scripts, f.cache.adminScript(p))
+	}
+	userIdx := -1
+	if mb.Home != "" {
+		us, err := f.cache.userScript(mb.Home)
+		if err != nil {
+			f.log.Warn("sieve: cannot read the user's script, delivering without it", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+		if us != nil {
+			userIdx = len(scripts)
+			scripts = append(scripts, us)
+		}
+	}
+	for _, p := range f.o.After {
+		scripts = append(scripts, f.cache.adminScript(p))
+	}
+	if len(scripts) == 0 {
+		return nil, nil
+	}
+	msg, err := mr.sieveMessage()
+	if err != nil {
+		f.log.Warn("sieve: cannot read the message for the script, delivering without it", "msg_id", m.ID, "to", r.Address, "err", err)
+		return nil, nil
+	}
+	envTo := r.Address
+	if r.OrigTo != "" {
+		envTo = r.OrigTo
+	}
+	env := sieve.Envelope{From: m.From, To: envTo}
+	p := &plan{mb: mb}
+	implicit := true
+	var keepFlags []string
+	var explicit []sieve.Action
+	for i, s := range scripts {
+		if !implicit {
+			// As Pigeonhole's multiscript: the sequence goes on only while
+			// the implicit keep is in effect (a fileinto, redirect or
+			// discard of a before script ends it; stop does not).
+			break
+		}
+		if s.err != nil {
+			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
+			continue
+		}
+		res := f.run(s, msg, env)
+		if res.Err != nil {
+			f.scriptError(m, r, mb, s.name, i == userIdx, "run", res.Err)
+		}
+		if res.EditedHeader != nil {
+			p.edited = res.EditedHeader
+		}
+		sawKeep := false
+		for _, a := range res.Actions {
+			if a.Kind == sieve.Store && a.Implicit {
+				sawKeep = true
+				keepFlags = a.Flags
+				continue
+			}
+			explicit = append(explicit, a)
+		}
+		if !sawKeep {
+			implicit = false
+		}
+	}
+	junk := r.Folder // the milter's verdict: the INBOX's stand-in
+	inbox := func(flags []string) delivery.Recipient {
+		c := *r
+		c.Folder, c.NoCreate, c.Flags = junk, false, flags
+		return c
+	}
+	for _, a := range explicit {
+		switch a.Kind {
+		case sieve.Store:
+			if a.Inbox() {
+				p.addStore(inbox(a.Flags))
+				continue
+			}
+			dir, err := maildirFolder(a.Folder)
+			if err != nil {
+				f.userNotice(m, r, mb, fmt.Sprintf("fileinto %q: %v: kept in INBOX", printable(a.Folder, 100), err))
+				p.addStore(inbox(a.Flags))
+				continue
+			}
+			c := *r
+			c.Folder, c.NoCreate, c.Flags = dir, !a.Create, a.Flags
+			p.addStore(c)
+		case sieve.Redirect:
+			p.redirects = append(p.redirects, a.Address)
+		case sieve.Reject:
+			reason := oneLine(a.Reason, 200)
+			if reason == "" {
+				reason = "Message rejected by the recipient's filter"
+			}
+			p.reject = &reason
+		case sieve.Vacation:
+			p.vacation = a.Vacation
+		}
+	}
+	if p.reject != nil {
+		p.stores, p.redirects = nil, nil
+		return p, nil
+	}
+	if len(p.redirects) > 0 {
+		if why := f.redirectRefused(msg, r); why != "" {
+			f.log.Warn("sieve: redirect not made, message kept", "msg_id", m.ID, "to", r.Address, "reason", why)
+			p.redirects = nil
+			implicit = implicit || len(p.stores) == 0
+		}
+	}
+	if implicit {
+		p.addStore(inbox(keepFlags))
+	}
+	for j := range p.stores {
+		if r.CopyKey != "" && j > 0 {
+			p.stores[j].CopyKey = r.CopyKey + "-s" + strconv.Itoa(j)
+		}
+	}
+	return p, nil
+}
+
+// run runs one compiled script: the one place the interpreter's run
+// options (time, duplicate store, vacation limits) are given.
+func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope) sieve.Result {
+	return s.script.Run(msg, env)
+}
+
+// addStore adds a copy, merging one for a folder already listed (their
+// flags joined), as Pigeonhole stores a message once per folder.
+func (p *plan) addStore(c delivery.Recipient) {
+	for i := range p.stores {
+		if strings.EqualFold(p.stores[i].Folder, c.Folder) {
+			for _, fl := range c.Flags {
+				if !containsFold(p.stores[i].Flags, fl) {
+					p.stores[i].Flags = append(p.stores[i].Flags, fl)
+				}
+			}
+			return
+		}
+	}
+	p.stores = append(p.stores, c)
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// scriptError logs a script that failed (the copy keeps to the INBOX) and,
+// for the user's own script, tells the user in ~/.dovecot.sieve.log.
+func (f *Filter) scriptError(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, name string, user bool, stage string, err error) {
+	attrs := []any{"msg_id", m.ID, "to", r.Address, "script", name, "stage", stage, "err", err}
+	var se *sieve.Error
+	if errors.As(err, &se) {
+		attrs = append(attrs, "line", se.Line)
+	}
+	f.log.Error("sieve: script failed, message kept in INBOX", attrs...)
+	if user {
+		f.userNotice(m, r, mb, fmt.Sprintf("%s: %s error: %v: message kept in INBOX", name, stage, err))
+	}
+}
+
+// userNotice appends a line to the user's ~/.dovecot.sieve.log.
+func (f *Filter) userNotice(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, text string) {
+	f.log.Info("sieve: "+text, "msg_id", m.ID, "to", r.Address)
+	if mb.Home == "" {
+		return
+	}
+	uid, gid := -1, -1
+	if f.o.Chown {
+		uid, gid = r.UID, r.GID
+	}
+	line := f.o.Now().Format(time.RFC3339) + " msg_id=" + m.ID + ": " + oneLine(text, 1000) + "\n"
+	if err := appendUserLog(mb.Home, line, uid, gid); err != nil {
+		f.log.Warn("sieve: cannot write the user's log", "to", r.Address, "err", err)
+	}
+}
+
+// oneLine makes s one line of printable ASCII (others as '?'), at most n
+// bytes: fit for an SMTP reply and a log.
+func oneLine(s string, n int) string {
+	var b strings.Builder
+	for _, c := range strings.TrimSpace(s) {
+		if b.Len() >= n {
+			break
+		}
+		switch {
+		case c == '\r' || c == '\n' || c == '\t':
+			b.WriteByte(' ')
+		case c < 0x20 || c > 0x7e:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+func printable(s string, n int) string { return oneLine(s, n) }
+
+// messageReader reads the message once for every recipient's scripts.
+type messageReader struct {
+	m    *delivery.Message
+	once bool
+	msg  *sieve.Message
+	err  error
+}
+
+// full is the message as stored: trace header then the received message.
+func (mr *messageReader) full() io.Reader {
+	body := mr.m.Body
+	if body == nil {
+		body = bytes.NewReader(nil)
+	}
+	return io.MultiReader(bytes.NewReader(mr.m.Header), io.NewSectionReader(body, 0, body.Size()))
+}
+
+func (mr *messageReader) sieveMessage() (*sieve.Message, error) {
+	if !mr.once {
+		mr.once = true
+		mr.msg, mr.err = sieve.ReadMessage(mr.full())
+	}
+	return mr.msg, mr.err
+}
+
+// withHeader is the message with its whole header replaced by h
+// (editheader's result, trace fields included).
+func (mr *messageReader) withHeader(h []byte) (*delivery.Message, error) {
+	data, err := io.ReadAll(mr.full())
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.Index(data, []byte("\r\n\r\n"))
+	if i < 0 {
+		return nil, errors.New("message without a header end")
+	}
+	out := append(append([]byte(nil), h...), data[i+4:]...)
+	em := *mr.m
+	em.Header, em.Body = nil, bytes.NewReader(out)
+	return &em, nil
+}

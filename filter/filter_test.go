@@ -1,0 +1,413 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"courriel/delivery"
+	"courriel/delivery/maildirsize"
+	"courriel/directory"
+	"courriel/sieve"
+)
+
+func TestMaildirFolder(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"INBOX", ""}, {"inbox", ""}, {"", ""},
+		{"Work", "Work"}, {"Work.2026", "Work.2026"}, {"Été", "&AMk-t&AOk-"}, {"R&D", "R&-D"},
+		{"a b.c d", "a b.c d"},
+	} {
+		if got, err := maildirFolder(c.in); err != nil || got != c.want {
+			t.Errorf("maildirFolder(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"a/b", "..", "a..b", ".a", "a.", "../x", "a\x00", "a\nb", "a\x7f", " a", "a ", `a\b`, "a*", "%", "\xff", strings.Repeat("é", 120)} {
+		if got, err := maildirFolder(bad); err == nil {
+			t.Errorf("maildirFolder(%q) = %q, want refused", bad, got)
+		}
+	}
+}
+
+func TestScriptLinkTarget(t *testing.T) {
+	for _, c := range []struct {
+		target, name string
+		ok           bool
+	}{
+		{"sieve/main.sieve", "main.sieve", true},
+		{"/home/u/sieve/main.sieve", "main.sieve", true},
+		{"./sieve/x.sieve", "x.sieve", true},
+		{"sieve/../../etc/passwd", "", false},
+		{"/etc/passwd", "", false},
+		{"/home/other/sieve/x.sieve", "", false},
+		{"sieve/sub/x.sieve", "", false},
+		{"sieve/x.svbin", "", false},
+		{"sieve", "", false},
+		{"other/x.sieve", "", false},
+	} {
+		name, ok := scriptLinkTarget("/home/u", c.target)
+		if name != c.name || ok != c.ok {
+			t.Errorf("scriptLinkTarget(%q) = %q, %v; want %q, %v", c.target, name, ok, c.name, c.ok)
+		}
+	}
+}
+
+// userScript on hostile homes: what it reads, refuses or ignores.
+func TestUserScriptHostileHome(t *testing.T) {
+	c := newScriptCache(sieve.Limits{}, 1024, 100)
+	outside := filepath.Join(t.TempDir(), "evil.sieve")
+	os.WriteFile(outside, []byte(`require "fileinto"; fileinto "X";`), 0o644)
+	for _, tc := range []struct {
+		name  string
+		setup func(home string)
+		want  string // "none", "ok" or a substring of the error
+	}{
+		{"no script", func(string) {}, "none"},
+		{"regular file", func(h string) { os.WriteFile(h+"/.dovecot.sieve", []byte("keep;"), 0o644) }, "ok"},
+		{"symlink into sieve/", func(h string) {
+			os.Mkdir(h+"/sieve", 0o755)
+			os.WriteFile(h+"/sieve/a.sieve", []byte("keep;"), 0o644)
+			os.Symlink("sieve/a.sieve", h+"/.dovecot.sieve")
+		}, "ok"},
+		{"dangling symlink", func(h string) { os.Mkdir(h+"/sieve", 0o755); os.Symlink("sieve/gone.sieve", h+"/.dovecot.sieve") }, "none"},
+		{"symlink out of the home", func(h string) { os.Symlink(outside, h+"/.dovecot.sieve") }, "leads outside"},
+		{"symlink through ..", func(h string) { os.Symlink("sieve/../../x", h+"/.dovecot.sieve") }, "leads outside"},
+		{"sieve/ a symlink out", func(h string) {
+			os.Symlink(filepath.Dir(outside), h+"/sieve")
+			os.Symlink("sieve/evil.sieve", h+"/.dovecot.sieve")
+		}, "not a directory"},
+		{"script a symlink out", func(h string) {
+			os.Mkdir(h+"/sieve", 0o755)
+			os.Symlink(outside, h+"/sieve/a.sieve")
+			os.Symlink("sieve/a.sieve", h+"/.dovecot.sieve")
+		}, "not a regular file"},
+		{"fifo", func(h string) { syscall.Mkfifo(h+"/.dovecot.sieve", 0o644) }, "not a regular file"},
+		{"directory", func(h string) { os.Mkdir(h+"/.dovecot.sieve", 0o755) }, "not a regular file"},
+		{"too large", func(h string) { os.WriteFile(h+"/.dovecot.sieve", bytes.Repeat([]byte("#"), 2000), 0o644) }, "more than 1024"},
+		{"svbin target", func(h string) { os.Mkdir(h+"/sieve", 0o755); os.Symlink("sieve/a.svbin", h+"/.dovecot.sieve") }, "leads outside"},
+		{"does not compile", func(h string) { os.WriteFile(h+"/.dovecot.sieve", []byte("fileinto \"x\";"), 0o644) }, "line 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			tc.setup(home)
+			done := make(chan struct{})
+			var s *compiled
+			var err error
+			go func() { s, err = c.userScript(home); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("userScript blocked")
+			}
+			switch {
+			case err != nil:
+				t.Fatalf("err %v", err)
+			case tc.want == "none":
+				if s != nil {
+					t.Errorf("got %+v, want no script", s)
+				}
+			case tc.want == "ok":
+				if s == nil || s.err != nil || s.script == nil {
+					t.Errorf("got %+v, want a compiled script", s)
+				}
+			default:
+				if s == nil || s.err == nil || !strings.Contains(s.err.Error(), tc.want) {
+					t.Errorf("got %+v, want an error with %q", s, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// The cache compiles a file once per version: the same identity is served
+// from memory, a rewrite compiles again.
+func TestScriptCacheByIdentity(t *testing.T) {
+	c := newScriptCache(sieve.Limits{}, 1<<20, 100)
+	home := t.TempDir()
+	p := home + "/.dovecot.sieve"
+	os.WriteFile(p, []byte("keep;"), 0o644)
+	a, _ := c.userScript(home)
+	b, _ := c.userScript(home)
+	if a == nil || a != b {
+		t.Fatalf("second read not from the cache: %p %p", a, b)
+	}
+	os.WriteFile(p+".new", []byte("discard;"), 0o644)
+	os.Rename(p+".new", p)
+	d, _ := c.userScript(home)
+	if d == a || d == nil || d.err != nil {
+		t.Errorf("a replaced script was not compiled again: %+v", d)
+	}
+}
+
+func TestVacationVerdict(t *testing.T) {
+	own := []string{"alice@x.y", "a.smith@x.y"}
+	for _, c := range []struct {
+		name, from, header, want string
+	}{
+		{"plain", "bob@z.z", "To: Alice <alice@x.y>\r\n", ""},
+		{"cc alias", "bob@z.z", "To: x@z.z\r\nCc: a.smith@x.y\r\n", ""},
+		{"resent", "bob@z.z", "To: x@z.z\r\nResent-To: alice@x.y\r\n", ""},
+		{"null sender", "", "To: alice@x.y\r\n", "null sender"},
+		{"mailer-daemon", "MAILER-DAEMON@z.z", "To: alice@x.y\r\n", "daemon"},
+		{"owner-", "owner-list@z.z", "To: alice@x.y\r\n", "daemon"},
+		{"-request", "list-request@z.z", "To: alice@x.y\r\n", "daemon"},
+		{"self", "alice@x.y", "To: alice@x.y\r\n", "the user"},
+		{"auto-submitted", "bob@z.z", "To: alice@x.y\r\nAuto-Submitted: auto-replied\r\n", "auto-submitted"},
+		{"auto-submitted no", "bob@z.z", "To: alice@x.y\r\nAuto-Submitted: no\r\n", ""},
+		{"precedence bulk", "bob@z.z", "To: alice@x.y\r\nPrecedence: bulk\r\n", "precedence"},
+		{"precedence list", "bob@z.z", "To: alice@x.y\r\nPrecedence: List\r\n", "precedence"},
+		{"list-id", "bob@z.z", "To: alice@x.y\r\nList-Id: <l.z.z>\r\n", "mailing list"},
+		{"list-unsubscribe", "bob@z.z", "To: alice@x.y\r\nList-Unsubscribe: <mailto:u@z.z>\r\n", "mailing list"},
+		{"bcc", "bob@z.z", "To: other@z.z\r\n", "none of the user's"},
+		{"unparsable but there", "bob@z.z", "To: alice@x.y <<broken\r\n", ""},
+	} {
+		msg, err := sieve.ReadMessage(strings.NewReader(c.header + "Subject: s\r\n\r\nbody\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := vacationVerdict(msg, c.from, own)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: verdict %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestVacationMemory(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	home := t.TempDir()
+	remember := func(sender, handle string) bool {
+		t.Helper()
+		ok, err := f.remember(home, sender, handle, 7*24*time.Hour, -1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !remember("bob@z.z", "h") || remember("bob@z.z", "h") || remember("BOB@z.z", "h") {
+		t.Error("a sender must get one reply per period")
+	}
+	if !remember("bob@z.z", "other") || !remember("carol@z.z", "h") {
+		t.Error("another handle or sender is a new reply")
+	}
+	now = now.Add(8 * 24 * time.Hour)
+	if !remember("bob@z.z", "h") {
+		t.Error("after the period the sender gets a reply again")
+	}
+	if ok, _ := f.remember(home, "dan@z.z", "h", 0, -1, -1); !ok {
+		t.Error("period 0 replies every time")
+	}
+	fi, err := os.Lstat(home + "/" + VacationMemoryName)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("memory file: %v %v", fi, err)
+	}
+	// A FIFO in its place is refused, never blocked on.
+	home2 := t.TempDir()
+	syscall.Mkfifo(home2+"/"+VacationMemoryName, 0o600)
+	if _, err := f.remember(home2, "bob@z.z", "h", time.Hour, -1, -1); err == nil {
+		t.Error("a FIFO memory was used")
+	}
+}
+
+func TestComposeReply(t *testing.T) {
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Hostname: "mx.x.y"})
+	msg, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <m1@z.z>\r\nReferences: <m0@z.z>\r\n\r\nhi\r\n"))
+	out := string(f.composeReply(msg, "bob@z.z", "alice@x.y", &sieve.VacationReply{Reason: "Absente.\nRetour lundi."}))
+	for _, want := range []string{"From: alice@x.y\r\n", "To: <bob@z.z>\r\n", "Subject: =?utf-8?q?Auto:_R=C3=A9union?=\r\n",
+		"In-Reply-To: <m1@z.z>\r\n", "References: <m0@z.z> <m1@z.z>\r\n", "Auto-Submitted: auto-replied", "MIME-Version: 1.0\r\n",
+		"Content-Type: text/plain; charset=utf-8\r\n", "\r\n\r\nAbsente.\r\nRetour lundi.\r\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reply lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(strings.ReplaceAll(out, "\r\n", ""), "\n") {
+		t.Error("bare LF in the reply")
+	}
+}
+
+type fakeDir map[string]*directory.Mailbox
+
+func (d fakeDir) Mailbox(_ context.Context, addr string) (*directory.Mailbox, error) {
+	if mb, ok := d[addr]; ok {
+		return mb, nil
+	}
+	return nil, directory.ErrNotFound
+}
+
+func (q *recordingQueue) AcceptForward(ctx context.Context, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return q.Accept(ctx, id, remoteFrom, remote, local, data)
+}
+
+type recordingQueue struct {
+	mu   sync.Mutex
+	sent []string // from + " -> " + rcpts
+	data []string
+}
+
+func (q *recordingQueue) Accept(_ context.Context, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	b := make([]byte, data.Size())
+	data.ReadAt(b, 0)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sent = append(q.sent, from+" -> "+strings.Join(remote, ","))
+	q.data = append(q.data, string(b))
+	return "Q1", nil, nil
+}
+
+// A queued message's keyed copies with a script: two folders and a
+// redirect; a retry (the earlier outcome lost) stores nothing twice and
+// queues no second redirect.
+func TestKeyedRetryIdempotent(t *testing.T) {
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["fileinto", "mailbox", "copy"];
+fileinto :create "A"; fileinto :create "B"; redirect :copy "x@far.example";`), 0o644)
+	store, err := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &recordingQueue{}
+	f, err := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &delivery.Message{ID: "m1", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: k\r\n\r\nkeyed\r\n")), Arrived: time.Unix(1700000000, 0)}
+	r := []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/", CopyKey: "Q1-0"}}
+	for attempt := range 2 {
+		m.Retry = attempt > 0
+		if errs := f.Deliver(context.Background(), m, r); errs[0] != nil {
+			t.Fatalf("attempt %d: %v", attempt, errs[0])
+		}
+	}
+	for _, d := range []string{".A/new", ".B/new"} {
+		if n, _ := os.ReadDir(home + "/mailbox/" + d); len(n) != 1 {
+			t.Errorf("%s holds %d copies, want 1", d, len(n))
+		}
+	}
+	if n, _ := os.ReadDir(home + "/mailbox/new"); len(n) != 0 {
+		t.Errorf("INBOX holds %d copies, want 0", len(n))
+	}
+	if len(q.sent) != 1 || q.sent[0] != "s@z.z -> x@far.example" || !strings.HasPrefix(q.data[0], "X-Sieve-Redirected-From: u@x.y\r\n") {
+		t.Errorf("queued %v, want one redirect from the sender", q.sent)
+	}
+}
+
+// The milter's junk verdict meets the script: the implicit keep goes to
+// Junk, an explicit fileinto wins.
+func TestJunkVerdict(t *testing.T) {
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["fileinto", "mailbox"];
+if header :contains "subject" "file" { fileinto :create "Lists"; }`), 0o644)
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	f, _ := New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}})
+	for _, subj := range []string{"keep me", "file me"} {
+		m := &delivery.Message{ID: "m", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: " + subj + "\r\n\r\nb\r\n")), Arrived: time.Now()}
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/", Folder: "Junk"}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	for d, want := range map[string]int{".Junk/new": 1, ".Lists/new": 1, "new": 0} {
+		if n, _ := os.ReadDir(home + "/mailbox/" + d); len(n) != want {
+			t.Errorf("%s holds %d, want %d", d, len(n), want)
+		}
+	}
+}
+
+// The vacation action as Deliver carries it out (the interpreter's
+// vacation arrives with its merge): from <>, to the sender, once per
+// :days, with the :from kept only when it is one of the user's addresses.
+func TestVacationQueued(t *testing.T) {
+	home := t.TempDir()
+	q := &recordingQueue{}
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
+	mb := &directory.Mailbox{Home: home, Addresses: []string{"alice@example.org"}}
+	send := func(from, vfrom string) {
+		m := &delivery.Message{ID: "m", From: from, Body: bytes.NewReader([]byte("To: alice@example.org\r\nSubject: hi\r\n\r\nb\r\n"))}
+		p := &plan{mb: mb, vacation: &sieve.VacationReply{Reason: "away", From: vfrom, Period: 24 * time.Hour}}
+		f.vacation(context.Background(), m, &delivery.Recipient{Address: "alice@x.y"}, p)
+	}
+	send("bob@z.z", "")
+	send("bob@z.z", "")
+	send("carol@z.z", "Alice <alice@example.org>")
+	send("dan@z.z", "ceo@elsewhere.example")
+	if len(q.sent) != 3 || q.sent[0] != " -> bob@z.z" || q.sent[1] != " -> carol@z.z" || q.sent[2] != " -> dan@z.z" {
+		t.Fatalf("queued %v, want one reply each to bob, carol and dan, from <>", q.sent)
+	}
+	for i, want := range []string{"From: alice@x.y\r\n", "From: Alice <alice@example.org>\r\n", "From: alice@x.y\r\n"} {
+		if !strings.Contains(q.data[i], want) {
+			t.Errorf("reply %d lacks %q:\n%s", i, want, q.data[i])
+		}
+	}
+}
+
+// A copy that cannot be stored (over quota) queues no redirect, however
+// often it is tried; once it is stored, the redirect goes once.
+func TestRedirectAfterStore(t *testing.T) {
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["copy"]; redirect :copy "x@far.example";`), 0o644)
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	q := &recordingQueue{}
+	f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	m := &delivery.Message{ID: "m2", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: q\r\n\r\nquota\r\n")), Arrived: time.Unix(1700000000, 0)}
+	r := delivery.Recipient{Address: "u@x.y", Maildir: home + "/mailbox/", CopyKey: "Q2-0", Quota: maildirsize.Limits{Bytes: 10}}
+	for attempt := range 3 {
+		m.Retry = attempt > 0
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{r}); !errors.Is(errs[0], delivery.ErrOverQuota) {
+			t.Fatalf("attempt %d: %v, want over quota", attempt, errs[0])
+		}
+	}
+	if len(q.sent) != 0 {
+		t.Fatalf("redirects queued for a copy never stored: %v", q.sent)
+	}
+	r.Quota = maildirsize.Limits{}
+	for range 2 {
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{r}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	if len(q.sent) != 1 {
+		t.Errorf("queued %v, want the redirect once", q.sent)
+	}
+}
+
+// editheader's header is what the stored and the redirected copies carry
+// (skipped until the interpreter has editheader).
+func TestEditedHeaderCopies(t *testing.T) {
+	src := `require ["editheader", "copy"]; addheader "X-Edited" "yes"; deleteheader "X-Drop"; redirect :copy "x@far.example";`
+	if _, err := sieve.Compile([]byte(src), sieve.Limits{}); err != nil {
+		t.Skipf("the interpreter has no editheader yet: %v", err)
+	}
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(src), 0o644)
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	q := &recordingQueue{}
+	f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	m := &delivery.Message{ID: "m", From: "s@z.z", Header: []byte("Received: by test\r\n"),
+		Body: bytes.NewReader([]byte("X-Drop: 1\r\nSubject: e\r\n\r\nedited body\r\n")), Arrived: time.Now()}
+	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	files, _ := os.ReadDir(home + "/mailbox/new")
+	if len(files) != 1 {
+		t.Fatalf("%d copies", len(files))
+	}
+	b, _ := os.ReadFile(home + "/mailbox/new/" + files[0].Name())
+	for name, got := range map[string]string{"stored": string(b), "redirected": strings.Join(q.data, "")} {
+		if !strings.Contains(got, "X-Edited: yes") || strings.Contains(got, "X-Drop") || !strings.Contains(got, "Received: by test") || !strings.Contains(got, "edited body") {
+			t.Errorf("%s copy:\n%s", name, got)
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"courriel/delivery"
+	"courriel/delivery/maildirsize"
+	"courriel/directory"
+	"courriel/sieve"
+)
+
+// RedirectedHeader marks a message a Sieve script redirected, with the
+// user's address, as Pigeonhole does: a redirect of a message that already
+// carries the user's mark is a loop, and is not made.
+const RedirectedHeader = "X-Sieve-Redirected-From"
+
+// hopLimit is the Received: count past which a message is not redirected
+// any further (smtp refuses it at the next hop anyway).
+const hopLimit = 50
+
+// sideEffects queues the plan's redirects and vacation reply, once its
+// copies are stored (see doc.go). A redirect that cannot be queued fails
+// the recipient's delivery, temporarily: the sender (or the queue) tries
+// again, and keyed copies are not stored twice. For a keyed copy the home
+// remembers that its redirects and reply were queued (sideEffectsKey in
+// the vacation memory), so that a retry after a later failure or a crash
+// does not queue them again.
+func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
+	if len(p.redirects) == 0 && p.vacation == nil {
+		return nil
+	}
+	remembered := r.CopyKey != "" && p.mb.Home != ""
+	if remembered {
+		done, err := f.recalled(p.mb.Home, sideEffectsKey(r.CopyKey))
+		if err != nil {
+			f.log.Warn("sieve: cannot read the memory of earlier attempts", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+		if done {
+			f.log.Info("sieve: redirects and replies were queued by an earlier attempt", "msg_id", m.ID, "to", r.Address)
+			return nil
+		}
+	}
+	if len(p.redirects) > 0 {
+		rm := m
+		if p.edited != nil {
+			// editheader's header goes with the redirected copy too.
+			if em, err := (&messageReader{m: m}).withHeader(p.edited); err == nil {
+				rm = em
+			}
+		}
+		if err := f.redirect(ctx, rm, r, p); err != nil {
+			return err
+		}
+	}
+	if p.vacation != nil {
+		f.vacation(ctx, m, r, p)
+	}
+	if remembered {
+		uid, gid := -1, -1
+		if f.o.Chown {
+			uid, gid = r.UID, r.GID
+		}
+		if _, err := f.remember(p.mb.Home, sideEffectsKey(r.CopyKey), "", sideEffectsMemory, uid, gid); err != nil {
+			f.log.Warn("sieve: cannot remember the queued redirects", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+	}
+	return nil
+}
+
+// sideEffectsKey names a keyed copy's queued redirects and reply in the
+// memory; sideEffectsMemory outlasts the queue's lifetime (5 days).
+func sideEffectsKey(copyKey string) string { return "queued\x00" + copyKey }
+
+const sideEffectsMemory = 7 * 24 * time.Hour
+
+// redirectRefused says why the message must not be redirected for r: a
+// loop (already redirected by this user), too many hops, no queue; "" when
+// it may.
+func (f *Filter) redirectRefused(msg *sieve.Message, r *delivery.Recipient) string {
+	for _, v := range msg.Header.Values(RedirectedHeader) {
+		if strings.Contains(strings.ToLower(v), strings.ToLower(r.Address)) {
+			return "loop: the message was already redirected by this user"
+		}
+	}
+	if n := len(msg.Header.Values("Received")); n >= hopLimit {
+		return fmt.Sprintf("too many hops (%d Received fields)", n)
+	}
+	if f.o.Outbound == nil {
+		return "no outbound queue"
+	}
+	return ""
+}
+
+// redirect queues the message for the plan's redirect addresses, marked
+// with RedirectedHeader and Delivered-To (which courriel's and Postfix's
+// loop checks read), from the original sender (SRS-rewritten when
+// configured, as alias forwards).
+func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
+	remoteFrom := m.From
+	if f.o.SRS != nil && m.From != "" {
+		if rf, err := f.o.SRS.Forward(m.From); err == nil {
+			remoteFrom = rf
+		}
+	}
+	var data bytes.Buffer
+	data.WriteString(RedirectedHeader + ": " + r.Address + "\r\n")
+	data.WriteString("Delivered-To: " + r.Address + "\r\n")
+	if _, err := data.ReadFrom((&messageReader{m: m}).full()); err != nil {
+		return &delivery.Error{Temporary: true, Reason: "cannot read the message to redirect", Err: err}
+	}
+	remote, local, err := f.route(ctx, p.redirects)
+	if err != nil {
+		return &delivery.Error{Temporary: true, Reason: "cannot route the redirect", Err: err}
+	}
+	var qid string
+	if remoteFrom != m.From && len(local) > 0 {
+		// Local copies show the original sender, as for alias forwards.
+		qid, _, err = f.o.Outbound.AcceptForward(ctx, m.ID, m.From, remoteFrom, remote, local, bytes.NewReader(data.Bytes()))
+	} else {
+		qid, _, err = f.o.Outbound.Accept(ctx, m.ID, remoteFrom, remote, local, bytes.NewReader(data.Bytes()))
+	}
+	if err != nil {
+		return &delivery.Error{Temporary: true, Reason: "cannot queue the redirect", Err: err}
+	}
+	f.log.Info("sieve: redirected", "msg_id", m.ID, "to", r.Address, "redirect_to", strings.Join(p.redirects, ","), "queue_id", qid)
+	return nil
+}
+
+// route splits redirect addresses into the queue's remote recipients and
+// local copies, as smtp does for a RCPT: a foreign domain, or an unknown
+// address of ours (the queue's attempt then bounces it to the sender), is
+// remote; an address of ours is resolved through the aliases to its
+// maildrops. An unavailable directory is an error: the copy waits.
+func (f *Filter) route(ctx context.Context, addrs []string) ([]string, []delivery.Recipient, error) {
+	if f.o.Resolver == nil {
+		return addrs, nil, nil
+	}
+	var remote []string
+	var local []delivery.Recipient
+	for _, a := range addrs {
+		at := strings.LastIndexByte(a, '@')
+		if at < 0 {
+			remote = append(remote, a)
+			continue
+		}
+		class, err := f.o.Resolver.ClassifyDomain(ctx, strings.ToLower(a[at+1:]))
+		if err != nil {
+			return nil, nil, err
+		}
+		if class == directory.DomainForeign {
+			remote = append(remote, a)
+			continue
+		}
+		res, err := f.o.Resolver.ResolveRecipient(ctx, a)
+		if errors.Is(err, directory.ErrNotFound) {
+			remote = append(remote, a)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, d := range res.Destinations {
+			if d.Remote || d.Mailbox == nil {
+				remote = append(remote, d.Address)
+				continue
+			}
+			local = append(local, delivery.Recipient{Address: d.Address, OrigTo: a, Maildir: d.Mailbox.Maildir,
+				UID: d.Mailbox.UID, GID: d.Mailbox.GID,
+				Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages}})
+		}
+	}
+	return remote, local, nil
+}

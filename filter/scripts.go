@@ -1,0 +1,201 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+
+	"courriel/sieve"
+)
+
+// ActiveScriptName is Pigeonhole's default active script, relative to the
+// home: sieve = file:~/sieve;active=~/.dovecot.sieve.
+const ActiveScriptName = ".dovecot.sieve"
+
+// ScriptDir is where Pigeonhole (and ManageSieve) keep a user's scripts.
+const ScriptDir = "sieve"
+
+// errNotScript: what ~/.dovecot.sieve is cannot be a script (a FIFO, a
+// directory, a symlink out of ~/sieve/); the user is told in the log.
+var errNotScript = errors.New("not a usable script file")
+
+// fileID identifies one version of a script file: the cache key.
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64 // ns
+}
+
+func idOf(fi fs.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), size: fi.Size(), mtime: fi.ModTime().UnixNano()}, true
+}
+
+// compiled is a script file's compiled form, or why it has none.
+type compiled struct {
+	name   string // for logs: "~/sieve/x.sieve" or the admin's path
+	script *sieve.Script
+	err    error // compile or read error: the copy keeps to the INBOX
+}
+
+// scriptCache holds compiled scripts by file identity: a script changed
+// in place (size or mtime), replaced (inode) or another user's identical
+// one is compiled afresh; an unchanged one costs an lstat.
+type scriptCache struct {
+	limits  sieve.Limits
+	maxSize int64
+	max     int
+
+	mu sync.Mutex
+	m  map[fileID]*compiled // guarded by mu
+}
+
+func newScriptCache(limits sieve.Limits, maxSize int64, max int) *scriptCache {
+	return &scriptCache{limits: limits, maxSize: maxSize, max: max, m: map[fileID]*compiled{}}
+}
+
+func (c *scriptCache) get(id fileID) *compiled {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
+func (c *scriptCache) put(id fileID, s *compiled) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		clear(c.m) // a user changing scripts in a loop cannot grow memory
+	}
+	c.m[id] = s
+}
+
+// userScript finds and compiles the active script of home; nil when the
+// user has none (the common case: one lstat). A script that exists but
+// cannot be read or compiled is returned with err set.
+//
+// The home is the user's: ~/.dovecot.sieve must be a regular file, or a
+// symlink whose target is one file directly in ~/sieve/ (what Pigeonhole
+// and ManageSieve write: "sieve/NAME.sieve"), itself a regular file; no
+// other symlink is followed, FIFOs and devices are never opened, and
+// the size is bounded. Compiled .svbin files are never read.
+func (c *scriptCache) userScript(home string) (*compiled, error) {
+	root, err := os.OpenRoot(home)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the home: %w", err)
+	}
+	defer root.Close()
+	fi, err := root.Lstat(ActiveScriptName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ActiveScriptName, err)
+	}
+	rel, display := ActiveScriptName, "~/"+ActiveScriptName
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := root.Readlink(ActiveScriptName)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ActiveScriptName, err)
+		}
+		name, ok := scriptLinkTarget(home, target)
+		if !ok {
+			return &compiled{name: display, err: fmt.Errorf("%w: the symlink leads outside ~/%s/", errNotScript, ScriptDir)}, nil
+		}
+		dfi, err := root.Lstat(ScriptDir)
+		if err != nil || !dfi.IsDir() {
+			return &compiled{name: display, err: fmt.Errorf("%w: ~/%s is not a directory", errNotScript, ScriptDir)}, nil
+		}
+		rel, display = ScriptDir+"/"+name, "~/"+ScriptDir+"/"+name
+		if fi, err = root.Lstat(rel); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil // a dangling link: Pigeonhole has no active script either
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %w", display, err)
+		}
+	}
+	return c.load(display, fi, func() (*os.File, error) {
+		return root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	}), nil
+}
+
+// adminScript compiles a sieve_before/sieve_after script (a path the
+// administrator configured: trusted, still bounded).
+func (c *scriptCache) adminScript(p string) *compiled {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return &compiled{name: p, err: err}
+	}
+	return c.load(p, fi, func() (*os.File, error) { return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0) })
+}
+
+// scriptLinkTarget accepts the targets Pigeonhole writes for the active
+// link, "sieve/NAME" (relative to the home) or home + "/sieve/NAME", and
+// returns NAME: one component, never ".." nor a .svbin.
+func scriptLinkTarget(home, target string) (string, bool) {
+	t := path.Clean(target)
+	if path.IsAbs(t) {
+		rel, ok := strings.CutPrefix(t, strings.TrimSuffix(home, "/")+"/")
+		if !ok {
+			return "", false
+		}
+		t = rel
+	}
+	name, ok := strings.CutPrefix(t, ScriptDir+"/")
+	if !ok || name == "" || name == "." || name == ".." || strings.Contains(name, "/") || strings.HasSuffix(name, ".svbin") {
+		return "", false
+	}
+	return name, true
+}
+
+// load returns the compiled script of the file fi describes, from the
+// cache or by opening, checking and compiling it.
+func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error)) *compiled {
+	if !fi.Mode().IsRegular() {
+		return &compiled{name: display, err: fmt.Errorf("%w: not a regular file", errNotScript)}
+	}
+	if fi.Size() > c.maxSize {
+		return &compiled{name: display, err: fmt.Errorf("%w: %d bytes, more than %d", errNotScript, fi.Size(), c.maxSize)}
+	}
+	id, ok := idOf(fi)
+	if ok {
+		if s := c.get(id); s != nil {
+			return s
+		}
+	}
+	f, err := open()
+	if err != nil {
+		return &compiled{name: display, err: err}
+	}
+	defer f.Close()
+	ofi, err := f.Stat()
+	if err != nil {
+		return &compiled{name: display, err: err}
+	}
+	if !ofi.Mode().IsRegular() { // swapped since the lstat
+		return &compiled{name: display, err: fmt.Errorf("%w: not a regular file", errNotScript)}
+	}
+	src, err := io.ReadAll(io.LimitReader(f, c.maxSize+1))
+	if err != nil {
+		return &compiled{name: display, err: err}
+	}
+	if int64(len(src)) > c.maxSize {
+		return &compiled{name: display, err: fmt.Errorf("%w: more than %d bytes", errNotScript, c.maxSize)}
+	}
+	s := &compiled{name: display}
+	s.script, s.err = sieve.Compile(src, c.limits)
+	if oid, ok := idOf(ofi); ok {
+		c.put(oid, s)
+	}
+	return s
+}

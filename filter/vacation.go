@@ -1,0 +1,377 @@
+package filter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"mime/quotedprintable"
+	"net/mail"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"courriel/delivery"
+	"courriel/sieve"
+)
+
+// VacationMemoryName is the file in the home where the senders already
+// answered are remembered, per (sender, :handle), until their period ends.
+const VacationMemoryName = ".courriel.vacation"
+
+// maxMemoryEntries bounds the vacation memory; past it the entries that
+// expire first are forgotten (a sender may then get one more reply).
+const maxMemoryEntries = 10000
+
+// noReplyLocalParts are senders that never get a vacation reply (RFC 5230
+// §4.6, and Pigeonhole's list): daemons and list addresses.
+var noReplyLocalParts = []string{"mailer-daemon", "listserv", "majordomo", "postmaster"}
+
+// vacationVerdict says why a vacation reply is not sent ("" when it is).
+func vacationVerdict(msg *sieve.Message, from string, own []string) string {
+	if from == "" {
+		return "null sender"
+	}
+	local, _, _ := strings.Cut(strings.ToLower(from), "@")
+	if slices.Contains(noReplyLocalParts, local) || strings.HasPrefix(local, "owner-") ||
+		strings.HasSuffix(local, "-request") || strings.HasSuffix(local, "-owner") {
+		return "sender is a daemon or a list"
+	}
+	for _, a := range own {
+		if strings.EqualFold(a, from) {
+			return "sender is the user"
+		}
+	}
+	h := msg.Header
+	if v := strings.TrimSpace(strings.ToLower(h.Get("Auto-Submitted"))); v != "" && v != "no" {
+		return "auto-submitted"
+	}
+	switch strings.TrimSpace(strings.ToLower(h.Get("Precedence"))) {
+	case "bulk", "list", "junk":
+		return "precedence bulk, list or junk"
+	}
+	for _, name := range []string{"List-Id", "List-Post", "List-Help", "List-Subscribe", "List-Unsubscribe", "List-Owner", "List-Archive"} {
+		if h.Has(name) {
+			return "mailing list"
+		}
+	}
+	if !addressedTo(msg, own) {
+		return "none of the user's addresses is a recipient"
+	}
+	return ""
+}
+
+// addressedTo says whether one of own is in To, Cc, Bcc or Resent-*.
+func addressedTo(msg *sieve.Message, own []string) bool {
+	for _, name := range []string{"To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"} {
+		for _, v := range msg.Header.Values(name) {
+			list, err := mail.ParseAddressList(v)
+			if err != nil {
+				// Unparsable: look for the addresses as text, as lenient
+				// as Pigeonhole's own parser would be.
+				lv := strings.ToLower(v)
+				for _, a := range own {
+					if a != "" && strings.Contains(lv, strings.ToLower(a)) {
+						return true
+					}
+				}
+				continue
+			}
+			for _, a := range list {
+				for _, o := range own {
+					if strings.EqualFold(a.Address, o) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// vacation sends the plan's vacation reply if the rules allow it and the
+// memory has no reply to this sender under this handle within the period.
+// Failures are logged: a reply never holds up the delivery.
+func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) {
+	v := p.vacation
+	msg, err := (&messageReader{m: m}).sieveMessage()
+	if err != nil {
+		f.log.Warn("sieve: vacation not sent", "msg_id", m.ID, "to", r.Address, "err", err)
+		return
+	}
+	own := []string{r.Address}
+	if r.OrigTo != "" {
+		own = append(own, r.OrigTo)
+	}
+	own = append(own, p.mb.Addresses...)
+	own = append(own, v.Addresses...)
+	if why := vacationVerdict(msg, m.From, own); why != "" {
+		f.log.Info("sieve: vacation not sent", "msg_id", m.ID, "to", r.Address, "sender", printable(m.From, 300), "reason", why)
+		return
+	}
+	if f.o.Outbound == nil {
+		f.log.Warn("sieve: vacation not sent: no outbound queue", "msg_id", m.ID, "to", r.Address)
+		return
+	}
+	remote, local, err := f.route(ctx, []string{m.From})
+	if err != nil {
+		f.log.Warn("sieve: vacation not sent: cannot route the reply", "msg_id", m.ID, "to", r.Address, "err", err)
+		return
+	}
+	if p.mb.Home != "" {
+		uid, gid := -1, -1
+		if f.o.Chown {
+			uid, gid = r.UID, r.GID
+		}
+		fresh, err := f.remember(p.mb.Home, m.From, v.Handle, v.Period, uid, gid)
+		if err != nil {
+			// Without a memory a reply per message could flood the sender.
+			f.log.Warn("sieve: vacation not sent: memory unusable", "msg_id", m.ID, "to", r.Address, "err", err)
+			return
+		}
+		if !fresh {
+			f.log.Info("sieve: vacation not sent", "msg_id", m.ID, "to", r.Address, "sender", printable(m.From, 300), "reason", "already replied within the period")
+			return
+		}
+	}
+	from := r.Address
+	if v.From != "" {
+		if a, err := mail.ParseAddress(v.From); err == nil && slices.ContainsFunc(own, func(o string) bool { return strings.EqualFold(o, a.Address) }) {
+			from = v.From
+		}
+	}
+	reply := f.composeReply(msg, m.From, from, v)
+	if f.o.Sign != nil {
+		if sig, err := f.o.Sign(reply); err != nil {
+			f.log.Warn("sieve: vacation reply not signed", "msg_id", m.ID, "to", r.Address, "err", err)
+		} else {
+			reply = append(sig, reply...)
+		}
+	}
+	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, "", remote, local, bytes.NewReader(reply))
+	if err != nil {
+		f.log.Warn("sieve: vacation not queued", "msg_id", m.ID, "to", r.Address, "err", err)
+		return
+	}
+	f.log.Info("sieve: vacation reply queued", "msg_id", m.ID, "to", r.Address, "sender", printable(m.From, 300), "queue_id", qid)
+}
+
+// composeReply builds the reply (RFC 5230 §5): From the user, To the
+// sender, "Auto: " + the original subject by default, In-Reply-To and
+// References, Auto-Submitted: auto-replied, CRLF line ends.
+func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.VacationReply) []byte {
+	var b bytes.Buffer
+	hdr := func(name, value string) { b.WriteString(name + ": " + value + "\r\n") }
+	hdr("From", headerSafe(from))
+	hdr("To", "<"+headerSafe(sender)+">")
+	subject := v.Subject
+	if subject == "" {
+		orig := msg.Header.Get("Subject")
+		if d, err := new(mime.WordDecoder).DecodeHeader(orig); err == nil {
+			orig = d
+		}
+		subject = "Auto: " + orig
+	}
+	hdr("Subject", mime.QEncoding.Encode("utf-8", oneLineUTF8(subject, 900)))
+	hdr("Date", f.o.Now().Format(time.RFC1123Z))
+	hdr("Message-ID", "<"+randomID()+"@"+f.o.Hostname+">")
+	if id := strings.TrimSpace(msg.Header.Get("Message-ID")); id != "" && len(id) < 1000 && !strings.ContainsAny(id, "\r\n") {
+		hdr("In-Reply-To", id)
+		refs := strings.TrimSpace(msg.Header.Get("References"))
+		if refs != "" && len(refs) < 4000 && !strings.ContainsAny(refs, "\r\n") {
+			hdr("References", refs+" "+id)
+		} else {
+			hdr("References", id)
+		}
+	}
+	hdr("Auto-Submitted", "auto-replied (vacation)")
+	hdr("Precedence", "bulk")
+	hdr("MIME-Version", "1.0")
+	if v.MIME {
+		// The reason is a MIME entity: its own header, then its body.
+		body := strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n")
+		b.WriteString(body)
+		if !strings.HasSuffix(body, "\r\n") {
+			b.WriteString("\r\n")
+		}
+		return b.Bytes()
+	}
+	hdr("Content-Type", "text/plain; charset=utf-8")
+	hdr("Content-Transfer-Encoding", "quoted-printable")
+	b.WriteString("\r\n")
+	var qp bytes.Buffer
+	w := quotedprintable.NewWriter(&qp)
+	io.WriteString(w, strings.ReplaceAll(v.Reason, "\r\n", "\n"))
+	w.Close()
+	b.WriteString(strings.ReplaceAll(strings.ReplaceAll(qp.String(), "\r\n", "\n"), "\n", "\r\n"))
+	if !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
+
+// headerSafe drops what could end a header field.
+func headerSafe(s string) string {
+	return strings.NewReplacer("\r", "", "\n", "", "\x00", "").Replace(s)
+}
+
+// oneLineUTF8 is s on one line, at most n bytes, valid UTF-8 kept.
+func oneLineUTF8(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	for len(s) > n {
+		_, size := lastRune(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+func lastRune(s string) (rune, int) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i]&0xc0 != 0x80 {
+			return rune(s[i]), len(s) - i
+		}
+	}
+	return 0, 1
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// remember records a reply to sender under handle for period in home's
+// vacation memory, and says whether none was recorded within it (the
+// reply may go). The file holds "<expiry unix> <sha256(sender, handle)>"
+// lines, is replaced atomically (write, fsync, rename) and bounded; a
+// period of 0 replies every time and records nothing.
+func (f *Filter) remember(home, sender, handle string, period time.Duration, uid, gid int) (bool, error) {
+	if period <= 0 {
+		return true, nil
+	}
+	mu := &f.homes[int(sha256.Sum256([]byte(home))[0])%len(f.homes)]
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	now := f.o.Now()
+	sum := sha256.Sum256([]byte(strings.ToLower(sender) + "\x00" + handle))
+	key := hex.EncodeToString(sum[:])
+	entries, err := readMemory(root, now)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := entries[key]; ok {
+		return false, nil
+	}
+	entries[key] = now.Add(period).Unix()
+	return true, writeMemory(root, entries, uid, gid)
+}
+
+// recalled says whether key (as remember records it, handle "") is in
+// home's memory and not expired.
+func (f *Filter) recalled(home, key string) (bool, error) {
+	mu := &f.homes[int(sha256.Sum256([]byte(home))[0])%len(f.homes)]
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	entries, err := readMemory(root, f.o.Now())
+	if err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(key) + "\x00"))
+	_, ok := entries[hex.EncodeToString(sum[:])]
+	return ok, nil
+}
+
+// maxMemoryFile bounds what is read of the memory file.
+const maxMemoryFile = maxMemoryEntries * 100
+
+func readMemory(root *os.Root, now time.Time) (map[string]int64, error) {
+	entries := map[string]int64{}
+	f, err := root.OpenFile(VacationMemoryName, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return entries, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", VacationMemoryName)
+	}
+	sc := bufio.NewScanner(io.LimitReader(f, maxMemoryFile))
+	for sc.Scan() {
+		exp, key, ok := strings.Cut(sc.Text(), " ")
+		t, err := strconv.ParseInt(exp, 10, 64)
+		if !ok || err != nil || len(key) != 64 || t <= now.Unix() {
+			continue
+		}
+		entries[key] = t
+	}
+	return entries, sc.Err()
+}
+
+func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
+	keys := make([]string, 0, len(entries))
+	for k := range entries {
+		keys = append(keys, k)
+	}
+	// Latest expiry first: past the bound, the oldest replies are forgotten.
+	slices.SortFunc(keys, func(a, b string) int { return int(entries[b] - entries[a]) })
+	if len(keys) > maxMemoryEntries {
+		keys = keys[:maxMemoryEntries]
+	}
+	var b bytes.Buffer
+	for _, k := range keys {
+		b.WriteString(strconv.FormatInt(entries[k], 10) + " " + k + "\n")
+	}
+	tmp := VacationMemoryName + ".tmp"
+	_ = root.Remove(tmp)
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	if uid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	_, err = f.Write(b.Bytes())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = root.Rename(tmp, VacationMemoryName)
+	}
+	if err != nil {
+		_ = root.Remove(tmp)
+	}
+	return err
+}

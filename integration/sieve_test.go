@@ -1,0 +1,416 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"courriel/internal/testenv"
+	"courriel/sieve"
+)
+
+// installScript makes src user's active script as Pigeonhole and
+// ManageSieve leave it: ~/sieve/NAME.sieve and the ~/.dovecot.sieve
+// symlink ("sieve/NAME.sieve").
+func installScript(t *testing.T, s *server, user, name, src string) {
+	installScriptTB(t, s, user, name, src)
+}
+
+func mkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
+
+func writeFile(p, data string) error { return os.WriteFile(p, []byte(data), 0o644) }
+
+// symlink replaces link by a symlink to target.
+func symlink(target, link string) error {
+	os.Remove(link)
+	return os.Symlink(target, link)
+}
+
+func mustTB(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+const aliceScript = `require ["fileinto", "mailbox", "imap4flags", "reject"];
+if header :contains "subject" "work" {
+  addflag "\\Flagged";
+  addflag "$Important";
+  fileinto :create "Work.Été";
+  stop;
+}
+if header :contains "subject" "twice" {
+  fileinto :create "A";
+  fileinto :create "B";
+  stop;
+}
+if header :contains "subject" "missing" {
+  fileinto "Nowhere";
+  stop;
+}
+if header :contains "subject" "badname" {
+  fileinto :create "x/../../y";
+  stop;
+}
+if header :contains "subject" "rejectme" {
+  reject "Go away, I am busy";
+  stop;
+}
+if header :contains "subject" "fwd" {
+  redirect "friend@foreign.example";
+  stop;
+}
+if header :contains "subject" "dropme" {
+  discard;
+  stop;
+}
+`
+
+// TestSieveDelivery: swaks delivers, alice's script decides: the folder
+// it chose (created with :create, modified UTF-7, flags in the file name,
+// read back by imaplib), several fileinto, a missing or bad folder keeps
+// to INBOX, reject answers 550 at DATA and bounces in the queued case,
+// redirect leaves through the queue and a loop stops; bob's broken script
+// keeps to INBOX and says why in ~/.dovecot.sieve.log.
+func TestSieveDelivery(t *testing.T) {
+	requireTool(t, "swaks")
+	python := requireTool(t, "python3")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n\"example.net\" = %q\n", k.addr, k.addr)))
+	installScript(t, s, "alice", "main", aliceScript)
+	installScript(t, s, "bob", "broken", "require \"fileinto\";\nif header :is \"subject\" \"x\" {\n  fileinto \"A\"\n}\n")
+
+	send := func(to, subject string, args ...string) string {
+		t.Helper()
+		return swaksMsg(t, s, to, subject, "body of "+subject, args...)
+	}
+	mustAccept := func(out string) {
+		t.Helper()
+		if !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+
+	// fileinto :create with flags: .Work.&AMk-t&AOk- (Dovecot's name for
+	// "Work/Été"), in cur/ with F and the keyword's letter.
+	mustAccept(send("alice@xoyize.xyz", "work report"))
+	folder := ".Work.&AMk-t&AOk-"
+	cur := s.maildirFiles(t, "alice", folder+"/cur")
+	if len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,Fa") {
+		t.Fatalf("%s/cur holds %v, want one file ending :2,Fa", folder, cur)
+	}
+	kw, err := os.ReadFile(filepath.Join(s.vmail, "alice", "mailbox", folder, "dovecot-keywords"))
+	if err != nil || string(kw) != "0 $Important\n" {
+		t.Errorf("dovecot-keywords %q (%v), want \"0 $Important\\n\"", kw, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.vmail, "alice", "mailbox", folder, "maildirfolder")); err != nil {
+		t.Errorf("maildirfolder marker: %v", err)
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 0 {
+		t.Errorf("INBOX holds %d messages, want 0 (the script filed it)", n)
+	}
+
+	// Several fileinto: one copy in each folder, none in INBOX.
+	mustAccept(send("alice@xoyize.xyz", "twice"))
+	if countWith(t, s, "alice", ".A/new", "body of twice") != 1 || countWith(t, s, "alice", ".B/new", "body of twice") != 1 ||
+		countWith(t, s, "alice", "new", "body of twice") != 0 {
+		t.Error("two fileinto: want one copy in .A and one in .B, none in INBOX")
+	}
+
+	// A folder missing without :create, or a bad name: INBOX.
+	mustAccept(send("alice@xoyize.xyz", "missing folder"))
+	findMessage(t, s, "alice", "new", "body of missing folder")
+	if _, err := os.Stat(filepath.Join(s.vmail, "alice", "mailbox", ".Nowhere")); !os.IsNotExist(err) {
+		t.Errorf(".Nowhere was created: %v", err)
+	}
+	mustAccept(send("alice@xoyize.xyz", "badname"))
+	findMessage(t, s, "alice", "new", "body of badname")
+	if !waitLog(s, "folder does not exist") && !strings.Contains(s.logs(), "does not exist") {
+		t.Error("no log line for the missing folder")
+	}
+
+	// discard: accepted, stored nowhere.
+	mustAccept(send("alice@xoyize.xyz", "dropme"))
+
+	// reject, the only copy at DATA: 550 5.7.1 with the script's text.
+	out := send("alice@xoyize.xyz", "rejectme")
+	if !regexp.MustCompile(`<\*\* +550 5\.7\.1 Go away, I am busy`).MatchString(out) {
+		t.Errorf("reject at DATA: want 550 5.7.1 with the reason:\n%s", out)
+	}
+	if countWith(t, s, "alice", "new", "body of rejectme") != 0 {
+		t.Error("a rejected message was stored")
+	}
+
+	// reject among several copies (queued): 250, bob's copy stored, and a
+	// DSN to the sender (example.net: the sink) with the reason.
+	mustAccept(send("alice@xoyize.xyz,bob@xoyize.xyz", "rejectme queued"))
+	findMessage(t, s, "bob", "new", "body of rejectme queued")
+	waitFor(t, "the rejection DSN", func() bool {
+		for _, m := range k.messages() {
+			if m.from == "" && strings.Contains(m.data, "Go away, I am busy") && strings.Contains(m.data, "multipart/report") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// redirect through the queue, marked; the same message coming back
+	// marked for alice is not redirected again but kept.
+	before := len(k.messages())
+	mustAccept(send("alice@xoyize.xyz", "fwd me"))
+	var fwd sunk
+	waitFor(t, "the redirect", func() bool {
+		for _, m := range k.messages() {
+			if strings.Contains(m.data, "body of fwd me") {
+				fwd = m
+				return true
+			}
+		}
+		return false
+	})
+	if len(fwd.to) != 1 || fwd.to[0] != "friend@foreign.example" || fwd.from != "someone@example.net" ||
+		!strings.Contains(fwd.data, "X-Sieve-Redirected-From: alice@xoyize.xyz") {
+		t.Errorf("redirect: %+v", fwd)
+	}
+	if countWith(t, s, "alice", "new", "body of fwd me") != 0 {
+		t.Error("a redirected message was also kept")
+	}
+	mustAccept(send("alice@xoyize.xyz", "fwd loop", "--add-header", "X-Sieve-Redirected-From: alice@xoyize.xyz"))
+	findMessage(t, s, "alice", "new", "body of fwd loop")
+	for _, m := range k.messages()[before:] {
+		if strings.Contains(m.data, "body of fwd loop") {
+			t.Error("a looping message was redirected again")
+		}
+	}
+
+	// bob's script does not compile: INBOX, and the line in his log.
+	mustAccept(send("bob@xoyize.xyz", "x"))
+	findMessage(t, s, "bob", "new", "body of x")
+	blog, err := os.ReadFile(filepath.Join(s.vmail, "bob", ".dovecot.sieve.log"))
+	if err != nil || !strings.Contains(string(blog), "~/sieve/broken.sieve") || !strings.Contains(string(blog), "line 4") {
+		t.Errorf("~bob/.dovecot.sieve.log: %q (%v), want the script and its line 4", blog, err)
+	}
+
+	// What an IMAP client reads back: the folder, its flags.
+	script := fmt.Sprintf(`
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile=%q)
+m = imaplib.IMAP4_SSL("localhost", %s, ssl_context=ctx)
+m.login("alice", %q)
+for l in m.list()[1]: print("LIST", l.decode())
+typ, data = m.select('"Work.&AMk-t&AOk-"')
+print("SELECT", typ, data[0].decode())
+typ, data = m.fetch("1", "(FLAGS BODY.PEEK[TEXT])")
+print("FETCH", data[0][0].decode())
+m.logout()
+`, s.ca.CertFile(), port(s.IMAPS), testenv.AlicePassword)
+	out, err = run(t, script, python, "-")
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"Work.&AMk-t&AOk-"`, "SELECT OK 1", `\Flagged`, "$Important"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("imaplib output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// And Dovecot itself, on the same maildir (last: it takes the files).
+	testenv.NeedDovecot(t)
+	out = testenv.RunDovecot(t, filepath.Join(s.vmail, "alice", "mailbox"), "",
+		"a LIST \"\" *\r\nb SELECT \"Work.&AMk-t&AOk-\"\r\nc FETCH 1 (FLAGS)\r\nd STATUS A (MESSAGES)\r\ne LOGOUT\r\n")
+	for _, want := range []string{`"." Work.&AMk-t&AOk-`, "* 1 EXISTS", `* 1 FETCH (FLAGS (\Flagged $Important))`, "STATUS A (MESSAGES 1)", `"." B`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Dovecot's answer lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestSieveVacation: a vacation reply goes out once per sender within
+// :days, never to a list, an auto-reply or the null sender.
+func TestSieveVacation(t *testing.T) {
+	const script = `require ["vacation"];
+vacation :days 7 :subject "Away" "I am away until Monday.";
+`
+	if _, err := sieve.Compile([]byte(script), sieve.Limits{}); err != nil {
+		// The interpreter's vacation arrives with the sieve helper's merge.
+		t.Skipf("the interpreter does not run vacation yet: %v", err)
+	}
+	requireTool(t, "swaks")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"example.net\" = %q\n", k.addr)))
+	installScript(t, s, "alice", "away", script)
+	replies := func() int {
+		n := 0
+		for _, m := range k.messages() {
+			if strings.Contains(m.data, "I am away until Monday") {
+				n++
+			}
+		}
+		return n
+	}
+	for _, c := range []struct {
+		subject string
+		args    []string
+	}{
+		{"first", []string{"--header", "To: alice@xoyize.xyz"}},
+		{"second", []string{"--header", "To: alice@xoyize.xyz"}},
+		{"list", []string{"--from", "other@example.net", "--header", "To: alice@xoyize.xyz", "--add-header", "List-Id: <l.example.net>"}},
+		{"auto", []string{"--from", "third@example.net", "--header", "To: alice@xoyize.xyz", "--add-header", "Auto-Submitted: auto-replied"}},
+		{"null", []string{"--from", "<>", "--header", "To: alice@xoyize.xyz"}},
+		{"bcc", []string{"--from", "fourth@example.net", "--header", "To: someone@else.example"}},
+	} {
+		out := swaksMsg(t, s, "alice@xoyize.xyz", c.subject, "body "+c.subject, c.args...)
+		if !accepted(out) {
+			t.Fatalf("%s refused:\n%s", c.subject, out)
+		}
+		findMessage(t, s, "alice", "new", "body "+c.subject)
+	}
+	// Every message's decision is logged (queued or not sent, and why);
+	// then every queued reply reaches the sink.
+	waitFor(t, "a vacation decision for each message", func() bool { return strings.Count(s.logs(), `msg="sieve: vacation `) >= 6 })
+	queued := strings.Count(s.logs(), `msg="sieve: vacation reply queued"`)
+	waitFor(t, "the queued replies", func() bool { return replies() >= queued })
+	if queued != 1 || replies() != 1 {
+		t.Errorf("%d vacation replies queued, %d received; want 1 (once per sender per :days; none to a list, an auto-reply, <> or a Bcc)", queued, replies())
+	}
+	for _, m := range k.messages() {
+		if strings.Contains(m.data, "I am away") && (m.from != "" || len(m.to) != 1 || m.to[0] != "someone@example.net" ||
+			!strings.Contains(m.data, "Auto-Submitted: auto-replied") || !strings.Contains(m.data, "Subject: Away")) {
+			t.Errorf("vacation reply: %+v", m)
+		}
+	}
+}
+
+// TestSieveAdminScripts: [sieve] before and after run around the user's
+// script as Pigeonhole's sieve_before/sieve_after: a before script that
+// files the message ends the sequence; otherwise the user's script and the
+// after script run, the after script's flag landing on the kept copy.
+func TestSieveAdminScripts(t *testing.T) {
+	requireTool(t, "swaks")
+	dir := t.TempDir()
+	before, after := filepath.Join(dir, "before.sieve"), filepath.Join(dir, "after.sieve")
+	mustTB(t, writeFile(before, `require ["fileinto", "mailbox"];
+if header :contains "X-Spam" "Yes" { fileinto :create "Spam"; }
+`))
+	mustTB(t, writeFile(after, `require ["imap4flags"];
+addflag "$Checked";
+`))
+	s := startServer(t, withTOML(fmt.Sprintf("[sieve]\nbefore = [%q]\nafter = [%q]\n", before, after)))
+	installScript(t, s, "alice", "main", `require ["fileinto", "mailbox"];
+if header :contains "subject" "user" { fileinto :create "Mine"; }
+`)
+	for _, c := range []struct{ subject, header string }{
+		{"spam user", "X-Spam: Yes"}, {"user mail", "X-Other: 1"}, {"plain", "X-Other: 1"},
+	} {
+		if out := swaksMsg(t, s, "alice@xoyize.xyz", c.subject, "body "+c.subject, "--add-header", c.header); !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+	findMessage(t, s, "alice", ".Spam/new", "body spam user")
+	if countWith(t, s, "alice", ".Mine/new", "body spam user") != 0 {
+		t.Error("the user's script ran after a before script filed the message")
+	}
+	findMessage(t, s, "alice", ".Mine/new", "body user mail")
+	if cur := s.maildirFiles(t, "alice", "cur"); len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,a") {
+		t.Errorf("INBOX cur/ %v, want the plain message with the after script's keyword", cur)
+	}
+}
+
+// TestCrashSafetySieve is TestCrashSafetyMixed with a script for alice
+// filing each message into two folders (one copy with \Seen, in cur/):
+// SIGKILL at random moments, also between the keyed copies and the
+// queue's record of them; after the restarts and the queue's retries every
+// acknowledged message is in each of alice's folders exactly once, and in
+// bob's INBOX once.
+func TestCrashSafetySieve(t *testing.T) {
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca) // the foreign member of mixed@
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	installScript(t, s, "alice", "two", `require ["fileinto", "mailbox", "imap4flags"];
+fileinto :create "A";
+addflag "\\Seen";
+fileinto :create "B";
+`)
+	acked := sendWhileKilling(t, s, "s", 6, sendMixed)
+	waitFor(t, "an empty queue", func() bool {
+		out, _ := run(t, "", binary, "queue", "-config", s.config, "list")
+		return !strings.Contains(out, "@")
+	})
+	subj := regexp.MustCompile(`(?m)^Subject: (s\d{5})$`)
+	count := func(user string, subs ...string) map[string]int {
+		seen := map[string]int{}
+		for _, sub := range subs {
+			for _, f := range s.maildirFiles(t, user, sub) {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := subj.FindSubmatch(b)
+				if m == nil || !strings.HasSuffix(string(b), "END-"+string(m[1])+"\n") {
+					t.Errorf("%s: half-written or truncated:\n%.200s", f, b)
+					continue
+				}
+				seen[string(m[1])]++
+			}
+		}
+		return seen
+	}
+	for _, c := range []struct {
+		user string
+		subs []string
+	}{
+		{"alice", []string{".A/new", ".A/cur"}}, {"alice", []string{".B/cur"}}, {"bob", []string{"new", "cur"}},
+	} {
+		seen := count(c.user, c.subs...)
+		for id := range acked {
+			if seen[id] != 1 {
+				t.Errorf("%s %v: acknowledged message %s is there %d times", c.user, c.subs, id, seen[id])
+			}
+		}
+		for id, n := range seen {
+			if n > 1 {
+				t.Errorf("%s %v: message %s is there %d times", c.user, c.subs, id, n)
+			}
+		}
+	}
+	if n := len(count("alice", "new", "cur")); n != 0 {
+		t.Errorf("alice's INBOX has %d messages, want none (the script files them all)", n)
+	}
+	t.Logf("%d acknowledged", len(acked))
+}
+
+// TestSieveRedirectLocal: a redirect to one of our addresses is stored
+// here (the target's own script runs on it), and two users redirecting to
+// each other stop at the first one, who keeps it.
+func TestSieveRedirectLocal(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	installScript(t, s, "alice", "fwd", `if header :contains "subject" ["tobob", "pingpong"] { redirect "bob@example.org"; }`)
+	installScript(t, s, "bob", "fwd", `if header :contains "subject" "pingpong" { redirect "alice@example.org"; }`)
+	for _, subj := range []string{"tobob", "pingpong"} {
+		if out := swaksMsg(t, s, "alice@xoyize.xyz", subj, "body "+subj); !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+	waitFor(t, "the redirected copy in bob's INBOX", func() bool { return countWith(t, s, "bob", "new", "body tobob") == 1 })
+	got := findMessage(t, s, "bob", "new", "body tobob")
+	if !strings.Contains(got, "X-Sieve-Redirected-From: alice@xoyize.xyz") || !strings.Contains(got, "Return-Path: <someone@example.net>") {
+		t.Errorf("bob's copy:\n%s", got)
+	}
+	if countWith(t, s, "alice", "new", "body tobob") != 0 {
+		t.Error("alice kept a message her script redirected")
+	}
+	waitFor(t, "the loop to end in alice's INBOX", func() bool { return countWith(t, s, "alice", "new", "body pingpong") == 1 })
+	if countWith(t, s, "bob", "new", "body pingpong") != 0 {
+		t.Error("bob kept a message his script redirected")
+	}
+	if !strings.Contains(s.logs(), "loop: the message was already redirected by this user") {
+		t.Error("no log line for the loop")
+	}
+}
