@@ -210,4 +210,3 @@ func remoteIP(nc net.Conn) netip.Addr {
 	}
 	return netip.Addr{}
 }
-
