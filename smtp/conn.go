@@ -273,14 +273,14 @@ func (c *conn) hello(ehlo bool, arg string) {
 		// RFC 5321 §4.1.4: a new EHLO resets the transaction; the
 		// session (its login, its milters) goes on.
 		c.endTx()
-		c.sess.setHelo(domain)
+		c.sess.setHelo(domain, ehlo)
 		if c.countCommand() {
 			c.dropAfterWrite.Store(true)
 			c.policy(replyTooManyCmds)
 			return
 		}
 	} else {
-		sess, err := c.srv.newSession(c, domain)
+		sess, err := c.srv.newSession(c, domain, ehlo)
 		if err != nil {
 			c.reply(err, nil)
 			return
@@ -640,7 +640,7 @@ func (b *bdatReader) nextChunk() bool {
 			b.total += size
 			return true
 		}
-		c.pending = append([]byte(nil), line...)
+		c.pending = append(make([]byte, 0, len(line)), line...) // never nil: an empty line too is a command
 		return false
 	}
 }

@@ -430,7 +430,7 @@ func TestReceivedHeader(t *testing.T) {
 	c.cmd("DATA", "354 ")
 	c.cmd("\r\nx\r\n.", "250 ")
 	h = string(e.deliv.all()[1].msg.Header)
-	if !strings.HasPrefix(h, "Received: from a?b????c (") {
+	if !strings.HasPrefix(h, "Received: from a?b????c (") || !strings.Contains(h, " with SMTP id ") {
 		t.Errorf("hostile HELO: %q", h)
 	}
 	if strings.Count(h, "\r\n") != strings.Count(h, "\n") {

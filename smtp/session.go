@@ -21,11 +21,12 @@ import (
 // after which the next EHLO starts a new one on the same conn. Its methods
 // run on the connection's goroutine (conn.go), one command at a time.
 type session struct {
-	srv  *Server
-	c    *conn
-	tls  *tls.ConnectionState // nil before TLS; immutable
-	helo string               // as sent, hostile; set by HELO/EHLO
-	log  *slog.Logger         // with the helo
+	srv   *Server
+	c     *conn
+	tls   *tls.ConnectionState // nil before TLS; immutable
+	helo  string               // as sent, hostile; set by HELO/EHLO
+	esmtp bool                 // EHLO, not HELO
+	log   *slog.Logger         // with the helo
 
 	ctx    context.Context // ends at Logout
 	cancel context.CancelFunc
@@ -68,19 +69,20 @@ type txn struct {
 
 // newSession starts the session of a HELO or EHLO: the first on the
 // connection, or the first after STARTTLS.
-func (s *Server) newSession(c *conn, helo string) (*session, error) {
+func (s *Server) newSession(c *conn, helo string, esmtp bool) (*session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{srv: s, c: c, tls: c.tlsState, ctx: ctx, cancel: cancel}
-	ss.setHelo(helo)
+	ss.setHelo(helo, esmtp)
 	if c.countCommand() {
 		return nil, ss.dropWith(replyTooManyCmds)
 	}
 	return ss, nil
 }
 
-// setHelo records the client's HELO/EHLO name (a later EHLO replaces it).
-func (s *session) setHelo(helo string) {
-	s.helo = helo
+// setHelo records the client's HELO/EHLO name (a later one replaces it)
+// and whether it was EHLO.
+func (s *session) setHelo(helo string, esmtp bool) {
+	s.helo, s.esmtp = helo, esmtp
 	s.log = s.c.log.With("helo", sanitize(helo, 64), "tls", s.tls != nil)
 }
 
