@@ -67,7 +67,7 @@ func TestSizeLimit(t *testing.T) {
 		{limit - 1, "250 ", false},
 		{limit, "250 ", false},
 		{limit + 1, "552 5.3.4", false},
-		// go-smtp skips the rest to stay in step, up to as much again as
+		// The rest is skipped to stay in step, up to as much again as
 		// the limit; a client still sending past that is cut off after
 		// the 552.
 		{2*limit - 100, "552 5.3.4", false},
@@ -162,9 +162,9 @@ func TestBDAT(t *testing.T) {
 }
 
 // TestSmuggling: only <CRLF>.<CRLF> ends DATA; the other "ends" never start
-// a new command. A bare LF that go-smtp's reader leaves in the message is
+// a new command. A bare LF that the DATA reader leaves in the message is
 // stored as CRLF (normalize) or refused (reject); a bare CR is refused
-// either way; "<CRLF>.<CR>x" loses its ".<CR>" to go-smtp's dot-unstuffing
+// either way; "<CRLF>.<CR>x" loses its ".<CR>" to dot-unstuffing
 // and stays one clean message. Either way the smuggled transaction for bob
 // never happens, and what is stored has CRLF line endings only.
 func TestSmuggling(t *testing.T) {
@@ -438,10 +438,11 @@ func TestReceivedHeader(t *testing.T) {
 	}
 }
 
-// TestRefusedHugeBDATChunk: go-smtp skips a refused chunk of any declared
-// size (up to 4 GiB) before reading commands again. The skipping ends at the
-// read deadline set when the BDAT line was read, and the connection closes
-// then: what the client sends after that is never read as commands.
+// TestRefusedHugeBDATChunk: a refused chunk of any declared size (here
+// 4 GB) is skipped before commands are read again. The skipping ends at
+// the read deadline set when the BDAT line was read, or after twice the
+// size limit, and the connection closes then: what the client sends after
+// that is never read as commands.
 func TestRefusedHugeBDATChunk(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -263,48 +263,44 @@ func (d *DataReader) Consumed() int64 { return d.consumed }
 // Done says whether the end of data was read.
 func (d *DataReader) Done() bool { return d.done }
 
+// crlfDot is where a stuffing dot can be: at the start of a line.
+var crlfDot = []byte("\r\n.")
+
 // unstuff removes stuffing dots from p in place, stopping after an end of
 // data. It returns the length of the text left at the start of p, how many
 // octets of p it consumed, and whether it found the end. The text never
-// grows, so writing behind the reading position is safe.
+// grows, so writing behind the reading position is safe. Text between line
+// starts that begin with a dot is copied in runs.
 func (d *DataReader) unstuff(p []byte) (out, used int, end bool) {
 	w, i := 0, 0
-	put := func(c byte) { p[w] = c; w++ }
 	for i < len(p) {
-		if d.state == inLine {
-			// The common case: a run of text up to the next CR.
-			j := bytes.IndexByte(p[i:], '\r')
-			if j < 0 {
-				w += copy(p[w:], p[i:])
-				return w, len(p), false
-			}
-			w += copy(p[w:], p[i:i+j+1])
-			i += j + 1
-			d.state = inLineCR
-			continue
-		}
 		c := p[i]
-		i++
 		switch d.state {
 		case lineStart:
-			switch c {
-			case '.':
+			if c == '.' {
 				d.state = lineDot
+				i++
 				continue
-			case '\r':
-				d.state = inLineCR
-			default:
-				d.state = inLine
 			}
-			put(c)
+		case inLineCR:
+			if c == '\n' {
+				p[w] = c
+				w, i = w+1, i+1
+				d.state = lineStart
+				continue
+			}
 		case lineDot:
+			i++
 			if c == '\r' {
 				d.state = lineDotCR
 				continue
 			}
 			d.state = inLine
-			put(c)
+			p[w] = c
+			w++
+			continue
 		case lineDotCR:
+			i++
 			if c == '\n' {
 				d.state = lineStart
 				return w, i, true
@@ -312,22 +308,34 @@ func (d *DataReader) unstuff(p []byte) (out, used int, end bool) {
 			// ".<CR>x" at the start of a line: the dot is stuffing and
 			// the CR is dropped with it (as go-smtp did), so the text
 			// keeps no bare CR from it.
+			d.state = inLine
 			if c == '\r' {
 				d.state = inLineCR
-			} else {
-				d.state = inLine
 			}
-			put(c)
-		case inLineCR:
-			switch c {
-			case '\n':
+			p[w] = c
+			w++
+			continue
+		}
+		// Text: up to the next line that begins with a dot.
+		k := bytes.Index(p[i:], crlfDot)
+		if k < 0 {
+			// The state from the run's last octets, before the copy
+			// (which may write over them).
+			run := p[i:]
+			switch n := len(run); {
+			case run[n-1] == '\r':
+				d.state = inLineCR
+			case run[n-1] == '\n' && n >= 2 && run[n-2] == '\r':
 				d.state = lineStart
-			case '\r':
 			default:
 				d.state = inLine
 			}
-			put(c)
+			w += copy(p[w:], run)
+			return w, len(p), false
 		}
+		w += copy(p[w:], p[i:i+k+2])
+		i += k + 3
+		d.state = lineDot
 	}
 	return w, i, false
 }

@@ -219,3 +219,46 @@ func TestSetSource(t *testing.T) {
 		t.Fatalf("after STARTTLS: %q", l)
 	}
 }
+
+// BenchmarkDataReader: dot-unstuffing a 10 MB message of 78-octet lines
+// (some stuffed) read 32 KiB at a time, as the session reads it.
+func BenchmarkDataReader(b *testing.B) {
+	var body strings.Builder
+	for body.Len() < 10<<20 {
+		body.WriteString(strings.Repeat("x", 76) + "\r\n..stuffed\r\n")
+	}
+	stream := []byte(stuff(body.String()))
+	buf := make([]byte, 32<<10)
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		r := NewReader(bytes.NewReader(stream), 4096, nil)
+		d := r.DataReader()
+		for {
+			_, err := d.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// FuzzDataReader: any text with CRLF line ends, dot-stuffed and read in
+// pieces of any size, comes back as it was, and the command after it is
+// intact.
+func FuzzDataReader(f *testing.F) {
+	f.Add([]byte(".\r\n..x\r\n\r\n.\rz\r\r\n"), uint8(3), uint16(5))
+	f.Add([]byte("a\n.\nb\r.\r"), uint8(1), uint16(1))
+	f.Fuzz(func(t *testing.T, raw []byte, seg uint8, buf uint16) {
+		body := string(raw)
+		if !strings.HasSuffix(body, "\r\n") {
+			body += "\r\n"
+		}
+		got, next, err := readData(t, stuff(body)+"NOOP\r\n", []int{1 + int(seg)}, 1+int(buf))
+		if err != nil || got != body || next != "NOOP" {
+			t.Fatalf("got %q (%v), next %q; want %q", got, err, next, body)
+		}
+	})
+}
