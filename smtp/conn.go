@@ -441,7 +441,8 @@ func (c *conn) rcpt(arg string) {
 	}
 	if c.rcpts >= c.srv.o.MaxRecipients {
 		// Not an error of the client's (RFC 5321 §4.5.3.1.10): not counted.
-		c.policy(replyTooManyRcpts)
+		r := withID(replyTooManyRcpts, c.sess.replyID())
+		c.w.Reply(r.Code, wire.Enhanced(r.EnhancedCode), r.Message)
 		return
 	}
 	c.reply(c.sess.Rcpt(to), func() {
