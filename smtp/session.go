@@ -31,9 +31,10 @@ type session struct {
 	ctx    context.Context // ends at Logout
 	cancel context.CancelFunc
 
-	// mu guards the transaction and the login: the session's methods run
-	// on the connection's goroutine, and Shutdown asks whether a
-	// transaction is in flight from another (through conn.inTx).
+	// mu guards the transaction and the login. Every method runs on the
+	// connection's goroutine now (BDAT too: no goroutine of its own), so
+	// it is never contended; the helpers of milter.go and mailauth.go
+	// document that they run with it held, and so they still do.
 	mu   sync.Mutex
 	user *directory.User // set by a successful AUTH
 	// authMech is the SASL mechanism of the AUTH in progress or done (the
