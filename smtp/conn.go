@@ -82,7 +82,7 @@ func (c *conn) serve() {
 	}
 	c.r = wire.NewReader(c.current(), o.MaxLineLength, c.flush)
 	c.w = wire.NewWriter(c.current())
-	c.w.Reply(220, wire.NoEnhanced, o.Hostname+" ESMTP Service Ready")
+	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
 	for !c.dropAfterWrite.Load() {
 		line := c.pending
 		c.pending = nil
@@ -289,7 +289,7 @@ func (c *conn) hello(ehlo bool, arg string) {
 	}
 	o := c.srv.o
 	if !ehlo {
-		c.w.Reply(250, wire.NoEnhanced, o.Hostname)
+		c.w.Plain(250, o.Hostname)
 		return
 	}
 	lines := []string{o.Hostname, "PIPELINING", c.srv.ehloSize}
@@ -301,7 +301,7 @@ func (c *conn) hello(ehlo bool, arg string) {
 	}
 	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8",
 		"LIMITS RCPTMAX="+strconv.Itoa(o.MaxRecipients))
-	c.w.Lines(250, lines...)
+	c.w.Plain(250, lines...)
 }
 
 // introduced answers a command that needs HELO/EHLO first.
@@ -464,7 +464,7 @@ func (c *conn) data(arg string) {
 		return
 	}
 	o := c.srv.o
-	c.w.Reply(354, wire.NoEnhanced, "End data with <CR><LF>.<CR><LF>")
+	c.w.Plain(354, "End data with <CR><LF>.<CR><LF>")
 	c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
 	dr := c.r.DataReader()
 	err := c.sess.Data(dr)
@@ -681,7 +681,7 @@ func (c *conn) auth(arg string) {
 		if done {
 			break
 		}
-		c.w.Reply(334, wire.NoEnhanced, base64.StdEncoding.EncodeToString(challenge))
+		c.w.Plain(334, base64.StdEncoding.EncodeToString(challenge))
 		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
 		line, err := c.r.ReadLine()
 		if err != nil {

@@ -7,11 +7,14 @@ import (
 
 // Errors of the parsers.
 var (
-	ErrEmpty     = errors.New("smtp/wire: empty command line")
-	ErrVerb      = errors.New("smtp/wire: malformed command verb")
-	ErrPath      = errors.New("smtp/wire: malformed path")
-	ErrParams    = errors.New("smtp/wire: malformed parameters")
-	ErrXtext     = errors.New("smtp/wire: malformed xtext")
+	ErrEmpty  = errors.New("smtp/wire: empty command line")
+	ErrVerb   = errors.New("smtp/wire: malformed command verb")
+	ErrPath   = errors.New("smtp/wire: malformed path")
+	ErrParams = errors.New("smtp/wire: malformed parameters")
+	ErrXtext  = errors.New("smtp/wire: malformed xtext")
+)
+
+const (
 	maxVerb      = 16 // longer than any command: a line that is not one
 	maxParamKeys = 16 // more ESMTP parameters than any client sends
 )

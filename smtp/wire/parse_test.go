@@ -91,10 +91,10 @@ func TestWriter(t *testing.T) {
 	w := NewWriter(&out)
 	w.Reply(250, Enhanced{2, 1, 5}, "Ok")
 	w.Reply(451, Enhanced{}, "later")
-	w.Reply(354, NoEnhanced, "go")
-	w.Lines(250, "mx.test", "PIPELINING", "SIZE 10")
+	w.Plain(354, "go")
+	w.Plain(250, "mx.test", "PIPELINING", "SIZE 10")
 	w.Reply(550, Enhanced{5, 7, 1}, "a\r\nb")
-	w.Reply(334, NoEnhanced, "")
+	w.Plain(334, "")
 	if out.Len() != 0 {
 		t.Fatal("written before Flush")
 	}

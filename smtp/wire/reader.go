@@ -263,15 +263,13 @@ func (d *DataReader) Consumed() int64 { return d.consumed }
 // Done says whether the end of data was read.
 func (d *DataReader) Done() bool { return d.done }
 
-// crlfDot is where a stuffing dot can be: at the start of a line.
-var crlfDot = []byte("\r\n.")
-
 // unstuff removes stuffing dots from p in place, stopping after an end of
 // data. It returns the length of the text left at the start of p, how many
 // octets of p it consumed, and whether it found the end. The text never
 // grows, so writing behind the reading position is safe. Text between line
 // starts that begin with a dot is copied in runs.
 func (d *DataReader) unstuff(p []byte) (out, used int, end bool) {
+	crlfDot := [...]byte{'\r', '\n', '.'} // where a stuffing dot can be
 	w, i := 0, 0
 	for i < len(p) {
 		c := p[i]
@@ -317,7 +315,7 @@ func (d *DataReader) unstuff(p []byte) (out, used int, end bool) {
 			continue
 		}
 		// Text: up to the next line that begins with a dot.
-		k := bytes.Index(p[i:], crlfDot)
+		k := bytes.Index(p[i:], crlfDot[:])
 		if k < 0 {
 			// The state from the run's last octets, before the copy
 			// (which may write over them).

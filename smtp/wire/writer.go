@@ -8,12 +8,9 @@ import (
 
 // Enhanced is an enhanced status code (RFC 3463), class.subject.detail.
 // The zero value means "not given": Reply then sends X.0.0 after a 2xx,
-// 4xx or 5xx code, as RFC 2034 wants one on every such reply.
+// 4xx or 5xx code, as RFC 2034 wants one on every such reply. A negative
+// class means none at all (Plain).
 type Enhanced [3]int
-
-// NoEnhanced is for the replies that carry none (220 greeting, 334, 354,
-// EHLO).
-var NoEnhanced = Enhanced{-1, -1, -1}
 
 // maxHeld bounds the replies held for a client that pipelines (1000
 // pipelined RCPTs make about 30 KiB); past it they are written at once.
@@ -49,7 +46,7 @@ func (w *Writer) Reply(code int, ec Enhanced, text string) {
 		case 2, 4, 5:
 			ec = Enhanced{code / 100, 0, 0}
 		default:
-			ec = NoEnhanced
+			ec = Enhanced{-1}
 		}
 	}
 	for i, l := range lines {
@@ -59,7 +56,7 @@ func (w *Writer) Reply(code int, ec Enhanced, text string) {
 		}
 		w.held = strconv.AppendInt(w.held, int64(code), 10)
 		w.held = append(w.held, sep)
-		if i == len(lines)-1 && ec != NoEnhanced {
+		if i == len(lines)-1 && ec[0] >= 0 {
 			w.held = strconv.AppendInt(w.held, int64(ec[0]), 10)
 			w.held = append(w.held, '.')
 			w.held = strconv.AppendInt(w.held, int64(ec[1]), 10)
@@ -74,10 +71,10 @@ func (w *Writer) Reply(code int, ec Enhanced, text string) {
 	}
 }
 
-// Lines adds a multi-line reply without enhanced code (EHLO): code, then
-// each line.
-func (w *Writer) Lines(code int, lines ...string) {
-	w.Reply(code, NoEnhanced, strings.Join(lines, "\n"))
+// Plain adds a reply without enhanced code (the greeting, 334, 354, EHLO):
+// each of lines is a line of it.
+func (w *Writer) Plain(code int, lines ...string) {
+	w.Reply(code, Enhanced{-1}, strings.Join(lines, "\n"))
 }
 
 // appendClean appends s without control characters, at most maxReplyLine
