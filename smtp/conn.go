@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,16 @@ type conn struct {
 // serve runs the connection until QUIT, an error or a drop.
 func (c *conn) serve() {
 	defer c.finish()
+	defer func() {
+		// A bug in one session must not take the server down with every
+		// other client: that client gets 421 and is disconnected.
+		if v := recover(); v != nil {
+			c.log.Error("panic serving the connection", "panic", v, "stack", string(debug.Stack()))
+			if c.w != nil {
+				c.policy(rep(421, gosmtp.EnhancedCode{4, 3, 0}, "Internal error, closing connection"))
+			}
+		}
+	}()
 	o := c.srv.o
 	if o.Kind != Submissions {
 		c.setCurrent(c.Conn)

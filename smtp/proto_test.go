@@ -181,3 +181,27 @@ func TestProtocolErrorLimit(t *testing.T) {
 		t.Fatal("open after too many errors")
 	}
 }
+
+// TestPanicInSession: a bug that panics in one session answers that client
+// 421 and closes its connection; the server goes on serving others.
+func TestPanicInSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	e.dir.resolveHook = func(addr string) error {
+		if addr == "bob@mailbox.example" {
+			panic("test: a bug in the directory")
+		}
+		return nil
+	}
+	other := e.dialRaw(t)
+	other.cmd("EHLO client.example", "250 ")
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "421 4.3.0")
+	if !c.closed() {
+		t.Fatal("open after a panic")
+	}
+	other.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	other.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+}

@@ -60,8 +60,10 @@ func (r *Reader) fill() error {
 		r.err = nil
 		return err
 	}
-	if r.buf == nil {
-		r.buf = make([]byte, max(minBuffer, r.maxLine))
+	if r.buf == nil || (r.start == r.end && len(r.buf) > max(minBuffer, r.maxLine)) {
+		// A buffer grown for what followed a message (unread) is not
+		// kept for the life of an idle connection.
+		r.buf, r.start, r.end = make([]byte, max(minBuffer, r.maxLine)), 0, 0
 	}
 	if r.start > 0 {
 		r.end = copy(r.buf, r.buf[r.start:r.end])
