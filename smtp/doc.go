@@ -104,6 +104,9 @@
 //     timeout: 421 4.4.2 and close. Unknown commands and bad syntax count
 //     with the session's refusals towards MaxErrors; NOOP, VRFY, HELP and
 //     unknown commands count towards MaxCommands as well.
+//   - A panic in a session answers that client 421 4.3.0 and closes its
+//     connection only. Received says "with SMTP" after HELO, ESMTP (and
+//     its S, A variants, RFC 3848) after EHLO.
 //   - Successful MAIL and RCPT get 250 2.1.0 and 250 2.1.5 Ok (Postfix's
 //     words, without echoing the address); the sequence errors and the
 //     texts of the replies the tests know keep go-smtp's wording, so
