@@ -420,3 +420,78 @@ func TestForwardingLoop(t *testing.T) {
 		t.Error("no mail loop in the log")
 	}
 }
+
+// TestOneMiBLineIntact: a message with a 1 MiB line (and a dot-stuffed
+// line as long) from Python's smtplib on port 25 and on submission after
+// STARTTLS, and from swaks, is stored byte for byte (Postfix accepts any
+// line length; go-smtp refused lines over 64 KiB with 554). smtplib reads
+// SIZE inside TLS as exactly message_size_limit.
+func TestOneMiBLineIntact(t *testing.T) {
+	python := requireTool(t, "python3")
+	requireTool(t, "swaks")
+	s := startServer(t)
+	long := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	msg := "Subject: one long line\r\n\r\nbefore\r\n" + long + "\r\n." + long + "\r\nafter\r\n"
+	file := filepath.Join(t.TempDir(), "msg")
+	if err := os.WriteFile(file, []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const script = `
+import smtplib, ssl, sys
+mode, host, port, ca, user, pw, path = sys.argv[1:8]
+s = smtplib.SMTP(host, int(port), timeout=60)
+if mode == "starttls":
+    s.starttls(context=ssl.create_default_context(cafile=ca))
+    s.ehlo()
+    print("SIZE", s.esmtp_features.get("size"))
+    s.login(user, pw)
+s.sendmail("test0@hosted-domain.com", ["alice@hosted-domain.com"], open(path, "rb").read())
+s.quit()
+print("sent")
+`
+	seen := map[string]bool{}
+	stored := func() []byte {
+		t.Helper()
+		var got []byte
+		for _, f := range s.maildirFiles(t, "alice", "new") {
+			if !seen[f] {
+				seen[f] = true
+				got, _ = os.ReadFile(f)
+			}
+		}
+		return got
+	}
+	stored()
+	want := "\n\nbefore\n" + long + "\n." + long + "\nafter\n"
+	for _, tc := range []struct{ name, mode, addr string }{
+		{"smtplib port 25", "plain", s.SMTP},
+		{"smtplib submission STARTTLS", "starttls", s.Sub},
+	} {
+		host, port, _ := net.SplitHostPort(tc.addr)
+		out, err := run(t, "", python, "-c", script, tc.mode, host, port, s.ca.CertFile(), "xomail", testenv.XomailPassword, file)
+		if err != nil || !strings.Contains(out, "sent") {
+			t.Fatalf("%s: %v\n%s", tc.name, err, out)
+		}
+		if tc.mode == "starttls" && !strings.Contains(out, "SIZE 10240000\n") {
+			t.Errorf("%s: SIZE inside TLS is not exactly message_size_limit:\n%s", tc.name, out)
+		}
+		if got := stored(); !strings.HasSuffix(string(got), want) {
+			t.Errorf("%s: not stored intact (%d bytes on disk)", tc.name, len(got))
+		}
+	}
+	// swaks sends a file as it is, without dot-stuffing: no line of its
+	// message begins with a dot.
+	msg = "Subject: one long line\r\n\r\nbefore\r\n" + long + "\r\nafter\r\n"
+	if err := os.WriteFile(file, []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "", "swaks", "--server", s.SMTP, "--from", "someone@example.net", "--to", "alice@hosted-domain.com",
+		"--ehlo", "client.example.net", "--data", "@"+file)
+	if err != nil || !accepted(out) {
+		t.Fatalf("swaks: %v\n%.2000s", err, out)
+	}
+	// (swaks adds a line ending of its own before the end of data)
+	if got := stored(); !strings.Contains(string(got), "\n\nbefore\n"+long+"\nafter\n") {
+		t.Errorf("swaks: not stored intact (%d bytes on disk)", len(got))
+	}
+}

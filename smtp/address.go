@@ -33,8 +33,8 @@ type address struct {
 
 func (a address) String() string { return a.Local + "@" + a.Domain }
 
-// parseAddress checks one mailbox as go-smtp hands it over: go-smtp has
-// already removed the angle brackets, dropped a source route ("@a,@b:"),
+// parseAddress checks one mailbox as wire.ParseForwardPath hands it over:
+// it has already removed the angle brackets, dropped a source route ("@a,@b:"),
 // which RFC 5321 §4.1.1.3 says to ignore, and unquoted a quoted local part,
 // so "x@y"@z arrives as x@y@z and is refused here as a relay trick.
 //

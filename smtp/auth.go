@@ -66,8 +66,8 @@ func newGuard(o ThrottleOptions, now func() time.Time) *loginguard.Guard {
 	})
 }
 
-// AuthMechanisms implements gosmtp.AuthSession: nothing before TLS, so
-// go-smtp advertises no AUTH there (SPEC §1, seed smtpd_tls_auth_only).
+// AuthMechanisms are the SASL mechanisms EHLO offers: none before TLS
+// (SPEC §1, seed smtpd_tls_auth_only).
 func (s *session) AuthMechanisms() []string {
 	if s.tls == nil {
 		return nil
@@ -75,15 +75,15 @@ func (s *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, sasl.Login}
 }
 
-// Auth implements gosmtp.AuthSession. go-smtp is told AllowInsecureAuth so
-// that this, not go-smtp's 523, answers AUTH before TLS.
+// Auth starts AUTH with mech; before TLS it answers 530 5.7.0 (or 502
+// where there is no TLS at all) without looking at any credentials.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.c.countCommand() {
 		return nil, s.dropWith(replyTooManyCmds)
 	}
 	if s.tls == nil {
 		if s.srv.o.TLSConfig == nil {
-			return nil, s.fail(stageAuth, gosmtp.ErrAuthUnsupported)
+			return nil, s.fail(stageAuth, replyAuthUnsupported)
 		}
 		return nil, s.fail(stageAuth, replyStartTLSFirst)
 	}
@@ -96,7 +96,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Login:
 		return saslGuard{s, &loginServer{auth: s.authenticate}}, nil
 	}
-	return nil, s.fail(stageAuth, gosmtp.ErrAuthUnknownMechanism)
+	return nil, s.fail(stageAuth, replyAuthUnknownMech)
 }
 
 func (s *session) authPlain(identity, login, password string) error {
@@ -145,7 +145,7 @@ func (s *session) authFailed(login string, r *gosmtp.SMTPError) error {
 }
 
 // saslGuard turns a mechanism's own errors (bad encoding, too many steps)
-// into a proper reply instead of go-smtp's "454 <err.Error()>".
+// into a proper reply, never the error's text.
 type saslGuard struct {
 	s *session
 	sasl.Server

@@ -19,8 +19,8 @@ import (
 // client gets through and one trickling a byte a second does not.
 const dataProgress = 64 << 10
 
-// Data implements gosmtp.Session for DATA and BDAT alike (see data) and
-// counts the outcome: what it returns is the reply go-smtp sends.
+// Data reads one message, for DATA and BDAT alike (see data), and counts
+// the outcome: what it returns is the reply conn sends.
 func (s *session) Data(r io.Reader) error {
 	err := s.data(r)
 	if result, ok := transactionResult(err); ok {
@@ -31,9 +31,9 @@ func (s *session) Data(r io.Reader) error {
 
 // data reads, checks and stores one message.
 //
-// go-smtp ends DATA only at <CRLF>.<CRLF>: its reader never treats <LF>.<LF>,
-// <LF>.<CRLF> or <CR>.<CR> as the end (checked in tests), so nothing after
-// them can become a command. What is stored and relayed has only CRLF line
+// DATA ends only at <CRLF>.<CRLF> (wire.DataReader): never at <LF>.<LF>,
+// <LF>.<CRLF> or <CR>.<CR> (checked in tests), so nothing after them can
+// become a command. What is stored and relayed has only CRLF line
 // endings, so no next hop that is lax about them can find an end of data
 // inside it (SMTP smuggling): a bare LF is stored as CRLF (Postfix 3.9's
 // smtpd_forbid_bare_newline = normalize) or, with BareNewlineReject,
@@ -53,36 +53,11 @@ func (s *session) Data(r io.Reader) error {
 // queued, 4xx or 5xx only when nothing was stored for anyone, so a client's
 // retry never makes duplicates.
 func (s *session) data(r io.Reader) error {
-	// readMessage touches no session state: for BDAT, Reset may run on the
-	// connection's goroutine meanwhile (RSET, a refused chunk), closing r.
-	pr, isBDAT := r.(*io.PipeReader)
-	if isBDAT {
-		s.c.setBDAT(pr)
-	} else {
-		// DATA runs on the goroutine that reads the connection.
-		s.c.data.start()
-	}
 	msg, bareLF, err := s.readMessage(r)
 	defer msg.close()
-	if !isBDAT {
-		tooLarge := errors.Is(err, errTooLarge)
-		if tooLarge {
-			// go-smtp skips the rest of the message. As much again as the
-			// limit gets there for an honest client that ignored SIZE, and
-			// no more for one that never stops.
-			s.c.discardLeft.Store(s.srv.o.MaxMessageBytes)
-		}
-		// In clear, the skipping goes on in bulk up to the end of data;
-		// under TLS the conn sees ciphertext, where no end can be found.
-		s.c.data.on = s.c.data.on && tooLarge && s.tls == nil
+	if errors.Is(err, errDataReset) {
+		return err // BDAT ended by another command: nobody reads this result
 	}
-	if errors.Is(err, gosmtp.ErrDataReset) {
-		return err // the transaction is gone and nobody reads this result; see waitBDAT
-	}
-	if isBDAT {
-		s.c.setBDAT(nil) // go-smtp waits for this result: no race
-	}
-	// From here on go-smtp's connection goroutine waits for our result.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c.countCommand() {
@@ -323,13 +298,11 @@ func (s *session) readMessage(r io.Reader) (*spoolBuf, int, error) {
 				bad = tf.end()
 			}
 			return msg, tf.bareLF, bad
-		case errors.Is(err, gosmtp.ErrDataTooLarge):
-			return msg, tf.bareLF, errTooLarge
 		case err != nil:
 			return msg, tf.bareLF, fmt.Errorf("reading message: %w", err)
 		}
 	}
 }
 
-// readChunk is what one Read of the message asks go-smtp for.
+// readChunk is what one Read of the message asks for.
 const readChunk = 32 << 10

@@ -1,14 +1,15 @@
-// Package smtp is courriel's SMTP front: a go-smtp backend with one session
-// per connection that applies the policy of one listener — inbound mail on
+// Package smtp is courriel's SMTP server: one goroutine per connection runs
+// the protocol (conn.go, on the byte level of courriel/smtp/wire) and a
+// session (session.go) applies the policy of one listener — inbound mail on
 // port 25, submission on 587 (STARTTLS) and 465 (implicit TLS) — decides
 // every recipient at RCPT time from the directory, and answers 250 at the end
 // of DATA only after every local copy is durable and every remote copy is
 // queued.
 //
 // It declares what it needs (Directory, Deliverer, Queue) and knows nothing
-// of LDAP, maildirs or the spool. One Server serves one Kind of listener,
-// because go-smtp holds one policy per gosmtp.Server. Serve takes a plain TCP
-// listener for every Kind; for Submissions it does the TLS itself.
+// of LDAP, maildirs or the spool. One Server serves one Kind of listener.
+// Serve takes a plain TCP listener for every Kind; for Submissions it does
+// the TLS itself.
 //
 // Decisions worth knowing (details beside the code):
 //   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
@@ -17,8 +18,9 @@
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
 //     login (SenderLogins).
 //   - Relay tricks (%-hack, bang paths, a quoted '@', address literals) are
-//     refused with 554 5.7.1 for every client; source routes are dropped by
-//     go-smtp as RFC 5321 §4.1.1.3 says, so routing uses the real mailbox.
+//     refused with 554 5.7.1 for every client; source routes are dropped
+//     (wire.ParseForwardPath) as RFC 5321 §4.1.1.3 says, so routing uses
+//     the real mailbox.
 //   - Only <CRLF>.<CRLF> ends DATA. A bare LF in a message is stored as
 //     CRLF (BareNewlineNormalize, Postfix 3.9's smtpd_forbid_bare_newline
 //     = normalize) or refused with 554 5.6.0 (BareNewlineReject); a bare CR
@@ -26,9 +28,12 @@
 //     endings only, so nothing inside it can look like an end of data to a
 //     lax next hop (SMTP smuggling).
 //   - Lines longer than RFC 5321's 1000 octets are accepted and stored
-//     intact, as by Postfix, up to MaxLineLength (64 KiB) in DATA: go-smtp
-//     has one line limit for commands and DATA text, and holds a whole
-//     command line in memory. BDAT chunks have no line limit.
+//     intact, as by Postfix, whatever their length, by DATA and BDAT: the
+//     message text is streamed (wire.DataReader, wire.ChunkReader) and
+//     bounded by the size limit only. Command lines are bounded by
+//     MaxLineLength (4096 octets, Postfix's line_length_limit is 2048);
+//     a longer one gets 500 5.5.2 and the connection closes, the line
+//     never held whole.
 //   - A message being received stays in memory up to SpoolThreshold
 //     (128 KiB), then goes to a file without a name in SpoolDir (courriel
 //     serve: <queue dir>/incoming): a session costs at most that much of
@@ -76,32 +81,36 @@
 //     few calls in milter.go; every reply waits for their answer. A message
 //     they mark as spam goes to the recipients' Junk folder.
 //
-// Where go-smtp v0.26.0 decides for us (each point re-checked after the
-// upgrade from v0.25.1: v0.26.0 keeps its DATA, BDAT, EHLO and line-limit
-// code as it was, and adds the parsing of RCPT TO:<postmaster> and of
-// MAIL's BY and MT-PRIORITY, both off here): successful MAIL and RCPT
-// replies are its fixed "250 2.0.0" lines (not 250 2.1.5); go-smtp's own
-// refusals (bad sequence, unknown command) carry no id; it cannot tell us
-// HELO from EHLO, so Received says ESMTP; CHUNKING is always advertised,
-// so BDAT is supported and goes through the same checks as DATA (a chunk
-// after a refused command is skipped whole; go-smtp skips a refused chunk
-// of any declared size, up to 4 GiB, so the skipping is bounded by
-// ReadTimeout from the BDAT line, after which every read fails and the
-// connection closes with 421 rather than reading the rest of the chunk as
-// commands; a data race of go-smtp after an aborted BDAT is worked around
-// in conn.waitBDAT); its DATA reader takes a byte at a time from a bufio
-// reader, so conn.Read hands a message over in bulk (dataCut) and commands
-// a line at a time (reply grouping); its DATA reader refuses a message of
-// exactly its own limit, so it is given MaxMessageBytes+1 and the session
-// enforces MaxMessageBytes: a message of exactly the limit is accepted by
-// DATA and BDAT, as by Postfix. The EHLO SIZE line is rewritten to say
-// MaxMessageBytes in clear; inside TLS (STARTTLS, 465) go-smtp writes it
-// into the *tls.Conn, out of our reach, and it says MaxMessageBytes+1
-// (MAIL SIZE= and the message itself are still held to MaxMessageBytes).
-// Its line limit (MaxLineLength) covers DATA text as well as commands,
-// which is why it is 64 KiB and not RFC 5321's 512 for commands. NOOP,
-// VRFY and HELP never reach the session and are not counted by
-// MaxCommands. A BDAT chunk that go-smtp itself refuses for size (552
-// before or while Data reads) looks to us like an aborted transaction, so
-// Metrics.Transaction does not count it as rejected.
+// The protocol (conn.go) — decisions that are ours now that the layer is:
+//   - Replies to pipelined commands are held and leave in one write when
+//     the server is about to wait for the client (RFC 2920 §3.2, as
+//     Postfix's smtpd), in clear and inside TLS alike.
+//   - STARTTLS drops whatever the client pipelined in clear after it
+//     (CVE-2011-0411) and logs it; a failed handshake closes the
+//     connection.
+//   - EHLO says SIZE with exactly MaxMessageBytes, in clear and inside
+//     TLS; MAIL SIZE= over it gets 552 5.3.4, and a message of exactly the
+//     limit is accepted by DATA and BDAT, as by Postfix. DSN (RET, ENVID,
+//     NOTIFY, ORCPT), BINARYMIME and REQUIRETLS are not offered (504); an
+//     unknown parameter gets 555 5.5.4 (RFC 5321 §4.1.1.11). AUTH= is
+//     checked for syntax and otherwise ignored.
+//   - CHUNKING: BDAT goes through the same checks as DATA. When a chunk
+//     that is not the LAST ends, the reader of the message answers it and
+//     reads the next command itself (bdatReader): BDAT goes on, NOOP is
+//     answered, anything else ends the transfer (the message is dropped,
+//     the command runs). A chunk after a refused command is skipped whole;
+//     the skipping of a refused chunk is bounded by twice the size limit
+//     and by ReadTimeout from its BDAT line, after which the connection
+//     closes rather than read the rest of the chunk as commands.
+//   - A command line over MaxLineLength: 500 5.5.2 and close. A read
+//     timeout: 421 4.4.2 and close. Unknown commands and bad syntax count
+//     with the session's refusals towards MaxErrors; NOOP, VRFY, HELP and
+//     unknown commands count towards MaxCommands as well.
+//   - A panic in a session answers that client 421 4.3.0 and closes its
+//     connection only. Received says "with SMTP" after HELO, ESMTP (and
+//     its S, A variants, RFC 3848) after EHLO.
+//   - Successful MAIL and RCPT get 250 2.1.0 and 250 2.1.5 Ok (Postfix's
+//     words, without echoing the address); the sequence errors and the
+//     texts of the replies the tests know keep go-smtp's wording, so
+//     clients and scripts written against courriel before see no change.
 package smtp

@@ -106,8 +106,8 @@ func createUnnamed(dir string) (*os.File, error) {
 // a bare LF made CRLF (BareNewlineNormalize) or refused. A bare CR and a
 // NUL are always refused: a bare CR is what lax next hops take for a line
 // end ("<CR>.<CR>" smuggling), and RFC 6152 §3 allows no NUL in 8-bit text.
-// Line length is not checked: go-smtp bounds DATA lines (MaxLineLength),
-// and a BDAT chunk is counted in octets only.
+// Line length is not checked: message text has no line limit, only the
+// message size.
 type textFilter struct {
 	reject bool // a bare LF is refused, not normalised
 	cr     bool // the last byte seen was a CR

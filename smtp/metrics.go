@@ -47,7 +47,7 @@ func (noMetrics) Transaction(string, string) {}
 func (noMetrics) Delivery(string)            {}
 func (noMetrics) AuthFailure(string)         {}
 
-// transactionResult classifies what Data returned, which go-smtp sends as
+// transactionResult classifies what Data returned, which conn sends as
 // the reply; ok is false when there is no outcome to count (an aborted
 // BDAT transaction, whose result nobody reads).
 func transactionResult(err error) (result string, ok bool) {
@@ -55,17 +55,16 @@ func transactionResult(err error) (result string, ok bool) {
 	switch {
 	case err == nil:
 		return resultAccepted, true
-	case errors.Is(err, gosmtp.ErrDataReset):
+	case errors.Is(err, errDataReset):
 		return "", false
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
 		return resultDeferred, true
 	case errors.As(err, &se) && se.Code >= 500:
 		return resultRejected, true
 	}
-	// Not an SMTPError: go-smtp answers it with a permanent 554. Data
-	// never returns one (fail maps everything), but count it as go-smtp
-	// would answer it.
-	return resultRejected, true
+	// Not an SMTPError: Data never returns one (fail maps everything), and
+	// conn would answer it with a temporary failure.
+	return resultDeferred, true
 }
 
 var _ Metrics = noMetrics{}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"courriel/delivery"
 )
 
@@ -168,12 +166,12 @@ func TestTransactionResult(t *testing.T) {
 		wantOK bool
 	}{
 		{"accepted", nil, resultAccepted, true},
-		{"aborted BDAT", gosmtp.ErrDataReset, "", false},
+		{"aborted BDAT", fmt.Errorf("reading message: %w", errDataReset), "", false},
 		{"4xx", withID(replyTempFailure, "X"), resultDeferred, true},
 		{"421", replyTooManyCmds, resultDeferred, true},
 		{"552", replyTooLarge, resultRejected, true},
 		{"554", replyBareNewline, resultRejected, true},
-		{"raw error (go-smtp sends 554)", errors.New("x"), resultRejected, true},
+		{"raw error (conn sends 451)", errors.New("x"), resultDeferred, true},
 	} {
 		got, ok := transactionResult(tc.err)
 		if got != tc.want || ok != tc.wantOK {

@@ -28,7 +28,7 @@ import (
 const junkFolder = "Junk"
 
 // milterMail starts the milters' transaction; nil lets MAIL through. The
-// milters' session is opened at the first MAIL of a go-smtp session (they
+// milters' session is opened at the first MAIL of a session (they
 // then hear connect and HELO, with the TLS of this session).
 func (s *session) milterMail() *gosmtp.SMTPError {
 	if s.srv.o.Milters.Len() == 0 {

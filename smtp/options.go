@@ -102,13 +102,11 @@ const (
 	DefaultMaxMessageBytes = 10240000 // Postfix message_size_limit
 	DefaultMaxRecipients   = 1000     // Postfix smtpd_recipient_limit
 	DefaultTimeout         = 5 * time.Minute
-	// DefaultMaxLineLength bounds a line go-smtp reads, a command or a
-	// line of DATA text alike (it has one limit for both). RFC 5321
-	// §4.5.3.1.6 says 1000 octets for text, but real mail (newsletters,
-	// unfolded HTML) has longer lines and Postfix delivers them intact;
-	// 64 KiB keeps those, and bounds what one command line can cost (go-smtp
-	// holds the whole line). BDAT chunks have no line limit.
-	DefaultMaxLineLength = 64 << 10
+	// DefaultMaxLineLength bounds a command line, CRLF included: RFC 5321
+	// §4.5.3.1.4 says 512 octets, and extensions add parameters, so it is
+	// as generous as Postfix's line_length_limit (2048) and then some.
+	// DATA and BDAT text has no line limit (only the message size).
+	DefaultMaxLineLength = 4096
 	// DefaultMaxConnsPerIP is Postfix's smtpd_client_connection_count_limit.
 	DefaultMaxConnsPerIP = 50
 	// DefaultMaxConns bounds one listener's connections: with at most
@@ -161,7 +159,9 @@ type Options struct {
 	// received, so a message must arrive at more than 64 KiB per ReadTimeout.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	// MaxLineLength bounds command and text lines, CRLF included.
+	// MaxLineLength bounds a command line (and an AUTH response), CRLF
+	// included; a longer one gets 500 5.5.2 and the connection closes.
+	// Message text has no line limit.
 	MaxLineLength int
 	// MaxConnsPerIP: further connections from one address (one /64 for
 	// IPv6) get 421 4.7.0 and are closed.

@@ -31,17 +31,15 @@ func TestEHLOCapabilities(t *testing.T) {
 	if !hasLine(c.last, "AUTH PLAIN LOGIN") || hasLine(c.last, "STARTTLS") {
 		t.Errorf("after TLS: %q", c.last)
 	}
-	// Inside TLS the SIZE line is go-smtp's own, one octet over the limit
-	// that is enforced (see the package doc). If this fails, go-smtp
-	// changed: drop the rewrite and the +1.
-	if !hasLine(c.last, "SIZE 10240001") {
-		t.Errorf("after TLS: SIZE is not go-smtp's 10240001: %q", c.last)
+	// Inside TLS too, SIZE is exactly the limit enforced.
+	if !hasLine(c.last, "SIZE 10240000") || slices.ContainsFunc(c.last, func(l string) bool { return strings.Contains(l, "SIZE 10240001") }) {
+		t.Errorf("after TLS: SIZE is not exactly 10240000: %q", c.last)
 	}
 
 	e465 := newEnv(t, Submissions, nil)
 	c = e465.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
-	if !hasLine(c.last, "AUTH PLAIN LOGIN") || hasLine(c.last, "STARTTLS") || !hasLine(c.last, "SIZE 10240001") {
+	if !hasLine(c.last, "AUTH PLAIN LOGIN") || hasLine(c.last, "STARTTLS") || !hasLine(c.last, "SIZE 10240000") {
 		t.Errorf("465: %q", c.last)
 	}
 }

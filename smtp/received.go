@@ -15,10 +15,9 @@ import (
 //		by host (courriel) with ESMTPSA id MSGID
 //		for <rcpt>; Wed, 25 Nov 2026 10:16:36 +0000 (UTC)
 //
-// with protocol names from RFC 3848 (RFC 6531 §3.7.3 for SMTPUTF8). go-smtp
-// does not say whether the client used HELO or EHLO; every client that can
-// reach a transaction here is taken as ESMTP. Every value from the network
-// is sanitized: nothing can fold the header or add another one.
+// with protocol names from RFC 3848 (RFC 6531 §3.7.3 for SMTPUTF8): SMTP
+// after HELO, as Postfix writes it. Every value from the network is
+// sanitized: nothing can fold the header or add another one.
 func (s *session) received(now time.Time) []byte {
 	var b strings.Builder
 	b.WriteString("Received: from ")
@@ -56,6 +55,9 @@ func (s *session) received(now time.Time) []byte {
 }
 
 func (s *session) protocol() string {
+	if !s.esmtp {
+		return "SMTP"
+	}
 	p := "ESMTP"
 	if s.tx.utf8 {
 		p = "UTF8SMTP"

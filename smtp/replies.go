@@ -29,6 +29,9 @@ var (
 	errBareNewline = errors.New("smtp: bare CR or LF in message")
 	errNUL         = errors.New("smtp: NUL in message")
 	errTooLarge    = errors.New("smtp: message too large")
+	// errDataReset: a BDAT transfer ended by another command or a lost
+	// connection; the message is dropped and nobody reads its reply.
+	errDataReset = errors.New("smtp: message transfer aborted")
 )
 
 func rep(code int, ec gosmtp.EnhancedCode, msg string) *gosmtp.SMTPError {
@@ -62,7 +65,6 @@ var (
 	replyTooManyHops   = rep(554, gosmtp.EnhancedCode{5, 4, 6}, "Too many hops (mail loop?)")
 	replyLoop          = rep(554, gosmtp.EnhancedCode{5, 4, 6}, "Mail forwarding loop: the message already reached this recipient")
 	replyNUL           = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains NUL characters")
-	replyLongLine      = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message line too long")
 	replyDeliveryFail  = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Transaction failed: message cannot be stored")
 	// RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another
 	// transaction; an alias too large on its own cannot be helped by that.
@@ -71,13 +73,14 @@ var (
 	replyQueueBadAddress = rep(553, gosmtp.EnhancedCode{5, 1, 3}, "Address rejected: bad address syntax")
 	replyBadAuthData     = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
 	replyBadAuthzid      = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
+	replyAuthUnsupported = rep(502, gosmtp.EnhancedCode{5, 7, 0}, "Authentication not supported")
+	replyAuthUnknownMech = rep(504, gosmtp.EnhancedCode{5, 7, 4}, "Unsupported authentication mechanism")
 )
 
 // replyFor is the one place where an error becomes an SMTP reply. A reply
 // already decided by policy passes through; known conditions get their
-// code; anything else is a generic temporary failure, never err.Error()
-// (go-smtp would send a non-SMTPError DATA error as a permanent 554 with
-// its text). The caller adds the id.
+// code; anything else is a generic temporary failure, never err.Error().
+// The caller adds the id.
 func replyFor(st stage, err error) *gosmtp.SMTPError {
 	var se *gosmtp.SMTPError
 	var de *delivery.Error
@@ -104,8 +107,6 @@ func replyFor(st stage, err error) *gosmtp.SMTPError {
 		return replyBareNewline
 	case errors.Is(err, errNUL):
 		return replyNUL
-	case errors.Is(err, gosmtp.ErrTooLongLine):
-		return replyLongLine
 	case errors.Is(err, delivery.ErrRejected) && errors.As(err, &de):
 		// The recipient's Sieve reject/ereject: its text, which the
 		// deliverer made one line of printable ASCII.

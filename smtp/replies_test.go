@@ -40,8 +40,6 @@ func TestReplyFor(t *testing.T) {
 		{"too large", stageData, errTooLarge, 552, gosmtp.EnhancedCode{5, 3, 4}, nil},
 		{"bare newline", stageData, errBareNewline, 554, gosmtp.EnhancedCode{5, 6, 0}, nil},
 		{"NUL", stageData, errNUL, 554, gosmtp.EnhancedCode{5, 6, 0}, nil},
-		{"long line", stageData, gosmtp.ErrTooLongLine, 554, gosmtp.EnhancedCode{5, 6, 0}, nil},
-		{"go-smtp long line", stageData, wrap(gosmtp.ErrTooLongLine), 554, gosmtp.EnhancedCode{5, 6, 0}, nil},
 		{"disk full sentinel", stageData, &delivery.Error{Temporary: true, Err: delivery.ErrDiskFull}, 452, gosmtp.EnhancedCode{4, 3, 1}, nil},
 		{"ENOSPC", stageData, wrap(syscall.ENOSPC), 452, gosmtp.EnhancedCode{4, 3, 1}, nil},
 		{"EDQUOT", stageData, wrap(syscall.EDQUOT), 452, gosmtp.EnhancedCode{4, 3, 1}, nil},

@@ -17,22 +17,24 @@ import (
 	"courriel/milter"
 )
 
-// session is one go-smtp session: from EHLO to QUIT, or to STARTTLS, after
-// which go-smtp starts a new one on the same conn.
+// session is what one client does from HELO/EHLO to QUIT, or to STARTTLS,
+// after which the next EHLO starts a new one on the same conn. Its methods
+// run on the connection's goroutine (conn.go), one command at a time.
 type session struct {
-	srv  *Server
-	c    *conn
-	tls  *tls.ConnectionState // nil before TLS; immutable
-	helo string               // as sent, hostile; immutable
-	log  *slog.Logger         // immutable
+	srv   *Server
+	c     *conn
+	tls   *tls.ConnectionState // nil before TLS; immutable
+	helo  string               // as sent, hostile; set by HELO/EHLO
+	esmtp bool                 // EHLO, not HELO
+	log   *slog.Logger         // with the helo
 
 	ctx    context.Context // ends at Logout
 	cancel context.CancelFunc
 
-	// mu guards what go-smtp's BDAT goroutine (which runs Data) reads while
-	// the connection's goroutine may write it (Reset after RSET or a
-	// refused chunk, AUTH). Written only on the connection's goroutine,
-	// under mu; Data reads them under mu.
+	// mu guards the transaction and the login. Every method runs on the
+	// connection's goroutine now (BDAT too: no goroutine of its own), so
+	// it is never contended; the helpers of milter.go and mailauth.go
+	// document that they run with it held, and so they still do.
 	mu   sync.Mutex
 	user *directory.User // set by a successful AUTH
 	// authMech is the SASL mechanism of the AUTH in progress or done (the
@@ -66,29 +68,23 @@ type txn struct {
 	remoteFrom *string
 }
 
-func (s *Server) newSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
-	nc := gc.Conn()
-	var c *conn
-	switch v := nc.(type) {
-	case *conn:
-		c = v
-	case *tls.Conn:
-		c, _ = v.NetConn().(*conn)
-	}
-	if c == nil {
-		return nil, errors.New("smtp: connection not admitted by Serve")
-	}
-	c.setCurrent(nc)
+// newSession starts the session of a HELO or EHLO: the first on the
+// connection, or the first after STARTTLS.
+func (s *Server) newSession(c *conn, helo string, esmtp bool) (*session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ss := &session{srv: s, c: c, helo: gc.Hostname(), ctx: ctx, cancel: cancel}
-	if st, ok := gc.TLSConnectionState(); ok {
-		ss.tls = &st
-	}
-	ss.log = c.log.With("helo", sanitize(ss.helo, 64), "tls", ss.tls != nil)
+	ss := &session{srv: s, c: c, tls: c.tlsState, ctx: ctx, cancel: cancel}
+	ss.setHelo(helo, esmtp)
 	if c.countCommand() {
 		return nil, ss.dropWith(replyTooManyCmds)
 	}
 	return ss, nil
+}
+
+// setHelo records the client's HELO/EHLO name (a later one replaces it)
+// and whether it was EHLO.
+func (s *session) setHelo(helo string, esmtp bool) {
+	s.helo, s.esmtp = helo, esmtp
+	s.log = s.c.log.With("helo", sanitize(helo, 64), "tls", s.tls != nil)
 }
 
 // fail turns err into the reply (replyFor), adds the transaction's id (the
@@ -123,13 +119,8 @@ func (s *session) replyID() string {
 	return s.c.id
 }
 
-// Reset implements gosmtp.Session: RSET, a new EHLO, or the end of a
-// message.
+// Reset ends the transaction: RSET, a new EHLO, or the end of a message.
 func (s *session) Reset() {
-	// After DATA go-smtp resets once it has skipped what was left of the
-	// message: the next bytes are commands. (Logout may call this from
-	// another goroutine: nothing here belongs to the reader.)
-	s.c.discardLeft.Store(0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tx.id != "" {
@@ -139,28 +130,23 @@ func (s *session) Reset() {
 	s.tx = txn{}
 }
 
-// Logout implements gosmtp.Session: QUIT, STARTTLS or a closed connection.
+// Logout ends the session: QUIT, STARTTLS or a closed connection.
 func (s *session) Logout() error {
 	s.Reset()
 	s.mu.Lock()
 	s.milterClose()
 	s.mu.Unlock()
 	s.cancel()
-	s.c.setCurrent(nil) // after STARTTLS the old conn must not be written on
 	return nil
 }
 
-// Mail implements gosmtp.Session.
-func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+// Mail starts a transaction (MAIL FROM); from is "" for <>.
+func (s *session) Mail(from string, opts *mailOptions) error {
 	if s.c.countCommand() {
 		return s.dropWith(replyTooManyCmds)
 	}
 	if s.srv.isClosing() {
 		return s.dropWith(replyShuttingDown)
-	}
-	if !s.c.waitBDAT() {
-		s.log.Error("aborted BDAT did not finish")
-		return s.dropWith(replyTempFailure)
 	}
 	k := s.srv.o.Kind
 	if k == Submission && s.tls == nil {
@@ -235,9 +221,9 @@ func (s *session) checkSenderOwner(from string) error {
 		"Sender address rejected: not owned by user "+sanitize(s.user.Login, 64)))
 }
 
-// Rcpt implements gosmtp.Session: every recipient is decided here, from
+// Rcpt adds a recipient (RCPT TO): every recipient is decided here, from
 // the directory, so nothing accepted can bounce later for being unknown.
-func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+func (s *session) Rcpt(to string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c.countCommand() {

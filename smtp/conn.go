@@ -1,0 +1,816 @@
+package smtp
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/smtp/wire"
+)
+
+// conn is one client connection and the SMTP state machine that runs on
+// it (RFC 5321 §4.1.4 orders the commands): its goroutine reads commands
+// with a wire.Reader, hands them to the session (session.go) and writes
+// the replies with a wire.Writer, which holds them while the client has
+// pipelined more commands (RFC 2920 §3.2) and sends them together when
+// the reader is about to wait for the client.
+type conn struct {
+	net.Conn // the TCP connection, under TLS when there is TLS
+	srv      *Server
+	id       string     // immutable
+	ip       netip.Addr // immutable
+	log      *slog.Logger
+
+	commands     atomic.Int32 // all of them, for the log
+	sinceMessage atomic.Int32 // since the last accepted message, for MaxCommands
+	errors       atomic.Int32
+	authFailures atomic.Int32
+	// dropAfterWrite: close once the reply being written is sent.
+	dropAfterWrite atomic.Bool
+	closeOnce      sync.Once
+
+	mu   sync.Mutex
+	inTx bool     // guarded by mu: between MAIL and the end of the message
+	cur  net.Conn // guarded by mu: c.Conn or its *tls.Conn, what replies go on
+	rdns *string  // guarded by mu: reverse DNS, looked up once
+
+	// wmu serialises writes on cur: the connection's goroutine flushes
+	// replies, Shutdown's writes a 421 on an idle connection.
+	wmu sync.Mutex
+
+	// Owned by the connection's goroutine.
+	r        *wire.Reader
+	w        *wire.Writer
+	tlsState *tls.ConnectionState // nil before TLS
+	sess     *session             // from HELO/EHLO to QUIT or STARTTLS
+	mailOK   bool                 // MAIL accepted in this transaction
+	rcpts    int                  // RCPTs accepted in this transaction
+	authed   bool
+	pending  []byte // a command read while a BDAT transfer was expected
+}
+
+// serve runs the connection until QUIT, an error or a drop.
+func (c *conn) serve() {
+	defer c.finish()
+	defer func() {
+		// A bug in one session must not take the server down with every
+		// other client: that client gets 421 and is disconnected.
+		if v := recover(); v != nil {
+			c.log.Error("panic serving the connection", "panic", v, "stack", string(debug.Stack()))
+			if c.w != nil {
+				c.policy(rep(421, gosmtp.EnhancedCode{4, 3, 0}, "Internal error, closing connection"))
+			}
+		}
+	}()
+	o := c.srv.o
+	if o.Kind != Submissions {
+		c.setCurrent(c.Conn)
+	} else {
+		tc := tls.Server(c.Conn, o.TLSConfig)
+		c.Conn.SetDeadline(time.Now().Add(o.ReadTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.log.Info("TLS handshake failed", "err", err)
+			return
+		}
+		c.Conn.SetDeadline(time.Time{})
+		st := tc.ConnectionState()
+		c.tlsState = &st
+		c.setCurrent(tc)
+	}
+	c.r = wire.NewReader(c.current(), o.MaxLineLength, c.flush)
+	c.w = wire.NewWriter(c.current())
+	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
+	for !c.dropAfterWrite.Load() {
+		line := c.pending
+		c.pending = nil
+		if line == nil {
+			c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+			l, err := c.r.ReadLine()
+			if err != nil {
+				c.readFailed(err)
+				return
+			}
+			line = l
+		}
+		c.command(line)
+		if c.w.Full() {
+			c.flush()
+		}
+	}
+}
+
+// finish ends the connection: the last replies, the session, the socket.
+func (c *conn) finish() {
+	if c.w != nil {
+		c.flush()
+	}
+	if c.sess != nil {
+		c.sess.Logout()
+		c.sess = nil
+	}
+	c.Close()
+}
+
+// flush writes the held replies; the reader calls it before it waits.
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.w.Held() == 0 {
+		return nil
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(c.srv.o.WriteTimeout))
+	return c.w.Flush()
+}
+
+// readFailed answers a failed command read, if it is worth an answer.
+func (c *conn) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, wire.ErrLineTooLong):
+		c.log.Warn("command line too long", "limit", c.srv.o.MaxLineLength)
+		c.w.Reply(500, wire.Enhanced{5, 5, 2}, "Line too long, closing connection")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.log.Info("timeout")
+		c.w.Reply(421, wire.Enhanced{4, 4, 2}, c.srv.o.Hostname+" Error: timeout exceeded")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET):
+	default:
+		c.log.Debug("read", "err", err)
+	}
+}
+
+// Close closes the socket; the first call also does the bookkeeping.
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.srv.forget(c)
+		c.srv.o.Metrics.ConnClosed(c.srv.o.Listener)
+		c.log.Info("disconnect", "commands", c.commands.Load(), "errors", c.errors.Load())
+	})
+	return err
+}
+
+// reply queues a reply given as an error: a *gosmtp.SMTPError from the
+// session, nil for ok.
+func (c *conn) reply(err error, ok func()) {
+	if err == nil {
+		ok()
+		return
+	}
+	var se *gosmtp.SMTPError
+	if !errors.As(err, &se) { // the session maps every error; never leak one
+		se = withID(replyTempFailure, c.id)
+	}
+	c.w.Reply(se.Code, wire.Enhanced(se.EnhancedCode), se.Message)
+}
+
+// policy queues a reply of ours (not the session's), with the connection's
+// id when it is an error.
+func (c *conn) policy(r *gosmtp.SMTPError) {
+	r = withID(r, c.id)
+	c.w.Reply(r.Code, wire.Enhanced(r.EnhancedCode), r.Message)
+}
+
+// protocolError answers a command that is not SMTP (unknown, bad syntax)
+// and counts it with the session's errors: too many close the connection.
+func (c *conn) protocolError(code int, ec wire.Enhanced, text string) {
+	if int(c.errors.Add(1)) >= c.srv.o.MaxErrors {
+		c.log.Warn("too many errors", "last", text)
+		c.dropAfterWrite.Store(true)
+		c.policy(replyTooManyErrors)
+		return
+	}
+	c.w.Reply(code, ec, text)
+}
+
+// counted counts a command the session does not see; false (after a 421)
+// when there were too many.
+func (c *conn) counted() bool {
+	if c.countCommand() {
+		c.dropAfterWrite.Store(true)
+		c.policy(replyTooManyCmds)
+		return false
+	}
+	return true
+}
+
+// command runs one command line.
+func (c *conn) command(line []byte) {
+	verb, arg, err := wire.ParseCommand(line)
+	if err != nil {
+		if !c.counted() {
+			return
+		}
+		if errors.Is(err, wire.ErrEmpty) {
+			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: bad syntax")
+		} else {
+			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: command not recognized")
+		}
+		return
+	}
+	switch verb {
+	case "EHLO", "HELO":
+		c.hello(verb == "EHLO", arg)
+	case "MAIL":
+		c.mail(arg)
+	case "RCPT":
+		c.rcpt(arg)
+	case "DATA":
+		c.data(arg)
+	case "BDAT":
+		c.bdat(arg)
+	case "RSET":
+		c.endTx()
+		c.w.Reply(250, wire.Enhanced{2, 0, 0}, "Session reset")
+	case "NOOP":
+		if c.counted() {
+			c.w.Reply(250, wire.Enhanced{2, 0, 0}, "I have successfully done nothing")
+		}
+	case "VRFY":
+		if c.counted() {
+			c.w.Reply(252, wire.Enhanced{2, 5, 0}, "Cannot VRFY user, but will accept message")
+		}
+	case "HELP":
+		if c.counted() {
+			c.w.Reply(214, wire.Enhanced{2, 0, 0}, "See RFC 5321")
+		}
+	case "QUIT":
+		c.w.Reply(221, wire.Enhanced{2, 0, 0}, "Bye")
+		c.dropAfterWrite.Store(true)
+	case "AUTH":
+		c.auth(arg)
+	case "STARTTLS":
+		c.startTLS(arg)
+	case "EXPN", "SEND", "SOML", "SAML", "TURN", "ETRN":
+		if c.counted() {
+			c.w.Reply(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
+		}
+	default:
+		if c.counted() {
+			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: command not recognized")
+		}
+	}
+}
+
+// endTx ends the transaction (RSET, a new EHLO, the end of a message).
+func (c *conn) endTx() {
+	c.mailOK, c.rcpts = false, 0
+	if c.sess != nil {
+		c.sess.Reset()
+	}
+}
+
+func (c *conn) hello(ehlo bool, arg string) {
+	domain, _, _ := strings.Cut(arg, " ")
+	if domain == "" {
+		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Domain/address argument required for HELO")
+		return
+	}
+	if c.sess != nil {
+		// RFC 5321 §4.1.4: a new EHLO resets the transaction; the
+		// session (its login, its milters) goes on.
+		c.endTx()
+		c.sess.setHelo(domain, ehlo)
+		if c.countCommand() {
+			c.dropAfterWrite.Store(true)
+			c.policy(replyTooManyCmds)
+			return
+		}
+	} else {
+		sess, err := c.srv.newSession(c, domain, ehlo)
+		if err != nil {
+			c.reply(err, nil)
+			return
+		}
+		c.sess = sess
+	}
+	o := c.srv.o
+	if !ehlo {
+		c.w.Plain(250, o.Hostname)
+		return
+	}
+	lines := []string{o.Hostname, "PIPELINING", c.srv.ehloSize}
+	if o.TLSConfig != nil && c.tlsState == nil && o.Kind != Submissions {
+		lines = append(lines, "STARTTLS")
+	}
+	if mechs := c.sess.AuthMechanisms(); len(mechs) > 0 {
+		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
+	}
+	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8",
+		"LIMITS RCPTMAX="+strconv.Itoa(o.MaxRecipients))
+	c.w.Plain(250, lines...)
+}
+
+// introduced answers a command that needs HELO/EHLO first.
+func (c *conn) introduced() bool {
+	if c.sess == nil {
+		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Please introduce yourself first.")
+		return false
+	}
+	return true
+}
+
+// mailOptions are MAIL FROM's parameters the session uses.
+type mailOptions struct {
+	Size int64 // SIZE=, 0 when not given
+	UTF8 bool  // SMTPUTF8
+}
+
+func (c *conn) mail(arg string) {
+	if !c.introduced() {
+		return
+	}
+	rest, ok := wire.CutPrefixFold(arg, "FROM:")
+	var from string
+	var err error
+	if ok {
+		from, rest, err = wire.ParseReversePath(strings.TrimSpace(rest))
+	}
+	if !ok || err != nil {
+		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		return
+	}
+	params, err := wire.ParseParams(rest)
+	if err != nil {
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
+		return
+	}
+	var opts mailOptions
+	for _, p := range params {
+		switch p.Key {
+		case "SIZE":
+			n, ok := parseSize(p.Value)
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse SIZE as an integer")
+				return
+			}
+			opts.Size = n
+		case "BODY":
+			switch strings.ToUpper(p.Value) {
+			case "7BIT", "8BITMIME":
+			case "BINARYMIME":
+				c.w.Reply(504, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
+				return
+			default:
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BODY value")
+				return
+			}
+		case "SMTPUTF8":
+			if p.Value != "" {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "SMTPUTF8 takes no value")
+				return
+			}
+			opts.UTF8 = true
+		case "AUTH":
+			// RFC 4954 §5: taken apart for its syntax, then not trusted
+			// (we relay nobody's AUTH= further).
+			v, err := wire.DecodeXtext(p.Value)
+			if err == nil && v != "<>" {
+				_, rest, err = wire.ParseForwardPath(v)
+				if err == nil && rest != "" {
+					err = wire.ErrPath
+				}
+			}
+			if err != nil || v == "" {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
+				return
+			}
+		case "RET", "ENVID", "REQUIRETLS", "BY", "MT-PRIORITY":
+			c.w.Reply(504, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			return
+		default:
+			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported MAIL FROM parameter")
+			return
+		}
+	}
+	c.reply(c.sess.Mail(from, &opts), func() {
+		c.mailOK, c.rcpts = true, 0
+		c.w.Reply(250, wire.Enhanced{2, 1, 0}, "Ok")
+	})
+}
+
+// parseSize reads SIZE='s value: digits only; a number too large for an
+// int64 is as good as infinite (refused by the size limit, not as syntax).
+func parseSize(v string) (int64, bool) {
+	if v == "" || len(v) > 20 {
+		return 0, false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 1<<63 - 1, true
+	}
+	return n, true
+}
+
+func (c *conn) rcpt(arg string) {
+	if !c.mailOK {
+		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Missing MAIL FROM command.")
+		return
+	}
+	rest, ok := wire.CutPrefixFold(arg, "TO:")
+	var to string
+	var err error
+	if ok {
+		to, rest, err = wire.ParseForwardPath(strings.TrimSpace(rest))
+	}
+	if !ok || err != nil {
+		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		return
+	}
+	params, err := wire.ParseParams(rest)
+	if err != nil {
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
+		return
+	}
+	for _, p := range params {
+		switch p.Key {
+		case "NOTIFY", "ORCPT", "RRVS":
+			c.w.Reply(504, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+		default:
+			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
+		}
+		return
+	}
+	if c.rcpts >= c.srv.o.MaxRecipients {
+		// Not an error of the client's (RFC 5321 §4.5.3.1.10): not counted.
+		r := withID(replyTooManyRcpts, c.sess.replyID())
+		c.w.Reply(r.Code, wire.Enhanced(r.EnhancedCode), r.Message)
+		return
+	}
+	c.reply(c.sess.Rcpt(to), func() {
+		c.rcpts++
+		c.w.Reply(250, wire.Enhanced{2, 1, 5}, "Ok")
+	})
+}
+
+// replyQueued is the reply to a message accepted.
+const replyQueued = "OK: queued"
+
+func (c *conn) data(arg string) {
+	if arg != "" {
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "DATA command should not have any arguments")
+		return
+	}
+	if !c.mailOK || c.rcpts == 0 {
+		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Missing RCPT TO command.")
+		return
+	}
+	o := c.srv.o
+	c.w.Plain(354, "End data with <CR><LF>.<CR><LF>")
+	c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+	dr := c.r.DataReader()
+	err := c.sess.Data(dr)
+	// A message over the limit: the session stopped reading it. The rest
+	// is read and dropped to stay in step with the client, up to as much
+	// again as the limit for an honest client that ignored SIZE, and no
+	// more for one that never stops: it is cut off after the reply.
+	budget := 2*o.MaxMessageBytes - dr.Consumed()
+	if !dr.Done() && budget > 0 {
+		if _, rerr := dr.Discard(budget); rerr != nil {
+			c.dropAfterWrite.Store(true)
+			c.readFailed(rerr)
+			c.endTx()
+			return
+		}
+	}
+	if !dr.Done() || dr.Consumed() > 2*o.MaxMessageBytes {
+		c.dropAfterWrite.Store(true)
+		c.log.Warn("message too large: the client kept sending past twice the limit; closing after the reply")
+	}
+	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.endTx()
+}
+
+// parseBDAT reads BDAT's arguments: the chunk size and LAST. ok is false
+// after a syntax error, answered.
+func (c *conn) parseBDAT(arg string) (size int64, last, ok bool) {
+	f := strings.Fields(arg)
+	switch {
+	case len(f) == 0:
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Missing chunk size argument")
+		return 0, false, false
+	case len(f) > 2:
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Too many arguments")
+		return 0, false, false
+	case len(f) == 2 && !strings.EqualFold(f[1], "LAST"):
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BDAT argument")
+		return 0, false, false
+	}
+	n, err := strconv.ParseUint(f[0], 10, 63)
+	if err != nil {
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed size argument")
+		return 0, false, false
+	}
+	return int64(n), len(f) == 2, true
+}
+
+// bdat runs a BDAT command (RFC 3030) outside a chunked transfer: the
+// first chunk of a message, or a chunk that has no transaction.
+func (c *conn) bdat(arg string) {
+	size, last, ok := c.parseBDAT(arg)
+	if !ok {
+		return
+	}
+	chunk := c.r.ChunkReader(size)
+	if !c.mailOK || c.rcpts == 0 {
+		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Missing RCPT TO command.")
+		c.skipChunk(chunk) // the chunk follows the command even when refused
+		return
+	}
+	br := &bdatReader{c: c, chunk: chunk, last: last, total: size}
+	err := c.sess.Data(br)
+	if errors.Is(err, errDataReset) {
+		// Another command came instead of a BDAT (pending, run next), or
+		// the client went away (br.readErr).
+		c.endTx()
+		if br.readErr != nil {
+			c.readFailed(br.readErr)
+			c.dropAfterWrite.Store(true)
+		}
+		return
+	}
+	if br.readErr != nil && !errors.Is(br.readErr, errTooLarge) {
+		c.readFailed(br.readErr)
+		c.dropAfterWrite.Store(true)
+		c.endTx()
+		return
+	}
+	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.endTx()
+	c.skipChunk(br.chunk) // what the session did not read of a refused chunk
+}
+
+// skipChunk reads and drops the rest of a chunk, at most twice the size
+// limit, within the deadline set when its BDAT line was read (not
+// extended: a chunk refused costs at most ReadTimeout); past either, the
+// connection closes rather than read the rest as commands.
+func (c *conn) skipChunk(chunk *wire.ChunkReader) {
+	if chunk.Left() == 0 {
+		return
+	}
+	ended, err := chunk.Discard(2 * c.srv.o.MaxMessageBytes)
+	if ended {
+		return
+	}
+	c.dropAfterWrite.Store(true)
+	if err != nil {
+		c.readFailed(err)
+		return
+	}
+	c.log.Warn("refused BDAT chunk larger than the size limit; closing")
+}
+
+// bdatReader is a message sent with BDAT: the chunks one after the other.
+// When a chunk that is not the LAST ends, it answers that BDAT and reads
+// the next command itself: another BDAT goes on with the message, NOOP is
+// answered, anything else ends the transfer (Read fails with errDataReset)
+// and is run once the session has let go of the message.
+type bdatReader struct {
+	c       *conn
+	chunk   *wire.ChunkReader
+	last    bool
+	total   int64 // declared octets so far
+	readErr error // the read that failed, for the caller
+}
+
+func (b *bdatReader) Read(p []byte) (int, error) {
+	c := b.c
+	for {
+		if b.readErr != nil {
+			return 0, b.readErr
+		}
+		if b.total > c.srv.o.MaxMessageBytes {
+			b.readErr = errTooLarge
+			return 0, errTooLarge
+		}
+		n, err := b.chunk.Read(p)
+		if n > 0 || (err != nil && err != io.EOF) {
+			if err != nil && err != io.EOF {
+				b.readErr = err
+			}
+			return n, b.readErr
+		}
+		if b.last {
+			return 0, io.EOF
+		}
+		c.w.Reply(250, wire.Enhanced{2, 0, 0}, "Continue")
+		if !b.nextChunk() {
+			return 0, errDataReset
+		}
+	}
+}
+
+// nextChunk reads commands until the next BDAT; false when something else
+// ends the transfer.
+func (b *bdatReader) nextChunk() bool {
+	c := b.c
+	for {
+		if c.w.Full() {
+			c.flush()
+		}
+		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
+		line, err := c.r.ReadLine()
+		if err != nil {
+			b.readErr = err
+			return false
+		}
+		verb, arg, err := wire.ParseCommand(line)
+		switch {
+		case err == nil && verb == "NOOP":
+			if !c.counted() {
+				b.readErr = errDataReset
+				return false
+			}
+			c.w.Reply(250, wire.Enhanced{2, 0, 0}, "I have successfully done nothing")
+			continue
+		case err == nil && verb == "BDAT":
+			size, last, ok := c.parseBDAT(arg)
+			if !ok {
+				b.readErr = errDataReset
+				return false
+			}
+			b.chunk, b.last = c.r.ChunkReader(size), last
+			b.total += size
+			return true
+		}
+		c.pending = append(make([]byte, 0, len(line)), line...) // never nil: an empty line too is a command
+		return false
+	}
+}
+
+// auth runs AUTH (RFC 4954) with the session's SASL mechanisms.
+func (c *conn) auth(arg string) {
+	if !c.introduced() {
+		return
+	}
+	if c.authed {
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
+		return
+	}
+	parts := strings.Fields(arg)
+	if len(parts) == 0 || len(parts) > 2 {
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: AUTH mechanism [initial-response]")
+		return
+	}
+	srv, err := c.sess.Auth(parts[0])
+	if err != nil {
+		c.reply(err, nil)
+		return
+	}
+	var resp []byte
+	if len(parts) == 2 {
+		if resp, err = decodeSASL(parts[1]); err != nil {
+			c.reply(c.sess.fail(stageAuth, replyBadAuthData), nil)
+			return
+		}
+	}
+	for {
+		challenge, done, err := srv.Next(resp)
+		if err != nil {
+			c.reply(err, nil)
+			return
+		}
+		if done {
+			break
+		}
+		c.w.Plain(334, base64.StdEncoding.EncodeToString(challenge))
+		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
+		line, err := c.r.ReadLine()
+		if err != nil {
+			c.readFailed(err)
+			c.dropAfterWrite.Store(true)
+			return
+		}
+		if string(line) == "*" {
+			c.w.Reply(501, wire.Enhanced{5, 0, 0}, "Negotiation cancelled")
+			return
+		}
+		if resp, err = decodeSASL(string(line)); err != nil {
+			c.reply(c.sess.fail(stageAuth, replyBadAuthData), nil)
+			return
+		}
+	}
+	c.authed = true
+	c.w.Reply(235, wire.Enhanced{2, 0, 0}, "Authentication succeeded")
+}
+
+// decodeSASL decodes a SASL response; "=" is an empty one (RFC 4954 §4).
+func decodeSASL(s string) ([]byte, error) {
+	if s == "=" {
+		return []byte{}, nil
+	}
+	return base64.StdEncoding.DecodeString(s)
+}
+
+// startTLS runs STARTTLS (RFC 3207).
+func (c *conn) startTLS(arg string) {
+	o := c.srv.o
+	switch {
+	case c.tlsState != nil:
+		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Already running in TLS")
+		return
+	case o.TLSConfig == nil || o.Kind == Submissions:
+		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "TLS not supported")
+		return
+	case arg != "":
+		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: STARTTLS")
+		return
+	}
+	c.w.Reply(220, wire.Enhanced{2, 0, 0}, "Ready to start TLS")
+	if err := c.flush(); err != nil {
+		c.dropAfterWrite.Store(true)
+		return
+	}
+	tc := tls.Server(c.Conn, o.TLSConfig)
+	// What the client sent in clear after STARTTLS is dropped, never run
+	// inside TLS (CVE-2011-0411).
+	if n := c.r.SetSource(tc); n > 0 {
+		c.log.Warn("plaintext pipelined after STARTTLS discarded", "octets", n)
+	}
+	c.Conn.SetDeadline(time.Now().Add(o.ReadTimeout))
+	if err := tc.Handshake(); err != nil {
+		c.log.Info("TLS handshake failed", "err", err)
+		c.dropAfterWrite.Store(true)
+		return
+	}
+	c.Conn.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.tlsState = &st
+	c.setCurrent(tc)
+	c.w.SetDestination(tc)
+	// RFC 3207 §4.2: everything known before TLS is forgotten.
+	if c.sess != nil {
+		c.sess.Logout()
+		c.sess = nil
+	}
+	c.mailOK, c.rcpts, c.authed = false, 0, false
+}
+
+// countCommand counts one command and reports when the limit is passed.
+func (c *conn) countCommand() bool {
+	c.commands.Add(1)
+	return int(c.sinceMessage.Add(1)) > c.srv.o.MaxCommands
+}
+
+// messageAccepted restarts the count MaxCommands bounds: a client that
+// delivers mail may send any number of messages on one connection (an MTA
+// draining its queue); one that only talks is cut off.
+func (c *conn) messageAccepted() { c.sinceMessage.Store(0) }
+
+func (c *conn) setTx(on bool) {
+	c.mu.Lock()
+	c.inTx = on
+	c.mu.Unlock()
+	if !on && c.srv.isClosing() {
+		c.dropAfterWrite.Store(true)
+	}
+}
+
+func (c *conn) inTransaction() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inTx
+}
+
+func (c *conn) setCurrent(nc net.Conn) {
+	c.mu.Lock()
+	c.cur = nc
+	c.mu.Unlock()
+}
+
+func (c *conn) current() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// closeIdle says goodbye (RFC 5321 §3.8) to a client waiting between
+// transactions and closes the connection. It runs on Shutdown's goroutine.
+func (c *conn) closeIdle() {
+	c.wmu.Lock()
+	if cur := c.current(); cur != nil {
+		cur.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(cur, "421 4.3.2 %s Service shutting down\r\n", c.srv.o.Hostname)
+	}
+	c.wmu.Unlock()
+	c.Close()
+}

@@ -1,0 +1,207 @@
+package smtp
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// TestBulkDataThroughServer: transactions pipelined back to back over one
+// connection, with bodies full of dot lines and the whole stream written
+// in random segments, so that every end of data falls at some point of a
+// read. Each message arrives byte-identical (dot-unstuffed) and every
+// reply is in step.
+func TestBulkDataThroughServer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	rng := rand.New(rand.NewPCG(3, 4))
+	lines := []string{".", "..", "...x", "x.", "", "plain text", ". ", "\t.", strings.Repeat("z", 900)}
+	const n = 60
+	var want []string
+	var stream strings.Builder
+	for i := range n {
+		var body, wire strings.Builder
+		fmt.Fprintf(&body, "Subject: %d\r\n\r\n", i)
+		for range rng.IntN(200) {
+			l := lines[rng.IntN(len(lines))]
+			body.WriteString(l + "\r\n")
+		}
+		for _, l := range strings.SplitAfter(body.String(), "\r\n") {
+			if strings.HasPrefix(l, ".") {
+				wire.WriteString(".")
+			}
+			wire.WriteString(l)
+		}
+		want = append(want, body.String())
+		fmt.Fprintf(&stream, "MAIL FROM:<s%d@example.org>\r\nRCPT TO:<alice@mailbox.example>\r\nDATA\r\n%s.\r\n", i, wire.String())
+	}
+	go func() {
+		s := stream.String()
+		for len(s) > 0 {
+			k := min(len(s), 1+rng.IntN(3000))
+			if _, err := io.WriteString(c.conn, s[:k]); err != nil {
+				return
+			}
+			s = s[k:]
+		}
+	}()
+	for i := range n {
+		for _, r := range []string{"250 ", "250 ", "354 ", "250 "} {
+			if got := c.reply(); !strings.HasPrefix(got, r) {
+				t.Fatalf("message %d: want %q..., got %q", i, r, got)
+			}
+		}
+	}
+	c.cmd("NOOP", "250 ")
+	got := e.deliv.all()
+	if len(got) != n {
+		t.Fatalf("%d messages delivered, want %d", len(got), n)
+	}
+	for i, d := range got {
+		if string(d.body) != want[i] {
+			t.Errorf("message %d: body differs (%d octets, want %d)", i, len(d.body), len(want[i]))
+		}
+	}
+}
+
+// TestStartTLSPipelinedPlaintextDropped: a command pipelined in clear
+// after STARTTLS is dropped, not run inside TLS (CVE-2011-0411): the TLS
+// session starts clean and the injected MAIL never happened.
+func TestStartTLSPipelinedPlaintextDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.send("STARTTLS\r\nMAIL FROM:<evil@example.org>\r\n")
+	c.expect("220 ")
+	tc := tls.Client(c.conn, e.ctls)
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS after a pipelined STARTTLS: %v", err)
+	}
+	c.conn, c.r = tc, bufio.NewReader(tc)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "502 5.5.1") // no MAIL in this session
+	c.cmd("MAIL FROM:<s@example.org>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("STARTTLS", "502 5.5.1")
+}
+
+// TestBDATChunksAndCommands: NOOP between chunks is answered and the
+// message goes on; another command ends the transfer, drops the message
+// and runs; chunks with long lines and dot lines are taken as they are.
+func TestBDATChunksAndCommands(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	long := strings.Repeat("L", 200000)
+	part1 := "Subject: chunks\r\n\r\n" + long
+	part2 := "\r\n.\r\n..\r\n" + long + "\r\n"
+	c.send(fmt.Sprintf("BDAT %d\r\n%s", len(part1), part1))
+	c.expect("250 ")
+	c.cmd("NOOP", "250 2.0.0")
+	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(part2), part2))
+	c.expect("250 2.0.0 OK: queued")
+	if d := e.deliv.all(); len(d) != 1 || string(d[0].body) != part1+part2 {
+		t.Fatalf("BDAT message not stored as sent (%d messages)", len(d))
+	}
+
+	// MAIL in the middle of a transfer: the first message is dropped, the
+	// MAIL starts the next one.
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.send("BDAT 3\r\nabc")
+	c.expect("250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.send("BDAT 12 LAST\r\nSubject: 2\r\n")
+	c.expect("250 ")
+	c.send("BDAT 3 LAST\r\nabc") // no transaction: refused, skipped
+	c.expect("502 5.5.1")
+	c.cmd("QUIT", "221 ")
+	if n := e.deliv.copies(); n["bob@mailbox.example"] != 0 || n["alice@mailbox.example"] != 2 {
+		t.Fatalf("copies %v", n)
+	}
+}
+
+// TestParameters: what MAIL and RCPT parameters get.
+func TestParameters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	for _, tc := range []struct{ line, want string }{
+		{"MAIL FROM:<s@foreign.example> FOO=bar", "555 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> RET=FULL", "504 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> BODY=BINARYMIME", "504 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> BODY=9BIT", "501 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> SIZE=x", "501 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> AUTH=+zz", "501 5.5.4"},
+		{"MAIL FROM:<s@foreign.example>SIZE=1", "501 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> SIZE=99999999999999999999999", "501 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> SIZE=999999999999999999", "552 5.3.4"},
+		{"MAIL FROM:s@foreign.example BODY=8BITMIME SMTPUTF8 AUTH=<> SIZE=100", "250 2.1.0"},
+		{"RCPT TO:<alice@mailbox.example> NOTIFY=NEVER", "504 5.5.4"},
+		{"RCPT TO:<alice@mailbox.example> X=1", "555 5.5.4"},
+		{"RCPT TO:<@a.example,@b.example:alice@mailbox.example>", "250 2.1.5"},
+		{"DATA x", "501 5.5.4"},
+		{"BDAT", "501 5.5.4"},
+		{"BDAT 1 NOTLAST", "501 5.5.4"},
+		{"HELP", "214 "},
+		{"VRFY alice", "252 "},
+		{"EXPN list", "502 5.5.1"},
+		{"XYZZY", "500 5.5.2"},
+		{"", "500 5.5.2"},
+		{"HELO", "501 5.5.2"},
+		{"AUTH", "501 5.5.4"},
+	} {
+		c.cmd(tc.line, tc.want)
+	}
+	c.cmd("HELO client.example", "250 mx.test")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "502 5.5.1") // HELO reset the transaction
+}
+
+// TestProtocolErrorLimit: unknown commands count towards MaxErrors.
+func TestProtocolErrorLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 3 })
+	c := e.dialRaw(t)
+	c.cmd("FOO", "500 5.5.2")
+	c.cmd("BAR", "500 5.5.2")
+	c.cmd("BAZ", "421 4.7.0")
+	if !c.closed() {
+		t.Fatal("open after too many errors")
+	}
+}
+
+// TestPanicInSession: a bug that panics in one session answers that client
+// 421 and closes its connection; the server goes on serving others.
+func TestPanicInSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	e.dir.resolveHook = func(addr string) error {
+		if addr == "bob@mailbox.example" {
+			panic("test: a bug in the directory")
+		}
+		return nil
+	}
+	other := e.dialRaw(t)
+	other.cmd("EHLO client.example", "250 ")
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "421 4.3.0")
+	if !c.closed() {
+		t.Fatal("open after a panic")
+	}
+	other.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	other.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+}

@@ -1,0 +1,199 @@
+package wire
+
+import (
+	"errors"
+	"strings"
+)
+
+// Errors of the parsers.
+var (
+	ErrEmpty  = errors.New("smtp/wire: empty command line")
+	ErrVerb   = errors.New("smtp/wire: malformed command verb")
+	ErrPath   = errors.New("smtp/wire: malformed path")
+	ErrParams = errors.New("smtp/wire: malformed parameters")
+	ErrXtext  = errors.New("smtp/wire: malformed xtext")
+)
+
+const (
+	maxVerb      = 16 // longer than any command: a line that is not one
+	maxParamKeys = 16 // more ESMTP parameters than any client sends
+)
+
+// ParseCommand splits a command line into its verb, upper-cased, and its
+// argument, without the spaces around it.
+func ParseCommand(line []byte) (verb, arg string, err error) {
+	s := strings.TrimRight(string(line), " \t")
+	if s == "" {
+		return "", "", ErrEmpty
+	}
+	v, a, _ := strings.Cut(s, " ")
+	if len(v) > maxVerb {
+		return "", "", ErrVerb
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return "", "", ErrVerb
+		}
+	}
+	return strings.ToUpper(v), strings.TrimSpace(a), nil
+}
+
+// CutPrefixFold is strings.CutPrefix without regard to ASCII case ("FROM:",
+// "TO:").
+func CutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return s, false
+	}
+	return s[len(prefix):], true
+}
+
+// ParseReversePath reads the path of MAIL FROM at the start of s: "<>"
+// (returned as ""), or a path as ParseForwardPath reads it. rest is what
+// follows it (the parameters).
+func ParseReversePath(s string) (addr, rest string, err error) {
+	if strings.HasPrefix(s, "<>") {
+		return "", s[2:], nil
+	}
+	return parsePath(s)
+}
+
+// ParseForwardPath reads the path of RCPT TO at the start of s:
+// "<Postmaster>" without a domain (RFC 5321 §4.1.1.3, any case, returned
+// as sent), or "<" [source route ":"] mailbox ">", the source route
+// dropped (RFC 5321 §4.1.1.3 says to ignore it) and a quoted local part
+// unquoted, so that "x@y"@z comes out as x@y@z for the caller's checks to
+// refuse. The angle brackets may be missing, as lax clients send.
+//
+// The domain is every octet up to a space, a tab or '>': the caller
+// checks it.
+func ParseForwardPath(s string) (addr, rest string, err error) {
+	const postmaster = "<postmaster>"
+	if len(s) >= len(postmaster) && strings.EqualFold(s[:len(postmaster)], postmaster) {
+		return s[1 : len(postmaster)-1], s[len(postmaster):], nil
+	}
+	return parsePath(s)
+}
+
+func parsePath(s string) (string, string, error) {
+	bracket := strings.HasPrefix(s, "<")
+	if bracket {
+		s = s[1:]
+	}
+	if strings.HasPrefix(s, "@") { // a-d-l ":"
+		i := strings.IndexByte(s, ':')
+		if i < 0 {
+			return "", "", ErrPath
+		}
+		s = s[i+1:]
+	}
+	var b strings.Builder
+	if strings.HasPrefix(s, `"`) {
+		s = s[1:]
+		closed := false
+		for len(s) > 0 && !closed {
+			c := s[0]
+			s = s[1:]
+			switch c {
+			case '"':
+				closed = true
+				continue
+			case '\\':
+				if len(s) == 0 {
+					return "", "", ErrPath
+				}
+				c, s = s[0], s[1:]
+			}
+			b.WriteByte(c)
+		}
+		if !closed {
+			return "", "", ErrPath
+		}
+	} else {
+		i := strings.IndexAny(s, "@()<>[]:;\\,\" \t")
+		if i < 0 || s[i] != '@' {
+			return "", "", ErrPath
+		}
+		b.WriteString(s[:i])
+		s = s[i:]
+	}
+	if b.Len() == 0 || !strings.HasPrefix(s, "@") {
+		return "", "", ErrPath
+	}
+	s = s[1:]
+	i := strings.IndexAny(s, " \t>")
+	if i < 0 {
+		i = len(s)
+	}
+	if i == 0 {
+		return "", "", ErrPath
+	}
+	b.WriteByte('@')
+	b.WriteString(s[:i])
+	s = s[i:]
+	if bracket {
+		if !strings.HasPrefix(s, ">") {
+			return "", "", ErrPath
+		}
+		s = s[1:]
+	}
+	return b.String(), s, nil
+}
+
+// Param is one ESMTP parameter of MAIL or RCPT: KEY or KEY=value.
+type Param struct {
+	Key   string // upper-cased
+	Value string
+}
+
+// ParseParams reads the ESMTP parameters after a path: space-separated
+// KEY or KEY=value, at most maxParamKeys of them.
+func ParseParams(s string) ([]Param, error) {
+	if s != "" && s[0] != ' ' && s[0] != '\t' {
+		return nil, ErrParams // "<a@b>SIZE=1"
+	}
+	var out []Param
+	for _, f := range strings.Fields(s) {
+		k, v, hasValue := strings.Cut(f, "=")
+		if k == "" || strings.Contains(v, "=") || (hasValue && v == "") || len(out) == maxParamKeys {
+			return nil, ErrParams
+		}
+		out = append(out, Param{Key: strings.ToUpper(k), Value: v})
+	}
+	return out, nil
+}
+
+// DecodeXtext decodes RFC 3461 §4 xtext ("+2B" is '+').
+func DecodeXtext(s string) (string, error) {
+	if !strings.Contains(s, "+") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '+' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", ErrXtext
+		}
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return "", ErrXtext
+		}
+		b.WriteByte(hi<<4 | lo)
+		i += 2
+	}
+	return b.String(), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
