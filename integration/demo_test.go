@@ -139,7 +139,7 @@ func TestDemo(t *testing.T) {
 	// users; the script lands where Pigeonhole keeps it.
 	if _, err := exec.LookPath("sieve-connect"); err == nil || os.Getenv("CI") == "true" {
 		script := filepath.Join(t.TempDir(), "f.sieve")
-		os.WriteFile(script, []byte("require \"fileinto\";\nfileinto \"Demo\";\n"), 0o644)
+		os.WriteFile(script, []byte("require [\"fileinto\", \"mailbox\"];\nfileinto :create \"Demo\";\n"), 0o644)
 		for _, args := range [][]string{{"--upload", "--localsieve", script, "--remotesieve", "demo"}, {"--activate", "--remotesieve", "demo"}} {
 			c := exec.Command("sieve-connect", append([]string{"--server", "127.0.0.1", "--port", "14190", "--user", "alice",
 				"--passwordfd", "0", "--notlsverify"}, args...)...)
@@ -150,6 +150,15 @@ func TestDemo(t *testing.T) {
 		}
 		if l, err := os.Readlink(filepath.Join(dir, "vmail", "alice", ".dovecot.sieve")); err != nil || l != "sieve/demo.sieve" {
 			t.Errorf("alice's active script link: %q %v", l, err)
+		}
+		// The script stored through ManageSieve filters alice's next delivery.
+		o, _ := run(t, "", "swaks", "--server", "127.0.0.1:2525", "--to", "alice@example.org", "--from", "someone@example.net",
+			"--header", "Subject: after ManageSieve")
+		if !accepted(o) {
+			t.Fatalf("swaks to alice after ManageSieve:\n%s", o)
+		}
+		if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "alice", "mailbox", ".Demo", "new", "*")); len(files) != 1 {
+			t.Errorf("alice's Demo has %d messages, want 1 (the script stored through ManageSieve)", len(files))
 		}
 	}
 	// IMAP moved it from new/ to cur/, as Dovecot does.
