@@ -32,7 +32,7 @@ func (s *session) capabilities() string {
 			b.WriteString(" LOGINDISABLED")
 		}
 	}
-	b.WriteString(" NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY CHILDREN UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE MULTIAPPEND SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES APPENDLIMIT=")
+	b.WriteString(" NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY CHILDREN UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES APPENDLIMIT=")
 	b.WriteString(strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10))
 	return b.String()
 }
@@ -381,6 +381,15 @@ func cmdEnable(s *session, tag string, _ bool) error {
 			e = extUTF8
 		case "IMAP4REV2":
 			e = extRev2
+		case "CONDSTORE":
+			if !s.condstore() {
+				s.enableCondstore()
+				on = append(on, "CONDSTORE")
+			}
+			continue
+		case "QRESYNC":
+			e = extQresync
+			s.enableCondstore() // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
 		default:
 			continue
 		}
