@@ -243,14 +243,21 @@ func (mb *Mailbox) closeModLocked() {
 	if !mb.loaded || mb.detached || ms.reserved == ms.highest+1 && len(ms.buf) == 0 && !ms.needSnapshot {
 		return
 	}
-	ms.mustSync = true
 	mb.flushModLocked()
-	if ms.mustSync || ms.needSnapshot {
-		return // not durable: the reservation stays as it is
+	if len(ms.buf) > 0 || ms.needSnapshot {
+		return // not written: the reservation stays as it is
 	}
+	f, err := mb.root.OpenFile(ModSeqFileName, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if f.Sync() != nil {
+		return
+	}
+	// No fsync for this one: losing it keeps the higher reservation.
 	ms.reserved = ms.highest + 1
-	ms.buf = fmt.Appendf(ms.buf, "R %d\n", ms.reserved)
-	mb.flushModLocked() // no fsync needed: losing it keeps the higher one
+	_, _ = fmt.Fprintf(f, "R %d\n", ms.reserved)
 }
 
 type modRecord struct {
