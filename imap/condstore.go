@@ -114,8 +114,8 @@ func (s *session) parseQresyncParam(p *selectParams) error {
 			if err != nil {
 				return err
 			}
-			if set.Saved {
-				return bad("", "Invalid known-uids")
+			if set.Saved || setSize(set) < 0 {
+				return bad("", "Invalid known-uids") // uid-set: no "*" (RFC 7162 §7)
 			}
 			p.known = &set
 			if sp, err = s.r.Is(' '); err != nil {
@@ -140,7 +140,8 @@ func (s *session) parseQresyncParam(p *selectParams) error {
 			if err := s.r.Expect(')', ")"); err != nil {
 				return err
 			}
-			if seqs.Saved || uids.Saved || setSize(seqs) != setSize(uids) {
+			// Expanded below: bounded, as it is meant to be small.
+			if n := setSize(seqs); seqs.Saved || uids.Saved || n < 0 || n > 1<<16 || n != setSize(uids) {
 				return bad("", "Invalid sequence match data")
 			}
 			p.matchSeqs, p.matchUIDs = &seqs, &uids
@@ -149,19 +150,14 @@ func (s *session) parseQresyncParam(p *selectParams) error {
 	return s.r.Expect(')', ")")
 }
 
-// setSize counts the numbers of a set without "*"; -1 when it has one or
-// is too large to expand (seq-match data is meant to be small).
+// setSize counts the numbers of a set without "*"; -1 when it has one.
 func setSize(set wire.NumSet) int {
 	n := 0
 	for _, r := range set.Ranges {
 		if r.Lo == 0 || r.Hi == 0 {
 			return -1
 		}
-		lo, hi := min(r.Lo, r.Hi), max(r.Lo, r.Hi)
-		n += int(hi-lo) + 1
-		if n > 1<<20 {
-			return -1
-		}
+		n += int(max(r.Lo, r.Hi)-min(r.Lo, r.Hi)) + 1
 	}
 	return n
 }
