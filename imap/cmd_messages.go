@@ -368,7 +368,9 @@ func cmdStore(s *session, tag string, uid bool) error {
 				s.writeFlags(uids[i], newFlags[i])
 				s.w.Raw(") ")
 			}
-			if uid || s.qresync() {
+			// With CONDSTORE on, UID and MODSEQ in every FETCH a STORE
+			// causes (RFC 7162 §3.1, errata 1807 of RFC 5162).
+			if uid || modseqs != nil {
 				s.w.Raw("UID ")
 				s.w.Number(uint64(uids[i]))
 				s.w.SP()
