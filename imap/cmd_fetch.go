@@ -339,7 +339,11 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				wroteFlags = true
 			}
 		case fModSeq:
-			parts = append(parts, part{head: modSeqItem(mb.ModSeq(uid))})
+			ms := mb.ModSeq(uid)
+			if ms == 0 {
+				return fs.ErrNotExist // expunged meanwhile: skipped
+			}
+			parts = append(parts, part{head: modSeqItem(ms)})
 		case fInternalDate, fSize:
 			size, date, err := mb.Meta(uid)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,9 +333,15 @@ func cmdStore(s *session, tag string, uid bool) error {
 		var ok []bool
 		var err error
 		var modseqs []uint64
-		if a.conditional {
+		if a.conditional || s.condstore() {
+			// The modseqs come from the same lock as the change: a
+			// message expunged meanwhile by another session has none.
+			since := uint64(math.MaxUint64)
+			if a.conditional {
+				since = a.unchangedSince
+			}
 			var modUIDs []uint32
-			newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSince(uids, a.op, toFlags(a.flags), sel.w, a.unchangedSince)
+			newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSince(uids, a.op, toFlags(a.flags), sel.w, since)
 			if uid {
 				modified = modUIDs
 			} else {
@@ -350,13 +357,10 @@ func cmdStore(s *session, tag string, uid bool) error {
 		if err != nil {
 			return s.storeErr("store", err, "")
 		}
-		if s.condstore() && modseqs == nil {
-			modseqs = sel.mb.ModSeqsOf(uids)
-		}
 		s.srv.wakeIdlers(sel.mb, s)
 		s.announceFlags(false)
 		for i := range uids {
-			if !ok[i] || newFlags[i] == oldFlags[i] || (a.silent && modseqs == nil) {
+			if !ok[i] || newFlags[i] == oldFlags[i] || (a.silent && modseqs == nil) || (modseqs != nil && modseqs[i] == 0) {
 				continue
 			}
 			// .SILENT still reports the new modseq (RFC 7162 §3.1.3).

@@ -219,8 +219,8 @@ func (s *session) qresyncSelect(p *selectParams, uidValidity, uidNext uint32) {
 	fl, ok := sel.mb.FlagsOf(uids)
 	ms = sel.mb.ModSeqsOf(uids)
 	for k, i := range changed {
-		if !ok[k] {
-			continue
+		if !ok[k] || ms[k] == 0 {
+			continue // expunged meanwhile
 		}
 		s.w.Raw("* ")
 		s.w.Number(uint64(i + 1))

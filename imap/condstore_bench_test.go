@@ -11,8 +11,9 @@ import (
 // after another session changed 10 messages' flags (UID FETCH 1:* (FLAGS)
 // (CHANGEDSINCE n)), then after it expunged 10 messages (a new connection's
 // SELECT (QRESYNC (uidvalidity n 1:last))). The other session stays
-// connected, as a desktop client beside a phone would. It checks the
-// answers: 10 FETCH responses, 10 UIDs in VANISHED (EARLIER).
+// connected, as a desktop client beside a phone would; then the same
+// SELECT once it left ("alone": the folder is opened afresh). It checks
+// the answers: 10 FETCH responses, 10 UIDs in VANISHED (EARLIER).
 const condstoreBenchScript = `
 import imaplib, re, ssl, sys, time
 host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -64,6 +65,15 @@ if count != 10: raise SystemExit('select qresync: VANISHED %r' % van)
 print('select_qresync_10_expunged', '%.4f' % e, flush=True)
 c.logout()
 other.logout()
+# The same with nobody else connected: the folder is opened afresh.
+time.sleep(1.0)
+c = conn(True)
+s = time.perf_counter()
+typ, d = c._simple_command('SELECT', 'INBOX (QRESYNC (%d %d 1:%s))' % (uv, h1, uids[-1].decode()))
+e = time.perf_counter() - s
+if typ != 'OK' or b'(EARLIER)' not in c.untagged_responses.get('VANISHED', [b''])[-1]: raise SystemExit('select qresync alone: %s %r' % (typ, d))
+print('select_qresync_10_expunged_alone', '%.4f' % e, flush=True)
+c.logout()
 `
 
 // reportCondstoreBench runs condstoreBenchScript against courriel and

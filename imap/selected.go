@@ -291,7 +291,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 	}
 	for i, u := range uids {
 		seq, found := slices.BinarySearch(sel.view, u)
-		if !found || !ok[i] {
+		if !found || !ok[i] || (ms != nil && ms[i] == 0) {
 			continue
 		}
 		s.w.Raw("* ")
