@@ -454,3 +454,62 @@ func TestVanishedResponses(t *testing.T) {
 		t.Errorf("SELECT (QRESYNC) without ENABLE QRESYNC: %q", got)
 	}
 }
+
+// SEARCH MODSEQ (with and without an entry name) answers with the highest
+// modseq of what it returns; ENABLE CONDSTORE in the selected state tells
+// the client its HIGHESTMODSEQ; CONDSTORE shows in CAPABILITY, NOMODSEQ
+// never appears.
+func TestSearchModSeqAndEnable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.login(nil)
+	appendN(t, a, 3)
+	r := loggedIn(t, e)
+	caps := strings.Join(r.cmd("c", "CAPABILITY"), "\n")
+	if !strings.Contains(caps, " CONDSTORE") || !strings.Contains(caps, " QRESYNC") {
+		t.Errorf("CAPABILITY: %q", caps)
+	}
+	lines := r.cmd("s", "SELECT INBOX")
+	if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "MODSEQ") }) {
+		t.Errorf("SELECT before CONDSTORE is enabled: %q", lines)
+	}
+	lines = r.cmd("e", "ENABLE CONDSTORE")
+	var h0 uint64
+	for _, l := range lines {
+		if m := highestRE.FindStringSubmatch(l); m != nil {
+			h0, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+	}
+	if h0 == 0 || !slices.Contains(lines, "* ENABLED CONDSTORE") {
+		t.Fatalf("ENABLE CONDSTORE while selected: %q", lines)
+	}
+	lines = r.cmd("st", `STORE 2 +FLAGS (\Seen)`)
+	m := regexp.MustCompile(`^\* 2 FETCH \(FLAGS \(\\Seen \\Recent\) UID 2 MODSEQ \((\d+)\)\)$`).FindStringSubmatch(lines[0])
+	if m == nil {
+		t.Fatalf("STORE with CONDSTORE on: %q", lines)
+	}
+	ms2 := m[1]
+	for _, q := range []string{"SEARCH MODSEQ " + ms2, `SEARCH MODSEQ "/flags/\\seen" all ` + ms2, "UID SEARCH MODSEQ 1 SEEN"} {
+		lines = r.cmd("q", q)
+		if want := "* SEARCH 2 (MODSEQ " + ms2 + ")"; lines[0] != want {
+			t.Errorf("%s: %q, want %q", q, lines, want)
+		}
+	}
+	lines = r.cmd("q", "SEARCH MODSEQ "+strconv.FormatUint(h0+1000, 10))
+	if lines[0] != "* SEARCH" {
+		t.Errorf("SEARCH MODSEQ above everything: %q", lines)
+	}
+	lines = r.cmd("q", "SEARCH RETURN (COUNT) MODSEQ 1")
+	if lines[0] != `* ESEARCH (TAG "q") COUNT 3 MODSEQ `+ms2 {
+		t.Errorf("ESEARCH COUNT MODSEQ: %q", lines)
+	}
+	lines = r.cmd("x", "STATUS INBOX (HIGHESTMODSEQ MESSAGES)")
+	if lines[0] != `* STATUS "INBOX" (MESSAGES 3 HIGHESTMODSEQ `+ms2+")" {
+		t.Errorf("STATUS HIGHESTMODSEQ: %q", lines)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "NOMODSEQ") {
+			t.Errorf("NOMODSEQ: %q", l)
+		}
+	}
+}
