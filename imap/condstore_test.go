@@ -495,6 +495,10 @@ func TestSearchModSeqAndEnable(t *testing.T) {
 			t.Errorf("%s: %q, want %q", q, lines, want)
 		}
 	}
+	lines = r.cmd("o", "SORT (REVERSE ARRIVAL) UTF-8 MODSEQ 1")
+	if want := "* SORT 3 2 1 (MODSEQ " + ms2 + ")"; lines[0] != want {
+		t.Errorf("SORT MODSEQ: %q, want %q", lines, want)
+	}
 	lines = r.cmd("q", "SEARCH MODSEQ "+strconv.FormatUint(h0+1000, 10))
 	if lines[0] != "* SEARCH" {
 		t.Errorf("SEARCH MODSEQ above everything: %q", lines)
