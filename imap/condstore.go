@@ -202,10 +202,9 @@ func (s *session) qresyncSelect(p *selectParams, uidValidity, uidNext uint32) {
 		}
 	}
 	s.writeVanishedEarlier(p.modseq, *known, last, floor)
-	ms := sel.mb.ModSeqsOf(sel.view)
 	var changed []int
-	for i, u := range sel.view {
-		if ms[i] > p.modseq && inSet(*known, u, last) {
+	for _, i := range sel.mb.ChangedSince(sel.view, p.modseq) {
+		if inSet(*known, sel.view[i], last) {
 			changed = append(changed, i)
 		}
 	}
@@ -217,7 +216,7 @@ func (s *session) qresyncSelect(p *selectParams, uidValidity, uidNext uint32) {
 		uids[k] = sel.view[i]
 	}
 	fl, ok := sel.mb.FlagsOf(uids)
-	ms = sel.mb.ModSeqsOf(uids)
+	ms := sel.mb.ModSeqsOf(uids)
 	for k, i := range changed {
 		if !ok[k] || ms[k] == 0 {
 			continue // expunged meanwhile
@@ -403,13 +402,10 @@ func (s *session) applyFetchModifiers(m fetchModifiers, set wire.NumSet, items [
 	if !m.hasChanged {
 		return items, seqs, uids
 	}
-	ms := s.sel.mb.ModSeqsOf(uids)
-	ks, ku := seqs[:0:0], uids[:0:0]
-	for i := range uids {
-		if ms[i] > m.changedSince {
-			ks = append(ks, seqs[i])
-			ku = append(ku, uids[i])
-		}
+	changed := s.sel.mb.ChangedSince(uids, m.changedSince)
+	ks, ku := make([]uint32, len(changed)), make([]uint32, len(changed))
+	for k, i := range changed {
+		ks[k], ku[k] = seqs[i], uids[i]
 	}
 	return items, ks, ku
 }
