@@ -80,6 +80,8 @@ func (s *session) parseFetchItem() ([]fetchItem, error) {
 		return []fetchItem{{kind: fFlags}, {kind: fInternalDate}, {kind: fSize}, {kind: fEnvelope}, {kind: fBody}}, nil
 	case "UID":
 		return []fetchItem{{kind: fUID}}, nil
+	case "MODSEQ":
+		return []fetchItem{{kind: fModSeq}}, nil
 	case "FLAGS":
 		return []fetchItem{{kind: fFlags}}, nil
 	case "INTERNALDATE":
@@ -244,6 +246,10 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
+	mods, err := s.parseFetchModifiers(uid)
+	if err != nil {
+		return err
+	}
 	if err := s.r.CRLF(); err != nil {
 		return err
 	}
@@ -252,6 +258,7 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	}
 	sel := s.sel
 	seqs, uids := s.resolve(set, uid)
+	items, seqs, uids = s.applyFetchModifiers(mods, set, items, seqs, uids)
 	markSeen := false
 	if !sel.readOnly {
 		for _, it := range items {
@@ -331,6 +338,12 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				parts = append(parts, part{flags: true})
 				wroteFlags = true
 			}
+		case fModSeq:
+			ms := mb.ModSeq(uid)
+			if ms == 0 {
+				return fs.ErrNotExist // expunged meanwhile: skipped
+			}
+			parts = append(parts, part{head: modSeqItem(ms)})
 		case fInternalDate, fSize:
 			size, date, err := mb.Meta(uid)
 			if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,10 +246,13 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 }
 
 type storeArgs struct {
-	set    wire.NumSet
-	op     mailstore.StoreOp
-	silent bool
-	flags  []string
+	set wire.NumSet
+	// UNCHANGEDSINCE (RFC 7162 §3.1.3)
+	unchangedSince uint64
+	conditional    bool
+	op             mailstore.StoreOp
+	silent         bool
+	flags          []string
 }
 
 func cmdStore(s *session, tag string, uid bool) error {
@@ -258,6 +263,9 @@ func cmdStore(s *session, tag string, uid bool) error {
 	}
 	if err == nil {
 		err = s.r.SP()
+	}
+	if err == nil {
+		a.unchangedSince, a.conditional, err = s.parseUnchangedSince()
 	}
 	var item string
 	if err == nil {
@@ -317,32 +325,73 @@ func cmdStore(s *session, tag string, uid bool) error {
 		return errReadOnly
 	}
 	seqs, uids := s.resolve(a.set, uid)
+	if a.conditional {
+		s.enableCondstore()
+	}
+	var modified []uint32
 	if len(uids) > 0 {
 		// As Dovecot: no FETCH for a message whose flags did not change
 		// (the client knows them already); a 20,000-message +FLAGS \Seen
 		// on a read folder answers at once.
 		oldFlags, _ := sel.mb.FlagsOf(uids)
-		newFlags, ok, err := sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
+		var newFlags []mailstore.Flags
+		var ok []bool
+		var err error
+		var modseqs []uint64
+		if a.conditional || s.condstore() {
+			// The modseqs come from the same lock as the change: a
+			// message expunged meanwhile by another session has none.
+			since := uint64(math.MaxUint64)
+			if a.conditional {
+				since = a.unchangedSince
+			}
+			var modUIDs []uint32
+			newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSince(uids, a.op, toFlags(a.flags), sel.w, since)
+			if uid {
+				modified = modUIDs
+			} else {
+				for _, u := range modUIDs {
+					if i, found := slices.BinarySearch(sel.view, u); found {
+						modified = append(modified, uint32(i+1))
+					}
+				}
+			}
+		} else {
+			newFlags, ok, err = sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
+		}
 		if err != nil {
 			return s.storeErr("store", err, "")
 		}
 		s.srv.wakeIdlers(sel.mb, s)
 		s.announceFlags(false)
 		for i := range uids {
-			if !ok[i] || a.silent || newFlags[i] == oldFlags[i] {
+			if !ok[i] || newFlags[i] == oldFlags[i] || (a.silent && modseqs == nil) || (modseqs != nil && modseqs[i] == 0) {
 				continue
 			}
+			// .SILENT still reports the new modseq (RFC 7162 §3.1.3).
 			s.w.Raw("* ")
 			s.w.Number(uint64(seqs[i]))
-			s.w.Raw(" FETCH (FLAGS (")
-			s.writeFlags(uids[i], newFlags[i])
-			s.w.Raw(")")
-			if uid {
-				s.w.Raw(" UID ")
+			s.w.Raw(" FETCH (")
+			if !a.silent {
+				s.w.Raw("FLAGS (")
+				s.writeFlags(uids[i], newFlags[i])
+				s.w.Raw(") ")
+			}
+			// With CONDSTORE on, UID and MODSEQ in every FETCH a STORE
+			// causes (RFC 7162 §3.1, errata 1807 of RFC 5162).
+			if uid || modseqs != nil {
+				s.w.Raw("UID ")
 				s.w.Number(uint64(uids[i]))
+				s.w.SP()
+			}
+			if modseqs != nil {
+				s.w.Raw(modSeqItem(modseqs[i]))
 			}
 			s.w.Raw(")\r\n")
 		}
+	}
+	if len(modified) > 0 {
+		return s.ok(tag, "MODIFIED "+uidSetString(modified), "Conditional store failed", uid)
 	}
 	return s.ok(tag, "", "Store completed", uid)
 }

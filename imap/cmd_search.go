@@ -28,6 +28,7 @@ type searchKey struct {
 	field string
 	value string
 	kids  []*searchKey
+	mod   uint64 // MODSEQ
 }
 
 type searchArgs struct {
@@ -37,6 +38,7 @@ type searchArgs struct {
 	retUpdate, retPartial            bool   // RFC 5267 (context.go)
 	partLo, partHi                   uint32 // PARTIAL's window
 	root                             *searchKey
+	modseq                           uint64 // MODSEQ of the response (RFC 7162 §3.1.5); 0: none
 }
 
 func (s *session) parseSearch() (*searchArgs, error) {
@@ -203,6 +205,8 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		set, err := s.r.SeqSet()
 		k.set = set
 		return k, err
+	case "MODSEQ":
+		return k, s.parseSearchModSeq(k)
 	case "NOT":
 		if err := s.r.Enter(); err != nil {
 			return nil, err
@@ -240,6 +244,10 @@ func cmdSearch(s *session, tag string, uid bool) error {
 		return err
 	}
 	hitSeqs, hitUIDs := s.searchHits(a.root)
+	if usesModSeq(a.root) {
+		s.enableCondstore()
+		a.modseq = s.searchModSeq(a, hitUIDs)
+	}
 	nums := hitSeqs
 	if uid {
 		nums = hitUIDs
@@ -261,6 +269,9 @@ func cmdSearch(s *session, tag string, uid bool) error {
 		for _, n := range nums {
 			s.w.SP()
 			s.w.Number(uint64(n))
+		}
+		if a.modseq != 0 {
+			s.w.Raw(" (MODSEQ " + strconv.FormatUint(a.modseq, 10) + ")")
 		}
 		s.w.CRLF()
 		return s.ok(tag, "", "Search completed", uid)
@@ -330,6 +341,9 @@ func (s *session) writeESearch(tag string, uid bool, a *searchArgs, nums []uint3
 	}
 	if a.retPartial {
 		s.writePartial(a, nums, set)
+	}
+	if a.modseq != 0 {
+		s.w.Raw(" MODSEQ " + strconv.FormatUint(a.modseq, 10))
 	}
 	s.w.CRLF()
 }
@@ -438,6 +452,8 @@ func (m *searchMsg) match(k *searchKey) bool {
 		return m.flags&mailstore.FlagFlagged == 0
 	case "UNSEEN":
 		return m.flags&mailstore.FlagSeen == 0
+	case "MODSEQ":
+		return sel.mb.ModSeq(m.uid) >= k.mod
 	case "RECENT":
 		return m.s.isRecent(m.uid)
 	case "OLD":

@@ -102,6 +102,18 @@ func cmdSort(s *session, tag string, uid bool) error {
 		return cmp.Compare(x.seq, y.seq)
 	})
 	s.trimBuffers()
+	var modseq uint64 // RFC 7162 §3.1.5: SORT answers MODSEQ as SEARCH does
+	if usesModSeq(root) {
+		s.enableCondstore()
+		sorted := make([]uint32, len(ms))
+		for i, m := range ms {
+			sorted[i] = m.uid
+		}
+		modseq = s.searchModSeq(&searchArgs{}, sorted)
+		if ret != nil {
+			ret.modseq = s.searchModSeq(ret, sorted)
+		}
+	}
 	if ret != nil {
 		nums := make([]uint32, len(ms))
 		for i, m := range ms {
@@ -126,6 +138,9 @@ func cmdSort(s *session, tag string, uid bool) error {
 		} else {
 			s.w.Number(uint64(m.seq))
 		}
+	}
+	if modseq != 0 {
+		s.w.Raw(" (MODSEQ " + strconv.FormatUint(modseq, 10) + ")")
 	}
 	s.w.CRLF()
 	return s.ok(tag, "", "Sort completed", uid)

@@ -8,6 +8,7 @@ import (
 
 type statusItems struct {
 	messages, uidNext, uidValidity, unseen, deleted, recent, size bool
+	highestModSeq                                                 bool
 }
 
 func (s *session) parseStatusItems() (*statusItems, error) {
@@ -32,6 +33,8 @@ func (s *session) parseStatusItems() (*statusItems, error) {
 			it.recent = true
 		case "SIZE":
 			it.size = true
+		case "HIGHESTMODSEQ":
+			it.highestModSeq = true
 		default:
 			return bad("", "Unknown STATUS item "+sanitize(a))
 		}
@@ -57,6 +60,9 @@ func cmdStatus(s *session, tag string, _ bool) error {
 	}
 	if err := s.r.CRLF(); err != nil {
 		return err
+	}
+	if items.highestModSeq {
+		s.enableCondstore()
 	}
 	if err := s.writeStatus(name, items); err != nil {
 		return err
@@ -110,6 +116,9 @@ func (s *session) writeStatus(name string, it *statusItems) error {
 			}
 		}
 		item("SIZE", uint64(total))
+	}
+	if it.highestModSeq {
+		item("HIGHESTMODSEQ", sum.HighestModSeq)
 	}
 	s.w.Raw(")\r\n")
 	return nil

@@ -73,6 +73,8 @@ func BenchmarkBesideDovecot(b *testing.B) {
 			}
 			time.Sleep(200 * time.Millisecond) // the imap processes are reaped
 			b.ReportMetric((dv.cpu() - cpu0).Seconds(), "dovecot_"+run+"_cpu_s")
+			// Issue 13: resynchronisation with CONDSTORE/QRESYNC.
+			reportCondstoreBench(b, run, e.addr, dv.addr)
 		}
 		b.StopTimer()
 		e.srv.Close()

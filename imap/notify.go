@@ -475,19 +475,9 @@ func (s *session) writeNotifyStatus(b *notifyBox, kind statusKind) {
 	}
 	item("UNSEEN", uint64(sum.Unseen))
 	if b.ev.flags {
-		if ms, ok := s.highestModSeq(b.mb); ok {
-			item("HIGHESTMODSEQ", ms)
-		}
+		item("HIGHESTMODSEQ", b.mb.HighestModSeq())
 	}
 	s.w.Raw(")\r\n")
-}
-
-// highestModSeq is the mailbox's HIGHESTMODSEQ when the server keeps
-// modseqs (CONDSTORE); false until it does. MERGE: the CONDSTORE work
-// answers here (imaptest's notify file wants HIGHESTMODSEQ in the
-// STATUS of a FlagChange mailbox).
-func (s *session) highestModSeq(mb *mailstore.Mailbox) (uint64, bool) {
-	return 0, false
 }
 
 // notifyPoll sends what the NOTIFY set asks for: the watched mailboxes'

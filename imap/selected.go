@@ -44,14 +44,9 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	if err != nil {
 		return err
 	}
-	if sp, err := s.r.Is(' '); err != nil {
+	params, err := s.parseSelectParams()
+	if err != nil {
 		return err
-	} else if sp {
-		// select-params (CONDSTORE, QRESYNC) come with those extensions.
-		if err := s.r.List(true, func() error { _, err := s.r.Atom(); return err }); err != nil {
-			return err
-		}
-		return bad("", "No SELECT parameters are supported")
 	}
 	if err := s.r.CRLF(); err != nil {
 		return err
@@ -70,6 +65,7 @@ func cmdSelect(s *session, tag string, _ bool) error {
 		mb.Release()
 		return s.storeErr("select", err, "")
 	}
+	highest := mb.HighestModSeq() // before Watch: never above what the view shows
 	w, view := mb.Watch()
 	sel := &selected{name: name, key: s.folderKey(name), mb: mb, w: w, view: view, readOnly: readOnly}
 	sum := mb.Status()
@@ -87,6 +83,9 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	s.sel = sel
 	s.state = stateSelected
 	s.searchRes = nil
+	if params.condstore {
+		s.enabled |= extCondstore // its HIGHESTMODSEQ comes below
+	}
 	s.announceFlags(true)
 	s.w.Raw("* ")
 	s.w.Number(uint64(len(view)))
@@ -110,6 +109,10 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	s.w.Raw("] UIDs valid\r\n* OK [UIDNEXT ")
 	s.w.Number(uint64(next))
 	s.w.Raw("] Predicted next UID\r\n")
+	if s.condstore() {
+		s.writeHighestModSeq(highest)
+	}
+	s.qresyncSelect(params, sum.UIDValidity, next)
 	if s.rev2() {
 		s.w.Raw("* LIST () \".\" ")
 		s.writeMailbox(name)
@@ -220,6 +223,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 		}
 	}
 	s.contextsExpunged(changes)
+	var vanished []uint32
 	for _, u := range expunged {
 		i, found := slices.BinarySearch(sel.view, u)
 		if !found {
@@ -229,14 +233,19 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 			}
 			continue
 		}
-		s.w.Raw("* ")
-		s.w.Number(uint64(i + 1))
-		s.w.Raw(" EXPUNGE\r\n")
+		if s.qresync() {
+			vanished = append(vanished, u)
+		} else {
+			s.w.Raw("* ")
+			s.w.Number(uint64(i + 1))
+			s.w.Raw(" EXPUNGE\r\n")
+		}
 		sel.view = slices.Delete(sel.view, i, i+1)
 		if j, ok := slices.BinarySearch(sel.recent, u); ok {
 			sel.recent = slices.Delete(sel.recent, j, j+1)
 		}
 	}
+	s.writeVanished(vanished)
 	slices.Sort(added)
 	grew := false
 	for _, u := range added {
@@ -282,9 +291,13 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 	}
 	slices.Sort(uids)
 	fl, ok := sel.mb.FlagsOf(uids)
+	var ms []uint64
+	if s.condstore() {
+		ms = sel.mb.ModSeqsOf(uids)
+	}
 	for i, u := range uids {
 		seq, found := slices.BinarySearch(sel.view, u)
-		if !found || !ok[i] {
+		if !found || !ok[i] || (ms != nil && ms[i] == 0) {
 			continue
 		}
 		s.w.Raw("* ")
@@ -293,7 +306,11 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 		s.w.Number(uint64(u))
 		s.w.Raw(" FLAGS (")
 		s.writeFlags(u, fl[i])
-		s.w.Raw("))\r\n")
+		s.w.Byte(')')
+		if ms != nil {
+			s.w.Raw(" " + modSeqItem(ms[i]))
+		}
+		s.w.Raw(")\r\n")
 	}
 	return nil
 }

@@ -32,8 +32,10 @@ const (
 type ext uint8
 
 const (
-	extUTF8 ext = 1 << iota // UTF8=ACCEPT (RFC 6855)
-	extRev2                 // IMAP4rev2 (RFC 9051 §6.3.1)
+	extUTF8      ext = 1 << iota // UTF8=ACCEPT (RFC 6855)
+	extRev2                      // IMAP4rev2 (RFC 9051 §6.3.1)
+	extCondstore                 // CONDSTORE (RFC 7162 §3.1): MODSEQ in FETCH
+	extQresync                   // QRESYNC (RFC 7162 §3.2): VANISHED instead of EXPUNGE
 )
 
 // session is one connection, served by one goroutine (no second one for

@@ -72,6 +72,7 @@ func (mb *Mailbox) Delivered(name string) error {
 		m.New = false
 	}
 	mb.addMsgLocked(m, Cached{})
+	mb.flushModLocked()
 	mb.newSt = statStamp(mb.root, "new")
 	if curClean {
 		mb.curSt = statStamp(mb.root, "cur")

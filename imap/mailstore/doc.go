@@ -10,7 +10,11 @@
 // RFC 3501 and RFC 9051 ask of a store is given as plain operations — the
 // one session a message is \Recent for (ClaimRecent), UIDVALIDITY values
 // never reused for a name (Dovecot's dovecot-uidvalidity counter), a change
-// log entry when another program renumbered a folder (Invalidated).
+// log entry when another program renumbered a folder (Invalidated), a
+// modification sequence per message and per folder with the expunges
+// behind VANISHED (RFC 7162; courriel-modseq, see modseq.go: every change
+// the change log records gets one, changes other programs made while the
+// folder was closed included).
 // Dovecot can work on the same maildir at the same time: its uidlist lock,
 // file formats and numbering are honoured in both directions.
 package mailstore

@@ -27,6 +27,9 @@ type Msg struct {
 	Flags Flags
 	New   bool     // still in new/
 	Ext   []string // uidlist extension fields, preserved
+	// ModSeq is the modification sequence of the message's last change
+	// (RFC 7162); see modseq.go.
+	ModSeq uint64
 }
 
 // Path is the message file's path inside the folder.
@@ -105,6 +108,8 @@ type Mailbox struct {
 	cacheDirty  bool
 
 	curDir, newDir *os.File // opened on first use; see dirfd.go
+
+	mod modState // modseqs (CONDSTORE, QRESYNC); see modseq.go
 }
 
 // ChangeKind says what happened to a message.
@@ -146,8 +151,10 @@ func (mb *Mailbox) load() error {
 		_ = mb.rewriteUIDListLocked()
 	}
 	mb.loadRecentLocked()
+	mb.loadModLocked()
 	mb.log = nil // nobody watched the initial load
 	mb.loaded = true
+	mb.flushModLocked()
 	return nil
 }
 
@@ -295,6 +302,7 @@ func (mb *Mailbox) Sync(force bool) error {
 }
 
 func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
+	defer mb.flushModLocked()
 	gen := mb.gen
 	if err := mb.syncOnceLocked(force, nil); err != nil {
 		return err
@@ -533,6 +541,7 @@ func (mb *Mailbox) moveNewLocked() {
 }
 
 func (mb *Mailbox) appendChangeLocked(c Change) {
+	mb.noteModLocked(c)
 	mb.log = append(mb.log, c)
 	for w := range mb.watchers {
 		select {
@@ -563,13 +572,15 @@ type Status struct {
 	Deleted     uint32
 	FirstUnseen uint32 // sequence number, 0 if none
 	Recent      uint32 // messages no session has claimed yet (STATUS RECENT)
+	// HighestModSeq is the folder's HIGHESTMODSEQ (RFC 7162).
+	HighestModSeq uint64
 }
 
 // Status returns the summary of the mailbox.
 func (mb *Mailbox) Status() Status {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	s := Status{UIDValidity: mb.uidValidity, UIDNext: mb.nextUID, Messages: uint32(len(mb.msgs))}
+	s := Status{UIDValidity: mb.uidValidity, UIDNext: mb.nextUID, Messages: uint32(len(mb.msgs)), HighestModSeq: mb.mod.highest}
 	for i, m := range mb.msgs {
 		if m.Flags&FlagSeen == 0 {
 			s.Unseen++

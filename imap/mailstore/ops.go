@@ -31,6 +31,10 @@ func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source 
 	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
+	return mb.storeFlagsLocked(uids, op, flags, source)
+}
+
+func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, source *Watcher) ([]Flags, []bool, error) {
 	bits, err := mb.flagBitsLocked(flags, op != StoreRemove)
 	if err != nil {
 		return nil, nil, err
@@ -109,6 +113,7 @@ func (mb *Mailbox) cleanLocked() bool {
 }
 
 func (mb *Mailbox) restampLocked(clean bool) {
+	mb.flushModLocked() // every change ends here: its modseq records too
 	if clean {
 		mb.newSt = statStamp(mb.root, "new")
 		mb.curSt = statStamp(mb.root, "cur")

@@ -125,6 +125,7 @@ func (mb *Mailbox) Release() {
 	if last {
 		mb.mu.Lock()
 		mb.saveCacheLocked()
+		mb.closeModLocked()
 		mb.closeDirsLocked()
 		mb.root.Close()
 		mb.mroot.Close()
