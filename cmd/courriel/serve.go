@@ -88,10 +88,10 @@ type app struct {
 	// local stores local copies for smtp and the queue: the store itself,
 	// or the Sieve filter around it ([sieve] enabled).
 	local localDeliverer
-	queue   *queue.Queue
-	tls     map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
-	imap    *imap.Server
-	sieve   *managesieve.Server // nil without listen.managesieve
+	queue *queue.Queue
+	tls   map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
+	imap  *imap.Server
+	sieve *managesieve.Server // nil without listen.managesieve
 	// guard throttles failed logins for every listener that takes a
 	// password: IMAP and SMTP AUTH count together.
 	guard  *loginguard.Guard
