@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // oracleEnvelopes are the envelopes the corpus messages arrive with.
@@ -29,7 +30,8 @@ var oracleEnvelopes = map[string]Envelope{
 // (ereject is not in Debian's Pigeonhole 2.3.19 even with -x: run_test.go
 // covers it.)
 var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
-	"variables", "relational", "subaddress", "comparator-i;ascii-numeric"}
+	"variables", "relational", "subaddress", "comparator-i;ascii-numeric", "body", "date", "index", "regex",
+	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds"}
 
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")
@@ -79,6 +81,8 @@ func (o *oracle) run(t *testing.T, name string, script, message []byte, env Enve
 	writePublic(t, msgPath, string(message))
 	cmd := exec.Command(o.bin, "-c", o.conf, "-x", strings.Join(oracleExtensions, " "),
 		"-f", env.From, "-a", env.To, "-r", env.To, scriptPath, msgPath)
+	// date and currentdate without :zone use the local zone: UTC in both
+	cmd.Env = append(os.Environ(), "TZ=UTC")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -96,7 +100,7 @@ func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return canonicalResult(s.Run(msg, env)), nil
+	return canonicalResult(s.RunWith(msg, env, RunOptions{Location: time.UTC})), nil
 }
 
 // TestOracleCorpus runs every script of testdata/corpus on every message of
@@ -188,12 +192,12 @@ func canonicalResult(res Result) []string {
 	}
 	var out []string
 	for _, a := range res.Actions {
+		if a.Kind == Store && a.Implicit {
+			continue // after the duplicate marks, as sieve-test lists them
+		}
 		switch a.Kind {
 		case Store:
 			line := strings.TrimSpace("store " + a.Folder)
-			if a.Implicit {
-				line = "implicit " + line
-			}
 			if len(a.Flags) > 0 {
 				line += " flags=" + canonicalFlags(a.Flags)
 			}
@@ -205,6 +209,16 @@ func canonicalResult(res Result) []string {
 			out = append(out, "redirect "+a.Address)
 		case Discard:
 			out = append(out, "discard")
+		case Vacation:
+			v := a.Vacation
+			line := fmt.Sprintf("vacation seconds=%d", int64(v.Period/time.Second))
+			if v.Subject != "" {
+				line += " subject=" + v.Subject
+			}
+			if v.From != "" {
+				line += " from=" + v.From
+			}
+			out = append(out, line+" handle="+v.Handle+" reason="+strings.TrimSpace(strings.ReplaceAll(v.Reason, "\r\n", "\n")))
 		case Reject:
 			// sieve-test prints control characters as '?'
 			out = append(out, strings.TrimSpace("reject "+strings.Map(func(r rune) rune {
@@ -213,6 +227,25 @@ func canonicalResult(res Result) []string {
 				}
 				return r
 			}, a.Reason)))
+		}
+	}
+	for _, m := range res.DuplicateMarks {
+		switch {
+		case m.last:
+			out = append(out, "track last duplicate")
+		case m.handle != nil:
+			out = append(out, "track duplicate with handle: "+*m.handle)
+		default:
+			out = append(out, "track duplicate")
+		}
+	}
+	for _, a := range res.Actions {
+		if a.Kind == Store && a.Implicit {
+			line := strings.TrimSpace("implicit store " + a.Folder)
+			if len(a.Flags) > 0 {
+				line += " flags=" + canonicalFlags(a.Flags)
+			}
+			out = append(out, line)
 		}
 	}
 	return out
@@ -255,9 +288,41 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			out[len(out)-1] += " create"
 		}
 	}
+	var vac map[string]string // the vacation action being read
+	var reason []string
+	inReason := false
 	for _, line := range strings.Split(stdout, "\n") {
 		l := strings.TrimSpace(line)
+		if inReason {
+			if l == "END MESSAGE" {
+				inReason = false
+				v := "vacation seconds=" + vac["seconds"]
+				for _, k := range []string{"subject", "from"} {
+					if x, ok := vac[k]; ok {
+						v += " " + k + "=" + x
+					}
+				}
+				out = append(out, v+" handle="+vac["handle"]+" reason="+strings.TrimSpace(strings.Join(reason, "\n")))
+				vac, reason = nil, nil
+				continue
+			}
+			reason = append(reason, line)
+			continue
+		}
+		if vac != nil && strings.HasPrefix(l, "=> ") {
+			k, v, _ := strings.Cut(strings.TrimPrefix(l, "=> "), ":")
+			vac[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			continue
+		}
+		if vac != nil && l == "START MESSAGE" {
+			inReason = true
+			continue
+		}
 		switch {
+		case l == "* send vacation message:":
+			flush()
+			flags, create = "", false
+			vac = map[string]string{}
 		case l == "Performed actions:":
 			prefix = ""
 		case l == "Implicit keep:":
@@ -285,6 +350,25 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 		}
 	}
 	flush()
+	// Duplicate tracking is listed in the order the tests ran, among the
+	// actions: Result keeps the marks apart, so they go after the explicit
+	// actions in both forms.
+	var tracks, rest []string
+	for _, a := range out {
+		if strings.HasPrefix(a, "track ") {
+			tracks = append(tracks, a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	split := len(rest)
+	for i, a := range rest {
+		if strings.HasPrefix(a, "implicit ") {
+			split = i
+			break
+		}
+	}
+	out = append(append(append([]string{}, rest[:split]...), tracks...), rest[split:]...)
 	// sieve-test lists the implicit keep beside an explicit store into
 	// the same folder (fileinto :copy "INBOX"), though executed (-e) it
 	// stores one message: Result has the one store.

@@ -65,7 +65,7 @@ func TestCompileErrors(t *testing.T) {
 		{"if size :over 10X { keep; }", 1, 17, "after a number"},
 		{"keep;\n: x;", 2, 1, "a tag needs a name"},
 		{"keep @;", 1, 6, "unexpected character '@'"},
-		{"require \"vacation\";", 1, 9, `unknown extension "vacation"`},
+		{"require \"x-frop\";", 1, 9, `unknown extension "x-frop"`},
 		{"keep;\nrequire \"fileinto\";", 2, 1, "require must come before"},
 		{"fileinto \"x\";", 1, 1, `needs require "fileinto"`},
 		{"frobnicate;", 1, 1, "unknown command frobnicate"},
