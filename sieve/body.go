@@ -93,7 +93,11 @@ func (r *runner) bodyTest(n *node) (bool, error) {
 			values = append(values, string(c))
 		}
 	}
-	return r.matchValues(n, values, keys), nil
+	// Pigeonhole's body test sets no match variables.
+	saved := r.match
+	ok := r.matchValues(n, values, keys)
+	r.match = saved
+	return ok, nil
 }
 
 // wantedType is RFC 5173 §5.2's choice: "" every part, "type" every

@@ -470,7 +470,7 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 	if err := s.checkMatch(n); err != nil {
 		return err
 	}
-	if err := s.checkIndex(t.Pos, n); err != nil {
+	if err := s.checkIndex(t, n); err != nil {
 		return err
 	}
 	switch t.Name {

@@ -55,11 +55,8 @@ func mayDelete(name string) bool {
 }
 
 func (s *Script) checkEditheader(c *Command, n *node) *Error {
-	if _, ok := n.tags["last"]; ok && c.Name == "deleteheader" {
-		if _, ok := n.tags["index"]; !ok {
-			return errAt(c.Pos, "deleteheader: :last needs :index")
-		}
-	}
+	// deleteheader :last without :index means nothing; Pigeonhole 2.3
+	// takes it, so it is taken.
 	if c.Name == "deleteheader" {
 		if len(n.pos) == 1 {
 			// the value patterns are optional: the arguments seen are

@@ -23,6 +23,8 @@ var oracleEnvelopes = map[string]Envelope{
 	"spammy.eml":   {From: "promo@shop.example", To: "bob@example.org"},
 	"charsets.eml": {From: "joerg@example.de", To: "nihon@example.jp"},
 	"tricky.eml":   {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
+	"mime.eml":     {From: "helene@example.fr", To: "gus@example.org"},
+	"rspamd.eml":   {From: "bounce@offers.example", To: "ivy@example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we
@@ -68,7 +70,30 @@ func newOracle(t *testing.T) *oracle {
 	conf := filepath.Join(dir, "dovecot.conf")
 	writePublic(t, conf, fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
 		"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\n"+
-		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n", uid, gid, dir))
+		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n"+
+		"  sieve_spamtest_status_type = score\n  sieve_spamtest_status_header = %s\n  sieve_spamtest_max_header = %s\n"+
+		"  sieve_virustest_status_type = text\n  sieve_virustest_status_header = X-Virus-Status\n"+
+		"  sieve_virustest_text_value1 = Clean\n  sieve_virustest_text_value5 = Infected\n"+
+		"  sieve = file:%s/personal\n  sieve_global = %s/global\n}\n",
+		uid, gid, dir, rspamdStatusHeader, rspamdMaxHeader, dir, dir))
+	// include's scripts, where the configuration points sieve and
+	// sieve_global
+	for _, loc := range []string{"personal", "global"} {
+		if err := os.MkdirAll(filepath.Join(dir, loc), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, loc), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join("testdata/include", loc, "*.sieve"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writePublic(t, filepath.Join(dir, loc, filepath.Base(f)), string(b))
+		}
+	}
 	return &oracle{bin: bin, dir: dir, conf: conf}
 }
 
@@ -92,7 +117,7 @@ func (o *oracle) run(t *testing.T, name string, script, message []byte, env Enve
 // ours gives our actions in canonicalResult's form, and the compile error.
 func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) {
 	t.Helper()
-	s, err := Compile(script, Limits{})
+	s, err := CompileWith(script, CompileOptions{Include: oracleIncludes})
 	if err != nil {
 		return []string{"refused"}, err
 	}
@@ -100,7 +125,21 @@ func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return canonicalResult(s.RunWith(msg, env, RunOptions{Location: time.UTC})), nil
+	return canonicalResult(s.RunWith(msg, env, oracleRunOptions())), nil
+}
+
+// oracleIncludes are the scripts include finds, in the oracle's
+// directories too.
+var oracleIncludes = DirLoader{Personal: "testdata/include/personal", Global: "testdata/include/global"}
+
+// oracleRunOptions are the run options matching the oracle's
+// configuration: UTC, rspamd's header for spamtest, X-Virus-Status for
+// virustest.
+func oracleRunOptions() RunOptions {
+	return RunOptions{Location: time.UTC, SpamTest: &SpamTestConfig{
+		Spam:  DefaultSpamTest().Spam,
+		Virus: SpamStatus{StatusType: "text", StatusHeader: "X-Virus-Status", TextValues: []string{"", "Clean", "", "", "", "Infected"}},
+	}}
 }
 
 // TestOracleCorpus runs every script of testdata/corpus on every message of
@@ -306,7 +345,7 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 				vac, reason = nil, nil
 				continue
 			}
-			reason = append(reason, line)
+			reason = append(reason, strings.TrimRight(line, "\r"))
 			continue
 		}
 		if vac != nil && strings.HasPrefix(l, "=> ") {

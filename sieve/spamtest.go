@@ -53,10 +53,17 @@ type SpamStatus struct {
 func DefaultSpamTest() *SpamTestConfig {
 	return &SpamTestConfig{Spam: SpamStatus{
 		StatusType:   "score",
-		StatusHeader: `X-Spamd-Result: \[\s*(-?[0-9]+(\.[0-9]+)?)\s*/`,
-		MaxHeader:    `X-Spamd-Result: /\s*(-?[0-9]+(\.[0-9]+)?)\s*\]`,
+		StatusHeader: rspamdStatusHeader,
+		MaxHeader:    rspamdMaxHeader,
 	}}
 }
+
+// The rspamd header specs, in a syntax POSIX and Go regexps read alike
+// (Pigeonhole can be given the same).
+const (
+	rspamdStatusHeader = `X-Spamd-Result: \[[[:space:]]*(-?[0-9]+(\.[0-9]+)?)[[:space:]]*/`
+	rspamdMaxHeader    = `X-Spamd-Result: /[[:space:]]*(-?[0-9]+(\.[0-9]+)?)[[:space:]]*\]`
+)
 
 func (s *Script) checkSpamTest(t *Test, n *node) *Error {
 	return nil
