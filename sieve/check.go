@@ -56,6 +56,7 @@ type tagSpec struct {
 	param valueKind
 	group string // tags of one group exclude each other
 	ext   string // extension the tag needs
+	again bool   // may be given twice (Pigeonhole takes include :once :once)
 }
 
 type testArity int
@@ -356,7 +357,7 @@ func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node
 			}
 			return nil, errAt(a.Pos, "unknown tag :%s for %s %s", a.Tag, what, name)
 		}
-		if _, dup := n.tags[a.Tag]; dup {
+		if _, dup := n.tags[a.Tag]; dup && !ts.again {
 			return nil, errAt(a.Pos, "tag :%s given twice", a.Tag)
 		}
 		if ts.group != "" {

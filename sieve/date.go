@@ -39,13 +39,17 @@ func (s *Script) checkIndex(t *Test, n *node) *Error {
 			return errAt(t.Pos, "tag :last needs :index")
 		}
 	}
+	if a, ok := n.tags["index"]; ok && a.Number == 0 {
+		return errAt(a.Pos, ":index 0 is invalid: fields count from 1")
+	}
 	return nil
 }
 
 // pickIndex keeps the one occurrence :index (and :last) names, or none.
 func pickIndex[T any](n *node, list []T) []T {
 	a, ok := n.tags["index"]
-	if !ok {
+	if _, count := n.tags["count"]; !ok || count {
+		// Pigeonhole's :count counts every field, :index or not
 		return list
 	}
 	if a.Number == 0 || a.Number > uint64(len(list)) {
@@ -82,11 +86,9 @@ func parseZone(z string) (*time.Location, bool) {
 			return nil, false
 		}
 	}
+	// Pigeonhole takes any four digits: +0160 is +0200, +2400 a day.
 	h := int(z[1]-'0')*10 + int(z[2]-'0')
 	m := int(z[3]-'0')*10 + int(z[4]-'0')
-	if h > 23 || m > 59 {
-		return nil, false
-	}
 	off := (h*60 + m) * 60
 	if z[0] == '-' {
 		off = -off

@@ -43,7 +43,7 @@ type DuplicateMark struct {
 
 func (s *Script) checkDuplicate(t *Test, n *node) *Error {
 	if a, ok := n.tags["header"]; ok {
-		if h := a.Strings[0]; !s.hasVariables(h) && !validFieldName(h) {
+		if h := a.Strings[0]; h != "" && !s.hasVariables(h) && !validFieldName(h) {
 			return errAt(a.Pos, "duplicate: invalid header field name \"%s\"", h)
 		}
 	}

@@ -66,12 +66,9 @@ func (s *Script) checkEditheader(c *Command, n *node) *Error {
 		if err := s.checkMatch(n); err != nil {
 			return err
 		}
-		if a, ok := n.tags["index"]; ok && a.Number == 0 {
-			return errAt(a.Pos, ":index 0 is invalid: fields count from 1")
-		}
 	}
 	name := n.pos[0].Strings[0]
-	if !s.hasVariables(name) && !validFieldName(name) {
+	if name != "" && !s.hasVariables(name) && !validFieldName(name) {
 		return errAt(n.pos[0].Pos, "%s: invalid header field name \"%s\"", c.Name, name)
 	}
 	if c.Name == "addheader" {
@@ -149,6 +146,9 @@ func (r *runner) editedHeader() []byte {
 func (r *runner) addheader(c *Command, n *node) error {
 	name := r.expand(n.pos[0].Strings[0])
 	value := r.expand(n.pos[1].Strings[0])
+	if name == "" {
+		return nil // Pigeonhole does nothing, and says nothing
+	}
 	if !validFieldName(name) {
 		return r.errorf(c.Pos, "addheader: invalid header field name %q", name)
 	}
@@ -213,6 +213,9 @@ func formatField(name, value string) string {
 
 func (r *runner) deleteheader(c *Command, n *node) error {
 	name := r.expand(n.pos[0].Strings[0])
+	if name == "" {
+		return nil
+	}
 	if !validFieldName(name) {
 		return r.errorf(c.Pos, "deleteheader: invalid header field name %q", name)
 	}

@@ -15,7 +15,7 @@ import (
 
 var includeCommands = map[string]spec{
 	"include": {ext: "include", pos: []valueKind{vString}, tags: map[string]tagSpec{
-		"personal": {group: "location"}, "global": {group: "location"}, "once": {}, "optional": {}}},
+		"personal": {group: "location"}, "global": {group: "location"}, "once": {again: true}, "optional": {again: true}}},
 	"return": {ext: "include"},
 	"global": {ext: "include", pos: []valueKind{vStrings}},
 }

@@ -249,7 +249,13 @@ func canonicalResult(res Result) []string {
 		case Discard:
 			out = append(out, "discard")
 		case Vacation:
-			v := a.Vacation
+			firstLine := func(s string) string {
+				s, _, _ = strings.Cut(s, "\n")
+				return strings.TrimRight(s, "\r")
+			}
+			v := *a.Vacation
+			v.Subject, v.Handle = firstLine(v.Subject), firstLine(v.Handle)
+			// sieve-test's listing ends a value at its first line break
 			line := fmt.Sprintf("vacation seconds=%d", int64(v.Period/time.Second))
 			if v.Subject != "" {
 				line += " subject=" + v.Subject
@@ -269,14 +275,14 @@ func canonicalResult(res Result) []string {
 		}
 	}
 	for _, m := range res.DuplicateMarks {
-		switch {
-		case m.last:
-			out = append(out, "track last duplicate")
-		case m.handle != nil:
-			out = append(out, "track duplicate with handle: "+*m.handle)
-		default:
-			out = append(out, "track duplicate")
+		line := "track duplicate"
+		if m.last {
+			line = "track last duplicate"
 		}
+		if m.handle != nil {
+			line = strings.TrimSpace(line + " with handle: " + *m.handle)
+		}
+		out = append(out, line)
 	}
 	for _, a := range res.Actions {
 		if a.Kind == Store && a.Implicit {
