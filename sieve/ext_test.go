@@ -394,3 +394,40 @@ func TestExtensionsListed(t *testing.T) {
 		}
 	}
 }
+
+// TestPigeonholeBugs: where Debian's Pigeonhole 2.3.19 is wrong, the
+// oracle tests avoid the case and this test holds our answer.
+func TestPigeonholeBugs(t *testing.T) {
+	msg := "Date: Tue, 01 Dec 2026 23:30:00 -0800\r\nDate: Mon, 30 Nov 2026 08:15:42 +0530\r\n" +
+		"Message-ID: <a@b>\r\nX-Number: 0042\r\nX-Number: 7\r\n\r\nbody\r\n"
+	tests := []struct {
+		name, src string
+		want      []string
+	}{
+		// sieve-test: "final result: failed": the second test returns its
+		// cached answer as an execution status.
+		{"the same duplicate test twice", `require ["duplicate", "fileinto"]; if duplicate { fileinto "a"; } if duplicate { fileinto "b"; }`,
+			[]string{"track duplicate", "implicit store INBOX"}},
+		// sieve-test aborts (an assertion in its regex match of values).
+		{"deleteheader :regex", `require ["editheader", "regex", "fileinto", "variables"]; deleteheader :regex "x-number" "^0"; if header :matches "x-number" "*" { fileinto "${1}"; }`,
+			[]string{"store 7"}},
+		// sieve-test ignores :last when :originalzone follows it.
+		{"date :index :last :originalzone", `require ["date", "index", "fileinto", "variables"]; if date :index 1 :last :originalzone :matches "date" "zone" "*" { fileinto "${1}"; }`,
+			[]string{"store +0530"}},
+	}
+	for _, tt := range tests {
+		if got := canonicalResult(compileRun(t, tt.src, msg, RunOptions{})); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	// sieve-test crashes (segmentation fault) on two :optional includes
+	// of missing scripts.
+	s, err := CompileWith([]byte(`require "include"; include :optional "a"; include :optional :global "b";`), CompileOptions{Include: mapLoader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := ReadMessage(strings.NewReader(msg))
+	if got := canonicalResult(s.Run(m, Envelope{})); !slices.Equal(got, []string{"implicit store INBOX"}) {
+		t.Errorf("two missing optional includes: %q", got)
+	}
+}

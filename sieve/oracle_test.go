@@ -343,7 +343,8 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 				inReason = false
 				v := "vacation seconds=" + vac["seconds"]
 				for _, k := range []string{"subject", "from"} {
-					if x, ok := vac[k]; ok {
+					// an empty :subject or :from is the default, as Result has it
+					if x, ok := vac[k]; ok && x != "" {
 						v += " " + k + "=" + x
 					}
 				}
