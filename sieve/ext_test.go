@@ -431,3 +431,37 @@ func TestPigeonholeBugs(t *testing.T) {
 		t.Errorf("two missing optional includes: %q", got)
 	}
 }
+
+// FuzzDuplicateFile: whatever the user left in the file, reading and
+// committing work and the file written holds only well-formed lines.
+func FuzzDuplicateFile(f *testing.F) {
+	f.Add([]byte(strings.Repeat("a", 64) + " 99999999999\n"))
+	f.Add([]byte("\x00\xff\n\n" + strings.Repeat("0", 64) + " -1\n"))
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, content []byte) {
+		store := &DuplicateFile{Path: filepath.Join(t.TempDir(), "d"), MaxEntries: 5}
+		if err := os.WriteFile(store.Path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		id := duplicateID(nil, "x", false)
+		if _, err := store.Seen(id, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Commit([]DuplicateMark{{ID: id, Expires: now.Add(time.Hour)}, {ID: "../../etc", Expires: now.Add(time.Hour)}}, now); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := store.Seen(id, now); !ok || err != nil {
+			t.Fatalf("committed mark not seen: %v", err)
+		}
+		b, _ := os.ReadFile(store.Path)
+		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if len(lines) > 5 {
+			t.Fatalf("%d entries", len(lines))
+		}
+		for _, l := range lines {
+			if _, _, ok := parseDuplicateLine([]byte(l)); !ok {
+				t.Fatalf("written line %q does not parse", l)
+			}
+		}
+	})
+}
