@@ -50,7 +50,9 @@ type bodyPart struct {
 	leaf        bool   // neither a multipart's preamble/epilogue nor a message/rfc822 header
 }
 
-// bodyCache is the message's parts, parsed on the first body test.
+// bodyCache is the message's parts, parsed on the first body test. The
+// body test reads the message's own MIME structure: editheader does not
+// change it (as in Pigeonhole, which reads the message as received).
 type bodyCache struct {
 	parts []bodyPart
 }

@@ -48,8 +48,7 @@ func (s *Script) checkIndex(t *Test, n *node) *Error {
 // pickIndex keeps the one occurrence :index (and :last) names, or none.
 func pickIndex[T any](n *node, list []T) []T {
 	a, ok := n.tags["index"]
-	if _, count := n.tags["count"]; !ok || count {
-		// Pigeonhole's :count counts every field, :index or not
+	if !ok {
 		return list
 	}
 	if a.Number == 0 || a.Number > uint64(len(list)) {
@@ -147,7 +146,7 @@ func (r *runner) dateTest(t *Test, n *node) (bool, error) {
 			fields = fields[:1]
 		}
 		for _, v := range pickIndex(n, fields) {
-			if d, ok := parseDateValue(v); ok {
+			if d, ok := r.parseDate(v); ok {
 				times = append(times, d)
 			}
 		}
@@ -171,6 +170,27 @@ func (r *runner) dateTest(t *Test, n *node) (bool, error) {
 		values = append(values, datePart(d, part))
 	}
 	return r.matchValues(n, values, keys), nil
+}
+
+type dateCacheEntry struct {
+	t  time.Time
+	ok bool
+}
+
+// parseDate is parseDateValue, once per value and run: rules often read
+// the same Date field.
+func (r *runner) parseDate(v string) (time.Time, bool) {
+	if e, ok := r.dates[v]; ok {
+		return e.t, e.ok
+	}
+	t, ok := parseDateValue(v)
+	if r.dates == nil {
+		r.dates = map[string]dateCacheEntry{}
+	}
+	if len(r.dates) < 64 {
+		r.dates[v] = dateCacheEntry{t, ok}
+	}
+	return t, ok
 }
 
 // parseDateValue reads an RFC 5322 date, comments and obsolete forms

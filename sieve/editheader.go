@@ -169,15 +169,17 @@ func (r *runner) addheader(c *Command, n *node) error {
 		r.edited = append([]headerField{f}, r.edited...)
 	}
 	r.headers = nil
-	r.body = nil // a changed Content-Type changes how the body reads
 	return nil
 }
 
-// formatField writes a field from a UTF-8 value: line breaks become spaces
-// (a value is one line), non-ASCII text is RFC 2047 encoded, and the field
-// is folded at white space near 78 columns.
+// formatField writes a field from a UTF-8 value: a line break before white
+// space is dropped (the value was folded), any other becomes a space (a
+// value is one line), non-ASCII text is RFC 2047 encoded, and the field is
+// folded at white space near 78 columns.
 func formatField(name, value string) string {
-	value = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(value)
+	value = strings.TrimRight(value, "\r\n") // a text: block's last line break
+	value = strings.NewReplacer("\r\n ", " ", "\r\n\t", "\t", "\n ", " ", "\n\t", "\t",
+		"\r\n", " ", "\r", " ", "\n", " ").Replace(value)
 	if !utf8.ValidString(value) {
 		value = strings.ToValidUTF8(value, "\uFFFD")
 	}
@@ -269,6 +271,5 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	}
 	r.edited = kept
 	r.headers = nil
-	r.body = nil
 	return nil
 }

@@ -146,7 +146,11 @@ func (g *scriptGen) extTest() string {
 		return g.pick("spamtest", "virustest", "spamtest :percent") + ` :value ` + g.quote(g.pick("ge", "lt", "eq")) +
 			` :comparator "i;ascii-numeric" ` + g.quote(g.pick("0", "1", "5", "10", "49", "50"))
 	case 6:
-		return "header " + index + g.matchArgs(false) + " " + g.list(genHeaders...) + " " + g.list(genKeys...)
+		m := g.matchArgs(false)
+		if strings.Contains(m, ":count") {
+			index = "" // sieve-test's header :index :count is wrong (TestPigeonholeBugs)
+		}
+		return "header " + index + m + " " + g.list(genHeaders...) + " " + g.list(genKeys...)
 	}
 	return "string :regex " + g.list("${v}", "${1}", "abc-123", "") + " " + g.list(genRegex...)
 }

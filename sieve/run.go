@@ -179,6 +179,8 @@ type runState struct {
 	dupChecked []dupCacheEntry
 	body       *bodyCache
 	regexps    map[string]*regexp.Regexp // patterns made from variables, compiled once per run
+	dates      map[string]dateCacheEntry // parsed date field values
+	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
 }
 
 // runner runs one script: its variables are its own.

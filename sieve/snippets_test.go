@@ -293,7 +293,9 @@ var oracleSnippets = []string{
 	`require ["index", "fileinto"]; if header :index 18446744073709551615 "to" "kim@example.org" { fileinto "big"; }`,
 	`require ["index", "fileinto"]; if address :last :index 1 "to" "lee@sub.example.org" { fileinto "last"; }`,
 	`require ["index", "fileinto"]; if address :index "1" "to" "x" { fileinto "x"; }`,
-	`require ["index", "fileinto", "relational"]; if header :index 2 :count "eq" "to" "1" { fileinto "count1"; }`,
+	`require ["index", "fileinto", "relational"]; if address :index 1 :count "eq" "to" "1" { fileinto "count1"; }`,
+	`require ["index", "fileinto", "relational"]; if address :index 3 :count "eq" "to" "0" { fileinto "count0"; }`,
+	`require ["index", "date", "fileinto", "relational"]; if date :index 2 :count "eq" "date" "year" "0" { fileinto "count0"; }`,
 	`require ["index", "fileinto"]; if exists :index 1 "to" { fileinto "x"; }`,
 	// date
 	`require ["date", "fileinto"]; if date "date" "year" "2026" { fileinto "y"; }`,
@@ -356,6 +358,9 @@ var oracleSnippets = []string{
 	`require "vacation"; vacation :days "1" "a";`,
 	`require ["vacation", "variables"]; set "d" "3"; vacation :handle "${d}" :subject "in ${d} days" "back in ${d} days";`,
 	"require \"vacation\"; vacation :subject \"multi\nline\" \"a\";",
+	"require [\"editheader\", \"variables\", \"fileinto\"]; addheader \"X-NL\" text:\nlong header content\n containing newlines\n.\n; if header :matches \"x-nl\" \"*\" { fileinto \"${1}\"; }",
+	"require [\"editheader\", \"fileinto\"]; addheader \"X-Long\" \"This is very long header content, folded to fit inside multiple header lines. This may cause problems, so that is why it is tested here.\"; if header :is \"x-long\" \"This is very long header content, folded to fit inside multiple header lines. This may cause problems, so that is why it is tested here.\" { fileinto \"same\"; }",
+	"require [\"editheader\", \"fileinto\"]; addheader \"X-Empty\" \"\"; if exists \"x-empty\" { fileinto \"empty\"; }",
 	`require ["vacation", "encoded-character"]; vacation :subject "${hex:e2 82 ac}" "${unicode:263A}";`,
 	// duplicate
 	`require "duplicate"; if duplicate { discard; }`,

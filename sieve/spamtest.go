@@ -193,6 +193,14 @@ func (r *runner) spamValue(virus, percent bool) string {
 
 func (r *runner) spamTest(t *Test, n *node) (bool, error) {
 	_, percent := n.tags["percent"]
-	v := r.spamValue(t.Name == "virustest", percent)
+	key := [2]bool{t.Name == "virustest", percent}
+	v, ok := r.spam[key]
+	if !ok {
+		v = r.spamValue(key[0], key[1])
+		if r.spam == nil {
+			r.spam = map[[2]bool]string{}
+		}
+		r.spam[key] = v
+	}
 	return r.matchValues(n, []string{v}, r.strs(n.pos[0])), nil
 }
