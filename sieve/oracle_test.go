@@ -25,6 +25,7 @@ var oracleEnvelopes = map[string]Envelope{
 	"tricky.eml":   {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
 	"mime.eml":     {From: "helene@example.fr", To: "gus@example.org"},
 	"rspamd.eml":   {From: "bounce@offers.example", To: "ivy@example.org"},
+	"html.eml":     {From: "news@letters.example", To: "jo@example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we
