@@ -2,7 +2,6 @@ package sieve
 
 import (
 	"fmt"
-	"net/mail"
 	"strings"
 	"time"
 )
@@ -193,16 +192,128 @@ func (r *runner) parseDate(v string) (time.Time, bool) {
 	return t, ok
 }
 
-// parseDateValue reads an RFC 5322 date, comments and obsolete forms
-// included; the zone is the one written.
+// parseDateValue reads an RFC 5322 date (§3.3), the obsolete forms of
+// §4.3 included as Pigeonhole takes them: comments, a missing or any day
+// name, two- or three-digit years, a missing seconds field, zone names (UT,
+// GMT, EST…, military letters), no zone at all (+0000), second 60 read as
+// 59. The zone is the one written.
 func parseDateValue(v string) (time.Time, bool) {
-	v = strings.TrimSpace(v)
-	if i := strings.IndexByte(v, '('); i > 0 {
-		v = strings.TrimSpace(v[:i])
+	// drop comments, not nested deeper than a few levels in practice
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteByte(c)
+		}
 	}
-	d, err := mail.ParseDate(v)
-	if err != nil {
+	f := strings.Fields(strings.ReplaceAll(b.String(), ",", " , "))
+	if len(f) > 0 && len(f[0]) > 0 && (f[0][0] < '0' || f[0][0] > '9') {
+		f = f[1:] // day name
+	}
+	if len(f) > 0 && f[0] == "," {
+		f = f[1:]
+	}
+	if len(f) < 4 {
 		return time.Time{}, false
 	}
-	return d, true
+	day, ok := smallNumber(f[0], 1, 2)
+	if !ok || day < 1 || day > 31 {
+		return time.Time{}, false
+	}
+	month := 0
+	for i, m := range []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"} {
+		if strings.EqualFold(f[1], m) {
+			month = i + 1
+		}
+	}
+	if month == 0 {
+		return time.Time{}, false
+	}
+	year, ok := smallNumber(f[2], 2, 4)
+	if !ok {
+		return time.Time{}, false
+	}
+	switch {
+	case len(f[2]) == 2 && year < 50:
+		year += 2000
+	case len(f[2]) <= 3:
+		year += 1900
+	}
+	hms := strings.Split(f[3], ":")
+	if len(hms) < 2 || len(hms) > 3 {
+		return time.Time{}, false
+	}
+	var tm [3]int
+	for i, p := range hms {
+		n, ok := smallNumber(p, 1, 2)
+		if !ok {
+			return time.Time{}, false
+		}
+		tm[i] = n
+	}
+	if tm[0] > 23 || tm[1] > 59 || tm[2] > 60 {
+		return time.Time{}, false
+	}
+	if tm[2] == 60 {
+		tm[2] = 59
+	}
+	off := 0
+	if len(f) > 4 {
+		var ok bool
+		if off, ok = zoneOffset(f[4]); !ok {
+			return time.Time{}, false
+		}
+	}
+	t := time.Date(year, time.Month(month), day, tm[0], tm[1], tm[2], 0, time.FixedZone("", off))
+	if t.Day() != day {
+		return time.Time{}, false // 31 Nov
+	}
+	return t, true
+}
+
+func smallNumber(s string, minLen, maxLen int) (int, bool) {
+	if len(s) < minLen || len(s) > maxLen {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, true
+}
+
+// obsoleteZones are RFC 5322 §4.3's zone names, in hours.
+var obsoleteZones = map[string]int{"ut": 0, "gmt": 0, "z": 0, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
+	"mst": -7, "mdt": -6, "pst": -8, "pdt": -7}
+
+// zoneOffset reads a zone: +hhmm/-hhmm or an obsolete name (RFC 5322
+// §4.3); military letters other than Z carry no information (-0000).
+func zoneOffset(z string) (int, bool) {
+	if len(z) == 5 && (z[0] == '+' || z[0] == '-') {
+		h, ok1 := smallNumber(z[1:3], 2, 2)
+		m, ok2 := smallNumber(z[3:5], 2, 2)
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		off := (h*60 + m) * 60
+		if z[0] == '-' {
+			off = -off
+		}
+		return off, true
+	}
+	if h, ok := obsoleteZones[strings.ToLower(z)]; ok {
+		return h * 3600, true
+	}
+	if len(z) == 1 && (z[0]|0x20) >= 'a' && (z[0]|0x20) <= 'z' && (z[0]|0x20) != 'j' {
+		return 0, true
+	}
+	return 0, false
 }

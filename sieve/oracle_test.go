@@ -26,6 +26,7 @@ var oracleEnvelopes = map[string]Envelope{
 	"mime.eml":     {From: "helene@example.fr", To: "gus@example.org"},
 	"rspamd.eml":   {From: "bounce@offers.example", To: "ivy@example.org"},
 	"html.eml":     {From: "news@letters.example", To: "jo@example.org"},
+	"olddates.eml": {From: "legacy@old.example", To: "max@example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we
