@@ -201,6 +201,7 @@ type Script struct {
 	limits   Limits
 	name     includeKey      // how include named it; zero for the main script
 	globals  map[string]bool // variables declared global (include), lower case
+	locals   map[string]bool // variables used before any global declaration of them
 	comp     *compilation    // while compiling
 	depth    int             // include nesting
 }
@@ -345,6 +346,13 @@ func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node
 			}
 		}
 	}
+	if s.required["variables"] && s.required["include"] {
+		for _, a := range args {
+			for _, str := range a.Strings {
+				s.noteLocalUses(str)
+			}
+		}
+	}
 	n := &node{tags: map[string]Arg{}}
 	groups := map[string]string{}
 	i := 0
@@ -433,6 +441,9 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 		}
 		if !validIdentifier(name) {
 			return errAt(n.pos[0].Pos, "invalid variable name \"%s\"", name)
+		}
+		if s.required["include"] && name == n.pos[0].Strings[0] {
+			s.noteLocal(name)
 		}
 	case "setflag", "addflag", "removeflag":
 		if n.pos[0].Kind != ArgTag {

@@ -131,6 +131,9 @@ func (s *Script) checkInclude(c *Command, n *node) *Error {
 			if !validIdentifier(name) {
 				return errAt(n.pos[0].Pos, "global: invalid variable name \"%s\"", name)
 			}
+			if s.locals[strings.ToLower(name)] && !s.globals[strings.ToLower(name)] {
+				return errAt(n.pos[0].Pos, "global: variable \"%s\" was used as a local one before", name)
+			}
 			if s.globals == nil {
 				s.globals = map[string]bool{}
 			}
@@ -198,6 +201,37 @@ func (s *Script) checkInclude(c *Command, n *node) *Error {
 	inc.comp = nil
 	n.include = inc
 	return nil
+}
+
+// noteLocal records a variable used as a local one: declaring it global
+// afterwards is an error, as in Pigeonhole.
+func (s *Script) noteLocal(name string) {
+	l := strings.ToLower(name)
+	if s.globals[l] {
+		return
+	}
+	if s.locals == nil {
+		s.locals = map[string]bool{}
+	}
+	s.locals[l] = true
+}
+
+// noteLocalUses records the variables a string refers to.
+func (s *Script) noteLocalUses(str string) {
+	for {
+		i := strings.Index(str, "${")
+		if i < 0 {
+			return
+		}
+		str = str[i+2:]
+		end := strings.IndexByte(str, '}')
+		if end < 0 {
+			return
+		}
+		if name := str[:end]; validIdentifier(name) {
+			s.noteLocal(name)
+		}
+	}
 }
 
 // include runs an included script with variables of its own.
