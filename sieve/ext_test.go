@@ -476,3 +476,37 @@ func FuzzDuplicateFile(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentRunsExtensions: one Script using every extension (and an
+// included script), one Message, many runs at once give the answer of one
+// run alone (run with -race).
+func TestConcurrentRunsExtensions(t *testing.T) {
+	s, err := CompileWith(fiftyExtRules(), CompileOptions{Include: benchIncludes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("testdata/messages/rspamd.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := ReadMessage(strings.NewReader(string(raw) + "invoice 10 unsubscribe-8\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := RunOptions{Now: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Location: time.UTC,
+		Duplicates: &DuplicateFile{Path: filepath.Join(t.TempDir(), "d")}}
+	want := fmt.Sprintf("%q", canonicalResult(s.RunWith(msg, Envelope{From: "a@b.c", To: "d@e.f"}, opts)))
+	done := make(chan string)
+	for i := 0; i < 8; i++ {
+		go func() {
+			res := s.RunWith(msg, Envelope{From: "a@b.c", To: "d@e.f"}, opts)
+			done <- fmt.Sprintf("%q", canonicalResult(res))
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if got := <-done; got != want {
+			t.Errorf("concurrent run: %s, alone: %s", got, want)
+		}
+	}
+	t.Log(want)
+}
