@@ -182,7 +182,13 @@ func (r *runner) parseDate(v string) (time.Time, bool) {
 	if e, ok := r.dates[v]; ok {
 		return e.t, e.ok
 	}
-	t, ok := parseDateValue(v)
+	// The date after the last ';', as in a Received field (Pigeonhole does
+	// this for any field).
+	d := v
+	if i := strings.LastIndexByte(v, ';'); i >= 0 {
+		d = v[i+1:]
+	}
+	t, ok := parseDateValue(d)
 	if r.dates == nil {
 		r.dates = map[string]dateCacheEntry{}
 	}

@@ -11,3 +11,6 @@ if date :originalzone :matches "x-date-spaces" "iso8601" "*" { fileinto "spaces-
 if date :originalzone :matches "x-date-leap" "iso8601" "*" { fileinto "leap-${1}"; }
 if date :matches "x-date-spaces" "std11" "*" { fileinto "spaces-utc-${1}"; }
 if date :zone "-1200" :matches "x-date-ut" "weekday" "*" { fileinto "ut-wd-${1}"; }
+if date :originalzone :matches "received" "iso8601" "*" { fileinto "rcvd-${1}"; }
+if date :index 2 :matches "received" "std11" "*" { fileinto "rcvd2-${1}"; }
+if date :matches "x-date-semicolon" "date" "*" { fileinto "semi-${1}"; }
