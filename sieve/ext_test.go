@@ -228,7 +228,11 @@ func TestVacationAction(t *testing.T) {
 			t.Errorf("%s: handle %q, want %q", tt.src, v.Handle, tt.handle)
 		}
 	}
-	res := compileRun(t, `require "vacation"; vacation :addresses ["me@example.org", "not an address"] :from "Me <me@example.org>" "x";`, testMessage, RunOptions{})
+	res := compileRun(t, `require ["vacation", "variables"]; set "f" "not valid"; vacation :from "${f}" "x";`, testMessage, RunOptions{})
+	if res.Err != nil || res.Actions[0].Vacation.From != "" {
+		t.Errorf("invalid :from from a variable: %+v", res)
+	}
+	res = compileRun(t, `require "vacation"; vacation :addresses ["me@example.org", "not an address"] :from "Me <me@example.org>" "x";`, testMessage, RunOptions{})
 	if v := res.Actions[0].Vacation; !slices.Equal(v.Addresses, []string{"me@example.org"}) || v.From != "Me <me@example.org>" {
 		t.Errorf("addresses %q, from %q", v.Addresses, v.From)
 	}

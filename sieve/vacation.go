@@ -101,9 +101,13 @@ func (r *runner) vacation(c *Command, n *node) error {
 		v.Subject = r.expand(a.Strings[0])
 	}
 	if a, ok := n.tags["from"]; ok {
-		v.From = r.expand(a.Strings[0])
-		if _, err := mail.ParseAddress(v.From); err != nil {
-			return r.errorf(c.Pos, "vacation: :from address %q is invalid", v.From)
+		// An invalid address made from variables is not an error in
+		// Pigeonhole (it says so and goes on); the reply then comes from
+		// the default address rather than carrying it.
+		if from := r.expand(a.Strings[0]); from != "" {
+			if _, err := mail.ParseAddress(from); err == nil {
+				v.From = from
+			}
 		}
 	}
 	if a, ok := n.tags["addresses"]; ok {
