@@ -367,6 +367,18 @@ func TestBodyLimit(t *testing.T) {
 	if res := s.Run(m, Envelope{}); res.Actions[0].Kind != Discard || m.BodyTruncated {
 		t.Error("the body was not searched")
 	}
+	// CRLF or LF, the body test sees LF line ends, as Pigeonhole behind
+	// Postfix does
+	s, err = Compile([]byte(`require ["body", "encoded-character"]; if body :raw :is "a${hex:0a}b${hex:0a}" { discard; }`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{"S: x\n\na\nb\n", "S: x\r\n\r\na\r\nb\r\n"} {
+		m, _ = ReadMessage(strings.NewReader(raw))
+		if res := s.Run(m, Envelope{}); res.Actions[0].Kind != Discard {
+			t.Errorf("%q: body :raw :is did not match", raw)
+		}
+	}
 }
 
 func TestRegexBounds(t *testing.T) {

@@ -25,7 +25,8 @@ type Message struct {
 	// in the maildir, and as Dovecot's LDA, fed by Postfix with LF line
 	// ends, gives it to Pigeonhole's size test.
 	Size int64
-	// Body is the body as read (after the empty line), at most the limit
+	// Body is the body as read (after the empty line) with LF line ends,
+	// at most the limit
 	// given to ReadMessageLimit (DefaultMaxBody for ReadMessage);
 	// BodyTruncated says a longer body was cut there. Size always counts
 	// the whole message.
@@ -58,7 +59,11 @@ func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
 	}
 	_ = n
-	return &Message{Header: h, Size: cr.n, Body: body.Bytes(), BodyTruncated: rest > 0}, nil
+	// LF line ends, as Dovecot's LDA fed by Postfix sees the body (and
+	// as Size counts it): body :raw :is gives the same answer whether the
+	// message came with CRLF or LF.
+	b := bytes.ReplaceAll(body.Bytes(), []byte("\r\n"), []byte("\n"))
+	return &Message{Header: h, Size: cr.n, Body: b, BodyTruncated: rest > 0}, nil
 }
 
 // lfCounter counts the octets read, a CR before an LF not counted.
