@@ -405,6 +405,29 @@ func TestRegexBounds(t *testing.T) {
 	}
 }
 
+func TestSpamTestDefault(t *testing.T) {
+	src := `require ["spamtestplus", "variables", "fileinto"]; if spamtest :percent :matches "*" { fileinto "p${1}"; }`
+	for _, c := range []struct{ header, want string }{
+		{"X-Spamd-Result: default: False [7.40 / 15.00];\r\n\tBAYES_SPAM(5.10)[99.00%]\r\n", "store p49"},
+		{"X-Spamd-Result: default: True [30 / 15.00]\r\n", "store p100"},
+		{"X-Spamd-Result: default: False [-2.5 / 15.00]\r\n", "store p0"},
+		// a sender's forged field before the one the milter appended
+		{"X-Spamd-Result: default: False [0.00 / 15.00]\r\nSubject: x\r\nX-Spamd-Result: default: True [15.00 / 15.00]\r\n", "store p100"},
+		{"X-Spamd-Result: garbage\r\n", "store p0"},
+		{"Subject: no verdict\r\n", "store p0"},
+	} {
+		got := canonicalResult(compileRun(t, src, c.header+"\r\nbody\r\n", RunOptions{}))
+		if got[0] != c.want {
+			t.Errorf("%q: %q, want %q", c.header, got, c.want)
+		}
+	}
+	res := compileRun(t, `require ["spamtest", "relational", "comparator-i;ascii-numeric"]; if spamtest :value "eq" :comparator "i;ascii-numeric" "0" { discard; }`,
+		"X-Spamd-Result: default: False [1 / 15]\r\n\r\n", RunOptions{SpamTest: &SpamTestConfig{}})
+	if res.Actions[0].Kind != Discard {
+		t.Error("an empty configuration tested the message")
+	}
+}
+
 func TestExtensionsListed(t *testing.T) {
 	ext := Extensions()
 	for _, e := range []string{"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",

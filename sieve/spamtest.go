@@ -43,18 +43,24 @@ type SpamStatus struct {
 	// TextValues[i] is the status text of value i, 0 to 10 for spamtest,
 	// 0 to 5 for virustest (sieve_spamtest_text_valueN).
 	TextValues []string
+	// Last reads the last field of the name instead of the first
+	// (Pigeonhole's way): our milters append their fields at the end of
+	// the header, so a field the sender forged comes before theirs.
+	Last bool
 }
 
 // DefaultSpamTest reads what rspamd adds through the milter:
 // "X-Spamd-Result: default: False [1.20 / 15.00]; SYMBOL(…)…", the score
 // against the reject threshold written beside it. Virus verdicts have no
 // header of their own there (they are symbols inside that one), so
-// virustest is not configured: it sees "0".
+// virustest is not configured: it sees "0". The last X-Spamd-Result is
+// read: the milter appends rspamd's, a forged one comes first.
 func DefaultSpamTest() *SpamTestConfig {
 	return &SpamTestConfig{Spam: SpamStatus{
 		StatusType:   "score",
 		StatusHeader: rspamdStatusHeader,
 		MaxHeader:    rspamdMaxHeader,
+		Last:         true,
 	}}
 }
 
@@ -85,7 +91,7 @@ func splitHeaderSpec(spec string) (name string, re *regexp.Regexp, err error) {
 
 // readStatusField is the value the spec points at: the first field of
 // that name, or its regexp's first group.
-func (r *runner) readStatusField(spec string) (string, bool) {
+func (r *runner) readStatusField(spec string, last bool) (string, bool) {
 	name, re, err := splitHeaderSpec(spec)
 	if err != nil {
 		return "", false
@@ -95,6 +101,9 @@ func (r *runner) readStatusField(spec string) (string, bool) {
 		return "", false
 	}
 	v := vals[0]
+	if last {
+		v = vals[len(vals)-1]
+	}
 	if re == nil {
 		return strings.TrimSpace(v), true
 	}
@@ -133,7 +142,7 @@ func (r *runner) spamValue(virus, percent bool) string {
 	if st.StatusType == "text" {
 		maxValue = float32(maxText)
 	} else if st.MaxHeader != "" {
-		v, ok := r.readStatusField(st.MaxHeader)
+		v, ok := r.readStatusField(st.MaxHeader, st.Last)
 		if !ok {
 			return "0"
 		}
@@ -146,7 +155,7 @@ func (r *runner) spamValue(virus, percent bool) string {
 	if maxValue == 0 {
 		return "0"
 	}
-	status, ok := r.readStatusField(st.StatusHeader)
+	status, ok := r.readStatusField(st.StatusHeader, st.Last)
 	if !ok {
 		return "0"
 	}
