@@ -142,10 +142,8 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
 		}
 	case ct == "message/rfc822" && depth < maxMIMEDepth:
 		inner := transferDecode(h, body)
-		head, rest := headerBlock(inner)
-		*out = append(*out, bodyPart{contentType: ct, content: head})
+		*out = append(*out, bodyPart{contentType: ct, content: headerBlock(inner)})
 		ih, ibody := splitEntity(inner)
-		_ = rest
 		walkMIME(ih, ibody, depth+1, out)
 	default:
 		content := transferDecode(h, body)
@@ -167,18 +165,17 @@ func splitEntity(raw []byte) (textproto.Header, []byte) {
 	return h, rest
 }
 
-// headerBlock is an entity's header text (without the empty line) and
-// what follows.
-func headerBlock(raw []byte) (head, rest []byte) {
+// headerBlock is an entity's header text, without the empty line.
+func headerBlock(raw []byte) []byte {
 	if bytes.HasPrefix(raw, []byte("\n")) || bytes.HasPrefix(raw, []byte("\r\n")) {
-		return nil, raw
+		return nil
 	}
 	for _, sep := range [][]byte{[]byte("\r\n\r\n"), []byte("\n\n")} {
 		if i := bytes.Index(raw, sep); i >= 0 {
-			return raw[:i+len(sep)/2], raw[i+len(sep):]
+			return raw[:i+len(sep)/2]
 		}
 	}
-	return raw, nil
+	return raw
 }
 
 // splitMultipart cuts a multipart body at its boundary lines (RFC 2046
@@ -186,7 +183,6 @@ func headerBlock(raw []byte) (head, rest []byte) {
 // delimiter is missing).
 func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]byte, epilogue []byte) {
 	delim := []byte("--" + boundary)
-	var cur []byte
 	start := 0
 	inPart := false
 	pos := 0
@@ -211,7 +207,6 @@ func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]by
 				} else {
 					preamble = stop
 				}
-				cur = nil
 				start = next
 				inPart = true
 				if isClose {
@@ -222,7 +217,6 @@ func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]by
 		}
 		pos = next
 	}
-	_ = cur
 	if closeSeen {
 		if start < len(body) {
 			epilogue = body[start:]

@@ -490,8 +490,6 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 		return s.checkBody(t, n)
 	case "date", "currentdate":
 		return s.checkDate(t, n)
-	case "spamtest", "virustest":
-		return s.checkSpamTest(t, n)
 	case "duplicate":
 		return s.checkDuplicate(t, n)
 	case "envelope":

@@ -50,15 +50,13 @@ func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
 	}
 	var body bytes.Buffer
-	n, err := io.Copy(&body, io.LimitReader(br, int64(max(maxBody, 0))))
-	if err != nil {
+	if _, err := io.Copy(&body, io.LimitReader(br, int64(max(maxBody, 0)))); err != nil {
 		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
 	}
 	rest, err := io.Copy(io.Discard, br)
 	if err != nil {
 		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
 	}
-	_ = n
 	// LF line ends, as Dovecot's LDA fed by Postfix sees the body (and
 	// as Size counts it): body :raw :is gives the same answer whether the
 	// message came with CRLF or LF.

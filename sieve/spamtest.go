@@ -71,10 +71,6 @@ const (
 	rspamdMaxHeader    = `X-Spamd-Result: /[[:space:]]*(-?[0-9]+(\.[0-9]+)?)[[:space:]]*\]`
 )
 
-func (s *Script) checkSpamTest(t *Test, n *node) *Error {
-	return nil
-}
-
 // splitHeaderSpec reads "Name" or "Name: regexp".
 func splitHeaderSpec(spec string) (name string, re *regexp.Regexp, err error) {
 	name, pattern, ok := strings.Cut(spec, ":")
