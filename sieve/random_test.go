@@ -46,7 +46,7 @@ var (
 	genFlags = []string{"\\Seen", "\\Flagged", "$Label1", "work", "\\Answered", "x y", "Work"}
 	// regular expressions POSIX ERE and RE2 read alike (regex.go lists
 	// where they differ)
-	genRegex = []string{"^a", "e$", "[0-9]+", "(ex|mo)", "^.*@(.*)$", "[[:upper:]]", "a.c", "^$", "(o)(n)?",
+	genRegex = []string{"^a", "e$", "[0-9]+", "(ex|mo)", "^.*@(.*)$", "[[:alpha:]]-", "a.c", "^$", "(o)(n)?",
 		"^([^ ]+) ", "\\.(com|org)", "[[:digit:]]{2}", "^(re|fwd?):", "(a|b)*c", "."}
 	genDateParts = []string{"year", "month", "day", "date", "julian", "hour", "minute", "second", "time",
 		"iso8601", "std11", "zone", "weekday"}

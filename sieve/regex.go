@@ -21,6 +21,9 @@ import (
 //     reads some as GNU operators (\w) and the others as the character;
 //   - case folding is Unicode's here (K matches the Kelvin sign), ASCII's
 //     in glibc's C locale;
+//   - [[:upper:]] and [[:lower:]] under i;ascii-casemap match both cases
+//     here; in Pigeonhole 2.3.19 [[:upper:]] matches "list" as a header
+//     value but not as a string test's value;
 //   - submatches of repeated groups may differ in rare leftmost-longest
 //     corners (glibc's own are known to be inexact there).
 // The oracle tests use patterns outside these cases.
