@@ -27,6 +27,12 @@ type headerField struct {
 	raw  string
 }
 
+// lfSize is the field's size with LF line ends, its own included, as the
+// size test counts.
+func (f headerField) lfSize() int64 {
+	return int64(len(f.raw) - strings.Count(f.raw, "\r\n") + 1)
+}
+
 // validFieldName is RFC 5322's field-name: printable ASCII but the colon.
 func validFieldName(s string) bool {
 	if s == "" || len(s) > 997 {
@@ -163,6 +169,7 @@ func (r *runner) addheader(c *Command, n *node) error {
 	}
 	r.startEdit()
 	f := headerField{name: name, raw: formatField(name, value)}
+	r.sizeDelta += f.lfSize()
 	if _, last := n.tags["last"]; last {
 		r.edited = append(r.edited, f)
 	} else {
@@ -175,7 +182,8 @@ func (r *runner) addheader(c *Command, n *node) error {
 // formatField writes a field from a UTF-8 value: a line break before white
 // space is dropped (the value was folded), any other becomes a space (a
 // value is one line), non-ASCII text is RFC 2047 encoded, and the field is
-// folded at white space near 78 columns.
+// folded at white space to lines of at most 80 octets where it can be
+// (Dovecot's width, which the size test sees).
 func formatField(name, value string) string {
 	value = strings.TrimRight(value, "\r\n") // a text: block's last line break
 	value = strings.NewReplacer("\r\n ", " ", "\r\n\t", "\t", "\n ", " ", "\n\t", "\t",
@@ -199,7 +207,7 @@ func formatField(name, value string) string {
 	words := strings.Split(value, " ")
 	for i, w := range words {
 		if i > 0 {
-			if col+1+len(w) > 78 && col > len(name)+2 {
+			if col+1+len(w) > 80 && col > len(name)+2 {
 				b.WriteString("\r\n\t")
 				col = 1
 			} else {
@@ -254,8 +262,13 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		}
 		v := decodeHeader(fieldValue(r.edited[i].raw))
 		for _, p := range patterns {
-			if ok, _ := m.match(v, p); ok {
+			if ok, caps := m.match(v, p); ok {
 				drop[i] = true
+				// as in Pigeonhole, :matches sets the match variables,
+				// the last field matched winning
+				if caps != nil && r.s.required["variables"] {
+					r.match = caps
+				}
 				break
 			}
 		}
@@ -267,6 +280,8 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	for i, f := range r.edited {
 		if !drop[i] {
 			kept = append(kept, f)
+		} else {
+			r.sizeDelta -= f.lfSize()
 		}
 	}
 	r.edited = kept

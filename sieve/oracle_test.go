@@ -218,6 +218,39 @@ func TestOracleSize(t *testing.T) {
 	}
 }
 
+// TestOracleSizeEdited: the size test after editheader counts the edited
+// header, as Pigeonhole does: every threshold around the message's size.
+func TestOracleSizeEdited(t *testing.T) {
+	o := newOracle(t)
+	messages, _ := filepath.Glob("testdata/messages/*.eml")
+	for _, mp := range messages {
+		raw, err := os.ReadFile(mp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		b.WriteString(`require ["editheader", "fileinto"]; addheader "X-A" "12345"; deleteheader "subject"; addheader :last "X-B" "` +
+			strings.Repeat("word ", 30) + `end";` + "\n")
+		// one store: the largest threshold passed, to the octet
+		for n := msg.Size + 220; n >= msg.Size-60; n-- {
+			if n < msg.Size+220 {
+				b.WriteString("els")
+			}
+			fmt.Fprintf(&b, "if size :over %d { fileinto \"o%d\"; }\n", n, n)
+		}
+		env := oracleEnvelopes[filepath.Base(mp)]
+		got, _ := ours(t, []byte(b.String()), raw, env)
+		want, out := o.run(t, "sizeedit", []byte(b.String()), raw, env)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") || len(got) != 1 || !strings.HasPrefix(got[0], "store o") {
+			t.Errorf("%s: ours %q, theirs %q\n%s", filepath.Base(mp), got, want, out)
+		}
+	}
+}
+
 func writePublic(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

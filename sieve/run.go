@@ -177,6 +177,7 @@ type runState struct {
 	headers    map[string][]string // decoded values by lower-case name: rules often read the same
 	globals    map[string]string   // include's global variables
 	edited     []headerField       // the header as editheader left it; nil while unedited
+	sizeDelta  int64               // what editheader added to the size (LF line ends)
 	once       map[*Script]bool    // scripts included so far, for :once
 	dups       []DuplicateMark
 	dupChecked []dupCacheEntry
@@ -508,16 +509,20 @@ func (r *runner) test(t *Test) (bool, error) {
 		}
 		return true, nil
 	case "size":
-		limit, size := n.pos[0].Number, uint64(r.msg.Size)
+		// the message as edited, as Pigeonhole measures it
+		limit, size := n.pos[0].Number, uint64(max(r.msg.Size+r.sizeDelta, 0))
 		if _, ok := n.tags["over"]; ok {
 			return size > limit, nil
 		}
 		return size < limit, nil
 	case "header":
+		// :index counts the fields of all the names given, in that order
+		// (Pigeonhole's reading)
 		var values []string
 		for _, h := range r.strs(n.pos[0]) {
-			values = append(values, pickIndex(n, r.decoded(h))...)
+			values = append(values, r.decoded(h)...)
 		}
+		values = pickIndex(n, values)
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
 	case "address", "envelope":
 		part := "all"
@@ -529,8 +534,12 @@ func (r *runner) test(t *Test) (bool, error) {
 		var addrs []string
 		var unparsed []string // values :all sees whole, other parts not at all
 		if t.Name == "address" {
+			var fields []string // :index counts the fields of all the names
 			for _, h := range r.strs(n.pos[0]) {
-				for _, v := range pickIndex(n, r.headerValues(h)) {
+				fields = append(fields, r.headerValues(h)...)
+			}
+			{
+				for _, v := range pickIndex(n, fields) {
 					list, ok := headerAddresses(v)
 					if !ok {
 						unparsed = append(unparsed, list...)

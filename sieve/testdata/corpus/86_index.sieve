@@ -8,3 +8,5 @@ if header :index 2 :matches "received" "from *" { fileinto "rcv2-${1}"; }
 if date :index 2 :matches "date" "zone" "*" { fileinto "date2-${1}"; }
 if date :originalzone :index 1 :last :matches "date" "zone" "*" { fileinto "datelast-${1}"; }
 if header :index 1 :matches "x-count" "*" { fileinto "count1-${1}"; }
+if header :index 3 :matches ["subject", "received"] "*" { fileinto "multi3-${1}"; }
+if address :index 2 :matches ["from", "cc"] "*" { fileinto "addr2-${1}"; }
