@@ -291,9 +291,9 @@ func TestInclude(t *testing.T) {
 		loader IncludeLoader
 		want   []string // nil: refused
 	}{
-		{`require "include"; include "s3";`, chain, nil}, // 11 levels: deeper than 10, as sieve-test says
+		{`require "include"; include "s3";`, chain, nil},                     // 11 levels: deeper than 10, as sieve-test says
 		{`require "include"; include "s4";`, chain, []string{"store INBOX"}}, // 10 levels, as sieve-test takes
-		{b.String(), many, nil}, // more than 255 scripts
+		{b.String(), many, nil},                                              // more than 255 scripts
 		{`require "include"; include "self";`, loader, nil},
 		{`require "include"; include "bad";`, loader, nil},
 		{`require "include"; include "nothere";`, loader, nil},
