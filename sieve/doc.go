@@ -63,8 +63,9 @@
 //   - editheader (editheader.go, RFC 5293): addheader (:last), deleteheader
 //     (:index, :last, match types, value patterns); Received,
 //     Auto-Submitted and X-Sieve-Redirected-From are protected as in
-//     Pigeonhole; values are at most 2048 bytes. Later tests see the edited
-//     header; Result.EditedHeader carries it.
+//     Pigeonhole; values are at most 2048 bytes, folded at 80 columns.
+//     Later tests see the edited header (size included, as Pigeonhole);
+//     Result.EditedHeader carries it.
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the
