@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -14,6 +15,8 @@ import (
 var extensionNames = []string{
 	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
+	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
+	"editheader", "duplicate", "vacation", "vacation-seconds",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -53,6 +56,7 @@ type tagSpec struct {
 	param valueKind
 	group string // tags of one group exclude each other
 	ext   string // extension the tag needs
+	again bool   // may be given twice (Pigeonhole takes include :once :once)
 }
 
 type testArity int
@@ -68,6 +72,7 @@ type spec struct {
 	tags     map[string]tagSpec
 	pos      []valueKind
 	optFirst bool // the first positional argument may be left out
+	optLast  bool // the last positional argument may be left out
 	tests    testArity
 	block    bool
 }
@@ -76,6 +81,7 @@ var (
 	comparatorTag = tagSpec{param: vString, group: "comparator"}
 	matchTags     = map[string]tagSpec{
 		"is": {group: "match"}, "contains": {group: "match"}, "matches": {group: "match"},
+		"regex": {group: "match", ext: "regex"},
 		"value": {param: vString, group: "match", ext: "relational"},
 		"count": {param: vString, group: "match", ext: "relational"},
 	}
@@ -118,9 +124,9 @@ var commandSpecs = map[string]spec{
 }
 
 var testSpecs = map[string]spec{
-	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags)},
+	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags, indexTags)},
 	"envelope": {ext: "envelope", pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags)},
-	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags)},
+	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, indexTags)},
 	"exists":   {pos: []valueKind{vStrings}},
 	"size":     {pos: []valueKind{vNumber}, tags: map[string]tagSpec{"over": {group: "size"}, "under": {group: "size"}}},
 	"allof":    {tests: testList},
@@ -132,10 +138,58 @@ var testSpecs = map[string]spec{
 	"string":   {ext: "variables", pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags)},
 }
 
+// extensionCommands and extensionTests are the commands and tests of the
+// extensions kept in files of their own.
+var (
+	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands}
+	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests}
+)
+
+func commandSpec(name string) (spec, bool) {
+	if sp, ok := commandSpecs[name]; ok {
+		return sp, true
+	}
+	for _, m := range extensionCommands {
+		if sp, ok := m[name]; ok {
+			return sp, true
+		}
+	}
+	return spec{}, false
+}
+
+func testSpec(name string) (spec, bool) {
+	if sp, ok := testSpecs[name]; ok {
+		return sp, true
+	}
+	for _, m := range extensionTests {
+		if sp, ok := m[name]; ok {
+			return sp, true
+		}
+	}
+	return spec{}, false
+}
+
+// hasExt says whether the script required ext: "" is no extension, "a|b"
+// either.
+func (s *Script) hasExt(ext string) bool {
+	if ext == "" {
+		return true
+	}
+	for _, e := range strings.Split(ext, "|") {
+		if s.required[e] {
+			return true
+		}
+	}
+	return false
+}
+
 // node is what the checker resolved of a command's or test's arguments.
 type node struct {
-	tags map[string]Arg // by tag name; the Arg is the tag's parameter, if any
-	pos  []Arg
+	tags    map[string]Arg // by tag name; the Arg is the tag's parameter, if any
+	pos     []Arg
+	regexps map[string]*regexp.Regexp // :regex keys without variables, compiled once
+	include *Script                   // include: the script, nil when :optional and missing
+	handle  string                    // vacation: the handle when not given
 }
 
 // Script is a checked script, ready to Run any number of times, also
@@ -145,19 +199,26 @@ type Script struct {
 	nodes    map[any]*node
 	required map[string]bool
 	limits   Limits
+	name     includeKey      // how include named it; zero for the main script
+	globals  map[string]bool // variables declared global (include), lower case
+	locals   map[string]bool // variables used before any global declaration of them
+	comp     *compilation    // while compiling
+	depth    int             // include nesting
 }
 
-// Compile parses and checks a script. The error is an *Error.
-func Compile(src []byte, limits Limits) (*Script, error) {
-	limits = limits.withDefaults()
-	cmds, err := Parse(src, limits)
+// compile parses and checks one script of a compilation: the main one or
+// one it includes.
+func (c *compilation) compile(src []byte, key includeKey, depth int) (*Script, error) {
+	cmds, err := Parse(src, c.limits)
 	if err != nil {
 		return nil, err
 	}
-	s := &Script{cmds: cmds, nodes: map[any]*node{}, required: map[string]bool{}, limits: limits}
+	s := &Script{cmds: cmds, nodes: map[any]*node{}, required: map[string]bool{}, limits: c.limits,
+		name: key, comp: c, depth: depth}
 	if err := s.checkBlock(cmds, true); err != nil {
 		return nil, err
 	}
+	s.comp = nil
 	return s, nil
 }
 
@@ -169,9 +230,9 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 	requireAllowed := top
 	prev := ""
 	for _, c := range cmds {
-		sp, ok := commandSpecs[c.Name]
+		sp, ok := commandSpec(c.Name)
 		if !ok {
-			if _, isTest := testSpecs[c.Name]; isTest {
+			if _, isTest := testSpec(c.Name); isTest {
 				return errAt(c.Pos, "%s is a test, not a command", c.Name)
 			}
 			return errAt(c.Pos, "unknown command %s", c.Name)
@@ -187,7 +248,7 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 			return errAt(c.Pos, "%s must follow if or elsif", c.Name)
 		}
 		prev = c.Name
-		if sp.ext != "" && !s.required[sp.ext] {
+		if !s.hasExt(sp.ext) {
 			return errAt(c.Pos, "command %s needs require \"%s\"", c.Name, sp.ext)
 		}
 		n, err := s.checkArgs(c.Name, "command", c.Pos, sp, c.Args)
@@ -230,14 +291,14 @@ func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test, 
 		}
 	}
 	for _, t := range tests {
-		sp, ok := testSpecs[t.Name]
+		sp, ok := testSpec(t.Name)
 		if !ok {
-			if _, isCmd := commandSpecs[t.Name]; isCmd {
+			if _, isCmd := commandSpec(t.Name); isCmd {
 				return errAt(t.Pos, "%s is a command, not a test", t.Name)
 			}
 			return errAt(t.Pos, "unknown test %s", t.Name)
 		}
-		if sp.ext != "" && !s.required[sp.ext] {
+		if !s.hasExt(sp.ext) {
 			return errAt(t.Pos, "test %s needs require \"%s\"", t.Name, sp.ext)
 		}
 		n, err := s.checkArgs(t.Name, "test", t.Pos, sp, t.Args)
@@ -285,19 +346,26 @@ func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node
 			}
 		}
 	}
+	if s.required["variables"] && s.required["include"] {
+		for _, a := range args {
+			for _, str := range a.Strings {
+				s.noteLocalUses(str)
+			}
+		}
+	}
 	n := &node{tags: map[string]Arg{}}
 	groups := map[string]string{}
 	i := 0
 	for ; i < len(args) && args[i].Kind == ArgTag; i++ {
 		a := args[i]
 		ts, ok := sp.tags[a.Tag]
-		if !ok || (ts.ext != "" && !s.required[ts.ext]) {
+		if !ok || !s.hasExt(ts.ext) {
 			if ok {
 				return nil, errAt(a.Pos, "tag :%s of %s %s needs require \"%s\"", a.Tag, what, name, ts.ext)
 			}
 			return nil, errAt(a.Pos, "unknown tag :%s for %s %s", a.Tag, what, name)
 		}
-		if _, dup := n.tags[a.Tag]; dup {
+		if _, dup := n.tags[a.Tag]; dup && !ts.again {
 			return nil, errAt(a.Pos, "tag :%s given twice", a.Tag)
 		}
 		if ts.group != "" {
@@ -320,6 +388,9 @@ func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node
 	want := sp.pos
 	if sp.optFirst && len(rest) < len(want) {
 		want = want[1:]
+	}
+	if sp.optLast && len(rest) == len(want)-1 {
+		want = want[:len(want)-1]
 	}
 	for j, a := range rest {
 		if a.Kind == ArgTag {
@@ -354,11 +425,25 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 				return errAt(n.pos[0].Pos, "unknown extension \"%s\" in require", e)
 			}
 			s.required[e] = true
+			// Pigeonhole's implied extensions: the larger one brings the
+			// smaller.
+			switch e {
+			case "spamtestplus":
+				s.required["spamtest"] = true
+			case "vacation-seconds":
+				s.required["vacation"] = true
+			}
 		}
 	case "set":
 		name := n.pos[0].Strings[0]
+		if l := strings.ToLower(name); strings.HasPrefix(l, "global.") && s.required["include"] {
+			name = name[len("global."):]
+		}
 		if !validIdentifier(name) {
 			return errAt(n.pos[0].Pos, "invalid variable name \"%s\"", name)
+		}
+		if s.required["include"] && name == n.pos[0].Strings[0] {
+			s.noteLocal(name)
 		}
 	case "setflag", "addflag", "removeflag":
 		if n.pos[0].Kind != ArgTag {
@@ -369,6 +454,12 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 				return errAt(n.pos[0].Pos, "invalid variable name \"%s\"", name)
 			}
 		}
+	case "vacation":
+		return s.checkVacation(c, n)
+	case "addheader", "deleteheader":
+		return s.checkEditheader(c, n)
+	case "include", "global", "return":
+		return s.checkInclude(c, n)
 	case "fileinto":
 		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && !utf8.ValidString(f) {
 			return errAt(n.pos[0].Pos, "folder name is not UTF-8")
@@ -388,6 +479,45 @@ func (s *Script) hasVariables(v string) bool {
 }
 
 func (s *Script) checkTest(t *Test, n *node) *Error {
+	if err := s.checkMatch(n); err != nil {
+		return err
+	}
+	if err := s.checkIndex(t, n); err != nil {
+		return err
+	}
+	switch t.Name {
+	case "body":
+		return s.checkBody(t, n)
+	case "date", "currentdate":
+		return s.checkDate(t, n)
+	case "duplicate":
+		return s.checkDuplicate(t, n)
+	case "envelope":
+		for _, part := range n.pos[0].Strings {
+			if s.hasVariables(part) {
+				continue
+			}
+			if p := strings.ToLower(part); p != "from" && p != "to" && p != "auth" {
+				return errAt(n.pos[0].Pos, "envelope part \"%s\" is not supported (from, to or auth)", part)
+			}
+		}
+	case "address":
+		for _, h := range n.pos[0].Strings {
+			if !s.hasVariables(h) && !addressHeaders[strings.ToLower(h)] {
+				return errAt(n.pos[0].Pos, "header \"%s\" is not allowed for the address test", h)
+			}
+		}
+	case "hasflag":
+		if n.pos[0].Kind != ArgTag && !s.required["variables"] {
+			return errAt(t.Pos, "hasflag with variable names needs require \"variables\"")
+		}
+	}
+	return nil
+}
+
+// checkMatch checks the comparator and match type of a test or of
+// deleteheader, and compiles constant :regex keys.
+func (s *Script) checkMatch(n *node) *Error {
 	if a, ok := n.tags["comparator"]; ok {
 		c := strings.ToLower(a.Strings[0])
 		switch c {
@@ -414,28 +544,7 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 			}
 		}
 	}
-	switch t.Name {
-	case "envelope":
-		for _, part := range n.pos[0].Strings {
-			if s.hasVariables(part) {
-				continue
-			}
-			if p := strings.ToLower(part); p != "from" && p != "to" && p != "auth" {
-				return errAt(n.pos[0].Pos, "envelope part \"%s\" is not supported (from, to or auth)", part)
-			}
-		}
-	case "address":
-		for _, h := range n.pos[0].Strings {
-			if !s.hasVariables(h) && !addressHeaders[strings.ToLower(h)] {
-				return errAt(n.pos[0].Pos, "header \"%s\" is not allowed for the address test", h)
-			}
-		}
-	case "hasflag":
-		if n.pos[0].Kind != ArgTag && !s.required["variables"] {
-			return errAt(t.Pos, "hasflag with variable names needs require \"variables\"")
-		}
-	}
-	return nil
+	return s.checkRegex(n)
 }
 
 func validIdentifier(s string) bool {

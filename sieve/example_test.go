@@ -2,7 +2,10 @@ package sieve_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"courriel/sieve"
 )
@@ -32,4 +35,47 @@ if header :matches "List-Id" "*<*.lists.example.com>" {
 	// Output:
 	// true Lists.dev [\Seen] false
 	// line 2, column 1: expected '}' or a command, found end of script
+}
+
+// The deliverer's side of the extensions: a clock, a duplicate store whose
+// marks are committed only once the message is stored, and the vacation
+// reply and edited header the result carries.
+func ExampleScript_RunWith() {
+	script, err := sieve.CompileWith([]byte(`require ["duplicate", "vacation", "editheader", "fileinto"];
+if duplicate { discard; stop; }
+addheader "X-Filtered" "yes";
+vacation :days 3 :subject "Away" "Back on Monday.";
+`), sieve.CompileOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	dups := &sieve.DuplicateFile{Path: filepath.Join(dir, ".courriel.duplicates")}
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	raw := "Message-ID: <1@example.com>\r\nSubject: hi\r\n\r\nbody\r\n"
+	for i := 0; i < 2; i++ {
+		msg, _ := sieve.ReadMessage(strings.NewReader(raw))
+		res := script.RunWith(msg, sieve.Envelope{From: "alice@example.com", To: "bob@example.org"},
+			sieve.RunOptions{Now: now, Duplicates: dups})
+		for _, a := range res.Actions {
+			switch a.Kind {
+			case sieve.Vacation:
+				fmt.Println("vacation", a.Vacation.Subject, a.Vacation.Period)
+			case sieve.Store:
+				fmt.Printf("store %s with %q\n", a.Folder, strings.SplitN(string(res.EditedHeader), "\r\n", 2)[0])
+			case sieve.Discard:
+				fmt.Println("discard")
+			}
+		}
+		// ... the message is stored and fsynced, then:
+		if err := dups.Commit(res.DuplicateMarks, now); err != nil {
+			fmt.Println(err)
+		}
+	}
+	// Output:
+	// vacation Away 72h0m0s
+	// store INBOX with "X-Filtered: yes"
+	// discard
 }

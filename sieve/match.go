@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -17,8 +18,9 @@ var relationalOps = map[string]func(c int) bool{
 // matcher is a test's comparator and match type.
 type matcher struct {
 	comparator string // i;octet, i;ascii-casemap, i;ascii-numeric
-	typ        string // is, contains, matches, value, count
+	typ        string // is, contains, matches, value, count, regex
 	rel        func(int) bool
+	re         func(key string) *regexp.Regexp // regex: the key compiled, nil when invalid
 }
 
 func newMatcher(n *node) matcher {
@@ -26,7 +28,7 @@ func newMatcher(n *node) matcher {
 	if a, ok := n.tags["comparator"]; ok {
 		m.comparator = strings.ToLower(a.Strings[0])
 	}
-	for _, t := range []string{"contains", "matches", "value", "count"} {
+	for _, t := range []string{"contains", "matches", "value", "count", "regex"} {
 		if a, ok := n.tags[t]; ok {
 			m.typ = t
 			if t == "value" || t == "count" {
@@ -101,6 +103,8 @@ func (m matcher) match(value, key string) (bool, []string) {
 		return strings.Contains(value, key), nil
 	case "matches":
 		return globMatch(value, key, m.comparator == "i;ascii-casemap")
+	case "regex":
+		return regexMatch(m.re(key), value)
 	}
 	if value == "" {
 		// Whatever the comparator (i;ascii-numeric has "" as infinity),

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // oracleEnvelopes are the envelopes the corpus messages arrive with.
@@ -22,6 +23,10 @@ var oracleEnvelopes = map[string]Envelope{
 	"spammy.eml":   {From: "promo@shop.example", To: "bob@example.org"},
 	"charsets.eml": {From: "joerg@example.de", To: "nihon@example.jp"},
 	"tricky.eml":   {From: "jane+sieve@mail.example.com", To: "kim+Work@Example.org"},
+	"mime.eml":     {From: "helene@example.fr", To: "gus@example.org"},
+	"rspamd.eml":   {From: "bounce@offers.example", To: "ivy@example.org"},
+	"html.eml":     {From: "news@letters.example", To: "jo@example.org"},
+	"olddates.eml": {From: "legacy@old.example", To: "max@example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we
@@ -29,7 +34,8 @@ var oracleEnvelopes = map[string]Envelope{
 // (ereject is not in Debian's Pigeonhole 2.3.19 even with -x: run_test.go
 // covers it.)
 var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
-	"variables", "relational", "subaddress", "comparator-i;ascii-numeric"}
+	"variables", "relational", "subaddress", "comparator-i;ascii-numeric", "body", "date", "index", "regex",
+	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds"}
 
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")
@@ -66,7 +72,30 @@ func newOracle(t *testing.T) *oracle {
 	conf := filepath.Join(dir, "dovecot.conf")
 	writePublic(t, conf, fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
 		"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\n"+
-		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n", uid, gid, dir))
+		"plugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n"+
+		"  sieve_spamtest_status_type = score\n  sieve_spamtest_status_header = %s\n  sieve_spamtest_max_header = %s\n"+
+		"  sieve_virustest_status_type = text\n  sieve_virustest_status_header = X-Virus-Status\n"+
+		"  sieve_virustest_text_value1 = Clean\n  sieve_virustest_text_value5 = Infected\n"+
+		"  sieve = file:%s/personal\n  sieve_global = %s/global\n}\n",
+		uid, gid, dir, rspamdStatusHeader, rspamdMaxHeader, dir, dir))
+	// include's scripts, where the configuration points sieve and
+	// sieve_global
+	for _, loc := range []string{"personal", "global"} {
+		if err := os.MkdirAll(filepath.Join(dir, loc), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, loc), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join("testdata/include", loc, "*.sieve"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writePublic(t, filepath.Join(dir, loc, filepath.Base(f)), string(b))
+		}
+	}
 	return &oracle{bin: bin, dir: dir, conf: conf}
 }
 
@@ -79,6 +108,8 @@ func (o *oracle) run(t *testing.T, name string, script, message []byte, env Enve
 	writePublic(t, msgPath, string(message))
 	cmd := exec.Command(o.bin, "-c", o.conf, "-x", strings.Join(oracleExtensions, " "),
 		"-f", env.From, "-a", env.To, "-r", env.To, scriptPath, msgPath)
+	// date and currentdate without :zone use the local zone: UTC in both
+	cmd.Env = append(os.Environ(), "TZ=UTC")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -88,7 +119,7 @@ func (o *oracle) run(t *testing.T, name string, script, message []byte, env Enve
 // ours gives our actions in canonicalResult's form, and the compile error.
 func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) {
 	t.Helper()
-	s, err := Compile(script, Limits{})
+	s, err := CompileWith(script, CompileOptions{Include: oracleIncludes})
 	if err != nil {
 		return []string{"refused"}, err
 	}
@@ -96,7 +127,21 @@ func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return canonicalResult(s.Run(msg, env)), nil
+	return canonicalResult(s.RunWith(msg, env, oracleRunOptions())), nil
+}
+
+// oracleIncludes are the scripts include finds, in the oracle's
+// directories too.
+var oracleIncludes = DirLoader{Personal: "testdata/include/personal", Global: "testdata/include/global"}
+
+// oracleRunOptions are the run options matching the oracle's
+// configuration: UTC, rspamd's header for spamtest, X-Virus-Status for
+// virustest.
+func oracleRunOptions() RunOptions {
+	return RunOptions{Location: time.UTC, SpamTest: &SpamTestConfig{
+		Spam:  DefaultSpamTest().Spam,
+		Virus: SpamStatus{StatusType: "text", StatusHeader: "X-Virus-Status", TextValues: []string{"", "Clean", "", "", "", "Infected"}},
+	}}
 }
 
 // TestOracleCorpus runs every script of testdata/corpus on every message of
@@ -173,6 +218,39 @@ func TestOracleSize(t *testing.T) {
 	}
 }
 
+// TestOracleSizeEdited: the size test after editheader counts the edited
+// header, as Pigeonhole does: every threshold around the message's size.
+func TestOracleSizeEdited(t *testing.T) {
+	o := newOracle(t)
+	messages, _ := filepath.Glob("testdata/messages/*.eml")
+	for _, mp := range messages {
+		raw, err := os.ReadFile(mp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		b.WriteString(`require ["editheader", "fileinto"]; addheader "X-A" "12345"; deleteheader "subject"; addheader :last "X-B" "` +
+			strings.Repeat("word ", 30) + `end";` + "\n")
+		// one store: the largest threshold passed, to the octet
+		for n := msg.Size + 220; n >= msg.Size-60; n-- {
+			if n < msg.Size+220 {
+				b.WriteString("els")
+			}
+			fmt.Fprintf(&b, "if size :over %d { fileinto \"o%d\"; }\n", n, n)
+		}
+		env := oracleEnvelopes[filepath.Base(mp)]
+		got, _ := ours(t, []byte(b.String()), raw, env)
+		want, out := o.run(t, "sizeedit", []byte(b.String()), raw, env)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") || len(got) != 1 || !strings.HasPrefix(got[0], "store o") {
+			t.Errorf("%s: ours %q, theirs %q\n%s", filepath.Base(mp), got, want, out)
+		}
+	}
+}
+
 func writePublic(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -188,12 +266,12 @@ func canonicalResult(res Result) []string {
 	}
 	var out []string
 	for _, a := range res.Actions {
+		if a.Kind == Store && a.Implicit {
+			continue // after the duplicate marks, as sieve-test lists them
+		}
 		switch a.Kind {
 		case Store:
 			line := strings.TrimSpace("store " + a.Folder)
-			if a.Implicit {
-				line = "implicit " + line
-			}
 			if len(a.Flags) > 0 {
 				line += " flags=" + canonicalFlags(a.Flags)
 			}
@@ -205,6 +283,22 @@ func canonicalResult(res Result) []string {
 			out = append(out, "redirect "+a.Address)
 		case Discard:
 			out = append(out, "discard")
+		case Vacation:
+			firstLine := func(s string) string {
+				s, _, _ = strings.Cut(s, "\n")
+				return strings.TrimRight(s, "\r")
+			}
+			v := *a.Vacation
+			v.Subject, v.Handle = firstLine(v.Subject), firstLine(v.Handle)
+			// sieve-test's listing ends a value at its first line break
+			line := fmt.Sprintf("vacation seconds=%d", int64(v.Period/time.Second))
+			if v.Subject != "" {
+				line += " subject=" + v.Subject
+			}
+			if v.From != "" {
+				line += " from=" + v.From
+			}
+			out = append(out, line+" handle="+v.Handle+" reason="+strings.TrimSpace(strings.ReplaceAll(v.Reason, "\r\n", "\n")))
 		case Reject:
 			// sieve-test prints control characters as '?'
 			out = append(out, strings.TrimSpace("reject "+strings.Map(func(r rune) rune {
@@ -213,6 +307,25 @@ func canonicalResult(res Result) []string {
 				}
 				return r
 			}, a.Reason)))
+		}
+	}
+	for _, m := range res.DuplicateMarks {
+		line := "track duplicate"
+		if m.last {
+			line = "track last duplicate"
+		}
+		if m.handle != nil {
+			line = strings.TrimSpace(line + " with handle: " + *m.handle)
+		}
+		out = append(out, line)
+	}
+	for _, a := range res.Actions {
+		if a.Kind == Store && a.Implicit {
+			line := strings.TrimSpace("implicit store " + a.Folder)
+			if len(a.Flags) > 0 {
+				line += " flags=" + canonicalFlags(a.Flags)
+			}
+			out = append(out, line)
 		}
 	}
 	return out
@@ -255,9 +368,42 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			out[len(out)-1] += " create"
 		}
 	}
+	var vac map[string]string // the vacation action being read
+	var reason []string
+	inReason := false
 	for _, line := range strings.Split(stdout, "\n") {
 		l := strings.TrimSpace(line)
+		if inReason {
+			if l == "END MESSAGE" {
+				inReason = false
+				v := "vacation seconds=" + vac["seconds"]
+				for _, k := range []string{"subject", "from"} {
+					// an empty :subject or :from is the default, as Result has it
+					if x, ok := vac[k]; ok && x != "" {
+						v += " " + k + "=" + x
+					}
+				}
+				out = append(out, v+" handle="+vac["handle"]+" reason="+strings.TrimSpace(strings.Join(reason, "\n")))
+				vac, reason = nil, nil
+				continue
+			}
+			reason = append(reason, strings.TrimRight(line, "\r"))
+			continue
+		}
+		if vac != nil && strings.HasPrefix(l, "=> ") {
+			k, v, _ := strings.Cut(strings.TrimPrefix(l, "=> "), ":")
+			vac[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			continue
+		}
+		if vac != nil && l == "START MESSAGE" {
+			inReason = true
+			continue
+		}
 		switch {
+		case l == "* send vacation message:":
+			flush()
+			flags, create = "", false
+			vac = map[string]string{}
 		case l == "Performed actions:":
 			prefix = ""
 		case l == "Implicit keep:":
@@ -285,6 +431,25 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 		}
 	}
 	flush()
+	// Duplicate tracking is listed in the order the tests ran, among the
+	// actions: Result keeps the marks apart, so they go after the explicit
+	// actions in both forms.
+	var tracks, rest []string
+	for _, a := range out {
+		if strings.HasPrefix(a, "track ") {
+			tracks = append(tracks, a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	split := len(rest)
+	for i, a := range rest {
+		if strings.HasPrefix(a, "implicit ") {
+			split = i
+			break
+		}
+	}
+	out = append(append(append([]string{}, rest[:split]...), tracks...), rest[split:]...)
 	// sieve-test lists the implicit keep beside an explicit store into
 	// the same folder (fileinto :copy "INBOX"), though executed (-e) it
 	// stores one message: Result has the one store.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseValues(t *testing.T) {
@@ -65,7 +66,7 @@ func TestCompileErrors(t *testing.T) {
 		{"if size :over 10X { keep; }", 1, 17, "after a number"},
 		{"keep;\n: x;", 2, 1, "a tag needs a name"},
 		{"keep @;", 1, 6, "unexpected character '@'"},
-		{"require \"vacation\";", 1, 9, `unknown extension "vacation"`},
+		{"require \"x-frop\";", 1, 9, `unknown extension "x-frop"`},
 		{"keep;\nrequire \"fileinto\";", 2, 1, "require must come before"},
 		{"fileinto \"x\";", 1, 1, `needs require "fileinto"`},
 		{"frobnicate;", 1, 1, "unknown command frobnicate"},
@@ -141,6 +142,10 @@ func FuzzCompile(f *testing.F) {
 		"require [\"fileinto\", \"variables\"]; if header :matches \"subject\" \"*x?\" { fileinto \"${1}\"; }",
 		"set text:\n.a\n.\n;", "/* x */ # y\nkeep;", "if allof(not true, anyof(false)) { stop; } else { discard; }",
 		"require [\"imap4flags\",\"relational\",\"comparator-i;ascii-numeric\"]; if header :count \"gt\" :comparator \"i;ascii-numeric\" \"x\" \"1\" { addflag \"a\"; }",
+		"require [\"editheader\", \"index\", \"variables\"]; addheader :last \"X-A\" \"${1}\"; deleteheader :index 1 :last :matches \"subject\" \"*\";",
+		"require [\"regex\", \"date\", \"variables\"]; if date :zone \"+0100\" :regex \"date\" \"iso8601\" \"^(.*)T\" { set \"d\" \"${1}\"; }",
+		"require [\"body\", \"vacation-seconds\", \"duplicate\"]; if body :content \"text\" :contains \"x\" { vacation :seconds 5 :handle \"h\" \"away\"; } if duplicate :last { stop; }",
+		"require [\"include\", \"variables\", \"spamtestplus\", \"virustest\"]; global \"g\"; include :once :optional \"a\"; if spamtest :percent \"0\" { return; }",
 	} {
 		f.Add([]byte(s))
 	}
@@ -149,7 +154,7 @@ func FuzzCompile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		s, err := Compile(src, Limits{MaxNesting: 16})
+		s, err := CompileWith(src, CompileOptions{Limits: Limits{MaxNesting: 16}, Include: mapLoader{"a": "keep;", "global/b": "discard;"}})
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) {
@@ -160,9 +165,14 @@ func FuzzCompile(f *testing.F) {
 			}
 			return
 		}
-		res := s.Run(msg, Envelope{From: "a@b.c", To: "d@e.f"})
+		res := s.RunWith(msg, Envelope{From: "a@b.c", To: "d@e.f"}, RunOptions{Now: time.Unix(1<<31, 0)})
 		if res.Err != nil && (len(res.Actions) != 1 || res.Actions[0].Folder != "INBOX") {
 			t.Fatalf("failed run without a keep into INBOX: %+v", res)
+		}
+		if h := res.EditedHeader; h != nil {
+			if _, err := ReadMessage(bytes.NewReader(append(h, "body\r\n"...))); err != nil || !bytes.HasSuffix(h, []byte("\r\n\r\n")) {
+				t.Fatalf("edited header %q does not parse: %v", h, err)
+			}
 		}
 		// Mail is dropped only by an explicit discard.
 		delivered, discarded := false, false
@@ -192,6 +202,21 @@ if address :domain :value "ge" "to" "m" { redirect "x@example.com"; }`), Limits{
 	if err != nil {
 		f.Fatal(err)
 	}
+	extScript, err := Compile([]byte(`require ["body", "date", "index", "regex", "editheader", "spamtestplus", "virustest", "duplicate", "variables", "fileinto", "relational", "comparator-i;ascii-numeric"];
+if body :content ["text", "multipart", "message/rfc822", ""] :contains "x" { fileinto "c"; }
+if body :text :matches "*a*" { fileinto "t"; }
+if body :raw :regex "(a+)+b" { fileinto "r"; }
+if date :index 1 :last :originalzone :matches "date" "iso8601" "*" { fileinto "d-${1}"; }
+if header :regex ["subject", "from"] "^(.*)(é|x)" { addheader :last "X-Seen" "${1}${2}"; }
+deleteheader :index 2 :matches "received" "*";
+if spamtest :percent :value "ge" :comparator "i;ascii-numeric" "50" { fileinto "Junk"; }
+if virustest :value "ge" :comparator "i;ascii-numeric" "3" { fileinto "Virus"; }
+if duplicate :header "message-id" { discard; }`), Limits{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+eDwvYj4=\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ninner\r\n--b--\r\nepi\r\n"), "a@b.c", "d@e.f")
+	f.Add([]byte("X-Spamd-Result: default: True [99.5 / 15.00]\r\nDate: Fri, 31 Dec 9999 23:59:60 +9999\r\n\r\n"), "", "x")
 	f.Fuzz(func(t *testing.T, raw []byte, from, to string) {
 		msg, err := ReadMessage(bytes.NewReader(raw))
 		if err != nil {
@@ -200,6 +225,11 @@ if address :domain :value "ge" "to" "m" { redirect "x@example.com"; }`), Limits{
 		res := script.Run(msg, Envelope{From: from, To: to})
 		if len(res.Actions) == 0 {
 			t.Fatal("no action")
+		}
+		res = extScript.RunWith(msg, Envelope{From: from, To: to}, RunOptions{Now: time.Unix(1<<31, 0)})
+		// a runtime error (a NUL taken into addheader's value) keeps
+		if len(res.Actions) == 0 || res.Err != nil && !res.Actions[0].Inbox() {
+			t.Fatalf("extensions script: %+v", res)
 		}
 	})
 }

@@ -44,6 +44,14 @@ var (
 		"Réunion*", "*€*", "WIN*", "alice@example.com", "jane+sieve@mail.example.com", "kim", "jane",
 		"sieve", "lists", "*+*", "ops@team.example.com", "*Ops*", "carol", "example.com", "frop*"}
 	genFlags = []string{"\\Seen", "\\Flagged", "$Label1", "work", "\\Answered", "x y", "Work"}
+	// regular expressions POSIX ERE and RE2 read alike (regex.go lists
+	// where they differ)
+	genRegex = []string{"^a", "e$", "[0-9]+", "(ex|mo)", "^.*@(.*)$", "[[:alpha:]]-", "a.c", "^$", "(o)(n)?",
+		"^([^ ]+) ", "\\.(com|org)", "[[:digit:]]{2}", "^(re|fwd?):", "(a|b)*c", "."}
+	genDateParts = []string{"year", "month", "day", "date", "julian", "hour", "minute", "second", "time",
+		"iso8601", "std11", "zone", "weekday"}
+	genDateKeys = []string{"2026", "12", "0*", "*:*", "+0000", "6", "*-12-0?", "*T*", "Sat*", "61379", "1?"}
+	genBodyKeys = []string{"tomorrow", "*price*", "zeppelin", "rapport", "Caf*", "body", "", "*", "Click", "mail system"}
 )
 
 func (g *scriptGen) matchArgs(addr bool) string {
@@ -83,6 +91,9 @@ func (g *scriptGen) test(depth int) string {
 	if depth > 2 && k < 3 {
 		k = 5
 	}
+	if g.r.IntN(3) == 0 {
+		return g.extTest()
+	}
 	switch k {
 	case 0:
 		return "not " + g.test(depth+1)
@@ -112,8 +123,56 @@ func (g *scriptGen) test(depth int) string {
 	return g.pick("true", "false")
 }
 
+// extTest is a test of the extensions of issue 17.
+func (g *scriptGen) extTest() string {
+	index := ""
+	if g.r.IntN(3) == 0 {
+		index = fmt.Sprintf(":index %d ", 1+g.r.IntN(3)) + g.pick("", ":last ")
+	}
+	switch g.r.IntN(8) {
+	case 0:
+		return "header :regex " + g.pick("", `:comparator "i;octet" `) + index + g.list(genHeaders...) + " " + g.list(genRegex...)
+	case 1:
+		return "address :regex " + index + g.pick(":all", ":localpart", ":domain") + " " + g.list(genAddrHeaders...) + " " + g.list(genRegex...)
+	case 2:
+		return "date " + g.pick("", ":originalzone ", `:zone "+0200" `, `:zone "-0700" `) + index + g.matchArgs(false) + " " +
+			g.quote(g.pick("date", "date", "x-nothere", "received")) + " " + g.quote(g.pick(genDateParts...)) + " " + g.list(genDateKeys...)
+	case 3:
+		return `currentdate :value "ge" ` + g.quote(g.pick("year", "julian")) + " " + g.quote(g.pick("2024", "61000"))
+	case 4:
+		return "body " + g.pick("", ":raw ", ":text ", `:content "text" `, `:content ["text/html", "application"] `, `:content "" `) +
+			g.pick(":contains", ":matches", ":is") + " " + g.list(genBodyKeys...)
+	case 5:
+		return g.pick("spamtest", "virustest", "spamtest :percent") + ` :value ` + g.quote(g.pick("ge", "lt", "eq")) +
+			` :comparator "i;ascii-numeric" ` + g.quote(g.pick("0", "1", "5", "10", "49", "50"))
+	case 6:
+		m := g.matchArgs(false)
+		if strings.Contains(m, ":count") {
+			index = "" // sieve-test's header :index :count is wrong (TestPigeonholeBugs)
+		}
+		return "header " + index + m + " " + g.list(genHeaders...) + " " + g.list(genKeys...)
+	}
+	return "string :regex " + g.list("${v}", "${1}", "abc-123", "") + " " + g.list(genRegex...)
+}
+
 func (g *scriptGen) action() string {
 	g.n++
+	switch g.r.IntN(5) {
+	case 0:
+		return "addheader " + g.pick("", ":last ") + g.quote(g.pick("X-Tag", "Subject", "X-New", "Date")) + " " +
+			g.quote(g.pick("added", "${1}", "Sat, 05 Dec 2026 23:00:00 +0100", "")) + ";"
+	case 1:
+		idx := ""
+		if g.r.IntN(2) == 0 {
+			idx = fmt.Sprintf(":index %d ", 1+g.r.IntN(2)) + g.pick("", ":last ")
+		}
+		return "deleteheader " + idx + g.pick("", ":contains ", ":matches ") + g.quote(g.pick("x-tag", "subject", "to", "received", "x-number")) +
+			g.pick("", ` "a"`, ` ["e", "0*"]`) + ";"
+	case 2:
+		if g.r.IntN(3) == 0 {
+			return "vacation " + g.pick("", ":days 2 ", ":seconds 90000 ", `:subject "${1}" `) + `"away ${1}";`
+		}
+	}
 	switch g.r.IntN(15) {
 	case 14:
 		return `reject "no: ${1}";`
@@ -165,7 +224,8 @@ func (g *scriptGen) block(depth int) string {
 }
 
 func (g *scriptGen) script() string {
-	return `require ["fileinto", "reject", "envelope", "imap4flags", "copy", "variables", "relational", "subaddress", "comparator-i;ascii-numeric"];` +
+	return `require ["fileinto", "reject", "envelope", "imap4flags", "copy", "variables", "relational", "subaddress", "comparator-i;ascii-numeric",` +
+		` "regex", "date", "index", "body", "spamtestplus", "virustest", "editheader", "vacation", "vacation-seconds"];` +
 		"\n" + g.block(0)
 }
 

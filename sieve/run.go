@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,28 +17,51 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// Message is what a script sees of a message: its header and its size.
+// Message is what a script sees of a message: its header, its size and
+// (for the body test) its body.
 type Message struct {
 	Header textproto.Header
 	// Size in octets with LF line ends: the message as delivery stores it
 	// in the maildir, and as Dovecot's LDA, fed by Postfix with LF line
 	// ends, gives it to Pigeonhole's size test.
 	Size int64
+	// Body is the body as read (after the empty line) with LF line ends,
+	// at most the limit
+	// given to ReadMessageLimit (DefaultMaxBody for ReadMessage);
+	// BodyTruncated says a longer body was cut there. Size always counts
+	// the whole message.
+	Body          []byte
+	BodyTruncated bool
 }
 
-// ReadMessage reads a message (LF or CRLF line ends), keeping its header and
-// measuring its size.
+// ReadMessage reads a message (LF or CRLF line ends), keeping its header,
+// the first DefaultMaxBody octets of its body, and measuring its size.
 func ReadMessage(r io.Reader) (*Message, error) {
+	return ReadMessageLimit(r, DefaultMaxBody)
+}
+
+// ReadMessageLimit is ReadMessage keeping at most maxBody octets of the
+// body (0 keeps none: a script with a body test then sees an empty body).
+func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 	cr := &lfCounter{r: r}
 	br := bufio.NewReader(cr)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
 	}
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	var body bytes.Buffer
+	if _, err := io.Copy(&body, io.LimitReader(br, int64(max(maxBody, 0)))); err != nil {
 		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
 	}
-	return &Message{Header: h, Size: cr.n}, nil
+	rest, err := io.Copy(io.Discard, br)
+	if err != nil {
+		return nil, fmt.Errorf("sieve: reading the message body: %w", err)
+	}
+	// LF line ends, as Dovecot's LDA fed by Postfix sees the body (and
+	// as Size counts it): body :raw :is gives the same answer whether the
+	// message came with CRLF or LF.
+	b := bytes.ReplaceAll(body.Bytes(), []byte("\r\n"), []byte("\n"))
+	return &Message{Header: h, Size: cr.n, Body: b, BodyTruncated: rest > 0}, nil
 }
 
 // lfCounter counts the octets read, a CR before an LF not counted.
@@ -128,6 +152,10 @@ type Result struct {
 	// with the empty line. Every copy the result stores or redirects
 	// carries it instead of the message's own header.
 	EditedHeader []byte
+	// DuplicateMarks are the ids the duplicate tests of the run ask to
+	// remember (RFC 7352): the deliverer commits them
+	// (DuplicateStore.Commit) once the message is stored, never before.
+	DuplicateMarks []DuplicateMark
 }
 
 // RuntimeError is a script failure while running: its place and reason.
@@ -135,17 +163,36 @@ type RuntimeError = Error
 
 var spaceAroundAt = regexp.MustCompile(`[ \t]*@[ \t]*`)
 
+// runState is what the scripts of one run (the main one and those it
+// includes) share.
+type runState struct {
+	msg        *Message
+	env        Envelope
+	opts       RunOptions
+	now        time.Time
+	flags      []string // imap4flags' internal variable
+	actions    []Action
+	canceled   bool // the implicit keep is canceled
+	redirs     int
+	headers    map[string][]string // decoded values by lower-case name: rules often read the same
+	globals    map[string]string   // include's global variables
+	edited     []headerField       // the header as editheader left it; nil while unedited
+	sizeDelta  int64               // what editheader added to the size (LF line ends)
+	once       map[*Script]bool    // scripts included so far, for :once
+	dups       []DuplicateMark
+	dupChecked []dupCacheEntry
+	body       *bodyCache
+	regexps    map[string]*regexp.Regexp // patterns made from variables, compiled once per run
+	dates      map[string]dateCacheEntry // parsed date field values
+	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
+}
+
+// runner runs one script: its variables are its own.
 type runner struct {
-	s        *Script
-	msg      *Message
-	env      Envelope
-	vars     map[string]string
-	match    []string
-	flags    []string // imap4flags' internal variable
-	actions  []Action
-	canceled bool // the implicit keep is canceled
-	redirs   int
-	headers  map[string][]string // decoded values by lower-case name: rules often read the same
+	*runState
+	s     *Script
+	vars  map[string]string
+	match []string
 }
 
 func (r *runner) decoded(name string) []string {
@@ -154,7 +201,7 @@ func (r *runner) decoded(name string) []string {
 		return v
 	}
 	var vals []string
-	for _, v := range r.msg.values(name) {
+	for _, v := range r.headerValues(name) {
 		vals = append(vals, decodeHeader(v))
 	}
 	if r.headers == nil {
@@ -166,17 +213,32 @@ func (r *runner) decoded(name string) []string {
 
 var errStop = errors.New("stop")
 
-// Run runs the script on a message for one recipient.
-func (s *Script) Run(msg *Message, env Envelope) Result {
-	r := &runner{s: s, msg: msg, env: env, vars: map[string]string{}}
+// errReturn ends an included script (RFC 6609 return).
+var errReturn = errors.New("return")
+
+// RunWith runs the script on a message for one recipient.
+func (s *Script) RunWith(msg *Message, env Envelope, opts RunOptions) Result {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if opts.Location == nil {
+		opts.Location = time.Local
+	}
+	st := &runState{msg: msg, env: env, opts: opts, now: now, globals: map[string]string{}}
+	r := &runner{runState: st, s: s, vars: map[string]string{}}
 	err := r.block(s.cmds)
-	if err != nil && err != errStop {
+	if err != nil && err != errStop && err != errReturn {
 		return Result{Actions: []Action{{Kind: Store, Folder: "INBOX", Implicit: true}}, Err: err}
 	}
 	if !r.canceled {
 		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
 	}
-	return Result{Actions: r.actions}
+	res := Result{Actions: r.actions, DuplicateMarks: r.dups}
+	if r.edited != nil {
+		res.EditedHeader = r.editedHeader()
+	}
+	return res
 }
 
 func (r *runner) block(cmds []*Command) error {
@@ -253,6 +315,25 @@ func (r *runner) block(cmds []*Command) error {
 			r.flagCommand(c.Name, n)
 		case "set":
 			r.set(n)
+		case "vacation":
+			if err := r.vacation(c, n); err != nil {
+				return err
+			}
+		case "addheader":
+			if err := r.addheader(c, n); err != nil {
+				return err
+			}
+		case "deleteheader":
+			if err := r.deleteheader(c, n); err != nil {
+				return err
+			}
+		case "include":
+			if err := r.include(n); err != nil {
+				return err
+			}
+		case "return":
+			return errReturn
+		case "global":
 		default:
 			return r.errorf(c.Pos, "command %s cannot run", c.Name)
 		}
@@ -272,6 +353,9 @@ func (r *runner) reject(reason string, extended bool) error {
 			return errors.New("a second reject/ereject")
 		case Store, Redirect:
 			return errors.New("reject/ereject conflicts with an earlier keep, fileinto or redirect")
+		case Vacation:
+			// both would answer the sender
+			return errors.New("reject/ereject conflicts with an earlier vacation")
 		}
 	}
 	return r.add(Action{Kind: Reject, Reason: reason, Extended: extended})
@@ -419,22 +503,26 @@ func (r *runner) test(t *Test) (bool, error) {
 		return all, nil
 	case "exists":
 		for _, h := range r.strs(n.pos[0]) {
-			if len(r.msg.Header.Values(h)) == 0 {
+			if !r.headerExists(h) {
 				return false, nil
 			}
 		}
 		return true, nil
 	case "size":
-		limit, size := n.pos[0].Number, uint64(r.msg.Size)
+		// the message as edited, as Pigeonhole measures it
+		limit, size := n.pos[0].Number, uint64(max(r.msg.Size+r.sizeDelta, 0))
 		if _, ok := n.tags["over"]; ok {
 			return size > limit, nil
 		}
 		return size < limit, nil
 	case "header":
+		// :index counts the fields of all the names given, in that order
+		// (Pigeonhole's reading)
 		var values []string
 		for _, h := range r.strs(n.pos[0]) {
 			values = append(values, r.decoded(h)...)
 		}
+		values = pickIndex(n, values)
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
 	case "address", "envelope":
 		part := "all"
@@ -446,8 +534,12 @@ func (r *runner) test(t *Test) (bool, error) {
 		var addrs []string
 		var unparsed []string // values :all sees whole, other parts not at all
 		if t.Name == "address" {
+			var fields []string // :index counts the fields of all the names
 			for _, h := range r.strs(n.pos[0]) {
-				for _, v := range r.msg.values(h) {
+				fields = append(fields, r.headerValues(h)...)
+			}
+			{
+				for _, v := range pickIndex(n, fields) {
 					list, ok := headerAddresses(v)
 					if !ok {
 						unparsed = append(unparsed, list...)
@@ -478,7 +570,7 @@ func (r *runner) test(t *Test) (bool, error) {
 				values = append(values, v)
 			}
 		}
-		if m := newMatcher(n); m.typ == "count" {
+		if m := r.newMatcher(n); m.typ == "count" {
 			// Pigeonhole counts the addresses, with or without the part
 			// (an address without a +detail still counts for :detail).
 			return m.countMatch(len(addrs)+len(unparsed), r.strs(n.pos[1])), nil
@@ -497,7 +589,7 @@ func (r *runner) test(t *Test) (bool, error) {
 		// too: "a b" is the keys "a" and "b"; :matches and :value take
 		// them whole.
 		keys := r.strs(n.pos[1])
-		if m := newMatcher(n); m.typ == "is" || m.typ == "contains" {
+		if m := r.newMatcher(n); m.typ == "is" || m.typ == "contains" {
 			var split []string
 			for _, k := range keys {
 				split = append(split, strings.Fields(k)...)
@@ -508,11 +600,19 @@ func (r *runner) test(t *Test) (bool, error) {
 	case "string":
 		var values []string
 		for _, v := range r.strs(n.pos[0]) {
-			if m := newMatcher(n); m.typ != "count" || v != "" {
+			if m := r.newMatcher(n); m.typ != "count" || v != "" {
 				values = append(values, v)
 			}
 		}
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
+	case "body":
+		return r.bodyTest(n)
+	case "date", "currentdate":
+		return r.dateTest(t, n)
+	case "spamtest", "virustest":
+		return r.spamTest(t, n)
+	case "duplicate":
+		return r.duplicateTest(t, n)
 	}
 	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
 }
@@ -547,7 +647,7 @@ func constantTest(t *Test) (value, ok bool) {
 // matchValues is true when one value matches one key; for :matches the
 // first such pair sets the match variables.
 func (r *runner) matchValues(n *node, values, keys []string) bool {
-	m := newMatcher(n)
+	m := r.newMatcher(n)
 	if m.typ == "count" {
 		return m.countMatch(len(values), keys)
 	}

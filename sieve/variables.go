@@ -75,7 +75,23 @@ func (r *runner) getVar(name string) string {
 		}
 		return r.match[n]
 	}
+	if g, ok := r.globalName(name); ok {
+		return r.globals[g]
+	}
 	return r.vars[strings.ToLower(name)]
+}
+
+// globalName is the name of a variable in include's global scope: one the
+// script declared global, or one of the "global." namespace (RFC 6609 §3.5).
+func (r *runner) globalName(name string) (string, bool) {
+	l := strings.ToLower(name)
+	if strings.HasPrefix(l, "global.") && r.s.required["include"] {
+		return l[len("global."):], true
+	}
+	if r.s.globals[l] {
+		return l, true
+	}
+	return "", false
 }
 
 func truncateUTF8(s string, n int) string {
@@ -91,6 +107,10 @@ func truncateUTF8(s string, n int) string {
 
 func (r *runner) setVar(name, value string) {
 	value = truncateUTF8(value, maxVariableSize)
+	if g, ok := r.globalName(name); ok {
+		r.globals[g] = value
+		return
+	}
 	r.vars[strings.ToLower(name)] = value
 }
 

@@ -1,2 +1,2 @@
-require "vacation";
+require "x-frop";
 keep;

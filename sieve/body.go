@@ -1,0 +1,302 @@
+package sieve
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"html"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"regexp"
+	"strings"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+)
+
+// body (RFC 5173): the body test matches the body undecoded (:raw), the
+// MIME parts of chosen content types decoded to UTF-8 (:content), or the
+// text of the message (:text, the default: text/* parts, HTML reduced to
+// its text). As in Pigeonhole, a multipart's preamble and epilogue are
+// parts of its own type, and a message/rfc822 part's content is the
+// header of the message it holds, whose parts follow.
+
+var bodyTests = map[string]spec{
+	"body": {ext: "body", pos: []valueKind{vStrings}, tags: tags(matchTags, map[string]tagSpec{
+		"raw": {group: "transform"}, "content": {param: vStrings, group: "transform"}, "text": {group: "transform"}})},
+}
+
+// DefaultMaxBody is the part of a message body ReadMessage keeps for the
+// body test: a longer body is seen only up to there (Message.BodyTruncated).
+const DefaultMaxBody = 4 << 20
+
+// MIME walking bounds: hostile messages nest and split without end.
+const (
+	maxMIMEDepth = 16
+	maxMIMEParts = 512
+)
+
+func (s *Script) checkBody(t *Test, n *node) *Error {
+	// Pigeonhole takes any :content string; one that is no type matches
+	// no part.
+	return nil
+}
+
+// bodyPart is one part as the body test sees it.
+type bodyPart struct {
+	contentType string // type/subtype, lower case
+	content     []byte // transfer-decoded, text converted to UTF-8
+	leaf        bool   // neither a multipart's preamble/epilogue nor a message/rfc822 header
+}
+
+// bodyCache is the message's parts, parsed on the first body test. The
+// body test reads the message's own MIME structure: editheader does not
+// change it (as in Pigeonhole, which reads the message as received).
+type bodyCache struct {
+	parts []bodyPart
+}
+
+func (r *runner) bodyTest(n *node) (bool, error) {
+	keys := r.strs(n.pos[0])
+	var values []string
+	if _, ok := n.tags["raw"]; ok {
+		values = []string{string(r.msg.Body)}
+	} else {
+		if r.body == nil {
+			r.body = &bodyCache{}
+			walkMIME(r.msg.Header, r.msg.Body, 0, &r.body.parts)
+		}
+		var wanted []string
+		text := true
+		if a, ok := n.tags["content"]; ok {
+			wanted = r.strs(a)
+			text = false
+		} else {
+			wanted = []string{"text", "application/xhtml+xml"}
+		}
+		for _, p := range r.body.parts {
+			if !wantedType(wanted, p.contentType) {
+				continue
+			}
+			c := p.content
+			if text && p.leaf && (p.contentType == "text/html" || p.contentType == "application/xhtml+xml") {
+				c = htmlText(c)
+			}
+			values = append(values, string(c))
+		}
+	}
+	// Pigeonhole's body test sets no match variables.
+	saved := r.match
+	ok := r.matchValues(n, values, keys)
+	r.match = saved
+	return ok, nil
+}
+
+// wantedType is RFC 5173 §5.2's choice: "" every part, "type" every
+// subtype, "type/subtype" that one.
+func wantedType(wanted []string, ct string) bool {
+	main := ct
+	if i := strings.IndexByte(ct, '/'); i >= 0 {
+		main = ct[:i]
+	}
+	for _, w := range wanted {
+		w = strings.ToLower(w)
+		switch {
+		case w == "":
+			return true
+		case strings.Contains(w, "/"):
+			if w == ct {
+				return true
+			}
+		case w == main:
+			return true
+		}
+	}
+	return false
+}
+
+// walkMIME appends the parts of an entity, depth first.
+func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
+	if len(*out) >= maxMIMEParts {
+		return
+	}
+	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil || ct == "" {
+		ct, params = "text/plain", map[string]string{"charset": "us-ascii"}
+	}
+	ct = strings.ToLower(ct)
+	switch {
+	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth:
+		preamble, parts, epilogue := splitMultipart(body, params["boundary"])
+		*out = append(*out, bodyPart{contentType: ct, content: preamble})
+		for _, p := range parts {
+			ph, pbody := splitEntity(p)
+			walkMIME(ph, pbody, depth+1, out)
+			if len(*out) >= maxMIMEParts {
+				return
+			}
+		}
+		if epilogue != nil {
+			*out = append(*out, bodyPart{contentType: ct, content: epilogue})
+		}
+	case ct == "message/rfc822" && depth < maxMIMEDepth:
+		inner := transferDecode(h, body)
+		*out = append(*out, bodyPart{contentType: ct, content: headerBlock(inner)})
+		ih, ibody := splitEntity(inner)
+		walkMIME(ih, ibody, depth+1, out)
+	default:
+		content := transferDecode(h, body)
+		if strings.HasPrefix(ct, "text/") {
+			content = toUTF8(content, params["charset"])
+		}
+		*out = append(*out, bodyPart{contentType: ct, content: content, leaf: true})
+	}
+}
+
+// splitEntity parses an entity's header and returns it with its body.
+func splitEntity(raw []byte) (textproto.Header, []byte) {
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return textproto.Header{}, raw
+	}
+	rest, _ := io.ReadAll(br)
+	return h, rest
+}
+
+// headerBlock is an entity's header text, without the empty line.
+func headerBlock(raw []byte) []byte {
+	if bytes.HasPrefix(raw, []byte("\n")) || bytes.HasPrefix(raw, []byte("\r\n")) {
+		return nil
+	}
+	for _, sep := range [][]byte{[]byte("\r\n\r\n"), []byte("\n\n")} {
+		if i := bytes.Index(raw, sep); i >= 0 {
+			return raw[:i+len(sep)/2]
+		}
+	}
+	return raw
+}
+
+// splitMultipart cuts a multipart body at its boundary lines (RFC 2046
+// §5.1.1): the preamble, the parts, and the epilogue (nil when the close
+// delimiter is missing).
+func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]byte, epilogue []byte) {
+	delim := []byte("--" + boundary)
+	start := 0
+	inPart := false
+	pos := 0
+	closeSeen := false
+	for pos <= len(body) {
+		end := bytes.IndexByte(body[pos:], '\n')
+		lineEnd := len(body)
+		next := len(body) + 1
+		if end >= 0 {
+			lineEnd = pos + end
+			next = lineEnd + 1
+		}
+		line := bytes.TrimRight(body[pos:lineEnd], "\r")
+		if bytes.HasPrefix(line, delim) {
+			tail := bytes.TrimRight(line[len(delim):], " \t")
+			isClose := bytes.Equal(tail, []byte("--"))
+			if isClose || len(tail) == 0 {
+				// the CRLF before a delimiter belongs to it
+				stop := trimLineEnd(body[start:pos])
+				if inPart {
+					parts = append(parts, stop)
+				} else {
+					preamble = stop
+				}
+				start = next
+				inPart = true
+				if isClose {
+					closeSeen = true
+					break
+				}
+			}
+		}
+		pos = next
+	}
+	if closeSeen {
+		if start < len(body) {
+			epilogue = body[start:]
+		} else {
+			epilogue = []byte{}
+		}
+	} else if inPart && start <= len(body) {
+		parts = append(parts, body[start:])
+	} else if !inPart {
+		preamble = body
+	}
+	if len(parts) > maxMIMEParts {
+		parts = parts[:maxMIMEParts]
+	}
+	return preamble, parts, epilogue
+}
+
+func trimLineEnd(b []byte) []byte {
+	if bytes.HasSuffix(b, []byte("\r\n")) {
+		return b[:len(b)-2]
+	}
+	if bytes.HasSuffix(b, []byte("\n")) {
+		return b[:len(b)-1]
+	}
+	return b
+}
+
+// transferDecode undoes the Content-Transfer-Encoding; broken encodings
+// give what decoded before the damage.
+func transferDecode(h textproto.Header, body []byte) []byte {
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "base64":
+		clean := bytes.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, body)
+		out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+		n, _ := base64.StdEncoding.Decode(out, clean)
+		if n == 0 {
+			n, _ = base64.RawStdEncoding.Decode(out, bytes.TrimRight(clean, "="))
+		}
+		return out[:n]
+	case "quoted-printable":
+		out, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+		return out
+	}
+	return body
+}
+
+// toUTF8 converts text in a charset; an unknown charset leaves it as it is.
+func toUTF8(b []byte, cs string) []byte {
+	switch strings.ToLower(cs) {
+	case "", "us-ascii", "utf-8", "utf8":
+		return b
+	}
+	rd, err := charset.Reader(cs, bytes.NewReader(b))
+	if err != nil {
+		return b
+	}
+	out, err := io.ReadAll(rd)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+var (
+	htmlDropped = regexp.MustCompile(`(?is)<!--.*?-->|<(script|style)\b.*?</(script|style)\s*>`)
+	htmlTag     = regexp.MustCompile(`(?s)<[^>]*>`)
+	htmlSpace   = regexp.MustCompile(`[ \t\r\n]+`)
+)
+
+// htmlText reduces HTML to its text: markup, comments, scripts and styles
+// dropped, entities decoded, white space squeezed.
+func htmlText(b []byte) []byte {
+	s := htmlDropped.ReplaceAllString(string(b), " ")
+	s = htmlTag.ReplaceAllString(s, " ")
+	s = html.UnescapeString(s)
+	s = htmlSpace.ReplaceAllString(s, " ")
+	return []byte(strings.TrimSpace(s))
+}

@@ -1,0 +1,128 @@
+package sieve
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+)
+
+// duplicate (RFC 7352): whether a message with the same id (its
+// Message-ID, another header's value, or :uniqueid) came within a period.
+// Runs only read the DuplicateStore; the ids to remember are in
+// Result.DuplicateMarks, committed by the deliverer once the message is
+// stored, so that a failed delivery marks nothing.
+
+var duplicateTests = map[string]spec{
+	"duplicate": {ext: "duplicate", tags: map[string]tagSpec{
+		"handle": {param: vString}, "header": {param: vString, group: "id"}, "uniqueid": {param: vString, group: "id"},
+		"seconds": {param: vNumber}, "last": {}}},
+}
+
+// Pigeonhole's sieve_duplicate_default_period and max_period.
+const (
+	duplicateDefaultPeriod = 12 * time.Hour
+	duplicateMaxPeriod     = 48 * time.Hour
+)
+
+// DuplicateStore remembers the ids of messages delivered.
+type DuplicateStore interface {
+	// Seen says whether id was marked and its mark has not expired at now.
+	Seen(id string, now time.Time) (bool, error)
+	// Commit records marks, each replacing an earlier mark of its id.
+	Commit(marks []DuplicateMark, now time.Time) error
+}
+
+// DuplicateMark is an id to remember until Expires.
+type DuplicateMark struct {
+	ID      string // 64 hex digits
+	Expires time.Time
+	handle  *string // for the oracle tests' listing, as sieve-test's
+	last    bool
+}
+
+func (s *Script) checkDuplicate(t *Test, n *node) *Error {
+	if a, ok := n.tags["header"]; ok {
+		if h := a.Strings[0]; h != "" && !s.hasVariables(h) && !validFieldName(h) {
+			return errAt(a.Pos, "duplicate: invalid header field name \"%s\"", h)
+		}
+	}
+	return nil
+}
+
+// duplicateID is the stored id: a hash of the handle, the value and
+// whether :last was given (a :last test measures from the last message,
+// the others from the first, so they keep marks apart as Pigeonhole does).
+func duplicateID(handle *string, value string, last bool) string {
+	h := sha256.New()
+	if handle != nil {
+		h.Write([]byte("h" + *handle))
+	} else {
+		h.Write([]byte("-"))
+	}
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	if last {
+		h.Write([]byte{0, 1})
+	} else {
+		h.Write([]byte{0, 0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type dupCacheEntry struct {
+	id  string
+	dup bool
+}
+
+func (r *runner) duplicateTest(t *Test, n *node) (bool, error) {
+	var value string
+	if a, ok := n.tags["uniqueid"]; ok {
+		value = r.expand(a.Strings[0])
+	} else {
+		name := "Message-ID"
+		if a, ok := n.tags["header"]; ok {
+			name = r.expand(a.Strings[0])
+		}
+		vals := r.headerValues(name)
+		if len(vals) == 0 {
+			return false, nil // no id: never a duplicate, nothing to mark
+		}
+		value = strings.TrimSpace(unfold(vals[0]))
+	}
+	var handle *string
+	if a, ok := n.tags["handle"]; ok {
+		h := r.expand(a.Strings[0])
+		handle = &h
+	}
+	_, last := n.tags["last"]
+	period := duplicateDefaultPeriod
+	if a, ok := n.tags["seconds"]; ok {
+		period = time.Duration(min(a.Number, uint64(duplicateMaxPeriod/time.Second))) * time.Second
+	}
+	id := duplicateID(handle, value, last)
+	// The same test twice in a run answers the same, as in Pigeonhole.
+	for _, c := range r.dupChecked {
+		if c.id == id {
+			return c.dup, nil
+		}
+	}
+	dup := false
+	if r.opts.Duplicates != nil {
+		var err error
+		if dup, err = r.opts.Duplicates.Seen(id, r.now); err != nil {
+			return false, r.errorf(t.Pos, "duplicate: %v", err)
+		}
+		if !dup && last {
+			// a mark made without :last counts too
+			if dup, err = r.opts.Duplicates.Seen(duplicateID(handle, value, false), r.now); err != nil {
+				return false, r.errorf(t.Pos, "duplicate: %v", err)
+			}
+		}
+	}
+	if !dup || last {
+		r.dups = append(r.dups, DuplicateMark{ID: id, Expires: r.now.Add(period), handle: handle, last: last})
+	}
+	r.dupChecked = append(r.dupChecked, dupCacheEntry{id: id, dup: dup})
+	return dup, nil
+}

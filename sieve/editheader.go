@@ -1,0 +1,290 @@
+package sieve
+
+import (
+	"mime"
+	"strings"
+	"unicode/utf8"
+)
+
+// editheader (RFC 5293): addheader and deleteheader change the header the
+// rest of the script sees and the header of every copy stored or
+// redirected (Result.EditedHeader).
+
+var editheaderCommands = map[string]spec{
+	"addheader": {ext: "editheader", pos: []valueKind{vString, vString}, tags: map[string]tagSpec{"last": {}}},
+	"deleteheader": {ext: "editheader", pos: []valueKind{vString, vStrings}, optLast: true,
+		tags: tags(matchTags, map[string]tagSpec{"index": {param: vNumber}, "last": {}})},
+}
+
+// maxEditedHeaderValue bounds one added value, as Pigeonhole's
+// sieve_editheader_max_header_size (2048).
+const maxEditedHeaderValue = 2048
+
+// headerField is one field of an edited header: its name and the whole
+// field as it is written, folds included, without the final CRLF.
+type headerField struct {
+	name string
+	raw  string
+}
+
+// lfSize is the field's size with LF line ends, its own included, as the
+// size test counts.
+func (f headerField) lfSize() int64 {
+	return int64(len(f.raw) - strings.Count(f.raw, "\r\n") + 1)
+}
+
+// validFieldName is RFC 5322's field-name: printable ASCII but the colon.
+func validFieldName(s string) bool {
+	if s == "" || len(s) > 997 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 || s[i] == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// mayAdd and mayDelete are Pigeonhole's protections: a script can neither
+// forge nor hide the trace headers the server and other filters rely on.
+func mayAdd(name string) bool {
+	return !strings.EqualFold(name, "x-sieve-redirected-from")
+}
+
+func mayDelete(name string) bool {
+	switch strings.ToLower(name) {
+	case "received", "auto-submitted", "x-sieve-redirected-from":
+		return false
+	}
+	return true
+}
+
+func (s *Script) checkEditheader(c *Command, n *node) *Error {
+	// deleteheader :last without :index means nothing; Pigeonhole 2.3
+	// takes it, so it is taken.
+	if c.Name == "deleteheader" {
+		if len(n.pos) == 1 {
+			// the value patterns are optional: the arguments seen are
+			// the field name alone
+			n.pos = append(n.pos, Arg{Kind: ArgTag})
+		}
+		if err := s.checkMatch(n); err != nil {
+			return err
+		}
+	}
+	name := n.pos[0].Strings[0]
+	if name != "" && !s.hasVariables(name) && !validFieldName(name) {
+		return errAt(n.pos[0].Pos, "%s: invalid header field name \"%s\"", c.Name, name)
+	}
+	if c.Name == "addheader" {
+		v := n.pos[1].Strings[0]
+		if !s.hasVariables(v) {
+			if len(v) > maxEditedHeaderValue {
+				return errAt(n.pos[1].Pos, "addheader: value too large (%d bytes)", len(v))
+			}
+			if strings.IndexByte(v, 0) >= 0 {
+				return errAt(n.pos[1].Pos, "addheader: value contains a NUL character")
+			}
+		}
+	}
+	return nil
+}
+
+// headerValues are the unfolded values of a header field as the script
+// sees it now: edited or the message's own.
+func (r *runner) headerValues(name string) []string {
+	if r.edited == nil {
+		return r.msg.values(name)
+	}
+	var out []string
+	for _, f := range r.edited {
+		if strings.EqualFold(f.name, name) {
+			out = append(out, fieldValue(f.raw))
+		}
+	}
+	return out
+}
+
+func (r *runner) headerExists(name string) bool {
+	return len(r.headerValues(name)) > 0
+}
+
+// fieldValue is the unfolded value of a raw field.
+func fieldValue(raw string) string {
+	v := raw
+	if i := strings.IndexByte(v, ':'); i >= 0 {
+		v = v[i+1:]
+	}
+	return strings.TrimLeft(unfold(v), " \t")
+}
+
+// startEdit copies the message's header into the editable list once.
+func (r *runner) startEdit() {
+	if r.edited != nil {
+		return
+	}
+	r.edited = []headerField{}
+	fields := r.msg.Header.Fields()
+	for fields.Next() {
+		raw, err := fields.Raw()
+		if err != nil {
+			raw = []byte(fields.Key() + ": " + fields.Value())
+		}
+		s := strings.TrimRight(string(raw), "\r\n")
+		// CRLF inside folds, whatever the message had
+		s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+		r.edited = append(r.edited, headerField{name: fields.Key(), raw: s})
+	}
+}
+
+// editedHeader is the header block: CRLF line ends, the empty line last.
+func (r *runner) editedHeader() []byte {
+	var b strings.Builder
+	for _, f := range r.edited {
+		b.WriteString(f.raw)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+func (r *runner) addheader(c *Command, n *node) error {
+	name := r.expand(n.pos[0].Strings[0])
+	value := r.expand(n.pos[1].Strings[0])
+	if name == "" {
+		return nil // Pigeonhole does nothing, and says nothing
+	}
+	if !validFieldName(name) {
+		return r.errorf(c.Pos, "addheader: invalid header field name %q", name)
+	}
+	if len(value) > maxEditedHeaderValue {
+		return r.errorf(c.Pos, "addheader: value too large (%d bytes)", len(value))
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return r.errorf(c.Pos, "addheader: value contains a NUL character")
+	}
+	if !mayAdd(name) {
+		return nil // Pigeonhole warns and goes on
+	}
+	r.startEdit()
+	f := headerField{name: name, raw: formatField(name, value)}
+	r.sizeDelta += f.lfSize()
+	if _, last := n.tags["last"]; last {
+		r.edited = append(r.edited, f)
+	} else {
+		r.edited = append([]headerField{f}, r.edited...)
+	}
+	r.headers = nil
+	return nil
+}
+
+// formatField writes a field from a UTF-8 value: a line break before white
+// space is dropped (the value was folded), any other becomes a space (a
+// value is one line), non-ASCII text is RFC 2047 encoded, and the field is
+// folded at white space to lines of at most 80 octets where it can be
+// (Dovecot's width, which the size test sees).
+func formatField(name, value string) string {
+	value = strings.TrimRight(value, "\r\n") // a text: block's last line break
+	value = strings.NewReplacer("\r\n ", " ", "\r\n\t", "\t", "\n ", " ", "\n\t", "\t",
+		"\r\n", " ", "\r", " ", "\n", " ").Replace(value)
+	if !utf8.ValidString(value) {
+		value = strings.ToValidUTF8(value, "\uFFFD")
+	}
+	ascii := true
+	for i := 0; i < len(value); i++ {
+		if value[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if !ascii {
+		value = mime.QEncoding.Encode("utf-8", value)
+	}
+	var b strings.Builder
+	b.WriteString(name + ": ")
+	col := len(name) + 2
+	words := strings.Split(value, " ")
+	for i, w := range words {
+		if i > 0 {
+			if col+1+len(w) > 80 && col > len(name)+2 {
+				b.WriteString("\r\n\t")
+				col = 1
+			} else {
+				b.WriteByte(' ')
+				col++
+			}
+		}
+		b.WriteString(w)
+		col += len(w)
+	}
+	return b.String()
+}
+
+func (r *runner) deleteheader(c *Command, n *node) error {
+	name := r.expand(n.pos[0].Strings[0])
+	if name == "" {
+		return nil
+	}
+	if !validFieldName(name) {
+		return r.errorf(c.Pos, "deleteheader: invalid header field name %q", name)
+	}
+	if !mayDelete(name) {
+		return nil // Pigeonhole warns and goes on
+	}
+	var patterns []string
+	if n.pos[1].Kind != ArgTag {
+		patterns = r.strs(n.pos[1])
+	}
+	r.startEdit()
+	var idx []int // positions of the fields of that name
+	for i, f := range r.edited {
+		if strings.EqualFold(f.name, name) {
+			idx = append(idx, i)
+		}
+	}
+	if a, ok := n.tags["index"]; ok {
+		k := int(min(a.Number, uint64(len(idx)+1)))
+		if _, last := n.tags["last"]; last {
+			k = len(idx) + 1 - k
+		}
+		if k < 1 || k > len(idx) {
+			return nil
+		}
+		idx = idx[k-1 : k]
+	}
+	drop := map[int]bool{}
+	m := r.newMatcher(n)
+	for _, i := range idx {
+		if patterns == nil {
+			drop[i] = true
+			continue
+		}
+		v := decodeHeader(fieldValue(r.edited[i].raw))
+		for _, p := range patterns {
+			if ok, caps := m.match(v, p); ok {
+				drop[i] = true
+				// as in Pigeonhole, :matches sets the match variables,
+				// the last field matched winning
+				if caps != nil && r.s.required["variables"] {
+					r.match = caps
+				}
+				break
+			}
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	kept := r.edited[:0:0]
+	for i, f := range r.edited {
+		if !drop[i] {
+			kept = append(kept, f)
+		} else {
+			r.sizeDelta -= f.lfSize()
+		}
+	}
+	r.edited = kept
+	r.headers = nil
+	return nil
+}

@@ -1,0 +1,57 @@
+package sieve
+
+import (
+	"time"
+)
+
+// CompileOptions are what a compile may cost and where include finds the
+// scripts it names.
+type CompileOptions struct {
+	Limits Limits
+	// Include resolves include (RFC 6609) at compile time; nil refuses
+	// every include that is not :optional (as a missing script).
+	Include IncludeLoader
+}
+
+// CompileWith parses and checks a script and every script it includes.
+// The error is an *Error; an error in an included script names it.
+func CompileWith(src []byte, opts CompileOptions) (*Script, error) {
+	c := &compilation{opts: opts, limits: opts.Limits.withDefaults()}
+	s, err := c.compile(src, includeKey{}, 0)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Compile parses and checks a script that includes no other.
+func Compile(src []byte, limits Limits) (*Script, error) {
+	return CompileWith(src, CompileOptions{Limits: limits})
+}
+
+// RunOptions are what a run needs beside the message and the envelope.
+type RunOptions struct {
+	// Now is the time currentdate, duplicate and the date tests see; zero
+	// means time.Now().
+	Now time.Time
+	// Location is the local time zone of date and currentdate without
+	// :zone; nil means time.Local.
+	Location *time.Location
+	// Duplicates answers the duplicate test (RFC 7352); nil: nothing is
+	// ever a duplicate. The run only reads it: the marks to record are in
+	// Result.DuplicateMarks, for the deliverer to commit once the message
+	// is stored.
+	Duplicates DuplicateStore
+	// SpamTest configures spamtest and virustest (RFC 5235); the zero
+	// value reads rspamd's headers (DefaultSpamTest).
+	SpamTest *SpamTestConfig
+	// Vacation bounds the period of vacation replies; zero fields take
+	// Pigeonhole's defaults.
+	Vacation VacationLimits
+}
+
+// Run runs the script on a message for one recipient at the present time,
+// without a duplicate store.
+func (s *Script) Run(msg *Message, env Envelope) Result {
+	return s.RunWith(msg, env, RunOptions{})
+}

@@ -1,0 +1,2 @@
+require ["vacation", "fileinto"];
+if header :contains "subject" "meeting" { vacation "Away."; fileinto "vac"; }

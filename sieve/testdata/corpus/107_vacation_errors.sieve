@@ -1,0 +1,2 @@
+require ["vacation"];
+vacation :days 2 :seconds 20 "x";

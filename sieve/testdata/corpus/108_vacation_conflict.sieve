@@ -1,0 +1,3 @@
+require ["vacation", "reject"];
+vacation "away";
+if header :contains "subject" "money" { reject "no"; }

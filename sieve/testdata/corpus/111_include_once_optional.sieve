@@ -1,0 +1,4 @@
+require ["include"];
+include :once "common";
+include :once "common";
+include :optional "missing";

@@ -1,0 +1,5 @@
+require ["include", "fileinto"];
+include "early-return";
+fileinto "after-include";
+return;
+fileinto "never";

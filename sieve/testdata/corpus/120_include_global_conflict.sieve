@@ -1,0 +1,4 @@
+require ["include", "variables", "fileinto"];
+set "x" "1";
+global "x";
+fileinto "x${x}";

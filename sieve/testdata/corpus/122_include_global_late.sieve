@@ -1,0 +1,4 @@
+require ["include", "variables", "fileinto"];
+global "x";
+set "x" "5";
+include "readx";

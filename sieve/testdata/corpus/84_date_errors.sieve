@@ -1,0 +1,2 @@
+require "date";
+if date "date" "century" "20" { discard; }

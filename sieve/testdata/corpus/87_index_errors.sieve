@@ -1,0 +1,2 @@
+require ["index"];
+if header :last "x-tag" "a" { discard; }

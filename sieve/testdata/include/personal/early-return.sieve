@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+if exists "list-id" { fileinto "list"; return; }
+fileinto "no-list";
