@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +71,10 @@ type Options struct {
 	// Before and After are the administrator's scripts run before and
 	// after the user's (Pigeonhole's sieve_before, sieve_after), in order.
 	Before, After []string
-	Limits        sieve.Limits
+	// Global is the directory of the administrator's scripts that
+	// `include :global` names (Pigeonhole's sieve_global); "" for none.
+	Global string
+	Limits sieve.Limits
 	// MaxScriptSize bounds a script file read from a home; default 1 MiB.
 	MaxScriptSize int64
 	// Chown: files written in homes (vacation memory, ~/.dovecot.sieve.log)
@@ -105,7 +110,7 @@ func New(o Options) (*Filter, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, 10000)}, nil
+	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, o.Global, 10000)}, nil
 }
 
 // plan is what the scripts decided for one recipient.
@@ -116,6 +121,9 @@ type plan struct {
 	vacation  *sieve.VacationReply
 	reject    *string
 	edited    []byte // editheader's header, or nil
+	// dupMarks are the duplicate tests' ids (RFC 7352) to remember once
+	// the copies are stored: a message that is not stored was not seen.
+	dupMarks []sieve.DuplicateMark
 }
 
 // Deliver stores m for each recipient as its scripts decide, and returns
@@ -180,6 +188,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	// often it is tried again.
 	for i, p := range plans {
 		if p != nil && p.reject == nil && errs[i] == nil {
+			f.commitDuplicates(m, &rcpts[i], p)
 			errs[i] = f.sideEffects(ctx, m, &rcpts[i], p)
 		}
 	}
@@ -287,7 +296,8 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
 			continue
 		}
-		res := f.run(s, msg, env)
+		res := f.run(s, msg, env, mb.Home)
+		p.dupMarks = append(p.dupMarks, res.DuplicateMarks...)
 		if res.Err != nil {
 			f.scriptError(m, r, mb, s.name, i == userIdx, "run", res.Err)
 		}
@@ -364,9 +374,43 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 }
 
 // run runs one compiled script: the one place the interpreter's run
-// options (time, duplicate store, vacation limits) are given.
-func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope) sieve.Result {
-	return s.script.Run(msg, env)
+// options (time, duplicate store, spam headers) are given.
+func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope, home string) sieve.Result {
+	return s.script.RunWith(msg, env, sieve.RunOptions{
+		Now:        f.o.Now(),
+		Duplicates: duplicates(home),
+		SpamTest:   sieve.DefaultSpamTest(),
+	})
+}
+
+// duplicatesFile is the duplicate extension's memory in a home.
+const duplicatesFile = ".courriel.duplicates"
+
+// duplicates is the user's duplicate store; nil (nothing is a duplicate)
+// without a home.
+func duplicates(home string) sieve.DuplicateStore {
+	if home == "" {
+		return nil
+	}
+	return &sieve.DuplicateFile{Path: filepath.Join(home, duplicatesFile)}
+}
+
+// commitDuplicates remembers the ids the duplicate tests saw, once the
+// recipient's copies are stored, in a file the user owns.
+func (f *Filter) commitDuplicates(m *delivery.Message, r *delivery.Recipient, p *plan) {
+	store := duplicates(p.mb.Home)
+	if len(p.dupMarks) == 0 || store == nil {
+		return
+	}
+	if err := store.Commit(p.dupMarks, f.o.Now()); err != nil {
+		f.log.Warn("sieve: cannot remember the duplicate ids", "msg_id", m.ID, "to", r.Address, "err", err)
+		return
+	}
+	if f.o.Chown {
+		if err := os.Lchown(filepath.Join(p.mb.Home, duplicatesFile), r.UID, r.GID); err != nil {
+			f.log.Warn("sieve: cannot give the duplicate ids' file to the user", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+	}
 }
 
 // addStore adds a copy, merging one for a folder already listed (their

@@ -60,7 +60,7 @@ func TestScriptLinkTarget(t *testing.T) {
 
 // userScript on hostile homes: what it reads, refuses or ignores.
 func TestUserScriptHostileHome(t *testing.T) {
-	c := newScriptCache(sieve.Limits{}, 1024, 100)
+	c := newScriptCache(sieve.Limits{}, 1024, "", 100)
 	outside := filepath.Join(t.TempDir(), "evil.sieve")
 	os.WriteFile(outside, []byte(`require "fileinto"; fileinto "X";`), 0o644)
 	for _, tc := range []struct {
@@ -128,7 +128,7 @@ func TestUserScriptHostileHome(t *testing.T) {
 // The cache compiles a file once per version: the same identity is served
 // from memory, a rewrite compiles again.
 func TestScriptCacheByIdentity(t *testing.T) {
-	c := newScriptCache(sieve.Limits{}, 1<<20, 100)
+	c := newScriptCache(sieve.Limits{}, 1<<20, "", 100)
 	home := t.TempDir()
 	p := home + "/.dovecot.sieve"
 	os.WriteFile(p, []byte("keep;"), 0o644)
@@ -381,13 +381,9 @@ func TestRedirectAfterStore(t *testing.T) {
 	}
 }
 
-// editheader's header is what the stored and the redirected copies carry
-// (skipped until the interpreter has editheader).
+// editheader's header is what the stored and the redirected copies carry.
 func TestEditedHeaderCopies(t *testing.T) {
 	src := `require ["editheader", "copy"]; addheader "X-Edited" "yes"; deleteheader "X-Drop"; redirect :copy "x@far.example";`
-	if _, err := sieve.Compile([]byte(src), sieve.Limits{}); err != nil {
-		t.Skipf("the interpreter has no editheader yet: %v", err)
-	}
 	base := t.TempDir()
 	home := base + "/u"
 	os.MkdirAll(home, 0o755)
@@ -409,5 +405,67 @@ func TestEditedHeaderCopies(t *testing.T) {
 		if !strings.Contains(got, "X-Edited: yes") || strings.Contains(got, "X-Drop") || !strings.Contains(got, "Received: by test") || !strings.Contains(got, "edited body") {
 			t.Errorf("%s copy:\n%s", name, got)
 		}
+	}
+}
+
+// include and duplicate at delivery: the user's script includes a
+// personal script (~/sieve/, through the home's root) and a global one,
+// and a message whose Message-ID was delivered before goes to Dups; a
+// symlinked personal include leading out of the home is not followed.
+func TestIncludeAndDuplicate(t *testing.T) {
+	base := t.TempDir()
+	home, global := base+"/u", base+"/global"
+	for _, d := range []string{home + "/sieve", global} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["include"];
+include :personal "dups";
+include :global "tag";
+`), 0o644)
+	os.WriteFile(home+"/sieve/dups.sieve", []byte(`require ["duplicate", "fileinto", "mailbox"];
+if duplicate { fileinto :create "Dups"; stop; }
+`), 0o644)
+	os.WriteFile(global+"/tag.sieve", []byte(`require ["fileinto", "mailbox"];
+if header :contains "subject" "tagged" { fileinto :create "Tagged"; }
+`), 0o644)
+	os.WriteFile(base+"/outside.sieve", []byte(`discard;`), 0o644)
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	f, err := New(Options{Store: store, Global: global, Directory: fakeDir{"u@x.y": {Home: home}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver := func(msgID, subject string) {
+		t.Helper()
+		m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+			Body: bytes.NewReader([]byte("Message-ID: <" + msgID + ">\r\nSubject: " + subject + "\r\n\r\nbody\r\n"))}
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	count := func(dir string) int {
+		files, _ := os.ReadDir(home + "/mailbox/" + dir + "/new")
+		return len(files)
+	}
+	deliver("a@x", "first")
+	deliver("a@x", "first again")
+	deliver("b@x", "tagged")
+	if in, dups, tagged := count(""), count(".Dups"), count(".Tagged"); in != 1 || dups != 1 || tagged != 1 {
+		t.Errorf("INBOX %d, Dups %d, Tagged %d; want 1 each", in, dups, tagged)
+	}
+	if fi, err := os.Stat(home + "/" + duplicatesFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("duplicate ids' file: %v %v", fi, err)
+	}
+
+	// A personal include that is a symlink out of the home: the script
+	// does not compile (the copy goes to INBOX), the outside script is
+	// never run.
+	os.Remove(home + "/sieve/dups.sieve")
+	os.Symlink(base+"/outside.sieve", home+"/sieve/dups.sieve")
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["include"];
+include :personal "dups";
+`), 0o644)
+	deliver("c@x", "after the link")
+	if in := count(""); in != 2 {
+		t.Errorf("INBOX %d after a script including a link out of the home, want 2", in)
 	}
 }

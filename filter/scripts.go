@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,14 +54,15 @@ type compiled struct {
 type scriptCache struct {
 	limits  sieve.Limits
 	maxSize int64
+	global  string // include :global's directory, or ""
 	max     int
 
 	mu sync.Mutex
 	m  map[fileID]*compiled // guarded by mu
 }
 
-func newScriptCache(limits sieve.Limits, maxSize int64, max int) *scriptCache {
-	return &scriptCache{limits: limits, maxSize: maxSize, max: max, m: map[fileID]*compiled{}}
+func newScriptCache(limits sieve.Limits, maxSize int64, global string, max int) *scriptCache {
+	return &scriptCache{limits: limits, maxSize: maxSize, global: global, max: max, m: map[fileID]*compiled{}}
 }
 
 func (c *scriptCache) get(id fileID) *compiled {
@@ -126,7 +128,7 @@ func (c *scriptCache) userScript(home string) (*compiled, error) {
 	}
 	return c.load(display, fi, func() (*os.File, error) {
 		return root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	}), nil
+	}, &includeLoader{c: c, home: root}), nil
 }
 
 // adminScript compiles a sieve_before/sieve_after script (a path the
@@ -136,7 +138,8 @@ func (c *scriptCache) adminScript(p string) *compiled {
 	if err != nil {
 		return &compiled{name: p, err: err}
 	}
-	return c.load(p, fi, func() (*os.File, error) { return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0) })
+	// An admin script is shared by every user: no :personal includes.
+	return c.load(p, fi, func() (*os.File, error) { return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0) }, &includeLoader{c: c})
 }
 
 // scriptLinkTarget accepts the targets Pigeonhole writes for the active
@@ -160,7 +163,11 @@ func scriptLinkTarget(home, target string) (string, bool) {
 
 // load returns the compiled script of the file fi describes, from the
 // cache or by opening, checking and compiling it.
-func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error)) *compiled {
+//
+// The cache knows the main file only: a script whose included scripts
+// change is compiled again when its own file changes (Pigeonhole, too,
+// recompiles on the main script's change).
+func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error), inc sieve.IncludeLoader) *compiled {
 	if !fi.Mode().IsRegular() {
 		return &compiled{name: display, err: fmt.Errorf("%w: not a regular file", errNotScript)}
 	}
@@ -193,9 +200,52 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 		return &compiled{name: display, err: fmt.Errorf("%w: more than %d bytes", errNotScript, c.maxSize)}
 	}
 	s := &compiled{name: display}
-	s.script, s.err = sieve.Compile(src, c.limits)
+	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Include: inc})
 	if oid, ok := idOf(ofi); ok {
 		c.put(oid, s)
 	}
 	return s
+}
+
+// includeLoader reads the scripts `include` names: :personal ones in
+// ~/sieve/ through the home's os.Root (a hostile home cannot lead out of
+// it), :global ones in the configured directory; regular files only,
+// bounded like the main script.
+type includeLoader struct {
+	c    *scriptCache
+	home *os.Root // nil for the administrator's scripts
+}
+
+func (l *includeLoader) Load(global bool, name string) ([]byte, error) {
+	if !sieve.ValidScriptName(name) {
+		return nil, fmt.Errorf("%w: invalid script name", sieve.ErrNoScript)
+	}
+	var f *os.File
+	var err error
+	switch {
+	case global && l.c.global != "":
+		f, err = os.OpenFile(filepath.Join(l.c.global, name+".sieve"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	case !global && l.home != nil:
+		f, err = l.home.OpenFile(ScriptDir+"/"+name+".sieve", os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	default:
+		return nil, sieve.ErrNoScript
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", sieve.ErrNoScript, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", errNotScript, name)
+	}
+	src, err := io.ReadAll(io.LimitReader(f, l.c.maxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(src)) > l.c.maxSize {
+		return nil, fmt.Errorf("%w: %s: more than %d bytes", errNotScript, name, l.c.maxSize)
+	}
+	return src, nil
 }

@@ -295,7 +295,7 @@ func cmdHaveSpace(se *session, args []token) error {
 // words them, one per line, each prefixed by prefix.
 func (se *session) checkScript(prefix string, src []byte) error {
 	lim := sieve.Limits{MaxScriptSize: int(se.srv.opts.Limits.MaxScriptSize)}
-	_, err := sieve.Compile(src, lim)
+	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Include: includeLoader{se}})
 	if err == nil {
 		return nil
 	}
@@ -487,4 +487,23 @@ func cmdRenameScript(se *session, args []token) error {
 	se.log.Info("managesieve: script renamed", "script", args[0].s, "to", args[1].s)
 	se.writeResp("OK", "", "Renamescript completed.")
 	return nil
+}
+
+// includeLoader gives the checker the scripts `include` names, as delivery
+// will read them: :personal from the user's own scripts, :global from the
+// configured directory.
+type includeLoader struct{ se *session }
+
+func (l includeLoader) Load(global bool, name string) ([]byte, error) {
+	if global {
+		if l.se.srv.opts.GlobalScripts == "" {
+			return nil, sieve.ErrNoScript
+		}
+		return sieve.DirLoader{Global: l.se.srv.opts.GlobalScripts, MaxSize: l.se.srv.opts.Limits.MaxScriptSize}.Load(true, name)
+	}
+	src, err := l.se.store.Get(name)
+	if errors.Is(err, scripts.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", sieve.ErrNoScript, name)
+	}
+	return src, err
 }

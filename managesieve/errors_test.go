@@ -1,6 +1,8 @@
 package managesieve
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +192,23 @@ func TestScriptErrors(t *testing.T) {
 	if r := c2.cmd(`PUTSCRIPT "huge" {999999999+}`); !strings.HasPrefix(r, `BYE (QUOTA/MAXSIZE)`) {
 		t.Fatalf("huge literal: %q", r)
 	}
+}
+
+// include is checked as delivery will run it: a :personal include names
+// one of the user's scripts, a :global one a file of GlobalScripts.
+func TestCheckInclude(t *testing.T) {
+	global := t.TempDir()
+	os.WriteFile(filepath.Join(global, "spam.sieve"), []byte("keep;\r\n"), 0o644)
+	e := newEnv(t, func(o *Options) { o.GlobalScripts = global })
+	c := e.login(t, "bob")
+	c.run([]step{
+		{`CHECKSCRIPT ` + lit("require \"include\";\r\ninclude :personal \"lib\";\r\n"), []string{"NO ", "lib"}},
+		{`PUTSCRIPT "lib" "keep;"`, []string{`OK`}},
+		{`CHECKSCRIPT ` + lit("require \"include\";\r\ninclude :personal \"lib\";\r\n"), []string{`OK "Script checked successfully."`}},
+		{`CHECKSCRIPT ` + lit("require \"include\";\r\ninclude :global \"spam\";\r\n"), []string{`OK "Script checked successfully."`}},
+		{`CHECKSCRIPT ` + lit("require \"include\";\r\ninclude :global \"nope\";\r\n"), []string{"NO ", "nope"}},
+		{`CHECKSCRIPT ` + lit("require \"include\";\r\ninclude :optional :global \"nope\";\r\n"), []string{`OK`}},
+	})
 }
 
 func TestConnectionLimits(t *testing.T) {

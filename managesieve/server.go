@@ -78,6 +78,9 @@ type Options struct {
 	Chown bool
 	// Limits of each user's scripts (Pigeonhole's sieve_quota_*).
 	Limits scripts.Limits
+	// GlobalScripts is the directory `include :global` reads (the
+	// deliverer's [sieve] global, Pigeonhole's sieve_global); "" for none.
+	GlobalScripts string
 
 	MaxRedirects   int           // advertised as MAXREDIRECTS; default DefaultMaxRedirects
 	MaxConnsPerIP  int           // before login; default DefaultMaxConnsPerIP

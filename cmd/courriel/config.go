@@ -60,6 +60,9 @@ type SieveConfig struct {
 	// before and after the user's (sieve_before, sieve_after).
 	Before []string `toml:"before"`
 	After  []string `toml:"after"`
+	// Global is the directory of the scripts `include :global` names
+	// (sieve_global): NAME.sieve files; "" for none.
+	Global string `toml:"global"`
 	// MaxActions and MaxRedirects bound one run (sieve_max_actions,
 	// sieve_max_redirects).
 	MaxActions   int `toml:"max_actions"`
@@ -585,6 +588,9 @@ func (c *Config) validate() error {
 				return keyErr(list.key, "%q must be an absolute path", p)
 			}
 		}
+	}
+	if g := c.Sieve.Global; g != "" && !filepath.IsAbs(g) {
+		return keyErr("sieve.global", "%q must be an absolute path", g)
 	}
 	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 {
 		return keyErr("sieve", "max_actions and max_redirects must be positive")

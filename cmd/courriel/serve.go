@@ -183,6 +183,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			Auth: a.dir, TLSConfig: a.tlsFor("managesieve"), Logger: log.With("component", "managesieve"),
 			Metrics: a.metrics, Guard: a.guard, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
 			Limits:        scripts.Limits{MaxScripts: m.MaxScripts, MaxStorage: m.MaxStorage, MaxScriptSize: m.MaxScriptSize},
+			GlobalScripts: a.cfg.Sieve.Global,
 			MaxConnsPerIP: m.ConnectionLimitPerIP, MaxUserIPConns: m.UserIPConnectionLimit, MaxConns: m.ConnectionLimit,
 		}); err != nil {
 			return nil, err

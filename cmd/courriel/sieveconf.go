@@ -17,7 +17,7 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 	sc := a.cfg.Sieve
 	o := filter.Options{
 		Store: a.store, Directory: a.dir, Resolver: a.dir, Outbound: lateQueue{a},
-		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After,
+		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After, Global: sc.Global,
 		Limits:        sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects},
 		MaxScriptSize: a.cfg.ManageSieve.MaxScriptSize, Chown: chown, Logger: log.With("component", "sieve"),
 		Sign: func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },
