@@ -35,6 +35,12 @@ var (
 	// (reject, ereject). Permanent: SMTP answers 550 5.7.1 with
 	// RejectedError's text, the queue bounces with it.
 	ErrRejected = errors.New("delivery: rejected by the recipient's filter")
+	// ErrNeedsQueue: Message.Single was set but the recipient's delivery
+	// takes more than one file (its Sieve script files into several
+	// folders, redirects or replies); nothing was stored. The caller
+	// queues the message first (the queue's keyed copies and remembered
+	// side effects make every step idempotent) and delivers from there.
+	ErrNeedsQueue = errors.New("delivery: more than one file: through the queue")
 )
 
 // Error is what Deliver returns for a copy that was not stored. Nothing of

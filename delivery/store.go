@@ -109,6 +109,13 @@ type Message struct {
 	// outcome being recorded (a crash between the two). Each keyed copy is
 	// then looked for in new/ and cur/ before it is written.
 	Retry bool
+	// Single: the caller answers the sender from this one delivery (SMTP's
+	// single local copy stored at DATA), so it must write one file or
+	// nothing: a stored file followed by a failure would make the sender
+	// send it again. A deliverer that would do more for a recipient
+	// (several folders, a redirect, a reply) stores nothing and answers
+	// ErrNeedsQueue, and the caller goes through the queue instead.
+	Single bool
 }
 
 // Store writes messages into maildirs. Safe for concurrent use.

@@ -155,6 +155,11 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			continue
 		}
 		plans[i] = p
+		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil) {
+			// One file or nothing: the queue's commit point first.
+			errs[i] = &delivery.Error{Temporary: true, Reason: "the Sieve script asks for more than one copy", Err: delivery.ErrNeedsQueue}
+			continue
+		}
 		if p.reject != nil {
 			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)

@@ -469,3 +469,48 @@ include :personal "dups";
 		t.Errorf("INBOX %d after a script including a link out of the home, want 2", in)
 	}
 }
+
+// A copy SMTP stores at DATA (Message.Single) is one file or nothing: a
+// script that files into two folders or redirects stores nothing and
+// says ErrNeedsQueue, so the sender is never answered 4xx after a file
+// was written; a script with one store is delivered at once.
+func TestSingleCopyOneFileOrNothing(t *testing.T) {
+	for _, tc := range []struct {
+		script    string
+		needQueue bool
+	}{
+		{`require ["fileinto", "mailbox"]; fileinto :create "A";`, false},
+		{`require ["fileinto", "mailbox"]; fileinto :create "A"; keep;`, true},
+		{`redirect "x@far.example";`, true},
+		{`require ["vacation"]; vacation "away";`, true},
+		{`require "reject"; reject "no";`, false},
+	} {
+		t.Run(tc.script, func(t *testing.T) {
+			base := t.TempDir()
+			home := base + "/u"
+			os.MkdirAll(home, 0o755)
+			os.WriteFile(home+"/.dovecot.sieve", []byte(tc.script), 0o644)
+			store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+			q := &recordingQueue{}
+			f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home, Addresses: []string{"u@x.y"}}}})
+			m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(), Single: true,
+				Body: bytes.NewReader([]byte("To: u@x.y\r\nSubject: s\r\n\r\nbody\r\n"))}
+			err := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}})[0]
+			files, _ := filepath.Glob(home + "/mailbox/*/*")
+			more, _ := filepath.Glob(home + "/mailbox/.*/*/*")
+			files = append(files, more...)
+			var stored []string
+			for _, f := range files {
+				if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() && !strings.Contains(f, "/tmp/") && !strings.HasSuffix(f, "maildirfolder") {
+					stored = append(stored, f)
+				}
+			}
+			if got := errors.Is(err, delivery.ErrNeedsQueue); got != tc.needQueue {
+				t.Fatalf("ErrNeedsQueue %v, want %v (err %v)", got, tc.needQueue, err)
+			}
+			if tc.needQueue && (len(stored) > 0 || len(q.sent) > 0) {
+				t.Errorf("stored %v and queued %v before saying ErrNeedsQueue", stored, q.sent)
+			}
+		})
+	}
+}

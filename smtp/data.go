@@ -174,8 +174,17 @@ const maxForwardTrace = 16 << 10
 func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, body delivery.Content, now time.Time) error {
 	local, remote := s.tx.local, s.tx.remote
 	q := s.srv.o.Queue
-	if len(remote) == 0 && (len(local) == 1 || q == nil) {
-		return s.deliverLocal(ctx, header, body, now)
+	switch {
+	case len(remote) == 0 && q == nil:
+		return s.deliverLocal(ctx, header, body, now, false)
+	case len(remote) == 0 && len(local) == 1:
+		err := s.deliverLocal(ctx, header, body, now, true)
+		if !errors.Is(err, delivery.ErrNeedsQueue) {
+			return err
+		}
+		// The recipient's Sieve script wants several files (folders, a
+		// redirect, a reply): nothing was stored, and the queue's
+		// commit point comes first, as for several recipients.
 	}
 	qid, localErrs, err := s.accept(ctx, q, joined{header, body})
 	if err != nil {
@@ -203,11 +212,14 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 
 // deliverLocal stores every local copy, and returns nil only if all are
 // durable; otherwise the error that decides the reply (temporary first).
-func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery.Content, now time.Time) error {
+//
+// single: the only copy, which must be one file or nothing
+// (delivery.Message.Single); ErrNeedsQueue says the caller must queue it.
+func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery.Content, now time.Time, single bool) error {
 	if len(s.tx.local) == 0 {
 		return nil
 	}
-	m := &delivery.Message{ID: s.tx.id, From: s.tx.from, Header: header, Body: body, Arrived: now}
+	m := &delivery.Message{ID: s.tx.id, From: s.tx.from, Header: header, Body: body, Arrived: now, Single: single}
 	errs := s.srv.o.Deliverer.Deliver(ctx, m, s.tx.local)
 	if len(errs) != len(s.tx.local) {
 		s.log.Error("deliverer returned a wrong number of results", "msg_id", s.tx.id, "want", len(s.tx.local), "got", len(errs))
@@ -215,6 +227,9 @@ func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery
 			s.srv.o.Metrics.Delivery(statusDeferred)
 		}
 		return errors.New("deliverer: wrong number of results")
+	}
+	if single && errors.Is(errs[0], delivery.ErrNeedsQueue) {
+		return errs[0] // not an outcome: the queue delivers it
 	}
 	var temp, perm error
 	for i, err := range errs {
