@@ -17,6 +17,7 @@ import (
 	"courriel/directory"
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
+	"courriel/internal/acceptloop"
 	"courriel/loginguard"
 )
 
@@ -186,35 +187,26 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var tempDelay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			select {
-			case <-s.closed:
-				return nil
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				time.Sleep(tempDelay)
-				continue
-			}
-			return err
-		}
-		tempDelay = 0
+	return acceptloop.Run(ln, s.isClosed, nil, func(c net.Conn) {
 		_, isTLS := c.(*tls.Conn)
 		if implicitTLS && !isTLS {
 			s.log.Error("imap: implicit-TLS listener yielded a plain connection; closing it", "remote", c.RemoteAddr())
 			c.Close()
-			continue
+			return
 		}
-		se := s.admit(c, isTLS)
-		if se == nil {
-			continue
+		if se := s.admit(c, isTLS); se != nil {
+			go se.serve()
 		}
-		go se.serve()
+	})
+}
+
+// isClosed says whether Close was called.
+func (s *Server) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"courriel/directory"
+	"courriel/internal/acceptloop"
 	"courriel/loginguard"
 	"courriel/sieve"
 	"courriel/sieve/scripts"
@@ -172,27 +173,20 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var tempDelay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			select {
-			case <-s.closed:
-				return nil
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				time.Sleep(tempDelay)
-				continue
-			}
-			return err
-		}
-		tempDelay = 0
+	return acceptloop.Run(ln, s.isClosed, nil, func(c net.Conn) {
 		if se := s.admit(c); se != nil {
 			go se.serve()
 		}
+	})
+}
+
+// isClosed says whether Close was called.
+func (s *Server) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
 	}
 }
 

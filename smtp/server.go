@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"courriel/internal/acceptloop"
 	"courriel/loginguard"
 )
 
@@ -71,29 +72,22 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			delete(s.listeners, ln)
-			s.mu.Unlock()
-			if closing {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("smtp %v: accept: %w", s.o.Kind, err)
-		}
-		delay = 0
-		s.admit(nc)
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	err := acceptloop.Run(ln, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.closing
+	}, func(err error, wait time.Duration) {
+		s.log.Warn("accept", "err", err, "retry_in", wait)
+	}, s.admit)
+	if err != nil {
+		return fmt.Errorf("smtp %v: accept: %w", s.o.Kind, err)
 	}
+	return nil
 }
 
 // admit applies the connection limits (the listener's, then the
