@@ -25,6 +25,9 @@ type SecureResolver interface {
 // STSPolicies answers a domain's MTA-STS policy: *mtasts.Cache.
 type STSPolicies interface {
 	Get(ctx context.Context, domain string) mtasts.Result
+	// Refetch asks the policy host again (rate-limited), after the policy
+	// refused every MX host; Result.Cached when nothing new was fetched.
+	Refetch(ctx context.Context, domain string) mtasts.Result
 }
 
 // TLSReporter records session outcomes for TLSRPT: *tlsrpt.Recorder.
@@ -71,7 +74,12 @@ func (q *Queue) domainTLS(ctx context.Context, rt route) tlsPlan {
 	if rt.domain == "" || q.o.MTASTS == nil {
 		return plan
 	}
-	res := q.o.MTASTS.Get(ctx, rt.domain)
+	return q.stsPlan(rt, q.o.MTASTS.Get(ctx, rt.domain))
+}
+
+// stsPlan is the domain's plan under an MTA-STS lookup's result.
+func (q *Queue) stsPlan(rt route, res mtasts.Result) tlsPlan {
+	plan := tlsPlan{level: q.o.TLSPolicy, why: "default " + string(q.o.TLSPolicy), domain: rt.domain, kind: tlsrpt.PolicyNotFound}
 	if res.Err != nil && res.Policy == nil {
 		var fe *mtasts.FetchError
 		if errors.As(res.Err, &fe) {

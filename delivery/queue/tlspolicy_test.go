@@ -373,3 +373,35 @@ func hasLine(logs string, parts ...string) bool {
 	}
 	return false
 }
+
+// RFC 8461 §5.1: a cached enforce policy that lists none of the domain's
+// MX hosts is fetched again before the message is deferred; the policy
+// host's new policy (same TXT id: a resolver's cache may still hide the
+// new one) lets the message go.
+func TestMTASTSRefetchBeforeDeferring(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	good, _ := leafConfig(t, ca, "mx.example.test")
+	s := newSink(t, sinkOptions{startTLS: good})
+	old := strings.Replace(stsEnforce, "mx.example.test", "old-mx.example.test", 1)
+	e := newReceiverEnv(t, ca, s, old)
+	if res := e.o.MTASTS.Get(context.Background(), "example.test"); res.Policy == nil || res.Policy.Match("mx.example.test") {
+		t.Fatalf("old policy not cached: %+v", res)
+	}
+	e.sts.set(stsEnforce) // the domain moved its MX and updated its policy
+	txs, reply, status, logs := deliverOnce(t, e.o, s)
+	if len(txs) != 1 || !txs[0].tls {
+		t.Fatalf("not delivered after the policy changed: %d transactions, %s %q\n%s", len(txs), status, reply, logs)
+	}
+	if !hasLine(logs, "MTA-STS policy updated after it refused every MX host") || !hasLine(logs, "msg=delivery", "mta-sts enforce (example.test)") {
+		t.Errorf("logs do not show the refetch and the delivery under the new policy:\n%s", logs)
+	}
+
+	// The policy host still lists another MX: deferred, after one refetch.
+	s2 := newSink(t, sinkOptions{startTLS: good})
+	e2 := newReceiverEnv(t, ca, s2, old)
+	txs, reply, status, _ = deliverOnce(t, e2.o, s2)
+	if len(txs) != 0 || status != "4.7.5" || !strings.Contains(reply, "not listed in the MTA-STS policy") {
+		t.Fatalf("with the policy unchanged: %d transactions, %s %q", len(txs), status, reply)
+	}
+}
