@@ -314,6 +314,7 @@ func (a *app) receiverPolicies(o *queue.Options) error {
 			log.Warn("DANE trusts the AD bit of a resolver that is not on loopback", "dnssec_resolver", q.DNSSECResolver)
 		}
 		o.DANE = dane.NewResolver(q.DNSSECResolver)
+		o.DANERoutes = q.DANERoutes
 	}
 	txt := mailauth.NewResolver(q.DNSServer)
 	if q.MTASTS {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 
 	"courriel/tlsconf/dane"
@@ -109,8 +110,13 @@ func (q *Queue) stsPlan(rt route, res mtasts.Result) tlsPlan {
 // DNSSEC-validated (RFC 8461 §2: DANE takes precedence over MTA-STS), else
 // MTA-STS's MX match. A failure means the host must not be used.
 func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addrDNS) (tlsPlan, *failure) {
-	if _, ok := q.adminPolicy(rt); ok || rt.domain == "" {
+	if _, ok := q.adminPolicy(rt); ok || rt.domain == "" && !h.secureDNS {
+		// A route or relayhost gets DANE only with Options.DANERoutes.
 		return dp, nil
+	}
+	port, err := strconv.Atoi(h.port)
+	if err != nil {
+		port = 25
 	}
 	plan := dp
 	// RFC 7672 §2.2: TLSA records are looked up only for MX hosts whose
@@ -124,7 +130,7 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 		if q.o.DANE == nil || !h.mxSecure || !ad.secure {
 			break
 		}
-		recs, secure, err := q.o.DANE.LookupTLSA(ctx, 25, base)
+		recs, secure, err := q.o.DANE.LookupTLSA(ctx, port, base)
 		var de *net.DNSError
 		switch {
 		case err != nil && errors.As(err, &de) && de.IsNotFound:
@@ -133,7 +139,7 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 		case err != nil:
 			// RFC 7672 §2.2: a failed TLSA lookup (bogus or unreachable)
 			// makes the host unusable; it may be a downgrade attack.
-			f := tempFailure("4.7.5", "TLSA lookup for _25._tcp."+base+" failed, host not used (RFC 7672 §2.2): "+printable(err.Error(), 200))
+			f := tempFailure("4.7.5", "TLSA lookup for _"+h.port+"._tcp."+base+" failed, host not used (RFC 7672 §2.2): "+printable(err.Error(), 200))
 			f.relay, f.remoteMTA = h.name, h.name
 			q.reportTLS(tlsrpt.Result{PolicyDomain: rt.domain, PolicyType: tlsrpt.PolicyTLSA, ReceivingMX: h.name, Failure: tlsrpt.DNSSECInvalid, FailureReason: f.text})
 			return plan, f
@@ -152,7 +158,10 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 				plan.dane = usable
 				// RFC 7672 §3.2.2: the TLSA base domain, the MX name
 				// when they differ, and the next-hop domain.
-				plan.names = []string{base, h.name, rt.domain}
+				plan.names = []string{base, h.name}
+				if rt.domain != "" {
+					plan.names = append(plan.names, rt.domain)
+				}
 				plan.why = "dane (" + base + ")"
 			} else {
 				plan.why = "dane, no usable TLSA record: unauthenticated TLS (" + base + ")"
