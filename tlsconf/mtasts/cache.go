@@ -271,6 +271,12 @@ func (c *Cache) get(ctx context.Context, domain string, force bool) Result {
 	}
 	c.mu.Lock()
 	delete(c.failed, domain)
+	// A policy just fetched counts as asked again: Refetch waits
+	// refetchEvery before asking about it.
+	if len(c.refetched) >= memEntries {
+		clear(c.refetched)
+	}
+	c.refetched[domain] = refetchMark{id: id, at: now}
 	c.mu.Unlock()
 	p.ID, p.Fetched = id, now
 	c.store(domain, p)

@@ -211,6 +211,11 @@ func TestCacheRefetch(t *testing.T) {
 	if res := c.Get(ctx, "example.test"); !res.Cached || res.Policy.Match("mx2.example.test") {
 		t.Fatalf("Get under the same id fetched: %+v", res)
 	}
+	// Just fetched: not asked again yet.
+	if res := c.Refetch(ctx, "example.test"); !res.Cached || ps.fetches.Load() != 1 {
+		t.Fatalf("Refetch right after the fetch: %+v, %d fetches", res, ps.fetches.Load())
+	}
+	now = now.Add(refetchEvery)
 	res := c.Refetch(ctx, "example.test")
 	if res.Cached || res.Policy == nil || !res.Policy.Match("mx2.example.test") || ps.fetches.Load() != 2 {
 		t.Fatalf("Refetch: %+v, %d fetches", res, ps.fetches.Load())
