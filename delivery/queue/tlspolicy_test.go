@@ -382,27 +382,34 @@ func TestMTASTSRefetchBeforeDeferring(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)
 	good, _ := leafConfig(t, ca, "mx.example.test")
-	s := newSink(t, sinkOptions{startTLS: good})
 	old := strings.Replace(stsEnforce, "mx.example.test", "old-mx.example.test", 1)
-	e := newReceiverEnv(t, ca, s, old)
-	if res := e.o.MTASTS.Get(context.Background(), "example.test"); res.Policy == nil || res.Policy.Match("mx.example.test") {
-		t.Fatalf("old policy not cached: %+v", res)
-	}
-	e.o.MTASTS = e.stsCache(t, ca) // a restart: the policy comes from the disk, fetched a while ago
-	e.sts.set(stsEnforce)          // the domain moved its MX and updated its policy
-	txs, reply, status, logs := deliverOnce(t, e.o, s)
-	if len(txs) != 1 || !txs[0].tls {
-		t.Fatalf("not delivered after the policy changed: %d transactions, %s %q\n%s", len(txs), status, reply, logs)
-	}
-	if !hasLine(logs, "MTA-STS policy updated after it refused every MX host") || !hasLine(logs, "msg=delivery", "mta-sts enforce (example.test)") {
-		t.Errorf("logs do not show the refetch and the delivery under the new policy:\n%s", logs)
+	for _, tc := range []struct{ name, newPolicy, wantWhy string }{
+		{"the new policy lists the MX", stsEnforce, "mta-sts enforce (example.test)"},
+		{"the policy is withdrawn (mode none)", "version: STSv1\nmode: none\nmax_age: 86400\n", "default may"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSink(t, sinkOptions{startTLS: good})
+			e := newReceiverEnv(t, ca, s, old)
+			if res := e.o.MTASTS.Get(context.Background(), "example.test"); res.Policy == nil || res.Policy.Match("mx.example.test") {
+				t.Fatalf("old policy not cached: %+v", res)
+			}
+			e.o.MTASTS = e.stsCache(t, ca) // a restart: the policy comes from the disk, fetched a while ago
+			e.sts.set(tc.newPolicy)        // the domain moved its MX and updated its policy
+			txs, reply, status, logs := deliverOnce(t, e.o, s)
+			if len(txs) != 1 || !txs[0].tls {
+				t.Fatalf("not delivered after the policy changed: %d transactions, %s %q\n%s", len(txs), status, reply, logs)
+			}
+			if !hasLine(logs, "MTA-STS policy updated after it refused every MX host") || !hasLine(logs, "msg=delivery", tc.wantWhy) {
+				t.Errorf("logs do not show the refetch and the delivery under the new policy (%q):\n%s", tc.wantWhy, logs)
+			}
+		})
 	}
 
 	// A policy fetched just now that lists another MX: deferred, the host
 	// not asked again at once.
 	s2 := newSink(t, sinkOptions{startTLS: good})
 	e2 := newReceiverEnv(t, ca, s2, old)
-	txs, reply, status, _ = deliverOnce(t, e2.o, s2)
+	txs, reply, status, _ := deliverOnce(t, e2.o, s2)
 	if len(txs) != 0 || status != "4.7.5" || !strings.Contains(reply, "not listed in the MTA-STS policy") {
 		t.Fatalf("with the policy unchanged: %d transactions, %s %q", len(txs), status, reply)
 	}
