@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -185,5 +186,36 @@ func TestReportEndpointNotPublic(t *testing.T) {
 	err = rec.postOnce(context.Background(), &pendingPost{URL: ep.srv.URL + "/", Body: []byte("x")})
 	if err == nil || !strings.Contains(err.Error(), "not public") || len(ep.received()) != 0 {
 		t.Fatalf("POST to loopback: %v, %d received", err, len(ep.received()))
+	}
+}
+
+// One SendDue makes at most postsPerRun POSTs; the rest wait for the next.
+func TestReportPostsBounded(t *testing.T) {
+	ca := testenv.NewCA(t)
+	ep := newReportEndpoint(t, ca.IssueCertificate(t, "reports.example.test"))
+	dir := t.TempDir()
+	rec, err := New(Options{
+		Dir: dir, Hostname: "mail.ours.test", Send: func(context.Context, string, []string, []byte) error { return nil },
+		RootCAs: ca.Pool(), PostTimeout: 5 * time.Second,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, ep.srv.Listener.Addr().String())
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range postsPerRun + 5 {
+		b, _ := json.Marshal(&pendingPost{URL: "https://reports.example.test/", Domain: "example.test", Day: "2026-12-05", Body: []byte("x"), First: time.Now()})
+		if err := os.WriteFile(filepath.Join(dir, postDir, "p"+strconv.Itoa(i)+".json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.SendDue(context.Background())
+	if n := len(ep.received()); n != postsPerRun {
+		t.Fatalf("%d POSTs in one call, want %d", n, postsPerRun)
+	}
+	rec.SendDue(context.Background())
+	if n := len(ep.received()); n != postsPerRun+5 {
+		t.Fatalf("%d POSTs after two calls, want %d", n, postsPerRun+5)
 	}
 }

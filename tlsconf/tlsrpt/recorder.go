@@ -78,6 +78,9 @@ const (
 	// after the first attempt, with exponential backoff.
 	postRetryFor   = 24 * time.Hour
 	postFirstRetry = 15 * time.Minute
+	// postsPerRun bounds the POSTs of one SendDue (one a minute under
+	// Run); the rest wait for the next.
+	postsPerRun = 20
 )
 
 // Recorder aggregates session outcomes per UTC day and policy, and sends
@@ -302,7 +305,7 @@ func (r *Recorder) Run(ctx context.Context) {
 // and retries the HTTPS POSTs that are due. A report that cannot be
 // handed to the queue is retried at the next call.
 func (r *Recorder) SendDue(ctx context.Context) {
-	r.retryPosts(ctx)
+	defer r.retryPosts(ctx)
 	today := r.o.Now().UTC().Format(time.DateOnly)
 	r.mu.Lock()
 	var due []string
@@ -370,9 +373,14 @@ func (r *Recorder) sendDay(ctx context.Context, name string, d *day) error {
 				}
 				r.o.Logger.Info("TLSRPT report sent", "domain", dom, "day", name, "to", strings.Join(rua.Mailto, ","))
 			}
+			// POSTs wait on disk for retryPosts, which bounds how many
+			// one call makes: slow endpoints cannot hold the day up.
 			for i, u := range rua.HTTPS {
-				pp := &pendingPost{URL: u, Domain: dom, Day: name, Body: gz, First: r.o.Now().UTC()}
-				r.post(ctx, fmt.Sprintf("%s!%s!%d", name, fileSafe(dom), i), pp)
+				now := r.o.Now().UTC()
+				b, _ := json.Marshal(&pendingPost{URL: u, Domain: dom, Day: name, Body: gz, First: now, Next: now})
+				if err := writeFileAtomic(filepath.Join(r.o.Dir, postDir, fmt.Sprintf("%s!%s!%d.json", name, fileSafe(dom), i)), b); err != nil {
+					return fmt.Errorf("tlsrpt: report for %s: %w", dom, err)
+				}
 			}
 		}
 		r.mu.Lock()
@@ -408,8 +416,8 @@ type pendingPost struct {
 	Attempts int       `json:"attempts"`
 }
 
-// post tries one POST; a failure is kept under key (a file name) for
-// retryPosts, or dropped once postRetryFor has passed.
+// post tries one POST; a failure is kept under key (its file name) for
+// the next try, or dropped once postRetryFor has passed.
 func (r *Recorder) post(ctx context.Context, key string, pp *pendingPost) {
 	path := filepath.Join(r.o.Dir, postDir, key+".json")
 	err := r.postOnce(ctx, pp)
@@ -439,12 +447,13 @@ func (r *Recorder) post(ctx context.Context, key string, pp *pendingPost) {
 	}
 }
 
-// retryPosts tries again the POSTs whose time has come.
+// retryPosts makes the POSTs whose time has come, at most postsPerRun.
 func (r *Recorder) retryPosts(ctx context.Context) {
 	names, _ := filepath.Glob(filepath.Join(r.o.Dir, postDir, "*.json"))
 	now := r.o.Now()
+	budget := postsPerRun
 	for _, n := range names {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || budget == 0 {
 			return
 		}
 		b, err := os.ReadFile(n)
@@ -460,6 +469,7 @@ func (r *Recorder) retryPosts(ctx context.Context) {
 		if now.Before(pp.Next) {
 			continue
 		}
+		budget--
 		r.post(ctx, strings.TrimSuffix(filepath.Base(n), ".json"), &pp)
 	}
 }
