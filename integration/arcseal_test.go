@@ -73,6 +73,40 @@ func TestARCSealedForwardAndDKIMReload(t *testing.T) {
 		}
 	}
 
+	// One message to a local user and to the forward: one copy is
+	// accepted, so the local copy carries the same ARC set as the forward
+	// (as with Postfix and OpenARC, whose milter seals the one message
+	// every recipient gets; see docs/flow.md), and it verifies there too.
+	// A message with only local copies is not sealed.
+	out, _ := run(t, "", "swaks", "--server", s.SMTP, "--ehlo", "client.example", "--from", "someone@example.net",
+		"--to", "fwd@hosted-domain.com,bob@hosted-domain.com", "--header", "Subject: forward and local")
+	if !accepted(out) {
+		t.Fatalf("forward and local: %s", out)
+	}
+	waitFor(t, "the forward", func() bool { return len(k.messages()) == 2 })
+	waitFor(t, "the local copy", func() bool { return len(s.maildirFiles(t, "bob", "new")) == 1 })
+	local, err := os.ReadFile(s.maildirFiles(t, "bob", "new")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dkimpyARC(t, d, local); !strings.HasPrefix(got, "pass 1") {
+		t.Errorf("dkimpy arc_verify of the local copy: %q\n%s", got, local)
+	}
+	if fwd := k.messages()[1].data; !strings.Contains(fwd, "Subject: forward and local") || arcSeal(t, string(local)) != arcSeal(t, fwd) {
+		t.Errorf("the local copy's ARC set is not the forward's:\n%s\n---\n%s", local, fwd)
+	}
+	out, _ = run(t, "", "swaks", "--server", s.SMTP, "--ehlo", "client.example", "--from", "someone@example.net",
+		"--to", "bob@hosted-domain.com", "--header", "Subject: local only")
+	if !accepted(out) {
+		t.Fatalf("local only: %s", out)
+	}
+	waitFor(t, "the local copy", func() bool { return len(s.maildirFiles(t, "bob", "new")) == 2 })
+	for _, f := range s.maildirFiles(t, "bob", "new") {
+		b, _ := os.ReadFile(f)
+		if bytes.Contains(b, []byte("Subject: local only")) && (bytes.Contains(b, []byte("ARC-Seal:")) || !bytes.Contains(b, []byte("Authentication-Results: xoyize.xyz;"))) {
+			t.Errorf("a message with local copies only: sealed, or without our Authentication-Results:\n%s", b)
+		}
+	}
 	// A new selector, made active in place of the first; SIGHUP.
 	second := dkimKeygen(t, d, keys, "xoyize.xyz", "a2")
 	cfg, _ := os.ReadFile(s.config)
@@ -85,7 +119,7 @@ func TestARCSealedForwardAndDKIMReload(t *testing.T) {
 	if strings.Contains(s.logs(), "take effect at the next restart") {
 		t.Errorf("the new selector was left for a restart:\n%s", s.logs())
 	}
-	m = forward(2)
+	m = forward(3)
 	if got := dkimpyARC(t, d, []byte(m.data)); !strings.HasPrefix(got, "pass 1") || !strings.Contains(m.data, "s=a2-rsa") {
 		t.Errorf("after reload: dkimpy %q\n%s", got, m.data)
 	}
@@ -94,8 +128,26 @@ func TestARCSealedForwardAndDKIMReload(t *testing.T) {
 	os.WriteFile(s.config, []byte(strings.Replace(string(cfg), "a2-rsa.pem", "missing-rsa.pem", 1)), 0o600)
 	s.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the refusal", func() bool { return strings.Contains(s.logs(), "DKIM keys not reloaded, keeping the running ones") })
-	m = forward(3)
+	m = forward(4)
 	if got := dkimpyARC(t, d, []byte(m.data)); !strings.HasPrefix(got, "pass 1") || !strings.Contains(m.data, "s=a2-rsa") {
 		t.Errorf("after a refused reload: dkimpy %q\n%s", got, m.data)
 	}
+}
+
+// arcSeal is msg's ARC-Seal field, unfolded.
+func arcSeal(t *testing.T, msg string) string {
+	t.Helper()
+	msg = "\n" + strings.ReplaceAll(msg, "\r\n", "\n")
+	i := strings.Index(msg, "\nARC-Seal: ")
+	if i < 0 {
+		t.Fatalf("no ARC-Seal in\n%s", msg)
+	}
+	var b strings.Builder
+	for j, line := range strings.Split(msg[i+1:], "\n") {
+		if j > 0 && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") {
+			break
+		}
+		b.WriteString(strings.TrimSpace(line))
+	}
+	return b.String()
 }

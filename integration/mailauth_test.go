@@ -387,6 +387,46 @@ func TestSRSForward(t *testing.T) {
 	}
 }
 
+// TestSRSForwardOfForward: a message arriving from another forwarder's
+// SRS0 address and forwarded again leaves from an SRS1 address of ours
+// (short: no SRS0 inside an SRS0); a bounce to it goes straight to the
+// first forwarder's SRS0 address, and a forged one gets 550 5.1.1.
+func TestSRSForwardOfForward(t *testing.T) {
+	requireTool(t, "swaks")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	d := testenv.StartDNS(t, `fwd1.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+	s := startServerWithCA(t, ca,
+		withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n\"fwd1.example\" = %q\n", k.addr, k.addr)),
+		withMailAuth(fmt.Sprintf("inbound_checks = true\ndns_server = %q\nsrs_secret = \"a-test-secret-of-32-characters!!\"\n", d.Addr)))
+	send := func(from, to string) string {
+		out, _ := run(t, "", "swaks", "--server", s.SMTP, "--ehlo", "client.example", "--from", from, "--to", to,
+			"--header", "Subject: via two forwards")
+		return out
+	}
+	const first = "SRS0=Ab1X=TT=orig.example=someone@fwd1.example"
+	if out := send(first, "fwd@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("forward: %s", out)
+	}
+	waitFor(t, "the forward", func() bool { return len(k.messages()) == 1 })
+	fwd := k.messages()[0]
+	if !regexp.MustCompile(`^SRS1=[A-Z2-7]{8}=fwd1\.example==Ab1X=TT=orig\.example=someone@xoyize\.xyz$`).MatchString(fwd.from) ||
+		len(fwd.to) != 1 || fwd.to[0] != "someone@foreign.example" {
+		t.Fatalf("forward sent as %+v", fwd)
+	}
+	if out := send("<>", fwd.from); !accepted(out) {
+		t.Fatalf("bounce to the SRS1 address: %s", out)
+	}
+	waitFor(t, "the bounce to go to the first forwarder", func() bool { return len(k.messages()) == 2 })
+	if m := k.messages()[1]; m.from != "" || len(m.to) != 1 || m.to[0] != first {
+		t.Errorf("bounce relayed as %+v, want to %s", m, first)
+	}
+	forged := strings.Replace(fwd.from, "=fwd1.example=", "=evil.example=", 1)
+	if out := send("<>", forged); !strings.Contains(out, "550 5.1.1") {
+		t.Errorf("forged SRS1 address: %s", out)
+	}
+}
+
 // TestChecksDoNotBlockOthers: while one session's checks wait for a DNS
 // server that does not answer, another session's message is checked and
 // accepted; the first completes once DNS answers.

@@ -18,9 +18,19 @@ import (
 // scheme to relay through us; TT is the day of the rewriting, so that an
 // address stops working after MaxAge.
 //
+// A sender that is already another forwarder's SRS address (a forward of a
+// forward) gets the scheme's second form instead, SRS1=HASH=fwd.example=
+// followed by the rest of that SRS0 address after "SRS0": it stays short
+// (no SRS0 inside an SRS0), and a bounce to it goes straight back to the
+// first forwarder, whose own hash and timestamp decide; only it can. An
+// SRS1 address of another forwarder keeps its first forwarder and gets our
+// hash.
+//
 // The hash is 8 base32 characters (40 bits) rather than the 4 base64 ones
 // of other implementations: base32 survives MTAs that change the case of
-// a local part. Only we read our SRS addresses, so the format is ours.
+// a local part. Only we read our SRS addresses, so the format is ours;
+// the SRS0 and SRS1 addresses of others are read in the common format
+// (SRS0, a separator among "=+-", then fields separated by "=").
 type SRS struct {
 	secret []byte
 	domain string
@@ -31,10 +41,12 @@ type SRS struct {
 // retry time of any sane MTA (Postfix: 5 days), as postsrsd's 21 days.
 const SRSMaxAge = 21 * 24 * time.Hour
 
-// srsPrefix starts every address we write. SRS1 (rewriting another
-// forwarder's SRS0 address) is not done: such a sender is rewritten like
-// any other, which keeps the bounce path through us.
-const srsPrefix = "SRS0="
+// srsPrefix starts the addresses we write for an original sender,
+// srs1Prefix those for another forwarder's SRS address.
+const (
+	srsPrefix  = "SRS0="
+	srs1Prefix = "SRS1="
+)
 
 var srsEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
@@ -72,7 +84,36 @@ func (s *SRS) hash(stamp, domain, local string) string {
 	return srsEncoding.EncodeToString(m.Sum(nil))[:8]
 }
 
-// Forward rewrites sender (local@domain) into an address of ours. An
+// hash1 authenticates an SRS1 address: the first forwarder's domain and
+// the rest of its SRS0 address. The input starts differently from hash's,
+// so that no SRS0 hash is a valid SRS1 one.
+func (s *SRS) hash1(domain, rest string) string {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte("SRS1=" + strings.ToLower(domain) + "=" + strings.ToLower(rest)))
+	return srsEncoding.EncodeToString(m.Sum(nil))[:8]
+}
+
+// otherSRS reads another forwarder's SRS address (SRS0 or SRS1 at domain)
+// as the first forwarder's domain and the rest of its SRS0 address after
+// "SRS0" (starting with its separator); ok is false for other addresses.
+func otherSRS(local, domain string) (first, rest string, ok bool) {
+	switch {
+	case len(local) > 5 && hasPrefixFold(local, "SRS0") && strings.IndexByte("=+-", local[4]) >= 0:
+		return domain, local[4:], validDomain(domain)
+	case len(local) > 5 && hasPrefixFold(local, "SRS1") && strings.IndexByte("=+-", local[4]) >= 0:
+		// SRS1=HASH=first.example=REST: the hash is the other
+		// forwarder's, kept out; REST starts with SRS0's separator.
+		f := strings.SplitN(local[5:], "=", 3)
+		if len(f) != 3 || f[2] == "" || strings.IndexByte("=+-", f[2][0]) < 0 || !validDomain(f[1]) {
+			return "", "", false
+		}
+		return f[1], f[2], true
+	}
+	return "", "", false
+}
+
+// Forward rewrites sender (local@domain) into an address of ours: SRS0
+// for an original sender, SRS1 for another forwarder's SRS address. An
 // address already ours (one of our SRS addresses, bounced back through
 // another forward) is kept as it is.
 func (s *SRS) Forward(sender string) (string, error) {
@@ -80,11 +121,16 @@ func (s *SRS) Forward(sender string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("srs: %q is not an address", sender)
 	}
-	if strings.EqualFold(domain, s.domain) && hasPrefixFold(local, srsPrefix) {
+	if s.IsSRS(sender) {
 		return sender, nil
 	}
-	stamp := srsStamp(srsDay(s.now()))
-	rewritten := srsPrefix + s.hash(stamp, domain, local) + "=" + stamp + "=" + domain + "=" + local
+	var rewritten string
+	if first, rest, ok := otherSRS(local, domain); ok {
+		rewritten = srs1Prefix + s.hash1(first, rest) + "=" + first + "=" + rest
+	} else {
+		stamp := srsStamp(srsDay(s.now()))
+		rewritten = srsPrefix + s.hash(stamp, domain, local) + "=" + stamp + "=" + domain + "=" + local
+	}
 	if len(rewritten) > maxLocalPart {
 		// RFC 5321 §4.5.3.1.1: our own RCPT would refuse the bounce.
 		return "", fmt.Errorf("srs: %q is too long to rewrite", sender)
@@ -102,16 +148,32 @@ var ErrNotSRS = errors.New("srs: not an SRS address of ours")
 // decides whether it is valid).
 func (s *SRS) IsSRS(addr string) bool {
 	local, domain, ok := cutAddress(addr)
-	return ok && strings.EqualFold(domain, s.domain) && hasPrefixFold(local, srsPrefix)
+	return ok && strings.EqualFold(domain, s.domain) && (hasPrefixFold(local, srsPrefix) || hasPrefixFold(local, srs1Prefix))
 }
 
-// Reverse gives the original sender of one of our SRS addresses; an
-// address with a wrong hash, or older than SRSMaxAge, is refused.
+// Reverse gives the original sender of one of our SRS0 addresses, or the
+// first forwarder's SRS0 address for one of our SRS1 addresses; an
+// address with a wrong hash, or an SRS0 older than SRSMaxAge, is refused.
 func (s *SRS) Reverse(addr string) (string, error) {
 	if !s.IsSRS(addr) {
 		return "", ErrNotSRS
 	}
 	local, _, _ := cutAddress(addr)
+	if hasPrefixFold(local, srs1Prefix) {
+		// SRS1 carries no timestamp of ours: the first forwarder checks
+		// its own when the bounce reaches it.
+		f := strings.SplitN(local[len(srs1Prefix):], "=", 3)
+		if len(f) != 3 || f[2] == "" || strings.IndexByte("=+-", f[2][0]) < 0 {
+			return "", errors.New("srs: malformed address")
+		}
+		if !hmac.Equal([]byte(strings.ToUpper(f[0])), []byte(s.hash1(f[1], f[2]))) {
+			return "", errors.New("srs: bad hash")
+		}
+		if !validDomain(f[1]) {
+			return "", errors.New("srs: bad domain")
+		}
+		return "SRS0" + f[2] + "@" + f[1], nil
+	}
 	parts := strings.SplitN(local[len(srsPrefix):], "=", 4)
 	if len(parts) != 4 || parts[2] == "" || parts[3] == "" {
 		return "", errors.New("srs: malformed address")

@@ -1,6 +1,7 @@
 package mailauth
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +63,68 @@ func TestSRS(t *testing.T) {
 	}
 	if _, err := NewSRS("short", "mx.example.org", nil); err == nil {
 		t.Error("short secret taken")
+	}
+}
+
+// TestSRS1: another forwarder's SRS0 address is rewritten in the second
+// form (SRS1, the first forwarder's domain and the rest of its address),
+// another's SRS1 keeps its first forwarder; Reverse gives the first
+// forwarder's SRS0 address back; a changed hash or first forwarder is
+// refused; ours are not rewritten again.
+func TestSRS1(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	s, err := NewSRS("0123456789abcdef-secret", "mx.example.org", func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		sender, wantFirst, wantBack string
+	}{
+		{"SRS0=HHH=TT=orig.example=user@fwd1.example", "fwd1.example", "SRS0=HHH=TT=orig.example=user@fwd1.example"},
+		{"srs0+x1Yz=AB=orig.example=a.b@Fwd1.Example", "Fwd1.Example", "SRS0+x1Yz=AB=orig.example=a.b@Fwd1.Example"},
+		// Another forwarder's SRS1: the first forwarder stays.
+		{"SRS1=QQQ=fwd1.example==HHH=TT=orig.example=user@fwd2.example", "fwd1.example", "SRS0=HHH=TT=orig.example=user@fwd1.example"},
+	}
+	for _, tc := range cases {
+		fwd, err := s.Forward(tc.sender)
+		if err != nil {
+			t.Fatalf("Forward(%s): %v", tc.sender, err)
+		}
+		want := regexp.MustCompile(`^SRS1=[A-Z2-7]{8}=` + regexp.QuoteMeta(tc.wantFirst) + `=[=+-]`)
+		if !want.MatchString(fwd) || !strings.HasSuffix(fwd, "@mx.example.org") || !s.IsSRS(fwd) {
+			t.Errorf("Forward(%s) = %s", tc.sender, fwd)
+		}
+		for _, a := range []string{fwd, strings.ToLower(fwd)} {
+			back, err := s.Reverse(a)
+			if err != nil || !strings.EqualFold(back, tc.wantBack) {
+				t.Errorf("Reverse(%s) = %s, %v; want %s", a, back, err, tc.wantBack)
+			}
+		}
+		if again, _ := s.Forward(fwd); again != fwd {
+			t.Errorf("our SRS1 address rewritten again: %s", again)
+		}
+	}
+	fwd, _ := s.Forward("SRS0=HHH=TT=orig.example=user@fwd1.example")
+	// No timestamp of ours: an SRS1 address does not expire here.
+	now = now.Add(2 * SRSMaxAge)
+	if _, err := s.Reverse(fwd); err != nil {
+		t.Errorf("SRS1 after SRSMaxAge: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"hash":   "SRS1=AAAAAAAA" + fwd[13:],
+		"first":  strings.Replace(fwd, "=fwd1.example=", "=evil.example=", 1),
+		"rest":   strings.Replace(fwd, "=user@", "=mallory@", 1),
+		"short":  "SRS1=abc@mx.example.org",
+		"no sep": strings.Replace(fwd, "=fwd1.example==", "=fwd1.example=x", 1),
+	} {
+		if got, err := s.Reverse(bad); err == nil {
+			t.Errorf("%s: %s reversed to %s", name, bad, got)
+		}
+	}
+	// Addresses that only look like SRS get SRS0 like any sender.
+	for _, sender := range []string{"SRS0@fwd1.example", "SRS1=x@fwd2.example", "srs0x@a.example"} {
+		if fwd, err := s.Forward(sender); err != nil || !strings.HasPrefix(fwd, "SRS0=") {
+			t.Errorf("Forward(%s) = %s, %v", sender, fwd, err)
+		}
 	}
 }

@@ -239,6 +239,10 @@ type QueueConfig struct {
 	TLSPolicies map[string]string `toml:"tls_policies"`
 	// DANE (RFC 7672): TLSA records of MX hosts, through DNSSECResolver.
 	DANE bool `toml:"dane"`
+	// DANERoutes applies DANE to the relayhost and [queue.routes] hosts
+	// given by name too: TLSA at _PORT._tcp.HOST when HOST's addresses are
+	// validated (Postfix: smtp_tls_security_level = dane with [relayhost]).
+	DANERoutes bool `toml:"dane_routes"`
 	// DNSSECResolver is the DNSSEC-validating resolver ("host:port") whose
 	// AD bit DANE trusts, as Postfix's smtp_dns_support_level = dnssec:
 	// it should be on loopback (a local unbound). Required with dane.
@@ -622,6 +626,9 @@ func (c *Config) validate() error {
 		default:
 			return keyErr("queue.tls_policies", "%s = %q: want none, may, encrypt or verify", dom, p)
 		}
+	}
+	if c.Queue.DANERoutes && !c.Queue.DANE {
+		return keyErr("queue.dane_routes", "needs dane = true")
 	}
 	if c.Queue.DANE && c.Queue.DNSSECResolver == "" {
 		return keyErr("queue.dnssec_resolver", "required with dane = true: a DNSSEC-validating resolver, e.g. \"127.0.0.1:53\"")

@@ -70,6 +70,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad policy", base + "[queue]\ntls_policy = \"maybe\"\n", 9, "queue.tls_policy", "verify"},
 		{"bad domain policy", base + "[queue.tls_policies]\n\"example.net\" = \"dane\"\n", 0, "queue.tls_policies", "example.net"},
 		{"DANE without resolver", base + "[queue]\ndane = true\n", 0, "queue.dnssec_resolver", "required"},
+		{"dane_routes without dane", base + "[queue]\ndane_routes = true\n", 0, "queue.dane_routes", "needs dane"},
 		{"ARC seal without a key", base + "[mailauth]\ninbound_checks = true\narc_seal_domain = \"x.org\"\n", 0, "mailauth.arc_seal_domain", "no active selector"},
 		{"bad DNSSEC resolver", base + "[queue]\ndane = true\ndnssec_resolver = \"127.0.0.1\"\n", 0, "queue.dnssec_resolver", "host:port"},
 		{"bad mynetworks", "mynetworks = [\"10.0.0.0/33\"]\n" + base, 1, "mynetworks", "not an address"},

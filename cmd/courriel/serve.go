@@ -282,7 +282,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Local: queueLocal{store: a.local, dir: a.dir},
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
-	needRoots := policy == queue.PolicyVerify || q.MTASTS
+	needRoots := policy == queue.PolicyVerify || q.MTASTS || q.TLSRPT
 	for dom, p := range q.TLSPolicies {
 		o.TLSPolicies[dom] = queue.Policy(p)
 		needRoots = needRoots || p == "verify"
@@ -314,6 +314,7 @@ func (a *app) receiverPolicies(o *queue.Options) error {
 			log.Warn("DANE trusts the AD bit of a resolver that is not on loopback", "dnssec_resolver", q.DNSSECResolver)
 		}
 		o.DANE = dane.NewResolver(q.DNSSECResolver)
+		o.DANERoutes = q.DANERoutes
 	}
 	txt := mailauth.NewResolver(q.DNSServer)
 	if q.MTASTS {
@@ -334,7 +335,7 @@ func (a *app) receiverPolicies(o *queue.Options) error {
 	if q.TLSRPT {
 		r, err := tlsrpt.New(tlsrpt.Options{
 			Dir: filepath.Join(q.Dir, "tlsrpt"), Hostname: a.cfg.MyHostname, Resolver: txt, Logger: log,
-			Send: a.sendTLSReport,
+			Send: a.sendTLSReport, RootCAs: o.RootCAs, // https: rua endpoints, verified as MTA-STS policy hosts
 		})
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,18 +120,45 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	dp := q.domainTLS(ctx, rt)
+	s, f, refused := q.tryHops(ctx, id, rt, hops, dp)
+	if s != nil || !refused || dp.sts == nil || ctx.Err() != nil {
+		return s, f
+	}
+	// RFC 8461 §5.1: an enforced policy refused every host; the domain
+	// may have changed its MX hosts and its policy before our cache
+	// noticed, so the policy host is asked again (rate-limited by the
+	// cache) and a different policy gets one more pass over the hosts.
+	res := q.o.MTASTS.Refetch(ctx, rt.domain)
+	if res.Cached || res.Policy == nil && res.Err != nil {
+		return nil, f
+	}
+	np := q.stsPlan(rt, res)
+	if slices.Equal(np.strings, dp.strings) && np.level == dp.level {
+		return nil, f
+	}
+	q.log.Info("MTA-STS policy updated after it refused every MX host, trying again", "queue_id", id, "domain", rt.domain, "tls", np.why)
+	s, f, _ = q.tryHops(ctx, id, rt, hops, np)
+	return s, f
+}
+
+// tryHops tries the hosts in turn under the domain's TLS plan. refused
+// says that every host failed because of the plan's MTA-STS policy (not
+// listed, or its TLS requirements not met), none because it was down.
+func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan) (*session, *failure, bool) {
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
+	refused := dp.sts != nil && !dp.testing
 	for _, h := range hops {
 		ips, ad, f := q.addrs(ctx, h)
 		if f != nil {
-			last, dead = f, false
+			last, dead, refused = f, false, false
 			continue
 		}
 		plan, f := q.hopTLS(ctx, rt, dp, h, ad)
 		if f != nil {
 			q.log.Info("host not used under the receiver's TLS policy", "queue_id", id, "mx", h.name, "reason", f.text)
 			last, dead = f, false
+			refused = refused && plan.sts != nil && strings.HasPrefix(f.text, "MX host ") // not a DANE lookup failure
 			continue
 		}
 		for _, ip := range ips {
@@ -140,14 +168,15 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 			tried++
 			s, f := q.connect(ctx, h, ip, plan)
 			if f == nil {
-				return s, nil
+				return s, nil, false
 			}
 			q.log.Debug("host failed, trying the next", "queue_id", id, "relay", f.relay, "reason", f.text)
 			last, dead = f, dead && f.dead
+			refused = refused && plan.sts != nil && strings.HasPrefix(f.status, "4.7.")
 		}
 	}
 	last.dead = dead && tried > 0 && ctx.Err() == nil
-	return nil, last
+	return nil, last, refused
 }
 
 // interrupted turns the failures that are not a server's answer into

@@ -94,6 +94,12 @@ type Options struct {
 	// DANE, when set, is the DNSSEC-validating resolver that MX deliveries
 	// ask for MX, address and TLSA records (RFC 7672); nil: no DANE.
 	DANE SecureResolver
+	// DANERoutes applies DANE to the relayhost and static routes given by
+	// name too (Postfix: smtp_tls_security_level = dane with a [relayhost]):
+	// the name is the admin's, so it counts as a validated MX name, and
+	// when its address records are validated the TLSA records at
+	// _PORT._tcp.NAME authenticate its certificate.
+	DANERoutes bool
 	// MTASTS, when set, gives the MTA-STS policy of recipient domains
 	// (RFC 8461); nil: no MTA-STS.
 	MTASTS STSPolicies

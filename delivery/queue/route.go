@@ -58,6 +58,10 @@ func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
 		h := hop{name: host, port: port, relay: rt.relay}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			h.ip = ip
+		} else if q.o.DANE != nil && q.o.DANERoutes {
+			// No MX lookup to validate: the name is the admin's.
+			h.name = strings.ToLower(strings.TrimSuffix(host, "."))
+			h.mxSecure, h.secureDNS = true, true
 		}
 		return []hop{h}, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 
 	"courriel/tlsconf/dane"
@@ -25,6 +26,9 @@ type SecureResolver interface {
 // STSPolicies answers a domain's MTA-STS policy: *mtasts.Cache.
 type STSPolicies interface {
 	Get(ctx context.Context, domain string) mtasts.Result
+	// Refetch asks the policy host again (rate-limited), after the policy
+	// refused every MX host; Result.Cached when nothing new was fetched.
+	Refetch(ctx context.Context, domain string) mtasts.Result
 }
 
 // TLSReporter records session outcomes for TLSRPT: *tlsrpt.Recorder.
@@ -71,7 +75,12 @@ func (q *Queue) domainTLS(ctx context.Context, rt route) tlsPlan {
 	if rt.domain == "" || q.o.MTASTS == nil {
 		return plan
 	}
-	res := q.o.MTASTS.Get(ctx, rt.domain)
+	return q.stsPlan(rt, q.o.MTASTS.Get(ctx, rt.domain))
+}
+
+// stsPlan is the domain's plan under an MTA-STS lookup's result.
+func (q *Queue) stsPlan(rt route, res mtasts.Result) tlsPlan {
+	plan := tlsPlan{level: q.o.TLSPolicy, why: "default " + string(q.o.TLSPolicy), domain: rt.domain, kind: tlsrpt.PolicyNotFound}
 	if res.Err != nil && res.Policy == nil {
 		var fe *mtasts.FetchError
 		if errors.As(res.Err, &fe) {
@@ -101,8 +110,13 @@ func (q *Queue) domainTLS(ctx context.Context, rt route) tlsPlan {
 // DNSSEC-validated (RFC 8461 §2: DANE takes precedence over MTA-STS), else
 // MTA-STS's MX match. A failure means the host must not be used.
 func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addrDNS) (tlsPlan, *failure) {
-	if _, ok := q.adminPolicy(rt); ok || rt.domain == "" {
+	if _, ok := q.adminPolicy(rt); ok || rt.domain == "" && !h.secureDNS {
+		// A route or relayhost gets DANE only with Options.DANERoutes.
 		return dp, nil
+	}
+	port, err := strconv.Atoi(h.port)
+	if err != nil {
+		port = 25
 	}
 	plan := dp
 	// RFC 7672 §2.2: TLSA records are looked up only for MX hosts whose
@@ -116,7 +130,7 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 		if q.o.DANE == nil || !h.mxSecure || !ad.secure {
 			break
 		}
-		recs, secure, err := q.o.DANE.LookupTLSA(ctx, 25, base)
+		recs, secure, err := q.o.DANE.LookupTLSA(ctx, port, base)
 		var de *net.DNSError
 		switch {
 		case err != nil && errors.As(err, &de) && de.IsNotFound:
@@ -125,7 +139,7 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 		case err != nil:
 			// RFC 7672 §2.2: a failed TLSA lookup (bogus or unreachable)
 			// makes the host unusable; it may be a downgrade attack.
-			f := tempFailure("4.7.5", "TLSA lookup for _25._tcp."+base+" failed, host not used (RFC 7672 §2.2): "+printable(err.Error(), 200))
+			f := tempFailure("4.7.5", "TLSA lookup for _"+h.port+"._tcp."+base+" failed, host not used (RFC 7672 §2.2): "+printable(err.Error(), 200))
 			f.relay, f.remoteMTA = h.name, h.name
 			q.reportTLS(tlsrpt.Result{PolicyDomain: rt.domain, PolicyType: tlsrpt.PolicyTLSA, ReceivingMX: h.name, Failure: tlsrpt.DNSSECInvalid, FailureReason: f.text})
 			return plan, f
@@ -144,7 +158,10 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 				plan.dane = usable
 				// RFC 7672 §3.2.2: the TLSA base domain, the MX name
 				// when they differ, and the next-hop domain.
-				plan.names = []string{base, h.name, rt.domain}
+				plan.names = []string{base, h.name}
+				if rt.domain != "" {
+					plan.names = append(plan.names, rt.domain)
+				}
 				plan.why = "dane (" + base + ")"
 			} else {
 				plan.why = "dane, no usable TLSA record: unauthenticated TLS (" + base + ")"

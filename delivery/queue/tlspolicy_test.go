@@ -373,3 +373,122 @@ func hasLine(logs string, parts ...string) bool {
 	}
 	return false
 }
+
+// RFC 8461 §5.1: a cached enforce policy that lists none of the domain's
+// MX hosts is fetched again before the message is deferred; the policy
+// host's new policy (same TXT id: a resolver's cache may still hide the
+// new one) lets the message go.
+func TestMTASTSRefetchBeforeDeferring(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	good, _ := leafConfig(t, ca, "mx.example.test")
+	old := strings.Replace(stsEnforce, "mx.example.test", "old-mx.example.test", 1)
+	for _, tc := range []struct{ name, newPolicy, wantWhy string }{
+		{"the new policy lists the MX", stsEnforce, "mta-sts enforce (example.test)"},
+		{"the policy is withdrawn (mode none)", "version: STSv1\nmode: none\nmax_age: 86400\n", "default may"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSink(t, sinkOptions{startTLS: good})
+			e := newReceiverEnv(t, ca, s, old)
+			if res := e.o.MTASTS.Get(context.Background(), "example.test"); res.Policy == nil || res.Policy.Match("mx.example.test") {
+				t.Fatalf("old policy not cached: %+v", res)
+			}
+			e.o.MTASTS = e.stsCache(t, ca) // a restart: the policy comes from the disk, fetched a while ago
+			e.sts.set(tc.newPolicy)        // the domain moved its MX and updated its policy
+			txs, reply, status, logs := deliverOnce(t, e.o, s)
+			if len(txs) != 1 || !txs[0].tls {
+				t.Fatalf("not delivered after the policy changed: %d transactions, %s %q\n%s", len(txs), status, reply, logs)
+			}
+			if !hasLine(logs, "MTA-STS policy updated after it refused every MX host") || !hasLine(logs, "msg=delivery", tc.wantWhy) {
+				t.Errorf("logs do not show the refetch and the delivery under the new policy (%q):\n%s", tc.wantWhy, logs)
+			}
+		})
+	}
+
+	// A policy fetched just now that lists another MX: deferred, the host
+	// not asked again at once.
+	s2 := newSink(t, sinkOptions{startTLS: good})
+	e2 := newReceiverEnv(t, ca, s2, old)
+	txs, reply, status, _ := deliverOnce(t, e2.o, s2)
+	if len(txs) != 0 || status != "4.7.5" || !strings.Contains(reply, "not listed in the MTA-STS policy") {
+		t.Fatalf("with the policy unchanged: %d transactions, %s %q", len(txs), status, reply)
+	}
+}
+
+// DANE for a static route and the relayhost, with Options.DANERoutes
+// (Postfix: smtp_tls_security_level = dane with a [relayhost]): the TLSA
+// records at _PORT._tcp.NAME authenticate the host when its address
+// records are validated; without DANERoutes, or with an unsigned name,
+// the default level applies.
+func TestDANEForRoutes(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	other := newCA(t)
+	good, _ := leafConfig(t, ca, "relay.example.test")
+	untrusted, untrustedLeaf := leafConfig(t, other, "relay.example.test")
+	relayA := "relay.example.test. A 127.0.0.1"
+	cases := []struct {
+		name       string
+		cert       *tls.Config
+		records    []string
+		relayhost  string // "": the static route relay.example.test:25
+		daneRoutes bool
+		insecure   bool
+		wantSent   bool
+		wantWhy    string
+	}{
+		{name: "route, DANE-EE match: delivered though no CA vouches", cert: untrusted, daneRoutes: true,
+			records:  []string{relayA, tlsaAt("relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantSent: true, wantWhy: "dane (relay.example.test)"},
+		{name: "route, DANE-EE mismatch: deferred", cert: good, daneRoutes: true,
+			records: []string{relayA, tlsaAt("relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantWhy: "dane (relay.example.test)"},
+		{name: "route, DANE-EE mismatch without dane_routes: the default may delivers", cert: good,
+			records:  []string{relayA, tlsaAt("relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantSent: true, wantWhy: "default may"},
+		{name: "route, unsigned name: no DANE, the default may delivers", cert: good, daneRoutes: true, insecure: true,
+			records:  []string{relayA, tlsaAt("relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantSent: true, wantWhy: "default may"},
+		{name: "relayhost on 587, DANE-TA match at _587._tcp: delivered", cert: untrusted, daneRoutes: true, relayhost: "relay.example.test:587",
+			records:  []string{relayA, "_587._tcp." + strings.TrimPrefix(tlsaAt("relay.example.test", 2, 0, 1, other.cert.Raw), "_25._tcp.")},
+			wantSent: true, wantWhy: "dane (relay.example.test)"},
+		{name: "relayhost on 587, TLSA only at _25._tcp: no DANE", cert: good, daneRoutes: true, relayhost: "relay.example.test:587",
+			records:  []string{relayA, tlsaAt("relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantSent: true, wantWhy: "default may"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSink(t, sinkOptions{startTLS: tc.cert})
+			e := newReceiverEnv(t, ca, s, "", tc.records...)
+			if tc.insecure {
+				e.dns.Insecure("relay.example.test")
+			}
+			e.o.DANERoutes = tc.daneRoutes
+			if tc.relayhost != "" {
+				e.o.Relayhost = &Relayhost{Addr: tc.relayhost}
+				e.o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					if addr != "127.0.0.1:587" {
+						return nil, errors.New("connection refused (test dialer)")
+					}
+					return (&net.Dialer{}).DialContext(ctx, network, s.addr)
+				}
+			} else {
+				e.o.Routes = map[string]string{"example.test": "relay.example.test:25"}
+			}
+			txs, reply, status, logs := deliverOnce(t, e.o, s)
+			if !tc.wantSent {
+				if len(txs) != 0 || status != "4.7.5" || !strings.Contains(reply, tc.wantWhy) {
+					t.Fatalf("%d transactions, %s %q; want deferred 4.7.5 with %q", len(txs), status, reply, tc.wantWhy)
+				}
+				return
+			}
+			if len(txs) != 1 || !txs[0].tls {
+				t.Fatalf("transactions %+v (reply %s %q), want one with TLS", txs, status, reply)
+			}
+			if !hasLine(logs, "msg=delivery", `tls="TLS 1.3 (`, tc.wantWhy) {
+				t.Errorf("no delivery line with TLS 1.3 and %q in\n%s", tc.wantWhy, logs)
+			}
+		})
+	}
+}

@@ -53,6 +53,14 @@ type Cache struct {
 	mem      map[string]*Policy       // guarded by mu; bounded by memEntries
 	inflight map[string]chan struct{} // guarded by mu: a domain being looked up
 	failed   map[string]time.Time     // guarded by mu: when a fetch last failed; bounded by memEntries
+	// refetched: the policy id a Refetch last asked the host about, and
+	// when; guarded by mu, bounded by memEntries.
+	refetched map[string]refetchMark
+}
+
+type refetchMark struct {
+	id string
+	at time.Time
 }
 
 const (
@@ -64,6 +72,10 @@ const (
 	// A policy host that failed is not asked again for this long: each
 	// delivery attempt to the domain would otherwise wait for it.
 	fetchRetry = 5 * time.Minute
+	// Refetch asks the policy host again about a policy id at most this
+	// often: a domain whose policy refuses its MX hosts would otherwise
+	// cost a fetch per delivery attempt.
+	refetchEvery = 10 * time.Minute
 )
 
 // New opens (or creates) the cache directory.
@@ -115,6 +127,8 @@ func New(o Options) (*Cache, error) {
 		mem:      map[string]*Policy{},
 		inflight: map[string]chan struct{}{},
 		failed:   map[string]time.Time{},
+
+		refetched: map[string]refetchMark{},
 	}
 	return c, nil
 }
@@ -149,6 +163,22 @@ func (e *FetchError) Unwrap() error { return e.Err }
 
 // Get returns the policy to apply to mail for domain.
 func (c *Cache) Get(ctx context.Context, domain string) Result {
+	return c.lookup(ctx, domain, false)
+}
+
+// Refetch is Get for a policy that has just refused every MX host of the
+// domain: RFC 8461 §5.1 (and §10.2's advice on changing MX hosts) has the
+// sender check for an updated policy before deferring, since the domain
+// may have moved its MX hosts and published a new policy whose TXT id the
+// resolver's cache still hides. The policy host is asked even when the TXT
+// id has not changed, at most once per policy id every refetchEvery (and
+// not while it failed recently); otherwise the cached policy is returned.
+// Result.Cached is false only when a new policy was fetched.
+func (c *Cache) Refetch(ctx context.Context, domain string) Result {
+	return c.lookup(ctx, domain, true)
+}
+
+func (c *Cache) lookup(ctx context.Context, domain string, force bool) Result {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	if !ValidDomain(domain) {
 		return Result{}
@@ -177,10 +207,32 @@ func (c *Cache) Get(ctx context.Context, domain string) Result {
 		delete(c.inflight, domain)
 		c.mu.Unlock()
 	}()
-	return c.get(ctx, domain)
+	if force {
+		cached := c.valid(domain)
+		if cached == nil {
+			return c.get(ctx, domain, false)
+		}
+		now := c.o.Now()
+		c.mu.Lock()
+		last, seen := c.refetched[domain]
+		due := !seen || last.id != cached.ID || now.Sub(last.at) >= refetchEvery || now.Before(last.at)
+		if due {
+			if len(c.refetched) >= memEntries {
+				clear(c.refetched)
+			}
+			c.refetched[domain] = refetchMark{id: cached.ID, at: now}
+		}
+		c.mu.Unlock()
+		if !due {
+			return Result{Policy: applicable(cached), Cached: true}
+		}
+	}
+	return c.get(ctx, domain, force)
 }
 
-func (c *Cache) get(ctx context.Context, domain string) Result {
+// get looks the TXT id up and fetches the policy when it changed, the
+// cached one nears expiry, or force is set.
+func (c *Cache) get(ctx context.Context, domain string, force bool) Result {
 	cached := c.valid(domain)
 	txts, err := c.o.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
 	var id string
@@ -197,7 +249,7 @@ func (c *Cache) get(ctx context.Context, domain string) Result {
 		return Result{Policy: applicable(cached), Err: fmt.Errorf("mta-sts TXT of %s: %w", domain, err), Cached: cached != nil}
 	}
 	now := c.o.Now()
-	if cached != nil && cached.ID == id && cached.Expires().Sub(now) > cached.MaxAge/refreshShare {
+	if !force && cached != nil && cached.ID == id && cached.Expires().Sub(now) > cached.MaxAge/refreshShare {
 		return Result{Policy: applicable(cached), Cached: true}
 	}
 	c.mu.Lock()
@@ -219,6 +271,12 @@ func (c *Cache) get(ctx context.Context, domain string) Result {
 	}
 	c.mu.Lock()
 	delete(c.failed, domain)
+	// A policy just fetched counts as asked again: Refetch waits
+	// refetchEvery before asking about it.
+	if len(c.refetched) >= memEntries {
+		clear(c.refetched)
+	}
+	c.refetched[domain] = refetchMark{id: id, at: now}
 	c.mu.Unlock()
 	p.ID, p.Fetched = id, now
 	c.store(domain, p)

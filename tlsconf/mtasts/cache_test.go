@@ -191,3 +191,54 @@ func TestCacheNoRecord(t *testing.T) {
 		t.Fatal("path accepted")
 	}
 }
+
+// Refetch asks the policy host again under an unchanged TXT id, at most
+// once per policy id every refetchEvery.
+func TestCacheRefetch(t *testing.T) {
+	ca := testenv.NewCA(t)
+	dns := testenv.StartDNS(t, `_mta-sts.example.test. TXT "v=STSv1; id=one"`)
+	ps := newPolicyServer(t, ca, "mta-sts.example.test")
+	ps.set(enforcePolicy, "text/plain", 200)
+	now := time.Now()
+	c := newCache(t, t.TempDir(), dns, ca, ps, func() time.Time { return now })
+	ctx := context.Background()
+	if res := c.Get(ctx, "example.test"); res.Policy == nil || ps.fetches.Load() != 1 {
+		t.Fatalf("first Get: %+v", res)
+	}
+	// The domain moved its MX and its policy, the TXT id unchanged.
+	moved := strings.Replace(enforcePolicy, "mx.example.test", "mx2.example.test", 1)
+	ps.set(moved, "text/plain", 200)
+	if res := c.Get(ctx, "example.test"); !res.Cached || res.Policy.Match("mx2.example.test") {
+		t.Fatalf("Get under the same id fetched: %+v", res)
+	}
+	// Just fetched: not asked again yet.
+	if res := c.Refetch(ctx, "example.test"); !res.Cached || ps.fetches.Load() != 1 {
+		t.Fatalf("Refetch right after the fetch: %+v, %d fetches", res, ps.fetches.Load())
+	}
+	now = now.Add(refetchEvery)
+	res := c.Refetch(ctx, "example.test")
+	if res.Cached || res.Policy == nil || !res.Policy.Match("mx2.example.test") || ps.fetches.Load() != 2 {
+		t.Fatalf("Refetch: %+v, %d fetches", res, ps.fetches.Load())
+	}
+	if res := c.Get(ctx, "example.test"); !res.Cached || !res.Policy.Match("mx2.example.test") {
+		t.Fatalf("the refetched policy is not the cached one: %+v", res)
+	}
+	// Again at once: the host is not asked.
+	if res := c.Refetch(ctx, "example.test"); !res.Cached || ps.fetches.Load() != 2 {
+		t.Fatalf("second Refetch at once: %+v, %d fetches", res, ps.fetches.Load())
+	}
+	now = now.Add(refetchEvery - time.Second)
+	if c.Refetch(ctx, "example.test"); ps.fetches.Load() != 2 {
+		t.Fatalf("Refetch before refetchEvery asked the host: %d fetches", ps.fetches.Load())
+	}
+	now = now.Add(2 * time.Second)
+	if c.Refetch(ctx, "example.test"); ps.fetches.Load() != 3 {
+		t.Fatalf("Refetch after refetchEvery did not ask the host: %d fetches", ps.fetches.Load())
+	}
+	// A host that is down: the cached policy stays, with the error.
+	ps.set("", "text/plain", 500)
+	now = now.Add(refetchEvery)
+	if res := c.Refetch(ctx, "example.test"); res.Policy == nil || !res.Cached || res.Err == nil || !res.Policy.Match("mx2.example.test") {
+		t.Fatalf("Refetch with the host down: %+v", res)
+	}
+}

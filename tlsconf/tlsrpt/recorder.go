@@ -6,20 +6,26 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -43,9 +49,19 @@ type Options struct {
 	Resolver TXTResolver
 	// Send hands a report to the queue (envelope sender "", as for other
 	// automatic reports, so that nothing bounces back to us).
-	Send   func(ctx context.Context, from string, to []string, msg []byte) error
-	Logger *slog.Logger
-	Now    func() time.Time
+	Send func(ctx context.Context, from string, to []string, msg []byte) error
+	// RootCAs verify the certificates of https: report endpoints; nil:
+	// the system pool.
+	RootCAs *x509.CertPool
+	// DialContext opens the HTTPS connections to report endpoints; nil: a
+	// dialer that refuses addresses that are not public (loopback,
+	// private, link-local…): a domain's record must not make us POST to
+	// our own network. Tests point it at a loopback server.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// PostTimeout bounds one HTTPS POST, connection included; default 60 s.
+	PostTimeout time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Bounds on what one day may hold: a hostile stream of domains or failure
@@ -56,12 +72,22 @@ const (
 	maxReason       = 300
 	maxRUA          = 5
 	maxPolicyString = 64
+	maxURI          = 512
+	maxPostReply    = 64 << 10
+	// RFC 8460 §5.4: a failed delivery SHOULD be retried for up to 24 hours
+	// after the first attempt, with exponential backoff.
+	postRetryFor   = 24 * time.Hour
+	postFirstRetry = 15 * time.Minute
+	// postsPerRun bounds the POSTs of one SendDue (one a minute under
+	// Run); the rest wait for the next.
+	postsPerRun = 20
 )
 
 // Recorder aggregates session outcomes per UTC day and policy, and sends
 // the reports of past days.
 type Recorder struct {
-	o Options
+	o      Options
+	client *http.Client
 
 	mu    sync.Mutex
 	days  map[string]*day // by "2006-01-02"; guarded by mu
@@ -71,6 +97,10 @@ type Recorder struct {
 // day is one UTC day's aggregate, as kept on disk.
 type day struct {
 	Policies map[string]*policyAgg `json:"policies"`
+	// Done: the policy domains whose report went out (queued, POSTed or
+	// kept for a POST retry), so that a day retried after a failure with
+	// another domain reports none twice.
+	Done []string `json:"done,omitempty"`
 }
 
 type policyAgg struct {
@@ -115,7 +145,33 @@ func New(o Options) (*Recorder, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.PostTimeout <= 0 {
+		o.PostTimeout = 60 * time.Second
+	}
+	dial := o.DialContext
+	if dial == nil {
+		d := &net.Dialer{Timeout: o.PostTimeout, ControlContext: publicOnly}
+		dial = d.DialContext
+	}
+	if err := os.MkdirAll(filepath.Join(o.Dir, postDir), 0o700); err != nil {
+		return nil, fmt.Errorf("tlsrpt: %w", err)
+	}
 	r := &Recorder{o: o, days: map[string]*day{}}
+	r.client = &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            dial,
+			TLSClientConfig:        &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout:    o.PostTimeout,
+			ResponseHeaderTimeout:  o.PostTimeout,
+			MaxResponseHeaderBytes: 16 << 10,
+			DisableKeepAlives:      true,
+		},
+		Timeout: o.PostTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("redirect not followed")
+		},
+	}
 	names, _ := filepath.Glob(filepath.Join(o.Dir, "????-??-??.json"))
 	for _, n := range names {
 		b, err := os.ReadFile(n)
@@ -245,9 +301,11 @@ func (r *Recorder) Run(ctx context.Context) {
 	}
 }
 
-// SendDue sends the reports of every day before today and forgets them.
-// A report that cannot be handed to the queue is retried at the next call.
+// SendDue sends the reports of every day before today and forgets them,
+// and retries the HTTPS POSTs that are due. A report that cannot be
+// handed to the queue is retried at the next call.
 func (r *Recorder) SendDue(ctx context.Context) {
+	defer r.retryPosts(ctx)
 	today := r.o.Now().UTC().Format(time.DateOnly)
 	r.mu.Lock()
 	var due []string
@@ -276,17 +334,23 @@ func (r *Recorder) SendDue(ctx context.Context) {
 }
 
 // sendDay sends one report per policy domain of a day that publishes a
-// TLSRPT record. A domain without one is skipped; a DNS failure or a queue
-// refusal fails the day (retried later).
+// TLSRPT record: by mail to its mailto: URIs (through the queue), by HTTPS
+// POST to its https: URIs (a POST that fails is kept on disk and retried,
+// RFC 8460 §5.4). A domain without a record is skipped; a DNS failure or a
+// queue refusal fails the day (retried later, domains done kept).
 func (r *Recorder) sendDay(ctx context.Context, name string, d *day) error {
 	start, err := time.Parse(time.DateOnly, name)
 	if err != nil {
 		return nil // not ours: forgotten
 	}
 	byDomain := map[string][]*policyAgg{}
+	r.mu.Lock()
 	for _, p := range d.Policies {
-		byDomain[p.Domain] = append(byDomain[p.Domain], p)
+		if !slices.Contains(d.Done, p.Domain) {
+			byDomain[p.Domain] = append(byDomain[p.Domain], p)
+		}
 	}
+	r.mu.Unlock()
 	domains := make([]string, 0, len(byDomain))
 	for dom := range byDomain {
 		domains = append(domains, dom)
@@ -297,44 +361,184 @@ func (r *Recorder) sendDay(ctx context.Context, name string, d *day) error {
 		if err != nil {
 			return err
 		}
-		if len(rua) == 0 {
-			continue
+		if len(rua.Mailto)+len(rua.HTTPS) > 0 {
+			gz, id, err := r.buildJSON(start, byDomain[dom])
+			if err != nil {
+				return err
+			}
+			if len(rua.Mailto) > 0 {
+				msg := r.buildMessage(dom, start, id, gz, rua.Mailto)
+				if err := r.o.Send(ctx, "", rua.Mailto, msg); err != nil {
+					return fmt.Errorf("tlsrpt: report for %s: %w", dom, err)
+				}
+				r.o.Logger.Info("TLSRPT report sent", "domain", dom, "day", name, "to", strings.Join(rua.Mailto, ","))
+			}
+			// POSTs wait on disk for retryPosts, which bounds how many
+			// one call makes: slow endpoints cannot hold the day up.
+			for i, u := range rua.HTTPS {
+				now := r.o.Now().UTC()
+				b, _ := json.Marshal(&pendingPost{URL: u, Domain: dom, Day: name, Body: gz, First: now, Next: now})
+				if err := writeFileAtomic(filepath.Join(r.o.Dir, postDir, fmt.Sprintf("%s!%s!%d.json", name, fileSafe(dom), i)), b); err != nil {
+					return fmt.Errorf("tlsrpt: report for %s: %w", dom, err)
+				}
+			}
 		}
-		msg, err := r.buildReport(dom, start, byDomain[dom], rua)
-		if err != nil {
-			return err
-		}
-		if err := r.o.Send(ctx, "", rua, msg); err != nil {
-			return fmt.Errorf("tlsrpt: report for %s: %w", dom, err)
-		}
-		r.o.Logger.Info("TLSRPT report sent", "domain", dom, "day", name, "to", strings.Join(rua, ","))
+		r.mu.Lock()
+		d.Done = append(d.Done, dom)
+		r.dirty = true
+		r.mu.Unlock()
 	}
 	return nil
 }
 
-// lookupRUA returns the mailto: addresses of _smtp._tls.domain
-// (RFC 8460 §3); https: URIs are not supported and only logged.
-func (r *Recorder) lookupRUA(ctx context.Context, domain string) ([]string, error) {
+// fileSafe keeps a domain usable in a file name whatever it holds.
+func fileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(s))
+}
+
+// postDir, under Options.Dir, keeps the HTTPS POSTs to retry.
+const postDir = "post"
+
+// pendingPost is one report to POST, as kept on disk until it is sent or
+// postRetryFor has passed since the first attempt.
+type pendingPost struct {
+	URL      string    `json:"url"`
+	Domain   string    `json:"domain"`
+	Day      string    `json:"day"`
+	Body     []byte    `json:"body"` // the gzipped JSON report
+	First    time.Time `json:"first"`
+	Next     time.Time `json:"next"`
+	Attempts int       `json:"attempts"`
+}
+
+// post tries one POST; a failure is kept under key (its file name) for
+// the next try, or dropped once postRetryFor has passed.
+func (r *Recorder) post(ctx context.Context, key string, pp *pendingPost) {
+	path := filepath.Join(r.o.Dir, postDir, key+".json")
+	err := r.postOnce(ctx, pp)
+	now := r.o.Now().UTC()
+	pp.Attempts++
+	switch {
+	case err == nil:
+		r.o.Logger.Info("TLSRPT report sent", "domain", pp.Domain, "day", pp.Day, "to", pp.URL, "attempt", pp.Attempts)
+	case now.Sub(pp.First) >= postRetryFor:
+		r.o.Logger.Warn("TLSRPT report POST failed for 24 hours, dropped", "domain", pp.Domain, "day", pp.Day, "to", pp.URL, "attempts", pp.Attempts, "err", err)
+	default:
+		backoff := postFirstRetry << min(pp.Attempts-1, 10)
+		pp.Next = now.Add(backoff)
+		if end := pp.First.Add(postRetryFor); pp.Next.After(end) {
+			pp.Next = end
+		}
+		b, _ := json.Marshal(pp)
+		if werr := writeFileAtomic(path, b); werr != nil {
+			r.o.Logger.Warn("TLSRPT report POST failed and not kept for a retry", "domain", pp.Domain, "to", pp.URL, "err", err, "write_err", werr)
+			return
+		}
+		r.o.Logger.Warn("TLSRPT report POST failed, will retry", "domain", pp.Domain, "day", pp.Day, "to", pp.URL, "next", pp.Next.Format(time.RFC3339), "err", err)
+		return
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.o.Logger.Warn("TLSRPT retry file not removed", "file", path, "err", err)
+	}
+}
+
+// retryPosts makes the POSTs whose time has come, at most postsPerRun.
+func (r *Recorder) retryPosts(ctx context.Context) {
+	names, _ := filepath.Glob(filepath.Join(r.o.Dir, postDir, "*.json"))
+	now := r.o.Now()
+	budget := postsPerRun
+	for _, n := range names {
+		if ctx.Err() != nil || budget == 0 {
+			return
+		}
+		b, err := os.ReadFile(n)
+		var pp pendingPost
+		if err == nil && len(b) < 4<<20 {
+			err = json.Unmarshal(b, &pp)
+		}
+		if err != nil || pp.URL == "" {
+			r.o.Logger.Warn("TLSRPT retry file unreadable, removed", "file", n, "err", err)
+			os.Remove(n)
+			continue
+		}
+		if now.Before(pp.Next) {
+			continue
+		}
+		budget--
+		r.post(ctx, strings.TrimSuffix(filepath.Base(n), ".json"), &pp)
+	}
+}
+
+// postOnce POSTs the gzipped report (RFC 8460 §5.4: media type
+// application/tlsrpt+gzip); any 2xx is success.
+func (r *Recorder) postOnce(ctx context.Context, pp *pendingPost) error {
+	ctx, cancel := context.WithTimeout(ctx, r.o.PostTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, pp.URL, bytes.NewReader(pp.Body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/tlsrpt+gzip")
+	req.Header.Set("User-Agent", "courriel")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxPostReply))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("HTTP status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// publicOnly refuses connections to addresses that are not public unicast:
+// report endpoints come from other domains' DNS.
+func publicOnly(_ context.Context, network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("tlsrpt: report endpoint %s: %w", address, err)
+	}
+	a := ap.Addr().Unmap()
+	if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+		return fmt.Errorf("tlsrpt: report endpoint address %s is not public, refused", a)
+	}
+	return nil
+}
+
+// lookupRUA returns the report URIs of _smtp._tls.domain (RFC 8460 §3).
+func (r *Recorder) lookupRUA(ctx context.Context, domain string) (RUA, error) {
 	txts, err := r.o.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
 	var de *net.DNSError
 	if errors.As(err, &de) && de.IsNotFound {
-		return nil, nil
+		return RUA{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tlsrpt: TXT of _smtp._tls.%s: %w", domain, err)
+		return RUA{}, fmt.Errorf("tlsrpt: TXT of _smtp._tls.%s: %w", domain, err)
 	}
-	addrs, err := ParseRecord(txts)
+	rua, err := ParseRecord(txts)
 	if err != nil {
 		r.o.Logger.Info("TLSRPT record unusable, no report", "domain", domain, "err", err)
-		return nil, nil
+		return RUA{}, nil
 	}
-	return addrs, nil
+	return rua, nil
 }
 
-// ParseRecord returns the mailto: addresses of a TLSRPT TXT RRset: exactly
-// one record starting "v=TLSRPTv1", its rua a comma-separated list of URIs.
-// https: URIs are skipped (not supported here); at most maxRUA addresses.
-func ParseRecord(txts []string) ([]string, error) {
+// RUA is where a domain wants its reports.
+type RUA struct {
+	Mailto []string // addresses
+	HTTPS  []string // https: URLs
+}
+
+// ParseRecord returns the report URIs of a TLSRPT TXT RRset: exactly one
+// record starting "v=TLSRPTv1", its rua a comma-separated list of mailto:
+// and https: URIs (others are skipped); at most maxRUA of each.
+func ParseRecord(txts []string) (RUA, error) {
 	var rec string
 	n := 0
 	for _, t := range txts {
@@ -343,9 +547,9 @@ func ParseRecord(txts []string) ([]string, error) {
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("tlsrpt: %d TLSRPTv1 records, want one", n)
+		return RUA{}, fmt.Errorf("tlsrpt: %d TLSRPTv1 records, want one", n)
 	}
-	var out []string
+	var out RUA
 	for f := range strings.SplitSeq(rec, ";") {
 		k, v, ok := strings.Cut(strings.TrimSpace(f), "=")
 		if !ok || strings.TrimSpace(k) != "rua" {
@@ -353,21 +557,28 @@ func ParseRecord(txts []string) ([]string, error) {
 		}
 		for u := range strings.SplitSeq(v, ",") {
 			u = strings.TrimSpace(u)
-			rest, ok := strings.CutPrefix(strings.ToLower(u[:min(len(u), 7)]), "mailto:")
-			if !ok || rest != "" {
-				continue // https: and others
-			}
-			addr, err := url.PathUnescape(u[7:])
-			if err != nil {
-				continue
-			}
-			if a, err := mail.ParseAddress(addr); err == nil && !strings.ContainsAny(a.Address, "\r\n<>") && len(out) < maxRUA {
-				out = append(out, a.Address)
+			scheme, rest, _ := strings.Cut(u, ":")
+			switch strings.ToLower(scheme) {
+			case "mailto":
+				addr, err := url.PathUnescape(rest)
+				if err != nil {
+					continue
+				}
+				if a, err := mail.ParseAddress(addr); err == nil && !strings.ContainsAny(a.Address, "\r\n<>") && len(out.Mailto) < maxRUA {
+					out.Mailto = append(out.Mailto, a.Address)
+				}
+			case "https":
+				pu, err := url.Parse(u)
+				if err != nil || len(u) > maxURI || pu.Host == "" || pu.User != nil || pu.Opaque != "" || strings.ContainsAny(u, "\r\n ") || len(out.HTTPS) >= maxRUA {
+					continue
+				}
+				pu.Scheme, pu.Fragment = "https", ""
+				out.HTTPS = append(out.HTTPS, pu.String())
 			}
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("tlsrpt: no mailto: rua")
+	if len(out.Mailto)+len(out.HTTPS) == 0 {
+		return RUA{}, errors.New("tlsrpt: no mailto: or https: rua")
 	}
 	return out, nil
 }
@@ -400,9 +611,9 @@ type policyReport struct {
 	Details []detail `json:"failure-details,omitempty"`
 }
 
-// buildReport builds the message for one policy domain's day: the gzipped JSON
-// report in a multipart/report (report-type tlsrpt), RFC 8460 §5.3.
-func (r *Recorder) buildReport(domain string, start time.Time, policies []*policyAgg, to []string) ([]byte, error) {
+// buildJSON builds one policy domain's report of a day (RFC 8460 §4.4),
+// gzipped, and its report-id.
+func (r *Recorder) buildJSON(start time.Time, policies []*policyAgg) ([]byte, string, error) {
 	end := start.Add(24*time.Hour - time.Second)
 	rnd := make([]byte, 8)
 	rand.Read(rnd)
@@ -426,14 +637,23 @@ func (r *Recorder) buildReport(domain string, start time.Time, policies []*polic
 	}
 	js, err := json.Marshal(rep)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write(js)
 	if err := zw.Close(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	return gz.Bytes(), id, nil
+}
+
+// buildMessage is the mail form of a report: the gzipped JSON in a
+// multipart/report (report-type tlsrpt), RFC 8460 §5.3.
+func (r *Recorder) buildMessage(domain string, start time.Time, id string, gz []byte, to []string) []byte {
+	end := start.Add(24*time.Hour - time.Second)
+	rnd := make([]byte, 8)
+	rand.Read(rnd)
 	boundary := "tlsrpt-" + hex.EncodeToString(rnd)
 	file := fmt.Sprintf("%s!%s!%d!%d.json.gz", r.o.Hostname, domain, start.Unix(), end.Unix())
 	var b bytes.Buffer
@@ -455,14 +675,14 @@ func (r *Recorder) buildReport(domain string, start time.Time, policies []*polic
 	b.WriteString("Content-Type: application/tlsrpt+gzip\r\n")
 	b.WriteString("Content-Transfer-Encoding: base64\r\n")
 	b.WriteString(`Content-Disposition: attachment; filename="` + file + `"` + "\r\n\r\n")
-	enc := base64.StdEncoding.EncodeToString(gz.Bytes())
+	enc := base64.StdEncoding.EncodeToString(gz)
 	for len(enc) > 76 {
 		b.WriteString(enc[:76] + "\r\n")
 		enc = enc[76:]
 	}
 	b.WriteString(enc + "\r\n")
 	b.WriteString("--" + boundary + "--\r\n")
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 func writeFileAtomic(path string, b []byte) error {

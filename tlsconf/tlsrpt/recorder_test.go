@@ -3,7 +3,10 @@ package tlsrpt
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +38,7 @@ func TestRecordPersistAndReport(t *testing.T) {
 		out = append(out, sent{from, to, msg})
 		return nil
 	}
-	o := Options{Dir: dir, Hostname: "mail.ours.test", Resolver: r, Send: send, Now: clock}
+	o := Options{Dir: dir, Hostname: "mail.ours.test", Resolver: r, Send: send, Now: clock, DialContext: refuseDial}
 	rec, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -125,13 +128,19 @@ print(gzip.decompress(parts[0].get_payload(decode=True)).decode())
 }
 
 func TestParseRecord(t *testing.T) {
-	got, err := ParseRecord([]string{"v=TLSRPTv1; rua=mailto:a@example.test,mailto:b%40x@example.test, https://h.test/"})
-	if err != nil || len(got) != 1 || got[0] != "a@example.test" {
+	got, err := ParseRecord([]string{"v=TLSRPTv1; rua=mailto:a@example.test,mailto:b%40x@example.test, https://h.test/r,HTTPS://u:p@h.test/,https:opaque,https://h2.test/x#frag"})
+	if err != nil || len(got.Mailto) != 1 || got.Mailto[0] != "a@example.test" {
 		// b%40x@example.test unescapes to b@x@example.test: not an address.
 		t.Fatalf("got %q, %v", got, err)
 	}
+	if !slices.Equal(got.HTTPS, []string{"https://h.test/r", "https://h2.test/x"}) {
+		t.Fatalf("https: %q (userinfo and opaque URIs must be refused, fragments dropped)", got.HTTPS)
+	}
+	if got, err := ParseRecord([]string{"v=TLSRPTv1; rua=https://h.test/"}); err != nil || len(got.HTTPS) != 1 || len(got.Mailto) != 0 {
+		t.Errorf("https only: %q, %v", got, err)
+	}
 	for _, bad := range [][]string{
-		{"v=TLSRPTv1; rua=https://h.test/"},
+		{"v=TLSRPTv1; rua=ftp://h.test/"},
 		{"v=TLSRPTv1;"},
 		{"v=TLSRPTv1; rua=mailto:a@x.test", "v=TLSRPTv1; rua=mailto:b@x.test"},
 		{"v=spf1"},
@@ -140,4 +149,8 @@ func TestParseRecord(t *testing.T) {
 			t.Errorf("%q accepted: %q", bad, got)
 		}
 	}
+}
+
+func refuseDial(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("no network in this test")
 }
