@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
 	"time"
+
+	"courriel/internal/atomicfile"
 )
 
 // DuplicateFile is a DuplicateStore in one file, meant for the user's home
@@ -149,38 +150,7 @@ func (f *DuplicateFile) Commit(marks []DuplicateMark, now time.Time) error {
 	for _, e := range list {
 		fmt.Fprintf(&b, "%s %d\n", e.id, e.exp)
 	}
-	return writeFileAtomic(f.Path, b.Bytes())
-}
-
-// writeFileAtomic replaces path by data: a temporary file beside it,
-// fsynced, renamed, and the directory fsynced.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.Write(f.Path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("sieve: writing duplicate marks: %w", err)
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"courriel/internal/atomicfile"
 )
 
 // Self-signed certificate parameters for `courriel demo`.
@@ -83,11 +85,11 @@ func SelfSigned(dir string, hostnames []string) (certFile, keyFile string, err e
 	}
 	// Key first, certificate second: a crash in between leaves a mismatched
 	// pair, which the next run detects and replaces.
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
-		return "", "", err
+	if err := atomicfile.Write(keyFile, keyPEM, 0o600); err != nil {
+		return "", "", fmt.Errorf("tls: self-signed: %w", err)
 	}
-	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
-		return "", "", err
+	if err := atomicfile.Write(certFile, certPEM, 0o644); err != nil {
+		return "", "", fmt.Errorf("tls: self-signed: %w", err)
 	}
 	return certFile, keyFile, nil
 }
@@ -150,42 +152,4 @@ func validDNSName(h string) bool {
 		}
 	}
 	return true
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, fsynced and renamed, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("tls: self-signed: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("tls: self-signed: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("tls: self-signed: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("tls: self-signed: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("tls: self-signed: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("tls: self-signed: %w", err)
-	}
-	ok = true
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync() // best effort: the demo survives losing a fresh cert
-		d.Close()
-	}
-	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"courriel/internal/atomicfile"
 )
 
 // TXTResolver is the DNS the cache needs; *net.Resolver is one.
@@ -410,27 +412,7 @@ func (c *Cache) load(domain string) *Policy {
 func (c *Cache) store(domain string, p *Policy) {
 	c.remember(domain, p)
 	b, _ := json.Marshal(cacheFile{ID: p.ID, Fetched: p.Fetched.UTC(), Mode: p.Mode, MX: p.MX, MaxAge: int64(p.MaxAge / time.Second)})
-	if err := writeFileAtomic(c.path(domain), b); err != nil {
+	if err := atomicfile.Write(c.path(domain), b, 0o600); err != nil {
 		c.o.Logger.Warn("MTA-STS policy not cached on disk", "domain", domain, "err", err)
 	}
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

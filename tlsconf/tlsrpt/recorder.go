@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"courriel/internal/atomicfile"
 )
 
 // TXTResolver is the DNS the reporter needs; *net.Resolver is one.
@@ -273,7 +275,7 @@ func (r *Recorder) Flush() error {
 	r.mu.Unlock()
 	var first error
 	for name, b := range files {
-		if err := writeFileAtomic(filepath.Join(r.o.Dir, name+".json"), b); err != nil && first == nil {
+		if err := atomicfile.Write(filepath.Join(r.o.Dir, name+".json"), b, 0o600); err != nil && first == nil {
 			first = fmt.Errorf("tlsrpt: %w", err)
 		}
 	}
@@ -378,7 +380,7 @@ func (r *Recorder) sendDay(ctx context.Context, name string, d *day) error {
 			for i, u := range rua.HTTPS {
 				now := r.o.Now().UTC()
 				b, _ := json.Marshal(&pendingPost{URL: u, Domain: dom, Day: name, Body: gz, First: now, Next: now})
-				if err := writeFileAtomic(filepath.Join(r.o.Dir, postDir, fmt.Sprintf("%s!%s!%d.json", name, fileSafe(dom), i)), b); err != nil {
+				if err := atomicfile.Write(filepath.Join(r.o.Dir, postDir, fmt.Sprintf("%s!%s!%d.json", name, fileSafe(dom), i)), b, 0o600); err != nil {
 					return fmt.Errorf("tlsrpt: report for %s: %w", dom, err)
 				}
 			}
@@ -435,7 +437,7 @@ func (r *Recorder) post(ctx context.Context, key string, pp *pendingPost) {
 			pp.Next = end
 		}
 		b, _ := json.Marshal(pp)
-		if werr := writeFileAtomic(path, b); werr != nil {
+		if werr := atomicfile.Write(path, b, 0o600); werr != nil {
 			r.o.Logger.Warn("TLSRPT report POST failed and not kept for a retry", "domain", pp.Domain, "to", pp.URL, "err", err, "write_err", werr)
 			return
 		}
@@ -683,24 +685,4 @@ func (r *Recorder) buildMessage(domain string, start time.Time, id string, gz []
 	b.WriteString(enc + "\r\n")
 	b.WriteString("--" + boundary + "--\r\n")
 	return b.Bytes()
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
