@@ -67,9 +67,9 @@ func main() {
 }
 
 // startProfiles, for benchmarks: COURRIEL_CPUPROFILE=file writes a CPU
-// profile until exit; COURRIEL_BLOCKPROFILE and COURRIEL_MUTEXPROFILE write,
-// at exit, where goroutines waited (channels, locks, select) and which locks
-// were contended. It returns what stops them and writes the files.
+// profile until exit; COURRIEL_BLOCKPROFILE, COURRIEL_MUTEXPROFILE and
+// COURRIEL_MEMPROFILE write, at exit, where goroutines waited (channels,
+// locks, select), which locks were contended and what allocated. It returns what stops them and writes the files.
 func startProfiles() (stop func()) {
 	var stops []func()
 	if p := os.Getenv("COURRIEL_CPUPROFILE"); p != "" {
@@ -88,6 +88,9 @@ func startProfiles() (stop func()) {
 	if p := os.Getenv("COURRIEL_BLOCKPROFILE"); p != "" {
 		runtime.SetBlockProfileRate(10_000) // one event per 10 µs blocked
 		atExit("block", p)
+	}
+	if p := os.Getenv("COURRIEL_MEMPROFILE"); p != "" {
+		atExit("allocs", p) // sampled at the default rate: where allocations come from
 	}
 	if p := os.Getenv("COURRIEL_MUTEXPROFILE"); p != "" {
 		runtime.SetMutexProfileFraction(5)
