@@ -59,6 +59,7 @@ type server struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	done   chan struct{}
+	bin    string // the courriel binary; the package's by default
 }
 
 type serverOption func(*serverSettings)
@@ -77,6 +78,7 @@ type serverSettings struct {
 	// mailauth is the [mailauth] table with its sub-tables; by default
 	// the inbound checks are off, so that no test asks the machine's DNS.
 	mailauth string
+	bin      string // another courriel binary (withBinary)
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -84,6 +86,10 @@ type serverSettings struct {
 func withProduction() serverOption {
 	return func(o *serverSettings) { o.logLevel, o.cacheTTL, o.negTTL = "info", "60s", "10s" }
 }
+
+// withBinary runs another courriel binary than the package's (a baseline
+// build, for before/after benchmarks).
+func withBinary(path string) serverOption { return func(o *serverSettings) { o.bin = path } }
 
 // withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
 func withVmailIn(parent string) serverOption { return func(o *serverSettings) { o.vmailIn = parent } }
@@ -141,7 +147,7 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	if err := os.MkdirAll(vmail, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, dir: dir, vmail: vmail}
+	s := &server{t: t, dir: dir, vmail: vmail, bin: cmp.Or(set.bin, binary)}
 	s.slapd = testenv.StartSlapd(t, append([]testenv.Option{testenv.WithHomeBase(vmail)}, set.slapd...)...)
 	s.ca = set.ca
 	if s.ca == nil {
@@ -226,7 +232,7 @@ func (s *server) start() {
 	}
 	start := s.log.Len()
 	s.mu.Unlock()
-	cmd := exec.Command(binary, "serve", "-config", s.config)
+	cmd := exec.Command(s.bin, "serve", "-config", s.config)
 	if p := os.Getenv("COURRIEL_BENCH_CPUPROFILE"); p != "" {
 		cmd.Env = append(os.Environ(), "COURRIEL_CPUPROFILE="+p)
 	}
