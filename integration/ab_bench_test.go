@@ -16,7 +16,8 @@ import (
 // the commit before a change) and this tree's, each with its own slapd, the
 // same disk, in alternating rounds, so that both see the same neighbours.
 // It reports each build's range over the rounds: msgs/s and server CPU per
-// message.
+// message. COURRIEL_BENCH_SYNC_BASE and COURRIEL_BENCH_SYNC_NEW set their
+// [delivery] sync (the same binary twice compares two modes).
 //
 //	go build -o /tmp/base/courriel ./cmd/courriel   # on the baseline commit
 //	COURRIEL_BENCH_BASELINE=/tmp/base/courriel go test -run XXX -bench SMTPSourceAB -benchtime 1x ./integration/
@@ -31,8 +32,8 @@ func BenchmarkSMTPSourceAB(b *testing.B) {
 		name string
 		s    *server
 	}{
-		{"base", startServer(b, withProduction(), withVmailIn(disk+"/base"), withBinary(base))},
-		{"new", startServer(b, withProduction(), withVmailIn(disk+"/new"))},
+		{"base", startServer(b, withProduction(), withVmailIn(disk+"/base"), withBinary(base), withDeliverySync(os.Getenv("COURRIEL_BENCH_SYNC_BASE")))},
+		{"new", startServer(b, withProduction(), withVmailIn(disk+"/new"), withDeliverySync(os.Getenv("COURRIEL_BENCH_SYNC_NEW")))},
 	}
 	for _, sessions := range []int{16, 1} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {

@@ -79,6 +79,7 @@ type serverSettings struct {
 	// the inbound checks are off, so that no test asks the machine's DNS.
 	mailauth string
 	bin      string // another courriel binary (withBinary)
+	sync     string // [delivery] sync, when set (withDeliverySync)
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -90,6 +91,9 @@ func withProduction() serverOption {
 // withBinary runs another courriel binary than the package's (a baseline
 // build, for before/after benchmarks).
 func withBinary(path string) serverOption { return func(o *serverSettings) { o.bin = path } }
+
+// withDeliverySync sets [delivery] sync ("file", "filesystem", "journal").
+func withDeliverySync(mode string) serverOption { return func(o *serverSettings) { o.sync = mode } }
 
 // withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
 func withVmailIn(parent string) serverOption { return func(o *serverSettings) { o.vmailIn = parent } }
@@ -160,6 +164,10 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	if set.http {
 		s.HTTP = "127.0.0.1:0"
 	}
+	syncLine := ""
+	if set.sync != "" {
+		syncLine = fmt.Sprintf("sync = %q\n", set.sync)
+	}
 	cfg := set.head + fmt.Sprintf(`myhostname = "xoyize.xyz"
 log_level = %q
 [listen]
@@ -184,12 +192,12 @@ cache_ttl = %q
 negative_cache_ttl = %q
 %s[delivery]
 maildir_base = %q
-[queue]
+%s[queue]
 dir = %q
 tls_policy = "verify"
 ca_path = %q
 `, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
-		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
+		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, syncLine, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra + "\n[mailauth]\n" + set.mailauth
 	s.config = filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
