@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,20 +29,33 @@ import (
 var benchConcurrency = []int{1, 20}
 
 // runWorkers feeds b.Loop's iterations to g goroutines running op and
-// reports msgs/s. setup runs once, before the clock starts.
+// reports msgs/s and the p50/p99 of one op (what a client waits for, at
+// least: the disk's share of a transaction's latency).
 func runWorkers(b *testing.B, g int, op func(worker, i int) error) {
 	jobs := make(chan int, g)
 	var wg sync.WaitGroup
 	var failed atomic.Value
+	lats := make([][]time.Duration, g)
 	for w := range g {
 		wg.Go(func() {
 			for i := range jobs {
+				t0 := time.Now()
 				if err := op(w, i); err != nil {
 					failed.CompareAndSwap(nil, err)
 				}
+				lats[w] = append(lats[w], time.Since(t0))
 			}
 		})
 	}
+	defer func() {
+		all := slices.Concat(lats...)
+		if len(all) == 0 {
+			return
+		}
+		slices.Sort(all)
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}()
 	start := time.Now()
 	n := 0
 	for b.Loop() {

@@ -8,13 +8,33 @@ import (
 	"io"
 )
 
-// Content is a message's bytes, in memory (*bytes.Reader) or in a file
-// (*io.SectionReader): read through ReadAt, so that copies written at the
-// same time each read it on their own, and a large message need not be in
-// memory at all.
+// Content is a message's bytes, in memory (MemContent, *bytes.Reader) or
+// in a file (*io.SectionReader): read through ReadAt, so that copies
+// written at the same time each read it on their own, and a large message
+// need not be in memory at all.
 type Content interface {
 	io.ReaderAt
 	Size() int64
+}
+
+// MemContent is a message in memory. Deliver reads it in place, where it
+// copies any other Content through a buffer of its own first.
+type MemContent []byte
+
+func (m MemContent) Size() int64 { return int64(len(m)) }
+
+func (m MemContent) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("MemContent.ReadAt: negative offset")
+	}
+	if off >= int64(len(m)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // copyParts are the pieces of one stored copy, in file order. The prefix
@@ -40,6 +60,11 @@ const readChunk = 64 << 10
 // scanBody counts a body's line endings, reading it once.
 func scanBody(c Content) (bodyStats, error) {
 	var st bodyStats
+	if m, ok := c.(MemContent); ok {
+		st.crlf = int64(bytes.Count(m, []byte("\r\n")))
+		st.lf = int64(bytes.Count(m, []byte{'\n'}))
+		return st, nil
+	}
 	r := io.NewSectionReader(c, 0, c.Size())
 	buf := make([]byte, min(max(c.Size(), 1), readChunk))
 	cr := false // the previous chunk ended with CR
@@ -131,6 +156,9 @@ func writeLFFrom(w *bufio.Writer, body Content) error {
 	size := body.Size()
 	if size == 0 {
 		return nil
+	}
+	if m, ok := body.(MemContent); ok {
+		return writeLF(w, m) // a final lone CR is kept, as below
 	}
 	r := io.NewSectionReader(body, 0, size)
 	buf := make([]byte, min(size, readChunk))

@@ -95,30 +95,60 @@ func FuzzSizesFromName(f *testing.F) {
 }
 
 // FuzzCopyParts checks the CRLF→LF conversion and the S=/W= sizes against
-// a naive implementation.
+// a naive implementation, for a body read through ReadAt and one read in
+// place (MemContent).
 func FuzzCopyParts(f *testing.F) {
 	f.Add([]byte("Received: x\r\n"), []byte("a\r\nb\nc\r\r\n\r"))
 	f.Add([]byte(""), []byte("\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, header, body []byte) {
-		c := copyParts{prefix: buildPrefix("a@b", "c@d"), header: header, body: bytes.NewReader(body)}
-		var err error
-		if c.stats, err = scanBody(c.body); err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		hint, _ := c.sizes() // only sizes the buffer
-		if err := c.writeTo(&buf, hint); err != nil {
-			t.Fatal(err)
-		}
-		want := string(c.prefix) + strings.ReplaceAll(string(header), "\r\n", "\n") + strings.ReplaceAll(string(body), "\r\n", "\n")
-		if buf.String() != want {
-			t.Fatalf("wrote %q, want %q", buf.Bytes(), want)
-		}
-		size, wsize := c.sizes()
-		if size != int64(buf.Len()) || wsize != int64(crlfSize(buf.Bytes())) {
-			t.Errorf("sizes %d, %d; file %d bytes, %d with CRLF", size, wsize, buf.Len(), crlfSize(buf.Bytes()))
+		for _, content := range []Content{bytes.NewReader(body), MemContent(body)} {
+			c := copyParts{prefix: buildPrefix("a@b", "c@d"), header: header, body: content}
+			var err error
+			if c.stats, err = scanBody(c.body); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			hint, _ := c.sizes() // only sizes the buffer
+			if err := c.writeTo(&buf, hint); err != nil {
+				t.Fatal(err)
+			}
+			want := string(c.prefix) + strings.ReplaceAll(string(header), "\r\n", "\n") + strings.ReplaceAll(string(body), "\r\n", "\n")
+			if buf.String() != want {
+				t.Fatalf("%T: wrote %q, want %q", content, buf.Bytes(), want)
+			}
+			size, wsize := c.sizes()
+			if size != int64(buf.Len()) || wsize != int64(crlfSize(buf.Bytes())) {
+				t.Errorf("%T: sizes %d, %d; file %d bytes, %d with CRLF", content, size, wsize, buf.Len(), crlfSize(buf.Bytes()))
+			}
 		}
 	})
+}
+
+// TestMemContentReadAt: MemContent reads as io.ReaderAt says, as the queue
+// and the milters read it.
+func TestMemContentReadAt(t *testing.T) {
+	t.Parallel()
+	m := MemContent("0123456789")
+	for _, tc := range []struct {
+		off, n int
+		want   string
+		eof    bool
+	}{
+		{0, 4, "0123", false},
+		{6, 4, "6789", false},
+		{8, 4, "89", true},
+		{10, 1, "", true},
+		{12, 1, "", true},
+	} {
+		p := make([]byte, tc.n)
+		n, err := m.ReadAt(p, int64(tc.off))
+		if string(p[:n]) != tc.want || (err == io.EOF) != tc.eof || (err != nil && err != io.EOF) {
+			t.Errorf("ReadAt(%d bytes, %d) = %q, %v; want %q, EOF %v", tc.n, tc.off, p[:n], err, tc.want, tc.eof)
+		}
+	}
+	if _, err := m.ReadAt(make([]byte, 1), -1); err == nil {
+		t.Error("ReadAt at -1: no error")
+	}
 }
 
 func TestWriteLFChunkBoundaries(t *testing.T) {

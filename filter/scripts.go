@@ -90,6 +90,14 @@ func (c *scriptCache) put(id fileID, s *compiled) {
 // other symlink is followed, FIFOs and devices are never opened, and
 // the size is bounded. Compiled .svbin files are never read.
 func (c *scriptCache) userScript(home string) (*compiled, error) {
+	// That lstat first, by path: the kernel resolves home + "/" + name as
+	// OpenRoot(home) then Lstat(name) below do (symlinks followed up to
+	// the home, the name itself not), so "no such file" means the same
+	// here, without opening, checking and closing the home for each
+	// message (four system calls) when there is nothing to read.
+	if _, err := os.Lstat(home + string(os.PathSeparator) + ActiveScriptName); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	root, err := os.OpenRoot(home)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

@@ -59,6 +59,7 @@ type server struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	done   chan struct{}
+	bin    string // the courriel binary; the package's by default
 }
 
 type serverOption func(*serverSettings)
@@ -77,6 +78,8 @@ type serverSettings struct {
 	// mailauth is the [mailauth] table with its sub-tables; by default
 	// the inbound checks are off, so that no test asks the machine's DNS.
 	mailauth string
+	bin      string // another courriel binary (withBinary)
+	sync     string // [delivery] sync, when set (withDeliverySync)
 }
 
 // withProduction runs with the settings of a production server: info logs
@@ -84,6 +87,13 @@ type serverSettings struct {
 func withProduction() serverOption {
 	return func(o *serverSettings) { o.logLevel, o.cacheTTL, o.negTTL = "info", "60s", "10s" }
 }
+
+// withBinary runs another courriel binary than the package's (a baseline
+// build, for before/after benchmarks).
+func withBinary(path string) serverOption { return func(o *serverSettings) { o.bin = path } }
+
+// withDeliverySync sets [delivery] sync ("file", "filesystem", "journal").
+func withDeliverySync(mode string) serverOption { return func(o *serverSettings) { o.sync = mode } }
 
 // withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
 func withVmailIn(parent string) serverOption { return func(o *serverSettings) { o.vmailIn = parent } }
@@ -141,7 +151,7 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	if err := os.MkdirAll(vmail, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, dir: dir, vmail: vmail}
+	s := &server{t: t, dir: dir, vmail: vmail, bin: cmp.Or(set.bin, binary)}
 	s.slapd = testenv.StartSlapd(t, append([]testenv.Option{testenv.WithHomeBase(vmail)}, set.slapd...)...)
 	s.ca = set.ca
 	if s.ca == nil {
@@ -153,6 +163,10 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	s.SMTP, s.Sub, s.Subs, s.IMAPS = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	if set.http {
 		s.HTTP = "127.0.0.1:0"
+	}
+	syncLine := ""
+	if set.sync != "" {
+		syncLine = fmt.Sprintf("sync = %q\n", set.sync)
 	}
 	cfg := set.head + fmt.Sprintf(`myhostname = "xoyize.xyz"
 log_level = %q
@@ -178,12 +192,12 @@ cache_ttl = %q
 negative_cache_ttl = %q
 %s[delivery]
 maildir_base = %q
-[queue]
+%s[queue]
 dir = %q
 tls_policy = "verify"
 ca_path = %q
 `, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
-		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, filepath.Join(dir, "queue"), s.ca.CertFile())
+		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, syncLine, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra + "\n[mailauth]\n" + set.mailauth
 	s.config = filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
@@ -226,7 +240,7 @@ func (s *server) start() {
 	}
 	start := s.log.Len()
 	s.mu.Unlock()
-	cmd := exec.Command(binary, "serve", "-config", s.config)
+	cmd := exec.Command(s.bin, "serve", "-config", s.config)
 	if p := os.Getenv("COURRIEL_BENCH_CPUPROFILE"); p != "" {
 		cmd.Env = append(os.Environ(), "COURRIEL_CPUPROFILE="+p)
 	}

@@ -290,7 +290,12 @@ func (s *session) readMessage(r io.Reader) (*spoolBuf, int, error) {
 	o := s.srv.o
 	msg := newSpoolBuf(o.SpoolDir, o.SpoolThreshold, o.MaxMessageBytes)
 	tf := textFilter{reject: o.BareNewline == BareNewlineReject}
-	buf := make([]byte, readChunk)
+	chunk, _ := s.srv.readChunks.Get().(*[readChunk]byte)
+	if chunk == nil {
+		chunk = new([readChunk]byte)
+	}
+	defer s.srv.readChunks.Put(chunk) // msg and tf keep nothing of it
+	buf := chunk[:]
 	var read int64
 	next := int64(dataProgress)
 	var bad error // the first problem found; reading goes on

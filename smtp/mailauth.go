@@ -185,19 +185,19 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 // original sender, whoever the client is: the hash says we wrote it. A
 // forged or expired one gets 550 5.1.1. handled is false for other
 // addresses.
-func (s *session) rcptSRS(log *slog.Logger, addr string) (handled bool, err error) {
+func (s *session) rcptSRS(log func() *slog.Logger, addr string) (handled bool, err error) {
 	o := s.srv.o
 	if o.SRS == nil || !o.SRS.IsSRS(addr) {
 		return false, nil
 	}
 	orig, rerr := o.SRS.Reverse(addr)
 	if rerr != nil {
-		log.Info("rcpt refused: srs", "err", rerr)
+		log().Info("rcpt refused: srs", "err", rerr)
 		return true, s.fail(stageRcpt, rep(550, gosmtp.EnhancedCode{5, 1, 1}, "Invalid or expired SRS address"))
 	}
 	a, perr := parseAddress(orig, s.tx.utf8)
 	if perr != nil {
-		log.Info("rcpt refused: srs original sender", "err", perr)
+		log().Info("rcpt refused: srs original sender", "err", perr)
 		return true, s.fail(stageRcpt, rep(550, gosmtp.EnhancedCode{5, 1, 1}, "Invalid SRS address"))
 	}
 	if o.Queue == nil {
@@ -207,6 +207,6 @@ func (s *session) rcptSRS(log *slog.Logger, addr string) (handled bool, err erro
 		return true, s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	s.addRemote(a.String())
-	log.Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
+	log().Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
 	return true, nil
 }

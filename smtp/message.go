@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -69,7 +68,7 @@ func (b *spoolBuf) content() delivery.Content {
 	if b.f != nil {
 		return io.NewSectionReader(b.f, 0, b.size)
 	}
-	return bytes.NewReader(b.mem)
+	return delivery.MemContent(b.mem)
 }
 
 // close drops the message (the file has no name: closing frees it).

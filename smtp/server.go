@@ -30,6 +30,11 @@ type Server struct {
 
 	serving sync.WaitGroup // one per connection being served
 
+	// readChunks holds *[readChunk]byte, what readMessage reads DATA into:
+	// one per message was half of all bytes allocated, at one message per
+	// connection.
+	readChunks sync.Pool
+
 	mu        sync.Mutex
 	closing   bool                      // guarded by mu
 	listeners map[net.Listener]struct{} // guarded by mu

@@ -238,7 +238,10 @@ func (s *session) Rcpt(to string) error {
 // rcpt decides one recipient, for RCPT TO or, byMilter, for a milter's
 // added recipient (no relay check, the milters are not asked). s.mu held.
 func (s *session) rcpt(to string, byMilter bool) error {
-	log := s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300))
+	// Most RCPTs log nothing (Postfix's smtpd logs only refusals): the
+	// logger with their attributes is made only for a line.
+	rawTo := to
+	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", sanitize(rawTo, 300)) }
 	if strings.EqualFold(to, "postmaster") {
 		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
 		// it is the postmaster of our host name's domain, as Postfix
@@ -248,12 +251,12 @@ func (s *session) rcpt(to string, byMilter bool) error {
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {
 	case errors.Is(err, errRelayTrick):
-		log.Warn("rcpt refused: relay trick")
+		log().Warn("rcpt refused: relay trick")
 		return s.fail(stageRcpt, replyRelayDenied)
 	case errors.Is(err, errNeedUTF8):
 		return s.fail(stageRcpt, replyNeedUTF8)
 	case err != nil:
-		log.Info("rcpt refused: syntax", "err", err)
+		log().Info("rcpt refused: syntax", "err", err)
 		return s.fail(stageRcpt, replyBadRcpt)
 	}
 	addr := a.String()
@@ -262,16 +265,16 @@ func (s *session) rcpt(to string, byMilter bool) error {
 	}
 	class, err := s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain)
 	if err != nil {
-		log.Error("rcpt: classify domain", "err", err)
+		log().Error("rcpt: classify domain", "err", err)
 		return s.fail(stageRcpt, err)
 	}
 	if class == directory.DomainForeign {
 		if !byMilter && !s.mayRelay() {
-			log.Warn("rcpt refused: relay access denied")
+			log().Warn("rcpt refused: relay access denied")
 			return s.fail(stageRcpt, replyRelayDenied)
 		}
 		if s.srv.o.Queue == nil {
-			log.Error("rcpt: relay allowed but no outbound queue")
+			log().Error("rcpt: relay allowed but no outbound queue")
 			return s.fail(stageRcpt, replyNoQueue)
 		}
 		if !s.tx.seen[dedupeKey(addr)] && len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
@@ -283,20 +286,22 @@ func (s *session) rcpt(to string, byMilter bool) error {
 			}
 		}
 		s.addRemote(addr)
-		log.Debug("rcpt ok", "relay", true)
+		if s.log.Enabled(s.ctx, slog.LevelDebug) {
+			log().Debug("rcpt ok", "relay", true)
+		}
 		return nil
 	}
 	res, err := s.srv.o.Directory.ResolveRecipient(s.ctx, addr)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) {
-			log.Info("rcpt refused: unknown user")
+			log().Info("rcpt refused: unknown user")
 		} else {
-			log.Error("rcpt: resolve", "err", err)
+			log().Error("rcpt: resolve", "err", err)
 		}
 		return s.fail(stageRcpt, err)
 	}
 	if len(res.Destinations) == 0 {
-		log.Error("rcpt: directory gave no destination")
+		log().Error("rcpt: directory gave no destination")
 		return s.fail(stageRcpt, replyTempFailure)
 	}
 	// Every copy must fit in one queue entry (the queue's recipient limit
@@ -304,19 +309,19 @@ func (s *session) rcpt(to string, byMilter bool) error {
 	// that DATA can never find a transaction the queue refuses.
 	if fresh := s.newCopies(res.Destinations); len(s.tx.local)+len(s.tx.remote)+fresh > s.srv.o.MaxRecipients {
 		if len(s.tx.local)+len(s.tx.remote) == 0 {
-			log.Warn("rcpt refused: expands to too many recipients", "copies", fresh)
+			log().Warn("rcpt refused: expands to too many recipients", "copies", fresh)
 			return s.fail(stageRcpt, replyAliasTooLarge)
 		}
-		log.Info("rcpt deferred: too many copies in this transaction", "copies", fresh)
+		log().Info("rcpt deferred: too many copies in this transaction", "copies", fresh)
 		return s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	for _, d := range res.Destinations { // check all before adding any
 		switch {
 		case d.Remote && s.srv.o.Queue == nil:
-			log.Error("rcpt: forward needs the outbound queue, which is off")
+			log().Error("rcpt: forward needs the outbound queue, which is off")
 			return s.fail(stageRcpt, replyNoQueue)
 		case !d.Remote && d.Mailbox == nil:
-			log.Error("rcpt: local destination without a mailbox", "dest", sanitize(d.Address, 300))
+			log().Error("rcpt: local destination without a mailbox", "dest", sanitize(d.Address, 300))
 			return s.fail(stageRcpt, replyTempFailure)
 		}
 	}
@@ -350,7 +355,9 @@ func (s *session) rcpt(to string, byMilter bool) error {
 			s.tx.forwarded = append(s.tx.forwarded, addr)
 		}
 	}
-	log.Debug("rcpt ok", "destinations", len(res.Destinations)) // Postfix's smtpd logs only refusals
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
+		log().Debug("rcpt ok", "destinations", len(res.Destinations))
+	}
 	return nil
 }
 

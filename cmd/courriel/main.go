@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 )
@@ -59,17 +60,47 @@ func usage(w io.Writer) {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// For benchmarks: COURRIEL_CPUPROFILE=file writes a CPU profile until exit.
+	stopProfiles := startProfiles()
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stopProfiles()
+	os.Exit(code)
+}
+
+// startProfiles, for benchmarks: COURRIEL_CPUPROFILE=file writes a CPU
+// profile until exit; COURRIEL_BLOCKPROFILE, COURRIEL_MUTEXPROFILE and
+// COURRIEL_MEMPROFILE write, at exit, where goroutines waited (channels,
+// locks, select), which locks were contended and what allocated. It returns what stops them and writes the files.
+func startProfiles() (stop func()) {
+	var stops []func()
 	if p := os.Getenv("COURRIEL_CPUPROFILE"); p != "" {
-		if f, err := os.Create(p); err == nil {
-			pprof.StartCPUProfile(f)
-			code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-			pprof.StopCPUProfile()
-			f.Close()
-			os.Exit(code)
+		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 		}
 	}
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	atExit := func(name, path string) {
+		stops = append(stops, func() {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup(name).WriteTo(f, 0)
+				f.Close()
+			}
+		})
+	}
+	if p := os.Getenv("COURRIEL_BLOCKPROFILE"); p != "" {
+		runtime.SetBlockProfileRate(10_000) // one event per 10 µs blocked
+		atExit("block", p)
+	}
+	if p := os.Getenv("COURRIEL_MEMPROFILE"); p != "" {
+		atExit("allocs", p) // sampled at the default rate: where allocations come from
+	}
+	if p := os.Getenv("COURRIEL_MUTEXPROFILE"); p != "" {
+		runtime.SetMutexProfileFraction(5)
+		atExit("mutex", p)
+	}
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
