@@ -88,8 +88,11 @@ func cmdThread(s *session, tag string, uid bool) error {
 	slices.SortStableFunc(threads, func(x, y []msg) int { return byDate(x[0], y[0]) })
 	var b strings.Builder
 	b.WriteString("* THREAD")
+	if len(threads) > 0 {
+		b.WriteString(" ") // no space between thread-lists (RFC 5256 §4)
+	}
 	for _, t := range threads {
-		b.WriteString(" (")
+		b.WriteString("(")
 		b.WriteString(strconv.FormatUint(uint64(t[0].num), 10))
 		switch {
 		case len(t) == 2:
@@ -107,12 +110,10 @@ func cmdThread(s *session, tag string, uid bool) error {
 	return s.ok(tag, "", "Thread completed", uid)
 }
 
-// maxReferences bounds the ids read from one References field.
-const maxReferences = 100
-
-// threadMsg reads what THREAD=REFERENCES needs of a message: its
-// Message-ID, its References (In-Reply-To without them), subject and sent
-// date (the internal date when it has none).
+// threadMsg gathers what THREAD=REFERENCES needs of a message, all from
+// the index (no file read on a warm folder): its Message-ID, its
+// References (the first In-Reply-To id without them, RFC 5256 §3), subject
+// and sent date (the internal date when it has none).
 func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
 	m := &threadMsg{num: seq, seq: seq}
 	if byUID {
@@ -127,9 +128,7 @@ func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
 		if ids := messageIDs(env.MessageID, 1); len(ids) == 1 {
 			m.msgID = ids[0]
 		}
-		if h, err := s.readHeader(uid); err == nil {
-			m.refs = messageIDs(h.Get("References"), maxReferences)
-		}
+		m.refs = env.References
 		if len(m.refs) == 0 && len(env.InReplyTo) > 0 {
 			m.refs = messageIDs(strings.Join(env.InReplyTo, " "), 1)
 		}

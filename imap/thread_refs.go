@@ -249,10 +249,15 @@ func isReply(subject string) bool {
 		len(s) >= 5 && strings.EqualFold(s[:5], "[fwd:")
 }
 
-// writeThreads writes each thread as RFC 5256's thread-list.
+// writeThreads writes each thread as RFC 5256's thread-list: one space
+// after THREAD, none between the lists (thread-data = "THREAD" [SP
+// 1*thread-list]).
 func writeThreads(b *strings.Builder, list []*container) {
+	if len(list) > 0 {
+		b.WriteString(" ")
+	}
 	for _, c := range list {
-		b.WriteString(" (")
+		b.WriteString("(")
 		writeMembers(b, c)
 		b.WriteString(")")
 	}
@@ -278,23 +283,80 @@ func writeMembers(b *strings.Builder, c *container) {
 	}
 }
 
-// messageIDs reads the <...> message ids of a References or In-Reply-To
-// value, in order, at most max of them.
+// Bounds of the References kept per message (a hostile header may hold
+// thousands of ids, or ids of any length): at most maxReferences ids,
+// each at most maxMessageIDLen bytes (a longer one is not a message id
+// we thread on: skipped), so at most 25,000 bytes and in practice far
+// less — never more than the field they come from.
+const (
+	maxReferences   = 100
+	maxMessageIDLen = 250
+)
+
+// referenceIDs reads the ids of a References field as THREAD=REFERENCES
+// links them. Beyond maxReferences it keeps the first id and the last
+// ones, as mail clients trim a long References field (RFC 5322 §3.6.4):
+// the thread's root and the nearest ancestors, the last being the parent.
+// The ids are copied: the cache must not hold on to the whole field.
+func referenceIDs(v string) []string {
+	var first string
+	var tail []string
+	for {
+		id, rest, ok := nextMessageID(v)
+		if !ok {
+			break
+		}
+		v = rest
+		switch {
+		case first == "":
+			first = strings.Clone(id)
+		case len(tail) < maxReferences-1:
+			tail = append(tail, strings.Clone(id))
+		default:
+			copy(tail, tail[1:])
+			tail[len(tail)-1] = strings.Clone(id)
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	return append([]string{first}, tail...)
+}
+
+// messageIDs reads the message ids of a Message-ID or In-Reply-To value,
+// in order, at most max of them.
 func messageIDs(v string, max int) []string {
 	var ids []string
 	for len(ids) < max {
+		id, rest, ok := nextMessageID(v)
+		if !ok {
+			break
+		}
+		ids = append(ids, id)
+		v = rest
+	}
+	return ids
+}
+
+// nextMessageID finds the next <...> id in v: the text between the
+// brackets without white space (a folded id is one id), skipped when empty
+// or longer than maxMessageIDLen. ok is false when there is none left.
+func nextMessageID(v string) (id, rest string, ok bool) {
+	for {
 		i := strings.IndexByte(v, '<')
 		if i < 0 {
-			break
+			return "", "", false
 		}
 		j := strings.IndexByte(v[i:], '>')
 		if j < 0 {
-			break
+			return "", "", false
 		}
-		if id := strings.TrimSpace(v[i+1 : i+j]); id != "" {
-			ids = append(ids, id)
+		id, v = v[i+1:i+j], v[i+j+1:]
+		if strings.ContainsAny(id, " \t\r\n") {
+			id = strings.Join(strings.Fields(id), "")
 		}
-		v = v[i+j+1:]
+		if id != "" && len(id) <= maxMessageIDLen {
+			return id, v, true
+		}
 	}
-	return ids
 }
