@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"courriel/imap/mailstore"
 )
@@ -86,12 +87,28 @@ func cmdSort(s *session, tag string, uid bool) error {
 	}
 	seqs, uids := s.searchHits(root)
 	ms := make([]sortMsg, len(seqs))
+	values := make([]sortValue, len(seqs)*len(keys)) // one allocation, adjacent keys
+	arena := &keyArena{}
 	for i := range seqs {
-		ms[i] = s.sortMsg(seqs[i], uids[i], keys)
+		ms[i] = s.sortMsgInto(seqs[i], uids[i], keys, values[i*len(keys):(i+1)*len(keys):(i+1)*len(keys)], arena)
 	}
+	arena.finish()
+	for i := range ms {
+		ms[i].first = ms[i].keys[0]
+	}
+	rev0 := keys[0].reverse
 	slices.SortFunc(ms, func(x, y sortMsg) int {
-		for i, k := range keys {
-			c := x.keys[i].compare(y.keys[i])
+		// The first key is in the element itself: most comparisons end
+		// there without following keys into a scattered array.
+		c := x.first.compare(y.first)
+		if rev0 {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+		for i, k := range keys[1:] {
+			c := x.keys[i+1].compare(y.keys[i+1])
 			if k.reverse {
 				c = -c
 			}
@@ -170,6 +187,7 @@ func orderedSet(nums []uint32) string {
 // sortMsg is a message with its sort keys, in the order of the criteria.
 type sortMsg struct {
 	seq, uid uint32
+	first    sortValue // keys[0]
 	keys     []sortValue
 }
 
@@ -187,8 +205,60 @@ func (a sortValue) compare(b sortValue) int {
 }
 
 func (s *session) sortMsg(seq, uid uint32, keys []sortKey) sortMsg {
-	m := sortMsg{seq: seq, uid: uid, keys: make([]sortValue, len(keys))}
-	var env *mailstore.Envelope
+	return s.sortMsgInto(seq, uid, keys, make([]sortValue, len(keys)), nil)
+}
+
+// keyArena holds the upper-cased string keys of one SORT in a single
+// string: no allocation per message, and comparisons read adjacent
+// memory rather than each message's scattered envelope.
+type keyArena struct {
+	buf  []byte
+	refs []arenaRef
+}
+
+type arenaRef struct {
+	v    *sortValue
+	a, b int
+}
+
+// upper sets v.s to strings.ToUpper(s): at once without an arena, else
+// at finish.
+func (k *keyArena) upper(v *sortValue, s string) {
+	if k == nil {
+		v.s = strings.ToUpper(s)
+		return
+	}
+	a := len(k.buf)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 { // not ASCII: as strings.ToUpper has it
+			k.buf = append(k.buf[:a], strings.ToUpper(s)...)
+			break
+		}
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		k.buf = append(k.buf, c)
+	}
+	k.refs = append(k.refs, arenaRef{v, a, len(k.buf)})
+}
+
+func (k *keyArena) finish() {
+	all := string(k.buf)
+	for _, r := range k.refs {
+		r.v.s = all[r.a:r.b]
+	}
+	k.buf, k.refs = nil, nil
+}
+
+// sortMsgInto computes a message's keys into values (len(keys) long) from
+// the index: one cache look-up when everything is there, the size and
+// internal date only for the keys that need them.
+func (s *session) sortMsgInto(seq, uid uint32, keys []sortKey, values []sortValue, arena *keyArena) sortMsg {
+	m := sortMsg{seq: seq, uid: uid, keys: values}
+	mb := s.sel.mb
+	c := mb.Cached(uid)
+	env := c.Envelope
 	envelope := func() *mailstore.Envelope {
 		if env == nil {
 			if e, err := s.envelope(uid); err == nil && e != nil {
@@ -199,36 +269,55 @@ func (s *session) sortMsg(seq, uid uint32, keys []sortKey) sortMsg {
 		}
 		return env
 	}
-	size, internal, _ := s.sel.mb.Meta(uid)
+	var size int64
+	var internal time.Time
+	haveMeta := false
+	meta := func() {
+		if haveMeta {
+			return
+		}
+		haveMeta = true
+		if c.Size != 0 && c.Date != 0 {
+			size, internal = max(c.Size, 0), time.Unix(0, c.Date) // as Meta reads them
+		} else {
+			size, internal, _ = mb.Meta(uid)
+		}
+	}
 	for i, k := range keys {
-		var v sortValue
+		v := &m.keys[i]
+		*v = sortValue{}
 		switch k.name {
 		case "ARRIVAL":
+			meta()
 			v.n = internal.UnixNano()
 		case "SIZE":
+			meta()
 			v.n = size
 		case "DATE":
 			// RFC 5256 §3: the sent date in UTC, the internal date when
 			// the Date field is missing or cannot be parsed.
 			d := envelope().Date
 			if d.IsZero() {
+				meta()
 				d = internal
 			}
 			v.n = d.UTC().UnixNano()
 		case "FROM":
-			v.s = firstMailbox(envelope().From)
+			arena.upper(v, firstMailbox(envelope().From))
 		case "TO":
-			v.s = firstMailbox(envelope().To)
+			arena.upper(v, firstMailbox(envelope().To))
 		case "CC":
-			v.s = firstMailbox(envelope().Cc)
+			arena.upper(v, firstMailbox(envelope().Cc))
 		case "SUBJECT":
-			v.s = strings.ToUpper(baseSubject(decodeWords(envelope().Subject)))
+			arena.upper(v, baseSubject(decodeWords(envelope().Subject)))
 		case "DISPLAYFROM":
-			v.s = strings.ToUpper(displayName(envelope().From))
+			arena.upper(v, displayName(envelope().From))
 		case "DISPLAYTO":
-			v.s = strings.ToUpper(displayName(envelope().To))
+			arena.upper(v, displayName(envelope().To))
 		}
-		m.keys[i] = v
+	}
+	if len(keys) > 0 {
+		m.first = m.keys[0]
 	}
 	return m
 }
@@ -243,11 +332,13 @@ func firstAddress(l []mailstore.Address) (mailstore.Address, bool) {
 }
 
 // firstMailbox is RFC 5256's key of FROM, TO and CC: the local part of the
-// first address, compared without case (i;ascii-casemap maps a-z to A-Z,
-// so "_" and "[" sort after the letters).
+// first address, compared without case (the caller upper-cases it:
+// i;ascii-casemap maps a-z to A-Z, so "_" and "[" sort after the letters).
 func firstMailbox(l []mailstore.Address) string {
-	a, _ := firstAddress(l)
-	return strings.ToUpper(a.Mailbox)
+	if len(l) == 0 {
+		return ""
+	}
+	return l[0].Mailbox
 }
 
 // displayName is RFC 5957's key: the first address's display name when it

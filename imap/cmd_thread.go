@@ -54,13 +54,12 @@ func cmdThread(s *session, tag string, uid bool) error {
 		if uid {
 			m.num = uids[i]
 		}
-		_, internal, _ := s.sel.mb.Meta(uids[i])
-		m.date = internal
 		if env, err := s.envelope(uids[i]); err == nil && env != nil {
 			m.subject = strings.ToUpper(baseSubject(decodeWords(env.Subject)))
-			if !env.Date.IsZero() {
-				m.date = env.Date
-			}
+			m.date = env.Date
+		}
+		if m.date.IsZero() {
+			_, m.date, _ = s.sel.mb.Meta(uids[i]) // the internal date
 		}
 		ms[i] = m
 	}
@@ -119,18 +118,29 @@ func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
 	if byUID {
 		m.num = uid
 	}
-	_, m.date, _ = s.sel.mb.Meta(uid)
-	if env, err := s.envelope(uid); err == nil && env != nil {
+	c := s.sel.mb.Cached(uid)
+	env := c.Envelope
+	if env == nil {
+		env, _ = s.envelope(uid)
+	}
+	if env != nil {
 		m.subject = decodeWords(env.Subject)
-		if !env.Date.IsZero() {
-			m.date = env.Date
-		}
-		if ids := messageIDs(env.MessageID, 1); len(ids) == 1 {
-			m.msgID = ids[0]
+		m.date = env.Date
+		if id, _, ok := nextMessageID(env.MessageID); ok {
+			m.msgID = id
 		}
 		m.refs = env.References
 		if len(m.refs) == 0 && len(env.InReplyTo) > 0 {
-			m.refs = messageIDs(strings.Join(env.InReplyTo, " "), 1)
+			if id, _, ok := nextMessageID(env.InReplyTo[0]); ok {
+				m.refs = []string{id}
+			}
+		}
+	}
+	if m.date.IsZero() {
+		if c.Date != 0 {
+			m.date = time.Unix(0, c.Date)
+		} else {
+			_, m.date, _ = s.sel.mb.Meta(uid)
 		}
 	}
 	return m

@@ -27,6 +27,11 @@ type container struct {
 	msg      *threadMsg // nil: a dummy
 	parent   *container
 	children []*container
+	root     bool   // already in the root set
+	touched  bool   // children changed when gathering by subject
+	subject  string // upper-cased base subject, for the root set
+	pos      int    // a root's index in the root set, then in the result
+	placed   bool   // a root now in the result
 }
 
 func (c *container) hasDescendant(d *container) bool {
@@ -84,16 +89,24 @@ func byContainerDate(a, b *container) int {
 
 // threadReferences builds the threads of ms (in sequence order).
 func threadReferences(ms []*threadMsg) []*container {
-	table := map[string]*container{}
+	table := make(map[string]*container, len(ms)*3/2)
+	var slab []container // containers allocated in blocks
+	alloc := func() *container {
+		if len(slab) == cap(slab) {
+			slab = make([]container, 0, min(1024, len(ms)+16))
+		}
+		slab = slab[:len(slab)+1]
+		return &slab[len(slab)-1]
+	}
 	get := func(id string) *container {
 		c := table[id]
 		if c == nil {
-			c = &container{}
+			c = alloc()
 			table[id] = c
 		}
 		return c
 	}
-	var all []*container
+	all := make([]*container, 0, len(ms))
 	for _, m := range ms {
 		// (1A) the references, parent to child.
 		var prev *container
@@ -107,10 +120,12 @@ func threadReferences(ms []*threadMsg) []*container {
 		// (1B) the message itself; a missing or repeated Message-ID gets a
 		// container of its own.
 		var c *container
-		if m.msgID != "" && (table[m.msgID] == nil || table[m.msgID].msg == nil) {
-			c = get(m.msgID)
+		if m.msgID != "" {
+			if c = get(m.msgID); c.msg != nil {
+				c = alloc()
+			}
 		} else {
-			c = &container{}
+			c = alloc()
 		}
 		c.msg = m
 		all = append(all, c)
@@ -124,10 +139,9 @@ func threadReferences(ms []*threadMsg) []*container {
 	}
 	// (2) the root set: every container without a parent.
 	var roots []*container
-	seen := map[*container]bool{}
 	addRoot := func(c *container) {
-		if c.parent == nil && !seen[c] {
-			seen[c] = true
+		if c.parent == nil && !c.root {
+			c.root = true
 			roots = append(roots, c)
 		}
 	}
@@ -141,37 +155,41 @@ func threadReferences(ms []*threadMsg) []*container {
 	roots = prune(roots, true)
 	// (4) order by sent date, siblings first so that dummies have a date.
 	sortTree(roots)
-	// (5) gather the root set by base subject.
-	subjects := map[string]*container{}
+	// (5) gather the root set by base subject (each root's key computed
+	// once).
+	subjects := make(map[string]*container, len(roots))
 	for _, c := range roots {
 		m := c.first()
 		if m == nil {
 			continue
 		}
-		subj := baseSubject(m.subject)
-		if subj == "" {
+		if subj := baseSubject(m.subject); subj != "" {
+			c.subject = strings.ToUpper(subj)
+		}
+		if c.subject == "" {
 			continue
 		}
-		key := strings.ToUpper(subj)
-		t := subjects[key]
+		t := subjects[c.subject]
 		if t == nil || (c.msg == nil && t.msg != nil) || (t.msg != nil && c.msg != nil && isReply(t.msg.subject) && !isReply(c.msg.subject)) {
-			subjects[key] = c
+			subjects[c.subject] = c
 		}
 	}
-	var out []*container
+	for i, c := range roots {
+		c.pos = i
+	}
+	out := make([]*container, 0, len(roots))
 	for i := 0; i < len(roots); i++ {
 		c := roots[i]
-		m := c.first()
 		t := (*container)(nil)
-		if m != nil {
-			if subj := baseSubject(m.subject); subj != "" {
-				t = subjects[strings.ToUpper(subj)]
-			}
+		if c.subject != "" {
+			t = subjects[c.subject]
 		}
 		if t == nil || t == c {
+			c.pos, c.placed = len(out), true
 			out = append(out, c)
 			continue
 		}
+		t.touched = true
 		switch {
 		case t.msg == nil && c.msg == nil:
 			for _, k := range c.children {
@@ -187,22 +205,24 @@ func threadReferences(ms []*threadMsg) []*container {
 			t.children = append(t.children, c)
 		default:
 			// A new dummy in t's place, holding both.
-			d := &container{children: []*container{t, c}}
+			d := &container{children: []*container{t, c}, touched: true, subject: t.subject, pos: t.pos, placed: t.placed}
 			t.parent, c.parent = d, d
-			if j := slices.Index(out, t); j >= 0 {
-				out[j] = d
+			if t.placed {
+				out[t.pos] = d
 			} else {
-				roots[slices.Index(roots, t)] = d
+				roots[t.pos] = d
 			}
-			for k, v := range subjects {
-				if v == t {
-					subjects[k] = d
-				}
-			}
+			subjects[t.subject] = d
 		}
 	}
-	// (6) siblings by sent date, all the way down.
-	sortTree(out)
+	// (6) siblings by sent date: the children that gathering changed,
+	// then the roots (the rest is as (4) sorted it).
+	for _, c := range out {
+		if c.touched {
+			slices.SortStableFunc(c.children, byContainerDate)
+		}
+	}
+	slices.SortStableFunc(out, byContainerDate)
 	return out
 }
 

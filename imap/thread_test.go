@@ -156,6 +156,7 @@ func TestThreadReferencesFromIndex(t *testing.T) {
 
 	// An index of version 2 (no References kept) is not trusted: it is
 	// rebuilt from the files, then written in the current version.
+	e.srv.Close() // its sessions have released the folder: no more writes
 	data, err := os.ReadFile(index)
 	if err != nil {
 		t.Fatal(err)
