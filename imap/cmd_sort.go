@@ -86,38 +86,42 @@ func cmdSort(s *session, tag string, uid bool) error {
 		return err
 	}
 	seqs, uids := s.searchHits(root)
-	ms := make([]sortMsg, len(seqs))
-	values := make([]sortValue, len(seqs)*len(keys)) // one allocation, adjacent keys
-	arena := &keyArena{}
-	for i := range seqs {
-		ms[i] = s.sortMsgInto(seqs[i], uids[i], keys, values[i*len(keys):(i+1)*len(keys):(i+1)*len(keys)], arena)
-	}
-	arena.finish()
-	for i := range ms {
-		ms[i].first = ms[i].keys[0]
-	}
-	rev0 := keys[0].reverse
-	slices.SortFunc(ms, func(x, y sortMsg) int {
-		// The first key is in the element itself: most comparisons end
-		// there without following keys into a scattered array.
-		c := x.first.compare(y.first)
-		if rev0 {
-			c = -c
+	ms, ranked := s.rankedSortMsgs(seqs, uids, keys)
+	if !ranked {
+		ms = make([]sortMsg, len(seqs))
+		values := make([]sortValue, len(seqs)*len(keys)) // one allocation, adjacent keys
+		arena := &keyArena{}
+		for i := range seqs {
+			ms[i] = s.sortMsgInto(seqs[i], uids[i], keys, values[i*len(keys):(i+1)*len(keys):(i+1)*len(keys)], arena)
 		}
-		if c != 0 {
-			return c
+		arena.finish()
+		for i := range ms {
+			ms[i].first = ms[i].keys[0]
 		}
-		for i, k := range keys[1:] {
-			c := x.keys[i+1].compare(y.keys[i+1])
-			if k.reverse {
+		rev0 := keys[0].reverse
+		slices.SortFunc(ms, func(x, y sortMsg) int {
+			// The first key is in the element itself: most comparisons
+			// end there without following keys into a scattered array.
+			c := x.first.compare(y.first)
+			if rev0 {
 				c = -c
 			}
 			if c != 0 {
 				return c
 			}
-		}
-		return cmp.Compare(x.seq, y.seq)
-	})
+			for i, k := range keys[1:] {
+				c := x.keys[i+1].compare(y.keys[i+1])
+				if k.reverse {
+					c = -c
+				}
+				if c != 0 {
+					return c
+				}
+			}
+			return cmp.Compare(x.seq, y.seq)
+		})
+		s.keepRanks(ms, keys)
+	}
 	s.trimBuffers()
 	var modseq uint64 // RFC 7162 §3.1.5: SORT answers MODSEQ as SEARCH does
 	if usesModSeq(root) {
@@ -161,6 +165,83 @@ func cmdSort(s *session, tag string, uid bool) error {
 	}
 	s.w.CRLF()
 	return s.ok(tag, "", "Sort completed", uid)
+}
+
+// sortRanks are the messages' places in one criterion's order, as the
+// last SORT by that criterion alone computed them: a message's keys never
+// change (its envelope, size and dates are fixed), so two ranks compare as
+// the keys would for as long as the messages exist; only a message
+// without a rank (new since) makes SORT compute keys again. The same idea
+// as Dovecot's sort ids, kept in memory for the selected folder only.
+type sortRanks struct {
+	base uint32   // UID of rank[0]
+	rank []uint32 // by UID-base, ascending with the key; 0 = no rank
+}
+
+// maxRankSpread bounds a ranks table to a few times the messages it
+// ranks (UIDs with large gaps are not worth a table).
+const maxRankSpread = 4
+
+// rankedSortMsgs gives the messages in order when the SORT has one
+// criterion and every message has a rank: rank and sequence number packed
+// in one integer, sorted without comparing keys.
+func (s *session) rankedSortMsgs(seqs, uids []uint32, keys []sortKey) ([]sortMsg, bool) {
+	r := s.sel.ranks[keys[0].name]
+	if len(keys) != 1 || r == nil {
+		return nil, false
+	}
+	packed := make([]uint64, len(seqs))
+	for i, u := range uids {
+		if u < r.base || u-r.base >= uint32(len(r.rank)) || r.rank[u-r.base] == 0 {
+			return nil, false
+		}
+		rank := r.rank[u-r.base]
+		if keys[0].reverse {
+			rank = ^rank // descending ranks, ties still by ascending sequence
+		}
+		packed[i] = uint64(rank)<<32 | uint64(i) // i: the position in seqs, ascending as they are
+	}
+	slices.Sort(packed)
+	ms := make([]sortMsg, len(packed))
+	for j, p := range packed {
+		i := uint32(p)
+		ms[j] = sortMsg{seq: seqs[i], uid: uids[i]}
+	}
+	return ms, true
+}
+
+// keepRanks records the ranks of a one-criterion SORT's result (ms in
+// its order).
+func (s *session) keepRanks(ms []sortMsg, keys []sortKey) {
+	if len(keys) != 1 || len(ms) < 2 {
+		return
+	}
+	lo, hi := ms[0].uid, ms[0].uid
+	for _, m := range ms {
+		lo, hi = min(lo, m.uid), max(hi, m.uid)
+	}
+	if int(hi-lo) >= maxRankSpread*len(ms)+1024 {
+		return
+	}
+	r := &sortRanks{base: lo, rank: make([]uint32, hi-lo+1)}
+	n := uint32(1)
+	for i, m := range ms {
+		if i > 0 && m.first.compare(ms[i-1].first) != 0 {
+			n++
+		}
+		r.rank[m.uid-lo] = n
+	}
+	if keys[0].reverse { // ms is descending: ranks ascend with the key
+		for i, v := range r.rank {
+			if v != 0 {
+				r.rank[i] = n + 1 - v
+			}
+		}
+	}
+	if s.sel.ranks == nil {
+		s.sel.ranks = map[string]*sortRanks{}
+	}
+	s.sel.ranks[keys[0].name] = r
 }
 
 // orderedSet writes numbers in their order (ESORT's ALL: the sort order

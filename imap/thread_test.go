@@ -219,3 +219,44 @@ func TestReferenceIDs(t *testing.T) {
 		t.Errorf("envelope keeps %d references, %d bytes", len(env.References), total)
 	}
 }
+
+// TestSortRanks: a SORT by one criterion remembers ranks; the next ones
+// (the same, reversed, after a new message) answer as computing the keys
+// does.
+func TestSortRanks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, from := range []string{"carol", "alice", "Bob", "alice", "dave"} {
+		e.deliver(fmt.Sprintf("200%d.M%dP1.test", i, i), fmt.Sprintf(
+			"From: %s@example.org\nSubject: s%d\nDate: Mon, 02 Jan 2006 15:0%d:00 +0000\n\nbody\n", from, i, 9-i))
+	}
+	r := dialRaw(t, e.addr, true)
+	r.cmd("l", "LOGIN alice secret")
+	r.cmd("s", "SELECT INBOX")
+	for _, c := range []struct{ cmd, want string }{
+		{"SORT (FROM) UTF-8 ALL", "* SORT 2 4 3 1 5"},
+		{"SORT (FROM) UTF-8 ALL", "* SORT 2 4 3 1 5"},
+		{"SORT (REVERSE FROM) UTF-8 ALL", "* SORT 5 1 3 2 4"},
+		{"SORT (FROM) UTF-8 NOT FROM carol", "* SORT 2 4 3 5"},
+		{"SORT (FROM DATE) UTF-8 ALL", "* SORT 4 2 3 1 5"},
+		{"UID SORT (REVERSE DATE) UTF-8 ALL", "* SORT 1 2 3 4 5"},
+		{"UID SORT (DATE) UTF-8 ALL", "* SORT 5 4 3 2 1"},
+	} {
+		if got := r.cmd("c", c.cmd); got[0] != c.want {
+			t.Errorf("%s = %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	e.deliver("2009.M9P1.test", "From: beth@example.org\nSubject: s9\nDate: Mon, 02 Jan 2006 15:05:30 +0000\n\nbody\n")
+	waitFor(t, "the new message", func() bool {
+		return slices.Contains(r.cmd("n", "NOOP"), "* 6 EXISTS")
+	})
+	for _, c := range []struct{ cmd, want string }{
+		{"SORT (FROM) UTF-8 ALL", "* SORT 2 4 6 3 1 5"},
+		{"SORT (REVERSE FROM) UTF-8 ALL", "* SORT 5 1 3 6 2 4"},
+		{"SORT (DATE) UTF-8 ALL", "* SORT 5 6 4 3 2 1"},
+	} {
+		if got := r.cmd("c", c.cmd); got[0] != c.want {
+			t.Errorf("after a new message, %s = %q, want %q", c.cmd, got, c.want)
+		}
+	}
+}
