@@ -85,7 +85,7 @@ cc.logout()
 dc.logout()
 `
 
-// BenchmarkSortThreadBesideDovecot measures warm UID SORT (DATE), UID SORT
+// BenchmarkSortThreadDovecot measures warm UID SORT (DATE), UID SORT
 // (FROM) and UID THREAD REFERENCES on the generated folder
 // (COURRIEL_BENCH_N messages, default 20,000), courriel beside Debian's
 // Dovecot 2.3 in one run: a first round that fills both caches, courriel
@@ -95,7 +95,7 @@ dc.logout()
 // first in the new session and the later rounds' min, median and max, in
 // seconds of wall time and of the server's CPU.
 // It needs root (Dovecot drops to nobody), dovecot and python3.
-func BenchmarkSortThreadBesideDovecot(b *testing.B) {
+func BenchmarkSortThreadDovecot(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("Dovecot needs root")
 	}
@@ -204,7 +204,7 @@ func runSortThreadScript(tb testing.TB, script, addr string, dv *dovecotServer, 
 
 // BenchmarkSortThreadWarm runs one warm command per iteration over a
 // connection to courriel on the generated folder, for profiles
-// (-cpuprofile) of what BenchmarkSortThreadBesideDovecot measures.
+// (-cpuprofile) of what BenchmarkSortThreadDovecot measures.
 func BenchmarkSortThreadWarm(b *testing.B) {
 	n := benchN()
 	e := newEnv(b)
