@@ -31,8 +31,10 @@ func cmdThread(s *session, tag string, uid bool) error {
 	seqs, uids := s.searchHits(root)
 	if alg == "REFERENCES" {
 		ms := make([]*threadMsg, len(seqs))
+		msgs := make([]threadMsg, len(seqs))
 		for i := range seqs {
-			ms[i] = s.threadMsg(seqs[i], uids[i], uid)
+			ms[i] = &msgs[i]
+			s.threadMsg(ms[i], seqs[i], uids[i], uid)
 		}
 		s.trimBuffers()
 		var b strings.Builder
@@ -113,8 +115,8 @@ func cmdThread(s *session, tag string, uid bool) error {
 // the index (no file read on a warm folder): its Message-ID, its
 // References (the first In-Reply-To id without them, RFC 5256 §3), subject
 // and sent date (the internal date when it has none).
-func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
-	m := &threadMsg{num: seq, seq: seq}
+func (s *session) threadMsg(m *threadMsg, seq, uid uint32, byUID bool) {
+	*m = threadMsg{num: seq, seq: seq}
 	if byUID {
 		m.num = uid
 	}
@@ -143,5 +145,4 @@ func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
 			_, m.date, _ = s.sel.mb.Meta(uid)
 		}
 	}
-	return m
 }

@@ -32,6 +32,8 @@ type container struct {
 	subject  string // upper-cased base subject, for the root set
 	pos      int    // a root's index in the root set, then in the result
 	placed   bool   // a root now in the result
+	keyDate  time.Time
+	keySeq   uint32
 }
 
 func (c *container) hasDescendant(d *container) bool {
@@ -60,15 +62,17 @@ func link(p, c *container) {
 	p.children = append(p.children, c)
 }
 
-// date is the sent date of a message, or of a dummy's first child.
-func (c *container) date() (time.Time, uint32) {
-	for c.msg == nil && len(c.children) > 0 {
-		c = c.children[0]
+// setKey sets what siblings are ordered by: the sent date and sequence
+// number of the message, or for a dummy of its first child (its children
+// sorted already). Keys are unique among siblings (each has its own first
+// message), so an unstable sort gives the one order.
+func (c *container) setKey() {
+	switch {
+	case c.msg != nil:
+		c.keyDate, c.keySeq = c.msg.date, c.msg.seq
+	case len(c.children) > 0:
+		c.keyDate, c.keySeq = c.children[0].keyDate, c.children[0].keySeq
 	}
-	if c.msg == nil {
-		return time.Time{}, 0
-	}
-	return c.msg.date, c.msg.seq
 }
 
 func (c *container) first() *threadMsg {
@@ -79,12 +83,10 @@ func (c *container) first() *threadMsg {
 }
 
 func byContainerDate(a, b *container) int {
-	da, sa := a.date()
-	db, sb := b.date()
-	if c := da.Compare(db); c != 0 {
+	if c := a.keyDate.Compare(b.keyDate); c != 0 {
 		return c
 	}
-	return cmp.Compare(sa, sb)
+	return cmp.Compare(a.keySeq, b.keySeq)
 }
 
 // threadReferences builds the threads of ms (in sequence order).
@@ -219,10 +221,11 @@ func threadReferences(ms []*threadMsg) []*container {
 	// then the roots (the rest is as (4) sorted it).
 	for _, c := range out {
 		if c.touched {
-			slices.SortStableFunc(c.children, byContainerDate)
+			slices.SortFunc(c.children, byContainerDate)
+			c.setKey()
 		}
 	}
-	slices.SortStableFunc(out, byContainerDate)
+	slices.SortFunc(out, byContainerDate)
 	return out
 }
 
@@ -254,8 +257,9 @@ func prune(list []*container, root bool) []*container {
 func sortTree(list []*container) {
 	for _, c := range list {
 		sortTree(c.children)
+		c.setKey()
 	}
-	slices.SortStableFunc(list, byContainerDate)
+	slices.SortFunc(list, byContainerDate)
 }
 
 // isReply: the subject had a Re:/Fwd: leader or a (fwd) trailer.
