@@ -220,10 +220,7 @@ func threadReferences(ms []*threadMsg) []*container {
 	// (6) siblings by sent date: the children that gathering changed,
 	// then the roots (the rest is as (4) sorted it).
 	for _, c := range out {
-		if c.touched {
-			slices.SortFunc(c.children, byContainerDate)
-			c.setKey()
-		}
+		resortTouched(c)
 	}
 	slices.SortFunc(out, byContainerDate)
 	return out
@@ -252,6 +249,20 @@ func prune(list []*container, root bool) []*container {
 		}
 	}
 	return out
+}
+
+// resortTouched sorts again the children of the containers that
+// gathering changed: a target of a reply may since have gone under a new
+// dummy, so they are looked for below the touched ones too.
+func resortTouched(c *container) {
+	if !c.touched {
+		return
+	}
+	for _, k := range c.children {
+		resortTouched(k)
+	}
+	slices.SortFunc(c.children, byContainerDate)
+	c.setKey()
 }
 
 func sortTree(list []*container) {

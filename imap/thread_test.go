@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -258,5 +259,23 @@ func TestSortRanks(t *testing.T) {
 		if got := r.cmd("c", c.cmd); got[0] != c.want {
 			t.Errorf("after a new message, %s = %q, want %q", c.cmd, got, c.want)
 		}
+	}
+}
+
+// TestThreadGatherResorts: a reply gathered by subject under a message
+// that then goes under a new dummy is still ordered by date among that
+// message's children (RFC 5256 §3 step 6 sorts the whole tree).
+func TestThreadGatherResorts(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2024, 1, d, 0, 0, 0, 0, time.UTC) }
+	ms := []*threadMsg{
+		{num: 1, seq: 1, date: day(1), subject: "Re: x", msgID: "a"},
+		{num: 2, seq: 2, date: day(2), subject: "x", msgID: "t"},
+		{num: 3, seq: 3, date: day(4), subject: "x", msgID: "c"},
+		{num: 4, seq: 4, date: day(5), subject: "other", msgID: "r", refs: []string{"t"}},
+	}
+	var b strings.Builder
+	writeThreads(&b, threadReferences(ms))
+	if got, want := b.String(), " ((2 (1)(4))(3))"; got != want {
+		t.Errorf("threads %q, want %q", got, want)
 	}
 }
