@@ -15,7 +15,8 @@ import (
 )
 
 // genMailbox writes n realistic messages (2–20 KiB, varied headers, one in
-// five multipart) straight into maildir/cur, as an existing mailbox would be.
+// five multipart, one in three a reply with In-Reply-To and References)
+// straight into maildir/cur, as an existing mailbox would be.
 func genMailbox(tb testing.TB, maildir string, n int) {
 	tb.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
@@ -33,6 +34,7 @@ func genMailbox(tb testing.TB, maildir string, n int) {
 		fmt.Fprintf(&sb, "From: %s\nTo: xomail@xoyize.xyz\nSubject: %s %d\nDate: Mon, 2 Jan 2023 10:%02d:00 +0000\nMessage-ID: <%d.bench@example.org>\n", from, words[r.IntN(len(words))], i, i%60, i)
 		if r.IntN(3) == 0 {
 			fmt.Fprintf(&sb, "Cc: carol@example.org, dave@example.net\nIn-Reply-To: <%d.bench@example.org>\n", i-1)
+			fmt.Fprintf(&sb, "References: <%d.bench@example.org> <%d.bench@example.org>\n", i-2, i-1)
 		}
 		size := 2048 + r.IntN(18*1024)
 		body := func() {

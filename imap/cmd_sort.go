@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"courriel/imap/mailstore"
 )
@@ -85,22 +86,42 @@ func cmdSort(s *session, tag string, uid bool) error {
 		return err
 	}
 	seqs, uids := s.searchHits(root)
-	ms := make([]sortMsg, len(seqs))
-	for i := range seqs {
-		ms[i] = s.sortMsg(seqs[i], uids[i], keys)
-	}
-	slices.SortFunc(ms, func(x, y sortMsg) int {
-		for i, k := range keys {
-			c := x.keys[i].compare(y.keys[i])
-			if k.reverse {
+	ms, ranked := s.rankedSortMsgs(seqs, uids, keys)
+	if !ranked {
+		ms = make([]sortMsg, len(seqs))
+		values := make([]sortValue, len(seqs)*len(keys)) // one allocation, adjacent keys
+		arena := &keyArena{}
+		for i := range seqs {
+			ms[i] = s.sortMsgInto(seqs[i], uids[i], keys, values[i*len(keys):(i+1)*len(keys):(i+1)*len(keys)], arena)
+		}
+		arena.finish()
+		for i := range ms {
+			ms[i].first = ms[i].keys[0]
+		}
+		rev0 := keys[0].reverse
+		slices.SortFunc(ms, func(x, y sortMsg) int {
+			// The first key is in the element itself: most comparisons
+			// end there without following keys into a scattered array.
+			c := x.first.compare(y.first)
+			if rev0 {
 				c = -c
 			}
 			if c != 0 {
 				return c
 			}
-		}
-		return cmp.Compare(x.seq, y.seq)
-	})
+			for i, k := range keys[1:] {
+				c := x.keys[i+1].compare(y.keys[i+1])
+				if k.reverse {
+					c = -c
+				}
+				if c != 0 {
+					return c
+				}
+			}
+			return cmp.Compare(x.seq, y.seq)
+		})
+		s.keepRanks(ms, keys)
+	}
 	s.trimBuffers()
 	var modseq uint64 // RFC 7162 §3.1.5: SORT answers MODSEQ as SEARCH does
 	if usesModSeq(root) {
@@ -146,6 +167,83 @@ func cmdSort(s *session, tag string, uid bool) error {
 	return s.ok(tag, "", "Sort completed", uid)
 }
 
+// sortRanks are the messages' places in one criterion's order, as the
+// last SORT by that criterion alone computed them: a message's keys never
+// change (its envelope, size and dates are fixed), so two ranks compare as
+// the keys would for as long as the messages exist; only a message
+// without a rank (new since) makes SORT compute keys again. The same idea
+// as Dovecot's sort ids, kept in memory for the selected folder only.
+type sortRanks struct {
+	base uint32   // UID of rank[0]
+	rank []uint32 // by UID-base, ascending with the key; 0 = no rank
+}
+
+// maxRankSpread bounds a ranks table to a few times the messages it
+// ranks (UIDs with large gaps are not worth a table).
+const maxRankSpread = 4
+
+// rankedSortMsgs gives the messages in order when the SORT has one
+// criterion and every message has a rank: rank and sequence number packed
+// in one integer, sorted without comparing keys.
+func (s *session) rankedSortMsgs(seqs, uids []uint32, keys []sortKey) ([]sortMsg, bool) {
+	r := s.sel.ranks[keys[0].name]
+	if len(keys) != 1 || r == nil {
+		return nil, false
+	}
+	packed := make([]uint64, len(seqs))
+	for i, u := range uids {
+		if u < r.base || u-r.base >= uint32(len(r.rank)) || r.rank[u-r.base] == 0 {
+			return nil, false
+		}
+		rank := r.rank[u-r.base]
+		if keys[0].reverse {
+			rank = ^rank // descending ranks, ties still by ascending sequence
+		}
+		packed[i] = uint64(rank)<<32 | uint64(i) // i: the position in seqs, ascending as they are
+	}
+	slices.Sort(packed)
+	ms := make([]sortMsg, len(packed))
+	for j, p := range packed {
+		i := uint32(p)
+		ms[j] = sortMsg{seq: seqs[i], uid: uids[i]}
+	}
+	return ms, true
+}
+
+// keepRanks records the ranks of a one-criterion SORT's result (ms in
+// its order).
+func (s *session) keepRanks(ms []sortMsg, keys []sortKey) {
+	if len(keys) != 1 || len(ms) < 2 {
+		return
+	}
+	lo, hi := ms[0].uid, ms[0].uid
+	for _, m := range ms {
+		lo, hi = min(lo, m.uid), max(hi, m.uid)
+	}
+	if int(hi-lo) >= maxRankSpread*len(ms)+1024 {
+		return
+	}
+	r := &sortRanks{base: lo, rank: make([]uint32, hi-lo+1)}
+	n := uint32(1)
+	for i, m := range ms {
+		if i > 0 && m.first.compare(ms[i-1].first) != 0 {
+			n++
+		}
+		r.rank[m.uid-lo] = n
+	}
+	if keys[0].reverse { // ms is descending: ranks ascend with the key
+		for i, v := range r.rank {
+			if v != 0 {
+				r.rank[i] = n + 1 - v
+			}
+		}
+	}
+	if s.sel.ranks == nil {
+		s.sel.ranks = map[string]*sortRanks{}
+	}
+	s.sel.ranks[keys[0].name] = r
+}
+
 // orderedSet writes numbers in their order (ESORT's ALL: the sort order
 // matters), runs of consecutive ascending numbers as ranges.
 func orderedSet(nums []uint32) string {
@@ -170,6 +268,7 @@ func orderedSet(nums []uint32) string {
 // sortMsg is a message with its sort keys, in the order of the criteria.
 type sortMsg struct {
 	seq, uid uint32
+	first    sortValue // keys[0]
 	keys     []sortValue
 }
 
@@ -187,8 +286,60 @@ func (a sortValue) compare(b sortValue) int {
 }
 
 func (s *session) sortMsg(seq, uid uint32, keys []sortKey) sortMsg {
-	m := sortMsg{seq: seq, uid: uid, keys: make([]sortValue, len(keys))}
-	var env *mailstore.Envelope
+	return s.sortMsgInto(seq, uid, keys, make([]sortValue, len(keys)), nil)
+}
+
+// keyArena holds the upper-cased string keys of one SORT in a single
+// string: no allocation per message, and comparisons read adjacent
+// memory rather than each message's scattered envelope.
+type keyArena struct {
+	buf  []byte
+	refs []arenaRef
+}
+
+type arenaRef struct {
+	v    *sortValue
+	a, b int
+}
+
+// upper sets v.s to strings.ToUpper(s): at once without an arena, else
+// at finish.
+func (k *keyArena) upper(v *sortValue, s string) {
+	if k == nil {
+		v.s = strings.ToUpper(s)
+		return
+	}
+	a := len(k.buf)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 { // not ASCII: as strings.ToUpper has it
+			k.buf = append(k.buf[:a], strings.ToUpper(s)...)
+			break
+		}
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		k.buf = append(k.buf, c)
+	}
+	k.refs = append(k.refs, arenaRef{v, a, len(k.buf)})
+}
+
+func (k *keyArena) finish() {
+	all := string(k.buf)
+	for _, r := range k.refs {
+		r.v.s = all[r.a:r.b]
+	}
+	k.buf, k.refs = nil, nil
+}
+
+// sortMsgInto computes a message's keys into values (len(keys) long) from
+// the index: one cache look-up when everything is there, the size and
+// internal date only for the keys that need them.
+func (s *session) sortMsgInto(seq, uid uint32, keys []sortKey, values []sortValue, arena *keyArena) sortMsg {
+	m := sortMsg{seq: seq, uid: uid, keys: values}
+	mb := s.sel.mb
+	c := mb.Cached(uid)
+	env := c.Envelope
 	envelope := func() *mailstore.Envelope {
 		if env == nil {
 			if e, err := s.envelope(uid); err == nil && e != nil {
@@ -199,36 +350,55 @@ func (s *session) sortMsg(seq, uid uint32, keys []sortKey) sortMsg {
 		}
 		return env
 	}
-	size, internal, _ := s.sel.mb.Meta(uid)
+	var size int64
+	var internal time.Time
+	haveMeta := false
+	meta := func() {
+		if haveMeta {
+			return
+		}
+		haveMeta = true
+		if c.Size != 0 && c.Date != 0 {
+			size, internal = max(c.Size, 0), time.Unix(0, c.Date) // as Meta reads them
+		} else {
+			size, internal, _ = mb.Meta(uid)
+		}
+	}
 	for i, k := range keys {
-		var v sortValue
+		v := &m.keys[i]
+		*v = sortValue{}
 		switch k.name {
 		case "ARRIVAL":
+			meta()
 			v.n = internal.UnixNano()
 		case "SIZE":
+			meta()
 			v.n = size
 		case "DATE":
 			// RFC 5256 §3: the sent date in UTC, the internal date when
 			// the Date field is missing or cannot be parsed.
 			d := envelope().Date
 			if d.IsZero() {
+				meta()
 				d = internal
 			}
 			v.n = d.UTC().UnixNano()
 		case "FROM":
-			v.s = firstMailbox(envelope().From)
+			arena.upper(v, firstMailbox(envelope().From))
 		case "TO":
-			v.s = firstMailbox(envelope().To)
+			arena.upper(v, firstMailbox(envelope().To))
 		case "CC":
-			v.s = firstMailbox(envelope().Cc)
+			arena.upper(v, firstMailbox(envelope().Cc))
 		case "SUBJECT":
-			v.s = strings.ToUpper(baseSubject(decodeWords(envelope().Subject)))
+			arena.upper(v, baseSubject(decodeWords(envelope().Subject)))
 		case "DISPLAYFROM":
-			v.s = strings.ToUpper(displayName(envelope().From))
+			arena.upper(v, displayName(envelope().From))
 		case "DISPLAYTO":
-			v.s = strings.ToUpper(displayName(envelope().To))
+			arena.upper(v, displayName(envelope().To))
 		}
-		m.keys[i] = v
+	}
+	if len(keys) > 0 {
+		m.first = m.keys[0]
 	}
 	return m
 }
@@ -243,11 +413,13 @@ func firstAddress(l []mailstore.Address) (mailstore.Address, bool) {
 }
 
 // firstMailbox is RFC 5256's key of FROM, TO and CC: the local part of the
-// first address, compared without case (i;ascii-casemap maps a-z to A-Z,
-// so "_" and "[" sort after the letters).
+// first address, compared without case (the caller upper-cases it:
+// i;ascii-casemap maps a-z to A-Z, so "_" and "[" sort after the letters).
 func firstMailbox(l []mailstore.Address) string {
-	a, _ := firstAddress(l)
-	return strings.ToUpper(a.Mailbox)
+	if len(l) == 0 {
+		return ""
+	}
+	return l[0].Mailbox
 }
 
 // displayName is RFC 5957's key: the first address's display name when it

@@ -31,8 +31,10 @@ func cmdThread(s *session, tag string, uid bool) error {
 	seqs, uids := s.searchHits(root)
 	if alg == "REFERENCES" {
 		ms := make([]*threadMsg, len(seqs))
+		msgs := make([]threadMsg, len(seqs))
 		for i := range seqs {
-			ms[i] = s.threadMsg(seqs[i], uids[i], uid)
+			ms[i] = &msgs[i]
+			s.threadMsg(ms[i], seqs[i], uids[i], uid)
 		}
 		s.trimBuffers()
 		var b strings.Builder
@@ -54,13 +56,12 @@ func cmdThread(s *session, tag string, uid bool) error {
 		if uid {
 			m.num = uids[i]
 		}
-		_, internal, _ := s.sel.mb.Meta(uids[i])
-		m.date = internal
 		if env, err := s.envelope(uids[i]); err == nil && env != nil {
 			m.subject = strings.ToUpper(baseSubject(decodeWords(env.Subject)))
-			if !env.Date.IsZero() {
-				m.date = env.Date
-			}
+			m.date = env.Date
+		}
+		if m.date.IsZero() {
+			_, m.date, _ = s.sel.mb.Meta(uids[i]) // the internal date
 		}
 		ms[i] = m
 	}
@@ -88,8 +89,11 @@ func cmdThread(s *session, tag string, uid bool) error {
 	slices.SortStableFunc(threads, func(x, y []msg) int { return byDate(x[0], y[0]) })
 	var b strings.Builder
 	b.WriteString("* THREAD")
+	if len(threads) > 0 {
+		b.WriteString(" ") // no space between thread-lists (RFC 5256 §4)
+	}
 	for _, t := range threads {
-		b.WriteString(" (")
+		b.WriteString("(")
 		b.WriteString(strconv.FormatUint(uint64(t[0].num), 10))
 		switch {
 		case len(t) == 2:
@@ -107,32 +111,38 @@ func cmdThread(s *session, tag string, uid bool) error {
 	return s.ok(tag, "", "Thread completed", uid)
 }
 
-// maxReferences bounds the ids read from one References field.
-const maxReferences = 100
-
-// threadMsg reads what THREAD=REFERENCES needs of a message: its
-// Message-ID, its References (In-Reply-To without them), subject and sent
-// date (the internal date when it has none).
-func (s *session) threadMsg(seq, uid uint32, byUID bool) *threadMsg {
-	m := &threadMsg{num: seq, seq: seq}
+// threadMsg gathers what THREAD=REFERENCES needs of a message, all from
+// the index (no file read on a warm folder): its Message-ID, its
+// References (the first In-Reply-To id without them, RFC 5256 §3), subject
+// and sent date (the internal date when it has none).
+func (s *session) threadMsg(m *threadMsg, seq, uid uint32, byUID bool) {
+	*m = threadMsg{num: seq, seq: seq}
 	if byUID {
 		m.num = uid
 	}
-	_, m.date, _ = s.sel.mb.Meta(uid)
-	if env, err := s.envelope(uid); err == nil && env != nil {
+	c := s.sel.mb.Cached(uid)
+	env := c.Envelope
+	if env == nil {
+		env, _ = s.envelope(uid)
+	}
+	if env != nil {
 		m.subject = decodeWords(env.Subject)
-		if !env.Date.IsZero() {
-			m.date = env.Date
+		m.date = env.Date
+		if id, _, ok := nextMessageID(env.MessageID); ok {
+			m.msgID = id
 		}
-		if ids := messageIDs(env.MessageID, 1); len(ids) == 1 {
-			m.msgID = ids[0]
-		}
-		if h, err := s.readHeader(uid); err == nil {
-			m.refs = messageIDs(h.Get("References"), maxReferences)
-		}
+		m.refs = env.References
 		if len(m.refs) == 0 && len(env.InReplyTo) > 0 {
-			m.refs = messageIDs(strings.Join(env.InReplyTo, " "), 1)
+			if id, _, ok := nextMessageID(env.InReplyTo[0]); ok {
+				m.refs = []string{id}
+			}
 		}
 	}
-	return m
+	if m.date.IsZero() {
+		if c.Date != 0 {
+			m.date = time.Unix(0, c.Date)
+		} else {
+			_, m.date, _ = s.sel.mb.Meta(uid)
+		}
+	}
 }

@@ -54,7 +54,8 @@ func headerValues(h []byte) map[string][]string {
 // buildEnvelope computes ENVELOPE (RFC 9051 §7.5.2) from a raw header:
 // strings as they are in the header (encoded words kept, as Dovecot
 // sends), RFC 5322 groups kept as group start and end markers, Sender and
-// Reply-To defaulting to From.
+// Reply-To defaulting to From. It also keeps the References ids THREAD
+// needs (referenceIDs), so that the index answers it.
 func buildEnvelope(h []byte) *mailstore.Envelope {
 	v := headerValues(h)
 	first := func(k string) string {
@@ -75,6 +76,7 @@ func buildEnvelope(h []byte) *mailstore.Envelope {
 	if irt := first("in-reply-to"); irt != "" {
 		env.InReplyTo = []string{irt}
 	}
+	env.References = referenceIDs(first("references"))
 	env.From = parseAddressList(first("from"))
 	env.Sender = parseAddressList(first("sender"))
 	env.ReplyTo = parseAddressList(first("reply-to"))

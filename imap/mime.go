@@ -334,6 +334,7 @@ func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
 	switch {
 	case p.msg != nil && depth < maxBodyDepth:
 		bp.Envelope = buildEnvelope(p.msg.header)
+		bp.Envelope.References = nil // only top-level messages are threaded
 		bp.Sub = bodyPartOf(p.msg, depth+1)
 		bp.Lines = int64(bytes.Count(p.body, []byte("\n")))
 	case p.ctype == "text":

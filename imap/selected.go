@@ -26,7 +26,8 @@ type selected struct {
 	recent   []uint32 // ascending UIDs claimed as \Recent by this session
 	flags    string   // the FLAGS list last announced
 	readOnly bool
-	contexts []*searchContext // live SEARCH/SORT results (context.go)
+	contexts []*searchContext      // live SEARCH/SORT results (context.go)
+	ranks    map[string]*sortRanks // per SORT criterion (cmd_sort.go)
 }
 
 func (s *session) folderKey(name string) string {

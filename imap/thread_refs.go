@@ -27,6 +27,13 @@ type container struct {
 	msg      *threadMsg // nil: a dummy
 	parent   *container
 	children []*container
+	root     bool   // already in the root set
+	touched  bool   // children changed when gathering by subject
+	subject  string // upper-cased base subject, for the root set
+	pos      int    // a root's index in the root set, then in the result
+	placed   bool   // a root now in the result
+	keyDate  time.Time
+	keySeq   uint32
 }
 
 func (c *container) hasDescendant(d *container) bool {
@@ -55,15 +62,17 @@ func link(p, c *container) {
 	p.children = append(p.children, c)
 }
 
-// date is the sent date of a message, or of a dummy's first child.
-func (c *container) date() (time.Time, uint32) {
-	for c.msg == nil && len(c.children) > 0 {
-		c = c.children[0]
+// setKey sets what siblings are ordered by: the sent date and sequence
+// number of the message, or for a dummy of its first child (its children
+// sorted already). Keys are unique among siblings (each has its own first
+// message), so an unstable sort gives the one order.
+func (c *container) setKey() {
+	switch {
+	case c.msg != nil:
+		c.keyDate, c.keySeq = c.msg.date, c.msg.seq
+	case len(c.children) > 0:
+		c.keyDate, c.keySeq = c.children[0].keyDate, c.children[0].keySeq
 	}
-	if c.msg == nil {
-		return time.Time{}, 0
-	}
-	return c.msg.date, c.msg.seq
 }
 
 func (c *container) first() *threadMsg {
@@ -74,26 +83,32 @@ func (c *container) first() *threadMsg {
 }
 
 func byContainerDate(a, b *container) int {
-	da, sa := a.date()
-	db, sb := b.date()
-	if c := da.Compare(db); c != 0 {
+	if c := a.keyDate.Compare(b.keyDate); c != 0 {
 		return c
 	}
-	return cmp.Compare(sa, sb)
+	return cmp.Compare(a.keySeq, b.keySeq)
 }
 
 // threadReferences builds the threads of ms (in sequence order).
 func threadReferences(ms []*threadMsg) []*container {
-	table := map[string]*container{}
+	table := make(map[string]*container, len(ms)*3/2)
+	var slab []container // containers allocated in blocks
+	alloc := func() *container {
+		if len(slab) == cap(slab) {
+			slab = make([]container, 0, min(1024, len(ms)+16))
+		}
+		slab = slab[:len(slab)+1]
+		return &slab[len(slab)-1]
+	}
 	get := func(id string) *container {
 		c := table[id]
 		if c == nil {
-			c = &container{}
+			c = alloc()
 			table[id] = c
 		}
 		return c
 	}
-	var all []*container
+	all := make([]*container, 0, len(ms))
 	for _, m := range ms {
 		// (1A) the references, parent to child.
 		var prev *container
@@ -107,10 +122,12 @@ func threadReferences(ms []*threadMsg) []*container {
 		// (1B) the message itself; a missing or repeated Message-ID gets a
 		// container of its own.
 		var c *container
-		if m.msgID != "" && (table[m.msgID] == nil || table[m.msgID].msg == nil) {
-			c = get(m.msgID)
+		if m.msgID != "" {
+			if c = get(m.msgID); c.msg != nil {
+				c = alloc()
+			}
 		} else {
-			c = &container{}
+			c = alloc()
 		}
 		c.msg = m
 		all = append(all, c)
@@ -124,10 +141,9 @@ func threadReferences(ms []*threadMsg) []*container {
 	}
 	// (2) the root set: every container without a parent.
 	var roots []*container
-	seen := map[*container]bool{}
 	addRoot := func(c *container) {
-		if c.parent == nil && !seen[c] {
-			seen[c] = true
+		if c.parent == nil && !c.root {
+			c.root = true
 			roots = append(roots, c)
 		}
 	}
@@ -141,37 +157,41 @@ func threadReferences(ms []*threadMsg) []*container {
 	roots = prune(roots, true)
 	// (4) order by sent date, siblings first so that dummies have a date.
 	sortTree(roots)
-	// (5) gather the root set by base subject.
-	subjects := map[string]*container{}
+	// (5) gather the root set by base subject (each root's key computed
+	// once).
+	subjects := make(map[string]*container, len(roots))
 	for _, c := range roots {
 		m := c.first()
 		if m == nil {
 			continue
 		}
-		subj := baseSubject(m.subject)
-		if subj == "" {
+		if subj := baseSubject(m.subject); subj != "" {
+			c.subject = strings.ToUpper(subj)
+		}
+		if c.subject == "" {
 			continue
 		}
-		key := strings.ToUpper(subj)
-		t := subjects[key]
+		t := subjects[c.subject]
 		if t == nil || (c.msg == nil && t.msg != nil) || (t.msg != nil && c.msg != nil && isReply(t.msg.subject) && !isReply(c.msg.subject)) {
-			subjects[key] = c
+			subjects[c.subject] = c
 		}
 	}
-	var out []*container
+	for i, c := range roots {
+		c.pos = i
+	}
+	out := make([]*container, 0, len(roots))
 	for i := 0; i < len(roots); i++ {
 		c := roots[i]
-		m := c.first()
 		t := (*container)(nil)
-		if m != nil {
-			if subj := baseSubject(m.subject); subj != "" {
-				t = subjects[strings.ToUpper(subj)]
-			}
+		if c.subject != "" {
+			t = subjects[c.subject]
 		}
 		if t == nil || t == c {
+			c.pos, c.placed = len(out), true
 			out = append(out, c)
 			continue
 		}
+		t.touched = true
 		switch {
 		case t.msg == nil && c.msg == nil:
 			for _, k := range c.children {
@@ -187,22 +207,22 @@ func threadReferences(ms []*threadMsg) []*container {
 			t.children = append(t.children, c)
 		default:
 			// A new dummy in t's place, holding both.
-			d := &container{children: []*container{t, c}}
+			d := &container{children: []*container{t, c}, touched: true, subject: t.subject, pos: t.pos, placed: t.placed}
 			t.parent, c.parent = d, d
-			if j := slices.Index(out, t); j >= 0 {
-				out[j] = d
+			if t.placed {
+				out[t.pos] = d
 			} else {
-				roots[slices.Index(roots, t)] = d
+				roots[t.pos] = d
 			}
-			for k, v := range subjects {
-				if v == t {
-					subjects[k] = d
-				}
-			}
+			subjects[t.subject] = d
 		}
 	}
-	// (6) siblings by sent date, all the way down.
-	sortTree(out)
+	// (6) siblings by sent date: the children that gathering changed,
+	// then the roots (the rest is as (4) sorted it).
+	for _, c := range out {
+		resortTouched(c)
+	}
+	slices.SortFunc(out, byContainerDate)
 	return out
 }
 
@@ -231,11 +251,26 @@ func prune(list []*container, root bool) []*container {
 	return out
 }
 
+// resortTouched sorts again the children of the containers that
+// gathering changed: a target of a reply may since have gone under a new
+// dummy, so they are looked for below the touched ones too.
+func resortTouched(c *container) {
+	if !c.touched {
+		return
+	}
+	for _, k := range c.children {
+		resortTouched(k)
+	}
+	slices.SortFunc(c.children, byContainerDate)
+	c.setKey()
+}
+
 func sortTree(list []*container) {
 	for _, c := range list {
 		sortTree(c.children)
+		c.setKey()
 	}
-	slices.SortStableFunc(list, byContainerDate)
+	slices.SortFunc(list, byContainerDate)
 }
 
 // isReply: the subject had a Re:/Fwd: leader or a (fwd) trailer.
@@ -249,10 +284,15 @@ func isReply(subject string) bool {
 		len(s) >= 5 && strings.EqualFold(s[:5], "[fwd:")
 }
 
-// writeThreads writes each thread as RFC 5256's thread-list.
+// writeThreads writes each thread as RFC 5256's thread-list: one space
+// after THREAD, none between the lists (thread-data = "THREAD" [SP
+// 1*thread-list]).
 func writeThreads(b *strings.Builder, list []*container) {
+	if len(list) > 0 {
+		b.WriteString(" ")
+	}
 	for _, c := range list {
-		b.WriteString(" (")
+		b.WriteString("(")
 		writeMembers(b, c)
 		b.WriteString(")")
 	}
@@ -278,23 +318,80 @@ func writeMembers(b *strings.Builder, c *container) {
 	}
 }
 
-// messageIDs reads the <...> message ids of a References or In-Reply-To
-// value, in order, at most max of them.
+// Bounds of the References kept per message (a hostile header may hold
+// thousands of ids, or ids of any length): at most maxReferences ids,
+// each at most maxMessageIDLen bytes (a longer one is not a message id
+// we thread on: skipped), so at most 25,000 bytes and in practice far
+// less — never more than the field they come from.
+const (
+	maxReferences   = 100
+	maxMessageIDLen = 250
+)
+
+// referenceIDs reads the ids of a References field as THREAD=REFERENCES
+// links them. Beyond maxReferences it keeps the first id and the last
+// ones, as mail clients trim a long References field (RFC 5322 §3.6.4):
+// the thread's root and the nearest ancestors, the last being the parent.
+// The ids are copied: the cache must not hold on to the whole field.
+func referenceIDs(v string) []string {
+	var first string
+	var tail []string
+	for {
+		id, rest, ok := nextMessageID(v)
+		if !ok {
+			break
+		}
+		v = rest
+		switch {
+		case first == "":
+			first = strings.Clone(id)
+		case len(tail) < maxReferences-1:
+			tail = append(tail, strings.Clone(id))
+		default:
+			copy(tail, tail[1:])
+			tail[len(tail)-1] = strings.Clone(id)
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	return append([]string{first}, tail...)
+}
+
+// messageIDs reads the message ids of a Message-ID or In-Reply-To value,
+// in order, at most max of them.
 func messageIDs(v string, max int) []string {
 	var ids []string
 	for len(ids) < max {
+		id, rest, ok := nextMessageID(v)
+		if !ok {
+			break
+		}
+		ids = append(ids, id)
+		v = rest
+	}
+	return ids
+}
+
+// nextMessageID finds the next <...> id in v: the text between the
+// brackets without white space (a folded id is one id), skipped when empty
+// or longer than maxMessageIDLen. ok is false when there is none left.
+func nextMessageID(v string) (id, rest string, ok bool) {
+	for {
 		i := strings.IndexByte(v, '<')
 		if i < 0 {
-			break
+			return "", "", false
 		}
 		j := strings.IndexByte(v[i:], '>')
 		if j < 0 {
-			break
+			return "", "", false
 		}
-		if id := strings.TrimSpace(v[i+1 : i+j]); id != "" {
-			ids = append(ids, id)
+		id, v = v[i+1:i+j], v[i+j+1:]
+		if strings.ContainsAny(id, " \t\r\n") {
+			id = strings.Join(strings.Fields(id), "")
 		}
-		v = v[i+j+1:]
+		if id != "" && len(id) <= maxMessageIDLen {
+			return id, v, true
+		}
 	}
-	return ids
 }

@@ -17,12 +17,19 @@ import (
 // can be recomputed from the message files; deleting it is always safe.
 const IndexFileName = "courriel-index"
 
-// indexMagic starts the file; the version digit changes with the layout.
+// indexMagic starts the file; the version digit changes with the layout
+// (3: Envelope.References). An index of another version is not read: the
+// cache is rebuilt from the messages as they are read, because an older
+// one cannot tell "no References" from "References not kept".
 // The magic is followed by a fixed-width header line (indexHeader), then the
 // SHA-256 of the payload and the payload, a gob-encoded indexFile. The
 // header is outside the checksum so that it can be rewritten in place
 // without rewriting (or even reading) the cache.
-var indexMagic = []byte("COURRIEL-INDEX 2\n")
+var indexMagic = []byte("COURRIEL-INDEX 3\n")
+
+// oldIndexMagics are earlier versions whose header line (indexHeader) has
+// the same layout: their \Recent boundary is still read.
+var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n")}
 
 // indexHeaderLen is the length of "V<10 digits> R<10 digits>\n".
 const indexHeaderLen = 24
@@ -71,6 +78,13 @@ type Envelope struct {
 	Bcc       []Address
 	InReplyTo []string
 	MessageID string
+	// References are the message ids of the References field, without
+	// their angle brackets and white space, in order: what THREAD=
+	// REFERENCES links (RFC 5256 §3), kept so that threading reads no
+	// message file. The IMAP layer bounds them when it parses the header
+	// (the first id and the last ones, a bounded count of bounded ids).
+	// Nil in the envelopes of message/rfc822 parts.
+	References []string
 }
 
 // Address is one element of an address list, in IMAP's own encoding of

@@ -32,7 +32,7 @@ func TestParseModFileTornTail(t *testing.T) {
 	if want := []Vanished{{3, 7}, {1, 13}}; !slices.Equal(f.vanished, want) {
 		t.Errorf("vanished %v, want %v", f.vanished, want)
 	}
-	if _, err := parseModFile([]byte("COURRIEL-INDEX 2\n")); err == nil {
+	if _, err := parseModFile(indexMagic); err == nil {
 		t.Error("another file's header was accepted")
 	}
 }

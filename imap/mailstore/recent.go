@@ -1,8 +1,10 @@
 package mailstore
 
 import (
+	"bytes"
 	"io"
 	"os"
+	"slices"
 )
 
 // ClaimRecent gives the calling session the \Recent messages it may report
@@ -64,7 +66,11 @@ func (mb *Mailbox) readIndexHeaderLocked() (indexHeader, bool) {
 	}
 	defer f.Close()
 	buf := make([]byte, len(indexMagic)+indexHeaderLen)
-	if _, err := io.ReadFull(f, buf); err != nil || string(buf[:len(indexMagic)]) != string(indexMagic) {
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return indexHeader{}, false
+	}
+	magic := buf[:len(indexMagic)]
+	if !bytes.Equal(magic, indexMagic) && !slices.ContainsFunc(oldIndexMagics, func(m []byte) bool { return bytes.Equal(m, magic) }) {
 		return indexHeader{}, false
 	}
 	return parseIndexHeader(buf[len(indexMagic):])
