@@ -2,6 +2,7 @@ package imap
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -169,7 +170,14 @@ func TestSearchContextUpdatesFromOthers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for i := 1; i <= 3; i++ {
-		e.deliver(fmt.Sprintf("17000002%02d.M1P1.test", i), testMessage(i, "a@example.org", "ctx"))
+		p := e.deliver(fmt.Sprintf("17000002%02d.M1P1.test", i), testMessage(i, "a@example.org", "ctx"))
+		// Distinct internal dates (the file's mtime): files written within
+		// one kernel tick share one, and the sort context below sorts by
+		// arrival.
+		at := time.Unix(1700000200+int64(i), 0)
+		if err := os.Chtimes(filepath.Join(e.maildir, "new", p), at, at); err != nil {
+			t.Fatal(err)
+		}
 	}
 	a := loggedIn(t, e)
 	a.cmd("s", "SELECT INBOX")
