@@ -41,7 +41,7 @@ type mpart struct {
 // none.
 type mimeFields struct {
 	ctype, cte, disposition, language, location, id, description string
-	hasType                                                     bool
+	hasType                                                      bool
 }
 
 // parseMIMEFields reads the MIME fields of a header in one pass.
