@@ -27,9 +27,10 @@ def t(name, f):
     s = time.perf_counter(); r = f(); e = time.perf_counter() - s
     if r[0] != 'OK': raise SystemExit('%s: %r' % (name, r))
     print(name, '%.4f' % e, flush=True)
+    sys.stdin.readline() # the server's CPU is sampled before the next command
     return r
 c = imaplib.IMAP4_SSL(host, port, ssl_context=ctx)
-s = time.perf_counter(); c.login(user, pw); r = c.select('INBOX'); print('login_select', '%.4f' % (time.perf_counter() - s), flush=True)
+s = time.perf_counter(); c.login(user, pw); r = c.select('INBOX'); print('login_select', '%.4f' % (time.perf_counter() - s), flush=True); sys.stdin.readline()
 t('uid_fetch_flags', lambda: c.uid('FETCH', '1:*', '(FLAGS)'))
 t('fetch_envelope', lambda: c.fetch('1:*', '(ENVELOPE)'))
 t('fetch_bodystructure', lambda: c.fetch('1:*', '(BODYSTRUCTURE)'))
@@ -100,6 +101,14 @@ func runBenchScriptCPU(tb testing.TB, script, addr, user, pass string, cpu func(
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// benchScript waits for a line after each operation, so that the
+	// sample is taken before the next command (LOGOUT ends Dovecot's imap
+	// process, whose CPU then moves to the master's reaped children).
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer stdin.Close()
 	secs, cpuSecs = map[string]float64{}, map[string]float64{}
 	var last time.Duration
 	if cpu != nil {
@@ -124,6 +133,7 @@ func runBenchScriptCPU(tb testing.TB, script, addr, user, pass string, cpu func(
 			cpuSecs[f[0]] = (now - last).Seconds()
 			last = now
 		}
+		stdin.Write([]byte("\n")) // scripts that do not wait leave it unread
 	}
 	if err := cmd.Wait(); err != nil {
 		tb.Fatalf("imaplib: %v\n%s%s", err, out.Bytes(), stderr.Bytes())
