@@ -87,7 +87,8 @@ type Address struct {
 	Host    string
 }
 
-// BodyPart is a cached BODYSTRUCTURE node.
+// BodyPart is a cached BODYSTRUCTURE node. It is never modified once
+// cached: parts read from the index share equal Params and DispParams maps.
 type BodyPart struct {
 	Type, Subtype string
 	Params        map[string]string

@@ -158,6 +158,10 @@ type indexDecoder struct {
 	parts slab[BodyPart]
 	ptrs  slab[*BodyPart]
 	strl  slab[string]
+	// maps are the parameter maps decoded so far, by their encoding: most
+	// parts share a few ({"charset": "utf-8"}), and a map each was a third
+	// of the decoding.
+	maps map[string]map[string]string
 }
 
 func (d *indexDecoder) fail() {
@@ -237,16 +241,37 @@ func (d *indexDecoder) present() bool {
 	return c == 1
 }
 
+// params decodes a parameter map, shared with every other part whose
+// parameters are the same (BodyPart's maps are never modified).
 func (d *indexDecoder) params() map[string]string {
+	start := d.off
 	n := d.count()
 	if n == 0 {
 		return nil
 	}
+	first := d.off
+	for range 2 * n {
+		d.str()
+	}
+	if d.err != nil {
+		return nil
+	}
+	enc := d.s[start:d.off]
+	if shared, ok := d.maps[enc]; ok {
+		return shared
+	}
+	end := d.off
+	d.off = first
 	m := make(map[string]string, n)
 	for range n {
 		k := d.str()
 		m[k] = d.str()
 	}
+	d.off = end
+	if d.maps == nil {
+		d.maps = map[string]map[string]string{}
+	}
+	d.maps[enc] = m
 	return m
 }
 
