@@ -289,10 +289,13 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	}
 	s.announceFlags(false)
 	defer s.trimBuffers()
+	pf := s.startPrefetch(uids, items)
+	defer pf.close()
 	for i, u := range uids {
 		if !ok[i] {
 			continue // expunged by another session; its EXPUNGE is pending
 		}
+		pf.claim(i)
 		if err := s.fetchOne(seqs[i], u, fl[i], items, markSeen); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -481,16 +484,24 @@ func (s *session) fetchErr(err error) error {
 // IMAP serves whatever the file uses. The bytes live in the session's
 // scratch buffers and are valid until the next call.
 func (s *session) readMessage(uid uint32) ([]byte, error) {
-	b, _, err := s.sel.mb.ReadMessage(uid, s.readBuf, 0)
+	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
+	b, err := readMessageCRLF(s.sel.mb, uid, &sc)
+	s.readBuf, s.crlfBuf = sc.read, sc.crlf
+	return b, err
+}
+
+// readMessageCRLF is readMessage into sc's buffers.
+func readMessageCRLF(mb *mailstore.Mailbox, uid uint32, sc *parseScratch) ([]byte, error) {
+	b, _, err := mb.ReadMessage(uid, sc.read, 0)
 	if err != nil {
 		return nil, err
 	}
-	s.readBuf = b[:0]
-	out, changed := appendCRLF(s.crlfBuf[:0], b)
+	sc.read = b[:0]
+	out, changed := appendCRLF(sc.crlf[:0], b)
 	if !changed {
 		return b, nil // already CRLF: no copy
 	}
-	s.crlfBuf = out[:0]
+	sc.crlf = out[:0]
 	return out, nil
 }
 
@@ -577,18 +588,30 @@ const parseRead = 64 << 10
 // scratch buffers are used only when raw is nil, so that they never
 // overwrite it.
 func (s *session) parsed(uid uint32, raw []byte, wantEnv, wantBody bool) (*mailstore.Envelope, *mailstore.BodyPart, error) {
-	mb := s.sel.mb
+	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
+	env, body, err := parseCached(s.sel.mb, uid, raw, wantEnv, wantBody, &sc)
+	s.readBuf, s.crlfBuf = sc.read, sc.crlf
+	return env, body, err
+}
+
+// parseScratch holds the buffers of parseCached: a file's bytes and their
+// CRLF form, kept empty with their capacity between calls.
+type parseScratch struct{ read, crlf []byte }
+
+// parseCached is parsed with its own buffers, so that the prefetcher's
+// goroutines can run it too.
+func parseCached(mb *mailstore.Mailbox, uid uint32, raw []byte, wantEnv, wantBody bool, sc *parseScratch) (*mailstore.Envelope, *mailstore.BodyPart, error) {
 	c := mb.Cached(uid)
 	if (c.Envelope != nil || !wantEnv) && (c.Body != nil || !wantBody) {
 		return c.Envelope, c.Body, nil
 	}
 	var upd mailstore.Cached
 	if raw == nil {
-		b, size, err := mb.ReadMessage(uid, s.readBuf, parseRead)
+		b, size, err := mb.ReadMessage(uid, sc.read, parseRead)
 		if err != nil {
 			return nil, nil, err
 		}
-		s.readBuf = b[:0]
+		sc.read = b[:0]
 		if int64(len(b)) < size {
 			// Too large to parse for both: what is asked only.
 			if wantEnv && c.Envelope == nil {
@@ -596,13 +619,13 @@ func (s *session) parsed(uid uint32, raw []byte, wantEnv, wantBody bool) (*mails
 					if b, _, err = mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
 						return nil, nil, err
 					}
-					s.readBuf = b[:0]
+					sc.read = b[:0]
 				}
 				c.Envelope = buildEnvelope(b)
 				upd.Envelope = c.Envelope
 			}
 			if wantBody && c.Body == nil {
-				r, err := s.readMessage(uid)
+				r, err := readMessageCRLF(mb, uid, sc)
 				if err != nil {
 					return nil, nil, err
 				}
@@ -613,8 +636,8 @@ func (s *session) parsed(uid uint32, raw []byte, wantEnv, wantBody bool) (*mails
 			return c.Envelope, c.Body, nil
 		}
 		raw = b
-		if out, changed := appendCRLF(s.crlfBuf[:0], b); changed {
-			s.crlfBuf = out[:0]
+		if out, changed := appendCRLF(sc.crlf[:0], b); changed {
+			sc.crlf = out[:0]
 			raw = out
 		}
 	}

@@ -38,7 +38,7 @@ func fetchAll(t *testing.T, e *testEnv, items string, utf8 bool) string {
 
 // TestFetchSameFromIndex checks that what FETCH serves from the index,
 // after a restart, is byte for byte what it computed from the files,
-// whichever item first made it read them.
+// whichever item first made it read them, with helpers parsing ahead.
 func TestFetchSameFromIndex(t *testing.T) {
 	const items = "(ENVELOPE BODYSTRUCTURE BODY)"
 	for _, utf8 := range []bool{false, true} {
@@ -46,8 +46,10 @@ func TestFetchSameFromIndex(t *testing.T) {
 		for _, first := range []string{items, "(ENVELOPE)", "(BODYSTRUCTURE)", "(BODY[] BODYSTRUCTURE ENVELOPE)"} {
 			t.Run(fmt.Sprintf("utf8=%v/first=%s", utf8, first), func(t *testing.T) {
 				e := newEnv(t)
-				for i, m := range indexCorpus() {
-					e.deliver(fmt.Sprintf("%d.M1P1.test", 1000+i), m)
+				// Enough messages for the prefetching helpers (minPrefetch).
+				for i := range 3 * minPrefetch {
+					corpus := indexCorpus()
+					e.deliver(fmt.Sprintf("%d.M1P1.test", 1000+i), corpus[i%len(corpus)])
 				}
 				fetchAll(t, e, first, utf8)
 				cold := fetchAll(t, e, items, utf8)

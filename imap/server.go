@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -103,6 +104,9 @@ type Server struct {
 	reg    *mailstore.Registry
 	bufs   wire.Buffers // lent to connections with bytes in flight
 	closed chan struct{}
+	// prefetchSlots bounds the goroutines parsing ahead of cold FETCHes,
+	// all sessions together, to the cores the writers leave.
+	prefetchSlots chan struct{}
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -154,15 +158,16 @@ func NewServer(o Options) (*Server, error) {
 		g = loginguard.New(loginguard.Options{BaseDelay: o.FailDelay, MaxDelay: o.MaxFailDelay})
 	}
 	return &Server{
-		opts:      o,
-		log:       log,
-		guard:     g,
-		reg:       mailstore.NewRegistry(),
-		closed:    make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[string]int),
-		userConns: make(map[string]int),
-		sessions:  make(map[*session]struct{}),
+		opts:          o,
+		log:           log,
+		guard:         g,
+		reg:           mailstore.NewRegistry(),
+		closed:        make(chan struct{}),
+		listeners:     make(map[net.Listener]struct{}),
+		conns:         make(map[string]int),
+		userConns:     make(map[string]int),
+		sessions:      make(map[*session]struct{}),
+		prefetchSlots: make(chan struct{}, max(runtime.GOMAXPROCS(0)-1, 0)),
 	}, nil
 }
 
