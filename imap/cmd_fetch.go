@@ -292,10 +292,10 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	pf := s.startPrefetch(uids, items)
 	defer pf.close()
 	for i, u := range uids {
+		pf.claim(i)
 		if !ok[i] {
 			continue // expunged by another session; its EXPUNGE is pending
 		}
-		pf.claim(i)
 		if err := s.fetchOne(seqs[i], u, fl[i], items, markSeen); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
