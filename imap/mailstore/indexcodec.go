@@ -200,9 +200,13 @@ func (d *indexDecoder) varint() int64 {
 
 // count reads a number of elements, each at least one byte long: more
 // than the bytes left is a malformed file, never a huge allocation.
-func (d *indexDecoder) count() int {
+func (d *indexDecoder) count() int { return d.countOf(1) }
+
+// countOf is count for elements of at least size bytes each, so that what
+// is allocated for them stays within a small multiple of the file.
+func (d *indexDecoder) countOf(size int) int {
 	n := d.uvarint()
-	if n > uint64(len(d.s)-d.off) {
+	if n > uint64((len(d.s)-d.off)/size) {
 		d.fail()
 		return 0
 	}
@@ -245,7 +249,7 @@ func (d *indexDecoder) present() bool {
 // parameters are the same (BodyPart's maps are never modified).
 func (d *indexDecoder) params() map[string]string {
 	start := d.off
-	n := d.count()
+	n := d.countOf(2) // two string lengths at least
 	if n == 0 {
 		return nil
 	}
@@ -287,7 +291,7 @@ func (d *indexDecoder) envelope() *Envelope {
 	}
 	env.Subject = d.str()
 	for _, l := range [...]*[]Address{&env.From, &env.Sender, &env.ReplyTo, &env.To, &env.Cc, &env.Bcc} {
-		n := d.count()
+		n := d.countOf(3) // three string lengths at least
 		if n == 0 {
 			continue
 		}
@@ -324,7 +328,7 @@ func (d *indexDecoder) body(depth int) *BodyPart {
 	p.DispParams = d.params()
 	p.Language = d.strs()
 	p.Location = d.str()
-	if n := d.count(); n > 0 {
+	if n := d.countOf(15); n > 0 { // a part is 15 bytes at least
 		p.Children = d.ptrs.take(n)
 		for i := range p.Children {
 			if p.Children[i] = d.body(depth + 1); d.err != nil {
@@ -348,7 +352,7 @@ func decodeIndexPayload(payload []byte) (*indexFile, error) {
 		d.fail()
 	}
 	f := &indexFile{UIDValidity: uint32(v)}
-	n := d.count()
+	n := d.countOf(6) // UID, Base, Size, Date and two presence bytes at least
 	f.Entries = make([]indexEntry, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		en := &f.Entries[i]
