@@ -44,32 +44,34 @@ func TestFetchSameFromIndex(t *testing.T) {
 	for _, utf8 := range []bool{false, true} {
 		var want string
 		for _, first := range []string{items, "(ENVELOPE)", "(BODYSTRUCTURE)", "(BODY[] BODYSTRUCTURE ENVELOPE)"} {
-			t.Run(fmt.Sprintf("utf8=%v/first=%s", utf8, first), func(t *testing.T) {
-				e := newEnv(t)
-				// Enough messages for the prefetching helpers (minPrefetch).
-				for i := range 3 * minPrefetch {
-					corpus := indexCorpus()
-					e.deliver(fmt.Sprintf("%d.M1P1.test", 1000+i), corpus[i%len(corpus)])
-				}
-				fetchAll(t, e, first, utf8)
-				cold := fetchAll(t, e, items, utf8)
-				e.restart()
-				if _, err := os.Stat(filepath.Join(e.maildir, "courriel-index")); err != nil {
-					t.Fatalf("no index written: %v", err)
-				}
-				warm := fetchAll(t, e, items, utf8)
-				if warm != cold {
-					t.Errorf("from the index:\n%s\nfrom the files:\n%s", warm, cold)
-				}
-				if want == "" {
-					want = cold
-				} else if cold != want {
-					t.Errorf("cold after %s:\n%s\nwant:\n%s", first, cold, want)
-				}
-				if !strings.Contains(cold, `((NIL NIL "group" NIL)`) || !strings.Contains(cold, `BODYSTRUCTURE (("text" "plain" ("charset" "utf-8" "format" "flowed")`) {
-					t.Errorf("corpus not served as expected:\n%s", cold)
-				}
-			})
+			for _, helpers := range []int{-1, 2} {
+				t.Run(fmt.Sprintf("utf8=%v/first=%s/helpers=%d", utf8, first, helpers), func(t *testing.T) {
+					e := newEnv(t, func(o *Options) { o.ParseHelpers = helpers })
+					// Enough messages for the prefetching helpers (minPrefetch).
+					for i := range 3 * minPrefetch {
+						corpus := indexCorpus()
+						e.deliver(fmt.Sprintf("%d.M1P1.test", 1000+i), corpus[i%len(corpus)])
+					}
+					fetchAll(t, e, first, utf8)
+					cold := fetchAll(t, e, items, utf8)
+					e.restart()
+					if _, err := os.Stat(filepath.Join(e.maildir, "courriel-index")); err != nil {
+						t.Fatalf("no index written: %v", err)
+					}
+					warm := fetchAll(t, e, items, utf8)
+					if warm != cold {
+						t.Errorf("from the index:\n%s\nfrom the files:\n%s", warm, cold)
+					}
+					if want == "" {
+						want = cold
+					} else if cold != want {
+						t.Errorf("cold after %s:\n%s\nwant:\n%s", first, cold, want)
+					}
+					if !strings.Contains(cold, `((NIL NIL "group" NIL)`) || !strings.Contains(cold, `BODYSTRUCTURE (("text" "plain" ("charset" "utf-8" "format" "flowed")`) {
+						t.Errorf("corpus not served as expected:\n%s", cold)
+					}
+				})
+			}
 		}
 	}
 }

@@ -20,8 +20,8 @@ import (
 // on it, and takes it over if none started it: at most one wait per
 // chunk, where a wait per message cost a thread wake-up each and more CPU
 // than the parsing saved. Helpers are bounded by the server's
-// prefetchSlots (GOMAXPROCS-1 for all sessions together): with one core,
-// or when other sessions hold the slots, nothing changes.
+// prefetchSlots (Options.ParseHelpers for all sessions together; by
+// default none on two cores): without slots nothing changes.
 
 // minPrefetch is the fewest messages worth a helper.
 const minPrefetch = 64

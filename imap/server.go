@@ -94,6 +94,13 @@ type Options struct {
 	AuthTimeout    time.Duration // default DefaultAuthTimeout
 	FailDelay      time.Duration // default DefaultFailDelay; negative disables
 	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
+	// ParseHelpers bounds the goroutines that parse messages ahead of cold
+	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
+	// (prefetch.go). 0: half the cores less one, so none on two cores,
+	// where the other core is better left to the clients and the system
+	// (measured there, the helpers cost more CPU in wake-ups than they
+	// saved in time); negative: none.
+	ParseHelpers int
 }
 
 // Server is the IMAP service.
@@ -167,8 +174,15 @@ func NewServer(o Options) (*Server, error) {
 		conns:         make(map[string]int),
 		userConns:     make(map[string]int),
 		sessions:      make(map[*session]struct{}),
-		prefetchSlots: make(chan struct{}, max(runtime.GOMAXPROCS(0)-1, 0)),
+		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
 	}, nil
+}
+
+func parseHelpers(n int) int {
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)/2 - 1
+	}
+	return max(n, 0)
 }
 
 // Serve accepts connections on ln until Close. With implicitTLS the listener
