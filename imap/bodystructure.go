@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bytes"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,142 +8,153 @@ import (
 	"courriel/imap/mailstore"
 )
 
-// writeBodyStructure writes BODYSTRUCTURE (ext) or BODY of a cached part.
-func writeBodyStructure(b *bytes.Buffer, p *mailstore.BodyPart, ext, utf8 bool, depth int) {
-	str := func(s string) { writeQuoted(b, s, utf8) }
-	nstr := func(s string) {
-		if s == "" {
-			b.WriteString("NIL")
-		} else {
-			str(s)
-		}
-	}
-	params := func(m map[string]string) {
-		if len(m) == 0 {
-			b.WriteString("NIL")
-			return
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		b.WriteByte('(')
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(' ')
-			}
-			str(strings.ToLower(k))
-			b.WriteByte(' ')
-			str(m[k])
-		}
-		b.WriteByte(')')
-	}
-	extTail := func() {
-		b.WriteByte(' ')
-		if p.Disposition == "" {
-			b.WriteString("NIL")
-		} else {
-			b.WriteByte('(')
-			str(p.Disposition)
-			b.WriteByte(' ')
-			params(p.DispParams)
-			b.WriteByte(')')
-		}
-		b.WriteByte(' ')
-		switch len(p.Language) {
-		case 0:
-			b.WriteString("NIL")
-		case 1:
-			str(p.Language[0])
-		default:
-			b.WriteByte('(')
-			for i, l := range p.Language {
-				if i > 0 {
-					b.WriteByte(' ')
-				}
-				str(l)
-			}
-			b.WriteByte(')')
-		}
-		b.WriteByte(' ')
-		nstr(p.Location)
-	}
-	b.WriteByte('(')
+// appendBodyStructure appends BODYSTRUCTURE (ext) or BODY of a cached part.
+func appendBodyStructure(b []byte, p *mailstore.BodyPart, ext, utf8 bool, depth int) []byte {
+	b = append(b, '(')
 	if p.Type == "multipart" && depth < maxBodyDepth {
 		for _, c := range p.Children {
-			writeBodyStructure(b, c, ext, utf8, depth+1)
+			b = appendBodyStructure(b, c, ext, utf8, depth+1)
 		}
-		b.WriteByte(' ')
-		str(p.Subtype)
+		b = append(b, ' ')
+		b = appendQuoted(b, p.Subtype, utf8)
 		if ext {
-			b.WriteByte(' ')
-			params(p.Params)
-			extTail()
+			b = append(b, ' ')
+			b = appendParams(b, p.Params, utf8)
+			b = appendExtTail(b, p, utf8)
 		}
-		b.WriteByte(')')
-		return
+		return append(b, ')')
 	}
-	str(p.Type)
-	b.WriteByte(' ')
-	str(p.Subtype)
-	b.WriteByte(' ')
-	params(p.Params)
-	b.WriteByte(' ')
-	nstr(p.ID)
-	b.WriteByte(' ')
-	nstr(p.Description)
-	b.WriteByte(' ')
-	str(p.Encoding)
-	b.WriteByte(' ')
-	b.WriteString(strconv.FormatUint(uint64(p.Size), 10))
+	b = appendQuoted(b, p.Type, utf8)
+	b = append(b, ' ')
+	b = appendQuoted(b, p.Subtype, utf8)
+	b = append(b, ' ')
+	b = appendParams(b, p.Params, utf8)
+	b = append(b, ' ')
+	b = appendNString(b, p.ID, utf8)
+	b = append(b, ' ')
+	b = appendNString(b, p.Description, utf8)
+	b = append(b, ' ')
+	b = appendQuoted(b, p.Encoding, utf8)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(p.Size), 10)
 	switch {
 	case p.Sub != nil && depth < maxBodyDepth:
-		b.WriteByte(' ')
-		var sw bytes.Buffer
+		b = append(b, ' ')
 		env := p.Envelope
 		if env == nil {
 			env = &mailstore.Envelope{}
 		}
-		writeEnvelopeTo(&sw, env, utf8)
-		b.Write(sw.Bytes())
-		b.WriteByte(' ')
-		writeBodyStructure(b, p.Sub, ext, utf8, depth+1)
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(p.Lines, 10))
+		b = appendEnvelope(b, env, utf8)
+		b = append(b, ' ')
+		b = appendBodyStructure(b, p.Sub, ext, utf8, depth+1)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, p.Lines, 10)
 	case strings.EqualFold(p.Type, "text"):
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(p.Lines, 10))
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, p.Lines, 10)
 	}
 	if ext {
-		b.WriteString(" NIL") // MD5
-		extTail()
+		b = append(b, " NIL"...) // MD5
+		b = appendExtTail(b, p, utf8)
 	}
-	b.WriteByte(')')
+	return append(b, ')')
 }
 
-// writeQuoted writes s quoted, or as a literal when it cannot be.
-func writeQuoted(b *bytes.Buffer, s string, utf8 bool) {
-	lit := false
+// appendParams appends a body parameter list, keys lower-cased and sorted.
+func appendParams(b []byte, m map[string]string, utf8 bool) []byte {
+	if len(m) == 0 {
+		return append(b, "NIL"...)
+	}
+	b = append(b, '(')
+	if len(m) == 1 {
+		for k, v := range m {
+			b = appendQuoted(b, strings.ToLower(k), utf8)
+			b = append(b, ' ')
+			b = appendQuoted(b, v, utf8)
+		}
+		return append(b, ')')
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = appendQuoted(b, strings.ToLower(k), utf8)
+		b = append(b, ' ')
+		b = appendQuoted(b, m[k], utf8)
+	}
+	return append(b, ')')
+}
+
+// appendExtTail appends the disposition, language and location of the
+// extensible BODYSTRUCTURE.
+func appendExtTail(b []byte, p *mailstore.BodyPart, utf8 bool) []byte {
+	b = append(b, ' ')
+	if p.Disposition == "" {
+		b = append(b, "NIL"...)
+	} else {
+		b = append(b, '(')
+		b = appendQuoted(b, p.Disposition, utf8)
+		b = append(b, ' ')
+		b = appendParams(b, p.DispParams, utf8)
+		b = append(b, ')')
+	}
+	b = append(b, ' ')
+	switch len(p.Language) {
+	case 0:
+		b = append(b, "NIL"...)
+	case 1:
+		b = appendQuoted(b, p.Language[0], utf8)
+	default:
+		b = append(b, '(')
+		for i, l := range p.Language {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = appendQuoted(b, l, utf8)
+		}
+		b = append(b, ')')
+	}
+	b = append(b, ' ')
+	return appendNString(b, p.Location, utf8)
+}
+
+// appendNString appends NIL for "", else s quoted.
+func appendNString(b []byte, s string, utf8 bool) []byte {
+	if s == "" {
+		return append(b, "NIL"...)
+	}
+	return appendQuoted(b, s, utf8)
+}
+
+// appendQuoted appends s quoted, or as a literal when it cannot be.
+func appendQuoted(b []byte, s string, utf8 bool) []byte {
+	esc := false
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == 0 || c == '\r' || c == '\n' || (c >= 0x80 && !utf8) {
-			lit = true
-			break
+		switch c := s[i]; {
+		case c == 0 || c == '\r' || c == '\n' || (c >= 0x80 && !utf8):
+			b = append(b, '{')
+			b = strconv.AppendInt(b, int64(len(s)), 10)
+			b = append(b, "}\r\n"...)
+			return append(b, s...)
+		case c == '"' || c == '\\':
+			esc = true
 		}
 	}
-	if lit {
-		b.WriteByte('{')
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteString("}\r\n")
-		b.WriteString(s)
-		return
-	}
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			b.WriteByte('\\')
+	b = append(b, '"')
+	if !esc {
+		b = append(b, s...)
+	} else {
+		for i := 0; i < len(s); i++ {
+			if s[i] == '"' || s[i] == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, s[i])
 		}
-		b.WriteByte(s[i])
 	}
-	b.WriteByte('"')
+	return append(b, '"')
 }

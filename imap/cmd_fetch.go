@@ -289,7 +289,10 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	}
 	s.announceFlags(false)
 	defer s.trimBuffers()
+	pf := s.startPrefetch(uids, items)
+	defer pf.close()
 	for i, u := range uids {
+		pf.claim(i)
 		if !ok[i] {
 			continue // expunged by another session; its EXPUNGE is pending
 		}
@@ -322,12 +325,13 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		bin   bool
 		flags bool
 		env   *mailstore.Envelope
+		bs    *mailstore.BodyPart
+		ext   bool // bs as BODYSTRUCTURE, else as BODY
 		// stream: a literal of size bytes copied from the message file
 		stream bool
 		size   int64
 	}
 	var parts []part
-	var out bytes.Buffer
 	wroteFlags := false
 	for _, it := range items {
 		switch it.kind {
@@ -355,28 +359,17 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				parts = append(parts, part{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
 			}
 		case fEnvelope:
-			env, err := s.envelope(uid)
+			env, _, err := s.parsed(uid, raw, true, false)
 			if err != nil {
 				return s.fetchErr(err)
 			}
 			parts = append(parts, part{env: env})
 		case fBodyStructure, fBody:
-			c := mb.Cached(uid)
-			if c.Body == nil {
-				r, err := getRaw()
-				if err != nil {
-					return s.fetchErr(err)
-				}
-				c.Body = bodyStructure(r)
-				mb.UpdateCached(uid, mailstore.Cached{Body: c.Body})
+			_, bs, err := s.parsed(uid, raw, false, true)
+			if err != nil {
+				return s.fetchErr(err)
 			}
-			out.Reset()
-			writeBodyStructure(&out, c.Body, it.kind == fBodyStructure, s.utf8(), 0)
-			name := "BODYSTRUCTURE "
-			if it.kind == fBody {
-				name = "BODY "
-			}
-			parts = append(parts, part{head: name + out.String()})
+			parts = append(parts, part{bs: bs, ext: it.kind == fBodyStructure})
 		case fSection, fRFC822, fRFC822Header, fRFC822Text:
 			if whole := it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial); whole && raw == nil {
 				// A large whole message is streamed from its file at write
@@ -455,7 +448,15 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			w.Byte(')')
 		case p.env != nil:
 			w.Raw("ENVELOPE ")
-			s.writeEnvelope(p.env)
+			w.Bytes(appendEnvelope(w.AvailableBuffer(), p.env, s.utf8()))
+		case p.bs != nil:
+			b := w.AvailableBuffer()
+			if p.ext {
+				b = append(b, "BODYSTRUCTURE "...)
+			} else {
+				b = append(b, "BODY "...)
+			}
+			w.Bytes(appendBodyStructure(b, p.bs, p.ext, s.utf8(), 0))
 		case p.lit:
 			w.Raw(p.head)
 			w.LiteralBytes(p.body, p.bin)
@@ -483,16 +484,24 @@ func (s *session) fetchErr(err error) error {
 // IMAP serves whatever the file uses. The bytes live in the session's
 // scratch buffers and are valid until the next call.
 func (s *session) readMessage(uid uint32) ([]byte, error) {
-	b, _, err := s.sel.mb.ReadMessage(uid, s.readBuf, 0)
+	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
+	b, err := readMessageCRLF(s.sel.mb, uid, &sc)
+	s.readBuf, s.crlfBuf = sc.read, sc.crlf
+	return b, err
+}
+
+// readMessageCRLF is readMessage into sc's buffers.
+func readMessageCRLF(mb *mailstore.Mailbox, uid uint32, sc *parseScratch) ([]byte, error) {
+	b, _, err := mb.ReadMessage(uid, sc.read, 0)
 	if err != nil {
 		return nil, err
 	}
-	s.readBuf = b[:0]
-	out, changed := appendCRLF(s.crlfBuf[:0], b)
+	sc.read = b[:0]
+	out, changed := appendCRLF(sc.crlf[:0], b)
 	if !changed {
 		return b, nil // already CRLF: no copy
 	}
-	s.crlfBuf = out[:0]
+	sc.crlf = out[:0]
 	return out, nil
 }
 
@@ -564,20 +573,87 @@ func headerEnd(raw []byte) int {
 }
 
 func (s *session) envelope(uid uint32) (*mailstore.Envelope, error) {
-	mb := s.sel.mb
-	if c := mb.Cached(uid); c.Envelope != nil {
-		return c.Envelope, nil
-	}
-	h, err := s.readHeaderBytes(uid)
-	if err != nil {
-		return nil, err
-	}
-	env := buildEnvelope(h)
-	mb.UpdateCached(uid, mailstore.Cached{Envelope: env})
-	return env, nil
+	env, _, err := s.parsed(uid, nil, true, false)
+	return env, err
 }
 
-// headerRead is the first read for an ENVELOPE: most headers fit.
+// parseRead is what one read of a message for its ENVELOPE or
+// BODYSTRUCTURE takes in: a message that fits is parsed for both at once,
+// so that the other costs no second open and read of the file.
+const parseRead = 64 << 10
+
+// parsed returns the cached ENVELOPE and BODYSTRUCTURE of a message,
+// computing and caching what is asked for and missing. raw is the whole
+// message (CRLF) when the caller already read it, else nil; the session's
+// scratch buffers are used only when raw is nil, so that they never
+// overwrite it.
+func (s *session) parsed(uid uint32, raw []byte, wantEnv, wantBody bool) (*mailstore.Envelope, *mailstore.BodyPart, error) {
+	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
+	env, body, err := parseCached(s.sel.mb, uid, raw, wantEnv, wantBody, &sc)
+	s.readBuf, s.crlfBuf = sc.read, sc.crlf
+	return env, body, err
+}
+
+// parseScratch holds the buffers of parseCached: a file's bytes and their
+// CRLF form, kept empty with their capacity between calls.
+type parseScratch struct{ read, crlf []byte }
+
+// parseCached is parsed with its own buffers, so that the prefetcher's
+// goroutines can run it too.
+func parseCached(mb *mailstore.Mailbox, uid uint32, raw []byte, wantEnv, wantBody bool, sc *parseScratch) (*mailstore.Envelope, *mailstore.BodyPart, error) {
+	c := mb.Cached(uid)
+	if (c.Envelope != nil || !wantEnv) && (c.Body != nil || !wantBody) {
+		return c.Envelope, c.Body, nil
+	}
+	var upd mailstore.Cached
+	if raw == nil {
+		b, size, err := mb.ReadMessage(uid, sc.read, parseRead)
+		if err != nil {
+			return nil, nil, err
+		}
+		sc.read = b[:0]
+		if int64(len(b)) < size {
+			// Too large to parse for both: what is asked only.
+			if wantEnv && c.Envelope == nil {
+				if !headerComplete(b) {
+					if b, _, err = mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
+						return nil, nil, err
+					}
+					sc.read = b[:0]
+				}
+				c.Envelope = buildEnvelope(b)
+				upd.Envelope = c.Envelope
+			}
+			if wantBody && c.Body == nil {
+				r, err := readMessageCRLF(mb, uid, sc)
+				if err != nil {
+					return nil, nil, err
+				}
+				c.Body = bodyStructure(r)
+				upd.Body = c.Body
+			}
+			mb.UpdateCached(uid, upd)
+			return c.Envelope, c.Body, nil
+		}
+		raw = b
+		if out, changed := appendCRLF(sc.crlf[:0], b); changed {
+			sc.crlf = out[:0]
+			raw = out
+		}
+	}
+	if c.Envelope == nil {
+		c.Envelope = buildEnvelope(raw)
+		upd.Envelope = c.Envelope
+	}
+	if c.Body == nil {
+		c.Body = bodyStructure(raw)
+		upd.Body = c.Body
+	}
+	mb.UpdateCached(uid, upd)
+	return c.Envelope, c.Body, nil
+}
+
+// headerRead is the first read for a header: most headers fit.
 const headerRead = 16 << 10
 
 // readHeaderBytes reads only the header of a message: the first

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,9 +28,10 @@ def t(name, f):
     s = time.perf_counter(); r = f(); e = time.perf_counter() - s
     if r[0] != 'OK': raise SystemExit('%s: %r' % (name, r))
     print(name, '%.4f' % e, flush=True)
+    sys.stdin.readline() # the server's CPU is sampled before the next command
     return r
 c = imaplib.IMAP4_SSL(host, port, ssl_context=ctx)
-s = time.perf_counter(); c.login(user, pw); r = c.select('INBOX'); print('login_select', '%.4f' % (time.perf_counter() - s), flush=True)
+s = time.perf_counter(); c.login(user, pw); r = c.select('INBOX'); print('login_select', '%.4f' % (time.perf_counter() - s), flush=True); sys.stdin.readline()
 t('uid_fetch_flags', lambda: c.uid('FETCH', '1:*', '(FLAGS)'))
 t('fetch_envelope', lambda: c.fetch('1:*', '(ENVELOPE)'))
 t('fetch_bodystructure', lambda: c.fetch('1:*', '(BODYSTRUCTURE)'))
@@ -62,17 +65,23 @@ func BenchmarkBesideDovecot(b *testing.B) {
 		dv := startDovecot(b, n)
 		b.StartTimer()
 		for _, run := range []string{"cold", "warm"} {
+			// The corpus generation's garbage is the benchmark's, not
+			// the server's: collected, and its memory given back to the
+			// system (the runtime's background scavenger would do it
+			// during the first operation), before courriel's CPU is
+			// sampled.
+			debug.FreeOSMemory()
+			stopProfile := startBenchProfile(b, run)
 			cpu0 := selfCPU()
-			for op, secs := range runBenchScript(b, script, e.addr, "alice", "secret") {
-				b.ReportMetric(secs, "courriel_"+run+"_"+op+"_s")
-			}
+			secs, cpu := runBenchScriptCPU(b, script, e.addr, "alice", "secret", selfCPU)
 			b.ReportMetric((selfCPU() - cpu0).Seconds(), "courriel_"+run+"_cpu_s")
+			stopProfile()
+			reportBenchOps(b, "courriel_"+run+"_", secs, cpu)
 			cpu0 = dv.cpu()
-			for op, secs := range runBenchScript(b, script, dv.addr, "bench", "demo") {
-				b.ReportMetric(secs, "dovecot_"+run+"_"+op+"_s")
-			}
+			secs, cpu = runBenchScriptCPU(b, script, dv.addr, "bench", "demo", dv.cpu)
 			time.Sleep(200 * time.Millisecond) // the imap processes are reaped
 			b.ReportMetric((dv.cpu() - cpu0).Seconds(), "dovecot_"+run+"_cpu_s")
+			reportBenchOps(b, "dovecot_"+run+"_", secs, cpu)
 			// Issue 13: resynchronisation with CONDSTORE/QRESYNC.
 			reportCondstoreBench(b, run, e.addr, dv.addr)
 		}
@@ -82,21 +91,94 @@ func BenchmarkBesideDovecot(b *testing.B) {
 }
 
 func runBenchScript(tb testing.TB, script, addr, user, pass string) map[string]float64 {
+	secs, _ := runBenchScriptCPU(tb, script, addr, user, pass, nil)
+	return secs
+}
+
+// runBenchScriptCPU runs the script and, when cpu is given, samples the
+// server's CPU each time the script reports an operation done: the
+// difference from the previous sample is that operation's server CPU (the
+// server has answered before the client prints).
+func runBenchScriptCPU(tb testing.TB, script, addr, user, pass string, cpu func() time.Duration) (secs, cpuSecs map[string]float64) {
 	host, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command("python3", script, host, port, user, pass).CombinedOutput()
+	cmd := exec.Command("python3", script, host, port, user, pass)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		tb.Fatalf("imaplib: %v\n%s", err, out)
+		tb.Fatal(err)
 	}
-	res := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
+	// benchScript waits for a line after each operation, so that the
+	// sample is taken before the next command (LOGOUT ends Dovecot's imap
+	// process, whose CPU then moves to the master's reaped children).
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer stdin.Close()
+	secs, cpuSecs = map[string]float64{}, map[string]float64{}
+	var last time.Duration
+	if cpu != nil {
+		last = cpu()
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			res[f[0]] = v
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		secs[f[0]] = v
+		if cpu != nil {
+			now := cpu()
+			cpuSecs[f[0]] = (now - last).Seconds()
+			last = now
+		}
+		stdin.Write([]byte("\n")) // scripts that do not wait leave it unread
+	}
+	if err := cmd.Wait(); err != nil {
+		tb.Fatalf("imaplib: %v\n%s%s", err, out.Bytes(), stderr.Bytes())
+	}
+	return secs, cpuSecs
+}
+
+// reportBenchOps reports each operation's seconds, and its server CPU in
+// seconds where it was sampled.
+func reportBenchOps(b *testing.B, prefix string, secs, cpu map[string]float64) {
+	for op, v := range secs {
+		b.ReportMetric(v, prefix+op+"_s")
+		if c, ok := cpu[op]; ok {
+			b.ReportMetric(c, prefix+op+"_cpu_s")
 		}
 	}
-	return res
+}
+
+// startBenchProfile writes a CPU profile of courriel's own run when
+// COURRIEL_BENCH_CPUPROFILE is set (PATH.cold, PATH.warm): the server runs
+// in this process, and the profile leaves out the corpus generation.
+func startBenchProfile(tb testing.TB, run string) (stop func()) {
+	p := os.Getenv("COURRIEL_BENCH_CPUPROFILE")
+	if p == "" {
+		return func() {}
+	}
+	f, err := os.Create(p + "." + run)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 func selfCPU() time.Duration {
@@ -110,21 +192,60 @@ type dovecotServer struct {
 	cmd  *exec.Cmd
 }
 
-// cpu is the CPU of Dovecot's master and of every process it reaped
-// (imap, imap-login, auth).
+// cpu is the CPU of Dovecot's master, of its live children (imap,
+// imap-login with its TLS, auth…) and of every child it reaped.
 func (d *dovecotServer) cpu() time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	master := d.cmd.Process.Pid
+	ticks := procTicks(master, true)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == master {
+			continue
+		}
+		if procParent(pid) == master {
+			ticks += procTicks(pid, false)
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100
+}
+
+// procStatFields are the fields of /proc/PID/stat after the command name.
+func procStatFields(pid int) []string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+}
+
+func procParent(pid int) int {
+	f := procStatFields(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// procTicks is a process's utime+stime, with its reaped children's when
+// children is set.
+func procTicks(pid int, children bool) int64 {
+	f := procStatFields(pid)
+	if len(f) < 15 {
+		return 0
+	}
+	idx := []int{11, 12} // utime stime
+	if children {
+		idx = append(idx, 13, 14) // cutime cstime
+	}
 	var ticks int64
-	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+	for _, i := range idx {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		ticks += v
 	}
-	return time.Duration(ticks) * time.Second / 100
+	return ticks
 }
 
 func startDovecot(tb testing.TB, n int) *dovecotServer {

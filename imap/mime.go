@@ -33,6 +33,52 @@ type mpart struct {
 	params   map[string]string
 	children []*mpart // multipart
 	msg      *mpart   // message/rfc822 and message/global: the encapsulated message
+	fields   mimeFields
+}
+
+// mimeFields are the first values of the MIME fields of an entity's
+// header, unfolded and trimmed; hasType tells an empty Content-Type from
+// none.
+type mimeFields struct {
+	ctype, cte, disposition, language, location, id, description string
+	hasType                                                      bool
+}
+
+// parseMIMEFields reads the MIME fields of a header in one pass.
+func parseMIMEFields(h []byte) mimeFields {
+	var f mimeFields
+	var seen uint8
+	scanHeader(h, func(name, raw []byte) {
+		if len(name) < len("content-id") || !nameIs(name[:8], "content-") {
+			return
+		}
+		var dst *string
+		var bit uint8
+		switch rest := name[8:]; {
+		case nameIs(rest, "type"):
+			dst, bit = &f.ctype, 1
+		case nameIs(rest, "transfer-encoding"):
+			dst, bit = &f.cte, 2
+		case nameIs(rest, "disposition"):
+			dst, bit = &f.disposition, 4
+		case nameIs(rest, "language"):
+			dst, bit = &f.language, 8
+		case nameIs(rest, "location"):
+			dst, bit = &f.location, 16
+		case nameIs(rest, "id"):
+			dst, bit = &f.id, 32
+		case nameIs(rest, "description"):
+			dst, bit = &f.description, 64
+		default:
+			return
+		}
+		if seen&bit == 0 {
+			seen |= bit
+			*dst = fieldValue(raw)
+		}
+	})
+	f.hasType = seen&1 != 0
+	return f
 }
 
 // parseEntity parses raw as an entity whose Content-Type defaults to
@@ -40,10 +86,10 @@ type mpart struct {
 func parseEntity(raw []byte, defType string, depth int) *mpart {
 	he := headerEnd(raw)
 	p := &mpart{header: raw[:he], body: raw[he:]}
-	hv := headerValues(p.header)
+	p.fields = parseMIMEFields(p.header)
 	ct := defType
-	if l := hv["content-type"]; len(l) > 0 {
-		ct = l[0]
+	if p.fields.hasType {
+		ct = p.fields.ctype
 	}
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -56,7 +102,7 @@ func parseEntity(raw []byte, defType string, depth int) *mpart {
 		p.ctype, p.subtype, params = "text", "plain", nil
 	}
 	p.params = params
-	if len(hv["content-type"]) == 0 && p.ctype == "text" {
+	if !p.fields.hasType && p.ctype == "text" {
 		p.params = map[string]string{"charset": "us-ascii"} // RFC 2045 §5.2
 	}
 	if depth >= maxBodyDepth {
@@ -249,10 +295,7 @@ func extractBinary(raw []byte, path []int) (b []byte, ok bool) {
 	if p == nil {
 		return []byte{}, true
 	}
-	cte := ""
-	if l := headerValues(p.header)["content-transfer-encoding"]; len(l) > 0 {
-		cte = strings.ToLower(strings.TrimSpace(l[0]))
-	}
+	cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
 	switch cte {
 	case "base64":
 		out, _ := io.ReadAll(base64.NewDecoder(base64.StdEncoding, lineJoiner{r: bytes.NewReader(p.body)}))
@@ -292,22 +335,16 @@ func bodyStructure(raw []byte) *mailstore.BodyPart {
 }
 
 func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
-	hv := headerValues(p.header)
-	first := func(k string) string {
-		if l := hv[k]; len(l) > 0 {
-			return l[0]
-		}
-		return ""
-	}
-	bp := &mailstore.BodyPart{Type: p.ctype, Subtype: p.subtype, Params: p.params, Location: first("content-location")}
-	if d := first("content-disposition"); d != "" {
+	f := &p.fields
+	bp := &mailstore.BodyPart{Type: p.ctype, Subtype: p.subtype, Params: p.params, Location: f.location}
+	if d := f.disposition; d != "" {
 		if v, params, err := mime.ParseMediaType(d); err == nil {
 			bp.Disposition, bp.DispParams = v, params
 		} else {
 			bp.Disposition = strings.ToLower(strings.TrimSpace(strings.SplitN(d, ";", 2)[0]))
 		}
 	}
-	if l := first("content-language"); l != "" {
+	if l := f.language; l != "" {
 		for _, x := range strings.Split(l, ",") {
 			if x = strings.TrimSpace(x); x != "" {
 				bp.Language = append(bp.Language, x)
@@ -324,9 +361,9 @@ func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
 		}
 		return bp
 	}
-	bp.ID = first("content-id")
-	bp.Description = first("content-description")
-	bp.Encoding = strings.TrimSpace(first("content-transfer-encoding"))
+	bp.ID = f.id
+	bp.Description = f.description
+	bp.Encoding = strings.TrimSpace(f.cte)
 	if bp.Encoding == "" {
 		bp.Encoding = "7bit"
 	}
@@ -370,10 +407,7 @@ func encodeBinaryParts(raw []byte) []byte {
 			walk(p.msg)
 			return
 		}
-		cte := ""
-		if l := headerValues(p.header)["content-transfer-encoding"]; len(l) > 0 {
-			cte = strings.ToLower(strings.TrimSpace(l[0]))
-		}
+		cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
 		if cte != "binary" && bytes.IndexByte(p.body, 0) < 0 {
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -94,6 +95,13 @@ type Options struct {
 	AuthTimeout    time.Duration // default DefaultAuthTimeout
 	FailDelay      time.Duration // default DefaultFailDelay; negative disables
 	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
+	// ParseHelpers bounds the goroutines that parse messages ahead of cold
+	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
+	// (prefetch.go). 0: half the cores less one, so none on two cores,
+	// where the other core is better left to the clients and the system
+	// (measured there, the helpers cost more CPU in wake-ups than they
+	// saved in time); negative: none.
+	ParseHelpers int
 }
 
 // Server is the IMAP service.
@@ -104,6 +112,9 @@ type Server struct {
 	reg    *mailstore.Registry
 	bufs   wire.Buffers // lent to connections with bytes in flight
 	closed chan struct{}
+	// prefetchSlots bounds the goroutines parsing ahead of cold FETCHes,
+	// all sessions together, to the cores the writers leave.
+	prefetchSlots chan struct{}
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -155,16 +166,24 @@ func NewServer(o Options) (*Server, error) {
 		g = loginguard.New(loginguard.Options{BaseDelay: o.FailDelay, MaxDelay: o.MaxFailDelay})
 	}
 	return &Server{
-		opts:      o,
-		log:       log,
-		guard:     g,
-		reg:       mailstore.NewRegistry(),
-		closed:    make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[string]int),
-		userConns: make(map[string]int),
-		sessions:  make(map[*session]struct{}),
+		opts:          o,
+		log:           log,
+		guard:         g,
+		reg:           mailstore.NewRegistry(),
+		closed:        make(chan struct{}),
+		listeners:     make(map[net.Listener]struct{}),
+		conns:         make(map[string]int),
+		userConns:     make(map[string]int),
+		sessions:      make(map[*session]struct{}),
+		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
 	}, nil
+}
+
+func parseHelpers(n int) int {
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)/2 - 1
+	}
+	return max(n, 0)
 }
 
 // Serve accepts connections on ln until Close. With implicitTLS the listener

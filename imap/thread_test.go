@@ -155,17 +155,17 @@ func TestThreadReferencesFromIndex(t *testing.T) {
 	}
 	r.cmd("o", "LOGOUT")
 
-	// An index of version 2 (no References kept) is not trusted: it is
+	// An index of version 4 (no References kept) is not trusted: it is
 	// rebuilt from the files, then written in the current version.
 	e.srv.Close() // its sessions have released the folder: no more writes
 	data, err := os.ReadFile(index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(data, []byte("COURRIEL-INDEX 3\n")) {
+	if !bytes.HasPrefix(data, []byte("COURRIEL-INDEX 5\n")) {
 		t.Fatalf("index starts %q", data[:min(len(data), 20)])
 	}
-	copy(data, "COURRIEL-INDEX 2\n")
+	copy(data, "COURRIEL-INDEX 4\n")
 	if err := os.WriteFile(index, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestThreadReferencesFromIndex(t *testing.T) {
 		t.Errorf("THREAD REFERENCES over an old index = %q, want %q", got, threadCorpusWant)
 	}
 	if len(opened) == 0 {
-		t.Error("an index of version 2 was used as it is")
+		t.Error("an index of version 4 was used as it is")
 	}
 	got, opened = warm()
 	if got[0] != threadCorpusWant || len(opened) != 0 {

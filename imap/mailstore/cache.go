@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -18,18 +17,20 @@ import (
 const IndexFileName = "courriel-index"
 
 // indexMagic starts the file; the version digit changes with the layout
-// (3: Envelope.References). An index of another version is not read: the
+// (5: the binary encoding with Envelope.References). An index of another version is not read: the
 // cache is rebuilt from the messages as they are read, because an older
 // one cannot tell "no References" from "References not kept".
 // The magic is followed by a fixed-width header line (indexHeader), then the
-// SHA-256 of the payload and the payload, a gob-encoded indexFile. The
+// SHA-256 of the payload and the payload, an indexFile (indexcodec.go). The
 // header is outside the checksum so that it can be rewritten in place
 // without rewriting (or even reading) the cache.
-var indexMagic = []byte("COURRIEL-INDEX 3\n")
+var indexMagic = []byte("COURRIEL-INDEX 5\n")
 
 // oldIndexMagics are earlier versions whose header line (indexHeader) has
-// the same layout: their \Recent boundary is still read.
-var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n")}
+// the same layout: their \Recent boundary is still read, their cache
+// rebuilt. (2: a gob payload; 3: gob with References; 4: this
+// encoding without References.)
+var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n")}
 
 // indexHeaderLen is the length of "V<10 digits> R<10 digits>\n".
 const indexHeaderLen = 24
@@ -97,7 +98,8 @@ type Address struct {
 	Host    string
 }
 
-// BodyPart is a cached BODYSTRUCTURE node.
+// BodyPart is a cached BODYSTRUCTURE node. It is never modified once
+// cached: parts read from the index share equal Params and DispParams maps.
 type BodyPart struct {
 	Type, Subtype string
 	Params        map[string]string
@@ -160,11 +162,7 @@ func decodeIndex(data []byte) (*indexFile, error) {
 	if !bytes.Equal(sum, got[:]) {
 		return nil, errors.New("mailstore: index: checksum mismatch")
 	}
-	var f indexFile
-	if err := gob.NewDecoder(bytes.NewReader(payload)).Decode(&f); err != nil {
-		return nil, fmt.Errorf("mailstore: index: %w", err)
-	}
-	return &f, nil
+	return decodeIndexPayload(payload)
 }
 
 func (mb *Mailbox) saveCacheLocked() {
@@ -188,11 +186,8 @@ func (mb *Mailbox) saveCacheLocked() {
 			f.Entries = append(f.Entries, indexEntry{UID: m.UID, Base: m.Base, C: *c})
 		}
 	}
-	var payload bytes.Buffer
-	if err := gob.NewEncoder(&payload).Encode(&f); err != nil {
-		return
-	}
-	sum := sha256.Sum256(payload.Bytes())
+	payload := encodeIndexPayload(&f)
+	sum := sha256.Sum256(payload)
 	tmp := IndexFileName + ".tmp"
 	out, err := mb.root.Create(tmp)
 	if err != nil {
@@ -202,7 +197,7 @@ func (mb *Mailbox) saveCacheLocked() {
 	w.Write(indexMagic)
 	w.Write(indexHeader{UIDValidity: mb.uidValidity, RecentFrom: mb.recentFrom}.marshal())
 	w.Write(sum[:])
-	w.Write(payload.Bytes())
+	w.Write(payload)
 	err = w.Flush()
 	if err == nil {
 		err = out.Sync()

@@ -98,12 +98,24 @@ func (mb *Mailbox) noteModLocked(c Change) {
 			return
 		}
 		m.ModSeq = mb.nextModLocked()
-		ms.buf = fmt.Appendf(ms.buf, "M %d %x %d\n", m.UID, uint64(m.Flags), m.ModSeq)
+		// "M uid flags-hex modseq": appended by hand, one per message of
+		// a STORE over the whole folder.
+		ms.buf = append(ms.buf, 'M', ' ')
+		ms.buf = strconv.AppendUint(ms.buf, uint64(m.UID), 10)
+		ms.buf = append(ms.buf, ' ')
+		ms.buf = strconv.AppendUint(ms.buf, uint64(m.Flags), 16)
+		ms.buf = append(ms.buf, ' ')
+		ms.buf = strconv.AppendUint(ms.buf, m.ModSeq, 10)
+		ms.buf = append(ms.buf, '\n')
 		ms.appended++
 	case Expunged:
 		v := Vanished{UID: c.UID, ModSeq: mb.nextModLocked()}
 		mb.rememberExpungeLocked(v)
-		ms.buf = fmt.Appendf(ms.buf, "V %d %d\n", v.UID, v.ModSeq)
+		ms.buf = append(ms.buf, 'V', ' ')
+		ms.buf = strconv.AppendUint(ms.buf, uint64(v.UID), 10)
+		ms.buf = append(ms.buf, ' ')
+		ms.buf = strconv.AppendUint(ms.buf, v.ModSeq, 10)
+		ms.buf = append(ms.buf, '\n')
 		ms.appended++
 	case Invalidated:
 		// New UIDs: every message is new to every client.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"slices"
 )
 
 // ClaimRecent gives the calling session the \Recent messages it may report
@@ -66,11 +65,7 @@ func (mb *Mailbox) readIndexHeaderLocked() (indexHeader, bool) {
 	}
 	defer f.Close()
 	buf := make([]byte, len(indexMagic)+indexHeaderLen)
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return indexHeader{}, false
-	}
-	magic := buf[:len(indexMagic)]
-	if !bytes.Equal(magic, indexMagic) && !slices.ContainsFunc(oldIndexMagics, func(m []byte) bool { return bytes.Equal(m, magic) }) {
+	if _, err := io.ReadFull(f, buf); err != nil || !knownIndexMagic(buf[:len(indexMagic)]) {
 		return indexHeader{}, false
 	}
 	return parseIndexHeader(buf[len(indexMagic):])
@@ -89,9 +84,23 @@ func (mb *Mailbox) writeIndexHeaderLocked() error {
 	}
 	defer f.Close()
 	buf := make([]byte, len(indexMagic))
-	if _, err := io.ReadFull(f, buf); err != nil || string(buf) != string(indexMagic) {
+	if _, err := io.ReadFull(f, buf); err != nil || !knownIndexMagic(buf) {
 		return os.ErrInvalid
 	}
 	_, err = f.WriteAt(indexHeader{UIDValidity: mb.uidValidity, RecentFrom: mb.recentFrom}.marshal(), int64(len(indexMagic)))
 	return err
+}
+
+// knownIndexMagic reports whether an index file starts with this version's
+// magic or an older one with the same header line.
+func knownIndexMagic(b []byte) bool {
+	if bytes.Equal(b, indexMagic) {
+		return true
+	}
+	for _, m := range oldIndexMagics {
+		if bytes.Equal(b, m) {
+			return true
+		}
+	}
+	return false
 }

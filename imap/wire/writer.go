@@ -74,6 +74,21 @@ func (w *Writer) Bytes(b []byte) {
 	}
 }
 
+// AvailableBuffer is an empty slice over the free part of the buffer:
+// a response appended to it and given to Bytes is copied nowhere else
+// when it fit. Less than minAvailable free flushes first.
+func (w *Writer) AvailableBuffer() []byte {
+	bw := w.buf()
+	if bw.Available() < minAvailable && w.err == nil {
+		w.err = bw.Flush()
+	}
+	return bw.AvailableBuffer()
+}
+
+// minAvailable is the room AvailableBuffer makes: an ENVELOPE or a
+// BODYSTRUCTURE usually fits.
+const minAvailable = 2048
+
 // Byte writes one byte.
 func (w *Writer) Byte(c byte) {
 	if w.err == nil {
