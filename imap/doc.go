@@ -7,10 +7,12 @@
 // imap/mailstore's, which knows nothing of the protocol; login throttling
 // is loginguard's, shared with SMTP AUTH.
 //
-// The next extensions fit in as additions: ENABLE's per-session set
-// (session.enabled) is where CONDSTORE and QRESYNC switch what FETCH and
-// EXPUNGE send, the selected view (selected: seq↔UID map, \Recent set,
-// pending changes in the watcher's log) is where modseqs and VANISHED
-// come from, and wire.Writer's destination can be wrapped in a deflate
-// stream for COMPRESS.
+// Extensions live in files of their own: condstore.go (CONDSTORE and
+// QRESYNC: modseqs from mailstore, VANISHED), cmd_sort.go and
+// cmd_thread.go/thread_refs.go (SORT, ESORT, THREAD, answered from the
+// index), context.go (CONTEXT=SEARCH/SORT updates and PARTIAL),
+// cmd_catenate.go, notify.go (NOTIFY), quota.go and compress.go
+// (COMPRESS=DEFLATE: the input through imap/wire/inflate, which gives out
+// what a client flushed with Z_PARTIAL_FLUSH at once; the compressor is
+// dropped while a session waits).
 package imap
