@@ -6,10 +6,22 @@ import (
 	"strings"
 )
 
-// systemFlagLetters are the maildir info letters of IMAP's system flags
-// (the maildir spec's, as Dovecot writes them).
-var systemFlagLetters = map[string]byte{
-	`\draft`: 'D', `\flagged`: 'F', `\answered`: 'R', `\seen`: 'S', `\deleted`: 'T',
+// systemFlagLetter is the maildir info letter of an IMAP system flag, in
+// lower case (the maildir spec's, as Dovecot writes them).
+func systemFlagLetter(flag string) (byte, bool) {
+	switch flag {
+	case `\draft`:
+		return 'D', true
+	case `\flagged`:
+		return 'F', true
+	case `\answered`:
+		return 'R', true
+	case `\seen`:
+		return 'S', true
+	case `\deleted`:
+		return 'T', true
+	}
+	return 0, false
 }
 
 // infoFlags is the info part (after ":2,") of a copy stored with
@@ -23,7 +35,7 @@ func (s *Store) infoFlags(m *Message, md *openMaildir, r *Recipient) string {
 	var keywords []string
 	for _, f := range r.Flags {
 		if strings.HasPrefix(f, `\`) {
-			if c, ok := systemFlagLetters[strings.ToLower(f)]; ok {
+			if c, ok := systemFlagLetter(strings.ToLower(f)); ok {
 				letters = append(letters, c)
 			}
 			continue

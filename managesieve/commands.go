@@ -21,26 +21,44 @@ type command struct {
 	run  func(se *session, args []token) error
 }
 
-// commands is the command table; it never changes.
-var commands = map[string]command{
-	"CAPABILITY":     {any: true, run: cmdCapability},
-	"LOGOUT":         {any: true, run: cmdLogout},
-	"NOOP":           {any: true, run: cmdNoop},
-	"STARTTLS":       {run: cmdStartTLS},
-	"AUTHENTICATE":   {run: cmdAuthenticate},
-	"UNAUTHENTICATE": {auth: true, run: cmdUnauthenticate},
-	"HAVESPACE":      {auth: true, run: cmdHaveSpace},
-	"PUTSCRIPT":      {auth: true, run: cmdPutScript},
-	"CHECKSCRIPT":    {auth: true, run: cmdCheckScript},
-	"LISTSCRIPTS":    {auth: true, run: cmdListScripts},
-	"SETACTIVE":      {auth: true, run: cmdSetActive},
-	"GETSCRIPT":      {auth: true, run: cmdGetScript},
-	"DELETESCRIPT":   {auth: true, run: cmdDeleteScript},
-	"RENAMESCRIPT":   {auth: true, run: cmdRenameScript},
+// lookupCommand finds a command by its upper-case name: the table is
+// code, a switch, with no package-level state.
+func lookupCommand(name string) (command, bool) {
+	switch name {
+	case "CAPABILITY":
+		return command{any: true, run: cmdCapability}, true
+	case "LOGOUT":
+		return command{any: true, run: cmdLogout}, true
+	case "NOOP":
+		return command{any: true, run: cmdNoop}, true
+	case "STARTTLS":
+		return command{run: cmdStartTLS}, true
+	case "AUTHENTICATE":
+		return command{run: cmdAuthenticate}, true
+	case "UNAUTHENTICATE":
+		return command{auth: true, run: cmdUnauthenticate}, true
+	case "HAVESPACE":
+		return command{auth: true, run: cmdHaveSpace}, true
+	case "PUTSCRIPT":
+		return command{auth: true, run: cmdPutScript}, true
+	case "CHECKSCRIPT":
+		return command{auth: true, run: cmdCheckScript}, true
+	case "LISTSCRIPTS":
+		return command{auth: true, run: cmdListScripts}, true
+	case "SETACTIVE":
+		return command{auth: true, run: cmdSetActive}, true
+	case "GETSCRIPT":
+		return command{auth: true, run: cmdGetScript}, true
+	case "DELETESCRIPT":
+		return command{auth: true, run: cmdDeleteScript}, true
+	case "RENAMESCRIPT":
+		return command{auth: true, run: cmdRenameScript}, true
+	}
+	return command{}, false
 }
 
 func (se *session) dispatch(name string, args []token) error {
-	c, ok := commands[name]
+	c, ok := lookupCommand(name)
 	if !ok || !c.any && c.auth != (se.state == stateAuth) {
 		// Pigeonhole answers a command of the other state as unknown.
 		if se.errors++; se.errors >= maxErrors {
