@@ -9,6 +9,19 @@ import (
 
 const delim = string(mailstore.Delimiter)
 
+// onlyMailboxArg reads " mailbox" CRLF: the arguments of the commands
+// that take a mailbox and nothing else.
+func (s *session) onlyMailboxArg() (string, error) {
+	if err := s.r.SP(); err != nil {
+		return "", err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return "", err
+	}
+	return name, s.r.CRLF()
+}
+
 // mailboxArg reads a mailbox name and decodes it to UTF-8: modified UTF-7
 // unless the client enabled UTF8=ACCEPT or IMAP4rev2. INBOX in any case is
 // INBOX.
@@ -45,14 +58,8 @@ func (s *session) writeMailbox(name string) {
 }
 
 func cmdCreate(s *session, tag string, _ bool) error {
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	name, err := s.mailboxArg()
+	name, err := s.onlyMailboxArg()
 	if err != nil {
-		return err
-	}
-	if err := s.r.CRLF(); err != nil {
 		return err
 	}
 	// RFC 9051 §6.3.4: a trailing delimiter only says children are coming.
@@ -68,14 +75,8 @@ func cmdCreate(s *session, tag string, _ bool) error {
 }
 
 func cmdDelete(s *session, tag string, _ bool) error {
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	name, err := s.mailboxArg()
+	name, err := s.onlyMailboxArg()
 	if err != nil {
-		return err
-	}
-	if err := s.r.CRLF(); err != nil {
 		return err
 	}
 	dir, err := mailstore.FolderDir(name)
@@ -103,14 +104,8 @@ func cmdRename(s *session, tag string, _ bool) error {
 	if err != nil {
 		return err
 	}
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	newName, err := s.mailboxArg()
+	newName, err := s.onlyMailboxArg()
 	if err != nil {
-		return err
-	}
-	if err := s.r.CRLF(); err != nil {
 		return err
 	}
 	newName = strings.TrimSuffix(newName, delim)
@@ -139,14 +134,8 @@ func cmdRename(s *session, tag string, _ bool) error {
 // SUBSCRIBE and UNSUBSCRIBE.
 func cmdSubscribe(s *session, tag string, _ bool) error {
 	on := s.curName() == "SUBSCRIBE"
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	name, err := s.mailboxArg()
+	name, err := s.onlyMailboxArg()
 	if err != nil {
-		return err
-	}
-	if err := s.r.CRLF(); err != nil {
 		return err
 	}
 	if err := s.store.SetSubscribed(name, on); err != nil {

@@ -445,14 +445,8 @@ func cmdCopy(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	dest, err := s.mailboxArg()
+	dest, err := s.onlyMailboxArg()
 	if err != nil {
-		return err
-	}
-	if err := s.r.CRLF(); err != nil {
 		return err
 	}
 	sel := s.sel

@@ -60,14 +60,8 @@ func (s *session) writeQuota(lim maildirsize.Limits) error {
 }
 
 func cmdGetQuotaRoot(s *session, tag string, _ bool) error {
-	if err := s.r.SP(); err != nil {
-		return err
-	}
-	name, err := s.mailboxArg()
+	name, err := s.onlyMailboxArg()
 	if err != nil {
-		return err
-	}
-	if err := s.r.CRLF(); err != nil {
 		return err
 	}
 	mb, err := s.srv.reg.Open(s.store, name)
