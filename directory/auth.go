@@ -28,6 +28,9 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	mq := d.opts.Queries.Mailbox
 	attrs := []string{q.ResultAttribute, mq.ResultAttribute, d.opts.Queries.UID.ResultAttribute, d.opts.Queries.GID.ResultAttribute, "uid"}
 	attrs = append(attrs, d.quotaAttributes()...)
+	if d.opts.HomeAttribute != "" {
+		attrs = append(attrs, d.opts.HomeAttribute)
+	}
 	entries, err := d.entries(ctx, q, uid, attrs)
 	if err != nil {
 		return User{}, err
@@ -76,6 +79,9 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	}
 	if u.QuotaBytes, u.QuotaMessages, err = d.parseQuota(quota); err != nil {
 		return User{}, fmt.Errorf("%w: login %s: quota: %v", ErrUnavailable, uid, err)
+	}
+	if u.Node, err = d.homeNode(e); err != nil {
+		return User{}, err
 	}
 	return u, nil
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"courriel/cluster"
 	"errors"
 	"fmt"
 	"path"
@@ -123,12 +124,15 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	q := d.opts.Queries
 	var home, uid, gid string
 	var quota []string // values of the quota attributes, "" when absent
-	var userHome string
+	var userHome, node string
 	var addrs []string
 	if q.Mailbox.Filter == q.UID.Filter && q.UID.Filter == q.GID.Filter {
 		attrs := []string{q.Mailbox.ResultAttribute, q.UID.ResultAttribute, q.GID.ResultAttribute}
 		attrs = append(attrs, d.quotaAttributes()...)
 		attrs = append(attrs, q.User.ResultAttribute, q.Domains.ResultAttribute)
+		if d.opts.HomeAttribute != "" {
+			attrs = append(attrs, d.opts.HomeAttribute)
+		}
 		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
 		if err != nil {
 			return nil, err
@@ -170,6 +174,9 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 				addrs = addrs[:maxAddresses]
 			}
 		}
+		if node, err = d.homeNode(e); err != nil {
+			return nil, err
+		}
 	} else {
 		var err error
 		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
@@ -183,7 +190,11 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 		// The home and addresses of the maildrop's entry, for Sieve
 		// delivery: one search more, answered by the cache afterwards.
-		entries, err := d.entries(ctx, q.Mailbox, addr, []string{q.User.ResultAttribute, q.Domains.ResultAttribute})
+		attrs := []string{q.User.ResultAttribute, q.Domains.ResultAttribute}
+		if d.opts.HomeAttribute != "" {
+			attrs = append(attrs, d.opts.HomeAttribute)
+		}
+		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
 		if err != nil {
 			return nil, err
 		}
@@ -202,6 +213,9 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 					addrs = addrs[:maxAddresses]
 				}
 			}
+			if node, err = d.homeNode(entries[0]); err != nil {
+				return nil, err
+			}
 		}
 		for _, a := range d.quotaAttributes() {
 			vals, err := d.values(ctx, Query{Filter: q.Mailbox.Filter, ResultAttribute: a, ResultFormat: "%s"}, addr)
@@ -215,7 +229,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			quota = append(quota, v)
 		}
 	}
-	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home, Home: userHome, Addresses: addrs}
+	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home, Home: userHome, Addresses: addrs, Node: node}
 	var err error
 	if mb.Maildir, err = checkMaildir(home); err != nil {
 		return nil, fmt.Errorf("%w: maildrop %s: %v", ErrUnavailable, addr, err)
@@ -230,6 +244,27 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		return nil, fmt.Errorf("%w: maildrop %s: quota: %v", ErrUnavailable, addr, err)
 	}
 	return mb, nil
+}
+
+// homeNode reads the home node attribute of an entry: "" when none is
+// configured or the entry has none; more than one value, or a value that
+// is no node name, is ErrUnavailable (mail waits for an admin).
+func (d *Directory) homeNode(e *ldap.Entry) (string, error) {
+	a := d.opts.HomeAttribute
+	if a == "" {
+		return "", nil
+	}
+	vals := e.GetEqualFoldAttributeValues(a)
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", fmt.Errorf("%w: entry %s: %d values of %s", ErrUnavailable, e.DN, len(vals), a)
+	}
+	if err := cluster.CheckNodeName(vals[0]); err != nil {
+		return "", fmt.Errorf("%w: entry %s: %s: %v", ErrUnavailable, e.DN, a, err)
+	}
+	return strings.ToLower(vals[0]), nil
 }
 
 // maxAddresses bounds Mailbox.Addresses: a vacation reply compares them

@@ -82,6 +82,10 @@ type Options struct {
 	// absent on the entry, is no limit (Dovecot: quota_rule from LDAP).
 	QuotaAttribute         string
 	QuotaMessagesAttribute string
+	// HomeAttribute names the single-valued attribute of a user's entry
+	// that gives the user's home node in a cluster (OpenLDAP misc.schema's
+	// mailHost); "" reads none (a single node).
+	HomeAttribute string
 	// MinUID refuses mailboxes owned by a lower uid (Postfix
 	// virtual_minimum_uid, default 100): mail must never be written as root.
 	MinUID int

@@ -19,6 +19,10 @@ type Mailbox struct {
 	// attribute, seed: mailacceptinggeneralid): who the user is for a
 	// vacation reply. Unchecked strings from the directory.
 	Addresses []string
+	// Node is the entry's home node (Options.HomeAttribute, lower-cased,
+	// checked by cluster.CheckNodeName); "" when the attribute is not
+	// configured or absent: at home on every node, as a single node.
+	Node string
 }
 
 // Destination is one final target of a recipient after alias expansion.
@@ -55,4 +59,6 @@ type User struct {
 	QuotaMessages int64
 	UID           int
 	GID           int
+	// Node is the entry's home node, as Mailbox.Node.
+	Node string
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"courriel/cluster"
 	"courriel/delivery"
 	"courriel/directory"
 	"courriel/imap"
@@ -48,6 +49,9 @@ type Config struct {
 	Monitor     MonitorConfig     `toml:"monitor"`
 	MailAuth    MailAuthConfig    `toml:"mailauth"`
 	Sieve       SieveConfig       `toml:"sieve"`
+	// Cluster makes this node one of several on a replicated directory
+	// (clusterconf.go); absent: a single node.
+	Cluster ClusterConfig `toml:"cluster"`
 }
 
 // SieveConfig is about running users' Sieve scripts at delivery (Dovecot
@@ -86,6 +90,10 @@ type ListenConfig struct {
 	// managesieve-login on 4190.
 	ManageSieve string `toml:"managesieve"`
 	HTTP        string `toml:"http"`
+	// Cluster is the internal mail hop of a cluster node: SMTP where the
+	// other nodes hand over copies for the users homed here, after AUTH
+	// with the cluster secret. Off ("") on a single node.
+	Cluster string `toml:"cluster"`
 }
 
 // SMTPConfig applies to each SMTP listener (smtp, submission, submissions).
@@ -421,6 +429,15 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		}
 		cfg.LDAP.BindPassword = strings.TrimRight(string(pw), "\r\n")
 	}
+	if cfg.Cluster.SecretFile != "" {
+		if cfg.Cluster.secret, err = cluster.ReadSecret(cfg.Cluster.SecretFile); err != nil {
+			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"cluster", "secret_file"}), Key: "cluster.secret_file", Msg: err.Error()}
+		}
+		if len(cfg.Cluster.secret) < cluster.MinSecretLen {
+			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"cluster", "secret_file"}), Key: "cluster.secret_file",
+				Msg: fmt.Sprintf("the secret has %d bytes, at least %d needed", len(cfg.Cluster.secret), cluster.MinSecretLen)}
+		}
+	}
 	return &cfg, nil
 }
 
@@ -523,13 +540,16 @@ func (c *Config) validate() error {
 	if _, err := smtp.ParseBareNewline(c.SMTP.BareNewline); err != nil {
 		return keyErr("smtp.bare_newline", "%q: want normalize or reject", c.SMTP.BareNewline)
 	}
+	if err := c.Cluster.validate(c); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return keyErr("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 	}
 	for key, addr := range map[string]string{"listen.smtp": c.Listen.SMTP, "listen.submission": c.Listen.Submission,
-		"listen.submissions": c.Listen.Submissions, "listen.imaps": c.Listen.IMAPS, "listen.imap": c.Listen.IMAP, "listen.managesieve": c.Listen.ManageSieve, "listen.http": c.Listen.HTTP} {
+		"listen.submissions": c.Listen.Submissions, "listen.imaps": c.Listen.IMAPS, "listen.imap": c.Listen.IMAP, "listen.managesieve": c.Listen.ManageSieve, "listen.http": c.Listen.HTTP, "listen.cluster": c.Listen.Cluster} {
 		if addr == "" {
 			continue
 		}
@@ -765,5 +785,6 @@ func (c *Config) directoryOptions() directory.Options {
 		},
 		AuthBindDN: l.AuthBindUserDN, MinUID: l.MinUID,
 		QuotaAttribute: l.QuotaAttribute, QuotaMessagesAttribute: l.QuotaMessagesAttribute,
+		HomeAttribute: c.Cluster.homeAttribute(),
 	}
 }
