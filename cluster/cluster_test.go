@@ -65,3 +65,25 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestHolds(t *testing.T) {
+	var none *Holds
+	if none.Held("/var/vmail/x") {
+		t.Error("nil Holds holds")
+	}
+	h := NewHolds()
+	r1 := h.Hold("/var/vmail/x/")
+	r2 := h.Hold("/var/vmail/x")
+	if !h.Held("/var/vmail/x") || !h.Held("/var/vmail/x/") || h.Held("/var/vmail/y") || h.Held("") {
+		t.Error("Held after Hold")
+	}
+	r1()
+	r1()
+	if !h.Held("/var/vmail/x") {
+		t.Error("released by a second call of one release")
+	}
+	r2()
+	if h.Held("/var/vmail/x") {
+		t.Error("still held after every release")
+	}
+}
