@@ -1,8 +1,8 @@
 // Package testenv starts a real OpenLDAP slapd for a test, and makes test
 // certificates and free ports: written once, used by every package's tests.
 //
-// StartSlapd builds a fresh cn=config in t.TempDir() with slapadd (core, cosine
-// and nis schemas from /etc/ldap/schema, the seed's postfixUser schema, one mdb
+// StartSlapd builds a fresh cn=config in t.TempDir() with slapadd (core, cosine,
+// nis and misc schemas (misc: mailHost, a cluster user's home node) from /etc/ldap/schema, the seed's postfixUser schema, one mdb
 // database for dc=xoyize,dc=xyz with the seed's indexes and ACLs), loads
 // fixture.ldif, and runs slapd in the foreground as a child process on
 // kernel-picked ports of 127.0.0.1:

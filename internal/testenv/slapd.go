@@ -130,7 +130,7 @@ func (s *Slapd) build(t testing.TB) {
 	}
 	certFile, keyFile := s.ca.Issue(t, "127.0.0.1", "::1", "localhost")
 	var schemas []string
-	for _, name := range []string{"core", "cosine", "nis"} {
+	for _, name := range []string{"core", "cosine", "nis", "misc"} {
 		schemas = append(schemas, filepath.Join(s.tools.schemaDir, name+".ldif"))
 	}
 	config, err := renderConfig(configData{
