@@ -104,7 +104,7 @@ func TestParse(t *testing.T) {
 
 func TestLooksLikeHeader(t *testing.T) {
 	for _, tc := range []struct {
-		in               string
+		in              string
 		header, decided bool
 	}{
 		{"", false, false},
