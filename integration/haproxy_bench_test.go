@@ -12,21 +12,28 @@ import (
 	"time"
 )
 
-// contribDefaultServer is the default-server line of contrib/haproxy.cfg,
-// so the benchmark measures the documented settings.
-func contribDefaultServer(t testing.TB) string {
+// contribChecks are the lines of contrib/haproxy.cfg that make its
+// health checks (default-server, option httpchk, http-check), so the
+// benchmark measures the documented settings.
+func contribChecks(t testing.TB) []string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "contrib", "haproxy.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var lines []string
 	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.TrimSpace(l); strings.HasPrefix(f, "default-server ") {
-			return f
+		f := strings.TrimSpace(l)
+		for _, p := range []string{"default-server ", "option httpchk ", "http-check "} {
+			if strings.HasPrefix(f, p) {
+				lines = append(lines, f)
+			}
 		}
 	}
-	t.Fatal("contrib/haproxy.cfg has no default-server line")
-	return ""
+	if len(lines) != 3 {
+		t.Fatalf("contrib/haproxy.cfg: check lines %q, want default-server, option httpchk and http-check", lines)
+	}
+	return lines
 }
 
 // The documented HAProxy configuration is one HAProxy accepts.
@@ -36,8 +43,8 @@ func TestHAProxyContribConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
-	if !strings.Contains(contribDefaultServer(t), "send-proxy-v2") {
-		t.Error("contrib/haproxy.cfg does not send PROXY v2 headers")
+	if l := contribChecks(t)[0]; !strings.Contains(l, "send-proxy-v2") || !strings.Contains(l, "port 8025") {
+		t.Errorf("contrib/haproxy.cfg: %q: no PROXY v2 headers, or checks not on the http listener", l)
 	}
 }
 
@@ -76,17 +83,23 @@ func startBannerServer(t testing.TB) string {
 // retry, so the client sees every one.
 func BenchmarkHAProxyFailover(b *testing.B) {
 	requireTool(b, "haproxy")
-	defaultServer := contribDefaultServer(b)
+	checks := contribChecks(b)
 	var lastFail, down []time.Duration
 	failed := 0
 	for range b.N {
 		b.StopTimer()
-		s := startServer(b, withProduction(), withTOML("[proxy_protocol]\ntrusted_networks = [\"127.0.0.1\"]\n"))
+		s := startServer(b, withProduction(), withHTTP(), withTOML("[proxy_protocol]\ntrusted_networks = [\"127.0.0.1\"]\n"))
 		other := startBannerServer(b)
 		// No redispatch here: every connection HAProxy sends to the dead
 		// node shows as a failure to the client.
-		h := startHAProxy(b, "  retries 0\n  "+defaultServer+"\n", map[string][]haproxyServer{
-			"smtp": {{"courriel", s.SMTP, ""}, {"other", other, ""}},
+		// The checks ask courriel's /healthz; the other server is not
+		// checked (always up).
+		defaults := "  retries 0\n"
+		for _, l := range checks {
+			defaults += "  " + strings.Replace(l, "port 8025", "port "+port(s.HTTP), 1) + "\n"
+		}
+		h := startHAProxy(b, defaults, map[string][]haproxyServer{
+			"smtp": {{"courriel", s.SMTP, "check"}, {"other", other, ""}},
 		})
 		// Both up: courriel has answered through HAProxy.
 		deadline := time.Now().Add(20 * time.Second)
