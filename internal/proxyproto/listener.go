@@ -43,6 +43,7 @@ type Listener struct {
 	closeOnce sync.Once
 
 	mu      sync.Mutex
+	closed  bool                  // guarded by mu
 	pending map[net.Conn]struct{} // guarded by mu: trusted peers whose header is being read
 }
 
@@ -99,8 +100,7 @@ func (l *Listener) acceptLoop() {
 			}
 			return
 		}
-		peer := addrOf(c.RemoteAddr())
-		if !l.trusted(peer) {
+		if !l.trusted(addrOf(c.RemoteAddr())) {
 			if !l.deliver(accepted{c: &guardedConn{Conn: c, log: l.o.Logger}}) {
 				c.Close()
 				return
@@ -108,9 +108,14 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
 		l.pending[c] = struct{}{}
 		l.mu.Unlock()
-		go l.admitProxied(c, peer)
+		go l.admitProxied(c)
 	}
 }
 
@@ -126,7 +131,7 @@ func (l *Listener) deliver(a accepted) bool {
 
 // admitProxied reads a trusted peer's header, on the connection's own
 // goroutine, and hands the connection on or closes it.
-func (l *Listener) admitProxied(c net.Conn, peer netip.Addr) {
+func (l *Listener) admitProxied(c net.Conn) {
 	pc, err := l.readHeader(c)
 	l.mu.Lock()
 	delete(l.pending, c)
@@ -178,6 +183,7 @@ func (l *Listener) Close() error {
 		close(l.done)
 		err = l.inner.Close()
 		l.mu.Lock()
+		l.closed = true
 		for c := range l.pending {
 			c.Close()
 		}
