@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"os/exec"
@@ -127,6 +129,33 @@ func TestDemoCluster(t *testing.T) {
 	o, err := run(t, "", "curl", "-sSk", "--user", "bob:demo", "imaps://127.0.0.3:2993/INBOX?ALL")
 	if err != nil || !strings.Contains(o, "* SEARCH 1") {
 		t.Errorf("curl imaps at node b: %v\n%s", err, o)
+	}
+	// The IMAP hop's listener on each node: STARTTLS with a certificate
+	// the nodes verify (the demo's, their cluster.ca_file).
+	pem, err := os.ReadFile(filepath.Join(dir, "tls", "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	for _, host := range []string{"127.0.0.2", "127.0.0.3"} {
+		c, err := net.DialTimeout("tcp", host+":2143", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		greeting, _ := r.ReadString('\n')
+		c.Write([]byte("h1 STARTTLS\r\n"))
+		reply, _ := r.ReadString('\n')
+		if !strings.HasPrefix(greeting, "* OK") || !strings.HasPrefix(reply, "h1 OK") {
+			t.Errorf("%s:2143: %q %q", host, greeting, reply)
+			continue
+		}
+		if err := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: host}).Handshake(); err != nil {
+			t.Errorf("%s:2143: STARTTLS not verified with the demo certificate: %v", host, err)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "cluster-secret")); err != nil || len(bytes.TrimSpace(b)) < 16 {
 		t.Errorf("cluster secret: %v %q", err, b)
