@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -227,5 +228,52 @@ func TestSlowPeerDoesNotStallAccept(t *testing.T) {
 	}
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept after Close: %v", err)
+	}
+}
+
+// flakyListener fails its first Accept with a temporary error, then
+// hands out one connection, then fails for good.
+type flakyListener struct {
+	net.Listener
+	calls int
+	conn  net.Conn
+}
+
+var errBroken = errors.New("listener broken")
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.calls++
+	switch l.calls {
+	case 1:
+		return nil, os.ErrDeadlineExceeded
+	case 2:
+		return l.conn, nil
+	}
+	return nil, errBroken
+}
+
+// The wrapped listener's errors come through as they are, in order, so
+// acceptloop's backoff on temporary ones and its end on the others apply.
+func TestAcceptErrors(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	a, b := net.Pipe() // RemoteAddr "pipe": not trusted
+	defer a.Close()
+	defer b.Close()
+	l := NewListener(&flakyListener{Listener: inner, conn: a}, Options{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	defer l.Close()
+	if _, err := l.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("first Accept: %v, want the temporary error", err)
+	}
+	if c, err := l.Accept(); err != nil || c.RemoteAddr() != a.RemoteAddr() {
+		t.Errorf("second Accept: %v %v, want the connection", c, err)
+	}
+	for range 2 {
+		if _, err := l.Accept(); err != errBroken {
+			t.Errorf("Accept after the listener broke: %v", err)
+		}
 	}
 }
