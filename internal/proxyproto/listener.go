@@ -160,9 +160,14 @@ func (l *Listener) readHeader(c net.Conn) (net.Conn, error) {
 	}
 	pc := &proxiedConn{Conn: c, rest: rest, remote: c.RemoteAddr(), local: c.LocalAddr()}
 	if !h.Local {
-		pc.remote = net.TCPAddrFromAddrPort(h.Source)
-		pc.local = net.TCPAddrFromAddrPort(h.Destination)
+		// A dual-stack balancer sends IPv4 clients as ::ffff:a.b.c.d:
+		// the servers count and log them as the IPv4 address they are.
+		unmap := func(ap netip.AddrPort) *net.TCPAddr {
+			return net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+		pc.remote, pc.local = unmap(h.Source), unmap(h.Destination)
 	}
+	l.o.Logger.Debug("PROXY header", "client", pc.remote.String(), "balancer", c.RemoteAddr().String(), "version", h.Version, "local", h.Local)
 	return pc, nil
 }
 

@@ -88,6 +88,7 @@ func TestTrustedPeerWithHeader(t *testing.T) {
 	}{
 		{"v1", []byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 25\r\n"), "192.0.2.7:40000"},
 		{"v2", v2(1, 0x21, v6Block("2001:db8::7", "2001:db8::1", 40000, 993)), "[2001:db8::7]:40000"},
+		{"v2 mapped", v2(1, 0x21, v6Block("::ffff:192.0.2.7", "::ffff:198.51.100.1", 40000, 25)), "192.0.2.7:40000"},
 		{"v2 local", v2(0, 0, nil), ""}, // the balancer's own address
 	} {
 		t.Run(tc.name, func(t *testing.T) {
