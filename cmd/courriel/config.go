@@ -52,6 +52,9 @@ type Config struct {
 	// Cluster makes this node one of several on a replicated directory
 	// (clusterconf.go); absent: a single node.
 	Cluster ClusterConfig `toml:"cluster"`
+	// ProxyProtocol puts client listeners behind load balancers
+	// (proxyconf.go); absent: clients connect directly.
+	ProxyProtocol ProxyProtocolConfig `toml:"proxy_protocol"`
 }
 
 // SieveConfig is about running users' Sieve scripts at delivery (Dovecot
@@ -541,6 +544,9 @@ func (c *Config) validate() error {
 		return keyErr("smtp.bare_newline", "%q: want normalize or reject", c.SMTP.BareNewline)
 	}
 	if err := c.Cluster.validate(c); err != nil {
+		return err
+	}
+	if err := c.ProxyProtocol.validate(); err != nil {
 		return err
 	}
 	switch c.LogLevel {

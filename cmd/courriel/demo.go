@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -116,6 +117,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	printConfig := fs.Bool("print-config", false, "print the configuration the demo runs with, as TOML, and exit")
 	dnsAddr := fs.String("dns", "", "DNS server (host:port) for the inbound SPF/DKIM/DMARC checks; default the machine's resolver")
 	expose := fs.Bool("expose-demo-passwords", false, "allow a -listen address that is not loopback: every demo account (password \"demo\") and the embedded LDAP directory become reachable from the network")
+	clusterDemo := fs.Bool("cluster", false, "run two cluster nodes sharing the embedded directory: a on "+demoHostA+", b on "+demoHostB+" (-listen does not apply)")
 	var milters stringList
 	fs.Var(&milters, "milter", "milter `address` (inet:HOST:PORT or unix:/path) for the port-25 listener, with the tempfail policy; repeatable")
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +134,20 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			ContentTimeout: milter.DefaultContentTimeout})
 	}
 	cfg.MailAuth.DNSServer = *dnsAddr
+	if *clusterDemo {
+		listenSet := false
+		fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
+		if listenSet {
+			return exitf(2, "-listen does not apply to -cluster: node a listens on %s, node b on %s", demoHostA, demoHostB)
+		}
+		ldif := embedded.DemoLDIF
+		if *ldifFile != "" {
+			if ldif, err = os.ReadFile(*ldifFile); err != nil {
+				return err
+			}
+		}
+		return runDemoCluster(ctx, demoClusterOptions{dir: dir, ldif: ldif, printConfig: *printConfig, dns: *dnsAddr, milters: cfg.Milters}, stdout, stderr)
+	}
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)

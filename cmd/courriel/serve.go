@@ -467,7 +467,7 @@ func (a *app) listen() error {
 		}
 		// smtp.Server does the implicit TLS of 465 itself (after the
 		// per-IP connection limit), so ln stays plain here.
-		a.listeners = append(a.listeners, boundListener{name: name, ln: ln, serve: srv.Serve, stop: srv.Shutdown})
+		a.listeners = append(a.listeners, boundListener{name: name, ln: a.proxyListener(name, ln), serve: srv.Serve, stop: srv.Shutdown})
 		return nil
 	}
 	if err := smtpListener("smtp", cfg.Listen.SMTP, smtp.Inbound); err != nil {
@@ -487,6 +487,8 @@ func (a *app) listen() error {
 		if err != nil {
 			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 		}
+		// The PROXY header comes before the TLS handshake.
+		ln = a.proxyListener(name, ln)
 		if implicit {
 			ln = tls.NewListener(ln, a.tlsFor(name))
 		}
@@ -505,7 +507,7 @@ func (a *app) listen() error {
 		if err != nil {
 			return fmt.Errorf("listen managesieve on %s: %w", addr, err)
 		}
-		a.listeners = append(a.listeners, boundListener{name: "managesieve", ln: ln, serve: a.sieve.Serve, stop: a.sieve.Shutdown})
+		a.listeners = append(a.listeners, boundListener{name: "managesieve", ln: a.proxyListener("managesieve", ln), serve: a.sieve.Serve, stop: a.sieve.Shutdown})
 	}
 	return a.httpListener()
 }

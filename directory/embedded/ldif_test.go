@@ -32,7 +32,8 @@ func TestParseLDIFDemo(t *testing.T) {
 		"HOMEDIRECTORY":          {"/var/vmail/xomail"},
 		"uidNumber":              {"20000"},
 		"gidnumber":              {"20000"},
-		"objectclass":            {"account", "posixAccount", "postfixUser", "top"},
+		"objectclass":            {"account", "posixAccount", "postfixUser", "top", "inetLocalMailRecipient"},
+		"mailhost":               {"a"}, // its home node in `courriel demo -cluster`
 	} {
 		if got := xomail.Get(name); !reflect.DeepEqual(got, want) {
 			t.Errorf("xomail %s = %q, want %q", name, got, want)

@@ -168,7 +168,7 @@ func TestSearchAttributes(t *testing.T) {
 		}
 		return n
 	}
-	all := []string{"cn", "gidNumber", "homeDirectory", "mailacceptinggeneralid", "maildrop", "objectClass", "uid", "uidNumber"}
+	all := []string{"cn", "gidNumber", "homeDirectory", "mailacceptinggeneralid", "maildrop", "objectClass", "mailHost", "uid", "uidNumber"}
 	tests := []struct {
 		attrs []string
 		want  []string
