@@ -7,6 +7,12 @@ type options struct {
 	homeBase    string
 	withPostfix bool
 	extraLDIF   []string
+	withoutMisc bool
+
+	// Replication, set by StartReplicated only.
+	syncprov  bool   // the syncprov overlay on the mdb database
+	syncrepl  string // olcSyncrepl: a consumer (no data, no rootpw)
+	updateRef string // olcUpdateRef of a consumer
 }
 
 func defaultOptions() options {
@@ -32,4 +38,11 @@ func WithoutPostfixSchema() Option {
 // start: plain entries are added, changetype records do what they say.
 func WithExtraLDIF(ldif string) Option {
 	return func(o *options) { o.extraLDIF = append(o.extraLDIF, ldif) }
+}
+
+// WithoutMiscSchema leaves OpenLDAP's misc.schema (mailHost,
+// inetLocalMailRecipient) out, as a fresh Debian slapd has it: what
+// `courriel ldap-schema -cluster` output is loaded into by its test.
+func WithoutMiscSchema() Option {
+	return func(o *options) { o.withoutMisc = true }
 }

@@ -131,6 +131,9 @@ func (s *Slapd) build(t testing.TB) {
 	certFile, keyFile := s.ca.Issue(t, "127.0.0.1", "::1", "localhost")
 	var schemas []string
 	for _, name := range []string{"core", "cosine", "nis", "misc"} {
+		if name == "misc" && s.opts.withoutMisc {
+			continue
+		}
 		schemas = append(schemas, filepath.Join(s.tools.schemaDir, name+".ldif"))
 	}
 	config, err := renderConfig(configData{
@@ -140,6 +143,7 @@ func (s *Slapd) build(t testing.TB) {
 		Postfix: s.opts.withPostfix, PostfixSchema: postfixSchemaLDIF,
 		ConfigPassword: ConfigPassword, AdminPassword: AdminPassword,
 		PeerCred: peerCredDN(), DataDir: dataDir,
+		SyncProv: s.opts.syncprov, Syncrepl: s.opts.syncrepl, UpdateRef: s.opts.updateRef,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +157,9 @@ func (s *Slapd) build(t testing.TB) {
 	writeFile(t, configFile, []byte(config), 0o600)
 	writeFile(t, dataFile, []byte(data), 0o600)
 	s.runTool(t, "", s.tools.slapadd, "-n0", "-F", s.confDir, "-l", configFile)
+	if s.opts.syncrepl != "" {
+		return // a consumer starts empty and gets everything from its provider
+	}
 	s.runTool(t, "", s.tools.slapadd, "-q", "-F", s.confDir, "-b", Suffix, "-l", dataFile)
 }
 
