@@ -13,6 +13,7 @@ type options struct {
 	syncprov  bool   // the syncprov overlay on the mdb database
 	syncrepl  string // olcSyncrepl: a consumer (no data, no rootpw)
 	updateRef string // olcUpdateRef of a consumer
+	ca        *CA    // nil: a new CA per slapd
 }
 
 func defaultOptions() options {

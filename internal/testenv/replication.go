@@ -28,6 +28,8 @@ const syncTimeout = 30 * time.Second
 //     rootpw: nobody can bind as its rootdn and write to the replica alone.
 //     Its Add, Modify and Delete helpers therefore fail; change the
 //     Provider and WaitInSync.
+//
+// Both have certificates from the same CA (CAFile of either).
 type Replicated struct {
 	Provider *Slapd
 	Consumer *Slapd
@@ -45,6 +47,7 @@ func StartReplicated(t testing.TB, opts ...Option) *Replicated {
 		o.homeBase, o.withPostfix, o.withoutMisc = p.opts.homeBase, p.opts.withPostfix, p.opts.withoutMisc
 		o.syncrepl = p.SyncreplConfig(1, "1 +")
 		o.updateRef = p.URL()
+		o.ca = p.ca // one CA, as one admin's servers: a client verifies both
 	}}
 	c := StartSlapd(t, consumerOpts...)
 	r := &Replicated{Provider: p, Consumer: c}

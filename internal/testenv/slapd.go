@@ -70,7 +70,10 @@ func StartSlapd(t testing.TB, opts ...Option) *Slapd {
 	}
 	o.homeBase = filepath.Clean(o.homeBase)
 
-	s := &Slapd{tools: tl, opts: o, dir: t.TempDir(), ca: NewCA(t), log: &tailBuffer{max: 64 << 10}}
+	s := &Slapd{tools: tl, opts: o, dir: t.TempDir(), ca: o.ca, log: &tailBuffer{max: 64 << 10}}
+	if s.ca == nil {
+		s.ca = NewCA(t)
+	}
 	s.confDir = filepath.Join(s.dir, "slapd.d")
 	s.socket = socketPath(t, s.dir)
 	s.build(t)
