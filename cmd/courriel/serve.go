@@ -84,6 +84,9 @@ type app struct {
 	log     *slog.Logger
 	metrics *monitor.Metrics
 	dir     *liveDirectory
+	// watcher drops cached directory answers when the replica changes
+	// ([ldap] watch_changes); nil: they expire by their TTL only.
+	watcher *directory.Watcher
 	store   *delivery.Store
 	// local stores local copies for smtp and the queue: the store itself,
 	// or the Sieve filter around it ([sieve] enabled).
@@ -118,6 +121,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.dir = newLiveDirectory(d)
+	if cfg.watchChanges() {
+		a.watcher = d.NewWatcher(a.dir.FlushCache)
+	}
 	pingCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.dir.Ping(pingCtx); err != nil {
 		// Not fatal: mail gets 4xx until the directory answers, as Postfix.
@@ -520,6 +526,9 @@ func (a *app) httpListener() error {
 		st := a.dir.Stats()
 		return st.Searches, st.CacheHits, st.Binds
 	})
+	if a.watcher != nil {
+		registerWatchMetrics(a.metrics.Registry(), a.watcher)
+	}
 	// From the queue's own counters: a scrape reads no envelope.
 	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
 		c := a.queue.Counts()
@@ -580,6 +589,9 @@ func (a *app) run(ctx context.Context) error {
 	})
 	if a.tlsrpt != nil {
 		wg.Go(func() { a.tlsrpt.Run(ctx) })
+	}
+	if a.watcher != nil {
+		wg.Go(func() { a.watcher.Run(ctx) })
 	}
 	for _, m := range a.tls {
 		wg.Go(func() { m.Watch(ctx) })
