@@ -14,6 +14,7 @@ type options struct {
 	syncrepl  string // olcSyncrepl: a consumer (no data, no rootpw)
 	updateRef string // olcUpdateRef of a consumer
 	ca        *CA    // nil: a new CA per slapd
+	noData    bool   // no slapadd of base.ldif and fixture.ldif
 }
 
 func defaultOptions() options {
@@ -46,4 +47,18 @@ func WithExtraLDIF(ldif string) Option {
 // `courriel ldap-schema -cluster` output is loaded into by its test.
 func WithoutMiscSchema() Option {
 	return func(o *options) { o.withoutMisc = true }
+}
+
+// WithCA makes the server certificate from ca instead of a CA of its own:
+// servers of one test that must trust each other (a replica and its
+// provider over StartTLS).
+func WithCA(ca *CA) Option {
+	return func(o *options) { o.ca = ca }
+}
+
+// WithoutData leaves the database empty (no suffix entry, no accounts): a
+// replica to be, filled by syncrepl once configured. Add, Modify and
+// Delete still work as the rootdn.
+func WithoutData() Option {
+	return func(o *options) { o.noData = true }
 }

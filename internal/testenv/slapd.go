@@ -160,7 +160,7 @@ func (s *Slapd) build(t testing.TB) {
 	writeFile(t, configFile, []byte(config), 0o600)
 	writeFile(t, dataFile, []byte(data), 0o600)
 	s.runTool(t, "", s.tools.slapadd, "-n0", "-F", s.confDir, "-l", configFile)
-	if s.opts.syncrepl != "" {
+	if s.opts.syncrepl != "" || s.opts.noData {
 		return // a consumer starts empty and gets everything from its provider
 	}
 	s.runTool(t, "", s.tools.slapadd, "-q", "-F", s.confDir, "-b", Suffix, "-l", dataFile)
