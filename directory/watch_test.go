@@ -126,10 +126,10 @@ func TestWatcherInvalidatesCache(t *testing.T) {
 		return err == nil && got == "alice@xoyize.xyz@node=node-b", got + " " + errString(err)
 	})
 
-	// The consumer goes away: the watcher says so, then reconnects when
+	// The consumer is killed: the watcher says so, then reconnects when
 	// it is back, and a change made meanwhile on the provider is seen.
 	connects := w.Status().Connects
-	r.Consumer.Stop(t)
+	r.Consumer.Kill(t)
 	eventually(t, "watcher disconnected", func() (bool, string) {
 		st := w.Status()
 		return !st.Connected, statusString(st)

@@ -278,6 +278,19 @@ func (s *Slapd) stop() error {
 	return nil
 }
 
+// Kill ends slapd with SIGKILL, as a crash or the OOM killer would, and
+// waits until it has exited. Data stays for Start.
+func (s *Slapd) Kill(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p != nil && !killProcess(p) {
+		t.Fatal("testenv: slapd did not exit after SIGKILL")
+	}
+}
+
 // killProcess SIGKILLs p and waits (bounded) for it to be reaped.
 func killProcess(p *process) bool {
 	_ = p.cmd.Process.Kill()

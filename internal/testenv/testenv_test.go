@@ -365,8 +365,8 @@ func TestReplicated(t *testing.T) {
 		t.Error("the rootdn binds on the consumer")
 	}
 
-	// Consumer down while the provider changes; back, it catches up.
-	r.Consumer.Stop(t)
+	// Consumer killed while the provider changes; back, it catches up.
+	r.Consumer.Kill(t)
 	r.Provider.Modify(t, "dn: "+alice+"\nchangetype: modify\nreplace: mailHost\nmailHost: node-c\n")
 	r.Consumer.Start(t)
 	r.WaitFor(t, alice, "mailHost", "node-c")
