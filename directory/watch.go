@@ -232,3 +232,28 @@ func (w *Watcher) setConnected(v bool) {
 	w.status.Connected = v
 	w.mu.Unlock()
 }
+
+// Check runs one sync search (refreshOnly) on the watched URL as Run
+// would, for `courriel check-config`: it fails when the server refuses the
+// sync control, the reader may not search, or a size limit cuts the
+// refresh.
+func (w *Watcher) Check(ctx context.Context) error {
+	c, err := w.d.searches.dialOne(ctx, w.url)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := ldap.NewSearchRequest(w.d.opts.BaseDN, w.d.scope, ldap.NeverDerefAliases,
+		0, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+	resp := c.Syncrepl(ctx, req, watchBuffer, ldap.SyncRequestModeRefreshOnly, nil, false)
+	for resp.Next() {
+	}
+	err = resp.Err()
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
+		return fmt.Errorf("%w: %v", errSyncUnsupported, err)
+	}
+	if err == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

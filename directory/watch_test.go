@@ -87,6 +87,9 @@ func TestWatcherInvalidatesCache(t *testing.T) {
 	watched := newDir(t, replicaOptions(r))
 	unwatched := newDir(t, replicaOptions(r))
 	w := watched.NewWatcher(nil)
+	if err := w.Check(context.Background()); err != nil {
+		t.Fatalf("Check on the consumer: %v", err)
+	}
 	runWatcher(t, w)
 	eventually(t, "watcher connected", func() (bool, string) {
 		st := w.Status()
@@ -168,6 +171,9 @@ func TestWatcherUnsupported(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	w := d.NewWatcher(nil)
+	if err := w.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "sync control") {
+		t.Errorf("Check on the embedded directory: %v", err)
+	}
 	done := make(chan struct{})
 	go func() { w.Run(context.Background()); close(done) }()
 	select {

@@ -248,3 +248,18 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// PingWrite connects to WriteURLs and binds as the write account; nil
+// when no WriteURLs are configured (the provider is only known from a
+// referral, at the first write).
+func (d *Directory) PingWrite(ctx context.Context) error {
+	if len(d.opts.WriteURLs) == 0 {
+		return nil
+	}
+	c, err := d.writePool(d.opts.WriteURLs).dial(ctx)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
+}

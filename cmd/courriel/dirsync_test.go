@@ -216,3 +216,29 @@ func TestServeWatcherMetrics(t *testing.T) {
 		t.Errorf("last change timestamp %q", v)
 	}
 }
+
+// check-config on a cluster node checks the change watch on the replica
+// and the write account on write_urls.
+func TestCheckConfigClusterDirectory(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	cfg := replicaConfig(t, r, fmt.Sprintf("watch_changes = true\nwrite_urls = [%q]", r.Provider.URL()))
+	_, out, _ := runCmd(t, "", "check-config", "-q", "-config", cfg)
+	for _, want := range []string{
+		"ok   ldap: change watch (sync search, RFC 4533) on " + r.Consumer.URL(),
+		"ok   ldap: connect and bind as \"" + testenv.AdminDN + "\" to write_urls",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config lacks %q:\n%s", want, out)
+		}
+	}
+	// A write account whose password is wrong is caught.
+	bad := replicaConfig(t, r, fmt.Sprintf("write_urls = [%q]", r.Provider.URL()))
+	pwFile := filepath.Join(filepath.Dir(bad), "write-password")
+	if err := os.WriteFile(pwFile, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := runCmd(t, "", "check-config", "-q", "-config", bad); !strings.Contains(out, "FAIL ldap: connect and bind as") {
+		t.Errorf("wrong write password not reported:\n%s", out)
+	}
+}
