@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"courriel/directory"
 	"courriel/internal/testenv"
 )
 
@@ -240,5 +242,83 @@ func TestCheckConfigClusterDirectory(t *testing.T) {
 	}
 	if _, out, _ := runCmd(t, "", "check-config", "-q", "-config", bad); !strings.Contains(out, "FAIL ldap: connect and bind as") {
 		t.Errorf("wrong write password not reported:\n%s", out)
+	}
+}
+
+// A SIGHUP that replaces the directory client (here: the reader's password
+// rotated) replaces the watcher too, which could not reconnect with the
+// old password.
+func TestReloadRestartsWatcher(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	cfgPath := replicaConfig(t, r, "watch_changes = true")
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.cfgPath = cfgPath
+	t.Cleanup(a.close)
+	if err := a.listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+	wait := func(what string, cond func(directory.WatchStatus) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for st := a.watch.Status(); !cond(st); st = a.watch.Status() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: status %+v", what, st)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait("connected", func(st directory.WatchStatus) bool { return st.Connected })
+
+	// The reader's password changes on the provider; the watcher's
+	// connection breaks (the replica restarts) and cannot bind again.
+	const rotated = "rotated-reader-secret"
+	r.Provider.Modify(t, "dn: "+testenv.ReaderDN+"\nchangetype: modify\nreplace: userPassword\nuserPassword: "+rotated+"\n")
+	r.WaitInSync(t)
+	r.Consumer.Kill(t)
+	wait("disconnected", func(st directory.WatchStatus) bool { return !st.Connected })
+	r.Consumer.Start(t)
+	time.Sleep(2 * time.Second) // several retries, all refused
+	if st := a.watch.Status(); st.Connected {
+		t.Fatalf("connected with the old password: %+v", st)
+	}
+
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), fmt.Sprintf("bind_password = %q", testenv.ReaderPassword), fmt.Sprintf("bind_password = %q", rotated), 1))
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.reload()
+	wait("connected after the reload", func(st directory.WatchStatus) bool { return st.Connected })
+
+	// watch_changes = false in a reload stops it.
+	data = []byte(strings.Replace(string(data), "watch_changes = true", "watch_changes = false", 1))
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.reload()
+	if st := a.watch.Status(); st.Connected || st.URL != "" {
+		t.Errorf("after watch_changes = false: %+v", st)
 	}
 }

@@ -84,10 +84,11 @@ type app struct {
 	log     *slog.Logger
 	metrics *monitor.Metrics
 	dir     *liveDirectory
-	// watcher drops cached directory answers when the replica changes
-	// ([ldap] watch_changes); nil: they expire by their TTL only.
-	watcher *directory.Watcher
-	store   *delivery.Store
+	// watch drops cached directory answers when the replica changes
+	// ([ldap] watch_changes, see dirwatch.go); otherwise they expire by
+	// their TTL only.
+	watch *liveWatcher
+	store *delivery.Store
 	// local stores local copies for smtp and the queue: the store itself,
 	// or the Sieve filter around it ([sieve] enabled).
 	local localDeliverer
@@ -121,9 +122,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.dir = newLiveDirectory(d)
-	if cfg.watchChanges() {
-		a.watcher = d.NewWatcher(a.dir.FlushCache)
-	}
+	a.watch = &liveWatcher{flush: a.dir.FlushCache}
 	pingCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.dir.Ping(pingCtx); err != nil {
 		// Not fatal: mail gets 4xx until the directory answers, as Postfix.
@@ -526,8 +525,8 @@ func (a *app) httpListener() error {
 		st := a.dir.Stats()
 		return st.Searches, st.CacheHits, st.Binds
 	})
-	if a.watcher != nil {
-		registerWatchMetrics(a.metrics.Registry(), a.watcher)
+	if a.cfg.watchChanges() {
+		registerWatchMetrics(a.metrics.Registry(), a.watch)
 	}
 	// From the queue's own counters: a scrape reads no envelope.
 	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
@@ -590,9 +589,8 @@ func (a *app) run(ctx context.Context) error {
 	if a.tlsrpt != nil {
 		wg.Go(func() { a.tlsrpt.Run(ctx) })
 	}
-	if a.watcher != nil {
-		wg.Go(func() { a.watcher.Run(ctx) })
-	}
+	a.watch.begin(ctx, a.dir.get(), a.cfg.watchChanges())
+	defer a.watch.stop()
 	for _, m := range a.tls {
 		wg.Go(func() { m.Watch(ctx) })
 	}
