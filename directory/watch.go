@@ -198,7 +198,7 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 		w.mu.Unlock()
 		return persisted, fmt.Errorf("sync search on %s: %w", w.url, err)
 	case err != nil:
-		return persisted, fmt.Errorf("sync search on %s: %w", w.url, err)
+		return persisted, w.searchErr(err)
 	}
 	if ctx.Err() != nil {
 		return persisted, ctx.Err()
@@ -249,11 +249,20 @@ func (w *Watcher) Check(ctx context.Context) error {
 	for resp.Next() {
 	}
 	err = resp.Err()
-	if ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		return fmt.Errorf("%w: %v", errSyncUnsupported, err)
+	case err != nil:
+		return w.searchErr(err)
 	}
-	if err == nil && ctx.Err() != nil {
-		return ctx.Err()
+	return ctx.Err()
+}
+
+// searchErr says what failed, with the usual cause of a size limit.
+func (w *Watcher) searchErr(err error) error {
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		return fmt.Errorf("sync search on %s: %w (its refresh reads every entry of the search base: "+
+			"give the reader no size limit, olcLimits size=unlimited)", w.url, err)
 	}
-	return err
+	return fmt.Errorf("sync search on %s: %w", w.url, err)
 }

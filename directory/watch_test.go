@@ -233,3 +233,20 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A size limit on the reader cuts the sync refresh: Check says so and how
+// to fix it; the lookups themselves are not affected.
+func TestWatcherSizeLimit(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	r.Consumer.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcLimits\n"+
+		"olcLimits: dn.exact=\""+testenv.ReaderDN+"\" size=3\n")
+	d := newDir(t, replicaOptions(r))
+	err := d.NewWatcher(nil).Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "size=unlimited") {
+		t.Errorf("Check with a size limit of 3: %v", err)
+	}
+	if got, err := resolve(d, "test0@hosted-domain.com"); err != nil || got != "xomail@xoyize.xyz@node=" {
+		t.Errorf("lookup: %q %v", got, err)
+	}
+}
