@@ -182,6 +182,8 @@ func ClusterSchemaLDIF(o SchemaOptions, c ClusterSchemaOptions) string {
 		line("#    check logins), through a rule placed first that lets everyone else")
 		line("#    fall through to the rules below (\"by * break\"), and has no size or")
 		line("#    time limit: a consumer's first refresh reads the whole directory.")
+		line("#    Nor has the reader a size limit, for a node that reads the provider")
+		line("#    itself: courriel's change watch starts with a refresh of the base.")
 	} else {
 		line("#    Replication: refreshAndPersist (changes pushed as they happen), retry")
 		line("#    every 5 s five times then every 60 s forever (OpenLDAP's default gives up")
@@ -204,6 +206,7 @@ func ClusterSchemaLDIF(o SchemaOptions, c ClusterSchemaOptions) string {
 		line("-")
 		line("add: olcLimits")
 		attr("olcLimits", `dn.exact="`+c.ReplicatorDN+`" size=unlimited time=unlimited`)
+		attr("olcLimits", `dn.exact="`+o.ReaderDN+`" size=unlimited`)
 		line("-")
 	} else {
 		pw := c.ReplicatorPassword

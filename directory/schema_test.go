@@ -383,6 +383,12 @@ func TestClusterSchemaLDIFLoads(t *testing.T) {
 	}
 	d := newDir(t, do)
 	w := d.NewWatcher(nil)
+	// A node may read the provider itself: its watch works there too.
+	po := do
+	po.URLs = []string{p.URL()}
+	if err := newDir(t, po).NewWatcher(nil).Check(context.Background()); err != nil {
+		t.Errorf("watch on the provider: %v", err)
+	}
 	runWatcher(t, w)
 	eventually(t, "watch connected to the consumer", func() (bool, string) { return w.Status().Connected, statusString(w.Status()) })
 	if got, err := resolve(d, "nina@new.example"); err != nil || got != "nina@xoyize.xyz@node=node-a" {
