@@ -20,7 +20,11 @@ type searchCache struct {
 	posTTL, negTTL time.Duration
 	now            func() time.Time
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// gen counts flushes: a search that started before a flush may have
+	// read the directory before the change that caused it, so its answer
+	// is handed to its callers but never stored.
+	gen      uint64                     // guarded by mu
 	posEpoch int64                      // guarded by mu
 	negEpoch int64                      // guarded by mu
 	pos      map[string][]*ldap.Entry   // guarded by mu; entries are immutable
@@ -81,13 +85,16 @@ func (c *searchCache) do(key string, search func() ([]*ldap.Entry, error)) (entr
 	}
 	f := &inflightSearch{done: make(chan struct{})}
 	c.inflight[key] = f
+	gen := c.gen
 	c.mu.Unlock()
 
 	f.entries, f.err = search()
 
 	c.mu.Lock()
-	delete(c.inflight, key)
-	if f.err == nil {
+	if c.inflight[key] == f {
+		delete(c.inflight, key)
+	}
+	if f.err == nil && gen == c.gen {
 		c.rollLocked()
 		if len(f.entries) > 0 {
 			if c.posTTL > 0 {
@@ -102,8 +109,13 @@ func (c *searchCache) do(key string, search func() ([]*ldap.Entry, error)) (entr
 	return f.entries, false, f.err
 }
 
+// flush forgets every answer, and makes the searches in flight forget
+// theirs: later callers for the same key search again instead of waiting
+// for an answer read before the change.
 func (c *searchCache) flush() {
 	c.mu.Lock()
+	c.gen++
 	c.pos, c.neg = map[string][]*ldap.Entry{}, map[string]struct{}{}
+	c.inflight = map[string]*inflightSearch{}
 	c.mu.Unlock()
 }

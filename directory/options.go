@@ -60,6 +60,16 @@ type Options struct {
 	BaseDN       string
 	Scope        string // "sub" (default), "one" or "base"
 
+	// WriteURLs are where writes go (the provider of a replicated
+	// directory: SetPassword, SetHomeNode), tried in order. Empty: writes
+	// are tried on URLs, and a referral (a consumer's olcUpdateRef) is
+	// followed once.
+	WriteURLs []string
+	// WriteBindDN and WriteBindPassword are the account writes bind as;
+	// empty: BindDN and BindPassword.
+	WriteBindDN       string
+	WriteBindPassword string
+
 	DialTimeout    time.Duration // default 5s
 	RequestTimeout time.Duration // default 10s
 	PoolSize       int           // search connections kept open; default 4
@@ -191,6 +201,16 @@ func (o *Options) validate() error {
 	if o.BindDN != "" {
 		if _, err := ldap.ParseDN(o.BindDN); err != nil {
 			return fmt.Errorf("bind DN %q: %w", o.BindDN, err)
+		}
+	}
+	for _, s := range o.WriteURLs {
+		if err := checkWriteURL(s); err != nil {
+			return fmt.Errorf("LDAP write URL %q: %w", s, err)
+		}
+	}
+	if o.WriteBindDN != "" {
+		if _, err := ldap.ParseDN(o.WriteBindDN); err != nil {
+			return fmt.Errorf("write bind DN %q: %w", o.WriteBindDN, err)
 		}
 	}
 	if _, err := scopeValue(o.Scope); err != nil {

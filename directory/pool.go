@@ -18,6 +18,7 @@ import (
 // back, so a restarted server is reached again on the next call.
 type connPool struct {
 	opts   *Options
+	urls   []string // tried in order
 	tls    *tls.Config
 	bindDN string
 	bindPW string
@@ -27,7 +28,7 @@ type connPool struct {
 
 func newConnPool(o *Options, tlsConf *tls.Config, bindDN, bindPW string) *connPool {
 	return &connPool{
-		opts: o, tls: tlsConf, bindDN: bindDN, bindPW: bindPW,
+		opts: o, urls: o.URLs, tls: tlsConf, bindDN: bindDN, bindPW: bindPW,
 		idle:  make(chan *ldap.Conn, o.PoolSize),
 		slots: make(chan struct{}, o.PoolSize),
 	}
@@ -112,7 +113,7 @@ func (p *connPool) close() {
 
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
 	var errs []error
-	for _, raw := range p.opts.URLs {
+	for _, raw := range p.urls {
 		c, err := p.dialOne(ctx, raw)
 		if err == nil {
 			return c, nil

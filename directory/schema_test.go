@@ -320,3 +320,114 @@ func TestSchemaFileLoads(t *testing.T) {
 		t.Errorf("SchemaFile:\n%s", directory.SchemaFile())
 	}
 }
+
+// The cluster LDIF, loaded with ldapadd after the base output into two
+// slapds set up as Debian leaves them (no postfix schema, no misc.schema,
+// no syncprov), makes them a working provider and consumer: entries with
+// mailHost replicate, passwords too, writes on the consumer are referred
+// to the provider, and the consumer answers courriel's sync search.
+func TestClusterSchemaLDIFLoads(t *testing.T) {
+	t.Parallel()
+	ldapadd := findProgram(t, "ldapadd")
+	ca := testenv.NewCA(t)
+	fresh := []testenv.Option{testenv.WithoutPostfixSchema(), testenv.WithoutMiscSchema(), testenv.WithCA(ca)}
+	p := testenv.StartSlapd(t, fresh...)
+	c := testenv.StartSlapd(t, append(fresh, testenv.WithoutData())...)
+	const replicatorPW = "replicator-secret"
+	load := func(s *testenv.Slapd, name, ldif string) {
+		t.Helper()
+		file := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(file, []byte(ldif), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := run(t, ldapadd, "-Y", "EXTERNAL", "-H", s.LDAPIURL(), "-f", file); err != nil {
+			t.Fatalf("ldapadd %s: %v\n%s", name, err, out)
+		}
+	}
+	var o directory.SchemaOptions
+	load(p, "schema.ldif", directory.SchemaLDIF(o))
+	load(p, "cluster.ldif", directory.ClusterSchemaLDIF(o, directory.ClusterSchemaOptions{Role: directory.ClusterProvider}))
+	p.Add(t, "dn: cn=replicator,ou=Manager,dc=xoyize,dc=xyz\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"+
+		"cn: replicator\nuserPassword: "+replicatorPW+"\n\n"+
+		"dn: uid=nina,ou=mail,dc=xoyize,dc=xyz\nobjectClass: account\nobjectClass: posixAccount\nobjectClass: postfixUser\n"+
+		"objectClass: inetLocalMailRecipient\nuid: nina\ncn: nina\nuidNumber: 21000\ngidNumber: 21000\nhomeDirectory: /var/vmail/nina\n"+
+		"userPassword: nina-secret\nmailacceptinggeneralid: nina@new.example\nmaildrop: nina@xoyize.xyz\nmailHost: node-a\n")
+
+	load(c, "schema.ldif", directory.SchemaLDIF(o))
+	load(c, "cluster.ldif", directory.ClusterSchemaLDIF(o, directory.ClusterSchemaOptions{
+		Role: directory.ClusterConsumer, ProviderURL: p.URL(), ProviderCAFile: ca.CertFile(), ReplicatorPassword: replicatorPW,
+	}))
+	r := &testenv.Replicated{Provider: p, Consumer: c}
+	nina := "uid=nina,ou=mail,dc=xoyize,dc=xyz"
+	r.WaitFor(t, nina, "mailHost", "node-a")
+	r.WaitInSync(t)
+
+	// Passwords came along (the replicator's rule comes first), and a
+	// write on the consumer is referred to the provider.
+	uc := dialLDAP(t, c.URL())
+	if err := uc.Bind(nina, "nina-secret"); err != nil {
+		t.Fatalf("nina's bind on the consumer: %v", err)
+	}
+	res, err := uc.ModifyWithResult(&ldap.ModifyRequest{DN: nina, Changes: []ldap.Change{{Operation: ldap.ReplaceAttribute,
+		Modification: ldap.PartialAttribute{Type: "userPassword", Vals: []string{"other"}}}}})
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) || res == nil || !strings.HasPrefix(res.Referral, p.URL()) {
+		t.Errorf("write on the consumer: %v %+v, want a referral to %s", err, res, p.URL())
+	}
+
+	// courriel reading the consumer: its change watch is answered, and a
+	// mailHost changed on the provider is seen through the mailHost index.
+	do := directory.Options{
+		URLs: []string{c.URL()}, StartTLS: true, CAFile: ca.CertFile(), RequireCert: true,
+		BindDN: testenv.ReaderDN, BindPassword: testenv.ReaderPassword, BaseDN: testenv.MailBase,
+		MailboxDomains: []string{"xoyize.xyz"}, HomeAttribute: "mailHost", CacheTTL: time.Hour, NegativeCacheTTL: time.Hour,
+	}
+	d := newDir(t, do)
+	w := d.NewWatcher(nil)
+	// A node may read the provider itself: its watch works there too.
+	po := do
+	po.URLs = []string{p.URL()}
+	if err := newDir(t, po).NewWatcher(nil).Check(context.Background()); err != nil {
+		t.Errorf("watch on the provider: %v", err)
+	}
+	runWatcher(t, w)
+	eventually(t, "watch connected to the consumer", func() (bool, string) { return w.Status().Connected, statusString(w.Status()) })
+	if got, err := resolve(d, "nina@new.example"); err != nil || got != "nina@xoyize.xyz@node=node-a" {
+		t.Fatalf("resolve before: %q %v", got, err)
+	}
+	p.Modify(t, "dn: "+nina+"\nchangetype: modify\nreplace: mailHost\nmailHost: node-b\n")
+	eventually(t, "new home node seen", func() (bool, string) {
+		got, err := resolve(d, "nina@new.example")
+		return err == nil && got == "nina@xoyize.xyz@node=node-b", got + " " + errString(err)
+	})
+	rc := dialLDAP(t, c.URL())
+	if err := rc.Bind(testenv.ReaderDN, testenv.ReaderPassword); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := searchAll(rc, testenv.MailBase, "(mailHost=NODE-B)", "uid"); err != nil || len(got) != 1 {
+		t.Errorf("(mailHost=NODE-B) on the consumer: %d entries, %v", len(got), err)
+	}
+}
+
+func TestClusterSchemaOptionsValidate(t *testing.T) {
+	t.Parallel()
+	var o directory.SchemaOptions
+	for _, tc := range []struct {
+		name string
+		c    directory.ClusterSchemaOptions
+		ok   bool
+	}{
+		{"provider", directory.ClusterSchemaOptions{Role: "provider"}, true},
+		{"consumer", directory.ClusterSchemaOptions{Role: "consumer", ProviderURL: "ldaps://ldap1.example.org"}, true},
+		{"no role", directory.ClusterSchemaOptions{}, false},
+		{"consumer without provider", directory.ClusterSchemaOptions{Role: "consumer"}, false},
+		{"provider URL scheme", directory.ClusterSchemaOptions{Role: "consumer", ProviderURL: "http://x"}, false},
+		{"quote in password", directory.ClusterSchemaOptions{Role: "consumer", ProviderURL: "ldap://x", ReplicatorPassword: `a" rid=2`}, false},
+		{"newline in DN", directory.ClusterSchemaOptions{Role: "provider", ReplicatorDN: "cn=a\n,dc=x"}, false},
+		{"relative CA", directory.ClusterSchemaOptions{Role: "consumer", ProviderURL: "ldap://x", ProviderCAFile: "ca.pem"}, false},
+		{"rid", directory.ClusterSchemaOptions{Role: "consumer", ProviderURL: "ldap://x", RID: 1000}, false},
+	} {
+		if err := tc.c.Validate(o); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

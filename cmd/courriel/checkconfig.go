@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,6 +94,13 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 					err = nil
 				}
 				report(fmt.Sprintf("ldap: lookup %s %s", m, probe[m]), err)
+			}
+			if cfg.watchChanges() {
+				report(fmt.Sprintf("ldap: change watch (sync search, RFC 4533) on %s", cfg.LDAP.URLs[0]), dir.NewWatcher(nil).Check(cctx))
+			}
+			if len(cfg.LDAP.WriteURLs) > 0 {
+				dn := cmp.Or(cfg.LDAP.WriteBindDN, cfg.LDAP.BindDN)
+				report(fmt.Sprintf("ldap: connect and bind as %q to write_urls %v", dn, cfg.LDAP.WriteURLs), dir.PingWrite(cctx))
 			}
 		}
 	}

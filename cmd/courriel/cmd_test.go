@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,6 +161,68 @@ maildrop: new@xoyize.xyz
 	}
 	if code, _, _ := runCmd(t, "", "ldap-schema", "-suffix", "not a dn"); code == 0 {
 		t.Error("a bad suffix was accepted")
+	}
+}
+
+// `courriel ldap-schema -cluster provider` loads after the base output into
+// a slapd without misc.schema or syncprov: mailHost is usable and indexed,
+// the overlay is there. (directory's TestClusterSchemaLDIFLoads builds a
+// provider and a consumer from this output and replicates.)
+func TestLDAPSchemaClusterCommand(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t, testenv.WithoutPostfixSchema(), testenv.WithoutMiscSchema())
+	_, base, _ := runCmd(t, "", "ldap-schema")
+	code, out, errOut := runCmd(t, "", "ldap-schema", "-cluster", "provider")
+	if code != 0 || !strings.Contains(out, "olcSpSessionLog") {
+		t.Fatalf("ldap-schema -cluster provider: %d %s", code, errOut)
+	}
+	s.ModifyConfig(t, base)
+	s.ModifyConfig(t, out)
+	s.Add(t, "dn: uid=new,ou=mail,dc=xoyize,dc=xyz\nobjectClass: account\nobjectClass: inetLocalMailRecipient\nuid: new\nmailHost: node-b\n")
+	c, err := ldap.DialURL(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(s.ConfigDN(), s.ConfigPassword()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Search(ldap.NewSearchRequest("olcDatabase={1}mdb,cn=config", ldap.ScopeWholeSubtree, 0, 0, 0, false,
+		"(objectClass=*)", []string{"olcDbIndex", "olcOverlay"}, nil))
+	if err != nil || len(res.Entries) != 2 || !slices.Contains(res.Entries[0].GetAttributeValues("olcDbIndex"), "mailHost eq") ||
+		res.Entries[1].GetAttributeValue("olcOverlay") != "{0}syncprov" {
+		t.Errorf("index and overlay: %v", err)
+		for _, e := range res.Entries {
+			e.Print()
+		}
+	}
+	if err := c.Bind(s.AdminDN(), s.AdminPassword()); err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.Search(ldap.NewSearchRequest(s.MailBase(), ldap.ScopeWholeSubtree, 0, 0, 0, false,
+		"(mailHost=NODE-B)", []string{"uid"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		t.Errorf("(mailHost=NODE-B): %v %+v", err, res)
+	}
+
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("repl-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCmd(t, "", "ldap-schema", "-cluster", "consumer", "-provider", "ldaps://ldap1.example.org", "-replicator-password-file", pwFile)
+	if code != 0 || !strings.Contains(out, `credentials="repl-secret"`) || !strings.Contains(out, `retry="5 5 60 +"`) ||
+		!strings.Contains(out, "olcUpdateRef: ldaps://ldap1.example.org") || !strings.Contains(out, "type=refreshAndPersist") {
+		t.Errorf("consumer: %d %q\n%s", code, errOut, out)
+	}
+	for _, bad := range [][]string{
+		{"-cluster", "consumer"},
+		{"-cluster", "primary"},
+		{"-cluster", "consumer", "-provider", "ldap://x", "-replicator-password-file", dir + "/none"},
+	} {
+		if code, _, _ := runCmd(t, "", append([]string{"ldap-schema"}, bad...)...); code != 2 {
+			t.Errorf("ldap-schema %q: exit %d, want 2", bad, code)
+		}
 	}
 }
 

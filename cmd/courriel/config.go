@@ -209,6 +209,27 @@ type LDAPConfig struct {
 	QuotaAttribute         string       `toml:"quota_attribute"`
 	QuotaMessagesAttribute string       `toml:"quota_messages_attribute"`
 	Query                  QueryConfigs `toml:"query"`
+	// WatchChanges keeps a persistent sync search (RFC 4533) on the first
+	// URL, the node's replica, that drops cached answers on every change.
+	// Unset: on with [cluster], off on a single node.
+	WatchChanges *bool `toml:"watch_changes"`
+	// WriteURLs are the provider's URLs, where courriel passwd -user and
+	// move-user write; empty: writes follow the replica's referral.
+	WriteURLs []string `toml:"write_urls"`
+	// WriteBindDN and the file holding its password: the account writes
+	// bind as (default: bind_dn).
+	WriteBindDN           string `toml:"write_bind_dn"`
+	WriteBindPasswordFile string `toml:"write_bind_password_file"`
+
+	writeBindPassword string // read from WriteBindPasswordFile by ParseConfig
+}
+
+// watchChanges says whether the directory's change watcher runs.
+func (c *Config) watchChanges() bool {
+	if c.LDAP.WatchChanges != nil {
+		return *c.LDAP.WatchChanges
+	}
+	return c.Cluster.enabled()
 }
 
 type QueryConfigs struct {
@@ -432,6 +453,13 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		}
 		cfg.LDAP.BindPassword = strings.TrimRight(string(pw), "\r\n")
 	}
+	if f := cfg.LDAP.WriteBindPasswordFile; f != "" {
+		pw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"ldap", "write_bind_password_file"}), Key: "ldap.write_bind_password_file", Msg: err.Error()}
+		}
+		cfg.LDAP.writeBindPassword = strings.TrimRight(string(pw), "\r\n")
+	}
 	if cfg.Cluster.SecretFile != "" {
 		if cfg.Cluster.secret, err = cluster.ReadSecret(cfg.Cluster.SecretFile); err != nil {
 			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"cluster", "secret_file"}), Key: "cluster.secret_file", Msg: err.Error()}
@@ -596,6 +624,9 @@ func (c *Config) validate() error {
 	if c.LDAP.BindPassword != "" && c.LDAP.BindPasswordFile != "" {
 		return keyErr("ldap.bind_password_file", "set bind_password or bind_password_file, not both")
 	}
+	if (c.LDAP.WriteBindDN == "") != (c.LDAP.WriteBindPasswordFile == "") {
+		return keyErr("ldap.write_bind_dn", "set write_bind_dn and write_bind_password_file together")
+	}
 	if c.LDAP.SearchBase == "" {
 		return keyErr("ldap.search_base", "required (seed: ou=mail,dc=xoyize,dc=xyz)")
 	}
@@ -719,7 +750,7 @@ func (m MailAuthConfig) validate() error {
 // ldapKeyOf names the [ldap] key a directory option error is about.
 func ldapKeyOf(msg string) string {
 	for _, m := range []struct{ prefix, key string }{
-		{"LDAP URL", "ldap.urls"}, {"no LDAP server URL", "ldap.urls"}, {"LDAP CA file", "ldap.ca_file"},
+		{"LDAP URL", "ldap.urls"}, {"LDAP write URL", "ldap.write_urls"}, {"write bind DN", "ldap.write_bind_dn"}, {"no LDAP server URL", "ldap.urls"}, {"LDAP CA file", "ldap.ca_file"},
 		{"search base", "ldap.search_base"}, {"bind DN", "ldap.bind_dn"}, {"scope", "ldap.scope"},
 		{"auth bind DN template", "ldap.auth_bind_userdn"}, {"pool size", "ldap.pool_size"},
 	} {
@@ -792,5 +823,6 @@ func (c *Config) directoryOptions() directory.Options {
 		AuthBindDN: l.AuthBindUserDN, MinUID: l.MinUID,
 		QuotaAttribute: l.QuotaAttribute, QuotaMessagesAttribute: l.QuotaMessagesAttribute,
 		HomeAttribute: c.Cluster.homeAttribute(),
+		WriteURLs:     l.WriteURLs, WriteBindDN: l.WriteBindDN, WriteBindPassword: l.writeBindPassword,
 	}
 }

@@ -54,3 +54,13 @@ func (l *liveDirectory) Ping(ctx context.Context) error { return l.get().Ping(ct
 func (l *liveDirectory) Stats() directory.Stats         { return l.get().Stats() }
 func (l *liveDirectory) FlushCache()                    { l.get().FlushCache() }
 func (l *liveDirectory) Close() error                   { return l.get().Close() }
+
+// SetHomeNode writes login's home node on the provider (move-user).
+func (l *liveDirectory) SetHomeNode(ctx context.Context, login, node string) error {
+	return l.get().SetHomeNode(ctx, login, node)
+}
+
+// SetPassword writes login's userPassword hash on the provider.
+func (l *liveDirectory) SetPassword(ctx context.Context, login, hash string) error {
+	return l.get().SetPassword(ctx, login, hash)
+}

@@ -42,7 +42,7 @@ func commands() []command {
 		{"demo", "run everything on loopback with an embedded directory", runDemo},
 		{"check-config", "print the effective configuration and check LDAP, TLS and paths", runCheckConfig},
 		{"lookup", "run one directory lookup (like postmap -q)", runLookup},
-		{"passwd", "print a {SSHA} password hash for userPassword (like slappasswd)", runPasswd},
+		{"passwd", "print a {SSHA} password hash for userPassword (like slappasswd), or set a user's with -user", runPasswd},
 		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
 		{"queue", "list, show, flush or delete queued mail (like mailq, postqueue, postsuper)", runQueue},
 		{"dkim", "generate DKIM keys and check their published DNS records", runDKIM},

@@ -8,19 +8,41 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"courriel/directory"
 	"courriel/directory/password"
 )
 
-// runPasswd prints a userPassword hash, like slappasswd. The password comes
-// from a terminal prompt (twice, without echo) or from the first line of stdin.
-func runPasswd(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// runPasswd prints a userPassword hash, like slappasswd; with -user, it
+// sets that hash as the user's userPassword in the directory instead, on
+// the provider ([ldap] write_urls or the replica's referral, bound as
+// write_bind_dn). The password comes from a terminal prompt (twice,
+// without echo) or from the first line of stdin.
+func runPasswd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("passwd", stderr)
 	scheme := fs.String("scheme", string(password.SSHA), "hash scheme: {SSHA} (slapd default), {SSHA256} or {SSHA512} (slapd needs pw-sha2)")
+	user := fs.String("user", "", "set this user's password (uid or address) in the directory instead of printing the hash")
+	cfgPath := fs.String("config", defaultConfigPath, "configuration file (with -user)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return exitf(2, "unexpected argument %q", fs.Arg(0))
+	}
+	var dir *directory.Directory
+	if *user != "" {
+		// The configuration first: a typo costs no password typed twice.
+		cfg, err := LoadConfig(*cfgPath)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if dir, err = directory.New(cfg.directoryOptions()); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		defer dir.Close()
 	}
 	s, err := password.ParseScheme(*scheme)
 	if err != nil {
@@ -45,9 +67,24 @@ func runPasswd(_ context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, h)
+	if dir == nil {
+		fmt.Fprintln(stdout, h)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, passwdTimeout)
+	defer cancel()
+	if err := dir.SetPassword(ctx, *user, h); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			return exitf(1, "no user %q in the directory", *user)
+		}
+		return &exitError{code: 2, err: err}
+	}
+	fmt.Fprintf(stdout, "password of %s set in the directory\n", *user)
 	return nil
 }
+
+// passwdTimeout bounds the directory work of passwd -user.
+const passwdTimeout = time.Minute
 
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)

@@ -97,6 +97,13 @@ func (a *app) reloadDirectory(next *Config) {
 		return
 	}
 	a.dir.swap(d)
+	// The watcher binds as the reader on the first URL: it follows the
+	// new client (a rotated password would otherwise lock it out).
+	if next.watchChanges() {
+		a.watch.restart(d)
+	} else {
+		a.watch.stop()
+	}
 	a.cfg.LDAP = next.LDAP
 	a.log.Info("SIGHUP: applied [ldap] settings (new directory connections)")
 }

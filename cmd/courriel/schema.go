@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"courriel/directory"
 )
@@ -18,6 +20,13 @@ func runLDAPSchema(_ context.Context, args []string, _ io.Reader, stdout, stderr
 	fs.StringVar(&o.MailBase, "mail-base", "", "subtree holding mail accounts (default ou=mail,<suffix>)")
 	fs.StringVar(&o.ReaderDN, "reader-dn", "", "service account (default cn=mailAccountReader,ou=Manager,<suffix>)")
 	schemaOnly := fs.Bool("schema-file", false, "print the slapd.conf (.schema) form of the schema instead")
+	var c directory.ClusterSchemaOptions
+	fs.StringVar(&c.Role, "cluster", "", "print instead what a cluster adds to a server's cn=config: provider or consumer")
+	fs.StringVar(&c.ProviderURL, "provider", "", "consumer: the provider's URL (ldap:// with StartTLS, or ldaps://)")
+	fs.StringVar(&c.ProviderCAFile, "provider-ca-file", "", "consumer: CA file verifying the provider (default "+directory.DefaultProviderCAFile+")")
+	fs.StringVar(&c.ReplicatorDN, "replicator-dn", "", "account consumers replicate as (default cn=replicator,ou=Manager,<suffix>)")
+	replicatorPWFile := fs.String("replicator-password-file", "", "consumer: file holding the replicator's password (default: a placeholder to replace)")
+	fs.IntVar(&c.RID, "rid", 0, "consumer: replica id, 1-999 (default 1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -28,6 +37,23 @@ func runLDAPSchema(_ context.Context, args []string, _ io.Reader, stdout, stderr
 	if err := o.Validate(); err != nil {
 		return exitf(2, "%v", err)
 	}
-	fmt.Fprint(stdout, directory.SchemaLDIF(o))
+	if c.Role == "" {
+		fmt.Fprint(stdout, directory.SchemaLDIF(o))
+		fmt.Fprint(stdout, "\n# Several courriel nodes on replicated OpenLDAP: after this, load the output\n"+
+			"# of `courriel ldap-schema -cluster provider` on the provider and of\n"+
+			"# `courriel ldap-schema -cluster consumer -provider URL` on each node's replica.\n")
+		return nil
+	}
+	if *replicatorPWFile != "" {
+		pw, err := os.ReadFile(*replicatorPWFile)
+		if err != nil {
+			return exitf(2, "replicator password: %v", err)
+		}
+		c.ReplicatorPassword = strings.TrimRight(string(pw), "\r\n")
+	}
+	if err := c.Validate(o); err != nil {
+		return exitf(2, "%v", err)
+	}
+	fmt.Fprint(stdout, directory.ClusterSchemaLDIF(o, c))
 	return nil
 }

@@ -84,7 +84,11 @@ type app struct {
 	log     *slog.Logger
 	metrics *monitor.Metrics
 	dir     *liveDirectory
-	store   *delivery.Store
+	// watch drops cached directory answers when the replica changes
+	// ([ldap] watch_changes, see dirwatch.go); otherwise they expire by
+	// their TTL only.
+	watch *liveWatcher
+	store *delivery.Store
 	// local stores local copies for smtp and the queue: the store itself,
 	// or the Sieve filter around it ([sieve] enabled).
 	local localDeliverer
@@ -118,6 +122,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.dir = newLiveDirectory(d)
+	a.watch = &liveWatcher{flush: a.dir.FlushCache}
 	pingCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.dir.Ping(pingCtx); err != nil {
 		// Not fatal: mail gets 4xx until the directory answers, as Postfix.
@@ -522,6 +527,9 @@ func (a *app) httpListener() error {
 		st := a.dir.Stats()
 		return st.Searches, st.CacheHits, st.Binds
 	})
+	if a.cfg.watchChanges() {
+		registerWatchMetrics(a.metrics.Registry(), a.watch)
+	}
 	// From the queue's own counters: a scrape reads no envelope.
 	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
 		c := a.queue.Counts()
@@ -583,6 +591,8 @@ func (a *app) run(ctx context.Context) error {
 	if a.tlsrpt != nil {
 		wg.Go(func() { a.tlsrpt.Run(ctx) })
 	}
+	a.watch.begin(ctx, a.dir.get(), a.cfg.watchChanges())
+	defer a.watch.stop()
 	for _, m := range a.tls {
 		wg.Go(func() { m.Watch(ctx) })
 	}

@@ -90,6 +90,9 @@ type configData struct {
 	AdminPassword             string
 	PeerCred                  string // the SASL EXTERNAL identity of this process over ldapi
 	DataDir                   string
+	SyncProv                  bool   // load and configure the syncprov overlay
+	Syncrepl                  string // olcSyncrepl of a consumer; also drops olcRootPW
+	UpdateRef                 string // olcUpdateRef of a consumer
 }
 
 func renderConfig(d configData) (string, error) {

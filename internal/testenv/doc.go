@@ -16,6 +16,11 @@
 // and come back on the same ports with the same data. Without slapd or slapadd
 // the test is skipped, or failed when CI=true.
 //
+// StartReplicated starts two: a provider (syncprov) and a consumer replica
+// (syncrepl refreshAndPersist, retry "1 +", olcUpdateRef to the provider,
+// syncprov too, no rootpw), with certificates from one CA; ContextCSN,
+// WaitInSync and WaitFor poll the replication (bounded).
+//
 // # Accounts
 //
 //	who                                           password         may

@@ -7,6 +7,14 @@ type options struct {
 	homeBase    string
 	withPostfix bool
 	extraLDIF   []string
+	withoutMisc bool
+
+	// Replication, set by StartReplicated only.
+	syncprov  bool   // the syncprov overlay on the mdb database
+	syncrepl  string // olcSyncrepl: a consumer (no data, no rootpw)
+	updateRef string // olcUpdateRef of a consumer
+	ca        *CA    // nil: a new CA per slapd
+	noData    bool   // no slapadd of base.ldif and fixture.ldif
 }
 
 func defaultOptions() options {
@@ -32,4 +40,25 @@ func WithoutPostfixSchema() Option {
 // start: plain entries are added, changetype records do what they say.
 func WithExtraLDIF(ldif string) Option {
 	return func(o *options) { o.extraLDIF = append(o.extraLDIF, ldif) }
+}
+
+// WithoutMiscSchema leaves OpenLDAP's misc.schema (mailHost,
+// inetLocalMailRecipient) out, as a fresh Debian slapd has it: what
+// `courriel ldap-schema -cluster` output is loaded into by its test.
+func WithoutMiscSchema() Option {
+	return func(o *options) { o.withoutMisc = true }
+}
+
+// WithCA makes the server certificate from ca instead of a CA of its own:
+// servers of one test that must trust each other (a replica and its
+// provider over StartTLS).
+func WithCA(ca *CA) Option {
+	return func(o *options) { o.ca = ca }
+}
+
+// WithoutData leaves the database empty (no suffix entry, no accounts): a
+// replica to be, filled by syncrepl once configured. Add, Modify and
+// Delete still work as the rootdn.
+func WithoutData() Option {
+	return func(o *options) { o.noData = true }
 }

@@ -70,7 +70,10 @@ func StartSlapd(t testing.TB, opts ...Option) *Slapd {
 	}
 	o.homeBase = filepath.Clean(o.homeBase)
 
-	s := &Slapd{tools: tl, opts: o, dir: t.TempDir(), ca: NewCA(t), log: &tailBuffer{max: 64 << 10}}
+	s := &Slapd{tools: tl, opts: o, dir: t.TempDir(), ca: o.ca, log: &tailBuffer{max: 64 << 10}}
+	if s.ca == nil {
+		s.ca = NewCA(t)
+	}
 	s.confDir = filepath.Join(s.dir, "slapd.d")
 	s.socket = socketPath(t, s.dir)
 	s.build(t)
@@ -131,6 +134,9 @@ func (s *Slapd) build(t testing.TB) {
 	certFile, keyFile := s.ca.Issue(t, "127.0.0.1", "::1", "localhost")
 	var schemas []string
 	for _, name := range []string{"core", "cosine", "nis", "misc"} {
+		if name == "misc" && s.opts.withoutMisc {
+			continue
+		}
 		schemas = append(schemas, filepath.Join(s.tools.schemaDir, name+".ldif"))
 	}
 	config, err := renderConfig(configData{
@@ -140,6 +146,7 @@ func (s *Slapd) build(t testing.TB) {
 		Postfix: s.opts.withPostfix, PostfixSchema: postfixSchemaLDIF,
 		ConfigPassword: ConfigPassword, AdminPassword: AdminPassword,
 		PeerCred: peerCredDN(), DataDir: dataDir,
+		SyncProv: s.opts.syncprov, Syncrepl: s.opts.syncrepl, UpdateRef: s.opts.updateRef,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +160,9 @@ func (s *Slapd) build(t testing.TB) {
 	writeFile(t, configFile, []byte(config), 0o600)
 	writeFile(t, dataFile, []byte(data), 0o600)
 	s.runTool(t, "", s.tools.slapadd, "-n0", "-F", s.confDir, "-l", configFile)
+	if s.opts.syncrepl != "" || s.opts.noData {
+		return // a consumer starts empty and gets everything from its provider
+	}
 	s.runTool(t, "", s.tools.slapadd, "-q", "-F", s.confDir, "-b", Suffix, "-l", dataFile)
 }
 
@@ -266,6 +276,19 @@ func (s *Slapd) stop() error {
 		return errors.New("slapd did not exit after SIGKILL")
 	}
 	return nil
+}
+
+// Kill ends slapd with SIGKILL, as a crash or the OOM killer would, and
+// waits until it has exited. Data stays for Start.
+func (s *Slapd) Kill(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p != nil && !killProcess(p) {
+		t.Fatal("testenv: slapd did not exit after SIGKILL")
+	}
 }
 
 // killProcess SIGKILLs p and waits (bounded) for it to be reaped.

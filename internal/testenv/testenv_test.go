@@ -332,3 +332,48 @@ func TestCA(t *testing.T) {
 		t.Errorf("FreePort = %d", p)
 	}
 }
+
+// A change on the provider reaches the consumer; a write on the consumer is
+// referred to the provider; a restarted consumer catches up.
+func TestReplicated(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	alice := "uid=alice," + testenv.MailBase
+	if r.Provider.ContextCSN(t) == "" || !r.InSync(t) {
+		t.Fatalf("not in sync at start: %q %q", r.Provider.ContextCSN(t), r.Consumer.ContextCSN(t))
+	}
+
+	// The replica has the fixture, passwords included (users bind there).
+	c := dial(t, r.Consumer)
+	if err := c.Bind(alice, testenv.AlicePassword); err != nil {
+		t.Fatalf("alice bind on the consumer: %v", err)
+	}
+
+	r.Provider.Modify(t, "dn: "+alice+"\nchangetype: modify\nadd: objectClass\nobjectClass: inetLocalMailRecipient\n-\nadd: mailHost\nmailHost: node-b\n")
+	r.WaitFor(t, alice, "mailHost", "node-b")
+	r.WaitInSync(t)
+
+	// Writes on the replica (here alice changing her own password) are
+	// referred to the provider, and change nothing on the replica.
+	res, err := c.ModifyWithResult(&ldap.ModifyRequest{DN: alice, Changes: []ldap.Change{{
+		Operation: ldap.ReplaceAttribute, Modification: ldap.PartialAttribute{Type: "userPassword", Vals: []string{"new-secret"}}}}})
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) || res == nil || !strings.HasPrefix(res.Referral, r.Provider.URL()) {
+		t.Fatalf("write on the consumer: %v %+v; want a referral to %s", err, res, r.Provider.URL())
+	}
+	// The rootdn cannot bind on the replica (no rootpw there).
+	if err := dial(t, r.Consumer).Bind(testenv.AdminDN, testenv.AdminPassword); err == nil {
+		t.Error("the rootdn binds on the consumer")
+	}
+
+	// Consumer killed while the provider changes; back, it catches up.
+	r.Consumer.Kill(t)
+	r.Provider.Modify(t, "dn: "+alice+"\nchangetype: modify\nreplace: mailHost\nmailHost: node-c\n")
+	r.Consumer.Start(t)
+	r.WaitFor(t, alice, "mailHost", "node-c")
+	// Provider down and back: the consumer's retry ("1 +") reconnects.
+	r.Provider.Stop(t)
+	r.Provider.Start(t)
+	r.Provider.Modify(t, "dn: "+alice+"\nchangetype: modify\ndelete: mailHost\n")
+	r.WaitFor(t, alice, "mailHost", "")
+	r.WaitInSync(t)
+}

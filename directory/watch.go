@@ -1,0 +1,268 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Reconnection delays of a Watcher: doubled after each failed attempt,
+// back to the minimum once a sync search reached its persist phase.
+const (
+	watchMinBackoff = 250 * time.Millisecond
+	watchMaxBackoff = 15 * time.Second
+	// watchBuffer is how many sync messages go-ldap may read ahead.
+	watchBuffer = 64
+)
+
+// errSyncUnsupported: the server does not answer the sync request control
+// (no syncprov overlay, or a directory that is not OpenLDAP).
+var errSyncUnsupported = errors.New("the server does not support the LDAP sync control (RFC 4533)")
+
+// Watcher keeps a persistent sync search (RFC 4533 refreshAndPersist)
+// open on the directory's first URL — a node's local replica — and calls
+// its flush function for every change the server reports, so that a new
+// alias or a moved user takes effect at replication speed instead of after
+// the cache TTL. While it is not connected, the TTLs alone bound how stale
+// an answer can be. Build it with (*Directory).NewWatcher, then Run it.
+type Watcher struct {
+	d     *Directory
+	url   string
+	flush func()
+
+	mu     sync.Mutex
+	status WatchStatus // guarded by mu
+	cookie []byte      // guarded by mu; the last sync cookie, to resume
+}
+
+// WatchStatus is what a Watcher reports for metrics and logs.
+type WatchStatus struct {
+	URL string
+	// Connected is true while the sync search is in its persist phase:
+	// changes are being reported.
+	Connected bool
+	// Unsupported is set when the server refused the sync control: the
+	// watcher stopped and only the TTLs expire cached answers.
+	Unsupported bool
+	Changes     int64     // change notifications received in persist phases
+	LastChange  time.Time // of the last one; zero when none yet
+	Connects    int64     // sync searches that reached their persist phase
+}
+
+// NewWatcher returns a watcher of d's first URL, bound as d's service
+// account (who must be allowed the sync search: OpenLDAP applies its size
+// limit to the refresh phase, see `courriel ldap-schema -cluster`). flush
+// is called on every change and whenever changes may have been missed
+// (connection lost, reconnected); nil means d.FlushCache.
+func (d *Directory) NewWatcher(flush func()) *Watcher {
+	if flush == nil {
+		flush = d.FlushCache
+	}
+	return &Watcher{d: d, url: d.opts.URLs[0], flush: flush, status: WatchStatus{URL: d.opts.URLs[0]}}
+}
+
+// Status returns a snapshot of the watcher's state.
+func (w *Watcher) Status() WatchStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+// Run watches until ctx ends, reconnecting with bounded backoff after any
+// failure. It returns early, after one log line, when the server does not
+// support the sync control (as the embedded demo directory).
+func (w *Watcher) Run(ctx context.Context) {
+	log := w.d.opts.Logger
+	backoff := watchMinBackoff
+	quiet := false // after the first failure in a row, retries log at debug level
+	for ctx.Err() == nil {
+		persisted, err := w.session(ctx)
+		w.setConnected(false)
+		// Whatever changed from now until the next refresh is not reported.
+		w.flush()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errSyncUnsupported) {
+			w.mu.Lock()
+			w.status.Unsupported = true
+			w.mu.Unlock()
+			log.Warn("directory change watch off: cached answers expire by their TTL only", "url", w.url, "err", err)
+			return
+		}
+		if persisted {
+			backoff, quiet = watchMinBackoff, false
+		}
+		if quiet {
+			log.Debug("directory change watch: still not connected", "url", w.url, "retry_in", backoff, "err", err)
+		} else {
+			log.Warn("directory change watch lost: cached answers expire by their TTL until it is back", "url", w.url, "retry_in", backoff, "err", err)
+			quiet = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, watchMaxBackoff)
+	}
+}
+
+// session runs one sync search on a new connection until it ends.
+// persisted reports whether it reached the persist phase.
+func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
+	c, err := w.d.searches.dialOne(ctx, w.url)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	// The search lasts as long as the connection: no request timeout
+	// (go-ldap would end it), and TCP keepalive (on by default in the
+	// dialer) notices a peer that vanished.
+	c.SetTimeout(0)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req := ldap.NewSearchRequest(w.d.opts.BaseDN, w.d.scope, ldap.NeverDerefAliases,
+		0, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+	w.mu.Lock()
+	cookie := w.cookie
+	w.mu.Unlock()
+	resp := c.Syncrepl(sctx, req, watchBuffer, ldap.SyncRequestModeRefreshAndPersist, cookie, false)
+	refreshing := true
+	endRefresh := func() {
+		if !refreshing {
+			return
+		}
+		refreshing, persisted = false, true
+		// The refresh brought the replica's changes since the cookie (or
+		// everything): answers cached meanwhile may be stale.
+		w.flush()
+		w.mu.Lock()
+		w.status.Connected = true
+		w.status.Connects++
+		w.mu.Unlock()
+		w.d.opts.Logger.Info("directory change watch connected", "url", w.url)
+	}
+	for resp.Next() {
+		if e := resp.Entry(); e != nil {
+			for _, ctl := range resp.Controls() {
+				if st, ok := ctl.(*ldap.ControlSyncState); ok {
+					w.saveCookie(st.Cookie)
+				}
+			}
+			if !refreshing {
+				w.changed()
+			}
+			continue
+		}
+		for _, ctl := range resp.Controls() {
+			switch ctl := ctl.(type) {
+			case *ldap.ControlSyncInfo:
+				switch ctl.Value {
+				case ldap.SyncInfoNewcookie:
+					w.saveCookie(ctl.NewCookie.Cookie)
+				case ldap.SyncInfoRefreshDelete:
+					w.saveCookie(ctl.RefreshDelete.Cookie)
+					if ctl.RefreshDelete.RefreshDone {
+						endRefresh()
+					}
+				case ldap.SyncInfoRefreshPresent:
+					w.saveCookie(ctl.RefreshPresent.Cookie)
+					if ctl.RefreshPresent.RefreshDone {
+						endRefresh()
+					}
+				case ldap.SyncInfoSyncIdSet:
+					// Entries deleted or still present, by UUID: a change.
+					w.saveCookie(ctl.SyncIdSet.Cookie)
+					if !refreshing {
+						w.changed()
+					}
+				}
+			case *ldap.ControlSyncDone:
+				w.saveCookie(ctl.Cookie)
+			}
+		}
+	}
+	err = resp.Err()
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+		return persisted, fmt.Errorf("%w: %v", errSyncUnsupported, err)
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired):
+		// The server cannot resume from our cookie: start afresh.
+		w.mu.Lock()
+		w.cookie = nil
+		w.mu.Unlock()
+		return persisted, fmt.Errorf("sync search on %s: %w", w.url, err)
+	case err != nil:
+		return persisted, w.searchErr(err)
+	}
+	if ctx.Err() != nil {
+		return persisted, ctx.Err()
+	}
+	// A refreshAndPersist search never ends by itself while all is well.
+	return persisted, fmt.Errorf("sync search on %s ended by the server", w.url)
+}
+
+// maxCookie bounds what a server can make us keep and send back.
+const maxCookie = 1024
+
+func (w *Watcher) saveCookie(c []byte) {
+	if len(c) == 0 || len(c) > maxCookie {
+		return
+	}
+	w.mu.Lock()
+	w.cookie = append([]byte(nil), c...)
+	w.mu.Unlock()
+}
+
+func (w *Watcher) changed() {
+	w.flush()
+	w.mu.Lock()
+	w.status.Changes++
+	w.status.LastChange = w.d.opts.Now()
+	w.mu.Unlock()
+}
+
+func (w *Watcher) setConnected(v bool) {
+	w.mu.Lock()
+	w.status.Connected = v
+	w.mu.Unlock()
+}
+
+// Check runs one sync search (refreshOnly) on the watched URL as Run
+// would, for `courriel check-config`: it fails when the server refuses the
+// sync control, the reader may not search, or a size limit cuts the
+// refresh.
+func (w *Watcher) Check(ctx context.Context) error {
+	c, err := w.d.searches.dialOne(ctx, w.url)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := ldap.NewSearchRequest(w.d.opts.BaseDN, w.d.scope, ldap.NeverDerefAliases,
+		0, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+	resp := c.Syncrepl(ctx, req, watchBuffer, ldap.SyncRequestModeRefreshOnly, nil, false)
+	for resp.Next() {
+	}
+	err = resp.Err()
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+		return fmt.Errorf("%w: %v", errSyncUnsupported, err)
+	case err != nil:
+		return w.searchErr(err)
+	}
+	return ctx.Err()
+}
+
+// searchErr says what failed, with the usual cause of a size limit.
+func (w *Watcher) searchErr(err error) error {
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		return fmt.Errorf("sync search on %s: %w (its refresh reads every entry of the search base: "+
+			"give the reader no size limit, olcLimits size=unlimited)", w.url, err)
+	}
+	return fmt.Errorf("sync search on %s: %w", w.url, err)
+}

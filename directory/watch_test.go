@@ -1,0 +1,252 @@
+package directory_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"courriel/directory"
+	"courriel/directory/embedded"
+	"courriel/internal/testenv"
+)
+
+// pollTimeout bounds every wait for replication or the watcher: the tests
+// never assert how fast, only that it happens.
+const pollTimeout = 30 * time.Second
+
+// eventually polls cond every 20 ms until it holds or pollTimeout passes.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(pollTimeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v (last: %s)", what, pollTimeout, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// replicaOptions reads the consumer of r, with answers cached for an hour:
+// only the watcher can make a change visible within the test.
+func replicaOptions(r *testenv.Replicated) directory.Options {
+	o := options(r.Consumer)
+	o.CacheTTL, o.NegativeCacheTTL = time.Hour, time.Hour
+	o.HomeAttribute = "mailHost"
+	return o
+}
+
+// runWatcher runs w until the test ends.
+func runWatcher(t *testing.T, w *directory.Watcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(pollTimeout):
+			t.Error("watcher did not stop")
+		}
+	})
+}
+
+func resolve(d *directory.Directory, addr string) (string, error) {
+	res, err := d.ResolveRecipient(context.Background(), addr)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, dst := range res.Destinations {
+		s := dst.Address
+		if dst.Mailbox != nil {
+			s += "@node=" + dst.Mailbox.Node
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ","), nil
+}
+
+// A change on the provider is seen by a Directory reading the consumer
+// within the replication lag, although its answers are cached for an hour;
+// the same Directory without a watcher keeps the stale answer. The watcher
+// comes back after the consumer restarts.
+func TestWatcherInvalidatesCache(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	watched := newDir(t, replicaOptions(r))
+	unwatched := newDir(t, replicaOptions(r))
+	w := watched.NewWatcher(nil)
+	if err := w.Check(context.Background()); err != nil {
+		t.Fatalf("Check on the consumer: %v", err)
+	}
+	runWatcher(t, w)
+	eventually(t, "watcher connected", func() (bool, string) {
+		st := w.Status()
+		return st.Connected, "status " + statusString(st)
+	})
+
+	const alias = "newalias@hosted-domain.com"
+	for _, d := range []*directory.Directory{watched, unwatched} {
+		if _, err := resolve(d, alias); !errors.Is(err, directory.ErrNotFound) {
+			t.Fatalf("before: %s resolves: %v", alias, err)
+		}
+		if got, err := resolve(d, "alice@xoyize.xyz"); err != nil || got != "alice@xoyize.xyz@node=" {
+			t.Fatalf("before: alice = %q, %v", got, err)
+		}
+	}
+
+	// A new alias on the provider.
+	r.Provider.Add(t, "dn: uid=newalias,"+testenv.MailBase+"\nobjectClass: account\nobjectClass: postfixUser\n"+
+		"uid: newalias\nmailacceptinggeneralid: "+alias+"\nmaildrop: alice@xoyize.xyz\n")
+	eventually(t, "new alias resolved through the consumer", func() (bool, string) {
+		got, err := resolve(watched, alias)
+		return err == nil && got == "alice@xoyize.xyz@node=", got + " " + errString(err)
+	})
+	if st := w.Status(); st.Changes == 0 || st.LastChange.IsZero() {
+		t.Errorf("status after a change: %s", statusString(st))
+	}
+	// The consumer has it; the Directory without a watcher still answers
+	// from its cache (the hour-long TTL): the watcher made the difference.
+	if _, err := resolve(unwatched, alias); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("without a watcher the alias is seen at once (%v): the test proves nothing", err)
+	}
+
+	// A new home node for alice.
+	r.Provider.Modify(t, "dn: uid=alice,"+testenv.MailBase+"\nchangetype: modify\nadd: objectClass\nobjectClass: inetLocalMailRecipient\n-\nadd: mailHost\nmailHost: node-b\n")
+	eventually(t, "mailHost change seen", func() (bool, string) {
+		got, err := resolve(watched, "alice@xoyize.xyz")
+		return err == nil && got == "alice@xoyize.xyz@node=node-b", got + " " + errString(err)
+	})
+
+	// The consumer is killed: the watcher says so, then reconnects when
+	// it is back, and a change made meanwhile on the provider is seen.
+	connects := w.Status().Connects
+	r.Consumer.Kill(t)
+	eventually(t, "watcher disconnected", func() (bool, string) {
+		st := w.Status()
+		return !st.Connected, statusString(st)
+	})
+	r.Provider.Modify(t, "dn: uid=alice,"+testenv.MailBase+"\nchangetype: modify\nreplace: mailHost\nmailHost: node-c\n")
+	r.Consumer.Start(t)
+	eventually(t, "watcher reconnected", func() (bool, string) {
+		st := w.Status()
+		return st.Connected && st.Connects > connects, statusString(st)
+	})
+	eventually(t, "change made while the consumer was down seen", func() (bool, string) {
+		got, err := resolve(watched, "alice@xoyize.xyz")
+		return err == nil && got == "alice@xoyize.xyz@node=node-c", got + " " + errString(err)
+	})
+	// And changes keep flowing after the reconnection.
+	r.Provider.Delete(t, "uid=newalias,"+testenv.MailBase)
+	eventually(t, "deleted alias gone", func() (bool, string) {
+		got, err := resolve(watched, alias)
+		return errors.Is(err, directory.ErrNotFound), got + " " + errString(err)
+	})
+}
+
+// The embedded demo directory does not answer the sync control: the
+// watcher stops after one log line and the directory works on TTLs.
+func TestWatcherUnsupported(t *testing.T) {
+	t.Parallel()
+	srv, err := embedded.Start(context.Background(), embedded.Options{Addr: "127.0.0.1:0", LDIF: embedded.DemoLDIF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	var logs syncBuffer
+	d := newDir(t, directory.Options{
+		URLs: []string{"ldap://" + srv.Addr()}, BindDN: embedded.DemoReaderDN, BindPassword: embedded.DemoPassword,
+		BaseDN: embedded.DemoSearchBase, MailboxDomains: []string{"xoyize.xyz"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	w := d.NewWatcher(nil)
+	if err := w.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "sync control") {
+		t.Errorf("Check on the embedded directory: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { w.Run(context.Background()); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(pollTimeout):
+		t.Fatal("watcher still running against a server without the sync control")
+	}
+	if st := w.Status(); !st.Unsupported || st.Connected {
+		t.Errorf("status %s", statusString(st))
+	}
+	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "watch off") {
+		t.Errorf("want one log line, got:\n%s", logs.String())
+	}
+	if got, err := resolve(d, "test0@hosted-domain.com"); err != nil || !strings.HasPrefix(got, "xomail@xoyize.xyz") {
+		t.Errorf("lookup after the watcher stopped: %q %v", got, err)
+	}
+}
+
+func statusString(st directory.WatchStatus) string {
+	var b strings.Builder
+	b.WriteString("connected=")
+	if st.Connected {
+		b.WriteString("yes")
+	} else {
+		b.WriteString("no")
+	}
+	b.WriteString(" connects=" + itoa(st.Connects) + " changes=" + itoa(st.Changes))
+	if st.Unsupported {
+		b.WriteString(" unsupported")
+	}
+	return b.String()
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A size limit on the reader cuts the sync refresh: Check says so and how
+// to fix it; the lookups themselves are not affected.
+func TestWatcherSizeLimit(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	r.Consumer.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcLimits\n"+
+		"olcLimits: dn.exact=\""+testenv.ReaderDN+"\" size=3\n")
+	d := newDir(t, replicaOptions(r))
+	err := d.NewWatcher(nil).Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "size=unlimited") {
+		t.Errorf("Check with a size limit of 3: %v", err)
+	}
+	if got, err := resolve(d, "test0@hosted-domain.com"); err != nil || got != "xomail@xoyize.xyz@node=" {
+		t.Errorf("lookup: %q %v", got, err)
+	}
+}
