@@ -42,6 +42,10 @@ func (l *liveDirectory) Authenticate(ctx context.Context, login, password string
 	return l.get().Authenticate(ctx, login, password)
 }
 
+func (l *liveDirectory) LookupUser(ctx context.Context, login string) (directory.User, error) {
+	return l.get().LookupUser(ctx, login)
+}
+
 func (l *liveDirectory) SenderLogins(ctx context.Context, addr string) ([]string, error) {
 	return l.get().SenderLogins(ctx, addr)
 }
