@@ -66,13 +66,13 @@ type clusterPair struct {
 }
 
 type clusterTune struct {
-	frontSecret string                  // default testClusterSecret
-	hopTLS      bool                    // STARTTLS on the hops
-	timeout     time.Duration           // ConnectTimeout; default 2 s
-	bHomeAttr   string                  // b's home attribute; default mailHost
-	ldif        string                  // more changes to the fixture
-	mutateA     func(*Options)          // before a starts
-	mutateB     func(*Options)          // before b starts
+	frontSecret string                   // default testClusterSecret
+	hopTLS      bool                     // STARTTLS on the hops
+	timeout     time.Duration            // ConnectTimeout; default 2 s
+	bHomeAttr   string                   // b's home attribute; default mailHost
+	ldif        string                   // more changes to the fixture
+	mutateA     func(*Options)           // before a starts
+	mutateB     func(*Options)           // before b starts
 	bIMAP       func(real string) string // b's IMAP address as a knows it
 }
 
