@@ -74,9 +74,12 @@ type clusterTune struct {
 	mutateA     func(*Options)           // before a starts
 	mutateB     func(*Options)           // before b starts
 	bIMAP       func(real string) string // b's IMAP address as a knows it
+	// external starts b elsewhere (another process) once slapd runs and
+	// returns its IMAP address; b then has no server here.
+	external func(p *clusterPair) string
 }
 
-func newClusterPair(t *testing.T, tune clusterTune) *clusterPair {
+func newClusterPair(t testing.TB, tune clusterTune) *clusterPair {
 	t.Helper()
 	parent := t.TempDir()
 	baseA, baseB := filepath.Join(parent, "a"), filepath.Join(parent, "b")
@@ -107,6 +110,9 @@ func newClusterPair(t *testing.T, tune clusterTune) *clusterPair {
 	p.a = &clusterNode{name: "a", base: baseA, plain: listen(), imaps: listen(), log: &syncLog{}}
 	p.b = &clusterNode{name: "b", base: baseB, plain: listen(), imaps: listen(), log: &syncLog{}}
 	bAddr := p.b.plain.Addr().String()
+	if tune.external != nil {
+		bAddr = tune.external(p)
+	}
 	if tune.bIMAP != nil {
 		bAddr = tune.bIMAP(bAddr)
 	}
@@ -123,6 +129,9 @@ func newClusterPair(t *testing.T, tune clusterTune) *clusterPair {
 		"b": {IMAP: bAddr},
 	}
 	for _, n := range []*clusterNode{p.a, p.b} {
+		if n == p.b && tune.external != nil {
+			continue
+		}
 		secret := testClusterSecret
 		if n == p.a && tune.frontSecret != "" {
 			secret = tune.frontSecret
@@ -171,6 +180,9 @@ func newClusterPair(t *testing.T, tune clusterTune) *clusterPair {
 		go srv.Serve(tls.NewListener(n.imaps, o.TLSConfig), true)
 		t.Cleanup(func() { srv.Close() })
 	}
+	if p.b.srv == nil {
+		return p
+	}
 	st, err := delivery.NewStore(delivery.Options{Hostname: "b.test", AllowedBase: baseB, Chown: os.Geteuid() == 0,
 		OnDelivered: p.b.srv.Delivered})
 	if err != nil {
@@ -188,7 +200,7 @@ func verboseOut() io.Writer {
 }
 
 // deliver stores one message for alice at b, as the SMTP hop would.
-func (p *clusterPair) deliver(t *testing.T, subject string) {
+func (p *clusterPair) deliver(t testing.TB, subject string) {
 	t.Helper()
 	msg := "From: carol@example.org\r\nTo: alice@xoyize.xyz\r\nSubject: " + subject + "\r\n\r\nbody of " + subject + "\r\n"
 	maildir := p.alice.Home + "/mailbox/"
