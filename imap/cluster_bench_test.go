@@ -79,23 +79,31 @@ func imaptestRate(tb testing.TB, bin, addr, mbox, pass string, secs int) (float6
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+60)*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "host="+host, "port="+port, "user=alice", "pass="+pass,
-		"mbox="+mbox, "clients=10", "msgs=50", "secs="+strconv.Itoa(secs), "ssl=any-cert", "seed=1")
+		"mbox="+mbox, "clients=10", "msgs=50", "secs="+strconv.Itoa(secs), "ssl=any-cert", "seed=1", "logout=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		tb.Fatalf("imaptest at %s: %v\n%s", addr, err, out)
 	}
 	lines := strings.Split(string(out), "\n")
+	// After "Totals:" come the header, the probabilities (lines with
+	// '%') and the counts.
 	for i, l := range lines {
-		if strings.TrimSpace(l) == "Totals:" && i+2 < len(lines) {
+		if strings.TrimSpace(l) != "Totals:" {
+			continue
+		}
+		for j := i + 2; j < len(lines); j++ {
+			if strings.Contains(lines[j], "%") || strings.TrimSpace(lines[j]) == "" {
+				continue
+			}
 			total := 0
-			for _, f := range strings.Fields(lines[i+2]) {
+			for _, f := range strings.Fields(lines[j]) {
 				n, err := strconv.Atoi(f)
 				if err != nil {
-					tb.Fatalf("imaptest totals %q", lines[i+2])
+					tb.Fatalf("imaptest totals %q", lines[j])
 				}
 				total += n
 			}
-			return float64(total) / float64(secs), lines[i+1] + "\n" + lines[i+2]
+			return float64(total) / float64(secs), lines[i+1] + "\n" + lines[j]
 		}
 	}
 	tb.Fatalf("imaptest printed no totals:\n%s", out)
@@ -120,13 +128,23 @@ func BenchmarkClusterProxyStress(b *testing.B) {
 		p := benchPair(b)
 		// Alternated, twice each, so that a neighbour's burst on the
 		// shared cores weighs on both.
-		var direct, proxied []float64
-		for round := 0; round < 2; round++ {
+		var direct, proxied, addedCPU []float64
+		for round := 0; round < 3; round++ {
+			// Both nodes are this process: its CPU per command is b's
+			// directly, a's and b's through a.
+			cpu0 := selfCPU()
 			d, dt := imaptestRate(b, bin, p.b.imaps.Addr().String(), mbox, p.alice.Password, secs)
+			cpu1 := selfCPU()
 			pr, pt := imaptestRate(b, bin, p.a.imaps.Addr().String(), mbox, p.alice.Password, secs)
-			b.Logf("round %d: direct %.0f commands/s, proxied %.0f\ndirect:\n%s\nproxied:\n%s", round+1, d, pr, dt, pt)
-			direct, proxied = append(direct, d), append(proxied, pr)
+			cpu2 := selfCPU()
+			dCPU := float64((cpu1 - cpu0).Microseconds()) / (d * float64(secs))
+			pCPU := float64((cpu2 - cpu1).Microseconds()) / (pr * float64(secs))
+			b.Logf("round %d: direct %.0f commands/s (%.0f µs CPU each), proxied %.0f (%.0f µs)\ndirect:\n%s\nproxied:\n%s",
+				round+1, d, dCPU, pr, pCPU, dt, pt)
+			direct, proxied, addedCPU = append(direct, d), append(proxied, pr), append(addedCPU, pCPU-dCPU)
 		}
+		slices.Sort(addedCPU)
+		b.ReportMetric(addedCPU[1], "front_cpu_µs/cmd")
 		d, pr := slices.Max(direct), slices.Max(proxied)
 		b.ReportMetric(d, "direct_cmds/s")
 		b.ReportMetric(pr, "proxied_cmds/s")

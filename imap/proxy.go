@@ -150,8 +150,10 @@ func (s *session) proxyTo(tag string, u directory.User, n cluster.Node, ttl int)
 func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string, error) {
 	hops := s.srv.hops
 	c := hops.Cluster()
-	timeout := c.ConnectTimeout()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// The node must answer within the connect timeout: dial and
+	// greeting. The login after it is bounded as the client's login is.
+	deadline := time.Now().Add(c.ConnectTimeout())
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	conn, err := hops.Dial(ctx, n, n.IMAP)
 	if err != nil {
@@ -163,7 +165,7 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 			conn.Close()
 		}
 	}()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
+	_ = conn.SetDeadline(deadline)
 	br := bufio.NewReaderSize(conn, 4096)
 	fail := func(err error) (*hop, string, error) {
 		if isTimeout(err) {
@@ -178,6 +180,9 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 	if !strings.HasPrefix(greeting, "* OK") {
 		return nil, "", fmt.Errorf("greeting %q", sanitize(greeting))
 	}
+	// It answered: a slow login from here on is no sign of a dead node.
+	fail = func(err error) (*hop, string, error) { return nil, "", err }
+	_ = conn.SetDeadline(time.Now().Add(s.srv.opts.AuthTimeout))
 	if host, _, _ := net.SplitHostPort(n.IMAP); c.TLS(host) != nil {
 		if _, err := io.WriteString(conn, "H0 STARTTLS\r\n"); err != nil {
 			return fail(err)
@@ -186,7 +191,7 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 			return fail(fmt.Errorf("STARTTLS: %w", err))
 		}
 		tc := tls.Client(conn, c.TLS(host))
-		if err := tc.HandshakeContext(ctx); err != nil {
+		if err := tc.Handshake(); err != nil {
 			return fail(fmt.Errorf("TLS: %w", err))
 		}
 		conn = tc

@@ -138,8 +138,10 @@ func (se *session) enterHome(u directory.User) (err error, done bool) {
 func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error) {
 	hops := se.srv.hops
 	c := hops.Cluster()
-	timeout := c.ConnectTimeout()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// The node must answer within the connect timeout: dial and
+	// greeting. The login after it is bounded as the client's login is.
+	deadline := time.Now().Add(c.ConnectTimeout())
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	conn, err := hops.Dial(ctx, n, n.ManageSieve)
 	if err != nil {
@@ -151,7 +153,7 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 			conn.Close()
 		}
 	}()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
+	_ = conn.SetDeadline(deadline)
 	br := bufio.NewReaderSize(conn, 4096)
 	fail := func(err error) (*hop, error) {
 		var ne net.Error
@@ -163,6 +165,9 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 	if err := hopResponse(br); err != nil {
 		return fail(fmt.Errorf("greeting: %w", err))
 	}
+	// It answered: a slow login from here on is no sign of a dead node.
+	fail = func(err error) (*hop, error) { return nil, err }
+	_ = conn.SetDeadline(time.Now().Add(se.srv.opts.AuthTimeout))
 	if host, _, _ := net.SplitHostPort(n.ManageSieve); c.TLS(host) != nil {
 		if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
 			return fail(err)
@@ -171,7 +176,7 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 			return fail(fmt.Errorf("STARTTLS: %w", err))
 		}
 		tc := tls.Client(conn, c.TLS(host))
-		if err := tc.HandshakeContext(ctx); err != nil {
+		if err := tc.Handshake(); err != nil {
 			return fail(fmt.Errorf("TLS: %w", err))
 		}
 		conn = tc
