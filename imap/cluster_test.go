@@ -542,17 +542,34 @@ func TestClusterProxyHomeDown(t *testing.T) {
 	}
 	assertEmptyDir(t, p.a.base)
 
-	// b stopped: its port refuses.
+	// b stopped: its port refuses, then it is not dialled for a while.
 	q := newClusterPair(t, clusterTune{timeout: 300 * time.Millisecond})
 	q.b.srv.Close()
-	lines := runClusterPy(t, q, q.a.imaps.Addr().String(), "login", "alice", q.alice.Password, nil)
-	if l := findLine(lines, "refused"); !strings.Contains(l, "[UNAVAILABLE]") {
-		t.Fatalf("login with the home node stopped: %q", lines)
+	for i := 0; i < 2; i++ {
+		lines := runClusterPy(t, q, q.a.imaps.Addr().String(), "login", "alice", q.alice.Password, nil)
+		if l := findLine(lines, "refused"); !strings.Contains(l, "[UNAVAILABLE]") {
+			t.Fatalf("login %d with the home node stopped: %q", i+1, lines)
+		}
 	}
-	if l := q.a.log.String(); !strings.Contains(l, "home node unavailable") {
+	if l := q.a.log.String(); !strings.Contains(l, "connection refused") || !strings.Contains(l, "did not answer a moment ago") {
 		t.Errorf("a's log:\n%s", l)
 	}
 	assertEmptyDir(t, q.a.base)
+}
+
+// A front node with another secret than the home node's: the client's
+// login is refused for now, and the home node counts a failed login.
+func TestClusterProxyWrongSecret(t *testing.T) {
+	needPython(t)
+	p := newClusterPair(t, clusterTune{frontSecret: "not-the-cluster-secret-0123"})
+	lines := runClusterPy(t, p, p.a.imaps.Addr().String(), "login", "alice", p.alice.Password, nil)
+	if l := findLine(lines, "refused"); !strings.Contains(l, "[UNAVAILABLE]") {
+		t.Fatalf("login through a front with a wrong secret: %q", lines)
+	}
+	if l := p.b.log.String(); !strings.Contains(l, "wrong cluster secret") || strings.Contains(l, `msg="imap: login"`) {
+		t.Errorf("b's log:\n%s", l)
+	}
+	assertEmptyDir(t, p.a.base)
 }
 
 // rawIMAP is a line client for the back side's checks.
