@@ -214,6 +214,71 @@ func BenchmarkClusterProxyLoginSelect(b *testing.B) {
 	}
 }
 
+// commandLatency logs in at addr, selects INBOX and returns the median
+// time of n sequential commands (FETCH of 20 messages' flags and sizes,
+// NOOP, STATUS in turn), each waiting for its reply.
+func commandLatency(tb testing.TB, addr, pass string, n int) time.Duration {
+	c, err := tls.Dial("tcp", addr, clientTLS())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	br := bufio.NewReader(c)
+	expect := func(tag string) {
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				tb.Fatalf("waiting for %s: %v", tag, err)
+			}
+			if strings.HasPrefix(l, tag+" OK") {
+				return
+			}
+			if !strings.HasPrefix(l, "* ") {
+				tb.Fatalf("%q waiting for %s", l, tag)
+			}
+		}
+	}
+	br.ReadString('\n')
+	fmt.Fprintf(c, "a LOGIN alice %s\r\nb SELECT INBOX\r\n", pass)
+	expect("a")
+	expect("b")
+	cmds := []string{"UID FETCH 1:20 (FLAGS RFC822.SIZE)", "NOOP", "STATUS INBOX (MESSAGES UNSEEN)"}
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		tag := "c" + strconv.Itoa(i)
+		start := time.Now()
+		fmt.Fprintf(c, "%s %s\r\n", tag, cmds[i%len(cmds)])
+		expect(tag)
+		ds = append(ds, time.Since(start))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// BenchmarkClusterProxyCommand is the time one client waits for a
+// command's reply, through the front node and directly (medians of 300,
+// alternated in blocks of 100).
+func BenchmarkClusterProxyCommand(b *testing.B) {
+	p := benchPair(b)
+	for i := 0; i < 20; i++ {
+		p.deliver(b, "message "+strconv.Itoa(i))
+	}
+	for i := 0; i < b.N; i++ {
+		var direct, proxied []time.Duration
+		for j := 0; j < 3; j++ {
+			direct = append(direct, commandLatency(b, p.b.imaps.Addr().String(), p.alice.Password, 100))
+			proxied = append(proxied, commandLatency(b, p.a.imaps.Addr().String(), p.alice.Password, 100))
+		}
+		slices.Sort(direct)
+		slices.Sort(proxied)
+		d, pr := direct[1], proxied[1]
+		b.ReportMetric(float64(d.Microseconds())/1000, "direct_ms/cmd")
+		b.ReportMetric(float64(pr.Microseconds())/1000, "proxied_ms/cmd")
+		b.ReportMetric(float64((pr-d).Microseconds())/1000, "added_ms/cmd")
+	}
+}
+
 // backNodeEnv is what the parent tells TestClusterBackNode.
 type backNodeEnv struct {
 	URL, CAFile, ReaderDN, ReaderPassword, MailBase, Base, Secret string
