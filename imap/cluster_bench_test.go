@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -298,6 +299,9 @@ func TestClusterProxiedConnMemory(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("COURRIEL_CONNMEM_N")); err == nil && v > 0 {
 		n = v
 	}
+	if os.Getenv("COURRIEL_CONNMEM_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 64
+	}
 	var child *exec.Cmd
 	var childIn io.WriteCloser
 	p := newClusterPair(t, clusterTune{
@@ -377,6 +381,12 @@ func TestClusterProxiedConnMemory(t *testing.T) {
 		return len(p.a.srv.sessions) == n
 	})
 	per := (int64(ms()) - int64(before)) / int64(n)
+	if f := os.Getenv("COURRIEL_CONNMEM_HEAPPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			pprof.Lookup("heap").WriteTo(out, 0)
+			out.Close()
+		}
+	}
 	t.Logf("%d idle proxied IMAPS connections at the front node: %d KiB heap+stack each, %d KiB of it stacks (%d goroutines)",
 		n, per>>10, (int64(stack1)-int64(stack0))/int64(n)>>10, runtime.NumGoroutine())
 	assertEmptyDir(t, p.a.base)

@@ -56,7 +56,7 @@ type sievePair struct {
 	alice testenv.FixtureUser
 }
 
-func newSievePair(t *testing.T, frontSecret, bAddr string) *sievePair {
+func newSievePair(t *testing.T, frontSecret, bAddr string, bHolds ...*cluster.Holds) *sievePair {
 	t.Helper()
 	parent := t.TempDir()
 	p := &sievePair{a: &sieveNode{base: filepath.Join(parent, "a"), log: &syncLog{}}, b: &sieveNode{base: filepath.Join(parent, "b"), log: &syncLog{}}}
@@ -106,8 +106,12 @@ func newSievePair(t *testing.T, frontSecret, bAddr string) *sievePair {
 		if testing.Verbose() {
 			out = io.MultiWriter(n.log, os.Stderr)
 		}
+		var holds *cluster.Holds
+		if name == "b" && len(bHolds) > 0 {
+			holds = bHolds[0]
+		}
 		srv, err := NewServer(Options{
-			Auth: d, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+			Auth: d, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Holds: holds,
 			Logger:      slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			AllowedBase: n.base, Chown: os.Geteuid() == 0, Cluster: c,
 			Guard: loginguard.New(loginguard.Options{BaseDelay: -1, NetLimit: -1}),
@@ -218,7 +222,8 @@ func TestClusterSieveRefused(t *testing.T) {
 
 // The back side in the protocol's words: XCLIENT then the cluster login.
 func TestClusterSieveBackSide(t *testing.T) {
-	p := newSievePair(t, "", "")
+	holds := cluster.NewHolds()
+	p := newSievePair(t, "", "", holds)
 	c, err := net.Dial("tcp", p.b.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +260,12 @@ func TestClusterSieveBackSide(t *testing.T) {
 	if got := readUntil("OK", "NO"); !strings.HasPrefix(got, "NO") {
 		t.Fatalf("wrong secret: %q", got)
 	}
+	release := holds.Hold(p.alice.Home)
+	io.WriteString(c, `AUTHENTICATE "PLAIN" "`+plain(testClusterSecret)+`"`+"\r\n")
+	if got := readUntil("OK", "NO"); !strings.HasPrefix(got, "NO (TRYLATER)") {
+		t.Fatalf("cluster login of a held user: %q", got)
+	}
+	release()
 	io.WriteString(c, `AUTHENTICATE "PLAIN" "`+plain(testClusterSecret)+`"`+"\r\n")
 	if got := readUntil("OK", "NO"); !strings.HasPrefix(got, "OK") {
 		t.Fatalf("cluster login: %q", got)
