@@ -736,3 +736,56 @@ func TestClusterProxyTTL(t *testing.T) {
 	}
 	assertEmptyDir(t, p.a.base)
 }
+
+// Either node ending a proxied session ends the other side too: the
+// front's shutdown closes the home node's session, the home node's
+// shutdown closes the client's connection at the front.
+func TestClusterProxyEnds(t *testing.T) {
+	for _, which := range []string{"front", "home"} {
+		t.Run(which, func(t *testing.T) {
+			p := newClusterPair(t, clusterTune{})
+			c, err := tls.Dial("tcp", p.a.imaps.Addr().String(), &tls.Config{RootCAs: p.ca.Pool(), ServerName: "127.0.0.1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			r := &rawIMAP{t: t, c: c, r: bufio.NewReader(c)}
+			r.line()
+			if got := last(r.cmd("a", "LOGIN alice "+p.alice.Password)); !strings.HasPrefix(got, "a OK") {
+				t.Fatalf("LOGIN: %q", got)
+			}
+			if got := last(r.cmd("b", "SELECT INBOX")); !strings.HasPrefix(got, "b OK") {
+				t.Fatalf("SELECT: %q", got)
+			}
+			sessions := func(s *Server) int {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return len(s.sessions)
+			}
+			if sessions(p.a.srv) != 1 || sessions(p.b.srv) != 1 {
+				t.Fatalf("sessions: a %d, b %d; want 1 and 1", sessions(p.a.srv), sessions(p.b.srv))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if which == "front" {
+				p.a.srv.Shutdown(ctx)
+				waitFor(t, "the home node's session to end", func() bool { return sessions(p.b.srv) == 0 })
+			} else {
+				p.b.srv.Shutdown(ctx)
+				waitFor(t, "the front's session to end", func() bool { return sessions(p.a.srv) == 0 })
+			}
+			// The client reads what was left, then the end of the connection.
+			for i := 0; i < 10; i++ {
+				l, err := r.r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if which == "home" && !strings.HasPrefix(l, "* BYE") {
+					t.Errorf("client read %q after the home node's shutdown", l)
+				}
+			}
+			t.Error("the client's connection did not end")
+		})
+	}
+}
