@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"courriel/cluster"
 	"courriel/directory"
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
@@ -79,6 +79,9 @@ func cmdID(s *session, tag string, _ bool) error {
 			b.WriteString(sanitize(fields[i]) + "=" + sanitize(fields[i+1]) + " ")
 		}
 		s.logger.Debug("imap: client ID", "id", b.String())
+		if s.srv.hops != nil && s.state == stateNotAuth {
+			s.takeOrigin(fields)
+		}
 	}
 	s.w.Raw(`* ID ("name" "courriel")` + "\r\n")
 	return s.ok(tag, "", "ID completed", true)
@@ -207,7 +210,10 @@ func cmdAuthenticate(s *session, tag string, _ bool) error {
 	if !strings.EqualFold(mech, "PLAIN") {
 		return no("", "Unsupported authentication mechanism")
 	}
-	if !s.tls {
+	// A front node's login may come in plain text when the cluster's
+	// hops are configured without TLS (a private network); it always
+	// sends its response at once.
+	if !s.tls && !(haveIR && s.srv.plainHops()) {
 		return no("PRIVACYREQUIRED", "Login only over TLS: use STARTTLS first")
 	}
 	if !haveIR {
@@ -231,11 +237,16 @@ func cmdAuthenticate(s *session, tag string, _ bool) error {
 	if err != nil {
 		return bad("", "Invalid base64 in authentication response")
 	}
-	parts := bytes.Split(raw, []byte{0})
-	if len(parts) != 3 {
+	authz, user, pass, err := cluster.ParsePlain(raw)
+	if err != nil {
 		return s.loginFailed(tag, "", "malformed PLAIN response")
 	}
-	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	if user == cluster.ClusterLogin && s.srv.hops != nil {
+		return s.hopLoginAs(tag, authz, pass)
+	}
+	if !s.tls {
+		return no("PRIVACYREQUIRED", "Login only over TLS: use STARTTLS first")
+	}
 	if authz != "" && authz != user {
 		return s.loginFailed(tag, user, "authorization identity differs")
 	}
@@ -292,17 +303,8 @@ func (s *session) login(tag, username, password string) error {
 		len(username) > 256 || len(password) > 1024 {
 		return s.loginFailed(tag, username, "malformed credentials")
 	}
-	// A network that guessed too often is not heard at all; its login
-	// names are not, since anyone could lock their owners out.
-	if s.srv.guard.Blocked(parseIP(s.ip)) {
-		s.fails++
-		s.logger.Warn("imap: login refused: address throttled", "ip", s.ip)
-		if s.fails >= maxFailedLogins {
-			s.tagged(tag, "NO", "UNAVAILABLE", "Too many failed logins from your address, try again later")
-			s.w.Raw("* BYE Too many failed logins\r\n")
-			return errClose
-		}
-		return no("UNAVAILABLE", "Too many failed logins from your address, try again later")
+	if err := s.throttled(tag); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.opts.AuthTimeout)
 	defer cancel()
@@ -314,6 +316,34 @@ func (s *session) login(tag, username, password string) error {
 	default:
 		s.logger.Warn("imap: directory unavailable during login", "err", err)
 		return errAuthUnavailable
+	}
+	s.srv.guard.Succeeded(username, parseIP(s.ip))
+	return s.enter(tag, u)
+}
+
+// throttled refuses a login from a network that guessed too often: it is
+// not heard at all; its login names are not, since anyone could lock
+// their owners out.
+func (s *session) throttled(tag string) error {
+	if !s.srv.guard.Blocked(parseIP(s.ip)) {
+		return nil
+	}
+	s.fails++
+	s.logger.Warn("imap: login refused: address throttled", "ip", s.ip)
+	if s.fails >= maxFailedLogins {
+		s.tagged(tag, "NO", "UNAVAILABLE", "Too many failed logins from your address, try again later")
+		s.w.Raw("* BYE Too many failed logins\r\n")
+		return errClose
+	}
+	return no("UNAVAILABLE", "Too many failed logins from your address, try again later")
+}
+
+// enter logs in u, whose identity is established: at home here it opens
+// the maildir; homed on another node the session is passed through to
+// that node (proxy.go), and nothing is opened or created here.
+func (s *session) enter(tag string, u directory.User) error {
+	if err, done := s.enterHome(tag, u); done {
+		return err
 	}
 	maildir, err := s.checkMaildir(u)
 	if err != nil {
@@ -338,7 +368,6 @@ func (s *session) login(tag, username, password string) error {
 		s.logger.Error("imap: open maildir", "login", u.Login, "err", err)
 		return errAuthUnavailable
 	}
-	s.srv.guard.Succeeded(username, parseIP(s.ip))
 	s.user, s.store = u, st
 	s.state = stateAuth
 	s.logger = s.logger.With("user", u.Login)

@@ -141,6 +141,10 @@ func TestIdleConnMemoryClient(t *testing.T) {
 		t.Skip("child process of TestIdleConnMemory")
 	}
 	n, _ := strconv.Atoi(os.Getenv("COURRIEL_CONNMEM_N"))
+	pass := os.Getenv("COURRIEL_CONNMEM_PASS") // TestClusterProxiedConnMemory's fixture user
+	if pass == "" {
+		pass = "secret"
+	}
 	conns := make([]*tls.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -175,14 +179,14 @@ func TestIdleConnMemoryClient(t *testing.T) {
 		}
 		expect("* OK")
 		if os.Getenv("COURRIEL_CONNMEM_COMPRESS") == "true" {
-			fmt.Fprintf(c, "a LOGIN alice secret\r\nz COMPRESS DEFLATE\r\n")
+			fmt.Fprintf(c, "a LOGIN alice %s\r\nz COMPRESS DEFLATE\r\n", pass)
 			expect("a OK")
 			expect("z OK")
 			fc := newFlateConn(c)
 			br = bufio.NewReader(fc)
 			fmt.Fprintf(fc, "b SELECT INBOX\r\nc IDLE\r\n")
 		} else {
-			fmt.Fprintf(c, "a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
+			fmt.Fprintf(c, "a LOGIN alice %s\r\nb SELECT INBOX\r\nc IDLE\r\n", pass)
 			expect("a OK")
 		}
 		expect("b OK")

@@ -14,5 +14,9 @@
 // cmd_catenate.go, notify.go (NOTIFY), quota.go and compress.go
 // (COMPRESS=DEFLATE: the input through imap/wire/inflate, which gives out
 // what a client flushed with Z_PARTIAL_FLUSH at once; the compressor is
-// dropped while a session waits).
+// dropped while a session waits). proxy.go is IMAP on any node of a
+// cluster: a user homed on another node logs in here, then the session is
+// passed through to the home node (ID with the client's address, the
+// cluster login, then bytes both ways); a front node's cluster login is
+// trusted here with its ID values.
 package imap

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"courriel/cluster"
 	"courriel/directory"
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
@@ -95,6 +96,14 @@ type Options struct {
 	AuthTimeout    time.Duration // default DefaultAuthTimeout
 	FailDelay      time.Duration // default DefaultFailDelay; negative disables
 	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
+	// Cluster, when set, is the node map: a user homed on another node
+	// is logged in here and the session passed through to the home node
+	// (proxy.go); a front node's cluster login is accepted. Auth must
+	// then also implement UserLookup. Nil: a single node.
+	Cluster *cluster.Cluster
+	// Holds are the users being moved away from this node: their logins
+	// get NO [UNAVAILABLE]. Nil holds nobody.
+	Holds *cluster.Holds
 	// ParseHelpers bounds the goroutines that parse messages ahead of cold
 	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
 	// (prefetch.go). 0: half the cores less one, so none on two cores,
@@ -115,6 +124,9 @@ type Server struct {
 	// prefetchSlots bounds the goroutines parsing ahead of cold FETCHes,
 	// all sessions together, to the cores the writers leave.
 	prefetchSlots chan struct{}
+	hops          *cluster.Hops // nil on a single node
+	users         UserLookup    // the cluster logins' lookups; nil on a single node
+	hopBufs       sync.Pool     // *[]byte of hopBufSize, lent to busy proxied sessions
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -157,6 +169,13 @@ func NewServer(o Options) (*Server, error) {
 	if o.MaxFailDelay <= 0 {
 		o.MaxFailDelay = DefaultMaxFailDelay
 	}
+	var users UserLookup
+	if o.Cluster != nil {
+		var ok bool
+		if users, ok = o.Auth.(UserLookup); !ok {
+			return nil, errors.New("imap: with a Cluster, Options.Auth must implement UserLookup")
+		}
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -176,6 +195,8 @@ func NewServer(o Options) (*Server, error) {
 		userConns:     make(map[string]int),
 		sessions:      make(map[*session]struct{}),
 		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
+		hops:          cluster.NewHops(o.Cluster),
+		users:         users,
 	}, nil
 }
 
@@ -238,7 +259,7 @@ func (s *Server) admit(c net.Conn, isTLS bool) *session {
 	switch {
 	case s.total >= s.opts.MaxConns:
 		refuse = "Too many connections, try again later"
-	case s.conns[ip] >= s.opts.MaxConnsPerIP:
+	case s.conns[ip] >= s.opts.MaxConnsPerIP && !s.hops.FromNode(parseIP(ip)):
 		refuse = "Too many connections from your address"
 	}
 	if refuse != "" {
@@ -278,8 +299,8 @@ func (s *Server) loggedIn(se *session, login string) bool {
 	se.userKey = key
 	// From now on the per user and address limit applies, not the cap on
 	// connections that have not logged in.
-	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
-		delete(s.conns, se.ip)
+	if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
+		delete(s.conns, se.peer)
 	}
 	return true
 }
@@ -300,8 +321,8 @@ func (s *Server) dropSession(se *session) {
 		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
 			delete(s.userConns, se.userKey)
 		}
-	} else if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
-		delete(s.conns, se.ip)
+	} else if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
+		delete(s.conns, se.peer)
 	}
 }
 
@@ -407,6 +428,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.Close()
 }
 
+// UserLookup finds a user without a password, for the logins of the
+// other cluster nodes; *directory.Directory implements it.
+type UserLookup interface {
+	LookupUser(ctx context.Context, login string) (directory.User, error)
+}
+
 // Metrics is what the server reports; the consumer declares it.
 type Metrics interface {
 	IMAPSessionStarted()
@@ -447,5 +474,5 @@ func (s *Server) loggedOut(se *session) {
 		delete(s.userConns, se.userKey)
 	}
 	se.userKey = ""
-	s.conns[se.ip]++ // back under the cap of connections not logged in
+	s.conns[se.peer]++ // back under the cap of connections not logged in
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"courriel/cluster"
 	"courriel/directory"
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
@@ -45,13 +46,17 @@ type session struct {
 	conn net.Conn // the TLS connection after STARTTLS
 	// raw is the accepted connection, never replaced: other goroutines
 	// (Server.wakeIdlers, Close, Shutdown) set its deadline or close it.
-	raw    net.Conn
-	r      *wire.Reader
-	w      *wire.Writer
-	ip     string
-	id     string
-	logger *slog.Logger
-	tls    bool
+	raw net.Conn
+	r   *wire.Reader
+	w   *wire.Writer
+	// ip is the client's address: the connection's, or after a front
+	// node's cluster login the address that node saw (proxy.go); peer is
+	// always the connection's, counted in srv.conns.
+	ip, peer string
+	port     uint16 // the client's port, as ip
+	id       string
+	logger   *slog.Logger
+	tls      bool
 
 	state   connState
 	enabled ext
@@ -79,12 +84,20 @@ type session struct {
 	// z is the DEFLATE state after COMPRESS (compress.go); nil before.
 	z *deflater
 
+	// origin is what a front node's ID said about the client, trusted
+	// once hopLogin is set (proxy.go); hop is the home node's connection
+	// of a session passed through to it.
+	origin   cluster.Origin
+	hopLogin bool
+	hop      *hop
+
 	// Scratch buffers of FETCH (see readMessage).
 	readBuf, crlfBuf []byte
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
-	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
+	se := &session{srv: s, conn: c, raw: c, ip: ip, peer: ip, id: newID(), tls: isTLS}
+	_, se.port = cluster.AddrPort(c.RemoteAddr())
 	se.logger = s.log.With("conn_id", se.id)
 	se.r = wire.NewReader(sessionReader{se}, &s.bufs)
 	se.w = wire.NewWriter(sessionWriter{se}, &s.bufs)
@@ -192,6 +205,10 @@ func (s *session) serve() {
 			return
 		}
 		if s.flush() != nil {
+			return
+		}
+		if s.hop != nil {
+			s.splice()
 			return
 		}
 	}

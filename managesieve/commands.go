@@ -1,7 +1,6 @@
 package managesieve
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"courriel/cluster"
 	"courriel/directory"
 	"courriel/sieve"
 	"courriel/sieve/scripts"
@@ -53,6 +53,8 @@ func lookupCommand(name string) (command, bool) {
 		return command{auth: true, run: cmdDeleteScript}, true
 	case "RENAMESCRIPT":
 		return command{auth: true, run: cmdRenameScript}, true
+	case "XCLIENT":
+		return command{run: cmdXClient}, true
 	}
 	return command{}, false
 }
@@ -141,7 +143,10 @@ func cmdAuthenticate(se *session, args []token) error {
 	if !strings.EqualFold(args[0].s, "PLAIN") {
 		return no("", "Unsupported authentication mechanism.")
 	}
-	if !se.tls {
+	// A front node's login may come in plain text when the cluster's
+	// hops are configured without TLS (a private network); it always
+	// sends its response at once.
+	if !se.tls && !(len(args) == 2 && se.srv.plainHops()) {
 		return no("ENCRYPT-NEEDED", "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
 	}
 	resp := ""
@@ -170,11 +175,16 @@ func cmdAuthenticate(se *session, args []token) error {
 	if err != nil {
 		return se.loginFailed("", "invalid base64")
 	}
-	parts := bytes.Split(raw, []byte{0})
-	if len(parts) != 3 {
+	authz, user, pass, err := cluster.ParsePlain(raw)
+	if err != nil {
 		return se.loginFailed("", "malformed PLAIN response")
 	}
-	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	if user == cluster.ClusterLogin && se.srv.hops != nil {
+		return se.hopLoginAs(authz, pass)
+	}
+	if !se.tls {
+		return no("ENCRYPT-NEEDED", "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
+	}
 	// No proxy authorization: the identity to act as is the one logging
 	// in (an empty authzid says the same).
 	if authz != "" && authz != user {
@@ -211,13 +221,8 @@ func (se *session) login(username, password string) error {
 		strings.ContainsRune(username, 0) || strings.ContainsRune(password, 0) {
 		return se.loginFailed(username, "malformed credentials")
 	}
-	if se.srv.guard.Blocked(parseIP(se.ip)) {
-		se.fails++
-		se.log.Warn("managesieve: login refused: address throttled", "ip", se.ip)
-		if se.fails >= maxFailedLogins {
-			return &reply{code: "TRYLATER", msg: "Too many failed logins from your address.", bye: true}
-		}
-		return no("TRYLATER", "Too many failed logins from your address, try again later.")
+	if err := se.throttled(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), se.srv.opts.AuthTimeout)
 	defer cancel()
@@ -229,6 +234,30 @@ func (se *session) login(username, password string) error {
 	default:
 		se.log.Warn("managesieve: directory unavailable during login", "err", err)
 		return errTryLater
+	}
+	se.srv.guard.Succeeded(username, parseIP(se.ip))
+	return se.enter(u)
+}
+
+// throttled refuses a login from a network that guessed too often.
+func (se *session) throttled() error {
+	if !se.srv.guard.Blocked(parseIP(se.ip)) {
+		return nil
+	}
+	se.fails++
+	se.log.Warn("managesieve: login refused: address throttled", "ip", se.ip)
+	if se.fails >= maxFailedLogins {
+		return &reply{code: "TRYLATER", msg: "Too many failed logins from your address.", bye: true}
+	}
+	return no("TRYLATER", "Too many failed logins from your address, try again later.")
+}
+
+// enter logs in u, whose identity is established: at home here it opens
+// the scripts; homed on another node the session is passed through to
+// that node (proxy.go), and nothing is opened or created here.
+func (se *session) enter(u directory.User) error {
+	if err, done := se.enterHome(u); done {
+		return err
 	}
 	st, err := scripts.Open(u.Home, scripts.Options{
 		Owner:  scripts.Owner{UID: u.UID, GID: u.GID, Chown: se.srv.opts.Chown},
@@ -243,7 +272,6 @@ func (se *session) login(username, password string) error {
 		se.log.Warn("managesieve: too many connections for user and address", "login", u.Login, "ip", se.ip)
 		return no("TRYLATER", "Too many connections for this user from your address.")
 	}
-	se.srv.guard.Succeeded(username, parseIP(se.ip))
 	se.user, se.store, se.state = u, st, stateAuth
 	se.log = se.log.With("user", u.Login)
 	se.log.Info("managesieve: login", "ip", se.ip)

@@ -22,4 +22,9 @@
 // checked against the user's quota before a byte of it is read; any other
 // by a few KiB), the commands of a connection, its errors, its idle time,
 // and connections per address and in total.
+//
+// In a cluster (Options.Cluster) a user homed on another node logs in
+// here and the session is passed through to the home node (proxy.go:
+// XCLIENT with the client's address, then the cluster login); a front
+// node's cluster login here is trusted with its XCLIENT values.
 package managesieve

@@ -82,8 +82,27 @@ func (se *session) readCommand() (string, []token, error) {
 		}
 		return "", nil, se.syntax("", "Invalid command name.")
 	}
+	if cmd == "XCLIENT" {
+		// Dovecot's form: KEY=VALUE atoms with '.', ':' and '=' in them.
+		rest := se.readWhile(func(c byte) bool { return c != '\r' && c != '\n' }, 1024)
+		if !se.eatLF() && !(se.eatCR() && se.eatLF()) {
+			return "", nil, se.syntax(cmd, "Expected CRLF.")
+		}
+		return cmd, []token{{kind: tokAtom, s: rest}}, nil
+	}
 	args, err := se.readArgs(cmd)
 	return cmd, args, err
+}
+
+func (se *session) eatCR() bool {
+	c, err := se.readByte()
+	if err == nil && c == '\r' {
+		return true
+	}
+	if err == nil {
+		se.unreadByte()
+	}
+	return false
 }
 
 func (se *session) eatLF() bool {

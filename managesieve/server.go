@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"courriel/cluster"
 	"courriel/directory"
 	"courriel/internal/acceptloop"
 	"courriel/loginguard"
@@ -83,6 +84,15 @@ type Options struct {
 	// deliverer's [sieve] global, Pigeonhole's sieve_global); "" for none.
 	GlobalScripts string
 
+	// Cluster, when set, is the node map: a user homed on another node
+	// logs in here and the session is passed through to the home node
+	// (proxy.go); a front node's cluster login is accepted. Auth must
+	// then also implement UserLookup. Nil: a single node.
+	Cluster *cluster.Cluster
+	// Holds are the users being moved away from this node: their logins
+	// are refused for now. Nil holds nobody.
+	Holds *cluster.Holds
+
 	MaxRedirects   int           // advertised as MAXREDIRECTS; default DefaultMaxRedirects
 	MaxConnsPerIP  int           // before login; default DefaultMaxConnsPerIP
 	MaxUserIPConns int           // per user and address after login; default DefaultMaxUserIPConns
@@ -100,6 +110,8 @@ type Server struct {
 	log    *slog.Logger
 	guard  *loginguard.Guard
 	closed chan struct{}
+	hops   *cluster.Hops // nil on a single node
+	users  UserLookup    // the cluster logins' lookups; nil on a single node
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -142,6 +154,13 @@ func NewServer(o Options) (*Server, error) {
 	if o.Limits.MaxScriptSize <= 0 {
 		o.Limits.MaxScriptSize = scripts.DefaultMaxScriptSize
 	}
+	var users UserLookup
+	if o.Cluster != nil {
+		var ok bool
+		if users, ok = o.Auth.(UserLookup); !ok {
+			return nil, errors.New("managesieve: with a Cluster, Options.Auth must implement UserLookup")
+		}
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -150,7 +169,7 @@ func NewServer(o Options) (*Server, error) {
 	if g == nil {
 		g = loginguard.New(loginguard.Options{})
 	}
-	return &Server{opts: o, log: log, guard: g, closed: make(chan struct{}),
+	return &Server{opts: o, log: log, guard: g, closed: make(chan struct{}), hops: cluster.NewHops(o.Cluster), users: users,
 		listeners: map[net.Listener]struct{}{}, conns: map[string]int{}, userConns: map[string]int{},
 		sessions: map[*session]struct{}{}}, nil
 }
@@ -198,7 +217,7 @@ func (s *Server) admit(c net.Conn) *session {
 	switch {
 	case len(s.sessions) >= s.opts.MaxConns:
 		refuse = "Too many connections, try again later."
-	case s.conns[ip] >= s.opts.MaxConnsPerIP:
+	case s.conns[ip] >= s.opts.MaxConnsPerIP && !s.hops.FromNode(parseIP(ip)):
 		refuse = "Too many connections from your address."
 	}
 	if refuse != "" {
@@ -234,8 +253,8 @@ func (s *Server) loggedIn(se *session, login string) bool {
 	}
 	s.userConns[key]++
 	se.userKey = key
-	if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
-		delete(s.conns, se.ip)
+	if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
+		delete(s.conns, se.peer)
 	}
 	return true
 }
@@ -251,7 +270,7 @@ func (s *Server) loggedOut(se *session) {
 		delete(s.userConns, se.userKey)
 	}
 	se.userKey = ""
-	s.conns[se.ip]++
+	s.conns[se.peer]++
 }
 
 func (s *Server) dropSession(se *session) {
@@ -269,8 +288,8 @@ func (s *Server) dropSession(se *session) {
 		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
 			delete(s.userConns, se.userKey)
 		}
-	} else if s.conns[se.ip]--; s.conns[se.ip] <= 0 {
-		delete(s.conns, se.ip)
+	} else if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
+		delete(s.conns, se.peer)
 	}
 }
 
@@ -324,6 +343,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-t.C:
 	}
 	return s.Close()
+}
+
+// UserLookup finds a user without a password, for the logins of the
+// other cluster nodes; *directory.Directory implements it.
+type UserLookup interface {
+	LookupUser(ctx context.Context, login string) (directory.User, error)
 }
 
 func remoteIP(a net.Addr) string {

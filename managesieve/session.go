@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"courriel/cluster"
 	"courriel/directory"
 	"courriel/sieve/scripts"
 )
@@ -32,10 +33,15 @@ type session struct {
 	raw, conn net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	ip        string
-	log       *slog.Logger
-	tls       bool
-	shutdown  atomic.Bool
+	// ip is the client's address: the connection's, or after a front
+	// node's cluster login the one that node saw (proxy.go); peer is
+	// always the connection's, counted in srv.conns.
+	ip, peer string
+	port     uint16 // the client's port, as ip
+	id       string
+	log      *slog.Logger
+	tls      bool
+	shutdown atomic.Bool
 
 	state   state
 	user    directory.User
@@ -46,13 +52,22 @@ type session struct {
 	cmds    int            // commands read
 	preAuth int            // commands read while not logged in
 	lineLen int            // bytes of the current command outside literals
+
+	// origin is what a front node's XCLIENT said about the client,
+	// trusted once hopLogin is set; hop is the home node's connection of
+	// a session passed through to it (proxy.go).
+	origin   cluster.Origin
+	hopLogin bool
+	hop      *hop
 }
 
 func newSession(s *Server, c net.Conn, ip string) *session {
-	se := &session{srv: s, raw: c, conn: c, ip: ip}
+	se := &session{srv: s, raw: c, conn: c, ip: ip, peer: ip}
+	_, se.port = cluster.AddrPort(c.RemoteAddr())
 	se.br = bufio.NewReaderSize(connReader{se}, 4096)
 	se.bw = bufio.NewWriterSize(connWriter{se}, 4096)
-	se.log = s.log.With("conn_id", newID())
+	se.id = newID()
+	se.log = s.log.With("conn_id", se.id)
 	return se
 }
 
@@ -173,6 +188,10 @@ func (se *session) serve() {
 			return
 		}
 		if se.flush() != nil {
+			return
+		}
+		if se.hop != nil {
+			se.splice()
 			return
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"courriel/directory"
+	"courriel/imap"
+	"courriel/managesieve"
 )
 
 // liveDirectory is the directory the servers use; SIGHUP can replace the
@@ -40,6 +42,16 @@ func (l *liveDirectory) ResolveRecipient(ctx context.Context, addr string) (dire
 
 func (l *liveDirectory) Authenticate(ctx context.Context, login, password string) (directory.User, error) {
 	return l.get().Authenticate(ctx, login, password)
+}
+
+// A front node's cluster login is looked up without a password.
+var (
+	_ imap.UserLookup        = (*liveDirectory)(nil)
+	_ managesieve.UserLookup = (*liveDirectory)(nil)
+)
+
+func (l *liveDirectory) LookupUser(ctx context.Context, login string) (directory.User, error) {
+	return l.get().LookupUser(ctx, login)
 }
 
 func (l *liveDirectory) SenderLogins(ctx context.Context, addr string) ([]string, error) {

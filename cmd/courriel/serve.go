@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"courriel/cluster"
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
@@ -104,6 +105,11 @@ type app struct {
 	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
 
 	listeners []boundListener
+
+	// cluster is the node map, nil on a single node; holds the users
+	// being moved away from this node.
+	cluster *cluster.Cluster
+	holds   *cluster.Holds
 }
 
 type boundListener struct {
@@ -137,6 +143,10 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if err := a.loadCertificates(); err != nil {
 		return nil, err
 	}
+	if a.cluster, err = cfg.newCluster(); err != nil {
+		return nil, err
+	}
+	a.holds = cluster.NewHolds()
 	var imapSrv *imap.Server
 	syncMode, _ := delivery.ParseSyncMode(cfg.Delivery.Sync) // checked with the configuration
 	if a.store, err = delivery.NewStore(delivery.Options{
@@ -176,7 +186,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			Auth: a.dir, TLSConfig: a.tlsFor("imap"), Logger: log.With("component", "imap"),
 			AllowedBase: cfg.Delivery.MaildirBase, Chown: chown, Metrics: a.metrics, Guard: a.guard,
 			MaxConnsPerIP: cfg.IMAP.ConnectionLimitPerIP, MaxUserIPConns: cfg.IMAP.UserIPConnectionLimit,
-			MaxConns: cfg.IMAP.ConnectionLimit,
+			MaxConns: cfg.IMAP.ConnectionLimit, Cluster: a.cluster, Holds: a.holds,
 		}); err != nil {
 			return nil, err
 		}
@@ -190,6 +200,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			Limits:        scripts.Limits{MaxScripts: m.MaxScripts, MaxStorage: m.MaxStorage, MaxScriptSize: m.MaxScriptSize},
 			GlobalScripts: a.cfg.Sieve.Global,
 			MaxConnsPerIP: m.ConnectionLimitPerIP, MaxUserIPConns: m.UserIPConnectionLimit, MaxConns: m.ConnectionLimit,
+			Cluster: a.cluster, Holds: a.holds,
 		}); err != nil {
 			return nil, err
 		}

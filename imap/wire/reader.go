@@ -104,6 +104,18 @@ func (r *Reader) SetSource(src io.Reader) { r.src = src }
 // Buffered is the number of bytes read from the source but not consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
+// TakeBuffered consumes and returns a copy of the bytes read from the
+// source but not consumed: what a client sent ahead before its session
+// was handed to another server.
+func (r *Reader) TakeBuffered() []byte {
+	if r.r >= r.w {
+		return nil
+	}
+	b := append([]byte(nil), (*r.buf)[r.r:r.w]...)
+	r.r = r.w
+	return b
+}
+
 // Release gives the buffer back to the pool when it holds nothing: an
 // idle connection then waits on the socket with no buffer.
 func (r *Reader) Release() {
