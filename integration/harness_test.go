@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,6 +61,12 @@ type server struct {
 	log    *bytes.Buffer
 	done   chan struct{}
 	bin    string // the courriel binary; the package's by default
+	// wrap runs the binary through a command (e.g. unshare): its argv
+	// before the binary's path.
+	wrap []string
+	// wantListeners is how many listeners the server must log before it
+	// is ready; 0: those startServer configures.
+	wantListeners int
 }
 
 type serverOption func(*serverSettings)
@@ -240,7 +247,8 @@ func (s *server) start() {
 	}
 	start := s.log.Len()
 	s.mu.Unlock()
-	cmd := exec.Command(s.bin, "serve", "-config", s.config)
+	argv := append(slices.Clone(s.wrap), s.bin, "serve", "-config", s.config)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	if p := os.Getenv("COURRIEL_BENCH_CPUPROFILE"); p != "" {
 		cmd.Env = append(os.Environ(), "COURRIEL_CPUPROFILE="+p)
 	}
@@ -256,6 +264,9 @@ func (s *server) start() {
 	listeners := 4
 	if s.HTTP != "" {
 		listeners++
+	}
+	if s.wantListeners > 0 {
+		listeners = s.wantListeners
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {

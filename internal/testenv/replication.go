@@ -33,6 +33,7 @@ const syncTimeout = 30 * time.Second
 type Replicated struct {
 	Provider *Slapd
 	Consumer *Slapd
+	more     []*Slapd // AddConsumer's
 }
 
 // StartReplicated starts a provider (opts apply to it; the consumer copies
@@ -42,17 +43,32 @@ func StartReplicated(t testing.TB, opts ...Option) *Replicated {
 	t.Helper()
 	withSyncprov := func(o *options) { o.syncprov = true }
 	p := StartSlapd(t, append(slices.Clone(opts), withSyncprov)...)
-	// The consumer takes the provider's schema options, not its data.
-	consumerOpts := []Option{withSyncprov, func(o *options) {
-		o.homeBase, o.withPostfix, o.withoutMisc = p.opts.homeBase, p.opts.withPostfix, p.opts.withoutMisc
-		o.syncrepl = p.SyncreplConfig(1, "1 +")
-		o.updateRef = p.URL()
-		o.ca = p.ca // one CA, as one admin's servers: a client verifies both
-	}}
-	c := StartSlapd(t, consumerOpts...)
-	r := &Replicated{Provider: p, Consumer: c}
+	r := &Replicated{Provider: p}
+	r.Consumer = r.startConsumer(t, 1)
 	r.WaitInSync(t)
 	return r
+}
+
+// AddConsumer starts one more consumer of the provider (a cluster's next
+// node) and waits until every consumer is in sync.
+func (r *Replicated) AddConsumer(t testing.TB) *Slapd {
+	t.Helper()
+	c := r.startConsumer(t, 2+len(r.more))
+	r.more = append(r.more, c)
+	r.WaitInSync(t)
+	return c
+}
+
+func (r *Replicated) startConsumer(t testing.TB, rid int) *Slapd {
+	t.Helper()
+	p := r.Provider
+	// A consumer takes the provider's schema options, not its data.
+	return StartSlapd(t, func(o *options) { o.syncprov = true }, func(o *options) {
+		o.homeBase, o.withPostfix, o.withoutMisc = p.opts.homeBase, p.opts.withPostfix, p.opts.withoutMisc
+		o.syncrepl = p.SyncreplConfig(rid, "1 +")
+		o.updateRef = p.URL()
+		o.ca = p.ca // one CA, as one admin's servers: a client verifies both
+	})
 }
 
 // SyncreplConfig is an olcSyncrepl value replicating s's whole suffix as
@@ -111,22 +127,24 @@ func (r *Replicated) InSync(t testing.TB) bool {
 	return err == nil && p != "" && p == c
 }
 
-// WaitInSync polls (bounded by syncTimeout) until InSync; it fails the test
-// when the consumer does not catch up.
+// WaitInSync polls (bounded by syncTimeout) until every consumer has the
+// provider's contextCSN; it fails the test when one does not catch up.
 func (r *Replicated) WaitInSync(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(syncTimeout)
-	for {
-		p := r.Provider.ContextCSN(t)
-		c, err := r.Consumer.contextCSN()
-		if err == nil && p != "" && p == c {
-			return
+	for _, consumer := range append([]*Slapd{r.Consumer}, r.more...) {
+		for {
+			p := r.Provider.ContextCSN(t)
+			c, err := consumer.contextCSN()
+			if err == nil && p != "" && p == c {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testenv: consumer %s not in sync after %v: provider contextCSN %q, consumer %q (%v)",
+					consumer.URL(), syncTimeout, p, c, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testenv: consumer not in sync after %v: provider contextCSN %q, consumer %q (%v)",
-				syncTimeout, p, c, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
