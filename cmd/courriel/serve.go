@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"courriel/cluster"
+	"courriel/cluster/move"
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
@@ -99,6 +101,13 @@ type app struct {
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
 	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
 
+	// User moves (move-user, cluster/move): cluster is nil on a single
+	// node; the gate wraps local delivery; importer takes XIMPORT.
+	cluster  *cluster.Cluster
+	holds    *cluster.Holds
+	gate     *move.Gate
+	importer *move.Importer
+
 	listeners []boundListener
 }
 
@@ -162,6 +171,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		if a.local, err = a.sieveFilter(chown, log); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.moveSetup(chown); err != nil {
+		return nil, err
 	}
 	if a.queue, err = a.openQueue(); err != nil {
 		return nil, err
@@ -507,6 +519,7 @@ func (a *app) listen() error {
 		}
 		a.listeners = append(a.listeners, boundListener{name: "managesieve", ln: ln, serve: a.sieve.Serve, stop: a.sieve.Shutdown})
 	}
+	a.controlListener()
 	return a.httpListener()
 }
 
