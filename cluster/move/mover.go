@@ -102,9 +102,6 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 	if progress == nil {
 		progress = func(string) {}
 	}
-	if m.o.Writer == nil {
-		return errors.New("move: this node cannot write the directory (no SetHomeNode)")
-	}
 	if err := cluster.CheckNodeName(node); err != nil {
 		return fmt.Errorf("move: %w", err)
 	}
@@ -124,6 +121,9 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 	}
 	if u.Maildir != "" && !under(strings.TrimSuffix(u.Maildir, "/"), u.Home) {
 		return fmt.Errorf("move: the maildir of %s (%s) is not inside its home (%s): not supported", u.Login, u.Maildir, u.Home)
+	}
+	if m.o.Writer == nil {
+		return errors.New("move: this node cannot write the home attribute on the directory")
 	}
 	log := m.o.Logger.With("login", u.Login, "home", u.Home, "to", target.Name)
 	start := m.o.Now()

@@ -97,8 +97,14 @@ func (a *app) mover() *move.Mover {
 	if a.sieve != nil {
 		sessions["managesieve"] = a.sieve
 	}
+	// Until the directory client can write the attribute, moves stop
+	// before holding anyone.
+	var writer move.HomeWriter
+	if _, ok := any(a.dir.get()).(move.HomeWriter); ok {
+		writer = moveDirectory{a.dir}
+	}
 	return move.NewMover(move.Options{
-		Directory: moveDirectory{a.dir}, FlushCache: a.dir.FlushCache, Writer: moveDirectory{a.dir},
+		Directory: moveDirectory{a.dir}, FlushCache: a.dir.FlushCache, Writer: writer,
 		Cluster: a.cluster, Holds: a.holds, Gate: a.gate, Sessions: sessions,
 		Base: a.cfg.Delivery.MaildirBase, Logger: a.log.With("component", "move"),
 	})
