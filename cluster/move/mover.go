@@ -171,6 +171,11 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 	}
 	progress(fmt.Sprintf("sending %d entries, %d bytes of files to %s (%s)", a.Entries(), a.Bytes(), target.Name, target.SMTP))
 	if err := m.o.Send(ctx, m.o.Cluster, target, u.Login, a); err != nil {
+		var re *ReplyError
+		if !errors.As(err, &re) {
+			// Cut off before the reply: the import may have finished there.
+			return fmt.Errorf("%w (if %s finished the import anyway, its copy of %s blocks a new try: set it aside there first)", err, target.Name, u.Home)
+		}
 		return err
 	}
 	progress(fmt.Sprintf("home imported on %s", target.Name))
