@@ -49,6 +49,7 @@ func (o otherNodeFS) LookupUser(ctx context.Context, login string) (directory.Us
 type fakeHop struct {
 	ln  net.Listener
 	im  *Importer
+	tls *tls.Config // offers STARTTLS when set
 	mu  sync.Mutex
 	log []string
 }
@@ -72,9 +73,10 @@ func startHop(t *testing.T, im *Importer) *fakeHop {
 	return h
 }
 
-func (h *fakeHop) serve(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Minute))
+func (h *fakeHop) serve(conn net.Conn) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	var c net.Conn = conn
 	br := bufio.NewReader(c)
 	reply := func(s string) { fmt.Fprintf(c, "%s\r\n", s) }
 	reply("220 node-b ESMTP")
@@ -91,7 +93,20 @@ func (h *fakeHop) serve(c net.Conn) {
 		verb, arg, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(verb) {
 		case "EHLO":
+			if h.tls != nil {
+				if _, ok := c.(*tls.Conn); !ok {
+					reply("250-node-b\r\n250-STARTTLS\r\n250 PIPELINING")
+					continue
+				}
+			}
 			reply("250-node-b\r\n250-PIPELINING\r\n250 AUTH PLAIN")
+		case "STARTTLS":
+			reply("220 2.0.0 ready")
+			tc := tls.Server(conn, h.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			c, br = tc, bufio.NewReader(tc)
 		case "AUTH":
 			b, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(arg, "PLAIN "))
 			if string(b) != "\x00"+cluster.ClusterLogin+"\x00"+testSecret {
