@@ -474,3 +474,58 @@ func TestMoveRefusedStaysHome(t *testing.T) {
 		t.Error("held after refused requests")
 	}
 }
+
+// laggingReplica is this node's replica behind the provider: it shows
+// node A until caughtUp is closed.
+type laggingReplica struct {
+	d        *directory.Directory
+	caughtUp chan struct{}
+}
+
+func (l laggingReplica) LookupUser(ctx context.Context, login string) (directory.User, error) {
+	u, err := l.d.LookupUser(ctx, login)
+	select {
+	case <-l.caughtUp:
+	default:
+		u.Node = "a"
+	}
+	return u, err
+}
+
+// A replica slower than ReplicaWait: the move returns with the user still
+// held, and finishes once the replica shows the new home.
+func TestMoveSlowReplica(t *testing.T) {
+	t.Parallel()
+	n := newTwoNodes(t)
+	makeHome(t, n.aHome)
+	lag := laggingReplica{d: n.d, caughtUp: make(chan struct{})}
+	n.mover.o.Directory = lag
+	n.mover.o.ReplicaWait = 300 * time.Millisecond
+	var progress []string
+	if err := n.mover.Move(context.Background(), "xomail", "b", func(l string) { progress = append(progress, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(progress, "\n"), "does not show the new home yet") {
+		t.Errorf("progress:\n%s", strings.Join(progress, "\n"))
+	}
+	if !n.holds.Held(n.aHome) {
+		t.Fatal("released before this node's replica shows the new home")
+	}
+	if _, err := os.Lstat(n.aHome); err != nil {
+		t.Fatalf("old home set aside before the replica caught up: %v", err)
+	}
+	close(lag.caughtUp)
+	deadline := time.Now().Add(20 * time.Second)
+	for n.holds.Held(n.aHome) {
+		if time.Now().After(deadline) {
+			t.Fatal("still held after the replica caught up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if names := listDir(t, n.aBase); len(names) != 1 || !strings.HasPrefix(names[0], "xomail.moved-") {
+		t.Errorf("node A's homes: %q", names)
+	}
+	if !n.gate.IsClosed(n.aHome) {
+		t.Error("the old path takes copies again")
+	}
+}
