@@ -20,7 +20,7 @@ import (
 
 // startDirectory starts a real slapd whose homes are under homeBase and
 // returns it with a directory client reading the home node from mailHost.
-func startDirectory(t *testing.T, homeBase string) (*testenv.Slapd, *directory.Directory) {
+func startDirectory(t testing.TB, homeBase string) (*testenv.Slapd, *directory.Directory) {
 	t.Helper()
 	s := testenv.StartSlapd(t, testenv.WithHomeBase(homeBase))
 	d, err := directory.New(directory.Options{

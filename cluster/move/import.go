@@ -130,7 +130,9 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 	if err := w.own(".", 0o700); err != nil {
 		return fmt.Errorf("move: import %s: %w", login, err)
 	}
-	if err := w.readHome(ctx, tr); err != nil {
+	err = w.readHome(ctx, tr)
+	w.closeDir()
+	if err != nil {
 		return fmt.Errorf("move: import %s: %w", login, err)
 	}
 	if err := syncFS(st); err != nil {
@@ -251,6 +253,8 @@ type homeWriter struct {
 	entries int
 	total   int64
 	sum     *digest
+	cur     *os.File // the directory last written into (dir)
+	curRel  string
 }
 
 func (w *homeWriter) readHome(ctx context.Context, tr *tar.Reader) error {
@@ -320,11 +324,32 @@ func (w *homeWriter) file(tr *tar.Reader, h *tar.Header, rel string) error {
 	if w.total += h.Size; w.total > w.lim.MaxTotal {
 		return refused("more than %d bytes", w.lim.MaxTotal)
 	}
-	f, err := w.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o600)
+	d, err := w.dir(path.Dir(rel))
+	if err != nil {
+		return fmt.Errorf("open the directory of %s: %w", rel, err)
+	}
+	// One name in a directory opened through the root (and created by
+	// this import): O_EXCL|O_NOFOLLOW create it, nothing is followed, as
+	// delivery writes into new/ (delivery/nosymlink.go). fchown, fchmod
+	// and utimensat on that name: no path walk per file.
+	name := path.Base(rel)
+	var fd int
+	err = withFd(d, func(dfd int) error {
+		var err error
+		fd, err = unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
 	if err != nil {
 		return refused("file %s: %v", rel, err)
 	}
+	f := os.NewFile(uintptr(fd), rel)
 	n, err := io.Copy(io.MultiWriter(f, w.sum.h), tr)
+	if err == nil && w.chown {
+		err = f.Chown(w.u.UID, w.u.GID)
+	}
+	if err == nil {
+		err = f.Chmod(0o600) // the umask must not change it
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -337,13 +362,48 @@ func (w *homeWriter) file(tr *tar.Reader, h *tar.Header, rel string) error {
 	if n != h.Size {
 		return refused("%s: %d bytes of %d", rel, n, h.Size)
 	}
-	if err := w.own(rel, 0o600); err != nil {
-		return err
-	}
-	if err := w.root.Chtimes(rel, h.ModTime, h.ModTime); err != nil {
+	ts := unix.NsecToTimespec(h.ModTime.UnixNano())
+	if err := withFd(d, func(dfd int) error {
+		return unix.UtimesNanoAt(dfd, name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	}); err != nil {
 		return fmt.Errorf("mtime of %s: %w", rel, err)
 	}
 	return nil
+}
+
+// dir returns the open directory rel of the staging root, keeping the
+// last one open: a stream lists a directory's files together.
+func (w *homeWriter) dir(rel string) (*os.File, error) {
+	if w.cur != nil && w.curRel == rel {
+		return w.cur, nil
+	}
+	w.closeDir()
+	f, err := w.root.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY|noFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	w.cur, w.curRel = f, rel
+	return f, nil
+}
+
+func (w *homeWriter) closeDir() {
+	if w.cur != nil {
+		w.cur.Close()
+		w.cur, w.curRel = nil, ""
+	}
+}
+
+// withFd runs fn with f's descriptor, kept open meanwhile.
+func withFd(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // own gives rel its mode (the umask must not change it) and, with chown,

@@ -54,7 +54,7 @@ type fakeHop struct {
 	log []string
 }
 
-func startHop(t *testing.T, im *Importer) *fakeHop {
+func startHop(t testing.TB, im *Importer) *fakeHop {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
