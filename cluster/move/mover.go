@@ -181,16 +181,29 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 	progress(fmt.Sprintf("home imported on %s", target.Name))
 
 	// The attribute: after this write the user lives on node, whatever
-	// happens here next. A failed write may still have been applied:
-	// looked at once before giving up.
+	// happens here next. A write that failed may still have been applied
+	// (a timeout after the provider took it), and the local replica
+	// cannot tell yet: the old value is written back to know. If that
+	// fails too, the user stays held (logins refused, mail queued) rather
+	// than written to here while the directory may send them elsewhere.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	werr := m.o.Writer.SetHomeNode(wctx, u.Login, target.Name)
 	cancel()
 	if werr != nil {
-		if v, lerr := m.lookup(context.WithoutCancel(ctx), login); lerr != nil || v.Node != target.Name {
-			return fmt.Errorf("move: set the home of %s to %s on the provider: %w (the copy imported on %s at %s is unused: set it aside there before trying again)",
-				u.Login, target.Name, werr, target.Name, u.Home)
+		self := m.o.Cluster.Self()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		rerr := m.o.Writer.SetHomeNode(wctx, u.Login, self)
+		cancel()
+		if rerr == nil {
+			return fmt.Errorf("move: set the home of %s to %s on the provider: %w; set back to %s (the copy imported on %s at %s is unused: set it aside there before trying again)",
+				u.Login, target.Name, werr, self, target.Name, u.Home)
 		}
+		flipped = true // not released: see above
+		log.Error("move: home attribute in an unknown state; user held", "err", werr, "restore_err", rerr)
+		return fmt.Errorf("move: set the home of %s to %s on the provider: %w; writing %s back failed too: %v. "+
+			"%s stays held here (logins refused, mail queued) until courriel restarts: set mailHost on the provider "+
+			"(%s: the copy on %s is complete; %s: set that copy aside) before restarting",
+			u.Login, target.Name, werr, self, rerr, u.Login, target.Name, target.Name, self)
 	}
 	flipped = true
 	progress(fmt.Sprintf("directory provider: %s now homed on %s", u.Login, target.Name))

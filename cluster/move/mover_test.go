@@ -529,3 +529,55 @@ func TestMoveSlowReplica(t *testing.T) {
 		t.Error("the old path takes copies again")
 	}
 }
+
+// failingWriter fails its first fail calls of SetHomeNode.
+type failingWriter struct {
+	fail  int
+	calls []string
+}
+
+func (w *failingWriter) SetHomeNode(_ context.Context, login, node string) error {
+	w.calls = append(w.calls, node)
+	if len(w.calls) <= w.fail {
+		return errors.New("provider timeout")
+	}
+	return nil
+}
+
+// A failed attribute write is undone by writing the old home back; when
+// that fails too, the user stays held rather than written to on a node
+// the directory may no longer name.
+func TestMoveAttributeWriteFails(t *testing.T) {
+	t.Parallel()
+	n := newTwoNodes(t)
+	makeHome(t, n.aHome)
+	w := &failingWriter{fail: 1}
+	n.mover.o.Writer = w
+	err := n.mover.Move(context.Background(), "xomail", "b", nil)
+	if err == nil || !strings.Contains(err.Error(), "set back to a") {
+		t.Fatalf("Move = %v", err)
+	}
+	if strings.Join(w.calls, ",") != "b,a" {
+		t.Errorf("writes %q, want b then a", w.calls)
+	}
+	if n.holds.Held(n.aHome) || n.gate.IsClosed(n.aHome) {
+		t.Error("still held after the old home was written back")
+	}
+	if _, err := os.Lstat(n.aHome); err != nil {
+		t.Errorf("old home: %v", err)
+	}
+
+	// B has the copy now: set it aside as an admin would, then fail both.
+	if err := os.Rename(n.bHome, n.bHome+".unused"); err != nil {
+		t.Fatal(err)
+	}
+	w = &failingWriter{fail: 2}
+	n.mover.o.Writer = w
+	err = n.mover.Move(context.Background(), "xomail", "b", nil)
+	if err == nil || !strings.Contains(err.Error(), "stays held") {
+		t.Fatalf("Move = %v", err)
+	}
+	if !n.holds.Held(n.aHome) || !n.gate.IsClosed(n.aHome) {
+		t.Error("released while the home attribute is unknown")
+	}
+}
