@@ -44,7 +44,8 @@ type Options struct {
 	Limits     Limits
 	Send       Sender // default SendImport
 	Logger     *slog.Logger
-	// DrainWait bounds the wait for local copies in flight (default 1 min);
+	// DrainWait bounds the wait for local copies in flight, and for each
+	// server's sessions of the user to end (default 1 min);
 	// ReplicaWait the wait for this node's replica to show the new home
 	// (default 2 min, then the move finishes in the background, for at
 	// most an hour, the user held meanwhile).
@@ -149,7 +150,9 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 	}()
 	progress(fmt.Sprintf("holding %s (home %s): logins refused, new mail queued", u.Login, u.Home))
 	for name, s := range m.o.Sessions {
-		n, release, err := s.EndUser(ctx, u.Login)
+		ectx, cancel := context.WithTimeout(ctx, m.o.DrainWait)
+		n, release, err := s.EndUser(ectx, u.Login)
+		cancel()
 		if release != nil {
 			releases = append(releases, release)
 		}
