@@ -51,6 +51,9 @@ type ImportOptions struct {
 // Importer writes homes sent by other nodes (the SMTP hop's XIMPORT).
 type Importer struct {
 	o ImportOptions
+	// syncFS makes the staging directory durable: syncFS, unless a test
+	// that runs thousands of imports (the fuzzer) replaces it.
+	syncFS func(*os.Root) error
 }
 
 // NewImporter returns an Importer.
@@ -62,7 +65,7 @@ func NewImporter(o ImportOptions) *Importer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Importer{o: o}
+	return &Importer{o: o, syncFS: syncFS}
 }
 
 func refused(format string, a ...any) error {
@@ -135,7 +138,7 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 	if err != nil {
 		return fmt.Errorf("move: import %s: %w", login, err)
 	}
-	if err := syncFS(st); err != nil {
+	if err := im.syncFS(st); err != nil {
 		return fmt.Errorf("move: import %s: sync: %w", login, err)
 	}
 	// The home may have appeared meanwhile (a ManageSieve login): checked
