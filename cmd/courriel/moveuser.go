@@ -40,6 +40,9 @@ func runMoveUser(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
+	if !cfg.Cluster.enabled() {
+		return errors.New("move-user: this node has no [cluster] configuration: nowhere to move to")
+	}
 	text, err := control.Do(ctx, controlSocket(cfg), []string{"move-user", fs.Arg(0), fs.Arg(1)}, func(line string) {
 		fmt.Fprintln(stdout, line)
 	})

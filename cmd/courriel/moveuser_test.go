@@ -32,6 +32,9 @@ func TestMoveUserCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if code, _, stderr := runCmd(t, "", "move-user", "-config", slapdConfig(t, s), "xomail", "b"); code == 0 || !strings.Contains(stderr, "no [cluster] configuration") {
+		t.Errorf("single node: %d %q", code, stderr)
+	}
 	if code, _, stderr := runCmd(t, "", "move-user", "-config", cfgPath, "xomail", "b"); code == 0 || !strings.Contains(stderr, "is courriel serve running?") {
 		t.Errorf("without a server: %d %q", code, stderr)
 	}
