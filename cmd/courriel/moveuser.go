@@ -74,11 +74,13 @@ func (d moveDirectory) SetHomeNode(ctx context.Context, login, node string) erro
 // cluster listener hands XIMPORT to, and the mover the control socket
 // runs. chown as for delivery.
 func (a *app) moveSetup(chown bool) error {
-	c, err := a.cfg.newCluster()
-	if err != nil {
-		return err
+	if a.cluster == nil { // built already where serve builds it first
+		c, err := a.cfg.newCluster()
+		if err != nil {
+			return err
+		}
+		a.cluster = c
 	}
-	a.cluster = c
 	if a.holds == nil {
 		a.holds = cluster.NewHolds()
 	}
