@@ -148,7 +148,7 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 			log.Warn("move failed; the user stays here", "err", err)
 		}
 	}()
-	progress(fmt.Sprintf("holding %s (home %s): logins refused, new mail queued", u.Login, u.Home))
+	progress(fmt.Sprintf("holding %s (home %s): logins refused, new mail waits (queued or retried)", u.Login, u.Home))
 	for name, s := range m.o.Sessions {
 		ectx, cancel := context.WithTimeout(ctx, m.o.DrainWait)
 		n, release, err := s.EndUser(ectx, u.Login)
