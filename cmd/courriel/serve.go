@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"courriel/cluster"
+	"courriel/cluster/move"
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
@@ -104,12 +105,15 @@ type app struct {
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
 	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
 
-	listeners []boundListener
-
 	// cluster is the node map, nil on a single node; holds the users
-	// being moved away from this node.
-	cluster *cluster.Cluster
-	holds   *cluster.Holds
+	// being moved away from this node. User moves (move-user,
+	// cluster/move): the gate wraps local delivery; importer takes XIMPORT.
+	cluster  *cluster.Cluster
+	holds    *cluster.Holds
+	gate     *move.Gate
+	importer *move.Importer
+
+	listeners []boundListener
 }
 
 type boundListener struct {
@@ -177,6 +181,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		if a.local, err = a.sieveFilter(chown, log); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.moveSetup(chown); err != nil {
+		return nil, err
 	}
 	if a.queue, err = a.openQueue(); err != nil {
 		return nil, err
@@ -525,6 +532,7 @@ func (a *app) listen() error {
 		}
 		a.listeners = append(a.listeners, boundListener{name: "managesieve", ln: a.proxyListener("managesieve", ln), serve: a.sieve.Serve, stop: a.sieve.Shutdown})
 	}
+	a.controlListener()
 	return a.httpListener()
 }
 
