@@ -134,7 +134,7 @@ func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
 		}
 		h = append(append(append(h, "Delivered-To: "...), a...), "\r\n"...)
 	}
-	if s.srv.o.Kind == Inbound {
+	if k := s.srv.o.Kind; k == Inbound || k == Cluster {
 		return h
 	}
 	if !hi.messageID {
@@ -174,10 +174,15 @@ const maxForwardTrace = 16 << 10
 func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, body delivery.Content, now time.Time) error {
 	local, remote := s.tx.local, s.tx.remote
 	q := s.srv.o.Queue
+	elsewhere := s.notHere()
 	switch {
+	case elsewhere && q == nil:
+		// RCPT refuses node copies without a queue: a hold came since.
+		log.Info("message deferred: a mailbox is being moved")
+		return replyNotHomedHere
 	case len(remote) == 0 && q == nil:
 		return s.deliverLocal(ctx, header, body, now, false)
-	case len(remote) == 0 && len(local) == 1:
+	case len(remote) == 0 && len(local) == 1 && !elsewhere:
 		err := s.deliverLocal(ctx, header, body, now, true)
 		if !errors.Is(err, delivery.ErrNeedsQueue) {
 			return err
@@ -195,6 +200,9 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		metric := statusSent
 		var le *queue.LocalError
 		switch {
+		case errors.Is(err, queue.ErrNotHere):
+			// A node copy (or a held user's): the queue hands it over.
+			continue
 		case errors.As(err, &le) && le.Permanent:
 			metric = statusBounced
 		case err != nil:
@@ -208,6 +216,18 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	}
 	log.Info("queued", "queue_id", sanitize(qid, 64), "remote", len(remote), "local", len(local))
 	return nil
+}
+
+// notHere says whether a local copy must not be stored here now: a node
+// copy, or a copy for a user held while being moved (checked again here:
+// a hold may have started since RCPT). Those go through the queue.
+func (s *session) notHere() bool {
+	for _, r := range s.tx.local {
+		if r.Node != "" || s.srv.o.Holds.Held(s.tx.homes[dedupeKey(r.Address)]) {
+			return true
+		}
+	}
+	return false
 }
 
 // deliverLocal stores every local copy, and returns nil only if all are

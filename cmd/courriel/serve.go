@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"courriel/cluster"
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
@@ -30,6 +31,7 @@ import (
 	"courriel/loginguard"
 	"courriel/mailauth"
 	"courriel/managesieve"
+	"courriel/milter"
 	"courriel/monitor"
 	"courriel/sieve/scripts"
 	"courriel/smtp"
@@ -98,6 +100,10 @@ type app struct {
 	signer *liveKeys        // DKIM: submitted mail, our DSNs and reports; ARC seal of forwards
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
 	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
+	// cluster is the node map (nil on a single node); holds are the users
+	// being moved away from this node (courriel move-user).
+	cluster *cluster.Cluster
+	holds   *cluster.Holds
 
 	listeners []boundListener
 }
@@ -118,6 +124,10 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.dir = newLiveDirectory(d)
+	if a.cluster, err = cfg.newCluster(); err != nil {
+		return nil, err
+	}
+	a.holds = cluster.NewHolds()
 	pingCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.dir.Ping(pingCtx); err != nil {
 		// Not fatal: mail gets 4xx until the directory answers, as Postfix.
@@ -279,7 +289,11 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
-		Local: queueLocal{store: a.local, dir: a.dir},
+		Local:   queueLocal{store: a.local, dir: a.dir},
+		Cluster: a.cluster,
+	}
+	if a.cluster != nil {
+		o.Homes = queueHomes{dir: a.dir, holds: a.holds}
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
 	needRoots := policy == queue.PolicyVerify || q.MTASTS || q.TLSRPT
@@ -441,18 +455,27 @@ func (a *app) listen() error {
 		if addr == "" {
 			return nil
 		}
-		milters, err := cfg.milterChain(name, a.log)
-		if err != nil {
-			return err
+		var milters *milter.Chain
+		if kind != smtp.Cluster { // the front node ran them
+			if milters, err = cfg.milterChain(name, a.log); err != nil {
+				return err
+			}
+		}
+		tlsConfig := a.tlsFor(name)
+		if kind == smtp.Cluster && !cfg.Cluster.TLS {
+			tlsConfig = nil // the hops are in clear on a private network
+		} else if kind == smtp.Cluster {
+			tlsConfig = a.tlsFor("smtp")
 		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.local, Queue: a.queue,
-			TLSConfig: a.tlsFor(name), MyNetworks: networks,
+			TLSConfig: tlsConfig, MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
 			SpoolDir: incoming, BareNewline: bareNewline, Signer: a.signer, AuthChecker: checker, SRS: a.smtpSRS(),
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name, Guard: a.guard,
-			Milters: milters,
+			Milters:      milters,
+			ClusterNodes: a.cluster, Holds: a.holds, Mailboxes: a.dir,
 		})
 		if err != nil {
 			return err
@@ -477,6 +500,9 @@ func (a *app) listen() error {
 		return err
 	}
 	if err := smtpListener("submissions", cfg.Listen.Submissions, smtp.Submissions); err != nil {
+		return err
+	}
+	if err := smtpListener("cluster", cfg.Listen.Cluster, smtp.Cluster); err != nil {
 		return err
 	}
 	imapListener := func(name, addr string, implicit bool) error {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"courriel/cluster"
 	"courriel/delivery"
 )
 
@@ -201,20 +202,23 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 		m.MsgID = msgID
 	}
 	m.LocalFrom = localFrom
+	// Where each local copy's user lives is decided before the commit
+	// point, so that the first envelope already says which copies are
+	// node copies; only those at home here and not held are tried now.
+	idx := q.placeFirst(ctx, m)
 	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
 		return "", nil, err
 	}
-	if len(local) == 0 {
+	first := len(m.Recipients) - len(local) // the local copies follow the remote ones
+	localErrs = make([]error, len(local))
+	for i := range localErrs {
+		localErrs[i] = ErrNotHere // until the attempt below says otherwise
+	}
+	if len(idx) == 0 {
 		q.added(m, false)
-		return m.ID, nil, nil
+		return m.ID, localErrs, nil
 	}
 	q.added(m, true) // the runner leaves it alone until the first attempt is recorded
-	idx := make([]int, 0, len(local))
-	for i, r := range m.Recipients {
-		if r.Local != nil {
-			idx = append(idx, i)
-		}
-	}
 	g := group{rt: localRoute, rcpts: idx}
 	res := q.deliverLocal(ctx, m, idx, data, false)
 	gone := false
@@ -226,14 +230,19 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	} else if !gone {
 		q.sp.request(rescanFile)
 	}
-	localErrs = make([]error, len(res))
 	for i, r := range res {
+		localErrs[idx[i]-first] = nil
 		if r.out != outSent {
-			localErrs[i] = &LocalError{Permanent: r.out == outBounced, Status: r.status, Reason: r.reply}
+			localErrs[idx[i]-first] = &LocalError{Permanent: r.out == outBounced, Status: r.status, Reason: r.reply}
 		}
 	}
 	return m.ID, localErrs, nil
 }
+
+// ErrNotHere is Accept's outcome for a local copy not tried at once: its
+// user is at home on another cluster node (a node copy, handed over by the
+// runner) or held while being moved. The copy is queued: not a failure.
+var ErrNotHere = errors.New("queue: copy queued for the user's home node")
 
 // LocalError is a local copy's first attempt that failed in Accept; the
 // copy stays queued (or is bounced, when Permanent).
@@ -308,7 +317,11 @@ func (q *Queue) newMessage(ctx context.Context, from string, remote []string, lo
 		if !validAddress(r.Address) || !validLocal(t) {
 			return nil, fmt.Errorf("%w: local recipient %q", ErrInvalidAddress, printable(r.Address, 100))
 		}
-		m.Recipients = append(m.Recipients, Recipient{Addr: r.Address, State: StatePending, NextAttempt: now, Local: t})
+		node := strings.ToLower(r.Node)
+		if node != "" && cluster.CheckNodeName(node) != nil {
+			return nil, fmt.Errorf("%w: local recipient %q: bad node", ErrInvalidAddress, printable(r.Address, 100))
+		}
+		m.Recipients = append(m.Recipients, Recipient{Addr: r.Address, State: StatePending, NextAttempt: now, Local: t, Node: node})
 	}
 	q.mu.Lock()
 	closed := q.closed
