@@ -336,7 +336,7 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		return s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	nodes := make([]string, len(res.Destinations)) // the home node of each mailbox homed elsewhere
-	for i, d := range res.Destinations { // check all before adding any
+	for i, d := range res.Destinations {           // check all before adding any
 		switch {
 		case d.Remote && s.srv.o.Queue == nil:
 			log().Error("rcpt: forward needs the outbound queue, which is off")
