@@ -29,7 +29,9 @@ import (
 //
 // RCPT names a final maildrop, looked up with Mailboxes (no alias
 // expansion: the front node expanded them); it must be at home on this
-// node and not held, else 450 4.2.0 (the front retries, never bounces).
+// node and not held, else 450 4.2.0 (the front retries, never bounces); a
+// maildrop this node's directory does not know gets 450 4.1.1 (its replica
+// may be behind the front's); a foreign domain 554 5.7.1 (no relay).
 // ORCPT (RFC 3461, xtext) is the recipient before expansion: the copy's
 // OrigTo, which Sieve sees as the envelope "to". XJUNK (no value) files
 // the copy as the front's milter or DMARC quarantine decided (Junk); it
@@ -70,6 +72,10 @@ func (s *session) clusterAuth(identity, login, password string) error {
 // it moves. 450: the front node keeps the copy and tries again.
 var replyNotHomedHere = rep(450, gosmtp.EnhancedCode{4, 2, 0}, "Mailbox not at home on this node now, try later")
 
+// replyNotKnownHere: a maildrop the front node knows and this node's
+// directory replica does not (yet).
+var replyNotKnownHere = rep(450, gosmtp.EnhancedCode{4, 1, 1}, "Mailbox not in this node's directory yet, try later")
+
 // replyUnknownNode: the directory names a home node the configuration
 // does not list; mail waits while an admin fixes one or the other.
 var replyUnknownNode = rep(451, gosmtp.EnhancedCode{4, 3, 0}, "Home node of this mailbox unknown here, try later")
@@ -95,12 +101,15 @@ func (s *session) clusterRcpt(to, orig string, junk bool) error {
 		return s.fail(stageRcpt, replyRelayDenied)
 	}
 	mb, err := s.srv.o.Mailboxes.Mailbox(s.ctx, addr)
+	if errors.Is(err, directory.ErrNotFound) {
+		// The front node found it in its replica: this one may be behind
+		// (a user just created). The front retries; it never bounces for
+		// what one replica does not know yet.
+		log().Warn("cluster rcpt deferred: no such maildrop in this node's directory")
+		return s.fail(stageRcpt, replyNotKnownHere)
+	}
 	if err != nil {
-		if errors.Is(err, directory.ErrNotFound) {
-			log().Info("cluster rcpt refused: no such maildrop")
-		} else {
-			log().Error("cluster rcpt: mailbox", "err", err)
-		}
+		log().Error("cluster rcpt: mailbox", "err", err)
 		return s.fail(stageRcpt, err)
 	}
 	home, remote, err := s.srv.o.ClusterNodes.Home(mb.Node)

@@ -37,7 +37,7 @@ const clusterSecret = "0123456789abcdef-cluster-secret"
 // retry instead of waiting for it.
 type clusterClock struct{ off atomic.Int64 }
 
-func (c *clusterClock) now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clusterClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clusterClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 type clusterNode struct {
@@ -104,8 +104,9 @@ func clusterLogger(t testing.TB, name string) *slog.Logger {
 }
 
 // startClusterEnv starts slapd, homes xomail on a and alice and bob on b,
-// and starts both nodes.
-func startClusterEnv(t testing.TB, nodeRetry time.Duration) *clusterEnv {
+// and starts both nodes, their directory caches keeping answers for
+// cacheTTL (-1: none, so that a changed home is seen at once).
+func startClusterEnv(t testing.TB, cacheTTL time.Duration) *clusterEnv {
 	t.Helper()
 	parent := t.TempDir()
 	homeBase := filepath.Join(parent, "vmail")
@@ -130,12 +131,12 @@ func startClusterEnv(t testing.TB, nodeRetry time.Duration) *clusterEnv {
 		"a": {SMTP: hopA.Addr().String(), IMAP: "127.0.0.1:1"},
 		"b": {SMTP: hopB.Addr().String(), IMAP: "127.0.0.1:1"},
 	}
-	e.a = startClusterNode(t, e, "a", nodes, smtpA, hopA, nodeRetry)
-	e.b = startClusterNode(t, e, "b", nodes, smtpB, hopB, nodeRetry)
+	e.a = startClusterNode(t, e, "a", nodes, smtpA, hopA, cacheTTL)
+	e.b = startClusterNode(t, e, "b", nodes, smtpB, hopB, cacheTTL)
 	return e
 }
 
-func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string]cluster.Node, smtpLn, hopLn net.Listener, nodeRetry time.Duration) *clusterNode {
+func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string]cluster.Node, smtpLn, hopLn net.Listener, cacheTTL time.Duration) *clusterNode {
 	t.Helper()
 	log := clusterLogger(t, name)
 	s := e.slapd
@@ -144,7 +145,7 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 		BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
 		MailboxDomains: []string{"xoyize.xyz"}, AuthBindDN: "uid=%u," + s.MailBase(),
 		DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second,
-		HomeAttribute: "mailHost", CacheTTL: -1, NegativeCacheTTL: -1,
+		HomeAttribute: "mailHost", CacheTTL: cacheTTL, NegativeCacheTTL: cacheTTL,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 	dialer := &net.Dialer{}
 	q, err = queue.Open(queue.Options{
 		Dir: filepath.Join(t.TempDir(), "spool"), Hostname: "node" + name + ".test", Logger: log,
-		Local: f, Cluster: cl, Homes: homesOf{d, n.holds}, NodeRetry: nodeRetry, Now: n.clock.now,
+		Local: f, Cluster: cl, Homes: homesOf{d, n.holds}, Now: n.clock.now,
 		PollInterval: 50 * time.Millisecond, TLSPolicy: queue.PolicyNone,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			n.hopDials.Add(1)

@@ -171,7 +171,8 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 // crash between the copies and the record of their outcome finds them
 // instead of storing them twice. localErrs has the first attempt's outcome
 // for each local recipient, in order (nil: stored), for the caller's
-// counters and logs: whatever it says, the message is accepted. data is
+// counters and logs: whatever it says, the message is accepted; ErrNotHere
+// for a copy not tried at once (a node copy, or its user held). data is
 // read, never kept: it may be a file the caller closes once Accept returns.
 //
 // msgID is the message's id where it came from (the SMTP transaction's),
