@@ -25,7 +25,9 @@ import (
 //	EHLO, STARTTLS (when the listener has TLS), AUTH PLAIN with authcid
 //	cluster.ClusterLogin and the shared secret (required before MAIL and
 //	XIMPORT; failures throttled as any login), MAIL FROM:<sender>,
-//	RCPT TO:<maildrop> [ORCPT=rfc822;<original>] [XJUNK], DATA or BDAT.
+//	MAIL FROM:<sender> [XARRIVED=<unix seconds> [XRETRY]],
+//	RCPT TO:<maildrop> [XKEY=<key>] [ORCPT=rfc822;<original>] [XJUNK],
+//	DATA or BDAT.
 //
 // RCPT names a final maildrop, looked up with Mailboxes (no alias
 // expansion: the front node expanded them); it must be at home on this
@@ -35,7 +37,11 @@ import (
 // ORCPT (RFC 3461, xtext) is the recipient before expansion: the copy's
 // OrigTo, which Sieve sees as the envelope "to". XJUNK (no value) files
 // the copy as the front's milter or DMARC quarantine decided (Junk); it
-// means something only here, after the cluster login. No milters, no
+// means something only here, after the cluster login. XKEY names the
+// copy (delivery.Recipient.CopyKey: the front's queue id and recipient
+// index) with XARRIVED (when the front queued it), and XRETRY says an
+// earlier attempt may have stored it: the copy is then looked for before
+// it is stored, so a 250 lost on the way back makes no duplicate. No milters, no
 // SPF/DKIM/DMARC checks (the front ran them and its headers are in the
 // message), no relay. Delivery is as for any local copy: Sieve runs here,
 // a single copy is stored at DATA and fsynced before 250.
@@ -81,7 +87,7 @@ var replyNotKnownHere = rep(450, gosmtp.EnhancedCode{4, 1, 1}, "Mailbox not in t
 var replyUnknownNode = rep(451, gosmtp.EnhancedCode{4, 3, 0}, "Home node of this mailbox unknown here, try later")
 
 // clusterRcpt decides one RCPT on the Cluster listener. s.mu held.
-func (s *session) clusterRcpt(to, orig string, junk bool) error {
+func (s *session) clusterRcpt(to, orig, key string, junk bool) error {
 	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300)) }
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {
@@ -137,6 +143,9 @@ func (s *session) clusterRcpt(to, orig string, junk bool) error {
 		orig = addr
 	}
 	r := localRecipient(mb, orig)
+	if key != "" && !s.tx.arrived.IsZero() {
+		r.CopyKey = key
+	}
 	if junk {
 		r.Folder = junkFolder
 	}
@@ -165,6 +174,31 @@ func parseORCPT(v string) (string, bool) {
 		return "", false
 	}
 	return dec, true
+}
+
+// validKey accepts XKEY's value: a delivery.Recipient.CopyKey (letters,
+// digits, '-', '_', at most 64).
+func validKey(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseArrived reads XARRIVED: Unix seconds, after 2000 and not far in
+// the future.
+func parseArrived(v string) (time.Time, bool) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 946684800 || n > time.Now().Add(24*time.Hour).Unix() {
+		return time.Time{}, false
+	}
+	return time.Unix(n, 0), true
 }
 
 // importProgress: during XIMPORT the read deadline moves by ReadTimeout

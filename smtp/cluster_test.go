@@ -1,12 +1,16 @@
 package smtp
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -318,5 +322,78 @@ func TestClusterListenerRefuses(t *testing.T) {
 	// Port 25 knows nothing of ORCPT or XIMPORT.
 	if got, want := probeCluster(t, b.smtpAddr, clusterSecret, "port25"), "MAIL: 250\nRCPT: 504\nXIMPORT: 500\n"; got != want {
 		t.Errorf("port 25:\n got %q\nwant %q", got, want)
+	}
+}
+
+// loseReply is a proxy in front of a cluster listener that, once, closes
+// both sides when the listener answers the end of a message: the copy is
+// stored on the home node and the front node never hears it.
+func loseReply(t *testing.T, target string) (addr string, lost *atomic.Bool) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	lost = new(atomic.Bool)
+	go func() {
+		for {
+			front, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			home, err := net.Dial("tcp", target)
+			if err != nil {
+				front.Close()
+				continue
+			}
+			go func() { io.Copy(home, front); home.Close() }()
+			go func() {
+				defer front.Close()
+				defer home.Close()
+				r := bufio.NewReader(home)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.Contains(line, "OK: queued") && lost.CompareAndSwap(false, true) {
+						return // stored there, never heard here
+					}
+					if _, err := io.WriteString(front, line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), lost
+}
+
+// A 250 lost between the home node and the front: the front retries, and
+// the home node finds the keyed copy instead of storing it again.
+func TestClusterLostReplyNoDuplicate(t *testing.T) {
+	needTool(t, "swaks")
+	var lost *atomic.Bool
+	e := startClusterEnv(t, -1, func(hopB string) string {
+		var addr string
+		addr, lost = loseReply(t, hopB)
+		return addr
+	})
+	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "lost250")
+	md := e.maildir("bob")
+	waitFor(t, "the copy stored on b, its 250 lost", 20*time.Second, func() bool {
+		l, _ := e.a.queue.List()
+		return lost.Load() && len(mailFiles(t, md, "")) == 1 && len(l) == 1 && l[0].Recipients[0].Attempts == 1
+	})
+	// bob's IMAP client has seen it: in cur/ with flags, where only a
+	// retry (XRETRY) looks.
+	f := mailFiles(t, md, "")[0]
+	if err := os.Rename(f, filepath.Join(md, "cur", filepath.Base(f)+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	e.a.clock.advance(46 * time.Second)
+	waitFor(t, "a's queue to empty", 20*time.Second, func() bool { return e.a.queueLen(t) == 0 })
+	if f := mailFiles(t, md, ""); len(f) != 1 {
+		t.Errorf("bob has %d copies after the retry, want 1: %v", len(f), f)
 	}
 }

@@ -106,7 +106,10 @@ func clusterLogger(t testing.TB, name string) *slog.Logger {
 // startClusterEnv starts slapd, homes xomail on a and alice and bob on b,
 // and starts both nodes, their directory caches keeping answers for
 // cacheTTL (-1: none, so that a changed home is seen at once).
-func startClusterEnv(t testing.TB, cacheTTL time.Duration) *clusterEnv {
+//
+// via, when given, returns the address node a dials for b's cluster
+// listener (a proxy in front of it).
+func startClusterEnv(t testing.TB, cacheTTL time.Duration, via ...func(hopB string) string) *clusterEnv {
 	t.Helper()
 	parent := t.TempDir()
 	homeBase := filepath.Join(parent, "vmail")
@@ -131,7 +134,11 @@ func startClusterEnv(t testing.TB, cacheTTL time.Duration) *clusterEnv {
 		"a": {SMTP: hopA.Addr().String(), IMAP: "127.0.0.1:1"},
 		"b": {SMTP: hopB.Addr().String(), IMAP: "127.0.0.1:1"},
 	}
-	e.a = startClusterNode(t, e, "a", nodes, smtpA, hopA, cacheTTL)
+	nodesA := nodes
+	if len(via) > 0 {
+		nodesA = map[string]cluster.Node{"a": nodes["a"], "b": {SMTP: via[0](hopB.Addr().String()), IMAP: "127.0.0.1:1"}}
+	}
+	e.a = startClusterNode(t, e, "a", nodesA, smtpA, hopA, cacheTTL)
 	e.b = startClusterNode(t, e, "b", nodes, smtpB, hopB, cacheTTL)
 	return e
 }

@@ -330,6 +330,10 @@ func (c *conn) introduced() bool {
 type mailOptions struct {
 	Size int64 // SIZE=, 0 when not given
 	UTF8 bool  // SMTPUTF8
+	// From another cluster node only (cluster.go): when the message was
+	// queued there, and whether this is a retry.
+	Arrived time.Time
+	Retry   bool
 }
 
 func (c *conn) mail(arg string) {
@@ -352,7 +356,21 @@ func (c *conn) mail(arg string) {
 		return
 	}
 	var opts mailOptions
+	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
 	for _, p := range params {
+		switch {
+		case peer && p.Key == "XARRIVED":
+			t, ok := parseArrived(p.Value)
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XARRIVED parameter value")
+				return
+			}
+			opts.Arrived = t
+			continue
+		case peer && p.Key == "XRETRY" && p.Value == "":
+			opts.Retry = true
+			continue
+		}
 		switch p.Key {
 		case "SIZE":
 			n, ok := parseSize(p.Value)
@@ -446,10 +464,17 @@ func (c *conn) rcpt(arg string) {
 	// ORCPT and XJUNK mean something only from another node of the
 	// cluster, logged in with the shared secret (cluster.go).
 	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
-	var orig string
+	var orig, key string
 	var junk bool
 	for _, p := range params {
 		switch {
+		case peer && p.Key == "XKEY":
+			if !validKey(p.Value) {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XKEY parameter value")
+				return
+			}
+			key = p.Value
+			continue
 		case peer && p.Key == "ORCPT":
 			v, ok := parseORCPT(p.Value)
 			if !ok {
@@ -475,7 +500,7 @@ func (c *conn) rcpt(arg string) {
 		return
 	}
 	if c.srv.o.Kind == Cluster {
-		err = c.sess.RcptCluster(to, orig, junk)
+		err = c.sess.RcptCluster(to, orig, key, junk)
 	} else {
 		err = c.sess.Rcpt(to)
 	}

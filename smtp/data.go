@@ -240,6 +240,9 @@ func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery
 		return nil
 	}
 	m := &delivery.Message{ID: s.tx.id, From: s.tx.from, Header: header, Body: body, Arrived: now, Single: single}
+	if !s.tx.arrived.IsZero() { // keyed copies from another node (cluster.go)
+		m.Arrived, m.Retry = s.tx.arrived, s.tx.retry
+	}
 	errs := s.srv.o.Deliverer.Deliver(ctx, m, s.tx.local)
 	if len(errs) != len(s.tx.local) {
 		s.log.Error("deliverer returned a wrong number of results", "msg_id", s.tx.id, "want", len(s.tx.local), "got", len(errs))

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -66,6 +67,11 @@ type txn struct {
 	// outside members): each gets a Delivered-To: line, which finds the
 	// copy if it comes back.
 	forwarded []string
+	// arrived and retry come from the front node on the Cluster listener
+	// (XARRIVED, XRETRY): the keyed copies' names, and whether an earlier
+	// attempt may have stored them.
+	arrived time.Time
+	retry   bool
 	// remoteFrom, when set, is the envelope sender of the remote copies
 	// (SRS, or <> after an SPF failure; see mailAuth).
 	remoteFrom *string
@@ -188,6 +194,9 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	// vacation notices use it, RFC 8098 §2.1); the login is in the log.
 	s.mu.Lock()
 	s.tx = txn{id: s.srv.ids.next(), from: from, utf8: utf8, seen: map[string]bool{}}
+	if opts != nil {
+		s.tx.arrived, s.tx.retry = opts.Arrived, opts.Retry
+	}
 	s.mu.Unlock()
 	s.c.setTx(true)
 	s.mu.Lock()
@@ -242,8 +251,9 @@ func (s *session) Rcpt(to string) error {
 }
 
 // RcptCluster is RCPT TO on the Cluster listener: a maildrop, the original
-// recipient from ORCPT ("" none) and XJUNK (see cluster.go).
-func (s *session) RcptCluster(to, orig string, junk bool) error {
+// recipient from ORCPT ("" none), the copy's key from XKEY ("" none) and
+// XJUNK (see cluster.go).
+func (s *session) RcptCluster(to, orig, key string, junk bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c.countCommand() {
@@ -252,7 +262,7 @@ func (s *session) RcptCluster(to, orig string, junk bool) error {
 	if s.srv.isClosing() {
 		return s.dropWith(replyShuttingDown)
 	}
-	return s.clusterRcpt(to, orig, junk)
+	return s.clusterRcpt(to, orig, key, junk)
 }
 
 // rcpt decides one recipient, for RCPT TO or, byMilter, for a milter's

@@ -279,7 +279,9 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *o
 	}
 	rcpt := func(k int) string { return "RCPT TO:<" + m.Recipients[g.rcpts[lo+k]].Addr + ">" }
 	if g.rt.node != "" {
-		rcpt = func(k int) string { return nodeRcpt(&m.Recipients[g.rcpts[lo+k]]) }
+		idx := g.rcpts[lo:hi]
+		mail += nodeMailParams(m, idx)
+		rcpt = func(k int) string { return nodeRcpt(&m.Recipients[idx[k]], copyKey(m.ID, idx[k])) }
 	}
 	reset := s.reused || s.dirty
 	if s.pipelining {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -193,8 +194,12 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 // original recipient in ORCPT (RFC 3461, for Delivered-To and Sieve on the
 // home node) and, for a copy a milter or DMARC filed as junk here, XJUNK
 // (honoured only by a cluster listener, after the cluster login).
-func nodeRcpt(r *Recipient) string {
-	line := "RCPT TO:<" + r.Addr + ">"
+//
+// key names the copy on the home node (XKEY, delivery.Recipient.CopyKey:
+// the queue id and the recipient's index), so that a retry after a lost
+// 250 finds the copy stored instead of storing it twice.
+func nodeRcpt(r *Recipient, key string) string {
+	line := "RCPT TO:<" + r.Addr + "> XKEY=" + key
 	if orig := r.Local.OrigTo; orig != "" {
 		line += " ORCPT=rfc822;" + xtext(orig)
 	}
@@ -202,6 +207,21 @@ func nodeRcpt(r *Recipient) string {
 		line += " XJUNK"
 	}
 	return line
+}
+
+// nodeMailParams are the MAIL parameters of a transaction of node copies:
+// XARRIVED, when the message was queued (Unix seconds; the keyed copies'
+// names carry it, so every attempt names a copy alike) and, when an
+// earlier attempt at one of them may have been stored without its 250
+// arriving, XRETRY (the home node looks for the keyed copies first).
+func nodeMailParams(m *Message, idx []int) string {
+	p := " XARRIVED=" + strconv.FormatInt(m.Created.Unix(), 10)
+	for _, i := range idx {
+		if m.Recipients[i].Attempts > 0 {
+			return p + " XRETRY"
+		}
+	}
+	return p
 }
 
 // JunkFolder is the folder of a copy flagged as spam, the only one that

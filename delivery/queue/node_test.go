@@ -91,7 +91,7 @@ func TestPlace(t *testing.T) {
 			t.Errorf("%s (recorded %q): %v node %q status %q, want %v %q %q", tc.addr, tc.recorded, p, r.Node, status, tc.want, tc.node, tc.status)
 		}
 	}
-	if got := nodeRcpt(&Recipient{Addr: "alice@x.test", Local: &LocalTarget{OrigTo: "a+b=c@y.test", Folder: "Junk"}}); got != "RCPT TO:<alice@x.test> ORCPT=rfc822;a+2Bb+3Dc@y.test XJUNK" {
+	if got := nodeRcpt(&Recipient{Addr: "alice@x.test", Local: &LocalTarget{OrigTo: "a+b=c@y.test", Folder: "Junk"}}, "Q-1"); got != "RCPT TO:<alice@x.test> XKEY=Q-1 ORCPT=rfc822;a+2Bb+3Dc@y.test XJUNK" {
 		t.Errorf("nodeRcpt = %q", got)
 	}
 }
