@@ -244,6 +244,20 @@ func (c *connCache) expire() {
 	}
 }
 
+// forgetDead makes every dead destination alive again for one probe
+// (Flush).
+func (c *connCache) forgetDead() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, d := range c.dests {
+		if d.dead != nil {
+			d.dead, d.deadUntil, d.reached, d.retried = nil, time.Time{}, false, true
+			c.log.Info("destination retried at once: queue flushed", "destination", key)
+			d.broadcast()
+		}
+	}
+}
+
 // run closes idle sessions on time until ctx is done.
 func (c *connCache) run(ctx context.Context) {
 	t := time.NewTicker(clampDuration(c.idleTime/4, 10*time.Millisecond, time.Second))

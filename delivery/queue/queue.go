@@ -503,6 +503,9 @@ func (q *Queue) Flush() error {
 }
 
 func (q *Queue) flushNow() {
+	// The admin says the destinations are worth trying now (a node just
+	// back, a fixed MX): none is left alone for its dead period.
+	q.conns.forgetDead()
 	now := q.o.Now()
 	q.mu.Lock()
 	for _, e := range q.entries {
