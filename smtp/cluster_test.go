@@ -374,11 +374,11 @@ func loseReply(t *testing.T, target string) (addr string, lost *atomic.Bool) {
 func TestClusterLostReplyNoDuplicate(t *testing.T) {
 	needTool(t, "swaks")
 	var lost *atomic.Bool
-	e := startClusterEnv(t, -1, func(hopB string) string {
+	e := startClusterEnv(t, -1, clusterOpt{via: func(hopB string) string {
 		var addr string
 		addr, lost = loseReply(t, hopB)
 		return addr
-	})
+	}})
 	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "lost250")
 	md := e.maildir("bob")
 	waitFor(t, "the copy stored on b, its 250 lost", 20*time.Second, func() bool {
@@ -395,5 +395,20 @@ func TestClusterLostReplyNoDuplicate(t *testing.T) {
 	waitFor(t, "a's queue to empty", 20*time.Second, func() bool { return e.a.queueLen(t) == 0 })
 	if f := mailFiles(t, md, ""); len(f) != 1 {
 		t.Errorf("bob has %d copies after the retry, want 1: %v", len(f), f)
+	}
+}
+
+// With [cluster] tls the hop is STARTTLS, the home node's certificate
+// verified against the cluster's CA; the listener takes no login in clear.
+func TestClusterHopTLS(t *testing.T) {
+	needTool(t, "swaks")
+	e := startClusterEnv(t, -1, clusterOpt{tls: true})
+	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "overtls")
+	md := e.maildir("bob")
+	waitFor(t, "bob's copy", 20*time.Second, func() bool { return len(mailFiles(t, md, "")) == 1 })
+	msg := readFile(t, mailFiles(t, md, "")[0])
+	mustContain(t, "the copy", msg, "Subject: overtls", "(using TLS")
+	if got := probeCluster(t, e.b.hopAddr, clusterSecret, "wrong"); got != "AUTH: 530\n" {
+		t.Errorf("AUTH in clear on a TLS cluster listener: %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -103,13 +104,19 @@ func clusterLogger(t testing.TB, name string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// clusterOpt changes the harness.
+type clusterOpt struct {
+	// via returns the address node a dials for b's cluster listener (a
+	// proxy in front of it).
+	via func(hopB string) string
+	// tls: the hops use STARTTLS, verified against a test CA.
+	tls bool
+}
+
 // startClusterEnv starts slapd, homes xomail on a and alice and bob on b,
 // and starts both nodes, their directory caches keeping answers for
 // cacheTTL (-1: none, so that a changed home is seen at once).
-//
-// via, when given, returns the address node a dials for b's cluster
-// listener (a proxy in front of it).
-func startClusterEnv(t testing.TB, cacheTTL time.Duration, via ...func(hopB string) string) *clusterEnv {
+func startClusterEnv(t testing.TB, cacheTTL time.Duration, opts ...clusterOpt) *clusterEnv {
 	t.Helper()
 	parent := t.TempDir()
 	homeBase := filepath.Join(parent, "vmail")
@@ -134,16 +141,27 @@ func startClusterEnv(t testing.TB, cacheTTL time.Duration, via ...func(hopB stri
 		"a": {SMTP: hopA.Addr().String(), IMAP: "127.0.0.1:1"},
 		"b": {SMTP: hopB.Addr().String(), IMAP: "127.0.0.1:1"},
 	}
-	nodesA := nodes
-	if len(via) > 0 {
-		nodesA = map[string]cluster.Node{"a": nodes["a"], "b": {SMTP: via[0](hopB.Addr().String()), IMAP: "127.0.0.1:1"}}
+	var o clusterOpt
+	for _, x := range opts {
+		if x.via != nil {
+			o.via = x.via
+		}
+		o.tls = o.tls || x.tls
 	}
-	e.a = startClusterNode(t, e, "a", nodesA, smtpA, hopA, cacheTTL)
-	e.b = startClusterNode(t, e, "b", nodes, smtpB, hopB, cacheTTL)
+	nodesA := nodes
+	if o.via != nil {
+		nodesA = map[string]cluster.Node{"a": nodes["a"], "b": {SMTP: o.via(hopB.Addr().String()), IMAP: "127.0.0.1:1"}}
+	}
+	var ca *testenv.CA
+	if o.tls {
+		ca = testenv.NewCA(t)
+	}
+	e.a = startClusterNode(t, e, "a", nodesA, smtpA, hopA, cacheTTL, ca)
+	e.b = startClusterNode(t, e, "b", nodes, smtpB, hopB, cacheTTL, ca)
 	return e
 }
 
-func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string]cluster.Node, smtpLn, hopLn net.Listener, cacheTTL time.Duration) *clusterNode {
+func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string]cluster.Node, smtpLn, hopLn net.Listener, cacheTTL time.Duration, ca *testenv.CA) *clusterNode {
 	t.Helper()
 	log := clusterLogger(t, name)
 	s := e.slapd
@@ -158,7 +176,13 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	cl, err := cluster.New(cluster.Options{Self: name, Nodes: nodes, Secret: []byte(clusterSecret), ConnectTimeout: time.Second})
+	co := cluster.Options{Self: name, Nodes: nodes, Secret: []byte(clusterSecret), ConnectTimeout: time.Second}
+	var hopTLS *tls.Config
+	if ca != nil {
+		co.TLS = &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
+		hopTLS = &tls.Config{Certificates: []tls.Certificate{ca.IssueCertificate(t, "localhost", "127.0.0.1")}}
+	}
+	cl, err := cluster.New(co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +236,7 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 		t.Fatal(err)
 	}
 	hop := base
-	hop.Kind, hop.Listener = Cluster, "cluster"
+	hop.Kind, hop.Listener, hop.TLSConfig = Cluster, "cluster", hopTLS
 	hop.ImportHome = func(ctx context.Context, login string, r io.Reader) error {
 		b, err := io.ReadAll(r)
 		if err != nil {
