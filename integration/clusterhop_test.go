@@ -252,3 +252,49 @@ func TestClusterHomeNodeKilled(t *testing.T) {
 		t.Errorf("a's queue after the drain: %v\n%s", err, out)
 	}
 }
+
+// SIGKILL of the front node holding node copies (the home node down):
+// after its restart and the home node's return, each copy arrives once.
+func TestClusterFrontNodeKilled(t *testing.T) {
+	a, b, _, vmail := startClusterPair(t)
+	b.stop(syscall.SIGKILL)
+	const total = 10
+	for i := range total {
+		if err := sendTo(a.smtp, "alice@xoyize.xyz", fmt.Sprintf("held%d", i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	a.stop(syscall.SIGKILL)
+	a.start()
+	b.start()
+	if out, err := exec.Command(binary, "queue", "-config", a.config, "flush").CombinedOutput(); err != nil {
+		t.Fatalf("queue flush: %v\n%s", err, out)
+	}
+	md := filepath.Join(vmail, "alice", "mailbox", "new")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ents, _ := os.ReadDir(md)
+		if len(ents) >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d copies after the restart", len(ents), total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ents, _ := os.ReadDir(md)
+	seen := map[string]bool{}
+	for _, e := range ents {
+		body, err := os.ReadFile(filepath.Join(md, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(string(body), "\nSubject: ")
+		subj, _, _ := strings.Cut(rest, "\n")
+		seen[strings.TrimSpace(subj)] = true
+	}
+	if len(ents) != total || len(seen) != total {
+		t.Errorf("%d files, %d distinct; want %d", len(ents), len(seen), total)
+	}
+}

@@ -412,3 +412,16 @@ func TestClusterHopTLS(t *testing.T) {
 		t.Errorf("AUTH in clear on a TLS cluster listener: %q", got)
 	}
 }
+
+// A home node the configuration does not list: RCPT gets 451, nothing is
+// accepted or stored, until an admin fixes the entry or the configuration.
+func TestClusterUnknownHomeNode(t *testing.T) {
+	needTool(t, "swaks")
+	e := startClusterEnv(t, -1)
+	e.setHome(t, "bob", "nowhere", false)
+	out, _ := exec.Command("swaks", "--server", e.a.smtpAddr, "--to", "bob@xoyize.xyz", "--from", "x@example.net",
+		"--quit-after", "RCPT").CombinedOutput()
+	if !strings.Contains(string(out), "<** 451 4.3.0") {
+		t.Errorf("RCPT for a user homed on an unknown node:\n%s", out)
+	}
+}

@@ -117,7 +117,7 @@ func (q *Queue) placeDue(ctx context.Context, m *Message, now time.Time) (group,
 		}
 	}
 	g.rt = localRoute
-	return g, res
+	return g, interrupted(ctx, res) // a lookup cut short by shutdown is no attempt
 }
 
 // nodeRoute is the route of the node copies for one node: its cluster
