@@ -425,3 +425,48 @@ func TestClusterUnknownHomeNode(t *testing.T) {
 		t.Errorf("RCPT for a user homed on an unknown node:\n%s", out)
 	}
 }
+
+// The home node's 4xx is a retry, its 5xx a bounce, as for any
+// destination.
+func TestClusterHomeNodeReplies(t *testing.T) {
+	needTool(t, "swaks")
+	e := startClusterEnv(t, -1)
+	release := e.b.holds.Hold(filepath.Join(e.homeBase, "bob"))
+	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "held-on-b")
+	waitFor(t, "the copy deferred by b", 20*time.Second, func() bool {
+		l, _ := e.a.queue.List()
+		return len(l) == 1 && l[0].Recipients[0].Attempts > 0
+	})
+	l, _ := e.a.queue.List()
+	if r := l[0].Recipients[0]; r.Code != 450 || r.State != "pending" || r.Node != "b" {
+		t.Errorf("after b's 450: %+v", r)
+	}
+	release()
+	e.a.clock.advance(46 * time.Second)
+	waitFor(t, "bob's copy", 20*time.Second, func() bool { return len(mailFiles(t, e.maildir("bob"), "")) == 1 })
+
+	// alice's script rejects: b answers 550 at the end of the data, a
+	// bounces to the sender (a DSN queued for example.net).
+	home := filepath.Join(e.homeBase, "alice")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte("require \"reject\";\nreject \"not from you\";\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		os.Chown(home, 20001, 20001)
+		os.Chown(filepath.Join(home, ".dovecot.sieve"), 20001, 20001)
+	}
+	mustSwaks(t, e.a.smtpAddr, "alice@xoyize.xyz", "rejected")
+	select {
+	case dsn := <-e.a.bounces:
+		mustContain(t, "the DSN", string(dsn), "Final-Recipient: rfc822; alice@xoyize.xyz", "Status: 5.7.1", "not from you")
+	case <-time.After(20 * time.Second):
+		t.Fatal("no bounce")
+	}
+	waitFor(t, "a's queue to empty", 20*time.Second, func() bool { return e.a.queueLen(t) == 0 })
+	if f := mailFiles(t, e.maildir("alice"), ""); len(f) != 0 {
+		t.Errorf("alice has a copy of a message her script rejected: %v", f)
+	}
+}

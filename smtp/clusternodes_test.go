@@ -57,6 +57,7 @@ type clusterNode struct {
 	stopQueue context.CancelFunc
 	queueDone chan struct{}
 	imports   chan []byte // what XIMPORT handed to ImportHome
+	bounces   chan []byte // the DSNs the queue sent
 
 	mu sync.Mutex // guards hop, replaced by startHop
 }
@@ -186,7 +187,7 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &clusterNode{name: name, dir: d, holds: cluster.NewHolds(), clock: &clusterClock{}, imports: make(chan []byte, 4),
+	n := &clusterNode{name: name, dir: d, holds: cluster.NewHolds(), clock: &clusterClock{}, imports: make(chan []byte, 4), bounces: make(chan []byte, 16),
 		smtpAddr: smtpLn.Addr().String(), hopAddr: hopLn.Addr().String()}
 	n.store, err = delivery.NewStore(delivery.Options{Hostname: "node" + name, AllowedBase: e.homeBase,
 		Chown: os.Geteuid() == 0, Logger: log.With("component", "delivery")})
@@ -204,6 +205,10 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 		Dir: filepath.Join(t.TempDir(), "spool"), Hostname: "node" + name + ".test", Logger: log,
 		Local: f, Cluster: cl, Homes: homesOf{d, n.holds}, Now: n.clock.now,
 		PollInterval: 50 * time.Millisecond, TLSPolicy: queue.PolicyNone,
+		Bounce: func(_ context.Context, _ *queue.Message, report []byte) error {
+			n.bounces <- report
+			return nil
+		},
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			n.hopDials.Add(1)
 			return dialer.DialContext(ctx, network, addr)
