@@ -41,6 +41,9 @@ var (
 	// queues the message first (the queue's keyed copies and remembered
 	// side effects make every step idempotent) and delivers from there.
 	ErrNeedsQueue = errors.New("delivery: more than one file: through the queue")
+	// ErrHomedElsewhere: Recipient.Node names another cluster node; the
+	// copy belongs there. Temporary: the queue hands it over.
+	ErrHomedElsewhere = errors.New("delivery: mailbox homed on another node")
 )
 
 // Error is what Deliver returns for a copy that was not stored. Nothing of
@@ -79,6 +82,8 @@ func (e *Error) dsn() string {
 		return "4.3.1" // mail system full
 	case errors.Is(e, ErrBadMaildir):
 		return "4.3.5" // system incorrectly configured
+	case errors.Is(e, ErrHomedElsewhere):
+		return "4.2.0" // mailbox status: not here now
 	case errors.Is(e, ErrRejected):
 		return "5.7.1" // delivery not authorized, message refused
 	case !e.Temporary:

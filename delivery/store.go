@@ -96,6 +96,12 @@ type Recipient struct {
 	// keywords. A copy with flags goes into cur/ with them in its name's
 	// info (":2,FS" and keyword letters), as Dovecot's LDA stores it.
 	Flags []string
+	// Node, when set, is the name of the cluster node the recipient is at
+	// home on, another than this one: the copy is handed to that node
+	// (the queue's node copies), never stored here. Deliver refuses it
+	// (temporary), so no path can leave mail in a maildir the user has
+	// left.
+	Node string
 }
 
 // Message is what was received, shared by all its copies.
@@ -230,6 +236,9 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		r := &rcpts[i]
 		start := time.Now()
 		e := msgErr
+		if r.Node != "" && e == nil {
+			e = &Error{Temporary: true, Reason: "mailbox homed on another node", Err: ErrHomedElsewhere}
+		}
 		var name string
 		if e == nil {
 			name, e = s.deliverOne(ctx, m, copyParts{header: header, body: body, stats: stats}, r)

@@ -134,6 +134,7 @@ type Server struct {
 	userConns map[string]int            // per login+IP; guarded by mu
 	total     int                       // guarded by mu
 	sessions  map[*session]struct{}     // guarded by mu
+	barred    map[string]int            // logins refused during a move (EndUser); guarded by mu
 	wg        sync.WaitGroup            // one per live session
 }
 
@@ -292,7 +293,7 @@ func (s *Server) loggedIn(se *session, login string) bool {
 	key := login + "\x00" + se.ip
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.userConns[key] >= s.opts.MaxUserIPConns {
+	if s.userConns[key] >= s.opts.MaxUserIPConns || s.barred[login] > 0 {
 		return false
 	}
 	s.userConns[key]++

@@ -118,6 +118,7 @@ type Server struct {
 	conns     map[string]int            // per client IP, not logged in; guarded by mu
 	userConns map[string]int            // per login+IP; guarded by mu
 	sessions  map[*session]struct{}     // guarded by mu
+	barred    map[string]int            // logins refused during a move (EndUser); guarded by mu
 	wg        sync.WaitGroup            // one per live session
 }
 
@@ -248,7 +249,7 @@ func (s *Server) loggedIn(se *session, login string) bool {
 	key := login + "\x00" + se.ip
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.userConns[key] >= s.opts.MaxUserIPConns {
+	if s.userConns[key] >= s.opts.MaxUserIPConns || s.barred[login] > 0 {
 		return false
 	}
 	s.userConns[key]++

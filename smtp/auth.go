@@ -69,6 +69,9 @@ func newGuard(o ThrottleOptions, now func() time.Time) *loginguard.Guard {
 // AuthMechanisms are the SASL mechanisms EHLO offers: none before TLS
 // (SPEC §1, seed smtpd_tls_auth_only).
 func (s *session) AuthMechanisms() []string {
+	if s.srv.o.Kind == Cluster && (s.tls != nil || s.clusterInClear()) {
+		return []string{sasl.Plain}
+	}
 	if s.tls == nil {
 		return nil
 	}
@@ -81,7 +84,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.c.countCommand() {
 		return nil, s.dropWith(replyTooManyCmds)
 	}
-	if s.tls == nil {
+	if s.tls == nil && !s.clusterInClear() {
 		if s.srv.o.TLSConfig == nil {
 			return nil, s.fail(stageAuth, replyAuthUnsupported)
 		}
@@ -90,6 +93,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	s.mu.Lock()
 	s.authMech = strings.ToUpper(mech)
 	s.mu.Unlock()
+	if s.srv.o.Kind == Cluster {
+		if !strings.EqualFold(mech, sasl.Plain) {
+			return nil, s.fail(stageAuth, replyAuthUnknownMech)
+		}
+		return saslGuard{s, sasl.NewPlainServer(s.clusterAuth)}, nil
+	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
 		return saslGuard{s, sasl.NewPlainServer(s.authPlain)}, nil
@@ -97,6 +106,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return saslGuard{s, &loginServer{auth: s.authenticate}}, nil
 	}
 	return nil, s.fail(stageAuth, replyAuthUnknownMech)
+}
+
+// clusterInClear: a Cluster listener without TLS (the cluster's hops in
+// clear, on a private network) takes the cluster login without STARTTLS.
+func (s *session) clusterInClear() bool {
+	return s.srv.o.Kind == Cluster && s.srv.o.TLSConfig == nil
 }
 
 func (s *session) authPlain(identity, login, password string) error {

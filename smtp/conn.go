@@ -255,6 +255,8 @@ func (c *conn) command(line []byte) {
 		c.auth(arg)
 	case "STARTTLS":
 		c.startTLS(arg)
+	case "XIMPORT":
+		c.ximport(arg)
 	case "EXPN", "SEND", "SOML", "SAML", "TURN", "ETRN":
 		if c.counted() {
 			c.w.Reply(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
@@ -328,6 +330,10 @@ func (c *conn) introduced() bool {
 type mailOptions struct {
 	Size int64 // SIZE=, 0 when not given
 	UTF8 bool  // SMTPUTF8
+	// From another cluster node only (cluster.go): when the message was
+	// queued there, and whether this is a retry.
+	Arrived time.Time
+	Retry   bool
 }
 
 func (c *conn) mail(arg string) {
@@ -350,7 +356,21 @@ func (c *conn) mail(arg string) {
 		return
 	}
 	var opts mailOptions
+	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
 	for _, p := range params {
+		switch {
+		case peer && p.Key == "XARRIVED":
+			t, ok := parseArrived(p.Value)
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XARRIVED parameter value")
+				return
+			}
+			opts.Arrived = t
+			continue
+		case peer && p.Key == "XRETRY" && p.Value == "":
+			opts.Retry = true
+			continue
+		}
 		switch p.Key {
 		case "SIZE":
 			n, ok := parseSize(p.Value)
@@ -441,9 +461,32 @@ func (c *conn) rcpt(arg string) {
 		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
 		return
 	}
+	// ORCPT and XJUNK mean something only from another node of the
+	// cluster, logged in with the shared secret (cluster.go).
+	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
+	var orig, key string
+	var junk bool
 	for _, p := range params {
-		switch p.Key {
-		case "NOTIFY", "ORCPT", "RRVS":
+		switch {
+		case peer && p.Key == "XKEY":
+			if !validKey(p.Value) {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XKEY parameter value")
+				return
+			}
+			key = p.Value
+			continue
+		case peer && p.Key == "ORCPT":
+			v, ok := parseORCPT(p.Value)
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed ORCPT parameter value")
+				return
+			}
+			orig = v
+			continue
+		case peer && p.Key == "XJUNK" && p.Value == "":
+			junk = true
+			continue
+		case p.Key == "NOTIFY", p.Key == "ORCPT", p.Key == "RRVS":
 			c.w.Reply(504, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 		default:
 			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
@@ -456,7 +499,12 @@ func (c *conn) rcpt(arg string) {
 		c.w.Reply(r.Code, wire.Enhanced(r.EnhancedCode), r.Message)
 		return
 	}
-	c.reply(c.sess.Rcpt(to), func() {
+	if c.srv.o.Kind == Cluster {
+		err = c.sess.RcptCluster(to, orig, key, junk)
+	} else {
+		err = c.sess.Rcpt(to)
+	}
+	c.reply(err, func() {
 		c.rcpts++
 		c.w.Reply(250, wire.Enhanced{2, 1, 5}, "Ok")
 	})

@@ -134,7 +134,7 @@ func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
 		}
 		h = append(append(append(h, "Delivered-To: "...), a...), "\r\n"...)
 	}
-	if s.srv.o.Kind == Inbound {
+	if k := s.srv.o.Kind; k == Inbound || k == Cluster {
 		return h
 	}
 	if !hi.messageID {
@@ -174,10 +174,15 @@ const maxForwardTrace = 16 << 10
 func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, body delivery.Content, now time.Time) error {
 	local, remote := s.tx.local, s.tx.remote
 	q := s.srv.o.Queue
+	elsewhere := s.notHere()
 	switch {
+	case elsewhere && q == nil:
+		// RCPT refuses node copies without a queue: a hold came since.
+		log.Info("message deferred: a mailbox is being moved")
+		return replyNotHomedHere
 	case len(remote) == 0 && q == nil:
 		return s.deliverLocal(ctx, header, body, now, false)
-	case len(remote) == 0 && len(local) == 1:
+	case len(remote) == 0 && len(local) == 1 && !elsewhere:
 		err := s.deliverLocal(ctx, header, body, now, true)
 		if !errors.Is(err, delivery.ErrNeedsQueue) {
 			return err
@@ -195,6 +200,9 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		metric := statusSent
 		var le *queue.LocalError
 		switch {
+		case errors.Is(err, queue.ErrNotHere):
+			// A node copy (or a held user's): the queue hands it over.
+			continue
 		case errors.As(err, &le) && le.Permanent:
 			metric = statusBounced
 		case err != nil:
@@ -210,6 +218,18 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	return nil
 }
 
+// notHere says whether a local copy must not be stored here now: a node
+// copy, or a copy for a user held while being moved (checked again here:
+// a hold may have started since RCPT). Those go through the queue.
+func (s *session) notHere() bool {
+	for _, r := range s.tx.local {
+		if r.Node != "" || s.srv.o.Holds.Held(s.tx.homes[dedupeKey(r.Address)]) {
+			return true
+		}
+	}
+	return false
+}
+
 // deliverLocal stores every local copy, and returns nil only if all are
 // durable; otherwise the error that decides the reply (temporary first).
 //
@@ -220,6 +240,9 @@ func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery
 		return nil
 	}
 	m := &delivery.Message{ID: s.tx.id, From: s.tx.from, Header: header, Body: body, Arrived: now, Single: single}
+	if !s.tx.arrived.IsZero() { // keyed copies from another node (cluster.go)
+		m.Arrived, m.Retry = s.tx.arrived, s.tx.retry
+	}
 	errs := s.srv.o.Deliverer.Deliver(ctx, m, s.tx.local)
 	if len(errs) != len(s.tx.local) {
 		s.log.Error("deliverer returned a wrong number of results", "msg_id", s.tx.id, "want", len(s.tx.local), "got", len(errs))

@@ -47,6 +47,14 @@
 //     MaxConns (1000) per listener; past either, 421 4.7.0 at once.
 //   - RCPT TO:<postmaster> without a domain (RFC 5321 §4.5.1) is
 //     postmaster@Hostname, resolved by the directory like any address.
+//   - Clusters (Options.ClusterNodes): a recipient whose mailbox is at
+//     home on another node (directory.Mailbox.Node) is a node copy: the
+//     transaction goes through the queue (durably queued before 250, as
+//     a forward), never stored here; the queue hands it to the home
+//     node. An unknown home node is 451 4.3.0. Aliases are expanded here
+//     (the directory is replicated). A copy for a user held while being
+//     moved (Options.Holds) goes through the queue too, checked again at
+//     DATA. Kind Cluster is the home node's side of that hop, cluster.go.
 //   - Submission (587, 465) adds Message-ID, Date and, from the envelope
 //     sender the login owns, From when the message has none, as Postfix's
 //     cleanup does for SASL clients; port 25 never changes a message.

@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"time"
 
+	"courriel/cluster"
 	"courriel/delivery"
 	"courriel/directory"
 	"courriel/loginguard"
@@ -28,6 +30,12 @@ const (
 	Submission
 	// Submissions is port 465: implicit TLS (RFC 8314), then AUTH.
 	Submissions
+	// Cluster is a cluster node's internal mail hop (listen.cluster, see
+	// cluster.go): other nodes hand over the copies for users homed here,
+	// after AUTH PLAIN as cluster.ClusterLogin with the shared secret. No
+	// milters, no SPF/DKIM/DMARC (the front node ran them), no relay, no
+	// alias expansion: RCPT names a final maildrop homed here.
+	Cluster
 )
 
 func (k Kind) String() string {
@@ -38,6 +46,8 @@ func (k Kind) String() string {
 		return "submission"
 	case Submissions:
 		return "submissions"
+	case Cluster:
+		return "cluster"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -55,6 +65,12 @@ type Directory interface {
 	// SenderLogins lists the logins (uid values) allowed to send as addr.
 	// ErrNotFound means nobody.
 	SenderLogins(ctx context.Context, addr string) ([]string, error)
+}
+
+// Mailboxes finds a final maildrop (directory.Directory.Mailbox): no alias
+// expansion. ErrNotFound, ErrUnavailable.
+type Mailboxes interface {
+	Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
 }
 
 // Deliverer stores local copies durably (*delivery.Store). It returns one
@@ -193,6 +209,22 @@ type Options struct {
 	// Milters filter every transaction (courriel/milter); nil for none.
 	Milters *milter.Chain
 
+	// ClusterNodes is the node map (nil: a single node). A recipient whose
+	// mailbox is at home on another node becomes a node copy, queued and
+	// handed over by the queue; the Cluster listener needs it.
+	ClusterNodes *cluster.Cluster
+	// Holds are the users being moved away (nil: none): their copies are
+	// queued, never stored, and the Cluster listener refuses them (450).
+	Holds *cluster.Holds
+	// Mailboxes finds a final maildrop without alias expansion
+	// (*directory.Directory): required by the Cluster listener.
+	Mailboxes Mailboxes
+	// ImportHome, on the Cluster listener only, takes a user's mailbox
+	// sent by XIMPORT (courriel move-user): the stream is exactly the
+	// octets announced. nil: XIMPORT gets 502. An error that is (or wraps)
+	// a *gosmtp.SMTPError is replied as is; any other gets 451 4.3.0.
+	ImportHome func(ctx context.Context, login string, r io.Reader) error
+
 	// AuthThrottle tunes the throttling of failed logins: PerSession
 	// always, the rest when Guard is nil.
 	AuthThrottle ThrottleOptions
@@ -263,6 +295,11 @@ func (o *Options) setDefaults() {
 	if o.Listener == "" {
 		o.Listener = o.Kind.String()
 	}
+	if o.Kind == Cluster {
+		// The front node filtered and checked the message; nothing
+		// relays from here.
+		o.Milters, o.AuthChecker, o.Signer, o.SRS, o.MyNetworks = nil, nil, nil, nil, nil
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -281,6 +318,13 @@ func (o *Options) validate() error {
 	var errs []error
 	switch o.Kind {
 	case Inbound:
+	case Cluster:
+		if o.ClusterNodes == nil {
+			errs = append(errs, errors.New("the cluster listener needs the node map ([cluster])"))
+		}
+		if o.Mailboxes == nil {
+			errs = append(errs, errors.New("the cluster listener needs Mailboxes"))
+		}
 	case Submission, Submissions:
 		if o.TLSConfig == nil {
 			errs = append(errs, fmt.Errorf("%v needs a TLS configuration", o.Kind))

@@ -65,7 +65,7 @@ func (s *session) protocol() string {
 	if s.tls != nil {
 		p += "S"
 	}
-	if s.user != nil {
+	if s.user != nil || s.clusterPeer { // s.mu held (data)
 		p += "A"
 	}
 	return p

@@ -8,11 +8,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
-	"courriel/delivery/maildirsize"
 	"courriel/directory"
 	"courriel/milter"
 )
@@ -44,6 +44,9 @@ type session struct {
 	// milter is the milters' session (milter.go), opened at the first
 	// MAIL when Options.Milters has any; guarded by mu.
 	milter *milter.Session
+	// clusterPeer: the Cluster listener's client logged in as
+	// cluster.ClusterLogin with the shared secret; guarded by mu.
+	clusterPeer bool
 }
 
 // txn is one mail transaction, MAIL to the end of the message.
@@ -53,6 +56,7 @@ type txn struct {
 	utf8   bool
 	rcpts  []string             // accepted RCPT addresses, normalized
 	local  []delivery.Recipient // local maildrops, one per Destination.Address
+	homes  map[string]string    // dedupeKey of a local copy → its home directory (cluster.Holds' key)
 	remote []string             // addresses for the outbound queue, one each
 	seen   map[string]bool      // dedupeKey of every local and remote target
 	// ours are the RCPT addresses the directory resolved (not those
@@ -63,6 +67,11 @@ type txn struct {
 	// outside members): each gets a Delivered-To: line, which finds the
 	// copy if it comes back.
 	forwarded []string
+	// arrived and retry come from the front node on the Cluster listener
+	// (XARRIVED, XRETRY): the keyed copies' names, and whether an earlier
+	// attempt may have stored them.
+	arrived time.Time
+	retry   bool
 	// remoteFrom, when set, is the envelope sender of the remote copies
 	// (SRS, or <> after an SPF failure; see mailAuth).
 	remoteFrom *string
@@ -152,7 +161,10 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	if k == Submission && s.tls == nil {
 		return s.fail(stageMail, replyStartTLSFirst)
 	}
-	if k != Inbound && s.user == nil {
+	switch {
+	case k == Cluster && !s.isClusterPeer():
+		return s.fail(stageMail, replyAuthRequired)
+	case k != Inbound && k != Cluster && s.user == nil:
 		return s.fail(stageMail, replyAuthRequired)
 	}
 	if s.tx.id != "" {
@@ -182,6 +194,9 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	// vacation notices use it, RFC 8098 §2.1); the login is in the log.
 	s.mu.Lock()
 	s.tx = txn{id: s.srv.ids.next(), from: from, utf8: utf8, seen: map[string]bool{}}
+	if opts != nil {
+		s.tx.arrived, s.tx.retry = opts.Arrived, opts.Retry
+	}
 	s.mu.Unlock()
 	s.c.setTx(true)
 	s.mu.Lock()
@@ -233,6 +248,21 @@ func (s *session) Rcpt(to string) error {
 		return s.dropWith(replyShuttingDown)
 	}
 	return s.rcpt(to, false)
+}
+
+// RcptCluster is RCPT TO on the Cluster listener: a maildrop, the original
+// recipient from ORCPT ("" none), the copy's key from XKEY ("" none) and
+// XJUNK (see cluster.go).
+func (s *session) RcptCluster(to, orig, key string, junk bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c.countCommand() {
+		return s.dropWith(replyTooManyCmds)
+	}
+	if s.srv.isClosing() {
+		return s.dropWith(replyShuttingDown)
+	}
+	return s.clusterRcpt(to, orig, key, junk)
 }
 
 // rcpt decides one recipient, for RCPT TO or, byMilter, for a milter's
@@ -315,7 +345,8 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		log().Info("rcpt deferred: too many copies in this transaction", "copies", fresh)
 		return s.fail(stageRcpt, replyTooManyRcpts)
 	}
-	for _, d := range res.Destinations { // check all before adding any
+	nodes := make([]string, len(res.Destinations)) // the home node of each mailbox homed elsewhere
+	for i, d := range res.Destinations {           // check all before adding any
 		switch {
 		case d.Remote && s.srv.o.Queue == nil:
 			log().Error("rcpt: forward needs the outbound queue, which is off")
@@ -323,7 +354,19 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		case !d.Remote && d.Mailbox == nil:
 			log().Error("rcpt: local destination without a mailbox", "dest", sanitize(d.Address, 300))
 			return s.fail(stageRcpt, replyTempFailure)
+		case d.Remote:
+			continue
 		}
+		node, err := s.homeOf(d.Mailbox)
+		switch {
+		case err != nil:
+			log().Error("rcpt: home node", "dest", sanitize(d.Address, 300), "err", err)
+			return s.fail(stageRcpt, replyUnknownNode)
+		case node != "" && s.srv.o.Queue == nil:
+			log().Error("rcpt: a copy for another node needs the queue, which is off")
+			return s.fail(stageRcpt, replyNoQueue)
+		}
+		nodes[i] = node
 	}
 	if !byMilter {
 		if r := s.milterRcpt(addr); r != nil {
@@ -331,7 +374,7 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		}
 	}
 	forwards := false
-	for _, d := range res.Destinations {
+	for i, d := range res.Destinations {
 		if d.Remote {
 			forwards = forwards || dedupeKey(d.Address) != dedupeKey(addr)
 			s.addRemote(d.Address)
@@ -342,11 +385,12 @@ func (s *session) rcpt(to string, byMilter bool) error {
 			continue
 		}
 		s.tx.seen[k] = true
-		s.tx.local = append(s.tx.local, delivery.Recipient{
-			Address: d.Address, OrigTo: addr, Maildir: d.Mailbox.Maildir,
-			UID: d.Mailbox.UID, GID: d.Mailbox.GID,
-			Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages},
-		})
+		r := localRecipient(d.Mailbox, addr)
+		r.Address = d.Address
+		// A node copy: queued here, handed to its home node by the queue.
+		r.Node = nodes[i]
+		s.tx.local = append(s.tx.local, r)
+		s.tx.setHome(k, d.Mailbox.Home)
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	if !slices.ContainsFunc(s.tx.ours, func(o string) bool { return dedupeKey(o) == dedupeKey(addr) }) {
@@ -359,6 +403,18 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		log().Debug("rcpt ok", "destinations", len(res.Destinations))
 	}
 	return nil
+}
+
+// setHome remembers the home directory of the local copy for key, for the
+// holds checked again at DATA.
+func (t *txn) setHome(key, home string) {
+	if home == "" {
+		return
+	}
+	if t.homes == nil {
+		t.homes = map[string]string{}
+	}
+	t.homes[key] = home
 }
 
 // newCopies counts the destinations not yet in the transaction.

@@ -46,6 +46,7 @@ func commands() []command {
 		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
 		{"queue", "list, show, flush or delete queued mail (like mailq, postqueue, postsuper)", runQueue},
 		{"dkim", "generate DKIM keys and check their published DNS records", runDKIM},
+		{"move-user", "move a user's home to another cluster node (running server, root)", runMoveUser},
 	}
 }
 

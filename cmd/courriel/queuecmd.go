@@ -116,6 +116,9 @@ func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 
 func recipientLine(r queue.Recipient) string {
 	line := fmt.Sprintf("<%s> %s attempts=%d", r.Addr, r.State, r.Attempts)
+	if r.Node != "" {
+		line += " node=" + r.Node // a copy for the user's home node
+	}
 	if !r.NextAttempt.IsZero() {
 		line += " next=" + r.NextAttempt.Format(time.DateTime)
 	}

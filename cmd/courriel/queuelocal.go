@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+
+	"courriel/cluster"
+	"courriel/delivery/queue"
 
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
@@ -27,6 +31,27 @@ func (l queueLocal) Deliver(ctx context.Context, m *delivery.Message, rcpts []de
 		}
 	}
 	return l.store.Deliver(ctx, m, rcpts)
+}
+
+// queueHomes tells the queue where a local copy's user lives now (the
+// directory's home node) and whether the user is held here (being moved
+// away), before every attempt: a queued copy follows its user.
+type queueHomes struct {
+	dir interface {
+		Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
+	}
+	holds *cluster.Holds
+}
+
+func (h queueHomes) Home(ctx context.Context, maildrop string) (string, bool, error) {
+	mb, err := h.dir.Mailbox(ctx, maildrop)
+	if errors.Is(err, directory.ErrNotFound) {
+		return "", false, queue.ErrNoHome
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return mb.Node, h.holds.Held(mb.Home), nil
 }
 
 // localDeliverer stores local copies: *delivery.Store, or *filter.Filter

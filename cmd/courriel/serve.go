@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"courriel/cluster"
+	"courriel/cluster/move"
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
 	"courriel/delivery/queue"
@@ -31,6 +32,7 @@ import (
 	"courriel/loginguard"
 	"courriel/mailauth"
 	"courriel/managesieve"
+	"courriel/milter"
 	"courriel/monitor"
 	"courriel/sieve/scripts"
 	"courriel/smtp"
@@ -38,6 +40,8 @@ import (
 	"courriel/tlsconf/dane"
 	"courriel/tlsconf/mtasts"
 	"courriel/tlsconf/tlsrpt"
+
+	gosmtp "github.com/emersion/go-smtp"
 )
 
 // shutdownGrace bounds how long transactions in flight may finish after
@@ -104,12 +108,15 @@ type app struct {
 	srs    *mailauth.SRS    // nil without [mailauth] srs_secret
 	tlsrpt *tlsrpt.Recorder // nil without [queue] tlsrpt
 
-	listeners []boundListener
-
 	// cluster is the node map, nil on a single node; holds the users
-	// being moved away from this node.
-	cluster *cluster.Cluster
-	holds   *cluster.Holds
+	// being moved away from this node. User moves (move-user,
+	// cluster/move): the gate wraps local delivery; importer takes XIMPORT.
+	cluster  *cluster.Cluster
+	holds    *cluster.Holds
+	gate     *move.Gate
+	importer *move.Importer
+
+	listeners []boundListener
 }
 
 type boundListener struct {
@@ -177,6 +184,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		if a.local, err = a.sieveFilter(chown, log); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.moveSetup(chown); err != nil {
+		return nil, err
 	}
 	if a.queue, err = a.openQueue(); err != nil {
 		return nil, err
@@ -295,7 +305,11 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
-		Local: queueLocal{store: a.local, dir: a.dir},
+		Local:   queueLocal{store: a.local, dir: a.dir},
+		Cluster: a.cluster,
+	}
+	if a.cluster != nil {
+		o.Homes = queueHomes{dir: a.dir, holds: a.holds}
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
 	needRoots := policy == queue.PolicyVerify || q.MTASTS || q.TLSRPT
@@ -457,18 +471,28 @@ func (a *app) listen() error {
 		if addr == "" {
 			return nil
 		}
-		milters, err := cfg.milterChain(name, a.log)
-		if err != nil {
-			return err
+		var milters *milter.Chain
+		if kind != smtp.Cluster { // the front node ran them
+			if milters, err = cfg.milterChain(name, a.log); err != nil {
+				return err
+			}
+		}
+		tlsConfig := a.tlsFor(name)
+		if kind == smtp.Cluster && !cfg.Cluster.TLS {
+			tlsConfig = nil // the hops are in clear on a private network
+		} else if kind == smtp.Cluster {
+			tlsConfig = a.tlsFor("smtp")
 		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.local, Queue: a.queue,
-			TLSConfig: a.tlsFor(name), MyNetworks: networks,
+			TLSConfig: tlsConfig, MyNetworks: networks,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
 			SpoolDir: incoming, BareNewline: bareNewline, Signer: a.signer, AuthChecker: checker, SRS: a.smtpSRS(),
 			Logger: a.log.With("component", name), Metrics: a.metrics, Listener: name, Guard: a.guard,
-			Milters: milters,
+			Milters:      milters,
+			ClusterNodes: a.cluster, Holds: a.holds, Mailboxes: a.dir,
+			ImportHome: a.importHome,
 		})
 		if err != nil {
 			return err
@@ -493,6 +517,9 @@ func (a *app) listen() error {
 		return err
 	}
 	if err := smtpListener("submissions", cfg.Listen.Submissions, smtp.Submissions); err != nil {
+		return err
+	}
+	if err := smtpListener("cluster", cfg.Listen.Cluster, smtp.Cluster); err != nil {
 		return err
 	}
 	imapListener := func(name, addr string, implicit bool) error {
@@ -525,6 +552,7 @@ func (a *app) listen() error {
 		}
 		a.listeners = append(a.listeners, boundListener{name: "managesieve", ln: a.proxyListener("managesieve", ln), serve: a.sieve.Serve, stop: a.sieve.Shutdown})
 	}
+	a.controlListener()
 	return a.httpListener()
 }
 
@@ -648,4 +676,16 @@ func (a *app) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
+}
+
+// importHome takes a home sent by courriel move-user on another node
+// (XIMPORT on listen.cluster): an archive refused for good (hostile,
+// broken, a home that already holds mail) is a permanent reply, so the
+// mover stops instead of retrying; anything else is temporary.
+func (a *app) importHome(ctx context.Context, login string, r io.Reader) error {
+	err := a.importer.ImportHome(ctx, login, r)
+	if errors.Is(err, move.ErrRefused) {
+		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Import refused: " + err.Error()}
+	}
+	return err
 }

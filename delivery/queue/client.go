@@ -73,6 +73,9 @@ func (q *Queue) connect(ctx context.Context, h hop, ip netip.Addr, plan tlsPlan)
 		// Credentials never travel in clear text.
 		plan.level = PolicyEncrypt
 	}
+	if h.node != "" {
+		return q.dialNode(ctx, h, ip)
+	}
 	s, f := q.dial(ctx, h, ip, &plan)
 	if f != nil && f.retryPlain && ctx.Err() == nil {
 		q.log.Info("TLS failed, retrying without TLS (policy may)", "relay", f.relay, "reason", f.text)
@@ -180,6 +183,13 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			return fail(f)
 		}
 	}
+	q.ready(s)
+	return s, nil
+}
+
+// ready makes a session set up by go-smtp's client ready for the
+// transactions spoken here.
+func (q *Queue) ready(s *session) {
 	s.r = bufio.NewReaderSize(s.conn, 4096)
 	s.w = bufio.NewWriterSize(s.conn, 32<<10)
 	s.cmdTimeout = q.o.CommandTimeout
@@ -188,7 +198,6 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	s.size, _ = s.c.Extension("SIZE")
 	s.eightBit, _ = s.c.Extension("8BITMIME")
 	s.born = time.Now()
-	return s, nil
 }
 
 func (q *Queue) newClient(conn net.Conn) *gosmtp.Client {
@@ -215,6 +224,11 @@ func (q *Queue) handshake(ctx context.Context, raw net.Conn, name string, plan *
 // client's buffer and is discarded with it: no plaintext injection survives
 // into the TLS session (CVE-2011-0411).
 func (q *Queue) startTLS(ctx context.Context, raw net.Conn, name string, plan *tlsPlan, testFail *error) (*tls.Conn, error) {
+	return q.startTLSWith(ctx, raw, q.tlsConfig(name, plan, testFail))
+}
+
+// startTLSWith is startTLS with the client configuration given.
+func (q *Queue) startTLSWith(ctx context.Context, raw net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	raw.SetDeadline(time.Now().Add(q.o.CommandTimeout))
 	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
 		return nil, err
@@ -225,7 +239,13 @@ func (q *Queue) startTLS(ctx context.Context, raw net.Conn, name string, plan *t
 		return nil, fmt.Errorf("STARTTLS refused: %s", printable(err.Error(), 300))
 	}
 	raw.SetDeadline(time.Time{})
-	return q.handshake(ctx, raw, name, plan, testFail)
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, q.o.CommandTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, err
+	}
+	return tc, nil
 }
 
 // greetedConn replays a synthetic 220 greeting before the real stream, so a

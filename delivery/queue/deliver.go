@@ -30,6 +30,7 @@ type result struct {
 	relay     string // "host[ip]:port" or ""
 	remoteMTA string
 	tls       string // the TLS policy of the session, for the log
+	soon      bool   // deferred: retry at NodeRetry, not the usual backoff
 }
 
 func failResult(f *failure) result {
@@ -57,8 +58,11 @@ func (q *Queue) groups(m *Message, now time.Time) []group {
 			continue
 		}
 		rt := localRoute
-		if r.Local == nil {
+		switch {
+		case r.Local == nil:
 			rt = q.routeFor(domainOf(r.Addr))
+		case r.Node != "":
+			rt = q.nodeRoute(r.Node)
 		}
 		j, ok := pos[rt.key]
 		if !ok {
@@ -274,6 +278,11 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *o
 		mail += " SMTPUTF8"
 	}
 	rcpt := func(k int) string { return "RCPT TO:<" + m.Recipients[g.rcpts[lo+k]].Addr + ">" }
+	if g.rt.node != "" {
+		idx := g.rcpts[lo:hi]
+		mail += nodeMailParams(m, idx)
+		rcpt = func(k int) string { return nodeRcpt(&m.Recipients[idx[k]], copyKey(m.ID, idx[k])) }
+	}
 	reset := s.reused || s.dirty
 	if s.pipelining {
 		if reset {

@@ -19,6 +19,32 @@
 // first, so a crash between the copies and the record of their outcome
 // never stores one twice.
 //
+// # Node copies (clusters)
+//
+// On a cluster node (Options.Cluster), a local copy whose user is at home
+// on another node is a node copy (Recipient.Node, kept in the envelope;
+// envelopes without it are local copies as before): it is never stored
+// here, but handed to the home node's cluster listener (cluster.Node.SMTP)
+// over SMTP, STARTTLS when the cluster's hops use TLS (verified, never
+// retried in clear), AUTH PLAIN as cluster.ClusterLogin with the shared
+// secret, then per transaction MAIL FROM:<sender> XARRIVED=<unix seconds>
+// [XRETRY] and per copy RCPT TO:<maildrop> XKEY=<queue id-index>
+// [ORCPT=rfc822;<original>] [XJUNK]. The key names the copy on the home
+// node as a local copy's is named here, so a 250 lost on its way back
+// makes no duplicate. The node is a destination of its own ("node:NAME"):
+// its sessions are cached, pipelined and run in parallel like an MX's.
+//
+// Before every attempt (Accept's first one included) each local copy is
+// placed again from the directory (Options.Homes): a copy follows its user
+// (a node copy of a user now homed here is stored here, a local copy of a
+// user now homed elsewhere becomes a node copy), and a copy of a user held
+// here (cluster.Holds: being moved away) waits, never stored. A failed
+// node copy, or a copy waiting for a held user, is retried after NodeRetry
+// (45 s), not the usual backoff; a node that could not be reached is left
+// alone for half of that, so copies arriving meanwhile wait without a dial
+// each. A 4xx from the home node is a retry, a 5xx a bounce, expiry and
+// delay warnings as for any copy. Flush also ends every dead period.
+//
 // # Spool layout
 //
 // Everything lives flat in Options.Dir:

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"courriel/cluster"
 )
 
 // State is where one recipient of a queued message stands.
@@ -37,6 +39,12 @@ type Recipient struct {
 	// Local, when set, makes this a copy for a maildir on this host,
 	// delivered through Options.Local; Addr is then the final maildrop.
 	Local *LocalTarget `json:"local,omitempty"`
+	// Node, set only with Local, makes the copy a node copy: the user is
+	// at home on that cluster node, and the copy is handed to its cluster
+	// listener over SMTP instead of stored here. Looked up again before
+	// every attempt (Options.Homes), so a copy follows a user who moved;
+	// envelopes written before clusters have none (local).
+	Node string `json:"node,omitempty"`
 }
 
 // LocalTarget is where a local recipient's copy goes, as the directory
@@ -179,6 +187,9 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		}
 		if l := r.Local; l != nil && !validLocal(l) {
 			return nil, fmt.Errorf("%w: %s: bad local target", errCorrupt, id)
+		}
+		if r.Node != "" && (r.Local == nil || cluster.CheckNodeName(r.Node) != nil) {
+			return nil, fmt.Errorf("%w: %s: bad node", errCorrupt, id)
 		}
 	}
 	return &m, nil

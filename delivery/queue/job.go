@@ -25,6 +25,13 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 	}
 	defer data.Close()
 
+	if g, res := q.placeDue(ctx, m, q.o.Now()); len(g.rcpts) > 0 && q.record(m, g, res) {
+		if err := q.sp.update(m); errors.Is(err, errDeleted) {
+			return nil, true
+		} else if err != nil {
+			q.logFor(m).Error("recording the delivery attempt failed", "err", err)
+		}
+	}
 	for _, g := range q.groups(m, q.o.Now()) {
 		if ctx.Err() != nil {
 			break
@@ -105,6 +112,11 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 				break
 			}
 			r.NextAttempt = now.Add(backoff(r.Attempts, q.o.MinBackoff, q.o.MaxBackoff))
+			if x.soon || r.Node != "" {
+				// A node copy, or a copy waiting for its user's move:
+				// the node is back or the move done within minutes.
+				r.NextAttempt = now.Add(q.o.NodeRetry)
+			}
 			if r.NextAttempt.After(expiry) {
 				r.NextAttempt = expiry // one last try when the lifetime ends
 			}

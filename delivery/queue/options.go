@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"courriel/cluster"
 	"courriel/delivery"
 )
 
@@ -131,6 +132,18 @@ type Options struct {
 	// store. Nil: such copies wait in the queue (a temporary failure).
 	Local LocalDeliverer
 
+	// Cluster is the node map (nil: a single node, every copy local).
+	// Node copies (Recipient.Node) go to their node's cluster listener.
+	Cluster *cluster.Cluster
+	// Homes, when set, is asked before every attempt at a local copy
+	// where its user lives now and whether the user is held (see place);
+	// nil: the routes recorded at acceptance.
+	Homes HomeFinder
+	// NodeRetry is the wait after a failed attempt at a node copy, or a
+	// copy whose user is held (default 45s); a node that did not answer
+	// is left alone for half of it.
+	NodeRetry time.Duration
+
 	// Bounce delivers a DSN to a sender; report is the whole DSN message. The
 	// default enqueues it from the null sender like any other mail.
 	Bounce func(ctx context.Context, msg *Message, report []byte) error
@@ -240,6 +253,7 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.PollInterval, defaultPollInterval)
 	setDefault(&o.ConnectTimeout, defaultConnectTimeout)
 	setDefault(&o.CommandTimeout, defaultCommandTimeout)
+	setDefault(&o.NodeRetry, defaultNodeRetry)
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}

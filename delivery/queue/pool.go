@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,6 +21,7 @@ type connCache struct {
 	reuseMax  int              // deliveries per session before it is closed
 	reuseTime time.Duration    // age after which a session is not reused
 	deadTime  time.Duration    // how long a dead destination is left alone
+	nodeDead  time.Duration    // the same for a cluster node (key "node:NAME")
 
 	mu    sync.Mutex
 	dests map[string]*dest // guarded by mu
@@ -55,6 +57,7 @@ func newConnCache(o Options, log *slog.Logger) *connCache {
 		reuseMax:  o.ConnectionReuseLimit,
 		reuseTime: connectionReuseTime,
 		deadTime:  o.MinBackoff,
+		nodeDead:  o.nodeDeadTime(),
 		dests:     map[string]*dest{},
 	}
 }
@@ -180,9 +183,13 @@ func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
 	if f == nil || !f.dead || d.dead != nil || d.open > 0 {
 		return
 	}
-	d.dead, d.deadUntil, d.reached, d.retried = f, c.now().Add(c.deadTime), false, false
+	deadTime := c.deadTime
+	if strings.HasPrefix(key, "node:") {
+		deadTime = c.nodeDead
+	}
+	d.dead, d.deadUntil, d.reached, d.retried = f, c.now().Add(deadTime), false, false
 	c.log.Warn("destination not responding, deliveries to it suspended",
-		"destination", key, "relay", f.relay, "for", c.deadTime.String(), "reason", f.text)
+		"destination", key, "relay", f.relay, "for", deadTime.String(), "reason", f.text)
 }
 
 // put hands a session back after a delivery: kept idle for the next
@@ -233,6 +240,20 @@ func (c *connCache) expire() {
 		d.idle = kept
 		if d.open == 0 && !d.dialing && (d.dead == nil || c.now().After(d.deadUntil.Add(forgetDead))) {
 			delete(c.dests, key)
+		}
+	}
+}
+
+// forgetDead makes every dead destination alive again for one probe
+// (Flush).
+func (c *connCache) forgetDead() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, d := range c.dests {
+		if d.dead != nil {
+			d.dead, d.deadUntil, d.reached, d.retried = nil, time.Time{}, false, true
+			c.log.Info("destination retried at once: queue flushed", "destination", key)
+			d.broadcast()
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"courriel/cluster"
 	"courriel/delivery"
 )
 
@@ -170,7 +171,8 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 // crash between the copies and the record of their outcome finds them
 // instead of storing them twice. localErrs has the first attempt's outcome
 // for each local recipient, in order (nil: stored), for the caller's
-// counters and logs: whatever it says, the message is accepted. data is
+// counters and logs: whatever it says, the message is accepted; ErrNotHere
+// for a copy not tried at once (a node copy, or its user held). data is
 // read, never kept: it may be a file the caller closes once Accept returns.
 //
 // msgID is the message's id where it came from (the SMTP transaction's),
@@ -201,20 +203,23 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 		m.MsgID = msgID
 	}
 	m.LocalFrom = localFrom
+	// Where each local copy's user lives is decided before the commit
+	// point, so that the first envelope already says which copies are
+	// node copies; only those at home here and not held are tried now.
+	idx := q.placeFirst(ctx, m)
 	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
 		return "", nil, err
 	}
-	if len(local) == 0 {
+	first := len(m.Recipients) - len(local) // the local copies follow the remote ones
+	localErrs = make([]error, len(local))
+	for i := range localErrs {
+		localErrs[i] = ErrNotHere // until the attempt below says otherwise
+	}
+	if len(idx) == 0 {
 		q.added(m, false)
-		return m.ID, nil, nil
+		return m.ID, localErrs, nil
 	}
 	q.added(m, true) // the runner leaves it alone until the first attempt is recorded
-	idx := make([]int, 0, len(local))
-	for i, r := range m.Recipients {
-		if r.Local != nil {
-			idx = append(idx, i)
-		}
-	}
 	g := group{rt: localRoute, rcpts: idx}
 	res := q.deliverLocal(ctx, m, idx, data, false)
 	gone := false
@@ -226,14 +231,19 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	} else if !gone {
 		q.sp.request(rescanFile)
 	}
-	localErrs = make([]error, len(res))
 	for i, r := range res {
+		localErrs[idx[i]-first] = nil
 		if r.out != outSent {
-			localErrs[i] = &LocalError{Permanent: r.out == outBounced, Status: r.status, Reason: r.reply}
+			localErrs[idx[i]-first] = &LocalError{Permanent: r.out == outBounced, Status: r.status, Reason: r.reply}
 		}
 	}
 	return m.ID, localErrs, nil
 }
+
+// ErrNotHere is Accept's outcome for a local copy not tried at once: its
+// user is at home on another cluster node (a node copy, handed over by the
+// runner) or held while being moved. The copy is queued: not a failure.
+var ErrNotHere = errors.New("queue: copy queued for the user's home node")
 
 // LocalError is a local copy's first attempt that failed in Accept; the
 // copy stays queued (or is bounced, when Permanent).
@@ -308,7 +318,11 @@ func (q *Queue) newMessage(ctx context.Context, from string, remote []string, lo
 		if !validAddress(r.Address) || !validLocal(t) {
 			return nil, fmt.Errorf("%w: local recipient %q", ErrInvalidAddress, printable(r.Address, 100))
 		}
-		m.Recipients = append(m.Recipients, Recipient{Addr: r.Address, State: StatePending, NextAttempt: now, Local: t})
+		node := strings.ToLower(r.Node)
+		if node != "" && cluster.CheckNodeName(node) != nil {
+			return nil, fmt.Errorf("%w: local recipient %q: bad node", ErrInvalidAddress, printable(r.Address, 100))
+		}
+		m.Recipients = append(m.Recipients, Recipient{Addr: r.Address, State: StatePending, NextAttempt: now, Local: t, Node: node})
 	}
 	q.mu.Lock()
 	closed := q.closed
@@ -489,6 +503,9 @@ func (q *Queue) Flush() error {
 }
 
 func (q *Queue) flushNow() {
+	// The admin says the destinations are worth trying now (a node just
+	// back, a fixed MX): none is left alone for its dead period.
+	q.conns.forgetDead()
 	now := q.o.Now()
 	q.mu.Lock()
 	for _, e := range q.entries {

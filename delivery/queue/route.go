@@ -18,6 +18,7 @@ type route struct {
 	domain string     // MX routes: the domain looked up
 	addr   string     // static and relayhost routes: "host:port"
 	relay  *Relayhost // relayhost route only
+	node   string     // node copies: the home node's name (addr is its cluster listener)
 }
 
 // routeFor picks the route for a recipient domain: a static route for the
@@ -45,20 +46,24 @@ type hop struct {
 	mxSecure  bool       // the MX lookup (or its denial, for an implicit MX) was DNSSEC-validated
 	secureDNS bool       // look the addresses up through Options.DANE
 	relay     *Relayhost // AUTH and implicit TLS settings, relayhost only
+	node      string     // a cluster node's listener: its name (dialNode)
 }
 
 // resolve turns a route into hosts in the order to try them. A failure is
 // returned when there is nothing to try.
 func (q *Queue) resolve(ctx context.Context, rt route) ([]hop, *failure) {
+	if rt.node != "" && rt.addr == "" {
+		return nil, tempFailure("4.3.5", "cluster node "+rt.node+" has no SMTP address in the configuration")
+	}
 	if rt.addr != "" {
 		host, port, err := splitHostPort(rt.addr) // checked at Open
 		if err != nil {
 			return nil, tempFailure("4.3.5", "bad route: "+err.Error())
 		}
-		h := hop{name: host, port: port, relay: rt.relay}
+		h := hop{name: host, port: port, relay: rt.relay, node: rt.node}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			h.ip = ip
-		} else if q.o.DANE != nil && q.o.DANERoutes {
+		} else if q.o.DANE != nil && q.o.DANERoutes && rt.node == "" {
 			// No MX lookup to validate: the name is the admin's.
 			h.name = strings.ToLower(strings.TrimSuffix(host, "."))
 			h.mxSecure, h.secureDNS = true, true

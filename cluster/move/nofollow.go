@@ -1,0 +1,5 @@
+package move
+
+import "syscall"
+
+const noFollow = syscall.O_NOFOLLOW
