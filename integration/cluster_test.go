@@ -512,4 +512,3 @@ func TestCluster(t *testing.T) {
 		}
 	})
 }
-
