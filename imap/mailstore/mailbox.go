@@ -89,7 +89,7 @@ type Mailbox struct {
 	nextUID     uint32
 	guid        string
 	hdrExt      []string
-	msgs        []*Msg // ascending UID
+	msgs        []*Msg          // ascending UID
 	byBase      map[string]*Msg // nil until needed: see baseMapLocked
 	keywords    uidlist.Keywords
 	kwStamp     stamp
@@ -102,8 +102,8 @@ type Mailbox struct {
 	listSt       stamp
 	// listCRC is the CRC-32C of dovecot-uidlist as last read or written
 	// (listCRCOK: known), whose content courriel-state is checked against.
-	listCRC   uint32
-	listCRCOK bool
+	listCRC     uint32
+	listCRCOK   bool
 	listDirty   bool                      // a new UIDVALIDITY not written to dovecot-uidlist yet
 	listRecords int                       // records in the file, gone messages' included
 	listed      map[string]uidlist.Record // records of files not seen yet
