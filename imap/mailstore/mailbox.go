@@ -496,10 +496,10 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			delete(mb.listed, base) // a record of a file gone since
 		}
 	}
-	if !listCur {
-		curSt, t0 = mb.curSt, mb.curAt // as trusted before
+	mb.newSt, mb.newAt = newSt, t0
+	if listCur {
+		mb.curSt, mb.curAt = curSt, t0
 	}
-	mb.newSt, mb.newAt, mb.curSt, mb.curAt = newSt, t0, curSt, t0
 	if mb.hasNewLocked() {
 		// Moving new/ to cur/ changes both: the stamps follow our own
 		// renames when nothing else changed the directories meanwhile.

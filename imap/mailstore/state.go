@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"courriel/imap/uidlist"
@@ -238,18 +239,18 @@ var errStateFormat = errors.New("mailstore: courriel-state: malformed")
 // decodeState checks and decodes courriel-state. Whatever the file says,
 // what it allocates stays within a small multiple of its size, and every
 // name it gives is one a message file may have.
-func decodeState(data []byte) (*folderState, error) {
+func decodeState(data string) (*folderState, error) {
 	start := len(stateMagic) + 12
-	if len(data) < start || string(data[:len(stateMagic)]) != string(stateMagic) {
+	if len(data) < start || data[:len(stateMagic)] != string(stateMagic) {
 		return nil, errStateFormat
 	}
-	sum := binary.LittleEndian.Uint32(data[len(stateMagic):])
-	n := binary.LittleEndian.Uint64(data[len(stateMagic)+4:])
+	sum := binary.LittleEndian.Uint32([]byte(data[len(stateMagic) : len(stateMagic)+4]))
+	n := binary.LittleEndian.Uint64([]byte(data[len(stateMagic)+4 : start]))
 	payload := data[start:]
-	if n != uint64(len(payload)) || crc32.Checksum(payload, castagnoli) != sum {
+	if n != uint64(len(payload)) || crcString(payload) != sum {
 		return nil, errStateFormat
 	}
-	d := indexDecoder{s: string(payload)}
+	d := indexDecoder{s: payload}
 	u32 := func() uint32 {
 		v := d.uvarint()
 		if v > math.MaxUint32 {
@@ -354,6 +355,36 @@ func validBase(b string) bool {
 	return true
 }
 
+// crcString is the CRC-32C of s, without a copy of all of it.
+func crcString(s string) uint32 {
+	var buf [32 << 10]byte
+	var sum uint32
+	for len(s) > 0 {
+		n := copy(buf[:], s)
+		sum = crc32.Update(sum, castagnoli, buf[:n])
+		s = s[n:]
+	}
+	return sum
+}
+
+// readString reads a file of the folder into a string, without the copy
+// of a []byte conversion: the names decoded from it are slices of it.
+func (mb *Mailbox) readString(name string) (string, error) {
+	f, err := mb.root.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() < 1<<31 {
+		b.Grow(int(st.Size()) + 1)
+	}
+	if _, err := io.Copy(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
 // fileCRC is the CRC-32C of a file of the folder, read in pieces.
 func (mb *Mailbox) fileCRC(name string) (uint32, bool) {
 	f, err := mb.root.Open(name)
@@ -382,7 +413,7 @@ func (mb *Mailbox) fileCRC(name string) (uint32, bool) {
 // was); the modseqs come from the file when courriel-modseq is unchanged,
 // else from that file as loadModLocked reads it.
 func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
-	data, err := mb.root.ReadFile(StateFileName)
+	data, err := mb.readString(StateFileName)
 	if err != nil {
 		return false, nil
 	}

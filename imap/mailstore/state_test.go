@@ -112,7 +112,7 @@ func readState(t *testing.T, st *Store) *folderState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := decodeState(data)
+	s, err := decodeState(string(data))
 	if err != nil {
 		t.Fatalf("courriel-state: %v", err)
 	}
@@ -389,7 +389,7 @@ func TestStateCrashConsistency(t *testing.T) {
 			data, _ := os.ReadFile(p)
 			for _, n := range []int{0, 1, len(stateMagic), len(stateMagic) + 12, len(data) / 4, len(data) - 1} {
 				os.WriteFile(p, data[:n], 0o600)
-				if s, err := decodeState(data[:n]); err == nil {
+				if s, err := decodeState(string(data[:n])); err == nil {
 					t.Fatalf("a file cut at %d decodes: %+v", n, s)
 				}
 			}
