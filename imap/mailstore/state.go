@@ -332,9 +332,21 @@ func decodeState(data string) (*folderState, error) {
 	if s.uidValidity == 0 || (count > 0 && s.nextUID <= s.msgs[count-1].UID) {
 		return nil, errStateFormat
 	}
-	for _, m := range s.msgs {
-		if s.modOK && m.ModSeq > s.highest {
+	if s.modOK {
+		if s.reserved <= s.highest || s.forgotten > s.highest {
 			return nil, errStateFormat
+		}
+		var prev uint64
+		for _, v := range s.vanished {
+			if v.ModSeq < prev || v.ModSeq > s.highest {
+				return nil, errStateFormat // VanishedSince searches them in order
+			}
+			prev = v.ModSeq
+		}
+		for _, m := range s.msgs {
+			if m.ModSeq > s.highest {
+				return nil, errStateFormat
+			}
 		}
 	}
 	return s, nil
