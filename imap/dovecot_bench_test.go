@@ -70,7 +70,7 @@ func BenchmarkBesideDovecot(b *testing.B) {
 	n := benchN()
 	script := filepath.Join(b.TempDir(), "bench.py")
 	os.WriteFile(script, []byte(benchScript), 0o644)
-	selectScript := filepath.Join(b.TempDir(), "select.py")
+	selectScript := filepath.Join(b.TempDir(), "login_select.py") // not select.py: Python would import it as its select module
 	os.WriteFile(selectScript, []byte(benchSelectScript), 0o644)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

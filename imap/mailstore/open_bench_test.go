@@ -11,7 +11,8 @@ import (
 // BenchmarkOpenLargeFolder opens a folder of COURRIEL_BENCH_N messages
 // (20,000 by default) that was opened and released before, as a new
 // session's SELECT does once the previous one left: Open, Watch, Status,
-// Release. The first open (numbering every file) is outside the timing.
+// Release; then the same without courriel-state. The first open
+// (numbering every file) is outside the timing.
 func BenchmarkOpenLargeFolder(b *testing.B) {
 	n := 20000
 	if v, err := strconv.Atoi(os.Getenv("COURRIEL_BENCH_N")); err == nil && v > 0 {
@@ -55,8 +56,22 @@ func BenchmarkOpenLargeFolder(b *testing.B) {
 		mb.Release()
 	}
 	open()
-	b.ResetTimer()
-	for range b.N {
-		open()
-	}
+	b.Run("state", func(b *testing.B) {
+		for range b.N {
+			open()
+		}
+	})
+	// Without courriel-state (the first open after an upgrade, or after
+	// another program changed the uidlist): the uidlist parsed, the
+	// directories listed, the modseq file parsed.
+	b.Run("full", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			if err := os.Remove(filepath.Join(dir, StateFileName)); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			open()
+		}
+	})
 }
