@@ -272,7 +272,7 @@ func decodeState(data string) (*folderState, error) {
 	s.nextUID = u32()
 	s.guid = d.str()
 	s.hdrExt = d.strs()
-	s.listRecords = d.count()
+	s.listRecords = int(u32()) // records of gone messages too: not bounded by the file
 	s.listCRC = fixed32()
 	for _, p := range [...]struct {
 		st *stamp
@@ -290,7 +290,7 @@ func decodeState(data string) (*folderState, error) {
 		s.highest = d.uvarint()
 		s.reserved = d.uvarint()
 		s.forgotten = d.uvarint()
-		s.appended = d.count()
+		s.appended = int(u32())
 		if k := d.countOf(2); k > 0 {
 			s.vanished = make([]Vanished, k)
 			for i := range s.vanished {

@@ -513,3 +513,41 @@ func TestStateReleaseRace(t *testing.T) {
 		t.Errorf("at the end:\n%+v\nthe full way:\n%+v", got, want)
 	}
 }
+
+// Counts in courriel-state that the file's size does not bound (records of
+// gone messages in the uidlist, modseq records appended since the last
+// snapshot) do not make a small folder's state unreadable.
+func TestStateSmallFolderLongHistory(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	clock := &skewClock{}
+	for i := 1; i <= 3; i++ {
+		deliverFile(t, st, "", i)
+	}
+	mb, err := stateRegistry(clock, 0).Open(st, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 600 {
+		op := StoreAdd
+		if i%2 == 1 {
+			op = StoreRemove
+		}
+		if _, _, err := mb.StoreFlags([]uint32{1, 2, 3}, op, []string{Flagged}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mb.Release()
+	clock.skew.Store(int64(10 * time.Second))
+	viewOf(t, stateRegistry(clock, 0), st)
+	if s := readState(t, st); s.appended < 1800 {
+		t.Fatalf("%d modseq records appended, want the test's 1,800", s.appended)
+	}
+	got, listings := viewOf(t, stateRegistry(clock, 0), st)
+	if listings != 0 {
+		t.Errorf("%d listings, want 0", listings)
+	}
+	if want := fullView(t, st); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("from courriel-state:\n%+v\nthe full way:\n%+v", got, want)
+	}
+}
