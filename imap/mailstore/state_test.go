@@ -551,3 +551,67 @@ func TestStateSmallFolderLongHistory(t *testing.T) {
 		t.Errorf("from courriel-state:\n%+v\nthe full way:\n%+v", got, want)
 	}
 }
+
+// In a session too, a delivery into new/ is taken in by listing new/
+// alone while cur/ keeps a settled stamp; an unsettled one (a file system
+// with whole seconds, a change just before) is listed again.
+func TestSyncListsCurOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	for _, settle := range []bool{true, false} {
+		t.Run(fmt.Sprintf("settled=%v", settle), func(t *testing.T) {
+			t.Parallel()
+			st := testStore(t)
+			for i := 1; i <= 3; i++ {
+				deliverFile(t, st, "", i)
+			}
+			clock := &skewClock{}
+			grain := time.Second
+			if settle {
+				clock.skew.Store(int64(10 * time.Second))
+				grain = 0
+			}
+			mb := openBox(t, stateRegistry(clock, grain), st, "INBOX")
+			w, _ := mb.Watch()
+			defer w.Close()
+			count := func() uint64 {
+				mb.mu.Lock()
+				defer mb.mu.Unlock()
+				return mb.listings
+			}
+			before := count()
+			deliverFile(t, st, "", 4)
+			if err := mb.Sync(true); err != nil {
+				t.Fatal(err)
+			}
+			want := uint64(2)
+			if settle {
+				want = 1 // new/ alone
+			}
+			if got := count() - before; got != want {
+				t.Errorf("%d listings for a delivery, want %d", got, want)
+			}
+			if ch := w.Changes(true); len(ch) != 1 || ch[0].Kind != Added || ch[0].UID != 4 {
+				t.Errorf("changes %+v, want UID 4 added", ch)
+			}
+			// Another program's rename in cur/ changes its stamp: listed.
+			cur := filepath.Join(st.Path(), "cur")
+			ents, _ := os.ReadDir(cur)
+			for _, e := range ents {
+				if strings.Contains(e.Name(), "M2P1") {
+					os.Rename(filepath.Join(cur, e.Name()), filepath.Join(cur, e.Name()+"F"))
+				}
+			}
+			later := time.Now().Add(time.Hour) // not in the same tick as our last look
+			os.Chtimes(cur, later, later)
+			if err := mb.Sync(false); err != nil {
+				t.Fatal(err)
+			}
+			if ch := w.Changes(true); len(ch) != 1 || ch[0].Kind != FlagsChanged || ch[0].UID != 2 {
+				t.Errorf("changes %+v, want UID 2's flags", ch)
+			}
+			if m, _ := mb.Get(2); m.Flags != FlagFlagged {
+				t.Errorf("UID 2 has flags %q, want F", m.Flags)
+			}
+		})
+	}
+}
