@@ -418,7 +418,8 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			return fmt.Errorf("mailstore: read %s: %w", sub, err)
 		}
 		if disk == nil {
-			disk = make(map[string]*diskEntry, len(mb.msgs)+len(names)+16)
+			// Sized for cur/ (listed first); new/ adds a few.
+			disk = make(map[string]*diskEntry, len(names)+64)
 		}
 		// One array for the entries rather than one allocation each.
 		ents := make([]diskEntry, 0, len(names))
