@@ -3,6 +3,7 @@ package mailstore
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
@@ -50,6 +51,11 @@ const StateFileName = "courriel-state"
 // A string is a uvarint length and its bytes, strings a uvarint count of
 // them.
 var stateMagic = []byte("COURRIEL-STATE 1\n")
+
+// maxStateSize bounds what is read of courriel-state: some 50 bytes a
+// message, a file planted in the folder does not make the server allocate
+// more.
+const maxStateSize = 1 << 30
 
 // castagnoli is the CRC-32C table (crc32 makes it once; never modified).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -387,11 +393,16 @@ func (mb *Mailbox) readString(name string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	var b strings.Builder
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() < 1<<31 {
-		b.Grow(int(st.Size()) + 1)
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
 	}
-	if _, err := io.Copy(&b, f); err != nil {
+	if !st.Mode().IsRegular() || st.Size() > maxStateSize {
+		return "", fmt.Errorf("mailstore: %s: not a regular file of at most %d bytes", name, maxStateSize)
+	}
+	var b strings.Builder
+	b.Grow(int(st.Size()) + 1)
+	if _, err := io.Copy(&b, io.LimitReader(f, maxStateSize+1)); err != nil {
 		return "", err
 	}
 	return b.String(), nil
