@@ -41,11 +41,23 @@ t('store_seen_all', lambda: c.store('1:*', '+FLAGS', '\\Seen'))
 c.logout()
 `
 
+// benchSelectScript is benchScript's first line alone: LOGIN and SELECT.
+const benchSelectScript = `
+import imaplib, ssl, sys, time
+host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl._create_unverified_context()
+c = imaplib.IMAP4_SSL(host, port, ssl_context=ctx)
+s = time.perf_counter(); c.login(user, pw); r = c.select('INBOX'); print('login_select', '%.4f' % (time.perf_counter() - s), flush=True); sys.stdin.readline()
+if r[0] != 'OK': raise SystemExit('select: %r' % (r,))
+c.logout()
+`
+
 // BenchmarkBesideDovecot runs the same imaplib session against courriel and
 // against Debian's Dovecot 2.3 (a daemon with its own TLS listener) on the
 // same generated mailbox, cold (first look) and warm, and reports seconds
-// per operation and the servers' CPU per run. It needs root (Dovecot drops
-// to nobody), dovecot and python3.
+// per operation and the servers' CPU per run, then courriel's LOGIN +
+// SELECT once more after a restart of its server. It needs root (Dovecot
+// drops to nobody), dovecot and python3.
 func BenchmarkBesideDovecot(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("Dovecot needs root")
@@ -58,6 +70,8 @@ func BenchmarkBesideDovecot(b *testing.B) {
 	n := benchN()
 	script := filepath.Join(b.TempDir(), "bench.py")
 	os.WriteFile(script, []byte(benchScript), 0o644)
+	selectScript := filepath.Join(b.TempDir(), "login_select.py") // not select.py: Python would import it as its select module
+	os.WriteFile(selectScript, []byte(benchSelectScript), 0o644)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := newEnv(b)
@@ -85,6 +99,16 @@ func BenchmarkBesideDovecot(b *testing.B) {
 			// Issue 13: resynchronisation with CONDSTORE/QRESYNC.
 			reportCondstoreBench(b, run, e.addr, dv.addr)
 		}
+		// A new server process (here a new server in this one: nothing
+		// kept in memory) opens the folder from what the last one left
+		// on disk; Dovecot's warm row is the same, each of its sessions
+		// being a new process.
+		e.restart()
+		debug.FreeOSMemory()
+		cpu0 := selfCPU()
+		secs, cpu := runBenchScriptCPU(b, selectScript, e.addr, "alice", "secret", selfCPU)
+		b.ReportMetric((selfCPU() - cpu0).Seconds(), "courriel_restarted_cpu_s")
+		reportBenchOps(b, "courriel_restarted_", secs, cpu)
 		b.StopTimer()
 		e.srv.Close()
 	}

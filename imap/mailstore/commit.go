@@ -3,6 +3,7 @@ package mailstore
 import (
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -27,7 +28,7 @@ type pending struct {
 // refreshUIDListLocked re-reads dovecot-uidlist if another process changed
 // it since we last read or wrote it. The caller holds the uidlist lock.
 func (mb *Mailbox) refreshUIDListLocked() error {
-	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt {
+	if st := mb.statLocked(uidlist.FileName); st != mb.listSt {
 		return mb.readUIDListLocked()
 	}
 	return nil
@@ -138,7 +139,9 @@ func (mb *Mailbox) addMsgLocked(m *Msg, c Cached) {
 	} else {
 		mb.msgs = append(mb.msgs, m)
 	}
-	mb.byBase[m.Base] = m
+	if mb.byBase != nil {
+		mb.byBase[m.Base] = m
+	}
 	if mb.cacheLoaded && (c.Size != 0 || c.Date != 0 || c.Envelope != nil || c.Body != nil) {
 		mb.cache[m.UID] = &c
 		mb.cacheDirty = true
@@ -194,13 +197,15 @@ func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
 		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
 	}
 	if _, err := f.Write(b); err != nil {
+		mb.listCRCOK = false // some of it may be there
 		return fmt.Errorf("mailstore: append to uidlist: %w", err)
 	}
+	mb.listCRC = crc32.Update(mb.listCRC, castagnoli, b)
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("mailstore: fsync uidlist: %w", err)
 	}
 	mb.listRecords += len(msgs)
-	mb.listSt = statStamp(mb.root, uidlist.FileName)
+	mb.listSt = mb.statLocked(uidlist.FileName)
 	return nil
 }
 
@@ -501,10 +506,10 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		}
 		for base := range found {
 			if moveErr == nil {
-				moveOne(mb.byBase[base])
+				moveOne(mb.baseMapLocked()[base])
 			}
 		}
-		srcClean = false
+		srcClean.ok = false
 	}
 	if len(moves) == 0 {
 		return nil, nil, moveErr

@@ -38,7 +38,7 @@ func (mb *Mailbox) Delivered(name string) error {
 	if mb.closed || mb.detached {
 		return nil
 	}
-	if _, ok := mb.byBase[name]; ok {
+	if _, ok := mb.baseMapLocked()[name]; ok {
 		return nil // a sync found it first
 	}
 	nfd, err := mb.dirFDLocked("new")
@@ -49,7 +49,8 @@ func (mb *Mailbox) Delivered(name string) error {
 	if err := unix.Fstatat(nfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil // taken (or never there): the next sync sees what is
 	}
-	curClean := statStamp(mb.root, "cur") == mb.curSt
+	checkedAt := mb.reg.now().UnixNano()
+	curClean := mb.statLocked("cur") == mb.curSt
 	uid, gid := mb.owner.ids()
 	lk, err := acquireUIDList(mb, uid, gid)
 	if err != nil {
@@ -59,7 +60,7 @@ func (mb *Mailbox) Delivered(name string) error {
 	if err := mb.refreshHeldLocked(lk); err != nil {
 		return err
 	}
-	if _, ok := mb.byBase[name]; ok {
+	if _, ok := mb.baseMapLocked()[name]; ok {
 		return nil // another process numbered it: adopted by the listing
 	}
 	m := &Msg{UID: mb.nextUID, Base: name, New: true}
@@ -73,9 +74,11 @@ func (mb *Mailbox) Delivered(name string) error {
 	}
 	mb.addMsgLocked(m, Cached{})
 	mb.flushModLocked()
-	mb.newSt = statStamp(mb.root, "new")
-	if curClean {
-		mb.curSt = statStamp(mb.root, "cur")
+	// new/ may hold other files now that no listing saw: its stamp is
+	// not to be trusted beyond verifyAfter, nor saved as settled.
+	mb.newSt, mb.newAt = mb.statLocked("new"), 0
+	if st := mb.statLocked("cur"); curClean && st != mb.curSt {
+		mb.curSt, mb.curAt = st, checkedAt
 	}
 	if mb.trustedAt.IsZero() {
 		mb.trustedAt = time.Now()

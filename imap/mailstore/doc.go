@@ -14,7 +14,10 @@
 // modification sequence per message and per folder with the expunges
 // behind VANISHED (RFC 7162; courriel-modseq, see modseq.go: every change
 // the change log records gets one, changes other programs made while the
-// folder was closed included).
+// folder was closed included). A folder left alone opens from
+// courriel-state (state.go), its last state in memory, without a listing
+// of its directories, while the files it was made from are unchanged and
+// the directories keep stamps taken well after their last change.
 // Dovecot can work on the same maildir at the same time: its uidlist lock,
 // file formats and numbering are honoured in both directions.
 package mailstore

@@ -144,6 +144,6 @@ func (mb *Mailbox) writeKeywordsLocked() error {
 	if err := lk.Commit(mb.keywords.Marshal()); err != nil {
 		return err
 	}
-	mb.kwStamp = statStamp(mb.root, uidlist.KeywordsFileName)
+	mb.kwStamp = mb.statLocked(uidlist.KeywordsFileName)
 	return nil
 }

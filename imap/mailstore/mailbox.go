@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"sort"
@@ -40,22 +41,33 @@ func (m *Msg) Path() string {
 	return "cur/" + FileName(m.Base, m.Flags)
 }
 
-// stamp identifies a version of a directory or file cheaply.
+// stamp identifies a version of a directory or file cheaply. The change
+// time is in it because no program can set it back (utimes sets the
+// modification time only): a directory restored with its old mtime still
+// reads as changed.
 type stamp struct {
-	mtime int64
+	mtime int64 // Unix nanoseconds
+	ctime int64
 	size  int64
 	ino   uint64
 	ok    bool
 }
 
-func statStamp(root *os.Root, name string) stamp {
-	st, err := root.Stat(name)
+// statLocked stamps name in the folder.
+func (mb *Mailbox) statLocked(name string) stamp {
+	st, err := mb.root.Stat(name)
 	if err != nil {
 		return stamp{}
 	}
 	s := stamp{mtime: st.ModTime().UnixNano(), size: st.Size(), ok: true}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		s.ino = sys.Ino
+		s.ctime = sys.Ctim.Nano()
+	}
+	if g := mb.reg.stampGrain; g > 0 {
+		// Tests: a file system keeping whole seconds only.
+		s.mtime -= s.mtime % int64(g)
+		s.ctime -= s.ctime % int64(g)
 	}
 	return s
 }
@@ -77,13 +89,21 @@ type Mailbox struct {
 	nextUID     uint32
 	guid        string
 	hdrExt      []string
-	msgs        []*Msg // ascending UID
-	byBase      map[string]*Msg
+	msgs        []*Msg          // ascending UID
+	byBase      map[string]*Msg // nil until needed: see baseMapLocked
 	keywords    uidlist.Keywords
 	kwStamp     stamp
 	newSt       stamp
 	curSt       stamp
-	listSt      stamp
+	// newAt and curAt say since when the memory has every change of new/
+	// and cur/ up to their stamps (Unix nanoseconds, 0: not known); see
+	// settled in state.go.
+	newAt, curAt int64
+	listSt       stamp
+	// listCRC is the CRC-32C of dovecot-uidlist as last read or written
+	// (listCRCOK: known), whose content courriel-state is checked against.
+	listCRC     uint32
+	listCRCOK   bool
 	listDirty   bool                      // a new UIDVALIDITY not written to dovecot-uidlist yet
 	listRecords int                       // records in the file, gone messages' included
 	listed      map[string]uidlist.Record // records of files not seen yet
@@ -108,6 +128,8 @@ type Mailbox struct {
 	cacheDirty  bool
 
 	curDir, newDir *os.File // opened on first use; see dirfd.go
+
+	savedState stateSummary // as courriel-state has it; see state.go
 
 	mod modState // modseqs (CONDSTORE, QRESYNC); see modseq.go
 }
@@ -136,14 +158,19 @@ type Change struct {
 func (mb *Mailbox) load() error {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	mb.byBase = make(map[string]*Msg)
 	mb.watchers = make(map[*Watcher]struct{})
 	mb.readKeywordsLocked()
-	if err := mb.readUIDListLocked(); err != nil {
+	fromState, err := mb.loadStateLocked()
+	if err != nil {
 		return err
 	}
-	if err := mb.syncLocked(true, nil); err != nil {
-		return err
+	if !fromState {
+		if err := mb.readUIDListLocked(); err != nil {
+			return err
+		}
+		if err := mb.syncLocked(true, nil); err != nil {
+			return err
+		}
 	}
 	if mb.listDirty {
 		// Keep the new UIDVALIDITY even while the folder is empty. Best
@@ -151,7 +178,9 @@ func (mb *Mailbox) load() error {
 		_ = mb.rewriteUIDListLocked()
 	}
 	mb.loadRecentLocked()
-	mb.loadModLocked()
+	if !fromState {
+		mb.loadModLocked()
+	}
 	mb.log = nil // nobody watched the initial load
 	mb.loaded = true
 	mb.flushModLocked()
@@ -159,7 +188,7 @@ func (mb *Mailbox) load() error {
 }
 
 func (mb *Mailbox) readKeywordsLocked() {
-	mb.kwStamp = statStamp(mb.root, uidlist.KeywordsFileName)
+	mb.kwStamp = mb.statLocked(uidlist.KeywordsFileName)
 	data, err := mb.root.ReadFile(uidlist.KeywordsFileName)
 	if err != nil {
 		return
@@ -177,13 +206,14 @@ func (mb *Mailbox) readKeywordsLocked() {
 // from memory at the next write, keeping every UID; one that cannot be read
 // is an error, never a renumbering.
 func (mb *Mailbox) readUIDListLocked() error {
-	st := statStamp(mb.root, uidlist.FileName)
+	st := mb.statLocked(uidlist.FileName)
 	data, err := mb.root.ReadFile(uidlist.FileName)
 	if errors.Is(err, fs.ErrNotExist) {
 		if mb.uidValidity == 0 {
 			mb.newValidityLocked()
 		}
 		mb.listSt, mb.listRecords = st, 0
+		mb.listCRCOK = false
 		mb.listDirty = true
 		return nil
 	}
@@ -192,6 +222,7 @@ func (mb *Mailbox) readUIDListLocked() error {
 	}
 	l, err := uidlist.Parse(bytes.NewReader(data))
 	mb.listSt = st
+	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
 	if err != nil {
 		if !mb.loaded {
 			// Like Dovecot: a broken uidlist is discarded and UIDs are
@@ -220,7 +251,7 @@ func (mb *Mailbox) readUIDListLocked() error {
 		last = mb.msgs[n-1].UID
 	}
 	for _, r := range l.Records {
-		if m, ok := mb.byBase[r.Name]; ok {
+		if m, ok := mb.baseMapLocked()[r.Name]; ok {
 			if m.UID != r.UID {
 				mb.invalidateLocked(l)
 				return nil
@@ -241,14 +272,27 @@ func (mb *Mailbox) readUIDListLocked() error {
 // adoptRecordsLocked makes the records the folder's messages, before the
 // sync that checks them against the directories.
 func (mb *Mailbox) adoptRecordsLocked(recs []uidlist.Record) {
-	mb.msgs = make([]*Msg, 0, len(recs))
-	mb.byBase = make(map[string]*Msg, len(recs))
+	mb.msgs = make([]*Msg, len(recs))
+	mb.byBase = nil
 	mb.listed = nil
-	for _, r := range recs {
-		m := &Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
-		mb.msgs = append(mb.msgs, m)
-		mb.byBase[m.Base] = m
+	slab := make([]Msg, len(recs)) // one allocation, not one per message
+	for i, r := range recs {
+		slab[i] = Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
+		mb.msgs[i] = &slab[i]
 	}
+}
+
+// baseMapLocked returns the messages by base name, made on first use: a
+// folder opened from courriel-state, with nothing to number or to look
+// for, never needs it.
+func (mb *Mailbox) baseMapLocked() map[string]*Msg {
+	if mb.byBase == nil {
+		mb.byBase = make(map[string]*Msg, len(mb.msgs)+16)
+		for _, m := range mb.msgs {
+			mb.byBase[m.Base] = m
+		}
+	}
+	return mb.byBase
 }
 
 // invalidateLocked takes another program's numbering of the folder (a new
@@ -320,12 +364,16 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 const verifyAfter = time.Minute
 
 // syncOnceLocked lists the directories unless their stamps say nothing
-// changed; lk is the uidlist lock when the caller holds it already.
+// changed; lk is the uidlist lock when the caller holds it already. With
+// force it looks even when the stamps are unchanged: new/ is listed, and
+// cur/ too unless its stamp is unchanged and settled (then nothing can
+// have changed there unseen, and a 100,000-message cur/ is not read for a
+// delivery into new/).
 func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 	// Another program may have rewritten the uidlist (Dovecot numbering
 	// its deliveries, or starting over): read it, without the lock, as
 	// Dovecot does (it is replaced by rename, appended to in whole lines).
-	if st := statStamp(mb.root, uidlist.FileName); st != mb.listSt && lk == nil {
+	if st := mb.statLocked(uidlist.FileName); st != mb.listSt && lk == nil {
 		gen := mb.gen
 		if err := mb.readUIDListLocked(); err != nil {
 			return err
@@ -334,22 +382,28 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			force = true
 		}
 	}
-	newSt := statStamp(mb.root, "new")
-	curSt := statStamp(mb.root, "cur")
+	t0 := mb.reg.now().UnixNano()
+	newSt := mb.statLocked("new")
+	curSt := mb.statLocked("cur")
 	if !force && newSt == mb.newSt && curSt == mb.curSt &&
 		(mb.trustedAt.IsZero() || time.Since(mb.trustedAt) < verifyAfter) {
 		return nil
 	}
+	listCur := curSt != mb.curSt || !settled(mb.curSt, mb.curAt) || !mb.trustedAt.IsZero()
 	mb.trustedAt = time.Time{}
 	stale := make([]string, 0, len(mb.listed))
 	for base := range mb.listed {
 		stale = append(stale, base)
 	}
-	if kw := statStamp(mb.root, uidlist.KeywordsFileName); kw != mb.kwStamp {
+	if kw := mb.statLocked(uidlist.KeywordsFileName); kw != mb.kwStamp {
 		mb.readKeywordsLocked()
 	}
-	disk := make(map[string]*diskEntry, len(mb.msgs)+16)
-	for _, sub := range []string{"cur", "new"} {
+	subs := []string{"cur", "new"}
+	if !listCur {
+		subs = subs[1:]
+	}
+	var disk map[string]*diskEntry
+	for _, sub := range subs {
 		f, err := mb.root.Open(sub)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -363,6 +417,12 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 		if err != nil {
 			return fmt.Errorf("mailstore: read %s: %w", sub, err)
 		}
+		if disk == nil {
+			// Sized for cur/ (listed first); new/ adds a few.
+			disk = make(map[string]*diskEntry, len(names)+64)
+		}
+		// One array for the entries rather than one allocation each.
+		ents := make([]diskEntry, 0, len(names))
 		for _, n := range names {
 			if n == "" || n[0] == '.' {
 				continue // maildir spec: dot files are not messages
@@ -381,7 +441,8 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			if prev, dup := disk[base]; dup && !prev.isNew {
 				continue // the same message twice: keep the cur/ copy
 			}
-			disk[base] = &diskEntry{flags: fl, isNew: sub == "new"}
+			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
+			disk[base] = &ents[len(ents)-1]
 		}
 	}
 	// Known messages: gone, moved, or re-flagged by someone else.
@@ -389,6 +450,10 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 	var expunged []uint32
 	for _, m := range mb.msgs {
 		d, ok := disk[m.Base]
+		if !ok && !listCur && !m.New {
+			kept = append(kept, m) // in cur/, which did not change
+			continue
+		}
 		if !ok {
 			delete(mb.byBase, m.Base)
 			expunged = append(expunged, m.UID)
@@ -432,9 +497,28 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			delete(mb.listed, base) // a record of a file gone since
 		}
 	}
-	mb.moveNewLocked()
-	mb.newSt, mb.curSt = newSt, curSt
+	mb.newSt, mb.newAt = newSt, t0
+	if listCur {
+		mb.curSt, mb.curAt = curSt, t0
+	}
+	if mb.hasNewLocked() {
+		// Moving new/ to cur/ changes both: the stamps follow our own
+		// renames when nothing else changed the directories meanwhile.
+		clean := mb.cleanLocked()
+		mb.moveNewLocked()
+		mb.restampLocked(clean)
+	}
 	return nil
+}
+
+// hasNewLocked reports whether a message is still in new/.
+func (mb *Mailbox) hasNewLocked() bool {
+	for _, m := range mb.msgs {
+		if m.New {
+			return true
+		}
+	}
+	return false
 }
 
 // assignLocked numbers files found on disk under the uidlist lock: first
@@ -455,7 +539,7 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 	var theirs []*Msg
 	var fresh []string
 	for _, base := range bases {
-		if _, ok := mb.byBase[base]; ok {
+		if _, ok := mb.baseMapLocked()[base]; ok {
 			continue // invalidated meanwhile: syncLocked starts over
 		}
 		if r, ok := mb.listed[base]; ok {
@@ -503,12 +587,14 @@ func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
 	for _, m := range extra {
 		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
 	}
-	if err := lk.Commit(l.Marshal()); err != nil {
+	data := l.Marshal()
+	if err := lk.Commit(data); err != nil {
 		return err
 	}
+	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
 	mb.listDirty = false
 	mb.listRecords = len(l.Records)
-	mb.listSt = statStamp(mb.root, uidlist.FileName)
+	mb.listSt = mb.statLocked(uidlist.FileName)
 	return nil
 }
 

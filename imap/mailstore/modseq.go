@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"slices"
 	"sort"
@@ -57,6 +58,11 @@ type modState struct {
 	mustSync     bool   // buf holds a reservation: fsync before handing out
 	needSnapshot bool   // the file must be rewritten whole
 	appended     int    // records appended since the last snapshot
+
+	// crc is the CRC-32C of the file as last read or written (crcOK:
+	// known), which courriel-state is checked against.
+	crc   uint32
+	crcOK bool
 }
 
 // Vanished is a remembered expunge.
@@ -169,8 +175,10 @@ func (mb *Mailbox) flushModLocked() {
 	defer f.Close()
 	if _, err := f.Write(ms.buf); err != nil {
 		ms.needSnapshot = true
+		ms.crcOK = false // some of it may be there
 		return
 	}
+	ms.crc = crc32.Update(ms.crc, castagnoli, ms.buf)
 	if ms.mustSync {
 		if err := f.Sync(); err != nil {
 			ms.needSnapshot = true
@@ -225,6 +233,7 @@ func (mb *Mailbox) writeModSnapshotLocked() error {
 		err = mb.root.Rename(tmp, ModSeqFileName)
 	}
 	if err == nil {
+		ms.crc, ms.crcOK = crc32.Checksum(b.Bytes(), castagnoli), true
 		err = mb.syncFolderLocked()
 	}
 	if err != nil {
@@ -269,7 +278,12 @@ func (mb *Mailbox) closeModLocked() {
 	}
 	// No fsync for this one: losing it keeps the higher reservation.
 	ms.reserved = ms.highest + 1
-	_, _ = fmt.Fprintf(f, "R %d\n", ms.reserved)
+	line := fmt.Appendf(nil, "R %d\n", ms.reserved)
+	if _, err := f.Write(line); err != nil {
+		ms.crcOK = false
+		return
+	}
+	ms.crc = crc32.Update(ms.crc, castagnoli, line)
 }
 
 type modRecord struct {
@@ -420,13 +434,23 @@ func parseNum(b []byte, base uint64, bits uint) (uint64, bool) {
 // recorded messages gone from the disk become expunges. Without a usable
 // file the folder starts afresh above timeFloor.
 func (mb *Mailbox) loadModLocked() {
-	ms := &mb.mod
-	*ms = modState{}
 	data, err := mb.root.ReadFile(ModSeqFileName)
+	read := err == nil
 	var f *modFile
 	if err == nil {
 		f, err = parseModFile(data)
 	}
+	mb.applyModFileLocked(f, err)
+	if read {
+		mb.mod.crc, mb.mod.crcOK = crc32.Checksum(data, castagnoli), true
+	}
+}
+
+// applyModFileLocked is loadModLocked on a file read (or its copy in
+// courriel-state), err when it could not be.
+func (mb *Mailbox) applyModFileLocked(f *modFile, err error) {
+	ms := &mb.mod
+	*ms = modState{}
 	if err != nil || f.uidValidity != mb.uidValidity {
 		// Lost, unreadable or of another numbering: start afresh, above
 		// what the old file said and above the clock floor. Every

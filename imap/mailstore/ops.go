@@ -97,7 +97,7 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 		if len(found) < len(missing) {
 			_ = mb.syncLocked(true, nil)
 		}
-		clean = false
+		clean.ok = false
 	}
 	mb.restampLocked(clean)
 	return out, ok, nil
@@ -105,18 +105,36 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 
 const keywordMask = Flags(1)<<26 - 1
 
+// dirCheck is what cleanLocked found: whether new/ and cur/ were as last
+// synchronised, and when it looked.
+type dirCheck struct {
+	ok bool
+	at int64 // Unix nanoseconds, taken before the stats
+}
+
 // cleanLocked reports whether the directories are as last synchronised, so
 // that an operation of ours may update the stamps afterwards without hiding
 // a change made by someone else.
-func (mb *Mailbox) cleanLocked() bool {
-	return statStamp(mb.root, "new") == mb.newSt && statStamp(mb.root, "cur") == mb.curSt
+func (mb *Mailbox) cleanLocked() dirCheck {
+	at := mb.reg.now().UnixNano()
+	return dirCheck{ok: mb.statLocked("new") == mb.newSt && mb.statLocked("cur") == mb.curSt, at: at}
 }
 
-func (mb *Mailbox) restampLocked(clean bool) {
+// restampLocked takes the stamps of the directories after an operation of
+// ours, when they were clean before it. A directory the operation changed
+// is known as of the check only (another program may have changed it
+// during the operation, in the same clock tick as ours): its stamp is not
+// settled until a listing after the tick confirms it.
+func (mb *Mailbox) restampLocked(c dirCheck) {
 	mb.flushModLocked() // every change ends here: its modseq records too
-	if clean {
-		mb.newSt = statStamp(mb.root, "new")
-		mb.curSt = statStamp(mb.root, "cur")
+	if !c.ok {
+		return
+	}
+	if st := mb.statLocked("new"); st != mb.newSt {
+		mb.newSt, mb.newAt = st, c.at
+	}
+	if st := mb.statLocked("cur"); st != mb.curSt {
+		mb.curSt, mb.curAt = st, c.at
 	}
 }
 
@@ -172,11 +190,11 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 		}
 		for base := range missing {
 			if !found[base] {
-				goneSet[mb.byBase[base].UID] = true // removed by the other program
+				goneSet[mb.baseMapLocked()[base].UID] = true // removed by the other program
 			}
 		}
 		for base := range found {
-			m := mb.byBase[base]
+			m := mb.baseMapLocked()[base]
 			// With onlyDeleted, the other program may have taken
 			// \Deleted away: its decision stands.
 			if onlyDeleted && m.Flags&FlagDeleted == 0 {
@@ -185,7 +203,7 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 			}
 			remove(m)
 		}
-		clean = false
+		clean.ok = false
 	}
 	gone := make([]uint32, 0, len(goneSet))
 	for uid, ok := range goneSet {

@@ -21,6 +21,17 @@ type Registry struct {
 	counter atomic.Uint64
 
 	noHardLinks bool // tests: COPY as on a file system without hard links
+	// Tests: stamps kept in whole units of stampGrain (a file system with
+	// coarse times), and the clock that says when a stamp was taken.
+	stampGrain time.Duration
+	clock      func() time.Time
+}
+
+func (r *Registry) now() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return time.Now()
 }
 
 type regKey struct{ maildir, dir string }
@@ -112,25 +123,41 @@ func (r *Registry) Forget(maildir, dir string) {
 }
 
 // Release drops a reference taken by Open; the last one saves the cache and
-// closes the folder.
+// the folder's state and closes the folder. The folder stays registered
+// while it is saved, so that a session opening it meanwhile shares it
+// rather than loading it from files half written.
 func (mb *Mailbox) Release() {
 	r := mb.reg
 	r.mu.Lock()
 	mb.refs--
 	last := mb.refs == 0
-	if last && r.boxes[mb.key] == mb {
-		delete(r.boxes, mb.key)
-	}
 	r.mu.Unlock()
-	if last {
-		mb.mu.Lock()
+	if !last {
+		return
+	}
+	mb.mu.Lock()
+	if !mb.closed {
+		mb.confirmLocked()
 		mb.saveCacheLocked()
 		mb.closeModLocked()
+		mb.saveStateLocked()
+	}
+	mb.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if mb.refs > 0 {
+		return // opened again while it was saved: it lives on
+	}
+	if r.boxes[mb.key] == mb {
+		delete(r.boxes, mb.key)
+	}
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if !mb.closed {
 		mb.closeDirsLocked()
 		mb.root.Close()
 		mb.mroot.Close()
 		mb.closed = true
-		mb.mu.Unlock()
 	}
 }
 
@@ -146,6 +173,8 @@ func (r *Registry) SaveAll() {
 		mb.mu.Lock()
 		if !mb.closed {
 			mb.saveCacheLocked()
+			mb.flushModLocked()
+			mb.saveStateLocked()
 		}
 		mb.mu.Unlock()
 	}

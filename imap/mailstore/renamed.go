@@ -27,7 +27,7 @@ func (mb *Mailbox) locateLocked(bases map[string]bool) (map[string]bool, error) 
 			if !bases[base] {
 				continue
 			}
-			m := mb.byBase[base]
+			m := mb.baseMapLocked()[base]
 			if m == nil {
 				continue
 			}

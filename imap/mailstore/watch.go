@@ -63,8 +63,20 @@ func (mb *Mailbox) FlagsOf(uids []uint32) ([]Flags, []bool) {
 	defer mb.mu.Unlock()
 	fl := make([]Flags, len(uids))
 	ok := make([]bool, len(uids))
+	j := 0
 	for i, u := range uids {
-		if m := mb.findLocked(u); m != nil {
+		// uids usually ascend (a session's view): walk instead of
+		// searching each.
+		for j < len(mb.msgs) && mb.msgs[j].UID < u {
+			j++
+		}
+		var m *Msg
+		if j < len(mb.msgs) && mb.msgs[j].UID == u {
+			m = mb.msgs[j]
+		} else {
+			m = mb.findLocked(u)
+		}
+		if m != nil {
 			fl[i], ok[i] = m.Flags, true
 		}
 	}

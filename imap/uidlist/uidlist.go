@@ -41,27 +41,46 @@ type List struct {
 }
 
 // Parse reads a dovecot-uidlist. Version 1 files ("1 <validity> <next>") are
-// accepted too; they are written back as version 3.
+// accepted too; they are written back as version 3. The file is read into
+// one string that every record's name is a slice of: a 100,000-message
+// folder's list costs a few allocations, not one per line.
 func Parse(r io.Reader) (*List, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), maxLine)
-	// A record cut short by a crash during an append (no newline at the
-	// end of the file) is dropped; only a complete line that does not
-	// parse makes the file corrupt.
-	unterminated := false
-	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
-		adv, tok, err := bufio.ScanLines(data, atEOF)
-		unterminated = tok != nil && atEOF && bytes.IndexByte(data[:adv], '\n') < 0
-		return adv, tok, err
-	})
-	if !sc.Scan() {
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("uidlist: read header: %w", err)
+	var b strings.Builder
+	if _, err := io.Copy(&b, r); err != nil {
+		return nil, fmt.Errorf("uidlist: read: %w", err)
+	}
+	return parse(b.String())
+}
+
+func parse(data string) (*List, error) {
+	// nextLine cuts the next line (without its newline, or "\r\n");
+	// unterminated says it ended the file without a newline. A record cut
+	// short by a crash during an append (no newline at the end of the
+	// file) is dropped; only a complete line that does not parse makes
+	// the file corrupt.
+	nextLine := func() (line string, unterminated, ok bool, err error) {
+		if data == "" {
+			return "", false, false, nil
 		}
+		i := strings.IndexByte(data, '\n')
+		if i < 0 {
+			line, data, unterminated = data, "", true
+		} else {
+			line, data = data[:i], data[i+1:]
+		}
+		if len(line) > maxLine {
+			return "", false, false, fmt.Errorf("uidlist: read: %w", bufio.ErrTooLong)
+		}
+		return strings.TrimSuffix(line, "\r"), unterminated, true, nil
+	}
+	hdr, _, ok, err := nextLine()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, fmt.Errorf("%w: empty file", ErrCorrupt)
 	}
 	l := &List{}
-	hdr := sc.Text()
 	if len(hdr) < 2 || hdr[1] != ' ' {
 		return nil, fmt.Errorf("%w: invalid version", ErrCorrupt)
 	}
@@ -104,11 +123,18 @@ func Parse(r io.Reader) (*List, error) {
 	if l.UIDValidity == 0 || l.NextUID == 0 {
 		return nil, fmt.Errorf("%w: uidvalidity %d, nextuid %d", ErrCorrupt, l.UIDValidity, l.NextUID)
 	}
+	l.Records = make([]Record, 0, strings.Count(data, "\n")+1)
 	var prev uint32
 	lineNo := 1
-	for sc.Scan() {
+	for {
+		line, unterminated, ok, err := nextLine()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
 		lineNo++
-		line := sc.Text()
 		if line == "" {
 			continue
 		}
@@ -128,9 +154,6 @@ func Parse(r io.Reader) (*List, error) {
 		prev = rec.UID
 		l.Records = append(l.Records, rec)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("uidlist: read: %w", err)
-	}
 	// Dovecot: next_uid is at least one past the last record.
 	if prev >= l.NextUID {
 		l.NextUID = prev + 1
@@ -143,8 +166,8 @@ func parseRecord(line string, v3 bool) (Record, error) {
 	if !ok {
 		return Record{}, errors.New("no separator")
 	}
-	uid, err := strconv.ParseUint(uidStr, 10, 32)
-	if err != nil || uid == 0 || uid == 0xffffffff {
+	uid, ok := parseUID(uidStr)
+	if !ok || uid == 0 || uid == 0xffffffff {
 		return Record{}, fmt.Errorf("bad uid %q", uidStr)
 	}
 	rec := Record{UID: uint32(uid)}
@@ -172,6 +195,24 @@ func parseRecord(line string, v3 bool) (Record, error) {
 	}
 	rec.Name = rest
 	return rec, nil
+}
+
+// parseUID reads a decimal UID as strconv.ParseUint(s, 10, 32) does, but
+// without its error value (an allocation per call that fails, and a
+// slower path per record).
+func parseUID(s string) (uint64, bool) {
+	if s == "" || len(s) > 10 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, n <= 0xffffffff
 }
 
 // Ext returns the value of the extension field with the given key letter.
