@@ -145,7 +145,9 @@ func (a *Archive) scanDir(root *os.Root, dir string, depth int, lim Limits) erro
 		case t == fs.ModeDir:
 			e.mode = fs.ModeDir
 		case t == 0:
-			if skipFiles || strings.HasSuffix(de.Name(), ".lock") {
+			// courriel-state describes this node's inodes and directory
+			// stamps: it never matches on the new node, so it is not sent.
+			if skipFiles || strings.HasSuffix(de.Name(), ".lock") || de.Name() == "courriel-state" {
 				continue
 			}
 			if fi.Size() > lim.MaxFileSize {
