@@ -147,16 +147,19 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		w.WriteString(word + " " + oneLine(text) + "\r\n")
 		w.Flush()
 	}
+	// The request line is read (bounded) before a refusal, so that a
+	// refused client reads "permission denied" rather than failing to
+	// write to a socket already closed.
+	_ = c.SetReadDeadline(time.Now().Add(requestTimeout))
+	args, rerr := readRequest(bufio.NewReaderSize(c, MaxRequest))
 	uid, err := peerUID(c)
 	if err != nil || !s.o.Allow(uid) {
 		s.o.Logger.Warn("control: connection refused", "uid", uid, "err", err)
 		final("NO", "permission denied")
 		return
 	}
-	_ = c.SetReadDeadline(time.Now().Add(requestTimeout))
-	args, err := readRequest(bufio.NewReaderSize(c, MaxRequest))
-	if err != nil {
-		final("NO", err.Error())
+	if rerr != nil {
+		final("NO", rerr.Error())
 		return
 	}
 	h := s.o.Handlers[args[0]]
