@@ -478,10 +478,13 @@ func (a *app) listen() error {
 			}
 		}
 		tlsConfig := a.tlsFor(name)
-		if kind == smtp.Cluster && !cfg.Cluster.TLS {
-			tlsConfig = nil // the hops are in clear on a private network
-		} else if kind == smtp.Cluster {
-			tlsConfig = a.tlsFor("smtp")
+		if kind == smtp.Cluster {
+			// The smtp certificate with [cluster] tls; else the hops are
+			// in clear, on a private network.
+			tlsConfig = nil
+			if cfg.Cluster.TLS {
+				tlsConfig = a.tlsFor("smtp")
+			}
 		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.local, Queue: a.queue,
