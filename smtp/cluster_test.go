@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,9 @@ func TestClusterHomeDown(t *testing.T) {
 	const n = 8
 	for i := range n {
 		mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", fmt.Sprintf("down%d", i))
+		if q := e.a.queueLen(t); q != i+1 {
+			t.Fatalf("a's spool holds %d messages at its 250 for the %dth, want all of them", q, i+1)
+		}
 	}
 	waitFor(t, "every copy tried once", 20*time.Second, func() bool {
 		l, err := e.a.queue.List()
@@ -381,6 +385,11 @@ func TestClusterLostReplyNoDuplicate(t *testing.T) {
 	}})
 	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "lost250")
 	md := e.maildir("bob")
+	// The hand-over before a's 250 is the attempt that lost it: the copy
+	// is queued with that attempt recorded, so the retry says XRETRY.
+	if l, _ := e.a.queue.List(); !lost.Load() || len(l) != 1 || l[0].Recipients[0].Attempts != 1 {
+		t.Fatalf("at a's 250: reply lost %v, queue %+v; want the hand-over's attempt recorded", lost.Load(), l)
+	}
 	waitFor(t, "the copy stored on b, its 250 lost", 20*time.Second, func() bool {
 		l, _ := e.a.queue.List()
 		return lost.Load() && len(mailFiles(t, md, "")) == 1 && len(l) == 1 && l[0].Recipients[0].Attempts == 1
@@ -468,5 +477,153 @@ func TestClusterHomeNodeReplies(t *testing.T) {
 	waitFor(t, "a's queue to empty", 20*time.Second, func() bool { return e.a.queueLen(t) == 0 })
 	if f := mailFiles(t, e.maildir("alice"), ""); len(f) != 0 {
 		t.Errorf("alice has a copy of a message her script rejected: %v", f)
+	}
+}
+
+// sendTx sends one message to every address in to over c, in one
+// transaction; it returns once the client has the reply to the data.
+func sendTx(c *smtp.Client, to []string, subject string) error {
+	if err := c.Mail("sender@example.net"); err != nil {
+		return err
+	}
+	for _, a := range to {
+		if err := c.Rcpt(a); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "From: sender@example.net\r\nSubject: "+subject+"\r\nMessage-Id: <"+subject+"@example.net>\r\n\r\nhello\r\n"); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+func dialSMTP(t *testing.T, addr string) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A message for users homed on b only, given to a, is handed to b before
+// a answers: when the client reads the 250, the copies are in the
+// maildirs, stored by b, and a's spool is empty. The next message goes
+// on the same hop session.
+func TestClusterHandOverInline(t *testing.T) {
+	e := startClusterEnv(t, -1)
+	c := dialSMTP(t, e.a.smtpAddr)
+	bob, alice := e.maildir("bob"), e.maildir("alice")
+	if err := sendTx(c, []string{"bob@xoyize.xyz", "a.smith@hosted-domain.com"}, "inline1"); err != nil {
+		t.Fatal(err)
+	}
+	// Checked at once, not waited for: the 250 came after b's.
+	for _, md := range []string{bob, alice} {
+		f := mailFiles(t, md, "")
+		if len(f) != 1 || !strings.Contains(filepath.Base(f[0]), ".nodeb") {
+			t.Fatalf("%s at a's 250: %v, want one copy stored by b", md, f)
+		}
+		mustContain(t, "the copy", readFile(t, f[0]), "Subject: inline1", "Return-Path: <sender@example.net>")
+	}
+	if n := e.a.queueLen(t); n != 0 {
+		t.Errorf("a's spool holds %d messages after a hand-over, want 0", n)
+	}
+	if err := sendTx(c, []string{"bob@xoyize.xyz"}, "inline2"); err != nil {
+		t.Fatal(err)
+	}
+	if f := mailFiles(t, bob, ""); len(f) != 2 {
+		t.Errorf("bob at the second 250: %v, want two copies", f)
+	}
+	time.Sleep(300 * time.Millisecond) // a queued duplicate would have arrived by now
+	if f, g := mailFiles(t, bob, ""), mailFiles(t, alice, ""); len(f) != 2 || len(g) != 1 {
+		t.Errorf("bob %v, alice %v: want two and one copies", f, g)
+	}
+	if n := e.a.queueLen(t); n != 0 {
+		t.Errorf("a's spool holds %d messages, want 0", n)
+	}
+	t.Logf("a dialled b %d times for two messages", e.a.hopDials.Load())
+}
+
+// b's cluster listener answers 4xx (bob held there, being moved): a
+// answers 250 all the same, with the copy queued and the attempt
+// recorded; the retry delivers it once.
+func TestClusterHandOverDeferred(t *testing.T) {
+	needTool(t, "swaks")
+	e := startClusterEnv(t, -1)
+	release := e.b.holds.Hold(filepath.Join(e.homeBase, "bob"))
+	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "held-on-b")
+	l, err := e.a.queue.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 1 || len(l[0].Recipients) != 1 {
+		t.Fatalf("a's queue at its 250: %+v, want the message", l)
+	}
+	if r := l[0].Recipients[0]; r.Attempts != 1 || r.Status != "4.2.0" || r.Node != "b" || r.State != "pending" {
+		t.Errorf("queued copy: %+v, want the hand-over's 4.2.0 recorded", r)
+	}
+	md := e.maildir("bob")
+	if f := mailFiles(t, md, ""); len(f) != 0 {
+		t.Fatalf("bob has copies while held on b: %v", f)
+	}
+	release()
+	e.a.clock.advance(46 * time.Second)
+	waitFor(t, "a's queue to empty", 20*time.Second, func() bool { return e.a.queueLen(t) == 0 })
+	time.Sleep(300 * time.Millisecond)
+	if f := mailFiles(t, md, ""); len(f) != 1 || !strings.Contains(filepath.Base(f[0]), ".nodeb") {
+		t.Errorf("bob's copies %v: want one, stored by b", f)
+	}
+}
+
+// stall is a listener that accepts connections and never says a word: a
+// home node hung after its accept.
+func stall(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// b's cluster listener accepts the connection and never greets: a's
+// hand-over gives up within its bound (well inside swaks's 30 s), and
+// the message is queued.
+func TestClusterHandOverStalled(t *testing.T) {
+	needTool(t, "swaks")
+	e := startClusterEnv(t, -1, clusterOpt{via: func(string) string { return stall(t) }})
+	mustSwaks(t, e.a.smtpAddr, "bob@xoyize.xyz", "stalled")
+	l, err := e.a.queue.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 1 || l[0].Recipients[0].Node != "b" || l[0].Recipients[0].State != "pending" {
+		t.Fatalf("a's queue at its 250: %+v, want the node copy", l)
+	}
+	if f := mailFiles(t, e.maildir("bob"), ""); len(f) != 0 {
+		t.Errorf("bob has copies: %v", f)
 	}
 }

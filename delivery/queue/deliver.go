@@ -80,7 +80,16 @@ func (q *Queue) groups(m *Message, now time.Time) []group {
 // closed while it was idle is replaced by a new one, once, without the
 // failure counting as an attempt: nothing was sent on it.
 func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.File) []result {
-	res := make([]result, len(g.rcpts))
+	res, _ := q.sendGroup(ctx, m, g, data, nil)
+	return interrupted(ctx, res)
+}
+
+// sendGroup is deliverGroup without the shutdown rule. reached says a
+// session was had, so that something may have been delivered. With hook,
+// it is called around each transaction with the session (before: true;
+// after: false), to bind the session to the caller's own deadline.
+func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.ReadSeeker, hook func(s *session, before bool)) (res []result, reached bool) {
+	res = make([]result, len(g.rcpts))
 	fresh := false
 	for {
 		s, f := q.session(ctx, m.ID, g.rt, fresh)
@@ -88,9 +97,17 @@ func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.
 			for i := range res {
 				res[i] = failResult(f)
 			}
-			return interrupted(ctx, res)
+			return res, reached
+		}
+		if hook != nil {
+			hook(s, true)
 		}
 		broken := q.transact(s, m, g, data, res)
+		if hook != nil {
+			hook(s, false)
+		}
+		// A stale session had nothing sent on it: res is untouched.
+		reached = reached || broken == nil || !broken.stale
 		if broken != nil && broken.stale && !fresh && ctx.Err() == nil {
 			q.logFor(m).Debug("cached connection lost, opening a new one", "relay", s.relay, "reason", broken.text)
 			q.conns.put(g.rt.key, s, false)
@@ -98,7 +115,7 @@ func (q *Queue) deliverGroup(ctx context.Context, m *Message, g group, data *os.
 			continue
 		}
 		q.conns.put(g.rt.key, s, broken == nil && ctx.Err() == nil)
-		return interrupted(ctx, res)
+		return res, reached
 	}
 }
 
@@ -202,7 +219,7 @@ func interrupted(ctx context.Context, res []result) []result {
 // most rcptsPerTransaction RCPTs per transaction. It returns a failure when
 // the connection is no longer usable; a stale one (a cached session found
 // dead before anything was sent on it) leaves res untouched.
-func (q *Queue) transact(s *session, m *Message, g group, data *os.File, res []result) *failure {
+func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, res []result) *failure {
 	utf8 := !isASCII(m.From)
 	for _, idx := range g.rcpts {
 		utf8 = utf8 || !isASCII(m.Recipients[idx].Addr)
@@ -236,7 +253,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data *os.File, res []r
 // stopped early. With PIPELINING (RFC 2920) every command up to DATA goes
 // in one write and the replies are read in order, each RCPT's for its
 // recipient; without, each command waits for the reply to the previous.
-func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data *os.File, res []result, utf8 bool) *failure {
+func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io.ReadSeeker, res []result, utf8 bool) *failure {
 	n := hi - lo
 	decided := make([]bool, n)
 	set := func(k int, f *failure) {

@@ -143,6 +143,10 @@ type Options struct {
 	// copy whose user is held (default 45s); a node that did not answer
 	// is left alone for half of it.
 	NodeRetry time.Duration
+	// HandOverTimeout bounds HandOver's attempt at the home node (default
+	// 5s, plus a second per MiB of message): past it the message is
+	// queued instead, so a slow node never holds the sending client.
+	HandOverTimeout time.Duration
 
 	// Bounce delivers a DSN to a sender; report is the whole DSN message. The
 	// default enqueues it from the null sender like any other mail.
@@ -180,6 +184,7 @@ const (
 	defaultDestConcurrency = 20
 	defaultConnCacheTime   = 2 * time.Second
 	defaultConnReuseLimit  = 100
+	defaultHandOverTimeout = 5 * time.Second
 	// Postfix smtp_connection_reuse_time_limit: a connection older than
 	// this carries no further message.
 	connectionReuseTime = 300 * time.Second
@@ -254,6 +259,7 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.ConnectTimeout, defaultConnectTimeout)
 	setDefault(&o.CommandTimeout, defaultCommandTimeout)
 	setDefault(&o.NodeRetry, defaultNodeRetry)
+	setDefault(&o.HandOverTimeout, defaultHandOverTimeout)
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}

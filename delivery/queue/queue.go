@@ -36,6 +36,13 @@ type Queue struct {
 	closed  bool              // guarded by mu
 	counts  counters          // follows entries (counters.go)
 
+	// runCtx is Run's context while it runs and stopping says Run is
+	// ending (both guarded by mu); handing counts the HandOvers on the
+	// runner's sessions, which Run waits for before it closes them.
+	runCtx   context.Context
+	stopping bool
+	handing  sync.WaitGroup
+
 	// onJobDone, when set by a test before Run, is called after each job.
 	onJobDone func(id string)
 }
@@ -207,11 +214,18 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	// point, so that the first envelope already says which copies are
 	// node copies; only those at home here and not held are tried now.
 	idx := q.placeFirst(ctx, m)
+	return q.commit(ctx, m, idx, data, len(local))
+}
+
+// commit is accept from its commit point on: m is written to the spool,
+// then the local copies idx (placed here) are tried at once. nLocal is the
+// number of local copies, the last of m.Recipients.
+func (q *Queue) commit(ctx context.Context, m *Message, idx []int, data delivery.Content, nLocal int) (id string, localErrs []error, err error) {
 	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
 		return "", nil, err
 	}
-	first := len(m.Recipients) - len(local) // the local copies follow the remote ones
-	localErrs = make([]error, len(local))
+	first := len(m.Recipients) - nLocal // the local copies follow the remote ones
+	localErrs = make([]error, nLocal)
 	for i := range localErrs {
 		localErrs[i] = ErrNotHere // until the attempt below says otherwise
 	}

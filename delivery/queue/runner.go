@@ -25,17 +25,24 @@ func (q *Queue) Run(ctx context.Context) error {
 		q.mu.Unlock()
 		return errors.New("queue: already running")
 	}
-	q.running = true
+	q.running, q.stopping, q.runCtx = true, false, ctx
 	q.mu.Unlock()
 	defer func() {
 		q.mu.Lock()
-		q.running = false
+		q.running, q.runCtx = false, nil
 		q.mu.Unlock()
 	}()
 
 	var wg sync.WaitGroup
-	// Last, once every job has ended: no session is in use then.
+	// Last, once every job and hand-over has ended: no session is in use
+	// then.
 	defer q.conns.closeAll()
+	defer q.handing.Wait()
+	defer func() {
+		q.mu.Lock()
+		q.stopping = true // no HandOver starts after this
+		q.mu.Unlock()
+	}()
 	defer wg.Wait()
 	wg.Go(func() { q.conns.run(ctx) })
 	slots := make(chan struct{}, q.o.Concurrency)

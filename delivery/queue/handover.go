@@ -1,0 +1,114 @@
+package queue
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"courriel/delivery"
+)
+
+// HandOver is Accept for a message whose every copy is a local copy
+// (no remote recipient), meant for one for users homed on one other
+// cluster node, the common case on a front node. Where Accept queues node
+// copies for the runner (a spool write and fsync here, then the hop),
+// HandOver allocates the queue id and hands the message to the home node's
+// cluster listener at once, on the runner's sessions to it and with the
+// keys its queued copies would have (XKEY, XARRIVED): handed is true when
+// the home node answered 250 for every copy, which it has then stored and
+// fsynced, and nothing was written here.
+//
+// Anything else (the placement finds a copy not for that one node, the
+// node remembered dead or not reached within the time, a 4xx, a 5xx for a
+// copy, a connection lost after the data) ends in Accept's path with the
+// same message: queued under the same id and keys, the attempt recorded
+// when one was made. A copy stored over there without its 250 arriving
+// is then found by the retry (XRETRY, since the attempt counts), and a
+// copy refused for good bounces as it would from the runner. The attempt
+// is bounded by HandOverTimeout; without a runner in this process (a
+// client of the spool, or one shutting down) nothing is tried. localErrs
+// and err are Accept's (localErrs nil when handed): on an error nothing
+// was queued, but a copy may have been stored over there if the attempt
+// was cut short without its answer (only a spool that cannot be written
+// makes that error, and a duplicate is then the lesser harm).
+func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content) (id string, handed bool, localErrs []error, err error) {
+	m, err := q.newMessage(ctx, from, nil, local, data.Size())
+	if err != nil {
+		return "", false, nil, err
+	}
+	if validMsgID(msgID) {
+		m.MsgID = msgID
+	}
+	// Placed as Accept would: the directory's current home, holds.
+	var here []int
+	node, one := "", true
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		p, _ := q.place(ctx, r)
+		switch {
+		case p == placeHere:
+			here = append(here, i)
+			one = false
+		case p != placeNode || node != "" && r.Node != node:
+			one = false
+		default:
+			node = r.Node
+		}
+	}
+	if one && node != "" {
+		if g, res, tried := q.handOver(ctx, m, node, data); tried {
+			q.record(m, g, res)
+			if m.done() {
+				q.logFor(m).Info("handed over", "node", node)
+				return m.ID, true, nil, nil
+			}
+		}
+	}
+	id, localErrs, err = q.commit(ctx, m, here, data, len(local))
+	return id, false, localErrs, err
+}
+
+// handOver sends every copy of m to node on a session of the runner's
+// cache, within HandOverTimeout (and a second per MiB). tried says a
+// session was had, so that res holds the outcomes to record; otherwise
+// nothing was sent.
+func (q *Queue) handOver(ctx context.Context, m *Message, node string, data delivery.Content) (g group, res []result, tried bool) {
+	q.mu.Lock()
+	runCtx := q.runCtx
+	if !q.sp.owner() || !q.running || q.stopping || runCtx == nil {
+		q.mu.Unlock()
+		return g, nil, false
+	}
+	q.handing.Add(1) // Run closes the sessions only after Done
+	q.mu.Unlock()
+	defer q.handing.Done()
+
+	limit := q.o.HandOverTimeout + time.Duration(m.Size>>20)*time.Second
+	actx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	defer context.AfterFunc(runCtx, cancel)()
+
+	g.rt = q.nodeRoute(node)
+	for i := range m.Recipients {
+		g.rcpts = append(g.rcpts, i)
+	}
+	// A session lives beyond this attempt, in the cache: during the
+	// transaction it is closed when the attempt's time is up, and
+	// afterwards, as the runner's, when Run ends.
+	var cut func() bool
+	hook := func(s *session, before bool) {
+		if before {
+			s.stop()
+			cut = context.AfterFunc(actx, func() { s.conn.Close() })
+			return
+		}
+		if cut() {
+			s.stop = context.AfterFunc(runCtx, func() { s.conn.Close() })
+			return
+		}
+		s.closing = true // closed under the transaction: never reused
+		s.stop = func() bool { return false }
+	}
+	res, tried = q.sendGroup(actx, m, g, io.NewSectionReader(data, 0, data.Size()), hook)
+	return g, res, tried
+}
