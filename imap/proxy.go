@@ -277,30 +277,25 @@ func (s *session) splice() {
 	s.trimBuffers()
 	_ = s.raw.SetDeadline(time.Time{})
 	_ = s.conn.SetDeadline(time.Time{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if n := h.br.Buffered(); n > 0 {
-			b, _ := h.br.Peek(n)
-			if s.hopWrite(s.conn, b) != nil {
-				s.raw.Close()
-				h.conn.Close()
-				return
-			}
-		}
-		h.br = nil
-		s.hopCopy(s.conn, h.conn)
-		s.raw.Close() // the home node ended the session: so does this one
-	}()
-	if len(pending) == 0 || s.hopWrite(h.conn, pending) == nil {
-		s.hopCopy(h.conn, s.conn)
+	var fromHome []byte
+	if n := h.br.Buffered(); n > 0 {
+		fromHome, _ = h.br.Peek(n)
 	}
-	h.conn.Close()
-	<-done
+	h.br = nil
+	sp := &cluster.Splice{
+		Client:       s.conn,
+		CloseClient:  func() { s.raw.Close() },
+		Home:         h.conn,
+		ToHome:       pending,
+		ToClient:     fromHome,
+		WriteTimeout: writeTimeout,
+	}
+	sp.Copy = func(dst, src net.Conn) { s.hopCopy(sp, dst, src) }
+	sp.Run()
 }
 
 // hopCopy copies src to dst until either fails.
-func (s *session) hopCopy(dst, src net.Conn) {
+func (s *session) hopCopy(sp *cluster.Splice, dst, src net.Conn) {
 	var small [hopSmallBuf]byte
 	buf := small[:]
 	var big *[]byte
@@ -311,7 +306,7 @@ func (s *session) hopCopy(dst, src net.Conn) {
 	}()
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && s.hopWrite(dst, buf[:n]) != nil {
+		if n > 0 && sp.Write(dst, buf[:n]) != nil {
 			return
 		}
 		if err != nil {
@@ -332,10 +327,4 @@ func (s *session) hopCopy(dst, src net.Conn) {
 			big, buf = nil, small[:]
 		}
 	}
-}
-
-func (s *session) hopWrite(dst net.Conn, b []byte) error {
-	_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := dst.Write(b)
-	return err
 }

@@ -28,10 +28,6 @@ import (
 // maxHopLine bounds one line the home node sends during the hop's login.
 const maxHopLine = 8 << 10
 
-// hopBuf is each direction's copy buffer: ManageSieve sessions are short
-// and carry small scripts.
-const hopBuf = 4 << 10
-
 type hop struct {
 	conn net.Conn
 	br   *bufio.Reader
@@ -232,49 +228,25 @@ func hopResponse(br *bufio.Reader) error {
 // until either side closes.
 func (se *session) splice() {
 	h := se.hop
-	var pending []byte
+	var pending, fromHome []byte
 	if n := se.br.Buffered(); n > 0 {
 		pending, _ = se.br.Peek(n)
 		pending = append([]byte(nil), pending...)
 	}
+	if n := h.br.Buffered(); n > 0 {
+		fromHome, _ = h.br.Peek(n)
+	}
 	_ = se.raw.SetDeadline(time.Time{})
 	_ = se.conn.SetDeadline(time.Time{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if n := h.br.Buffered(); n > 0 {
-			b, _ := h.br.Peek(n)
-			if hopWrite(se.conn, b) != nil {
-				se.raw.Close()
-				h.conn.Close()
-				return
-			}
-		}
-		hopCopy(se.conn, h.conn)
-		se.raw.Close()
-	}()
-	if len(pending) == 0 || hopWrite(h.conn, pending) == nil {
-		hopCopy(h.conn, se.conn)
+	sp := &cluster.Splice{
+		Client:       se.conn,
+		CloseClient:  func() { se.raw.Close() },
+		Home:         h.conn,
+		ToHome:       pending,
+		ToClient:     fromHome,
+		WriteTimeout: writeTimeout,
+		// Copy nil: ManageSieve sessions are short and carry small
+		// scripts, cluster.DefaultSpliceBuf each way is plenty.
 	}
-	h.conn.Close()
-	<-done
-}
-
-func hopCopy(dst, src net.Conn) {
-	buf := make([]byte, hopBuf)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && hopWrite(dst, buf[:n]) != nil {
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func hopWrite(dst net.Conn, b []byte) error {
-	_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := dst.Write(b)
-	return err
+	sp.Run()
 }
