@@ -148,14 +148,17 @@ func (s *session) proxyTo(tag string, u directory.User, n cluster.Node, ttl int)
 // is bounded by the connect timeout; a node that does not answer in time
 // is remembered as down.
 func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string, error) {
-	hops := s.srv.hops
-	c := hops.Cluster()
-	// The node must answer within the connect timeout: dial and
-	// greeting. The login after it is bounded as the client's login is.
-	deadline := time.Now().Add(c.ConnectTimeout())
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	conn, err := hops.Dial(ctx, n, n.IMAP)
+	c := s.srv.hops.Cluster()
+	conn, br, err := s.srv.hops.DialHome(n, n.IMAP, func(br *bufio.Reader) error {
+		greeting, err := hopLine(br)
+		if err != nil {
+			return fmt.Errorf("greeting: %w", err)
+		}
+		if !strings.HasPrefix(greeting, "* OK") {
+			return fmt.Errorf("greeting %q", sanitize(greeting))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -165,34 +168,18 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 			conn.Close()
 		}
 	}()
-	_ = conn.SetDeadline(deadline)
-	br := bufio.NewReaderSize(conn, 4096)
-	fail := func(err error) (*hop, string, error) {
-		if isTimeout(err) {
-			hops.MarkDown(n)
-		}
-		return nil, "", err
-	}
-	greeting, err := hopLine(br)
-	if err != nil {
-		return fail(fmt.Errorf("greeting: %w", err))
-	}
-	if !strings.HasPrefix(greeting, "* OK") {
-		return nil, "", fmt.Errorf("greeting %q", sanitize(greeting))
-	}
-	// It answered: a slow login from here on is no sign of a dead node.
-	fail = func(err error) (*hop, string, error) { return nil, "", err }
+	// It answered: the login is bounded as the client's login is.
 	_ = conn.SetDeadline(time.Now().Add(s.srv.opts.AuthTimeout))
 	if host, _, _ := net.SplitHostPort(n.IMAP); c.TLS(host) != nil {
 		if _, err := io.WriteString(conn, "H0 STARTTLS\r\n"); err != nil {
-			return fail(err)
+			return nil, "", err
 		}
 		if _, _, err := hopReply(br, "H0"); err != nil {
-			return fail(fmt.Errorf("STARTTLS: %w", err))
+			return nil, "", fmt.Errorf("STARTTLS: %w", err)
 		}
 		tc := tls.Client(conn, c.TLS(host))
 		if err := tc.Handshake(); err != nil {
-			return fail(fmt.Errorf("TLS: %w", err))
+			return nil, "", fmt.Errorf("TLS: %w", err)
 		}
 		conn = tc
 		br.Reset(tc)
@@ -209,14 +196,14 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 	b.WriteString(" " + strconv.Quote(cluster.IDSessionID) + " " + strconv.Quote(session) + ")\r\n")
 	b.WriteString("H2 AUTHENTICATE PLAIN " + cluster.PlainLogin(login, c.Secret()) + "\r\n")
 	if _, err := io.WriteString(conn, b.String()); err != nil {
-		return fail(err)
+		return nil, "", err
 	}
 	if _, _, err := hopReply(br, "H1"); err != nil {
-		return fail(fmt.Errorf("ID: %w", err))
+		return nil, "", fmt.Errorf("ID: %w", err)
 	}
 	caps, untagged, err := hopReply(br, "H2")
 	if err != nil {
-		return fail(fmt.Errorf("login: %w", err))
+		return nil, "", fmt.Errorf("login: %w", err)
 	}
 	if caps == "" {
 		caps = untagged

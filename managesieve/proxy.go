@@ -132,14 +132,13 @@ func (se *session) enterHome(u directory.User) (err error, done bool) {
 // dialHome opens the session of login at node n, bounded by the connect
 // timeout; a node that does not answer in time is remembered as down.
 func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error) {
-	hops := se.srv.hops
-	c := hops.Cluster()
-	// The node must answer within the connect timeout: dial and
-	// greeting. The login after it is bounded as the client's login is.
-	deadline := time.Now().Add(c.ConnectTimeout())
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	conn, err := hops.Dial(ctx, n, n.ManageSieve)
+	c := se.srv.hops.Cluster()
+	conn, br, err := se.srv.hops.DialHome(n, n.ManageSieve, func(br *bufio.Reader) error {
+		if err := hopResponse(br); err != nil {
+			return fmt.Errorf("greeting: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -149,36 +148,23 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 			conn.Close()
 		}
 	}()
-	_ = conn.SetDeadline(deadline)
-	br := bufio.NewReaderSize(conn, 4096)
-	fail := func(err error) (*hop, error) {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			hops.MarkDown(n)
-		}
-		return nil, err
-	}
-	if err := hopResponse(br); err != nil {
-		return fail(fmt.Errorf("greeting: %w", err))
-	}
-	// It answered: a slow login from here on is no sign of a dead node.
-	fail = func(err error) (*hop, error) { return nil, err }
+	// It answered: the login is bounded as the client's login is.
 	_ = conn.SetDeadline(time.Now().Add(se.srv.opts.AuthTimeout))
 	if host, _, _ := net.SplitHostPort(n.ManageSieve); c.TLS(host) != nil {
 		if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
-			return fail(err)
+			return nil, err
 		}
 		if err := hopResponse(br); err != nil {
-			return fail(fmt.Errorf("STARTTLS: %w", err))
+			return nil, fmt.Errorf("STARTTLS: %w", err)
 		}
 		tc := tls.Client(conn, c.TLS(host))
 		if err := tc.Handshake(); err != nil {
-			return fail(fmt.Errorf("TLS: %w", err))
+			return nil, fmt.Errorf("TLS: %w", err)
 		}
 		conn = tc
 		br.Reset(tc)
 		if err := hopResponse(br); err != nil { // the capabilities again
-			return fail(fmt.Errorf("after STARTTLS: %w", err))
+			return nil, fmt.Errorf("after STARTTLS: %w", err)
 		}
 	}
 	sid := se.id
@@ -188,13 +174,13 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 	cmd := "XCLIENT ADDR=" + se.ip + " PORT=" + strconv.Itoa(int(se.port)) + " SESSION=" + sid + " TTL=" + strconv.Itoa(ttl) + "\r\n" +
 		`AUTHENTICATE "PLAIN" "` + cluster.PlainLogin(login, c.Secret()) + `"` + "\r\n"
 	if _, err := io.WriteString(conn, cmd); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if err := hopResponse(br); err != nil {
-		return fail(fmt.Errorf("XCLIENT: %w", err))
+		return nil, fmt.Errorf("XCLIENT: %w", err)
 	}
 	if err := hopResponse(br); err != nil {
-		return fail(fmt.Errorf("login: %w", err))
+		return nil, fmt.Errorf("login: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	ok = true
