@@ -98,27 +98,20 @@ func (s *session) hopLoginAs(tag, authz, secret string) error {
 // enterHome handles a user not at home here: passed through to the home
 // node, or refused for now. done is false for a user at home and not held.
 func (s *session) enterHome(tag string, u directory.User) (err error, done bool) {
-	if s.srv.hops == nil {
-		return nil, false
-	}
-	n, remote, err := s.srv.hops.Cluster().Home(u.Node)
-	if err != nil {
-		s.logger.Error("imap: login of a user whose home node is not configured", "login", u.Login, "err", err)
-		return errHomeUnavailable, true
-	}
-	if !remote {
-		if s.srv.opts.Holds.Held(u.Home) {
-			s.logger.Info("imap: login refused while the user is moved", "login", u.Login, "ip", s.ip)
-			return errHomeUnavailable, true
-		}
-		return nil, false
-	}
-	ttl := s.origin.NextTTL(s.hopLogin)
-	if ttl == 0 {
+	n, ttl, remote, err := s.srv.hops.Route(u.Node, u.Home, s.srv.opts.Holds, &s.origin, s.hopLogin)
+	switch {
+	case errors.Is(err, cluster.ErrHeld):
+		s.logger.Info("imap: login refused while the user is moved", "login", u.Login, "ip", s.ip)
+	case errors.Is(err, cluster.ErrHopsExhausted):
 		s.logger.Warn("imap: not passing a session on: hop counter exhausted", "login", u.Login, "home", n.Name)
-		return errHomeUnavailable, true
+	case err != nil:
+		s.logger.Error("imap: login of a user whose home node is not configured", "login", u.Login, "err", err)
+	case !remote:
+		return nil, false
+	default:
+		return s.proxyTo(tag, u, n, ttl), true
 	}
-	return s.proxyTo(tag, u, n, ttl), true
+	return errHomeUnavailable, true
 }
 
 // proxyTo logs u in at its home node n and answers the client's login

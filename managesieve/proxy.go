@@ -92,25 +92,19 @@ func (se *session) hopLoginAs(authz, secret string) error {
 // enterHome handles a user not at home here: passed through to the home
 // node, or refused for now. done is false for a user at home and not held.
 func (se *session) enterHome(u directory.User) (err error, done bool) {
-	if se.srv.hops == nil {
-		return nil, false
-	}
-	n, remote, err := se.srv.hops.Cluster().Home(u.Node)
-	if err != nil {
-		se.log.Error("managesieve: login of a user whose home node is not configured", "login", u.Login, "err", err)
+	n, ttl, remote, err := se.srv.hops.Route(u.Node, u.Home, se.srv.opts.Holds, &se.origin, se.hopLogin)
+	switch {
+	case errors.Is(err, cluster.ErrHeld):
+		se.log.Info("managesieve: login refused while the user is moved", "login", u.Login, "ip", se.ip)
 		return errHomeUnavailable, true
-	}
-	if !remote {
-		if se.srv.opts.Holds.Held(u.Home) {
-			se.log.Info("managesieve: login refused while the user is moved", "login", u.Login, "ip", se.ip)
-			return errHomeUnavailable, true
-		}
-		return nil, false
-	}
-	ttl := se.origin.NextTTL(se.hopLogin)
-	if ttl == 0 {
+	case errors.Is(err, cluster.ErrHopsExhausted):
 		se.log.Warn("managesieve: not passing a session on: hop counter exhausted", "login", u.Login, "home", n.Name)
 		return errHomeUnavailable, true
+	case err != nil:
+		se.log.Error("managesieve: login of a user whose home node is not configured", "login", u.Login, "err", err)
+		return errHomeUnavailable, true
+	case !remote:
+		return nil, false
 	}
 	if !se.srv.loggedIn(se, u.Login) {
 		se.log.Warn("managesieve: too many connections for user and address", "login", u.Login, "ip", se.ip)
