@@ -385,9 +385,7 @@ func TestClusterProxiedConnMemory(t *testing.T) {
 		t.Fatal("client did not get its connections idling")
 	}
 	waitFor(t, "proxied sessions", func() bool {
-		p.a.srv.mu.Lock()
-		defer p.a.srv.mu.Unlock()
-		return len(p.a.srv.sessions) == n
+		return p.a.srv.conns.Len() == n
 	})
 	per := (int64(ms()) - int64(before)) / int64(n)
 	if f := os.Getenv("COURRIEL_CONNMEM_HEAPPROFILE"); f != "" {

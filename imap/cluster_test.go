@@ -758,11 +758,7 @@ func TestClusterProxyEnds(t *testing.T) {
 			if got := last(r.cmd("b", "SELECT INBOX")); !strings.HasPrefix(got, "b OK") {
 				t.Fatalf("SELECT: %q", got)
 			}
-			sessions := func(s *Server) int {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				return len(s.sessions)
-			}
+			sessions := func(s *Server) int { return s.conns.Len() }
 			if sessions(p.a.srv) != 1 || sessions(p.b.srv) != 1 {
 				t.Fatalf("sessions: a %d, b %d; want 1 and 1", sessions(p.a.srv), sessions(p.b.srv))
 			}

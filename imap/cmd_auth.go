@@ -281,7 +281,7 @@ func (s *session) loginFailed(tag, login, reason string) error {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-s.srv.closed:
+		case <-s.srv.conns.Done():
 		}
 		t.Stop()
 	}

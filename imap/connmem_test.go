@@ -119,9 +119,7 @@ func idleConnMemory(t *testing.T, n int, compress bool) int64 {
 		t.Fatal("client did not get its connections idling")
 	}
 	waitFor(t, "sessions", func() bool {
-		e.srv.mu.Lock()
-		defer e.srv.mu.Unlock()
-		return len(e.srv.sessions) == n+1
+		return e.srv.conns.Len() == n+1
 	})
 	after := ms()
 	per := (int64(after) - int64(before)) / int64(n)

@@ -59,13 +59,10 @@ func FuzzSession(f *testing.F) {
 		// not get the next ones' LOGIN refused.
 		i := n.Add(1)
 		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
-		se := newSession(e.srv, server, ip, true)
-		e.srv.mu.Lock()
-		e.srv.sessions[se] = struct{}{}
-		e.srv.conns[se.ip]++
-		e.srv.total++
-		e.srv.wg.Add(1)
-		e.srv.mu.Unlock()
+		se, err := e.srv.conns.Admit(ip, func() *session { return newSession(e.srv, server, ip, true) })
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan struct{})
 		go func() { se.serve(); close(done) }()
 		go io.Copy(io.Discard, client)

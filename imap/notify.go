@@ -599,13 +599,13 @@ func (s *session) mailboxChanged(ev mailboxEvent) {
 	path := s.store.Path()
 	s.srv.mu.Lock()
 	defer s.srv.mu.Unlock()
-	for se := range s.srv.sessions {
+	s.srv.conns.Each(func(se *session) {
 		if se == s {
-			continue
+			return
 		}
 		n := se.notify.Load()
 		if n == nil || n.storePath != path {
-			continue
+			return
 		}
 		n.mu.Lock()
 		if len(n.queue) >= maxNotifyQueue {
@@ -617,7 +617,7 @@ func (s *session) mailboxChanged(ev mailboxEvent) {
 		n.mu.Unlock()
 		se.woken.Store(true)
 		_ = se.raw.SetReadDeadline(time.Now())
-	}
+	})
 }
 
 // waitNotify is waitCommand for a session with a NOTIFY set: it wakes

@@ -98,27 +98,20 @@ func (s *session) hopLoginAs(tag, authz, secret string) error {
 // enterHome handles a user not at home here: passed through to the home
 // node, or refused for now. done is false for a user at home and not held.
 func (s *session) enterHome(tag string, u directory.User) (err error, done bool) {
-	if s.srv.hops == nil {
-		return nil, false
-	}
-	n, remote, err := s.srv.hops.Cluster().Home(u.Node)
-	if err != nil {
-		s.logger.Error("imap: login of a user whose home node is not configured", "login", u.Login, "err", err)
-		return errHomeUnavailable, true
-	}
-	if !remote {
-		if s.srv.opts.Holds.Held(u.Home) {
-			s.logger.Info("imap: login refused while the user is moved", "login", u.Login, "ip", s.ip)
-			return errHomeUnavailable, true
-		}
-		return nil, false
-	}
-	ttl := s.origin.NextTTL(s.hopLogin)
-	if ttl == 0 {
+	n, ttl, remote, err := s.srv.hops.Route(u.Node, u.Home, s.srv.opts.Holds, &s.origin, s.hopLogin)
+	switch {
+	case errors.Is(err, cluster.ErrHeld):
+		s.logger.Info("imap: login refused while the user is moved", "login", u.Login, "ip", s.ip)
+	case errors.Is(err, cluster.ErrHopsExhausted):
 		s.logger.Warn("imap: not passing a session on: hop counter exhausted", "login", u.Login, "home", n.Name)
-		return errHomeUnavailable, true
+	case err != nil:
+		s.logger.Error("imap: login of a user whose home node is not configured", "login", u.Login, "err", err)
+	case !remote:
+		return nil, false
+	default:
+		return s.proxyTo(tag, u, n, ttl), true
 	}
-	return s.proxyTo(tag, u, n, ttl), true
+	return errHomeUnavailable, true
 }
 
 // proxyTo logs u in at its home node n and answers the client's login
@@ -148,14 +141,17 @@ func (s *session) proxyTo(tag string, u directory.User, n cluster.Node, ttl int)
 // is bounded by the connect timeout; a node that does not answer in time
 // is remembered as down.
 func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string, error) {
-	hops := s.srv.hops
-	c := hops.Cluster()
-	// The node must answer within the connect timeout: dial and
-	// greeting. The login after it is bounded as the client's login is.
-	deadline := time.Now().Add(c.ConnectTimeout())
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	conn, err := hops.Dial(ctx, n, n.IMAP)
+	c := s.srv.hops.Cluster()
+	conn, br, err := s.srv.hops.DialHome(n, n.IMAP, func(br *bufio.Reader) error {
+		greeting, err := hopLine(br)
+		if err != nil {
+			return fmt.Errorf("greeting: %w", err)
+		}
+		if !strings.HasPrefix(greeting, "* OK") {
+			return fmt.Errorf("greeting %q", sanitize(greeting))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -165,34 +161,18 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 			conn.Close()
 		}
 	}()
-	_ = conn.SetDeadline(deadline)
-	br := bufio.NewReaderSize(conn, 4096)
-	fail := func(err error) (*hop, string, error) {
-		if isTimeout(err) {
-			hops.MarkDown(n)
-		}
-		return nil, "", err
-	}
-	greeting, err := hopLine(br)
-	if err != nil {
-		return fail(fmt.Errorf("greeting: %w", err))
-	}
-	if !strings.HasPrefix(greeting, "* OK") {
-		return nil, "", fmt.Errorf("greeting %q", sanitize(greeting))
-	}
-	// It answered: a slow login from here on is no sign of a dead node.
-	fail = func(err error) (*hop, string, error) { return nil, "", err }
+	// It answered: the login is bounded as the client's login is.
 	_ = conn.SetDeadline(time.Now().Add(s.srv.opts.AuthTimeout))
 	if host, _, _ := net.SplitHostPort(n.IMAP); c.TLS(host) != nil {
 		if _, err := io.WriteString(conn, "H0 STARTTLS\r\n"); err != nil {
-			return fail(err)
+			return nil, "", err
 		}
 		if _, _, err := hopReply(br, "H0"); err != nil {
-			return fail(fmt.Errorf("STARTTLS: %w", err))
+			return nil, "", fmt.Errorf("STARTTLS: %w", err)
 		}
 		tc := tls.Client(conn, c.TLS(host))
 		if err := tc.Handshake(); err != nil {
-			return fail(fmt.Errorf("TLS: %w", err))
+			return nil, "", fmt.Errorf("TLS: %w", err)
 		}
 		conn = tc
 		br.Reset(tc)
@@ -209,14 +189,14 @@ func (s *session) dialHome(n cluster.Node, login string, ttl int) (*hop, string,
 	b.WriteString(" " + strconv.Quote(cluster.IDSessionID) + " " + strconv.Quote(session) + ")\r\n")
 	b.WriteString("H2 AUTHENTICATE PLAIN " + cluster.PlainLogin(login, c.Secret()) + "\r\n")
 	if _, err := io.WriteString(conn, b.String()); err != nil {
-		return fail(err)
+		return nil, "", err
 	}
 	if _, _, err := hopReply(br, "H1"); err != nil {
-		return fail(fmt.Errorf("ID: %w", err))
+		return nil, "", fmt.Errorf("ID: %w", err)
 	}
 	caps, untagged, err := hopReply(br, "H2")
 	if err != nil {
-		return fail(fmt.Errorf("login: %w", err))
+		return nil, "", fmt.Errorf("login: %w", err)
 	}
 	if caps == "" {
 		caps = untagged
@@ -277,30 +257,25 @@ func (s *session) splice() {
 	s.trimBuffers()
 	_ = s.raw.SetDeadline(time.Time{})
 	_ = s.conn.SetDeadline(time.Time{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if n := h.br.Buffered(); n > 0 {
-			b, _ := h.br.Peek(n)
-			if s.hopWrite(s.conn, b) != nil {
-				s.raw.Close()
-				h.conn.Close()
-				return
-			}
-		}
-		h.br = nil
-		s.hopCopy(s.conn, h.conn)
-		s.raw.Close() // the home node ended the session: so does this one
-	}()
-	if len(pending) == 0 || s.hopWrite(h.conn, pending) == nil {
-		s.hopCopy(h.conn, s.conn)
+	var fromHome []byte
+	if n := h.br.Buffered(); n > 0 {
+		fromHome, _ = h.br.Peek(n)
 	}
-	h.conn.Close()
-	<-done
+	h.br = nil
+	sp := &cluster.Splice{
+		Client:       s.conn,
+		CloseClient:  func() { s.raw.Close() },
+		Home:         h.conn,
+		ToHome:       pending,
+		ToClient:     fromHome,
+		WriteTimeout: writeTimeout,
+	}
+	sp.Copy = func(dst, src net.Conn) { s.hopCopy(sp, dst, src) }
+	sp.Run()
 }
 
 // hopCopy copies src to dst until either fails.
-func (s *session) hopCopy(dst, src net.Conn) {
+func (s *session) hopCopy(sp *cluster.Splice, dst, src net.Conn) {
 	var small [hopSmallBuf]byte
 	buf := small[:]
 	var big *[]byte
@@ -311,7 +286,7 @@ func (s *session) hopCopy(dst, src net.Conn) {
 	}()
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && s.hopWrite(dst, buf[:n]) != nil {
+		if n > 0 && sp.Write(dst, buf[:n]) != nil {
 			return
 		}
 		if err != nil {
@@ -332,10 +307,4 @@ func (s *session) hopCopy(dst, src net.Conn) {
 			big, buf = nil, small[:]
 		}
 	}
-}
-
-func (s *session) hopWrite(dst net.Conn, b []byte) error {
-	_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := dst.Write(b)
-	return err
 }

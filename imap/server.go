@@ -20,6 +20,7 @@ import (
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
 	"courriel/internal/acceptloop"
+	"courriel/internal/connset"
 	"courriel/loginguard"
 )
 
@@ -115,12 +116,12 @@ type Options struct {
 
 // Server is the IMAP service.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	guard  *loginguard.Guard
-	reg    *mailstore.Registry
-	bufs   wire.Buffers // lent to connections with bytes in flight
-	closed chan struct{}
+	opts  Options
+	log   *slog.Logger
+	guard *loginguard.Guard
+	reg   *mailstore.Registry
+	bufs  wire.Buffers // lent to connections with bytes in flight
+	conns *connset.Set[*session]
 	// prefetchSlots bounds the goroutines parsing ahead of cold FETCHes,
 	// all sessions together, to the cores the writers leave.
 	prefetchSlots chan struct{}
@@ -128,14 +129,9 @@ type Server struct {
 	users         UserLookup    // the cluster logins' lookups; nil on a single node
 	hopBufs       sync.Pool     // *[]byte of hopBufSize, lent to busy proxied sessions
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[string]int            // per client IP, not logged in; guarded by mu
-	userConns map[string]int            // per login+IP; guarded by mu
-	total     int                       // guarded by mu
-	sessions  map[*session]struct{}     // guarded by mu
-	barred    map[string]int            // logins refused during a move (EndUser); guarded by mu
-	wg        sync.WaitGroup            // one per live session
+	// mu orders wake-ups (wakeIdlers, mailboxChanged) against a session
+	// leaving IDLE (stopIdle).
+	mu sync.Mutex
 }
 
 // NewServer validates o and builds a server.
@@ -185,18 +181,16 @@ func NewServer(o Options) (*Server, error) {
 	if g == nil {
 		g = loginguard.New(loginguard.Options{BaseDelay: o.FailDelay, MaxDelay: o.MaxFailDelay})
 	}
+	hops := cluster.NewHops(o.Cluster)
 	return &Server{
-		opts:          o,
-		log:           log,
-		guard:         g,
-		reg:           mailstore.NewRegistry(),
-		closed:        make(chan struct{}),
-		listeners:     make(map[net.Listener]struct{}),
-		conns:         make(map[string]int),
-		userConns:     make(map[string]int),
-		sessions:      make(map[*session]struct{}),
+		opts:  o,
+		log:   log,
+		guard: g,
+		reg:   mailstore.NewRegistry(),
+		conns: connset.New(connset.Limits{MaxConns: o.MaxConns, MaxConnsPerIP: o.MaxConnsPerIP, MaxUserIPConns: o.MaxUserIPConns},
+			hops.FromNode, func(se *session) { se.raw.Close() }),
 		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
-		hops:          cluster.NewHops(o.Cluster),
+		hops:          hops,
 		users:         users,
 	}, nil
 }
@@ -213,22 +207,11 @@ func parseHelpers(n int) int {
 // connection is plain, STARTTLS is offered when a TLS config is set, and
 // LOGINDISABLED is advertised (no login of any kind) until TLS is up.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	select {
-	case <-s.closed:
-		s.mu.Unlock()
-		ln.Close()
+	if !s.conns.AddListener(ln) {
 		return nil
-	default:
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	return acceptloop.Run(ln, s.isClosed, nil, func(c net.Conn) {
+	defer s.conns.RemoveListener(ln)
+	return acceptloop.Run(ln, s.conns.Closed, nil, func(c net.Conn) {
 		_, isTLS := c.(*tls.Conn)
 		if implicitTLS && !isTLS {
 			s.log.Error("imap: implicit-TLS listener yielded a plain connection; closing it", "remote", c.RemoteAddr())
@@ -241,30 +224,16 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	})
 }
 
-// isClosed says whether Close was called.
-func (s *Server) isClosed() bool {
-	select {
-	case <-s.closed:
-		return true
-	default:
-		return false
-	}
-}
-
 // admit applies the connection limits; over a limit the client gets a
 // BYE and the connection is closed.
 func (s *Server) admit(c net.Conn, isTLS bool) *session {
 	ip := remoteIP(c.RemoteAddr())
-	s.mu.Lock()
-	var refuse string
-	switch {
-	case s.total >= s.opts.MaxConns:
-		refuse = "Too many connections, try again later"
-	case s.conns[ip] >= s.opts.MaxConnsPerIP && !s.hops.FromNode(parseIP(ip)):
-		refuse = "Too many connections from your address"
-	}
-	if refuse != "" {
-		s.mu.Unlock()
+	se, err := s.conns.Admit(ip, func() *session { return newSession(s, c, ip, isTLS) })
+	if err != nil {
+		refuse := "Too many connections, try again later"
+		if errors.Is(err, connset.ErrTooManyFromIP) {
+			refuse = "Too many connections from your address"
+		}
 		s.log.Warn("imap: connection refused", "ip", ip, "reason", refuse)
 		go func() {
 			// The greeting may be a TLS handshake away: bounded.
@@ -274,12 +243,6 @@ func (s *Server) admit(c net.Conn, isTLS bool) *session {
 		}()
 		return nil
 	}
-	s.conns[ip]++
-	s.total++
-	s.wg.Add(1)
-	se := newSession(s, c, ip, isTLS)
-	s.sessions[se] = struct{}{}
-	s.mu.Unlock()
 	if m := s.opts.Metrics; m != nil {
 		m.IMAPSessionStarted()
 	}
@@ -287,43 +250,22 @@ func (s *Server) admit(c net.Conn, isTLS bool) *session {
 	return se
 }
 
-// loggedIn counts a session for its user and address; false when the
-// user already has MaxUserIPConns from there.
+// loggedIn counts a session for its user and address instead of under
+// the cap on connections not logged in; false when the user already has
+// MaxUserIPConns from there or is being moved.
 func (s *Server) loggedIn(se *session, login string) bool {
-	key := login + "\x00" + se.ip
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.userConns[key] >= s.opts.MaxUserIPConns || s.barred[login] > 0 {
-		return false
-	}
-	s.userConns[key]++
-	se.userKey = key
-	// From now on the per user and address limit applies, not the cap on
-	// connections that have not logged in.
-	if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
-		delete(s.conns, se.peer)
-	}
-	return true
+	return s.conns.LoggedIn(se, login, se.ip)
 }
 
+// loggedOut undoes loggedIn for a login that failed after counting.
+func (s *Server) loggedOut(se *session) { s.conns.LoggedOut(se) }
+
 func (s *Server) dropSession(se *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.sessions[se]; !ok {
+	if !s.conns.Drop(se) {
 		return
 	}
-	delete(s.sessions, se)
-	s.wg.Done()
-	s.total--
 	if m := s.opts.Metrics; m != nil {
 		m.IMAPSessionEnded()
-	}
-	if se.userKey != "" {
-		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
-			delete(s.userConns, se.userKey)
-		}
-	} else if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
-		delete(s.conns, se.peer)
 	}
 }
 
@@ -332,12 +274,12 @@ func (s *Server) dropSession(se *session) {
 func (s *Server) wakeIdlers(mb *mailstore.Mailbox, except *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for se := range s.sessions {
+	s.conns.Each(func(se *session) {
 		if se != except && (se.idleOn.Load() == mb || se.notifyWatches(mb)) {
 			se.woken.Store(true)
 			_ = se.raw.SetReadDeadline(time.Now())
 		}
-	}
+	})
 }
 
 // Notify tells the server that mail was durably delivered into maildir (the
@@ -380,52 +322,23 @@ func (s *Server) Delivered(maildir, dir, name string) {
 
 // Close stops listening and closes all connections at once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	select {
-	case <-s.closed:
-		s.mu.Unlock()
-		return nil
-	default:
-		close(s.closed)
+	first, err := s.conns.Close()
+	if first {
+		// The sessions have released their folders: nothing writes into
+		// a maildir after Close returns.
+		s.reg.SaveAll()
 	}
-	var err error
-	for ln := range s.listeners {
-		if e := ln.Close(); e != nil && err == nil {
-			err = e
-		}
-	}
-	for se := range s.sessions {
-		se.raw.Close()
-	}
-	s.mu.Unlock()
-	// Connections are closed; wait for their sessions to release their
-	// folders so that nothing writes into a maildir after Close returns.
-	s.wg.Wait()
-	s.reg.SaveAll()
 	return err
 }
 
 // Shutdown is Close after telling idling clients goodbye; ctx bounds it.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	for se := range s.sessions {
+	s.conns.Each(func(se *session) {
 		se.shutdown.Store(true)
 		// Wakes a session waiting for a command or in IDLE: it sends BYE.
 		_ = se.raw.SetReadDeadline(time.Now())
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(shutdownByeWindow)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	})
+	s.conns.Drain(ctx, shutdownByeWindow)
 	return s.Close()
 }
 
@@ -462,18 +375,4 @@ func newID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// loggedOut undoes loggedIn for a login that failed after counting.
-func (s *Server) loggedOut(se *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if se.userKey == "" {
-		return
-	}
-	if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
-		delete(s.userConns, se.userKey)
-	}
-	se.userKey = ""
-	s.conns[se.peer]++ // back under the cap of connections not logged in
 }

@@ -50,19 +50,17 @@ type session struct {
 	r   *wire.Reader
 	w   *wire.Writer
 	// ip is the client's address: the connection's, or after a front
-	// node's cluster login the address that node saw (proxy.go); peer is
-	// always the connection's, counted in srv.conns.
-	ip, peer string
-	port     uint16 // the client's port, as ip
-	id       string
-	logger   *slog.Logger
-	tls      bool
+	// node's cluster login the address that node saw (proxy.go).
+	ip     string
+	port   uint16 // the client's port, as ip
+	id     string
+	logger *slog.Logger
+	tls    bool
 
 	state   connState
 	enabled ext
 	user    directory.User
 	store   *mailstore.Store // nil until login
-	userKey string           // counted in srv.userConns; guarded by srv.mu
 	fails   int              // failed logins on this connection
 	cmdName string           // the command being run, upper case
 	// readIdle is how long one read may wait while a command is read
@@ -96,7 +94,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
-	se := &session{srv: s, conn: c, raw: c, ip: ip, peer: ip, id: newID(), tls: isTLS}
+	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
 	_, se.port = cluster.AddrPort(c.RemoteAddr())
 	se.logger = s.log.With("conn_id", se.id)
 	se.r = wire.NewReader(sessionReader{se}, &s.bufs)

@@ -204,7 +204,7 @@ func (se *session) loginFailed(login, reason string) error {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-se.srv.closed:
+		case <-se.srv.conns.Done():
 		}
 		t.Stop()
 	}

@@ -28,10 +28,6 @@ import (
 // maxHopLine bounds one line the home node sends during the hop's login.
 const maxHopLine = 8 << 10
 
-// hopBuf is each direction's copy buffer: ManageSieve sessions are short
-// and carry small scripts.
-const hopBuf = 4 << 10
-
 type hop struct {
 	conn net.Conn
 	br   *bufio.Reader
@@ -96,25 +92,19 @@ func (se *session) hopLoginAs(authz, secret string) error {
 // enterHome handles a user not at home here: passed through to the home
 // node, or refused for now. done is false for a user at home and not held.
 func (se *session) enterHome(u directory.User) (err error, done bool) {
-	if se.srv.hops == nil {
-		return nil, false
-	}
-	n, remote, err := se.srv.hops.Cluster().Home(u.Node)
-	if err != nil {
-		se.log.Error("managesieve: login of a user whose home node is not configured", "login", u.Login, "err", err)
+	n, ttl, remote, err := se.srv.hops.Route(u.Node, u.Home, se.srv.opts.Holds, &se.origin, se.hopLogin)
+	switch {
+	case errors.Is(err, cluster.ErrHeld):
+		se.log.Info("managesieve: login refused while the user is moved", "login", u.Login, "ip", se.ip)
 		return errHomeUnavailable, true
-	}
-	if !remote {
-		if se.srv.opts.Holds.Held(u.Home) {
-			se.log.Info("managesieve: login refused while the user is moved", "login", u.Login, "ip", se.ip)
-			return errHomeUnavailable, true
-		}
-		return nil, false
-	}
-	ttl := se.origin.NextTTL(se.hopLogin)
-	if ttl == 0 {
+	case errors.Is(err, cluster.ErrHopsExhausted):
 		se.log.Warn("managesieve: not passing a session on: hop counter exhausted", "login", u.Login, "home", n.Name)
 		return errHomeUnavailable, true
+	case err != nil:
+		se.log.Error("managesieve: login of a user whose home node is not configured", "login", u.Login, "err", err)
+		return errHomeUnavailable, true
+	case !remote:
+		return nil, false
 	}
 	if !se.srv.loggedIn(se, u.Login) {
 		se.log.Warn("managesieve: too many connections for user and address", "login", u.Login, "ip", se.ip)
@@ -136,14 +126,13 @@ func (se *session) enterHome(u directory.User) (err error, done bool) {
 // dialHome opens the session of login at node n, bounded by the connect
 // timeout; a node that does not answer in time is remembered as down.
 func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error) {
-	hops := se.srv.hops
-	c := hops.Cluster()
-	// The node must answer within the connect timeout: dial and
-	// greeting. The login after it is bounded as the client's login is.
-	deadline := time.Now().Add(c.ConnectTimeout())
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	conn, err := hops.Dial(ctx, n, n.ManageSieve)
+	c := se.srv.hops.Cluster()
+	conn, br, err := se.srv.hops.DialHome(n, n.ManageSieve, func(br *bufio.Reader) error {
+		if err := hopResponse(br); err != nil {
+			return fmt.Errorf("greeting: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -153,36 +142,23 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 			conn.Close()
 		}
 	}()
-	_ = conn.SetDeadline(deadline)
-	br := bufio.NewReaderSize(conn, 4096)
-	fail := func(err error) (*hop, error) {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			hops.MarkDown(n)
-		}
-		return nil, err
-	}
-	if err := hopResponse(br); err != nil {
-		return fail(fmt.Errorf("greeting: %w", err))
-	}
-	// It answered: a slow login from here on is no sign of a dead node.
-	fail = func(err error) (*hop, error) { return nil, err }
+	// It answered: the login is bounded as the client's login is.
 	_ = conn.SetDeadline(time.Now().Add(se.srv.opts.AuthTimeout))
 	if host, _, _ := net.SplitHostPort(n.ManageSieve); c.TLS(host) != nil {
 		if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
-			return fail(err)
+			return nil, err
 		}
 		if err := hopResponse(br); err != nil {
-			return fail(fmt.Errorf("STARTTLS: %w", err))
+			return nil, fmt.Errorf("STARTTLS: %w", err)
 		}
 		tc := tls.Client(conn, c.TLS(host))
 		if err := tc.Handshake(); err != nil {
-			return fail(fmt.Errorf("TLS: %w", err))
+			return nil, fmt.Errorf("TLS: %w", err)
 		}
 		conn = tc
 		br.Reset(tc)
 		if err := hopResponse(br); err != nil { // the capabilities again
-			return fail(fmt.Errorf("after STARTTLS: %w", err))
+			return nil, fmt.Errorf("after STARTTLS: %w", err)
 		}
 	}
 	sid := se.id
@@ -192,13 +168,13 @@ func (se *session) dialHome(n cluster.Node, login string, ttl int) (*hop, error)
 	cmd := "XCLIENT ADDR=" + se.ip + " PORT=" + strconv.Itoa(int(se.port)) + " SESSION=" + sid + " TTL=" + strconv.Itoa(ttl) + "\r\n" +
 		`AUTHENTICATE "PLAIN" "` + cluster.PlainLogin(login, c.Secret()) + `"` + "\r\n"
 	if _, err := io.WriteString(conn, cmd); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if err := hopResponse(br); err != nil {
-		return fail(fmt.Errorf("XCLIENT: %w", err))
+		return nil, fmt.Errorf("XCLIENT: %w", err)
 	}
 	if err := hopResponse(br); err != nil {
-		return fail(fmt.Errorf("login: %w", err))
+		return nil, fmt.Errorf("login: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	ok = true
@@ -232,49 +208,25 @@ func hopResponse(br *bufio.Reader) error {
 // until either side closes.
 func (se *session) splice() {
 	h := se.hop
-	var pending []byte
+	var pending, fromHome []byte
 	if n := se.br.Buffered(); n > 0 {
 		pending, _ = se.br.Peek(n)
 		pending = append([]byte(nil), pending...)
 	}
+	if n := h.br.Buffered(); n > 0 {
+		fromHome, _ = h.br.Peek(n)
+	}
 	_ = se.raw.SetDeadline(time.Time{})
 	_ = se.conn.SetDeadline(time.Time{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if n := h.br.Buffered(); n > 0 {
-			b, _ := h.br.Peek(n)
-			if hopWrite(se.conn, b) != nil {
-				se.raw.Close()
-				h.conn.Close()
-				return
-			}
-		}
-		hopCopy(se.conn, h.conn)
-		se.raw.Close()
-	}()
-	if len(pending) == 0 || hopWrite(h.conn, pending) == nil {
-		hopCopy(h.conn, se.conn)
+	sp := &cluster.Splice{
+		Client:       se.conn,
+		CloseClient:  func() { se.raw.Close() },
+		Home:         h.conn,
+		ToHome:       pending,
+		ToClient:     fromHome,
+		WriteTimeout: writeTimeout,
+		// Copy nil: ManageSieve sessions are short and carry small
+		// scripts, cluster.DefaultSpliceBuf each way is plenty.
 	}
-	h.conn.Close()
-	<-done
-}
-
-func hopCopy(dst, src net.Conn) {
-	buf := make([]byte, hopBuf)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && hopWrite(dst, buf[:n]) != nil {
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func hopWrite(dst net.Conn, b []byte) error {
-	_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := dst.Write(b)
-	return err
+	sp.Run()
 }

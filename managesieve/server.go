@@ -11,12 +11,12 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"courriel/cluster"
 	"courriel/directory"
 	"courriel/internal/acceptloop"
+	"courriel/internal/connset"
 	"courriel/loginguard"
 	"courriel/sieve"
 	"courriel/sieve/scripts"
@@ -106,20 +106,12 @@ type Options struct {
 
 // Server is the ManageSieve service.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	guard  *loginguard.Guard
-	closed chan struct{}
-	hops   *cluster.Hops // nil on a single node
-	users  UserLookup    // the cluster logins' lookups; nil on a single node
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[string]int            // per client IP, not logged in; guarded by mu
-	userConns map[string]int            // per login+IP; guarded by mu
-	sessions  map[*session]struct{}     // guarded by mu
-	barred    map[string]int            // logins refused during a move (EndUser); guarded by mu
-	wg        sync.WaitGroup            // one per live session
+	opts  Options
+	log   *slog.Logger
+	guard *loginguard.Guard
+	conns *connset.Set[*session]
+	hops  *cluster.Hops // nil on a single node
+	users UserLookup    // the cluster logins' lookups; nil on a single node
 }
 
 // NewServer validates o and builds a server.
@@ -170,59 +162,35 @@ func NewServer(o Options) (*Server, error) {
 	if g == nil {
 		g = loginguard.New(loginguard.Options{})
 	}
-	return &Server{opts: o, log: log, guard: g, closed: make(chan struct{}), hops: cluster.NewHops(o.Cluster), users: users,
-		listeners: map[net.Listener]struct{}{}, conns: map[string]int{}, userConns: map[string]int{},
-		sessions: map[*session]struct{}{}}, nil
+	hops := cluster.NewHops(o.Cluster)
+	conns := connset.New(connset.Limits{MaxConns: o.MaxConns, MaxConnsPerIP: o.MaxConnsPerIP, MaxUserIPConns: o.MaxUserIPConns},
+		hops.FromNode, func(se *session) { se.raw.Close() })
+	return &Server{opts: o, log: log, guard: g, conns: conns, hops: hops, users: users}, nil
 }
 
 // Serve accepts plain connections on ln (STARTTLS upgrades them) until
 // Close.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	select {
-	case <-s.closed:
-		s.mu.Unlock()
-		ln.Close()
+	if !s.conns.AddListener(ln) {
 		return nil
-	default:
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	return acceptloop.Run(ln, s.isClosed, nil, func(c net.Conn) {
+	defer s.conns.RemoveListener(ln)
+	return acceptloop.Run(ln, s.conns.Closed, nil, func(c net.Conn) {
 		if se := s.admit(c); se != nil {
 			go se.serve()
 		}
 	})
 }
 
-// isClosed says whether Close was called.
-func (s *Server) isClosed() bool {
-	select {
-	case <-s.closed:
-		return true
-	default:
-		return false
-	}
-}
-
 // admit applies the connection limits; over one the client gets a BYE.
 func (s *Server) admit(c net.Conn) *session {
 	ip := remoteIP(c.RemoteAddr())
-	s.mu.Lock()
-	refuse := ""
-	switch {
-	case len(s.sessions) >= s.opts.MaxConns:
-		refuse = "Too many connections, try again later."
-	case s.conns[ip] >= s.opts.MaxConnsPerIP && !s.hops.FromNode(parseIP(ip)):
-		refuse = "Too many connections from your address."
-	}
-	if refuse != "" {
-		s.mu.Unlock()
+	se, err := s.conns.Admit(ip, func() *session { return newSession(s, c, ip) })
+	if err != nil {
+		refuse := "Too many connections, try again later."
+		if errors.Is(err, connset.ErrTooManyFromIP) {
+			refuse = "Too many connections from your address."
+		}
 		s.log.Warn("managesieve: connection refused", "ip", ip, "reason", refuse)
 		go func() {
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -231,11 +199,6 @@ func (s *Server) admit(c net.Conn) *session {
 		}()
 		return nil
 	}
-	s.conns[ip]++
-	s.wg.Add(1)
-	se := newSession(s, c, ip)
-	s.sessions[se] = struct{}{}
-	s.mu.Unlock()
 	if m := s.opts.Metrics; m != nil {
 		m.ConnOpened(metricsListener)
 	}
@@ -244,105 +207,38 @@ func (s *Server) admit(c net.Conn) *session {
 }
 
 // loggedIn moves a session from its address's count to its user's; false
-// when the user already has MaxUserIPConns from there.
+// when the user already has MaxUserIPConns from there or is being moved.
 func (s *Server) loggedIn(se *session, login string) bool {
-	key := login + "\x00" + se.ip
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.userConns[key] >= s.opts.MaxUserIPConns || s.barred[login] > 0 {
-		return false
-	}
-	s.userConns[key]++
-	se.userKey = key
-	if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
-		delete(s.conns, se.peer)
-	}
-	return true
+	return s.conns.LoggedIn(se, login, se.ip)
 }
 
 // loggedOut undoes loggedIn (UNAUTHENTICATE).
-func (s *Server) loggedOut(se *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if se.userKey == "" {
-		return
-	}
-	if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
-		delete(s.userConns, se.userKey)
-	}
-	se.userKey = ""
-	s.conns[se.peer]++
-}
+func (s *Server) loggedOut(se *session) { s.conns.LoggedOut(se) }
 
 func (s *Server) dropSession(se *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.sessions[se]; !ok {
+	if !s.conns.Drop(se) {
 		return
 	}
-	delete(s.sessions, se)
-	s.wg.Done()
 	if m := s.opts.Metrics; m != nil {
 		m.ConnClosed(metricsListener)
-	}
-	if se.userKey != "" {
-		if s.userConns[se.userKey]--; s.userConns[se.userKey] <= 0 {
-			delete(s.userConns, se.userKey)
-		}
-	} else if s.conns[se.peer]--; s.conns[se.peer] <= 0 {
-		delete(s.conns, se.peer)
 	}
 }
 
 // Close stops listening and closes every connection.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	select {
-	case <-s.closed:
-		s.mu.Unlock()
-		return nil
-	default:
-		close(s.closed)
-	}
-	var err error
-	for ln := range s.listeners {
-		if e := ln.Close(); e != nil && err == nil {
-			err = e
-		}
-	}
-	for se := range s.sessions {
-		se.raw.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	_, err := s.conns.Close()
 	return err
 }
 
 // Shutdown tells clients waiting for a command goodbye (BYE), lets
 // commands in flight finish within a short window or ctx, then Closes.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	for ln := range s.listeners {
-		ln.Close() // no new connections while the present ones finish
-		delete(s.listeners, ln)
-	}
-	for se := range s.sessions {
+	s.conns.CloseListeners() // no new connections while the present ones finish
+	s.conns.Each(func(se *session) {
 		se.shutdown.Store(true)
 		_ = se.raw.SetReadDeadline(time.Now())
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(shutdownByeWindow)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	})
+	s.conns.Drain(ctx, shutdownByeWindow)
 	return s.Close()
 }
 

@@ -34,9 +34,8 @@ type session struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	// ip is the client's address: the connection's, or after a front
-	// node's cluster login the one that node saw (proxy.go); peer is
-	// always the connection's, counted in srv.conns.
-	ip, peer string
+	// node's cluster login the one that node saw (proxy.go).
+	ip       string
 	port     uint16 // the client's port, as ip
 	id       string
 	log      *slog.Logger
@@ -46,7 +45,6 @@ type session struct {
 	state   state
 	user    directory.User
 	store   *scripts.Store // nil until login
-	userKey string         // counted in srv.userConns; guarded by srv.mu
 	fails   int            // failed logins
 	errors  int            // protocol errors
 	cmds    int            // commands read
@@ -62,7 +60,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, ip string) *session {
-	se := &session{srv: s, raw: c, conn: c, ip: ip, peer: ip}
+	se := &session{srv: s, raw: c, conn: c, ip: ip}
 	_, se.port = cluster.AddrPort(c.RemoteAddr())
 	se.br = bufio.NewReaderSize(connReader{se}, 4096)
 	se.bw = bufio.NewWriterSize(connWriter{se}, 4096)
