@@ -74,17 +74,30 @@ func (s *Set[S]) Admit(peer string, newSession func() S) (S, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var zero S
+	ip := parseIP(peer)
+	group := peerGroup(peer, ip)
 	switch {
 	case len(s.sessions) >= s.lim.MaxConns:
 		return zero, ErrTooMany
-	case s.perIP[peer] >= s.lim.MaxConnsPerIP && !s.exempt(parseIP(peer)):
+	case s.perIP[group] >= s.lim.MaxConnsPerIP && !s.exempt(ip):
 		return zero, ErrTooManyFromIP
 	}
 	se := newSession()
-	s.perIP[peer]++
+	s.perIP[group]++
 	s.wg.Add(1)
-	s.sessions[se] = &entry{peer: peer}
+	s.sessions[se] = &entry{peer: group}
 	return se, nil
+}
+
+// peerGroup is what the per-address cap counts: the address, or its /64
+// for IPv6, where one machine commonly holds a whole /64 (as smtp and
+// loginguard count).
+func peerGroup(peer string, ip netip.Addr) string {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return peer
 }
 
 // LoggedIn moves se from its peer's count to that of login from ip (the

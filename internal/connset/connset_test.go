@@ -45,12 +45,14 @@ func TestAdmitCaps(t *testing.T) {
 		{"exemption is per address", []string{"192.0.2.9"},
 			[]string{"192.0.2.8", "192.0.2.8", "192.0.2.8"},
 			[]error{nil, nil, ErrTooManyFromIP}},
-		// Counted per address, IPv6 included: two hosts of one /64 have
-		// a cap each (the servers always counted so; loginguard groups
-		// failures by /64, the connection caps do not).
-		{"IPv6 per address, not per /64", nil,
-			[]string{"2001:db8::1", "2001:db8::1", "2001:db8::1", "2001:db8::2", "2001:db8::2"},
+		// IPv6 is counted per /64, as smtp and loginguard count: one
+		// machine often holds a whole /64.
+		{"IPv6 per /64", nil,
+			[]string{"2001:db8::1", "2001:db8::2", "2001:db8::3", "2001:db8:0:1::1", "2001:db8:0:1::1"},
 			[]error{nil, nil, ErrTooManyFromIP, nil, nil}},
+		{"IPv4-mapped IPv6 per address", nil,
+			[]string{"::ffff:192.0.2.1", "::ffff:192.0.2.1", "::ffff:192.0.2.1", "::ffff:192.0.2.2"},
+			[]error{nil, nil, ErrTooManyFromIP, nil}},
 		{"IPv6 exempt", []string{"2001:db8::9"},
 			[]string{"2001:db8::9", "2001:db8::9", "2001:db8::9"},
 			[]error{nil, nil, nil}},
