@@ -122,20 +122,6 @@ func (c *Cluster) Home(name string) (n Node, remote bool, err error) {
 	return n, true, nil
 }
 
-// Nodes returns every configured node but this one, by name.
-func (c *Cluster) Nodes() []Node {
-	if c == nil {
-		return nil
-	}
-	var out []Node
-	for _, n := range c.o.Nodes {
-		if n.Name != c.o.Self {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // CheckSecret says whether s is the shared secret, in constant time.
 func (c *Cluster) CheckSecret(s string) bool {
 	if c == nil || len(c.o.Secret) == 0 {
