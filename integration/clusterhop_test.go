@@ -1,14 +1,12 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,71 +14,15 @@ import (
 	"courriel/internal/testenv"
 )
 
-// clusterProc is one courriel serve process of a two-node cluster.
+// clusterProc is one courriel serve process of a two-node cluster
+// (listeners smtp and cluster, and the control socket).
 type clusterProc struct {
-	t      *testing.T
-	name   string
-	config string
-	smtp   string
-	hop    string
-	mu     sync.Mutex
-	log    bytes.Buffer
-	cmd    *exec.Cmd
-	done   chan struct{}
+	*server
+	name string
+	smtp string
+	hop  string
 }
 
-func (p *clusterProc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-func (p *clusterProc) start() {
-	t := p.t
-	t.Helper()
-	p.mu.Lock()
-	from := p.log.Len()
-	p.mu.Unlock()
-	cmd := exec.Command(binary, "serve", "-config", p.config)
-	w := lockedWriter{&p.mu, &p.log}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	p.cmd, p.done = cmd, done
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.logs()[from:], "msg=listening listener=cluster") {
-		select {
-		case <-done:
-			t.Fatalf("node %s exited at start-up:\n%s", p.name, p.logs())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s did not start:\n%s", p.name, p.logs())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (p *clusterProc) stop(sig syscall.Signal) {
-	if p.cmd == nil {
-		return
-	}
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(40 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd = nil
-}
-
-// startClusterPair starts slapd and two nodes a and b sharing it (xomail
-// homed on a, alice and bob on b), each with its own queue, on fixed
-// loopback ports.
 func startClusterPair(t *testing.T) (a, b *clusterProc, s *testenv.Slapd, vmail string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -144,7 +86,8 @@ secret_file = %q
 inbound_checks = false
 `, name, smtpAddr, hopAddr, cert, key, s.URL(), s.CAFile(), s.ReaderDN(), s.ReaderPassword(), s.MailBase(), s.MailBase(),
 			vmail, filepath.Join(dir, "queue-"+name), name, secret, nodes)
-		p := &clusterProc{t: t, name: name, config: filepath.Join(dir, name+".toml"), smtp: smtpAddr, hop: hopAddr}
+		p := &clusterProc{server: &server{t: t, config: filepath.Join(dir, name+".toml"), bin: binary, wantListeners: 3},
+			name: name, smtp: smtpAddr, hop: hopAddr}
 		if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
