@@ -231,8 +231,8 @@ func (r *Registry) SaveAll() {
 	var lingering []*Mailbox
 	for k, mb := range r.boxes {
 		if mb.refs == 0 {
-			// Lingering after its release, saved then: closed now,
-			// so that nothing writes into the maildir later.
+			// Lingering after its release: closed now, so that
+			// nothing writes into the maildir later.
 			mb.lingerGen++
 			delete(r.boxes, k)
 			lingering = append(lingering, mb)
@@ -244,6 +244,11 @@ func (r *Registry) SaveAll() {
 	for _, mb := range lingering {
 		mb.mu.Lock()
 		if !mb.closed {
+			// Saved at its release, unless that release is still
+			// under way: then here (nothing is written twice).
+			mb.saveCacheLocked()
+			mb.closeModLocked()
+			mb.saveStateLocked()
 			mb.closeDirsLocked()
 			mb.root.Close()
 			mb.mroot.Close()
