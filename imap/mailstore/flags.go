@@ -39,20 +39,22 @@ func ParseFlags(s string) Flags {
 // String renders the flags in ASCII order, as the maildir spec requires.
 func (f Flags) String() string {
 	var b [52]byte
-	n := 0
+	return string(f.appendLetters(b[:0]))
+}
+
+// appendLetters appends the flags' letters in ASCII order.
+func (f Flags) appendLetters(b []byte) []byte {
 	for c := byte('A'); c <= 'Z'; c++ {
 		if f&(Flags(1)<<(32+c-'A')) != 0 {
-			b[n] = c
-			n++
+			b = append(b, c)
 		}
 	}
 	for c := byte('a'); c <= 'z'; c++ {
 		if f&(Flags(1)<<(c-'a')) != 0 {
-			b[n] = c
-			n++
+			b = append(b, c)
 		}
 	}
-	return string(b[:n])
+	return b
 }
 
 // SplitName splits a maildir file name into its base (the unique part) and

@@ -75,12 +75,16 @@ func (mb *Mailbox) statLocked(name string) stamp {
 // Mailbox is the shared state of one folder. All fields after mu are guarded
 // by mu.
 type Mailbox struct {
-	reg   *Registry
-	key   regKey
-	refs  int      // guarded by reg.mu
-	root  *os.Root // the folder
-	mroot *os.Root // the maildir (for its UIDVALIDITY counter)
-	owner Owner
+	reg  *Registry
+	key  regKey
+	refs int // guarded by reg.mu
+	// lingerGen counts the releases; a lingering folder's settle acts
+	// only if no release came after the one that scheduled it. Guarded by
+	// reg.mu.
+	lingerGen uint64
+	root      *os.Root // the folder
+	mroot     *os.Root // the maildir (for its UIDVALIDITY counter)
+	owner     Owner
 
 	mu          sync.Mutex
 	closed      bool
@@ -128,6 +132,7 @@ type Mailbox struct {
 	cacheDirty  bool
 
 	curDir, newDir *os.File // opened on first use; see dirfd.go
+	nameBuf        []byte   // renameFlagsLocked's names
 
 	savedState stateSummary // as courriel-state has it; see state.go
 
@@ -627,8 +632,21 @@ func (mb *Mailbox) moveNewLocked() {
 }
 
 func (mb *Mailbox) appendChangeLocked(c Change) {
-	mb.noteModLocked(c)
+	mb.recordChangeLocked(c, nil)
+	mb.wakeWatchersLocked()
+}
+
+// recordChangeLocked logs a change without waking the watchers, for an
+// operation that logs many (a STORE over the folder) and wakes them once
+// at the end; m is the changed message when the caller has it at hand.
+func (mb *Mailbox) recordChangeLocked(c Change, m *Msg) {
+	mb.noteModLocked(c, m)
 	mb.log = append(mb.log, c)
+}
+
+// wakeWatchersLocked tells every watcher that the log has grown, and
+// trims the log below every watcher's cursor.
+func (mb *Mailbox) wakeWatchersLocked() {
 	for w := range mb.watchers {
 		select {
 		case w.C <- struct{}{}:

@@ -91,17 +91,19 @@ func (mb *Mailbox) nextModLocked() uint64 {
 }
 
 // noteModLocked gives a change its modseq; called for every logged change
-// once the folder is loaded (load reconciles the file with the disk).
-func (mb *Mailbox) noteModLocked(c Change) {
+// once the folder is loaded (load reconciles the file with the disk). m is
+// the message of c.UID, or nil to look it up.
+func (mb *Mailbox) noteModLocked(c Change, m *Msg) {
 	if !mb.loaded {
 		return
 	}
 	ms := &mb.mod
 	switch c.Kind {
 	case Added, FlagsChanged:
-		m := mb.findLocked(c.UID)
 		if m == nil {
-			return
+			if m = mb.findLocked(c.UID); m == nil {
+				return
+			}
 		}
 		m.ModSeq = mb.nextModLocked()
 		// "M uid flags-hex modseq": appended by hand, one per message of

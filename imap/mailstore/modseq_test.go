@@ -46,7 +46,7 @@ func TestVanishedForgottenBeyondBound(t *testing.T) {
 	mb.mu.Lock()
 	start := mb.mod.highest
 	for i := range maxVanished + 10 {
-		mb.noteModLocked(Change{Kind: Expunged, UID: uint32(i + 1)})
+		mb.noteModLocked(Change{Kind: Expunged, UID: uint32(i + 1)}, nil)
 	}
 	mb.mu.Unlock()
 	if uids, complete := mb.VanishedSince(start); complete {

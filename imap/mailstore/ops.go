@@ -42,6 +42,13 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	clean := mb.cleanLocked()
 	out := make([]Flags, len(uids))
 	ok := make([]bool, len(uids))
+	logged := false // changes recorded: the watchers are woken once, at the end
+	mb.log = slices.Grow(mb.log, len(uids))
+	defer func() {
+		if logged {
+			mb.wakeWatchersLocked()
+		}
+	}()
 	store := func(i int, m *Msg) error {
 		var nf Flags
 		switch op {
@@ -53,23 +60,31 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			nf = m.Flags &^ bits
 		}
 		if nf != m.Flags || m.New {
-			from := m.Path()
-			if err := mb.renameLocked(from, "cur/"+FileName(m.Base, nf)); err != nil {
+			if err := mb.renameFlagsLocked(m, nf); err != nil {
 				return err
 			}
 			changed := nf != m.Flags
 			m.Flags, m.New = nf, false
 			if changed {
-				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source})
+				mb.recordChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source}, m)
+				logged = true
 			}
 		}
 		out[i], ok[i] = m.Flags, true
 		return nil
 	}
 	missing := map[string]bool{}
+	j := 0
 	for i, uid := range uids {
-		m := mb.findLocked(uid)
-		if m == nil {
+		// uids usually ascend (a session's view): walk instead of
+		// searching each.
+		for j < len(mb.msgs) && mb.msgs[j].UID < uid {
+			j++
+		}
+		var m *Msg
+		if j < len(mb.msgs) && mb.msgs[j].UID == uid {
+			m = mb.msgs[j]
+		} else if m = mb.findLocked(uid); m == nil {
 			continue
 		}
 		if err := store(i, m); errors.Is(err, fs.ErrNotExist) {

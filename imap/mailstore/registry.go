@@ -20,6 +20,15 @@ type Registry struct {
 	host    string // sanitised host name for unique file names
 	counter atomic.Uint64
 
+	// closing: SaveAll ran (the server is closing); no folder lingers
+	// after its release any more. settling counts the lingering folders
+	// being settled, which SaveAll waits for. Guarded by mu.
+	closing  bool
+	settling sync.WaitGroup
+	// lingerMin is the least number of messages for which a folder
+	// lingers after its release (see Release); 0: lingerMinMessages.
+	lingerMin int
+
 	noHardLinks bool // tests: COPY as on a file system without hard links
 	// Tests: stamps kept in whole units of stampGrain (a file system with
 	// coarse times), and the clock that says when a stamp was taken.
@@ -122,11 +131,26 @@ func (r *Registry) Forget(maildir, dir string) {
 	}
 }
 
+// lingerMinMessages is the size from which a folder lingers after its
+// last release (see Release): below it, listing cur/ at the next open
+// costs little.
+const lingerMinMessages = 1000
+
 // Release drops a reference taken by Open; the last one saves the cache and
 // the folder's state and closes the folder. The folder stays registered
 // while it is saved, so that a session opening it meanwhile shares it
 // rather than loading it from files half written.
-func (mb *Mailbox) Release() {
+//
+// A large folder whose directories changed too recently for their stamps
+// to be settled (see settled in state.go; typically a session that
+// changed flags or expunged, then logged out) stays open a little longer:
+// once the stamps have settled, a listing confirms them and courriel-state
+// is written again with settled stamps, so that the next open reads that
+// file alone rather than listing cur/ (100,000 names) itself. A session
+// opening the folder meanwhile shares it, as any open folder.
+func (mb *Mailbox) Release() { mb.release(true) }
+
+func (mb *Mailbox) release(mayLinger bool) {
 	r := mb.reg
 	r.mu.Lock()
 	mb.refs--
@@ -135,9 +159,13 @@ func (mb *Mailbox) Release() {
 	if !last {
 		return
 	}
+	var wait time.Duration
 	mb.mu.Lock()
 	if !mb.closed {
-		mb.confirmLocked()
+		wait = mb.confirmLocked()
+		if len(mb.msgs) < r.lingerMinLocked() {
+			wait = 0
+		}
 		mb.saveCacheLocked()
 		mb.closeModLocked()
 		mb.saveStateLocked()
@@ -148,6 +176,13 @@ func (mb *Mailbox) Release() {
 	if mb.refs > 0 {
 		return // opened again while it was saved: it lives on
 	}
+	if wait > 0 && mayLinger && !r.closing && r.boxes[mb.key] == mb {
+		mb.lingerGen++
+		gen := mb.lingerGen
+		time.AfterFunc(wait, func() { mb.settle(gen) })
+		return
+	}
+	mb.lingerGen++ // a pending settle has nothing left to do
 	if r.boxes[mb.key] == mb {
 		delete(r.boxes, mb.key)
 	}
@@ -161,14 +196,66 @@ func (mb *Mailbox) Release() {
 	}
 }
 
+func (r *Registry) lingerMinLocked() int {
+	if r.lingerMin > 0 {
+		return r.lingerMin
+	}
+	return lingerMinMessages
+}
+
+// settle ends a folder's lingering (see Release): unless a session opened
+// it meanwhile (its own release settles it), the stamps are confirmed,
+// courriel-state written, and the folder closed.
+func (mb *Mailbox) settle(gen uint64) {
+	r := mb.reg
+	r.mu.Lock()
+	if mb.refs > 0 || mb.lingerGen != gen || r.closing {
+		r.mu.Unlock()
+		return
+	}
+	mb.refs++
+	r.settling.Add(1)
+	r.mu.Unlock()
+	defer r.settling.Done()
+	mb.release(false)
+}
+
 // SaveAll writes the cache of every loaded mailbox (at shutdown).
 func (r *Registry) SaveAll() {
 	r.mu.Lock()
+	r.closing = true // no folder lingers from now on
+	r.mu.Unlock()
+	r.settling.Wait()
+	r.mu.Lock()
 	boxes := make([]*Mailbox, 0, len(r.boxes))
-	for _, mb := range r.boxes {
+	var lingering []*Mailbox
+	for k, mb := range r.boxes {
+		if mb.refs == 0 {
+			// Lingering after its release: closed now, so that
+			// nothing writes into the maildir later.
+			mb.lingerGen++
+			delete(r.boxes, k)
+			lingering = append(lingering, mb)
+			continue
+		}
 		boxes = append(boxes, mb)
 	}
 	r.mu.Unlock()
+	for _, mb := range lingering {
+		mb.mu.Lock()
+		if !mb.closed {
+			// Saved at its release, unless that release is still
+			// under way: then here (nothing is written twice).
+			mb.saveCacheLocked()
+			mb.closeModLocked()
+			mb.saveStateLocked()
+			mb.closeDirsLocked()
+			mb.root.Close()
+			mb.mroot.Close()
+			mb.closed = true
+		}
+		mb.mu.Unlock()
+	}
 	for _, mb := range boxes {
 		mb.mu.Lock()
 		if !mb.closed {

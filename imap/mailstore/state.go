@@ -83,11 +83,16 @@ func settled(st stamp, at int64) bool {
 	if !st.ok || at == 0 {
 		return false
 	}
-	margin := coarseStampMargin
+	return at-max(st.mtime, st.ctime) > int64(stampMargin(st))
+}
+
+// stampMargin is how long after its last change a directory's stamp st
+// settles: fine or coarse, as its times say.
+func stampMargin(st stamp) time.Duration {
 	if st.mtime%1e9 != 0 || st.ctime%1e9 != 0 {
-		margin = fineStampMargin
+		return fineStampMargin
 	}
-	return at-max(st.mtime, st.ctime) > int64(margin)
+	return coarseStampMargin
 }
 
 // folderState is courriel-state decoded.
@@ -132,19 +137,37 @@ func (mb *Mailbox) stateSummaryLocked() stateSummary {
 // confirmLocked lists the directories once more when their stamps are not
 // settled yet but would be now (the last change is older than the
 // margin): the next open then reads courriel-state alone. It runs when the
-// last session leaves, where a listing delays nobody.
-func (mb *Mailbox) confirmLocked() {
+// last session leaves, where a listing delays nobody. When a directory
+// changed too recently, it returns how long until its stamp settles (0:
+// nothing to wait for), for Release to confirm it then.
+func (mb *Mailbox) confirmLocked() time.Duration {
 	if mb.detached || !mb.loaded || (settled(mb.newSt, mb.newAt) && settled(mb.curSt, mb.curAt)) {
-		return
+		return 0
 	}
 	now := mb.reg.now().UnixNano()
+	var wait int64
 	for _, sub := range []string{"new", "cur"} {
-		if !settled(mb.statLocked(sub), now) {
-			return // changed too recently: the next open lists it
+		if st := mb.statLocked(sub); !settled(st, now) {
+			if !st.ok {
+				return 0
+			}
+			// A tick of the coarse clock past the margin.
+			wait = max(wait, max(st.mtime, st.ctime)+int64(stampMargin(st)+settleSlack)-now)
 		}
 	}
+	if wait > 0 {
+		if wait > int64(coarseStampMargin+settleSlack) {
+			return 0 // the clock is off: the next open lists
+		}
+		return time.Duration(wait)
+	}
 	_ = mb.syncLocked(true, nil)
+	return 0
 }
+
+// settleSlack is waited past a stamp's margin before confirming it: more
+// than a tick of the kernel's coarse clock.
+const settleSlack = 20 * time.Millisecond
 
 // saveStateLocked writes courriel-state when the folder changed since it
 // was read or written. No fsync: a file a crash leaves short or empty

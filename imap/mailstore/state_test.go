@@ -615,3 +615,68 @@ func TestSyncListsCurOnlyWhenNeeded(t *testing.T) {
 		})
 	}
 }
+
+// A folder whose last session changed it and left at once lingers: once
+// the directories' stamps have settled it confirms them, and the next
+// open (another server: nothing shared in memory) reads courriel-state
+// alone. A session opening it while it lingers shares it and sees what
+// the last one did; the server's SaveAll ends the lingering at once.
+func TestStateSettledAfterRelease(t *testing.T) {
+	st := testStore(t)
+	reg := stateRegistry(nil, 0)
+	reg.lingerMin = 1
+	useFolder(t, reg, st) // changes, then the release: within the margin
+	reg.mu.Lock()
+	lingering := len(reg.boxes)
+	reg.mu.Unlock()
+	if lingering != 1 {
+		t.Fatalf("%d folders open after the release of one changed just now, want it lingering", lingering)
+	}
+	// Opened again while lingering: the same folder, nothing listed.
+	mb, err := reg.Open(st, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := mb.FlagsOf([]uint32{1}); got[0]&FlagSeen == 0 {
+		t.Errorf("flags of UID 1 %v while lingering, want \\Seen", got[0])
+	}
+	mb.Release()
+	want := fullView(t, st)
+	// Settled: bounded wait for the lingering to end.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		reg.mu.Lock()
+		n := len(reg.boxes)
+		reg.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("folder still lingering after 10 s")
+		}
+	}
+	got, listings := viewOf(t, stateRegistry(nil, 0), st)
+	if listings != 0 {
+		t.Errorf("%d directory listings opening the folder once settled, want 0", listings)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("opened from courriel-state:\n%+v\nwant (full way):\n%+v", got, want)
+	}
+
+	// SaveAll (the server closing) closes a lingering folder at once.
+	reg2 := stateRegistry(nil, 0)
+	reg2.lingerMin = 1
+	if mb, err = reg2.Open(st, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mb.StoreFlags([]uint32{3}, StoreAdd, []string{Flagged}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mb.Release()
+	reg2.SaveAll()
+	reg2.mu.Lock()
+	n := len(reg2.boxes)
+	reg2.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d folders open after SaveAll, want 0", n)
+	}
+}

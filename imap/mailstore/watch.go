@@ -44,6 +44,9 @@ func (w *Watcher) Changes(allowExpunge bool) []Change {
 		start = 0 // cannot happen: the log is only trimmed below every cursor
 	}
 	var out []Change
+	if n := len(mb.log) - start; n > 0 {
+		out = make([]Change, 0, n)
+	}
 	i := start
 	for ; i < len(mb.log); i++ {
 		c := mb.log[i]
