@@ -73,6 +73,13 @@ func (h *Hops) Cluster() *Cluster {
 	return h.c
 }
 
+// PeerIsNode says whether the connection c comes from a configured
+// node's address (its own address, not one a front node reported).
+func (h *Hops) PeerIsNode(c net.Conn) bool {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	return err == nil && h.FromNode(ap.Addr().Unmap())
+}
+
 // FromNode says whether ip is the address of a configured node.
 func (h *Hops) FromNode(ip netip.Addr) bool {
 	return h != nil && ip.IsValid() && h.nodeIPs[ip.Unmap()]

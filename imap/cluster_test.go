@@ -645,6 +645,10 @@ func TestClusterBackSide(t *testing.T) {
 	if got := last(r.cmd("a", "AUTHENTICATE PLAIN "+plainResp("alice", cluster.ClusterLogin, "wrong-secret-0123456"))); !strings.HasPrefix(got, "a NO [AUTHENTICATIONFAILED]") {
 		t.Errorf("wrong cluster secret: %q", got)
 	}
+	// The right secret in clear, but from an address that is no node's.
+	if got := last(dialIMAP(t, back, "127.0.0.3").cmd("o", "AUTHENTICATE PLAIN "+plainResp("alice", cluster.ClusterLogin, testClusterSecret))); !strings.HasPrefix(got, "o NO [AUTHENTICATIONFAILED]") {
+		t.Errorf("cluster login in clear from outside the cluster: %q", got)
+	}
 	// Without the cluster's identity, plain text is no place for a login.
 	if got := last(r.cmd("b", "AUTHENTICATE PLAIN "+plainResp("", "alice", p.alice.Password))); !strings.HasPrefix(got, "b NO [PRIVACYREQUIRED]") {
 		t.Errorf("user login in plain text: %q", got)

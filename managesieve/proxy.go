@@ -69,6 +69,12 @@ func (se *session) hopLoginAs(authz, secret string) error {
 		se.log.Warn("managesieve: cluster login with a wrong secret", "ip", se.ip)
 		return se.loginFailed(cluster.ClusterLogin, "wrong cluster secret")
 	}
+	// In clear ([cluster] tls off: a private network), only from a node's
+	// address: the secret must not be worth trying from anywhere else.
+	if !se.tls && !se.srv.hops.PeerIsNode(se.raw) {
+		se.log.Warn("managesieve: cluster login in clear from an address that is no node", "peer", se.raw.RemoteAddr().String())
+		return se.loginFailed(cluster.ClusterLogin, "cluster login in clear from outside the cluster")
+	}
 	if authz == "" || len(authz) > 256 || strings.ContainsRune(authz, 0) {
 		return se.loginFailed(cluster.ClusterLogin, "cluster login without a user")
 	}
