@@ -14,6 +14,7 @@ import (
 	"courriel/directory"
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
+	"courriel/internal/connset"
 )
 
 // capabilities lists what the session may use now: login mechanisms
@@ -271,7 +272,7 @@ func (s *session) readLine(max int) (string, error) {
 }
 
 func (s *session) loginFailed(tag, login, reason string) error {
-	d := s.srv.guard.Failed(login, parseIP(s.ip))
+	d := s.srv.guard.Failed(login, connset.ParseIP(s.ip))
 	s.fails++
 	s.logger.Info("imap: login failed", "ip", s.ip, "reason", reason, "delay", d)
 	if m := s.srv.opts.Metrics; m != nil {
@@ -317,7 +318,7 @@ func (s *session) login(tag, username, password string) error {
 		s.logger.Warn("imap: directory unavailable during login", "err", err)
 		return errAuthUnavailable
 	}
-	s.srv.guard.Succeeded(username, parseIP(s.ip))
+	s.srv.guard.Succeeded(username, connset.ParseIP(s.ip))
 	return s.enter(tag, u)
 }
 
@@ -325,7 +326,7 @@ func (s *session) login(tag, username, password string) error {
 // not heard at all; its login names are not, since anyone could lock
 // their owners out.
 func (s *session) throttled(tag string) error {
-	if !s.srv.guard.Blocked(parseIP(s.ip)) {
+	if !s.srv.guard.Blocked(connset.ParseIP(s.ip)) {
 		return nil
 	}
 	s.fails++

@@ -25,6 +25,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/directory"
+	"courriel/internal/connset"
 )
 
 // The buffers of a proxied session's copies: each direction waits with a
@@ -91,7 +92,7 @@ func (s *session) hopLoginAs(tag, authz, secret string) error {
 		s.logger.Warn("imap: cluster login for a user not found here", "login", sanitize(authz), "err", err)
 		return errHomeUnavailable
 	}
-	s.srv.guard.Succeeded(cluster.ClusterLogin, parseIP(s.ip))
+	s.srv.guard.Succeeded(cluster.ClusterLogin, connset.ParseIP(s.ip))
 	s.hopLogin = true
 	via := s.ip
 	if s.origin.IP.IsValid() {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -227,7 +226,7 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 // admit applies the connection limits; over a limit the client gets a
 // BYE and the connection is closed.
 func (s *Server) admit(c net.Conn, isTLS bool) *session {
-	ip := remoteIP(c.RemoteAddr())
+	ip := connset.RemoteIP(c.RemoteAddr())
 	se, err := s.conns.Admit(ip, func() *session { return newSession(s, c, ip, isTLS) })
 	if err != nil {
 		refuse := "Too many connections, try again later"
@@ -353,22 +352,6 @@ type Metrics interface {
 	IMAPSessionStarted()
 	IMAPSessionEnded()
 	AuthFailure(listener string)
-}
-
-func remoteIP(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
-
-func parseIP(s string) netip.Addr {
-	a, _ := netip.ParseAddr(s)
-	return a
 }
 
 func newID() string {

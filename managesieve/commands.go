@@ -11,6 +11,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/directory"
+	"courriel/internal/connset"
 	"courriel/sieve"
 	"courriel/sieve/scripts"
 )
@@ -194,7 +195,7 @@ func cmdAuthenticate(se *session, args []token) error {
 }
 
 func (se *session) loginFailed(login, reason string) error {
-	d := se.srv.guard.Failed(login, parseIP(se.ip))
+	d := se.srv.guard.Failed(login, connset.ParseIP(se.ip))
 	se.fails++
 	se.log.Info("managesieve: login failed", "ip", se.ip, "login", sanitize(login), "reason", reason, "delay", d)
 	if m := se.srv.opts.Metrics; m != nil {
@@ -235,13 +236,13 @@ func (se *session) login(username, password string) error {
 		se.log.Warn("managesieve: directory unavailable during login", "err", err)
 		return errTryLater
 	}
-	se.srv.guard.Succeeded(username, parseIP(se.ip))
+	se.srv.guard.Succeeded(username, connset.ParseIP(se.ip))
 	return se.enter(u)
 }
 
 // throttled refuses a login from a network that guessed too often.
 func (se *session) throttled() error {
-	if !se.srv.guard.Blocked(parseIP(se.ip)) {
+	if !se.srv.guard.Blocked(connset.ParseIP(se.ip)) {
 		return nil
 	}
 	se.fails++

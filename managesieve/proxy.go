@@ -23,6 +23,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/directory"
+	"courriel/internal/connset"
 )
 
 // maxHopLine bounds one line the home node sends during the hop's login.
@@ -85,7 +86,7 @@ func (se *session) hopLoginAs(authz, secret string) error {
 		se.log.Warn("managesieve: cluster login for a user not found here", "login", sanitize(authz), "err", err)
 		return errHomeUnavailable
 	}
-	se.srv.guard.Succeeded(cluster.ClusterLogin, parseIP(se.ip))
+	se.srv.guard.Succeeded(cluster.ClusterLogin, connset.ParseIP(se.ip))
 	se.hopLogin = true
 	via := se.ip
 	if se.origin.IP.IsValid() {

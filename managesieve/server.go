@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -184,7 +183,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // admit applies the connection limits; over one the client gets a BYE.
 func (s *Server) admit(c net.Conn) *session {
-	ip := remoteIP(c.RemoteAddr())
+	ip := connset.RemoteIP(c.RemoteAddr())
 	se, err := s.conns.Admit(ip, func() *session { return newSession(s, c, ip) })
 	if err != nil {
 		refuse := "Too many connections, try again later."
@@ -246,22 +245,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // other cluster nodes; *directory.Directory implements it.
 type UserLookup interface {
 	LookupUser(ctx context.Context, login string) (directory.User, error)
-}
-
-func remoteIP(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
-
-func parseIP(s string) netip.Addr {
-	a, _ := netip.ParseAddr(s)
-	return a
 }
 
 func newID() string {

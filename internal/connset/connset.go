@@ -74,7 +74,7 @@ func (s *Set[S]) Admit(peer string, newSession func() S) (S, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var zero S
-	ip := parseIP(peer)
+	ip := ParseIP(peer)
 	group := peerGroup(peer, ip)
 	switch {
 	case len(s.sessions) >= s.lim.MaxConns:
@@ -306,7 +306,21 @@ func decr(m map[string]int, k string) {
 	}
 }
 
-func parseIP(s string) netip.Addr {
+// ParseIP parses a session's address; the zero Addr when it is none.
+func ParseIP(s string) netip.Addr {
 	a, _ := netip.ParseAddr(s)
 	return a
+}
+
+// RemoteIP is the host part of a connection's remote address, the key the
+// caps count by ("" for none).
+func RemoteIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
