@@ -178,13 +178,18 @@ func TestListenSocketFile(t *testing.T) {
 	if _, err := Listen(Options{Path: path}); err == nil {
 		t.Fatal("took over a live server's socket")
 	}
+	// A socket file bound but never listened on, as a dead server leaves
+	// it. (A listener closed here could still accept for a moment: a
+	// parallel test's fork holds a copy of every descriptor until exec.)
 	dead := filepath.Join(t.TempDir(), "dead.sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: dead, Net: "unix"})
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: dead}); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
 	s2, err := Listen(Options{Path: dead})
 	if err != nil {
 		t.Fatalf("stale socket: %v", err)
