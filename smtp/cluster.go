@@ -58,7 +58,15 @@ func (s *session) clusterAuth(identity, login, password string) error {
 		s.log.Warn("cluster auth refused: client throttled", "ip", s.c.ip.String())
 		return s.authFailed("", replyAuthThrottled)
 	}
-	if (identity == "" || identity == login) && login == cluster.ClusterLogin && s.srv.o.ClusterNodes.CheckSecret(password) {
+	ok := (identity == "" || identity == login) && login == cluster.ClusterLogin && s.srv.o.ClusterNodes.CheckSecret(password)
+	// In clear ([cluster] tls off: a private network), only from a node's
+	// address, as IMAP and ManageSieve: the secret must not be worth
+	// trying from anywhere else.
+	if ok && s.tls == nil && !s.srv.hops.FromNode(s.c.ip) {
+		s.log.Warn("cluster auth in clear from an address that is no node", "ip", s.c.ip.String())
+		ok = false
+	}
+	if ok {
 		s.mu.Lock()
 		s.clusterPeer = true
 		s.mu.Unlock()

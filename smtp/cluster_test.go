@@ -244,8 +244,8 @@ func TestClusterHeldUserFollowsMove(t *testing.T) {
 // of the output is "<command>: <code>".
 const clusterProbe = `
 import smtplib, sys, base64
-host, port, secret, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-s = smtplib.SMTP(host, port, timeout=20)
+host, port, secret, mode, source = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+s = smtplib.SMTP(host, port, timeout=20, source_address=(source, 0))
 s.ehlo("a.test")
 def show(what, r):
     print("%s: %d" % (what, r[0]))
@@ -260,6 +260,9 @@ elif mode == "port25":
     show("XIMPORT", s.docmd("XIMPORT", "alice 3"))
 elif mode == "wrong":
     show("AUTH", s.docmd("AUTH", "PLAIN " + plain("", "courriel-cluster", secret + "x")))
+elif mode == "outsider":
+    show("AUTH", s.docmd("AUTH", "PLAIN " + plain("", "courriel-cluster", secret)))
+    show("MAIL", s.docmd("MAIL", "FROM:<x@example.net>"))
 elif mode == "user":
     show("AUTH", s.docmd("AUTH", "PLAIN " + plain("", "alice", "whatever")))
 elif mode == "ok":
@@ -283,7 +286,12 @@ s.quit()
 func probeCluster(t *testing.T, addr, secret, mode string) string {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
-	out, err := exec.Command("python3", "-c", clusterProbe, host, port, secret, mode).CombinedOutput()
+	// The nodes listen on 127.0.0.1; 127.0.0.2 is no node's address.
+	source := "127.0.0.1"
+	if mode == "outsider" {
+		source = "127.0.0.2"
+	}
+	out, err := exec.Command("python3", "-c", clusterProbe, host, port, secret, mode, source).CombinedOutput()
 	if err != nil {
 		t.Fatalf("probe %s: %v\n%s", mode, err, out)
 	}
@@ -302,6 +310,8 @@ func TestClusterListenerRefuses(t *testing.T) {
 		{"noauth", "MAIL: 530\nXIMPORT: 500\n"},
 		{"wrong", "AUTH: 535\n"},
 		{"user", "AUTH: 535\n"},
+		// The right secret in clear from an address that is no node's.
+		{"outsider", "AUTH: 535\nMAIL: 530\n"},
 		{"ok", "AUTH: 235\nMAIL: 250\nRCPT elsewhere: 450\nRCPT relay: 554\nRCPT unknown: 450\nRCPT alias: 450\n" +
 			"RCPT held: 450\nRCPT alice: 250\nDATA: 354\nEND: 250\nXIMPORT: 354\nIMPORTED: 250\n"},
 	} {

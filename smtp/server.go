@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"courriel/cluster"
 	"courriel/internal/acceptloop"
 	"courriel/loginguard"
 )
@@ -24,6 +25,9 @@ type Server struct {
 	o     Options // immutable after NewServer
 	ids   *idGen
 	guard *loginguard.Guard // failed logins, shared with IMAP when Options.Guard is set
+	// hops knows the cluster nodes' addresses, from which alone the
+	// Cluster listener takes the cluster login in clear; nil on others.
+	hops *cluster.Hops
 	log   *slog.Logger
 	// ehloSize is the EHLO SIZE line, the limit enforced. Immutable.
 	ehloSize string
@@ -60,6 +64,9 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if s.guard == nil {
 		s.guard = newGuard(o.AuthThrottle, o.Now)
+	}
+	if o.Kind == Cluster {
+		s.hops = cluster.NewHops(o.ClusterNodes)
 	}
 	return s, nil
 }
