@@ -28,7 +28,7 @@ type Server struct {
 	// hops knows the cluster nodes' addresses, from which alone the
 	// Cluster listener takes the cluster login in clear; nil on others.
 	hops *cluster.Hops
-	log   *slog.Logger
+	log  *slog.Logger
 	// ehloSize is the EHLO SIZE line, the limit enforced. Immutable.
 	ehloSize string
 
