@@ -73,11 +73,14 @@ func (h *Hops) Cluster() *Cluster {
 	return h.c
 }
 
-// PeerIsNode says whether the connection c comes from a configured
-// node's address (its own address, not one a front node reported).
-func (h *Hops) PeerIsNode(c net.Conn) bool {
+// PeerAddr is the address c comes from (its own, not one a front node
+// reported); invalid when it is no IP address.
+func PeerAddr(c net.Conn) netip.Addr {
 	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	return err == nil && h.FromNode(ap.Addr().Unmap())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // FromNode says whether ip is the address of a configured node.
@@ -122,6 +125,21 @@ func (h *Hops) MarkDown(n Node) {
 	h.mu.Lock()
 	h.dead[n.Name] = time.Now().Add(DeadNodeMemory)
 	h.mu.Unlock()
+}
+
+// CheckLogin decides a cluster login (authcid ClusterLogin) with secret
+// from peer, over TLS or not: "" when it is taken, else why not, for the
+// log and the failed-login count. In clear ([cluster] tls off: a private
+// network) it is taken only from a node's own address, so the secret is
+// worth nothing from anywhere else.
+func (h *Hops) CheckLogin(secret string, inTLS bool, peer netip.Addr) string {
+	switch {
+	case !h.Cluster().CheckSecret(secret):
+		return "wrong cluster secret"
+	case !inTLS && !h.FromNode(peer):
+		return "cluster login in clear from outside the cluster"
+	}
+	return ""
 }
 
 // PlainLogin is the SASL PLAIN response (RFC 4616) a front node logs in

@@ -127,3 +127,37 @@ func TestHopsDeadNodeMemory(t *testing.T) {
 		t.Error("a single node has no hops")
 	}
 }
+
+// The cluster login needs the secret, and in clear a node's own address.
+func TestCheckLogin(t *testing.T) {
+	c, err := New(Options{Self: "a", Secret: []byte("0123456789abcdef"), Nodes: map[string]Node{
+		"a": {SMTP: "192.0.2.1:2525"}, "b": {IMAP: "[2001:db8::2]:143"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHops(c)
+	node, other := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.9")
+	for _, tc := range []struct {
+		name   string
+		secret string
+		tls    bool
+		peer   netip.Addr
+		want   bool
+	}{
+		{"in clear from a node", "0123456789abcdef", false, node, true},
+		{"in clear from a v6 node", "0123456789abcdef", false, netip.MustParseAddr("2001:db8::2"), true},
+		{"in clear from a v4-mapped node", "0123456789abcdef", false, netip.MustParseAddr("::ffff:192.0.2.1"), true},
+		{"in clear from elsewhere", "0123456789abcdef", false, other, false},
+		{"in clear, no address", "0123456789abcdef", false, netip.Addr{}, false},
+		{"over TLS from elsewhere", "0123456789abcdef", true, other, true},
+		{"wrong secret from a node", "0123456789abcdeX", false, node, false},
+		{"wrong secret over TLS", "", true, other, false},
+	} {
+		if got := h.CheckLogin(tc.secret, tc.tls, tc.peer) == ""; got != tc.want {
+			t.Errorf("%s: taken %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if why := (*Hops)(nil).CheckLogin("0123456789abcdef", true, node); why == "" {
+		t.Error("a single node took a cluster login")
+	}
+}

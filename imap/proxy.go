@@ -71,15 +71,9 @@ func (s *session) hopLoginAs(tag, authz, secret string) error {
 	if err := s.throttled(tag); err != nil {
 		return err
 	}
-	if !s.srv.hops.Cluster().CheckSecret(secret) {
-		s.logger.Warn("imap: cluster login with a wrong secret", "ip", s.ip)
-		return s.loginFailed(tag, cluster.ClusterLogin, "wrong cluster secret")
-	}
-	// In clear ([cluster] tls off: a private network), only from a node's
-	// address: the secret must not be worth trying from anywhere else.
-	if !s.tls && !s.srv.hops.PeerIsNode(s.raw) {
-		s.logger.Warn("imap: cluster login in clear from an address that is no node", "peer", s.raw.RemoteAddr().String())
-		return s.loginFailed(tag, cluster.ClusterLogin, "cluster login in clear from outside the cluster")
+	if why := s.srv.hops.CheckLogin(secret, s.tls, cluster.PeerAddr(s.raw)); why != "" {
+		s.logger.Warn("imap: cluster login refused", "why", why, "peer", s.raw.RemoteAddr().String())
+		return s.loginFailed(tag, cluster.ClusterLogin, why)
 	}
 	if authz == "" || len(authz) > 256 || strings.ContainsRune(authz, 0) {
 		return s.loginFailed(tag, cluster.ClusterLogin, "cluster login without a user")

@@ -66,15 +66,9 @@ func (se *session) hopLoginAs(authz, secret string) error {
 	if err := se.throttled(); err != nil {
 		return err
 	}
-	if !se.srv.hops.Cluster().CheckSecret(secret) {
-		se.log.Warn("managesieve: cluster login with a wrong secret", "ip", se.ip)
-		return se.loginFailed(cluster.ClusterLogin, "wrong cluster secret")
-	}
-	// In clear ([cluster] tls off: a private network), only from a node's
-	// address: the secret must not be worth trying from anywhere else.
-	if !se.tls && !se.srv.hops.PeerIsNode(se.raw) {
-		se.log.Warn("managesieve: cluster login in clear from an address that is no node", "peer", se.raw.RemoteAddr().String())
-		return se.loginFailed(cluster.ClusterLogin, "cluster login in clear from outside the cluster")
+	if why := se.srv.hops.CheckLogin(secret, se.tls, cluster.PeerAddr(se.raw)); why != "" {
+		se.log.Warn("managesieve: cluster login refused", "why", why, "peer", se.raw.RemoteAddr().String())
+		return se.loginFailed(cluster.ClusterLogin, why)
 	}
 	if authz == "" || len(authz) > 256 || strings.ContainsRune(authz, 0) {
 		return se.loginFailed(cluster.ClusterLogin, "cluster login without a user")

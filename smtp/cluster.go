@@ -58,15 +58,11 @@ func (s *session) clusterAuth(identity, login, password string) error {
 		s.log.Warn("cluster auth refused: client throttled", "ip", s.c.ip.String())
 		return s.authFailed("", replyAuthThrottled)
 	}
-	ok := (identity == "" || identity == login) && login == cluster.ClusterLogin && s.srv.o.ClusterNodes.CheckSecret(password)
-	// In clear ([cluster] tls off: a private network), only from a node's
-	// address, as IMAP and ManageSieve: the secret must not be worth
-	// trying from anywhere else.
-	if ok && s.tls == nil && !s.srv.hops.FromNode(s.c.ip) {
-		s.log.Warn("cluster auth in clear from an address that is no node", "ip", s.c.ip.String())
-		ok = false
+	why := "not the cluster login"
+	if (identity == "" || identity == login) && login == cluster.ClusterLogin {
+		why = s.srv.hops.CheckLogin(password, s.tls != nil, s.c.ip)
 	}
-	if ok {
+	if why == "" {
 		s.mu.Lock()
 		s.clusterPeer = true
 		s.mu.Unlock()
@@ -75,7 +71,7 @@ func (s *session) clusterAuth(identity, login, password string) error {
 		return nil
 	}
 	d := s.srv.guard.Failed(login, s.c.ip)
-	s.log.Warn("cluster auth failed", "login", sanitize(login, 64), "delay", d)
+	s.log.Warn("cluster auth failed", "login", sanitize(login, 64), "why", why, "delay", d)
 	if d > 0 {
 		s.srv.o.Sleep(s.ctx, d)
 	}
