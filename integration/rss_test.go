@@ -30,7 +30,7 @@ import (
 func BenchmarkDataRSS(b *testing.B) { dataRSS(b, "") }
 
 func BenchmarkDataRSSMilter(b *testing.B) {
-	addr, seen := startBodyMilter(b)
+	addr, seen := startBodyMilter(b, nil)
 	dataRSS(b, milterTOML(addr, quoteList("smtp"), "tempfail"))
 	conns, size := envInt("COURRIEL_RSS_CONNS", 500), envInt("COURRIEL_RSS_BYTES", 10_000_000)
 	// Each message's body (its size less the header line and blank line
