@@ -397,6 +397,22 @@ func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf []by
 		return stop, nil
 	}
 	size := m.body.Size()
+	if cs.ProtocolOption(gomilter.OptNoBody) {
+		size = 0 // not read for a milter that wants no body
+	}
+	if size == 0 {
+		// The library wants a body event before the end of the message
+		// (else End fails, and an empty body got the default action):
+		// one empty chunk, sent only to a milter that wants the body.
+		act, err := cs.BodyChunk(nil)
+		if err != nil {
+			return false, err
+		}
+		if v, stop := s.action(mc, "body", act); stop || mc.txDone {
+			res.Verdict = v
+			return stop, nil
+		}
+	}
 	for off := int64(0); off < size && !cs.Skip(); {
 		n, err := m.body.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
 		if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {

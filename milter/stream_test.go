@@ -239,3 +239,30 @@ func TestPacketBounds(t *testing.T) {
 		})
 	}
 }
+
+// A message without a body (or without even a blank line) goes through
+// a milter as any other: the library wants a body event before the end.
+func TestEmptyBody(t *testing.T) {
+	addr, events := serveRecorder(t, nil, func(m gomilter.Modifier) { m.AddHeader("X-Seen", "yes") })
+	c, err := NewChain([]Config{{Address: addr}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.NewSession(testInfo, nil)
+	defer s.Close()
+	for _, msg := range []string{"Subject: x\r\n\r\n", "Subject: x\r\n", ""} {
+		s.Mail("a@example.net", "Q")
+		s.Rcpt("b@example.org")
+		res := s.Message(strings.NewReader(msg), Spool{})
+		if res.Reply != nil || !res.Modified {
+			t.Errorf("%q: %+v", msg, res)
+			continue
+		}
+		if !strings.Contains(stored(t, res), "X-Seen: yes\r\n") {
+			t.Errorf("%q: stored %q", msg, stored(t, res))
+		}
+	}
+	if n := strings.Count(strings.Join(events(), "\n"), "eom"); n != 3 {
+		t.Errorf("%d ends of message, want 3:\n%s", n, strings.Join(events(), "\n"))
+	}
+}
