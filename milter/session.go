@@ -315,7 +315,7 @@ func (s *Session) Message(msg Content, sp Spool) *Result {
 		}
 		res.replaced = m.replaced
 	}()
-	buf := make([]byte, gomilter.DataSize64K)
+	var buf []byte // for the body's chunks, sized for the largest body
 	for _, mc := range s.conns {
 		if v, skip := s.skipTx(mc); skip {
 			if v.Reply != nil {
@@ -324,7 +324,7 @@ func (s *Session) Message(msg Content, sp Spool) *Result {
 			}
 			continue
 		}
-		stop, err := s.message(mc, m, res, sp, buf)
+		stop, err := s.message(mc, m, res, sp, &buf)
 		var le *localError
 		if errors.As(err, &le) {
 			s.localFailure(mc, res, err)
@@ -361,8 +361,9 @@ func (s *Session) localFailure(mc *mconn, res *Result, err error) {
 
 // message runs DATA, the header, the body and end of message with one
 // milter and applies its changes to m and res. stop says res.Verdict is
-// final (a refusal or a discard). buf is for the body's chunks.
-func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf []byte) (stop bool, err error) {
+// final (a refusal or a discard). *buf is for the body's chunks, grown
+// as needed up to a chunk's size.
+func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf *[]byte) (stop bool, err error) {
 	s.deadline(mc, mc.f.cfg.ContentTimeout)
 	cs := mc.cs
 	act, err := cs.DataStart()
@@ -413,12 +414,16 @@ func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf []by
 			return stop, nil
 		}
 	}
+	if want := int(min(size, int64(gomilter.DataSize64K))); len(*buf) < want {
+		*buf = make([]byte, want)
+	}
+	chunk := *buf
 	for off := int64(0); off < size && !cs.Skip(); {
-		n, err := m.body.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		n, err := m.body.ReadAt(chunk[:min(int64(len(chunk)), size-off)], off)
 		if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {
 			return false, &localError{fmt.Errorf("reading the message body: %w", cmp.Or(err, io.ErrUnexpectedEOF))}
 		}
-		act, err := cs.BodyChunk(buf[:n])
+		act, err := cs.BodyChunk(chunk[:n])
 		if err != nil {
 			return false, err
 		}
