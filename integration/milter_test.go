@@ -98,6 +98,28 @@ func TestMilterRspamd(t *testing.T) {
 			t.Errorf("%d messages in Junk", n)
 		}
 	})
+	t.Run("large and empty bodies scanned", func(t *testing.T) {
+		// 3 MB: rspamd gets the body in 64 KiB chunks from the spool
+		// file; an empty body: one empty chunk, as the library needs.
+		large := numberedLines(3_000_000, "\r\n")
+		for _, tc := range []struct {
+			marker string
+			body   []byte
+		}{{"marker-large", large}, {"marker-empty", nil}} {
+			msg := append([]byte("From: <big@example.net>\r\nSubject: "+tc.marker+"\r\n\r\n"), tc.body...)
+			if err := sendPlain(s.SMTP, "big@example.net", "test0@hosted-domain.com", msg); err != nil {
+				t.Fatalf("%s: %v", tc.marker, err)
+			}
+			m := findMessage(t, s, "xomail", "new", "Subject: "+tc.marker+"\n")
+			if !regexp.MustCompile(`(?m)^X-Rspamd-Queue-Id: \S+`).MatchString(m) {
+				t.Errorf("%s: not scanned:\n%s", tc.marker, m[:min(len(m), 2000)])
+			}
+			_, got, _ := strings.Cut(m, "\n\n")
+			if want := strings.ReplaceAll(string(tc.body), "\r\n", "\n"); got != want {
+				t.Errorf("%s: stored body of %d octets, want %d", tc.marker, len(got), len(want))
+			}
+		}
+	})
 	t.Run("spam by a local rule lands in Junk", func(t *testing.T) {
 		out := swaksMsg(t, s, "test0@hosted-domain.com", "COURRIEL-SPAM-TEST offer", "buy now, marker-spam")
 		if !accepted(out) {

@@ -85,9 +85,10 @@ func (f *filter) answered() {
 
 // recordingDialer dials one connection, keeps it (the library hides it) and
 // gives it the connect timeout, which covers the option negotiation too.
+// The library reads it through a packetConn.
 type recordingDialer struct {
 	timeout time.Duration
-	conn    net.Conn
+	conn    *packetConn
 }
 
 func (d *recordingDialer) Dial(network, address string) (net.Conn, error) {
@@ -97,8 +98,8 @@ func (d *recordingDialer) Dial(network, address string) (net.Conn, error) {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(d.timeout))
-	d.conn = c
-	return c, nil
+	d.conn = &packetConn{Conn: c}
+	return d.conn, nil
 }
 
 // Macro lists sent at each stage when the milter asks for none of its own:
@@ -128,7 +129,7 @@ func macroStages() []macroStage {
 
 // open connects to the milter and negotiates. The returned connection is
 // the one under the session, for deadlines.
-func (f *filter) open(macros gomilter.Macros) (*gomilter.ClientSession, net.Conn, error) {
+func (f *filter) open(macros gomilter.Macros) (*gomilter.ClientSession, *packetConn, error) {
 	d := &recordingDialer{timeout: f.cfg.ConnectTimeout}
 	opts := []gomilter.Option{
 		gomilter.WithDialer(d),

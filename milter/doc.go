@@ -37,5 +37,13 @@
 //     make Result.Junk: the caller files the copies in the Junk folder.
 //   - What milters send is hostile: header names and values are checked
 //     and bounded, values are re-folded with CRLF, replies are reduced to
-//     printable ASCII, a replaced body gets CRLF line ends.
+//     printable ASCII, a replaced body gets CRLF line ends and is bounded
+//     (Spool.Limit), and no packet over 1 MiB is read (packetConn).
+//   - Memory per message is bounded, not the message's size: the header
+//     (at most 256 KiB) is held in memory, the body is read where it lies
+//     (the caller's spool file for a large message) and sent in chunks of
+//     64 KiB, as Postfix does; a body a milter replaces is written to the
+//     caller's Spool as it arrives (an unnamed file past 128 KiB), not
+//     collected by the library, and the next milter and the caller read
+//     it there. The caller closes the Result to free it.
 package milter

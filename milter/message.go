@@ -1,7 +1,11 @@
 package milter
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 )
 
@@ -24,53 +28,87 @@ func (f *field) value(leading bool) string {
 	return strings.ReplaceAll(string(v), "\r\n", "\n")
 }
 
-// message is a message being filtered: header fields and body, the body
-// starting right after the blank line (sep says whether there was one).
+// message is a message being filtered: header fields in memory, and the
+// body, read in place, starting right after the blank line (sep says
+// whether there was one). replaced is the body a milter sent, when one did.
 type message struct {
-	fields []field
-	sep    bool
-	body   []byte
+	fields   []field
+	sep      bool
+	body     Content
+	replaced *bodyBuffer
 }
 
-// parseMessage splits a CRLF message (as smtp checked it: no bare CR or
-// LF). The header ends at the first empty line, or at the first line that
-// is neither a field nor a continuation: that line and what follows are
-// the body, as Postfix's cleanup treats them.
-func parseMessage(b []byte) *message {
+// maxHeaderBytes bounds the header section held in memory, as smtp's own
+// scan of it: what follows a longer one is body for the milters (Postfix's
+// cleanup also ends the header at header_size_limit). The bytes stored
+// are the same either way.
+const maxHeaderBytes = 256 << 10
+
+// parseMessage reads the header of a CRLF message (as smtp checked it: no
+// bare CR or LF). The header ends at the first empty line, or at the first
+// line that is neither a field nor a continuation: that line and what
+// follows are the body, as Postfix's cleanup treats them. Only the header
+// is read.
+func parseMessage(msg Content) (*message, error) {
 	m := &message{}
-	for len(b) > 0 {
-		i := bytes.Index(b, []byte("\r\n"))
-		line := b
-		if i >= 0 {
-			line = b[:i+2]
+	size := msg.Size()
+	br := bufio.NewReaderSize(io.NewSectionReader(msg, 0, min(size, maxHeaderBytes)), 4096)
+	var off int64 // bytes of msg in m.fields
+	bodyFrom := func(o int64) (*message, error) {
+		m.body = io.NewSectionReader(msg, o, size-o)
+		return m, nil
+	}
+	var line []byte
+	for {
+		line = line[:0]
+		eof := false
+		for {
+			frag, err := br.ReadSlice('\n')
+			line = append(line, frag...)
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				eof = true
+				break
+			}
+			if err != nil {
+				return nil, &localError{fmt.Errorf("reading the message header: %w", err)}
+			}
+			if bytes.HasSuffix(line, []byte("\r\n")) {
+				break
+			}
+		}
+		if eof && off+int64(len(line)) < size {
+			// The header goes on past maxHeaderBytes: the rest is body.
+			return bodyFrom(off)
 		}
 		switch {
-		case i == 0:
+		case len(line) == 0:
+			return bodyFrom(off)
+		case string(line) == "\r\n":
 			m.sep = true
-			m.body = b[2:]
-			return m
+			return bodyFrom(off + 2)
 		case (line[0] == ' ' || line[0] == '\t') && len(m.fields) > 0:
 			f := &m.fields[len(m.fields)-1]
 			f.raw = append(f.raw, line...)
 		default:
 			name, ok := fieldName(line)
 			if !ok {
-				m.body = b
-				return m
+				return bodyFrom(off)
 			}
 			m.fields = append(m.fields, field{name: name, raw: bytes.Clone(line)})
 		}
-		if i < 0 {
+		off += int64(len(line))
+		if eof {
 			// A last line without CRLF is a field too; give it one.
 			f := &m.fields[len(m.fields)-1]
 			if !bytes.HasSuffix(f.raw, []byte("\r\n")) {
 				f.raw = append(f.raw, '\r', '\n')
 			}
-			return m
+			return bodyFrom(size)
 		}
-		b = b[i+2:]
 	}
-	return m
 }
 
 // fieldName returns the name of a header line "Name: value", RFC 5322
@@ -136,9 +174,10 @@ func newField(name, value string, leading bool) (field, bool) {
 	return field{name: name, raw: b.Bytes()}, true
 }
 
-// bytes writes the message back.
-func (m *message) bytes() []byte {
-	n := len(m.body) + 2
+// header is the header section as it is to be written, the empty line
+// included when there is one.
+func (m *message) header() []byte {
+	n := 2
 	for _, f := range m.fields {
 		n += len(f.raw)
 	}
@@ -149,7 +188,18 @@ func (m *message) bytes() []byte {
 	if m.sep {
 		out = append(out, '\r', '\n')
 	}
-	return append(out, m.body...)
+	return out
+}
+
+// replaceBody makes b the body (a milter's SMFIR_REPLBODY), freeing the
+// body an earlier milter sent.
+func (m *message) replaceBody(b *bodyBuffer) {
+	m.replaced.close()
+	m.replaced = b
+	m.body = b.content()
+	if !m.sep && m.body.Size() > 0 {
+		m.sep = true
+	}
 }
 
 // add appends a field at the end of the header.
@@ -186,27 +236,4 @@ func (m *message) change(name string, idx int, f *field) {
 	if f != nil {
 		m.add(*f)
 	}
-}
-
-// crlf gives a replaced body CRLF line ends: a milter may send LF alone,
-// and no bare CR or LF may reach a maildir or the next hop.
-func crlf(b []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(b) + len(b)/32)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			out.WriteString("\r\n")
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-		case '\n':
-			out.WriteString("\r\n")
-		case 0:
-			// NUL is not text (RFC 6152 §3); drop it.
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.Bytes()
 }

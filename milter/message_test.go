@@ -1,6 +1,8 @@
 package milter
 
 import (
+	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -16,14 +18,51 @@ func TestParseMessageRoundTrip(t *testing.T) {
 		"Subject: a\r\nbody without separator\r\n",
 		"",
 	} {
-		if got := string(parseMessage([]byte(msg)).bytes()); got != msg {
+		if got := roundTrip(t, msg); got != msg {
 			t.Errorf("round trip of %q gave %q", msg, got)
 		}
 	}
 }
 
+// roundTrip parses msg and writes it back.
+func roundTrip(t *testing.T, msg string) string {
+	t.Helper()
+	m := parse(t, msg)
+	body, err := io.ReadAll(io.NewSectionReader(m.body, 0, m.body.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(m.header()) + string(body)
+}
+
+func parse(t *testing.T, msg string) *message {
+	t.Helper()
+	m, err := parseMessage(strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A header longer than maxHeaderBytes ends there for the milters; the
+// message is the same bytes.
+func TestParseLongHeader(t *testing.T) {
+	field := "X-Long: " + strings.Repeat("v", 1000) + "\r\n"
+	msg := strings.Repeat(field, maxHeaderBytes/len(field)+10) + "\r\nbody\r\n"
+	m := parse(t, msg)
+	if n := len(m.header()); n > maxHeaderBytes || n < maxHeaderBytes-len(field) {
+		t.Errorf("header of %d bytes kept, bound %d", n, maxHeaderBytes)
+	}
+	if m.sep {
+		t.Error("the blank line was found past the bound")
+	}
+	if got := roundTrip(t, msg); got != msg {
+		t.Error("round trip changed the message")
+	}
+}
+
 func TestFieldValue(t *testing.T) {
-	m := parseMessage([]byte("X-Folded:  one\r\n\ttwo\r\n\r\n"))
+	m := parse(t, "X-Folded:  one\r\n\ttwo\r\n\r\n")
 	if got := m.fields[0].value(false); got != " one\n\ttwo" {
 		t.Errorf("value %q", got)
 	}
@@ -58,7 +97,7 @@ func TestNewField(t *testing.T) {
 }
 
 func TestHeaderChanges(t *testing.T) {
-	m := parseMessage([]byte("Received: r\r\nSubject: s\r\nX-A: 1\r\nX-A: 2\r\n\r\nb\r\n"))
+	m := parse(t, "Received: r\r\nSubject: s\r\nX-A: 1\r\nX-A: 2\r\n\r\nb\r\n")
 	f := func(n, v string) field { x, _ := newField(n, v, false); return x }
 	m.insert(0, f("X-Top", "t"))
 	m.insert(2, f("X-Third", "3"))
@@ -70,21 +109,46 @@ func TestHeaderChanges(t *testing.T) {
 	m.change("X-Missing", 1, &added)
 	m.add(f("X-End", "e"))
 	want := "X-Top: t\r\nReceived: r\r\nX-Third: 3\r\nSubject: new\r\nX-A: 1\r\nX-Missing: added\r\nX-End: e\r\n\r\nb\r\n"
-	if got := string(m.bytes()); got != want {
+	if got := string(m.header()) + "b\r\n"; got != want {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
 	}
 }
 
-func TestCRLF(t *testing.T) {
+// A replaced body gets CRLF line ends and loses its NULs, whatever the
+// pieces it comes in (a CR at the end of one, its LF in the next), and
+// goes to the spool past the threshold.
+func TestBodyBufferCRLF(t *testing.T) {
 	for in, want := range map[string]string{
 		"a\nb\n":     "a\r\nb\r\n",
 		"a\r\nb":     "a\r\nb",
 		"a\rb\r":     "a\r\nb\r\n",
 		"a\x00b\r\n": "ab\r\n",
+		"a\r\n\r\n":  "a\r\n\r\n",
+		"\r\r\n\n":   "\r\n\r\n\r\n",
 	} {
-		if got := string(crlf([]byte(in))); got != want {
-			t.Errorf("crlf(%q) = %q, want %q", in, got, want)
+		for _, piece := range []int{1, 2, 64} {
+			for _, threshold := range []int64{1, 1 << 10} {
+				b := newBodyBuffer(Spool{Create: func() (*os.File, error) { return os.CreateTemp(t.TempDir(), "body") }, Threshold: threshold})
+				for i := 0; i < len(in); i += piece {
+					if err := b.write([]byte(in[i:min(len(in), i+piece)])); err != nil {
+						t.Fatal(err)
+					}
+				}
+				c := b.content()
+				got, _ := io.ReadAll(io.NewSectionReader(c, 0, c.Size()))
+				if string(got) != want {
+					t.Errorf("%q in pieces of %d: %q, want %q", in, piece, got, want)
+				}
+				if b.spooled() != (threshold < int64(len(want))) {
+					t.Errorf("%q, threshold %d: spooled %v", in, threshold, b.spooled())
+				}
+				b.close()
+			}
 		}
+	}
+	b := newBodyBuffer(Spool{Limit: 4})
+	if err := b.write([]byte("abc\n")); err != errBodyTooLarge {
+		t.Errorf("a body over the limit: %v", err)
 	}
 }
 

@@ -1,6 +1,10 @@
 package milter
 
 import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -31,9 +35,12 @@ type Verdict struct {
 // Result is the milters' answer to a whole message.
 type Result struct {
 	Verdict
-	// Message is the message to store: the one given, changed by the
-	// milters (headers, body).
-	Message []byte
+	// Header and Body are the message to store, Header first: when a
+	// milter changed it, the new header section in memory and the body
+	// (the one given, in place, or one a milter replaced); else Header is
+	// nil and Body the message given. Body is valid until Close.
+	Header []byte
+	Body   Content
 	// Junk: quarantined, or flagged as spam (X-Spam: Yes): the local copies
 	// go to the Junk folder. JunkReason says why, for the log.
 	Junk       bool
@@ -48,6 +55,21 @@ type Result struct {
 	DelRcpts []string
 	// Modified says whether any milter changed anything.
 	Modified bool
+	// BodyReplaced says a milter replaced the body; BodySpooled that the
+	// new body is in a file of the Spool, not in memory.
+	BodyReplaced bool
+	BodySpooled  bool
+
+	replaced *bodyBuffer
+}
+
+// Close frees a body a milter replaced (its spool file). It may be called
+// more than once.
+func (r *Result) Close() {
+	if r != nil && r.replaced != nil {
+		r.replaced.close()
+		r.replaced = nil
+	}
 }
 
 // Session is the milters' view of one SMTP session (EHLO to QUIT or
@@ -69,6 +91,7 @@ type mconn struct {
 	f  *filter
 	cs *gomilter.ClientSession // nil when not connected
 	nc net.Conn
+	pc *packetConn // nc as the library reads it
 	// connReply is a refusal at connect or HELO: every MAIL gets it.
 	connReply *Reply
 	// connDone: the milter accepted the connection, no more events.
@@ -170,11 +193,11 @@ func (s *Session) Mail(from, queueID string) Verdict {
 // connect dials mc and sends connect and HELO. stop says the caller
 // must answer v now (the milter failed and its policy refuses).
 func (s *Session) connect(mc *mconn) (Verdict, bool) {
-	cs, nc, err := mc.f.open(s.macros)
+	cs, pc, err := mc.f.open(s.macros)
 	if err != nil {
 		return s.failed(mc, "connect", err)
 	}
-	mc.cs, mc.nc = cs, nc
+	mc.cs, mc.nc, mc.pc = cs, pc, pc
 	mc.f.answered()
 	family, port, addr := s.info.connFamily()
 	name := s.info.ClientName
@@ -260,11 +283,14 @@ func (s *Session) skipTx(mc *mconn) (Verdict, bool) {
 	return Verdict{}, mc.connDone || mc.txDone || mc.cs == nil || !mc.inTx || mc.connReply != nil
 }
 
-// Message hands the whole message (trace header first, CRLF line ends) to
-// the milters, each seeing what the previous one changed, and returns what
-// to do with it. The transaction ends here whatever the outcome.
-func (s *Session) Message(msg []byte) *Result {
-	res := &Result{Message: msg}
+// Message hands the message (trace header first, CRLF line ends) to the
+// milters, each seeing what the previous one changed, and returns what to
+// do with it. The header is read into memory (at most maxHeaderBytes);
+// the body is read in place and sent in chunks, and a body a milter
+// replaces goes to sp. The transaction ends here whatever the outcome. The
+// caller closes the Result once it has stored (or dropped) the message.
+func (s *Session) Message(msg Content, sp Spool) *Result {
+	res := &Result{Body: msg}
 	if !s.Active() {
 		return res
 	}
@@ -275,7 +301,21 @@ func (s *Session) Message(msg []byte) *Result {
 		res.Discard = true
 		return res
 	}
-	m := parseMessage(msg)
+	m, err := parseMessage(msg)
+	if err != nil {
+		s.localFailure(nil, res, err)
+		return res
+	}
+	// The replaced body, if any, is the caller's to close from here on;
+	// a refusal needs it no more.
+	defer func() {
+		if res.Reply != nil || res.Discard {
+			m.replaced.close()
+			return
+		}
+		res.replaced = m.replaced
+	}()
+	var buf []byte // for the body's chunks, sized for the largest body
 	for _, mc := range s.conns {
 		if v, skip := s.skipTx(mc); skip {
 			if v.Reply != nil {
@@ -284,7 +324,12 @@ func (s *Session) Message(msg []byte) *Result {
 			}
 			continue
 		}
-		stop, err := s.message(mc, m, res)
+		stop, err := s.message(mc, m, res, sp, &buf)
+		var le *localError
+		if errors.As(err, &le) {
+			s.localFailure(mc, res, err)
+			return res
+		}
 		if err != nil {
 			if v, stop := s.failed(mc, "end-of-message", err); stop {
 				res.Verdict = v
@@ -297,15 +342,28 @@ func (s *Session) Message(msg []byte) *Result {
 		}
 	}
 	if res.Modified {
-		res.Message = m.bytes()
+		res.Header, res.Body = m.header(), m.body
+		res.BodyReplaced, res.BodySpooled = m.replaced != nil, m.replaced.spooled()
 	}
 	return res
 }
 
+// localFailure: reading the message or spooling a replaced body failed
+// here; mc (when set) is left mid-message and is hung up. The message is
+// refused for now, whatever the milters' policies.
+func (s *Session) localFailure(mc *mconn, res *Result, err error) {
+	s.log.Error("milter: local failure", "err", err)
+	if mc != nil {
+		s.close(mc)
+	}
+	res.Verdict = Verdict{Reply: &Reply{Code: 451, Status: "4.3.0", Text: "Local error in processing"}}
+}
+
 // message runs DATA, the header, the body and end of message with one
 // milter and applies its changes to m and res. stop says res.Verdict is
-// final (a refusal or a discard).
-func (s *Session) message(mc *mconn, m *message, res *Result) (stop bool, err error) {
+// final (a refusal or a discard). *buf is for the body's chunks, grown
+// as needed up to a chunk's size.
+func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf *[]byte) (stop bool, err error) {
 	s.deadline(mc, mc.f.cfg.ContentTimeout)
 	cs := mc.cs
 	act, err := cs.DataStart()
@@ -339,9 +397,15 @@ func (s *Session) message(mc *mconn, m *message, res *Result) (stop bool, err er
 		res.Verdict = v
 		return stop, nil
 	}
-	for b := m.body; len(b) > 0 && !cs.Skip(); {
-		n := min(len(b), int(gomilter.DataSize64K))
-		act, err := cs.BodyChunk(b[:n])
+	size := m.body.Size()
+	if cs.ProtocolOption(gomilter.OptNoBody) {
+		size = 0 // not read for a milter that wants no body
+	}
+	if size == 0 {
+		// The library wants a body event before the end of the message
+		// (else End fails, and an empty body got the default action):
+		// one empty chunk, sent only to a milter that wants the body.
+		act, err := cs.BodyChunk(nil)
 		if err != nil {
 			return false, err
 		}
@@ -349,14 +413,44 @@ func (s *Session) message(mc *mconn, m *message, res *Result) (stop bool, err er
 			res.Verdict = v
 			return stop, nil
 		}
-		b = b[n:]
 	}
+	if want := int(min(size, int64(gomilter.DataSize64K))); len(*buf) < want {
+		*buf = make([]byte, want)
+	}
+	chunk := *buf
+	for off := int64(0); off < size && !cs.Skip(); {
+		n, err := m.body.ReadAt(chunk[:min(int64(len(chunk)), size-off)], off)
+		if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {
+			return false, &localError{fmt.Errorf("reading the message body: %w", cmp.Or(err, io.ErrUnexpectedEOF))}
+		}
+		act, err := cs.BodyChunk(chunk[:n])
+		if err != nil {
+			return false, err
+		}
+		if v, stop := s.action(mc, "body", act); stop || mc.txDone {
+			res.Verdict = v
+			return stop, nil
+		}
+		off += int64(n)
+	}
+	mc.pc.startReplacing(sp)
 	mods, act, err := cs.End()
+	replaced, rerr := mc.pc.stopReplacing()
+	if rerr != nil {
+		replaced.close()
+		return false, rerr
+	}
 	if err != nil {
+		replaced.close()
 		return false, err
 	}
 	mc.inTx = false
 	s.apply(mc, m, res, mods, leading)
+	if replaced != nil {
+		res.Modified = true
+		m.replaceBody(replaced)
+		s.log.Debug("milter change", "milter", mc.f.cfg.Address, "change", "replace body", "size", replaced.size)
+	}
 	switch act.Type {
 	case gomilter.ActionAccept, gomilter.ActionContinue:
 		return false, nil
@@ -366,10 +460,10 @@ func (s *Session) message(mc *mconn, m *message, res *Result) (stop bool, err er
 	return stop, nil
 }
 
-// apply makes one milter's end-of-message changes.
+// apply makes one milter's end-of-message changes to the header and the
+// envelope (a replaced body came on the side: packetConn).
 func (s *Session) apply(mc *mconn, m *message, res *Result, mods []gomilter.ModifyAction, leading bool) {
 	log := s.log.With("milter", mc.f.cfg.Address)
-	replaced := false
 	for _, ma := range mods {
 		res.Modified = true
 		switch ma.Type {
@@ -395,12 +489,6 @@ func (s *Session) apply(mc *mconn, m *message, res *Result, mods []gomilter.Modi
 				res.Junk = true
 				res.JunkReason = sanitize(ma.HeaderName+": "+strings.TrimSpace(ma.HeaderValue), 64)
 			}
-		case gomilter.ActionReplaceBody:
-			if !replaced {
-				m.body = m.body[:0:0]
-				replaced = true
-			}
-			m.body = append(m.body, ma.Body...)
 		case gomilter.ActionQuarantine:
 			res.Junk = true
 			res.JunkReason = "quarantine: " + sanitize(ma.Reason, 200)
@@ -413,12 +501,6 @@ func (s *Session) apply(mc *mconn, m *message, res *Result, mods []gomilter.Modi
 			res.DelRcpts = append(res.DelRcpts, unbracket(ma.Rcpt))
 		}
 		log.Debug("milter change", "change", sanitize(ma.String(), 200))
-	}
-	if replaced {
-		m.body = crlf(m.body)
-		if !m.sep && len(m.body) > 0 {
-			m.sep = true
-		}
 	}
 }
 
@@ -532,7 +614,7 @@ func (s *Session) close(mc *mconn) {
 	}
 	s.deadline(mc, time.Second)
 	_ = mc.cs.Close()
-	mc.cs, mc.nc, mc.inTx = nil, nil, false
+	mc.cs, mc.nc, mc.pc, mc.inTx = nil, nil, nil, false
 }
 
 func (s *Session) deadline(mc *mconn, d time.Duration) {

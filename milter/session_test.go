@@ -2,6 +2,7 @@ package milter
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -71,8 +72,8 @@ func TestDeadMilterPolicy(t *testing.T) {
 					if v := s.Rcpt("b@example.org"); v.Reply != nil {
 						t.Fatalf("Rcpt = %v", v.Reply)
 					}
-					msg := []byte("Subject: x\r\n\r\nbody\r\n")
-					if r := s.Message(msg); r.Reply != nil || r.Discard || string(r.Message) != string(msg) {
+					msg := "Subject: x\r\n\r\nbody\r\n"
+					if r := s.Message(strings.NewReader(msg), Spool{}); r.Reply != nil || r.Discard || stored(t, r) != msg {
 						t.Fatalf("Message = %+v", r)
 					}
 				}
@@ -124,6 +125,16 @@ func TestSilentMilter(t *testing.T) {
 	if v := s.Mail("a@example.net", "ID1"); v.Reply == nil || v.Reply.Code != 451 {
 		t.Fatalf("Mail = %v, want 451", v.Reply)
 	}
+}
+
+// stored is the message a Result says to store.
+func stored(t *testing.T, r *Result) string {
+	t.Helper()
+	body, err := io.ReadAll(io.NewSectionReader(r.Body, 0, r.Body.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(r.Header) + string(body)
 }
 
 // recorder is a milter (the library's server side) that records what it
@@ -242,12 +253,12 @@ func TestEventsAndChain(t *testing.T) {
 	if v := s.Rcpt("refused@example.org"); v.Reply == nil || *v.Reply != (Reply{550, "5.1.1", "no such user here"}) {
 		t.Fatalf("Rcpt = %v", v.Reply)
 	}
-	res := s.Message([]byte("Received: from x\r\nSubject: hi\r\n\r\nbody\r\n"))
+	res := s.Message(strings.NewReader("Received: from x\r\nSubject: hi\r\n\r\nbody\r\n"), Spool{})
 	if res.Reply != nil || !res.Modified {
 		t.Fatalf("Message = %+v", res)
 	}
-	if want := "Received: from x\r\nSubject: hi\r\nX-First: seen\r\n\r\nbody\r\n"; string(res.Message) != want {
-		t.Errorf("message %q, want %q", res.Message, want)
+	if want := "Received: from x\r\nSubject: hi\r\nX-First: seen\r\n\r\nbody\r\n"; stored(t, res) != want {
+		t.Errorf("message %q, want %q", stored(t, res), want)
 	}
 	got := strings.Join(events(), "\n")
 	for _, want := range []string{
@@ -320,7 +331,7 @@ func TestEndOfMessageActions(t *testing.T) {
 			defer s.Close()
 			s.Mail("a@example.net", "Q")
 			s.Rcpt("b@example.org")
-			tc.check(t, s.Message([]byte("Subject: hi\r\n\r\nbody\r\n")))
+			tc.check(t, s.Message(strings.NewReader("Subject: hi\r\n\r\nbody\r\n"), Spool{}))
 			// The session goes on: a second transaction works.
 			if v := s.Mail("a@example.net", "Q2"); v.Reply != nil {
 				t.Errorf("second Mail: %v", v.Reply)

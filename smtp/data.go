@@ -87,7 +87,8 @@ func (s *session) data(r io.Reader) error {
 	now := s.srv.o.Now()
 	header := s.received(now)
 	header = s.addedFields(header, hi, now)
-	header, body, discarded, err := s.filterMessage(log, header, body)
+	header, body, release, discarded, err := s.filterMessage(log, header, body)
+	defer release()
 	if err != nil {
 		return s.fail(stageData, err)
 	}

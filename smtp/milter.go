@@ -1,14 +1,12 @@
 package smtp
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,30 +115,30 @@ func (s *session) milterClose() {
 
 // filterMessage hands the message (header: our Received) to the milters
 // and applies their answer to the transaction. It returns the message to
-// store, whole, in body (header is then nil); done says the message is
-// accepted without being stored (discarded, or every recipient removed);
-// err is the reply when a milter refused it.
-//
-// The milter library takes the message in one piece: with milters on, a
-// message is read into memory here (at most the size limit), so the spooling
-// of large messages bounds memory only on listeners without milters.
-func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.Content) (newHeader []byte, newBody delivery.Content, done bool, err error) {
+// store (all of it in body, header nil); done says the message is accepted without being
+// stored (discarded, or every recipient removed); err is the reply when a
+// milter refused it. The milters read the body in place (the spool file of
+// a large message) and a body one of them replaces goes to the spool too,
+// when large: release frees it, once the message is stored.
+func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.Content) (newHeader []byte, newBody delivery.Content, release func(), done bool, err error) {
+	release = func() {}
 	if s.milter == nil {
-		return header, body, false, nil
+		return header, body, release, false, nil
 	}
-	msg := make([]byte, len(header)+int(body.Size()))
-	copy(msg, header)
-	if _, err := body.ReadAt(msg[len(header):], 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, false, fmt.Errorf("reading the message for the milters: %w", err)
-	}
-	res := s.milter.Message(msg)
+	res := s.milter.Message(joined{header, body}, milter.Spool{
+		Create:    func() (*os.File, error) { return createUnnamed(s.srv.o.SpoolDir) },
+		Threshold: s.srv.o.SpoolThreshold,
+		Limit:     s.srv.o.MaxMessageBytes,
+	})
+	release = res.Close
+	size := int64(len(header)) + body.Size()
 	switch {
 	case res.Reply != nil:
 		log.Info("message refused by milter", "milter", res.Milter, "reply", sanitize(res.Reply.String(), 300))
-		return nil, nil, false, milterReply(res.Reply)
+		return nil, nil, release, false, milterReply(res.Reply)
 	case res.Discard:
-		log.Info("message discarded by milter", "milter", res.Milter, "from", sanitize(s.tx.from, 300), "nrcpt", len(s.tx.rcpts), "size", len(msg))
-		return nil, nil, true, nil
+		log.Info("message discarded by milter", "milter", res.Milter, "from", sanitize(s.tx.from, 300), "nrcpt", len(s.tx.rcpts), "size", size)
+		return nil, nil, release, true, nil
 	}
 	if res.From != nil {
 		s.milterChangeFrom(log, *res.From)
@@ -150,12 +148,12 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 	}
 	for _, a := range res.AddRcpts {
 		if err := s.milterAddRcpt(log, a); err != nil {
-			return nil, nil, false, err
+			return nil, nil, release, false, err
 		}
 	}
 	if len(s.tx.local)+len(s.tx.remote) == 0 {
 		log.Info("message dropped: the milters removed every recipient", "from", sanitize(s.tx.from, 300))
-		return nil, nil, true, nil
+		return nil, nil, release, true, nil
 	}
 	if res.Junk {
 		for i := range s.tx.local {
@@ -163,7 +161,12 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		}
 		log.Info("message filed as junk by milter", "reason", res.JunkReason, "local", len(s.tx.local))
 	}
-	return nil, bytes.NewReader(res.Message), false, nil
+	if res.BodyReplaced {
+		log.Info("body replaced by milter", "size", res.Body.Size(), "spooled", res.BodySpooled)
+	}
+	// The whole message as the body, our trace fields included, as mail
+	// authentication expects after the milters.
+	return nil, joined{res.Header, res.Body}, release, false, nil
 }
 
 func (s *session) milterChangeFrom(log *slog.Logger, from string) {
