@@ -14,7 +14,33 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// statInfo reads the fields a scan needs from a stat.
+type statInfo struct{ st *unix.Stat_t }
+
+func (s statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Sec, s.st.Mtim.Nsec) }
+func (s statInfo) Size() int64        { return s.st.Size }
+
+func (s statInfo) Mode() fs.FileMode {
+	switch s.st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFREG:
+		return 0
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	}
+	return fs.ModeDevice
+}
 
 // The stream a move sends (a POSIX tar, PAX format, so that names of any
 // length and nanosecond mtimes pass):
@@ -185,15 +211,15 @@ func (a *Archive) scanDir(root *os.Root, dir string, depth int, lim Limits) erro
 	if depth > maxDepth {
 		return fmt.Errorf("move: %s: deeper than %d levels", dir, maxDepth)
 	}
-	f, err := root.Open(dir)
+	f, err := root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|noFollow, 0)
 	if err != nil {
-		if a.live && gone(err) {
+		if a.live && (gone(err) || errors.Is(err, syscall.ELOOP)) {
 			return nil // removed meanwhile (a folder deleted or renamed)
 		}
 		return fmt.Errorf("move: open %s: %w", dir, err)
 	}
+	defer f.Close()
 	des, err := f.ReadDir(-1)
-	f.Close()
 	if err != nil {
 		if a.live && gone(err) {
 			return nil
@@ -208,13 +234,17 @@ func (a *Archive) scanDir(root *os.Root, dir string, depth int, lim Limits) erro
 		if err := checkRel(rel); err != nil {
 			return fmt.Errorf("move: %w", err)
 		}
-		fi, err := root.Lstat(rel)
+		// fstatat in the directory opened: no walk from the home's root
+		// per file (a third of a held scan's time).
+		var st unix.Stat_t
+		err := withFd(f, func(fd int) error { return unix.Fstatat(fd, de.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) })
 		if err != nil {
 			if a.live && gone(err) {
 				continue // expunged, or renamed for its flags: seen under its new name or not at all
 			}
-			return fmt.Errorf("move: %w", err)
+			return fmt.Errorf("move: stat %s: %w", rel, err)
 		}
+		fi := statInfo{&st}
 		e := &entry{rel: rel, mtime: fi.ModTime()}
 		switch t := fi.Mode().Type(); {
 		case t == fs.ModeDir:

@@ -240,7 +240,7 @@ func craftStream(t testing.TB, head string, ops *string, members []member, withT
 	return buf.Bytes()
 }
 
-func listDir(t *testing.T, d string) []string {
+func listDir(t testing.TB, d string) []string {
 	t.Helper()
 	des, err := os.ReadDir(d)
 	if err != nil {

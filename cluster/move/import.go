@@ -191,6 +191,11 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 		return fmt.Errorf("move: import %s: %w", login, err)
 	}
 	if k == kindPre || k == kindDelta {
+		// Durable now, while the user works: the final delta's syncfs,
+		// held, then has only the changes to write.
+		if err := im.syncFS(st); err != nil {
+			return fmt.Errorf("move: import %s: sync: %w", login, err)
+		}
 		im.keepPending(&pending{token: token, login: login, home: u.Home, staging: staging,
 			entries: w.held, bytes: w.heldBytes, at: im.o.Now()})
 		done = true
