@@ -271,10 +271,23 @@ func imapDo(t *testing.T, c io.Writer, r *bufio.Reader, tag, command string) {
 // the pre-copy is read (files vanish between the scan and their bytes)
 // and after it. The new home is exactly the old one as it was at the
 // hold: every name, content, mtime, the dovecot-uidlist; each delivered
-// message once.
+// message once. With a low RepeatFiles, the changes go once more before
+// the hold (a delta), with more changes while it is sent.
 func TestMovePreCopyWhileWorking(t *testing.T) {
 	t.Parallel()
+	for _, repeat := range []bool{false, true} {
+		t.Run(fmt.Sprintf("repeat=%v", repeat), func(t *testing.T) {
+			t.Parallel()
+			testMovePreCopyWhileWorking(t, repeat)
+		})
+	}
+}
+
+func testMovePreCopyWhileWorking(t *testing.T, repeat bool) {
 	n := newTwoNodes(t)
+	if repeat {
+		n.mover.o.RepeatFiles = 1
+	}
 	makeHome(t, n.aHome)
 	ctx := context.Background()
 	aMaildir := n.aHome + "/mailbox/"
@@ -301,12 +314,21 @@ func TestMovePreCopyWhileWorking(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var pre, held []*Archive
+	var pre, deltas, held []*Archive
 	send := n.mover.o.Send
 	n.mover.o.Send = func(ctx context.Context, c *cluster.Cluster, node cluster.Node, login string, a *Archive) error {
-		if !a.IsPreCopy() {
+		switch a.kind {
+		case kindFinal:
 			held = append(held, a)
 			return send(ctx, c, node, login, a)
+		case kindDelta:
+			deltas = append(deltas, a)
+			work("w3", 15) // between the delta's scan and its bytes
+			if err := send(ctx, c, node, login, a); err != nil {
+				return err
+			}
+			work("w4", 20)
+			return nil
 		}
 		pre = append(pre, a)
 		work("w1", 1) // between the pre-copy's scan and its bytes
@@ -321,8 +343,12 @@ func TestMovePreCopyWhileWorking(t *testing.T) {
 		t.Fatalf("Move: %v\n%s", err, strings.Join(progress, "\n"))
 	}
 	t.Logf("progress:\n%s", strings.Join(progress, "\n"))
-	if len(pre) != 1 || len(held) != 1 {
-		t.Fatalf("%d pre-copies, %d streams held; want 1 and 1", len(pre), len(held))
+	wantDeltas, rounds := 0, 2
+	if repeat {
+		wantDeltas, rounds = 1, 4
+	}
+	if len(pre) != 1 || len(deltas) != wantDeltas || len(held) != 1 {
+		t.Fatalf("%d pre-copies, %d deltas, %d streams held; want 1, %d and 1", len(pre), len(deltas), len(held), wantDeltas)
 	}
 	stale := 0
 	for _, e := range pre[0].entries {
@@ -374,10 +400,10 @@ func TestMovePreCopyWhileWorking(t *testing.T) {
 			t.Errorf("%s: %d copies", id, k)
 		}
 	}
-	if len(ids) != delivered-4 { // 2 expunged in each round
-		t.Errorf("%d messages in the new home, %d delivered and 4 expunged", len(ids), delivered)
+	if len(ids) != delivered-2*rounds { // 2 expunged in each round
+		t.Errorf("%d messages in the new home, %d delivered and %d expunged", len(ids), delivered, 2*rounds)
 	}
-	if b, err := os.ReadFile(filepath.Join(n.bHome, "sieve/main.sieve")); err != nil || !strings.HasPrefix(string(b), "# w2") {
+	if b, err := os.ReadFile(filepath.Join(n.bHome, "sieve/main.sieve")); err != nil || !strings.HasPrefix(string(b), "# "+[]string{"w2", "w4"}[wantDeltas]) {
 		t.Errorf("Sieve script: %q, %v; want the last one", b, err)
 	}
 	if !strings.Contains(strings.Join(progress, "\n"), "keeps working meanwhile") || !strings.Contains(strings.Join(progress, "\n"), "was held for") {
