@@ -27,9 +27,6 @@ func validToken(s string) bool {
 // (flags) and entries removed (or sent again).
 func (a *Archive) Changed() (renamed, removed int) { return a.renamed, a.removed }
 
-// IsPreCopy says whether the archive is a pre-copy (the user not held).
-func (a *Archive) IsPreCopy() bool { return a.kind == kindPre }
-
 // Changes scans the home again and returns the changes since a (a
 // pre-copy, or a delta after one) was sent, for the same move id: final,
 // the user is held (the scan is strict, as Scan's) and the receiving node
