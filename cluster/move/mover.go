@@ -298,7 +298,7 @@ func (m *Mover) preCopy(ctx context.Context, u directory.User, target cluster.No
 	progress(fmt.Sprintf("pre-copying %d entries, %d bytes of files to %s (%s); %s keeps working meanwhile",
 		a.Entries(), a.Bytes(), target.Name, target.SMTP, u.Login))
 	if err := m.o.Send(ctx, m.o.Cluster, target, u.Login, a); err != nil {
-		return nil, fmt.Errorf("move: pre-copy: %w", err)
+		return nil, fmt.Errorf("%w (pre-copy: %s was not held and stays here)", err, u.Login)
 	}
 	progress(fmt.Sprintf("pre-copied in %s", m.o.Now().Sub(t0).Round(time.Millisecond)))
 	d, err := a.Changes(false, m.o.Limits)
@@ -312,7 +312,7 @@ func (m *Mover) preCopy(ctx context.Context, u directory.User, target cluster.No
 	progress(fmt.Sprintf("changed meanwhile: %d entries, %d bytes of files; %d renamed, %d removed or replaced: sending them before holding %s",
 		d.Entries(), d.Bytes(), renamed, removed, u.Login))
 	if err := m.o.Send(ctx, m.o.Cluster, target, u.Login, d); err != nil {
-		return nil, fmt.Errorf("move: pre-copy (changes): %w", err)
+		return nil, fmt.Errorf("%w (pre-copy, changes: %s was not held and stays here)", err, u.Login)
 	}
 	return d, nil
 }

@@ -410,3 +410,30 @@ func testMovePreCopyWhileWorking(t *testing.T, repeat bool) {
 		t.Errorf("progress lines")
 	}
 }
+
+// NoPreCopy: the whole home in one stream, held (format 1), as before
+// pre-copies.
+func TestMoveNoPreCopy(t *testing.T) {
+	t.Parallel()
+	n := newTwoNodes(t)
+	makeHome(t, n.aHome)
+	n.mover.o.NoPreCopy = true
+	var progress []string
+	if err := n.mover.Move(context.Background(), "xomail", "b", func(l string) { progress = append(progress, l) }); err != nil {
+		t.Fatal(err)
+	}
+	p := strings.Join(progress, "\n")
+	if strings.Contains(p, "pre-copying") || !strings.Contains(p, "sending 33 entries") {
+		t.Errorf("progress:\n%s", p)
+	}
+	names := listDir(t, n.aBase)
+	if len(names) != 1 {
+		t.Fatalf("node A's homes: %q", names)
+	}
+	old, moved := readTree(t, filepath.Join(n.aBase, names[0])), readTree(t, n.bHome)
+	for rel, w := range old {
+		if g, ok := moved[rel]; !skipped(rel) && (!ok || g.kind != w.kind || g.content != w.content) {
+			t.Errorf("%s differs in the new home", rel)
+		}
+	}
+}
