@@ -437,3 +437,46 @@ func TestMoveNoPreCopy(t *testing.T) {
 		}
 	}
 }
+
+// The new node restarts between the pre-copy and the final delta: it
+// refuses the changes of a move it has no staging directory for, the user
+// is released where they were, and the next move replaces the staging
+// directory the restart left.
+func TestMoveNewNodeRestarted(t *testing.T) {
+	t.Parallel()
+	n := newTwoNodes(t)
+	makeHome(t, n.aHome)
+	ctx := context.Background()
+	send := n.mover.o.Send
+	restart := true
+	n.mover.o.Send = func(ctx context.Context, c *cluster.Cluster, node cluster.Node, login string, a *Archive) error {
+		err := send(ctx, c, node, login, a)
+		if a.kind == kindPre && restart {
+			n.hop.im.mu.Lock()
+			clear(n.hop.im.pending) // what a restart forgets; the directory stays on disk
+			n.hop.im.mu.Unlock()
+		}
+		return err
+	}
+	err := n.mover.Move(ctx, "xomail", "b", nil)
+	var re *ReplyError
+	if !errors.As(err, &re) || re.Code != 554 || !strings.Contains(re.Text, "no pre-copy") {
+		t.Fatalf("Move = %v, want B's 554", err)
+	}
+	if n.holds.Held(n.aHome) || n.gate.IsClosed(n.aHome) || n.writer.calls != 0 {
+		t.Error("not released, or the directory written")
+	}
+	if _, err := os.Lstat(n.aHome); err != nil {
+		t.Fatalf("old home: %v", err)
+	}
+	if got := listDir(t, n.bBase); len(got) != 1 || !strings.HasPrefix(got[0], ".courriel-import-xomail-") {
+		t.Fatalf("node B: %q, want the staging directory the restart left", got)
+	}
+	restart = false
+	if err := n.mover.Move(ctx, "xomail", "b", nil); err != nil {
+		t.Fatalf("second move: %v", err)
+	}
+	if got := listDir(t, n.bBase); len(got) != 1 || got[0] != "xomail" {
+		t.Errorf("node B: %q, want xomail alone", got)
+	}
+}
