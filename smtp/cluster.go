@@ -48,7 +48,14 @@ import (
 //
 // XIMPORT <login> <octets> (after the cluster login): 354, then exactly
 // that many octets, handed to Options.ImportHome (courriel move-user's
-// receiving side); 250 when it returns nil.
+// receiving side); 250 when it returns nil. The octets are a tar stream
+// (cluster/move's archive.go) whose first member says what it is: a whole
+// home to put in place (format 1), or, for one move id (format 2), a
+// pre-copy staged while the user works, a delta applied to that staging
+// directory, or the final delta sent while the user is held, after which
+// the home is put in place. One verb for all: the kind travels inside the
+// stream, checked by the importer, which refuses a delta for a move id it
+// did not pre-copy.
 
 // clusterAuth checks the cluster login: authcid ClusterLogin (authzid
 // empty or the same) and the shared secret, in constant time. Failures

@@ -185,7 +185,23 @@ func file(name, body string) member {
 
 // craft builds a stream: the header for login, the members, and a trailer
 // that matches them (so that only what a test makes hostile is wrong).
-func craft(t *testing.T, login string, members []member, withTrailer bool) []byte {
+func craft(t testing.TB, login string, members []member, withTrailer bool) []byte {
+	t.Helper()
+	return craftStream(t, formatLine+"\nlogin "+login+"\n", nil, members, withTrailer)
+}
+
+// craft2 builds a format 2 stream: kind ("pre-copy", "delta", "final")
+// for move id token; ops (delta and final) is the ops member's body.
+func craft2(t testing.TB, login, kind, token, ops string, members []member, withTrailer bool) []byte {
+	t.Helper()
+	head := formatLine2 + "\nlogin " + login + "\n" + kind + " " + token + "\n"
+	if kind == "pre-copy" {
+		return craftStream(t, head, nil, members, withTrailer)
+	}
+	return craftStream(t, head, &ops, members, withTrailer)
+}
+
+func craftStream(t testing.TB, head string, ops *string, members []member, withTrailer bool) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -198,9 +214,12 @@ func craft(t *testing.T, login string, members []member, withTrailer bool) []byt
 			t.Fatal(err)
 		}
 	}
-	head := formatLine + "\nlogin " + login + "\n"
 	put(tar.Header{Typeflag: tar.TypeReg, Name: headerName, Size: int64(len(head)), Mode: 0o600}, head)
 	sum := newDigest()
+	if ops != nil {
+		put(tar.Header{Typeflag: tar.TypeReg, Name: opsName, Size: int64(len(*ops)), Mode: 0o600}, *ops)
+		sum.h.Write([]byte(*ops))
+	}
 	var total int64
 	for _, m := range members {
 		put(m.h, m.body)
@@ -221,7 +240,7 @@ func craft(t *testing.T, login string, members []member, withTrailer bool) []byt
 	return buf.Bytes()
 }
 
-func listDir(t *testing.T, d string) []string {
+func listDir(t testing.TB, d string) []string {
 	t.Helper()
 	des, err := os.ReadDir(d)
 	if err != nil {

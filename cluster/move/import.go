@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,9 @@ type ImportOptions struct {
 	Gate   *Gate
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now
+	// PendingTTL bounds how long a pre-copy's staging directory waits for
+	// its final delta (default DefaultPendingTTL).
+	PendingTTL time.Duration
 }
 
 // Importer writes homes sent by other nodes (the SMTP hop's XIMPORT).
@@ -54,6 +58,10 @@ type Importer struct {
 	// syncFS makes the staging directory durable: syncFS, unless a test
 	// that runs thousands of imports (the fuzzer) replaces it.
 	syncFS func(*os.Root) error
+
+	mu      sync.Mutex
+	pending map[string]*pending // by move id
+	busy    map[string]bool     // homes an import is writing
 }
 
 // NewImporter returns an Importer.
@@ -65,7 +73,10 @@ func NewImporter(o ImportOptions) *Importer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Importer{o: o, syncFS: syncFS}
+	if o.PendingTTL <= 0 {
+		o.PendingTTL = DefaultPendingTTL
+	}
+	return &Importer{o: o, syncFS: syncFS, pending: map[string]*pending{}, busy: map[string]bool{}}
 }
 
 func refused(format string, a ...any) error {
@@ -83,12 +94,20 @@ func refused(format string, a ...any) error {
 // (created by a login or a ManageSieve connection) is set aside as
 // <home>.replaced-<time>. On any error nothing is left but the staging
 // directory's removal. It may return before reading all of r.
+//
+// A pre-copy (format 2) leaves its staging directory in place for its
+// move id, until a final delta for that id puts it in place, another
+// pre-copy of the same home replaces it, or PendingTTL passes; a delta
+// for an id this node has no staging directory of is refused. A delta
+// that fails removes the staging directory: the move starts again.
 func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) error {
 	start := im.o.Now()
 	tr := tar.NewReader(r)
-	if err := readHeader(tr, login); err != nil {
+	k, token, err := readHeader(tr, login)
+	if err != nil {
 		return err
 	}
+	im.expire()
 	u, err := im.o.Directory.LookupUser(ctx, login)
 	if err != nil {
 		return fmt.Errorf("move: import %s: look up the user: %w", login, err)
@@ -101,22 +120,34 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 		return fmt.Errorf("move: import %s: %w", login, err)
 	}
 	defer parent.Close()
-	existing, err := checkExisting(parent, name)
-	if err != nil {
-		return fmt.Errorf("move: import %s: %w", login, err)
+	unlock, ok := im.lockHome(u.Home)
+	if !ok {
+		return fmt.Errorf("move: import %s: another import of %s is running", login, u.Home)
 	}
-	reopen := func() {}
-	if im.o.Gate != nil {
-		reopen = im.o.Gate.Close(u.Home)
-	}
-	defer reopen()
-
-	staging := ".courriel-import-" + name + "-" + randomSuffix()
-	if len(staging) > maxNameLen {
-		staging = ".courriel-import-" + randomSuffix()
-	}
-	if err := parent.Mkdir(staging, 0o700); err != nil {
-		return fmt.Errorf("move: import %s: staging directory: %w", login, err)
+	defer unlock()
+	var staging string
+	var p *pending
+	w := &homeWriter{lim: im.o.Limits, u: u, chown: im.o.Chown, dirs: map[string]bool{".": true}, sum: newDigest()}
+	switch k {
+	case kindFull, kindPre:
+		if k == kindPre {
+			im.dropPending(parent, name, u.Home)
+		}
+		staging = ".courriel-import-" + name + "-" + randomSuffix()
+		if len(staging) > maxNameLen {
+			staging = ".courriel-import-" + randomSuffix()
+		}
+		if err := parent.Mkdir(staging, 0o700); err != nil {
+			return fmt.Errorf("move: import %s: staging directory: %w", login, err)
+		}
+	default:
+		if p = im.takePending(token, login, u.Home); p == nil {
+			return refused("no pre-copy of %s for move %s on this node (it expired, failed, or this node restarted)", login, token)
+		}
+		staging, w.delta, w.held, w.heldBytes = p.staging, true, p.entries, p.bytes
+		if fi, err := parent.Lstat(staging); err != nil || !fi.IsDir() {
+			return refused("the staging directory of move %s is gone", token)
+		}
 	}
 	done := false
 	defer func() {
@@ -124,26 +155,62 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 			_ = parent.RemoveAll(staging)
 		}
 	}()
+	// A home with mail is refused before anything is written (and again
+	// before the rename, for a final or full import).
+	if _, err := checkExisting(parent, name); err != nil {
+		return fmt.Errorf("move: import %s: %w", login, err)
+	}
+
+	// The home's path stays closed to local copies while it is written.
+	if k == kindFull || k == kindFinal {
+		reopen := func() {}
+		if im.o.Gate != nil {
+			reopen = im.o.Gate.Close(u.Home)
+		}
+		defer reopen()
+	}
 	st, err := parent.OpenRoot(staging)
 	if err != nil {
 		return fmt.Errorf("move: import %s: staging directory: %w", login, err)
 	}
 	defer st.Close()
-	w := &homeWriter{root: st, lim: im.o.Limits, u: u, chown: im.o.Chown, dirs: map[string]bool{".": true}, sum: newDigest()}
-	if err := w.own(".", 0o700); err != nil {
-		return fmt.Errorf("move: import %s: %w", login, err)
+	w.root = st
+	if !w.delta {
+		if err := w.own(".", 0o700); err != nil {
+			return fmt.Errorf("move: import %s: %w", login, err)
+		}
 	}
-	err = w.readHome(ctx, tr)
+	if w.delta {
+		err = w.readOps(ctx, tr)
+	}
+	if err == nil {
+		err = w.readHome(ctx, tr)
+	}
 	w.closeDir()
 	if err != nil {
 		return fmt.Errorf("move: import %s: %w", login, err)
+	}
+	if k == kindPre || k == kindDelta {
+		// Durable now, while the user works: the final delta's syncfs,
+		// held, then has only the changes to write.
+		if err := im.syncFS(st); err != nil {
+			return fmt.Errorf("move: import %s: sync: %w", login, err)
+		}
+		im.keepPending(&pending{token: token, login: login, home: u.Home, staging: staging,
+			entries: w.held, bytes: w.heldBytes, at: im.o.Now()})
+		done = true
+		im.o.Logger.Info("home staged", "login", login, "home", u.Home, "kind", kindNames[k], "move", token,
+			"entries", w.entries, "bytes", w.total, "renamed", w.renamed, "removed", w.removed,
+			"elapsed", im.o.Now().Sub(start).Round(time.Millisecond))
+		return nil
 	}
 	if err := im.syncFS(st); err != nil {
 		return fmt.Errorf("move: import %s: sync: %w", login, err)
 	}
 	// The home may have appeared meanwhile (a ManageSieve login): checked
 	// again just before taking its place.
-	if existing, err = checkExisting(parent, name); err != nil {
+	existing, err := checkExisting(parent, name)
+	if err != nil {
 		return fmt.Errorf("move: import %s: %w", login, err)
 	}
 	var aside string
@@ -165,27 +232,38 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 		im.o.Gate.Open(u.Home)
 	}
 	im.o.Logger.Info("home imported", "login", login, "home", u.Home, "entries", w.entries, "bytes", w.total,
+		"renamed", w.renamed, "removed", w.removed, "move", token,
 		"replaced", aside, "elapsed", im.o.Now().Sub(start).Round(time.Millisecond))
 	return nil
 }
 
-// readHeader reads the stream's first member and checks it is for login.
-func readHeader(tr *tar.Reader, login string) error {
+// readHeader reads the stream's first member and checks it is for login;
+// it returns the kind of stream and, for format 2, its move id.
+func readHeader(tr *tar.Reader, login string) (kind, string, error) {
 	h, err := tr.Next()
 	if err != nil {
-		return refused("no header: %v", err)
+		return 0, "", refused("no header: %v", err)
 	}
 	if h.Name != headerName || h.Typeflag != tar.TypeReg || h.Size > maxMetaSize {
-		return refused("the stream does not start with %s", headerName)
+		return 0, "", refused("the stream does not start with %s", headerName)
 	}
 	b, err := io.ReadAll(tr)
 	if err != nil {
-		return refused("header: %v", err)
+		return 0, "", refused("header: %v", err)
 	}
-	if string(b) != formatLine+"\nlogin "+login+"\n" {
-		return refused("the header is not %q for login %q", formatLine, login)
+	if string(b) == formatLine+"\nlogin "+login+"\n" {
+		return kindFull, "", nil
 	}
-	return nil
+	rest, ok := strings.CutPrefix(string(b), formatLine2+"\nlogin "+login+"\n")
+	if line, ok2 := strings.CutSuffix(rest, "\n"); ok && ok2 {
+		name, token, _ := strings.Cut(line, " ")
+		for k, n := range kindNames {
+			if n == name && validToken(token) {
+				return k, token, nil
+			}
+		}
+	}
+	return 0, "", refused("the header is not %q or %q for login %q", formatLine, formatLine2, login)
 }
 
 // checkExisting says whether name exists in parent as a home without mail;
@@ -252,12 +330,19 @@ type homeWriter struct {
 	lim     Limits
 	u       directory.User
 	chown   bool
-	dirs    map[string]bool // directories written, "." the home
-	entries int
+	dirs    map[string]bool // directories written or found, "." the home
+	entries int             // members of this stream (its trailer's count)
 	total   int64
 	sum     *digest
 	cur     *os.File // the directory last written into (dir)
 	curRel  string
+
+	// delta: the stream changes a staging directory a pre-copy wrote
+	// (its ops first; its members' parents may already be there).
+	delta            bool
+	held             int   // entries in the staging directory, for the Limits
+	heldBytes        int64 // bytes of its files
+	renamed, removed int
 }
 
 func (w *homeWriter) readHome(ctx context.Context, tr *tar.Reader) error {
@@ -286,10 +371,11 @@ func (w *homeWriter) member(tr *tar.Reader, h *tar.Header) error {
 	if err := checkRel(rel); err != nil {
 		return refused("member: %v", err)
 	}
-	if w.entries++; w.entries > w.lim.MaxEntries {
+	w.entries++
+	if w.held++; w.held > w.lim.MaxEntries {
 		return refused("more than %d entries", w.lim.MaxEntries)
 	}
-	if !w.dirs[path.Dir(rel)] {
+	if !w.hasDir(path.Dir(rel)) {
 		return refused("%s comes before its directory", rel)
 	}
 	w.sum.entry(rel, h.Typeflag, h.Linkname)
@@ -324,7 +410,8 @@ func (w *homeWriter) file(tr *tar.Reader, h *tar.Header, rel string) error {
 	if h.Size < 0 || h.Size > w.lim.MaxFileSize {
 		return refused("%s: %d bytes, more than %d", rel, h.Size, w.lim.MaxFileSize)
 	}
-	if w.total += h.Size; w.total > w.lim.MaxTotal {
+	w.total += h.Size
+	if w.heldBytes += h.Size; w.heldBytes > w.lim.MaxTotal {
 		return refused("more than %d bytes", w.lim.MaxTotal)
 	}
 	d, err := w.dir(path.Dir(rel))

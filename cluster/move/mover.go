@@ -51,6 +51,16 @@ type Options struct {
 	// most an hour, the user held meanwhile).
 	DrainWait, ReplicaWait time.Duration
 	Now                    func() time.Time
+	// NoPreCopy sends the whole home while the user is held, in one
+	// stream (format 1), as nodes without pre-copies take it. By default
+	// the home is pre-copied while the user works, then only what changed
+	// is sent held.
+	NoPreCopy bool
+	// RepeatFiles and RepeatBytes: when the changes since the pre-copy
+	// send more files or bytes than this (default 2,000 and 64 MB), they
+	// are sent once more before the user is held.
+	RepeatFiles int
+	RepeatBytes int64
 }
 
 // Mover moves users homed on this node to another node, one at a time.
@@ -75,6 +85,12 @@ func NewMover(o Options) *Mover {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.RepeatFiles <= 0 {
+		o.RepeatFiles = 2000
+	}
+	if o.RepeatBytes <= 0 {
+		o.RepeatBytes = 64 << 20
 	}
 	if o.Gate == nil {
 		o.Gate = NewGate()
@@ -129,8 +145,18 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 	log := m.o.Logger.With("login", u.Login, "home", u.Home, "to", target.Name)
 	start := m.o.Now()
 
+	// The pre-copy, while the user works: what the new node stages, from
+	// which only the changes are sent once the user is held.
+	var staged *Archive
+	if !m.o.NoPreCopy {
+		if staged, err = m.preCopy(ctx, u, target, progress); err != nil {
+			return err
+		}
+	}
+
 	// From here until the attribute is written, any failure puts
 	// everything back.
+	held := m.o.Now()
 	releaseHold := m.o.Holds.Hold(u.Home)
 	reopen := m.o.Gate.Close(u.Home)
 	var releases []func()
@@ -168,11 +194,20 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 		return fmt.Errorf("move: local deliveries to %s still running: %w", u.Login, err)
 	}
 	progress("no local delivery in flight")
-	a, err := Scan(u.Login, u.Home, m.o.Limits)
-	if err != nil {
-		return err
+	var a *Archive
+	if staged != nil {
+		if a, err = staged.Changes(true, m.o.Limits); err != nil {
+			return err
+		}
+		renamed, removed := a.Changed()
+		progress(fmt.Sprintf("sending the changes since the pre-copy to %s: %d entries, %d bytes of files; %d renamed, %d removed or replaced",
+			target.Name, a.Entries(), a.Bytes(), renamed, removed))
+	} else {
+		if a, err = Scan(u.Login, u.Home, m.o.Limits); err != nil {
+			return err
+		}
+		progress(fmt.Sprintf("sending %d entries, %d bytes of files to %s (%s)", a.Entries(), a.Bytes(), target.Name, target.SMTP))
 	}
-	progress(fmt.Sprintf("sending %d entries, %d bytes of files to %s (%s)", a.Entries(), a.Bytes(), target.Name, target.SMTP))
 	if err := m.o.Send(ctx, m.o.Cluster, target, u.Login, a); err != nil {
 		var re *ReplyError
 		if !errors.As(err, &re) {
@@ -240,9 +275,46 @@ func (m *Mover) Move(ctx context.Context, login, node string, progress func(stri
 		releaseAll()
 		return fmt.Errorf("move: %s now lives on %s, but: %w", u.Login, target.Name, err)
 	}
+	heldFor := m.o.Now().Sub(held).Round(time.Millisecond)
 	progress(fmt.Sprintf("old home kept (not deleted) at %s", aside))
-	log.Info("user moved", "kept", aside, "entries", a.Entries(), "bytes", a.Bytes(), "elapsed", m.o.Now().Sub(start).Round(time.Millisecond))
+	progress(fmt.Sprintf("%s was held for %s", u.Login, heldFor))
+	log.Info("user moved", "kept", aside, "entries", a.Entries(), "bytes", a.Bytes(), "held", heldFor,
+		"elapsed", m.o.Now().Sub(start).Round(time.Millisecond))
 	return nil
+}
+
+// preCopy sends the home to target's staging directory while the user
+// works, and once more what changed meanwhile when that is large; it
+// returns the archive last sent, which Changes continues from. A failure
+// here has held no one: the user stays where they are, and what the new
+// node staged is removed there by its next pre-copy of the home, or
+// after its PendingTTL.
+func (m *Mover) preCopy(ctx context.Context, u directory.User, target cluster.Node, progress func(string)) (*Archive, error) {
+	t0 := m.o.Now()
+	a, err := PreCopy(u.Login, u.Home, NewMoveID(), m.o.Limits)
+	if err != nil {
+		return nil, err
+	}
+	progress(fmt.Sprintf("pre-copying %d entries, %d bytes of files to %s (%s); %s keeps working meanwhile",
+		a.Entries(), a.Bytes(), target.Name, target.SMTP, u.Login))
+	if err := m.o.Send(ctx, m.o.Cluster, target, u.Login, a); err != nil {
+		return nil, fmt.Errorf("%w (pre-copy: %s was not held and stays here)", err, u.Login)
+	}
+	progress(fmt.Sprintf("pre-copied in %s", m.o.Now().Sub(t0).Round(time.Millisecond)))
+	d, err := a.Changes(false, m.o.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if d.Entries() <= m.o.RepeatFiles && d.Bytes() <= m.o.RepeatBytes {
+		return a, nil
+	}
+	renamed, removed := d.Changed()
+	progress(fmt.Sprintf("changed meanwhile: %d entries, %d bytes of files; %d renamed, %d removed or replaced: sending them before holding %s",
+		d.Entries(), d.Bytes(), renamed, removed, u.Login))
+	if err := m.o.Send(ctx, m.o.Cluster, target, u.Login, d); err != nil {
+		return nil, fmt.Errorf("%w (pre-copy, changes: %s was not held and stays here)", err, u.Login)
+	}
+	return d, nil
 }
 
 func (m *Mover) lookup(ctx context.Context, login string) (directory.User, error) {

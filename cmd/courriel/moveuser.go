@@ -24,8 +24,10 @@ func runMoveUser(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintln(stderr, "usage: courriel move-user [-config FILE] UID NODE\n\n"+
 			"Moves the user's home (maildir with its UIDs, flags and folders, Sieve scripts)\n"+
 			"from this node to NODE, then points the user's home attribute at NODE on the\n"+
-			"directory provider. Run as root on the node the user lives on, while courriel\n"+
-			"serve runs there. The old home is kept as HOME.moved-TIME, not deleted.")
+			"directory provider. The home is first copied while the user keeps working;\n"+
+			"logins and mail are then held only while the changes since are sent.\n"+
+			"Run as root on the node the user lives on, while courriel serve runs there.\n"+
+			"The old home is kept as HOME.moved-TIME, not deleted.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
