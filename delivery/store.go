@@ -156,6 +156,10 @@ type Store struct {
 	plainCreate bool
 	// noTmpfile is set once O_TMPFILE proved unusable on this system.
 	noTmpfile atomic.Bool
+	// umaskKeepsMode: the process umask clears no bit of a copy's mode
+	// 0600, so a file created with it has it without a chmod (see
+	// openMaildir.exactMode). Immutable.
+	umaskKeepsMode bool
 }
 
 // NewStore checks the options and returns a Store.
@@ -198,6 +202,7 @@ func NewStore(o Options) (*Store, error) {
 		maildirs:        newMaildirCache(),
 		known:           make(map[string]struct{}),
 		seed:            maphash.MakeSeed(),
+		umaskKeepsMode:  umaskKeeps(copyMode),
 	}, nil
 }
 
@@ -453,7 +458,7 @@ func (s *Store) writeUnnamed(md *openMaildir, newDir *os.File, name string, part
 		return openError("cannot create file", err)
 	}
 	defer f.Close() // unnamed until linked: closing drops a failed copy
-	if e := s.fill(f, parts, size, r, md); e != nil {
+	if e := s.fill(f, parts, size, r, md, newDir == md.newDir && md.exactMode); e != nil {
 		return e
 	}
 	switch err := linkUnnamed(f, newDir, name); {
@@ -508,7 +513,7 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, newDir *os.File, na
 		}
 		return e
 	}
-	if e := s.fill(f, parts, size, r, md); e != nil {
+	if e := s.fill(f, parts, size, r, md, false); e != nil {
 		return abort(e)
 	}
 	if err := f.Close(); err != nil { // NFS and quotas may report late
@@ -523,15 +528,18 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, newDir *os.File, na
 }
 
 // fill sets the owner and mode of a new copy in md, writes it and makes it
-// durable (syncContent).
-func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md *openMaildir) *Error {
+// durable (syncContent). created: f was created with mode copyMode and
+// has it already (openMaildir.exactMode), so no chmod.
+func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md *openMaildir, created bool) *Error {
 	if s.chown {
 		if err := f.Chown(r.UID, r.GID); err != nil {
 			return ioError("cannot chown file", err)
 		}
 	}
-	if err := f.Chmod(0o600); err != nil { // the umask must not change it
-		return ioError("cannot chmod file", err)
+	if !created {
+		if err := f.Chmod(copyMode); err != nil { // the umask must not change it
+			return ioError("cannot chmod file", err)
+		}
 	}
 	var w io.Writer = f
 	if s.wrapWriter != nil {
