@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -156,6 +157,10 @@ type Store struct {
 	plainCreate bool
 	// noTmpfile is set once O_TMPFILE proved unusable on this system.
 	noTmpfile atomic.Bool
+	// copyWriters holds *bufio.Writer of copyBuffer octets, what copies
+	// are written through: one write(2) for a copy of up to 64 KiB, and
+	// no buffer to allocate and clear for each.
+	copyWriters sync.Pool
 	// umaskKeepsMode: the process umask clears no bit of a copy's mode
 	// 0600, so a file created with it has it without a chmod (see
 	// openMaildir.exactMode). Immutable.
@@ -545,7 +550,15 @@ func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md 
 	if s.wrapWriter != nil {
 		w = s.wrapWriter(w)
 	}
-	if err := parts.writeTo(w, size); err != nil {
+	bw, _ := s.copyWriters.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(nil, copyBuffer)
+	}
+	bw.Reset(w)
+	err := parts.writeBuffered(bw)
+	bw.Reset(nil)
+	s.copyWriters.Put(bw)
+	if err != nil {
 		return ioError("cannot write file", err)
 	}
 	if err := s.syncContent(f, md); err != nil {

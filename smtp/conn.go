@@ -92,6 +92,9 @@ func (c *conn) serve() {
 		c.setCurrent(tc)
 	}
 	c.r = wire.NewReader(c.current(), o.MaxLineLength, c.flush)
+	if buf, ok := c.srv.lineBufs.Get().(*[]byte); ok {
+		c.r.Lend(*buf)
+	}
 	c.w = wire.NewWriter(c.current())
 	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
 	for !c.dropAfterWrite.Load() {
@@ -123,6 +126,11 @@ func (c *conn) finish() {
 		c.sess = nil
 	}
 	c.Close()
+	if c.r != nil {
+		if buf := c.r.Return(); buf != nil {
+			c.srv.lineBufs.Put(&buf)
+		}
+	}
 }
 
 // flush writes the held replies; the reader calls it before it waits.

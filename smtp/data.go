@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -73,7 +74,13 @@ func (s *session) data(r io.Reader) error {
 		return s.fail(stageData, err)
 	}
 	body := msg.content()
-	hi := scanHeader(body, s.srv.o.Hostname)
+	br, _ := s.srv.headerReaders.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(nil, headerBuffer)
+	}
+	hi := scanHeaderWith(body, s.srv.o.Hostname, br)
+	br.Reset(nil)
+	s.srv.headerReaders.Put(br)
 	if hi.received > hopLimit {
 		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
 		return s.fail(stageData, replyTooManyHops)
