@@ -61,6 +61,45 @@ type conn struct {
 	rcpts    int                  // RCPTs accepted in this transaction
 	authed   bool
 	pending  []byte // a command read while a BDAT transfer was expected
+	// readBy and writeBy are the deadlines last set on Conn (zero: none):
+	// see extend.
+	readBy, writeBy time.Time
+}
+
+// deadlineSlack divides a timeout into what a deadline may lag behind:
+// extend leaves a deadline alone while the new one would be less than
+// timeout/deadlineSlack later. Setting a deadline modifies a runtime
+// timer, and a modified timer may wake an idle thread to watch it: two
+// per command (read, then write) cost context switches on every
+// command of every connection. A client still gets at least 63/64 of
+// the timeout, never more than all of it.
+const deadlineSlack = 64
+
+// extendRead moves the read deadline ReadTimeout from now (see extend).
+func (c *conn) extendRead() {
+	c.extend(&c.readBy, c.srv.o.ReadTimeout, c.Conn.SetReadDeadline)
+}
+
+// extendWrite moves the write deadline WriteTimeout from now.
+func (c *conn) extendWrite() {
+	c.extend(&c.writeBy, c.srv.o.WriteTimeout, c.Conn.SetWriteDeadline)
+}
+
+// extend sets the deadline *by to timeout from now with set, unless the
+// one set already is less than timeout/deadlineSlack earlier.
+func (c *conn) extend(by *time.Time, timeout time.Duration, set func(time.Time) error) {
+	t := time.Now().Add(timeout)
+	if !by.IsZero() && t.Sub(*by) < timeout/deadlineSlack {
+		return
+	}
+	*by = t
+	set(t)
+}
+
+// setDeadline sets both deadlines at once (a TLS handshake; zero: none).
+func (c *conn) setDeadline(t time.Time) {
+	c.readBy, c.writeBy = t, t
+	c.Conn.SetDeadline(t)
 }
 
 // serve runs the connection until QUIT, an error or a drop.
@@ -81,12 +120,12 @@ func (c *conn) serve() {
 		c.setCurrent(c.Conn)
 	} else {
 		tc := tls.Server(c.Conn, o.TLSConfig)
-		c.Conn.SetDeadline(time.Now().Add(o.ReadTimeout))
+		c.setDeadline(time.Now().Add(o.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.log.Info("TLS handshake failed", "err", err)
 			return
 		}
-		c.Conn.SetDeadline(time.Time{})
+		c.setDeadline(time.Time{})
 		st := tc.ConnectionState()
 		c.tlsState = &st
 		c.setCurrent(tc)
@@ -101,7 +140,7 @@ func (c *conn) serve() {
 		line := c.pending
 		c.pending = nil
 		if line == nil {
-			c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+			c.extendRead()
 			l, err := c.r.ReadLine()
 			if err != nil {
 				c.readFailed(err)
@@ -140,7 +179,7 @@ func (c *conn) flush() error {
 	if c.w.Held() == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(c.srv.o.WriteTimeout))
+	c.extendWrite()
 	return c.w.Flush()
 }
 
@@ -532,7 +571,7 @@ func (c *conn) data(arg string) {
 	}
 	o := c.srv.o
 	c.w.Plain(354, "End data with <CR><LF>.<CR><LF>")
-	c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+	c.extendRead()
 	dr := c.r.DataReader()
 	err := c.sess.Data(dr)
 	// A message over the limit: the session stopped reading it. The rest
@@ -683,7 +722,7 @@ func (b *bdatReader) nextChunk() bool {
 		if c.w.Full() {
 			c.flush()
 		}
-		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
+		c.extendRead()
 		line, err := c.r.ReadLine()
 		if err != nil {
 			b.readErr = err
@@ -749,7 +788,7 @@ func (c *conn) auth(arg string) {
 			break
 		}
 		c.w.Plain(334, base64.StdEncoding.EncodeToString(challenge))
-		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
+		c.extendRead()
 		line, err := c.r.ReadLine()
 		if err != nil {
 			c.readFailed(err)
@@ -802,13 +841,13 @@ func (c *conn) startTLS(arg string) {
 	if n := c.r.SetSource(tc); n > 0 {
 		c.log.Warn("plaintext pipelined after STARTTLS discarded", "octets", n)
 	}
-	c.Conn.SetDeadline(time.Now().Add(o.ReadTimeout))
+	c.setDeadline(time.Now().Add(o.ReadTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.log.Info("TLS handshake failed", "err", err)
 		c.dropAfterWrite.Store(true)
 		return
 	}
-	c.Conn.SetDeadline(time.Time{})
+	c.setDeadline(time.Time{})
 	st := tc.ConnectionState()
 	c.tlsState = &st
 	c.setCurrent(tc)

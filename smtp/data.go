@@ -376,7 +376,7 @@ func (s *session) readMessage(r io.Reader) (*spoolBuf, int, error) {
 		}
 		if read >= next {
 			next += dataProgress
-			s.c.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+			s.c.extendRead()
 		}
 		switch {
 		case err == io.EOF:
