@@ -464,6 +464,9 @@ func (s *session) mayRelay() bool {
 // sanitize makes a hostile string safe for a log value or a reply: printable
 // ASCII only, bounded.
 func sanitize(v string, n int) string {
+	if len(v) <= n && printableASCII(v) {
+		return v // the common case, without a copy
+	}
 	var b strings.Builder
 	for i, r := range v {
 		if i >= n {
@@ -477,4 +480,14 @@ func sanitize(v string, n int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// printableASCII says whether v has only octets 0x20 to 0x7e.
+func printableASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
