@@ -119,6 +119,7 @@ func (c *conn) serve() {
 	if o.Kind != Submissions {
 		c.setCurrent(c.Conn)
 	} else {
+		c.log.Info("connect")
 		tc := tls.Server(c.Conn, o.TLSConfig)
 		c.setDeadline(time.Now().Add(o.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
@@ -136,6 +137,12 @@ func (c *conn) serve() {
 	}
 	c.w = wire.NewWriter(c.current())
 	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
+	if o.Kind != Submissions {
+		// The greeting first: the client reads it while this line is
+		// written.
+		c.flush()
+		c.log.Info("connect")
+	}
 	for !c.dropAfterWrite.Load() {
 		line := c.pending
 		c.pending = nil
@@ -592,7 +599,24 @@ func (c *conn) data(arg string) {
 		c.log.Warn("message too large: the client kept sending past twice the limit; closing after the reply")
 	}
 	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.replied()
 	c.endTx()
+}
+
+// replied runs what the session left for after the reply to a message
+// (its "message accepted" line): the reply goes out first, unless the
+// client pipelined more commands, whose replies it then joins, as the
+// reader would send it before waiting anyway.
+func (c *conn) replied() {
+	f := c.sess.afterReply
+	if f == nil {
+		return
+	}
+	c.sess.afterReply = nil
+	if c.r.Buffered() == 0 {
+		c.flush()
+	}
+	f()
 }
 
 // parseBDAT reads BDAT's arguments: the chunk size and LAST. ok is false
@@ -650,6 +674,7 @@ func (c *conn) bdat(arg string) {
 		return
 	}
 	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.replied()
 	c.endTx()
 	c.skipChunk(br.chunk) // what the session did not read of a refused chunk
 }

@@ -122,7 +122,9 @@ func (s *session) data(r io.Reader) error {
 	if msg.spooled() {
 		attrs = append(attrs, "spooled", true)
 	}
-	log.Info("message accepted", attrs...)
+	// Logged once the 250 is on its way (conn.replied): the client reads
+	// it meanwhile, instead of waiting for the log's write(2).
+	s.afterReply = func() { log.Info("message accepted", attrs...) }
 	s.c.messageAccepted()
 	return nil
 }

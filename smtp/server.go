@@ -153,8 +153,7 @@ func (s *Server) admit(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.serving.Add(1) // under mu, before Shutdown can wait
 	s.mu.Unlock()
-	c.log.Info("connect")
-	select {
+	select { // serve logs "connect"
 	case s.idle <- c:
 	default:
 		go s.work(c)

@@ -47,6 +47,9 @@ type session struct {
 	// clusterPeer: the Cluster listener's client logged in as
 	// cluster.ClusterLogin with the shared secret; guarded by mu.
 	clusterPeer bool
+	// afterReply, when set by Data, logs the message's acceptance once
+	// its reply is sent (conn.replied). Owned by the conn's goroutine.
+	afterReply func()
 }
 
 // txn is one mail transaction, MAIL to the end of the message.
