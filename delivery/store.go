@@ -253,7 +253,7 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		if e == nil {
 			name, e = s.deliverOne(ctx, m, copyParts{header: header, body: body, stats: stats}, r)
 		}
-		s.logCopy(m, r, start, e)
+		s.logCopy(ctx, m, r, start, e)
 		if e != nil {
 			errs[i] = e // only when non-nil: no typed nil in the interface
 			return
@@ -569,7 +569,9 @@ func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md 
 
 // logCopy writes the Postfix-style line for one copy:
 // msg_id, from, to, orig_to, relay=maildir, delay, dsn, status.
-func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
+// ctx is Deliver's: the caller may hold the line back a moment with it
+// (internal/logwriter.Hold).
+func (s *Store) logCopy(ctx context.Context, m *Message, r *Recipient, start time.Time, e *Error) {
 	arrived := m.Arrived
 	if arrived.IsZero() {
 		arrived = start
@@ -584,7 +586,7 @@ func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
 	}
 	if e == nil {
 		attrs = append(attrs, slog.String("dsn", "2.0.0"), slog.String("status", "sent (delivered to maildir)"))
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+		s.log.LogAttrs(ctx, slog.LevelInfo, "delivery", attrs...)
 		return
 	}
 	status := "deferred (" + e.Reason + ")"
@@ -594,7 +596,7 @@ func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
 		level = slog.LevelError
 	}
 	attrs = append(attrs, slog.String("dsn", e.dsn()), slog.String("status", status), slog.String("error", e.Error()))
-	s.log.LogAttrs(context.Background(), level, "delivery", attrs...)
+	s.log.LogAttrs(ctx, level, "delivery", attrs...)
 }
 
 // Close releases the maildirs the Store keeps open between deliveries.

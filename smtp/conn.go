@@ -167,6 +167,10 @@ func (c *conn) finish() {
 	if c.w != nil {
 		c.flush()
 	}
+	if c.sess != nil && c.sess.afterReply != nil { // after a panic
+		c.sess.afterReply()
+		c.sess.afterReply = nil
+	}
 	if c.sess != nil {
 		c.sess.Logout()
 		c.sess = nil
@@ -604,9 +608,10 @@ func (c *conn) data(arg string) {
 }
 
 // replied runs what the session left for after the reply to a message
-// (its "message accepted" line): the reply goes out first, unless the
-// client pipelined more commands, whose replies it then joins, as the
-// reader would send it before waiting anyway.
+// (its "message accepted" line, and the delivery lines held back): the
+// reply goes out first, unless the client pipelined more commands, whose
+// replies it then joins, as the reader would send it before waiting
+// anyway.
 func (c *conn) replied() {
 	f := c.sess.afterReply
 	if f == nil {

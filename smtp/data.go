@@ -13,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/delivery/queue"
+	"courriel/internal/logwriter"
 )
 
 // dataProgress: during DATA the read deadline moves by ReadTimeout each
@@ -109,7 +110,11 @@ func (s *session) data(r io.Reader) error {
 	if err != nil {
 		return s.fail(stageData, err)
 	}
-	if err := s.store(ctx, log, header, body, now); err != nil {
+	// The copies' delivery lines wait for the reply (conn.replied), and
+	// go in one write with the accepted line.
+	hctx, release := logwriter.Hold(ctx)
+	s.afterReply = release
+	if err := s.store(hctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}
 	attrs := []any{"from", sanitize(s.tx.from, 300), "size", msg.size, "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
@@ -124,7 +129,10 @@ func (s *session) data(r io.Reader) error {
 	}
 	// Logged once the 250 is on its way (conn.replied): the client reads
 	// it meanwhile, instead of waiting for the log's write(2).
-	s.afterReply = func() { log.Info("message accepted", attrs...) }
+	s.afterReply = func() {
+		log.Info("message accepted", attrs...)
+		release()
+	}
 	s.c.messageAccepted()
 	return nil
 }

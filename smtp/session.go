@@ -47,8 +47,9 @@ type session struct {
 	// clusterPeer: the Cluster listener's client logged in as
 	// cluster.ClusterLogin with the shared secret; guarded by mu.
 	clusterPeer bool
-	// afterReply, when set by Data, logs the message's acceptance once
-	// its reply is sent (conn.replied). Owned by the conn's goroutine.
+	// afterReply, when set by Data, logs the message's acceptance and
+	// the lines held back with it once its reply is sent (conn.replied).
+	// Owned by the conn's goroutine.
 	afterReply func()
 }
 

@@ -120,9 +120,21 @@ func NewHandler(inner slog.Handler, w *Writer) *Handler {
 func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
 
 // Handle implements slog.Handler: the inner handler appends the record,
-// then it is written (by this goroutine, or by the one already writing).
+// then it is written (by this goroutine, or by the one already writing),
+// unless ctx is held (Hold).
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	err := h.inner.Handle(ctx, r)
+	if hd, ok := ctx.Value(holdKey{}).(*hold); ok {
+		hd.mu.Lock()
+		held := !hd.released
+		if held {
+			hd.w = h.w
+		}
+		hd.mu.Unlock()
+		if held {
+			return err
+		}
+	}
 	if ferr := h.w.Flush(); err == nil {
 		err = ferr
 	}
@@ -137,4 +149,37 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 // WithGroup implements slog.Handler.
 func (h *Handler) WithGroup(name string) slog.Handler {
 	return &Handler{inner: h.inner.WithGroup(name), w: h.w}
+}
+
+// holdKey marks a context whose records wait (Hold).
+type holdKey struct{}
+
+// hold is what Hold's context carries: the Writer a held record went to.
+type hold struct {
+	mu       sync.Mutex
+	w        *Writer // nil while nothing is held
+	released bool    // records logged after release are written at once
+}
+
+// Hold returns ctx marked so that the records a Handler gets with it are
+// appended and not written at once: the next record logged without the
+// mark writes them with itself (one write(2) for both), and so does any
+// other goroutine's, or release, which the caller must call (any number
+// of times) once it is done with the work the records belong to; records
+// logged with ctx after release are written at once. For a line that may
+// wait until a reply is sent: it never waits for more than the code
+// between Hold and release.
+func Hold(ctx context.Context) (held context.Context, release func()) {
+	h := &hold{}
+	return context.WithValue(ctx, holdKey{}, h), h.release
+}
+
+func (h *hold) release() {
+	h.mu.Lock()
+	w := h.w
+	h.w, h.released = nil, true
+	h.mu.Unlock()
+	if w != nil {
+		w.Flush()
+	}
 }

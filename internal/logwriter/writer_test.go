@@ -2,6 +2,7 @@ package logwriter
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -253,5 +254,39 @@ func TestSyncWaitsForTheWriteInProgress(t *testing.T) {
 	}
 	if _, text := dst.all(); text != "one\ntwo\n" {
 		t.Errorf("written %q after Sync", text)
+	}
+}
+
+// TestHold: a record logged with a held context waits for the next record
+// logged without it (both in one write), or for release.
+func TestHold(t *testing.T) {
+	t.Parallel()
+	dst := &recorder{}
+	w := New(dst, 4096)
+	log := newLogger(w)
+	ctx, release := Hold(context.Background())
+	log.InfoContext(ctx, "held")
+	if writes, _ := dst.all(); len(writes) != 0 {
+		t.Fatalf("%d writes while held", len(writes))
+	}
+	log.Info("next")
+	writes, text := dst.all()
+	if len(writes) != 1 || text != "level=INFO msg=held\nlevel=INFO msg=next\n" {
+		t.Fatalf("writes %q, want the held record and the next in one", writes)
+	}
+
+	ctx, release = Hold(context.Background())
+	log.InfoContext(ctx, "alone")
+	if writes, _ := dst.all(); len(writes) != 1 {
+		t.Fatalf("%d writes, want still 1 before release", len(writes))
+	}
+	release()
+	if _, text := dst.all(); !strings.HasSuffix(text, "msg=alone\n") {
+		t.Errorf("release did not write the held record: %q", text)
+	}
+	// After release the context holds nothing back.
+	log.InfoContext(ctx, "late")
+	if _, text := dst.all(); !strings.HasSuffix(text, "msg=late\n") {
+		t.Errorf("a record after release was held: %q", text)
 	}
 }
