@@ -137,7 +137,14 @@ func (c *copyParts) sizes() (size, wsize int64) {
 // copy up to 64 KiB: one write(2) for a typical message, and no 64 KiB
 // allocation to clear for a 4 KiB one.
 func (c *copyParts) writeTo(w io.Writer, size int64) error {
-	bw := bufio.NewWriterSize(w, int(min(max(size, 512), 64<<10)))
+	return c.writeBuffered(bufio.NewWriterSize(w, int(min(max(size, 512), copyBuffer))))
+}
+
+// copyBuffer is the largest buffer a copy is written through.
+const copyBuffer = 64 << 10
+
+// writeBuffered is writeTo through bw, flushed at the end.
+func (c *copyParts) writeBuffered(bw *bufio.Writer) error {
 	if _, err := bw.Write(c.prefix); err != nil {
 		return err
 	}

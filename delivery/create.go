@@ -97,7 +97,7 @@ func openUnnamed(dir *os.File) (*os.File, error) {
 	err := withFd(dir, func(dfd int) error {
 		var err error
 		fd, err = ignoringEINTR(func() (int, error) {
-			return unix.Openat(dfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+			return unix.Openat(dfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, copyMode)
 		})
 		return err
 	})

@@ -20,6 +20,10 @@ type openMaildir struct {
 	newDir  *os.File // new/, where copies are linked
 	key     dirKey   // new/'s identity, for the group commit
 	sync    SyncMode // how copies here are made durable (syncModeFor); never SyncAuto
+	// exactMode: a file created in new/ with mode copyMode has that mode,
+	// so a copy needs no chmod: the umask clears none of its bits and
+	// new/ has no default ACL (which would stand in for the umask).
+	exactMode bool
 
 	refs    int  // deliveries using it; guarded by maildirCache.mu
 	evicted bool // out of the cache: closed when refs drops to 0; guarded by maildirCache.mu
@@ -172,7 +176,7 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 		return nil, openError("cannot open maildir", err)
 	}
 	md := &openMaildir{path: path, newPath: s.absolute(path) + "/new", root: mroot, newDir: newDir, key: key,
-		sync: s.syncModeFor(newDir, key.dev), refs: 1}
+		sync: s.syncModeFor(newDir, key.dev), exactMode: s.umaskKeepsMode && !hasDefaultACL(newDir), refs: 1}
 	s.maildirs.add(md)
 	return md, nil
 }

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -156,6 +157,14 @@ type Store struct {
 	plainCreate bool
 	// noTmpfile is set once O_TMPFILE proved unusable on this system.
 	noTmpfile atomic.Bool
+	// copyWriters holds *bufio.Writer of copyBuffer octets, what copies
+	// are written through: one write(2) for a copy of up to 64 KiB, and
+	// no buffer to allocate and clear for each.
+	copyWriters sync.Pool
+	// umaskKeepsMode: the process umask clears no bit of a copy's mode
+	// 0600, so a file created with it has it without a chmod (see
+	// openMaildir.exactMode). Immutable.
+	umaskKeepsMode bool
 }
 
 // NewStore checks the options and returns a Store.
@@ -198,6 +207,7 @@ func NewStore(o Options) (*Store, error) {
 		maildirs:        newMaildirCache(),
 		known:           make(map[string]struct{}),
 		seed:            maphash.MakeSeed(),
+		umaskKeepsMode:  umaskKeeps(copyMode),
 	}, nil
 }
 
@@ -243,7 +253,7 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		if e == nil {
 			name, e = s.deliverOne(ctx, m, copyParts{header: header, body: body, stats: stats}, r)
 		}
-		s.logCopy(m, r, start, e)
+		s.logCopy(ctx, m, r, start, e)
 		if e != nil {
 			errs[i] = e // only when non-nil: no typed nil in the interface
 			return
@@ -453,7 +463,7 @@ func (s *Store) writeUnnamed(md *openMaildir, newDir *os.File, name string, part
 		return openError("cannot create file", err)
 	}
 	defer f.Close() // unnamed until linked: closing drops a failed copy
-	if e := s.fill(f, parts, size, r, md); e != nil {
+	if e := s.fill(f, parts, size, r, md, newDir == md.newDir && md.exactMode); e != nil {
 		return e
 	}
 	switch err := linkUnnamed(f, newDir, name); {
@@ -508,7 +518,7 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, newDir *os.File, na
 		}
 		return e
 	}
-	if e := s.fill(f, parts, size, r, md); e != nil {
+	if e := s.fill(f, parts, size, r, md, false); e != nil {
 		return abort(e)
 	}
 	if err := f.Close(); err != nil { // NFS and quotas may report late
@@ -523,21 +533,32 @@ func (s *Store) writeThroughTmp(m *Message, md *openMaildir, newDir *os.File, na
 }
 
 // fill sets the owner and mode of a new copy in md, writes it and makes it
-// durable (syncContent).
-func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md *openMaildir) *Error {
+// durable (syncContent). created: f was created with mode copyMode and
+// has it already (openMaildir.exactMode), so no chmod.
+func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md *openMaildir, created bool) *Error {
 	if s.chown {
 		if err := f.Chown(r.UID, r.GID); err != nil {
 			return ioError("cannot chown file", err)
 		}
 	}
-	if err := f.Chmod(0o600); err != nil { // the umask must not change it
-		return ioError("cannot chmod file", err)
+	if !created {
+		if err := f.Chmod(copyMode); err != nil { // the umask must not change it
+			return ioError("cannot chmod file", err)
+		}
 	}
 	var w io.Writer = f
 	if s.wrapWriter != nil {
 		w = s.wrapWriter(w)
 	}
-	if err := parts.writeTo(w, size); err != nil {
+	bw, _ := s.copyWriters.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(nil, copyBuffer)
+	}
+	bw.Reset(w)
+	err := parts.writeBuffered(bw)
+	bw.Reset(nil)
+	s.copyWriters.Put(bw)
+	if err != nil {
 		return ioError("cannot write file", err)
 	}
 	if err := s.syncContent(f, md); err != nil {
@@ -548,7 +569,9 @@ func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md 
 
 // logCopy writes the Postfix-style line for one copy:
 // msg_id, from, to, orig_to, relay=maildir, delay, dsn, status.
-func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
+// ctx is Deliver's: the caller may hold the line back a moment with it
+// (internal/logwriter.Hold).
+func (s *Store) logCopy(ctx context.Context, m *Message, r *Recipient, start time.Time, e *Error) {
 	arrived := m.Arrived
 	if arrived.IsZero() {
 		arrived = start
@@ -563,7 +586,7 @@ func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
 	}
 	if e == nil {
 		attrs = append(attrs, slog.String("dsn", "2.0.0"), slog.String("status", "sent (delivered to maildir)"))
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+		s.log.LogAttrs(ctx, slog.LevelInfo, "delivery", attrs...)
 		return
 	}
 	status := "deferred (" + e.Reason + ")"
@@ -573,7 +596,7 @@ func (s *Store) logCopy(m *Message, r *Recipient, start time.Time, e *Error) {
 		level = slog.LevelError
 	}
 	attrs = append(attrs, slog.String("dsn", e.dsn()), slog.String("status", status), slog.String("error", e.Error()))
-	s.log.LogAttrs(context.Background(), level, "delivery", attrs...)
+	s.log.LogAttrs(ctx, level, "delivery", attrs...)
 }
 
 // Close releases the maildirs the Store keeps open between deliveries.

@@ -244,7 +244,7 @@ func (c *conn) ximport(arg string) {
 	c.flush()
 	chunk := c.r.ChunkReader(int64(n))
 	pr := &progressReader{r: chunk, c: c, next: importProgress}
-	c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+	c.extendRead()
 	ctx, cancel := context.WithCancel(c.sess.ctx)
 	err = o.ImportHome(ctx, login, pr)
 	cancel()
@@ -283,7 +283,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.read += int64(n)
 	if p.read >= p.next {
 		p.next += importProgress
-		p.c.Conn.SetReadDeadline(time.Now().Add(p.c.srv.o.ReadTimeout))
+		p.c.extendRead()
 	}
 	return n, err
 }

@@ -61,6 +61,45 @@ type conn struct {
 	rcpts    int                  // RCPTs accepted in this transaction
 	authed   bool
 	pending  []byte // a command read while a BDAT transfer was expected
+	// readBy and writeBy are the deadlines last set on Conn (zero: none):
+	// see extend.
+	readBy, writeBy time.Time
+}
+
+// deadlineSlack divides a timeout into what a deadline may lag behind:
+// extend leaves a deadline alone while the new one would be less than
+// timeout/deadlineSlack later. Setting a deadline modifies a runtime
+// timer, and a modified timer may wake an idle thread to watch it: two
+// per command (read, then write) cost context switches on every
+// command of every connection. A client still gets at least 63/64 of
+// the timeout, never more than all of it.
+const deadlineSlack = 64
+
+// extendRead moves the read deadline ReadTimeout from now (see extend).
+func (c *conn) extendRead() {
+	c.extend(&c.readBy, c.srv.o.ReadTimeout, c.Conn.SetReadDeadline)
+}
+
+// extendWrite moves the write deadline WriteTimeout from now.
+func (c *conn) extendWrite() {
+	c.extend(&c.writeBy, c.srv.o.WriteTimeout, c.Conn.SetWriteDeadline)
+}
+
+// extend sets the deadline *by to timeout from now with set, unless the
+// one set already is less than timeout/deadlineSlack earlier.
+func (c *conn) extend(by *time.Time, timeout time.Duration, set func(time.Time) error) {
+	t := time.Now().Add(timeout)
+	if !by.IsZero() && t.Sub(*by) < timeout/deadlineSlack {
+		return
+	}
+	*by = t
+	set(t)
+}
+
+// setDeadline sets both deadlines at once (a TLS handshake; zero: none).
+func (c *conn) setDeadline(t time.Time) {
+	c.readBy, c.writeBy = t, t
+	c.Conn.SetDeadline(t)
 }
 
 // serve runs the connection until QUIT, an error or a drop.
@@ -80,25 +119,35 @@ func (c *conn) serve() {
 	if o.Kind != Submissions {
 		c.setCurrent(c.Conn)
 	} else {
+		c.log.Info("connect")
 		tc := tls.Server(c.Conn, o.TLSConfig)
-		c.Conn.SetDeadline(time.Now().Add(o.ReadTimeout))
+		c.setDeadline(time.Now().Add(o.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.log.Info("TLS handshake failed", "err", err)
 			return
 		}
-		c.Conn.SetDeadline(time.Time{})
+		c.setDeadline(time.Time{})
 		st := tc.ConnectionState()
 		c.tlsState = &st
 		c.setCurrent(tc)
 	}
 	c.r = wire.NewReader(c.current(), o.MaxLineLength, c.flush)
+	if buf, ok := c.srv.lineBufs.Get().(*[]byte); ok {
+		c.r.Lend(*buf)
+	}
 	c.w = wire.NewWriter(c.current())
 	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
+	if o.Kind != Submissions {
+		// The greeting first: the client reads it while this line is
+		// written.
+		c.flush()
+		c.log.Info("connect")
+	}
 	for !c.dropAfterWrite.Load() {
 		line := c.pending
 		c.pending = nil
 		if line == nil {
-			c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+			c.extendRead()
 			l, err := c.r.ReadLine()
 			if err != nil {
 				c.readFailed(err)
@@ -118,11 +167,20 @@ func (c *conn) finish() {
 	if c.w != nil {
 		c.flush()
 	}
+	if c.sess != nil && c.sess.afterReply != nil { // after a panic
+		c.sess.afterReply()
+		c.sess.afterReply = nil
+	}
 	if c.sess != nil {
 		c.sess.Logout()
 		c.sess = nil
 	}
 	c.Close()
+	if c.r != nil {
+		if buf := c.r.Return(); buf != nil {
+			c.srv.lineBufs.Put(&buf)
+		}
+	}
 }
 
 // flush writes the held replies; the reader calls it before it waits.
@@ -132,7 +190,7 @@ func (c *conn) flush() error {
 	if c.w.Held() == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(c.srv.o.WriteTimeout))
+	c.extendWrite()
 	return c.w.Flush()
 }
 
@@ -524,7 +582,7 @@ func (c *conn) data(arg string) {
 	}
 	o := c.srv.o
 	c.w.Plain(354, "End data with <CR><LF>.<CR><LF>")
-	c.Conn.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+	c.extendRead()
 	dr := c.r.DataReader()
 	err := c.sess.Data(dr)
 	// A message over the limit: the session stopped reading it. The rest
@@ -545,7 +603,25 @@ func (c *conn) data(arg string) {
 		c.log.Warn("message too large: the client kept sending past twice the limit; closing after the reply")
 	}
 	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.replied()
 	c.endTx()
+}
+
+// replied runs what the session left for after the reply to a message
+// (its "message accepted" line, and the delivery lines held back): the
+// reply goes out first, unless the client pipelined more commands, whose
+// replies it then joins, as the reader would send it before waiting
+// anyway.
+func (c *conn) replied() {
+	f := c.sess.afterReply
+	if f == nil {
+		return
+	}
+	c.sess.afterReply = nil
+	if c.r.Buffered() == 0 {
+		c.flush()
+	}
+	f()
 }
 
 // parseBDAT reads BDAT's arguments: the chunk size and LAST. ok is false
@@ -603,6 +679,7 @@ func (c *conn) bdat(arg string) {
 		return
 	}
 	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.replied()
 	c.endTx()
 	c.skipChunk(br.chunk) // what the session did not read of a refused chunk
 }
@@ -675,7 +752,7 @@ func (b *bdatReader) nextChunk() bool {
 		if c.w.Full() {
 			c.flush()
 		}
-		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
+		c.extendRead()
 		line, err := c.r.ReadLine()
 		if err != nil {
 			b.readErr = err
@@ -741,7 +818,7 @@ func (c *conn) auth(arg string) {
 			break
 		}
 		c.w.Plain(334, base64.StdEncoding.EncodeToString(challenge))
-		c.Conn.SetReadDeadline(time.Now().Add(c.srv.o.ReadTimeout))
+		c.extendRead()
 		line, err := c.r.ReadLine()
 		if err != nil {
 			c.readFailed(err)
@@ -794,13 +871,13 @@ func (c *conn) startTLS(arg string) {
 	if n := c.r.SetSource(tc); n > 0 {
 		c.log.Warn("plaintext pipelined after STARTTLS discarded", "octets", n)
 	}
-	c.Conn.SetDeadline(time.Now().Add(o.ReadTimeout))
+	c.setDeadline(time.Now().Add(o.ReadTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.log.Info("TLS handshake failed", "err", err)
 		c.dropAfterWrite.Store(true)
 		return
 	}
-	c.Conn.SetDeadline(time.Time{})
+	c.setDeadline(time.Time{})
 	st := tc.ConnectionState()
 	c.tlsState = &st
 	c.setCurrent(tc)

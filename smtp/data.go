@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/delivery/queue"
+	"courriel/internal/logwriter"
 )
 
 // dataProgress: during DATA the read deadline moves by ReadTimeout each
@@ -73,7 +75,13 @@ func (s *session) data(r io.Reader) error {
 		return s.fail(stageData, err)
 	}
 	body := msg.content()
-	hi := scanHeader(body, s.srv.o.Hostname)
+	br, _ := s.srv.headerReaders.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(nil, headerBuffer)
+	}
+	hi := scanHeaderWith(body, s.srv.o.Hostname, br)
+	br.Reset(nil)
+	s.srv.headerReaders.Put(br)
 	if hi.received > hopLimit {
 		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
 		return s.fail(stageData, replyTooManyHops)
@@ -103,7 +111,11 @@ func (s *session) data(r io.Reader) error {
 	if err != nil {
 		return s.fail(stageData, err)
 	}
-	if err := s.store(ctx, log, header, body, now); err != nil {
+	// The copies' delivery lines wait for the reply (conn.replied), and
+	// go in one write with the accepted line.
+	hctx, release := logwriter.Hold(ctx)
+	s.afterReply = release
+	if err := s.store(hctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}
 	attrs := []any{"from", sanitize(s.tx.from, 300), "size", msg.size, "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
@@ -116,7 +128,12 @@ func (s *session) data(r io.Reader) error {
 	if msg.spooled() {
 		attrs = append(attrs, "spooled", true)
 	}
-	log.Info("message accepted", attrs...)
+	// Logged once the 250 is on its way (conn.replied): the client reads
+	// it meanwhile, instead of waiting for the log's write(2).
+	s.afterReply = func() {
+		log.Info("message accepted", attrs...)
+		release()
+	}
 	s.c.messageAccepted()
 	return nil
 }
@@ -370,7 +387,7 @@ func (s *session) readMessage(r io.Reader) (*spoolBuf, int, error) {
 		}
 		if read >= next {
 			next += dataProgress
-			s.c.SetReadDeadline(time.Now().Add(o.ReadTimeout))
+			s.c.extendRead()
 		}
 		switch {
 		case err == io.EOF:

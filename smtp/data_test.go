@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -523,5 +525,49 @@ func TestBDATAbortThenNewTransaction(t *testing.T) {
 	}
 	if n := e.deliv.copies(); n["alice@mailbox.example"] != rounds || n["bob@mailbox.example"] != 0 {
 		t.Fatalf("copies %v", n)
+	}
+}
+
+// lockedLog is a log destination a test reads while the server writes.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAcceptedLogLine: the connection's "connect" line, then the message's
+// "message accepted" line with its msg_id (written once the 250 is sent,
+// before the next command is read), in that order.
+func TestAcceptedLogLine(t *testing.T) {
+	t.Parallel()
+	logs := &lockedLog{}
+	e := newEnv(t, Inbound, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	c := startData(t, e)
+	c.send("Subject: logged\r\n\r\nx\r\n.\r\n")
+	reply := c.reply()
+	if !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA: %q", reply)
+	}
+	c.cmd("QUIT", "221 ")
+	out := logs.String()
+	connect := strings.Index(out, "msg=connect")
+	accepted := strings.Index(out, `msg="message accepted"`)
+	if connect < 0 || accepted < connect {
+		t.Fatalf("want a connect line, then the accepted one:\n%s", out)
+	}
+	id := e.deliv.all()[0].msg.ID
+	if line := out[accepted:]; !strings.Contains(line[:strings.IndexByte(line, '\n')], "msg_id="+id) {
+		t.Errorf("accepted line without msg_id=%s:\n%s", id, out)
 	}
 }

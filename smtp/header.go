@@ -37,8 +37,17 @@ type headerInfo struct {
 // scanHeader reads the header section of c (up to the first empty line,
 // at most maxHeaderScan octets) and unfolds its fields.
 func scanHeader(c delivery.Content, hostname string) headerInfo {
+	return scanHeaderWith(c, hostname, bufio.NewReaderSize(nil, headerBuffer))
+}
+
+// headerBuffer is the buffer scanHeader reads the header through.
+const headerBuffer = 4096
+
+// scanHeaderWith is scanHeader reading through br (reset here), a
+// Server's pooled one.
+func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) headerInfo {
 	h := headerInfo{seen: map[string]bool{}}
-	br := bufio.NewReaderSize(io.NewSectionReader(c, 0, min(c.Size(), maxHeaderScan)), 4096)
+	br.Reset(io.NewSectionReader(c, 0, min(c.Size(), maxHeaderScan)))
 	var field []byte // the current field, unfolded, bounded
 	flush := func() {
 		if len(field) > 0 {

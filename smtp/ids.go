@@ -1,9 +1,9 @@
 package smtp
 
 import (
-	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +25,9 @@ func (g *idGen) next() string {
 	var b [10]byte
 	// 48 bits of milliseconds then 16 of counter, in one big-endian word.
 	binary.BigEndian.PutUint64(b[0:8], uint64(g.now().UnixMilli())<<16|uint64(uint16(g.n.Add(1))))
-	_, _ = rand.Read(b[8:10])
+	// Uniqueness across processes, not secrecy (the time and counter
+	// are in plain view): the runtime's generator, seeded by the OS at
+	// start, costs no call into the kernel's.
+	binary.BigEndian.PutUint16(b[8:10], uint16(rand.Uint32()))
 	return idEncoding.EncodeToString(b[:])
 }

@@ -222,3 +222,33 @@ func TestMaxCommandsCountsFromLastMessage(t *testing.T) {
 		t.Fatalf("11th command without a message: %q, want 421 and close", last)
 	}
 }
+
+// TestSpareGoroutine: the goroutine of a connection that ended waits for
+// the next one and serves it (one spare, however many connections came
+// one after the other); Shutdown lets it go.
+func TestSpareGoroutine(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	waitSpare := func(want int32) {
+		t.Helper()
+		for i := 0; e.srv.spare.Load() != want; i++ {
+			if i > 1000 {
+				t.Fatalf("%d spare goroutines, want %d", e.srv.spare.Load(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for range 3 {
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("QUIT", "221 ")
+		c.closed()
+		waitSpare(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitSpare(0)
+}

@@ -47,6 +47,10 @@ type session struct {
 	// clusterPeer: the Cluster listener's client logged in as
 	// cluster.ClusterLogin with the shared secret; guarded by mu.
 	clusterPeer bool
+	// afterReply, when set by Data, logs the message's acceptance and
+	// the lines held back with it once its reply is sent (conn.replied).
+	// Owned by the conn's goroutine.
+	afterReply func()
 }
 
 // txn is one mail transaction, MAIL to the end of the message.
@@ -464,6 +468,9 @@ func (s *session) mayRelay() bool {
 // sanitize makes a hostile string safe for a log value or a reply: printable
 // ASCII only, bounded.
 func sanitize(v string, n int) string {
+	if len(v) <= n && printableASCII(v) {
+		return v // the common case, without a copy
+	}
 	var b strings.Builder
 	for i, r := range v {
 		if i >= n {
@@ -477,4 +484,14 @@ func sanitize(v string, n int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// printableASCII says whether v has only octets 0x20 to 0x7e.
+func printableASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }

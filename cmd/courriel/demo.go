@@ -178,7 +178,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if _, _, err := tlsconf.SelfSigned(filepath.Join(dir, "tls"), []string{"localhost", *listen, cfg.MyHostname}); err != nil {
 		return fmt.Errorf("demo certificate: %w", err)
 	}
-	log := newLogger(stderr, cfg.LogLevel, new(slog.LevelVar))
+	log, flushLog := newLogger(stderr, cfg.LogLevel, new(slog.LevelVar))
+	defer flushLog()
 	ldapSrv, err := embedded.Start(ctx, embedded.Options{
 		Addr: net.JoinHostPort(*listen, demoLDAPPort), LDIF: ldif, HomeBase: cfg.Delivery.MaildirBase,
 		Logger: log, // the server names itself (component=ldap-embedded)

@@ -155,7 +155,8 @@ func runDemoCluster(ctx context.Context, o demoClusterOptions, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfgs[0].LogLevel, new(slog.LevelVar))
+	log, flushLog := newLogger(stderr, cfgs[0].LogLevel, new(slog.LevelVar))
+	defer flushLog()
 	ldapSrv, err := embedded.Start(ctx, embedded.Options{
 		Addr: net.JoinHostPort(demoHostA, demoLDAPPort), Entries: entries, Logger: log,
 	})

@@ -40,6 +40,29 @@ func NewReader(src io.Reader, maxLine int, wait func() error) *Reader {
 	return &Reader{src: src, wait: wait, maxLine: maxLine}
 }
 
+// BufferSize is the size of the buffer a Reader of lines of at most
+// maxLine octets reads into (see Lend).
+func BufferSize(maxLine int) int { return max(minBuffer, maxLine) }
+
+// Lend gives r buf, of BufferSize, to read into instead of allocating one:
+// a connection a second costs a buffer a second otherwise. Before any read.
+func (r *Reader) Lend(buf []byte) {
+	if r.buf == nil && len(buf) == BufferSize(r.maxLine) {
+		r.buf = buf
+	}
+}
+
+// Return gives back the buffer r reads into, when it is of BufferSize,
+// for another Reader's Lend; r must not be used after it. nil otherwise.
+func (r *Reader) Return() []byte {
+	buf := r.buf
+	r.buf, r.start, r.end = nil, 0, 0
+	if len(buf) != BufferSize(r.maxLine) {
+		return nil
+	}
+	return buf
+}
+
 // SetSource makes r read from src, discarding what is buffered (STARTTLS:
 // what the client sent in clear after the command must never be taken as
 // sent inside TLS, CVE-2011-0411). It returns how many octets it dropped.
@@ -60,10 +83,10 @@ func (r *Reader) fill() error {
 		r.err = nil
 		return err
 	}
-	if r.buf == nil || (r.start == r.end && len(r.buf) > max(minBuffer, r.maxLine)) {
+	if r.buf == nil || (r.start == r.end && len(r.buf) > BufferSize(r.maxLine)) {
 		// A buffer grown for what followed a message (unread) is not
 		// kept for the life of an idle connection.
-		r.buf, r.start, r.end = make([]byte, max(minBuffer, r.maxLine)), 0, 0
+		r.buf, r.start, r.end = make([]byte, BufferSize(r.maxLine)), 0, 0
 	}
 	if r.start > 0 {
 		r.end = copy(r.buf, r.buf[r.start:r.end])

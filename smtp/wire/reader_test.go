@@ -262,3 +262,38 @@ func FuzzDataReader(f *testing.F) {
 		}
 	})
 }
+
+// TestLendAndReturn: a Reader reads into the buffer it was lent (the
+// lines come out of it), gives it back, and refuses one of another size.
+func TestLendAndReturn(t *testing.T) {
+	t.Parallel()
+	buf := make([]byte, BufferSize(100))
+	for i := range buf {
+		buf[i] = 'z' // what an earlier connection left: never read as data
+	}
+	r := NewReader(strings.NewReader("EHLO a\r\nQUIT\r\n"), 100, nil)
+	r.Lend(buf)
+	line, err := r.ReadLine()
+	if err != nil || string(line) != "EHLO a" {
+		t.Fatalf("ReadLine: %q %v", line, err)
+	}
+	if &line[0] != &buf[0] {
+		t.Error("the line was not read into the lent buffer")
+	}
+	if line, err = r.ReadLine(); err != nil || string(line) != "QUIT" {
+		t.Fatalf("ReadLine: %q %v", line, err)
+	}
+	if got := r.Return(); len(got) != len(buf) || &got[0] != &buf[0] {
+		t.Error("Return did not give the lent buffer back")
+	}
+
+	r = NewReader(strings.NewReader("NOOP\r\n"), 100, nil)
+	small := make([]byte, 10)
+	r.Lend(small) // too small for a line of 100: not taken
+	if line, err := r.ReadLine(); err != nil || string(line) != "NOOP" {
+		t.Fatalf("ReadLine: %q %v", line, err)
+	}
+	if got := r.Return(); len(got) != BufferSize(100) || &got[0] == &small[0] {
+		t.Errorf("Return gave %d octets, want a buffer of its own of %d", len(got), BufferSize(100))
+	}
+}

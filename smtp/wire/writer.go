@@ -40,7 +40,6 @@ func (w *Writer) SetDestination(dst io.Writer) { w.dst = dst }
 // last. Control characters in text are replaced, so that nothing from a
 // caller can end a reply early or start another.
 func (w *Writer) Reply(code int, ec Enhanced, text string) {
-	lines := strings.Split(text, "\n")
 	if ec == (Enhanced{}) {
 		switch code / 100 {
 		case 2, 4, 5:
@@ -49,14 +48,16 @@ func (w *Writer) Reply(code int, ec Enhanced, text string) {
 			ec = Enhanced{-1}
 		}
 	}
-	for i, l := range lines {
+	for rest, more := text, true; more; {
+		var l string
+		l, rest, more = strings.Cut(rest, "\n")
 		sep := byte('-')
-		if i == len(lines)-1 {
+		if !more {
 			sep = ' '
 		}
 		w.held = strconv.AppendInt(w.held, int64(code), 10)
 		w.held = append(w.held, sep)
-		if i == len(lines)-1 && ec[0] >= 0 {
+		if !more && ec[0] >= 0 {
 			w.held = strconv.AppendInt(w.held, int64(ec[0]), 10)
 			w.held = append(w.held, '.')
 			w.held = strconv.AppendInt(w.held, int64(ec[1]), 10)
