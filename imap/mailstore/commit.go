@@ -192,6 +192,7 @@ func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
 			return mb.writeUIDListLocked(lk, msgs) // a torn record: start clean
 		}
 	}
+	mb.listVer = fileVer{} // written from here on
 	var b []byte
 	for _, m := range msgs {
 		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
