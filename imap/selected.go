@@ -95,14 +95,10 @@ func cmdSelect(s *session, tag string, _ bool) error {
 		s.w.Raw("* ")
 		s.w.Number(uint64(len(sel.recent)))
 		s.w.Raw(" RECENT\r\n")
-		fl, ok := mb.FlagsOf(view)
-		for i := range view {
-			if ok[i] && fl[i]&mailstore.FlagSeen == 0 {
-				s.w.Raw("* OK [UNSEEN ")
-				s.w.Number(uint64(i + 1))
-				s.w.Raw("] First unseen\r\n")
-				break
-			}
+		if seq := mb.FirstUnseen(view); seq > 0 {
+			s.w.Raw("* OK [UNSEEN ")
+			s.w.Number(uint64(seq))
+			s.w.Raw("] First unseen\r\n")
 		}
 	}
 	s.w.Raw("* OK [UIDVALIDITY ")

@@ -24,7 +24,8 @@ const lockWait = 10 * time.Second
 // Msg is what the mailbox knows about one message without reading it.
 //
 // The fields are in the order that packs them closest: a 100,000-message
-// folder is an array of 100,000 of them.
+// folder is an array of 100,000 of them (the rare uidlist extension fields
+// are in Mailbox.ext).
 type Msg struct {
 	UID   uint32
 	New   bool // still in new/
@@ -32,8 +33,7 @@ type Msg struct {
 	// ModSeq is the modification sequence of the message's last change
 	// (RFC 7162); see modseq.go.
 	ModSeq uint64
-	Base   string   // maildir base name (before ":2,")
-	Ext    []string // uidlist extension fields, preserved
+	Base   string // maildir base name (before ":2,")
 }
 
 // Path is the message file's path inside the folder.
@@ -101,12 +101,15 @@ type Mailbox struct {
 	nextUID     uint32
 	guid        string
 	hdrExt      []string
-	msgs        []*Msg          // ascending UID
-	byBase      map[string]*Msg // nil until needed: see baseMapLocked
-	keywords    uidlist.Keywords
-	kwStamp     stamp
-	newSt       stamp
-	curSt       stamp
+	msgs        []*Msg // ascending UID
+	// ext holds the uidlist extension fields of the messages that have
+	// any (another program's), by UID, to write them back as they were.
+	ext      map[uint32][]string
+	byBase   map[string]*Msg // nil until needed: see baseMapLocked
+	keywords uidlist.Keywords
+	kwStamp  stamp
+	newSt    stamp
+	curSt    stamp
 	// newAt and curAt say since when the memory has every change of new/
 	// and cur/ up to their stamps (Unix nanoseconds, 0: not known); see
 	// settled in state.go.
@@ -295,11 +298,25 @@ func (mb *Mailbox) adoptRecordsLocked(recs []uidlist.Record) {
 	mb.msgs = make([]*Msg, len(recs))
 	mb.byBase = nil
 	mb.listed = nil
+	mb.ext = nil
 	slab := make([]Msg, len(recs)) // one allocation, not one per message
 	for i, r := range recs {
-		slab[i] = Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
+		slab[i] = Msg{UID: r.UID, Base: r.Name}
 		mb.msgs[i] = &slab[i]
+		mb.setExtLocked(r.UID, r.Ext)
 	}
+}
+
+// setExtLocked records the uidlist extension fields of a message.
+func (mb *Mailbox) setExtLocked(uid uint32, ext []string) {
+	if len(ext) == 0 {
+		delete(mb.ext, uid)
+		return
+	}
+	if mb.ext == nil {
+		mb.ext = make(map[uint32][]string)
+	}
+	mb.ext[uid] = ext
 }
 
 // baseMapLocked returns the messages by base name, made on first use: a
@@ -499,6 +516,7 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 	for _, uid := range expunged {
 		mb.appendChangeLocked(Change{Kind: Expunged, UID: uid})
 		delete(mb.cache, uid)
+		delete(mb.ext, uid)
 	}
 	var unknown []string
 	for base, d := range disk {
@@ -563,7 +581,8 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 			continue // invalidated meanwhile: syncLocked starts over
 		}
 		if r, ok := mb.listed[base]; ok {
-			theirs = append(theirs, &Msg{UID: r.UID, Base: base, Ext: r.Ext})
+			theirs = append(theirs, &Msg{UID: r.UID, Base: base})
+			mb.setExtLocked(r.UID, r.Ext)
 			delete(mb.listed, base)
 			continue
 		}
@@ -602,10 +621,10 @@ func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
 	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: next, GUID: mb.guid, HeaderExt: mb.hdrExt}
 	l.Records = make([]uidlist.Record, 0, len(mb.msgs)+len(extra))
 	for _, m := range mb.msgs {
-		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
 	}
 	for _, m := range extra {
-		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
 	}
 	data := l.Marshal()
 	if err := lk.Commit(data); err != nil {

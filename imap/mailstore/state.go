@@ -192,6 +192,7 @@ type folderState struct {
 	vanished                     []Vanished
 
 	msgs   []Msg // ascending UIDs, ModSeq set; one array for the folder
+	ext    map[uint32][]string
 	anyNew bool
 }
 
@@ -403,7 +404,7 @@ func (mb *Mailbox) encodeStateLocked(modOK bool) []byte {
 		if m.New {
 			inNew++
 		}
-		if len(m.Ext) > 0 {
+		if len(mb.ext[m.UID]) > 0 {
 			withExt++
 		}
 	}
@@ -418,9 +419,9 @@ func (mb *Mailbox) encodeStateLocked(modOK bool) []byte {
 	e.uvarint(uint64(withExt))
 	prev = -1
 	for i, m := range mb.msgs {
-		if len(m.Ext) > 0 {
+		if ext := mb.ext[m.UID]; len(ext) > 0 {
 			e.uvarint(uint64(i - prev))
-			e.strs(m.Ext)
+			e.strs(ext)
 			prev = i
 		}
 	}
@@ -577,7 +578,10 @@ func decodeState(data string) (*folderState, error) {
 			break
 		}
 		prev += int(step)
-		s.msgs[prev].Ext = d.strs()
+		if s.ext == nil {
+			s.ext = make(map[uint32][]string)
+		}
+		s.ext[s.msgs[prev].UID] = d.strs()
 	}
 	if d.err == nil && d.off != len(d.s) {
 		d.fail()
@@ -676,7 +680,7 @@ func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 	for i := range s.msgs {
 		mb.msgs[i] = &s.msgs[i]
 	}
-	mb.byBase, mb.listed = nil, nil
+	mb.byBase, mb.listed, mb.ext = nil, nil, s.ext
 	mb.newSt, mb.newAt, mb.curSt, mb.curAt = s.newSt, s.newAt, s.curSt, s.curAt
 	modOK := s.modOK
 	var modVer fileVer

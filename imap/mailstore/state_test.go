@@ -850,7 +850,7 @@ func TestStateRoundTrip(t *testing.T) {
 			m.New = true
 		}
 		if i%150 == 1 || i == 299 {
-			m.Ext = []string{"W123", fmt.Sprintf("X%d", i)}
+			mb.setExtLocked(m.UID, []string{"W123", fmt.Sprintf("X%d", i)})
 		}
 		mb.msgs = append(mb.msgs, m)
 	}
@@ -865,5 +865,55 @@ func TestStateRoundTrip(t *testing.T) {
 		if got := fmt.Sprintf("%+v", s.msgs[i]); got != fmt.Sprintf("%+v", *m) {
 			t.Errorf("message %d: %s, want %+v", i, got, *m)
 		}
+	}
+	if fmt.Sprint(s.ext) != fmt.Sprint(mb.ext) || len(s.ext) != 3 {
+		t.Errorf("extensions %v, want %v", s.ext, mb.ext)
+	}
+}
+
+// The extension fields another program wrote in dovecot-uidlist (Dovecot's
+// sizes, GUIDs) are written back as they were when courriel rewrites the
+// file, whether the folder was read the full way or from courriel-state.
+func TestUIDListExtensionsKept(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	var names []string
+	for i := 1; i <= 3; i++ {
+		name := deliverFile(t, st, "", i)
+		if err := os.Rename(filepath.Join(st.Path(), "new", name), filepath.Join(st.Path(), "cur", name+":2,")); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	list := fmt.Sprintf("3 V1234 N4 Gabc\n1 W20 :%s\n2 :%s\n3 W21 Xq :%s\n", names[0], names[1], names[2])
+	if err := os.WriteFile(filepath.Join(st.Path(), "dovecot-uidlist"), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(reg *Registry) []string {
+		mb, err := reg.Open(st, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mb.Release()
+		mb.mu.Lock()
+		err = mb.rewriteUIDListLocked()
+		mb.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readUIDList(t, st, "")
+	}
+	want := []string{"1 W20 :" + names[0], "2 :" + names[1], "3 W21 Xq :" + names[2]}
+	clock := &skewClock{}
+	if got := rewrite(stateRegistry(clock, 0)); fmt.Sprint(got[1:]) != fmt.Sprint(want) {
+		t.Errorf("rewritten after the full read:\n%q\nwant\n%q", got[1:], want)
+	}
+	clock.skew.Store(int64(10 * time.Second))
+	viewOf(t, stateRegistry(clock, 0), st) // settles courriel-state
+	if _, listings := viewOf(t, stateRegistry(clock, 0), st); listings != 0 {
+		t.Fatalf("%d listings: not opened from courriel-state", listings)
+	}
+	if got := rewrite(stateRegistry(clock, 0)); fmt.Sprint(got[1:]) != fmt.Sprint(want) {
+		t.Errorf("rewritten after a read from courriel-state:\n%q\nwant\n%q", got[1:], want)
 	}
 }
