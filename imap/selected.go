@@ -314,7 +314,13 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 
 // writeFlags writes a message's flags, \Recent included when held.
 func (s *session) writeFlags(uid uint32, f mailstore.Flags) {
-	names := s.sel.mb.FlagNames(f)
+	var buf [5]string
+	var names []string
+	if f.HasKeywords() {
+		names = s.sel.mb.FlagNames(f)
+	} else {
+		names = f.SystemNames(&buf)
+	}
 	for i, n := range names {
 		if i > 0 {
 			s.w.SP()
