@@ -329,65 +329,20 @@ func cmdStore(s *session, tag string, uid bool) error {
 		s.enableCondstore()
 	}
 	var modified []uint32
-	if len(uids) > 0 {
-		// As Dovecot: no FETCH for a message whose flags did not change
-		// (the client knows them already); a 20,000-message +FLAGS \Seen
-		// on a read folder answers at once.
-		oldFlags, _ := sel.mb.FlagsOf(uids)
-		var newFlags []mailstore.Flags
-		var ok []bool
-		var err error
-		var modseqs []uint64
-		if a.conditional || s.condstore() {
-			// The modseqs come from the same lock as the change: a
-			// message expunged meanwhile by another session has none.
-			since := uint64(math.MaxUint64)
-			if a.conditional {
-				since = a.unchangedSince
-			}
-			var modUIDs []uint32
-			newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSince(uids, a.op, toFlags(a.flags), sel.w, since)
-			if uid {
-				modified = modUIDs
-			} else {
-				for _, u := range modUIDs {
-					if i, found := slices.BinarySearch(sel.view, u); found {
-						modified = append(modified, uint32(i+1))
-					}
-				}
-			}
-		} else {
-			newFlags, ok, err = sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
-		}
+	// In pieces, each one's FETCH responses written out before the next
+	// one's files are renamed, as Dovecot streams them: the client reads
+	// (and parses) them while the server works, rather than all 100,000
+	// after the last rename. Every file has its new name before the
+	// tagged OK.
+	for lo := 0; lo < len(uids); lo += storeChunk {
+		hi := min(lo+storeChunk, len(uids))
+		mod, err := s.storeChunk(&a, uid, seqs[lo:hi], uids[lo:hi])
 		if err != nil {
-			return s.storeErr("store", err, "")
+			return err
 		}
-		s.srv.wakeIdlers(sel.mb, s)
-		s.announceFlags(false)
-		for i := range uids {
-			if !ok[i] || newFlags[i] == oldFlags[i] || (a.silent && modseqs == nil) || (modseqs != nil && modseqs[i] == 0) {
-				continue
-			}
-			// .SILENT still reports the new modseq (RFC 7162 §3.1.3).
-			s.w.Raw("* ")
-			s.w.Number(uint64(seqs[i]))
-			s.w.Raw(" FETCH (")
-			if !a.silent {
-				s.w.Raw("FLAGS (")
-				s.writeFlags(uids[i], newFlags[i])
-				s.w.Raw(") ")
-			}
-			// With CONDSTORE on, UID and MODSEQ in every FETCH a STORE
-			// causes (RFC 7162 §3.1, errata 1807 of RFC 5162).
-			if uid || modseqs != nil {
-				s.w.Raw("UID ")
-				s.w.Number(uint64(uids[i]))
-				s.w.SP()
-			}
-			if modseqs != nil {
-				s.w.Raw(modSeqItem(modseqs[i]))
-			}
-			s.w.Raw(")\r\n")
+		modified = append(modified, mod...)
+		if hi < len(uids) {
+			_ = s.flush() // a write error ends the session at the next read
 		}
 	}
 	if len(modified) > 0 {
@@ -518,4 +473,75 @@ func uidSetString(uids []uint32) string {
 		i = j + 1
 	}
 	return b.String()
+}
+
+// storeChunk is how many messages a STORE changes before it writes their
+// FETCH responses out (see cmdStore): some 40 ms of renames.
+const storeChunk = 4096
+
+// storeChunk runs a STORE on some of its messages (seqs and uids, in the
+// view's order) and writes their FETCH responses. It returns the messages
+// UNCHANGEDSINCE left alone, as sequence numbers or UIDs as the command
+// was given.
+func (s *session) storeChunk(a *storeArgs, uid bool, seqs, uids []uint32) (modified []uint32, err error) {
+	sel := s.sel
+	// As Dovecot: no FETCH for a message whose flags did not change
+	// (the client knows them already); a 20,000-message +FLAGS \Seen
+	// on a read folder answers at once.
+	oldFlags, _ := sel.mb.FlagsOf(uids)
+	var newFlags []mailstore.Flags
+	var ok []bool
+	var modseqs []uint64
+	if a.conditional || s.condstore() {
+		// The modseqs come from the same lock as the change: a
+		// message expunged meanwhile by another session has none.
+		since := uint64(math.MaxUint64)
+		if a.conditional {
+			since = a.unchangedSince
+		}
+		var modUIDs []uint32
+		newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSince(uids, a.op, toFlags(a.flags), sel.w, since)
+		if uid {
+			modified = modUIDs
+		} else {
+			for _, u := range modUIDs {
+				if i, found := slices.BinarySearch(sel.view, u); found {
+					modified = append(modified, uint32(i+1))
+				}
+			}
+		}
+	} else {
+		newFlags, ok, err = sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
+	}
+	if err != nil {
+		return nil, s.storeErr("store", err, "")
+	}
+	s.srv.wakeIdlers(sel.mb, s)
+	s.announceFlags(false)
+	for i := range uids {
+		if !ok[i] || newFlags[i] == oldFlags[i] || (a.silent && modseqs == nil) || (modseqs != nil && modseqs[i] == 0) {
+			continue
+		}
+		// .SILENT still reports the new modseq (RFC 7162 §3.1.3).
+		s.w.Raw("* ")
+		s.w.Number(uint64(seqs[i]))
+		s.w.Raw(" FETCH (")
+		if !a.silent {
+			s.w.Raw("FLAGS (")
+			s.writeFlags(uids[i], newFlags[i])
+			s.w.Raw(") ")
+		}
+		// With CONDSTORE on, UID and MODSEQ in every FETCH a STORE
+		// causes (RFC 7162 §3.1, errata 1807 of RFC 5162).
+		if uid || modseqs != nil {
+			s.w.Raw("UID ")
+			s.w.Number(uint64(uids[i]))
+			s.w.SP()
+		}
+		if modseqs != nil {
+			s.w.Raw(modSeqItem(modseqs[i]))
+		}
+		s.w.Raw(")\r\n")
+	}
+	return modified, nil
 }

@@ -95,14 +95,10 @@ func cmdSelect(s *session, tag string, _ bool) error {
 		s.w.Raw("* ")
 		s.w.Number(uint64(len(sel.recent)))
 		s.w.Raw(" RECENT\r\n")
-		fl, ok := mb.FlagsOf(view)
-		for i := range view {
-			if ok[i] && fl[i]&mailstore.FlagSeen == 0 {
-				s.w.Raw("* OK [UNSEEN ")
-				s.w.Number(uint64(i + 1))
-				s.w.Raw("] First unseen\r\n")
-				break
-			}
+		if seq := mb.FirstUnseen(view); seq > 0 {
+			s.w.Raw("* OK [UNSEEN ")
+			s.w.Number(uint64(seq))
+			s.w.Raw("] First unseen\r\n")
 		}
 	}
 	s.w.Raw("* OK [UIDVALIDITY ")
@@ -318,7 +314,13 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 
 // writeFlags writes a message's flags, \Recent included when held.
 func (s *session) writeFlags(uid uint32, f mailstore.Flags) {
-	names := s.sel.mb.FlagNames(f)
+	var buf [5]string
+	var names []string
+	if f.HasKeywords() {
+		names = s.sel.mb.FlagNames(f)
+	} else {
+		names = f.SystemNames(&buf)
+	}
 	for i, n := range names {
 		if i > 0 {
 			s.w.SP()

@@ -192,9 +192,10 @@ func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
 			return mb.writeUIDListLocked(lk, msgs) // a torn record: start clean
 		}
 	}
+	mb.listVer = fileVer{} // written from here on
 	var b []byte
 	for _, m := range msgs {
-		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
 	}
 	if _, err := f.Write(b); err != nil {
 		mb.listCRCOK = false // some of it may be there

@@ -1,6 +1,7 @@
 package mailstore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,5 +54,29 @@ func TestStoreFlagNames(t *testing.T) {
 	kw, _ := os.ReadFile(filepath.Join(st.Path(), "dovecot-keywords"))
 	if string(kw) != "0 $Junk\n1 Work\n" {
 		t.Errorf("dovecot-keywords = %q", kw)
+	}
+}
+
+// SystemNames lists the system flags as FlagNames does, in its order.
+func TestSystemNames(t *testing.T) {
+	t.Parallel()
+	mb := &Mailbox{}
+	for set := range 1 << len(systemFlags) {
+		var f Flags
+		for i, sf := range systemFlags {
+			if set&(1<<i) != 0 {
+				f |= sf.bit
+			}
+		}
+		if f.HasKeywords() {
+			t.Fatalf("%v has keywords", f)
+		}
+		var buf [5]string
+		if got, want := fmt.Sprint(f.SystemNames(&buf)), fmt.Sprint(mb.flagNamesLocked(f)); got != want {
+			t.Errorf("SystemNames(%v) = %s, want %s", f, got, want)
+		}
+	}
+	if !KeywordFlag(3).HasKeywords() {
+		t.Error("a keyword not seen")
 	}
 }

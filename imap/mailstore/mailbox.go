@@ -22,15 +22,18 @@ import (
 const lockWait = 10 * time.Second
 
 // Msg is what the mailbox knows about one message without reading it.
+//
+// The fields are in the order that packs them closest: a 100,000-message
+// folder is an array of 100,000 of them (the rare uidlist extension fields
+// are in Mailbox.ext).
 type Msg struct {
 	UID   uint32
-	Base  string // maildir base name (before ":2,")
+	New   bool // still in new/
 	Flags Flags
-	New   bool     // still in new/
-	Ext   []string // uidlist extension fields, preserved
 	// ModSeq is the modification sequence of the message's last change
 	// (RFC 7162); see modseq.go.
 	ModSeq uint64
+	Base   string // maildir base name (before ":2,")
 }
 
 // Path is the message file's path inside the folder.
@@ -59,6 +62,11 @@ func (mb *Mailbox) statLocked(name string) stamp {
 	if err != nil {
 		return stamp{}
 	}
+	return mb.stampOf(st)
+}
+
+// stampOf is the stamp of a file's information.
+func (mb *Mailbox) stampOf(st fs.FileInfo) stamp {
 	s := stamp{mtime: st.ModTime().UnixNano(), size: st.Size(), ok: true}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		s.ino = sys.Ino
@@ -93,12 +101,15 @@ type Mailbox struct {
 	nextUID     uint32
 	guid        string
 	hdrExt      []string
-	msgs        []*Msg          // ascending UID
-	byBase      map[string]*Msg // nil until needed: see baseMapLocked
-	keywords    uidlist.Keywords
-	kwStamp     stamp
-	newSt       stamp
-	curSt       stamp
+	msgs        []*Msg // ascending UID
+	// ext holds the uidlist extension fields of the messages that have
+	// any (another program's), by UID, to write them back as they were.
+	ext      map[uint32][]string
+	byBase   map[string]*Msg // nil until needed: see baseMapLocked
+	keywords uidlist.Keywords
+	kwStamp  stamp
+	newSt    stamp
+	curSt    stamp
 	// newAt and curAt say since when the memory has every change of new/
 	// and cur/ up to their stamps (Unix nanoseconds, 0: not known); see
 	// settled in state.go.
@@ -106,8 +117,13 @@ type Mailbox struct {
 	listSt       stamp
 	// listCRC is the CRC-32C of dovecot-uidlist as last read or written
 	// (listCRCOK: known), whose content courriel-state is checked against.
-	listCRC     uint32
-	listCRCOK   bool
+	listCRC   uint32
+	listCRCOK bool
+	// listVer is the uidlist's stamp verified settled with its content,
+	// for courriel-state (see fileVer); fileReads counts the files
+	// read whole to verify them, for tests.
+	listVer     fileVer
+	fileReads   uint64
 	listDirty   bool                      // a new UIDVALIDITY not written to dovecot-uidlist yet
 	listRecords int                       // records in the file, gone messages' included
 	listed      map[string]uidlist.Record // records of files not seen yet
@@ -219,6 +235,7 @@ func (mb *Mailbox) readUIDListLocked() error {
 		}
 		mb.listSt, mb.listRecords = st, 0
 		mb.listCRCOK = false
+		mb.listVer = fileVer{}
 		mb.listDirty = true
 		return nil
 	}
@@ -228,6 +245,7 @@ func (mb *Mailbox) readUIDListLocked() error {
 	l, err := uidlist.Parse(bytes.NewReader(data))
 	mb.listSt = st
 	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
+	mb.listVer = fileVer{}
 	if err != nil {
 		if !mb.loaded {
 			// Like Dovecot: a broken uidlist is discarded and UIDs are
@@ -280,11 +298,25 @@ func (mb *Mailbox) adoptRecordsLocked(recs []uidlist.Record) {
 	mb.msgs = make([]*Msg, len(recs))
 	mb.byBase = nil
 	mb.listed = nil
+	mb.ext = nil
 	slab := make([]Msg, len(recs)) // one allocation, not one per message
 	for i, r := range recs {
-		slab[i] = Msg{UID: r.UID, Base: r.Name, Ext: r.Ext}
+		slab[i] = Msg{UID: r.UID, Base: r.Name}
 		mb.msgs[i] = &slab[i]
+		mb.setExtLocked(r.UID, r.Ext)
 	}
+}
+
+// setExtLocked records the uidlist extension fields of a message.
+func (mb *Mailbox) setExtLocked(uid uint32, ext []string) {
+	if len(ext) == 0 {
+		delete(mb.ext, uid)
+		return
+	}
+	if mb.ext == nil {
+		mb.ext = make(map[uint32][]string)
+	}
+	mb.ext[uid] = ext
 }
 
 // baseMapLocked returns the messages by base name, made on first use: a
@@ -484,6 +516,7 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 	for _, uid := range expunged {
 		mb.appendChangeLocked(Change{Kind: Expunged, UID: uid})
 		delete(mb.cache, uid)
+		delete(mb.ext, uid)
 	}
 	var unknown []string
 	for base, d := range disk {
@@ -548,7 +581,8 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 			continue // invalidated meanwhile: syncLocked starts over
 		}
 		if r, ok := mb.listed[base]; ok {
-			theirs = append(theirs, &Msg{UID: r.UID, Base: base, Ext: r.Ext})
+			theirs = append(theirs, &Msg{UID: r.UID, Base: base})
+			mb.setExtLocked(r.UID, r.Ext)
 			delete(mb.listed, base)
 			continue
 		}
@@ -587,16 +621,17 @@ func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
 	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: next, GUID: mb.guid, HeaderExt: mb.hdrExt}
 	l.Records = make([]uidlist.Record, 0, len(mb.msgs)+len(extra))
 	for _, m := range mb.msgs {
-		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
 	}
 	for _, m := range extra {
-		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: m.Ext, Name: m.Base})
+		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
 	}
 	data := l.Marshal()
 	if err := lk.Commit(data); err != nil {
 		return err
 	}
 	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
+	mb.listVer = fileVer{}
 	mb.listDirty = false
 	mb.listRecords = len(l.Records)
 	mb.listSt = mb.statLocked(uidlist.FileName)

@@ -63,6 +63,9 @@ type modState struct {
 	// known), which courriel-state is checked against.
 	crc   uint32
 	crcOK bool
+	// ver is the file's stamp verified settled with its content, for
+	// courriel-state (see fileVer); any write forgets it.
+	ver fileVer
 }
 
 // Vanished is a remembered expunge.
@@ -175,6 +178,7 @@ func (mb *Mailbox) flushModLocked() {
 		return
 	}
 	defer f.Close()
+	ms.ver = fileVer{}
 	if _, err := f.Write(ms.buf); err != nil {
 		ms.needSnapshot = true
 		ms.crcOK = false // some of it may be there
@@ -223,6 +227,7 @@ func (mb *Mailbox) writeModSnapshotLocked() error {
 	if err != nil {
 		return err
 	}
+	ms.ver = fileVer{}
 	_, err = out.Write(b.Bytes())
 	if err == nil {
 		err = out.Sync()
@@ -279,6 +284,7 @@ func (mb *Mailbox) closeModLocked() {
 		return
 	}
 	// No fsync for this one: losing it keeps the higher reservation.
+	ms.ver = fileVer{}
 	ms.reserved = ms.highest + 1
 	line := fmt.Appendf(nil, "R %d\n", ms.reserved)
 	if _, err := f.Write(line); err != nil {

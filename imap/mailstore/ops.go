@@ -261,6 +261,7 @@ func (mb *Mailbox) dropLocked(gone map[uint32]bool) {
 		}
 		delete(mb.byBase, m.Base)
 		delete(mb.cache, m.UID)
+		delete(mb.ext, m.UID)
 		expunged = append(expunged, m.UID)
 	}
 	for i := len(kept); i < len(mb.msgs); i++ {

@@ -146,7 +146,9 @@ const lingerMinMessages = 1000
 // changed flags or expunged, then logged out) stays open a little longer:
 // once the stamps have settled, a listing confirms them and courriel-state
 // is written again with settled stamps, so that the next open reads that
-// file alone rather than listing cur/ (100,000 names) itself. A session
+// file alone rather than listing cur/ (100,000 names) itself. The same
+// goes for the stamps of dovecot-uidlist and courriel-modseq, confirmed by
+// a read of each, so that the next open need not read them. A session
 // opening the folder meanwhile shares it, as any open folder.
 func (mb *Mailbox) Release() { mb.release(true) }
 
@@ -163,11 +165,12 @@ func (mb *Mailbox) release(mayLinger bool) {
 	mb.mu.Lock()
 	if !mb.closed {
 		wait = mb.confirmLocked()
+		mb.saveCacheLocked()
+		mb.closeModLocked()
+		wait = max(wait, mb.confirmFilesLocked())
 		if len(mb.msgs) < r.lingerMinLocked() {
 			wait = 0
 		}
-		mb.saveCacheLocked()
-		mb.closeModLocked()
 		mb.saveStateLocked()
 	}
 	mb.mu.Unlock()

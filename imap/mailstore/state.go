@@ -10,19 +10,21 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unsafe"
 
 	"courriel/imap/uidlist"
 )
 
 // StateFileName is courriel's record of a folder as it last had it in
 // memory: every message's UID, base name, flags and modseq, the
-// dovecot-uidlist and courriel-modseq contents they came from (by CRC-32C)
-// and the stamps of new/ and cur/. Opening a folder whose files still
-// match it reads this file alone, where the full way parses the uidlist,
-// lists cur/ (100,000 names) and parses the modseq file, as Dovecot trusts
-// its index while the directories' stamps are unchanged. Each part is
-// checked against what it comes from, and a part that does not match is
-// read the full way; deleting the file is always safe.
+// dovecot-uidlist and courriel-modseq contents they came from (by CRC-32C
+// and, once settled, by stamp) and the stamps of new/ and cur/. Opening a
+// folder whose files still match it reads this file alone, where the full
+// way parses the uidlist, lists cur/ (100,000 names) and parses the modseq
+// file, as Dovecot trusts its index while the directories' stamps are
+// unchanged. Each part is checked against what it comes from, and a part
+// that does not match is read the full way; deleting the file is always
+// safe.
 //
 // It is apart from courriel-index, the cache of envelopes and body
 // structures (tens of megabytes for a large folder), because it changes
@@ -38,19 +40,28 @@ const StateFileName = "courriel-state"
 // the payload's length (8 bytes, little endian), the payload:
 //
 //	uvarint UIDVALIDITY, next UID; string GUID; strings header extensions;
-//	uvarint uidlist records; fixed32 uidlist CRC;
-//	stamp new/, stamp cur/ (uvarint inode, varint size, mtime, ctime, at);
-//	byte 1 then the modseq state, or 0: fixed32 file CRC, uvarint highest,
-//	reserved, forgotten, appended, uvarint count of expunges then uvarint
-//	UID and modseq each;
-//	uvarint message count, then per message: uvarint UID step from the
-//	previous one, uvarint flags >> 32, uvarint flags & 0xffffffff, varint
-//	modseq step from the previous one, byte in new/, strings uidlist
-//	extensions, string base name.
+//	uvarint uidlist records; fixed32 uidlist CRC; stamp uidlist;
+//	stamp new/, stamp cur/;
+//	byte 1 then the modseq state, or 0: fixed32 file CRC, stamp file,
+//	uvarint highest, reserved, forgotten, appended, uvarint count of
+//	expunges then uvarint UID and modseq each;
+//	uvarint message count; string the base names back to back; per
+//	message: uvarint UID step from the previous one, uvarint flags,
+//	varint modseq step from the previous one, uvarint length of the base
+//	name; uvarint count of the messages in new/, then uvarint step of
+//	each one's index from the previous one (the first from -1); uvarint
+//	count of the messages with uidlist extensions, then the index step
+//	and strings of each.
 //
-// A string is a uvarint length and its bytes, strings a uvarint count of
-// them.
-var stateMagic = []byte("COURRIEL-STATE 1\n")
+// A stamp is uvarint inode, varint size, mtime, ctime, at (see fileVer and
+// settled; a file's at is 0 when its stamp is not to be trusted). A string
+// is a uvarint length and its bytes, strings a uvarint count of them.
+//
+// The names are together so that one scan of them checks that none
+// leads out of the folder, and the fixed part of each message is a few
+// bytes decoded without allocating: a 100,000-message folder opens in
+// milliseconds.
+var stateMagic = []byte("COURRIEL-STATE 2\n")
 
 // maxStateSize bounds what is read of courriel-state: some 50 bytes a
 // message, a file planted in the folder does not make the server allocate
@@ -95,6 +106,73 @@ func stampMargin(st stamp) time.Duration {
 	return coarseStampMargin
 }
 
+// fileVer says that a file of the folder (dovecot-uidlist,
+// courriel-modseq) had CRC-32C crc while it had stamp st. at is when that
+// was read (Unix nanoseconds), with st settled by then (see settled), else
+// 0. A file's stamp changes with every write after a settled stamp was
+// taken (the same rule as for new/ and cur/), so while the file keeps st
+// it keeps the content of crc, and opening the folder need not read it
+// whole to check it: the stamp is trusted as the directories' stamps are.
+type fileVer struct {
+	st  stamp
+	at  int64
+	crc uint32
+}
+
+// sure reports whether v's stamp was settled when its content was read:
+// while the file keeps that stamp, it keeps that content.
+func (v fileVer) sure() bool { return settled(v.st, v.at) }
+
+// trusts reports whether a file that has stamp cur now still has the
+// content ver was read with, of CRC crc, without reading it.
+func (v fileVer) trusts(cur stamp, crc uint32) bool {
+	return v.crc == crc && v.st == cur && v.sure()
+}
+
+// known is v when it is sure, else nothing.
+func (v fileVer) known() fileVer {
+	if !v.sure() {
+		return fileVer{}
+	}
+	return v
+}
+
+// verifyFileLocked reads a file of the folder whole and reports whether
+// its CRC-32C is want. The stamp is taken by name before the read and on
+// the open file after it: when they agree, ver.at is when the read began,
+// and if the stamp was settled by then (ver.sure), the content read is
+// that stamp's.
+func (mb *Mailbox) verifyFileLocked(name string, want uint32) (ver fileVer, ok bool) {
+	t0 := mb.reg.now().UnixNano()
+	st := mb.statLocked(name)
+	f, err := mb.root.Open(name)
+	if err != nil {
+		return fileVer{}, false
+	}
+	defer f.Close()
+	mb.fileReads++
+	buf := make([]byte, 256<<10)
+	var sum uint32
+	for {
+		n, err := f.Read(buf)
+		sum = crc32.Update(sum, castagnoli, buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fileVer{}, false
+		}
+	}
+	if sum != want {
+		return fileVer{}, false
+	}
+	ver = fileVer{st: st, crc: sum}
+	if fi, err := f.Stat(); err == nil && mb.stampOf(fi) == st {
+		ver.at = t0
+	}
+	return ver, true
+}
+
 // folderState is courriel-state decoded.
 type folderState struct {
 	uidValidity, nextUID uint32
@@ -102,16 +180,20 @@ type folderState struct {
 	hdrExt               []string
 	listRecords          int
 	listCRC              uint32
+	listVer              fileVer // at 0: not verified
 	newSt, curSt         stamp
 	newAt, curAt         int64
 
 	modOK                        bool
 	modCRC                       uint32
+	modVer                       fileVer
 	highest, reserved, forgotten uint64
 	appended                     int
 	vanished                     []Vanished
 
-	msgs []Msg // ascending UIDs, ModSeq set; one array for the folder
+	msgs   []Msg // ascending UIDs, ModSeq set; one array for the folder
+	ext    map[uint32][]string
+	anyNew bool
 }
 
 // stateSummary says whether the folder changed since courriel-state was
@@ -121,6 +203,7 @@ type stateSummary struct {
 	newSt, curSt         stamp
 	newAt, curAt         int64
 	listCRC, modCRC      uint32
+	listVer, modVer      fileVer
 	highest, reserved    uint64
 	uidValidity, nextUID uint32
 	msgs, listRecords    int
@@ -130,8 +213,27 @@ func (mb *Mailbox) stateSummaryLocked() stateSummary {
 	return stateSummary{
 		newSt: mb.newSt, curSt: mb.curSt, newAt: mb.newAt, curAt: mb.curAt,
 		listCRC: mb.listCRC, modCRC: mb.mod.crc, highest: mb.mod.highest, reserved: mb.mod.reserved,
+		listVer: mb.listVerLocked(), modVer: mb.modVerLocked(),
 		uidValidity: mb.uidValidity, nextUID: mb.nextUID, msgs: len(mb.msgs), listRecords: mb.listRecords,
 	}
+}
+
+// listVerLocked is what courriel-state records of dovecot-uidlist's
+// stamp: the verified one while it is the file's stamp and content as the
+// memory has them, else none.
+func (mb *Mailbox) listVerLocked() fileVer {
+	if v := mb.listVer; v.sure() && v.st == mb.listSt && v.crc == mb.listCRC && mb.listCRCOK {
+		return v
+	}
+	return fileVer{}
+}
+
+// modVerLocked is listVerLocked for courriel-modseq.
+func (mb *Mailbox) modVerLocked() fileVer {
+	if ms := &mb.mod; ms.ver.sure() && ms.ver.crc == ms.crc && ms.crcOK {
+		return ms.ver
+	}
+	return fileVer{}
 }
 
 // confirmLocked lists the directories once more when their stamps are not
@@ -163,6 +265,50 @@ func (mb *Mailbox) confirmLocked() time.Duration {
 	}
 	_ = mb.syncLocked(true, nil)
 	return 0
+}
+
+// confirmFilesLocked is confirmLocked for dovecot-uidlist and
+// courriel-modseq, whose contents courriel-state records by CRC: a file
+// whose stamp is not verified settled yet is read once more when it has
+// settled, so that the next open trusts its stamp rather than read it
+// whole (some megabytes for a large folder). It runs when the last
+// session leaves, after the modseq file's last write, and returns how long
+// until a stamp settles (0: nothing to wait for).
+func (mb *Mailbox) confirmFilesLocked() time.Duration {
+	if mb.detached || !mb.loaded {
+		return 0
+	}
+	now := mb.reg.now().UnixNano()
+	var wait int64
+	confirm := func(name string, ver *fileVer, crc uint32) {
+		if ver.sure() && ver.crc == crc {
+			return // verified, and not written since
+		}
+		st := mb.statLocked(name)
+		switch {
+		case !st.ok:
+		case !settled(st, now):
+			wait = max(wait, max(st.mtime, st.ctime)+int64(stampMargin(st)+settleSlack)-now)
+		default:
+			if v, ok := mb.verifyFileLocked(name, crc); ok && v.sure() {
+				*ver = v
+			}
+		}
+	}
+	if mb.listCRCOK && !mb.listDirty && len(mb.listed) == 0 && !mb.listVerLocked().sure() {
+		mb.listVer = fileVer{}
+		confirm(uidlist.FileName, &mb.listVer, mb.listCRC)
+		if mb.listVer.st != mb.listSt {
+			mb.listVer = fileVer{} // changed since it was read: the next sync reads it
+		}
+	}
+	if ms := &mb.mod; ms.crcOK && len(ms.buf) == 0 && !ms.needSnapshot && !ms.mustSync {
+		confirm(ModSeqFileName, &ms.ver, ms.crc)
+	}
+	if wait > int64(coarseStampMargin+settleSlack) {
+		return 0 // the clock is off: the next open reads the files
+	}
+	return time.Duration(wait)
 }
 
 // settleSlack is waited past a stamp's margin before confirming it: more
@@ -204,7 +350,11 @@ func (mb *Mailbox) saveStateLocked() {
 }
 
 func (mb *Mailbox) encodeStateLocked(modOK bool) []byte {
-	e := indexEncoder{b: make([]byte, 0, 4096+len(mb.msgs)*64)}
+	names := 0
+	for _, m := range mb.msgs {
+		names += len(m.Base)
+	}
+	e := indexEncoder{b: make([]byte, 0, 4096+len(mb.msgs)*12+names)}
 	e.b = append(e.b, stateMagic...)
 	e.b = append(e.b, make([]byte, 12)...) // CRC and length, below
 	start := len(e.b)
@@ -214,26 +364,19 @@ func (mb *Mailbox) encodeStateLocked(modOK bool) []byte {
 	e.strs(mb.hdrExt)
 	e.uvarint(uint64(mb.listRecords))
 	e.b = binary.LittleEndian.AppendUint32(e.b, mb.listCRC)
+	lv := mb.listVerLocked()
+	e.stamp(lv.st, lv.at)
 	newAt := mb.newAt
 	if !mb.trustedAt.IsZero() {
 		newAt = 0 // Delivered's stamp: new/ may hold what no listing saw
 	}
-	for _, d := range [...]struct {
-		st stamp
-		at int64
-	}{{mb.newSt, newAt}, {mb.curSt, mb.curAt}} {
-		if !d.st.ok {
-			d.at = 0
-		}
-		e.uvarint(d.st.ino)
-		e.varint(d.st.size)
-		e.varint(d.st.mtime)
-		e.varint(d.st.ctime)
-		e.varint(d.at)
-	}
+	e.stamp(mb.newSt, newAt)
+	e.stamp(mb.curSt, mb.curAt)
 	ms := &mb.mod
 	if e.present(modOK) {
 		e.b = binary.LittleEndian.AppendUint32(e.b, ms.crc)
+		mv := mb.modVerLocked()
+		e.stamp(mv.st, mv.at)
 		e.uvarint(ms.highest)
 		e.uvarint(ms.reserved)
 		e.uvarint(ms.forgotten)
@@ -245,22 +388,78 @@ func (mb *Mailbox) encodeStateLocked(modOK bool) []byte {
 		}
 	}
 	e.uvarint(uint64(len(mb.msgs)))
+	e.uvarint(uint64(names))
+	for _, m := range mb.msgs {
+		e.b = append(e.b, m.Base...)
+	}
 	var prevUID uint32
 	var prevMod uint64
+	inNew, withExt := 0, 0
 	for _, m := range mb.msgs {
 		e.uvarint(uint64(m.UID - prevUID))
-		e.uvarint(uint64(m.Flags >> 32))
-		e.uvarint(uint64(m.Flags & 0xffffffff))
+		e.uvarint(uint64(m.Flags))
 		e.varint(int64(m.ModSeq - prevMod))
-		e.present(m.New)
-		e.strs(m.Ext)
-		e.str(m.Base)
+		e.uvarint(uint64(len(m.Base)))
 		prevUID, prevMod = m.UID, m.ModSeq
+		if m.New {
+			inNew++
+		}
+		if len(mb.ext[m.UID]) > 0 {
+			withExt++
+		}
+	}
+	e.uvarint(uint64(inNew))
+	prev := -1
+	for i, m := range mb.msgs {
+		if m.New {
+			e.uvarint(uint64(i - prev))
+			prev = i
+		}
+	}
+	e.uvarint(uint64(withExt))
+	prev = -1
+	for i, m := range mb.msgs {
+		if ext := mb.ext[m.UID]; len(ext) > 0 {
+			e.uvarint(uint64(i - prev))
+			e.strs(ext)
+			prev = i
+		}
 	}
 	payload := e.b[start:]
 	binary.LittleEndian.PutUint32(e.b[start-12:], crc32.Checksum(payload, castagnoli))
 	binary.LittleEndian.PutUint64(e.b[start-8:], uint64(len(payload)))
 	return e.b
+}
+
+// stamp writes a stamp and since when it is known (0 for a stamp not
+// taken).
+func (e *indexEncoder) stamp(st stamp, at int64) {
+	if !st.ok {
+		st, at = stamp{}, 0
+	}
+	e.uvarint(st.ino)
+	e.varint(st.size)
+	e.varint(st.mtime)
+	e.varint(st.ctime)
+	e.varint(at)
+}
+
+// stamp reads what indexEncoder.stamp wrote.
+func (d *indexDecoder) stamp() (stamp, int64) {
+	st := stamp{ino: d.uvarint(), size: d.varint(), mtime: d.varint(), ctime: d.varint(), ok: true}
+	return st, d.varint()
+}
+
+// smallUvarint is uvarint for the common one-byte case, inlined in the
+// loop over a folder's messages.
+func (d *indexDecoder) smallUvarint() uint64 {
+	if d.off < len(d.s) {
+		if c := d.s[d.off]; c < 0x80 {
+			d.off++
+			return uint64(c)
+		}
+	}
+	return d.uvarint()
 }
 
 var errStateFormat = errors.New("mailstore: courriel-state: malformed")
@@ -303,19 +502,14 @@ func decodeState(data string) (*folderState, error) {
 	s.hdrExt = d.strs()
 	s.listRecords = int(u32()) // records of gone messages too: not bounded by the file
 	s.listCRC = fixed32()
-	for _, p := range [...]struct {
-		st *stamp
-		at *int64
-	}{{&s.newSt, &s.newAt}, {&s.curSt, &s.curAt}} {
-		p.st.ino = d.uvarint()
-		p.st.size = d.varint()
-		p.st.mtime = d.varint()
-		p.st.ctime = d.varint()
-		*p.at = d.varint()
-		p.st.ok = true
-	}
+	s.listVer.st, s.listVer.at = d.stamp()
+	s.listVer.crc = s.listCRC
+	s.newSt, s.newAt = d.stamp()
+	s.curSt, s.curAt = d.stamp()
 	if s.modOK = d.present(); s.modOK {
 		s.modCRC = fixed32()
+		s.modVer.st, s.modVer.at = d.stamp()
+		s.modVer.crc = s.modCRC
 		s.highest = d.uvarint()
 		s.reserved = d.uvarint()
 		s.forgotten = d.uvarint()
@@ -327,30 +521,67 @@ func decodeState(data string) (*folderState, error) {
 			}
 		}
 	}
-	count := d.countOf(6) // UID, flags twice, modseq, new, extensions: a byte each at least
+	count := d.countOf(5) // UID, flags, modseq, name length, a name byte: a byte each at least
+	// The names, back to back: one scan finds any that would lead out of
+	// the folder or hide in an info part.
+	block := d.str()
+	if strings.IndexByte(block, '/') >= 0 || strings.IndexByte(block, ':') >= 0 || strings.IndexByte(block, 0) >= 0 {
+		d.fail()
+	}
 	s.msgs = make([]Msg, count)
 	var uid uint32
 	var mod uint64
+	maxMod := uint64(math.MaxUint64)
+	if s.modOK {
+		maxMod = s.highest
+	}
+	off := 0
 	for i := 0; i < count && d.err == nil; i++ {
 		m := &s.msgs[i]
-		step := d.uvarint()
+		step := d.smallUvarint()
 		if step == 0 || step > uint64(math.MaxUint32-uid) {
 			d.fail()
 			break
 		}
 		uid += uint32(step)
-		hi, lo := d.uvarint(), d.uvarint()
-		if hi > math.MaxUint32 || lo > math.MaxUint32 {
-			d.fail()
-		}
+		m.UID = uid
+		m.Flags = Flags(d.smallUvarint())
 		mod += uint64(d.varint())
-		m.UID, m.Flags, m.ModSeq = uid, Flags(hi<<32|lo), mod
-		m.New = d.present()
-		m.Ext = d.strs()
-		m.Base = d.str()
-		if !validBase(m.Base) {
+		m.ModSeq = mod
+		ln := int(d.smallUvarint())
+		if ln == 0 || ln > 255 || ln > len(block)-off || block[off] == '.' || mod > maxMod {
 			d.fail()
+			break
 		}
+		m.Base = block[off : off+ln]
+		off += ln
+	}
+	if off != len(block) {
+		d.fail()
+	}
+	prev := -1
+	for k := d.countOf(1); k > 0 && d.err == nil; k-- {
+		step := d.uvarint()
+		if step == 0 || step > uint64(count-1-prev) {
+			d.fail()
+			break
+		}
+		prev += int(step)
+		s.msgs[prev].New = true
+		s.anyNew = true
+	}
+	prev = -1
+	for k := d.countOf(2); k > 0 && d.err == nil; k-- {
+		step := d.uvarint()
+		if step == 0 || step > uint64(count-1-prev) {
+			d.fail()
+			break
+		}
+		prev += int(step)
+		if s.ext == nil {
+			s.ext = make(map[uint32][]string)
+		}
+		s.ext[s.msgs[prev].UID] = d.strs()
 	}
 	if d.err == nil && d.off != len(d.s) {
 		d.fail()
@@ -372,40 +603,13 @@ func decodeState(data string) (*folderState, error) {
 			}
 			prev = v.ModSeq
 		}
-		for _, m := range s.msgs {
-			if m.ModSeq > s.highest {
-				return nil, errStateFormat
-			}
-		}
 	}
 	return s, nil
 }
 
-// validBase reports whether a base name from courriel-state is one a
-// message file may have in cur/ or new/: a single path component, no info
-// part, not hidden.
-func validBase(b string) bool {
-	if b == "" || len(b) > 255 || b[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if c := b[i]; c == '/' || c == ':' || c == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// crcString is the CRC-32C of s, without a copy of all of it.
+// crcString is the CRC-32C of s, read in place.
 func crcString(s string) uint32 {
-	var buf [32 << 10]byte
-	var sum uint32
-	for len(s) > 0 {
-		n := copy(buf[:], s)
-		sum = crc32.Update(sum, castagnoli, buf[:n])
-		s = s[n:]
-	}
-	return sum
+	return crc32.Checksum(unsafe.Slice(unsafe.StringData(s), len(s)), castagnoli)
 }
 
 // readString reads a file of the folder into a string, without the copy
@@ -423,41 +627,34 @@ func (mb *Mailbox) readString(name string) (string, error) {
 	if !st.Mode().IsRegular() || st.Size() > maxStateSize {
 		return "", fmt.Errorf("mailstore: %s: not a regular file of at most %d bytes", name, maxStateSize)
 	}
-	var b strings.Builder
-	b.Grow(int(st.Size()) + 1)
-	if _, err := io.Copy(&b, io.LimitReader(f, maxStateSize+1)); err != nil {
-		return "", err
-	}
-	return b.String(), nil
-}
-
-// fileCRC is the CRC-32C of a file of the folder, read in pieces.
-func (mb *Mailbox) fileCRC(name string) (uint32, bool) {
-	f, err := mb.root.Open(name)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	var buf [64 << 10]byte
-	var sum uint32
-	for {
-		n, err := f.Read(buf[:])
-		sum = crc32.Update(sum, castagnoli, buf[:n])
+	// One read for all of it (plus one to see the end), into a buffer
+	// that is the string's: nothing writes to it once read.
+	buf := make([]byte, st.Size()+1)
+	n := 0
+	for n < len(buf) {
+		k, err := f.Read(buf[n:])
+		n += k
 		if err == io.EOF {
-			return sum, true
+			break
 		}
 		if err != nil {
-			return 0, false
+			return "", err
 		}
 	}
+	if n == len(buf) {
+		return "", fmt.Errorf("mailstore: %s: grew while read", name)
+	}
+	return unsafe.String(unsafe.SliceData(buf), n), nil
 }
 
 // loadStateLocked opens the folder from courriel-state when the uidlist
-// it was made from is unchanged (ok false: read the folder the full way).
-// The messages come from the file; new/ and cur/ are listed only when
-// their stamps changed or were not settled (new/ alone when cur/ is as it
-// was); the modseqs come from the file when courriel-modseq is unchanged,
-// else from that file as loadModLocked reads it.
+// it was made from is unchanged (ok false: read the folder the full way):
+// its stamp verified settled and unchanged, or its content read whole to
+// check its CRC. The messages come from the file; new/ and cur/ are
+// listed only when their stamps changed or were not settled (new/ alone
+// when cur/ is as it was); the modseqs come from the file when
+// courriel-modseq is unchanged (by its stamp or its CRC), else from that
+// file as loadModLocked reads it.
 func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 	data, err := mb.readString(StateFileName)
 	if err != nil {
@@ -468,26 +665,33 @@ func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 		return false, nil
 	}
 	listSt := mb.statLocked(uidlist.FileName)
-	if crc, ok := mb.fileCRC(uidlist.FileName); !ok || crc != s.listCRC {
-		return false, nil
+	listVer := s.listVer
+	if !listVer.trusts(listSt, s.listCRC) {
+		v, ok := mb.verifyFileLocked(uidlist.FileName, s.listCRC)
+		if !ok {
+			return false, nil
+		}
+		listVer, listSt = v, v.st
 	}
 	mb.uidValidity, mb.nextUID, mb.guid, mb.hdrExt = s.uidValidity, s.nextUID, s.guid, s.hdrExt
 	mb.listRecords, mb.listSt, mb.listCRC, mb.listCRCOK = s.listRecords, listSt, s.listCRC, true
+	mb.listVer = listVer
 	mb.msgs = make([]*Msg, len(s.msgs))
-	anyNew := false
 	for i := range s.msgs {
 		mb.msgs[i] = &s.msgs[i]
-		anyNew = anyNew || s.msgs[i].New
 	}
-	mb.byBase, mb.listed = nil, nil
+	mb.byBase, mb.listed, mb.ext = nil, nil, s.ext
 	mb.newSt, mb.newAt, mb.curSt, mb.curAt = s.newSt, s.newAt, s.curSt, s.curAt
 	modOK := s.modOK
+	var modVer fileVer
 	if modOK {
-		crc, ok := mb.fileCRC(ModSeqFileName)
-		modOK = ok && crc == s.modCRC
+		modVer = s.modVer
+		if !modVer.trusts(mb.statLocked(ModSeqFileName), s.modCRC) {
+			modVer, modOK = mb.verifyFileLocked(ModSeqFileName, s.modCRC)
+		}
 	}
 	newSt, curSt := mb.statLocked("new"), mb.statLocked("cur")
-	trusted := !anyNew && newSt == s.newSt && settled(s.newSt, s.newAt) && curSt == s.curSt && settled(s.curSt, s.curAt)
+	trusted := !s.anyNew && newSt == s.newSt && settled(s.newSt, s.newAt) && curSt == s.curSt && settled(s.curSt, s.curAt)
 	var recorded map[uint32]modRecord
 	if !trusted {
 		if modOK {
@@ -508,7 +712,7 @@ func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 	case trusted:
 		ms := &mb.mod
 		*ms = modState{highest: s.highest, reserved: s.reserved, forgotten: s.forgotten,
-			vanished: s.vanished, appended: s.appended, crc: s.modCRC, crcOK: true}
+			vanished: s.vanished, appended: s.appended, crc: s.modCRC, crcOK: true, ver: modVer}
 	default:
 		mb.applyModFileLocked(&modFile{uidValidity: mb.uidValidity, highest: s.highest, reserved: s.reserved,
 			forgotten: s.forgotten, msgs: recorded, vanished: s.vanished,
@@ -516,10 +720,12 @@ func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 		if !mb.mod.needSnapshot {
 			mb.mod.appended = s.appended
 		}
-		mb.mod.crc, mb.mod.crcOK = s.modCRC, true
+		mb.mod.crc, mb.mod.crcOK, mb.mod.ver = s.modCRC, true, modVer
 	}
 	if trusted && modOK {
+		// As the file has it: a stamp verified only now is written.
 		mb.savedState = mb.stateSummaryLocked()
+		mb.savedState.listVer, mb.savedState.modVer = s.listVer.known(), s.modVer.known()
 	}
 	return true, nil
 }

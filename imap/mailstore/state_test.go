@@ -44,6 +44,14 @@ type folderView struct {
 
 func viewOf(t *testing.T, reg *Registry, st *Store) (folderView, uint64) {
 	t.Helper()
+	v, listings, _ := viewReads(t, reg, st)
+	return v, listings
+}
+
+// viewReads is viewOf with the count of files read whole to verify them
+// (dovecot-uidlist, courriel-modseq) besides the directory listings.
+func viewReads(t *testing.T, reg *Registry, st *Store) (v folderView, listings, reads uint64) {
+	t.Helper()
 	mb, err := reg.Open(st, "INBOX")
 	if err != nil {
 		t.Fatal(err)
@@ -53,16 +61,16 @@ func viewOf(t *testing.T, reg *Registry, st *Store) (folderView, uint64) {
 		t.Fatal(err)
 	}
 	s := mb.Status()
-	v := folderView{UIDValidity: s.UIDValidity, UIDNext: s.UIDNext, Highest: s.HighestModSeq, Recent: mb.RecentFrom()}
+	v = folderView{UIDValidity: s.UIDValidity, UIDNext: s.UIDNext, Highest: s.HighestModSeq, Recent: mb.RecentFrom()}
 	for _, u := range mb.UIDs() {
 		m, _ := mb.Get(u)
 		v.Msgs = append(v.Msgs, fmt.Sprintf("%d %s%s %d", m.UID, m.Flags, map[bool]string{true: " new"}[m.New], m.ModSeq))
 	}
 	v.Vanished, v.Complete = mb.VanishedSince(0)
 	mb.mu.Lock()
-	listings := mb.listings
+	listings, reads = mb.listings, mb.fileReads
 	mb.mu.Unlock()
-	return v, listings
+	return v, listings, reads
 }
 
 // fullView is the folder as read without courriel-state (which is put
@@ -678,5 +686,234 @@ func TestStateSettledAfterRelease(t *testing.T) {
 	reg2.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d folders open after SaveAll, want 0", n)
+	}
+}
+
+// sameSizeEdit rewrites a file of the folder in place (same inode, same
+// size) with one digit changed: the last digit of the first field after
+// prefix on the last line that starts with it (the one that counts in
+// courriel-modseq), lowered (or raised from 0). It reports false when the
+// file has no such line.
+func sameSizeEdit(t *testing.T, path, prefix string) bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := -1
+	for off := 0; off < len(data); {
+		if strings.HasPrefix(string(data[off:]), prefix) {
+			at = off + len(prefix)
+		}
+		next := strings.IndexByte(string(data[off:]), '\n')
+		if next < 0 {
+			break
+		}
+		off += next + 1
+	}
+	if at < 0 {
+		return false
+	}
+	i := at
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	if i == at {
+		return false
+	}
+	if d := &data[i-1]; *d > '0' {
+		*d--
+	} else {
+		*d++
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// The file edits the next tests make: the uidlist's UIDVALIDITY, and a
+// modseq recorded for a message (lowered: still below HIGHESTMODSEQ).
+var sameSizeEdits = []struct {
+	name, file, prefix string
+	// check reports whether the view shows the edit (before: as before).
+	check func(before, after folderView) bool
+}{
+	{"dovecot-uidlist", "dovecot-uidlist", "3 V", func(before, after folderView) bool {
+		return after.UIDValidity != before.UIDValidity
+	}},
+	{"courriel-modseq", ModSeqFileName, "M 3 ", func(before, after folderView) bool {
+		return fmt.Sprint(after.Msgs) != fmt.Sprint(before.Msgs)
+	}},
+}
+
+// Once their stamps have settled, dovecot-uidlist and courriel-modseq are
+// trusted by their stamps: a folder left alone opens without reading
+// them. Another program's rewrite of one in place, of the same size,
+// changes its stamp and is read.
+func TestStateFilesTrustedByStamp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range sameSizeEdits {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := testStore(t)
+			clock := &skewClock{}
+			useFolder(t, stateRegistry(clock, 0), st)
+			clock.skew.Store(int64(10 * time.Second))
+			viewOf(t, stateRegistry(clock, 0), st) // confirms the stamps
+			before, listings, reads := viewReads(t, stateRegistry(clock, 0), st)
+			if listings != 0 || reads != 0 {
+				t.Errorf("%d listings, %d files read opening a folder left alone, want none", listings, reads)
+			}
+			if !sameSizeEdit(t, filepath.Join(st.Path(), tc.file), tc.prefix) {
+				t.Fatalf("no line %q in %s", tc.prefix, tc.file)
+			}
+			got, _, reads := viewReads(t, stateRegistry(clock, 0), st)
+			if reads == 0 || !tc.check(before, got) {
+				t.Errorf("edit missed (%d files read):\nbefore %+v\nafter  %+v", reads, before, got)
+			}
+			if want := fullView(t, st); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("after the edit:\n%+v\nthe full way:\n%+v", got, want)
+			}
+		})
+	}
+}
+
+// A file rewritten in place with the same size within the second its
+// stamp was last checked in (a file system with whole seconds) keeps its
+// stamp: a stamp checked that close to the file's last change is not
+// trusted, and the next open reads the file.
+func TestStateFilesSameSecondRewriteCaught(t *testing.T) {
+	t.Parallel()
+	for _, tc := range sameSizeEdits {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for attempt := 0; ; attempt++ {
+				if attempt == 5 {
+					t.Skip("never managed the rewrite within the second of the stamps")
+				}
+				// Start early in a second, so that all of it fits in one.
+				now := time.Now()
+				time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
+				st := testStore(t)
+				for i := 1; i <= 3; i++ {
+					deliverFile(t, st, "", i)
+				}
+				viewOf(t, stateRegistry(nil, time.Second), st) // numbers, writes the files
+				// Reads the files to check them, with their stamps of
+				// this second.
+				before, _, reads := viewReads(t, stateRegistry(nil, time.Second), st)
+				if reads == 0 {
+					t.Fatal("files trusted by stamps of the second they were written in")
+				}
+				probe := stateRegistry(nil, time.Second)
+				mb := &Mailbox{reg: probe, root: mustRoot(t, st.Path())}
+				was := mb.statLocked(tc.file)
+				if !sameSizeEdit(t, filepath.Join(st.Path(), tc.file), tc.prefix) {
+					t.Fatalf("no line %q in %s", tc.prefix, tc.file)
+				}
+				same := mb.statLocked(tc.file) == was
+				mb.root.Close()
+				if !same {
+					continue // a second went by: the stamp tells anyway
+				}
+				got, _, reads := viewReads(t, stateRegistry(nil, time.Second), st)
+				if reads == 0 || !tc.check(before, got) {
+					t.Fatalf("rewrite missed (%d files read):\nbefore %+v\nafter  %+v", reads, before, got)
+				}
+				if want := fullView(t, st); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("reopened:\n%+v\nthe full way:\n%+v", got, want)
+				}
+				return
+			}
+		})
+	}
+}
+
+// Every field of every message comes back from courriel-state as it was
+// written: the rare ones (in new/, uidlist extensions) too, at the start,
+// the middle and the end of the folder.
+func TestStateRoundTrip(t *testing.T) {
+	t.Parallel()
+	mb := &Mailbox{uidValidity: 7, nextUID: 1 << 20, guid: "g", hdrExt: []string{"Xa"}, listCRC: 5, listRecords: 9}
+	mb.mod = modState{crc: 3, crcOK: true, highest: 1 << 40, reserved: 1<<40 + 1, forgotten: 2,
+		vanished: []Vanished{{UID: 4, ModSeq: 9}}}
+	for i := range 300 {
+		m := &Msg{UID: uint32(1 + i*i), Base: fmt.Sprintf("1700000000.M%dP1.host,S=%d", i, i*7),
+			Flags: Flags(i%16) | Flags(i%3)<<40, ModSeq: uint64(1<<40 - 2000 + i*(i%5))}
+		if i%100 == 0 || i == 299 {
+			m.New = true
+		}
+		if i%150 == 1 || i == 299 {
+			mb.setExtLocked(m.UID, []string{"W123", fmt.Sprintf("X%d", i)})
+		}
+		mb.msgs = append(mb.msgs, m)
+	}
+	s, err := decodeState(string(mb.encodeStateLocked(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.msgs) != len(mb.msgs) || !s.anyNew || !s.modOK || s.highest != mb.mod.highest || len(s.vanished) != 1 {
+		t.Fatalf("decoded %d messages, anyNew %v, mod %v %d %v", len(s.msgs), s.anyNew, s.modOK, s.highest, s.vanished)
+	}
+	for i, m := range mb.msgs {
+		if got := fmt.Sprintf("%+v", s.msgs[i]); got != fmt.Sprintf("%+v", *m) {
+			t.Errorf("message %d: %s, want %+v", i, got, *m)
+		}
+	}
+	if fmt.Sprint(s.ext) != fmt.Sprint(mb.ext) || len(s.ext) != 3 {
+		t.Errorf("extensions %v, want %v", s.ext, mb.ext)
+	}
+}
+
+// The extension fields another program wrote in dovecot-uidlist (Dovecot's
+// sizes, GUIDs) are written back as they were when courriel rewrites the
+// file, whether the folder was read the full way or from courriel-state.
+func TestUIDListExtensionsKept(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	var names []string
+	for i := 1; i <= 3; i++ {
+		name := deliverFile(t, st, "", i)
+		if err := os.Rename(filepath.Join(st.Path(), "new", name), filepath.Join(st.Path(), "cur", name+":2,")); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	list := fmt.Sprintf("3 V1234 N4 Gabc\n1 W20 :%s\n2 :%s\n3 W21 Xq :%s\n", names[0], names[1], names[2])
+	if err := os.WriteFile(filepath.Join(st.Path(), "dovecot-uidlist"), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(reg *Registry) []string {
+		mb, err := reg.Open(st, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mb.Release()
+		mb.mu.Lock()
+		err = mb.rewriteUIDListLocked()
+		mb.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readUIDList(t, st, "")
+	}
+	want := []string{"1 W20 :" + names[0], "2 :" + names[1], "3 W21 Xq :" + names[2]}
+	clock := &skewClock{}
+	if got := rewrite(stateRegistry(clock, 0)); fmt.Sprint(got[1:]) != fmt.Sprint(want) {
+		t.Errorf("rewritten after the full read:\n%q\nwant\n%q", got[1:], want)
+	}
+	clock.skew.Store(int64(10 * time.Second))
+	viewOf(t, stateRegistry(clock, 0), st) // settles courriel-state
+	if _, listings := viewOf(t, stateRegistry(clock, 0), st); listings != 0 {
+		t.Fatalf("%d listings: not opened from courriel-state", listings)
+	}
+	if got := rewrite(stateRegistry(clock, 0)); fmt.Sprint(got[1:]) != fmt.Sprint(want) {
+		t.Errorf("rewritten after a read from courriel-state:\n%q\nwant\n%q", got[1:], want)
 	}
 }

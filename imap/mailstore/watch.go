@@ -85,3 +85,25 @@ func (mb *Mailbox) FlagsOf(uids []uint32) ([]Flags, []bool) {
 	}
 	return fl, ok
 }
+
+// FirstUnseen is the position (from 1) in uids, ascending (a session's
+// view), of the first message without \Seen, 0 if none: SELECT's UNSEEN,
+// without FlagsOf's copy of every message's flags. UIDs no longer in the
+// folder are passed over.
+func (mb *Mailbox) FirstUnseen(uids []uint32) uint32 {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	j := 0
+	for i, u := range uids {
+		for j < len(mb.msgs) && mb.msgs[j].UID < u {
+			j++
+		}
+		if j == len(mb.msgs) {
+			break
+		}
+		if m := mb.msgs[j]; m.UID == u && m.Flags&FlagSeen == 0 {
+			return uint32(i + 1)
+		}
+	}
+	return 0
+}

@@ -1,0 +1,87 @@
+package imap
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A STORE over more messages than one piece (storeChunk) answers one
+// FETCH per message, in order, and every file has its new name when the
+// tagged OK comes; UNCHANGEDSINCE reports the messages another session
+// changed in any piece.
+func TestStoreInPieces(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	n := storeChunk + 7
+	for i := 1; i <= n; i++ {
+		writeMaildirMsg(t, e.maildir, "new", fmt.Sprintf("%d.M%dP1.test", 1700000000+i, i), "Subject: x\n\nx\n")
+	}
+	r := dialRaw(t, e.addr, true)
+	r.cmd("a", "LOGIN alice secret")
+	if got := last(r.cmd("b", "SELECT INBOX (CONDSTORE)")); !strings.HasPrefix(got, "b OK") {
+		t.Fatalf("SELECT: %q", got)
+	}
+	lines := r.cmd("c", `STORE 1:* +FLAGS (\Seen)`)
+	if got := last(lines); !strings.HasPrefix(got, "c OK") {
+		t.Fatalf("STORE: %q", got)
+	}
+	// The files as the tagged OK found them.
+	ents, err := os.ReadDir(filepath.Join(e.maildir, "cur"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		if !strings.HasSuffix(ent.Name(), ":2,S") {
+			t.Fatalf("%s not renamed by the tagged OK", ent.Name())
+		}
+	}
+	next := 1
+	for _, l := range lines[:len(lines)-1] {
+		// \Recent too: the messages were delivered into new/.
+		want := fmt.Sprintf(`* %d FETCH (FLAGS (\Seen \Recent) UID %d MODSEQ (`, next, next)
+		if !strings.HasPrefix(l, want) {
+			t.Fatalf("%q, want %q…", l, want)
+		}
+		next++
+	}
+	if next != n+1 {
+		t.Fatalf("%d FETCH responses, want %d", next-1, n)
+	}
+
+	// UNCHANGEDSINCE across pieces.
+	var highest uint64
+	for _, l := range r.cmd("d", "STATUS INBOX (HIGHESTMODSEQ)") {
+		fmt.Sscanf(l, `* STATUS "INBOX" (HIGHESTMODSEQ %d)`, &highest)
+	}
+	if highest == 0 {
+		t.Fatal("no HIGHESTMODSEQ")
+	}
+	other := dialRaw(t, e.addr, true)
+	other.cmd("a", "LOGIN alice secret")
+	other.cmd("b", "SELECT INBOX")
+	changed := []int{2, storeChunk + 3}
+	for _, u := range changed {
+		if got := last(other.cmd("c", fmt.Sprintf(`UID STORE %d +FLAGS (\Flagged)`, u))); !strings.HasPrefix(got, "c OK") {
+			t.Fatalf("other STORE: %q", got)
+		}
+	}
+	lines = r.cmd("e", fmt.Sprintf(`UID STORE 1:* (UNCHANGEDSINCE %d) +FLAGS.SILENT (\Answered)`, highest))
+	want := fmt.Sprintf("e OK [MODIFIED %d,%d]", changed[0], changed[1])
+	if got := last(lines); !strings.HasPrefix(got, want) {
+		t.Errorf("conditional STORE: %q, want %q…", got, want)
+	}
+	answered := 0
+	for _, l := range lines {
+		// .SILENT: the modseq alone (the other session's changes come
+		// with their flags).
+		if strings.Contains(l, " FETCH (UID ") && strings.Contains(l, "MODSEQ") && !strings.Contains(l, "FLAGS") {
+			answered++
+		}
+	}
+	if answered != n-len(changed) {
+		t.Errorf("%d FETCH responses with the new modseq, want %d", answered, n-len(changed))
+	}
+}
