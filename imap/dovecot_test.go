@@ -81,3 +81,68 @@ func TestDovecotReadsOurFiles(t *testing.T) {
 		t.Errorf("flags of UID 2 after Dovecot: %v %v", fl, err)
 	}
 }
+
+// TestEnvelopeDateAsDovecot: ENVELOPE's date is the Date field as the
+// message has it (unfolded), as Dovecot returns it — zone names,
+// comments, one-digit days and dates no parser reads included — from the
+// files and from the index after a restart.
+func TestEnvelopeDateAsDovecot(t *testing.T) {
+	testenv.NeedDovecot(t)
+	t.Parallel()
+	dates := []string{
+		"Mon, 2 Jan 2023 10:00:00 +0000",
+		"Tue, 03 Jan 2023 10:00:00 GMT",
+		"3 Jan 2023 10:00 +0100 (CET)",
+		"Wed, 4 Jan 2023\r\n 10:00:00 -0500",
+		"Thu, 32 Foo 2023 99:99:99 +9999",
+		"not a date at all",
+		`"quoted" \ date`,
+	}
+	e := newEnv(t)
+	for i, d := range dates {
+		e.deliver(fmt.Sprintf("170000000%d.M1P1.test", i), fmt.Sprintf("Date: %s\r\nSubject: %d\r\n\r\nbody\r\n", d, i))
+	}
+	envelopeDates := func(lines []string) []string {
+		var out []string
+		for _, l := range lines {
+			if m := regexp.MustCompile(`^\* \d+ FETCH \(ENVELOPE \((NIL|"(?:[^"\\]|\\.)*")`).FindStringSubmatch(l); m != nil {
+				out = append(out, m[1])
+			}
+		}
+		return out
+	}
+	fetch := func() []string {
+		r := loggedIn(t, e)
+		r.cmd("s", "SELECT INBOX")
+		got := envelopeDates(r.cmd("f", "FETCH 1:* (ENVELOPE)"))
+		r.cmd("z", "LOGOUT")
+		return got
+	}
+	fromFiles := fetch()
+	e.srv.Close()
+	e.start()
+	fromIndex := fetch()
+	e.srv.Close()
+	for d := e.maildir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	want := envelopeDates(strings.Split(testenv.RunDovecot(t, e.maildir, "", "a SELECT INBOX\r\nb FETCH 1:* (ENVELOPE)\r\nc LOGOUT\r\n"), "\r\n"))
+	if len(want) != len(dates) {
+		t.Fatalf("Dovecot returned %d envelopes, want %d: %q", len(want), len(dates), want)
+	}
+	for i := range dates {
+		if i >= len(fromFiles) || fromFiles[i] != want[i] {
+			t.Errorf("message %d from the files: got %q, Dovecot %q", i+1, at(fromFiles, i), want[i])
+		}
+		if i >= len(fromIndex) || fromIndex[i] != want[i] {
+			t.Errorf("message %d from the index: got %q, Dovecot %q", i+1, at(fromIndex, i), want[i])
+		}
+	}
+}
+
+func at(l []string, i int) string {
+	if i < len(l) {
+		return l[i]
+	}
+	return "(none)"
+}

@@ -191,6 +191,7 @@ func buildEnvelope(h []byte) *mailstore.Envelope {
 		MessageID: first(efMessageID),
 	}
 	if d := first(efDate); d != "" {
+		env.DateField = d
 		if t, err := parseMailDate(d); err == nil {
 			env.Date = t
 		}
@@ -461,9 +462,12 @@ func joinPhrase(p []string) string {
 // appendEnvelope appends an ENVELOPE value.
 func appendEnvelope(b []byte, env *mailstore.Envelope, u bool) []byte {
 	b = append(b, '(')
-	if env.Date.IsZero() {
+	switch {
+	case env.DateField != "":
+		b = appendQuoted(b, env.DateField, u)
+	case env.Date.IsZero():
 		b = append(b, "NIL"...)
-	} else {
+	default:
 		b = append(b, '"')
 		b = env.Date.AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700")
 		b = append(b, '"')

@@ -17,20 +17,20 @@ import (
 const IndexFileName = "courriel-index"
 
 // indexMagic starts the file; the version digit changes with the layout
-// (5: the binary encoding with Envelope.References). An index of another version is not read: the
+// (6: the binary encoding with Envelope.References and DateField). An index of another version is not read: the
 // cache is rebuilt from the messages as they are read, because an older
 // one cannot tell "no References" from "References not kept".
 // The magic is followed by a fixed-width header line (indexHeader), then the
 // SHA-256 of the payload and the payload, an indexFile (indexcodec.go). The
 // header is outside the checksum so that it can be rewritten in place
 // without rewriting (or even reading) the cache.
-var indexMagic = []byte("COURRIEL-INDEX 5\n")
+var indexMagic = []byte("COURRIEL-INDEX 6\n")
 
 // oldIndexMagics are earlier versions whose header line (indexHeader) has
 // the same layout: their \Recent boundary is still read, their cache
 // rebuilt. (2: a gob payload; 3: gob with References; 4: this
-// encoding without References.)
-var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n")}
+// encoding without References; 5: without DateField.)
+var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n"), []byte("COURRIEL-INDEX 5\n")}
 
 // indexHeaderLen is the length of "V<10 digits> R<10 digits>\n".
 const indexHeaderLen = 24
@@ -69,6 +69,12 @@ type Cached struct {
 // Envelope is a cached ENVELOPE (RFC 9051 §7.5.2), decoded: the protocol
 // layer quotes and encodes it.
 type Envelope struct {
+	// DateField is the Date field's value as the message has it
+	// (unfolded): what ENVELOPE returns, as Dovecot does, comments, zone
+	// names and dates no parser reads included. Date is that value
+	// parsed (zero when it does not parse), for SEARCH SENT*, SORT and
+	// THREAD.
+	DateField string
 	Date      time.Time
 	Subject   string
 	From      []Address

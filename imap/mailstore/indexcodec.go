@@ -18,7 +18,7 @@ import (
 // uvarint UID, string Base, varint Size, varint Date, envelope?, body?.
 // A string is a uvarint length and its bytes; x? is a byte 0 (absent) or 1
 // followed by x. An envelope is a date (byte 0, or 1 with varint Unix
-// seconds, uvarint nanoseconds and varint zone offset in seconds), Subject,
+// seconds, uvarint nanoseconds and varint zone offset in seconds), DateField, Subject,
 // six address lists (uvarint count, then Name, Mailbox, Host each),
 // InReplyTo (uvarint count and strings), MessageID. A body part is Type,
 // Subtype, Params (uvarint count and key, value pairs), ID, Description,
@@ -76,6 +76,7 @@ func (e *indexEncoder) envelope(env *Envelope) {
 		e.uvarint(uint64(env.Date.Nanosecond()))
 		e.varint(int64(off))
 	}
+	e.str(env.DateField)
 	e.str(env.Subject)
 	for _, l := range [...][]Address{env.From, env.Sender, env.ReplyTo, env.To, env.Cc, env.Bcc} {
 		e.uvarint(uint64(len(l)))
@@ -290,6 +291,7 @@ func (d *indexDecoder) envelope() *Envelope {
 			env.Date = time.Unix(sec, int64(nsec)).In(time.FixedZone("", int(off)))
 		}
 	}
+	env.DateField = d.str()
 	env.Subject = d.str()
 	for _, l := range [...]*[]Address{&env.From, &env.Sender, &env.ReplyTo, &env.To, &env.Cc, &env.Bcc} {
 		n := d.countOf(3) // three string lengths at least

@@ -13,7 +13,7 @@ import (
 func TestIndexCodecCoversFields(t *testing.T) {
 	for typ, want := range map[reflect.Type]int{
 		reflect.TypeFor[Cached]():     4,
-		reflect.TypeFor[Envelope]():   11,
+		reflect.TypeFor[Envelope]():   12,
 		reflect.TypeFor[Address]():    3,
 		reflect.TypeFor[BodyPart]():   15,
 		reflect.TypeFor[indexEntry](): 3,
@@ -26,12 +26,13 @@ func TestIndexCodecCoversFields(t *testing.T) {
 
 func sampleIndex() *indexFile {
 	env := &Envelope{
-		Date:    time.Date(2023, 1, 2, 10, 0, 0, 5, time.FixedZone("", -(5*3600+30*60))),
-		Subject: "=?UTF-8?Q?Ren=C3=A9e?= \"quoted\"",
-		From:    []Address{{Name: "A", Mailbox: "a", Host: "example.org"}},
-		To:      []Address{{Mailbox: "group"}, {Name: "\x00@r\x00B", Mailbox: "b", Host: "h"}, {}},
-		Cc:      []Address{{Mailbox: "c", Host: "d"}, {Mailbox: "e", Host: "f"}},
-		Bcc:     []Address{{Mailbox: "g", Host: "h"}}, InReplyTo: []string{"<x@y>"}, MessageID: "<m@id>",
+		DateField: "Mon, 2 Jan 2023 04:29:60 -0530 (a comment)",
+		Date:      time.Date(2023, 1, 2, 10, 0, 0, 5, time.FixedZone("", -(5*3600+30*60))),
+		Subject:   "=?UTF-8?Q?Ren=C3=A9e?= \"quoted\"",
+		From:      []Address{{Name: "A", Mailbox: "a", Host: "example.org"}},
+		To:        []Address{{Mailbox: "group"}, {Name: "\x00@r\x00B", Mailbox: "b", Host: "h"}, {}},
+		Cc:        []Address{{Mailbox: "c", Host: "d"}, {Mailbox: "e", Host: "f"}},
+		Bcc:       []Address{{Mailbox: "g", Host: "h"}}, InReplyTo: []string{"<x@y>"}, MessageID: "<m@id>",
 	}
 	env.Sender, env.ReplyTo = env.From, env.From
 	inner := &BodyPart{Type: "text", Subtype: "plain", Params: map[string]string{"charset": "us-ascii"}, Encoding: "7bit", Size: 10, Lines: 1}
