@@ -43,6 +43,10 @@ func (mb *Mailbox) RecentFrom() uint32 {
 // loadRecentLocked sets the claim boundary when the folder is loaded: the
 // one kept in the index if it belongs to this UIDVALIDITY, else "nothing is
 // recent"; messages found in new/ are recent in any case (nobody saw them).
+// Dovecot, finding no index of its own, makes every message of cur/
+// \Recent; courriel does not, on purpose: a folder Dovecot served keeps its
+// boundary in Dovecot's index, which courriel does not read, and after a
+// migration "all recent" would announce a user's whole mailbox as new.
 func (mb *Mailbox) loadRecentLocked() {
 	mb.recentFrom = mb.nextUID
 	if h, ok := mb.readIndexHeaderLocked(); ok && h.UIDValidity == mb.uidValidity && h.RecentFrom < mb.recentFrom {
