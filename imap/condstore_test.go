@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"courriel/imap/mailstore"
+	"courriel/imap/uidlist"
 )
 
 // CONDSTORE/QRESYNC (RFC 7162) as clients see it: imapclient where it
@@ -253,15 +254,20 @@ func TestExternalFlagChangeGetsModSeq(t *testing.T) {
 	var renames atomic.Int64
 	rename := func(flags string) {
 		t.Helper()
+		// The second message (UID 2) by the uidlist: sorting the names
+		// does not give UID order (the microseconds in them are not
+		// zero-padded).
 		cur := filepath.Join(e.maildir, "cur")
+		base := uidBaseName(t, e.maildir, 2)
 		ents, err := os.ReadDir(cur)
 		if err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(ents, func(x, y os.DirEntry) int { return strings.Compare(x.Name(), y.Name()) })
-		name := ents[1].Name() // the second message
-		base, _, _ := strings.Cut(name, ":2,")
-		if err := os.Rename(filepath.Join(cur, name), filepath.Join(cur, base+":2,"+flags)); err != nil {
+		i := slices.IndexFunc(ents, func(d os.DirEntry) bool { return strings.HasPrefix(d.Name(), base+":2,") })
+		if i < 0 {
+			t.Fatalf("no file in cur/ for UID 2 (%s)", base)
+		}
+		if err := os.Rename(filepath.Join(cur, ents[i].Name()), filepath.Join(cur, base+":2,"+flags)); err != nil {
 			t.Fatal(err)
 		}
 		// A directory's mtime has the kernel's clock-tick granularity: a
@@ -516,4 +522,25 @@ func TestSearchModSeqAndEnable(t *testing.T) {
 			t.Errorf("NOMODSEQ: %q", l)
 		}
 	}
+}
+
+// uidBaseName is the maildir base name of uid, as dovecot-uidlist says.
+func uidBaseName(t *testing.T, maildir string, uid uint32) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(maildir, "dovecot-uidlist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := uidlist.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range l.Records {
+		if r.UID == uid {
+			return r.Name
+		}
+	}
+	t.Fatalf("UID %d not in dovecot-uidlist", uid)
+	return ""
 }
