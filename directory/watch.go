@@ -24,20 +24,30 @@ const (
 var errSyncUnsupported = errors.New("the server does not support the LDAP sync control (RFC 4533)")
 
 // Watcher keeps a persistent sync search (RFC 4533 refreshAndPersist)
-// open on the directory's first URL — a node's local replica — and calls
-// its flush function for every change the server reports, so that a new
-// alias or a moved user takes effect at replication speed instead of after
-// the cache TTL. While it is not connected, the TTLs alone bound how stale
-// an answer can be. Build it with (*Directory).NewWatcher, then Run it.
+// open on the directory's first URL that answers — a node's local replica,
+// else the next server listed, as lookups fail over — and calls its flush
+// function for every change the server reports, so that a new alias or a
+// moved user takes effect at replication speed instead of after the cache
+// TTL. While it follows a later URL it keeps trying the earlier ones and
+// goes back to the first that answers: lookups go there again too, and a
+// watch on another server would report changes at that server's pace, not
+// the one the answers come from. While it is not connected at all, the
+// TTLs alone bound how stale an answer can be. Build it with
+// (*Directory).NewWatcher, then Run it.
 type Watcher struct {
 	d     *Directory
-	url   string
+	urls  []string
 	flush func()
 
-	mu     sync.Mutex
-	status WatchStatus // guarded by mu
-	cookie []byte      // guarded by mu; the last sync cookie, to resume
+	mu        sync.Mutex
+	status    WatchStatus // guarded by mu
+	cookie    []byte      // guarded by mu; the last sync cookie, to resume
+	cookieURL string      // guarded by mu; the server that gave cookie
 }
+
+// errPreferredBack ends a sync search on a fallback URL: an earlier one
+// answers again.
+var errPreferredBack = errors.New("an earlier directory URL answers again")
 
 // WatchStatus is what a Watcher reports for metrics and logs.
 type WatchStatus struct {
@@ -53,7 +63,7 @@ type WatchStatus struct {
 	Connects    int64     // sync searches that reached their persist phase
 }
 
-// NewWatcher returns a watcher of d's first URL, bound as d's service
+// NewWatcher returns a watcher of d's URLs in order, bound as d's service
 // account (who must be allowed the sync search: OpenLDAP applies its size
 // limit to the refresh phase, see `courriel ldap-schema -cluster`). flush
 // is called on every change and whenever changes may have been missed
@@ -62,7 +72,7 @@ func (d *Directory) NewWatcher(flush func()) *Watcher {
 	if flush == nil {
 		flush = d.FlushCache
 	}
-	return &Watcher{d: d, url: d.opts.URLs[0], flush: flush, status: WatchStatus{URL: d.opts.URLs[0]}}
+	return &Watcher{d: d, urls: d.opts.URLs, flush: flush, status: WatchStatus{URL: d.opts.URLs[0]}}
 }
 
 // Status returns a snapshot of the watcher's state.
@@ -87,20 +97,26 @@ func (w *Watcher) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		url := w.Status().URL
 		if errors.Is(err, errSyncUnsupported) {
 			w.mu.Lock()
 			w.status.Unsupported = true
 			w.mu.Unlock()
-			log.Warn("directory change watch off: cached answers expire by their TTL only", "url", w.url, "err", err)
+			log.Warn("directory change watch off: cached answers expire by their TTL only", "url", url, "err", err)
 			return
+		}
+		if errors.Is(err, errPreferredBack) {
+			log.Info("directory change watch: going back to an earlier URL", "from", url)
+			backoff, quiet = watchMinBackoff, false
+			continue
 		}
 		if persisted {
 			backoff, quiet = watchMinBackoff, false
 		}
 		if quiet {
-			log.Debug("directory change watch: still not connected", "url", w.url, "retry_in", backoff, "err", err)
+			log.Debug("directory change watch: still not connected", "url", url, "retry_in", backoff, "err", err)
 		} else {
-			log.Warn("directory change watch lost: cached answers expire by their TTL until it is back", "url", w.url, "retry_in", backoff, "err", err)
+			log.Warn("directory change watch lost: cached answers expire by their TTL until it is back", "url", url, "retry_in", backoff, "err", err)
 			quiet = true
 		}
 		select {
@@ -112,24 +128,38 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-// session runs one sync search on a new connection until it ends.
-// persisted reports whether it reached the persist phase.
+// session runs one sync search on a new connection to the first URL that
+// answers, until it ends. persisted reports whether it reached the persist
+// phase.
 func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
-	c, err := w.d.searches.dialOne(ctx, w.url)
+	c, at, err := w.dial(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer c.Close()
+	url := w.urls[at]
 	// The search lasts as long as the connection: no request timeout
 	// (go-ldap would end it), and TCP keepalive (on by default in the
 	// dialer) notices a peer that vanished.
 	c.SetTimeout(0)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var back chan struct{}
+	if at > 0 {
+		back = make(chan struct{})
+		go w.awaitPreferred(sctx, w.urls[:at], func() { close(back); cancel() })
+	}
 	req := ldap.NewSearchRequest(w.d.opts.BaseDN, w.d.scope, ldap.NeverDerefAliases,
 		0, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
 	w.mu.Lock()
-	cookie := w.cookie
+	w.status.URL = url
+	// A cookie is one server's account of what it sent: another server
+	// refreshes from scratch.
+	var cookie []byte
+	if w.cookieURL == url {
+		cookie = w.cookie
+	}
+	w.cookie, w.cookieURL = cookie, url
 	w.mu.Unlock()
 	resp := c.Syncrepl(sctx, req, watchBuffer, ldap.SyncRequestModeRefreshAndPersist, cookie, false)
 	refreshing := true
@@ -145,7 +175,7 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 		w.status.Connected = true
 		w.status.Connects++
 		w.mu.Unlock()
-		w.d.opts.Logger.Info("directory change watch connected", "url", w.url)
+		w.d.opts.Logger.Info("directory change watch connected", "url", url)
 	}
 	for resp.Next() {
 		if e := resp.Entry(); e != nil {
@@ -188,6 +218,13 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 		}
 	}
 	err = resp.Err()
+	if back != nil && ctx.Err() == nil {
+		select {
+		case <-back:
+			return persisted, errPreferredBack
+		default:
+		}
+	}
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		return persisted, fmt.Errorf("%w: %v", errSyncUnsupported, err)
@@ -196,15 +233,52 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 		w.mu.Lock()
 		w.cookie = nil
 		w.mu.Unlock()
-		return persisted, fmt.Errorf("sync search on %s: %w", w.url, err)
+		return persisted, fmt.Errorf("sync search on %s: %w", url, err)
 	case err != nil:
-		return persisted, w.searchErr(err)
+		return persisted, w.searchErr(url, err)
 	}
 	if ctx.Err() != nil {
 		return persisted, ctx.Err()
 	}
 	// A refreshAndPersist search never ends by itself while all is well.
-	return persisted, fmt.Errorf("sync search on %s ended by the server", w.url)
+	return persisted, fmt.Errorf("sync search on %s ended by the server", url)
+}
+
+// dial connects to the first of w's URLs that answers, and says which.
+func (w *Watcher) dial(ctx context.Context) (*ldap.Conn, int, error) {
+	var errs []error
+	for i, url := range w.urls {
+		c, err := w.d.searches.dialOne(ctx, url)
+		if err == nil {
+			return c, i, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, 0, errors.Join(errs...)
+}
+
+// awaitPreferred tries the earlier URLs, with the reconnection backoff,
+// until one answers (then calls back once) or ctx ends.
+func (w *Watcher) awaitPreferred(ctx context.Context, earlier []string, back func()) {
+	delay := watchMinBackoff
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		for _, url := range earlier {
+			if c, err := w.d.searches.dialOne(ctx, url); err == nil {
+				c.Close()
+				back()
+				return
+			}
+		}
+		delay = min(2*delay, watchMaxBackoff)
+	}
 }
 
 // maxCookie bounds what a server can make us keep and send back.
@@ -233,12 +307,13 @@ func (w *Watcher) setConnected(v bool) {
 	w.mu.Unlock()
 }
 
-// Check runs one sync search (refreshOnly) on the watched URL as Run
-// would, for `courriel check-config`: it fails when the server refuses the
-// sync control, the reader may not search, or a size limit cuts the
-// refresh.
+// Check runs one sync search (refreshOnly) on the first URL, the one Run
+// watches while it answers, for `courriel check-config`: it fails when the
+// server refuses the sync control, the reader may not search, or a size
+// limit cuts the refresh.
 func (w *Watcher) Check(ctx context.Context) error {
-	c, err := w.d.searches.dialOne(ctx, w.url)
+	url := w.urls[0]
+	c, err := w.d.searches.dialOne(ctx, url)
 	if err != nil {
 		return err
 	}
@@ -253,16 +328,16 @@ func (w *Watcher) Check(ctx context.Context) error {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		return fmt.Errorf("%w: %v", errSyncUnsupported, err)
 	case err != nil:
-		return w.searchErr(err)
+		return w.searchErr(url, err)
 	}
 	return ctx.Err()
 }
 
-// searchErr says what failed, with the usual cause of a size limit.
-func (w *Watcher) searchErr(err error) error {
+// searchErr says what failed on url, with the usual cause of a size limit.
+func (w *Watcher) searchErr(url string, err error) error {
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
 		return fmt.Errorf("sync search on %s: %w (its refresh reads every entry of the search base: "+
-			"give the reader no size limit, olcLimits size=unlimited)", w.url, err)
+			"give the reader no size limit, olcLimits size=unlimited)", url, err)
 	}
-	return fmt.Errorf("sync search on %s: %w", w.url, err)
+	return fmt.Errorf("sync search on %s: %w", url, err)
 }

@@ -155,6 +155,46 @@ func TestWatcherInvalidatesCache(t *testing.T) {
 	})
 }
 
+// With the replica listed first and the provider second, the watcher
+// follows the provider while the replica is down (as lookups do, so a
+// change is still seen at once), then goes back to the replica when it
+// answers again, and changes flow through it.
+func TestWatcherFailsOver(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	o := replicaOptions(r)
+	o.URLs = []string{r.Consumer.URL(), r.Provider.URL()}
+	d := newDir(t, o)
+	w := d.NewWatcher(nil)
+	runWatcher(t, w)
+	connectedTo := func(url string) func() (bool, string) {
+		return func() (bool, string) {
+			st := w.Status()
+			return st.Connected && st.URL == url, statusString(st)
+		}
+	}
+	eventually(t, "watching the replica", connectedTo(r.Consumer.URL()))
+	if got, err := resolve(d, "alice@xoyize.xyz"); err != nil || got != "alice@xoyize.xyz@node=" {
+		t.Fatalf("before: alice = %q, %v", got, err)
+	}
+
+	r.Consumer.Kill(t)
+	eventually(t, "watching the provider", connectedTo(r.Provider.URL()))
+	r.Provider.Modify(t, "dn: uid=alice,"+testenv.MailBase+"\nchangetype: modify\nadd: objectClass\nobjectClass: inetLocalMailRecipient\n-\nadd: mailHost\nmailHost: node-b\n")
+	eventually(t, "change seen while the replica is down", func() (bool, string) {
+		got, err := resolve(d, "alice@xoyize.xyz")
+		return err == nil && got == "alice@xoyize.xyz@node=node-b", got + " " + errString(err)
+	})
+
+	r.Consumer.Start(t)
+	eventually(t, "back on the replica", connectedTo(r.Consumer.URL()))
+	r.Provider.Modify(t, "dn: uid=alice,"+testenv.MailBase+"\nchangetype: modify\nreplace: mailHost\nmailHost: node-c\n")
+	eventually(t, "change seen through the replica again", func() (bool, string) {
+		got, err := resolve(d, "alice@xoyize.xyz")
+		return err == nil && got == "alice@xoyize.xyz@node=node-c", got + " " + errString(err)
+	})
+}
+
 // The embedded demo directory does not answer the sync control: the
 // watcher stops after one log line and the directory works on TTLs.
 func TestWatcherUnsupported(t *testing.T) {
@@ -200,7 +240,7 @@ func statusString(st directory.WatchStatus) string {
 	} else {
 		b.WriteString("no")
 	}
-	b.WriteString(" connects=" + itoa(st.Connects) + " changes=" + itoa(st.Changes))
+	b.WriteString(" url=" + st.URL + " connects=" + itoa(st.Connects) + " changes=" + itoa(st.Changes))
 	if st.Unsupported {
 		b.WriteString(" unsupported")
 	}
