@@ -119,7 +119,7 @@ func (c *conn) serve() {
 	if o.Kind != Submissions {
 		c.setCurrent(c.Conn)
 	} else {
-		c.log.Info("connect")
+		c.log.InfoContext(c.srv.routine, "connect")
 		tc := tls.Server(c.Conn, o.TLSConfig)
 		c.setDeadline(time.Now().Add(o.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
@@ -141,7 +141,7 @@ func (c *conn) serve() {
 		// The greeting first: the client reads it while this line is
 		// written.
 		c.flush()
-		c.log.Info("connect")
+		c.log.InfoContext(c.srv.routine, "connect")
 	}
 	for !c.dropAfterWrite.Load() {
 		line := c.pending
@@ -217,7 +217,7 @@ func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.srv.forget(c)
 		c.srv.o.Metrics.ConnClosed(c.srv.o.Listener)
-		c.log.Info("disconnect", "commands", c.commands.Load(), "errors", c.errors.Load())
+		c.log.InfoContext(c.srv.routine, "disconnect", "commands", c.commands.Load(), "errors", c.errors.Load())
 	})
 	return err
 }

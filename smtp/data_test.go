@@ -13,6 +13,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/delivery/queue"
+	"courriel/internal/logwriter"
 )
 
 // startData opens a transaction for alice and sends DATA.
@@ -570,4 +571,62 @@ func TestAcceptedLogLine(t *testing.T) {
 	if line := out[accepted:]; !strings.Contains(line[:strings.IndexByte(line, '\n')], "msg_id="+id) {
 		t.Errorf("accepted line without msg_id=%s:\n%s", id, out)
 	}
+}
+
+// logWrites keeps each write(2) of a log apart.
+type logWrites struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (l *logWrites) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes = append(l.writes, string(p))
+	return len(p), nil
+}
+
+// waitWrite returns the write holding text, waiting (bounded) for it.
+func (l *logWrites) waitWrite(t *testing.T, text string) string {
+	t.Helper()
+	for range 500 {
+		l.mu.Lock()
+		for _, w := range l.writes {
+			if strings.Contains(w, text) {
+				l.mu.Unlock()
+				return w
+			}
+		}
+		l.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Fatalf("no %s in the log: %q", text, l.writes)
+	return ""
+}
+
+// TestConnectLineGoesWithTheNextWrite: with cmd's logger
+// (internal/logwriter), a connection's connect line is not a write of its
+// own: it goes out with the message's accepted line, before it, and the
+// disconnect line follows on its own shortly after (nothing else was
+// logged).
+func TestConnectLineGoesWithTheNextWrite(t *testing.T) {
+	t.Parallel()
+	dst := &logWrites{}
+	lw := logwriter.New(dst, 64<<10)
+	e := newEnv(t, Inbound, func(o *Options) {
+		o.Logger = slog.New(logwriter.NewHandler(slog.NewTextHandler(lw, nil), lw))
+	})
+	c := startData(t, e)
+	c.send("Subject: logged\r\n\r\nx\r\n.\r\n")
+	if reply := c.reply(); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA: %q", reply)
+	}
+	w := dst.waitWrite(t, `msg="message accepted"`)
+	if connect := strings.Index(w, "msg=connect"); connect < 0 || connect > strings.Index(w, `msg="message accepted"`) {
+		t.Errorf("the accepted line's write has no connect line before it: %q", w)
+	}
+	c.cmd("QUIT", "221 ")
+	dst.waitWrite(t, "msg=disconnect")
 }

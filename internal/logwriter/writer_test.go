@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recorder is a destination that keeps every write apart; the first
@@ -288,5 +289,51 @@ func TestHold(t *testing.T) {
 	log.InfoContext(ctx, "late")
 	if _, text := dst.all(); !strings.HasSuffix(text, "msg=late\n") {
 		t.Errorf("a record after release was held: %q", text)
+	}
+}
+
+// TestLazy: a record logged with a lazy context goes out with the next
+// record written (one write for both, in order), and, when none comes,
+// on its own once the delay has passed.
+func TestLazy(t *testing.T) {
+	t.Parallel()
+	dst := &recorder{}
+	w := New(dst, 4096)
+	log := newLogger(w)
+	lazy := Lazy(context.Background())
+	log.InfoContext(lazy, "connect")
+	if writes, _ := dst.all(); len(writes) != 0 {
+		t.Fatalf("%d writes after a lazy record", len(writes))
+	}
+	log.Info("accepted")
+	writes, text := dst.all()
+	if len(writes) != 1 || text != "level=INFO msg=connect\nlevel=INFO msg=accepted\n" {
+		t.Fatalf("writes %q, want the lazy record and the next in one", writes)
+	}
+	log.InfoContext(lazy, "disconnect")
+	log.InfoContext(lazy, "connect")
+	for i := 0; ; i++ {
+		writes, text = dst.all()
+		if len(writes) == 2 {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("lazy records not written on their own: %q", writes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.HasSuffix(text, "msg=accepted\nlevel=INFO msg=disconnect\nlevel=INFO msg=connect\n") {
+		t.Errorf("written %q", text)
+	}
+	// The timer serves again once it has fired.
+	log.InfoContext(lazy, "again")
+	for i := 0; ; i++ {
+		if _, text = dst.all(); strings.HasSuffix(text, "msg=again\n") {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("a lazy record after the first timer was not written: %q", text)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
