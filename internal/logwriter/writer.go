@@ -235,3 +235,17 @@ func (h *hold) release() {
 		w.Flush()
 	}
 }
+
+// LogAttrs logs as l.LogAttrs does, the same record but for its source:
+// it does not look up the caller's program counter (runtime.Callers, a
+// tenth of the cost of a short record), which only a handler with
+// AddSource shows, and cmd's has none. For the lines logged for every
+// message or connection.
+func LogAttrs(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r)
+}

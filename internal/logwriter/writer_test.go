@@ -337,3 +337,48 @@ func TestLazy(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// pcHandler keeps the records it gets.
+type pcHandler struct {
+	slog.Handler
+	records *[]slog.Record
+}
+
+func (h pcHandler) Handle(ctx context.Context, r slog.Record) error {
+	*h.records = append(*h.records, r)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h pcHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return pcHandler{h.Handler.WithAttrs(attrs), h.records}
+}
+
+// TestLogAttrs: the same line as slog's LogAttrs, made without looking
+// up the caller (no PC in the record), and nothing below the level.
+func TestLogAttrs(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	var records []slog.Record
+	h := pcHandler{slog.NewTextHandler(&out, &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}), &records}
+	log := slog.New(h).With("conn_id", "C1")
+	attrs := []slog.Attr{slog.String("msg_id", "M1"), slog.Int("size", 42), slog.String("to", "a b")}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+	want := out.String()
+	out.Reset()
+	LogAttrs(context.Background(), log, slog.LevelInfo, "delivery", attrs...)
+	LogAttrs(context.Background(), log, slog.LevelDebug, "below the level", attrs...)
+	if got := out.String(); got != want {
+		t.Errorf("LogAttrs wrote %q, slog %q", got, want)
+	}
+	if len(records) != 2 || records[0].PC == 0 || records[1].PC != 0 {
+		t.Errorf("records %d, PCs %v: want slog's with a PC, then one without", len(records), records)
+	}
+}
