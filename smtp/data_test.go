@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -629,4 +630,42 @@ func TestConnectLineGoesWithTheNextWrite(t *testing.T) {
 	}
 	c.cmd("QUIT", "221 ")
 	dst.waitWrite(t, "msg=disconnect")
+}
+
+// TestReverseNameRemembered: a client that opens a connection per message
+// is looked up once while the name is fresh, and again once it is stale;
+// every message's Received: has the name.
+func TestReverseNameRemembered(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	lookups := 0
+	e := newEnv(t, Inbound, func(o *Options) {
+		o.LookupAddr = func(context.Context, string) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			lookups++
+			return []string{fmt.Sprintf("Host%d.Example.", lookups)}, nil
+		}
+	})
+	send := func() string {
+		c := startData(t, e)
+		c.cmd("Subject: r\r\n\r\nx\r\n.", "250 ")
+		c.cmd("QUIT", "221 ")
+		d := e.deliv.all()
+		return string(d[len(d)-1].msg.Header)
+	}
+	for i := range 3 {
+		if h := send(); !strings.Contains(h, "(host1.example [127.0.0.1])") {
+			t.Fatalf("message %d: %q", i, h)
+		}
+	}
+	e.clock.Sleep(context.Background(), rdnsTTL)
+	if h := send(); !strings.Contains(h, "(host2.example [127.0.0.1])") {
+		t.Fatalf("after the TTL: %q", h)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if lookups != 2 {
+		t.Errorf("%d lookups for 4 connections, want 2", lookups)
+	}
 }

@@ -39,6 +39,8 @@ type Server struct {
 	// two of the three a message made at one connection per message.
 	// Immutable.
 	routine context.Context
+	// rdns: the reverse names of recent clients (received.go).
+	rdns rdnsCache
 
 	serving sync.WaitGroup // one per connection being served
 
