@@ -587,6 +587,12 @@ func (l *logWrites) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (l *logWrites) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.writes, "")
+}
+
 // waitWrite returns the write holding text, waiting (bounded) for it.
 func (l *logWrites) waitWrite(t *testing.T, text string) string {
 	t.Helper()
@@ -609,13 +615,13 @@ func (l *logWrites) waitWrite(t *testing.T, text string) string {
 
 // TestConnectLineGoesWithTheNextWrite: with cmd's logger
 // (internal/logwriter), a connection's connect line is not a write of its
-// own: it goes out with the message's accepted line, before it, and the
-// disconnect line follows on its own shortly after (nothing else was
-// logged).
+// own: it goes out with the message's accepted line, before it; the
+// disconnect line waits in turn.
 func TestConnectLineGoesWithTheNextWrite(t *testing.T) {
 	t.Parallel()
 	dst := &logWrites{}
 	lw := logwriter.New(dst, 64<<10)
+	lw.SetLazyDelay(time.Hour) // only the accepted line writes the connect line
 	e := newEnv(t, Inbound, func(o *Options) {
 		o.Logger = slog.New(logwriter.NewHandler(slog.NewTextHandler(lw, nil), lw))
 	})
@@ -629,7 +635,14 @@ func TestConnectLineGoesWithTheNextWrite(t *testing.T) {
 		t.Errorf("the accepted line's write has no connect line before it: %q", w)
 	}
 	c.cmd("QUIT", "221 ")
-	dst.waitWrite(t, "msg=disconnect")
+	for range 500 { // the disconnect line waits: Flush writes it once logged
+		lw.Flush()
+		if strings.Contains(dst.all(), "msg=disconnect") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("no disconnect line: %q", dst.all())
 }
 
 // TestReverseNameRemembered: a client that opens a connection per message

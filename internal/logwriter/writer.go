@@ -22,8 +22,9 @@ type Writer struct {
 	flushing bool      // guarded by mu: a goroutine is writing (in flushLocked)
 	// lazyTimer writes lazy records (Lazy) nobody else wrote within
 	// lazyWithin; created at the first, armed while lazyArmed.
-	lazyTimer *time.Timer // guarded by mu
-	lazyArmed bool        // guarded by mu
+	lazyTimer *time.Timer   // guarded by mu
+	lazyArmed bool          // guarded by mu
+	lazyDelay time.Duration // guarded by mu; lazyWithin unless set
 }
 
 // New returns a Writer onto dst that holds at most about max octets: a
@@ -31,7 +32,7 @@ type Writer struct {
 // writes what is held itself), so a log that cannot keep up slows its
 // writers down as a plain one does.
 func New(dst io.Writer, max int) *Writer {
-	w := &Writer{dst: dst, max: max}
+	w := &Writer{dst: dst, max: max, lazyDelay: lazyWithin}
 	w.room.L = &w.mu
 	return w
 }
@@ -107,10 +108,21 @@ func (w *Writer) flushLater() {
 	}
 	w.lazyArmed = true
 	if w.lazyTimer == nil {
-		w.lazyTimer = time.AfterFunc(lazyWithin, w.lazyFlush)
+		w.lazyTimer = time.AfterFunc(w.lazyDelay, w.lazyFlush)
 		return
 	}
-	w.lazyTimer.Reset(lazyWithin)
+	w.lazyTimer.Reset(w.lazyDelay)
+}
+
+// SetLazyDelay sets how long a lazy record may wait for a write (Lazy),
+// lazyWithin by default; from now, for the records waiting too.
+func (w *Writer) SetLazyDelay(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lazyDelay = d
+	if w.lazyArmed {
+		w.lazyTimer.Reset(d)
+	}
 }
 
 func (w *Writer) lazyFlush() {

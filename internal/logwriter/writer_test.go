@@ -299,6 +299,7 @@ func TestLazy(t *testing.T) {
 	t.Parallel()
 	dst := &recorder{}
 	w := New(dst, 4096)
+	w.SetLazyDelay(time.Hour) // nothing but the next record writes it
 	log := newLogger(w)
 	lazy := Lazy(context.Background())
 	log.InfoContext(lazy, "connect")
@@ -310,6 +311,7 @@ func TestLazy(t *testing.T) {
 	if len(writes) != 1 || text != "level=INFO msg=connect\nlevel=INFO msg=accepted\n" {
 		t.Fatalf("writes %q, want the lazy record and the next in one", writes)
 	}
+	w.SetLazyDelay(10 * time.Millisecond)
 	log.InfoContext(lazy, "disconnect")
 	log.InfoContext(lazy, "connect")
 	for i := 0; ; i++ {
