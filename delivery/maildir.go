@@ -59,7 +59,7 @@ func (s *Store) maildirRel(maildir string) (string, *Error) {
 	if filepath.Clean(p) != p {
 		return "", badMaildir("maildir path is not clean", nil)
 	}
-	for _, c := range strings.Split(p[1:], "/") {
+	for c := range strings.SplitSeq(p[1:], "/") {
 		if c == ".." || c == "." || c == "" { // Clean already removed them; belt and braces
 			return "", badMaildir("maildir path is not clean", nil)
 		}

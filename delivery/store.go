@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"courriel/delivery/maildirsize"
+	"courriel/internal/logwriter"
 )
 
 // Options configure a Store.
@@ -570,7 +571,8 @@ func (s *Store) fill(f *os.File, parts *copyParts, size int64, r *Recipient, md 
 // logCopy writes the Postfix-style line for one copy:
 // msg_id, from, to, orig_to, relay=maildir, delay, dsn, status.
 // ctx is Deliver's: the caller may hold the line back a moment with it
-// (internal/logwriter.Hold).
+// (internal/logwriter.Hold). Logged without the caller's PC
+// (logwriter.LogAttrs): one line per copy.
 func (s *Store) logCopy(ctx context.Context, m *Message, r *Recipient, start time.Time, e *Error) {
 	arrived := m.Arrived
 	if arrived.IsZero() {
@@ -586,7 +588,7 @@ func (s *Store) logCopy(ctx context.Context, m *Message, r *Recipient, start tim
 	}
 	if e == nil {
 		attrs = append(attrs, slog.String("dsn", "2.0.0"), slog.String("status", "sent (delivered to maildir)"))
-		s.log.LogAttrs(ctx, slog.LevelInfo, "delivery", attrs...)
+		logwriter.LogAttrs(ctx, s.log, slog.LevelInfo, "delivery", attrs...)
 		return
 	}
 	status := "deferred (" + e.Reason + ")"
@@ -596,7 +598,7 @@ func (s *Store) logCopy(ctx context.Context, m *Message, r *Recipient, start tim
 		level = slog.LevelError
 	}
 	attrs = append(attrs, slog.String("dsn", e.dsn()), slog.String("status", status), slog.String("error", e.Error()))
-	s.log.LogAttrs(ctx, level, "delivery", attrs...)
+	logwriter.LogAttrs(ctx, s.log, level, "delivery", attrs...)
 }
 
 // Close releases the maildirs the Store keeps open between deliveries.

@@ -22,7 +22,10 @@ func splitAddress(s string) (local, domain string) {
 // value through esc. ok is false when tmpl needs a part the key lacks.
 func expand(tmpl, key string, esc func(string) string) (out string, ok bool, err error) {
 	local, domain := splitAddress(key)
+	// One allocation for the usual filter or result (every lookup makes
+	// one), not one per growth of the builder.
 	var b strings.Builder
+	b.Grow(len(tmpl) + 2*len(key))
 	for i := 0; i < len(tmpl); i++ {
 		c := tmpl[i]
 		if c != '%' {

@@ -148,3 +148,16 @@ func FuzzExpandFilter(f *testing.F) {
 		}
 	})
 }
+
+// TestExpandFilterAllocatesOnce: every directory lookup builds a filter;
+// the builder is sized once instead of growing byte by byte.
+func TestExpandFilterAllocatesOnce(t *testing.T) {
+	n := testing.AllocsPerRun(100, func() {
+		if _, ok, err := expandFilter("(&(objectClass=courrielAccount)(mailacceptinggeneralid=%s))", "test0@hosted-domain.com"); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	})
+	if n > 1 {
+		t.Errorf("%v allocations per filter, want 1", n)
+	}
+}

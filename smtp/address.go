@@ -114,7 +114,7 @@ func validDomain(s string) bool {
 	if s == "" || len(s) > maxDomain {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	for label := range strings.SplitSeq(s, ".") { // no slice: twice per message
 		if label == "" || len(label) > maxLabel {
 			return false
 		}

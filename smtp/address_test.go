@@ -102,3 +102,15 @@ func FuzzParseAddress(f *testing.F) {
 		}
 	})
 }
+
+// TestValidDomainAllocatesNothing: checked for every address of every
+// message.
+func TestValidDomainAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() {
+		if !validDomain("mail.hosted-domain.example") {
+			t.Fatal("refused")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"courriel/internal/logwriter"
 	"courriel/smtp/wire"
 )
 
@@ -119,7 +120,7 @@ func (c *conn) serve() {
 	if o.Kind != Submissions {
 		c.setCurrent(c.Conn)
 	} else {
-		c.log.Info("connect")
+		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
 		tc := tls.Server(c.Conn, o.TLSConfig)
 		c.setDeadline(time.Now().Add(o.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
@@ -141,7 +142,7 @@ func (c *conn) serve() {
 		// The greeting first: the client reads it while this line is
 		// written.
 		c.flush()
-		c.log.Info("connect")
+		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
 	}
 	for !c.dropAfterWrite.Load() {
 		line := c.pending
@@ -217,7 +218,8 @@ func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.srv.forget(c)
 		c.srv.o.Metrics.ConnClosed(c.srv.o.Listener)
-		c.log.Info("disconnect", "commands", c.commands.Load(), "errors", c.errors.Load())
+		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "disconnect",
+			slog.Int("commands", int(c.commands.Load())), slog.Int("errors", int(c.errors.Load())))
 	})
 	return err
 }

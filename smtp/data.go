@@ -118,20 +118,21 @@ func (s *session) data(r io.Reader) error {
 	if err := s.store(hctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}
-	attrs := []any{"from", sanitize(s.tx.from, 300), "size", msg.size, "nrcpt", len(s.tx.rcpts), "local", len(s.tx.local), "remote", len(s.tx.remote)}
+	attrs := []slog.Attr{slog.String("from", sanitize(s.tx.from, 300)), slog.Int64("size", msg.size), slog.Int("nrcpt", len(s.tx.rcpts)),
+		slog.Int("local", len(s.tx.local)), slog.Int("remote", len(s.tx.remote))}
 	if s.user != nil {
-		attrs = append(attrs, "sasl_username", s.user.Login)
+		attrs = append(attrs, slog.String("sasl_username", s.user.Login))
 	}
 	if bareLF > 0 {
-		attrs = append(attrs, "bare_lf_normalized", bareLF)
+		attrs = append(attrs, slog.Int("bare_lf_normalized", bareLF))
 	}
 	if msg.spooled() {
-		attrs = append(attrs, "spooled", true)
+		attrs = append(attrs, slog.Bool("spooled", true))
 	}
 	// Logged once the 250 is on its way (conn.replied): the client reads
 	// it meanwhile, instead of waiting for the log's write(2).
 	s.afterReply = func() {
-		log.Info("message accepted", attrs...)
+		logwriter.LogAttrs(context.Background(), log, slog.LevelInfo, "message accepted", attrs...)
 		release()
 	}
 	s.c.messageAccepted()
@@ -324,6 +325,9 @@ func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery
 		s.srv.o.Metrics.Delivery(metric)
 		// Debug: the Deliverer writes the Postfix-style line for each copy
 		// (SPEC §3), this one only ties it to the session.
+		if !s.log.Enabled(ctx, slog.LevelDebug) {
+			continue
+		}
 		s.log.Debug("local copy", "msg_id", s.tx.id, "to", sanitize(s.tx.local[i].Address, 300),
 			"orig_to", sanitize(s.tx.local[i].OrigTo, 300), "status", status, "err", err)
 	}

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/delivery/queue"
+	"courriel/internal/logwriter"
 )
 
 // startData opens a transaction for alice and sends DATA.
@@ -569,5 +571,114 @@ func TestAcceptedLogLine(t *testing.T) {
 	id := e.deliv.all()[0].msg.ID
 	if line := out[accepted:]; !strings.Contains(line[:strings.IndexByte(line, '\n')], "msg_id="+id) {
 		t.Errorf("accepted line without msg_id=%s:\n%s", id, out)
+	}
+}
+
+// logWrites keeps each write(2) of a log apart.
+type logWrites struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (l *logWrites) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes = append(l.writes, string(p))
+	return len(p), nil
+}
+
+func (l *logWrites) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.writes, "")
+}
+
+// waitWrite returns the write holding text, waiting (bounded) for it.
+func (l *logWrites) waitWrite(t *testing.T, text string) string {
+	t.Helper()
+	for range 500 {
+		l.mu.Lock()
+		for _, w := range l.writes {
+			if strings.Contains(w, text) {
+				l.mu.Unlock()
+				return w
+			}
+		}
+		l.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Fatalf("no %s in the log: %q", text, l.writes)
+	return ""
+}
+
+// TestConnectLineGoesWithTheNextWrite: with cmd's logger
+// (internal/logwriter), a connection's connect line is not a write of its
+// own: it goes out with the message's accepted line, before it; the
+// disconnect line waits in turn.
+func TestConnectLineGoesWithTheNextWrite(t *testing.T) {
+	t.Parallel()
+	dst := &logWrites{}
+	lw := logwriter.New(dst, 64<<10)
+	lw.SetLazyDelay(time.Hour) // only the accepted line writes the connect line
+	e := newEnv(t, Inbound, func(o *Options) {
+		o.Logger = slog.New(logwriter.NewHandler(slog.NewTextHandler(lw, nil), lw))
+	})
+	c := startData(t, e)
+	c.send("Subject: logged\r\n\r\nx\r\n.\r\n")
+	if reply := c.reply(); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA: %q", reply)
+	}
+	w := dst.waitWrite(t, `msg="message accepted"`)
+	if connect := strings.Index(w, "msg=connect"); connect < 0 || connect > strings.Index(w, `msg="message accepted"`) {
+		t.Errorf("the accepted line's write has no connect line before it: %q", w)
+	}
+	c.cmd("QUIT", "221 ")
+	for range 500 { // the disconnect line waits: Flush writes it once logged
+		lw.Flush()
+		if strings.Contains(dst.all(), "msg=disconnect") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("no disconnect line: %q", dst.all())
+}
+
+// TestReverseNameRemembered: a client that opens a connection per message
+// is looked up once while the name is fresh, and again once it is stale;
+// every message's Received: has the name.
+func TestReverseNameRemembered(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	lookups := 0
+	e := newEnv(t, Inbound, func(o *Options) {
+		o.LookupAddr = func(context.Context, string) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			lookups++
+			return []string{fmt.Sprintf("Host%d.Example.", lookups)}, nil
+		}
+	})
+	send := func() string {
+		c := startData(t, e)
+		c.cmd("Subject: r\r\n\r\nx\r\n.", "250 ")
+		c.cmd("QUIT", "221 ")
+		d := e.deliv.all()
+		return string(d[len(d)-1].msg.Header)
+	}
+	for i := range 3 {
+		if h := send(); !strings.Contains(h, "(host1.example [127.0.0.1])") {
+			t.Fatalf("message %d: %q", i, h)
+		}
+	}
+	e.clock.Sleep(context.Background(), rdnsTTL)
+	if h := send(); !strings.Contains(h, "(host2.example [127.0.0.1])") {
+		t.Fatalf("after the TTL: %q", h)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if lookups != 2 {
+		t.Errorf("%d lookups for 4 connections, want 2", lookups)
 	}
 }

@@ -103,11 +103,15 @@ func isFieldLine(l []byte) bool {
 }
 
 // readLineStart returns up to n octets of the next line without its line
-// ending, skipping the rest of a longer line.
+// ending, skipping the rest of a longer line. A line that fits br's buffer
+// is returned in it, valid until br's next read.
 func readLineStart(br *bufio.Reader, n int) ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := br.ReadSlice('\n')
+		if line == nil && err != bufio.ErrBufferFull {
+			return bytes.TrimRight(frag[:min(len(frag), n)], "\r\n"), err
+		}
 		if room := n - len(line); room > 0 {
 			line = append(line, frag[:min(len(frag), room)]...)
 		}
@@ -125,21 +129,23 @@ func (h *headerInfo) field(f []byte, hostname string) {
 	if colon <= 0 {
 		return
 	}
-	name := string(bytes.TrimRight(f[:colon], " \t"))
-	value := string(bytes.TrimSpace(f[colon+1:]))
+	// The name and value stay bytes: only the two fields whose values are
+	// kept become strings (every message has a handful of fields).
+	name := bytes.TrimRight(f[:colon], " \t")
+	value := bytes.TrimSpace(f[colon+1:])
 	switch {
-	case strings.EqualFold(name, "Received"):
+	case bytes.EqualFold(name, []byte("Received")):
 		h.received++
-		if a, ok := ownReceivedFor(value, hostname); ok {
+		if a, ok := ownReceivedFor(string(value), hostname); ok {
 			h.addSeen(a)
 		}
-	case strings.EqualFold(name, "Delivered-To"):
-		h.addSeen(strings.Trim(value, "<>"))
-	case strings.EqualFold(name, "Message-ID"):
+	case bytes.EqualFold(name, []byte("Delivered-To")):
+		h.addSeen(strings.Trim(string(value), "<>"))
+	case bytes.EqualFold(name, []byte("Message-ID")):
 		h.messageID = true
-	case strings.EqualFold(name, "Date"):
+	case bytes.EqualFold(name, []byte("Date")):
 		h.date = true
-	case strings.EqualFold(name, "From"):
+	case bytes.EqualFold(name, []byte("From")):
 		h.from = true
 	}
 }

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"courriel/delivery"
 )
 
 // TestTextFilter: the filter gives the same result however the input is
@@ -354,4 +357,22 @@ func TestConnLimitTotal(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.cmd("NOOP", "250 ")
+}
+
+// TestScanHeaderAllocationsDoNotGrowWithFields: the fields a message has
+// (a handful each) are looked at without a string each.
+func TestScanHeaderAllocationsDoNotGrowWithFields(t *testing.T) {
+	allocs := func(fields int) float64 {
+		var b strings.Builder
+		for i := range fields {
+			fmt.Fprintf(&b, "X-Field-%d: some value\r\n", i)
+		}
+		b.WriteString("Subject: s\r\n\r\nbody\r\n")
+		body := delivery.MemContent([]byte(b.String()))
+		br := bufio.NewReaderSize(nil, headerBuffer)
+		return testing.AllocsPerRun(50, func() { scanHeaderWith(body, "mx.test", br) })
+	}
+	if few, many := allocs(2), allocs(40); many > few {
+		t.Errorf("%v allocations for 40 fields, %v for 2", many, few)
+	}
 }

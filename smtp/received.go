@@ -3,7 +3,9 @@ package smtp
 import (
 	"context"
 	"crypto/tls"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,39 +21,40 @@ import (
 // after HELO, as Postfix writes it. Every value from the network is
 // sanitized: nothing can fold the header or add another one.
 func (s *session) received(now time.Time) []byte {
-	var b strings.Builder
-	b.WriteString("Received: from ")
-	b.WriteString(cleanHelo(s.helo))
-	b.WriteString(" (")
-	b.WriteString(s.reverseName())
-	b.WriteString(" [")
+	// Room for the field and what data appends to it (addedFields): one
+	// allocation for the whole trace header of most messages.
+	b := make([]byte, 0, 512)
+	b = append(b, "Received: from "...)
+	b = append(b, cleanHelo(s.helo)...)
+	b = append(b, " ("...)
+	b = append(b, s.reverseName()...)
+	b = append(b, " ["...)
 	if s.c.ip.Is6() {
-		b.WriteString("IPv6:")
+		b = append(b, "IPv6:"...)
 	}
-	b.WriteString(s.c.ip.String())
-	b.WriteString("])\r\n")
+	b = s.c.ip.AppendTo(b)
+	b = append(b, "])\r\n"...)
 	if s.tls != nil {
-		b.WriteString("\t(using ")
-		b.WriteString(tlsVersion(s.tls.Version))
-		b.WriteString(" with cipher ")
-		b.WriteString(tls.CipherSuiteName(s.tls.CipherSuite))
-		b.WriteString(")\r\n")
+		b = append(b, "\t(using "...)
+		b = append(b, tlsVersion(s.tls.Version)...)
+		b = append(b, " with cipher "...)
+		b = append(b, tls.CipherSuiteName(s.tls.CipherSuite)...)
+		b = append(b, ")\r\n"...)
 	}
-	b.WriteString("\tby ")
-	b.WriteString(s.srv.o.Hostname)
-	b.WriteString(" (courriel) with ")
-	b.WriteString(s.protocol())
-	b.WriteString(" id ")
-	b.WriteString(s.tx.id)
+	b = append(b, "\tby "...)
+	b = append(b, s.srv.o.Hostname...)
+	b = append(b, " (courriel) with "...)
+	b = append(b, s.protocol()...)
+	b = append(b, " id "...)
+	b = append(b, s.tx.id...)
 	if len(s.tx.rcpts) == 1 {
-		b.WriteString("\r\n\tfor <")
-		b.WriteString(s.tx.rcpts[0])
-		b.WriteString(">")
+		b = append(b, "\r\n\tfor <"...)
+		b = append(b, s.tx.rcpts[0]...)
+		b = append(b, ">"...)
 	}
-	b.WriteString(";\r\n\t")
-	b.WriteString(now.Format("Mon, 02 Jan 2006 15:04:05 -0700 (MST)"))
-	b.WriteString("\r\n")
-	return []byte(b.String())
+	b = append(b, ";\r\n\t"...)
+	b = now.AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
+	return append(b, "\r\n"...)
 }
 
 func (s *session) protocol() string {
@@ -107,6 +110,8 @@ func cleanHelo(h string) string {
 // reverseName is the client's PTR name, looked up once per connection with
 // a short timeout; "unknown" when there is none or it is not a host name.
 // It is not forward-confirmed: it is information, never used for policy.
+// The server remembers it for a while (rdnsCache): a sender that opens a
+// connection per message is looked up once, not for every message.
 func (s *session) reverseName() string {
 	c := s.c
 	c.mu.Lock()
@@ -115,19 +120,65 @@ func (s *session) reverseName() string {
 		return *c.rdns
 	}
 	c.mu.Unlock()
-	name := "unknown"
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	defer cancel()
-	if names, err := s.srv.o.LookupAddr(ctx, c.ip.String()); err == nil && len(names) > 0 {
-		n := strings.TrimSuffix(names[0], ".")
-		if validDomain(n) && isASCII(n) {
-			name = strings.ToLower(n)
+	now := s.srv.o.Now()
+	name, ok := s.srv.rdns.get(c.ip, now)
+	if !ok {
+		name = "unknown"
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		names, err := s.srv.o.LookupAddr(ctx, c.ip.String())
+		cancel()
+		if err == nil && len(names) > 0 {
+			n := strings.TrimSuffix(names[0], ".")
+			if validDomain(n) && isASCII(n) {
+				name = strings.ToLower(n)
+			}
+		}
+		if s.ctx.Err() == nil { // a lookup cut short by the session's end says nothing
+			s.srv.rdns.put(c.ip, name, now)
 		}
 	}
 	c.mu.Lock()
 	c.rdns = &name
 	c.mu.Unlock()
 	return name
+}
+
+// rdnsCache remembers the reverse names of recent clients for rdnsTTL, at
+// most maxRDNS of them (then it starts afresh). A failed lookup is
+// remembered too ("unknown"): a client whose DNS times out does not make
+// each of its connections wait for it.
+type rdnsCache struct {
+	mu sync.Mutex
+	m  map[netip.Addr]rdnsEntry // guarded by mu
+}
+
+type rdnsEntry struct {
+	name  string
+	until time.Time
+}
+
+const (
+	rdnsTTL = time.Minute
+	maxRDNS = 4096
+)
+
+func (c *rdnsCache) get(ip netip.Addr, now time.Time) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[ip]
+	if !ok || !now.Before(e.until) {
+		return "", false
+	}
+	return e.name, true
+}
+
+func (c *rdnsCache) put(ip netip.Addr, name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxRDNS {
+		c.m = make(map[netip.Addr]rdnsEntry)
+	}
+	c.m[ip] = rdnsEntry{name: name, until: now.Add(rdnsTTL)}
 }
 
 func isASCII(s string) bool {

@@ -13,6 +13,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/internal/acceptloop"
+	"courriel/internal/logwriter"
 	"courriel/loginguard"
 )
 
@@ -32,6 +33,14 @@ type Server struct {
 	log  *slog.Logger
 	// ehloSize is the EHLO SIZE line, the limit enforced. Immutable.
 	ehloSize string
+	// routine is the context of the connect and disconnect lines, which
+	// nothing waits for: with cmd's logger (internal/logwriter.Lazy) they
+	// go out with the next line written instead of in a write(2) each,
+	// two of the three a message made at one connection per message.
+	// Immutable.
+	routine context.Context
+	// rdns: the reverse names of recent clients (received.go).
+	rdns rdnsCache
 
 	serving sync.WaitGroup // one per connection being served
 
@@ -75,6 +84,7 @@ func NewServer(o Options) (*Server, error) {
 		guard:     o.Guard,
 		log:       o.Logger.With("listener", o.Listener),
 		ehloSize:  fmt.Sprintf("SIZE %d", o.MaxMessageBytes),
+		routine:   logwriter.Lazy(context.Background()),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 		perIP:     map[string]int{},

@@ -212,6 +212,12 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 		return err
 	}
 	s.mu.Unlock()
+	// Debug: the accepted message's line repeats from= (as Postfix's qmgr
+	// does), refusals are logged where they happen. Its attributes are
+	// made only when it is logged.
+	if !s.log.Enabled(s.ctx, slog.LevelDebug) {
+		return nil
+	}
 	attrs := []any{"msg_id", s.tx.id, "from", sanitize(from, 300)}
 	if s.user != nil {
 		attrs = append(attrs, "sasl_username", s.user.Login)
@@ -219,8 +225,6 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	if opts != nil && opts.Size > 0 {
 		attrs = append(attrs, "size", opts.Size)
 	}
-	// Debug: the accepted message's line repeats from= (as Postfix's qmgr
-	// does), refusals are logged where they happen.
 	s.log.Debug("mail", attrs...)
 	return nil
 }

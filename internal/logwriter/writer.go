@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // Writer holds log records until one of its users writes them out. Write
@@ -19,6 +20,11 @@ type Writer struct {
 	held     []byte    // guarded by mu
 	spare    []byte    // guarded by mu: the buffer being written, reused once written
 	flushing bool      // guarded by mu: a goroutine is writing (in flushLocked)
+	// lazyTimer writes lazy records (Lazy) nobody else wrote within
+	// lazyWithin; created at the first, armed while lazyArmed.
+	lazyTimer *time.Timer   // guarded by mu
+	lazyArmed bool          // guarded by mu
+	lazyDelay time.Duration // guarded by mu; lazyWithin unless set
 }
 
 // New returns a Writer onto dst that holds at most about max octets: a
@@ -26,7 +32,7 @@ type Writer struct {
 // writes what is held itself), so a log that cannot keep up slows its
 // writers down as a plain one does.
 func New(dst io.Writer, max int) *Writer {
-	w := &Writer{dst: dst, max: max}
+	w := &Writer{dst: dst, max: max, lazyDelay: lazyWithin}
 	w.room.L = &w.mu
 	return w
 }
@@ -90,6 +96,45 @@ func (w *Writer) flushLocked() error {
 	return first
 }
 
+// flushLater has what is held written within lazyWithin: by whoever
+// writes next, or by the Writer's timer. One timer per Writer, armed
+// once until it fires: under load, it fires a few times a second at
+// most, and finds little or nothing left to write.
+func (w *Writer) flushLater() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lazyArmed {
+		return
+	}
+	w.lazyArmed = true
+	if w.lazyTimer == nil {
+		w.lazyTimer = time.AfterFunc(w.lazyDelay, w.lazyFlush)
+		return
+	}
+	w.lazyTimer.Reset(w.lazyDelay)
+}
+
+// SetLazyDelay sets how long a lazy record may wait for a write (Lazy),
+// lazyWithin by default; from now, for the records waiting too.
+func (w *Writer) SetLazyDelay(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lazyDelay = d
+	if w.lazyArmed {
+		w.lazyTimer.Reset(d)
+	}
+}
+
+func (w *Writer) lazyFlush() {
+	w.mu.Lock()
+	w.lazyArmed = false
+	w.mu.Unlock()
+	w.Flush()
+}
+
+// lazyWithin bounds how long a lazy record (Lazy) waits for a write.
+const lazyWithin = 50 * time.Millisecond
+
 // Sync returns once every record appended before it is written (by this
 // goroutine or by the one writing): before exit, or before reading the
 // destination.
@@ -124,6 +169,10 @@ func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool { return h.inn
 // unless ctx is held (Hold).
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	err := h.inner.Handle(ctx, r)
+	if ctx.Value(lazyKey{}) != nil {
+		h.w.flushLater()
+		return err
+	}
 	if hd, ok := ctx.Value(holdKey{}).(*hold); ok {
 		hd.mu.Lock()
 		held := !hd.released
@@ -149,6 +198,21 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 // WithGroup implements slog.Handler.
 func (h *Handler) WithGroup(name string) slog.Handler {
 	return &Handler{inner: h.inner.WithGroup(name), w: h.w}
+}
+
+// lazyKey marks a context whose records wait (Lazy).
+type lazyKey struct{}
+
+// Lazy returns ctx marked so that the records a Handler gets with it are
+// appended and not written at once: they go with the next record written
+// (any goroutine's), or at most lazyWithin later. For lines of routine
+// that nothing waits for (a connection opened or closed), which a busy
+// server then writes with its other lines instead of in a write(2) of
+// their own; their order among the lines is kept. A record held when
+// the process dies without Sync is lost, as it would be in a pipe's
+// buffer.
+func Lazy(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lazyKey{}, true)
 }
 
 // holdKey marks a context whose records wait (Hold).
@@ -182,4 +246,18 @@ func (h *hold) release() {
 	if w != nil {
 		w.Flush()
 	}
+}
+
+// LogAttrs logs as l.LogAttrs does, the same record but for its source:
+// it does not look up the caller's program counter (runtime.Callers, a
+// tenth of the cost of a short record), which only a handler with
+// AddSource shows, and cmd's has none. For the lines logged for every
+// message or connection.
+func LogAttrs(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r)
 }

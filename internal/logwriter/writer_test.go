@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recorder is a destination that keeps every write apart; the first
@@ -288,5 +289,98 @@ func TestHold(t *testing.T) {
 	log.InfoContext(ctx, "late")
 	if _, text := dst.all(); !strings.HasSuffix(text, "msg=late\n") {
 		t.Errorf("a record after release was held: %q", text)
+	}
+}
+
+// TestLazy: a record logged with a lazy context goes out with the next
+// record written (one write for both, in order), and, when none comes,
+// on its own once the delay has passed.
+func TestLazy(t *testing.T) {
+	t.Parallel()
+	dst := &recorder{}
+	w := New(dst, 4096)
+	w.SetLazyDelay(time.Hour) // nothing but the next record writes it
+	log := newLogger(w)
+	lazy := Lazy(context.Background())
+	log.InfoContext(lazy, "connect")
+	if writes, _ := dst.all(); len(writes) != 0 {
+		t.Fatalf("%d writes after a lazy record", len(writes))
+	}
+	log.Info("accepted")
+	writes, text := dst.all()
+	if len(writes) != 1 || text != "level=INFO msg=connect\nlevel=INFO msg=accepted\n" {
+		t.Fatalf("writes %q, want the lazy record and the next in one", writes)
+	}
+	w.SetLazyDelay(10 * time.Millisecond)
+	log.InfoContext(lazy, "disconnect")
+	log.InfoContext(lazy, "connect")
+	for i := 0; ; i++ {
+		writes, text = dst.all()
+		if len(writes) == 2 {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("lazy records not written on their own: %q", writes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.HasSuffix(text, "msg=accepted\nlevel=INFO msg=disconnect\nlevel=INFO msg=connect\n") {
+		t.Errorf("written %q", text)
+	}
+	// The timer serves again once it has fired.
+	log.InfoContext(lazy, "again")
+	for i := 0; ; i++ {
+		if _, text = dst.all(); strings.HasSuffix(text, "msg=again\n") {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("a lazy record after the first timer was not written: %q", text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pcHandler keeps the records it gets.
+type pcHandler struct {
+	slog.Handler
+	records *[]slog.Record
+}
+
+func (h pcHandler) Handle(ctx context.Context, r slog.Record) error {
+	*h.records = append(*h.records, r)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h pcHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return pcHandler{h.Handler.WithAttrs(attrs), h.records}
+}
+
+// TestLogAttrs: the same line as slog's LogAttrs, made without looking
+// up the caller (no PC in the record), and nothing below the level.
+func TestLogAttrs(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	var records []slog.Record
+	h := pcHandler{slog.NewTextHandler(&out, &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}), &records}
+	log := slog.New(h).With("conn_id", "C1")
+	attrs := []slog.Attr{slog.String("msg_id", "M1"), slog.Int("size", 42), slog.String("to", "a b")}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+	want := out.String()
+	out.Reset()
+	LogAttrs(context.Background(), log, slog.LevelInfo, "delivery", attrs...)
+	LogAttrs(context.Background(), log, slog.LevelDebug, "below the level", attrs...)
+	if got := out.String(); got != want {
+		t.Errorf("LogAttrs wrote %q, slog %q", got, want)
+	}
+	if len(records) != 2 || records[0].PC == 0 || records[1].PC != 0 {
+		t.Errorf("records %d, PCs %v: want slog's with a PC, then one without", len(records), records)
 	}
 }

@@ -30,7 +30,14 @@ type Writer struct {
 }
 
 // NewWriter writes to dst.
-func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+func NewWriter(dst io.Writer) *Writer {
+	// Room for an EHLO reply: one allocation for a session's replies, not
+	// one per growth of the buffer.
+	return &Writer{dst: dst, held: make([]byte, 0, initialHeld)}
+}
+
+// initialHeld is what a Writer holds before its buffer grows.
+const initialHeld = 512
 
 // SetDestination makes w write to dst (STARTTLS). Held replies are kept.
 func (w *Writer) SetDestination(dst io.Writer) { w.dst = dst }
