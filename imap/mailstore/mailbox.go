@@ -90,9 +90,14 @@ type Mailbox struct {
 	// only if no release came after the one that scheduled it. Guarded by
 	// reg.mu.
 	lingerGen uint64
-	root      *os.Root // the folder
-	mroot     *os.Root // the maildir (for its UIDVALIDITY counter)
-	owner     Owner
+	// kept: loaded after its last release (see Registry.keepLocked),
+	// holding keptSize bytes by estimate. Guarded by reg.mu.
+	kept     bool
+	keptSize int64
+	user     string   // the login that opened it (Store.SetUser), for DropUser
+	root     *os.Root // the folder
+	mroot    *os.Root // the maildir (for its UIDVALIDITY counter)
+	owner    Owner
 
 	mu          sync.Mutex
 	closed      bool
