@@ -568,6 +568,10 @@ func (mb *Mailbox) hasNewLocked() bool {
 // with the UIDs another process gave them, then with new ones, appended to
 // the uidlist.
 func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *uidlist.Lock) error {
+	// The bases are of no message known when the directories were
+	// compared with the memory; only a uidlist read since (another
+	// process's numbering adopted) may have made some known.
+	reread := false
 	if lk == nil {
 		uid, gid := mb.owner.ids()
 		var err error
@@ -575,15 +579,19 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 			return err
 		}
 		defer lk.Release()
+		before := mb.listSt
 		if err := mb.refreshUIDListLocked(); err != nil {
 			return err
 		}
+		reread = mb.listSt != before
 	}
 	var theirs []*Msg
 	var fresh []string
 	for _, base := range bases {
-		if _, ok := mb.baseMapLocked()[base]; ok {
-			continue // invalidated meanwhile: syncLocked starts over
+		if reread {
+			if _, ok := mb.baseMapLocked()[base]; ok {
+				continue // invalidated meanwhile: syncLocked starts over
+			}
 		}
 		if r, ok := mb.listed[base]; ok {
 			theirs = append(theirs, &Msg{UID: r.UID, Base: base})
@@ -601,14 +609,28 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 		mb.addMsgLocked(m, Cached{})
 	}
 	ours := make([]*Msg, len(fresh))
+	slab := make([]Msg, len(fresh)) // one allocation, not one per message
 	for i, base := range fresh {
 		d := disk[base]
-		ours[i] = &Msg{UID: mb.nextUID + uint32(i), Base: base, Flags: d.flags, New: d.isNew}
+		slab[i] = Msg{UID: mb.nextUID + uint32(i), Base: base, Flags: d.flags, New: d.isNew}
+		ours[i] = &slab[i]
 	}
 	if len(ours) > 0 || mb.listDirty {
 		if err := mb.addToUIDListLocked(lk, ours); err != nil {
 			return err
 		}
+	}
+	if n := len(mb.msgs); !mb.loaded && len(ours) > 0 && (n == 0 || mb.msgs[n-1].UID < ours[0].UID) {
+		// The first load: nobody watches its change log (dropped when
+		// it is done), and the new UIDs are above every other.
+		mb.msgs = append(mb.msgs, ours...)
+		mb.nextUID = max(mb.nextUID, ours[len(ours)-1].UID+1)
+		if mb.byBase != nil {
+			for _, m := range ours {
+				mb.byBase[m.Base] = m
+			}
+		}
+		return nil
 	}
 	for _, m := range ours {
 		mb.addMsgLocked(m, Cached{})
