@@ -453,7 +453,11 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			}
 			return fmt.Errorf("mailstore: open %s: %w", sub, err)
 		}
-		names, err := f.Readdirnames(-1)
+		hint := 0
+		if st := curSt; sub == "cur" && st.ok {
+			hint = int(min(st.size/48, 1<<22)) // some 48 bytes a directory entry
+		}
+		names, err := listNames(f, hint)
 		f.Close()
 		mb.listings++
 		if err != nil {
@@ -524,6 +528,9 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 		delete(mb.ext, uid)
 	}
 	var unknown []string
+	if len(mb.msgs) == 0 {
+		unknown = make([]string, 0, len(disk)) // the first load: all of them
+	}
 	for base, d := range disk {
 		if !d.seen {
 			unknown = append(unknown, base)
@@ -586,7 +593,7 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 		reread = mb.listSt != before
 	}
 	var theirs []*Msg
-	var fresh []string
+	fresh := make([]string, 0, len(bases))
 	for _, base := range bases {
 		if reread {
 			if _, ok := mb.baseMapLocked()[base]; ok {
