@@ -148,9 +148,12 @@ type Mailbox struct {
 	logBase  uint64 // sequence number of log[0]
 	watchers map[*Watcher]struct{}
 
-	cache       map[uint32]*Cached
-	cacheLoaded bool
-	cacheDirty  bool
+	cache map[uint32]*Cached
+	// cachePending reads the entries of courriel-index not in cache yet,
+	// in ascending UIDs (see cacheUpToLocked); nil once all are.
+	cachePending *indexReader
+	cacheLoaded  bool
+	cacheDirty   bool
 
 	curDir, newDir *os.File // opened on first use; see dirfd.go
 	nameBuf        []byte   // renameFlagsLocked's names
@@ -351,6 +354,7 @@ func (mb *Mailbox) invalidateLocked(l *uidlist.List) {
 		mb.nextUID = max(mb.nextUID, mb.msgs[n-1].UID+1)
 	}
 	mb.cache = make(map[uint32]*Cached)
+	mb.cachePending = nil // entries of the old numbering
 	mb.cacheDirty = mb.cacheLoaded
 	mb.recentFrom = mb.nextUID
 	// The records carry no flags: the next sync lists the directories.

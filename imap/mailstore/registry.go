@@ -204,7 +204,7 @@ func (mb *Mailbox) release(settling bool) {
 		if keepable = wait == 0 && len(mb.msgs) >= r.lingerMinLocked() && mb.keepableLocked(); keepable {
 			// The cache is the bulk of a folder's memory and
 			// reads back from courriel-index when needed.
-			mb.cache, mb.cacheLoaded = nil, false
+			mb.cache, mb.cachePending, mb.cacheLoaded = nil, nil, false
 			size = mb.memSizeLocked()
 		}
 	}
