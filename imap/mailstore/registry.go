@@ -313,6 +313,14 @@ func (r *Registry) keepLocked(mb *Mailbox, size int64) bool {
 	return true
 }
 
+// KeptFolders is the number of folders kept loaded after their last
+// release, and their memory by estimate (tests, figures).
+func (r *Registry) KeptFolders() (n int, bytes int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.kept), r.keptBytes
+}
+
 // unkeepLocked takes mb out of the kept folders, if it is one.
 func (r *Registry) unkeepLocked(mb *Mailbox) {
 	if !mb.kept {
