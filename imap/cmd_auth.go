@@ -369,6 +369,7 @@ func (s *session) enter(tag string, u directory.User) error {
 		s.logger.Error("imap: open maildir", "login", u.Login, "err", err)
 		return errAuthUnavailable
 	}
+	st.SetUser(u.Login)
 	s.user, s.store = u, st
 	s.state = stateAuth
 	s.logger = s.logger.With("user", u.Login)

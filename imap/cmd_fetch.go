@@ -320,6 +320,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 	// failure never leaves a half-written FETCH.
 	type part struct {
 		head  string // written as is
+		uid   bool   // "UID " and the UID
 		lit   bool   // body follows as a literal
 		body  []byte
 		bin   bool
@@ -331,12 +332,15 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		stream bool
 		size   int64
 	}
-	var parts []part
+	// The common FETCH asks few items: their parts stay on the stack
+	// (no allocation a message for UID FETCH 1:* (FLAGS)).
+	var few [4]part
+	parts := few[:0]
 	wroteFlags := false
 	for _, it := range items {
 		switch it.kind {
 		case fUID:
-			parts = append(parts, part{head: "UID " + strconv.FormatUint(uint64(uid), 10)})
+			parts = append(parts, part{uid: true})
 		case fFlags:
 			if !wroteFlags {
 				parts = append(parts, part{flags: true})
@@ -446,6 +450,9 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			w.Raw("FLAGS (")
 			s.writeFlags(uid, flags)
 			w.Byte(')')
+		case p.uid:
+			w.Raw("UID ")
+			w.Number(uint64(uid))
 		case p.env != nil:
 			w.Raw("ENVELOPE ")
 			w.Bytes(appendEnvelope(w.AvailableBuffer(), p.env, s.utf8()))

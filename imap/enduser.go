@@ -7,7 +7,10 @@ import "context"
 // called (once; more calls do nothing), and returns once the closed
 // sessions have let go of the user's files, or ctx ends. The refusal
 // covers a login that was already past its other checks when the move
-// began.
+// began. The user's folders kept loaded after their sessions (see
+// mailstore.Registry.DropUser) are closed before it returns.
 func (s *Server) EndUser(ctx context.Context, login string) (ended int, release func(), err error) {
-	return s.conns.EndUser(ctx, login)
+	ended, release, err = s.conns.EndUser(ctx, login)
+	s.reg.DropUser(login)
+	return ended, release, err
 }

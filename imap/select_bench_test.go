@@ -66,3 +66,50 @@ func BenchmarkLoginSelectWarm(b *testing.B) {
 	b.ReportMetric(wall/float64(b.N), "wall_s/op")
 	b.ReportMetric(cpu/float64(b.N), "server_cpu_s/op")
 }
+
+// BenchmarkLoginSelectCold is the side-by-side's cold LOGIN+SELECT row
+// alone, repeated: imaplib logs in and selects a folder of
+// COURRIEL_BENCH_N messages in cur/ that no server has seen (no uidlist,
+// no index), each time in a new server, the server's CPU sampled around
+// it. Profiles (-cpuprofile) show the server's own work.
+func BenchmarkLoginSelectCold(b *testing.B) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		b.Skip("python3 not installed")
+	}
+	n := benchN()
+	e := newEnv(b)
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(e.maildir, d), 0o700)
+	}
+	for i := range n {
+		name := fmt.Sprintf("%d.M%dP1.bench,S=30,W=31:2,", 1672531200+i, i)
+		if i%2 == 0 {
+			name += "S"
+		}
+		if err := os.WriteFile(filepath.Join(e.maildir, "cur", name), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	script := filepath.Join(b.TempDir(), "login_select.py")
+	os.WriteFile(script, []byte(benchSelectScript), 0o644)
+	var wall, cpu float64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		e.srv.Close() // the last run's folder closed, lingering or not
+		ents, _ := os.ReadDir(e.maildir)
+		for _, f := range ents {
+			if !f.IsDir() {
+				os.Remove(filepath.Join(e.maildir, f.Name()))
+			}
+		}
+		e.start()
+		debug.FreeOSMemory()
+		b.StartTimer()
+		secs, cpuSecs := runBenchScriptCPU(b, script, e.addr, "alice", "secret", selfCPU)
+		wall += secs["login_select"]
+		cpu += cpuSecs["login_select"]
+	}
+	b.ReportMetric(wall/float64(b.N), "wall_s/op")
+	b.ReportMetric(cpu/float64(b.N), "server_cpu_s/op")
+}

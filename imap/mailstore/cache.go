@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"strconv"
 	"time"
 )
@@ -140,35 +141,65 @@ func (mb *Mailbox) loadCacheLocked() {
 	}
 	mb.cacheLoaded = true
 	mb.cache = make(map[uint32]*Cached, len(mb.msgs))
+	mb.cachePending = nil
 	data, err := mb.root.ReadFile(IndexFileName)
 	if err != nil {
 		return
 	}
-	f, err := decodeIndex(data)
-	if err != nil || f.UIDValidity != mb.uidValidity {
+	r, uidValidity, err := openIndex(data)
+	if err != nil || uidValidity != mb.uidValidity {
 		mb.cacheDirty = true // rebuilt from the messages as they are read
 		return
 	}
-	for i := range f.Entries {
-		e := &f.Entries[i]
-		if m := mb.findLocked(e.UID); m != nil && m.Base == e.Base {
-			mb.cache[e.UID] = &e.C
+	mb.cachePending = r
+}
+
+// cacheUpToLocked decodes the entries of courriel-index not read yet up to
+// UID uid (they are in ascending UIDs), into the cache: an entry is taken
+// when its message is still the folder's, and nothing since filled its
+// place. A FETCH 1:* decodes them as it goes.
+func (mb *Mailbox) cacheUpToLocked(uid uint32) {
+	r := mb.cachePending
+	if r == nil {
+		return
+	}
+	for {
+		if r.held == nil {
+			en, ok := r.next()
+			if !ok {
+				mb.cachePending = nil // all read (or the rest unreadable: rebuilt as read)
+				return
+			}
+			r.held = en
+		}
+		if r.held.UID > uid {
+			return
+		}
+		en := r.held
+		r.held = nil
+		if m := mb.findLocked(en.UID); m != nil && m.Base == en.Base {
+			if _, ok := mb.cache[en.UID]; !ok {
+				mb.cache[en.UID] = &en.C
+			}
 		}
 	}
 }
 
-func decodeIndex(data []byte) (*indexFile, error) {
+// openIndex checks an index file (this version's, its checksum) and
+// returns the reader of its entries and the UIDVALIDITY they belong to.
+func openIndex(data []byte) (*indexReader, uint32, error) {
 	start := len(indexMagic) + indexHeaderLen
 	if !bytes.HasPrefix(data, indexMagic) || len(data) < start+sha256.Size {
-		return nil, errors.New("mailstore: index: bad header")
+		return nil, 0, errors.New("mailstore: index: bad header")
 	}
 	sum := data[start : start+sha256.Size]
 	payload := data[start+sha256.Size:]
 	got := sha256.Sum256(payload)
 	if !bytes.Equal(sum, got[:]) {
-		return nil, errors.New("mailstore: index: checksum mismatch")
+		return nil, 0, errors.New("mailstore: index: checksum mismatch")
 	}
-	return decodeIndexPayload(payload)
+	r, uidValidity := newIndexReader(payload)
+	return r, uidValidity, nil
 }
 
 func (mb *Mailbox) saveCacheLocked() {
@@ -186,6 +217,7 @@ func (mb *Mailbox) saveCacheLocked() {
 			return
 		}
 	}
+	mb.cacheUpToLocked(math.MaxUint32) // every entry, to write them back
 	f := indexFile{UIDValidity: mb.uidValidity, Entries: make([]indexEntry, 0, len(mb.cache))}
 	for _, m := range mb.msgs {
 		if c, ok := mb.cache[m.UID]; ok {
@@ -237,6 +269,7 @@ func (mb *Mailbox) Cached(uid uint32) Cached {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	mb.loadCacheLocked()
+	mb.cacheUpToLocked(uid)
 	if c, ok := mb.cache[uid]; ok {
 		return *c
 	}
@@ -251,6 +284,7 @@ func (mb *Mailbox) UpdateCached(uid uint32, c Cached) {
 	if mb.findLocked(uid) == nil {
 		return
 	}
+	mb.cacheUpToLocked(uid) // merged into the entry the index has
 	cur, ok := mb.cache[uid]
 	if !ok {
 		cur = &Cached{}

@@ -552,6 +552,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 	gone := make(map[uint32]bool, len(moves))
 	for _, mv := range moves {
 		var c Cached
+		mb.cacheUpToLocked(mv.m.UID)
 		if pc := mb.cache[mv.m.UID]; pc != nil {
 			c = *pc
 		}

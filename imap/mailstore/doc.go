@@ -17,7 +17,10 @@
 // folder was closed included). A folder left alone opens from
 // courriel-state (state.go), its last state in memory, without a listing
 // of its directories, while the files it was made from are unchanged and
-// the directories keep stamps taken well after their last change.
+// the directories keep stamps taken well after their last change. A large
+// folder stays loaded for a while after its last session (within a memory
+// budget; see Registry.keepLocked), and is taken back only when those same
+// stamps, and the directory at its path, are as it left them.
 // Dovecot can work on the same maildir at the same time: its uidlist lock,
 // file formats and numbering are honoured in both directions.
 package mailstore

@@ -52,3 +52,17 @@ func readUIDList(t *testing.T, st *Store, dir string) []string {
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
+
+// lingeringBoxes counts the folders that nobody has open and that are
+// waiting for their stamps to settle (not kept yet).
+func lingeringBoxes(reg *Registry) int {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	n := 0
+	for _, mb := range reg.boxes {
+		if mb.refs == 0 && !mb.kept {
+			n++
+		}
+	}
+	return n
+}

@@ -350,36 +350,72 @@ func (d *indexDecoder) body(depth int) *BodyPart {
 }
 
 func decodeIndexPayload(payload []byte) (*indexFile, error) {
-	d := indexDecoder{s: string(payload)}
-	v := d.uvarint()
-	if v > math.MaxUint32 {
-		d.fail()
-	}
-	f := &indexFile{UIDValidity: uint32(v)}
-	n := d.countOf(6) // UID, Base, Size, Date and two presence bytes at least
-	f.Entries = make([]indexEntry, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		en := &f.Entries[i]
-		uid := d.uvarint()
-		if uid > math.MaxUint32 {
-			d.fail()
+	r, uidValidity := newIndexReader(payload)
+	f := &indexFile{UIDValidity: uidValidity, Entries: make([]indexEntry, 0, r.left)}
+	for {
+		en, ok := r.next()
+		if !ok {
+			break
 		}
-		en.UID = uint32(uid)
-		en.Base = d.str()
-		en.C.Size = d.varint()
-		en.C.Date = d.varint()
-		if d.present() {
-			en.C.Envelope = d.envelope()
-		}
-		if d.present() {
-			en.C.Body = d.body(0)
-		}
+		f.Entries = append(f.Entries, *en)
 	}
-	if d.err == nil && d.off != len(d.s) {
-		d.fail()
+	if r.d.err == nil && r.d.off != len(r.d.s) {
+		r.d.fail()
 	}
-	if d.err != nil {
-		return nil, d.err
+	if r.d.err != nil {
+		return nil, r.d.err
 	}
 	return f, nil
+}
+
+// indexReader decodes the entries of an index payload one at a time, in
+// the order they were written (ascending UIDs): a FETCH over a large
+// folder writes its first response as soon as the first entry is
+// decoded, rather than after all of them (0.3 s for 100,000 messages,
+// while the client waited).
+type indexReader struct {
+	d       indexDecoder
+	left    int              // entries not decoded yet
+	entries slab[indexEntry] // decoded entries, a few arrays of them
+	held    *indexEntry      // decoded, past the UID asked for (see cacheUpToLocked)
+}
+
+// newIndexReader starts reading payload, whose UIDVALIDITY it returns.
+func newIndexReader(payload []byte) (*indexReader, uint32) {
+	r := &indexReader{d: indexDecoder{s: string(payload)}}
+	v := r.d.uvarint()
+	if v > math.MaxUint32 {
+		r.d.fail()
+	}
+	r.left = r.d.countOf(6) // UID, Base, Size, Date and two presence bytes at least
+	return r, uint32(v)
+}
+
+// next decodes the next entry; false at the end or at a malformed one
+// (then d.err is set).
+func (r *indexReader) next() (*indexEntry, bool) {
+	d := &r.d
+	if r.left == 0 || d.err != nil {
+		return nil, false
+	}
+	r.left--
+	en := &r.entries.take(1)[0]
+	uid := d.uvarint()
+	if uid > math.MaxUint32 {
+		d.fail()
+	}
+	en.UID = uint32(uid)
+	en.Base = d.str()
+	en.C.Size = d.varint()
+	en.C.Date = d.varint()
+	if d.present() {
+		en.C.Envelope = d.envelope()
+	}
+	if d.present() {
+		en.C.Body = d.body(0)
+	}
+	if d.err != nil {
+		return nil, false
+	}
+	return en, true
 }

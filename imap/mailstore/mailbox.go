@@ -90,9 +90,14 @@ type Mailbox struct {
 	// only if no release came after the one that scheduled it. Guarded by
 	// reg.mu.
 	lingerGen uint64
-	root      *os.Root // the folder
-	mroot     *os.Root // the maildir (for its UIDVALIDITY counter)
-	owner     Owner
+	// kept: loaded after its last release (see Registry.keepLocked),
+	// holding keptSize bytes by estimate. Guarded by reg.mu.
+	kept     bool
+	keptSize int64
+	user     string   // the login that opened it (Store.SetUser), for DropUser
+	root     *os.Root // the folder
+	mroot    *os.Root // the maildir (for its UIDVALIDITY counter)
+	owner    Owner
 
 	mu          sync.Mutex
 	closed      bool
@@ -143,9 +148,12 @@ type Mailbox struct {
 	logBase  uint64 // sequence number of log[0]
 	watchers map[*Watcher]struct{}
 
-	cache       map[uint32]*Cached
-	cacheLoaded bool
-	cacheDirty  bool
+	cache map[uint32]*Cached
+	// cachePending reads the entries of courriel-index not in cache yet,
+	// in ascending UIDs (see cacheUpToLocked); nil once all are.
+	cachePending *indexReader
+	cacheLoaded  bool
+	cacheDirty   bool
 
 	curDir, newDir *os.File // opened on first use; see dirfd.go
 	nameBuf        []byte   // renameFlagsLocked's names
@@ -346,6 +354,7 @@ func (mb *Mailbox) invalidateLocked(l *uidlist.List) {
 		mb.nextUID = max(mb.nextUID, mb.msgs[n-1].UID+1)
 	}
 	mb.cache = make(map[uint32]*Cached)
+	mb.cachePending = nil // entries of the old numbering
 	mb.cacheDirty = mb.cacheLoaded
 	mb.recentFrom = mb.nextUID
 	// The records carry no flags: the next sync lists the directories.
@@ -448,7 +457,11 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			}
 			return fmt.Errorf("mailstore: open %s: %w", sub, err)
 		}
-		names, err := f.Readdirnames(-1)
+		hint := 0
+		if st := curSt; sub == "cur" && st.ok {
+			hint = int(min(st.size/48, 1<<22)) // some 48 bytes a directory entry
+		}
+		names, err := listNames(f, hint)
 		f.Close()
 		mb.listings++
 		if err != nil {
@@ -519,6 +532,9 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 		delete(mb.ext, uid)
 	}
 	var unknown []string
+	if len(mb.msgs) == 0 {
+		unknown = make([]string, 0, len(disk)) // the first load: all of them
+	}
 	for base, d := range disk {
 		if !d.seen {
 			unknown = append(unknown, base)
@@ -563,6 +579,10 @@ func (mb *Mailbox) hasNewLocked() bool {
 // with the UIDs another process gave them, then with new ones, appended to
 // the uidlist.
 func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *uidlist.Lock) error {
+	// The bases are of no message known when the directories were
+	// compared with the memory; only a uidlist read since (another
+	// process's numbering adopted) may have made some known.
+	reread := false
 	if lk == nil {
 		uid, gid := mb.owner.ids()
 		var err error
@@ -570,15 +590,19 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 			return err
 		}
 		defer lk.Release()
+		before := mb.listSt
 		if err := mb.refreshUIDListLocked(); err != nil {
 			return err
 		}
+		reread = mb.listSt != before
 	}
 	var theirs []*Msg
-	var fresh []string
+	fresh := make([]string, 0, len(bases))
 	for _, base := range bases {
-		if _, ok := mb.baseMapLocked()[base]; ok {
-			continue // invalidated meanwhile: syncLocked starts over
+		if reread {
+			if _, ok := mb.baseMapLocked()[base]; ok {
+				continue // invalidated meanwhile: syncLocked starts over
+			}
 		}
 		if r, ok := mb.listed[base]; ok {
 			theirs = append(theirs, &Msg{UID: r.UID, Base: base})
@@ -596,14 +620,28 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 		mb.addMsgLocked(m, Cached{})
 	}
 	ours := make([]*Msg, len(fresh))
+	slab := make([]Msg, len(fresh)) // one allocation, not one per message
 	for i, base := range fresh {
 		d := disk[base]
-		ours[i] = &Msg{UID: mb.nextUID + uint32(i), Base: base, Flags: d.flags, New: d.isNew}
+		slab[i] = Msg{UID: mb.nextUID + uint32(i), Base: base, Flags: d.flags, New: d.isNew}
+		ours[i] = &slab[i]
 	}
 	if len(ours) > 0 || mb.listDirty {
 		if err := mb.addToUIDListLocked(lk, ours); err != nil {
 			return err
 		}
+	}
+	if n := len(mb.msgs); !mb.loaded && len(ours) > 0 && (n == 0 || mb.msgs[n-1].UID < ours[0].UID) {
+		// The first load: nobody watches its change log (dropped when
+		// it is done), and the new UIDs are above every other.
+		mb.msgs = append(mb.msgs, ours...)
+		mb.nextUID = max(mb.nextUID, ours[len(ours)-1].UID+1)
+		if mb.byBase != nil {
+			for _, m := range ours {
+				mb.byBase[m.Base] = m
+			}
+		}
+		return nil
 	}
 	for _, m := range ours {
 		mb.addMsgLocked(m, Cached{})

@@ -12,8 +12,9 @@ import (
 // BenchmarkOpenLargeFolder opens a folder of COURRIEL_BENCH_N messages
 // (20,000 by default) that was opened and released before, as a new
 // session's SELECT does once the previous one left: Open, Watch, Status,
-// Release; then the same without courriel-state. The first open
-// (numbering every file) is outside the timing.
+// Release; then the same without courriel-state; then a first open ever
+// (cold: no uidlist, every file numbered); then an open of the folder kept
+// loaded after its last release. The first open is outside the timing.
 func BenchmarkOpenLargeFolder(b *testing.B) {
 	n := 20000
 	if v, err := strconv.Atoi(os.Getenv("COURRIEL_BENCH_N")); err == nil && v > 0 {
@@ -44,6 +45,7 @@ func BenchmarkOpenLargeFolder(b *testing.B) {
 	}
 	defer st.Close()
 	reg := NewRegistry()
+	reg.keepBudget = -1 // loaded from the files each time, but in "kept"
 	open := func() {
 		mb, err := reg.Open(st, "INBOX")
 		if err != nil {
@@ -85,6 +87,32 @@ func BenchmarkOpenLargeFolder(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
+			open()
+		}
+	})
+	b.Run("cold", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			for _, f := range []string{StateFileName, "dovecot-uidlist", ModSeqFileName, IndexFileName} {
+				if err := os.Remove(filepath.Join(dir, f)); err != nil && !os.IsNotExist(err) {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			open()
+		}
+	})
+	b.Run("kept", func(b *testing.B) {
+		kreg := NewRegistry()
+		kreg.clock = func() time.Time { return time.Now().Add(time.Minute) } // stamps settled at once
+		mb, err := kreg.Open(st, "INBOX")
+		if err != nil {
+			b.Fatal(err)
+		}
+		mb.Release()
+		reg = kreg
+		b.ResetTimer()
+		for range b.N {
 			open()
 		}
 	})

@@ -2,8 +2,10 @@ package mailstore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -79,5 +81,36 @@ func TestOpenStoreUnderRefusesSymlinks(t *testing.T) {
 		t.Errorf("a symlink in the administrator's base refused: %v", err)
 	} else {
 		st.Close()
+	}
+}
+
+// The first open of a large folder (every file numbered) allocates a few
+// objects whatever its size: the names listed are slices of a block a
+// directory read, the messages one array, and the map by name is made
+// only when something needs it.
+func TestFirstOpenAllocations(t *testing.T) {
+	const n = 3000
+	st := testStore(t)
+	for i := range n {
+		name := fmt.Sprintf("%d.M%dP1.test,S=20:2,S", 1700000000+i, i)
+		if err := os.WriteFile(filepath.Join(st.Path(), "cur", name), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := NewRegistry()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	mb, err := reg.Open(st, "INBOX")
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Release()
+	if s := mb.Status(); s.Messages != n {
+		t.Fatalf("%d messages, want %d", s.Messages, n)
+	}
+	if allocs := after.Mallocs - before.Mallocs; allocs >= n/10 {
+		t.Errorf("first open of %d messages: %d allocations, want fewer than %d (none a message)", n, allocs, n/10)
 	}
 }

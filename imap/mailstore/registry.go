@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"courriel/imap/uidlist"
 )
 
 // Registry shares one Mailbox per folder among all sessions of a server, so
@@ -28,6 +31,15 @@ type Registry struct {
 	// lingerMin is the least number of messages for which a folder
 	// lingers after its release (see Release); 0: lingerMinMessages.
 	lingerMin int
+
+	// kept are the folders kept loaded after their last release (see
+	// keepLocked), oldest first, keptBytes what they hold in memory by
+	// estimate. keepFor and keepBudget: tests (0: keepDuration,
+	// keepMemoryBudget). Guarded by mu.
+	kept       []*Mailbox
+	keptBytes  int64
+	keepFor    time.Duration
+	keepBudget int64
 
 	noHardLinks bool // tests: COPY as on a file system without hard links
 	// Tests: stamps kept in whole units of stampGrain (a file system with
@@ -81,8 +93,12 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if mb, ok := r.boxes[key]; ok {
-		mb.refs++
-		return mb, nil
+		if !mb.kept || r.reviveLocked(mb, store, dir) {
+			mb.refs++
+			return mb, nil
+		}
+		// Changed while kept: loaded afresh, as any folder nobody has
+		// open.
 	}
 	d := dir
 	if d == "" {
@@ -97,7 +113,7 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 		root.Close()
 		return nil, fmt.Errorf("mailstore: open maildir: %w", err)
 	}
-	mb := &Mailbox{reg: r, key: key, refs: 1, root: root, mroot: mroot, owner: store.owner}
+	mb := &Mailbox{reg: r, key: key, refs: 1, root: root, mroot: mroot, owner: store.owner, user: store.user}
 	if err := mb.load(); err != nil {
 		mb.closeDirsLocked()
 		root.Close()
@@ -109,11 +125,16 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 }
 
 // Lookup returns the loaded Mailbox of folder dir ("" = INBOX) of the maildir,
-// or nil; it takes no reference and is meant for notifications.
+// or nil; it takes no reference and is meant for notifications. A folder
+// kept after its last release (see keepLocked) is not given: nobody has
+// it open, and its next open finds what changed on disk.
 func (r *Registry) Lookup(maildir, dir string) *Mailbox {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.boxes[regKey{maildir, dir}]
+	if mb := r.boxes[regKey{maildir, dir}]; mb != nil && !mb.kept {
+		return mb
+	}
+	return nil
 }
 
 // Forget detaches the mailboxes of a deleted or renamed folder (and its
@@ -123,6 +144,10 @@ func (r *Registry) Forget(maildir, dir string) {
 	defer r.mu.Unlock()
 	for k, mb := range r.boxes {
 		if k.maildir == maildir && (k.dir == dir || strings.HasPrefix(k.dir, dir+".")) {
+			if mb.kept {
+				r.dropKeptLocked(mb)
+				continue
+			}
 			delete(r.boxes, k)
 			mb.mu.Lock()
 			mb.detached = true
@@ -150,9 +175,11 @@ const lingerMinMessages = 1000
 // goes for the stamps of dovecot-uidlist and courriel-modseq, confirmed by
 // a read of each, so that the next open need not read them. A session
 // opening the folder meanwhile shares it, as any open folder.
-func (mb *Mailbox) Release() { mb.release(true) }
+func (mb *Mailbox) Release() { mb.release(false) }
 
-func (mb *Mailbox) release(mayLinger bool) {
+// release is Release; settling says it ends a lingering (see settle): the
+// folder may be kept then, but lingers no more.
+func (mb *Mailbox) release(settling bool) {
 	r := mb.reg
 	r.mu.Lock()
 	mb.refs--
@@ -162,6 +189,8 @@ func (mb *Mailbox) release(mayLinger bool) {
 		return
 	}
 	var wait time.Duration
+	var keepable bool
+	var size int64
 	mb.mu.Lock()
 	if !mb.closed {
 		wait = mb.confirmLocked()
@@ -172,6 +201,12 @@ func (mb *Mailbox) release(mayLinger bool) {
 			wait = 0
 		}
 		mb.saveStateLocked()
+		if keepable = wait == 0 && len(mb.msgs) >= r.lingerMinLocked() && mb.keepableLocked(); keepable {
+			// The cache is the bulk of a folder's memory and
+			// reads back from courriel-index when needed.
+			mb.cache, mb.cachePending, mb.cacheLoaded = nil, nil, false
+			size = mb.memSizeLocked()
+		}
 	}
 	mb.mu.Unlock()
 	r.mu.Lock()
@@ -179,11 +214,16 @@ func (mb *Mailbox) release(mayLinger bool) {
 	if mb.refs > 0 {
 		return // opened again while it was saved: it lives on
 	}
-	if wait > 0 && mayLinger && !r.closing && r.boxes[mb.key] == mb {
-		mb.lingerGen++
-		gen := mb.lingerGen
-		time.AfterFunc(wait, func() { mb.settle(gen) })
-		return
+	if !r.closing && r.boxes[mb.key] == mb {
+		switch {
+		case wait > 0 && !settling:
+			mb.lingerGen++
+			gen := mb.lingerGen
+			time.AfterFunc(wait, func() { mb.settle(gen) })
+			return
+		case keepable && r.keepLocked(mb, size):
+			return
+		}
 	}
 	mb.lingerGen++ // a pending settle has nothing left to do
 	if r.boxes[mb.key] == mb {
@@ -191,6 +231,11 @@ func (mb *Mailbox) release(mayLinger bool) {
 	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
+	mb.closeLocked()
+}
+
+// closeLocked closes the folder's files.
+func (mb *Mailbox) closeLocked() {
 	if !mb.closed {
 		mb.closeDirsLocked()
 		mb.root.Close()
@@ -220,7 +265,170 @@ func (mb *Mailbox) settle(gen uint64) {
 	r.settling.Add(1)
 	r.mu.Unlock()
 	defer r.settling.Done()
-	mb.release(false)
+	mb.release(true)
+}
+
+// How long a large folder stays loaded after its last session ends, and
+// how much memory (by memSizeLocked's estimate) such folders may hold in
+// all. A client that comes back (a phone reconnecting, a desktop client's
+// next check, the second session of an office's clients) then finds its
+// folder loaded: opening it costs a few stats rather than reading
+// courriel-state (4.6 MB for 100,000 messages) and decoding it again.
+const (
+	keepDuration     = 2 * time.Minute
+	keepMemoryBudget = 64 << 20
+)
+
+// keepLocked keeps a released folder loaded (in the registry, nobody
+// holding it) for keepDuration, within the memory budget, the oldest
+// folders kept going first; it reports false when the folder alone is
+// over the budget. Its next open checks it first (reviveLocked).
+func (r *Registry) keepLocked(mb *Mailbox, size int64) bool {
+	budget := r.keepBudget
+	if budget == 0 {
+		budget = keepMemoryBudget
+	}
+	if size > budget {
+		return false
+	}
+	for len(r.kept) > 0 && r.keptBytes+size > budget {
+		r.dropKeptLocked(r.kept[0])
+	}
+	mb.kept, mb.keptSize = true, size
+	r.kept = append(r.kept, mb)
+	r.keptBytes += size
+	mb.lingerGen++
+	gen := mb.lingerGen
+	d := r.keepFor
+	if d == 0 {
+		d = keepDuration
+	}
+	time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if mb.kept && mb.lingerGen == gen {
+			r.dropKeptLocked(mb)
+		}
+	})
+	return true
+}
+
+// KeptFolders is the number of folders kept loaded after their last
+// release, and their memory by estimate (tests, figures).
+func (r *Registry) KeptFolders() (n int, bytes int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.kept), r.keptBytes
+}
+
+// unkeepLocked takes mb out of the kept folders, if it is one.
+func (r *Registry) unkeepLocked(mb *Mailbox) {
+	if !mb.kept {
+		return
+	}
+	mb.kept = false
+	r.keptBytes -= mb.keptSize
+	mb.keptSize = 0
+	for i, k := range r.kept {
+		if k == mb {
+			r.kept = append(r.kept[:i], r.kept[i+1:]...)
+			break
+		}
+	}
+}
+
+// dropKeptLocked closes a kept folder and forgets it. Nothing is written:
+// courriel-state and the index had everything when it was kept, and
+// nothing changed it since.
+func (r *Registry) dropKeptLocked(mb *Mailbox) {
+	r.unkeepLocked(mb)
+	mb.lingerGen++
+	if r.boxes[mb.key] == mb {
+		delete(r.boxes, mb.key)
+	}
+	mb.mu.Lock()
+	mb.closeLocked()
+	mb.mu.Unlock()
+}
+
+// keepableLocked reports whether the folder, being released, may be kept
+// loaded: its memory is what a load from courriel-state would give, and
+// the stamps that reviveLocked compares are settled, so that an unchanged
+// stamp means unchanged files. That is what loadStateLocked trusts to read
+// courriel-state alone: the folder written to it, dovecot-uidlist and
+// courriel-modseq verified under their stamps, new/ and cur/ listed after
+// their last change with no message left in new/.
+func (mb *Mailbox) keepableLocked() bool {
+	if mb.detached || !mb.loaded || mb.cacheDirty || mb.recentDirty || !mb.trustedAt.IsZero() || len(mb.listed) > 0 {
+		return false
+	}
+	if mb.savedState != mb.stateSummaryLocked() || !mb.listVerLocked().sure() || !mb.modVerLocked().sure() {
+		return false
+	}
+	if !settled(mb.newSt, mb.newAt) || !settled(mb.curSt, mb.curAt) {
+		return false
+	}
+	return !mb.hasNewLocked()
+}
+
+// reviveLocked takes a kept folder back for a session when nothing of it
+// changed on disk since it was kept, as loadStateLocked would find it:
+// the folder and the maildir still the directories at their paths, the
+// same stamps for dovecot-uidlist, courriel-modseq, dovecot-keywords,
+// new/ and cur/. Otherwise the folder is closed (false), for the caller
+// to load it afresh.
+func (r *Registry) reviveLocked(mb *Mailbox, store *Store, dir string) bool {
+	r.unkeepLocked(mb)
+	mb.lingerGen++ // the end of the keeping has nothing left to do
+	mb.mu.Lock()
+	ok := mb.unchangedLocked(store, dir)
+	mb.mu.Unlock()
+	if !ok {
+		r.dropKeptLocked(mb)
+	}
+	return ok
+}
+
+func (mb *Mailbox) unchangedLocked(store *Store, dir string) bool {
+	if mb.closed || mb.detached {
+		return false
+	}
+	if dir == "" {
+		dir = "."
+	}
+	sameDir := func(root *os.Root, path string) bool {
+		a, err := root.Stat(".")
+		if err != nil {
+			return false
+		}
+		b, err := store.root.Lstat(path)
+		return err == nil && b.IsDir() && os.SameFile(a, b)
+	}
+	if !sameDir(mb.mroot, ".") || !sameDir(mb.root, dir) {
+		return false // the home was moved, restored, replaced
+	}
+	ms := &mb.mod
+	if st := mb.statLocked(uidlist.FileName); st != mb.listSt || st != mb.listVer.st {
+		return false
+	}
+	if mb.statLocked(ModSeqFileName) != ms.ver.st {
+		return false
+	}
+	if mb.statLocked(uidlist.KeywordsFileName) != mb.kwStamp {
+		return false
+	}
+	return mb.statLocked("new") == mb.newSt && mb.statLocked("cur") == mb.curSt
+}
+
+// memSizeLocked estimates the memory the folder holds once its cache is
+// dropped: the message table and the names.
+func (mb *Mailbox) memSizeLocked() int64 {
+	const perMsg = int64(unsafe.Sizeof(Msg{})) + int64(unsafe.Sizeof(&Msg{}))
+	size := int64(len(mb.msgs)) * perMsg
+	for _, m := range mb.msgs {
+		size += int64(len(m.Base))
+	}
+	return size + int64(len(mb.ext))*64 + int64(len(mb.log))*int64(unsafe.Sizeof(Change{}))
 }
 
 // SaveAll writes the cache of every loaded mailbox (at shutdown).
@@ -236,6 +444,7 @@ func (r *Registry) SaveAll() {
 		if mb.refs == 0 {
 			// Lingering after its release: closed now, so that
 			// nothing writes into the maildir later.
+			r.unkeepLocked(mb)
 			mb.lingerGen++
 			delete(r.boxes, k)
 			lingering = append(lingering, mb)
@@ -245,19 +454,7 @@ func (r *Registry) SaveAll() {
 	}
 	r.mu.Unlock()
 	for _, mb := range lingering {
-		mb.mu.Lock()
-		if !mb.closed {
-			// Saved at its release, unless that release is still
-			// under way: then here (nothing is written twice).
-			mb.saveCacheLocked()
-			mb.closeModLocked()
-			mb.saveStateLocked()
-			mb.closeDirsLocked()
-			mb.root.Close()
-			mb.mroot.Close()
-			mb.closed = true
-		}
-		mb.mu.Unlock()
+		mb.closeIdle()
 	}
 	for _, mb := range boxes {
 		mb.mu.Lock()
@@ -267,5 +464,40 @@ func (r *Registry) SaveAll() {
 			mb.saveStateLocked()
 		}
 		mb.mu.Unlock()
+	}
+}
+
+// closeIdle closes a folder nobody has open any more, taken out of the
+// registry (lingering, or kept): saved at its release, unless that release
+// is still under way: then here (nothing is written twice).
+func (mb *Mailbox) closeIdle() {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if !mb.closed {
+		mb.saveCacheLocked()
+		mb.closeModLocked()
+		mb.saveStateLocked()
+		mb.closeLocked()
+	}
+}
+
+// DropUser closes the folders of login's maildir that nobody has open
+// (lingering or kept after their last release), at once: the user's home
+// is being set aside (moved to another node), and nothing of it may stay
+// open or be written here. Call it once the user's sessions are closed.
+func (r *Registry) DropUser(login string) {
+	r.mu.Lock()
+	var idle []*Mailbox
+	for k, mb := range r.boxes {
+		if mb.refs == 0 && mb.user == login {
+			r.unkeepLocked(mb)
+			mb.lingerGen++
+			delete(r.boxes, k)
+			idle = append(idle, mb)
+		}
+	}
+	r.mu.Unlock()
+	for _, mb := range idle {
+		mb.closeIdle()
 	}
 }

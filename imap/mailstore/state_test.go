@@ -52,13 +52,23 @@ func viewOf(t *testing.T, reg *Registry, st *Store) (folderView, uint64) {
 // (dovecot-uidlist, courriel-modseq) besides the directory listings.
 func viewReads(t *testing.T, reg *Registry, st *Store) (v folderView, listings, reads uint64) {
 	t.Helper()
+	return viewSynced(t, reg, st, true)
+}
+
+// viewSynced is viewReads; without sync, the view is the folder as
+// opened, before the look at the directories that a session's commands
+// take.
+func viewSynced(t *testing.T, reg *Registry, st *Store, sync bool) (v folderView, listings, reads uint64) {
+	t.Helper()
 	mb, err := reg.Open(st, "INBOX")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mb.Release()
-	if err := mb.Sync(false); err != nil {
-		t.Fatal(err)
+	if sync {
+		if err := mb.Sync(false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := mb.Status()
 	v = folderView{UIDValidity: s.UIDValidity, UIDNext: s.UIDNext, Highest: s.HighestModSeq, Recent: mb.RecentFrom()}
@@ -650,12 +660,10 @@ func TestStateSettledAfterRelease(t *testing.T) {
 	}
 	mb.Release()
 	want := fullView(t, st)
-	// Settled: bounded wait for the lingering to end.
+	// Settled: bounded wait for the lingering to end (the folder then
+	// stays loaded, kept, or is closed).
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		reg.mu.Lock()
-		n := len(reg.boxes)
-		reg.mu.Unlock()
-		if n == 0 {
+		if lingeringBoxes(reg) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -682,6 +690,9 @@ func TestStateSettledAfterRelease(t *testing.T) {
 	mb.Release()
 	reg2.SaveAll()
 	reg2.mu.Lock()
+	if reg2.keptBytes != 0 || len(reg2.kept) != 0 {
+		t.Errorf("%d folders of %d bytes kept after SaveAll, want none", len(reg2.kept), reg2.keptBytes)
+	}
 	n := len(reg2.boxes)
 	reg2.mu.Unlock()
 	if n != 0 {

@@ -52,8 +52,13 @@ type Store struct {
 	path  string
 	root  *os.Root
 	owner Owner
+	user  string     // the login it belongs to; see SetUser
 	mu    sync.Mutex // serialises read-modify-write of the subscriptions file
 }
+
+// SetUser names the login the store belongs to, before its first folder
+// is opened: Registry.DropUser closes that login's folders kept loaded.
+func (s *Store) SetUser(login string) { s.user = login }
 
 // OpenStore opens (creating it with cur/, new/ and tmp/ when missing) the
 // maildir at path, which must be absolute. Symbolic links in the existing
