@@ -38,6 +38,24 @@ t('fetch_bodystructure', lambda: c.fetch('1:*', '(BODYSTRUCTURE)'))
 t('uid_search_from', lambda: c.uid('SEARCH', 'FROM', 'dupont'))
 t('bodies_100', lambda: c.fetch('1:100', '(BODY.PEEK[])'))
 t('store_seen_all', lambda: c.store('1:*', '+FLAGS', '\\Seen'))
+# The same large FETCHes again, read as bytes until the tagged reply
+# without imaplib's parsing: when the server has sent the last byte. The
+# wall rows above are mostly the client's parsing of 20,000 lines.
+def raw(tag, cmd):
+    sock = c.sock
+    sock.sendall(tag + b' ' + cmd + b'\r\n')
+    end, tail = b'\r\n' + tag + b' ', b''
+    while True:
+        d = sock.recv(1 << 20)
+        if not d: raise SystemExit('connection closed')
+        tail = (tail + d)[-4096:]
+        i = tail.rfind(end)
+        if i >= 0 and tail.endswith(b'\r\n'):
+            if tail[i + len(end):i + len(end) + 2] != b'OK': raise SystemExit('%r: %r' % (cmd, tail[i:]))
+            return ('OK', None)
+t('raw_uid_fetch_flags', lambda: raw(b'R1', b'UID FETCH 1:* (FLAGS)'))
+t('raw_fetch_envelope', lambda: raw(b'R2', b'FETCH 1:* (ENVELOPE)'))
+t('raw_fetch_bodystructure', lambda: raw(b'R3', b'FETCH 1:* (BODYSTRUCTURE)'))
 c.logout()
 `
 
