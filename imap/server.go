@@ -205,6 +205,11 @@ func parseHelpers(n int) int {
 // already yields TLS connections (tls.NewListener, port 993); otherwise the
 // connection is plain, STARTTLS is offered when a TLS config is set, and
 // LOGINDISABLED is advertised (no login of any kind) until TLS is up.
+// KeptFolders says how many folders stay loaded after their last session
+// (so that a client coming back finds them loaded) and the memory they
+// hold by estimate, for metrics.
+func (s *Server) KeptFolders() (folders int, bytes int64) { return s.reg.KeptFolders() }
+
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	if !s.conns.AddListener(ln) {
 		return nil

@@ -124,6 +124,8 @@ func TestDemo(t *testing.T) {
 		`courriel_deliveries_total{status="sent"} 3`,
 		"courriel_imap_sessions_total ", // the readiness probe above opens one too
 		"courriel_imap_sessions_active 0",
+		"courriel_imap_kept_folders 0", // the demo's folders are small
+		"courriel_imap_kept_folder_bytes 0",
 	} {
 		if err != nil || !strings.Contains(o, want) {
 			t.Errorf("metrics lack %s: %v\n%.3000s", want, err, o)

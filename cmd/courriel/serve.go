@@ -582,6 +582,9 @@ func (a *app) httpListener() error {
 	if a.cfg.watchChanges() {
 		registerWatchMetrics(a.metrics.Registry(), a.watch)
 	}
+	if a.imap != nil {
+		registerKeptFolderMetrics(a.metrics.Registry(), a.imap)
+	}
 	// From the queue's own counters: a scrape reads no envelope.
 	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
 		c := a.queue.Counts()
