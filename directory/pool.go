@@ -112,18 +112,24 @@ func (p *connPool) close() {
 }
 
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
+	c, _, err := p.dialFirst(ctx, p.urls)
+	return c, err
+}
+
+// dialFirst connects to the first of urls that answers, and says which.
+func (p *connPool) dialFirst(ctx context.Context, urls []string) (*ldap.Conn, int, error) {
 	var errs []error
-	for _, raw := range p.urls {
+	for i, raw := range urls {
 		c, err := p.dialOne(ctx, raw)
 		if err == nil {
-			return c, nil
+			return c, i, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+	return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
 func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {

@@ -132,7 +132,7 @@ func (w *Watcher) Run(ctx context.Context) {
 // answers, until it ends. persisted reports whether it reached the persist
 // phase.
 func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
-	c, at, err := w.dial(ctx)
+	c, at, err := w.d.searches.dialFirst(ctx, w.urls)
 	if err != nil {
 		return false, err
 	}
@@ -242,22 +242,6 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 	}
 	// A refreshAndPersist search never ends by itself while all is well.
 	return persisted, fmt.Errorf("sync search on %s ended by the server", url)
-}
-
-// dial connects to the first of w's URLs that answers, and says which.
-func (w *Watcher) dial(ctx context.Context) (*ldap.Conn, int, error) {
-	var errs []error
-	for i, url := range w.urls {
-		c, err := w.d.searches.dialOne(ctx, url)
-		if err == nil {
-			return c, i, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, 0, errors.Join(errs...)
 }
 
 // awaitPreferred tries the earlier URLs, with the reconnection backoff,
