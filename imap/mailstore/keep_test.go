@@ -273,3 +273,73 @@ func TestKeptFolderDropped(t *testing.T) {
 		t.Errorf("%d folders of %d bytes kept, want none", n, bytes)
 	}
 }
+
+// A kept folder keeps its metadata cache when the budget has room for it
+// beside the folders already kept: the next session reads ENVELOPE from
+// memory, even with courriel-index gone. Without that room, the cache goes
+// and the folder kept before stays.
+func TestKeptFolderKeepsItsCache(t *testing.T) {
+	t.Parallel()
+	// A subject that makes the cache the bulk of a folder's memory.
+	long := "kept in memory " + strings.Repeat("x", 16<<10)
+	subject := func(mb *Mailbox) string {
+		if e := mb.Cached(1).Envelope; e != nil {
+			return e.Subject
+		}
+		return ""
+	}
+	// keptWithCache keeps st's INBOX in reg with an envelope cached for
+	// UID 1, then removes courriel-index: only memory has the envelope.
+	keptWithCache := func(t *testing.T, reg *Registry, st *Store) *Mailbox {
+		t.Helper()
+		kept := keptFolder(t, reg, st)
+		mb, err := reg.Open(st, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mb != kept {
+			t.Fatal("the kept folder was loaded again, want it shared")
+		}
+		mb.UpdateCached(1, Cached{Size: 20, Envelope: &Envelope{Subject: long}})
+		mb.Release() // writes courriel-index, kept again
+		if n, _ := keptCount(reg); n == 0 {
+			t.Fatal("folder not kept after its release")
+		}
+		if err := os.Remove(filepath.Join(st.Path(), IndexFileName)); err != nil {
+			t.Fatal(err)
+		}
+		return kept
+	}
+
+	reg := keepRegistry()
+	a := testStore(t)
+	keptA := keptWithCache(t, reg, a)
+	if mb := openBox(t, reg, a, "INBOX"); mb != keptA {
+		t.Fatal("the kept folder was loaded again, want it shared")
+	} else if got := subject(mb); got != long {
+		t.Errorf("kept folder's cached subject %.20q, want it kept in memory", got)
+	}
+
+	// Room for a second folder, not for its cache beside the first.
+	tight := keepRegistry()
+	b, c := testStore(t), testStore(t)
+	keptB := keptWithCache(t, tight, b)
+	_, sizeB := keptCount(tight)
+	tight.mu.Lock()
+	tight.keepBudget = sizeB + sizeB/2
+	tight.mu.Unlock()
+	keptC := keptWithCache(t, tight, c)
+	if n, bytes := keptCount(tight); n != 2 || bytes > sizeB+sizeB/2 {
+		t.Errorf("%d folders kept in %d bytes, want both within %d", n, bytes, sizeB+sizeB/2)
+	}
+	if mb := openBox(t, tight, c, "INBOX"); mb != keptC {
+		t.Fatal("the second kept folder was loaded again, want it shared")
+	} else if got := subject(mb); got != "" {
+		t.Errorf("cache kept over the budget: subject %.20q", got)
+	}
+	if mb := openBox(t, tight, b, "INBOX"); mb != keptB {
+		t.Fatal("the first kept folder was evicted for the second's cache")
+	} else if got := subject(mb); got != long {
+		t.Errorf("first kept folder's cached subject %.20q, want it kept", got)
+	}
+}
