@@ -584,9 +584,9 @@ func (s *session) envelope(uid uint32) (*mailstore.Envelope, error) {
 	return env, err
 }
 
-// parseRead is what one read of a message for its ENVELOPE or
-// BODYSTRUCTURE takes in: a message that fits is parsed for both at once,
-// so that the other costs no second open and read of the file.
+// parseRead is what one read of a message for its BODYSTRUCTURE takes
+// in: a message that fits is parsed for its ENVELOPE too, at little more
+// cost, so that an ENVELOPE asked later costs no second open and read.
 const parseRead = 64 << 10
 
 // parsed returns the cached ENVELOPE and BODYSTRUCTURE of a message,
@@ -613,6 +613,20 @@ func parseCached(mb *mailstore.Mailbox, uid uint32, raw []byte, wantEnv, wantBod
 		return c.Envelope, c.Body, nil
 	}
 	var upd mailstore.Cached
+	if raw == nil && !wantBody {
+		// ENVELOPE alone reads and parses the header alone, as Dovecot
+		// does: a BODYSTRUCTURE asked later reads the file then. Parsing
+		// the body meanwhile (its CRLF form, its MIME walk) was a quarter
+		// of a cold FETCH 1:* (ENVELOPE) over messages of 11 KB.
+		b, err := readHeaderInto(mb, uid, sc.read)
+		if err != nil {
+			return nil, nil, err
+		}
+		sc.read = b[:0]
+		c.Envelope = buildEnvelope(b)
+		mb.UpdateCached(uid, mailstore.Cached{Envelope: c.Envelope})
+		return c.Envelope, c.Body, nil
+	}
 	if raw == nil {
 		b, size, err := mb.ReadMessage(uid, sc.read, parseRead)
 		if err != nil {
@@ -666,16 +680,25 @@ const headerRead = 16 << 10
 // readHeaderBytes reads only the header of a message: the first
 // headerRead bytes, more (up to maxHeaderRead) only if the header goes on.
 func (s *session) readHeaderBytes(uid uint32) ([]byte, error) {
-	b, size, err := s.sel.mb.ReadMessage(uid, s.readBuf, headerRead)
+	b, err := readHeaderInto(s.sel.mb, uid, s.readBuf)
+	if err != nil {
+		return nil, err
+	}
+	s.readBuf = b[:0]
+	return b, nil
+}
+
+// readHeaderInto is readHeaderBytes into buf (reused when large enough).
+func readHeaderInto(mb *mailstore.Mailbox, uid uint32, buf []byte) ([]byte, error) {
+	b, size, err := mb.ReadMessage(uid, buf, headerRead)
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) < size && !headerComplete(b) {
-		if b, _, err = s.sel.mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
+		if b, _, err = mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
 			return nil, err
 		}
 	}
-	s.readBuf = b[:0]
 	return b, nil
 }
 
