@@ -75,3 +75,38 @@ func TestFetchSameFromIndex(t *testing.T) {
 		}
 	}
 }
+
+// FETCH ENVELOPE alone reads the header alone: the body's structure is
+// neither computed nor cached until BODYSTRUCTURE asks for it, which then
+// reads the file and gives what a first BODYSTRUCTURE gives.
+func TestFetchEnvelopeLeavesTheBody(t *testing.T) {
+	e := newEnv(t)
+	corpus := indexCorpus()
+	e.deliver("1000.M1P1.test", corpus[1]) // multipart, with a message/rfc822 part
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	env := r.cmd("f", "FETCH 1 (ENVELOPE)")
+	mb := e.srv.reg.Lookup(filepath.Clean(e.maildir), "")
+	if mb == nil {
+		t.Fatal("INBOX not loaded while selected")
+	}
+	if c := mb.Cached(1); c.Envelope == nil || c.Body != nil {
+		t.Fatalf("after FETCH ENVELOPE: envelope cached %v, body structure cached %v; want the envelope alone", c.Envelope != nil, c.Body != nil)
+	}
+	body := r.cmd("b", "FETCH 1 (BODYSTRUCTURE ENVELOPE)")
+	r.cmd("z", "LOGOUT")
+	first, _, _ := strings.Cut(fetchAll(t, newEnvWith(t, corpus[1]), "(BODYSTRUCTURE ENVELOPE)", false), "\n")
+	if body[0] != first {
+		t.Errorf("BODYSTRUCTURE after ENVELOPE:\n%s\nwant, as a first FETCH gives:\n%s", body[0], first)
+	}
+	if !strings.Contains(env[0], `"folded  subject" (("comment name" NIL "x" "y"))`) {
+		t.Errorf("ENVELOPE: %s", env[0])
+	}
+}
+
+// newEnvWith is a fresh server whose INBOX holds msg alone.
+func newEnvWith(t *testing.T, msg string) *testEnv {
+	e := newEnv(t)
+	e.deliver("1000.M1P1.test", msg)
+	return e
+}
