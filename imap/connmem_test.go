@@ -123,11 +123,11 @@ func idleConnMemory(t *testing.T, n int, compress bool) int64 {
 	})
 	after := ms()
 	per := (int64(after) - int64(before)) / int64(n)
-	t.Logf("%d idle IMAPS connections (compressed: %v): %d KiB heap+stack each (%d goroutines)", n, compress, per>>10, runtime.NumGoroutine())
+	t.Logf("%d idle IMAPS connections (compressed: %v): %.1f KiB heap+stack each (%d goroutines)", n, compress, float64(per)/1024, runtime.NumGoroutine())
 	if pb, pa := pssBefore, pss(); pb > 0 && pa > 0 {
 		// The process's proportional set size: what the kernel charges,
 		// the runtime's free but unreturned pages included.
-		t.Logf("PSS: %d KiB per connection", (pa-pb)/int64(n))
+		t.Logf("PSS: %.1f KiB per connection", float64(pa-pb)/float64(n))
 	}
 	return per
 }
