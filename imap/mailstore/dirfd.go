@@ -19,12 +19,15 @@ import (
 // confines them as the Root does; O_NOFOLLOW refuses a symlink planted
 // in place of a message.
 
-// dirFDLocked returns the descriptor of sub ("cur" or "new"), opening it
-// through the folder's Root on first use.
+// dirFDLocked returns the descriptor of sub ("cur", "new", or "." for the
+// folder itself), opening it through the folder's Root on first use.
 func (mb *Mailbox) dirFDLocked(sub string) (int, error) {
 	p := &mb.curDir
-	if sub == "new" {
+	switch sub {
+	case "new":
 		p = &mb.newDir
+	case ".":
+		p = &mb.folderDir
 	}
 	if *p == nil {
 		f, err := mb.root.Open(sub)
@@ -37,7 +40,7 @@ func (mb *Mailbox) dirFDLocked(sub string) (int, error) {
 }
 
 func (mb *Mailbox) closeDirsLocked() {
-	for _, p := range []**os.File{&mb.curDir, &mb.newDir} {
+	for _, p := range []**os.File{&mb.curDir, &mb.newDir, &mb.folderDir} {
 		if *p != nil {
 			(*p).Close()
 			*p = nil
