@@ -63,9 +63,10 @@ type stamp struct {
 // folder's own descriptor into a Stat_t on the stack: every session in
 // IDLE stamps new/ and cur/ at each IdleCheck, and the Root's Stat made
 // some 300 bytes of garbage a call (its FileInfo, the path split). A
-// symlink, which the Root follows within the folder, takes the Root's way.
+// symlink, which the Root follows within the folder, and a name of more
+// than one component take the Root's way.
 func (mb *Mailbox) statLocked(name string) stamp {
-	if fd, err := mb.dirFDLocked("."); err == nil && strings.IndexByte(name, 0) < 0 {
+	if fd, err := mb.dirFDLocked("."); err == nil && !strings.ContainsAny(name, "/\x00") {
 		// The name NUL-terminated in the folder's reused buffer, as
 		// renameFlagsLocked does: unix.Fstatat would copy it each time.
 		b := append(append(mb.nameBuf[:0], name...), 0)
