@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 )
 
@@ -70,9 +71,17 @@ func main() {
 // startProfiles, for benchmarks: COURRIEL_CPUPROFILE=file writes a CPU
 // profile until exit; COURRIEL_BLOCKPROFILE, COURRIEL_MUTEXPROFILE and
 // COURRIEL_MEMPROFILE write, at exit, where goroutines waited (channels,
-// locks, select), which locks were contended and what allocated. It returns what stops them and writes the files.
+// locks, select), which locks were contended and what allocated;
+// COURRIEL_TRACE writes an execution trace until exit (go tool trace: where
+// each goroutine waited, and how long it was runnable without a CPU). It
+// returns what stops them and writes the files.
 func startProfiles() (stop func()) {
 	var stops []func()
+	if p := os.Getenv("COURRIEL_TRACE"); p != "" {
+		if f, err := os.Create(p); err == nil && trace.Start(f) == nil {
+			stops = append(stops, func() { trace.Stop(); f.Close() })
+		}
+	}
 	if p := os.Getenv("COURRIEL_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
 			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
