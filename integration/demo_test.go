@@ -167,4 +167,14 @@ func TestDemo(t *testing.T) {
 	if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "xomail", "mailbox", "[nc][eu][wr]", "*")); len(files) != 1 {
 		t.Errorf("%d messages in the demo's xomail maildir", len(files))
 	}
+	// RFC 5321 §4.5.1: the demo has a postmaster (xomail), reached with or
+	// without a domain.
+	for _, rcpt := range []string{"postmaster", "postmaster@example.org"} {
+		if o, _ := run(t, "", "swaks", "--server", "127.0.0.1:2525", "--to", rcpt, "--from", "someone@example.net"); !accepted(o) {
+			t.Fatalf("swaks to %s:\n%s", rcpt, o)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "xomail", "mailbox", "new", "*")); len(files) != 2 {
+		t.Errorf("xomail has %d new messages, want 2 (to postmaster, with and without a domain)", len(files))
+	}
 }

@@ -220,6 +220,11 @@ maildrop: alice@xoyize.xyz
 	if !strings.Contains(out, "<** 501 ") {
 		t.Errorf("a bare local part other than postmaster:\n%s", out)
 	}
+	// check-config finds the postmaster, so it says nothing of it.
+	out, code := courriel(t, "check-config", "-q", "-config", s.config)
+	if code != 0 || strings.Contains(out, "reaches nobody") {
+		t.Errorf("check-config with a postmaster (exit %d):\n%s", code, out)
+	}
 }
 
 // smtplibSend sends a message as given with python3's smtplib, on

@@ -95,6 +95,13 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 				}
 				report(fmt.Sprintf("ldap: lookup %s %s", m, probe[m]), err)
 			}
+			// RFC 5321 §4.5.1: every host that takes mail must take it for
+			// postmaster; RCPT TO:<postmaster> is postmaster@myhostname.
+			// Postfix in the seed's setup refuses it too when the
+			// directory lacks it, so this warns rather than fails.
+			if _, err := dir.ResolveRecipient(cctx, "postmaster@"+cfg.MyHostname); errors.Is(err, directory.ErrNotFound) {
+				fmt.Fprintf(out, "warn ldap: postmaster@%s reaches nobody, so RCPT TO:<postmaster> gets 550 (RFC 5321 §4.5.1 requires it): add it as a mailacceptinggeneralid of the person who reads it\n", cfg.MyHostname)
+			}
 			if cfg.watchChanges() {
 				report(fmt.Sprintf("ldap: change watch (sync search, RFC 4533) on %s", cfg.LDAP.URLs[0]), dir.NewWatcher(nil).Check(cctx))
 			}

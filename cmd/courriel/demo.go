@@ -215,7 +215,8 @@ func printDemoHelp(w io.Writer, cfg *Config, host, dir string) {
 courriel demo is running (Ctrl-C stops it). Data in %[2]s
 
 Users (password "demo"): xomail (test0@hosted-domain.com, test1@hosted-domain.com,
-xomail@xoyize.xyz), alice (alice@hosted-domain.com, alice@example.org), bob.
+xomail@xoyize.xyz, and postmaster), alice (alice@hosted-domain.com,
+alice@example.org), bob.
 
 Try it:
   # inbound mail, as another MTA would send it

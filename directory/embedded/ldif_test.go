@@ -27,7 +27,7 @@ func TestParseLDIFDemo(t *testing.T) {
 		t.Fatal("xomail not found")
 	}
 	for name, want := range map[string][]string{
-		"mailAcceptingGeneralId": {"test0@hosted-domain.com", "test1@hosted-domain.com"},
+		"mailAcceptingGeneralId": {"test0@hosted-domain.com", "test1@hosted-domain.com", "postmaster@xoyize.xyz", "postmaster@hosted-domain.com", "postmaster@example.org"},
 		"maildrop":               {"xomail@xoyize.xyz"},
 		"HOMEDIRECTORY":          {"/var/vmail/xomail"},
 		"uidNumber":              {"20000"},

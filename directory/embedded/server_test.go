@@ -116,7 +116,7 @@ func TestSearchSeedQueries(t *testing.T) {
 		attr   string
 		want   []string
 	}{
-		{"(mailacceptinggeneralid=*@hosted-domain.com)", "mailacceptinggeneralid", []string{"alice@example.org", "alice@hosted-domain.com", "bob@example.org", "bob@hosted-domain.com", "contact@hosted-domain.com", "sales@hosted-domain.com", "test0@hosted-domain.com", "test1@hosted-domain.com"}},
+		{"(mailacceptinggeneralid=*@hosted-domain.com)", "mailacceptinggeneralid", []string{"alice@example.org", "alice@hosted-domain.com", "bob@example.org", "bob@hosted-domain.com", "contact@hosted-domain.com", "postmaster@example.org", "postmaster@hosted-domain.com", "postmaster@xoyize.xyz", "sales@hosted-domain.com", "test0@hosted-domain.com", "test1@hosted-domain.com"}},
 		{"(mailacceptinggeneralid=TEST0@hosted-domain.com)", "maildrop", []string{"xomail@xoyize.xyz"}},
 		{"(maildrop=xomail@xoyize.xyz)", "homeDirectory", []string{"/srv/demo/vmail/xomail"}},
 		{"(maildrop=bob@xoyize.xyz)", "uidNumber", []string{"20002"}},
