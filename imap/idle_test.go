@@ -2,6 +2,10 @@ package imap
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,24 +63,87 @@ func TestIdleSeesNotifiedDelivery(t *testing.T) {
 	}
 }
 
-func TestIdleSeesOtherProcessDelivery(t *testing.T) {
+// Another program's delivery, flag change and expunge reach a session in
+// IDLE: at once through inotify (with an hour between polls, nothing else
+// can explain it), or at the next poll when inotify is off, as on a
+// network file system.
+func TestIdleSeesOtherProcess(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.IdleCheck = 100 * time.Millisecond })
-	c, exists := idleClient(t, e)
-	idle, err := c.Idle()
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		opts func(*Options)
+	}{
+		{"inotify", func(o *Options) { o.IdleCheck = time.Hour }},
+		{"poll", func(o *Options) { o.PollOnly = true; o.IdleCheck = 100 * time.Millisecond }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.opts)
+			exists := make(chan uint32, 16)
+			expunged := make(chan uint32, 16)
+			flagged := make(chan []goimap.Flag, 16)
+			c := e.login(&imapclient.UnilateralDataHandler{
+				Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+					if d.NumMessages != nil {
+						exists <- *d.NumMessages
+					}
+				},
+				Expunge: func(seq uint32) { expunged <- seq },
+				Fetch: func(m *imapclient.FetchMessageData) {
+					if buf, err := m.Collect(); err == nil && buf.Flags != nil {
+						flagged <- buf.Flags
+					}
+				},
+			})
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			idle, err := c.Idle()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.deliver("1700000101.M1P1.test", testMessage(1, "a@example.org", "dropped")) // no Notify
+			waitExists(t, exists, 1, 5*time.Second)
+
+			// A flag set by another program: a rename, into cur/ with :2,F
+			// (from new/, or from cur/ if the server moved it there).
+			found, _ := filepath.Glob(filepath.Join(e.maildir, "[nc][eu][wr]", "1700000101.M1P1.test*"))
+			if len(found) != 1 {
+				t.Fatalf("the message's file: %v", found)
+			}
+			flaggedName := filepath.Join(e.maildir, "cur", strings.SplitN(filepath.Base(found[0]), ":", 2)[0]+":2,F")
+			if err := os.Rename(found[0], flaggedName); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case f := <-flagged:
+				if !slices.Contains(f, goimap.FlagFlagged) {
+					t.Errorf("flags %v, want \\Flagged", f)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no FETCH FLAGS within 5 s of another program's flag change")
+			}
+			if err := os.Remove(flaggedName); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case seq := <-expunged:
+				if seq != 1 {
+					t.Errorf("EXPUNGE %d, want 1", seq)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no EXPUNGE within 5 s of another program's removal")
+			}
+			idle.Close()
+			idle.Wait()
+			// And on NOOP without IDLE.
+			e.deliver("1700000102.M1P1.test", testMessage(2, "a@example.org", "dropped"))
+			waitFor(t, "EXISTS 1 on NOOP", func() bool {
+				c.Noop().Wait()
+				return c.Mailbox().NumMessages == 1
+			})
+		})
 	}
-	e.deliver("1700000101.M1P1.test", testMessage(1, "a@example.org", "dropped")) // no Notify
-	waitExists(t, exists, 1, 5*time.Second)
-	idle.Close()
-	idle.Wait()
-	// And on NOOP without IDLE.
-	e.deliver("1700000102.M1P1.test", testMessage(2, "a@example.org", "dropped"))
-	waitFor(t, "EXISTS 2 on NOOP", func() bool {
-		c.Noop().Wait()
-		return c.Mailbox().NumMessages == 2
-	})
 }
 
 func TestUIDsSurviveRestart(t *testing.T) {

@@ -432,10 +432,11 @@ func rangeBounds(start, stop, last uint32) (lo, hi uint32) {
 
 var errReadOnly = no("CANNOT", "Mailbox is read-only")
 
-// IDLE (RFC 2177) on the connection's own goroutine: the read deadline
-// wakes it every IdleCheck to look for changes by other processes, and
-// Server.wakeIdlers moves the deadline to now when a delivery or another
-// session changed the folder. The read buffer stays released while idle.
+// IDLE (RFC 2177) on the connection's own goroutine: Server.wakeIdlers
+// moves the read deadline to now when a delivery, another session or
+// (through inotify, idlewatch.go) another program changed the folder, and
+// the deadline wakes it every IdleCheck (WatchedIdleCheck under inotify)
+// to look for changes itself. The read buffer stays released while idle.
 func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
@@ -451,6 +452,9 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	if s.sel != nil {
 		mb = s.sel.mb
 		s.idleOn.Store(mb)
+		if s.srv.watchFolder(mb) {
+			defer s.srv.unwatchFolder(mb)
+		}
 	}
 	defer s.stopIdle()
 	end := time.Now().Add(authIdleTimeout)
@@ -467,7 +471,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		}
 		wait := end
 		if mb != nil || s.notify.Load() != nil {
-			if next := time.Now().Add(s.srv.opts.IdleCheck); next.Before(end) {
+			if next := time.Now().Add(s.srv.idleCheck(s, mb)); next.Before(end) {
 				wait = next
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"courriel/cluster"
@@ -20,6 +21,7 @@ import (
 	"courriel/imap/wire"
 	"courriel/internal/acceptloop"
 	"courriel/internal/connset"
+	"courriel/internal/dirwatch"
 	"courriel/loginguard"
 )
 
@@ -46,6 +48,10 @@ const (
 	// DefaultIdleCheck is how often an idling session stats new/ and cur/ to
 	// notice changes made by other processes.
 	DefaultIdleCheck = 2 * time.Second
+	// DefaultWatchedIdleCheck replaces it where inotify watches the
+	// folder: other programs' changes wake the session at once and the
+	// poll is a safety net (Dovecot's mailbox_idle_check_interval).
+	DefaultWatchedIdleCheck = 30 * time.Second
 	// DefaultAuthTimeout bounds one directory call during LOGIN.
 	DefaultAuthTimeout = 15 * time.Second
 	// Failed-login delay, SMTP AUTH's rules (see loginguard): the first two
@@ -93,6 +99,11 @@ type Options struct {
 	MaxUserIPConns int           // per user and address after login; default DefaultMaxUserIPConns
 	MaxConns       int           // total; default DefaultMaxConns
 	IdleCheck      time.Duration // default DefaultIdleCheck
+	// WatchedIdleCheck is IdleCheck for a session in IDLE on a folder of a
+	// local file system, which inotify watches; default
+	// DefaultWatchedIdleCheck. PollOnly turns inotify off.
+	WatchedIdleCheck time.Duration
+	PollOnly         bool
 	AuthTimeout    time.Duration // default DefaultAuthTimeout
 	FailDelay      time.Duration // default DefaultFailDelay; negative disables
 	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
@@ -127,6 +138,12 @@ type Server struct {
 	hops          *cluster.Hops // nil on a single node
 	users         UserLookup    // the cluster logins' lookups; nil on a single node
 	hopBufs       sync.Pool     // *[]byte of hopBufSize, lent to busy proxied sessions
+	// folders wakes the sessions idling on a folder that another program
+	// changed (idlewatch.go); nil without inotify.
+	folders *dirwatch.Watcher[*mailstore.Mailbox]
+	// warnedWatch: a failed watch was logged (once: the watch limit is
+	// per user, and every IDLE would hit it again).
+	warnedWatch atomic.Bool
 
 	// mu orders wake-ups (wakeIdlers, mailboxChanged) against a session
 	// leaving IDLE (stopIdle).
@@ -156,6 +173,9 @@ func NewServer(o Options) (*Server, error) {
 	if o.IdleCheck <= 0 {
 		o.IdleCheck = DefaultIdleCheck
 	}
+	if o.WatchedIdleCheck <= 0 {
+		o.WatchedIdleCheck = max(o.IdleCheck, DefaultWatchedIdleCheck)
+	}
 	if o.AuthTimeout <= 0 {
 		o.AuthTimeout = DefaultAuthTimeout
 	}
@@ -181,7 +201,7 @@ func NewServer(o Options) (*Server, error) {
 		g = loginguard.New(loginguard.Options{BaseDelay: o.FailDelay, MaxDelay: o.MaxFailDelay})
 	}
 	hops := cluster.NewHops(o.Cluster)
-	return &Server{
+	s := &Server{
 		opts:  o,
 		log:   log,
 		guard: g,
@@ -191,7 +211,19 @@ func NewServer(o Options) (*Server, error) {
 		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
 		hops:          hops,
 		users:         users,
-	}, nil
+	}
+	if !o.PollOnly {
+		w, err := dirwatch.New(func(changed []*mailstore.Mailbox) {
+			for _, mb := range changed {
+				s.wakeIdlers(mb, nil)
+			}
+		})
+		if err != nil {
+			log.Warn("imap: no inotify; sessions in IDLE poll their folder", "every", o.IdleCheck, "err", err)
+		}
+		s.folders = w
+	}
+	return s, nil
 }
 
 func parseHelpers(n int) int {
@@ -331,6 +363,9 @@ func (s *Server) Close() error {
 		// The sessions have released their folders: nothing writes into
 		// a maildir after Close returns.
 		s.reg.SaveAll()
+		if s.folders != nil {
+			s.folders.Close()
+		}
 	}
 	return err
 }

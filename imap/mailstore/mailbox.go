@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -811,6 +812,14 @@ func (mb *Mailbox) Status() Status {
 }
 
 // UIDValidity returns the folder's UIDVALIDITY.
+// ChangeDirs returns the paths of the folder's new/ and cur/, whose
+// entries change with every delivery, flag change and expunge (for
+// inotify watches; the folder itself is read through its os.Root).
+func (mb *Mailbox) ChangeDirs() (newDir, curDir string) {
+	folder := filepath.Join(mb.key.maildir, mb.key.dir)
+	return filepath.Join(folder, "new"), filepath.Join(folder, "cur")
+}
+
 func (mb *Mailbox) UIDValidity() uint32 {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()

@@ -1,0 +1,44 @@
+package imap
+
+import (
+	"time"
+
+	"courriel/imap/mailstore"
+	"courriel/internal/dirwatch"
+)
+
+// watchFolder has inotify wake the sessions idling on mb when another
+// program (a delivery agent, another server, a script) changes its new/
+// or cur/, so that the session need not poll every IdleCheck. It returns
+// false where that cannot be: no inotify, a network file system (other
+// machines' changes raise no event), or no watch left (the per-user
+// limit, fs.inotify.max_user_watches); the session then polls. A true
+// return must be paired with unwatchFolder.
+func (s *Server) watchFolder(mb *mailstore.Mailbox) bool {
+	if s.folders == nil {
+		return false
+	}
+	newDir, curDir := mb.ChangeDirs()
+	if !dirwatch.Local(newDir) {
+		return false
+	}
+	if err := s.folders.Add(mb, newDir, curDir); err != nil {
+		if !s.warnedWatch.Swap(true) {
+			s.log.Warn("imap: cannot watch a folder; sessions in IDLE on such folders poll it", "every", s.opts.IdleCheck, "err", err)
+		}
+		return false
+	}
+	return true
+}
+
+func (s *Server) unwatchFolder(mb *mailstore.Mailbox) { s.folders.Remove(mb) }
+
+// idleCheck is how long a session in IDLE on mb (nil: none) waits before
+// looking for changes itself: long where inotify tells it of them, unless
+// it has a NOTIFY set, whose other mailboxes it polls.
+func (s *Server) idleCheck(se *session, mb *mailstore.Mailbox) time.Duration {
+	if mb != nil && se.notify.Load() == nil && s.folders != nil && s.folders.Watching(mb) {
+		return s.opts.WatchedIdleCheck
+	}
+	return s.opts.IdleCheck
+}
