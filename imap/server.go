@@ -104,9 +104,9 @@ type Options struct {
 	// DefaultWatchedIdleCheck. PollOnly turns inotify off.
 	WatchedIdleCheck time.Duration
 	PollOnly         bool
-	AuthTimeout    time.Duration // default DefaultAuthTimeout
-	FailDelay      time.Duration // default DefaultFailDelay; negative disables
-	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
+	AuthTimeout      time.Duration // default DefaultAuthTimeout
+	FailDelay        time.Duration // default DefaultFailDelay; negative disables
+	MaxFailDelay     time.Duration // default DefaultMaxFailDelay
 	// Cluster, when set, is the node map: a user homed on another node
 	// is logged in here and the session passed through to the home node
 	// (proxy.go); a front node's cluster login is accepted. Auth must
