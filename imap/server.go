@@ -99,14 +99,14 @@ type Options struct {
 	MaxUserIPConns int           // per user and address after login; default DefaultMaxUserIPConns
 	MaxConns       int           // total; default DefaultMaxConns
 	IdleCheck      time.Duration // default DefaultIdleCheck
+	AuthTimeout    time.Duration // default DefaultAuthTimeout
+	FailDelay      time.Duration // default DefaultFailDelay; negative disables
+	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
 	// WatchedIdleCheck is IdleCheck for a session in IDLE on a folder of a
 	// local file system, which inotify watches; default
 	// DefaultWatchedIdleCheck. PollOnly turns inotify off.
 	WatchedIdleCheck time.Duration
 	PollOnly         bool
-	AuthTimeout      time.Duration // default DefaultAuthTimeout
-	FailDelay        time.Duration // default DefaultFailDelay; negative disables
-	MaxFailDelay     time.Duration // default DefaultMaxFailDelay
 	// Cluster, when set, is the node map: a user homed on another node
 	// is logged in here and the session passed through to the home node
 	// (proxy.go); a front node's cluster login is accepted. Auth must
