@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -184,12 +185,33 @@ func (r *rspamd) waitReady() bool {
 		}
 		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
 		if err == nil {
+			// The port was free when picked, but another test's server may
+			// have taken it before rspamd did: only a milter's answer to
+			// option negotiation says that rspamd holds it.
+			ok := answersMilter(c)
 			c.Close()
-			return true
+			return ok
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return false
+}
+
+// answersMilter sends a milter option negotiation (SMFIC_OPTNEG: version
+// 6, no actions, no protocol steps left out) and reports whether the peer
+// answers with one.
+func answersMilter(c net.Conn) bool {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := []byte{0, 0, 0, 13, 'O', 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0}
+	if _, err := c.Write(req); err != nil {
+		return false
+	}
+	var head [5]byte
+	if _, err := io.ReadFull(c, head[:]); err != nil {
+		return false
+	}
+	n := uint32(head[0])<<24 | uint32(head[1])<<16 | uint32(head[2])<<8 | uint32(head[3])
+	return head[4] == 'O' && n >= 13 && n < 1<<16
 }
 
 // stop ends rspamd and its workers, bounded.

@@ -44,9 +44,15 @@ type Server struct {
 	o     Options
 	ln    *net.UnixListener
 	slots chan struct{}
-	wg    sync.WaitGroup
 	ctx   context.Context
 	stop  context.CancelFunc
+
+	// mu orders the connections' wg.Go against Close's wg.Wait: a
+	// connection accepted as Close runs is either counted before the
+	// wait or refused.
+	mu     sync.Mutex
+	closed bool // guarded by mu
+	wg     sync.WaitGroup
 }
 
 // Listen creates the socket (mode 0600) and returns a server for it.
@@ -106,15 +112,26 @@ func (s *Server) Serve() error {
 			c.Close()
 			continue
 		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			<-s.slots
+			c.Close()
+			return nil
+		}
 		s.wg.Go(func() {
 			defer func() { <-s.slots }()
 			s.serveConn(c)
 		})
+		s.mu.Unlock()
 	}
 }
 
 // Close stops listening, cancels running requests and waits for them.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	err := s.ln.Close()
 	s.stop()
 	s.wg.Wait()
