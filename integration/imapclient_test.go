@@ -192,3 +192,79 @@ func hasFlag(flags []goimap.Flag, f goimap.Flag) bool {
 	}
 	return false
 }
+
+// A message another program drops into the maildir (as Dovecot's LDA or a
+// script would: written in tmp/, renamed into new/) reaches a client in
+// IDLE, and so does another program's expunge.
+func TestIDLESeesAnotherProgram(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	if out := swaksTo(t, s, "alice@example.org"); !accepted(out) { // creates alice's maildir
+		t.Fatalf("swaks:\n%s", out)
+	}
+	exists := make(chan uint32, 16)
+	expunged := make(chan uint32, 16)
+	c, err := imapclient.DialTLS(s.IMAPS, &imapclient.Options{
+		TLSConfig: &tls.Config{ServerName: "localhost", RootCAs: s.ca.Pool()},
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					exists <- *d.NumMessages
+				}
+			},
+			Expunge: func(seq uint32) { expunged <- seq },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice@example.org", testenv.AlicePassword).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if sel, err := c.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != 1 {
+		t.Fatalf("SELECT: %+v %v", sel, err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailbox := filepath.Join(s.vmail, "alice", "mailbox")
+	name := "1796600000.M1P1.elsewhere"
+	if err := os.WriteFile(filepath.Join(mailbox, "tmp", name), []byte("From: a@example.net\nSubject: dropped\n\nby another program\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(mailbox, "tmp", name), filepath.Join(mailbox, "new", name)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-exists:
+		if n != 2 {
+			t.Errorf("EXISTS %d, want 2", n)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("IDLE was not told of another program's delivery")
+	}
+	// The server may have moved it to cur/ meanwhile.
+	found, _ := filepath.Glob(filepath.Join(mailbox, "[nc][eu][wr]", name+"*"))
+	if len(found) != 1 {
+		t.Fatalf("the dropped file: %v", found)
+	}
+	if err := os.Remove(found[0]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case seq := <-expunged:
+		if seq != 2 {
+			t.Errorf("EXPUNGE %d, want 2", seq)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("IDLE was not told of another program's expunge")
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
