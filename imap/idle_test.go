@@ -205,3 +205,55 @@ func TestIdleSeesDeliveredFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The sessions wakeIdlers looks at are those waiting now: in IDLE on a
+// mailbox, or with a NOTIFY set; IDLE's end, NOTIFY NONE and a dropped
+// connection take them out, so that nothing is left once all are gone.
+func TestWakeSetsFollowSessions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.IdleCheck = time.Hour })
+	sets := func() (idlers, notifiers int) {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		for _, set := range e.srv.idlers {
+			idlers += len(set)
+		}
+		return idlers, len(e.srv.notifiers)
+	}
+	want := func(what string, idlers, notifiers int) {
+		t.Helper()
+		waitFor(t, what, func() bool {
+			i, n := sets()
+			return i == idlers && n == notifiers
+		})
+	}
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b := loggedIn(t, e)
+	b.cmd("s", "SELECT INBOX")
+	a.send("i IDLE\r\n")
+	if l := a.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	b.send("i IDLE\r\n")
+	b.line()
+	want("two sessions in IDLE", 2, 0)
+	a.send("DONE\r\n")
+	a.until("i")
+	want("one left IDLE", 1, 0)
+	if got := a.cmd("n", "NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (PERSONAL (MessageNew))"); !strings.HasPrefix(last(got), "n OK") {
+		t.Fatalf("NOTIFY SET: %q", got)
+	}
+	// a now waits for its next command on its selected mailbox too, as
+	// its NOTIFY set asks for SELECTED events.
+	want("a NOTIFY set", 2, 1)
+	// A delivery wakes both kinds at once (an hour between polls).
+	e.deliver("1700000400.M1P1.test", testMessage(1, "a@example.org", "both"))
+	e.srv.Notify(e.maildir)
+	expectAtOnce(t, b, "* 1 EXISTS")
+	expectAtOnce(t, a, "* 1 EXISTS")
+	a.cmd("x", "NOTIFY NONE")
+	want("NOTIFY NONE", 1, 0)
+	b.c.Close() // dropped in IDLE
+	want("nobody waiting", 0, 0)
+}

@@ -162,6 +162,7 @@ func cmdNotify(s *session, tag string, _ bool) error {
 	n.publish()
 	s.endNotify()
 	s.notify.Store(n)
+	s.srv.setNotifier(s, true)
 	if status {
 		for _, b := range n.boxes {
 			if s.sel != nil && s.sel.mb == b.mb {
@@ -419,6 +420,7 @@ func (n *notifyState) release() {
 // end of the connection).
 func (s *session) endNotify() {
 	if n := s.notify.Swap(nil); n != nil {
+		s.srv.setNotifier(s, false)
 		n.release()
 	}
 }
@@ -645,7 +647,7 @@ func (s *session) waitNotify(timeout time.Duration) error {
 	}
 	if s.sel != nil && n.selectedLive() {
 		// Wake-ups for the selected mailbox come through idleOn, as in IDLE.
-		s.idleOn.Store(s.sel.mb)
+		s.srv.setIdleOn(s, s.sel.mb)
 		defer s.stopIdle()
 	}
 	for {

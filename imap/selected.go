@@ -451,7 +451,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	var mb *mailstore.Mailbox
 	if s.sel != nil {
 		mb = s.sel.mb
-		s.idleOn.Store(mb)
+		s.srv.setIdleOn(s, mb)
 		if s.srv.watchFolder(mb) {
 			defer s.srv.unwatchFolder(mb)
 		}
@@ -530,8 +530,6 @@ func cmdIdle(s *session, tag string, _ bool) error {
 // stopIdle ends wake-ups: under the server's lock, so that no wakeIdlers
 // still holding the old value moves the read deadline afterwards.
 func (s *session) stopIdle() {
-	s.srv.mu.Lock()
-	s.idleOn.Store(nil)
-	s.srv.mu.Unlock()
+	s.srv.setIdleOn(s, nil)
 	s.woken.Store(false)
 }

@@ -146,8 +146,14 @@ type Server struct {
 	warnedWatch atomic.Bool
 
 	// mu orders wake-ups (wakeIdlers, mailboxChanged) against a session
-	// leaving IDLE (stopIdle).
+	// leaving IDLE (stopIdle), and guards the two sets below.
 	mu sync.Mutex
+	// idlers are the sessions waiting on each mailbox (in IDLE, or on
+	// the selected mailbox of a NOTIFY set), and notifiers those with a
+	// NOTIFY set: whom wakeIdlers wakes, without a look at every
+	// connection (20,000 of them, at each delivery into a watched folder).
+	idlers    map[*mailstore.Mailbox]map[*session]struct{}
+	notifiers map[*session]struct{}
 }
 
 // NewServer validates o and builds a server.
@@ -211,6 +217,8 @@ func NewServer(o Options) (*Server, error) {
 		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
 		hops:          hops,
 		users:         users,
+		idlers:        map[*mailstore.Mailbox]map[*session]struct{}{},
+		notifiers:     map[*session]struct{}{},
 	}
 	if !o.PollOnly {
 		w, err := dirwatch.New(func(changed []*mailstore.Mailbox) {
@@ -310,12 +318,52 @@ func (s *Server) dropSession(se *session) {
 func (s *Server) wakeIdlers(mb *mailstore.Mailbox, except *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conns.Each(func(se *session) {
-		if se != except && (se.idleOn.Load() == mb || se.notifyWatches(mb)) {
-			se.woken.Store(true)
-			_ = se.raw.SetReadDeadline(time.Now())
+	wake := func(se *session) {
+		se.woken.Store(true)
+		_ = se.raw.SetReadDeadline(time.Now())
+	}
+	for se := range s.idlers[mb] {
+		if se != except {
+			wake(se)
 		}
-	})
+	}
+	for se := range s.notifiers {
+		if se != except && se.idleOn.Load() != mb && se.notifyWatches(mb) {
+			wake(se)
+		}
+	}
+}
+
+// setIdleOn makes se wait on mb for wakeIdlers (nil: on nothing).
+func (s *Server) setIdleOn(se *session, mb *mailstore.Mailbox) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := se.idleOn.Load(); old != nil {
+		delete(s.idlers[old], se)
+		if len(s.idlers[old]) == 0 {
+			delete(s.idlers, old)
+		}
+	}
+	se.idleOn.Store(mb)
+	if mb != nil {
+		set := s.idlers[mb]
+		if set == nil {
+			set = map[*session]struct{}{}
+			s.idlers[mb] = set
+		}
+		set[se] = struct{}{}
+	}
+}
+
+// setNotifier counts se among the sessions with a NOTIFY set, or not.
+func (s *Server) setNotifier(se *session, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.notifiers[se] = struct{}{}
+	} else {
+		delete(s.notifiers, se)
+	}
 }
 
 // Notify tells the server that mail was durably delivered into maildir (the

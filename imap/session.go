@@ -70,8 +70,9 @@ type session struct {
 	sel       *selected // nil unless a mailbox is selected
 	searchRes []uint32  // SEARCHRES "$": UIDs saved by SEARCH RETURN (SAVE)
 
-	// idleOn is the mailbox the session waits on in IDLE (read by
-	// Server.wakeIdlers); shutdown asks for a BYE at the next wait.
+	// idleOn is the mailbox the session waits on in IDLE (set through
+	// Server.setIdleOn, which files the session under it for
+	// wakeIdlers); shutdown asks for a BYE at the next wait.
 	idleOn   atomic.Pointer[mailstore.Mailbox]
 	woken    atomic.Bool // a change was signalled; survives a deadline reset
 	shutdown atomic.Bool
@@ -407,7 +408,7 @@ func sanitize(s string) string {
 }
 
 func (s *session) close() {
-	s.idleOn.Store(nil)
+	s.srv.setIdleOn(s, nil)
 	s.endNotify()
 	s.unselect()
 	if s.store != nil {
