@@ -441,6 +441,21 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
 	}
+	// Wake-ups and the watch begin before the last look at the folder, so
+	// that a change is either seen by that look or wakes the session: a
+	// change in between would otherwise wait for the next poll.
+	var mb *mailstore.Mailbox
+	defer s.stopIdle()
+	if s.sel != nil {
+		mb = s.sel.mb
+		s.srv.setIdleOn(s, mb)
+		if s.srv.watchFolder(mb) {
+			defer s.srv.unwatchFolder(mb)
+		}
+		if err := mb.Sync(false); err != nil {
+			s.logger.Warn("imap: rescan failed", "err", err)
+		}
+	}
 	if err := s.pushUpdates(true); err != nil {
 		return err
 	}
@@ -448,15 +463,6 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	var mb *mailstore.Mailbox
-	if s.sel != nil {
-		mb = s.sel.mb
-		s.srv.setIdleOn(s, mb)
-		if s.srv.watchFolder(mb) {
-			defer s.srv.unwatchFolder(mb)
-		}
-	}
-	defer s.stopIdle()
 	end := time.Now().Add(authIdleTimeout)
 	s.readIdle = 0 // the loop sets absolute deadlines
 	for {
