@@ -17,22 +17,7 @@ import (
 // COURRIEL_BENCH_HEAVY set, the side-by-side's whole session (every
 // envelope fetched, \Seen set everywhere) runs once before.
 func BenchmarkLoginSelectWarm(b *testing.B) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		b.Skip("python3 not installed")
-	}
-	n := benchN()
-	e := newEnv(b)
-	for _, d := range []string{"cur", "new", "tmp"} {
-		os.MkdirAll(filepath.Join(e.maildir, d), 0o700)
-	}
-	for i := range n {
-		name := fmt.Sprintf("%d.M%dP1.bench,S=30,W=31:2,", 1672531200+i, i)
-		if err := os.WriteFile(filepath.Join(e.maildir, "cur", name), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	script := filepath.Join(b.TempDir(), "login_select.py")
-	os.WriteFile(script, []byte(benchSelectScript), 0o644)
+	e, script := selectBenchFolder(b, func(int) bool { return false })
 	settle := func() {
 		// The folder lingers until its stamps settle (bounded wait).
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -73,25 +58,7 @@ func BenchmarkLoginSelectWarm(b *testing.B) {
 // no index), each time in a new server, the server's CPU sampled around
 // it. Profiles (-cpuprofile) show the server's own work.
 func BenchmarkLoginSelectCold(b *testing.B) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		b.Skip("python3 not installed")
-	}
-	n := benchN()
-	e := newEnv(b)
-	for _, d := range []string{"cur", "new", "tmp"} {
-		os.MkdirAll(filepath.Join(e.maildir, d), 0o700)
-	}
-	for i := range n {
-		name := fmt.Sprintf("%d.M%dP1.bench,S=30,W=31:2,", 1672531200+i, i)
-		if i%2 == 0 {
-			name += "S"
-		}
-		if err := os.WriteFile(filepath.Join(e.maildir, "cur", name), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	script := filepath.Join(b.TempDir(), "login_select.py")
-	os.WriteFile(script, []byte(benchSelectScript), 0o644)
+	e, script := selectBenchFolder(b, func(i int) bool { return i%2 == 0 })
 	var wall, cpu float64
 	b.ResetTimer()
 	for range b.N {
@@ -112,4 +79,29 @@ func BenchmarkLoginSelectCold(b *testing.B) {
 	}
 	b.ReportMetric(wall/float64(b.N), "wall_s/op")
 	b.ReportMetric(cpu/float64(b.N), "server_cpu_s/op")
+}
+
+// selectBenchFolder is the LOGIN+SELECT benchmarks' setup: a server whose
+// INBOX holds COURRIEL_BENCH_N small messages in cur/ (\Seen where seen
+// says so), and imaplib's LOGIN+SELECT script.
+func selectBenchFolder(b *testing.B, seen func(i int) bool) (e *testEnv, script string) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		b.Skip("python3 not installed")
+	}
+	e = newEnv(b)
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(e.maildir, d), 0o700)
+	}
+	for i := range benchN() {
+		name := fmt.Sprintf("%d.M%dP1.bench,S=30,W=31:2,", 1672531200+i, i)
+		if seen(i) {
+			name += "S"
+		}
+		if err := os.WriteFile(filepath.Join(e.maildir, "cur", name), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	script = filepath.Join(b.TempDir(), "login_select.py")
+	os.WriteFile(script, []byte(benchSelectScript), 0o644)
+	return e, script
 }
