@@ -256,6 +256,9 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	if uid {
 		items = append([]fetchItem{{kind: fUID}}, items...)
 	}
+	if err := s.checkSeqSet(set, uid); err != nil {
+		return err
+	}
 	sel := s.sel
 	seqs, uids := s.resolve(set, uid)
 	items, seqs, uids = s.applyFetchModifiers(mods, set, items, seqs, uids)

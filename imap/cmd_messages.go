@@ -47,6 +47,17 @@ func (s *session) parseFlag() (string, error) {
 	return s.r.Atom()
 }
 
+// storableFlags refuses what a client may name but never set: \Recent
+// (RFC 3501 §2.3.2) and \* (PERMANENTFLAGS only); Dovecot answers BAD too.
+func storableFlags(names []string) error {
+	for _, n := range names {
+		if n == `\Recent` || n == `\*` {
+			return bad("", "Invalid system flag "+n)
+		}
+	}
+	return nil
+}
+
 func toFlags(names []string) []string {
 	out := make([]string, 0, len(names))
 	for _, n := range names {
@@ -141,6 +152,9 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		return err
 	} else if c == '(' {
 		if flags, err = s.parseFlagList(); err != nil {
+			return err
+		}
+		if err := storableFlags(flags); err != nil {
 			return err
 		}
 		if err := s.r.SP(); err != nil {
@@ -315,10 +329,11 @@ func cmdStore(s *session, tag string, uid bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
 	}
-	for _, f := range a.flags {
-		if f == `\*` {
-			return bad("", `\* is not a flag`)
-		}
+	if err := storableFlags(a.flags); err != nil {
+		return err
+	}
+	if err := s.checkSeqSet(a.set, uid); err != nil {
+		return err
 	}
 	sel := s.sel
 	if sel.readOnly {
@@ -402,6 +417,9 @@ func cmdCopy(s *session, tag string, uid bool) error {
 	}
 	dest, err := s.onlyMailboxArg()
 	if err != nil {
+		return err
+	}
+	if err := s.checkSeqSet(set, uid); err != nil {
 		return err
 	}
 	sel := s.sel
@@ -526,20 +544,22 @@ func (s *session) storeChunk(a *storeArgs, uid bool, seqs, uids []uint32) (modif
 		s.w.Raw("* ")
 		s.w.Number(uint64(seqs[i]))
 		s.w.Raw(" FETCH (")
+		sep := "" // between items only: "(FLAGS (\\Seen) )" breaks strict parsers
 		if !a.silent {
 			s.w.Raw("FLAGS (")
 			s.writeFlags(uids[i], newFlags[i])
-			s.w.Raw(") ")
+			s.w.Raw(")")
+			sep = " "
 		}
 		// With CONDSTORE on, UID and MODSEQ in every FETCH a STORE
 		// causes (RFC 7162 §3.1, errata 1807 of RFC 5162).
 		if uid || modseqs != nil {
-			s.w.Raw("UID ")
+			s.w.Raw(sep + "UID ")
 			s.w.Number(uint64(uids[i]))
-			s.w.SP()
+			sep = " "
 		}
 		if modseqs != nil {
-			s.w.Raw(modSeqItem(modseqs[i]))
+			s.w.Raw(sep + modSeqItem(modseqs[i]))
 		}
 		s.w.Raw(")\r\n")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"io"
+	"maps"
 	"mime"
 	"mime/quotedprintable"
 	"strings"
@@ -102,8 +103,13 @@ func parseEntity(raw []byte, defType string, depth int) *mpart {
 		p.ctype, p.subtype, params = "text", "plain", nil
 	}
 	p.params = params
-	if !p.fields.hasType && p.ctype == "text" {
-		p.params = map[string]string{"charset": "us-ascii"} // RFC 2045 §5.2
+	if _, ok := params["charset"]; !ok && p.ctype == "text" {
+		// RFC 2046 §4.1.2's default, named as Dovecot names it.
+		p.params = maps.Clone(params)
+		if p.params == nil {
+			p.params = map[string]string{}
+		}
+		p.params["charset"] = "us-ascii"
 	}
 	if depth >= maxBodyDepth {
 		return p
@@ -146,7 +152,9 @@ func splitMultipart(body []byte, boundary string) [][]byte {
 			if end >= 2 && body[end-2] == '\r' && body[end-1] == '\n' {
 				end -= 2
 			}
-			out = append(out, body[start:end])
+			// Two delimiter lines in a row: the CRLF before the second
+			// is the first's own line end, and the part is empty.
+			out = append(out, body[start:max(end, start)])
 		}
 		k := j + len(delim)
 		if bytes.HasPrefix(body[k:], []byte("--")) {

@@ -111,3 +111,79 @@ func TestEncodeBinaryParts(t *testing.T) {
 		}
 	}
 }
+
+// Delimiter lines with nothing between them make empty parts (RFC 2046
+// §5.1.1), as Dovecot reads them; they used to slice past the part's start.
+func TestEmptyMultipartParts(t *testing.T) {
+	cases := []struct {
+		name  string
+		body  string
+		sizes []uint32
+	}{
+		{"adjacent", "--X\r\n--X\r\nContent-Type: text/plain\r\n\r\nhi\r\n--X--\r\n", []uint32{0, 2}},
+		{"adjacent close", "--X\r\n--X--\r\n", []uint32{0}},
+		{"no line end", "--X\r\n--X", []uint32{0}},
+		{"empty then text", "--X\r\n\r\n--X\r\n\r\nhi\r\n--X--", []uint32{0, 2}},
+	}
+	for _, c := range cases {
+		raw := []byte("Subject: e\r\nContent-Type: multipart/mixed; boundary=\"X\"\r\n\r\n" + c.body)
+		bs := bodyStructure(raw)
+		var sizes []uint32
+		for _, p := range bs.Children {
+			sizes = append(sizes, p.Size)
+		}
+		if fmt.Sprint(sizes) != fmt.Sprint(c.sizes) {
+			t.Errorf("%s: part sizes %v, want %v", c.name, sizes, c.sizes)
+		}
+		for i := range c.sizes {
+			if got := extractBody(raw, []int{i + 1}, secAll, nil, false); len(got) != int(c.sizes[i]) {
+				t.Errorf("%s: BODY[%d] = %q", c.name, i+1, got)
+			}
+			extractBinary(raw, []int{i + 1})
+		}
+		encodeBinaryParts(raw)
+	}
+}
+
+// FuzzMIME feeds whatever a sender can put through port 25 to the parts of
+// FETCH that parse MIME: none may panic, and a section is always a slice of
+// the message.
+func FuzzMIME(f *testing.F) {
+	f.Add([]byte(mixedMessage))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=\"X\"\r\n\r\n--X\r\n--X--"))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: multipart/mixed; boundary=b10\r\n\r\n--b10\r\n--b1\r\n--b10--\r\n--b1--"))
+	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nx\r\n--d--"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		bodyStructure(raw)
+		for _, path := range [][]int{nil, {1}, {2}, {1, 1}, {1, 2}, {2, 1}} {
+			for _, kind := range []sectionKind{secAll, secMIME, secHeader, secText} {
+				if len(path) == 0 && kind == secMIME {
+					continue
+				}
+				if b := extractBody(raw, path, kind, nil, false); len(b) > len(raw) {
+					t.Fatalf("section %v/%d longer than the message", path, kind)
+				}
+			}
+			extractBinary(raw, path)
+		}
+		encodeBinaryParts(raw)
+	})
+}
+
+// A text part without a charset gets RFC 2046's us-ascii in BODYSTRUCTURE,
+// as Dovecot writes it, whether or not it names a Content-Type.
+func TestTextCharsetDefault(t *testing.T) {
+	cases := []struct{ header, want string }{
+		{"", "map[charset:us-ascii]"},
+		{"Content-Type: text/plain\r\n", "map[charset:us-ascii]"},
+		{"Content-Type: text/plain; format=flowed\r\n", "map[charset:us-ascii format:flowed]"},
+		{"Content-Type: text/html; charset=utf-8\r\n", "map[charset:utf-8]"},
+		{"Content-Type: application/pdf\r\n", "map[]"},
+	}
+	for _, c := range cases {
+		bs := bodyStructure([]byte(c.header + "Subject: x\r\n\r\nbody\r\n"))
+		if got := fmt.Sprint(bs.Params); got != c.want {
+			t.Errorf("%q: params %s, want %s", c.header, got, c.want)
+		}
+	}
+}

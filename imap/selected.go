@@ -343,6 +343,23 @@ func (s *session) isRecent(uid uint32) bool {
 // resolve turns a sequence or UID set into (sequence number, UID) pairs of
 // the view, ascending and without duplicates. Ranges are clamped to the view
 // first, so a hostile set such as 1:4294967295 costs no more than the view.
+// checkSeqSet refuses message sequence numbers beyond the session's view
+// ("*" included when it is empty): RFC 9051 §9 asks for BAD, as Dovecot
+// answers, rather than a command that quietly does less than it named.
+// UIDs and "$" are never out of range.
+func (s *session) checkSeqSet(set wire.NumSet, uid bool) error {
+	if uid || set.Saved {
+		return nil
+	}
+	n := uint32(len(s.sel.view))
+	for _, r := range set.Ranges {
+		if _, hi := rangeBounds(r.Lo, r.Hi, n); n == 0 || hi > n {
+			return bad("", "Invalid messageset")
+		}
+	}
+	return nil
+}
+
 func (s *session) resolve(set wire.NumSet, uid bool) (seqs []uint32, uids []uint32) {
 	sel := s.sel
 	if set.Saved {

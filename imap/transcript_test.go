@@ -83,7 +83,12 @@ func TestHostileTranscripts(t *testing.T) {
 		{"10k-deep parens", "SEARCH " + strings.Repeat("(", 10000) + "ALL" + strings.Repeat(")", 10000), "x BAD Too deeply nested"},
 		{"1 MB sequence set", "FETCH " + strings.Repeat("1,", 512<<10) + "1 (FLAGS)", "x BAD Sequence set too large"},
 		{"1 MB line", "FETCH 1 (" + strings.Repeat("FLAGS ", 200<<10) + "UID)", "x BAD Command line too long"},
-		{"huge set within the line", "FETCH " + strings.Repeat("1:4294967295,", 4000) + "* (FLAGS)", "x OK"},
+		{"huge set within the line", "UID FETCH " + strings.Repeat("1:4294967295,", 4000) + "* (FLAGS)", "x OK"},
+		{"sequence numbers beyond the mailbox", "FETCH " + strings.Repeat("1:4294967295,", 4000) + "* (FLAGS)", "x BAD Invalid messageset"},
+		{"sequence number beyond the mailbox in STORE", "STORE 1 +FLAGS (\\Seen)", "x BAD Invalid messageset"},
+		{"sequence number beyond the mailbox in COPY", "COPY 9 Trash", "x BAD Invalid messageset"},
+		{"\\Recent in STORE", "UID STORE 1 +FLAGS (\\Recent)", "x BAD Invalid system flag \\Recent"},
+		{"\\Recent in APPEND", "APPEND INBOX (\\Recent) {1+}\r\nx", "x BAD Invalid system flag \\Recent"},
 		{"set of 20,000 ranges", "FETCH " + strings.Repeat("1,", 20000) + "1 (FLAGS)", "x BAD Sequence set too large"},
 		{"NUL in quoted string", "SEARCH SUBJECT \"a\x00b\"", "x BAD Error in IMAP command: NUL in quoted string"},
 		{"unknown command", "FROB", "x BAD Unknown command FROB"},
@@ -91,7 +96,7 @@ func TestHostileTranscripts(t *testing.T) {
 		{"invalid mUTF-7 name", "SELECT \"&Jjo\"", "x NO [CANNOT] Mailbox name is not valid modified UTF-7"},
 		{"invalid mUTF-7 pattern (as Dovecot: matches nothing)", "LIST \"\" \"&Jjo!\"", "x OK"},
 		{"STATUS of a missing folder", "STATUS nosuch (MESSAGES)", "x NO [NONEXISTENT]"},
-		{"COPY to a missing folder", "COPY 1:* nosuch", "x NO"},
+		{"COPY to a missing folder", "UID COPY 1:* nosuch", "x NO"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -376,5 +381,35 @@ func TestRecentSeenByExamineAndStatus(t *testing.T) {
 	}
 	if got := strings.Join(r.cmd("e2", "EXAMINE INBOX"), "\n"); !strings.Contains(got, "* 0 RECENT") {
 		t.Errorf("EXAMINE after another session's SELECT:\n%s", got)
+	}
+}
+
+// STORE's untagged FETCH has a space between items only (RFC 9051 §9
+// msg-att): "(FLAGS (\Seen) )" is refused by strict parsers.
+func TestStoreFetchReplyGrammar(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1.m1.host", testMessage(1, "a@example.org", "one"))
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	cases := []struct{ cmd, want string }{
+		{`STORE 1 +FLAGS (\Seen)`, `* 1 FETCH (FLAGS (\Seen \Recent))`},
+		{`UID STORE 1 +FLAGS (\Flagged)`, `* 1 FETCH (FLAGS (\Flagged \Seen \Recent) UID 1)`},
+		{`UID STORE 1 -FLAGS.SILENT (\Flagged)`, ``},
+	}
+	for _, c := range cases {
+		got := r.cmd("x", c.cmd)
+		if last(got) != "x OK Store completed" && !strings.HasPrefix(last(got), "x OK") {
+			t.Errorf("%s: %q", c.cmd, got)
+		}
+		untagged := strings.Join(got[:len(got)-1], "\n")
+		if untagged != c.want {
+			t.Errorf("%s: got %q, want %q", c.cmd, untagged, c.want)
+		}
+	}
+	r.cmd("e", "ENABLE CONDSTORE")
+	got := r.cmd("y", `STORE 1 -FLAGS.SILENT (\Seen)`)
+	if len(got) != 2 || !regexp.MustCompile(`^\* 1 FETCH \(UID 1 MODSEQ \(\d+\)\)$`).MatchString(got[0]) {
+		t.Errorf("STORE .SILENT with CONDSTORE: %q", got)
 	}
 }

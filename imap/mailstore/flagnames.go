@@ -104,6 +104,7 @@ func (mb *Mailbox) DefinedFlags() (flags, permanent []string) {
 func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
 	var f Flags
 	var added bool
+	before := mb.keywords // a refused STORE must leave no keyword behind
 	for _, fl := range flags {
 		s := fl
 		if strings.HasPrefix(s, `\`) {
@@ -122,6 +123,7 @@ func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
 			var isNew bool
 			idx, isNew = mb.keywords.Add(s)
 			if idx < 0 {
+				mb.keywords = before
 				return 0, ErrTooManyKeywords
 			}
 			added = added || isNew
@@ -132,6 +134,7 @@ func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
 	}
 	if added {
 		if err := mb.writeKeywordsLocked(); err != nil {
+			mb.keywords = before
 			return 0, err
 		}
 	}
