@@ -151,6 +151,10 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "removed") {
 		t.Errorf("queue delete -config F ID: exit %d\n%s", code, out)
 	}
+	// The server's own log tells where the message went.
+	waitFor(t, "the server logging the deletion", func() bool {
+		return regexp.MustCompile(`removed by another process.*queue_id=` + regexp.QuoteMeta(idOf["drop"])).MatchString(s.logs())
+	})
 	out, code = courriel(t, "queue", "list", "-config", s.config, "extra")
 	if code != 2 || !strings.Contains(out, "takes no argument") {
 		t.Errorf("queue list with an extra word: exit %d, want 2\n%s", code, out)
@@ -177,6 +181,14 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	}
 	if pid, _ := queue.OwnerPID(filepath.Join(s.dir, "queue")); pid != s.cmd.Process.Pid {
 		t.Errorf("owner pid %d, want %d", pid, s.cmd.Process.Pid)
+	}
+
+	// With the server stopped, a flush says that nothing will happen, as
+	// postqueue -f says "mail system is down".
+	s.stop(syscall.SIGTERM)
+	out, code = courriel(t, "queue", "flush", "-config", s.config)
+	if code != 1 || !strings.Contains(out, "no server runs the queue") {
+		t.Errorf("queue flush with no server: exit %d, want 1\n%s", code, out)
 	}
 }
 

@@ -570,8 +570,12 @@ func (c *conn) rcpt(arg string) {
 	})
 }
 
-// replyQueued is the reply to a message accepted.
-const replyQueued = "OK: queued"
+// replyQueued is the reply to a message accepted. Its id, Postfix's
+// "queued as", is the msg_id of every log line about the message and the id
+// of its Received field, so a sender's admin can name it to ours.
+func (c *conn) replyQueued() {
+	c.w.Reply(250, wire.Enhanced{2, 0, 0}, "OK: queued as "+c.sess.replyID())
+}
 
 func (c *conn) data(arg string) {
 	if arg != "" {
@@ -604,7 +608,7 @@ func (c *conn) data(arg string) {
 		c.dropAfterWrite.Store(true)
 		c.log.Warn("message too large: the client kept sending past twice the limit; closing after the reply")
 	}
-	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.reply(err, c.replyQueued)
 	c.replied()
 	c.endTx()
 }
@@ -680,7 +684,7 @@ func (c *conn) bdat(arg string) {
 		c.endTx()
 		return
 	}
-	c.reply(err, func() { c.w.Reply(250, wire.Enhanced{2, 0, 0}, replyQueued) })
+	c.reply(err, c.replyQueued)
 	c.replied()
 	c.endTx()
 	c.skipChunk(br.chunk) // what the session did not read of a refused chunk

@@ -207,6 +207,7 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string) (handled bool, e
 		return true, s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	s.addRemote(a.String())
+	s.tx.rcpts = append(s.tx.rcpts, addr)
 	log().Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
 	return true, nil
 }

@@ -109,9 +109,14 @@ func TestBDATChunksAndCommands(t *testing.T) {
 	c.expect("250 ")
 	c.cmd("NOOP", "250 2.0.0")
 	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(part2), part2))
-	c.expect("250 2.0.0 OK: queued")
-	if d := e.deliv.all(); len(d) != 1 || string(d[0].body) != part1+part2 {
+	queued := c.expect("250 2.0.0 OK: queued as ")
+	d := e.deliv.all()
+	if len(d) != 1 || string(d[0].body) != part1+part2 {
 		t.Fatalf("BDAT message not stored as sent (%d messages)", len(d))
+	}
+	// The id the sender is told is the one in our Received field and logs.
+	if id := strings.TrimPrefix(queued, "250 2.0.0 OK: queued as "); id != d[0].msg.ID || !strings.Contains(string(d[0].msg.Header), " id "+id) {
+		t.Errorf("reply %q names another id than the message's %q", queued, d[0].msg.ID)
 	}
 
 	// MAIL in the middle of a transfer: the first message is dropped, the

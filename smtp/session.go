@@ -324,6 +324,7 @@ func (s *session) rcpt(to string, byMilter bool) error {
 			}
 		}
 		s.addRemote(addr)
+		s.tx.rcpts = append(s.tx.rcpts, addr)
 		if s.log.Enabled(s.ctx, slog.LevelDebug) {
 			log().Debug("rcpt ok", "relay", true)
 		}
@@ -440,7 +441,6 @@ func (s *session) newCopies(dests []directory.Destination) int {
 }
 
 func (s *session) addRemote(addr string) {
-	s.tx.rcpts = append(s.tx.rcpts, addr)
 	k := dedupeKey(addr)
 	if s.tx.seen[k] {
 		return

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,12 +172,21 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 	// A running courriel on this configuration holds its own ports: those
 	// are fine (check-config before a reload), anyone else's are not.
 	owner, ownerErr := queue.OwnerPID(cfg.Queue.Dir)
-	for _, l := range []struct{ name, addr string }{{"smtp", cfg.Listen.SMTP}, {"submission", cfg.Listen.Submission},
+	type listener struct{ name, addr string }
+	var earlier []listener
+	for _, l := range []listener{{"smtp", cfg.Listen.SMTP}, {"submission", cfg.Listen.Submission},
 		{"submissions", cfg.Listen.Submissions}, {"imaps", cfg.Listen.IMAPS}, {"imap", cfg.Listen.IMAP}, {"managesieve", cfg.Listen.ManageSieve}, {"http", cfg.Listen.HTTP}} {
 		if l.addr == "" {
 			continue
 		}
 		name := fmt.Sprintf("listen %s %s", l.name, l.addr)
+		// Each port may be free while two listeners want the same one:
+		// serve would then fail on the second bind.
+		if i := slices.IndexFunc(earlier, func(e listener) bool { return sameSocket(e.addr, l.addr) }); i >= 0 {
+			report(name, fmt.Errorf("the %s listener binds %s already", earlier[i].name, earlier[i].addr))
+			continue
+		}
+		earlier = append(earlier, l)
 		note, err := checkListen(l.addr, owner, ownerErr)
 		if note != "" {
 			name += " " + note
@@ -183,6 +194,21 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		report(name, err)
 	}
 	return problems
+}
+
+// sameSocket says whether two listen addresses cannot both be bound: the
+// same port on the same host, or on a wildcard host that covers the other.
+func sameSocket(a, b string) bool {
+	ha, pa, erra := net.SplitHostPort(a)
+	hb, pb, errb := net.SplitHostPort(b)
+	if erra != nil || errb != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "" || ip != nil && ip.IsUnspecified()
+	}
+	return wild(ha) || wild(hb) || strings.EqualFold(ha, hb) || net.ParseIP(ha) != nil && net.ParseIP(ha).Equal(net.ParseIP(hb))
 }
 
 // checkWritable creates and removes a file in dir (creating dir's missing

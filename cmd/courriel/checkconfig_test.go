@@ -15,6 +15,7 @@ import (
 type checkEnv struct {
 	slapd                         *testenv.Slapd
 	cert, key, vmail, queue, smtp string
+	submission                    string
 	readerPassword                string
 	extra                         string // appended TOML
 }
@@ -24,7 +25,7 @@ func (e checkEnv) write(t *testing.T) string {
 	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
 [listen]
 smtp = %q
-submission = ""
+submission = %q
 submissions = ""
 imaps = ""
 managesieve = ""
@@ -43,7 +44,7 @@ dial_timeout = "2s"
 maildir_base = %q
 [queue]
 dir = %q
-`, e.smtp, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), e.readerPassword, e.slapd.MailBase(), e.vmail, e.queue) + e.extra
+`, e.smtp, e.submission, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), e.readerPassword, e.slapd.MailBase(), e.vmail, e.queue) + e.extra
 	p := filepath.Join(t.TempDir(), "config.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,6 +92,8 @@ func TestCheckConfig(t *testing.T) {
 		{"certificate and key mismatch", func(e *checkEnv) { e.key = otherKey }, "FAIL tls: certificate"},
 		{"maildir base missing", func(e *checkEnv) { e.vmail = "/nonexistent/vmail" }, "FAIL maildir base /nonexistent/vmail"},
 		{"port busy", func(e *checkEnv) { e.smtp = busy.Addr().String() }, "FAIL listen smtp"},
+		{"two listeners on one port", func(e *checkEnv) { e.smtp, e.submission = deadMilter, "0.0.0.0:"+port(deadMilter) },
+			"FAIL listen submission 0.0.0.0:" + port(deadMilter) + ": the smtp listener binds " + deadMilter + " already"},
 		{"milter down", func(e *checkEnv) {
 			e.extra = "[[milter]]\naddress = \"inet:" + deadMilter + "\"\nconnect_timeout = \"2s\"\n"
 		}, "FAIL milter inet:" + deadMilter + " answers (for smtp)"},
@@ -107,5 +110,31 @@ func TestCheckConfig(t *testing.T) {
 	code, out, _ = runCmd(t, "", "check-config", "-q", "-config", good.write(t))
 	if code != 1 || !strings.Contains(out, "FAIL ldap") {
 		t.Errorf("slapd down: exit %d\n%s", code, out)
+	}
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+func TestSameSocket(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:25", "127.0.0.1:25", true},
+		{"127.0.0.1:25", "127.0.0.1:587", false},
+		{"127.0.0.1:25", "127.0.0.2:25", false},
+		{":25", "127.0.0.1:25", true},
+		{"0.0.0.0:25", "[::1]:25", true},
+		{"[::]:993", "192.0.2.1:993", true},
+		{"[::1]:25", "[0:0:0:0:0:0:0:1]:25", true},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+		{"Mail.Example:25", "mail.example:25", true},
+	} {
+		if got := sameSocket(c.a, c.b); got != c.want {
+			t.Errorf("sameSocket(%q, %q) = %v", c.a, c.b, got)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -671,6 +672,26 @@ func (c *Config) validate() error {
 	}
 	if c.Queue.MaxLifetime <= 0 {
 		return keyErr("queue.max_lifetime", "must be positive")
+	}
+	// A negative timeout made every LDAP search fail at once, reported as
+	// an i/o timeout that sent the admin after the network.
+	for _, d := range []struct {
+		key      string
+		v, limit time.Duration
+	}{
+		{"ldap.dial_timeout", c.LDAP.DialTimeout, 10 * time.Minute},
+		{"ldap.timeout", c.LDAP.Timeout, 10 * time.Minute},
+		{"ldap.cache_ttl", c.LDAP.CacheTTL, 24 * time.Hour},
+		{"ldap.negative_cache_ttl", c.LDAP.NegativeCacheTTL, 24 * time.Hour},
+		{"queue.delay_warning", c.Queue.DelayWarning, c.Queue.MaxLifetime},
+		{"cluster.connect_timeout", c.Cluster.ConnectTimeout, time.Hour},
+	} {
+		if d.v < 0 || d.v > d.limit {
+			return keyErr(d.key, "%v is out of range (0 for the default .. %v)", d.v, d.limit)
+		}
+	}
+	if c.LDAP.MinUID < 0 || c.LDAP.MinUID > math.MaxInt32 {
+		return keyErr("ldap.min_uid", "%d is out of range (0 .. %d)", c.LDAP.MinUID, math.MaxInt32)
 	}
 	for dom, hp := range c.Queue.Routes {
 		if _, _, err := net.SplitHostPort(hp); err != nil {

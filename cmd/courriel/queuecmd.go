@@ -97,6 +97,11 @@ func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		if err := q.Flush(); err != nil {
 			return err
 		}
+		// As postqueue -f says "mail system is down": a request nobody
+		// reads must not look like a flush.
+		if pid, err := queue.OwnerPID(cfg.Queue.Dir); err == nil && pid == 0 {
+			return exitf(1, "no server runs the queue in %s: the flush request is left for the next start", cfg.Queue.Dir)
+		}
 		fmt.Fprintln(stdout, "flush requested: the server retries every deferred message now")
 	case "delete":
 		id, err := needID()

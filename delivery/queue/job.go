@@ -27,6 +27,7 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 
 	if g, res := q.placeDue(ctx, m, q.o.Now()); len(g.rcpts) > 0 && q.record(m, g, res) {
 		if err := q.sp.update(m); errors.Is(err, errDeleted) {
+			q.logFor(m).Info("message deleted during delivery")
 			return nil, true
 		} else if err != nil {
 			q.logFor(m).Error("recording the delivery attempt failed", "err", err)
@@ -61,6 +62,7 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 	}
 	if q.notify(ctx, m, data) {
 		if err := q.sp.update(m); errors.Is(err, errDeleted) {
+			q.logFor(m).Info("message deleted during delivery")
 			return nil, true
 		} else if err != nil {
 			q.logFor(m).Error("recording the notification failed", "err", err)

@@ -162,19 +162,22 @@ func (q *Queue) rescan() {
 			missing = append(missing, id)
 		}
 	}
-	var vanished []string
+	var vanished []*Message
 	if !l.truncated {
 		for id, e := range q.entries {
 			// A busy entry's job finds out itself (update → errDeleted).
 			if !onDisk[id] && !e.busy {
-				vanished = append(vanished, id)
+				vanished = append(vanished, e.msg)
 			}
 		}
 	}
 	room := q.o.MaxQueueFiles - len(q.entries) + len(vanished)
 	q.mu.Unlock()
-	for _, id := range vanished {
-		q.forget(id, false)
+	for _, m := range vanished {
+		// `courriel queue delete` in another process: the server's log
+		// says where the message went, as Postfix logs postsuper's.
+		q.logFor(m).Info("removed by another process (courriel queue delete)")
+		q.forget(m.ID, false)
 	}
 	for _, id := range missing {
 		if room <= 0 {
