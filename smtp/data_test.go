@@ -682,3 +682,30 @@ func TestReverseNameRemembered(t *testing.T) {
 		t.Errorf("%d lookups for 4 connections, want 2", lookups)
 	}
 }
+
+// An alias that forwards out is one RCPT: the Received field names it
+// ("for"), whatever it expands to, and the accepted line counts one.
+func TestForwardIsOneRecipient(t *testing.T) {
+	t.Parallel()
+	for _, rcpt := range []string{"fwd@hosted.example", "team@hosted.example"} {
+		logs := &lockedLog{}
+		e := newEnv(t, Inbound, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<"+rcpt+">", "250 ")
+		c.cmd("DATA", "354 ")
+		c.cmd("Subject: f\r\n\r\nx\r\n.", "250 ")
+		c.cmd("QUIT", "221 ") // the accepted line is written by now
+		q := e.queue.all()
+		if len(q) != 1 {
+			t.Fatalf("%s: %d messages queued", rcpt, len(q))
+		}
+		if !strings.Contains(string(q[0].data), "\tfor <"+rcpt+">;\r\n") {
+			t.Errorf("%s: Received lacks the RCPT:\n%s", rcpt, q[0].data)
+		}
+		if !strings.Contains(logs.String(), "nrcpt=1 ") {
+			t.Errorf("%s: the accepted line does not count one RCPT:\n%s", rcpt, logs.String())
+		}
+	}
+}
