@@ -89,6 +89,10 @@ func TestDemo(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "dkim", "hosted-domain.com", "demo-rsa.pem")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("demo DKIM key: %v %v", fi, err)
 	}
+	// Every user's queued mail: the server's alone.
+	if fi, err := os.Stat(filepath.Join(dir, "queue")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("demo queue directory: %v %v", fi, err)
+	}
 	mu.Lock()
 	printed = out.String()
 	mu.Unlock()

@@ -167,6 +167,12 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("demo directory: %w", err)
 		}
+		if d == cfg.Queue.Dir {
+			// Envelopes and messages of every user: the server's alone.
+			if err := os.Chmod(d, 0o700); err != nil {
+				return fmt.Errorf("demo directory: %w", err)
+			}
+		}
 	}
 	// Users' homes may belong to their uids: they must be able to reach them.
 	if err := os.Chmod(cfg.Delivery.MaildirBase, 0o711); err != nil {

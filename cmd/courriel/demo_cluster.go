@@ -136,6 +136,11 @@ func runDemoCluster(ctx context.Context, o demoClusterOptions, stdout, stderr io
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return fmt.Errorf("demo directory: %w", err)
 			}
+			if d == cfg.Queue.Dir {
+				if err := os.Chmod(d, 0o700); err != nil {
+					return fmt.Errorf("demo directory: %w", err)
+				}
+			}
 		}
 		if err := os.Chmod(cfg.Delivery.MaildirBase, 0o711); err != nil {
 			return err

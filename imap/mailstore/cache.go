@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"os"
 	"strconv"
 	"time"
 	"unsafe"
@@ -286,7 +287,8 @@ func (mb *Mailbox) saveCacheLocked() {
 	payload := encodeIndexPayload(&f)
 	sum := sha256.Sum256(payload)
 	tmp := IndexFileName + ".tmp"
-	out, err := mb.root.Create(tmp)
+	// 0600 whatever the umask: it holds envelopes (subjects, addresses).
+	out, err := mb.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return
 	}

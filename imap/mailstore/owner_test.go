@@ -53,3 +53,23 @@ func TestFirstLoginOwnership(t *testing.T) {
 		t.Error("the base was given to the user")
 	}
 }
+
+// courriel-index holds envelopes (subjects, addresses): 0600 whatever the
+// umask, as Dovecot's index files in a 0700 maildir. Not parallel: the
+// umask is the process's.
+func TestIndexFileMode(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	st := testStore(t)
+	deliverFile(t, st, "", 1)
+	mb := openBox(t, NewRegistry(), st, "INBOX")
+	mb.UpdateCached(1, Cached{Size: 20, Envelope: &Envelope{Subject: "private"}})
+	mb.Release() // writes courriel-index
+	fi, err := os.Stat(filepath.Join(st.Path(), IndexFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s mode %v, want 0600", IndexFileName, fi.Mode().Perm())
+	}
+}
