@@ -170,6 +170,19 @@ func TestDKIMSubmissionSigned(t *testing.T) {
 	if err == nil || !strings.Contains(out, "t1-rsa._domainkey.hosted-domain.com (active): MISMATCH") || !strings.Contains(out, "t1-ed25519._domainkey.hosted-domain.com (active): ok") {
 		t.Errorf("dkim check after the change: %v\n%s", err, out)
 	}
+	// check-config: a record for another key fails (receivers would see
+	// dkim=fail); a record not published yet only warns, so that
+	// `check-config && systemctl reload` goes on.
+	out, err = run(t, "", binary, "check-config", "-q", "-config", s.config)
+	if err == nil || !strings.Contains(out, "FAIL dkim: t1-rsa._domainkey.hosted-domain.com published") {
+		t.Errorf("check-config with another key published: %v\n%s", err, out)
+	}
+	d.Remove("t1-rsa._domainkey.hosted-domain.com")
+	out, err = run(t, "", binary, "check-config", "-q", "-config", s.config)
+	if err != nil || !strings.Contains(out, "warn dkim: t1-rsa._domainkey.hosted-domain.com is not published") ||
+		!strings.Contains(out, `t1-rsa._domainkey.hosted-domain.com. IN TXT "v=DKIM1; k=rsa; p=`) {
+		t.Errorf("check-config with the record missing: %v\n%s", err, out)
+	}
 }
 
 // TestDMARCEndToEnd: port 25 with the checks on, DNS from the test's

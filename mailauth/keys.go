@@ -166,8 +166,8 @@ func ZoneStrings(v string) string {
 	return strings.Join(parts, " ")
 }
 
-// errNoKeyRecord: the TXT records hold no DKIM key.
-var errNoKeyRecord = errors.New("no DKIM key record")
+// ErrNoKeyRecord: the TXT records hold no DKIM key (not published yet).
+var ErrNoKeyRecord = errors.New("no DKIM key record")
 
 // MatchRecord says whether one of the published TXT records txts is the
 // record of key: same algorithm and same public key. A record revoked (empty
@@ -199,7 +199,7 @@ func MatchRecord(txts []string, key crypto.Signer) error {
 		found = append(found, fmt.Sprintf("k=%s p=%.20s…", k, pp))
 	}
 	if len(found) == 0 {
-		return errNoKeyRecord
+		return ErrNoKeyRecord
 	}
 	return fmt.Errorf("published key differs (%s)", strings.Join(found, ", "))
 }

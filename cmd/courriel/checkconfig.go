@@ -163,7 +163,7 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 			report("sieve: admin script "+p+" compiles", err)
 		}
 	}
-	checkDKIM(ctx, cfg, report)
+	checkDKIM(ctx, cfg, report, func(msg string) { fmt.Fprintf(out, "warn %s\n", msg) })
 	if cfg.Queue.DANE {
 		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		report("dane: "+cfg.Queue.DNSSECResolver+" validates DNSSEC", dane.NewResolver(cfg.Queue.DNSSECResolver).Validates(lctx))

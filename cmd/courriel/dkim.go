@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -255,7 +257,11 @@ func (a *app) smtpSRS() smtp.SRS {
 
 // checkDKIM is check-config's part: every configured key loads, and its
 // record is published as `courriel dkim keygen` printed it.
-func checkDKIM(ctx context.Context, cfg *Config, report func(string, error)) {
+// A record not published yet is a warning, not a failure: the DNS is not
+// the configuration, and `check-config && systemctl reload` must not stop
+// at it (receivers treat the signature as absent meanwhile). A published
+// record for another key fails: receivers would see dkim=fail.
+func checkDKIM(ctx context.Context, cfg *Config, report func(string, error), warn func(string)) {
 	if len(cfg.MailAuth.DKIM) == 0 {
 		return
 	}
@@ -277,6 +283,12 @@ func checkDKIM(ctx context.Context, cfg *Config, report func(string, error)) {
 			cancel()
 			if err == nil {
 				err = mailauth.MatchRecord(txts, key)
+			}
+			var dnsErr *net.DNSError
+			if errors.Is(err, mailauth.ErrNoKeyRecord) || errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				rec, _ := mailauth.TXTRecord(key)
+				warn("dkim: " + name + " is not published: receivers see the signatures as absent until it is: " + name + ". IN TXT " + mailauth.ZoneStrings(rec))
+				continue
 			}
 			report("dkim: "+name+" published", err)
 		}
