@@ -38,7 +38,12 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 	}
 	if !*quiet {
 		shown := *cfg
-		if shown.LDAP.BindPassword != "" {
+		switch {
+		case shown.LDAP.BindPasswordFile != "":
+			// Read from the file: showing it as set would make the output,
+			// pasted back, a file that sets both.
+			shown.LDAP.BindPassword = ""
+		case shown.LDAP.BindPassword != "":
 			shown.LDAP.BindPassword = "(hidden)"
 		}
 		if shown.Queue.RelayhostPass != "" {

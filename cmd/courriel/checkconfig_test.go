@@ -17,11 +17,19 @@ type checkEnv struct {
 	cert, key, vmail, queue, smtp string
 	submission                    string
 	readerPassword                string
+	passwordFile                  bool // bind_password_file instead of bind_password
 	extra                         string // appended TOML
 }
 
 func (e checkEnv) write(t *testing.T) string {
 	t.Helper()
+	pwKey, pw := "bind_password", e.readerPassword
+	if e.passwordFile {
+		pwKey, pw = "bind_password_file", filepath.Join(t.TempDir(), "ldap-password")
+		if err := os.WriteFile(pw, []byte(e.readerPassword+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
 [listen]
 smtp = %q
@@ -36,7 +44,7 @@ key_file = %q
 urls = [%q]
 ca_file = %q
 bind_dn = %q
-bind_password = %q
+%s = %q
 search_base = %q
 timeout = "3s"
 dial_timeout = "2s"
@@ -44,7 +52,7 @@ dial_timeout = "2s"
 maildir_base = %q
 [queue]
 dir = %q
-`, e.smtp, e.submission, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), e.readerPassword, e.slapd.MailBase(), e.vmail, e.queue) + e.extra
+`, e.smtp, e.submission, e.cert, e.key, e.slapd.URL(), e.slapd.CAFile(), e.slapd.ReaderDN(), pwKey, pw, e.slapd.MailBase(), e.vmail, e.queue) + e.extra
 	p := filepath.Join(t.TempDir(), "config.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -69,6 +77,15 @@ func TestCheckConfig(t *testing.T) {
 	// The effective configuration includes defaults the file did not set.
 	if !strings.Contains(out, `negative_cache_ttl = "10s"`) || !strings.Contains(out, "message_size_limit = 10240000") {
 		t.Errorf("defaults not printed:\n%s", out)
+	}
+
+	// A password read from bind_password_file is not shown as set: the
+	// output, pasted back, must not set both.
+	fromFile := good
+	fromFile.passwordFile = true
+	code, out, _ = runCmd(t, "", "check-config", "-config", fromFile.write(t))
+	if code != 0 || !strings.Contains(out, `bind_password = ""`) || !strings.Contains(out, "bind_password_file = ") || strings.Contains(out, s.ReaderPassword()) {
+		t.Errorf("password from a file: exit %d\n%s", code, out)
 	}
 
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
