@@ -155,6 +155,37 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	waitFor(t, "the server logging the deletion", func() bool {
 		return regexp.MustCompile(`removed by another process.*queue_id=` + regexp.QuoteMeta(idOf["drop"])).MatchString(s.logs())
 	})
+	// postsuper -d ALL and -d -: both left; "-" reads ids (the first
+	// word of each line) from standard input.
+	for _, to := range []string{"a@foreign.example", "b@foreign.example", "c@foreign.example"} {
+		if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{to}, "Subject: bulk\r\n\r\nbulk\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, _ := courriel(t, "queue", "list", "-config", s.config)
+	var lines []string
+	for _, m := range regexp.MustCompile(`(?m)^(\S+)\s+\d+ .*\n\s+<[ab]@`).FindAllStringSubmatch(list, -1) {
+		lines = append(lines, m[1]+"  (from the list)")
+	}
+	if len(lines) != 2 {
+		t.Fatalf("cannot read the ids of a@ and b@ from:\n%s", list)
+	}
+	cmd := exec.Command(binary, "queue", "delete", "-config", s.config, "-")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if o, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(o), "Deleted: 2 message(s)") {
+		t.Errorf("queue delete - : %v\n%s", err, o)
+	}
+	out, code = courriel(t, "queue", "delete", "ALL", "-config", s.config)
+	if code != 0 || !strings.Contains(out, "Deleted: 2 message(s)") { // keep@ and c@
+		t.Errorf("queue delete ALL: exit %d\n%s", code, out)
+	}
+	if out, _ := courriel(t, "queue", "list", "-config", s.config); !strings.Contains(out, "Mail queue is empty") {
+		t.Errorf("after delete ALL:\n%s", out)
+	}
+	out, code = courriel(t, "queue", "delete", "-config", s.config, "NOTANID")
+	if code != 2 {
+		t.Errorf("queue delete with a bad id: exit %d\n%s", code, out)
+	}
 	out, code = courriel(t, "queue", "list", "-config", s.config, "extra")
 	if code != 2 || !strings.Contains(out, "takes no argument") {
 		t.Errorf("queue list with an extra word: exit %d, want 2\n%s", code, out)

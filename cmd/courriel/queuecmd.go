@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"slices"
+	"strings"
 	"time"
 
 	"courriel/delivery/queue"
@@ -15,11 +18,11 @@ import (
 // runQueue is mailq / postqueue -f / postsuper -d. It works beside a running
 // server: the spool is shared through file locks, and a flush is a request
 // the server's runner picks up.
-func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("queue", stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete ID\n(flags may also follow the command: courriel queue list -config F)")
+		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete ID... | delete ALL | delete - (ids on standard input)\n(flags may also follow the command: courriel queue list -config F)")
 		fs.PrintDefaults()
 	}
 	words, err := parseInterspersed(fs, args)
@@ -104,19 +107,71 @@ func runQueue(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		}
 		fmt.Fprintln(stdout, "flush requested: the server retries every deferred message now")
 	case "delete":
-		id, err := needID()
+		ids, err := deleteTargets(q, rest, stdin)
 		if err != nil {
 			return err
 		}
-		if err := q.Delete(id); err != nil {
-			return err
+		failed := 0
+		for _, id := range ids {
+			if err := q.Delete(id); err != nil {
+				failed++
+				fmt.Fprintf(stderr, "%s: %v\n", id, err)
+				continue
+			}
+			fmt.Fprintf(stdout, "%s: removed\n", id)
 		}
-		fmt.Fprintf(stdout, "%s: removed\n", id)
+		fmt.Fprintf(stdout, "Deleted: %d message(s)\n", len(ids)-failed)
+		if failed > 0 {
+			return exitf(1, "%d message(s) not deleted", failed)
+		}
 	default:
 		fs.Usage()
 		return exitf(2, "unknown queue command %q", cmd)
 	}
 	return nil
+}
+
+// deleteTargets reads what postsuper -d takes: queue ids, ALL, or "-"
+// for ids on standard input, one a line (its first word, so that lines
+// of `queue list` filtered by grep work).
+func deleteTargets(q *queue.Queue, words []string, stdin io.Reader) ([]string, error) {
+	if len(words) == 0 {
+		return nil, exitf(2, "delete wants queue ids, ALL, or - (ids on standard input)")
+	}
+	var ids []string
+	for _, w := range words {
+		switch w {
+		case "ALL":
+			list, err := q.List()
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range list {
+				ids = append(ids, s.ID)
+			}
+		case "-":
+			sc := bufio.NewScanner(stdin)
+			for sc.Scan() {
+				if f := strings.Fields(sc.Text()); len(f) > 0 {
+					id, err := queue.ParseID(f[0])
+					if err != nil {
+						return nil, exitf(2, "standard input: %v", err)
+					}
+					ids = append(ids, id)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return nil, err
+			}
+		default:
+			id, err := queue.ParseID(w)
+			if err != nil {
+				return nil, exitf(2, "%v", err)
+			}
+			ids = append(ids, id)
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(ids))), nil
 }
 
 func recipientLine(r queue.Recipient) string {
