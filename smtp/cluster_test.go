@@ -334,7 +334,7 @@ func TestClusterListenerRefuses(t *testing.T) {
 		t.Error("XIMPORT handed nothing to ImportHome")
 	}
 	// Port 25 knows nothing of ORCPT or XIMPORT.
-	if got, want := probeCluster(t, b.smtpAddr, clusterSecret, "port25"), "MAIL: 250\nRCPT: 504\nXIMPORT: 500\n"; got != want {
+	if got, want := probeCluster(t, b.smtpAddr, clusterSecret, "port25"), "MAIL: 250\nRCPT: 555\nXIMPORT: 500\n"; got != want {
 		t.Errorf("port 25:\n got %q\nwant %q", got, want)
 	}
 }

@@ -294,6 +294,15 @@ func (c *conn) command(line []byte) {
 	case "BDAT":
 		c.bdat(arg)
 	case "RSET":
+		// Counted, as Postfix's smtpd_junk_command_limit counts it: a
+		// client that only resets never ends.
+		if !c.counted() {
+			return
+		}
+		if arg != "" {
+			c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: RSET")
+			return
+		}
 		c.endTx()
 		c.w.Reply(250, wire.Enhanced{2, 0, 0}, "Session reset")
 	case "NOOP":
@@ -309,6 +318,10 @@ func (c *conn) command(line []byte) {
 			c.w.Reply(214, wire.Enhanced{2, 0, 0}, "See RFC 5321")
 		}
 	case "QUIT":
+		if arg != "" {
+			c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: QUIT")
+			return
+		}
 		c.w.Reply(221, wire.Enhanced{2, 0, 0}, "Bye")
 		c.dropAfterWrite.Store(true)
 	case "AUTH":
@@ -380,7 +393,7 @@ func (c *conn) hello(ehlo bool, arg string) {
 // introduced answers a command that needs HELO/EHLO first.
 func (c *conn) introduced() bool {
 	if c.sess == nil {
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Please introduce yourself first.")
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Send HELO/EHLO first")
 		return false
 	}
 	return true
@@ -443,7 +456,7 @@ func (c *conn) mail(arg string) {
 			switch strings.ToUpper(p.Value) {
 			case "7BIT", "8BITMIME":
 			case "BINARYMIME":
-				c.w.Reply(504, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
+				c.w.Reply(555, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
 				return
 			default:
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BODY value")
@@ -470,7 +483,7 @@ func (c *conn) mail(arg string) {
 				return
 			}
 		case "RET", "ENVID", "REQUIRETLS", "BY", "MT-PRIORITY":
-			c.w.Reply(504, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 			return
 		default:
 			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported MAIL FROM parameter")
@@ -503,7 +516,7 @@ func parseSize(v string) (int64, bool) {
 
 func (c *conn) rcpt(arg string) {
 	if !c.mailOK {
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Missing MAIL FROM command.")
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "TO:")
@@ -547,7 +560,7 @@ func (c *conn) rcpt(arg string) {
 			junk = true
 			continue
 		case p.Key == "NOTIFY", p.Key == "ORCPT", p.Key == "RRVS":
-			c.w.Reply(504, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 		default:
 			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
 		}
@@ -583,7 +596,7 @@ func (c *conn) data(arg string) {
 		return
 	}
 	if !c.mailOK || c.rcpts == 0 {
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Missing RCPT TO command.")
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
 		return
 	}
 	o := c.srv.o
@@ -662,7 +675,7 @@ func (c *conn) bdat(arg string) {
 	}
 	chunk := c.r.ChunkReader(size)
 	if !c.mailOK || c.rcpts == 0 {
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Missing RCPT TO command.")
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
 		c.skipChunk(chunk) // the chunk follows the command even when refused
 		return
 	}
@@ -795,6 +808,13 @@ func (c *conn) auth(arg string) {
 	}
 	if c.authed {
 		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
+		return
+	}
+	// RFC 4954 §4: not within a transaction. The sender of the MAIL
+	// before was checked as nobody's; a login now must not make it
+	// another user's mail (the ownership check is at MAIL).
+	if c.mailOK {
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
 		return
 	}
 	parts := strings.Fields(arg)

@@ -150,8 +150,8 @@ func TestBDAT(t *testing.T) {
 	c.send("MAIL FROM:<bad address>\r\nRCPT TO:<bob@mailbox.example>\r\n" +
 		fmt.Sprintf("BDAT %d LAST\r\n%s", len(inner), inner) + "NOOP\r\n")
 	c.expect("5")
-	c.expect("502 ")
-	c.expect("502 ")
+	c.expect("503 ")
+	c.expect("503 ")
 	c.expect("250 ") // NOOP: nothing in the chunk ran
 	// A chunk refused by our checks (bare CR) in the middle of a pipeline.
 	c.send("MAIL FROM:<s@foreign.example>\r\nRCPT TO:<bob@mailbox.example>\r\n" +
@@ -455,9 +455,9 @@ func TestRefusedHugeBDATChunk(t *testing.T) {
 		setup []string // commands before BDAT, each answered 250
 		want  string   // the reply to BDAT
 	}{
-		{"no transaction", Inbound, nil, "502 5.5.1"},
+		{"no transaction", Inbound, nil, "503 5.5.1"},
 		{"over the size limit", Inbound, []string{"MAIL FROM:<s@foreign.example>", "RCPT TO:<alice@mailbox.example>"}, "552 5.3.4"},
-		{"no transaction, TLS", Submissions, nil, "502 5.5.1"},
+		{"no transaction, TLS", Submissions, nil, "503 5.5.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -157,6 +157,12 @@ func TestInboundAuthAfterSTARTTLS(t *testing.T) {
 	c.cmd("RSET", "250 ")
 	c.startTLS(e.ctls)
 	c.cmd("EHLO client.example", "250 ")
+	// AUTH inside a transaction would make bob's MAIL, accepted from
+	// nobody, alice's relayed mail (RFC 4954 §4: 503).
+	c.cmd("MAIL FROM:<bob@mailbox.example>", "250 ")
+	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "503 5.5.1")
+	c.cmd("RCPT TO:<x@foreign.example>", "554 5.7.1")
+	c.cmd("RSET", "250 ")
 	c.cmd("AUTH LOGIN", "334 "+b64("Username:"))
 	c.cmd(b64("alice"), "334 "+b64("Password:"))
 	c.cmd(b64("secret"), "235 ")

@@ -86,7 +86,7 @@ func TestStartTLSPipelinedPlaintextDropped(t *testing.T) {
 	}
 	c.conn, c.r = tc, bufio.NewReader(tc)
 	c.cmd("EHLO client.example", "250 ")
-	c.cmd("RCPT TO:<alice@mailbox.example>", "502 5.5.1") // no MAIL in this session
+	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1") // no MAIL in this session
 	c.cmd("MAIL FROM:<s@example.org>", "250 ")
 	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
 	c.cmd("STARTTLS", "502 5.5.1")
@@ -130,7 +130,7 @@ func TestBDATChunksAndCommands(t *testing.T) {
 	c.send("BDAT 12 LAST\r\nSubject: 2\r\n")
 	c.expect("250 ")
 	c.send("BDAT 3 LAST\r\nabc") // no transaction: refused, skipped
-	c.expect("502 5.5.1")
+	c.expect("503 5.5.1")
 	c.cmd("QUIT", "221 ")
 	if n := e.deliv.copies(); n["bob@mailbox.example"] != 0 || n["alice@mailbox.example"] != 2 {
 		t.Fatalf("copies %v", n)
@@ -145,8 +145,8 @@ func TestParameters(t *testing.T) {
 	c.cmd("EHLO client.example", "250 ")
 	for _, tc := range []struct{ line, want string }{
 		{"MAIL FROM:<s@foreign.example> FOO=bar", "555 5.5.4"},
-		{"MAIL FROM:<s@foreign.example> RET=FULL", "504 5.5.4"},
-		{"MAIL FROM:<s@foreign.example> BODY=BINARYMIME", "504 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> RET=FULL", "555 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> BODY=BINARYMIME", "555 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> BODY=9BIT", "501 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> SIZE=x", "501 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> AUTH=+zz", "501 5.5.4"},
@@ -154,7 +154,7 @@ func TestParameters(t *testing.T) {
 		{"MAIL FROM:<s@foreign.example> SIZE=99999999999999999999999", "501 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> SIZE=999999999999999999", "552 5.3.4"},
 		{"MAIL FROM:s@foreign.example BODY=8BITMIME SMTPUTF8 AUTH=<> SIZE=100", "250 2.1.0"},
-		{"RCPT TO:<alice@mailbox.example> NOTIFY=NEVER", "504 5.5.4"},
+		{"RCPT TO:<alice@mailbox.example> NOTIFY=NEVER", "555 5.5.4"},
 		{"RCPT TO:<alice@mailbox.example> X=1", "555 5.5.4"},
 		{"RCPT TO:<@a.example,@b.example:alice@mailbox.example>", "250 2.1.5"},
 		{"DATA x", "501 5.5.4"},
@@ -166,12 +166,13 @@ func TestParameters(t *testing.T) {
 		{"XYZZY", "500 5.5.2"},
 		{"", "500 5.5.2"},
 		{"HELO", "501 5.5.2"},
+		{"RSET", "250 "},
 		{"AUTH", "501 5.5.4"},
 	} {
 		c.cmd(tc.line, tc.want)
 	}
 	c.cmd("HELO client.example", "250 mx.test")
-	c.cmd("RCPT TO:<alice@mailbox.example>", "502 5.5.1") // HELO reset the transaction
+	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1") // HELO reset the transaction
 }
 
 // TestProtocolErrorLimit: unknown commands count towards MaxErrors.
