@@ -136,8 +136,14 @@ func TestDKIMSubmissionSigned(t *testing.T) {
 			t.Fatalf("swaks: %s", out)
 		}
 	}
+	// A message that is all header (no body, no empty line: valid, RFC
+	// 5322 §3.5) is signed too; it used to get 451 on every try.
+	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"alice@hosted-domain.com"},
+		"From: test0@hosted-domain.com\r\nSubject: only a header\r\n"); err != nil {
+		t.Fatalf("header-only submission: %v", err)
+	}
 	files := s.maildirFiles(t, "alice", "new")
-	if len(files) != 2 {
+	if len(files) != 3 {
 		t.Fatalf("alice has %d messages", len(files))
 	}
 	for _, f := range files {

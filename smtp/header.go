@@ -32,6 +32,12 @@ type headerInfo struct {
 	// <addr>" of Received: fields this host wrote (by <host> (courriel)):
 	// the recipients this message already reached once.
 	seen map[string]bool
+	// bodyAt is where the empty line that separates header and body is
+	// missing (RFC 5322 §2.1: it is not optional): at 0 when the message
+	// has no header field at all, at a line that is no field, or at the
+	// end of a message that is all header. -1 when the separator is there,
+	// or the header is too long to tell.
+	bodyAt int64
 }
 
 // scanHeader reads the header section of c (up to the first empty line,
@@ -46,7 +52,7 @@ const headerBuffer = 4096
 // scanHeaderWith is scanHeader reading through br (reset here), a
 // Server's pooled one.
 func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) headerInfo {
-	h := headerInfo{seen: map[string]bool{}}
+	h := headerInfo{seen: map[string]bool{}, bodyAt: -1}
 	br.Reset(io.NewSectionReader(c, 0, min(c.Size(), maxHeaderScan)))
 	var field []byte // the current field, unfolded, bounded
 	flush := func() {
@@ -55,9 +61,13 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 		}
 		field = field[:0]
 	}
+	var off int64 // where line starts in c
 	for {
-		line, err := readLineStart(br, maxFieldScan)
+		line, n, err := readLineStart(br, maxFieldScan)
 		if len(line) == 0 && err != nil {
+			if c.Size() <= maxHeaderScan {
+				h.bodyAt = c.Size() // all header, no empty line
+			}
 			break
 		}
 		if len(line) == 0 { // the empty line: the body starts
@@ -65,8 +75,10 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 		}
 		cont := line[0] == ' ' || line[0] == '\t'
 		if (cont && len(field) == 0) || (!cont && !isFieldLine(line)) {
+			h.bodyAt = off
 			break // not a header line: the body starts here (RFC 5322 §2.2)
 		}
+		off += int64(n)
 		if cont {
 			// Unfolded with one space for the fold's white space, so
 			// that "id X\r\n\tfor <a>" reads "id X for <a>".
@@ -79,6 +91,9 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 			field = append(field, line...)
 		}
 		if err != nil {
+			if c.Size() <= maxHeaderScan {
+				h.bodyAt = c.Size()
+			}
 			break
 		}
 	}
@@ -105,12 +120,12 @@ func isFieldLine(l []byte) bool {
 // readLineStart returns up to n octets of the next line without its line
 // ending, skipping the rest of a longer line. A line that fits br's buffer
 // is returned in it, valid until br's next read.
-func readLineStart(br *bufio.Reader, n int) ([]byte, error) {
-	var line []byte
+func readLineStart(br *bufio.Reader, n int) (line []byte, read int, err error) {
 	for {
 		frag, err := br.ReadSlice('\n')
+		read += len(frag)
 		if line == nil && err != bufio.ErrBufferFull {
-			return bytes.TrimRight(frag[:min(len(frag), n)], "\r\n"), err
+			return bytes.TrimRight(frag[:min(len(frag), n)], "\r\n"), read, err
 		}
 		if room := n - len(line); room > 0 {
 			line = append(line, frag[:min(len(frag), room)]...)
@@ -119,7 +134,7 @@ func readLineStart(br *bufio.Reader, n int) ([]byte, error) {
 			continue
 		}
 		line = bytes.TrimRight(line, "\r\n")
-		return line, err
+		return line, read, err
 	}
 }
 

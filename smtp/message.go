@@ -158,6 +158,40 @@ func (f *textFilter) end() error {
 
 // joined is a trace header and a message as one delivery.Content, without
 // copying the message.
+// spliced is c with insert placed at offset at: the empty line a message
+// lacks between its header and its body (headerInfo.bodyAt), added as
+// Postfix's cleanup adds it, so that what follows is stored, signed and
+// relayed as a body instead of folded into the last field.
+type spliced struct {
+	c      delivery.Content
+	at     int64
+	insert []byte
+}
+
+func (s spliced) Size() int64 { return s.c.Size() + int64(len(s.insert)) }
+
+func (s spliced) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	if off < s.at { // before the insert
+		m, err := s.c.ReadAt(p[:min(int64(len(p)), s.at-off)], off)
+		n += m
+		if n == len(p) || (err != nil && err != io.EOF) || m < int(min(int64(len(p)), s.at-off)) {
+			return n, err
+		}
+		off += int64(m)
+	}
+	if i := off - s.at; i < int64(len(s.insert)) { // within the insert
+		m := copy(p[n:], s.insert[i:])
+		n += m
+		off += int64(m)
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	m, err := s.c.ReadAt(p[n:], off-int64(len(s.insert)))
+	return n + m, err
+}
+
 type joined struct {
 	head []byte
 	body delivery.Content

@@ -376,3 +376,40 @@ func TestScanHeaderAllocationsDoNotGrowWithFields(t *testing.T) {
 		t.Errorf("%v allocations for 40 fields, %v for 2", many, few)
 	}
 }
+
+// A message without the empty line between header and body gets one where
+// the body starts (Postfix's cleanup does the same): otherwise what follows
+// is read as part of the last field, or signing fails on a header with no
+// end (a header-only submission got 451 on every try).
+func TestMissingHeaderSeparator(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"complete", "Subject: a\r\n\r\nbody\r\n", "Subject: a\r\n\r\nbody\r\n"},
+		{"header only", "Subject: only\r\n", "Subject: only\r\n\r\n"},
+		{"folded header only", "Subject: a\r\n b\r\n", "Subject: a\r\n b\r\n\r\n"},
+		{"no header", "hello, no header\r\n", "\r\nhello, no header\r\n"},
+		{"leading space", " indented first line\r\n", "\r\n indented first line\r\n"},
+		{"body without separator", "Subject: a\r\nnot a field\r\nmore\r\n", "Subject: a\r\n\r\nnot a field\r\nmore\r\n"},
+		{"empty", "", "\r\n"},
+	} {
+		hi := scanHeader(delivery.MemContent(c.in), "mx.test")
+		var body delivery.Content = delivery.MemContent(c.in)
+		if hi.bodyAt >= 0 {
+			body = spliced{c: body, at: hi.bodyAt, insert: []byte("\r\n")}
+		}
+		for _, chunk := range []int{1, 2, 3, 7, 64} { // every split of the insert
+			var got []byte
+			buf := make([]byte, chunk)
+			for off := int64(0); ; {
+				n, err := body.ReadAt(buf, off)
+				got = append(got, buf[:n]...)
+				off += int64(n)
+				if err != nil || n == 0 {
+					break
+				}
+			}
+			if string(got) != c.want || body.Size() != int64(len(c.want)) {
+				t.Errorf("%s, reads of %d: %q (size %d), want %q", c.name, chunk, got, body.Size(), c.want)
+			}
+		}
+	}
+}
