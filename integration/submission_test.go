@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bytes"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,6 +46,25 @@ func TestSubmissionSwaks(t *testing.T) {
 	}
 	if n := len(s.maildirFiles(t, "alice", "new")); n != 3 {
 		t.Errorf("alice has %d messages, want 3", n)
+	}
+	// The secret copy's address never reaches anyone, nor a sender's
+	// Return-Path (Postfix's message_drop_headers).
+	out, _ := run(t, "", "swaks", append([]string{"--server", s.Sub, "--tls", "-au", "xomail", "-ap", testenv.XomailPassword,
+		"--from", "test0@hosted-domain.com", "--to", "bob@hosted-domain.com,contact@example.org",
+		"--header", "Bcc: contact@example.org", "--add-header", "Return-Path: <forged@evil.example>"}, ca...)...)
+	if !regexp.MustCompile(`<[-~]  250 2\.0\.0 OK: queued`).MatchString(out) {
+		t.Fatalf("submission with Bcc:\n%s", out)
+	}
+	for _, user := range []string{"bob", "alice"} {
+		files := s.maildirFiles(t, user, "new")
+		b, err := os.ReadFile(files[len(files)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte("X-Mailer: swaks")) || bytes.Contains(b, []byte("Bcc:")) || bytes.Contains(b, []byte("forged@evil.example")) ||
+			!bytes.HasPrefix(b, []byte("Return-Path: <test0@hosted-domain.com>\n")) {
+			t.Errorf("%s's copy keeps Bcc: or the sender's Return-Path:\n%s", user, b)
+		}
 	}
 	if out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "x@example.net", "--to", "x@foreign.example"); !strings.Contains(out, "554 5.7.1") {
 		t.Errorf("port 25 relays without AUTH:\n%s", out)

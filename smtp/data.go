@@ -82,9 +82,7 @@ func (s *session) data(r io.Reader) error {
 	hi := scanHeaderWith(body, s.srv.o.Hostname, br)
 	br.Reset(nil)
 	s.srv.headerReaders.Put(br)
-	if hi.bodyAt >= 0 {
-		body = spliced{c: body, at: hi.bodyAt, insert: []byte("\r\n")}
-	}
+	body = edit(body, hi.drops, hi.bodyAt, crlf)
 	if hi.received > hopLimit {
 		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
 		return s.fail(stageData, replyTooManyHops)

@@ -38,7 +38,19 @@ type headerInfo struct {
 	// end of a message that is all header. -1 when the separator is there,
 	// or the header is too long to tell.
 	bodyAt int64
+	// drops are the [start, end) ranges of the fields nobody downstream
+	// may see (dropFields), in order.
+	drops [][2]int64
 }
+
+// dropFields are removed from every message, as Postfix's default
+// message_drop_headers removes them: a Bcc: would tell every recipient
+// who was copied in secret, and Return-Path: and Content-Length: are the
+// delivery's to write, never the sender's.
+var dropFields = [][]byte{[]byte("Bcc"), []byte("Resent-Bcc"), []byte("Return-Path"), []byte("Content-Length")}
+
+// maxDrops bounds the fields removed from one message (the rest stay).
+const maxDrops = 1000
 
 // scanHeader reads the header section of c (up to the first empty line,
 // at most maxHeaderScan octets) and unfolds its fields.
@@ -55,9 +67,10 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 	h := headerInfo{seen: map[string]bool{}, bodyAt: -1}
 	br.Reset(io.NewSectionReader(c, 0, min(c.Size(), maxHeaderScan)))
 	var field []byte // the current field, unfolded, bounded
-	flush := func() {
-		if len(field) > 0 {
-			h.field(field, hostname)
+	var start int64  // where it starts in c
+	flush := func(end int64) {
+		if len(field) > 0 && h.field(field, hostname) && len(h.drops) < maxDrops {
+			h.drops = append(h.drops, [2]int64{start, end})
 		}
 		field = field[:0]
 	}
@@ -78,6 +91,7 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 			h.bodyAt = off
 			break // not a header line: the body starts here (RFC 5322 §2.2)
 		}
+		lineStart := off
 		off += int64(n)
 		if cont {
 			// Unfolded with one space for the fold's white space, so
@@ -87,7 +101,8 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 				field = append(field, line[:min(len(line), room)]...)
 			}
 		} else {
-			flush()
+			flush(lineStart)
+			start = lineStart
 			field = append(field, line...)
 		}
 		if err != nil {
@@ -97,7 +112,7 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 			break
 		}
 	}
-	flush()
+	flush(off)
 	return h
 }
 
@@ -138,11 +153,12 @@ func readLineStart(br *bufio.Reader, n int) (line []byte, read int, err error) {
 	}
 }
 
-// field records one unfolded header field.
-func (h *headerInfo) field(f []byte, hostname string) {
+// field records one unfolded header field, and says whether it is one of
+// dropFields.
+func (h *headerInfo) field(f []byte, hostname string) (drop bool) {
 	colon := bytes.IndexByte(f, ':')
 	if colon <= 0 {
-		return
+		return false
 	}
 	// The name and value stay bytes: only the two fields whose values are
 	// kept become strings (every message has a handful of fields).
@@ -163,6 +179,12 @@ func (h *headerInfo) field(f []byte, hostname string) {
 	case bytes.EqualFold(name, []byte("From")):
 		h.from = true
 	}
+	for _, d := range dropFields {
+		if bytes.EqualFold(name, d) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *headerInfo) addSeen(addr string) {

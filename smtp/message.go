@@ -158,38 +158,87 @@ func (f *textFilter) end() error {
 
 // joined is a trace header and a message as one delivery.Content, without
 // copying the message.
-// spliced is c with insert placed at offset at: the empty line a message
-// lacks between its header and its body (headerInfo.bodyAt), added as
+// edited is a message as the header scan asked it changed (headerInfo):
+// the fields of dropFields cut out, and the empty line a message lacks
+// between its header and its body added where the body starts, as
 // Postfix's cleanup adds it, so that what follows is stored, signed and
-// relayed as a body instead of folded into the last field.
-type spliced struct {
-	c      delivery.Content
-	at     int64
-	insert []byte
+// relayed as a body instead of folded into the last field. The content
+// itself, spooled or in memory, is never copied.
+type edited struct {
+	c    delivery.Content
+	segs []segment
+	size int64
 }
 
-func (s spliced) Size() int64 { return s.c.Size() + int64(len(s.insert)) }
+// segment is n octets of c from off, or lit.
+type segment struct {
+	off, n int64
+	lit    []byte
+}
 
-func (s spliced) ReadAt(p []byte, off int64) (int, error) {
-	n := 0
-	if off < s.at { // before the insert
-		m, err := s.c.ReadAt(p[:min(int64(len(p)), s.at-off)], off)
-		n += m
-		if n == len(p) || (err != nil && err != io.EOF) || m < int(min(int64(len(p)), s.at-off)) {
-			return n, err
-		}
-		off += int64(m)
+// edit returns c with the ranges drops (ascending, disjoint) removed and
+// insert placed at offset at, which is not before the last range (at < 0:
+// nothing inserted); c itself when there is nothing to change.
+func edit(c delivery.Content, drops [][2]int64, at int64, insert []byte) delivery.Content {
+	if len(drops) == 0 && at < 0 {
+		return c
 	}
-	if i := off - s.at; i < int64(len(s.insert)) { // within the insert
-		m := copy(p[n:], s.insert[i:])
-		n += m
-		off += int64(m)
+	e := &edited{c: c}
+	keep := func(from, to int64) {
+		if to > from {
+			e.segs = append(e.segs, segment{off: from, n: to - from})
+			e.size += to - from
+		}
+	}
+	pos := int64(0)
+	for _, d := range drops {
+		keep(pos, d[0])
+		pos = d[1]
+	}
+	if at >= 0 {
+		at = max(at, pos)
+		keep(pos, at)
+		e.segs = append(e.segs, segment{n: int64(len(insert)), lit: insert})
+		e.size += int64(len(insert))
+		pos = at
+	}
+	keep(pos, c.Size())
+	return e
+}
+
+func (e *edited) Size() int64 { return e.size }
+
+func (e *edited) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	var base int64 // where the segment starts in e
+	for _, s := range e.segs {
 		if n == len(p) {
 			return n, nil
 		}
+		if off+int64(n) >= base+s.n {
+			base += s.n
+			continue
+		}
+		in := off + int64(n) - base // offset within the segment
+		want := min(int64(len(p)-n), s.n-in)
+		if s.lit != nil {
+			n += copy(p[n:n+int(want)], s.lit[in:])
+		} else {
+			m, err := e.c.ReadAt(p[n:n+int(want)], s.off+in)
+			n += m
+			if int64(m) < want {
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return n, err
+			}
+		}
+		base += s.n
 	}
-	m, err := s.c.ReadAt(p[n:], off-int64(len(s.insert)))
-	return n + m, err
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 type joined struct {

@@ -380,8 +380,9 @@ func TestScanHeaderAllocationsDoNotGrowWithFields(t *testing.T) {
 // A message without the empty line between header and body gets one where
 // the body starts (Postfix's cleanup does the same): otherwise what follows
 // is read as part of the last field, or signing fails on a header with no
-// end (a header-only submission got 451 on every try).
-func TestMissingHeaderSeparator(t *testing.T) {
+// end (a header-only submission got 451 on every try). The fields Postfix
+// drops by default go.
+func TestHeaderEdits(t *testing.T) {
 	for _, c := range []struct{ name, in, want string }{
 		{"complete", "Subject: a\r\n\r\nbody\r\n", "Subject: a\r\n\r\nbody\r\n"},
 		{"header only", "Subject: only\r\n", "Subject: only\r\n\r\n"},
@@ -390,12 +391,16 @@ func TestMissingHeaderSeparator(t *testing.T) {
 		{"leading space", " indented first line\r\n", "\r\n indented first line\r\n"},
 		{"body without separator", "Subject: a\r\nnot a field\r\nmore\r\n", "Subject: a\r\n\r\nnot a field\r\nmore\r\n"},
 		{"empty", "", "\r\n"},
+		// Postfix's message_drop_headers: bcc, content-length, resent-bcc,
+		// return-path, folded lines included, whatever the case.
+		{"bcc", "To: a@x\r\nBcc: secret@y,\r\n other@z\r\nSubject: s\r\n\r\nBcc: in the body\r\n", "To: a@x\r\nSubject: s\r\n\r\nBcc: in the body\r\n"},
+		{"all four", "return-path: <f@x>\r\nCONTENT-LENGTH: 5\r\nSubject: s\r\nResent-Bcc: r@y\r\nbcc:\r\n\r\nx\r\n", "Subject: s\r\n\r\nx\r\n"},
+		{"last field, no body", "Subject: s\r\nBcc: b@y\r\n", "Subject: s\r\n\r\n"},
+		{"dropped, then no separator", "Bcc: b@y\r\nbody line\r\n", "\r\nbody line\r\n"},
+		{"look-alikes stay", "Bccx: 1\r\nX-Bcc: 2\r\n\r\n", "Bccx: 1\r\nX-Bcc: 2\r\n\r\n"},
 	} {
 		hi := scanHeader(delivery.MemContent(c.in), "mx.test")
-		var body delivery.Content = delivery.MemContent(c.in)
-		if hi.bodyAt >= 0 {
-			body = spliced{c: body, at: hi.bodyAt, insert: []byte("\r\n")}
-		}
+		body := edit(delivery.MemContent(c.in), hi.drops, hi.bodyAt, crlf)
 		for _, chunk := range []int{1, 2, 3, 7, 64} { // every split of the insert
 			var got []byte
 			buf := make([]byte, chunk)
