@@ -44,6 +44,22 @@ func (a address) String() string { return a.Local + "@" + a.Domain }
 // allowed only when the client gave SMTPUTF8 (RFC 6531 §3.3), and must be
 // valid UTF-8 without control characters.
 func parseAddress(s string, smtputf8 bool) (address, error) {
+	return parseMailbox(s, smtputf8, true)
+}
+
+// parseSender is parseAddress for a reverse-path: '%' and '!' are plain
+// characters of a sender's local part (RFC 5321 allows them; Postfix takes
+// them), since nothing is ever routed by a sender's address here.
+func parseSender(s string, smtputf8 bool) (address, error) {
+	return parseMailbox(s, smtputf8, false)
+}
+
+func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
+	// A fully qualified name's root dot ("alice@example.org."), as Postfix
+	// takes it: the same domain.
+	if t, ok := strings.CutSuffix(s, "."); ok && !strings.HasSuffix(t, ".") && !strings.HasSuffix(t, "@") {
+		s = t
+	}
 	if len(s)+2 > maxPath {
 		return address{}, errAddrLength
 	}
@@ -55,7 +71,7 @@ func parseAddress(s string, smtputf8 bool) (address, error) {
 		return address{}, errAddrSyntax
 	}
 	local, domain := s[:at], s[at+1:]
-	if strings.ContainsAny(local, "@%!") || strings.HasPrefix(domain, "[") {
+	if strings.ContainsRune(local, '@') || strings.HasPrefix(domain, "[") || recipient && strings.ContainsAny(local, "%!") {
 		return address{}, errRelayTrick
 	}
 	if local == "" || domain == "" {

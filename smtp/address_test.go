@@ -38,7 +38,9 @@ func TestParseAddress(t *testing.T) {
 		{"a\"b@example.com", false, "", errAddrSyntax},
 		{"a\x00b@example.com", false, "", errAddrSyntax},
 		{"a\r\nb@example.com", false, "", errAddrSyntax},
-		{"a@example.com.", false, "", errAddrSyntax},
+		{"a@example.com.", false, "a@example.com", nil}, // the root's dot, as Postfix reads it
+		{"a@example.com..", false, "", errAddrSyntax},
+		{"a@.", false, "", errAddrSyntax},
 		{"a@.example.com", false, "", errAddrSyntax},
 		{"a@exa..mple.com", false, "", errAddrSyntax},
 		{"a@-x.com", false, "", errAddrSyntax},
@@ -62,6 +64,35 @@ func TestParseAddress(t *testing.T) {
 		}
 		if err != nil || got.String() != tc.want {
 			t.Errorf("parseAddress(%q) = %q, %v; want %q", tc.in, got.String(), err, tc.want)
+		}
+	}
+}
+
+// A sender's local part may hold '%' and '!' (nothing is routed by it);
+// the rest is as for recipients.
+func TestParseSender(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want string
+		err  error
+	}{
+		{"list-bounces%x@example.org", "list-bounces%x@example.org", nil},
+		{"uucp!user@example.org", "uucp!user@example.org", nil},
+		{"a@b@example.com", "", errRelayTrick},
+		{"a@[192.0.2.1]", "", errRelayTrick},
+		{"a b@example.com", "", errAddrSyntax},
+		{"sender@example.org.", "sender@example.org", nil},
+	} {
+		got, err := parseSender(tc.in, false)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("parseSender(%q) = %v, %v; want error %v", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("parseSender(%q) = %q, %v; want %q", tc.in, got.String(), err, tc.want)
 		}
 	}
 }

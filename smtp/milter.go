@@ -171,7 +171,7 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 
 func (s *session) milterChangeFrom(log *slog.Logger, from string) {
 	if from != "" {
-		a, err := parseAddress(from, s.tx.utf8)
+		a, err := parseSender(from, s.tx.utf8)
 		if err != nil {
 			log.Warn("milter sender change ignored: bad address", "from", sanitize(from, 300), "err", err)
 			return

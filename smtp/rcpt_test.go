@@ -34,7 +34,8 @@ func TestRcptReplies(t *testing.T) {
 		{"x@foreign.example", "554 5.7.1 Relay access denied"},
 		{"a..b@mailbox.example", "501 5.1.3"},
 		{".a@mailbox.example", "501 5.1.3"},
-		{"a@mailbox.example.", "501 5.1.3"},
+		{"alice@mailbox.example.", "250 "}, // the root's dot: the same domain
+		{"a@mailbox.example..", "501 5.1.3"},
 		{"a@mailbox..example", "501 5.1.3"},
 		{"a@-mailbox.example", "501 5.1.3"},
 		{strings.Repeat("a", 65) + "@mailbox.example", "501 5.1.3"},

@@ -179,7 +179,7 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	}
 	utf8 := opts != nil && opts.UTF8
 	if from != "" {
-		a, err := parseAddress(from, utf8)
+		a, err := parseSender(from, utf8)
 		switch {
 		case errors.Is(err, errNeedUTF8):
 			return s.fail(stageMail, replyNeedUTF8)
