@@ -17,7 +17,7 @@ type checkEnv struct {
 	cert, key, vmail, queue, smtp string
 	submission                    string
 	readerPassword                string
-	passwordFile                  bool // bind_password_file instead of bind_password
+	passwordFile                  bool   // bind_password_file instead of bind_password
 	extra                         string // appended TOML
 }
 
