@@ -83,6 +83,9 @@ func (s *session) data(r io.Reader) error {
 	br.Reset(nil)
 	s.srv.headerReaders.Put(br)
 	body = edit(body, hi.drops, hi.bodyAt, crlf)
+	// RFC 6531 §3.4: a message sent with SMTPUTF8 whose header needs it
+	// keeps it at the next hop (or bounces there if none offers it).
+	s.tx.needUTF8 = s.tx.utf8 && hi.utf8
 	if hi.received > hopLimit {
 		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
 		return s.fail(stageData, replyTooManyHops)

@@ -707,5 +707,37 @@ func TestForwardIsOneRecipient(t *testing.T) {
 		if !strings.Contains(logs.String(), "nrcpt=1 ") {
 			t.Errorf("%s: the accepted line does not count one RCPT:\n%s", rcpt, logs.String())
 		}
+		// The queue is told which alias each outside copy came for.
+		for _, r := range q[0].env.Recipients {
+			if r.OrigTo != rcpt {
+				t.Errorf("%s: the copy for %s has orig_to %q", rcpt, r.Addr, r.OrigTo)
+			}
+		}
+	}
+}
+
+// The queue keeps SMTPUTF8 for a message whose sender asked for it and
+// whose header needs it (RFC 6531 §3.4), and only then.
+func TestSMTPUTF8Queued(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, mail, header string
+		want               bool
+	}{
+		{"asked, UTF-8 header", "MAIL FROM:<s@foreign.example> SMTPUTF8", "Subject: caf\u00e9", true},
+		{"asked, ASCII header", "MAIL FROM:<s@foreign.example> SMTPUTF8", "Subject: cafe", false},
+		{"not asked, 8-bit header", "MAIL FROM:<s@foreign.example> BODY=8BITMIME", "Subject: caf\u00e9", false},
+	} {
+		e := newEnv(t, Inbound, nil)
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd(tc.mail, "250 ")
+		c.cmd("RCPT TO:<fwd@hosted.example>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.cmd(tc.header+"\r\n\r\nx\r\n.", "250 ")
+		q := e.queue.all()
+		if len(q) != 1 || q[0].env.SMTPUTF8 != tc.want {
+			t.Errorf("%s: queued %d, SMTPUTF8 %v, want %v", tc.name, len(q), len(q) == 1 && q[0].env.SMTPUTF8, tc.want)
+		}
 	}
 }

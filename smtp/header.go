@@ -41,6 +41,8 @@ type headerInfo struct {
 	// drops are the [start, end) ranges of the fields nobody downstream
 	// may see (dropFields), in order.
 	drops [][2]int64
+	// utf8: some field holds an octet over 127 (RFC 6532 UTF-8).
+	utf8 bool
 }
 
 // dropFields are removed from every message, as Postfix's default
@@ -93,6 +95,9 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 		}
 		lineStart := off
 		off += int64(n)
+		if !h.utf8 {
+			h.utf8 = hasHigh(line)
+		}
 		if cont {
 			// Unfolded with one space for the fold's white space, so
 			// that "id X\r\n\tfor <a>" reads "id X for <a>".
@@ -114,6 +119,15 @@ func scanHeaderWith(c delivery.Content, hostname string, br *bufio.Reader) heade
 	}
 	flush(off)
 	return h
+}
+
+func hasHigh(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // isFieldLine: the line starts with a field name (printable ASCII but

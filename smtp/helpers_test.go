@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/internal/testenv"
 )
@@ -199,6 +200,7 @@ type queued struct {
 	rcpts []string // remote
 	local []delivery.Recipient
 	data  []byte
+	env   *queue.Message // the remote recipients, with Accept's options applied
 }
 
 // fakeQueue is the queue's Accept: it records the message and, as the real
@@ -211,14 +213,21 @@ type fakeQueue struct {
 	local *fakeDeliverer
 }
 
-func (q *fakeQueue) Accept(ctx context.Context, _, from string, remote []string, local []delivery.Recipient, content delivery.Content) (string, []error, error) {
+func (q *fakeQueue) Accept(ctx context.Context, _, from string, remote []string, local []delivery.Recipient, content delivery.Content, opts ...queue.Option) (string, []error, error) {
 	data := contentBytes(content)
+	env := &queue.Message{From: from}
+	for _, r := range remote {
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
+	}
+	for _, o := range opts {
+		o(env)
+	}
 	q.mu.Lock()
 	if q.fail != nil {
 		q.mu.Unlock()
 		return "", nil, q.fail
 	}
-	q.got = append(q.got, queued{from, slices.Clone(remote), slices.Clone(local), data})
+	q.got = append(q.got, queued{from, slices.Clone(remote), slices.Clone(local), data, env})
 	id := fmt.Sprintf("Q%d", len(q.got))
 	q.mu.Unlock()
 	var errs []error

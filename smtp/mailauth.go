@@ -10,6 +10,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 )
 
 // Signer DKIM-signs what the submission listeners accept
@@ -75,7 +76,7 @@ type SRS interface {
 // forwardQueue is a Queue that sends the remote copies with another
 // envelope sender than the local ones show (*queue.Queue).
 type forwardQueue interface {
-	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error)
+	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...queue.Option) (id string, localErrs []error, err error)
 }
 
 // mailAuth is the mail authentication step of data: on port 25, the
@@ -172,12 +173,19 @@ func (s *session) srsSender(log *slog.Logger, spfFailed bool) {
 // accept queues the message (store), with the forwards' own sender when
 // srsSender chose one.
 func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (string, []error, error) {
+	var opts []queue.Option
+	if len(s.tx.origTo) > 0 {
+		opts = append(opts, queue.WithOrigTo(s.tx.origTo))
+	}
+	if s.tx.needUTF8 {
+		opts = append(opts, queue.WithSMTPUTF8())
+	}
 	if s.tx.remoteFrom != nil {
 		if fq, ok := q.(forwardQueue); ok {
-			return fq.AcceptForward(ctx, s.tx.id, s.tx.from, *s.tx.remoteFrom, s.tx.remote, s.tx.local, data)
+			return fq.AcceptForward(ctx, s.tx.id, s.tx.from, *s.tx.remoteFrom, s.tx.remote, s.tx.local, data, opts...)
 		}
 	}
-	return q.Accept(ctx, s.tx.id, s.tx.from, s.tx.remote, s.tx.local, data)
+	return q.Accept(ctx, s.tx.id, s.tx.from, s.tx.remote, s.tx.local, data, opts...)
 }
 
 // rcptSRS takes a recipient that is one of our SRS addresses (a bounce of

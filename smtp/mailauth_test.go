@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 )
 
 // fakeChecker answers one verdict and records what it was given.
@@ -150,11 +151,11 @@ type fwdQueue struct {
 	from, rfrom []string
 }
 
-func (q *fwdQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+func (q *fwdQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...queue.Option) (string, []error, error) {
 	q.mu.Lock()
 	q.from, q.rfrom = append(q.from, from), append(q.rfrom, remoteFrom)
 	q.mu.Unlock()
-	return q.fakeQueue.Accept(ctx, msgID, from, remote, local, data)
+	return q.fakeQueue.Accept(ctx, msgID, from, remote, local, data, opts...)
 }
 
 // TestSRSHooks: port 25's forwards leave from the SRS sender (from <> when

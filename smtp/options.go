@@ -14,6 +14,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/loginguard"
 	"courriel/milter"
@@ -83,7 +84,7 @@ type Deliverer interface {
 // the message is durably queued for every recipient, and local copies were
 // tried once (localErrs: their outcomes); on an error nothing was stored.
 type Queue interface {
-	Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error)
+	Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...queue.Option) (id string, localErrs []error, err error)
 }
 
 // BareNewline is what DATA does with a line ending in a bare LF, named

@@ -79,6 +79,12 @@ type txn struct {
 	// remoteFrom, when set, is the envelope sender of the remote copies
 	// (SRS, or <> after an SPF failure; see mailAuth).
 	remoteFrom *string
+	// origTo maps a remote copy an alias expanded to, to the RCPT that
+	// named the alias (the queue's orig_to=); nil when there is none.
+	origTo map[string]string
+	// needUTF8: the client asked for SMTPUTF8 and the header holds UTF-8,
+	// so the remote copies need SMTPUTF8 at the next hop (set at DATA).
+	needUTF8 bool
 }
 
 // newSession starts the session of a HELO or EHLO: the first on the
@@ -385,7 +391,15 @@ func (s *session) rcpt(to string, byMilter bool) error {
 	forwards := false
 	for i, d := range res.Destinations {
 		if d.Remote {
-			forwards = forwards || dedupeKey(d.Address) != dedupeKey(addr)
+			if dedupeKey(d.Address) != dedupeKey(addr) {
+				forwards = true
+				if _, ok := s.tx.origTo[d.Address]; !ok && len(s.tx.origTo) < s.srv.o.MaxRecipients {
+					if s.tx.origTo == nil {
+						s.tx.origTo = map[string]string{}
+					}
+					s.tx.origTo[d.Address] = addr // the first alias that reached it
+				}
+			}
 			s.addRemote(d.Address)
 			continue
 		}

@@ -220,7 +220,7 @@ func interrupted(ctx context.Context, res []result) []result {
 // the connection is no longer usable; a stale one (a cached session found
 // dead before anything was sent on it) leaves res untouched.
 func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, res []result) *failure {
-	utf8 := !isASCII(m.From)
+	utf8 := m.SMTPUTF8 || !isASCII(m.From)
 	for _, idx := range g.rcpts {
 		utf8 = utf8 || !isASCII(m.Recipients[idx].Addr)
 	}

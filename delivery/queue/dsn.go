@@ -94,6 +94,9 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, idx []int, headers []byte, no
 	for _, i := range idx {
 		r := m.Recipients[i]
 		b.WriteString("\r\n")
+		if r.OrigTo != "" {
+			writeField(&b, "Original-Recipient", "rfc822; "+r.OrigTo)
+		}
 		writeField(&b, "Final-Recipient", "rfc822; "+r.Addr)
 		writeField(&b, "Action", kind.String())
 		status := r.Status

@@ -23,7 +23,12 @@ const (
 
 // Recipient is one envelope recipient and its delivery state.
 type Recipient struct {
-	Addr        string    `json:"addr"`
+	Addr string `json:"addr"`
+	// OrigTo is the address the client named when an alias of ours
+	// expanded to Addr, a remote one (WithOrigTo): the orig_to= of its
+	// delivery lines and the Original-Recipient of its DSN. Local copies
+	// keep theirs in Local.
+	OrigTo      string    `json:"orig_to,omitempty"`
 	State       State     `json:"state"`
 	Attempts    int       `json:"attempts,omitempty"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
@@ -81,6 +86,10 @@ type Message struct {
 	Size        int64       `json:"size"`
 	Recipients  []Recipient `json:"rcpts"`
 	DelayWarned bool        `json:"delay_warned,omitempty"`
+	// SMTPUTF8: the sender asked for SMTPUTF8 and the message needs it
+	// (WithSMTPUTF8): it leaves only with SMTPUTF8, or bounces (RFC 6531
+	// §3.2). Non-ASCII envelope addresses need it regardless.
+	SMTPUTF8 bool `json:"smtputf8,omitempty"`
 	// NotifyAfter delays the next try to send a DSN after one failed.
 	NotifyAfter time.Time `json:"notify_after,omitzero"`
 }

@@ -31,6 +31,7 @@ type tx struct {
 	data  string
 	tls   bool
 	user  string // AUTH identity, "" if none
+	utf8  bool   // MAIL had SMTPUTF8
 }
 
 type sinkOptions struct {
@@ -42,6 +43,7 @@ type sinkOptions struct {
 	data     func(n int) error
 	user     string // AUTH PLAIN credentials accepted, if set
 	password string
+	noUTF8   bool // SMTPUTF8 not offered
 }
 
 type sink struct {
@@ -71,7 +73,7 @@ func newSink(t testing.TB, o sinkOptions) *sink {
 	srv.Domain = "sink.test"
 	srv.ErrorLog = nopLogger{}
 	srv.TLSConfig = o.startTLS
-	srv.EnableSMTPUTF8 = true
+	srv.EnableSMTPUTF8 = !o.noUTF8
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
 	l = &countingListener{Listener: l, s: s}
@@ -165,11 +167,11 @@ type sinkSession struct {
 
 func (ss *sinkSession) Reset()        { ss.cur = tx{} }
 func (ss *sinkSession) Logout() error { return nil }
-func (ss *sinkSession) Mail(from string, _ *gosmtp.MailOptions) error {
+func (ss *sinkSession) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.s.o.user != "" && ss.user == "" {
 		return gosmtp.ErrAuthRequired
 	}
-	ss.cur = tx{from: from}
+	ss.cur = tx{from: from, utf8: opts != nil && opts.UTF8}
 	return nil
 }
 

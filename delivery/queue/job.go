@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -91,7 +92,7 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 	for i, idx := range g.rcpts {
 		r, x := &m.Recipients[idx], res[i]
 		if x.out == outInterrupted {
-			q.logAttempt(m, r.Addr, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now, "")
+			q.logAttempt(m, r, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now, "")
 			continue
 		}
 		changed = true
@@ -124,19 +125,19 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 			}
 			word = "deferred"
 		}
-		q.logAttempt(m, r.Addr, x.relay, r.Status, word, reason, now, x.tls)
+		q.logAttempt(m, r, x.relay, r.Status, word, reason, now, x.tls)
 	}
 	return changed
 }
 
 // logAttempt writes the Postfix-style line for one recipient attempt:
 // msg_id, queue_id, to=, relay=, delay=, dsn=, status= (reason).
-func (q *Queue) logAttempt(m *Message, to, relay, dsn, word, reason string, now time.Time, tlsInfo string) {
+func (q *Queue) logAttempt(m *Message, r *Recipient, relay, dsn, word, reason string, now time.Time, tlsInfo string) {
 	if relay == "" {
 		relay = "none"
 	}
 	attrs := []any{
-		"to", "<" + to + ">",
+		"to", "<" + r.Addr + ">",
 		"relay", relay,
 		"delay", strconv.FormatFloat(now.Sub(m.Created).Seconds(), 'f', 2, 64),
 		"dsn", dsn,
@@ -144,6 +145,14 @@ func (q *Queue) logAttempt(m *Message, to, relay, dsn, word, reason string, now 
 	}
 	if tlsInfo != "" {
 		attrs = append(attrs, "tls", tlsInfo)
+	}
+	// Postfix's orig_to=: which of our addresses the mail came for.
+	orig := r.OrigTo
+	if r.Local != nil {
+		orig = r.Local.OrigTo
+	}
+	if orig != "" && !strings.EqualFold(orig, r.Addr) {
+		attrs = append(attrs, "orig_to", "<"+orig+">")
 	}
 	q.logFor(m).Info("delivery", attrs...)
 }

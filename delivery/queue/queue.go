@@ -185,26 +185,50 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 // msgID is the message's id where it came from (the SMTP transaction's),
 // kept in the envelope and logged as msg_id by every line about it; "" for
 // none (the queue id stands in).
-func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
-	return q.accept(ctx, msgID, from, nil, remote, local, data)
+func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, localErrs []error, err error) {
+	return q.accept(ctx, msgID, from, nil, remote, local, data, opts)
 }
+
+// Option adds to a message's envelope what Accept's arguments do not say.
+type Option func(*Message)
+
+// WithOrigTo names, for remote recipients an alias expanded to (the keys),
+// the address the client gave (the values).
+func WithOrigTo(orig map[string]string) Option {
+	return func(m *Message) {
+		for i := range m.Recipients {
+			if r := &m.Recipients[i]; r.Local == nil {
+				if o := orig[r.Addr]; o != "" && o != r.Addr && validAddress(o) {
+					r.OrigTo = o
+				}
+			}
+		}
+	}
+}
+
+// WithSMTPUTF8 marks a message whose sender asked for SMTPUTF8 and that
+// needs it (UTF-8 in its header).
+func WithSMTPUTF8() Option { return func(m *Message) { m.SMTPUTF8 = true } }
 
 // AcceptForward is Accept for a message whose remote copies leave with
 // another envelope sender than the local ones show: remoteFrom (a
 // forward's SRS address, or "" so that nothing bounces to a sender that
 // failed SPF); local copies keep from as Return-Path. DSNs go to
 // remoteFrom.
-func (q *Queue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
+func (q *Queue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, localErrs []error, err error) {
 	if from != "" && !validAddress(from) {
 		return "", nil, fmt.Errorf("%w: sender %q", ErrInvalidAddress, printable(from, 100))
 	}
-	return q.accept(ctx, msgID, remoteFrom, &from, remote, local, data)
+	return q.accept(ctx, msgID, remoteFrom, &from, remote, local, data, opts)
 }
 
-func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *string, remote []string, local []delivery.Recipient, data delivery.Content) (id string, localErrs []error, err error) {
+func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *string, remote []string, local []delivery.Recipient, data delivery.Content, opts []Option) (id string, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, remote, local, data.Size())
 	if err != nil {
 		return "", nil, err
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	if validMsgID(msgID) {
 		m.MsgID = msgID

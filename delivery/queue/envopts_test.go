@@ -1,0 +1,106 @@
+package queue
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"courriel/delivery"
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// A remote copy an alias expanded to carries the alias: orig_to= on its
+// delivery lines, as Postfix logs it, and Original-Recipient in its DSN.
+func TestOrigToOfForwards(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{rcpt: func(_ int, to string) error {
+		if to == "gone@remote.test" {
+			return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "user unknown")
+		}
+		return nil
+	}})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	_, _, err := h.q.Accept(context.Background(), "M1", "sender@local.test", []string{"ext@remote.test", "gone@remote.test", "direct@remote.test"}, nil,
+		delivery.MemContent(testMessage), WithOrigTo(map[string]string{"ext@remote.test": "alias@local.test", "gone@remote.test": "alias@local.test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := recv(t, b.got, "the DSN")
+	h.waitUntil("the queue is empty", h.empty)
+	logs := h.logs.String()
+	for _, want := range []string{
+		`to=<ext@remote.test> relay=127.0.0.1`,
+		`status="sent (250`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		switch {
+		case strings.Contains(line, "to=<ext@remote.test>"), strings.Contains(line, "to=<gone@remote.test>"):
+			if !strings.Contains(line, "orig_to=<alias@local.test>") {
+				t.Errorf("a forward's line without orig_to: %s", line)
+			}
+		case strings.Contains(line, "to=<direct@remote.test>") && strings.Contains(line, "orig_to"):
+			t.Errorf("orig_to on a direct recipient's line: %s", line)
+		}
+	}
+	r := parseDSN(t, raw)
+	if len(r.rcpts) != 1 || r.rcpts[0].Get("Original-Recipient") != "rfc822; alias@local.test" || r.rcpts[0].Get("Final-Recipient") != "rfc822; gone@remote.test" {
+		t.Errorf("DSN recipient blocks: %v", r.rcpts)
+	}
+}
+
+// A message that needs SMTPUTF8 (asked for, UTF-8 in its header) leaves
+// with it, or bounces where the next hop does not offer it (RFC 6531 §3.2);
+// one that does not need it leaves without.
+func TestSMTPUTF8Kept(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		offered, need bool
+		wantUTF8      bool
+		wantBounce    bool
+	}{
+		{"needed and offered", true, true, true, false},
+		{"needed, not offered", false, true, false, true},
+		{"not needed", true, false, false, false},
+		{"not needed, not offered", false, false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSink(t, sinkOptions{noUTF8: !tc.offered})
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Routes = map[string]string{"remote.test": s.addr}
+			o.Dialer = nil
+			b := newBounces()
+			o.Bounce = b.fn
+			h := start(t, o)
+			var opts []Option
+			if tc.need {
+				opts = append(opts, WithSMTPUTF8())
+			}
+			msg := "From: José <jose@local.test>\r\nSubject: café\r\n\r\nbody\r\n"
+			if _, _, err := h.q.Accept(context.Background(), "M1", "jose@local.test", []string{"bob@remote.test"}, nil, delivery.MemContent(msg), opts...); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantBounce {
+				raw := recv(t, b.got, "the DSN")
+				if r := parseDSN(t, raw); len(r.rcpts) != 1 || r.rcpts[0].Get("Status") != "5.6.7" {
+					t.Errorf("DSN: %v", r.rcpts)
+				}
+				return
+			}
+			got := recv(t, s.delivs, "the delivery")
+			if got.utf8 != tc.wantUTF8 {
+				t.Errorf("MAIL SMTPUTF8 = %v, want %v", got.utf8, tc.wantUTF8)
+			}
+		})
+	}
+}
