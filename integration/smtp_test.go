@@ -155,6 +155,40 @@ func TestAliasesEndToEnd(t *testing.T) {
 	}
 }
 
+// A message that already reached alice here (her Delivered-To:) bounces
+// for her alone: bob gets his copy, and the sender a DSN for alice with
+// 5.4.6, as Postfix's local delivery bounces the one looping recipient.
+func TestLoopBouncesOneRecipient(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "test0@hosted-domain.com",
+		"--to", "alice@hosted-domain.com,bob@hosted-domain.com", "--header", "Delivered-To: alice@hosted-domain.com", "--body", "loop")
+	if !accepted(out) {
+		t.Fatalf("swaks:\n%s", out)
+	}
+	if a, b := len(s.maildirFiles(t, "alice", "new")), len(s.maildirFiles(t, "bob", "new")); a != 0 || b != 1 {
+		t.Errorf("alice %d, bob %d messages; want 0 and 1", a, b)
+	}
+	var dsn []byte
+	waitFor(t, "the DSN in the sender's mailbox", func() bool {
+		for _, f := range s.maildirFiles(t, "xomail", "new") {
+			if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte("message/delivery-status")) {
+				dsn = b
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"Final-Recipient: rfc822; alice@hosted-domain.com", "Status: 5.4.6", "Action: failed"} {
+		if !bytes.Contains(dsn, []byte(want)) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn)
+		}
+	}
+	if bytes.Contains(dsn, []byte("Final-Recipient: rfc822; bob@")) {
+		t.Errorf("DSN names bob:\n%s", dsn)
+	}
+}
+
 func TestRelayBattery(t *testing.T) {
 	requireTool(t, "swaks")
 	s := startServer(t)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -90,11 +92,8 @@ func (s *session) data(r io.Reader) error {
 		log.Warn("message refused: too many hops", "received", hi.received, "limit", hopLimit)
 		return s.fail(stageData, replyTooManyHops)
 	}
-	for _, a := range s.tx.ours {
-		if hi.seen[dedupeKey(a)] {
-			log.Warn("message refused: mail loop", "to", sanitize(a, 300))
-			return s.fail(stageData, replyLoop)
-		}
+	if err := s.dropLoops(log, hi); err != nil {
+		return s.fail(stageData, err)
 	}
 	now := s.srv.o.Now()
 	header := s.received(now)
@@ -205,7 +204,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		return replyNotHomedHere
 	case len(remote) == 0 && q == nil:
 		return s.deliverLocal(ctx, header, body, now, false)
-	case len(remote) == 0 && len(local) == 1 && !elsewhere:
+	case len(remote) == 0 && len(local) == 1 && !elsewhere && len(s.tx.loops) == 0:
 		err := s.deliverLocal(ctx, header, body, now, true)
 		if !errors.Is(err, delivery.ErrNeedsQueue) {
 			return err
@@ -217,7 +216,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	var qid string
 	var localErrs []error
 	var err error
-	if hq, ok := q.(handOverQueue); ok && s.oneHome() {
+	if hq, ok := q.(handOverQueue); ok && s.oneHome() && len(s.tx.loops) == 0 {
 		var handed bool
 		qid, handed, localErrs, err = hq.HandOver(ctx, s.tx.id, s.tx.from, local, joined{header, body})
 		if err == nil && handed {
@@ -250,6 +249,35 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		}
 	}
 	log.Info("queued", "queue_id", sanitize(qid, 64), "remote", len(remote), "local", len(local))
+	return nil
+}
+
+// dropLoops takes out of the transaction the copies of every recipient the
+// message already reached here (hi.seen), to bounce them (tx.loops) while
+// the others get theirs, as Postfix bounces only the looping recipient. It
+// returns replyLoop, and changes nothing, when no copy would be left, or
+// when there is no queue to send the bounce.
+func (s *session) dropLoops(log *slog.Logger, hi headerInfo) error {
+	var loops []string
+	for _, a := range s.tx.ours {
+		if hi.seen[dedupeKey(a)] {
+			loops = append(loops, a)
+		}
+	}
+	if len(loops) == 0 {
+		return nil
+	}
+	looping := func(rcpt string) bool {
+		return slices.ContainsFunc(loops, func(l string) bool { return dedupeKey(l) == dedupeKey(rcpt) })
+	}
+	local := slices.DeleteFunc(slices.Clone(s.tx.local), func(r delivery.Recipient) bool { return looping(r.OrigTo) })
+	remote := slices.DeleteFunc(slices.Clone(s.tx.remote), func(a string) bool { return looping(a) || looping(s.tx.origTo[a]) })
+	if len(local)+len(remote) == 0 || s.srv.o.Queue == nil {
+		log.Warn("message refused: mail loop", "to", sanitize(strings.Join(loops, ","), 300))
+		return replyLoop
+	}
+	log.Warn("mail loop: these recipients bounce, the others get the message", "to", sanitize(strings.Join(loops, ","), 300))
+	s.tx.local, s.tx.remote, s.tx.loops = local, remote, loops
 	return nil
 }
 

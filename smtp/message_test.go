@@ -3,6 +3,7 @@ package smtp
 import (
 	"bufio"
 	"bytes"
+	"courriel/delivery/queue"
 	"errors"
 	"fmt"
 	"io"
@@ -210,6 +211,41 @@ func TestHopsAndLoops(t *testing.T) {
 				t.Errorf("%d stored or queued after %s", stored, tc.reply)
 			}
 		})
+	}
+}
+
+// A loop for one recipient bounces that one (a failed recipient in the
+// queue, which sends the DSN) while the others get the message, as Postfix
+// does: refusing the whole message lost bob's copy for alice's loop.
+func TestLoopForOneRecipient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<fwd@hosted.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Delivered-To: fwd@hosted.example\r\nDelivered-To: Alice@mailbox.example\r\nSubject: x\r\n\r\nbody\r\n.", "250 ")
+	q := e.queue.all()
+	if len(q) != 1 {
+		t.Fatalf("%d messages queued", len(q))
+	}
+	if len(q[0].local) != 1 || q[0].local[0].Address != "bob@mailbox.example" || len(q[0].rcpts) != 0 {
+		t.Errorf("copies queued: local %v remote %v, want bob's only", q[0].local, q[0].rcpts)
+	}
+	var failed []string
+	for _, r := range q[0].env.Recipients {
+		if r.State == queue.StateFailed && r.Status == "5.4.6" {
+			failed = append(failed, r.Addr)
+		}
+	}
+	if strings.Join(failed, ",") != "alice@mailbox.example,fwd@hosted.example" {
+		t.Errorf("bounced: %v, want alice and fwd", failed)
+	}
+	if d := e.deliv.copies(); d["bob@mailbox.example"] != 1 || d["alice@mailbox.example"] != 0 {
+		t.Errorf("stored copies: %v", d)
 	}
 }
 

@@ -85,6 +85,9 @@ type txn struct {
 	// needUTF8: the client asked for SMTPUTF8 and the header holds UTF-8,
 	// so the remote copies need SMTPUTF8 at the next hop (set at DATA).
 	needUTF8 bool
+	// loops are the RCPTs the message already reached here (set at DATA):
+	// their copies are gone from local and remote, and they bounce.
+	loops []string
 }
 
 // newSession starts the session of a HELO or EHLO: the first on the

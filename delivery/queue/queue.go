@@ -210,6 +210,24 @@ func WithOrigTo(orig map[string]string) Option {
 // needs it (UTF-8 in its header).
 func WithSMTPUTF8() Option { return func(m *Message) { m.SMTPUTF8 = true } }
 
+// WithFailed adds recipients that failed before the message was queued
+// (a mail loop for one of them, found in the header), so that their sender
+// gets a DSN for them while the other recipients get their copies, as
+// Postfix bounces the one looping recipient. status is an RFC 3463 code of
+// class 5, reason says why in words.
+func WithFailed(addrs []string, status, reason string) Option {
+	return func(m *Message) {
+		var failed []Recipient
+		for _, a := range addrs {
+			if validAddress(a) {
+				failed = append(failed, Recipient{Addr: a, State: StateFailed, Status: status, Reply: reason})
+			}
+		}
+		// Before the others: the local copies stay the last ones (commit).
+		m.Recipients = append(failed, m.Recipients...)
+	}
+}
+
 // AcceptForward is Accept for a message whose remote copies leave with
 // another envelope sender than the local ones show: remoteFrom (a
 // forward's SRS address, or "" so that nothing bounces to a sender that
