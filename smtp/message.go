@@ -156,8 +156,6 @@ func (f *textFilter) end() error {
 	return nil
 }
 
-// joined is a trace header and a message as one delivery.Content, without
-// copying the message.
 // edited is a message as the header scan asked it changed (headerInfo):
 // the fields of dropFields cut out, and the empty line a message lacks
 // between its header and its body added where the body starts, as
@@ -241,6 +239,8 @@ func (e *edited) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// joined is a trace header and a message as one delivery.Content, without
+// copying the message.
 type joined struct {
 	head []byte
 	body delivery.Content
