@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"courriel/delivery"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
 )
 
 // A remote copy an alias expanded to carries the alias: orig_to= on its
