@@ -75,7 +75,8 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("good config: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// The effective configuration includes defaults the file did not set.
-	if !strings.Contains(out, `negative_cache_ttl = "10s"`) || !strings.Contains(out, "message_size_limit = 10240000") {
+	if !strings.Contains(out, `negative_cache_ttl = "10s"`) || !strings.Contains(out, "message_size_limit = 10240000") ||
+		!strings.Contains(out, `min_version = "1.2"`) || !strings.Contains(out, `sync = "auto"`) {
 		t.Errorf("defaults not printed:\n%s", out)
 	}
 

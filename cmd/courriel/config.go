@@ -365,7 +365,10 @@ func defaultConfig() Config {
 				UID: qc(q.UID), GID: qc(q.GID), Senders: qc(q.Senders), User: qc(q.User),
 			},
 		},
-		Delivery: DeliveryConfig{MaildirBase: "/var/vmail"},
+		// Defaults that consumers would also take for "": written here
+		// so that check-config prints them, as postconf -d does.
+		TLS:      TLSConfig{MinVersion: "1.2"},
+		Delivery: DeliveryConfig{MaildirBase: "/var/vmail", Sync: "auto"},
 		Sieve:    SieveConfig{Enabled: true, MaxActions: 32, MaxRedirects: 4},
 		MailAuth: MailAuthConfig{InboundChecks: true, DMARCReject: "reject"},
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
