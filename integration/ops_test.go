@@ -223,6 +223,54 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	}
 }
 
+// postsuper -h and -H: a held message stays put through a flush while
+// another leaves, is listed with mailq's "!", and leaves once released.
+func TestQueueHoldRelease(t *testing.T) {
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.deferAll = true
+	k.mu.Unlock()
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	for _, to := range []string{"held@foreign.example", "free@foreign.example"} {
+		if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{to}, "Subject: h\r\n\r\nbody of "+to+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, _ := courriel(t, "queue", "list", "-config", s.config)
+	m := regexp.MustCompile(`(?m)^(\S+)\s+\d+ .*\n\s+<held@`).FindStringSubmatch(list)
+	if m == nil {
+		t.Fatalf("cannot read the held message's id from:\n%s", list)
+	}
+	id := m[1]
+	if out, code := courriel(t, "queue", "hold", id, "-config", s.config); code != 0 || !strings.Contains(out, id+": placed on hold") {
+		t.Fatalf("queue hold: exit %d\n%s", code, out)
+	}
+	if out, _ := courriel(t, "queue", "list", "-config", s.config); !strings.Contains(out, id+"!") {
+		t.Errorf("queue list does not mark the held message:\n%s", out)
+	}
+	waitFor(t, "the server logging the hold", func() bool {
+		return regexp.MustCompile(`held by another process.*queue_id=` + regexp.QuoteMeta(id)).MatchString(s.logs())
+	})
+	k.mu.Lock()
+	k.deferAll = false
+	k.mu.Unlock()
+	if out, code := courriel(t, "queue", "flush", "-config", s.config); code != 0 {
+		t.Fatalf("queue flush: exit %d\n%s", code, out)
+	}
+	waitFor(t, "the message not held delivered", func() bool { return len(k.messages()) == 1 })
+	if out, code := courriel(t, "queue", "release", "ALL", "-config", s.config); code != 0 || !strings.Contains(out, "Released from hold: 1 message(s)") {
+		t.Fatalf("queue release ALL: exit %d\n%s", code, out)
+	}
+	if out, code := courriel(t, "queue", "flush", "-config", s.config); code != 0 {
+		t.Fatalf("queue flush: exit %d\n%s", code, out)
+	}
+	waitFor(t, "the released message delivered", func() bool { return len(k.messages()) == 2 })
+	if got := k.messages()[1]; !strings.Contains(got.data, "body of held@foreign.example") {
+		t.Errorf("second delivery: %q", got.data)
+	}
+}
+
 // withListenAddrs rewrites a configuration's [listen] addresses (the
 // harness starts on port 0; check-config must see the bound ports) and, if
 // queueDir is not "", its queue directory.

@@ -15,14 +15,14 @@ import (
 	"courriel/delivery/queue"
 )
 
-// runQueue is mailq / postqueue -f / postsuper -d. It works beside a running
+// runQueue is mailq / postqueue -f / postsuper -d, -h and -H. It works beside a running
 // server: the spool is shared through file locks, and a flush is a request
 // the server's runner picks up.
 func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("queue", stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete ID... | delete ALL | delete - (ids on standard input)\n(flags may also follow the command: courriel queue list -config F)")
+		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete|hold|release ID... | ALL | - (ids on standard input)\n(flags may also follow the command: courriel queue list -config F)")
 		fs.PrintDefaults()
 	}
 	words, err := parseInterspersed(fs, args)
@@ -65,6 +65,11 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return err
 		}
+		held, err := q.ListHeld()
+		if err != nil {
+			return err
+		}
+		list = append(list, held...)
 		if len(list) == 0 {
 			fmt.Fprintln(stdout, "Mail queue is empty")
 			return nil
@@ -75,7 +80,11 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			if from == "" {
 				from = "MAILER-DAEMON"
 			}
-			fmt.Fprintf(stdout, "%-24s %8d %-20s %s\n", s.ID, s.Size, s.Created.Format(time.DateTime), from)
+			id := s.ID
+			if s.Held {
+				id += "!" // as mailq marks the hold queue
+			}
+			fmt.Fprintf(stdout, "%-24s %8d %-20s %s\n", id, s.Size, s.Created.Format(time.DateTime), from)
 			for _, r := range s.Recipients {
 				fmt.Fprintf(stdout, "%46s %s\n", "", recipientLine(r))
 			}
@@ -106,23 +115,31 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return exitf(1, "no server runs the queue in %s: the flush request is left for the next start", cfg.Queue.Dir)
 		}
 		fmt.Fprintln(stdout, "flush requested: the server retries every deferred message now")
-	case "delete":
-		ids, err := deleteTargets(q, rest, stdin)
+	case "delete", "hold", "release":
+		op := map[string]struct {
+			do          func(string) error
+			done, total string
+		}{
+			"delete":  {q.Delete, "removed", "Deleted"},
+			"hold":    {q.Hold, "placed on hold", "Placed on hold"},
+			"release": {q.Release, "released from hold", "Released from hold"},
+		}[cmd]
+		ids, err := queueTargets(q, cmd, rest, stdin)
 		if err != nil {
 			return err
 		}
 		failed := 0
 		for _, id := range ids {
-			if err := q.Delete(id); err != nil {
+			if err := op.do(id); err != nil {
 				failed++
 				fmt.Fprintf(stderr, "%s: %v\n", id, err)
 				continue
 			}
-			fmt.Fprintf(stdout, "%s: removed\n", id)
+			fmt.Fprintf(stdout, "%s: %s\n", id, op.done)
 		}
-		fmt.Fprintf(stdout, "Deleted: %d message(s)\n", len(ids)-failed)
+		fmt.Fprintf(stdout, "%s: %d message(s)\n", op.total, len(ids)-failed)
 		if failed > 0 {
-			return exitf(1, "%d message(s) not deleted", failed)
+			return exitf(1, "%d message(s) failed", failed)
 		}
 	default:
 		fs.Usage()
@@ -131,20 +148,32 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	return nil
 }
 
-// deleteTargets reads what postsuper -d takes: queue ids, ALL, or "-"
+// queueTargets reads what postsuper -d, -h and -H take: queue ids, ALL
+// (for hold, the messages not held; for release, the held ones), or "-"
 // for ids on standard input, one a line (its first word, so that lines
-// of `queue list` filtered by grep work).
-func deleteTargets(q *queue.Queue, words []string, stdin io.Reader) ([]string, error) {
+// of `queue list` filtered by grep work; mailq's "!" is dropped).
+func queueTargets(q *queue.Queue, cmd string, words []string, stdin io.Reader) ([]string, error) {
 	if len(words) == 0 {
-		return nil, exitf(2, "delete wants queue ids, ALL, or - (ids on standard input)")
+		return nil, exitf(2, "%s wants queue ids, ALL, or - (ids on standard input)", cmd)
 	}
 	var ids []string
 	for _, w := range words {
 		switch w {
 		case "ALL":
-			list, err := q.List()
-			if err != nil {
-				return nil, err
+			var list []queue.Summary
+			if cmd != "release" {
+				l, err := q.List()
+				if err != nil {
+					return nil, err
+				}
+				list = append(list, l...)
+			}
+			if cmd != "hold" {
+				l, err := q.ListHeld()
+				if err != nil {
+					return nil, err
+				}
+				list = append(list, l...)
 			}
 			for _, s := range list {
 				ids = append(ids, s.ID)
@@ -153,7 +182,7 @@ func deleteTargets(q *queue.Queue, words []string, stdin io.Reader) ([]string, e
 			sc := bufio.NewScanner(stdin)
 			for sc.Scan() {
 				if f := strings.Fields(sc.Text()); len(f) > 0 {
-					id, err := queue.ParseID(f[0])
+					id, err := queue.ParseID(strings.TrimSuffix(f[0], "!"))
 					if err != nil {
 						return nil, exitf(2, "standard input: %v", err)
 					}
@@ -164,7 +193,7 @@ func deleteTargets(q *queue.Queue, words []string, stdin io.Reader) ([]string, e
 				return nil, err
 			}
 		default:
-			id, err := queue.ParseID(w)
+			id, err := queue.ParseID(strings.TrimSuffix(w, "!"))
 			if err != nil {
 				return nil, exitf(2, "%v", err)
 			}

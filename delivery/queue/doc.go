@@ -57,6 +57,8 @@
 //	.flush        request from another process: retry everything now
 //	.rescan       request from another process: the set of messages changed
 //	corrupt/      envelopes that could not be read, kept for the admin
+//	hold/         held messages (Hold, postsuper -h): their .eml and .env,
+//	              never delivered until Release moves them back
 //
 // Every file is written to a .tmp- name, fsynced, renamed and the directory
 // fsynced before the operation that wrote it returns (Enqueue, or the record of

@@ -104,6 +104,7 @@ type Summary struct {
 	Size        int64
 	NextAttempt time.Time   // earliest retry of a pending recipient; zero if none
 	Recipients  []Recipient // every recipient not yet delivered
+	Held        bool        // in the hold queue (Hold): not delivered until released
 }
 
 // msgID is the message's id in every component's log lines: where it came

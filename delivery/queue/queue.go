@@ -119,6 +119,10 @@ func (q *Queue) recover() error {
 		}
 		q.addLocked(m)
 	}
+	for _, id := range q.sp.finishHolds(l.data, hasEnv) {
+		q.log.Info("hold finished: the message was being held or released", "queue_id", id)
+		changed = true
+	}
 	if !l.truncated {
 		// Data without an envelope was never acknowledged (or its removal
 		// was interrupted). With a truncated scan its envelope may simply
@@ -487,11 +491,15 @@ func (q *Queue) Show(id string) (*Message, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := q.sp.readEnvelope(id)
+	envPath, dataPath := q.sp.path(id, extEnvelope), q.sp.path(id, extData)
+	if q.sp.isHeld(id) {
+		envPath, dataPath = q.sp.heldPath(id, extEnvelope), q.sp.heldPath(id, extData)
+	}
+	m, err := q.sp.readEnvelopeAt(envPath, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := q.sp.openData(id)
+	f, err := q.sp.openDataAt(dataPath, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -513,7 +521,11 @@ func (q *Queue) Delete(id string) error {
 	if err != nil {
 		return err
 	}
-	if err := q.sp.remove(id); err != nil {
+	err = q.sp.remove(id)
+	if errors.Is(err, ErrNotFound) {
+		err = q.sp.removeHeld(id) // postsuper -d reaches the hold queue too
+	}
+	if err != nil {
 		return err
 	}
 	q.log.Info("removed", "queue_id", id)

@@ -174,9 +174,14 @@ func (q *Queue) rescan() {
 	room := q.o.MaxQueueFiles - len(q.entries) + len(vanished)
 	q.mu.Unlock()
 	for _, m := range vanished {
-		// `courriel queue delete` in another process: the server's log
-		// says where the message went, as Postfix logs postsuper's.
-		q.logFor(m).Info("removed by another process (courriel queue delete)")
+		// `courriel queue delete` or `hold` in another process: the
+		// server's log says where the message went, as Postfix logs
+		// postsuper's.
+		if q.sp.isHeld(m.ID) {
+			q.logFor(m).Info("held by another process (courriel queue hold)")
+		} else {
+			q.logFor(m).Info("removed by another process (courriel queue delete)")
+		}
 		q.forget(m.ID, false)
 	}
 	for _, id := range missing {

@@ -27,6 +27,7 @@ const (
 	flushFile    = ".flush"
 	rescanFile   = ".rescan"
 	corruptDir   = "corrupt"
+	holdDir      = "hold"
 	maxEnvelope  = 4 << 20 // an envelope of MaxRecipients long addresses stays far below
 	readDirBatch = 1024
 )
@@ -67,8 +68,10 @@ func openSpool(dir string, maxRcpts int, client bool) (*spool, error) {
 		}
 		return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}, nil
 	}
-	if err := os.MkdirAll(filepath.Join(dir, corruptDir), 0o700); err != nil {
-		return nil, fmt.Errorf("queue: spool: %w", err)
+	for _, sub := range []string{corruptDir, holdDir} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("queue: spool: %w", err)
+		}
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -389,7 +392,11 @@ func (s *spool) removeBatch() {
 
 // readEnvelope reads and checks one envelope, bounded in size.
 func (s *spool) readEnvelope(id string) (*Message, error) {
-	f, err := os.Open(s.path(id, extEnvelope))
+	return s.readEnvelopeAt(s.path(id, extEnvelope), id)
+}
+
+func (s *spool) readEnvelopeAt(path, id string) (*Message, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
 	}
@@ -408,7 +415,11 @@ func (s *spool) readEnvelope(id string) (*Message, error) {
 }
 
 func (s *spool) openData(id string) (*os.File, error) {
-	f, err := os.Open(s.path(id, extData))
+	return s.openDataAt(s.path(id, extData), id)
+}
+
+func (s *spool) openDataAt(path, id string) (*os.File, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s: data file missing", errCorrupt, id)
 	}
@@ -432,8 +443,11 @@ type listing struct {
 
 // scan reads the spool's names in batches, keeping at most limit envelope
 // ids (Options.MaxQueueFiles) and reading at most 3*limit names in all.
-func (s *spool) scan(limit int) (*listing, error) {
-	d, err := os.Open(s.dir)
+func (s *spool) scan(limit int) (*listing, error) { return scanDir(s.dir, limit) }
+
+// scanDir is scan of the spool's directory dir, or of hold/.
+func scanDir(dir string, limit int) (*listing, error) {
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue: spool: %w", err)
 	}
