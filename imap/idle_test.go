@@ -257,3 +257,33 @@ func TestWakeSetsFollowSessions(t *testing.T) {
 	b.c.Close() // dropped in IDLE
 	want("nobody waiting", 0, 0)
 }
+
+// A NOTIFY set's mailboxes hear other programs at once too: a message
+// another program drops into Work reaches the session as a STATUS, with
+// an hour between the session's own looks (inotify), and with PollOnly at
+// its next look.
+func TestNotifySeesOtherProcess(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts func(*Options)
+	}{
+		{"inotify", func(o *Options) { o.IdleCheck = time.Hour; o.WatchedIdleCheck = time.Hour }},
+		{"poll", func(o *Options) { o.PollOnly = true; o.IdleCheck = 100 * time.Millisecond }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.opts)
+			a := loggedIn(t, e)
+			a.cmd("c", "CREATE Work")
+			if got := a.cmd("n", "NOTIFY SET (PERSONAL (MessageNew MessageExpunge))"); !strings.HasPrefix(last(got), "n OK") {
+				t.Fatalf("NOTIFY SET: %q", got)
+			}
+			writeMaildirMsg(t, filepath.Join(e.maildir, ".Work"), "new", "1700000501.M1P1.test", testMessage(1, "a@example.org", "dropped"))
+			got := expectAtOnce(t, a, `* STATUS "Work"`)
+			if !strings.Contains(got, "MESSAGES 1") {
+				t.Errorf("STATUS after another program's delivery: %q", got)
+			}
+		})
+	}
+}

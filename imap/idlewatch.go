@@ -34,10 +34,10 @@ func (s *Server) watchFolder(mb *mailstore.Mailbox) bool {
 func (s *Server) unwatchFolder(mb *mailstore.Mailbox) { s.folders.Remove(mb) }
 
 // idleCheck is how long a session in IDLE on mb (nil: none) waits before
-// looking for changes itself: long where inotify tells it of them, unless
-// it has a NOTIFY set, whose other mailboxes it polls.
+// looking for changes itself: long where inotify tells it of them, for mb
+// and for every mailbox of its NOTIFY set if it has one.
 func (s *Server) idleCheck(se *session, mb *mailstore.Mailbox) time.Duration {
-	if mb != nil && se.notify.Load() == nil && s.folders != nil && s.folders.Watching(mb) {
+	if n := se.notify.Load(); mb != nil && (n == nil || n.allWatched()) && s.folders != nil && s.folders.Watching(mb) {
 		return s.opts.WatchedIdleCheck
 	}
 	return s.opts.IdleCheck

@@ -61,6 +61,9 @@ type notifyBox struct {
 	mb   *mailstore.Mailbox
 	w    *mailstore.Watcher
 	ev   notifyEvents
+	// unwatch ends the inotify watch that wakes the session for other
+	// programs' changes; nil where there is none (the box is polled).
+	unwatch func()
 }
 
 // mailboxEvent is a change of the mailbox list made by another session.
@@ -382,9 +385,19 @@ func (n *notifyState) resolve(s *session) error {
 			continue
 		}
 		w, _ := mb.Watch()
-		n.boxes = append(n.boxes, &notifyBox{name: name, mb: mb, w: w, ev: ev})
+		b := &notifyBox{name: name, mb: mb, w: w, ev: ev}
+		if s.srv.watchFolder(mb) {
+			b.unwatch = func() { s.srv.unwatchFolder(mb) }
+		}
+		n.boxes = append(n.boxes, b)
 	}
 	return nil
+}
+
+// allWatched reports whether inotify tells of every change in the set's
+// mailboxes (so that the session need not poll them every IdleCheck).
+func (n *notifyState) allWatched() bool {
+	return !slices.ContainsFunc(n.boxes, func(b *notifyBox) bool { return b.unwatch == nil })
 }
 
 // selectedLive reports whether the selected mailbox's changes are sent
@@ -405,6 +418,9 @@ func (n *notifyState) publish() {
 }
 
 func (b *notifyBox) close() {
+	if b.unwatch != nil {
+		b.unwatch()
+	}
 	b.w.Close()
 	b.mb.Release()
 }
@@ -645,17 +661,28 @@ func (s *session) waitNotify(timeout time.Duration) error {
 		}
 		return nil
 	}
+	check := s.srv.opts.IdleCheck
+	if n.allWatched() {
+		// inotify wakes the session for other programs' changes, as in
+		// IDLE: the look of its own is a safety net.
+		check = s.srv.opts.WatchedIdleCheck
+	}
 	if s.sel != nil && n.selectedLive() {
 		// Wake-ups for the selected mailbox come through idleOn, as in IDLE.
 		s.srv.setIdleOn(s, s.sel.mb)
 		defer s.stopIdle()
+		if s.srv.watchFolder(s.sel.mb) {
+			defer s.srv.unwatchFolder(s.sel.mb)
+		} else {
+			check = s.srv.opts.IdleCheck
+		}
 	}
 	for {
 		if s.shutdown.Load() {
 			return errShutdown
 		}
 		wait := end
-		if next := time.Now().Add(s.srv.opts.IdleCheck); next.Before(end) {
+		if next := time.Now().Add(check); next.Before(end) {
 			wait = next
 		}
 		_ = s.conn.SetReadDeadline(wait)
