@@ -153,6 +153,11 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 			r.Value, dkimTemp = authres.ResultTempError, true
 		case dkim.IsPermFail(vf.Err):
 			r.Value = authres.ResultPermError
+		case strings.Contains(vf.Err.Error(), "body length tag"):
+			// l=: go-msgauth verifies no such signature, because anything
+			// appended after the signed length would pass. Not a forgery,
+			// so RFC 8601 §2.7.1's "policy", not "fail"; it aligns nothing.
+			r.Value, r.Reason = authres.ResultPolicy, "l= (body length) not accepted"
 		default:
 			r.Value = authres.ResultFail
 		}
@@ -234,6 +239,14 @@ func authservIDOf(v string) string {
 		}
 		v = v[i+1:]
 	}
+	if q, ok := strings.CutPrefix(v, `"`); ok {
+		// RFC 8601 §2.2: the authserv-id is a value, so a quoted-string
+		// too; a forged "ours" in quotes must be recognised as ours.
+		if i := strings.IndexByte(q, '"'); i >= 0 {
+			return strings.TrimSuffix(q[:i], ".")
+		}
+		return ""
+	}
 	if i := strings.IndexAny(v, "; \t("); i >= 0 {
 		v = v[:i]
 	}
@@ -252,25 +265,67 @@ type dmarcOutcome struct {
 // dmarc applies RFC 7489 §6.6 to the author domain of fields, given the
 // SPF result for spfDomain and the domains of the passing DKIM signatures.
 func (c *Checker) dmarc(ctx context.Context, fields []field, spfDomain string, spfResult spf.Result, dkimPass []string, dkimTemp bool) dmarcOutcome {
-	from := fromDomain(fields)
-	if from == "" {
-		// No single author domain: nothing to align with (§6.6.1).
-		return dmarcOutcome{value: authres.ResultPermError, reason: "no single From domain"}
+	froms := fromDomains(fields)
+	if len(froms) == 0 {
+		// No author domain at all: nothing to align with (§6.6.1).
+		return dmarcOutcome{value: authres.ResultPermError, reason: "no From domain"}
 	}
+	// Several From fields or addresses (RFC 7489 §6.6.1): each domain is
+	// checked and the strictest outcome applies, so that a second
+	// address, or a From that net/mail cannot parse, cannot slip a domain
+	// with p=reject past its policy.
+	var worst dmarcOutcome
+	for i, from := range froms {
+		o := c.dmarcFor(ctx, from, spfDomain, spfResult, dkimPass, dkimTemp)
+		if i == 0 || stricter(o, worst) {
+			worst = o
+		}
+	}
+	return worst
+}
+
+// stricter reports whether a is a harsher outcome than b: by action
+// (reject, defer, quarantine, accept), then by result (a failure over
+// the rest, a pass last).
+func stricter(a, b dmarcOutcome) bool {
+	rank := func(o dmarcOutcome) int {
+		switch o.action {
+		case Reject:
+			return 40
+		case Defer:
+			return 30
+		case Quarantine:
+			return 20
+		}
+		switch o.value {
+		case authres.ResultFail:
+			return 3
+		case authres.ResultPass:
+			return 0
+		}
+		return 1
+	}
+	return rank(a) > rank(b)
+}
+
+// dmarcFor is DMARC for one author domain.
+func (c *Checker) dmarcFor(ctx context.Context, from, spfDomain string, spfResult spf.Result, dkimPass []string, dkimTemp bool) dmarcOutcome {
 	o := dmarcOutcome{from: from}
 	org := orgDomain(from)
-	lookup := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) { return c.resolver.LookupTXT(ctx, name) }}
-	rec, err := dmarc.LookupWithOptions(from, lookup)
+	rec, err := c.lookupDMARC(ctx, from)
 	atOrg := false
 	if errors.Is(err, dmarc.ErrNoPolicy) && org != from {
-		rec, err = dmarc.LookupWithOptions(org, lookup)
+		rec, err = c.lookupDMARC(ctx, org)
 		atOrg = true
 	}
 	switch {
 	case errors.Is(err, dmarc.ErrNoPolicy):
 		o.value = authres.ResultNone
 		return o
-	case dmarc.IsTempFail(err) || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errSeveralPolicies):
+		o.value, o.reason = authres.ResultNone, "several DMARC records"
+		return o
+	case errors.Is(err, errPolicyTemp) || errors.Is(err, context.DeadlineExceeded):
 		o.value, o.reason = authres.ResultTempError, "policy lookup failed"
 		return o
 	case err != nil:

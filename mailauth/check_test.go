@@ -136,6 +136,14 @@ var dmarcZone = []string{
 	`nopolicy.test. TXT "v=spf1 -all"`,
 	`signed.test. TXT "v=spf1 -all"`,
 	`_dmarc.signed.test. TXT "v=DMARC1; p=reject; adkim=r"`,
+	`upper.test. TXT "v=spf1 -all"`,
+	`_dmarc.upper.test. TXT "v=DMARC1; P=Reject"`,
+	`multi.test. TXT "v=spf1 -all"`,
+	`_dmarc.multi.test. TXT "v=DMARC1; p=reject"`,
+	`_dmarc.multi.test. TXT "v=DMARC1; p=none"`,
+	`other.test. TXT "v=spf1 -all"`,
+	`_dmarc.other.test. TXT "site-verification=abc"`,
+	`_dmarc.other.test. TXT "v=DMARC1; p=reject"`,
 }
 
 func msgFrom(from string) string {
@@ -177,12 +185,28 @@ func TestDMARC(t *testing.T) {
 		{"policy lookup fails", "a@dnsfail.test", "a@dnsfail.test", false, false, Accept, "dmarc=temperror"},
 		{"no policy", "a@nopolicy.test", "a@nopolicy.test", false, false, Accept, "dmarc=none"},
 		{"null sender, HELO identity", "", "a@reject.test", false, false, Reject, "dmarc=fail"},
+		// RFC 7489 §6.6.1: every author domain is checked, the strictest
+		// failure applies; a From net/mail cannot parse still names one.
+		{"two From fields", "a@pass.test", "From: a@pass.test\r\nFrom: a@reject.test", false, false, Reject, "dmarc=fail reason=\"p=reject\" header.from=reject.test"},
+		{"two addresses", "a@pass.test", "From: a@pass.test, b@reject.test", false, false, Reject, "header.from=reject.test"},
+		{"address as display name", "a@pass.test", "From: ceo@reject.test <ceo@reject.test>", false, false, Reject, "header.from=reject.test"},
+		{"unclosed comment", "a@pass.test", "From: ceo@reject.test (CEO", false, false, Reject, "header.from=reject.test"},
+		{"trailing dot", "a@pass.test", "From: ceo@reject.test.", false, false, Reject, "header.from=reject.test"},
+		{"trailing semicolon", "a@pass.test", "From: <ceo@reject.test>;", false, false, Reject, "header.from=reject.test"},
+		{"no From", "a@pass.test", "Sender: a@pass.test", false, false, Accept, "dmarc=permerror"},
+		// §6.6.3 and the ABNF's case-insensitive literals.
+		{"p=Reject", "a@upper.test", "a@upper.test", false, false, Reject, "dmarc=fail reason=\"p=reject\""},
+		{"two DMARC records", "a@multi.test", "a@multi.test", false, false, Accept, "dmarc=none reason=\"several DMARC records\""},
+		{"another TXT beside the record", "a@other.test", "a@other.test", false, false, Reject, "dmarc=fail"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewChecker("mx.test", NewResolver(d.Addr), tc.quarantineRejects)
 			c.sample = func() int { return 50 }
 			msg := msgFrom(tc.from)
+			if strings.Contains(tc.from, ":") { // a header of its own
+				msg = tc.from + "\r\nTo: x@mx.test\r\nSubject: t\r\n\r\nhello\r\n"
+			}
 			if tc.sign {
 				msg = sign(t, signer, msg)
 			}
@@ -237,6 +261,18 @@ sys.stdout.buffer.write(sig + sig2 + msg)
 	if strings.Count(ar, "dkim=fail") != 2 {
 		t.Errorf("changed body: %s", ar)
 	}
+	// A signature with l= (a body length) is not verified, since anything
+	// appended would pass: RFC 8601's "policy", not a "fail".
+	const lengthScript = `
+import dkim
+msg = sys.stdin.buffer.read()
+sys.stdout.buffer.write(dkim.sign(msg, b"py-rsa", b"py.test", sys.argv[2].encode(), canonicalize=(b"relaxed", b"relaxed"), length=True) + msg)
+`
+	withL := runOracle(t, d.Addr, lengthScript, []byte(msg), rsaPEM, edSeed) + "\r\n"
+	withL = strings.ReplaceAll(strings.ReplaceAll(withL, "\r\n", "\n"), "\n", "\r\n")
+	if ar := check(withL); !strings.Contains(ar, "dkim=policy") || strings.Contains(ar, "dkim=fail") || !strings.Contains(withL, "l=") {
+		t.Errorf("l= signature: %s", ar)
+	}
 }
 
 // TestOwnResultsRemoved: Authentication-Results claiming our authserv-id
@@ -250,6 +286,7 @@ func TestOwnResultsRemoved(t *testing.T) {
 		"Authentication-Results: other.example; spf=pass\r\n" +
 		"Authentication-Results: (comment) mx.test.; dmarc=pass\r\n" +
 		"Authentication-Results: mx.test.evil; dmarc=pass\r\n" +
+		"Authentication-Results: \"mx.test\"; dkim=pass header.d=paypal.example\r\n" +
 		"From: a@b.test\r\n\r\nAuthentication-Results: mx.test; in the body\r\n"
 	v, err := c.Check(context.Background(), Input{IP: netip.MustParseAddr("192.0.2.10"), Helo: "h.test"}, strings.NewReader(msg), int64(len(msg)))
 	if err != nil {
