@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -254,6 +255,9 @@ func cmdFetch(s *session, tag string, uid bool) error {
 		return err
 	}
 	if uid {
+		// UID first, and once: "UID FETCH 5 (FLAGS UID)" is no reason
+		// to send it twice.
+		items = slices.DeleteFunc(items, func(it fetchItem) bool { return it.kind == fUID })
 		items = append([]fetchItem{{kind: fUID}}, items...)
 	}
 	if err := s.checkSeqSet(set, uid); err != nil {
@@ -294,17 +298,25 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	defer s.trimBuffers()
 	pf := s.startPrefetch(uids, items)
 	defer pf.close()
+	gone := false // a message expunged by another session, not sent
 	for i, u := range uids {
 		pf.claim(i)
 		if !ok[i] {
-			continue // expunged by another session; its EXPUNGE is pending
+			gone = true // its EXPUNGE is pending
+			continue
 		}
 		if err := s.fetchOne(seqs[i], u, fl[i], items, markSeen); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
+				gone = true
 				continue
 			}
 			return err
 		}
+	}
+	if gone {
+		// RFC 5530: the client learns why a message is missing, and
+		// that a NOOP will bring the EXPUNGE (Dovecot answers the same).
+		return s.ok(tag, "EXPUNGEISSUED", "Some messages were expunged meanwhile", uid)
 	}
 	return s.ok(tag, "", "Fetch completed", uid)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -411,5 +412,36 @@ func TestStoreFetchReplyGrammar(t *testing.T) {
 	got := r.cmd("y", `STORE 1 -FLAGS.SILENT (\Seen)`)
 	if len(got) != 2 || !regexp.MustCompile(`^\* 1 FETCH \(UID 1 MODSEQ \(\d+\)\)$`).MatchString(got[0]) {
 		t.Errorf("STORE .SILENT with CONDSTORE: %q", got)
+	}
+}
+
+// A message another session expunged is not served to a session that has
+// not seen the EXPUNGE yet, and the tagged OK says why (RFC 5530
+// EXPUNGEISSUED, as Dovecot answers); the EXPUNGE comes at the NOOP.
+func TestFetchOfExpungedMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1.m1.host", testMessage(1, "a@example.org", "one"))
+	e.deliver("2.m2.host", testMessage(2, "a@example.org", "two"))
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b := loggedIn(t, e)
+	b.cmd("s", "SELECT INBOX")
+	b.cmd("d", `STORE 1 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("x", "EXPUNGE")
+	got := a.cmd("f", "FETCH 1:2 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+	if l := last(got); !strings.HasPrefix(l, "f OK [EXPUNGEISSUED]") {
+		t.Errorf("tagged reply %q, want OK [EXPUNGEISSUED]", l)
+	}
+	if !strings.HasPrefix(got[0], "* 2 FETCH (UID 2 ") || slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, "* 1 ") }) {
+		t.Errorf("FETCH of 1:2 after another session expunged 1: %q", got)
+	}
+	if got := a.cmd("n", "NOOP"); len(got) < 2 || got[0] != "* 1 EXPUNGE" {
+		t.Errorf("NOOP: %q", got)
+	}
+	// UID once, even when asked for.
+	got = a.cmd("u", "UID FETCH 2 (FLAGS UID)")
+	if len(got) != 2 || got[0] != `* 1 FETCH (UID 2 FLAGS (\Recent))` {
+		t.Errorf("UID FETCH (FLAGS UID): %q", got)
 	}
 }

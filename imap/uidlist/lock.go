@@ -1,11 +1,16 @@
 package uidlist
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -16,9 +21,11 @@ const StaleTimeout = 2 * time.Minute
 // ErrLocked is returned when another process holds the lock past the wait.
 var ErrLocked = errors.New("uidlist: locked by another process")
 
-// Lock is a Dovecot-style dotlock: "<file>.lock" created with O_EXCL. The new
-// content is written into the lock file and renamed over the target, so the
-// target is replaced atomically and the lock released in the same step.
+// Lock is a Dovecot-style dotlock: "<file>.lock", made by a hard link so
+// that it appears whole, already its owner's, holding "pid:host" as
+// Dovecot's dotlocks do (file_write_pid). The new content is written into
+// the lock file and renamed over the target, so the target is replaced
+// atomically and the lock released in the same step.
 type Lock struct {
 	root   *os.Root
 	target string
@@ -27,25 +34,28 @@ type Lock struct {
 }
 
 // Acquire takes the dotlock for target (a path inside root), waiting up to
-// wait and breaking a lock older than StaleTimeout. perm is the mode of the
-// new file; uid/gid >= 0 chown it.
+// wait. A lock whose "pid:host" names a process of this host that is gone
+// (a server killed while it held it) is broken at once, as Dovecot breaks
+// it; any other after StaleTimeout. perm is the mode of the new file;
+// uid/gid >= 0 chown it.
 func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode, uid, gid int) (*Lock, error) {
 	lockName := target + ".lock"
 	deadline := time.Now().Add(wait)
 	delay := 5 * time.Millisecond
 	for {
-		f, err := root.OpenFile(lockName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		f, err := createLock(root, lockName, perm, uid, gid)
 		if err == nil {
-			if uid >= 0 {
-				_ = f.Chown(uid, gid) // best effort: same as the directory's owner
-			}
 			return &Lock{root: root, target: target, f: f}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("uidlist: create %s: %w", lockName, err)
 		}
-		if st, serr := root.Stat(lockName); serr == nil && time.Since(st.ModTime()) > StaleTimeout {
-			_ = root.Remove(lockName)
+		if st, serr := root.Stat(lockName); serr == nil && (time.Since(st.ModTime()) > StaleTimeout || deadOwner(root, lockName)) {
+			// Removed only if it is still the lock judged stale, not one
+			// another process made since.
+			if now, nerr := root.Stat(lockName); nerr == nil && os.SameFile(st, now) {
+				_ = root.Remove(lockName)
+			}
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -58,6 +68,60 @@ func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode,
 	}
 }
 
+// createLock writes "pid:host" to a file of a unique name, gives it to its
+// owner, and links it to lockName: fs.ErrExist when the lock is held.
+func createLock(root *os.Root, lockName string, perm fs.FileMode, uid, gid int) (*os.File, error) {
+	var r [6]byte
+	rand.Read(r[:])
+	tmp := lockName + ".tmp-" + hex.EncodeToString(r[:])
+	f, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Remove(tmp) // the lock keeps the inode
+	if uid >= 0 {
+		_ = f.Chown(uid, gid) // best effort: same as the directory's owner
+	}
+	if _, err := f.WriteString(ownerTag()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := root.Link(tmp, lockName); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ownerTag is what a held lock says of its holder, as Dovecot writes it.
+func ownerTag() string {
+	host, _ := os.Hostname()
+	return strconv.Itoa(os.Getpid()) + ":" + host
+}
+
+// deadOwner reports whether the lock says it belongs to a process of this
+// host that no longer exists. A lock whose content is anything else (one
+// being committed, an older courriel's empty one, Dovecot's uidlist lock,
+// which holds no pid) waits for StaleTimeout.
+func deadOwner(root *os.Root, lockName string) bool {
+	f, err := root.Open(lockName)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [256]byte
+	n, _ := f.Read(b[:])
+	pidStr, host, ok := strings.Cut(strings.TrimSpace(string(b[:n])), ":")
+	if me, _ := os.Hostname(); !ok || host != me {
+		return false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
 // Commit writes data into the lock file, fsyncs it and renames it over the
 // target, releasing the lock.
 func (l *Lock) Commit(data []byte) error {
@@ -66,7 +130,10 @@ func (l *Lock) Commit(data []byte) error {
 	}
 	l.done = true
 	lockName := l.target + ".lock"
-	_, err := l.f.Write(data)
+	err := l.f.Truncate(0) // the "pid:host" goes
+	if err == nil {
+		_, err = l.f.WriteAt(data, 0)
+	}
 	if err == nil {
 		err = l.f.Sync()
 	}

@@ -2,7 +2,10 @@ package uidlist
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +174,63 @@ func TestLockCommitAndStale(t *testing.T) {
 		t.Fatalf("stale lock not broken: %v", err)
 	}
 	lk.Release()
+}
+
+// A held lock says "pid:host", as Dovecot's do; one whose process of this
+// host is gone (a server killed while it held the lock) is broken at once
+// instead of after StaleTimeout, which kept a folder from opening for two
+// minutes after a crash. A live holder, another host's or a lock without
+// a pid still wait.
+func TestLockOfDeadProcess(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	lockPath := filepath.Join(dir, FileName+".lock")
+	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	if b, _ := os.ReadFile(lockPath); string(b) != fmt.Sprintf("%d:%s", os.Getpid(), host) {
+		t.Errorf("held lock says %q", b)
+	}
+	lk.Release()
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("files left after Release: %v", ents)
+	}
+
+	// A pid that no longer exists: a child that has exited.
+	child := exec.Command("true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := child.Process.Pid
+	for _, c := range []struct {
+		name, content string
+		broken        bool
+	}{
+		{"dead pid of this host", fmt.Sprintf("%d:%s", dead, host), true},
+		{"live pid of this host", fmt.Sprintf("%d:%s", os.Getppid(), host), false},
+		{"dead pid of another host", fmt.Sprintf("%d:%s", dead, "other.example"), false},
+		{"no pid (Dovecot's uidlist lock)", "", false},
+		{"uidlist data (a commit in progress)", "3 V1 N1\n", false},
+	} {
+		if err := os.WriteFile(lockPath, []byte(c.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lk, err := Acquire(root, FileName, 50*time.Millisecond, 0o600, -1, -1)
+		if got := err == nil; got != c.broken {
+			t.Errorf("%s: Acquire error %v, want broken %v", c.name, err, c.broken)
+		}
+		if err == nil {
+			lk.Release()
+		}
+		os.Remove(lockPath)
+	}
 }
 
 func FuzzParse(f *testing.F) {
