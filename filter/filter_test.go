@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ func TestMaildirFolder(t *testing.T) {
 		{"INBOX", ""}, {"inbox", ""}, {"", ""},
 		{"Work", "Work"}, {"Work.2026", "Work.2026"}, {"Été", "&AMk-t&AOk-"}, {"R&D", "R&-D"},
 		{"a b.c d", "a b.c d"},
+		{"Inbox.Sub", "INBOX.Sub"}, {"inbox.Sub", "INBOX.Sub"}, // Dovecot's .INBOX.Sub
 	} {
 		if got, err := maildirFolder(c.in); err != nil || got != c.want {
 			t.Errorf("maildirFolder(%q) = %q, %v; want %q", c.in, got, err, c.want)
@@ -229,6 +231,34 @@ func TestComposeReply(t *testing.T) {
 	if strings.Contains(strings.ReplaceAll(out, "\r\n", ""), "\n") {
 		t.Error("bare LF in the reply")
 	}
+
+	// A long thread and a long UTF-8 subject: lines folded at spaces
+	// (within 78 octets but for "Subject: " and one whole encoded-word of
+	// at most 75, RFC 2047 §2), far under 998; a UTF-8 display name encoded, as
+	// Pigeonhole writes it; no subject gives Pigeonhole's default.
+	var refs []string
+	for i := range 50 {
+		refs = append(refs, fmt.Sprintf("<thread-message-%02d@lists.example.org>", i))
+	}
+	long, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?" + strings.Repeat("R=C3=A9union_", 60) + "?=\r\nMessage-ID: <m1@z.z>\r\nReferences: " +
+		strings.Join(refs, "\r\n ") + "\r\n\r\nhi\r\n"))
+	out = string(f.composeReply(long, "bob@z.z", "Alïce Dupré <alice@x.y>", &sieve.VacationReply{Reason: "away"}))
+	head, _, _ := strings.Cut(out, "\r\n\r\n")
+	for _, l := range strings.Split(head, "\r\n") {
+		if len(l) > len("Subject: ")+75 {
+			t.Errorf("header line of %d octets: %.60q", len(l), l)
+		}
+	}
+	unfolded := strings.ReplaceAll(head, "\r\n ", " ")
+	for _, want := range []string{"From: =?utf-8?q?Al=C3=AFce_Dupr=C3=A9?= <alice@x.y>\r\n", "References: " + strings.Join(refs, " ") + " <m1@z.z>\r\n"} {
+		if !strings.Contains(unfolded, want) {
+			t.Errorf("reply lacks %q:\n%s", want, head)
+		}
+	}
+	bare, _ := sieve.ReadMessage(strings.NewReader("From: bob@z.z\r\n\r\nhi\r\n"))
+	if out := string(f.composeReply(bare, "bob@z.z", "alice@x.y", &sieve.VacationReply{Reason: "away"})); !strings.Contains(out, "Subject: Automated reply\r\n") {
+		t.Errorf("no subject:\n%s", out)
+	}
 }
 
 type fakeDir map[string]*directory.Mailbox
@@ -342,7 +372,7 @@ func TestVacationQueued(t *testing.T) {
 	if len(q.sent) != 3 || q.sent[0] != " -> bob@z.z" || q.sent[1] != " -> carol@z.z" || q.sent[2] != " -> dan@z.z" {
 		t.Fatalf("queued %v, want one reply each to bob, carol and dan, from <>", q.sent)
 	}
-	for i, want := range []string{"From: alice@x.y\r\n", "From: Alice <alice@example.org>\r\n", "From: alice@x.y\r\n"} {
+	for i, want := range []string{"From: alice@x.y\r\n", `From: "Alice" <alice@example.org>` + "\r\n", "From: alice@x.y\r\n"} {
 		if !strings.Contains(q.data[i], want) {
 			t.Errorf("reply %d lacks %q:\n%s", i, want, q.data[i])
 		}

@@ -34,6 +34,9 @@ func maildirFolder(name string) (string, error) {
 		return "", errBadFolder
 	}
 	levels := strings.Split(name, ".")
+	if strings.EqualFold(levels[0], "INBOX") {
+		levels[0] = "INBOX" // "Inbox.Sub" is Dovecot's .INBOX.Sub, as in IMAP
+	}
 	for i, l := range levels {
 		if l == "" || strings.TrimSpace(l) != l {
 			return "", errBadFolder

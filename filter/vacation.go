@@ -171,8 +171,14 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 // References, Auto-Submitted: auto-replied, CRLF line ends.
 func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.VacationReply) []byte {
 	var b bytes.Buffer
-	hdr := func(name, value string) { b.WriteString(name + ": " + value + "\r\n") }
-	hdr("From", headerSafe(from))
+	hdr := func(name, value string) { writeFolded(&b, name, value) }
+	if a, err := mail.ParseAddress(from); err == nil && a.Name != "" {
+		// A display name in UTF-8 is RFC 2047-encoded, as Pigeonhole
+		// writes it: the reply leaves from <> and must pass any hop.
+		hdr("From", a.String())
+	} else {
+		hdr("From", headerSafe(from))
+	}
 	hdr("To", "<"+headerSafe(sender)+">")
 	subject := v.Subject
 	if subject == "" {
@@ -181,6 +187,9 @@ func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.
 			orig = d
 		}
 		subject = "Auto: " + orig
+		if strings.TrimSpace(orig) == "" {
+			subject = "Automated reply" // Pigeonhole's, for a message without one
+		}
 	}
 	hdr("Subject", mime.QEncoding.Encode("utf-8", oneLineUTF8(subject, 900)))
 	hdr("Date", f.o.Now().Format(time.RFC1123Z))
@@ -218,6 +227,27 @@ func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.
 		b.WriteString("\r\n")
 	}
 	return b.Bytes()
+}
+
+// writeFolded writes a header field folded at its spaces into lines of at
+// most 78 octets where it can (RFC 5322 §2.1.1): a long References or an
+// encoded Subject (several encoded-words) stays far under the 998 limit.
+func writeFolded(b *bytes.Buffer, name, value string) {
+	line := len(name) + 1
+	b.WriteString(name + ":")
+	for i, w := range strings.Split(value, " ") {
+		if w == "" && i > 0 {
+			continue
+		}
+		if line+1+len(w) > 78 && line > len(name)+1 {
+			b.WriteString("\r\n")
+			line = 0
+		}
+		b.WriteByte(' ')
+		b.WriteString(w)
+		line += 1 + len(w)
+	}
+	b.WriteString("\r\n")
 }
 
 // headerSafe drops what could end a header field.

@@ -42,10 +42,7 @@ func (s *session) decodeName(raw string) (string, error) {
 		}
 		name = n
 	}
-	if mailstore.IsInbox(name) {
-		return mailstore.InboxName, nil
-	}
-	return name, nil
+	return mailstore.CanonicalName(name), nil
 }
 
 // writeMailbox writes a mailbox name in the client's form.

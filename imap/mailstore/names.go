@@ -25,6 +25,19 @@ var ErrBadName = errors.New("mailstore: invalid folder name")
 // IsInbox reports whether name designates INBOX.
 func IsInbox(name string) bool { return strings.EqualFold(name, InboxName) }
 
+// CanonicalName spells INBOX, and INBOX as the first level of a hierarchy
+// ("inbox.Sub"), in capitals, as Dovecot's namespace with inbox=yes does:
+// the same folder, ".INBOX.Sub" on disk, whoever names it.
+func CanonicalName(name string) string {
+	if IsInbox(name) {
+		return InboxName
+	}
+	if first, rest, ok := strings.Cut(name, string(Delimiter)); ok && IsInbox(first) {
+		return InboxName + string(Delimiter) + rest
+	}
+	return name
+}
+
 // FolderDir maps an IMAP folder name (UTF-8, as decoded by the IMAP library)
 // to its directory relative to the maildir root: "" for INBOX, ".Sent",
 // ".Archive.2024". Names that could escape the maildir, collide with the
@@ -33,6 +46,7 @@ func FolderDir(name string) (string, error) {
 	if IsInbox(name) {
 		return "", nil
 	}
+	name = CanonicalName(name)
 	if name == "" || !utf8.ValidString(name) {
 		return "", fmt.Errorf("%w: empty or not UTF-8", ErrBadName)
 	}

@@ -19,6 +19,8 @@ func TestFolderDir(t *testing.T) {
 		{"Entwürfe", ".Entw&APw-rfe", false},
 		{"R&D", ".R&-D", false},
 		{"INBOX.child", ".INBOX.child", false},
+		{"Inbox.child", ".INBOX.child", false}, // as Dovecot: the INBOX level is INBOX
+		{"inboxes.child", ".inboxes.child", false},
 		{"", "", true},
 		{".hidden", "", true},
 		{"a..b", "", true},
@@ -47,7 +49,7 @@ func TestFolderDir(t *testing.T) {
 			continue
 		}
 		back, ok := FolderName(dir)
-		if !ok || back != tc.name {
+		if !ok || back != CanonicalName(tc.name) {
 			t.Errorf("FolderName(%q) = %q, %v", dir, back, ok)
 		}
 	}
