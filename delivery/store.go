@@ -593,11 +593,19 @@ func (s *Store) logCopy(ctx context.Context, m *Message, r *Recipient, start tim
 	}
 	status := "deferred (" + e.Reason + ")"
 	level := slog.LevelWarn
-	if !e.Temporary {
+	switch {
+	case errors.Is(e.Err, ErrNoFolder):
+		// Sieve's fileinto without :create: the caller stores the copy in
+		// the INBOX instead; nothing bounced.
+		status, level = "skipped ("+e.Reason+"; kept in INBOX)", slog.LevelInfo
+	case !e.Temporary:
 		status = "bounced (" + e.Reason + ")"
 		level = slog.LevelError
 	}
-	attrs = append(attrs, slog.String("dsn", e.dsn()), slog.String("status", status), slog.String("error", e.Error()))
+	if !errors.Is(e.Err, ErrNoFolder) {
+		attrs = append(attrs, slog.String("dsn", e.dsn()))
+	}
+	attrs = append(attrs, slog.String("status", status), slog.String("error", e.Error()))
 	logwriter.LogAttrs(ctx, s.log, level, "delivery", attrs...)
 }
 
