@@ -138,6 +138,9 @@ func (c *Cluster) Secret() string {
 	return string(c.o.Secret)
 }
 
+// HopsTLS reports whether the internal hops use TLS.
+func (c *Cluster) HopsTLS() bool { return c != nil && c.o.TLS != nil }
+
 // TLS is the client configuration of the internal hops, nil for plain
 // TCP; a copy with ServerName set to host.
 func (c *Cluster) TLS(host string) *tls.Config {

@@ -129,15 +129,19 @@ func (h *Hops) MarkDown(n Node) {
 
 // CheckLogin decides a cluster login (authcid ClusterLogin) with secret
 // from peer, over TLS or not: "" when it is taken, else why not, for the
-// log and the failed-login count. In clear ([cluster] tls off: a private
-// network) it is taken only from a node's own address, so the secret is
-// worth nothing from anywhere else.
+// log and the failed-login count. In clear, or in any way when the hops
+// go in clear ([cluster] tls off: a private network, where no node logs
+// in over TLS), it is taken only from a node's own address, so the secret
+// is worth nothing from anywhere else: not even through the public IMAPS
+// port, whose TLS says nothing of the peer.
 func (h *Hops) CheckLogin(secret string, inTLS bool, peer netip.Addr) string {
 	switch {
 	case !h.Cluster().CheckSecret(secret):
 		return "wrong cluster secret"
 	case !inTLS && !h.FromNode(peer):
 		return "cluster login in clear from outside the cluster"
+	case !h.Cluster().HopsTLS() && !h.FromNode(peer):
+		return "cluster login from outside the cluster, whose hops are in clear"
 	}
 	return ""
 }

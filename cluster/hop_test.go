@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -135,25 +136,39 @@ func TestCheckLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHops(c)
+	withTLS, err := New(Options{Self: "a", Secret: []byte("0123456789abcdef"), TLS: &tls.Config{}, Nodes: map[string]Node{
+		"a": {SMTP: "192.0.2.1:2525"}, "b": {IMAP: "[2001:db8::2]:143"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ht := NewHops(c), NewHops(withTLS)
 	node, other := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.9")
 	for _, tc := range []struct {
-		name   string
-		secret string
-		tls    bool
-		peer   netip.Addr
-		want   bool
+		name    string
+		hopsTLS bool
+		secret  string
+		tls     bool
+		peer    netip.Addr
+		want    bool
 	}{
-		{"in clear from a node", "0123456789abcdef", false, node, true},
-		{"in clear from a v6 node", "0123456789abcdef", false, netip.MustParseAddr("2001:db8::2"), true},
-		{"in clear from a v4-mapped node", "0123456789abcdef", false, netip.MustParseAddr("::ffff:192.0.2.1"), true},
-		{"in clear from elsewhere", "0123456789abcdef", false, other, false},
-		{"in clear, no address", "0123456789abcdef", false, netip.Addr{}, false},
-		{"over TLS from elsewhere", "0123456789abcdef", true, other, true},
-		{"wrong secret from a node", "0123456789abcdeX", false, node, false},
-		{"wrong secret over TLS", "", true, other, false},
+		{"in clear from a node", false, "0123456789abcdef", false, node, true},
+		{"in clear from a v6 node", false, "0123456789abcdef", false, netip.MustParseAddr("2001:db8::2"), true},
+		{"in clear from a v4-mapped node", false, "0123456789abcdef", false, netip.MustParseAddr("::ffff:192.0.2.1"), true},
+		{"in clear from elsewhere", false, "0123456789abcdef", false, other, false},
+		{"in clear, no address", false, "0123456789abcdef", false, netip.Addr{}, false},
+		// Hops in clear: the public IMAPS port's TLS is no node's.
+		{"over TLS from elsewhere, hops in clear", false, "0123456789abcdef", true, other, false},
+		{"over TLS from a node, hops in clear", false, "0123456789abcdef", true, node, true},
+		{"over TLS from elsewhere, hops over TLS", true, "0123456789abcdef", true, other, true},
+		{"in clear from elsewhere, hops over TLS", true, "0123456789abcdef", false, other, false},
+		{"wrong secret from a node", false, "0123456789abcdeX", false, node, false},
+		{"wrong secret over TLS", true, "", true, other, false},
 	} {
-		if got := h.CheckLogin(tc.secret, tc.tls, tc.peer) == ""; got != tc.want {
+		hops := h
+		if tc.hopsTLS {
+			hops = ht
+		}
+		if got := hops.CheckLogin(tc.secret, tc.tls, tc.peer) == ""; got != tc.want {
 			t.Errorf("%s: taken %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net/textproto"
 	"os"
@@ -196,7 +197,10 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 			refused = refused && plan.sts != nil && strings.HasPrefix(f.status, "4.7.")
 		}
 	}
-	last.dead = dead && tried > 0 && ctx.Err() == nil
+	// A deadline that ran out while no host answered (a hand-over to a
+	// node that hangs) finds the destination dead too; a cancellation
+	// (shutdown, the client gone) says nothing of it.
+	last.dead = dead && tried > 0 && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded))
 	return nil, last, refused
 }
 

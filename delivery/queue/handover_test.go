@@ -276,3 +276,53 @@ func waitRunning(t *testing.T, q *Queue) {
 	}
 	t.Fatal("the runner did not start")
 }
+
+// A home node that accepts connections but never answers (stopped, hung)
+// costs one hand-over its whole time, then is remembered dead: the next
+// hand-over queues at once without dialling, instead of every message
+// waiting HandOverTimeout before its 250.
+func TestHandOverToHungNode(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	conns := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			t.Cleanup(func() { c.Close() }) // held open, never a greeting
+		}
+	}()
+	cl, err := cluster.New(cluster.Options{Self: "a", Secret: []byte("0123456789abcdef"), ConnectTimeout: time.Second,
+		Nodes: map[string]cluster.Node{"a": {SMTP: "127.0.0.1:1"}, "b": {SMTP: ln.Addr().String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Cluster = cl
+	o.Dialer = (&net.Dialer{}).DialContext
+	o.HandOverTimeout = 200 * time.Millisecond
+	q := start(t, o).q
+	waitRunning(t, q)
+	local := []delivery.Recipient{{Address: "bob@x.test", Maildir: "/var/vmail/bob/mailbox", UID: 2000, GID: 2000, Node: "b"}}
+	for i := range 3 {
+		_, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", local, delivery.MemContent(testMessage))
+		if err != nil || handed {
+			t.Fatalf("hand-over %d: handed %v, %v; want queued", i, handed, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("%d connections to the hung node for three hand-overs, want 1 (then remembered dead)", conns)
+	}
+}
