@@ -123,8 +123,10 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	}
 	s.c = q.newClient(s.conn)
 	if err := s.c.Hello(q.o.Hostname); err != nil {
-		// A 5xx greeting or EHLO reply is the server refusing us.
-		f := replyFailure(err, "greeting from "+relay, "4.4.2")
+		// A 5xx greeting or EHLO reply is this host refusing to talk, not
+		// the recipient refused: the next MX is tried, and the message
+		// waits rather than bounces (Postfix's smtp_skip_5xx_greeting).
+		f := replyFailure(err, "greeting from "+relay, "4.4.2").asTemporary()
 		// No greeting, or 421 (the server is going away or overloaded):
 		// the host is down for now.
 		f.dead = !isReply(err) || f.code == 421

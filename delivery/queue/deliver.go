@@ -169,17 +169,20 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan) (*session, *failure, bool) {
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
+	sawTemp := false // a host failed for now: no failure of another bounces
 	refused := dp.sts != nil && !dp.testing
 	for _, h := range hops {
 		ips, ad, f := q.addrs(ctx, h)
 		if f != nil {
 			last, dead, refused = f, false, false
+			sawTemp = sawTemp || !f.perm
 			continue
 		}
 		plan, f := q.hopTLS(ctx, rt, dp, h, ad)
 		if f != nil {
 			q.log.Info("host not used under the receiver's TLS policy", "queue_id", id, "mx", h.name, "reason", f.text)
 			last, dead = f, false
+			sawTemp = sawTemp || !f.perm
 			refused = refused && plan.sts != nil && strings.HasPrefix(f.text, "MX host ") // not a DANE lookup failure
 			continue
 		}
@@ -194,8 +197,12 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 			}
 			q.log.Debug("host failed, trying the next", "queue_id", id, "relay", f.relay, "reason", f.text)
 			last, dead = f, dead && f.dead
+			sawTemp = sawTemp || !f.perm
 			refused = refused && plan.sts != nil && strings.HasPrefix(f.status, "4.7.")
 		}
+	}
+	if last.perm && sawTemp {
+		last = last.asTemporary()
 	}
 	// A deadline that ran out while no host answered (a hand-over to a
 	// node that hangs) finds the destination dead too; a cancellation

@@ -304,11 +304,21 @@ func TestMXResolution(t *testing.T) {
 			wantDSN: "4.4.3",
 		},
 		{
-			name: "MX host without address defers",
+			// Postfix: 5.4.4 when no host failed for now.
+			name: "MX host that does not exist bounces",
 			res: &fakeResolver{
 				mx: map[string][]*net.MX{"remote.test": {{Host: "mx1.remote.test.", Pref: 10}}},
 			},
-			wantDSN: "4.4.3",
+			wantDSN:  "5.4.4",
+			wantPerm: true,
+		},
+		{
+			name: "MX host that does not exist, another down: defers",
+			res: &fakeResolver{
+				mx:  map[string][]*net.MX{"remote.test": {{Host: "mx1.remote.test.", Pref: 10}, {Host: "mx2.remote.test.", Pref: 20}}},
+				ips: map[string][]string{"mx1.remote.test": {"192.0.2.1"}},
+			},
+			wantDSN: "4.4.4",
 		},
 	}
 	for _, tc := range cases {
@@ -317,7 +327,7 @@ func TestMXResolution(t *testing.T) {
 			s := newSink(t, sinkOptions{})
 			o := baseOptions(t, t.TempDir(), newClock())
 			o.Resolver = tc.res
-			o.Dialer = dialTo(s.addr)
+			o.Dialer = dialTo(s.addr) // 192.0.2.1 refuses
 			b := newBounces()
 			o.Bounce = b.fn
 			h := start(t, o)
@@ -378,5 +388,47 @@ func TestEqualPreferenceMXAreShuffled(t *testing.T) {
 	}
 	if !seen["a.remote.test"] || !seen["b.remote.test"] {
 		t.Errorf("equal-preference MX never reordered: %v", seen)
+	}
+}
+
+// A host that greets with 5xx refuses to talk, it does not refuse the
+// recipient: the message waits (and another MX is tried), as Postfix's
+// smtp_skip_5xx_greeting has it, instead of bouncing at once.
+func TestFiveHundredGreetingDefers(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("554 5.7.1 go away\r\n"))
+			c.Close()
+		}
+	}()
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": ln.Addr().String()}
+	o.Dialer = nil
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	id := h.enqueue("alice@local.test", "bob@remote.test")
+	h.waitJob()
+	m, _, err := h.q.Show(id)
+	if err != nil {
+		t.Fatalf("the message left the queue: %v", err)
+	}
+	if r := m.Recipients[0]; r.State != StatePending || r.Status != "4.7.1" {
+		t.Errorf("recipient = %+v, want pending with 4.7.1", r)
+	}
+	select {
+	case <-b.got:
+		t.Error("a DSN for a host that would not talk")
+	default:
 	}
 }

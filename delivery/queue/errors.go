@@ -15,6 +15,7 @@ var (
 	ErrNotOwner          = errors.New("queue: spool is run by another process")
 	ErrClosed            = errors.New("queue: closed")
 	errDeleted           = errors.New("queue: message deleted meanwhile")
+	errHeld              = errors.New("queue: message held meanwhile") // its state was recorded in hold/
 	errCorrupt           = errors.New("queue: corrupt envelope")
 )
 

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"strings"
 	"errors"
 	"fmt"
 
@@ -31,6 +32,16 @@ func tempFailure(status, text string) *failure {
 
 func permFailure(status, text string) *failure {
 	return &failure{perm: true, status: status, text: printable(text, maxReplyText)}
+}
+
+// asTemporary is f as a temporary failure: its status class 4.
+func (f *failure) asTemporary() *failure {
+	t := *f
+	t.perm = false
+	if strings.HasPrefix(t.status, "5.") {
+		t.status = "4" + t.status[1:]
+	}
+	return &t
 }
 
 // replyFailure classifies an error from the SMTP client. A reply keeps its

@@ -118,8 +118,9 @@ func (s *spool) finishHolds(data map[string]bool, hasEnv map[string]bool) []stri
 }
 
 // Hold takes a message out of delivery until Release (postsuper -h). A
-// delivery already in progress may still complete; nothing is recorded
-// after it.
+// delivery already in progress completes, and what it delivered is
+// recorded in the held envelope (a message it finished leaves the hold
+// queue), so that a release never sends a copy twice.
 func (q *Queue) Hold(id string) error {
 	id, err := ParseID(id)
 	if err != nil {

@@ -169,3 +169,78 @@ func TestHoldCutShortIsFinished(t *testing.T) {
 		t.Errorf("released message: %v, %q", err, data)
 	}
 }
+
+// A hold that comes while the message is being delivered keeps what that
+// attempt did: the recipient it reached is recorded in the held envelope
+// and never sent again after the release; one it could not reach is. A
+// message the attempt finished leaves the hold queue.
+func TestHoldDuringDelivery(t *testing.T) {
+	t.Parallel()
+	for _, partial := range []bool{true, false} {
+		entered, release := make(chan struct{}, 1), make(chan struct{})
+		var refuse atomic.Bool
+		refuse.Store(partial)
+		s := newSink(t, sinkOptions{
+			rcpt: func(_ int, to string) error {
+				if to == "later@remote.test" && refuse.Load() {
+					return smtpErr(450, gosmtp.EnhancedCode{4, 2, 0}, "not now")
+				}
+				return nil
+			},
+			data: func(n int) error {
+				if n == 0 {
+					entered <- struct{}{}
+					<-release
+				}
+				return nil
+			},
+		})
+		dir := t.TempDir()
+		o := baseOptions(t, dir, newClock())
+		o.Routes = map[string]string{"*": s.addr}
+		o.Dialer = nil
+		h := start(t, o)
+		co := baseOptions(t, dir, newClock())
+		co.Client = true
+		admin, err := Open(co)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		id := h.enqueue("alice@local.test", "now@remote.test", "later@remote.test")
+		<-entered // the data is on its way
+		if err := admin.Hold(id); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		recv(t, s.delivs, "the first delivery")
+		waitIndexed(t, h.q, id, false)
+		held, err := admin.ListHeld()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !partial {
+			if len(held) != 0 {
+				t.Errorf("a message delivered whole stays held: %+v", held)
+			}
+			if err := admin.Release(id); err != ErrNotHeld {
+				t.Errorf("Release of a finished message: %v, want ErrNotHeld", err)
+			}
+			continue
+		}
+		if len(held) != 1 || len(held[0].Recipients) != 1 || held[0].Recipients[0].Addr != "later@remote.test" {
+			t.Fatalf("held: %+v, want the message with later@ alone pending", held)
+		}
+		refuse.Store(false)
+		if err := admin.Release(id); err != nil {
+			t.Fatal(err)
+		}
+		waitIndexed(t, h.q, id, true)
+		if err := h.q.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, s.delivs, "the released delivery"); !slices.Equal(got.rcpts, []string{"later@remote.test"}) {
+			t.Errorf("after release, sent to %v; want later@ only", got.rcpts)
+		}
+	}
+}

@@ -27,8 +27,8 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 	defer data.Close()
 
 	if g, res := q.placeDue(ctx, m, q.o.Now()); len(g.rcpts) > 0 && q.record(m, g, res) {
-		if err := q.sp.update(m); errors.Is(err, errDeleted) {
-			q.logFor(m).Info("message deleted during delivery")
+		if err := q.sp.update(m); errors.Is(err, errDeleted) || errors.Is(err, errHeld) {
+			q.logFor(m).Info(gotWhere(err))
 			return nil, true
 		} else if err != nil {
 			q.logFor(m).Error("recording the delivery attempt failed", "err", err)
@@ -49,8 +49,8 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 			// with one directory fsync instead of a rewrite first.
 			continue
 		}
-		if err := q.sp.update(m); errors.Is(err, errDeleted) {
-			q.logFor(m).Info("message deleted during delivery")
+		if err := q.sp.update(m); errors.Is(err, errDeleted) || errors.Is(err, errHeld) {
+			q.logFor(m).Info(gotWhere(err))
 			return nil, true
 		} else if err != nil {
 			// The in-memory state stays right, so this process will not
@@ -62,8 +62,8 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 		return m, false
 	}
 	if q.notify(ctx, m, data) {
-		if err := q.sp.update(m); errors.Is(err, errDeleted) {
-			q.logFor(m).Info("message deleted during delivery")
+		if err := q.sp.update(m); errors.Is(err, errDeleted) || errors.Is(err, errHeld) {
+			q.logFor(m).Info(gotWhere(err))
 			return nil, true
 		} else if err != nil {
 			q.logFor(m).Error("recording the notification failed", "err", err)
@@ -132,6 +132,15 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 
 // logAttempt writes the Postfix-style line for one recipient attempt:
 // msg_id, queue_id, to=, relay=, delay=, dsn=, status= (reason).
+// gotWhere is the log line of a job that finds its message gone from the
+// queue during the attempt: deleted, or held (its state recorded there).
+func gotWhere(err error) string {
+	if errors.Is(err, errHeld) {
+		return "message held during delivery: what was delivered is recorded with it"
+	}
+	return "message deleted during delivery"
+}
+
 func (q *Queue) logAttempt(m *Message, r *Recipient, relay, dsn, word, reason string, now time.Time, tlsInfo string) {
 	if relay == "" {
 		relay = "none"

@@ -331,8 +331,8 @@ func (q *Queue) save(m *Message) (gone bool) {
 		return false
 	}
 	switch err := q.sp.update(m); {
-	case errors.Is(err, errDeleted):
-		q.logFor(m).Info("message deleted during delivery")
+	case errors.Is(err, errDeleted), errors.Is(err, errHeld):
+		q.logFor(m).Info(gotWhere(err))
 		return true
 	case err != nil:
 		q.logFor(m).Error("recording the delivery attempt failed", "err", err)

@@ -147,7 +147,9 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failu
 			if h.implicit {
 				return nil, ad, permFailure("5.1.2", "host or domain name not found: "+h.name)
 			}
-			return nil, ad, tempFailure("4.4.3", "MX host not found: "+h.name)
+			// Postfix: 5.4.4, unless another host failed for now
+			// (tryHops keeps the message then).
+			return nil, ad, permFailure("5.4.4", "MX host not found: "+h.name)
 		}
 		return nil, ad, tempFailure("4.4.3", "address lookup for "+h.name+" failed: "+printable(err.Error(), 200))
 	}

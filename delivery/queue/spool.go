@@ -275,13 +275,24 @@ func (s *spool) update(m *Message) error {
 	}
 	err = s.locked(func() error {
 		if _, err := os.Lstat(s.path(m.ID, extEnvelope)); errors.Is(err, fs.ErrNotExist) {
-			return errDeleted
+			if !s.isHeld(m.ID) {
+				return errDeleted
+			}
+			// Held during the attempt: what it delivered is recorded in
+			// the held envelope, so that a release sends only the rest.
+			if err := os.Rename(tmp, s.heldPath(m.ID, extEnvelope)); err != nil {
+				return err
+			}
+			if err := syncPath(filepath.Join(s.dir, holdDir)); err != nil {
+				return err
+			}
+			return errHeld
 		}
 		return os.Rename(tmp, s.path(m.ID, extEnvelope))
 	})
 	if err != nil {
 		os.Remove(tmp)
-		if errors.Is(err, errDeleted) {
+		if errors.Is(err, errDeleted) || errors.Is(err, errHeld) {
 			return err
 		}
 		return fmt.Errorf("queue: update %s: %w", m.ID, err)
@@ -325,6 +336,7 @@ type removals struct {
 
 type removal struct {
 	id   string
+	held bool // found and removed in hold/
 	lead bool  // set under removals.mu before wake is closed
 	err  error // set before wake is closed
 	wake chan struct{}
@@ -338,15 +350,27 @@ func (s *spool) removeBatch() {
 	batch := s.rm.pending
 	s.rm.pending = nil
 	s.rm.mu.Unlock()
+	heldGone := false
 	err := s.locked(func() error {
 		for _, r := range batch {
 			err := os.Remove(s.path(r.id, extEnvelope))
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
+				// Held while its last recipients were being delivered:
+				// nothing is left to hold, and a release must not send
+				// it again.
+				if os.Remove(s.heldPath(r.id, extEnvelope)) == nil {
+					os.Remove(s.heldPath(r.id, extData))
+					r.held, heldGone = true, true
+					continue
+				}
 				r.err = ErrNotFound
 			case err != nil:
 				r.err = fmt.Errorf("queue: remove %s: %w", r.id, err)
 			}
+		}
+		if heldGone {
+			return syncPath(filepath.Join(s.dir, holdDir))
 		}
 		return nil
 	})
@@ -355,7 +379,7 @@ func (s *spool) removeBatch() {
 		if r.err == nil && err != nil {
 			r.err = err
 		}
-		if r.err != nil {
+		if r.err != nil || r.held {
 			continue
 		}
 		// Without its envelope nobody else touches the data file
