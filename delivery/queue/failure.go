@@ -1,9 +1,9 @@
 package queue
 
 import (
-	"strings"
 	"errors"
 	"fmt"
+	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
 )

@@ -336,7 +336,7 @@ type removals struct {
 
 type removal struct {
 	id   string
-	held bool // found and removed in hold/
+	held bool  // found and removed in hold/
 	lead bool  // set under removals.mu before wake is closed
 	err  error // set before wake is closed
 	wake chan struct{}
