@@ -88,6 +88,7 @@ func (s *spool) syncBoth() error {
 	return s.syncDir()
 }
 
+// syncPath fsyncs the directory dir.
 func syncPath(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -152,17 +152,7 @@ func (s *spool) writeTemp(name string, data delivery.Content) (string, error) {
 // many deliveries finishing at once, one fsync covers them all instead of
 // each waiting its turn for its own.
 func (s *spool) syncDir() error {
-	return s.dirs.sync(func() error {
-		d, err := os.Open(s.dir)
-		if err != nil {
-			return err
-		}
-		err = d.Sync()
-		if cerr := d.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	})
+	return s.dirs.sync(func() error { return syncPath(s.dir) })
 }
 
 // dirSync runs one fsync at a time; a caller needs one that started after
