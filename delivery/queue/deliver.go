@@ -256,6 +256,34 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 			return broken
 		}
 	}
+	// RFC 5321 §4.5.3.1.10: a server past its RCPT limit answers 452 to
+	// the rest; they go in the next transaction now, not at the next retry
+	// minutes later, for as long as each transaction takes some.
+	for prev := len(g.rcpts) + 1; broken == nil; {
+		var again []int // positions in g.rcpts
+		for i := range res {
+			if res[i].code == 452 && res[i].out != outSent {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 || len(again) >= prev {
+			break
+		}
+		prev = len(again)
+		sub := group{rt: g.rt}
+		for _, i := range again {
+			sub.rcpts = append(sub.rcpts, g.rcpts[i])
+		}
+		subRes := make([]result, len(again))
+		for lo := 0; lo < len(sub.rcpts) && broken == nil; lo += rcptsPerTransaction {
+			broken = q.transaction(s, m, sub, lo, min(lo+rcptsPerTransaction, len(sub.rcpts)), data, subRes, utf8)
+		}
+		for k, i := range again {
+			if subRes[k] != (result{}) {
+				res[i] = subRes[k]
+			}
+		}
+	}
 	return broken
 }
 

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
 	"regexp"
 	"slices"
@@ -430,5 +431,38 @@ func TestFiveHundredGreetingDefers(t *testing.T) {
 	case <-b.got:
 		t.Error("a DSN for a host that would not talk")
 	default:
+	}
+}
+
+// A receiver that takes 3 RCPTs a transaction answers 452 4.5.3 to the
+// rest: they follow in the next transactions at once (RFC 5321
+// §4.5.3.1.10), not at the next retry minutes later.
+func TestRecipientLimitOfTheReceiver(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{rcptLimit: 3})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	h := start(t, o)
+	var rcpts []string
+	for i := range 8 {
+		rcpts = append(rcpts, fmt.Sprintf("u%d@remote.test", i))
+	}
+	h.enqueue("alice@local.test", rcpts...)
+	var got []string
+	for len(got) < len(rcpts) {
+		tx := recv(t, s.delivs, "a transaction")
+		if len(tx.rcpts) > 3 {
+			t.Fatalf("a transaction of %d recipients past the limit", len(tx.rcpts))
+		}
+		got = append(got, tx.rcpts...)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, rcpts) {
+		t.Errorf("delivered to %v, want %v", got, rcpts)
+	}
+	h.waitUntil("the queue is empty", h.empty)
+	if strings.Contains(h.logs.String(), "status=deferred") {
+		t.Errorf("a recipient waited for a retry:\n%s", h.logs.String())
 	}
 }

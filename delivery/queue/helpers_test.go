@@ -44,6 +44,9 @@ type sinkOptions struct {
 	user     string // AUTH PLAIN credentials accepted, if set
 	password string
 	noUTF8   bool // SMTPUTF8 not offered
+	// rcptLimit, when set, answers 452 4.5.3 to the RCPTs of a transaction
+	// past it, as a server's recipient limit does.
+	rcptLimit int
 }
 
 type sink struct {
@@ -184,6 +187,9 @@ func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		if err := ss.s.o.rcpt(n, to); err != nil {
 			return err
 		}
+	}
+	if l := ss.s.o.rcptLimit; l > 0 && len(ss.cur.rcpts) >= l {
+		return smtpErr(452, gosmtp.EnhancedCode{4, 5, 3}, "too many recipients")
 	}
 	ss.cur.rcpts = append(ss.cur.rcpts, to)
 	return nil
