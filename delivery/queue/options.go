@@ -63,13 +63,42 @@ func NewResolver(addr string) Resolver {
 	if addr == "" {
 		return net.DefaultResolver
 	}
-	return &net.Resolver{
+	return serverResolver{addr: addr, r: &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
+	}}
+}
+
+// serverResolver asks the server at addr. Go's resolver names in its
+// errors the server of resolv.conf it would have asked, not the one it did
+// (Dial chose it): the errors are corrected, so that the log sends the
+// admin to the right server.
+type serverResolver struct {
+	addr string
+	r    *net.Resolver
+}
+
+func (s serverResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	mx, err := s.r.LookupMX(ctx, name)
+	return mx, s.fix(err)
+}
+
+func (s serverResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	ips, err := s.r.LookupIPAddr(ctx, host)
+	return ips, s.fix(err)
+}
+
+func (s serverResolver) fix(err error) error {
+	var de *net.DNSError
+	if errors.As(err, &de) && de.Server != "" {
+		c := *de
+		c.Server = s.addr
+		return &c
 	}
+	return err
 }
 
 // Options configures a Queue. Zero values take the documented defaults.
