@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -241,6 +242,17 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 			res[i] = s.failed(f)
 		}
 		return nil
+	}
+	if !s.eightBit {
+		// RFC 6152 §3: 8-bit content goes to a server without 8BITMIME
+		// converted to quoted-printable, as Postfix converts it.
+		if _, err := data.Seek(0, io.SeekStart); err == nil {
+			if raw, err := io.ReadAll(io.LimitReader(data, m.Size+traceAllowance)); err == nil {
+				if conv, changed := downgrade7bit(raw); changed {
+					data = bytes.NewReader(conv)
+				}
+			}
+		}
 	}
 	var broken *failure
 	for lo := 0; lo < len(g.rcpts); lo += rcptsPerTransaction {
