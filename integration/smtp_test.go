@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -361,4 +362,43 @@ func exactMessage(subject string, n int) string {
 		panic(fmt.Sprintf("exactMessage(%d) made %d octets", n, b.Len()))
 	}
 	return b.String()
+}
+
+// Senders RFC 5321 allows and Postfix takes, from Python's smtplib: a
+// quoted local part and an address literal. The copy's Return-Path keeps
+// the sender as sent; nothing is routed by it.
+func TestUnusualSenders(t *testing.T) {
+	python := requireTool(t, "python3")
+	s := startServer(t)
+	const script = `
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+for sender in sys.argv[2:]:
+    with smtplib.SMTP(host, int(port)) as c:
+        c.sendmail(sender, ["bob@hosted-domain.com"], "Subject: from " + sender + "\r\n\r\nhello\r\n")
+print("sent")
+`
+	senders := []string{`"john smith"@example.net`, "x@[192.0.2.1]", "list-bounces%x@example.net"}
+	out, err := run(t, "", python, append([]string{"-c", script, s.SMTP}, senders...)...)
+	if err != nil || !strings.Contains(out, "sent") {
+		t.Fatalf("smtplib: %v\n%s", err, out)
+	}
+	files := s.maildirFiles(t, "bob", "new")
+	if len(files) != len(senders) {
+		t.Fatalf("bob has %d messages, want %d", len(files), len(senders))
+	}
+	var paths []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		paths = append(paths, first)
+	}
+	for _, sdr := range senders {
+		if !slices.Contains(paths, "Return-Path: <"+sdr+">") {
+			t.Errorf("no copy with Return-Path: <%s>: %q", sdr, paths)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"unicode/utf8"
 )
@@ -71,7 +72,7 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 		return address{}, errAddrSyntax
 	}
 	local, domain := s[:at], s[at+1:]
-	if strings.ContainsRune(local, '@') || strings.HasPrefix(domain, "[") || recipient && strings.ContainsAny(local, "%!") {
+	if strings.ContainsRune(local, '@') || recipient && (strings.HasPrefix(domain, "[") || strings.ContainsAny(local, "%!")) {
 		return address{}, errRelayTrick
 	}
 	if local == "" || domain == "" {
@@ -90,10 +91,63 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 	if !ascii && !smtputf8 {
 		return address{}, errNeedUTF8
 	}
+	if !recipient {
+		// A sender is nothing routed here: what RFC 5321 §4.1.2 allows
+		// and Postfix takes goes, a local part that needs quoting (kept
+		// quoted) and an address literal.
+		if !validDotAtom(local) {
+			if !validQuotedContent(local) {
+				return address{}, errAddrSyntax
+			}
+			local = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"`
+			if len(local) > maxLocalPart+2 {
+				return address{}, errAddrLength
+			}
+		}
+		if strings.HasPrefix(domain, "[") {
+			if !validAddressLiteral(domain) {
+				return address{}, errAddrSyntax
+			}
+			return address{Local: local, Domain: domain}, nil
+		}
+		if !validDomain(domain) {
+			return address{}, errAddrSyntax
+		}
+		return address{Local: local, Domain: strings.ToLower(domain)}, nil
+	}
 	if !validDotAtom(local) || !validDomain(domain) {
 		return address{}, errAddrSyntax
 	}
 	return address{Local: local, Domain: strings.ToLower(domain)}, nil
+}
+
+// validQuotedContent: what a quoted local part may hold once unquoted
+// (qtext and quoted-pairs of RFC 5321 §4.1.2: printable ASCII and space,
+// UTF-8 with SMTPUTF8), nothing that could end a line or a field.
+func validQuotedContent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// validAddressLiteral: "[" IPv4 "]" or "[IPv6:" IPv6 "]" (RFC 5321 §4.1.3).
+func validAddressLiteral(d string) bool {
+	in, ok := strings.CutPrefix(d, "[")
+	if in, ok = strings.CutSuffix(in, "]"); !ok {
+		return false
+	}
+	if v6, ok := strings.CutPrefix(in, "IPv6:"); ok {
+		a, err := netip.ParseAddr(v6)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	a, err := netip.ParseAddr(in)
+	return err == nil && a.Is4()
 }
 
 // validDotAtom: atext *("." atext), RFC 5322 §3.2.3, with the UTF-8

@@ -80,9 +80,17 @@ func TestParseSender(t *testing.T) {
 		{"list-bounces%x@example.org", "list-bounces%x@example.org", nil},
 		{"uucp!user@example.org", "uucp!user@example.org", nil},
 		{"a@b@example.com", "", errRelayTrick},
-		{"a@[192.0.2.1]", "", errRelayTrick},
-		{"a b@example.com", "", errAddrSyntax},
 		{"sender@example.org.", "sender@example.org", nil},
+		// RFC 5321 §4.1.2, as Postfix takes them: a quoted local part
+		// (wire.ParseReversePath unquotes it; it is quoted again) and
+		// address literals.
+		{"john smith@example.net", `"john smith"@example.net`, nil},
+		{`say "hi"@example.net`, `"say \"hi\""@example.net`, nil},
+		{"x@[192.0.2.1]", "x@[192.0.2.1]", nil},
+		{"x@[IPv6:2001:db8::1]", "x@[IPv6:2001:db8::1]", nil},
+		{"x@[300.1.1.1]", "", errAddrSyntax},
+		{"x@[IPv6:192.0.2.1]", "", errAddrSyntax},
+		{"a\x01b@example.net", "", errAddrSyntax},
 	} {
 		got, err := parseSender(tc.in, false)
 		if tc.err != nil {
