@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -61,6 +62,11 @@ type Options struct {
 // node: every user is at home here.
 type Cluster struct {
 	o Options
+	// source is the address of this node's own entry when it is one of
+	// this machine's: hops leave from it, so that a node with several
+	// addresses (or a floating one) is known to its peers by the address
+	// they have for it. Invalid: the system chooses.
+	source netip.Addr
 }
 
 // New checks o and returns the cluster it describes.
@@ -92,7 +98,48 @@ func New(o Options) (*Cluster, error) {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
-	return &Cluster{o: o}, nil
+	return &Cluster{o: o, source: localSource(nodes[o.Self])}, nil
+}
+
+// localSource is the first address of n's listeners that is an IP
+// address of this machine.
+func localSource(n Node) netip.Addr {
+	var local []netip.Prefix
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local = append(local, p)
+			}
+		}
+	}
+	for _, hp := range []string{n.SMTP, n.IMAP, n.ManageSieve} {
+		host, _, err := net.SplitHostPort(hp)
+		if err != nil {
+			continue
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil || ip.IsUnspecified() {
+			continue
+		}
+		ip = ip.Unmap()
+		for _, p := range local {
+			// Any of 127/8 is this machine's; elsewhere the address itself.
+			if p.Addr().Unmap() == ip || ip.IsLoopback() && p.Contains(ip) {
+				return ip
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// Dialer is a dialer for hops: the connect timeout, and this node's own
+// address as the source when it is one of this machine's.
+func (c *Cluster) Dialer() *net.Dialer {
+	d := &net.Dialer{Timeout: c.ConnectTimeout()}
+	if c != nil && c.source.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: c.source.AsSlice()}
+	}
+	return d
 }
 
 // Self is this node's name; "" for a single node.

@@ -107,8 +107,7 @@ func (h *Hops) Dial(ctx context.Context, n Node, addr string) (net.Conn, error) 
 	if down {
 		return nil, fmt.Errorf("%w: %s (%s) did not answer a moment ago", ErrNodeDown, n.Name, addr)
 	}
-	d := net.Dialer{Timeout: h.c.ConnectTimeout()}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := h.c.Dialer().DialContext(ctx, "tcp", addr)
 	if err != nil {
 		h.MarkDown(n)
 		return nil, fmt.Errorf("%w: %s (%s): %v", ErrNodeDown, n.Name, addr, err)

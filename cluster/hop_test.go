@@ -176,3 +176,45 @@ func TestCheckLogin(t *testing.T) {
 		t.Error("a single node took a cluster login")
 	}
 }
+
+// Hops leave from this node's own address when it is one of this
+// machine's, so that a peer checking "from a node" (hops in clear) knows
+// it whichever address the system would have chosen; otherwise the system
+// chooses.
+func TestHopSource(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tc := range []struct {
+		self, want string
+	}{
+		{"127.0.0.2:2525", "127.0.0.2"},
+		{"192.0.2.1:2525", ""}, // not this machine's: the system chooses
+		{"[::]:2525", ""},
+	} {
+		c, err := New(Options{Self: "a", Secret: []byte("0123456789abcdef"), Nodes: map[string]Node{
+			"a": {SMTP: tc.self}, "b": {IMAP: ln.Addr().String()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := NewHops(c).Dial(context.Background(), Node{Name: "b"}, ln.Addr().String())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.self, err)
+		}
+		peer, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := PeerAddr(peer).String()
+		conn.Close()
+		peer.Close()
+		if tc.want != "" && from != tc.want {
+			t.Errorf("self %s: the hop came from %s, want %s", tc.self, from, tc.want)
+		}
+		if tc.want == "" && from != "127.0.0.1" {
+			t.Errorf("self %s: the hop came from %s, want the system's choice", tc.self, from)
+		}
+	}
+}

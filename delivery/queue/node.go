@@ -145,7 +145,7 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 	relay := "node " + h.node + "[" + addr + "]"
 	timeout := min(q.o.ConnectTimeout, q.o.Cluster.ConnectTimeout())
 	dctx, cancel := context.WithTimeout(ctx, timeout)
-	raw, err := q.o.Dialer(dctx, "tcp", addr)
+	raw, err := q.o.nodeDialer(dctx, "tcp", addr)
 	cancel()
 	if err != nil {
 		f := tempFailure("4.4.1", "connect to "+relay+": "+err.Error())

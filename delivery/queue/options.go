@@ -183,6 +183,9 @@ type Options struct {
 
 	Now    func() time.Time                                                  // default time.Now
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error) // default net.Dialer
+	// nodeDialer opens hops to cluster nodes: Dialer when one was given
+	// (tests), else the cluster's, which leaves from this node's address.
+	nodeDialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	MaxMessageBytes int64         // default 10240000 (Postfix message_size_limit); see traceAllowance
 	MaxRecipients   int           // default 1000 (seed-like, SPEC §9)
@@ -298,9 +301,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.nodeDialer = o.Dialer
 	if o.Dialer == nil {
 		d := &net.Dialer{Timeout: o.ConnectTimeout}
 		o.Dialer = d.DialContext
+		o.nodeDialer = o.Cluster.Dialer().DialContext
 	}
 	return o, nil
 }
