@@ -126,13 +126,15 @@ func (s *session) writeStatus(name string, it *statusItems) error {
 
 // recentCount is the number of messages no session has claimed as
 // \Recent yet (what a SELECT now would see as recent), plus those this
-// session holds when the folder is its selected one.
+// session holds when the folder is its selected one (the unclaimed ones
+// are its own at its next update: STATUS counts them already, as MESSAGES
+// does, rather than say RECENT 0 just before "* 1 RECENT").
 func (s *session) recentCount(mb *mailstore.Mailbox, name string, sum mailstore.Status) uint32 {
+	var n uint32
 	if s.sel != nil && s.sel.mb == mb {
-		return uint32(len(s.sel.recent))
+		n = uint32(len(s.sel.recent))
 	}
 	first := mb.RecentFrom()
-	var n uint32
 	for _, u := range mb.UIDs() {
 		if u >= first {
 			n++

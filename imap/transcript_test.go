@@ -445,3 +445,18 @@ func TestFetchOfExpungedMessage(t *testing.T) {
 		t.Errorf("UID FETCH (FLAGS UID): %q", got)
 	}
 }
+
+// STATUS of the selected mailbox counts as recent a message that arrived
+// since the last command, which the session claims at once: not
+// "RECENT 0" just before "* 1 RECENT".
+func TestStatusOfSelectedCountsNewRecent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	e.deliver("1.m1.host", testMessage(1, "a@example.org", "new"))
+	got := a.cmd("t", "STATUS INBOX (MESSAGES RECENT)")
+	if !slices.Contains(got, `* STATUS "INBOX" (MESSAGES 1 RECENT 1)`) {
+		t.Errorf("STATUS of the selected mailbox after a delivery: %q", got)
+	}
+}
