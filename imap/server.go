@@ -420,6 +420,7 @@ func (s *Server) Close() error {
 
 // Shutdown is Close after telling idling clients goodbye; ctx bounds it.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.conns.CloseListeners() // no new connections while the present ones finish
 	s.conns.Each(func(se *session) {
 		se.shutdown.Store(true)
 		// Wakes a session waiting for a command or in IDLE: it sends BYE.

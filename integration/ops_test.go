@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"maps"
@@ -462,5 +463,69 @@ func TestDemoRefusesNetworkWithoutFlag(t *testing.T) {
 	out, code := courriel(t, "demo", "-dir", filepath.Join(t.TempDir(), "demo"), "-listen", "192.0.2.1", "-expose-demo-passwords")
 	if code == 0 || strings.Contains(out, "-expose-demo-passwords") || !strings.Contains(out, "192.0.2.1") {
 		t.Errorf("demo -listen 192.0.2.1 -expose-demo-passwords: exit %d\n%s", code, out)
+	}
+}
+
+// SIGTERM while a message is in DATA on port 25: every listener stops
+// taking connections at once (a balancer's /healthz check fails, IMAPS and
+// submission refuse), the message in flight still gets its 250, and the
+// server exits. One listener after the other, 587, 993 and /healthz kept
+// answering while port 25 drained.
+func TestShutdownStopsEveryListenerAtOnce(t *testing.T) {
+	s := startServer(t, withHTTP())
+	c, err := net.Dial("tcp", s.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	expect := func(prefix string) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading %q: %v", prefix, err)
+			}
+			if len(l) > 3 && l[3] == '-' {
+				continue
+			}
+			if !strings.HasPrefix(l, prefix) {
+				t.Fatalf("got %q, want %q", l, prefix)
+			}
+			return
+		}
+	}
+	send := func(s string) { c.Write([]byte(s)) }
+	expect("220 ")
+	for _, cmd := range []struct{ line, want string }{
+		{"EHLO client.example\r\n", "250 "}, {"MAIL FROM:<x@example.net>\r\n", "250 "},
+		{"RCPT TO:<bob@hosted-domain.com>\r\n", "250 "}, {"DATA\r\n", "354 "},
+	} {
+		send(cmd.line)
+		expect(cmd.want)
+	}
+	send("Subject: in flight\r\n\r\nfirst half\r\n")
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	for _, addr := range []string{s.IMAPS, s.Sub, s.HTTP} {
+		waitFor(t, addr+" refusing connections", func() bool {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				return false
+			}
+			return true
+		})
+	}
+	send("second half\r\n.\r\n")
+	expect("250 ")
+	send("QUIT\r\n")
+	select {
+	case <-s.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the server did not exit")
+	}
+	if n := len(s.maildirFiles(t, "bob", "new")); n != 1 {
+		t.Errorf("bob has %d messages, want the one in flight", n)
 	}
 }

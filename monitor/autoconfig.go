@@ -33,11 +33,10 @@ var errBadAddress = errors.New("malformed address")
 // and other clients (K-9/Thunderbird for Android, Evolution, KMail) read the
 // same file.
 type autoconfig struct {
-	hostname       string // immutable; the server name clients connect to
-	imapPort       int    // immutable
-	submissionPort int    // immutable
-	isHosted       func(ctx context.Context, domain string) (bool, error)
-	log            *slog.Logger
+	hostname string   // immutable; the server name clients connect to
+	services Services // immutable
+	isHosted func(ctx context.Context, domain string) (bool, error)
+	log      *slog.Logger
 }
 
 func (a *autoconfig) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,12 +82,12 @@ type clientConfig struct {
 }
 
 type emailProvider struct {
-	ID               string       `xml:"id,attr"`
-	Domain           string       `xml:"domain"`
-	DisplayName      string       `xml:"displayName"`
-	DisplayShortName string       `xml:"displayShortName"`
-	Incoming         serverConfig `xml:"incomingServer"`
-	Outgoing         serverConfig `xml:"outgoingServer"`
+	ID               string         `xml:"id,attr"`
+	Domain           string         `xml:"domain"`
+	DisplayName      string         `xml:"displayName"`
+	DisplayShortName string         `xml:"displayShortName"`
+	Incoming         []serverConfig `xml:"incomingServer"`
+	Outgoing         []serverConfig `xml:"outgoingServer"`
 }
 
 type serverConfig struct {
@@ -105,6 +104,10 @@ func (a *autoconfig) document(domain string) ([]byte, error) {
 	// %EMAILADDRESS% is expanded by the client: courriel accepts any of a
 	// user's addresses as login, so the address typed is the right one.
 	const username = "%EMAILADDRESS%"
+	server := func(typ string, port int, socket string) serverConfig {
+		return serverConfig{Type: typ, Hostname: a.hostname, Port: port, SocketType: socket,
+			Username: username, Authentication: "password-cleartext"} // inside TLS only
+	}
 	cc := clientConfig{
 		Version: "1.1",
 		Provider: emailProvider{
@@ -112,23 +115,22 @@ func (a *autoconfig) document(domain string) ([]byte, error) {
 			Domain:           domain,
 			DisplayName:      domain,
 			DisplayShortName: domain,
-			Incoming: serverConfig{
-				Type:           "imap",
-				Hostname:       a.hostname,
-				Port:           a.imapPort,
-				SocketType:     "SSL", // implicit TLS (RFC 8314)
-				Username:       username,
-				Authentication: "password-cleartext", // inside TLS only
-			},
-			Outgoing: serverConfig{
-				Type:           "smtp",
-				Hostname:       a.hostname,
-				Port:           a.submissionPort,
-				SocketType:     "STARTTLS", // RFC 3207; AUTH is refused before it
-				Username:       username,
-				Authentication: "password-cleartext",
-			},
 		},
+	}
+	// Only the listeners that are on, implicit TLS first (RFC 8314); the
+	// STARTTLS ones refuse AUTH before it (RFC 3207).
+	p := &cc.Provider
+	if s := a.services; s.IMAPS > 0 {
+		p.Incoming = append(p.Incoming, server("imap", s.IMAPS, "SSL"))
+	}
+	if s := a.services; s.IMAP > 0 {
+		p.Incoming = append(p.Incoming, server("imap", s.IMAP, "STARTTLS"))
+	}
+	if s := a.services; s.Submissions > 0 {
+		p.Outgoing = append(p.Outgoing, server("smtp", s.Submissions, "SSL"))
+	}
+	if s := a.services; s.Submission > 0 {
+		p.Outgoing = append(p.Outgoing, server("smtp", s.Submission, "STARTTLS"))
 	}
 	out, err := xml.MarshalIndent(cc, "", "  ")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -262,6 +263,44 @@ func TestPortOr(t *testing.T) {
 	for _, tc := range []struct{ in, want int }{{0, 993}, {-1, 993}, {70000, 993}, {1, 1}, {65535, 65535}, {143, 143}} {
 		if got := portOr(tc.in, 993, "imap", discardLogger()); got != tc.want {
 			t.Errorf("portOr(%d) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Autoconfig describes the listeners that are on, implicit TLS first
+// (RFC 8314), and no other: a client configured from it must reach one.
+func TestAutoconfigDescribesListenersOn(t *testing.T) {
+	t.Parallel()
+	type srv struct{ typ, port, socket string }
+	for _, tc := range []struct {
+		name    string
+		svc     Services
+		in, out []srv
+	}{
+		{"the usual four", Services{IMAPS: 993, IMAP: 143, Submissions: 465, Submission: 587},
+			[]srv{{"imap", "993", "SSL"}, {"imap", "143", "STARTTLS"}}, []srv{{"smtp", "465", "SSL"}, {"smtp", "587", "STARTTLS"}}},
+		{"no imaps, no 587", Services{IMAP: 143, Submissions: 465},
+			[]srv{{"imap", "143", "STARTTLS"}}, []srv{{"smtp", "465", "SSL"}}},
+	} {
+		h := Handler(Options{Hostname: "mail.example.net", Services: &tc.svc,
+			IsHostedDomain: func(_ context.Context, d string) (bool, error) { return d == "example.com", nil }})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/mail/config-v1.1.xml?emailaddress=fred@example.com", nil))
+		var got struct {
+			In  []gotServer `xml:"emailProvider>incomingServer"`
+			Out []gotServer `xml:"emailProvider>outgoingServer"`
+		}
+		if err := xml.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatalf("%s: %v\n%s", tc.name, err, rec.Body.String())
+		}
+		flat := func(l []gotServer) (out []srv) {
+			for _, s := range l {
+				out = append(out, srv{s.Type, s.Port, s.SocketType})
+			}
+			return out
+		}
+		if fmt.Sprint(flat(got.In)) != fmt.Sprint(tc.in) || fmt.Sprint(flat(got.Out)) != fmt.Sprint(tc.out) {
+			t.Errorf("%s: incoming %v outgoing %v; want %v and %v", tc.name, flat(got.In), flat(got.Out), tc.in, tc.out)
 		}
 	}
 }

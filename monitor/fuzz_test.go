@@ -20,7 +20,7 @@ func FuzzAddressDomain(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	a := &autoconfig{hostname: "mail.example.net", imapPort: 993, submissionPort: 587, log: discardLogger()}
+	a := &autoconfig{hostname: "mail.example.net", services: Services{IMAPS: 993, Submission: 587}, log: discardLogger()}
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := addressDomain(s)
 		if err != nil {

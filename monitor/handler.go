@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,6 +58,10 @@ type Options struct {
 	IMAPPort int
 	// SubmissionPort is the STARTTLS submission port advertised (0: 587).
 	SubmissionPort int
+	// Services, when set, are the listeners autoconfig describes instead
+	// of IMAPPort and SubmissionPort: each that is on (port > 0), in the
+	// order clients should prefer them.
+	Services *Services
 	// IsHostedDomain says whether a (lower-case, syntactically valid) domain
 	// is one of ours; autoconfig answers 404 for the others and 503 when it
 	// fails. nil disables autoconfig, so the listener never describes a
@@ -65,6 +70,14 @@ type Options struct {
 
 	// Logger receives request failures; nil discards them.
 	Logger *slog.Logger
+}
+
+// Services are the mail listeners of the server, by port; 0 is off.
+type Services struct {
+	IMAPS       int // implicit TLS (RFC 8314), preferred
+	IMAP        int // STARTTLS
+	Submissions int // implicit TLS, preferred (RFC 8314 §3.3)
+	Submission  int // STARTTLS
 }
 
 // Handler returns the HTTP handler of the monitoring listener:
@@ -91,15 +104,13 @@ func Handler(o Options) http.Handler {
 			Timeout:             scrapeTimeout,
 		})))
 	}
-	mux.Handle("/healthz", healthHandler{check: o.Health, trusted: trusted, log: log})
+	mux.Handle("/healthz", &healthHandler{check: o.Health, trusted: trusted, log: log, now: time.Now})
 	if o.Hostname != "" && o.IsHostedDomain != nil {
-		ac := &autoconfig{
-			hostname:       o.Hostname,
-			imapPort:       portOr(o.IMAPPort, defaultIMAPPort, "imap", log),
-			submissionPort: portOr(o.SubmissionPort, defaultSubmissionPort, "submission", log),
-			isHosted:       o.IsHostedDomain,
-			log:            log,
+		svc := Services{IMAPS: portOr(o.IMAPPort, defaultIMAPPort, "imap", log), Submission: portOr(o.SubmissionPort, defaultSubmissionPort, "submission", log)}
+		if o.Services != nil {
+			svc = *o.Services
 		}
+		ac := &autoconfig{hostname: o.Hostname, services: svc, isHosted: o.IsHostedDomain, log: log}
 		mux.Handle("/.well-known/autoconfig/mail/config-v1.1.xml", ac)
 		mux.Handle("/mail/config-v1.1.xml", ac)
 	}
@@ -139,20 +150,50 @@ func (g methodGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 }
 
+// healthCacheTTL is how long one check answers /healthz: the endpoint is
+// public, and each check is a directory search on the pool mail lookups
+// use.
+const healthCacheTTL = time.Second
+
 type healthHandler struct {
 	check   func(ctx context.Context) error // nil: always healthy
 	trusted trustedNets
 	log     *slog.Logger
+	now     func() time.Time
+
+	mu      sync.Mutex // held during a check: callers meanwhile wait and share it
+	checked time.Time  // when err was found; zero: never
+	err     error
 }
 
-func (h healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// result is the health, checked at most once every healthCacheTTL; a
+// change is logged once, not every failing request.
+func (h *healthHandler) result(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.checked.IsZero() && h.now().Sub(h.checked) < healthCacheTTL {
+		return h.err
+	}
+	// Not the request's cancellation: a client that hangs up must not
+	// make the next ones see a failure.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
+	defer cancel()
+	err := h.check(ctx)
+	switch {
+	case err != nil && (h.err == nil || h.checked.IsZero()):
+		h.log.Warn("health check failed", "err", err)
+	case err == nil && h.err != nil:
+		h.log.Info("health check passes again")
+	}
+	h.checked, h.err = h.now(), err
+	return err
+}
+
+func (h *healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if h.check != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-		defer cancel()
-		if err := h.check(ctx); err != nil {
-			h.log.Warn("health check failed", "err", err)
+		if err := h.result(r.Context()); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			if !h.trusted.contains(r) {
 				// The status is what a load balancer needs; the cause

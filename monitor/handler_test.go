@@ -1,9 +1,11 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -140,19 +142,17 @@ func TestHealth(t *testing.T) {
 	}
 }
 
-// The health check sees the request's cancellation too.
+// A client that hangs up does not cancel the check the next requests
+// share: they would all read its cancellation as the directory failing.
 func TestHealthCanceled(t *testing.T) {
 	t.Parallel()
-	h := Handler(Options{Health: func(ctx context.Context) error {
-		<-ctx.Done()
-		return ctx.Err()
-	}})
+	h := Handler(Options{Health: func(ctx context.Context) error { return ctx.Err() }})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, fromLoopback(httptest.NewRequest(http.MethodGet, "/healthz", nil).WithContext(ctx)))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "canceled") {
-		t.Errorf("canceled check: %d %q", rec.Code, rec.Body.String())
+	if rec.Code != http.StatusOK {
+		t.Errorf("check after a canceled request: %d %q", rec.Code, rec.Body.String())
 	}
 }
 
@@ -286,5 +286,54 @@ func TestServerEndToEnd(t *testing.T) {
 	// Past MaxHeaderBytes: refused by net/http before the handler.
 	if code, _ := get("/healthz?x=" + strings.Repeat("a", 64<<10)); code != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("64 KiB request line: %d, want 431", code)
+	}
+}
+
+// /healthz is public: one directory check answers it for a second, and a
+// failure is logged when it starts, not at every request.
+func TestHealthChecksAreShared(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	var calls int
+	var fail bool
+	var logs bytes.Buffer
+	h := &healthHandler{
+		check: func(context.Context) error {
+			calls++
+			if fail {
+				return errors.New("ldap down")
+			}
+			return nil
+		},
+		log: slog.New(slog.NewTextHandler(&logs, nil)),
+		now: func() time.Time { return now },
+	}
+	get := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code
+	}
+	for range 50 {
+		if code := get(); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d checks for 50 requests within a second, want 1", calls)
+	}
+	fail = true
+	now = now.Add(2 * time.Second)
+	for range 50 {
+		if code := get(); code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d with the directory down", code)
+		}
+	}
+	if n := strings.Count(logs.String(), "health check failed"); calls != 2 || n != 1 {
+		t.Errorf("%d checks, %d failure lines; want 2 and 1", calls, n)
+	}
+	fail = false
+	now = now.Add(2 * time.Second)
+	if code := get(); code != http.StatusOK || !strings.Contains(logs.String(), "health check passes again") {
+		t.Errorf("after recovery: status %d, log:\n%s", code, logs.String())
 	}
 }

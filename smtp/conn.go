@@ -97,6 +97,12 @@ func (c *conn) extend(by *time.Time, timeout time.Duration, set func(time.Time) 
 	set(t)
 }
 
+// handshakeTimeout bounds a TLS handshake: 30 s as IMAP's, or the command
+// timeout when that is shorter. A handshake is a few round trips; the
+// 5-minute command timeout let one address hold its 50 connections on 465
+// for 5 minutes without sending a byte.
+func handshakeTimeout(read time.Duration) time.Duration { return min(read, 30*time.Second) }
+
 // setDeadline sets both deadlines at once (a TLS handshake; zero: none).
 func (c *conn) setDeadline(t time.Time) {
 	c.readBy, c.writeBy = t, t
@@ -122,7 +128,7 @@ func (c *conn) serve() {
 	} else {
 		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
 		tc := tls.Server(c.Conn, o.TLSConfig)
-		c.setDeadline(time.Now().Add(o.ReadTimeout))
+		c.setDeadline(time.Now().Add(handshakeTimeout(o.ReadTimeout)))
 		if err := tc.Handshake(); err != nil {
 			c.log.Info("TLS handshake failed", "err", err)
 			return
@@ -897,7 +903,7 @@ func (c *conn) startTLS(arg string) {
 	if n := c.r.SetSource(tc); n > 0 {
 		c.log.Warn("plaintext pipelined after STARTTLS discarded", "octets", n)
 	}
-	c.setDeadline(time.Now().Add(o.ReadTimeout))
+	c.setDeadline(time.Now().Add(handshakeTimeout(o.ReadTimeout)))
 	if err := tc.Handshake(); err != nil {
 		c.log.Info("TLS handshake failed", "err", err)
 		c.dropAfterWrite.Store(true)

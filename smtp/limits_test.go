@@ -252,3 +252,15 @@ func TestSpareGoroutine(t *testing.T) {
 	}
 	waitSpare(0)
 }
+
+// A TLS handshake gets 30 s (as on IMAP), not the 5-minute command
+// timeout: silent connections on 465 are not held for minutes.
+func TestHandshakeTimeout(t *testing.T) {
+	for _, c := range []struct{ read, want time.Duration }{
+		{5 * time.Minute, 30 * time.Second}, {10 * time.Second, 10 * time.Second},
+	} {
+		if got := handshakeTimeout(c.read); got != c.want {
+			t.Errorf("handshakeTimeout(%v) = %v, want %v", c.read, got, c.want)
+		}
+	}
+}

@@ -49,6 +49,11 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 		if shown.Queue.RelayhostPass != "" {
 			shown.Queue.RelayhostPass = "(hidden)"
 		}
+		if shown.MailAuth.SRSSecret != "" {
+			// Whoever has it can make SRS addresses this server relays
+			// bounces to.
+			shown.MailAuth.SRSSecret = "(hidden)"
+		}
 		if err := toml.NewEncoder(stdout).Encode(shown); err != nil {
 			return err
 		}

@@ -80,6 +80,13 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("defaults not printed:\n%s", out)
 	}
 
+	// Secrets are not printed: the SRS key forges addresses we relay to.
+	withSRS := good
+	withSRS.extra = "[mailauth]\nsrs_secret = \"SRSSECRETVALUE-0123456789\"\n"
+	if code, out, _ := runCmd(t, "", "check-config", "-config", withSRS.write(t)); strings.Contains(out, "SRSSECRETVALUE") || !strings.Contains(out, `srs_secret = "(hidden)"`) {
+		t.Errorf("srs_secret shown (exit %d):\n%s", code, out)
+	}
+
 	// A password read from bind_password_file is not shown as set: the
 	// output, pasted back, must not set both.
 	fromFile := good

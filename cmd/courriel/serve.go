@@ -597,7 +597,9 @@ func (a *app) httpListener() error {
 		Health: func(ctx context.Context) error {
 			return a.dir.Ping(ctx)
 		},
-		Hostname: a.cfg.MyHostname, IMAPPort: portOf(a.cfg.Listen.IMAPS), SubmissionPort: portOf(a.cfg.Listen.Submission),
+		Hostname: a.cfg.MyHostname,
+		Services: &monitor.Services{IMAPS: portOf(a.cfg.Listen.IMAPS), IMAP: portOf(a.cfg.Listen.IMAP),
+			Submissions: portOf(a.cfg.Listen.Submissions), Submission: portOf(a.cfg.Listen.Submission)},
 		IsHostedDomain: func(ctx context.Context, domain string) (bool, error) {
 			c, err := a.dir.ClassifyDomain(ctx, domain)
 			return c != directory.DomainForeign, err
@@ -671,11 +673,19 @@ loop:
 	a.log.Info("shutting down", "grace", shutdownGrace)
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
+	// Every listener stops taking connections at once, and drains at the
+	// same time as the others: one after the other, a session finishing
+	// its DATA on port 25 kept 587, 993 and /healthz open and answering
+	// for up to the whole grace.
+	var stops sync.WaitGroup
 	for _, l := range a.listeners {
-		if err := l.stop(sctx); err != nil {
-			a.log.Warn("shutdown", "listener", l.name, "err", err)
-		}
+		stops.Go(func() {
+			if err := l.stop(sctx); err != nil {
+				a.log.Warn("shutdown", "listener", l.name, "err", err)
+			}
+		})
 	}
+	stops.Wait()
 	cancel()
 	wg.Wait()
 	a.log.Info("stopped")
