@@ -85,6 +85,33 @@ func TestSpecialFoldersCreatedAtLogin(t *testing.T) {
 	}
 }
 
+// A mailbox that has folders already (moved from Dovecot, with its own
+// names) keeps its layout: no English twins of "Envoyés" and "Corbeille".
+func TestSpecialFoldersNotAddedToAnExistingLayout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, dir := range []string{".Envoy&AOk-s", ".Corbeille"} { // Dovecot's mUTF-7 names
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(e.maildir, dir, sub), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := e.login(nil)
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range list {
+		names = append(names, l.Mailbox)
+	}
+	slices.Sort(names)
+	if want := []string{"Corbeille", "Envoyés", "INBOX"}; !slices.Equal(names, want) {
+		t.Errorf("folders after login: %q, want %q", names, want)
+	}
+}
+
 func TestSelectFetchServesCRLF(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -469,7 +469,15 @@ func (s *session) checkMaildir(u directory.User) (string, error) {
 	return clean, nil
 }
 
+// ensureSpecialFolders gives a new mailbox, one without any folder yet,
+// the special-use folders clients look for. A mailbox that has folders
+// keeps its own layout: one moved from Dovecot with "Envoyés" and
+// "Corbeille" does not get four empty English twins, and a folder the
+// user deleted does not come back at every login.
 func (s *session) ensureSpecialFolders() {
+	if names, err := s.store.Folders(); err != nil || len(names) > 0 {
+		return
+	}
 	for _, f := range specialUse {
 		if s.store.Exists(f.name) {
 			continue
