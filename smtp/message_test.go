@@ -340,7 +340,8 @@ func TestSubmissionAddsFields(t *testing.T) {
 }
 
 // TestPostmasterWithoutDomain: RCPT TO:<postmaster> in any case is the
-// postmaster of the host name's domain (RFC 5321 §4.5.1).
+// postmaster of the host name's domain (RFC 5321 §4.5.1), and any bare
+// local part is qualified with it.
 func TestPostmasterWithoutDomain(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -358,10 +359,14 @@ func TestPostmasterWithoutDomain(t *testing.T) {
 	for _, rcpt := range []string{"<postmaster>", "<PostMaster>"} {
 		c.cmd("RCPT TO:"+rcpt, "550 5.1.1") // the fake directory has no postmaster
 	}
-	c.cmd("RCPT TO:<alice>", "501 ")
+	// Any bare local part is qualified with the host name, as Postfix
+	// appends $myorigin; what is no local part is still refused.
+	c.cmd("RCPT TO:<alice>", "550 5.1.1")
+	c.cmd("RCPT TO:<al ice>", "501 ")
+	c.cmd("RCPT TO:<alice..x>", "501 ")
 	mu.Lock()
 	defer mu.Unlock()
-	if fmt.Sprint(asked) != "[postmaster@mx.test postmaster@mx.test]" {
+	if fmt.Sprint(asked) != "[postmaster@mx.test postmaster@mx.test alice@mx.test]" {
 		t.Errorf("asked the directory for %v", asked)
 	}
 }

@@ -289,11 +289,15 @@ func (s *session) rcpt(to string, byMilter bool) error {
 	// logger with their attributes is made only for a line.
 	rawTo := to
 	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", sanitize(rawTo, 300)) }
-	if strings.EqualFold(to, "postmaster") {
+	if !strings.Contains(to, "@") {
 		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
 		// it is the postmaster of our host name's domain, as Postfix
-		// appends $myorigin.
-		to = "postmaster@" + s.srv.o.Hostname
+		// appends $myorigin, and so is any other bare local part Postfix
+		// takes ("<xomail>" reached xomail@$myorigin).
+		if strings.EqualFold(to, "postmaster") {
+			to = "postmaster"
+		}
+		to += "@" + s.srv.o.Hostname
 	}
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {

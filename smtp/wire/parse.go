@@ -72,7 +72,33 @@ func ParseForwardPath(s string) (addr, rest string, err error) {
 	if len(s) >= len(postmaster) && strings.EqualFold(s[:len(postmaster)], postmaster) {
 		return s[1 : len(postmaster)-1], s[len(postmaster):], nil
 	}
-	return parsePath(s)
+	addr, rest, err = parsePath(s)
+	if err == ErrPath {
+		// "<user>" without a domain, which Postfix takes for
+		// user@$myorigin: a plain local part, returned without "@" for
+		// the caller to qualify.
+		if in, ok := strings.CutPrefix(s, "<"); ok {
+			if i := strings.IndexByte(in, '>'); i > 0 && bareLocal(in[:i]) {
+				return in[:i], in[i+1:], nil
+			}
+		}
+	}
+	return addr, rest, err
+}
+
+// bareLocal: a dot-atom of ASCII atext, as an unqualified local part.
+func bareLocal(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 func parsePath(s string) (string, string, error) {

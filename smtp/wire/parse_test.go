@@ -44,6 +44,10 @@ func TestParsePath(t *testing.T) {
 		{`<"a\"b"@z.example>`, `a"b@z.example`, "", true},
 		{"<Postmaster>", "Postmaster", "", true},
 		{"<postmaster> NOTIFY=NEVER", "postmaster", " NOTIFY=NEVER", true},
+		{"<xomail>", "xomail", "", true}, // bare: qualified by the caller, as Postfix does
+		{"<first.last> NOTIFY=NEVER", "first.last", " NOTIFY=NEVER", true},
+		{"<.x>", "", "", false},
+		{"<x y>", "", "", false},
 		{"<bad address>", "", "", false},
 		{"<a@>", "", "", false},
 		{"<@b.example>", "", "", false},
