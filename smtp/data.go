@@ -142,13 +142,14 @@ func (s *session) data(r io.Reader) error {
 	return nil
 }
 
-// addedFields appends to the trace header what the message lacks and
-// this listener adds: on submission (587, 465) only, as Postfix's cleanup
-// does for SASL clients, a Message-ID, a Date and, from the envelope
-// sender the login owns, a From. Port 25 never changes a message.
-// Delivered-To: <alias> goes on every listener for each recipient that
-// forwards outside, so that the copy coming back is found (see data).
-func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
+// forwardTrace is the Delivered-To: <alias> of each recipient that
+// forwards outside, on every listener, so that the copy coming back is
+// found (see data). Only the copies that leave carry it
+// (queue.WithRemoteHeader): the alias's recipients here, or the others of
+// the message, must not learn of a forward they were not told of, a Bcc
+// among them, as Postfix adds it to the forwarded copy alone.
+func (s *session) forwardTrace() []byte {
+	var h []byte
 	room := maxForwardTrace
 	for _, a := range s.tx.forwarded {
 		if room -= len(a) + len("Delivered-To: \r\n"); room < 0 {
@@ -156,6 +157,14 @@ func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
 		}
 		h = append(append(append(h, "Delivered-To: "...), a...), "\r\n"...)
 	}
+	return h
+}
+
+// addedFields appends to the trace header what the message lacks and
+// this listener adds: on submission (587, 465) only, as Postfix's cleanup
+// does for SASL clients, a Message-ID, a Date and, from the envelope
+// sender the login owns, a From. Port 25 never changes a message.
+func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
 	if k := s.srv.o.Kind; k == Inbound || k == Cluster {
 		return h
 	}

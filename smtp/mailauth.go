@@ -180,6 +180,9 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 	if s.tx.needUTF8 {
 		opts = append(opts, queue.WithSMTPUTF8())
 	}
+	if h := s.forwardTrace(); len(h) > 0 {
+		opts = append(opts, queue.WithRemoteHeader(h))
+	}
 	if len(s.tx.loops) > 0 {
 		opts = append(opts, queue.WithFailed(s.tx.loops, "5.4.6", "mail forwarding loop: the message already reached this recipient here"))
 	}

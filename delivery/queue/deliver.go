@@ -455,7 +455,12 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 	// server that stops reading cannot hold the slot forever.
 	s.conn.SetDeadline(time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second))
 	dw := textproto.NewWriter(s.w).DotWriter()
-	if _, err := io.Copy(dw, data); err != nil {
+	var src io.Reader = data
+	if m.RemoteHeader != "" && g.rt.node == "" {
+		// The forwards' trace, for the copies that leave only.
+		src = io.MultiReader(strings.NewReader(m.RemoteHeader), data)
+	}
+	if _, err := io.Copy(dw, src); err != nil {
 		// No final dot may follow a partial copy: the caller drops the
 		// connection, which makes the server discard the transaction.
 		return lost("sending the message to", err)

@@ -90,6 +90,11 @@ type Message struct {
 	// (WithSMTPUTF8): it leaves only with SMTPUTF8, or bounces (RFC 6531
 	// §3.2). Non-ASCII envelope addresses need it regardless.
 	SMTPUTF8 bool `json:"smtputf8,omitempty"`
+	// RemoteHeader is put on top of the copies that leave, not of those
+	// stored here (WithRemoteHeader): the Delivered-To of an alias that
+	// forwards outside, which finds the copy if it comes back, and which
+	// the alias's other recipients here must not see.
+	RemoteHeader string `json:"remote_header,omitempty"`
 	// NotifyAfter delays the next try to send a DSN after one failed.
 	NotifyAfter time.Time `json:"notify_after,omitzero"`
 }

@@ -105,3 +105,21 @@ func TestSMTPUTF8Kept(t *testing.T) {
 		})
 	}
 }
+
+// WithRemoteHeader's fields go on top of the copies that leave.
+func TestRemoteHeader(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	h := start(t, o)
+	if _, _, err := h.q.Accept(context.Background(), "M1", "sender@local.test", []string{"ext@remote.test"}, nil,
+		delivery.MemContent(testMessage), WithRemoteHeader([]byte("Delivered-To: alias@local.test\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	got := recv(t, s.delivs, "the delivery")
+	if !strings.HasPrefix(got.data, "Delivered-To: alias@local.test\r\n"+testMessage[:20]) {
+		t.Errorf("remote copy begins %.80q", got.data)
+	}
+}

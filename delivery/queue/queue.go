@@ -214,6 +214,10 @@ func WithOrigTo(orig map[string]string) Option {
 // needs it (UTF-8 in its header).
 func WithSMTPUTF8() Option { return func(m *Message) { m.SMTPUTF8 = true } }
 
+// WithRemoteHeader puts h (header fields, CRLF-terminated) on top of the
+// copies sent to remote recipients only.
+func WithRemoteHeader(h []byte) Option { return func(m *Message) { m.RemoteHeader = string(h) } }
+
 // WithFailed adds recipients that failed before the message was queued
 // (a mail loop for one of them, found in the header), so that their sender
 // gets a DSN for them while the other recipients get their copies, as
