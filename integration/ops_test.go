@@ -388,8 +388,9 @@ func TestMonitorExposure(t *testing.T) {
 
 	for _, src := range []string{trusted, other} {
 		code, body := curlFrom(t, src, base+"/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com")
-		if code != 200 || !strings.Contains(body, "<hostname>xoyize.xyz</hostname>") {
-			t.Errorf("autoconfig from %s: %d\n%s", src, code, body)
+		_, imapsPort, _ := net.SplitHostPort(s.IMAPS)
+		if code != 200 || !strings.Contains(body, "<hostname>xoyize.xyz</hostname>") || !strings.Contains(body, "<port>"+imapsPort+"</port>") {
+			t.Errorf("autoconfig from %s: %d, want the bound IMAPS port %s\n%s", src, code, imapsPort, body)
 		}
 		if code, body := curlFrom(t, src, base+"/healthz"); code != 200 || body != "ok" {
 			t.Errorf("healthz from %s: %d %q", src, code, body)
@@ -430,9 +431,14 @@ func TestMonitorExposure(t *testing.T) {
 	}
 	os.Rename(filepath.Join(s.dir, "moved-away.env"), envs[0])
 
-	// The directory goes down: everyone sees 503, only the monitoring host
-	// sees why (it names the LDAP server).
+	// The directory goes down: everyone sees 503 (once the last check,
+	// shared for a second, is over), only the monitoring host sees why
+	// (it names the LDAP server).
 	s.slapd.Stop(t)
+	waitFor(t, "/healthz to see the directory down", func() bool {
+		code, _ := curlFrom(t, other, base+"/healthz")
+		return code == 503
+	})
 	code, body := curlFrom(t, trusted, base+"/healthz")
 	if code != 503 || !strings.Contains(body, "ldap://") {
 		t.Errorf("healthz from the trusted address, directory down: %d %q, want 503 and the cause", code, body)

@@ -598,8 +598,8 @@ func (a *app) httpListener() error {
 			return a.dir.Ping(ctx)
 		},
 		Hostname: a.cfg.MyHostname,
-		Services: &monitor.Services{IMAPS: portOf(a.cfg.Listen.IMAPS), IMAP: portOf(a.cfg.Listen.IMAP),
-			Submissions: portOf(a.cfg.Listen.Submissions), Submission: portOf(a.cfg.Listen.Submission)},
+		Services: &monitor.Services{IMAPS: a.boundPort("imaps"), IMAP: a.boundPort("imap"),
+			Submissions: a.boundPort("submissions"), Submission: a.boundPort("submission")},
 		IsHostedDomain: func(ctx context.Context, domain string) (bool, error) {
 			c, err := a.dir.ClassifyDomain(ctx, domain)
 			return c != directory.DomainForeign, err
@@ -615,14 +615,20 @@ func (a *app) httpListener() error {
 	return nil
 }
 
-// portOf returns the port of host:port, 0 when absent.
-func portOf(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
+// boundPort is the port the listener name is bound to (the one the
+// kernel chose for ":0" included); 0 when it is off.
+func (a *app) boundPort(name string) int {
+	for _, l := range a.listeners {
+		if l.name == name {
+			_, p, err := net.SplitHostPort(l.ln.Addr().String())
+			if err != nil {
+				return 0
+			}
+			n, _ := strconv.Atoi(p)
+			return n
+		}
 	}
-	n, _ := strconv.Atoi(p)
-	return n
+	return 0
 }
 
 // run serves until ctx ends (SIGTERM), then shuts down gracefully. SIGHUP
