@@ -50,15 +50,14 @@ func TestAutoconfigHosted(t *testing.T) {
 		name           string
 		target         string
 		host           string
-		imapPort       int
-		subPort        int
+		services       *Services
 		wantIMAP       string
 		wantSubmission string
 	}{
 		{name: "well-known, default ports", target: "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=Fred.Bloggs%40Example.COM",
 			wantIMAP: "993", wantSubmission: "587"},
 		{name: "autoconfig host path", target: "/mail/config-v1.1.xml?emailaddress=fred%2Btag@example.com",
-			imapPort: 1993, subPort: 1587, wantIMAP: "1993", wantSubmission: "1587"},
+			services: &Services{IMAPS: 1993, Submission: 1587}, wantIMAP: "1993", wantSubmission: "1587"},
 		{name: "no parameter: autoconfig.<domain> host", target: "/mail/config-v1.1.xml", host: "autoconfig.example.com",
 			wantIMAP: "993", wantSubmission: "587"},
 		{name: "no parameter: domain host with port", target: "/.well-known/autoconfig/mail/config-v1.1.xml", host: "Example.com:8080",
@@ -70,7 +69,7 @@ func TestAutoconfigHosted(t *testing.T) {
 			var asked []string
 			h := Handler(Options{
 				Hostname: "mail.example.net",
-				IMAPPort: tc.imapPort, SubmissionPort: tc.subPort,
+				Services: tc.services,
 				IsHostedDomain: func(_ context.Context, d string) (bool, error) {
 					asked = append(asked, d)
 					return d == "example.com", nil
@@ -255,15 +254,6 @@ func TestAutoconfigEscapes(t *testing.T) {
 	}
 	if got.Provider.Incoming.Hostname != odd || got.Provider.Outgoing.Hostname != odd {
 		t.Errorf("hostname round trip: %q / %q", got.Provider.Incoming.Hostname, got.Provider.Outgoing.Hostname)
-	}
-}
-
-func TestPortOr(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct{ in, want int }{{0, 993}, {-1, 993}, {70000, 993}, {1, 1}, {65535, 65535}, {143, 143}} {
-		if got := portOr(tc.in, 993, "imap", discardLogger()); got != tc.want {
-			t.Errorf("portOr(%d) = %d, want %d", tc.in, got, tc.want)
-		}
 	}
 }
 

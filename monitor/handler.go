@@ -54,13 +54,9 @@ type Options struct {
 	// Hostname is the IMAP and SMTP server name mail clients should connect
 	// to (the name on the TLS certificate). Empty disables autoconfig.
 	Hostname string
-	// IMAPPort is the implicit-TLS IMAP port advertised to clients (0: 993).
-	IMAPPort int
-	// SubmissionPort is the STARTTLS submission port advertised (0: 587).
-	SubmissionPort int
-	// Services, when set, are the listeners autoconfig describes instead
-	// of IMAPPort and SubmissionPort: each that is on (port > 0), in the
-	// order clients should prefer them.
+	// Services are the listeners autoconfig describes: each that is on
+	// (port > 0), in the order clients should prefer them. nil means the
+	// standard ports, IMAPS on 993 and submission on 587.
 	Services *Services
 	// IsHostedDomain says whether a (lower-case, syntactically valid) domain
 	// is one of ours; autoconfig answers 404 for the others and 503 when it
@@ -106,7 +102,7 @@ func Handler(o Options) http.Handler {
 	}
 	mux.Handle("/healthz", &healthHandler{check: o.Health, trusted: trusted, log: log, now: time.Now})
 	if o.Hostname != "" && o.IsHostedDomain != nil {
-		svc := Services{IMAPS: portOr(o.IMAPPort, defaultIMAPPort, "imap", log), Submission: portOr(o.SubmissionPort, defaultSubmissionPort, "submission", log)}
+		svc := Services{IMAPS: defaultIMAPPort, Submission: defaultSubmissionPort}
 		if o.Services != nil {
 			svc = *o.Services
 		}
@@ -262,19 +258,6 @@ func healthText(err error) string {
 		s = "unhealthy"
 	}
 	return s
-}
-
-// portOr returns p, or def when p is unset or out of range (the latter is a
-// configuration bug worth a log line; the config loader should catch it).
-func portOr(p, def int, what string, log *slog.Logger) int {
-	switch {
-	case p == 0:
-		return def
-	case p < 0 || p > 65535:
-		log.Warn("monitor: invalid port for autoconfig, using the default", "service", what, "port", p, "default", def)
-		return def
-	}
-	return p
 }
 
 // promLogger adapts slog to promhttp's Println-style error log.
