@@ -33,7 +33,7 @@ func (s *session) capabilities() string {
 			b.WriteString(" LOGINDISABLED")
 		}
 	}
-	b.WriteString(" NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY CHILDREN UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE MULTIAPPEND CATENATE CONDSTORE QRESYNC SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT NOTIFY THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE APPENDLIMIT=")
+	b.WriteString(" NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES WITHIN STATUS=SIZE BINARY CHILDREN UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE MULTIAPPEND CATENATE CONDSTORE QRESYNC SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT NOTIFY THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE APPENDLIMIT=")
 	b.WriteString(strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10))
 	return b.String()
 }
@@ -57,6 +57,11 @@ func cmdLogout(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
 	}
+	// The user's slot is free before the client can read the OK: a client
+	// that logs out and at once logs in again (imaptest does, with as many
+	// connections as the limit allows) must not find it still taken while
+	// this session closes its folder.
+	s.srv.loggedOut(s)
 	s.w.Raw("* BYE Logging out\r\n")
 	s.tagged(tag, "OK", "", "Logout completed")
 	s.state = stateLogout

@@ -198,6 +198,19 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		n, err := s.r.Number64()
 		k.n = int64(n)
 		return k, err
+	case "OLDER", "YOUNGER":
+		// RFC 5032: an interval in seconds before the server's now, taken
+		// once per command as Dovecot does, so that every message of one
+		// search is measured against the same instant.
+		if err := s.r.SP(); err != nil {
+			return nil, err
+		}
+		n, err := s.r.Number()
+		if err == nil && n == 0 {
+			err = bad("", op+" needs a non-zero interval")
+		}
+		k.date = time.Now().Add(-time.Duration(n) * time.Second)
+		return k, err
 	case "UID":
 		if err := s.r.SP(); err != nil {
 			return nil, err
@@ -472,7 +485,7 @@ func (m *searchMsg) match(k *searchKey) bool {
 			}
 		}
 		return has == (k.op == "KEYWORD")
-	case "LARGER", "SMALLER", "BEFORE", "ON", "SINCE":
+	case "LARGER", "SMALLER", "BEFORE", "ON", "SINCE", "OLDER", "YOUNGER":
 		size, date, err := sel.mb.Meta(m.uid)
 		if err != nil {
 			return false
@@ -482,6 +495,10 @@ func (m *searchMsg) match(k *searchKey) bool {
 			return size > k.n
 		case "SMALLER":
 			return size < k.n
+		case "OLDER": // to the second, not the day (RFC 5032 §2)
+			return !date.After(k.date)
+		case "YOUNGER":
+			return !date.Before(k.date)
 		}
 		return matchDate(date, k.op, k.date)
 	case "SENTBEFORE", "SENTON", "SENTSINCE":

@@ -211,3 +211,24 @@ func TestConnectionsPerIPLimited(t *testing.T) {
 		t.Errorf("third connection greeting: %q", l)
 	}
 }
+
+// A client that logs out and at once logs in again finds its slot free:
+// the LOGOUT's OK comes after the slot is given back, not once the
+// session has closed its folder.
+func TestLogoutFreesTheUserSlotFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.MaxUserIPConns = 1 })
+	e.deliver("1700000001.M1P1.test", testMessage(1, "bob@example.org", "slot"))
+	for i := range 60 {
+		r := dialRaw(t, e.addr, true)
+		if got := last(r.cmd("l", "LOGIN alice secret")); !strings.HasPrefix(got, "l OK") {
+			t.Fatalf("login %d right after the previous LOGOUT: %q", i, got)
+		}
+		r.cmd("s", "SELECT INBOX")
+		r.cmd("f", "FETCH 1 (FLAGS)")
+		if got := last(r.cmd("o", "LOGOUT")); got != "o OK Logout completed" {
+			t.Fatalf("LOGOUT: %q", got)
+		}
+		r.c.Close()
+	}
+}

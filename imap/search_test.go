@@ -2,6 +2,7 @@ package imap
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +61,43 @@ func TestSearch(t *testing.T) {
 	data, err := c.Search(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait()
 	if err != nil || !slices.Equal(data.AllSeqNums(), []uint32{2}) {
 		t.Errorf("SEARCH SEEN = %v, %v", data, err)
+	}
+}
+
+// OLDER and YOUNGER (RFC 5032) measure the internal date to the second
+// against the server's clock, not to the day as BEFORE and SINCE do.
+func TestSearchWithin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.login(nil)
+	now := time.Now()
+	for i, age := range []time.Duration{3 * time.Hour, 30 * time.Minute, 10 * time.Second} {
+		msg := testMessage(i+1, "bob@example.org", "within")
+		a := c.Append("INBOX", int64(len(msg)), &goimap.AppendOptions{Time: now.Add(-age)})
+		a.Write([]byte(msg))
+		a.Close()
+		if _, err := a.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := dialRaw(t, e.addr, true)
+	if got := r.cmd("c", "CAPABILITY"); !strings.Contains(got[0], " WITHIN ") {
+		t.Errorf("CAPABILITY lacks WITHIN: %q", got[0])
+	}
+	r.cmd("l", "LOGIN alice secret")
+	r.cmd("s", "SELECT INBOX")
+	for _, tc := range []struct{ search, want string }{
+		{"UID SEARCH OLDER 3600", "* SEARCH 1"},
+		{"UID SEARCH YOUNGER 3600", "* SEARCH 2 3"},
+		{"UID SEARCH YOUNGER 3600 OLDER 60", "* SEARCH 2"},
+		{"UID SEARCH NOT YOUNGER 60", "* SEARCH 1 2"},
+		{"UID SEARCH OLDER 86400", "* SEARCH"},
+		{"UID SEARCH OLDER 0", "x BAD"},
+		{"UID SEARCH YOUNGER -5", "x BAD"},
+	} {
+		got := r.cmd("x", tc.search)
+		if !strings.HasPrefix(got[0], tc.want) || (strings.HasPrefix(tc.want, "*") && got[0] != tc.want) {
+			t.Errorf("%s: %q, want %q", tc.search, got, tc.want)
+		}
 	}
 }

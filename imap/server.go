@@ -301,7 +301,8 @@ func (s *Server) loggedIn(se *session, login string) bool {
 	return s.conns.LoggedIn(se, login, se.ip)
 }
 
-// loggedOut undoes loggedIn for a login that failed after counting.
+// loggedOut undoes loggedIn: for a login that failed after counting, and
+// at LOGOUT.
 func (s *Server) loggedOut(se *session) { s.conns.LoggedOut(se) }
 
 func (s *Server) dropSession(se *session) {
