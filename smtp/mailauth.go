@@ -186,6 +186,9 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 	if len(s.tx.loops) > 0 {
 		opts = append(opts, queue.WithFailed(s.tx.loops, "5.4.6", "mail forwarding loop: the message already reached this recipient here"))
 	}
+	if o := s.tx.dsnOption(); o != nil {
+		opts = append(opts, o) // after WithFailed: it reaches the loops
+	}
 	if s.tx.remoteFrom != nil {
 		if fq, ok := q.(forwardQueue); ok {
 			return fq.AcceptForward(ctx, s.tx.id, s.tx.from, *s.tx.remoteFrom, s.tx.remote, s.tx.local, data, opts...)
