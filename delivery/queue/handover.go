@@ -31,6 +31,9 @@ import (
 // was queued, but a copy may have been stored over there if the attempt
 // was cut short without its answer (only a spool that cannot be written
 // makes that error, and a duplicate is then the lesser harm).
+// opts are Accept's; a message handed whole that still owes its sender a
+// success DSN (NOTIFY=SUCCESS) is queued for it, its copies delivered, and
+// handed is false.
 func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, handed bool, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, nil, local, data.Size())
 	if err != nil {
