@@ -189,9 +189,14 @@ func TestDSNLocal(t *testing.T) {
 	if !strings.Contains(out, "sent") {
 		t.Fatalf("smtplib:\n%s", out)
 	}
+	var expanded []string
 	waitFor(t, "the expanded DSN", func() bool {
-		return len(reports(t, s, "xomail", `(?m)^Action: expanded`, `(?m)^Final-Recipient: rfc822; ?alice@hosted-domain.com`)) == 1
+		expanded = reports(t, s, "xomail", `(?m)^Action: expanded`, `(?m)^Final-Recipient: rfc822; ?alice@hosted-domain.com`)
+		return len(expanded) == 1
 	})
+	if strings.Contains(expanded[0], "Action: delivered") {
+		t.Errorf("the expanded alias's copy is reported too:\n%s", expanded[0])
+	}
 	if n := len(reports(t, s, "xomail", `Successful Mail Delivery Report`)); n != 2 {
 		t.Errorf("%d success DSNs, want 2 (alice's copy asks no more for one)", n)
 	}
@@ -243,8 +248,11 @@ func TestDSNRemote(t *testing.T) {
 		t.Errorf("the next hop got\n %s\nwant\n %s", got[0], want)
 	}
 
-	// 2. To a next hop that does not: relayed. (Its DSN is also the
-	// sign that the first message was done with: it was queued before.)
+	// The first message is done with (a success DSN would have been
+	// stored before its removal is logged).
+	waitFor(t, "the first message to leave the queue", func() bool { return strings.Contains(s.logs(), "msg=removed") })
+
+	// 2. To a next hop that does not: relayed.
 	out = pySend(t, s, true, "test0@hosted-domain.com", []string{"friend@nodsn.example"},
 		nil, []string{"NOTIFY=SUCCESS"}, "Subject: relay 2\r\n\r\nbody\r\n")
 	if !strings.Contains(out, "sent") {

@@ -59,19 +59,50 @@ func TestDSNParameterSyntax(t *testing.T) {
 	c.cmd("QUIT", "221 ")
 }
 
-// TestDSNNotOffered: without a queue (no DSN could be sent) DSN is not in
-// EHLO and its parameters are not implemented; nor on the Cluster listener.
-func TestDSNNotOffered(t *testing.T) {
+// TestDSNOfferedWithAQueue: DSN is in EHLO and its parameters taken where
+// a queue can send the notifications; without one (or on the Cluster
+// listener) it is not offered and its parameters are not implemented.
+func TestDSNOfferedWithAQueue(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, func(o *Options) { o.Queue = nil })
-	c := e.dialRaw(t)
-	c.cmd("EHLO client.example", "250 ")
-	if slices.Contains(c.last, "250-DSN") {
-		t.Fatalf("EHLO offers DSN without a queue: %q", c.last)
+	for _, withQueue := range []bool{true, false} {
+		e := newEnv(t, Inbound, func(o *Options) {
+			if !withQueue {
+				o.Queue = nil
+			}
+		})
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		if slices.Contains(c.last, "250-DSN") != withQueue {
+			t.Fatalf("queue %v: EHLO %q", withQueue, c.last)
+		}
+		want := map[bool]string{true: "250 ", false: "555 5.5.4"}[withQueue]
+		c.cmd("MAIL FROM:<s@foreign.example> RET=FULL", want)
+		c.cmd("RSET", "250 ")
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=SUCCESS", want)
 	}
-	c.cmd("MAIL FROM:<s@foreign.example> RET=FULL", "555 5.5.4")
-	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
-	c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=SUCCESS", "555 5.5.4")
+}
+
+// FuzzDSNParams: whatever a client sends, a value the parsers take is
+// printable US-ASCII within RFC 3461's bounds, and what the queue accepts.
+func FuzzDSNParams(f *testing.F) {
+	for _, s := range []string{"abc", "a+2Bb", "a+0D+0A", "+", "a+0", "rfc822;x@y", "rfc822;", ";x", "x+00y", "\xc3\xa9", "NEVER,SUCCESS", "success,Delay"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if e, ok := parseEnvID(v); ok && (!queue.ValidEnvID(e) || strings.ContainsAny(e, "\r\n\x00") || len(e) > 100) {
+			t.Fatalf("ENVID %q taken as %q", v, e)
+		}
+		if o, ok := parseORcpt(v); ok && (!queue.ValidORcpt(o) || strings.ContainsAny(o, "\r\n\x00") || len(o) > 500) {
+			t.Fatalf("ORCPT %q taken as %q", v, o)
+		}
+		if n, why := parseNotify(v); why == "" && queue.CanonicalNotify(n) != n {
+			t.Fatalf("NOTIFY %q taken as %q", v, n)
+		}
+		if d, ok := decodeXtext(v); ok && !strings.Contains(v, "+") && d != v {
+			t.Fatalf("xtext %q decoded as %q", v, d)
+		}
+	})
 }
 
 // TestDSNTravelsToTheQueue: the parameters go into the queue's envelope:

@@ -308,3 +308,27 @@ func writeTemp(t *testing.T, s string) *os.File {
 	}
 	return f
 }
+
+// TestNoSuccessDSNForTheNullSender: a message from <> (a DSN itself) gets
+// no success DSN, whatever its NOTIFY says (RFC 3461 §6.2; RFC 5321 §6.1).
+func TestNoSuccessDSNForTheNullSender(t *testing.T) {
+	t.Parallel()
+	ls := newLocalStore(t)
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Local = ls
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	_, _, err := h.q.Accept(context.Background(), "", "", nil, []delivery.Recipient{ls.rcpt("alice")}, strings.NewReader(testMessage),
+		WithDSN("", "", map[string]RcptDSN{"alice@local.test": {Notify: "SUCCESS"}}, []Expansion{{Addr: "team@local.test", DSN: RcptDSN{Notify: "SUCCESS"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitUntil("the queue is empty", h.empty)
+	if n := b.count(); n != 0 {
+		t.Errorf("%d DSNs for a null-sender message", n)
+	}
+	if !strings.Contains(h.logs.String(), "no notification for the null sender") {
+		t.Errorf("the success was not considered:\n%s", h.logs.String())
+	}
+}
