@@ -332,3 +332,68 @@ func TestNoSuccessDSNForTheNullSender(t *testing.T) {
 		t.Errorf("the success was not considered:\n%s", h.logs.String())
 	}
 }
+
+// TestBuildDSNFields: the fields of each kind of DSN, per message and per
+// recipient, and what each returns of the original.
+func TestBuildDSNFields(t *testing.T) {
+	t.Parallel()
+	q := &Queue{o: Options{Hostname: "mta.test", MaxLifetime: time.Hour}}
+	header := []byte("Subject: hi\r\n")
+	whole := []byte("Subject: hi\r\n\r\nthe body\r\n")
+	for _, tc := range []struct {
+		name    string
+		kind    dsnKind
+		envid   string
+		r       Recipient
+		ret     returned
+		want    map[string]string // per-recipient fields; "" must be absent
+		subject string
+		part3   string
+	}{
+		{name: "failed, ORCPT, RET=HDRS", kind: dsnFailed, envid: "E1",
+			r:   Recipient{Addr: "a@x.test", State: StateFailed, ORcpt: "rfc822;orig@y.test", Code: 550, Status: "5.1.1", Reply: "550 5.1.1 unknown", RemoteMTA: "mx.x.test"},
+			ret: returned{data: header}, subject: "Undelivered Mail Returned to Sender", part3: "text/rfc822-headers",
+			want: map[string]string{"Action": "failed", "Status": "5.1.1", "Original-Recipient": "rfc822; orig@y.test",
+				"Final-Recipient": "rfc822; a@x.test", "Remote-Mta": "dns; mx.x.test", "Diagnostic-Code": "smtp; 550 5.1.1 unknown"}},
+		{name: "failed, RET=FULL", kind: dsnFailed,
+			r:   Recipient{Addr: "a@x.test", State: StateFailed, Status: "5.0.0", Reply: "refused"},
+			ret: returned{data: whole, full: true}, subject: "Undelivered Mail Returned to Sender", part3: "message/rfc822",
+			want: map[string]string{"Action": "failed", "Original-Recipient": ""}},
+		{name: "delivered here, the alias named", kind: dsnSuccess, envid: "E 2",
+			r:   Recipient{Addr: "b@x.test", State: StateDelivered, Action: ActionDelivered, Status: "2.0.0", Reply: "delivered to maildir", Local: &LocalTarget{OrigTo: "team@x.test"}},
+			ret: returned{data: header}, subject: "Successful Mail Delivery Report", part3: "text/rfc822-headers",
+			want: map[string]string{"Action": "delivered", "Status": "2.0.0", "Original-Recipient": "rfc822; team@x.test", "Diagnostic-Code": "X-Courriel; delivered to maildir"}},
+		{name: "relayed", kind: dsnSuccess,
+			r:   Recipient{Addr: "c@y.test", State: StateDelivered, Action: ActionRelayed, Code: 250, Status: "2.0.0", Reply: "250 2.0.0 Ok", RemoteMTA: "mx.y.test"},
+			ret: returned{data: header}, subject: "Successful Mail Delivery Report", part3: "text/rfc822-headers",
+			want: map[string]string{"Action": "relayed", "Remote-Mta": "dns; mx.y.test"}},
+		{name: "expanded, a bad status replaced", kind: dsnSuccess,
+			r:   Recipient{Addr: "team@x.test", State: StateDelivered, Action: ActionExpanded, Status: "5.0.0", Reply: "alias expanded"},
+			ret: returned{data: header}, subject: "Successful Mail Delivery Report", part3: "text/rfc822-headers",
+			want: map[string]string{"Action": "expanded", "Status": "2.0.0"}},
+		{name: "delayed", kind: dsnDelayed,
+			r:   Recipient{Addr: "d@y.test", State: StatePending, Status: "4.2.0", Reply: "busy"},
+			ret: returned{data: header}, subject: "Delayed Mail (still being retried)", part3: "text/rfc822-headers",
+			want: map[string]string{"Action": "delayed", "Status": "4.2.0"}},
+	} {
+		m := &Message{ID: strings.Repeat("A", idLen), From: "s@x.test", Created: time.Unix(0, 0), EnvID: tc.envid, Recipients: []Recipient{tc.r}}
+		r := parseDSN(t, q.buildDSN(m, tc.kind, m.Recipients, tc.ret, time.Unix(100, 0)))
+		if got := r.header.Get("Subject"); got != tc.subject {
+			t.Errorf("%s: Subject %q", tc.name, got)
+		}
+		if got := r.perMsg.Get("Original-Envelope-Id"); got != tc.envid {
+			t.Errorf("%s: Original-Envelope-Id %q, want %q", tc.name, got, tc.envid)
+		}
+		if len(r.rcpts) != 1 {
+			t.Fatalf("%s: %d recipient blocks", tc.name, len(r.rcpts))
+		}
+		for k, v := range tc.want {
+			if got := r.rcpts[0].Get(k); got != v {
+				t.Errorf("%s: %s = %q, want %q", tc.name, k, got, v)
+			}
+		}
+		if r.types[2] != tc.part3 || strings.Contains(r.original, "the body") != tc.ret.full {
+			t.Errorf("%s: third part %s:\n%s", tc.name, r.types[2], r.original)
+		}
+	}
+}

@@ -213,11 +213,15 @@ func printableASCII(v string) bool {
 
 // orcptParam is the ORCPT= parameter for a next hop: the client's ORCPT,
 // or, as Postfix sends one when there was none, rfc822; the address the
-// client named.
+// client named, when it is ASCII ("" otherwise).
 func orcptParam(r *Recipient) string {
 	v := r.ORcpt
 	if v == "" {
-		v = "rfc822;" + originalRecipient(r)
+		orig := originalRecipient(r)
+		if !isASCII(orig) {
+			return "" // an rfc822 address is ASCII (RFC 6533's utf-8 type is not written here)
+		}
+		v = "rfc822;" + orig
 	}
 	typ, addr, _ := strings.Cut(v, ";")
 	return " ORCPT=" + typ + ";" + xtext(addr)
