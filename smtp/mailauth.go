@@ -202,7 +202,11 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 // original sender, whoever the client is: the hash says we wrote it. A
 // forged or expired one gets 550 5.1.1. handled is false for other
 // addresses.
-func (s *session) rcptSRS(log func() *slog.Logger, addr string) (handled bool, err error) {
+//
+// The RCPT's DSN parameters go with the original sender's copy as they
+// are: the address is rewritten, not expanded (Postfix's SRS is a
+// canonical map, not an alias).
+func (s *session) rcptSRS(log func() *slog.Logger, addr string, dsn queue.RcptDSN) (handled bool, err error) {
 	o := s.srv.o
 	if o.SRS == nil || !o.SRS.IsSRS(addr) {
 		return false, nil
@@ -224,6 +228,7 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string) (handled bool, e
 		return true, s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	s.addRemote(a.String())
+	s.tx.rcptDSN(a.String(), dsn, []string{a.String()})
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	log().Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
 	return true, nil

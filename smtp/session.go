@@ -319,7 +319,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		return s.fail(stageRcpt, replyBadRcpt)
 	}
 	addr := a.String()
-	if handled, err := s.rcptSRS(log, addr); handled {
+	if handled, err := s.rcptSRS(log, addr, dsn); handled {
 		return err
 	}
 	class, err := s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain)
