@@ -256,7 +256,7 @@ if mode == "noauth":
     show("XIMPORT", s.docmd("XIMPORT", "alice 3"))
 elif mode == "port25":
     show("MAIL", s.docmd("MAIL", "FROM:<x@example.net>"))
-    show("RCPT", s.docmd("RCPT", "TO:<alice@xoyize.xyz> ORCPT=rfc822;x@example.org"))
+    show("RCPT", s.docmd("RCPT", "TO:<alice@xoyize.xyz> XKEY=abc"))
     show("XIMPORT", s.docmd("XIMPORT", "alice 3"))
 elif mode == "wrong":
     show("AUTH", s.docmd("AUTH", "PLAIN " + plain("", "courriel-cluster", secret + "x")))
@@ -333,7 +333,7 @@ func TestClusterListenerRefuses(t *testing.T) {
 	default:
 		t.Error("XIMPORT handed nothing to ImportHome")
 	}
-	// Port 25 knows nothing of ORCPT or XIMPORT.
+	// Port 25 knows nothing of XKEY or XIMPORT (its ORCPT is DSN's).
 	if got, want := probeCluster(t, b.smtpAddr, clusterSecret, "port25"), "MAIL: 250\nRCPT: 555\nXIMPORT: 500\n"; got != want {
 		t.Errorf("port 25:\n got %q\nwant %q", got, want)
 	}

@@ -19,6 +19,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"courriel/delivery/queue"
 	"courriel/internal/logwriter"
 	"courriel/smtp/wire"
 )
@@ -391,8 +392,11 @@ func (c *conn) hello(ehlo bool, arg string) {
 	if mechs := c.sess.AuthMechanisms(); len(mechs) > 0 {
 		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
 	}
-	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8",
-		"LIMITS RCPTMAX="+strconv.Itoa(o.MaxRecipients))
+	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8")
+	if c.srv.offersDSN() {
+		lines = append(lines, "DSN")
+	}
+	lines = append(lines, "LIMITS RCPTMAX="+strconv.Itoa(o.MaxRecipients))
 	c.w.Plain(250, lines...)
 }
 
@@ -413,6 +417,8 @@ type mailOptions struct {
 	// queued there, and whether this is a retry.
 	Arrived time.Time
 	Retry   bool
+	// RET and ENVID (RFC 3461, dsn.go): "" when not given.
+	Ret, EnvID string
 }
 
 func (c *conn) mail(arg string) {
@@ -488,7 +494,31 @@ func (c *conn) mail(arg string) {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
 				return
 			}
-		case "RET", "ENVID", "REQUIRETLS", "BY", "MT-PRIORITY":
+		case "RET", "ENVID":
+			if !c.srv.offersDSN() {
+				c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+				return
+			}
+			var v string
+			var ok bool
+			dup := opts.Ret != ""
+			if p.Key == "RET" {
+				v, ok = parseRet(p.Value)
+				opts.Ret = v
+			} else {
+				dup = opts.EnvID != ""
+				v, ok = parseEnvID(p.Value)
+				opts.EnvID = v
+			}
+			if dup {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate "+p.Key+" parameter")
+				return
+			}
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad "+p.Key+" parameter syntax")
+				return
+			}
+		case "REQUIRETLS", "BY", "MT-PRIORITY":
 			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 			return
 		default:
@@ -545,6 +575,7 @@ func (c *conn) rcpt(arg string) {
 	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
 	var orig, key string
 	var junk bool
+	var dsn queue.RcptDSN
 	for _, p := range params {
 		switch {
 		case peer && p.Key == "XKEY":
@@ -565,6 +596,30 @@ func (c *conn) rcpt(arg string) {
 		case peer && p.Key == "XJUNK" && p.Value == "":
 			junk = true
 			continue
+		case p.Key == "NOTIFY" && c.srv.offersDSN():
+			if dsn.Notify != "" {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate NOTIFY parameter")
+				return
+			}
+			n, why := parseNotify(p.Value)
+			if why != "" {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, why)
+				return
+			}
+			dsn.Notify = n
+			continue
+		case p.Key == "ORCPT" && c.srv.offersDSN():
+			if dsn.ORcpt != "" {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
+				return
+			}
+			o, ok := parseORcpt(p.Value)
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
+				return
+			}
+			dsn.ORcpt = o
+			continue
 		case p.Key == "NOTIFY", p.Key == "ORCPT", p.Key == "RRVS":
 			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 		default:
@@ -581,7 +636,7 @@ func (c *conn) rcpt(arg string) {
 	if c.srv.o.Kind == Cluster {
 		err = c.sess.RcptCluster(to, orig, key, junk)
 	} else {
-		err = c.sess.Rcpt(to)
+		err = c.sess.Rcpt(to, dsn)
 	}
 	c.reply(err, func() {
 		c.rcpts++

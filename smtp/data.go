@@ -213,7 +213,9 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		return replyNotHomedHere
 	case len(remote) == 0 && q == nil:
 		return s.deliverLocal(ctx, header, body, now, false)
-	case len(remote) == 0 && len(local) == 1 && !elsewhere && len(s.tx.loops) == 0:
+	case len(remote) == 0 && len(local) == 1 && !elsewhere && len(s.tx.loops) == 0 && !s.tx.wantsSuccess():
+		// (A success DSN to send goes through the queue: its entry,
+		// written before the 250, owes it.)
 		err := s.deliverLocal(ctx, header, body, now, true)
 		if !errors.Is(err, delivery.ErrNeedsQueue) {
 			return err
@@ -227,7 +229,11 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	var err error
 	if hq, ok := q.(handOverQueue); ok && s.oneHome() && len(s.tx.loops) == 0 {
 		var handed bool
-		qid, handed, localErrs, err = hq.HandOver(ctx, s.tx.id, s.tx.from, local, joined{header, body})
+		var opts []queue.Option
+		if o := s.tx.dsnOption(); o != nil {
+			opts = append(opts, o)
+		}
+		qid, handed, localErrs, err = hq.HandOver(ctx, s.tx.id, s.tx.from, local, joined{header, body}, opts...)
 		if err == nil && handed {
 			log.Info("handed over", "queue_id", sanitize(qid, 64), "node", local[0].Node, "local", len(local))
 			return nil
@@ -293,7 +299,7 @@ func (s *session) dropLoops(log *slog.Logger, hi headerInfo) error {
 // handOverQueue is a Queue that can hand a message for users homed on
 // one other node to that node before the reply (*queue.Queue).
 type handOverQueue interface {
-	HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content) (id string, handed bool, localErrs []error, err error)
+	HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...queue.Option) (id string, handed bool, localErrs []error, err error)
 }
 
 // oneHome says whether every copy of the transaction is a node copy for

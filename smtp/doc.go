@@ -103,10 +103,27 @@
 //     connection.
 //   - EHLO says SIZE with exactly MaxMessageBytes, in clear and inside
 //     TLS; MAIL SIZE= over it gets 552 5.3.4, and a message of exactly the
-//     limit is accepted by DATA and BDAT, as by Postfix. DSN (RET, ENVID,
-//     NOTIFY, ORCPT), BINARYMIME and REQUIRETLS are not offered (504); an
-//     unknown parameter gets 555 5.5.4 (RFC 5321 §4.1.1.11). AUTH= is
-//     checked for syntax and otherwise ignored.
+//     limit is accepted by DATA and BDAT, as by Postfix. BINARYMIME and
+//     REQUIRETLS are not offered (555); an unknown parameter gets 555
+//     5.5.4 (RFC 5321 §4.1.1.11). AUTH= is checked for syntax and
+//     otherwise ignored.
+//   - DSN (RFC 3461, dsn.go) is offered on every listener with a queue
+//     (not on Cluster: a front node reports its node copies itself).
+//     RET=FULL|HDRS, ENVID=<xtext> (at most 100 octets decoded),
+//     NOTIFY=NEVER or any of SUCCESS, FAILURE, DELAY, and
+//     ORCPT=<addr-type>;<xtext> (at most 500 octets) are checked strictly,
+//     xtext included (upper-case hex; decoded, printable US-ASCII only, so
+//     no value can add a line to a DSN or a log): a bad value, a
+//     parameter given twice or NEVER with another gets 501 5.5.4, as by
+//     Postfix's smtpd. They travel in the transaction (txnDSN, nil when
+//     none was given) to the queue's entry (queue.WithDSN), through alias
+//     expansion: a recipient an alias of ours expanded with NOTIFY=SUCCESS
+//     is reported "expanded" and its copies ask no more for success
+//     (Postfix's cleanup). A message with a copy asking for a success DSN
+//     is not stored directly but through the queue: its entry, fsynced
+//     before the 250, owes the DSN, so a copy is never stored with a
+//     notification that a crash could lose; other messages take the same
+//     path as before, at no cost.
 //   - CHUNKING: BDAT goes through the same checks as DATA. When a chunk
 //     that is not the LAST ends, the reader of the message answers it and
 //     reads the next command itself (bdatReader): BDAT goes on, NOOP is

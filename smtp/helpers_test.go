@@ -201,6 +201,7 @@ type queued struct {
 	local []delivery.Recipient
 	data  []byte
 	env   *queue.Message // the remote recipients, with Accept's options applied
+	every *queue.Message // every copy, remote then local, with Accept's options applied
 }
 
 // fakeQueue is the queue's Accept: it records the message and, as the real
@@ -219,15 +220,21 @@ func (q *fakeQueue) Accept(ctx context.Context, _, from string, remote []string,
 	for _, r := range remote {
 		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
 	}
+	every := &queue.Message{From: from}
+	every.Recipients = slices.Clone(env.Recipients)
+	for _, r := range local {
+		every.Recipients = append(every.Recipients, queue.Recipient{Addr: r.Address, Local: &queue.LocalTarget{OrigTo: r.OrigTo}})
+	}
 	for _, o := range opts {
 		o(env)
+		o(every)
 	}
 	q.mu.Lock()
 	if q.fail != nil {
 		q.mu.Unlock()
 		return "", nil, q.fail
 	}
-	q.got = append(q.got, queued{from, slices.Clone(remote), slices.Clone(local), data, env})
+	q.got = append(q.got, queued{from, slices.Clone(remote), slices.Clone(local), data, env, every})
 	id := fmt.Sprintf("Q%d", len(q.got))
 	q.mu.Unlock()
 	var errs []error

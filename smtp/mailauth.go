@@ -186,6 +186,9 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 	if len(s.tx.loops) > 0 {
 		opts = append(opts, queue.WithFailed(s.tx.loops, "5.4.6", "mail forwarding loop: the message already reached this recipient here"))
 	}
+	if o := s.tx.dsnOption(); o != nil {
+		opts = append(opts, o) // after WithFailed: it reaches the loops
+	}
 	if s.tx.remoteFrom != nil {
 		if fq, ok := q.(forwardQueue); ok {
 			return fq.AcceptForward(ctx, s.tx.id, s.tx.from, *s.tx.remoteFrom, s.tx.remote, s.tx.local, data, opts...)
@@ -199,7 +202,11 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 // original sender, whoever the client is: the hash says we wrote it. A
 // forged or expired one gets 550 5.1.1. handled is false for other
 // addresses.
-func (s *session) rcptSRS(log func() *slog.Logger, addr string) (handled bool, err error) {
+//
+// The RCPT's DSN parameters go with the original sender's copy as they
+// are: the address is rewritten, not expanded (Postfix's SRS is a
+// canonical map, not an alias).
+func (s *session) rcptSRS(log func() *slog.Logger, addr string, dsn queue.RcptDSN) (handled bool, err error) {
 	o := s.srv.o
 	if o.SRS == nil || !o.SRS.IsSRS(addr) {
 		return false, nil
@@ -221,6 +228,7 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string) (handled bool, e
 		return true, s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	s.addRemote(a.String())
+	s.tx.rcptDSN(a.String(), dsn, []string{a.String()})
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	log().Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
 	return true, nil

@@ -207,11 +207,13 @@ func TestSRSHooks(t *testing.T) {
 		c.cmd("EHLO client.example", "250 ")
 		c.cmd("MAIL FROM:<>", "250 ")
 		c.cmd("RCPT TO:<srs=forged=remote.example@mx.test>", "550 5.1.1 ")
-		c.cmd("RCPT TO:<srs=x=remote.example@mx.test>", "250 ")
+		c.cmd("RCPT TO:<srs=x=remote.example@mx.test> NOTIFY=NEVER ORCPT=rfc822;srs+3Dx+3Dremote.example@mx.test", "250 ")
 		c.cmd("DATA", "354 ")
 		c.cmd("Subject: bounce\r\n\r\nhi\r\n.", "250 ")
 		if r := e.queue.remote(); len(r) != 1 || r[0].from != "" || len(r[0].rcpts) != 1 || r[0].rcpts[0] != "x@remote.example" {
 			t.Errorf("queued %+v", r)
+		} else if d := r[0].env.Recipients[0]; d.Notify != "NEVER" || d.ORcpt != "rfc822;srs=x=remote.example@mx.test" {
+			t.Errorf("DSN parameters of the reversed SRS copy: NOTIFY %q ORCPT %q", d.Notify, d.ORcpt)
 		}
 	})
 }

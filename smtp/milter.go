@@ -14,6 +14,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/milter"
 )
 
@@ -213,7 +214,7 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 // address the directory does not know is dropped with a log line; a
 // directory failure makes the whole message 4xx (nothing is stored yet).
 func (s *session) milterAddRcpt(log *slog.Logger, addr string) error {
-	err := s.rcpt(addr, true)
+	err := s.rcpt(addr, true, queue.RcptDSN{})
 	var se *gosmtp.SMTPError
 	switch {
 	case err == nil:

@@ -145,7 +145,8 @@ func TestParameters(t *testing.T) {
 	c.cmd("EHLO client.example", "250 ")
 	for _, tc := range []struct{ line, want string }{
 		{"MAIL FROM:<s@foreign.example> FOO=bar", "555 5.5.4"},
-		{"MAIL FROM:<s@foreign.example> RET=FULL", "555 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> RET=PARTIAL", "501 5.5.4"},
+		{"MAIL FROM:<s@foreign.example> REQUIRETLS", "555 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> BODY=BINARYMIME", "555 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> BODY=9BIT", "501 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> SIZE=x", "501 5.5.4"},
@@ -154,7 +155,8 @@ func TestParameters(t *testing.T) {
 		{"MAIL FROM:<s@foreign.example> SIZE=99999999999999999999999", "501 5.5.4"},
 		{"MAIL FROM:<s@foreign.example> SIZE=999999999999999999", "552 5.3.4"},
 		{"MAIL FROM:s@foreign.example BODY=8BITMIME SMTPUTF8 AUTH=<> SIZE=100", "250 2.1.0"},
-		{"RCPT TO:<alice@mailbox.example> NOTIFY=NEVER", "555 5.5.4"},
+		{"RCPT TO:<alice@mailbox.example> NOTIFY=NEVER,DELAY", "501 5.5.4"},
+		{"RCPT TO:<alice@mailbox.example> RRVS=2030-01-01T00:00:00Z", "555 5.5.4"},
 		{"RCPT TO:<alice@mailbox.example> X=1", "555 5.5.4"},
 		{"RCPT TO:<@a.example,@b.example:alice@mailbox.example>", "250 2.1.5"},
 		{"DATA x", "501 5.5.4"},

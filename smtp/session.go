@@ -13,6 +13,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/milter"
 )
@@ -88,6 +89,8 @@ type txn struct {
 	// loops are the RCPTs the message already reached here (set at DATA):
 	// their copies are gone from local and remote, and they bounce.
 	loops []string
+	// dsn: RFC 3461's parameters (dsn.go); nil when none was given.
+	dsn *txnDSN
 }
 
 // newSession starts the session of a HELO or EHLO: the first on the
@@ -209,6 +212,9 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	s.tx = txn{id: s.srv.ids.next(), from: from, utf8: utf8, seen: map[string]bool{}}
 	if opts != nil {
 		s.tx.arrived, s.tx.retry = opts.Arrived, opts.Retry
+		if opts.Ret != "" || opts.EnvID != "" {
+			s.tx.dsn = &txnDSN{ret: opts.Ret, envid: opts.EnvID}
+		}
 	}
 	s.mu.Unlock()
 	s.c.setTx(true)
@@ -253,9 +259,10 @@ func (s *session) checkSenderOwner(from string) error {
 		"Sender address rejected: not owned by user "+sanitize(s.user.Login, 64)))
 }
 
-// Rcpt adds a recipient (RCPT TO): every recipient is decided here, from
-// the directory, so nothing accepted can bounce later for being unknown.
-func (s *session) Rcpt(to string) error {
+// Rcpt adds a recipient (RCPT TO) with its DSN parameters (zero: none):
+// every recipient is decided here, from the directory, so nothing accepted
+// can bounce later for being unknown.
+func (s *session) Rcpt(to string, dsn queue.RcptDSN) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c.countCommand() {
@@ -264,7 +271,7 @@ func (s *session) Rcpt(to string) error {
 	if s.srv.isClosing() {
 		return s.dropWith(replyShuttingDown)
 	}
-	return s.rcpt(to, false)
+	return s.rcpt(to, false, dsn)
 }
 
 // RcptCluster is RCPT TO on the Cluster listener: a maildrop, the original
@@ -282,9 +289,10 @@ func (s *session) RcptCluster(to, orig, key string, junk bool) error {
 	return s.clusterRcpt(to, orig, key, junk)
 }
 
-// rcpt decides one recipient, for RCPT TO or, byMilter, for a milter's
-// added recipient (no relay check, the milters are not asked). s.mu held.
-func (s *session) rcpt(to string, byMilter bool) error {
+// rcpt decides one recipient, for RCPT TO with its DSN parameters or,
+// byMilter, for a milter's added recipient (no relay check, the milters
+// are not asked). s.mu held.
+func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 	// Most RCPTs log nothing (Postfix's smtpd logs only refusals): the
 	// logger with their attributes is made only for a line.
 	rawTo := to
@@ -311,7 +319,7 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		return s.fail(stageRcpt, replyBadRcpt)
 	}
 	addr := a.String()
-	if handled, err := s.rcptSRS(log, addr); handled {
+	if handled, err := s.rcptSRS(log, addr, dsn); handled {
 		return err
 	}
 	class, err := s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain)
@@ -337,6 +345,7 @@ func (s *session) rcpt(to string, byMilter bool) error {
 			}
 		}
 		s.addRemote(addr)
+		s.tx.rcptDSN(addr, dsn, []string{addr})
 		s.tx.rcpts = append(s.tx.rcpts, addr)
 		if s.log.Enabled(s.ctx, slog.LevelDebug) {
 			log().Debug("rcpt ok", "relay", true)
@@ -421,6 +430,13 @@ func (s *session) rcpt(to string, byMilter bool) error {
 		r.Node = nodes[i]
 		s.tx.local = append(s.tx.local, r)
 		s.tx.setHome(k, d.Mailbox.Home)
+	}
+	if dsn != (queue.RcptDSN{}) {
+		dests := make([]string, len(res.Destinations))
+		for i, d := range res.Destinations {
+			dests[i] = d.Address
+		}
+		s.tx.rcptDSN(addr, dsn, dests)
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	if !slices.ContainsFunc(s.tx.ours, func(o string) bool { return dedupeKey(o) == dedupeKey(addr) }) {

@@ -100,6 +100,9 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return err
 		}
 		fmt.Fprintf(stdout, "id: %s\nfrom: <%s>\ncreated: %s\nsize: %d\n", m.ID, m.From, m.Created.Format(time.RFC3339), m.Size)
+		if m.Ret != "" || m.EnvID != "" {
+			fmt.Fprintf(stdout, "dsn: ret=%s envid=%s\n", m.Ret, m.EnvID) // printable ASCII, checked at load
+		}
 		for _, r := range m.Recipients {
 			fmt.Fprintf(stdout, "to: %s\n", recipientLine(r))
 		}
@@ -207,6 +210,12 @@ func recipientLine(r queue.Recipient) string {
 	line := fmt.Sprintf("<%s> %s attempts=%d", r.Addr, r.State, r.Attempts)
 	if r.Node != "" {
 		line += " node=" + r.Node // a copy for the user's home node
+	}
+	if r.Notify != "" {
+		line += " notify=" + r.Notify // RFC 3461, as the client asked
+	}
+	if r.ORcpt != "" {
+		line += " orcpt=" + r.ORcpt
 	}
 	if !r.NextAttempt.IsZero() {
 		line += " next=" + r.NextAttempt.Format(time.DateTime)

@@ -75,11 +75,14 @@ func parseDSN(t *testing.T, raw []byte) *report {
 					break
 				}
 			}
-		case "text/rfc822-headers":
+		case "text/rfc822-headers", "message/rfc822":
 			r.original = string(body)
 		}
 	}
 	want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}
+	if len(r.types) == 3 && r.types[2] == "message/rfc822" {
+		want[2] = r.types[2] // RET=FULL
+	}
 	if strings.Join(r.types, ",") != strings.Join(want, ",") {
 		t.Fatalf("parts = %v, want %v", r.types, want)
 	}
@@ -289,7 +292,7 @@ func TestDSNHostileReplyAndHeaders(t *testing.T) {
 			Reply: printable("550 bad\r\nInjected: header\x00"+long, maxReplyText), RemoteMTA: "mx.remote.test",
 		}}}
 	headers := []byte("Subject: hi\r\nX-Boundary: =_courriel_\r\n")
-	r := parseDSN(t, q.buildDSN(m, dsnFailed, []int{0}, headers, time.Unix(100, 0)))
+	r := parseDSN(t, q.buildDSN(m, dsnFailed, m.Recipients, returned{data: headers}, time.Unix(100, 0)))
 	if len(r.rcpts) != 1 || r.rcpts[0].Get("Status") != "5.0.0" {
 		t.Errorf("recipient blocks = %v, want one with the invalid status replaced by 5.0.0", r.rcpts)
 	}

@@ -35,7 +35,7 @@ type session struct {
 	w          *bufio.Writer
 	cmdTimeout time.Duration
 
-	pipelining, smtputf8, size, eightBit bool // offered in the EHLO reply
+	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
 
 	born      time.Time // for the reuse time limit
 	idleSince time.Time // while in the connection cache
@@ -197,6 +197,7 @@ func (q *Queue) ready(s *session) {
 	s.cmdTimeout = q.o.CommandTimeout
 	s.pipelining, _ = s.c.Extension("PIPELINING")
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
+	s.dsn, _ = s.c.Extension("DSN")
 	s.size, _ = s.c.Extension("SIZE")
 	s.eightBit, _ = s.c.Extension("8BITMIME")
 	s.born = time.Now()

@@ -33,6 +33,9 @@ type result struct {
 	remoteMTA string
 	tls       string // the TLS policy of the session, for the log
 	soon      bool   // deferred: retry at NodeRetry, not the usual backoff
+	// dsnPassed: sent to a next hop that offers DSN, with the recipient's
+	// NOTIFY and ORCPT; a success to report is then its job.
+	dsnPassed bool
 }
 
 func failResult(f *failure) result {
@@ -346,6 +349,17 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		mail += " SMTPUTF8"
 	}
 	rcpt := func(k int) string { return "RCPT TO:<" + m.Recipients[g.rcpts[lo+k]].Addr + ">" }
+	// RFC 3461: the DSN parameters go on to a next hop that offers DSN,
+	// never to a node of ours (its cluster listener does not offer it:
+	// the success of a node copy is reported from here).
+	dsn := s.dsn && g.rt.node == ""
+	if dsn {
+		mail += dsnMailParams(m)
+		rcpt = func(k int) string {
+			r := &m.Recipients[g.rcpts[lo+k]]
+			return "RCPT TO:<" + r.Addr + ">" + dsnRcptParams(r)
+		}
+	}
 	if g.rt.node != "" {
 		idx := g.rcpts[lo:hi]
 		mail += nodeMailParams(m, idx)
@@ -490,7 +504,7 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		status = first
 	}
 	for _, k := range accepted {
-		res[lo+k] = result{out: outSent, code: code, reply: reply, status: status, relay: s.relay, remoteMTA: s.remoteMTA, tls: s.tlsSummary()}
+		res[lo+k] = result{out: outSent, code: code, reply: reply, status: status, relay: s.relay, remoteMTA: s.remoteMTA, tls: s.tlsSummary(), dsnPassed: dsn}
 	}
 	return nil
 }

@@ -19,6 +19,35 @@
 // first, so a crash between the copies and the record of their outcome
 // never stores one twice.
 //
+// # DSN (RFC 3461, 3464)
+//
+// A message keeps its client's DSN parameters (WithDSN, dsnparams.go): RET
+// and ENVID in the envelope, NOTIFY and ORCPT per recipient, and the
+// aliases expanded with NOTIFY=SUCCESS (Message.Expanded, reported, never
+// delivered); envelopes written before DSN have none and behave as
+// before. They decide the DSNs, each sent from the null sender to the
+// envelope sender and never for a null-sender message:
+//   - a failure DSN for the recipients whose NOTIFY is absent or has
+//     FAILURE (NEVER, or a list without FAILURE: the failure is recorded
+//     and nobody is told), returning the header with RET=HDRS or without
+//     RET, and with RET=FULL the whole message (message/rfc822) when it is
+//     within 64 KiB, its header otherwise;
+//   - a delay warning, once DelayWarning has passed, for the pending
+//     recipients whose NOTIFY is absent or has DELAY;
+//   - a success DSN for NOTIFY=SUCCESS: Action delivered for a copy stored
+//     in a maildir here or by its home node, relayed for a copy taken by a
+//     next hop that does not offer DSN, expanded for an alias. A next hop
+//     that offers DSN gets MAIL RET= ENVID= and RCPT NOTIFY= ORCPT= (absent
+//     ORCPT: rfc822;<the address the client named>, as Postfix sends) and
+//     reports the success itself. The successes recorded in one pass over
+//     the message go in one DSN, as Postfix's trace service sends one per
+//     queue run. A delivered recipient owing one (Recipient.Action, not
+//     Notified) keeps the message in the queue until it is out.
+//
+// Every DSN has Original-Envelope-Id (ENVID) among its per-message fields
+// and Original-Recipient (the ORCPT, or the alias the client named) per
+// recipient.
+//
 // # Node copies (clusters)
 //
 // On a cluster node (Options.Cluster), a local copy whose user is at home

@@ -17,13 +17,44 @@ type dsnKind int
 const (
 	dsnFailed  dsnKind = iota // Action: failed
 	dsnDelayed                // Action: delayed (a warning)
+	dsnSuccess                // Action: delivered, relayed or expanded (NOTIFY=SUCCESS)
 )
 
 func (k dsnKind) String() string {
-	if k == dsnDelayed {
+	switch k {
+	case dsnDelayed:
 		return "delayed"
+	case dsnSuccess:
+		return "success"
 	}
 	return "failed"
+}
+
+// returned is what a DSN carries of the original message: its header
+// section, or, for a failure with RET=FULL, the whole message when it is
+// within maxDSNHeaders (RFC 3461 §4.3; a larger one comes back as its
+// header, as Postfix returns what fits its bounce_size_limit).
+type returned struct {
+	data []byte
+	full bool // the whole message (message/rfc822), not its header
+}
+
+// returnedContent reads what a DSN of kind about m returns of data.
+func returnedContent(data *os.File, m *Message, kind dsnKind) (returned, error) {
+	if kind == dsnFailed && m.Ret == RetFull && m.Size <= maxDSNHeaders {
+		if _, err := data.Seek(0, io.SeekStart); err != nil {
+			return returned{}, fmt.Errorf("queue: read message: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(data, maxDSNHeaders+1))
+		if err != nil {
+			return returned{}, fmt.Errorf("queue: read message: %w", err)
+		}
+		if len(b) <= maxDSNHeaders {
+			return returned{data: normalizeLines(b), full: true}, nil
+		}
+	}
+	h, err := readHeaders(data)
+	return returned{data: h}, err
 }
 
 // maxDSNHeaders bounds the original header section returned in the DSN.
@@ -51,26 +82,35 @@ func readHeaders(f *os.File) ([]byte, error) {
 	} else if i := bytes.LastIndexByte(buf, '\n'); i >= 0 && n == maxDSNHeaders {
 		buf = buf[:i+1] // no end of header within the bound: whole lines only
 	}
-	// Normalise line ends; drop NULs, which no mail header may carry.
+	return normalizeLines(buf), nil
+}
+
+// normalizeLines gives b CRLF line ends, a final one included, and drops
+// NULs, which no mail may carry.
+func normalizeLines(buf []byte) []byte {
 	buf = bytes.ReplaceAll(buf, []byte("\r\n"), []byte("\n"))
 	buf = bytes.ReplaceAll(buf, []byte("\x00"), nil)
 	buf = bytes.ReplaceAll(buf, []byte("\n"), []byte("\r\n"))
 	if len(buf) > 0 && !bytes.HasSuffix(buf, []byte("\r\n")) {
 		buf = append(buf, "\r\n"...)
 	}
-	return buf, nil
+	return buf
 }
 
-// buildDSN writes an RFC 3464 delivery status notification about the
-// recipients idx of m: multipart/report with a human-readable part, a
-// message/delivery-status part and the original headers.
-func (q *Queue) buildDSN(m *Message, kind dsnKind, idx []int, headers []byte, now time.Time) []byte {
+// buildDSN writes an RFC 3464 delivery status notification about rcpts, of
+// message m: multipart/report with a human-readable part, a
+// message/delivery-status part and what it returns of the original (its
+// header, or the whole message: returnedContent).
+func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret returned, now time.Time) []byte {
 	host := q.o.Hostname
-	boundary := newBoundary(headers)
+	boundary := newBoundary(ret.data)
 	var b bytes.Buffer
 	subject := "Undelivered Mail Returned to Sender"
-	if kind == dsnDelayed {
+	switch kind {
+	case dsnDelayed:
 		subject = "Delayed Mail (still being retried)"
+	case dsnSuccess:
+		subject = "Successful Mail Delivery Report"
 	}
 	fmt.Fprintf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host)
 	fmt.Fprintf(&b, "To: <%s>\r\n", m.From)
@@ -84,24 +124,37 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, idx []int, headers []byte, no
 
 	// 1. For people.
 	fmt.Fprintf(&b, "--%s\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary)
-	q.writeHuman(&b, m, kind, idx, now)
+	q.writeHuman(&b, m, kind, rcpts, now)
 
-	// 2. For programs (RFC 3464 §2).
+	// 2. For programs (RFC 3464 §2): the per-message fields, the
+	// envelope id first (§2.2), then a group per recipient.
 	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
+	if m.EnvID != "" {
+		writeField(&b, "Original-Envelope-Id", m.EnvID)
+	}
 	writeField(&b, "Reporting-MTA", "dns; "+host)
 	writeField(&b, "X-Courriel-Queue-ID", m.ID)
 	writeField(&b, "Arrival-Date", m.Created.Format(time.RFC1123Z))
-	for _, i := range idx {
-		r := m.Recipients[i]
+	for _, r := range rcpts {
 		b.WriteString("\r\n")
-		if r.OrigTo != "" {
-			writeField(&b, "Original-Recipient", "rfc822; "+r.OrigTo)
+		// RFC 3464 §2.3.1: the client's ORCPT as it gave it; without
+		// one, the address it named (an alias of ours), as Postfix.
+		switch orig := originalRecipient(&r); {
+		case r.ORcpt != "":
+			typ, addr, _ := strings.Cut(r.ORcpt, ";")
+			writeField(&b, "Original-Recipient", typ+"; "+addr)
+		case orig != r.Addr:
+			writeField(&b, "Original-Recipient", "rfc822; "+orig)
 		}
 		writeField(&b, "Final-Recipient", "rfc822; "+r.Addr)
-		writeField(&b, "Action", kind.String())
+		action, fallback := kind.String(), map[dsnKind]string{dsnFailed: "5.0.0", dsnDelayed: "4.0.0", dsnSuccess: "2.0.0"}[kind]
+		if kind == dsnSuccess {
+			action = r.Action
+		}
+		writeField(&b, "Action", action)
 		status := r.Status
-		if !validStatus(status) {
-			status = map[dsnKind]string{dsnFailed: "5.0.0", dsnDelayed: "4.0.0"}[kind]
+		if !validStatus(status) || kind == dsnSuccess && status[0] != '2' {
+			status = fallback
 		}
 		writeField(&b, "Status", status)
 		if r.RemoteMTA != "" {
@@ -118,35 +171,49 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, idx []int, headers []byte, no
 		}
 	}
 
-	// 3. The original headers (RFC 6522 §3 text/rfc822-headers).
-	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n", boundary)
-	if !isASCII(string(headers)) {
+	// 3. The original: the whole message (RFC 3464 §2, message/rfc822)
+	// or its header (RFC 6522 §3, text/rfc822-headers).
+	desc, ctype := "Undelivered Message Headers", "text/rfc822-headers"
+	switch {
+	case ret.full:
+		desc, ctype = "Undelivered Message", "message/rfc822"
+	case kind == dsnSuccess:
+		desc = "Message Headers"
+	}
+	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n", boundary, desc, ctype)
+	if !isASCII(string(ret.data)) {
 		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
 	}
 	b.WriteString("\r\n")
-	b.Write(headers)
+	b.Write(ret.data)
 	fmt.Fprintf(&b, "\r\n--%s--\r\n", boundary)
 	return b.Bytes()
 }
 
-func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, idx []int, now time.Time) {
+func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Recipient, now time.Time) {
 	fmt.Fprintf(b, "This is the mail system at host %s.\r\n\r\n", q.o.Hostname)
-	if kind == dsnDelayed {
+	switch kind {
+	case dsnDelayed:
 		b.WriteString("####################################################################\r\n")
 		b.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n")
 		b.WriteString("####################################################################\r\n\r\n")
 		writeWrapped(b, fmt.Sprintf("Your message could not be delivered for %s. It will be retried until it is %s old.",
 			humanDuration(now.Sub(m.Created)), humanDuration(q.o.MaxLifetime)))
-	} else {
+	case dsnSuccess:
+		// Postfix's words.
+		writeWrapped(b, "Your message was successfully delivered to the destination(s) listed below. If the message was delivered to mailbox you will receive no further notifications. Otherwise you may still receive notifications of mail delivery errors from other systems.")
+	default:
 		writeWrapped(b, "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. Its headers are attached below.")
 		b.WriteString("\r\n")
 		writeWrapped(b, "For further assistance, please send mail to postmaster. If you do so, please include this problem report.")
 	}
 	b.WriteString("\r\n                   The mail system\r\n\r\n")
-	for _, i := range idx {
-		r := m.Recipients[i]
+	for _, r := range rcpts {
 		line := "<" + printable(r.Addr, maxAddrLen) + ">: "
 		switch {
+		case kind == dsnSuccess && r.Action == ActionRelayed && r.RemoteMTA != "":
+			line += "relayed to host " + printable(r.RemoteMTA, maxDomainLen) + ", which does not report delivery status: "
+		case kind == dsnSuccess:
 		case r.Status == "4.4.7":
 			line += "delivery time expired; last error: "
 		case r.RemoteMTA != "" && r.Code != 0:

@@ -50,6 +50,15 @@ type Recipient struct {
 	// every attempt (Options.Homes), so a copy follows a user who moved;
 	// envelopes written before clusters have none (local).
 	Node string `json:"node,omitempty"`
+	// Notify and ORcpt are the client's NOTIFY and ORCPT (RFC 3461,
+	// WithDSN): "" when absent, as in envelopes written before DSN.
+	Notify string `json:"notify,omitempty"`
+	ORcpt  string `json:"orcpt,omitempty"`
+	// Action, on a delivered recipient, is the success DSN owed to the
+	// sender (NOTIFY=SUCCESS): ActionDelivered, ActionRelayed or
+	// ActionExpanded; Notified once it is out. "" when none is owed (no
+	// SUCCESS asked, or a next hop that offers DSN took the request).
+	Action string `json:"action,omitempty"`
 }
 
 // LocalTarget is where a local recipient's copy goes, as the directory
@@ -97,6 +106,14 @@ type Message struct {
 	RemoteHeader string `json:"remote_header,omitempty"`
 	// NotifyAfter delays the next try to send a DSN after one failed.
 	NotifyAfter time.Time `json:"notify_after,omitzero"`
+	// Ret and EnvID are the client's RET (RetFull, RetHdrs) and ENVID,
+	// decoded (RFC 3461 §4.3, §4.4; WithDSN); "" when absent.
+	Ret   string `json:"ret,omitempty"`
+	EnvID string `json:"envid,omitempty"`
+	// Expanded are the recipients with NOTIFY=SUCCESS an alias of ours
+	// expanded (WithDSN): never delivered, only reported, as Recipients
+	// delivered with Action ActionExpanded.
+	Expanded []Recipient `json:"expanded,omitempty"`
 }
 
 const envelopeVersion = 1
@@ -124,18 +141,35 @@ func (m *Message) msgID() string {
 func (m *Message) clone() *Message {
 	c := *m
 	c.Recipients = slices.Clone(m.Recipients)
+	c.Expanded = slices.Clone(m.Expanded)
 	return &c
 }
 
 // done reports whether the message can leave the queue: every recipient is
-// delivered or failed with its sender told.
+// delivered or failed with its sender told, and every success DSN out.
 func (m *Message) done() bool {
 	for _, r := range m.Recipients {
-		if r.State == StatePending || r.State == StateFailed && !r.Notified {
+		if r.State == StatePending || r.owesDSN() {
 			return false
 		}
 	}
-	return true
+	return !m.owesExpanded()
+}
+
+// owesDSN: r failed, or was delivered with a success to report, and the
+// sender was not told yet.
+func (r *Recipient) owesDSN() bool {
+	return !r.Notified && (r.State == StateFailed || r.State == StateDelivered && r.Action != "")
+}
+
+// owesExpanded: an expansion is still to be reported.
+func (m *Message) owesExpanded() bool {
+	for _, r := range m.Expanded {
+		if !r.Notified {
+			return true
+		}
+	}
+	return false
 }
 
 // due is when the runner should next look at m: the earliest retry of a
@@ -144,7 +178,7 @@ func (m *Message) due() (t time.Time, ok bool) {
 	for _, r := range m.Recipients {
 		next := r.NextAttempt
 		switch {
-		case r.State == StateFailed && !r.Notified:
+		case r.owesDSN():
 			next = m.NotifyAfter
 		case r.State != StatePending:
 			continue
@@ -152,6 +186,9 @@ func (m *Message) due() (t time.Time, ok bool) {
 		if !ok || next.Before(t) {
 			t, ok = next, true
 		}
+	}
+	if m.owesExpanded() && (!ok || m.NotifyAfter.Before(t)) {
+		t, ok = m.NotifyAfter, true
 	}
 	return t, ok
 }
@@ -190,8 +227,20 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		return nil, fmt.Errorf("%w: %s: bad msg_id", errCorrupt, id)
 	case m.Created.IsZero() || m.Size < 0:
 		return nil, fmt.Errorf("%w: %s: bad creation time or size", errCorrupt, id)
+	case m.Ret != "" && m.Ret != RetFull && m.Ret != RetHdrs, m.EnvID != "" && !ValidEnvID(m.EnvID):
+		return nil, fmt.Errorf("%w: %s: bad RET or ENVID", errCorrupt, id)
+	case len(m.Expanded) > maxRcpts:
+		return nil, fmt.Errorf("%w: %s: %d expansions", errCorrupt, id, len(m.Expanded))
+	}
+	for _, r := range m.Expanded {
+		if !validAddress(r.Addr) || r.State != StateDelivered || r.Action != ActionExpanded || !validRcptDSN(r) {
+			return nil, fmt.Errorf("%w: %s: bad expansion", errCorrupt, id)
+		}
 	}
 	for _, r := range m.Recipients {
+		if !validRcptDSN(r) {
+			return nil, fmt.Errorf("%w: %s: bad DSN parameters", errCorrupt, id)
+		}
 		if !validAddress(r.Addr) {
 			return nil, fmt.Errorf("%w: %s: bad recipient", errCorrupt, id)
 		}
@@ -208,6 +257,16 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		}
 	}
 	return &m, nil
+}
+
+// validRcptDSN checks a recipient's DSN fields read back from disk.
+func validRcptDSN(r Recipient) bool {
+	switch r.Action {
+	case "", ActionDelivered, ActionRelayed, ActionExpanded:
+	default:
+		return false
+	}
+	return (r.Notify == "" || CanonicalNotify(r.Notify) == r.Notify) && (r.ORcpt == "" || ValidORcpt(r.ORcpt))
 }
 
 // validMsgID: the id goes into log lines and file names (keyed copies):

@@ -31,10 +31,16 @@ import (
 // was queued, but a copy may have been stored over there if the attempt
 // was cut short without its answer (only a spool that cannot be written
 // makes that error, and a duplicate is then the lesser harm).
-func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content) (id string, handed bool, localErrs []error, err error) {
+// opts are Accept's; a message handed whole that still owes its sender a
+// success DSN (NOTIFY=SUCCESS) is queued for it, its copies delivered, and
+// handed is false.
+func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, handed bool, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, nil, local, data.Size())
 	if err != nil {
 		return "", false, nil, err
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	if validMsgID(msgID) {
 		m.MsgID = msgID
@@ -58,6 +64,8 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	if one && node != "" {
 		if g, res, tried := q.handOver(ctx, m, node, data); tried {
 			q.record(m, g, res)
+			// A success to report (NOTIFY=SUCCESS) keeps it: queued
+			// below with its copies delivered, the runner sends the DSN.
 			if m.done() {
 				q.logFor(m).Info("handed over", "node", node)
 				return m.ID, true, nil, nil

@@ -326,3 +326,56 @@ func TestHandOverToHungNode(t *testing.T) {
 		t.Errorf("%d connections to the hung node for three hand-overs, want 1 (then remembered dead)", conns)
 	}
 }
+
+// TestHandOverDSN: a message handed to a node keeps its DSN parameters
+// (they never cross the node hop, whose listener does not offer DSN): a
+// copy stored there with NOTIFY=SUCCESS is reported delivered from here,
+// the message being queued for that DSN before HandOver returns; a copy
+// refused there with NOTIFY=NEVER bounces nothing.
+func TestHandOverDSN(t *testing.T) {
+	t.Parallel()
+	node := newFakeNode(t, func(to string) string {
+		if to == "carol@x.test" {
+			return "550 5.1.1 no such user"
+		}
+		return ""
+	}, false)
+	cl, err := cluster.New(cluster.Options{Self: "a", Secret: []byte("0123456789abcdef"), ConnectTimeout: time.Second,
+		Nodes: map[string]cluster.Node{"a": {SMTP: "127.0.0.1:1"}, "b": {SMTP: node.addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBounces()
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Cluster, o.Bounce = cl, b.fn
+	o.Dialer = (&net.Dialer{}).DialContext
+	q := start(t, o).q
+	waitRunning(t, q)
+	local := []delivery.Recipient{
+		{Address: "bob@x.test", Maildir: "/var/vmail/bob/mailbox", UID: 2000, GID: 2000, Node: "b"},
+		{Address: "carol@x.test", Maildir: "/var/vmail/carol/mailbox", UID: 2001, GID: 2001, Node: "b"},
+	}
+	_, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", local, delivery.MemContent(testMessage),
+		WithDSN(RetHdrs, "e1", map[string]RcptDSN{"bob@x.test": {Notify: "SUCCESS"}, "carol@x.test": {Notify: "NEVER"}}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handed {
+		t.Error("handed: a success DSN is owed, the message must be queued for it")
+	}
+	_, _, cmds := node.seen()
+	for _, c := range cmds {
+		if strings.Contains(c, "NOTIFY") || strings.Contains(c, "RET=") || strings.Contains(c, "ENVID") {
+			t.Errorf("DSN parameters on the node hop: %q", c)
+		}
+	}
+	r := parseDSN(t, recv(t, b.got, "the success DSN"))
+	waitEmpty(t, q)
+	if len(r.rcpts) != 1 || r.rcpts[0].Get("Action") != "delivered" || r.rcpts[0].Get("Final-Recipient") != "rfc822; bob@x.test" ||
+		r.perMsg.Get("Original-Envelope-Id") != "e1" {
+		t.Errorf("DSN %v %v, want bob delivered", r.perMsg, r.rcpts)
+	}
+	if n := b.count(); n != 1 {
+		t.Errorf("%d DSNs, want the success one only (carol: NOTIFY=NEVER)", n)
+	}
+}

@@ -32,6 +32,10 @@ type tx struct {
 	tls   bool
 	user  string // AUTH identity, "" if none
 	utf8  bool   // MAIL had SMTPUTF8
+	// DSN parameters as the sink got them (sinkOptions.dsn): MAIL's RET
+	// and ENVID, each RCPT's NOTIFY and ORCPT ("type;address").
+	ret, envid    string
+	notify, orcpt []string
 }
 
 type sinkOptions struct {
@@ -44,6 +48,7 @@ type sinkOptions struct {
 	user     string // AUTH PLAIN credentials accepted, if set
 	password string
 	noUTF8   bool // SMTPUTF8 not offered
+	dsn      bool // DSN offered
 	// rcptLimit, when set, answers 452 4.5.3 to the RCPTs of a transaction
 	// past it, as a server's recipient limit does.
 	rcptLimit int
@@ -77,6 +82,7 @@ func newSink(t testing.TB, o sinkOptions) *sink {
 	srv.ErrorLog = nopLogger{}
 	srv.TLSConfig = o.startTLS
 	srv.EnableSMTPUTF8 = !o.noUTF8
+	srv.EnableDSN = o.dsn
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
 	l = &countingListener{Listener: l, s: s}
@@ -175,10 +181,13 @@ func (ss *sinkSession) Mail(from string, opts *gosmtp.MailOptions) error {
 		return gosmtp.ErrAuthRequired
 	}
 	ss.cur = tx{from: from, utf8: opts != nil && opts.UTF8}
+	if opts != nil {
+		ss.cur.ret, ss.cur.envid = string(opts.Return), opts.EnvelopeID
+	}
 	return nil
 }
 
-func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+func (ss *sinkSession) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	ss.s.mu.Lock()
 	n := ss.s.rcpts
 	ss.s.rcpts++
@@ -192,6 +201,18 @@ func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		return smtpErr(452, gosmtp.EnhancedCode{4, 5, 3}, "too many recipients")
 	}
 	ss.cur.rcpts = append(ss.cur.rcpts, to)
+	var notify []string
+	var orcpt string
+	if opts != nil {
+		for _, n := range opts.Notify {
+			notify = append(notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			orcpt = strings.ToLower(string(opts.OriginalRecipientType)) + ";" + opts.OriginalRecipient
+		}
+	}
+	ss.cur.notify = append(ss.cur.notify, strings.Join(notify, ","))
+	ss.cur.orcpt = append(ss.cur.orcpt, orcpt)
 	return nil
 }
 

@@ -103,6 +103,15 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 		switch x.out {
 		case outSent:
 			r.State, r.NextAttempt, word = StateDelivered, time.Time{}, "sent"
+			// RFC 3461 §5.2.2: NOTIFY=SUCCESS is reported by whoever
+			// delivers, or by the last hop that cannot pass it on.
+			switch {
+			case !notifies(r.Notify, NotifySuccess) || x.dsnPassed:
+			case r.Local != nil:
+				r.Action = ActionDelivered
+			default:
+				r.Action = ActionRelayed
+			}
 		case outBounced:
 			r.State, word = StateFailed, "bounced"
 		case outDeferred:
@@ -166,37 +175,59 @@ func (q *Queue) logAttempt(m *Message, r *Recipient, relay, dsn, word, reason st
 	q.logFor(m).Info("delivery", attrs...)
 }
 
-// notify sends the DSNs a message owes: one for recipients that failed and
-// whose sender was not told yet, and once, if configured, a delay warning. It
-// reports whether the envelope changed.
+// notify sends the DSNs a message owes, each as the recipients' NOTIFY
+// asks (RFC 3461 §4.1; absent: failures and delays): one for recipients
+// that failed and whose sender was not told yet; one for the successes to
+// report (delivered here, relayed to a next hop without DSN, expanded),
+// all those of the message so far in one DSN, as Postfix's trace service
+// sends one per delivery pass; and once, if configured, a delay warning.
+// It reports whether the envelope changed.
 func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 	now := q.o.Now()
-	var failed, pending []int
-	for i, r := range m.Recipients {
+	var failed, pending, success []int
+	silenced := 0
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
 		switch {
+		case r.State == StateFailed && !r.Notified && !notifies(r.Notify, NotifyFailure):
+			r.Notified = true // NOTIFY without FAILURE: nobody to tell
+			silenced++
 		case r.State == StateFailed && !r.Notified:
 			failed = append(failed, i)
-		case r.State == StatePending:
+		case r.owesDSN():
+			success = append(success, i)
+		case r.State == StatePending && notifies(r.Notify, NotifyDelay):
 			pending = append(pending, i)
 		}
 	}
-	changed := false
-	if len(failed) > 0 && now.Before(m.NotifyAfter) {
-		failed = nil // the last try to send the DSN failed; wait
+	changed := silenced > 0
+	if silenced > 0 {
+		q.logFor(m).Info("no non-delivery notification: NOTIFY does not ask for it", "failed", silenced)
 	}
-	if len(failed) > 0 {
+	if (len(failed) > 0 || len(success) > 0 || m.owesExpanded()) && now.Before(m.NotifyAfter) {
+		failed, success = nil, nil // the last try to send a DSN failed; wait
+	} else if m.owesExpanded() {
+		success = append(success, -1) // the expansions, reported with the others
+	}
+	tell := func(kind dsnKind, idx []int, what string) {
 		changed = true
 		if m.From == "" {
 			// RFC 5321 §4.5.5 and §6.1: never notify the null sender,
 			// so bounces cannot loop.
-			q.logFor(m).Info("no notification for the null sender", "failed", len(failed))
-			markNotified(m, failed)
-		} else if err := q.sendDSN(ctx, m, dsnFailed, failed, data, now); err != nil {
-			q.logFor(m).Error("sending the non-delivery notification failed, will retry", "err", err)
+			q.logFor(m).Info("no notification for the null sender", "kind", kind.String(), "recipients", len(idx))
+			markNotified(m, idx)
+		} else if err := q.sendDSN(ctx, m, kind, idx, data, now); err != nil {
+			q.logFor(m).Error("sending the "+what+" failed, will retry", "err", err)
 			m.NotifyAfter = now.Add(q.o.MinBackoff)
 		} else {
-			markNotified(m, failed)
+			markNotified(m, idx)
 		}
+	}
+	if len(failed) > 0 {
+		tell(dsnFailed, failed, "non-delivery notification")
+	}
+	if len(success) > 0 {
+		tell(dsnSuccess, success, "success notification")
 	}
 	warn := q.o.DelayWarning > 0 && !m.DelayWarned && len(pending) > 0 && now.Sub(m.Created) >= q.o.DelayWarning
 	if warn && m.From == "" {
@@ -211,21 +242,47 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 	return changed
 }
 
+// markNotified records that the sender was told about the recipients idx;
+// -1 stands for every expansion (Message.Expanded).
 func markNotified(m *Message, idx []int) {
 	for _, i := range idx {
+		if i < 0 {
+			for j := range m.Expanded {
+				m.Expanded[j].Notified = true
+			}
+			continue
+		}
 		m.Recipients[i].Notified = true
 	}
 	m.NotifyAfter = time.Time{}
 }
 
+// reported are the recipients a DSN is about: idx into m.Recipients, -1
+// for the expansions still to report.
+func reported(m *Message, idx []int) []Recipient {
+	out := make([]Recipient, 0, len(idx))
+	for _, i := range idx {
+		if i >= 0 {
+			out = append(out, m.Recipients[i])
+			continue
+		}
+		for _, r := range m.Expanded {
+			if !r.Notified {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
 // sendDSN builds a DSN and hands it to Options.Bounce, or queues it from
 // the null sender to the envelope sender.
 func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int, data *os.File, now time.Time) error {
-	headers, err := readHeaders(data)
+	returned, err := returnedContent(data, m, kind)
 	if err != nil {
 		return err
 	}
-	report := q.buildDSN(m, kind, idx, headers, now)
+	report := q.buildDSN(m, kind, reported(m, idx), returned, now)
 	if q.o.Bounce != nil {
 		return q.o.Bounce(ctx, m.clone(), report)
 	}

@@ -85,7 +85,8 @@ func sunkRecipients(t *testing.T, dir string) [][]string {
 		var rcpts []string
 		for _, l := range strings.Split(string(b), "\n") {
 			if a, ok := strings.CutPrefix(l, "X-Rcpt-Args: <"); ok {
-				rcpts = append(rcpts, strings.TrimSuffix(strings.TrimSpace(a), ">"))
+				a, _, _ = strings.Cut(a, ">") // then its DSN parameters: smtp-sink offers DSN
+				rcpts = append(rcpts, a)
 			}
 		}
 		out = append(out, rcpts)

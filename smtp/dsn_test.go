@@ -1,0 +1,178 @@
+package smtp
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"courriel/delivery/queue"
+)
+
+// TestDSNParameterSyntax: RFC 3461's parameters, every malformed case with
+// its reply (501 5.5.4, as Postfix's smtpd), and the well-formed ones.
+func TestDSNParameterSyntax(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	if !slices.Contains(c.last, "250-DSN") {
+		t.Fatalf("EHLO does not offer DSN: %q", c.last)
+	}
+	long := strings.Repeat("a", 101)
+	for _, tc := range []struct{ params, want string }{
+		{"RET=PARTIAL", "501 5.5.4 Bad RET parameter syntax"},
+		{"RET=FULL RET=HDRS", "501 5.5.4 Duplicate RET parameter"},
+		{"ENVID=" + long, "501 5.5.4 Bad ENVID parameter syntax"},
+		{"ENVID=a+0D+0AInjected:+20x", "501 5.5.4 Bad ENVID parameter syntax"}, // CR LF decoded
+		{"ENVID=a+0", "501 5.5.4 Bad ENVID parameter syntax"},                  // truncated hex
+		{"ENVID=a+2b", "501 5.5.4 Bad ENVID parameter syntax"},                 // lower-case hex
+		{"ENVID=a+ZZ", "501 5.5.4 Bad ENVID parameter syntax"},
+		{"ENVID=\x01x", "501 5.5.4 Bad ENVID parameter syntax"},    // a control character, not encoded
+		{"ENVID=\xc3\xa9", "501 5.5.4 Bad ENVID parameter syntax"}, // 8-bit
+		{"ENVID=a+C3+A9", "501 5.5.4 Bad ENVID parameter syntax"},  // 8-bit once decoded
+		{"ENVID=a ENVID=b", "501 5.5.4 Duplicate ENVID parameter"},
+		{"RET=hdrs ENVID=" + strings.Repeat("b", 100), "250 2.1.0"},
+	} {
+		c.cmd("MAIL FROM:<s@foreign.example> "+tc.params, tc.want)
+	}
+	for _, tc := range []struct{ params, want string }{
+		{"NOTIFY=", "501 5.5.4"}, // no value: not even a parameter
+		{"NOTIFY=NEVER,SUCCESS", "501 5.5.4 NOTIFY=NEVER cannot be combined"},
+		{"NOTIFY=DELAY,NEVER", "501 5.5.4 NOTIFY=NEVER cannot be combined"},
+		{"NOTIFY=SUCCESS,SUCCESS", "501 5.5.4 Bad NOTIFY parameter syntax"},
+		{"NOTIFY=SUCCESS,", "501 5.5.4 Bad NOTIFY parameter syntax"},
+		{"NOTIFY=ALWAYS", "501 5.5.4 Bad NOTIFY parameter syntax"},
+		{"NOTIFY=SUCCESS NOTIFY=FAILURE", "501 5.5.4 Duplicate NOTIFY parameter"},
+		{"ORCPT=x@y", "501 5.5.4 Bad ORCPT parameter syntax"},
+		{"ORCPT=;x@y", "501 5.5.4 Bad ORCPT parameter syntax"},
+		{"ORCPT=rfc822;", "501 5.5.4 Bad ORCPT parameter syntax"},
+		{"ORCPT=rfc+38;x@y", "501 5.5.4 Bad ORCPT parameter syntax"},
+		{"ORCPT=rfc822;x+0D+0AX:y@y", "501 5.5.4 Bad ORCPT parameter syntax"},
+		{"ORCPT=rfc822;x+00@y", "501 5.5.4 Bad ORCPT parameter syntax"},
+		{"ORCPT=rfc822;" + strings.Repeat("x", 492) + "@y", "501 5.5.4 Bad ORCPT parameter syntax"}, // 501 octets
+		{"ORCPT=rfc822;a@b ORCPT=rfc822;c@d", "501 5.5.4 Duplicate ORCPT parameter"},
+		{"NOTIFY=never ORCPT=rfc822;" + strings.Repeat("x", 491) + "@y", "250 2.1.5"}, // 500 octets
+		{"NOTIFY=delay,Success,FAILURE ORCPT=RFC822;a+2Bb@c", "250 2.1.5"},
+	} {
+		c.cmd("RCPT TO:<alice@mailbox.example> "+tc.params, tc.want)
+	}
+	c.cmd("QUIT", "221 ")
+}
+
+// TestDSNOfferedWithAQueue: DSN is in EHLO and its parameters taken where
+// a queue can send the notifications; without one (or on the Cluster
+// listener) it is not offered and its parameters are not implemented.
+func TestDSNOfferedWithAQueue(t *testing.T) {
+	t.Parallel()
+	for _, withQueue := range []bool{true, false} {
+		e := newEnv(t, Inbound, func(o *Options) {
+			if !withQueue {
+				o.Queue = nil
+			}
+		})
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		if slices.Contains(c.last, "250-DSN") != withQueue {
+			t.Fatalf("queue %v: EHLO %q", withQueue, c.last)
+		}
+		want := map[bool]string{true: "250 ", false: "555 5.5.4"}[withQueue]
+		c.cmd("MAIL FROM:<s@foreign.example> RET=FULL", want)
+		c.cmd("RSET", "250 ")
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=SUCCESS", want)
+	}
+}
+
+// FuzzDSNParams: whatever a client sends, a value the parsers take is
+// printable US-ASCII within RFC 3461's bounds, and what the queue accepts.
+func FuzzDSNParams(f *testing.F) {
+	for _, s := range []string{"abc", "a+2Bb", "a+0D+0A", "+", "a+0", "rfc822;x@y", "rfc822;", ";x", "x+00y", "\xc3\xa9", "NEVER,SUCCESS", "success,Delay"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if e, ok := parseEnvID(v); ok && (!queue.ValidEnvID(e) || strings.ContainsAny(e, "\r\n\x00") || len(e) > 100) {
+			t.Fatalf("ENVID %q taken as %q", v, e)
+		}
+		if o, ok := parseORcpt(v); ok && (!queue.ValidORcpt(o) || strings.ContainsAny(o, "\r\n\x00") || len(o) > 500) {
+			t.Fatalf("ORCPT %q taken as %q", v, o)
+		}
+		if n, why := parseNotify(v); why == "" && queue.CanonicalNotify(n) != n {
+			t.Fatalf("NOTIFY %q taken as %q", v, n)
+		}
+		if d, ok := decodeXtext(v); ok && !strings.Contains(v, "+") && d != v {
+			t.Fatalf("xtext %q decoded as %q", v, d)
+		}
+	})
+}
+
+// TestDSNTravelsToTheQueue: the parameters go into the queue's envelope:
+// RET and ENVID decoded, NOTIFY and ORCPT per copy, an alias expanded with
+// NOTIFY=SUCCESS reported as such (its copies then without SUCCESS, as
+// Postfix's cleanup), and a lone local copy with NOTIFY=SUCCESS is queued,
+// not stored alone, so that the success DSN is owed by an entry written
+// before the 250.
+func TestDSNTravelsToTheQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example> RET=HDRS ENVID=QQ+2B1", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Balice@x.example", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: one\r\n\r\nbody\r\n.", "250 ")
+	q := e.queue.all()
+	if len(q) != 1 {
+		t.Fatalf("NOTIFY=SUCCESS to one local copy: %d messages queued, want it through the queue", len(q))
+	}
+	m := q[0].every
+	if m.Ret != queue.RetHdrs || m.EnvID != "QQ+1" {
+		t.Errorf("RET %q ENVID %q, want HDRS and QQ+1", m.Ret, m.EnvID)
+	}
+	if r := m.Recipients[0]; r.Notify != "SUCCESS,FAILURE" || r.ORcpt != "rfc822;orig+alice@x.example" {
+		t.Errorf("alice: NOTIFY %q ORCPT %q", r.Notify, r.ORcpt)
+	}
+	if d := e.deliv.copies(); d["alice@mailbox.example"] != 1 {
+		t.Errorf("copies %v", d)
+	}
+
+	// Without NOTIFY=SUCCESS, the lone copy is stored directly, as before.
+	c.cmd("MAIL FROM:<s@foreign.example> RET=FULL", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=FAILURE,DELAY", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: two\r\n\r\nbody\r\n.", "250 ")
+	if n := len(e.queue.all()); n != 1 {
+		t.Errorf("NOTIFY without SUCCESS to one local copy: queued (%d), want it stored directly", n)
+	}
+
+	// An alias: "expanded" for it, its copies without SUCCESS; a relayed
+	// recipient keeps its parameters.
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<team@hosted.example> NOTIFY=SUCCESS,DELAY", "250 ")
+	c.cmd("RCPT TO:<fwd@hosted.example> NOTIFY=SUCCESS", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: three\r\n\r\nbody\r\n.", "250 ")
+	q = e.queue.all()
+	if len(q) != 2 {
+		t.Fatalf("%d messages queued, want 2", len(q))
+	}
+	m = q[1].every
+	got := map[string]string{}
+	for _, r := range m.Recipients {
+		got[r.Addr] = r.Notify
+	}
+	want := map[string]string{"carol@remote.example": "DELAY", "dave@remote.example": "NEVER",
+		"alice@mailbox.example": "DELAY", "bob@mailbox.example": "DELAY"}
+	for a, n := range want {
+		if got[a] != n {
+			t.Errorf("NOTIFY of %s = %q, want %q (all: %v)", a, got[a], n, got)
+		}
+	}
+	var exp []string
+	for _, r := range m.Expanded {
+		exp = append(exp, r.Addr+" "+r.Action+" "+r.Notify)
+	}
+	if strings.Join(exp, ",") != "team@hosted.example expanded SUCCESS,DELAY,fwd@hosted.example expanded SUCCESS" {
+		t.Errorf("expansions: %q", exp)
+	}
+}
