@@ -124,7 +124,7 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 
 	// 1. For people.
 	fmt.Fprintf(&b, "--%s\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary)
-	q.writeHuman(&b, m, kind, rcpts, now)
+	q.writeHuman(&b, m, kind, rcpts, ret.full, now)
 
 	// 2. For programs (RFC 3464 §2): the per-message fields, the
 	// envelope id first (§2.2), then a group per recipient.
@@ -190,7 +190,7 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 	return b.Bytes()
 }
 
-func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Recipient, now time.Time) {
+func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Recipient, full bool, now time.Time) {
 	fmt.Fprintf(b, "This is the mail system at host %s.\r\n\r\n", q.o.Hostname)
 	switch kind {
 	case dsnDelayed:
@@ -203,7 +203,11 @@ func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Re
 		// Postfix's words.
 		writeWrapped(b, "Your message was successfully delivered to the destination(s) listed below. If the message was delivered to mailbox you will receive no further notifications. Otherwise you may still receive notifications of mail delivery errors from other systems.")
 	default:
-		writeWrapped(b, "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. Its headers are attached below.")
+		attached := "Its headers are attached below."
+		if full {
+			attached = "It is attached below."
+		}
+		writeWrapped(b, "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. "+attached)
 		b.WriteString("\r\n")
 		writeWrapped(b, "For further assistance, please send mail to postmaster. If you do so, please include this problem report.")
 	}
