@@ -16,7 +16,7 @@ var extensionNames = []string{
 	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-	"editheader", "duplicate", "vacation", "vacation-seconds",
+	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -141,8 +141,8 @@ var testSpecs = map[string]spec{
 // extensionCommands and extensionTests are the commands and tests of the
 // extensions kept in files of their own.
 var (
-	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands}
-	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests}
+	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands}
+	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests}
 )
 
 func commandSpec(name string) (spec, bool) {
@@ -190,6 +190,9 @@ type node struct {
 	regexps map[string]*regexp.Regexp // :regex keys without variables, compiled once
 	include *Script                   // include: the script, nil when :optional and missing
 	handle  string                    // vacation: the handle when not given
+	// ihaveMissing: an ihave naming an extension we lack, false at
+	// compile time
+	ihaveMissing bool
 }
 
 // Script is a checked script, ready to Run any number of times, also
@@ -229,6 +232,7 @@ func errAt(p Pos, format string, args ...any) *Error {
 func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 	requireAllowed := top
 	prev := ""
+	decided := false // an if or elsif of this chain is true at compile time
 	for _, c := range cmds {
 		sp, ok := commandSpec(c.Name)
 		if !ok {
@@ -265,8 +269,25 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 			}
 			return errAt(c.Pos, "%s takes no block; end it with ';'", c.Name)
 		}
-		if err := s.checkBlock(c.Block, false); err != nil {
-			return err
+		if c.Name == "if" {
+			decided = false
+		}
+		// As Pigeonhole, a block that can never run is not checked: that
+		// is how ihave lets a script use extensions it may lack.
+		skip := false
+		switch c.Name {
+		case "if", "elsif", "else":
+			skip = decided
+			if c.Name != "else" && !decided {
+				if v, ok := s.constantTest(c.Tests[0]); ok {
+					skip, decided = !v, v
+				}
+			}
+		}
+		if !skip {
+			if err := s.checkBlock(c.Block, false); err != nil {
+				return err
+			}
 		}
 		if err := s.checkCommand(c, n); err != nil {
 			return err
@@ -424,15 +445,7 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 			if !knownExtension(e) {
 				return errAt(n.pos[0].Pos, "unknown extension \"%s\" in require", e)
 			}
-			s.required[e] = true
-			// Pigeonhole's implied extensions: the larger one brings the
-			// smaller.
-			switch e {
-			case "spamtestplus":
-				s.required["spamtest"] = true
-			case "vacation-seconds":
-				s.required["vacation"] = true
-			}
+			s.require(e)
 		}
 	case "set":
 		name := n.pos[0].Strings[0]
@@ -474,6 +487,18 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 	return nil
 }
 
+// require makes a known extension available to the rest of the script.
+func (s *Script) require(e string) {
+	s.required[e] = true
+	// Pigeonhole's implied extensions: the larger one brings the smaller.
+	switch e {
+	case "spamtestplus":
+		s.required["spamtest"] = true
+	case "vacation-seconds":
+		s.required["vacation"] = true
+	}
+}
+
 func (s *Script) hasVariables(v string) bool {
 	return s.required["variables"] && strings.Contains(v, "${")
 }
@@ -507,6 +532,8 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 				return errAt(n.pos[0].Pos, "header \"%s\" is not allowed for the address test", h)
 			}
 		}
+	case "ihave":
+		s.checkIhave(n)
 	case "hasflag":
 		if n.pos[0].Kind != ArgTag && !s.required["variables"] {
 			return errAt(t.Pos, "hasflag with variable names needs require \"variables\"")

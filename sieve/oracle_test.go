@@ -35,7 +35,8 @@ var oracleEnvelopes = map[string]Envelope{
 // covers it.)
 var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
 	"variables", "relational", "subaddress", "comparator-i;ascii-numeric", "body", "date", "index", "regex",
-	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds"}
+	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds",
+	"ihave"}
 
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")

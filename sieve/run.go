@@ -334,6 +334,10 @@ func (r *runner) block(cmds []*Command) error {
 		case "return":
 			return errReturn
 		case "global":
+		case "error":
+			// RFC 5463 §5: the script fails, its actions are dropped
+			// and the implicit keep is made
+			return r.errorf(c.Pos, "error: %s", r.expand(n.pos[0].Strings[0]))
 		default:
 			return r.errorf(c.Pos, "command %s cannot run", c.Name)
 		}
@@ -485,7 +489,7 @@ func (r *runner) test(t *Test) (bool, error) {
 		ok, err := r.test(t.Tests[0])
 		return !ok, err
 	case "allof", "anyof":
-		if v, ok := constantTest(t); ok {
+		if v, ok := r.s.constantTest(t); ok {
 			// Pigeonhole folds these at compile time: anyof (X, true) is
 			// true without running X, whose :matches sets no variables.
 			return v, nil
@@ -613,35 +617,10 @@ func (r *runner) test(t *Test) (bool, error) {
 		return r.spamTest(t, n)
 	case "duplicate":
 		return r.duplicateTest(t, n)
+	case "ihave":
+		return !n.ihaveMissing, nil
 	}
 	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
-}
-
-// constantTest gives the value of a test made only of true, false, not,
-// allof and anyof where they decide: anyof with a true subtest, allof with a
-// false one.
-func constantTest(t *Test) (value, ok bool) {
-	switch t.Name {
-	case "true":
-		return true, true
-	case "false":
-		return false, true
-	case "not":
-		v, ok := constantTest(t.Tests[0])
-		return !v, ok
-	case "allof", "anyof":
-		decisive := t.Name == "anyof" // the value that decides alone
-		all := true
-		for _, sub := range t.Tests {
-			v, ok := constantTest(sub)
-			if ok && v == decisive {
-				return decisive, true
-			}
-			all = all && ok
-		}
-		return !decisive, all
-	}
-	return false, false
 }
 
 // matchValues is true when one value matches one key; for :matches the
