@@ -382,9 +382,10 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 // options (time, duplicate store, spam headers) are given.
 func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope, home string) sieve.Result {
 	return s.script.RunWith(msg, env, sieve.RunOptions{
-		Now:        f.o.Now(),
-		Duplicates: duplicates(home),
-		SpamTest:   sieve.DefaultSpamTest(),
+		Now:         f.o.Now(),
+		Duplicates:  duplicates(home),
+		SpamTest:    sieve.DefaultSpamTest(),
+		Environment: f.environment(msg),
 	})
 }
 

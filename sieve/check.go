@@ -16,7 +16,7 @@ var extensionNames = []string{
 	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave",
+	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -142,7 +142,7 @@ var testSpecs = map[string]spec{
 // extensions kept in files of their own.
 var (
 	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands}
-	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests}
+	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests, environmentTests}
 )
 
 func commandSpec(name string) (spec, bool) {

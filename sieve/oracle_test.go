@@ -36,7 +36,7 @@ var oracleEnvelopes = map[string]Envelope{
 var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
 	"variables", "relational", "subaddress", "comparator-i;ascii-numeric", "body", "date", "index", "regex",
 	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds",
-	"ihave"}
+	"ihave", "environment"}
 
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")
@@ -142,7 +142,25 @@ func oracleRunOptions() RunOptions {
 	return RunOptions{Location: time.UTC, SpamTest: &SpamTestConfig{
 		Spam:  DefaultSpamTest().Spam,
 		Virus: SpamStatus{StatusType: "text", StatusHeader: "X-Virus-Status", TextValues: []string{"", "Clean", "", "", "", "Infected"}},
-	}}
+	}, Environment: oracleEnvironment()}
+}
+
+// oracleVersion is the version our runs in the oracle tests give; "name"
+// and "version" are courriel's, and TestOracleEnvironment maps
+// Pigeonhole's to them.
+const oracleVersion = "9.8.7"
+
+// oracleEnvironment is what sieve-test's environment test knows: it runs
+// as a mail store ("MS") after delivery ("post"), on this host, whose
+// domain Pigeonhole takes after the first dot (the whole name without
+// one); no client.
+func oracleEnvironment() Environment {
+	host, _ := os.Hostname()
+	domain := host
+	if _, d, ok := strings.Cut(host, "."); ok {
+		domain = d
+	}
+	return Environment{Location: "MS", Phase: "post", Host: host, Domain: domain, Version: oracleVersion}
 }
 
 // TestOracleCorpus runs every script of testdata/corpus on every message of

@@ -619,6 +619,8 @@ func (r *runner) test(t *Test) (bool, error) {
 		return r.duplicateTest(t, n)
 	case "ihave":
 		return !n.ihaveMissing, nil
+	case "environment":
+		return r.environmentTest(n), nil
 	}
 	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
 }
