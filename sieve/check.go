@@ -16,7 +16,7 @@ var extensionNames = []string{
 	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment",
+	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment", "mime", "foreverypart", "extracttext",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -124,10 +124,10 @@ var commandSpecs = map[string]spec{
 }
 
 var testSpecs = map[string]spec{
-	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags, indexTags)},
+	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags, indexTags, mimeTags)},
 	"envelope": {ext: "envelope", pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags)},
-	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, indexTags)},
-	"exists":   {pos: []valueKind{vStrings}},
+	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, indexTags, mimeTags, mimeOptionTags)},
+	"exists":   {pos: []valueKind{vStrings}, tags: mimeTags},
 	"size":     {pos: []valueKind{vNumber}, tags: map[string]tagSpec{"over": {group: "size"}, "under": {group: "size"}}},
 	"allof":    {tests: testList},
 	"anyof":    {tests: testList},
@@ -141,7 +141,7 @@ var testSpecs = map[string]spec{
 // extensionCommands and extensionTests are the commands and tests of the
 // extensions kept in files of their own.
 var (
-	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands}
+	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands, mimeCommands}
 	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests, environmentTests}
 )
 
@@ -206,6 +206,7 @@ type Script struct {
 	globals  map[string]bool // variables declared global (include), lower case
 	locals   map[string]bool // variables used before any global declaration of them
 	comp     *compilation    // while compiling
+	loops    []string        // while compiling: the names of the enclosing foreverypart loops
 	depth    int             // include nesting
 }
 
@@ -284,10 +285,23 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 				}
 			}
 		}
+		if c.Name == "foreverypart" {
+			if err := s.checkLoopCommand(c, n); err != nil {
+				return err
+			}
+			name := ""
+			if a, ok := n.tags["name"]; ok {
+				name = a.Strings[0]
+			}
+			s.loops = append(s.loops, name)
+		}
 		if !skip {
 			if err := s.checkBlock(c.Block, false); err != nil {
 				return err
 			}
+		}
+		if c.Name == "foreverypart" {
+			s.loops = s.loops[:len(s.loops)-1]
 		}
 		if err := s.checkCommand(c, n); err != nil {
 			return err
@@ -473,6 +487,8 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 		return s.checkEditheader(c, n)
 	case "include", "global", "return":
 		return s.checkInclude(c, n)
+	case "break", "extracttext":
+		return s.checkLoopCommand(c, n)
 	case "fileinto":
 		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && !utf8.ValidString(f) {
 			return errAt(n.pos[0].Pos, "folder name is not UTF-8")
@@ -508,6 +524,9 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 		return err
 	}
 	if err := s.checkIndex(t, n); err != nil {
+		return err
+	}
+	if err := checkMIMETags(t.Name, t.Pos, n); err != nil {
 		return err
 	}
 	switch t.Name {

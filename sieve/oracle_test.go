@@ -27,6 +27,7 @@ var oracleEnvelopes = map[string]Envelope{
 	"rspamd.eml":   {From: "bounce@offers.example", To: "ivy@example.org"},
 	"html.eml":     {From: "news@letters.example", To: "jo@example.org"},
 	"olddates.eml": {From: "legacy@old.example", To: "max@example.org"},
+	"attach.eml":   {From: "olga@example.ru", To: "pat@example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we
@@ -36,7 +37,7 @@ var oracleEnvelopes = map[string]Envelope{
 var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
 	"variables", "relational", "subaddress", "comparator-i;ascii-numeric", "body", "date", "index", "regex",
 	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds",
-	"ihave", "environment"}
+	"ihave", "environment", "mime", "foreverypart", "extracttext"}
 
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")

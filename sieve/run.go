@@ -185,6 +185,9 @@ type runState struct {
 	regexps    map[string]*regexp.Regexp // patterns made from variables, compiled once per run
 	dates      map[string]dateCacheEntry // parsed date field values
 	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
+	parts      []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	// loopIterations counts foreverypart's iterations (maxLoopIterations).
+	loopIterations int
 }
 
 // runner runs one script: its variables are its own.
@@ -193,6 +196,7 @@ type runner struct {
 	s     *Script
 	vars  map[string]string
 	match []string
+	loops []loopFrame // the foreverypart loops running, innermost last
 }
 
 func (r *runner) decoded(name string) []string {
@@ -334,6 +338,14 @@ func (r *runner) block(cmds []*Command) error {
 		case "return":
 			return errReturn
 		case "global":
+		case "foreverypart":
+			if err := r.foreverypart(c, n); err != nil {
+				return err
+			}
+		case "break":
+			return r.breakCommand(n)
+		case "extracttext":
+			r.extracttext(n)
 		case "error":
 			// RFC 5463 §5: the script fails, its actions are dropped
 			// and the implicit keep is made
@@ -506,6 +518,9 @@ func (r *runner) test(t *Test) (bool, error) {
 		}
 		return all, nil
 	case "exists":
+		if _, ok := n.tags["mime"]; ok {
+			return r.mimeExists(n, r.strs(n.pos[0])), nil
+		}
 		for _, h := range r.strs(n.pos[0]) {
 			if !r.headerExists(h) {
 				return false, nil
@@ -523,8 +538,12 @@ func (r *runner) test(t *Test) (bool, error) {
 		// :index counts the fields of all the names given, in that order
 		// (Pigeonhole's reading)
 		var values []string
-		for _, h := range r.strs(n.pos[0]) {
-			values = append(values, r.decoded(h)...)
+		if _, ok := n.tags["mime"]; ok {
+			values = r.mimeHeaderValues(n, r.strs(n.pos[0]))
+		} else {
+			for _, h := range r.strs(n.pos[0]) {
+				values = append(values, r.decoded(h)...)
+			}
 		}
 		values = pickIndex(n, values)
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
@@ -539,8 +558,15 @@ func (r *runner) test(t *Test) (bool, error) {
 		var unparsed []string // values :all sees whole, other parts not at all
 		if t.Name == "address" {
 			var fields []string // :index counts the fields of all the names
+			_, inParts := n.tags["mime"]
 			for _, h := range r.strs(n.pos[0]) {
-				fields = append(fields, r.headerValues(h)...)
+				if !inParts {
+					fields = append(fields, r.headerValues(h)...)
+					continue
+				}
+				for _, part := range r.mimeFields(n, h) {
+					fields = append(fields, part...)
+				}
 			}
 			{
 				for _, v := range pickIndex(n, fields) {
@@ -651,8 +677,13 @@ func (r *runner) matchValues(n *node, values, keys []string) bool {
 // line breaks: Pigeonhole (Dovecot's header parser) only drops the line
 // break, a tab starting the continuation line becoming a space.
 func (m *Message) values(key string) []string {
+	return headerFieldValues(m.Header, key)
+}
+
+// headerFieldValues are the unfolded values of the fields of h named key.
+func headerFieldValues(h textproto.Header, key string) []string {
 	var out []string
-	fields := m.Header.FieldsByKey(key)
+	fields := h.FieldsByKey(key)
 	for fields.Next() {
 		raw, err := fields.Raw()
 		if err != nil {

@@ -118,7 +118,11 @@ func (r *runner) setVar(name, value string) {
 // the whole value, then of the first character, then :quotewildcard, then
 // :length.
 func (r *runner) set(n *node) {
-	v := r.expand(n.pos[1].Strings[0])
+	r.setVar(n.pos[0].Strings[0], modify(n, r.expand(n.pos[1].Strings[0])))
+}
+
+// modify applies the modifier tags of set (or extracttext) to a value.
+func modify(n *node, v string) string {
 	// Case changes are ASCII only, as in Pigeonhole: "élan" keeps its é.
 	if _, ok := n.tags["lower"]; ok {
 		v = strings.Map(asciiLower, v)
@@ -138,7 +142,7 @@ func (r *runner) set(n *node) {
 	if _, ok := n.tags["length"]; ok {
 		v = strconv.Itoa(utf8.RuneCountInString(v))
 	}
-	r.setVar(n.pos[0].Strings[0], v)
+	return v
 }
 
 func asciiUpper(r rune) rune {
