@@ -16,7 +16,7 @@ var extensionNames = []string{
 	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment", "mime", "foreverypart", "extracttext",
+	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment", "mime", "foreverypart", "extracttext", "enotify",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -120,7 +120,7 @@ var commandSpecs = map[string]spec{
 	"set": {ext: "variables", pos: []valueKind{vString, vString}, tags: map[string]tagSpec{
 		"lower": {group: "case"}, "upper": {group: "case"},
 		"lowerfirst": {group: "first"}, "upperfirst": {group: "first"},
-		"quotewildcard": {}, "length": {}}},
+		"quotewildcard": {}, "length": {}, "encodeurl": {ext: "enotify"}}},
 }
 
 var testSpecs = map[string]spec{
@@ -141,8 +141,8 @@ var testSpecs = map[string]spec{
 // extensionCommands and extensionTests are the commands and tests of the
 // extensions kept in files of their own.
 var (
-	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands, mimeCommands}
-	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests, environmentTests}
+	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands, mimeCommands, enotifyCommands}
+	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests, environmentTests, enotifyTests}
 )
 
 func commandSpec(name string) (spec, bool) {
@@ -489,6 +489,8 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 		return s.checkInclude(c, n)
 	case "break", "extracttext":
 		return s.checkLoopCommand(c, n)
+	case "notify":
+		return s.checkNotify(c, n)
 	case "fileinto":
 		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && !utf8.ValidString(f) {
 			return errAt(n.pos[0].Pos, "folder name is not UTF-8")

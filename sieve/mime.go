@@ -38,7 +38,7 @@ var (
 		"extracttext": {ext: "extracttext", pos: []valueKind{vString}, tags: map[string]tagSpec{
 			"lower": {group: "case"}, "upper": {group: "case"},
 			"lowerfirst": {group: "first"}, "upperfirst": {group: "first"},
-			"quotewildcard": {}, "length": {}, "first": {param: vNumber}}},
+			"quotewildcard": {}, "length": {}, "encodeurl": {ext: "enotify"}, "first": {param: vNumber}}},
 	}
 )
 

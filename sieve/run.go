@@ -108,6 +108,10 @@ const (
 	// described by Action.Vacation. Whether it is sent (null sender, lists,
 	// auto-replies, the :days/:seconds memory) is for the deliverer.
 	Vacation
+	// Notify asks for a notification (RFC 5435, mailto: RFC 5436)
+	// described by Action.Notify; like Vacation it does not cancel the
+	// implicit keep, and sending it is the deliverer's.
+	Notify
 )
 
 // VacationReply is what a vacation action asks for.
@@ -133,6 +137,7 @@ type Action struct {
 	Reason   string         // Reject: the text, CRLF line ends
 	Extended bool           // Reject: ereject (refuse in SMTP, never a DSN, when possible)
 	Vacation *VacationReply // Vacation: the reply asked for
+	Notify   *Notification  // Notify: the notification asked for
 }
 
 // Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
@@ -346,6 +351,10 @@ func (r *runner) block(cmds []*Command) error {
 			return r.breakCommand(n)
 		case "extracttext":
 			r.extracttext(n)
+		case "notify":
+			if err := r.notify(c, n); err != nil {
+				return err
+			}
 		case "error":
 			// RFC 5463 §5: the script fails, its actions are dropped
 			// and the implicit keep is made
@@ -647,6 +656,8 @@ func (r *runner) test(t *Test) (bool, error) {
 		return !n.ihaveMissing, nil
 	case "environment":
 		return r.environmentTest(n), nil
+	case "valid_notify_method", "notify_method_capability":
+		return r.notifyTest(t, n)
 	}
 	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
 }

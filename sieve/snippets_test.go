@@ -431,6 +431,54 @@ var oracleSnippets = []string{
 	`require "ihave"; error;`,
 	`require "ihave"; error ["a", "b"];`,
 	`error "x";`,
+	// enotify (RFC 5435) and mailto (RFC 5436)
+	`require "enotify"; notify "mailto:a@example.com";`,
+	`require "enotify"; notify "mailto:a@example.com"; notify "mailto:b@example.com"; notify :message "x" "mailto:a@example.com";`,
+	`require "enotify"; notify "xmpp:a@example.com";`,
+	`require "enotify"; notify "mailto:";`,
+	`require "enotify"; notify "mailto:a@example.com?to=b@example.com&cc=c@example.com&bcc=d@example.com&subject=S&body=B&from=x@y.z&X-Custom=1&received=r&auto-submitted=no&reply-to=r@example.com&in-reply-to=x&keywords=k";`,
+	`require "enotify"; notify :importance "4" "mailto:a@example.com";`,
+	`require "enotify"; notify :importance "1" "mailto:a@example.com"; notify :importance "3" "mailto:b@example.com";`,
+	`require "enotify"; notify :from "bad" "mailto:a@example.com";`,
+	`require ["enotify", "fileinto"]; if valid_notify_method ["mailto:a@example.com", "mailto:x@y.z"] { fileinto "v"; }
+	if valid_notify_method "xmpp:a" { fileinto "x"; } if valid_notify_method "mailto:bad@" { fileinto "b"; }
+	if valid_notify_method "mailto:?subject=x" { fileinto "s"; } if valid_notify_method "" { fileinto "e"; }`,
+	`require ["enotify", "fileinto"]; if notify_method_capability "mailto:a@example.com" "online" "maybe" { fileinto "maybe"; }
+	if notify_method_capability "mailto:a@example.com" "Online" ["yes", "no"] { fileinto "yn"; }
+	if notify_method_capability "xmpp:a" "online" "maybe" { fileinto "xmpp"; }
+	if notify_method_capability "mailto:a@example.com" "online" "MAYBE" { fileinto "upper"; }
+	if notify_method_capability :comparator "i;octet" "mailto:a@example.com" "ONLINE" "MAYBE" { fileinto "octet"; }`,
+	`require ["enotify", "variables", "fileinto"]; set :encodeurl "x" "a b&c=d/é"; fileinto "${x}";`,
+	`require ["enotify", "variables", "fileinto"]; set :encodeurl :quotewildcard "x" "a*é~-._"; fileinto "${x}";`,
+	`require ["enotify", "variables", "fileinto"]; set :encodeurl :upper :length "x" "a b"; fileinto "${x}";`,
+	`require ["variables"]; set :encodeurl "x" "a b";`,
+	`require ["enotify", "variables"]; set "u" "mailto:a@example.com"; notify "${u}";`,
+	`require ["enotify", "variables"]; set "u" "xmpp:x"; notify "${u}";`,
+	`require ["enotify", "variables"]; set "u" "mailto:bad"; notify "${u}";`,
+	`require ["enotify", "variables"]; set "u" "mailto:a@b.c?to=x"; notify :from "${u}" "mailto:a@example.com";`,
+	`require ["enotify", "variables"]; set "i" "2"; notify :importance "${i}" "mailto:a@example.com";`,
+	`require ["enotify", "variables"]; if header :matches "subject" "*" { notify :message "New: ${1}" :from "Me <me@example.org>" "mailto:a@example.com?body=hello%20there&X-A=b"; }`,
+	`require "enotify"; notify "mailto:a@example.com,b@example.com";`,
+	`require "enotify"; notify "mailto:a@example.com" "x";`,
+	`require "enotify"; notify "mailto:a@example.com?to=b@example.com,c@example.com&cc=d@example.com%2Ce@example.com";`,
+	`require "enotify"; notify "mailto:a%40example.com";`,
+	`require "enotify"; notify "mailto:1@x.y?to=2@x.y&to=3@x.y&to=4@x.y&to=5@x.y&to=6@x.y&to=7@x.y&to=8@x.y&to=9@x.y";`,
+	`require "enotify"; notify "mailto:a@example.com?subject=a%20b&subject=c";`,
+	`require "enotify"; notify "mailto:a@example.com?reply-to=x@y.z&reply-to=q@y.z";`,
+	`require "enotify"; notify "mailto:a@example.com?x-y=%0D%0Abcc:%20evil@x.y";`,
+	`require ["enotify", "reject"]; notify "mailto:a@example.com"; reject "no";`,
+	`require ["enotify", "vacation"]; notify "mailto:a@example.com"; vacation "x";`,
+	`require "enotify"; notify "mailto:a@example.com"; discard;`,
+	`require "enotify"; notify "mailto:a@example.com"; notify "mailto:b@example.com?cc=a@example.com";`,
+	`require "enotify"; notify "mailto:a@example.com"; notify "mailto:b@example.com?cc=a@EXAMPLE.com&to=c@example.com";`,
+	`require "enotify"; notify "mailto:A@EXAMPLE.com"; notify "mailto:a@example.com";`,
+	`require "enotify"; notify "MAILTO:a@example.com";`,
+	`require "enotify"; notify "mailto:Joe%20%3Cj@example.com%3E";`,
+	`require "enotify"; notify :options "x" "mailto:a@example.com";`,
+	`require "enotify"; notify :options "a=b" "mailto:a@example.com";`,
+	`require "enotify"; notify :message "" "mailto:a@example.com?subject=s";`,
+	`require "enotify"; notify "mailto:a@example.com?to=a@example.com";`,
+	`notify "mailto:a@example.com";`,
 }
 
 // TestOracleSnippets compares each snippet's acceptance and actions with

@@ -139,6 +139,11 @@ func modify(n *node, v string) string {
 	if _, ok := n.tags["quotewildcard"]; ok {
 		v = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`).Replace(v)
 	}
+	if _, ok := n.tags["encodeurl"]; ok {
+		// enotify's modifier (RFC 5435 §4.1), after :quotewildcard as in
+		// Pigeonhole
+		v = encodeURL(v)
+	}
 	if _, ok := n.tags["length"]; ok {
 		v = strconv.Itoa(utf8.RuneCountInString(v))
 	}
