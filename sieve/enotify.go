@@ -110,7 +110,7 @@ func parseMailto(uri string) (*Notification, error) {
 				continue
 			}
 			a, err := mail.ParseAddress(r)
-			if err != nil {
+			if err != nil || !isASCII(a.Address) {
 				return fmt.Errorf("mailto URI: invalid recipient '%s'", r)
 			}
 			key := addressKey(a.Address)
@@ -145,10 +145,12 @@ func parseMailto(uri string) (*Notification, error) {
 		if !validFieldName(name) {
 			return nil, fmt.Errorf("mailto URI: invalid header field name '%s'", name)
 		}
-		if strings.ContainsAny(value, "\r\n\x00") {
+		lname := strings.ToLower(name)
+		if strings.ContainsAny(value, "\r\n\x00") || (lname != "body" && !isASCII(value)) {
+			// Pigeonhole's rule: a header field (subject included) is
+			// ASCII; only the body may be UTF-8
 			return nil, errors.New("mailto URI: invalid header field body")
 		}
-		lname := strings.ToLower(name)
 		switch {
 		case lname == "to":
 			err1 = add(&n.To, value)
@@ -183,6 +185,15 @@ func addressKey(addr string) string {
 		return addr[:at] + "@" + strings.ToLower(addr[at+1:])
 	}
 	return addr
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // validNotifyFrom is :from's check: an address, a display name allowed.

@@ -33,3 +33,34 @@ func TestNotify(t *testing.T) {
 		t.Errorf("recipients: %+v", res.Actions[0])
 	}
 }
+
+// FuzzParseMailto: a notification URI from a script never yields more
+// than the bounds, a reserved field, or a value that could break a header.
+func FuzzParseMailto(f *testing.F) {
+	for _, s := range []string{"mailto:a@example.com", "mailto:?to=a@b.c,d@e.f&cc=g@h.i&subject=x&body=y%0D%0Az",
+		"MAILTO:Joe%20%3Cj@x.y%3E?from=e@x.y&X-A=%0Abcc:x", "mailto:a%40b.c?reply-to=a@b.c&reply-to=d@e.f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		n, err := parseMailto(uri)
+		if err != nil {
+			return
+		}
+		if len(n.To)+len(n.Cc) > maxNotifyRecipients || len(n.Headers) > maxNotifyHeaders {
+			t.Fatalf("past the bounds: %+v", n)
+		}
+		for _, h := range n.Headers {
+			if notifyReservedHeaders[strings.ToLower(h.Name)] || strings.ContainsAny(h.Name+h.Value, "\r\n") || strings.Contains(h.Name, ":") {
+				t.Fatalf("unsafe field %q: %q", h.Name, h.Value)
+			}
+		}
+		if strings.ContainsAny(n.Subject, "\r\n") {
+			t.Fatalf("subject %q", n.Subject)
+		}
+		for _, r := range n.Recipients() {
+			if strings.ContainsAny(r, "\r\n,") {
+				t.Fatalf("recipient %q", r)
+			}
+		}
+	})
+}

@@ -19,9 +19,11 @@ var ihaveTests = map[string]spec{
 // records whether they are.
 func (s *Script) checkIhave(n *node) {
 	for _, e := range n.pos[0].Strings {
-		// taken literally: RFC 5463 §4 forbids variables here, and
-		// Pigeonhole does not expand them
-		if !knownExtension(e) {
+		// Taken literally: RFC 5463 §4 forbids variables here, and
+		// Pigeonhole does not expand them. Nor may ihave enable the
+		// extensions that change how the script reads (§4): variables and
+		// encoded-character make it false, as in Pigeonhole.
+		if !knownExtension(e) || e == "variables" || e == "encoded-character" {
 			n.ihaveMissing = true
 			return
 		}

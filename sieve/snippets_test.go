@@ -479,6 +479,13 @@ var oracleSnippets = []string{
 	`require "enotify"; notify :message "" "mailto:a@example.com?subject=s";`,
 	`require "enotify"; notify "mailto:a@example.com?to=a@example.com";`,
 	`notify "mailto:a@example.com";`,
+	`require "enotify"; notify "mailto:a@example.com?subject=caf%C3%A9";`,
+	`require "enotify"; notify "mailto:a@example.com?body=caf%C3%A9";`,
+	`require "enotify"; notify "mailto:a@example.com?x-a=a%09b";`,
+	`require "enotify"; notify "mailto:caf%C3%A9@example.com";`,
+	`require ["ihave", "fileinto"]; if ihave "variables" { fileinto "variables"; }`,
+	`require ["ihave", "fileinto"]; if ihave ["mime", "encoded-character"] { fileinto "both"; }`,
+	`require ["ihave", "fileinto"]; if ihave "mime" { fileinto "mime"; }`,
 }
 
 // TestOracleSnippets compares each snippet's acceptance and actions with
