@@ -29,7 +29,8 @@ type Environment struct {
 	RemoteHost string // "remote-host": the host name of the client that sent the message
 	RemoteIP   string // "remote-ip": its IP address
 	// Version is courriel's version; empty takes the main module's
-	// version from the build information, when it has one.
+	// version from the build information (or the commit of a development
+	// build), when it has one.
 	Version string
 }
 
@@ -68,13 +69,22 @@ func (e Environment) item(name string) (string, bool) {
 	return v, v != ""
 }
 
-// buildVersion is the main module's version, "" for a development build.
+// buildVersion is the main module's version; for a development build the
+// commit it was built from, "" when the build does not say.
 func buildVersion() string {
 	bi, ok := debug.ReadBuildInfo()
-	if !ok || bi.Main.Version == "(devel)" {
+	if !ok {
 		return ""
 	}
-	return strings.TrimPrefix(bi.Main.Version, "v")
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return strings.TrimPrefix(v, "v")
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return s.Value[:12]
+		}
+	}
+	return ""
 }
 
 func (r *runner) environmentTest(n *node) bool {
