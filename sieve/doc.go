@@ -120,8 +120,9 @@
 // aborts on deleteheader :regex, fails on a duplicate test run twice,
 // ignores date's :last before :originalzone, counts 0 for header :index
 // :count; a nested foreverypart over a part without children fails the
-// run, one inside an enclosed message's multipart runs on into the
-// enclosing message's next part, and set in a loop around a nested loop
+// run; a leaf ending a multipart, or a multipart inside an enclosed
+// message, has the parts after it as descendants for a nested loop and
+// :anychild; set in a loop around a nested loop
 // fails as a "corrupt binary"), the oracle tests avoid the case and
 // TestPigeonholeBugs and TestMIMEPigeonholeBugs hold our answer.
 package sieve

@@ -123,6 +123,8 @@ var mimeSnippets = []string{
 	`require ["foreverypart", "fileinto"]; foreverypart { foreverypart { foreverypart { foreverypart { foreverypart { fileinto "x"; } } } } }`,
 	`require ["foreverypart", "fileinto"]; foreverypart { foreverypart { foreverypart { foreverypart { fileinto "x"; } } } }`,
 	`require ["foreverypart", "fileinto"]; foreverypart { fileinto "x"; stop; } fileinto "y";`,
+	// the body test reads the whole message, in a loop too
+	`require ["foreverypart", "body", "fileinto", "variables"]; set "i" "-"; foreverypart { set "i" "${i}x"; if body :text :contains ["walrus", "zeppelin"] { fileinto "${i}"; } }`,
 	// extracttext
 	`require ["foreverypart", "extracttext", "variables", "fileinto"]; set "i" "-"; foreverypart { set "i" "${i}x"; extracttext "t";
 	if string :contains "${t}" ["walrus", "zeppelin", "Voir pièces  jointes. ", "Привет", "Signature: Olga — пока.", "Café crème"] { fileinto "${i}text"; }
@@ -199,6 +201,13 @@ func TestMIMEPigeonholeBugs(t *testing.T) {
 		{"nested loop visits descendants only", "attach.eml",
 			`require ["foreverypart", "variables", "fileinto"]; set "j" "a"; foreverypart { foreverypart { set "j" "${j}y"; } } fileinto "${j}";`,
 			"store a" + strings.Repeat("y", 23)},
+		// the same bug: a leaf that ends a multipart (the HTML of the
+		// alternative, the image of the related) has the parts after it
+		// as children for :anychild
+		{":anychild sees a part's descendants only", "attach.eml",
+			`require ["foreverypart", "fileinto", "variables", "mime"]; set "i" "-"; foreverypart { set "i" "${i}x";
+			if header :mime :anychild :param "filename" "content-disposition" "run.exe" { fileinto "${i}"; } }`,
+			"store -x|store -xxxxxxxxx|store -xxxxxxxxxx|store -xxxxxxxxxxxx"},
 		{"nested loop in the enclosed message", "attach.eml",
 			`require ["foreverypart", "mime", "variables", "fileinto"]; foreverypart { if header :mime "subject" "inner" { foreverypart {
 			if header :mime :matches "content-disposition" "*" { fileinto "d-${1}"; } } break; } }`,
