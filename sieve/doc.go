@@ -105,7 +105,9 @@
 //     URI is read as Pigeonhole reads it (one address before "?", at most 8
 //     recipients and 16 header fields, its reserved fields dropped); a
 //     later notify's recipients already notified are dropped (RFC 5435
-//     §3.10). The Notify action does not cancel the implicit keep.
+//     §3.10); past Limits.MaxNotifications (4) the run fails (Pigeonhole
+//     has only sieve_max_actions). Notify does not cancel the implicit
+//     keep.
 //
 // The package neither writes maildirs nor sends mail: delivery carries out
 // the actions. Folder names are given as the script wrote them ("A.B" or

@@ -13,7 +13,7 @@ import (
 // :encodeurl modifier. The run adds a Notify action with the mailto URI
 // parsed; sending it (never for an auto-submitted message, from the null
 // sender, Auto-Submitted: auto-notified) is the deliverer's, as for
-// vacation. The URI is read as Pigeonhole reads it: one address before the
+// vacation; Limits.MaxNotifications bounds them. The URI is read as Pigeonhole reads it: one address before the
 // "?", more in to= and cc= fields, at most maxNotifyRecipients of them,
 // the header fields Pigeonhole reserves ignored, and a later notify's
 // recipients that an earlier one already has dropped (RFC 5435 §3.10).
@@ -33,7 +33,7 @@ const (
 	// maxNotifyRecipients and maxNotifyHeaders bound what one mailto URI
 	// may ask for, as Pigeonhole (NTFY_MAILTO_MAX_*): the recipients past
 	// the bound are dropped, the header fields too. The number of
-	// notifications of a run is bounded by Limits.MaxActions.
+	// notifications of a run is Limits.MaxNotifications at most.
 	maxNotifyRecipients = 8
 	maxNotifyHeaders    = 16
 )
@@ -289,10 +289,24 @@ func (r *runner) notify(c *Command, n *node) error {
 	if earlier && len(ntf.To)+len(ntf.Cc) == 0 {
 		return nil
 	}
+	if n := r.countActions(Notify); n >= r.s.limits.MaxNotifications {
+		// as too many redirects: the run fails and keeps
+		return r.errorf(c.Pos, "more than %d notifications", r.s.limits.MaxNotifications)
+	}
 	if err := r.add(Action{Kind: Notify, Notify: ntf}); err != nil {
 		return r.errorf(c.Pos, "%v", err)
 	}
 	return nil
+}
+
+func (r *runner) countActions(kind ActionKind) int {
+	n := 0
+	for _, a := range r.actions {
+		if a.Kind == kind {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *runner) notifyTest(t *Test, n *node) (bool, error) {

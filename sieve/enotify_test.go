@@ -21,6 +21,9 @@ func TestNotify(t *testing.T) {
 		{"encodeurl", `require ["enotify", "variables", "fileinto"]; set :encodeurl "x" "a b/é~"; fileinto "${x}";`,
 			"store a%20b%2F%C3%A9~"},
 		{"an invalid method at run time fails the run", `require ["enotify", "variables"]; set "m" "xmpp"; notify "${m}:a@x.y";`, "error"},
+		{"notifications are bounded", `require "enotify"; notify "mailto:a@x.y"; notify "mailto:b@x.y"; notify "mailto:c@x.y"; notify "mailto:d@x.y"; notify "mailto:e@x.y";`, "error"},
+		{"up to the bound", `require "enotify"; notify "mailto:a@x.y"; notify "mailto:b@x.y"; notify "mailto:c@x.y"; notify "mailto:d@x.y"; notify "mailto:a@x.y";`,
+			"notify importance=2 rcpt=To: a@x.y|notify importance=2 rcpt=To: b@x.y|notify importance=2 rcpt=To: c@x.y|notify importance=2 rcpt=To: d@x.y|implicit store INBOX"},
 	}
 	for _, tc := range tests {
 		res := runScript(t, tc.src, Envelope{From: "a@example.com", To: "b@example.org"})
