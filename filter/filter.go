@@ -156,7 +156,9 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			continue
 		}
 		plans[i] = p
-		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil || len(p.notifies) > 0) {
+		// A rejected message notifies no one (Pigeonhole would): the
+		// reject stays a 550 at DATA rather than a bounce from the queue.
+		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil || (len(p.notifies) > 0 && p.reject == nil)) {
 			// One file or nothing: the queue's commit point first.
 			errs[i] = &delivery.Error{Temporary: true, Reason: "the Sieve script asks for more than one copy", Err: delivery.ErrNeedsQueue}
 			continue
