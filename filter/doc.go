@@ -1,7 +1,7 @@
 // Package filter runs each local recipient's Sieve script at delivery
 // (docs/flow.md step 5½) and carries out what it decides: copies into
-// folders with IMAP flags, redirects and vacation replies through the
-// outbound queue, rejections.
+// folders with IMAP flags, redirects, vacation replies and enotify's
+// notifications (notify.go) through the outbound queue, rejections.
 //
 // A Filter wraps the delivery store: it has the store's Deliver signature,
 // so cmd hands it to smtp (a single local copy at DATA) and to the queue

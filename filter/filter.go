@@ -119,6 +119,7 @@ type plan struct {
 	stores    []delivery.Recipient
 	redirects []string
 	vacation  *sieve.VacationReply
+	notifies  []*sieve.Notification // enotify's notifications, in order
 	reject    *string
 	edited    []byte // editheader's header, or nil
 	// dupMarks are the duplicate tests' ids (RFC 7352) to remember once
@@ -155,7 +156,9 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			continue
 		}
 		plans[i] = p
-		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil) {
+		// A rejected message notifies no one (Pigeonhole would): the
+		// reject stays a 550 at DATA rather than a bounce from the queue.
+		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil || (len(p.notifies) > 0 && p.reject == nil)) {
 			// One file or nothing: the queue's commit point first.
 			errs[i] = &delivery.Error{Temporary: true, Reason: "the Sieve script asks for more than one copy", Err: delivery.ErrNeedsQueue}
 			continue
@@ -354,6 +357,8 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 			p.reject = &reason
 		case sieve.Vacation:
 			p.vacation = a.Vacation
+		case sieve.Notify:
+			p.notifies = append(p.notifies, a.Notify)
 		}
 	}
 	if p.reject != nil {
@@ -382,9 +387,10 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 // options (time, duplicate store, spam headers) are given.
 func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope, home string) sieve.Result {
 	return s.script.RunWith(msg, env, sieve.RunOptions{
-		Now:        f.o.Now(),
-		Duplicates: duplicates(home),
-		SpamTest:   sieve.DefaultSpamTest(),
+		Now:         f.o.Now(),
+		Duplicates:  duplicates(home),
+		SpamTest:    sieve.DefaultSpamTest(),
+		Environment: f.environment(msg),
 	})
 }
 

@@ -514,6 +514,8 @@ func TestSingleCopyOneFileOrNothing(t *testing.T) {
 		{`redirect "x@far.example";`, true},
 		{`require ["vacation"]; vacation "away";`, true},
 		{`require "reject"; reject "no";`, false},
+		{`require "enotify"; notify "mailto:pager@far.example";`, true},
+		{`require ["enotify", "reject"]; notify "mailto:pager@far.example"; reject "no";`, false},
 	} {
 		t.Run(tc.script, func(t *testing.T) {
 			base := t.TempDir()

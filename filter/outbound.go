@@ -23,7 +23,8 @@ const RedirectedHeader = "X-Sieve-Redirected-From"
 // any further (smtp refuses it at the next hop anyway).
 const hopLimit = 50
 
-// sideEffects queues the plan's redirects and vacation reply, once its
+// sideEffects queues the plan's redirects, vacation reply and
+// notifications, once its
 // copies are stored (see doc.go). A redirect that cannot be queued fails
 // the recipient's delivery, temporarily: the sender (or the queue) tries
 // again, and keyed copies are not stored twice. For a keyed copy the home
@@ -31,7 +32,7 @@ const hopLimit = 50
 // the vacation memory), so that a retry after a later failure or a crash
 // does not queue them again.
 func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
-	if len(p.redirects) == 0 && p.vacation == nil {
+	if len(p.redirects) == 0 && p.vacation == nil && len(p.notifies) == 0 {
 		return nil
 	}
 	remembered := r.CopyKey != "" && p.mb.Home != ""
@@ -59,6 +60,9 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delive
 	}
 	if p.vacation != nil {
 		f.vacation(ctx, m, r, p)
+	}
+	for _, n := range p.notifies {
+		f.notify(ctx, m, r, p, n)
 	}
 	if remembered {
 		uid, gid := -1, -1

@@ -409,3 +409,59 @@ func TestSieveRedirectLocal(t *testing.T) {
 		t.Error("no log line for the loop")
 	}
 }
+
+// TestSieveNotify: an enotify notification leaves through the queue as a
+// vacation reply does (from <>, Auto-Submitted: auto-notified), none for an
+// auto-submitted message; the environment test knows the client from the
+// Received field smtp wrote, and a mime test guards it.
+func TestSieveNotify(t *testing.T) {
+	const script = `require ["enotify", "environment", "mime", "variables", "ihave"];
+if header :matches "subject" "*" { set "s" "${1}"; }
+if environment :matches "remote-ip" "*" { set "ip" "${1}"; }
+if allof(ihave "x-not-here", header :mime :anychild :type "content-type" "application") { xnothere; }
+elsif not header :mime :anychild :type "content-type" "application" {
+	notify :message "from ${ip}: ${s}" "mailto:pager@example.net";
+}
+`
+	requireTool(t, "swaks")
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"example.net\" = %q\n", k.addr)))
+	installScript(t, s, "alice", "pager", script)
+	for _, c := range []struct {
+		subject string
+		args    []string
+	}{
+		{"first", []string{"--header", "To: alice@xoyize.xyz"}},
+		{"auto", []string{"--from", "third@example.net", "--header", "To: alice@xoyize.xyz", "--add-header", "Auto-Submitted: auto-replied"}},
+	} {
+		out := swaksMsg(t, s, "alice@xoyize.xyz", c.subject, "body "+c.subject, c.args...)
+		if !accepted(out) {
+			t.Fatalf("%s refused:\n%s", c.subject, out)
+		}
+		findMessage(t, s, "alice", "new", "body "+c.subject)
+	}
+	waitFor(t, "a notification decision for each message", func() bool {
+		return strings.Count(s.logs(), `msg="sieve: notification `) >= 2
+	})
+	queued := strings.Count(s.logs(), `msg="sieve: notification queued"`)
+	notes := func() []sunk {
+		var out []sunk
+		for _, m := range k.messages() {
+			if strings.Contains(m.data, "Auto-Submitted: auto-notified") {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	waitFor(t, "the queued notification", func() bool { return len(notes()) >= queued })
+	if queued != 1 || len(notes()) != 1 {
+		t.Fatalf("%d notifications queued, %d received; want 1 (none for the auto-submitted message)", queued, len(notes()))
+	}
+	m := notes()[0]
+	if m.from != "" || len(m.to) != 1 || m.to[0] != "pager@example.net" ||
+		!strings.Contains(m.data, "Subject: from 127.0.0.1: first\r\n") || !strings.Contains(m.data, "To: <pager@example.net>\r\n") ||
+		!strings.Contains(m.data, `owner-email="alice@xoyize.xyz"`) {
+		t.Errorf("notification: %+v", m)
+	}
+}

@@ -16,7 +16,7 @@ var extensionNames = []string{
 	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
 	"relational", "subaddress", "comparator-i;ascii-numeric",
 	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-	"editheader", "duplicate", "vacation", "vacation-seconds",
+	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment", "mime", "foreverypart", "extracttext", "enotify",
 }
 
 // Extensions returns the capabilities a script may require.
@@ -120,14 +120,14 @@ var commandSpecs = map[string]spec{
 	"set": {ext: "variables", pos: []valueKind{vString, vString}, tags: map[string]tagSpec{
 		"lower": {group: "case"}, "upper": {group: "case"},
 		"lowerfirst": {group: "first"}, "upperfirst": {group: "first"},
-		"quotewildcard": {}, "length": {}}},
+		"quotewildcard": {}, "length": {}, "encodeurl": {ext: "enotify"}}},
 }
 
 var testSpecs = map[string]spec{
-	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags, indexTags)},
+	"address":  {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags, indexTags, mimeTags)},
 	"envelope": {ext: "envelope", pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, addressPartTags)},
-	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, indexTags)},
-	"exists":   {pos: []valueKind{vStrings}},
+	"header":   {pos: []valueKind{vStrings, vStrings}, tags: tags(matchTags, indexTags, mimeTags, mimeOptionTags)},
+	"exists":   {pos: []valueKind{vStrings}, tags: mimeTags},
 	"size":     {pos: []valueKind{vNumber}, tags: map[string]tagSpec{"over": {group: "size"}, "under": {group: "size"}}},
 	"allof":    {tests: testList},
 	"anyof":    {tests: testList},
@@ -141,8 +141,8 @@ var testSpecs = map[string]spec{
 // extensionCommands and extensionTests are the commands and tests of the
 // extensions kept in files of their own.
 var (
-	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands}
-	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests}
+	extensionCommands = []map[string]spec{vacationCommands, editheaderCommands, includeCommands, ihaveCommands, mimeCommands, enotifyCommands}
+	extensionTests    = []map[string]spec{bodyTests, dateTests, spamTests, duplicateTests, ihaveTests, environmentTests, enotifyTests}
 )
 
 func commandSpec(name string) (spec, bool) {
@@ -190,6 +190,9 @@ type node struct {
 	regexps map[string]*regexp.Regexp // :regex keys without variables, compiled once
 	include *Script                   // include: the script, nil when :optional and missing
 	handle  string                    // vacation: the handle when not given
+	// ihaveMissing: an ihave naming an extension we lack, false at
+	// compile time
+	ihaveMissing bool
 }
 
 // Script is a checked script, ready to Run any number of times, also
@@ -203,6 +206,7 @@ type Script struct {
 	globals  map[string]bool // variables declared global (include), lower case
 	locals   map[string]bool // variables used before any global declaration of them
 	comp     *compilation    // while compiling
+	loops    []string        // while compiling: the names of the enclosing foreverypart loops
 	depth    int             // include nesting
 }
 
@@ -229,6 +233,7 @@ func errAt(p Pos, format string, args ...any) *Error {
 func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 	requireAllowed := top
 	prev := ""
+	decided := false // an if or elsif of this chain is true at compile time
 	for _, c := range cmds {
 		sp, ok := commandSpec(c.Name)
 		if !ok {
@@ -265,8 +270,38 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 			}
 			return errAt(c.Pos, "%s takes no block; end it with ';'", c.Name)
 		}
-		if err := s.checkBlock(c.Block, false); err != nil {
-			return err
+		if c.Name == "if" {
+			decided = false
+		}
+		// As Pigeonhole, a block that can never run is not checked: that
+		// is how ihave lets a script use extensions it may lack.
+		skip := false
+		switch c.Name {
+		case "if", "elsif", "else":
+			skip = decided
+			if c.Name != "else" && !decided {
+				if v, ok := s.constantTest(c.Tests[0]); ok {
+					skip, decided = !v, v
+				}
+			}
+		}
+		if c.Name == "foreverypart" {
+			if err := s.checkLoopCommand(c, n); err != nil {
+				return err
+			}
+			name := ""
+			if a, ok := n.tags["name"]; ok {
+				name = a.Strings[0]
+			}
+			s.loops = append(s.loops, name)
+		}
+		if !skip {
+			if err := s.checkBlock(c.Block, false); err != nil {
+				return err
+			}
+		}
+		if c.Name == "foreverypart" {
+			s.loops = s.loops[:len(s.loops)-1]
 		}
 		if err := s.checkCommand(c, n); err != nil {
 			return err
@@ -424,15 +459,7 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 			if !knownExtension(e) {
 				return errAt(n.pos[0].Pos, "unknown extension \"%s\" in require", e)
 			}
-			s.required[e] = true
-			// Pigeonhole's implied extensions: the larger one brings the
-			// smaller.
-			switch e {
-			case "spamtestplus":
-				s.required["spamtest"] = true
-			case "vacation-seconds":
-				s.required["vacation"] = true
-			}
+			s.require(e)
 		}
 	case "set":
 		name := n.pos[0].Strings[0]
@@ -460,6 +487,10 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 		return s.checkEditheader(c, n)
 	case "include", "global", "return":
 		return s.checkInclude(c, n)
+	case "break", "extracttext":
+		return s.checkLoopCommand(c, n)
+	case "notify":
+		return s.checkNotify(c, n)
 	case "fileinto":
 		if f := n.pos[0].Strings[0]; !s.hasVariables(f) && !utf8.ValidString(f) {
 			return errAt(n.pos[0].Pos, "folder name is not UTF-8")
@@ -474,6 +505,18 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 	return nil
 }
 
+// require makes a known extension available to the rest of the script.
+func (s *Script) require(e string) {
+	s.required[e] = true
+	// Pigeonhole's implied extensions: the larger one brings the smaller.
+	switch e {
+	case "spamtestplus":
+		s.required["spamtest"] = true
+	case "vacation-seconds":
+		s.required["vacation"] = true
+	}
+}
+
 func (s *Script) hasVariables(v string) bool {
 	return s.required["variables"] && strings.Contains(v, "${")
 }
@@ -483,6 +526,9 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 		return err
 	}
 	if err := s.checkIndex(t, n); err != nil {
+		return err
+	}
+	if err := checkMIMETags(t.Name, t.Pos, n); err != nil {
 		return err
 	}
 	switch t.Name {
@@ -507,44 +553,14 @@ func (s *Script) checkTest(t *Test, n *node) *Error {
 				return errAt(n.pos[0].Pos, "header \"%s\" is not allowed for the address test", h)
 			}
 		}
+	case "ihave":
+		s.checkIhave(n)
 	case "hasflag":
 		if n.pos[0].Kind != ArgTag && !s.required["variables"] {
 			return errAt(t.Pos, "hasflag with variable names needs require \"variables\"")
 		}
 	}
 	return nil
-}
-
-// checkMatch checks the comparator and match type of a test or of
-// deleteheader, and compiles constant :regex keys.
-func (s *Script) checkMatch(n *node) *Error {
-	if a, ok := n.tags["comparator"]; ok {
-		c := strings.ToLower(a.Strings[0])
-		switch c {
-		case "i;octet", "i;ascii-casemap":
-		case "i;ascii-numeric":
-			if !s.required["comparator-i;ascii-numeric"] {
-				return errAt(a.Pos, "comparator i;ascii-numeric needs require \"comparator-i;ascii-numeric\"")
-			}
-			for _, mt := range []string{"contains", "matches"} {
-				if _, ok := n.tags[mt]; ok {
-					return errAt(a.Pos, "comparator i;ascii-numeric does not support :%s", mt)
-				}
-			}
-		default:
-			return errAt(a.Pos, "unknown comparator \"%s\"", c)
-		}
-	}
-	for _, rel := range []string{"value", "count"} {
-		if a, ok := n.tags[rel]; ok {
-			// Lower case only: Pigeonhole refuses "GE", so a script
-			// passing here passes there.
-			if _, ok := relationalOps[a.Strings[0]]; !ok {
-				return errAt(a.Pos, "invalid relational operator \"%s\" (gt, ge, lt, le, eq or ne)", a.Strings[0])
-			}
-		}
-	}
-	return s.checkRegex(n)
 }
 
 func validIdentifier(s string) bool {

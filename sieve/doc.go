@@ -12,10 +12,12 @@
 //	msg, err := sieve.ReadMessage(r) // header, size, body up to DefaultMaxBody (ReadMessageLimit)
 //	dups := &sieve.DuplicateFile{Path: home + "/.courriel.duplicates"}
 //	res := script.RunWith(msg, sieve.Envelope{From: mailFrom, To: rcpt},
-//		sieve.RunOptions{Now: now, Duplicates: dups}) // Run(msg, env): now, no store
+//		sieve.RunOptions{Now: now, Duplicates: dups,
+//			Environment: sieve.Environment{Host: host, RemoteIP: ip}}) // Run(msg, env): now, no store
 //	// res.Actions: Store (Folder, Flags, Create; Inbox() for the INBOX),
 //	// Redirect (Address), Discard, Reject (Reason, Extended for ereject),
-//	// Vacation (Vacation: the reply asked for; sending it is delivery's).
+//	// Vacation (Vacation: the reply asked for; sending it is delivery's),
+//	// Notify (Notify: the enotify notification asked for; delivery's too).
 //	// res.EditedHeader: the header to store instead of the message's (editheader).
 //	// res.DuplicateMarks: commit them (dups.Commit(res.DuplicateMarks, now))
 //	// once the message is stored, never before.
@@ -76,6 +78,36 @@
 //     (RunOptions.Vacation: min 1 day, default 7 days, no maximum as in
 //     Pigeonhole 2.3); it does not cancel the implicit keep, and conflicts
 //     with reject.
+//   - ihave (ihave.go, RFC 5463): ihave of extensions all known requires
+//     them for the rest of the script; of one unknown it is false at
+//     compile time, and, as in Pigeonhole, a block that can never run
+//     (under if false, if ihave "unknown", or after an if that is always
+//     true) is not checked: a script written for a richer server
+//     compiles. error fails the run.
+//   - environment (environment.go, RFC 5183): RunOptions.Environment
+//     (domain, host, remote-host, remote-ip; location "MDA" and phase
+//     "during" by default); name is "courriel", version ours. An item
+//     unknown or empty makes the test false, as in Pigeonhole.
+//   - mime, foreverypart, extracttext (mime.go, RFC 5703) on body.go's
+//     MIME splitting: foreverypart visits the message then every part
+//     depth first (a message/rfc822's message is its child), a nested
+//     loop the descendants of the enclosing loop's part; break and break
+//     :name; :mime with :type, :subtype, :contenttype, :param (RFC 2231
+//     values decoded) and :anychild on header, address and exists;
+//     extracttext :first N (octets, as Pigeonhole) of the part decoded,
+//     HTML reduced as Dovecot's html2text. Bounded: the parts body.go's
+//     walk allows (16 levels, 512 parts), loops nested 4 deep
+//     (Pigeonhole's limit), 10,000 iterations a run, a variable's 4096
+//     octets.
+//   - enotify (enotify.go, RFC 5435) with mailto (RFC 5436): notify
+//     (:from, :importance, :options, :message), valid_notify_method,
+//     notify_method_capability ("online" is "maybe"), set :encodeurl. The
+//     URI is read as Pigeonhole reads it (one address before "?", at most 8
+//     recipients and 16 header fields, its reserved fields dropped); a
+//     later notify's recipients already notified are dropped (RFC 5435
+//     §3.10); past Limits.MaxNotifications (4) the run fails (Pigeonhole
+//     has only sieve_max_actions). Notify does not cancel the implicit
+//     keep.
 //
 // The package neither writes maildirs nor sends mail: delivery carries out
 // the actions. Folder names are given as the script wrote them ("A.B" or
@@ -89,6 +121,10 @@
 // Pigeonhole 2.3.19 is wrong (it crashes on two missing :optional includes,
 // aborts on deleteheader :regex, fails on a duplicate test run twice,
 // ignores date's :last before :originalzone, counts 0 for header :index
-// :count), the oracle tests avoid the case and TestPigeonholeBugs holds our
-// answer.
+// :count; a nested foreverypart over a part without children fails the
+// run; a leaf ending a multipart, or a multipart inside an enclosed
+// message, has the parts after it as descendants for a nested loop and
+// :anychild; set in a loop around a nested loop
+// fails as a "corrupt binary"), the oracle tests avoid the case and
+// TestPigeonholeBugs and TestMIMEPigeonholeBugs hold our answer.
 package sieve

@@ -431,7 +431,8 @@ func TestSpamTestDefault(t *testing.T) {
 func TestExtensionsListed(t *testing.T) {
 	ext := Extensions()
 	for _, e := range []string{"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-		"editheader", "duplicate", "vacation", "vacation-seconds"} {
+		"editheader", "duplicate", "vacation", "vacation-seconds",
+		"ihave", "environment", "mime", "foreverypart", "extracttext", "enotify"} {
 		if !slices.Contains(ext, e) {
 			t.Errorf("%s missing from Extensions()", e)
 		}

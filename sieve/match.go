@@ -216,3 +216,35 @@ func asciiLowerByte(c byte) byte {
 	}
 	return c
 }
+
+// checkMatch checks the comparator and match type of a test or of
+// deleteheader, and compiles constant :regex keys.
+func (s *Script) checkMatch(n *node) *Error {
+	if a, ok := n.tags["comparator"]; ok {
+		c := strings.ToLower(a.Strings[0])
+		switch c {
+		case "i;octet", "i;ascii-casemap":
+		case "i;ascii-numeric":
+			if !s.required["comparator-i;ascii-numeric"] {
+				return errAt(a.Pos, "comparator i;ascii-numeric needs require \"comparator-i;ascii-numeric\"")
+			}
+			for _, mt := range []string{"contains", "matches"} {
+				if _, ok := n.tags[mt]; ok {
+					return errAt(a.Pos, "comparator i;ascii-numeric does not support :%s", mt)
+				}
+			}
+		default:
+			return errAt(a.Pos, "unknown comparator \"%s\"", c)
+		}
+	}
+	for _, rel := range []string{"value", "count"} {
+		if a, ok := n.tags[rel]; ok {
+			// Lower case only: Pigeonhole refuses "GE", so a script
+			// passing here passes there.
+			if _, ok := relationalOps[a.Strings[0]]; !ok {
+				return errAt(a.Pos, "invalid relational operator \"%s\" (gt, ge, lt, le, eq or ne)", a.Strings[0])
+			}
+		}
+	}
+	return s.checkRegex(n)
+}

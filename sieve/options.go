@@ -48,6 +48,10 @@ type RunOptions struct {
 	// Vacation bounds the period of vacation replies; zero fields take
 	// Pigeonhole's defaults.
 	Vacation VacationLimits
+	// Environment is what the environment test (RFC 5183) knows of the
+	// server and the client; the zero value knows only the name, the
+	// version, the location (MDA) and the phase (during).
+	Environment Environment
 }
 
 // Run runs the script on a message for one recipient at the present time,

@@ -27,6 +27,7 @@ var oracleEnvelopes = map[string]Envelope{
 	"rspamd.eml":   {From: "bounce@offers.example", To: "ivy@example.org"},
 	"html.eml":     {From: "news@letters.example", To: "jo@example.org"},
 	"olddates.eml": {From: "legacy@old.example", To: "max@example.org"},
+	"attach.eml":   {From: "olga@example.ru", To: "pat@example.org"},
 }
 
 // oracleExtensions are the extensions sieve-test may use: those we
@@ -35,7 +36,8 @@ var oracleEnvelopes = map[string]Envelope{
 // covers it.)
 var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy",
 	"variables", "relational", "subaddress", "comparator-i;ascii-numeric", "body", "date", "index", "regex",
-	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds"}
+	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds",
+	"ihave", "environment", "mime", "foreverypart", "extracttext", "enotify"}
 
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")
@@ -141,7 +143,25 @@ func oracleRunOptions() RunOptions {
 	return RunOptions{Location: time.UTC, SpamTest: &SpamTestConfig{
 		Spam:  DefaultSpamTest().Spam,
 		Virus: SpamStatus{StatusType: "text", StatusHeader: "X-Virus-Status", TextValues: []string{"", "Clean", "", "", "", "Infected"}},
-	}}
+	}, Environment: oracleEnvironment()}
+}
+
+// oracleVersion is the version our runs in the oracle tests give; "name"
+// and "version" are courriel's, and TestOracleEnvironment maps
+// Pigeonhole's to them.
+const oracleVersion = "9.8.7"
+
+// oracleEnvironment is what sieve-test's environment test knows: it runs
+// as a mail store ("MS") after delivery ("post"), on this host, whose
+// domain Pigeonhole takes after the first dot (the whole name without
+// one); no client.
+func oracleEnvironment() Environment {
+	host, _ := os.Hostname()
+	domain := host
+	if _, d, ok := strings.Cut(host, "."); ok {
+		domain = d
+	}
+	return Environment{Location: "MS", Phase: "post", Host: host, Domain: domain, Version: oracleVersion}
 }
 
 // TestOracleCorpus runs every script of testdata/corpus on every message of
@@ -299,6 +319,8 @@ func canonicalResult(res Result) []string {
 				line += " from=" + v.From
 			}
 			out = append(out, line+" handle="+v.Handle+" reason="+strings.TrimSpace(strings.ReplaceAll(v.Reason, "\r\n", "\n")))
+		case Notify:
+			out = append(out, canonicalNotify(a.Notify))
 		case Reject:
 			// sieve-test prints control characters as '?'
 			out = append(out, strings.TrimSpace("reject "+strings.Map(func(r rune) rune {
@@ -329,6 +351,106 @@ func canonicalResult(res Result) []string {
 		}
 	}
 	return out
+}
+
+// canonicalNotify is a notification as sieve-test lists it: importance,
+// subject (:message, else the URI's), :from, recipients, header fields
+// and body.
+func canonicalNotify(n *Notification) string {
+	line := fmt.Sprintf("notify importance=%d", n.Importance)
+	if n.HasMessage {
+		line += " subject=" + n.Message
+	} else if n.HasSubject {
+		line += " subject=" + n.Subject
+	}
+	if n.From != "" {
+		line += " from=" + n.From
+	}
+	var rcpts []string
+	for _, r := range n.To {
+		rcpts = append(rcpts, "To: "+r)
+	}
+	for _, r := range n.Cc {
+		rcpts = append(rcpts, "Cc: "+r)
+	}
+	if len(rcpts) == 0 {
+		rcpts = []string{"NONE"}
+	}
+	line += " rcpt=" + strings.Join(rcpts, ",")
+	if len(n.Headers) > 0 {
+		var hs []string
+		for _, h := range n.Headers {
+			hs = append(hs, h.Name+": "+h.Value)
+		}
+		line += " headers=" + strings.Join(hs, ";")
+	}
+	if n.HasBody {
+		line += " body=" + n.Body
+	}
+	return line
+}
+
+// notifyListing reads a "send notification" entry of sieve-test's report
+// into canonicalNotify's form.
+type notifyListing struct {
+	fields         map[string]string
+	rcpts, headers []string
+	section        string // "recipients", "headers" or "body"
+	body           []string
+}
+
+func (l *notifyListing) String() string {
+	line := "notify importance=" + l.fields["importance"]
+	if v, ok := l.fields["subject"]; ok {
+		line += " subject=" + v
+	}
+	if v, ok := l.fields["from"]; ok {
+		line += " from=" + v
+	}
+	line += " rcpt=" + strings.Join(l.rcpts, ",")
+	if len(l.headers) > 0 {
+		line += " headers=" + strings.Join(l.headers, ";")
+	}
+	if l.body != nil {
+		line += " body=" + strings.Join(l.body, "\n")
+	}
+	return line
+}
+
+// read takes one line of the entry; false when the entry has ended.
+func (l *notifyListing) read(line string) bool {
+	t := strings.TrimSpace(line)
+	if l.section == "body" {
+		switch {
+		case t == "--" && l.body == nil:
+			l.body = []string{}
+		case t == "--":
+			l.section = ""
+		default:
+			l.body = append(l.body, strings.TrimRight(line, "\r"))
+		}
+		return true
+	}
+	switch {
+	case t == "":
+		return false
+	case strings.HasPrefix(t, "=> "):
+		k, v, _ := strings.Cut(strings.TrimPrefix(t, "=> "), ":")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch k {
+		case "recipients", "headers", "body":
+			l.section = k
+		default:
+			l.fields[k] = v
+		}
+	case l.section == "recipients" && strings.HasPrefix(t, "+ "):
+		l.rcpts = append(l.rcpts, strings.TrimPrefix(t, "+ "))
+	case l.section == "recipients" && strings.HasPrefix(t, "NONE"):
+		l.rcpts = append(l.rcpts, "NONE")
+	case l.section == "headers" && strings.HasPrefix(t, "+ "):
+		l.headers = append(l.headers, strings.TrimPrefix(t, "+ "))
+	}
+	return true
 }
 
 func canonicalFlags(flags []string) string {
@@ -371,8 +493,16 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 	var vac map[string]string // the vacation action being read
 	var reason []string
 	inReason := false
+	var ntf *notifyListing // the notification being read
 	for _, line := range strings.Split(stdout, "\n") {
 		l := strings.TrimSpace(line)
+		if ntf != nil {
+			if ntf.read(line) {
+				continue
+			}
+			out = append(out, ntf.String())
+			ntf = nil
+		}
 		if inReason {
 			if l == "END MESSAGE" {
 				inReason = false
@@ -400,6 +530,10 @@ func parseSieveTest(stdout, stderr string, runErr error) []string {
 			continue
 		}
 		switch {
+		case strings.HasPrefix(l, "* send notification with method "):
+			flush()
+			flags, create = "", false
+			ntf = &notifyListing{fields: map[string]string{}}
 		case l == "* send vacation message:":
 			flush()
 			flags, create = "", false

@@ -12,6 +12,10 @@ type Limits struct {
 	MaxStringLength int // bytes of one string after unescaping (default 64 KiB)
 	MaxActions      int // actions of one run (default 32, Pigeonhole's sieve_max_actions)
 	MaxRedirects    int // redirect actions of one run (default 4; Pigeonhole's sieve_max_redirects is 1)
+	// MaxNotifications bounds the notify actions of one run (default 4,
+	// each to at most 8 recipients): a message must not fan out into
+	// mail to many. Pigeonhole bounds them by sieve_max_actions only.
+	MaxNotifications int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -29,6 +33,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxRedirects <= 0 {
 		l.MaxRedirects = 4
+	}
+	if l.MaxNotifications <= 0 {
+		l.MaxNotifications = 4
 	}
 	return l
 }

@@ -146,6 +146,9 @@ func FuzzCompile(f *testing.F) {
 		"require [\"regex\", \"date\", \"variables\"]; if date :zone \"+0100\" :regex \"date\" \"iso8601\" \"^(.*)T\" { set \"d\" \"${1}\"; }",
 		"require [\"body\", \"vacation-seconds\", \"duplicate\"]; if body :content \"text\" :contains \"x\" { vacation :seconds 5 :handle \"h\" \"away\"; } if duplicate :last { stop; }",
 		"require [\"include\", \"variables\", \"spamtestplus\", \"virustest\"]; global \"g\"; include :once :optional \"a\"; if spamtest :percent \"0\" { return; }",
+		"require [\"ihave\", \"environment\"]; if ihave \"x\" { x :y; } elsif environment :matches \"host\" \"*\" { error \"e\"; }",
+		"require [\"foreverypart\", \"mime\", \"extracttext\", \"variables\"]; foreverypart :name \"l\" { extracttext :first 3 \"t\"; if header :mime :anychild :param \"name\" \"content-type\" \"x\" { break :name \"l\"; } }",
+		"require [\"enotify\", \"variables\"]; set :encodeurl \"u\" \"a b\"; if valid_notify_method \"mailto:a@b.c\" { notify :importance \"1\" :message \"m\" \"mailto:a@b.c?subject=${u}&cc=d@e.f\"; }",
 	} {
 		f.Add([]byte(s))
 	}
@@ -216,6 +219,13 @@ if duplicate :header "message-id" { discard; }`), Limits{})
 		f.Fatal(err)
 	}
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+eDwvYj4=\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ninner\r\n--b--\r\nepi\r\n"), "a@b.c", "d@e.f")
+	mimeScript, err := Compile([]byte(`require ["foreverypart", "mime", "extracttext", "variables", "fileinto", "imap4flags"];
+foreverypart { foreverypart { if header :mime :anychild :param ["filename", "name"] :matches ["content-disposition", "content-type"] "*.exe" { fileinto "x"; } }
+	extracttext :first 100 "t"; if string :contains "${t}" "a" { addflag "a"; }
+	if address :mime :anychild :domain "from" "b" { break; } }`), Limits{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add([]byte("X-Spamd-Result: default: True [99.5 / 15.00]\r\nDate: Fri, 31 Dec 9999 23:59:60 +9999\r\n\r\n"), "", "x")
 	f.Fuzz(func(t *testing.T, raw []byte, from, to string) {
 		msg, err := ReadMessage(bytes.NewReader(raw))
@@ -230,6 +240,9 @@ if duplicate :header "message-id" { discard; }`), Limits{})
 		// a runtime error (a NUL taken into addheader's value) keeps
 		if len(res.Actions) == 0 || res.Err != nil && !res.Actions[0].Inbox() {
 			t.Fatalf("extensions script: %+v", res)
+		}
+		if res = mimeScript.Run(msg, Envelope{From: from, To: to}); len(res.Actions) == 0 {
+			t.Fatalf("mime script: %+v", res)
 		}
 	})
 }

@@ -108,6 +108,10 @@ const (
 	// described by Action.Vacation. Whether it is sent (null sender, lists,
 	// auto-replies, the :days/:seconds memory) is for the deliverer.
 	Vacation
+	// Notify asks for a notification (RFC 5435, mailto: RFC 5436)
+	// described by Action.Notify; like Vacation it does not cancel the
+	// implicit keep, and sending it is the deliverer's.
+	Notify
 )
 
 // VacationReply is what a vacation action asks for.
@@ -133,6 +137,7 @@ type Action struct {
 	Reason   string         // Reject: the text, CRLF line ends
 	Extended bool           // Reject: ereject (refuse in SMTP, never a DSN, when possible)
 	Vacation *VacationReply // Vacation: the reply asked for
+	Notify   *Notification  // Notify: the notification asked for
 }
 
 // Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
@@ -185,6 +190,9 @@ type runState struct {
 	regexps    map[string]*regexp.Regexp // patterns made from variables, compiled once per run
 	dates      map[string]dateCacheEntry // parsed date field values
 	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
+	parts      []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	// loopIterations counts foreverypart's iterations (maxLoopIterations).
+	loopIterations int
 }
 
 // runner runs one script: its variables are its own.
@@ -193,6 +201,7 @@ type runner struct {
 	s     *Script
 	vars  map[string]string
 	match []string
+	loops []loopFrame // the foreverypart loops running, innermost last
 }
 
 func (r *runner) decoded(name string) []string {
@@ -334,6 +343,22 @@ func (r *runner) block(cmds []*Command) error {
 		case "return":
 			return errReturn
 		case "global":
+		case "foreverypart":
+			if err := r.foreverypart(c, n); err != nil {
+				return err
+			}
+		case "break":
+			return r.breakCommand(n)
+		case "extracttext":
+			r.extracttext(n)
+		case "notify":
+			if err := r.notify(c, n); err != nil {
+				return err
+			}
+		case "error":
+			// RFC 5463 §5: the script fails, its actions are dropped
+			// and the implicit keep is made
+			return r.errorf(c.Pos, "error: %s", r.expand(n.pos[0].Strings[0]))
 		default:
 			return r.errorf(c.Pos, "command %s cannot run", c.Name)
 		}
@@ -485,7 +510,7 @@ func (r *runner) test(t *Test) (bool, error) {
 		ok, err := r.test(t.Tests[0])
 		return !ok, err
 	case "allof", "anyof":
-		if v, ok := constantTest(t); ok {
+		if v, ok := r.s.constantTest(t); ok {
 			// Pigeonhole folds these at compile time: anyof (X, true) is
 			// true without running X, whose :matches sets no variables.
 			return v, nil
@@ -502,6 +527,9 @@ func (r *runner) test(t *Test) (bool, error) {
 		}
 		return all, nil
 	case "exists":
+		if _, ok := n.tags["mime"]; ok {
+			return r.mimeExists(n, r.strs(n.pos[0])), nil
+		}
 		for _, h := range r.strs(n.pos[0]) {
 			if !r.headerExists(h) {
 				return false, nil
@@ -519,8 +547,12 @@ func (r *runner) test(t *Test) (bool, error) {
 		// :index counts the fields of all the names given, in that order
 		// (Pigeonhole's reading)
 		var values []string
-		for _, h := range r.strs(n.pos[0]) {
-			values = append(values, r.decoded(h)...)
+		if _, ok := n.tags["mime"]; ok {
+			values = r.mimeHeaderValues(n, r.strs(n.pos[0]))
+		} else {
+			for _, h := range r.strs(n.pos[0]) {
+				values = append(values, r.decoded(h)...)
+			}
 		}
 		values = pickIndex(n, values)
 		return r.matchValues(n, values, r.strs(n.pos[1])), nil
@@ -535,8 +567,15 @@ func (r *runner) test(t *Test) (bool, error) {
 		var unparsed []string // values :all sees whole, other parts not at all
 		if t.Name == "address" {
 			var fields []string // :index counts the fields of all the names
+			_, inParts := n.tags["mime"]
 			for _, h := range r.strs(n.pos[0]) {
-				fields = append(fields, r.headerValues(h)...)
+				if !inParts {
+					fields = append(fields, r.headerValues(h)...)
+					continue
+				}
+				for _, part := range r.mimeFields(n, h) {
+					fields = append(fields, part...)
+				}
 			}
 			{
 				for _, v := range pickIndex(n, fields) {
@@ -613,35 +652,14 @@ func (r *runner) test(t *Test) (bool, error) {
 		return r.spamTest(t, n)
 	case "duplicate":
 		return r.duplicateTest(t, n)
+	case "ihave":
+		return !n.ihaveMissing, nil
+	case "environment":
+		return r.environmentTest(n), nil
+	case "valid_notify_method", "notify_method_capability":
+		return r.notifyTest(t, n)
 	}
 	return false, r.errorf(t.Pos, "test %s cannot run", t.Name)
-}
-
-// constantTest gives the value of a test made only of true, false, not,
-// allof and anyof where they decide: anyof with a true subtest, allof with a
-// false one.
-func constantTest(t *Test) (value, ok bool) {
-	switch t.Name {
-	case "true":
-		return true, true
-	case "false":
-		return false, true
-	case "not":
-		v, ok := constantTest(t.Tests[0])
-		return !v, ok
-	case "allof", "anyof":
-		decisive := t.Name == "anyof" // the value that decides alone
-		all := true
-		for _, sub := range t.Tests {
-			v, ok := constantTest(sub)
-			if ok && v == decisive {
-				return decisive, true
-			}
-			all = all && ok
-		}
-		return !decisive, all
-	}
-	return false, false
 }
 
 // matchValues is true when one value matches one key; for :matches the
@@ -670,8 +688,13 @@ func (r *runner) matchValues(n *node, values, keys []string) bool {
 // line breaks: Pigeonhole (Dovecot's header parser) only drops the line
 // break, a tab starting the continuation line becoming a space.
 func (m *Message) values(key string) []string {
+	return headerFieldValues(m.Header, key)
+}
+
+// headerFieldValues are the unfolded values of the fields of h named key.
+func headerFieldValues(h textproto.Header, key string) []string {
 	var out []string
-	fields := m.Header.FieldsByKey(key)
+	fields := h.FieldsByKey(key)
 	for fields.Next() {
 		raw, err := fields.Raw()
 		if err != nil {

@@ -118,7 +118,11 @@ func (r *runner) setVar(name, value string) {
 // the whole value, then of the first character, then :quotewildcard, then
 // :length.
 func (r *runner) set(n *node) {
-	v := r.expand(n.pos[1].Strings[0])
+	r.setVar(n.pos[0].Strings[0], modify(n, r.expand(n.pos[1].Strings[0])))
+}
+
+// modify applies the modifier tags of set (or extracttext) to a value.
+func modify(n *node, v string) string {
 	// Case changes are ASCII only, as in Pigeonhole: "élan" keeps its é.
 	if _, ok := n.tags["lower"]; ok {
 		v = strings.Map(asciiLower, v)
@@ -135,10 +139,15 @@ func (r *runner) set(n *node) {
 	if _, ok := n.tags["quotewildcard"]; ok {
 		v = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`).Replace(v)
 	}
+	if _, ok := n.tags["encodeurl"]; ok {
+		// enotify's modifier (RFC 5435 §4.1), after :quotewildcard as in
+		// Pigeonhole
+		v = encodeURL(v)
+	}
 	if _, ok := n.tags["length"]; ok {
 		v = strconv.Itoa(utf8.RuneCountInString(v))
 	}
-	r.setVar(n.pos[0].Strings[0], v)
+	return v
 }
 
 func asciiUpper(r rune) rune {
