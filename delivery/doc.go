@@ -36,8 +36,11 @@
 // absolute and clean, optionally under Options.AllowedBase, and every
 // operation inside a maildir goes through an os.Root, or through tmp/ and
 // new/ descriptors opened by it with one-component names, so that no
-// symlink can lead a write out of it. Recently used maildirs stay open
-// (handles.go), checked before each use. A bad path is a temporary error wrapping
+// symlink can lead a write out of it. With Chown (courriel is root), a
+// directory of another user on the path must be one the recipient's uid
+// and gid could use (usableBy), as the kernel decided for Postfix's
+// virtual(8) working as the user. Recently used maildirs stay open
+// (handles.go), per path and uid, checked before each use. A bad path is a temporary error wrapping
 // ErrBadMaildir: an administrator must fix the directory, the message must
 // not bounce.
 //

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -14,7 +15,7 @@ import (
 // an fstat for the group commit key), which was a tenth of the server's CPU
 // per message when one maildir receives a stream.
 type openMaildir struct {
-	path    string   // the cache key: the maildir relative to the base
+	path    string   // the cache key: the maildir relative to the base, and the uid with Chown
 	newPath string   // absolute path of new/, to check it still leads to newDir
 	root    *os.Root // confined to the maildir; tmp/ is opened through it
 	newDir  *os.File // new/, where copies are linked
@@ -148,7 +149,13 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 		}
 		path += "/." + r.Folder
 	}
-	if md := s.maildirs.get(path); md != nil {
+	// Handles and the set of known maildirs are per path and uid: another
+	// uid on the same path is checked afresh (usableBy).
+	key := path
+	if s.chown {
+		key += "\x00" + strconv.Itoa(r.UID)
+	}
+	if md := s.maildirs.get(key); md != nil {
 		if md.current() {
 			return md, nil
 		}
@@ -158,7 +165,7 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 	if r.Folder != "" && r.NoCreate && s.folderMissing(path) {
 		return nil, &Error{Reason: "folder does not exist", Err: ErrNoFolder}
 	}
-	mroot, e := s.openMaildir(path, r)
+	mroot, e := s.openMaildir(path, key, r)
 	if e != nil {
 		return nil, e
 	}
@@ -169,14 +176,14 @@ func (s *Store) acquireMaildir(r *Recipient) (*openMaildir, *Error) {
 		mroot.Close()
 		return nil, openError("cannot open maildir", err)
 	}
-	key, err := keyOf(newDir)
+	id, err := keyOf(newDir)
 	if err != nil {
 		newDir.Close()
 		mroot.Close()
 		return nil, openError("cannot open maildir", err)
 	}
-	md := &openMaildir{path: path, newPath: s.absolute(path) + "/new", root: mroot, newDir: newDir, key: key,
-		sync: s.syncModeFor(newDir, key.dev), exactMode: s.umaskKeepsMode && !hasDefaultACL(newDir), refs: 1}
+	md := &openMaildir{path: key, newPath: s.absolute(path) + "/new", root: mroot, newDir: newDir, key: id,
+		sync: s.syncModeFor(newDir, id.dev), exactMode: s.umaskKeepsMode && !hasDefaultACL(newDir), refs: 1}
 	s.maildirs.add(md)
 	return md, nil
 }

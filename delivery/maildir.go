@@ -2,12 +2,15 @@ package delivery
 
 import (
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"courriel/internal/unixperm"
 )
 
 // parentFS is where maildir paths are resolved and created: an os.Root at
@@ -20,6 +23,7 @@ type parentFS interface {
 	Chmod(name string, mode os.FileMode) error
 	Open(name string) (*os.File, error)
 	OpenRoot(name string) (*os.Root, error)
+	Lstat(name string) (fs.FileInfo, error)
 }
 
 // hostFS is parentFS on "/"; names are relative to "/" and clean.
@@ -36,6 +40,7 @@ func (h hostFS) Lchown(n string, uid, gid int) error { return os.Lchown(h.abs(n)
 func (h hostFS) Chmod(n string, m os.FileMode) error { return os.Chmod(h.abs(n), m) }
 func (h hostFS) Open(n string) (*os.File, error)     { return os.Open(h.abs(n)) }
 func (h hostFS) OpenRoot(n string) (*os.Root, error) { return os.OpenRoot(h.abs(n)) }
+func (h hostFS) Lstat(n string) (fs.FileInfo, error) { return os.Lstat(h.abs(n)) }
 
 // maildirRel checks a maildir path from the directory and returns it
 // relative to the parent file system (AllowedBase, or "/"). The path is
@@ -89,7 +94,7 @@ func (s *Store) absolute(rel string) string {
 // write out of it; with AllowedBase, the maildir is itself opened through a
 // Root on the base, so neither the home nor the maildir may be a symlink
 // leading out of the base.
-func (s *Store) openMaildir(rel string, r *Recipient) (*os.Root, *Error) {
+func (s *Store) openMaildir(rel, key string, r *Recipient) (*os.Root, *Error) {
 	var pfs parentFS = hostFS{}
 	if s.base != "" {
 		br, err := os.OpenRoot(s.base)
@@ -99,7 +104,6 @@ func (s *Store) openMaildir(rel string, r *Recipient) (*os.Root, *Error) {
 		defer br.Close()
 		pfs = br
 	}
-	key := "/" + rel
 	if s.isKnown(key) {
 		// Fast path: created (or found) and made durable earlier by this
 		// process; a few openat/fstatat calls, no directory listing.
@@ -165,6 +169,11 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 		case errors.Is(err, fs.ErrExist):
 			// Exists, maybe as a symlink or a file: the next Mkdir or the
 			// OpenRoot below resolves it (confined to the base, if any).
+			// Nothing is created in it before it is known to be the
+			// recipient's to use.
+			if e := s.usableBy(pfs, p, r, i == len(comps)-1); e != nil {
+				return nil, e
+			}
 		default:
 			return nil, openError("cannot create maildir", err)
 		}
@@ -237,6 +246,35 @@ func (s *Store) createMaildir(pfs parentFS, rel, key string, r *Recipient) (*os.
 		s.onFolderCreated(*r)
 	}
 	return mroot, nil
+}
+
+// usableBy refuses an existing directory on the maildir's path (the
+// maildir itself when leaf) that the recipient's uid and gid could not
+// use: searched, and for the maildir written. Postfix's virtual(8) and
+// Dovecot worked as the user, and the kernel refused them there; courriel
+// works as root, so it asks the same question, or an entry whose
+// homeDirectory points into another user's home would have its mail
+// stored in, and read from, that user's maildir. Directories owned by
+// root are the administrator's layout (the base, a domain's directory)
+// and are trusted. Only with Chown: otherwise courriel runs as the one
+// user owning every maildir, and the kernel decides.
+func (s *Store) usableBy(pfs parentFS, name string, r *Recipient, leaf bool) *Error {
+	if !s.chown {
+		return nil
+	}
+	fi, err := pfs.Lstat(name)
+	if err != nil {
+		return openError("cannot open maildir", err)
+	}
+	access := uint32(unixperm.Execute)
+	if leaf {
+		access |= unixperm.Write
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || unixperm.UserMayUse(st.Uid, st.Gid, st.Mode, r.UID, r.GID, access) {
+		return nil
+	}
+	return badMaildir(fmt.Sprintf("maildir path has a directory of another user that uid %d may not use", r.UID), nil)
 }
 
 // own gives a directory we just created its mode (explicitly: the umask

@@ -3,9 +3,13 @@ package delivery
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestDeliverRefusesBadPaths(t *testing.T) {
@@ -253,5 +257,77 @@ func TestDeliverRefusesSymlinkToAnotherUser(t *testing.T) {
 				t.Errorf("the victim's maildir holds %d files, want its own 1", n)
 			}
 		})
+	}
+}
+
+// TestDeliverRefusesAnotherUsersMaildir: a directory entry whose
+// homeDirectory points into another user's home (or at its maildir) gets
+// a temporary ErrBadMaildir, as Postfix's virtual(8), working as that
+// entry's uid, would get EACCES; nothing is written or created there, and
+// nothing changes owner. Directories of root and of the recipient's group
+// are usable as the kernel would let them be.
+func TestDeliverRefusesAnotherUsersMaildir(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give directories owners")
+	}
+	const aliceUID, evilUID, gid = 20001, 20099, 20000
+	base := t.TempDir()
+	s := newStore(t, Options{AllowedBase: base, Chown: true})
+	aliceMD := filepath.Join(base, "alice", "mailbox") + "/"
+	deliverOK(t, s, testMessage("P1"), Recipient{Address: "alice@x", Maildir: aliceMD, UID: aliceUID, GID: gid})
+	before := files(t, base)
+
+	tests := []struct {
+		name    string
+		maildir string
+		uid     int
+	}{
+		{"alice's maildir, known to this store, for another uid of her group", aliceMD, evilUID},
+		{"a maildir to be made inside another user's", filepath.Join(base, "alice", "mailbox", ".Sent", "mailbox") + "/", evilUID},
+	}
+	for _, tc := range tests {
+		t.Log(tc.name)
+		errs := s.Deliver(context.Background(), testMessage("P2"), []Recipient{{Address: "evil@x", Maildir: tc.maildir, UID: tc.uid, GID: gid}})
+		checkBadMaildir(t, errs[0])
+	}
+	if after := files(t, base); !slices.Equal(before, after) {
+		t.Errorf("files changed: before %q, after %q", before, after)
+	}
+	for _, dir := range []string{"alice/mailbox", "alice/mailbox/new", "alice/mailbox/cur", "alice/mailbox/tmp"} {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(base, dir), &st); err != nil || st.Uid != aliceUID {
+			t.Errorf("%s: owner %d, err %v; want %d", dir, st.Uid, err, aliceUID)
+		}
+	}
+
+	// The administrator's layout: a domain directory of root, and one of
+	// a vmail user shared by the recipient's group (0750), are usable.
+	for _, tc := range []struct {
+		dir        string
+		uid, mode  int
+		wantRefuse bool
+	}{
+		{"root-domain", 0, 0o755, false},
+		{"group-domain", 5000, 0o750, false},
+		{"private-domain", 5000, 0o700, true},
+	} {
+		dir := filepath.Join(base, tc.dir)
+		if err := os.Mkdir(dir, os.FileMode(tc.mode)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, tc.uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		md := filepath.Join(dir, "bob", "mailbox") + "/"
+		errs := s.Deliver(context.Background(), testMessage("P3"), []Recipient{{Address: "bob@x", Maildir: md, UID: 20002, GID: gid}})
+		if tc.wantRefuse {
+			checkBadMaildir(t, errs[0])
+			if _, err := os.Lstat(filepath.Join(dir, "bob")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: bob's home made in a directory he may not search: %v", tc.dir, err)
+			}
+		} else if errs[0] != nil {
+			t.Errorf("%s: %v", tc.dir, errs[0])
+		}
 	}
 }

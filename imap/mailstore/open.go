@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"courriel/internal/unixperm"
 )
 
 // ErrSymlink refuses a maildir whose path below the configured base has a
@@ -42,7 +44,7 @@ func OpenStoreUnder(base, rel string, owner Owner) (*Store, error) {
 		return nil, fmt.Errorf("mailstore: open maildir base %s: %w", base, err)
 	}
 	for i, c := range comps {
-		next, err := openOrMakeDir(fd, c, owner)
+		next, err := openOrMakeDir(fd, c, owner, i == len(comps)-1)
 		unix.Close(fd)
 		if err != nil {
 			return nil, fmt.Errorf("mailstore: %s: %w", filepath.Join(base, strings.Join(comps[:i+1], "/")), err)
@@ -54,15 +56,24 @@ func OpenStoreUnder(base, rel string, owner Owner) (*Store, error) {
 	return openStoreAt(path, fd, owner)
 }
 
+// ErrNotUsable refuses a maildir path with a directory of another user
+// that the owner's uid could not use (usableBy).
+var ErrNotUsable = errors.New("mailstore: a directory of another user on the maildir path")
+
 // openOrMakeDir opens the directory name in the directory dirfd, creating it
-// when missing; a symbolic link or anything but a directory is refused.
-func openOrMakeDir(dirfd int, name string, owner Owner) (int, error) {
+// when missing; a symbolic link or anything but a directory is refused, and
+// so is one the owner may not use (leaf: the maildir itself).
+func openOrMakeDir(dirfd int, name string, owner Owner, leaf bool) (int, error) {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	for range 2 {
 		var fd int
 		err := ignoringEINTR(func() (err error) { fd, err = unix.Openat(dirfd, name, flags, 0); return err })
 		switch {
 		case err == nil:
+			if err := usableBy(fd, owner, leaf); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
 			return fd, nil
 		case err == unix.ELOOP || err == unix.ENOTDIR:
 			var st unix.Stat_t
@@ -96,10 +107,38 @@ func openOrMakeDir(dirfd int, name string, owner Owner) (int, error) {
 	return -1, errors.New("directory keeps changing")
 }
 
+// usableBy refuses a directory of the maildir path that the owner's uid
+// and gid could not use: searched, and the maildir itself written. Dovecot
+// worked as the user and the kernel refused it there; courriel works as
+// root, so it asks the same question, or an entry whose homeDirectory
+// points into another user's home would read and rewrite that user's
+// mail. Root's directories are the administrator's layout and trusted.
+// Only with Chown: otherwise the kernel decides.
+func usableBy(fd int, owner Owner, leaf bool) error {
+	if !owner.Chown {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	access := uint32(unixperm.Execute)
+	if leaf {
+		access |= unixperm.Write
+	}
+	if !unixperm.UserMayUse(st.Uid, st.Gid, st.Mode, owner.UID, owner.GID, access) {
+		return fmt.Errorf("%w: uid %d may not use it", ErrNotUsable, owner.UID)
+	}
+	return nil
+}
+
 // openStoreAt opens the os.Root of path and checks that it is the directory
 // fd (reached without symlinks): a component swapped for a symlink between
 // the walk and this open is caught here.
 func openStoreAt(path string, fd int, owner Owner) (*Store, error) {
+	if err := usableBy(fd, owner, true); err != nil {
+		return nil, fmt.Errorf("mailstore: %s: %w", path, err)
+	}
 	root, err := os.OpenRoot(path)
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: open maildir: %w", err)

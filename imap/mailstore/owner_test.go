@@ -1,6 +1,8 @@
 package mailstore
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -71,5 +73,59 @@ func TestIndexFileMode(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s mode %v, want 0600", IndexFileName, fi.Mode().Perm())
+	}
+}
+
+// An entry whose homeDirectory points at another user's maildir, or into
+// it, is refused (ErrNotUsable) as Dovecot, working as that entry's uid,
+// would get EACCES; nothing is made there and nothing changes owner.
+func TestAnotherUsersMaildirRefused(t *testing.T) {
+	t.Parallel()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to give directories owners")
+	}
+	alice := Owner{UID: 20001, GID: 20000, Chown: true}
+	evil := Owner{UID: 20099, GID: 20000, Chown: true}
+	base := t.TempDir()
+	st, err := OpenStoreUnder(base, "alice/mailbox", alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, tc := range []struct {
+		name string
+		open func() (*Store, error)
+	}{
+		{"under the base, her maildir", func() (*Store, error) { return OpenStoreUnder(base, "alice/mailbox", evil) }},
+		{"under the base, inside her maildir", func() (*Store, error) { return OpenStoreUnder(base, "alice/mailbox/.x/mailbox", evil) }},
+		{"no base, her maildir", func() (*Store, error) { return OpenStore(filepath.Join(base, "alice/mailbox"), evil) }},
+		{"no base, inside her maildir", func() (*Store, error) { return OpenStore(filepath.Join(base, "alice/mailbox/.x/mailbox"), evil) }},
+	} {
+		st, err := tc.open()
+		if !errors.Is(err, ErrNotUsable) {
+			if st != nil {
+				st.Close()
+			}
+			t.Errorf("%s: %v, want ErrNotUsable", tc.name, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(base, "alice/mailbox/.x")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a directory was made in alice's maildir: %v", err)
+	}
+	filepath.WalkDir(filepath.Join(base, "alice"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, _ := d.Info()
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 20001 {
+			t.Errorf("%s owned by %d", p, uid)
+		}
+		return nil
+	})
+	// Her own login still works.
+	if st, err := OpenStore(filepath.Join(base, "alice/mailbox"), alice); err != nil {
+		t.Errorf("alice: %v", err)
+	} else {
+		st.Close()
 	}
 }

@@ -82,6 +82,17 @@ func OpenStore(path string, owner Owner) (*Store, error) {
 		existing = filepath.Dir(existing)
 	}
 	if missing != "" {
+		// What is made is made in existing: it must be the owner's to
+		// write, as for Dovecot working as the user.
+		fd, err := unix.Open(existing, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("mailstore: open maildir: %w", err)
+		}
+		err = usableBy(fd, owner, true)
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("mailstore: %s: %w", existing, err)
+		}
 		return OpenStoreUnder(existing, missing, owner)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

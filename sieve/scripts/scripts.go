@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"courriel/internal/unixperm"
 )
 
 // Names in the home directory: Pigeonhole's defaults.
@@ -161,14 +163,47 @@ func Open(home string, o Options) (*Store, error) {
 	}
 	r, err := open()
 	if errors.Is(err, fs.ErrNotExist) && o.CreateHome {
-		if err = makeHome(base, home, o.Owner); err == nil {
+		if err = usableBy(os.Lstat, filepath.Dir(home), o.Owner); err == nil {
+			err = makeHome(base, home, o.Owner)
+		}
+		if err == nil {
 			r, err = open()
+		}
+	}
+	if err == nil {
+		if err = usableBy(r.Lstat, ".", o.Owner); err != nil {
+			r.Close()
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sieve scripts: open home: %w", err)
 	}
 	return &Store{home: r, path: home, owner: o.Owner, lim: o.Limits}, nil
+}
+
+// ErrNotUsable refuses a home of another user that the owner's uid could
+// not use.
+var ErrNotUsable = errors.New("a directory of another user")
+
+// usableBy refuses a directory the owner's uid and gid could not search
+// and write: Pigeonhole's ManageSieve worked as the user, and the kernel
+// refused it another user's home; courriel works as root and asks the
+// same question, or an entry whose homeDirectory is another user's would
+// read and replace that user's scripts. Root's directories are the
+// administrator's and trusted. Only with Chown.
+func usableBy(lstat func(string) (fs.FileInfo, error), name string, o Owner) error {
+	if !o.Chown {
+		return nil
+	}
+	fi, err := lstat(name)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok && !unixperm.UserMayUse(st.Uid, st.Gid, st.Mode, o.UID, o.GID, unixperm.Write|unixperm.Execute) {
+		return fmt.Errorf("%w: uid %d may not use it", ErrNotUsable, o.UID)
+	}
+	return nil
 }
 
 func makeHome(base *os.Root, home string, o Owner) error {

@@ -2,6 +2,7 @@ package scripts
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,4 +243,38 @@ func TestStaleTmp(t *testing.T) {
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("recent file removed: %v", err)
 	}
+}
+
+// An entry whose homeDirectory is another user's home, or a place inside
+// it, gets ErrNotUsable: Pigeonhole, working as that uid, would get EACCES.
+func TestAnotherUsersHome(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give directories owners")
+	}
+	base := t.TempDir()
+	home := filepath.Join(base, "alice")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, 20001, 20000); err != nil {
+		t.Fatal(err)
+	}
+	evil := Owner{UID: 20099, GID: 20000, Chown: true}
+	for _, h := range []string{home, filepath.Join(home, "inner")} {
+		s, err := Open(h, Options{Base: base, CreateHome: true, Owner: evil})
+		if !errors.Is(err, ErrNotUsable) {
+			if s != nil {
+				s.Close()
+			}
+			t.Errorf("Open(%s) as uid 20099: %v, want ErrNotUsable", h, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(home, "inner")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a home was made inside alice's: %v", err)
+	}
+	s, err := Open(home, Options{Base: base, Owner: Owner{UID: 20001, GID: 20000, Chown: true}})
+	if err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	s.Close()
 }
