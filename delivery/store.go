@@ -124,6 +124,10 @@ type Message struct {
 	// (several folders, a redirect, a reply) stores nothing and answers
 	// ErrNeedsQueue, and the caller goes through the queue instead.
 	Single bool
+	// CallerLogs: the caller writes each recipient's line itself (the
+	// queue, with its queue_id), so the store writes none: one line per
+	// delivery, as in Postfix's log.
+	CallerLogs bool
 }
 
 // Store writes messages into maildirs. Safe for concurrent use.
@@ -254,7 +258,9 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		if e == nil {
 			name, e = s.deliverOne(ctx, m, copyParts{header: header, body: body, stats: stats}, r)
 		}
-		s.logCopy(ctx, m, r, start, e)
+		if !m.CallerLogs {
+			s.logCopy(ctx, m, r, start, e)
+		}
 		if e != nil {
 			errs[i] = e // only when non-nil: no typed nil in the interface
 			return

@@ -59,7 +59,7 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 	if m.LocalFrom != nil {
 		from = *m.LocalFrom
 	}
-	msg := &delivery.Message{ID: m.msgID(), From: from, Body: data, Arrived: m.Created, Retry: retry}
+	msg := &delivery.Message{ID: m.msgID(), From: from, Body: data, Arrived: m.Created, Retry: retry, CallerLogs: true}
 	rs := make([]delivery.Recipient, len(rcpts))
 	for i, idx := range rcpts {
 		r := &m.Recipients[idx]

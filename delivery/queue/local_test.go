@@ -384,3 +384,37 @@ func TestAcceptFromFile(t *testing.T) {
 		t.Errorf("remote got %d bytes, want %d", len(got.data), len(data))
 	}
 }
+
+// TestOneLogLinePerLocalCopy: a local copy the queue stores is logged once,
+// by the queue with its queue_id, not again by the store (Postfix: one
+// line per delivery).
+func TestOneLogLinePerLocalCopy(t *testing.T) {
+	s := newSink(t, sinkOptions{})
+	logs := &lockedBuffer{}
+	base := t.TempDir()
+	st, err := delivery.NewStore(delivery.Options{Hostname: "mta.test", AllowedBase: base,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ls := &localStore{base: base, store: st}
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	o.Local = ls
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	h := start(t, o)
+	id, _ := h.accept([]string{"carol@remote.test"}, []delivery.Recipient{ls.rcpt("alice")}, []byte(testMessage))
+	recv(t, s.delivs, "the remote copy")
+	h.waitUntil("the queue is empty", h.empty)
+	var lines []string
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, "msg=delivery") && strings.Contains(l, "alice@local.test") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "queue_id="+id) {
+		t.Errorf("alice's copy logged %d times, want once with queue_id=%s:\n%s", len(lines), id, strings.Join(lines, "\n"))
+	}
+}
