@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"courriel/delivery/queue"
+	"courriel/smtp/wire"
 )
 
 // RFC 3461 (DSN): MAIL's RET and ENVID, RCPT's NOTIFY and ORCPT. They are
@@ -68,41 +69,10 @@ func parseORcpt(v string) (string, bool) {
 	return o, ok && queue.ValidORcpt(o)
 }
 
-// decodeXtext decodes RFC 3461 §4's xtext strictly: every character is an
-// xchar ('!' to '~' but '+' and '=') or "+" and two upper-case hex digits.
+// decodeXtext is wire.DecodeXtext with a flag.
 func decodeXtext(s string) (string, bool) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			if i+2 >= len(s) {
-				return "", false
-			}
-			hi, ok1 := unhexUpper(s[i+1])
-			lo, ok2 := unhexUpper(s[i+2])
-			if !ok1 || !ok2 {
-				return "", false
-			}
-			b.WriteByte(hi<<4 | lo)
-			i += 2
-		case c < '!' || c > '~' || c == '=':
-			return "", false
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String(), true
-}
-
-func unhexUpper(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	d, err := wire.DecodeXtext(s)
+	return d, err == nil
 }
 
 // txnDSN is the transaction's DSN parameters; nil when the client gave

@@ -189,27 +189,30 @@ func ParseParams(s string) ([]Param, error) {
 	return out, nil
 }
 
-// DecodeXtext decodes RFC 3461 §4 xtext ("+2B" is '+').
+// DecodeXtext decodes RFC 3461 §4's xtext strictly: every character is an
+// xchar ('!' to '~' but '+' and '=') or "+" and two upper-case hex digits
+// ("+2B" is '+').
 func DecodeXtext(s string) (string, error) {
-	if !strings.Contains(s, "+") {
-		return s, nil
-	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] != '+' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+2 >= len(s) {
+		c := s[i]
+		switch {
+		case c == '+':
+			if i+2 >= len(s) {
+				return "", ErrXtext
+			}
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if !ok1 || !ok2 {
+				return "", ErrXtext
+			}
+			b.WriteByte(hi<<4 | lo)
+			i += 2
+		case c < '!' || c > '~' || c == '=':
 			return "", ErrXtext
+		default:
+			b.WriteByte(c)
 		}
-		hi, ok1 := unhex(s[i+1])
-		lo, ok2 := unhex(s[i+2])
-		if !ok1 || !ok2 {
-			return "", ErrXtext
-		}
-		b.WriteByte(hi<<4 | lo)
-		i += 2
 	}
 	return b.String(), nil
 }

@@ -82,7 +82,7 @@ func TestParseParams(t *testing.T) {
 	if v, err := DecodeXtext("a+2Bb+3D"); v != "a+b=" || err != nil {
 		t.Errorf("xtext: %q %v", v, err)
 	}
-	for _, bad := range []string{"+", "+2", "+2g", "a+zz"} {
+	for _, bad := range []string{"+", "+2", "+2g", "a+zz", "a+2b", "a=b", "a\x7fb", "caf\xc3\xa9"} {
 		if _, err := DecodeXtext(bad); err == nil {
 			t.Errorf("xtext %q accepted", bad)
 		}
