@@ -426,3 +426,41 @@ func TestLDAPS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An alias past the expansion or nesting limit defers the whole recipient
+// (Postfix's cleanup: 4.6.0 "unreasonable virtual_alias_maps map expansion
+// size"): a temporary error, never part of the list, never "user unknown".
+func TestExpansionLimitIsTemporary(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		set   func(*directory.Options)
+		alias string
+	}{
+		// mixed: mixed, alice, bob, someone@foreign.example.
+		{"expansion", func(o *directory.Options) { o.AliasExpansionLimit = 2 }, "mixed@hosted-domain.com"},
+		// chain1 -> chain2 -> chain3 -> alice@xoyize.xyz.
+		{"recursion", func(o *directory.Options) { o.AliasRecursionLimit = 1 }, "chain1@hosted-domain.com"},
+	} {
+		o := options(s)
+		tc.set(&o)
+		r, err := newDir(t, o).ResolveRecipient(ctx, tc.alias)
+		if !errors.Is(err, directory.ErrExpansionLimit) || !errors.Is(err, directory.ErrUnavailable) || errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("%s: ResolveRecipient(%s) = %+v, %v; want ErrExpansionLimit, temporary", tc.name, tc.alias, r, err)
+		}
+		if len(r.Destinations) != 0 {
+			t.Errorf("%s: partial expansion %+v", tc.name, r.Destinations)
+		}
+	}
+	// Within the limits, the same aliases resolve.
+	o := options(s)
+	o.AliasExpansionLimit, o.AliasRecursionLimit = 4, 3
+	d := newDir(t, o)
+	for _, alias := range []string{"mixed@hosted-domain.com", "chain1@hosted-domain.com"} {
+		if _, err := d.ResolveRecipient(ctx, alias); err != nil {
+			t.Errorf("within limits: %s: %v", alias, err)
+		}
+	}
+}

@@ -11,8 +11,12 @@ import (
 var (
 	// ErrAliasLoop: alias expansion only leads back to itself. Permanent.
 	ErrAliasLoop = fmt.Errorf("%w: alias loop", ErrNotFound)
-	// ErrExpansionLimit: alias expansion exceeded its bounds. Permanent.
-	ErrExpansionLimit = fmt.Errorf("%w: alias expansion limit exceeded", ErrNotFound)
+	// ErrExpansionLimit: alias expansion went past AliasExpansionLimit
+	// addresses or AliasRecursionLimit levels. Temporary, as Postfix's
+	// cleanup defers the message ("unreasonable virtual_alias_maps map
+	// expansion size", 4.6.0) until an admin mends the alias: never a
+	// partial expansion, never a bounce.
+	ErrExpansionLimit = fmt.Errorf("%w: alias expansion limit exceeded", ErrUnavailable)
 )
 
 // ClassifyDomain says whether domain is a mailbox domain (configured), a
@@ -40,8 +44,9 @@ func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainCl
 // cut; a maildrop in a mailbox domain must have a mailbox; one in a hosted
 // alias domain must be an alias; anything else is forwarded. Destinations
 // that cannot be delivered are dropped (and logged) as long as one remains;
-// otherwise ErrNotFound (or ErrAliasLoop / ErrExpansionLimit). Any directory
-// trouble is ErrUnavailable: never a bounce.
+// otherwise ErrNotFound (or ErrAliasLoop). An expansion past its limits is
+// ErrExpansionLimit (temporary: the whole recipient, never part of it). Any
+// directory trouble is ErrUnavailable: never a bounce.
 func (d *Directory) ResolveRecipient(ctx context.Context, addr string) (Resolution, error) {
 	key, ok := normalizeKey(addr)
 	local, domain := splitAddress(key)
@@ -50,6 +55,11 @@ func (d *Directory) ResolveRecipient(ctx context.Context, addr string) (Resoluti
 	}
 	r := &resolver{d: d, seen: map[string]bool{}}
 	err := r.expand(ctx, key, 0)
+	if errors.Is(err, ErrExpansionLimit) {
+		d.opts.Logger.Warn("alias expansion limit exceeded: the recipient is deferred until the alias is mended",
+			"recipient", key, "err", err,
+			"expansion_limit", d.opts.AliasExpansionLimit, "recursion_limit", d.opts.AliasRecursionLimit)
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Resolution{}, err
 	}
@@ -86,7 +96,7 @@ func (r *resolver) add(dst Destination) {
 func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	d := r.d
 	if depth > d.opts.AliasRecursionLimit {
-		return ErrExpansionLimit
+		return fmt.Errorf("%w: %s is nested more than %d aliases deep", ErrExpansionLimit, addr, d.opts.AliasRecursionLimit)
 	}
 	if r.seen[addr] {
 		return ErrAliasLoop
@@ -94,7 +104,7 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	r.seen[addr] = true
 	r.expanded++
 	if r.expanded > d.opts.AliasExpansionLimit {
-		return ErrExpansionLimit
+		return fmt.Errorf("%w: more than %d addresses (at %s)", ErrExpansionLimit, d.opts.AliasExpansionLimit, addr)
 	}
 
 	drops, err := d.values(ctx, d.opts.Queries.Aliases, addr)
@@ -118,10 +128,7 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 				continue
 			}
 			if !errors.Is(err, ErrNotFound) {
-				return err
-			}
-			if errors.Is(err, ErrExpansionLimit) {
-				return err
+				return err // ErrExpansionLimit among them: all or nothing
 			}
 			d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
 			if firstErr == nil {
