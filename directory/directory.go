@@ -88,9 +88,37 @@ func (d *Directory) Ping(ctx context.Context) error {
 // search runs filter under the base, through the cache. Zero entries is a
 // valid answer (not found); every failure is ErrUnavailable.
 func (d *Directory) search(ctx context.Context, filter string, attrs []string) ([]*ldap.Entry, error) {
+	return d.cachedSearch(ctx, filter, attrs, false)
+}
+
+// noAttributes asks the server for no attribute at all (RFC 4511
+// §4.5.1.8).
+const noAttributes = "1.1"
+
+// exists reports whether filter matches at least one entry: nil or
+// ErrNotFound, and ErrUnavailable. It asks for one entry and no attribute,
+// so that a domain with more entries than the size limit is still found:
+// a sizeLimitExceeded (result 4) that comes with an entry is a hit, since
+// slapd's own limits may answer 4 even to a limit of 1.
+func (d *Directory) exists(ctx context.Context, filter string) error {
+	entries, err := d.cachedSearch(ctx, filter, []string{noAttributes}, true)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// cachedSearch is search, or with one the existence search of exists.
+func (d *Directory) cachedSearch(ctx context.Context, filter string, attrs []string, one bool) ([]*ldap.Entry, error) {
 	key := filter + "\x00" + strings.Join(attrs, ",")
+	if one {
+		key += "\x00one"
+	}
 	entries, hit, err := d.cache.do(key, func() ([]*ldap.Entry, error) {
-		return d.searchNow(ctx, filter, attrs)
+		return d.searchNow(ctx, filter, attrs, one)
 	})
 	if hit {
 		d.nHits.Add(1)
@@ -98,9 +126,15 @@ func (d *Directory) search(ctx context.Context, filter string, attrs []string) (
 	return entries, err
 }
 
-func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string) ([]*ldap.Entry, error) {
+// searchNow sends the search: with one, a size limit of 1, and a
+// sizeLimitExceeded with an entry is that entry.
+func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string, one bool) ([]*ldap.Entry, error) {
+	limit := d.opts.SizeLimit
+	if one {
+		limit = 1
+	}
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
-		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
+		limit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
 	var lastErr error
 	// A pooled connection may have died with the server since its last use:
 	// one retry on a fresh connection makes a restarted server transparent.
@@ -117,6 +151,10 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 		if err == nil {
 			d.searches.put(c, false)
 			return res.Entries, nil
+		}
+		if one && res != nil && len(res.Entries) > 0 && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+			d.searches.put(c, false)
+			return res.Entries[:1], nil
 		}
 		broken := transportError(err)
 		d.searches.put(c, broken)

@@ -464,3 +464,37 @@ func TestExpansionLimitIsTemporary(t *testing.T) {
 		}
 	}
 }
+
+// A hosted domain with more entries than the size limit is still hosted:
+// the domain check asks for one entry (slapd then answers
+// sizeLimitExceeded with that entry), not for all of them.
+func TestHostedDomainPastSizeLimit(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	o := options(s)
+	o.SizeLimit = 2 // hosted-domain.com has a dozen entries
+	d := newDir(t, o)
+	for dom, want := range map[string]directory.DomainClass{
+		"hosted-domain.com": directory.DomainHosted, "example.org": directory.DomainHosted,
+		"foreign.example": directory.DomainForeign,
+	} {
+		if got, err := d.ClassifyDomain(ctx, dom); err != nil || got != want {
+			t.Errorf("ClassifyDomain(%q) = %v, %v; want %v", dom, got, err, want)
+		}
+	}
+	if got, err := d.Lookup(ctx, directory.MapDomains, "hosted-domain.com"); err != nil || !slices.Equal(got, []string{"hosted-domain.com"}) {
+		t.Errorf("Lookup(domains, hosted-domain.com) = %q, %v", got, err)
+	}
+	if r, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil || r.Destinations[0].Address != "xomail@xoyize.xyz" {
+		t.Errorf("ResolveRecipient(test0@hosted-domain.com) = %+v, %v", r, err)
+	}
+	// Cached as before: asking again costs no search.
+	before := d.Stats().Searches
+	if _, err := d.ClassifyDomain(ctx, "hosted-domain.com"); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Stats().Searches - before; n != 0 {
+		t.Errorf("a cached domain check cost %d searches", n)
+	}
+}

@@ -108,10 +108,19 @@ func (d *Directory) values(ctx context.Context, q Query, key string) ([]string, 
 
 // Lookup runs one map for key and returns its values as postmap -q would
 // (MapUser returns the user's home directory). ErrNotFound when none.
+// MapDomains answers as ClassifyDomain asks, by existence: the domain
+// itself when any entry matches, however many do.
 func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, error) {
 	q := d.query(m)
 	if q.Filter == "" {
 		return nil, fmt.Errorf("unknown map %q (want one of %v)", m, Maps)
+	}
+	if m == MapDomains {
+		if err := d.hosted(ctx, key); err != nil {
+			return nil, err
+		}
+		k, _ := normalizeKey(key)
+		return []string{k}, nil
 	}
 	return d.values(ctx, q, key)
 }

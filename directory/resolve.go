@@ -26,7 +26,7 @@ func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainCl
 	if slices.Contains(d.opts.MailboxDomains, domain) {
 		return DomainMailbox, nil
 	}
-	_, err := d.values(ctx, d.opts.Queries.Domains, domain)
+	err := d.hosted(ctx, domain)
 	switch {
 	case err == nil:
 		return DomainHosted, nil
@@ -34,6 +34,23 @@ func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainCl
 		return DomainForeign, nil
 	}
 	return DomainForeign, err
+}
+
+// hosted asks the domains query whether domain is a hosted alias domain:
+// any entry matching is a hit (SPEC §2), so only its existence is asked.
+func (d *Directory) hosted(ctx context.Context, domain string) error {
+	key, ok := normalizeKey(domain)
+	if !ok {
+		return ErrNotFound
+	}
+	filter, ok, err := expandFilter(d.opts.Queries.Domains.Filter, key)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	return d.exists(ctx, filter)
 }
 
 // ResolveRecipient expands addr through the aliases, recursively, to its

@@ -34,3 +34,28 @@ func TestAliasExpansionLimitDefers(t *testing.T) {
 		t.Errorf("the log does not say which limit")
 	}
 }
+
+// TestHostedDomainPastSizeLimit: a hosted alias domain with more entries
+// than the client's size limit (1000) takes mail: the domain check asks
+// slapd for one entry, not for every one.
+func TestHostedDomainPastSizeLimit(t *testing.T) {
+	requireTool(t, "swaks")
+	var ldif strings.Builder
+	for i := range 1001 {
+		drop := fmt.Sprintf("u%d@foreign.example", i)
+		if i == 1000 {
+			drop = "alice@xoyize.xyz"
+		}
+		fmt.Fprintf(&ldif, "dn: uid=big%d,ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: postfixUser\nobjectclass: top\nuid: big%d\nmailacceptinggeneralid: u%d@big.test\nmaildrop: %s\n\n", i, i, i, drop)
+	}
+	s := startServer(t, withSlapd(testenv.WithExtraLDIF(ldif.String())))
+	if out := swaksTo(t, s, "u1000@big.test"); !accepted(out) {
+		t.Fatalf("an alias of a domain with 1001 entries:\n%s", out)
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 1 {
+		t.Errorf("alice has %d messages, want 1", n)
+	}
+	if out := swaksTo(t, s, "nobody@big.test"); !strings.Contains(out, "<** 550 5.1.1") {
+		t.Errorf("an unknown address of that domain: want 550 5.1.1\n%s", out)
+	}
+}
