@@ -498,3 +498,53 @@ func TestHostedDomainPastSizeLimit(t *testing.T) {
 		t.Errorf("a cached domain check cost %d searches", n)
 	}
 }
+
+// A maildrop value is split and cleaned as Postfix's mail_addr_crunch does
+// (commas, <>), and a part that is no address is dropped at resolution,
+// where it cannot refuse a whole message after DATA.
+func TestMaildropValues(t *testing.T) {
+	t.Parallel()
+	alias := func(uid string, drops ...string) string {
+		e := "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: postfixUser\nobjectclass: top\nuid: " + uid +
+			"\nmailacceptinggeneralid: " + uid + "@hosted-domain.com\n"
+		for _, d := range drops {
+			e += "maildrop: " + d + "\n"
+		}
+		return e + "\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		alias("angle", "<alice@xoyize.xyz>")+
+			alias("commas", "alice@xoyize.xyz, bob@xoyize.xyz")+
+			alias("fwds", "x@outside.test,y@outside.test")+
+			alias("params", "x@outside.test> NOTIFY=NEVER", "bob@xoyize.xyz")+
+			alias("junk", "x@outside.test> NOTIFY=NEVER", "@@@", "<>")+
+			alias("quoted", `"a,b"@outside.test`)))
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"angle@hosted-domain.com", []string{"alice@xoyize.xyz"}},
+		{"commas@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
+		{"fwds@hosted-domain.com", []string{"x@outside.test forward", "y@outside.test forward"}},
+		{"params@hosted-domain.com", []string{"bob@xoyize.xyz"}},
+		{"quoted@hosted-domain.com", []string{`"a,b"@outside.test forward`}},
+	} {
+		r, err := d.ResolveRecipient(ctx, tt.addr)
+		var got []string
+		for _, dst := range r.Destinations {
+			if dst.Remote {
+				got = append(got, dst.Address+" forward")
+			} else {
+				got = append(got, dst.Address)
+			}
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+	if r, err := d.ResolveRecipient(ctx, "junk@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("an alias to nothing but junk: %+v, %v; want ErrNotFound", r, err)
+	}
+}

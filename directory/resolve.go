@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"courriel/internal/envaddr"
 )
 
 var (
@@ -124,32 +126,41 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 		return fmt.Errorf("%w: more than %d addresses (at %s)", ErrExpansionLimit, d.opts.AliasExpansionLimit, addr)
 	}
 
-	drops, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	values, err := d.values(ctx, d.opts.Queries.Aliases, addr)
 	switch {
 	case err == nil:
 		var firstErr error
-		for _, drop := range drops {
-			drop, ok := normalizeKey(strings.TrimSpace(drop))
-			if !ok {
-				continue
-			}
-			if drop == addr {
-				// An address that maps to itself is final (Postfix keeps it).
-				if err := r.final(ctx, addr); err != nil {
-					return err
+		for _, value := range values {
+			for _, target := range crunchMaildrop(value) {
+				drop, ok := normalizeKey(target)
+				if !ok || !envaddr.Valid(drop) {
+					// What the queue would refuse after DATA (553 for
+					// every recipient) is dropped here, at RCPT.
+					d.opts.Logger.Warn("alias target dropped: the maildrop value is no address; fix it in the directory",
+						"alias", addr, "value", value, "target", target)
+					if firstErr == nil {
+						firstErr = fmt.Errorf("%w: alias %s: maildrop %q is no address", ErrNotFound, addr, value)
+					}
+					continue
 				}
-				continue
-			}
-			err := r.expand(ctx, drop, depth+1)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, ErrNotFound) {
-				return err // ErrExpansionLimit among them: all or nothing
-			}
-			d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
-			if firstErr == nil {
-				firstErr = err
+				if drop == addr {
+					// An address that maps to itself is final (Postfix keeps it).
+					if err := r.final(ctx, addr); err != nil {
+						return err
+					}
+					continue
+				}
+				err := r.expand(ctx, drop, depth+1)
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, ErrNotFound) {
+					return err // ErrExpansionLimit among them: all or nothing
+				}
+				d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
+				if firstErr == nil {
+					firstErr = err
+				}
 			}
 		}
 		if len(r.dests) == 0 && firstErr != nil {
@@ -161,6 +172,40 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	default:
 		return err
 	}
+}
+
+// crunchMaildrop splits one maildrop value into addresses as Postfix's
+// mail_addr_crunch splits a virtual_alias_maps result: at commas outside
+// double quotes, each part trimmed and stripped of one pair of surrounding
+// angle brackets. Empty parts are skipped. What comes out is still
+// unchecked: the caller validates each address.
+func crunchMaildrop(v string) []string {
+	var out []string
+	add := func(part string) {
+		part = strings.TrimSpace(part)
+		if len(part) >= 2 && part[0] == '<' && part[len(part)-1] == '>' {
+			part = strings.TrimSpace(part[1 : len(part)-1])
+		}
+		if part != "" {
+			out = append(out, part)
+		}
+	}
+	quoted, escaped, start := false, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			add(v[start:i])
+			start = i + 1
+		}
+	}
+	add(v[start:])
+	return out
 }
 
 // final handles an address that is not (or no longer) an alias.

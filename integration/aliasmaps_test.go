@@ -59,3 +59,45 @@ func TestHostedDomainPastSizeLimit(t *testing.T) {
 		t.Errorf("an unknown address of that domain: want 550 5.1.1\n%s", out)
 	}
 }
+
+// TestMaildropValuesCrunched: maildrop values written as an admin may
+// write them (<addr>, "a, b", "a,b") reach each address, as Postfix's
+// mail_addr_crunch splits them; a value that is no address is dropped at
+// RCPT and logged, and never refuses the whole message after DATA.
+func TestMaildropValuesCrunched(t *testing.T) {
+	requireTool(t, "swaks")
+	alias := func(uid string, drops ...string) string {
+		e := "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: postfixUser\nobjectclass: top\nuid: " + uid +
+			"\nmailacceptinggeneralid: " + uid + "@hosted-domain.com\n"
+		for _, d := range drops {
+			e += "maildrop: " + d + "\n"
+		}
+		return e + "\n"
+	}
+	s := startServer(t, withSlapd(testenv.WithExtraLDIF(
+		alias("angle", "<alice@xoyize.xyz>")+
+			alias("commas", "xomail@xoyize.xyz, bob@xoyize.xyz")+
+			alias("fwds", "x@outside.test,y@outside.test")+
+			alias("params", "z@outside.test> NOTIFY=NEVER", "zoe@xoyize.xyz"))))
+	out := swaksTo(t, s, "angle@hosted-domain.com", "commas@hosted-domain.com", "fwds@hosted-domain.com", "params@hosted-domain.com")
+	if !accepted(out) || strings.Contains(out, "<** ") {
+		t.Fatalf("swaks:\n%s", out)
+	}
+	for _, u := range []string{"alice", "xomail", "bob", "zoe"} {
+		if n := len(s.maildirFiles(t, u, "new")); n != 1 {
+			t.Errorf("%s has %d messages, want 1", u, n)
+		}
+	}
+	// Each forward is one queue recipient of its own (the queue then tries
+	// them: outside.test has no DNS here).
+	waitFor(t, "the forwards' delivery attempts", func() bool {
+		l := s.logs()
+		return strings.Contains(l, "to=<x@outside.test>") && strings.Contains(l, "to=<y@outside.test>")
+	})
+	if l := s.logs(); strings.Contains(l, "to=<z@outside.test") || strings.Contains(l, "outside.test,") {
+		t.Errorf("a maildrop value that is no address reached the queue")
+	}
+	if !strings.Contains(s.logs(), `alias=params@hosted-domain.com value="z@outside.test> NOTIFY=NEVER"`) {
+		t.Errorf("the log does not name the alias and its bad value")
+	}
+}
