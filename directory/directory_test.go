@@ -548,3 +548,95 @@ func TestMaildropValues(t *testing.T) {
 		t.Errorf("an alias to nothing but junk: %+v, %v; want ErrNotFound", r, err)
 	}
 }
+
+// catchAllLDIF: a catch-all for catch.test, an address of catch.test with
+// an alias of its own, and an alias that reaches catch.test.
+const catchAllLDIF = `dn: uid=catchall,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: catchall
+mailacceptinggeneralid: @catch.test
+maildrop: alice@xoyize.xyz
+
+dn: uid=own,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: own
+mailacceptinggeneralid: own@catch.test
+maildrop: bob@xoyize.xyz
+
+dn: uid=via,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: via
+mailacceptinggeneralid: via@hosted-domain.com
+maildrop: somebody@catch.test
+maildrop: own@catch.test
+`
+
+// Postfix's virtual_alias_maps look user@domain up, then @domain when
+// user@domain has no entry, at every level of the expansion.
+func TestCatchAll(t *testing.T) {
+	t.Parallel()
+	resolve := func(d *directory.Directory, addr string) ([]string, error) {
+		r, err := d.ResolveRecipient(context.Background(), addr)
+		var got []string
+		for _, dst := range r.Destinations {
+			got = append(got, dst.Address)
+		}
+		return got, err
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(catchAllLDIF))
+	d := newDir(t, options(s))
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"anyone@catch.test", []string{"alice@xoyize.xyz"}},
+		{"Some.One@CATCH.test", []string{"alice@xoyize.xyz"}},
+		{"*@catch.test", []string{"alice@xoyize.xyz"}}, // any address: the * is escaped, still a plain key
+		{"own@catch.test", []string{"bob@xoyize.xyz"}}, // its own alias wins
+		{"via@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
+		{"test0@hosted-domain.com", []string{"xomail@xoyize.xyz"}}, // no catch-all there
+	} {
+		if got, err := resolve(d, tt.addr); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+	if got, err := resolve(d, "nobody@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("ResolveRecipient(nobody@hosted-domain.com) = %q, %v; want ErrNotFound", got, err)
+	}
+	if c, err := d.ClassifyDomain(context.Background(), "catch.test"); err != nil || c != directory.DomainHosted {
+		t.Errorf("ClassifyDomain(catch.test) = %v, %v", c, err)
+	}
+
+	// A catch-all of a mailbox domain takes the mail of every user who is
+	// not an alias of itself (bob is), also when reached through an alias:
+	// Postfix's well-known rule.
+	s = testenv.StartSlapd(t, testenv.WithExtraLDIF(`dn: uid=catchall,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: catchall
+mailacceptinggeneralid: @xoyize.xyz
+maildrop: zoe@xoyize.xyz
+`))
+	d = newDir(t, options(s))
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"xomail@xoyize.xyz", []string{"zoe@xoyize.xyz"}},
+		{"test0@hosted-domain.com", []string{"zoe@xoyize.xyz"}},
+		{"nobody@xoyize.xyz", []string{"zoe@xoyize.xyz"}},
+		{"bob@xoyize.xyz", []string{"bob@xoyize.xyz"}},
+		{"zoe@xoyize.xyz", []string{"zoe@xoyize.xyz"}},
+	} {
+		if got, err := resolve(d, tt.addr); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("mailbox domain catch-all: ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+}

@@ -59,7 +59,10 @@ func (d *Directory) hosted(ctx context.Context, domain string) error {
 // final destinations: local mailboxes and foreign addresses to forward to.
 //
 // As Postfix's virtual alias expansion: an address that is an alias is
-// replaced by its maildrops; a maildrop that names itself is kept; loops are
+// replaced by its maildrops; one that is not is replaced by those of its
+// domain's catch-all "@domain", if any, at every level (so a catch-all of a
+// mailbox domain also takes the mail of its users who are not aliases of
+// themselves, as in Postfix); a maildrop that names itself is kept; loops are
 // cut; a maildrop in a mailbox domain must have a mailbox; one in a hosted
 // alias domain must be an alias; anything else is forwarded. Destinations
 // that cannot be delivered are dropped (and logged) as long as one remains;
@@ -126,7 +129,7 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 		return fmt.Errorf("%w: more than %d addresses (at %s)", ErrExpansionLimit, d.opts.AliasExpansionLimit, addr)
 	}
 
-	values, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	values, err := d.aliasValues(ctx, addr)
 	switch {
 	case err == nil:
 		var firstErr error
@@ -172,6 +175,22 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	default:
 		return err
 	}
+}
+
+// aliasValues looks addr up as Postfix's virtual_alias_maps does:
+// user@domain, then, only when that has no entry, the catch-all @domain
+// (virtual(5): "@domain address ... lowest precedence"). The key "@domain"
+// goes through the same template and escaping as any key: %s is
+// "@domain", %d the domain, and %u (empty) matches nothing.
+func (d *Directory) aliasValues(ctx context.Context, addr string) ([]string, error) {
+	values, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	if !errors.Is(err, ErrNotFound) {
+		return values, err
+	}
+	if local, domain := splitAddress(addr); local != "" && domain != "" {
+		return d.values(ctx, d.opts.Queries.Aliases, "@"+domain)
+	}
+	return nil, err
 }
 
 // crunchMaildrop splits one maildrop value into addresses as Postfix's

@@ -101,3 +101,57 @@ func TestMaildropValuesCrunched(t *testing.T) {
 		t.Errorf("the log does not name the alias and its bad value")
 	}
 }
+
+// TestCatchAllAlias: an entry with mailacceptinggeneralid "@catch.test"
+// takes the mail of every catch.test address without an alias of its own,
+// also when an alias leads there, as Postfix's virtual_alias_maps do.
+func TestCatchAllAlias(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t, withSlapd(testenv.WithExtraLDIF(`dn: uid=catchall,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: catchall
+mailacceptinggeneralid: @catch.test
+maildrop: alice@xoyize.xyz
+
+dn: uid=own,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: own
+mailacceptinggeneralid: own@catch.test
+maildrop: bob@xoyize.xyz
+
+dn: uid=via,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: via
+mailacceptinggeneralid: via@hosted-domain.com
+maildrop: somebody@catch.test
+`)))
+	count := func(user string) int { return len(s.maildirFiles(t, user, "new")) }
+	if out := swaksTo(t, s, "anyone@catch.test"); !accepted(out) {
+		t.Fatalf("catch-all:\n%s", out)
+	}
+	if a, b := count("alice"), count("bob"); a != 1 || b != 0 {
+		t.Errorf("catch-all: alice %d, bob %d; want 1 and 0", a, b)
+	}
+	if out := swaksTo(t, s, "own@catch.test"); !accepted(out) {
+		t.Fatalf("own alias:\n%s", out)
+	}
+	if a, b := count("alice"), count("bob"); a != 1 || b != 1 {
+		t.Errorf("own alias: alice %d, bob %d; want 1 and 1", a, b)
+	}
+	if out := swaksTo(t, s, "via@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("through the catch-all:\n%s", out)
+	}
+	if a := count("alice"); a != 2 {
+		t.Errorf("through the catch-all: alice %d, want 2", a)
+	}
+	// Other domains are as before.
+	if out := swaksTo(t, s, "nobody@hosted-domain.com"); !strings.Contains(out, "<** 550 5.1.1") {
+		t.Errorf("nobody@hosted-domain.com: want 550 5.1.1\n%s", out)
+	}
+}
