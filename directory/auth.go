@@ -42,7 +42,7 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		return User{}, fmt.Errorf("%w: %d entries for login %s", ErrUnavailable, len(entries), uid)
 	}
 	e := entries[0]
-	home, ok := single(e, q)
+	home, ok := singlePath(e, q)
 	if !ok {
 		return User{}, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.ResultAttribute)
 	}
@@ -54,7 +54,7 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	// The maildir by the rule delivery uses (the mailbox query's attribute
 	// and result_format, seed: homeDirectory + "/mailbox/"), so that IMAP
 	// serves the folder delivery writes to.
-	maildir, ok := single(e, mq)
+	maildir, ok := singlePath(e, mq)
 	if !ok {
 		return User{}, fmt.Errorf("%w: entry %s: no single %s for the maildir", ErrUnavailable, e.DN, mq.ResultAttribute)
 	}

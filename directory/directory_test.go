@@ -640,3 +640,43 @@ maildrop: zoe@xoyize.xyz
 		}
 	}
 }
+
+// A homeDirectory with a trailing slash is the same directory, as Postfix
+// and Dovecot take it; a relative one or one with ".." is still refused.
+func TestHomeDirectoryCleaned(t *testing.T) {
+	t.Parallel()
+	user := func(uid, home string) string {
+		return "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\ncn: " + uid +
+			"\nuid: " + uid + "\nuidnumber: 20020\ngidnumber: 20020\nhomedirectory: " + home + "\nmaildrop: " + uid + "@xoyize.xyz\n\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		user("trailing", "/var/vmail/trailing/")+
+			user("slashes", "/var//vmail/slashes//")+
+			user("relative", "var/vmail/relative/")+
+			user("dotdot", "/var/vmail/../../etc/")))
+	ctx := context.Background()
+	sep := options(s)
+	sep.Queries = directory.DefaultQueries()
+	sep.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))" // the mailbox by a search of its own
+	for name, o := range map[string]directory.Options{"one search": options(s), "separate searches": sep} {
+		d := newDir(t, o)
+		for uid, home := range map[string]string{"trailing": "/var/vmail/trailing", "slashes": "/var/vmail/slashes"} {
+			mb, err := d.Mailbox(ctx, uid+"@xoyize.xyz")
+			if err != nil || mb.Maildir != home+"/mailbox/" || mb.Home != home {
+				t.Errorf("%s: Mailbox(%s) = %+v, %v; want maildir %s/mailbox/", name, uid, mb, err, home)
+			}
+			u, err := d.LookupUser(ctx, uid)
+			if err != nil || u.Maildir != home+"/mailbox/" || u.Home != home {
+				t.Errorf("%s: LookupUser(%s) = %+v, %v", name, uid, u, err)
+			}
+		}
+		for _, uid := range []string{"relative", "dotdot"} {
+			if mb, err := d.Mailbox(ctx, uid+"@xoyize.xyz"); !errors.Is(err, directory.ErrUnavailable) {
+				t.Errorf("%s: Mailbox(%s) = %+v, %v; want ErrUnavailable", name, uid, mb, err)
+			}
+			if u, err := d.LookupUser(ctx, uid); !errors.Is(err, directory.ErrUnavailable) {
+				t.Errorf("%s: LookupUser(%s) = %+v, %v; want ErrUnavailable", name, uid, u, err)
+			}
+		}
+	}
+}

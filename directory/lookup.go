@@ -159,7 +159,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 		e := entries[0]
 		var ok bool
-		if home, ok = single(e, q.Mailbox); !ok {
+		if home, ok = singlePath(e, q.Mailbox); !ok {
 			return nil, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.Mailbox.ResultAttribute)
 		}
 		if uid, ok = single(e, q.UID); !ok {
@@ -172,7 +172,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			v, _ := single(e, Query{ResultAttribute: a, ResultFormat: "%s"})
 			quota = append(quota, v)
 		}
-		if h, ok := single(e, Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+		if h, ok := singlePath(e, Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
 			if h, err := checkMaildir(h); err == nil {
 				userHome = strings.TrimSuffix(h, "/")
 			}
@@ -188,7 +188,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 	} else {
 		var err error
-		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
+		if home, err = d.onePath(ctx, q.Mailbox, addr); err != nil {
 			return nil, err
 		}
 		if uid, err = d.one(ctx, q.UID, addr); err != nil {
@@ -211,7 +211,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			return len(e.GetEqualFoldAttributeValues(q.User.ResultAttribute)) == 0
 		})
 		if len(entries) == 1 {
-			if h, ok := single(entries[0], Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+			if h, ok := singlePath(entries[0], Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
 				if h, err := checkMaildir(h); err == nil {
 					userHome = strings.TrimSuffix(h, "/")
 				}
@@ -350,6 +350,41 @@ func single(e *ldap.Entry, q Query) (string, bool) {
 		return "", false
 	}
 	return formatResult(q.ResultFormat, vals[0])
+}
+
+// singlePath is single for a path attribute (homeDirectory): the value is
+// cleaned (cleanHome) before it is formatted.
+func singlePath(e *ldap.Entry, q Query) (string, bool) {
+	vals := e.GetEqualFoldAttributeValues(q.ResultAttribute)
+	if len(vals) != 1 {
+		return "", false
+	}
+	return formatResult(q.ResultFormat, cleanHome(vals[0]))
+}
+
+// cleanHome cleans a path from the directory before it is formatted, as
+// Postfix and Dovecot take it: homeDirectory "/var/vmail/u/" with
+// "%s/mailbox/" is /var/vmail/u/mailbox/, not ".../u//mailbox/". Only an
+// absolute path without a ".." element is cleaned; anything else is left
+// as it is, for checkMaildir to refuse.
+func cleanHome(v string) string {
+	if !path.IsAbs(v) || slices.Contains(strings.Split(v, "/"), "..") {
+		return v
+	}
+	return path.Clean(v)
+}
+
+// onePath is one for a path attribute: the value cleaned, then formatted.
+func (d *Directory) onePath(ctx context.Context, q Query, key string) (string, error) {
+	v, err := d.one(ctx, Query{Filter: q.Filter, ResultAttribute: q.ResultAttribute, ResultFormat: "%s"}, key)
+	if err != nil {
+		return "", err
+	}
+	f, ok := formatResult(q.ResultFormat, cleanHome(v))
+	if !ok {
+		return "", fmt.Errorf("%w: %s %q: result format %q gives nothing", ErrUnavailable, q.ResultAttribute, v, q.ResultFormat)
+	}
+	return f, nil
 }
 
 func (d *Directory) one(ctx context.Context, q Query, key string) (string, error) {

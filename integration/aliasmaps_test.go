@@ -155,3 +155,30 @@ maildrop: somebody@catch.test
 		t.Errorf("nobody@hosted-domain.com: want 550 5.1.1\n%s", out)
 	}
 }
+
+// TestHomeDirectoryTrailingSlash: a homeDirectory written with a trailing
+// slash is delivered to, as Postfix and Dovecot deliver there (LookupUser,
+// which IMAP uses, gives the same maildir: directory's
+// TestHomeDirectoryCleaned).
+func TestHomeDirectoryTrailingSlash(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t)
+	s.slapd.Add(t, `dn: uid=trailing,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: posixAccount
+objectclass: postfixUser
+cn: trailing
+uid: trailing
+uidnumber: 20000
+gidnumber: 20000
+homedirectory: `+s.vmail+`/trailing/
+mailacceptinggeneralid: trailing@hosted-domain.com
+maildrop: trailing@xoyize.xyz
+`)
+	if out := swaksTo(t, s, "trailing@hosted-domain.com"); !accepted(out) {
+		t.Fatalf("homeDirectory with a trailing slash:\n%s", out)
+	}
+	if n := len(s.maildirFiles(t, "trailing", "new")); n != 1 {
+		t.Errorf("trailing has %d messages, want 1", n)
+	}
+}
