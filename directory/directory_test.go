@@ -680,3 +680,49 @@ func TestHomeDirectoryCleaned(t *testing.T) {
 		}
 	}
 }
+
+// Stats.Errors counts what the directory could not answer, by kind, every
+// kind present from the start (courriel_ldap_errors_total).
+func TestErrorStats(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	want := func(d *directory.Directory, counts map[string]int64) {
+		t.Helper()
+		got := d.Stats().Errors
+		if len(got) != len(directory.ErrorKinds()) {
+			t.Errorf("Errors = %v: want every kind of %v", got, directory.ErrorKinds())
+		}
+		for _, k := range directory.ErrorKinds() {
+			if got[k] != counts[k] {
+				t.Errorf("Errors[%s] = %d, want %d (all: %v)", k, got[k], counts[k], got)
+			}
+		}
+	}
+	d := newDir(t, options(s))
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+		t.Fatal(err)
+	}
+	want(d, nil)
+
+	o := options(s)
+	o.URLs = []string{"ldap://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	down := newDir(t, o)
+	if _, err := down.ResolveRecipient(ctx, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("server down: %v", err)
+	}
+	if err := down.Ping(ctx); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("server down, ping: %v", err)
+	}
+	want(down, map[string]int64{"connect": 2})
+
+	// The server answers with an error: more entries than the size limit
+	// (alice's address is in four entries).
+	o = options(s)
+	o.SizeLimit = 2
+	small := newDir(t, o)
+	if _, err := small.SenderLogins(ctx, "alice@xoyize.xyz"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("past the size limit: %v", err)
+	}
+	want(small, map[string]int64{"server": 1})
+}

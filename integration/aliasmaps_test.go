@@ -182,3 +182,21 @@ maildrop: trailing@xoyize.xyz
 		t.Errorf("trailing has %d messages, want 1", n)
 	}
 }
+
+// TestDirectoryErrorMetric: a directory outage shows in
+// courriel_ldap_errors_total{kind="connect"}, for an alert.
+func TestDirectoryErrorMetric(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t, withHTTP())
+	if n := s.metric(t, `courriel_ldap_errors_total{kind="connect"}`); n != 0 {
+		t.Fatalf("connect errors before the outage: %v", n)
+	}
+	s.slapd.Stop(t)
+	if out := swaksTo(t, s, "alice@hosted-domain.com"); !strings.Contains(out, "<** 451 4.3.0") {
+		t.Errorf("slapd down: want 451 4.3.0:\n%s", out)
+	}
+	if n := s.metric(t, `courriel_ldap_errors_total{kind="connect"}`); n < 1 {
+		t.Errorf("connect errors after the outage: %v, want at least 1", n)
+	}
+	s.slapd.Start(t)
+}
