@@ -39,7 +39,8 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		return User{}, ErrNotFound
 	}
 	if len(entries) > 1 {
-		return User{}, fmt.Errorf("%w: %d entries for login %s", ErrUnavailable, len(entries), uid)
+		return User{}, fmt.Errorf("%w: %d entries for login %s (%s): the login must name one entry only",
+			ErrUnavailable, len(entries), uid, entryDNs(entries))
 	}
 	e := entries[0]
 	home, ok := singlePath(e, q)

@@ -726,3 +726,28 @@ func TestErrorStats(t *testing.T) {
 	}
 	want(small, map[string]int64{"server": 1})
 }
+
+// Two entries with the same maildrop make its mailbox ambiguous: the mail
+// waits, and the error (logged at RCPT) names both entries and the fix.
+func TestDuplicateMaildropNamesEntries(t *testing.T) {
+	t.Parallel()
+	user := func(uid string) string {
+		return "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\ncn: " + uid +
+			"\nuid: " + uid + "\nuidnumber: 20030\ngidnumber: 20030\nhomedirectory: /var/vmail/" + uid + "\nmaildrop: dup@xoyize.xyz\n\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(user("dup1")+user("dup2")))
+	sep := options(s)
+	sep.Queries = directory.DefaultQueries()
+	sep.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))" // the mailbox by a search of its own
+	for name, o := range map[string]directory.Options{"one search": options(s), "separate searches": sep} {
+		_, err := newDir(t, o).ResolveRecipient(context.Background(), "dup@xoyize.xyz")
+		if !errors.Is(err, directory.ErrUnavailable) {
+			t.Fatalf("%s: %v, want ErrUnavailable", name, err)
+		}
+		for _, want := range []string{"uid=dup1,ou=mail,dc=xoyize,dc=xyz", "uid=dup2,ou=mail,dc=xoyize,dc=xyz", "one"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", name, err, want)
+			}
+		}
+	}
+}

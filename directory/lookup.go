@@ -155,7 +155,8 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			return nil, ErrNotFound
 		}
 		if len(entries) > 1 {
-			return nil, fmt.Errorf("%w: %d entries have maildrop %s", ErrUnavailable, len(entries), addr)
+			return nil, fmt.Errorf("%w: %d entries have maildrop %s and a %s (%s): its mail waits until the maildrop is kept on one of them only",
+				ErrUnavailable, len(entries), addr, q.Mailbox.ResultAttribute, entryDNs(entries))
 		}
 		e := entries[0]
 		var ok bool
@@ -387,15 +388,48 @@ func (d *Directory) onePath(ctx context.Context, q Query, key string) (string, e
 	return f, nil
 }
 
+// one runs q for key and wants exactly one value; several (from one entry
+// or several) are ErrUnavailable naming the entries, for an admin to fix.
 func (d *Directory) one(ctx context.Context, q Query, key string) (string, error) {
-	vals, err := d.values(ctx, q, key)
+	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute})
 	if err != nil {
 		return "", err
 	}
-	if len(vals) != 1 {
-		return "", fmt.Errorf("%w: %d values for %s", ErrUnavailable, len(vals), key)
+	var vals []string
+	var holders []*ldap.Entry
+	for _, e := range entries {
+		n := len(vals)
+		for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
+			if f, ok := formatResult(q.ResultFormat, v); ok {
+				vals = append(vals, f)
+			}
+		}
+		if len(vals) > n {
+			holders = append(holders, e)
+		}
+	}
+	switch {
+	case len(vals) == 0:
+		return "", ErrNotFound
+	case len(vals) > 1:
+		return "", fmt.Errorf("%w: %d values of %s for %s (%s): keep one value, on one entry",
+			ErrUnavailable, len(vals), q.ResultAttribute, key, entryDNs(holders))
 	}
 	return vals[0], nil
+}
+
+// entryDNs names entries for an admin's log line: their DNs, the first few.
+func entryDNs(entries []*ldap.Entry) string {
+	const max = 5
+	var dns []string
+	for i, e := range entries {
+		if i == max {
+			dns = append(dns, fmt.Sprintf("and %d more", len(entries)-max))
+			break
+		}
+		dns = append(dns, e.DN)
+	}
+	return strings.Join(dns, "; ")
 }
 
 // checkMaildir accepts only an absolute, clean path ending in "/" with no

@@ -200,3 +200,28 @@ func TestDirectoryErrorMetric(t *testing.T) {
 	}
 	s.slapd.Start(t)
 }
+
+// TestDuplicateMaildropLog: two entries with one maildrop defer its mail,
+// and the log line names both entries and what to fix.
+func TestDuplicateMaildropLog(t *testing.T) {
+	requireTool(t, "swaks")
+	user := func(uid string) string {
+		return "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\ncn: " + uid +
+			"\nuid: " + uid + "\nuidnumber: 20000\ngidnumber: 20000\nhomedirectory: /var/vmail/" + uid + "\nmaildrop: dup@xoyize.xyz\n\n"
+	}
+	s := startServer(t, withSlapd(testenv.WithExtraLDIF(user("dup1")+user("dup2"))))
+	if out := swaksTo(t, s, "dup@xoyize.xyz"); !strings.Contains(out, "<** 451 4.3.0") {
+		t.Errorf("a maildrop on two entries: want 451 4.3.0\n%s", out)
+	}
+	var line string
+	for _, l := range strings.Split(s.logs(), "\n") {
+		if strings.Contains(l, "rcpt: resolve") {
+			line = l
+		}
+	}
+	for _, want := range []string{"uid=dup1,ou=mail,dc=xoyize,dc=xyz", "uid=dup2,ou=mail,dc=xoyize,dc=xyz", "kept on one of them only"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the log line %q does not say %q", line, want)
+		}
+	}
+}
