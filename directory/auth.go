@@ -39,10 +39,11 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		return User{}, ErrNotFound
 	}
 	if len(entries) > 1 {
-		return User{}, fmt.Errorf("%w: %d entries for login %s", ErrUnavailable, len(entries), uid)
+		return User{}, fmt.Errorf("%w: %d entries for login %s (%s): the login must name one entry only",
+			ErrUnavailable, len(entries), uid, entryDNs(entries))
 	}
 	e := entries[0]
-	home, ok := single(e, q)
+	home, ok := singlePath(e, q)
 	if !ok {
 		return User{}, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.ResultAttribute)
 	}
@@ -54,7 +55,7 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	// The maildir by the rule delivery uses (the mailbox query's attribute
 	// and result_format, seed: homeDirectory + "/mailbox/"), so that IMAP
 	// serves the folder delivery writes to.
-	maildir, ok := single(e, mq)
+	maildir, ok := singlePath(e, mq)
 	if !ok {
 		return User{}, fmt.Errorf("%w: entry %s: no single %s for the maildir", ErrUnavailable, e.DN, mq.ResultAttribute)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 
@@ -22,6 +23,7 @@ type Directory struct {
 	nSearches atomic.Int64
 	nHits     atomic.Int64
 	nBinds    atomic.Int64
+	nErrors   [numErrorKinds]atomic.Int64 // by index in ErrorKinds()
 }
 
 // Stats counts the work done, for benchmarks and metrics.
@@ -29,6 +31,44 @@ type Stats struct {
 	Searches  int64 // LDAP searches sent to the server
 	CacheHits int64 // lookups answered without a search
 	Binds     int64 // user password binds
+	// Errors counts the operations the directory could not answer
+	// (ErrUnavailable), by kind: every one of ErrorKinds(), zeros included.
+	Errors map[string]int64
+}
+
+// ErrorKinds returns the kinds of Stats.Errors:
+//
+//	connect  no connection: dial, TLS, StartTLS or the service bind failed
+//	timeout  the server did not answer in time
+//	network  a connection broke during a request
+//	server   the server answered with an error (busy, unwilling, a limit)
+func ErrorKinds() []string { return []string{"connect", "timeout", "network", "server"} }
+
+const (
+	errConnect = iota // indexes in ErrorKinds()
+	errTimeout
+	errNetwork
+	errServer
+	numErrorKinds
+)
+
+// countError counts one failure to answer; connecting says it happened
+// while getting a connection.
+func (d *Directory) countError(err error, connecting bool) {
+	var ne net.Error
+	kind := errServer
+	switch {
+	// go-ldap reports its request timeout as a network error with this text.
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout(),
+		ldap.IsErrorAnyOf(err, ldap.LDAPResultTimeLimitExceeded, ldap.LDAPResultTimeout),
+		strings.Contains(err.Error(), "timed out"):
+		kind = errTimeout
+	case connecting:
+		kind = errConnect
+	case transportError(err):
+		kind = errNetwork
+	}
+	d.nErrors[kind].Add(1)
 }
 
 // New checks o and returns a Directory. It does not connect: the first
@@ -60,7 +100,12 @@ func (d *Directory) Close() error {
 
 // Stats returns counters since New.
 func (d *Directory) Stats() Stats {
-	return Stats{Searches: d.nSearches.Load(), CacheHits: d.nHits.Load(), Binds: d.nBinds.Load()}
+	st := Stats{Searches: d.nSearches.Load(), CacheHits: d.nHits.Load(), Binds: d.nBinds.Load(),
+		Errors: make(map[string]int64, numErrorKinds)}
+	for i, k := range ErrorKinds() {
+		st.Errors[k] = d.nErrors[i].Load()
+	}
+	return st
 }
 
 // FlushCache forgets every cached answer (SIGHUP).
@@ -73,13 +118,15 @@ func (d *Directory) MailboxDomains() []string { return append([]string(nil), d.o
 func (d *Directory) Ping(ctx context.Context) error {
 	c, err := d.searches.get(ctx)
 	if err != nil {
+		d.countError(err, true)
 		return err
 	}
 	req := ldap.NewSearchRequest(d.opts.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		1, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+		1, 0, false, "(objectClass=*)", []string{noAttributes}, nil)
 	_, err = c.Search(req)
 	d.searches.put(c, err != nil && transportError(err))
 	if err != nil {
+		d.countError(err, false)
 		return fmt.Errorf("%w: reading search base %s: %v", ErrUnavailable, d.opts.BaseDN, err)
 	}
 	return nil
@@ -88,9 +135,37 @@ func (d *Directory) Ping(ctx context.Context) error {
 // search runs filter under the base, through the cache. Zero entries is a
 // valid answer (not found); every failure is ErrUnavailable.
 func (d *Directory) search(ctx context.Context, filter string, attrs []string) ([]*ldap.Entry, error) {
+	return d.cachedSearch(ctx, filter, attrs, false)
+}
+
+// noAttributes asks the server for no attribute at all (RFC 4511
+// §4.5.1.8).
+const noAttributes = "1.1"
+
+// exists reports whether filter matches at least one entry: nil or
+// ErrNotFound, and ErrUnavailable. It asks for one entry and no attribute,
+// so that a domain with more entries than the size limit is still found:
+// a sizeLimitExceeded (result 4) that comes with an entry is a hit, since
+// slapd's own limits may answer 4 even to a limit of 1.
+func (d *Directory) exists(ctx context.Context, filter string) error {
+	entries, err := d.cachedSearch(ctx, filter, []string{noAttributes}, true)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// cachedSearch is search, or with one the existence search of exists.
+func (d *Directory) cachedSearch(ctx context.Context, filter string, attrs []string, one bool) ([]*ldap.Entry, error) {
 	key := filter + "\x00" + strings.Join(attrs, ",")
+	if one {
+		key += "\x00one"
+	}
 	entries, hit, err := d.cache.do(key, func() ([]*ldap.Entry, error) {
-		return d.searchNow(ctx, filter, attrs)
+		return d.searchNow(ctx, filter, attrs, one)
 	})
 	if hit {
 		d.nHits.Add(1)
@@ -98,18 +173,26 @@ func (d *Directory) search(ctx context.Context, filter string, attrs []string) (
 	return entries, err
 }
 
-func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string) ([]*ldap.Entry, error) {
+// searchNow sends the search: with one, a size limit of 1, and a
+// sizeLimitExceeded with an entry is that entry.
+func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string, one bool) ([]*ldap.Entry, error) {
+	limit := d.opts.SizeLimit
+	if one {
+		limit = 1
+	}
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
-		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
+		limit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
 	var lastErr error
 	// A pooled connection may have died with the server since its last use:
 	// one retry on a fresh connection makes a restarted server transparent.
 	for attempt := 0; attempt < 2; attempt++ {
 		if err := ctx.Err(); err != nil {
+			d.countError(err, false)
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		c, err := d.searches.get(ctx)
 		if err != nil {
+			d.countError(err, true)
 			return nil, err
 		}
 		d.nSearches.Add(1)
@@ -118,6 +201,10 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			d.searches.put(c, false)
 			return res.Entries, nil
 		}
+		if one && res != nil && len(res.Entries) > 0 && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+			d.searches.put(c, false)
+			return res.Entries[:1], nil
+		}
 		broken := transportError(err)
 		d.searches.put(c, broken)
 		lastErr = err
@@ -125,6 +212,7 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			break
 		}
 	}
+	d.countError(lastErr, false)
 	d.opts.Logger.Warn("LDAP search failed", "filter", filter, "err", lastErr)
 	return nil, fmt.Errorf("%w: search %s: %v", ErrUnavailable, filter, lastErr)
 }
@@ -134,6 +222,7 @@ func (d *Directory) bind(ctx context.Context, dn, password string) error {
 	for attempt := 0; attempt < 2; attempt++ {
 		c, err := d.binds.get(ctx)
 		if err != nil {
+			d.countError(err, true)
 			return err
 		}
 		d.nBinds.Add(1)
@@ -157,6 +246,7 @@ func (d *Directory) bind(ctx context.Context, dn, password string) error {
 		}
 		d.binds.put(c, true)
 		if attempt == 1 || !transportError(err) {
+			d.countError(err, false)
 			return fmt.Errorf("%w: bind: %v", ErrUnavailable, err)
 		}
 	}

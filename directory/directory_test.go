@@ -426,3 +426,328 @@ func TestLDAPS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An alias past the expansion or nesting limit defers the whole recipient
+// (Postfix's cleanup: 4.6.0 "unreasonable virtual_alias_maps map expansion
+// size"): a temporary error, never part of the list, never "user unknown".
+func TestExpansionLimitIsTemporary(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		set   func(*directory.Options)
+		alias string
+	}{
+		// mixed: mixed, alice, bob, someone@foreign.example.
+		{"expansion", func(o *directory.Options) { o.AliasExpansionLimit = 2 }, "mixed@hosted-domain.com"},
+		// chain1 -> chain2 -> chain3 -> alice@xoyize.xyz.
+		{"recursion", func(o *directory.Options) { o.AliasRecursionLimit = 1 }, "chain1@hosted-domain.com"},
+	} {
+		o := options(s)
+		tc.set(&o)
+		r, err := newDir(t, o).ResolveRecipient(ctx, tc.alias)
+		if !errors.Is(err, directory.ErrExpansionLimit) || !errors.Is(err, directory.ErrUnavailable) || errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("%s: ResolveRecipient(%s) = %+v, %v; want ErrExpansionLimit, temporary", tc.name, tc.alias, r, err)
+		}
+		if len(r.Destinations) != 0 {
+			t.Errorf("%s: partial expansion %+v", tc.name, r.Destinations)
+		}
+	}
+	// Within the limits, the same aliases resolve.
+	o := options(s)
+	o.AliasExpansionLimit, o.AliasRecursionLimit = 4, 3
+	d := newDir(t, o)
+	for _, alias := range []string{"mixed@hosted-domain.com", "chain1@hosted-domain.com"} {
+		if _, err := d.ResolveRecipient(ctx, alias); err != nil {
+			t.Errorf("within limits: %s: %v", alias, err)
+		}
+	}
+}
+
+// A hosted domain with more entries than the size limit is still hosted:
+// the domain check asks for one entry (slapd then answers
+// sizeLimitExceeded with that entry), not for all of them.
+func TestHostedDomainPastSizeLimit(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	o := options(s)
+	o.SizeLimit = 2 // hosted-domain.com has a dozen entries
+	d := newDir(t, o)
+	for dom, want := range map[string]directory.DomainClass{
+		"hosted-domain.com": directory.DomainHosted, "example.org": directory.DomainHosted,
+		"foreign.example": directory.DomainForeign,
+	} {
+		if got, err := d.ClassifyDomain(ctx, dom); err != nil || got != want {
+			t.Errorf("ClassifyDomain(%q) = %v, %v; want %v", dom, got, err, want)
+		}
+	}
+	if got, err := d.Lookup(ctx, directory.MapDomains, "hosted-domain.com"); err != nil || !slices.Equal(got, []string{"hosted-domain.com"}) {
+		t.Errorf("Lookup(domains, hosted-domain.com) = %q, %v", got, err)
+	}
+	if r, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil || r.Destinations[0].Address != "xomail@xoyize.xyz" {
+		t.Errorf("ResolveRecipient(test0@hosted-domain.com) = %+v, %v", r, err)
+	}
+	// Cached as before: asking again costs no search.
+	before := d.Stats().Searches
+	if _, err := d.ClassifyDomain(ctx, "hosted-domain.com"); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Stats().Searches - before; n != 0 {
+		t.Errorf("a cached domain check cost %d searches", n)
+	}
+}
+
+// A maildrop value is split and cleaned as Postfix's mail_addr_crunch does
+// (commas, <>), and a part that is no address is dropped at resolution,
+// where it cannot refuse a whole message after DATA.
+func TestMaildropValues(t *testing.T) {
+	t.Parallel()
+	alias := func(uid string, drops ...string) string {
+		e := "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: postfixUser\nobjectclass: top\nuid: " + uid +
+			"\nmailacceptinggeneralid: " + uid + "@hosted-domain.com\n"
+		for _, d := range drops {
+			e += "maildrop: " + d + "\n"
+		}
+		return e + "\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		alias("angle", "<alice@xoyize.xyz>")+
+			alias("commas", "alice@xoyize.xyz, bob@xoyize.xyz")+
+			alias("fwds", "x@outside.test,y@outside.test")+
+			alias("params", "x@outside.test> NOTIFY=NEVER", "bob@xoyize.xyz")+
+			alias("junk", "x@outside.test> NOTIFY=NEVER", "@@@", "<>")+
+			alias("quoted", `"a,b"@outside.test`)))
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"angle@hosted-domain.com", []string{"alice@xoyize.xyz"}},
+		{"commas@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
+		{"fwds@hosted-domain.com", []string{"x@outside.test forward", "y@outside.test forward"}},
+		{"params@hosted-domain.com", []string{"bob@xoyize.xyz"}},
+		{"quoted@hosted-domain.com", []string{`"a,b"@outside.test forward`}},
+	} {
+		r, err := d.ResolveRecipient(ctx, tt.addr)
+		var got []string
+		for _, dst := range r.Destinations {
+			if dst.Remote {
+				got = append(got, dst.Address+" forward")
+			} else {
+				got = append(got, dst.Address)
+			}
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+	if r, err := d.ResolveRecipient(ctx, "junk@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("an alias to nothing but junk: %+v, %v; want ErrNotFound", r, err)
+	}
+}
+
+// catchAllLDIF: a catch-all for catch.test, an address of catch.test with
+// an alias of its own, and an alias that reaches catch.test.
+const catchAllLDIF = `dn: uid=catchall,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: catchall
+mailacceptinggeneralid: @catch.test
+maildrop: alice@xoyize.xyz
+
+dn: uid=own,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: own
+mailacceptinggeneralid: own@catch.test
+maildrop: bob@xoyize.xyz
+
+dn: uid=via,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: via
+mailacceptinggeneralid: via@hosted-domain.com
+maildrop: somebody@catch.test
+maildrop: own@catch.test
+`
+
+// Postfix's virtual_alias_maps look user@domain up, then @domain when
+// user@domain has no entry, at every level of the expansion.
+func TestCatchAll(t *testing.T) {
+	t.Parallel()
+	resolve := func(d *directory.Directory, addr string) ([]string, error) {
+		r, err := d.ResolveRecipient(context.Background(), addr)
+		var got []string
+		for _, dst := range r.Destinations {
+			got = append(got, dst.Address)
+		}
+		return got, err
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(catchAllLDIF))
+	d := newDir(t, options(s))
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"anyone@catch.test", []string{"alice@xoyize.xyz"}},
+		{"Some.One@CATCH.test", []string{"alice@xoyize.xyz"}},
+		{"*@catch.test", []string{"alice@xoyize.xyz"}}, // any address: the * is escaped, still a plain key
+		{"own@catch.test", []string{"bob@xoyize.xyz"}}, // its own alias wins
+		{"via@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
+		{"test0@hosted-domain.com", []string{"xomail@xoyize.xyz"}}, // no catch-all there
+	} {
+		if got, err := resolve(d, tt.addr); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+	if got, err := resolve(d, "nobody@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("ResolveRecipient(nobody@hosted-domain.com) = %q, %v; want ErrNotFound", got, err)
+	}
+	if c, err := d.ClassifyDomain(context.Background(), "catch.test"); err != nil || c != directory.DomainHosted {
+		t.Errorf("ClassifyDomain(catch.test) = %v, %v", c, err)
+	}
+
+	// A catch-all of a mailbox domain takes the mail of every user who is
+	// not an alias of itself (bob is), also when reached through an alias:
+	// Postfix's well-known rule.
+	s = testenv.StartSlapd(t, testenv.WithExtraLDIF(`dn: uid=catchall,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: catchall
+mailacceptinggeneralid: @xoyize.xyz
+maildrop: zoe@xoyize.xyz
+`))
+	d = newDir(t, options(s))
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"xomail@xoyize.xyz", []string{"zoe@xoyize.xyz"}},
+		{"test0@hosted-domain.com", []string{"zoe@xoyize.xyz"}},
+		{"nobody@xoyize.xyz", []string{"zoe@xoyize.xyz"}},
+		{"bob@xoyize.xyz", []string{"bob@xoyize.xyz"}},
+		{"zoe@xoyize.xyz", []string{"zoe@xoyize.xyz"}},
+	} {
+		if got, err := resolve(d, tt.addr); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("mailbox domain catch-all: ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+}
+
+// A homeDirectory with a trailing slash is the same directory, as Postfix
+// and Dovecot take it; a relative one or one with ".." is still refused.
+func TestHomeDirectoryCleaned(t *testing.T) {
+	t.Parallel()
+	user := func(uid, home string) string {
+		return "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\ncn: " + uid +
+			"\nuid: " + uid + "\nuidnumber: 20020\ngidnumber: 20020\nhomedirectory: " + home + "\nmaildrop: " + uid + "@xoyize.xyz\n\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		user("trailing", "/var/vmail/trailing/")+
+			user("slashes", "/var//vmail/slashes//")+
+			user("relative", "var/vmail/relative/")+
+			user("dotdot", "/var/vmail/../../etc/")))
+	ctx := context.Background()
+	sep := options(s)
+	sep.Queries = directory.DefaultQueries()
+	sep.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))" // the mailbox by a search of its own
+	for name, o := range map[string]directory.Options{"one search": options(s), "separate searches": sep} {
+		d := newDir(t, o)
+		for uid, home := range map[string]string{"trailing": "/var/vmail/trailing", "slashes": "/var/vmail/slashes"} {
+			mb, err := d.Mailbox(ctx, uid+"@xoyize.xyz")
+			if err != nil || mb.Maildir != home+"/mailbox/" || mb.Home != home {
+				t.Errorf("%s: Mailbox(%s) = %+v, %v; want maildir %s/mailbox/", name, uid, mb, err, home)
+			}
+			u, err := d.LookupUser(ctx, uid)
+			if err != nil || u.Maildir != home+"/mailbox/" || u.Home != home {
+				t.Errorf("%s: LookupUser(%s) = %+v, %v", name, uid, u, err)
+			}
+		}
+		for _, uid := range []string{"relative", "dotdot"} {
+			if mb, err := d.Mailbox(ctx, uid+"@xoyize.xyz"); !errors.Is(err, directory.ErrUnavailable) {
+				t.Errorf("%s: Mailbox(%s) = %+v, %v; want ErrUnavailable", name, uid, mb, err)
+			}
+			if u, err := d.LookupUser(ctx, uid); !errors.Is(err, directory.ErrUnavailable) {
+				t.Errorf("%s: LookupUser(%s) = %+v, %v; want ErrUnavailable", name, uid, u, err)
+			}
+		}
+	}
+}
+
+// Stats.Errors counts what the directory could not answer, by kind, every
+// kind present from the start (courriel_ldap_errors_total).
+func TestErrorStats(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	ctx := context.Background()
+	want := func(d *directory.Directory, counts map[string]int64) {
+		t.Helper()
+		got := d.Stats().Errors
+		if len(got) != len(directory.ErrorKinds()) {
+			t.Errorf("Errors = %v: want every kind of %v", got, directory.ErrorKinds())
+		}
+		for _, k := range directory.ErrorKinds() {
+			if got[k] != counts[k] {
+				t.Errorf("Errors[%s] = %d, want %d (all: %v)", k, got[k], counts[k], got)
+			}
+		}
+	}
+	d := newDir(t, options(s))
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+		t.Fatal(err)
+	}
+	want(d, nil)
+
+	o := options(s)
+	o.URLs = []string{"ldap://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	down := newDir(t, o)
+	if _, err := down.ResolveRecipient(ctx, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("server down: %v", err)
+	}
+	if err := down.Ping(ctx); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("server down, ping: %v", err)
+	}
+	want(down, map[string]int64{"connect": 2})
+
+	// The server answers with an error: more entries than the size limit
+	// (alice's address is in four entries).
+	o = options(s)
+	o.SizeLimit = 2
+	small := newDir(t, o)
+	if _, err := small.SenderLogins(ctx, "alice@xoyize.xyz"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("past the size limit: %v", err)
+	}
+	want(small, map[string]int64{"server": 1})
+}
+
+// Two entries with the same maildrop make its mailbox ambiguous: the mail
+// waits, and the error (logged at RCPT) names both entries and the fix.
+func TestDuplicateMaildropNamesEntries(t *testing.T) {
+	t.Parallel()
+	user := func(uid string) string {
+		return "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\ncn: " + uid +
+			"\nuid: " + uid + "\nuidnumber: 20030\ngidnumber: 20030\nhomedirectory: /var/vmail/" + uid + "\nmaildrop: dup@xoyize.xyz\n\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(user("dup1")+user("dup2")))
+	sep := options(s)
+	sep.Queries = directory.DefaultQueries()
+	sep.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))" // the mailbox by a search of its own
+	for name, o := range map[string]directory.Options{"one search": options(s), "separate searches": sep} {
+		_, err := newDir(t, o).ResolveRecipient(context.Background(), "dup@xoyize.xyz")
+		if !errors.Is(err, directory.ErrUnavailable) {
+			t.Fatalf("%s: %v, want ErrUnavailable", name, err)
+		}
+		for _, want := range []string{"uid=dup1,ou=mail,dc=xoyize,dc=xyz", "uid=dup2,ou=mail,dc=xoyize,dc=xyz", "one"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", name, err, want)
+			}
+		}
+	}
+}

@@ -7,7 +7,27 @@
 // ErrNotFound (permanent: the key is unknown), or ErrUnavailable (temporary:
 // the directory could not answer; never turn it into a bounce). Binds add
 // ErrInvalidCredentials. Answers, positive and negative, are cached for a
-// short TTL in one cache shared by all lookups.
+// short TTL in one cache shared by all lookups. Stats counts the work done
+// and, by kind, what could not be answered (courriel_ldap_errors_total).
+//
+// ResolveRecipient follows Postfix's virtual_alias_maps: an address is
+// looked up as user@domain, then, only when that has no entry, as the
+// catch-all @domain, at every level of the recursive expansion (so a
+// catch-all of a mailbox domain also takes the mail of users who are not
+// aliases of themselves, as in Postfix). Each maildrop value is split as
+// Postfix's mail_addr_crunch splits a table result (commas outside quotes,
+// one pair of <> stripped), and each part is checked with the queue's
+// envelope address check (internal/envaddr): a part that is no address is
+// dropped and logged, at RCPT time, never refused after DATA. An expansion
+// past AliasExpansionLimit addresses or AliasRecursionLimit levels is
+// ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
+// never a partial list, never a bounce.
+//
+// The hosted-domain check only asks whether an entry exists: one entry, no
+// attribute, so that a domain with more entries than the size limit is
+// found. Path values (homeDirectory) are cleaned before they are formatted
+// when absolute and free of "..", then checked: relative paths and ".."
+// are refused, and the mail waits (ErrUnavailable) for an admin.
 //
 // In a cluster, each node reads its local OpenLDAP replica: a Watcher keeps
 // a persistent sync search (RFC 4533) on it and flushes the cache on every

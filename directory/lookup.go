@@ -108,10 +108,19 @@ func (d *Directory) values(ctx context.Context, q Query, key string) ([]string, 
 
 // Lookup runs one map for key and returns its values as postmap -q would
 // (MapUser returns the user's home directory). ErrNotFound when none.
+// MapDomains answers as ClassifyDomain asks, by existence: the domain
+// itself when any entry matches, however many do.
 func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, error) {
 	q := d.query(m)
 	if q.Filter == "" {
 		return nil, fmt.Errorf("unknown map %q (want one of %v)", m, Maps)
+	}
+	if m == MapDomains {
+		if err := d.hosted(ctx, key); err != nil {
+			return nil, err
+		}
+		k, _ := normalizeKey(key)
+		return []string{k}, nil
 	}
 	return d.values(ctx, q, key)
 }
@@ -146,11 +155,12 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			return nil, ErrNotFound
 		}
 		if len(entries) > 1 {
-			return nil, fmt.Errorf("%w: %d entries have maildrop %s", ErrUnavailable, len(entries), addr)
+			return nil, fmt.Errorf("%w: %d entries have maildrop %s and a %s (%s): its mail waits until the maildrop is kept on one of them only",
+				ErrUnavailable, len(entries), addr, q.Mailbox.ResultAttribute, entryDNs(entries))
 		}
 		e := entries[0]
 		var ok bool
-		if home, ok = single(e, q.Mailbox); !ok {
+		if home, ok = singlePath(e, q.Mailbox); !ok {
 			return nil, fmt.Errorf("%w: entry %s: no single %s", ErrUnavailable, e.DN, q.Mailbox.ResultAttribute)
 		}
 		if uid, ok = single(e, q.UID); !ok {
@@ -163,7 +173,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			v, _ := single(e, Query{ResultAttribute: a, ResultFormat: "%s"})
 			quota = append(quota, v)
 		}
-		if h, ok := single(e, Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+		if h, ok := singlePath(e, Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
 			if h, err := checkMaildir(h); err == nil {
 				userHome = strings.TrimSuffix(h, "/")
 			}
@@ -179,7 +189,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 	} else {
 		var err error
-		if home, err = d.one(ctx, q.Mailbox, addr); err != nil {
+		if home, err = d.onePath(ctx, q.Mailbox, addr); err != nil {
 			return nil, err
 		}
 		if uid, err = d.one(ctx, q.UID, addr); err != nil {
@@ -202,7 +212,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			return len(e.GetEqualFoldAttributeValues(q.User.ResultAttribute)) == 0
 		})
 		if len(entries) == 1 {
-			if h, ok := single(entries[0], Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
+			if h, ok := singlePath(entries[0], Query{ResultAttribute: q.User.ResultAttribute, ResultFormat: "%s"}); ok {
 				if h, err := checkMaildir(h); err == nil {
 					userHome = strings.TrimSuffix(h, "/")
 				}
@@ -343,15 +353,83 @@ func single(e *ldap.Entry, q Query) (string, bool) {
 	return formatResult(q.ResultFormat, vals[0])
 }
 
-func (d *Directory) one(ctx context.Context, q Query, key string) (string, error) {
-	vals, err := d.values(ctx, q, key)
+// singlePath is single for a path attribute (homeDirectory): the value is
+// cleaned (cleanHome) before it is formatted.
+func singlePath(e *ldap.Entry, q Query) (string, bool) {
+	vals := e.GetEqualFoldAttributeValues(q.ResultAttribute)
+	if len(vals) != 1 {
+		return "", false
+	}
+	return formatResult(q.ResultFormat, cleanHome(vals[0]))
+}
+
+// cleanHome cleans a path from the directory before it is formatted, as
+// Postfix and Dovecot take it: homeDirectory "/var/vmail/u/" with
+// "%s/mailbox/" is /var/vmail/u/mailbox/, not ".../u//mailbox/". Only an
+// absolute path without a ".." element is cleaned; anything else is left
+// as it is, for checkMaildir to refuse.
+func cleanHome(v string) string {
+	if !path.IsAbs(v) || slices.Contains(strings.Split(v, "/"), "..") {
+		return v
+	}
+	return path.Clean(v)
+}
+
+// onePath is one for a path attribute: the value cleaned, then formatted.
+func (d *Directory) onePath(ctx context.Context, q Query, key string) (string, error) {
+	v, err := d.one(ctx, Query{Filter: q.Filter, ResultAttribute: q.ResultAttribute, ResultFormat: "%s"}, key)
 	if err != nil {
 		return "", err
 	}
-	if len(vals) != 1 {
-		return "", fmt.Errorf("%w: %d values for %s", ErrUnavailable, len(vals), key)
+	f, ok := formatResult(q.ResultFormat, cleanHome(v))
+	if !ok {
+		return "", fmt.Errorf("%w: %s %q: result format %q gives nothing", ErrUnavailable, q.ResultAttribute, v, q.ResultFormat)
+	}
+	return f, nil
+}
+
+// one runs q for key and wants exactly one value; several (from one entry
+// or several) are ErrUnavailable naming the entries, for an admin to fix.
+func (d *Directory) one(ctx context.Context, q Query, key string) (string, error) {
+	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute})
+	if err != nil {
+		return "", err
+	}
+	var vals []string
+	var holders []*ldap.Entry
+	for _, e := range entries {
+		n := len(vals)
+		for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
+			if f, ok := formatResult(q.ResultFormat, v); ok {
+				vals = append(vals, f)
+			}
+		}
+		if len(vals) > n {
+			holders = append(holders, e)
+		}
+	}
+	switch {
+	case len(vals) == 0:
+		return "", ErrNotFound
+	case len(vals) > 1:
+		return "", fmt.Errorf("%w: %d values of %s for %s (%s): keep one value, on one entry",
+			ErrUnavailable, len(vals), q.ResultAttribute, key, entryDNs(holders))
 	}
 	return vals[0], nil
+}
+
+// entryDNs names entries for an admin's log line: their DNs, the first few.
+func entryDNs(entries []*ldap.Entry) string {
+	const max = 5
+	var dns []string
+	for i, e := range entries {
+		if i == max {
+			dns = append(dns, fmt.Sprintf("and %d more", len(entries)-max))
+			break
+		}
+		dns = append(dns, e.DN)
+	}
+	return strings.Join(dns, "; ")
 }
 
 // checkMaildir accepts only an absolute, clean path ending in "/" with no

@@ -6,13 +6,19 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"courriel/internal/envaddr"
 )
 
 var (
 	// ErrAliasLoop: alias expansion only leads back to itself. Permanent.
 	ErrAliasLoop = fmt.Errorf("%w: alias loop", ErrNotFound)
-	// ErrExpansionLimit: alias expansion exceeded its bounds. Permanent.
-	ErrExpansionLimit = fmt.Errorf("%w: alias expansion limit exceeded", ErrNotFound)
+	// ErrExpansionLimit: alias expansion went past AliasExpansionLimit
+	// addresses or AliasRecursionLimit levels. Temporary, as Postfix's
+	// cleanup defers the message ("unreasonable virtual_alias_maps map
+	// expansion size", 4.6.0) until an admin mends the alias: never a
+	// partial expansion, never a bounce.
+	ErrExpansionLimit = fmt.Errorf("%w: alias expansion limit exceeded", ErrUnavailable)
 )
 
 // ClassifyDomain says whether domain is a mailbox domain (configured), a
@@ -22,7 +28,7 @@ func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainCl
 	if slices.Contains(d.opts.MailboxDomains, domain) {
 		return DomainMailbox, nil
 	}
-	_, err := d.values(ctx, d.opts.Queries.Domains, domain)
+	err := d.hosted(ctx, domain)
 	switch {
 	case err == nil:
 		return DomainHosted, nil
@@ -32,16 +38,37 @@ func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainCl
 	return DomainForeign, err
 }
 
+// hosted asks the domains query whether domain is a hosted alias domain:
+// any entry matching is a hit (SPEC §2), so only its existence is asked.
+func (d *Directory) hosted(ctx context.Context, domain string) error {
+	key, ok := normalizeKey(domain)
+	if !ok {
+		return ErrNotFound
+	}
+	filter, ok, err := expandFilter(d.opts.Queries.Domains.Filter, key)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	return d.exists(ctx, filter)
+}
+
 // ResolveRecipient expands addr through the aliases, recursively, to its
 // final destinations: local mailboxes and foreign addresses to forward to.
 //
 // As Postfix's virtual alias expansion: an address that is an alias is
-// replaced by its maildrops; a maildrop that names itself is kept; loops are
+// replaced by its maildrops; one that is not is replaced by those of its
+// domain's catch-all "@domain", if any, at every level (so a catch-all of a
+// mailbox domain also takes the mail of its users who are not aliases of
+// themselves, as in Postfix); a maildrop that names itself is kept; loops are
 // cut; a maildrop in a mailbox domain must have a mailbox; one in a hosted
 // alias domain must be an alias; anything else is forwarded. Destinations
 // that cannot be delivered are dropped (and logged) as long as one remains;
-// otherwise ErrNotFound (or ErrAliasLoop / ErrExpansionLimit). Any directory
-// trouble is ErrUnavailable: never a bounce.
+// otherwise ErrNotFound (or ErrAliasLoop). An expansion past its limits is
+// ErrExpansionLimit (temporary: the whole recipient, never part of it). Any
+// directory trouble is ErrUnavailable: never a bounce.
 func (d *Directory) ResolveRecipient(ctx context.Context, addr string) (Resolution, error) {
 	key, ok := normalizeKey(addr)
 	local, domain := splitAddress(key)
@@ -50,6 +77,11 @@ func (d *Directory) ResolveRecipient(ctx context.Context, addr string) (Resoluti
 	}
 	r := &resolver{d: d, seen: map[string]bool{}}
 	err := r.expand(ctx, key, 0)
+	if errors.Is(err, ErrExpansionLimit) {
+		d.opts.Logger.Warn("alias expansion limit exceeded: the recipient is deferred until the alias is mended",
+			"recipient", key, "err", err,
+			"expansion_limit", d.opts.AliasExpansionLimit, "recursion_limit", d.opts.AliasRecursionLimit)
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Resolution{}, err
 	}
@@ -86,7 +118,7 @@ func (r *resolver) add(dst Destination) {
 func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	d := r.d
 	if depth > d.opts.AliasRecursionLimit {
-		return ErrExpansionLimit
+		return fmt.Errorf("%w: %s is nested more than %d aliases deep", ErrExpansionLimit, addr, d.opts.AliasRecursionLimit)
 	}
 	if r.seen[addr] {
 		return ErrAliasLoop
@@ -94,38 +126,44 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	r.seen[addr] = true
 	r.expanded++
 	if r.expanded > d.opts.AliasExpansionLimit {
-		return ErrExpansionLimit
+		return fmt.Errorf("%w: more than %d addresses (at %s)", ErrExpansionLimit, d.opts.AliasExpansionLimit, addr)
 	}
 
-	drops, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	values, err := d.aliasValues(ctx, addr)
 	switch {
 	case err == nil:
 		var firstErr error
-		for _, drop := range drops {
-			drop, ok := normalizeKey(strings.TrimSpace(drop))
-			if !ok {
-				continue
-			}
-			if drop == addr {
-				// An address that maps to itself is final (Postfix keeps it).
-				if err := r.final(ctx, addr); err != nil {
-					return err
+		for _, value := range values {
+			for _, target := range crunchMaildrop(value) {
+				drop, ok := normalizeKey(target)
+				if !ok || !envaddr.Valid(drop) {
+					// What the queue would refuse after DATA (553 for
+					// every recipient) is dropped here, at RCPT.
+					d.opts.Logger.Warn("alias target dropped: the maildrop value is no address; fix it in the directory",
+						"alias", addr, "value", value, "target", target)
+					if firstErr == nil {
+						firstErr = fmt.Errorf("%w: alias %s: maildrop %q is no address", ErrNotFound, addr, value)
+					}
+					continue
 				}
-				continue
-			}
-			err := r.expand(ctx, drop, depth+1)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, ErrNotFound) {
-				return err
-			}
-			if errors.Is(err, ErrExpansionLimit) {
-				return err
-			}
-			d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
-			if firstErr == nil {
-				firstErr = err
+				if drop == addr {
+					// An address that maps to itself is final (Postfix keeps it).
+					if err := r.final(ctx, addr); err != nil {
+						return err
+					}
+					continue
+				}
+				err := r.expand(ctx, drop, depth+1)
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, ErrNotFound) {
+					return err // ErrExpansionLimit among them: all or nothing
+				}
+				d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
+				if firstErr == nil {
+					firstErr = err
+				}
 			}
 		}
 		if len(r.dests) == 0 && firstErr != nil {
@@ -137,6 +175,56 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 	default:
 		return err
 	}
+}
+
+// aliasValues looks addr up as Postfix's virtual_alias_maps does:
+// user@domain, then, only when that has no entry, the catch-all @domain
+// (virtual(5): "@domain address ... lowest precedence"). The key "@domain"
+// goes through the same template and escaping as any key: %s is
+// "@domain", %d the domain, and %u (empty) matches nothing.
+func (d *Directory) aliasValues(ctx context.Context, addr string) ([]string, error) {
+	values, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	if !errors.Is(err, ErrNotFound) {
+		return values, err
+	}
+	if local, domain := splitAddress(addr); local != "" && domain != "" {
+		return d.values(ctx, d.opts.Queries.Aliases, "@"+domain)
+	}
+	return nil, err
+}
+
+// crunchMaildrop splits one maildrop value into addresses as Postfix's
+// mail_addr_crunch splits a virtual_alias_maps result: at commas outside
+// double quotes, each part trimmed and stripped of one pair of surrounding
+// angle brackets. Empty parts are skipped. What comes out is still
+// unchecked: the caller validates each address.
+func crunchMaildrop(v string) []string {
+	var out []string
+	add := func(part string) {
+		part = strings.TrimSpace(part)
+		if len(part) >= 2 && part[0] == '<' && part[len(part)-1] == '>' {
+			part = strings.TrimSpace(part[1 : len(part)-1])
+		}
+		if part != "" {
+			out = append(out, part)
+		}
+	}
+	quoted, escaped, start := false, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			add(v[start:i])
+			start = i + 1
+		}
+	}
+	add(v[start:])
+	return out
 }
 
 // final handles an address that is not (or no longer) an alias.

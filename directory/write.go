@@ -133,7 +133,7 @@ func (d *Directory) userEntryDN(ctx context.Context, login string) (string, erro
 	if !ok {
 		return "", ErrNotFound
 	}
-	entries, err := d.searchNow(ctx, filter, []string{"1.1"})
+	entries, err := d.searchNow(ctx, filter, []string{noAttributes}, false)
 	if err != nil {
 		return "", err
 	}

@@ -13,10 +13,22 @@ import (
 // three CounterFuncs so that f, which may take a lock, runs once per scrape
 // and the three values are a consistent snapshot.
 type directoryCollector struct {
-	f        atomic.Pointer[func() (searches, cacheHits, binds int64)]
+	f        atomic.Pointer[func() DirectoryStats]
 	searches *prometheus.Desc // immutable
 	hits     *prometheus.Desc // immutable
 	binds    *prometheus.Desc // immutable
+	errors   *prometheus.Desc // immutable
+}
+
+// DirectoryStats are the directory's cumulative counters.
+type DirectoryStats struct {
+	Searches  int64 // LDAP searches sent to the server
+	CacheHits int64 // lookups answered from the cache
+	Binds     int64 // LDAP binds
+	// Errors counts the lookups and binds the directory could not answer,
+	// by kind (connect, timeout, network, server): give every kind, zeros
+	// included, so that a rate is defined from the first scrape.
+	Errors map[string]int64
 }
 
 func newDirectoryCollector() *directoryCollector {
@@ -27,6 +39,9 @@ func newDirectoryCollector() *directoryCollector {
 			"Directory lookups answered from the cache.", nil, nil),
 		binds: prometheus.NewDesc("courriel_ldap_binds_total",
 			"LDAP binds (service and user authentication).", nil, nil),
+		errors: prometheus.NewDesc("courriel_ldap_errors_total",
+			"Directory operations that got no answer (mail deferred, logins refused for now), by kind: connect, timeout, network, server.",
+			[]string{"kind"}, nil),
 	}
 }
 
@@ -34,6 +49,7 @@ func (c *directoryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.searches
 	ch <- c.hits
 	ch <- c.binds
+	ch <- c.errors
 }
 
 func (c *directoryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -43,10 +59,13 @@ func (c *directoryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	// A panic in f is recovered by the registry and reported as a
 	// collection error, not a crash.
-	searches, hits, binds := (*p)()
-	ch <- prometheus.MustNewConstMetric(c.searches, prometheus.CounterValue, float64(searches))
-	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(hits))
-	ch <- prometheus.MustNewConstMetric(c.binds, prometheus.CounterValue, float64(binds))
+	st := (*p)()
+	ch <- prometheus.MustNewConstMetric(c.searches, prometheus.CounterValue, float64(st.Searches))
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.CacheHits))
+	ch <- prometheus.MustNewConstMetric(c.binds, prometheus.CounterValue, float64(st.Binds))
+	for kind, n := range st.Errors {
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), listenerLabel(kind))
+	}
 }
 
 // QueueStats is the outbound queue's size by state, as the queue keeps it

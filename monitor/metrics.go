@@ -182,10 +182,12 @@ func (m *Metrics) IMAPSessionEnded() {
 
 // RegisterDirectoryStats sets the function read at each scrape for the
 // directory's cumulative counters, exported as courriel_ldap_searches_total,
-// courriel_ldap_cache_hits_total and courriel_ldap_binds_total. f is called
-// once per scrape, concurrently with everything else, so it must be safe for
-// concurrent use and cheap. A later call replaces f; nil removes the metrics.
-func (m *Metrics) RegisterDirectoryStats(f func() (searches, cacheHits, binds int64)) {
+// courriel_ldap_cache_hits_total, courriel_ldap_binds_total and
+// courriel_ldap_errors_total{kind} (alert on its rate: the directory is
+// down or failing). f is called once per scrape, concurrently with
+// everything else, so it must be safe for concurrent use and cheap. A later
+// call replaces f; nil removes the metrics.
+func (m *Metrics) RegisterDirectoryStats(f func() DirectoryStats) {
 	if m == nil {
 		return
 	}

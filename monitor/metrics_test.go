@@ -86,7 +86,9 @@ func TestMetricsExposition(t *testing.T) {
 	m.IMAPSessionStarted()
 	m.IMAPSessionStarted()
 	m.IMAPSessionEnded()
-	m.RegisterDirectoryStats(func() (int64, int64, int64) { return 7, 5, 3 })
+	m.RegisterDirectoryStats(func() DirectoryStats {
+		return DirectoryStats{Searches: 7, CacheHits: 5, Binds: 3, Errors: map[string]int64{"connect": 2, "timeout": 0}}
+	})
 	m.RegisterQueueStats(func() QueueStats {
 		return QueueStats{Messages: 42, Deferred: 40, Pending: 50, Delivered: 3, Failed: 1}
 	})
@@ -108,6 +110,9 @@ func TestMetricsExposition(t *testing.T) {
 		`courriel_ldap_searches_total 7`,
 		`courriel_ldap_cache_hits_total 5`,
 		`courriel_ldap_binds_total 3`,
+		`courriel_ldap_errors_total{kind="connect"} 2`,
+		`courriel_ldap_errors_total{kind="timeout"} 0`,
+		`# TYPE courriel_ldap_errors_total counter`,
 		`courriel_queue_messages 42`,
 		`courriel_queue_messages_deferred 40`,
 		`courriel_queue_recipients{state="pending"} 50`,
@@ -138,7 +143,7 @@ func TestMetricsNil(t *testing.T) {
 	m.AuthFailure("smtp")
 	m.IMAPSessionStarted()
 	m.IMAPSessionEnded()
-	m.RegisterDirectoryStats(func() (int64, int64, int64) { return 1, 1, 1 })
+	m.RegisterDirectoryStats(func() DirectoryStats { return DirectoryStats{Searches: 1} })
 	m.RegisterQueueStats(func() QueueStats { return QueueStats{Messages: 1} })
 	if m.Registry() != nil {
 		t.Errorf("nil Metrics: Registry() = non-nil")
@@ -240,9 +245,8 @@ func TestScrapeFuncs(t *testing.T) {
 
 	// The directory function runs once per scrape, not once per metric.
 	var calls atomic.Int64
-	m.RegisterDirectoryStats(func() (int64, int64, int64) {
-		n := calls.Add(1)
-		return n, 0, 0
+	m.RegisterDirectoryStats(func() DirectoryStats {
+		return DirectoryStats{Searches: calls.Add(1)}
 	})
 	if v, _ := metricValue(t, reg, "courriel_ldap_searches_total", nil); v != 1 {
 		t.Errorf("searches = %v after one scrape, want 1", v)

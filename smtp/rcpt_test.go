@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"courriel/directory"
 )
 
 // TestRcptReplies: one row per SPEC §3 RCPT situation, unauthenticated on
@@ -14,8 +16,11 @@ func TestRcptReplies(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Inbound, nil)
 	e.dir.resolveHook = func(addr string) error {
-		if addr == "weird@hosted.example" {
+		switch addr {
+		case "weird@hosted.example":
 			return errors.New("secret internal detail")
+		case "huge@hosted.example":
+			return fmt.Errorf("%w: more than 1000 addresses (at secret@hosted.example)", directory.ErrExpansionLimit)
 		}
 		return nil
 	}
@@ -31,6 +36,7 @@ func TestRcptReplies(t *testing.T) {
 		{"unavail@hosted.example", "451 4.3.0"},
 		{"x@down.example", "451 4.3.0"},
 		{"weird@hosted.example", "451 4.3.0 Temporary local problem"},
+		{"huge@hosted.example", "451 4.6.0 Alias expansion error"},
 		{"x@foreign.example", "554 5.7.1 Relay access denied"},
 		{"a..b@mailbox.example", "501 5.1.3"},
 		{".a@mailbox.example", "501 5.1.3"},

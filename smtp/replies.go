@@ -68,8 +68,12 @@ var (
 	replyDeliveryFail  = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Transaction failed: message cannot be stored")
 	// RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another
 	// transaction; an alias too large on its own cannot be helped by that.
-	replyTooManyRcpts    = rep(452, gosmtp.EnhancedCode{4, 5, 3}, "Too many recipients")
-	replyAliasTooLarge   = rep(550, gosmtp.EnhancedCode{5, 5, 3}, "Recipient address rejected: expands to too many recipients")
+	replyTooManyRcpts  = rep(452, gosmtp.EnhancedCode{4, 5, 3}, "Too many recipients")
+	replyAliasTooLarge = rep(550, gosmtp.EnhancedCode{5, 5, 3}, "Recipient address rejected: expands to too many recipients")
+	// An alias past the directory's expansion or nesting limit: deferred
+	// whole, as Postfix's cleanup does (4.6.0, "unreasonable
+	// virtual_alias_maps map expansion size"), until an admin mends it.
+	replyAliasExpansion  = rep(451, gosmtp.EnhancedCode{4, 6, 0}, "Alias expansion error, try again later")
 	replyQueueBadAddress = rep(553, gosmtp.EnhancedCode{5, 1, 3}, "Address rejected: bad address syntax")
 	replyBadAuthData     = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
 	replyBadAuthzid      = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
@@ -97,6 +101,8 @@ func replyFor(st stage, err error) *gosmtp.SMTPError {
 		return replyOverQuota
 	case errors.Is(err, directory.ErrInvalidCredentials):
 		return replyAuthFailed
+	case errors.Is(err, directory.ErrExpansionLimit):
+		return replyAliasExpansion
 	case errors.Is(err, directory.ErrNotFound) && st == stageRcpt:
 		return replyUserUnknown
 	case errors.Is(err, directory.ErrUnavailable) && st == stageAuth:

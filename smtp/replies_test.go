@@ -32,6 +32,7 @@ func TestReplyFor(t *testing.T) {
 		{"wrapped policy reply", stageMail, wrap(replyAuthRequired), 530, gosmtp.EnhancedCode{5, 7, 0}, replyAuthRequired},
 		{"rcpt not found", stageRcpt, wrap(directory.ErrNotFound), 550, gosmtp.EnhancedCode{5, 1, 1}, nil},
 		{"rcpt unavailable", stageRcpt, wrap(directory.ErrUnavailable), 451, gosmtp.EnhancedCode{4, 3, 0}, nil},
+		{"rcpt alias expansion limit", stageRcpt, wrap(directory.ErrExpansionLimit), 451, gosmtp.EnhancedCode{4, 6, 0}, replyAliasExpansion},
 		{"mail unavailable", stageMail, directory.ErrUnavailable, 451, gosmtp.EnhancedCode{4, 3, 0}, nil},
 		{"mail not found is not 550 5.1.1", stageMail, directory.ErrNotFound, 451, gosmtp.EnhancedCode{4, 3, 0}, nil},
 		{"auth bad credentials", stageAuth, wrap(directory.ErrInvalidCredentials), 535, gosmtp.EnhancedCode{5, 7, 8}, nil},

@@ -575,9 +575,9 @@ func (a *app) httpListener() error {
 	if addr == "" {
 		return nil
 	}
-	a.metrics.RegisterDirectoryStats(func() (int64, int64, int64) {
+	a.metrics.RegisterDirectoryStats(func() monitor.DirectoryStats {
 		st := a.dir.Stats()
-		return st.Searches, st.CacheHits, st.Binds
+		return monitor.DirectoryStats{Searches: st.Searches, CacheHits: st.CacheHits, Binds: st.Binds, Errors: st.Errors}
 	})
 	if a.cfg.watchChanges() {
 		registerWatchMetrics(a.metrics.Registry(), a.watch)

@@ -1,0 +1,102 @@
+// Package envaddr checks an envelope address as the outbound queue stores
+// it and later puts it on an SMTP command line. The queue refuses a message
+// with an address that fails Valid; the directory drops an alias target
+// that fails it, at RCPT time, so that no such address ever reaches the
+// queue after DATA. One check, shared, so the two cannot disagree.
+package envaddr
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// Limits from RFC 5321 §4.5.3.1: a path is at most 256 octets with its angle
+// brackets, a local part 64, a domain 255.
+const (
+	MaxAddrLen   = 254
+	MaxLocalLen  = 64
+	MaxDomainLen = 255
+	MaxLabelLen  = 63
+)
+
+// Valid reports whether a is an envelope address the queue will store
+// and later put on an SMTP command line: local@domain, no controls, no
+// brackets, no spaces outside a quoted local part, a domain that is a host
+// name or an address literal. It is a safety check, not a full RFC 5321 parser:
+// the SMTP server in front of the queue already enforces its policy.
+func Valid(a string) bool {
+	if len(a) == 0 || len(a) > MaxAddrLen {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if c < 0x20 || c == 0x7f || c == '<' || c == '>' {
+			return false
+		}
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 {
+		return false
+	}
+	local, domain := a[:at], a[at+1:]
+	if len(local) > MaxLocalLen {
+		return false
+	}
+	if strings.ContainsRune(local, ' ') && !(strings.HasPrefix(local, `"`) && strings.HasSuffix(local, `"`) && len(local) >= 2) {
+		return false
+	}
+	return ValidDomain(domain)
+}
+
+// ValidDomain accepts a host name (UTF-8 labels allowed for SMTPUTF8) or an
+// address literal, RFC 5321 §4.1.3.
+func ValidDomain(d string) bool {
+	if strings.HasPrefix(d, "[") {
+		_, ok := ParseAddrLiteral(d)
+		return ok
+	}
+	return ValidHostname(d)
+}
+
+// ValidHostname accepts dot-separated labels of letters, digits, '-', '_'
+// and non-ASCII bytes, with an optional trailing dot.
+func ValidHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if len(h) == 0 || len(h) > MaxDomainLen {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if len(label) == 0 || len(label) > MaxLabelLen {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			ok := c >= 0x80 || c == '-' || c == '_' ||
+				(c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ParseAddrLiteral parses "[192.0.2.1]" or "[IPv6:2001:db8::1]".
+func ParseAddrLiteral(d string) (netip.Addr, bool) {
+	if len(d) < 3 || d[0] != '[' || d[len(d)-1] != ']' {
+		return netip.Addr{}, false
+	}
+	inner := d[1 : len(d)-1]
+	if v6, ok := strings.CutPrefix(inner, "IPv6:"); ok {
+		ip, err := netip.ParseAddr(v6)
+		if err != nil || !ip.Is6() || ip.Zone() != "" {
+			return netip.Addr{}, false
+		}
+		return ip, true
+	}
+	ip, err := netip.ParseAddr(inner)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
