@@ -12,9 +12,11 @@ import (
 const maxPasswordLen = 1024
 
 // SenderLogins returns the logins (uid values) allowed to use addr as their
-// envelope sender (seed: smtpd_sender_login_maps). ErrNotFound: nobody.
+// envelope sender (seed: smtpd_sender_login_maps), the owners of its
+// domain's catch-all when it has none of its own, as in Postfix.
+// ErrNotFound: nobody.
 func (d *Directory) SenderLogins(ctx context.Context, addr string) ([]string, error) {
-	return d.values(ctx, d.opts.Queries.Senders, addr)
+	return d.valuesOrCatchAll(ctx, d.opts.Queries.Senders, addr)
 }
 
 // LookupUser finds a login user by uid, or by any of its addresses (alias

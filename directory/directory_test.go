@@ -612,6 +612,24 @@ func TestCatchAll(t *testing.T) {
 	if c, err := d.ClassifyDomain(context.Background(), "catch.test"); err != nil || c != directory.DomainHosted {
 		t.Errorf("ClassifyDomain(catch.test) = %v, %v", c, err)
 	}
+	// Who may send as an address: its own owners, else the catch-all's
+	// (Postfix's smtpd_sender_login_maps goes through the same search).
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"anyone@catch.test", []string{"catchall"}},
+		{"own@catch.test", []string{"own", "via"}}, // via has it as a maildrop
+	} {
+		got, err := d.SenderLogins(context.Background(), tt.addr)
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("SenderLogins(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+	if got, err := d.SenderLogins(context.Background(), "nobody@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("SenderLogins(nobody@hosted-domain.com) = %q, %v; want ErrNotFound", got, err)
+	}
 
 	// A catch-all of a mailbox domain takes the mail of every user who is
 	// not an alias of itself (bob is), also when reached through an alias:

@@ -183,12 +183,19 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 // goes through the same template and escaping as any key: %s is
 // "@domain", %d the domain, and %u (empty) matches nothing.
 func (d *Directory) aliasValues(ctx context.Context, addr string) ([]string, error) {
-	values, err := d.values(ctx, d.opts.Queries.Aliases, addr)
+	return d.valuesOrCatchAll(ctx, d.opts.Queries.Aliases, addr)
+}
+
+// valuesOrCatchAll is values for addr, or, only when addr has no entry,
+// for its domain's "@domain" (Postfix's mail_addr_find, which
+// virtual_alias_maps and smtpd_sender_login_maps go through alike).
+func (d *Directory) valuesOrCatchAll(ctx context.Context, q Query, addr string) ([]string, error) {
+	values, err := d.values(ctx, q, addr)
 	if !errors.Is(err, ErrNotFound) {
 		return values, err
 	}
 	if local, domain := splitAddress(addr); local != "" && domain != "" {
-		return d.values(ctx, d.opts.Queries.Aliases, "@"+domain)
+		return d.values(ctx, q, "@"+domain)
 	}
 	return nil, err
 }
