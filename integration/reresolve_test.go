@@ -16,7 +16,9 @@ import (
 // fixes the entry with ldapmodify, `courriel lookup` shows the new path,
 // and after `courriel queue flush` the queued copy lands in the new
 // maildir, owned by the user, mode 0600, the change logged once. A copy
-// whose user is removed meanwhile bounces 5.1.1 to its (local) sender.
+// whose user is removed meanwhile bounces 5.1.1 to its (local) sender; one
+// whose entry is fixed while slapd is down waits (no bounce) and lands
+// once slapd is back.
 func TestQueuedCopyFollowsDirectory(t *testing.T) {
 	requireTool(t, "swaks")
 	const dn = ",ou=mail,dc=xoyize,dc=xyz"
@@ -26,7 +28,7 @@ func TestQueuedCopyFollowsDirectory(t *testing.T) {
 			"\nmaildrop: " + uid + "@xoyize.xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\n" +
 			"objectclass: top\nuid: " + uid + "\nuidnumber: " + num + "\n"
 	}
-	s := startServer(t, withSlapd(testenv.WithExtraLDIF(entry("outside", "20050")+"\n"+entry("gone", "20051"))))
+	s := startServer(t, withSlapd(testenv.WithExtraLDIF(entry("outside", "20050")+"\n"+entry("gone", "20051")+"\n"+entry("later", "20052"))))
 	send := func(from, to string) {
 		t.Helper()
 		out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", from, "--to", to+",test0@hosted-domain.com",
@@ -109,5 +111,30 @@ func TestQueuedCopyFollowsDirectory(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(qa, "gone")); !os.IsNotExist(err) {
 		t.Errorf("something was made at the removed user's home: %v", err)
+	}
+
+	// The directory down while the copy waits: no bounce, no copy at the
+	// old home; delivered once the directory answers again.
+	send("alice@xoyize.xyz", "later@xoyize.xyz")
+	later := filepath.Join(s.vmail, "later")
+	s.slapd.Modify(t, "dn: uid=later"+dn+"\nchangetype: modify\nreplace: homeDirectory\nhomeDirectory: "+later+"\n")
+	s.slapd.Stop(t)
+	flushUntil("a retry without the directory", func() bool {
+		return strings.Contains(queue("list"), "looking up the mailbox of later@xoyize.xyz")
+	})
+	if out := queue("list"); !strings.Contains(out, "<later@xoyize.xyz> pending") {
+		t.Errorf("later's copy is not pending:\n%s", out)
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 1 {
+		t.Errorf("alice has %d messages during the outage, want only the first DSN", n)
+	}
+	s.slapd.Start(t)
+	laterNew := filepath.Join(later, "mailbox", "new")
+	flushUntil("later's copy after the outage", func() bool { f, _ := filepath.Glob(filepath.Join(laterNew, "*")); return len(f) == 1 })
+	if _, err := os.Stat(filepath.Join(qa, "later")); !os.IsNotExist(err) {
+		t.Errorf("something was made at the old home: %v", err)
+	}
+	if n := len(s.maildirFiles(t, "alice", "new")); n != 1 {
+		t.Errorf("alice has %d messages, want only the first DSN", n)
 	}
 }
