@@ -315,8 +315,9 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
-		Local:   queueLocal{store: a.local, dir: a.dir},
-		Cluster: a.cluster,
+		Local:     a.local,
+		Mailboxes: queueMailboxes{dir: a.dir},
+		Cluster:   a.cluster,
 	}
 	if a.cluster != nil {
 		o.Homes = queueHomes{dir: a.dir, holds: a.holds}

@@ -19,6 +19,18 @@
 // first, so a crash between the copies and the record of their outcome
 // never stores one twice.
 //
+// The queue holds a local copy's maildrop, as Postfix's holds only
+// addresses: before every retry (not Accept's first attempt, which the
+// RCPT just resolved) the maildrop is looked up again (Options.Mailboxes,
+// the directory through its cache) and the copy goes to the maildir,
+// owner and quota the directory gives now, with every check of a delivery
+// (maildir_base, symlinks); a changed maildir or owner is logged once
+// (old → new) and recorded in the envelope. A maildrop the directory no
+// longer knows bounces 5.1.1 ("unknown user", as virtual(8)); a directory
+// that cannot answer makes the copy wait (4.4.3), never bounce. The
+// original recipient and the folder (a milter's junk verdict) are the
+// message's and stay; Sieve runs at every attempt on the current entry.
+//
 // # DSN (RFC 3461, 3464)
 //
 // A message keeps its client's DSN parameters (WithDSN, dsnparams.go): RET

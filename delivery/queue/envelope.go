@@ -62,15 +62,16 @@ type Recipient struct {
 }
 
 // LocalTarget is where a local recipient's copy goes, as the directory
-// resolved it when the message was accepted (the recipient was checked
-// then; a later change of the entry does not redirect a queued copy).
+// resolved it at the last attempt: at acceptance, then again before every
+// retry when Options.Mailboxes is set (reresolve), so that a change of
+// the entry reaches a queued copy. OrigTo and Folder are the message's and
+// stay as accepted.
 type LocalTarget struct {
 	OrigTo  string `json:"orig_to,omitempty"` // the RCPT TO before alias expansion
 	Maildir string `json:"maildir"`           // absolute and clean
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
-	// The quota when the message was accepted (Options.Local may read a
-	// newer one); 0 is no limit.
+	// The quota at the last attempt; 0 is no limit.
 	QuotaBytes    int64 `json:"quota_bytes,omitempty"`
 	QuotaMessages int64 `json:"quota_messages,omitempty"`
 	// Folder is delivery.Recipient.Folder: "" for the INBOX, "Junk" for a

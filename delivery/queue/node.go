@@ -98,15 +98,23 @@ func (q *Queue) placeFirst(ctx context.Context, m *Message) []int {
 	return here
 }
 
-// placeDue places every due local copy of a message before an attempt,
-// and returns the group of those that wait this time, with their results,
-// to record (retried at NodeRetry).
+// placeDue resolves (reresolve) and places every due local copy of a
+// message before an attempt, and returns the group of those that are not
+// tried this time, with their results, to record: a copy whose user the
+// directory no longer knows bounces, one whose lookup failed is retried
+// with the usual backoff, one that waits for its user or node at
+// NodeRetry.
 func (q *Queue) placeDue(ctx context.Context, m *Message, now time.Time) (group, []result) {
 	var g group
 	var res []result
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
 		if r.Local == nil || r.State != StatePending || r.NextAttempt.After(now) {
+			continue
+		}
+		if x, ok := q.reresolve(ctx, m, r); !ok {
+			g.rcpts = append(g.rcpts, i)
+			res = append(res, x)
 			continue
 		}
 		if p, f := q.place(ctx, r); p == placeWait {

@@ -168,6 +168,12 @@ type Options struct {
 	// where its user lives now and whether the user is held (see place);
 	// nil: the routes recorded at acceptance.
 	Homes HomeFinder
+	// Mailboxes, when set, resolves every local copy's maildrop again
+	// before each retry (never Accept's first attempt): the copy is
+	// stored where the directory says now, bounces when the user is gone
+	// and waits while the directory cannot answer (see reresolve); nil:
+	// the targets recorded at acceptance.
+	Mailboxes MailboxFinder
 	// NodeRetry is the wait after a failed attempt at a node copy, or a
 	// copy whose user is held (default 45s); a node that did not answer
 	// is left alone for half of it.
