@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"courriel/internal/testenv"
 )
@@ -56,8 +57,7 @@ func TestSubmissionSwaks(t *testing.T) {
 		t.Fatalf("submission with Bcc:\n%s", out)
 	}
 	for _, user := range []string{"bob", "alice"} {
-		files := s.maildirFiles(t, user, "new")
-		b, err := os.ReadFile(files[len(files)-1])
+		b, err := os.ReadFile(newestFile(t, s.maildirFiles(t, user, "new")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,4 +69,26 @@ func TestSubmissionSwaks(t *testing.T) {
 	if out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", "x@example.net", "--to", "x@foreign.example"); !strings.Contains(out, "554 5.7.1") {
 		t.Errorf("port 25 relays without AUTH:\n%s", out)
 	}
+}
+
+// newestFile is the last written of files. Not the last by name: a copy
+// stored at DATA (<sec>.M…) and one the queue stores (<sec>.K…) in the same
+// second sort the other way round.
+func newestFile(t *testing.T, files []string) string {
+	t.Helper()
+	var newest string
+	var at time.Time
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if newest == "" || fi.ModTime().After(at) {
+			newest, at = f, fi.ModTime()
+		}
+	}
+	if newest == "" {
+		t.Fatal("no file")
+	}
+	return newest
 }
