@@ -148,8 +148,10 @@ func (f *Filter) composeNotification(msg *sieve.Message, owner, from string, n *
 		body = n.Body
 	}
 	hdr("Content-Type", "text/plain; charset=utf-8")
-	body = strings.ReplaceAll(body, "\r\n", "\n")
-	if encodeWord(body) != body {
+	// The URI's body may have lines (RFC 6068 §2): CRLF, or a bare CR or
+	// LF, all made CRLF below.
+	body = strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\r", "\n")
+	if encodeWord(body) != body || slices.ContainsFunc(strings.Split(body, "\n"), func(l string) bool { return len(l) > 998 }) {
 		// quoted-printable, as the vacation reply: the notification
 		// leaves from <> and must pass hops without 8BITMIME
 		hdr("Content-Transfer-Encoding", "quoted-printable")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/sieve"
 )
 
 // TestNotifyQueued: a notify action (RFC 5435, mailto) leaves through the
@@ -75,5 +76,31 @@ notify :from "ceo@elsewhere.example" "mailto:pager@far.example?to=second@far.exa
 	}
 	if entries, _ := os.ReadDir(home + "/mailbox/new"); len(entries) != 2 {
 		t.Errorf("%d messages stored, want both", len(entries))
+	}
+}
+
+// A body with lines leaves with CRLF line ends only, a bare CR or LF
+// included, and a line too long for SMTP is quoted-printable.
+func TestNotificationBodyLines(t *testing.T) {
+	f := &Filter{o: Options{Now: time.Now, Hostname: "mx.x.y"}}
+	msg := &sieve.Message{}
+	for _, tc := range []struct{ body, want string }{
+		{"Line 1\r\nLine 2\rLine 3\nLine 4", "\r\n\r\nLine 1\r\nLine 2\r\nLine 3\r\nLine 4\r\n"},
+		{strings.Repeat("x", 1200), "Content-Transfer-Encoding: quoted-printable\r\n"},
+	} {
+		got := string(f.composeNotification(msg, "u@x.y", "u@x.y", &sieve.Notification{To: []string{"p@far.example"}, Subject: "s", HasSubject: true, Body: tc.body, HasBody: true}))
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("body %.20q: notification lacks %q:\n%s", tc.body, tc.want, got)
+		}
+		for i := 0; i < len(got); i++ {
+			if got[i] == '\r' && (i+1 == len(got) || got[i+1] != '\n') || got[i] == '\n' && (i == 0 || got[i-1] != '\r') {
+				t.Fatalf("bare CR or LF at %d:\n%q", i, got)
+			}
+		}
+		for l := range strings.SplitSeq(got, "\r\n") {
+			if len(l) > 998 {
+				t.Errorf("a line of %d octets", len(l))
+			}
+		}
 	}
 }

@@ -146,9 +146,10 @@ func parseMailto(uri string) (*Notification, error) {
 			return nil, fmt.Errorf("mailto URI: invalid header field name '%s'", name)
 		}
 		lname := strings.ToLower(name)
-		if strings.ContainsAny(value, "\r\n\x00") || (lname != "body" && !isASCII(value)) {
-			// Pigeonhole's rule: a header field (subject included) is
-			// ASCII; only the body may be UTF-8
+		if strings.IndexByte(value, 0) >= 0 || lname != "body" && (strings.ContainsAny(value, "\r\n") || !isASCII(value)) {
+			// Pigeonhole's rule: a header field (subject included) is one
+			// line of ASCII; only the body may be UTF-8, and have lines
+			// (RFC 6068 §2: %0D%0A between them)
 			return nil, errors.New("mailto URI: invalid header field body")
 		}
 		switch {

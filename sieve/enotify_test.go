@@ -67,3 +67,21 @@ func FuzzParseMailto(f *testing.F) {
 		}
 	})
 }
+
+// A mailto body may have lines (RFC 6068 §2: %0D%0A), as Pigeonhole takes
+// it; a header field may not, nor may anything carry a NUL.
+func TestMailtoBodyLines(t *testing.T) {
+	n, err := parseMailto("mailto:a@b.c?subject=Hi&body=Line%201%0D%0ALine%202%0Acaf%C3%A9")
+	if err != nil || !n.HasBody || n.Body != "Line 1\r\nLine 2\ncafé" {
+		t.Fatalf("parseMailto: %+v, %v", n, err)
+	}
+	for _, uri := range []string{
+		"mailto:a@b.c?X-Inj=a%0D%0ABcc:x@y.z",
+		"mailto:a@b.c?subject=a%0Ab",
+		"mailto:a@b.c?body=a%00b",
+	} {
+		if _, err := parseMailto(uri); err == nil {
+			t.Errorf("%s accepted", uri)
+		}
+	}
+}
