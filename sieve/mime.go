@@ -47,8 +47,9 @@ const (
 	// limit: "<= 4 levels").
 	maxLoopNesting = 4
 	// maxLoopIterations bounds the iterations of all loops of a run:
-	// nested loops over a deep message multiply.
-	maxLoopIterations = 10000
+	// nested loops over a deep message multiply. One loop over a message
+	// of maxMIMEParts parts stays well within it.
+	maxLoopIterations = 100000
 )
 
 // checkMIMETags refuses the options of :mime without it.

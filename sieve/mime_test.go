@@ -34,10 +34,18 @@ func TestMIMEBounds(t *testing.T) {
 		}
 		return b.String()
 	}
+	// flatThenExe: n empty parts, then an attachment a rule looks for.
+	flatThenExe := func(n int) string {
+		m := flat(n)
+		return strings.TrimSuffix(m, "--b--\r\n") + "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"evil.exe\"\r\n\r\nMZ\r\n--b--\r\n"
+	}
+	exe := `require ["foreverypart", "mime", "fileinto"]; foreverypart { if header :mime :param "filename" :matches "Content-Disposition" "*.exe" { fileinto "exe"; break; } }`
 	count := `require ["foreverypart", "variables", "fileinto"]; set "n" ""; foreverypart { set "n" "${n}x"; } set :length "n" "${n}"; fileinto "${n}";`
 	tests := []struct{ name, src, msg, want, errWant string }{
-		{"parts are at most maxMIMEParts", count, flat(2000), fmt.Sprintf("store %d", maxMIMEParts), ""},
-		{"nesting is at most maxMIMEDepth", count, deep(100, 0), fmt.Sprintf("store %d", maxMIMEDepth+1), ""},
+		{"parts are at most maxMIMEParts", exe, flatThenExe(maxMIMEParts + 10), "implicit store INBOX", ""},
+		{"every part up to maxMIMEParts is seen, as by Pigeonhole", exe, flatThenExe(maxMIMEParts - 10), "store exe", ""},
+		{"nesting is at most maxMIMEDepth", count, deep(maxMIMEDepth+50, 0), fmt.Sprintf("store %d", maxMIMEDepth+1), ""},
+		{"a part 20 levels down is seen", count, deep(20, 0), "store 21", ""},
 		{"a part's children are its own", `require ["foreverypart", "mime", "variables", "fileinto"]; set "n" "";
 			foreverypart { if header :mime :anychild "content-type" "multipart/mixed; boundary=l2" { set "n" "${n}x"; } } set :length "n" "${n}"; fileinto "${n}";`,
 			deep(3, 1), "store 3", ""},

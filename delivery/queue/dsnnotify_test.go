@@ -397,3 +397,41 @@ func TestBuildDSNFields(t *testing.T) {
 		}
 	}
 }
+
+// TestDSNQueuedOnceAcrossACrash: a DSN queued, then a crash before the
+// message records it as sent: the next try finds that DSN in the spool
+// (its id is the same at every try) and queues no second one.
+func TestDSNQueuedOnceAcrossACrash(t *testing.T) {
+	t.Parallel()
+	o := baseOptions(t, t.TempDir(), newClock())
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	data, err := os.CreateTemp(t.TempDir(), "data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data.WriteString(testMessage)
+	now := o.Now()
+	m := &Message{ID: newID(now), From: "sender@local.test", Created: now, Recipients: []Recipient{
+		{Addr: "x@remote.test", State: StateFailed, Reply: "550 5.1.1 no such user", Status: "5.1.1"},
+		{Addr: "y@remote.test", State: StateFailed, Reply: "550 5.1.1 no such user", Status: "5.1.1"},
+	}}
+	for try := range 2 { // the second is the try after the crash: m was not updated
+		if err := q.sendDSN(context.Background(), m, dsnFailed, []int{0}, data, now); err != nil {
+			t.Fatalf("try %d: %v", try, err)
+		}
+	}
+	if l, _ := q.List(); len(l) != 1 {
+		t.Fatalf("%d DSNs queued for one failure, want 1: %+v", len(l), l)
+	}
+	// Another DSN of the message (another recipient) is another message.
+	if err := q.sendDSN(context.Background(), m, dsnFailed, []int{1}, data, now); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := q.List(); len(l) != 2 {
+		t.Fatalf("%d DSNs queued for two failures told apart, want 2", len(l))
+	}
+}

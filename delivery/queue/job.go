@@ -2,7 +2,11 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -286,10 +290,31 @@ func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int
 	if q.o.Bounce != nil {
 		return q.o.Bounce(ctx, m.clone(), report)
 	}
-	id, err := q.Enqueue(ctx, "", []string{m.From}, report)
+	id := dsnID(m, kind, idx)
+	queued, err := q.enqueueOnce(ctx, id, []string{m.From}, report)
 	if err != nil {
 		return err
 	}
+	if !queued {
+		// A crash came between this DSN's commit and the record of it in
+		// m: the one queued then is the one the sender gets.
+		q.logFor(m).Info("sender notification already queued", "kind", kind.String(), "dsn_id", id)
+		return nil
+	}
 	q.logFor(m).Info("sender notification", "kind", kind.String(), "dsn_id", id, "to", "<"+m.From+">")
 	return nil
+}
+
+// dsnID names the DSN of kind about m's recipients idx the same way at
+// every try, so that a try after a crash finds the DSN an earlier try
+// queued and not yet recorded as sent in m, instead of sending a second
+// one: m's arrival time (ids sort by it), then 8 bytes of a hash of what
+// the DSN is about.
+func dsnID(m *Message, kind dsnKind, idx []int) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %d %v", m.ID, kind, idx)
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(m.Created.UnixNano()))
+	copy(b[8:], h.Sum(nil))
+	return strings.ToUpper(hex.EncodeToString(b[:]))
 }

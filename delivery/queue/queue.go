@@ -171,6 +171,25 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 	return m.ID, nil
 }
 
+// enqueueOnce is Enqueue from the null sender under id, unless a message
+// of that id is in the spool already (held included): then it stores
+// nothing and says so (queued false).
+func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data []byte) (queued bool, err error) {
+	if _, err := os.Lstat(q.sp.path(id, extEnvelope)); err == nil || q.sp.isHeld(id) {
+		return false, nil
+	}
+	m, err := q.newMessage(ctx, "", rcpts, nil, int64(len(data)))
+	if err != nil {
+		return false, err
+	}
+	m.ID = id
+	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); err != nil {
+		return false, err
+	}
+	q.added(m, false)
+	return true, nil
+}
+
 // Accept takes a message for remote and local recipients at once, the way
 // an SMTP server must: once Accept returns nil, every recipient's copy is
 // either stored or durably queued, and the message may be acknowledged; on
