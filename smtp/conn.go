@@ -425,6 +425,12 @@ func (c *conn) mail(arg string) {
 	if !c.introduced() {
 		return
 	}
+	if c.inTransaction() {
+		// Before the arguments, as Postfix: a second MAIL is out of
+		// sequence whatever it says.
+		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Nested MAIL command")
+		return
+	}
 	rest, ok := wire.CutPrefixFold(arg, "FROM:")
 	var from string
 	var err error
