@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -107,6 +108,19 @@ func TestDemo(t *testing.T) {
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "vmail", "alice", "mailbox", ".Lists", "new", "*")); len(files) != 1 {
 		t.Errorf("alice's Lists has %d messages, want 1 (the demo's Sieve script)", len(files))
+	}
+	// Her home and script are hers, as Pigeonhole leaves them: a home of
+	// root would be trusted as the administrator's layout.
+	if os.Geteuid() == 0 {
+		for _, p := range []string{"", "sieve", "sieve/demo.sieve", ".dovecot.sieve"} {
+			fi, err := os.Lstat(filepath.Join(dir, "vmail", "alice", p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != aliceUID || fi.Mode().Perm()&0o077 != 0 && fi.Mode()&fs.ModeSymlink == 0 {
+				t.Errorf("alice's %q: owner %d, mode %v; want %d and no access for others", p, uid, fi.Mode(), aliceUID)
+			}
+		}
 	}
 	o, err := run(t, "", "curl", "-sSk", "--user", "xomail:demo", "imaps://127.0.0.1:2993/INBOX?ALL")
 	if err != nil || !regexp.MustCompile(`\* SEARCH 1`).MatchString(o) {

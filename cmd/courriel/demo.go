@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -178,7 +180,11 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err := os.Chmod(cfg.Delivery.MaildirBase, 0o711); err != nil {
 		return err
 	}
-	if err := demoSieveScript(filepath.Join(cfg.Delivery.MaildirBase, "alice")); err != nil {
+	entries, err := embedded.ParseLDIF(bytes.NewReader(ldif))
+	if err != nil {
+		return fmt.Errorf("demo directory: %w", err)
+	}
+	if err := demoSieveScripts(embedded.RewriteHomes(entries, embedded.DemoHomeBase, cfg.Delivery.MaildirBase)); err != nil {
 		return err
 	}
 	if _, _, err := tlsconf.SelfSigned(filepath.Join(dir, "tls"), []string{"localhost", *listen, cfg.MyHostname}); err != nil {
@@ -274,21 +280,52 @@ if header :contains "subject" "urgent" {
 }
 `
 
-// demoSieveScript gives alice the sample script, unless her home already
-// has an active script (a demo directory used again).
-func demoSieveScript(home string) error {
+// demoSieveScripts gives alice (when entries have her) the sample script,
+// unless her home already has an active script (a demo directory used
+// again). Her home, the script and its link are hers, mode 0700 and 0600,
+// as Pigeonhole's ManageSieve leaves them (when run as root): a home of
+// root would be trusted as the administrator's layout.
+func demoSieveScripts(entries []embedded.Entry) error {
+	for _, e := range entries {
+		uid, home := e.Get("uid"), e.Get("homeDirectory")
+		if len(uid) != 1 || uid[0] != "alice" || len(home) != 1 {
+			continue
+		}
+		owner := func(string) error { return nil }
+		if un, gn := e.Get("uidNumber"), e.Get("gidNumber"); os.Geteuid() == 0 && len(un) == 1 && len(gn) == 1 {
+			u, err1 := strconv.Atoi(un[0])
+			g, err2 := strconv.Atoi(gn[0])
+			if err1 == nil && err2 == nil {
+				owner = func(p string) error { return os.Lchown(p, u, g) }
+			}
+		}
+		if err := demoSieveScript(home[0], owner); err != nil {
+			return fmt.Errorf("demo sieve script: %w", err)
+		}
+	}
+	return nil
+}
+
+func demoSieveScript(home string, owner func(string) error) error {
 	link := filepath.Join(home, ".dovecot.sieve")
 	if _, err := os.Lstat(link); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Join(home, "sieve"), 0o755); err != nil {
-		return fmt.Errorf("demo sieve script: %w", err)
+	dir := filepath.Join(home, "sieve")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(home, "sieve", "demo.sieve"), []byte(demoSieve), 0o644); err != nil {
-		return fmt.Errorf("demo sieve script: %w", err)
+	script := filepath.Join(dir, "demo.sieve")
+	if err := os.WriteFile(script, []byte(demoSieve), 0o600); err != nil {
+		return err
 	}
 	if err := os.Symlink("sieve/demo.sieve", link); err != nil {
-		return fmt.Errorf("demo sieve script: %w", err)
+		return err
+	}
+	for _, p := range []string{home, dir, script, link} {
+		if err := owner(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -146,12 +146,8 @@ func runDemoCluster(ctx context.Context, o demoClusterOptions, stdout, stderr io
 			return err
 		}
 	}
-	for _, e := range entries {
-		if uid := e.Get("uid"); len(uid) == 1 && uid[0] == "alice" && len(e.Get("homeDirectory")) == 1 {
-			if err := demoSieveScript(e.Get("homeDirectory")[0]); err != nil {
-				return err
-			}
-		}
+	if err := demoSieveScripts(entries); err != nil {
+		return err
 	}
 	if _, _, err := tlsconf.SelfSigned(filepath.Join(o.dir, "tls"), []string{"localhost", demoHostA, demoHostB, cfgs[0].MyHostname}); err != nil {
 		return fmt.Errorf("demo certificate: %w", err)
