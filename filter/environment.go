@@ -20,9 +20,7 @@ func (f *Filter) environment(msg *sieve.Message) sieve.Environment {
 		e.Domain = d
 	}
 	if msg != nil && f.o.Hostname != "" {
-		if v := msg.Header.Get("Received"); v != "" {
-			e.RemoteHost, e.RemoteIP = receivedClient(v, f.o.Hostname)
-		}
+		e.Remote = func() (string, string) { return receivedClient(msg.Header.Get("Received"), f.o.Hostname) }
 	}
 	return e
 }

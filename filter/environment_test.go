@@ -27,7 +27,8 @@ func TestEnvironment(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := f.environment(msg)
-		if e.RemoteHost != tc.host || e.RemoteIP != tc.ip || e.Host != "mx.example.org" || e.Domain != "example.org" {
+		host, ip := e.Remote()
+		if host != tc.host || ip != tc.ip || e.Host != "mx.example.org" || e.Domain != "example.org" {
 			t.Errorf("%q: got %+v, want host %q ip %q", tc.received, e, tc.host, tc.ip)
 		}
 	}

@@ -28,6 +28,9 @@ type Environment struct {
 	Phase      string
 	RemoteHost string // "remote-host": the host name of the client that sent the message
 	RemoteIP   string // "remote-ip": its IP address
+	// Remote, when set, gives RemoteHost and RemoteIP on first use
+	// instead: most scripts never ask, and finding out costs a parse.
+	Remote func() (host, ip string)
 	// Version is courriel's version; empty takes the main module's
 	// version from the build information (or the commit of a development
 	// build), when it has one.
@@ -61,10 +64,15 @@ func (e Environment) item(name string) (string, bool) {
 		if v == "" {
 			v = buildVersion()
 		}
-	case "remote-host":
-		v = e.RemoteHost
-	case "remote-ip":
-		v = e.RemoteIP
+	case "remote-host", "remote-ip":
+		host, ip := e.RemoteHost, e.RemoteIP
+		if e.Remote != nil {
+			host, ip = e.Remote()
+		}
+		v = ip
+		if name == "remote-host" {
+			v = host
+		}
 	}
 	return v, v != ""
 }
