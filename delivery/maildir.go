@@ -270,8 +270,7 @@ func (s *Store) usableBy(pfs parentFS, name string, r *Recipient, leaf bool) *Er
 	if leaf {
 		access |= unixperm.Write
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || unixperm.UserMayUse(st.Uid, st.Gid, st.Mode, r.UID, r.GID, access) {
+	if unixperm.FileUserMayUse(fi, r.UID, r.GID, access) {
 		return nil
 	}
 	return badMaildir(fmt.Sprintf("maildir path has a directory of another user that uid %d may not use", r.UID), nil)

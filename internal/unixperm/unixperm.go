@@ -1,5 +1,10 @@
 package unixperm
 
+import (
+	"io/fs"
+	"syscall"
+)
+
 // Access bits, as in a mode's rwx triplets.
 const (
 	Read    = 4
@@ -28,4 +33,11 @@ func Allows(owner, group, mode uint32, uid, gid int, access uint32) bool {
 // directory, a home the administrator made) and is trusted.
 func UserMayUse(owner, group, mode uint32, uid, gid int, access uint32) bool {
 	return owner == 0 || Allows(owner, group, mode, uid, gid, access)
+}
+
+// FileUserMayUse is UserMayUse for fi from an lstat or a stat (true when
+// fi says nothing of an owner).
+func FileUserMayUse(fi fs.FileInfo, uid, gid int, access uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return !ok || UserMayUse(st.Uid, st.Gid, st.Mode, uid, gid, access)
 }

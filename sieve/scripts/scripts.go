@@ -199,8 +199,7 @@ func usableBy(lstat func(string) (fs.FileInfo, error), name string, o Owner) err
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if ok && !unixperm.UserMayUse(st.Uid, st.Gid, st.Mode, o.UID, o.GID, unixperm.Write|unixperm.Execute) {
+	if !unixperm.FileUserMayUse(fi, o.UID, o.GID, unixperm.Write|unixperm.Execute) {
 		return fmt.Errorf("%w: uid %d may not use it", ErrNotUsable, o.UID)
 	}
 	return nil
