@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -73,16 +75,21 @@ func main() {
 // COURRIEL_MEMPROFILE write, at exit, where goroutines waited (channels,
 // locks, select), which locks were contended and what allocated;
 // COURRIEL_TRACE writes an execution trace until exit (go tool trace: where
-// each goroutine waited, and how long it was runnable without a CPU). It
-// returns what stops them and writes the files.
+// each goroutine waited, and how long it was runnable without a CPU). A
+// "%p" in a file name becomes the process id, so that servers started
+// side by side keep their own. It returns what stops them and writes the
+// files.
 func startProfiles() (stop func()) {
 	var stops []func()
-	if p := os.Getenv("COURRIEL_TRACE"); p != "" {
+	getenv := func(name string) string {
+		return strings.ReplaceAll(os.Getenv(name), "%p", strconv.Itoa(os.Getpid()))
+	}
+	if p := getenv("COURRIEL_TRACE"); p != "" {
 		if f, err := os.Create(p); err == nil && trace.Start(f) == nil {
 			stops = append(stops, func() { trace.Stop(); f.Close() })
 		}
 	}
-	if p := os.Getenv("COURRIEL_CPUPROFILE"); p != "" {
+	if p := getenv("COURRIEL_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
 			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 		}
@@ -95,14 +102,14 @@ func startProfiles() (stop func()) {
 			}
 		})
 	}
-	if p := os.Getenv("COURRIEL_BLOCKPROFILE"); p != "" {
+	if p := getenv("COURRIEL_BLOCKPROFILE"); p != "" {
 		runtime.SetBlockProfileRate(10_000) // one event per 10 µs blocked
 		atExit("block", p)
 	}
-	if p := os.Getenv("COURRIEL_MEMPROFILE"); p != "" {
+	if p := getenv("COURRIEL_MEMPROFILE"); p != "" {
 		atExit("allocs", p) // sampled at the default rate: where allocations come from
 	}
-	if p := os.Getenv("COURRIEL_MUTEXPROFILE"); p != "" {
+	if p := getenv("COURRIEL_MUTEXPROFILE"); p != "" {
 		runtime.SetMutexProfileFraction(5)
 		atExit("mutex", p)
 	}
