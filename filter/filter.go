@@ -77,6 +77,12 @@ type Options struct {
 	Limits sieve.Limits
 	// MaxScriptSize bounds a script file read from a home; default 1 MiB.
 	MaxScriptSize int64
+	// VacationUseOriginalRecipient counts a recipient's OrigTo (the
+	// address the sender used, an alias of several users perhaps) among
+	// the user's addresses when vacation checks that the message names
+	// the user (Pigeonhole's sieve_vacation_use_original_recipient, off
+	// by default: each member of a group alias would answer).
+	VacationUseOriginalRecipient bool
 	// Chown: files written in homes (vacation memory, ~/.dovecot.sieve.log)
 	// belong to the user (when running as root).
 	Chown  bool

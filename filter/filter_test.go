@@ -379,6 +379,34 @@ func TestVacationQueued(t *testing.T) {
 	}
 }
 
+// Mail to a group alias (another entry, whose maildrops include the
+// user's) brings no reply, as with Pigeonhole, unless configured: each
+// member on vacation would answer. Mail to one of the user's own
+// addresses does.
+func TestVacationOriginalRecipient(t *testing.T) {
+	for _, c := range []struct {
+		name, to, origTo string
+		useOrig          bool
+		want             int
+	}{
+		{"group alias", "team@x.y", "team@x.y", false, 0},
+		{"group alias, use_original_recipient", "team@x.y", "team@x.y", true, 1},
+		{"the entry's own address", "alice@example.org", "alice@example.org", false, 1},
+		{"the maildrop", "alice@x.y", "", false, 1},
+	} {
+		q := &recordingQueue{}
+		f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y",
+			VacationUseOriginalRecipient: c.useOrig})
+		mb := &directory.Mailbox{Home: t.TempDir(), Addresses: []string{"alice@example.org"}}
+		m := &delivery.Message{ID: "m", From: "bob@z.z", Body: strings.NewReader("To: " + c.to + "\r\nSubject: hi\r\n\r\nb\r\n")}
+		p := &plan{mb: mb, vacation: &sieve.VacationReply{Reason: "away", Period: 24 * time.Hour}}
+		f.vacation(context.Background(), m, &delivery.Recipient{Address: "alice@x.y", OrigTo: c.origTo}, p)
+		if len(q.sent) != c.want {
+			t.Errorf("%s: %d replies, want %d", c.name, len(q.sent), c.want)
+		}
+	}
+}
+
 // A copy that cannot be stored (over quota) queues no redirect, however
 // often it is tried; once it is stored, the redirect goes once.
 func TestRedirectAfterStore(t *testing.T) {

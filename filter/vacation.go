@@ -109,8 +109,12 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		f.log.Warn("sieve: vacation not sent", "msg_id", m.ID, "to", r.Address, "err", err)
 		return
 	}
+	// Who the user is: the maildrop, the entry's own addresses and the
+	// script's :addresses, as for Pigeonhole, which also leaves out the
+	// address the sender used unless told: an alias of a whole team would
+	// otherwise bring one reply from each member who is away.
 	own := []string{r.Address}
-	if r.OrigTo != "" {
+	if r.OrigTo != "" && f.o.VacationUseOriginalRecipient {
 		own = append(own, r.OrigTo)
 	}
 	own = append(own, p.mb.Addresses...)

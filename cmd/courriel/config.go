@@ -75,6 +75,10 @@ type SieveConfig struct {
 	// sieve_max_redirects).
 	MaxActions   int `toml:"max_actions"`
 	MaxRedirects int `toml:"max_redirects"`
+	// VacationUseOriginalRecipient counts the address the sender used
+	// (before alias expansion) as the user's in vacation's check that the
+	// message is addressed to the user (sieve_vacation_use_original_recipient).
+	VacationUseOriginalRecipient bool `toml:"vacation_use_original_recipient"`
 }
 
 // MonitorConfig is about the http listener (listen.http).

@@ -20,7 +20,8 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After, Global: sc.Global,
 		Limits:        sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects},
 		MaxScriptSize: a.cfg.ManageSieve.MaxScriptSize, Chown: chown, Logger: log.With("component", "sieve"),
-		Sign: func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },
+		VacationUseOriginalRecipient: sc.VacationUseOriginalRecipient,
+		Sign:                         func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },
 	}
 	if a.srs != nil {
 		o.SRS = a.srs
