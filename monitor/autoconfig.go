@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"courriel/internal/envaddr"
 )
 
 // Limits on what an autoconfig request may name.
@@ -178,43 +180,13 @@ func addressDomain(s string) (string, error) {
 		return "", fmt.Errorf("%w: no @", errBadAddress)
 	}
 	local, domain := s[:at], strings.ToLower(s[at+1:])
-	if !validLocalPart(local) {
+	if len(local) > maxLocalPart || !envaddr.DotAtom(local, false) {
 		return "", fmt.Errorf("%w: local part", errBadAddress)
 	}
 	if !validDomain(domain) {
 		return "", fmt.Errorf("%w: domain", errBadAddress)
 	}
 	return domain, nil
-}
-
-// validLocalPart reports whether s is a dot-atom: atext runs separated by
-// single dots (RFC 5322 §3.2.3, §3.4.1), at most 64 octets.
-func validLocalPart(s string) bool {
-	if s == "" || len(s) > maxLocalPart || s[0] == '.' || s[len(s)-1] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '.':
-			if s[i-1] == '.' {
-				return false
-			}
-		case isAtext(c):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// isAtext reports whether c is RFC 5322 §3.2.3 atext (ASCII only).
-func isAtext(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
 // validDomain reports whether s is a lower-case host name of at least two

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"courriel/internal/envaddr"
 )
 
 // Limits of RFC 5321 §4.5.3.1.
@@ -95,7 +97,7 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 		// A sender is nothing routed here: what RFC 5321 §4.1.2 allows
 		// and Postfix takes goes, a local part that needs quoting (kept
 		// quoted) and an address literal.
-		if !validDotAtom(local) {
+		if !envaddr.DotAtom(local, true) {
 			if !validQuotedContent(local) {
 				return address{}, errAddrSyntax
 			}
@@ -115,7 +117,7 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 		}
 		return address{Local: local, Domain: strings.ToLower(domain)}, nil
 	}
-	if !validDotAtom(local) || !validDomain(domain) {
+	if !envaddr.DotAtom(local, true) || !validDomain(domain) {
 		return address{}, errAddrSyntax
 	}
 	return address{Local: local, Domain: strings.ToLower(domain)}, nil
@@ -148,33 +150,6 @@ func validAddressLiteral(d string) bool {
 	}
 	a, err := netip.ParseAddr(in)
 	return err == nil && a.Is4()
-}
-
-// validDotAtom: atext *("." atext), RFC 5322 §3.2.3, with the UTF-8
-// extension of RFC 6532 §3.2.
-func validDotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for _, r := range s {
-		if r == '.' || isAtext(r) {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-func isAtext(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return true
-	case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
-		return true
-	case r >= 0xa0 && r != 0xfeff: // UTF8-non-ascii without C1 controls or BOM
-		return true
-	}
-	return false
 }
 
 // validDomain: sub-domain *("." sub-domain), RFC 5321 §4.1.2, labels of

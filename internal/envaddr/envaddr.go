@@ -100,3 +100,30 @@ func ParseAddrLiteral(d string) (netip.Addr, bool) {
 	}
 	return ip, true
 }
+
+// DotAtom reports whether s is a dot-atom, atext runs separated by single
+// dots (RFC 5322 §3.2.3), as a local part without quotes. utf8 also takes
+// UTF8-non-ascii as atext (RFC 6532 §3.2), C1 controls and the BOM
+// excepted; otherwise only ASCII.
+func DotAtom(s string, utf8 bool) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r == '.', r < 0x80 && isASCIIAtext(byte(r)):
+		case utf8 && r >= 0xa0 && r != 0xfeff:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIIAtext(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+}

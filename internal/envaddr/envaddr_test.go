@@ -39,3 +39,34 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
+
+func TestDotAtom(t *testing.T) {
+	for _, c := range []struct {
+		s          string
+		ascii, eai bool
+	}{
+		{"user", true, true},
+		{"first.last", true, true},
+		{"a!#$%&'*+-/=?^_`{|}~z", true, true},
+		{"", false, false},
+		{".user", false, false},
+		{"user.", false, false},
+		{"a..b", false, false},
+		{"a b", false, false},
+		{`"quoted"`, false, false},
+		{"a(b)", false, false},
+		{"a@b", false, false},
+		{"jörg", false, true},
+		{"用户", false, true},
+		{"a\u0085b", false, false}, // C1 control
+		{"a\ufeffb", false, false}, // BOM
+		{"a\x00b", false, false},
+	} {
+		if got := DotAtom(c.s, false); got != c.ascii {
+			t.Errorf("DotAtom(%q, false) = %v", c.s, got)
+		}
+		if got := DotAtom(c.s, true); got != c.eai {
+			t.Errorf("DotAtom(%q, true) = %v", c.s, got)
+		}
+	}
+}

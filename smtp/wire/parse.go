@@ -3,6 +3,8 @@ package wire
 import (
 	"errors"
 	"strings"
+
+	"courriel/internal/envaddr"
 )
 
 // Errors of the parsers.
@@ -78,27 +80,12 @@ func ParseForwardPath(s string) (addr, rest string, err error) {
 		// user@$myorigin: a plain local part, returned without "@" for
 		// the caller to qualify.
 		if in, ok := strings.CutPrefix(s, "<"); ok {
-			if i := strings.IndexByte(in, '>'); i > 0 && bareLocal(in[:i]) {
+			if i := strings.IndexByte(in, '>'); i > 0 && envaddr.DotAtom(in[:i], false) {
 				return in[:i], in[i+1:], nil
 			}
 		}
 	}
 	return addr, rest, err
-}
-
-// bareLocal: a dot-atom of ASCII atext, as an unqualified local part.
-func bareLocal(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 func parsePath(s string) (string, string, error) {
