@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"golang.org/x/net/idna"
+
 	"courriel/internal/envaddr"
 )
 
@@ -25,12 +27,25 @@ func domainOf(addr string) string {
 }
 
 // normalizeDomain lowercases ASCII letters and drops a trailing dot, so that
-// routes and groups compare equal however the sender spelled the domain.
+// routes and groups compare equal however the sender spelled the domain. A
+// domain in U-labels (an SMTPUTF8 sender's, or an alias target's) becomes
+// its A-labels (RFC 5891 §5: IDNA's lookup form), the only form the DNS,
+// MTA-STS and certificates know: Go's resolver refuses a non-ASCII name
+// without asking, which bounced such mail as "domain not found". Postfix
+// converts the same way for its lookups (SMTPUTF8_README). The recipient's
+// address itself is sent unchanged, with SMTPUTF8. A name IDNA refuses
+// stays as it is, and is not found.
 func normalizeDomain(d string) string {
 	if strings.HasPrefix(d, "[") {
 		return d
 	}
-	return strings.ToLower(strings.TrimSuffix(d, "."))
+	d = strings.TrimSuffix(d, ".")
+	if !isASCII(d) {
+		if a, err := idna.Lookup.ToASCII(d); err == nil {
+			return a
+		}
+	}
+	return strings.ToLower(d)
 }
 
 // isASCII reports whether s needs no SMTPUTF8 (RFC 6531).

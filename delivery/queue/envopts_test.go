@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 
@@ -121,5 +122,51 @@ func TestRemoteHeader(t *testing.T) {
 	got := recv(t, s.delivs, "the delivery")
 	if !strings.HasPrefix(got.data, "Delivered-To: alias@local.test\r\n"+testMessage[:20]) {
 		t.Errorf("remote copy begins %.80q", got.data)
+	}
+}
+
+// A domain in U-labels is looked up in the DNS by its A-labels (Go's
+// resolver refuses a non-ASCII name without asking: the mail bounced as
+// "domain not found"); the RCPT keeps the address as the sender wrote it.
+// A route or TLS policy the admin wrote in either form applies to both.
+func TestIDNDomainLookedUpByALabel(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Resolver = &fakeResolver{
+		mx:  map[string][]*net.MX{"xn--bcher-kva.test": {{Host: "mx.xn--bcher-kva.test.", Pref: 10}}},
+		ips: map[string][]string{"mx.xn--bcher-kva.test": {"127.0.0.1"}},
+	}
+	o.Dialer = dialTo(s.addr)
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	msg := "From: <jose@local.test>\r\nSubject: idn\r\n\r\nbody\r\n"
+	if _, _, err := h.q.Accept(context.Background(), "M1", "jose@local.test", []string{"user@BÜCHER.test"}, nil, delivery.MemContent(msg), WithSMTPUTF8()); err != nil {
+		t.Fatal(err)
+	}
+	got := recv(t, s.delivs, "the delivery")
+	if len(got.rcpts) != 1 || got.rcpts[0] != "user@BÜCHER.test" || !got.utf8 {
+		t.Errorf("RCPT %q, SMTPUTF8 %v; want the address as written, with SMTPUTF8", got.rcpts, got.utf8)
+	}
+	if !strings.Contains(h.logs.String(), "relay=mx.xn--bcher-kva.test[127.0.0.1]:25") {
+		t.Errorf("log lacks the A-label MX host:\n%s", h.logs.String())
+	}
+
+	o2 := baseOptions(t, t.TempDir(), newClock())
+	o2.Routes = map[string]string{"Bücher.test": "10.0.0.1:2525"}
+	o2.TLSPolicies = map[string]Policy{"xn--caf-dma.test": PolicyEncrypt}
+	q, err := Open(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for _, d := range []string{"bücher.test", "xn--bcher-kva.test", "BÜCHER.TEST."} {
+		if rt := q.routeFor(normalizeDomain(d)); rt.addr != "10.0.0.1:2525" {
+			t.Errorf("route for %s: %+v", d, rt)
+		}
+	}
+	if _, ok := q.o.TLSPolicies[normalizeDomain("café.test")]; !ok {
+		t.Errorf("the policy for xn--caf-dma.test does not apply to café.test: %v", q.o.TLSPolicies)
 	}
 }
