@@ -149,6 +149,7 @@ func TestIDNDomainLookedUpByALabel(t *testing.T) {
 	if len(got.rcpts) != 1 || got.rcpts[0] != "user@BÜCHER.test" || !got.utf8 {
 		t.Errorf("RCPT %q, SMTPUTF8 %v; want the address as written, with SMTPUTF8", got.rcpts, got.utf8)
 	}
+	h.waitUntil("the queue is empty", h.empty)
 	if !strings.Contains(h.logs.String(), "relay=mx.xn--bcher-kva.test[127.0.0.1]:25") {
 		t.Errorf("log lacks the A-label MX host:\n%s", h.logs.String())
 	}
