@@ -8,6 +8,7 @@ package acceptloop
 import (
 	"errors"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -33,8 +34,7 @@ func Run(ln net.Listener, closing func() bool, onTemporary func(err error, wait 
 		if closing() {
 			return nil
 		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
+		if !temporary(err) {
 			return err
 		}
 		delay = min(max(2*delay, firstDelay), maxDelay)
@@ -43,4 +43,21 @@ func Run(ln net.Listener, closing func() bool, onTemporary func(err error, wait 
 		}
 		time.Sleep(delay)
 	}
+}
+
+// temporary says whether an Accept error is worth waiting out: a timeout,
+// or the process or the kernel out of descriptors or memory for now. Such
+// an errno is no net.Error timeout, and ending the listener for it let any
+// client that could open enough connections stop the whole server.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,5 +59,80 @@ func TestRun(t *testing.T) {
 				t.Errorf("waits after the timeouts: %v", waits)
 			}
 		})
+	}
+}
+
+// Out of descriptors, Accept fails with EMFILE until one is freed: the loop
+// waits, and the connection queued meanwhile is admitted afterwards.
+func TestOutOfDescriptorsWaitedOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	// The client's socket first, then every descriptor left is taken.
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	low := lim
+	low.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var held []*os.File
+	defer func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}()
+	for range 512 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatal(err)
+			}
+			break
+		}
+		held = append(held, f)
+	}
+	emfile := make(chan error, 1)
+	admitted := make(chan net.Conn, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ln, func() bool { return false }, func(err error, _ time.Duration) {
+			select {
+			case emfile <- err:
+			default:
+			}
+		}, func(c net.Conn) { admitted <- c })
+	}()
+	select {
+	case err := <-emfile:
+		if !errors.Is(err, syscall.EMFILE) {
+			t.Errorf("temporary error %v, want EMFILE", err)
+		}
+	case err := <-done:
+		t.Fatalf("Run ended on EMFILE: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no EMFILE seen")
+	}
+	for _, f := range held[len(held)-8:] {
+		f.Close()
+	}
+	held = held[:len(held)-8]
+	select {
+	case c := <-admitted:
+		c.Close()
+	case err := <-done:
+		t.Fatalf("Run ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued connection was not admitted once descriptors were free")
 	}
 }
