@@ -83,6 +83,9 @@ func Open(o Options) (*Queue, error) {
 			sp.close()
 			return nil, err
 		}
+		if err := sp.makeReserve(); err != nil {
+			q.log.Warn("cannot allocate the spool's reserve for delivery records; new mail waits for it when the disk is full", "err", err)
+		}
 	}
 	return q, nil
 }

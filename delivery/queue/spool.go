@@ -13,7 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"courriel/delivery"
 )
@@ -26,10 +29,18 @@ const (
 	lockFile     = ".lock"
 	flushFile    = ".flush"
 	rescanFile   = ".rescan"
+	reserveFile  = ".reserve"
 	corruptDir   = "corrupt"
 	holdDir      = "hold"
 	maxEnvelope  = 4 << 20 // an envelope of MaxRecipients long addresses stays far below
 	readDirBatch = 1024
+	// reserveSize stays allocated in the spool (reserveFile) for the
+	// envelope rewrites that record deliveries: on a full file system a
+	// rewrite frees it and succeeds, where a failed record would have a
+	// restart deliver the same copies again. New messages are refused
+	// while it cannot be allocated again. Postfix gets the same guarantee
+	// by marking a recipient done in place, in blocks already allocated.
+	reserveSize = maxEnvelope
 )
 
 // spool is the on-disk half of the queue: file names, atomic writes and the
@@ -43,6 +54,9 @@ type spool struct {
 	rm   removals   // removals waiting for the lock
 	lock *os.File   // flock: envelope rewrites and removals, across processes
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
+
+	reserveMu sync.Mutex  // serialises making the reserve
+	reserved  atomic.Bool // reserveFile holds reserveSize bytes (owner only)
 }
 
 // openSpool opens the spool at dir. As the owner (client false) it creates
@@ -99,6 +113,59 @@ func openSpool(dir string, maxRcpts int, client bool) (*spool, error) {
 		own.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock, own: own}, nil
+}
+
+// makeReserve allocates the reserve for envelope rewrites unless it is
+// there already. It fails, with the file system's error, when there is no
+// room for it.
+func (s *spool) makeReserve() error {
+	if s.reserved.Load() {
+		return nil
+	}
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if s.reserved.Load() {
+		return nil
+	}
+	p := filepath.Join(s.dir, reserveFile)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: reserve: %w", err)
+	}
+	// Allocated blocks, not a sparse file: freeing it must free space.
+	err = unix.Fallocate(int(f.Fd()), 0, 0, reserveSize)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		_, err = f.WriteAt(make([]byte, reserveSize), 0)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return fmt.Errorf("queue: reserve: %w", err)
+	}
+	s.reserved.Store(true)
+	return nil
+}
+
+// releaseReserve frees the reserve's blocks and inode for a record that
+// found the file system full; false when there was none to free.
+func (s *spool) releaseReserve() bool {
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if !s.reserved.Load() {
+		return false
+	}
+	s.reserved.Store(false)
+	return os.Remove(filepath.Join(s.dir, reserveFile)) == nil
+}
+
+// noSpace: the file system (or the spool owner's quota) is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 func (s *spool) owner() bool { return s.own != nil }
@@ -209,6 +276,12 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 	if err != nil {
 		return err
 	}
+	if s.owner() {
+		// Room for the records of what is queued comes before new mail.
+		if err := s.makeReserve(); noSpace(err) {
+			return fmt.Errorf("queue: write %s: no room for the spool's reserve: %w", m.ID, err)
+		}
+	}
 	tmpData, err := s.writeTemp(m.ID+extData, data)
 	if err != nil {
 		return fmt.Errorf("queue: write %s: %w", m.ID, err)
@@ -260,6 +333,9 @@ func (s *spool) update(m *Message) error {
 	// The new file is written and fsynced outside the lock (its name is
 	// unique); only the check and the rename need it.
 	tmp, err := s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
+	if noSpace(err) && s.releaseReserve() {
+		tmp, err = s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
+	}
 	if err != nil {
 		return fmt.Errorf("queue: update %s: %w", m.ID, err)
 	}
