@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"courriel/internal/sevenbit"
 )
 
 type outcome int
@@ -251,7 +253,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 		// converted to quoted-printable, as Postfix converts it.
 		if _, err := data.Seek(0, io.SeekStart); err == nil {
 			if raw, err := io.ReadAll(io.LimitReader(data, m.Size+traceAllowance)); err == nil {
-				if conv, changed := downgrade7bit(raw); changed {
+				if conv, changed := sevenbit.Downgrade(raw); changed {
 					data = bytes.NewReader(conv)
 				}
 			}

@@ -1,13 +1,11 @@
-package queue
+package sevenbit
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
-	"net"
 	"net/mail"
 	"strings"
 	"testing"
@@ -33,7 +31,7 @@ func decodedParts(t *testing.T, msg []byte) []string {
 		}
 		ct, params, _ := mime.ParseMediaType(get("Content-Type"))
 		b, _ := io.ReadAll(body)
-		if has8bit(b) {
+		if Has8bit(b) {
 			t.Errorf("8-bit octets left in a %q body: %q", ct, b)
 		}
 		switch {
@@ -63,7 +61,7 @@ func decodedParts(t *testing.T, msg []byte) []string {
 	return out
 }
 
-func TestDowngrade7bit(t *testing.T) {
+func TestDowngrade(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name, in string
@@ -80,7 +78,7 @@ func TestDowngrade7bit(t *testing.T) {
 			[]string{"na\xc3\xafve\r\n"}},
 	}
 	for _, c := range cases {
-		out, changed := downgrade7bit([]byte(c.in))
+		out, changed := Downgrade([]byte(c.in))
 		if changed != c.changed {
 			t.Errorf("%s: changed %v", c.name, changed)
 		}
@@ -100,76 +98,6 @@ func TestDowngrade7bit(t *testing.T) {
 	}
 }
 
-// A server without 8BITMIME gets 8-bit content as quoted-printable, and
-// no BODY=8BITMIME.
-func TestDowngradeForServerWithout8BITMIME(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	got := make(chan string, 2) // MAIL line, then the data
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r, w := bufio.NewReader(c), bufio.NewWriter(c)
-		say := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
-		say("220 old.test")
-		for range 50 {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
-			case "EHLO":
-				say("250-old.test")
-				say("250 PIPELINING")
-			case "MAIL":
-				got <- strings.TrimSpace(line)
-				say("250 ok")
-			case "RCPT":
-				say("250 ok")
-			case "DATA":
-				say("354 go")
-				var data strings.Builder
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil || l == ".\r\n" {
-						break
-					}
-					data.WriteString(l)
-				}
-				got <- data.String()
-				say("250 queued")
-			case "QUIT":
-				say("221 bye")
-				return
-			default:
-				say("250 ok")
-			}
-		}
-	}()
-	o := baseOptions(t, t.TempDir(), newClock())
-	o.Routes = map[string]string{"remote.test": ln.Addr().String()}
-	o.Dialer = nil
-	h := start(t, o)
-	msg := "Subject: a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
-	if _, err := h.q.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	mailLine, data := recv(t, got, "MAIL"), recv(t, got, "DATA")
-	if strings.Contains(mailLine, "8BITMIME") {
-		t.Errorf("MAIL to a server without 8BITMIME: %q", mailLine)
-	}
-	if has8bit([]byte(data)) || !strings.Contains(data, "Content-Transfer-Encoding: quoted-printable\r\n") || !strings.Contains(data, "caf=C3=A9") {
-		t.Errorf("data sent:\n%s", data)
-	}
-}
-
 // FuzzDowngrade: whatever the message, the conversion ends, and what it
 // changes leaves no octet over 127 outside the header fields.
 func FuzzDowngrade(f *testing.F) {
@@ -177,7 +105,7 @@ func FuzzDowngrade(f *testing.F) {
 	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n--x\r\n\xff\r\n"))
 	f.Add([]byte("\r\n\xff"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		out, changed := downgrade7bit(msg)
+		out, changed := Downgrade(msg)
 		if !changed && !bytes.Equal(out, msg) {
 			t.Fatal("unchanged, yet different")
 		}

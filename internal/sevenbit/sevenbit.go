@@ -1,4 +1,9 @@
-package queue
+// Package sevenbit converts a message's 8-bit body parts to
+// quoted-printable (RFC 6152 §3, RFC 2045), leaving headers, delimiters,
+// preambles and epilogues as they are: for a next hop without 8BITMIME, and
+// before a DKIM signature, which RFC 6376 §5.3 asks to be made over a body
+// that no later hop needs to convert.
+package sevenbit
 
 import (
 	"bytes"
@@ -7,15 +12,15 @@ import (
 	"strings"
 )
 
-// downgrade7bit returns msg with every body part that holds octets over
+// Downgrade returns msg with every body part that holds octets over
 // 127 re-encoded as quoted-printable, for a server that does not offer
 // 8BITMIME (RFC 6152 §3: convert, or return the message). Multiparts and
 // message/rfc822 parts are walked to their leaves, at most maxMIMEDepth
 // deep; the delimiters, preambles and headers stay as they are (an 8-bit
 // header cannot be downgraded, and is sent as is, as Postfix does).
 // changed is false when msg had nothing to convert.
-func downgrade7bit(msg []byte) (out []byte, changed bool) {
-	if !has8bit(msg) {
+func Downgrade(msg []byte) (out []byte, changed bool) {
+	if !Has8bit(msg) {
 		return msg, false
 	}
 	out = downgradeEntity(msg, 0)
@@ -32,7 +37,8 @@ func downgrade7bit(msg []byte) (out []byte, changed bool) {
 // maxMIMEDepth bounds the nesting walked; deeper parts go as they are.
 const maxMIMEDepth = 50
 
-func has8bit(b []byte) bool {
+// Has8bit reports whether b holds an octet over 127.
+func Has8bit(b []byte) bool {
 	for _, c := range b {
 		if c >= 0x80 {
 			return true
@@ -44,7 +50,7 @@ func has8bit(b []byte) bool {
 // downgradeEntity converts one entity: its header, then its body.
 func downgradeEntity(ent []byte, depth int) []byte {
 	head, body, ok := splitEntity(ent)
-	if !ok || !has8bit(body) || depth >= maxMIMEDepth {
+	if !ok || !Has8bit(body) || depth >= maxMIMEDepth {
 		return ent
 	}
 	ctype, params, err := mime.ParseMediaType(fieldValue(head, "Content-Type"))
