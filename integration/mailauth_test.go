@@ -307,6 +307,21 @@ func TestDKIMRelayedAndDSN(t *testing.T) {
 		t.Errorf("relayed copy: %q\n%s", got, k.messages()[0].data)
 	}
 
+	// An 8-bit body is converted to quoted-printable before it is signed
+	// (RFC 6376 §5.3): a next hop without 8BITMIME would otherwise get it
+	// converted after the signature, and the body hash would fail.
+	body8 := "From: test0@hosted-domain.com\r\nTo: friend@foreign.example\r\nSubject: 8-bit\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9 cr\xc3\xa8me\r\n"
+	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"friend@foreign.example"}, body8); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the 8-bit message at the sink", func() bool { return len(k.messages()) > 1 })
+	relayed := k.messages()[1].data
+	if got := dkimpyVerify(t, d, []byte(relayed)); got != "pass pass" || strings.ContainsFunc(relayed, func(r rune) bool { return r >= 0x80 }) ||
+		!strings.Contains(relayed, "caf=C3=A9 cr=C3=A8me") {
+		t.Errorf("8-bit message relayed: %q, want signed 7-bit\n%s", got, relayed)
+	}
+
 	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"bad@foreign.example"},
 		"From: test0@hosted-domain.com\r\nSubject: will bounce\r\n\r\nbye\r\n"); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"courriel/delivery"
 	"courriel/delivery/queue"
+	"courriel/internal/sevenbit"
 )
 
 // Signer DKIM-signs what the submission listeners accept
@@ -89,6 +90,11 @@ func (s *session) mailAuth(ctx context.Context, log *slog.Logger, header []byte,
 	if o.Kind != Inbound {
 		if o.Signer == nil {
 			return header, body, nil
+		}
+		body, err := sevenBit(body)
+		if err != nil {
+			log.Error("reading the message to sign", "err", err)
+			return nil, nil, fmt.Errorf("dkim signing: %w", err)
 		}
 		sig, err := o.Signer.Sign(joined{header, body}, int64(len(header))+body.Size())
 		if err != nil {
@@ -232,4 +238,35 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string, dsn queue.RcptDS
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	log().Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
 	return true, nil
+}
+
+// sevenBit returns a message whose body parts hold 8-bit octets converted to
+// quoted-printable, for a DKIM signature (RFC 6376 §5.3): otherwise the
+// queue converts it for a next hop without 8BITMIME, after the signature,
+// whose body hash then fails. The header stays as it is (8-bit there needs
+// SMTPUTF8 whatever is done). A 7-bit message is returned unread past the
+// scan.
+func sevenBit(body delivery.Content) (delivery.Content, error) {
+	buf := make([]byte, 64<<10)
+	for off := int64(0); ; {
+		n, err := body.ReadAt(buf, off)
+		if sevenbit.Has8bit(buf[:n]) {
+			break
+		}
+		off += int64(n)
+		if err == io.EOF || off >= body.Size() {
+			return body, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	raw := make([]byte, body.Size())
+	if _, err := body.ReadAt(raw, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	if out, changed := sevenbit.Downgrade(raw); changed {
+		return delivery.MemContent(out), nil
+	}
+	return body, nil
 }
