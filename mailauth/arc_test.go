@@ -47,7 +47,7 @@ print(cv.decode())
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			py := runOracle(t, d.Addr, verify, []byte(tc.msg))
-			fields, end, _ := readHeader(strings.NewReader(tc.msg))
+			fields, end, _, _ := readHeader(strings.NewReader(tc.msg))
 			got, why := c.verifyARC(context.Background(), fields, strings.NewReader(tc.msg), int64(len(tc.msg)), end)
 			if string(got) != tc.want || py != tc.want {
 				t.Errorf("courriel %s (%s), dkimpy %s, want %s", got, why, py, tc.want)

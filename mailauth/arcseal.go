@@ -87,9 +87,12 @@ func (s *Sealer) Seal(msg io.ReaderAt, size int64, chain authres.ResultValue, in
 	if i > maxARCInstances {
 		return nil, ErrNoSeal
 	}
-	fields, headerEnd, err := readHeader(io.NewSectionReader(msg, 0, size))
+	fields, headerEnd, whole, err := readHeader(io.NewSectionReader(msg, 0, size))
 	if err != nil {
 		return nil, fmt.Errorf("arc seal: %w", err)
+	}
+	if !whole {
+		return nil, ErrNoSeal
 	}
 	ts := strconv.FormatInt(s.now().Unix(), 10)
 	inst := strconv.Itoa(i)

@@ -42,7 +42,7 @@ cv, res, why = dkim.arc_verify(sys.stdin.buffer.read())
 print(cv.decode(), len(res))
 `
 	ours := func(msg string) string {
-		fields, end, _ := readHeader(strings.NewReader(msg))
+		fields, end, _, _ := readHeader(strings.NewReader(msg))
 		got, _ := c.verifyARC(ctx, fields, strings.NewReader(msg), int64(len(msg)), end)
 		return string(got)
 	}

@@ -101,7 +101,7 @@ func NewChecker(authservID string, r Resolver, quarantineRejects bool) *Checker 
 func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int64) (Verdict, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	fields, end, err := readHeader(io.NewSectionReader(msg, 0, size))
+	fields, end, whole, err := readHeader(io.NewSectionReader(msg, 0, size))
 	if err != nil {
 		return Verdict{}, fmt.Errorf("mailauth: reading the header: %w", err)
 	}
@@ -135,11 +135,16 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 	// DKIM: every signature (up to maxSignatures).
 	var dkimPass []string
 	dkimTemp := false
-	verifs, err := dkim.VerifyWithOptions(io.NewSectionReader(msg, 0, size), &dkim.VerifyOptions{
-		LookupTXT:        func(name string) ([]string, error) { return c.resolver.LookupTXT(ctx, name) },
-		MaxVerifications: maxSignatures,
-	})
-	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
+	var verifs []*dkim.Verification
+	if whole {
+		verifs, err = dkim.VerifyWithOptions(io.NewSectionReader(msg, 0, size), &dkim.VerifyOptions{
+			LookupTXT:        func(name string) ([]string, error) { return c.resolver.LookupTXT(ctx, name) },
+			MaxVerifications: maxSignatures,
+		})
+	}
+	if !whole {
+		results = append(results, &authres.DKIMResult{Value: authres.ResultPermError, Reason: "header over 1 MiB or 5,000 fields"})
+	} else if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
 		// The message could not be parsed as a whole (e.g. a malformed
 		// header): no signature of it can pass.
 		results = append(results, &authres.DKIMResult{Value: authres.ResultPermError, Reason: "unparsable message"})
@@ -163,12 +168,15 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 		}
 		results = append(results, r)
 	}
-	if len(verifs) == 0 && err == nil {
+	if len(verifs) == 0 && err == nil && whole {
 		results = append(results, &authres.DKIMResult{Value: authres.ResultNone})
 	}
 
 	// ARC, where present: reported, not used in the decision.
-	arc, _ := c.verifyARC(ctx, fields, msg, size, end)
+	arc := authres.ResultNone
+	if whole {
+		arc, _ = c.verifyARC(ctx, fields, msg, size, end)
+	}
 	if arc != authres.ResultNone {
 		// authres v0.7.0 formats an ARCResult without its method name.
 		results = append(results, &authres.GenericResult{Method: "arc", Value: arc})

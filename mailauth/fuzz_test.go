@@ -19,7 +19,7 @@ func FuzzOwnResultsRemoved(f *testing.F) {
 	f.Add("Authentication-Results:mx.test\n\nAuthentication-Results: mx.test; body\n")
 	c := &Checker{authservID: "mx.test"}
 	f.Fuzz(func(t *testing.T, msg string) {
-		fields, end, err := readHeader(strings.NewReader(msg))
+		fields, end, _, err := readHeader(strings.NewReader(msg))
 		if err != nil || end < 0 || end > int64(len(msg)) {
 			t.Fatalf("readHeader: end %d of %d, %v", end, len(msg), err)
 		}
@@ -34,7 +34,7 @@ func FuzzOwnResultsRemoved(f *testing.F) {
 		if !removed && !bytes.Equal(kept, all) {
 			t.Fatal("changed without removing")
 		}
-		rest, _, _ := readHeader(bytes.NewReader(append(kept, msg[end:]...)))
+		rest, _, _, _ := readHeader(bytes.NewReader(append(kept, msg[end:]...)))
 		for _, f := range rest {
 			if strings.EqualFold(f.Name, "Authentication-Results") && strings.EqualFold(authservIDOf(f.value()), "mx.test") {
 				t.Fatalf("one of ours left: %q", f.Raw)

@@ -10,9 +10,16 @@ import (
 )
 
 // maxHeaderBytes bounds the header block read to find From and our own
-// Authentication-Results: past it the message is treated as having no
-// more fields (signing and verification still read the whole message).
+// Authentication-Results. A header larger than that is neither verified
+// nor signed: go-msgauth keeps every field of the header in memory, and a
+// 10 MB message of one-word fields cost about 75 MiB, for any client of
+// port 25 (Postfix keeps 100 KiB, header_size_limit).
 const maxHeaderBytes = 1 << 20
+
+// maxHeaderFields bounds the fields of a header read whole, for the same
+// reason: a megabyte of "X: y" lines is 130,000 fields. Real mail has a
+// few dozen, a long-travelled list message a few hundred.
+const maxHeaderFields = 5000
 
 // field is one header field as received: Raw has its folded lines and the
 // final CRLF.
@@ -23,11 +30,21 @@ type field struct {
 
 // readHeader reads the header block of msg: its fields and where the last
 // one ends (the empty line, if any, and the body follow). Lines may end in
-// LF alone (dkimpy and Go's mail writers differ).
-func readHeader(msg io.Reader) ([]field, int64, error) {
-	br := bufio.NewReaderSize(io.LimitReader(msg, maxHeaderBytes), 4<<10)
-	var fields []field
-	var n int64
+// LF alone (dkimpy and Go's mail writers differ). whole is false when the
+// header goes on past maxHeaderBytes or maxHeaderFields: fields are then
+// the first ones.
+func readHeader(msg io.Reader) (fields []field, end int64, whole bool, err error) {
+	lr := &io.LimitedReader{R: msg, N: maxHeaderBytes + 1}
+	fields, end, atEOF, full := readFields(bufio.NewReaderSize(lr, 4<<10))
+	// The reader reads ahead into the body: only a header that ran into
+	// the end of what was read was cut by the limit.
+	return fields, end, !full && (!atEOF || lr.N > 0), nil
+}
+
+// readFields is readHeader's loop; atEOF says that the last line read
+// ended at the end of br, full that it stopped at maxHeaderFields with
+// more to come (end is then where the next field starts).
+func readFields(br *bufio.Reader) (fields []field, n int64, atEOF, full bool) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -36,11 +53,12 @@ func readHeader(msg io.Reader) ([]field, int64, error) {
 			line = append(append([]byte(nil), line...), rest...)
 			err = err2
 		}
+		atEOF = err != nil
 		if len(line) == 0 || (err != nil && !errors.Is(err, io.EOF)) {
-			return fields, n, nil
+			return fields, n, atEOF, false
 		}
 		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
-			return fields, n, nil
+			return fields, n, atEOF, false
 		}
 		n += int64(len(line))
 		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
@@ -49,12 +67,15 @@ func readHeader(msg io.Reader) ([]field, int64, error) {
 		} else {
 			name, _, ok := bytes.Cut(line, []byte(":"))
 			if !ok { // not a header field: the body starts without an empty line
-				return fields, n - int64(len(line)), nil
+				return fields, n - int64(len(line)), atEOF, false
+			}
+			if len(fields) == maxHeaderFields {
+				return fields, n - int64(len(line)), atEOF, true
 			}
 			fields = append(fields, field{Name: string(bytes.TrimRight(name, " \t")), Raw: append([]byte(nil), line...)})
 		}
 		if err != nil {
-			return fields, n, nil
+			return fields, n, atEOF, false
 		}
 	}
 }

@@ -61,9 +61,12 @@ func NewSigner(keys []DomainKeys) (*Signer, error) {
 // CRLF line endings), one per key of the author's domain (the From field's:
 // what DMARC aligns with), Ed25519 first; nil when we hold no key for it.
 func (s *Signer) Sign(msg io.ReaderAt, size int64) ([]byte, error) {
-	fields, _, err := readHeader(io.NewSectionReader(msg, 0, size))
+	fields, _, whole, err := readHeader(io.NewSectionReader(msg, 0, size))
 	if err != nil {
 		return nil, fmt.Errorf("dkim sign: %w", err)
+	}
+	if !whole {
+		return nil, nil // see maxHeaderBytes
 	}
 	dk, ok := s.domains[fromDomain(fields)]
 	if !ok {
