@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
@@ -161,12 +162,23 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		}
 		return s.r.AString()
 	}
+	// text is a string the message is searched for: UTF-8, the one
+	// charset taken (US-ASCII being part of it). Anything else is a
+	// malformed key, answered BAD as Dovecot does, rather than a search
+	// that can only find nothing.
+	text := func() (string, error) {
+		v, err := str()
+		if err == nil && !utf8.ValidString(v) {
+			err = bad("", "Invalid search key: "+op+" string is not UTF-8")
+		}
+		return v, err
+	}
 	switch op {
 	case "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN",
 		"UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":
 		return k, nil
 	case "BCC", "CC", "FROM", "TO", "SUBJECT", "BODY", "TEXT":
-		v, err := str()
+		v, err := text()
 		k.value = v
 		return k, err
 	case "KEYWORD", "UNKEYWORD":
@@ -177,11 +189,11 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		k.flag = f
 		return k, err
 	case "HEADER":
-		f, err := str()
+		f, err := text()
 		if err != nil {
 			return nil, err
 		}
-		v, err := str()
+		v, err := text()
 		k.field, k.value = f, v
 		return k, err
 	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
