@@ -539,6 +539,10 @@ func (s *session) trimBuffers() {
 	if cap(s.crlfBuf) > maxKeptBuf || s.sel == nil {
 		s.crlfBuf = nil
 	}
+	if s.sel == nil {
+		s.text = textScratch{}
+	}
+	s.text.trim()
 }
 
 // appendCRLF appends b to dst with every bare LF turned into CRLF. When b

@@ -3,6 +3,7 @@ package imap
 import (
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"courriel/imap/mailstore"
 )
@@ -33,14 +34,21 @@ func (s *session) mailboxArg() (string, error) {
 	return s.decodeName(raw)
 }
 
+// decodeName refuses a name the client could not get back from LIST as
+// it wrote it, with Dovecot's NO (no response code: nothing is wrong
+// with the mailbox, only with how it was named).
 func (s *session) decodeName(raw string) (string, error) {
 	name := raw
 	if !s.utf8() {
 		n, err := decodeMUTF7(raw)
 		if err != nil {
-			return "", no("CANNOT", "Mailbox name is not valid modified UTF-7")
+			return "", no("", "Mailbox name is not valid mUTF-7")
 		}
 		name = n
+	} else if !utf8.ValidString(raw) {
+		// RFC 6855 §3: UTF-8 after UTF8=ACCEPT; an invalid byte would be
+		// stored as U+FFFD.
+		return "", no("", "Mailbox name is not valid UTF-8")
 	}
 	return mailstore.CanonicalName(name), nil
 }

@@ -1,17 +1,12 @@
 package imap
 
 import (
-	"bufio"
-	"bytes"
-	"io"
-	"mime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	gomessage "github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
 	"courriel/imap/mailstore"
@@ -29,6 +24,7 @@ type searchKey struct {
 	value string
 	kids  []*searchKey
 	mod   uint64 // MODSEQ
+	fold  []byte // BODY and TEXT: value case-folded, at its first use (searchtext.go)
 }
 
 type searchArgs struct {
@@ -161,12 +157,23 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		}
 		return s.r.AString()
 	}
+	// text is a string the message is searched for: UTF-8, the one
+	// charset taken (US-ASCII being part of it). Anything else is a
+	// malformed key, answered BAD as Dovecot does, rather than a search
+	// that can only find nothing.
+	text := func() (string, error) {
+		v, err := str()
+		if err == nil && !utf8.ValidString(v) {
+			err = bad("", "Invalid search key: "+op+" string is not UTF-8")
+		}
+		return v, err
+	}
 	switch op {
 	case "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN",
 		"UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":
 		return k, nil
 	case "BCC", "CC", "FROM", "TO", "SUBJECT", "BODY", "TEXT":
-		v, err := str()
+		v, err := text()
 		k.value = v
 		return k, err
 	case "KEYWORD", "UNKEYWORD":
@@ -177,11 +184,11 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		k.flag = f
 		return k, err
 	case "HEADER":
-		f, err := str()
+		f, err := text()
 		if err != nil {
 			return nil, err
 		}
-		v, err := str()
+		v, err := text()
 		k.field, k.value = f, v
 		return k, err
 	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
@@ -416,6 +423,7 @@ type searchMsg struct {
 	env    *mailstore.Envelope
 	header *textproto.Header
 	raw    []byte
+	root   *mpart // raw's MIME structure, for BODY and TEXT
 	failed bool
 }
 
@@ -519,9 +527,9 @@ func (m *searchMsg) match(k *searchKey) bool {
 	case "HEADER":
 		return m.matchHeader(k.field, k.value)
 	case "BODY":
-		return m.matchBody(k.value, false)
+		return m.matchText(k, false) // searchtext.go
 	case "TEXT":
-		return m.matchBody(k.value, true)
+		return m.matchText(k, true)
 	}
 	return false
 }
@@ -603,12 +611,7 @@ func (m *searchMsg) matchAddress(field, value string) bool {
 		if a.Host != "" {
 			spec += "@" + a.Host
 		}
-		if strings.Contains(name, "=?") {
-			dec := mime.WordDecoder{CharsetReader: gomessage.CharsetReader}
-			if d, err := dec.DecodeHeader(name); err == nil {
-				name = d
-			}
-		}
+		name = decodeWords(name)
 		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) {
 			return true
 		}
@@ -644,13 +647,8 @@ func (m *searchMsg) matchRawHeader(key, value string) bool {
 	if value == "" {
 		return fields.Len() > 0
 	}
-	mh := mail.Header{Header: gomessage.Header{Header: *h}}
 	for fields.Next() {
-		v, err := mh.Text(fields.Key())
-		if err != nil {
-			v = fields.Value()
-		}
-		if containsFold(v, value) || containsFold(fields.Value(), value) {
+		if containsFold(decodeWords(fields.Value()), value) || containsFold(fields.Value(), value) {
 			return true
 		}
 	}
@@ -667,58 +665,4 @@ func (m *searchMsg) loadHeader() *textproto.Header {
 		m.header = &h
 	}
 	return m.header
-}
-
-func (m *searchMsg) matchBody(text string, withHeader bool) bool {
-	if m.raw == nil && !m.failed {
-		raw, err := m.s.readMessage(m.uid)
-		if err != nil {
-			m.failed = true
-			return false
-		}
-		m.raw = raw
-	}
-	if m.raw == nil {
-		return false
-	}
-	if text == "" {
-		return true
-	}
-	e, _ := gomessage.Read(bytes.NewReader(m.raw))
-	if e == nil {
-		// Unparseable: a raw substring search is better than nothing.
-		return bytes.Contains(bytes.ToLower(m.raw), bytes.ToLower([]byte(text)))
-	}
-	return matchEntity(e, strings.ToLower(text), withHeader, 0)
-}
-
-func matchEntity(e *gomessage.Entity, lower string, withHeader bool, d int) bool {
-	if withHeader {
-		var b bytes.Buffer
-		_ = textproto.WriteHeader(&b, e.Header.Header)
-		if strings.Contains(strings.ToLower(b.String()), lower) {
-			return true
-		}
-	}
-	if d > maxBodyDepth {
-		return false
-	}
-	if mr := e.MultipartReader(); mr != nil {
-		for {
-			p, err := mr.NextPart()
-			if err == io.EOF || p == nil {
-				return false
-			}
-			if matchEntity(p, lower, withHeader, d+1) {
-				return true
-			}
-		}
-	}
-	t, _, _ := e.Header.ContentType()
-	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
-		return false
-	}
-	br := bufio.NewReader(io.LimitReader(e.Body, 64<<20))
-	body, _ := io.ReadAll(br)
-	return bytes.Contains(bytes.ToLower(body), []byte(lower))
 }

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"cmp"
-	"mime"
 	"slices"
 	"strconv"
 	"strings"
@@ -436,20 +435,6 @@ func displayName(l []mailstore.Address) string {
 		return a.Mailbox
 	}
 	return a.Mailbox + "@" + a.Host
-}
-
-var wordDecoder = mime.WordDecoder{}
-
-// decodeWords decodes RFC 2047 encoded words, leaving text it cannot
-// decode as it is.
-func decodeWords(s string) string {
-	if !strings.Contains(s, "=?") {
-		return s
-	}
-	if d, err := wordDecoder.DecodeHeader(s); err == nil {
-		return d
-	}
-	return s
 }
 
 // baseSubject extracts the base subject (RFC 5256 §2.1): whitespace

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -13,6 +14,11 @@ func TestFolderCommands(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	c := e.login(nil)
+	// A UTF-8 name is sent as it is only after UTF8=ACCEPT (go-imap's
+	// client sends it so as soon as IMAP4rev2 is advertised).
+	if _, err := c.Enable(goimap.CapUTF8Accept).Wait(); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"Archive", "Archive.2024", "Entwürfe"} {
 		if err := c.Create(n, nil).Wait(); err != nil {
 			t.Fatalf("create %s: %v", n, err)
@@ -93,5 +99,91 @@ func TestHostileFolderNames(t *testing.T) {
 	writeMaildirMsg(t, bob, "new", "1700000000.M1P1.bob", "Subject: private\n\nbob's\n")
 	if _, err := c.Select("../../bob/mailbox", nil).Wait(); err == nil {
 		t.Error("selected another user's maildir")
+	}
+}
+
+// A mailbox name is taken as the client wrote it or refused: without
+// UTF8=ACCEPT it must be modified UTF-7 in its one canonical form (RFC
+// 3501 §5.1.3: printable ASCII, "&" as "&-", each run of other characters
+// as one base64 run with zero padding bits), so that what LIST shows is
+// what the client created. Dovecot answers the same NO, without a code,
+// to every command taking a mailbox name.
+func TestMailboxNameMustBeMUTF7(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	const notMUTF7 = "x NO Mailbox name is not valid mUTF-7"
+	if got := last(r.cmd("c", `CREATE "ok&AOkA6Q-"`)); !strings.HasPrefix(got, "c OK") {
+		t.Fatalf("CREATE of a canonical name: %q", got)
+	}
+	r.cmd("s", "SELECT INBOX")
+	appendRaw(t, r, "INBOX", "Subject: x\r\n\r\nx\r\n")
+	for _, bad := range []string{
+		"\"bad8 \xc3\xbc raw\"",      // 8-bit UTF-8 in a quoted string
+		"{11+}\r\nbad8 \xc3\xbc raw", // and in a literal
+		"\"latin \xfc\"",             // 8-bit, not even UTF-8
+		`"bad4&AOk-&AOk-"`,           // two adjacent runs: one in canonical form
+		`"pad&AOl-"`,                 // non-zero padding bits: "&AOk-" in canonical form
+		`"&Jjo"`,                     // unterminated run
+		`"&AGEA-"`,                   // printable ASCII encoded
+	} {
+		for _, cmd := range []string{
+			"CREATE " + bad,
+			"RENAME \"ok&AOkA6Q-\" " + bad,
+			"RENAME " + bad + " x",
+			"DELETE " + bad,
+			"SELECT " + bad,
+			"EXAMINE " + bad,
+			"STATUS " + bad + " (MESSAGES)",
+			"SUBSCRIBE " + bad,
+			"UNSUBSCRIBE " + bad,
+			"APPEND " + bad + " {1+}\r\nx",
+			"COPY 1 " + bad,
+			"MOVE 1 " + bad,
+			"GETQUOTAROOT " + bad,
+		} {
+			if !strings.HasPrefix(cmd, "SELECT") && !strings.HasPrefix(cmd, "EXAMINE") {
+				r.cmd("s", "SELECT INBOX") // a failed SELECT leaves none selected
+			}
+			if got := last(r.cmd("x", cmd)); got != notMUTF7 {
+				t.Errorf("%q: %q, want %q", cmd, got, notMUTF7)
+			}
+		}
+	}
+	var names []string
+	for _, l := range r.cmd("l", `LIST "" "*"`) {
+		if strings.HasPrefix(l, "* LIST") {
+			names = append(names, strings.Trim(l[strings.LastIndexByte(l, ' ')+1:], `"`))
+		}
+	}
+	if !slices.Contains(names, "ok&AOkA6Q-") || slices.ContainsFunc(names, func(n string) bool {
+		return strings.Contains(n, "bad") || strings.Contains(n, "pad") || strings.Contains(n, "latin")
+	}) {
+		t.Errorf("LIST after the refusals: %q", names)
+	}
+
+	// A LIST pattern that is not canonical is taken as it is, as Dovecot
+	// takes it: it names no folder. 8-bit in a pattern is UTF-8 there.
+	for _, tc := range []struct{ pat, want string }{
+		{`"ok&AOkA6Q-"`, "* LIST (\\HasNoChildren) \".\" \"ok&AOkA6Q-\""},
+		{`"ok&AOk-&AOk-"`, "l OK"},
+		{"\"ok\xc3\xa9*\"", "* LIST (\\HasNoChildren) \".\" \"ok&AOkA6Q-\""},
+	} {
+		if got := r.cmd("l", `LIST "" `+tc.pat); !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("LIST %s: %q, want %q", tc.pat, got, tc.want)
+		}
+	}
+
+	// With UTF8=ACCEPT names are UTF-8, which an invalid byte is not.
+	u := loggedIn(t, e)
+	u.cmd("e", "ENABLE UTF8=ACCEPT")
+	if got := last(u.cmd("c", "CREATE \"u8 \xc3\xbc\"")); !strings.HasPrefix(got, "c OK") {
+		t.Errorf("CREATE of a UTF-8 name after UTF8=ACCEPT: %q", got)
+	}
+	if got := last(u.cmd("x", "CREATE \"latin \xfc\"")); got != "x NO Mailbox name is not valid UTF-8" {
+		t.Errorf("CREATE of a non-UTF-8 name after UTF8=ACCEPT: %q", got)
+	}
+	if got := u.cmd("l", `LIST "" "u8*"`); got[0] != "* LIST (\\HasNoChildren) \".\" \"u8 \xc3\xbc\"" {
+		t.Errorf("LIST after UTF8=ACCEPT: %q", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"io"
 	"maps"
-	"mime"
 	"mime/quotedprintable"
 	"strings"
 
@@ -92,12 +91,7 @@ func parseEntity(raw []byte, defType string, depth int) *mpart {
 	if p.fields.hasType {
 		ct = p.fields.ctype
 	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		// Lenient, as mail readers are: the type before any parameter.
-		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
-		params = nil
-	}
+	mt, params := parseMIMEValue(ct, true) // mimeparams.go
 	p.ctype, p.subtype, _ = strings.Cut(mt, "/")
 	if p.ctype == "" || p.subtype == "" {
 		p.ctype, p.subtype, params = "text", "plain", nil
@@ -346,11 +340,7 @@ func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
 	f := &p.fields
 	bp := &mailstore.BodyPart{Type: p.ctype, Subtype: p.subtype, Params: p.params, Location: f.location}
 	if d := f.disposition; d != "" {
-		if v, params, err := mime.ParseMediaType(d); err == nil {
-			bp.Disposition, bp.DispParams = v, params
-		} else {
-			bp.Disposition = strings.ToLower(strings.TrimSpace(strings.SplitN(d, ";", 2)[0]))
-		}
+		bp.Disposition, bp.DispParams = parseMIMEValue(d, false)
 	}
 	if l := f.language; l != "" {
 		for _, x := range strings.Split(l, ",") {

@@ -153,6 +153,7 @@ func FuzzMIME(f *testing.F) {
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=\"X\"\r\n\r\n--X\r\n--X--"))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: multipart/mixed; boundary=b10\r\n\r\n--b10\r\n--b1\r\n--b10--\r\n--b1--"))
 	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nx\r\n--d--"))
+	f.Add([]byte("Content-Type: text/plain (c (n)); name*1*=%E9; name*0*=iso-8859-1'fr'%E9t; x=\"a\\\"b\"\r\nContent-Disposition: attachment; filename*=''a;;b=c\r\n\r\nx"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		bodyStructure(raw)
 		for _, path := range [][]int{nil, {1}, {2}, {1, 1}, {1, 2}, {2, 1}} {

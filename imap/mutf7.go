@@ -2,8 +2,6 @@ package imap
 
 import (
 	"errors"
-	"strings"
-	"unicode/utf8"
 
 	"courriel/imap/mailstore"
 )
@@ -14,21 +12,26 @@ import (
 
 var errBadMUTF7 = errors.New("mailbox name is not valid modified UTF-7")
 
-// decodeMUTF7 decodes a mailbox name sent by a client.
+// decodeMUTF7 decodes a mailbox name sent by a client. Only the canonical
+// form is taken: printable ASCII, "&" as "&-", each run of other
+// characters as one base64 run with zero padding bits. Anything else
+// (8-bit bytes, two adjacent runs, ASCII encoded) would be stored under
+// the name it decodes to, and the client that created X would list Y;
+// Dovecot refuses the same names (it takes non-zero padding bits, which
+// are refused here for the same reason).
 func decodeMUTF7(s string) (string, error) {
-	if !strings.Contains(s, "&") {
-		for i := 0; i < len(s); i++ {
-			if s[i] >= 0x80 {
-				if utf8.ValidString(s) {
-					return s, nil // 8-bit names: taken as UTF-8, as Dovecot does
-				}
-				return "", errBadMUTF7
-			}
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '&' {
+			plain = false
+			break
 		}
+	}
+	if plain {
 		return s, nil
 	}
 	d, err := mailstore.DecodeMUTF7(s)
-	if err != nil {
+	if err != nil || mailstore.EncodeMUTF7(d) != s {
 		return "", errBadMUTF7
 	}
 	return d, nil

@@ -90,8 +90,10 @@ type session struct {
 	hopLogin bool
 	hop      *hop
 
-	// Scratch buffers of FETCH (see readMessage).
+	// Scratch buffers of FETCH (see readMessage), and of SEARCH BODY and
+	// TEXT (searchtext.go).
 	readBuf, crlfBuf []byte
+	text             textScratch
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {

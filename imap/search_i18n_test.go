@@ -1,0 +1,129 @@
+package imap
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A search string that is not UTF-8 is a malformed key (RFC 9051 §6.4.4:
+// strings are in the charset, UTF-8 here), answered BAD as Dovecot does,
+// not a search that finds nothing.
+func TestSearchStringNotUTF8(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1700000001.M1P1.test", testMessage(1, "bob@example.org", "caf\xc3\xa9"))
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	for _, tc := range []struct{ cmd, want string }{
+		{"UID SEARCH CHARSET UTF-8 BODY {2+}\r\n\xff\xfe", "x BAD"},
+		{"UID SEARCH BODY {2+}\r\n\xff\xfe", "x BAD"},
+		{"SEARCH TEXT \"caf\xe9\"", "x BAD"},
+		{"SEARCH SUBJECT {1+}\r\n\xc3", "x BAD"},
+		{"SEARCH FROM \"\xffbob\"", "x BAD"},
+		{"SEARCH HEADER {2+}\r\n\xff\xfe x", "x BAD"},
+		{"SEARCH HEADER X-Y {1+}\r\n\x80", "x BAD"},
+		{"SEARCH OR ALL BCC \"\xfe\"", "x BAD"},
+		{"UID SORT (SUBJECT) UTF-8 BODY {2+}\r\n\xff\xfe", "x BAD"},
+		{"UID THREAD REFERENCES UTF-8 TEXT {2+}\r\n\xff\xfe", "x BAD"},
+		// Valid UTF-8 still searches.
+		{"UID SEARCH CHARSET UTF-8 SUBJECT {5+}\r\ncaf\xc3\xa9", "* SEARCH 1"},
+		{"UID SEARCH SUBJECT \"caf\xc3\xa9\"", "* SEARCH 1"},
+	} {
+		got := r.cmd("x", tc.cmd)
+		if !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("%q: %q, want %q", tc.cmd, got, tc.want)
+		}
+		if strings.HasPrefix(tc.want, "*") && (got[0] != tc.want || !strings.HasPrefix(last(got), "x OK")) {
+			t.Errorf("%q: %q, want %q then OK", tc.cmd, got, tc.want)
+		}
+		if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
+			t.Errorf("%q: connection out of step afterwards: %q", tc.cmd, got)
+		}
+	}
+}
+
+// textCorpus is the corpus of TestSearchTextDecoded, in UID order.
+var textCorpus = []string{
+	"From: a@b\nSubject: =?UTF-8?Q?caf=C3=A9?=\n\nnothing\n",
+	"From: =?ISO-8859-1?Q?caf=E9?= <x@y>\nSubject: s\n\nnothing\n",
+	"From: a@b\nSubject: =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=\n\nnothing\n",
+	"From: a@b\nSubject: =?UTF-8?B?5pel5pys6Kqe?=\n\nnothing\n",
+	"From: a@b\nSubject: mime\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nhello\n--XX\n" +
+		"Content-Type: application/pdf; name*=utf-8''%C3%A9t%C3%A9.pdf\nContent-Disposition: attachment; filename*=utf-8''%C3%A9t%C3%A9.pdf\n" +
+		"Content-Transfer-Encoding: base64\n\nQ2Fmw6kgc2VjcmV0Cg==\n--XX--\n",
+	"From: a@b\nSubject: =?UTF-8?B?Q2Fmw6k=?=\n\nnothing\n",
+	"From: a@b\nSubject: foo\n bar\nX-Long: alpha\n\tbeta\nX-D:   three sp\n\nnothing\n",
+	"From: a@b\nSubject: fwd\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\nFrom: c@d\nSubject: =?UTF-8?Q?inn=C3=A9r?=\n\ninner body\n",
+	"From: a@b\nSubject: l1\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nhello\n--XX\n" +
+		"Content-Type: application/octet-stream\nContent-Disposition: attachment; filename*0*=ISO-8859-1'fr'%E9t; filename*1*=%E9; filename*2=\".txt\"\n\nzz\n--XX--\n",
+	"From: a@b\nSubject: l2\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nhello\n--XX\n" +
+		"Content-Type: application/octet-stream; name=\"=?UTF-8?Q?=C3=A9t=C3=A9.doc?=\"\nContent-Disposition: attachment; filename*=iso-8859-1''%E9t%E9.pdf\n\nzz\n--XX--\n",
+	"From: a@b\nSubject: latin\nMIME-Version: 1.0\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\ncaf=E9 au=\n lait\n",
+	"From: a@b\nSubject: raw Caf\xc3\xa9\n\nnothing\n",
+}
+
+// TEXT searches the header as decoded as HEADER decodes it (encoded words
+// in every field, and RFC 2231 parameter values), of the message and of
+// its MIME parts and encapsulated messages, and the body as BODY decodes
+// it; not the encoded forms. The results are Dovecot 2.3.19's on the same
+// messages, except where marked: Dovecot decodes no RFC 2231 value.
+func TestSearchTextDecoded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, m := range textCorpus {
+		e.deliver(fmt.Sprintf("17000000%02d.M1P1.test", i), m)
+	}
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	search := func(key, s string) string {
+		got := r.cmd("x", fmt.Sprintf("UID SEARCH CHARSET UTF-8 %s {%d+}\r\n%s", key, len(s), s))
+		if !strings.HasPrefix(last(got), "x OK") {
+			t.Errorf("%s %q: %q", key, s, got)
+		}
+		return got[0]
+	}
+	for _, tc := range []struct{ key, text, want string }{
+		{"TEXT", "café", "1 2 6 11 12"},
+		{"TEXT", "CAFÉ", "1 2 6 11 12"},
+		{"TEXT", "日本語", "3 4"},
+		{"TEXT", "=?UTF-8?B?", ""},
+		{"TEXT", "=?", ""},
+		{"TEXT", "Q2Fmw6k", ""},
+		{"TEXT", "Subject: caf", "1 6"},
+		{"TEXT", "subject: foo bar", "7"},
+		{"TEXT", "alpha beta", "7"},
+		{"TEXT", "X-D:   three", "7"},
+		{"TEXT", "innér", "8"},
+		{"TEXT", "inner body", "8"},
+		{"TEXT", "c@d", "8"},
+		{"TEXT", "utf-8''%C3%A9", "5"},
+		{"TEXT", "iso-8859-1''", "10"},
+		{"TEXT", "été.doc", "10"},
+		{"TEXT", "secret", ""},
+		{"TEXT", "hello", "5 9 10"},
+		{"TEXT", "café au lait", "11"},
+		{"TEXT", "caf=E9", ""},
+		{"TEXT", "mime-version: 1.0", "5 8 9 10 11"},
+		{"TEXT", "1.0 content-type", ""},
+		// RFC 2231 values decoded (Dovecot: none).
+		{"TEXT", "été.pdf", "5 10"},
+		{"TEXT", "ÉTÉ.TXT", "9"},
+		{"BODY", "café", "11"},
+		{"BODY", "innér", ""},
+		{"BODY", "inner body", "8"},
+		{"BODY", "c@d", ""},
+		{"BODY", "hello", "5 9 10"},
+		{"BODY", "secret", ""},
+		{"BODY", "Subject", ""},
+		{"BODY", "été.pdf", ""},
+		{"BODY", "utf-8''%C3%A9", ""},
+		{"BODY", "café au lait", "11"},
+		{"BODY", "caf=E9", ""},
+	} {
+		want := strings.TrimSpace("* SEARCH " + tc.want)
+		if got := search(tc.key, tc.text); got != want {
+			t.Errorf("%s %q: %q, want %q", tc.key, tc.text, got, want)
+		}
+	}
+}

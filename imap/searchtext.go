@@ -1,0 +1,296 @@
+package imap
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// SEARCH BODY and TEXT (RFC 9051 §6.4.4) look for a string in the
+// message as its reader sees it, as Dovecot does: every entity is
+// visited, the message's, its MIME parts' and those of the messages it
+// encapsulates (message/rfc822 and message/global parts). BODY reads the
+// content of the text and message parts, its transfer encoding undone and
+// its charset converted to UTF-8; other parts (images, PDFs) are not read.
+// TEXT also reads each entity's header, one "Name: value" line per field
+// with the value unfolded and its encoded words decoded (RFC 2047), as
+// HEADER decodes them, and the values of RFC 2231 parameters decoded (the
+// file name of an attachment as the reader shows it; Dovecot does not
+// decode these). The encoded forms themselves ("=?UTF-8?B?...") are not
+// searched. Matching is case-insensitive (Unicode simple case folding,
+// as strings.ToLower).
+//
+// Search runs over every message of a mailbox: the entities are slices of
+// the message already read (mime.go), and the text searched is built in
+// the session's scratch buffers, kept from one message to the next.
+
+// textScratch holds the buffers of BODY and TEXT; trim drops large ones
+// after a command.
+type textScratch struct {
+	fold []byte // the text searched, case-folded
+	line []byte // a folded field value, unfolded
+	dec  []byte // a part's content, its transfer encoding undone
+	conv []byte // and converted to UTF-8
+}
+
+func (t *textScratch) trim() {
+	for _, b := range []*[]byte{&t.fold, &t.line, &t.dec, &t.conv} {
+		if cap(*b) > maxKeptBuf {
+			*b = nil
+		}
+	}
+}
+
+// matchText answers BODY (withHeader false) and TEXT.
+func (m *searchMsg) matchText(k *searchKey, withHeader bool) bool {
+	if m.raw == nil && !m.failed {
+		raw, err := m.s.readMessage(m.uid)
+		if err != nil {
+			m.failed = true
+			return false
+		}
+		m.raw = raw
+	}
+	if m.raw == nil {
+		return false
+	}
+	if k.value == "" {
+		return true
+	}
+	if k.fold == nil {
+		k.fold = appendFold(k.fold, k.value)
+	}
+	if m.root == nil {
+		m.root = parseEntity(m.raw, "text/plain", 0)
+	}
+	return m.s.text.entity(m.root, k.fold, withHeader)
+}
+
+// entity searches p and what it holds; parseEntity bounds the depth.
+func (t *textScratch) entity(p *mpart, needle []byte, withHeader bool) bool {
+	if withHeader && t.header(p.header, needle) {
+		return true
+	}
+	switch {
+	case p.ctype == "multipart":
+		// Its preamble and epilogue are not content, as Dovecot has it.
+		for _, c := range p.children {
+			if t.entity(c, needle, withHeader) {
+				return true
+			}
+		}
+		return false
+	case p.msg != nil:
+		return t.entity(p.msg, needle, withHeader)
+	case p.ctype == "text" || p.ctype == "message":
+		return t.content(p, needle)
+	}
+	return false
+}
+
+// header searches the fields of a header, each as "name:" and the blanks
+// after the colon as they are, then the value unfolded and decoded, then
+// CRLF: the text Dovecot searches, so that "Subject: caf" finds a subject
+// "café" that was sent encoded.
+func (t *textScratch) header(h []byte, needle []byte) bool {
+	if len(h) == 0 {
+		return false
+	}
+	b := t.fold[:0]
+	scanHeader(h, func(name, raw []byte) {
+		b = appendFold(b, name)
+		b = append(b, ':')
+		i := 0
+		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t') {
+			i++
+		}
+		b = append(b, raw[:i]...)
+		raw = raw[i:]
+		params := (nameIs(name, "content-type") || nameIs(name, "content-disposition")) && bytes.IndexByte(raw, '*') >= 0
+		if bytes.IndexByte(raw, '\n') >= 0 {
+			t.line = appendUnfolded(t.line[:0], raw)
+			raw = t.line
+		}
+		if !params && !bytes.Contains(raw, []byte("=?")) {
+			b = appendFold(b, raw) // most fields: nothing to decode
+			b = append(b, "\r\n"...)
+			return
+		}
+		v := string(raw)
+		b = appendFold(b, decodeWords(v))
+		b = append(b, "\r\n"...)
+		if params {
+			_, ps := parseMIMEValue(v, nameIs(name, "content-type"))
+			for k, pv := range ps {
+				if strings.HasSuffix(k, "*") {
+					b = appendFold(b, decodeRFC2231(pv))
+					b = append(b, "\r\n"...)
+				}
+			}
+		}
+	})
+	t.fold = b
+	return bytes.Contains(b, needle)
+}
+
+// content searches the content of a text or message part, decoded.
+func (t *textScratch) content(p *mpart, needle []byte) bool {
+	b := p.body
+	switch cte := strings.TrimSpace(p.fields.cte); {
+	case strings.EqualFold(cte, "base64"):
+		t.dec = readAllInto(t.dec[:0], base64.NewDecoder(base64.StdEncoding, lineJoiner{r: bytes.NewReader(b)}))
+		b = t.dec
+	case strings.EqualFold(cte, "quoted-printable"):
+		t.dec = readAllInto(t.dec[:0], quotedprintable.NewReader(bytes.NewReader(b)))
+		b = t.dec
+	}
+	if cs := p.params["charset"]; p.ctype == "text" && !isUTF8Charset(cs) {
+		if r, err := charset.Reader(cs, bytes.NewReader(b)); err == nil {
+			t.conv = readAllInto(t.conv[:0], r)
+			b = t.conv
+		}
+		// A charset no decoder knows: the bytes as they are.
+	}
+	t.fold = appendFold(t.fold[:0], b)
+	return bytes.Contains(t.fold, needle)
+}
+
+// decodeWords decodes the encoded words (RFC 2047) of a field value: for
+// TEXT, HEADER and the address keys, and SORT's and THREAD's subjects and
+// display names. A value that does not decode (a charset no decoder
+// knows) is left as it is.
+func decodeWords(v string) string {
+	if !strings.Contains(v, "=?") {
+		return v
+	}
+	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	if d, err := dec.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
+}
+
+// decodeRFC2231 decodes an extended parameter value, charset'lang' then
+// %XX escapes (RFC 2231 §4), to UTF-8. A bad escape stays as it is, and
+// so do the bytes of a charset no decoder knows.
+func decodeRFC2231(v string) string {
+	cs, rest, ok := strings.Cut(v, "'")
+	if !ok {
+		return v
+	}
+	if _, rest, ok = strings.Cut(rest, "'"); !ok {
+		return v
+	}
+	b := make([]byte, 0, len(rest))
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '%' && i+2 < len(rest) && unhex(rest[i+1]) >= 0 && unhex(rest[i+2]) >= 0 {
+			b = append(b, byte(unhex(rest[i+1])<<4|unhex(rest[i+2])))
+			i += 2
+			continue
+		}
+		b = append(b, rest[i])
+	}
+	if !isUTF8Charset(cs) {
+		if r, err := charset.Reader(cs, bytes.NewReader(b)); err == nil {
+			if out, err := io.ReadAll(r); err == nil {
+				return string(out)
+			}
+		}
+	}
+	return string(b)
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
+// isUTF8Charset reports a charset whose text is searched as it is: UTF-8,
+// or US-ASCII (none named is US-ASCII, RFC 2045 §5.2), whose 8-bit bytes,
+// where a sender put them anyway, are most likely UTF-8.
+func isUTF8Charset(cs string) bool {
+	return cs == "" || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "us-ascii") || strings.EqualFold(cs, "utf8")
+}
+
+// readAllInto appends what r gives to buf; what a broken encoding gave
+// before its error is kept.
+func readAllInto(buf []byte, r io.Reader) []byte {
+	bb := bytes.NewBuffer(buf)
+	_, _ = bb.ReadFrom(r)
+	return bb.Bytes()
+}
+
+// appendUnfolded appends a folded field value without its line breaks;
+// the tab starting a continuation line becomes a space, as Dovecot
+// unfolds ("alpha\r\n\tbeta" is "alpha beta").
+func appendUnfolded(dst, raw []byte) []byte {
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			return append(dst, raw...)
+		}
+		line := raw[:i]
+		if i > 0 && line[i-1] == '\r' {
+			line = line[:i-1]
+		}
+		dst = append(dst, line...)
+		raw = raw[i+1:]
+		if len(raw) > 0 && raw[0] == '\t' {
+			dst = append(dst, ' ')
+			raw = raw[1:]
+		}
+	}
+	return dst
+}
+
+// appendFold appends s lower-cased rune by rune, as strings.ToLower
+// lowers; bytes that are not UTF-8 are kept as they are (the needle,
+// being UTF-8, never matches them).
+func appendFold[S string | []byte](dst []byte, s S) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, n := decodeRune(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		dst = utf8.AppendRune(dst, unicode.ToLower(r))
+		i += n
+	}
+	return dst
+}
+
+// decodeRune is utf8.DecodeRune for a string or a byte slice, copying
+// neither.
+func decodeRune[S string | []byte](s S) (rune, int) {
+	if len(s) == 0 {
+		return utf8.RuneError, 0
+	}
+	// utf8.FullRune's longest case: four bytes.
+	var buf [utf8.UTFMax]byte
+	n := copy(buf[:], s[:min(len(s), utf8.UTFMax)])
+	return utf8.DecodeRune(buf[:n])
+}
