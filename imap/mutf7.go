@@ -2,6 +2,8 @@ package imap
 
 import (
 	"errors"
+	"strings"
+	"unicode/utf8"
 
 	"courriel/imap/mailstore"
 )
@@ -14,20 +16,30 @@ var errBadMUTF7 = errors.New("mailbox name is not valid modified UTF-7")
 
 // decodeMUTF7 decodes a mailbox name sent by a client. Only the canonical
 // form is taken: printable ASCII, "&" as "&-", each run of other
-// characters as one base64 run with zero padding bits. Anything else
-// (8-bit bytes, two adjacent runs, ASCII encoded) would be stored under
-// the name it decodes to, and the client that created X would list Y;
-// Dovecot refuses the same names (it takes non-zero padding bits, which
-// are refused here for the same reason).
+// characters as one base64 run with zero padding bits. Anything else (two
+// adjacent runs, ASCII encoded, non-zero padding bits) would be stored
+// under the name it decodes to, and the client that created X would list
+// Y; Dovecot refuses them too (padding bits aside). A name of valid UTF-8
+// without "&" is taken as UTF-8, which Dovecot 2.3 refuses: go-imap's
+// client, told IMAP4rev2, sends UTF-8 names without ENABLE, and LIST
+// gives such a name back in the form that decodes to what it wrote.
 func decodeMUTF7(s string) (string, error) {
-	plain := true
+	plain, eightBit := true, false
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '&' {
+		switch c := s[i]; {
+		case c >= 0x80:
+			eightBit = true
+		case c < 0x20 || c == 0x7f || c == '&':
 			plain = false
-			break
 		}
 	}
+	if plain && !eightBit {
+		return s, nil
+	}
 	if plain {
+		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 && r < 0xa0 || r == 0xfeff }) {
+			return "", errBadMUTF7
+		}
 		return s, nil
 	}
 	d, err := mailstore.DecodeMUTF7(s)
