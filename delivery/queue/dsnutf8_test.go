@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -9,6 +10,10 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
 )
 
 // TestDSNBytesUTF8: a DSN about mail that needs UTF-8 is RFC 6533's, byte
@@ -454,5 +459,66 @@ func TestDSNUTF8Python(t *testing.T) {
 		if tc.ret.full != (d.ReturnedBody == "body é\r\n") {
 			t.Errorf("%s: returned body %q", tc.name, d.ReturnedBody)
 		}
+	}
+}
+
+// TestDSNUTF8LeavesWithSMTPUTF8: the QA case through the queue. The
+// message to ünï@noutf8.test bounces 5.6.7 at a next hop without SMTPUTF8;
+// its DSN (RFC 6533) is queued needing SMTPUTF8 and leaves with it, or
+// goes to Options.Bounce with WithSMTPUTF8; a DSN about an ASCII recipient
+// leaves as before, without.
+func TestDSNUTF8LeavesWithSMTPUTF8(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, rcpt string
+		bounce     bool // through Options.Bounce, not queued by the queue
+		wantUTF8   bool
+		final      string
+	}{
+		{"UTF-8, queued", "ünï@noutf8.test", false, true, "Final-Recipient: utf-8; ünï@noutf8.test\r\n"},
+		{"UTF-8, Bounce", "ünï@noutf8.test", true, true, "Final-Recipient: utf-8; ünï@noutf8.test\r\n"},
+		{"ASCII, queued", "nobody@noutf8.test", false, false, "Final-Recipient: rfc822; nobody@noutf8.test\r\n"},
+		{"ASCII, Bounce", "nobody@noutf8.test", true, false, "Final-Recipient: rfc822; nobody@noutf8.test\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			noUTF8 := newSink(t, sinkOptions{noUTF8: true, rcpt: func(_ int, to string) error {
+				if to == "nobody@noutf8.test" {
+					return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "no such user")
+				}
+				return nil
+			}})
+			home := newSink(t, sinkOptions{})
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Routes = map[string]string{"noutf8.test": noUTF8.addr, "local.test": home.addr}
+			o.Dialer = nil
+			b := newBounces()
+			if tc.bounce {
+				o.Bounce = b.fn
+			}
+			h := start(t, o)
+			if _, _, err := h.q.Accept(context.Background(), "M1", "alice@local.test", []string{tc.rcpt}, nil, delivery.MemContent(testMessage)); err != nil {
+				t.Fatal(err)
+			}
+			var report string
+			if tc.bounce {
+				report = string(recv(t, b.got, "the DSN"))
+				b.mu.Lock()
+				if b.utf8[0] != tc.wantUTF8 {
+					t.Errorf("Bounce given SMTPUTF8 %v, want %v", b.utf8[0], tc.wantUTF8)
+				}
+				b.mu.Unlock()
+			} else {
+				dsn := recv(t, home.delivs, "the DSN")
+				if dsn.from != "" || !slices.Equal(dsn.rcpts, []string{"alice@local.test"}) || dsn.utf8 != tc.wantUTF8 {
+					t.Errorf("DSN sent MAIL FROM:<%s> SMTPUTF8 %v, RCPT %q; want <>, SMTPUTF8 %v, alice", dsn.from, dsn.utf8, dsn.rcpts, tc.wantUTF8)
+				}
+				report = dsn.data
+			}
+			if !strings.Contains(report, tc.final) || !strings.Contains(report, "\r\n<"+tc.rcpt+">: ") {
+				t.Errorf("DSN lacks %q or <%s>:\n%s", tc.final, tc.rcpt, report)
+			}
+			h.waitUntil("the queue is empty", h.empty)
+		})
 	}
 }
