@@ -318,3 +318,57 @@ func (k *dsnSink) reject(t *testing.T, addrs ...string) {
 		k.rejected[a] = true
 	}
 }
+
+// TestDSNUTF8: the QA case end to end. A local sender's SMTPUTF8 message
+// to ünï@noutf8.example, whose next hop does not offer SMTPUTF8, bounces
+// 5.6.7, and the DSN stored in the sender's maildir is RFC 6533's, the
+// address as it is everywhere (it used to read <??n??@noutf8.example>),
+// and Python's email parser reads it without a defect.
+func TestDSNUTF8(t *testing.T) {
+	python := requireTool(t, "python3")
+	ca := testenv.NewCA(t)
+	noUTF8 := startDSNSink(t, ca, false) // go-smtp offers no SMTPUTF8 unless told
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"noutf8.example\" = %q\n", noUTF8.addr)))
+	out := pySend(t, s, true, "test0@hosted-domain.com", []string{"ünï@noutf8.example"}, []string{"SMTPUTF8"}, nil,
+		"Subject: hi\r\nTo: <ünï@noutf8.example>\r\n\r\nbody\r\n")
+	if !strings.Contains(out, "sent") {
+		t.Fatalf("smtplib:\n%s", out)
+	}
+	var dsn string
+	waitFor(t, "the DSN in the sender's maildir", func() bool {
+		r := reports(t, s, "xomail", `(?m)^Status: 5\.6\.7`)
+		if len(r) > 0 {
+			dsn = r[0]
+		}
+		return len(r) > 0
+	})
+	for _, re := range []string{`(?m)^Content-Type: text/plain; charset=utf-8\r?$`,
+		`(?m)^<ünï@noutf8\.example>: SMTPUTF8 is required, but was not offered by host\r?$`,
+		`(?m)^Content-Type: message/global-delivery-status\r?$`, `(?m)^Final-Recipient: utf-8; ünï@noutf8\.example\r?$`,
+		`(?m)^Content-Type: message/global-headers\r?$`, `(?m)^To: <ünï@noutf8\.example>\r?$`} {
+		if !regexp.MustCompile(re).MatchString(dsn) {
+			t.Errorf("DSN lacks %s:\n%s", re, dsn)
+		}
+	}
+	if strings.Contains(dsn, "??n") || strings.Contains(dsn, "rfc822-headers") || strings.Contains(dsn, "message/delivery-status") {
+		t.Errorf("DSN masks the address or keeps the RFC 3464 types:\n%s", dsn)
+	}
+	if got, _ := noUTF8.transactions(); len(got) != 0 {
+		t.Errorf("the next hop without SMTPUTF8 got %q", got)
+	}
+	got, err := run(t, dsn, python, "-c", `
+import email, email.policy, sys
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+parts = list(m.iter_parts())
+print([d for p in m.walk() for d in p.defects])
+print([p.get_content_type() for p in parts])
+print(parts[0].get_content().split("The mail system")[1].split()[0])
+print([l for l in parts[1].get_payload()[0].get_payload(decode=True).decode().splitlines() if l.startswith("Final-Recipient")][0])
+print(parts[2].get_payload()[0]["To"])
+`)
+	want := "[]\n['text/plain', 'message/global-delivery-status', 'message/global-headers']\n<ünï@noutf8.example>:\n" +
+		"Final-Recipient: utf-8; ünï@noutf8.example\nünï@noutf8.example\n"
+	if err != nil || got != want {
+		t.Errorf("Python read the DSN as\n%s(%v)\nwant\n%s", got, err, want)
+	}
+}

@@ -400,8 +400,8 @@ func (a *app) sendTLSReport(ctx context.Context, from string, to []string, msg [
 }
 
 // deliverBounce hands a DSN to a local sender's maildir, or queues it for a
-// remote one.
-func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []byte) error {
+// remote one, with opts (queue.Options.Bounce).
+func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []byte, opts ...queue.Option) error {
 	to := msg.From
 	if a.srs != nil && a.srs.IsSRS(to) {
 		// A forward of ours: the DSN goes to the sender it was forwarded
@@ -417,7 +417,7 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			return err
 		}
 		if class == directory.DomainForeign {
-			return a.enqueueBounce(ctx, msg, []string{orig}, nil, report)
+			return a.enqueueBounce(ctx, msg, []string{orig}, nil, report, opts)
 		}
 		to = orig
 	}
@@ -440,11 +440,13 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			Maildir: d.Mailbox.Maildir, UID: d.Mailbox.UID, GID: d.Mailbox.GID,
 			Quota: maildirsize.Limits{Bytes: d.Mailbox.QuotaBytes, Messages: d.Mailbox.QuotaMessages}})
 	}
-	return a.enqueueBounce(ctx, msg, remote, local, report)
+	return a.enqueueBounce(ctx, msg, remote, local, report, opts)
 }
 
-// enqueueBounce queues a DSN, signed when myhostname has a DKIM key.
-func (a *app) enqueueBounce(ctx context.Context, msg *queue.Message, remote []string, local []delivery.Recipient, report []byte) error {
+// enqueueBounce queues a DSN, signed when myhostname has a DKIM key, with
+// the options the queue gave it (SMTPUTF8 for an RFC 6533 DSN: its remote
+// copies leave only with it; its local ones are stored as they are).
+func (a *app) enqueueBounce(ctx context.Context, msg *queue.Message, remote []string, local []delivery.Recipient, report []byte, opts []queue.Option) error {
 	// Queued for every destination at once, then stored locally at once:
 	// a local copy that fails is retried by the queue, and never makes the
 	// whole DSN come again (duplicates in the maildirs already served).
@@ -458,7 +460,7 @@ func (a *app) enqueueBounce(ctx context.Context, msg *queue.Message, remote []st
 		body = string(sig) + body
 	}
 	// The original's msg_id: one grep shows the message and its bounce.
-	_, _, err := a.queue.Accept(ctx, cmp.Or(msg.MsgID, msg.ID), "", remote, local, strings.NewReader(body))
+	_, _, err := a.queue.Accept(ctx, cmp.Or(msg.MsgID, msg.ID), "", remote, local, strings.NewReader(body), opts...)
 	return err
 }
 

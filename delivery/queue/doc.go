@@ -60,6 +60,15 @@
 // and Original-Recipient (the ORCPT, or the alias the client named) per
 // recipient.
 //
+// A DSN about mail that needs UTF-8 (a message marked WithSMTPUTF8, or one
+// of whose addresses the DSN names is not ASCII) is RFC 6533's, as
+// Postfix's bounce of an SMTPUTF8 message: message/global-delivery-status,
+// the original returned as message/global-headers or message/global, a
+// UTF-8 text part, and UTF-8 addresses as they are, of the utf-8 type
+// ("Final-Recipient: utf-8; ünï@example"), never masked; it is queued
+// WithSMTPUTF8, so it leaves only with SMTPUTF8 and is stored here as it
+// is. Any other DSN is RFC 3464's, ASCII.
+//
 // # Node copies (clusters)
 //
 // On a cluster node (Options.Cluster), a local copy whose user is at home

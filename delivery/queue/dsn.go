@@ -100,9 +100,11 @@ func normalizeLines(buf []byte) []byte {
 // buildDSN writes an RFC 3464 delivery status notification about rcpts, of
 // message m: multipart/report with a human-readable part, a
 // message/delivery-status part and what it returns of the original (its
-// header, or the whole message: returnedContent).
+// header, or the whole message: returnedContent). About mail that needs
+// UTF-8 (dsnUTF8) it writes RFC 6533's instead (dsnutf8.go).
 func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret returned, now time.Time) []byte {
 	host := q.o.Hostname
+	utf := dsnUTF8(m, rcpts)
 	boundary := newBoundary(ret.data)
 	var b bytes.Buffer
 	subject := "Undelivered Mail Returned to Sender"
@@ -120,59 +122,76 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 	b.WriteString("Auto-Submitted: auto-replied\r\n") // RFC 3834 §5
 	b.WriteString("MIME-Version: 1.0\r\n")
 	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n", boundary)
-	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
+
+	// The parts go after the header, which says, in an RFC 6533 DSN,
+	// whether they hold 8-bit text (RFC 2045 §6.4: a multipart is 7bit
+	// unless it says otherwise).
+	var body bytes.Buffer
+	body.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
 
 	// 1. For people.
-	fmt.Fprintf(&b, "--%s\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary)
-	q.writeHuman(&b, m, kind, rcpts, ret.full, now)
+	var human bytes.Buffer
+	q.writeHuman(&human, m, kind, rcpts, ret.full, now, utf)
+	charset := "us-ascii"
+	if has8bit(human.Bytes()) {
+		charset = "utf-8"
+	}
+	fmt.Fprintf(&body, "--%s\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=%s\r\n", boundary, charset)
+	writePart(&body, human.Bytes())
 
 	// 2. For programs (RFC 3464 §2): the per-message fields, the
 	// envelope id first (§2.2), then a group per recipient.
-	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
+	var status bytes.Buffer
 	if m.EnvID != "" {
-		writeField(&b, "Original-Envelope-Id", m.EnvID)
+		writeField(&status, "Original-Envelope-Id", m.EnvID, utf)
 	}
-	writeField(&b, "Reporting-MTA", "dns; "+host)
-	writeField(&b, "X-Courriel-Queue-ID", m.ID)
-	writeField(&b, "Arrival-Date", m.Created.Format(time.RFC1123Z))
+	writeField(&status, "Reporting-MTA", "dns; "+host, utf)
+	writeField(&status, "X-Courriel-Queue-ID", m.ID, utf)
+	writeField(&status, "Arrival-Date", m.Created.Format(time.RFC1123Z), utf)
 	for _, r := range rcpts {
-		b.WriteString("\r\n")
+		status.WriteString("\r\n")
 		// RFC 3464 §2.3.1: the client's ORCPT as it gave it; without
 		// one, the address it named (an alias of ours), as Postfix.
 		switch orig := originalRecipient(&r); {
 		case r.ORcpt != "":
-			typ, addr, _ := strings.Cut(r.ORcpt, ";")
-			writeField(&b, "Original-Recipient", typ+"; "+addr)
+			writeField(&status, "Original-Recipient", dsnORcpt(r.ORcpt, utf), utf)
 		case orig != r.Addr:
-			writeField(&b, "Original-Recipient", "rfc822; "+orig)
+			writeField(&status, "Original-Recipient", dsnAddress(orig, utf), utf)
 		}
-		writeField(&b, "Final-Recipient", "rfc822; "+r.Addr)
+		writeField(&status, "Final-Recipient", dsnAddress(r.Addr, utf), utf)
 		action, fallback := kind.String(), map[dsnKind]string{dsnFailed: "5.0.0", dsnDelayed: "4.0.0", dsnSuccess: "2.0.0"}[kind]
 		if kind == dsnSuccess {
 			action = r.Action
 		}
-		writeField(&b, "Action", action)
-		status := r.Status
-		if !validStatus(status) || kind == dsnSuccess && status[0] != '2' {
-			status = fallback
+		writeField(&status, "Action", action, utf)
+		st := r.Status
+		if !validStatus(st) || kind == dsnSuccess && st[0] != '2' {
+			st = fallback
 		}
-		writeField(&b, "Status", status)
+		writeField(&status, "Status", st, utf)
 		if r.RemoteMTA != "" {
-			writeField(&b, "Remote-MTA", "dns; "+r.RemoteMTA)
+			writeField(&status, "Remote-MTA", "dns; "+r.RemoteMTA, utf)
 		}
 		if r.Reply != "" {
-			writeField(&b, "Diagnostic-Code", diagnostic(r))
+			writeField(&status, "Diagnostic-Code", diagnostic(r), utf)
 		}
 		if !r.LastAttempt.IsZero() {
-			writeField(&b, "Last-Attempt-Date", r.LastAttempt.Format(time.RFC1123Z))
+			writeField(&status, "Last-Attempt-Date", r.LastAttempt.Format(time.RFC1123Z), utf)
 		}
 		if kind == dsnDelayed {
-			writeField(&b, "Will-Retry-Until", m.Created.Add(q.o.MaxLifetime).Format(time.RFC1123Z))
+			writeField(&status, "Will-Retry-Until", m.Created.Add(q.o.MaxLifetime).Format(time.RFC1123Z), utf)
 		}
 	}
+	ctype := "message/delivery-status"
+	if utf {
+		ctype = "message/global-delivery-status"
+	}
+	fmt.Fprintf(&body, "\r\n--%s\r\nContent-Description: Delivery report\r\nContent-Type: %s\r\n", boundary, ctype)
+	writePart(&body, status.Bytes())
 
 	// 3. The original: the whole message (RFC 3464 §2, message/rfc822)
-	// or its header (RFC 6522 §3, text/rfc822-headers).
+	// or its header (RFC 6522 §3, text/rfc822-headers); in an RFC 6533
+	// DSN, message/global (RFC 6532 §3.7) or message/global-headers.
 	desc, ctype := "Undelivered Message Headers", "text/rfc822-headers"
 	switch {
 	case ret.full:
@@ -180,17 +199,36 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 	case kind == dsnSuccess:
 		desc = "Message Headers"
 	}
-	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n", boundary, desc, ctype)
-	if !isASCII(string(ret.data)) {
+	if utf {
+		ctype = "message/global-headers"
+		if ret.full {
+			ctype = "message/global"
+		}
+	}
+	fmt.Fprintf(&body, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n", boundary, desc, ctype)
+	writePart(&body, ret.data)
+	fmt.Fprintf(&body, "\r\n--%s--\r\n", boundary)
+
+	if utf && has8bit(body.Bytes()) {
 		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
 	}
-	b.WriteString("\r\n")
-	b.Write(ret.data)
-	fmt.Fprintf(&b, "\r\n--%s--\r\n", boundary)
+	b.Write(body.Bytes())
 	return b.Bytes()
 }
 
-func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Recipient, full bool, now time.Time) {
+// writePart ends a part's header, saying when its content holds 8-bit
+// text, and writes the content.
+func writePart(b *bytes.Buffer, content []byte) {
+	if has8bit(content) {
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(content)
+}
+
+// writeHuman writes the human-readable part: UTF-8 in an RFC 6533 DSN
+// (utf), where an address is shown as it is.
+func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Recipient, full bool, now time.Time, utf bool) {
 	fmt.Fprintf(b, "This is the mail system at host %s.\r\n\r\n", q.o.Hostname)
 	switch kind {
 	case dsnDelayed:
@@ -198,44 +236,46 @@ func (q *Queue) writeHuman(b *bytes.Buffer, m *Message, kind dsnKind, rcpts []Re
 		b.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n")
 		b.WriteString("####################################################################\r\n\r\n")
 		writeWrapped(b, fmt.Sprintf("Your message could not be delivered for %s. It will be retried until it is %s old.",
-			humanDuration(now.Sub(m.Created)), humanDuration(q.o.MaxLifetime)))
+			humanDuration(now.Sub(m.Created)), humanDuration(q.o.MaxLifetime)), utf)
 	case dsnSuccess:
 		// Postfix's words.
-		writeWrapped(b, "Your message was successfully delivered to the destination(s) listed below. If the message was delivered to mailbox you will receive no further notifications. Otherwise you may still receive notifications of mail delivery errors from other systems.")
+		writeWrapped(b, "Your message was successfully delivered to the destination(s) listed below. If the message was delivered to mailbox you will receive no further notifications. Otherwise you may still receive notifications of mail delivery errors from other systems.", utf)
 	default:
 		attached := "Its headers are attached below."
 		if full {
 			attached = "It is attached below."
 		}
-		writeWrapped(b, "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. "+attached)
+		writeWrapped(b, "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. "+attached, utf)
 		b.WriteString("\r\n")
-		writeWrapped(b, "For further assistance, please send mail to postmaster. If you do so, please include this problem report.")
+		writeWrapped(b, "For further assistance, please send mail to postmaster. If you do so, please include this problem report.", utf)
 	}
 	b.WriteString("\r\n                   The mail system\r\n\r\n")
 	for _, r := range rcpts {
-		line := "<" + printable(r.Addr, maxAddrLen) + ">: "
+		line := "<" + dsnPrintable(r.Addr, maxAddrLen, utf) + ">: "
 		switch {
 		case kind == dsnSuccess && r.Action == ActionRelayed && r.RemoteMTA != "":
-			line += "relayed to host " + printable(r.RemoteMTA, maxDomainLen) + ", which does not report delivery status: "
+			line += "relayed to host " + dsnPrintable(r.RemoteMTA, maxDomainLen, utf) + ", which does not report delivery status: "
 		case kind == dsnSuccess:
 		case r.Status == "4.4.7":
 			line += "delivery time expired; last error: "
 		case r.RemoteMTA != "" && r.Code != 0:
-			line += "host " + printable(r.RemoteMTA, maxDomainLen) + " said: "
+			line += "host " + dsnPrintable(r.RemoteMTA, maxDomainLen, utf) + " said: "
 		}
-		writeWrapped(b, line+r.Reply)
+		writeWrapped(b, line+r.Reply, utf)
 		b.WriteString("\r\n")
 	}
 }
 
 // writeField writes one DSN field, folded at spaces (RFC 5322 §2.2.3) and,
-// for a space-less run, cut hard so no line exceeds the limit.
-func writeField(b *bytes.Buffer, name, value string) {
+// for a space-less run, cut hard (between characters) so no line exceeds
+// the limit. Its value is made printable first: UTF-8 stays in an RFC 6533
+// DSN (utf).
+func writeField(b *bytes.Buffer, name, value string, utf bool) {
 	line := name + ": "
 	first := true
-	for _, word := range strings.Fields(printable(value, maxReplyText)) {
+	for _, word := range strings.Fields(dsnPrintable(value, maxReplyText, utf)) {
 		for len(word) > 0 {
-			chunk := word[:min(len(word), 900)]
+			chunk := word[:cutAt(word, 900)]
 			word = word[len(chunk):]
 			switch {
 			case first:
@@ -252,18 +292,20 @@ func writeField(b *bytes.Buffer, name, value string) {
 	b.WriteString(line + "\r\n")
 }
 
-// writeWrapped writes text as lines of at most lineMax columns (longer
-// words are cut).
-func writeWrapped(b *bytes.Buffer, text string) {
+// writeWrapped writes text as lines of at most lineMax octets (longer
+// words are cut, between characters), made printable first: UTF-8 stays
+// in an RFC 6533 DSN (utf).
+func writeWrapped(b *bytes.Buffer, text string, utf bool) {
 	line := ""
-	for _, word := range strings.Fields(printable(text, 4*maxReplyText)) {
+	for _, word := range strings.Fields(dsnPrintable(text, 4*maxReplyText, utf)) {
 		for len(word) > lineMax {
 			if line != "" {
 				b.WriteString(line + "\r\n")
 				line = ""
 			}
-			b.WriteString(word[:lineMax] + "\r\n")
-			word = word[lineMax:]
+			n := cutAt(word, lineMax)
+			b.WriteString(word[:n] + "\r\n")
+			word = word[n:]
 		}
 		switch {
 		case line == "":

@@ -531,14 +531,20 @@ const testMessage = "From: <alice@local.test>\r\nTo: <bob@remote.test>\r\nSubjec
 type bounces struct {
 	mu      sync.Mutex
 	reports [][]byte
+	utf8    []bool // guarded by mu: per report, whether its options ask for SMTPUTF8
 	got     chan []byte
 }
 
 func newBounces() *bounces { return &bounces{got: make(chan []byte, 100)} }
 
-func (b *bounces) fn(_ context.Context, _ *Message, report []byte) error {
+func (b *bounces) fn(_ context.Context, _ *Message, report []byte, opts ...Option) error {
+	var m Message
+	for _, o := range opts {
+		o(&m)
+	}
 	b.mu.Lock()
 	b.reports = append(b.reports, report)
+	b.utf8 = append(b.utf8, m.SMTPUTF8)
 	b.mu.Unlock()
 	b.got <- report
 	return nil

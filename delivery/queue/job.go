@@ -286,12 +286,20 @@ func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int
 	if err != nil {
 		return err
 	}
-	report := q.buildDSN(m, kind, reported(m, idx), returned, now)
+	rcpts := reported(m, idx)
+	report := q.buildDSN(m, kind, rcpts, returned, now)
+	var opts []Option
+	if dsnUTF8(m, rcpts) {
+		// An RFC 6533 DSN leaves only with SMTPUTF8, as Postfix's
+		// bounce of an SMTPUTF8 message: the next hop must take its
+		// UTF-8 addresses and message/global parts as they are.
+		opts = append(opts, WithSMTPUTF8())
+	}
 	if q.o.Bounce != nil {
-		return q.o.Bounce(ctx, m.clone(), report)
+		return q.o.Bounce(ctx, m.clone(), report, opts...)
 	}
 	id := dsnID(m, kind, idx)
-	queued, err := q.enqueueOnce(ctx, id, []string{m.From}, report)
+	queued, err := q.enqueueOnce(ctx, id, []string{m.From}, report, opts...)
 	if err != nil {
 		return err
 	}

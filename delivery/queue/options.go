@@ -183,9 +183,11 @@ type Options struct {
 	// queued instead, so a slow node never holds the sending client.
 	HandOverTimeout time.Duration
 
-	// Bounce delivers a DSN to a sender; report is the whole DSN message. The
-	// default enqueues it from the null sender like any other mail.
-	Bounce func(ctx context.Context, msg *Message, report []byte) error
+	// Bounce delivers a DSN to a sender; report is the whole DSN message,
+	// to be queued with opts (WithSMTPUTF8 for an RFC 6533 DSN, which
+	// needs SMTPUTF8 at a next hop). The default enqueues it from the
+	// null sender like any other mail.
+	Bounce func(ctx context.Context, msg *Message, report []byte, opts ...Option) error
 
 	Now    func() time.Time                                                  // default time.Now
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error) // default net.Dialer

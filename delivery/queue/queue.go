@@ -174,16 +174,19 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 	return m.ID, nil
 }
 
-// enqueueOnce is Enqueue from the null sender under id, unless a message
-// of that id is in the spool already (held included): then it stores
-// nothing and says so (queued false).
-func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data []byte) (queued bool, err error) {
+// enqueueOnce is Enqueue from the null sender under id, with opts, unless
+// a message of that id is in the spool already (held included): then it
+// stores nothing and says so (queued false).
+func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data []byte, opts ...Option) (queued bool, err error) {
 	if _, err := os.Lstat(q.sp.path(id, extEnvelope)); err == nil || q.sp.isHeld(id) {
 		return false, nil
 	}
 	m, err := q.newMessage(ctx, "", rcpts, nil, int64(len(data)))
 	if err != nil {
 		return false, err
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	m.ID = id
 	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); err != nil {
@@ -233,7 +236,7 @@ func WithOrigTo(orig map[string]string) Option {
 }
 
 // WithSMTPUTF8 marks a message whose sender asked for SMTPUTF8 and that
-// needs it (UTF-8 in its header).
+// needs it (UTF-8 in its header), or an RFC 6533 DSN (sendDSN).
 func WithSMTPUTF8() Option { return func(m *Message) { m.SMTPUTF8 = true } }
 
 // WithRemoteHeader puts h (header fields, CRLF-terminated) on top of the
