@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,30 +85,12 @@ func TestDeliverDirSyncFailure(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs with options opts on dir until the test ends.
-func mountTmpfs(t *testing.T, dir, opts string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			// CI runs as root: real disk-full and read-only file systems
-			// must be exercised there.
-			t.Fatalf("cannot mount a tmpfs: %v: %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-}
-
 // TestDeliverDiskFullTmpfs fills a real 64 KiB tmpfs (needs root and mount
 // rights; skipped otherwise, except in CI).
 func TestDeliverDiskFullTmpfs(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	mountTmpfs(t, base, "size=64k,mode=0700")
+	testenv.MountTmpfs(t, base, "size=64k,mode=0700")
 	s := newStore(t, Options{AllowedBase: base})
 	md := base + "/u/mailbox/"
 	rcpt := []Recipient{{Address: "x@y.z", Maildir: md}}
@@ -143,10 +124,10 @@ func TestDeliverNotWritable(t *testing.T) {
 		deny  func(t *testing.T, base, md string) (allow func()) // after it
 	}{
 		{"read-only mount", syscall.EROFS,
-			func(t *testing.T, base string) { mountTmpfs(t, base, "size=1m,mode=0700") },
+			func(t *testing.T, base string) { testenv.MountTmpfs(t, base, "size=1m,mode=0700") },
 			func(t *testing.T, base, _ string) func() {
-				remount(t, base, "ro")
-				return func() { remount(t, base, "rw") }
+				testenv.Remount(t, base, "ro")
+				return func() { testenv.Remount(t, base, "rw") }
 			}},
 		{"immutable new/", syscall.EPERM, nil,
 			func(t *testing.T, _, md string) func() { return testenv.MakeImmutable(t, md+"new") }},
@@ -180,13 +161,5 @@ func TestDeliverNotWritable(t *testing.T) {
 				t.Errorf("new/ holds %d files once writable again, want 2", n)
 			}
 		})
-	}
-}
-
-// remount changes the mount at dir to ro or rw.
-func remount(t *testing.T, dir, mode string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s %s: %v: %s", dir, mode, err, out)
 	}
 }
