@@ -1,0 +1,105 @@
+package imap
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"courriel/internal/testenv"
+)
+
+// A syscall.Errno is a net.Error (it has Timeout and Temporary): only the
+// connection's own errors may end a session, never a storage error.
+func TestConnErrOnlyFromTheConnection(t *testing.T) {
+	t.Parallel()
+	pathErr := func(op string, errno syscall.Errno) error {
+		return &os.PathError{Op: op, Path: "tmp/1.M2P3.host", Err: errno}
+	}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	tests := []struct {
+		name string
+		err  error
+		conn bool
+	}{
+		{"ENOSPC writing the message", fmt.Errorf("mailstore: write tmp/x: %w", pathErr("write", syscall.ENOSPC)), false},
+		{"EDQUOT creating the file", fmt.Errorf("mailstore: create tmp/x: %w", pathErr("open", syscall.EDQUOT)), false},
+		{"EROFS", pathErr("open", syscall.EROFS), false},
+		{"EIO", pathErr("read", syscall.EIO), false},
+		{"EAGAIN (Timeout() is true)", pathErr("write", syscall.EAGAIN), false},
+		{"a message file cut short", io.ErrUnexpectedEOF, false},
+		{"client gone", &connError{io.EOF}, true},
+		{"client reset", &connError{reset}, true},
+		{"client gone while the message was read", fmt.Errorf("mailstore: read message: %w", &connError{io.EOF}), true},
+		{"literal cut short", fmt.Errorf("%w (%w)", io.ErrUnexpectedEOF, &connError{io.EOF}), true},
+	}
+	for _, tc := range tests {
+		if got := isConnErr(tc.err); got != tc.conn {
+			t.Errorf("%s: isConnErr(%v) = %v, want %v", tc.name, tc.err, got, tc.conn)
+		}
+	}
+}
+
+// An APPEND whose message cannot be written (file system full, or
+// read-only) is answered with a tagged NO; the rest of its literal is
+// read, so the session goes on in step; nothing is left in tmp/; and
+// once the file system takes writes again, APPEND works. (QA: the
+// ENOSPC was taken for a network error and the connection dropped
+// without a word.)
+func TestAppendStorageFailureAnswered(t *testing.T) {
+	t.Parallel()
+	for _, fs := range []struct {
+		name string
+		deny func(t *testing.T, e *testEnv) (allow func())
+	}{
+		{"disk full", func(t *testing.T, e *testEnv) func() {
+			return testenv.FillSpace(t, filepath.Join(e.base, "fill"))
+		}},
+		{"read-only", func(t *testing.T, e *testEnv) func() {
+			testenv.Remount(t, e.base, "ro")
+			return func() { testenv.Remount(t, e.base, "rw") }
+		}},
+	} {
+		t.Run(fs.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvOnTmpfs(t, "size=1m,mode=0755")
+			r := loggedIn(t, e)
+			if got := last(r.cmd("s", "SELECT INBOX")); !strings.HasPrefix(got, "s OK") {
+				t.Fatalf("SELECT: %q", got)
+			}
+			msg := strings.Repeat("Subject: full\r\n", 600) + "\r\nbody\r\n" // 9 KB
+			allow := fs.deny(t, e)
+			for _, nonSync := range []bool{false, true} {
+				plus := ""
+				if nonSync {
+					plus = "+"
+				}
+				r.send(fmt.Sprintf("a APPEND INBOX {%d%s}\r\n", len(msg), plus))
+				if !nonSync {
+					if got := r.line(); !strings.HasPrefix(got, "+ ") {
+						t.Fatalf("APPEND: %q, want a continuation", got)
+					}
+				}
+				r.send(msg + "\r\n")
+				if got := last(r.until("a")); !strings.HasPrefix(got, "a NO ") {
+					t.Errorf("APPEND on a %s file system (non-sync %v): %q, want a tagged NO", fs.name, nonSync, got)
+				}
+				if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
+					t.Fatalf("after the failed APPEND: %q", got)
+				}
+			}
+			if ents, err := os.ReadDir(filepath.Join(e.maildir, "tmp")); err != nil || len(ents) != 0 {
+				t.Errorf("tmp/ after the failed APPENDs: %v, %v", ents, err)
+			}
+			allow()
+			r.send(fmt.Sprintf("b APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg))
+			if got := last(r.until("b")); !strings.HasPrefix(got, "b OK [APPENDUID ") {
+				t.Errorf("APPEND once writable again: %q", got)
+			}
+		})
+	}
+}
