@@ -3,6 +3,7 @@ package imap
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -55,14 +56,15 @@ func TestAppendStorageFailureAnswered(t *testing.T) {
 	for _, fs := range []struct {
 		name string
 		deny func(t *testing.T, e *testEnv) (allow func())
+		want string
 	}{
 		{"disk full", func(t *testing.T, e *testEnv) func() {
 			return testenv.FillSpace(t, filepath.Join(e.base, "fill"))
-		}},
+		}, "a NO [OVERQUOTA] Not enough disk space"},
 		{"read-only", func(t *testing.T, e *testEnv) func() {
 			testenv.Remount(t, e.base, "ro")
 			return func() { testenv.Remount(t, e.base, "rw") }
-		}},
+		}, "a NO [UNAVAILABLE] Internal error, try again later (id "},
 	} {
 		t.Run(fs.name, func(t *testing.T) {
 			t.Parallel()
@@ -85,8 +87,8 @@ func TestAppendStorageFailureAnswered(t *testing.T) {
 					}
 				}
 				r.send(msg + "\r\n")
-				if got := last(r.until("a")); !strings.HasPrefix(got, "a NO ") {
-					t.Errorf("APPEND on a %s file system (non-sync %v): %q, want a tagged NO", fs.name, nonSync, got)
+				if got := last(r.until("a")); !strings.HasPrefix(got, fs.want) {
+					t.Errorf("APPEND on a %s file system (non-sync %v): %q, want %q", fs.name, nonSync, got, fs.want)
 				}
 				if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
 					t.Fatalf("after the failed APPEND: %q", got)
@@ -101,5 +103,33 @@ func TestAppendStorageFailureAnswered(t *testing.T) {
 				t.Errorf("APPEND once writable again: %q", got)
 			}
 		})
+	}
+}
+
+// On a full disk, what needs a new block is refused with OVERQUOTA (QA:
+// UNAVAILABLE, "try again later", which a client does at once), and
+// what needs none still works.
+func TestDiskFullIsOverquota(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	e := newEnvOnTmpfs(t, "size=1m,mode=0755", func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	e.deliver("1700000000.M1P1.host", testMessage(1, "a@example.org", "one"))
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	r.cmd("k", "STORE 1 +FLAGS (known)") // dovecot-keywords gets its block
+	testenv.FillSpace(t, filepath.Join(e.base, "fill"))
+	for _, c := range []struct{ cmd, want string }{
+		{"APPEND INBOX {5+}\r\nhello", "x NO [OVERQUOTA] Not enough disk space"},
+		{"STORE 1 +FLAGS (newkeyword)", "x NO [OVERQUOTA] Not enough disk space"},
+		{"STORE 1 +FLAGS (\\Seen known)", "x OK"},
+		{"FETCH 1 (FLAGS BODY[])", "x OK"},
+	} {
+		if got := last(r.cmd("x", c.cmd)); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%q on a full disk: %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	// The administrator learns it, with the connection and the error.
+	if l := logs.String(); !strings.Contains(l, `msg="imap: disk full"`) || !strings.Contains(l, "op=append") || !strings.Contains(l, "no space left on device") {
+		t.Errorf("no disk-full line in the log:\n%s", l)
 	}
 }
