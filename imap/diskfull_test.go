@@ -1,12 +1,15 @@
 package imap
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,5 +134,111 @@ func TestDiskFullIsOverquota(t *testing.T) {
 	// The administrator learns it, with the connection and the error.
 	if l := logs.String(); !strings.Contains(l, `msg="imap: disk full"`) || !strings.Contains(l, "op=append") || !strings.Contains(l, "no space left on device") {
 		t.Errorf("no disk-full line in the log:\n%s", l)
+	}
+}
+
+// A CREATE that runs out of room half-way (here: no inode for cur/)
+// answers OVERQUOTA and leaves nothing behind: LIST does not show the
+// folder, and the same CREATE works once there is room (QA: an empty
+// .NewFolder stayed, listed, ALREADYEXISTS to CREATE and NONEXISTENT to
+// everything else).
+func TestCreateOutOfRoomTakesBack(t *testing.T) {
+	t.Parallel()
+	e := newEnvOnTmpfs(t, "size=1m,nr_inodes=200,mode=0755")
+	r := loggedIn(t, e)
+	free := testenv.FillInodes(t, e.base, 1) // .NewFolder, then no more
+	if got := last(r.cmd("a", "CREATE NewFolder")); got != "a NO [OVERQUOTA] Not enough disk space" {
+		t.Errorf("CREATE with one inode left: %q", got)
+	}
+	if _, err := os.Lstat(filepath.Join(e.maildir, ".NewFolder")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf(".NewFolder after the failed CREATE: %v", err)
+	}
+	if got := strings.Join(r.cmd("b", `LIST "" "New*"`), "\n"); got != "b OK List completed" {
+		t.Errorf("LIST after the failed CREATE:\n%s", got)
+	}
+	free()
+	if got := last(r.cmd("c", "CREATE NewFolder")); got != "c OK Create completed" {
+		t.Errorf("CREATE with room again: %q", got)
+	}
+	if got := last(r.cmd("d", "SELECT NewFolder")); !strings.HasPrefix(got, "d OK [READ-WRITE]") {
+		t.Errorf("SELECT of the new folder: %q", got)
+	}
+}
+
+// halfFolders makes a maildir at dir whose folders Half, Half2 and Half3
+// are bare directories, without cur/, new/ and tmp/ (a CREATE cut short
+// by a crash, another program's mkdir).
+func halfFolders(t *testing.T, dir string) {
+	t.Helper()
+	for _, d := range []string{"cur", "new", "tmp", ".Half", ".Half2", ".Half3"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// halfFolderScript is what a client does with such folders; every
+// command works as in Dovecot, which makes cur/, new/ and tmp/ when it
+// opens a folder.
+const halfFolderScript = "a LIST \"\" \"Half*\"\r\n" +
+	"b CREATE Half\r\n" +
+	"c SELECT Half\r\n" +
+	"d STATUS Half2 (MESSAGES UIDNEXT)\r\n" +
+	"e APPEND Half {4+}\r\nhi\r\n\r\n" +
+	"f RENAME Half2 Moved\r\n" +
+	"g DELETE Half3\r\n" +
+	"h SELECT Moved\r\n" +
+	"z LOGOUT\r\n"
+
+// tagged returns the tagged replies of a transcript, as "tag KIND [CODE"
+// (the code's first word) in the order of the tags, and the names LIST
+// gave.
+func tagged(out string) (replies []string, listed []string) {
+	for _, l := range strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n") {
+		if m := regexp.MustCompile(`^\* LIST \([^)]*\) "\." "?([^"]*)"?$`).FindStringSubmatch(l); m != nil {
+			listed = append(listed, m[1])
+			continue
+		}
+		m := regexp.MustCompile(`^([a-z]) (OK|NO|BAD) (\[[A-Z-]+)?`).FindStringSubmatch(l)
+		if m != nil && m[1] != "z" {
+			replies = append(replies, strings.TrimSpace(m[1]+" "+m[2]+" "+m[3]))
+		}
+	}
+	slices.Sort(replies) // by tag: Dovecot may finish a pipelined APPEND after the next command
+	slices.Sort(listed)
+	return replies, listed
+}
+
+func TestHalfMadeFolderUsable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	halfFolders(t, e.maildir)
+	r := loggedIn(t, e)
+	r.send(halfFolderScript)
+	out := strings.Join(r.until("z"), "\n")
+	replies, listed := tagged(out)
+	want := []string{"a OK", "b NO [ALREADYEXISTS", "c OK [READ-WRITE", "d OK", "e OK [APPENDUID", "f OK", "g OK", "h OK [READ-WRITE"}
+	if !slices.Equal(replies, want) {
+		t.Errorf("replies %q, want %q\n%s", replies, want, out)
+	}
+	if !slices.Equal(listed, []string{"Half", "Half2", "Half3"}) {
+		t.Errorf("LIST gave %q", listed)
+	}
+	for _, d := range []string{".Half/cur", ".Half/new", ".Half/tmp", ".Moved/cur"} {
+		if fi, err := os.Stat(filepath.Join(e.maildir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("%s after the folder was opened: %v", d, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(e.maildir, ".Half3")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf(".Half3 after DELETE: %v", err)
+	}
+
+	// Dovecot 2.3 answers the same.
+	testenv.NeedDovecot(t)
+	dc := filepath.Join(t.TempDir(), "Maildir")
+	halfFolders(t, dc)
+	dreplies, dlisted := tagged(testenv.RunDovecot(t, dc, "", halfFolderScript))
+	if !slices.Equal(dreplies, want) || !slices.Equal(dlisted, listed) {
+		t.Errorf("Dovecot: replies %q, LIST %q; courriel: %q, %q", dreplies, dlisted, replies, listed)
 	}
 }
