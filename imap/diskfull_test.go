@@ -242,3 +242,38 @@ func TestHalfMadeFolderUsable(t *testing.T) {
 		t.Errorf("Dovecot: replies %q, LIST %q; courriel: %q, %q", dreplies, dlisted, replies, listed)
 	}
 }
+
+// On a full disk a user can still open a folder with new mail, see it,
+// and expunge to make room: the uidlist lock needs no data block, and the
+// new messages' UIDs are appended within the uidlist's last block. (QA:
+// SELECT, STATUS, GETQUOTAROOT and SUBSCRIBE failed with UNAVAILABLE, the
+// lock's pid needing a block.)
+func TestFullDiskFolderStillOpens(t *testing.T) {
+	t.Parallel()
+	e := newEnvOnTmpfs(t, "size=1m,mode=0755")
+	e.deliver("1700000000.M1P1.host", testMessage(1, "a@example.org", "one"))
+	r := loggedIn(t, e)
+	for _, c := range []string{"SELECT INBOX", "SUBSCRIBE INBOX", "LOGOUT"} {
+		r.cmd("p", c)
+	}
+	e.deliver("1700000001.M2P1.host", testMessage(2, "a@example.org", "two"))
+	e.deliver("1700000002.M3P1.host", testMessage(3, "a@example.org", "three"))
+	testenv.FillSpace(t, filepath.Join(e.base, "fill"))
+
+	r = loggedIn(t, e)
+	for _, c := range []struct{ cmd, want string }{
+		{"STATUS INBOX (MESSAGES UIDNEXT)", `* STATUS "INBOX" (MESSAGES 3 UIDNEXT 4)`},
+		{"GETQUOTAROOT INBOX", "x OK"},
+		{"SUBSCRIBE INBOX", "x OK"},
+		{"SELECT INBOX", "* 3 EXISTS"},
+		{"UID FETCH 1:* (FLAGS)", "* 3 FETCH (UID 3 FLAGS ("},
+		{"STORE 1:2 +FLAGS.SILENT (\\Deleted)", "x OK"},
+		{"EXPUNGE", "* 1 EXPUNGE"},
+		{"NOOP", "x OK"},
+	} {
+		got := r.cmd("x", c.cmd)
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, c.want) }) || !strings.HasPrefix(last(got), "x OK") {
+			t.Errorf("%s on a full disk:\n%s\nwant a line %q and OK", c.cmd, strings.Join(got, "\n"), c.want)
+		}
+	}
+}
