@@ -4,9 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
+	"courriel/imap/uidlist"
 	"courriel/internal/testenv"
 )
 
@@ -100,5 +102,61 @@ func TestHalfMadeFolderCompletedAtOpen(t *testing.T) {
 	}
 	if names, _ := st.Folders(); len(names) != 2 || names[0] != "Half" || names[1] != "New" {
 		t.Errorf("Folders after Delete and Rename: %q", names)
+	}
+}
+
+// fullBlockFixture makes, on a small tmpfs, a maildir whose INBOX holds
+// one numbered message and one new one not numbered yet, with a
+// dovecot-uidlist that ends a few bytes short of a block boundary: the
+// new message's record does not fit in the file's last block. It returns
+// the store, the uidlist's content and a function that fills the disk.
+func fullBlockFixture(t *testing.T) (st *Store, list string, fill func() (free func())) {
+	t.Helper()
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, "size=256k,mode=0700")
+	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	first := "1700000000.M1P1.test,S=20"
+	if err := os.WriteFile(filepath.Join(st.Path(), "cur", first+":2,S"), []byte("Subject: 1\n\nbody 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	head := "3 V1700000000 N2 G0123456789abcdef0123456789abcdef X"
+	rec := "\n1 :" + first + "\n"
+	block := os.Getpagesize()
+	list = head + strings.Repeat("p", block-5-len(head)-len(rec)) + rec
+	if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deliverFile(t, st, "", 2)
+	return st, list, func() func() { return testenv.FillSpace(t, filepath.Join(base, "fill")) }
+}
+
+// An append to dovecot-uidlist that runs out of room half-way leaves the
+// file as it was, not with a torn record that Dovecot's next append would
+// turn into a corrupt line.
+func TestUIDListAppendOutOfRoomLeavesNoTornRecord(t *testing.T) {
+	t.Parallel()
+	st, list, fill := fullBlockFixture(t)
+	free := fill()
+	reg := NewRegistry()
+	if mb, err := reg.Open(st, "INBOX"); err == nil {
+		mb.Release()
+	} else if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("open on a full disk: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(st.Path(), uidlist.FileName)); string(b) != list {
+		t.Errorf("uidlist after the append ran out of room: %d bytes, ends %q; want it as it was", len(b), b[max(0, len(b)-60):])
+	}
+	free()
+	mb := openBox(t, NewRegistry(), st, "INBOX")
+	if n := mb.Status().Messages; n != 2 {
+		t.Errorf("%d messages with room again, want 2", n)
+	}
+	l := readUIDList(t, st, "")
+	if len(l) != 3 || !strings.HasPrefix(l[2], "2 :1700000000.M2P1.test") {
+		t.Errorf("uidlist records with room again: %q", l[1:])
 	}
 }
