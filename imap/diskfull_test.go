@@ -277,3 +277,29 @@ func TestFullDiskFolderStillOpens(t *testing.T) {
 		}
 	}
 }
+
+// With no inode left (not even for the uidlist lock), a folder with new
+// mail still opens, showing the messages that have UIDs; the others come
+// as EXISTS once there is room.
+func TestNoInodeFolderStillOpens(t *testing.T) {
+	t.Parallel()
+	e := newEnvOnTmpfs(t, "size=1m,nr_inodes=300,mode=0755")
+	e.deliver("1700000000.M1P1.host", testMessage(1, "a@example.org", "one"))
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	e.deliver("1700000001.M2P1.host", testMessage(2, "a@example.org", "two"))
+	free := testenv.FillInodes(t, e.base, 0)
+	if got := strings.Join(r.cmd("n", "NOOP"), "\n"); got != "n OK NOOP completed" {
+		t.Errorf("NOOP with no inode left:\n%s", got)
+	}
+	r2 := loggedIn(t, e)
+	if got := r2.cmd("s", "SELECT INBOX"); !slices.Contains(got, "* 1 EXISTS") || !strings.HasPrefix(last(got), "s OK") {
+		t.Errorf("SELECT with no inode left:\n%s", strings.Join(got, "\n"))
+	}
+	free()
+	for _, c := range []*rawConn{r, r2} {
+		if got := c.cmd("n", "NOOP"); !slices.Contains(got, "* 2 EXISTS") {
+			t.Errorf("NOOP with inodes again:\n%s", strings.Join(got, "\n"))
+		}
+	}
+}

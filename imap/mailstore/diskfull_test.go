@@ -160,3 +160,106 @@ func TestUIDListAppendOutOfRoomLeavesNoTornRecord(t *testing.T) {
 		t.Errorf("uidlist records with room again: %q", l[1:])
 	}
 }
+
+// On a full disk a folder whose new messages cannot be numbered (their
+// records need a block) still opens, read as it is: the numbered
+// messages are there, the others wait untouched in new/, no UID given,
+// the uidlist unchanged. Once there is room, the next sync numbers them,
+// though no directory changed since, or one after a delivery that
+// Delivered numbered (it trusts new/ held nothing else: not so here).
+func TestFullDiskFolderOpensAsItIs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		deliver bool
+		want    uint32
+	}{
+		{"then a sync", false, 2},
+		{"then a delivery", true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, list, fill := fullBlockFixture(t)
+			free := fill()
+			reg := NewRegistry()
+			mb := openBox(t, reg, st, "INBOX")
+			if s := mb.Status(); s.Messages != 1 || s.UIDNext != 2 {
+				t.Errorf("on a full disk: %d messages, UIDNEXT %d; want the numbered one, UIDNEXT 2", s.Messages, s.UIDNext)
+			}
+			if err := mb.Sync(true); err != nil || mb.Status().Messages != 1 {
+				t.Errorf("a sync on a full disk: %v, %d messages", err, mb.Status().Messages)
+			}
+			if b, _ := os.ReadFile(filepath.Join(st.Path(), uidlist.FileName)); string(b) != list {
+				t.Error("uidlist changed on a full disk")
+			}
+			if _, err := os.Stat(filepath.Join(st.Path(), "new", "1700000000.M2P1.test,S=20")); err != nil {
+				t.Errorf("the waiting message left new/: %v", err)
+			}
+			free()
+			if tc.deliver {
+				if err := reg.Delivered(st.Path(), "", deliverFile(t, st, "", 3)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := mb.Sync(false); err != nil {
+				t.Fatal(err)
+			}
+			if s := mb.Status(); s.Messages != tc.want || s.UIDNext != tc.want+1 {
+				t.Errorf("with room again: %d messages, UIDNEXT %d; want %d, %d", s.Messages, s.UIDNext, tc.want, tc.want+1)
+			}
+			found := false
+			for _, u := range mb.UIDs() {
+				if m, _ := mb.Get(u); m.Base == "1700000000.M2P1.test,S=20" {
+					found = true
+				}
+			}
+			if !found {
+				t.Error("the waiting message is still not numbered with room again")
+			}
+		})
+	}
+}
+
+// With no inode left even the uidlist lock cannot be made: the folder
+// opens as it is all the same, with the messages another program (here:
+// Dovecot's record, read without the lock as Dovecot reads it) numbered,
+// and the rest waiting.
+func TestNoInodeFolderOpensAsItIs(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
+	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	one, two := "1700000000.M1P1.test,S=20", "1700000001.M2P1.dovecot,S=20"
+	for _, n := range []string{"cur/" + one + ":2,S", "cur/" + two + ":2,"} {
+		if err := os.WriteFile(filepath.Join(st.Path(), n), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte("3 V1700000000 N2 G0123456789abcdef0123456789abcdef\n1 :"+one+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry()
+	mb := openBox(t, reg, st, "INBOX")
+	mb.Release() // kept: a later open takes it back after a listing
+	// Dovecot numbers its file, then a delivery comes; no inode is left.
+	if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte("3 V1700000000 N3 G0123456789abcdef0123456789abcdef\n1 :"+one+"\n2 :"+two+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deliverFile(t, st, "", 3)
+	free := testenv.FillInodes(t, base, 0)
+	mb = openBox(t, reg, st, "INBOX")
+	if s := mb.Status(); s.Messages != 2 || s.UIDNext != 3 {
+		t.Errorf("with no inode: %d messages, UIDNEXT %d; want Dovecot's 2, UIDNEXT 3", s.Messages, s.UIDNext)
+	}
+	free()
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	if s := mb.Status(); s.Messages != 3 || s.UIDNext != 4 {
+		t.Errorf("with inodes again: %d messages, UIDNEXT %d; want 3, 4", s.Messages, s.UIDNext)
+	}
+}
