@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -127,8 +126,8 @@ func TestDeliverNotWritable(t *testing.T) {
 		{"read-only mount", syscall.EROFS,
 			func(t *testing.T, base string) { testenv.MountTmpfs(t, base, "size=1m,mode=0700") },
 			func(t *testing.T, base, _ string) func() {
-				remount(t, base, "ro")
-				return func() { remount(t, base, "rw") }
+				testenv.Remount(t, base, "ro")
+				return func() { testenv.Remount(t, base, "rw") }
 			}},
 		{"immutable new/", syscall.EPERM, nil,
 			func(t *testing.T, _, md string) func() { return testenv.MakeImmutable(t, md+"new") }},
@@ -162,13 +161,5 @@ func TestDeliverNotWritable(t *testing.T) {
 				t.Errorf("new/ holds %d files once writable again, want 2", n)
 			}
 		})
-	}
-}
-
-// remount changes the mount at dir to ro or rw.
-func remount(t *testing.T, dir, mode string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s %s: %v: %s", dir, mode, err, out)
 	}
 }

@@ -417,7 +417,7 @@ func cmdList(s *session, tag string, _ bool) error {
 		s.listLine(a, n, attrs, extra)
 		if a.retStatus != nil && e.exists {
 			if err := s.writeStatus(n, a.retStatus); err != nil {
-				if _, ok := err.(*respErr); !ok && isNetErr(err) {
+				if isConnErr(err) {
 					return err
 				}
 			}

@@ -240,7 +240,7 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		src = bytes.NewReader(encodeBinaryParts(raw))
 	}
 	if err := (*app).Add(src, toFlags(flags), date); err != nil {
-		if isNetErr(err) {
+		if isConnErr(err) {
 			return err
 		}
 		_ = s.r.SkipLiteral()

@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"log/slog"
+	"syscall"
 
 	"courriel/imap/mailstore"
 	"courriel/imap/uidlist"
@@ -38,6 +39,17 @@ func mapError(err error, missing string, log *slog.Logger, op, id string) *respE
 		return no("LIMIT", "Too many keywords in this mailbox")
 	case errors.Is(err, uidlist.ErrLocked):
 		return no("INUSE", "Mailbox is locked, try again")
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// A write failed for lack of room. RFC 5530's OVERQUOTA tells
+		// the client that retrying at once will not help and expunging
+		// may. Dovecot 2.3 answers EDQUOT so ("Not enough disk quota";
+		// ENOSPC is a SERVERBUG there), older Dovecots both ("Not
+		// enough disk space").
+		log.Warn("imap: disk full", "conn_id", id, "op", op, "err", err)
+		if errors.Is(err, syscall.EDQUOT) {
+			return no("OVERQUOTA", "Not enough disk quota")
+		}
+		return no("OVERQUOTA", "Not enough disk space")
 	}
 	log.Error("imap command failed", "conn_id", id, "op", op, "err", err)
 	return no("UNAVAILABLE", "Internal error, try again later (id "+id+")")

@@ -75,7 +75,22 @@ type testEnv struct {
 
 func newEnv(t testing.TB, mutate ...func(*Options)) *testEnv {
 	t.Helper()
+	return newEnvIn(t, t.TempDir(), mutate...)
+}
+
+// newEnvOnTmpfs is newEnv with the users' maildirs on a tmpfs mounted with
+// opts (see testenv.MountTmpfs): a file system that fills up. It is
+// unmounted once the server has stopped.
+func newEnvOnTmpfs(t testing.TB, opts string, mutate ...func(*Options)) *testEnv {
+	t.Helper()
 	base := t.TempDir()
+	testenv.MountTmpfs(t, base, opts)
+	return newEnvIn(t, base, mutate...)
+}
+
+// newEnvIn is newEnv with the users' homes under base.
+func newEnvIn(t testing.TB, base string, mutate ...func(*Options)) *testEnv {
+	t.Helper()
 	e := &testEnv{t: t, auth: &fakeAuth{}, base: base}
 	e.maildir = e.auth.add(base, "alice", "secret")
 	e.auth.add(base, "bob", "hunter2")

@@ -751,7 +751,7 @@ func (s *session) notifyNewMessages(uids []uint32) error {
 			continue
 		}
 		if err := s.fetchOne(uint32(seq+1), u, fl[i], n.selected.fetch, false); err != nil {
-			if isNetErr(err) {
+			if isConnErr(err) {
 				return err
 			}
 			continue // gone meanwhile

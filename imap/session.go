@@ -3,7 +3,6 @@ package imap
 import (
 	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -147,10 +146,17 @@ func (r sessionReader) Read(p []byte) (int, error) {
 	if d := r.s.readIdle; d > 0 {
 		_ = r.s.conn.SetReadDeadline(time.Now().Add(d))
 	}
+	var n int
+	var err error
 	if z := r.s.z; z != nil {
-		return z.Read(p)
+		n, err = z.Read(p)
+	} else {
+		n, err = r.s.conn.Read(p)
 	}
-	return r.s.conn.Read(p)
+	if err != nil {
+		err = &connError{err}
+	}
+	return n, err
 }
 
 // sessionWriter writes to the session's current connection; each write
@@ -160,11 +166,28 @@ type sessionWriter struct{ s *session }
 
 func (w sessionWriter) Write(p []byte) (int, error) {
 	_ = w.s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	var n int
+	var err error
 	if z := w.s.z; z != nil {
-		return z.Write(p)
+		n, err = z.Write(p)
+	} else {
+		n, err = w.s.conn.Write(p)
 	}
-	return w.s.conn.Write(p)
+	if err != nil {
+		err = &connError{err}
+	}
+	return n, err
 }
+
+// connError is a failure to read from or write to the client (the
+// connection, or the compression over it): the session cannot go on.
+// Only sessionReader and sessionWriter make one. A storage error is never
+// taken for it, although a syscall.Errno (ENOSPC, EIO, EROFS) is a
+// net.Error too: it gets a tagged NO and the session goes on.
+type connError struct{ err error }
+
+func (e *connError) Error() string { return e.err.Error() }
+func (e *connError) Unwrap() error { return e.err }
 
 func (s *session) serve() {
 	defer s.close()
@@ -199,7 +222,7 @@ func (s *session) serve() {
 			return
 		}
 		if err := s.command(); err != nil {
-			if !errors.Is(err, errClose) && !isNetErr(err) {
+			if !errors.Is(err, errClose) && !isConnErr(err) {
 				s.logger.Warn("imap: connection ended", "err", err)
 			}
 			_ = s.flush()
@@ -246,9 +269,11 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-func isNetErr(err error) bool {
-	var ne net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
+// isConnErr reports whether err comes from the client's connection (see
+// connError): the session ends, with no reply to write.
+func isConnErr(err error) bool {
+	var ce *connError
+	return errors.As(err, &ce)
 }
 
 // command reads, runs and answers one command. A returned error ends the
@@ -265,7 +290,7 @@ func (s *session) command() error {
 		name, err = s.r.Atom()
 	}
 	if err != nil {
-		if isNetErr(err) {
+		if isConnErr(err) {
 			return err
 		}
 		s.w.Raw("* BAD Error in IMAP command: invalid tag or command\r\n")
@@ -335,8 +360,8 @@ func (s *session) tagged(tag, kind, code, text string) {
 	s.w.CRLF()
 }
 
-// answerErr turns a command's failure into its tagged reply. Only network
-// errors and fatal limit errors end the connection.
+// answerErr turns a command's failure into its tagged reply. Only
+// connection errors and fatal limit errors end the connection.
 func (s *session) answerErr(tag string, err error) error {
 	var se *wire.SyntaxError
 	var le *wire.LimitError
@@ -375,7 +400,7 @@ func (s *session) answerErr(tag string, err error) error {
 		return s.discard(err)
 	case errors.Is(err, errClose):
 		return errClose
-	case isNetErr(err):
+	case isConnErr(err):
 		return err
 	}
 	s.logger.Error("imap: internal error", "err", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"courriel/cluster"
@@ -315,6 +316,17 @@ func (se *session) storeError(op, name string, err error) error {
 		return no("ACTIVE", "Cannot delete the active Sieve script.")
 	case errors.Is(err, scripts.ErrTooBig):
 		return no("QUOTA/MAXSIZE", fmt.Sprintf("Script is too large (max %d bytes).", se.srv.opts.Limits.MaxScriptSize))
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// No room to write the script: QUOTA (RFC 5804 §1.3), not
+		// TRYLATER, which a client retries at once. Pigeonhole's words:
+		// "disk quota" for EDQUOT as 0.5 has it, "disk space" for
+		// ENOSPC as earlier versions had it for both (0.5 answers
+		// ENOSPC with an internal error).
+		se.log.Warn("managesieve: disk full", "op", op, "script", sanitize(name), "err", err)
+		if errors.Is(err, syscall.EDQUOT) {
+			return no("QUOTA", "Not enough disk quota")
+		}
+		return no("QUOTA", "Not enough disk space")
 	}
 	se.log.Error("managesieve: "+op+" failed", "script", sanitize(name), "err", err)
 	return no("TRYLATER", "Internal error, try again later.")

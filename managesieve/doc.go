@@ -9,7 +9,8 @@
 // "Error in MANAGESIEVE command X: ..." (the protocol has no BAD), a
 // script's errors come back as a literal, one "line N: error: ..." per
 // line, and the quota codes are QUOTA/MAXSCRIPTS, QUOTA/MAXSTORAGE and
-// QUOTA/MAXSIZE.
+// QUOTA/MAXSIZE, plain QUOTA when the disk (or the file system's quota)
+// is full.
 //
 // Logging in needs TLS: on a plain connection the SASL capability is
 // empty until STARTTLS, and AUTHENTICATE is refused with ENCRYPT-NEEDED.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"courriel/internal/sevenbit"
 )
 
 type dsnKind int
@@ -133,7 +135,7 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 	var human bytes.Buffer
 	q.writeHuman(&human, m, kind, rcpts, ret.full, now, utf)
 	charset := "us-ascii"
-	if has8bit(human.Bytes()) {
+	if sevenbit.Has8bit(human.Bytes()) {
 		charset = "utf-8"
 	}
 	fmt.Fprintf(&body, "--%s\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=%s\r\n", boundary, charset)
@@ -209,7 +211,7 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 	writePart(&body, ret.data)
 	fmt.Fprintf(&body, "\r\n--%s--\r\n", boundary)
 
-	if utf && has8bit(body.Bytes()) {
+	if utf && sevenbit.Has8bit(body.Bytes()) {
 		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
 	}
 	b.Write(body.Bytes())
@@ -219,7 +221,7 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 // writePart ends a part's header, saying when its content holds 8-bit
 // text, and writes the content.
 func writePart(b *bytes.Buffer, content []byte) {
-	if has8bit(content) {
+	if sevenbit.Has8bit(content) {
 		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
 	}
 	b.WriteString("\r\n")

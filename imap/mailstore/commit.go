@@ -184,13 +184,13 @@ func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
 		return mb.writeUIDListLocked(lk, msgs)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || st.Size() == 0 {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
 		return mb.writeUIDListLocked(lk, msgs)
-	} else {
-		var last [1]byte
-		if _, err := f.ReadAt(last[:], st.Size()-1); err != nil || last[0] != '\n' {
-			return mb.writeUIDListLocked(lk, msgs) // a torn record: start clean
-		}
+	}
+	var last [1]byte
+	if _, err := f.ReadAt(last[:], st.Size()-1); err != nil || last[0] != '\n' {
+		return mb.writeUIDListLocked(lk, msgs) // a torn record: start clean
 	}
 	mb.listVer = fileVer{} // written from here on
 	var b []byte
@@ -198,7 +198,14 @@ func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
 		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
 	}
 	if _, err := f.Write(b); err != nil {
-		mb.listCRCOK = false // some of it may be there
+		// Out of room in the middle of a record (a full disk fills the
+		// last block, then refuses the next): the file goes back to its
+		// last whole record, which needs no room. Dovecot appends after
+		// whatever ends the file; a torn record would glue its next one
+		// into a line it finds corrupt.
+		if f.Truncate(st.Size()) != nil {
+			mb.listCRCOK = false // some of it may be there
+		}
 		return fmt.Errorf("mailstore: append to uidlist: %w", err)
 	}
 	mb.listCRC = crc32.Update(mb.listCRC, castagnoli, b)

@@ -75,8 +75,12 @@ func (mb *Mailbox) Delivered(name string) error {
 	mb.addMsgLocked(m, Cached{})
 	mb.flushModLocked()
 	// new/ may hold other files now that no listing saw: its stamp is
-	// not to be trusted beyond verifyAfter, nor saved as settled.
-	mb.newSt, mb.newAt = mb.statLocked("new"), 0
+	// not to be trusted beyond verifyAfter, nor saved as settled. One
+	// unknown before (files left there without a UID: see assignLocked)
+	// stays unknown, so that the next sync lists new/.
+	if mb.newSt.ok {
+		mb.newSt, mb.newAt = mb.statLocked("new"), 0
+	}
 	if st := mb.statLocked("cur"); curClean && st != mb.curSt {
 		mb.curSt, mb.curAt = st, checkedAt
 	}

@@ -22,5 +22,8 @@
 // budget; see Registry.keepLocked), and is taken back only when those same
 // stamps, and the directory at its path, are as it left them.
 // Dovecot can work on the same maildir at the same time: its uidlist lock,
-// file formats and numbering are honoured in both directions.
+// file formats and numbering are honoured in both directions. On a full
+// disk a folder still opens: the uidlist lock needs no data block, and
+// files that cannot be numbered for want of room wait, unseen and with
+// nothing written, for a sync with room (see assignLocked).
 package mailstore

@@ -576,9 +576,11 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 			unknown = append(unknown, base)
 		}
 	}
+	var waiting waitingFiles
 	if len(unknown) > 0 {
 		sort.Strings(unknown) // maildir names start with the delivery time
-		if err := mb.assignLocked(unknown, disk, lk); err != nil {
+		var err error
+		if waiting, err = mb.assignLocked(unknown, disk, lk); err != nil {
 			return err
 		}
 	}
@@ -598,7 +600,25 @@ func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
 		mb.moveNewLocked()
 		mb.restampLocked(clean)
 	}
+	// Files left without a UID for want of room: the next sync lists
+	// their directory again, whatever its stamp, to number them.
+	if waiting.inNew {
+		mb.newSt = stamp{}
+	}
+	if waiting.inCur {
+		mb.curSt = stamp{}
+	}
 	return nil
+}
+
+// waitingFiles says where the files that assignLocked left without a UID
+// are.
+type waitingFiles struct{ inNew, inCur bool }
+
+// noRoom reports whether err is the file system's lack of room: no
+// block or inode left (ENOSPC), or none left to the owner (EDQUOT).
+func noRoom(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // hasNewLocked reports whether a message is still in new/.
@@ -614,23 +634,49 @@ func (mb *Mailbox) hasNewLocked() bool {
 // assignLocked numbers files found on disk under the uidlist lock: first
 // with the UIDs another process gave them, then with new ones, appended to
 // the uidlist.
-func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *uidlist.Lock) error {
+//
+// When the caller holds no lock (a sync, not a write of ours) and the
+// uidlist cannot be written for want of room (no inode for the lock, no
+// block for the records: a full disk), the folder is read as it is: the
+// files another process numbered are adopted from the uidlist as read
+// without the lock (as Dovecot reads it), and the others wait, unseen and
+// untouched, for a sync with room; the result says where they are. Nothing
+// is written and no UID is given in memory only, so a Dovecot working on
+// the folder meanwhile numbers them as it would: a user on a full disk
+// still opens the folder, reads, and expunges to make room.
+func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *uidlist.Lock) (waitingFiles, error) {
+	wait := func(fresh []string) waitingFiles {
+		var w waitingFiles
+		for _, base := range fresh {
+			if disk[base].isNew {
+				w.inNew = true
+			} else {
+				w.inCur = true
+			}
+		}
+		return w
+	}
 	// The bases are of no message known when the directories were
 	// compared with the memory; only a uidlist read since (another
 	// process's numbering adopted) may have made some known.
-	reread := false
-	if lk == nil {
+	reread, own, readOnly := false, lk == nil, false
+	if own {
 		uid, gid := mb.owner.ids()
-		var err error
-		if lk, err = acquireUIDList(mb, uid, gid); err != nil {
-			return err
+		l, err := acquireUIDList(mb, uid, gid)
+		switch {
+		case err == nil:
+			lk = l
+			defer lk.Release()
+			before := mb.listSt
+			if err := mb.refreshUIDListLocked(); err != nil {
+				return waitingFiles{}, err
+			}
+			reread = mb.listSt != before
+		case noRoom(err):
+			readOnly = true
+		default:
+			return waitingFiles{}, err
 		}
-		defer lk.Release()
-		before := mb.listSt
-		if err := mb.refreshUIDListLocked(); err != nil {
-			return err
-		}
-		reread = mb.listSt != before
 	}
 	var theirs []*Msg
 	fresh := make([]string, 0, len(bases))
@@ -655,6 +701,9 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 		m.Flags, m.New = d.flags, d.isNew
 		mb.addMsgLocked(m, Cached{})
 	}
+	if readOnly {
+		return wait(fresh), nil
+	}
 	ours := make([]*Msg, len(fresh))
 	slab := make([]Msg, len(fresh)) // one allocation, not one per message
 	for i, base := range fresh {
@@ -664,7 +713,10 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 	}
 	if len(ours) > 0 || mb.listDirty {
 		if err := mb.addToUIDListLocked(lk, ours); err != nil {
-			return err
+			if own && noRoom(err) {
+				return wait(fresh), nil
+			}
+			return waitingFiles{}, err
 		}
 	}
 	if n := len(mb.msgs); !mb.loaded && len(ours) > 0 && (n == 0 || mb.msgs[n-1].UID < ours[0].UID) {
@@ -677,12 +729,12 @@ func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *
 				mb.byBase[m.Base] = m
 			}
 		}
-		return nil
+		return waitingFiles{}, nil
 	}
 	for _, m := range ours {
 		mb.addMsgLocked(m, Cached{})
 	}
-	return nil
+	return waitingFiles{}, nil
 }
 
 // writeUIDListLocked replaces dovecot-uidlist with the records of the

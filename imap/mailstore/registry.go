@@ -103,6 +103,8 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 	d := dir
 	if d == "" {
 		d = "."
+	} else if err := store.completeFolder(dir); err != nil {
+		return nil, err
 	}
 	root, err := store.root.OpenRoot(d)
 	if err != nil {

@@ -144,7 +144,9 @@ func (s *Store) Folders() ([]string, error) {
 	return out, nil
 }
 
-// Exists reports whether the folder exists.
+// Exists reports whether the folder exists: whether its directory does,
+// as Folders and Dovecot see it, cur/, new/ and tmp/ or not (Open makes
+// the missing ones).
 func (s *Store) Exists(name string) bool {
 	dir, err := FolderDir(name)
 	if err != nil {
@@ -153,13 +155,16 @@ func (s *Store) Exists(name string) bool {
 	if dir == "" {
 		return true
 	}
-	st, err := s.root.Stat(dir + "/cur")
+	st, err := s.root.Stat(dir)
 	return err == nil && st.IsDir()
 }
 
 // Create makes a folder (a Maildir++ sub-maildir with its maildirfolder
-// marker). Parents need no directory of their own in Maildir++.
-func (s *Store) Create(name string) error {
+// marker). Parents need no directory of their own in Maildir++. A
+// failure half-way (a full disk: mkdir needs a block) takes back what it
+// made: a directory left without cur/ would be a folder for LIST and
+// the next CREATE, and none for anything else.
+func (s *Store) Create(name string) (err error) {
 	dir, err := FolderDir(name)
 	if err != nil {
 		return err
@@ -173,15 +178,50 @@ func (s *Store) Create(name string) error {
 		}
 		return fmt.Errorf("mailstore: create %s: %w", dir, err)
 	}
+	made := []string{dir}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Newest first, each only if still as made: a directory another
+		// program put something in meanwhile stays.
+		for i := len(made) - 1; i >= 0; i-- {
+			_ = s.root.Remove(made[i])
+		}
+	}()
 	s.owner.chown(s.root, dir)
-	if err := s.makeMaildir(dir); err != nil {
-		return err
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		name := dir + "/" + sub
+		if err := s.root.Mkdir(name, 0o700); err != nil {
+			return fmt.Errorf("mailstore: mkdir %s: %w", name, err)
+		}
+		made = append(made, name)
+		s.owner.chown(s.root, name)
 	}
 	mf := dir + "/maildirfolder"
+	made = append(made, mf)
 	if err := s.root.WriteFile(mf, nil, 0o600); err != nil {
 		return fmt.Errorf("mailstore: create %s: %w", mf, err)
 	}
 	s.owner.chown(s.root, mf)
+	return nil
+}
+
+// completeFolder gives the folder directory dir whichever of cur/, new/
+// and tmp/ it lacks, as Dovecot does when it opens a folder: one without
+// them (a CREATE cut short by a crash, another program's mkdir) is
+// listed, so every command must be able to use it.
+func (s *Store) completeFolder(dir string) error {
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		name := dir + "/" + sub
+		if _, err := s.root.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+			continue // there, or an error the folder's load will meet
+		}
+		if err := s.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("mailstore: mkdir %s: %w", name, err)
+		}
+		s.owner.chown(s.root, name)
+	}
 	return nil
 }
 

@@ -23,9 +23,15 @@ var ErrLocked = errors.New("uidlist: locked by another process")
 
 // Lock is a Dovecot-style dotlock: "<file>.lock", made by a hard link so
 // that it appears whole, already its owner's, holding "pid:host" as
-// Dovecot's dotlocks do (file_write_pid). The new content is written into
-// the lock file and renamed over the target, so the target is replaced
-// atomically and the lock released in the same step.
+// Dovecot's dotlocks do (file_write_pid), or nothing when that cannot be
+// written (see createLock). The new content is written into the lock file
+// and renamed over the target, so the target is replaced atomically and
+// the lock released in the same step.
+//
+// What locks is the file's existence alone, for Dovecot as for us: its
+// own dovecot-uidlist.lock is always empty (file_dotlock_open writes no
+// pid), and its stale check reads a pid only to break the lock of a dead
+// holder sooner, waiting for the stale timeout when there is none.
 type Lock struct {
 	root   *os.Root
 	target string
@@ -69,7 +75,13 @@ func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode,
 }
 
 // createLock writes "pid:host" to a file of a unique name, gives it to its
-// owner, and links it to lockName: fs.ErrExist when the lock is held.
+// owner, and links it to lockName: fs.ErrExist when the lock is held. A
+// lock that cannot hold "pid:host" is taken empty, as Dovecot's
+// file_write_pid leaves it ("failed, leave it empty then"): the pid needs
+// a data block, and on a full disk (ENOSPC, EDQUOT) a lock that needs
+// none is what lets a user open a folder, read and expunge to make room.
+// Only a holder that dies is then found out by StaleTimeout instead of at
+// once.
 func createLock(root *os.Root, lockName string, perm fs.FileMode, uid, gid int) (*os.File, error) {
 	var r [6]byte
 	rand.Read(r[:])
@@ -83,8 +95,10 @@ func createLock(root *os.Root, lockName string, perm fs.FileMode, uid, gid int) 
 		_ = f.Chown(uid, gid) // best effort: same as the directory's owner
 	}
 	if _, err := f.WriteString(ownerTag()); err != nil {
-		f.Close()
-		return nil, err
+		if terr := f.Truncate(0); terr != nil { // nothing of a partial write
+			f.Close()
+			return nil, err
+		}
 	}
 	if err := root.Link(tmp, lockName); err != nil {
 		f.Close()

@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 // A dovecot-uidlist as Dovecot 2.3 leaves it: extension fields, a name
@@ -230,6 +233,68 @@ func TestLockOfDeadProcess(t *testing.T) {
 			lk.Release()
 		}
 		os.Remove(lockPath)
+	}
+}
+
+// On a full disk the lock is still taken, empty (the pid would need a
+// data block), and still locks; replacing the target needs room and
+// fails with ENOSPC, leaving the target as it was and no lock behind.
+// (QA: SELECT of a folder with new messages failed on a full disk:
+// "create dovecot-uidlist.lock: write ….lock.tmp-…: no space left on
+// device".)
+func TestLockOnFullDisk(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	testenv.MountTmpfs(t, dir, "size=64k,mode=0700")
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	const list = "3 V1 N2\n1 :1700000000.M1P1.host\n"
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free := testenv.FillSpace(t, filepath.Join(dir, "fill"))
+	lockPath := filepath.Join(dir, FileName+".lock")
+
+	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatalf("Acquire on a full disk: %v", err)
+	}
+	if fi, err := os.Stat(lockPath); err != nil || fi.Size() != 0 {
+		t.Fatalf("lock on a full disk: %v, %v; want an empty file", fi, err)
+	}
+	if _, err := Acquire(root, FileName, 50*time.Millisecond, 0o600, -1, -1); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Acquire while the empty lock is held: %v, want ErrLocked", err)
+	}
+	err = lk.Commit([]byte(list + "2 :1700000001.M2P1.host\n"))
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Commit on a full disk: %v, want ENOSPC", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, FileName)); string(b) != list {
+		t.Errorf("%s after the failed Commit: %q", FileName, b)
+	}
+	if _, err := os.Lstat(lockPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock after the failed Commit: %v", err)
+	}
+	lk, err = Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Release()
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("files left: %v, want %s and the filler", ents, FileName)
+	}
+
+	free()
+	lk, err = Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release()
+	if b, _ := os.ReadFile(lockPath); !strings.HasPrefix(string(b), fmt.Sprintf("%d:", os.Getpid())) {
+		t.Errorf("lock with room again says %q, want pid:host", b)
 	}
 }
 

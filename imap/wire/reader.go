@@ -432,7 +432,10 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	if err := r.fill(); err != nil {
 		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+			// Cut short. The source's error stays in the chain: its
+			// caller may have marked it (imap tells the client's
+			// connection errors from storage errors that way).
+			err = fmt.Errorf("%w (%w)", io.ErrUnexpectedEOF, err)
 		}
 		return 0, err
 	}

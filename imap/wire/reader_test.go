@@ -127,6 +127,47 @@ func TestDiscardSkipsNonSyncLiterals(t *testing.T) {
 	}
 }
 
+// markedSource returns r's bytes, then its own error in place of io.EOF,
+// as imap's session reader marks the connection's errors.
+type markedSource struct{ r io.Reader }
+
+type sourceMark struct{ err error }
+
+func (m *sourceMark) Error() string { return "conn: " + m.err.Error() }
+func (m *sourceMark) Unwrap() error { return m.err }
+
+func (s markedSource) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil {
+		err = &sourceMark{err}
+	}
+	return n, err
+}
+
+// A literal cut short by the end of the input is io.ErrUnexpectedEOF,
+// with the source's error still in the chain: the caller tells by it
+// that the client went away, not the file the literal was written to.
+func TestLiteralCutShortKeepsSourceError(t *testing.T) {
+	r := NewReader(markedSource{strings.NewReader("a APPEND x {10+}\r\nshort")}, nil)
+	r.Begin()
+	for range 3 { // tag, name, mailbox
+		if _, err := r.Atom(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SP(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.LiteralHeaderCheck(100, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := io.ReadAll(r)
+	var m *sourceMark
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !errors.As(err, &m) {
+		t.Fatalf("err = %v, want io.ErrUnexpectedEOF keeping the source's error", err)
+	}
+}
+
 func TestSeqSet(t *testing.T) {
 	r := NewReader(strings.NewReader("1:3,5,*:7 "), nil)
 	s, err := r.SeqSet()

@@ -1,0 +1,265 @@
+package mailstore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"courriel/imap/uidlist"
+	"courriel/internal/testenv"
+)
+
+// A CREATE cut short at any step for want of an inode (a directory, or
+// the maildirfolder marker) takes back what it made: the folder does not
+// exist, is not listed, and is made whole once there is room.
+func TestCreateCutShortTakesBack(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		left uint64 // inodes free when the CREATE starts
+	}{
+		{"no inode for the folder", 0},
+		{"no inode for cur/", 1},
+		{"no inode for new/", 2},
+		{"no inode for tmp/", 3},
+		{"no inode for maildirfolder", 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
+			st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			free := testenv.FillInodes(t, base, tc.left)
+			err = st.Create("Projects")
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Create with %d inodes: %v, want ENOSPC", tc.left, err)
+			}
+			if _, err := os.Lstat(filepath.Join(st.Path(), ".Projects")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf(".Projects after the failed Create: %v", err)
+			}
+			if names, err := st.Folders(); err != nil || len(names) != 0 {
+				t.Errorf("Folders after the failed Create: %q, %v", names, err)
+			}
+			if st.Exists("Projects") {
+				t.Error("the folder exists after the failed Create")
+			}
+			free()
+			if err := st.Create("Projects"); err != nil {
+				t.Fatalf("Create with room again: %v", err)
+			}
+			for _, f := range []string{"cur", "new", "tmp", "maildirfolder"} {
+				if _, err := os.Lstat(filepath.Join(st.Path(), ".Projects", f)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// A folder directory without cur/, new/ and tmp/ is a folder (Folders
+// lists it, Create finds it there), and opening it makes them, as Dovecot
+// does; its messages then come and go as anywhere.
+func TestHalfMadeFolderCompletedAtOpen(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	for _, d := range []string{".Half", ".Gone", ".Old"} {
+		if err := os.Mkdir(filepath.Join(st.Path(), d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names, err := st.Folders(); err != nil || len(names) != 3 || !st.Exists("Half") {
+		t.Fatalf("Folders %q, %v; Exists(Half) %v", names, err, st.Exists("Half"))
+	}
+	if err := st.Create("Half"); !errors.Is(err, ErrFolderExists) {
+		t.Errorf("Create over it: %v, want ErrFolderExists", err)
+	}
+	reg := NewRegistry()
+	mb := openBox(t, reg, st, "Half")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if fi, err := os.Stat(filepath.Join(st.Path(), ".Half", sub)); err != nil || !fi.IsDir() {
+			t.Errorf("%s/ after Open: %v", sub, err)
+		}
+	}
+	deliverFile(t, st, ".Half", 1)
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if n := mb.Status().Messages; n != 1 {
+		t.Errorf("%d messages after a delivery, want 1", n)
+	}
+	if err := st.Delete("Gone"); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+	if err := st.Rename("Old", "New"); err != nil {
+		t.Errorf("Rename: %v", err)
+	}
+	if names, _ := st.Folders(); len(names) != 2 || names[0] != "Half" || names[1] != "New" {
+		t.Errorf("Folders after Delete and Rename: %q", names)
+	}
+}
+
+// fullBlockFixture makes, on a small tmpfs, a maildir whose INBOX holds
+// one numbered message and one new one not numbered yet, with a
+// dovecot-uidlist that ends a few bytes short of a block boundary: the
+// new message's record does not fit in the file's last block. It returns
+// the store, the uidlist's content and a function that fills the disk.
+func fullBlockFixture(t *testing.T) (st *Store, list string, fill func() (free func())) {
+	t.Helper()
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, "size=256k,mode=0700")
+	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	first := "1700000000.M1P1.test,S=20"
+	if err := os.WriteFile(filepath.Join(st.Path(), "cur", first+":2,S"), []byte("Subject: 1\n\nbody 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	head := "3 V1700000000 N2 G0123456789abcdef0123456789abcdef X"
+	rec := "\n1 :" + first + "\n"
+	block := os.Getpagesize()
+	list = head + strings.Repeat("p", block-5-len(head)-len(rec)) + rec
+	if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deliverFile(t, st, "", 2)
+	return st, list, func() func() { return testenv.FillSpace(t, filepath.Join(base, "fill")) }
+}
+
+// An append to dovecot-uidlist that runs out of room half-way leaves the
+// file as it was, not with a torn record that Dovecot's next append would
+// turn into a corrupt line.
+func TestUIDListAppendOutOfRoomLeavesNoTornRecord(t *testing.T) {
+	t.Parallel()
+	st, list, fill := fullBlockFixture(t)
+	free := fill()
+	reg := NewRegistry()
+	if mb, err := reg.Open(st, "INBOX"); err == nil {
+		mb.Release()
+	} else if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("open on a full disk: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(st.Path(), uidlist.FileName)); string(b) != list {
+		t.Errorf("uidlist after the append ran out of room: %d bytes, ends %q; want it as it was", len(b), b[max(0, len(b)-60):])
+	}
+	free()
+	mb := openBox(t, NewRegistry(), st, "INBOX")
+	if n := mb.Status().Messages; n != 2 {
+		t.Errorf("%d messages with room again, want 2", n)
+	}
+	l := readUIDList(t, st, "")
+	if len(l) != 3 || !strings.HasPrefix(l[2], "2 :1700000000.M2P1.test") {
+		t.Errorf("uidlist records with room again: %q", l[1:])
+	}
+}
+
+// On a full disk a folder whose new messages cannot be numbered (their
+// records need a block) still opens, read as it is: the numbered
+// messages are there, the others wait untouched in new/, no UID given,
+// the uidlist unchanged. Once there is room, the next sync numbers them,
+// though no directory changed since, or one after a delivery that
+// Delivered numbered (it trusts new/ held nothing else: not so here).
+func TestFullDiskFolderOpensAsItIs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		deliver bool
+		want    uint32
+	}{
+		{"then a sync", false, 2},
+		{"then a delivery", true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, list, fill := fullBlockFixture(t)
+			free := fill()
+			reg := NewRegistry()
+			mb := openBox(t, reg, st, "INBOX")
+			if s := mb.Status(); s.Messages != 1 || s.UIDNext != 2 {
+				t.Errorf("on a full disk: %d messages, UIDNEXT %d; want the numbered one, UIDNEXT 2", s.Messages, s.UIDNext)
+			}
+			if err := mb.Sync(true); err != nil || mb.Status().Messages != 1 {
+				t.Errorf("a sync on a full disk: %v, %d messages", err, mb.Status().Messages)
+			}
+			if b, _ := os.ReadFile(filepath.Join(st.Path(), uidlist.FileName)); string(b) != list {
+				t.Error("uidlist changed on a full disk")
+			}
+			if _, err := os.Stat(filepath.Join(st.Path(), "new", "1700000000.M2P1.test,S=20")); err != nil {
+				t.Errorf("the waiting message left new/: %v", err)
+			}
+			free()
+			if tc.deliver {
+				if err := reg.Delivered(st.Path(), "", deliverFile(t, st, "", 3)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := mb.Sync(false); err != nil {
+				t.Fatal(err)
+			}
+			if s := mb.Status(); s.Messages != tc.want || s.UIDNext != tc.want+1 {
+				t.Errorf("with room again: %d messages, UIDNEXT %d; want %d, %d", s.Messages, s.UIDNext, tc.want, tc.want+1)
+			}
+			found := false
+			for _, u := range mb.UIDs() {
+				if m, _ := mb.Get(u); m.Base == "1700000000.M2P1.test,S=20" {
+					found = true
+				}
+			}
+			if !found {
+				t.Error("the waiting message is still not numbered with room again")
+			}
+		})
+	}
+}
+
+// With no inode left even the uidlist lock cannot be made: the folder
+// opens as it is all the same, with the messages another program (here:
+// Dovecot's record, read without the lock as Dovecot reads it) numbered,
+// and the rest waiting.
+func TestNoInodeFolderOpensAsItIs(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
+	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	one, two := "1700000000.M1P1.test,S=20", "1700000001.M2P1.dovecot,S=20"
+	for _, n := range []string{"cur/" + one + ":2,S", "cur/" + two + ":2,"} {
+		if err := os.WriteFile(filepath.Join(st.Path(), n), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte("3 V1700000000 N2 G0123456789abcdef0123456789abcdef\n1 :"+one+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry()
+	mb := openBox(t, reg, st, "INBOX")
+	mb.Release() // kept: a later open takes it back after a listing
+	// Dovecot numbers its file, then a delivery comes; no inode is left.
+	if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte("3 V1700000000 N3 G0123456789abcdef0123456789abcdef\n1 :"+one+"\n2 :"+two+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deliverFile(t, st, "", 3)
+	free := testenv.FillInodes(t, base, 0)
+	mb = openBox(t, reg, st, "INBOX")
+	if s := mb.Status(); s.Messages != 2 || s.UIDNext != 3 {
+		t.Errorf("with no inode: %d messages, UIDNEXT %d; want Dovecot's 2, UIDNEXT 3", s.Messages, s.UIDNext)
+	}
+	free()
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	if s := mb.Status(); s.Messages != 3 || s.UIDNext != 4 {
+		t.Errorf("with inodes again: %d messages, UIDNEXT %d; want 3, 4", s.Messages, s.UIDNext)
+	}
+}
