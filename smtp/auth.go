@@ -134,11 +134,11 @@ func (s *session) authenticate(login, password string) error {
 		s.user = &user
 		s.mu.Unlock()
 		s.srv.guard.Succeeded(login, s.c.ip)
-		s.log.Info("auth ok", "sasl_username", sanitize(user.Login, 64))
+		s.log.Info("auth ok", "sasl_username", logValue(user.Login, 64))
 		return nil
 	case errors.Is(err, directory.ErrInvalidCredentials):
 		d := s.srv.guard.Failed(login, s.c.ip)
-		s.log.Warn("auth failed", "login", sanitize(login, 64), "delay", d)
+		s.log.Warn("auth failed", "login", logValue(login, 64), "delay", d)
 		if d > 0 {
 			s.srv.o.Sleep(s.ctx, d)
 		}

@@ -78,7 +78,7 @@ func (s *session) clusterAuth(identity, login, password string) error {
 		return nil
 	}
 	d := s.srv.guard.Failed(login, s.c.ip)
-	s.log.Warn("cluster auth failed", "login", sanitize(login, 64), "why", why, "delay", d)
+	s.log.Warn("cluster auth failed", "login", logValue(login, 64), "why", why, "delay", d)
 	if d > 0 {
 		s.srv.o.Sleep(s.ctx, d)
 	}
@@ -99,7 +99,7 @@ var replyUnknownNode = rep(451, gosmtp.EnhancedCode{4, 3, 0}, "Home node of this
 
 // clusterRcpt decides one RCPT on the Cluster listener. s.mu held.
 func (s *session) clusterRcpt(to, orig, key string, junk bool) error {
-	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", sanitize(to, 300)) }
+	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", logValue(to, 300)) }
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {
 	case errors.Is(err, errNeedUTF8):
@@ -258,11 +258,11 @@ func (c *conn) ximport(arg string) {
 		}
 	}
 	if err == nil {
-		c.log.Info("ximport done", "login", sanitize(login, 64), "octets", n)
+		c.log.Info("ximport done", "login", logValue(login, 64), "octets", n)
 		c.w.Reply(250, wire.Enhanced{2, 0, 0}, "Imported")
 		return
 	}
-	c.log.Warn("ximport failed", "login", sanitize(login, 64), "err", err)
+	c.log.Warn("ximport failed", "login", logValue(login, 64), "err", err)
 	var se *gosmtp.SMTPError
 	if !errors.As(err, &se) || se.Code < 400 || se.Code > 599 {
 		se = withID(replyTempFailure, c.id)

@@ -205,7 +205,7 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 		Dir: filepath.Join(t.TempDir(), "spool"), Hostname: "node" + name + ".test", Logger: log,
 		Local: f, Cluster: cl, Homes: homesOf{d, n.holds}, Now: n.clock.now,
 		PollInterval: 50 * time.Millisecond, TLSPolicy: queue.PolicyNone,
-		Bounce: func(_ context.Context, _ *queue.Message, report []byte) error {
+		Bounce: func(_ context.Context, _ *queue.Message, report []byte, _ ...queue.Option) error {
 			n.bounces <- report
 			return nil
 		},

@@ -121,7 +121,7 @@ func (s *session) data(r io.Reader) error {
 	if err := s.store(hctx, log, header, body, now); err != nil {
 		return s.fail(stageData, err)
 	}
-	attrs := []slog.Attr{slog.String("from", sanitize(s.tx.from, 300)), slog.Int64("size", msg.size), slog.Int("nrcpt", len(s.tx.rcpts)),
+	attrs := []slog.Attr{slog.String("from", logValue(s.tx.from, 300)), slog.Int64("size", msg.size), slog.Int("nrcpt", len(s.tx.rcpts)),
 		slog.Int("local", len(s.tx.local)), slog.Int("remote", len(s.tx.remote))}
 	if s.user != nil {
 		attrs = append(attrs, slog.String("sasl_username", s.user.Login))
@@ -235,7 +235,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		}
 		qid, handed, localErrs, err = hq.HandOver(ctx, s.tx.id, s.tx.from, local, joined{header, body}, opts...)
 		if err == nil && handed {
-			log.Info("handed over", "queue_id", sanitize(qid, 64), "node", local[0].Node, "local", len(local))
+			log.Info("handed over", "queue_id", logValue(qid, 64), "node", local[0].Node, "local", len(local))
 			return nil
 		}
 	} else {
@@ -259,11 +259,11 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		}
 		s.srv.o.Metrics.Delivery(metric)
 		if err != nil {
-			log.Warn("local copy queued for retry or bounce", "queue_id", sanitize(qid, 64),
-				"to", sanitize(local[i].Address, 300), "err", err)
+			log.Warn("local copy queued for retry or bounce", "queue_id", logValue(qid, 64),
+				"to", logValue(local[i].Address, 300), "err", err)
 		}
 	}
-	log.Info("queued", "queue_id", sanitize(qid, 64), "remote", len(remote), "local", len(local))
+	log.Info("queued", "queue_id", logValue(qid, 64), "remote", len(remote), "local", len(local))
 	return nil
 }
 
@@ -288,10 +288,10 @@ func (s *session) dropLoops(log *slog.Logger, hi headerInfo) error {
 	local := slices.DeleteFunc(slices.Clone(s.tx.local), func(r delivery.Recipient) bool { return looping(r.OrigTo) })
 	remote := slices.DeleteFunc(slices.Clone(s.tx.remote), func(a string) bool { return looping(a) || looping(s.tx.origTo[a]) })
 	if len(local)+len(remote) == 0 || s.srv.o.Queue == nil {
-		log.Warn("message refused: mail loop", "to", sanitize(strings.Join(loops, ","), 300))
+		log.Warn("message refused: mail loop", "to", logValue(strings.Join(loops, ","), 300))
 		return replyLoop
 	}
-	log.Warn("mail loop: these recipients bounce, the others get the message", "to", sanitize(strings.Join(loops, ","), 300))
+	log.Warn("mail loop: these recipients bounce, the others get the message", "to", logValue(strings.Join(loops, ","), 300))
 	s.tx.local, s.tx.remote, s.tx.loops = local, remote, loops
 	return nil
 }
@@ -375,8 +375,8 @@ func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery
 		if !s.log.Enabled(ctx, slog.LevelDebug) {
 			continue
 		}
-		s.log.Debug("local copy", "msg_id", s.tx.id, "to", sanitize(s.tx.local[i].Address, 300),
-			"orig_to", sanitize(s.tx.local[i].OrigTo, 300), "status", status, "err", err)
+		s.log.Debug("local copy", "msg_id", s.tx.id, "to", logValue(s.tx.local[i].Address, 300),
+			"orig_to", logValue(s.tx.local[i].OrigTo, 300), "status", status, "err", err)
 	}
 	if temp != nil {
 		return temp

@@ -173,7 +173,7 @@ func (s *session) srsSender(log *slog.Logger, spfFailed bool) {
 		}
 	}
 	s.tx.remoteFrom = &rf
-	log.Debug("forward sender", "remote_from", sanitize(rf, 300), "spf_failed", spfFailed)
+	log.Debug("forward sender", "remote_from", logValue(rf, 300), "spf_failed", spfFailed)
 }
 
 // accept queues the message (store), with the forwards' own sender when
@@ -236,7 +236,7 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string, dsn queue.RcptDS
 	s.addRemote(a.String())
 	s.tx.rcptDSN(a.String(), dsn, []string{a.String()})
 	s.tx.rcpts = append(s.tx.rcpts, addr)
-	log().Debug("rcpt ok", "srs_to", sanitize(a.String(), 300))
+	log().Debug("rcpt ok", "srs_to", logValue(a.String(), 300))
 	return true, nil
 }
 

@@ -41,7 +41,7 @@ func (s *session) milterMail() *gosmtp.SMTPError {
 	}
 	v := s.milter.Mail(s.tx.from, s.tx.id)
 	if v.Reply != nil {
-		s.log.Info("mail refused by milter", "msg_id", s.tx.id, "milter", v.Milter, "reply", sanitize(v.Reply.String(), 300))
+		s.log.Info("mail refused by milter", "msg_id", s.tx.id, "milter", v.Milter, "reply", logValue(v.Reply.String(), 300))
 		return milterReply(v.Reply)
 	}
 	return nil
@@ -94,7 +94,7 @@ func (s *session) milterRcpt(addr string) *gosmtp.SMTPError {
 	}
 	v := s.milter.Rcpt(addr)
 	if v.Reply != nil {
-		s.log.Info("rcpt refused by milter", "msg_id", s.tx.id, "to", sanitize(addr, 300), "milter", v.Milter, "reply", sanitize(v.Reply.String(), 300))
+		s.log.Info("rcpt refused by milter", "msg_id", s.tx.id, "to", logValue(addr, 300), "milter", v.Milter, "reply", logValue(v.Reply.String(), 300))
 		return milterReply(v.Reply)
 	}
 	return nil
@@ -135,10 +135,10 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 	size := int64(len(header)) + body.Size()
 	switch {
 	case res.Reply != nil:
-		log.Info("message refused by milter", "milter", res.Milter, "reply", sanitize(res.Reply.String(), 300))
+		log.Info("message refused by milter", "milter", res.Milter, "reply", logValue(res.Reply.String(), 300))
 		return nil, nil, release, false, milterReply(res.Reply)
 	case res.Discard:
-		log.Info("message discarded by milter", "milter", res.Milter, "from", sanitize(s.tx.from, 300), "nrcpt", len(s.tx.rcpts), "size", size)
+		log.Info("message discarded by milter", "milter", res.Milter, "from", logValue(s.tx.from, 300), "nrcpt", len(s.tx.rcpts), "size", size)
 		return nil, nil, release, true, nil
 	}
 	if res.From != nil {
@@ -153,7 +153,7 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		}
 	}
 	if len(s.tx.local)+len(s.tx.remote) == 0 {
-		log.Info("message dropped: the milters removed every recipient", "from", sanitize(s.tx.from, 300))
+		log.Info("message dropped: the milters removed every recipient", "from", logValue(s.tx.from, 300))
 		return nil, nil, release, true, nil
 	}
 	if res.Junk {
@@ -174,12 +174,12 @@ func (s *session) milterChangeFrom(log *slog.Logger, from string) {
 	if from != "" {
 		a, err := parseSender(from, s.tx.utf8)
 		if err != nil {
-			log.Warn("milter sender change ignored: bad address", "from", sanitize(from, 300), "err", err)
+			log.Warn("milter sender change ignored: bad address", "from", logValue(from, 300), "err", err)
 			return
 		}
 		from = a.String()
 	}
-	log.Info("sender changed by milter", "old_from", sanitize(s.tx.from, 300), "from", sanitize(from, 300))
+	log.Info("sender changed by milter", "old_from", logValue(s.tx.from, 300), "from", logValue(from, 300))
 	s.tx.from = from
 }
 
@@ -206,7 +206,7 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 		}
 		return del
 	})
-	log.Info("recipient removed by milter", "to", sanitize(addr, 300), "found", found)
+	log.Info("recipient removed by milter", "to", logValue(addr, 300), "found", found)
 }
 
 // milterAddRcpt adds a recipient as RCPT TO would, without the relay check
@@ -218,13 +218,13 @@ func (s *session) milterAddRcpt(log *slog.Logger, addr string) error {
 	var se *gosmtp.SMTPError
 	switch {
 	case err == nil:
-		log.Info("recipient added by milter", "to", sanitize(addr, 300))
+		log.Info("recipient added by milter", "to", logValue(addr, 300))
 		return nil
 	case errors.As(err, &se) && se.Code >= 500:
-		log.Warn("recipient added by milter refused", "to", sanitize(addr, 300), "reply", se.Message)
+		log.Warn("recipient added by milter refused", "to", logValue(addr, 300), "reply", se.Message)
 		return nil
 	}
-	log.Warn("recipient added by milter: temporary failure", "to", sanitize(addr, 300), "err", err)
+	log.Warn("recipient added by milter: temporary failure", "to", logValue(addr, 300), "err", err)
 	return err
 }
 

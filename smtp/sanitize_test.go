@@ -30,3 +30,27 @@ func TestSanitize(t *testing.T) {
 		}
 	}
 }
+
+// TestLogValue: a log value keeps printable UTF-8 (an SMTPUTF8 address
+// found by grep), and nothing that could split or forge a line.
+func TestLogValue(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"user@example.com", 300, "user@example.com"},
+		{"ünï@bücher.test", 300, "ünï@bücher.test"},
+		{"用户@例子.测试", 300, "用户@例子.测试"},
+		{"a\r\nb", 10, "a??b"},
+		{"a\u0085b\u2028c\u2029d", 20, "a?b?c?d"},
+		{"\xff\xfe", 10, "??"},
+		{"bom\ufeff", 10, "bom?"},
+		{"eleven char", 10, "eleven cha..."},
+	} {
+		if got := logValue(tc.in, tc.n); got != tc.want {
+			t.Errorf("logValue(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

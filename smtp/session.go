@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -109,7 +110,7 @@ func (s *Server) newSession(c *conn, helo string, esmtp bool) (*session, error) 
 // and whether it was EHLO.
 func (s *session) setHelo(helo string, esmtp bool) {
 	s.helo, s.esmtp = helo, esmtp
-	s.log = s.c.log.With("helo", sanitize(helo, 64), "tls", s.tls != nil)
+	s.log = s.c.log.With("helo", logValue(helo, 64), "tls", s.tls != nil)
 }
 
 // fail turns err into the reply (replyFor), adds the transaction's id (the
@@ -233,7 +234,7 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	if !s.log.Enabled(s.ctx, slog.LevelDebug) {
 		return nil
 	}
-	attrs := []any{"msg_id", s.tx.id, "from", sanitize(from, 300)}
+	attrs := []any{"msg_id", s.tx.id, "from", logValue(from, 300)}
 	if s.user != nil {
 		attrs = append(attrs, "sasl_username", s.user.Login)
 	}
@@ -248,13 +249,13 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 func (s *session) checkSenderOwner(from string) error {
 	logins, err := s.srv.o.Directory.SenderLogins(s.ctx, from)
 	if err != nil && !errors.Is(err, directory.ErrNotFound) {
-		s.log.Error("sender logins: directory", "from", sanitize(from, 300), "err", err)
+		s.log.Error("sender logins: directory", "from", logValue(from, 300), "err", err)
 		return s.fail(stageMail, err)
 	}
 	if slices.ContainsFunc(logins, func(l string) bool { return strings.EqualFold(l, s.user.Login) }) {
 		return nil
 	}
-	s.log.Warn("sender not owned by login", "from", sanitize(from, 300))
+	s.log.Warn("sender not owned by login", "from", logValue(from, 300))
 	return s.fail(stageMail, rep(553, gosmtp.EnhancedCode{5, 7, 1},
 		"Sender address rejected: not owned by user "+sanitize(s.user.Login, 64)))
 }
@@ -296,7 +297,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 	// Most RCPTs log nothing (Postfix's smtpd logs only refusals): the
 	// logger with their attributes is made only for a line.
 	rawTo := to
-	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", sanitize(rawTo, 300)) }
+	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", logValue(rawTo, 300)) }
 	if !strings.Contains(to, "@") {
 		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
 		// it is the postmaster of our host name's domain, as Postfix
@@ -383,7 +384,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 			log().Error("rcpt: forward needs the outbound queue, which is off")
 			return s.fail(stageRcpt, replyNoQueue)
 		case !d.Remote && d.Mailbox == nil:
-			log().Error("rcpt: local destination without a mailbox", "dest", sanitize(d.Address, 300))
+			log().Error("rcpt: local destination without a mailbox", "dest", logValue(d.Address, 300))
 			return s.fail(stageRcpt, replyTempFailure)
 		case d.Remote:
 			continue
@@ -391,7 +392,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		node, err := s.homeOf(d.Mailbox)
 		switch {
 		case err != nil:
-			log().Error("rcpt: home node", "dest", sanitize(d.Address, 300), "err", err)
+			log().Error("rcpt: home node", "dest", logValue(d.Address, 300), "err", err)
 			return s.fail(stageRcpt, replyUnknownNode)
 		case node != "" && s.srv.o.Queue == nil:
 			log().Error("rcpt: a copy for another node needs the queue, which is off")
@@ -519,6 +520,28 @@ func sanitize(v string, n int) string {
 			break
 		}
 		if r < 0x20 || r == 0x7f || r >= 0x80 {
+			b.WriteByte('?')
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// logValue is sanitize for a log line, which may hold UTF-8: an SMTPUTF8
+// address stays readable (and found by grep) instead of becoming "?"s;
+// controls, invalid bytes and line separators still become '?'.
+func logValue(v string, n int) string {
+	if len(v) <= n && printableASCII(v) {
+		return v
+	}
+	var b strings.Builder
+	for i, r := range v {
+		if i >= n {
+			b.WriteString("...")
+			break
+		}
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r == utf8.RuneError || r == 0x2028 || r == 0x2029 || r == 0xfeff {
 			b.WriteByte('?')
 			continue
 		}
