@@ -114,6 +114,59 @@ func (m matcher) match(value, key string) (bool, []string) {
 	return m.compare(value, key) == 0, nil
 }
 
+// cachedValue is a value a run may match many times (the body, a part's
+// content): its i;ascii-casemap folding is made once, when first needed.
+type cachedValue struct {
+	s      string
+	folded *string
+}
+
+func (v *cachedValue) fold() string {
+	if v.folded == nil {
+		f := foldString(v.s)
+		v.folded = &f
+	}
+	return *v.folded
+}
+
+// matchCached is matchValues for cached values, without match variables
+// (the body test sets none): :is, :contains and :value under
+// i;ascii-casemap compare the folding made once; the others cost no more
+// than they did.
+func (r *runner) matchCached(n *node, values []*cachedValue, keys []string) bool {
+	m := r.newMatcher(n)
+	if m.typ == "count" {
+		return m.countMatch(len(values), keys)
+	}
+	folding := m.comparator == "i;ascii-casemap" && (m.typ == "is" || m.typ == "contains" || m.typ == "value")
+	for _, k := range keys {
+		fk := k
+		if folding {
+			fk = foldString(k)
+		}
+		for _, v := range values {
+			var ok bool
+			switch {
+			case !folding:
+				ok, _ = m.match(v.s, k)
+			case m.typ == "contains":
+				ok = strings.Contains(v.fold(), fk)
+			case m.typ == "value":
+				ok = m.rel(strings.Compare(v.fold(), fk))
+			case v.s == "":
+				// as match: an empty value is only an empty key
+				ok = k == ""
+			default:
+				ok = v.fold() == fk
+			}
+			if ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // countMatch is :count: the number of values against each key.
 func (m matcher) countMatch(count int, keys []string) bool {
 	c := strconv.Itoa(count)

@@ -330,7 +330,21 @@ func (r *runner) mimeExists(n *node, names []string) bool {
 // html2text does, nothing for a multipart or message/rfc822; :first N
 // keeps N octets, as Pigeonhole (a character may be cut).
 func (r *runner) extracttext(n *node) {
-	p := r.mimeParts()[r.currentPart()]
+	text := r.partText(r.currentPart())
+	if a, ok := n.tags["first"]; ok && uint64(len(text)) > a.Number {
+		text = text[:a.Number]
+	}
+	r.setVar(n.pos[0].Strings[0], modify(n, text))
+}
+
+// partText is extracttext's text of a part, at most maxVariableSize
+// octets, decoded once per run: nested loops visit a part again for each
+// enclosing iteration.
+func (r *runner) partText(i int) string {
+	if t, ok := r.extracted[i]; ok {
+		return t
+	}
+	p := r.mimeParts()[i]
 	var text []byte
 	switch {
 	case strings.HasPrefix(p.ct, "multipart/") || p.ct == "message/rfc822":
@@ -348,14 +362,12 @@ func (r *runner) extracttext(n *node) {
 			text = html2text(text)
 		}
 	}
-	limit := uint64(maxVariableSize)
-	if a, ok := n.tags["first"]; ok {
-		limit = min(limit, a.Number)
+	t := string(text[:min(len(text), maxVariableSize)])
+	if r.extracted == nil {
+		r.extracted = map[int]string{}
 	}
-	if uint64(len(text)) > limit {
-		text = text[:limit]
-	}
-	r.setVar(n.pos[0].Strings[0], modify(n, string(text)))
+	r.extracted[i] = t
+	return t
 }
 
 // html2text reduces HTML to its text as Dovecot's html2text, which

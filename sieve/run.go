@@ -191,6 +191,7 @@ type runState struct {
 	dates      map[string]dateCacheEntry // parsed date field values
 	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
 	parts      []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	extracted  map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int
 }
