@@ -406,7 +406,7 @@ func html2text(b []byte) []byte {
 		s = s[gt+1:]
 		for _, skip := range []string{"script", "style"} {
 			if strings.HasPrefix(tag, skip) && (len(tag) == len(skip) || isHTMLSpace(tag[len(skip)])) {
-				end := strings.Index(strings.ToLower(s), "</"+skip)
+				end := indexASCIIFold(s, "</"+skip)
 				if end < 0 {
 					s = ""
 					break
@@ -417,6 +417,30 @@ func html2text(b []byte) []byte {
 		space()
 	}
 	return out
+}
+
+// indexASCIIFold is the index of lower (in lower case) in s, ASCII case
+// ignored. (Lowering the rest of the text at every <script> made
+// html2text quadratic.)
+func indexASCIIFold(s, lower string) int {
+	for i := 0; len(s)-i >= len(lower); i++ {
+		k := strings.IndexByte(s[i:], lower[0])
+		if k < 0 {
+			return -1
+		}
+		i += k
+		if len(s)-i < len(lower) {
+			return -1
+		}
+		j := 1
+		for j < len(lower) && asciiLowerByte(s[i+j]) == lower[j] {
+			j++
+		}
+		if j == len(lower) {
+			return i
+		}
+	}
+	return -1
 }
 
 func isHTMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
