@@ -112,7 +112,7 @@ func (r *runner) bodyTest(n *node) (bool, error) {
 	} else {
 		if !r.body.walked {
 			r.body.walked = true
-			walkMIME(r.msg.Header, r.msg.Body, 0, &r.body.parts)
+			walkMIME(r.msg.Header, r.msg.Body, 0, &r.body.parts, &r.budget)
 		}
 		if text {
 			wanted = []string{"text", "application/xhtml+xml"}
@@ -125,6 +125,7 @@ func (r *runner) bodyTest(n *node) (bool, error) {
 			v := p.content
 			if text && p.leaf && (p.contentType == "text/html" || p.contentType == "application/xhtml+xml") {
 				if p.text == nil {
+					r.budget.spend(regexCost * len(p.content.s)) // htmlText's expressions
 					p.text = &cachedValue{s: htmlText(p.content.s)}
 				}
 				v = p.text
@@ -167,8 +168,8 @@ func wantedType(wanted []string, ct string) bool {
 }
 
 // walkMIME appends the parts of an entity, depth first.
-func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
-	if len(*out) >= maxMIMEParts {
+func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart, work *budget) {
+	if len(*out) >= maxMIMEParts || !work.spend(decodeCost*len(body)) {
 		return
 	}
 	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
@@ -182,7 +183,7 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
 		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(preamble)}})
 		for _, p := range parts {
 			ph, pbody := splitEntity(p)
-			walkMIME(ph, pbody, depth+1, out)
+			walkMIME(ph, pbody, depth+1, out, work)
 			if len(*out) >= maxMIMEParts {
 				return
 			}
@@ -194,7 +195,7 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
 		inner := transferDecode(h, body)
 		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(headerBlock(inner))}})
 		ih, ibody := splitEntity(inner)
-		walkMIME(ih, ibody, depth+1, out)
+		walkMIME(ih, ibody, depth+1, out, work)
 	default:
 		content := transferDecode(h, body)
 		if strings.HasPrefix(ct, "text/") {
