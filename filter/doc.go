@@ -35,7 +35,12 @@
 // time gives a keep into the INBOX, logged with the user and the line, and
 // appended to ~/.dovecot.sieve.log as Pigeonhole does; a fileinto to a
 // folder that cannot be used (bad name, missing without :create) keeps to
-// the INBOX.
+// the INBOX. A run past its limits (Options.Limits: MaxRunWork,
+// MaxRunTime, as Pigeonhole's sieve_max_cpu_time) is such a failure, and
+// so is a script still running when three quarters of the delivery's time
+// are spent (scriptContext): the copy is delivered, never deferred, for
+// the sender's retry would spend the same again. Only a delivery
+// cancelled (its context done) fails the recipient, temporarily.
 //
 // The milter's junk verdict (Recipient.Folder "Junk") meets the script as
 // in a Pigeonhole + rspamd setup where the LDA is told to deliver spam to

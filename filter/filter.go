@@ -149,9 +149,11 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	}
 	var editedCopies []edited
 	plans := make([]*plan, len(rcpts))
+	sctx, cancel := scriptContext(ctx)
+	defer cancel()
 	for i := range rcpts {
 		r := &rcpts[i]
-		p, err := f.plan(ctx, m, r, mr)
+		p, err := f.plan(ctx, sctx, m, r, mr)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -253,8 +255,27 @@ func worse(a, b error) error {
 	return a
 }
 
-// plan finds the recipient's scripts and runs them; nil for a plain copy.
-func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader) (*plan, error) {
+// scriptContext is the context scripts run under: the delivery's, its
+// deadline brought forward by a quarter of the time left. Scripts stopped
+// by their share of the time fail (the copies kept in INBOX) and leave the
+// rest to store the copies; stopped by the delivery's own deadline they
+// would fail the delivery (4xx), and the sender's retry would run them
+// again. Each run has its own limits beside (sieve.Limits: MaxRunWork,
+// MaxRunTime).
+func scriptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadlineCause(ctx, d.Add(-time.Until(d)/4), errScriptsTime)
+}
+
+// errScriptsTime is why a script stopped at scriptContext's deadline.
+var errScriptsTime = errors.New("the delivery's time for Sieve scripts ran out")
+
+// plan finds the recipient's scripts and runs them (under sctx,
+// scriptContext's); nil for a plain copy.
+func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader) (*plan, error) {
 	mb, err := f.o.Directory.Mailbox(ctx, r.Address)
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
@@ -310,9 +331,17 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
 			continue
 		}
-		res := f.run(s, msg, env, mb.Home)
+		res := f.run(sctx, s, msg, env, mb.Home)
+		if res.Err != nil && ctx.Err() != nil {
+			// The delivery is cancelled (its deadline, a shutdown), not
+			// the script failed: the copy is not stored either.
+			return nil, &delivery.Error{Temporary: true, Reason: "delivery cancelled", Err: context.Cause(ctx)}
+		}
 		p.dupMarks = append(p.dupMarks, res.DuplicateMarks...)
 		if res.Err != nil {
+			// Its limits (sieve.ErrWorkLimit, ErrTimeLimit, errScriptsTime)
+			// included: the message is kept and delivered, never
+			// deferred, for a retry would spend them again.
 			f.scriptError(m, r, mb, s.name, i == userIdx, "run", res.Err)
 		}
 		if res.EditedHeader != nil {
@@ -391,8 +420,8 @@ func (f *Filter) plan(ctx context.Context, m *delivery.Message, r *delivery.Reci
 
 // run runs one compiled script: the one place the interpreter's run
 // options (time, duplicate store, spam headers) are given.
-func (f *Filter) run(s *compiled, msg *sieve.Message, env sieve.Envelope, home string) sieve.Result {
-	return s.script.RunWith(msg, env, sieve.RunOptions{
+func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, home string) sieve.Result {
+	return s.script.RunContext(ctx, msg, env, sieve.RunOptions{
 		Now:         f.o.Now(),
 		Duplicates:  duplicates(home),
 		SpamTest:    sieve.DefaultSpamTest(),

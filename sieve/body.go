@@ -49,51 +49,98 @@ func (s *Script) checkBody(t *Test, n *node) *Error {
 
 // bodyPart is one part as the body test sees it.
 type bodyPart struct {
-	contentType string // type/subtype, lower case
-	content     []byte // transfer-decoded, text converted to UTF-8
-	leaf        bool   // neither a multipart's preamble/epilogue nor a message/rfc822 header
+	contentType string       // type/subtype, lower case
+	content     *cachedValue // transfer-decoded, text converted to UTF-8
+	leaf        bool         // neither a multipart's preamble/epilogue nor a message/rfc822 header
+	text        *cachedValue // content as :text sees it (HTML reduced), once asked for
 }
 
-// bodyCache is the message's parts, parsed on the first body test. The
-// body test reads the message's own MIME structure: editheader does not
-// change it (as in Pigeonhole, which reads the message as received).
+// bodyCache is what the body tests of a run derive from the message, each
+// made once: foreverypart runs the same tests for every part, and a test
+// that read (and folded) the whole body again each time made the cost of
+// a run grow with parts × size. The body test reads the message's own MIME
+// structure: editheader does not change it (as in Pigeonhole, which reads
+// the message as received).
 type bodyCache struct {
-	parts []bodyPart
+	raw    *cachedValue // the body undecoded (:raw)
+	walked bool         // parts has been filled
+	parts  []bodyPart
+	// results are the answers of the tests made so far (at most
+	// maxBodyResults): a test's answer depends only on the message, its
+	// node (transform, comparator, match type) and its expanded strings.
+	results map[bodyResultKey]bool
 }
+
+// bodyResultKey is a body test: its node, and its content types and keys
+// as expanded, each followed by a NUL.
+type bodyResultKey struct {
+	n    *node
+	args string
+}
+
+// maxBodyResults bounds the answers a run remembers: keys made from
+// variables can differ at every iteration of a loop.
+const maxBodyResults = 256
 
 func (r *runner) bodyTest(n *node) (bool, error) {
+	if r.body == nil {
+		r.body = &bodyCache{}
+	}
 	keys := r.strs(n.pos[0])
-	var values []string
-	if _, ok := n.tags["raw"]; ok {
-		values = []string{string(r.msg.Body)}
-	} else {
-		if r.body == nil {
-			r.body = &bodyCache{}
-			walkMIME(r.msg.Header, r.msg.Body, 0, &r.body.parts)
+	var wanted []string
+	_, raw := n.tags["raw"]
+	text := !raw
+	if a, ok := n.tags["content"]; ok {
+		wanted = r.strs(a)
+		text = false
+	}
+	var args strings.Builder
+	for _, s := range append(wanted, keys...) {
+		args.WriteString(s)
+		args.WriteByte(0)
+	}
+	key := bodyResultKey{n: n, args: args.String()}
+	if ok, found := r.body.results[key]; found {
+		return ok, nil
+	}
+	var values []*cachedValue
+	if raw {
+		if r.body.raw == nil {
+			r.body.raw = &cachedValue{s: string(r.msg.Body)}
 		}
-		var wanted []string
-		text := true
-		if a, ok := n.tags["content"]; ok {
-			wanted = r.strs(a)
-			text = false
-		} else {
+		values = []*cachedValue{r.body.raw}
+	} else {
+		if !r.body.walked {
+			r.body.walked = true
+			walkMIME(r.msg.Header, r.msg.Body, 0, &r.body.parts, &r.budget)
+		}
+		if text {
 			wanted = []string{"text", "application/xhtml+xml"}
 		}
-		for _, p := range r.body.parts {
+		for i := range r.body.parts {
+			p := &r.body.parts[i]
 			if !wantedType(wanted, p.contentType) {
 				continue
 			}
-			c := p.content
+			v := p.content
 			if text && p.leaf && (p.contentType == "text/html" || p.contentType == "application/xhtml+xml") {
-				c = htmlText(c)
+				if p.text == nil {
+					r.budget.spend(regexCost * len(p.content.s)) // htmlText's expressions
+					p.text = &cachedValue{s: htmlText(p.content.s)}
+				}
+				v = p.text
 			}
-			values = append(values, string(c))
+			values = append(values, v)
 		}
 	}
 	// Pigeonhole's body test sets no match variables.
-	saved := r.match
-	ok := r.matchValues(n, values, keys)
-	r.match = saved
+	ok := r.matchCached(n, values, keys)
+	if r.body.results == nil {
+		r.body.results = map[bodyResultKey]bool{}
+	}
+	if len(r.body.results) < maxBodyResults {
+		r.body.results[key] = ok
+	}
 	return ok, nil
 }
 
@@ -121,8 +168,8 @@ func wantedType(wanted []string, ct string) bool {
 }
 
 // walkMIME appends the parts of an entity, depth first.
-func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
-	if len(*out) >= maxMIMEParts {
+func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart, work *budget) {
+	if len(*out) >= maxMIMEParts || !work.spend(decodeCost*len(body)) {
 		return
 	}
 	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
@@ -133,40 +180,57 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart) {
 	switch {
 	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth:
 		preamble, parts, epilogue := splitMultipart(body, params["boundary"])
-		*out = append(*out, bodyPart{contentType: ct, content: preamble})
+		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(preamble)}})
 		for _, p := range parts {
 			ph, pbody := splitEntity(p)
-			walkMIME(ph, pbody, depth+1, out)
+			walkMIME(ph, pbody, depth+1, out, work)
 			if len(*out) >= maxMIMEParts {
 				return
 			}
 		}
 		if epilogue != nil {
-			*out = append(*out, bodyPart{contentType: ct, content: epilogue})
+			*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(epilogue)}})
 		}
 	case ct == "message/rfc822" && depth < maxMIMEDepth:
 		inner := transferDecode(h, body)
-		*out = append(*out, bodyPart{contentType: ct, content: headerBlock(inner)})
+		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(headerBlock(inner))}})
 		ih, ibody := splitEntity(inner)
-		walkMIME(ih, ibody, depth+1, out)
+		walkMIME(ih, ibody, depth+1, out, work)
 	default:
 		content := transferDecode(h, body)
 		if strings.HasPrefix(ct, "text/") {
 			content = toUTF8(content, params["charset"])
 		}
-		*out = append(*out, bodyPart{contentType: ct, content: content, leaf: true})
+		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(content)}, leaf: true})
 	}
 }
 
-// splitEntity parses an entity's header and returns it with its body.
+// splitEntity parses an entity's header and returns it with its body, a
+// part of raw (a copy at every level made a deeply nested message cost
+// its size times its depth).
 func splitEntity(raw []byte) (textproto.Header, []byte) {
-	br := bufio.NewReader(bytes.NewReader(raw))
-	h, err := textproto.ReadHeader(br)
+	end := headerEnd(raw)
+	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(raw[:end]), 512))
 	if err != nil {
 		return textproto.Header{}, raw
 	}
-	rest, _ := io.ReadAll(br)
-	return h, rest
+	return h, raw[end:]
+}
+
+// headerEnd is where an entity's body starts: after the first empty line
+// (LF or CRLF), where textproto.ReadHeader stops; len(raw) without one.
+func headerEnd(raw []byte) int {
+	for pos := 0; pos < len(raw); {
+		nl := bytes.IndexByte(raw[pos:], '\n')
+		if nl < 0 {
+			break
+		}
+		if line := raw[pos : pos+nl]; len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return pos + nl + 1
+		}
+		pos += nl + 1
+	}
+	return len(raw)
 }
 
 // headerBlock is an entity's header text, without the empty line.
@@ -297,10 +361,10 @@ var (
 
 // htmlText reduces HTML to its text: markup, comments, scripts and styles
 // dropped, entities decoded, white space squeezed.
-func htmlText(b []byte) []byte {
-	s := htmlDropped.ReplaceAllString(string(b), " ")
+func htmlText(s string) string {
+	s = htmlDropped.ReplaceAllString(s, " ")
 	s = htmlTag.ReplaceAllString(s, " ")
 	s = html.UnescapeString(s)
 	s = htmlSpace.ReplaceAllString(s, " ")
-	return []byte(strings.TrimSpace(s))
+	return strings.TrimSpace(s)
 }

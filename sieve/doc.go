@@ -11,7 +11,7 @@
 //	}) // err is a *sieve.Error: Line, Column, Reason; Compile(src, limits) without includes
 //	msg, err := sieve.ReadMessage(r) // header, size, body up to DefaultMaxBody (ReadMessageLimit)
 //	dups := &sieve.DuplicateFile{Path: home + "/.courriel.duplicates"}
-//	res := script.RunWith(msg, sieve.Envelope{From: mailFrom, To: rcpt},
+//	res := script.RunContext(ctx, msg, sieve.Envelope{From: mailFrom, To: rcpt},
 //		sieve.RunOptions{Now: now, Duplicates: dups,
 //			Environment: sieve.Environment{Host: host, RemoteIP: ip}}) // Run(msg, env): now, no store
 //	// res.Actions: Store (Folder, Flags, Create; Inbox() for the INBOX),
@@ -23,6 +23,16 @@
 //	// once the message is stored, never before.
 //	// No Store and no Redirect: nothing is delivered. res.Err != nil: the script failed at runtime, and
 //	// res.Actions is a keep into INBOX (RFC 5228 §2.10.6): mail is never lost.
+//
+// A run is bounded (budget.go): past Limits.MaxRunWork units of work
+// (about a nanosecond each: octets matched, decoded, parsed; commands and
+// tests run), past Limits.MaxRunTime (30 s, Pigeonhole's
+// sieve_max_cpu_time, here wall-clock time), or once RunContext's context
+// is done, it fails as any runtime error does, res.Err wrapping
+// ErrWorkLimit, ErrTimeLimit or the context's error. What a run derives
+// from the message (MIME parts, decoded and folded bodies, extracttext's
+// texts, the body tests' answers) is made once per run, so that a loop
+// over the parts does not read the whole message again for each.
 //
 // Parse (parse.go) builds the syntax tree within Limits (script size,
 // nesting of blocks and of tests, string length, identifier length);
@@ -96,9 +106,9 @@
 //     values decoded) and :anychild on header, address and exists;
 //     extracttext :first N (octets, as Pigeonhole) of the part decoded,
 //     HTML reduced as Dovecot's html2text. Bounded: the parts body.go's
-//     walk allows (16 levels, 512 parts), loops nested 4 deep
-//     (Pigeonhole's limit), 10,000 iterations a run, a variable's 4096
-//     octets.
+//     walk allows (100 levels, 10,000 parts, as Dovecot's parser), loops
+//     nested 4 deep (Pigeonhole's limit), 100,000 iterations a run, a
+//     variable's 4096 octets, and the run's budget.
 //   - enotify (enotify.go, RFC 5435) with mailto (RFC 5436): notify
 //     (:from, :importance, :options, :message), valid_notify_method,
 //     notify_method_capability ("online" is "maybe"), set :encodeurl. The

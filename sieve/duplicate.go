@@ -70,6 +70,9 @@ func duplicateID(handle *string, value string, last bool) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// storeCost is the work of asking the duplicate store (a file read).
+const storeCost = 1 << 16
+
 type dupCacheEntry struct {
 	id  string
 	dup bool
@@ -102,6 +105,7 @@ func (r *runner) duplicateTest(t *Test, n *node) (bool, error) {
 	}
 	id := duplicateID(handle, value, last)
 	// The same test twice in a run answers the same, as in Pigeonhole.
+	r.budget.spend(len(r.dupChecked))
 	for _, c := range r.dupChecked {
 		if c.id == id {
 			return c.dup, nil
@@ -109,6 +113,7 @@ func (r *runner) duplicateTest(t *Test, n *node) (bool, error) {
 	}
 	dup := false
 	if r.opts.Duplicates != nil {
+		r.budget.spend(storeCost)
 		var err error
 		if dup, err = r.opts.Duplicates.Seen(id, r.now); err != nil {
 			return false, r.errorf(t.Pos, "duplicate: %v", err)

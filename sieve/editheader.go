@@ -95,11 +95,17 @@ func (s *Script) checkEditheader(c *Command, n *node) *Error {
 // sees it now: edited or the message's own.
 func (r *runner) headerValues(name string) []string {
 	if r.edited == nil {
-		return r.msg.values(name)
+		out := r.msg.values(name)
+		for _, v := range out {
+			r.budget.spend(decodeCost * len(v))
+		}
+		return out
 	}
+	r.budget.spend(len(r.edited))
 	var out []string
 	for _, f := range r.edited {
 		if strings.EqualFold(f.name, name) {
+			r.budget.spend(decodeCost * len(f.raw))
 			out = append(out, fieldValue(f.raw))
 		}
 	}
@@ -173,6 +179,7 @@ func (r *runner) addheader(c *Command, n *node) error {
 	if _, last := n.tags["last"]; last {
 		r.edited = append(r.edited, f)
 	} else {
+		r.budget.spend(len(r.edited))
 		r.edited = append([]headerField{f}, r.edited...)
 	}
 	r.headers = nil
@@ -260,6 +267,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 			drop[i] = true
 			continue
 		}
+		r.budget.spend(decodeCost * len(r.edited[i].raw))
 		v := decodeHeader(fieldValue(r.edited[i].raw))
 		for _, p := range patterns {
 			if ok, caps := m.match(v, p); ok {

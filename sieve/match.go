@@ -21,6 +21,7 @@ type matcher struct {
 	typ        string // is, contains, matches, value, count, regex
 	rel        func(int) bool
 	re         func(key string) *regexp.Regexp // regex: the key compiled, nil when invalid
+	work       *budget                         // the run's budget; nil: no limit
 }
 
 func newMatcher(n *node) matcher {
@@ -91,8 +92,19 @@ func (m matcher) compare(a, b string) int {
 }
 
 // match says whether value matches key; for :matches it also returns the
-// text of each wildcard, value first (the match variables ${0}…).
+// text of each wildcard, value first (the match variables ${0}…). Its
+// work is counted in the run's budget: once it is spent, nothing matches.
 func (m matcher) match(value, key string) (bool, []string) {
+	cost := len(value) + len(key)
+	switch {
+	case m.typ == "regex":
+		cost = regexCost*len(value) + len(key)
+	case m.comparator == "i;ascii-casemap" || m.typ == "matches":
+		cost *= decodeCost // both folded, or compared octet by octet
+	}
+	if !m.work.spend(cost) {
+		return false, nil
+	}
 	switch m.typ {
 	case "value":
 		return m.rel(m.compare(value, key)), nil
@@ -102,7 +114,7 @@ func (m matcher) match(value, key string) (bool, []string) {
 		}
 		return strings.Contains(value, key), nil
 	case "matches":
-		return globMatch(value, key, m.comparator == "i;ascii-casemap")
+		return globMatch(value, key, m.comparator == "i;ascii-casemap", m.work)
 	case "regex":
 		return regexMatch(m.re(key), value)
 	}
@@ -112,6 +124,71 @@ func (m matcher) match(value, key string) (bool, []string) {
 		return key == "", nil
 	}
 	return m.compare(value, key) == 0, nil
+}
+
+// cachedValue is a value a run may match many times (the body, a part's
+// content): its i;ascii-casemap folding is made once, when first needed.
+type cachedValue struct {
+	s      string
+	folded *string
+}
+
+func (v *cachedValue) fold() string {
+	if v.folded == nil {
+		f := foldString(v.s)
+		v.folded = &f
+	}
+	return *v.folded
+}
+
+// matchCached is matchValues for cached values, without match variables
+// (the body test sets none): :is, :contains and :value under
+// i;ascii-casemap compare the folding made once; the others cost no more
+// than they did.
+func (r *runner) matchCached(n *node, values []*cachedValue, keys []string) bool {
+	m := r.newMatcher(n)
+	if m.typ == "count" {
+		return m.countMatch(len(values), keys)
+	}
+	folding := m.comparator == "i;ascii-casemap" && (m.typ == "is" || m.typ == "contains" || m.typ == "value")
+	for _, k := range keys {
+		fk := k
+		if folding {
+			if !r.budget.spend(decodeCost * len(k)) {
+				return false
+			}
+			fk = foldString(k)
+		}
+		for _, v := range values {
+			if folding {
+				cost := len(v.s) + len(k)
+				if v.folded == nil {
+					cost += decodeCost * len(v.s)
+				}
+				if !r.budget.spend(cost) {
+					return false
+				}
+			}
+			var ok bool
+			switch {
+			case !folding:
+				ok, _ = m.match(v.s, k)
+			case m.typ == "contains":
+				ok = strings.Contains(v.fold(), fk)
+			case m.typ == "value":
+				ok = m.rel(strings.Compare(v.fold(), fk))
+			case v.s == "":
+				// as match: an empty value is only an empty key
+				ok = k == ""
+			default:
+				ok = v.fold() == fk
+			}
+			if ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // countMatch is :count: the number of values against each key.
@@ -158,7 +235,9 @@ func compilePattern(p string) ([]patTok, int) {
 // i;octet and i;ascii-casemap define characters and Pigeonhole does: ?
 // takes one octet, even of a UTF-8 sequence. Each * takes as little as
 // possible from left to right, as RFC 5229 §3.2 asks of match variables.
-func globMatch(value, pattern string, fold bool) (bool, []string) {
+// A star taking one more octet makes the search go again over the
+// pattern after it: each such step is a unit of work (nil: no limit).
+func globMatch(value, pattern string, fold bool, work *budget) (bool, []string) {
 	toks, nw := compilePattern(pattern)
 	eq := func(a, b byte) bool { return a == b }
 	if fold {
@@ -168,6 +247,7 @@ func globMatch(value, pattern string, fold bool) (bool, []string) {
 	caps := make([]span, nw)
 	i, j := 0, 0
 	starJ, starI := -1, 0
+	redone := 0 // steps gone over again since the last spend
 	for i < len(value) {
 		if j < len(toks) {
 			t := toks[j]
@@ -190,6 +270,12 @@ func globMatch(value, pattern string, fold bool) (bool, []string) {
 		}
 		if starJ < 0 {
 			return false, nil
+		}
+		if redone += j - starJ; redone >= 4096 {
+			if !work.spend(decodeCost * redone) {
+				return false, nil
+			}
+			redone = 0
 		}
 		starI++
 		caps[toks[starJ].w].to = starI

@@ -20,8 +20,9 @@ import (
 // Bounds against hostile messages: the parts are those walkMIME's limits
 // allow (maxMIMEDepth levels, maxMIMEParts parts), loops nest at most
 // maxLoopNesting deep (Pigeonhole's limit), a run makes at most
-// maxLoopIterations iterations in all (a runtime error past them), and
-// extracttext keeps at most maxVariableSize octets.
+// maxLoopIterations iterations in all (a runtime error past them),
+// extracttext keeps at most maxVariableSize octets, and the work of all
+// the iterations counts in the run's budget (budget.go).
 
 var (
 	mimeTags = map[string]tagSpec{
@@ -50,6 +51,9 @@ const (
 	// nested loops over a deep message multiply. One loop over a message
 	// of maxMIMEParts parts stays well within it.
 	maxLoopIterations = 100000
+	// partCost is the work of looking at a part's header (:anychild),
+	// beside the values read.
+	partCost = 16
 )
 
 // checkMIMETags refuses the options of :mime without it.
@@ -119,13 +123,13 @@ type mimeEntity struct {
 func (r *runner) mimeParts() []mimeEntity {
 	if r.parts == nil {
 		r.parts = []mimeEntity{}
-		flattenMIME(r.msg.Header, r.msg.Body, 0, &r.parts)
+		flattenMIME(r.msg.Header, r.msg.Body, 0, &r.parts, &r.budget)
 	}
 	return r.parts
 }
 
-func flattenMIME(h textproto.Header, body []byte, depth int, out *[]mimeEntity) {
-	if len(*out) >= maxMIMEParts {
+func flattenMIME(h textproto.Header, body []byte, depth int, out *[]mimeEntity, work *budget) {
+	if len(*out) >= maxMIMEParts || !work.spend(decodeCost*len(body)) {
 		return
 	}
 	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
@@ -141,14 +145,14 @@ func flattenMIME(h textproto.Header, body []byte, depth int, out *[]mimeEntity) 
 		_, parts, _ := splitMultipart(body, params["boundary"])
 		for _, p := range parts {
 			ph, pbody := splitEntity(p)
-			flattenMIME(ph, pbody, depth+1, out)
+			flattenMIME(ph, pbody, depth+1, out, work)
 			if len(*out) >= maxMIMEParts {
 				break
 			}
 		}
 	case ct == "message/rfc822":
 		ih, ibody := splitEntity(transferDecode(h, body))
-		flattenMIME(ih, ibody, depth+1, out)
+		flattenMIME(ih, ibody, depth+1, out, work)
 	}
 	(*out)[i].end = len(*out)
 }
@@ -179,6 +183,9 @@ func (r *runner) foreverypart(c *Command, n *node) error {
 		r.loopIterations++
 		if r.loopIterations > maxLoopIterations {
 			return r.errorf(c.Pos, "more than %d foreverypart iterations", maxLoopIterations)
+		}
+		if err := r.step(c.Pos); err != nil {
+			return err
 		}
 		r.loops = append(r.loops, loopFrame{name: name, part: i})
 		err := r.block(c.Block)
@@ -221,12 +228,17 @@ func (r *runner) mimeFields(n *node, name string) [][]string {
 	}
 	var out [][]string
 	for i := cur; i < end; i++ {
+		r.budget.spend(partCost)
 		if i == 0 {
 			// the message's header as editheader left it
 			out = append(out, r.headerValues(name))
 			continue
 		}
-		out = append(out, headerFieldValues(parts[i].header, name))
+		vals := headerFieldValues(parts[i].header, name)
+		for _, v := range vals {
+			r.budget.spend(decodeCost * len(v))
+		}
+		out = append(out, vals)
 	}
 	return out
 }
@@ -310,6 +322,7 @@ func (r *runner) mimeExists(n *node, names []string) bool {
 		end = parts[cur].end
 	}
 	for i := cur; i < end; i++ {
+		r.budget.spend(partCost)
 		all := true
 		for _, h := range names {
 			if i == 0 {
@@ -330,7 +343,22 @@ func (r *runner) mimeExists(n *node, names []string) bool {
 // html2text does, nothing for a multipart or message/rfc822; :first N
 // keeps N octets, as Pigeonhole (a character may be cut).
 func (r *runner) extracttext(n *node) {
-	p := r.mimeParts()[r.currentPart()]
+	text := r.partText(r.currentPart())
+	if a, ok := n.tags["first"]; ok && uint64(len(text)) > a.Number {
+		text = text[:a.Number]
+	}
+	r.setVar(n.pos[0].Strings[0], modify(n, text))
+}
+
+// partText is extracttext's text of a part, at most maxVariableSize
+// octets, decoded once per run: nested loops visit a part again for each
+// enclosing iteration.
+func (r *runner) partText(i int) string {
+	if t, ok := r.extracted[i]; ok {
+		return t
+	}
+	p := r.mimeParts()[i]
+	r.budget.spend(decodeCost * len(p.body))
 	var text []byte
 	switch {
 	case strings.HasPrefix(p.ct, "multipart/") || p.ct == "message/rfc822":
@@ -348,14 +376,12 @@ func (r *runner) extracttext(n *node) {
 			text = html2text(text)
 		}
 	}
-	limit := uint64(maxVariableSize)
-	if a, ok := n.tags["first"]; ok {
-		limit = min(limit, a.Number)
+	t := string(text[:min(len(text), maxVariableSize)])
+	if r.extracted == nil {
+		r.extracted = map[int]string{}
 	}
-	if uint64(len(text)) > limit {
-		text = text[:limit]
-	}
-	r.setVar(n.pos[0].Strings[0], modify(n, string(text)))
+	r.extracted[i] = t
+	return t
 }
 
 // html2text reduces HTML to its text as Dovecot's html2text, which
@@ -394,7 +420,7 @@ func html2text(b []byte) []byte {
 		s = s[gt+1:]
 		for _, skip := range []string{"script", "style"} {
 			if strings.HasPrefix(tag, skip) && (len(tag) == len(skip) || isHTMLSpace(tag[len(skip)])) {
-				end := strings.Index(strings.ToLower(s), "</"+skip)
+				end := indexASCIIFold(s, "</"+skip)
 				if end < 0 {
 					s = ""
 					break
@@ -405,6 +431,30 @@ func html2text(b []byte) []byte {
 		space()
 	}
 	return out
+}
+
+// indexASCIIFold is the index of lower (in lower case) in s, ASCII case
+// ignored. (Lowering the rest of the text at every <script> made
+// html2text quadratic.)
+func indexASCIIFold(s, lower string) int {
+	for i := 0; len(s)-i >= len(lower); i++ {
+		k := strings.IndexByte(s[i:], lower[0])
+		if k < 0 {
+			return -1
+		}
+		i += k
+		if len(s)-i < len(lower) {
+			return -1
+		}
+		j := 1
+		for j < len(lower) && asciiLowerByte(s[i+j]) == lower[j] {
+			j++
+		}
+		if j == len(lower) {
+			return i
+		}
+	}
+	return -1
 }
 
 func isHTMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

@@ -78,6 +78,7 @@ func TestHTML2Text(t *testing.T) {
 		{"<html><body><p>Voir <b>pi&egrave;ces</b> jointes.</p></body></html>", "Voir pièces  jointes. "},
 		{"a<!-- x <b> -->b<script>var x = '<p>';</script>c<style>p{}</style>d", "ab c d"},
 		{"<p>one</p>\n<p>two &amp; three</p>", "one \ntwo & three "},
+		{"a<SCRIPT>x</ScRiPt>b", "a b"},
 	}
 	for _, tc := range tests {
 		if got := string(html2text([]byte(tc.in))); got != tc.want {

@@ -3,6 +3,7 @@ package sieve
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Limits bound what a script may cost; a zero field takes its default.
@@ -16,6 +17,14 @@ type Limits struct {
 	// each to at most 8 recipients): a message must not fan out into
 	// mail to many. Pigeonhole bounds them by sieve_max_actions only.
 	MaxNotifications int
+	// MaxRunWork bounds the work of one run, in units of about an octet
+	// scanned (budget.go): default DefaultMaxRunWork. Past it the run
+	// fails (ErrWorkLimit), the message kept in INBOX.
+	MaxRunWork int64
+	// MaxRunTime bounds the time of one run: default DefaultMaxRunTime,
+	// Pigeonhole's sieve_max_cpu_time. Past it the run fails
+	// (ErrTimeLimit), the message kept in INBOX.
+	MaxRunTime time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -37,6 +46,12 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxNotifications <= 0 {
 		l.MaxNotifications = 4
 	}
+	if l.MaxRunWork <= 0 {
+		l.MaxRunWork = DefaultMaxRunWork
+	}
+	if l.MaxRunTime <= 0 {
+		l.MaxRunTime = DefaultMaxRunTime
+	}
 	return l
 }
 
@@ -45,7 +60,12 @@ func (l Limits) withDefaults() Limits {
 type Error struct {
 	Line, Column int // 1-based; Column counts bytes
 	Reason       string
+	// Err is the cause of a run stopped by its limits or its context
+	// (ErrWorkLimit, ErrTimeLimit, the context's error); nil otherwise.
+	Err error
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Reason)

@@ -92,6 +92,7 @@ func (s *Script) checkRegex(n *node) *Error {
 // newMatcher is the node's matcher, :regex keys resolved.
 func (r *runner) newMatcher(n *node) matcher {
 	m := newMatcher(n)
+	m.work = &r.budget
 	if m.typ == "regex" {
 		fold := m.comparator != "i;octet"
 		m.re = func(key string) *regexp.Regexp {

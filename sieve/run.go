@@ -3,6 +3,7 @@ package sieve
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -161,6 +162,8 @@ type Result struct {
 	// remember (RFC 7352): the deliverer commits them
 	// (DuplicateStore.Commit) once the message is stored, never before.
 	DuplicateMarks []DuplicateMark
+	// Work is the units of work the run spent (Limits.MaxRunWork).
+	Work int64
 }
 
 // RuntimeError is a script failure while running: its place and reason.
@@ -191,8 +194,12 @@ type runState struct {
 	dates      map[string]dateCacheEntry // parsed date field values
 	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
 	parts      []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	extracted  map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int
+	budget         budget        // what the run may still spend
+	timeLimit      time.Duration // Limits.MaxRunTime, for the error
+	at             Pos           // the command or test running, for the budget's error
 }
 
 // runner runs one script: its variables are its own.
@@ -211,6 +218,7 @@ func (r *runner) decoded(name string) []string {
 	}
 	var vals []string
 	for _, v := range r.headerValues(name) {
+		r.budget.spend(decodeCost * len(v))
 		vals = append(vals, decodeHeader(v))
 	}
 	if r.headers == nil {
@@ -227,6 +235,13 @@ var errReturn = errors.New("return")
 
 // RunWith runs the script on a message for one recipient.
 func (s *Script) RunWith(msg *Message, env Envelope, opts RunOptions) Result {
+	return s.RunContext(context.Background(), msg, env, opts)
+}
+
+// RunContext is RunWith stopped once ctx is done: the run fails (Result.Err
+// wraps the context's cause), its actions a keep into INBOX, as when it
+// exceeds Limits.MaxRunWork or Limits.MaxRunTime.
+func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opts RunOptions) Result {
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -234,16 +249,23 @@ func (s *Script) RunWith(msg *Message, env Envelope, opts RunOptions) Result {
 	if opts.Location == nil {
 		opts.Location = time.Local
 	}
-	st := &runState{msg: msg, env: env, opts: opts, now: now, globals: map[string]string{}}
+	ctx, cancel := context.WithTimeoutCause(ctx, s.limits.MaxRunTime, ErrTimeLimit)
+	defer cancel()
+	st := &runState{msg: msg, env: env, opts: opts, now: now, globals: map[string]string{},
+		budget: budget{max: s.limits.MaxRunWork, ctx: ctx}, timeLimit: s.limits.MaxRunTime}
 	r := &runner{runState: st, s: s, vars: map[string]string{}}
 	err := r.block(s.cmds)
+	if (err == nil || err == errStop || err == errReturn) && r.budget.err != nil {
+		// spent by the last command
+		err = r.limitError()
+	}
 	if err != nil && err != errStop && err != errReturn {
-		return Result{Actions: []Action{{Kind: Store, Folder: "INBOX", Implicit: true}}, Err: err}
+		return Result{Actions: []Action{{Kind: Store, Folder: "INBOX", Implicit: true}}, Err: err, Work: r.budget.used}
 	}
 	if !r.canceled {
 		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
 	}
-	res := Result{Actions: r.actions, DuplicateMarks: r.dups}
+	res := Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used}
 	if r.edited != nil {
 		res.EditedHeader = r.editedHeader()
 	}
@@ -253,6 +275,9 @@ func (s *Script) RunWith(msg *Message, env Envelope, opts RunOptions) Result {
 func (r *runner) block(cmds []*Command) error {
 	skipElse := false
 	for _, c := range cmds {
+		if err := r.step(c.Pos); err != nil {
+			return err
+		}
 		n := r.s.nodes[c]
 		switch c.Name {
 		case "require":
@@ -499,7 +524,21 @@ func (r *runner) strs(a Arg) []string {
 	return out
 }
 
+// test runs a test within the run's budget: the work it did may have
+// spent it, and its answer is then not to be acted on.
 func (r *runner) test(t *Test) (bool, error) {
+	if err := r.step(t.Pos); err != nil {
+		return false, err
+	}
+	ok, err := r.evalTest(t)
+	if err == nil && r.budget.err != nil {
+		r.at = t.Pos
+		return false, r.limitError()
+	}
+	return ok, err
+}
+
+func (r *runner) evalTest(t *Test) (bool, error) {
 	n := r.s.nodes[t]
 	switch t.Name {
 	case "true":
@@ -579,6 +618,7 @@ func (r *runner) test(t *Test) (bool, error) {
 			}
 			{
 				for _, v := range pickIndex(n, fields) {
+					r.budget.spend(decodeCost * len(v))
 					list, ok := headerAddresses(v)
 					if !ok {
 						unparsed = append(unparsed, list...)

@@ -131,7 +131,7 @@ func TestGlobMatch(t *testing.T) {
 		{"mississippi", "*ss*ss*", true, []string{"mississippi", "mi", "i", "ippi"}},
 	}
 	for _, tc := range tests {
-		ok, caps := globMatch(tc.value, tc.pattern, false)
+		ok, caps := globMatch(tc.value, tc.pattern, false, nil)
 		if ok != tc.ok || strings.Join(caps, "|") != strings.Join(tc.caps, "|") {
 			t.Errorf("%q :matches %q: got %v %q, want %v %q", tc.value, tc.pattern, ok, caps, tc.ok, tc.caps)
 		}

@@ -39,6 +39,7 @@ func (r *runner) expand(s string) string {
 		b.WriteString(r.getVar(name))
 		s = s[i+3+end:]
 	}
+	r.budget.spend(b.Len())
 	if b.Len() > r.s.limits.MaxStringLength {
 		// A string of many references to long variables: bounded like any
 		// string of the script.

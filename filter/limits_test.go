@@ -1,0 +1,160 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"courriel/delivery"
+	"courriel/sieve"
+)
+
+// manyParts is a message of n text/plain parts, the last holding "qqq".
+func manyParts(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: a@z.z\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n")
+	for i := 0; i < n-1; i++ {
+		fmt.Fprintf(&b, "--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n", i)
+	}
+	b.WriteString("--b\r\nContent-Type: text/plain\r\n\r\nqqq\r\n--b--\r\n")
+	return b.Bytes()
+}
+
+// limitsSetup is a user whose script is src, and a filter with limits.
+func limitsSetup(t *testing.T, src string, limits sieve.Limits) (f *Filter, home string, rcpt delivery.Recipient) {
+	t.Helper()
+	base := t.TempDir()
+	home = base + "/u"
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(home+"/.dovecot.sieve", []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err = New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, home, delivery.Recipient{Address: "u@x.y", Maildir: home + "/mailbox/"}
+}
+
+// stored counts the copies in a folder ("" the INBOX).
+func stored(home, folder string) int {
+	files, _ := os.ReadDir(filepath.Join(home, "mailbox", folder, "new"))
+	return len(files)
+}
+
+// qaFileinto is the QA round's script, filing the message when a part
+// holds "qqq".
+const qaFileinto = `require ["foreverypart", "mime", "extracttext", "variables", "body", "fileinto", "mailbox"];
+foreverypart { extracttext "x"; if body :raw :contains "qqq" { fileinto :create "Found"; } }`
+
+// A script past its run's limits (the QA round's loop on a message of
+// thousands of parts) fails as any runtime error does: the copy is kept in
+// INBOX and delivered (no error: never a 4xx, whose retry would spend the
+// same again), and the user's ~/.dovecot.sieve.log says why. Within the
+// default limits the script does what it says.
+func TestScriptPastItsLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limits  sieve.Limits
+		folder  string   // where the copy goes
+		userLog []string // in ~/.dovecot.sieve.log; nil for no log
+	}{
+		{"default limits", sieve.Limits{}, ".Found", nil},
+		{"past the work limit", sieve.Limits{MaxRunWork: 1_000_000}, "",
+			[]string{"msg_id=m1: ~/.dovecot.sieve: run error: line 2, ", ": execution exceeded the work limit (1000000 units): message kept in INBOX\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, home, r := limitsSetup(t, qaFileinto, tc.limits)
+			m := &delivery.Message{ID: "m1", From: "a@z.z", Body: bytes.NewReader(manyParts(4000)), Arrived: time.Now()}
+			if err := f.Deliver(context.Background(), m, []delivery.Recipient{r})[0]; err != nil {
+				t.Fatalf("Deliver: %v", err)
+			}
+			if n := stored(home, tc.folder); n != 1 {
+				t.Errorf("%d copies in %q, want 1", n, tc.folder)
+			}
+			log, err := os.ReadFile(filepath.Join(home, UserLogName))
+			if tc.userLog == nil && err == nil {
+				t.Errorf("user log %q, want none", log)
+			}
+			for _, want := range tc.userLog {
+				if !strings.Contains(string(log), want) {
+					t.Errorf("user log %q (%v), want %q in it", log, err, want)
+				}
+			}
+		})
+	}
+}
+
+// A script still running when the delivery's time for scripts runs out
+// (scriptContext) is stopped: the copy is kept in INBOX and stored within
+// the delivery's own deadline, the reason in the user's log.
+func TestScriptPastTheDeliverysTime(t *testing.T) {
+	// a :matches that goes back at every octet of 2 MiB: seconds of
+	// work, within MaxRunWork
+	src := `require "body"; if body :raw :matches "*` + strings.Repeat("a", 1000) + `b*" { discard; }`
+	f, home, r := limitsSetup(t, src, sieve.Limits{MaxRunWork: 1 << 62})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	m := &delivery.Message{ID: "m2", From: "a@z.z", Arrived: time.Now(),
+		Body: bytes.NewReader([]byte("Subject: a line\r\n\r\n" + strings.Repeat("a", 2<<20) + "\r\n"))}
+	if err := f.Deliver(ctx, m, []delivery.Recipient{r})[0]; err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if n := stored(home, ""); n != 1 {
+		t.Errorf("%d copies in INBOX, want 1", n)
+	}
+	if log, err := os.ReadFile(filepath.Join(home, UserLogName)); !strings.Contains(string(log), errScriptsTime.Error()) {
+		t.Errorf("user log %q (%v), want %q", log, err, errScriptsTime)
+	}
+}
+
+// A delivery cancelled (its deadline, a shutdown) while a script runs is
+// not the script's failure: the recipient gets a temporary error, nothing
+// is stored, the user's log says nothing.
+func TestScriptDeliveryCancelled(t *testing.T) {
+	f, home, r := limitsSetup(t, qaFileinto, sieve.Limits{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m := &delivery.Message{ID: "m3", From: "a@z.z", Body: bytes.NewReader(manyParts(10)), Arrived: time.Now()}
+	err := f.Deliver(ctx, m, []delivery.Recipient{r})[0]
+	var de *delivery.Error
+	if !errors.As(err, &de) || !de.Temporary || !errors.Is(err, context.Canceled) {
+		t.Errorf("Deliver: %v, want a temporary error for the cancelled delivery", err)
+	}
+	if n := stored(home, ""); n != 0 {
+		t.Errorf("%d copies stored", n)
+	}
+	if log, err := os.ReadFile(filepath.Join(home, UserLogName)); err == nil {
+		t.Errorf("user log %q, want none", log)
+	}
+}
+
+// scriptContext leaves a quarter of the delivery's time to store the
+// copies, and no deadline without one.
+func TestScriptContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	sctx, scancel := scriptContext(ctx)
+	defer scancel()
+	d, _ := ctx.Deadline()
+	if sd, ok := sctx.Deadline(); !ok || sd.Before(d.Add(-16*time.Minute)) || sd.After(d.Add(-14*time.Minute)) {
+		t.Errorf("scripts' deadline %v, want 15 minutes before the delivery's (%v)", sd, d)
+	}
+	sctx, scancel = scriptContext(context.Background())
+	defer scancel()
+	if _, ok := sctx.Deadline(); ok {
+		t.Error("a deadline for scripts of a delivery without one")
+	}
+}
