@@ -46,7 +46,11 @@ func ReadMessage(r io.Reader) (*Message, error) {
 func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 	cr := &lfCounter{r: r}
 	br := bufio.NewReader(cr)
-	h, err := textproto.ReadHeader(br)
+	block, err := readHeaderBlock(br, maxHeaderBytes)
+	if err != nil {
+		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(block)))
 	if err != nil {
 		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
 	}
@@ -63,6 +67,58 @@ func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 	// message came with CRLF or LF.
 	b := bytes.ReplaceAll(body.Bytes(), []byte("\r\n"), []byte("\n"))
 	return &Message{Header: h, Size: cr.n, Body: b, BodyTruncated: rest > 0}, nil
+}
+
+// maxHeaderBytes bounds the header a script sees: the fields past it are
+// read and skipped. A parsed field costs far more than its octets, and a
+// 10 MB header of one-word fields cost hundreds of megabytes for any
+// client of port 25 writing to a user with a script. Real headers are a
+// few kilobytes.
+const maxHeaderBytes = 1 << 20
+
+// maxHeaderFields bounds the fields a script sees the same way: go-message
+// spends about 500 octets on each, so a megabyte of "X: y" lines (130,000
+// fields) cost 65 MB. A long-travelled list message has a few hundred.
+const maxHeaderFields = 5000
+
+// readHeaderBlock reads the header section from br, up to and including the
+// empty line that ends it (or the end of the message), and returns its
+// first fields up to about max octets and maxHeaderFields fields, ended
+// by an empty line.
+func readHeaderBlock(br *bufio.Reader, max int) ([]byte, error) {
+	var block []byte
+	full, fields := false, 0
+	for {
+		line, err := br.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) {
+			if !full {
+				block = append(block, line...)
+			}
+			line, err = br.ReadSlice('\n')
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if len(line) == 0 || string(line) == "\n" || string(line) == "\r\n" {
+			break
+		}
+		// A field that would pass max is left out with those after it,
+		// but not a folded line of a field kept.
+		if !full && line[0] != ' ' && line[0] != '\t' {
+			fields++
+			full = fields > maxHeaderFields || len(block)+len(line) > max
+		}
+		if !full {
+			block = append(block, line...)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(block) > 0 && block[len(block)-1] != '\n' {
+		block = append(block, '\r', '\n')
+	}
+	return append(block, '\r', '\n'), nil
 }
 
 // lfCounter counts the octets read, a CR before an LF not counted.
