@@ -75,6 +75,9 @@ type SieveConfig struct {
 	// sieve_max_redirects).
 	MaxActions   int `toml:"max_actions"`
 	MaxRedirects int `toml:"max_redirects"`
+	// MaxCPUTime stops a run that goes on longer (sieve_max_cpu_time; wall
+	// time here): the message is kept in INBOX and the reason logged.
+	MaxCPUTime time.Duration `toml:"max_cpu_time"`
 	// VacationUseOriginalRecipient counts the address the sender used
 	// (before alias expansion) as the user's in vacation's check that the
 	// message is addressed to the user (sieve_vacation_use_original_recipient).
@@ -373,7 +376,7 @@ func defaultConfig() Config {
 		// so that check-config prints them, as postconf -d does.
 		TLS:      TLSConfig{MinVersion: "1.2"},
 		Delivery: DeliveryConfig{MaildirBase: "/var/vmail", Sync: "auto"},
-		Sieve:    SieveConfig{Enabled: true, MaxActions: 32, MaxRedirects: 4},
+		Sieve:    SieveConfig{Enabled: true, MaxActions: 32, MaxRedirects: 4, MaxCPUTime: 30 * time.Second},
 		MailAuth: MailAuthConfig{InboundChecks: true, DMARCReject: "reject"},
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
@@ -661,8 +664,8 @@ func (c *Config) validate() error {
 	if g := c.Sieve.Global; g != "" && !filepath.IsAbs(g) {
 		return keyErr("sieve.global", "%q must be an absolute path", g)
 	}
-	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 {
-		return keyErr("sieve", "max_actions and max_redirects must be positive")
+	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 || c.Sieve.MaxCPUTime <= 0 {
+		return keyErr("sieve", "max_actions, max_redirects and max_cpu_time must be positive")
 	}
 	if !filepath.IsAbs(c.Queue.Dir) {
 		return keyErr("queue.dir", "%q must be an absolute path", c.Queue.Dir)
