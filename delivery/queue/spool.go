@@ -36,11 +36,16 @@ const (
 	readDirBatch = 1024
 	// reserveSize stays allocated in the spool (reserveFile) for the
 	// envelope rewrites that record deliveries: on a full file system a
-	// rewrite frees it and succeeds, where a failed record would have a
-	// restart deliver the same copies again. New messages are refused
-	// while it cannot be allocated again. Postfix gets the same guarantee
-	// by marking a recipient done in place, in blocks already allocated.
-	reserveSize = maxEnvelope
+	// rewrite frees a piece of it (reserveChunk, or what the envelope
+	// needs) and succeeds, where a failed record would have a restart
+	// deliver the same copies again. A piece, not all of it: what is freed
+	// can be taken by any writer of that file system (a maildir beside
+	// the spool), and the next record must still find some. New messages
+	// are refused while the whole of it cannot be allocated again.
+	// Postfix gets the same guarantee by marking a recipient done in
+	// place, in blocks already allocated.
+	reserveSize  = maxEnvelope
+	reserveChunk = 64 << 10
 )
 
 // spool is the on-disk half of the queue: file names, atomic writes and the
@@ -55,8 +60,9 @@ type spool struct {
 	lock *os.File   // flock: envelope rewrites and removals, across processes
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
 
-	reserveMu sync.Mutex  // serialises making the reserve
-	reserved  atomic.Bool // reserveFile holds reserveSize bytes (owner only)
+	reserveMu   sync.Mutex  // serialises making and spending the reserve
+	reserved    atomic.Bool // reserveFile holds reserveSize allocated bytes (owner only)
+	reserveLeft int64       // allocated bytes left at the start of reserveFile, -1 when it is gone; guarded by reserveMu
 }
 
 // openSpool opens the spool at dir. As the owner (client false) it creates
@@ -144,23 +150,43 @@ func (s *spool) makeReserve() error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(p)
+		// What was allocated stays, and the file's inode at least can
+		// still be spent.
+		s.reserveLeft = max(s.reserveLeft, 0)
 		return fmt.Errorf("queue: reserve: %w", err)
 	}
+	s.reserveLeft = reserveSize
 	s.reserved.Store(true)
 	return nil
 }
 
-// releaseReserve frees the reserve's blocks and inode for a record that
-// found the file system full; false when there was none to free.
-func (s *spool) releaseReserve() bool {
+// releaseReserve frees a piece of the reserve, at least need octets, for
+// a record that found the file system full: the end of what is left, then,
+// when nothing is left, the file itself, whose inode a spool out of inodes
+// needs. false when there was nothing more to free.
+func (s *spool) releaseReserve(need int) bool {
 	s.reserveMu.Lock()
 	defer s.reserveMu.Unlock()
-	if !s.reserved.Load() {
+	if s.reserveLeft < 0 {
 		return false
 	}
 	s.reserved.Store(false)
-	return os.Remove(filepath.Join(s.dir, reserveFile)) == nil
+	p := filepath.Join(s.dir, reserveFile)
+	if s.reserveLeft > 0 {
+		n := min(int64(need)+reserveChunk, s.reserveLeft)
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err == nil {
+			err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, s.reserveLeft-n, n)
+			f.Close()
+		}
+		if err == nil {
+			s.reserveLeft -= n
+			return true
+		}
+		// No holes here (or no file): the whole of it goes at once.
+	}
+	s.reserveLeft = -1
+	return os.Remove(p) == nil
 }
 
 // noSpace: the file system (or the spool owner's quota) is full.
@@ -333,7 +359,7 @@ func (s *spool) update(m *Message) error {
 	// The new file is written and fsynced outside the lock (its name is
 	// unique); only the check and the rename need it.
 	tmp, err := s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
-	if noSpace(err) && s.releaseReserve() {
+	for noSpace(err) && s.releaseReserve(len(env)) {
 		tmp, err = s.writeTemp(m.ID+extEnvelope, bytes.NewReader(env))
 	}
 	if err != nil {
