@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"courriel/delivery"
@@ -270,6 +271,17 @@ func scriptContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithDeadlineCause(ctx, d.Add(-time.Until(d)/4), errScriptsTime)
 }
 
+// transientIO says whether err is a failure of the machine that passes
+// (descriptors, memory, the device), not of the script or the home.
+func transientIO(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EIO, syscall.EAGAIN, syscall.EINTR, syscall.ENOBUFS, syscall.ESTALE, syscall.ETIMEDOUT} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // errScriptsTime is why a script stopped at scriptContext's deadline.
 var errScriptsTime = errors.New("the delivery's time for Sieve scripts ran out")
 
@@ -292,7 +304,16 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 	userIdx := -1
 	if mb.Home != "" {
 		us, err := f.cache.userScript(mb.Home)
-		if err != nil {
+		if err == nil && us != nil && transientIO(us.err) {
+			err = us.err
+		}
+		switch {
+		case transientIO(err):
+			// The script is there and decides where the copy goes: the
+			// copy waits, as for a directory failure, instead of
+			// skipping the user's filters (Pigeonhole's temporary failure).
+			return nil, &delivery.Error{Temporary: true, Reason: "cannot read the Sieve script now", Err: err}
+		case err != nil:
 			f.log.Warn("sieve: cannot read the user's script, delivering without it", "msg_id", m.ID, "to", r.Address, "err", err)
 		}
 		if us != nil {
