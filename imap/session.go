@@ -290,8 +290,13 @@ func (s *session) command() error {
 		name, err = s.r.Atom()
 	}
 	if err != nil {
-		if isConnErr(err) {
+		var le *wire.LimitError
+		switch {
+		case isConnErr(err):
 			return err
+		case errors.As(err, &le) && le.Fatal:
+			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			return errClose
 		}
 		s.w.Raw("* BAD Error in IMAP command: invalid tag or command\r\n")
 		return s.discard(err)
