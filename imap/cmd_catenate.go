@@ -44,6 +44,9 @@ func (s *session) appendCatenate(name string, mb **mailstore.Mailbox, app **mail
 		}
 		*mb, *app = m, m.NewAppender()
 	}
+	if err := checkKeywords(flags, *mb); err != nil {
+		return err
+	}
 	limit := int64(s.srv.opts.AppendLimit)
 	var msg []byte
 	parts := 0

@@ -58,6 +58,30 @@ func storableFlags(names []string) error {
 	return nil
 }
 
+// maxKeywordLen is Dovecot's mail_max_keyword_length.
+const maxKeywordLen = 50
+
+// checkKeywords refuses a keyword longer than maxKeywordLen that mb does
+// not have yet, in Dovecot's words (its lib-storage error, a NO [CANNOT]
+// in IMAP): the command stores nothing. Such a keyword was answered OK
+// and dropped. One that mb has (written by an older courriel, or another
+// program) stays usable, as in Dovecot, which checks only new keywords.
+func checkKeywords(flags []string, mb *mailstore.Mailbox) error {
+	var defined []string
+	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) || len(f) <= maxKeywordLen {
+			continue
+		}
+		if defined == nil {
+			defined, _ = mb.DefinedFlags()
+		}
+		if !slices.ContainsFunc(defined, func(d string) bool { return strings.EqualFold(d, f) }) {
+			return no("CANNOT", "Keyword length too long")
+		}
+	}
+	return nil
+}
+
 func toFlags(names []string) []string {
 	out := make([]string, 0, len(names))
 	for _, n := range names {
@@ -209,15 +233,15 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		if err := s.checkQuota(*total+li.Size, int64(added)+1); err != nil {
 			return err
 		}
-		if *mb != nil {
-			return nil
+		if *mb == nil {
+			m, err := s.srv.reg.Open(s.store, name)
+			if err != nil {
+				return s.storeErr("append", err, "TRYCREATE")
+			}
+			*mb, *app = m, m.NewAppender()
 		}
-		m, err := s.srv.reg.Open(s.store, name)
-		if err != nil {
-			return s.storeErr("append", err, "TRYCREATE")
-		}
-		*mb, *app = m, m.NewAppender()
-		return nil
+		// Before "+", as Dovecot: the message is not sent for nothing.
+		return checkKeywords(flags, *mb)
 	})
 	if err != nil {
 		var le *wire.LimitError
@@ -336,6 +360,9 @@ func cmdStore(s *session, tag string, uid bool) error {
 		return err
 	}
 	sel := s.sel
+	if err := checkKeywords(a.flags, sel.mb); err != nil {
+		return err
+	}
 	if sel.readOnly {
 		return errReadOnly
 	}
