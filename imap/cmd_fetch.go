@@ -321,6 +321,26 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	return s.ok(tag, "", "Fetch completed", uid)
 }
 
+// fetchPart is one item of a FETCH response, computed before the first
+// byte of it is written.
+type fetchPart struct {
+	head  string // written as is
+	uid   bool   // "UID " and the UID
+	lit   bool   // body follows as a literal
+	body  []byte
+	bin   bool
+	flags bool
+	env   *mailstore.Envelope
+	bs    *mailstore.BodyPart
+	ext   bool // bs as BODYSTRUCTURE, else as BODY
+	// stream: a literal of size bytes copied from the message file;
+	// span: sp of it, as a literal8 when bin
+	stream bool
+	span   bool
+	sp     formSpan
+	size   int64
+}
+
 func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetchItem, markSeen bool) error {
 	mb := s.sel.mb
 	var raw []byte
@@ -331,34 +351,51 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		}
 		return raw, err
 	}
+	// A message over maxKeptBuf is not read whole for a section: its
+	// structure is scanned (once for all the items) and the section
+	// streamed from the file (fetchstream.go). One beyond the scanner's
+	// bounds is read whole after all, within the memory budget.
+	var scan *mpart
+	var scanSize int64
+	scanErr := error(nil)
+	large := func() (bool, error) {
+		if raw != nil || errors.Is(scanErr, errScanBounds) {
+			return false, nil
+		}
+		if scan != nil {
+			return true, nil
+		}
+		size, _, err := mb.Meta(uid)
+		if err != nil {
+			return false, err
+		}
+		if size <= maxKeptBuf {
+			return false, nil
+		}
+		scan, scanSize, scanErr = scanMessage(mb, uid)
+		switch {
+		case errors.Is(scanErr, errScanBounds):
+			// Held: the message, its CRLF form, a decoded part.
+			return false, s.holdMem(3 * size)
+		case scanErr != nil:
+			return false, scanErr
+		}
+		return true, nil
+	}
 	// Everything is computed before the first byte of the response, so a
 	// failure never leaves a half-written FETCH.
-	type part struct {
-		head  string // written as is
-		uid   bool   // "UID " and the UID
-		lit   bool   // body follows as a literal
-		body  []byte
-		bin   bool
-		flags bool
-		env   *mailstore.Envelope
-		bs    *mailstore.BodyPart
-		ext   bool // bs as BODYSTRUCTURE, else as BODY
-		// stream: a literal of size bytes copied from the message file
-		stream bool
-		size   int64
-	}
 	// The common FETCH asks few items: their parts stay on the stack
 	// (no allocation a message for UID FETCH 1:* (FLAGS)).
-	var few [4]part
+	var few [4]fetchPart
 	parts := few[:0]
 	wroteFlags := false
 	for _, it := range items {
 		switch it.kind {
 		case fUID:
-			parts = append(parts, part{uid: true})
+			parts = append(parts, fetchPart{uid: true})
 		case fFlags:
 			if !wroteFlags {
-				parts = append(parts, part{flags: true})
+				parts = append(parts, fetchPart{flags: true})
 				wroteFlags = true
 			}
 		case fModSeq:
@@ -366,29 +403,29 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			if ms == 0 {
 				return fs.ErrNotExist // expunged meanwhile: skipped
 			}
-			parts = append(parts, part{head: modSeqItem(ms)})
+			parts = append(parts, fetchPart{head: modSeqItem(ms)})
 		case fInternalDate, fSize:
 			size, date, err := mb.Meta(uid)
 			if err != nil {
 				return s.fetchErr(err)
 			}
 			if it.kind == fSize {
-				parts = append(parts, part{head: "RFC822.SIZE " + strconv.FormatInt(size, 10)})
+				parts = append(parts, fetchPart{head: "RFC822.SIZE " + strconv.FormatInt(size, 10)})
 			} else {
-				parts = append(parts, part{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
+				parts = append(parts, fetchPart{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
 			}
 		case fEnvelope:
 			env, _, err := s.parsed(uid, raw, true, false)
 			if err != nil {
 				return s.fetchErr(err)
 			}
-			parts = append(parts, part{env: env})
+			parts = append(parts, fetchPart{env: env})
 		case fBodyStructure, fBody:
 			_, bs, err := s.parsed(uid, raw, false, true)
 			if err != nil {
 				return s.fetchErr(err)
 			}
-			parts = append(parts, part{bs: bs, ext: it.kind == fBodyStructure})
+			parts = append(parts, fetchPart{bs: bs, ext: it.kind == fBodyStructure})
 		case fSection, fRFC822, fRFC822Header, fRFC822Text:
 			if whole := it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial); whole && raw == nil {
 				// A large whole message is streamed from its file at write
@@ -403,9 +440,19 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 					if it.kind == fSection {
 						name = "BODY[] "
 					}
-					parts = append(parts, part{head: name, stream: true, size: size})
+					parts = append(parts, fetchPart{head: name, stream: true, size: size})
 					continue
 				}
+			}
+			if ok, err := large(); err != nil {
+				return s.fetchErr(err)
+			} else if ok {
+				pt, err := s.scannedSectionPart(uid, scan, scanSize, it)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				parts = append(parts, pt)
+				continue
 			}
 			r, err := getRaw()
 			if err != nil {
@@ -427,8 +474,22 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 					name += "<" + strconv.FormatInt(it.offset, 10) + ">"
 				}
 			}
-			parts = append(parts, part{head: name + " ", lit: true, body: b})
+			parts = append(parts, fetchPart{head: name + " ", lit: true, body: b})
 		case fBinary, fBinarySize:
+			if ok, err := large(); err != nil {
+				return s.fetchErr(err)
+			} else if ok {
+				sp, ok := scannedBinary(scan, scanSize, it.path)
+				if !ok {
+					return no("UNKNOWN-CTE", "Unknown content transfer encoding")
+				}
+				pt, err := s.scannedBinaryPart(uid, sp, it)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				parts = append(parts, pt)
+				continue
+			}
 			r, err := getRaw()
 			if err != nil {
 				return s.fetchErr(err)
@@ -438,7 +499,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				return no("UNKNOWN-CTE", "Unknown content transfer encoding")
 			}
 			if it.kind == fBinarySize {
-				parts = append(parts, part{head: "BINARY.SIZE[" + it.name + "] " + strconv.Itoa(len(b))})
+				parts = append(parts, fetchPart{head: "BINARY.SIZE[" + it.name + "] " + strconv.Itoa(len(b))})
 				continue
 			}
 			name := "BINARY[" + it.name + "]"
@@ -446,11 +507,11 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				b = partial(b, it)
 				name += "<" + strconv.FormatInt(it.offset, 10) + ">"
 			}
-			parts = append(parts, part{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
+			parts = append(parts, fetchPart{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
 		}
 	}
 	if markSeen && !wroteFlags {
-		parts = append(parts, part{flags: true})
+		parts = append(parts, fetchPart{flags: true})
 	}
 	w := s.w
 	w.Raw("* ")
@@ -485,6 +546,11 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		case p.stream:
 			w.Raw(p.head)
 			if err := s.streamMessage(uid, p.size); err != nil {
+				return err
+			}
+		case p.span:
+			w.Raw(p.head)
+			if err := s.writeSpan(uid, p.sp, p.size, p.bin); err != nil {
 				return err
 			}
 		default:
@@ -543,6 +609,8 @@ func (s *session) trimBuffers() {
 		s.text = textScratch{}
 	}
 	s.text.trim()
+	// What the budget covered is above maxKeptBuf: dropped now.
+	s.releaseMem()
 }
 
 // appendCRLF appends b to dst with every bare LF turned into CRLF. When b
@@ -614,15 +682,20 @@ const parseRead = 64 << 10
 // scratch buffers are used only when raw is nil, so that they never
 // overwrite it.
 func (s *session) parsed(uid uint32, raw []byte, wantEnv, wantBody bool) (*mailstore.Envelope, *mailstore.BodyPart, error) {
-	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
+	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf, hold: s.holdMem}
 	env, body, err := parseCached(s.sel.mb, uid, raw, wantEnv, wantBody, &sc)
 	s.readBuf, s.crlfBuf = sc.read, sc.crlf
 	return env, body, err
 }
 
 // parseScratch holds the buffers of parseCached: a file's bytes and their
-// CRLF form, kept empty with their capacity between calls.
-type parseScratch struct{ read, crlf []byte }
+// CRLF form, kept empty with their capacity between calls. hold, when
+// set, is asked for the bytes before a message over maxKeptBuf is read
+// whole into them (the server's memory budget); an error stops it.
+type parseScratch struct {
+	read, crlf []byte
+	hold       func(n int64) error
+}
 
 // parseCached is parsed with its own buffers, so that the prefetcher's
 // goroutines can run it too.
@@ -665,11 +738,11 @@ func parseCached(mb *mailstore.Mailbox, uid uint32, raw []byte, wantEnv, wantBod
 				upd.Envelope = c.Envelope
 			}
 			if wantBody && c.Body == nil {
-				r, err := readMessageCRLF(mb, uid, sc)
+				body, err := largeBodyStructure(mb, uid, size, sc)
 				if err != nil {
 					return nil, nil, err
 				}
-				c.Body = bodyStructure(r)
+				c.Body = body
 				upd.Body = c.Body
 			}
 			mb.UpdateCached(uid, upd)
@@ -691,6 +764,33 @@ func parseCached(mb *mailstore.Mailbox, uid uint32, raw []byte, wantEnv, wantBod
 	}
 	mb.UpdateCached(uid, upd)
 	return c.Envelope, c.Body, nil
+}
+
+// largeBodyStructure computes the BODYSTRUCTURE of a message of size
+// bytes, over parseRead: scanned from its file (sizes and line counts
+// come with the structure) rather than read whole, unless it is small or
+// beyond the scanner's bounds.
+func largeBodyStructure(mb *mailstore.Mailbox, uid uint32, size int64, sc *parseScratch) (*mailstore.BodyPart, error) {
+	if size > maxKeptBuf {
+		root, _, err := scanMessage(mb, uid)
+		if err == nil {
+			return bodyPartOf(root, 0), nil
+		}
+		if !errors.Is(err, errScanBounds) {
+			return nil, err
+		}
+		if sc.hold != nil {
+			// The file, its CRLF form and the parse.
+			if err := sc.hold(3 * size); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r, err := readMessageCRLF(mb, uid, sc)
+	if err != nil {
+		return nil, err
+	}
+	return bodyStructure(r), nil
 }
 
 // headerRead is the first read for a header: most headers fit.

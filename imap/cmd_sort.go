@@ -61,7 +61,10 @@ func cmdSort(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
-	seqs, uids := s.searchHits(root)
+	seqs, uids, err := s.searchHits(root)
+	if err != nil {
+		return err
+	}
 	ms, ranked := s.rankedSortMsgs(seqs, uids, keys)
 	if !ranked {
 		ms = make([]sortMsg, len(seqs))

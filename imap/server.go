@@ -123,6 +123,12 @@ type Options struct {
 	// Holds are the users being moved away from this node: their logins
 	// get NO [UNAVAILABLE]. Nil holds nobody.
 	Holds *cluster.Holds
+	// MaxBufferedBytes bounds the bytes all sessions together hold for
+	// messages read whole into memory (membudget.go); default
+	// DefaultMaxBufferedBytes. A session waits up to BufferedWait for
+	// its share (default DefaultBufferedWait), then gets NO [UNAVAILABLE].
+	MaxBufferedBytes int64
+	BufferedWait     time.Duration
 	// ParseHelpers bounds the goroutines that parse messages ahead of cold
 	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
 	// (prefetch.go). 0: half the cores less one, so none on two cores,
@@ -139,6 +145,7 @@ type Server struct {
 	guard *loginguard.Guard
 	reg   *mailstore.Registry
 	bufs  wire.Buffers // lent to connections with bytes in flight
+	mem   *memBudget   // for messages read whole (Options.MaxBufferedBytes)
 	conns *connset.Set[*session]
 	// prefetchSlots bounds the goroutines parsing ahead of cold FETCHes,
 	// all sessions together, to the cores the writers leave.
@@ -202,6 +209,12 @@ func NewServer(o Options) (*Server, error) {
 	if o.MaxFailDelay <= 0 {
 		o.MaxFailDelay = DefaultMaxFailDelay
 	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if o.BufferedWait <= 0 {
+		o.BufferedWait = DefaultBufferedWait
+	}
 	var users UserLookup
 	if o.Cluster != nil {
 		var ok bool
@@ -225,6 +238,7 @@ func NewServer(o Options) (*Server, error) {
 		reg:   mailstore.NewRegistry(),
 		conns: connset.New(connset.Limits{MaxConns: o.MaxConns, MaxConnsPerIP: o.MaxConnsPerIP, MaxUserIPConns: o.MaxUserIPConns},
 			hops.FromNode, func(se *session) { se.raw.Close() }),
+		mem:           newMemBudget(o.MaxBufferedBytes),
 		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
 		hops:          hops,
 		users:         users,

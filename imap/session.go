@@ -93,9 +93,12 @@ type session struct {
 	hop      *hop
 
 	// Scratch buffers of FETCH (see readMessage), and of SEARCH BODY and
-	// TEXT (searchtext.go).
+	// TEXT (searchtext.go). heldMem is the share of the server's memory
+	// budget they hold beyond maxKeptBuf (membudget.go), given back when
+	// trimBuffers drops them.
 	readBuf, crlfBuf []byte
 	text             textScratch
+	heldMem          int64
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
@@ -482,6 +485,8 @@ func (s *session) close() {
 	}
 	s.conn.Close()
 	s.r.Release()
+	s.readBuf, s.crlfBuf, s.text = nil, nil, textScratch{}
+	s.releaseMem()
 	s.srv.dropSession(s)
 }
 
