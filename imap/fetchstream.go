@@ -306,3 +306,61 @@ func (s *session) scannedBinaryPart(uid uint32, sp formSpan, it fetchItem) (fetc
 	n := sp.cut(it, total)
 	return fetchPart{head: name + " ", span: true, sp: sp, size: n, bin: nul}, nil
 }
+
+// streamMessage writes the message file as a literal of size bytes (its
+// RFC822.SIZE), bare LFs turned into CRLF on the way. A file that changed
+// length meanwhile still gives a well-formed literal (cut or padded) and
+// the error is logged: the client already has the literal's length.
+func (s *session) streamMessage(uid uint32, size int64) error {
+	f, _, err := s.sel.mb.Open(uid)
+	if err != nil {
+		// Expunged by another process between Meta and now.
+		s.logger.Warn("imap: message vanished while fetching", "uid", uid, "err", err)
+		return s.w.LiteralFrom(strings.NewReader(""), size, false)
+	}
+	defer f.Close()
+	err = s.w.LiteralFrom(&crlfReader{r: bufio.NewReaderSize(f, 32<<10)}, size, false)
+	if werr := s.w.Err(); werr != nil {
+		return werr
+	}
+	if err != nil {
+		s.logger.Warn("imap: reading message while fetching", "uid", uid, "err", err)
+	}
+	return nil
+}
+
+// crlfReader turns every bare LF of r into CRLF.
+type crlfReader struct {
+	r      *bufio.Reader
+	prevCR bool
+	owedLF bool // a CR was emitted for a bare LF; its LF comes next
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.owedLF {
+			p[n] = '\n'
+			n++
+			c.owedLF, c.prevCR = false, false
+			continue
+		}
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		if b == '\n' && !c.prevCR {
+			p[n] = '\r'
+			n++
+			c.owedLF = true
+			continue
+		}
+		p[n] = b
+		n++
+		c.prevCR = b == '\r'
+	}
+	return n, nil
+}
