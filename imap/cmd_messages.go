@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"math"
@@ -256,12 +255,23 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		// A literal8 may hold binary content; the maildir stores lines.
 		// Its binary parts are stored base64-encoded, so BINARY gives the
 		// very bytes back and BODY never serves raw NULs (RFC 3516 §4.2).
-		// Bounded by APPENDLIMIT.
-		raw, err := io.ReadAll(s.r)
+		// Which parts those are is known at its end: it is spooled first.
+		f, err := s.spool()
 		if err != nil {
-			return err
+			_ = s.r.SkipLiteral()
+			return s.storeErr("append", err, "")
 		}
-		src = bytes.NewReader(encodeBinaryParts(raw))
+		defer f.Close()
+		if _, err := io.Copy(f, s.r); err != nil {
+			if isConnErr(err) {
+				return err
+			}
+			_ = s.r.SkipLiteral()
+			return s.storeErr("append", err, "")
+		}
+		if src, err = binaryEncoded(f, li.Size, s.holdMem); err != nil {
+			return s.storeErr("append", err, "")
+		}
 	}
 	if err := (*app).Add(src, toFlags(flags), date); err != nil {
 		if isConnErr(err) {
