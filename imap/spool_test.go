@@ -125,3 +125,86 @@ func TestAppendLiteral8Memory(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCatenateLargeParts: CATENATE builds its message in a spool file:
+// ten sessions at once with a TEXT part of 4 MiB, then ten with URLs to
+// parts of a large message (streamed from its file, sections and
+// ranges), get the bytes they named, and the server allocates a few
+// buffers for them, not the message per session (QA: ten CATENATEs of
+// 60 MB held 595 MiB). Not parallel: it counts the bytes the process
+// allocates.
+func TestCatenateLargeParts(t *testing.T) {
+	e := newEnv(t)
+	src, _ := largeMessage(4 << 20)
+	e.deliver("1700000001.M1P1.test", src)
+	crlf := toCRLF([]byte(src))
+	text := []byte("Subject: catenated\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 4<<20/18))
+	const sessions = 10
+	conns := make([]*rawConn, sessions)
+	for i := range conns {
+		conns[i] = loggedIn(t, e)
+		conns[i].cmd("s", "SELECT INBOX")
+	}
+	part2 := extractBody(crlf, []int{2}, secAll, nil, false)
+	for _, c := range []struct {
+		name  string
+		send  func(r *rawConn)
+		want  []byte
+		bound uint64
+	}{
+		{"a TEXT part", func(r *rawConn) {
+			fmt.Fprintf(r.c, "a APPEND Drafts CATENATE (TEXT {%d+}\r\n", len(text))
+			r.c.Write(text)
+			r.c.Write([]byte(")\r\n"))
+		}, text, 24 << 20},
+		{"URL parts of a large message", func(r *rawConn) {
+			fmt.Fprintf(r.c, "a APPEND Drafts CATENATE (URL \";UID=1/;SECTION=HEADER\" URL \";UID=1/;SECTION=2\" URL \";UID=1/;SECTION=2/;PARTIAL=100.50\" URL \"/INBOX/;UID=1/;SECTION=3.HEADER.FIELDS%%20(SUBJECT)\")\r\n")
+		}, bytes.Join([][]byte{crlf[:headerEnd(crlf)], part2, part2[100:150],
+			extractBody(crlf, []int{3}, secHeader, []string{"SUBJECT"}, false)}, nil), 24 << 20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			var wg sync.WaitGroup
+			replies := make([]string, sessions)
+			for i, r := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.c.SetDeadline(time.Now().Add(3 * time.Minute))
+					c.send(r)
+					l, _ := r.br.ReadString('\n')
+					replies[i] = strings.TrimRight(l, "\r\n")
+				}()
+			}
+			wg.Wait()
+			runtime.ReadMemStats(&after)
+			for i, l := range replies {
+				if !strings.HasPrefix(l, "a OK [APPENDUID ") {
+					t.Errorf("CATENATE %d: %q", i, l)
+				}
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%d CATENATEs of %d KiB: %d KiB allocated", sessions, len(c.want)>>10, alloc>>10)
+			if alloc > c.bound {
+				t.Errorf("%d CATENATEs of %d MiB allocated %d MiB", sessions, len(c.want)>>20, alloc>>20)
+			}
+			r := conns[0]
+			r.cmd("d", "SELECT Drafts")
+			got := fetchLiteral(t, r, "BODY.PEEK[]")
+			if want := "* 1 FETCH (BODY[] {}" + string(c.want); got != want {
+				t.Errorf("stored %d bytes %.100q, want %d bytes %.100q", len(got), got, len(want), want)
+			}
+			if got := last(r.cmd("x", "STATUS Drafts (MESSAGES)")); !strings.HasPrefix(got, "x OK") {
+				t.Fatal(got)
+			}
+			r.cmd("e", "STORE 1:* +FLAGS.SILENT (\\Deleted)")
+			r.cmd("e", "EXPUNGE")
+			r.cmd("s", "SELECT INBOX")
+		})
+	}
+	if left, _ := os.ReadDir(filepath.Join(e.maildir, "tmp")); len(left) > 0 {
+		t.Errorf("left in tmp/: %v", left)
+	}
+}
