@@ -237,7 +237,7 @@ func (s *session) serve() {
 			if s.shutdown.Load() {
 				s.w.Raw("* BYE Server shutting down\r\n")
 				_ = s.flush()
-			} else if s.loginTimedOut() {
+			} else if isTimeout(err) && s.loginTimedOut() {
 				s.byeLoginTimeout()
 			} else if isTimeout(err) {
 				s.w.Raw("* BYE Autologout; idle for too long\r\n")

@@ -10,7 +10,9 @@ import (
 
 // Limits bound what one command may cost.
 type Limits struct {
-	MaxLine    int   // bytes of one command outside its literals
+	// MaxLine bounds the bytes of one command outside its literals; past
+	// it the connection must close (a fatal LimitError), the rest unread.
+	MaxLine    int
 	MaxLiteral int64 // one literal of a command other than APPEND
 	MaxDepth   int   // nesting of parenthesised lists
 	MaxRanges  int   // ranges in one sequence set
