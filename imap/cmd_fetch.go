@@ -354,6 +354,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 	// bounds is read whole after all, within the memory budget.
 	var scan *mpart
 	var scanSize int64
+	var lastBin decoded // BINARY.SIZE's pass, for BINARY of the same part
 	scanErr := error(nil)
 	large := func() (bool, error) {
 		if raw != nil || errors.Is(scanErr, errScanBounds) {
@@ -480,7 +481,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				if !ok {
 					return no("UNKNOWN-CTE", "Unknown content transfer encoding")
 				}
-				pt, err := s.scannedBinaryPart(uid, sp, it)
+				pt, err := s.scannedBinaryPart(uid, sp, it, &lastBin)
 				if err != nil {
 					return s.fetchErr(err)
 				}

@@ -170,16 +170,28 @@ func (s *stopAtError) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// decodedSize measures what sp decodes to, and whether the part of it
-// that it for a partial fetch keeps has a NUL (a literal8 then, RFC 3516).
-func decodedSize(f *os.File, sp formSpan, it fetchItem) (total int64, nul bool, err error) {
+// decoded is what a pass over a part of a message found: its length
+// decoded and whether that holds a NUL. One FETCH keeps the last, so that
+// BINARY.SIZE[1] and BINARY[1] of a 40 MB attachment decode it once
+// before it is sent, not twice.
+type decoded struct {
+	uid   uint32
+	name  string // the part's section; "" for none
+	total int64
+	nul   bool
+}
+
+// decodedSize measures what sp decodes to, and whether it, and the
+// window of it a partial fetch keeps, hold a NUL (a literal8 then, RFC
+// 3516).
+func decodedSize(f *os.File, sp formSpan, it fetchItem) (total int64, nul, nulWindow bool, err error) {
 	whole := sp
 	whole.skip, whole.take = 0, -1
 	r, err := spanReader(f, whole)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
-	lo, hi := int64(0), int64(-1) // the window kept, once total is known
+	lo, hi := int64(0), int64(-1) // the window kept
 	if it.partial {
 		lo, hi = it.offset, it.offset+it.size
 		if hi < lo {
@@ -189,20 +201,21 @@ func decodedSize(f *os.File, sp formSpan, it fetchItem) (total int64, nul bool, 
 	buf := make([]byte, 32<<10)
 	for {
 		n, rerr := r.Read(buf)
-		if n > 0 && !nul {
+		if i := bytes.IndexByte(buf[:n], 0); i >= 0 {
+			nul = true
 			// The bytes [total, total+n) against the window [lo, hi).
 			a, b := max(lo-total, 0), int64(n)
 			if hi >= 0 {
 				b = min(b, hi-total)
 			}
-			nul = a < b && bytes.IndexByte(buf[a:b], 0) >= 0
+			nulWindow = nulWindow || a < b && bytes.IndexByte(buf[a:b], 0) >= 0
 		}
 		total += int64(n)
 		if rerr != nil {
 			break // EOF: stopAtError ends at any error
 		}
 	}
-	return total, nul, nil
+	return total, nul, nulWindow, nil
 }
 
 // writeSpan writes sp of the message uid as a literal of size bytes
@@ -280,20 +293,30 @@ func (s *session) scannedSectionPart(uid uint32, root *mpart, size int64, it fet
 
 // scannedBinaryPart is a BINARY[...] or BINARY.SIZE[...] item of sp, the
 // part of a scanned message: its decoded size measured first.
-func (s *session) scannedBinaryPart(uid uint32, sp formSpan, it fetchItem) (fetchPart, error) {
+func (s *session) scannedBinaryPart(uid uint32, sp formSpan, it fetchItem, last *decoded) (fetchPart, error) {
 	var total int64
 	nul := false
-	if sp.cte == "" && it.kind == fBinarySize {
+	known := last.name != "" && last.uid == uid && last.name == it.name
+	switch {
+	case sp.cte == "" && it.kind == fBinarySize:
 		total = sp.n
-	} else {
+	case known && (it.kind == fBinarySize || !it.partial || !last.nul):
+		// Only a partial fetch of a part with a NUL needs its window read.
+		total, nul = last.total, last.nul && !it.partial
+	default:
 		f, _, err := s.sel.mb.Open(uid)
 		if err != nil {
 			return fetchPart{}, err
 		}
-		total, nul, err = decodedSize(f, sp, it)
+		var whole bool
+		total, whole, nul, err = decodedSize(f, sp, it)
 		f.Close()
 		if err != nil {
 			return fetchPart{}, err
+		}
+		*last = decoded{uid: uid, name: it.name, total: total, nul: whole}
+		if !it.partial {
+			nul = whole
 		}
 	}
 	if it.kind == fBinarySize {

@@ -135,6 +135,15 @@ func TestFetchLargeSections(t *testing.T) {
 		{"BINARY.SIZE[2]", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[2] %d)", len(binary(2)))},
 		{"BINARY.SIZE[1]", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[1] %d)", len(binary(1)))},
 		{"BINARY.SIZE[4]", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[4] %d)", len(binary(4)))},
+		// One decoding pass for the size, kept for the part's items.
+		{"BINARY.SIZE[2] BINARY.PEEK[2]<100.1000>", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[2] %d %s", len(binary(2)),
+			strings.TrimPrefix(lit("BINARY[2]<100>", binary(2)[100:1100], hasNUL(binary(2)[100:1100])), "* 1 FETCH ("))},
+		{"BINARY.SIZE[1] BINARY.PEEK[1]<3.40>", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[1] %d %s", len(binary(1)),
+			strings.TrimPrefix(lit("BINARY[1]<3>", binary(1)[3:43], false), "* 1 FETCH ("))},
+		{"BINARY.SIZE[4] BINARY.PEEK[4]<0.3>", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[4] %d %s", len(binary(4)),
+			strings.TrimPrefix(lit("BINARY[4]<0>", binary(4)[0:3], false), "* 1 FETCH ("))},
+		{"BINARY.SIZE[4] BINARY.PEEK[4]", fmt.Sprintf("* 1 FETCH (BINARY.SIZE[4] %d %s", len(binary(4)),
+			strings.TrimPrefix(lit("BINARY[4]", binary(4), true), "* 1 FETCH ("))},
 	} {
 		if got := fetchLiteral(t, r, c.item); got != c.want {
 			t.Errorf("%s: got %d bytes %.80q, want %d bytes %.80q", c.item, len(got), got, len(c.want), c.want)
