@@ -157,7 +157,7 @@ func cmdStartTLS(s *session, tag string, _ bool) error {
 		return err
 	}
 	tc := tls.Server(s.conn, s.srv.opts.TLSConfig)
-	_ = tc.SetDeadline(time.Now().Add(preAuthTimeout))
+	_ = tc.SetDeadline(s.readDeadline(preAuthTimeout))
 	if err := tc.Handshake(); err != nil {
 		s.logger.Debug("imap: STARTTLS handshake failed", "err", err)
 		return errClose

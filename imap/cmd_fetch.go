@@ -1,15 +1,12 @@
 package imap
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/emersion/go-message/textproto"
 
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
@@ -321,6 +318,26 @@ func cmdFetch(s *session, tag string, uid bool) error {
 	return s.ok(tag, "", "Fetch completed", uid)
 }
 
+// fetchPart is one item of a FETCH response, computed before the first
+// byte of it is written.
+type fetchPart struct {
+	head  string // written as is
+	uid   bool   // "UID " and the UID
+	lit   bool   // body follows as a literal
+	body  []byte
+	bin   bool
+	flags bool
+	env   *mailstore.Envelope
+	bs    *mailstore.BodyPart
+	ext   bool // bs as BODYSTRUCTURE, else as BODY
+	// stream: a literal of size bytes copied from the message file;
+	// span: sp of it, as a literal8 when bin
+	stream bool
+	span   bool
+	sp     formSpan
+	size   int64
+}
+
 func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetchItem, markSeen bool) error {
 	mb := s.sel.mb
 	var raw []byte
@@ -331,34 +348,52 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 		}
 		return raw, err
 	}
+	// A message over maxKeptBuf is not read whole for a section: its
+	// structure is scanned (once for all the items) and the section
+	// streamed from the file (fetchstream.go). One beyond the scanner's
+	// bounds is read whole after all, within the memory budget.
+	var scan *mpart
+	var scanSize int64
+	var lastBin decoded // BINARY.SIZE's pass, for BINARY of the same part
+	scanErr := error(nil)
+	large := func() (bool, error) {
+		if raw != nil || errors.Is(scanErr, errScanBounds) {
+			return false, nil
+		}
+		if scan != nil {
+			return true, nil
+		}
+		size, _, err := mb.Meta(uid)
+		if err != nil {
+			return false, err
+		}
+		if size <= maxKeptBuf {
+			return false, nil
+		}
+		scan, scanSize, scanErr = scanMessage(mb, uid)
+		switch {
+		case errors.Is(scanErr, errScanBounds):
+			// Held: the message, its CRLF form, a decoded part.
+			return false, s.holdMem(3 * size)
+		case scanErr != nil:
+			return false, scanErr
+		}
+		return true, nil
+	}
 	// Everything is computed before the first byte of the response, so a
 	// failure never leaves a half-written FETCH.
-	type part struct {
-		head  string // written as is
-		uid   bool   // "UID " and the UID
-		lit   bool   // body follows as a literal
-		body  []byte
-		bin   bool
-		flags bool
-		env   *mailstore.Envelope
-		bs    *mailstore.BodyPart
-		ext   bool // bs as BODYSTRUCTURE, else as BODY
-		// stream: a literal of size bytes copied from the message file
-		stream bool
-		size   int64
-	}
 	// The common FETCH asks few items: their parts stay on the stack
 	// (no allocation a message for UID FETCH 1:* (FLAGS)).
-	var few [4]part
+	var few [4]fetchPart
 	parts := few[:0]
 	wroteFlags := false
 	for _, it := range items {
 		switch it.kind {
 		case fUID:
-			parts = append(parts, part{uid: true})
+			parts = append(parts, fetchPart{uid: true})
 		case fFlags:
 			if !wroteFlags {
-				parts = append(parts, part{flags: true})
+				parts = append(parts, fetchPart{flags: true})
 				wroteFlags = true
 			}
 		case fModSeq:
@@ -366,29 +401,29 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			if ms == 0 {
 				return fs.ErrNotExist // expunged meanwhile: skipped
 			}
-			parts = append(parts, part{head: modSeqItem(ms)})
+			parts = append(parts, fetchPart{head: modSeqItem(ms)})
 		case fInternalDate, fSize:
 			size, date, err := mb.Meta(uid)
 			if err != nil {
 				return s.fetchErr(err)
 			}
 			if it.kind == fSize {
-				parts = append(parts, part{head: "RFC822.SIZE " + strconv.FormatInt(size, 10)})
+				parts = append(parts, fetchPart{head: "RFC822.SIZE " + strconv.FormatInt(size, 10)})
 			} else {
-				parts = append(parts, part{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
+				parts = append(parts, fetchPart{head: `INTERNALDATE "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`})
 			}
 		case fEnvelope:
 			env, _, err := s.parsed(uid, raw, true, false)
 			if err != nil {
 				return s.fetchErr(err)
 			}
-			parts = append(parts, part{env: env})
+			parts = append(parts, fetchPart{env: env})
 		case fBodyStructure, fBody:
 			_, bs, err := s.parsed(uid, raw, false, true)
 			if err != nil {
 				return s.fetchErr(err)
 			}
-			parts = append(parts, part{bs: bs, ext: it.kind == fBodyStructure})
+			parts = append(parts, fetchPart{bs: bs, ext: it.kind == fBodyStructure})
 		case fSection, fRFC822, fRFC822Header, fRFC822Text:
 			if whole := it.kind == fRFC822 || (it.kind == fSection && len(it.path) == 0 && it.sec == secAll && !it.partial); whole && raw == nil {
 				// A large whole message is streamed from its file at write
@@ -403,9 +438,19 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 					if it.kind == fSection {
 						name = "BODY[] "
 					}
-					parts = append(parts, part{head: name, stream: true, size: size})
+					parts = append(parts, fetchPart{head: name, stream: true, size: size})
 					continue
 				}
+			}
+			if ok, err := large(); err != nil {
+				return s.fetchErr(err)
+			} else if ok {
+				pt, err := s.scannedSectionPart(uid, scan, scanSize, it)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				parts = append(parts, pt)
+				continue
 			}
 			r, err := getRaw()
 			if err != nil {
@@ -427,8 +472,22 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 					name += "<" + strconv.FormatInt(it.offset, 10) + ">"
 				}
 			}
-			parts = append(parts, part{head: name + " ", lit: true, body: b})
+			parts = append(parts, fetchPart{head: name + " ", lit: true, body: b})
 		case fBinary, fBinarySize:
+			if ok, err := large(); err != nil {
+				return s.fetchErr(err)
+			} else if ok {
+				sp, ok := scannedBinary(scan, scanSize, it.path)
+				if !ok {
+					return no("UNKNOWN-CTE", "Unknown content transfer encoding")
+				}
+				pt, err := s.scannedBinaryPart(uid, sp, it, &lastBin)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				parts = append(parts, pt)
+				continue
+			}
 			r, err := getRaw()
 			if err != nil {
 				return s.fetchErr(err)
@@ -438,7 +497,7 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				return no("UNKNOWN-CTE", "Unknown content transfer encoding")
 			}
 			if it.kind == fBinarySize {
-				parts = append(parts, part{head: "BINARY.SIZE[" + it.name + "] " + strconv.Itoa(len(b))})
+				parts = append(parts, fetchPart{head: "BINARY.SIZE[" + it.name + "] " + strconv.Itoa(len(b))})
 				continue
 			}
 			name := "BINARY[" + it.name + "]"
@@ -446,11 +505,11 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 				b = partial(b, it)
 				name += "<" + strconv.FormatInt(it.offset, 10) + ">"
 			}
-			parts = append(parts, part{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
+			parts = append(parts, fetchPart{head: name + " ", lit: true, body: b, bin: bytes.IndexByte(b, 0) >= 0})
 		}
 	}
 	if markSeen && !wroteFlags {
-		parts = append(parts, part{flags: true})
+		parts = append(parts, fetchPart{flags: true})
 	}
 	w := s.w
 	w.Raw("* ")
@@ -487,6 +546,11 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 			if err := s.streamMessage(uid, p.size); err != nil {
 				return err
 			}
+		case p.span:
+			w.Raw(p.head)
+			if err := s.writeSpan(uid, p.sp, p.size, p.bin); err != nil {
+				return err
+			}
 		default:
 			w.Raw(p.head)
 		}
@@ -502,246 +566,6 @@ func (s *session) fetchErr(err error) error {
 	return s.storeErr("fetch", err, "")
 }
 
-// readMessage returns the whole message with CRLF line endings, the form
-// IMAP serves whatever the file uses. The bytes live in the session's
-// scratch buffers and are valid until the next call.
-func (s *session) readMessage(uid uint32) ([]byte, error) {
-	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
-	b, err := readMessageCRLF(s.sel.mb, uid, &sc)
-	s.readBuf, s.crlfBuf = sc.read, sc.crlf
-	return b, err
-}
-
-// readMessageCRLF is readMessage into sc's buffers.
-func readMessageCRLF(mb *mailstore.Mailbox, uid uint32, sc *parseScratch) ([]byte, error) {
-	b, _, err := mb.ReadMessage(uid, sc.read, 0)
-	if err != nil {
-		return nil, err
-	}
-	sc.read = b[:0]
-	out, changed := appendCRLF(sc.crlf[:0], b)
-	if !changed {
-		return b, nil // already CRLF: no copy
-	}
-	sc.crlf = out[:0]
-	return out, nil
-}
-
-// Scratch buffers above this size are dropped after use, so that one huge
-// message does not stay allocated for the life of the connection; idle
-// connections keep none.
-const maxKeptBuf = 256 << 10
-
-func (s *session) trimBuffers() {
-	if cap(s.readBuf) > maxKeptBuf || s.sel == nil {
-		s.readBuf = nil
-	}
-	if cap(s.crlfBuf) > maxKeptBuf || s.sel == nil {
-		s.crlfBuf = nil
-	}
-	if s.sel == nil {
-		s.text = textScratch{}
-	}
-	s.text.trim()
-}
-
-// appendCRLF appends b to dst with every bare LF turned into CRLF. When b
-// has none, dst is returned unchanged and changed is false (the caller uses
-// b itself).
-func appendCRLF(dst, b []byte) (out []byte, changed bool) {
-	i := bytes.IndexByte(b, '\n')
-	for i >= 0 && (i > 0 && b[i-1] == '\r') {
-		j := bytes.IndexByte(b[i+1:], '\n')
-		if j < 0 {
-			i = -1
-			break
-		}
-		i += 1 + j
-	}
-	if i < 0 {
-		return dst, false
-	}
-	if need := len(b) + len(b)/32 + 64; cap(dst)-len(dst) < need {
-		dst = append(make([]byte, 0, len(dst)+need), dst...)
-	}
-	start := 0
-	for {
-		// b[i] is a bare LF.
-		dst = append(dst, b[start:i]...)
-		dst = append(dst, '\r', '\n')
-		start = i + 1
-		j := bytes.IndexByte(b[start:], '\n')
-		for j >= 0 && start+j > 0 && b[start+j-1] == '\r' {
-			k := bytes.IndexByte(b[start+j+1:], '\n')
-			if k < 0 {
-				j = -1
-				break
-			}
-			j += 1 + k
-		}
-		if j < 0 {
-			return append(dst, b[start:]...), true
-		}
-		i = start + j
-	}
-}
-
-// headerEnd returns the offset just after the blank line ending the header
-// (RFC 5322 §2.1), or len(raw) if there is none.
-func headerEnd(raw []byte) int {
-	if bytes.HasPrefix(raw, []byte("\r\n")) {
-		return 2
-	}
-	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-		return i + 4
-	}
-	return len(raw)
-}
-
-func (s *session) envelope(uid uint32) (*mailstore.Envelope, error) {
-	env, _, err := s.parsed(uid, nil, true, false)
-	return env, err
-}
-
-// parseRead is what one read of a message for its BODYSTRUCTURE takes
-// in: a message that fits is parsed for its ENVELOPE too, at little more
-// cost, so that an ENVELOPE asked later costs no second open and read.
-const parseRead = 64 << 10
-
-// parsed returns the cached ENVELOPE and BODYSTRUCTURE of a message,
-// computing and caching what is asked for and missing. raw is the whole
-// message (CRLF) when the caller already read it, else nil; the session's
-// scratch buffers are used only when raw is nil, so that they never
-// overwrite it.
-func (s *session) parsed(uid uint32, raw []byte, wantEnv, wantBody bool) (*mailstore.Envelope, *mailstore.BodyPart, error) {
-	sc := parseScratch{read: s.readBuf, crlf: s.crlfBuf}
-	env, body, err := parseCached(s.sel.mb, uid, raw, wantEnv, wantBody, &sc)
-	s.readBuf, s.crlfBuf = sc.read, sc.crlf
-	return env, body, err
-}
-
-// parseScratch holds the buffers of parseCached: a file's bytes and their
-// CRLF form, kept empty with their capacity between calls.
-type parseScratch struct{ read, crlf []byte }
-
-// parseCached is parsed with its own buffers, so that the prefetcher's
-// goroutines can run it too.
-func parseCached(mb *mailstore.Mailbox, uid uint32, raw []byte, wantEnv, wantBody bool, sc *parseScratch) (*mailstore.Envelope, *mailstore.BodyPart, error) {
-	c := mb.Cached(uid)
-	if (c.Envelope != nil || !wantEnv) && (c.Body != nil || !wantBody) {
-		return c.Envelope, c.Body, nil
-	}
-	var upd mailstore.Cached
-	if raw == nil && !wantBody {
-		// ENVELOPE alone reads and parses the header alone, as Dovecot
-		// does: a BODYSTRUCTURE asked later reads the file then. Parsing
-		// the body meanwhile (its CRLF form, its MIME walk) was a quarter
-		// of a cold FETCH 1:* (ENVELOPE) over messages of 11 KB.
-		b, err := readHeaderInto(mb, uid, sc.read)
-		if err != nil {
-			return nil, nil, err
-		}
-		sc.read = b[:0]
-		c.Envelope = buildEnvelope(b)
-		mb.UpdateCached(uid, mailstore.Cached{Envelope: c.Envelope})
-		return c.Envelope, c.Body, nil
-	}
-	if raw == nil {
-		b, size, err := mb.ReadMessage(uid, sc.read, parseRead)
-		if err != nil {
-			return nil, nil, err
-		}
-		sc.read = b[:0]
-		if int64(len(b)) < size {
-			// Too large to parse for both: what is asked only.
-			if wantEnv && c.Envelope == nil {
-				if !headerComplete(b) {
-					if b, _, err = mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
-						return nil, nil, err
-					}
-					sc.read = b[:0]
-				}
-				c.Envelope = buildEnvelope(b)
-				upd.Envelope = c.Envelope
-			}
-			if wantBody && c.Body == nil {
-				r, err := readMessageCRLF(mb, uid, sc)
-				if err != nil {
-					return nil, nil, err
-				}
-				c.Body = bodyStructure(r)
-				upd.Body = c.Body
-			}
-			mb.UpdateCached(uid, upd)
-			return c.Envelope, c.Body, nil
-		}
-		raw = b
-		if out, changed := appendCRLF(sc.crlf[:0], b); changed {
-			sc.crlf = out[:0]
-			raw = out
-		}
-	}
-	if c.Envelope == nil {
-		c.Envelope = buildEnvelope(raw)
-		upd.Envelope = c.Envelope
-	}
-	if c.Body == nil {
-		c.Body = bodyStructure(raw)
-		upd.Body = c.Body
-	}
-	mb.UpdateCached(uid, upd)
-	return c.Envelope, c.Body, nil
-}
-
-// headerRead is the first read for a header: most headers fit.
-const headerRead = 16 << 10
-
-// readHeaderBytes reads only the header of a message: the first
-// headerRead bytes, more (up to maxHeaderRead) only if the header goes on.
-func (s *session) readHeaderBytes(uid uint32) ([]byte, error) {
-	b, err := readHeaderInto(s.sel.mb, uid, s.readBuf)
-	if err != nil {
-		return nil, err
-	}
-	s.readBuf = b[:0]
-	return b, nil
-}
-
-// readHeaderInto is readHeaderBytes into buf (reused when large enough).
-func readHeaderInto(mb *mailstore.Mailbox, uid uint32, buf []byte) ([]byte, error) {
-	b, size, err := mb.ReadMessage(uid, buf, headerRead)
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) < size && !headerComplete(b) {
-		if b, _, err = mb.ReadMessage(uid, b, maxHeaderRead); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// readHeader parses the header of a message.
-func (s *session) readHeader(uid uint32) (textproto.Header, error) {
-	b, err := s.readHeaderBytes(uid)
-	if err != nil {
-		return textproto.Header{}, err
-	}
-	return parseHeader(b), nil
-}
-
-// headerComplete reports whether b holds the blank line ending a header.
-func headerComplete(b []byte) bool {
-	return bytes.HasPrefix(b, []byte("\n")) || bytes.HasPrefix(b, []byte("\r\n")) ||
-		bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
-}
-
-// parseHeader parses a header; a malformed one still gives whatever parsed.
-func parseHeader(b []byte) textproto.Header {
-	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
-	return h
-}
-
 // partial cuts <offset.size> out of b when the item asks for it.
 func partial(b []byte, it fetchItem) []byte {
 	if !it.partial {
@@ -755,62 +579,4 @@ func partial(b []byte, it fetchItem) []byte {
 		end = int64(len(b))
 	}
 	return b[it.offset:end]
-}
-
-// streamMessage writes the message file as a literal of size bytes (its
-// RFC822.SIZE), bare LFs turned into CRLF on the way. A file that changed
-// length meanwhile still gives a well-formed literal (cut or padded) and
-// the error is logged: the client already has the literal's length.
-func (s *session) streamMessage(uid uint32, size int64) error {
-	f, _, err := s.sel.mb.Open(uid)
-	if err != nil {
-		// Expunged by another process between Meta and now.
-		s.logger.Warn("imap: message vanished while fetching", "uid", uid, "err", err)
-		return s.w.LiteralFrom(strings.NewReader(""), size, false)
-	}
-	defer f.Close()
-	err = s.w.LiteralFrom(&crlfReader{r: bufio.NewReaderSize(f, 32<<10)}, size, false)
-	if werr := s.w.Err(); werr != nil {
-		return werr
-	}
-	if err != nil {
-		s.logger.Warn("imap: reading message while fetching", "uid", uid, "err", err)
-	}
-	return nil
-}
-
-// crlfReader turns every bare LF of r into CRLF.
-type crlfReader struct {
-	r      *bufio.Reader
-	prevCR bool
-	owedLF bool // a CR was emitted for a bare LF; its LF comes next
-}
-
-func (c *crlfReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if c.owedLF {
-			p[n] = '\n'
-			n++
-			c.owedLF, c.prevCR = false, false
-			continue
-		}
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if n > 0 {
-				return n, nil
-			}
-			return 0, err
-		}
-		if b == '\n' && !c.prevCR {
-			p[n] = '\r'
-			n++
-			c.owedLF = true
-			continue
-		}
-		p[n] = b
-		n++
-		c.prevCR = b == '\r'
-	}
-	return n, nil
 }

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"math"
@@ -53,6 +52,30 @@ func storableFlags(names []string) error {
 	for _, n := range names {
 		if n == `\Recent` || n == `\*` {
 			return bad("", "Invalid system flag "+n)
+		}
+	}
+	return nil
+}
+
+// maxKeywordLen is Dovecot's mail_max_keyword_length.
+const maxKeywordLen = 50
+
+// checkKeywords refuses a keyword longer than maxKeywordLen that mb does
+// not have yet, in Dovecot's words (its lib-storage error, a NO [CANNOT]
+// in IMAP): the command stores nothing. Such a keyword was answered OK
+// and dropped. One that mb has (written by an older courriel, or another
+// program) stays usable, as in Dovecot, which checks only new keywords.
+func checkKeywords(flags []string, mb *mailstore.Mailbox) error {
+	var defined []string
+	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) || len(f) <= maxKeywordLen {
+			continue
+		}
+		if defined == nil {
+			defined, _ = mb.DefinedFlags()
+		}
+		if !slices.ContainsFunc(defined, func(d string) bool { return strings.EqualFold(d, f) }) {
+			return no("CANNOT", "Keyword length too long")
 		}
 	}
 	return nil
@@ -209,15 +232,15 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		if err := s.checkQuota(*total+li.Size, int64(added)+1); err != nil {
 			return err
 		}
-		if *mb != nil {
-			return nil
+		if *mb == nil {
+			m, err := s.srv.reg.Open(s.store, name)
+			if err != nil {
+				return s.storeErr("append", err, "TRYCREATE")
+			}
+			*mb, *app = m, m.NewAppender()
 		}
-		m, err := s.srv.reg.Open(s.store, name)
-		if err != nil {
-			return s.storeErr("append", err, "TRYCREATE")
-		}
-		*mb, *app = m, m.NewAppender()
-		return nil
+		// Before "+", as Dovecot: the message is not sent for nothing.
+		return checkKeywords(flags, *mb)
 	})
 	if err != nil {
 		var le *wire.LimitError
@@ -232,12 +255,23 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		// A literal8 may hold binary content; the maildir stores lines.
 		// Its binary parts are stored base64-encoded, so BINARY gives the
 		// very bytes back and BODY never serves raw NULs (RFC 3516 §4.2).
-		// Bounded by APPENDLIMIT.
-		raw, err := io.ReadAll(s.r)
+		// Which parts those are is known at its end: it is spooled first.
+		f, err := s.spool()
 		if err != nil {
-			return err
+			_ = s.r.SkipLiteral()
+			return s.storeErr("append", err, "")
 		}
-		src = bytes.NewReader(encodeBinaryParts(raw))
+		defer f.Close()
+		if _, err := io.Copy(f, s.r); err != nil {
+			if isConnErr(err) {
+				return err
+			}
+			_ = s.r.SkipLiteral()
+			return s.storeErr("append", err, "")
+		}
+		if src, err = binaryEncoded(f, li.Size, s.holdMem); err != nil {
+			return s.storeErr("append", err, "")
+		}
 	}
 	if err := (*app).Add(src, toFlags(flags), date); err != nil {
 		if isConnErr(err) {
@@ -336,6 +370,9 @@ func cmdStore(s *session, tag string, uid bool) error {
 		return err
 	}
 	sel := s.sel
+	if err := checkKeywords(a.flags, sel.mb); err != nil {
+		return err
+	}
 	if sel.readOnly {
 		return errReadOnly
 	}

@@ -263,7 +263,10 @@ func cmdSearch(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
-	hitSeqs, hitUIDs := s.searchHits(a.root)
+	hitSeqs, hitUIDs, err := s.searchHits(a.root)
+	if err != nil {
+		return err
+	}
 	if usesModSeq(a.root) {
 		s.enableCondstore()
 		a.modseq = s.searchModSeq(a, hitUIDs)
@@ -393,22 +396,26 @@ func (s *session) charsetSearch() (*searchKey, error) {
 
 // searchHits runs a SEARCH program over the selected mailbox: the
 // sequence numbers and UIDs of the messages it matches, ascending.
-func (s *session) searchHits(root *searchKey) (hitSeqs, hitUIDs []uint32) {
+func (s *session) searchHits(root *searchKey) (hitSeqs, hitUIDs []uint32, err error) {
 	sel := s.sel
 	uids := sel.view
 	fl, ok := sel.mb.FlagsOf(uids)
+	defer s.trimBuffers()
 	for i, u := range uids {
 		if !ok[i] {
 			continue
 		}
 		m := &searchMsg{s: s, seq: uint32(i + 1), uid: u, flags: fl[i]}
-		if m.match(root) {
+		hit := m.match(root)
+		if m.err != nil {
+			return nil, nil, m.err
+		}
+		if hit {
 			hitSeqs = append(hitSeqs, uint32(i+1))
 			hitUIDs = append(hitUIDs, u)
 		}
 	}
-	s.trimBuffers()
-	return hitSeqs, hitUIDs
+	return hitSeqs, hitUIDs, nil
 }
 
 // searchMsg evaluates keys on one message, reading what it needs once:
@@ -425,6 +432,10 @@ type searchMsg struct {
 	raw    []byte
 	root   *mpart // raw's MIME structure, for BODY and TEXT
 	failed bool
+	// err is a failure the command answers (no memory for a large
+	// message in time), where a message that cannot be read is only
+	// not matched.
+	err error
 }
 
 func (m *searchMsg) match(k *searchKey) bool {

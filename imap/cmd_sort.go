@@ -53,38 +53,18 @@ func cmdSort(s *session, tag string, uid bool) error {
 			return err
 		}
 	}
-	var keys []sortKey
-	reverse := false
-	if err := s.r.List(false, func() error {
-		a, err := s.r.Atom()
-		if err != nil {
-			return err
-		}
-		a = strings.ToUpper(a)
-		switch a {
-		case "REVERSE":
-			if reverse {
-				return bad("", "REVERSE twice")
-			}
-			reverse = true
-			return nil
-		case "ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO":
-			keys = append(keys, sortKey{a, reverse})
-			reverse = false
-			return nil
-		}
-		return bad("", "Unknown sort criterion "+sanitize(a))
-	}); err != nil {
+	keys, err := s.parseSortKeys()
+	if err != nil {
 		return err
-	}
-	if len(keys) == 0 || reverse {
-		return bad("", "Missing sort criterion")
 	}
 	root, err := s.charsetSearch()
 	if err != nil {
 		return err
 	}
-	seqs, uids := s.searchHits(root)
+	seqs, uids, err := s.searchHits(root)
+	if err != nil {
+		return err
+	}
 	ms, ranked := s.rankedSortMsgs(seqs, uids, keys)
 	if !ranked {
 		ms = make([]sortMsg, len(seqs))
@@ -164,6 +144,52 @@ func cmdSort(s *session, tag string, uid bool) error {
 	}
 	s.w.CRLF()
 	return s.ok(tag, "", "Sort completed", uid)
+}
+
+// sortCriteria are the keys of RFC 5256 and RFC 5957 (SORT=DISPLAY).
+var sortCriteria = [...]string{"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+
+// parseSortKeys reads the sort criteria, each kept once: a key repeated
+// cannot change the order the first one gave (ties left by the first are
+// ties of the repeat too), so its first occurrence decides, REVERSE or
+// not, as in Dovecot. A SORT has no more keys than there are criteria,
+// however long its list: keys were computed and stored once per message
+// and occurrence (QA: 7,000 SUBJECTs over 60 messages of 1 KB subjects
+// held 1.6 GB).
+func (s *session) parseSortKeys() ([]sortKey, error) {
+	var keys []sortKey
+	var seen [len(sortCriteria)]bool
+	reverse := false
+	if err := s.r.List(false, func() error {
+		a, err := s.r.Atom()
+		if err != nil {
+			return err
+		}
+		a = strings.ToUpper(a)
+		if a == "REVERSE" {
+			if reverse {
+				return bad("", "REVERSE twice")
+			}
+			reverse = true
+			return nil
+		}
+		i := slices.Index(sortCriteria[:], a)
+		if i < 0 {
+			return bad("", "Unknown sort criterion "+sanitize(a))
+		}
+		if !seen[i] {
+			seen[i] = true
+			keys = append(keys, sortKey{a, reverse})
+		}
+		reverse = false
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 || reverse {
+		return nil, bad("", "Missing sort criterion")
+	}
+	return keys, nil
 }
 
 // sortRanks are the messages' places in one criterion's order, as the
@@ -368,20 +394,25 @@ func (s *session) sortMsgInto(seq, uid uint32, keys []sortKey, values []sortValu
 		*v = sortValue{}
 		switch k.name {
 		case "ARRIVAL":
+			// RFC 5256 §3: the internal date, which a client sees to the
+			// second; ties go to the lower sequence number, as in Dovecot
+			// (nanoseconds ordered messages of the same second by a
+			// precision no client can see).
 			meta()
-			v.n = internal.UnixNano()
+			v.n = internal.Unix()
 		case "SIZE":
 			meta()
 			v.n = size
 		case "DATE":
 			// RFC 5256 §3: the sent date in UTC, the internal date when
 			// the Date field is missing or cannot be parsed.
+			// Seconds, as ARRIVAL.
 			d := envelope().Date
 			if d.IsZero() {
 				meta()
 				d = internal
 			}
-			v.n = d.UTC().UnixNano()
+			v.n = d.Unix()
 		case "FROM":
 			arena.upper(v, firstMailbox(envelope().From))
 		case "TO":

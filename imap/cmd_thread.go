@@ -28,7 +28,10 @@ func cmdThread(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
-	seqs, uids := s.searchHits(root)
+	seqs, uids, err := s.searchHits(root)
+	if err != nil {
+		return err
+	}
 	if alg == "REFERENCES" {
 		ms := make([]*threadMsg, len(seqs))
 		msgs := make([]threadMsg, len(seqs))

@@ -256,6 +256,9 @@ func (s *session) contextsChanged(changes []mailstore.Change) {
 			seq, _ := slices.BinarySearch(sel.view, u)
 			m := &searchMsg{s: s, seq: uint32(seq + 1), uid: u, flags: fl[i]}
 			match := ok[i] && m.match(c.root)
+			if m.err != nil {
+				continue // no memory for it now: left as it was
+			}
 			switch {
 			case match && !in[u]:
 				add = append(add, u)

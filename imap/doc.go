@@ -14,7 +14,15 @@
 // cmd_catenate.go, notify.go (NOTIFY), quota.go and compress.go
 // (COMPRESS=DEFLATE: the input through imap/wire/inflate, which gives out
 // what a client flushed with Z_PARTIAL_FLUSH at once; the compressor is
-// dropped while a session waits). proxy.go is IMAP on any node of a
+// dropped while a session waits).
+//
+// A large message is never read whole for one command: mimescan.go finds
+// its MIME structure in one pass over the file (what mime.go's parseEntity
+// finds in memory, with offsets), and fetchstream.go serves its sections,
+// BINARY decoded on the way, from the file; BODYSTRUCTURE comes from the
+// same scan. What is still read whole (SEARCH TEXT of a large message, a
+// structure beyond the scanner's bounds) takes its bytes from one budget
+// for the server (membudget.go). proxy.go is IMAP on any node of a
 // cluster: a user homed on another node logs in here, then the session is
 // passed through to the home node (ID with the client's address, the
 // cluster login, then bytes both ways); a front node's cluster login is

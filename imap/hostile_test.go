@@ -3,6 +3,7 @@ package imap
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -231,4 +232,103 @@ func TestLogoutFreesTheUserSlotFirst(t *testing.T) {
 		}
 		r.c.Close()
 	}
+}
+
+// TestLoginTimeoutFromConnect: a client that has not logged in
+// LoginTimeout after it connected gets a BYE and is closed, whatever it
+// sends meanwhile: a command trickled one byte at a time (QA: one byte
+// every 20 s held an IMAPS connection 170 s with 9 bytes, each byte
+// resetting the 30 s timeout), commands that keep it busy, or a STARTTLS
+// on the way. A session that logged in is not concerned.
+func TestLoginTimeoutFromConnect(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.LoginTimeout = time.Second })
+	const tick = 100 * time.Millisecond
+	for _, c := range []struct {
+		name     string
+		starttls bool
+		next     func(i int) string // what the client sends at tick i
+	}{
+		{"one byte at a time", false, func(i int) string { return string("a LOGIN alice "[min(i, 13)]) }},
+		{"a NOOP at a time", false, func(i int) string { return fmt.Sprintf("n%d NOOP\r\n", i) }},
+		{"after STARTTLS", true, func(i int) string { return "x" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var r *rawConn
+			if c.starttls {
+				r = dialRaw(t, e.plain, false)
+				if got := last(r.cmd("t", "STARTTLS")); !strings.HasPrefix(got, "t OK") {
+					t.Fatalf("STARTTLS: %q", got)
+				}
+				tc := tls.Client(r.c, clientTLS())
+				r.c, r.br = tc, bufio.NewReader(tc)
+			} else {
+				r = dialRaw(t, e.addr, true)
+			}
+			lines := make(chan string, 100)
+			go func() {
+				defer close(lines)
+				for {
+					r.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+					l, err := r.br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					lines <- strings.TrimRight(l, "\r\n")
+				}
+			}()
+			var bye string     // the BYE
+			var after []string // lines after it
+			take := func(l string) {
+				switch {
+				case bye != "":
+					after = append(after, l)
+				case strings.HasPrefix(l, "* BYE"):
+					bye = l
+				}
+			}
+			// 100 ticks are ten LoginTimeouts: the BYE comes long before,
+			// or never.
+		send:
+			for i := 0; i < 100 && bye == ""; i++ {
+				r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if _, err := r.c.Write([]byte(c.next(i))); err != nil {
+					break // closed
+				}
+				time.Sleep(tick)
+				for {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							break send
+						}
+						take(l)
+						continue
+					default:
+					}
+					break
+				}
+			}
+			if bye == "" {
+				r.c.Close() // not closed by the server: the reader stops
+			}
+			for l := range lines {
+				take(l)
+			}
+			if bye != "* BYE Disconnected for inactivity." || len(after) > 0 {
+				t.Errorf("BYE %q, then %q; want Dovecot's BYE for a client not logged in within LoginTimeout, then the end", bye, after)
+			}
+		})
+	}
+	t.Run("logged in", func(t *testing.T) {
+		t.Parallel()
+		r := loggedIn(t, e)
+		for i := 0; i < 15; i++ {
+			time.Sleep(tick)
+			if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
+				t.Fatalf("NOOP %d after login: %q", i, got)
+			}
+		}
+	})
 }

@@ -34,6 +34,9 @@ type mpart struct {
 	children []*mpart // multipart
 	msg      *mpart   // message/rfc822 and message/global: the encapsulated message
 	fields   mimeFields
+	// span is where an entity found by scanMIME lies in the message;
+	// header and body are then nil (mimescan.go). Nil for parseEntity's.
+	span *partSpan
 }
 
 // mimeFields are the first values of the MIME fields of an entity's
@@ -86,7 +89,25 @@ func parseMIMEFields(h []byte) mimeFields {
 func parseEntity(raw []byte, defType string, depth int) *mpart {
 	he := headerEnd(raw)
 	p := &mpart{header: raw[:he], body: raw[he:]}
-	p.fields = parseMIMEFields(p.header)
+	p.setType(p.header, defType)
+	if depth >= maxBodyDepth {
+		return p
+	}
+	switch {
+	case p.ctype == "multipart":
+		for _, b := range splitMultipart(p.body, p.params["boundary"]) {
+			p.children = append(p.children, parseEntity(b, p.childType(), depth+1))
+		}
+	case p.encapsulates():
+		p.msg = parseEntity(p.body, "text/plain", depth+1)
+	}
+	return p
+}
+
+// setType reads the MIME fields of header, the entity's, and its type,
+// defType when it names none.
+func (p *mpart) setType(header []byte, defType string) {
+	p.fields = parseMIMEFields(header)
 	ct := defType
 	if p.fields.hasType {
 		ct = p.fields.ctype
@@ -105,22 +126,19 @@ func parseEntity(raw []byte, defType string, depth int) *mpart {
 		}
 		p.params["charset"] = "us-ascii"
 	}
-	if depth >= maxBodyDepth {
-		return p
+}
+
+// childType is the default type of a multipart's parts.
+func (p *mpart) childType() string {
+	if p.subtype == "digest" {
+		return "message/rfc822"
 	}
-	switch {
-	case p.ctype == "multipart":
-		def := "text/plain"
-		if p.subtype == "digest" {
-			def = "message/rfc822"
-		}
-		for _, b := range splitMultipart(p.body, params["boundary"]) {
-			p.children = append(p.children, parseEntity(b, def, depth+1))
-		}
-	case p.ctype == "message" && (p.subtype == "rfc822" || p.subtype == "global"):
-		p.msg = parseEntity(p.body, "text/plain", depth+1)
-	}
-	return p
+	return "text/plain"
+}
+
+// encapsulates reports whether the entity's body is a message.
+func (p *mpart) encapsulates() bool {
+	return p.ctype == "message" && (p.subtype == "rfc822" || p.subtype == "global")
 }
 
 // splitMultipart returns the bodies between the boundary delimiter lines
@@ -365,17 +383,33 @@ func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
 	if bp.Encoding == "" {
 		bp.Encoding = "7bit"
 	}
-	bp.Size = uint32(min(len(p.body), 1<<32-1))
+	bp.Size = uint32(min(p.bodySize(), 1<<32-1))
 	switch {
 	case p.msg != nil && depth < maxBodyDepth:
 		bp.Envelope = buildEnvelope(p.msg.header)
 		bp.Envelope.References = nil // only top-level messages are threaded
 		bp.Sub = bodyPartOf(p.msg, depth+1)
-		bp.Lines = int64(bytes.Count(p.body, []byte("\n")))
+		bp.Lines = p.bodyLines()
 	case p.ctype == "text":
-		bp.Lines = int64(bytes.Count(p.body, []byte("\n")))
+		bp.Lines = p.bodyLines()
 	}
 	return bp
+}
+
+// bodySize is the length of the entity's body, scanned or in memory.
+func (p *mpart) bodySize() int64 {
+	if p.span != nil {
+		return p.span.bodyLen()
+	}
+	return int64(len(p.body))
+}
+
+// bodyLines counts the LFs of the entity's body.
+func (p *mpart) bodyLines() int64 {
+	if p.span != nil {
+		return p.span.lines
+	}
+	return int64(bytes.Count(p.body, []byte("\n")))
 }
 
 func fallbackPart(size int, lines int64) *mailstore.BodyPart {

@@ -40,6 +40,7 @@ const (
 
 type prefetcher struct {
 	mb                *mailstore.Mailbox
+	mem               *memBudget
 	uids              []uint32
 	wantEnv, wantBody bool
 	stride            int          // helpers + 1: chunk k is the writer's when k%stride == 0
@@ -87,7 +88,7 @@ func (s *session) startPrefetch(uids []uint32, items []fetchItem) *prefetcher {
 	if helpers == 0 {
 		return nil
 	}
-	p := &prefetcher{mb: mb, uids: uids, wantEnv: wantEnv, wantBody: wantBody, stride: helpers + 1,
+	p := &prefetcher{mb: mb, mem: s.srv.mem, uids: uids, wantEnv: wantEnv, wantBody: wantBody, stride: helpers + 1,
 		state: make([]atomic.Uint32, (len(uids)+prefetchChunk-1)/prefetchChunk)}
 	p.done.L = &p.mu
 	p.wg.Add(helpers)
@@ -102,7 +103,17 @@ func (p *prefetcher) run(slots chan struct{}) {
 		<-slots
 		p.wg.Done()
 	}()
-	var sc parseScratch
+	// A message beyond the scanner's bounds is parsed ahead only when
+	// the memory budget has room at once; else the writer parses it, and
+	// waits for room as its session does.
+	var held int64
+	sc := parseScratch{hold: func(n int64) error {
+		if got := p.mem.acquire(n, 0, nil); got > 0 {
+			held += got
+			return nil
+		}
+		return errBusy
+	}}
 	for !p.stop.Load() {
 		// The n-th helper chunk is chunk n + n/(stride-1) + 1: every
 		// stride-th chunk is skipped, being the writer's.
@@ -128,6 +139,8 @@ func (p *prefetcher) run(slots chan struct{}) {
 			if cap(sc.crlf) > maxKeptBuf {
 				sc.crlf = nil
 			}
+			p.mem.release(held)
+			held = 0
 		}
 		p.state[k].Store(pfDone)
 		p.mu.Lock()

@@ -51,6 +51,14 @@ func (t *textScratch) trim() {
 // matchText answers BODY (withHeader false) and TEXT.
 func (m *searchMsg) matchText(k *searchKey, withHeader bool) bool {
 	if m.raw == nil && !m.failed {
+		// A large message, its CRLF form, its parts decoded, converted
+		// and folded: held within the server's memory budget.
+		if size, _, err := m.s.sel.mb.Meta(m.uid); err == nil && size > maxKeptBuf {
+			if err := m.s.holdMem(5 * size); err != nil {
+				m.failed, m.err = true, err
+				return false
+			}
+		}
 		raw, err := m.s.readMessage(m.uid)
 		if err != nil {
 			m.failed = true

@@ -54,6 +54,12 @@ const (
 	DefaultWatchedIdleCheck = 30 * time.Second
 	// DefaultAuthTimeout bounds one directory call during LOGIN.
 	DefaultAuthTimeout = 15 * time.Second
+	// DefaultLoginTimeout closes a connection not logged in this long
+	// after it connected, whatever it sends: the other timeouts are reset
+	// by every byte, and one byte every 20 s held a connection for good.
+	// Dovecot's imap-login gives 3 minutes from connect
+	// (MASTER_LOGIN_TIMEOUT_SECS); ManageSieve here 60 s.
+	DefaultLoginTimeout = 60 * time.Second
 	// Failed-login delay, SMTP AUTH's rules (see loginguard): the first two
 	// failures are answered at once, then the delay doubles per failure of
 	// a login name or network, capped.
@@ -66,7 +72,8 @@ const (
 // Autologout (RFC 9051 §5.4: at least 30 minutes when authenticated):
 // 35 minutes of silence in the authenticated state, IDLE included; 30
 // seconds for the next command before login and for the rest of a command
-// line once it started; 5 minutes of silence inside a literal.
+// line once it started; 5 minutes of silence inside a literal. These are
+// reset by every byte; Options.LoginTimeout is not.
 const (
 	authIdleTimeout   = 35 * time.Minute
 	preAuthTimeout    = 30 * time.Second
@@ -100,6 +107,7 @@ type Options struct {
 	MaxConns       int           // total; default DefaultMaxConns
 	IdleCheck      time.Duration // default DefaultIdleCheck
 	AuthTimeout    time.Duration // default DefaultAuthTimeout
+	LoginTimeout   time.Duration // from connect to login; default DefaultLoginTimeout
 	FailDelay      time.Duration // default DefaultFailDelay; negative disables
 	MaxFailDelay   time.Duration // default DefaultMaxFailDelay
 	// WatchedIdleCheck is IdleCheck for a session in IDLE on a folder of a
@@ -115,6 +123,12 @@ type Options struct {
 	// Holds are the users being moved away from this node: their logins
 	// get NO [UNAVAILABLE]. Nil holds nobody.
 	Holds *cluster.Holds
+	// MaxBufferedBytes bounds the bytes all sessions together hold for
+	// messages read whole into memory (membudget.go); default
+	// DefaultMaxBufferedBytes. A session waits up to BufferedWait for
+	// its share (default DefaultBufferedWait), then gets NO [UNAVAILABLE].
+	MaxBufferedBytes int64
+	BufferedWait     time.Duration
 	// ParseHelpers bounds the goroutines that parse messages ahead of cold
 	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
 	// (prefetch.go). 0: half the cores less one, so none on two cores,
@@ -131,6 +145,7 @@ type Server struct {
 	guard *loginguard.Guard
 	reg   *mailstore.Registry
 	bufs  wire.Buffers // lent to connections with bytes in flight
+	mem   *memBudget   // for messages read whole (Options.MaxBufferedBytes)
 	conns *connset.Set[*session]
 	// prefetchSlots bounds the goroutines parsing ahead of cold FETCHes,
 	// all sessions together, to the cores the writers leave.
@@ -185,11 +200,20 @@ func NewServer(o Options) (*Server, error) {
 	if o.AuthTimeout <= 0 {
 		o.AuthTimeout = DefaultAuthTimeout
 	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = DefaultLoginTimeout
+	}
 	if o.FailDelay == 0 {
 		o.FailDelay = DefaultFailDelay
 	}
 	if o.MaxFailDelay <= 0 {
 		o.MaxFailDelay = DefaultMaxFailDelay
+	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if o.BufferedWait <= 0 {
+		o.BufferedWait = DefaultBufferedWait
 	}
 	var users UserLookup
 	if o.Cluster != nil {
@@ -214,6 +238,7 @@ func NewServer(o Options) (*Server, error) {
 		reg:   mailstore.NewRegistry(),
 		conns: connset.New(connset.Limits{MaxConns: o.MaxConns, MaxConnsPerIP: o.MaxConnsPerIP, MaxUserIPConns: o.MaxUserIPConns},
 			hops.FromNode, func(se *session) { se.raw.Close() }),
+		mem:           newMemBudget(o.MaxBufferedBytes),
 		prefetchSlots: make(chan struct{}, parseHelpers(o.ParseHelpers)),
 		hops:          hops,
 		users:         users,

@@ -65,6 +65,9 @@ type session struct {
 	// readIdle is how long one read may wait while a command is read
 	// (0: the deadline set by the caller stands); see sessionReader.
 	readIdle time.Duration
+	// loginBy ends every wait before login (Options.LoginTimeout after
+	// connect); see readDeadline.
+	loginBy time.Time
 
 	sel       *selected // nil unless a mailbox is selected
 	searchRes []uint32  // SEARCHRES "$": UIDs saved by SEARCH RETURN (SAVE)
@@ -90,13 +93,16 @@ type session struct {
 	hop      *hop
 
 	// Scratch buffers of FETCH (see readMessage), and of SEARCH BODY and
-	// TEXT (searchtext.go).
+	// TEXT (searchtext.go). heldMem is the share of the server's memory
+	// budget they hold beyond maxKeptBuf (membudget.go), given back when
+	// trimBuffers drops them.
 	readBuf, crlfBuf []byte
 	text             textScratch
+	heldMem          int64
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
-	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS}
+	se := &session{srv: s, conn: c, raw: c, ip: ip, id: newID(), tls: isTLS, loginBy: time.Now().Add(s.opts.LoginTimeout)}
 	_, se.port = cluster.AddrPort(c.RemoteAddr())
 	se.logger = s.log.With("conn_id", se.id)
 	se.r = wire.NewReader(sessionReader{se}, &s.bufs)
@@ -144,7 +150,7 @@ type sessionReader struct{ s *session }
 
 func (r sessionReader) Read(p []byte) (int, error) {
 	if d := r.s.readIdle; d > 0 {
-		_ = r.s.conn.SetReadDeadline(time.Now().Add(d))
+		_ = r.s.conn.SetReadDeadline(r.s.readDeadline(d))
 	}
 	var n int
 	var err error
@@ -157,6 +163,22 @@ func (r sessionReader) Read(p []byte) (int, error) {
 		err = &connError{err}
 	}
 	return n, err
+}
+
+// readDeadline is when a wait of d from now ends: no later than loginBy
+// before login.
+func (s *session) readDeadline(d time.Duration) time.Time {
+	t := time.Now().Add(d)
+	if s.state == stateNotAuth && t.After(s.loginBy) {
+		return s.loginBy
+	}
+	return t
+}
+
+// loginTimedOut reports whether the session is closed for want of a
+// login in time (Options.LoginTimeout).
+func (s *session) loginTimedOut() bool {
+	return s.state == stateNotAuth && !time.Now().Before(s.loginBy)
 }
 
 // sessionWriter writes to the session's current connection; each write
@@ -197,7 +219,7 @@ func (s *session) serve() {
 		}
 	}()
 	if tc, ok := s.conn.(*tls.Conn); ok {
-		_ = tc.SetDeadline(time.Now().Add(preAuthTimeout))
+		_ = tc.SetDeadline(s.readDeadline(preAuthTimeout))
 		if err := tc.Handshake(); err != nil {
 			s.logger.Debug("imap: TLS handshake failed", "err", err)
 			return
@@ -215,6 +237,8 @@ func (s *session) serve() {
 			if s.shutdown.Load() {
 				s.w.Raw("* BYE Server shutting down\r\n")
 				_ = s.flush()
+			} else if isTimeout(err) && s.loginTimedOut() {
+				s.byeLoginTimeout()
 			} else if isTimeout(err) {
 				s.w.Raw("* BYE Autologout; idle for too long\r\n")
 				_ = s.flush()
@@ -224,6 +248,10 @@ func (s *session) serve() {
 		if err := s.command(); err != nil {
 			if !errors.Is(err, errClose) && !isConnErr(err) {
 				s.logger.Warn("imap: connection ended", "err", err)
+			}
+			if isTimeout(err) && s.loginTimedOut() {
+				// Cut in the middle of a command: a client trickling it.
+				s.byeLoginTimeout()
 			}
 			_ = s.flush()
 			return
@@ -236,6 +264,14 @@ func (s *session) serve() {
 			return
 		}
 	}
+}
+
+// byeLoginTimeout says goodbye to a client that did not log in within
+// Options.LoginTimeout, in Dovecot's words.
+func (s *session) byeLoginTimeout() {
+	s.logger.Info("imap: no login in time", "ip", s.ip, "timeout", s.srv.opts.LoginTimeout)
+	s.w.Raw("* BYE Disconnected for inactivity.\r\n")
+	_ = s.flush()
 }
 
 // waitCommand blocks until the first byte of the next command, with the
@@ -254,7 +290,7 @@ func (s *session) waitCommand() error {
 	if s.notify.Load() != nil {
 		return s.waitNotify(timeout)
 	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
+	_ = s.conn.SetReadDeadline(s.readDeadline(timeout))
 	_, err := s.r.Peek()
 	if err == nil && s.shutdown.Load() {
 		return errShutdown
@@ -290,8 +326,13 @@ func (s *session) command() error {
 		name, err = s.r.Atom()
 	}
 	if err != nil {
-		if isConnErr(err) {
+		var le *wire.LimitError
+		switch {
+		case isConnErr(err):
 			return err
+		case errors.As(err, &le) && le.Fatal:
+			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			return errClose
 		}
 		s.w.Raw("* BAD Error in IMAP command: invalid tag or command\r\n")
 		return s.discard(err)
@@ -444,6 +485,8 @@ func (s *session) close() {
 	}
 	s.conn.Close()
 	s.r.Release()
+	s.readBuf, s.crlfBuf, s.text = nil, nil, textScratch{}
+	s.releaseMem()
 	s.srv.dropSession(s)
 }
 

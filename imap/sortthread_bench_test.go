@@ -63,7 +63,8 @@ if cn != dn: raise SystemExit('message counts differ: %d %d' % (cn, dn))
 print('courriel select 0 %.4f 0' % cs)
 print('dovecot select 0 %.4f 0' % ds)
 servers = [('courriel', cc, cpid), ('dovecot', dc, dovecot_imap(dmaster))]
-ops = [('sort_date', 'SORT', ['(DATE)', 'UTF-8', 'ALL']),
+ops = [('sort_arrival', 'SORT', ['(ARRIVAL)', 'UTF-8', 'ALL']),
+       ('sort_date', 'SORT', ['(DATE)', 'UTF-8', 'ALL']),
        ('sort_from', 'SORT', ['(FROM)', 'UTF-8', 'ALL']),
        ('thread_references', 'THREAD', ['REFERENCES', 'UTF-8', 'ALL'])]
 for rnd in range(rounds):
@@ -140,7 +141,7 @@ func BenchmarkSortThreadDovecot(b *testing.B) {
 			"new session: the first after courriel's restart (index read from disk; Dovecot: a new imap process);\n"+
 			"repeated: the %d rounds after it in that session, min–median–max\n", n, rounds-1)
 		fmt.Fprintf(&table, "%-18s %-9s %-15s %-15s %-21s %s\n", "command", "server", "cold", "new session", "repeated wall", "repeated cpu")
-		for _, op := range []string{"select", "sort_date", "sort_from", "thread_references"} {
+		for _, op := range []string{"select", "sort_arrival", "sort_date", "sort_from", "thread_references"} {
 			for _, srv := range []string{"courriel", "dovecot"} {
 				k := srv + " " + op
 				f := first.times[k]
@@ -237,6 +238,7 @@ func BenchmarkSortThreadWarm(b *testing.B) {
 	cmd("LOGIN alice secret")
 	cmd("SELECT INBOX")
 	for _, c := range []struct{ name, cmd string }{
+		{"sort_arrival", "UID SORT (ARRIVAL) UTF-8 ALL"},
 		{"sort_date", "UID SORT (DATE) UTF-8 ALL"},
 		{"sort_from", "UID SORT (FROM) UTF-8 ALL"},
 		{"thread_references", "UID THREAD REFERENCES UTF-8 ALL"},

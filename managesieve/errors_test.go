@@ -1,6 +1,7 @@
 package managesieve
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,5 +259,50 @@ func TestHomeOutsideBase(t *testing.T) {
 	u := e.user(t, "alice")
 	if r := c.cmd(`AUTHENTICATE "PLAIN" "` + plain("", u.Login, u.Password) + `"`); !strings.HasPrefix(r, "NO (TRYLATER)") {
 		t.Fatalf("home outside the base: %q", r)
+	}
+}
+
+// TestPreAuthTimeoutFromConnect: PreAuthTimeout counts from connect, not
+// from the last command or byte: a client sending a command at a time,
+// or one byte of a command at a time, has no more than PreAuthTimeout in
+// all to log in (the per-command deadline let 50 commands a minute apart
+// hold a connection for 50 minutes).
+func TestPreAuthTimeoutFromConnect(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.PreAuthTimeout = time.Second })
+	const tick = 100 * time.Millisecond
+	for _, c := range []struct {
+		name string
+		next func(i int) string
+	}{
+		{"a command at a time", func(int) string { return "NOOP\r\n" }},
+		{"a byte at a time", func(i int) string { return string(`AUTHENTICATE "PLAIN" "`[min(i, 21)]) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := e.dial(t)
+			var lines []string
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					l, err := cl.r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					lines = append(lines, strings.TrimSuffix(l, "\r\n"))
+				}
+			}()
+			// 100 ticks are ten PreAuthTimeouts.
+			for i := 0; i < 100; i++ {
+				if _, err := io.WriteString(cl.conn, c.next(i)); err != nil {
+					break // closed
+				}
+				time.Sleep(tick)
+			}
+			cl.conn.Close()
+			<-done
+			if len(lines) == 0 || lines[len(lines)-1] != `BYE "Disconnected for inactivity."` {
+				t.Errorf("lines %q, want the last a BYE for inactivity", lines)
+			}
+		})
 	}
 }

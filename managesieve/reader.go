@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 
 	"courriel/sieve/scripts"
 )
@@ -290,7 +289,7 @@ func (se *session) readLiteral(cmd string, args []token) (string, *reply, error)
 			refuse = quotaReply(qe)
 		}
 	}
-	_ = se.conn.SetReadDeadline(time.Now().Add(literalTimeout))
+	_ = se.conn.SetReadDeadline(se.readDeadline(literalTimeout))
 	if refuse != nil {
 		if n > discardLimit {
 			refuse.bye = true
@@ -332,7 +331,7 @@ func (se *session) skipLine() error {
 		if n > discardLimit {
 			return &reply{msg: "Too long argument.", bye: true}
 		}
-		_ = se.conn.SetReadDeadline(time.Now().Add(literalTimeout))
+		_ = se.conn.SetReadDeadline(se.readDeadline(literalTimeout))
 		if _, err := io.CopyN(io.Discard, se.br, n); err != nil {
 			return err
 		}

@@ -100,7 +100,11 @@ type Options struct {
 	MaxCommands    int           // per connection; default DefaultMaxCommands
 	AuthTimeout    time.Duration // one directory call; default DefaultAuthTimeout
 	IdleTimeout    time.Duration // between commands after login; default DefaultIdleTimeout
-	PreAuthTimeout time.Duration // between commands before login; default DefaultPreAuthTimeout
+	// PreAuthTimeout is how long a connection may stay without a login,
+	// from connect, whatever it sends meanwhile (Dovecot's login
+	// processes have such an absolute bound, 3 minutes); default
+	// DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
 }
 
 // Server is the ManageSieve service.

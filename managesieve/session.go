@@ -50,6 +50,9 @@ type session struct {
 	cmds    int            // commands read
 	preAuth int            // commands read while not logged in
 	lineLen int            // bytes of the current command outside literals
+	// loginBy ends every wait before login: PreAuthTimeout after
+	// connect, not reset by commands or bytes (see readDeadline).
+	loginBy time.Time
 
 	// origin is what a front node's XCLIENT said about the client,
 	// trusted once hopLogin is set; hop is the home node's connection of
@@ -60,7 +63,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, ip string) *session {
-	se := &session{srv: s, raw: c, conn: c, ip: ip}
+	se := &session{srv: s, raw: c, conn: c, ip: ip, loginBy: time.Now().Add(s.opts.PreAuthTimeout)}
 	_, se.port = cluster.AddrPort(c.RemoteAddr())
 	se.br = bufio.NewReaderSize(connReader{se}, 4096)
 	se.bw = bufio.NewWriterSize(connWriter{se}, 4096)
@@ -79,6 +82,17 @@ type connWriter struct{ se *session }
 func (w connWriter) Write(p []byte) (int, error) {
 	_ = w.se.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return w.se.conn.Write(p)
+}
+
+// readDeadline is when a wait of d from now ends: no later than loginBy
+// before login. A client trickling one byte at a time, or a command a
+// minute, is not heard for longer than PreAuthTimeout in all.
+func (se *session) readDeadline(d time.Duration) time.Time {
+	t := time.Now().Add(d)
+	if se.state == stateNotAuth && t.After(se.loginBy) {
+		return se.loginBy
+	}
+	return t
 }
 
 // errClose ends the session after what was written is flushed.
@@ -124,11 +138,7 @@ func (se *session) serve() {
 			_ = se.flush()
 			return
 		}
-		idle := se.srv.opts.PreAuthTimeout
-		if se.state == stateAuth {
-			idle = se.srv.opts.IdleTimeout
-		}
-		_ = se.conn.SetReadDeadline(time.Now().Add(idle))
+		_ = se.conn.SetReadDeadline(se.readDeadline(se.srv.opts.IdleTimeout))
 		name, args, err := se.readCommand()
 		if err == nil && name == "" {
 			continue // an empty line
@@ -286,7 +296,7 @@ func (se *session) startTLS() error {
 		return err
 	}
 	tc := tls.Server(se.conn, cfg)
-	_ = tc.SetDeadline(time.Now().Add(se.srv.opts.PreAuthTimeout))
+	_ = tc.SetDeadline(se.readDeadline(se.srv.opts.PreAuthTimeout))
 	if err := tc.Handshake(); err != nil {
 		se.log.Debug("managesieve: STARTTLS handshake failed", "ip", se.ip, "err", err)
 		return errClose

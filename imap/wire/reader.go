@@ -10,7 +10,9 @@ import (
 
 // Limits bound what one command may cost.
 type Limits struct {
-	MaxLine    int   // bytes of one command outside its literals
+	// MaxLine bounds the bytes of one command outside its literals; past
+	// it the connection must close (a fatal LimitError), the rest unread.
+	MaxLine    int
 	MaxLiteral int64 // one literal of a command other than APPEND
 	MaxDepth   int   // nesting of parenthesised lists
 	MaxRanges  int   // ranges in one sequence set
@@ -183,11 +185,21 @@ func (r *Reader) ReadByte() (byte, error) {
 	c := (*r.buf)[r.r]
 	r.r++
 	r.lineLen++
-	if r.Limits.MaxLine > 0 && r.lineLen > r.Limits.MaxLine {
-		return 0, &LimitError{Msg: "Command line too long"}
+	if r.overLine() {
+		return 0, errLineTooLong()
 	}
 	return c, nil
 }
+
+// overLine reports whether the command's bytes outside literals went past
+// Limits.MaxLine.
+func (r *Reader) overLine() bool { return r.Limits.MaxLine > 0 && r.lineLen > r.Limits.MaxLine }
+
+// errLineTooLong is the end of a connection whose command line went past
+// Limits.MaxLine: the rest of the line is not read, since the client may
+// send it without end (a line of 200 MiB, or a COMPRESS stream inflating
+// to GiBs), and nothing it holds deserves an answer. Dovecot's words.
+func errLineTooLong() error { return &LimitError{Msg: "Too long argument.", Fatal: true} }
 
 // Expect consumes c or fails with a syntax error naming what.
 func (r *Reader) Expect(c byte, what string) error {
@@ -589,8 +601,10 @@ func (r *Reader) Leave() { r.depth-- }
 // Discard skips the rest of a command after an error: up to the end of
 // the line, skipping the bytes of non-synchronising literals on the way;
 // a line ending in a synchronising literal ends the command (the client
-// waits for a "+" it will not get). A non-synchronising literal over the
-// limit is not skipped: the error says the connection must close.
+// waits for a "+" it will not get). What it skips counts against
+// Limits.MaxLine as what was read: past it, or at a non-synchronising
+// literal over the limit, nothing more is read and the error says the
+// connection must close.
 func (r *Reader) Discard() error {
 	if r.eol {
 		return nil
@@ -608,6 +622,10 @@ func (r *Reader) Discard() error {
 		}
 		c := (*r.buf)[r.r]
 		r.r++
+		r.lineLen++
+		if r.overLine() {
+			return errLineTooLong()
+		}
 		if c != '\n' {
 			if tn == len(tail) {
 				copy(tail[:], tail[1:])

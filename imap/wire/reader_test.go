@@ -68,7 +68,7 @@ func TestReader(t *testing.T) {
 		{"big sync literal", "a LOGIN {999999}\r\n", nil, "Literal too large", 0},
 		{"deep", "a X " + strings.Repeat("(", 100) + "\r\n", nil, "Too deeply nested", 0},
 		{"NUL quoted", "a LOGIN \"a\x00\" b\r\n", nil, "NUL in quoted string", 0},
-		{"long line", "a X " + strings.Repeat("x", 70000) + "\r\n", nil, "Command line too long", 0},
+		{"long line", "a X " + strings.Repeat("x", 70000) + "\r\n", nil, "Too long argument.", 0},
 		{"many literals", "a X" + strings.Repeat(" {60000+}\r\n"+strings.Repeat("y", 60000), 20) + "\r\n", nil, "Too much literal data in one command", 0},
 	}
 	for _, c := range cases {
@@ -110,6 +110,65 @@ func TestOversizedSyncLiteralNotAwaited(t *testing.T) {
 	}
 	if err := r.Discard(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// endless is a client sending one command line without end: head, then
+// fill bytes (for ever, as far as a reader within its limits can tell:
+// 16 MiB). read counts what was taken from it.
+type endless struct {
+	head string
+	fill byte
+	read int64
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.read >= 16<<20 {
+		return 0, io.EOF
+	}
+	n := copy(p, e.head)
+	e.head = e.head[n:]
+	for i := n; i < len(p); i++ {
+		p[i] = e.fill
+	}
+	e.read += int64(len(p))
+	return len(p), nil
+}
+
+// A command line past MaxLine ends the connection without the rest of
+// it being read, whether the parser (a token) or Discard (after an early
+// syntax error) meets the limit: a client sending 200 MiB without CRLF, or
+// a COMPRESS stream inflating to GiBs, is not read to its end.
+func TestLongLineReadsNoFurther(t *testing.T) {
+	for _, c := range []struct {
+		name, head string
+		fill       byte
+		discard    bool // the command fails early; Discard meets the limit
+	}{
+		{"one long atom", "a NOOP ", 'a', false},
+		{"long tag", "", 'a', false},
+		{"syntax error, then the line goes on", "a X ) ", 'a', true},
+		{"spaces after an error", "a X ) ", ' ', true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := &endless{head: c.head, fill: c.fill}
+			r := NewReader(src, nil)
+			_, err := readArgs(r)
+			if c.discard {
+				var se *SyntaxError
+				if !errors.As(err, &se) {
+					t.Fatalf("err = %v, want a syntax error", err)
+				}
+				err = r.Discard()
+			}
+			var le *LimitError
+			if !errors.As(err, &le) || !le.Fatal || le.Msg != "Too long argument." {
+				t.Fatalf("err = %#v, want the fatal \"Too long argument.\"", err)
+			}
+			if max := int64(r.Limits.MaxLine + bufSize); src.read > max {
+				t.Errorf("read %d bytes of the line, want at most %d", src.read, max)
+			}
+		})
 	}
 }
 
