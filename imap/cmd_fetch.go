@@ -442,6 +442,20 @@ func (s *session) fetchOne(seq, uid uint32, flags mailstore.Flags, items []fetch
 					continue
 				}
 			}
+			if it.kind == fSection && len(it.path) == 0 && it.sec == secAll && raw == nil {
+				// BODY[]<offset.size> of a large message (clients fetch
+				// one in chunks): a range of the file, no structure.
+				size, _, err := mb.Meta(uid)
+				if err != nil {
+					return s.fetchErr(err)
+				}
+				if size > maxKeptBuf {
+					sp := formSpan{n: size, take: -1}
+					n := sp.cut(it, size)
+					parts = append(parts, fetchPart{head: "BODY[]<" + strconv.FormatInt(it.offset, 10) + "> ", span: true, sp: sp, size: n})
+					continue
+				}
+			}
 			if ok, err := large(); err != nil {
 				return s.fetchErr(err)
 			} else if ok {
