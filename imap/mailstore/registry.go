@@ -46,6 +46,18 @@ type Registry struct {
 	// coarse times), and the clock that says when a stamp was taken.
 	stampGrain time.Duration
 	clock      func() time.Time
+	// syncHook, tests: called where a step of another program may fall
+	// between two of ours in a sync or a write (see hook).
+	syncHook func(event string)
+}
+
+// hook tells a test that a sync or a write reached event: "uidlist read"
+// (without the lock), "listed new", "listed cur", "lock" (about to take
+// the uidlist lock).
+func (r *Registry) hook(event string) {
+	if r.syncHook != nil {
+		r.syncHook(event)
+	}
 }
 
 func (r *Registry) now() time.Time {
