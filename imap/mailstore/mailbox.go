@@ -120,6 +120,7 @@ type Mailbox struct {
 	// only if no release came after the one that scheduled it. Guarded by
 	// reg.mu.
 	lingerGen uint64
+	timer     *time.Timer // the pending settle or end of keeping; guarded by reg.mu
 	// kept: loaded after its last release (see Registry.keepLocked),
 	// holding keptSize bytes by estimate. Guarded by reg.mu.
 	kept     bool
@@ -192,6 +193,10 @@ type Mailbox struct {
 	// cachePending reads the entries of courriel-index not in cache yet,
 	// in ascending UIDs (see cacheUpToLocked); nil once all are.
 	cachePending *indexReader
+	// cachePayload is the payload of courriel-index as read, which the
+	// strings of the entries decoded from it are slices of (held as long
+	// as one of them is); for the memory estimate (memsize.go).
+	cachePayload string
 	cacheLoaded  bool
 	cacheDirty   bool
 

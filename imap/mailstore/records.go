@@ -214,7 +214,7 @@ func (mb *Mailbox) invalidateLocked(l *uidlist.List) {
 		mb.nextUID = max(mb.nextUID, mb.msgs[n-1].UID+1)
 	}
 	mb.cache = make(map[uint32]*Cached)
-	mb.cachePending = nil // entries of the old numbering
+	mb.cachePending, mb.cachePayload = nil, "" // entries of the old numbering
 	mb.cacheDirty = mb.cacheLoaded
 	mb.recentFrom = mb.nextUID
 	// The records carry no flags: the next sync lists the directories.
