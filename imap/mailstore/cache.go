@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"time"
-	"unsafe"
 )
 
 // IndexFileName is courriel's per-folder metadata cache. It only caches what
@@ -147,7 +146,7 @@ func (mb *Mailbox) loadCacheLocked() {
 	}
 	mb.cacheLoaded = true
 	mb.cache = make(map[uint32]*Cached, len(mb.msgs))
-	mb.cachePending = nil
+	mb.cachePending, mb.cachePayload = nil, ""
 	data, err := mb.root.ReadFile(IndexFileName)
 	if err != nil {
 		return
@@ -157,7 +156,7 @@ func (mb *Mailbox) loadCacheLocked() {
 		mb.cacheDirty = true // rebuilt from the messages as they are read
 		return
 	}
-	mb.cachePending = r
+	mb.cachePending, mb.cachePayload = r, r.d.s
 }
 
 // cacheUpToLocked decodes the entries of courriel-index not read yet up to
@@ -189,64 +188,6 @@ func (mb *Mailbox) cacheUpToLocked(uid uint32) {
 			}
 		}
 	}
-}
-
-// cacheSizeLocked estimates the memory of the metadata cache, decoded
-// and not yet decoded, for the kept folders' budget (keepLocked); it
-// stops counting past limit.
-func (mb *Mailbox) cacheSizeLocked(limit int64) int64 {
-	const perEntry = int64(unsafe.Sizeof(Cached{})) + 48 // the map's slot and pointer
-	size := int64(len(mb.cache)) * perEntry
-	if r := mb.cachePending; r != nil {
-		size += int64(len(r.d.s)) // the payload stays whole in memory
-	}
-	for _, c := range mb.cache {
-		if size > limit {
-			break
-		}
-		size += envelopeSize(c.Envelope) + bodySize(c.Body)
-	}
-	return size
-}
-
-func envelopeSize(e *Envelope) int64 {
-	if e == nil {
-		return 0
-	}
-	size := int64(unsafe.Sizeof(*e)) + int64(len(e.DateField)+len(e.Subject)+len(e.MessageID))
-	for _, list := range [][]Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
-		size += int64(len(list)) * int64(unsafe.Sizeof(Address{}))
-		for _, a := range list {
-			size += int64(len(a.Name) + len(a.Mailbox) + len(a.Host))
-		}
-	}
-	for _, list := range [][]string{e.InReplyTo, e.References} {
-		size += int64(len(list)) * 16
-		for _, s := range list {
-			size += int64(len(s))
-		}
-	}
-	return size
-}
-
-func bodySize(b *BodyPart) int64 {
-	if b == nil {
-		return 0
-	}
-	size := int64(unsafe.Sizeof(*b)) + int64(len(b.Type)+len(b.Subtype)+len(b.ID)+len(b.Description)+len(b.Encoding)+len(b.Disposition)+len(b.Location))
-	for _, m := range []map[string]string{b.Params, b.DispParams} {
-		for k, v := range m {
-			size += 48 + int64(len(k)+len(v))
-		}
-	}
-	for _, l := range b.Language {
-		size += 16 + int64(len(l))
-	}
-	size += envelopeSize(b.Envelope) + bodySize(b.Sub)
-	for _, p := range b.Children {
-		size += 8 + bodySize(p)
-	}
-	return size
 }
 
 // openIndex checks an index file (this version's, its checksum) and

@@ -3,7 +3,6 @@ package mailstore
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"courriel/imap/uidlist"
 )
 
 // pending is a message written (or linked) into tmp/, waiting for its UID.
@@ -23,30 +20,6 @@ type pending struct {
 	base  string   // base name it gets in cur/
 	flags []string // IMAP flag names, mapped to the folder's keywords on commit
 	c     Cached   // metadata known already: size and date, a copy's envelope and body
-}
-
-// refreshUIDListLocked re-reads dovecot-uidlist if another process changed
-// it since we last read or wrote it. The caller holds the uidlist lock.
-func (mb *Mailbox) refreshUIDListLocked() error {
-	if st := mb.statLocked(uidlist.FileName); st != mb.listSt {
-		return mb.readUIDListLocked()
-	}
-	return nil
-}
-
-// refreshHeldLocked re-reads dovecot-uidlist under lk, held by the caller
-// who is about to number files. Files another process numbered meanwhile are
-// adopted first (a listing, rare), so that UIDs keep ascending in the order
-// sessions learn of them; an invalidation is followed by a listing too.
-func (mb *Mailbox) refreshHeldLocked(lk *uidlist.Lock) error {
-	gen := mb.gen
-	if err := mb.refreshUIDListLocked(); err != nil {
-		return err
-	}
-	if mb.gen != gen || len(mb.listed) > 0 {
-		return mb.syncOnceLocked(true, lk)
-	}
-	return nil
 }
 
 // commitLocked moves written tmp/ files into cur/ and numbers them (RFC 4315
@@ -163,57 +136,6 @@ func (mb *Mailbox) syncDirLocked(sub string) error {
 	if err != nil {
 		return fmt.Errorf("mailstore: fsync %s: %w", sub, err)
 	}
-	return nil
-}
-
-// staleRecordsMax is how many records of gone messages an appended
-// dovecot-uidlist may keep before it is rewritten whole.
-const staleRecordsMax = 1000
-
-// addToUIDListLocked writes the records of new messages (with UIDs above
-// every record) under lk: appended to the file as Dovecot does, so that a
-// delivery into a 100,000-message folder writes one line rather than the
-// whole list; rewritten whole when the file is missing, has a new
-// UIDVALIDITY to record, or holds too many records of expunged messages.
-func (mb *Mailbox) addToUIDListLocked(lk *uidlist.Lock, msgs []*Msg) error {
-	if mb.listDirty || !mb.listSt.ok || mb.listRecords-len(mb.msgs) > max(staleRecordsMax, len(mb.msgs)/4) {
-		return mb.writeUIDListLocked(lk, msgs)
-	}
-	f, err := mb.root.OpenFile(uidlist.FileName, os.O_RDWR|os.O_APPEND, 0)
-	if err != nil {
-		return mb.writeUIDListLocked(lk, msgs)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.Size() == 0 {
-		return mb.writeUIDListLocked(lk, msgs)
-	}
-	var last [1]byte
-	if _, err := f.ReadAt(last[:], st.Size()-1); err != nil || last[0] != '\n' {
-		return mb.writeUIDListLocked(lk, msgs) // a torn record: start clean
-	}
-	mb.listVer = fileVer{} // written from here on
-	var b []byte
-	for _, m := range msgs {
-		b = uidlist.AppendRecord(b, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
-	}
-	if _, err := f.Write(b); err != nil {
-		// Out of room in the middle of a record (a full disk fills the
-		// last block, then refuses the next): the file goes back to its
-		// last whole record, which needs no room. Dovecot appends after
-		// whatever ends the file; a torn record would glue its next one
-		// into a line it finds corrupt.
-		if f.Truncate(st.Size()) != nil {
-			mb.listCRCOK = false // some of it may be there
-		}
-		return fmt.Errorf("mailstore: append to uidlist: %w", err)
-	}
-	mb.listCRC = crc32.Update(mb.listCRC, castagnoli, b)
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("mailstore: fsync uidlist: %w", err)
-	}
-	mb.listRecords += len(msgs)
-	mb.listSt = mb.statLocked(uidlist.FileName)
 	return nil
 }
 

@@ -63,6 +63,16 @@ func (mb *Mailbox) Delivered(name string) error {
 	if _, ok := mb.baseMapLocked()[name]; ok {
 		return nil // another process numbered it: adopted by the listing
 	}
+	_, pending := mb.listed[name]
+	_, stale := mb.stale[name]
+	if pending || stale || !mb.staleKnown {
+		// The uidlist numbers it, or may (courriel-state keeps no stale
+		// records): a sync under the lock reads it and applies the rules
+		// (never a second UID for a file).
+		err := mb.syncPass(syncArgs{force: true, lk: lk, owned: true})
+		mb.flushModLocked()
+		return err
+	}
 	m := &Msg{UID: mb.nextUID, Base: name, New: true}
 	if err := mb.addToUIDListLocked(lk, []*Msg{m}); err != nil {
 		return err
@@ -81,7 +91,7 @@ func (mb *Mailbox) Delivered(name string) error {
 	if mb.newSt.ok {
 		mb.newSt, mb.newAt = mb.statLocked("new"), 0
 	}
-	if st := mb.statLocked("cur"); curClean && st != mb.curSt {
+	if st := mb.statLocked("cur"); curClean && mb.curSt.ok && st != mb.curSt {
 		mb.curSt, mb.curAt = st, checkedAt
 	}
 	if mb.trustedAt.IsZero() {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -261,5 +262,55 @@ func TestNoInodeFolderOpensAsItIs(t *testing.T) {
 	}
 	if s := mb.Status(); s.Messages != 3 || s.UIDNext != 4 {
 		t.Errorf("with inodes again: %d messages, UIDNEXT %d; want 3, 4", s.Messages, s.UIDNext)
+	}
+}
+
+// Without the lock (no inode for it), records another program appended
+// are adopted as read, in ascending order: a message whose file is not
+// found yet holds back the later ones, and UIDNEXT stays at its UID, so
+// that the session is never told a UIDNEXT above a message it will be
+// shown; once its file shows up (a rename, which needs no inode), both
+// come, in order.
+func TestNoInodePendingRecordHoldsBackLaterOnes(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
+	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for i := 1; i <= 3; i++ {
+		deliverFile(t, st, "", i)
+	}
+	mb := openBox(t, NewRegistry(), st, "INBOX")
+	w, view := mb.Watch()
+	defer w.Close()
+	s := &sessionModel{w: w, view: view, uidNext: mb.Status().UIDNext}
+	const x, y = "1700000200.M1P7.other", "1700000201.M1P7.other"
+	// The other program's: x on its way (written aside), y in cur/.
+	if err := os.WriteFile(filepath.Join(st.Path(), "tmp", x), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, st, y, true)
+	appendRecord(t, st, 4, x)
+	appendRecord(t, st, 5, y)
+	testenv.FillInodes(t, base, 0)
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	s.update(t, "x missing")
+	if sum := mb.Status(); sum.Messages != 3 || sum.UIDNext != 4 {
+		t.Errorf("x not found: %d messages, UIDNEXT %d; want 3, 4 (y waits for x)", sum.Messages, sum.UIDNext)
+	}
+	if err := os.Rename(filepath.Join(st.Path(), "tmp", x), filepath.Join(st.Path(), "cur", x+":2,")); err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	s.update(t, "x found")
+	if got := mb.UIDs(); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) || !slices.Equal(s.view, got) {
+		t.Errorf("x found: UIDs %v, the session shows %v; want 1 to 5", got, s.view)
 	}
 }

@@ -22,7 +22,13 @@
 // budget; see Registry.keepLocked), and is taken back only when those same
 // stamps, and the directory at its path, are as it left them.
 // Dovecot can work on the same maildir at the same time: its uidlist lock,
-// file formats and numbering are honoured in both directions. On a full
+// file formats and numbering are honoured in both directions. The uidlist,
+// read under its lock, is the source of truth for UIDs: a file it numbers
+// keeps that UID and is never listed twice, and a message another program
+// numbered is shown in UID order, never below what a session knows (see
+// records.go); a sync reads new/ before cur/, as Dovecot does, and looks
+// again, then under the lock, for a file missing while the directories
+// were changing before it declares it gone (see syncPass). On a full
 // disk a folder still opens: the uidlist lock needs no data block, and
 // files that cannot be numbered for want of room wait, unseen and with
 // nothing written, for a sync with room (see assignLocked).

@@ -2,11 +2,6 @@ package mailstore
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -125,6 +120,7 @@ type Mailbox struct {
 	// only if no release came after the one that scheduled it. Guarded by
 	// reg.mu.
 	lingerGen uint64
+	timer     *time.Timer // the pending settle or end of keeping; guarded by reg.mu
 	// kept: loaded after its last release (see Registry.keepLocked),
 	// holding keptSize bytes by estimate. Guarded by reg.mu.
 	kept     bool
@@ -164,13 +160,23 @@ type Mailbox struct {
 	// read whole to verify them, for tests.
 	listVer     fileVer
 	fileReads   uint64
-	listDirty   bool                      // a new UIDVALIDITY not written to dovecot-uidlist yet
-	listRecords int                       // records in the file, gone messages' included
-	listed      map[string]uidlist.Record // records of files not seen yet
-	loaded      bool                      // load() is done
-	gen         uint64                    // counts invalidations
-	listings    uint64                    // directory listings, for tests
-	trustedAt   time.Time                 // first stamps set by Delivered since the last listing
+	listDirty   bool // a new UIDVALIDITY, or a record to drop, not written to dovecot-uidlist yet
+	listRecords int  // records in the file, gone messages' included
+	// listed (pending) and stale hold the records of the file that are
+	// no message here, by base name (see records.go); staleKnown: stale
+	// has them all (not after a load from courriel-state, which keeps
+	// none: the next numbering reads the file first).
+	listed     map[string]uidlist.Record
+	stale      map[string]uint32
+	staleKnown bool
+	// listRead: the folder has its messages, from the uidlist's first
+	// read (which adopts its records) or from courriel-state.
+	listRead bool
+
+	loaded    bool      // load() is done
+	gen       uint64    // counts invalidations
+	listings  uint64    // directory listings, for tests
+	trustedAt time.Time // first stamps set by Delivered since the last listing
 
 	// recentFrom is the first UID no session has claimed as \Recent
 	// (RFC 3501 §2.3.2); lowNew the lowest UID found in new/ while
@@ -187,6 +193,10 @@ type Mailbox struct {
 	// cachePending reads the entries of courriel-index not in cache yet,
 	// in ascending UIDs (see cacheUpToLocked); nil once all are.
 	cachePending *indexReader
+	// cachePayload is the payload of courriel-index as read, which the
+	// strings of the entries decoded from it are slices of (held as long
+	// as one of them is); for the memory estimate (memsize.go).
+	cachePayload string
 	cacheLoaded  bool
 	cacheDirty   bool
 
@@ -262,107 +272,6 @@ func (mb *Mailbox) readKeywordsLocked() {
 	mb.keywords = kw
 }
 
-// readUIDListLocked (re)reads dovecot-uidlist. While loading, its records
-// become the folder's messages (the sync that follows drops those without a
-// file). Later, the records of files not numbered here yet are kept in
-// mb.listed for when their files are found; a file that contradicts what
-// sessions were told (another UIDVALIDITY, a known message under another
-// UID) invalidates the folder. A file that no longer parses is rewritten
-// from memory at the next write, keeping every UID; one that cannot be read
-// is an error, never a renumbering.
-func (mb *Mailbox) readUIDListLocked() error {
-	st := mb.statLocked(uidlist.FileName)
-	data, err := mb.root.ReadFile(uidlist.FileName)
-	if errors.Is(err, fs.ErrNotExist) {
-		if mb.uidValidity == 0 {
-			mb.newValidityLocked()
-		}
-		mb.listSt, mb.listRecords = st, 0
-		mb.listCRCOK = false
-		mb.listVer = fileVer{}
-		mb.listDirty = true
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("mailstore: read uidlist: %w", err)
-	}
-	l, err := uidlist.Parse(bytes.NewReader(data))
-	mb.listSt = st
-	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
-	mb.listVer = fileVer{}
-	if err != nil {
-		if !mb.loaded {
-			// Like Dovecot: a broken uidlist is discarded and UIDs are
-			// given anew under a new UIDVALIDITY.
-			mb.newValidityLocked()
-		}
-		mb.listDirty = true
-		return nil
-	}
-	mb.listRecords = len(l.Records)
-	if l.NextUID > mb.nextUID {
-		mb.nextUID = l.NextUID
-	}
-	mb.guid, mb.hdrExt = l.GUID, l.HeaderExt
-	if !mb.loaded {
-		mb.uidValidity = l.UIDValidity
-		mb.adoptRecordsLocked(l.Records)
-		return nil
-	}
-	if l.UIDValidity != mb.uidValidity {
-		mb.invalidateLocked(l)
-		return nil
-	}
-	var last uint32
-	if n := len(mb.msgs); n > 0 {
-		last = mb.msgs[n-1].UID
-	}
-	for _, r := range l.Records {
-		if m, ok := mb.baseMapLocked()[r.Name]; ok {
-			if m.UID != r.UID {
-				mb.invalidateLocked(l)
-				return nil
-			}
-			continue
-		}
-		if r.UID > last {
-			if mb.listed == nil {
-				mb.listed = make(map[string]uidlist.Record)
-			}
-			mb.listed[r.Name] = r
-		}
-		// Lower unknown UIDs are records of messages expunged here.
-	}
-	return nil
-}
-
-// adoptRecordsLocked makes the records the folder's messages, before the
-// sync that checks them against the directories.
-func (mb *Mailbox) adoptRecordsLocked(recs []uidlist.Record) {
-	mb.msgs = make([]*Msg, len(recs))
-	mb.byBase = nil
-	mb.listed = nil
-	mb.ext = nil
-	slab := make([]Msg, len(recs)) // one allocation, not one per message
-	for i, r := range recs {
-		slab[i] = Msg{UID: r.UID, Base: r.Name}
-		mb.msgs[i] = &slab[i]
-		mb.setExtLocked(r.UID, r.Ext)
-	}
-}
-
-// setExtLocked records the uidlist extension fields of a message.
-func (mb *Mailbox) setExtLocked(uid uint32, ext []string) {
-	if len(ext) == 0 {
-		delete(mb.ext, uid)
-		return
-	}
-	if mb.ext == nil {
-		mb.ext = make(map[uint32][]string)
-	}
-	mb.ext[uid] = ext
-}
-
 // baseMapLocked returns the messages by base name, made on first use: a
 // folder opened from courriel-state, with nothing to number or to look
 // for, never needs it.
@@ -374,422 +283,6 @@ func (mb *Mailbox) baseMapLocked() map[string]*Msg {
 		}
 	}
 	return mb.byBase
-}
-
-// invalidateLocked takes another program's numbering of the folder (a new
-// UIDVALIDITY, or UIDs given anew): every UID sessions hold is meaningless
-// now, so the change log says Invalidated, which a session answers by
-// closing the connection (RFC 9051 §2.3.1.1 leaves no other way to tell a
-// client that UIDs changed under a selected mailbox). Sessions that select
-// the folder afterwards see the new numbering.
-func (mb *Mailbox) invalidateLocked(l *uidlist.List) {
-	mb.uidValidity = l.UIDValidity
-	mb.nextUID = max(l.NextUID, 1)
-	mb.adoptRecordsLocked(l.Records)
-	if n := len(mb.msgs); n > 0 {
-		mb.nextUID = max(mb.nextUID, mb.msgs[n-1].UID+1)
-	}
-	mb.cache = make(map[uint32]*Cached)
-	mb.cachePending = nil // entries of the old numbering
-	mb.cacheDirty = mb.cacheLoaded
-	mb.recentFrom = mb.nextUID
-	// The records carry no flags: the next sync lists the directories.
-	mb.newSt, mb.curSt = stamp{}, stamp{}
-	mb.gen++
-	mb.appendChangeLocked(Change{Kind: Invalidated})
-}
-
-func (mb *Mailbox) newValidityLocked() {
-	uid, gid := mb.owner.ids()
-	mb.uidValidity = uidlist.NextUIDValidity(mb.mroot, time.Now(), mb.uidValidity, uid, gid)
-	mb.listDirty = true
-	mb.nextUID = 1
-	var g [16]byte
-	_, _ = rand.Read(g[:])
-	mb.guid = hex.EncodeToString(g[:])
-}
-
-type diskEntry struct {
-	flags Flags
-	isNew bool
-	seen  bool
-}
-
-// Sync brings the in-memory state up to date with the directories. Without
-// force it only stats new/ and cur/ and returns at once when neither changed,
-// which is cheap enough to do before every command.
-func (mb *Mailbox) Sync(force bool) error {
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	if mb.closed {
-		return nil
-	}
-	return mb.syncLocked(force, nil)
-}
-
-func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
-	defer mb.flushModLocked()
-	gen := mb.gen
-	if err := mb.syncOnceLocked(force, nil); err != nil {
-		return err
-	}
-	if mb.gen != gen {
-		// Invalidated while numbering: check the adopted records
-		// against the directories.
-		return mb.syncOnceLocked(true, nil)
-	}
-	return nil
-}
-
-// verifyAfter bounds how long directory stamps set by Delivered (which
-// trusts that the delivery was the only change) go unchecked by a listing.
-const verifyAfter = time.Minute
-
-// syncOnceLocked lists the directories unless their stamps say nothing
-// changed; lk is the uidlist lock when the caller holds it already. With
-// force it looks even when the stamps are unchanged: new/ is listed, and
-// cur/ too unless its stamp is unchanged and settled (then nothing can
-// have changed there unseen, and a 100,000-message cur/ is not read for a
-// delivery into new/).
-func (mb *Mailbox) syncOnceLocked(force bool, lk *uidlist.Lock) error {
-	// Another program may have rewritten the uidlist (Dovecot numbering
-	// its deliveries, or starting over): read it, without the lock, as
-	// Dovecot does (it is replaced by rename, appended to in whole lines).
-	if st := mb.statLocked(uidlist.FileName); st != mb.listSt && lk == nil {
-		gen := mb.gen
-		if err := mb.readUIDListLocked(); err != nil {
-			return err
-		}
-		if mb.gen != gen || len(mb.listed) > 0 {
-			force = true
-		}
-	}
-	t0 := mb.reg.now().UnixNano()
-	newSt := mb.statLocked("new")
-	curSt := mb.statLocked("cur")
-	if !force && newSt == mb.newSt && curSt == mb.curSt &&
-		(mb.trustedAt.IsZero() || time.Since(mb.trustedAt) < verifyAfter) {
-		return nil
-	}
-	listCur := curSt != mb.curSt || !settled(mb.curSt, mb.curAt) || !mb.trustedAt.IsZero()
-	mb.trustedAt = time.Time{}
-	stale := make([]string, 0, len(mb.listed))
-	for base := range mb.listed {
-		stale = append(stale, base)
-	}
-	if kw := mb.statLocked(uidlist.KeywordsFileName); kw != mb.kwStamp {
-		mb.readKeywordsLocked()
-	}
-	subs := []string{"cur", "new"}
-	if !listCur {
-		subs = subs[1:]
-	}
-	var disk map[string]*diskEntry
-	for _, sub := range subs {
-		f, err := mb.root.Open(sub)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return fmt.Errorf("mailstore: open %s: %w", sub, err)
-		}
-		hint := 0
-		if st := curSt; sub == "cur" && st.ok {
-			hint = int(min(st.size/48, 1<<22)) // some 48 bytes a directory entry
-		}
-		names, err := listNames(f, hint)
-		f.Close()
-		mb.listings++
-		if err != nil {
-			return fmt.Errorf("mailstore: read %s: %w", sub, err)
-		}
-		if disk == nil {
-			// Sized for cur/ (listed first); new/ adds a few.
-			disk = make(map[string]*diskEntry, len(names)+64)
-		}
-		// One array for the entries rather than one allocation each.
-		ents := make([]diskEntry, 0, len(names))
-		for _, n := range names {
-			if n == "" || n[0] == '.' {
-				continue // maildir spec: dot files are not messages
-			}
-			if sub == "cur" && strings.IndexByte(n, ':') < 0 {
-				// A cur/ name without an info part (another program's
-				// doing): give it the empty one, the name Path expects.
-				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
-					n += ":2,"
-				}
-			}
-			base, fl := SplitName(n)
-			if sub == "new" {
-				fl = 0
-			}
-			if prev, dup := disk[base]; dup && !prev.isNew {
-				continue // the same message twice: keep the cur/ copy
-			}
-			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
-			disk[base] = &ents[len(ents)-1]
-		}
-	}
-	// Known messages: gone, moved, or re-flagged by someone else.
-	kept := mb.msgs[:0]
-	var expunged []uint32
-	for _, m := range mb.msgs {
-		d, ok := disk[m.Base]
-		if !ok && !listCur && !m.New {
-			kept = append(kept, m) // in cur/, which did not change
-			continue
-		}
-		if !ok {
-			delete(mb.byBase, m.Base)
-			expunged = append(expunged, m.UID)
-			continue
-		}
-		d.seen = true
-		if m.New != d.isNew || (!d.isNew && m.Flags != d.flags) {
-			old := m.Flags
-			m.New = d.isNew
-			if !d.isNew {
-				m.Flags = d.flags
-			}
-			if old != m.Flags {
-				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
-			}
-		}
-		kept = append(kept, m)
-	}
-	for i := len(kept); i < len(mb.msgs); i++ {
-		mb.msgs[i] = nil
-	}
-	mb.msgs = kept
-	for _, uid := range expunged {
-		mb.appendChangeLocked(Change{Kind: Expunged, UID: uid})
-		delete(mb.cache, uid)
-		delete(mb.ext, uid)
-	}
-	var unknown []string
-	if len(mb.msgs) == 0 {
-		unknown = make([]string, 0, len(disk)) // the first load: all of them
-	}
-	for base, d := range disk {
-		if !d.seen {
-			unknown = append(unknown, base)
-		}
-	}
-	var waiting waitingFiles
-	if len(unknown) > 0 {
-		sort.Strings(unknown) // maildir names start with the delivery time
-		var err error
-		if waiting, err = mb.assignLocked(unknown, disk, lk); err != nil {
-			return err
-		}
-	}
-	for _, base := range stale {
-		if _, ok := disk[base]; !ok {
-			delete(mb.listed, base) // a record of a file gone since
-		}
-	}
-	mb.newSt, mb.newAt = newSt, t0
-	if listCur {
-		mb.curSt, mb.curAt = curSt, t0
-	}
-	if mb.hasNewLocked() {
-		// Moving new/ to cur/ changes both: the stamps follow our own
-		// renames when nothing else changed the directories meanwhile.
-		clean := mb.cleanLocked()
-		mb.moveNewLocked()
-		mb.restampLocked(clean)
-	}
-	// Files left without a UID for want of room: the next sync lists
-	// their directory again, whatever its stamp, to number them.
-	if waiting.inNew {
-		mb.newSt = stamp{}
-	}
-	if waiting.inCur {
-		mb.curSt = stamp{}
-	}
-	return nil
-}
-
-// waitingFiles says where the files that assignLocked left without a UID
-// are.
-type waitingFiles struct{ inNew, inCur bool }
-
-// noRoom reports whether err is the file system's lack of room: no
-// block or inode left (ENOSPC), or none left to the owner (EDQUOT).
-func noRoom(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
-}
-
-// hasNewLocked reports whether a message is still in new/.
-func (mb *Mailbox) hasNewLocked() bool {
-	for _, m := range mb.msgs {
-		if m.New {
-			return true
-		}
-	}
-	return false
-}
-
-// assignLocked numbers files found on disk under the uidlist lock: first
-// with the UIDs another process gave them, then with new ones, appended to
-// the uidlist.
-//
-// When the caller holds no lock (a sync, not a write of ours) and the
-// uidlist cannot be written for want of room (no inode for the lock, no
-// block for the records: a full disk), the folder is read as it is: the
-// files another process numbered are adopted from the uidlist as read
-// without the lock (as Dovecot reads it), and the others wait, unseen and
-// untouched, for a sync with room; the result says where they are. Nothing
-// is written and no UID is given in memory only, so a Dovecot working on
-// the folder meanwhile numbers them as it would: a user on a full disk
-// still opens the folder, reads, and expunges to make room.
-func (mb *Mailbox) assignLocked(bases []string, disk map[string]*diskEntry, lk *uidlist.Lock) (waitingFiles, error) {
-	wait := func(fresh []string) waitingFiles {
-		var w waitingFiles
-		for _, base := range fresh {
-			if disk[base].isNew {
-				w.inNew = true
-			} else {
-				w.inCur = true
-			}
-		}
-		return w
-	}
-	// The bases are of no message known when the directories were
-	// compared with the memory; only a uidlist read since (another
-	// process's numbering adopted) may have made some known.
-	reread, own, readOnly := false, lk == nil, false
-	if own {
-		uid, gid := mb.owner.ids()
-		l, err := acquireUIDList(mb, uid, gid)
-		switch {
-		case err == nil:
-			lk = l
-			defer lk.Release()
-			before := mb.listSt
-			if err := mb.refreshUIDListLocked(); err != nil {
-				return waitingFiles{}, err
-			}
-			reread = mb.listSt != before
-		case noRoom(err):
-			readOnly = true
-		default:
-			return waitingFiles{}, err
-		}
-	}
-	var theirs []*Msg
-	fresh := make([]string, 0, len(bases))
-	for _, base := range bases {
-		if reread {
-			if _, ok := mb.baseMapLocked()[base]; ok {
-				continue // invalidated meanwhile: syncLocked starts over
-			}
-		}
-		if r, ok := mb.listed[base]; ok {
-			theirs = append(theirs, &Msg{UID: r.UID, Base: base})
-			mb.setExtLocked(r.UID, r.Ext)
-			delete(mb.listed, base)
-			continue
-		}
-		fresh = append(fresh, base)
-	}
-	// Theirs first: their UIDs are below our next one, and msgs ascends.
-	sort.Slice(theirs, func(i, j int) bool { return theirs[i].UID < theirs[j].UID })
-	for _, m := range theirs {
-		d := disk[m.Base]
-		m.Flags, m.New = d.flags, d.isNew
-		mb.addMsgLocked(m, Cached{})
-	}
-	if readOnly {
-		return wait(fresh), nil
-	}
-	ours := make([]*Msg, len(fresh))
-	slab := make([]Msg, len(fresh)) // one allocation, not one per message
-	for i, base := range fresh {
-		d := disk[base]
-		slab[i] = Msg{UID: mb.nextUID + uint32(i), Base: base, Flags: d.flags, New: d.isNew}
-		ours[i] = &slab[i]
-	}
-	if len(ours) > 0 || mb.listDirty {
-		if err := mb.addToUIDListLocked(lk, ours); err != nil {
-			if own && noRoom(err) {
-				return wait(fresh), nil
-			}
-			return waitingFiles{}, err
-		}
-	}
-	if n := len(mb.msgs); !mb.loaded && len(ours) > 0 && (n == 0 || mb.msgs[n-1].UID < ours[0].UID) {
-		// The first load: nobody watches its change log (dropped when
-		// it is done), and the new UIDs are above every other.
-		mb.msgs = append(mb.msgs, ours...)
-		mb.nextUID = max(mb.nextUID, ours[len(ours)-1].UID+1)
-		if mb.byBase != nil {
-			for _, m := range ours {
-				mb.byBase[m.Base] = m
-			}
-		}
-		return waitingFiles{}, nil
-	}
-	for _, m := range ours {
-		mb.addMsgLocked(m, Cached{})
-	}
-	return waitingFiles{}, nil
-}
-
-// writeUIDListLocked replaces dovecot-uidlist with the records of the
-// folder's messages and of extra (new messages not in mb.msgs yet).
-func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
-	next := mb.nextUID
-	if n := len(extra); n > 0 {
-		next = max(next, extra[n-1].UID+1)
-	}
-	l := uidlist.List{UIDValidity: mb.uidValidity, NextUID: next, GUID: mb.guid, HeaderExt: mb.hdrExt}
-	l.Records = make([]uidlist.Record, 0, len(mb.msgs)+len(extra))
-	for _, m := range mb.msgs {
-		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
-	}
-	for _, m := range extra {
-		l.Records = append(l.Records, uidlist.Record{UID: m.UID, Ext: mb.ext[m.UID], Name: m.Base})
-	}
-	data := l.Marshal()
-	if err := lk.Commit(data); err != nil {
-		return err
-	}
-	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
-	mb.listVer = fileVer{}
-	mb.listDirty = false
-	mb.listRecords = len(l.Records)
-	mb.listSt = mb.statLocked(uidlist.FileName)
-	return nil
-}
-
-// rewriteUIDList persists the current records (after expunges) under lock.
-func (mb *Mailbox) rewriteUIDListLocked() error {
-	uid, gid := mb.owner.ids()
-	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
-	if err != nil {
-		return err
-	}
-	defer lk.Release()
-	return mb.writeUIDListLocked(lk, nil)
-}
-
-// moveNewLocked moves messages from new/ to cur/, as Dovecot does once a
-// session has seen them.
-func (mb *Mailbox) moveNewLocked() {
-	for _, m := range mb.msgs {
-		if !m.New {
-			continue
-		}
-		if mb.lowNew == 0 || m.UID < mb.lowNew {
-			mb.lowNew = m.UID
-		}
-		to := "cur/" + FileName(m.Base, m.Flags)
-		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
-			m.New = false
-		}
-	}
 }
 
 func (mb *Mailbox) appendChangeLocked(c Change) {
@@ -845,7 +338,7 @@ type Status struct {
 func (mb *Mailbox) Status() Status {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	s := Status{UIDValidity: mb.uidValidity, UIDNext: mb.nextUID, Messages: uint32(len(mb.msgs)), HighestModSeq: mb.mod.highest}
+	s := Status{UIDValidity: mb.uidValidity, UIDNext: mb.uidNextLocked(), Messages: uint32(len(mb.msgs)), HighestModSeq: mb.mod.highest}
 	for i, m := range mb.msgs {
 		if m.Flags&FlagSeen == 0 {
 			s.Unseen++
@@ -907,10 +400,6 @@ func (mb *Mailbox) Open(uid uint32) (*os.File, Msg, error) {
 	}
 	msg := *mb.findLocked(uid)
 	return os.NewFile(uintptr(fd), rel), msg, nil
-}
-
-func acquireUIDList(mb *Mailbox, uid, gid int) (*uidlist.Lock, error) {
-	return uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
 }
 
 // UIDs returns all UIDs, ascending.

@@ -139,16 +139,18 @@ func (mb *Mailbox) cleanLocked() dirCheck {
 // ours, when they were clean before it. A directory the operation changed
 // is known as of the check only (another program may have changed it
 // during the operation, in the same clock tick as ours): its stamp is not
-// settled until a listing after the tick confirms it.
+// settled until a listing after the tick confirms it. A stamp made unknown
+// during the operation (a listing under its lock left files for the next
+// sync: see syncArgs) stays unknown.
 func (mb *Mailbox) restampLocked(c dirCheck) {
 	mb.flushModLocked() // every change ends here: its modseq records too
 	if !c.ok {
 		return
 	}
-	if st := mb.statLocked("new"); st != mb.newSt {
+	if st := mb.statLocked("new"); mb.newSt.ok && st != mb.newSt {
 		mb.newSt, mb.newAt = st, c.at
 	}
-	if st := mb.statLocked("cur"); st != mb.curSt {
+	if st := mb.statLocked("cur"); mb.curSt.ok && st != mb.curSt {
 		mb.curSt, mb.curAt = st, c.at
 	}
 }
@@ -259,9 +261,7 @@ func (mb *Mailbox) dropLocked(gone map[uint32]bool) {
 			kept = append(kept, m)
 			continue
 		}
-		delete(mb.byBase, m.Base)
-		delete(mb.cache, m.UID)
-		delete(mb.ext, m.UID)
+		mb.goneLocked(m)
 		expunged = append(expunged, m.UID)
 	}
 	for i := len(kept); i < len(mb.msgs); i++ {

@@ -17,8 +17,8 @@ import (
 func (mb *Mailbox) ClaimRecent(uidNext uint32) (first uint32) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	if uidNext > mb.nextUID {
-		uidNext = mb.nextUID // never claim UIDs not given out yet
+	if n := mb.uidNextLocked(); uidNext > n {
+		uidNext = n // never claim UIDs not given out (or adopted) yet
 	}
 	if uidNext <= mb.recentFrom {
 		return uidNext

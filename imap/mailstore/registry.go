@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"courriel/imap/uidlist"
 )
@@ -46,6 +45,18 @@ type Registry struct {
 	// coarse times), and the clock that says when a stamp was taken.
 	stampGrain time.Duration
 	clock      func() time.Time
+	// syncHook, tests: called where a step of another program may fall
+	// between two of ours in a sync or a write (see hook).
+	syncHook func(event string)
+}
+
+// hook tells a test that a sync or a write reached event: "uidlist read"
+// (without the lock), "listed new", "listed cur", "lock" (about to take
+// the uidlist lock).
+func (r *Registry) hook(event string) {
+	if r.syncHook != nil {
+		r.syncHook(event)
+	}
 }
 
 func (r *Registry) now() time.Time {
@@ -217,15 +228,15 @@ func (mb *Mailbox) release(settling bool) {
 	if !r.closing && r.boxes[mb.key] == mb {
 		switch {
 		case wait > 0 && !settling:
-			mb.lingerGen++
+			mb.stopTimerLocked()
 			gen := mb.lingerGen
-			time.AfterFunc(wait, func() { mb.settle(gen) })
+			mb.timer = time.AfterFunc(wait, func() { mb.settle(gen) })
 			return
 		case keepable && r.keepLocked(mb, size, cacheSize):
 			return
 		}
 	}
-	mb.lingerGen++ // a pending settle has nothing left to do
+	mb.stopTimerLocked() // a pending settle has nothing left to do
 	if r.boxes[mb.key] == mb {
 		delete(r.boxes, mb.key)
 	}
@@ -234,13 +245,31 @@ func (mb *Mailbox) release(settling bool) {
 	mb.closeLocked()
 }
 
-// closeLocked closes the folder's files.
+// closeLocked closes the folder's files and lets go of its memory: a
+// closed folder may stay referenced a while (a notification that looked it
+// up), and must not hold a large folder's messages and cache meanwhile.
 func (mb *Mailbox) closeLocked() {
 	if !mb.closed {
 		mb.closeDirsLocked()
 		mb.root.Close()
 		mb.mroot.Close()
 		mb.closed = true
+		mb.msgs, mb.byBase, mb.ext, mb.log = nil, nil, nil, nil
+		mb.cache, mb.cachePending, mb.cachePayload, mb.cacheLoaded = nil, nil, "", false
+		mb.listed, mb.stale = nil, nil
+		mb.mod = modState{}
+	}
+}
+
+// stopTimerLocked ends what a pending settle or end of keeping would do
+// (lingerGen), and lets its timer go: a timer that is left to fire holds
+// the folder, its messages and cache, until it does (two minutes for a
+// kept folder), long after the folder was dropped. Guarded by reg.mu.
+func (mb *Mailbox) stopTimerLocked() {
+	mb.lingerGen++
+	if mb.timer != nil {
+		mb.timer.Stop()
+		mb.timer = nil
 	}
 }
 
@@ -304,7 +333,7 @@ func (r *Registry) keepLocked(mb *Mailbox, size, cacheSize int64) bool {
 		size += cacheSize
 	} else {
 		mb.mu.Lock() // nobody holds the folder: r.mu keeps Open out
-		mb.cache, mb.cachePending, mb.cacheLoaded = nil, nil, false
+		mb.cache, mb.cachePending, mb.cachePayload, mb.cacheLoaded = nil, nil, "", false
 		mb.mu.Unlock()
 	}
 	for len(r.kept) > 0 && r.keptBytes+size > budget {
@@ -313,13 +342,13 @@ func (r *Registry) keepLocked(mb *Mailbox, size, cacheSize int64) bool {
 	mb.kept, mb.keptSize = true, size
 	r.kept = append(r.kept, mb)
 	r.keptBytes += size
-	mb.lingerGen++
+	mb.stopTimerLocked()
 	gen := mb.lingerGen
 	d := r.keepFor
 	if d == 0 {
 		d = keepDuration
 	}
-	time.AfterFunc(d, func() {
+	mb.timer = time.AfterFunc(d, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if mb.kept && mb.lingerGen == gen {
@@ -358,7 +387,7 @@ func (r *Registry) unkeepLocked(mb *Mailbox) {
 // nothing changed it since.
 func (r *Registry) dropKeptLocked(mb *Mailbox) {
 	r.unkeepLocked(mb)
-	mb.lingerGen++
+	mb.stopTimerLocked()
 	if r.boxes[mb.key] == mb {
 		delete(r.boxes, mb.key)
 	}
@@ -395,7 +424,7 @@ func (mb *Mailbox) keepableLocked() bool {
 // to load it afresh.
 func (r *Registry) reviveLocked(mb *Mailbox, store *Store, dir string) bool {
 	r.unkeepLocked(mb)
-	mb.lingerGen++ // the end of the keeping has nothing left to do
+	mb.stopTimerLocked() // the end of the keeping has nothing left to do
 	mb.mu.Lock()
 	ok := mb.unchangedLocked(store, dir)
 	mb.mu.Unlock()
@@ -436,17 +465,6 @@ func (mb *Mailbox) unchangedLocked(store *Store, dir string) bool {
 	return mb.statLocked("new") == mb.newSt && mb.statLocked("cur") == mb.curSt
 }
 
-// memSizeLocked estimates the memory the folder holds once its cache is
-// dropped: the message table and the names.
-func (mb *Mailbox) memSizeLocked() int64 {
-	const perMsg = int64(unsafe.Sizeof(Msg{})) + int64(unsafe.Sizeof(&Msg{}))
-	size := int64(len(mb.msgs)) * perMsg
-	for _, m := range mb.msgs {
-		size += int64(len(m.Base))
-	}
-	return size + int64(len(mb.ext))*64 + int64(len(mb.log))*int64(unsafe.Sizeof(Change{}))
-}
-
 // SaveAll writes the cache of every loaded mailbox (at shutdown).
 func (r *Registry) SaveAll() {
 	r.mu.Lock()
@@ -461,7 +479,7 @@ func (r *Registry) SaveAll() {
 			// Lingering after its release: closed now, so that
 			// nothing writes into the maildir later.
 			r.unkeepLocked(mb)
-			mb.lingerGen++
+			mb.stopTimerLocked()
 			delete(r.boxes, k)
 			lingering = append(lingering, mb)
 			continue
@@ -507,7 +525,7 @@ func (r *Registry) DropUser(login string) {
 	for k, mb := range r.boxes {
 		if mb.refs == 0 && mb.user == login {
 			r.unkeepLocked(mb)
-			mb.lingerGen++
+			mb.stopTimerLocked()
 			delete(r.boxes, k)
 			idle = append(idle, mb)
 		}

@@ -681,6 +681,7 @@ func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 		mb.msgs[i] = &s.msgs[i]
 	}
 	mb.byBase, mb.listed, mb.ext = nil, nil, s.ext
+	mb.stale, mb.staleKnown, mb.listRead = nil, mb.listRecords == len(mb.msgs), true
 	mb.newSt, mb.newAt, mb.curSt, mb.curAt = s.newSt, s.newAt, s.curSt, s.curAt
 	modOK := s.modOK
 	var modVer fileVer

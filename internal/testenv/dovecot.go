@@ -35,6 +35,20 @@ func NeedDovecot(t testing.TB) {
 // and the directories down to it are made reachable by nobody.
 func RunDovecot(t testing.TB, maildir, extraConf, script string) string {
 	t.Helper()
+	cmd := DovecotCommand(t, maildir, extraConf)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dovecot imap: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// DovecotCommand is RunDovecot's command, not started: for a test that
+// runs Dovecot sessions while it works on the maildir itself (its own
+// files must then be nobody's too: mailstore.Owner).
+func DovecotCommand(t testing.TB, maildir, extraConf string) *exec.Cmd {
+	t.Helper()
 	confDir := t.TempDir()
 	conf := filepath.Join(confDir, "dovecot.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s\nlog_path = /dev/stderr\n"+
@@ -48,10 +62,5 @@ func RunDovecot(t testing.TB, maildir, extraConf, script string) string {
 	exec.Command("chown", "-R", "65534:65534", maildir).Run()
 	cmd := exec.Command(DovecotIMAP, "-c", conf)
 	cmd.Env = []string{"USER=alice", "HOME=" + maildir}
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("dovecot imap: %v\n%s", err, out)
-	}
-	return string(out)
+	return cmd
 }

@@ -93,3 +93,21 @@ func FillInodes(t testing.TB, dir string, leave uint64) (free func()) {
 		made = append(made, p)
 	}
 }
+
+// MemoryDir returns a directory removed when the test ends: on /dev/shm
+// when that is a tmpfs, where an fsync costs nothing, for tests that run a
+// durable write path hundreds of times (every interleaving of two
+// programs); elsewhere t.TempDir(), slower but the same.
+func MemoryDir(t testing.TB) string {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "courriel-test")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
