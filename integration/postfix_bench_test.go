@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"courriel/internal/testenv"
-
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkBesidePostfix measures courriel and Postfix 3.7 in the seed's
@@ -66,7 +64,7 @@ func BenchmarkBesidePostfix(b *testing.B) {
 	// reaches is the dialogue's cost alone, SMTP and the load generator on
 	// these cores, with nothing made durable. Its ratio to the same
 	// Postfix bounds what any durable protocol can reach here.
-	if mem, ok := memoryDir(b); ok {
+	if mem, ok := testenv.InMemoryDir(b); ok {
 		m := startServer(b, withProduction(), withVmailIn(mem))
 		servers = append(servers, benched{"courriel-memory", m.SMTP, courrielCPU(m),
 			func() int { return len(m.maildirFiles(b, "xomail", "new")) }, nil})
@@ -266,20 +264,4 @@ func waitDelivered(b *testing.B, count func() int, want int) {
 		}
 		time.Sleep(10 * time.Millisecond) // each look costs the measured server a little
 	}
-}
-
-// memoryDir returns a temporary directory on /dev/shm when that is a tmpfs,
-// where syncs cost nothing, and false where there is none.
-func memoryDir(b *testing.B) (string, bool) {
-	b.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs("/dev/shm", &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-		return "", false
-	}
-	dir, err := os.MkdirTemp("/dev/shm", "courriel-bench")
-	if err != nil {
-		return "", false
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	return dir, true
 }

@@ -100,14 +100,25 @@ func FillInodes(t testing.TB, dir string, leave uint64) (free func()) {
 // programs); elsewhere t.TempDir(), slower but the same.
 func MemoryDir(t testing.TB) string {
 	t.Helper()
+	if dir, ok := InMemoryDir(t); ok {
+		return dir
+	}
+	return t.TempDir()
+}
+
+// InMemoryDir is MemoryDir for a caller that must know: false, and no
+// directory, where /dev/shm is no tmpfs (a benchmark's "nothing durable"
+// row means nothing on a disk).
+func InMemoryDir(t testing.TB) (string, bool) {
+	t.Helper()
 	var st unix.Statfs_t
 	if err := unix.Statfs("/dev/shm", &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-		return t.TempDir()
+		return "", false
 	}
 	dir, err := os.MkdirTemp("/dev/shm", "courriel-test")
 	if err != nil {
-		return t.TempDir()
+		return "", false
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
+	return dir, true
 }
