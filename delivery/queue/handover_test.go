@@ -226,10 +226,19 @@ func TestHandOver(t *testing.T) {
 				return
 			}
 			m, _, err := q.Show(id)
-			if err != nil {
+			switch {
+			case err != nil && tc.bounced > 0:
+				// Every copy has its outcome: the runner may have sent
+				// the DSN and removed the message already (both checked
+				// below).
+				m = nil
+			case err != nil:
 				t.Fatalf("the message is not queued under the id %s: %v", id, err)
 			}
 			for i, want := range tc.states {
+				if m == nil {
+					break
+				}
 				r := m.Recipients[i]
 				if string(r.State) != want || r.Node != "b" || want != "delivered" && r.Attempts != tc.attempts {
 					t.Errorf("copy %d: %+v, want %s after %d attempts", i, r, want, tc.attempts)
