@@ -54,12 +54,15 @@ func TestKeptFolderUnderOutsideChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	var renamed, delivered, maxKept int
 	wg.Go(func() { renamed, delivered = changeFromOutside(ctx, e.maildir) })
 	wg.Go(func() {
 		for ctx.Err() == nil {
-			if n, _ := e.srv.reg.KeptFolders(); n > maxKept {
-				maxKept = n
+			if n, _ := e.srv.reg.KeptFolders(); n > 0 {
+				mu.Lock()
+				maxKept = max(maxKept, n)
+				mu.Unlock()
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -69,8 +72,12 @@ func TestKeptFolderUnderOutsideChanges(t *testing.T) {
 	// each other closely enough to find the folder still open (lingering);
 	// between bursts it settles and is kept, then taken back, or loaded
 	// afresh after the outside changes.
+	// A folder is kept only when a release falls in the quiet part of a
+	// second, past the stamps' margin: on a loaded machine that can miss a
+	// whole run of bursts, so bursts go on (boundedly) until it happened.
 	host, port, _ := strings.Cut(e.addr, ":")
-	for round := range rounds {
+	kept := func() bool { mu.Lock(); defer mu.Unlock(); return maxKept > 0 }
+	for round := 0; round < rounds || !kept() && round < 4*rounds; round++ {
 		cmd := exec.Command(bin, "host="+host, "port="+port, "user=alice", "pass=secret", "mbox="+mbox,
 			"clients=1", "msgs="+strconv.Itoa(start+100), "secs=1", "ssl=any-cert", "logout=100", "seed="+strconv.Itoa(round+1))
 		out, err := cmd.CombinedOutput()
@@ -130,13 +137,13 @@ func TestKeptFolderUnderOutsideChanges(t *testing.T) {
 }
 
 // changeFromOutside renames random files of cur/ (toggling F) and
-// delivers files into new/, as another program, for half a second out of
-// every second until ctx ends; the quiet halves let the folder be kept.
+// delivers files into new/, as another program, for 300 ms out of every
+// second until ctx ends; the quiet parts let the folder be kept.
 func changeFromOutside(ctx context.Context, maildir string) (renamed, delivered int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	cur := filepath.Join(maildir, "cur")
 	for i := 0; ctx.Err() == nil; i++ {
-		if time.Now().UnixMilli()%1000 >= 500 {
+		if time.Now().UnixMilli()%1000 >= 300 {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
