@@ -1,12 +1,14 @@
 package imap
 
 import (
+	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 
 	"courriel/imap/mailstore"
@@ -80,12 +82,8 @@ func (s *session) parseSearch() (*searchArgs, error) {
 					if err := s.r.SP(); err != nil {
 						return nil, err
 					}
-					cs, err := s.r.AString()
-					if err != nil {
+					if err := s.readSearchCharset(); err != nil {
 						return nil, err
-					}
-					if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
-						return nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
 					}
 					first = false
 					continue
@@ -157,16 +155,22 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 		}
 		return s.r.AString()
 	}
-	// text is a string the message is searched for: UTF-8, the one
-	// charset taken (US-ASCII being part of it). Anything else is a
-	// malformed key, answered BAD as Dovecot does, rather than a search
-	// that can only find nothing.
+	// text is a string the message is searched for, in UTF-8 once read
+	// in the search's charset. Bytes that are not UTF-8 where UTF-8 (or
+	// US-ASCII, part of it) was said are a malformed key, answered BAD as
+	// Dovecot does, rather than a search that can only find nothing.
 	text := func() (string, error) {
 		v, err := str()
-		if err == nil && !utf8.ValidString(v) {
-			err = bad("", "Invalid search key: "+op+" string is not UTF-8")
+		if err != nil {
+			return "", err
 		}
-		return v, err
+		if s.searchCS != "" {
+			return toUTF8(s.searchCS, v)
+		}
+		if !utf8.ValidString(v) {
+			return "", bad("", "Invalid search key: "+op+" string is not UTF-8")
+		}
+		return v, nil
 	}
 	switch op {
 	case "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN",
@@ -259,6 +263,7 @@ func (s *session) parseKeyNamed(word string) (*searchKey, error) {
 }
 
 func cmdSearch(s *session, tag string, uid bool) error {
+	s.searchCS = ""
 	a, err := s.parseSearch()
 	if err != nil {
 		return err
@@ -377,12 +382,9 @@ func (s *session) charsetSearch() (*searchKey, error) {
 	if err := s.r.SP(); err != nil {
 		return nil, err
 	}
-	cs, err := s.r.AString()
-	if err != nil {
+	s.searchCS = ""
+	if err := s.readSearchCharset(); err != nil {
 		return nil, err
-	}
-	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
-		return nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
 	}
 	a, err := s.parseSearch()
 	if err != nil {
@@ -676,4 +678,47 @@ func (m *searchMsg) loadHeader() *textproto.Header {
 		m.header = &h
 	}
 	return m.header
+}
+
+// readSearchCharset reads the charset of a SEARCH, SORT or THREAD into
+// s.searchCS. UTF-8 and US-ASCII are read as UTF-8; any other charset a
+// decoder knows (ISO-8859-1, windows-1252, KOI8-R…, as Dovecot takes
+// what iconv knows) has its strings converted to UTF-8 as they are read;
+// an unknown one is BADCHARSET, with the two every server has.
+func (s *session) readSearchCharset() error {
+	cs, err := s.r.AString()
+	if err != nil {
+		return err
+	}
+	switch {
+	case isUTF8Charset(cs) && cs != "":
+		s.searchCS = ""
+	case validCharset(cs):
+		s.searchCS = cs
+	default:
+		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	return nil
+}
+
+// validCharset says whether a decoder knows cs.
+func validCharset(cs string) bool {
+	if len(cs) > 64 {
+		return false
+	}
+	_, err := charset.Reader(cs, strings.NewReader(""))
+	return err == nil
+}
+
+// toUTF8 converts a search string from the charset cs to UTF-8.
+func toUTF8(cs, v string) (string, error) {
+	r, err := charset.Reader(cs, strings.NewReader(v))
+	if err != nil {
+		return "", no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	out, err := io.ReadAll(io.LimitReader(r, 4*int64(len(v))+4))
+	if err != nil || !utf8.Valid(out) {
+		return "", bad("", "Invalid search key: the string is not "+sanitize(cs))
+	}
+	return string(out), nil
 }

@@ -127,3 +127,42 @@ func TestSearchTextDecoded(t *testing.T) {
 		}
 	}
 }
+
+// A SEARCH, SORT or THREAD in another charset than UTF-8 has its strings
+// read in that charset (RFC 9051 §6.4.4), as Dovecot does for what iconv
+// knows; a charset nothing decodes is NO [BADCHARSET], and the
+// connection goes on.
+func TestSearchCharset(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1700000001.M1P1.test", testMessage(1, "bob@example.org", "caf\xc3\xa9 cr\xc3\xa8me"))
+	e.deliver("1700000002.M1P1.test", "From: a@b\nSubject: =?KOI8-R?B?8NLJ18XU?=\n\nnothing\n") // "Привет"
+	e.deliver("1700000003.M1P1.test", "From: a@b\nSubject: other\nContent-Type: text/plain; charset=utf-8\n\nprix: 5 \xe2\x82\xac\n")
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	for _, tc := range []struct{ cmd, want string }{
+		{"UID SEARCH CHARSET ISO-8859-1 SUBJECT \"caf\xe9\"", "* SEARCH 1"},
+		{"UID SEARCH CHARSET iso-8859-1 SUBJECT {5+}\r\nCR\xc8ME", "* SEARCH 1"},
+		{"UID SEARCH CHARSET KOI8-R SUBJECT \"\xf0\xd2\xc9\"", "* SEARCH 2"},
+		{"UID SEARCH CHARSET windows-1252 BODY \"5 \x80\"", "* SEARCH 3"},
+		{"UID SEARCH CHARSET ISO-8859-1 SUBJECT \"caf\xc3\xa9\"", "* SEARCH"}, // UTF-8 bytes read as Latin-1: "cafÃ©"
+		{"UID SEARCH CHARSET US-ASCII SUBJECT other", "* SEARCH 3"},
+		{"UID SORT (SUBJECT) ISO-8859-1 SUBJECT \"caf\xe9\"", "* SORT 1"},
+		{"UID THREAD ORDEREDSUBJECT ISO-8859-1 SUBJECT \"caf\xe9\"", "* THREAD (1)"},
+		{"UID SEARCH CHARSET X-NOT-A-CHARSET SUBJECT a", "x NO [BADCHARSET (UTF-8 US-ASCII)]"},
+		{"UID SORT (SUBJECT) X-NOT-A-CHARSET ALL", "x NO [BADCHARSET (UTF-8 US-ASCII)]"},
+		// Without CHARSET, strings are UTF-8 still.
+		{"UID SEARCH SUBJECT \"caf\xe9\"", "x BAD"},
+	} {
+		got := r.cmd("x", tc.cmd)
+		if !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("%q: %q, want %q", tc.cmd, got, tc.want)
+		}
+		if strings.HasPrefix(tc.want, "*") && (got[0] != tc.want || !strings.HasPrefix(last(got), "x OK")) {
+			t.Errorf("%q: %q, want %q then OK", tc.cmd, got, tc.want)
+		}
+		if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
+			t.Errorf("%q: connection out of step afterwards: %q", tc.cmd, got)
+		}
+	}
+}

@@ -62,6 +62,9 @@ type session struct {
 	store   *mailstore.Store // nil until login
 	fails   int              // failed logins on this connection
 	cmdName string           // the command being run, upper case
+	// searchCS is the CHARSET of the SEARCH, SORT or THREAD being read
+	// ("": UTF-8 or US-ASCII), in which its strings come (searchText).
+	searchCS string
 	// readIdle is how long one read may wait while a command is read
 	// (0: the deadline set by the caller stands); see sessionReader.
 	readIdle time.Duration
