@@ -619,7 +619,7 @@ func (c *conn) rcpt(arg string) {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
 				return
 			}
-			o, ok := parseORcpt(p.Value)
+			o, ok := parseORcpt(p.Value, c.sess.tx.utf8)
 			if !ok {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
 				return

@@ -113,7 +113,10 @@
 //     NOTIFY=NEVER or any of SUCCESS, FAILURE, DELAY, and
 //     ORCPT=<addr-type>;<xtext> (at most 500 octets) are checked strictly,
 //     xtext included (upper-case hex; decoded, printable US-ASCII only, so
-//     no value can add a line to a DSN or a log): a bad value, a
+//     no value can add a line to a DSN or a log; an ORCPT of RFC 6533's
+//     utf-8 type is its utf-8-addr-xtext, \x{HEX} escapes, or with
+//     SMTPUTF8 on MAIL its utf-8-addr-unitext, raw UTF-8 too, kept in the
+//     canonical 7-bit form whichever was sent): a bad value, a
 //     parameter given twice or NEVER with another gets 501 5.5.4, as by
 //     Postfix's smtpd. They travel in the transaction (txnDSN, nil when
 //     none was given) to the queue's entry (queue.WithDSN), through alias
