@@ -769,3 +769,30 @@ func TestDuplicateMaildropNamesEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotedLocalPart: an address whose local part needs quoting is looked
+// up as Postfix looks it up, in its internal form: "john doe"@domain finds
+// the entry for john doe@domain, and the copy keeps the external form the
+// queue takes. A quoted wildcard matches nothing.
+func TestQuotedLocalPart(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(`dn: uid=jdoe,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: postfixUser
+objectclass: top
+uid: jdoe
+mailacceptinggeneralid: john doe@hosted-domain.com
+maildrop: alice@xoyize.xyz
+`))
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	r, err := d.ResolveRecipient(ctx, `"John Doe"@hosted-domain.com`)
+	if err != nil || len(r.Destinations) != 1 || r.Destinations[0].Address != "alice@xoyize.xyz" {
+		t.Fatalf(`ResolveRecipient("John Doe"@hosted-domain.com) = %+v, %v`, r, err)
+	}
+	for _, k := range []string{`"*"@hosted-domain.com`, `"john*"@hosted-domain.com`, `"jane doe"@hosted-domain.com`} {
+		if r, err := d.ResolveRecipient(ctx, k); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("ResolveRecipient(%q) = %+v, %v; want ErrNotFound", k, r, err)
+		}
+	}
+}

@@ -59,9 +59,37 @@ func expand(tmpl, key string, esc func(string) string) (out string, ok bool, err
 }
 
 // expandFilter builds a search filter from a template; every value is
-// escaped per RFC 4515, so no key can change the shape of the filter.
+// escaped per RFC 4515, so no key can change the shape of the filter. An
+// address is looked up in its internal form (internalForm), as Postfix's
+// tables are.
 func expandFilter(tmpl, key string) (string, bool, error) {
-	return expand(tmpl, key, ldap.EscapeFilter)
+	return expand(tmpl, internalForm(key), ldap.EscapeFilter)
+}
+
+// internalForm is an address as Postfix looks it up in its tables: a
+// quoted local part (RFC 5321 Quoted-string, as smtp keeps one that needs
+// quoting: "john doe"@example.org) unquoted, its quoted-pairs undone
+// (john doe@example.org); any other key as it is. The filter's escaping
+// then applies to what the quotes held ('*', '(', ')', '\' included).
+func internalForm(key string) string {
+	local, domain := splitAddress(key)
+	if len(local) < 2 || local[0] != '"' || local[len(local)-1] != '"' || !strings.Contains(key, "@") {
+		return key
+	}
+	var b strings.Builder
+	b.Grow(len(key))
+	in := local[1 : len(local)-1]
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		if c == '\\' && i+1 < len(in) {
+			i++
+			c = in[i]
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('@')
+	b.WriteString(domain)
+	return b.String()
 }
 
 // expandDN builds a DN from a template; values are escaped per RFC 4514.

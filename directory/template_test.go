@@ -28,6 +28,13 @@ func TestExpandFilter(t *testing.T) {
 		{"(uid=%s)", "a\x00b", `(uid=a\00b)`, true},
 		{"(uid=%s)", "\xff", `(uid=\ff)`, true},
 		{"(uid=%s)", "é", `(uid=\c3\a9)`, true},
+		// A quoted local part is looked up in Postfix's internal form,
+		// unquoted, and what the quotes held is escaped like anything else.
+		{"(mail=%s)", `"john doe"@x.example`, "(mail=john doe@x.example)", true},
+		{"(uid=%u)", `"john doe"@x.example`, "(uid=john doe)", true},
+		{"(mail=%s)", `"a\"b\\c"@x.example`, `(mail=a"b\5cc@x.example)`, true},
+		{"(mail=%s)", `"*)(uid=*"@x.example`, `(mail=\2a\29\28uid=\2a@x.example)`, true},
+		{"(mail=%s)", `"x"`, `(mail="x")`, true}, // no domain: no address
 	}
 	for _, tt := range tests {
 		got, ok, err := expandFilter(tt.tmpl, tt.key)

@@ -52,7 +52,10 @@ type Result struct {
 	// without angle brackets: hostile, to be checked by the caller (an
 	// added recipient is resolved as RCPT TO would).
 	AddRcpts []string
-	DelRcpts []string
+	// AddRcptArgs are the ESMTP arguments of each added recipient (by
+	// index in AddRcpts; "" for SMFIR_ADDRCPT or none): hostile too.
+	AddRcptArgs []string
+	DelRcpts    []string
 	// Modified says whether any milter changed anything.
 	Modified bool
 	// BodyReplaced says a milter replaced the body; BodySpooled that the
@@ -497,6 +500,7 @@ func (s *Session) apply(mc *mconn, m *message, res *Result, mods []gomilter.Modi
 			res.From = &from
 		case gomilter.ActionAddRcpt:
 			res.AddRcpts = append(res.AddRcpts, unbracket(ma.Rcpt))
+			res.AddRcptArgs = append(res.AddRcptArgs, ma.RcptArgs)
 		case gomilter.ActionDelRcpt:
 			res.DelRcpts = append(res.DelRcpts, unbracket(ma.Rcpt))
 		}

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"courriel/internal/envaddr"
+	"courriel/smtp/wire"
 )
 
 // Limits of RFC 5321 §4.5.3.1.
@@ -37,22 +38,30 @@ type address struct {
 func (a address) String() string { return a.Local + "@" + a.Domain }
 
 // parseAddress checks one mailbox as wire.ParseForwardPath hands it over:
-// it has already removed the angle brackets, dropped a source route ("@a,@b:"),
-// which RFC 5321 §4.1.1.3 says to ignore, and unquoted a quoted local part,
-// so "x@y"@z arrives as x@y@z and is refused here as a relay trick.
+// it has already removed the angle brackets, dropped a source route
+// ("@a,@b:"), which RFC 5321 §4.1.1.3 says to ignore, unquoted a quoted
+// dot-atom ("john.doe"@x is john.doe@x) and put any other quoted local part
+// in its canonical quoted form (wire.QuoteLocal).
 //
-// Only a dot-atom local part is accepted (RFC 5321 §4.1.2 Dot-string): a
-// local part that needed quoting is refused. The domain must be a host name
-// (no address literal, no trailing dot, no empty label). Non-ASCII is
-// allowed only when the client gave SMTPUTF8 (RFC 6531 §3.3), and must be
-// valid UTF-8 without control characters.
+// A local part is a dot-atom (RFC 5321 §4.1.2 Dot-string) or a
+// Quoted-string whose content is printable (UTF-8 with SMTPUTF8:
+// validQuotedContent), at most 64 octets quoted (§4.5.3.1.1, and what the
+// queue's envelope takes), which Postfix takes too; it is kept quoted, its
+// external form, which the queue keeps and relays ("john doe"@x goes so to a
+// next hop), and the directory looks up in Postfix's internal form,
+// unquoted. What a relay trick needs is refused in the content too
+// ("x@y"@z, "a%b"@z). The domain must be a host name (no address literal,
+// no trailing dot, no empty label). Non-ASCII is allowed only when the
+// client gave SMTPUTF8 (RFC 6531 §3.3), and must be valid UTF-8 without
+// control characters.
 func parseAddress(s string, smtputf8 bool) (address, error) {
 	return parseMailbox(s, smtputf8, true)
 }
 
 // parseSender is parseAddress for a reverse-path: '%' and '!' are plain
 // characters of a sender's local part (RFC 5321 allows them; Postfix takes
-// them), since nothing is ever routed by a sender's address here.
+// them), since nothing is ever routed by a sender's address here, and a
+// local part that needs quoting is taken unquoted too (and quoted).
 func parseSender(s string, smtputf8 bool) (address, error) {
 	return parseMailbox(s, smtputf8, false)
 }
@@ -74,13 +83,17 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 		return address{}, errAddrSyntax
 	}
 	local, domain := s[:at], s[at+1:]
-	if strings.ContainsRune(local, '@') || recipient && (strings.HasPrefix(domain, "[") || strings.ContainsAny(local, "%!")) {
+	content, quoted := wire.UnquoteLocal(local)
+	if !quoted {
+		content = local
+	}
+	if strings.ContainsRune(content, '@') || recipient && (strings.HasPrefix(domain, "[") || strings.ContainsAny(content, "%!")) {
 		return address{}, errRelayTrick
 	}
-	if local == "" || domain == "" {
+	if content == "" || domain == "" {
 		return address{}, errAddrSyntax
 	}
-	if len(local) > maxLocalPart || len(domain) > maxDomain {
+	if len(content) > maxLocalPart || len(domain) > maxDomain {
 		return address{}, errAddrLength
 	}
 	ascii := true
@@ -93,31 +106,31 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 	if !ascii && !smtputf8 {
 		return address{}, errNeedUTF8
 	}
+	switch {
+	case envaddr.DotAtom(content, true):
+		local = content
+	case !quoted && recipient:
+		// a..b@x: no dot-atom, and not quoted by the client.
+		return address{}, errAddrSyntax
+	case !validQuotedContent(content):
+		return address{}, errAddrSyntax
+	default:
+		local = wire.QuoteLocal(content)
+		if len(local) > maxLocalPart {
+			return address{}, errAddrLength
+		}
+	}
 	if !recipient {
 		// A sender is nothing routed here: what RFC 5321 §4.1.2 allows
-		// and Postfix takes goes, a local part that needs quoting (kept
-		// quoted) and an address literal.
-		if !envaddr.DotAtom(local, true) {
-			if !validQuotedContent(local) {
-				return address{}, errAddrSyntax
-			}
-			local = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"`
-			if len(local) > maxLocalPart+2 {
-				return address{}, errAddrLength
-			}
-		}
+		// and Postfix takes goes, an address literal too.
 		if strings.HasPrefix(domain, "[") {
 			if !validAddressLiteral(domain) {
 				return address{}, errAddrSyntax
 			}
 			return address{Local: local, Domain: domain}, nil
 		}
-		if !validDomain(domain) {
-			return address{}, errAddrSyntax
-		}
-		return address{Local: local, Domain: strings.ToLower(domain)}, nil
 	}
-	if !envaddr.DotAtom(local, true) || !validDomain(domain) {
+	if !validDomain(domain) {
 		return address{}, errAddrSyntax
 	}
 	return address{Local: local, Domain: strings.ToLower(domain)}, nil
@@ -125,13 +138,14 @@ func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
 
 // validQuotedContent: what a quoted local part may hold once unquoted
 // (qtext and quoted-pairs of RFC 5321 §4.1.2: printable ASCII and space,
-// UTF-8 with SMTPUTF8), nothing that could end a line or a field.
+// UTF-8 with SMTPUTF8), nothing that could end a line or a field (no
+// control character, no U+2028 or U+2029).
 func validQuotedContent(s string) bool {
 	if s == "" {
 		return false
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError || r == 0x2028 || r == 0x2029 {
 			return false
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"courriel/cluster"
 	"courriel/delivery"
 	"courriel/delivery/maildirsize"
+	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/smtp/wire"
 )
@@ -26,8 +27,15 @@ import (
 //	cluster.ClusterLogin and the shared secret (required before MAIL and
 //	XIMPORT; failures throttled as any login), MAIL FROM:<sender>,
 //	MAIL FROM:<sender> [XARRIVED=<unix seconds> [XRETRY]],
-//	RCPT TO:<maildrop> [XKEY=<key>] [ORCPT=rfc822;<original>] [XJUNK],
+//	RCPT TO:<maildrop> [XKEY=<key>] [ORCPT=rfc822;<original>] [XJUNK]
+//	[NOTIFY=<notify>] [XORCPT=<addr-type>;<xtext>],
 //	DATA or BDAT.
+//
+// With a queue, EHLO says XDSN: the front node then gives MAIL its RET and
+// ENVID and each RCPT its NOTIFY (never SUCCESS: the front reports a
+// success once this node's 250 arrives) and the client's ORCPT as XORCPT,
+// so that a copy this node queues and later fails to store is reported,
+// or not, as the client asked (queue.WithDSN, as for any client).
 //
 // RCPT names a final maildrop, looked up with Mailboxes (no alias
 // expansion: the front node expanded them); it must be at home on this
@@ -98,7 +106,7 @@ var replyNotKnownHere = rep(450, gosmtp.EnhancedCode{4, 1, 1}, "Mailbox not in t
 var replyUnknownNode = rep(451, gosmtp.EnhancedCode{4, 3, 0}, "Home node of this mailbox unknown here, try later")
 
 // clusterRcpt decides one RCPT on the Cluster listener. s.mu held.
-func (s *session) clusterRcpt(to, orig, key string, junk bool) error {
+func (s *session) clusterRcpt(to, orig, key string, junk bool, dsn queue.RcptDSN) error {
 	log := func() *slog.Logger { return s.log.With("msg_id", s.tx.id, "to", logValue(to, 300)) }
 	a, err := parseAddress(to, s.tx.utf8)
 	switch {
@@ -150,6 +158,9 @@ func (s *session) clusterRcpt(to, orig, key string, junk bool) error {
 		return nil
 	}
 	s.tx.seen[k] = true
+	if dsn != (queue.RcptDSN{}) {
+		s.tx.setDSN(k, dsn)
+	}
 	if orig == "" {
 		orig = addr
 	}

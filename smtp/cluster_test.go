@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -635,5 +636,84 @@ func TestClusterHandOverStalled(t *testing.T) {
 	}
 	if f := mailFiles(t, e.maildir("bob"), ""); len(f) != 0 {
 		t.Errorf("bob has copies: %v", f)
+	}
+}
+
+// recordHop is a proxy in front of a cluster listener that keeps the
+// command lines the front node sends.
+func recordHop(t *testing.T, target string, lines *[]string, mu *sync.Mutex) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			front, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			home, err := net.Dial("tcp", target)
+			if err != nil {
+				front.Close()
+				continue
+			}
+			go func() { io.Copy(front, home); front.Close() }()
+			go func() {
+				defer home.Close()
+				r := bufio.NewReader(front)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					*lines = append(*lines, strings.TrimRight(line, "\r\n"))
+					mu.Unlock()
+					if _, err := io.WriteString(home, line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// The DSN parameters a client gave for copies homed on another node cross
+// the hop (the home node offers XDSN): RET and ENVID on MAIL, NOTIFY
+// without SUCCESS (the front reports that) and the client's ORCPT as
+// XORCPT on RCPT, which the home node takes; the copies are stored there.
+func TestClusterHopCarriesDSN(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	e := startClusterEnv(t, -1, clusterOpt{via: func(hopB string) string { return recordHop(t, hopB, &lines, &mu) }})
+	c, err := net.Dial("tcp", e.a.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := &raw{t: t, conn: c, r: bufio.NewReader(c)}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r.expect("220 ")
+	r.cmd("EHLO client.test", "250 ")
+	r.cmd("MAIL FROM:<sender@example.net> RET=HDRS ENVID=env+2B1", "250 ")
+	r.cmd("RCPT TO:<alice@xoyize.xyz> NOTIFY=NEVER ORCPT=rfc822;orig+2Balice@x.example", "250 ")
+	r.cmd("RCPT TO:<bob@xoyize.xyz> NOTIFY=FAILURE,DELAY ORCPT=utf-8;b\\x{F6}b@x.example", "250 ")
+	r.cmd("DATA", "354 ")
+	r.cmd("Subject: dsn over the hop\r\n\r\nbody\r\n.", "250 ")
+	r.cmd("QUIT", "221 ")
+	waitFor(t, "alice's and bob's copies", 20*time.Second, func() bool {
+		return len(mailFiles(t, e.maildir("alice"), "")) == 1 && len(mailFiles(t, e.maildir("bob"), "")) == 1
+	})
+	mu.Lock()
+	got := strings.Join(lines, "\n")
+	mu.Unlock()
+	for _, want := range []string{" RET=HDRS ENVID=env+2B1",
+		"RCPT TO:<alice@xoyize.xyz> XKEY=", " NOTIFY=NEVER XORCPT=rfc822;orig+2Balice@x.example",
+		"RCPT TO:<bob@xoyize.xyz> XKEY=", ` NOTIFY=FAILURE,DELAY XORCPT=utf-8;b\x{F6}b@x.example`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the hop carried no %q:\n%s", want, got)
+		}
 	}
 }

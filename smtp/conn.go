@@ -396,6 +396,12 @@ func (c *conn) hello(ehlo bool, arg string) {
 	if c.srv.offersDSN() {
 		lines = append(lines, "DSN")
 	}
+	if o.Kind == Cluster && o.Queue != nil {
+		// The DSN parameters of node copies (RET, ENVID, NOTIFY, XORCPT
+		// after the cluster login): a front node sends them only to a
+		// node that says so, never to one that would refuse them.
+		lines = append(lines, "XDSN")
+	}
 	lines = append(lines, "LIMITS RCPTMAX="+strconv.Itoa(o.MaxRecipients))
 	c.w.Plain(250, lines...)
 }
@@ -501,7 +507,7 @@ func (c *conn) mail(arg string) {
 				return
 			}
 		case "RET", "ENVID":
-			if !c.srv.offersDSN() {
+			if !c.srv.offersDSN() && !(peer && c.srv.o.Queue != nil) {
 				c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 				return
 			}
@@ -602,7 +608,21 @@ func (c *conn) rcpt(arg string) {
 		case peer && p.Key == "XJUNK" && p.Value == "":
 			junk = true
 			continue
-		case p.Key == "NOTIFY" && c.srv.offersDSN():
+		case peer && p.Key == "XORCPT" && c.srv.o.Queue != nil:
+			// The client's ORCPT of a node copy (XDSN): ORCPT itself
+			// names the original recipient on this hop.
+			if dsn.ORcpt != "" {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate XORCPT parameter")
+				return
+			}
+			o, ok := parseORcpt(p.Value, true)
+			if !ok {
+				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad XORCPT parameter syntax")
+				return
+			}
+			dsn.ORcpt = o
+			continue
+		case p.Key == "NOTIFY" && (c.srv.offersDSN() || peer && c.srv.o.Queue != nil):
 			if dsn.Notify != "" {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate NOTIFY parameter")
 				return
@@ -619,7 +639,7 @@ func (c *conn) rcpt(arg string) {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
 				return
 			}
-			o, ok := parseORcpt(p.Value)
+			o, ok := parseORcpt(p.Value, c.sess.tx.utf8)
 			if !ok {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
 				return
@@ -640,7 +660,7 @@ func (c *conn) rcpt(arg string) {
 		return
 	}
 	if c.srv.o.Kind == Cluster {
-		err = c.sess.RcptCluster(to, orig, key, junk)
+		err = c.sess.RcptCluster(to, orig, key, junk, dsn)
 	} else {
 		err = c.sess.Rcpt(to, dsn)
 	}

@@ -21,6 +21,12 @@
 //     refused with 554 5.7.1 for every client; source routes are dropped
 //     (wire.ParseForwardPath) as RFC 5321 §4.1.1.3 says, so routing uses
 //     the real mailbox.
+//   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
+//     RCPT, as by Postfix: "john.doe"@x is john.doe@x; "john doe"@x is kept
+//     quoted (external form, at most 64 octets, printable only: no NUL,
+//     CR, LF or other control), the directory looks it up in Postfix's
+//     internal form (john doe@x, its LDAP filter escaped as any key), and
+//     the queue relays it quoted. Unknown: 550 5.1.1 as any address.
 //   - Only <CRLF>.<CRLF> ends DATA. A bare LF in a message is stored as
 //     CRLF (BareNewlineNormalize, Postfix 3.9's smtpd_forbid_bare_newline
 //     = normalize) or refused with 554 5.6.0 (BareNewlineReject); a bare CR
@@ -113,7 +119,10 @@
 //     NOTIFY=NEVER or any of SUCCESS, FAILURE, DELAY, and
 //     ORCPT=<addr-type>;<xtext> (at most 500 octets) are checked strictly,
 //     xtext included (upper-case hex; decoded, printable US-ASCII only, so
-//     no value can add a line to a DSN or a log): a bad value, a
+//     no value can add a line to a DSN or a log; an ORCPT of RFC 6533's
+//     utf-8 type is its utf-8-addr-xtext, \x{HEX} escapes, or with
+//     SMTPUTF8 on MAIL its utf-8-addr-unitext, raw UTF-8 too, kept in the
+//     canonical 7-bit form whichever was sent): a bad value, a
 //     parameter given twice or NEVER with another gets 501 5.5.4, as by
 //     Postfix's smtpd. They travel in the transaction (txnDSN, nil when
 //     none was given) to the queue's entry (queue.WithDSN), through alias

@@ -55,8 +55,12 @@ func parseNotify(v string) (string, string) {
 
 // parseORcpt reads ORCPT= (RFC 3461 §4.2): addr-type ";" xtext, at most
 // 500 characters, the address printable US-ASCII once decoded. It returns
-// addr-type;address, decoded.
-func parseORcpt(v string) (string, bool) {
+// addr-type;address, decoded. An address of RFC 6533's utf-8 type is not
+// xtext but its utf-8-addr-xtext form (\x{HEX} escapes), or with
+// SMTPUTF8 on MAIL (smtputf8) utf-8-addr-unitext (raw UTF-8 too), and is
+// kept in its canonical utf-8-addr-xtext form (queue.UTF8ORcpt), which
+// must fit the 500 octets as well, since it is what a next hop gets.
+func parseORcpt(v string, smtputf8 bool) (string, bool) {
 	if len(v) > queue.MaxORcptLen {
 		return "", false
 	}
@@ -64,7 +68,12 @@ func parseORcpt(v string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	d, ok := decodeXtext(addr)
+	var d string
+	if strings.EqualFold(typ, "utf-8") {
+		d, ok = queue.UTF8ORcpt(addr, smtputf8)
+	} else {
+		d, ok = decodeXtext(addr)
+	}
 	o := typ + ";" + d
 	return o, ok && queue.ValidORcpt(o)
 }

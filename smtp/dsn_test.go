@@ -93,7 +93,7 @@ func FuzzDSNParams(f *testing.F) {
 		if e, ok := parseEnvID(v); ok && (!queue.ValidEnvID(e) || strings.ContainsAny(e, "\r\n\x00") || len(e) > 100) {
 			t.Fatalf("ENVID %q taken as %q", v, e)
 		}
-		if o, ok := parseORcpt(v); ok && (!queue.ValidORcpt(o) || strings.ContainsAny(o, "\r\n\x00") || len(o) > 500) {
+		if o, ok := parseORcpt(v, true); ok && (!queue.ValidORcpt(o) || strings.ContainsAny(o, "\r\n\x00") || len(o) > 500) {
 			t.Fatalf("ORCPT %q taken as %q", v, o)
 		}
 		if n, why := parseNotify(v); why == "" && queue.CanonicalNotify(n) != n {
@@ -174,5 +174,72 @@ func TestDSNTravelsToTheQueue(t *testing.T) {
 	}
 	if strings.Join(exp, ",") != "team@hosted.example expanded SUCCESS,DELAY,fwd@hosted.example expanded SUCCESS" {
 		t.Errorf("expansions: %q", exp)
+	}
+}
+
+// TestDSNORcptUTF8: an ORCPT of RFC 6533's utf-8 type. Without SMTPUTF8
+// on MAIL only its 7-bit form (utf-8-addr-xtext, \x{HEX} escapes) is
+// taken; with SMTPUTF8 raw UTF-8 too (utf-8-addr-unitext). A malformed
+// value gets 501 5.5.4; an accepted one reaches the queue's envelope in
+// the canonical 7-bit form, whichever form the client sent.
+func TestDSNORcptUTF8(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	bad := []string{
+		`ORCPT=utf-8;jörg@x.example`,          // raw UTF-8 needs SMTPUTF8
+		`ORCPT=utf-8;j\x{F6}rg`,               // no address
+		`ORCPT=utf-8;j\x{F6rg@x.example`,      // unterminated escape
+		`ORCPT=utf-8;j\x{ZZ}rg@x.example`,     // not hex
+		`ORCPT=utf-8;j\x{D800}rg@x.example`,   // a surrogate
+		`ORCPT=utf-8;j\x{110000}rg@x.example`, // past U+10FFFF
+		`ORCPT=utf-8;j\x{0}rg@x.example`,      // NUL, and one digit
+		`ORCPT=utf-8;j\x{0A}rg@x.example`,     // a control
+		`ORCPT=utf-8;j\x{41}rg@x.example`,     // 'A' is a QCHAR: no escape for it
+		`ORCPT=utf-8;j\x{00F6}rg@x.example`,   // leading zeros
+		`ORCPT=utf-8;j\rg@x.example`,          // a lone backslash
+		`ORCPT=utf-8;j+F6rg@x.example`,        // '+' is not a QCHAR (no xtext hex here)
+	}
+	good := map[string]string{
+		`ORCPT=utf-8;j\x{F6}rg@x.example`:             `utf-8;j\x{F6}rg@x.example`,
+		`ORCPT=UTF-8;j\x{f6}rg@x.example`:             `UTF-8;j\x{F6}rg@x.example`,
+		`ORCPT=utf-8;\x{1F600}\x{20}\x{2B}@x.example`: `utf-8;\x{1F600}\x{20}\x{2B}@x.example`,
+		`ORCPT=utf-8;bob@x.example`:                   `utf-8;bob@x.example`,
+	}
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	for _, p := range bad {
+		c.cmd("RCPT TO:<alice@mailbox.example> "+p, "501 5.5.4 Bad ORCPT parameter syntax")
+	}
+	for p := range good {
+		c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=SUCCESS "+p, "250 2.1.5")
+		c.cmd("DATA", "354 ")
+		c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
+		q := e.queue.all()
+		if got := q[len(q)-1].every.Recipients[0].ORcpt; got != good[p] {
+			t.Errorf("%s: ORCPT kept as %q, want %q", p, got, good[p])
+		}
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	}
+	c.cmd("RSET", "250 ")
+
+	// With SMTPUTF8: raw UTF-8 as well, the same value once kept.
+	c.cmd("MAIL FROM:<s@foreign.example> SMTPUTF8", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example> ORCPT=utf-8;j\xc3\xb6rg@x.example", "250 2.1.5")
+	c.cmd("RCPT TO:<alice@mailbox.example> ORCPT=utf-8;j\xf6rg@x.example", "501 5.5.4")                             // not UTF-8
+	c.cmd("RCPT TO:<alice@mailbox.example> ORCPT=utf-8;j\xc2\x85rg@x.example", "501 5.5.4")                         // U+0085, a C1 control
+	c.cmd("RCPT TO:<alice@mailbox.example> ORCPT=rfc822;j\xc3\xb6rg@x.example", "501 5.5.4")                        // rfc822 is xtext: ASCII
+	c.cmd("RCPT TO:<bob@mailbox.example> NOTIFY=SUCCESS ORCPT=utf-8;\xc3\xa9quipe+x\\x{F6}@x.example", "501 5.5.4") // '+' raw
+	c.cmd("RCPT TO:<bob@mailbox.example> NOTIFY=SUCCESS ORCPT=utf-8;\xc3\xa9quipe\\x{2B}x\\x{F6}@x.example", "250 2.1.5")
+	c.cmd("RCPT TO:<carol@mailbox.example> ORCPT=utf-8;"+strings.Repeat("\xc3\xa9", 100)+"@x.example", "501 5.5.4") // 600 octets kept
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
+	q := e.queue.all()
+	got := map[string]string{}
+	for _, r := range q[len(q)-1].every.Recipients {
+		got[r.Addr] = r.ORcpt
+	}
+	if got["alice@mailbox.example"] != `utf-8;j\x{F6}rg@x.example` || got["bob@mailbox.example"] != `utf-8;\x{E9}quipe\x{2B}x\x{F6}@x.example` {
+		t.Errorf("ORCPTs kept: %q", got)
 	}
 }

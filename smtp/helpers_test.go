@@ -89,6 +89,8 @@ func (d *fakeDir) ResolveRecipient(_ context.Context, addr string) (directory.Re
 		dests = []directory.Destination{mbox("alice")}
 	case "bob@mailbox.example":
 		dests = []directory.Destination{mbox("bob")}
+	case `"john doe"@mailbox.example`, "john.doe@mailbox.example": // the directory's key is the external form
+		dests = []directory.Destination{mbox(strings.ToLower(addr[:strings.LastIndexByte(addr, '@')]))}
 	case "team@hosted.example":
 		dests = []directory.Destination{mbox("alice"), mbox("bob"), remote("carol@remote.example")}
 	case "fwd@hosted.example":
@@ -125,6 +127,8 @@ func (d *fakeDir) SenderLogins(_ context.Context, addr string) ([]string, error)
 		return []string{"alice"}, nil
 	case "bob@mailbox.example":
 		return []string{"bob"}, nil
+	case `"john doe"@mailbox.example`:
+		return []string{"jdoe"}, nil
 	}
 	return nil, directory.ErrNotFound
 }

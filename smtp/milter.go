@@ -16,6 +16,7 @@ import (
 	"courriel/delivery"
 	"courriel/delivery/queue"
 	"courriel/milter"
+	"courriel/smtp/wire"
 )
 
 // The milter hook (courriel/milter, Options.Milters): the session asks the
@@ -147,8 +148,12 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 	for _, a := range res.DelRcpts {
 		s.milterDelRcpt(log, a)
 	}
-	for _, a := range res.AddRcpts {
-		if err := s.milterAddRcpt(log, a); err != nil {
+	for i, a := range res.AddRcpts {
+		var args string
+		if i < len(res.AddRcptArgs) {
+			args = res.AddRcptArgs[i]
+		}
+		if err := s.milterAddRcpt(log, a, args); err != nil {
 			return nil, nil, release, false, err
 		}
 	}
@@ -213,8 +218,16 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 // (the milter is the administrator's) and without telling the milters. An
 // address the directory does not know is dropped with a log line; a
 // directory failure makes the whole message 4xx (nothing is stored yet).
-func (s *session) milterAddRcpt(log *slog.Logger, addr string) error {
-	err := s.rcpt(addr, true, queue.RcptDSN{})
+//
+// Its DSN parameters: without any (SMFIR_ADDRCPT), RFC 3461's defaults (no
+// NOTIFY: failures and delays are reported, no ORCPT); with
+// SMFIR_ADDRCPT_PAR, its NOTIFY and ORCPT taken as RCPT takes them. Any
+// other argument, or a malformed one, is logged and ignored, the recipient
+// added all the same, as Postfix's cleanup logs "ignoring ESMTP arguments"
+// (it ignores them all) rather than refuse what the milter asked.
+func (s *session) milterAddRcpt(log *slog.Logger, addr, args string) error {
+	dsn := s.milterRcptDSN(log, addr, args)
+	err := s.rcpt(addr, true, dsn)
 	var se *gosmtp.SMTPError
 	switch {
 	case err == nil:
@@ -226,6 +239,39 @@ func (s *session) milterAddRcpt(log *slog.Logger, addr string) error {
 	}
 	log.Warn("recipient added by milter: temporary failure", "to", logValue(addr, 300), "err", err)
 	return err
+}
+
+// milterRcptDSN reads the NOTIFY and ORCPT of SMFIR_ADDRCPT_PAR's
+// arguments; the rest is logged and ignored.
+func (s *session) milterRcptDSN(log *slog.Logger, addr, args string) queue.RcptDSN {
+	var dsn queue.RcptDSN
+	if strings.TrimSpace(args) == "" {
+		return dsn
+	}
+	ignore := func(what string) {
+		log.Warn("recipient added by milter: ignoring ESMTP argument", "to", logValue(addr, 300), "arg", logValue(what, 100))
+	}
+	params, err := wire.ParseParams(" " + strings.TrimSpace(args))
+	if err != nil {
+		ignore(args)
+		return dsn
+	}
+	for _, p := range params {
+		switch {
+		case p.Key == "NOTIFY" && dsn.Notify == "":
+			if n, why := parseNotify(p.Value); why == "" {
+				dsn.Notify = n
+				continue
+			}
+		case p.Key == "ORCPT" && dsn.ORcpt == "":
+			if o, ok := parseORcpt(p.Value, s.tx.utf8); ok {
+				dsn.ORcpt = o
+				continue
+			}
+		}
+		ignore(p.Key + "=" + p.Value)
+	}
+	return dsn
 }
 
 // milterReply turns a milter's reply into ours.

@@ -47,6 +47,11 @@ func (m *hookMilter) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, er
 		mod.AddRecipient("<info@hosted.example>", "")    // alice again, through an alias
 		mod.AddRecipient("<carol@remote.example>", "")   // no relay check for a milter
 		mod.AddRecipient("<nobody@mailbox.example>", "") // unknown: dropped
+	case "dsn":
+		mod.AddRecipient("<carol@remote.example>", "")                                                    // defaults
+		mod.AddRecipient("<dave@remote.example>", "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;orig+2Bd@x.example") // ADDRCPT_PAR
+		mod.AddRecipient("<erin@remote.example>", "NOTIFY=NEVER FOO=bar ORCPT=rfc822;x+0Ay")              // unknown and bad: ignored
+		mod.AddRecipient("<frank@remote.example>", "NOTIFY=ALWAYS =x")                                    // bad: ignored, added
 	}
 	m.subject = ""
 	return gomilter.RespContinue, nil
@@ -162,5 +167,41 @@ func TestMilterEnvelope(t *testing.T) {
 	if q[0].from != "" || strings.Join(q[0].rcpts, ",") != "carol@remote.example" ||
 		len(q[0].local) != 1 || q[0].local[0].Address != "alice@mailbox.example" || q[0].local[0].OrigTo != "info@hosted.example" {
 		t.Errorf("queued %+v", q[0])
+	}
+}
+
+// TestMilterAddRcptDSN: a recipient a milter adds with SMFIR_ADDRCPT gets
+// RFC 3461's defaults (no NOTIFY: failures and delays reported), one added
+// with SMFIR_ADDRCPT_PAR its NOTIFY and ORCPT; any other argument, or a
+// malformed one, is logged and ignored and the recipient added all the
+// same, as Postfix's cleanup does.
+func TestMilterAddRcptDSN(t *testing.T) {
+	t.Parallel()
+	e, _ := newMilterEnv(t)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example> NOTIFY=FAILURE", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: dsn\r\n\r\nbody\r\n.", "250 ")
+	q := e.queue.all()
+	if len(q) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(q))
+	}
+	got := map[string]string{}
+	for _, r := range q[0].every.Recipients {
+		got[r.Addr] = r.Notify + "|" + r.ORcpt
+	}
+	want := map[string]string{
+		"alice@mailbox.example": "FAILURE|",
+		"carol@remote.example":  "|",
+		"dave@remote.example":   "SUCCESS,DELAY|rfc822;orig+d@x.example",
+		"erin@remote.example":   "NEVER|",
+		"frank@remote.example":  "|",
+	}
+	for a, w := range want {
+		if g, ok := got[a]; !ok || g != w {
+			t.Errorf("%s: %q (present %v), want %q", a, g, ok, w)
+		}
 	}
 }

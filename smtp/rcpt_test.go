@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"courriel/directory"
@@ -217,5 +219,63 @@ func TestTooManyErrors(t *testing.T) {
 	c.cmd("RCPT TO:<nobody@mailbox.example>", "421 4.7.0")
 	if !c.closed() {
 		t.Fatal("connection still open after too many errors")
+	}
+}
+
+// TestQuotedLocalPart: RFC 5321's Quoted-string local part, as Postfix
+// takes it: RCPT TO:<"john doe"@…> is looked up in the directory in its
+// external form (which the directory turns into Postfix's internal form),
+// "john.doe"@… is john.doe@…, unknown ones get 550 5.1.1, what no address
+// may hold 501 5.1.3; a relayed one goes to the queue quoted, as it must
+// be sent, and so does a quoted sender.
+func TestQuotedLocalPart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MyNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	var looked []string
+	var mu sync.Mutex
+	e.dir.resolveHook = func(addr string) error {
+		mu.Lock()
+		looked = append(looked, addr)
+		mu.Unlock()
+		return nil
+	}
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd(`MAIL FROM:<"jane q"@foreign.example>`, "250 2.1.0")
+	for _, tc := range []struct{ rcpt, want string }{
+		{`"john doe"@mailbox.example`, "250 2.1.5"},
+		{`"John Doe"@MAILBOX.example`, "250 2.1.5"},
+		{`"john.doe"@mailbox.example`, "250 2.1.5"},
+		{`"no body"@mailbox.example`, "550 5.1.1"},
+		{`"no\ body"@mailbox.example`, "550 5.1.1"},
+		{"\"a\tb\"@mailbox.example", "501 5.1.3"},
+		{"\"a\x7fb\"@mailbox.example", "501 5.1.3"},
+		{`"` + strings.Repeat("a", 62) + ` "@mailbox.example`, "501 5.1.3"}, // 65 octets quoted
+		{`"x@y"@mailbox.example`, "554 5.7.1"},
+		{`"x%y"@mailbox.example`, "554 5.7.1"},
+		{`"x y"@remote.example`, "250 2.1.5"},
+		{`"x\"y"@remote.example`, "250 2.1.5"},
+	} {
+		c.cmd("RCPT TO:<"+tc.rcpt+">", tc.want)
+	}
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: q\r\n\r\nbody\r\n.", "250 ")
+	mu.Lock()
+	got := strings.Join(looked, " ")
+	mu.Unlock()
+	if !strings.Contains(got, `"john doe"@mailbox.example "John Doe"@mailbox.example john.doe@mailbox.example "no body"@mailbox.example "no body"@mailbox.example`) {
+		t.Errorf("directory asked for %s", got)
+	}
+	q := e.queue.all()
+	if len(q) != 1 {
+		t.Fatalf("%d messages queued", len(q))
+	}
+	m := q[0].every
+	var rcpts []string
+	for _, r := range m.Recipients {
+		rcpts = append(rcpts, r.Addr)
+	}
+	if m.From != `"jane q"@foreign.example` || !slices.Contains(rcpts, `"x y"@remote.example`) || !slices.Contains(rcpts, `"x\"y"@remote.example`) {
+		t.Errorf("queued from %q to %q", m.From, rcpts)
 	}
 }

@@ -276,9 +276,9 @@ func (s *session) Rcpt(to string, dsn queue.RcptDSN) error {
 }
 
 // RcptCluster is RCPT TO on the Cluster listener: a maildrop, the original
-// recipient from ORCPT ("" none), the copy's key from XKEY ("" none) and
-// XJUNK (see cluster.go).
-func (s *session) RcptCluster(to, orig, key string, junk bool) error {
+// recipient from ORCPT ("" none), the copy's key from XKEY ("" none),
+// XJUNK, and the copy's DSN parameters (NOTIFY, XORCPT; see cluster.go).
+func (s *session) RcptCluster(to, orig, key string, junk bool, dsn queue.RcptDSN) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c.countCommand() {
@@ -287,7 +287,7 @@ func (s *session) RcptCluster(to, orig, key string, junk bool) error {
 	if s.srv.isClosing() {
 		return s.dropWith(replyShuttingDown)
 	}
-	return s.clusterRcpt(to, orig, key, junk)
+	return s.clusterRcpt(to, orig, key, junk, dsn)
 }
 
 // rcpt decides one recipient, for RCPT TO with its DSN parameters or,

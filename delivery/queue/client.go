@@ -36,6 +36,9 @@ type session struct {
 	cmdTimeout time.Duration
 
 	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
+	// xdsn: a node's cluster listener takes the DSN parameters of node
+	// copies (nodeDSNRcptParams)
+	xdsn bool
 
 	born      time.Time // for the reuse time limit
 	idleSince time.Time // while in the connection cache
@@ -198,6 +201,7 @@ func (q *Queue) ready(s *session) {
 	s.pipelining, _ = s.c.Extension("PIPELINING")
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
 	s.dsn, _ = s.c.Extension("DSN")
+	s.xdsn, _ = s.c.Extension("XDSN")
 	s.size, _ = s.c.Extension("SIZE")
 	s.eightBit, _ = s.c.Extension("8BITMIME")
 	s.born = time.Now()

@@ -351,9 +351,9 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		mail += " SMTPUTF8"
 	}
 	rcpt := func(k int) string { return "RCPT TO:<" + m.Recipients[g.rcpts[lo+k]].Addr + ">" }
-	// RFC 3461: the DSN parameters go on to a next hop that offers DSN,
-	// never to a node of ours (its cluster listener does not offer it:
-	// the success of a node copy is reported from here).
+	// RFC 3461: the DSN parameters go on to a next hop that offers DSN;
+	// to a node of ours only when its cluster listener offers XDSN, in
+	// its own form (the success of a node copy is reported from here).
 	dsn := s.dsn && g.rt.node == ""
 	if dsn {
 		mail += dsnMailParams(m)
@@ -366,6 +366,16 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		idx := g.rcpts[lo:hi]
 		mail += nodeMailParams(m, idx)
 		rcpt = func(k int) string { return nodeRcpt(&m.Recipients[idx[k]], copyKey(m.ID, idx[k])) }
+		if s.xdsn {
+			// The home node queues a copy it cannot store at once and
+			// reports its failure itself: it gets the parameters that
+			// decide that report (nodeDSNRcptParams).
+			mail += dsnMailParams(m)
+			rcpt = func(k int) string {
+				r := &m.Recipients[idx[k]]
+				return nodeRcpt(r, copyKey(m.ID, idx[k])) + nodeDSNRcptParams(r)
+			}
+		}
 	}
 	reset := s.reused || s.dirty
 	if s.pipelining {

@@ -79,7 +79,11 @@
 // retried in clear), AUTH PLAIN as cluster.ClusterLogin with the shared
 // secret, then per transaction MAIL FROM:<sender> XARRIVED=<unix seconds>
 // [XRETRY] and per copy RCPT TO:<maildrop> XKEY=<queue id-index>
-// [ORCPT=rfc822;<original>] [XJUNK]. The key names the copy on the home
+// [ORCPT=rfc822;<original>] [XJUNK], and, when the home node's EHLO says
+// XDSN, the message's RET and ENVID on MAIL and each copy's NOTIFY (SUCCESS
+// left out: a success is reported from here on the home node's 250) and
+// the client's ORCPT as XORCPT, so that a copy the home node queues and
+// fails is reported (or not) as the client asked. The key names the copy on the home
 // node as a local copy's is named here, so a 250 lost on its way back
 // makes no duplicate. The node is a destination of its own ("node:NAME"):
 // its sessions are cached, pipelined and run in parallel like an MX's.

@@ -178,3 +178,100 @@ func decodeUTF8AddrXtext(s string) (string, bool) {
 	}
 	return b.String(), utf8.ValidString(b.String())
 }
+
+// UTF8ORcpt reads the address of an ORCPT of RFC 6533's utf-8 type (§3)
+// as a client gives it: utf-8-addr-xtext (printable ASCII but SP, '\',
+// '+' and '=', and \x{HEX} escapes for any other character), or, when the
+// transaction has SMTPUTF8 (unitext), utf-8-addr-unitext (UTF-8 characters
+// as they are as well). Once decoded it must be an address: valid UTF-8,
+// no control character, a local part and a domain around the last '@'.
+// It returns the address in its canonical utf-8-addr-xtext form, the one
+// the envelope keeps (Recipient.ORcpt): whatever form the client chose,
+// the same address is the same value, printable ASCII, which dsnORcpt
+// decodes for an RFC 6533 DSN and writes as it is in an RFC 3464 one,
+// and orcptParam passes on to any next hop (RFC 6533: "safe for use in
+// the ORCPT parameter even when SMTPUTF8 is not advertised"). ok is false
+// for a malformed escape (not HEXPOINT's: a character written as an
+// escape that QCHAR holds, leading zeros, a surrogate, past U+10FFFF),
+// an octet neither form allows, or a value that is no address.
+func UTF8ORcpt(s string, unitext bool) (string, bool) {
+	var dec strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '\\':
+			r, n, ok := embeddedUnicodeChar(s[i:])
+			if !ok {
+				return "", false
+			}
+			dec.WriteRune(r)
+			i += n
+		case c < 0x80:
+			if !qchar(c) {
+				return "", false
+			}
+			dec.WriteByte(c)
+			i++
+		default:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if !unitext || r == utf8.RuneError && n == 1 {
+				return "", false
+			}
+			dec.WriteRune(r)
+			i += n
+		}
+	}
+	addr := dec.String()
+	at := strings.LastIndexByte(addr, '@')
+	if at < 1 || at == len(addr)-1 || !utf8.ValidString(addr) || strings.IndexFunc(addr, badAddrRune) >= 0 {
+		return "", false
+	}
+	return utf8AddrXtext(addr), true
+}
+
+// badAddrRune: a rune no address may hold, escaped or not: controls (C0,
+// DEL, C1) and the Unicode line and paragraph separators.
+func badAddrRune(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+}
+
+// qchar is RFC 6533's QCHAR: printable ASCII but SP, '\', '+' and '='.
+func qchar(c byte) bool {
+	return c > ' ' && c < 0x7f && c != '\\' && c != '+' && c != '='
+}
+
+// embeddedUnicodeChar reads one \x{HEXPOINT} at the start of s (RFC 6533
+// §3): the character, and the octets it took. HEXPOINT writes a
+// character in as few digits as it needs, two at least, and an ASCII one
+// only when QCHAR cannot hold it.
+func embeddedUnicodeChar(s string) (rune, int, bool) {
+	if !strings.HasPrefix(s, `\x{`) {
+		return 0, 0, false
+	}
+	end := strings.IndexByte(s, '}')
+	digits := s[len(`\x{`):max(end, len(`\x{`))]
+	if end < 0 || len(digits) < 2 || len(digits) > 6 {
+		return 0, 0, false
+	}
+	n, err := strconv.ParseUint(digits, 16, 32)
+	if err != nil || n == 0 || !utf8.ValidRune(rune(n)) || n < 0x80 && qchar(byte(n)) ||
+		len(digits) > 2 && digits[0] == '0' {
+		return 0, 0, false
+	}
+	return rune(n), end + 1, true
+}
+
+// utf8AddrXtext writes a decoded UTF-8 address in RFC 6533's
+// utf-8-addr-xtext form: QCHARs as they are, every other character as
+// \x{HEX} in upper case, two digits at least (HEXPOINT).
+func utf8AddrXtext(addr string) string {
+	var b strings.Builder
+	for _, r := range addr {
+		if r < 0x80 && qchar(byte(r)) {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, `\x{%02X}`, r)
+	}
+	return b.String()
+}

@@ -311,6 +311,11 @@ func TestDSNAddressForms(t *testing.T) {
 		{addr: `utf-8;j\x{0}rg@x.test`, orcpt: true, utf: true, want: `utf-8; j\x{0}rg@x.test`},
 		{addr: `utf-8;j\x{F6rg@x.test`, orcpt: true, utf: true, want: `utf-8; j\x{F6rg@x.test`},
 		{addr: `rfc822;bob@x.test`, orcpt: true, utf: true, want: "rfc822; bob@x.test"},
+		// As smtp keeps them (UTF8ORcpt's canonical form), whatever form
+		// the client sent: decoded in an RFC 6533 DSN, 7-bit in another.
+		{addr: `utf-8;\x{E9}quipe\x{2B}x\x{F6}@x.test`, orcpt: true, utf: true, want: "utf-8; équipe+xö@x.test"},
+		{addr: `utf-8;\x{E9}quipe\x{2B}x\x{F6}@x.test`, orcpt: true, utf: false, want: `utf-8; \x{E9}quipe\x{2B}x\x{F6}@x.test`},
+		{addr: `utf-8;"\x{E9}\x{20}x"@x.test`, orcpt: true, utf: true, want: `utf-8; "é\x{20}x"@x.test`},
 	} {
 		got := dsnAddress(tc.addr, tc.utf)
 		if tc.orcpt {
@@ -520,5 +525,57 @@ func TestDSNUTF8LeavesWithSMTPUTF8(t *testing.T) {
 			}
 			h.waitUntil("the queue is empty", h.empty)
 		})
+	}
+}
+
+// TestUTF8ORcpt: the forms of RFC 6533 §3 a client may give an ORCPT of
+// the utf-8 type in, and the one value each is kept as.
+func TestUTF8ORcpt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in      string
+		unitext bool
+		want    string // "" refused
+	}{
+		{`j\x{F6}rg@x.test`, false, `j\x{F6}rg@x.test`},
+		{`j\x{f6}rg@x.test`, false, `j\x{F6}rg@x.test`},
+		{"jörg@x.test", false, ""},
+		{"jörg@x.test", true, `j\x{F6}rg@x.test`},
+		{`j\x{F6}rg@x.test`, true, `j\x{F6}rg@x.test`},
+		{`\x{1F600}@x.test`, false, `\x{1F600}@x.test`},
+		{"😀@x.test", true, `\x{1F600}@x.test`},
+		{`"a\x{20}b"@x.test`, false, `"a\x{20}b"@x.test`},
+		{`a\x{5C}b@x.test`, false, `a\x{5C}b@x.test`},
+		{`a\x{3D}b@x.test`, false, `a\x{3D}b@x.test`},
+		{"a b@x.test", true, ""},
+		{"a+b@x.test", true, ""},
+		{"a=b@x.test", true, ""},
+		{`a\x{41}@x.test`, false, ""},
+		{`a\x{0F6}@x.test`, false, ""},
+		{`a\x{F}@x.test`, false, ""},
+		{`a\x{}@x.test`, false, ""},
+		{`a\x{1234567}@x.test`, false, ""},
+		{`a\x{DFFF}@x.test`, false, ""},
+		{`a\x{0D}\x{0A}@x.test`, false, ""},
+		{`a\x{85}@x.test`, false, ""},
+		{`a\x{2028}@x.test`, false, ""},
+		{"a\u2028@x.test", true, ""},
+		{"a\xff@x.test", true, ""},
+		{`a\y@x.test`, false, ""},
+		{`a\x{F6}`, false, ""},
+		{`@x.test`, false, ""},
+		{`a@`, false, ""},
+		{``, false, ""},
+	} {
+		got, ok := UTF8ORcpt(tc.in, tc.unitext)
+		if !ok {
+			got = ""
+		}
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("%q (unitext %v) = %q %v, want %q", tc.in, tc.unitext, got, ok, tc.want)
+		}
+		if ok && (!ValidORcpt("utf-8;"+got) || !isASCII(got)) {
+			t.Errorf("%q kept as %q, which the envelope refuses", tc.in, got)
+		}
 	}
 }

@@ -217,6 +217,26 @@ func nodeRcpt(r *Recipient, key string) string {
 	return line
 }
 
+// nodeDSNRcptParams are the DSN parameters of a node copy for a home node
+// that offers XDSN (its cluster listener): NOTIFY without SUCCESS (a
+// success is reported from here once the home node's 250 arrives, so the
+// sender gets one, not two: NEVER when nothing else was asked), and the
+// client's ORCPT as XORCPT (ORCPT names the original recipient on that
+// hop). The home node's queue then reports a copy it fails to store as
+// the client asked (NOTIFY=NEVER: nobody is told), with its ORCPT, the
+// message's ENVID and RET (dsnMailParams on MAIL).
+func nodeDSNRcptParams(r *Recipient) string {
+	p := ""
+	if r.Notify != "" {
+		p = " NOTIFY=" + WithoutSuccess(r.Notify)
+	}
+	if r.ORcpt != "" {
+		typ, addr, _ := strings.Cut(r.ORcpt, ";")
+		p += " XORCPT=" + typ + ";" + xtext(addr)
+	}
+	return p
+}
+
 // nodeMailParams are the MAIL parameters of a transaction of node copies:
 // XARRIVED, when the message was queued (Unix seconds; the keyed copies'
 // names carry it, so every attempt names a copy alike) and, when an

@@ -64,8 +64,9 @@ func ParseReversePath(s string) (addr, rest string, err error) {
 // "<Postmaster>" without a domain (RFC 5321 §4.1.1.3, any case, returned
 // as sent), or "<" [source route ":"] mailbox ">", the source route
 // dropped (RFC 5321 §4.1.1.3 says to ignore it) and a quoted local part
-// unquoted, so that "x@y"@z comes out as x@y@z for the caller's checks to
-// refuse. The angle brackets may be missing, as lax clients send.
+// unquoted when its content is a dot-atom ("john.doe"@z is john.doe@z),
+// otherwise quoted again in one canonical form (QuoteLocal: "x@y"@z stays
+// so, for the caller's checks to refuse, "a\ b"@z is "a b"@z). The angle brackets may be missing, as lax clients send.
 //
 // The domain is every octet up to a space, a tab or '>': the caller
 // checks it.
@@ -104,6 +105,7 @@ func parsePath(s string) (string, string, error) {
 	if strings.HasPrefix(s, `"`) {
 		s = s[1:]
 		closed := false
+		var q strings.Builder
 		for len(s) > 0 && !closed {
 			c := s[0]
 			s = s[1:]
@@ -117,10 +119,18 @@ func parsePath(s string) (string, string, error) {
 				}
 				c, s = s[0], s[1:]
 			}
-			b.WriteByte(c)
+			q.WriteByte(c)
 		}
-		if !closed {
+		if !closed || q.Len() == 0 {
 			return "", "", ErrPath
+		}
+		// A quoted dot-atom is the dot-atom ("john.doe"@x is john.doe@x);
+		// any other content stays quoted, in one canonical form ('\\' and
+		// '"' as quoted-pairs), so the caller tells "a..b"@x from a..b@x.
+		if content := q.String(); envaddr.DotAtom(content, true) {
+			b.WriteString(content)
+		} else {
+			b.WriteString(QuoteLocal(content))
 		}
 	} else {
 		i := strings.IndexAny(s, "@()<>[]:;\\,\" \t")
@@ -151,6 +161,38 @@ func parsePath(s string) (string, string, error) {
 		s = s[1:]
 	}
 	return b.String(), s, nil
+}
+
+// QuoteLocal is a local part's Quoted-string (RFC 5321 §4.1.2), with '\'
+// and '"' as quoted-pairs, the one form ParseForwardPath returns a quoted
+// local part in.
+func QuoteLocal(local string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"`
+}
+
+// UnquoteLocal undoes QuoteLocal: the content of a quoted local part, ok
+// false when local is not one.
+func UnquoteLocal(local string) (string, bool) {
+	if len(local) < 2 || local[0] != '"' || local[len(local)-1] != '"' {
+		return "", false
+	}
+	var b strings.Builder
+	in := local[1 : len(local)-1]
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		switch c {
+		case '\\':
+			if i+1 == len(in) {
+				return "", false
+			}
+			i++
+			c = in[i]
+		case '"':
+			return "", false
+		}
+		b.WriteByte(c)
+	}
+	return b.String(), true
 }
 
 // Param is one ESMTP parameter of MAIL or RCPT: KEY or KEY=value.

@@ -40,8 +40,12 @@ func TestParsePath(t *testing.T) {
 		{"<a@b.example> SIZE=1", "a@b.example", " SIZE=1", true},
 		{"a@b.example", "a@b.example", "", true},
 		{"<@relay.example,@r2:a@b.example>", "a@b.example", "", true},
-		{`<"x@y"@z.example>`, "x@y@z.example", "", true},
-		{`<"a\"b"@z.example>`, `a"b@z.example`, "", true},
+		{`<"x@y"@z.example>`, `"x@y"@z.example`, "", true},
+		{`<"a\"b"@z.example>`, `"a\"b"@z.example`, "", true},
+		{`<"a\ b\\c"@z.example>`, `"a b\\c"@z.example`, "", true},  // canonical quoted-pairs
+		{`<"john.doe"@z.example>`, "john.doe@z.example", "", true}, // a quoted dot-atom is the dot-atom
+		{`<"a..b"@z.example>`, `"a..b"@z.example`, "", true},
+		{`<""@z.example>`, "", "", false},
 		{"<Postmaster>", "Postmaster", "", true},
 		{"<postmaster> NOTIFY=NEVER", "postmaster", " NOTIFY=NEVER", true},
 		{"<xomail>", "xomail", "", true}, // bare: qualified by the caller, as Postfix does
