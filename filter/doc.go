@@ -40,7 +40,12 @@
 // so is a script still running when three quarters of the delivery's time
 // are spent (scriptContext): the copy is delivered, never deferred, for
 // the sender's retry would spend the same again. Only a delivery
-// cancelled (its context done) fails the recipient, temporarily.
+// cancelled (its context done) fails the recipient, temporarily. A
+// user's script whose long runs keep adding up past MaxRunTime within
+// Options.ResourceUsageTimeout (an hour) is disabled, as Pigeonhole's
+// cumulative limit disables its binary (usage.go: the records in
+// ~/.courriel.sieve-usage): it is not run, the copy kept in INBOX and
+// the user told, until a new version is stored after the timeout.
 //
 // The milter's junk verdict (Recipient.Folder "Junk") meets the script as
 // in a Pigeonhole + rspamd setup where the LDA is told to deliver spam to

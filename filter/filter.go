@@ -86,9 +86,14 @@ type Options struct {
 	VacationUseOriginalRecipient bool
 	// Chown: files written in homes (vacation memory, ~/.dovecot.sieve.log)
 	// belong to the user (when running as root).
-	Chown  bool
-	Logger *slog.Logger
-	Now    func() time.Time
+	Chown bool
+	// ResourceUsageTimeout is how long the cumulative usage of a user's
+	// script is remembered (usage.go; Pigeonhole's
+	// sieve_resource_usage_timeout): default
+	// DefaultResourceUsageTimeout; negative: no cumulative limit.
+	ResourceUsageTimeout time.Duration
+	Logger               *slog.Logger
+	Now                  func() time.Time
 }
 
 // Filter runs Sieve scripts at delivery. Safe for concurrent use.
@@ -96,6 +101,7 @@ type Filter struct {
 	o     Options // immutable
 	log   *slog.Logger
 	cache *scriptCache
+	usage usagePolicy
 	homes [64]sync.Mutex // serialise vacation memory updates per home (striped)
 }
 
@@ -117,7 +123,15 @@ func New(o Options) (*Filter, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, o.Global, 10000)}, nil
+	if o.ResourceUsageTimeout == 0 {
+		o.ResourceUsageTimeout = DefaultResourceUsageTimeout
+	}
+	maxUsage := o.Limits.MaxRunTime
+	if maxUsage <= 0 {
+		maxUsage = sieve.DefaultMaxRunTime
+	}
+	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, o.Global, 10000),
+		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}}, nil
 }
 
 // plan is what the scripts decided for one recipient.
@@ -352,11 +366,28 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
 			continue
 		}
+		if i == userIdx {
+			uid, gid := f.owner(r)
+			off, err := f.scriptDisabled(mb.Home, s, uid, gid)
+			if err != nil {
+				f.log.Warn("sieve: cannot read the script's resource usage", "msg_id", m.ID, "to", r.Address, "err", err)
+			}
+			if off {
+				// Pigeonhole refuses to open its binary: as a script
+				// that does not compile, the message is kept
+				f.scriptError(m, r, mb, s.name, true, "open", errDisabled)
+				continue
+			}
+		}
+		start := time.Now()
 		res := f.run(sctx, s, msg, env, mb.Home)
 		if res.Err != nil && ctx.Err() != nil {
 			// The delivery is cancelled (its deadline, a shutdown), not
 			// the script failed: the copy is not stored either.
 			return nil, &delivery.Error{Temporary: true, Reason: "delivery cancelled", Err: context.Cause(ctx)}
+		}
+		if i == userIdx {
+			f.noteUsage(m, r, mb, s, res, time.Since(start))
 		}
 		p.dupMarks = append(p.dupMarks, res.DuplicateMarks...)
 		if res.Err != nil {

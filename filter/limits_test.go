@@ -158,3 +158,29 @@ func TestScriptContext(t *testing.T) {
 		t.Error("a deadline for scripts of a delivery without one")
 	}
 }
+
+// An addheader in a loop that would grow the header past the megabyte a
+// script may see fails the run: the copy is kept in INBOX with the
+// message's own header, and ~/.dovecot.sieve.log says why, as for any
+// runtime error.
+func TestEditheaderGrowthFails(t *testing.T) {
+	src := `require ["editheader", "foreverypart", "variables"]; set "v" "` + strings.Repeat("w ", 1000) + `";
+foreverypart { addheader :last "X-A" "${v}"; }`
+	f, home, r := limitsSetup(t, src, sieve.Limits{})
+	m := &delivery.Message{ID: "m4", From: "a@z.z", Body: bytes.NewReader(manyParts(4000)), Arrived: time.Now()}
+	if err := f.Deliver(context.Background(), m, []delivery.Recipient{r})[0]; err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	files, _ := os.ReadDir(filepath.Join(home, "mailbox", "new"))
+	if len(files) != 1 {
+		t.Fatalf("%d copies in INBOX, want 1", len(files))
+	}
+	b, err := os.ReadFile(filepath.Join(home, "mailbox", "new", files[0].Name()))
+	if err != nil || !bytes.Contains(b, []byte("\nFrom: a@z.z\nSubject: parts\nMIME-Version: 1.0\n")) || bytes.Contains(b, []byte("X-A:")) {
+		t.Errorf("stored %.200q (%v), want the message unedited", b, err)
+	}
+	want := "msg_id=m4: ~/.dovecot.sieve: run error: line 2, column 16: addheader action: the edited header would exceed 5000 fields or 1048576 bytes: message kept in INBOX\n"
+	if log, err := os.ReadFile(filepath.Join(home, UserLogName)); !strings.HasSuffix(string(log), want) {
+		t.Errorf("user log %q (%v), want %q", log, err, want)
+	}
+}

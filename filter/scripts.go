@@ -46,6 +46,10 @@ type compiled struct {
 	name   string // for logs: "~/sieve/x.sieve" or the admin's path
 	script *sieve.Script
 	err    error // compile or read error: the copy keeps to the INBOX
+	// id is the file's identity (hasID): which version of the script
+	// the cumulative usage records (usage.go) are of
+	id    fileID
+	hasID bool
 }
 
 // scriptCache holds compiled scripts by file identity: a script changed
@@ -210,6 +214,7 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 	s := &compiled{name: display}
 	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Include: inc})
 	if oid, ok := idOf(ofi); ok {
+		s.id, s.hasID = oid, true
 		c.put(oid, s)
 	}
 	return s

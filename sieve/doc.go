@@ -75,8 +75,14 @@
 //   - editheader (editheader.go, RFC 5293): addheader (:last), deleteheader
 //     (:index, :last, match types, value patterns); Received,
 //     Auto-Submitted and X-Sieve-Redirected-From are protected as in
-//     Pigeonhole; values are at most 2048 bytes, folded at 80 columns.
-//     Later tests see the edited header (size included, as Pigeonhole);
+//     Pigeonhole; values are at most 2048 bytes (Pigeonhole's
+//     sieve_editheader_max_header_size: a compile error for a constant,
+//     a runtime error for a value made at run time, with Pigeonhole's
+//     messages), folded at 80 columns. The edited header stays within
+//     what ReadMessage shows a script (5,000 fields, 1 MiB): an
+//     addheader past it fails the run (Pigeonhole has no such bound),
+//     so that a loop cannot grow it to hundreds of megabytes. Later
+//     tests see the edited header (size included, as Pigeonhole);
 //     Result.EditedHeader carries it.
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;

@@ -17,8 +17,22 @@ var editheaderCommands = map[string]spec{
 }
 
 // maxEditedHeaderValue bounds one added value, as Pigeonhole's
-// sieve_editheader_max_header_size (2048).
+// sieve_editheader_max_header_size (2048 by default): a longer constant
+// is a compile error, a longer value made at run time a runtime error.
 const maxEditedHeaderValue = 2048
+
+// The edited header as a whole stays within what ReadMessage lets a
+// script see of a message's header (maxHeaderFields fields,
+// maxHeaderBytes octets, counted with LF line ends): an addheader that
+// would take it past either is a runtime error (the message kept in
+// INBOX with its own header). Pigeonhole has no such bound, only its
+// CPU time: without it an addheader in a foreverypart loop (100,000
+// iterations of 2 KB values) grew the header to 200 MB, held in memory
+// and written with every copy.
+const (
+	maxEditedFields = maxHeaderFields
+	maxEditedBytes  = maxHeaderBytes
+)
 
 // headerField is one field of an edited header: its name and the whole
 // field as it is written, folds included, without the final CRLF.
@@ -75,20 +89,46 @@ func (s *Script) checkEditheader(c *Command, n *node) *Error {
 	}
 	name := n.pos[0].Strings[0]
 	if name != "" && !s.hasVariables(name) && !validFieldName(name) {
-		return errAt(n.pos[0].Pos, "%s: invalid header field name \"%s\"", c.Name, name)
+		return errAt(n.pos[0].Pos, "%s command: specified field name `%s' is invalid", c.Name, sanitize(name, 80))
 	}
 	if c.Name == "addheader" {
 		v := n.pos[1].Strings[0]
 		if !s.hasVariables(v) {
-			if len(v) > maxEditedHeaderValue {
-				return errAt(n.pos[1].Pos, "addheader: value too large (%d bytes)", len(v))
-			}
 			if strings.IndexByte(v, 0) >= 0 {
-				return errAt(n.pos[1].Pos, "addheader: value contains a NUL character")
+				return errAt(n.pos[1].Pos, "addheader command: specified value `%s' is invalid (contains NUL character)", sanitize(v, 80))
+			}
+			if len(v) > maxEditedHeaderValue {
+				return errAt(n.pos[1].Pos, "addheader command: specified header value `%s' is too large (%d bytes)", sanitize(v, 80), len(v))
 			}
 		}
 	}
 	return nil
+}
+
+// sanitize is a value as Dovecot's str_sanitize shows it in a message:
+// up to its first NUL, control characters and invalid UTF-8 as '?', cut
+// to at most limit octets ending "..." when longer.
+func sanitize(s string, limit int) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	cut := len(s) > limit
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c, n := utf8.DecodeRuneInString(s[i:])
+		if cut && b.Len()+n > limit-3 {
+			b.WriteString("...")
+			break
+		}
+		switch {
+		case c == utf8.RuneError && n <= 1, c < 0x20:
+			b.WriteByte('?')
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // headerValues are the unfolded values of a header field as the script
@@ -140,7 +180,9 @@ func (r *runner) startEdit() {
 		s := strings.TrimRight(string(raw), "\r\n")
 		// CRLF inside folds, whatever the message had
 		s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
-		r.edited = append(r.edited, headerField{name: fields.Key(), raw: s})
+		f := headerField{name: fields.Key(), raw: s}
+		r.edited = append(r.edited, f)
+		r.editedBytes += f.lfSize()
 	}
 }
 
@@ -161,26 +203,34 @@ func (r *runner) addheader(c *Command, n *node) error {
 	if name == "" {
 		return nil // Pigeonhole does nothing, and says nothing
 	}
+	// Pigeonhole's checks, in its order, with its messages
 	if !validFieldName(name) {
-		return r.errorf(c.Pos, "addheader: invalid header field name %q", name)
-	}
-	if len(value) > maxEditedHeaderValue {
-		return r.errorf(c.Pos, "addheader: value too large (%d bytes)", len(value))
-	}
-	if strings.IndexByte(value, 0) >= 0 {
-		return r.errorf(c.Pos, "addheader: value contains a NUL character")
+		return r.errorf(c.Pos, "addheader action: specified field name `%s' is invalid", sanitize(name, 80))
 	}
 	if !mayAdd(name) {
 		return nil // Pigeonhole warns and goes on
 	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return r.errorf(c.Pos, "addheader action: specified value `%s' is invalid (contains NUL character)", sanitize(value, 80))
+	}
+	if len(value) > maxEditedHeaderValue {
+		return r.errorf(c.Pos, "addheader action: specified header value `%s' is too large (%d bytes)", sanitize(value, 80), len(value))
+	}
 	r.startEdit()
+	r.budget.spend(decodeCost * len(value))
 	f := headerField{name: name, raw: formatField(name, value)}
+	if len(r.edited) >= maxEditedFields || r.editedBytes+f.lfSize() > maxEditedBytes {
+		return r.errorf(c.Pos, "addheader action: the edited header would exceed %d fields or %d bytes", maxEditedFields, maxEditedBytes)
+	}
 	r.sizeDelta += f.lfSize()
+	r.editedBytes += f.lfSize()
 	if _, last := n.tags["last"]; last {
 		r.edited = append(r.edited, f)
 	} else {
 		r.budget.spend(len(r.edited))
-		r.edited = append([]headerField{f}, r.edited...)
+		r.edited = append(r.edited, headerField{})
+		copy(r.edited[1:], r.edited)
+		r.edited[0] = f
 	}
 	r.headers = nil
 	return nil
@@ -234,7 +284,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		return nil
 	}
 	if !validFieldName(name) {
-		return r.errorf(c.Pos, "deleteheader: invalid header field name %q", name)
+		return r.errorf(c.Pos, "deleteheader action: specified field name `%s' is invalid", sanitize(name, 80))
 	}
 	if !mayDelete(name) {
 		return nil // Pigeonhole warns and goes on
@@ -290,6 +340,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 			kept = append(kept, f)
 		} else {
 			r.sizeDelta -= f.lfSize()
+			r.editedBytes -= f.lfSize()
 		}
 	}
 	r.edited = kept

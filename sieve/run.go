@@ -230,27 +230,29 @@ var spaceAroundAt = regexp.MustCompile(`[ \t]*@[ \t]*`)
 // runState is what the scripts of one run (the main one and those it
 // includes) share.
 type runState struct {
-	msg        *Message
-	env        Envelope
-	opts       RunOptions
-	now        time.Time
-	flags      []string // imap4flags' internal variable
-	actions    []Action
-	canceled   bool // the implicit keep is canceled
-	redirs     int
-	headers    map[string][]string // decoded values by lower-case name: rules often read the same
-	globals    map[string]string   // include's global variables
-	edited     []headerField       // the header as editheader left it; nil while unedited
-	sizeDelta  int64               // what editheader added to the size (LF line ends)
-	once       map[*Script]bool    // scripts included so far, for :once
-	dups       []DuplicateMark
-	dupChecked []dupCacheEntry
-	body       *bodyCache
-	regexps    map[string]*regexp.Regexp // patterns made from variables, compiled once per run
-	dates      map[string]dateCacheEntry // parsed date field values
-	spam       map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
-	parts      []mimeEntity              // the MIME parts for foreverypart and :mime, once read
-	extracted  map[int]string            // extracttext's text of parts, by index in parts
+	msg       *Message
+	env       Envelope
+	opts      RunOptions
+	now       time.Time
+	flags     []string // imap4flags' internal variable
+	actions   []Action
+	canceled  bool // the implicit keep is canceled
+	redirs    int
+	headers   map[string][]string // decoded values by lower-case name: rules often read the same
+	globals   map[string]string   // include's global variables
+	edited    []headerField       // the header as editheader left it; nil while unedited
+	sizeDelta int64               // what editheader added to the size (LF line ends)
+	// editedBytes is the size of edited (LF line ends), within maxEditedBytes
+	editedBytes int64
+	once        map[*Script]bool // scripts included so far, for :once
+	dups        []DuplicateMark
+	dupChecked  []dupCacheEntry
+	body        *bodyCache
+	regexps     map[string]*regexp.Regexp // patterns made from variables, compiled once per run
+	dates       map[string]dateCacheEntry // parsed date field values
+	spam        map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
+	parts       []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	extracted   map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int
 	budget         budget        // what the run may still spend

@@ -78,6 +78,10 @@ type SieveConfig struct {
 	// MaxCPUTime stops a run that goes on longer (sieve_max_cpu_time; wall
 	// time here): the message is kept in INBOX and the reason logged.
 	MaxCPUTime time.Duration `toml:"max_cpu_time"`
+	// ResourceUsageTimeout: a user's script whose long runs (over 1.5 s)
+	// add up past MaxCPUTime within it is disabled, until a new version
+	// is stored after it (sieve_resource_usage_timeout); 0: no such limit.
+	ResourceUsageTimeout time.Duration `toml:"resource_usage_timeout"`
 	// VacationUseOriginalRecipient counts the address the sender used
 	// (before alias expansion) as the user's in vacation's check that the
 	// message is addressed to the user (sieve_vacation_use_original_recipient).
@@ -376,7 +380,7 @@ func defaultConfig() Config {
 		// so that check-config prints them, as postconf -d does.
 		TLS:      TLSConfig{MinVersion: "1.2"},
 		Delivery: DeliveryConfig{MaildirBase: "/var/vmail", Sync: "auto"},
-		Sieve:    SieveConfig{Enabled: true, MaxActions: 32, MaxRedirects: 4, MaxCPUTime: 30 * time.Second},
+		Sieve:    SieveConfig{Enabled: true, MaxActions: 32, MaxRedirects: 4, MaxCPUTime: 30 * time.Second, ResourceUsageTimeout: time.Hour},
 		MailAuth: MailAuthConfig{InboundChecks: true, DMARCReject: "reject"},
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
@@ -666,6 +670,9 @@ func (c *Config) validate() error {
 	}
 	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 || c.Sieve.MaxCPUTime <= 0 {
 		return keyErr("sieve", "max_actions, max_redirects and max_cpu_time must be positive")
+	}
+	if c.Sieve.ResourceUsageTimeout < 0 {
+		return keyErr("sieve.resource_usage_timeout", "%v must not be negative (0 turns the limit off)", c.Sieve.ResourceUsageTimeout)
 	}
 	if !filepath.IsAbs(c.Queue.Dir) {
 		return keyErr("queue.dir", "%q must be an absolute path", c.Queue.Dir)

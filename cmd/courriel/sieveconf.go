@@ -23,6 +23,11 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 		VacationUseOriginalRecipient: sc.VacationUseOriginalRecipient,
 		Sign:                         func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },
 	}
+	if sc.ResourceUsageTimeout == 0 {
+		o.ResourceUsageTimeout = -1 // off
+	} else {
+		o.ResourceUsageTimeout = sc.ResourceUsageTimeout
+	}
 	if a.srs != nil {
 		o.SRS = a.srs
 	}
