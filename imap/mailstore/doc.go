@@ -31,5 +31,9 @@
 // were changing before it declares it gone (see syncPass). On a full
 // disk a folder still opens: the uidlist lock needs no data block, and
 // files that cannot be numbered for want of room wait, unseen and with
-// nothing written, for a sync with room (see assignLocked).
+// nothing written, for a sync with room (see assignLocked). A folder that
+// was never numbered (no dovecot-uidlist) and has messages is the
+// exception: shown without room it would be empty, under a UIDVALIDITY
+// not kept, so its open is refused until there is room
+// (ErrNoRoomToOpen), as Dovecot refuses it.
 package mailstore

@@ -182,6 +182,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	}
 	classify()
 	readOnly := false // a full disk: the lock cannot be had, nothing is written
+	var roomErr error // why files wait for a sync with room
 	if (len(fresh) > 0 || len(below) > 0 || (missing && !sure)) && lk == nil {
 		uid, gid := mb.owner.ids()
 		l, err := acquireUIDList(mb, uid, gid)
@@ -218,6 +219,9 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			// without the lock, as without room, nothing is declared
 			// gone that another program may still number.
 			readOnly = true
+			if noRoom(err) {
+				roomErr = err
+			}
 		default:
 			return err
 		}
@@ -306,8 +310,13 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 		waiting = waitingFor(disk, fresh, below)
 	} else if err := mb.assignLocked(lk, fresh, below, disk); noRoom(err) {
 		waiting = waitingFor(disk, fresh, below)
+		roomErr = err
 	} else if err != nil {
 		return err
+	}
+	mb.noRoomErr = nil
+	if waiting.inNew || waiting.inCur {
+		mb.noRoomErr = roomErr
 	}
 	mb.newSt, mb.newAt = newSt, t0
 	if listCur {
