@@ -89,7 +89,8 @@ type syncArgs struct {
 //   - A message, or the file of a pending record (see records.go), missing
 //     from a listing while the directories were changing is looked for
 //     again under the uidlist lock, which every Dovecot holds while it
-//     renames a file, and again (maxRescans) while they still change. Only
+//     renames a file (and courriel too, see storeFlagsLocked), and again
+//     (maxRescans) for another program that renames without it. Only
 //     then is a message expunged, or a pending record declared gone.
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
