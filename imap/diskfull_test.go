@@ -303,3 +303,68 @@ func TestNoInodeFolderStillOpens(t *testing.T) {
 		}
 	}
 }
+
+// A folder no IMAP server has opened (messages delivered or copied into
+// new/ and cur/, no dovecot-uidlist) cannot be numbered on a full disk:
+// SELECT, EXAMINE and STATUS answer NO [OVERQUOTA] saying why, rather
+// than show an empty INBOX under a UIDVALIDITY that is not kept (QA);
+// GETQUOTAROOT and LIST still work. With room, every message is there.
+// Dovecot 2.3 refuses the folder too (with [SERVERBUG] for ENOSPC).
+func TestNeverNumberedFolderRefusedOnFullDisk(t *testing.T) {
+	t.Parallel()
+	fill := func(dir string) {
+		for i, n := range []string{"1700000000.M1P1.host", "1700000001.M2P1.host"} {
+			writeMaildirMsg(t, dir, "new", n, testMessage(i+1, "a@example.org", "new"))
+		}
+		for i, n := range []string{"1600000000.M1P1.host:2,S", "1600000001.M2P1.host:2,FS"} {
+			writeMaildirMsg(t, dir, "cur", n, testMessage(i+3, "a@example.org", "old"))
+		}
+	}
+	const refused = "x NO [OVERQUOTA] Not enough disk space to open this mailbox"
+	e := newEnvOnTmpfs(t, "size=1m,mode=0755")
+	fill(e.maildir)
+	free := testenv.FillSpace(t, filepath.Join(e.base, "fill"))
+	r := loggedIn(t, e)
+	for _, c := range []struct{ cmd, want string }{
+		{"SELECT INBOX", refused},
+		{"EXAMINE INBOX", refused},
+		{"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)", refused},
+		{"GETQUOTAROOT INBOX", "x OK"},
+		{`LIST "" INBOX`, "x OK"},
+		{"NOOP", "x OK"},
+	} {
+		got := r.cmd("x", c.cmd)
+		if !strings.HasPrefix(last(got), c.want) || slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "EXISTS") }) {
+			t.Errorf("%s on a full disk:\n%s\nwant %q", c.cmd, strings.Join(got, "\n"), c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.maildir, "dovecot-uidlist")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dovecot-uidlist on a full disk: %v", err)
+	}
+	free()
+	if got := r.cmd("x", "STATUS INBOX (MESSAGES UIDNEXT)"); !slices.Contains(got, `* STATUS "INBOX" (MESSAGES 4 UIDNEXT 5)`) {
+		t.Errorf("STATUS with room again:\n%s", strings.Join(got, "\n"))
+	}
+	if got := r.cmd("x", "SELECT INBOX"); !slices.Contains(got, "* 4 EXISTS") || !strings.HasPrefix(last(got), "x OK") {
+		t.Errorf("SELECT with room again:\n%s", strings.Join(got, "\n"))
+	}
+
+	// Dovecot 2.3 on the same folder on a full disk.
+	testenv.NeedDovecot(t)
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, "size=256k,mode=0755")
+	dc := filepath.Join(base, "Maildir")
+	fill(dc)
+	cmd := testenv.DovecotCommand(t, dc, "")
+	testenv.FillSpace(t, filepath.Join(base, "fill"))
+	cmd.Stdin = strings.NewReader("a SELECT INBOX\r\nb STATUS INBOX (MESSAGES)\r\nz LOGOUT\r\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dovecot imap: %v\n%s", err, out)
+	}
+	for _, tag := range []string{"a", "b"} {
+		if !regexp.MustCompile(`(?m)^` + tag + ` NO `).Match(out) {
+			t.Errorf("Dovecot's %s on a full disk is no NO:\n%s", tag, out)
+		}
+	}
+}

@@ -45,11 +45,18 @@ func mapError(err error, missing string, log *slog.Logger, op, id string) *respE
 		// may. Dovecot 2.3 answers EDQUOT so ("Not enough disk quota";
 		// ENOSPC is a SERVERBUG there), older Dovecots both ("Not
 		// enough disk space").
+		// A folder never numbered is not opened without room to
+		// number it (mailstore.ErrNoRoomToOpen): said so, the user
+		// knows the folder is not empty.
 		log.Warn("imap: disk full", "conn_id", id, "op", op, "err", err)
+		what := "space"
 		if errors.Is(err, syscall.EDQUOT) {
-			return no("OVERQUOTA", "Not enough disk quota")
+			what = "quota"
 		}
-		return no("OVERQUOTA", "Not enough disk space")
+		if errors.Is(err, mailstore.ErrNoRoomToOpen) {
+			return no("OVERQUOTA", "Not enough disk "+what+" to open this mailbox")
+		}
+		return no("OVERQUOTA", "Not enough disk "+what)
 	}
 	log.Error("imap command failed", "conn_id", id, "op", op, "err", err)
 	return no("UNAVAILABLE", "Internal error, try again later (id "+id+")")

@@ -1,9 +1,11 @@
 package imap
 
 import (
+	"errors"
 	"strconv"
 
 	"courriel/delivery/maildirsize"
+	"courriel/imap/mailstore"
 )
 
 // QUOTA (RFC 9208) over the user's maildir: one quota root per user,
@@ -65,10 +67,15 @@ func cmdGetQuotaRoot(s *session, tag string, _ bool) error {
 		return err
 	}
 	mb, err := s.srv.reg.Open(s.store, name)
-	if err != nil {
+	switch {
+	case errors.Is(err, mailstore.ErrNoRoomToOpen):
+		// The folder exists; its quota is what a user on a full disk
+		// wants to see.
+	case err != nil:
 		return s.storeErr("getquotaroot", err, "")
+	default:
+		mb.Release()
 	}
-	mb.Release()
 	lim := s.quotaLimits()
 	s.w.Raw("* QUOTAROOT ")
 	s.writeMailbox(name)

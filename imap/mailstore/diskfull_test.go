@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -313,4 +314,121 @@ func TestNoInodePendingRecordHoldsBackLaterOnes(t *testing.T) {
 	if got := mb.UIDs(); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) || !slices.Equal(s.view, got) {
 		t.Errorf("x found: UIDs %v, the session shows %v; want 1 to 5", got, s.view)
 	}
+}
+
+// A folder no IMAP server has numbered yet (messages in new/ and cur/, no
+// dovecot-uidlist, or one that no longer parses) cannot be opened on a
+// full disk: its UIDVALIDITY and UIDs cannot be written, and shown
+// without them it would be empty (QA: an empty INBOX under a UIDVALIDITY
+// that the next open changed). The open is refused for want of room
+// (ErrNoRoomToOpen, and the errno), nothing is written, and every file
+// stays where it was; with room again the folder opens with all its
+// messages, numbered and saved. An empty folder still opens: empty is
+// what it is.
+func TestNeverNumberedFolderOnFullDisk(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		list   string // dovecot-uidlist's content; "": none
+		inodes bool   // out of inodes (no uidlist lock), not of blocks
+		empty  bool
+	}{
+		{name: "no uidlist"},
+		{name: "no uidlist, no inode", inodes: true},
+		{name: "uidlist that does not parse", list: "3 V0 garbage\nnot a record\n"},
+		{name: "empty folder", empty: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
+			st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			var files []string
+			if !tc.empty {
+				deliverFile(t, st, "", 1)
+				deliverFile(t, st, "", 2)
+				for i, fl := range []string{"S", "FS"} {
+					n := fmt.Sprintf("1600000000.M%dP9.other,S=20:2,%s", i, fl)
+					if err := os.WriteFile(filepath.Join(st.Path(), "cur", n), []byte("Subject: old\n\nold\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if tc.list != "" {
+				if err := os.WriteFile(filepath.Join(st.Path(), uidlist.FileName), []byte(tc.list), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			files = folderFiles(t, st)
+			var free func()
+			if tc.inodes {
+				free = testenv.FillInodes(t, base, 0)
+			} else {
+				free = testenv.FillSpace(t, filepath.Join(base, "fill"))
+			}
+			for range 2 { // and again: nothing of the first try is kept
+				mb, err := NewRegistry().Open(st, "INBOX")
+				if tc.empty {
+					if err != nil {
+						t.Fatalf("empty folder on a full disk: %v, want it open", err)
+					}
+					if s := mb.Status(); s.Messages != 0 {
+						t.Errorf("empty folder: %d messages", s.Messages)
+					}
+					mb.Release()
+					continue
+				}
+				if err == nil {
+					s := mb.Status()
+					mb.Release()
+					t.Fatalf("opened on a full disk with %d messages (UIDVALIDITY %d not saved); want the open refused", s.Messages, s.UIDValidity)
+				}
+				if !errors.Is(err, ErrNoRoomToOpen) || !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("open on a full disk: %v, want ErrNoRoomToOpen and ENOSPC", err)
+				}
+			}
+			if got := folderFiles(t, st); !slices.Equal(got, files) {
+				t.Errorf("files after the refused opens:\n%q\nwant as they were:\n%q", got, files)
+			}
+			free()
+			mb := openBox(t, NewRegistry(), st, "INBOX")
+			if tc.empty {
+				return
+			}
+			if s := mb.Status(); s.Messages != 4 || s.UIDNext != 5 {
+				t.Errorf("with room again: %d messages, UIDNEXT %d; want 4, 5", s.Messages, s.UIDNext)
+			}
+			l := readUIDList(t, st, "")
+			if len(l) != 5 || !strings.Contains(l[0], fmt.Sprintf(" V%d ", mb.Status().UIDValidity)) {
+				t.Errorf("uidlist with room again: %q", l)
+			}
+		})
+	}
+}
+
+// folderFiles lists the files of INBOX's new/ and cur/ and its top
+// directory (the courriel-* and dovecot-* files but the UIDVALIDITY
+// counter), sorted.
+func folderFiles(t *testing.T, st *Store) []string {
+	t.Helper()
+	var out []string
+	for _, d := range []string{".", "new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(st.Path(), d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			// dovecot-uidvalidity is the maildir's counter: advanced
+			// by a try, as Dovecot advances it.
+			if n := e.Name(); !e.IsDir() && !strings.HasPrefix(n, ".fill") && n != "fill" && !strings.HasPrefix(n, "dovecot-uidvalidity") {
+				out = append(out, d+"/"+e.Name())
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -28,8 +28,14 @@
 // numbered is shown in UID order, never below what a session knows (see
 // records.go); a sync reads new/ before cur/, as Dovecot does, and looks
 // again, then under the lock, for a file missing while the directories
-// were changing before it declares it gone (see syncPass). On a full
+// were changing before it declares it gone (see syncPass); flag changes
+// rename files under that lock, as Dovecot's do (see storeFlagsLocked).
+// On a full
 // disk a folder still opens: the uidlist lock needs no data block, and
 // files that cannot be numbered for want of room wait, unseen and with
-// nothing written, for a sync with room (see assignLocked).
+// nothing written, for a sync with room (see assignLocked). A folder that
+// was never numbered (no dovecot-uidlist) and has messages is the
+// exception: shown without room it would be empty, under a UIDVALIDITY
+// not kept, so its open is refused until there is room
+// (ErrNoRoomToOpen), as Dovecot refuses it.
 package mailstore

@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -162,6 +163,12 @@ type Mailbox struct {
 	fileReads   uint64
 	listDirty   bool // a new UIDVALIDITY, or a record to drop, not written to dovecot-uidlist yet
 	listRecords int  // records in the file, gone messages' included
+	// validityUnsaved: the UIDVALIDITY was made here (no uidlist, or a
+	// broken one) and is not in the file yet. noRoomErr: the last sync
+	// left files without a UID for want of room, with that error (see
+	// ErrNoRoomToOpen).
+	validityUnsaved bool
+	noRoomErr       error
 	// listed (pending) and stale hold the records of the file that are
 	// no message here, by base name (see records.go); staleKnown: stale
 	// has them all (not after a load from courriel-state, which keeps
@@ -245,6 +252,12 @@ func (mb *Mailbox) load() error {
 		}
 		if err := mb.syncLocked(true, nil); err != nil {
 			return err
+		}
+		if mb.validityUnsaved && mb.noRoomErr != nil {
+			// Shown now, the folder would be empty under a UIDVALIDITY
+			// that is not kept: refused until there is room, nothing
+			// written (see ErrNoRoomToOpen).
+			return fmt.Errorf("%w: %w", ErrNoRoomToOpen, mb.noRoomErr)
 		}
 	}
 	if mb.listDirty {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"courriel/delivery/maildirsize"
+	"courriel/imap/uidlist"
 )
 
 // StoreOp is how STORE combines the given flags with a message's flags.
@@ -49,6 +50,42 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			mb.wakeWatchersLocked()
 		}
 	}()
+	// The files are renamed under the uidlist lock, as Dovecot 2.3
+	// renames them (its STORE: lock, renames, unlock), taken at the first
+	// rename and held to the end of the command. A program that lists
+	// cur/ under the lock (Dovecot always; a sync of ours that missed a
+	// file, see syncPass) trusts that no file is renamed meanwhile: a
+	// directory of thousands of names is read in several calls, and a
+	// file renamed between two of them may be in neither. Dovecot then
+	// took a file renamed here for expunged (EXPUNGE in its sessions,
+	// and a new UID when it showed up again), and another courriel
+	// gave the folder a new UIDVALIDITY. Without an inode for the lock
+	// (a full disk) the files are renamed without it, as Dovecot does
+	// when its lock fails: the user can still flag and expunge.
+	var lk *uidlist.Lock
+	lockTried := false
+	lock := func() error {
+		if lockTried {
+			return nil
+		}
+		lockTried = true
+		uid, gid := mb.owner.ids()
+		l, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+		switch {
+		case err == nil:
+			lk = l
+		case !noRoom(err):
+			return err
+		}
+		return nil
+	}
+	unlock := func() {
+		if lk != nil {
+			lk.Release()
+			lk = nil
+		}
+	}
+	defer unlock()
 	store := func(i int, m *Msg) error {
 		var nf Flags
 		switch op {
@@ -60,6 +97,9 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			nf = m.Flags &^ bits
 		}
 		if nf != m.Flags || m.New {
+			if err := lock(); err != nil {
+				return err
+			}
 			if err := mb.renameFlagsLocked(m, nf); err != nil {
 				return err
 			}
@@ -110,6 +150,7 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			}
 		}
 		if len(found) < len(missing) {
+			unlock() // the sync takes it when it needs it
 			_ = mb.syncLocked(true, nil)
 		}
 		clean.ok = false

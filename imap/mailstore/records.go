@@ -82,6 +82,7 @@ func (mb *Mailbox) readUIDListLocked() error {
 		mb.nextUID = l.NextUID
 	}
 	mb.guid, mb.hdrExt = l.GUID, l.HeaderExt
+	mb.validityUnsaved = false // the file's, from here on
 	if !mb.listRead {
 		mb.uidValidity = l.UIDValidity
 		mb.adoptRecordsLocked(l.Records)
@@ -268,7 +269,7 @@ func (mb *Mailbox) revalidateLocked(lk *uidlist.Lock, found, extra []*Msg) error
 func (mb *Mailbox) newValidityLocked() {
 	uid, gid := mb.owner.ids()
 	mb.uidValidity = uidlist.NextUIDValidity(mb.mroot, time.Now(), mb.uidValidity, uid, gid)
-	mb.listDirty = true
+	mb.listDirty, mb.validityUnsaved = true, true
 	mb.nextUID = 1
 	var g [16]byte
 	_, _ = rand.Read(g[:])
@@ -305,7 +306,7 @@ func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
 	}
 	mb.listCRC, mb.listCRCOK = crc32.Checksum(data, castagnoli), true
 	mb.listVer = fileVer{}
-	mb.listDirty = false
+	mb.listDirty, mb.validityUnsaved = false, false
 	mb.listRecords = len(l.Records)
 	mb.listSt = mb.statLocked(uidlist.FileName)
 	mb.stale, mb.staleKnown = nil, true

@@ -40,6 +40,21 @@ func (o Owner) ids() (int, int) {
 // ErrNoFolder: the folder does not exist.
 var ErrNoFolder = errors.New("mailstore: no such folder")
 
+// ErrNoRoomToOpen refuses to open, for want of room, a folder that has
+// messages but no numbering yet: no dovecot-uidlist (no IMAP server has
+// opened it: a maildir copied in, a new account's first deliveries), or
+// one that no longer parses. Its UIDVALIDITY and UIDs can be shown only
+// once written (a number shown and not kept would change at the next
+// open under clients that cached it, and Dovecot, working on the folder
+// meanwhile, would give its own); without them the folder would show
+// empty, which alarms users, while every message is there. The error
+// wraps the file system's (ENOSPC, EDQUOT): IMAP answers NO [OVERQUOTA],
+// and the client tries again later. Dovecot 2.3 refuses such a folder
+// too (SELECT and STATUS: NO, "[SERVERBUG]" for ENOSPC, its answer to any
+// write error but EDQUOT); a folder whose uidlist exists opens on a full
+// disk as it is (see assignLocked).
+var ErrNoRoomToOpen = errors.New("mailstore: no room to number the messages of a folder never numbered")
+
 // ErrFolderExists: CREATE or RENAME onto an existing folder.
 var ErrFolderExists = errors.New("mailstore: folder exists")
 

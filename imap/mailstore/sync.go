@@ -89,7 +89,8 @@ type syncArgs struct {
 //   - A message, or the file of a pending record (see records.go), missing
 //     from a listing while the directories were changing is looked for
 //     again under the uidlist lock, which every Dovecot holds while it
-//     renames a file, and again (maxRescans) while they still change. Only
+//     renames a file (and courriel too, see storeFlagsLocked), and again
+//     (maxRescans) for another program that renames without it. Only
 //     then is a message expunged, or a pending record declared gone.
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
@@ -182,6 +183,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	}
 	classify()
 	readOnly := false // a full disk: the lock cannot be had, nothing is written
+	var roomErr error // why files wait for a sync with room
 	if (len(fresh) > 0 || len(below) > 0 || (missing && !sure)) && lk == nil {
 		uid, gid := mb.owner.ids()
 		l, err := acquireUIDList(mb, uid, gid)
@@ -218,6 +220,9 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			// without the lock, as without room, nothing is declared
 			// gone that another program may still number.
 			readOnly = true
+			if noRoom(err) {
+				roomErr = err
+			}
 		default:
 			return err
 		}
@@ -306,8 +311,13 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 		waiting = waitingFor(disk, fresh, below)
 	} else if err := mb.assignLocked(lk, fresh, below, disk); noRoom(err) {
 		waiting = waitingFor(disk, fresh, below)
+		roomErr = err
 	} else if err != nil {
 		return err
+	}
+	mb.noRoomErr = nil
+	if waiting.inNew || waiting.inCur {
+		mb.noRoomErr = roomErr
 	}
 	mb.newSt, mb.newAt = newSt, t0
 	if listCur {
