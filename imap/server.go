@@ -132,6 +132,9 @@ type Options struct {
 	// autologoutAfter and cmdReadAfter replace authIdleTimeout and
 	// cmdReadTimeout when set (tests).
 	autologoutAfter, cmdReadAfter time.Duration
+	// streamSearchAll has SEARCH BODY and TEXT stream every message from
+	// its file, as they stream a large one (tests).
+	streamSearchAll bool
 	// ParseHelpers bounds the goroutines that parse messages ahead of cold
 	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
 	// (prefetch.go). 0: half the cores less one, so none on two cores,
