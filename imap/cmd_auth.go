@@ -62,7 +62,7 @@ func cmdLogout(s *session, tag string, _ bool) error {
 	// connections as the limit allows) must not find it still taken while
 	// this session closes its folder.
 	s.srv.loggedOut(s)
-	s.w.Raw("* BYE Logging out\r\n")
+	s.bye("Logging out")
 	s.tagged(tag, "OK", "", "Logout completed")
 	s.state = stateLogout
 	return nil
@@ -160,6 +160,7 @@ func cmdStartTLS(s *session, tag string, _ bool) error {
 	_ = tc.SetDeadline(s.readDeadline(preAuthTimeout))
 	if err := tc.Handshake(); err != nil {
 		s.logger.Debug("imap: STARTTLS handshake failed", "err", err)
+		s.saidBye = true // nothing in clear reaches a client speaking TLS
 		return errClose
 	}
 	_ = tc.SetDeadline(time.Time{})
@@ -293,7 +294,7 @@ func (s *session) loginFailed(tag, login, reason string) error {
 	}
 	if s.fails >= maxFailedLogins {
 		s.tagged(tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed")
-		s.w.Raw("* BYE Too many failed logins\r\n")
+		s.bye("Too many failed logins")
 		return errClose
 	}
 	return no("AUTHENTICATIONFAILED", "Authentication failed")
@@ -338,7 +339,7 @@ func (s *session) throttled(tag string) error {
 	s.logger.Warn("imap: login refused: address throttled", "ip", s.ip)
 	if s.fails >= maxFailedLogins {
 		s.tagged(tag, "NO", "UNAVAILABLE", "Too many failed logins from your address, try again later")
-		s.w.Raw("* BYE Too many failed logins\r\n")
+		s.bye("Too many failed logins")
 		return errClose
 	}
 	return no("UNAVAILABLE", "Too many failed logins from your address, try again later")

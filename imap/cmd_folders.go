@@ -97,6 +97,7 @@ func cmdDelete(s *session, tag string, _ bool) error {
 		return s.storeErr("delete", err, "")
 	}
 	s.srv.reg.Forget(s.store.Path(), dir)
+	s.srv.folderGone(s, s.store.Path(), dir, false, "Selected mailbox was deleted, have to disconnect.")
 	s.mailboxChanged(mailboxEvent{name: name, deleted: true})
 	return s.ok(tag, "", "Delete completed", true)
 }
@@ -132,6 +133,7 @@ func cmdRename(s *session, tag string, _ bool) error {
 	}
 	s.srv.reg.Forget(s.store.Path(), oldDir)
 	s.srv.reg.Forget(s.store.Path(), newDir)
+	s.srv.folderGone(s, s.store.Path(), oldDir, true, "Selected mailbox was renamed, have to disconnect.")
 	s.mailboxChanged(mailboxEvent{name: newName, oldName: oldName})
 	return s.ok(tag, "", "Rename completed", true)
 }

@@ -433,7 +433,10 @@ type searchMsg struct {
 	header *textproto.Header
 	raw    []byte
 	root   *mpart // raw's MIME structure, for BODY and TEXT
-	failed bool
+	// scanned is the structure of a large message, found in its file
+	// and searched from it (raw stays nil): BODY and TEXT.
+	scanned *mpart
+	failed  bool
 	// err is a failure the command answers (no memory for a large
 	// message in time), where a message that cannot be read is only
 	// not matched.

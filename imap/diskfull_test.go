@@ -36,10 +36,10 @@ func TestConnErrOnlyFromTheConnection(t *testing.T) {
 		{"EIO", pathErr("read", syscall.EIO), false},
 		{"EAGAIN (Timeout() is true)", pathErr("write", syscall.EAGAIN), false},
 		{"a message file cut short", io.ErrUnexpectedEOF, false},
-		{"client gone", &connError{io.EOF}, true},
-		{"client reset", &connError{reset}, true},
-		{"client gone while the message was read", fmt.Errorf("mailstore: read message: %w", &connError{io.EOF}), true},
-		{"literal cut short", fmt.Errorf("%w (%w)", io.ErrUnexpectedEOF, &connError{io.EOF}), true},
+		{"client gone", &connError{err: io.EOF}, true},
+		{"client reset", &connError{err: reset}, true},
+		{"client gone while the message was read", fmt.Errorf("mailstore: read message: %w", &connError{err: io.EOF}), true},
+		{"literal cut short", fmt.Errorf("%w (%w)", io.ErrUnexpectedEOF, &connError{err: io.EOF}), true},
 	}
 	for _, tc := range tests {
 		if got := isConnErr(tc.err); got != tc.conn {

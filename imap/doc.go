@@ -20,7 +20,8 @@
 // its MIME structure in one pass over the file (what mime.go's parseEntity
 // finds in memory, with offsets), and fetchstream.go serves its sections,
 // BINARY decoded on the way, from the file; BODYSTRUCTURE comes from the
-// same scan. What is still read whole (SEARCH TEXT of a large message, a
+// same scan, and SEARCH BODY and TEXT (searchtext.go) stream its parts
+// from the file, decoded on the way. What is still read whole (a
 // structure beyond the scanner's bounds) takes its bytes from one budget
 // for the server (membudget.go). proxy.go is IMAP on any node of a
 // cluster: a user homed on another node logs in here, then the session is

@@ -125,10 +125,21 @@ func (sp *formSpan) cut(it fetchItem, total int64) int64 {
 // spanReader reads sp from f (the message's file), decoded when sp.cte
 // says so, with sp.skip and sp.take applied.
 func spanReader(f *os.File, sp formSpan) (io.Reader, error) {
+	return spanReaderBuf(f, sp, nil)
+}
+
+// spanReaderBuf is spanReader reading f through br, reset to f (nil: a
+// new one), for a caller reading many spans of one file.
+func spanReaderBuf(f *os.File, sp formSpan, br *bufio.Reader) (io.Reader, error) {
 	if _, err := f.Seek(sp.fileOff, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imap: seek message: %w", err)
 	}
-	var r io.Reader = io.LimitReader(&crlfReader{r: bufio.NewReaderSize(f, 32<<10)}, sp.n)
+	if br == nil {
+		br = bufio.NewReaderSize(f, 32<<10)
+	} else {
+		br.Reset(f)
+	}
+	var r io.Reader = io.LimitReader(&crlfReader{r: br}, sp.n)
 	switch sp.cte {
 	case "base64":
 		r = base64.NewDecoder(base64.StdEncoding, lineJoiner{r: r})

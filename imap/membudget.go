@@ -7,9 +7,9 @@ import (
 
 // Most of what a session reads it streams: a message to FETCH BODY[] or
 // BINARY[1] from its file (mimescan.go), an APPEND literal to the
-// folder's tmp/. What is still read whole into memory (BODYSTRUCTURE and
-// SEARCH TEXT of a large message, a message whose structure is beyond
-// the scanner's bounds) takes its bytes from memBudget, one for the
+// folder's tmp/, a large message's parts to SEARCH TEXT from its file.
+// What is still read whole into memory (a message whose structure is
+// beyond the scanner's bounds) takes its bytes from memBudget, one for the
 // server: a session that cannot have its share waits for it, up to
 // Options.BufferedWait, then gets NO [UNAVAILABLE]. Ten sessions
 // FETCHing BINARY[1] of a 59 MB message held 2.5 GiB (QA).

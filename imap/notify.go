@@ -653,6 +653,9 @@ func (s *session) waitNotify(timeout time.Duration) error {
 	if n == nil {
 		// The set ended (NOTIFICATIONOVERFLOW): wait as without it.
 		_ = s.conn.SetReadDeadline(end)
+		if s.shutdown.Load() {
+			return errShutdown
+		}
 		if _, err := s.r.Peek(); err != nil {
 			return err
 		}
@@ -678,14 +681,14 @@ func (s *session) waitNotify(timeout time.Duration) error {
 		}
 	}
 	for {
-		if s.shutdown.Load() {
-			return errShutdown
-		}
 		wait := end
 		if next := time.Now().Add(check); next.Before(end) {
 			wait = next
 		}
 		_ = s.conn.SetReadDeadline(wait)
+		if s.shutdown.Load() { // after the deadline: see waitCommand
+			return errShutdown
+		}
 		var err error
 		if s.woken.Swap(false) {
 			err = os.ErrDeadlineExceeded

@@ -70,7 +70,17 @@ var textCorpus = []string{
 // messages, except where marked: Dovecot decodes no RFC 2231 value.
 func TestSearchTextDecoded(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	for _, streamed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("streamed=%v", streamed), func(t *testing.T) {
+			t.Parallel()
+			// Streamed: every message searched from its file, as a
+			// large one is (searchStream); the answers are the same.
+			testSearchTextDecoded(t, newEnv(t, func(o *Options) { o.streamSearchAll = streamed }))
+		})
+	}
+}
+
+func testSearchTextDecoded(t *testing.T, e *testEnv) {
 	for i, m := range textCorpus {
 		e.deliver(fmt.Sprintf("17000000%02d.M1P1.test", i), m)
 	}

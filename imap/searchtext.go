@@ -1,11 +1,14 @@
 package imap
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -27,21 +30,29 @@ import (
 // searched. Matching is case-insensitive (Unicode simple case folding,
 // as strings.ToLower).
 //
-// Search runs over every message of a mailbox: the entities are slices of
-// the message already read (mime.go), and the text searched is built in
-// the session's scratch buffers, kept from one message to the next.
+// Search runs over every message of a mailbox. A small message is read
+// whole, its entities slices of it (mime.go). A large one (over
+// maxKeptBuf) is never held: scanMIME finds its structure in one pass,
+// then each header is read alone and each part's content streams from
+// the file, its transfer encoding undone and its charset converted on
+// the way, and is searched piece by piece (searchStream): a SEARCH TEXT
+// of a 50 MB message held the message five times over (its CRLF form,
+// decoded, converted, folded) within the server's memory budget, 250 MB.
+// Only a message beyond the scanner's bounds is still read whole. The
+// text searched is built in the session's scratch buffers, kept from one
+// message to the next.
 
 // textScratch holds the buffers of BODY and TEXT; trim drops large ones
 // after a command.
 type textScratch struct {
-	fold []byte // the text searched, case-folded
-	line []byte // a folded field value, unfolded
-	dec  []byte // a part's content, its transfer encoding undone
-	conv []byte // and converted to UTF-8
+	fold  []byte // the text searched, case-folded
+	line  []byte // a folded field value, unfolded
+	hdr   []byte // a large message's entity header, read from its file
+	chunk []byte // a piece of a part's content, decoded (searchStream)
 }
 
 func (t *textScratch) trim() {
-	for _, b := range []*[]byte{&t.fold, &t.line, &t.dec, &t.conv} {
+	for _, b := range []*[]byte{&t.fold, &t.line, &t.hdr, &t.chunk} {
 		if cap(*b) > maxKeptBuf {
 			*b = nil
 		}
@@ -50,23 +61,10 @@ func (t *textScratch) trim() {
 
 // matchText answers BODY (withHeader false) and TEXT.
 func (m *searchMsg) matchText(k *searchKey, withHeader bool) bool {
-	if m.raw == nil && !m.failed {
-		// A large message, its CRLF form, its parts decoded, converted
-		// and folded: held within the server's memory budget.
-		if size, _, err := m.s.sel.mb.Meta(m.uid); err == nil && size > maxKeptBuf {
-			if err := m.s.holdMem(5 * size); err != nil {
-				m.failed, m.err = true, err
-				return false
-			}
-		}
-		raw, err := m.s.readMessage(m.uid)
-		if err != nil {
-			m.failed = true
-			return false
-		}
-		m.raw = raw
+	if m.raw == nil && m.scanned == nil && !m.failed {
+		m.load()
 	}
-	if m.raw == nil {
+	if m.failed {
 		return false
 	}
 	if k.value == "" {
@@ -75,32 +73,197 @@ func (m *searchMsg) matchText(k *searchKey, withHeader bool) bool {
 	if k.fold == nil {
 		k.fold = appendFold(k.fold, k.value)
 	}
+	w := textWalk{t: &m.s.text, needle: k.fold, withHeader: withHeader}
+	if m.scanned != nil {
+		f, _, err := m.s.sel.mb.Open(m.uid)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		w.f, w.br = f, bufio.NewReaderSize(f, 32<<10)
+		return w.entity(m.scanned)
+	}
 	if m.root == nil {
 		m.root = parseEntity(m.raw, "text/plain", 0)
 	}
-	return m.s.text.entity(m.root, k.fold, withHeader)
+	return w.entity(m.root)
 }
 
-// entity searches p and what it holds; parseEntity bounds the depth.
-func (t *textScratch) entity(p *mpart, needle []byte, withHeader bool) bool {
-	if withHeader && t.header(p.header, needle) {
-		return true
+// load makes the message searchable: its structure scanned from its file
+// when it is large, else (or beyond the scanner's bounds) the message
+// read whole.
+func (m *searchMsg) load() {
+	mb := m.s.sel.mb
+	size, _, err := mb.Meta(m.uid)
+	if err == nil && (size > maxKeptBuf || m.s.srv.opts.streamSearchAll) {
+		root, _, err := scanMessage(mb, m.uid)
+		if err == nil {
+			m.scanned = root
+			return
+		}
+		if !errors.Is(err, errScanBounds) {
+			m.failed = true
+			return
+		}
+		// Read whole after all: its CRLF form, its parts decoded,
+		// converted and folded, within the server's memory budget.
+		if err := m.s.holdMem(5 * size); err != nil {
+			m.failed, m.err = true, err
+			return
+		}
+	}
+	raw, err := m.s.readMessage(m.uid)
+	if err != nil {
+		m.failed = true
+		return
+	}
+	m.raw = raw
+}
+
+// textWalk searches a message's entities for needle: entities that hold
+// their bytes (parseEntity's), or, with f, spans of the message's file
+// (scanMIME's), read from it as they are searched.
+type textWalk struct {
+	t          *textScratch
+	needle     []byte
+	withHeader bool
+	f          *os.File
+	br         *bufio.Reader // reads f, one for all the spans
+}
+
+// entity searches p and what it holds; parseEntity and scanMIME bound the
+// depth.
+func (w *textWalk) entity(p *mpart) bool {
+	if w.withHeader {
+		h := p.header
+		if p.span != nil {
+			r, err := spanReaderBuf(w.f, headerSpan(p), w.br) // within maxScanHeader
+			if err != nil {
+				return false
+			}
+			w.t.hdr = readAllInto(w.t.hdr[:0], r)
+			h = w.t.hdr
+		}
+		if w.t.header(h, w.needle) {
+			return true
+		}
 	}
 	switch {
 	case p.ctype == "multipart":
 		// Its preamble and epilogue are not content, as Dovecot has it.
 		for _, c := range p.children {
-			if t.entity(c, needle, withHeader) {
+			if w.entity(c) {
 				return true
 			}
 		}
 		return false
 	case p.msg != nil:
-		return t.entity(p.msg, needle, withHeader)
+		return w.entity(p.msg)
 	case p.ctype == "text" || p.ctype == "message":
-		return t.content(p, needle)
+		return w.content(p)
 	}
 	return false
+}
+
+// content searches the content of a text or message part, its transfer
+// encoding undone and its charset converted to UTF-8.
+func (w *textWalk) content(p *mpart) bool {
+	cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
+	var r io.Reader // nil: p.body as it is
+	if p.span != nil {
+		sp := bodySpan(p)
+		if cte == "base64" || cte == "quoted-printable" {
+			sp.cte = cte
+		}
+		var err error
+		if r, err = spanReaderBuf(w.f, sp, w.br); err != nil {
+			return false
+		}
+	} else {
+		switch cte {
+		case "base64":
+			r = base64.NewDecoder(base64.StdEncoding, lineJoiner{r: bytes.NewReader(p.body)})
+		case "quoted-printable":
+			r = quotedprintable.NewReader(bytes.NewReader(p.body))
+		}
+		if r != nil {
+			// What a broken encoding gave before its error is searched.
+			r = &stopAtError{r: r}
+		}
+	}
+	if cs := p.params["charset"]; p.ctype == "text" && !isUTF8Charset(cs) {
+		src := r
+		if src == nil {
+			src = bytes.NewReader(p.body)
+		}
+		if cr, err := charset.Reader(cs, src); err == nil {
+			r = &stopAtError{r: cr}
+		}
+		// A charset no decoder knows: the bytes as they are.
+	}
+	if r == nil {
+		w.t.fold = appendFold(w.t.fold[:0], p.body)
+		return bytes.Contains(w.t.fold, w.needle)
+	}
+	return w.t.searchStream(r, w.needle)
+}
+
+// searchChunk is how much of a part's decoded content searchStream folds
+// at a time.
+const searchChunk = 32 << 10
+
+// searchStream looks for needle, folded, in what r gives, folded piece by
+// piece: the last len(needle)-1 folded bytes stay before the next piece,
+// so that a match across two pieces is found, and the bytes of a rune
+// cut at a piece's end wait for the rest of it (folded apart, they would
+// not be lowered).
+func (t *textScratch) searchStream(r io.Reader, needle []byte) bool {
+	if cap(t.chunk) < searchChunk {
+		t.chunk = make([]byte, searchChunk)
+	}
+	buf := t.chunk[:searchChunk]
+	keep := len(needle) - 1
+	fold := t.fold[:0]
+	defer func() { t.fold = fold[:0] }()
+	held := 0 // bytes at buf's start: the start of a rune cut last time
+	for {
+		n, err := r.Read(buf[held:])
+		n += held
+		end := n
+		if err == nil {
+			end -= cutRune(buf[:n])
+		}
+		fold = appendFold(fold, buf[:end])
+		if bytes.Contains(fold, needle) {
+			return true
+		}
+		if len(fold) > keep {
+			fold = fold[:copy(fold, fold[len(fold)-keep:])]
+		}
+		held = copy(buf, buf[end:n])
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// cutRune is the length of the start of a rune that b ends with, its
+// other bytes still to come; 0 when b ends with a whole rune (or bytes
+// that are no UTF-8, which no further byte makes one).
+func cutRune(b []byte) int {
+	for i := 1; i <= min(len(b), utf8.UTFMax-1); i++ {
+		c := b[len(b)-i]
+		if c < utf8.RuneSelf {
+			return 0
+		}
+		if utf8.RuneStart(c) {
+			if utf8.FullRune(b[len(b)-i:]) {
+				return 0
+			}
+			return i
+		}
+	}
+	return 0
 }
 
 // header searches the fields of a header, each as "name:" and the blanks
@@ -146,28 +309,6 @@ func (t *textScratch) header(h []byte, needle []byte) bool {
 	})
 	t.fold = b
 	return bytes.Contains(b, needle)
-}
-
-// content searches the content of a text or message part, decoded.
-func (t *textScratch) content(p *mpart, needle []byte) bool {
-	b := p.body
-	switch cte := strings.TrimSpace(p.fields.cte); {
-	case strings.EqualFold(cte, "base64"):
-		t.dec = readAllInto(t.dec[:0], base64.NewDecoder(base64.StdEncoding, lineJoiner{r: bytes.NewReader(b)}))
-		b = t.dec
-	case strings.EqualFold(cte, "quoted-printable"):
-		t.dec = readAllInto(t.dec[:0], quotedprintable.NewReader(bytes.NewReader(b)))
-		b = t.dec
-	}
-	if cs := p.params["charset"]; p.ctype == "text" && !isUTF8Charset(cs) {
-		if r, err := charset.Reader(cs, bytes.NewReader(b)); err == nil {
-			t.conv = readAllInto(t.conv[:0], r)
-			b = t.conv
-		}
-		// A charset no decoder knows: the bytes as they are.
-	}
-	t.fold = appendFold(t.fold[:0], b)
-	return bytes.Contains(t.fold, needle)
 }
 
 // decodeWords decodes the encoded words (RFC 2047) of a field value: for

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"courriel/imap/mailstore"
@@ -28,6 +29,9 @@ type selected struct {
 	readOnly bool
 	contexts []*searchContext      // live SEARCH/SORT results (context.go)
 	ranks    map[string]*sortRanks // per SORT criterion (cmd_sort.go)
+	// gone is the BYE's text once another session deleted or renamed
+	// the folder (Server.folderGone); set by that session.
+	gone atomic.Pointer[string]
 }
 
 func (s *session) folderKey(name string) string {
@@ -82,6 +86,7 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	i := sort.Search(len(view), func(i int) bool { return view[i] >= first })
 	sel.recent = slices.Clone(view[i:])
 	s.sel = sel
+	s.shared.Store(sel)
 	s.state = stateSelected
 	s.searchRes = nil
 	if params.condstore {
@@ -157,10 +162,52 @@ func (s *session) unselect() {
 	if s.sel == nil {
 		return
 	}
+	s.shared.Store(nil)
 	s.sel.w.Close()
 	s.sel.mb.Release()
 	s.sel = nil
 	s.searchRes = nil
+}
+
+// selectedGone ends the session when another session deleted or renamed
+// its selected folder, as Dovecot does ("IMAP session state is
+// inconsistent, please relogin."): its messages and their numbers are no
+// longer what the client holds, and the folder object it reads is
+// detached from the registry, so that its changes would reach nobody.
+func (s *session) selectedGone() error {
+	if s.sel == nil {
+		return nil
+	}
+	if text := s.sel.gone.Load(); text != nil {
+		s.bye(*text)
+		return errClose
+	}
+	return nil
+}
+
+// folderGone tells the sessions that have folder dir of the maildir at
+// path selected (with children, also those with a folder under it) that
+// by deleted or renamed it: each ends with a BYE at its next command, at
+// once in IDLE or waiting with a NOTIFY set for its selected folder.
+func (s *Server) folderGone(by *session, path, dir string, children bool, text string) {
+	key := path + "\x00" + dir
+	var gone []*session
+	s.conns.Each(func(se *session) {
+		sel := se.shared.Load()
+		if se == by || sel == nil || sel.key != key && !(children && strings.HasPrefix(sel.key, key+".")) {
+			return
+		}
+		sel.gone.Store(&text)
+		gone = append(gone, se)
+	})
+	s.mu.Lock() // ordered against stopIdle, as wakeIdlers
+	defer s.mu.Unlock()
+	for _, se := range gone {
+		if se.idleOn.Load() != nil {
+			se.woken.Store(true)
+			_ = se.raw.SetReadDeadline(time.Now())
+		}
+	}
 }
 
 // CLOSE expunges (read-write only: RFC 3501 §6.4.2, after EXAMINE it just
@@ -194,6 +241,9 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 	if sel == nil {
 		return nil
 	}
+	if err := s.selectedGone(); err != nil {
+		return err
+	}
 	changes := sel.w.Changes(allowExpunge)
 	if len(changes) == 0 {
 		return nil
@@ -215,7 +265,7 @@ func (s *session) pushUpdates(allowExpunge bool) error {
 		case mailstore.Invalidated:
 			// Another program renumbered the folder: the UIDs and sequence
 			// numbers this client holds mean nothing now.
-			s.w.Raw("* BYE [UNAVAILABLE] Mailbox renumbered by another program, reconnect\r\n")
+			s.bye("[UNAVAILABLE] Mailbox renumbered by another program, reconnect")
 			return errClose
 		}
 	}
@@ -480,17 +530,13 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	end := time.Now().Add(authIdleTimeout)
+	end := time.Now().Add(s.srv.autologout())
 	s.readIdle = 0 // the loop sets absolute deadlines
 	for {
 		s.r.Release()
 		s.trimBuffers()
 		if s.z != nil {
 			s.z.sleep()
-		}
-		if s.shutdown.Load() {
-			s.w.Raw("* BYE Server shutting down\r\n")
-			return errClose
 		}
 		wait := end
 		if mb != nil || s.notify.Load() != nil {
@@ -499,6 +545,12 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			}
 		}
 		_ = s.conn.SetReadDeadline(wait)
+		// After the deadline is set, as in waitCommand: a Shutdown
+		// between a look before and the deadline was lost.
+		if s.shutdown.Load() {
+			s.bye("Server shutting down")
+			return errClose
+		}
 		var err error
 		if s.woken.Swap(false) {
 			// Woken while we were busy: the deadline just set may have
@@ -512,11 +564,11 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			return err
 		}
 		if s.shutdown.Load() {
-			s.w.Raw("* BYE Server shutting down\r\n")
+			s.bye("Server shutting down")
 			return errClose
 		}
 		if !time.Now().Before(end) {
-			s.w.Raw("* BYE Autologout; idle for too long\r\n")
+			s.bye("Autologout; idle for too long")
 			return errClose
 		}
 		if mb != nil {
@@ -535,7 +587,7 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		}
 	}
 	s.stopIdle()
-	s.readIdle = cmdReadTimeout
+	s.readIdle = s.srv.cmdTimeout()
 	s.r.Begin()
 	word, err := s.r.Token(func(c byte) bool { return c != '\r' && c != '\n' }, "DONE")
 	if err != nil {

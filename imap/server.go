@@ -129,6 +129,12 @@ type Options struct {
 	// its share (default DefaultBufferedWait), then gets NO [UNAVAILABLE].
 	MaxBufferedBytes int64
 	BufferedWait     time.Duration
+	// autologoutAfter and cmdReadAfter replace authIdleTimeout and
+	// cmdReadTimeout when set (tests).
+	autologoutAfter, cmdReadAfter time.Duration
+	// streamSearchAll has SEARCH BODY and TEXT stream every message from
+	// its file, as they stream a large one (tests).
+	streamSearchAll bool
 	// ParseHelpers bounds the goroutines that parse messages ahead of cold
 	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
 	// (prefetch.go). 0: half the cores less one, so none on two cores,
@@ -257,6 +263,24 @@ func NewServer(o Options) (*Server, error) {
 		s.folders = w
 	}
 	return s, nil
+}
+
+// autologout is how long a logged-in session may stay silent, IDLE
+// included.
+func (s *Server) autologout() time.Duration {
+	if d := s.opts.autologoutAfter; d > 0 {
+		return d
+	}
+	return authIdleTimeout
+}
+
+// cmdTimeout is how long the rest of a started command line may take to
+// come, each read.
+func (s *Server) cmdTimeout() time.Duration {
+	if d := s.opts.cmdReadAfter; d > 0 {
+		return d
+	}
+	return cmdReadTimeout
 }
 
 func parseHelpers(n int) int {

@@ -102,6 +102,13 @@ type session struct {
 	readBuf, crlfBuf []byte
 	text             textScratch
 	heldMem          int64
+
+	// saidBye: an untagged BYE was written, or none can be (a failed
+	// STARTTLS handshake); see end.
+	saidBye bool
+	// shared is sel for other sessions: a DELETE or RENAME of the
+	// folder marks it gone (folderGone).
+	shared atomic.Pointer[selected]
 }
 
 func newSession(s *Server, c net.Conn, ip string, isTLS bool) *session {
@@ -149,23 +156,36 @@ func (s *session) flush() error { return s.w.Flush() }
 // of patience, so a slow but steady upload never times out while a
 // silent client does; between commands and in IDLE readIdle is 0 and the
 // absolute deadline set by the caller stands.
+//
+// A read that times out before its own deadline was woken by another
+// goroutine (a NOTIFY event, a folder deleted under the session): it
+// reads again, unless the server is shutting down. Cut, the command was
+// lost and the connection closed.
 type sessionReader struct{ s *session }
 
 func (r sessionReader) Read(p []byte) (int, error) {
-	if d := r.s.readIdle; d > 0 {
-		_ = r.s.conn.SetReadDeadline(r.s.readDeadline(d))
+	s := r.s
+	for {
+		var by time.Time
+		if d := s.readIdle; d > 0 {
+			by = s.readDeadline(d)
+			_ = s.conn.SetReadDeadline(by)
+		}
+		var n int
+		var err error
+		if z := s.z; z != nil {
+			n, err = z.Read(p)
+		} else {
+			n, err = s.conn.Read(p)
+		}
+		if err == nil {
+			return n, nil
+		}
+		if n == 0 && !by.IsZero() && isTimeout(err) && time.Now().Before(by) && !s.shutdown.Load() {
+			continue
+		}
+		return n, &connError{err: err}
 	}
-	var n int
-	var err error
-	if z := r.s.z; z != nil {
-		n, err = z.Read(p)
-	} else {
-		n, err = r.s.conn.Read(p)
-	}
-	if err != nil {
-		err = &connError{err}
-	}
-	return n, err
 }
 
 // readDeadline is when a wait of d from now ends: no later than loginBy
@@ -199,7 +219,7 @@ func (w sessionWriter) Write(p []byte) (int, error) {
 		n, err = w.s.conn.Write(p)
 	}
 	if err != nil {
-		err = &connError{err}
+		err = &connError{err: err, write: true}
 	}
 	return n, err
 }
@@ -209,7 +229,10 @@ func (w sessionWriter) Write(p []byte) (int, error) {
 // Only sessionReader and sessionWriter make one. A storage error is never
 // taken for it, although a syscall.Errno (ENOSPC, EIO, EROFS) is a
 // net.Error too: it gets a tagged NO and the session goes on.
-type connError struct{ err error }
+type connError struct {
+	err   error
+	write bool // a write failed: the client stopped reading
+}
 
 func (e *connError) Error() string { return e.err.Error() }
 func (e *connError) Unwrap() error { return e.err }
@@ -219,6 +242,7 @@ func (s *session) serve() {
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("imap: panic in session", "panic", p, "stack", string(debug.Stack()))
+			s.end(errPanic)
 		}
 	}()
 	if tc, ok := s.conn.(*tls.Conn); ok {
@@ -237,26 +261,14 @@ func (s *session) serve() {
 	}
 	for s.state != stateLogout {
 		if err := s.waitCommand(); err != nil {
-			if s.shutdown.Load() {
-				s.w.Raw("* BYE Server shutting down\r\n")
-				_ = s.flush()
-			} else if isTimeout(err) && s.loginTimedOut() {
-				s.byeLoginTimeout()
-			} else if isTimeout(err) {
-				s.w.Raw("* BYE Autologout; idle for too long\r\n")
-				_ = s.flush()
-			}
+			s.end(err)
 			return
 		}
 		if err := s.command(); err != nil {
 			if !errors.Is(err, errClose) && !isConnErr(err) {
 				s.logger.Warn("imap: connection ended", "err", err)
 			}
-			if isTimeout(err) && s.loginTimedOut() {
-				// Cut in the middle of a command: a client trickling it.
-				s.byeLoginTimeout()
-			}
-			_ = s.flush()
+			s.end(err)
 			return
 		}
 		if s.flush() != nil {
@@ -269,11 +281,42 @@ func (s *session) serve() {
 	}
 }
 
-// byeLoginTimeout says goodbye to a client that did not log in within
-// Options.LoginTimeout, in Dovecot's words.
-func (s *session) byeLoginTimeout() {
-	s.logger.Info("imap: no login in time", "ip", s.ip, "timeout", s.srv.opts.LoginTimeout)
-	s.w.Raw("* BYE Disconnected for inactivity.\r\n")
+// errPanic ends a session whose goroutine panicked.
+var errPanic = errors.New("imap: panic")
+
+// bye writes an untagged BYE; end adds none after it.
+func (s *session) bye(text string) {
+	s.w.Raw("* BYE " + text + "\r\n")
+	s.saidBye = true
+}
+
+// end says goodbye before the server closes the connection for err: every
+// way out of serve but LOGOUT and a passed-through session goes through
+// it, so that no session the server ends closes without an untagged BYE
+// (RFC 9051 §7.1.5) while the connection can still carry one. A client
+// that left (EOF, reset) or stopped reading (a write failed or timed
+// out) gets nothing: nothing more can reach it.
+func (s *session) end(err error) {
+	if !s.saidBye {
+		var ce *connError
+		switch {
+		case errors.As(err, &ce) && (ce.write || !isTimeout(ce.err)):
+			return
+		case s.shutdown.Load() || errors.Is(err, errShutdown):
+			s.bye("Server shutting down")
+		case isTimeout(err) && s.loginTimedOut():
+			s.logger.Info("imap: no login in time", "ip", s.ip, "timeout", s.srv.opts.LoginTimeout)
+			s.bye("Disconnected for inactivity.")
+		case isTimeout(err):
+			// Between commands or in IDLE (autologout), or in the
+			// middle of a command that stopped coming.
+			s.bye("Autologout; idle for too long")
+		case errors.Is(err, errClose):
+			s.bye("Closing connection")
+		default:
+			s.bye("[SERVERBUG] Internal error (id " + s.id + ")")
+		}
+	}
 	_ = s.flush()
 }
 
@@ -284,7 +327,7 @@ func (s *session) waitCommand() error {
 	s.trimBuffers()
 	timeout := preAuthTimeout
 	if s.state != stateNotAuth {
-		timeout = authIdleTimeout
+		timeout = s.srv.autologout()
 	}
 	if s.shutdown.Load() {
 		return errShutdown
@@ -294,6 +337,13 @@ func (s *session) waitCommand() error {
 		return s.waitNotify(timeout)
 	}
 	_ = s.conn.SetReadDeadline(s.readDeadline(timeout))
+	// Shutdown sets the flag, then moves the deadline: looked at once
+	// our deadline is set, the flag shows or its deadline comes after
+	// ours (looked at before only, a Shutdown in between was lost and
+	// the session waited for Close, which ends it without a BYE).
+	if s.shutdown.Load() {
+		return errShutdown
+	}
 	_, err := s.r.Peek()
 	if err == nil && s.shutdown.Load() {
 		return errShutdown
@@ -318,7 +368,7 @@ func isConnErr(err error) bool {
 // command reads, runs and answers one command. A returned error ends the
 // connection.
 func (s *session) command() error {
-	s.readIdle = cmdReadTimeout
+	s.readIdle = s.srv.cmdTimeout()
 	s.r.Begin()
 	tag, err := s.r.Token(wire.IsTagChar, "tag")
 	if err == nil {
@@ -334,7 +384,7 @@ func (s *session) command() error {
 		case isConnErr(err):
 			return err
 		case errors.As(err, &le) && le.Fatal:
-			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			s.bye(le.Msg)
 			return errClose
 		}
 		s.w.Raw("* BAD Error in IMAP command: invalid tag or command\r\n")
@@ -364,6 +414,9 @@ func (s *session) command() error {
 			return s.answerErr(tag, bad("", "No mailbox selected"))
 		}
 		return s.answerErr(tag, bad("", "Not allowed in this state"))
+	}
+	if err := s.selectedGone(); err != nil {
+		return err
 	}
 	s.cmdName = name
 	err = c.run(s, tag, uid)
@@ -437,7 +490,7 @@ func (s *session) answerErr(tag string, err error) error {
 		}
 		if le.Fatal {
 			s.tagged(tag, kind, code, le.Msg)
-			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			s.bye(le.Msg)
 			return errClose
 		}
 		s.tagged(tag, kind, code, le.Msg)
@@ -457,7 +510,7 @@ func (s *session) discard(cause error) error {
 	if err := s.r.Discard(); err != nil {
 		var le *wire.LimitError
 		if errors.As(err, &le) {
-			s.w.Raw("* BYE " + le.Msg + "\r\n")
+			s.bye(le.Msg)
 			return errClose
 		}
 		return err

@@ -301,39 +301,60 @@ func TestFiftyConnectionsOneAddress(t *testing.T) {
 }
 
 // Another program renumbered the folder under an open session: the
-// session ends with BYE rather than act on UIDs that mean nothing now.
+// session ends with BYE rather than act on UIDs that mean nothing now: at
+// its next command, at once in IDLE and while it waits with a NOTIFY set
+// for its selected folder (that BYE was written, never sent: the wait's
+// error closed the connection unflushed).
 func TestRenumberedFolderEndsSession(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	for i := 1; i <= 3; i++ {
-		writeMaildirMsg(t, e.maildir, "cur", fmt.Sprintf("%d.M1P1.test:2,S", i), testMessage(i, "a@example.org", "hi"))
-	}
-	r := loggedIn(t, e)
-	if got := last(r.cmd("s", "SELECT INBOX")); !strings.HasPrefix(got, "s OK") {
-		t.Fatalf("SELECT: %q", got)
-	}
-	path := filepath.Join(e.maildir, "dovecot-uidlist")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(` V(\d+) `)
-	m := re.FindSubmatch(data)
-	if m == nil {
-		t.Fatalf("uidlist header %q", data)
-	}
-	v, _ := strconv.Atoi(string(m[1]))
-	time.Sleep(20 * time.Millisecond) // a distinct mtime on coarse clocks
-	renamed := re.ReplaceAll(data, []byte(fmt.Sprintf(" V%d ", v+1000)))
-	if err := os.WriteFile(path+".tmp", renamed, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
-	r.send("n NOOP\r\n")
-	if got := r.line(); !strings.HasPrefix(got, "* BYE") {
-		t.Errorf("after renumbering: %q, want BYE", got)
+	for _, how := range []string{"NOOP", "IDLE", "NOTIFY"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(o *Options) { o.IdleCheck = 100 * time.Millisecond })
+			for i := 1; i <= 3; i++ {
+				writeMaildirMsg(t, e.maildir, "cur", fmt.Sprintf("%d.M1P1.test:2,S", i), testMessage(i, "a@example.org", "hi"))
+			}
+			r := loggedIn(t, e)
+			if got := last(r.cmd("s", "SELECT INBOX")); !strings.HasPrefix(got, "s OK") {
+				t.Fatalf("SELECT: %q", got)
+			}
+			switch how {
+			case "IDLE":
+				r.send("i IDLE\r\n")
+				expectAtOnce(t, r, "+ ")
+			case "NOTIFY":
+				if got := last(r.cmd("n", "NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange))")); !strings.HasPrefix(got, "n OK") {
+					t.Fatalf("NOTIFY: %q", got)
+				}
+			}
+			path := filepath.Join(e.maildir, "dovecot-uidlist")
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			re := regexp.MustCompile(` V(\d+) `)
+			m := re.FindSubmatch(data)
+			if m == nil {
+				t.Fatalf("uidlist header %q", data)
+			}
+			v, _ := strconv.Atoi(string(m[1]))
+			time.Sleep(20 * time.Millisecond) // a distinct mtime on coarse clocks
+			renamed := re.ReplaceAll(data, []byte(fmt.Sprintf(" V%d ", v+1000)))
+			if err := os.WriteFile(path+".tmp", renamed, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+".tmp", path); err != nil {
+				t.Fatal(err)
+			}
+			// Something in cur/ changes too, so that a look sees it.
+			writeMaildirMsg(t, e.maildir, "cur", "4.M1P1.test:2,S", testMessage(4, "a@example.org", "hi"))
+			if how == "NOOP" {
+				r.send("n NOOP\r\n")
+			}
+			if got := r.line(); !strings.HasPrefix(got, "* BYE [UNAVAILABLE] Mailbox renumbered") {
+				t.Errorf("after renumbering: %q, want BYE", got)
+			}
+		})
 	}
 }
 
