@@ -324,8 +324,11 @@ func (s *Server) admit(c net.Conn, isTLS bool) *session {
 	se, err := s.conns.Admit(ip, func() *session { return newSession(s, c, ip, isTLS) })
 	if err != nil {
 		refuse := "Too many connections, try again later"
-		if errors.Is(err, connset.ErrTooManyFromIP) {
+		switch {
+		case errors.Is(err, connset.ErrTooManyFromIP):
 			refuse = "Too many connections from your address"
+		case errors.Is(err, connset.ErrClosing):
+			refuse = "Server shutting down"
 		}
 		s.log.Warn("imap: connection refused", "ip", ip, "reason", refuse)
 		go func() {

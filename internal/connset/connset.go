@@ -13,6 +13,9 @@ import (
 var (
 	ErrTooMany       = errors.New("connset: too many connections")
 	ErrTooManyFromIP = errors.New("connset: too many connections from the address")
+	// ErrClosing: the listeners are closed (CloseListeners or Close);
+	// a connection accepted just before is not taken on any more.
+	ErrClosing = errors.New("connset: shutting down")
 )
 
 // Limits are the caps of a Set; each must be positive.
@@ -36,11 +39,16 @@ type Set[S comparable] struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
+	closing   bool                      // CloseListeners or Close ran; guarded by mu
 	sessions  map[S]*entry              // guarded by mu
 	perIP     map[string]int            // sessions not logged in, per peer address; guarded by mu
 	perUserIP map[string]int            // logged-in sessions per userIPKey; guarded by mu
 	barred    map[string]int            // logins refused during a move (EndUser); guarded by mu
-	wg        sync.WaitGroup            // one per session
+	// empty is closed when the last session is dropped, and made anew
+	// by the next Admit: Close and Drain wait on it. (A WaitGroup would
+	// panic when a session is admitted while a Wait returns, which a
+	// connection accepted during Drain did.) Guarded by mu.
+	empty chan struct{}
 }
 
 // entry is what the Set counts a session under.
@@ -77,6 +85,8 @@ func (s *Set[S]) Admit(peer string, newSession func() S) (S, error) {
 	ip := ParseIP(peer)
 	group := peerGroup(peer, ip)
 	switch {
+	case s.closing:
+		return zero, ErrClosing
 	case len(s.sessions) >= s.lim.MaxConns:
 		return zero, ErrTooMany
 	case s.perIP[group] >= s.lim.MaxConnsPerIP && !s.exempt(ip):
@@ -84,7 +94,9 @@ func (s *Set[S]) Admit(peer string, newSession func() S) (S, error) {
 	}
 	se := newSession()
 	s.perIP[group]++
-	s.wg.Add(1)
+	if len(s.sessions) == 0 {
+		s.empty = make(chan struct{})
+	}
 	s.sessions[se] = &entry{peer: group}
 	return se, nil
 }
@@ -141,7 +153,9 @@ func (s *Set[S]) Drop(se S) bool {
 		return false
 	}
 	delete(s.sessions, se)
-	s.wg.Done()
+	if len(s.sessions) == 0 {
+		close(s.empty)
+	}
 	if e.login != "" {
 		decr(s.perUserIP, e.key)
 	} else {
@@ -240,6 +254,7 @@ func (s *Set[S]) RemoveListener(ln net.Listener) {
 func (s *Set[S]) CloseListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closing = true
 	for ln := range s.listeners {
 		ln.Close()
 		delete(s.listeners, ln)
@@ -269,6 +284,7 @@ func (s *Set[S]) Close() (first bool, err error) {
 		return false, nil
 	}
 	close(s.closed)
+	s.closing = true
 	for ln := range s.listeners {
 		if e := ln.Close(); e != nil && err == nil {
 			err = e
@@ -277,18 +293,27 @@ func (s *Set[S]) Close() (first bool, err error) {
 	for se := range s.sessions {
 		s.kick(se)
 	}
+	empty := s.emptyLocked()
 	s.mu.Unlock()
-	s.wg.Wait()
+	<-empty
 	return true, err
+}
+
+// emptyLocked is closed once no session is left.
+func (s *Set[S]) emptyLocked() <-chan struct{} {
+	if len(s.sessions) == 0 {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return s.empty
 }
 
 // Drain waits until every session is dropped, ctx ends or window passes.
 func (s *Set[S]) Drain(ctx context.Context, window time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
+	s.mu.Lock()
+	done := s.emptyLocked()
+	s.mu.Unlock()
 	t := time.NewTimer(window)
 	defer t.Stop()
 	select {

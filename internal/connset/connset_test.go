@@ -278,3 +278,34 @@ func TestClose(t *testing.T) {
 		t.Fatal("listener refused by a closed set still accepts")
 	}
 }
+
+// Sessions come and go while Drain waits, as connections accepted during a
+// shutdown's drain do: nothing panics (a WaitGroup reused while its Wait
+// returned did), Drain returns once the set is empty, and after
+// CloseListeners no session is taken on.
+func TestDrainWhileSessionsComeAndGo(t *testing.T) {
+	s := newSet(Limits{MaxConns: 10, MaxConnsPerIP: 10, MaxUserIPConns: 10})
+	for range 2000 {
+		a, _ := s.Admit("192.0.2.1", func() *sess { return newSess("a") })
+		drained := make(chan struct{})
+		go func() { s.Drain(context.Background(), time.Minute); close(drained) }()
+		s.Drop(a)
+		b, err := s.Admit("192.0.2.1", func() *sess { return newSess("b") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Drop(b)
+		select {
+		case <-drained:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Drain still waits on an empty set")
+		}
+	}
+	s.CloseListeners()
+	if _, err := s.Admit("192.0.2.1", func() *sess { return newSess("c") }); !errors.Is(err, ErrClosing) {
+		t.Fatalf("Admit after CloseListeners: %v, want ErrClosing", err)
+	}
+	if s.Len() != 0 {
+		t.Fatalf("Len %d after a refused Admit", s.Len())
+	}
+}
