@@ -36,7 +36,8 @@ func renameFolder(t *testing.T, n int, owner Owner) *Store {
 			os.Chown(p, owner.UID, owner.GID)
 		}
 	}
-	mb, err := NewRegistry().Open(st, "INBOX")
+	reg := NewRegistry()
+	mb, err := reg.Open(st, "INBOX")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,17 @@ func renameFolder(t *testing.T, n int, owner Owner) *Store {
 		t.Fatalf("%d messages, UIDNEXT %d; want %d, %d", s.Messages, s.UIDNext, n, n+1)
 	}
 	mb.Release()
+	reg.SaveAll() // no lingering folder writes in the maildir later
 	return st
+}
+
+// closedAtEnd is a new registry closed (SaveAll) when the test ends,
+// after its folders' releases: a large folder lingers after its release,
+// and would write its state while the test's directory is removed.
+func closedAtEnd(t *testing.T) *Registry {
+	reg := NewRegistry()
+	t.Cleanup(reg.SaveAll)
+	return reg
 }
 
 // storeLoop is a session's STORE loop: \Flagged set and cleared on random
@@ -81,8 +92,8 @@ func TestFlagRenamesWhileAnotherCourrielSyncs(t *testing.T) {
 	t.Parallel()
 	const n = 5000
 	st := renameFolder(t, n, Owner{})
-	writer := openBox(t, NewRegistry(), st, "INBOX")
-	reader := openBox(t, NewRegistry(), st, "INBOX")
+	writer := openBox(t, closedAtEnd(t), st, "INBOX")
+	reader := openBox(t, closedAtEnd(t), st, "INBOX")
 	w, view := reader.Watch()
 	defer w.Close()
 	s := &sessionModel{w: w, view: view, uidNext: reader.Status().UIDNext}
@@ -127,7 +138,7 @@ func TestFlagRenamesWhileDovecotSyncs(t *testing.T) {
 	owner := Owner{UID: 65534, GID: 65534, Chown: true}
 	st := renameFolder(t, n, owner)
 	cmd := testenv.DovecotCommand(t, st.Path(), "")
-	writer := openBox(t, NewRegistry(), st, "INBOX")
+	writer := openBox(t, closedAtEnd(t), st, "INBOX")
 	w, view := writer.Watch()
 	defer w.Close()
 	s := &sessionModel{w: w, view: view, uidNext: writer.Status().UIDNext}
@@ -194,7 +205,7 @@ func TestDovecotRenamesWhileWeSync(t *testing.T) {
 	owner := Owner{UID: 65534, GID: 65534, Chown: true}
 	st := renameFolder(t, n, owner)
 	cmd := testenv.DovecotCommand(t, st.Path(), "")
-	reader := openBox(t, NewRegistry(), st, "INBOX")
+	reader := openBox(t, closedAtEnd(t), st, "INBOX")
 	w, view := reader.Watch()
 	defer w.Close()
 	s := &sessionModel{w: w, view: view, uidNext: reader.Status().UIDNext}
