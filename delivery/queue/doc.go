@@ -60,6 +60,19 @@
 // and Original-Recipient (the ORCPT, or the alias the client named) per
 // recipient.
 //
+// A DSN is sent once, whenever a crash comes (dsnonce.go). Its queue id is
+// derived from the message's id, its kind and the recipients it reports,
+// and the message's envelope records it (Message.DSNs, fsynced) before it
+// is handed over: queued here, or given to Options.Bounce, which passes
+// the id on to Accept (a local sender's copy is stored at once, under
+// keys made of that id). The record that the sender was told takes it
+// out. A hand-over under an id that is in the spool, held, or the mark
+// of a DSN gone (dsn/ID, written before a DSN still named by its
+// original's envelope leaves the spool) stores nothing, and the try after
+// a crash between the hand-over and the record finds the DSN so and only
+// writes the record; a DSN not found never went, and the DSNs owed are
+// worked out afresh.
+//
 // A DSN about mail that needs UTF-8 (a message marked WithSMTPUTF8, or one
 // of whose addresses the DSN names is not ASCII) is RFC 6533's, as
 // Postfix's bounce of an SMTPUTF8 message: message/global-delivery-status,
@@ -113,6 +126,9 @@
 //	corrupt/      envelopes that could not be read, kept for the admin
 //	hold/         held messages (Hold, postsuper -h): their .eml and .env,
 //	              never delivered until Release moves them back
+//	dsn/          marks of DSNs gone from the spool while their message's
+//	              envelope still named them (the message's id in each);
+//	              removed with that name, and by Open when none names them
 //
 // Every file is written to a .tmp- name, fsynced, renamed and the directory
 // fsynced before the operation that wrote it returns (Enqueue, or the record of
@@ -125,6 +141,7 @@
 // Recipient state is rewritten after every attempt, so a restart never sends
 // again to a recipient whose 250 was recorded. Delivery is at least once: a
 // crash between the remote 250 and the envelope rewrite sends that copy again.
+// DSNs are handed over exactly once (above).
 //
 // # Connections
 //

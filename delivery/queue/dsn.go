@@ -32,6 +32,16 @@ func (k dsnKind) String() string {
 	return "failed"
 }
 
+// parseDSNKind is the kind named by String.
+func parseDSNKind(s string) (dsnKind, bool) {
+	for _, k := range []dsnKind{dsnFailed, dsnDelayed, dsnSuccess} {
+		if k.String() == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
 // returned is what a DSN carries of the original message: its header
 // section, or, for a failure with RET=FULL, the whole message when it is
 // within maxDSNHeaders (RFC 3461 §4.3; a larger one comes back as its

@@ -420,7 +420,7 @@ func TestDSNQueuedOnceAcrossACrash(t *testing.T) {
 		{Addr: "y@remote.test", State: StateFailed, Reply: "550 5.1.1 no such user", Status: "5.1.1"},
 	}}
 	for try := range 2 { // the second is the try after the crash: m was not updated
-		if err := q.sendDSN(context.Background(), m, dsnFailed, []int{0}, data, now); err != nil {
+		if err := q.sendDSN(context.Background(), m, dsnFailed, []int{0}, dsnID(m, dsnFailed, []int{0}), data, now); err != nil {
 			t.Fatalf("try %d: %v", try, err)
 		}
 	}
@@ -428,7 +428,7 @@ func TestDSNQueuedOnceAcrossACrash(t *testing.T) {
 		t.Fatalf("%d DSNs queued for one failure, want 1: %+v", len(l), l)
 	}
 	// Another DSN of the message (another recipient) is another message.
-	if err := q.sendDSN(context.Background(), m, dsnFailed, []int{1}, data, now); err != nil {
+	if err := q.sendDSN(context.Background(), m, dsnFailed, []int{1}, dsnID(m, dsnFailed, []int{1}), data, now); err != nil {
 		t.Fatal(err)
 	}
 	if l, _ := q.List(); len(l) != 2 {

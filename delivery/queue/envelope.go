@@ -115,6 +115,24 @@ type Message struct {
 	// expanded (WithDSN): never delivered, only reported, as Recipients
 	// delivered with Action ActionExpanded.
 	Expanded []Recipient `json:"expanded,omitempty"`
+	// DSNs are the DSNs about this message being handed over: each is
+	// recorded here before its hand-over (queued, or stored in a maildir
+	// through Options.Bounce) and taken out with the record that the
+	// sender was told (Notified, DelayWarned), so that the next try after
+	// a crash between the two finds out whether it went (dsnKnown) instead
+	// of sending it again.
+	DSNs []PendingDSN `json:"dsns,omitempty"`
+
+	// queueID, set by a DSN's hand-over (withQueueID), is the id Accept
+	// gives the DSN instead of a fresh one; never written.
+	queueID string
+}
+
+// PendingDSN is a DSN being handed over (Message.DSNs).
+type PendingDSN struct {
+	ID    string `json:"id"`    // the DSN's queue id (dsnID): the same at every try
+	Kind  string `json:"kind"`  // "failed", "delayed" or "success"
+	Rcpts []int  `json:"rcpts"` // the recipients it is about, by index; -1: the expansions
 }
 
 const envelopeVersion = 1
@@ -143,12 +161,17 @@ func (m *Message) clone() *Message {
 	c := *m
 	c.Recipients = slices.Clone(m.Recipients)
 	c.Expanded = slices.Clone(m.Expanded)
+	c.DSNs = slices.Clone(m.DSNs)
 	return &c
 }
 
 // done reports whether the message can leave the queue: every recipient is
-// delivered or failed with its sender told, and every success DSN out.
+// delivered or failed with its sender told, every success DSN out, and no
+// DSN's hand-over left unsettled.
 func (m *Message) done() bool {
+	if len(m.DSNs) > 0 {
+		return false
+	}
 	for _, r := range m.Recipients {
 		if r.State == StatePending || r.owesDSN() {
 			return false
@@ -174,7 +197,8 @@ func (m *Message) owesExpanded() bool {
 }
 
 // due is when the runner should next look at m: the earliest retry of a
-// pending recipient, or NotifyAfter when a failure awaits its DSN.
+// pending recipient, or NotifyAfter when a failure awaits its DSN or a
+// DSN's hand-over is to be settled.
 func (m *Message) due() (t time.Time, ok bool) {
 	for _, r := range m.Recipients {
 		next := r.NextAttempt
@@ -188,7 +212,7 @@ func (m *Message) due() (t time.Time, ok bool) {
 			t, ok = next, true
 		}
 	}
-	if m.owesExpanded() && (!ok || m.NotifyAfter.Before(t)) {
+	if (m.owesExpanded() || len(m.DSNs) > 0) && (!ok || m.NotifyAfter.Before(t)) {
 		t, ok = m.NotifyAfter, true
 	}
 	return t, ok
@@ -233,6 +257,11 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 	case len(m.Expanded) > maxRcpts:
 		return nil, fmt.Errorf("%w: %s: %d expansions", errCorrupt, id, len(m.Expanded))
 	}
+	for _, d := range m.DSNs {
+		if !validPendingDSN(d, len(m.Recipients)) {
+			return nil, fmt.Errorf("%w: %s: bad pending DSN", errCorrupt, id)
+		}
+	}
 	for _, r := range m.Expanded {
 		if !validAddress(r.Addr) || r.State != StateDelivered || r.Action != ActionExpanded || !validRcptDSN(r) {
 			return nil, fmt.Errorf("%w: %s: bad expansion", errCorrupt, id)
@@ -258,6 +287,23 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		}
 	}
 	return &m, nil
+}
+
+// validPendingDSN checks a DSN being handed over, read back from disk, of
+// a message of n recipients.
+func validPendingDSN(d PendingDSN, n int) bool {
+	if id, err := ParseID(d.ID); err != nil || id != d.ID {
+		return false
+	}
+	if _, ok := parseDSNKind(d.Kind); !ok || len(d.Rcpts) == 0 {
+		return false
+	}
+	for _, i := range d.Rcpts {
+		if i < -1 || i >= n {
+			return false
+		}
+	}
+	return true
 }
 
 // validRcptDSN checks a recipient's DSN fields read back from disk.

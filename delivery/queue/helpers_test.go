@@ -454,6 +454,13 @@ func baseOptions(t *testing.T, dir string, clock *fakeClock) Options {
 // start opens the queue and runs it until the test ends.
 func start(t *testing.T, o Options) *harness {
 	t.Helper()
+	return startWith(t, o, nil)
+}
+
+// startWith is start with prep, when set, run on the queue before Run (a
+// test's hooks).
+func startWith(t *testing.T, o Options, prep func(*Queue)) *harness {
+	t.Helper()
 	h := &harness{t: t, done: make(chan string, 1000), ran: make(chan struct{}), logs: &lockedBuffer{}}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, t.Output()), nil))
@@ -463,6 +470,9 @@ func start(t *testing.T, o Options) *harness {
 		t.Fatal(err)
 	}
 	q.onJobDone = func(id string) { h.done <- id }
+	if prep != nil {
+		prep(q)
+	}
 	h.q = q
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel

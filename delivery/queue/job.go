@@ -65,15 +65,23 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 	if ctx.Err() != nil && !m.done() {
 		return m, false
 	}
-	if q.notify(ctx, m, data) {
+	changed, settled, gone := q.notify(ctx, m, data)
+	if gone {
+		return nil, true
+	}
+	if changed {
 		if err := q.sp.update(m); errors.Is(err, errDeleted) || errors.Is(err, errHeld) {
 			q.logFor(m).Info(gotWhere(err))
+			q.settleDSNs(m, settled) // held: recorded there; deleted: gone
 			return nil, true
 		} else if err != nil {
 			q.logFor(m).Error("recording the notification failed", "err", err)
+		} else {
+			q.settleDSNs(m, settled)
 		}
 	}
 	if m.done() {
+		q.leaving(m)
 		if err := q.sp.remove(m.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			q.logFor(m).Error("removing a finished message failed", "err", err)
 			// Its outcome was not written either: try to, so that a
@@ -81,6 +89,7 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 			q.sp.update(m)
 			return m, false
 		}
+		q.settleDSNs(nil, settled)
 		q.logFor(m).Info("removed")
 		return nil, true
 	}
@@ -185,9 +194,23 @@ func (q *Queue) logAttempt(m *Message, r *Recipient, relay, dsn, word, reason st
 // report (delivered here, relayed to a next hop without DSN, expanded),
 // all those of the message so far in one DSN, as Postfix's trace service
 // sends one per delivery pass; and once, if configured, a delay warning.
-// It reports whether the envelope changed.
-func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
+// Each DSN is recorded in m's envelope before its hand-over (dsnonce.go),
+// so that it is sent once across a crash. It reports whether m changed
+// since that record (the caller writes it, then settles the DSNs settled
+// names), or that m left the spool (gone).
+func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) (changed bool, settled []string, gone bool) {
 	now := q.o.Now()
+	if len(m.DSNs) > 0 {
+		// An earlier try handed these over, or meant to, and did not
+		// record the outcome: a crash, or a hand-over that failed.
+		changed = true
+		var err error
+		if settled, err = q.settleLeftovers(m); err != nil {
+			q.logFor(m).Error("finding out whether a sender notification went failed, will retry", "err", err)
+			m.NotifyAfter = now.Add(q.o.MinBackoff)
+			return changed, settled, false
+		}
+	}
 	var failed, pending, success []int
 	silenced := 0
 	for i := range m.Recipients {
@@ -204,7 +227,7 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 			pending = append(pending, i)
 		}
 	}
-	changed := silenced > 0
+	changed = changed || silenced > 0
 	if silenced > 0 {
 		q.logFor(m).Info("no non-delivery notification: NOTIFY does not ask for it", "failed", silenced)
 	}
@@ -213,6 +236,12 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 	} else if m.owesExpanded() {
 		success = append(success, -1) // the expansions, reported with the others
 	}
+	type handOver struct {
+		kind dsnKind
+		idx  []int
+		what string
+	}
+	var plan []handOver
 	tell := func(kind dsnKind, idx []int, what string) {
 		changed = true
 		if m.From == "" {
@@ -220,12 +249,9 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 			// so bounces cannot loop.
 			q.logFor(m).Info("no notification for the null sender", "kind", kind.String(), "recipients", len(idx))
 			markNotified(m, idx)
-		} else if err := q.sendDSN(ctx, m, kind, idx, data, now); err != nil {
-			q.logFor(m).Error("sending the "+what+" failed, will retry", "err", err)
-			m.NotifyAfter = now.Add(q.o.MinBackoff)
-		} else {
-			markNotified(m, idx)
+			return
 		}
+		plan = append(plan, handOver{kind, idx, what})
 	}
 	if len(failed) > 0 {
 		tell(dsnFailed, failed, "non-delivery notification")
@@ -237,13 +263,63 @@ func (q *Queue) notify(ctx context.Context, m *Message, data *os.File) bool {
 	if warn && m.From == "" {
 		m.DelayWarned, changed = true, true
 	} else if warn {
-		if err := q.sendDSN(ctx, m, dsnDelayed, pending, data, now); err != nil {
-			q.logFor(m).Error("sending the delay warning failed", "err", err)
-		} else {
-			m.DelayWarned, changed = true, true
-		}
+		changed = true
+		plan = append(plan, handOver{dsnDelayed, pending, "delay warning"})
 	}
-	return changed
+	if len(plan) == 0 {
+		return changed, settled, false
+	}
+	// What is about to be handed over is on disk first: from here on, a
+	// crash leaves it for the next try to settle.
+	for _, p := range plan {
+		m.DSNs = append(m.DSNs, PendingDSN{ID: dsnID(m, p.kind, p.idx), Kind: p.kind.String(), Rcpts: p.idx})
+	}
+	q.openDSNs(m)
+	switch err := q.sp.update(m); {
+	case errors.Is(err, errDeleted), errors.Is(err, errHeld):
+		q.logFor(m).Info(gotWhere(err))
+		if errors.Is(err, errDeleted) {
+			q.settleDSNs(nil, append(settled, dsnIDs(m)...))
+		}
+		return changed, settled, true
+	case err != nil:
+		q.logFor(m).Error("recording the notifications to send failed, will retry", "err", err)
+		m.NotifyAfter = now.Add(q.o.MinBackoff)
+		return changed, settled, false
+	}
+	for _, p := range plan {
+		id := dsnID(m, p.kind, p.idx)
+		if err := q.sendDSN(ctx, m, p.kind, p.idx, id, data, now); err != nil {
+			// Its record stays, and the next try, after NotifyAfter,
+			// finds out whether it went after all.
+			q.logFor(m).Error("sending the "+p.what+" failed, will retry", "err", err)
+			continue
+		}
+		q.handedOver(p.kind)
+		applyDSN(m, p.kind, p.idx)
+		m.dropDSN(id)
+		settled = append(settled, id)
+	}
+	if len(m.DSNs) > 0 {
+		m.NotifyAfter = now.Add(q.o.MinBackoff)
+	}
+	return changed, settled, false
+}
+
+// dsnIDs are the ids of the DSNs m names as being handed over.
+func dsnIDs(m *Message) []string {
+	ids := make([]string, len(m.DSNs))
+	for i, d := range m.DSNs {
+		ids[i] = d.ID
+	}
+	return ids
+}
+
+// handedOver calls the test hook onDSN.
+func (q *Queue) handedOver(kind dsnKind) {
+	if q.onDSN != nil {
+		q.onDSN(kind)
+	}
 }
 
 // markNotified records that the sender was told about the recipients idx;
@@ -280,8 +356,9 @@ func reported(m *Message, idx []int) []Recipient {
 }
 
 // sendDSN builds a DSN and hands it to Options.Bounce, or queues it from
-// the null sender to the envelope sender.
-func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int, data *os.File, now time.Time) error {
+// the null sender to the envelope sender, under the queue id id (dsnID)
+// unless a DSN of that id was handed over already.
+func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int, id string, data *os.File, now time.Time) error {
 	returned, err := returnedContent(data, m, kind)
 	if err != nil {
 		return err
@@ -296,9 +373,9 @@ func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int
 		opts = append(opts, WithSMTPUTF8())
 	}
 	if q.o.Bounce != nil {
-		return q.o.Bounce(ctx, m.clone(), report, opts...)
+		// Accept stores it under id, or nothing when id is known.
+		return q.o.Bounce(ctx, m.clone(), report, append(opts, withQueueID(id))...)
 	}
-	id := dsnID(m, kind, idx)
 	queued, err := q.enqueueOnce(ctx, id, []string{m.From}, report, opts...)
 	if err != nil {
 		return err
@@ -315,9 +392,11 @@ func (q *Queue) sendDSN(ctx context.Context, m *Message, kind dsnKind, idx []int
 
 // dsnID names the DSN of kind about m's recipients idx the same way at
 // every try, so that a try after a crash finds the DSN an earlier try
-// queued and not yet recorded as sent in m, instead of sending a second
-// one: m's arrival time (ids sort by it), then 8 bytes of a hash of what
-// the DSN is about.
+// handed over (queued, or gone and marked) and did not record as sent in
+// m, instead of sending a second one (dsnonce.go): m's arrival time (ids
+// sort by it), then 8 bytes of a hash of what the DSN is about. A
+// recipient is reported once per kind, so no two DSNs of m that went
+// share a name.
 func dsnID(m *Message, kind dsnKind, idx []int) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %d %v", m.ID, kind, idx)

@@ -184,9 +184,11 @@ type Options struct {
 	HandOverTimeout time.Duration
 
 	// Bounce delivers a DSN to a sender; report is the whole DSN message,
-	// to be queued with opts (WithSMTPUTF8 for an RFC 6533 DSN, which
-	// needs SMTPUTF8 at a next hop). The default enqueues it from the
-	// null sender like any other mail.
+	// to be queued with opts through Accept (or AcceptForward): they
+	// carry WithSMTPUTF8 for an RFC 6533 DSN, which needs SMTPUTF8 at a
+	// next hop, and the DSN's queue id, under which Accept stores it once
+	// (a DSN handed over before a crash is not stored again, doc.go). The
+	// default enqueues it from the null sender like any other mail.
 	Bounce func(ctx context.Context, msg *Message, report []byte, opts ...Option) error
 
 	Now    func() time.Time                                                  // default time.Now

@@ -43,8 +43,19 @@ type Queue struct {
 	stopping bool
 	handing  sync.WaitGroup
 
+	// dsnOpen maps every DSN an envelope names as being handed over
+	// (Message.DSNs) to that envelope's id: such a DSN leaves its mark
+	// when it leaves the spool (leaving, dsnonce.go). Guarded by dsnMu,
+	// which is taken after mu, never before.
+	dsnMu   sync.Mutex
+	dsnOpen map[string]string
+
 	// onJobDone, when set by a test before Run, is called after each job.
 	onJobDone func(id string)
+	// onDSN, when set by a test before Run, is called after a DSN of kind
+	// was handed over and before the sender's notification is recorded
+	// in its original's envelope.
+	onDSN func(kind dsnKind)
 }
 
 // entry is the runner's view of one queued message.
@@ -76,6 +87,7 @@ func Open(o Options) (*Queue, error) {
 		sp:      sp,
 		kick:    make(chan struct{}, 1),
 		entries: map[string]*entry{},
+		dsnOpen: map[string]string{},
 	}
 	q.conns = newConnCache(o, q.log)
 	if sp.owner() {
@@ -140,6 +152,9 @@ func (q *Queue) recover() error {
 	} else {
 		q.log.Warn("spool holds more messages than MaxQueueFiles; the rest wait", "max", q.o.MaxQueueFiles)
 	}
+	if !l.truncated {
+		q.sweepDSNMarks()
+	}
 	if changed {
 		return q.sp.syncDir()
 	}
@@ -175,11 +190,12 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 }
 
 // enqueueOnce is Enqueue from the null sender under id, with opts, unless
-// a message of that id is in the spool already (held included): then it
+// a message of that id is in the spool already (held included) or left it
+// as a DSN whose original has not recorded it yet (dsnKnown): then it
 // stores nothing and says so (queued false).
 func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data []byte, opts ...Option) (queued bool, err error) {
-	if _, err := os.Lstat(q.sp.path(id, extEnvelope)); err == nil || q.sp.isHeld(id) {
-		return false, nil
+	if known, err := q.sp.dsnKnown(id); err != nil || known {
+		return false, err
 	}
 	m, err := q.newMessage(ctx, "", rcpts, nil, int64(len(data)))
 	if err != nil {
@@ -214,6 +230,10 @@ func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data
 // msgID is the message's id where it came from (the SMTP transaction's),
 // kept in the envelope and logged as msg_id by every line about it; "" for
 // none (the queue id stands in).
+//
+// A DSN given to Options.Bounce comes with its queue id among opts: Accept
+// stores it under that id, or stores nothing (and reports every local copy
+// stored) when a DSN of that id was handed over already, before a crash.
 func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, localErrs []error, err error) {
 	return q.accept(ctx, msgID, from, nil, remote, local, data, opts)
 }
@@ -284,6 +304,18 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	if validMsgID(msgID) {
 		m.MsgID = msgID
 	}
+	if id := m.queueID; id != "" {
+		// A DSN handed over under the id its original recorded: once.
+		m.ID, m.queueID = id, ""
+		known, err := q.sp.dsnKnown(id)
+		if err != nil {
+			return "", nil, err
+		}
+		if known {
+			q.logFor(m).Info("sender notification already queued")
+			return id, make([]error, len(local)), nil
+		}
+	}
 	m.LocalFrom = localFrom
 	// Where each local copy's user lives is decided before the commit
 	// point, so that the first envelope already says which copies are
@@ -351,6 +383,7 @@ func (e *LocalError) Error() string { return "local copy: " + e.Status + " " + e
 // make a repeat after a restart harmless.
 func (q *Queue) save(m *Message) (gone bool) {
 	if m.done() {
+		q.leaving(m)
 		err := q.sp.remove(m.ID)
 		if err == nil || errors.Is(err, ErrNotFound) {
 			q.logFor(m).Info("removed")
@@ -460,6 +493,7 @@ func (q *Queue) addLocked(m *Message) {
 	}
 	e := &entry{msg: m, index: -1}
 	q.entries[m.ID] = e
+	q.openDSNs(m)
 	q.counts.change(nil, m)
 	q.scheduleLocked(e)
 }

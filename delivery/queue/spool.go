@@ -32,6 +32,7 @@ const (
 	reserveFile  = ".reserve"
 	corruptDir   = "corrupt"
 	holdDir      = "hold"
+	dsnDir       = "dsn"
 	maxEnvelope  = 4 << 20 // an envelope of MaxRecipients long addresses stays far below
 	readDirBatch = 1024
 	// reserveSize stays allocated in the spool (reserveFile) for the
@@ -88,7 +89,7 @@ func openSpool(dir string, maxRcpts int, client bool) (*spool, error) {
 		}
 		return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}, nil
 	}
-	for _, sub := range []string{corruptDir, holdDir} {
+	for _, sub := range []string{corruptDir, holdDir, dsnDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: spool: %w", err)
 		}
