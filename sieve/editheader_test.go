@@ -57,8 +57,8 @@ foreverypart { addheader :last "X-A" "1"; }`, "exceed 5000 fields"},
 			if !errors.As(res.Err, &se) || !strings.Contains(se.Reason, tc.want) || se.Line != 2 {
 				t.Errorf("Err %v, want a runtime error at line 2 saying %q", res.Err, tc.want)
 			}
-			if res.EditedHeader != nil || len(res.Actions) != 1 || !res.Actions[0].Inbox() {
-				t.Errorf("actions %+v, edited header of %d octets: want the keep, unedited", res.Actions, len(res.EditedHeader))
+			if res.Edit != nil || len(res.Actions) != 1 || !res.Actions[0].Inbox() {
+				t.Errorf("actions %+v, edited header of %d octets: want the keep, unedited", res.Actions, len(res.Edit.Header()))
 			}
 			// the message's parts and the run's caches beside the
 			// header's megabyte
@@ -82,7 +82,7 @@ if size :over 2000000 { fileinto "big"; }`
 	if res.Err != nil || len(res.Actions) != 1 || !res.Actions[0].Inbox() {
 		t.Fatalf("Err %v, actions %+v", res.Err, res.Actions)
 	}
-	if n := strings.Count(string(res.EditedHeader), "X-B: 1\r\n"); n != 3001 {
+	if n := strings.Count(string(res.Edit.Header()), "X-B: 1\r\n"); n != 3001 {
 		t.Errorf("%d fields added, want 3001 (the message and its parts)", n)
 	}
 	// 450 values of 2 KB: 900 KB, within the megabyte
