@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +159,157 @@ func TestSplice(t *testing.T) {
 				t.Errorf("ReadAt(%d, %d) = %q, %v; want %q", n, off, b[:k], err, want)
 			}
 		}
+	}
+}
+
+// sequenceCase is a sequence of scripts: the administrator's before
+// scripts, then the user's.
+type sequenceCase struct {
+	name   string
+	before []string
+	user   string
+}
+
+var sequenceCases = []sequenceCase{
+	{"before's edit seen by the user", []string{`require "editheader"; addheader "X-A" "1";`},
+		`require "editheader"; if header :is "x-a" "1" { addheader "X-Seen" "yes"; }`},
+	{"fileinto stores the header of its time", []string{`require "editheader"; addheader "X-A" "1";`},
+		`require ["editheader", "fileinto", "mailbox"]; if header :is "x-a" "1" { fileinto :create "Seen"; } addheader "X-B" "2";`},
+	{"an explicit keep of a before script stores the header of its time", []string{`require "editheader"; addheader "X-A" "1"; keep;`},
+		`require "editheader"; addheader "X-B" "2";`},
+	{"an explicit keep's flags", []string{`require ["editheader", "imap4flags"]; addheader "X-A" "1"; keep :flags "\\Seen"; addheader "X-C" "3";`},
+		`require "editheader"; addheader "X-B" "2";`},
+	{"a later fileinto cancels a before script's keep", []string{`require "editheader"; addheader "X-A" "1"; keep;`},
+		`require ["fileinto", "mailbox"]; fileinto :create "F";`},
+	{"a later discard cancels a before script's keep", []string{`keep;`}, `discard;`},
+	{"a before script's fileinto ends the sequence", []string{`require ["editheader", "fileinto", "mailbox"]; addheader "X-A" "1"; fileinto :create "F"; addheader "X-C" "3";`},
+		`require "editheader"; addheader "X-B" "2";`},
+	{"deleted by a before script", []string{`require "editheader"; deleteheader "subject"; addheader :last "X-L" "l";`},
+		`require ["fileinto", "mailbox", "editheader"]; if not exists "subject" { fileinto :create "NoSubject"; } deleteheader "x-l";`},
+	{"two before scripts", []string{`require "editheader"; addheader "X-1" "a";`, `require "editheader"; if exists "x-1" { addheader "X-2" "b"; }`},
+		`require "editheader"; if exists "x-2" { deleteheader "x-1"; }`},
+	{"the user's script fails: kept as it came", []string{`require "editheader"; addheader "X-A" "1";`},
+		`require ["ihave", "editheader"]; addheader "X-B" "2"; error "boom";`},
+	{"one script, stores of several times", nil,
+		`require ["editheader", "fileinto", "mailbox"]; addheader "X-A" "1"; fileinto :create "F"; addheader "X-B" "2"; keep; addheader "X-C" "3";`},
+}
+
+// storedSummary is what a maildir holds: each copy's folder, flags and
+// header (LF line ends, without the Return-Path and Delivered-To
+// delivery puts first), sorted.
+func storedSummary(t *testing.T, maildir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(maildir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		dir := filepath.Base(filepath.Dir(p))
+		if dir != "new" && dir != "cur" {
+			return nil
+		}
+		folder := strings.TrimPrefix(filepath.Base(filepath.Dir(filepath.Dir(p))), ".")
+		if filepath.Dir(filepath.Dir(p)) == filepath.Clean(maildir) {
+			folder = "INBOX"
+		}
+		flags := ""
+		if i := strings.Index(d.Name(), ":2,"); i >= 0 {
+			flags = d.Name()[i+3:]
+		}
+		b, _ := os.ReadFile(p)
+		h, _, _ := strings.Cut(string(b), "\n\n")
+		var kept []string
+		for _, l := range strings.Split(h, "\n") {
+			if !strings.HasPrefix(l, "Return-Path:") && !strings.HasPrefix(l, "Delivered-To:") {
+				kept = append(kept, l)
+			}
+		}
+		out = append(out, folder+" ["+flags+"] "+strings.Join(kept, "|"))
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
+
+// runSequence delivers the message through a Filter with the case's
+// scripts and returns what was stored.
+func runSequence(t *testing.T, tc sequenceCase, after []string, msg string) []string {
+	t.Helper()
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home, 0o755)
+	var beforePaths, afterPaths []string
+	for i, src := range tc.before {
+		p := fmt.Sprintf("%s/before%d.sieve", base, i)
+		os.WriteFile(p, []byte(src), 0o644)
+		beforePaths = append(beforePaths, p)
+	}
+	for i, src := range after {
+		p := fmt.Sprintf("%s/after%d.sieve", base, i)
+		os.WriteFile(p, []byte(src), 0o644)
+		afterPaths = append(afterPaths, p)
+	}
+	if tc.user != "" {
+		os.WriteFile(home+"/.dovecot.sieve", []byte(tc.user), 0o644)
+	}
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	f, _ := New(Options{Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}})
+	m := &delivery.Message{ID: "m", From: "a@b.c", Arrived: time.Now(),
+		Body: bytes.NewReader([]byte(strings.ReplaceAll(msg, "\n", "\r\n")))}
+	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	return storedSummary(t, home+"/mailbox")
+}
+
+const sequenceMessage = "From: a@b.c\nTo: u@x.y\nSubject: hi\n\nbody\n"
+
+// The script sequence against Pigeonhole's (sieve-test -e, the before
+// scripts given with -s): what each script sees of the others' edits,
+// and the header every stored copy carries.
+func TestOracleSequenceEdits(t *testing.T) {
+	bin, err := exec.LookPath("sieve-test")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sieve-test (Debian package dovecot-sieve) is missing; CI must have it")
+		}
+		t.Skip("sieve-test (Debian package dovecot-sieve) is not installed")
+	}
+	for _, tc := range sequenceCases {
+		t.Run(tc.name, func(t *testing.T) {
+			// sieve-test drops privileges to mail_uid: a directory anyone may write
+			dir, err := os.MkdirTemp("", "sieve-sequence")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			os.Chmod(dir, 0o777)
+			uid, gid := os.Getuid(), os.Getgid()
+			if uid == 0 {
+				uid, gid = 65534, 65534
+			}
+			write := func(name, s string) string {
+				p := filepath.Join(dir, name)
+				os.WriteFile(p, []byte(s), 0o644)
+				os.Chmod(p, 0o644)
+				return p
+			}
+			conf := write("dovecot.conf", fmt.Sprintf("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+				"mail_location = maildir:%s/mail\npostmaster_address = postmaster@example.org\nplugin {\n  sieve = file:%s/personal\n}\n", uid, gid, dir, dir))
+			args := []string{"-c", conf, "-x", "+editheader +mailbox +imap4flags +ihave", "-e", "-l", "maildir:" + dir + "/mail", "-f", "a@b.c", "-r", "u@x.y"}
+			for i, src := range tc.before {
+				args = append(args, "-s", write(fmt.Sprintf("before%d.sieve", i), src))
+			}
+			args = append(args, write("user.sieve", tc.user), write("msg.eml", sequenceMessage))
+			out, err := exec.Command(bin, args...).CombinedOutput()
+			if err != nil && !strings.Contains(string(out), "final result") {
+				t.Fatalf("sieve-test: %v\n%s", err, out)
+			}
+			theirs := storedSummary(t, dir+"/mail")
+			ours := runSequence(t, tc, nil, sequenceMessage)
+			if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+				t.Errorf("ours:\n  %s\ntheirs:\n  %s\nsieve-test: %s", strings.Join(ours, "\n  "), strings.Join(theirs, "\n  "), out)
+			}
+		})
 	}
 }
