@@ -241,7 +241,9 @@ func runSequence(t *testing.T, tc sequenceCase, after []string, msg string) []st
 	var beforePaths, afterPaths []string
 	for i, src := range tc.before {
 		p := fmt.Sprintf("%s/before%d.sieve", base, i)
-		os.WriteFile(p, []byte(src), 0o644)
+		if src != "" { // "": a script configured, not there
+			os.WriteFile(p, []byte(src), 0o644)
+		}
 		beforePaths = append(beforePaths, p)
 	}
 	for i, src := range after {
@@ -311,5 +313,66 @@ func TestOracleSequenceEdits(t *testing.T) {
 				t.Errorf("ours:\n  %s\ntheirs:\n  %s\nsieve-test: %s", strings.Join(ours, "\n  "), strings.Join(theirs, "\n  "), out)
 			}
 		})
+	}
+}
+
+// A script that cannot run (it does not compile) or fails ends the
+// sequence, as Pigeonhole's lda-sieve: the after scripts are not run,
+// what the earlier scripts did stands, and the message is kept (with
+// the earlier scripts' edits when the script could not run, as it came
+// when one failed).
+func TestSequenceStopsAtAScriptThatCannotRun(t *testing.T) {
+	after := []string{`require ["fileinto", "mailbox"]; fileinto :create "After";`}
+	addA := `require ["editheader", "fileinto", "mailbox", "copy"]; addheader "X-A" "1"; fileinto :copy :create "Before";`
+	for _, tc := range []struct {
+		sequenceCase
+		want []string
+	}{
+		{sequenceCase{"the user's script does not compile", []string{addA}, `fileinto "x";`},
+			[]string{"Before [] X-A: 1|From: a@b.c|To: u@x.y|Subject: hi", "INBOX [] X-A: 1|From: a@b.c|To: u@x.y|Subject: hi"}},
+		{sequenceCase{"the user's script fails", []string{addA}, `require "ihave"; error "boom";`},
+			[]string{"Before [] X-A: 1|From: a@b.c|To: u@x.y|Subject: hi", "INBOX [] From: a@b.c|To: u@x.y|Subject: hi"}},
+		{sequenceCase{"a before script fails", []string{`require "ihave"; error "boom";`}, `require ["fileinto", "mailbox"]; fileinto :create "User";`},
+			[]string{"INBOX [] From: a@b.c|To: u@x.y|Subject: hi"}},
+		{sequenceCase{"a before script does not compile", []string{`fileinto "x";`}, `require ["fileinto", "mailbox"]; fileinto :create "User";`},
+			[]string{"INBOX [] From: a@b.c|To: u@x.y|Subject: hi"}},
+		{sequenceCase{"a missing before script is skipped", []string{""}, `require ["editheader"]; addheader "X-U" "u";`},
+			[]string{"After [] X-U: u|From: a@b.c|To: u@x.y|Subject: hi"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runSequence(t, tc.sequenceCase, after, sequenceMessage)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("stored:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
+// A user's script disabled for its cumulative resource usage ends the
+// sequence too: the after scripts are not run.
+func TestSequenceStopsAtADisabledScript(t *testing.T) {
+	f, home, r, now := usageSetup(t)
+	for i := 1; i <= 3; i++ {
+		deliverOnce(t, f, home, r, fmt.Sprintf("m%d", i))
+		*now = now.Add(10 * time.Minute)
+	}
+	afterScript := filepath.Join(t.TempDir(), "after.sieve")
+	os.WriteFile(afterScript, []byte(`require ["fileinto", "mailbox"]; fileinto :create "After";`), 0o644)
+	o := f.o
+	o.After = []string{afterScript}
+	f2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2.usage = f.usage
+	inbox := stored(home, "")
+	if log := deliverOnce(t, f2, home, r, "r"); !strings.HasSuffix(log, "msg_id=r: "+refused) {
+		t.Fatalf("user log %q, want the script refused", log)
+	}
+	if n := stored(home, ".After"); n != 0 {
+		t.Errorf("%d copies in After: the after script ran", n)
+	}
+	if n := stored(home, ""); n != inbox+1 {
+		t.Errorf("INBOX has %d copies, want %d", n, inbox+1)
 	}
 }
