@@ -174,3 +174,39 @@ func TestSanitize(t *testing.T) {
 		}
 	}
 }
+
+// Pieces on odd headers: a last line without a line end, a field the
+// parser skips (no name), a folded field deleted.
+func TestEditPieces(t *testing.T) {
+	for _, tc := range []struct{ msg, script, want string }{
+		{"A: 1\r\nB: 2", `addheader :last "X" "y"; deleteheader "a";`, "B: 2\r\nX: y\r\n"},
+		{": odd\r\nA: 1\r\nB: 2\r\n\r\nbody", `deleteheader "b"; addheader "T" "t";`, "T: t\r\n: odd\r\nA: 1\r\n\r\nbody"},
+		{"A: 1\r\n folded\r\nB: 2\n\nbody\n", `deleteheader "a"; addheader :last "L" "l";`, "B: 2\nL: l\r\n\nbody\n"},
+		{"A: 1\r\n\r\n", `deleteheader "a";`, "\r\n"},
+	} {
+		msg, err := ReadMessage(strings.NewReader(tc.msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Compile([]byte(`require "editheader"; `+tc.script), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := s.Run(msg, Envelope{})
+		pieces, err := res.Edit.Pieces(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, p := range pieces {
+			if p.Data != nil {
+				b.Write(p.Data)
+			} else {
+				b.WriteString(tc.msg[p.Off : p.Off+p.Len])
+			}
+		}
+		if b.String() != tc.want {
+			t.Errorf("%q with %s: %q, want %q", tc.msg, tc.script, b.String(), tc.want)
+		}
+	}
+}
