@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,13 +138,17 @@ func New(o Options) (*Filter, error) {
 
 // plan is what the scripts decided for one recipient.
 type plan struct {
-	mb        *directory.Mailbox
-	stores    []delivery.Recipient
+	mb     *directory.Mailbox
+	stores []delivery.Recipient
+	// edits[i] is the header stores[i] carries (editheader), nil: the
+	// message's own
+	edits     []*sieve.HeaderEdit
 	redirects []string
-	vacation  *sieve.VacationReply
-	notifies  []*sieve.Notification // enotify's notifications, in order
-	reject    *string
-	edited    []byte // editheader's header, or nil
+	// redirectEdits[i] is the header the redirect to redirects[i] carries
+	redirectEdits []*sieve.HeaderEdit
+	vacation      *sieve.VacationReply
+	notifies      []*sieve.Notification // enotify's notifications, in order
+	reject        *string
 	// dupMarks are the duplicate tests' ids (RFC 7352) to remember once
 	// the copies are stored: a message that is not stored was not seen.
 	dupMarks []sieve.DuplicateMark
@@ -160,7 +166,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	type edited struct {
 		rcpt   int
 		stores []delivery.Recipient
-		header []byte
+		edit   *sieve.HeaderEdit
 	}
 	var editedCopies []edited
 	plans := make([]*plan, len(rcpts))
@@ -191,18 +197,27 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
 			continue
 		}
-		if p.edited != nil {
-			editedCopies = append(editedCopies, edited{i, p.stores, p.edited})
-			continue
-		}
-		for _, s := range p.stores {
+		for j, s := range p.stores {
+			if e := p.edits[j]; e != nil {
+				// copies with the same edit are one message
+				k := len(editedCopies) - 1
+				for k >= 0 && (editedCopies[k].rcpt != i || editedCopies[k].edit != e) {
+					k--
+				}
+				if k < 0 {
+					editedCopies = append(editedCopies, edited{rcpt: i, edit: e})
+					k = len(editedCopies) - 1
+				}
+				editedCopies[k].stores = append(editedCopies[k].stores, s)
+				continue
+			}
 			batch = append(batch, s)
 			owner = append(owner, i)
 		}
 	}
 	f.storeAll(ctx, m, batch, owner, errs)
 	for _, e := range editedCopies {
-		em, err := mr.withHeader(e.header)
+		em, err := mr.edited(e.edit)
 		if err != nil {
 			// The edits cannot be applied: the copies go as received.
 			f.log.Warn("sieve: editheader not applied", "msg_id", m.ID, "to", rcpts[e.rcpt].Address, "err", err)
@@ -352,19 +367,35 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 	}
 	env := sieve.Envelope{From: m.From, To: envTo}
 	p := &plan{mb: mb}
-	implicit := true
+	// The sequence as Pigeonhole's multiscript runs it: each script sees
+	// the header as the scripts before it edited it (edit); it goes on
+	// only while the implicit keep is in effect (a fileinto, redirect or
+	// discard ends it; stop does not, nor an explicit keep). A script
+	// that cannot run (it does not compile, or is disabled) or fails
+	// ends it: what the earlier scripts did stands, and the message is
+	// kept.
+	implicit, failed := true, false
 	var keepFlags []string
+	var edit *sieve.HeaderEdit
+	// keep is the last explicit keep: an explicit keep of an earlier
+	// script is Pigeonhole's deferred keep, which the final keep stores
+	// (its flags, the header as it was then) while the implicit keep is
+	// in effect, and which is dropped once a later script cancels it.
+	var keep *sieve.Action
 	var explicit []sieve.Action
 	for i, s := range scripts {
 		if !implicit {
-			// As Pigeonhole's multiscript: the sequence goes on only while
-			// the implicit keep is in effect (a fileinto, redirect or
-			// discard of a before script ends it; stop does not).
 			break
 		}
 		if s.err != nil {
+			if i != userIdx && errors.Is(s.err, fs.ErrNotExist) {
+				// an administrator's script that is not there is
+				// skipped, as Pigeonhole skips it
+				f.log.Warn("sieve: script missing, skipped", "msg_id", m.ID, "to", r.Address, "script", s.name)
+				continue
+			}
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
-			continue
+			break
 		}
 		if i == userIdx {
 			uid, gid := f.owner(r)
@@ -376,11 +407,11 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 				// Pigeonhole refuses to open its binary: as a script
 				// that does not compile, the message is kept
 				f.scriptError(m, r, mb, s.name, true, "open", errDisabled)
-				continue
+				break
 			}
 		}
 		start := time.Now()
-		res := f.run(sctx, s, msg, env, mb.Home)
+		res := f.run(sctx, s, msg, env, mb.Home, edit)
 		if res.Err != nil && ctx.Err() != nil {
 			// The delivery is cancelled (its deadline, a shutdown), not
 			// the script failed: the copy is not stored either.
@@ -393,24 +424,38 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 		if res.Err != nil {
 			// Its limits (sieve.ErrWorkLimit, ErrTimeLimit, errScriptsTime)
 			// included: the message is kept and delivered, never
-			// deferred, for a retry would spend them again.
+			// deferred, for a retry would spend them again. As
+			// Pigeonhole's failure keep: into the INBOX, without flags,
+			// as the message came (no script's edits).
 			f.scriptError(m, r, mb, s.name, i == userIdx, "run", res.Err)
+			failed = true
+			break
 		}
-		if res.EditedHeader != nil {
-			p.edited = res.EditedHeader
-		}
+		edit = res.Edit
 		sawKeep := false
 		for _, a := range res.Actions {
-			if a.Kind == sieve.Store && a.Implicit {
+			switch {
+			case a.Kind == sieve.Store && a.Implicit:
 				sawKeep = true
 				keepFlags = a.Flags
-				continue
+			case a.Kind == sieve.Store && a.Keep:
+				sawKeep = true
+				k := a
+				keep = &k
+			default:
+				explicit = append(explicit, a)
 			}
-			explicit = append(explicit, a)
 		}
 		if !sawKeep {
 			implicit = false
 		}
+	}
+	keepEdit := edit
+	switch {
+	case failed:
+		keepFlags, keepEdit = nil, nil
+	case keep != nil:
+		keepFlags, keepEdit = keep.Flags, keep.Edit
 	}
 	junk := r.Folder // the milter's verdict: the INBOX's stand-in
 	inbox := func(flags []string) delivery.Recipient {
@@ -422,20 +467,21 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 		switch a.Kind {
 		case sieve.Store:
 			if a.Inbox() {
-				p.addStore(inbox(a.Flags))
+				p.addStore(inbox(a.Flags), a.Edit)
 				continue
 			}
 			dir, err := maildirFolder(a.Folder)
 			if err != nil {
 				f.userNotice(m, r, mb, fmt.Sprintf("fileinto %q: %v: kept in INBOX", printable(a.Folder, 100), err))
-				p.addStore(inbox(a.Flags))
+				p.addStore(inbox(a.Flags), a.Edit)
 				continue
 			}
 			c := *r
 			c.Folder, c.NoCreate, c.Flags = dir, !a.Create, a.Flags
-			p.addStore(c)
+			p.addStore(c, a.Edit)
 		case sieve.Redirect:
 			p.redirects = append(p.redirects, a.Address)
+			p.redirectEdits = append(p.redirectEdits, a.Edit)
 		case sieve.Reject:
 			reason := oneLine(a.Reason, 200)
 			if reason == "" {
@@ -449,18 +495,18 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 		}
 	}
 	if p.reject != nil {
-		p.stores, p.redirects = nil, nil
+		p.stores, p.edits, p.redirects, p.redirectEdits = nil, nil, nil, nil
 		return p, nil
 	}
 	if len(p.redirects) > 0 {
 		if why := f.redirectRefused(msg, r); why != "" {
 			f.log.Warn("sieve: redirect not made, message kept", "msg_id", m.ID, "to", r.Address, "reason", why)
-			p.redirects = nil
+			p.redirects, p.redirectEdits = nil, nil
 			implicit = implicit || len(p.stores) == 0
 		}
 	}
 	if implicit {
-		p.addStore(inbox(keepFlags))
+		p.addStore(inbox(keepFlags), keepEdit)
 	}
 	for j := range p.stores {
 		if r.CopyKey != "" && j > 0 {
@@ -472,12 +518,13 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 
 // run runs one compiled script: the one place the interpreter's run
 // options (time, duplicate store, spam headers) are given.
-func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, home string) sieve.Result {
+func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, home string, edit *sieve.HeaderEdit) sieve.Result {
 	return s.script.RunContext(ctx, msg, env, sieve.RunOptions{
 		Now:         f.o.Now(),
 		Duplicates:  duplicates(home),
 		SpamTest:    sieve.DefaultSpamTest(),
 		Environment: f.environment(msg),
+		Edit:        edit,
 	})
 }
 
@@ -511,11 +558,13 @@ func (f *Filter) commitDuplicates(m *delivery.Message, r *delivery.Recipient, p 
 	}
 }
 
-// addStore adds a copy, merging one for a folder already listed (their
-// flags joined), as Pigeonhole stores a message once per folder.
-func (p *plan) addStore(c delivery.Recipient) {
+// addStore adds a copy carrying edit (nil: the message's header), merging
+// one for a folder already listed (their flags joined, the later edit
+// kept), as Pigeonhole stores a message once per folder.
+func (p *plan) addStore(c delivery.Recipient, edit *sieve.HeaderEdit) {
 	for i := range p.stores {
 		if strings.EqualFold(p.stores[i].Folder, c.Folder) {
+			p.edits[i] = edit
 			for _, fl := range c.Flags {
 				if !containsFold(p.stores[i].Flags, fl) {
 					p.stores[i].Flags = append(p.stores[i].Flags, fl)
@@ -525,6 +574,7 @@ func (p *plan) addStore(c delivery.Recipient) {
 		}
 	}
 	p.stores = append(p.stores, c)
+	p.edits = append(p.edits, edit)
 }
 
 func containsFold(list []string, s string) bool {
@@ -613,19 +663,91 @@ func (mr *messageReader) sieveMessage() (*sieve.Message, error) {
 	return mr.msg, mr.err
 }
 
-// withHeader is the message with its whole header replaced by h
-// (editheader's result, trace fields included).
-func (mr *messageReader) withHeader(h []byte) (*delivery.Message, error) {
-	data, err := io.ReadAll(mr.full())
+// edited is the message with editheader's edit applied to its header
+// (sieve.HeaderEdit.Pieces): every field the scripts did not delete kept,
+// those past what they saw included; its octets are read in place from
+// the message as it is stored, never copied whole.
+func (mr *messageReader) edited(e *sieve.HeaderEdit) (*delivery.Message, error) {
+	msg, err := mr.sieveMessage()
 	if err != nil {
 		return nil, err
 	}
-	i := bytes.Index(data, []byte("\r\n\r\n"))
-	if i < 0 {
-		return nil, errors.New("message without a header end")
+	pieces, err := e.Pieces(msg)
+	if err != nil {
+		return nil, err
 	}
-	out := append(append([]byte(nil), h...), data[i+4:]...)
+	src := mr.content()
+	parts := make([]delivery.Content, 0, len(pieces))
+	for _, pc := range pieces {
+		if pc.Data != nil {
+			parts = append(parts, delivery.MemContent(pc.Data))
+		} else {
+			parts = append(parts, io.NewSectionReader(src, pc.Off, pc.Len))
+		}
+	}
 	em := *mr.m
-	em.Header, em.Body = nil, bytes.NewReader(out)
+	em.Header, em.Body = nil, newSplice(parts...)
 	return &em, nil
+}
+
+// content is the message as stored (trace header, then the received
+// message) as one Content.
+func (mr *messageReader) content() delivery.Content {
+	if mr.m.Body == nil {
+		return delivery.MemContent(mr.m.Header)
+	}
+	return newSplice(delivery.MemContent(mr.m.Header), mr.m.Body)
+}
+
+// splice is Contents one after the other, read in place.
+type splice struct {
+	parts []delivery.Content
+	ends  []int64 // where each part ends in the whole
+}
+
+func newSplice(parts ...delivery.Content) *splice {
+	s := &splice{}
+	var at int64
+	for _, p := range parts {
+		if p.Size() == 0 {
+			continue
+		}
+		at += p.Size()
+		s.parts = append(s.parts, p)
+		s.ends = append(s.ends, at)
+	}
+	return s
+}
+
+func (s *splice) Size() int64 {
+	if len(s.ends) == 0 {
+		return 0
+	}
+	return s.ends[len(s.ends)-1]
+}
+
+func (s *splice) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("splice.ReadAt: negative offset")
+	}
+	i := sort.Search(len(s.ends), func(i int) bool { return s.ends[i] > off })
+	n := 0
+	for n < len(p) && i < len(s.parts) {
+		start := s.ends[i] - s.parts[i].Size()
+		want := p[n:min(len(p), n+int(s.ends[i]-off))]
+		k, err := s.parts[i].ReadAt(want, off-start)
+		n += k
+		off += int64(k)
+		if k < len(want) {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // a part shorter than its Size
+			}
+			return n, err
+		}
+		i++
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

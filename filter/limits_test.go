@@ -179,7 +179,7 @@ foreverypart { addheader :last "X-A" "${v}"; }`
 	if err != nil || !bytes.Contains(b, []byte("\nFrom: a@z.z\nSubject: parts\nMIME-Version: 1.0\n")) || bytes.Contains(b, []byte("X-A:")) {
 		t.Errorf("stored %.200q (%v), want the message unedited", b, err)
 	}
-	want := "msg_id=m4: ~/.dovecot.sieve: run error: line 2, column 16: addheader action: the edited header would exceed 5000 fields or 1048576 bytes: message kept in INBOX\n"
+	want := "msg_id=m4: ~/.dovecot.sieve: run error: line 2, column 16: addheader action: the fields added would exceed 5000 fields or 1048576 bytes: message kept in INBOX\n"
 	if log, err := os.ReadFile(filepath.Join(home, UserLogName)); !strings.HasSuffix(string(log), want) {
 		t.Errorf("user log %q (%v), want %q", log, err, want)
 	}

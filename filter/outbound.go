@@ -47,15 +47,32 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delive
 		}
 	}
 	if len(p.redirects) > 0 {
-		rm := m
-		if p.edited != nil {
-			// editheader's header goes with the redirected copy too.
-			if em, err := (&messageReader{m: m}).withHeader(p.edited); err == nil {
-				rm = em
+		// editheader's header goes with the redirected copies too, each
+		// as it was when the script redirected
+		mr := &messageReader{m: m}
+		done := make([]bool, len(p.redirects))
+		for i, e := range p.redirectEdits {
+			if done[i] {
+				continue
 			}
-		}
-		if err := f.redirect(ctx, rm, r, p); err != nil {
-			return err
+			var to []string
+			for j := i; j < len(p.redirects); j++ {
+				if !done[j] && p.redirectEdits[j] == e {
+					to, done[j] = append(to, p.redirects[j]), true
+				}
+			}
+			rm := m
+			if e != nil {
+				em, err := mr.edited(e)
+				if err != nil {
+					f.log.Warn("sieve: editheader not applied to the redirect", "msg_id", m.ID, "to", r.Address, "err", err)
+				} else {
+					rm = em
+				}
+			}
+			if err := f.redirect(ctx, rm, r, to); err != nil {
+				return err
+			}
 		}
 	}
 	if p.vacation != nil {
@@ -104,7 +121,7 @@ func (f *Filter) redirectRefused(msg *sieve.Message, r *delivery.Recipient) stri
 // with RedirectedHeader and Delivered-To (which courriel's and Postfix's
 // loop checks read), from the original sender (SRS-rewritten when
 // configured, as alias forwards).
-func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
+func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.Recipient, to []string) error {
 	remoteFrom := m.From
 	if f.o.SRS != nil && m.From != "" {
 		if rf, err := f.o.SRS.Forward(m.From); err == nil {
@@ -117,7 +134,7 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 	if _, err := data.ReadFrom((&messageReader{m: m}).full()); err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot read the message to redirect", Err: err}
 	}
-	remote, local, err := f.route(ctx, p.redirects)
+	remote, local, err := f.route(ctx, to)
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot route the redirect", Err: err}
 	}
@@ -131,7 +148,7 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot queue the redirect", Err: err}
 	}
-	f.log.Info("sieve: redirected", "msg_id", m.ID, "to", r.Address, "redirect_to", strings.Join(p.redirects, ","), "queue_id", qid)
+	f.log.Info("sieve: redirected", "msg_id", m.ID, "to", r.Address, "redirect_to", strings.Join(to, ","), "queue_id", qid)
 	return nil
 }
 

@@ -18,7 +18,8 @@
 //	// Redirect (Address), Discard, Reject (Reason, Extended for ereject),
 //	// Vacation (Vacation: the reply asked for; sending it is delivery's),
 //	// Notify (Notify: the enotify notification asked for; delivery's too).
-//	// res.EditedHeader: the header to store instead of the message's (editheader).
+//	// res.Edit: editheader's header (each Store and Redirect has its own, Action.Edit;
+//	// HeaderEdit.Pieces places it in the message); RunOptions.Edit carries it to the next script.
 //	// res.DuplicateMarks: commit them (dups.Commit(res.DuplicateMarks, now))
 //	// once the message is stored, never before.
 //	// No Store and no Redirect: nothing is delivered. res.Err != nil: the script failed at runtime, and
@@ -78,12 +79,19 @@
 //     Pigeonhole; values are at most 2048 bytes (Pigeonhole's
 //     sieve_editheader_max_header_size: a compile error for a constant,
 //     a runtime error for a value made at run time, with Pigeonhole's
-//     messages), folded at 80 columns. The edited header stays within
-//     what ReadMessage shows a script (5,000 fields, 1 MiB): an
-//     addheader past it fails the run (Pigeonhole has no such bound),
-//     so that a loop cannot grow it to hundreds of megabytes. Later
-//     tests see the edited header (size included, as Pigeonhole);
-//     Result.EditedHeader carries it.
+//     messages), folded at 80 columns. What the edits add stays within
+//     what ReadMessage shows a script (5,000 fields, 1 MiB) more than
+//     the message's own fields: an addheader past it fails the run
+//     (Pigeonhole has no such bound), so that a loop cannot grow it to
+//     hundreds of megabytes. Later tests see the edited header (size
+//     included, as Pigeonhole), and so do the scripts after it in a
+//     sequence (Result.Edit given as RunOptions.Edit). Each Store and
+//     Redirect carries the header as it was when the action was taken
+//     (Action.Edit; the implicit keep, the run's end), as Pigeonhole
+//     stores the message as it was then; HeaderEdit.Pieces applies the
+//     edits to the message itself (fields added at the top and bottom,
+//     those deleted cut out by their place), so that the fields past
+//     what a script sees are kept, and the deliverer streams the rest.
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the

@@ -1,14 +1,17 @@
 package sieve
 
 import (
+	"errors"
 	"mime"
 	"strings"
 	"unicode/utf8"
 )
 
 // editheader (RFC 5293): addheader and deleteheader change the header the
-// rest of the script sees and the header of every copy stored or
-// redirected (Result.EditedHeader).
+// rest of the script sees, the scripts after it in a sequence
+// (RunOptions.Edit), and the copies stored or redirected: each Store and
+// Redirect carries the header as it was when the script took the action
+// (Action.Edit), as Pigeonhole stores the message as it was then.
 
 var editheaderCommands = map[string]spec{
 	"addheader": {ext: "editheader", pos: []valueKind{vString, vString}, tags: map[string]tagSpec{"last": {}}},
@@ -21,14 +24,16 @@ var editheaderCommands = map[string]spec{
 // is a compile error, a longer value made at run time a runtime error.
 const maxEditedHeaderValue = 2048
 
-// The edited header as a whole stays within what ReadMessage lets a
-// script see of a message's header (maxHeaderFields fields,
-// maxHeaderBytes octets, counted with LF line ends): an addheader that
-// would take it past either is a runtime error (the message kept in
-// INBOX with its own header). Pigeonhole has no such bound, only its
-// CPU time: without it an addheader in a foreverypart loop (100,000
-// iterations of 2 KB values) grew the header to 200 MB, held in memory
-// and written with every copy.
+// What the edits add stays within what ReadMessage lets a script see of
+// a message's header (maxHeaderFields fields, maxHeaderBytes octets,
+// counted with LF line ends): the edited header holds at most that many
+// fields and octets more than the message's own fields the script saw
+// (for a large header, those within the bounds; the fields past them are
+// kept in the copies as they are, HeaderEdit.Pieces). An addheader past
+// it is a runtime error (the message kept in INBOX with its own header).
+// Pigeonhole has no such bound, only its CPU time: without it an
+// addheader in a foreverypart loop (100,000 iterations of 2 KB values)
+// grew the header to 200 MB, held in memory and written with every copy.
 const (
 	maxEditedFields = maxHeaderFields
 	maxEditedBytes  = maxHeaderBytes
@@ -39,6 +44,104 @@ const (
 type headerField struct {
 	name string
 	raw  string
+	// orig is the field's number among the message's fields (1 for the
+	// first), 0 for a field addheader added
+	orig int
+	// bottom: added with :last, after every field of the message
+	bottom bool
+}
+
+// HeaderEdit is what editheader made of a message's header: the fields a
+// script sees in their order, each added one or one of the message's.
+// Immutable: a later edit makes a new one.
+type HeaderEdit struct {
+	fields    []headerField
+	sizeDelta int64 // what the edits added to the size (LF line ends)
+	// the fields' size (LF line ends), and the bounds of fields and size:
+	// maxEditedFields and maxEditedBytes past the message's own
+	editedBytes, maxBytes int64
+	maxFields             int
+}
+
+// Header is the edited header block as a script sees it: CRLF line ends,
+// the empty line last (the message's fields past what ReadMessage shows a
+// script are not in it; they are in Pieces). nil for a nil edit.
+func (e *HeaderEdit) Header() []byte {
+	if e == nil {
+		return nil
+	}
+	var b strings.Builder
+	for _, f := range e.fields {
+		b.WriteString(f.raw)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// Piece is a part of an edited message: Data to write, or, when Data is
+// nil, the octets [Off, Off+Len) of the input ReadMessage read.
+type Piece struct {
+	Data     []byte
+	Off, Len int64
+}
+
+// Pieces is the edited message as pieces of the message msg was read
+// from (ReadMessage): the fields added at the top, the message's header
+// without the fields deleted (every field past what a script sees kept
+// as it is), the fields added with :last, then the rest of the message
+// from the empty line on. The message itself is never read here: a
+// deliverer streams it. An error when msg was not made by ReadMessage.
+func (e *HeaderEdit) Pieces(msg *Message) ([]Piece, error) {
+	l := msg.layout
+	if l == nil {
+		return nil, errors.New("sieve: the message's header layout is unknown")
+	}
+	if e == nil {
+		return []Piece{{Off: 0, Len: l.total}}, nil
+	}
+	var out []Piece
+	kept := make([]bool, len(l.spans))
+	for _, f := range e.fields {
+		switch {
+		case f.orig > len(l.spans):
+			return nil, errors.New("sieve: the edit is not of this message")
+		case f.orig > 0:
+			kept[f.orig-1] = true
+		case !f.bottom:
+			out = append(out, Piece{Data: []byte(f.raw + "\r\n")})
+		}
+	}
+	// the header, the deleted fields cut out
+	var at int64
+	for i, sp := range l.spans {
+		if kept[i] {
+			continue
+		}
+		if sp.start > at {
+			out = append(out, Piece{Off: at, Len: sp.start - at})
+		}
+		at = sp.end
+	}
+	if l.end > at {
+		out = append(out, Piece{Off: at, Len: l.end - at})
+	}
+	bottomAt := len(out)
+	for _, f := range e.fields {
+		if f.orig == 0 && f.bottom {
+			out = append(out, Piece{Data: []byte(f.raw + "\r\n")})
+		}
+	}
+	if l.noEOL && l.end > at && len(out) > bottomAt {
+		// the header's last line had no line end: the added fields
+		// start lines of their own
+		out = append(out[:bottomAt+1], out[bottomAt:]...)
+		out[bottomAt] = Piece{Data: []byte("\r\n")}
+	}
+	if l.total > l.end {
+		out = append(out, Piece{Off: l.end, Len: l.total - l.end})
+	}
+	return out, nil
 }
 
 // lfSize is the field's size with LF line ends, its own included, as the
@@ -165,9 +268,15 @@ func fieldValue(raw string) string {
 	return strings.TrimLeft(unfold(v), " \t")
 }
 
-// startEdit copies the message's header into the editable list once.
+// startEdit makes the edited list the run may change: the message's
+// header copied in once, a list a snapshot shares copied again.
 func (r *runner) startEdit() {
+	r.snap = nil
 	if r.edited != nil {
+		if r.editShared {
+			r.edited = append(make([]headerField, 0, len(r.edited)+1), r.edited...)
+			r.editShared = false
+		}
 		return
 	}
 	r.edited = []headerField{}
@@ -180,21 +289,26 @@ func (r *runner) startEdit() {
 		s := strings.TrimRight(string(raw), "\r\n")
 		// CRLF inside folds, whatever the message had
 		s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
-		f := headerField{name: fields.Key(), raw: s}
+		f := headerField{name: fields.Key(), raw: s, orig: len(r.edited) + 1}
 		r.edited = append(r.edited, f)
 		r.editedBytes += f.lfSize()
 	}
+	r.maxEditedFields = len(r.edited) + maxEditedFields
+	r.maxEditedBytes = r.editedBytes + maxEditedBytes
 }
 
-// editedHeader is the header block: CRLF line ends, the empty line last.
-func (r *runner) editedHeader() []byte {
-	var b strings.Builder
-	for _, f := range r.edited {
-		b.WriteString(f.raw)
-		b.WriteString("\r\n")
+// snapshot is the header as edited so far, for an action taken now and
+// for the result; nil while unedited. Later edits do not change it.
+func (r *runner) snapshot() *HeaderEdit {
+	if r.edited == nil {
+		return nil
 	}
-	b.WriteString("\r\n")
-	return []byte(b.String())
+	if r.snap == nil {
+		r.snap = &HeaderEdit{fields: r.edited, sizeDelta: r.sizeDelta, editedBytes: r.editedBytes,
+			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields}
+		r.editShared = true
+	}
+	return r.snap
 }
 
 func (r *runner) addheader(c *Command, n *node) error {
@@ -219,12 +333,13 @@ func (r *runner) addheader(c *Command, n *node) error {
 	r.startEdit()
 	r.budget.spend(decodeCost * len(value))
 	f := headerField{name: name, raw: formatField(name, value)}
-	if len(r.edited) >= maxEditedFields || r.editedBytes+f.lfSize() > maxEditedBytes {
-		return r.errorf(c.Pos, "addheader action: the edited header would exceed %d fields or %d bytes", maxEditedFields, maxEditedBytes)
+	if len(r.edited) >= r.maxEditedFields || r.editedBytes+f.lfSize() > r.maxEditedBytes {
+		return r.errorf(c.Pos, "addheader action: the fields added would exceed %d fields or %d bytes", maxEditedFields, maxEditedBytes)
 	}
 	r.sizeDelta += f.lfSize()
 	r.editedBytes += f.lfSize()
 	if _, last := n.tags["last"]; last {
+		f.bottom = true
 		r.edited = append(r.edited, f)
 	} else {
 		r.budget.spend(len(r.edited))

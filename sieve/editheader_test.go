@@ -57,8 +57,8 @@ foreverypart { addheader :last "X-A" "1"; }`, "exceed 5000 fields"},
 			if !errors.As(res.Err, &se) || !strings.Contains(se.Reason, tc.want) || se.Line != 2 {
 				t.Errorf("Err %v, want a runtime error at line 2 saying %q", res.Err, tc.want)
 			}
-			if res.EditedHeader != nil || len(res.Actions) != 1 || !res.Actions[0].Inbox() {
-				t.Errorf("actions %+v, edited header of %d octets: want the keep, unedited", res.Actions, len(res.EditedHeader))
+			if res.Edit != nil || len(res.Actions) != 1 || !res.Actions[0].Inbox() {
+				t.Errorf("actions %+v, edited header of %d octets: want the keep, unedited", res.Actions, len(res.Edit.Header()))
 			}
 			// the message's parts and the run's caches beside the
 			// header's megabyte
@@ -82,7 +82,7 @@ if size :over 2000000 { fileinto "big"; }`
 	if res.Err != nil || len(res.Actions) != 1 || !res.Actions[0].Inbox() {
 		t.Fatalf("Err %v, actions %+v", res.Err, res.Actions)
 	}
-	if n := strings.Count(string(res.EditedHeader), "X-B: 1\r\n"); n != 3001 {
+	if n := strings.Count(string(res.Edit.Header()), "X-B: 1\r\n"); n != 3001 {
 		t.Errorf("%d fields added, want 3001 (the message and its parts)", n)
 	}
 	// 450 values of 2 KB: 900 KB, within the megabyte
@@ -171,6 +171,42 @@ func TestSanitize(t *testing.T) {
 	} {
 		if got := sanitize(tc.in, 80); got != tc.want {
 			t.Errorf("sanitize(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Pieces on odd headers: a last line without a line end, a field the
+// parser skips (no name), a folded field deleted.
+func TestEditPieces(t *testing.T) {
+	for _, tc := range []struct{ msg, script, want string }{
+		{"A: 1\r\nB: 2", `addheader :last "X" "y"; deleteheader "a";`, "B: 2\r\nX: y\r\n"},
+		{": odd\r\nA: 1\r\nB: 2\r\n\r\nbody", `deleteheader "b"; addheader "T" "t";`, "T: t\r\n: odd\r\nA: 1\r\n\r\nbody"},
+		{"A: 1\r\n folded\r\nB: 2\n\nbody\n", `deleteheader "a"; addheader :last "L" "l";`, "B: 2\nL: l\r\n\nbody\n"},
+		{"A: 1\r\n\r\n", `deleteheader "a";`, "\r\n"},
+	} {
+		msg, err := ReadMessage(strings.NewReader(tc.msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Compile([]byte(`require "editheader"; `+tc.script), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := s.Run(msg, Envelope{})
+		pieces, err := res.Edit.Pieces(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, p := range pieces {
+			if p.Data != nil {
+				b.Write(p.Data)
+			} else {
+				b.WriteString(tc.msg[p.Off : p.Off+p.Len])
+			}
+		}
+		if b.String() != tc.want {
+			t.Errorf("%q with %s: %q, want %q", tc.msg, tc.script, b.String(), tc.want)
 		}
 	}
 }

@@ -64,7 +64,7 @@ vacation :days 3 :subject "Away" "Back on Monday.";
 			case sieve.Vacation:
 				fmt.Println("vacation", a.Vacation.Subject, a.Vacation.Period)
 			case sieve.Store:
-				fmt.Printf("store %s with %q\n", a.Folder, strings.SplitN(string(res.EditedHeader), "\r\n", 2)[0])
+				fmt.Printf("store %s with %q\n", a.Folder, strings.SplitN(string(res.Edit.Header()), "\r\n", 2)[0])
 			case sieve.Discard:
 				fmt.Println("discard")
 			}

@@ -50,13 +50,13 @@ func TestEditedHeader(t *testing.T) {
 				t.Fatal(res.Err)
 			}
 			if tt.want == "" {
-				if res.EditedHeader != nil {
-					t.Fatalf("EditedHeader %q, want nil", res.EditedHeader)
+				if res.Edit != nil {
+					t.Fatalf("EditedHeader %q, want nil", res.Edit.Header())
 				}
 				return
 			}
-			if string(res.EditedHeader) != tt.want {
-				t.Fatalf("EditedHeader:\n%q\nwant\n%q", res.EditedHeader, tt.want)
+			if string(res.Edit.Header()) != tt.want {
+				t.Fatalf("EditedHeader:\n%q\nwant\n%q", res.Edit.Header(), tt.want)
 			}
 		})
 	}
@@ -64,12 +64,12 @@ func TestEditedHeader(t *testing.T) {
 	// (a header injection): it becomes a space. Pigeonhole 2.3.19 keeps
 	// something of it ("newlines?nd" in sieve-test's listing).
 	res := compileRun(t, "require \"editheader\"; addheader \"X-NL\" text:\nfolded\n here\nX-Injected: yes\n.\n;", msg, RunOptions{})
-	if !strings.HasPrefix(string(res.EditedHeader), "X-NL: folded here X-Injected: yes\r\n") {
-		t.Errorf("bare line break: %q", res.EditedHeader)
+	if !strings.HasPrefix(string(res.Edit.Header()), "X-NL: folded here X-Injected: yes\r\n") {
+		t.Errorf("bare line break: %q", res.Edit.Header())
 	}
 	long := strings.Repeat("word ", 40)
 	res = compileRun(t, `require ["editheader", "variables"]; set "v" "`+long+`"; addheader "X-Long" "${v}";`, msg, RunOptions{})
-	for _, line := range strings.Split(string(res.EditedHeader), "\r\n") {
+	for _, line := range strings.Split(string(res.Edit.Header()), "\r\n") {
 		if len(line) > 80 { // Dovecot's width
 			t.Errorf("line of %d octets: %q", len(line), line)
 		}

@@ -52,6 +52,11 @@ type RunOptions struct {
 	// server and the client; the zero value knows only the name, the
 	// version, the location (MDA) and the phase (during).
 	Environment Environment
+	// Edit is the header as the scripts before this one in a sequence
+	// (Pigeonhole's sieve_before, the user's, sieve_after) left it: their
+	// Result.Edit, of the same Message. The run sees it and edits it
+	// further. nil: the message's own header.
+	Edit *HeaderEdit
 }
 
 // Run runs the script on a message for one recipient at the present time,

@@ -172,7 +172,7 @@ func FuzzCompile(f *testing.F) {
 		if res.Err != nil && (len(res.Actions) != 1 || res.Actions[0].Folder != "INBOX") {
 			t.Fatalf("failed run without a keep into INBOX: %+v", res)
 		}
-		if h := res.EditedHeader; h != nil {
+		if h := res.Edit.Header(); h != nil {
 			if _, err := ReadMessage(bytes.NewReader(append(h, "body\r\n"...))); err != nil || !bytes.HasSuffix(h, []byte("\r\n\r\n")) {
 				t.Fatalf("edited header %q does not parse: %v", h, err)
 			}

@@ -33,6 +33,9 @@ type Message struct {
 	// the whole message.
 	Body          []byte
 	BodyTruncated bool
+	// layout is where ReadMessage found the header's fields; nil for a
+	// Message made otherwise.
+	layout *headerLayout
 }
 
 // ReadMessage reads a message (LF or CRLF line ends), keeping its header,
@@ -46,11 +49,11 @@ func ReadMessage(r io.Reader) (*Message, error) {
 func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 	cr := &lfCounter{r: r}
 	br := bufio.NewReader(cr)
-	block, err := readHeaderBlock(br, maxHeaderBytes)
+	hs, err := scanHeader(br, maxHeaderBytes)
 	if err != nil {
 		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
 	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(block)))
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hs.block)))
 	if err != nil {
 		return nil, fmt.Errorf("sieve: reading the message header: %w", err)
 	}
@@ -66,7 +69,14 @@ func ReadMessageLimit(r io.Reader, maxBody int) (*Message, error) {
 	// as Size counts it): body :raw :is gives the same answer whether the
 	// message came with CRLF or LF.
 	b := bytes.ReplaceAll(body.Bytes(), []byte("\r\n"), []byte("\n"))
-	return &Message{Header: h, Size: cr.n, Body: b, BodyTruncated: rest > 0}, nil
+	m := &Message{Header: h, Size: cr.n, Body: b, BodyTruncated: rest > 0, layout: &hs.layout}
+	m.layout.total = cr.raw
+	if h.Len() != len(m.layout.spans) {
+		// the fields are not numbered as the parser numbers them: the
+		// edits cannot be placed in the message (HeaderEdit.Pieces)
+		m.layout = nil
+	}
+	return m, nil
 }
 
 // maxHeaderBytes bounds the header a script sees: the fields past it are
@@ -81,55 +91,128 @@ const maxHeaderBytes = 1 << 20
 // fields) cost 65 MB. A long-travelled list message has a few hundred.
 const maxHeaderFields = 5000
 
-// readHeaderBlock reads the header section from br, up to and including the
+// headerLayout is where ReadMessage found the header in what it read:
+// editheader's edits are applied to the message itself (HeaderEdit.Pieces),
+// fields the script did not see included.
+type headerLayout struct {
+	spans []fieldSpan // the fields a script sees, in order: octets in the input
+	end   int64       // where the header's fields end: its empty line, or the input's end
+	noEOL bool        // the header's last line has no line end (the input ends there)
+	total int64       // octets read
+}
+
+// fieldSpan is a field's octets [start, end), its folded lines and line
+// ends included.
+type fieldSpan struct{ start, end int64 }
+
+type headerScan struct {
+	block  []byte
+	layout headerLayout
+}
+
+// scanHeader reads the header section from br, up to and including the
 // empty line that ends it (or the end of the message), and returns its
-// first fields up to about max octets and maxHeaderFields fields, ended
-// by an empty line.
-func readHeaderBlock(br *bufio.Reader, max int) ([]byte, error) {
+// first fields up to about max octets and maxHeaderFields fields, whole,
+// ended by an empty line, and where each of them is in the input. A
+// field that would pass either bound is left out with every field after
+// it.
+func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
+	hs := &headerScan{}
 	var block []byte
+	var pos int64
 	full, fields := false, 0
+	fieldAt := -1     // where the last field kept starts in block
+	numbered := false // the last field kept has a span
 	for {
-		line, err := br.ReadSlice('\n')
-		for errors.Is(err, bufio.ErrBufferFull) {
-			if !full {
-				block = append(block, line...)
+		start, lb := pos, len(block)
+		room := max - lb
+		if full {
+			room = 0
+		}
+		// one line, kept in block while it fits
+		var head [2]byte
+		n, eol, dropped := 0, false, false
+		for {
+			frag, err := br.ReadSlice('\n')
+			if n < 2 {
+				copy(head[n:], frag)
 			}
-			line, err = br.ReadSlice('\n')
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		if len(line) == 0 || string(line) == "\n" || string(line) == "\r\n" {
+			n += len(frag)
+			pos += int64(len(frag))
+			if !dropped {
+				if n > room {
+					block, dropped = block[:lb], true
+				} else {
+					block = append(block, frag...)
+				}
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			eol = err == nil
 			break
 		}
-		// A field that would pass max is left out with those after it,
-		// but not a folded line of a field kept.
-		if !full && line[0] != ' ' && line[0] != '\t' {
+		if n == 0 || (n == 1 && head[0] == '\n') || (n == 2 && eol && head[0] == '\r') {
+			block = block[:lb]
+			hs.layout.end = start
+			break
+		}
+		cont := head[0] == ' ' || head[0] == '\t'
+		switch {
+		case full:
+		case !cont:
 			fields++
-			full = fields > maxHeaderFields || len(block)+len(line) > max
+			if fields > maxHeaderFields || dropped {
+				full = true
+				block = block[:lb]
+				break
+			}
+			fieldAt, numbered = lb, false
+			// the parser skips a field without a name: not numbered
+			if i := bytes.IndexByte(block[lb:], ':'); i < 0 || len(bytes.Trim(block[lb:lb+i], " \t")) > 0 {
+				hs.layout.spans = append(hs.layout.spans, fieldSpan{start, pos})
+				numbered = true
+			}
+		case dropped:
+			// a folded line that does not fit: the whole field is left out
+			full = true
+			if fieldAt >= 0 {
+				block = block[:fieldAt]
+				if numbered {
+					hs.layout.spans = hs.layout.spans[:len(hs.layout.spans)-1]
+				}
+			}
+		default:
+			if numbered {
+				hs.layout.spans[len(hs.layout.spans)-1].end = pos
+			}
 		}
-		if !full {
-			block = append(block, line...)
-		}
-		if err != nil {
+		if !eol {
+			hs.layout.end, hs.layout.noEOL = pos, true
 			break
 		}
 	}
 	if len(block) > 0 && block[len(block)-1] != '\n' {
 		block = append(block, '\r', '\n')
 	}
-	return append(block, '\r', '\n'), nil
+	hs.block = append(block, '\r', '\n')
+	return hs, nil
 }
 
 // lfCounter counts the octets read, a CR before an LF not counted.
 type lfCounter struct {
 	r      io.Reader
 	n      int64
+	raw    int64 // every octet
 	lastCR bool
 }
 
 func (c *lfCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
+	c.raw += int64(n)
 	for _, b := range p[:n] {
 		if b == '\n' && c.lastCR {
 			c.n--
@@ -185,16 +268,27 @@ type VacationReply struct {
 // Action is one thing delivery must do with the message.
 type Action struct {
 	Kind     ActionKind
-	Folder   string         // Store: a folder name as the script wrote it; see Inbox
-	Flags    []string       // Store: IMAP flags (\Seen…, keywords) to set
-	Create   bool           // Store: create Folder when missing (fileinto :create)
-	Implicit bool           // Store: the implicit keep (RFC 5228 §2.10.2)
+	Folder   string   // Store: a folder name as the script wrote it; see Inbox
+	Flags    []string // Store: IMAP flags (\Seen…, keywords) to set
+	Create   bool     // Store: create Folder when missing (fileinto :create)
+	Implicit bool     // Store: the implicit keep (RFC 5228 §2.10.2)
+	// Keep (Store): the keep command took it (a fileinto "INBOX" did not).
+	// In a sequence of scripts, Pigeonhole defers an explicit keep: it
+	// keeps the sequence going as the implicit keep does, and a later
+	// script's fileinto, redirect or discard cancels it.
+	Keep     bool
 	Address  string         // Redirect: the address, local@domain
 	Copy     bool           // Store/Redirect: with :copy
 	Reason   string         // Reject: the text, CRLF line ends
 	Extended bool           // Reject: ereject (refuse in SMTP, never a DSN, when possible)
 	Vacation *VacationReply // Vacation: the reply asked for
 	Notify   *Notification  // Notify: the notification asked for
+	// Edit (Store, Redirect): the header as editheader had left it when
+	// the action was taken (the last time, for a repeated one; the end of
+	// the run for the implicit keep), nil when unedited: what the copy
+	// carries (HeaderEdit.Pieces), as Pigeonhole stores the message as
+	// it was then.
+	Edit *HeaderEdit
 }
 
 // Inbox says whether a Store goes to the INBOX: "INBOX" in any case, or ""
@@ -209,11 +303,11 @@ func (a Action) Inbox() bool {
 type Result struct {
 	Actions []Action
 	Err     error
-	// EditedHeader, when non-nil, is the message's header as editheader
-	// (RFC 5293) left it: the whole header block, CRLF line ends, ending
-	// with the empty line. Every copy the result stores or redirects
-	// carries it instead of the message's own header.
-	EditedHeader []byte
+	// Edit, when non-nil, is the message's header as editheader (RFC 5293)
+	// left it at the end of the run: for the implicit keep (its Action.Edit)
+	// and the next script of a sequence (RunOptions.Edit). nil after a
+	// failed run: its keep stores the message as it came, as Pigeonhole's.
+	Edit *HeaderEdit
 	// DuplicateMarks are the ids the duplicate tests of the run ask to
 	// remember (RFC 7352): the deliverer commits them
 	// (DuplicateStore.Commit) once the message is stored, never before.
@@ -230,29 +324,35 @@ var spaceAroundAt = regexp.MustCompile(`[ \t]*@[ \t]*`)
 // runState is what the scripts of one run (the main one and those it
 // includes) share.
 type runState struct {
-	msg       *Message
-	env       Envelope
-	opts      RunOptions
-	now       time.Time
-	flags     []string // imap4flags' internal variable
-	actions   []Action
-	canceled  bool // the implicit keep is canceled
-	redirs    int
-	headers   map[string][]string // decoded values by lower-case name: rules often read the same
-	globals   map[string]string   // include's global variables
-	edited    []headerField       // the header as editheader left it; nil while unedited
-	sizeDelta int64               // what editheader added to the size (LF line ends)
-	// editedBytes is the size of edited (LF line ends), within maxEditedBytes
-	editedBytes int64
-	once        map[*Script]bool // scripts included so far, for :once
-	dups        []DuplicateMark
-	dupChecked  []dupCacheEntry
-	body        *bodyCache
-	regexps     map[string]*regexp.Regexp // patterns made from variables, compiled once per run
-	dates       map[string]dateCacheEntry // parsed date field values
-	spam        map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
-	parts       []mimeEntity              // the MIME parts for foreverypart and :mime, once read
-	extracted   map[int]string            // extracttext's text of parts, by index in parts
+	msg      *Message
+	env      Envelope
+	opts     RunOptions
+	now      time.Time
+	flags    []string // imap4flags' internal variable
+	actions  []Action
+	canceled bool // the implicit keep is canceled
+	redirs   int
+	headers  map[string][]string // decoded values by lower-case name: rules often read the same
+	globals  map[string]string   // include's global variables
+	edited   []headerField       // the header as editheader left it; nil while unedited
+	// editShared: a snapshot (snap, or an earlier one) holds edited, which
+	// the next edit copies first
+	editShared bool
+	snap       *HeaderEdit // edited as it is now, while no edit follows
+	sizeDelta  int64       // what editheader added to the size (LF line ends)
+	// editedBytes is the size of edited (LF line ends), within
+	// maxEditedBytes; edited holds at most maxEditedFields fields
+	editedBytes, maxEditedBytes int64
+	maxEditedFields             int
+	once                        map[*Script]bool // scripts included so far, for :once
+	dups                        []DuplicateMark
+	dupChecked                  []dupCacheEntry
+	body                        *bodyCache
+	regexps                     map[string]*regexp.Regexp // patterns made from variables, compiled once per run
+	dates                       map[string]dateCacheEntry // parsed date field values
+	spam                        map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
+	parts                       []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	extracted                   map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int
 	budget         budget        // what the run may still spend
@@ -311,6 +411,11 @@ func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opt
 	defer cancel()
 	st := &runState{msg: msg, env: env, opts: opts, now: now, globals: map[string]string{},
 		budget: budget{max: s.limits.MaxRunWork, ctx: ctx}, timeLimit: s.limits.MaxRunTime}
+	if e := opts.Edit; e != nil {
+		st.edited, st.editShared, st.snap = e.fields, true, e
+		st.sizeDelta, st.editedBytes = e.sizeDelta, e.editedBytes
+		st.maxEditedBytes, st.maxEditedFields = e.maxBytes, e.maxFields
+	}
 	r := &runner{runState: st, s: s, vars: map[string]string{}}
 	err := r.block(s.cmds)
 	if (err == nil || err == errStop || err == errReturn) && r.budget.err != nil {
@@ -323,11 +428,7 @@ func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opt
 	if !r.canceled {
 		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
 	}
-	res := Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used}
-	if r.edited != nil {
-		res.EditedHeader = r.editedHeader()
-	}
-	return res
+	return Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used, Edit: r.snapshot()}
 }
 
 func (r *runner) block(cmds []*Command) error {
@@ -362,7 +463,7 @@ func (r *runner) block(cmds []*Command) error {
 			return errStop
 		case "keep":
 			r.canceled = true
-			if _, err := r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flagArg(n)}); err != nil {
+			if _, err := r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flagArg(n), Keep: true}); err != nil {
 				return r.errorf(c.Pos, "%v", err)
 			}
 		case "discard":
@@ -502,6 +603,7 @@ func sameFolder(a, b string) bool {
 // repeat does not cancel the implicit keep (added false).
 func (r *runner) store(a Action) (added bool, err error) {
 	a.Flags = append([]string(nil), a.Flags...)
+	a.Edit = r.snapshot()
 	for i, b := range r.actions {
 		if b.Kind == Store && sameFolder(a.Folder, b.Folder) {
 			if a.Implicit {
@@ -511,6 +613,8 @@ func (r *runner) store(a Action) (added bool, err error) {
 			r.actions[i].Flags = a.Flags
 			r.actions[i].Create = b.Create || a.Create
 			r.actions[i].Copy = b.Copy && a.Copy
+			r.actions[i].Keep = b.Keep || a.Keep
+			r.actions[i].Edit = a.Edit
 			return false, nil
 		}
 	}
@@ -521,6 +625,7 @@ func (r *runner) redirect(addr string, cp bool) (added bool, err error) {
 	for i, b := range r.actions {
 		if b.Kind == Redirect && b.Address == addr {
 			r.actions[i].Copy = b.Copy && cp
+			r.actions[i].Edit = r.snapshot()
 			return false, nil
 		}
 	}
@@ -528,7 +633,7 @@ func (r *runner) redirect(addr string, cp bool) (added bool, err error) {
 		return false, fmt.Errorf("more than %d redirects", r.s.limits.MaxRedirects)
 	}
 	r.redirs++
-	return true, r.add(Action{Kind: Redirect, Address: addr, Copy: cp})
+	return true, r.add(Action{Kind: Redirect, Address: addr, Copy: cp, Edit: r.snapshot()})
 }
 
 // checkFolder refuses names no mailbox can have; "" is the INBOX (Inbox).
