@@ -67,6 +67,17 @@ func parseSender(s string, smtputf8 bool) (address, error) {
 }
 
 func parseMailbox(s string, smtputf8, recipient bool) (address, error) {
+	a, err := parseMailboxSyntax(s, smtputf8, recipient)
+	// What the queue would refuse in an envelope ('<' or '>' in a quoted
+	// local part) is refused here: taken at RCPT, it would fail the whole
+	// message after DATA.
+	if err == nil && !envaddr.Valid(a.Local+"@"+a.Domain) {
+		return address{}, errAddrSyntax
+	}
+	return a, err
+}
+
+func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 	// A fully qualified name's root dot ("alice@example.org."), as Postfix
 	// takes it: the same domain.
 	if t, ok := strings.CutSuffix(s, "."); ok && !strings.HasSuffix(t, ".") && !strings.HasSuffix(t, "@") {

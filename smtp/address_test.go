@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"courriel/internal/envaddr"
 	"courriel/smtp/wire"
 )
 
@@ -131,7 +132,7 @@ func TestParseSender(t *testing.T) {
 // control characters, a lower-case domain, and parses again to itself.
 func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{"alice@example.com", "a%b@c.d", "\"a@b\"@c", "@a:b@c", "a@[1.2.3.4]",
-		"j\u00f6rg@b\u00fccher.example", "a..b@c", `"a b"@c`, `"a\\"@c`, "a@b.", strings.Repeat("x", 70) + "@y.z"} {
+		"j\u00f6rg@b\u00fccher.example", "a..b@c", `"a b"@c`, `"a\\"@c`, `"a>b"@c`, "a@b.", strings.Repeat("x", 70) + "@y.z"} {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
@@ -159,6 +160,9 @@ func FuzzParseAddress(f *testing.F) {
 		}
 		if strings.HasSuffix(a.Domain, ".") || strings.Contains(a.Domain, "..") {
 			t.Fatalf("%q: bad domain", s)
+		}
+		if !envaddr.Valid(s) {
+			t.Fatalf("%q: taken at RCPT, refused by the queue after DATA", s)
 		}
 		again, err := parseAddress(s, smtputf8)
 		if err != nil || again != a {

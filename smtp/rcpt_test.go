@@ -255,6 +255,10 @@ func TestQuotedLocalPart(t *testing.T) {
 		{`"x%y"@mailbox.example`, "554 5.7.1"},
 		{`"x y"@remote.example`, "250 2.1.5"},
 		{`"x\"y"@remote.example`, "250 2.1.5"},
+		// What an envelope cannot hold, refused at RCPT rather than
+		// failing the whole message after DATA.
+		{`"a>b"@remote.example`, "501 5.1.3"},
+		{`"a<b"@mailbox.example`, "501 5.1.3"},
 	} {
 		c.cmd("RCPT TO:<"+tc.rcpt+">", tc.want)
 	}
