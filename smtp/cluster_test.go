@@ -640,8 +640,9 @@ func TestClusterHandOverStalled(t *testing.T) {
 }
 
 // recordHop is a proxy in front of a cluster listener that keeps the
-// command lines the front node sends.
-func recordHop(t *testing.T, target string, lines *[]string, mu *sync.Mutex) string {
+// command lines the front node sends, each passed through rewrite if
+// given (what another version of the front would send).
+func recordHop(t *testing.T, target string, lines *[]string, mu *sync.Mutex, rewrite ...func(string) string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -666,6 +667,9 @@ func recordHop(t *testing.T, target string, lines *[]string, mu *sync.Mutex) str
 					line, err := r.ReadString('\n')
 					if err != nil {
 						return
+					}
+					for _, f := range rewrite {
+						line = f(line)
 					}
 					mu.Lock()
 					*lines = append(*lines, strings.TrimRight(line, "\r\n"))
@@ -715,5 +719,42 @@ func TestClusterHopCarriesDSN(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the hop carried no %q:\n%s", want, got)
 		}
+	}
+}
+
+// A DSN parameter the home node refuses on the hop (another version's
+// form: here xtext's +F6 where RFC 6533 wants \x{F6}, and a NOTIFY no
+// node sends) is ignored there, not answered 5xx: the copy is stored, not
+// bounced for a parameter that only feeds a DSN.
+func TestClusterHopBadDSNParamIgnored(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	garble := strings.NewReplacer(`XORCPT=utf-8;b\x{F6}b@x.example`, `XORCPT=utf-8;b+F6b@x.example`, "NOTIFY=NEVER", "NOTIFY=SOMETIMES")
+	e := startClusterEnv(t, -1, clusterOpt{via: func(hopB string) string {
+		return recordHop(t, hopB, &lines, &mu, garble.Replace)
+	}})
+	c, err := net.Dial("tcp", e.a.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := &raw{t: t, conn: c, r: bufio.NewReader(c)}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r.expect("220 ")
+	r.cmd("EHLO client.test", "250 ")
+	r.cmd("MAIL FROM:<sender@example.net>", "250 ")
+	r.cmd("RCPT TO:<alice@xoyize.xyz> NOTIFY=NEVER", "250 ")
+	r.cmd("RCPT TO:<bob@xoyize.xyz> ORCPT=utf-8;b\\x{F6}b@x.example", "250 ")
+	r.cmd("DATA", "354 ")
+	r.cmd("Subject: odd dsn parameters over the hop\r\n\r\nbody\r\n.", "250 ")
+	r.cmd("QUIT", "221 ")
+	waitFor(t, "alice's and bob's copies", 20*time.Second, func() bool {
+		return len(mailFiles(t, e.maildir("alice"), "")) == 1 && len(mailFiles(t, e.maildir("bob"), "")) == 1
+	})
+	mu.Lock()
+	got := strings.Join(lines, "\n")
+	mu.Unlock()
+	if !strings.Contains(got, "XORCPT=utf-8;b+F6b@x.example") || !strings.Contains(got, "NOTIFY=SOMETIMES") {
+		t.Fatalf("the hop did not carry the garbled parameters:\n%s", got)
 	}
 }

@@ -615,12 +615,14 @@ func (c *conn) rcpt(arg string) {
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate XORCPT parameter")
 				return
 			}
-			o, ok := parseORcpt(p.Value, true)
-			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad XORCPT parameter syntax")
-				return
+			// A value this node's check refuses (another version's
+			// form) only costs the DSN its Original-Recipient: a 5xx on
+			// this hop would bounce the copy.
+			if o, ok := parseORcpt(p.Value, true); ok {
+				dsn.ORcpt = o
+			} else {
+				c.log.Warn("rcpt: XORCPT from a node ignored", "value", logValue(p.Value, 200))
 			}
-			dsn.ORcpt = o
 			continue
 		case p.Key == "NOTIFY" && (c.srv.offersDSN() || peer && c.srv.o.Queue != nil):
 			if dsn.Notify != "" {
@@ -628,7 +630,11 @@ func (c *conn) rcpt(arg string) {
 				return
 			}
 			n, why := parseNotify(p.Value)
-			if why != "" {
+			switch {
+			case why != "" && peer:
+				// As XORCPT: the node's default notice rather than a bounce.
+				c.log.Warn("rcpt: NOTIFY from a node ignored", "value", logValue(p.Value, 200))
+			case why != "":
 				c.w.Reply(501, wire.Enhanced{5, 5, 4}, why)
 				return
 			}

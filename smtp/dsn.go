@@ -58,8 +58,10 @@ func parseNotify(v string) (string, string) {
 // addr-type;address, decoded. An address of RFC 6533's utf-8 type is not
 // xtext but its utf-8-addr-xtext form (\x{HEX} escapes), or with
 // SMTPUTF8 on MAIL (smtputf8) utf-8-addr-unitext (raw UTF-8 too), and is
-// kept in its canonical utf-8-addr-xtext form (queue.UTF8ORcpt), which
-// must fit the 500 octets as well, since it is what a next hop gets.
+// kept in its canonical utf-8-addr-xtext form (queue.UTF8ORcpt). When
+// that form, what a next hop gets, is past the 500 octets (raw UTF-8
+// written as escapes grows), the parameter is dropped ("", true): it only
+// feeds a DSN's Original-Recipient, and must not cost the recipient.
 func parseORcpt(v string, smtputf8 bool) (string, bool) {
 	if len(v) > queue.MaxORcptLen {
 		return "", false
@@ -70,7 +72,9 @@ func parseORcpt(v string, smtputf8 bool) (string, bool) {
 	}
 	var d string
 	if strings.EqualFold(typ, "utf-8") {
-		d, ok = queue.UTF8ORcpt(addr, smtputf8)
+		if d, ok = queue.UTF8ORcpt(addr, smtputf8); ok && len(typ)+1+len(d) > queue.MaxORcptLen {
+			return "", true
+		}
 	} else {
 		d, ok = decodeXtext(addr)
 	}
