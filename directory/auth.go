@@ -92,6 +92,12 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 // loginUID maps a login name to the uid to look up: itself, or for an
 // address, the one login the sender map gives for it.
 func (d *Directory) loginUID(ctx context.Context, login string) (string, error) {
+	if strings.Contains(login, `"`) {
+		// No login is quoted (Dovecot takes none): the address lookups'
+		// unquoting (internalForm) would give every login 2^n spellings,
+		// each a fresh start for loginguard's per-login failure count.
+		return "", ErrNotFound
+	}
 	if !strings.Contains(login, "@") {
 		if _, ok := normalizeKey(login); !ok {
 			return "", ErrNotFound

@@ -215,6 +215,11 @@ func TestAuthenticate(t *testing.T) {
 			{"chain1", "x", directory.ErrInvalidCredentials, ""},                                   // no posixAccount
 			{"alice", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
 			{"", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
+			// A login is never quoted: no spelling of it escapes the
+			// per-login failure count.
+			{`"test0"@hosted-domain.com`, testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
+			{`"te\st0"@hosted-domain.com`, testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
+			{`"xomail"`, testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
 		}
 		for _, tt := range tests {
 			u, err := d.Authenticate(ctx, tt.login, tt.password)
