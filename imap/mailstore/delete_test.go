@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 // Delete while others write into the folder: a program with the folder's
@@ -286,5 +288,36 @@ func TestForgetDeletedLeavesChildren(t *testing.T) {
 	}
 	if _, err := child.Append(strings.NewReader("Subject: a\n\nb\n"), nil, time.Time{}); err != nil {
 		t.Errorf("append to the child: %v", err)
+	}
+}
+
+// The trash is Dovecot's own: Dovecot 2.3 does not list it, and its
+// DELETE while our deletion's leftover is there puts its folder inside it
+// and removes the lot, as ours does with a trash Dovecot left.
+func TestDovecotSharesTrash(t *testing.T) {
+	testenv.NeedDovecot(t)
+	t.Parallel()
+	st := testStore(t)
+	for _, n := range []string{"Ours", "Theirs", "Kept"} {
+		if err := st.Create(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliverFile(t, st, ".Ours", 1)
+	if err := st.Trash("Ours"); err != nil { // a deletion cut short
+		t.Fatal(err)
+	}
+	out := testenv.RunDovecot(t, st.Path(), "", "a LIST \"\" \"*\"\r\nb DELETE Theirs\r\nc LIST \"\" \"*\"\r\nd LOGOUT\r\n")
+	if strings.Contains(out, "TRASHED") || strings.Contains(out, "Ours") {
+		t.Errorf("Dovecot lists the trash:\n%s", out)
+	}
+	if !strings.Contains(out, "b OK") || !strings.Contains(out, `"." Kept`) {
+		t.Errorf("Dovecot's DELETE or LIST:\n%s", out)
+	}
+	if _, err := os.Lstat(filepath.Join(st.Path(), TrashDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the trash after Dovecot's DELETE: %v", err)
+	}
+	if names, _ := st.Folders(); !slices.Equal(names, []string{"Kept"}) {
+		t.Errorf("Folders after Dovecot's DELETE: %q", names)
 	}
 }
