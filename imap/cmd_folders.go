@@ -93,11 +93,22 @@ func cmdDelete(s *session, tag string, _ bool) error {
 		s.unselect()
 		s.state = stateAuth
 	}
-	if err := s.store.Delete(name); err != nil {
+	// The name goes first, at once (the directory renamed into the
+	// maildir's trash, as Dovecot does); then the sessions that have the
+	// folder open are detached from it, so that none writes into it
+	// again, and told; then its files go. Removed in place, they did not
+	// while a session in IDLE on it, woken by their removal, made its
+	// uidlist lock there: NO [UNAVAILABLE], the folder half deleted.
+	if err := s.store.Trash(name); err != nil {
 		return s.storeErr("delete", err, "")
 	}
-	s.srv.reg.Forget(s.store.Path(), dir)
+	s.srv.reg.Forget(s.store.Path(), dir, false) // children stay
 	s.srv.folderGone(s, s.store.Path(), dir, false, "Selected mailbox was deleted, have to disconnect.")
+	if err := s.store.RemoveTrash(); err != nil {
+		// Deleted for every client all the same: what is left goes at
+		// the next DELETE or LIST.
+		s.logger.Warn("imap: files of a deleted folder left in the trash", "folder", name, "err", err)
+	}
 	s.mailboxChanged(mailboxEvent{name: name, deleted: true})
 	return s.ok(tag, "", "Delete completed", true)
 }
@@ -131,8 +142,8 @@ func cmdRename(s *session, tag string, _ bool) error {
 	if err := s.store.Rename(oldName, newName); err != nil {
 		return s.storeErr("rename", err, "")
 	}
-	s.srv.reg.Forget(s.store.Path(), oldDir)
-	s.srv.reg.Forget(s.store.Path(), newDir)
+	s.srv.reg.Forget(s.store.Path(), oldDir, true)
+	s.srv.reg.Forget(s.store.Path(), newDir, true)
 	s.srv.folderGone(s, s.store.Path(), oldDir, true, "Selected mailbox was renamed, have to disconnect.")
 	s.mailboxChanged(mailboxEvent{name: newName, oldName: oldName})
 	return s.ok(tag, "", "Rename completed", true)

@@ -87,6 +87,14 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	sel.recent = slices.Clone(view[i:])
 	s.sel = sel
 	s.shared.Store(sel)
+	if mb.Detached() {
+		// Deleted or renamed since the open: the folderGone that
+		// detached it (after Registry.Forget) may have looked at the
+		// sessions before this one showed its selection; after it, as
+		// the sessions it found.
+		text := "Selected mailbox was deleted/renamed, have to disconnect."
+		sel.gone.Store(&text)
+	}
 	s.state = stateSelected
 	s.searchRes = nil
 	if params.condstore {

@@ -39,8 +39,7 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 		return nil, errors.New("mailstore: folder closed")
 	}
 	clean := mb.cleanLocked()
-	uid, gid := mb.owner.ids()
-	lk, err := acquireUIDList(mb, uid, gid)
+	lk, err := acquireUIDList(mb)
 	if err != nil {
 		removeTmps()
 		return nil, err
@@ -363,8 +362,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		return nil, nil, errors.New("mailstore: folder closed")
 	}
 	srcClean, dstClean := mb.cleanLocked(), dst.cleanLocked()
-	uid, gid := dst.owner.ids()
-	lk, err := acquireUIDList(dst, uid, gid)
+	lk, err := acquireUIDList(dst)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,8 +51,7 @@ func (mb *Mailbox) Delivered(name string) error {
 	}
 	checkedAt := mb.reg.now().UnixNano()
 	curClean := mb.statLocked("cur") == mb.curSt
-	uid, gid := mb.owner.ids()
-	lk, err := acquireUIDList(mb, uid, gid)
+	lk, err := acquireUIDList(mb)
 	if err != nil {
 		return err
 	}

@@ -38,4 +38,9 @@
 // exception: shown without room it would be empty, under a UIDVALIDITY
 // not kept, so its open is refused until there is room
 // (ErrNoRoomToOpen), as Dovecot refuses it.
+// A folder is deleted as Dovecot deletes one: its directory is renamed
+// into the maildir's trash (TrashDir, Dovecot's "..DOVECOT-TRASHED"),
+// so that its name goes at once, then removed; whoever still has it
+// open writes into the trash, and a Mailbox detached by
+// Registry.Forget writes nothing (see Store.Trash).
 package mailstore

@@ -142,8 +142,7 @@ func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
 }
 
 func (mb *Mailbox) writeKeywordsLocked() error {
-	uid, gid := mb.owner.ids()
-	lk, err := uidlist.Acquire(mb.root, uidlist.KeywordsFileName, lockWait, 0o600, uid, gid)
+	lk, err := mb.lockLocked(uidlist.KeywordsFileName)
 	if err != nil {
 		return err
 	}

@@ -265,7 +265,7 @@ func TestKeptFolderDropped(t *testing.T) {
 	if n, _ := keptCount(reg); n != 1 {
 		t.Errorf("%d folders kept, want bob's", n)
 	}
-	reg.Forget(bob.Path(), "")
+	reg.Forget(bob.Path(), "", true)
 	if !isClosed(mbB) {
 		t.Error("bob's kept folder is open after Forget")
 	}

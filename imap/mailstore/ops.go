@@ -69,8 +69,7 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			return nil
 		}
 		lockTried = true
-		uid, gid := mb.owner.ids()
-		l, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+		l, err := mb.lockLocked(uidlist.FileName)
 		switch {
 		case err == nil:
 			lk = l

@@ -315,8 +315,7 @@ func (mb *Mailbox) writeUIDListLocked(lk *uidlist.Lock, extra []*Msg) error {
 
 // rewriteUIDList persists the current records (after expunges) under lock.
 func (mb *Mailbox) rewriteUIDListLocked() error {
-	uid, gid := mb.owner.ids()
-	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+	lk, err := mb.lockLocked(uidlist.FileName)
 	if err != nil {
 		return err
 	}
@@ -324,9 +323,27 @@ func (mb *Mailbox) rewriteUIDListLocked() error {
 	return mb.writeUIDListLocked(lk, nil)
 }
 
-func acquireUIDList(mb *Mailbox, uid, gid int) (*uidlist.Lock, error) {
+func acquireUIDList(mb *Mailbox) (*uidlist.Lock, error) {
 	mb.reg.hook("lock")
-	return uidlist.Acquire(mb.root, uidlist.FileName, lockWait, 0o600, uid, gid)
+	return mb.lockLocked(uidlist.FileName)
+}
+
+// ErrFolderGone refuses a change to a folder deleted or renamed under
+// the caller (Registry.Forget detached it); it wraps ErrNoFolder.
+var ErrFolderGone = fmt.Errorf("%w: deleted or renamed meanwhile", ErrNoFolder)
+
+// lockLocked takes the dotlock of file (dovecot-uidlist,
+// dovecot-keywords), under which every change to the folder is made. A
+// detached folder takes none (ErrFolderGone), and so changes nothing: a
+// deleted folder's directory, renamed into the trash (Store.Trash), is
+// being removed, and a file made in it meanwhile (the lock itself) would
+// stop that removal.
+func (mb *Mailbox) lockLocked(file string) (*uidlist.Lock, error) {
+	if mb.detached {
+		return nil, ErrFolderGone
+	}
+	uid, gid := mb.owner.ids()
+	return uidlist.Acquire(mb.root, file, lockWait, 0o600, uid, gid)
 }
 
 // refreshUIDListLocked re-reads dovecot-uidlist if another process changed

@@ -1,7 +1,9 @@
 package mailstore
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -115,9 +117,15 @@ func (r *Registry) Open(store *Store, name string) (*Mailbox, error) {
 	if d == "" {
 		d = "."
 	} else if err := store.completeFolder(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, ErrNoFolder // deleted or renamed meanwhile
+		}
 		return nil, err
 	}
 	root, err := store.root.OpenRoot(d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoFolder
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: open folder: %w", err)
 	}
@@ -150,13 +158,18 @@ func (r *Registry) Lookup(maildir, dir string) *Mailbox {
 	return nil
 }
 
-// Forget detaches the mailboxes of a deleted or renamed folder (and its
-// children) so that the next Open reads the new state from disk.
-func (r *Registry) Forget(maildir, dir string) {
+// Forget detaches the mailbox of a deleted or renamed folder (with
+// children, those of its children too: a RENAME moves them; a DELETE
+// leaves them) so that the next Open reads the new state from disk. A
+// detached mailbox writes nothing more into its directory (see
+// lockLocked): its sessions are told it is gone, and a deleted folder's
+// files are being removed (Store.Trash). Forget waits for what a session
+// is doing in the folder meanwhile (its lock).
+func (r *Registry) Forget(maildir, dir string, children bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, mb := range r.boxes {
-		if k.maildir == maildir && (k.dir == dir || strings.HasPrefix(k.dir, dir+".")) {
+		if k.maildir == maildir && (k.dir == dir || children && strings.HasPrefix(k.dir, dir+".")) {
 			if mb.kept {
 				r.dropKeptLocked(mb)
 				continue
@@ -167,6 +180,14 @@ func (r *Registry) Forget(maildir, dir string) {
 			mb.mu.Unlock()
 		}
 	}
+}
+
+// Detached reports whether the folder was deleted or renamed since it was
+// opened (Forget): it changes nothing any more.
+func (mb *Mailbox) Detached() bool {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.detached
 }
 
 // lingerMinMessages is the size from which a folder lingers after its

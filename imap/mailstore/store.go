@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,6 +71,9 @@ type Store struct {
 	owner Owner
 	user  string     // the login it belongs to; see SetUser
 	mu    sync.Mutex // serialises read-modify-write of the subscriptions file
+	// trashAge, tests: trashLeftAfter when not 0 (the trash's age
+	// is its ctime, which a test cannot set back).
+	trashAge time.Duration
 }
 
 // SetUser names the login the store belongs to, before its first folder
@@ -135,7 +140,9 @@ func (s *Store) makeMaildir(dir string) error {
 	return nil
 }
 
-// Folders lists the IMAP names of all folders except INBOX, sorted.
+// Folders lists the IMAP names of all folders except INBOX, sorted. The
+// trash (TrashDir) is not one; left alone for a while, it is what a
+// deletion cut short left behind, and goes (removeTrashLeft).
 func (s *Store) Folders() ([]string, error) {
 	f, err := s.root.Open(".")
 	if err != nil {
@@ -148,6 +155,10 @@ func (s *Store) Folders() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
+		if e.Name() == TrashDir {
+			s.removeTrashLeft()
+			continue
+		}
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") {
 			continue // symlinks are not followed for listing
 		}
@@ -240,9 +251,55 @@ func (s *Store) completeFolder(dir string) error {
 	return nil
 }
 
-// Delete removes a folder and its messages. Its children stay (Maildir++
-// folders are independent directories).
+// TrashDir is where Trash sets a deleted folder aside before its files
+// are removed: Dovecot's trash directory for Maildir++, "..DOVECOT-TRASHED"
+// in the maildir (mailbox-list-maildir.c), shared with it. No folder name
+// maps to it (a hierarchy level is never empty) and FolderName reads
+// none from it: it is never listed, opened or created as a folder.
+const TrashDir = "..DOVECOT-TRASHED"
+
+// trashLeftAfter is how long the trash must have been left alone (its
+// ctime: a rename into it, a file made in it) before a listing of the
+// maildir removes it as the leftover of a deletion cut short (a crash):
+// a deletion under way is left to its own removal. Dovecot waits an hour
+// (its maildir_delete_trash_dir, for NFS's .nfs files); here nothing but a
+// crash leaves anything for more than a few retries.
+const trashLeftAfter = time.Minute
+
+// How often, and how long apart at most, RemoveTrash tries again.
+const (
+	trashTries    = 10
+	trashMaxPause = 20 * time.Millisecond
+)
+
+// Delete removes a folder and its messages: Trash, then RemoveTrash. Its
+// children stay (Maildir++ folders are independent directories). Once
+// the name is gone the folder is deleted: files RemoveTrash could not
+// remove are left to the next deletion or listing, and Delete succeeds.
 func (s *Store) Delete(name string) error {
+	if err := s.Trash(name); err != nil {
+		return err
+	}
+	_ = s.RemoveTrash()
+	return nil
+}
+
+// Trash deletes a folder's name, atomically: its directory is renamed into
+// TrashDir, as Dovecot's DELETE does (mailbox_list_delete_maildir_via_trash),
+// to TrashDir itself or, when that is there already (a deletion under
+// way, or one a crash cut short), to a name of its own inside it. From
+// then on nobody finds the folder by its name (LIST, SELECT, STATUS, a
+// delivery), a CREATE of the name makes a new, empty folder, and whoever
+// still has the old directory open (a session in IDLE on it, through its
+// folder's os.Root) works in the trashed one, where nothing it makes can
+// bring the name back. RemoveTrash removes the files. Children stay.
+//
+// Removing the files in place, as Delete did, failed while a session had
+// the folder selected: woken by the removal of its messages, it synced
+// and made its uidlist lock (or wrote courriel-modseq) in the folder,
+// and the final rmdir found it not empty. The folder stayed half
+// deleted, its messages gone, its directory listed.
+func (s *Store) Trash(name string) error {
 	dir, err := FolderDir(name)
 	if err != nil {
 		return err
@@ -253,10 +310,77 @@ func (s *Store) Delete(name string) error {
 	if !s.Exists(name) {
 		return ErrNoFolder
 	}
-	if err := s.root.RemoveAll(dir); err != nil {
-		return fmt.Errorf("mailstore: delete %s: %w", dir, err)
+	dest := TrashDir
+	for try := 0; ; try++ {
+		err := s.root.Rename(dir, dest)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, fs.ErrNotExist):
+			if dest != TrashDir && try < trashTries {
+				dest = TrashDir // the trash was removed meanwhile
+				continue
+			}
+			return ErrNoFolder // deleted meanwhile
+		case errors.Is(err, fs.ErrExist) && try < trashTries:
+			// Rename onto a directory is refused even when it is empty
+			// (os.Root: EEXIST): the trash is there, ours goes inside.
+			dest = TrashDir + "/" + trashName()
+		default:
+			return fmt.Errorf("mailstore: delete %s: %w", dir, err)
+		}
 	}
-	return nil
+}
+
+// trashName is a name of its own for a folder in the trash, as Dovecot's
+// unique_fname (host, pid, random).
+func trashName() string {
+	h, _ := os.Hostname()
+	h = strings.NewReplacer("/", "_", ".", "_").Replace(h)
+	return fmt.Sprintf("%s.%d.%016x", h, os.Getpid(), rand.Uint64())
+}
+
+// RemoveTrash removes TrashDir and everything in it: what Trash set
+// aside, and whatever another deletion or a crash left there (a removal
+// under way elsewhere loses nothing: the trash holds nothing else). A
+// program that still had a trashed folder open may make a file in it
+// while it goes (Dovecot; a courriel session before Registry.Forget
+// detached its folder), and the directory then is not empty: the removal
+// is tried again, a few times. An error says what is left; it goes at
+// the next deletion, or listing (Folders).
+func (s *Store) RemoveTrash() error {
+	var err error
+	for try := range trashTries {
+		if try > 0 {
+			time.Sleep(min(time.Duration(try)*time.Millisecond, trashMaxPause))
+		}
+		if err = s.root.RemoveAll(TrashDir); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("mailstore: remove %s: %w", TrashDir, err)
+}
+
+// removeTrashLeft removes the trash when it was left alone for
+// trashLeftAfter (see Folders).
+func (s *Store) removeTrashLeft() {
+	fi, err := s.root.Lstat(TrashDir)
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if time.Since(time.Unix(st.Ctim.Unix())) < s.trashLeftAfter() {
+			return
+		}
+	}
+	_ = s.root.RemoveAll(TrashDir)
+}
+
+func (s *Store) trashLeftAfter() time.Duration {
+	if s.trashAge != 0 {
+		return s.trashAge
+	}
+	return trashLeftAfter
 }
 
 // Rename renames a folder and all its children (RFC 9051 §6.3.6).

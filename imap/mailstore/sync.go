@@ -37,6 +37,12 @@ func (mb *Mailbox) Sync(force bool) error {
 }
 
 func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
+	if mb.detached {
+		// Deleted or renamed (Registry.Forget): its sessions are told
+		// so, and nothing is written into the directory any more (see
+		// lockLocked), where a deleted folder's files are going.
+		return nil
+	}
 	defer mb.flushModLocked()
 	gen := mb.gen
 	if err := mb.syncOnceLocked(force); err != nil {
@@ -185,8 +191,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	readOnly := false // a full disk: the lock cannot be had, nothing is written
 	var roomErr error // why files wait for a sync with room
 	if (len(fresh) > 0 || len(below) > 0 || (missing && !sure)) && lk == nil {
-		uid, gid := mb.owner.ids()
-		l, err := acquireUIDList(mb, uid, gid)
+		l, err := acquireUIDList(mb)
 		switch {
 		case err == nil:
 			defer l.Release()

@@ -54,6 +54,6 @@ func TestUIDValidityRecreate(t *testing.T) {
 		if err := st.Delete("Work"); err != nil {
 			t.Fatal(err)
 		}
-		reg.Forget(st.Path(), ".Work")
+		reg.Forget(st.Path(), ".Work", false)
 	}
 }
