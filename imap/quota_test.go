@@ -95,3 +95,44 @@ func TestMultiAppendAtomic(t *testing.T) {
 		t.Errorf("after MULTIAPPEND of two:\n%s", got)
 	}
 }
+
+// TestQuotaFreedByDelete: a deleted folder's messages leave the quota at
+// once, as Dovecot's quota plugin frees them; the folder in the trash is
+// not counted when the file is recomputed either. Before, they counted
+// until a recomputation and mail was refused for room the user had made.
+func TestQuotaFreedByDelete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.auth.mu.Lock()
+	u := e.auth.users["alice"]
+	u.user.QuotaBytes, u.user.QuotaMessages = 5000, 10
+	e.auth.users["alice"] = u
+	e.auth.mu.Unlock()
+
+	r := loggedIn(t, e)
+	all := func(ls []string) string { return strings.Join(ls, "\n") }
+	r.cmd("c", "CREATE Old")
+	msg := "Subject: q\r\n\r\n" + strings.Repeat("x", 1400) + "\r\n"
+	for i, box := range []string{"Old", "Old", "INBOX"} {
+		tag := "a" + itoa(i)
+		r.send(tag + " APPEND " + box + " {" + itoa(len(msg)) + "+}\r\n" + msg + "\r\n")
+		if got := last(r.until(tag)); !strings.HasPrefix(got, tag+" OK") {
+			t.Fatalf("APPEND %s: %q", box, got)
+		}
+	}
+	if got := all(r.cmd("g", "GETQUOTA \"User quota\"")); !strings.Contains(got, " MESSAGE 3 10)") {
+		t.Fatalf("GETQUOTA with Old:\n%s", got)
+	}
+	r.send("a9 APPEND INBOX {" + itoa(len(msg)) + "}\r\n")
+	expectAtOnce(t, r, "a9 NO [OVERQUOTA]")
+	if got := last(r.cmd("d", "DELETE Old")); !strings.HasPrefix(got, "d OK") {
+		t.Fatalf("DELETE: %q", got)
+	}
+	if got := all(r.cmd("g2", "GETQUOTA \"User quota\"")); !strings.Contains(got, "(STORAGE 1 4 MESSAGE 1 10)") && !strings.Contains(got, "(STORAGE 1 5 MESSAGE 1 10)") {
+		t.Errorf("GETQUOTA after DELETE:\n%s", got)
+	}
+	r.send("b1 APPEND INBOX {" + itoa(len(msg)) + "+}\r\n" + msg + "\r\n")
+	if got := last(r.until("b1")); !strings.HasPrefix(got, "b1 OK") {
+		t.Errorf("APPEND after DELETE: %q", got)
+	}
+}

@@ -156,7 +156,9 @@ func readFile(root *os.Root) ([]byte, time.Time, error) {
 }
 
 // Recalculate counts every message of the maildir (INBOX and every
-// Maildir++ folder, new/ and cur/) and writes the file afresh.
+// Maildir++ folder, new/ and cur/) and writes the file afresh. A name
+// starting with ".." is no folder (Dovecot's "..DOVECOT-TRASHED", a
+// deleted folder on its way out) and is not counted.
 func Recalculate(root *os.Root, limits Limits, owner Owner) (Usage, error) {
 	var u Usage
 	folders := []string{"."}
@@ -165,40 +167,53 @@ func Recalculate(root *os.Root, limits Limits, owner Owner) (Usage, error) {
 		return Usage{}, err
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".") && e.Name() != "." && e.Name() != ".." && e.IsDir() {
+		if strings.HasPrefix(e.Name(), ".") && !strings.HasPrefix(e.Name(), "..") && e.IsDir() {
 			folders = append(folders, e.Name())
 		}
 	}
 	for _, folder := range folders {
-		for _, sub := range []string{"new", "cur"} {
-			dir := folder + "/" + sub
-			ents, err := readDir(root, dir)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return Usage{}, err
-			}
-			for _, e := range ents {
-				if e.Name()[0] == '.' || !e.Type().IsRegular() {
-					continue
-				}
-				size, ok := sizeFromName(e.Name())
-				if !ok {
-					fi, err := e.Info()
-					if err != nil {
-						continue // expunged meanwhile
-					}
-					size = fi.Size()
-				}
-				u.Bytes += size
-				u.Messages++
-			}
+		f, err := FolderUsage(root, folder)
+		if err != nil {
+			return Usage{}, err
 		}
+		u.Bytes += f.Bytes
+		u.Messages += f.Messages
 	}
 	content := fmt.Sprintf("%s\n%d %d\n", limits, u.Bytes, u.Messages)
 	if err := writeAtomically(root, []byte(content), owner); err != nil {
 		return Usage{}, err
+	}
+	return u, nil
+}
+
+// FolderUsage counts the messages of one folder (dir, relative to the
+// maildir's root: "." for INBOX) in new/ and cur/, their sizes read from
+// their names (",S=") or else their files.
+func FolderUsage(root *os.Root, dir string) (Usage, error) {
+	var u Usage
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := readDir(root, dir+"/"+sub)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return Usage{}, err
+		}
+		for _, e := range ents {
+			if e.Name()[0] == '.' || !e.Type().IsRegular() {
+				continue
+			}
+			size, ok := sizeFromName(e.Name())
+			if !ok {
+				fi, err := e.Info()
+				if err != nil {
+					continue // expunged meanwhile
+				}
+				size = fi.Size()
+			}
+			u.Bytes += size
+			u.Messages++
+		}
 	}
 	return u, nil
 }

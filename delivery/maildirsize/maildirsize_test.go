@@ -162,3 +162,24 @@ func TestSymlinkedFileRefused(t *testing.T) {
 		t.Errorf("the symlink was not replaced by a file: %v", err)
 	}
 }
+
+// A deleted folder on its way out (Dovecot's and courriel's trash,
+// "..DOVECOT-TRASHED", whatever is inside it) is not counted: its
+// messages were freed when it was deleted.
+func TestRecalculateSkipsTrash(t *testing.T) {
+	root, dir := newMaildir(t, map[string]string{"new/1.M1.h,S=10": "0123456789", ".Junk/cur/2.M2.h,S=5:2,S": "01234"})
+	for _, d := range []string{"..DOVECOT-TRASHED/cur", "..DOVECOT-TRASHED/h.1.2/new"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"..DOVECOT-TRASHED/cur/3.M3.h,S=100:2,", "..DOVECOT-TRASHED/h.1.2/new/4.M4.h,S=100"} {
+		if err := os.WriteFile(filepath.Join(dir, f), make([]byte, 100), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := Recalculate(root, Limits{Bytes: 1000}, Owner{-1, -1})
+	if err != nil || u != (Usage{Bytes: 15, Messages: 2}) {
+		t.Errorf("%+v, %v; want 15 bytes in 2 messages", u, err)
+	}
+}

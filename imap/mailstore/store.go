@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"courriel/delivery/maildirsize"
 	"courriel/imap/uidlist"
 )
 
@@ -315,6 +316,7 @@ func (s *Store) Trash(name string) error {
 		err := s.root.Rename(dir, dest)
 		switch {
 		case err == nil:
+			s.quotaFreed(dest)
 			return nil
 		case errors.Is(err, fs.ErrNotExist):
 			if dest != TrashDir && try < trashTries {
@@ -329,6 +331,18 @@ func (s *Store) Trash(name string) error {
 		default:
 			return fmt.Errorf("mailstore: delete %s: %w", dir, err)
 		}
+	}
+}
+
+// quotaFreed takes a trashed folder's messages off the maildir's
+// Maildir++ maildirsize (when it keeps one), as Dovecot's quota plugin
+// frees a deleted mailbox's messages: otherwise they counted against the
+// quota until the file was next recomputed, and mail was refused for
+// room the user had made. Best effort, as every quota line: a count that
+// fails leaves the file to its next recomputation.
+func (s *Store) quotaFreed(trashed string) {
+	if u, err := maildirsize.FolderUsage(s.root, trashed); err == nil && u.Messages > 0 {
+		_ = maildirsize.Add(s.root, -u.Bytes, -u.Messages)
 	}
 }
 
