@@ -43,7 +43,9 @@
 // cancelled (its context done) fails the recipient, temporarily. A
 // user's script whose long runs keep adding up past MaxRunTime within
 // Options.ResourceUsageTimeout (an hour) is disabled, as Pigeonhole's
-// cumulative limit disables its binary (usage.go: the records in
+// cumulative limit disables its binary (a run charged its work, not the
+// wall time of a stall, and never more than the limit: one run alone
+// never disables it; usage.go: the records in
 // ~/.courriel.sieve-usage): it is not run, the copy kept in INBOX and
 // the user told, until a new version is stored after the timeout.
 //
