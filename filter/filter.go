@@ -237,7 +237,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	for i, p := range plans {
 		if p != nil && p.reject == nil && errs[i] == nil {
 			f.commitDuplicates(m, &rcpts[i], p)
-			errs[i] = f.sideEffects(ctx, m, &rcpts[i], p)
+			errs[i] = f.sideEffects(ctx, m, mr, &rcpts[i], p)
 		}
 	}
 	return errs
