@@ -118,3 +118,26 @@ func TestOracleQuotedLocalParts(t *testing.T) {
 		}
 	}
 }
+
+// A redirect to a quoted local part goes to the address in SMTP's form,
+// quoted where it must be, as Pigeonhole's; the same address quoted
+// needlessly is the same redirect.
+func TestRedirectQuotedLocalPart(t *testing.T) {
+	const src = `redirect "\"john doe\"@X.y"; redirect "\"plain\"@x.y"; redirect "plain@x.y"; redirect "Jo <\"a\\\"b\"@x.y>";`
+	res := runScript(t, src, Envelope{From: "a@b.c", To: "u@x.y"})
+	var got []string
+	for _, a := range res.Actions {
+		if a.Kind == Redirect {
+			got = append(got, a.Address)
+		}
+	}
+	if want := []string{`"john doe"@x.y`, "plain@x.y", `"a\"b"@x.y`}; strings.Join(got, "|") != strings.Join(want, "|") || res.Err != nil {
+		t.Errorf("redirects %q (%v), want %q", got, res.Err, want)
+	}
+	o := newOracle(t)
+	ours, compileErr := ours(t, []byte(src), []byte(quotedMessage), quotedEnvelopes[0])
+	theirs, out := o.run(t, "redirect", []byte(src), []byte(quotedMessage), quotedEnvelopes[0])
+	if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+		t.Errorf("ours:   %q (%v)\n theirs: %q\n sieve-test: %s", ours, compileErr, theirs, out)
+	}
+}

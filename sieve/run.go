@@ -656,8 +656,10 @@ func checkFolder(f string) error {
 }
 
 // parseRedirectAddress accepts an address (RFC 5228 §4.2; Pigeonhole also
-// takes a display name or angle brackets) and returns its addr-spec with the
-// domain in lower case.
+// takes a display name or angle brackets) and returns its addr-spec in
+// SMTP's form, as Pigeonhole redirects to it: the local part quoted only
+// where it must be ("\"john doe\"@example.org", "plain@example.org" for
+// "\"plain\"@example.org"), the domain in lower case.
 func parseRedirectAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	a, err := mail.ParseAddress(s)
@@ -677,7 +679,7 @@ func parseRedirectAddress(s string) (string, error) {
 	if at <= 0 || at == len(a.Address)-1 {
 		return "", errors.New("missing local part or domain")
 	}
-	return a.Address[:at] + "@" + strings.ToLower(a.Address[at+1:]), nil
+	return quoteLocalPart(a.Address[:at]) + "@" + strings.ToLower(a.Address[at+1:]), nil
 }
 
 // strings returns an argument's strings, ${...} expanded when the script
