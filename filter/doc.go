@@ -24,9 +24,14 @@
 // is then found on the retry (delivery.Recipient.CopyKey, one key per
 // folder), never stored twice. For keyed copies the home's memory
 // (~/.courriel.vacation, the vacation memory) records that an attempt
-// queued its redirects and reply, so that a retry does not queue them
-// again; only a crash between queueing them and that record repeats a
-// redirect (never a vacation reply, which has its own memory). A single
+// queued its redirects and reply, and each redirect address once its
+// Accept returns (redirects carrying different editheader headers are
+// separate messages, each its own Accept: when a later one fails, the
+// retry queues only those not recorded), so that a retry does not queue
+// them again; only a crash between an Accept and its record repeats a
+// redirect (never a vacation reply, which has its own memory). A
+// redirected copy is read in place (the message's file, the edited
+// header's pieces), as a stored one, never copied whole. A single
 // copy stored at DATA whose redirect cannot be queued gets a 4xx, and the
 // sender's retry stores it again: the rare duplicate rather than a lost
 // redirect.
@@ -43,7 +48,9 @@
 // cancelled (its context done) fails the recipient, temporarily. A
 // user's script whose long runs keep adding up past MaxRunTime within
 // Options.ResourceUsageTimeout (an hour) is disabled, as Pigeonhole's
-// cumulative limit disables its binary (usage.go: the records in
+// cumulative limit disables its binary (a run charged its work, not the
+// wall time of a stall, and never more than the limit: one run alone
+// never disables it; usage.go: the records in
 // ~/.courriel.sieve-usage): it is not run, the copy kept in INBOX and
 // the user told, until a new version is stored after the timeout.
 //

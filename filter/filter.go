@@ -105,6 +105,8 @@ type Filter struct {
 	cache *scriptCache
 	usage usagePolicy
 	homes [64]sync.Mutex // serialise vacation memory updates per home (striped)
+	// since is a run's wall time (time.Since; tests make a stall)
+	since func(time.Time) time.Duration
 }
 
 // New checks the options and returns a Filter.
@@ -133,7 +135,7 @@ func New(o Options) (*Filter, error) {
 		maxUsage = sieve.DefaultMaxRunTime
 	}
 	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, o.Global, 10000),
-		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}}, nil
+		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since}, nil
 }
 
 // plan is what the scripts decided for one recipient.
@@ -235,7 +237,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	for i, p := range plans {
 		if p != nil && p.reject == nil && errs[i] == nil {
 			f.commitDuplicates(m, &rcpts[i], p)
-			errs[i] = f.sideEffects(ctx, m, &rcpts[i], p)
+			errs[i] = f.sideEffects(ctx, m, mr, &rcpts[i], p)
 		}
 	}
 	return errs
@@ -418,7 +420,7 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			return nil, &delivery.Error{Temporary: true, Reason: "delivery cancelled", Err: context.Cause(ctx)}
 		}
 		if i == userIdx {
-			f.noteUsage(m, r, mb, s, res, time.Since(start))
+			f.noteUsage(m, r, mb, s, res, f.since(start))
 		}
 		p.dupMarks = append(p.dupMarks, res.DuplicateMarks...)
 		if res.Err != nil {

@@ -1,7 +1,6 @@
 package filter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +30,7 @@ const hopLimit = 50
 // remembers that its redirects and reply were queued (sideEffectsKey in
 // the vacation memory), so that a retry after a later failure or a crash
 // does not queue them again.
-func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) error {
+func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, mr *messageReader, r *delivery.Recipient, p *plan) error {
 	if len(p.redirects) == 0 && p.vacation == nil && len(p.notifies) == 0 {
 		return nil
 	}
@@ -47,32 +46,8 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, r *delive
 		}
 	}
 	if len(p.redirects) > 0 {
-		// editheader's header goes with the redirected copies too, each
-		// as it was when the script redirected
-		mr := &messageReader{m: m}
-		done := make([]bool, len(p.redirects))
-		for i, e := range p.redirectEdits {
-			if done[i] {
-				continue
-			}
-			var to []string
-			for j := i; j < len(p.redirects); j++ {
-				if !done[j] && p.redirectEdits[j] == e {
-					to, done[j] = append(to, p.redirects[j]), true
-				}
-			}
-			rm := m
-			if e != nil {
-				em, err := mr.edited(e)
-				if err != nil {
-					f.log.Warn("sieve: editheader not applied to the redirect", "msg_id", m.ID, "to", r.Address, "err", err)
-				} else {
-					rm = em
-				}
-			}
-			if err := f.redirect(ctx, rm, r, to); err != nil {
-				return err
-			}
+		if err := f.redirects(ctx, m, mr, r, p, remembered); err != nil {
+			return err
 		}
 	}
 	if p.vacation != nil {
@@ -117,10 +92,82 @@ func (f *Filter) redirectRefused(msg *sieve.Message, r *delivery.Recipient) stri
 	return ""
 }
 
-// redirect queues the message for the plan's redirect addresses, marked
-// with RedirectedHeader and Delivered-To (which courriel's and Postfix's
-// loop checks read), from the original sender (SRS-rewritten when
-// configured, as alias forwards).
+// redirects queues the plan's redirects (mr: the message, read once for
+// the scripts): one message per header the
+// script gave them (editheader's, each as it was when the script
+// redirected), each queued by one Accept. A later one may fail after an
+// earlier one is queued, and the delivery is then tried again (its
+// copies found stored): for a keyed copy (remembered) the home's memory
+// records each address once its redirect is queued, and a retry queues
+// only those not recorded, so that none is queued twice, whatever the
+// grouping on the retry (a script changed meanwhile). Only a crash
+// between an Accept and its record repeats a redirect.
+func (f *Filter) redirects(ctx context.Context, m *delivery.Message, mr *messageReader, r *delivery.Recipient, p *plan, remembered bool) error {
+	queued := map[string]bool{}
+	if remembered {
+		keys := make([]string, len(p.redirects))
+		for i, a := range p.redirects {
+			keys[i] = redirectKey(r.CopyKey, a)
+		}
+		found, err := f.recalledKeys(p.mb.Home, keys)
+		if err != nil {
+			f.log.Warn("sieve: cannot read the memory of earlier attempts", "msg_id", m.ID, "to", r.Address, "err", err)
+		}
+		for i, a := range p.redirects {
+			if found[keys[i]] {
+				queued[a] = true
+				f.log.Info("sieve: redirect queued by an earlier attempt", "msg_id", m.ID, "to", r.Address, "redirect_to", a)
+			}
+		}
+	}
+	for i, e := range p.redirectEdits {
+		var to []string
+		for j := i; j < len(p.redirects); j++ {
+			if !queued[p.redirects[j]] && p.redirectEdits[j] == e {
+				to = append(to, p.redirects[j])
+				queued[p.redirects[j]] = true
+			}
+		}
+		if len(to) == 0 {
+			continue
+		}
+		rm := m
+		if e != nil {
+			em, err := mr.edited(e)
+			if err != nil {
+				f.log.Warn("sieve: editheader not applied to the redirect", "msg_id", m.ID, "to", r.Address, "err", err)
+			} else {
+				rm = em
+			}
+		}
+		if err := f.redirect(ctx, rm, r, to); err != nil {
+			return err
+		}
+		if remembered {
+			keys := make([]string, len(to))
+			for k, a := range to {
+				keys[k] = redirectKey(r.CopyKey, a)
+			}
+			uid, gid := f.owner(r)
+			if err := f.rememberKeys(p.mb.Home, keys, sideEffectsMemory, uid, gid); err != nil {
+				f.log.Warn("sieve: cannot remember the queued redirect", "msg_id", m.ID, "to", r.Address, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// redirectKey names in the memory a keyed copy's redirect to addr,
+// once queued.
+func redirectKey(copyKey, addr string) string {
+	return sideEffectsKey(copyKey) + "\x00redirect\x00" + addr
+}
+
+// redirect queues the message for redirect addresses, marked with
+// RedirectedHeader and Delivered-To (which courriel's and Postfix's loop
+// checks read), from the original sender (SRS-rewritten when configured,
+// as alias forwards). The message is read in place (its file, or the
+// pieces of its edited header and the rest of it), never copied whole.
 func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.Recipient, to []string) error {
 	remoteFrom := m.From
 	if f.o.SRS != nil && m.From != "" {
@@ -128,12 +175,8 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 			remoteFrom = rf
 		}
 	}
-	var data bytes.Buffer
-	data.WriteString(RedirectedHeader + ": " + r.Address + "\r\n")
-	data.WriteString("Delivered-To: " + r.Address + "\r\n")
-	if _, err := data.ReadFrom((&messageReader{m: m}).full()); err != nil {
-		return &delivery.Error{Temporary: true, Reason: "cannot read the message to redirect", Err: err}
-	}
+	mark := delivery.MemContent(RedirectedHeader + ": " + r.Address + "\r\n" + "Delivered-To: " + r.Address + "\r\n")
+	data := newSplice(mark, (&messageReader{m: m}).content())
 	remote, local, err := f.route(ctx, to)
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot route the redirect", Err: err}
@@ -141,9 +184,9 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 	var qid string
 	if remoteFrom != m.From && len(local) > 0 {
 		// Local copies show the original sender, as for alias forwards.
-		qid, _, err = f.o.Outbound.AcceptForward(ctx, m.ID, m.From, remoteFrom, remote, local, bytes.NewReader(data.Bytes()))
+		qid, _, err = f.o.Outbound.AcceptForward(ctx, m.ID, m.From, remoteFrom, remote, local, data)
 	} else {
-		qid, _, err = f.o.Outbound.Accept(ctx, m.ID, remoteFrom, remote, local, bytes.NewReader(data.Bytes()))
+		qid, _, err = f.o.Outbound.Accept(ctx, m.ID, remoteFrom, remote, local, data)
 	}
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot queue the redirect", Err: err}

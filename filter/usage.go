@@ -42,10 +42,17 @@ import (
 // removing ~/.courriel.sieve-usage (Pigeonhole: sievec).
 //
 // A run's usage is its work (sieve.Result.Work: units priced at about a
-// nanosecond of one core, a deterministic stand-in for the CPU time Go
-// cannot measure per goroutine), or its wall time when the run was
-// stopped by time. Pigeonhole records the user's script only, not the
-// administrator's before and after scripts; so does this.
+// nanosecond of one core, a deterministic stand-in for the CPU time
+// Pigeonhole charges and Go cannot measure per goroutine). Wall time is
+// not CPU time: a run stopped by time (Limits.MaxRunTime, or the
+// delivery's share for scripts) mostly waited on what the script did
+// not cause (a slow disk or NFS, a loaded machine), so its wall time is
+// charged only when its work was high too (past highUsage), the time
+// limit then being the backstop for work priced too low. And a run is
+// charged at most the limit, so that a single run never disables the
+// script (the sum must pass it): only long runs that keep coming do.
+// Pigeonhole records the user's script only, not the administrator's
+// before and after scripts; so does this.
 //
 // The records live in the home, in UsageFileName, owned by the user and
 // replaced atomically (Pigeonhole keeps them in the script's .svbin
@@ -283,13 +290,21 @@ func (f *Filter) owner(r *delivery.Recipient) (int, int) {
 	return -1, -1
 }
 
+// runUsage is what a run of the user's script (took: its wall time) is
+// charged: its work; its wall time when it was stopped by time and its
+// work was high too; never more than the limit.
+func (p usagePolicy) runUsage(res sieve.Result, took time.Duration) time.Duration {
+	used := time.Duration(res.Work) // a unit is about a nanosecond
+	if used > p.high && (errors.Is(res.Err, sieve.ErrTimeLimit) || errors.Is(res.Err, errScriptsTime)) {
+		used = max(used, took)
+	}
+	return min(used, p.max)
+}
+
 // noteUsage records the run of the user's script (took: its wall time)
 // and tells the user when it disables the script.
 func (f *Filter) noteUsage(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, s *compiled, res sieve.Result, took time.Duration) {
-	used := time.Duration(res.Work) // a unit is about a nanosecond
-	if errors.Is(res.Err, sieve.ErrTimeLimit) || errors.Is(res.Err, errScriptsTime) {
-		used = max(used, took)
-	}
+	used := f.usage.runUsage(res, took)
 	uid, gid := f.owner(r)
 	newly, sum, err := f.recordUsage(mb.Home, s, used, uid, gid)
 	if err != nil {

@@ -212,3 +212,76 @@ func TestCumulativeUsagePutScript(t *testing.T) {
 		t.Errorf("after the timeout: user log %q, want the script run", log)
 	}
 }
+
+// A run stopped by time is charged its work, not its wall time, unless
+// its work was high too: a stall the script did not cause (here every
+// run "took" 40 s, the time limit 1 ns stopping it at its first
+// command) never disables it, however often. A run whose work was high
+// is charged its wall time, but never more than the limit: a single run
+// never disables the script, the second within the timeout does.
+func TestCumulativeUsageTimeLimit(t *testing.T) {
+	const stoppedByTime = ": run error: line 1, column 1: execution exceeded the time limit (1ns): message kept in INBOX\n"
+	setup := func(t *testing.T) (*Filter, string, delivery.Recipient) {
+		f, home, r := limitsSetup(t, qaFileinto, sieve.Limits{MaxRunTime: time.Nanosecond})
+		f.o.Now = func() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
+		f.usage.high, f.usage.max = time.Millisecond, 5*time.Millisecond
+		f.since = func(time.Time) time.Duration { return 40 * time.Second }
+		return f, home, r
+	}
+	t.Run("stalled", func(t *testing.T) {
+		f, home, r := setup(t)
+		for i := 1; i <= 5; i++ {
+			if log := deliverOnce(t, f, home, r, fmt.Sprintf("m%d", i)); !strings.HasSuffix(log, "~/.dovecot.sieve"+stoppedByTime) {
+				t.Fatalf("run %d: user log %q, want the run stopped by time and nothing more", i, log)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(home, UsageFileName)); err == nil {
+			t.Errorf("%s: %q, want no record of runs that did little work", UsageFileName, b)
+		}
+		if n := stored(home, ""); n != 5 {
+			t.Errorf("%d copies in INBOX, want 5", n)
+		}
+	})
+	t.Run("high work", func(t *testing.T) {
+		f, home, r := setup(t)
+		f.usage.high = 100 // ns: the first command's work is high
+		if log := deliverOnce(t, f, home, r, "m1"); !strings.HasSuffix(log, "~/.dovecot.sieve"+stoppedByTime) {
+			t.Fatalf("first run: user log %q, want the run stopped by time, the script not disabled", log)
+		}
+		b, err := os.ReadFile(filepath.Join(home, UsageFileName))
+		if err != nil || !strings.HasSuffix(string(b), " 5 1772366400 0\n") {
+			t.Errorf("%s after one run: %q (%v), want 5 ms (the limit) charged, not disabled", UsageFileName, b, err)
+		}
+		if log := deliverOnce(t, f, home, r, "m2"); !strings.Contains(log, "disabled") {
+			t.Errorf("second run: user log %q, want the script disabled", log)
+		}
+	})
+}
+
+// runUsage: work; wall time only for a run stopped by time whose work
+// was high; at most the limit.
+func TestRunUsage(t *testing.T) {
+	p := usagePolicy{timeout: time.Hour, high: 1500 * time.Millisecond, max: 30 * time.Second}
+	timeErr := &sieve.Error{Err: sieve.ErrTimeLimit}
+	scriptsErr := &sieve.Error{Err: errScriptsTime}
+	workErr := &sieve.Error{Err: sieve.ErrWorkLimit}
+	for _, tc := range []struct {
+		name string
+		res  sieve.Result
+		took time.Duration
+		want time.Duration
+	}{
+		{"ordinary run", sieve.Result{Work: 2_000_000}, time.Second, 2 * time.Millisecond},
+		{"stalled, stopped by time", sieve.Result{Work: 5_000_000, Err: timeErr}, 31 * time.Second, 5 * time.Millisecond},
+		{"stalled, the delivery's time", sieve.Result{Work: 5_000_000, Err: scriptsErr}, 45 * time.Second, 5 * time.Millisecond},
+		{"high work, stopped by time", sieve.Result{Work: 2_000_000_000, Err: timeErr}, 20 * time.Second, 20 * time.Second},
+		{"high work, stopped by time, past the limit", sieve.Result{Work: 2_000_000_000, Err: timeErr}, 31 * time.Second, 30 * time.Second},
+		{"high work, the delivery's time", sieve.Result{Work: 2_000_000_000, Err: scriptsErr}, 10 * time.Second, 10 * time.Second},
+		{"stopped by work", sieve.Result{Work: 4_000_000_000, Err: workErr}, 50 * time.Second, 4 * time.Second},
+		{"work past the limit", sieve.Result{Work: 90_000_000_000, Err: workErr}, 90 * time.Second, 30 * time.Second},
+	} {
+		if got := p.runUsage(tc.res, tc.took); got != tc.want {
+			t.Errorf("%s: charged %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -335,9 +335,61 @@ func (f *Filter) recalled(home, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	sum := sha256.Sum256([]byte(strings.ToLower(key) + "\x00"))
-	_, ok := entries[hex.EncodeToString(sum[:])]
+	_, ok := entries[memoryKey(key)]
 	return ok, nil
+}
+
+// memoryKey is key's line in the memory, as remember records it with
+// handle "".
+func memoryKey(key string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(key) + "\x00"))
+	return hex.EncodeToString(sum[:])
+}
+
+// recalledKeys says which of keys (as remember records them, handle "")
+// are in home's memory and not expired: one read for them all.
+func (f *Filter) recalledKeys(home string, keys []string) (map[string]bool, error) {
+	mu := &f.homes[int(sha256.Sum256([]byte(home))[0])%len(f.homes)]
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	entries, err := readMemory(root, f.o.Now())
+	if err != nil {
+		return nil, err
+	}
+	found := map[string]bool{}
+	for _, k := range keys {
+		if _, ok := entries[memoryKey(k)]; ok {
+			found[k] = true
+		}
+	}
+	return found, nil
+}
+
+// rememberKeys records keys (handle "") for period in home's memory: one
+// write for them all.
+func (f *Filter) rememberKeys(home string, keys []string, period time.Duration, uid, gid int) error {
+	mu := &f.homes[int(sha256.Sum256([]byte(home))[0])%len(f.homes)]
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	now := f.o.Now()
+	entries, err := readMemory(root, now)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		entries[memoryKey(k)] = now.Add(period).Unix()
+	}
+	return writeMemory(root, entries, uid, gid)
 }
 
 // maxMemoryFile bounds what is read of the memory file.

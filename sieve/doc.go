@@ -46,7 +46,11 @@
 // a file per extension) follows RFC 5228 and the extensions, and where
 // they leave room, Pigeonhole: repeated stores and redirects merge, invalid
 // IMAP flags are dropped, the address test reads only address headers, :is
-// of an empty value matches only an empty key.
+// of an empty value matches only an empty key, and a quoted local part
+// (Envelope's addresses are in SMTP's form, "\"john doe\"@example.org")
+// is seen unquoted by :localpart, :user and :detail, and by :all quoted
+// only where it must be (Dovecot's smtp_address_encode), in the envelope
+// and in header fields alike.
 //
 // Extensions (Extensions lists them for ManageSieve's SIEVE capability):
 // fileinto, reject and ereject (RFC 5429), envelope, encoded-character,

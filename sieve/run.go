@@ -223,7 +223,10 @@ func (c *lfCounter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Envelope is the SMTP envelope of the copy being delivered.
+// Envelope is the SMTP envelope of the copy being delivered, its
+// addresses in SMTP's external form (a local part quoted where it must
+// be: "\"john doe\"@example.org"); the envelope test reads them as
+// Pigeonhole does (mailAddr).
 type Envelope struct {
 	From string // MAIL FROM, "" for the null sender
 	To   string // the RCPT TO address this copy is for
@@ -653,8 +656,10 @@ func checkFolder(f string) error {
 }
 
 // parseRedirectAddress accepts an address (RFC 5228 §4.2; Pigeonhole also
-// takes a display name or angle brackets) and returns its addr-spec with the
-// domain in lower case.
+// takes a display name or angle brackets) and returns its addr-spec in
+// SMTP's form, as Pigeonhole redirects to it: the local part quoted only
+// where it must be ("\"john doe\"@example.org", "plain@example.org" for
+// "\"plain\"@example.org"), the domain in lower case.
 func parseRedirectAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	a, err := mail.ParseAddress(s)
@@ -674,7 +679,7 @@ func parseRedirectAddress(s string) (string, error) {
 	if at <= 0 || at == len(a.Address)-1 {
 		return "", errors.New("missing local part or domain")
 	}
-	return a.Address[:at] + "@" + strings.ToLower(a.Address[at+1:]), nil
+	return quoteLocalPart(a.Address[:at]) + "@" + strings.ToLower(a.Address[at+1:]), nil
 }
 
 // strings returns an argument's strings, ${...} expanded when the script
@@ -765,8 +770,8 @@ func (r *runner) evalTest(t *Test) (bool, error) {
 				part = p
 			}
 		}
-		var addrs []string
-		var unparsed []string // values :all sees whole, other parts not at all
+		var addrs []mailAddr
+		var unparsed []string // values :all sees whole, other parts only when empty
 		if t.Name == "address" {
 			var fields []string // :index counts the fields of all the names
 			_, inParts := n.tags["mime"]
@@ -779,36 +784,47 @@ func (r *runner) evalTest(t *Test) (bool, error) {
 					fields = append(fields, part...)
 				}
 			}
-			{
-				for _, v := range pickIndex(n, fields) {
-					r.budget.spend(decodeCost * len(v))
-					list, ok := headerAddresses(v)
-					if !ok {
-						unparsed = append(unparsed, list...)
-						continue
-					}
-					addrs = append(addrs, list...)
+			for _, v := range pickIndex(n, fields) {
+				r.budget.spend(decodeCost * len(v))
+				list, ok := headerAddresses(v)
+				if !ok {
+					unparsed = append(unparsed, list...)
+					continue
+				}
+				for _, a := range list {
+					addrs = append(addrs, splitAddrSpec(a))
 				}
 			}
 		} else {
 			for _, p := range r.strs(n.pos[0]) {
+				var v string
 				switch strings.ToLower(p) {
 				case "from":
-					addrs = append(addrs, r.env.From)
+					v = r.env.From
 				case "to":
-					addrs = append(addrs, r.env.To)
+					v = r.env.To
 				case "auth": // no authenticated sender at local delivery
+					continue
 				default:
 					return false, r.errorf(t.Pos, "envelope part %q is not supported", p)
+				}
+				if a, ok := parseEnvelopeAddress(v); ok {
+					addrs = append(addrs, a)
+				} else {
+					unparsed = append(unparsed, v) // the null sender
 				}
 			}
 		}
 		var values []string
-		if part == "all" {
-			values = append(values, unparsed...)
+		for _, v := range unparsed {
+			// as Pigeonhole: a value that is no address is seen whole
+			// by :all, and by every part when empty
+			if part == "all" || v == "" {
+				values = append(values, v)
+			}
 		}
 		for _, a := range addrs {
-			if v, ok := addressPart(a, part); ok {
+			if v, ok := a.part(part); ok {
 				values = append(values, v)
 			}
 		}
@@ -961,30 +977,120 @@ func headerAddresses(v string) (list []string, ok bool) {
 	return out, true
 }
 
-// addressPart is one address part; :user and :detail split the local part
-// at its first "+" (RFC 5233), and :detail has no value without one.
-func addressPart(addr, part string) (string, bool) {
-	if part == "all" {
-		return addr, true
+// mailAddr is an address split into its local part, as it is once
+// unquoted ("john doe" of "\"john doe\"@example.org"), and its domain.
+type mailAddr struct {
+	local, domain string
+	noDomain      bool // a local part alone (RCPT TO:<postmaster>)
+}
+
+// splitAddrSpec splits an addr-spec whose local part is unquoted
+// already (net/mail's Address): at its last "@", since a domain has
+// none.
+func splitAddrSpec(s string) mailAddr {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return mailAddr{local: s, noDomain: true}
 	}
-	local, domain := addr, ""
-	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
-		local, domain = addr[:at], addr[at+1:]
+	return mailAddr{local: s[:at], domain: s[at+1:]}
+}
+
+// parseEnvelopeAddress reads an envelope address as SMTP gives it (its
+// local part quoted when it must be: "\"john doe\"@example.org"); false
+// for the null sender, which is no address.
+func parseEnvelopeAddress(s string) (mailAddr, bool) {
+	if s == "" {
+		return mailAddr{}, false
 	}
-	switch part {
-	case "localpart":
-		return local, true
-	case "domain":
-		return domain, true
-	case "user":
-		if i := strings.IndexByte(local, '+'); i >= 0 {
-			return local[:i], true
+	if s[0] != '"' {
+		return splitAddrSpec(s), true
+	}
+	var local strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				local.WriteByte(s[i])
+			}
+		case '"':
+			switch rest := s[i+1:]; {
+			case rest == "":
+				return mailAddr{local: local.String(), noDomain: true}, true
+			case rest[0] == '@':
+				return mailAddr{local: local.String(), domain: rest[1:]}, true
+			}
+			return splitAddrSpec(s), true // not a quoted local part after all
+		default:
+			local.WriteByte(c)
 		}
-		return local, true
+	}
+	return splitAddrSpec(s), true
+}
+
+// part is one address part, as Pigeonhole extracts it: :all the address
+// with its local part quoted where it must be (Dovecot's
+// smtp_address_encode), :localpart unquoted; :user and :detail split the
+// local part at its first "+" (RFC 5233), and :detail has no value
+// without one, nor :domain without a domain.
+func (a mailAddr) part(part string) (string, bool) {
+	switch part {
+	case "all":
+		if a.noDomain {
+			return quoteLocalPart(a.local), true
+		}
+		return quoteLocalPart(a.local) + "@" + a.domain, true
+	case "localpart":
+		return a.local, true
+	case "domain":
+		return a.domain, !a.noDomain
+	case "user":
+		if i := strings.IndexByte(a.local, '+'); i >= 0 {
+			return a.local[:i], true
+		}
+		return a.local, true
 	case "detail":
-		if i := strings.IndexByte(local, '+'); i >= 0 {
-			return local[i+1:], true
+		if i := strings.IndexByte(a.local, '+'); i >= 0 {
+			return a.local[i+1:], true
 		}
 	}
 	return "", false
+}
+
+// quoteLocalPart writes a local part as SMTP (RFC 5321) has it, as
+// Dovecot's smtp_address_write: as it is when a dot-string (atoms
+// separated by single dots; octets past ASCII count as atom text, RFC
+// 6531), else quoted, '"' and '\\' escaped.
+func quoteLocalPart(local string) string {
+	dotString := local != ""
+	for i := 0; i < len(local) && dotString; i++ {
+		switch c := local[i]; {
+		case c == '.':
+			dotString = i > 0 && i < len(local)-1 && local[i-1] != '.'
+		case !isAtext(c):
+			dotString = false
+		}
+	}
+	if dotString {
+		return local
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(local[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// isAtext says whether c is RFC 5322's atext, or an octet past ASCII.
+func isAtext(c byte) bool {
+	switch {
+	case c >= 0x80, 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
