@@ -32,9 +32,10 @@
 // redirect (never a vacation reply, which has its own memory). A
 // redirected copy is read in place (the message's file, the edited
 // header's pieces), as a stored one, never copied whole. A single
-// copy stored at DATA whose redirect cannot be queued gets a 4xx, and the
-// sender's retry stores it again: the rare duplicate rather than a lost
-// redirect.
+// copy at DATA (delivery.Message.Single) whose script asks for more than
+// its one file (a redirect, a vacation reply, a notification, a second
+// folder) stores nothing and goes through the queue instead
+// (delivery.ErrNeedsQueue): no 4xx ever follows a stored copy.
 //
 // Errors never lose mail: a script that does not compile or fails at run
 // time gives a keep into the INBOX, logged with the user and the line, and
