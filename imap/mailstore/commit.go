@@ -71,6 +71,7 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 			return nil, fmt.Errorf("mailstore: deliver: %w", err)
 		}
 		placed = append(placed, to)
+		mb.heldStepLocked(lk)
 	}
 	if err := mb.syncDirLocked("cur"); err != nil {
 		undo()
@@ -417,6 +418,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		}
 		subs[sub] = true
 		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}})
+		dst.heldStepLocked(lk)
 		return false
 	}
 	for _, u := range uids {

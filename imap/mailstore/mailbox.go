@@ -21,6 +21,16 @@ import (
 // lockWait bounds how long a command waits for another process's uidlist lock.
 const lockWait = 10 * time.Second
 
+// heldStepLocked is a step of work done under the uidlist lock lk (nil:
+// none held): lk is touched when uidlist.TouchInterval has passed, so that
+// a long hold (thousands of renames on slow storage) is not taken for a
+// dead one's and broken by another process meanwhile. A clock read
+// otherwise.
+func (mb *Mailbox) heldStepLocked(lk *uidlist.Lock) {
+	lk.Touch(mb.reg.now())
+	mb.reg.hook("held")
+}
+
 // Msg is what the mailbox knows about one message without reading it.
 //
 // The fields are in the order that packs them closest: a 100,000-message

@@ -52,7 +52,9 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	}()
 	// The files are renamed under the uidlist lock, as Dovecot 2.3
 	// renames them (its STORE: lock, renames, unlock), taken at the first
-	// rename and held to the end of the command. A program that lists
+	// rename and held to the end of the command, touched as it goes
+	// (heldStepLocked) so that a long one is not broken as stale. A
+	// program that lists
 	// cur/ under the lock (Dovecot always; a sync of ours that missed a
 	// file, see syncPass) trusts that no file is renamed meanwhile: a
 	// directory of thousands of names is read in several calls, and a
@@ -103,6 +105,7 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			if err := mb.renameFlagsLocked(m, nf); err != nil {
 				return err
 			}
+			mb.heldStepLocked(lk)
 			changed := nf != m.Flags
 			m.Flags, m.New = nf, false
 			if changed {

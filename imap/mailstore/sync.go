@@ -134,7 +134,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	missing, sure := false, false // sure: what is missing is gone
 	for pass := 0; ; pass++ {
 		var err error
-		if disk, err = mb.listDirsLocked(listCur, curSt); err != nil {
+		if disk, err = mb.listDirsLocked(listCur, curSt, lk); err != nil {
 			return err
 		}
 		if files, missing = mb.matchLocked(disk, listCur, files); !missing {
@@ -327,7 +327,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 		// Moving new/ to cur/ changes both: the stamps follow our own
 		// renames when nothing else changed the directories meanwhile.
 		clean := mb.cleanLocked()
-		mb.moveNewLocked()
+		mb.moveNewLocked(lk)
 		mb.restampLocked(clean)
 	}
 	// Files left without a UID (for want of room, or of the lock), and
@@ -343,11 +343,12 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 }
 
 // listDirsLocked lists new/, then cur/ when listCur (whose stamp curSt
-// sizes the first read). The order is Dovecot's: a file moved from new/ to
+// sizes the first read), touching lk, the uidlist lock when held (nil:
+// not), as it goes. The order is Dovecot's: a file moved from new/ to
 // cur/ while the two are read is found in one or the other (in both: the
 // cur/ name is the file's), where reading cur/ first would miss it in
 // both.
-func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp) (map[string]*diskEntry, error) {
+func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (map[string]*diskEntry, error) {
 	subs := []string{"new", "cur"}
 	if !listCur {
 		subs = subs[:1]
@@ -366,7 +367,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp) (map[string]*diskEn
 		if sub == "cur" && curSt.ok {
 			hint = int(min(curSt.size/48, 1<<22)) // some 48 bytes a directory entry
 		}
-		lists[i], err = listNames(f, hint)
+		lists[i], err = listNames(f, hint, func() { mb.heldStepLocked(lk) })
 		f.Close()
 		mb.listings++
 		mb.reg.hook("listed " + sub)
@@ -519,8 +520,9 @@ func (mb *Mailbox) assignLocked(lk *uidlist.Lock, fresh []string, below []*Msg, 
 }
 
 // moveNewLocked moves messages from new/ to cur/, as Dovecot does once a
-// session has seen them.
-func (mb *Mailbox) moveNewLocked() {
+// session has seen them, touching lk (the uidlist lock when held, else
+// nil) as it goes.
+func (mb *Mailbox) moveNewLocked(lk *uidlist.Lock) {
 	for _, m := range mb.msgs {
 		if !m.New {
 			continue
@@ -532,5 +534,6 @@ func (mb *Mailbox) moveNewLocked() {
 		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
 			m.New = false
 		}
+		mb.heldStepLocked(lk)
 	}
 }

@@ -18,6 +18,13 @@ import (
 // uses two minutes for dovecot-uidlist.lock (MAILDIR_UIDLIST_LOCK_STALE_TIMEOUT).
 const StaleTimeout = 2 * time.Minute
 
+// TouchInterval is how often a held lock's modification time is brought
+// forward (Touch), so that a holder still at work (renames in a large
+// folder on slow storage) is never taken for a dead one: Dovecot touches
+// its dovecot-uidlist.lock every MAILDIR_LOCK_TOUCH_SECS (10 s) while it
+// syncs, and breaks one untouched for StaleTimeout.
+const TouchInterval = 10 * time.Second
+
 // ErrLocked is returned when another process holds the lock past the wait.
 var ErrLocked = errors.New("uidlist: locked by another process")
 
@@ -33,10 +40,11 @@ var ErrLocked = errors.New("uidlist: locked by another process")
 // pid), and its stale check reads a pid only to break the lock of a dead
 // holder sooner, waiting for the stale timeout when there is none.
 type Lock struct {
-	root   *os.Root
-	target string
-	f      *os.File
-	done   bool
+	root    *os.Root
+	target  string
+	f       *os.File
+	done    bool
+	touched time.Time // when taken or last touched, by the caller's clock
 }
 
 // Acquire takes the dotlock for target (a path inside root), waiting up to
@@ -51,7 +59,7 @@ func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode,
 	for {
 		f, err := createLock(root, lockName, perm, uid, gid)
 		if err == nil {
-			return &Lock{root: root, target: target, f: f}, nil
+			return &Lock{root: root, target: target, f: f, touched: time.Now()}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("uidlist: create %s: %w", lockName, err)
@@ -134,6 +142,28 @@ func deadOwner(root *os.Root, lockName string) bool {
 		return false
 	}
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// Touch brings the lock file's modification time to now when TouchInterval
+// has passed, by now (the caller's clock), since the lock was taken or
+// last touched, as Dovecot's maildir_sync_notify does: otherwise it is a
+// comparison, cheap enough for every step of a long loop. The time is set
+// through the lock's own descriptor, so a lock of another process, made
+// after ours was broken, is never kept alive by us. A nil or released
+// lock is left alone.
+func (l *Lock) Touch(now time.Time) {
+	if l == nil || l.done || now.Sub(l.touched) < TouchInterval {
+		return
+	}
+	l.touched = now
+	// utimensat(fd, NULL, NULL, 0): both times to the current time, on
+	// the file the descriptor is open on (futimens).
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_UTIMENSAT, l.f.Fd(), 0, 0, 0, 0, 0)
+		if errno != syscall.EINTR {
+			break
+		}
+	}
 }
 
 // Commit writes data into the lock file, fsyncs it and renames it over the

@@ -315,3 +315,63 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A holder still at work touches its lock (Touch, every TouchInterval),
+// as Dovecot touches its uidlist lock while it syncs: one held past
+// StaleTimeout is then not broken by another process. Touch is a clock
+// comparison until the interval has passed.
+func TestLockTouch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	lockPath := filepath.Join(dir, FileName+".lock")
+	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release()
+	// Held for three minutes by now (slow renames): its mtime is that old.
+	old := time.Now().Add(-StaleTimeout - time.Minute)
+	backdate := func() {
+		if err := os.Chtimes(lockPath, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mtime := func() time.Time {
+		st, err := os.Stat(lockPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.ModTime()
+	}
+	backdate()
+	start := time.Now()
+	lk.Touch(start.Add(TouchInterval / 2))
+	if !mtime().Equal(old) {
+		t.Errorf("touched before TouchInterval passed")
+	}
+	lk.Touch(start.Add(TouchInterval + time.Second))
+	if m := mtime(); time.Since(m) > time.Minute {
+		t.Fatalf("not touched after TouchInterval: mtime %v", m)
+	}
+	if l2, err := Acquire(root, FileName, 50*time.Millisecond, 0o600, -1, -1); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			l2.Release()
+		}
+		t.Fatalf("a lock touched by its holder was broken: %v", err)
+	}
+	// The next touch waits for the next interval, counted from this one.
+	backdate()
+	lk.Touch(start.Add(TouchInterval + 2*time.Second))
+	if !mtime().Equal(old) {
+		t.Errorf("touched again within TouchInterval")
+	}
+	lk.Touch(start.Add(2*TouchInterval + 2*time.Second))
+	if time.Since(mtime()) > time.Minute {
+		t.Errorf("not touched at the second interval")
+	}
+}
