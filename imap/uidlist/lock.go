@@ -28,6 +28,10 @@ const TouchInterval = 10 * time.Second
 // ErrLocked is returned when another process holds the lock past the wait.
 var ErrLocked = errors.New("uidlist: locked by another process")
 
+// ErrLockLost is returned by Commit when the lock file is no longer ours:
+// another process took it for stale, removed it, and may hold its own.
+var ErrLockLost = errors.New("uidlist: lock broken by another process")
+
 // Lock is a Dovecot-style dotlock: "<file>.lock", made by a hard link so
 // that it appears whole, already its owner's, holding "pid:host" as
 // Dovecot's dotlocks do (file_write_pid), or nothing when that cannot be
@@ -43,6 +47,7 @@ type Lock struct {
 	root    *os.Root
 	target  string
 	f       *os.File
+	fi      os.FileInfo // the lock file we made: its device and inode
 	done    bool
 	touched time.Time // when taken or last touched, by the caller's clock
 }
@@ -59,7 +64,13 @@ func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode,
 	for {
 		f, err := createLock(root, lockName, perm, uid, gid)
 		if err == nil {
-			return &Lock{root: root, target: target, f: f, touched: time.Now()}, nil
+			fi, serr := f.Stat()
+			if serr != nil {
+				f.Close()
+				_ = root.Remove(lockName) // just made: ours
+				return nil, fmt.Errorf("uidlist: stat %s: %w", lockName, serr)
+			}
+			return &Lock{root: root, target: target, f: f, fi: fi, touched: time.Now()}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("uidlist: create %s: %w", lockName, err)
@@ -184,23 +195,44 @@ func (l *Lock) Commit(data []byte) error {
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && !l.ours() {
+		// Broken meanwhile: the name is another's lock, or nothing.
+		// Renamed over the target, it would replace the file with
+		// the other's empty lock, and let go of the other's lock.
+		return fmt.Errorf("uidlist: replace %s: %w", l.target, ErrLockLost)
+	}
 	if err == nil {
 		err = l.root.Rename(lockName, l.target)
 	}
 	if err != nil {
-		_ = l.root.Remove(lockName)
+		if l.ours() {
+			_ = l.root.Remove(lockName)
+		}
 		return fmt.Errorf("uidlist: replace %s: %w", l.target, err)
 	}
 	return nil
 }
 
 // Release drops the lock without changing the target. It is a no-op after
-// Commit.
+// Commit. The lock file is removed only while it is still the one we
+// made: ours broken as stale by another process, the name may be that
+// process's lock now, as Dovecot's file_dotlock_delete checks.
 func (l *Lock) Release() {
 	if l.done {
 		return
 	}
 	l.done = true
 	l.f.Close()
-	_ = l.root.Remove(l.target + ".lock")
+	if l.ours() {
+		_ = l.root.Remove(l.target + ".lock")
+	}
+}
+
+// ours reports whether the lock's name is still the file we made: the same
+// device and inode (Dovecot's file_dotlock_delete and
+// file_dotlock_is_locked compare those alone; its mtime, which Touch and
+// other programs change, is no proof either way).
+func (l *Lock) ours() bool {
+	now, err := l.root.Lstat(l.target + ".lock")
+	return err == nil && os.SameFile(l.fi, now)
 }
