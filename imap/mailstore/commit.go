@@ -287,7 +287,7 @@ func (mb *Mailbox) prepareCopy(uid uint32, dst *Mailbox, tmpDir *os.File) (p pen
 	}
 	p.flags = mb.flagNamesLocked(m.Flags)
 	linkErr := error(unix.EPERM)
-	if sub, name, ok := splitRel(m.Path()); ok && !mb.reg.noHardLinks {
+	if sub, name, ok := splitRel(mb.pathLocked(m)); ok && !mb.reg.noHardLinks {
 		var sfd int
 		if sfd, linkErr = mb.dirFDLocked(sub); linkErr == nil {
 			linkErr = ignoringEINTR(func() error { return unix.Linkat(sfd, name, tfd, p.tmp, 0) })
@@ -401,7 +401,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		if ok && okW {
 			nb = sizedBase(nb, psize, vsize)
 		}
-		from := m.Path()
+		from := mb.pathLocked(m)
 		sub, name, _ := splitRel(from)
 		sfd, err := mb.dirFDLocked(sub)
 		if err != nil {

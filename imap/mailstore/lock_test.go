@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -161,4 +162,131 @@ func TestLongHoldsTouchTheLock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// curNames lists folder dir's cur/.
+func curNames(t *testing.T, st *Store, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(st.Path(), dir, "cur"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// A flag change while another process holds the uidlist lock (Dovecot
+// syncing a large folder) waits for it without the folder's mutex: the
+// folder's other sessions go on meanwhile. Past the wait it is made as
+// Dovecot 2.3 makes it when its own lock wait times out (checked with a
+// lock held by hand): the sessions have the new flags at once (STORE
+// answers OK, FETCH BODY[] sets \Seen), and the files are renamed once the
+// lock is free, at a later sync; never while the other holds it. A file
+// the other program renames meanwhile gets the change on its new flags.
+func TestFlagChangeWhileLockedElsewhere(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	for i := 1; i <= 3; i++ {
+		deliverFile(t, st, "", i)
+	}
+	reg := NewRegistry()
+	reg.flagLockWait = 300 * time.Millisecond
+	mb := openBox(t, reg, st, "INBOX")
+	w, _ := mb.Watch()
+	defer w.Close()
+	before := curNames(t, st, "")
+	lock := filepath.Join(st.Path(), "dovecot-uidlist.lock")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil { // Dovecot's: empty
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	start := time.Now()
+	var got []Flags
+	go func() {
+		var err error
+		got, _, err = mb.StoreFlags([]uint32{1, 2}, StoreAdd, []string{Flagged}, nil)
+		done <- err
+	}()
+	// Meanwhile the folder answers its other sessions.
+	time.Sleep(50 * time.Millisecond)
+	t0 := time.Now()
+	mb.FlagsOf([]uint32{3})
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 150*time.Millisecond {
+		t.Errorf("the folder's other sessions waited %v for a flag change waiting for the lock", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("STORE while another process holds the lock: %v", err)
+	}
+	if d := time.Since(start); d < reg.flagLockWait {
+		t.Errorf("gave up waiting after %v", d)
+	}
+	if got[0]&FlagFlagged == 0 || got[1]&FlagFlagged == 0 {
+		t.Errorf("STORE answered flags %v", got)
+	}
+	if fl, _ := mb.FlagsOf([]uint32{1, 2}); fl[0]&FlagFlagged == 0 || fl[1]&FlagFlagged == 0 {
+		t.Errorf("sessions see flags %v", fl)
+	}
+	flagged := 0
+	for _, c := range w.Changes(false) {
+		if c.Kind == FlagsChanged {
+			flagged++
+		}
+	}
+	if flagged != 2 {
+		t.Errorf("%d FlagsChanged for the sessions, want 2", flagged)
+	}
+	// The message is read as before (its file under its old name).
+	if f, _, err := mb.Open(1); err != nil {
+		t.Errorf("open a message whose rename waits: %v", err)
+	} else {
+		f.Close()
+	}
+	// Not renamed while the other holds the lock, a full listing
+	// included; the other renames message 2 itself (adds \Seen).
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if now := curNames(t, st, ""); !slices.Equal(now, before) {
+		t.Fatalf("renamed while another process holds the lock:\n%q\nwas\n%q", now, before)
+	}
+	m2, _ := mb.Get(2)
+	if err := os.Rename(filepath.Join(st.Path(), "cur", m2.Base+":2,"), filepath.Join(st.Path(), "cur", m2.Base+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if fl, _ := mb.FlagsOf([]uint32{2}); fl[0] != FlagFlagged|FlagSeen {
+		t.Errorf("message 2 renamed by the other program: flags %v, want \\Flagged \\Seen", fl[0])
+	}
+	// A second change, still deferred, on top of the first.
+	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, []string{Answered}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	os.Remove(lock)
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, fl := range []Flags{FlagFlagged | FlagAnswered, FlagFlagged | FlagSeen, 0} {
+		m, _ := mb.Get(uint32(i + 1))
+		want = append(want, FileName(m.Base, fl))
+	}
+	slices.Sort(want)
+	if now := curNames(t, st, ""); !slices.Equal(now, want) {
+		t.Errorf("after the lock was freed and a sync:\n%q\nwant\n%q", now, want)
+	}
+	mb.mu.Lock()
+	if n := len(mb.dirty); n != 0 {
+		t.Errorf("%d renames still waiting", n)
+	}
+	mb.mu.Unlock()
 }

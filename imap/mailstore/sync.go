@@ -45,8 +45,13 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 	if mb.gen != gen {
 		// Renumbered while numbering: check the adopted records
 		// against the directories.
-		return mb.syncOnceLocked(true)
+		if err := mb.syncOnceLocked(true); err != nil {
+			return err
+		}
 	}
+	// Renames that waited for the lock: done if it is free now, as
+	// Dovecot's next sync does them.
+	mb.tryFlushDirtyLocked(0)
 	return nil
 }
 
@@ -243,15 +248,9 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			expunged = append(expunged, m)
 			continue
 		}
-		if m.New != d.isNew || (!d.isNew && m.Flags != d.flags) {
-			old := m.Flags
-			m.New = d.isNew
-			if !d.isNew {
-				m.Flags = d.flags
-			}
-			if old != m.Flags {
-				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
-			}
+		m.New = d.isNew
+		if !d.isNew && (m.Flags != d.flags || len(mb.dirty) > 0) && mb.fileFlagsLocked(m, d.flags) {
+			mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
 		}
 		kept = append(kept, m)
 	}
@@ -266,6 +265,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			// the file is written again without the other.
 			delete(mb.cache, m.UID)
 			delete(mb.ext, m.UID)
+			delete(mb.dirty, m)
 			if mb.byBase != nil {
 				mb.byBase[m.Base] = d.owner
 			}
@@ -533,6 +533,9 @@ func (mb *Mailbox) moveNewLocked(lk *uidlist.Lock) {
 		to := "cur/" + FileName(m.Base, m.Flags)
 		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
 			m.New = false
+			if len(mb.dirty) > 0 {
+				delete(mb.dirty, m) // its name has its flags now
+			}
 		}
 		mb.heldStepLocked(lk)
 	}

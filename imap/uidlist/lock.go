@@ -75,7 +75,7 @@ func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode,
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("uidlist: create %s: %w", lockName, err)
 		}
-		if st, serr := root.Stat(lockName); serr == nil && (time.Since(st.ModTime()) > StaleTimeout || deadOwner(root, lockName)) {
+		if st, serr := root.Stat(lockName); serr == nil && breakable(root, lockName, st) {
 			// Removed only if it is still the lock judged stale, not one
 			// another process made since.
 			if now, nerr := root.Stat(lockName); nerr == nil && os.SameFile(st, now) {
@@ -87,6 +87,38 @@ func Acquire(root *os.Root, target string, wait time.Duration, perm fs.FileMode,
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path.Base(lockName))
 		}
 		time.Sleep(delay)
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// breakable reports whether the lock file lockName, whose stat is st, is
+// left by a holder that is gone: untouched for StaleTimeout, or naming a
+// dead process of this host.
+func breakable(root *os.Root, lockName string, st fs.FileInfo) bool {
+	return time.Since(st.ModTime()) > StaleTimeout || deadOwner(root, lockName)
+}
+
+// WaitFree waits, up to wait, until target's lock could be taken (no lock
+// file, or one Acquire would break), without taking it: for a caller that
+// must not wait while it holds something others need (a folder's mutex)
+// and takes the lock afterwards, without waiting, once that is held
+// again. It reports whether the lock looked free before the deadline.
+func WaitFree(root *os.Root, target string, wait time.Duration) bool {
+	lockName := target + ".lock"
+	deadline := time.Now().Add(wait)
+	delay := 5 * time.Millisecond
+	for {
+		st, err := root.Stat(lockName)
+		if err != nil || breakable(root, lockName, st) {
+			return true // gone (or unreadable: Acquire says why)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		time.Sleep(min(delay, left))
 		if delay < 100*time.Millisecond {
 			delay *= 2
 		}
