@@ -94,9 +94,19 @@ type syncArgs struct {
 //   - A message, or the file of a pending record (see records.go), missing
 //     from a listing while the directories were changing is looked for
 //     again under the uidlist lock, which every Dovecot holds while it
-//     renames a file (and courriel too, see storeFlagsLocked), and again
-//     (maxRescans) for another program that renames without it. Only
-//     then is a message expunged, or a pending record declared gone.
+//     renames a file (and courriel too for flag changes, see
+//     storeFlagsLocked, but not for a sync's own renames: see below), and
+//     again (maxRescans) for another program that renames without it.
+//     Only then is a message expunged, or a pending record declared gone.
+//   - A sync's own renames are not all made under the lock: a cur/ name
+//     without an info part is given ":2," as the listing finds it, the
+//     first listing being made without the lock (listDirsLocked); and
+//     messages move from new/ to cur/ at the end (moveNewLocked), after
+//     the numbering's write has let the lock go (Delivered likewise).
+//     Dovecot moves files out of new/ only under its lock (maildir-sync.c,
+//     move_new) and leaves a cur/ name without an info part as it is: a
+//     listing of Dovecot's under the lock may miss a file we rename so
+//     (maxRescans is our answer to it, not Dovecot's).
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
 //     ascending order, never past a pending record still waiting for its
@@ -386,7 +396,9 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			}
 			if sub == "cur" && strings.IndexByte(n, ':') < 0 {
 				// A cur/ name without an info part (another program's
-				// doing): give it the empty one, the name Path expects.
+				// doing): give it the empty one, the name pathLocked
+				// expects. With or without the uidlist lock (lk nil:
+				// a first listing); Dovecot leaves such a name alone.
 				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
 					n += ":2,"
 				}
