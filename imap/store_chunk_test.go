@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A STORE over more messages than one piece (storeChunk) answers one
@@ -83,5 +84,61 @@ func TestStoreInPieces(t *testing.T) {
 	}
 	if answered != n-len(changed) {
 		t.Errorf("%d FETCH responses with the new modseq, want %d", answered, n-len(changed))
+	}
+}
+
+// While another process holds the folder's uidlist lock past the wait
+// (Dovecot syncing a large folder), FETCH BODY[] still answers its data
+// with \Seen, and STORE answers OK with the new flags, as Dovecot 2.3
+// answers when its own lock wait times out (checked with a lock held by
+// hand); the files are renamed once the lock is free, at a later command.
+// Meanwhile another session of the folder is not held up.
+func TestFlagChangesWhileUIDListLockedElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := 1; i <= 2; i++ {
+		e.deliver(fmt.Sprintf("%d.M%dP1.host", 1700000000+i, i), testMessage(i, "a@example.org", "m"))
+	}
+	a, b := loggedIn(t, e), loggedIn(t, e)
+	a.cmd("s", "SELECT INBOX")
+	b.cmd("s", "SELECT INBOX")
+	names := func() string {
+		ents, _ := os.ReadDir(filepath.Join(e.maildir, "cur"))
+		var s []string
+		for _, e := range ents {
+			s = append(s, e.Name())
+		}
+		return strings.Join(s, " ")
+	}
+	before := names()
+	lock := filepath.Join(e.maildir, "dovecot-uidlist.lock")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.send("f FETCH 1 BODY[]\r\n")
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	if got := b.cmd("g", "FETCH 2 (FLAGS)"); !strings.HasPrefix(last(got), "g OK") {
+		t.Errorf("FETCH FLAGS in another session: %q", got)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("another session's FETCH FLAGS waited %v for the first one's wait for the lock", d)
+	}
+	b.send("st STORE 2 +FLAGS (\\Flagged)\r\n")
+	fa := strings.Join(a.until("f"), "\n")
+	if !strings.HasPrefix(fa, "* 1 FETCH (BODY[] {") || !strings.Contains(fa, "Hello number 1.") || !strings.Contains(fa, "FLAGS (\\Seen") || !strings.Contains(fa, "\nf OK") {
+		t.Errorf("FETCH BODY[] while another process holds the lock:\n%s", fa)
+	}
+	fb := strings.Join(b.until("st"), "\n")
+	if !strings.Contains(fb, "* 2 FETCH (FLAGS (\\Flagged))") || !strings.Contains(fb, "\nst OK") {
+		t.Errorf("STORE while another process holds the lock:\n%s", fb)
+	}
+	if now := names(); now != before {
+		t.Errorf("files renamed while another process holds the lock: %s, was %s", now, before)
+	}
+	os.Remove(lock)
+	a.cmd("n", "NOOP")
+	if now := names(); !strings.Contains(now, "P1.host,S=") || strings.Count(now, ":2,S") != 1 || strings.Count(now, ":2,F") != 1 {
+		t.Errorf("after the lock was freed and a NOOP: %s", now)
 	}
 }

@@ -32,7 +32,7 @@ func TestAppendMeta(t *testing.T) {
 			t.Errorf("%q: Meta = %d %v %v, want %d %v", tc.in, size, d, err, tc.size, date)
 		}
 		m, _ := mb.Get(uid)
-		b, err := os.ReadFile(filepath.Join(st.Path(), m.Path()))
+		b, err := os.ReadFile(filepath.Join(st.Path(), mb.pathLocked(&m)))
 		if err != nil || string(b) != tc.stored {
 			t.Errorf("%q: stored %q %v", tc.in, b, err)
 		}

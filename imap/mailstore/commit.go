@@ -70,6 +70,7 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 			return nil, fmt.Errorf("mailstore: deliver: %w", err)
 		}
 		placed = append(placed, to)
+		mb.heldStepLocked(lk)
 	}
 	if err := mb.syncDirLocked("cur"); err != nil {
 		undo()
@@ -285,7 +286,7 @@ func (mb *Mailbox) prepareCopy(uid uint32, dst *Mailbox, tmpDir *os.File) (p pen
 	}
 	p.flags = mb.flagNamesLocked(m.Flags)
 	linkErr := error(unix.EPERM)
-	if sub, name, ok := splitRel(m.Path()); ok && !mb.reg.noHardLinks {
+	if sub, name, ok := splitRel(mb.pathLocked(m)); ok && !mb.reg.noHardLinks {
 		var sfd int
 		if sfd, linkErr = mb.dirFDLocked(sub); linkErr == nil {
 			linkErr = ignoringEINTR(func() error { return unix.Linkat(sfd, name, tfd, p.tmp, 0) })
@@ -398,7 +399,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		if ok && okW {
 			nb = sizedBase(nb, psize, vsize)
 		}
-		from := m.Path()
+		from := mb.pathLocked(m)
 		sub, name, _ := splitRel(from)
 		sfd, err := mb.dirFDLocked(sub)
 		if err != nil {
@@ -415,6 +416,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		}
 		subs[sub] = true
 		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}})
+		dst.heldStepLocked(lk)
 		return false
 	}
 	for _, u := range uids {

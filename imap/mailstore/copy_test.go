@@ -212,7 +212,7 @@ func TestMoveRenamedByOtherProgram(t *testing.T) {
 	t.Parallel()
 	st, inbox, archive := copyFixture(t, NewRegistry())
 	m, _ := inbox.Get(1)
-	if err := os.Rename(filepath.Join(st.Path(), m.Path()), filepath.Join(st.Path(), "cur", m.Base+":2,FSa")); err != nil {
+	if err := os.Rename(filepath.Join(st.Path(), inbox.pathLocked(&m)), filepath.Join(st.Path(), "cur", m.Base+":2,FSa")); err != nil {
 		t.Fatal(err)
 	}
 	src, dst, err := inbox.MoveTo(archive, []uint32{1, 3})

@@ -84,14 +84,15 @@ func (mb *Mailbox) renameLocked(from, to string) error {
 	return nil
 }
 
-// renameFlagsLocked renames the file of m (in cur/ or new/) to its cur/
-// name with flags nf. It is renameLocked without the strings: both names
-// are written NUL-terminated into one reused buffer and passed to
-// renameat2 as they are, where renameLocked builds and copies four strings
-// per file (a STORE over a 100,000-message folder renames 100,000 files).
+// renameFlagsLocked renames the file of m (in cur/ or new/, as pathLocked
+// says) to its cur/ name with flags nf. It is renameLocked without the
+// strings: both names are written NUL-terminated into one reused buffer
+// and passed to renameat2 as they are, where renameLocked builds and
+// copies four strings per file (a STORE over a 100,000-message folder
+// renames 100,000 files).
 func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 	if m.Base == "" || m.Base == "." || m.Base == ".." || strings.IndexByte(m.Base, '/') >= 0 || strings.IndexByte(m.Base, 0) >= 0 {
-		return mb.renameLocked(m.Path(), "cur/"+FileName(m.Base, nf)) // refused by splitRel: the Root decides
+		return mb.renameLocked(mb.pathLocked(m), "cur/"+FileName(m.Base, nf)) // refused by splitRel: the Root decides
 	}
 	fsub := "cur"
 	if m.New {
@@ -107,7 +108,7 @@ func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 	}
 	b := append(mb.nameBuf[:0], m.Base...)
 	if !m.New {
-		b = m.Flags.appendLetters(append(b, ":2,"...))
+		b = mb.diskFlagsLocked(m).appendLetters(append(b, ":2,"...))
 	}
 	b = append(b, 0)
 	to := len(b)
@@ -123,9 +124,9 @@ func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 		case unix.EINTR:
 			continue
 		case unix.ENOSYS: // a kernel before 3.15
-			return mb.renameLocked(m.Path(), "cur/"+FileName(m.Base, nf))
+			return mb.renameLocked(mb.pathLocked(m), "cur/"+FileName(m.Base, nf))
 		}
-		return &os.LinkError{Op: "renameat", Old: m.Path(), New: "cur/" + FileName(m.Base, nf), Err: errno}
+		return &os.LinkError{Op: "renameat", Old: mb.pathLocked(m), New: "cur/" + FileName(m.Base, nf), Err: errno}
 	}
 }
 
@@ -137,7 +138,7 @@ func (mb *Mailbox) openMsgLocked(uid uint32) (fd int, rel string, err error) {
 		if m == nil {
 			return -1, "", fs.ErrNotExist
 		}
-		rel = m.Path()
+		rel = mb.pathLocked(m)
 		sub, name, ok := splitRel(rel)
 		if !ok {
 			return -1, rel, fmt.Errorf("mailstore: bad message name %q", rel)

@@ -29,7 +29,11 @@
 // records.go); a sync reads new/ before cur/, as Dovecot does, and looks
 // again, then under the lock, for a file missing while the directories
 // were changing before it declares it gone (see syncPass); flag changes
-// rename files under that lock, as Dovecot's do (see storeFlagsLocked).
+// rename files under that lock, as Dovecot's do (see storeFlagsLocked),
+// and when another process holds it past the wait, the sessions get the
+// new flags at once and the renames wait for the lock (see flagChange).
+// A sync's own renames (new/ to cur/, a cur/ name given its missing
+// ":2,") are not all made under it (see syncPass).
 // On a full
 // disk a folder still opens: the uidlist lock needs no data block, and
 // files that cannot be numbered for want of room wait, unseen and with

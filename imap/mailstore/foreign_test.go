@@ -136,7 +136,7 @@ func TestRenamedByOtherProgram(t *testing.T) {
 	defer w.Close()
 	rename := func(uid uint32, flags string) {
 		m, _ := mb.Get(uid)
-		old := filepath.Join(st.Path(), m.Path())
+		old := filepath.Join(st.Path(), mb.pathLocked(&m))
 		if err := os.Rename(old, filepath.Join(st.Path(), "cur", m.Base+":2,"+flags)); err != nil {
 			t.Fatal(err)
 		}

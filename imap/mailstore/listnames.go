@@ -16,8 +16,9 @@ import (
 // garbage, fewer objects for the collector to mark while the folder is
 // loaded. A block is exactly its names (a message's name keeps its block
 // alive: a delivered message's is its own). hint is the expected count
-// (the list's first size); a large one reads 64 KiB at a time.
-func listNames(f *os.File, hint int) ([]string, error) {
+// (the list's first size); a large one reads 64 KiB at a time. step (nil:
+// none) is called after each read.
+func listNames(f *os.File, hint int, step func()) ([]string, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -45,6 +46,9 @@ func listNames(f *os.File, hint int) ([]string, error) {
 		}
 		if n <= 0 {
 			return names, nil
+		}
+		if step != nil {
+			step()
 		}
 		// struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2),
 		// d_type (1), d_name (NUL-terminated, padded to d_reclen).

@@ -34,7 +34,7 @@ func TestListNames(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		names, err := listNames(f, hint)
+		names, err := listNames(f, hint, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

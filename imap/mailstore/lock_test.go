@@ -1,11 +1,16 @@
 package mailstore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"courriel/imap/uidlist"
 )
 
 // APPEND, COPY and MOVE wait for the destination's dovecot-uidlist lock
@@ -61,4 +66,227 @@ func TestWritersTakeUIDListLockFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A STORE, an APPEND of many messages and a MOVE hold the uidlist lock
+// through one rename a message; on slow storage that outlasts
+// StaleTimeout, and another process (Dovecot, another courriel) would
+// break the lock and number or rename files beside ours. The holder
+// touches the lock every uidlist.TouchInterval as it goes, as Dovecot
+// does: here every step takes a second of the registry's clock, the lock
+// looks three minutes old from the first step on, and once the interval
+// has passed it must look fresh to another process.
+func TestLongHoldsTouchTheLock(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	ops := map[string]func(t *testing.T, reg *Registry, st *Store) (lockDir string, run func() error){
+		"store": func(t *testing.T, reg *Registry, st *Store) (string, func() error) {
+			for i := 1; i <= n; i++ {
+				deliverFile(t, st, "", i)
+			}
+			inbox := openBox(t, reg, st, "INBOX")
+			return "", func() error {
+				uids := make([]uint32, n)
+				for i := range uids {
+					uids[i] = uint32(i + 1)
+				}
+				_, _, err := inbox.StoreFlags(uids, StoreAdd, []string{Flagged}, nil)
+				return err
+			}
+		},
+		"append": func(t *testing.T, reg *Registry, st *Store) (string, func() error) {
+			inbox := openBox(t, reg, st, "INBOX")
+			a := inbox.NewAppender()
+			for i := range n {
+				if err := a.Add(strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)), nil, time.Time{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return "", func() error { _, err := a.Commit(); return err }
+		},
+		"move": func(t *testing.T, reg *Registry, st *Store) (string, func() error) {
+			for i := 1; i <= n; i++ {
+				deliverFile(t, st, "", i)
+			}
+			if err := st.Create("Archive"); err != nil {
+				t.Fatal(err)
+			}
+			inbox := openBox(t, reg, st, "INBOX")
+			archive := openBox(t, reg, st, "Archive")
+			return ".Archive", func() error {
+				uids := make([]uint32, n)
+				for i := range uids {
+					uids[i] = uint32(i + 1)
+				}
+				_, _, err := inbox.MoveTo(archive, uids)
+				return err
+			}
+		},
+	}
+	for name, op := range ops {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := testStore(t)
+			reg := NewRegistry()
+			var elapsed atomic.Int64 // seconds of slow storage so far
+			reg.clock = func() time.Time { return time.Now().Add(time.Duration(elapsed.Load()) * time.Second) }
+			dir, run := op(t, reg, st)
+			lock := filepath.Join(st.Path(), dir, "dovecot-uidlist.lock")
+			steps, staleAt := 0, 0
+			reg.syncHook = func(event string) {
+				if event != "held" {
+					return
+				}
+				fi, err := os.Stat(lock)
+				if err != nil {
+					return // not held
+				}
+				steps++
+				if steps == 1 {
+					old := time.Now().Add(-uidlist.StaleTimeout - time.Minute)
+					os.Chtimes(lock, old, old)
+				} else if time.Since(fi.ModTime()) > uidlist.StaleTimeout {
+					staleAt = steps
+				}
+				elapsed.Add(1)
+			}
+			if err := run(); err != nil {
+				t.Fatal(err)
+			}
+			reg.syncHook = nil
+			if steps < n {
+				t.Fatalf("%d steps under the lock, want %d", steps, n)
+			}
+			if limit := int(uidlist.TouchInterval/time.Second) + 2; staleAt > limit {
+				t.Errorf("the lock looked stale to another process at step %d of %d (a second each): not touched every %v", staleAt, steps, uidlist.TouchInterval)
+			}
+		})
+	}
+}
+
+// curNames lists folder dir's cur/.
+func curNames(t *testing.T, st *Store, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(st.Path(), dir, "cur"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// A flag change while another process holds the uidlist lock (Dovecot
+// syncing a large folder) waits for it without the folder's mutex: the
+// folder's other sessions go on meanwhile. Past the wait it is made as
+// Dovecot 2.3 makes it when its own lock wait times out (checked with a
+// lock held by hand): the sessions have the new flags at once (STORE
+// answers OK, FETCH BODY[] sets \Seen), and the files are renamed once the
+// lock is free, at a later sync; never while the other holds it. A file
+// the other program renames meanwhile gets the change on its new flags.
+func TestFlagChangeWhileLockedElsewhere(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	for i := 1; i <= 3; i++ {
+		deliverFile(t, st, "", i)
+	}
+	reg := NewRegistry()
+	reg.flagLockWait = 300 * time.Millisecond
+	mb := openBox(t, reg, st, "INBOX")
+	w, _ := mb.Watch()
+	defer w.Close()
+	before := curNames(t, st, "")
+	lock := filepath.Join(st.Path(), "dovecot-uidlist.lock")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil { // Dovecot's: empty
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	start := time.Now()
+	var got []Flags
+	go func() {
+		var err error
+		got, _, err = mb.StoreFlags([]uint32{1, 2}, StoreAdd, []string{Flagged}, nil)
+		done <- err
+	}()
+	// Meanwhile the folder answers its other sessions.
+	time.Sleep(50 * time.Millisecond)
+	t0 := time.Now()
+	mb.FlagsOf([]uint32{3})
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 150*time.Millisecond {
+		t.Errorf("the folder's other sessions waited %v for a flag change waiting for the lock", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("STORE while another process holds the lock: %v", err)
+	}
+	if d := time.Since(start); d < reg.flagLockWait {
+		t.Errorf("gave up waiting after %v", d)
+	}
+	if got[0]&FlagFlagged == 0 || got[1]&FlagFlagged == 0 {
+		t.Errorf("STORE answered flags %v", got)
+	}
+	if fl, _ := mb.FlagsOf([]uint32{1, 2}); fl[0]&FlagFlagged == 0 || fl[1]&FlagFlagged == 0 {
+		t.Errorf("sessions see flags %v", fl)
+	}
+	flagged := 0
+	for _, c := range w.Changes(false) {
+		if c.Kind == FlagsChanged {
+			flagged++
+		}
+	}
+	if flagged != 2 {
+		t.Errorf("%d FlagsChanged for the sessions, want 2", flagged)
+	}
+	// The message is read as before (its file under its old name).
+	if f, _, err := mb.Open(1); err != nil {
+		t.Errorf("open a message whose rename waits: %v", err)
+	} else {
+		f.Close()
+	}
+	// Not renamed while the other holds the lock, a full listing
+	// included; the other renames message 2 itself (adds \Seen).
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if now := curNames(t, st, ""); !slices.Equal(now, before) {
+		t.Fatalf("renamed while another process holds the lock:\n%q\nwas\n%q", now, before)
+	}
+	m2, _ := mb.Get(2)
+	if err := os.Rename(filepath.Join(st.Path(), "cur", m2.Base+":2,"), filepath.Join(st.Path(), "cur", m2.Base+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if fl, _ := mb.FlagsOf([]uint32{2}); fl[0] != FlagFlagged|FlagSeen {
+		t.Errorf("message 2 renamed by the other program: flags %v, want \\Flagged \\Seen", fl[0])
+	}
+	// A second change, still deferred, on top of the first.
+	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, []string{Answered}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	os.Remove(lock)
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, fl := range []Flags{FlagFlagged | FlagAnswered, FlagFlagged | FlagSeen, 0} {
+		m, _ := mb.Get(uint32(i + 1))
+		want = append(want, FileName(m.Base, fl))
+	}
+	slices.Sort(want)
+	if now := curNames(t, st, ""); !slices.Equal(now, want) {
+		t.Errorf("after the lock was freed and a sync:\n%q\nwant\n%q", now, want)
+	}
+	mb.mu.Lock()
+	if n := len(mb.dirty); n != 0 {
+		t.Errorf("%d renames still waiting", n)
+	}
+	mb.mu.Unlock()
 }

@@ -21,6 +21,16 @@ import (
 // lockWait bounds how long a command waits for another process's uidlist lock.
 const lockWait = 10 * time.Second
 
+// heldStepLocked is a step of work done under the uidlist lock lk (nil:
+// none held): lk is touched when uidlist.TouchInterval has passed, so that
+// a long hold (thousands of renames on slow storage) is not taken for a
+// dead one's and broken by another process meanwhile. A clock read
+// otherwise.
+func (mb *Mailbox) heldStepLocked(lk *uidlist.Lock) {
+	lk.Touch(mb.reg.now())
+	mb.reg.hook("held")
+}
+
 // Msg is what the mailbox knows about one message without reading it.
 //
 // The fields are in the order that packs them closest: a 100,000-message
@@ -36,12 +46,24 @@ type Msg struct {
 	Base   string // maildir base name (before ":2,")
 }
 
-// Path is the message file's path inside the folder.
-func (m *Msg) Path() string {
+// pathLocked is the path of m's file inside the folder: its name in cur/
+// carries the flags it has on disk, which lag behind m.Flags while its
+// rename waits for the uidlist lock (see dirty).
+func (mb *Mailbox) pathLocked(m *Msg) string {
 	if m.New {
 		return "new/" + m.Base
 	}
-	return "cur/" + FileName(m.Base, m.Flags)
+	return "cur/" + FileName(m.Base, mb.diskFlagsLocked(m))
+}
+
+// diskFlagsLocked is the flags in the name of m's file in cur/.
+func (mb *Mailbox) diskFlagsLocked(m *Msg) Flags {
+	if len(mb.dirty) > 0 {
+		if fl, ok := mb.dirty[m]; ok {
+			return fl
+		}
+	}
+	return m.Flags
 }
 
 // stamp identifies a version of a directory or file cheaply. The change
@@ -176,6 +198,16 @@ type Mailbox struct {
 	listed     map[string]uidlist.Record
 	stale      map[string]uint32
 	staleKnown bool
+	// dirty holds the messages whose flags changed for sessions while
+	// another process held the uidlist lock past lockWait, with the
+	// flags their files' names still carry: renamed once the lock is
+	// had (flushDirtyLocked: tried at every sync, and at the last
+	// release waiting lockWait), as Dovecot renames the files of its
+	// flag changes at a later sync when its lock timed out. What still
+	// waits when the folder closes is lost, the files' names standing
+	// (Dovecot keeps it in its index); courriel-state is not written
+	// meanwhile.
+	dirty map[*Msg]Flags
 	// listRead: the folder has its messages, from the uidlist's first
 	// read (which adopts its records) or from courriel-state.
 	listRead bool

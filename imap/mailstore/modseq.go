@@ -601,31 +601,36 @@ func (mb *Mailbox) StoreFlagsUnchangedSince(uids []uint32, op StoreOp, flags []s
 	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
 		return nil, nil, nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
 	}
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	var keep []uint32
-	var idx []int
-	for i, u := range uids {
-		m := mb.findLocked(u)
-		if m != nil && m.ModSeq > since {
-			modified = append(modified, u)
-			continue
+	err = mb.flagChange(func(mode lockMode) error {
+		var keep []uint32
+		var idx []int
+		modified = nil
+		for i, u := range uids {
+			m := mb.findLocked(u)
+			if m != nil && m.ModSeq > since {
+				modified = append(modified, u)
+				continue
+			}
+			keep = append(keep, u)
+			idx = append(idx, i)
 		}
-		keep = append(keep, u)
-		idx = append(idx, i)
-	}
-	fl, okk, err := mb.storeFlagsLocked(keep, op, flags, source)
+		fl, okk, err := mb.storeFlagsLocked(keep, op, flags, source, mode)
+		if err != nil {
+			return err
+		}
+		newFlags = make([]Flags, len(uids))
+		ok = make([]bool, len(uids))
+		modseqs = make([]uint64, len(uids))
+		for k, i := range idx {
+			newFlags[i], ok[i] = fl[k], okk[k]
+			if m := mb.findLocked(uids[i]); m != nil {
+				modseqs[i] = m.ModSeq
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, nil, nil, err
-	}
-	newFlags = make([]Flags, len(uids))
-	ok = make([]bool, len(uids))
-	modseqs = make([]uint64, len(uids))
-	for k, i := range idx {
-		newFlags[i], ok[i] = fl[k], okk[k]
-		if m := mb.findLocked(uids[i]); m != nil {
-			modseqs[i] = m.ModSeq
-		}
 	}
 	return newFlags, modseqs, ok, modified, nil
 }

@@ -30,12 +30,60 @@ func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source 
 	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
 		return nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
 	}
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	return mb.storeFlagsLocked(uids, op, flags, source)
+	var out []Flags
+	var ok []bool
+	err := mb.flagChange(func(mode lockMode) (err error) {
+		out, ok, err = mb.storeFlagsLocked(uids, op, flags, source, mode)
+		return err
+	})
+	return out, ok, err
 }
 
-func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, source *Watcher) ([]Flags, []bool, error) {
+// lockMode says what a flag change does when another process holds the
+// uidlist lock (see flagChange).
+type lockMode int
+
+const (
+	lockTry   lockMode = iota // errUIDListBusy, nothing changed
+	lockDefer                 // the change is made, its renames wait (dirty)
+)
+
+// errUIDListBusy: another process holds the uidlist lock, and the flag change
+// changed nothing (lockTry).
+var errUIDListBusy = errors.New("mailstore: uidlist lock held by another process")
+
+// flagChange runs f, a flag change, under mb.mu. f takes the uidlist lock
+// without waiting; while another process holds it, f gives up
+// (errUIDListBusy) having changed nothing, and the lock is waited for with
+// mb.mu let go, so that the folder's other sessions go on meanwhile (a
+// FETCH of one of them is no reason for all to stall), up to lockWait.
+// Past the wait f runs once more, and makes the change for the sessions
+// even without the lock: the files keep their names until the lock is had
+// (see dirty). That is Dovecot 2.3's answer when its lock wait times out
+// (checked with a lock held by hand): STORE answers OK with the new flags,
+// FETCH BODY[] its data with \Seen, and the files are renamed at a later
+// sync.
+func (mb *Mailbox) flagChange(f func(lockMode) error) error {
+	wait := lockWait
+	if mb.reg.flagLockWait > 0 {
+		wait = mb.reg.flagLockWait
+	}
+	deadline := time.Now().Add(wait)
+	mode := lockTry
+	for {
+		mb.mu.Lock()
+		err := f(mode)
+		mb.mu.Unlock()
+		if !errors.Is(err, errUIDListBusy) || mode == lockDefer {
+			return err
+		}
+		if !uidlist.WaitFree(mb.root, uidlist.FileName, time.Until(deadline)) {
+			mode = lockDefer
+		}
+	}
+}
+
+func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, source *Watcher, mode lockMode) ([]Flags, []bool, error) {
 	bits, err := mb.flagBitsLocked(flags, op != StoreRemove)
 	if err != nil {
 		return nil, nil, err
@@ -52,7 +100,9 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	}()
 	// The files are renamed under the uidlist lock, as Dovecot 2.3
 	// renames them (its STORE: lock, renames, unlock), taken at the first
-	// rename and held to the end of the command. A program that lists
+	// rename and held to the end of the command, touched as it goes
+	// (heldStepLocked) so that a long one is not broken as stale. A
+	// program that lists
 	// cur/ under the lock (Dovecot always; a sync of ours that missed a
 	// file, see syncPass) trusts that no file is renamed meanwhile: a
 	// directory of thousands of names is read in several calls, and a
@@ -61,18 +111,29 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	// and a new UID when it showed up again), and another courriel
 	// gave the folder a new UIDVALIDITY. Without an inode for the lock
 	// (a full disk) the files are renamed without it, as Dovecot does
-	// when its lock fails: the user can still flag and expunge.
+	// when its lock fails: the user can still flag and expunge. While
+	// another process holds it, see flagChange: with mode lockDefer, the
+	// flags change for the sessions and the renames wait (dirty).
 	var lk *uidlist.Lock
-	lockTried := false
+	lockTried, deferred := false, false
 	lock := func() error {
 		if lockTried {
 			return nil
 		}
 		lockTried = true
-		l, err := mb.lockLocked(uidlist.FileName)
+		if mb.detached {
+			return ErrFolderGone // deleted: nothing is written in it any more
+		}
+		uid, gid := mb.owner.ids()
+		l, err := uidlist.Acquire(mb.root, uidlist.FileName, 0, 0o600, uid, gid)
 		switch {
 		case err == nil:
 			lk = l
+			mb.flushDirtyLocked(lk) // the renames earlier changes left
+		case errors.Is(err, uidlist.ErrLocked) && mode == lockTry:
+			return errUIDListBusy
+		case errors.Is(err, uidlist.ErrLocked):
+			deferred = true
 		case !noRoom(err):
 			return err
 		}
@@ -99,8 +160,23 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			if err := lock(); err != nil {
 				return err
 			}
+			if deferred {
+				if nf == m.Flags {
+					out[i], ok[i] = m.Flags, true
+					return nil // only out of new/: a sync moves it
+				}
+				mb.deferFlagsLocked(m, nf)
+				mb.recordChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source}, m)
+				logged = true
+				out[i], ok[i] = m.Flags, true
+				return nil
+			}
 			if err := mb.renameFlagsLocked(m, nf); err != nil {
 				return err
+			}
+			mb.heldStepLocked(lk)
+			if len(mb.dirty) > 0 {
+				delete(mb.dirty, m)
 			}
 			changed := nf != m.Flags
 			m.Flags, m.New = nf, false
@@ -160,6 +236,87 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 
 const keywordMask = Flags(1)<<26 - 1
 
+// deferFlagsLocked gives m the flags nf for the sessions while its file
+// keeps its name (the uidlist lock is another process's): it joins dirty
+// with the flags that name carries, unless nf are those.
+func (mb *Mailbox) deferFlagsLocked(m *Msg, nf Flags) {
+	disk, ok := mb.dirty[m]
+	if !ok {
+		disk = m.Flags
+	}
+	m.Flags = nf
+	if nf == disk && !m.New {
+		delete(mb.dirty, m)
+		return
+	}
+	if mb.dirty == nil {
+		mb.dirty = make(map[*Msg]Flags)
+	}
+	mb.dirty[m] = disk
+}
+
+// fileFlagsLocked takes the flags fl of m's file in cur/, as a listing
+// found them (another program may have renamed it), and reports whether
+// m.Flags changed. For a message whose rename waits (dirty), the change
+// not written yet is made again on the flags the file has now, as Dovecot
+// applies a change from its log to the file as it finds it.
+func (mb *Mailbox) fileFlagsLocked(m *Msg, fl Flags) bool {
+	want := fl
+	if disk, ok := mb.dirty[m]; ok {
+		want = fl&^(disk&^m.Flags) | m.Flags&^disk
+		if want == fl {
+			delete(mb.dirty, m)
+		} else {
+			mb.dirty[m] = fl
+		}
+	}
+	if want == m.Flags {
+		return false
+	}
+	m.Flags = want
+	return true
+}
+
+// flushDirtyLocked renames, under lk, the files whose renames waited for
+// the uidlist lock (dirty). A file not found under its name was renamed
+// by another program: it stays dirty, for a sync to find it (its listing
+// makes the change again on the file's flags: fileFlagsLocked).
+func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
+	for m, disk := range mb.dirty {
+		if mb.findLocked(m.UID) != m {
+			delete(mb.dirty, m) // gone, or the folder renumbered
+			continue
+		}
+		if disk == m.Flags && !m.New {
+			delete(mb.dirty, m)
+			continue
+		}
+		if err := mb.renameFlagsLocked(m, m.Flags); err != nil {
+			continue
+		}
+		delete(mb.dirty, m)
+		m.New = false
+		mb.heldStepLocked(lk)
+	}
+}
+
+// tryFlushDirtyLocked flushes dirty under the uidlist lock, waiting for it
+// up to wait.
+func (mb *Mailbox) tryFlushDirtyLocked(wait time.Duration) {
+	if len(mb.dirty) == 0 || mb.closed || mb.detached {
+		return
+	}
+	uid, gid := mb.owner.ids()
+	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, wait, 0o600, uid, gid)
+	if err != nil {
+		return
+	}
+	defer lk.Release()
+	clean := mb.cleanLocked()
+	mb.flushDirtyLocked(lk)
+	mb.restampLocked(clean)
+}
+
 // dirCheck is what cleanLocked found: whether new/ and cur/ were as last
 // synchronised, and when it looked.
 type dirCheck struct {
@@ -209,11 +366,11 @@ func (mb *Mailbox) Expunge(filter func(uid uint32) bool, onlyDeleted bool) ([]ui
 	remove := func(m *Msg) {
 		sz, ok := sizeField(m.Base, 'S')
 		if !ok {
-			if fi, err := mb.root.Lstat(m.Path()); err == nil {
+			if fi, err := mb.root.Lstat(mb.pathLocked(m)); err == nil {
 				sz = fi.Size()
 			}
 		}
-		err := mb.root.Remove(m.Path())
+		err := mb.root.Remove(mb.pathLocked(m))
 		if err == nil {
 			freed += sz
 			freedN++

@@ -156,6 +156,7 @@ func (mb *Mailbox) goneLocked(m *Msg) {
 	}
 	delete(mb.cache, m.UID)
 	delete(mb.ext, m.UID)
+	delete(mb.dirty, m)
 	mb.noteStaleLocked(m.Base, m.UID)
 }
 

@@ -86,7 +86,7 @@ func TestUIDListNumbersFileOnce(t *testing.T) {
 			name: "an expunged message's file put back",
 			change: func(t *testing.T, st *Store, mb *Mailbox) {
 				m, _ := mb.Get(2)
-				data, err := os.ReadFile(filepath.Join(st.Path(), m.Path()))
+				data, err := os.ReadFile(filepath.Join(st.Path(), mb.pathLocked(&m)))
 				if err != nil {
 					t.Fatal(err)
 				}

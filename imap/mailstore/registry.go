@@ -43,6 +43,9 @@ type Registry struct {
 	keepBudget int64
 
 	noHardLinks bool // tests: COPY as on a file system without hard links
+	// flagLockWait, tests: how long a flag change waits for another
+	// process's uidlist lock before it defers its renames (0: lockWait).
+	flagLockWait time.Duration
 	// Tests: stamps kept in whole units of stampGrain (a file system with
 	// coarse times), and the clock that says when a stamp was taken.
 	stampGrain time.Duration
@@ -227,6 +230,9 @@ func (mb *Mailbox) release(settling bool) {
 	var size, cacheSize int64
 	mb.mu.Lock()
 	if !mb.closed {
+		// Renames still waiting for the lock: the last chance, as
+		// nothing keeps them past the folder's close.
+		mb.tryFlushDirtyLocked(lockWait)
 		wait = mb.confirmLocked()
 		mb.saveCacheLocked()
 		mb.closeModLocked()
@@ -277,7 +283,7 @@ func (mb *Mailbox) closeLocked() {
 		mb.closed = true
 		mb.msgs, mb.byBase, mb.ext, mb.log = nil, nil, nil, nil
 		mb.cache, mb.cachePending, mb.cachePayload, mb.cacheLoaded = nil, nil, "", false
-		mb.listed, mb.stale = nil, nil
+		mb.listed, mb.stale, mb.dirty = nil, nil, nil
 		mb.mod = modState{}
 	}
 }
@@ -425,7 +431,7 @@ func (r *Registry) dropKeptLocked(mb *Mailbox) {
 // courriel-modseq verified under their stamps, new/ and cur/ listed after
 // their last change with no message left in new/.
 func (mb *Mailbox) keepableLocked() bool {
-	if mb.detached || !mb.loaded || mb.cacheDirty || mb.recentDirty || !mb.trustedAt.IsZero() || len(mb.listed) > 0 {
+	if mb.detached || !mb.loaded || mb.cacheDirty || mb.recentDirty || !mb.trustedAt.IsZero() || len(mb.listed) > 0 || len(mb.dirty) > 0 {
 		return false
 	}
 	if mb.savedState != mb.stateSummaryLocked() || !mb.listVerLocked().sure() || !mb.modVerLocked().sure() {

@@ -40,8 +40,7 @@ func (mb *Mailbox) locateLocked(bases map[string]bool) (map[string]bool, error) 
 				continue // no info part, or an unusual one: left to a sync
 			}
 			m.New = false
-			if fl != m.Flags {
-				m.Flags = fl
+			if mb.fileFlagsLocked(m, fl) {
 				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
 			}
 		}

@@ -51,8 +51,13 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 	if mb.gen != gen {
 		// Renumbered while numbering: check the adopted records
 		// against the directories.
-		return mb.syncOnceLocked(true)
+		if err := mb.syncOnceLocked(true); err != nil {
+			return err
+		}
 	}
+	// Renames that waited for the lock: done if it is free now, as
+	// Dovecot's next sync does them.
+	mb.tryFlushDirtyLocked(0)
 	return nil
 }
 
@@ -95,9 +100,19 @@ type syncArgs struct {
 //   - A message, or the file of a pending record (see records.go), missing
 //     from a listing while the directories were changing is looked for
 //     again under the uidlist lock, which every Dovecot holds while it
-//     renames a file (and courriel too, see storeFlagsLocked), and again
-//     (maxRescans) for another program that renames without it. Only
-//     then is a message expunged, or a pending record declared gone.
+//     renames a file (and courriel too for flag changes, see
+//     storeFlagsLocked, but not for a sync's own renames: see below), and
+//     again (maxRescans) for another program that renames without it.
+//     Only then is a message expunged, or a pending record declared gone.
+//   - A sync's own renames are not all made under the lock: a cur/ name
+//     without an info part is given ":2," as the listing finds it, the
+//     first listing being made without the lock (listDirsLocked); and
+//     messages move from new/ to cur/ at the end (moveNewLocked), after
+//     the numbering's write has let the lock go (Delivered likewise).
+//     Dovecot moves files out of new/ only under its lock (maildir-sync.c,
+//     move_new) and leaves a cur/ name without an info part as it is: a
+//     listing of Dovecot's under the lock may miss a file we rename so
+//     (maxRescans is our answer to it, not Dovecot's).
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
 //     ascending order, never past a pending record still waiting for its
@@ -140,7 +155,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	missing, sure := false, false // sure: what is missing is gone
 	for pass := 0; ; pass++ {
 		var err error
-		if disk, err = mb.listDirsLocked(listCur, curSt); err != nil {
+		if disk, err = mb.listDirsLocked(listCur, curSt, lk); err != nil {
 			return err
 		}
 		if files, missing = mb.matchLocked(disk, listCur, files); !missing {
@@ -248,15 +263,9 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			expunged = append(expunged, m)
 			continue
 		}
-		if m.New != d.isNew || (!d.isNew && m.Flags != d.flags) {
-			old := m.Flags
-			m.New = d.isNew
-			if !d.isNew {
-				m.Flags = d.flags
-			}
-			if old != m.Flags {
-				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
-			}
+		m.New = d.isNew
+		if !d.isNew && (m.Flags != d.flags || len(mb.dirty) > 0) && mb.fileFlagsLocked(m, d.flags) {
+			mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})
 		}
 		kept = append(kept, m)
 	}
@@ -271,6 +280,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			// the file is written again without the other.
 			delete(mb.cache, m.UID)
 			delete(mb.ext, m.UID)
+			delete(mb.dirty, m)
 			if mb.byBase != nil {
 				mb.byBase[m.Base] = d.owner
 			}
@@ -332,7 +342,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 		// Moving new/ to cur/ changes both: the stamps follow our own
 		// renames when nothing else changed the directories meanwhile.
 		clean := mb.cleanLocked()
-		mb.moveNewLocked()
+		mb.moveNewLocked(lk)
 		mb.restampLocked(clean)
 	}
 	// Files left without a UID (for want of room, or of the lock), and
@@ -348,11 +358,12 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 }
 
 // listDirsLocked lists new/, then cur/ when listCur (whose stamp curSt
-// sizes the first read). The order is Dovecot's: a file moved from new/ to
+// sizes the first read), touching lk, the uidlist lock when held (nil:
+// not), as it goes. The order is Dovecot's: a file moved from new/ to
 // cur/ while the two are read is found in one or the other (in both: the
 // cur/ name is the file's), where reading cur/ first would miss it in
 // both.
-func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp) (map[string]*diskEntry, error) {
+func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (map[string]*diskEntry, error) {
 	subs := []string{"new", "cur"}
 	if !listCur {
 		subs = subs[:1]
@@ -371,7 +382,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp) (map[string]*diskEn
 		if sub == "cur" && curSt.ok {
 			hint = int(min(curSt.size/48, 1<<22)) // some 48 bytes a directory entry
 		}
-		lists[i], err = listNames(f, hint)
+		lists[i], err = listNames(f, hint, func() { mb.heldStepLocked(lk) })
 		f.Close()
 		mb.listings++
 		mb.reg.hook("listed " + sub)
@@ -390,7 +401,9 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp) (map[string]*diskEn
 			}
 			if sub == "cur" && strings.IndexByte(n, ':') < 0 {
 				// A cur/ name without an info part (another program's
-				// doing): give it the empty one, the name Path expects.
+				// doing): give it the empty one, the name pathLocked
+				// expects. With or without the uidlist lock (lk nil:
+				// a first listing); Dovecot leaves such a name alone.
 				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
 					n += ":2,"
 				}
@@ -524,8 +537,9 @@ func (mb *Mailbox) assignLocked(lk *uidlist.Lock, fresh []string, below []*Msg, 
 }
 
 // moveNewLocked moves messages from new/ to cur/, as Dovecot does once a
-// session has seen them.
-func (mb *Mailbox) moveNewLocked() {
+// session has seen them, touching lk (the uidlist lock when held, else
+// nil) as it goes.
+func (mb *Mailbox) moveNewLocked(lk *uidlist.Lock) {
 	for _, m := range mb.msgs {
 		if !m.New {
 			continue
@@ -536,6 +550,10 @@ func (mb *Mailbox) moveNewLocked() {
 		to := "cur/" + FileName(m.Base, m.Flags)
 		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
 			m.New = false
+			if len(mb.dirty) > 0 {
+				delete(mb.dirty, m) // its name has its flags now
+			}
 		}
+		mb.heldStepLocked(lk)
 	}
 }

@@ -315,3 +315,138 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A holder still at work touches its lock (Touch, every TouchInterval),
+// as Dovecot touches its uidlist lock while it syncs: one held past
+// StaleTimeout is then not broken by another process. Touch is a clock
+// comparison until the interval has passed.
+func TestLockTouch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	lockPath := filepath.Join(dir, FileName+".lock")
+	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release()
+	// Held for three minutes by now (slow renames): its mtime is that old.
+	old := time.Now().Add(-StaleTimeout - time.Minute)
+	backdate := func() {
+		if err := os.Chtimes(lockPath, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mtime := func() time.Time {
+		st, err := os.Stat(lockPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.ModTime()
+	}
+	backdate()
+	start := time.Now()
+	lk.Touch(start.Add(TouchInterval / 2))
+	if !mtime().Equal(old) {
+		t.Errorf("touched before TouchInterval passed")
+	}
+	lk.Touch(start.Add(TouchInterval + time.Second))
+	if m := mtime(); time.Since(m) > time.Minute {
+		t.Fatalf("not touched after TouchInterval: mtime %v", m)
+	}
+	if l2, err := Acquire(root, FileName, 50*time.Millisecond, 0o600, -1, -1); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			l2.Release()
+		}
+		t.Fatalf("a lock touched by its holder was broken: %v", err)
+	}
+	// The next touch waits for the next interval, counted from this one.
+	backdate()
+	lk.Touch(start.Add(TouchInterval + 2*time.Second))
+	if !mtime().Equal(old) {
+		t.Errorf("touched again within TouchInterval")
+	}
+	lk.Touch(start.Add(2*TouchInterval + 2*time.Second))
+	if time.Since(mtime()) > time.Minute {
+		t.Errorf("not touched at the second interval")
+	}
+}
+
+// A lock broken as stale by another process, which then took its own:
+// Release leaves the other's lock in place, and Commit neither renames
+// it over the target (the uidlist would become the other's empty lock)
+// nor removes it, as Dovecot's file_dotlock_delete and
+// file_dotlock_replace check the lock is still theirs (device and inode).
+func TestLockBrokenMeanwhile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	lockPath := filepath.Join(dir, FileName+".lock")
+	target := filepath.Join(dir, FileName)
+	if err := os.WriteFile(target, []byte("3 V1 N5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	breakAndRetake := func() {
+		t.Helper()
+		if err := os.Remove(lockPath); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(lockPath, nil, 0o600); err != nil { // the other's (Dovecot's: empty)
+			t.Fatal(err)
+		}
+	}
+	othersHeld := func(what string) {
+		t.Helper()
+		if _, err := os.Stat(lockPath); err != nil {
+			t.Errorf("%s removed the other process's lock: %v", what, err)
+		}
+		if l2, err := Acquire(root, FileName, 20*time.Millisecond, 0o600, -1, -1); !errors.Is(err, ErrLocked) {
+			if err == nil {
+				l2.Release()
+			}
+			t.Errorf("after %s, the other's lock no longer locks: %v", what, err)
+		}
+	}
+
+	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	breakAndRetake()
+	lk.Release()
+	othersHeld("Release")
+	os.Remove(lockPath)
+
+	lk, err = Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	breakAndRetake()
+	if err := lk.Commit([]byte("3 V1 N9\n")); !errors.Is(err, ErrLockLost) {
+		t.Errorf("Commit of a broken lock: %v, want ErrLockLost", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "3 V1 N5\n" {
+		t.Errorf("target after Commit of a broken lock: %q", b)
+	}
+	othersHeld("Commit")
+	os.Remove(lockPath)
+
+	// Broken, and nobody took it since: Release has nothing to remove.
+	lk, err = Acquire(root, FileName, time.Second, 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(lockPath)
+	lk.Release()
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("files left: %v", ents)
+	}
+}
