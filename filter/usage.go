@@ -252,33 +252,7 @@ func writeUsage(root *os.Root, entries []usageEntry, uid, gid int) error {
 		}
 		fmt.Fprintf(&b, "%s %d %d %d %d %d %d\n", strconv.Quote(e.name), e.ino, e.size, e.mtime, e.usage.Milliseconds(), e.updated, d)
 	}
-	tmp := UsageFileName + ".tmp"
-	_ = root.Remove(tmp)
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	if uid >= 0 {
-		if err := f.Chown(uid, gid); err != nil {
-			f.Close()
-			_ = root.Remove(tmp)
-			return err
-		}
-	}
-	_, err = f.Write(b.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, UsageFileName)
-	}
-	if err != nil {
-		_ = root.Remove(tmp)
-	}
-	return err
+	return writeHomeFile(root, UsageFileName, b.Bytes(), uid, gid)
 }
 
 // owner is who files written in r's home belong to: the user's uid and

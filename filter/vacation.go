@@ -434,7 +434,14 @@ func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
 	for _, k := range keys {
 		b.WriteString(strconv.FormatInt(entries[k], 10) + " " + k + "\n")
 	}
-	tmp := VacationMemoryName + ".tmp"
+	return writeHomeFile(root, VacationMemoryName, b.Bytes(), uid, gid)
+}
+
+// writeHomeFile replaces name in the user's home (root) with data, as a
+// whole: a temporary file, owned by uid:gid (unless uid < 0) and mode
+// 0600, written, fsynced and renamed over it; never through a symlink.
+func writeHomeFile(root *os.Root, name string, data []byte, uid, gid int) error {
+	tmp := name + ".tmp"
 	_ = root.Remove(tmp)
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -443,10 +450,11 @@ func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
 	if uid >= 0 {
 		if err := f.Chown(uid, gid); err != nil {
 			f.Close()
+			_ = root.Remove(tmp)
 			return err
 		}
 	}
-	_, err = f.Write(b.Bytes())
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -454,7 +462,7 @@ func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
 		err = cerr
 	}
 	if err == nil {
-		err = root.Rename(tmp, VacationMemoryName)
+		err = root.Rename(tmp, name)
 	}
 	if err != nil {
 		_ = root.Remove(tmp)
