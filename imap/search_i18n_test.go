@@ -15,7 +15,7 @@ func TestSearchStringNotUTF8(t *testing.T) {
 	e.deliver("1700000001.M1P1.test", testMessage(1, "bob@example.org", "caf\xc3\xa9"))
 	r := loggedIn(t, e)
 	r.cmd("s", "SELECT INBOX")
-	for _, tc := range []struct{ cmd, want string }{
+	expectReplies(t, r, []struct{ cmd, want string }{
 		{"UID SEARCH CHARSET UTF-8 BODY {2+}\r\n\xff\xfe", "x BAD"},
 		{"UID SEARCH BODY {2+}\r\n\xff\xfe", "x BAD"},
 		{"SEARCH TEXT \"caf\xe9\"", "x BAD"},
@@ -29,18 +29,7 @@ func TestSearchStringNotUTF8(t *testing.T) {
 		// Valid UTF-8 still searches.
 		{"UID SEARCH CHARSET UTF-8 SUBJECT {5+}\r\ncaf\xc3\xa9", "* SEARCH 1"},
 		{"UID SEARCH SUBJECT \"caf\xc3\xa9\"", "* SEARCH 1"},
-	} {
-		got := r.cmd("x", tc.cmd)
-		if !strings.HasPrefix(got[0], tc.want) {
-			t.Errorf("%q: %q, want %q", tc.cmd, got, tc.want)
-		}
-		if strings.HasPrefix(tc.want, "*") && (got[0] != tc.want || !strings.HasPrefix(last(got), "x OK")) {
-			t.Errorf("%q: %q, want %q then OK", tc.cmd, got, tc.want)
-		}
-		if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
-			t.Errorf("%q: connection out of step afterwards: %q", tc.cmd, got)
-		}
-	}
+	})
 }
 
 // textCorpus is the corpus of TestSearchTextDecoded, in UID order.
@@ -150,7 +139,7 @@ func TestSearchCharset(t *testing.T) {
 	e.deliver("1700000003.M1P1.test", "From: a@b\nSubject: other\nContent-Type: text/plain; charset=utf-8\n\nprix: 5 \xe2\x82\xac\n")
 	r := loggedIn(t, e)
 	r.cmd("s", "SELECT INBOX")
-	for _, tc := range []struct{ cmd, want string }{
+	expectReplies(t, r, []struct{ cmd, want string }{
 		{"UID SEARCH CHARSET ISO-8859-1 SUBJECT \"caf\xe9\"", "* SEARCH 1"},
 		{"UID SEARCH CHARSET iso-8859-1 SUBJECT {5+}\r\nCR\xc8ME", "* SEARCH 1"},
 		{"UID SEARCH CHARSET KOI8-R SUBJECT \"\xf0\xd2\xc9\"", "* SEARCH 2"},
@@ -163,7 +152,15 @@ func TestSearchCharset(t *testing.T) {
 		{"UID SORT (SUBJECT) X-NOT-A-CHARSET ALL", "x NO [BADCHARSET (UTF-8 US-ASCII)]"},
 		// Without CHARSET, strings are UTF-8 still.
 		{"UID SEARCH SUBJECT \"caf\xe9\"", "x BAD"},
-	} {
+	})
+}
+
+// expectReplies sends each command and checks the first line of its
+// answer: an untagged one ("* ...") exactly and followed by OK, a tagged
+// one by its prefix; a NOOP after each shows the connection in step.
+func expectReplies(t *testing.T, r *rawConn, cases []struct{ cmd, want string }) {
+	t.Helper()
+	for _, tc := range cases {
 		got := r.cmd("x", tc.cmd)
 		if !strings.HasPrefix(got[0], tc.want) {
 			t.Errorf("%q: %q, want %q", tc.cmd, got, tc.want)
