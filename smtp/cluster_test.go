@@ -692,15 +692,7 @@ func TestClusterHopCarriesDSN(t *testing.T) {
 	var mu sync.Mutex
 	var lines []string
 	e := startClusterEnv(t, -1, clusterOpt{via: func(hopB string) string { return recordHop(t, hopB, &lines, &mu) }})
-	c, err := net.Dial("tcp", e.a.smtpAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := &raw{t: t, conn: c, r: bufio.NewReader(c)}
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r.expect("220 ")
-	r.cmd("EHLO client.test", "250 ")
+	r := greetFront(t, e)
 	r.cmd("MAIL FROM:<sender@example.net> RET=HDRS ENVID=env+2B1", "250 ")
 	r.cmd("RCPT TO:<alice@xoyize.xyz> NOTIFY=NEVER ORCPT=rfc822;orig+2Balice@x.example", "250 ")
 	r.cmd("RCPT TO:<bob@xoyize.xyz> NOTIFY=FAILURE,DELAY ORCPT=utf-8;b\\x{F6}b@x.example", "250 ")
@@ -733,15 +725,7 @@ func TestClusterHopBadDSNParamIgnored(t *testing.T) {
 	e := startClusterEnv(t, -1, clusterOpt{via: func(hopB string) string {
 		return recordHop(t, hopB, &lines, &mu, garble.Replace)
 	}})
-	c, err := net.Dial("tcp", e.a.smtpAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := &raw{t: t, conn: c, r: bufio.NewReader(c)}
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r.expect("220 ")
-	r.cmd("EHLO client.test", "250 ")
+	r := greetFront(t, e)
 	r.cmd("MAIL FROM:<sender@example.net>", "250 ")
 	r.cmd("RCPT TO:<alice@xoyize.xyz> NOTIFY=NEVER", "250 ")
 	r.cmd("RCPT TO:<bob@xoyize.xyz> ORCPT=utf-8;b\\x{F6}b@x.example", "250 ")
@@ -757,4 +741,19 @@ func TestClusterHopBadDSNParamIgnored(t *testing.T) {
 	if !strings.Contains(got, "XORCPT=utf-8;b+F6b@x.example") || !strings.Contains(got, "NOTIFY=SOMETIMES") {
 		t.Fatalf("the hop did not carry the garbled parameters:\n%s", got)
 	}
+}
+
+// greetFront connects to node a's port 25 and says EHLO.
+func greetFront(t *testing.T, e *clusterEnv) *raw {
+	t.Helper()
+	c, err := net.Dial("tcp", e.a.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := &raw{t: t, conn: c, r: bufio.NewReader(c)}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r.expect("220 ")
+	r.cmd("EHLO client.test", "250 ")
+	return r
 }
