@@ -495,12 +495,24 @@ func (q *Queue) addLocked(m *Message) {
 	q.entries[m.ID] = e
 	q.openDSNs(m)
 	q.counts.change(nil, m)
+	if m.done() {
+		// Finished, and still in the spool: a crash fell between its
+		// last record and its removal. The runner removes it (runJob's
+		// end), at once; before, it stayed listed and counted for good.
+		e.due = q.o.Now()
+		q.sched.push(e)
+		return
+	}
 	q.scheduleLocked(e)
 }
 
-// scheduleLocked puts an idle entry in the schedule at its due time.
+// scheduleLocked puts an idle entry in the schedule at its due time. A
+// finished message whose removal failed is tried again after MinBackoff.
 func (q *Queue) scheduleLocked(e *entry) {
 	due, ok := e.msg.due()
+	if !ok && e.msg.done() {
+		due, ok = q.o.Now().Add(q.o.MinBackoff), true
+	}
 	if !ok {
 		return
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -458,5 +459,51 @@ func TestConcurrentRemovesAreEachAnswered(t *testing.T) {
 		if strings.HasSuffix(e.Name(), extData) || strings.HasSuffix(e.Name(), extEnvelope) {
 			t.Errorf("%s left in the spool", e.Name())
 		}
+	}
+}
+
+// A crash between a message's last record (every recipient delivered or
+// failed and told) and its removal leaves a finished envelope: after a
+// restart it is removed at once, and nothing is sent again. Before, it
+// stayed in the spool for good, listed and counted.
+func TestFinishedMessageRemovedAfterRestart(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{})
+	dir := t.TempDir()
+	o := baseOptions(t, dir, newClock())
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := q.Enqueue(context.Background(), "alice@local.test", []string{"bob@remote.test", "carol@remote.test"}, []byte(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The record the crash left: one delivered, one failed with its DSN sent.
+	m, err := q.sp.readEnvelope(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Recipients[0].State = StateDelivered
+	m.Recipients[1].State, m.Recipients[1].Notified = StateFailed, true
+	if err := q.sp.update(m); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	h := start(t, o)
+	h.waitUntil("the finished message left the spool", h.empty)
+	if _, _, err := h.q.Show(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Show: %v, want ErrNotFound", err)
+	}
+	for _, ext := range []string{extData, extEnvelope} {
+		if _, err := os.Stat(h.q.sp.path(id, ext)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s file: %v, want it removed", ext, err)
+		}
+	}
+	if _, n := s.counts(); n != 0 {
+		t.Errorf("%d transactions: a finished message was sent again", n)
 	}
 }
