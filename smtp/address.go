@@ -117,6 +117,11 @@ func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 	if !ascii && !smtputf8 {
 		return address{}, errNeedUTF8
 	}
+	if !ascii && strings.ContainsAny(s, "\u2028\u2029") {
+		// Line and paragraph separators: text that some readers (logs,
+		// JavaScript, editors) break a line at, in no real address.
+		return address{}, errAddrSyntax
+	}
 	switch {
 	case envaddr.DotAtom(content, true):
 		local = content

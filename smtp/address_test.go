@@ -26,6 +26,9 @@ func TestParseAddress(t *testing.T) {
 		{"user@localhost", false, "user@localhost", nil},
 		{"j\u00f6rg@b\u00fccher.example", true, "j\u00f6rg@b\u00fccher.example", nil},
 		{"j\u00f6rg@example.com", false, "", errNeedUTF8},
+		{"a\u2028b@example.com", true, "", errAddrSyntax},
+		{"\"a\u2029b\"@example.com", true, "", errAddrSyntax},
+		{"a@ex\u2028ample.com", true, "", errAddrSyntax},
 		{"a%b@example.com", false, "", errRelayTrick},
 		{"b!a@example.com", false, "", errRelayTrick},
 		{"a@b@example.com", false, "", errRelayTrick},
@@ -132,7 +135,7 @@ func TestParseSender(t *testing.T) {
 // control characters, a lower-case domain, and parses again to itself.
 func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{"alice@example.com", "a%b@c.d", "\"a@b\"@c", "@a:b@c", "a@[1.2.3.4]",
-		"j\u00f6rg@b\u00fccher.example", "a..b@c", `"a b"@c`, `"a\\"@c`, `"a>b"@c`, "a@b.", strings.Repeat("x", 70) + "@y.z"} {
+		"j\u00f6rg@b\u00fccher.example", "a..b@c", `"a b"@c`, `"a\\"@c`, `"a>b"@c`, "a\u2028b@c", "\"\u2029\"@c", "a@b.", strings.Repeat("x", 70) + "@y.z"} {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
@@ -154,6 +157,9 @@ func FuzzParseAddress(f *testing.F) {
 		}
 		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }) {
 			t.Fatalf("%q: control or invalid UTF-8 accepted", s)
+		}
+		if strings.ContainsAny(s, "\u2028\u2029") {
+			t.Fatalf("%q: a line separator accepted", s)
 		}
 		if !smtputf8 && !isASCII(s) {
 			t.Fatalf("%q: non-ASCII without SMTPUTF8", s)

@@ -53,33 +53,34 @@ func parseNotify(v string) (string, string) {
 	return "", "Bad NOTIFY parameter syntax"
 }
 
-// parseORcpt reads ORCPT= (RFC 3461 §4.2): addr-type ";" xtext, at most
-// 500 characters, the address printable US-ASCII once decoded. It returns
-// addr-type;address, decoded. An address of RFC 6533's utf-8 type is not
-// xtext but its utf-8-addr-xtext form (\x{HEX} escapes), or with
-// SMTPUTF8 on MAIL (smtputf8) utf-8-addr-unitext (raw UTF-8 too), and is
-// kept in its canonical utf-8-addr-xtext form (queue.UTF8ORcpt). When
-// that form, what a next hop gets, is past the 500 octets (raw UTF-8
-// written as escapes grows), the parameter is dropped ("", true): it only
+// parseORcpt reads ORCPT= (RFC 3461 §4.2): addr-type ";" xtext, the
+// address printable US-ASCII once decoded. It returns addr-type;address,
+// decoded. An address of RFC 6533's utf-8 type is not xtext but its
+// utf-8-addr-xtext form (\x{HEX} escapes), or with SMTPUTF8 on MAIL
+// (smtputf8) utf-8-addr-unitext (raw UTF-8 too), and is kept in its
+// canonical utf-8-addr-xtext form (queue.UTF8ORcpt). A well-formed value
+// past RFC 3461's 500 characters, as sent or as kept (raw UTF-8 written
+// as escapes grows), is dropped ("", true), as Postfix takes it: it only
 // feeds a DSN's Original-Recipient, and must not cost the recipient.
 func parseORcpt(v string, smtputf8 bool) (string, bool) {
-	if len(v) > queue.MaxORcptLen {
-		return "", false
-	}
 	typ, addr, ok := strings.Cut(v, ";")
 	if !ok {
 		return "", false
 	}
 	var d string
 	if strings.EqualFold(typ, "utf-8") {
-		if d, ok = queue.UTF8ORcpt(addr, smtputf8); ok && len(typ)+1+len(d) > queue.MaxORcptLen {
-			return "", true
-		}
+		d, ok = queue.UTF8ORcpt(addr, smtputf8)
 	} else {
 		d, ok = decodeXtext(addr)
 	}
 	o := typ + ";" + d
-	return o, ok && queue.ValidORcpt(o)
+	switch {
+	case !ok:
+		return "", false
+	case len(v) > queue.MaxORcptLen || len(o) > queue.MaxORcptLen:
+		return "", true
+	}
+	return o, queue.ValidORcpt(o)
 }
 
 // decodeXtext is wire.DecodeXtext with a flag.

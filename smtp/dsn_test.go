@@ -49,7 +49,7 @@ func TestDSNParameterSyntax(t *testing.T) {
 		{"ORCPT=rfc+38;x@y", "501 5.5.4 Bad ORCPT parameter syntax"},
 		{"ORCPT=rfc822;x+0D+0AX:y@y", "501 5.5.4 Bad ORCPT parameter syntax"},
 		{"ORCPT=rfc822;x+00@y", "501 5.5.4 Bad ORCPT parameter syntax"},
-		{"ORCPT=rfc822;" + strings.Repeat("x", 492) + "@y", "501 5.5.4 Bad ORCPT parameter syntax"}, // 501 octets
+		{"ORCPT=rfc822;" + strings.Repeat("x", 492) + "@y", "250 2.1.5"}, // 501 octets: dropped, as Postfix takes it
 		{"ORCPT=rfc822;a@b ORCPT=rfc822;c@d", "501 5.5.4 Duplicate ORCPT parameter"},
 		{"NOTIFY=never ORCPT=rfc822;" + strings.Repeat("x", 491) + "@y", "250 2.1.5"}, // 500 octets
 		{"NOTIFY=delay,Success,FAILURE ORCPT=RFC822;a+2Bb@c", "250 2.1.5"},
@@ -234,6 +234,8 @@ func TestDSNORcptUTF8(t *testing.T) {
 	// 200 octets sent, 600 once written as escapes: past RFC 3461's 500,
 	// the ORCPT is dropped, not the recipient.
 	c.cmd("RCPT TO:<fwd@hosted.example> ORCPT=utf-8;"+strings.Repeat("\xc3\xa9", 100)+"@x.example", "250 2.1.5")
+	// Past 500 as sent: dropped as well (Postfix takes it).
+	c.cmd("RCPT TO:<bob@mailbox.example> ORCPT=rfc822;"+strings.Repeat("b", 900)+"@x.example", "250 2.1.5")
 	c.cmd("DATA", "354 ")
 	c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
 	q := e.queue.all()
