@@ -50,8 +50,10 @@ func (s *session) writeQuota(lim maildirsize.Limits) error {
 	s.w.Raw(" (")
 	sep := ""
 	if lim.Bytes > 0 {
-		// RFC 9208 §5.1: STORAGE in units of 1024 octets.
-		s.w.Raw("STORAGE " + strconv.FormatInt(u.Bytes/1024, 10) + " " + strconv.FormatInt(lim.Bytes/1024, 10))
+		// RFC 9208 §5.1: STORAGE in units of 1024 octets, rounded up as
+		// Dovecot's quota plugin does (a 1-byte message uses 1).
+		kib := func(n int64) string { return strconv.FormatInt((n+1023)/1024, 10) }
+		s.w.Raw("STORAGE " + kib(u.Bytes) + " " + kib(lim.Bytes))
 		sep = " "
 	}
 	if lim.Messages > 0 {
