@@ -43,6 +43,9 @@ type conn struct {
 	authFailures atomic.Int32
 	// dropAfterWrite: close once the reply being written is sent.
 	dropAfterWrite atomic.Bool
+	// byeAfterWrite: the close is Shutdown's, after a transaction that
+	// was let finish; the client is told (421 4.3.2, RFC 5321 §3.8).
+	byeAfterWrite atomic.Bool
 	closeOnce      sync.Once
 
 	mu   sync.Mutex
@@ -173,6 +176,9 @@ func (c *conn) serve() {
 // finish ends the connection: the last replies, the session, the socket.
 func (c *conn) finish() {
 	if c.w != nil {
+		if c.byeAfterWrite.Load() {
+			c.w.Reply(421, wire.Enhanced{4, 3, 2}, c.srv.o.Hostname+" Service shutting down")
+		}
 		c.flush()
 	}
 	if c.sess != nil && c.sess.afterReply != nil { // after a panic
@@ -1025,6 +1031,7 @@ func (c *conn) setTx(on bool) {
 	c.inTx = on
 	c.mu.Unlock()
 	if !on && c.srv.isClosing() {
+		c.byeAfterWrite.Store(true)
 		c.dropAfterWrite.Store(true)
 	}
 }

@@ -117,7 +117,8 @@ func TestConnLimitPerIP(t *testing.T) {
 }
 
 // TestShutdown: idle clients get 421 4.3.2 at once, a transaction in
-// flight finishes with 250, then its connection closes and Shutdown returns.
+// flight finishes with 250, then a 421 4.3.2, its connection closes and
+// Shutdown returns.
 func TestShutdown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Inbound, nil)
@@ -145,6 +146,7 @@ func TestShutdown(t *testing.T) {
 	}
 	close(e.deliv.block)
 	busy.expect("250 ")
+	busy.expect("421 4.3.2") // told why the connection closes (RFC 5321 §3.8)
 	if !busy.closed() {
 		t.Error("connection open after its transaction during shutdown")
 	}
