@@ -46,7 +46,7 @@ type conn struct {
 	// byeAfterWrite: the close is Shutdown's, after a transaction that
 	// was let finish; the client is told (421 4.3.2, RFC 5321 §3.8).
 	byeAfterWrite atomic.Bool
-	closeOnce      sync.Once
+	closeOnce     sync.Once
 
 	mu   sync.Mutex
 	inTx bool     // guarded by mu: between MAIL and the end of the message
