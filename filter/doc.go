@@ -31,7 +31,17 @@
 // them again; only a crash between an Accept and its record repeats a
 // redirect (never a vacation reply, which has its own memory). A
 // redirected copy is read in place (the message's file, the edited
-// header's pieces), as a stored one, never copied whole. A single
+// header's pieces), as a stored one, never copied whole.
+//
+// Edits. The scripts of a sequence (before, the user's, after) edit the
+// header in turn (editheader, sieve.RunOptions.Edit), and each copy and
+// redirect carries the header of its time: the message's own fields, but
+// those the scripts deleted, kept as they are. A script sees the first
+// 5,000 fields or 1 MiB of the header, but deleteheader reaches the whole
+// of it, as Pigeonhole's (an administrator's before script stripping a
+// field strips it however far down a sender put it): the fields past
+// that are read again from the message, one at a time, and left out of
+// each copy as it is written (sieve.Piece.Section), never held. A single
 // copy at DATA (delivery.Message.Single) whose script asks for more than
 // its one file (a redirect, a vacation reply, a notification, a second
 // folder) stores nothing and goes through the queue instead

@@ -1,7 +1,6 @@
 package filter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -648,27 +647,20 @@ type messageReader struct {
 	err  error
 }
 
-// full is the message as stored: trace header then the received message.
-func (mr *messageReader) full() io.Reader {
-	body := mr.m.Body
-	if body == nil {
-		body = bytes.NewReader(nil)
-	}
-	return io.MultiReader(bytes.NewReader(mr.m.Header), io.NewSectionReader(body, 0, body.Size()))
-}
-
 func (mr *messageReader) sieveMessage() (*sieve.Message, error) {
 	if !mr.once {
 		mr.once = true
-		mr.msg, mr.err = sieve.ReadMessage(mr.full())
+		c := mr.content()
+		mr.msg, mr.err = sieve.ReadMessageAt(c, c.Size())
 	}
 	return mr.msg, mr.err
 }
 
 // edited is the message with editheader's edit applied to its header
 // (sieve.HeaderEdit.Pieces): every field the scripts did not delete kept,
-// those past what they saw included; its octets are read in place from
-// the message as it is stored, never copied whole.
+// those past what they saw included (deleteheader reaches them too: that
+// piece leaves out the fields it deleted as it is read); its octets are
+// read in place from the message as it is stored, never copied whole.
 func (mr *messageReader) edited(e *sieve.HeaderEdit) (*delivery.Message, error) {
 	msg, err := mr.sieveMessage()
 	if err != nil {
@@ -684,7 +676,7 @@ func (mr *messageReader) edited(e *sieve.HeaderEdit) (*delivery.Message, error) 
 		if pc.Data != nil {
 			parts = append(parts, delivery.MemContent(pc.Data))
 		} else {
-			parts = append(parts, io.NewSectionReader(src, pc.Off, pc.Len))
+			parts = append(parts, pc.Section(src))
 		}
 	}
 	em := *mr.m

@@ -9,7 +9,8 @@
 //	script, err := sieve.CompileWith(src, sieve.CompileOptions{
 //		Include: sieve.DirLoader{Personal: home + "/sieve", Global: globalDir},
 //	}) // err is a *sieve.Error: Line, Column, Reason; Compile(src, limits) without includes
-//	msg, err := sieve.ReadMessage(r) // header, size, body up to DefaultMaxBody (ReadMessageLimit)
+//	msg, err := sieve.ReadMessageAt(src, size) // header, size, body up to DefaultMaxBody (ReadMessageLimit)
+//	// (ReadMessage(r): deleteheader then reaches only the fields a script sees)
 //	dups := &sieve.DuplicateFile{Path: home + "/.courriel.duplicates"}
 //	res := script.RunContext(ctx, msg, sieve.Envelope{From: mailFrom, To: rcpt},
 //		sieve.RunOptions{Now: now, Duplicates: dups,
@@ -96,6 +97,18 @@
 //     edits to the message itself (fields added at the top and bottom,
 //     those deleted cut out by their place), so that the fields past
 //     what a script sees are kept, and the deliverer streams the rest.
+//     deleteheader reaches the whole header, as Pigeonhole's: the fields
+//     past what a script sees too (unseen.go; the message read with
+//     ReadMessageAt), every one of the name and value patterns deleted,
+//     :index counted over all the fields, from the real end with :last,
+//     the protected fields kept. Those fields are never held: a pass over
+//     them, one field at a time and charged to the run's budget, finds
+//     what a deleteheader deletes there (its count for :index, the match
+//     variables, the size), and the edit keeps the rule, not the fields;
+//     the copies (Piece.Section) apply the rules as they are read. Header
+//     tests still see only the first 5,000 fields or 1 MiB (the fields
+//     added with :last come after those), and a value past 1 MiB is
+//     matched on its first MiB.
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the

@@ -2,7 +2,9 @@ package sieve
 
 import (
 	"errors"
+	"io"
 	"mime"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -61,6 +63,8 @@ type HeaderEdit struct {
 	// maxEditedFields and maxEditedBytes past the message's own
 	editedBytes, maxBytes int64
 	maxFields             int
+	// drops delete fields past what a script sees (unseen.go)
+	drops []*unseenDrop
 }
 
 // Header is the edited header block as a script sees it: CRLF line ends,
@@ -80,18 +84,23 @@ func (e *HeaderEdit) Header() []byte {
 }
 
 // Piece is a part of an edited message: Data to write, or, when Data is
-// nil, the octets [Off, Off+Len) of the input ReadMessage read.
+// nil, the octets [Off, Off+Len) of the input ReadMessage read; when Drop
+// is set, those octets are header fields some of which deleteheader
+// deleted, left out as Section reads them.
 type Piece struct {
 	Data     []byte
 	Off, Len int64
+	Drop     *FieldDrops
 }
 
 // Pieces is the edited message as pieces of the message msg was read
-// from (ReadMessage): the fields added at the top, the message's header
-// without the fields deleted (every field past what a script sees kept
-// as it is), the fields added with :last, then the rest of the message
-// from the empty line on. The message itself is never read here: a
-// deliverer streams it. An error when msg was not made by ReadMessage.
+// from (ReadMessage, ReadMessageAt): the fields added at the top, the
+// message's header without the fields deleted (the fields past what a
+// script sees kept as they are, or, when a deleteheader reached them, a
+// Piece with Drop, which leaves out those it deleted), the fields added
+// with :last, then the rest of the message from the empty line on. The
+// message itself is never read here: a deliverer streams it
+// (Piece.Section). An error when msg was not made by ReadMessage.
 func (e *HeaderEdit) Pieces(msg *Message) ([]Piece, error) {
 	l := msg.layout
 	if l == nil {
@@ -123,7 +132,15 @@ func (e *HeaderEdit) Pieces(msg *Message) ([]Piece, error) {
 		}
 		at = sp.end
 	}
-	if l.end > at {
+	var drop *FieldDrops
+	if len(e.drops) > 0 && l.unseen < l.end {
+		if l.unseen > at {
+			out = append(out, Piece{Off: at, Len: l.unseen - at})
+		}
+		rules := newUnseenRules(e.drops)
+		drop = &FieldDrops{rules: rules, names: rules.names()}
+		out = append(out, Piece{Off: l.unseen, Len: l.end - l.unseen, Drop: drop})
+	} else if l.end > at {
 		out = append(out, Piece{Off: at, Len: l.end - at})
 	}
 	bottomAt := len(out)
@@ -132,7 +149,11 @@ func (e *HeaderEdit) Pieces(msg *Message) ([]Piece, error) {
 			out = append(out, Piece{Data: []byte(f.raw + "\r\n")})
 		}
 	}
-	if l.noEOL && l.end > at && len(out) > bottomAt {
+	if drop != nil {
+		// the unseen fields end the header: a line end after the last
+		// one kept, when it has none, is the piece's
+		drop.eol = l.noEOL && len(out) > bottomAt
+	} else if l.noEOL && l.end > at && len(out) > bottomAt {
 		// the header's last line had no line end: the added fields
 		// start lines of their own
 		out = append(out[:bottomAt+1], out[bottomAt:]...)
@@ -305,7 +326,7 @@ func (r *runner) snapshot() *HeaderEdit {
 	}
 	if r.snap == nil {
 		r.snap = &HeaderEdit{fields: r.edited, sizeDelta: r.sizeDelta, editedBytes: r.editedBytes,
-			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields}
+			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields, drops: r.drops}
 		r.editShared = true
 	}
 	return r.snap
@@ -409,42 +430,114 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		patterns = r.strs(n.pos[1])
 	}
 	r.startEdit()
-	var idx []int // positions of the fields of that name
+	// the fields of that name: those the script sees above the fields
+	// past the window (the message's own and those added at the top),
+	// then those past it (unseen.go), then those added with :last
+	var top, bottom []int // positions in r.edited
 	for i, f := range r.edited {
 		if strings.EqualFold(f.name, name) {
-			idx = append(idx, i)
+			if f.bottom {
+				bottom = append(bottom, i)
+			} else {
+				top = append(top, i)
+			}
 		}
 	}
-	if a, ok := n.tags["index"]; ok {
-		k := int(min(a.Number, uint64(len(idx)+1)))
-		if _, last := n.tags["last"]; last {
-			k = len(idx) + 1 - k
-		}
-		if k < 1 || k > len(idx) {
-			return nil
-		}
-		idx = idx[k-1 : k]
-	}
+	lower := strings.ToLower(name)
 	drop := map[int]bool{}
 	m := r.newMatcher(n)
-	for _, i := range idx {
+	// matches says whether a value matches the patterns; as in
+	// Pigeonhole, :matches sets the match variables, the last field
+	// matched winning
+	matches := func(value func() string) bool {
 		if patterns == nil {
-			drop[i] = true
-			continue
+			return true
 		}
-		r.budget.spend(decodeCost * len(r.edited[i].raw))
-		v := decodeHeader(fieldValue(r.edited[i].raw))
 		for _, p := range patterns {
-			if ok, caps := m.match(v, p); ok {
-				drop[i] = true
-				// as in Pigeonhole, :matches sets the match variables,
-				// the last field matched winning
+			if ok, caps := m.match(value(), p); ok {
 				if caps != nil && r.s.required["variables"] {
 					r.match = caps
 				}
-				break
+				return true
 			}
 		}
+		return false
+	}
+	visible := func(i int) {
+		if matches(func() string {
+			r.budget.spend(decodeCost * len(r.edited[i].raw))
+			return decodeHeader(fieldValue(r.edited[i].raw))
+		}) {
+			drop[i] = true
+		}
+	}
+	var rule *unseenDrop // the rule over the unseen fields, when it deletes one
+	unseen := func(f *unseenField, at int64) {
+		if matches(func() string { return f.value(&r.budget) }) {
+			if rule == nil {
+				rule = &unseenDrop{name: lower, at: at, patterns: patterns, m: m}
+			}
+			r.sizeDelta -= f.lfSize
+		}
+	}
+	if a, ok := n.tags["index"]; ok {
+		_, last := n.tags["last"]
+		v, u, b := uint64(len(top)), uint64(0), uint64(len(bottom))
+		if last || a.Number > v {
+			// how many past the window: a pass counting them
+			err := r.eachUnseen(lower, false, func(*unseenField) bool { u++; return true })
+			if err != nil {
+				return r.errorf(c.Pos, "deleteheader action: reading the message: %v", err)
+			}
+		}
+		k := a.Number
+		if last && k <= v+u+b {
+			k = v + u + b + 1 - k
+		}
+		switch {
+		case k < 1 || k > v+u+b:
+			return nil
+		case k <= v:
+			visible(top[k-1])
+		case k > v+u:
+			visible(bottom[k-v-u-1])
+		default:
+			nth := k - v
+			err := r.eachUnseen(lower, patterns != nil, func(f *unseenField) bool {
+				if nth--; nth > 0 {
+					return true
+				}
+				unseen(f, f.start)
+				return false
+			})
+			if err != nil {
+				return r.errorf(c.Pos, "deleteheader action: reading the message: %v", err)
+			}
+		}
+	} else {
+		for _, i := range top {
+			visible(i)
+		}
+		err := r.eachUnseen(lower, patterns != nil, func(f *unseenField) bool {
+			unseen(f, -1)
+			return true
+		})
+		if err != nil {
+			return r.errorf(c.Pos, "deleteheader action: reading the message: %v", err)
+		}
+		for _, i := range bottom {
+			visible(i)
+		}
+	}
+	if rule != nil {
+		if m.typ == "regex" {
+			rule.res = map[string]*regexp.Regexp{}
+			for _, p := range patterns {
+				rule.res[p] = m.re(p)
+			}
+		}
+		rule.m.work, rule.m.re = nil, nil
+		r.drops = append(r.drops[:len(r.drops):len(r.drops)], rule)
 	}
 	if len(drop) == 0 {
 		return nil
@@ -460,5 +553,37 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	}
 	r.edited = kept
 	r.headers = nil
+	return nil
+}
+
+// eachUnseen calls fn for each field named lower (in lower case) past
+// what the script sees that the run's deleteheader rules have not
+// deleted, in order, until fn returns false: a pass over them (unseen.go),
+// charged to the run's budget. With value, fn may read the field's value.
+// Nothing without the message's source (ReadMessageAt).
+func (r *runner) eachUnseen(lower string, value bool, fn func(f *unseenField) bool) error {
+	l := r.msg.layout
+	if r.msg.src == nil || l == nil || l.unseen >= l.end {
+		return nil
+	}
+	rules := newUnseenRules(r.drops)
+	// only the fields of that name matter: the rules' on others do not
+	sc := newFieldScanner(r.msg.src, l.unseen, l.end-l.unseen,
+		map[string]scanName{lower: {lower, value || rules.wantsValue(lower)}}, &r.budget)
+	for r.budget.err == nil { // once spent, the run fails at its next step
+		f, err := sc.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if f.lower != lower || rules.drops(f, &r.budget) {
+			continue
+		}
+		if !fn(f) {
+			return nil
+		}
+	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strings"
@@ -207,6 +209,81 @@ func TestEditPieces(t *testing.T) {
 		}
 		if b.String() != tc.want {
 			t.Errorf("%q with %s: %q, want %q", tc.msg, tc.script, b.String(), tc.want)
+		}
+	}
+}
+
+// deleteheader past the fields a script sees (the first 5,000 here):
+// Pieces leaves out the fields it deletes as Piece.Section reads them,
+// whatever the order of the reads; odd headers as in TestEditPieces.
+func TestEditPiecesPastWindow(t *testing.T) {
+	fill := strings.Repeat("F: x\r\n", maxHeaderFields)
+	for _, tc := range []struct{ msg, script, want string }{
+		{fill + "A: 1\r\n folded\r\nB: 2\nA : 3\r\n\r\nbody", `deleteheader "a"; addheader :last "L" "l";`,
+			fill + "B: 2\nL: l\r\n\r\nbody"},
+		{"A: 0\r\n" + fill + "A: 1\r\nB: 2\r\nA: 3", `deleteheader :last :index 2 "a"; addheader :last "L" "l";`,
+			"A: 0\r\n" + fill + "B: 2\r\nA: 3\r\nL: l\r\n"},
+		{fill + "A: 1\r\nB: 2\r\nA: 3", `deleteheader :index 2 "a"; addheader :last "L" "l";`,
+			fill + "A: 1\r\nB: 2\r\nL: l\r\n"},
+		{fill + "A: 1\r\nB: 2", `deleteheader :contains "b" "2"; addheader :last "L" "l";`,
+			fill + "A: 1\r\nL: l\r\n"},
+		{fill + "A: 1\r\nB: 2", `deleteheader :matches "a" "*"; deleteheader "nothing";`, fill + "B: 2"},
+		{fill + "A: 1\r\nB: 2\r\n\r\n", `deleteheader "a"; deleteheader "b";`, fill + "\r\n"},
+		{fill + "Received: 1\r\nAuto-Submitted: no\r\n\r\n", `deleteheader "received"; deleteheader :index 1 "auto-submitted";`,
+			fill + "Received: 1\r\nAuto-Submitted: no\r\n\r\n"},
+	} {
+		src := strings.NewReader(tc.msg)
+		msg, err := ReadMessageAt(src, src.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Compile([]byte(`require "editheader"; `+tc.script), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := s.Run(msg, Envelope{})
+		pieces, err := res.Edit.Pieces(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		var sections []interface {
+			io.ReaderAt
+			Size() int64
+		}
+		for _, p := range pieces {
+			sec := p.Section(src)
+			sections = append(sections, sec)
+			data, err := io.ReadAll(io.NewSectionReader(sec, 0, sec.Size()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write(data)
+		}
+		got := b.String()
+		if got != tc.want {
+			t.Errorf("%.40q… with %s: %d octets, want %d; ends %q, want %q", tc.msg, tc.script, len(got), len(tc.want),
+				got[max(0, len(got)-40):], tc.want[max(0, len(tc.want)-40):])
+			continue
+		}
+		// reads out of order, and across the end
+		rnd := rand.New(rand.NewPCG(1, 2))
+		at := int64(0)
+		for _, sec := range sections {
+			whole := tc.want[at : at+sec.Size()]
+			for range 50 {
+				off := rnd.Int64N(sec.Size() + 2)
+				p := make([]byte, rnd.IntN(40))
+				n, err := sec.ReadAt(p, off)
+				want := whole[min(off, int64(len(whole))):min(off+int64(len(p)), int64(len(whole)))]
+				if string(p[:n]) != want || (n < len(p)) != (err != nil) {
+					t.Fatalf("ReadAt(%d, %d) = %q, %v; want %q", len(p), off, p[:n], err, want)
+				}
+			}
+			at += sec.Size()
+		}
+		if res.Edit != nil && msg.Size+res.Edit.sizeDelta != int64(len(strings.ReplaceAll(tc.want, "\r\n", "\n"))) && strings.Contains(tc.msg, "\n\r\n") {
+			t.Errorf("%s: size %d, the edited message's is %d", tc.script, msg.Size+res.Edit.sizeDelta, len(strings.ReplaceAll(tc.want, "\r\n", "\n")))
 		}
 	}
 }

@@ -36,12 +36,29 @@ type Message struct {
 	// layout is where ReadMessage found the header's fields; nil for a
 	// Message made otherwise.
 	layout *headerLayout
+	// src is what ReadMessageAt read, read again for the fields of the
+	// header past what a script sees (deleteheader); nil from ReadMessage.
+	src io.ReaderAt
 }
 
 // ReadMessage reads a message (LF or CRLF line ends), keeping its header,
 // the first DefaultMaxBody octets of its body, and measuring its size.
 func ReadMessage(r io.Reader) (*Message, error) {
 	return ReadMessageLimit(r, DefaultMaxBody)
+}
+
+// ReadMessageAt is ReadMessage of the size octets of src, which a run
+// reads again (never whole: one field at a time) when a deleteheader
+// reaches the fields of the header past what a script sees: src must not
+// change while the Message is used. Without it (ReadMessage), deleteheader
+// counts and deletes only the fields a script sees.
+func ReadMessageAt(src io.ReaderAt, size int64) (*Message, error) {
+	m, err := ReadMessage(io.NewSectionReader(src, 0, size))
+	if err != nil {
+		return nil, err
+	}
+	m.src = src
+	return m, nil
 }
 
 // ReadMessageLimit is ReadMessage keeping at most maxBody octets of the
@@ -97,8 +114,11 @@ const maxHeaderFields = 5000
 type headerLayout struct {
 	spans []fieldSpan // the fields a script sees, in order: octets in the input
 	end   int64       // where the header's fields end: its empty line, or the input's end
-	noEOL bool        // the header's last line has no line end (the input ends there)
-	total int64       // octets read
+	// unseen is where the fields past what a script sees start (end when
+	// it sees them all)
+	unseen int64
+	noEOL  bool  // the header's last line has no line end (the input ends there)
+	total  int64 // octets read
 }
 
 // fieldSpan is a field's octets [start, end), its folded lines and line
@@ -121,7 +141,9 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 	var block []byte
 	var pos int64
 	full, fields := false, 0
-	fieldAt := -1     // where the last field kept starts in block
+	fieldAt := -1        // where the last field kept starts in block
+	var fieldStart int64 // and in the input
+	hs.layout.unseen = -1
 	numbered := false // the last field kept has a span
 	for {
 		start, lb := pos, len(block)
@@ -168,9 +190,10 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 			if fields > maxHeaderFields || dropped {
 				full = true
 				block = block[:lb]
+				hs.layout.unseen = start
 				break
 			}
-			fieldAt, numbered = lb, false
+			fieldAt, fieldStart, numbered = lb, start, false
 			// the parser skips a field without a name: not numbered
 			if i := bytes.IndexByte(block[lb:], ':'); i < 0 || len(bytes.Trim(block[lb:lb+i], " \t")) > 0 {
 				hs.layout.spans = append(hs.layout.spans, fieldSpan{start, pos})
@@ -179,7 +202,9 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 		case dropped:
 			// a folded line that does not fit: the whole field is left out
 			full = true
+			hs.layout.unseen = start
 			if fieldAt >= 0 {
+				hs.layout.unseen = fieldStart
 				block = block[:fieldAt]
 				if numbered {
 					hs.layout.spans = hs.layout.spans[:len(hs.layout.spans)-1]
@@ -194,6 +219,9 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 			hs.layout.end, hs.layout.noEOL = pos, true
 			break
 		}
+	}
+	if hs.layout.unseen < 0 {
+		hs.layout.unseen = hs.layout.end
 	}
 	if len(block) > 0 && block[len(block)-1] != '\n' {
 		block = append(block, '\r', '\n')
@@ -342,7 +370,10 @@ type runState struct {
 	// the next edit copies first
 	editShared bool
 	snap       *HeaderEdit // edited as it is now, while no edit follows
-	sizeDelta  int64       // what editheader added to the size (LF line ends)
+	// drops: deleteheader's rules over the fields past what a script
+	// sees (unseen.go); a snapshot shares it, an edit appends to a copy
+	drops     []*unseenDrop
+	sizeDelta int64 // what editheader added to the size (LF line ends)
 	// editedBytes is the size of edited (LF line ends), within
 	// maxEditedBytes; edited holds at most maxEditedFields fields
 	editedBytes, maxEditedBytes int64
@@ -415,7 +446,7 @@ func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opt
 	st := &runState{msg: msg, env: env, opts: opts, now: now, globals: map[string]string{},
 		budget: budget{max: s.limits.MaxRunWork, ctx: ctx}, timeLimit: s.limits.MaxRunTime}
 	if e := opts.Edit; e != nil {
-		st.edited, st.editShared, st.snap = e.fields, true, e
+		st.edited, st.editShared, st.snap, st.drops = e.fields, true, e, e.drops
 		st.sizeDelta, st.editedBytes = e.sizeDelta, e.editedBytes
 		st.maxEditedBytes, st.maxEditedFields = e.maxBytes, e.maxFields
 	}
