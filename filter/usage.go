@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"courriel/delivery"
@@ -186,17 +185,11 @@ func (f *Filter) recordUsage(home string, s *compiled, used time.Duration, uid, 
 // readUsage reads the records: a regular file, never through a symlink,
 // bounded; lines that do not parse are skipped.
 func readUsage(root *os.Root) ([]usageEntry, error) {
-	f, err := root.OpenFile(UsageFileName, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	f, err := openHomeFile(root, UsageFileName)
+	if f == nil || err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", UsageFileName)
-	}
 	sc := bufio.NewScanner(io.LimitReader(f, maxUsageFile))
 	if !sc.Scan() || sc.Text() != usageFileHeader {
 		return nil, sc.Err()

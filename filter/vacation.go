@@ -397,17 +397,11 @@ const maxMemoryFile = maxMemoryEntries * 100
 
 func readMemory(root *os.Root, now time.Time) (map[string]int64, error) {
 	entries := map[string]int64{}
-	f, err := root.OpenFile(VacationMemoryName, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return entries, nil
-	}
-	if err != nil {
-		return nil, err
+	f, err := openHomeFile(root, VacationMemoryName)
+	if f == nil || err != nil {
+		return entries, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", VacationMemoryName)
-	}
 	sc := bufio.NewScanner(io.LimitReader(f, maxMemoryFile))
 	for sc.Scan() {
 		exp, key, ok := strings.Cut(sc.Text(), " ")
@@ -435,6 +429,24 @@ func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
 		b.WriteString(strconv.FormatInt(entries[k], 10) + " " + k + "\n")
 	}
 	return writeHomeFile(root, VacationMemoryName, b.Bytes(), uid, gid)
+}
+
+// openHomeFile opens name in the user's home (root) for reading: a
+// regular file, never through a symlink, never blocking on a FIFO; nil
+// and no error when there is none.
+func openHomeFile(root *os.Root, name string) (*os.File, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	return f, nil
 }
 
 // writeHomeFile replaces name in the user's home (root) with data, as a
