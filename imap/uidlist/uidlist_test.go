@@ -146,12 +146,7 @@ func TestKeywords(t *testing.T) {
 
 func TestLockCommitAndStale(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	root, dir := tempRoot(t)
 	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
 	if err != nil {
 		t.Fatal(err)
@@ -186,12 +181,7 @@ func TestLockCommitAndStale(t *testing.T) {
 // a pid still wait.
 func TestLockOfDeadProcess(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	root, dir := tempRoot(t)
 	lockPath := filepath.Join(dir, FileName+".lock")
 	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
 	if err != nil {
@@ -322,12 +312,7 @@ func FuzzParse(f *testing.F) {
 // comparison until the interval has passed.
 func TestLockTouch(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	root, dir := tempRoot(t)
 	lockPath := filepath.Join(dir, FileName+".lock")
 	lk, err := Acquire(root, FileName, time.Second, 0o600, -1, -1)
 	if err != nil {
@@ -383,12 +368,7 @@ func TestLockTouch(t *testing.T) {
 // file_dotlock_replace check the lock is still theirs (device and inode).
 func TestLockBrokenMeanwhile(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	root, dir := tempRoot(t)
 	lockPath := filepath.Join(dir, FileName+".lock")
 	target := filepath.Join(dir, FileName)
 	if err := os.WriteFile(target, []byte("3 V1 N5\n"), 0o600); err != nil {
@@ -449,4 +429,16 @@ func TestLockBrokenMeanwhile(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("files left: %v", ents)
 	}
+}
+
+// tempRoot is a new empty directory and its os.Root, closed at the end.
+func tempRoot(t *testing.T) (*os.Root, string) {
+	t.Helper()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root, dir
 }
