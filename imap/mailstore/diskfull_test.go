@@ -31,15 +31,9 @@ func TestCreateCutShortTakesBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			base := t.TempDir()
-			testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
-			st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+			st, base := storeOnTmpfs(t, "size=256k,nr_inodes=100,mode=0700")
 			free := testenv.FillInodes(t, base, tc.left)
-			err = st.Create("Projects")
+			err := st.Create("Projects")
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("Create with %d inodes: %v, want ENOSPC", tc.left, err)
 			}
@@ -114,13 +108,7 @@ func TestHalfMadeFolderCompletedAtOpen(t *testing.T) {
 // the store, the uidlist's content and a function that fills the disk.
 func fullBlockFixture(t *testing.T) (st *Store, list string, fill func() (free func())) {
 	t.Helper()
-	base := t.TempDir()
-	testenv.MountTmpfs(t, base, "size=256k,mode=0700")
-	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, base := storeOnTmpfs(t, "size=256k,mode=0700")
 	first := "1700000000.M1P1.test,S=20"
 	if err := os.WriteFile(filepath.Join(st.Path(), "cur", first+":2,S"), []byte("Subject: 1\n\nbody 1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -228,13 +216,7 @@ func TestFullDiskFolderOpensAsItIs(t *testing.T) {
 // and the rest waiting.
 func TestNoInodeFolderOpensAsItIs(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
-	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, base := storeOnTmpfs(t, "size=256k,nr_inodes=100,mode=0700")
 	one, two := "1700000000.M1P1.test,S=20", "1700000001.M2P1.dovecot,S=20"
 	for _, n := range []string{"cur/" + one + ":2,S", "cur/" + two + ":2,"} {
 		if err := os.WriteFile(filepath.Join(st.Path(), n), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
@@ -274,13 +256,7 @@ func TestNoInodeFolderOpensAsItIs(t *testing.T) {
 // come, in order.
 func TestNoInodePendingRecordHoldsBackLaterOnes(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
-	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, base := storeOnTmpfs(t, "size=256k,nr_inodes=100,mode=0700")
 	for i := 1; i <= 3; i++ {
 		deliverFile(t, st, "", i)
 	}
@@ -340,13 +316,7 @@ func TestNeverNumberedFolderOnFullDisk(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			base := t.TempDir()
-			testenv.MountTmpfs(t, base, "size=256k,nr_inodes=100,mode=0700")
-			st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+			st, base := storeOnTmpfs(t, "size=256k,nr_inodes=100,mode=0700")
 			var files []string
 			if !tc.empty {
 				deliverFile(t, st, "", 1)
@@ -431,4 +401,18 @@ func folderFiles(t *testing.T, st *Store) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// storeOnTmpfs is a store in a tmpfs of its own mounted with opts, and
+// the mount's directory (for testenv.FillSpace, FillInodes).
+func storeOnTmpfs(t *testing.T, opts string) (*Store, string) {
+	t.Helper()
+	base := t.TempDir()
+	testenv.MountTmpfs(t, base, opts)
+	st, err := OpenStore(filepath.Join(base, "Maildir"), Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, base
 }
