@@ -344,12 +344,24 @@ func TestClusterListenerRefuses(t *testing.T) {
 // both sides when the listener answers the end of a message: the copy is
 // stored on the home node and the front node never hears it.
 func loseReply(t *testing.T, target string) (addr string, lost *atomic.Bool) {
+	lost = new(atomic.Bool)
+	addr = lineProxy(t, target, false, func(line string) (string, bool) {
+		// Stored there, never heard here.
+		return line, !(strings.Contains(line, "OK: queued") && lost.CompareAndSwap(false, true))
+	})
+	return addr, lost
+}
+
+// lineProxy is a proxy in front of target that passes the lines of one
+// direction (the front node's commands when commands, else the
+// listener's replies) through each, which gives the line to pass on, or
+// false to close both sides; the other direction is copied as it is.
+func lineProxy(t *testing.T, target string, commands bool, each func(line string) (string, bool)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	lost = new(atomic.Bool)
 	go func() {
 		for {
 			front, err := ln.Accept()
@@ -361,27 +373,32 @@ func loseReply(t *testing.T, target string) (addr string, lost *atomic.Bool) {
 				front.Close()
 				continue
 			}
-			go func() { io.Copy(home, front); home.Close() }()
+			from, to := home, front
+			if commands {
+				from, to = front, home
+			}
+			go func() { io.Copy(from, to); from.Close() }()
 			go func() {
 				defer front.Close()
 				defer home.Close()
-				r := bufio.NewReader(home)
+				r := bufio.NewReader(from)
 				for {
 					line, err := r.ReadString('\n')
 					if err != nil {
 						return
 					}
-					if strings.Contains(line, "OK: queued") && lost.CompareAndSwap(false, true) {
-						return // stored there, never heard here
+					line, ok := each(line)
+					if !ok {
+						return
 					}
-					if _, err := io.WriteString(front, line); err != nil {
+					if _, err := io.WriteString(to, line); err != nil {
 						return
 					}
 				}
 			}()
 		}
 	}()
-	return ln.Addr().String(), lost
+	return ln.Addr().String()
 }
 
 // A 250 lost between the home node and the front: the front retries, and
@@ -643,45 +660,15 @@ func TestClusterHandOverStalled(t *testing.T) {
 // command lines the front node sends, each passed through rewrite if
 // given (what another version of the front would send).
 func recordHop(t *testing.T, target string, lines *[]string, mu *sync.Mutex, rewrite ...func(string) string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			front, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			home, err := net.Dial("tcp", target)
-			if err != nil {
-				front.Close()
-				continue
-			}
-			go func() { io.Copy(front, home); front.Close() }()
-			go func() {
-				defer home.Close()
-				r := bufio.NewReader(front)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					for _, f := range rewrite {
-						line = f(line)
-					}
-					mu.Lock()
-					*lines = append(*lines, strings.TrimRight(line, "\r\n"))
-					mu.Unlock()
-					if _, err := io.WriteString(home, line); err != nil {
-						return
-					}
-				}
-			}()
+	return lineProxy(t, target, true, func(line string) (string, bool) {
+		for _, f := range rewrite {
+			line = f(line)
 		}
-	}()
-	return ln.Addr().String()
+		mu.Lock()
+		*lines = append(*lines, strings.TrimRight(line, "\r\n"))
+		mu.Unlock()
+		return line, true
+	})
 }
 
 // The DSN parameters a client gave for copies homed on another node cross
