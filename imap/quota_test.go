@@ -13,11 +13,7 @@ import (
 func TestQuota(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.auth.mu.Lock()
-	u := e.auth.users["alice"]
-	u.user.QuotaBytes, u.user.QuotaMessages = 2048, 10
-	e.auth.users["alice"] = u
-	e.auth.mu.Unlock()
+	e.setQuota("alice", 2048, 10)
 
 	r := loggedIn(t, e)
 	all := func(ls []string) string { return strings.Join(ls, "\n") }
@@ -103,11 +99,7 @@ func TestMultiAppendAtomic(t *testing.T) {
 func TestQuotaFreedByDelete(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.auth.mu.Lock()
-	u := e.auth.users["alice"]
-	u.user.QuotaBytes, u.user.QuotaMessages = 5000, 10
-	e.auth.users["alice"] = u
-	e.auth.mu.Unlock()
+	e.setQuota("alice", 5000, 10)
 
 	r := loggedIn(t, e)
 	all := func(ls []string) string { return strings.Join(ls, "\n") }
@@ -135,4 +127,13 @@ func TestQuotaFreedByDelete(t *testing.T) {
 	if got := last(r.until("b1")); !strings.HasPrefix(got, "b1 OK") {
 		t.Errorf("APPEND after DELETE: %q", got)
 	}
+}
+
+// setQuota gives login a quota of bytes and messages in the test directory.
+func (e *testEnv) setQuota(login string, bytes, messages int64) {
+	e.auth.mu.Lock()
+	defer e.auth.mu.Unlock()
+	u := e.auth.users[login]
+	u.user.QuotaBytes, u.user.QuotaMessages = bytes, messages
+	e.auth.users[login] = u
 }
