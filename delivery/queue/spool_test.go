@@ -494,14 +494,17 @@ func TestFinishedMessageRemovedAfterRestart(t *testing.T) {
 	q.Close()
 
 	h := start(t, o)
-	h.waitUntil("the finished message left the spool", h.empty)
+	// The envelope goes first and the data file just after it, without
+	// the lock: wait for both.
+	gone := func(ext string) bool {
+		_, err := os.Stat(h.q.sp.path(id, ext))
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	h.waitUntil("the finished message left the spool", func() bool {
+		return h.empty() && gone(extEnvelope) && gone(extData)
+	})
 	if _, _, err := h.q.Show(id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Show: %v, want ErrNotFound", err)
-	}
-	for _, ext := range []string{extData, extEnvelope} {
-		if _, err := os.Stat(h.q.sp.path(id, ext)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s file: %v, want it removed", ext, err)
-		}
 	}
 	if _, n := s.counts(); n != 0 {
 		t.Errorf("%d transactions: a finished message was sent again", n)
