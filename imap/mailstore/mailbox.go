@@ -204,10 +204,13 @@ type Mailbox struct {
 	// had (flushDirtyLocked: tried at every sync, and at the last
 	// release waiting lockWait), as Dovecot renames the files of its
 	// flag changes at a later sync when its lock timed out. What still
-	// waits when the folder closes is lost, the files' names standing
-	// (Dovecot keeps it in its index); courriel-state is not written
-	// meanwhile.
+	// waits when the folder closes is written to PendingFlagsFileName
+	// and made again by the next open (Dovecot keeps it in its index);
+	// courriel-state is not written meanwhile.
 	dirty map[*Msg]Flags
+	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
+	// found it (removed when nothing waits any more).
+	pendingFile bool
 	// listRead: the folder has its messages, from the uidlist's first
 	// read (which adopts its records) or from courriel-state.
 	listRead bool
@@ -303,6 +306,7 @@ func (mb *Mailbox) load() error {
 	}
 	mb.log = nil // nobody watched the initial load
 	mb.loaded = true
+	mb.loadPendingLocked()
 	mb.flushModLocked()
 	return nil
 }

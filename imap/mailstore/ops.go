@@ -64,11 +64,7 @@ var errUIDListBusy = errors.New("mailstore: uidlist lock held by another process
 // FETCH BODY[] its data with \Seen, and the files are renamed at a later
 // sync.
 func (mb *Mailbox) flagChange(f func(lockMode) error) error {
-	wait := lockWait
-	if mb.reg.flagLockWait > 0 {
-		wait = mb.reg.flagLockWait
-	}
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(mb.reg.flagWait())
 	mode := lockTry
 	for {
 		mb.mu.Lock()

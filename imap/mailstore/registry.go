@@ -44,7 +44,9 @@ type Registry struct {
 
 	noHardLinks bool // tests: COPY as on a file system without hard links
 	// flagLockWait, tests: how long a flag change waits for another
-	// process's uidlist lock before it defers its renames (0: lockWait).
+	// process's uidlist lock before it defers its renames, and the
+	// folder's close for it before it keeps them for the next open (0:
+	// lockWait).
 	flagLockWait time.Duration
 	// Tests: stamps kept in whole units of stampGrain (a file system with
 	// coarse times), and the clock that says when a stamp was taken.
@@ -62,6 +64,15 @@ func (r *Registry) hook(event string) {
 	if r.syncHook != nil {
 		r.syncHook(event)
 	}
+}
+
+// flagWait is how long a flag change, and a close with renames that wait,
+// waits for another process's uidlist lock (see flagLockWait).
+func (r *Registry) flagWait() time.Duration {
+	if r.flagLockWait > 0 {
+		return r.flagLockWait
+	}
+	return lockWait
 }
 
 func (r *Registry) now() time.Time {
@@ -230,9 +241,11 @@ func (mb *Mailbox) release(settling bool) {
 	var size, cacheSize int64
 	mb.mu.Lock()
 	if !mb.closed {
-		// Renames still waiting for the lock: the last chance, as
-		// nothing keeps them past the folder's close.
-		mb.tryFlushDirtyLocked(lockWait)
+		// Renames still waiting for the lock: made now if it comes
+		// within the wait, else kept for the next open (see
+		// PendingFlagsFileName).
+		mb.tryFlushDirtyLocked(r.flagWait())
+		mb.savePendingLocked()
 		wait = mb.confirmLocked()
 		mb.saveCacheLocked()
 		mb.closeModLocked()
@@ -523,6 +536,7 @@ func (r *Registry) SaveAll() {
 			mb.saveCacheLocked()
 			mb.flushModLocked()
 			mb.saveStateLocked()
+			mb.savePendingLocked()
 		}
 		mb.mu.Unlock()
 	}
@@ -538,6 +552,7 @@ func (mb *Mailbox) closeIdle() {
 		mb.saveCacheLocked()
 		mb.closeModLocked()
 		mb.saveStateLocked()
+		mb.savePendingLocked()
 		mb.closeLocked()
 	}
 }
