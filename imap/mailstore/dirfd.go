@@ -106,8 +106,9 @@ func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 	if err != nil {
 		return err
 	}
+	bare := !m.New && mb.isBareLocked(m)
 	b := append(mb.nameBuf[:0], m.Base...)
-	if !m.New {
+	if !m.New && !bare {
 		b = mb.diskFlagsLocked(m).appendLetters(append(b, ":2,"...))
 	}
 	b = append(b, 0)
@@ -120,11 +121,18 @@ func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 			uintptr(tfd), uintptr(unsafe.Pointer(&b[to])), 0, 0)
 		switch errno {
 		case 0:
+			if bare {
+				delete(mb.bare, m.Base)
+			}
 			return nil
 		case unix.EINTR:
 			continue
 		case unix.ENOSYS: // a kernel before 3.15
-			return mb.renameLocked(mb.pathLocked(m), "cur/"+FileName(m.Base, nf))
+			err := mb.renameLocked(mb.pathLocked(m), "cur/"+FileName(m.Base, nf))
+			if err == nil && bare {
+				delete(mb.bare, m.Base)
+			}
+			return err
 		}
 		return &os.LinkError{Op: "renameat", Old: mb.pathLocked(m), New: "cur/" + FileName(m.Base, nf), Err: errno}
 	}

@@ -290,3 +290,79 @@ func TestFlagChangeWhileLockedElsewhere(t *testing.T) {
 	}
 	mb.mu.Unlock()
 }
+
+// A cur/ name without an info part (another program's doing) is given
+// its empty ":2," under the uidlist lock only, as Dovecot renames in cur/
+// only under it (and its listings under it trust that nobody else does):
+// while another process holds the lock, a sync leaves the name as it is,
+// and the message is read, flagged (the rename waiting) and synced under
+// it; once the lock is free the next sync renames it. A fresh file named
+// so is numbered and renamed under the lock.
+func TestBareNameRenamedUnderLock(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	for i := 1; i <= 2; i++ {
+		deliverFile(t, st, "", i)
+	}
+	reg := NewRegistry()
+	reg.flagLockWait = 50 * time.Millisecond
+	mb := openBox(t, reg, st, "INBOX")
+	cur := filepath.Join(st.Path(), "cur")
+	base1, base2 := deliverFileBase(1), deliverFileBase(2)
+	lock := filepath.Join(st.Path(), "dovecot-uidlist.lock")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rename(t, filepath.Join(cur, base1+":2,"), filepath.Join(cur, base1))
+	for _, force := range []bool{false, true} {
+		if err := mb.Sync(force); err != nil {
+			t.Fatal(err)
+		}
+		if now, want := curNames(t, st, ""), []string{base1, base2 + ":2,"}; !slices.Equal(now, want) {
+			t.Fatalf("sync (force %v) while another process holds the lock:\n%q\nwant\n%q", force, now, want)
+		}
+	}
+	if b, _, err := mb.ReadMessage(1, nil, 0); err != nil || !strings.HasPrefix(string(b), "Subject: 1\n") {
+		t.Fatalf("read the message of a bare name: %q, %v", b, err)
+	}
+	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, []string{Flagged}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if now, want := curNames(t, st, ""), []string{base1, base2 + ":2,"}; !slices.Equal(now, want) {
+		t.Fatalf("STORE while another process holds the lock:\n%q\nwant\n%q", now, want)
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	if now, want := curNames(t, st, ""), []string{base1 + ":2,F", base2 + ":2,"}; !slices.Equal(now, want) {
+		t.Fatalf("after the lock was freed:\n%q\nwant\n%q", now, want)
+	}
+
+	// A fresh file, no UID yet, with a bare name: numbered and renamed
+	// under the lock; and a numbered one renamed bare with the lock free.
+	const fresh = "1700000009.M9P1.test,S=20"
+	if err := os.WriteFile(filepath.Join(cur, fresh), []byte("Subject: 9\n\nx\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rename(t, filepath.Join(cur, base2+":2,"), filepath.Join(cur, base2))
+	if err := mb.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	if now, want := curNames(t, st, ""), []string{base1 + ":2,F", base2 + ":2,", fresh + ":2,"}; !slices.Equal(now, want) {
+		t.Errorf("after a sync with the lock free:\n%q\nwant\n%q", now, want)
+	}
+	if uids := mb.UIDs(); !slices.Equal(uids, []uint32{1, 2, 3}) {
+		t.Errorf("UIDs %v, want 1 2 3", uids)
+	}
+	mb.mu.Lock()
+	if n := len(mb.bare); n != 0 {
+		t.Errorf("%d bare names left", n)
+	}
+	mb.mu.Unlock()
+}

@@ -48,12 +48,38 @@ type Msg struct {
 
 // pathLocked is the path of m's file inside the folder: its name in cur/
 // carries the flags it has on disk, which lag behind m.Flags while its
-// rename waits for the uidlist lock (see dirty).
+// rename waits for the uidlist lock (see dirty), or none (see bare).
 func (mb *Mailbox) pathLocked(m *Msg) string {
 	if m.New {
 		return "new/" + m.Base
 	}
+	if mb.isBareLocked(m) {
+		return "cur/" + m.Base
+	}
 	return "cur/" + FileName(m.Base, mb.diskFlagsLocked(m))
+}
+
+// isBareLocked reports whether m's file in cur/ is named without an info
+// part (see bare).
+func (mb *Mailbox) isBareLocked(m *Msg) bool {
+	if len(mb.bare) == 0 {
+		return false
+	}
+	_, ok := mb.bare[m.Base]
+	return ok
+}
+
+// noteBareLocked records whether the file of base in cur/ is named
+// without an info part.
+func (mb *Mailbox) noteBareLocked(base string, bare bool) {
+	switch {
+	case bare && mb.bare == nil:
+		mb.bare = map[string]struct{}{base: {}}
+	case bare:
+		mb.bare[base] = struct{}{}
+	case len(mb.bare) > 0:
+		delete(mb.bare, base)
+	}
 }
 
 // diskFlagsLocked is the flags in the name of m's file in cur/.
@@ -208,6 +234,14 @@ type Mailbox struct {
 	// and made again by the next open (Dovecot keeps it in its index);
 	// courriel-state is not written meanwhile.
 	dirty map[*Msg]Flags
+	// bare holds the base names of files in cur/ named without an info
+	// part (another program's doing), which a listing found without the
+	// uidlist lock: pathLocked gives their names as they are, and they
+	// are given the empty ":2," under the lock, when it is next had
+	// (flushDirtyLocked), not by the listing: Dovecot renames in cur/
+	// only under its lock, and its listings under it trust that nobody
+	// else does. Nil while there are none.
+	bare map[string]struct{}
 	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
 	// found it (removed when nothing waits any more).
 	pendingFile bool

@@ -274,10 +274,28 @@ func (mb *Mailbox) fileFlagsLocked(m *Msg, fl Flags) bool {
 }
 
 // flushDirtyLocked renames, under lk, the files whose renames waited for
-// the uidlist lock (dirty). A file not found under its name was renamed
-// by another program: it stays dirty, for a sync to find it (its listing
-// makes the change again on the file's flags: fileFlagsLocked).
+// the uidlist lock (dirty, bare). A file not found under its name was
+// renamed by another program: it stays dirty, for a sync to find it (its
+// listing makes the change again on the file's flags: fileFlagsLocked).
 func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
+	for base := range mb.bare {
+		if m := mb.baseMapLocked()[base]; m != nil && !m.New {
+			if _, ok := mb.dirty[m]; ok {
+				continue // renamed with its flags below
+			}
+			if err := mb.renameFlagsLocked(m, m.Flags); errors.Is(err, fs.ErrNotExist) {
+				delete(mb.bare, base) // renamed by another program: a sync finds it
+			}
+		} else {
+			// No message (a file waiting for a UID, a pending
+			// record's), or one back in new/: the name alone.
+			err := mb.renameLocked("cur/"+base, "cur/"+base+":2,")
+			if err == nil || errors.Is(err, fs.ErrNotExist) {
+				delete(mb.bare, base)
+			}
+		}
+		mb.heldStepLocked(lk)
+	}
 	for m, disk := range mb.dirty {
 		if mb.findLocked(m.UID) != m {
 			delete(mb.dirty, m) // gone, or the folder renumbered
@@ -299,7 +317,7 @@ func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
 // tryFlushDirtyLocked flushes dirty under the uidlist lock, waiting for it
 // up to wait.
 func (mb *Mailbox) tryFlushDirtyLocked(wait time.Duration) {
-	if len(mb.dirty) == 0 || mb.closed || mb.detached {
+	if len(mb.dirty) == 0 && len(mb.bare) == 0 || mb.closed || mb.detached {
 		return
 	}
 	uid, gid := mb.owner.ids()

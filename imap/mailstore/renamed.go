@@ -36,8 +36,12 @@ func (mb *Mailbox) locateLocked(bases map[string]bool) (map[string]bool, error) 
 				m.New = true
 				continue
 			}
-			if n != FileName(base, fl) {
-				continue // no info part, or an unusual one: left to a sync
+			if n == base {
+				mb.noteBareLocked(base, true) // no info part: see bare
+			} else if n != FileName(base, fl) {
+				continue // an unusual info part: left to a sync
+			} else {
+				mb.noteBareLocked(base, false)
 			}
 			m.New = false
 			if mb.fileFlagsLocked(m, fl) {

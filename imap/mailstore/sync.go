@@ -55,8 +55,8 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 			return err
 		}
 	}
-	// Renames that waited for the lock: done if it is free now, as
-	// Dovecot's next sync does them.
+	// Renames that waited for the lock (flag changes, bare names): done
+	// if it is free now, as Dovecot's next sync does them.
 	mb.tryFlushDirtyLocked(0)
 	return nil
 }
@@ -104,15 +104,16 @@ type syncArgs struct {
 //     storeFlagsLocked, but not for a sync's own renames: see below), and
 //     again (maxRescans) for another program that renames without it.
 //     Only then is a message expunged, or a pending record declared gone.
-//   - A sync's own renames are not all made under the lock: a cur/ name
-//     without an info part is given ":2," as the listing finds it, the
-//     first listing being made without the lock (listDirsLocked); and
-//     messages move from new/ to cur/ at the end (moveNewLocked), after
-//     the numbering's write has let the lock go (Delivered likewise).
-//     Dovecot moves files out of new/ only under its lock (maildir-sync.c,
-//     move_new) and leaves a cur/ name without an info part as it is: a
-//     listing of Dovecot's under the lock may miss a file we rename so
-//     (maxRescans is our answer to it, not Dovecot's).
+//   - A sync's own renames are not all made under the lock. A cur/ name
+//     without an info part is given ":2," under it only: by a listing
+//     under it, else when it is next had (see bare; Dovecot leaves such a
+//     name as it is until the message's flags change, under its lock).
+//     But messages move from new/ to cur/ at the end (moveNewLocked),
+//     after the numbering's write has let the lock go (Delivered
+//     likewise). Dovecot moves files out of new/ only under its lock
+//     (maildir-sync.c, move_new): a listing of Dovecot's under the lock
+//     may miss a file we move so (maxRescans is our answer to it, not
+//     Dovecot's).
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
 //     ascending order, never past a pending record still waiting for its
@@ -399,21 +400,27 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			if n == "" || n[0] == '.' {
 				continue // maildir spec: dot files are not messages
 			}
-			if sub == "cur" && strings.IndexByte(n, ':') < 0 {
-				// A cur/ name without an info part (another program's
-				// doing): give it the empty one, the name pathLocked
-				// expects. With or without the uidlist lock (lk nil:
-				// a first listing); Dovecot leaves such a name alone.
-				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
-					n += ":2,"
-				}
-			}
+			bare := sub == "cur" && strings.IndexByte(n, ':') < 0
 			base, fl := SplitName(n)
 			if sub == "new" {
 				fl = 0
 			}
 			if prev, dup := disk[base]; dup && !prev.isNew {
 				continue // the same message twice in cur/: the first name
+			}
+			if bare && lk != nil {
+				// A cur/ name without an info part (another program's
+				// doing): given the empty one under the lock, as
+				// Dovecot renames in cur/ only under it. Without the
+				// lock (a first listing) it keeps its name until the
+				// lock is had (see bare); Dovecot leaves such a name
+				// as it is until the message's flags change.
+				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
+					bare = false
+				}
+			}
+			if sub == "cur" && (bare || len(mb.bare) > 0) {
+				mb.noteBareLocked(base, bare)
 			}
 			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
 			disk[base] = &ents[len(ents)-1]
