@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"errors"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -140,6 +141,13 @@ func cmdRename(s *session, tag string, _ bool) error {
 		return s.storeErr("rename", err, "")
 	}
 	if err := s.store.Rename(oldName, newName); err != nil {
+		if errors.Is(err, mailstore.ErrRenameSplit) {
+			// Some folders moved and could not be moved back: the
+			// folders open under either name are not what they were.
+			s.srv.reg.Forget(s.store.Path(), oldDir, true)
+			s.srv.reg.Forget(s.store.Path(), newDir, true)
+			s.srv.folderGone(s, s.store.Path(), oldDir, true, "Selected mailbox was renamed, have to disconnect.")
+		}
 		return s.storeErr("rename", err, "")
 	}
 	s.srv.reg.Forget(s.store.Path(), oldDir, true)

@@ -75,6 +75,9 @@ type Store struct {
 	// trashAge, tests: trashLeftAfter when not 0 (the trash's age
 	// is its ctime, which a test cannot set back).
 	trashAge time.Duration
+	// renameHook, tests: called before each directory rename of a
+	// RENAME (its undoing included); an error is taken as the rename's.
+	renameHook func(from, to string) error
 }
 
 // SetUser names the login the store belongs to, before its first folder
@@ -395,57 +398,6 @@ func (s *Store) trashLeftAfter() time.Duration {
 		return s.trashAge
 	}
 	return trashLeftAfter
-}
-
-// Rename renames a folder and all its children (RFC 9051 §6.3.6).
-func (s *Store) Rename(oldName, newName string) error {
-	oldDir, err := FolderDir(oldName)
-	if err != nil {
-		return err
-	}
-	newDir, err := FolderDir(newName)
-	if err != nil {
-		return err
-	}
-	if oldDir == "" || newDir == "" {
-		return fmt.Errorf("%w: INBOX cannot be renamed here", ErrBadName)
-	}
-	if !s.Exists(oldName) {
-		return ErrNoFolder
-	}
-	if s.Exists(newName) {
-		return ErrFolderExists
-	}
-	if strings.HasPrefix(newDir+".", oldDir+".") {
-		return fmt.Errorf("%w: cannot rename a folder into itself", ErrBadName)
-	}
-	all, err := s.Folders()
-	if err != nil {
-		return err
-	}
-	type mv struct{ from, to string }
-	moves := []mv{{oldDir, newDir}}
-	for _, f := range all {
-		if strings.HasPrefix(f, oldName+string(Delimiter)) {
-			fd, _ := FolderDir(f)
-			td, err := FolderDir(newName + f[len(oldName):])
-			if err != nil {
-				return err
-			}
-			moves = append(moves, mv{fd, td})
-		}
-	}
-	for _, m := range moves {
-		if _, err := s.root.Stat(m.to); err == nil {
-			return ErrFolderExists
-		}
-	}
-	for _, m := range moves {
-		if err := s.root.Rename(m.from, m.to); err != nil {
-			return fmt.Errorf("mailstore: rename %s: %w", m.from, err)
-		}
-	}
-	return nil
 }
 
 // Subscriptions returns the subscribed folder names.
