@@ -385,10 +385,12 @@ func cmdStore(s *session, tag string, uid bool) error {
 	// one's files are renamed, as Dovecot streams them: the client reads
 	// (and parses) them while the server works, rather than all 100,000
 	// after the last rename. Every file has its new name before the
-	// tagged OK.
+	// tagged OK. The wait for another process's uidlist lock is the
+	// command's, spent once over the pieces (see mailstore.FlagWait).
+	var fw mailstore.FlagWait
 	for lo := 0; lo < len(uids); lo += storeChunk {
 		hi := min(lo+storeChunk, len(uids))
-		mod, err := s.storeChunk(&a, uid, seqs[lo:hi], uids[lo:hi])
+		mod, err := s.storeChunk(&a, &fw, uid, seqs[lo:hi], uids[lo:hi])
 		if err != nil {
 			return err
 		}
@@ -538,7 +540,7 @@ const storeChunk = 4096
 // view's order) and writes their FETCH responses. It returns the messages
 // UNCHANGEDSINCE left alone, as sequence numbers or UIDs as the command
 // was given.
-func (s *session) storeChunk(a *storeArgs, uid bool, seqs, uids []uint32) (modified []uint32, err error) {
+func (s *session) storeChunk(a *storeArgs, fw *mailstore.FlagWait, uid bool, seqs, uids []uint32) (modified []uint32, err error) {
 	sel := s.sel
 	// As Dovecot: no FETCH for a message whose flags did not change
 	// (the client knows them already); a 20,000-message +FLAGS \Seen
@@ -555,7 +557,7 @@ func (s *session) storeChunk(a *storeArgs, uid bool, seqs, uids []uint32) (modif
 			since = a.unchangedSince
 		}
 		var modUIDs []uint32
-		newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSince(uids, a.op, toFlags(a.flags), sel.w, since)
+		newFlags, modseqs, ok, modUIDs, err = sel.mb.StoreFlagsUnchangedSincePiece(fw, uids, a.op, toFlags(a.flags), sel.w, since)
 		if uid {
 			modified = modUIDs
 		} else {
@@ -566,7 +568,7 @@ func (s *session) storeChunk(a *storeArgs, uid bool, seqs, uids []uint32) (modif
 			}
 		}
 	} else {
-		newFlags, ok, err = sel.mb.StoreFlags(uids, a.op, toFlags(a.flags), sel.w)
+		newFlags, ok, err = sel.mb.StoreFlagsPiece(fw, uids, a.op, toFlags(a.flags), sel.w)
 	}
 	if err != nil {
 		return nil, s.storeErr("store", err, "")

@@ -366,3 +366,72 @@ func TestBareNameRenamedUnderLock(t *testing.T) {
 	}
 	mb.mu.Unlock()
 }
+
+// A command that changes flags in pieces (a large STORE) waits for
+// another process's uidlist lock once, not once a piece: past the
+// command's wait, each later piece defers its renames at once while the
+// lock is held, and takes the lock, renaming its files and those that
+// waited, as soon as it is free. A new command waits afresh.
+func TestStoreInPiecesWaitsOnce(t *testing.T) {
+	t.Parallel()
+	const pieces = 5
+	st := testStore(t)
+	for i := 1; i <= pieces+1; i++ {
+		deliverFile(t, st, "", i)
+	}
+	reg := NewRegistry()
+	reg.flagLockWait = 400 * time.Millisecond
+	mb := openBox(t, reg, st, "INBOX")
+	lock := filepath.Join(st.Path(), "dovecot-uidlist.lock")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fw FlagWait
+	start := time.Now()
+	for i := 1; i <= pieces-1; i++ {
+		fl, _, err := mb.StoreFlagsPiece(&fw, []uint32{uint32(i)}, StoreAdd, []string{Flagged}, nil)
+		if err != nil || fl[0] != FlagFlagged {
+			t.Fatalf("piece %d: %v, %v", i, fl, err)
+		}
+	}
+	if d := time.Since(start); d < reg.flagLockWait || d > 2*reg.flagLockWait {
+		t.Errorf("%d pieces while another process holds the lock took %v, want one wait of %v", pieces-1, d, reg.flagLockWait)
+	}
+	if n := len(curNamesWith(t, st, ":2,F")); n != 0 {
+		t.Fatalf("%d files renamed while another process holds the lock", n)
+	}
+	// Freed: the last piece takes it without waiting.
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mb.StoreFlagsPiece(&fw, []uint32{pieces}, StoreAdd, []string{Flagged}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(curNamesWith(t, st, ":2,F")); n != pieces {
+		t.Errorf("%d files renamed once the lock was free, want %d", n, pieces)
+	}
+	// The next command waits its own wait.
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if _, _, err := mb.StoreFlags([]uint32{pieces + 1}, StoreAdd, []string{Flagged}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < reg.flagLockWait {
+		t.Errorf("the next command waited %v, want %v", d, reg.flagLockWait)
+	}
+	os.Remove(lock)
+}
+
+// curNamesWith lists the names of INBOX's cur/ that end with suffix.
+func curNamesWith(t *testing.T, st *Store, suffix string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range curNames(t, st, "") {
+		if strings.HasSuffix(n, suffix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}

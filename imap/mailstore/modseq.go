@@ -598,10 +598,17 @@ func (mb *Mailbox) VanishedSince(since uint64) (uids []uint32, complete bool) {
 // modified; the test and the change happen under one lock. modseqs are the
 // messages' modseqs afterwards.
 func (mb *Mailbox) StoreFlagsUnchangedSince(uids []uint32, op StoreOp, flags []string, source *Watcher, since uint64) (newFlags []Flags, modseqs []uint64, ok []bool, modified []uint32, err error) {
+	return mb.StoreFlagsUnchangedSincePiece(nil, uids, op, flags, source, since)
+}
+
+// StoreFlagsUnchangedSincePiece is StoreFlagsUnchangedSince for one piece
+// of a command that changes flags in several (see FlagWait); fw nil: a
+// command of one piece.
+func (mb *Mailbox) StoreFlagsUnchangedSincePiece(fw *FlagWait, uids []uint32, op StoreOp, flags []string, source *Watcher, since uint64) (newFlags []Flags, modseqs []uint64, ok []bool, modified []uint32, err error) {
 	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
 		return nil, nil, nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
 	}
-	err = mb.flagChange(func(mode lockMode) error {
+	err = mb.flagChange(fw, func(mode lockMode) error {
 		var keep []uint32
 		var idx []int
 		modified = nil

@@ -27,12 +27,18 @@ const (
 // for messages that are gone). source is the session, whose own changes are
 // not echoed back to it through the change log.
 func (mb *Mailbox) StoreFlags(uids []uint32, op StoreOp, flags []string, source *Watcher) ([]Flags, []bool, error) {
+	return mb.StoreFlagsPiece(nil, uids, op, flags, source)
+}
+
+// StoreFlagsPiece is StoreFlags for one piece of a command that changes
+// flags in several (see FlagWait); fw nil: a command of one piece.
+func (mb *Mailbox) StoreFlagsPiece(fw *FlagWait, uids []uint32, op StoreOp, flags []string, source *Watcher) ([]Flags, []bool, error) {
 	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
 		return nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
 	}
 	var out []Flags
 	var ok []bool
-	err := mb.flagChange(func(mode lockMode) (err error) {
+	err := mb.flagChange(fw, func(mode lockMode) (err error) {
 		out, ok, err = mb.storeFlagsLocked(uids, op, flags, source, mode)
 		return err
 	})
@@ -52,20 +58,49 @@ const (
 // changed nothing (lockTry).
 var errUIDListBusy = errors.New("mailstore: uidlist lock held by another process")
 
+// FlagWait is what a command that changes flags in several pieces (a
+// STORE over 100,000 messages, in pieces of a few thousand whose FETCH
+// responses go out between them) has spent of its wait for another
+// process's uidlist lock: the wait (lockWait) is the command's, not each
+// piece's, or a lock held through the command would hold it up one wait
+// per piece (25 for 100,000 messages). Once it is spent, every later
+// piece takes the lock if it is free and defers its renames at once if
+// not (see flagChange). The zero value is a command that has not waited.
+// One command's, not for concurrent use.
+//
+// The lock itself is not held from one piece to the next: between them
+// the FETCH responses are written to the client, which may take as long
+// as the client reads slowly (the IMAP server waits minutes for a
+// write). The lock is
+// touched only while work is done under it (heldStepLocked), so it would
+// look stale to Dovecot after uidlist.StaleTimeout and be broken, and
+// until then Dovecot's own sessions would wait on a client of ours.
+// Taking it again for a piece costs a link and an unlink.
+type FlagWait struct {
+	deadline time.Time // when the wait ends; zero until the lock was first found held
+	spent    bool      // the wait ran out
+}
+
 // flagChange runs f, a flag change, under mb.mu. f takes the uidlist lock
 // without waiting; while another process holds it, f gives up
 // (errUIDListBusy) having changed nothing, and the lock is waited for with
 // mb.mu let go, so that the folder's other sessions go on meanwhile (a
-// FETCH of one of them is no reason for all to stall), up to lockWait.
-// Past the wait f runs once more, and makes the change for the sessions
-// even without the lock: the files keep their names until the lock is had
-// (see dirty). That is Dovecot 2.3's answer when its lock wait times out
+// FETCH of one of them is no reason for all to stall), up to lockWait
+// for the whole command (fw; nil: a command of one piece). Past the wait
+// f runs once more, and makes the change for the sessions even without
+// the lock: the files keep their names until the lock is had (see
+// dirty). That is Dovecot 2.3's answer when its lock wait times out
 // (checked with a lock held by hand): STORE answers OK with the new flags,
 // FETCH BODY[] its data with \Seen, and the files are renamed at a later
 // sync.
-func (mb *Mailbox) flagChange(f func(lockMode) error) error {
-	deadline := time.Now().Add(mb.reg.flagWait())
+func (mb *Mailbox) flagChange(fw *FlagWait, f func(lockMode) error) error {
+	if fw == nil {
+		fw = new(FlagWait)
+	}
 	mode := lockTry
+	if fw.spent {
+		mode = lockDefer
+	}
 	for {
 		mb.mu.Lock()
 		err := f(mode)
@@ -73,7 +108,11 @@ func (mb *Mailbox) flagChange(f func(lockMode) error) error {
 		if !errors.Is(err, errUIDListBusy) || mode == lockDefer {
 			return err
 		}
-		if !uidlist.WaitFree(mb.root, uidlist.FileName, time.Until(deadline)) {
+		if fw.deadline.IsZero() {
+			fw.deadline = time.Now().Add(mb.reg.flagWait())
+		}
+		if !uidlist.WaitFree(mb.root, uidlist.FileName, time.Until(fw.deadline)) {
+			fw.spent = true
 			mode = lockDefer
 		}
 	}
