@@ -1,9 +1,14 @@
 package imap
 
 import (
+	"encoding/base64"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/encoding/ianaindex"
 )
 
 // A search string that is not UTF-8 is a malformed key (RFC 9051 §6.4.4:
@@ -148,8 +153,8 @@ func TestSearchCharset(t *testing.T) {
 		{"UID SEARCH CHARSET US-ASCII SUBJECT other", "* SEARCH 3"},
 		{"UID SORT (SUBJECT) ISO-8859-1 SUBJECT \"caf\xe9\"", "* SORT 1"},
 		{"UID THREAD ORDEREDSUBJECT ISO-8859-1 SUBJECT \"caf\xe9\"", "* THREAD (1)"},
-		{"UID SEARCH CHARSET X-NOT-A-CHARSET SUBJECT a", "x NO [BADCHARSET (UTF-8 US-ASCII)]"},
-		{"UID SORT (SUBJECT) X-NOT-A-CHARSET ALL", "x NO [BADCHARSET (UTF-8 US-ASCII)]"},
+		{"UID SEARCH CHARSET X-NOT-A-CHARSET SUBJECT a", "x NO [BADCHARSET (UTF-8 US-ASCII ISO-8859-1 "},
+		{"UID SORT (SUBJECT) X-NOT-A-CHARSET ALL", "x NO [BADCHARSET (UTF-8 US-ASCII ISO-8859-1 "},
 		// Without CHARSET, strings are UTF-8 still.
 		{"UID SEARCH SUBJECT \"caf\xe9\"", "x BAD"},
 	})
@@ -170,6 +175,60 @@ func expectReplies(t *testing.T, r *rawConn, cases []struct{ cmd, want string })
 		}
 		if got := last(r.cmd("n", "NOOP")); got != "n OK NOOP completed" {
 			t.Errorf("%q: connection out of step afterwards: %q", tc.cmd, got)
+		}
+	}
+}
+
+// Every charset BADCHARSET lists is one SEARCH takes (RFC 9051 §7.1: the
+// list is of the charsets supported), its strings read in it: each one's
+// text, encoded in it, finds the message whose subject is that text.
+func TestBadCharsetListsSupported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// One subject per script, in UTF-8 (an encoded word), and what a
+	// client sends for it in each charset.
+	e.deliver("1700000001.M1P1.test", "From: a@b\nSubject: =?UTF-8?B?"+base64.StdEncoding.EncodeToString([]byte("x caf\u00e9 \u041f\u0440\u0438 \u65e5\u672c \uc548 \u4e2d\u6587 \u03b1 \u05d0 \u0627 \u0161 y"))+"?=\n\nx\n")
+	samples := map[string]string{
+		"latin": "caf\u00e9", "cyrillic": "\u041f\u0440\u0438", "japanese": "\u65e5\u672c", "korean": "\uc548",
+		"chinese": "\u4e2d\u6587", "greek": "\u03b1", "hebrew": "\u05d0", "arabic": "\u0627", "central": "\u0161",
+	}
+	r := loggedIn(t, e)
+	r.cmd("s", "SELECT INBOX")
+	lines := r.cmd("x", "SEARCH CHARSET X-NOT-A-CHARSET SUBJECT a")
+	list := regexp.MustCompile(`^x NO \[BADCHARSET \(([^)]*)\)\]`).FindStringSubmatch(lines[0])
+	if list == nil {
+		t.Fatalf("no charset list: %q", lines)
+	}
+	names := strings.Fields(list[1])
+	if len(names) < 10 || len(list[1]) > 1000 {
+		t.Fatalf("BADCHARSET lists %d charsets in %d bytes", len(names), len(list[1]))
+	}
+	for _, cs := range names {
+		enc, err := ianaindex.MIME.Encoding(cs)
+		if err != nil || enc == nil {
+			enc, err = htmlindex.Get(cs)
+		}
+		if err != nil || enc == nil {
+			t.Errorf("%s: no encoder to check it with: %v", cs, err)
+			continue
+		}
+		found := 0
+		for _, text := range samples {
+			b, err := enc.NewEncoder().String(text)
+			if err != nil {
+				continue // not in this charset
+			}
+			cmd := fmt.Sprintf("UID SEARCH CHARSET %s SUBJECT {%d+}\r\n%s", cs, len(b), b)
+			if got := r.cmd("x", cmd); got[0] != "* SEARCH 1" || !strings.HasPrefix(last(got), "x OK") {
+				t.Errorf("%s, %q: %q", cs, text, got)
+			}
+			found++
+		}
+		if got := r.cmd("x", "UID SEARCH CHARSET "+cs+" SUBJECT \"x\""); got[0] != "* SEARCH 1" {
+			t.Errorf("%s, ASCII: %q", cs, got)
+		}
+		if found == 0 && cs != "US-ASCII" {
+			t.Errorf("%s: none of the samples checked it", cs)
 		}
 	}
 }
