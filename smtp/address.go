@@ -22,6 +22,7 @@ const (
 // historically routed somewhere else than the domain after the last '@'
 // (the %-hack, bang paths, a second '@' hidden in a quoted local part,
 // address literals): they are refused as relay attempts whatever the domain.
+// A bare second '@' (a@b@c) is no mailbox at all, refused in a sender too.
 var (
 	errAddrSyntax = errors.New("smtp: bad address syntax")
 	errAddrLength = errors.New("smtp: address too long")
@@ -58,10 +59,11 @@ func parseAddress(s string, smtputf8 bool) (address, error) {
 	return parseMailbox(s, smtputf8, true)
 }
 
-// parseSender is parseAddress for a reverse-path: '%' and '!' are plain
-// characters of a sender's local part (RFC 5321 allows them; Postfix takes
-// them), since nothing is ever routed by a sender's address here, and a
-// local part that needs quoting is taken unquoted too (and quoted).
+// parseSender is parseAddress for a reverse-path: nothing is ever routed
+// by a sender's local part here, so its routing operators are plain
+// characters ('%', '!', and '@' when quoted: MAIL FROM:<"x@y"@example.net>,
+// which RFC 5321 allows and Postfix takes), and a local part that needs
+// quoting is taken unquoted too (and quoted).
 func parseSender(s string, smtputf8 bool) (address, error) {
 	return parseMailbox(s, smtputf8, false)
 }
@@ -98,7 +100,7 @@ func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 	if !quoted {
 		content = local
 	}
-	if strings.ContainsRune(content, '@') || recipient && (strings.HasPrefix(domain, "[") || strings.ContainsAny(content, "%!")) {
+	if !quoted && strings.ContainsRune(content, '@') || recipient && (strings.HasPrefix(domain, "[") || strings.ContainsAny(content, "@%!")) {
 		return address{}, errRelayTrick
 	}
 	if content == "" || domain == "" {

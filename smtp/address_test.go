@@ -93,8 +93,8 @@ func TestParseAddress(t *testing.T) {
 	}
 }
 
-// A sender's local part may hold '%' and '!' (nothing is routed by it);
-// the rest is as for recipients.
+// A sender's local part may hold '%', '!' and a quoted '@' (nothing is
+// routed by it); the rest is as for recipients.
 func TestParseSender(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -105,6 +105,14 @@ func TestParseSender(t *testing.T) {
 		{"list-bounces%x@example.org", "list-bounces%x@example.org", nil},
 		{"uucp!user@example.org", "uucp!user@example.org", nil},
 		{"a@b@example.com", "", errRelayTrick},
+		{`"x@y"@Example.NET`, `"x@y"@example.net`, nil},
+		{`"x@y"@[192.0.2.1]`, `"x@y"@[192.0.2.1]`, nil},
+		{`"` + strings.Repeat("x", 61) + `@"@example.net`, `"` + strings.Repeat("x", 61) + `@"@example.net`, nil}, // 64 octets quoted
+		{`"` + strings.Repeat("x", 62) + `@"@example.net`, "", errAddrLength},
+		{"\"x@y\x00\"@example.net", "", errAddrSyntax},
+		{"\"x@y\n\"@example.net", "", errAddrSyntax},
+		{`"x@y>"@example.net`, "", errAddrSyntax},
+		{"\"x@\u2028\"@example.net", "", errNeedUTF8}, // and errAddrSyntax with SMTPUTF8, below
 		{"sender@example.org.", "sender@example.org", nil},
 		// RFC 5321 §4.1.2, as Postfix takes them: a quoted local part
 		// (wire.ParseReversePath unquotes it; it is quoted again) and
@@ -126,6 +134,11 @@ func TestParseSender(t *testing.T) {
 		}
 		if err != nil || got.String() != tc.want {
 			t.Errorf("parseSender(%q) = %q, %v; want %q", tc.in, got.String(), err, tc.want)
+		}
+	}
+	for _, in := range []string{"\"x@\u2028\"@example.net", "\"x@\u2029\"@example.net"} {
+		if _, err := parseSender(in, true); !errors.Is(err, errAddrSyntax) {
+			t.Errorf("parseSender(%q, SMTPUTF8) = %v; want %v", in, err, errAddrSyntax)
 		}
 	}
 }
