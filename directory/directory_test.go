@@ -778,7 +778,8 @@ func TestDuplicateMaildropNamesEntries(t *testing.T) {
 // TestQuotedLocalPart: an address whose local part needs quoting is looked
 // up as Postfix looks it up, in its internal form: "john doe"@domain finds
 // the entry for john doe@domain, and the copy keeps the external form the
-// queue takes. A quoted wildcard matches nothing.
+// queue takes; "x@y"@domain finds x@y@domain, as a recipient and as a
+// sender its owner may use. A quoted wildcard matches nothing.
 func TestQuotedLocalPart(t *testing.T) {
 	t.Parallel()
 	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(`dn: uid=jdoe,ou=mail,dc=xoyize,dc=xyz
@@ -787,6 +788,7 @@ objectclass: postfixUser
 objectclass: top
 uid: jdoe
 mailacceptinggeneralid: john doe@hosted-domain.com
+mailacceptinggeneralid: x@y@hosted-domain.com
 maildrop: alice@xoyize.xyz
 `))
 	d := newDir(t, options(s))
@@ -795,9 +797,18 @@ maildrop: alice@xoyize.xyz
 	if err != nil || len(r.Destinations) != 1 || r.Destinations[0].Address != "alice@xoyize.xyz" {
 		t.Fatalf(`ResolveRecipient("John Doe"@hosted-domain.com) = %+v, %v`, r, err)
 	}
-	for _, k := range []string{`"*"@hosted-domain.com`, `"john*"@hosted-domain.com`, `"jane doe"@hosted-domain.com`} {
+	for _, k := range []string{`"*"@hosted-domain.com`, `"john*"@hosted-domain.com`, `"jane doe"@hosted-domain.com`, `"x@z"@hosted-domain.com`} {
 		if r, err := d.ResolveRecipient(ctx, k); !errors.Is(err, directory.ErrNotFound) {
 			t.Errorf("ResolveRecipient(%q) = %+v, %v; want ErrNotFound", k, r, err)
 		}
+	}
+	if r, err := d.ResolveRecipient(ctx, `"x@y"@hosted-domain.com`); err != nil || len(r.Destinations) != 1 || r.Destinations[0].Address != "alice@xoyize.xyz" {
+		t.Errorf(`ResolveRecipient("x@y"@hosted-domain.com) = %+v, %v`, r, err)
+	}
+	if l, err := d.SenderLogins(ctx, `"x@y"@hosted-domain.com`); err != nil || !slices.Equal(l, []string{"jdoe"}) {
+		t.Errorf(`SenderLogins("x@y"@hosted-domain.com) = %q, %v; want [jdoe]`, l, err)
+	}
+	if l, err := d.SenderLogins(ctx, `"x@z"@hosted-domain.com`); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf(`SenderLogins("x@z"@hosted-domain.com) = %q, %v; want ErrNotFound`, l, err)
 	}
 }

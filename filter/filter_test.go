@@ -159,6 +159,7 @@ func TestVacationVerdict(t *testing.T) {
 		{"mailer-daemon", "MAILER-DAEMON@z.z", "To: alice@x.y\r\n", "daemon"},
 		{"owner-", "owner-list@z.z", "To: alice@x.y\r\n", "daemon"},
 		{"-request", "list-request@z.z", "To: alice@x.y\r\n", "daemon"},
+		{"quoted '@'", `"bob-request@y"@z.z`, "To: alice@x.y\r\n", ""}, // its local part ends at the last '@'
 		{"self", "alice@x.y", "To: alice@x.y\r\n", "the user"},
 		{"auto-submitted", "bob@z.z", "To: alice@x.y\r\nAuto-Submitted: auto-replied\r\n", "auto-submitted"},
 		{"auto-submitted no", "bob@z.z", "To: alice@x.y\r\nAuto-Submitted: no\r\n", ""},

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/internal/envaddr"
 	"courriel/sieve"
 )
 
@@ -42,7 +43,7 @@ func vacationVerdict(msg *sieve.Message, from string, own []string) string {
 	if from == "" {
 		return "null sender"
 	}
-	local, _, _ := strings.Cut(strings.ToLower(from), "@")
+	local, _, _ := envaddr.Split(strings.ToLower(from)) // "x@y"@z: the last '@'
 	if slices.Contains(noReplyLocalParts, local) || strings.HasPrefix(local, "owner-") ||
 		strings.HasSuffix(local, "-request") || strings.HasSuffix(local, "-owner") {
 		return "sender is a daemon or a list"

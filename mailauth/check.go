@@ -16,6 +16,8 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
+
+	"courriel/internal/envaddr"
 )
 
 // Action is what the checks decide for a message.
@@ -122,9 +124,9 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 	}
 	mailFromResult, spfDomain := heloResult, helo
 	if in.MailFrom != "" {
-		_, d, _ := strings.Cut(in.MailFrom, "@")
+		local, d, _ := envaddr.Split(in.MailFrom)
 		spfDomain = strings.ToLower(d)
-		mailFromResult = c.checkSPF(ctx, ip, helo, in.MailFrom)
+		mailFromResult = c.checkSPF(ctx, ip, helo, spfSender(local, d))
 		results = append(results, &authres.SPFResult{Value: authres.ResultValue(mailFromResult), From: clean(in.MailFrom)})
 		v.SPFFailed = mailFromResult == spf.Fail || mailFromResult == spf.SoftFail
 	}
@@ -214,6 +216,19 @@ func formatResults(id string, results []authres.Result) []byte {
 func (c *Checker) checkSPF(ctx context.Context, ip net.IP, helo, sender string) spf.Result {
 	r, _ := spf.CheckHostWithSender(ip, helo, sender, spf.WithResolver(c.resolver), spf.WithContext(ctx))
 	return r
+}
+
+// spfSender is the sender as the SPF library must be given it: the library
+// cuts it at its first '@' (blitiri.com.ar/go/spf's split), so a local
+// part holding one ("x@y"@example.net, RFC 5321 §4.1.2) would have it
+// check "y"@example.net" for a domain. Such a local part becomes
+// "postmaster", RFC 7208 §4.3's stand-in for a local part there is none
+// of; it only feeds the %{l} and %{s} macros, which few policies use.
+func spfSender(local, domain string) string {
+	if strings.ContainsRune(local, '@') {
+		local = "postmaster"
+	}
+	return local + "@" + domain
 }
 
 // withoutOwnResults returns the header fields without the

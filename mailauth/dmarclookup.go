@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
+
+	"courriel/internal/envaddr"
 )
 
 var (
@@ -99,7 +101,8 @@ func fromDomains(fields []field) []string {
 		}
 		if addrs, err := mail.ParseAddressList(f.value()); err == nil {
 			for _, a := range addrs {
-				if _, d, ok := strings.Cut(a.Address, "@"); ok {
+				// Internal form: x@y@example.org for "x@y"@example.org.
+				if _, d, ok := envaddr.Split(a.Address); ok {
 					add(d)
 				}
 			}

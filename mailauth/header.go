@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/mail"
 	"strings"
+
+	"courriel/internal/envaddr"
 )
 
 // maxHeaderBytes bounds the header block read to find From and our own
@@ -105,7 +107,9 @@ func fromDomain(fields []field) string {
 	if err != nil || len(addrs) != 1 {
 		return ""
 	}
-	_, d, ok := strings.Cut(addrs[0].Address, "@")
+	// net/mail gives the internal form: "x@y"@example.org is
+	// x@y@example.org.
+	_, d, ok := envaddr.Split(addrs[0].Address)
 	if !ok {
 		return ""
 	}

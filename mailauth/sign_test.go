@@ -153,10 +153,13 @@ func TestSignOnlyOwnDomains(t *testing.T) {
 			t.Errorf("%q: signed %q, %v", from, sig, err)
 		}
 	}
-	// The author's domain is matched without regard to case.
-	msg := "From: <A@EXAMPLE.ORG>\r\n\r\nx\r\n"
-	if sig, _ := s.Sign(strings.NewReader(msg), int64(len(msg))); bytes.Count(sig, []byte("DKIM-Signature:")) != 2 {
-		t.Errorf("upper-case From not signed: %q", sig)
+	// The author's domain is matched without regard to case, and is what
+	// follows the last '@' (a quoted local part may hold one).
+	for _, from := range []string{"<A@EXAMPLE.ORG>", `"x@y" <"x@y"@example.org>`} {
+		msg := "From: " + from + "\r\n\r\nx\r\n"
+		if sig, _ := s.Sign(strings.NewReader(msg), int64(len(msg))); bytes.Count(sig, []byte("DKIM-Signature:")) != 2 {
+			t.Errorf("From: %s not signed: %q", from, sig)
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"courriel/internal/envaddr"
 )
 
 // SRS rewrites the envelope sender of mail we forward (the Sender Rewriting
@@ -115,11 +117,17 @@ func otherSRS(local, domain string) (first, rest string, ok bool) {
 // Forward rewrites sender (local@domain) into an address of ours: SRS0
 // for an original sender, SRS1 for another forwarder's SRS address. An
 // address already ours (one of our SRS addresses, bounced back through
-// another forward) is kept as it is.
+// another forward) is kept as it is. A quoted local part ("x@y"@example.net,
+// "john doe"@example.net) is not rewritten: inside ours it would need
+// quoting again, and a bounce to "SRS0=…=x@y"@ours would be refused at
+// RCPT as a relay trick, by us as by Postfix with postsrsd.
 func (s *SRS) Forward(sender string) (string, error) {
 	local, domain, ok := cutAddress(sender)
 	if !ok {
 		return "", fmt.Errorf("srs: %q is not an address", sender)
+	}
+	if !envaddr.DotAtom(local, true) {
+		return "", fmt.Errorf("srs: %q has a quoted local part", sender)
 	}
 	if s.IsSRS(sender) {
 		return sender, nil
@@ -218,11 +226,11 @@ func stampDay(stamp string) (int, bool) {
 }
 
 func cutAddress(a string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(a, '@')
-	if i <= 0 || i == len(a)-1 {
+	local, domain, ok = envaddr.Split(a)
+	if !ok || local == "" || domain == "" {
 		return "", "", false
 	}
-	return a[:i], a[i+1:], true
+	return local, domain, true
 }
 
 func hasPrefixFold(s, prefix string) bool {

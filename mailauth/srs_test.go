@@ -61,6 +61,13 @@ func TestSRS(t *testing.T) {
 	if a, err := s.Forward(strings.Repeat("x", 30) + "@" + strings.Repeat("y", 20) + ".example"); err == nil {
 		t.Errorf("rewrote into a local part over 64 octets: %s", a)
 	}
+	// A quoted local part would need quoting inside ours, and a bounce to
+	// one with '@' is a relay trick: the sender is kept.
+	for _, q := range []string{`"x@y"@example.net`, `"john doe"@example.net`, `"a..b"@example.net`} {
+		if a, err := s.Forward(q); err == nil {
+			t.Errorf("Forward(%s) = %s", q, a)
+		}
+	}
 	if _, err := NewSRS("short", "mx.example.org", nil); err == nil {
 		t.Error("short secret taken")
 	}

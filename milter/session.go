@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"courriel/internal/envaddr"
 )
 
 // Reply is an SMTP reply a milter asked for (or its default action gives).
@@ -153,7 +155,7 @@ func (s *Session) Mail(from, queueID string) Verdict {
 	s.discard = false
 	s.macros.Set(gomilter.MacroQueueId, queueID)
 	s.macros.Set(gomilter.MacroMailAddr, from)
-	_, host, _ := strings.Cut(from, "@")
+	_, host, _ := envaddr.Split(from) // "x@y"@host: the last '@'
 	s.macros.Set(gomilter.MacroMailHost, host)
 	for _, mc := range s.conns {
 		mc.txDone, mc.txFailed = false, false
@@ -253,7 +255,7 @@ func (s *Session) Rcpt(to string) Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.macros.Set(gomilter.MacroRcptAddr, to)
-	_, host, _ := strings.Cut(to, "@")
+	_, host, _ := envaddr.Split(to)
 	s.macros.Set(gomilter.MacroRcptHost, host)
 	for _, mc := range s.conns {
 		if v, skip := s.skipTx(mc); skip {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -173,12 +174,12 @@ func (r *recorder) Helo(name string, m gomilter.Modifier) (*gomilter.Response, e
 }
 
 func (r *recorder) MailFrom(from, _ string, m gomilter.Modifier) (*gomilter.Response, error) {
-	r.note("mail " + from + " i=" + m.Get(gomilter.MacroQueueId) + " auth=" + m.Get(gomilter.MacroAuthAuthen))
+	r.note("mail " + from + " i=" + m.Get(gomilter.MacroQueueId) + " auth=" + m.Get(gomilter.MacroAuthAuthen) + " host=" + m.Get(gomilter.MacroMailHost))
 	return r.answer("mail")
 }
 
 func (r *recorder) RcptTo(rcpt, _ string, m gomilter.Modifier) (*gomilter.Response, error) {
-	r.note("rcpt " + rcpt)
+	r.note("rcpt " + rcpt + " host=" + m.Get(gomilter.MacroRcptHost))
 	return r.answer("rcpt " + rcpt)
 }
 
@@ -226,6 +227,28 @@ func serveRecorder(t *testing.T, respond func(string) *gomilter.Response, eom fu
 	}
 }
 
+// TestQuotedSenderHost: {mail_host} is the domain after the last '@' of a
+// sender whose quoted local part holds one.
+func TestQuotedSenderHost(t *testing.T) {
+	addr, events := serveRecorder(t, nil, nil)
+	c, err := NewChain([]Config{{Address: addr}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.NewSession(testInfo, nil)
+	defer s.Close()
+	if v := s.Mail(`"x@y"@example.net`, "QID1"); v.Reply != nil {
+		t.Fatal(v.Reply)
+	}
+	if v := s.Rcpt("b@example.org"); v.Reply != nil {
+		t.Fatal(v.Reply)
+	}
+	want := `mail "x@y"@example.net i=QID1 auth= host=example.net`
+	if got := events(); !slices.Contains(got, want) {
+		t.Errorf("no %q among %q", want, got)
+	}
+}
+
 func TestEventsAndChain(t *testing.T) {
 	// Two milters: the first adds a header, the second must see it.
 	first, _ := serveRecorder(t, nil, func(m gomilter.Modifier) { m.AddHeader("X-First", "seen") })
@@ -250,6 +273,9 @@ func TestEventsAndChain(t *testing.T) {
 	if v := s.Rcpt("b@example.org"); v.Reply != nil {
 		t.Fatal(v.Reply)
 	}
+	if v := s.Rcpt(`"x@y"@Example.com`); v.Reply != nil {
+		t.Fatal(v.Reply)
+	}
 	if v := s.Rcpt("refused@example.org"); v.Reply == nil || *v.Reply != (Reply{550, "5.1.1", "no such user here"}) {
 		t.Fatalf("Rcpt = %v", v.Reply)
 	}
@@ -265,8 +291,11 @@ func TestEventsAndChain(t *testing.T) {
 		// No reverse name: "unknown", as Postfix says; the address is real.
 		"connect unknown tcp4 192.0.2.7 j=mx.example.org client_addr=192.0.2.7",
 		"helo client.example.net",
-		"mail a@example.net i=QID1 auth=xomail",
-		"rcpt b@example.org",
+		"mail a@example.net i=QID1 auth=xomail host=example.net",
+		"rcpt b@example.org host=example.org",
+		// {rcpt_host} follows the last '@', as a quoted local part may hold
+		// one; so does {mail_host} (TestQuotedSenderHost).
+		`rcpt "x@y"@Example.com host=Example.com`,
 		"header Subject=hi",
 		"header X-First=seen",
 		"body body\r\n",

@@ -18,10 +18,11 @@ const (
 	maxLabel     = 63  // RFC 1035 §2.3.4
 )
 
-// Errors of parseAddress. errRelayTrick marks shapes that other MTAs have
-// historically routed somewhere else than the domain after the last '@'
-// (the %-hack, bang paths, a second '@' hidden in a quoted local part,
-// address literals): they are refused as relay attempts whatever the domain.
+// Errors of parseAddress. errRelayTrick marks shapes refused as relay
+// attempts whatever the domain and the client: a bare second '@' (a@b@c,
+// no mailbox at all) and, for a recipient, an address literal. A local
+// part holding a routing operator in a valid form ("x@y"@z, a%b@z, a!b@z)
+// is no error: address.routed says so, and the session decides.
 var (
 	errAddrSyntax = errors.New("smtp: bad address syntax")
 	errAddrLength = errors.New("smtp: address too long")
@@ -37,6 +38,14 @@ type address struct {
 
 func (a address) String() string { return a.Local + "@" + a.Domain }
 
+// routed reports whether a's local part holds a routing operator ('@',
+// '%' or '!', quoted or not) by which a host past a.Domain's may send the
+// mail on (the %-hack, bang paths, "x@y"@z): Postfix's resolver flags
+// such a recipient RESOLVE_FLAG_ROUTED whatever its domain, ignoring its
+// own percent and bang settings since a next hop may honour them
+// (trivial-rewrite's resolve.c).
+func (a address) routed() bool { return strings.ContainsAny(a.Local, "@%!") }
+
 // parseAddress checks one mailbox as wire.ParseForwardPath hands it over:
 // it has already removed the angle brackets, dropped a source route
 // ("@a,@b:"), which RFC 5321 §4.1.1.3 says to ignore, unquoted a quoted
@@ -47,10 +56,11 @@ func (a address) String() string { return a.Local + "@" + a.Domain }
 // Quoted-string whose content is printable (UTF-8 with SMTPUTF8:
 // validQuotedContent), at most 64 octets quoted (§4.5.3.1.1, and what the
 // queue's envelope takes), which Postfix takes too; it is kept quoted, its
-// external form, which the queue keeps and relays ("john doe"@x goes so to a
-// next hop), and the directory looks up in Postfix's internal form,
-// unquoted. What a relay trick needs is refused in the content too
-// ("x@y"@z, "a%b"@z). The domain must be a host name (no address literal,
+// external form, which the queue keeps and relays ("john doe"@x and
+// "x@y"@x go so to a next hop), and the directory looks up in Postfix's
+// internal form, unquoted. A routing operator in the local part, quoted or
+// not, is taken and marked (address.routed); a bare second '@' (a@b@z) is
+// errRelayTrick. The domain must be a host name (no address literal,
 // no trailing dot, no empty label). Non-ASCII is allowed only when the
 // client gave SMTPUTF8 (RFC 6531 §3.3), and must be valid UTF-8 without
 // control characters.
@@ -58,10 +68,11 @@ func parseAddress(s string, smtputf8 bool) (address, error) {
 	return parseMailbox(s, smtputf8, true)
 }
 
-// parseSender is parseAddress for a reverse-path: '%' and '!' are plain
-// characters of a sender's local part (RFC 5321 allows them; Postfix takes
-// them), since nothing is ever routed by a sender's address here, and a
-// local part that needs quoting is taken unquoted too (and quoted).
+// parseSender is parseAddress for a reverse-path: nothing is ever routed
+// by a sender's local part here, so its routing operators are plain
+// characters ('%', '!', and '@' when quoted: MAIL FROM:<"x@y"@example.net>,
+// which RFC 5321 allows and Postfix takes), and a local part that needs
+// quoting is taken unquoted too (and quoted).
 func parseSender(s string, smtputf8 bool) (address, error) {
 	return parseMailbox(s, smtputf8, false)
 }
@@ -98,7 +109,7 @@ func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 	if !quoted {
 		content = local
 	}
-	if strings.ContainsRune(content, '@') || recipient && (strings.HasPrefix(domain, "[") || strings.ContainsAny(content, "%!")) {
+	if !quoted && strings.ContainsRune(content, '@') || recipient && strings.HasPrefix(domain, "[") {
 		return address{}, errRelayTrick
 	}
 	if content == "" || domain == "" {

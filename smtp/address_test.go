@@ -21,7 +21,7 @@ func TestParseAddress(t *testing.T) {
 	}{
 		{"alice@example.com", false, "alice@example.com", nil},
 		{"Alice.B+tag@EXAMPLE.Com", false, "Alice.B+tag@example.com", nil},
-		{"a!#$&'*+-/=?^_`{|}~@x.y", false, "", errRelayTrick}, // '!' is a bang path
+		{"a!#$&'*+-/=?^_`{|}~@x.y", false, "a!#$&'*+-/=?^_`{|}~@x.y", nil}, // routed: '!' is a bang path
 		{"a#$&'*+-/=?^_`{|}~@x.y", false, "a#$&'*+-/=?^_`{|}~@x.y", nil},
 		{"user@localhost", false, "user@localhost", nil},
 		{"j\u00f6rg@b\u00fccher.example", true, "j\u00f6rg@b\u00fccher.example", nil},
@@ -29,8 +29,8 @@ func TestParseAddress(t *testing.T) {
 		{"a\u2028b@example.com", true, "", errAddrSyntax},
 		{"\"a\u2029b\"@example.com", true, "", errAddrSyntax},
 		{"a@ex\u2028ample.com", true, "", errAddrSyntax},
-		{"a%b@example.com", false, "", errRelayTrick},
-		{"b!a@example.com", false, "", errRelayTrick},
+		{"a%b@example.com", false, "a%b@example.com", nil}, // routed
+		{"b!a@example.com", false, "b!a@example.com", nil}, // routed
 		{"a@b@example.com", false, "", errRelayTrick},
 		{"a@[192.0.2.1]", false, "", errRelayTrick},
 		{"a@[IPv6:2001:db8::1]", false, "", errRelayTrick},
@@ -52,9 +52,21 @@ func TestParseAddress(t *testing.T) {
 		{`"a\"b\\c"@example.com`, false, `"a\"b\\c"@example.com`, nil},
 		{`"jö rg"@example.com`, true, `"jö rg"@example.com`, nil},
 		{`"jö rg"@example.com`, false, "", errNeedUTF8},
-		{`"x@y"@example.com`, false, "", errRelayTrick},
-		{`"a%b"@example.com`, false, "", errRelayTrick},
-		{`"a!b"@example.com`, false, "", errRelayTrick},
+		// Routed (address.routed), for the session to refuse or relay.
+		{`"x@y"@Example.com`, false, `"x@y"@example.com`, nil},
+		{`"x@y z"@example.com`, false, `"x@y z"@example.com`, nil},
+		{`"a%b"@example.com`, false, "a%b@example.com", nil},
+		{`"a!b"@example.com`, false, "a!b@example.com", nil},
+		{`"x@y"@[192.0.2.1]`, false, "", errRelayTrick},
+		// The bounds hold with a quoted '@' as without.
+		{`"` + strings.Repeat("a", 61) + `@"@x.com`, false, `"` + strings.Repeat("a", 61) + `@"@x.com`, nil},
+		{`"` + strings.Repeat("a", 62) + `@"@x.com`, false, "", errAddrLength},
+		{"\"x@y\x00\"@example.com", false, "", errAddrSyntax},
+		{"\"x@y\r\n\"@example.com", false, "", errAddrSyntax},
+		{`"x@<y"@example.com`, false, "", errAddrSyntax},
+		{`"x@y>"@example.com`, false, "", errAddrSyntax},
+		{"\"x@y\u2028\"@example.com", true, "", errAddrSyntax},
+		{"\"x@y\u2029\"@example.com", true, "", errAddrSyntax},
 		{"\"a\x00b\"@example.com", false, "", errAddrSyntax},
 		{"\"a\rb\"@example.com", false, "", errAddrSyntax},
 		{"\"a\nb\"@example.com", false, "", errAddrSyntax},
@@ -93,8 +105,36 @@ func TestParseAddress(t *testing.T) {
 	}
 }
 
-// A sender's local part may hold '%' and '!' (nothing is routed by it);
-// the rest is as for recipients.
+// TestAddressRouted: a recipient whose local part holds a routing
+// operator, quoted or not, is routed (Postfix's RESOLVE_FLAG_ROUTED); the
+// session refuses it from unauthenticated clients.
+func TestAddressRouted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in     string
+		routed bool
+	}{
+		{"alice@example.com", false},
+		{`"john doe"@example.com`, false},
+		{`"a\\b"@example.com`, false},
+		{"a%b@example.com", true},
+		{"b!a@example.com", true},
+		{`"x@y"@example.com`, true},
+		{`"a%b"@example.com`, true},
+		{`"a b!c"@example.com`, true},
+	} {
+		a, err := parseAddress(tc.in, false)
+		if err != nil {
+			t.Fatalf("parseAddress(%q): %v", tc.in, err)
+		}
+		if a.routed() != tc.routed {
+			t.Errorf("%q routed = %v, want %v", tc.in, a.routed(), tc.routed)
+		}
+	}
+}
+
+// A sender's local part may hold '%', '!' and a quoted '@' (nothing is
+// routed by it); the rest is as for recipients.
 func TestParseSender(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -105,6 +145,14 @@ func TestParseSender(t *testing.T) {
 		{"list-bounces%x@example.org", "list-bounces%x@example.org", nil},
 		{"uucp!user@example.org", "uucp!user@example.org", nil},
 		{"a@b@example.com", "", errRelayTrick},
+		{`"x@y"@Example.NET`, `"x@y"@example.net`, nil},
+		{`"x@y"@[192.0.2.1]`, `"x@y"@[192.0.2.1]`, nil},
+		{`"` + strings.Repeat("x", 61) + `@"@example.net`, `"` + strings.Repeat("x", 61) + `@"@example.net`, nil}, // 64 octets quoted
+		{`"` + strings.Repeat("x", 62) + `@"@example.net`, "", errAddrLength},
+		{"\"x@y\x00\"@example.net", "", errAddrSyntax},
+		{"\"x@y\n\"@example.net", "", errAddrSyntax},
+		{`"x@y>"@example.net`, "", errAddrSyntax},
+		{"\"x@\u2028\"@example.net", "", errNeedUTF8}, // and errAddrSyntax with SMTPUTF8, below
 		{"sender@example.org.", "sender@example.org", nil},
 		// RFC 5321 §4.1.2, as Postfix takes them: a quoted local part
 		// (wire.ParseReversePath unquotes it; it is quoted again) and
@@ -128,11 +176,18 @@ func TestParseSender(t *testing.T) {
 			t.Errorf("parseSender(%q) = %q, %v; want %q", tc.in, got.String(), err, tc.want)
 		}
 	}
+	for _, in := range []string{"\"x@\u2028\"@example.net", "\"x@\u2029\"@example.net"} {
+		if _, err := parseSender(in, true); !errors.Is(err, errAddrSyntax) {
+			t.Errorf("parseSender(%q, SMTPUTF8) = %v; want %v", in, err, errAddrSyntax)
+		}
+	}
 }
 
 // FuzzParseAddress: whatever the input, an accepted address is within the
-// RFC 5321 limits, has exactly one '@', no relay-trick characters, no
-// control characters, a lower-case domain, and parses again to itself.
+// RFC 5321 limits, has no '@' in its local part unless quoted, no address
+// literal, is routed exactly when its local part holds a routing operator,
+// has no control characters, a lower-case domain, and parses again to
+// itself.
 func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{"alice@example.com", "a%b@c.d", "\"a@b\"@c", "@a:b@c", "a@[1.2.3.4]",
 		"j\u00f6rg@b\u00fccher.example", "a..b@c", `"a b"@c`, `"a\\"@c`, `"a>b"@c`, "a\u2028b@c", "\"\u2029\"@c", "a@b.", strings.Repeat("x", 70) + "@y.z"} {
@@ -152,8 +207,11 @@ func FuzzParseAddress(f *testing.F) {
 		if !quoted {
 			content = a.Local
 		}
-		if strings.ContainsAny(content, "@%!") || strings.HasPrefix(a.Domain, "[") || !quoted && strings.ContainsAny(content, "\"\\ ") {
+		if !quoted && strings.ContainsAny(content, "@\"\\ ") || strings.HasPrefix(a.Domain, "[") {
 			t.Fatalf("%q: relay trick or bad quoting accepted", s)
+		}
+		if a.routed() != strings.ContainsAny(content, "@%!") {
+			t.Fatalf("%q: routed = %v", s, a.routed())
 		}
 		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }) {
 			t.Fatalf("%q: control or invalid UTF-8 accepted", s)

@@ -17,10 +17,15 @@
 //   - An authenticated client may use the null sender <>, as with Postfix's
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
 //     login (SenderLogins).
-//   - Relay tricks (%-hack, bang paths, a quoted '@', address literals) are
-//     refused with 554 5.7.1 for every client; source routes are dropped
-//     (wire.ParseForwardPath) as RFC 5321 §4.1.1.3 says, so routing uses
-//     the real mailbox.
+//   - Relay tricks (%-hack, bang paths, a quoted '@') in a recipient are
+//     refused with 554 5.7.1 whatever its domain, as Postfix's
+//     reject_unauth_destination does, except for an authenticated client,
+//     whose "x@y"@remote is relayed quoted as given (Postfix's
+//     permit_sasl_authenticated); address literals and a bare second '@'
+//     are refused for every client. A sender's local part routes nothing
+//     here: '%', '!' and a quoted '@' are plain characters in MAIL FROM.
+//     Source routes are dropped (wire.ParseForwardPath) as RFC 5321
+//     §4.1.1.3 says, so routing uses the real mailbox.
 //   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
 //     RCPT, as by Postfix: "john.doe"@x is john.doe@x; "john doe"@x is kept
 //     quoted (external form, at most 64 octets, printable only: no NUL,

@@ -34,7 +34,8 @@ import (
 //	down.example     classification unavailable
 //	anything else    foreign
 //
-// users: alice/secret (sends as alice@mailbox.example and info@hosted.example).
+// users: alice/secret (sends as alice@mailbox.example, info@hosted.example
+// and "x@y"@mailbox.example).
 type fakeDir struct {
 	mu          sync.Mutex
 	unavailable bool // every call fails with ErrUnavailable
@@ -123,7 +124,7 @@ func (d *fakeDir) SenderLogins(_ context.Context, addr string) ([]string, error)
 		return nil, directory.ErrUnavailable
 	}
 	switch strings.ToLower(addr) {
-	case "alice@mailbox.example", "info@hosted.example":
+	case "alice@mailbox.example", "info@hosted.example", `"x@y"@mailbox.example`:
 		return []string{"alice"}, nil
 	case "bob@mailbox.example":
 		return []string{"bob"}, nil

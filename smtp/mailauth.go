@@ -166,8 +166,8 @@ func (s *session) srsSender(log *slog.Logger, spfFailed bool) {
 	if !spfFailed {
 		var err error
 		if rf, err = o.SRS.Forward(s.tx.from); err != nil {
-			// Too long for an address: the forward keeps its sender and
-			// may fail SPF at the next hop, as without SRS.
+			// Too long for an address, or quoted: the forward keeps its
+			// sender and may fail SPF at the next hop, as without SRS.
 			log.Warn("srs: sender not rewritten", "err", err)
 			return
 		}

@@ -29,6 +29,7 @@ import (
 	"courriel/directory"
 	"courriel/filter"
 	"courriel/imap"
+	"courriel/internal/envaddr"
 	"courriel/internal/logwriter"
 	"courriel/loginguard"
 	"courriel/mailauth"
@@ -411,7 +412,7 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			a.log.Warn("bounce dropped: invalid SRS sender", "queue_id", msg.ID, "from", msg.From, "err", err)
 			return nil
 		}
-		_, domain, _ := strings.Cut(orig, "@")
+		_, domain, _ := envaddr.Split(orig)
 		class, err := a.dir.ClassifyDomain(ctx, domain)
 		if err != nil {
 			return err

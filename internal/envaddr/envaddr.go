@@ -34,11 +34,10 @@ func Valid(a string) bool {
 			return false
 		}
 	}
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 {
+	local, domain, ok := Split(a)
+	if !ok || local == "" || domain == "" {
 		return false
 	}
-	local, domain := a[:at], a[at+1:]
 	if len(local) > MaxLocalLen {
 		return false
 	}
@@ -46,6 +45,20 @@ func Valid(a string) bool {
 		return false
 	}
 	return ValidDomain(domain)
+}
+
+// Split cuts an address at its last '@': a domain never holds one, a
+// local part may, quoted in the external form ("x@y"@example.net, RFC 5321
+// §4.1.2 Quoted-string) or bare in the internal form that net/mail and
+// Postfix's tables use (x@y@example.net). Cutting at the first '@' would
+// give "y"@example.net" as the domain. ok is false without an '@'; local
+// and domain are then a and "".
+func Split(a string) (local, domain string, ok bool) {
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return a, "", false
+	}
+	return a[:at], a[at+1:], true
 }
 
 // ValidDomain accepts a host name (UTF-8 labels allowed for SMTPUTF8) or an

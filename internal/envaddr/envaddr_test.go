@@ -16,6 +16,11 @@ func TestValid(t *testing.T) {
 		{"bob@[192.0.2.1]", true},
 		{"bob@[IPv6:2001:db8::1]", true},
 		{`"bob smith"@example.com`, true},
+		{`"x@y"@example.net`, true},
+		{`"` + strings.Repeat("x", 30) + "@" + strings.Repeat("y", 31) + `"@example.net`, true}, // 64 octets quoted
+		{`"` + strings.Repeat("x", 31) + "@" + strings.Repeat("y", 31) + `"@example.net`, false},
+		{"\"x@y\r\n\"@example.net", false},
+		{`"x@<y"@example.net`, false},
 		{"josé@exemple.fr", true},
 		{"bob@", false},
 		{"@example.com", false},
@@ -36,6 +41,28 @@ func TestValid(t *testing.T) {
 	} {
 		if got := Valid(tc.addr); got != tc.ok {
 			t.Errorf("Valid(%q) = %v, want %v", tc.addr, got, tc.ok)
+		}
+	}
+}
+
+func TestSplit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr, local, domain string
+		ok                  bool
+	}{
+		{"bob@example.com", "bob", "example.com", true},
+		{`"x@y"@example.net`, `"x@y"`, "example.net", true},
+		{"x@y@example.net", "x@y", "example.net", true}, // internal form
+		{`"a@b@c"@[192.0.2.1]`, `"a@b@c"`, "[192.0.2.1]", true},
+		{"@example.com", "", "example.com", true},
+		{"bob@", "bob", "", true},
+		{"postmaster", "postmaster", "", false},
+		{"", "", "", false},
+	} {
+		local, domain, ok := Split(tc.addr)
+		if local != tc.local || domain != tc.domain || ok != tc.ok {
+			t.Errorf("Split(%q) = %q, %q, %v; want %q, %q, %v", tc.addr, local, domain, ok, tc.local, tc.domain, tc.ok)
 		}
 	}
 }
