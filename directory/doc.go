@@ -16,7 +16,9 @@
 // catch-all of a mailbox domain also takes the mail of users who are not
 // aliases of themselves, as in Postfix). Each maildrop value is split as
 // Postfix's mail_addr_crunch splits a table result (commas outside quotes,
-// one pair of <> stripped), and each part is checked with the queue's
+// one pair of <> stripped); a part in Postfix's internal form, its local
+// part unquoted (john doe@example.org), is quoted as Postfix quotes it
+// ("john doe"@example.org), and each part is checked with the queue's
 // envelope address check (internal/envaddr): a part that is no address is
 // dropped and logged, at RCPT time, never refused after DATA. An expansion
 // past AliasExpansionLimit addresses or AliasRecursionLimit levels is
