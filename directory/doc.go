@@ -27,10 +27,13 @@
 //
 // The hosted-domain check only asks whether an entry exists: one entry, no
 // attribute, so that a domain with more entries than the size limit is
-// found. Every other search is paged (RFC 2696), so that many entries
-// sharing a maildrop are read in full where the server allows paged
-// searches more than plain ones, up to Options.SizeLimit in all; past a
-// limit, the lookup is ErrUnavailable, never a partial answer. Path values (homeDirectory) are cleaned before they are formatted
+// found. A lookup that reads one attribute asks only for the entries that
+// have it, so that the mailbox of a maildrop shared by many alias entries
+// is one entry whatever the server's size limit. Every other search is
+// paged (RFC 2696), so that many entries sharing a maildrop are read in
+// full where the server allows paged searches more than plain ones, up to
+// Options.SizeLimit in all; past a limit, the lookup is ErrUnavailable,
+// never a partial answer. Path values (homeDirectory) are cleaned before they are formatted
 // when absolute and free of "..", then checked: relative paths and ".."
 // are refused, and the mail waits (ErrUnavailable) for an admin.
 //

@@ -26,6 +26,7 @@ func manyAliasesLDIF(n int) string {
 // return is still looked up in full, in pages, as far as the server
 // allows paged searches (slapd: size.prtotal) and up to Options.SizeLimit;
 // past either, the lookup is ErrUnavailable (4xx), never a partial answer.
+// Its mailbox is found whatever the limits.
 func TestSharedMaildropPastSizeLimit(t *testing.T) {
 	t.Parallel()
 	const n = 250 // more than one page
@@ -63,5 +64,17 @@ func TestSharedMaildropPastSizeLimit(t *testing.T) {
 	s.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcSizeLimit\nolcSizeLimit: 3\n")
 	if got, err := newDir(t, options(s)).SenderLogins(ctx, "alice@xoyize.xyz"); !errors.Is(err, directory.ErrUnavailable) {
 		t.Errorf("SenderLogins past the server's hard limit = %d logins, %v; want ErrUnavailable", len(got), err)
+	}
+	// The mailbox of that maildrop is still found: its lookup asks only for
+	// the entries with a home, one here, in one search or in separate ones.
+	sep := options(s)
+	sep.Queries = directory.DefaultQueries()
+	sep.Queries.UID.Filter = "(&(maildrop=%s)(uidNumber=*))"
+	for name, o := range map[string]directory.Options{"one search": options(s), "separate searches": sep} {
+		r, err := newDir(t, o).ResolveRecipient(ctx, "many7@hosted-domain.com")
+		if err != nil || len(r.Destinations) != 1 || r.Destinations[0].Mailbox == nil ||
+			r.Destinations[0].Mailbox.Maildir != "/var/vmail/alice/mailbox/" || r.Destinations[0].Mailbox.Home != "/var/vmail/alice" {
+			t.Errorf("%s: ResolveRecipient(many7@hosted-domain.com) past the server's hard limit = %+v, %v", name, r, err)
+		}
 	}
 }
