@@ -39,7 +39,8 @@
 //
 // In a cluster, each node reads its local OpenLDAP replica: a Watcher keeps
 // a persistent sync search (RFC 4533) on it and flushes the cache on every
-// change, so changes take effect at replication speed. Writes (SetPassword,
+// change that may change an answer (not a password or an operational
+// timestamp), so changes take effect at replication speed. Writes (SetPassword,
 // SetHomeNode) go to the provider: Options.WriteURLs, or the replica's
 // referral. ClusterSchemaLDIF prints the cn=config of a provider or replica.
 //
