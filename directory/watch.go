@@ -31,8 +31,9 @@ var errSyncUnsupported = errors.New("the server does not support the LDAP sync c
 // speed instead of after the cache TTL. A change that leaves every
 // attribute a lookup reads as it was (a password, a ppolicy or lastbind
 // timestamp) flushes nothing: see watchstate.go, and its assumption that
-// the service account may read the attributes its filters name. While it follows a later URL it keeps trying the earlier ones and
-// goes back to the first that answers: lookups go there again too, and a
+// the service account may read the attributes its filters name. While it
+// follows a later URL it keeps trying the earlier ones and goes back to
+// the first that answers: lookups go there again too, and a
 // watch on another server would report changes at that server's pace, not
 // the one the answers come from. While it is not connected at all, the
 // TTLs alone bound how stale an answer can be. Build it with

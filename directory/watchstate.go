@@ -16,8 +16,12 @@ import (
 // (matching rules, object class inheritance, attribute aliases); a guess
 // on our side that is wrong once keeps a stale answer for a TTL. What a
 // Watcher can tell safely is that a change touched nothing any lookup
-// reads — a password, a ppolicy or lastbind timestamp, a description —
-// and skip the flush: every answer stays what the server would give.
+// reads — a password, a ppolicy or lastbind timestamp — and skip the
+// flush: every answer stays what the server would give. It sees a change
+// through what the service account may read, so the filters must name
+// attributes the account may read, not only search (an ACL of "search"
+// would let a filter's result change unseen); the seed's ACL gives it
+// "read" on the whole of ou=mail.
 
 // maxWatchedEntries bounds the states a Watcher keeps: past it, a change
 // to an entry it has no state for flushes, as without states.
