@@ -33,7 +33,8 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 	if d.opts.HomeAttribute != "" {
 		attrs = append(attrs, d.opts.HomeAttribute)
 	}
-	entries, err := d.entries(ctx, q, uid, attrs)
+	// Every entry of the login, with a home or not: two are ambiguous.
+	entries, err := d.entries(ctx, q, uid, attrs, "")
 	if err != nil {
 		return User{}, err
 	}

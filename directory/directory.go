@@ -174,14 +174,11 @@ func (d *Directory) cachedSearch(ctx context.Context, filter string, attrs []str
 }
 
 // searchNow sends the search: with one, a size limit of 1, and a
-// sizeLimitExceeded with an entry is that entry.
+// sizeLimitExceeded with an entry is that entry; otherwise in pages
+// (pagedSearch).
 func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string, one bool) ([]*ldap.Entry, error) {
-	limit := d.opts.SizeLimit
-	if one {
-		limit = 1
-	}
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
-		limit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
+		1, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
 	var lastErr error
 	// A pooled connection may have died with the server since its last use:
 	// one retry on a fresh connection makes a restarted server transparent.
@@ -195,8 +192,13 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			d.countError(err, true)
 			return nil, err
 		}
-		d.nSearches.Add(1)
-		res, err := c.Search(req)
+		var res *ldap.SearchResult
+		if one {
+			d.nSearches.Add(1)
+			res, err = c.Search(req)
+		} else {
+			res, err = d.pagedSearch(c, filter, attrs)
+		}
 		if err == nil {
 			d.searches.put(c, false)
 			return res.Entries, nil
@@ -213,8 +215,65 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 		}
 	}
 	d.countError(lastErr, false)
-	d.opts.Logger.Warn("LDAP search failed", "filter", filter, "err", lastErr)
+	if ldap.IsErrorWithCode(lastErr, ldap.LDAPResultSizeLimitExceeded) {
+		d.opts.Logger.Warn("LDAP search failed: more entries match than a size limit allows; the lookup waits (4xx) until "+
+			"the reader may read them all (slapd: olcLimits for the reader with size.prtotal=unlimited, or a higher size.hard)",
+			"filter", filter, "size_limit", d.opts.SizeLimit, "err", lastErr)
+	} else {
+		d.opts.Logger.Warn("LDAP search failed", "filter", filter, "err", lastErr)
+	}
 	return nil, fmt.Errorf("%w: search %s: %v", ErrUnavailable, filter, lastErr)
+}
+
+// pageSize is the page of a paged search (RFC 2696): the usual answer
+// fits in one, and it stays under a per-page limit a server may set
+// (slapd's size.pr answers adminLimitExceeded to a larger page).
+const pageSize = 100
+
+// pagedSearch reads every entry matching filter, page by page (RFC 2696),
+// up to SizeLimit in all, so that a server whose limits bound plain
+// searches but not paged ones (slapd: size.prtotal=unlimited beside a low
+// size.hard, as Active Directory's MaxPageSize) still answers in full:
+// many entries sharing a maildrop are one lookup, not a size-limit error.
+// More than SizeLimit entries is sizeLimitExceeded, from the server (the
+// request carries the limit, which applies to all pages) or from here. A
+// server without paging ignores the control (it is not critical) and
+// answers in one go, as before.
+func (d *Directory) pagedSearch(c *ldap.Conn, filter string, attrs []string) (*ldap.SearchResult, error) {
+	paging := ldap.NewControlPaging(pageSize)
+	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
+		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, []ldap.Control{paging})
+	all := &ldap.SearchResult{}
+	for {
+		d.nSearches.Add(1)
+		res, err := c.Search(req)
+		if res != nil {
+			all.Entries = append(all.Entries, res.Entries...)
+		}
+		if err != nil {
+			return all, err
+		}
+		next, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		more := next != nil && len(next.Cookie) > 0
+		if len(all.Entries) > d.opts.SizeLimit {
+			// The server ignored the request's limit.
+			if more {
+				// Give up the rest of the paged search: a page size of 0
+				// (RFC 2696 §3), so the server drops its state.
+				paging.PagingSize = 0
+				paging.SetCookie(next.Cookie)
+				if _, err := c.Search(req); err != nil && transportError(err) {
+					return all, err
+				}
+			}
+			return all, ldap.NewError(ldap.LDAPResultSizeLimitExceeded,
+				fmt.Errorf("more than %d entries (Options.SizeLimit)", d.opts.SizeLimit))
+		}
+		if !more {
+			return all, nil
+		}
+		paging.SetCookie(next.Cookie)
+	}
 }
 
 // bind checks a password by binding as dn on a connection kept for binds.

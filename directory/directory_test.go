@@ -554,6 +554,62 @@ func TestMaildropValues(t *testing.T) {
 	}
 }
 
+// A maildrop in Postfix's internal form, its local part unquoted, is
+// taken as Postfix takes it and quoted for delivery and relay; what cannot
+// be read as one local part is still dropped, beside a good target.
+func TestMaildropInternalForm(t *testing.T) {
+	t.Parallel()
+	alias := func(uid string, drops ...string) string {
+		e := "dn: uid=" + uid + ",ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: postfixUser\nobjectclass: top\nuid: " + uid +
+			"\nmailacceptinggeneralid: " + uid + "@hosted-domain.com\n"
+		for _, d := range drops {
+			e += "maildrop: " + d + "\n"
+		}
+		return e + "\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		alias("ifwd", "john doe@outside.test")+
+			alias("both", "John Doe@outside.test, x@outside.test")+
+			alias("local", "jane doe@xoyize.xyz")+
+			alias("bad", "bob@xoyize.xyz", "john (x) doe@outside.test", "a<b c@outside.test",
+				"a b@c@outside.test", strings.Repeat("l", 60)+" long@outside.test")+
+			`dn: uid=jane,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: posixAccount
+objectclass: postfixUser
+cn: jane
+uid: jane
+uidnumber: 20040
+gidnumber: 20040
+homedirectory: /var/vmail/jane
+maildrop: jane doe@xoyize.xyz
+`))
+	d := newDir(t, options(s))
+	for _, tt := range []struct {
+		addr string
+		want []string
+	}{
+		{"ifwd@hosted-domain.com", []string{`"john doe"@outside.test forward`}},
+		{"both@hosted-domain.com", []string{`"john doe"@outside.test forward`, "x@outside.test forward"}},
+		{"local@hosted-domain.com", []string{`"jane doe"@xoyize.xyz /var/vmail/jane/mailbox/`}},
+		{`"jane doe"@xoyize.xyz`, []string{`"jane doe"@xoyize.xyz /var/vmail/jane/mailbox/`}},
+		{"bad@hosted-domain.com", []string{"bob@xoyize.xyz /var/vmail/bob/mailbox/"}},
+	} {
+		r, err := d.ResolveRecipient(context.Background(), tt.addr)
+		var got []string
+		for _, dst := range r.Destinations {
+			if dst.Remote {
+				got = append(got, dst.Address+" forward")
+			} else {
+				got = append(got, dst.Address+" "+dst.Mailbox.Maildir)
+			}
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+}
+
 // catchAllLDIF: a catch-all for catch.test, an address of catch.test with
 // an alias of its own, and an alias that reaches catch.test.
 const catchAllLDIF = `dn: uid=catchall,ou=mail,dc=xoyize,dc=xyz

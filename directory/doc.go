@@ -16,7 +16,9 @@
 // catch-all of a mailbox domain also takes the mail of users who are not
 // aliases of themselves, as in Postfix). Each maildrop value is split as
 // Postfix's mail_addr_crunch splits a table result (commas outside quotes,
-// one pair of <> stripped), and each part is checked with the queue's
+// one pair of <> stripped); a part in Postfix's internal form, its local
+// part unquoted (john doe@example.org), is quoted as Postfix quotes it
+// ("john doe"@example.org), and each part is checked with the queue's
 // envelope address check (internal/envaddr): a part that is no address is
 // dropped and logged, at RCPT time, never refused after DATA. An expansion
 // past AliasExpansionLimit addresses or AliasRecursionLimit levels is
@@ -25,13 +27,20 @@
 //
 // The hosted-domain check only asks whether an entry exists: one entry, no
 // attribute, so that a domain with more entries than the size limit is
-// found. Path values (homeDirectory) are cleaned before they are formatted
+// found. A lookup that reads one attribute asks only for the entries that
+// have it, so that the mailbox of a maildrop shared by many alias entries
+// is one entry whatever the server's size limit. Every other search is
+// paged (RFC 2696), so that many entries sharing a maildrop are read in
+// full where the server allows paged searches more than plain ones, up to
+// Options.SizeLimit in all; past a limit, the lookup is ErrUnavailable,
+// never a partial answer. Path values (homeDirectory) are cleaned before they are formatted
 // when absolute and free of "..", then checked: relative paths and ".."
 // are refused, and the mail waits (ErrUnavailable) for an admin.
 //
 // In a cluster, each node reads its local OpenLDAP replica: a Watcher keeps
 // a persistent sync search (RFC 4533) on it and flushes the cache on every
-// change, so changes take effect at replication speed. Writes (SetPassword,
+// change that may change an answer (not a password or an operational
+// timestamp), so changes take effect at replication speed. Writes (SetPassword,
 // SetHomeNode) go to the provider: Options.WriteURLs, or the replica's
 // referral. ClusterSchemaLDIF prints the cn=config of a provider or replica.
 //

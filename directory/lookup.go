@@ -71,7 +71,12 @@ func (d *Directory) query(m Map) Query {
 }
 
 // entries runs q for key and returns the matching entries with attrs.
-func (d *Directory) entries(ctx context.Context, q Query, key string, attrs []string) ([]*ldap.Entry, error) {
+// A need attribute ("": none) narrows the search to the entries that have
+// it, for a caller that skips the others anyway: then what a size limit
+// counts is what the lookup uses. A maildrop shared by hundreds of alias
+// entries (lists, forwards) is one mailbox entry to the mailbox query,
+// whatever the server's limits (see withAttribute).
+func (d *Directory) entries(ctx context.Context, q Query, key string, attrs []string, need string) ([]*ldap.Entry, error) {
 	key, ok := normalizeKey(key)
 	if !ok {
 		return nil, nil
@@ -83,12 +88,25 @@ func (d *Directory) entries(ctx context.Context, q Query, key string, attrs []st
 	if !ok {
 		return nil, nil
 	}
-	return d.search(ctx, filter, attrs)
+	return d.search(ctx, withAttribute(filter, need), attrs)
+}
+
+// withAttribute is filter restricted to the entries that have attribute a
+// (a presence filter, RFC 4515), or filter itself when a is "". The
+// caller's answer is unchanged: an entry without a yields no value of a,
+// and one a reader may not read fails the presence test as it would yield
+// nothing. filter is a compiled-valid filter, in parentheses (Query's
+// validate), and a an attribute name (no '(', ')', '=', '*').
+func withAttribute(filter, a string) string {
+	if a == "" {
+		return filter
+	}
+	return "(&" + filter + "(" + a + "=*))"
 }
 
 // values runs q for key and returns its formatted results, like postmap -q.
 func (d *Directory) values(ctx context.Context, q Query, key string) ([]string, error) {
-	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute})
+	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute}, q.ResultAttribute)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +160,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		if d.opts.HomeAttribute != "" {
 			attrs = append(attrs, d.opts.HomeAttribute)
 		}
-		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
+		entries, err := d.entries(ctx, q.Mailbox, addr, attrs, q.Mailbox.ResultAttribute)
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +222,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		if d.opts.HomeAttribute != "" {
 			attrs = append(attrs, d.opts.HomeAttribute)
 		}
-		entries, err := d.entries(ctx, q.Mailbox, addr, attrs)
+		entries, err := d.entries(ctx, q.Mailbox, addr, attrs, q.User.ResultAttribute)
 		if err != nil {
 			return nil, err
 		}
@@ -391,7 +409,7 @@ func (d *Directory) onePath(ctx context.Context, q Query, key string) (string, e
 // one runs q for key and wants exactly one value; several (from one entry
 // or several) are ErrUnavailable naming the entries, for an admin to fix.
 func (d *Directory) one(ctx context.Context, q Query, key string) (string, error) {
-	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute})
+	entries, err := d.entries(ctx, q, key, []string{q.ResultAttribute}, q.ResultAttribute)
 	if err != nil {
 		return "", err
 	}

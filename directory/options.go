@@ -73,7 +73,7 @@ type Options struct {
 	DialTimeout    time.Duration // default 5s
 	RequestTimeout time.Duration // default 10s
 	PoolSize       int           // search connections kept open; default 4
-	SizeLimit      int           // entries per search; default 1000
+	SizeLimit      int           // entries per search, all its pages together; default 1000
 
 	CacheTTL         time.Duration // positive answers; default 60s; negative -1 disables caching
 	NegativeCacheTTL time.Duration // negative answers; default 10s

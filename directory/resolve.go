@@ -136,6 +136,9 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 		for _, value := range values {
 			for _, target := range crunchMaildrop(value) {
 				drop, ok := normalizeKey(target)
+				if ok {
+					drop, ok = externalForm(drop)
+				}
 				if !ok || !envaddr.Valid(drop) {
 					// What the queue would refuse after DATA (553 for
 					// every recipient) is dropped here, at RCPT.
@@ -232,6 +235,38 @@ func crunchMaildrop(v string) []string {
 	}
 	add(v[start:])
 	return out
+}
+
+// externalForm turns an alias target written in Postfix's internal form,
+// its local part unquoted (maildrop: john doe@example.org), into the
+// external form the queue stores and relays ("john doe"@example.org), as
+// Postfix quotes a table result itself (quote_822_local). A target already
+// quoted, or whose local part is a dot-atom (RFC 5321 §4.1.2), is kept as
+// it is; internalForm undoes the quoting for the lookups of the next level.
+//
+// ok is false for what cannot be read as one unquoted local part without
+// guessing: '"' and '\' (half of a quoted form, or quoted-pairs Postfix's
+// tokenizer would read), '(' and ')' (a comment to Postfix), and '@' (a
+// second '@' hidden in a quoted local part is a relay trick smtp refuses in
+// a recipient; here it is likelier a typo), C1 controls, and a local part
+// longer than 64 octets (RFC 5321 §4.5.3.1.1). The quoted result still has
+// to pass envaddr.Valid: no controls, no '<' or '>', 64 octets quoted.
+func externalForm(target string) (string, bool) {
+	local, domain := splitAddress(target)
+	for _, r := range local {
+		// C1 controls and the line separators, as smtp refuses them in a
+		// local part (normalizeKey already refused C0 and DEL).
+		if r >= 0x80 && r < 0xa0 || r == 0x2028 || r == 0x2029 {
+			return "", false
+		}
+	}
+	if local == "" || domain == "" || local[0] == '"' || envaddr.DotAtom(local, true) {
+		return target, true // Valid decides
+	}
+	if strings.ContainsAny(local, "\"\\()@") || len(local) > envaddr.MaxLocalLen {
+		return "", false
+	}
+	return `"` + local + `"@` + domain, true
 }
 
 // final handles an address that is not (or no longer) an alias.

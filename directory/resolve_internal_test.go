@@ -2,6 +2,7 @@ package directory
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +28,38 @@ func TestCrunchMaildrop(t *testing.T) {
 	} {
 		if got := crunchMaildrop(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("crunchMaildrop(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// externalForm quotes an alias target written in Postfix's internal form
+// and refuses what it cannot read without guessing.
+func TestExternalForm(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 60) + " " + strings.Repeat("b", 4) // 65 octets
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"john doe@example.org", `"john doe"@example.org`, true},
+		{"a;b@example.org", `"a;b"@example.org`, true},
+		{"john..doe@example.org", `"john..doe"@example.org`, true},
+		{"josé martin@exemple.fr", `"josé martin"@exemple.fr`, true},
+		{"john.doe@example.org", "john.doe@example.org", true},
+		{`"john doe"@example.org`, `"john doe"@example.org`, true},
+		{"@example.org", "@example.org", true}, // unchanged: Valid refuses it
+		{"x@outside.test> NOTIFY=NEVER", "x@outside.test> NOTIFY=NEVER", true},
+		{`jo"hn doe@example.org`, "", false},
+		{`john\ doe@example.org`, "", false},
+		{"john (x) doe@example.org", "", false},
+		{"a b@c@example.org", "", false},
+		{"a\u0085b c@example.org", "", false},
+		{"a\u2028b@example.org", "", false},
+		{long + "@example.org", "", false},
+	} {
+		got, ok := externalForm(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("externalForm(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -26,10 +26,14 @@ var errSyncUnsupported = errors.New("the server does not support the LDAP sync c
 // Watcher keeps a persistent sync search (RFC 4533 refreshAndPersist)
 // open on the directory's first URL that answers — a node's local replica,
 // else the next server listed, as lookups fail over — and calls its flush
-// function for every change the server reports, so that a new alias or a
-// moved user takes effect at replication speed instead of after the cache
-// TTL. While it follows a later URL it keeps trying the earlier ones and
-// goes back to the first that answers: lookups go there again too, and a
+// function for every change the server reports that may change a lookup's
+// answer, so that a new alias or a moved user takes effect at replication
+// speed instead of after the cache TTL. A change that leaves every
+// attribute a lookup reads as it was (a password, a ppolicy or lastbind
+// timestamp) flushes nothing: see watchstate.go, and its assumption that
+// the service account may read the attributes its filters name. While it
+// follows a later URL it keeps trying the earlier ones and goes back to
+// the first that answers: lookups go there again too, and a
 // watch on another server would report changes at that server's pace, not
 // the one the answers come from. While it is not connected at all, the
 // TTLs alone bound how stale an answer can be. Build it with
@@ -38,6 +42,11 @@ type Watcher struct {
 	d     *Directory
 	urls  []string
 	flush func()
+	attrs []string // immutable; what the sync search asks for (watchAttributes)
+	// states are the entries as last reported, to tell a change that
+	// touches what lookups read from one that does not. Used by Run's
+	// goroutine only.
+	states entryStates
 
 	mu        sync.Mutex
 	status    WatchStatus // guarded by mu
@@ -61,18 +70,23 @@ type WatchStatus struct {
 	Changes     int64     // change notifications received in persist phases
 	LastChange  time.Time // of the last one; zero when none yet
 	Connects    int64     // sync searches that reached their persist phase
+	// Unread counts the Changes that touched no attribute a lookup reads
+	// (a password, an operational timestamp): the cache was kept.
+	Unread int64
 }
 
 // NewWatcher returns a watcher of d's URLs in order, bound as d's service
 // account (who must be allowed the sync search: OpenLDAP applies its size
 // limit to the refresh phase, see `courriel ldap-schema -cluster`). flush
-// is called on every change and whenever changes may have been missed
-// (connection lost, reconnected); nil means d.FlushCache.
+// is called on every change that may change an answer and whenever
+// changes may have been missed (connection lost, reconnected); nil means
+// d.FlushCache.
 func (d *Directory) NewWatcher(flush func()) *Watcher {
 	if flush == nil {
 		flush = d.FlushCache
 	}
-	return &Watcher{d: d, urls: d.opts.URLs, flush: flush, status: WatchStatus{URL: d.opts.URLs[0]}}
+	return &Watcher{d: d, urls: d.opts.URLs, flush: flush, attrs: d.watchAttributes(),
+		states: entryStates{}, status: WatchStatus{URL: d.opts.URLs[0]}}
 }
 
 // Status returns a snapshot of the watcher's state.
@@ -150,7 +164,7 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 		go w.awaitPreferred(sctx, w.urls[:at], func() { close(back); cancel() })
 	}
 	req := ldap.NewSearchRequest(w.d.opts.BaseDN, w.d.scope, ldap.NeverDerefAliases,
-		0, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+		0, 0, false, "(objectClass=*)", w.attrs, nil)
 	w.mu.Lock()
 	w.status.URL = url
 	// A cookie is one server's account of what it sent: another server
@@ -161,6 +175,10 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 	}
 	w.cookie, w.cookieURL = cookie, url
 	w.mu.Unlock()
+	if cookie == nil {
+		// The refresh sends every entry again: forget those gone since.
+		w.states = entryStates{}
+	}
 	resp := c.Syncrepl(sctx, req, watchBuffer, ldap.SyncRequestModeRefreshAndPersist, cookie, false)
 	refreshing := true
 	endRefresh := func() {
@@ -179,13 +197,21 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 	}
 	for resp.Next() {
 		if e := resp.Entry(); e != nil {
+			var state *ldap.ControlSyncState
 			for _, ctl := range resp.Controls() {
 				if st, ok := ctl.(*ldap.ControlSyncState); ok {
+					state = st
 					w.saveCookie(st.Cookie)
 				}
 			}
-			if !refreshing {
+			read := w.note(e, state)
+			switch {
+			case refreshing:
+				// endRefresh flushes once for the whole refresh.
+			case read:
 				w.changed()
+			default:
+				w.unread()
 			}
 			continue
 		}
@@ -208,6 +234,11 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 				case ldap.SyncInfoSyncIdSet:
 					// Entries deleted or still present, by UUID: a change.
 					w.saveCookie(ctl.SyncIdSet.Cookie)
+					if ctl.SyncIdSet.RefreshDeletes {
+						for _, id := range ctl.SyncIdSet.SyncUUIDs {
+							delete(w.states, id)
+						}
+					}
 					if !refreshing {
 						w.changed()
 					}
@@ -283,6 +314,32 @@ func (w *Watcher) changed() {
 	w.status.Changes++
 	w.status.LastChange = w.d.opts.Now()
 	w.mu.Unlock()
+}
+
+// unread counts a change that touched nothing a lookup reads: no flush.
+func (w *Watcher) unread() {
+	w.mu.Lock()
+	w.status.Changes++
+	w.status.Unread++
+	w.status.LastChange = w.d.opts.Now()
+	w.mu.Unlock()
+}
+
+// note keeps the state an entry notification reports and says whether
+// it may change an answer: anything but an entry seen before, unchanged
+// in what the sync search returns (a delete, a new entry, a rename, no
+// sync state control) may.
+func (w *Watcher) note(e *ldap.Entry, st *ldap.ControlSyncState) bool {
+	if st == nil {
+		return true
+	}
+	switch st.State {
+	case ldap.SyncStateAdd, ldap.SyncStateModify:
+		return !w.states.record(st.EntryUUID, e)
+	case ldap.SyncStateDelete:
+		delete(w.states, st.EntryUUID)
+	}
+	return true
 }
 
 func (w *Watcher) setConnected(v bool) {

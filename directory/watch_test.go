@@ -155,6 +155,54 @@ func TestWatcherInvalidatesCache(t *testing.T) {
 	})
 }
 
+// A change to what no lookup reads (a password the reader may not read,
+// an operational timestamp) keeps the cache: a burst of logins that
+// write lastbind or ppolicy timestamps is not a burst of searches. A
+// change to what a lookup reads still flushes, as does a new entry.
+func TestWatcherKeepsCacheOnUnreadChange(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartReplicated(t)
+	d := newDir(t, replicaOptions(r))
+	w := d.NewWatcher(nil)
+	runWatcher(t, w)
+	eventually(t, "watcher connected", func() (bool, string) {
+		st := w.Status()
+		return st.Connected, "status " + statusString(st)
+	})
+	const alias = "test9@hosted-domain.com"
+	lookups := func(when string) {
+		t.Helper()
+		if got, err := resolve(d, "test0@hosted-domain.com"); err != nil || got != "xomail@xoyize.xyz@node=" {
+			t.Fatalf("%s: test0 = %q, %v", when, got, err)
+		}
+		if got, err := resolve(d, alias); !errors.Is(err, directory.ErrNotFound) {
+			t.Fatalf("%s: %s = %q, %v; want ErrNotFound", when, alias, got, err)
+		}
+	}
+	lookups("before")
+
+	r.Provider.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nreplace: userPassword\nuserPassword: {CLEARTEXT}new\n")
+	eventually(t, "password change reported", func() (bool, string) {
+		st := w.Status()
+		return st.Unread == 1 && st.Changes == 1, statusString(st)
+	})
+	before := d.Stats().Searches
+	lookups("after the password change")
+	if n := d.Stats().Searches - before; n != 0 {
+		t.Errorf("a password change flushed the cache: %d searches to answer again", n)
+	}
+
+	// What a lookup reads: flushed, negative answers included.
+	r.Provider.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: "+alias+"\n")
+	eventually(t, "new address seen", func() (bool, string) {
+		got, err := resolve(d, alias)
+		return err == nil && got == "xomail@xoyize.xyz@node=", got + " " + errString(err)
+	})
+	if st := w.Status(); st.Unread != 1 || st.Changes != 2 {
+		t.Errorf("after an address change: %s", statusString(st))
+	}
+}
+
 // With the replica listed first and the provider second, the watcher
 // follows the provider while the replica is down (as lookups do, so a
 // change is still seen at once), then goes back to the replica when it
@@ -240,7 +288,7 @@ func statusString(st directory.WatchStatus) string {
 	} else {
 		b.WriteString("no")
 	}
-	b.WriteString(" url=" + st.URL + " connects=" + itoa(st.Connects) + " changes=" + itoa(st.Changes))
+	b.WriteString(" url=" + st.URL + " connects=" + itoa(st.Connects) + " changes=" + itoa(st.Changes) + " unread=" + itoa(st.Unread))
 	if st.Unsupported {
 		b.WriteString(" unsupported")
 	}

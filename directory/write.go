@@ -111,7 +111,11 @@ func (d *Directory) SetPassword(ctx context.Context, login, hash string) error {
 	}
 	req := ldap.NewModifyRequest(dn, nil)
 	req.Replace("userPassword", []string{hash})
-	defer d.FlushCache()
+	if d.readsAttribute("userPassword") {
+		// Only then can a cached answer hold the old password; otherwise
+		// a password change keeps the cache, as the Watcher does.
+		defer d.FlushCache()
+	}
 	return d.modify(ctx, req)
 }
 

@@ -115,8 +115,19 @@ func TestSetPasswordWriteURLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := d.ResolveRecipient(ctx, "bob@xoyize.xyz"); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.SetPassword(ctx, "bob", hash); err != nil {
 		t.Fatal(err)
+	}
+	// No lookup reads a password: the cache is kept.
+	before := d.Stats().Searches
+	if _, err := d.ResolveRecipient(ctx, "bob@xoyize.xyz"); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Stats().Searches - before; n != 0 {
+		t.Errorf("SetPassword flushed the cache: %d searches to answer again", n)
 	}
 	bob := "uid=bob," + testenv.MailBase
 	if got := readEntry(t, r.Provider, bob, "userPassword").GetAttributeValue("userPassword"); got != hash {
