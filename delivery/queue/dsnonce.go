@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,8 +23,10 @@ import (
 //     being handed over leaves that mark first (leaving), so that a DSN
 //     stored in a maildir during its own hand-over, or delivered before
 //     the crash, is known too. The original takes the mark away once its
-//     envelope no longer names the DSN (settleDSNs); Open removes the
-//     marks no envelope names.
+//     envelope no longer names the DSN (settleDSNs); Open notes the DSNs
+//     that held envelopes name as well as the others (openHeldDSNs: a
+//     DSN may leave while its original is held, and the release must
+//     find it), and removes the marks no envelope names.
 //
 // The next try of a message whose envelope still names a DSN (a crash came
 // between the hand-over and the record, or the hand-over failed) asks
@@ -144,10 +145,36 @@ func (q *Queue) settleDSNs(m *Message, ids []string) {
 	}
 }
 
-// sweepDSNMarks, in recover once every envelope is loaded, removes the
-// marks of DSNs that no envelope names any more (the original's record
-// was written, then a crash came before it removed the mark). A mark
-// named by a held envelope stays for the message's release.
+// openHeldDSNs, in recover, notes the DSNs that held envelopes name as
+// being handed over (openDSNs), as those of the envelopes loaded: such a
+// DSN may leave the spool while its original is held, and must leave its
+// mark then, or the release would find it unknown and send it again. It
+// reports whether every held envelope was read (the hold queue is within
+// MaxQueueFiles).
+func (q *Queue) openHeldDSNs() (all bool) {
+	l, err := scanDir(filepath.Join(q.sp.dir, holdDir), q.o.MaxQueueFiles)
+	if err != nil {
+		q.log.Error("reading the hold queue failed", "err", err)
+		return false
+	}
+	all = true
+	for _, id := range l.envelopes {
+		m, err := q.sp.readEnvelopeAt(q.sp.heldPath(id, extEnvelope), id)
+		if err != nil {
+			// Its marks, if any, stay: nothing is swept.
+			q.log.Warn("unreadable held envelope", "queue_id", id, "err", err)
+			all = false
+			continue
+		}
+		q.openDSNs(m)
+	}
+	return all && !l.truncated
+}
+
+// sweepDSNMarks, in recover once every envelope is loaded, held ones
+// included (openHeldDSNs), removes the marks of DSNs that no envelope
+// names any more (the original's record was written, then a crash came
+// before it removed the mark).
 func (q *Queue) sweepDSNMarks() {
 	dir := filepath.Join(q.sp.dir, dsnDir)
 	ents, err := os.ReadDir(dir)
@@ -157,26 +184,11 @@ func (q *Queue) sweepDSNMarks() {
 	}
 	for _, e := range ents {
 		id := e.Name()
-		if _, ok := q.dsnOpen[id]; ok || q.heldNames(id) {
+		if _, ok := q.dsnOpen[id]; ok {
 			continue
 		}
 		os.Remove(filepath.Join(dir, id))
 	}
-}
-
-// heldNames reports whether the original named in the mark of the DSN id
-// is held and names the DSN as being handed over.
-func (q *Queue) heldNames(id string) bool {
-	b, err := os.ReadFile(q.sp.dsnMarkPath(id))
-	if err != nil {
-		return false
-	}
-	orig, err := ParseID(string(bytes.TrimSpace(b)))
-	if err != nil || !q.sp.isHeld(orig) {
-		return false
-	}
-	m, err := q.sp.readEnvelopeAt(q.sp.heldPath(orig, extEnvelope), orig)
-	return err == nil && m.hasDSN(id)
 }
 
 // settleLeftovers settles the DSNs m names as being handed over from an

@@ -152,7 +152,7 @@ func (q *Queue) recover() error {
 	} else {
 		q.log.Warn("spool holds more messages than MaxQueueFiles; the rest wait", "max", q.o.MaxQueueFiles)
 	}
-	if !l.truncated {
+	if heldAll := q.openHeldDSNs(); !l.truncated && heldAll {
 		q.sweepDSNMarks()
 	}
 	if changed {
