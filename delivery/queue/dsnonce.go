@@ -1,9 +1,6 @@
 package queue
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,32 +31,11 @@ import (
 // otherwise it never did, and the DSNs owed are worked out afresh.
 
 // withQueueID makes Accept store a DSN under id, the one its original
-// recorded, or nothing when id is known (dsnKnown). sendDSN gives it to
+// recorded, or nothing when id is known (known). sendDSN gives it to
 // Options.Bounce, which passes it on to Accept.
 func withQueueID(id string) Option { return func(m *Message) { m.queueID = id } }
 
 func (s *spool) dsnMarkPath(id string) string { return filepath.Join(s.dir, dsnDir, id) }
-
-// dsnKnown reports whether a DSN of queue id id was handed over: it is in
-// the spool, held, or left its mark when it went. Under the spool lock, so
-// that a removal or a hold at the same time is seen on one side or the
-// other (the mark is written before the envelope goes).
-func (s *spool) dsnKnown(id string) (known bool, err error) {
-	err = s.locked(func() error {
-		for _, p := range []string{s.path(id, extEnvelope), s.heldPath(id, extEnvelope), s.dsnMarkPath(id)} {
-			_, err := os.Lstat(p)
-			if err == nil {
-				known = true
-				return nil
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("queue: %w", err)
-			}
-		}
-		return nil
-	})
-	return known, err
-}
 
 // markDSN durably leaves the mark of the DSN id, which an envelope of
 // queue id orig names, before the DSN leaves the spool.
@@ -110,9 +86,10 @@ func (q *Queue) openDSNs(m *Message) {
 
 // leaving is called before a finished message leaves the spool: a DSN that
 // an envelope names as being handed over leaves its mark, so that the
-// original's next try knows it went.
+// original's next try knows it went, and so does a message made under a
+// key (leavingOnce, once.go).
 func (q *Queue) leaving(m *Message) {
-	if m.From != "" {
+	if q.leavingOnce(m) || m.From != "" {
 		return // not a DSN
 	}
 	q.dsnMu.Lock()
@@ -192,13 +169,13 @@ func (q *Queue) sweepDSNMarks() {
 }
 
 // settleLeftovers settles the DSNs m names as being handed over from an
-// earlier try: a DSN known (dsnKnown) went, and the sender's notification
+// earlier try: a DSN known (known) went, and the sender's notification
 // is recorded now; any other never went, and is worked out afresh. It
 // returns the DSNs taken out of m; on an error the rest stay.
 func (q *Queue) settleLeftovers(m *Message) (settled []string, err error) {
 	for len(m.DSNs) > 0 {
 		d := m.DSNs[0]
-		known, err := q.sp.dsnKnown(d.ID)
+		known, err := q.sp.known(d.ID)
 		if err != nil {
 			return settled, err
 		}

@@ -367,11 +367,11 @@ func TestDSNMarksSweptAtOpen(t *testing.T) {
 	}
 	defer q.Close()
 	for _, d := range dsns {
-		if known, err := q.sp.dsnKnown(d); err != nil || !known {
+		if known, err := q.sp.known(d); err != nil || !known {
 			t.Errorf("mark of %s: known %v, %v", d, known, err)
 		}
 	}
-	if known, _ := q.sp.dsnKnown(stray); known {
+	if known, _ := q.sp.known(stray); known {
 		t.Errorf("a mark no envelope names was kept")
 	}
 }
