@@ -270,8 +270,8 @@ func (d fakeDir) Mailbox(_ context.Context, addr string) (*directory.Mailbox, er
 	return nil, directory.ErrNotFound
 }
 
-func (q *recordingQueue) AcceptForward(ctx context.Context, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return q.Accept(ctx, id, remoteFrom, remote, local, data)
+func (q *recordingQueue) AcceptForward(ctx context.Context, key, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return q.Accept(ctx, key, id, remoteFrom, remote, local, data)
 }
 
 type recordingQueue struct {
@@ -280,7 +280,7 @@ type recordingQueue struct {
 	data []string
 }
 
-func (q *recordingQueue) Accept(_ context.Context, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
+func (q *recordingQueue) Accept(_ context.Context, _, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
 	b := make([]byte, data.Size())
 	data.ReadAt(b, 0)
 	q.mu.Lock()

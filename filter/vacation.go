@@ -162,7 +162,10 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 			reply = append(sig, reply...)
 		}
 	}
-	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, "", remote, local, bytes.NewReader(reply))
+	// Its key makes a repeat after a crash a no-op where the memory
+	// does not: a period of 0, no home.
+	key := queueKey(r.CopyKey, "vacation", []string{m.From})
+	qid, _, err := f.o.Outbound.Accept(ctx, key, m.ID, "", remote, local, bytes.NewReader(reply))
 	if err != nil {
 		f.log.Warn("sieve: vacation not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return

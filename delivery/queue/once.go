@@ -56,9 +56,12 @@ var errKnown = errors.New("queue: a message of that id was queued already")
 // (filter: "redirect" and the addresses). A key that begins with a copy
 // key as the queue names them (a queue id, '-') gives the id the time of
 // that message (ids sort by arrival), and keeps the mark while it is
-// queued here.
+// queued here. An empty key changes nothing: a fresh id, as without.
 func WithOnceKey(key string) Option {
 	return func(m *Message) {
+		if key == "" {
+			return
+		}
 		m.queueID, m.Origin = onceID(key)
 		m.Once = true
 	}
