@@ -18,44 +18,46 @@ import (
 )
 
 // crashingQueue is the real queue behind the filter, and a crash: the
-// first Accept of a message to crashOn returns, and the delivery that
-// made it dies there (runtime.Goexit in Deliver's goroutine), before
-// anything after the Accept is recorded, as at a SIGKILL.
+// first Accept of a message to crashOn returns (or, before, is never
+// made), and the delivery that made it dies there (runtime.Goexit in
+// Deliver's goroutine), before anything after is recorded, as at a
+// SIGKILL.
 type crashingQueue struct {
 	mu      sync.Mutex
 	q       *queue.Queue // the current life's
 	crashOn string       // an address; "" once crashed
+	before  bool
 }
 
 func (c *crashingQueue) Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	c.mu.Lock()
-	q := c.q
-	c.mu.Unlock()
+	q := c.crash(remote, local, true)
 	id, errs, err := q.Accept(ctx, msgID, from, remote, local, data, queue.WithOnceKey(key))
-	c.crashAfter(remote, local, err)
+	c.crash(remote, local, false)
 	return id, errs, err
 }
 
 func (c *crashingQueue) AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	c.mu.Lock()
-	q := c.q
-	c.mu.Unlock()
+	q := c.crash(remote, local, true)
 	id, errs, err := q.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data, queue.WithOnceKey(key))
-	c.crashAfter(remote, local, err)
+	c.crash(remote, local, false)
 	return id, errs, err
 }
 
-func (c *crashingQueue) crashAfter(remote []string, local []delivery.Recipient, err error) {
+// crash dies if the crash comes now (before the Accept or after), and
+// returns the current queue otherwise.
+func (c *crashingQueue) crash(remote []string, local []delivery.Recipient, before bool) *queue.Queue {
 	c.mu.Lock()
-	crash := err == nil && c.crashOn != "" && (slices.Contains(remote, c.crashOn) ||
+	crash := c.crashOn != "" && c.before == before && (slices.Contains(remote, c.crashOn) ||
 		slices.ContainsFunc(local, func(r delivery.Recipient) bool { return r.Address == c.crashOn }))
 	if crash {
 		c.crashOn = ""
 	}
+	q := c.q
 	c.mu.Unlock()
 	if crash {
 		runtime.Goexit()
 	}
+	return q
 }
 
 // crashResolver routes v@x.y to a maildir here, everything else away.
@@ -78,21 +80,25 @@ func (r crashResolver) ResolveRecipient(_ context.Context, addr string) (directo
 
 // TestSideEffectsOnceAcrossACrash: the process dies right after the
 // queue took what a keyed copy's script made (a redirect, a notification,
-// a vacation reply) and before the filter recorded it; the queue's retry
-// of the copy after the restart, on the same spool and home, runs the
-// script again, and exactly one message reaches its recipient: stored in
-// the local maildir (gone from the queue before the crash), or queued.
+// a vacation reply) and before the filter recorded it, or right before
+// (the vacation memory written); the queue's retry of the copy after the
+// restart, on the same spool and home, runs the script again, and
+// exactly one message reaches its recipient: stored in the local maildir
+// (gone from the queue before the crash), or queued.
 func TestSideEffectsOnceAcrossACrash(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, script string
-		to           string // the crash comes after its Accept; v@x.y: a maildir here, else queued
+		to           string // the crash comes at its Accept; v@x.y: a maildir here, else queued
+		before       bool   // the crash comes before that Accept
 	}{
-		{"redirect, stored before the crash", `redirect "v@x.y";`, "v@x.y"},
-		{"redirect, queued at the crash", `redirect "w@far.example";`, "w@far.example"},
-		{"second redirect", `require ["editheader", "copy"]; redirect :copy "w@far.example"; addheader "X-Two" "2"; redirect "v@x.y";`, "v@x.y"},
-		{"notification", `require "enotify"; notify "mailto:v@x.y";`, "v@x.y"},
-		{"vacation reply", `require "vacation"; vacation "away";`, "s@z.z"},
+		{"redirect, stored before the crash", `redirect "v@x.y";`, "v@x.y", false},
+		{"redirect, queued at the crash", `redirect "w@far.example";`, "w@far.example", false},
+		{"redirect, crash before", `redirect "v@x.y";`, "v@x.y", true},
+		{"second redirect", `require ["editheader", "copy"]; redirect :copy "w@far.example"; addheader "X-Two" "2"; redirect "v@x.y";`, "v@x.y", false},
+		{"notification", `require "enotify"; notify "mailto:v@x.y";`, "v@x.y", false},
+		{"vacation reply", `require "vacation"; vacation "away";`, "s@z.z", false},
+		{"vacation reply, crash before", `require "vacation"; vacation "away";`, "s@z.z", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -118,7 +124,7 @@ func TestSideEffectsOnceAcrossACrash(t *testing.T) {
 				}
 				return q
 			}
-			cq := &crashingQueue{q: open(), crashOn: tc.to}
+			cq := &crashingQueue{q: open(), crashOn: tc.to, before: tc.before}
 			f, err := New(Options{Store: store, Outbound: cq, Resolver: crashResolver{vMaildir}, Hostname: "mx.x.y",
 				Directory: fakeDir{"u@x.y": {Home: home}}})
 			if err != nil {

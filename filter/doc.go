@@ -32,10 +32,13 @@
 // catch: each redirect, reply and notification of a keyed copy is queued
 // under a key of its own (the copy's key and what it is, queueKey;
 // queue.WithOnceKey), and an Accept under a key the queue had, whether
-// still queued or already delivered, stores nothing. The memory stays as
-// the fast path (a retry reads one file instead of trying each Accept),
-// and for what the queue's key cannot see: a retry whose script, changed
-// meanwhile, groups the redirects otherwise. A redirected copy is read in
+// still queued or already delivered, stores nothing (a vacation reply,
+// recorded in the memory before its Accept, is recorded with the copy
+// that claimed it, whose retry queues it again under its key: a crash
+// between the two loses it no more). The memory stays as the fast path
+// (a retry reads one file instead of trying each Accept), and for what
+// the queue's key cannot see: a retry whose script, changed meanwhile,
+// groups the redirects otherwise. A redirected copy is read in
 // place (the message's file, the edited header's pieces), as a stored
 // one, never copied whole.
 //

@@ -217,6 +217,29 @@ func TestVacationMemory(t *testing.T) {
 	}
 }
 
+// TestVacationClaim: a reply recorded for one keyed copy is fresh again
+// for that copy's retry (a crash may have come before it was queued; the
+// queue's key makes it once), never for another message of the sender.
+func TestVacationClaim(t *testing.T) {
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}})
+	home := t.TempDir()
+	for i, tc := range []struct {
+		claim string
+		want  bool
+	}{
+		{replyClaim("Q1-0"), true},  // the first reply
+		{replyClaim("Q1-0"), true},  // its retry
+		{replyClaim("Q2-0"), false}, // another message within the period
+		{"", false},                 // another, without a key
+		{replyClaim(""), false},
+	} {
+		got, err := f.rememberFor(home, "bob@z.z", "h", tc.claim, 7*24*time.Hour, -1, -1)
+		if err != nil || got != tc.want {
+			t.Errorf("%d: claim %q: fresh %v (%v), want %v", i, tc.claim, got, err, tc.want)
+		}
+	}
+}
+
 func TestComposeReply(t *testing.T) {
 	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Hostname: "mx.x.y"})
 	msg, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <m1@z.z>\r\nReferences: <m0@z.z>\r\n\r\nhi\r\n"))
