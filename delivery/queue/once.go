@@ -35,9 +35,10 @@ import (
 // before), and beyond that while that message (the origin: the queue id
 // the key begins with, as a copy key does) is still here, queued or held,
 // which covers one released long after, or a restart after a long stop.
-// The runner removes the others (sweepOnceMarks), at Open and every
+// The others are removed (sweepOnceMarks) at Open and by the runner every
 // onceSweepEvery: the marks are bounded by the messages made this way
-// that left within a lifetime, each an empty-ish file of a few bytes.
+// that left within a lifetime (and those of origins still here), each a
+// file of one line.
 
 // onceSweepEvery is how often the runner removes the marks past their
 // time.
