@@ -346,7 +346,9 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 	}
 	if lockIt || m.fixed {
 		// Client mode: the owner's recovery, which removes temporary and
-		// orphan files, runs under the same lock.
+		// orphan files, runs under the same lock. A given id: its check
+		// and its commit are one step against another try, a removal
+		// (the mark is written first) or a hold.
 		err = s.locked(commit)
 	} else {
 		err = commit()
