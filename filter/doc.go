@@ -28,10 +28,19 @@
 // Accept returns (redirects carrying different editheader headers are
 // separate messages, each its own Accept: when a later one fails, the
 // retry queues only those not recorded), so that a retry does not queue
-// them again; only a crash between an Accept and its record repeats a
-// redirect (never a vacation reply, which has its own memory). A
-// redirected copy is read in place (the message's file, the edited
-// header's pieces), as a stored one, never copied whole.
+// them again. A crash between an Accept and its record is the queue's to
+// catch: each redirect, reply and notification of a keyed copy is queued
+// under a key of its own (the copy's key and what it is, queueKey;
+// queue.WithOnceKey), and an Accept under a key the queue had, whether
+// still queued or already delivered, stores nothing (a vacation reply,
+// recorded in the memory before its Accept, is recorded with the copy
+// that claimed it, whose retry queues it again under its key: a crash
+// between the two loses it no more). The memory stays as the fast path
+// (a retry reads one file instead of trying each Accept), and for what
+// the queue's key cannot see: a retry whose script, changed meanwhile,
+// groups the redirects otherwise. A redirected copy is read in
+// place (the message's file, the edited header's pieces), as a stored
+// one, never copied whole.
 //
 // Edits. The scripts of a sequence (before, the user's, after) edit the
 // header in turn (editheader, sieve.RunOptions.Edit), and each copy and

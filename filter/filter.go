@@ -40,13 +40,19 @@ type Resolver interface {
 	ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error)
 }
 
-// Outbound is the queue (*queue.Queue): redirects and vacation replies
-// leave through it, durably queued when Accept returns.
+// Outbound is the queue (*queue.Queue): redirects, vacation replies and
+// notifications leave through it, durably queued when Accept returns.
 type Outbound interface {
-	Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
+	// Accept is queue.Accept. key, when not "", names the message as
+	// queue.WithOnceKey does, the same at every try of the delivery that
+	// makes it (queueKey): an Accept under a key queued before,
+	// whether still queued or gone, stores nothing and returns nil, so
+	// that a retry after a crash between an Accept and its record here
+	// queues nothing twice.
+	Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
 	// AcceptForward is Accept with another sender (SRS) for the remote
 	// copies than the local ones show.
-	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
+	AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
 }
 
 // Options configure a Filter.

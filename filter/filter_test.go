@@ -218,6 +218,29 @@ func TestVacationMemory(t *testing.T) {
 	}
 }
 
+// TestVacationClaim: a reply recorded for one keyed copy is fresh again
+// for that copy's retry (a crash may have come before it was queued; the
+// queue's key makes it once), never for another message of the sender.
+func TestVacationClaim(t *testing.T) {
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}})
+	home := t.TempDir()
+	for i, tc := range []struct {
+		claim string
+		want  bool
+	}{
+		{replyClaim("Q1-0"), true},  // the first reply
+		{replyClaim("Q1-0"), true},  // its retry
+		{replyClaim("Q2-0"), false}, // another message within the period
+		{"", false},                 // another, without a key
+		{replyClaim(""), false},
+	} {
+		got, err := f.rememberFor(home, "bob@z.z", "h", tc.claim, 7*24*time.Hour, -1, -1)
+		if err != nil || got != tc.want {
+			t.Errorf("%d: claim %q: fresh %v (%v), want %v", i, tc.claim, got, err, tc.want)
+		}
+	}
+}
+
 func TestComposeReply(t *testing.T) {
 	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Hostname: "mx.x.y"})
 	msg, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <m1@z.z>\r\nReferences: <m0@z.z>\r\n\r\nhi\r\n"))
@@ -271,8 +294,8 @@ func (d fakeDir) Mailbox(_ context.Context, addr string) (*directory.Mailbox, er
 	return nil, directory.ErrNotFound
 }
 
-func (q *recordingQueue) AcceptForward(ctx context.Context, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return q.Accept(ctx, id, remoteFrom, remote, local, data)
+func (q *recordingQueue) AcceptForward(ctx context.Context, key, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return q.Accept(ctx, key, id, remoteFrom, remote, local, data)
 }
 
 type recordingQueue struct {
@@ -281,7 +304,7 @@ type recordingQueue struct {
 	data []string
 }
 
-func (q *recordingQueue) Accept(_ context.Context, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
+func (q *recordingQueue) Accept(_ context.Context, _, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
 	b := make([]byte, data.Size())
 	data.ReadAt(b, 0)
 	q.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 // signed when a key fits. RFC 5436 §2.7: never for a message that is
 // itself auto-submitted (a notification loop), and the notification says
 // Auto-Submitted: auto-notified. Failures are logged: a notification never
-// holds up the delivery.
-func (f *Filter) notify(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan, n *sieve.Notification) {
+// holds up the delivery. It is the plan's i-th: its key in the queue
+// (queueKey) is that and its recipients, so that a retry of a keyed
+// copy after a crash between the Accept and the record of the copy's side
+// effects queues it no second time.
+func (f *Filter) notify(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan, i int, n *sieve.Notification) {
 	msg, err := (&messageReader{m: m}).sieveMessage()
 	if err != nil {
 		f.log.Warn("sieve: notification not sent", "msg_id", m.ID, "to", r.Address, "err", err)
@@ -53,7 +57,8 @@ func (f *Filter) notify(ctx context.Context, m *delivery.Message, r *delivery.Re
 			data = append(sig, data...)
 		}
 	}
-	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, "", remote, local, bytes.NewReader(data))
+	key := queueKey(r.CopyKey, "notify "+strconv.Itoa(i), rcpts)
+	qid, _, err := f.o.Outbound.Accept(ctx, key, m.ID, "", remote, local, bytes.NewReader(data))
 	if err != nil {
 		f.log.Warn("sieve: notification not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,8 @@ const hopLimit = 50
 // again, and keyed copies are not stored twice. For a keyed copy the home
 // remembers that its redirects and reply were queued (sideEffectsKey in
 // the vacation memory), so that a retry after a later failure or a crash
-// does not queue them again.
+// does not queue them again; a crash before that record is caught by the
+// queue, which takes each of them once under its key (queueKey).
 func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, mr *messageReader, r *delivery.Recipient, p *plan) error {
 	if len(p.redirects) == 0 && p.vacation == nil && len(p.notifies) == 0 {
 		return nil
@@ -53,8 +55,8 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, mr *messa
 	if p.vacation != nil {
 		f.vacation(ctx, m, r, p)
 	}
-	for _, n := range p.notifies {
-		f.notify(ctx, m, r, p, n)
+	for i, n := range p.notifies {
+		f.notify(ctx, m, r, p, i, n)
 	}
 	if remembered {
 		uid, gid := -1, -1
@@ -71,6 +73,20 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, mr *messa
 // sideEffectsKey names a keyed copy's queued redirects and reply in the
 // memory; sideEffectsMemory outlasts the queue's lifetime (5 days).
 func sideEffectsKey(copyKey string) string { return "queued\x00" + copyKey }
+
+// queueKey is the queue's key (Outbound.Accept's) of what a keyed
+// copy's scripts made: what ("redirect", "vacation", "notify 2") and the
+// addresses it goes to, in any order; "" for a copy without a key. The
+// copy's key comes first: the queue gives the message an id of that
+// copy's time (queue.WithOnceKey).
+func queueKey(copyKey, what string, addrs []string) string {
+	if copyKey == "" {
+		return ""
+	}
+	addrs = slices.Clone(addrs)
+	slices.Sort(addrs)
+	return copyKey + "\x00" + what + "\x00" + strings.Join(addrs, ",")
+}
 
 const sideEffectsMemory = 7 * 24 * time.Hour
 
@@ -100,8 +116,11 @@ func (f *Filter) redirectRefused(msg *sieve.Message, r *delivery.Recipient) stri
 // copies found stored): for a keyed copy (remembered) the home's memory
 // records each address once its redirect is queued, and a retry queues
 // only those not recorded, so that none is queued twice, whatever the
-// grouping on the retry (a script changed meanwhile). Only a crash
-// between an Accept and its record repeats a redirect.
+// grouping on the retry (a script changed meanwhile). A crash between an
+// Accept and its record leaves the redirect unrecorded here, but the
+// queue has it under its key (queueKey: the copy's key and the
+// addresses), and the retry's Accept of the same addresses stores
+// nothing, whether the first is still queued or already delivered.
 func (f *Filter) redirects(ctx context.Context, m *delivery.Message, mr *messageReader, r *delivery.Recipient, p *plan, remembered bool) error {
 	queued := map[string]bool{}
 	if remembered {
@@ -181,12 +200,13 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot route the redirect", Err: err}
 	}
+	key := queueKey(r.CopyKey, "redirect", to)
 	var qid string
 	if remoteFrom != m.From && len(local) > 0 {
 		// Local copies show the original sender, as for alias forwards.
-		qid, _, err = f.o.Outbound.AcceptForward(ctx, m.ID, m.From, remoteFrom, remote, local, data)
+		qid, _, err = f.o.Outbound.AcceptForward(ctx, key, m.ID, m.From, remoteFrom, remote, local, data)
 	} else {
-		qid, _, err = f.o.Outbound.Accept(ctx, m.ID, remoteFrom, remote, local, data)
+		qid, _, err = f.o.Outbound.Accept(ctx, key, m.ID, remoteFrom, remote, local, data)
 	}
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot queue the redirect", Err: err}

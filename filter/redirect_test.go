@@ -28,7 +28,7 @@ type streamingQueue struct {
 	heads    []string   // each message's header
 }
 
-func (q *streamingQueue) Accept(_ context.Context, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
+func (q *streamingQueue) Accept(_ context.Context, _, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.failures > 0 && strings.Contains(strings.Join(remote, ","), q.fail) {
@@ -47,8 +47,8 @@ func (q *streamingQueue) Accept(_ context.Context, _, from string, remote []stri
 	return "Q", nil, nil
 }
 
-func (q *streamingQueue) AcceptForward(ctx context.Context, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return q.Accept(ctx, id, remoteFrom, remote, local, data)
+func (q *streamingQueue) AcceptForward(ctx context.Context, key, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return q.Accept(ctx, key, id, remoteFrom, remote, local, data)
 }
 
 // headWriter keeps what comes before the first empty line.

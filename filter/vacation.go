@@ -138,7 +138,7 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		if f.o.Chown {
 			uid, gid = r.UID, r.GID
 		}
-		fresh, err := f.remember(p.mb.Home, m.From, v.Handle, v.Period, uid, gid)
+		fresh, err := f.rememberFor(p.mb.Home, m.From, v.Handle, replyClaim(r.CopyKey), v.Period, uid, gid)
 		if err != nil {
 			// Without a memory a reply per message could flood the sender.
 			f.log.Warn("sieve: vacation not sent: memory unusable", "msg_id", m.ID, "to", r.Address, "err", err)
@@ -163,7 +163,11 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 			reply = append(sig, reply...)
 		}
 	}
-	qid, _, err := f.o.Outbound.Accept(ctx, m.ID, "", remote, local, bytes.NewReader(reply))
+	// Its key makes the retry after a crash queue it once: the memory
+	// has it recorded for this copy (rememberFor) whether the crash came
+	// before the Accept or after.
+	key := queueKey(r.CopyKey, "vacation", []string{m.From})
+	qid, _, err := f.o.Outbound.Accept(ctx, key, m.ID, "", remote, local, bytes.NewReader(reply))
 	if err != nil {
 		f.log.Warn("sieve: vacation not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return
@@ -296,6 +300,16 @@ func randomID() string {
 // lines, is replaced atomically (write, fsync, rename) and bounded; a
 // period of 0 replies every time and records nothing.
 func (f *Filter) remember(home, sender, handle string, period time.Duration, uid, gid int) (bool, error) {
+	return f.rememberFor(home, sender, handle, "", period, uid, gid)
+}
+
+// rememberFor is remember for the delivery claim (a keyed copy's, its
+// replyClaim; "" for none): the claim is recorded with the reply, in the
+// same write, and a reply recorded with it is fresh all the same, for
+// this is that delivery tried again, and the crash that made it try again
+// may have come before the reply was queued (the queue's key makes it
+// once if it was).
+func (f *Filter) rememberFor(home, sender, handle, claim string, period time.Duration, uid, gid int) (bool, error) {
 	if period <= 0 {
 		return true, nil
 	}
@@ -315,10 +329,23 @@ func (f *Filter) remember(home, sender, handle string, period time.Duration, uid
 		return false, err
 	}
 	if _, ok := entries[key]; ok {
-		return false, nil
+		_, mine := entries[memoryKey(claim)]
+		return claim != "" && mine, nil
 	}
 	entries[key] = now.Add(period).Unix()
+	if claim != "" {
+		entries[memoryKey(claim)] = now.Add(sideEffectsMemory).Unix()
+	}
 	return true, writeMemory(root, entries, uid, gid)
+}
+
+// replyClaim names in the memory a keyed copy's vacation reply, recorded
+// with the reply (rememberFor); "" for a copy without a key.
+func replyClaim(copyKey string) string {
+	if copyKey == "" {
+		return ""
+	}
+	return sideEffectsKey(copyKey) + "\x00vacation"
 }
 
 // recalled says whether key (as remember records it, handle "") is in

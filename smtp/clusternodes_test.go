@@ -271,12 +271,12 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 // lateQueue lets the filter queue through a queue opened after it.
 type lateQueue struct{ q **queue.Queue }
 
-func (l lateQueue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return (*l.q).Accept(ctx, msgID, from, remote, local, data)
+func (l lateQueue) Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return (*l.q).Accept(ctx, msgID, from, remote, local, data, queue.WithOnceKey(key))
 }
 
-func (l lateQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return (*l.q).AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data)
+func (l lateQueue) AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return (*l.q).AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data, queue.WithOnceKey(key))
 }
 
 // stopHop closes the node's cluster listener (the node is "down" for the

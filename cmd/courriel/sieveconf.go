@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/filter"
 	"courriel/sieve"
 )
@@ -38,10 +39,10 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 // the queue is opened after the filter, which it delivers local copies with.
 type lateQueue struct{ a *app }
 
-func (l lateQueue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return l.a.queue.Accept(ctx, msgID, from, remote, local, data)
+func (l lateQueue) Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return l.a.queue.Accept(ctx, msgID, from, remote, local, data, queue.WithOnceKey(key))
 }
 
-func (l lateQueue) AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return l.a.queue.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data)
+func (l lateQueue) AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
+	return l.a.queue.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data, queue.WithOnceKey(key))
 }

@@ -73,6 +73,16 @@
 // writes the record; a DSN not found never went, and the DSNs owed are
 // worked out afresh.
 //
+// A message made by the delivery of another (filter's Sieve redirects,
+// vacation replies and notifications, made while a local copy is stored)
+// is queued once the same way (once.go): its maker names it with a key,
+// the same at every try of that delivery (WithOnceKey: the copy's key and
+// what was made of it), Accept stores it under a queue id derived from
+// the key, or nothing when that id is in the spool, held, or the mark of
+// one that left (once/ID, written before it leaves, delivered or
+// deleted), so that the retry after a crash between the Accept and the
+// maker's record of it queues nothing.
+//
 // A DSN about mail that needs UTF-8 (a message marked WithSMTPUTF8, or one
 // of whose addresses the DSN names is not ASCII) is RFC 6533's, as
 // Postfix's bounce of an SMTPUTF8 message: message/global-delivery-status,
@@ -129,6 +139,10 @@
 //	dsn/          marks of DSNs gone from the spool while their message's
 //	              envelope still named them (the message's id in each);
 //	              removed with that name, and by Open when none names them
+//	once/         marks of messages queued under their maker's key that
+//	              left the spool (the maker's queue id in each, when the
+//	              key names one); kept MaxLifetime, and while that
+//	              message is queued or held, then removed by the runner
 //
 // Every file is written to a .tmp- name, fsynced, renamed and the directory
 // fsynced before the operation that wrote it returns (Enqueue, or the record of

@@ -1,10 +1,6 @@
 package queue
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +20,10 @@ import (
 //     being handed over leaves that mark first (leaving), so that a DSN
 //     stored in a maildir during its own hand-over, or delivered before
 //     the crash, is known too. The original takes the mark away once its
-//     envelope no longer names the DSN (settleDSNs); Open removes the
-//     marks no envelope names.
+//     envelope no longer names the DSN (settleDSNs); Open notes the DSNs
+//     that held envelopes name as well as the others (openHeldDSNs: a
+//     DSN may leave while its original is held, and the release must
+//     find it), and removes the marks no envelope names.
 //
 // The next try of a message whose envelope still names a DSN (a crash came
 // between the hand-over and the record, or the hand-over failed) asks
@@ -33,32 +31,11 @@ import (
 // otherwise it never did, and the DSNs owed are worked out afresh.
 
 // withQueueID makes Accept store a DSN under id, the one its original
-// recorded, or nothing when id is known (dsnKnown). sendDSN gives it to
+// recorded, or nothing when id is known (known). sendDSN gives it to
 // Options.Bounce, which passes it on to Accept.
 func withQueueID(id string) Option { return func(m *Message) { m.queueID = id } }
 
 func (s *spool) dsnMarkPath(id string) string { return filepath.Join(s.dir, dsnDir, id) }
-
-// dsnKnown reports whether a DSN of queue id id was handed over: it is in
-// the spool, held, or left its mark when it went. Under the spool lock, so
-// that a removal or a hold at the same time is seen on one side or the
-// other (the mark is written before the envelope goes).
-func (s *spool) dsnKnown(id string) (known bool, err error) {
-	err = s.locked(func() error {
-		for _, p := range []string{s.path(id, extEnvelope), s.heldPath(id, extEnvelope), s.dsnMarkPath(id)} {
-			_, err := os.Lstat(p)
-			if err == nil {
-				known = true
-				return nil
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("queue: %w", err)
-			}
-		}
-		return nil
-	})
-	return known, err
-}
 
 // markDSN durably leaves the mark of the DSN id, which an envelope of
 // queue id orig names, before the DSN leaves the spool.
@@ -109,9 +86,10 @@ func (q *Queue) openDSNs(m *Message) {
 
 // leaving is called before a finished message leaves the spool: a DSN that
 // an envelope names as being handed over leaves its mark, so that the
-// original's next try knows it went.
+// original's next try knows it went, and so does a message made under a
+// key (leavingOnce, once.go).
 func (q *Queue) leaving(m *Message) {
-	if m.From != "" {
+	if q.leavingOnce(m) || m.From != "" {
 		return // not a DSN
 	}
 	q.dsnMu.Lock()
@@ -144,10 +122,36 @@ func (q *Queue) settleDSNs(m *Message, ids []string) {
 	}
 }
 
-// sweepDSNMarks, in recover once every envelope is loaded, removes the
-// marks of DSNs that no envelope names any more (the original's record
-// was written, then a crash came before it removed the mark). A mark
-// named by a held envelope stays for the message's release.
+// openHeldDSNs, in recover, notes the DSNs that held envelopes name as
+// being handed over (openDSNs), as those of the envelopes loaded: such a
+// DSN may leave the spool while its original is held, and must leave its
+// mark then, or the release would find it unknown and send it again. It
+// reports whether every held envelope was read (the hold queue is within
+// MaxQueueFiles).
+func (q *Queue) openHeldDSNs() (all bool) {
+	l, err := scanDir(filepath.Join(q.sp.dir, holdDir), q.o.MaxQueueFiles)
+	if err != nil {
+		q.log.Error("reading the hold queue failed", "err", err)
+		return false
+	}
+	all = true
+	for _, id := range l.envelopes {
+		m, err := q.sp.readEnvelopeAt(q.sp.heldPath(id, extEnvelope), id)
+		if err != nil {
+			// Its marks, if any, stay: nothing is swept.
+			q.log.Warn("unreadable held envelope", "queue_id", id, "err", err)
+			all = false
+			continue
+		}
+		q.openDSNs(m)
+	}
+	return all && !l.truncated
+}
+
+// sweepDSNMarks, in recover once every envelope is loaded, held ones
+// included (openHeldDSNs), removes the marks of DSNs that no envelope
+// names any more (the original's record was written, then a crash came
+// before it removed the mark).
 func (q *Queue) sweepDSNMarks() {
 	dir := filepath.Join(q.sp.dir, dsnDir)
 	ents, err := os.ReadDir(dir)
@@ -157,36 +161,21 @@ func (q *Queue) sweepDSNMarks() {
 	}
 	for _, e := range ents {
 		id := e.Name()
-		if _, ok := q.dsnOpen[id]; ok || q.heldNames(id) {
+		if _, ok := q.dsnOpen[id]; ok {
 			continue
 		}
 		os.Remove(filepath.Join(dir, id))
 	}
 }
 
-// heldNames reports whether the original named in the mark of the DSN id
-// is held and names the DSN as being handed over.
-func (q *Queue) heldNames(id string) bool {
-	b, err := os.ReadFile(q.sp.dsnMarkPath(id))
-	if err != nil {
-		return false
-	}
-	orig, err := ParseID(string(bytes.TrimSpace(b)))
-	if err != nil || !q.sp.isHeld(orig) {
-		return false
-	}
-	m, err := q.sp.readEnvelopeAt(q.sp.heldPath(orig, extEnvelope), orig)
-	return err == nil && m.hasDSN(id)
-}
-
 // settleLeftovers settles the DSNs m names as being handed over from an
-// earlier try: a DSN known (dsnKnown) went, and the sender's notification
+// earlier try: a DSN known (known) went, and the sender's notification
 // is recorded now; any other never went, and is worked out afresh. It
 // returns the DSNs taken out of m; on an error the rest stay.
 func (q *Queue) settleLeftovers(m *Message) (settled []string, err error) {
 	for len(m.DSNs) > 0 {
 		d := m.DSNs[0]
-		known, err := q.sp.dsnKnown(d.ID)
+		known, err := q.sp.known(d.ID)
 		if err != nil {
 			return settled, err
 		}

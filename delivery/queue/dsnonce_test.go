@@ -367,11 +367,86 @@ func TestDSNMarksSweptAtOpen(t *testing.T) {
 	}
 	defer q.Close()
 	for _, d := range dsns {
-		if known, err := q.sp.dsnKnown(d); err != nil || !known {
+		if known, err := q.sp.known(d); err != nil || !known {
 			t.Errorf("mark of %s: known %v, %v", d, known, err)
 		}
 	}
-	if known, _ := q.sp.dsnKnown(stray); known {
+	if known, _ := q.sp.known(stray); known {
 		t.Errorf("a mark no envelope names was kept")
+	}
+}
+
+// TestDSNOfHeldOriginal: a crash leaves a DSN queued and its original's
+// envelope still naming it; the admin holds the original, and the DSN is
+// delivered while the original is held (after a restart). The release,
+// in the same life or after another restart, records the DSN as sent and
+// sends it no second time.
+func TestDSNOfHeldOriginal(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name           string
+		restartToFetch bool // a restart between the DSN's delivery and the release
+	}{
+		{"released in the same life", false},
+		{"released after a restart", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var firstLife atomic.Bool
+			firstLife.Store(true)
+			s := newSink(t, sinkOptions{rcpt: func(_ int, to string) error {
+				switch {
+				case to == "bad@remote.test":
+					return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "no such user")
+				case to == "sender@remote.test" && firstLife.Load():
+					return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "not now")
+				}
+				return nil
+			}})
+			clock := newClock()
+			dir := t.TempDir()
+			o := baseOptions(t, dir, clock)
+			o.Routes = map[string]string{"remote.test": s.addr}
+			o.Dialer = nil
+
+			// First life: dead right after the DSN's hand-over; the
+			// DSN stays queued (the sender's server says 451).
+			crashed := make(chan struct{})
+			h := startWith(t, o, func(q *Queue) {
+				q.onDSN = func(dsnKind) {
+					close(crashed)
+					runtime.Goexit()
+				}
+			})
+			id := h.enqueue("sender@remote.test", "bad@remote.test")
+			recv(t, crashed, "the DSN's hand-over")
+			if err := h.q.Hold(id); err != nil {
+				t.Fatal(err)
+			}
+			h.close()
+
+			// Second life: the DSN leaves while its original is held.
+			firstLife.Store(false)
+			clock.Advance(time.Hour)
+			h = start(t, o)
+			h.q.Flush()
+			h.waitUntil("the DSN delivered and gone", func() bool { return len(dsnTxs(s)) == 1 && h.empty() })
+			if tc.restartToFetch {
+				h.close()
+				h = start(t, o)
+			}
+			if err := h.q.Release(id); err != nil {
+				t.Fatal(err)
+			}
+			h.q.Flush()
+			h.waitUntil("the original gone", h.empty)
+			h.close()
+			if n := len(dsnTxs(s)); n != 1 {
+				t.Errorf("the sender got %d DSNs, want 1", n)
+			}
+			if n := dsnMarks(t, dir); n != 0 {
+				t.Errorf("%d marks of DSNs left once their original recorded them", n)
+			}
+		})
 	}
 }

@@ -119,13 +119,23 @@ type Message struct {
 	// recorded here before its hand-over (queued, or stored in a maildir
 	// through Options.Bounce) and taken out with the record that the
 	// sender was told (Notified, DelayWarned), so that the next try after
-	// a crash between the two finds out whether it went (dsnKnown) instead
+	// a crash between the two finds out whether it went (known) instead
 	// of sending it again.
 	DSNs []PendingDSN `json:"dsns,omitempty"`
+	// Once: the message was made by the delivery of another and queued
+	// under its caller's key (WithOnceKey, once.go): it leaves a mark
+	// when it leaves the spool, so that the same key stores nothing.
+	// Origin is that other message's queue id, when the key names it:
+	// the mark is kept while it is here.
+	Once   bool   `json:"once,omitempty"`
+	Origin string `json:"origin,omitempty"`
 
-	// queueID, set by a DSN's hand-over (withQueueID), is the id Accept
-	// gives the DSN instead of a fresh one; never written.
+	// queueID, set by a DSN's hand-over (withQueueID) or WithOnceKey, is
+	// the id Accept gives the message instead of a fresh one; fixed says
+	// that m.ID is such an id, which create stores nothing under when it
+	// is known. Never written.
 	queueID string
+	fixed   bool
 }
 
 // PendingDSN is a DSN being handed over (Message.DSNs).
@@ -256,6 +266,8 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 		return nil, fmt.Errorf("%w: %s: bad RET or ENVID", errCorrupt, id)
 	case len(m.Expanded) > maxRcpts:
 		return nil, fmt.Errorf("%w: %s: %d expansions", errCorrupt, id, len(m.Expanded))
+	case m.Origin != "" && !validID(m.Origin):
+		return nil, fmt.Errorf("%w: %s: bad origin", errCorrupt, id)
 	}
 	for _, d := range m.DSNs {
 		if !validPendingDSN(d, len(m.Recipients)) {
@@ -292,7 +304,7 @@ func decodeEnvelope(id string, b []byte, maxRcpts int) (*Message, error) {
 // validPendingDSN checks a DSN being handed over, read back from disk, of
 // a message of n recipients.
 func validPendingDSN(d PendingDSN, n int) bool {
-	if id, err := ParseID(d.ID); err != nil || id != d.ID {
+	if !validID(d.ID) {
 		return false
 	}
 	if _, ok := parseDSNKind(d.Kind); !ok || len(d.Rcpts) == 0 {
@@ -304,6 +316,12 @@ func validPendingDSN(d PendingDSN, n int) bool {
 		}
 	}
 	return true
+}
+
+// validID: s is a queue id as the queue writes them (ParseID, upper case).
+func validID(s string) bool {
+	id, err := ParseID(s)
+	return err == nil && id == s
 }
 
 // validRcptDSN checks a recipient's DSN fields read back from disk.

@@ -50,6 +50,11 @@ type Queue struct {
 	dsnMu   sync.Mutex
 	dsnOpen map[string]string
 
+	// sweptAt is when Open removed the marks past their time (once.go);
+	// Run sweeps every onceSweepEvery from then. Set before the Queue is
+	// shared.
+	sweptAt time.Time
+
 	// onJobDone, when set by a test before Run, is called after each job.
 	onJobDone func(id string)
 	// onDSN, when set by a test before Run, is called after a DSN of kind
@@ -152,9 +157,11 @@ func (q *Queue) recover() error {
 	} else {
 		q.log.Warn("spool holds more messages than MaxQueueFiles; the rest wait", "max", q.o.MaxQueueFiles)
 	}
-	if !l.truncated {
+	if heldAll := q.openHeldDSNs(); !l.truncated && heldAll {
 		q.sweepDSNMarks()
 	}
+	q.sweepOnceMarks(nil)
+	q.sweptAt = q.o.Now()
 	if changed {
 		return q.sp.syncDir()
 	}
@@ -191,10 +198,10 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 
 // enqueueOnce is Enqueue from the null sender under id, with opts, unless
 // a message of that id is in the spool already (held included) or left it
-// as a DSN whose original has not recorded it yet (dsnKnown): then it
+// as a DSN whose original has not recorded it yet (known): then it
 // stores nothing and says so (queued false).
 func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data []byte, opts ...Option) (queued bool, err error) {
-	if known, err := q.sp.dsnKnown(id); err != nil || known {
+	if known, err := q.sp.known(id); err != nil || known {
 		return false, err
 	}
 	m, err := q.newMessage(ctx, "", rcpts, nil, int64(len(data)))
@@ -204,8 +211,10 @@ func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data
 	for _, o := range opts {
 		o(m)
 	}
-	m.ID = id
-	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); err != nil {
+	m.ID, m.fixed = id, true
+	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); errors.Is(err, errKnown) {
+		return false, nil
+	} else if err != nil {
 		return false, err
 	}
 	q.added(m, false)
@@ -231,9 +240,11 @@ func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data
 // kept in the envelope and logged as msg_id by every line about it; "" for
 // none (the queue id stands in).
 //
-// A DSN given to Options.Bounce comes with its queue id among opts: Accept
-// stores it under that id, or stores nothing (and reports every local copy
-// stored) when a DSN of that id was handed over already, before a crash.
+// A DSN given to Options.Bounce comes with its queue id among opts, and a
+// message made by the delivery of another with its maker's key
+// (WithOnceKey): Accept stores it under that id, or stores nothing (and
+// reports every local copy stored) when a message of that id was queued
+// already, before a crash.
 func (q *Queue) Accept(ctx context.Context, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, localErrs []error, err error) {
 	return q.accept(ctx, msgID, from, nil, remote, local, data, opts)
 }
@@ -305,14 +316,16 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 		m.MsgID = msgID
 	}
 	if id := m.queueID; id != "" {
-		// A DSN handed over under the id its original recorded: once.
-		m.ID, m.queueID = id, ""
-		known, err := q.sp.dsnKnown(id)
+		// A DSN handed over under the id its original recorded, or a
+		// message under its maker's key: once. Known here, it is not
+		// even placed; create checks again, under the lock.
+		m.ID, m.queueID, m.fixed = id, "", true
+		known, err := q.sp.known(id)
 		if err != nil {
 			return "", nil, err
 		}
 		if known {
-			q.logFor(m).Info("sender notification already queued")
+			q.logFor(m).Info(alreadyQueued(m))
 			return id, make([]error, len(local)), nil
 		}
 	}
@@ -328,7 +341,10 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 // then the local copies idx (placed here) are tried at once. nLocal is the
 // number of local copies, the last of m.Recipients.
 func (q *Queue) commit(ctx context.Context, m *Message, idx []int, data delivery.Content, nLocal int) (id string, localErrs []error, err error) {
-	if err := q.sp.create(m, data, !q.sp.owner()); err != nil {
+	if err := q.sp.create(m, data, !q.sp.owner()); errors.Is(err, errKnown) {
+		q.logFor(m).Info(alreadyQueued(m))
+		return m.ID, make([]error, nLocal), nil
+	} else if err != nil {
 		return "", nil, err
 	}
 	first := len(m.Recipients) - nLocal // the local copies follow the remote ones
@@ -359,6 +375,15 @@ func (q *Queue) commit(ctx context.Context, m *Message, idx []int, data delivery
 		}
 	}
 	return m.ID, localErrs, nil
+}
+
+// alreadyQueued is the log line of an Accept under a given id that
+// stores nothing: a message of that id was queued before.
+func alreadyQueued(m *Message) string {
+	if m.Once {
+		return "already queued under its key: not queued again"
+	}
+	return "sender notification already queued"
 }
 
 // ErrNotHere is Accept's outcome for a local copy not tried at once: its
@@ -596,6 +621,7 @@ func (q *Queue) Delete(id string) error {
 	if err != nil {
 		return err
 	}
+	q.deleting(id)
 	err = q.sp.remove(id)
 	if errors.Is(err, ErrNotFound) {
 		err = q.sp.removeHeld(id) // postsuper -d reaches the hold queue too

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,7 +50,13 @@ func (q *Queue) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	q.log.Info("queue runner started", "dir", q.o.Dir, "messages", q.count())
+	nextSweep := q.sweptAt.Add(onceSweepEvery)
+	var sweeping atomic.Bool
 	for {
+		if now := q.o.Now(); !now.Before(nextSweep) {
+			nextSweep = now.Add(onceSweepEvery)
+			wg.Go(func() { q.sweepOnceMarks(&sweeping) })
+		}
 		q.checkRequests()
 		timer.Reset(q.dispatch(ctx, slots, &wg))
 		select {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -33,6 +34,7 @@ const (
 	corruptDir   = "corrupt"
 	holdDir      = "hold"
 	dsnDir       = "dsn"
+	onceDir      = "once"
 	maxEnvelope  = 4 << 20 // an envelope of MaxRecipients long addresses stays far below
 	readDirBatch = 1024
 	// reserveSize stays allocated in the spool (reserveFile) for the
@@ -89,7 +91,7 @@ func openSpool(dir string, maxRcpts int, client bool) (*spool, error) {
 		}
 		return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}, nil
 	}
-	for _, sub := range []string{corruptDir, holdDir, dsnDir} {
+	for _, sub := range []string{corruptDir, holdDir, dsnDir, onceDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: spool: %w", err)
 		}
@@ -297,7 +299,10 @@ func (d *dirSync) sync(fsync func() error) error {
 
 // create stores a new message: data, then envelope (the commit point), then
 // one directory fsync covering both renames. Nothing is acknowledged before it
-// returns nil; a crash before that leaves files Open discards.
+// returns nil; a crash before that leaves files Open discards. A message
+// whose id was given (m.fixed: a DSN's, WithOnceKey's) is stored under the
+// lock, and not at all, errKnown, when that id is known: two tries at
+// once store one.
 func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 	env, err := encodeEnvelope(m)
 	if err != nil {
@@ -319,6 +324,11 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 		return fmt.Errorf("queue: write %s: %w", m.ID, err)
 	}
 	commit := func() error {
+		if m.fixed {
+			if known, err := s.knownLocked(m.ID); err != nil || known {
+				return cmp.Or(err, errKnown)
+			}
+		}
 		if err := os.Rename(tmpData, s.path(m.ID, extData)); err != nil {
 			return err
 		}
@@ -334,9 +344,11 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 		}
 		return nil
 	}
-	if lockIt {
+	if lockIt || m.fixed {
 		// Client mode: the owner's recovery, which removes temporary and
-		// orphan files, runs under the same lock.
+		// orphan files, runs under the same lock. A given id: its check
+		// and its commit are one step against another try, a removal
+		// (the mark is written first) or a hold.
 		err = s.locked(commit)
 	} else {
 		err = commit()
@@ -344,6 +356,9 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 	if err != nil {
 		os.Remove(tmpData)
 		os.Remove(tmpEnv)
+		if errors.Is(err, errKnown) {
+			return err
+		}
 		return fmt.Errorf("queue: store %s: %w", m.ID, err)
 	}
 	return nil

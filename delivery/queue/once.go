@@ -1,0 +1,223 @@
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// A message made by the delivery of another (a Sieve redirect, a vacation
+// reply, a notification: filter's side effects of a local copy) is queued
+// once, whatever the moment of a crash, as a DSN is (dsnonce.go):
+//
+//   - its caller names it with a key of its own (WithOnceKey), the same at
+//     every try of that delivery, and Accept stores it under a queue id
+//     derived from the key (onceID);
+//   - Accept stores nothing under an id that is known (spool.known): in
+//     the spool, held, or the mark of one that left (once/ID);
+//   - such a message leaves that mark, durably, before it leaves the spool
+//     (delivered, bounced, deleted by the admin), so that a try of the
+//     delivery after a crash between the Accept and the caller's own
+//     record of it finds it gone and stores nothing, however soon the
+//     copies went (a local one is stored during Accept itself).
+//
+// Unlike a DSN's, whose original's envelope says when its mark may go,
+// the caller's record is not the queue's to see: a mark stays for
+// MaxLifetime after it was written (the delivery that made the message
+// is not tried past the lifetime of its own message, which arrived
+// before), and beyond that while that message (the origin: the queue id
+// the key begins with, as a copy key does) is still here, queued or held,
+// which covers one released long after, or a restart after a long stop.
+// The others are removed (sweepOnceMarks) at Open and by the runner every
+// onceSweepEvery: the marks are bounded by the messages made this way
+// that left within a lifetime (and those of origins still here), each a
+// file of one line.
+
+// onceSweepEvery is how often the runner removes the marks past their
+// time.
+const onceSweepEvery = time.Hour
+
+// errKnown: create was asked to store a message under an id that is known
+// (spool.known): nothing was stored.
+var errKnown = errors.New("queue: a message of that id was queued already")
+
+// WithOnceKey makes Accept (and AcceptForward) store the message once
+// for key: under a queue id derived from it (onceID), or not at all, with
+// every local copy reported stored, when a message of that key is in the
+// spool, held, or left it within the time its mark is kept. key must be
+// the same at every try of what makes the message and name nothing else:
+// a local copy's delivery.Recipient.CopyKey, then what was made of it
+// (filter: "redirect" and the addresses). A key that begins with a copy
+// key as the queue names them (a queue id, '-') gives the id the time of
+// that message (ids sort by arrival), and keeps the mark while it is
+// queued here. An empty key changes nothing: a fresh id, as without.
+func WithOnceKey(key string) Option {
+	return func(m *Message) {
+		if key == "" {
+			return
+		}
+		m.queueID, m.Origin = onceID(key)
+		m.Once = true
+	}
+}
+
+// onceID is the queue id of the message made under key (WithOnceKey): the
+// time half of the queue id key begins with (origin), or, when it begins
+// with none, of a hash of key; then 8 bytes of a hash of key.
+func onceID(key string) (id, origin string) {
+	sum := sha256.Sum256([]byte("once\x00" + key))
+	var b [16]byte
+	copy(b[:8], sum[8:16])
+	if head, _, ok := strings.Cut(key, "-"); ok {
+		if o, err := ParseID(head); err == nil {
+			origin = o
+			hex.Decode(b[:8], []byte(o[:16])) // hex checked by ParseID
+		}
+	}
+	copy(b[8:], sum[:8])
+	return strings.ToUpper(hex.EncodeToString(b[:])), origin
+}
+
+func (s *spool) onceMarkPath(id string) string { return filepath.Join(s.dir, onceDir, id) }
+
+// markOnce durably leaves the mark of the message m made under a key
+// (WithOnceKey), before it leaves the spool: it holds m's origin, and its
+// modification time is now (the queue's clock), from which it is kept.
+func (s *spool) markOnce(m *Message, now time.Time) error {
+	dir := filepath.Join(s.dir, onceDir)
+	p := filepath.Join(dir, m.ID)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(m.Origin + "\n")
+	if err == nil {
+		err = os.Chtimes(p, now, now)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncPath(dir)
+	}
+	return err
+}
+
+// leavingOnce is leaving for a message made under a key: its mark is
+// written before it goes. Reports whether m is one.
+func (q *Queue) leavingOnce(m *Message) bool {
+	if !m.Once {
+		return false
+	}
+	if err := q.sp.markOnce(m, q.o.Now()); err != nil {
+		// Rare (a failing disk), and harmful only with a crash of the
+		// delivery that made it before its own record.
+		q.logFor(m).Error("recording that the message left the queue failed: its maker's retry after a crash would queue it again", "err", err)
+	}
+	return true
+}
+
+// sweepOnceMarks removes the marks of messages made under a key that are
+// past their time (see above): written more than MaxLifetime ago, their
+// origin neither queued nor held. busy keeps two sweeps from overlapping.
+func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
+	if busy != nil {
+		if !busy.CompareAndSwap(false, true) {
+			return
+		}
+		defer busy.Store(false)
+	}
+	dir := filepath.Join(q.sp.dir, onceDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		q.log.Error("reading the marks of messages queued once failed", "err", err)
+		return
+	}
+	limit := q.o.Now().Add(-q.o.MaxLifetime)
+	removed := 0
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(limit) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if q.originHere(p) {
+			continue
+		}
+		if os.Remove(p) == nil {
+			removed++
+		}
+	}
+	if removed > 0 {
+		q.log.Info("marks of messages queued once removed", "count", removed)
+	}
+}
+
+// originHere reports whether the origin the mark at p names is queued or
+// held.
+func (q *Queue) originHere(p string) bool {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	origin, err := ParseID(strings.TrimSpace(string(b)))
+	if err != nil {
+		return false
+	}
+	for _, env := range []string{q.sp.path(origin, extEnvelope), q.sp.heldPath(origin, extEnvelope)} {
+		if _, err := os.Lstat(env); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// known reports whether a message of queue id id is known: in the spool,
+// held, or left the mark of a DSN (dsnonce.go) or of a message made under
+// a key (above). Under the spool lock, so that a removal or a hold at the
+// same time is seen on one side or the other (the marks are written
+// before the envelope goes).
+func (s *spool) known(id string) (known bool, err error) {
+	err = s.locked(func() error {
+		known, err = s.knownLocked(id)
+		return err
+	})
+	return known, err
+}
+
+// knownLocked is known, with the spool lock held.
+func (s *spool) knownLocked(id string) (bool, error) {
+	for _, p := range []string{s.path(id, extEnvelope), s.heldPath(id, extEnvelope), s.dsnMarkPath(id), s.onceMarkPath(id)} {
+		_, err := os.Lstat(p)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("queue: %w", err)
+		}
+	}
+	return false, nil
+}
+
+// deleting is called before the admin's Delete of id: a message made
+// under a key leaves its mark as it would delivered, so that its maker's
+// retry after a crash does not undo the deletion.
+func (q *Queue) deleting(id string) {
+	m, err := q.sp.readEnvelope(id)
+	if errors.Is(err, ErrNotFound) {
+		m, err = q.sp.readEnvelopeAt(q.sp.heldPath(id, extEnvelope), id)
+	}
+	if err == nil {
+		q.leavingOnce(m)
+	}
+}
