@@ -306,7 +306,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, parts copyParts, r *
 	if s.chown {
 		// uid 0 is refused like Postfix's virtual_minimum_uid; -1 would mean
 		// "leave unchanged" to chown(2).
-		if r.UID <= 0 || r.UID >= math.MaxUint32 || r.GID < 0 || r.GID >= math.MaxUint32 {
+		if r.UID <= 0 || int64(r.UID) >= math.MaxUint32 || r.GID < 0 || int64(r.GID) >= math.MaxUint32 {
 			return "", badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
 		}
 	}

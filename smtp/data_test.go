@@ -472,10 +472,10 @@ func TestRefusedHugeBDATChunk(t *testing.T) {
 			// each would get a 250 if read as a command.
 			block := []byte(strings.Repeat("NOOP\r\n", 64<<10/6))
 			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			sent := 0
+			var sent int64
 			for sent < 4<<30 {
 				n, err := c.conn.Write(block)
-				sent += n
+				sent += int64(n)
 				if err != nil {
 					break
 				}

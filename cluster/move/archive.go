@@ -21,7 +21,7 @@ import (
 // statInfo reads the fields a scan needs from a stat.
 type statInfo struct{ st *unix.Stat_t }
 
-func (s statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Sec, s.st.Mtim.Nsec) }
+func (s statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
 func (s statInfo) Size() int64        { return s.st.Size }
 
 func (s statInfo) Mode() fs.FileMode {

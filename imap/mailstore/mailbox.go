@@ -119,7 +119,7 @@ func (mb *Mailbox) statLocked(name string) stamp {
 		var st unix.Stat_t
 		var errno unix.Errno
 		for {
-			_, _, errno = unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(&b[0])),
+			_, _, errno = unix.Syscall6(sysFstatat, uintptr(fd), uintptr(unsafe.Pointer(&b[0])),
 				uintptr(unsafe.Pointer(&st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
 			if errno != unix.EINTR {
 				break

@@ -865,7 +865,7 @@ func TestStateRoundTrip(t *testing.T) {
 		vanished: []Vanished{{UID: 4, ModSeq: 9}}}
 	for i := range 300 {
 		m := &Msg{UID: uint32(1 + i*i), Base: fmt.Sprintf("1700000000.M%dP1.host,S=%d", i, i*7),
-			Flags: Flags(i%16) | Flags(i%3)<<40, ModSeq: uint64(1<<40 - 2000 + i*(i%5))}
+			Flags: Flags(i%16) | Flags(i%3)<<40, ModSeq: uint64(1<<40-2000) + uint64(i*(i%5))}
 		if i%100 == 0 || i == 299 {
 			m.New = true
 		}
