@@ -46,7 +46,8 @@ type fakeDir struct {
 func mbox(local string) directory.Destination {
 	a := local + "@mailbox.example"
 	return directory.Destination{Address: a, Mailbox: &directory.Mailbox{
-		Address: a, Maildir: "/var/vmail/" + local + "/mailbox/", UID: 20000, GID: 20000}}
+		Address: a, Maildir: "/var/vmail/" + local + "/mailbox/", UID: 20000, GID: 20000,
+		Home: "/var/vmail/" + local, Addresses: []string{a}}}
 }
 
 func (d *fakeDir) down() bool {

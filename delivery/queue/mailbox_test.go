@@ -341,6 +341,33 @@ func TestRetryOneLookupWithHomes(t *testing.T) {
 	}
 }
 
+// TestQueueDropsEntry: the directory entry a recipient carries from its
+// RCPT (delivery.Recipient.Entry) never reaches the store through the
+// queue, not even at Accept's first attempt: a queued copy's deliverer
+// (the Sieve filter) looks the entry up afresh, so one stale from a RCPT
+// long past is never used.
+func TestQueueDropsEntry(t *testing.T) {
+	t.Parallel()
+	s := newReresolve(t, func(ls *localStore) delivery.Recipient {
+		r := ls.rcpt("bob")
+		r.Entry = &delivery.Entry{Home: "/stale/bob", Addresses: []string{"bob@old.test"}}
+		return r
+	}, nil)
+	s.retry(t)
+	s.h.waitUntil("the queue is empty", s.h.empty)
+	calls := s.storeCalls()
+	if len(calls) != 2 {
+		t.Fatalf("%d store calls, want the first attempt and a retry", len(calls))
+	}
+	for i, c := range calls {
+		for _, r := range c {
+			if r.Entry != nil {
+				t.Errorf("store call %d got %s with the entry %+v from its RCPT", i+1, r.Address, r.Entry)
+			}
+		}
+	}
+}
+
 // TestRetryEnvelopeFromBefore: an envelope written before re-resolution
 // (the same format: a local target with its maildir, uid and gid) is
 // loaded after a restart and its copy goes where the directory says now.
