@@ -104,6 +104,27 @@ type Recipient struct {
 	// (temporary), so no path can leave mail in a maildir the user has
 	// left.
 	Node string
+	// Entry, when set, is the recipient's directory entry as the caller
+	// resolved it for this very delivery, in the same answer Maildir and
+	// the owner come from (smtp's RCPT, for the copies it stores at
+	// DATA): a deliverer that needs the entry (the Sieve filter: the
+	// home and the user's addresses) takes it instead of asking the
+	// directory again. Nil: the deliverer asks. It is never kept for a
+	// later attempt: the queue records no Entry, so a queued copy, tried
+	// maybe days after its RCPT, is looked up afresh.
+	Entry *Entry
+}
+
+// Entry is what a deliverer may need of a recipient's directory entry
+// beside where the copy goes. Immutable once set: copies of a Recipient
+// share it.
+type Entry struct {
+	// Home is the entry's home directory (where the user's Sieve script
+	// is), absolute and clean; "" when the entry has none.
+	Home string
+	// Addresses are the entry's accepted addresses: who the user is,
+	// for a vacation reply. Unchecked strings from the directory.
+	Addresses []string
 }
 
 // Message is what was received, shared by all its copies.

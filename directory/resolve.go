@@ -24,7 +24,7 @@ var (
 // ClassifyDomain says whether domain is a mailbox domain (configured), a
 // hosted alias domain (found in the directory), or foreign.
 func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainClass, error) {
-	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	domain = domainKey(domain)
 	if slices.Contains(d.opts.MailboxDomains, domain) {
 		return DomainMailbox, nil
 	}
@@ -37,6 +37,10 @@ func (d *Directory) ClassifyDomain(ctx context.Context, domain string) (DomainCl
 	}
 	return DomainForeign, err
 }
+
+// domainKey is a domain as ClassifyDomain compares it: lower case,
+// without a trailing dot.
+func domainKey(domain string) string { return strings.TrimSuffix(strings.ToLower(domain), ".") }
 
 // hosted asks the domains query whether domain is a hosted alias domain:
 // any entry matching is a hit (SPEC §2), so only its existence is asked.
@@ -70,12 +74,30 @@ func (d *Directory) hosted(ctx context.Context, domain string) error {
 // ErrExpansionLimit (temporary: the whole recipient, never part of it). Any
 // directory trouble is ErrUnavailable: never a bounce.
 func (d *Directory) ResolveRecipient(ctx context.Context, addr string) (Resolution, error) {
+	return d.resolve(ctx, addr, nil)
+}
+
+// ResolveClassified is ResolveRecipient for a caller that has just
+// classified addr's domain (ClassifyDomain, as smtp's RCPT does to decide
+// on relaying): class is taken as that domain's class instead of asking
+// the directory again (a search for a hosted alias domain when the cache
+// is off or has expired).
+func (d *Directory) ResolveClassified(ctx context.Context, addr string, class DomainClass) (Resolution, error) {
+	return d.resolve(ctx, addr, &class)
+}
+
+// resolve is ResolveRecipient; class, when set, is the class of addr's
+// domain.
+func (d *Directory) resolve(ctx context.Context, addr string, class *DomainClass) (Resolution, error) {
 	key, ok := normalizeKey(addr)
 	local, domain := splitAddress(key)
 	if !ok || local == "" || domain == "" {
 		return Resolution{}, ErrNotFound
 	}
 	r := &resolver{d: d, seen: map[string]bool{}}
+	if class != nil {
+		r.classes = map[string]DomainClass{domainKey(domain): *class}
+	}
 	err := r.expand(ctx, key, 0)
 	if errors.Is(err, ErrExpansionLimit) {
 		d.opts.Logger.Warn("alias expansion limit exceeded: the recipient is deferred until the alias is mended",
@@ -100,6 +122,26 @@ type resolver struct {
 	expanded  int
 	dests     []Destination
 	destIndex map[string]bool
+	// classes are the domains classified during this resolution (domainKey
+	// → class): asked once each, however many maildrops share a domain.
+	classes map[string]DomainClass
+}
+
+// classify is ClassifyDomain, once per domain and resolution.
+func (r *resolver) classify(ctx context.Context, domain string) (DomainClass, error) {
+	k := domainKey(domain)
+	if c, ok := r.classes[k]; ok {
+		return c, nil
+	}
+	c, err := r.d.ClassifyDomain(ctx, domain)
+	if err != nil {
+		return c, err
+	}
+	if r.classes == nil {
+		r.classes = map[string]DomainClass{}
+	}
+	r.classes[k] = c
+	return c, nil
 }
 
 func (r *resolver) add(dst Destination) {
@@ -275,7 +317,7 @@ func (r *resolver) final(ctx context.Context, addr string) error {
 	if domain == "" {
 		return ErrNotFound
 	}
-	class, err := r.d.ClassifyDomain(ctx, domain)
+	class, err := r.classify(ctx, domain)
 	if err != nil {
 		return err
 	}

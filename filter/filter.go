@@ -27,7 +27,8 @@ type Store interface {
 }
 
 // Directory gives a maildrop's entry: its home (where the script is) and
-// addresses (who the user is, for vacation).
+// addresses (who the user is, for vacation). Asked only for a recipient
+// that does not carry its entry (delivery.Recipient.Entry).
 type Directory interface {
 	Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
 }
@@ -321,10 +322,20 @@ func transientIO(err error) bool {
 // errScriptsTime is why a script stopped at scriptContext's deadline.
 var errScriptsTime = errors.New("the delivery's time for Sieve scripts ran out")
 
+// entry is the recipient's directory entry: the one the caller resolved
+// for this delivery (delivery.Recipient.Entry: smtp's RCPT), else the
+// directory's answer now (queued copies, their retries, redirects).
+func (f *Filter) entry(ctx context.Context, r *delivery.Recipient) (*directory.Mailbox, error) {
+	if e := r.Entry; e != nil {
+		return &directory.Mailbox{Address: r.Address, Home: e.Home, Addresses: e.Addresses}, nil
+	}
+	return f.o.Directory.Mailbox(ctx, r.Address)
+}
+
 // plan finds the recipient's scripts and runs them (under sctx,
 // scriptContext's); nil for a plain copy.
 func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader) (*plan, error) {
-	mb, err := f.o.Directory.Mailbox(ctx, r.Address)
+	mb, err := f.entry(ctx, r)
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
 		mb = &directory.Mailbox{Address: r.Address} // gone since: the admin scripts still apply

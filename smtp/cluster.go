@@ -176,11 +176,14 @@ func (s *session) clusterRcpt(to, orig, key string, junk bool, dsn queue.RcptDSN
 	return nil
 }
 
-// localRecipient is the copy for a mailbox, as RCPT found it.
+// localRecipient is the copy for a mailbox, as RCPT found it, with the
+// entry, so that the Sieve filter storing it at DATA does not look it up
+// again (the queue drops the entry: its retries look it up afresh).
 func localRecipient(mb *directory.Mailbox, orig string) delivery.Recipient {
 	return delivery.Recipient{
 		Address: mb.Address, OrigTo: orig, Maildir: mb.Maildir, UID: mb.UID, GID: mb.GID,
 		Quota: maildirsize.Limits{Bytes: mb.QuotaBytes, Messages: mb.QuotaMessages},
+		Entry: &delivery.Entry{Home: mb.Home, Addresses: mb.Addresses},
 	}
 }
 

@@ -41,12 +41,20 @@ type fakeDir struct {
 	unavailable bool // every call fails with ErrUnavailable
 	authCalls   atomic.Int32
 	resolveHook func(addr string) error
+	classified  []string // "addr class" of every ResolveClassified; guarded by mu
+}
+
+func (d *fakeDir) resolved() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.classified...)
 }
 
 func mbox(local string) directory.Destination {
 	a := local + "@mailbox.example"
 	return directory.Destination{Address: a, Mailbox: &directory.Mailbox{
-		Address: a, Maildir: "/var/vmail/" + local + "/mailbox/", UID: 20000, GID: 20000}}
+		Address: a, Maildir: "/var/vmail/" + local + "/mailbox/", UID: 20000, GID: 20000,
+		Home: "/var/vmail/" + local, Addresses: []string{a}}}
 }
 
 func (d *fakeDir) down() bool {
@@ -74,7 +82,11 @@ func (d *fakeDir) ClassifyDomain(_ context.Context, domain string) (directory.Do
 	return directory.DomainForeign, nil
 }
 
-func (d *fakeDir) ResolveRecipient(_ context.Context, addr string) (directory.Resolution, error) {
+// ResolveClassified takes class for granted, as the directory does.
+func (d *fakeDir) ResolveClassified(_ context.Context, addr string, class directory.DomainClass) (directory.Resolution, error) {
+	d.mu.Lock()
+	d.classified = append(d.classified, fmt.Sprint(addr, " ", class))
+	d.mu.Unlock()
 	if d.down() {
 		return directory.Resolution{}, directory.ErrUnavailable
 	}

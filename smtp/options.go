@@ -57,9 +57,10 @@ func (k Kind) String() string {
 type Directory interface {
 	// ClassifyDomain says whether mail for domain is ours. ErrUnavailable.
 	ClassifyDomain(ctx context.Context, domain string) (directory.DomainClass, error)
-	// ResolveRecipient expands an address of ours to its final
-	// destinations. ErrNotFound, ErrUnavailable.
-	ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error)
+	// ResolveClassified expands an address of ours to its final
+	// destinations, class being what ClassifyDomain just said of its
+	// domain (not asked again). ErrNotFound, ErrUnavailable.
+	ResolveClassified(ctx context.Context, addr string, class directory.DomainClass) (directory.Resolution, error)
 	// Authenticate checks a login and password. ErrInvalidCredentials,
 	// ErrUnavailable.
 	Authenticate(ctx context.Context, login, password string) (directory.User, error)

@@ -368,7 +368,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		}
 		return nil
 	}
-	res, err := s.srv.o.Directory.ResolveRecipient(s.ctx, addr)
+	res, err := s.srv.o.Directory.ResolveClassified(s.ctx, addr, class)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) {
 			log().Info("rcpt refused: unknown user")

@@ -40,6 +40,10 @@ func (l *liveDirectory) ResolveRecipient(ctx context.Context, addr string) (dire
 	return l.get().ResolveRecipient(ctx, addr)
 }
 
+func (l *liveDirectory) ResolveClassified(ctx context.Context, addr string, class directory.DomainClass) (directory.Resolution, error) {
+	return l.get().ResolveClassified(ctx, addr, class)
+}
+
 func (l *liveDirectory) Authenticate(ctx context.Context, login, password string) (directory.User, error) {
 	return l.get().Authenticate(ctx, login, password)
 }

@@ -18,18 +18,24 @@ type mailboxLookup interface {
 	Mailbox(ctx context.Context, addr string) (*directory.Mailbox, error)
 }
 
-// queueMailboxes resolves a queued local copy's maildrop again before
-// every retry (queue.Options.Mailboxes), as Postfix's virtual(8) reads
-// its maps at every delivery: the copy goes to the maildir, owner and
-// quota the directory gives now (so a copy waiting for room goes in once
-// the admin raises the limit, and one waiting for a fixed homeDirectory
-// once it is fixed). A maildrop the directory no longer knows is
-// queue.ErrNoMailbox (the copy bounces 5.1.1); anything else is temporary.
-type queueMailboxes struct {
-	dir mailboxLookup
+// queueDirectory is the directory as the queue asks it about local
+// copies, through its cache: both of its answers come from the entry
+// directory.Mailbox gives, so that a retry, which needs both, costs one
+// lookup (queue.Mailbox carries the home too).
+type queueDirectory struct {
+	dir   mailboxLookup
+	holds *cluster.Holds // nil on a single node: never held
 }
 
-func (q queueMailboxes) Mailbox(ctx context.Context, maildrop string) (queue.Mailbox, error) {
+// Mailbox resolves a queued local copy's maildrop again before every
+// retry (queue.Options.Mailboxes), as Postfix's virtual(8) reads its maps
+// at every delivery: the copy goes to the maildir, owner and quota the
+// directory gives now (so a copy waiting for room goes in once the admin
+// raises the limit, and one waiting for a fixed homeDirectory once it is
+// fixed), and to the home node it gives now. A maildrop the directory no
+// longer knows is queue.ErrNoMailbox (the copy bounces 5.1.1); anything
+// else is temporary.
+func (q queueDirectory) Mailbox(ctx context.Context, maildrop string) (queue.Mailbox, error) {
 	mb, err := q.dir.Mailbox(ctx, maildrop)
 	if errors.Is(err, directory.ErrNotFound) {
 		return queue.Mailbox{}, fmt.Errorf("%w: %s", queue.ErrNoMailbox, maildrop)
@@ -38,26 +44,24 @@ func (q queueMailboxes) Mailbox(ctx context.Context, maildrop string) (queue.Mai
 		return queue.Mailbox{}, fmt.Errorf("directory: %w", err)
 	}
 	return queue.Mailbox{Maildir: mb.Maildir, UID: mb.UID, GID: mb.GID,
-		QuotaBytes: mb.QuotaBytes, QuotaMessages: mb.QuotaMessages}, nil
+		QuotaBytes: mb.QuotaBytes, QuotaMessages: mb.QuotaMessages,
+		Node: mb.Node, Held: q.holds.Held(mb.Home)}, nil
 }
 
-// queueHomes tells the queue where a local copy's user lives now (the
+// Home tells the queue where a local copy's user lives now (the
 // directory's home node) and whether the user is held here (being moved
-// away), before every attempt: a queued copy follows its user.
-type queueHomes struct {
-	dir   mailboxLookup
-	holds *cluster.Holds
-}
-
-func (h queueHomes) Home(ctx context.Context, maildrop string) (string, bool, error) {
-	mb, err := h.dir.Mailbox(ctx, maildrop)
+// away), before an attempt that has not resolved the maildrop again
+// (queue.Options.Homes: Accept's first, HandOver; a retry has Mailbox's
+// answer): a queued copy follows its user.
+func (q queueDirectory) Home(ctx context.Context, maildrop string) (string, bool, error) {
+	mb, err := q.dir.Mailbox(ctx, maildrop)
 	if errors.Is(err, directory.ErrNotFound) {
 		return "", false, queue.ErrNoHome
 	}
 	if err != nil {
 		return "", false, err
 	}
-	return mb.Node, h.holds.Held(mb.Home), nil
+	return mb.Node, q.holds.Held(mb.Home), nil
 }
 
 // localDeliverer stores local copies: *delivery.Store, or *filter.Filter

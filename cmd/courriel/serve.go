@@ -317,11 +317,11 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
 		Local:     a.local,
-		Mailboxes: queueMailboxes{dir: a.dir},
+		Mailboxes: queueDirectory{dir: a.dir, holds: a.holds},
 		Cluster:   a.cluster,
 	}
 	if a.cluster != nil {
-		o.Homes = queueHomes{dir: a.dir, holds: a.holds}
+		o.Homes = queueDirectory{dir: a.dir, holds: a.holds}
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
 	needRoots := policy == queue.PolicyVerify || q.MTASTS || q.TLSRPT

@@ -112,15 +112,16 @@
 // its sessions are cached, pipelined and run in parallel like an MX's.
 //
 // Before every attempt (Accept's first one included) each local copy is
-// placed again from the directory (Options.Homes): a copy follows its user
-// (a node copy of a user now homed here is stored here, a local copy of a
-// user now homed elsewhere becomes a node copy), and a copy of a user held
-// here (cluster.Holds: being moved away) waits, never stored. A failed
-// node copy, or a copy waiting for a held user, is retried after NodeRetry
-// (45 s), not the usual backoff; a node that could not be reached is left
-// alone for half of that, so copies arriving meanwhile wait without a dial
-// each. A 4xx from the home node is a retry, a 5xx a bounce, expiry and
-// delay warnings as for any copy. Flush also ends every dead period.
+// placed again from the directory (Options.Homes; on a retry, from the
+// answer that resolved its maildrop: one lookup for both): a copy follows
+// its user (a node copy of a user now homed here is stored here, a local
+// copy of a user now homed elsewhere becomes a node copy), and a copy of
+// a user held here (cluster.Holds: being moved away) waits, never stored.
+// A failed node copy, or a copy waiting for a held user, is retried after
+// NodeRetry (45 s), not the usual backoff; a node that could not be
+// reached is left alone for half of that, so copies arriving meanwhile
+// wait without a dial each. A 4xx from the home node is a retry, a 5xx a
+// bounce, expiry and delay warnings as for any copy. Flush also ends every dead period.
 //
 // # Spool layout
 //

@@ -50,7 +50,7 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	node, one := "", true
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
-		p, _ := q.place(ctx, r)
+		p, _ := q.place(ctx, r, nil)
 		switch {
 		case p == placeHere:
 			here = append(here, i)

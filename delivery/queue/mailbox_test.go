@@ -14,14 +14,38 @@ import (
 	"courriel/delivery"
 )
 
-// fakeMailboxes is the directory as the queue's MailboxFinder sees it:
-// a maildrop missing from boxes is unknown (ErrNoMailbox); with down set,
-// every lookup fails as an unreachable directory does.
+// fakeMailboxes is the directory as the queue's MailboxFinder (and
+// HomeFinder) sees it: a maildrop missing from boxes is unknown
+// (ErrNoMailbox, ErrNoHome); with down set, every lookup fails as an
+// unreachable directory does.
 type fakeMailboxes struct {
-	mu    sync.Mutex
-	boxes map[string]Mailbox
-	down  error
-	calls int
+	mu        sync.Mutex
+	boxes     map[string]Mailbox
+	down      error
+	calls     int // Mailbox lookups
+	homeCalls int // Home lookups
+}
+
+func (f *fakeMailboxes) Home(_ context.Context, addr string) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.homeCalls++
+	if f.down != nil {
+		return "", false, f.down
+	}
+	mb, ok := f.boxes[addr]
+	if !ok {
+		return "", false, ErrNoHome
+	}
+	return mb.Node, mb.Held, nil
+}
+
+// searches is every lookup, Mailbox and Home alike: each is a directory
+// search once the cache is off or has expired.
+func (f *fakeMailboxes) searches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls + f.homeCalls
 }
 
 func (f *fakeMailboxes) Mailbox(_ context.Context, addr string) (Mailbox, error) {
@@ -76,7 +100,7 @@ type reresolveSetup struct {
 	seen [][]delivery.Recipient
 }
 
-func newReresolve(t *testing.T, bobFirst func(*localStore) delivery.Recipient, fail func(call int) bool) *reresolveSetup {
+func newReresolve(t *testing.T, bobFirst func(*localStore) delivery.Recipient, fail func(call int) bool, opts ...func(*Options, *fakeMailboxes)) *reresolveSetup {
 	t.Helper()
 	s := &reresolveSetup{ls: newLocalStore(t), clock: newClock(), b: newBounces()}
 	s.mbs = &fakeMailboxes{boxes: map[string]Mailbox{}}
@@ -84,6 +108,9 @@ func newReresolve(t *testing.T, bobFirst func(*localStore) delivery.Recipient, f
 	s.mbs.set("bob@local.test", mailboxOf(s.ls.rcpt("bob")), nil)
 	o := baseOptions(t, t.TempDir(), s.clock)
 	o.Local, o.Mailboxes, o.Bounce = s.ls, s.mbs, s.b.fn
+	for _, opt := range opts {
+		opt(&o, s.mbs)
+	}
 	s.ls.after = func(call int, rcpts []delivery.Recipient, errs []error) {
 		s.mu.Lock()
 		s.seen = append(s.seen, append([]delivery.Recipient(nil), rcpts...))
@@ -281,6 +308,63 @@ func TestRetryUnchangedMailbox(t *testing.T) {
 	}
 	if strings.Contains(s.h.logs.String(), movedLog) {
 		t.Error("an unchanged mailbox was logged as changed")
+	}
+}
+
+// TestRetryOneLookupWithHomes: on a cluster node (Options.Homes set) a
+// retry resolves the maildrop and places the copy from one directory
+// answer, not one lookup for each; the placement follows that answer (a
+// held user's copy waits without a second question).
+func TestRetryOneLookupWithHomes(t *testing.T) {
+	t.Parallel()
+	withHomes := func(o *Options, mbs *fakeMailboxes) { o.Homes = mbs }
+	s := newReresolve(t, func(ls *localStore) delivery.Recipient { return ls.rcpt("bob") }, nil, withHomes)
+	mb := mailboxOf(s.ls.rcpt("bob"))
+	mb.Held = true
+	s.mbs.set("bob@local.test", mb, nil)
+	before := s.mbs.searches()
+	s.retry(t)
+	if got := s.bob(t); got.State != StatePending || got.Status != "4.2.0" {
+		t.Fatalf("bob, held, after a retry: %+v", got)
+	}
+	if n := s.mbs.searches() - before; n != 1 {
+		t.Errorf("%d directory lookups for one retry, want 1", n)
+	}
+	mb.Held = false
+	s.mbs.set("bob@local.test", mb, nil)
+	before = s.mbs.searches()
+	s.retry(t)
+	s.h.waitUntil("the queue is empty", s.h.empty)
+	s.ls.oneCopy(t, "bob", []byte(testMessage))
+	if n := s.mbs.searches() - before; n != 1 {
+		t.Errorf("%d directory lookups for the retry that stored the copy, want 1", n)
+	}
+}
+
+// TestQueueDropsEntry: the directory entry a recipient carries from its
+// RCPT (delivery.Recipient.Entry) never reaches the store through the
+// queue, not even at Accept's first attempt: a queued copy's deliverer
+// (the Sieve filter) looks the entry up afresh, so one stale from a RCPT
+// long past is never used.
+func TestQueueDropsEntry(t *testing.T) {
+	t.Parallel()
+	s := newReresolve(t, func(ls *localStore) delivery.Recipient {
+		r := ls.rcpt("bob")
+		r.Entry = &delivery.Entry{Home: "/stale/bob", Addresses: []string{"bob@old.test"}}
+		return r
+	}, nil)
+	s.retry(t)
+	s.h.waitUntil("the queue is empty", s.h.empty)
+	calls := s.storeCalls()
+	if len(calls) != 2 {
+		t.Fatalf("%d store calls, want the first attempt and a retry", len(calls))
+	}
+	for i, c := range calls {
+		for _, r := range c {
+			if r.Entry != nil {
+				t.Errorf("store call %d got %s with the entry %+v from its RCPT", i+1, r.Address, r.Entry)
+			}
+		}
 	}
 }
 

@@ -29,6 +29,13 @@ type HomeFinder interface {
 // knows.
 var ErrNoHome = errors.New("queue: maildrop not in the directory")
 
+// userHome is a HomeFinder answer: the home node ("" = this node) and
+// whether the user is held here.
+type userHome struct {
+	node string
+	held bool
+}
+
 // defaultNodeRetry is how long a node copy waits after a failed attempt
 // (issue 18: every 30–60 s, never the usual backoff): a node is down for
 // minutes at most, and its users' mail should not wait an hour after it.
@@ -48,13 +55,17 @@ const (
 // of a user now homed here is stored here, a local copy of a user now
 // homed elsewhere becomes a node copy), and a held user's copy waits. It
 // updates r.Node, which the envelope records with the attempt. wait is the
-// reason when it waits.
-func (q *Queue) place(ctx context.Context, r *Recipient) (p placement, wait *failure) {
+// reason when it waits. known, when set, is the directory's answer already
+// in hand (reresolve's), and Homes is not asked again.
+func (q *Queue) place(ctx context.Context, r *Recipient, known *userHome) (p placement, wait *failure) {
 	if r.Local == nil {
 		return placeHere, nil // not a local copy: never asked
 	}
 	node, held := r.Node, false
-	if q.o.Homes != nil {
+	switch {
+	case known != nil:
+		node, held = strings.ToLower(known.node), known.held
+	case q.o.Homes != nil:
 		n, h, err := q.o.Homes.Home(ctx, r.Addr)
 		switch {
 		case errors.Is(err, ErrNoHome):
@@ -91,7 +102,7 @@ func (q *Queue) placeFirst(ctx context.Context, m *Message) []int {
 		if r.Local == nil {
 			continue
 		}
-		if p, _ := q.place(ctx, r); p == placeHere {
+		if p, _ := q.place(ctx, r, nil); p == placeHere {
 			here = append(here, i)
 		}
 	}
@@ -112,12 +123,13 @@ func (q *Queue) placeDue(ctx context.Context, m *Message, now time.Time) (group,
 		if r.Local == nil || r.State != StatePending || r.NextAttempt.After(now) {
 			continue
 		}
-		if x, ok := q.reresolve(ctx, m, r); !ok {
+		x, home, ok := q.reresolve(ctx, m, r)
+		if !ok {
 			g.rcpts = append(g.rcpts, i)
 			res = append(res, x)
 			continue
 		}
-		if p, f := q.place(ctx, r); p == placeWait {
+		if p, f := q.place(ctx, r, home); p == placeWait {
 			g.rcpts = append(g.rcpts, i)
 			x := failResult(f)
 			x.relay, x.soon = "none", true

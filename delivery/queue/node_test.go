@@ -82,7 +82,7 @@ func TestPlace(t *testing.T) {
 		{"down@x.test", "b", placeWait, "b", "4.4.3"},
 	} {
 		r := &Recipient{Addr: tc.addr, Local: &LocalTarget{Maildir: "/m"}, Node: tc.recorded}
-		p, f := q.place(context.Background(), r)
+		p, f := q.place(context.Background(), r, nil)
 		status := ""
 		if f != nil {
 			status = f.status

@@ -166,7 +166,8 @@ type Options struct {
 	Cluster *cluster.Cluster
 	// Homes, when set, is asked before every attempt at a local copy
 	// where its user lives now and whether the user is held (see place);
-	// nil: the routes recorded at acceptance.
+	// nil: the routes recorded at acceptance. On a retry with Mailboxes
+	// set, Mailboxes' answer (Mailbox.Node, Held) stands for it.
 	Homes HomeFinder
 	// Mailboxes, when set, resolves every local copy's maildrop again
 	// before each retry (never Accept's first attempt): the copy is
