@@ -108,7 +108,9 @@
 //     the copies (Piece.Section) apply the rules as they are read. Header
 //     tests still see only the first 5,000 fields or 1 MiB (the fields
 //     added with :last come after those), and a value past 1 MiB is
-//     matched on its first MiB.
+//     matched on its first MiB. A header line no script can name (no
+//     colon, a name with a space, a folded line first of all: namedField)
+//     is kept where it is, with its folded lines, by every edit.
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the
