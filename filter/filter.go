@@ -438,6 +438,13 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			failed = true
 			break
 		}
+		for _, n := range res.Notes {
+			if i == userIdx {
+				f.userNotice(m, r, mb, s.name+": "+n)
+			} else {
+				f.log.Warn("sieve: "+n, "msg_id", m.ID, "to", r.Address, "script", s.name)
+			}
+		}
 		edit = res.Edit
 		sawKeep := false
 		for _, a := range res.Actions {

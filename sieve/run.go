@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -407,6 +408,23 @@ type Result struct {
 	DuplicateMarks []DuplicateMark
 	// Work is the units of work the run spent (Limits.MaxRunWork).
 	Work int64
+	// Notes are what the run did otherwise than Pigeonhole would have,
+	// for the deliverer's log (at most maxNotes, each once): a field
+	// past what a script sees deleted without its value matched, too
+	// long to be (unseen.go).
+	Notes []string
+}
+
+// maxNotes bounds Result.Notes, which a deleteheader in a loop adds to
+// once.
+const maxNotes = 16
+
+// note adds a note to the run's, once.
+func (r *runner) note(s string) {
+	if len(r.notes) >= maxNotes || slices.Contains(r.notes, s) {
+		return
+	}
+	r.notes = append(r.notes, s)
 }
 
 // RuntimeError is a script failure while running: its place and reason.
@@ -451,6 +469,7 @@ type runState struct {
 	extracted                   map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int
+	notes          []string      // Result.Notes
 	budget         budget        // what the run may still spend
 	timeLimit      time.Duration // Limits.MaxRunTime, for the error
 	at             Pos           // the command or test running, for the budget's error
@@ -524,7 +543,7 @@ func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opt
 	if !r.canceled {
 		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
 	}
-	return Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used, Edit: r.snapshot()}
+	return Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used, Edit: r.snapshot(), Notes: r.notes}
 }
 
 func (r *runner) block(cmds []*Command) error {
