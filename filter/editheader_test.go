@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,11 +237,12 @@ func storedSummary(t *testing.T, maildir string) []string {
 // scripts and returns what was stored.
 func runSequence(t *testing.T, tc sequenceCase, after []string, msg string) []string {
 	t.Helper()
-	return runSequenceLogged(t, tc, after, msg, nil)
+	return runSequenceWith(t, tc, after, msg, Options{})
 }
 
-// runSequenceLogged is runSequence logging to lg (nil: nowhere).
-func runSequenceLogged(t *testing.T, tc sequenceCase, after []string, msg string, lg *slog.Logger) []string {
+// runSequenceWith is runSequence through a Filter with o's logger and
+// limits.
+func runSequenceWith(t *testing.T, tc sequenceCase, after []string, msg string, o Options) []string {
 	t.Helper()
 	base := t.TempDir()
 	home := base + "/u"
@@ -264,7 +264,7 @@ func runSequenceLogged(t *testing.T, tc sequenceCase, after []string, msg string
 		os.WriteFile(home+"/.dovecot.sieve", []byte(tc.user), 0o644)
 	}
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, _ := New(Options{Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: lg})
+	f, _ := New(Options{Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: o.Logger, Limits: o.Limits})
 	m := &delivery.Message{ID: "m", From: "a@b.c", Arrived: time.Now(),
 		Body: bytes.NewReader([]byte(strings.ReplaceAll(msg, "\n", "\r\n")))}
 	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {

@@ -64,7 +64,7 @@ func TestDeleteheaderOverlongValue(t *testing.T) {
 			if tc.before != "" {
 				sc.before = []string{tc.before}
 			}
-			ours := runSequenceLogged(t, sc, nil, msg, lg)
+			ours := runSequenceWith(t, sc, nil, msg, Options{Logger: lg})
 			if len(ours) != 1 {
 				t.Fatalf("%d copies", len(ours))
 			}
