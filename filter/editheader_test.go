@@ -237,6 +237,13 @@ func storedSummary(t *testing.T, maildir string) []string {
 // scripts and returns what was stored.
 func runSequence(t *testing.T, tc sequenceCase, after []string, msg string) []string {
 	t.Helper()
+	return runSequenceWith(t, tc, after, msg, Options{})
+}
+
+// runSequenceWith is runSequence through a Filter with o's logger and
+// limits.
+func runSequenceWith(t *testing.T, tc sequenceCase, after []string, msg string, o Options) []string {
+	t.Helper()
 	base := t.TempDir()
 	home := base + "/u"
 	os.MkdirAll(home, 0o755)
@@ -257,7 +264,7 @@ func runSequence(t *testing.T, tc sequenceCase, after []string, msg string) []st
 		os.WriteFile(home+"/.dovecot.sieve", []byte(tc.user), 0o644)
 	}
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, _ := New(Options{Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, _ := New(Options{Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: o.Logger, Limits: o.Limits})
 	m := &delivery.Message{ID: "m", From: "a@b.c", Arrived: time.Now(),
 		Body: bytes.NewReader([]byte(strings.ReplaceAll(msg, "\n", "\r\n")))}
 	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {

@@ -449,6 +449,13 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			failed = true
 			break
 		}
+		for _, n := range res.Notes {
+			if i == userIdx {
+				f.userNotice(m, r, mb, s.name+": "+n)
+			} else {
+				f.log.Warn("sieve: "+n, "msg_id", m.ID, "to", r.Address, "script", s.name)
+			}
+		}
 		edit = res.Edit
 		sawKeep := false
 		for _, a := range res.Actions {
@@ -605,14 +612,25 @@ func containsFold(list []string, s string) bool {
 }
 
 // scriptError logs a script that failed (the copy keeps to the INBOX) and,
-// for the user's own script, tells the user in ~/.dovecot.sieve.log.
+// for the user's own script, tells the user in ~/.dovecot.sieve.log. A
+// run that failed keeps the message as it came, without any script's
+// edits; one stopped by its limits says so, as Pigeonhole's "aborted due
+// to excessive resource usage" (which Dovecot then delivers to the INBOX
+// as it came too).
 func (f *Filter) scriptError(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, name string, user bool, stage string, err error) {
 	attrs := []any{"msg_id", m.ID, "to", r.Address, "script", name, "stage", stage, "err", err}
 	var se *sieve.Error
 	if errors.As(err, &se) {
 		attrs = append(attrs, "line", se.Line)
 	}
-	f.log.Error("sieve: script failed, message kept in INBOX", attrs...)
+	msg := "sieve: script failed, message kept in INBOX"
+	switch {
+	case stage == "run" && (errors.Is(err, sieve.ErrWorkLimit) || errors.Is(err, sieve.ErrTimeLimit) || errors.Is(err, errScriptsTime)):
+		msg = "sieve: script failed: aborted for excessive resource usage, message kept in INBOX as it came"
+	case stage == "run":
+		msg += " as it came"
+	}
+	f.log.Error(msg, attrs...)
 	if user {
 		f.userNotice(m, r, mb, fmt.Sprintf("%s: %s error: %v: message kept in INBOX", name, stage, err))
 	}

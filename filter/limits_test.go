@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +183,46 @@ foreverypart { addheader :last "X-A" "${v}"; }`
 	want := "msg_id=m4: ~/.dovecot.sieve: run error: line 2, column 16: addheader action: the fields added would exceed 5000 fields or 1048576 bytes: message kept in INBOX\n"
 	if log, err := os.ReadFile(filepath.Join(home, UserLogName)); !strings.HasSuffix(string(log), want) {
 		t.Errorf("user log %q (%v), want %q", log, err, want)
+	}
+}
+
+// An administrator's script stopped by its limits on a huge header (the
+// pass of its deleteheader over the fields past what it sees) fails as
+// Pigeonhole's run aborted for excessive resource usage: the message is
+// kept in INBOX as it came (the field it was deleting still there, no
+// script's edit, as Dovecot's default delivery stores it after
+// Pigeonhole gives up), the scripts after it are not run, what the
+// scripts before it did stands, and the log says why. (sieve-test stores
+// nothing on such a run: it has no default delivery.)
+func TestScriptPastItsLimitsOnAHugeHeader(t *testing.T) {
+	var hdr strings.Builder
+	hdr.WriteString("From: a@b.c\nSubject: hi\n")
+	for i := 0; i < 40000; i++ {
+		fmt.Fprintf(&hdr, "X-Fill-%05d: %s\n", i, strings.Repeat("v", 80))
+	}
+	hdr.WriteString("X-Strip: forged\nTo: u@x.y")
+	msg := hdr.String() + "\n\nbody\n"
+	tc := sequenceCase{"limits", []string{
+		`require ["editheader", "fileinto", "mailbox", "copy"]; addheader "X-First" "1"; fileinto :copy :create "First";`,
+		`require "editheader"; addheader "X-Second" "2"; deleteheader "X-Strip";`,
+	}, `require ["fileinto", "mailbox"]; fileinto :create "User";`}
+	after := []string{`require ["fileinto", "mailbox"]; fileinto :create "After";`}
+	var log bytes.Buffer
+	o := Options{Logger: slog.New(slog.NewTextHandler(&log, nil)), Limits: sieve.Limits{MaxRunWork: 300_000}}
+	got := runSequenceWith(t, tc, after, msg, o)
+	header := strings.ReplaceAll(hdr.String(), "\n", "|")
+	want := []string{"First [] X-First: 1|" + header, "INBOX [] " + header}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		var summary []string
+		for _, c := range got {
+			summary = append(summary, c[:min(len(c), 60)])
+		}
+		t.Errorf("stored %q, want the First copy with its edit and the INBOX copy as it came", summary)
+	}
+	for _, w := range []string{`level=ERROR msg="sieve: script failed: aborted for excessive resource usage, message kept in INBOX as it came"`,
+		`before1.sieve stage=run err="line 1, column 49: execution exceeded the work limit (300000 units)"`} {
+		if !strings.Contains(log.String(), w) {
+			t.Errorf("log %q, want %q in it", log.String(), w)
+		}
 	}
 }

@@ -107,8 +107,13 @@
 //     variables, the size), and the edit keeps the rule, not the fields;
 //     the copies (Piece.Section) apply the rules as they are read. Header
 //     tests still see only the first 5,000 fields or 1 MiB (the fields
-//     added with :last come after those), and a value past 1 MiB is
-//     matched on its first MiB.
+//     added with :last come after those). A field past them longer
+//     than 1 MiB is not held: every deleteheader of its name deletes it,
+//     value patterns or not, unmatched (Result.Notes says so; Pigeonhole
+//     matches the whole value), so that no forgery padded past what a
+//     pass holds survives a stripping script. A header line no script can name (no
+//     colon, a name with a space, a folded line first of all: namedField)
+//     is kept where it is, with its folded lines, by every edit.
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"regexp"
@@ -473,7 +474,16 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	}
 	var rule *unseenDrop // the rule over the unseen fields, when it deletes one
 	unseen := func(f *unseenField, at int64) {
-		if matches(func() string { return f.value(&r.budget) }) {
+		hit := false
+		if f.long && patterns != nil {
+			// too long to be held: deleted unmatched (unseen.go)
+			hit = true
+			r.note(fmt.Sprintf("line %d: deleteheader: a %s field past what the script sees is longer than %d octets: deleted without its value matched",
+				c.Pos.Line, sanitize(name, 80), maxUnseenValue))
+		} else {
+			hit = matches(func() string { return f.value(&r.budget) })
+		}
+		if hit {
 			if rule == nil {
 				rule = &unseenDrop{name: lower, at: at, patterns: patterns, m: m}
 			}

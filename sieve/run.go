@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -135,7 +136,9 @@ type headerScan struct {
 // first fields up to about max octets and maxHeaderFields fields, whole,
 // ended by an empty line, and where each of them is in the input. A
 // field that would pass either bound is left out with every field after
-// it.
+// it. A field without a name the parser reads (namedField) is left out
+// of the block too, but counts within the bounds and stays in the
+// message where it is, as the fields past them do.
 func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 	hs := &headerScan{}
 	var block []byte
@@ -145,6 +148,10 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 	var fieldStart int64 // and in the input
 	hs.layout.unseen = -1
 	numbered := false // the last field kept has a span
+	// cuts are the fields without a name, [from, to) in block; cutFrom
+	// is where the one being read starts, -1 when the field is named
+	var cuts [][2]int
+	cutFrom := -1
 	for {
 		start, lb := pos, len(block)
 		room := max - lb
@@ -182,10 +189,16 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 			hs.layout.end = start
 			break
 		}
-		cont := head[0] == ' ' || head[0] == '\t'
+		// a folded line first of all continues no field: Dovecot's
+		// parser reads it as a field of its own
+		cont := (head[0] == ' ' || head[0] == '\t') && fields > 0
 		switch {
 		case full:
 		case !cont:
+			if cutFrom >= 0 {
+				cuts = append(cuts, [2]int{cutFrom, lb})
+				cutFrom = -1
+			}
 			fields++
 			if fields > maxHeaderFields || dropped {
 				full = true
@@ -194,10 +207,11 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 				break
 			}
 			fieldAt, fieldStart, numbered = lb, start, false
-			// the parser skips a field without a name: not numbered
-			if i := bytes.IndexByte(block[lb:], ':'); i < 0 || len(bytes.Trim(block[lb:lb+i], " \t")) > 0 {
+			if namedField(block[lb:]) {
 				hs.layout.spans = append(hs.layout.spans, fieldSpan{start, pos})
 				numbered = true
+			} else {
+				cutFrom = lb
 			}
 		case dropped:
 			// a folded line that does not fit: the whole field is left out
@@ -223,11 +237,60 @@ func scanHeader(br *bufio.Reader, max int) (*headerScan, error) {
 	if hs.layout.unseen < 0 {
 		hs.layout.unseen = hs.layout.end
 	}
+	if cutFrom >= 0 {
+		cuts = append(cuts, [2]int{cutFrom, len(block)})
+	}
+	block = cutOut(block, cuts)
 	if len(block) > 0 && block[len(block)-1] != '\n' {
 		block = append(block, '\r', '\n')
 	}
 	hs.block = append(block, '\r', '\n')
 	return hs, nil
+}
+
+// namedField says whether the field whose first line is line has a name
+// textproto.ReadHeader reads (printable ASCII before a colon, white space
+// after it aside, on a line that is no folded line), which it numbers
+// (ReadHeader fails on any other, or skips it when the name is empty).
+// No script can name another: deleteheader never reaches it, a test never
+// sees it, and an edit keeps it where it is, as it keeps the fields past
+// what a script sees. Dovecot's parser reads one without a colon or with
+// an empty name as a field without a name, which Pigeonhole 2.3.19's
+// editheader aborts on (an assertion, body_offset > 0, in
+// edit_mail_headers_parse) and 2.3.21's drops from an edited copy when
+// the edit happened to parse the header (a deleteheader, or a test after
+// an addheader; after an addheader alone it is kept): no rule worth
+// following, so it is kept, as the sender wrote it.
+func namedField(line []byte) bool {
+	if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+		return false
+	}
+	i := bytes.IndexByte(line, ':')
+	if i < 0 {
+		return false
+	}
+	name := bytes.TrimRight(line[:i], " \t")
+	for _, c := range name {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return len(name) > 0
+}
+
+// cutOut is block without the ranges cuts (in order, each clipped to
+// block), in place.
+func cutOut(block []byte, cuts [][2]int) []byte {
+	if len(cuts) == 0 {
+		return block
+	}
+	out, at := block[:0], 0
+	for _, c := range cuts {
+		from, to := min(c[0], len(block)), min(c[1], len(block))
+		out = append(out, block[at:from]...)
+		at = max(at, to)
+	}
+	return append(out, block[at:]...)
 }
 
 // lfCounter counts the octets read, a CR before an LF not counted.
@@ -345,6 +408,23 @@ type Result struct {
 	DuplicateMarks []DuplicateMark
 	// Work is the units of work the run spent (Limits.MaxRunWork).
 	Work int64
+	// Notes are what the run did otherwise than Pigeonhole would have,
+	// for the deliverer's log (at most maxNotes, each once): a field
+	// past what a script sees deleted without its value matched, too
+	// long to be (unseen.go).
+	Notes []string
+}
+
+// maxNotes bounds Result.Notes, which a deleteheader in a loop adds to
+// once.
+const maxNotes = 16
+
+// note adds a note to the run's, once.
+func (r *runner) note(s string) {
+	if len(r.notes) >= maxNotes || slices.Contains(r.notes, s) {
+		return
+	}
+	r.notes = append(r.notes, s)
 }
 
 // RuntimeError is a script failure while running: its place and reason.
@@ -389,6 +469,7 @@ type runState struct {
 	extracted                   map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int
+	notes          []string      // Result.Notes
 	budget         budget        // what the run may still spend
 	timeLimit      time.Duration // Limits.MaxRunTime, for the error
 	at             Pos           // the command or test running, for the budget's error
@@ -462,7 +543,7 @@ func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opt
 	if !r.canceled {
 		r.store(Action{Kind: Store, Folder: "INBOX", Flags: r.flags, Implicit: true}) // a merge at worst: never fails
 	}
-	return Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used, Edit: r.snapshot()}
+	return Result{Actions: r.actions, DuplicateMarks: r.dups, Work: r.budget.used, Edit: r.snapshot(), Notes: r.notes}
 }
 
 func (r *runner) block(cmds []*Command) error {

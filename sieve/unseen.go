@@ -22,7 +22,21 @@ import (
 // :index, by its place in the message. Each pass is charged to the run's
 // budget, and a pass when a copy is written costs no more than the last
 // one the run made, so that the rules a run may make are bounded by its
-// budget. A value is matched on its first maxUnseenValue octets.
+// budget.
+//
+// A pass holds at most maxUnseenValue octets of a field. A longer one
+// (unseenField.long) is deleted by every deleteheader of its name, value
+// patterns or not, without its value matched, and sets no match
+// variables; the run says so (Result.Notes). Pigeonhole matches the
+// whole value, which a bounded pass cannot: matched on its first
+// megabyte, a forged "X-Spam-Flag: <2 MiB of spaces>YES" (the value
+// decodes to "YES") or "...<2 MiB>YES" survived an administrator's
+// deleteheader :is (or :contains) "X-Spam-Flag" "YES", and any rule
+// but deletion lets some forgery through. No such field is legitimate
+// (RFC 5322 §2.1.1 lines are at most 998 octets; Postfix truncates a
+// field at 100 KiB, header_size_limit), so deleting one a script named
+// is the safe side. A deleteheader without value patterns deletes every
+// field of the name, whatever its length, holding none.
 
 // maxUnseenValue bounds what a pass holds of a field past the window for
 // its value to be matched: the window's own bound.
@@ -48,10 +62,15 @@ func (d *unseenDrop) matcher(work *budget) matcher {
 	return m
 }
 
-// matches says whether the value matches one of the rule's patterns, and
-// the match variables of the first one that does (:matches).
-func (d *unseenDrop) matches(value string, work *budget) (bool, []string) {
+// matches says whether the field's value matches one of the rule's
+// patterns (a field too long to be held always does), and the match
+// variables of the first one that does (:matches).
+func (d *unseenDrop) matches(f *unseenField, work *budget) (bool, []string) {
+	if f.long {
+		return true, nil
+	}
 	m := d.matcher(work)
+	value := f.value(work)
 	for _, p := range d.patterns {
 		if ok, caps := m.match(value, p); ok {
 			return true, caps
@@ -101,7 +120,7 @@ func (rs unseenRules) drops(f *unseenField, work *budget) bool {
 		case d.patterns == nil:
 			return true
 		default:
-			if ok, _ := d.matches(f.value(work), work); ok {
+			if ok, _ := d.matches(f, work); ok {
 				return true
 			}
 		}
@@ -120,6 +139,9 @@ type unseenField struct {
 	raw    []byte // its first maxUnseenValue octets, when wanted
 	val    *string
 	lf     bool // it ends with a line end
+	// long: it is longer than maxUnseenValue octets, its value never
+	// matched (every value pattern deletes it)
+	long bool
 }
 
 // value is the field's value decoded, as deleteheader matches it.
@@ -217,6 +239,7 @@ func (s *fieldScanner) next() (*unseenField, error) {
 	}
 	f.end = s.pos
 	f.lf = last == '\n'
+	f.long = f.end-f.start > maxUnseenValue
 	// reading and splitting: a quarter of a unit an octet, and a few a field
 	s.work.spend(int(f.end-f.start)/4 + 8)
 	return f, nil
