@@ -23,6 +23,16 @@
 //     (RFC 2046 allows 70), and an empty boundary makes every line starting
 //     with "--" a delimiter line.
 //
+// One difference with Dovecot remains, outside this package: Dovecot
+// matches a line against the boundaries of all the multiparts open around
+// it and takes the longest, where the callers here cut a multipart's body
+// before they look into its parts. So where an outer boundary is a prefix
+// of an inner one ("l1" around "l10"), the outer delimiter takes the
+// inner one's lines too. RFC 2046 §5.1.1 forbids such boundaries (a
+// delimiter must not appear inside the parts), and the leaves are found
+// all the same; doing as Dovecot does takes a parser that walks the whole
+// message with the stack of open multiparts.
+//
 // Callers bound the parts of one multipart (Split's maxParts) and the
 // nesting, each as its protocol's reference does; this package knows
 // nothing of headers, types or nesting.
