@@ -375,24 +375,9 @@ func encodeBinaryParts(raw []byte) []byte {
 	root := parseEntity(raw, "text/plain", 0)
 	var out bytes.Buffer
 	pos := 0 // bytes of raw already copied
-	var walk func(p *mpart)
-	walk = func(p *mpart) {
-		if len(p.children) > 0 {
-			for _, c := range p.children {
-				walk(c)
-			}
+	root.eachLeaf(func(p *mpart) {
+		if !p.storedBase64() {
 			return
-		}
-		if p.msg != nil {
-			walk(p.msg)
-			return
-		}
-		cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
-		if cte != "binary" && bytes.IndexByte(p.body, 0) < 0 {
-			return
-		}
-		if cte == "base64" || cte == "quoted-printable" {
-			return // already line-safe: a NUL there is the client's problem
 		}
 		start := cap(raw) - cap(p.header)
 		out.Write(raw[pos:start])
@@ -408,13 +393,43 @@ func encodeBinaryParts(raw []byte) []byte {
 			out.WriteString("\r\n")
 		}
 		pos = cap(raw) - cap(p.body) + len(p.body)
-	}
-	walk(root)
+	})
 	if pos == 0 {
 		return raw
 	}
 	out.Write(raw[pos:])
 	return out.Bytes()
+}
+
+// eachLeaf calls f for each leaf under p, in order: the parts of its
+// multiparts and of the messages they encapsulate (a multipart without
+// parts is a leaf).
+func (p *mpart) eachLeaf(f func(*mpart)) {
+	switch {
+	case len(p.children) > 0:
+		for _, c := range p.children {
+			c.eachLeaf(f)
+		}
+	case p.msg != nil:
+		p.msg.eachLeaf(f)
+	default:
+		f(p)
+	}
+}
+
+// storedBase64 reports whether an APPENDed leaf is stored base64-encoded
+// (encodeBinaryParts, binaryEncoded): its transfer encoding is binary, or
+// it holds a NUL and is neither base64 nor quoted-printable, which are
+// already line-safe (a NUL there is the client's problem).
+func (p *mpart) storedBase64() bool {
+	cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
+	nul := false
+	if p.span != nil {
+		nul = p.span.nul
+	} else {
+		nul = bytes.IndexByte(p.body, 0) >= 0
+	}
+	return cte == "binary" || nul && cte != "base64" && cte != "quoted-printable"
 }
 
 // withCTE returns a header with its Content-Transfer-Encoding set to cte.
