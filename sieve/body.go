@@ -251,7 +251,10 @@ func headerBlock(raw []byte) []byte {
 // splitMultipart cuts a multipart body as Dovecot's parser, which
 // Pigeonhole reads messages with, cuts it (internal/mimepart): the
 // preamble, at most maxMIMEParts parts, and the epilogue (nil when the
-// close delimiter is missing).
+// close delimiter is missing). The body is cut before its parts are
+// looked into, so an outer boundary that is a prefix of an inner one
+// takes the inner one's delimiter lines, where Pigeonhole gives them to
+// the inner one (RFC 2046 §5.1.1 forbids such boundaries).
 func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]byte, epilogue []byte) {
 	m := mimepart.Split(body, mimepart.NewDelimiter(boundary), maxMIMEParts)
 	for _, p := range m.Parts {
