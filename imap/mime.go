@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"courriel/imap/mailstore"
+	"courriel/internal/mimepart"
 )
 
 // The MIME structure IMAP serves (RFC 9051 §6.4.5 sections, §7.5.2
@@ -95,8 +96,12 @@ func parseEntity(raw []byte, defType string, depth int) *mpart {
 	}
 	switch {
 	case p.ctype == "multipart":
-		for _, b := range splitMultipart(p.body, p.params["boundary"]) {
-			p.children = append(p.children, parseEntity(b, p.childType(), depth+1))
+		// Cut as Dovecot cuts it (internal/mimepart); without a boundary
+		// parameter, no parts.
+		if b, ok := p.params["boundary"]; ok {
+			for _, sp := range mimepart.Split(p.body, mimepart.NewDelimiter(b), maxParts).Parts {
+				p.children = append(p.children, parseEntity(p.body[sp.Start:sp.End], p.childType(), depth+1))
+			}
 		}
 	case p.encapsulates():
 		p.msg = parseEntity(p.body, "text/plain", depth+1)
@@ -139,63 +144,6 @@ func (p *mpart) childType() string {
 // encapsulates reports whether the entity's body is a message.
 func (p *mpart) encapsulates() bool {
 	return p.ctype == "message" && (p.subtype == "rfc822" || p.subtype == "global")
-}
-
-// splitMultipart returns the bodies between the boundary delimiter lines
-// (RFC 2046 §5.1.1); a missing close delimiter ends the last part at the
-// end of the body.
-func splitMultipart(body []byte, boundary string) [][]byte {
-	if boundary == "" {
-		return nil
-	}
-	delim := []byte("--" + boundary)
-	var out [][]byte
-	start := -1
-	for i := 0; len(out) < maxParts; {
-		j := indexLineStart(body, delim, i)
-		if j < 0 {
-			if start >= 0 {
-				out = append(out, body[start:])
-			}
-			break
-		}
-		if start >= 0 {
-			end := j
-			if end >= 2 && body[end-2] == '\r' && body[end-1] == '\n' {
-				end -= 2
-			}
-			// Two delimiter lines in a row: the CRLF before the second
-			// is the first's own line end, and the part is empty.
-			out = append(out, body[start:max(end, start)])
-		}
-		k := j + len(delim)
-		if bytes.HasPrefix(body[k:], []byte("--")) {
-			break
-		}
-		nl := bytes.IndexByte(body[k:], '\n')
-		if nl < 0 {
-			break
-		}
-		start = k + nl + 1
-		i = start
-	}
-	return out
-}
-
-// indexLineStart finds delim at the start of a line of b, from offset i.
-func indexLineStart(b, delim []byte, i int) int {
-	for i <= len(b) {
-		j := bytes.Index(b[i:], delim)
-		if j < 0 {
-			return -1
-		}
-		j += i
-		if j == 0 || (j >= 1 && b[j-1] == '\n') {
-			return j
-		}
-		i = j + 1
-	}
-	return -1
 }
 
 // resolvePart follows a section's part numbers from the message root: the
@@ -427,24 +375,9 @@ func encodeBinaryParts(raw []byte) []byte {
 	root := parseEntity(raw, "text/plain", 0)
 	var out bytes.Buffer
 	pos := 0 // bytes of raw already copied
-	var walk func(p *mpart)
-	walk = func(p *mpart) {
-		if len(p.children) > 0 {
-			for _, c := range p.children {
-				walk(c)
-			}
+	root.eachLeaf(func(p *mpart) {
+		if !p.storedBase64() {
 			return
-		}
-		if p.msg != nil {
-			walk(p.msg)
-			return
-		}
-		cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
-		if cte != "binary" && bytes.IndexByte(p.body, 0) < 0 {
-			return
-		}
-		if cte == "base64" || cte == "quoted-printable" {
-			return // already line-safe: a NUL there is the client's problem
 		}
 		start := cap(raw) - cap(p.header)
 		out.Write(raw[pos:start])
@@ -460,13 +393,43 @@ func encodeBinaryParts(raw []byte) []byte {
 			out.WriteString("\r\n")
 		}
 		pos = cap(raw) - cap(p.body) + len(p.body)
-	}
-	walk(root)
+	})
 	if pos == 0 {
 		return raw
 	}
 	out.Write(raw[pos:])
 	return out.Bytes()
+}
+
+// eachLeaf calls f for each leaf under p, in order: the parts of its
+// multiparts and of the messages they encapsulate (a multipart without
+// parts is a leaf).
+func (p *mpart) eachLeaf(f func(*mpart)) {
+	switch {
+	case len(p.children) > 0:
+		for _, c := range p.children {
+			c.eachLeaf(f)
+		}
+	case p.msg != nil:
+		p.msg.eachLeaf(f)
+	default:
+		f(p)
+	}
+}
+
+// storedBase64 reports whether an APPENDed leaf is stored base64-encoded
+// (encodeBinaryParts, binaryEncoded): its transfer encoding is binary, or
+// it holds a NUL and is neither base64 nor quoted-printable, which are
+// already line-safe (a NUL there is the client's problem).
+func (p *mpart) storedBase64() bool {
+	cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
+	nul := false
+	if p.span != nil {
+		nul = p.span.nul
+	} else {
+		nul = bytes.IndexByte(p.body, 0) >= 0
+	}
+	return cte == "binary" || nul && cte != "base64" && cte != "quoted-printable"
 }
 
 // withCTE returns a header with its Content-Transfer-Encoding set to cte.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"courriel/internal/mimepart"
 )
 
 // scanMIME finds a message's MIME structure in one pass over its bytes,
@@ -20,13 +22,13 @@ import (
 // delimiter lines, then each part parsed alone. The scanner reads lines
 // in order with a stack of open entities, and so must know where an
 // entity ends before it acts on the entity's last line: a delimiter line
-// of any open multipart ends the parts below it, and the CRLF before the
-// delimiter belongs to the delimiter (RFC 2046 §5.1.1), not to those
-// parts. So a line's own CRLF is acted on (a header's end, a part's
+// of any open multipart ends the parts below it, and the line break
+// before the delimiter (CRLF, or a bare LF) belongs to the delimiter (RFC
+// 2046 §5.1.1), not to those parts. So a line's own line break is acted on (a header's end, a part's
 // start) once the next line is known, and the outermost multipart whose
 // delimiter that next line is wins, as it does in parseEntity, which cuts
-// the outer body first. TestScanMIMEAsParseEntity and FuzzScanMIME
-// compare the two.
+// the outer body first. Both ask internal/mimepart what a line is to a
+// multipart. TestScanMIMEAsParseEntity and FuzzScanMIME compare the two.
 
 // partSpan is where an entity lies in the message: its header
 // [start, bodyStart) and body [bodyStart, end), offsets in the form the
@@ -45,17 +47,20 @@ type partSpan struct {
 func (s *partSpan) headerLen() int64 { return s.bodyStart - s.start }
 func (s *partSpan) bodyLen() int64   { return s.end - s.bodyStart }
 
-// Bounds of what the scanner holds: a header of an entity, the headers
-// of encapsulated messages it keeps (BODYSTRUCTURE has their envelopes),
-// and a boundary (RFC 2046 §5.1.1: 70 characters). Past them it gives up
-// with errScanBounds and the caller reads the message whole, within the
-// server's memory budget.
+// Bounds of what the scanner holds: a header of an entity and the
+// headers of encapsulated messages it keeps (BODYSTRUCTURE has their
+// envelopes). Past them it gives up with errScanBounds and the caller
+// reads the message whole, within the server's memory budget.
 const (
 	maxScanHeader = maxHeaderRead
 	maxScanKept   = 4 << 20
-	maxScanDelim  = 1000
-	scanPeek      = maxScanDelim + 4
 )
+
+// scanPeek is how much of a line the scanner looks at before reading it:
+// a delimiter line is known by its first mimepart.MaxDelimiter octets
+// and the "--" of a close delimiter, and a line that short by its line
+// break too.
+const scanPeek = mimepart.MaxDelimiter + 2 + 2
 
 var errScanBounds = errors.New("imap: MIME structure beyond the scanner's bounds")
 
@@ -73,7 +78,7 @@ type scanLine struct {
 	end, fileEnd     int64      // after the terminator
 	term             int
 	empty            bool // no byte before the terminator
-	delim, closeDlim bool // a delimiter line of frame; its close delimiter ("--" after)
+	delim, closeDlim bool // a delimiter line of frame; its close delimiter
 }
 
 // scanFrame is an open entity.
@@ -86,9 +91,10 @@ type scanFrame struct {
 	keep     bool  // an encapsulated message: its header is kept in p.header
 	prevCRLF bool  // in the header: the last line ended with CRLF
 	nlBody   int64 // the scanner's nl where the body starts
-	// A multipart's split: delim ("--" boundary) is looked for at line
-	// starts while splitting; parts counts those closed.
-	delim     []byte
+	// A multipart's split (hasDelim): delim's lines are looked for while
+	// splitting; parts counts the parts closed.
+	delim     mimepart.Delimiter
+	hasDelim  bool
 	splitting bool
 	parts     int
 }
@@ -122,14 +128,16 @@ func scanMIME(r io.Reader, lfToCRLF bool) (root *mpart, size int64, err error) {
 			}
 			break
 		}
+		// The line without its line break; one longer than the peek is
+		// known by its start.
 		if i := bytes.IndexByte(peek, '\n'); i >= 0 {
-			peek = peek[:i]
+			peek = bytes.TrimSuffix(peek[:i], []byte("\r"))
 		}
 		// The outermost multipart whose delimiter this line is: it ends
-		// what is open below it, whose last line loses its CRLF.
+		// what is open below it, whose last line loses its line break.
 		x := -1
 		for i, f := range sc.stack {
-			if f.splitting && bytes.HasPrefix(peek, f.delim) {
+			if delim, _ := f.delim.Line(peek); f.splitting && delim {
 				x = i
 				break
 			}
@@ -139,18 +147,13 @@ func scanMIME(r io.Reader, lfToCRLF bool) (root *mpart, size int64, err error) {
 				return nil, 0, err
 			}
 			if x >= 0 {
-				e := prev.end
-				if prev.term == termCRLF {
-					e -= 2
-				}
-				sc.closeAbove(x, e, prev.term == termCRLF)
+				sc.closeAbove(x, prev.end-prev.termLen(), prev.term != termNone)
 			}
 		}
 		f := sc.stack[len(sc.stack)-1]
 		prev = scanLine{frame: f, first: sc.off == f.p.span.start}
-		if f.splitting && bytes.HasPrefix(peek, f.delim) {
-			prev.delim = true
-			prev.closeDlim = bytes.HasPrefix(peek[len(f.delim):], []byte("--"))
+		if f.splitting {
+			prev.delim, prev.closeDlim = f.delim.Line(peek)
 		}
 		if err := sc.consume(&prev); err != nil {
 			return nil, 0, err
@@ -272,12 +275,23 @@ func (sc *mimeScanner) consume(l *scanLine) error {
 	return nil
 }
 
+// termLen is the length of the line's terminator, as counted in end.
+func (l *scanLine) termLen() int64 {
+	switch l.term {
+	case termCRLF:
+		return 2
+	case termLF:
+		return 1
+	}
+	return 0
+}
+
 // finish acts on a line once the next is known: the next is a delimiter
-// of stack[x] (x < 0: of none), which takes the line's CRLF from the
-// entities above stack[x].
+// of stack[x] (x < 0: of none), which takes the line's line break, CRLF
+// or bare LF, from the entities above stack[x].
 func (sc *mimeScanner) finish(l *scanLine, x int) error {
 	f := l.frame
-	if x >= 0 && sc.stack[x] != f && l.term == termCRLF || l.term == termNone {
+	if x >= 0 && sc.stack[x] != f || l.term == termNone {
 		// The line is the entity's last, without its terminator: no
 		// header ends there and no part starts after it.
 		if f.splitting && l.delim && !l.closeDlim {
@@ -325,14 +339,11 @@ func (sc *mimeScanner) endHeader(f *scanFrame, l *scanLine) error {
 	}
 	switch {
 	case p.ctype == "multipart":
-		b := p.params["boundary"]
-		if b == "" {
-			return nil // splitMultipart: no parts
+		b, ok := p.params["boundary"]
+		if !ok {
+			return nil // parseEntity: no parts
 		}
-		if len(b)+2 > maxScanDelim || bytes.ContainsAny([]byte(b), "\r\n") {
-			return errScanBounds
-		}
-		f.delim, f.splitting = []byte("--"+b), true
+		f.delim, f.hasDelim, f.splitting = mimepart.NewDelimiter(b), true, true
 	case p.encapsulates():
 		p.msg = sc.push(l.end, l.fileEnd, "text/plain", f.depth+1)
 		sc.stack[len(sc.stack)-1].keep = true
@@ -352,7 +363,7 @@ func (f *scanFrame) endHeader() {
 // closeAbove ends the entities above stack[x] (all for x < 0) at e, or
 // at their start when they started after e (a part right before the next
 // delimiter line is empty); cut says that the last LF read is not theirs
-// (it ended the CRLF before the delimiter line).
+// (it ended the line break before the delimiter line).
 func (sc *mimeScanner) closeAbove(x int, e int64, cut bool) {
 	nl := sc.nl
 	if cut {
@@ -378,7 +389,7 @@ func (sc *mimeScanner) closeAbove(x int, e int64, cut bool) {
 			}
 		}
 		if len(sc.stack) > 0 {
-			if o := sc.stack[len(sc.stack)-1]; o.delim != nil && len(o.p.children) > 0 && o.p.children[len(o.p.children)-1] == p {
+			if o := sc.stack[len(sc.stack)-1]; o.hasDelim && len(o.p.children) > 0 && o.p.children[len(o.p.children)-1] == p {
 				o.parts++
 			}
 		}

@@ -46,6 +46,11 @@ var scanCases = map[string]string{
 	"no boundary":                              "Content-Type: multipart/mixed\r\n\r\n--\r\n\r\nx\r\n",
 	"bare LF blank line":                       "Subject: a\n\r\nbody\r\n",
 	"CRLF then LF":                             "Subject: a\r\n\nbody\r\n",
+	"bare LF before a delimiter":               "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nX: y\r\n\r\none\n--B\r\n\n--B\r\nX: z\n--B--\r\n",
+	"inner delimiter, LF, outer delimiter":     "Content-Type: multipart/mixed; boundary=out\r\n\r\n--out\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n--in\n--out--\r\n",
+	"close delimiter with junk":                "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\none\r\n--B--junk\r\n--B\r\n\r\nepilogue\r\n",
+	"boundary of 90 octets":                    "Content-Type: multipart/mixed; boundary=" + strings.Repeat("x", 90) + "\r\n\r\n--" + strings.Repeat("x", 90) + "\r\n\r\none\r\n--" + strings.Repeat("x", 80) + "Q\r\n\r\ntwo\r\n",
+	"boundary ending in CR":                    "Content-Type: multipart/mixed; boundary=\"B\\\r\"\r\n\r\n--B\r\r\n\r\none\r\n--B\r--\r\n",
 }
 
 // TestScanMIMEAsParseEntity: scanMIME finds, entity by entity, what

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // An APPEND message that cannot go from the connection to the folder's
@@ -64,24 +63,9 @@ func binaryEncoded(f *os.File, size int64, hold func(n int64) error) (io.Reader,
 	}
 	var segs []encSeg
 	var pos int64 // bytes of the file already in segs
-	var walk func(p *mpart)
-	walk = func(p *mpart) {
-		if len(p.children) > 0 {
-			for _, c := range p.children {
-				walk(c)
-			}
+	root.eachLeaf(func(p *mpart) {
+		if !p.storedBase64() {
 			return
-		}
-		if p.msg != nil {
-			walk(p.msg)
-			return
-		}
-		cte := strings.ToLower(strings.TrimSpace(p.fields.cte))
-		if cte != "binary" && !p.span.nul {
-			return
-		}
-		if cte == "base64" || cte == "quoted-printable" {
-			return // already line-safe: a NUL there is the client's problem
 		}
 		s := p.span
 		segs = append(segs,
@@ -89,8 +73,7 @@ func binaryEncoded(f *os.File, size int64, hold func(n int64) error) (io.Reader,
 			encSeg{off: s.start, n: s.headerLen(), kind: segHeader},
 			encSeg{off: s.bodyStart, n: s.bodyLen(), kind: segBase64})
 		pos = s.end
-	}
-	walk(root)
+	})
 	segs = append(segs, encSeg{off: pos, n: size - pos})
 	return &encReader{f: f, segs: segs}, nil
 }

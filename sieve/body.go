@@ -13,6 +13,8 @@ import (
 
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
+
+	"courriel/internal/mimepart"
 )
 
 // body (RFC 5173): the body test matches the body undecoded (:raw), the
@@ -178,7 +180,7 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart, work 
 	}
 	ct = strings.ToLower(ct)
 	switch {
-	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth:
+	case strings.HasPrefix(ct, "multipart/") && hasBoundary(params) && depth < maxMIMEDepth:
 		preamble, parts, epilogue := splitMultipart(body, params["boundary"])
 		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(preamble)}})
 		for _, p := range parts {
@@ -246,70 +248,29 @@ func headerBlock(raw []byte) []byte {
 	return raw
 }
 
-// splitMultipart cuts a multipart body at its boundary lines (RFC 2046
-// §5.1.1): the preamble, the parts, and the epilogue (nil when the close
-// delimiter is missing).
+// splitMultipart cuts a multipart body as Dovecot's parser, which
+// Pigeonhole reads messages with, cuts it (internal/mimepart): the
+// preamble, at most maxMIMEParts parts, and the epilogue (nil when the
+// close delimiter is missing). The body is cut before its parts are
+// looked into, so an outer boundary that is a prefix of an inner one
+// takes the inner one's delimiter lines, where Pigeonhole gives them to
+// the inner one (RFC 2046 §5.1.1 forbids such boundaries).
 func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]byte, epilogue []byte) {
-	delim := []byte("--" + boundary)
-	start := 0
-	inPart := false
-	pos := 0
-	closeSeen := false
-	for pos <= len(body) {
-		end := bytes.IndexByte(body[pos:], '\n')
-		lineEnd := len(body)
-		next := len(body) + 1
-		if end >= 0 {
-			lineEnd = pos + end
-			next = lineEnd + 1
-		}
-		line := bytes.TrimRight(body[pos:lineEnd], "\r")
-		if bytes.HasPrefix(line, delim) {
-			tail := bytes.TrimRight(line[len(delim):], " \t")
-			isClose := bytes.Equal(tail, []byte("--"))
-			if isClose || len(tail) == 0 {
-				// the CRLF before a delimiter belongs to it
-				stop := trimLineEnd(body[start:pos])
-				if inPart {
-					parts = append(parts, stop)
-				} else {
-					preamble = stop
-				}
-				start = next
-				inPart = true
-				if isClose {
-					closeSeen = true
-					break
-				}
-			}
-		}
-		pos = next
+	m := mimepart.Split(body, mimepart.NewDelimiter(boundary), maxMIMEParts)
+	for _, p := range m.Parts {
+		parts = append(parts, body[p.Start:p.End])
 	}
-	if closeSeen {
-		if start < len(body) {
-			epilogue = body[start:]
-		} else {
-			epilogue = []byte{}
-		}
-	} else if inPart && start <= len(body) {
-		parts = append(parts, body[start:])
-	} else if !inPart {
-		preamble = body
+	if m.Closed {
+		epilogue = body[m.Epilogue.Start:m.Epilogue.End]
 	}
-	if len(parts) > maxMIMEParts {
-		parts = parts[:maxMIMEParts]
-	}
-	return preamble, parts, epilogue
+	return body[m.Preamble.Start:m.Preamble.End], parts, epilogue
 }
 
-func trimLineEnd(b []byte) []byte {
-	if bytes.HasSuffix(b, []byte("\r\n")) {
-		return b[:len(b)-2]
-	}
-	if bytes.HasSuffix(b, []byte("\n")) {
-		return b[:len(b)-1]
-	}
-	return b
+// hasBoundary tells a multipart with a boundary parameter, even an empty
+// one (which Dovecot splits at every "--" line), from one without.
+func hasBoundary(params map[string]string) bool {
+	_, ok := params["boundary"]
+	return ok
 }
 
 // transferDecode undoes the Content-Transfer-Encoding; broken encodings

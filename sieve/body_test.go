@@ -65,3 +65,59 @@ func TestBodyTestCached(t *testing.T) {
 		t.Errorf("loop: got %q", got)
 	}
 }
+
+// delimiterMessages are multiparts at the edges of RFC 2046 §5.1.1's
+// delimiter lines, where the splitter sieve had before internal/mimepart
+// disagreed with Pigeonhole: a line starting with the delimiter and
+// anything after it is a delimiter line (a part hidden behind "--bXYZ"
+// was content to us, an attachment to a mail reader); "--" right after
+// it closes the multipart; a boundary is compared on its first 80
+// octets, and an empty one matches every "--" line. Nested multiparts
+// whose outer boundary is a prefix of the inner one are not here: see
+// internal/mimepart.
+var delimiterMessages = map[string]string{
+	"suffix":          "--b\r\n\r\none\r\n--bXYZ\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=evil.exe\r\n\r\nMZ\r\n--b--\r\nepi\r\n",
+	"close with junk": "pre\r\n--b\r\n\r\none\r\n--b--junk\r\nepi\r\n--b\r\n\r\nthree\r\n",
+	"padding":         "--b \t\r\n\r\none\r\n--b-- \r\nepi\r\n",
+	"one dash":        "--b\r\n\r\none\r\n--b-\r\n\r\ntwo\r\n--b--\r\n",
+	"bare LF":         "--b\r\n\r\none\n--b\r\n\r\ntwo\n\n--b--\r\n",
+	"no close":        "pre\r\n--b\r\n\r\none\r\n--b\r\n\r\ntwo",
+	"delimiter last":  "--b\r\n\r\none\r\n--b",
+	"two in a row":    "--b\r\n--b\r\n\r\none\r\n--b--\r\n",
+}
+
+// TestOracleDelimiters: the parts foreverypart visits, their text, and
+// the body test on preamble, parts and epilogue are Pigeonhole's.
+func TestOracleDelimiters(t *testing.T) {
+	o := newOracle(t)
+	long := strings.Repeat("x", 90)
+	msgs := map[string]string{
+		"empty boundary":        "Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n\r\none\r\n--zz\r\n\r\ntwo\r\n",
+		"boundary of 90 octets": "Content-Type: multipart/mixed; boundary=\"" + long + "\"\r\n\r\n--" + long + "\r\n\r\none\r\n--" + long[:80] + "Q\r\n\r\ntwo\r\n--" + long + "--\r\n",
+	}
+	for name, body := range delimiterMessages {
+		msgs[name] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body
+	}
+	scripts := []string{
+		`require ["foreverypart", "mime", "variables", "fileinto"]; set "i" "-"; foreverypart { set "i" "${i}x";
+		if header :mime :matches :contenttype "content-type" "*" { fileinto "${i}${1}"; } }`,
+		`require ["foreverypart", "extracttext", "variables", "fileinto"]; set "i" "-"; foreverypart { set "i" "${i}x";
+		extracttext :length "n"; fileinto "${i}:${n}"; extracttext "t"; if string :is "${t}" ["one", "two", "three", "MZ"] { fileinto "${i}=${t}"; } }`,
+		`require ["body", "fileinto"]; if body :content "multipart" :contains "pre" { fileinto "pre"; }
+		if body :content "multipart" :contains "epi" { fileinto "epi"; } if body :content "multipart" :contains "three" { fileinto "three"; }
+		if body :content "text" :contains ["XYZ", "Q", "MZ"] { fileinto "leak"; } if body :content "text" :is "one" { fileinto "one"; }`,
+	}
+	env := Envelope{From: "a@example.com", To: "b@example.org"}
+	for name, body := range msgs {
+		// LF lines, as the corpus has them and as Dovecot's LDA reads mail
+		// from Postfix (ReadMessage makes CRLF LF).
+		raw := []byte(strings.ReplaceAll("From: a@example.com\r\nTo: b@example.org\r\nSubject: "+name+"\r\nMIME-Version: 1.0\r\n"+body, "\r\n", "\n"))
+		for _, src := range scripts {
+			got, compileErr := ours(t, []byte(src), raw, env)
+			want, out := o.run(t, "delimiters", []byte(src), raw, env)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%s: %q:\n ours:   %q (%v)\n theirs: %q\n sieve-test: %s", name, src, got, compileErr, want, out)
+			}
+		}
+	}
+}

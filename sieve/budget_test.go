@@ -51,11 +51,12 @@ func TestRunBudget(t *testing.T) {
 	deep := func(levels int) string {
 		var b strings.Builder
 		for l := 0; l < levels; l++ {
-			fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=l%d\r\n\r\n--l%d\r\n", l, l)
+			// "l1." and "l10.": no boundary is a prefix of another
+			fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=l%d.\r\n\r\n--l%d.\r\n", l, l)
 		}
 		b.WriteString("Content-Type: text/html\r\n\r\n" + strings.Repeat("<p>text</p>\r\n", 20000))
 		for l := levels - 1; l >= 0; l-- {
-			fmt.Fprintf(&b, "--l%d--\r\n", l)
+			fmt.Fprintf(&b, "--l%d.--\r\n", l)
 		}
 		return b.String()
 	}(20)

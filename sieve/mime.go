@@ -141,7 +141,7 @@ func flattenMIME(h textproto.Header, body []byte, depth int, out *[]mimeEntity, 
 	*out = append(*out, mimeEntity{header: h, body: body, ct: ct, params: params})
 	switch {
 	case depth >= maxMIMEDepth:
-	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "":
+	case strings.HasPrefix(ct, "multipart/") && hasBoundary(params):
 		_, parts, _ := splitMultipart(body, params["boundary"])
 		for _, p := range parts {
 			ph, pbody := splitEntity(p)

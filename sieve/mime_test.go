@@ -18,19 +18,22 @@ func TestMIMEBounds(t *testing.T) {
 		b.WriteString("--b--\r\n")
 		return b.String()
 	}
-	// deep: levels of multiparts, each with leaves beside the next level
+	// deep: levels of multiparts, each with leaves beside the next level;
+	// no boundary is a prefix of another ("l1." and "l10."), which would
+	// make the outer one's delimiter match the inner one's lines (RFC 2046
+	// §5.1.1, internal/mimepart).
 	deep := func(levels, leaves int) string {
 		var b strings.Builder
 		for l := 0; l < levels; l++ {
-			fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=l%d\r\n\r\n", l)
+			fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=l%d.\r\n\r\n", l)
 			for i := 0; i < leaves; i++ {
-				fmt.Fprintf(&b, "--l%d\r\nContent-Type: text/plain\r\n\r\nleaf\r\n", l)
+				fmt.Fprintf(&b, "--l%d.\r\nContent-Type: text/plain\r\n\r\nleaf\r\n", l)
 			}
-			fmt.Fprintf(&b, "--l%d\r\n", l)
+			fmt.Fprintf(&b, "--l%d.\r\n", l)
 		}
 		b.WriteString("Content-Type: text/plain\r\n\r\nbottom\r\n")
 		for l := levels - 1; l >= 0; l-- {
-			fmt.Fprintf(&b, "--l%d--\r\n", l)
+			fmt.Fprintf(&b, "--l%d.--\r\n", l)
 		}
 		return b.String()
 	}
@@ -47,7 +50,7 @@ func TestMIMEBounds(t *testing.T) {
 		{"nesting is at most maxMIMEDepth", count, deep(maxMIMEDepth+50, 0), fmt.Sprintf("store %d", maxMIMEDepth+1), ""},
 		{"a part 20 levels down is seen", count, deep(20, 0), "store 21", ""},
 		{"a part's children are its own", `require ["foreverypart", "mime", "variables", "fileinto"]; set "n" "";
-			foreverypart { if header :mime :anychild "content-type" "multipart/mixed; boundary=l2" { set "n" "${n}x"; } } set :length "n" "${n}"; fileinto "${n}";`,
+			foreverypart { if header :mime :anychild "content-type" "multipart/mixed; boundary=l2." { set "n" "${n}x"; } } set :length "n" "${n}"; fileinto "${n}";`,
 			deep(3, 1), "store 3", ""},
 		{"loop iterations are bounded",
 			`require ["foreverypart"]; foreverypart { foreverypart { foreverypart { foreverypart { keep; } } } }`,

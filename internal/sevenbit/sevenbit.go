@@ -10,6 +10,8 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+
+	"courriel/internal/mimepart"
 )
 
 // Downgrade returns msg with every body part that holds octets over
@@ -58,7 +60,7 @@ func downgradeEntity(ent []byte, depth int) []byte {
 		ctype = "text/plain"
 	}
 	switch {
-	case strings.HasPrefix(ctype, "multipart/") && params["boundary"] != "":
+	case strings.HasPrefix(ctype, "multipart/") && hasBoundary(params):
 		return append(append([]byte{}, head...), downgradeMultipart(body, params["boundary"], depth)...)
 	case ctype == "message/rfc822" || ctype == "message/global":
 		// The encapsulated message's parts are converted; its own
@@ -78,49 +80,39 @@ func downgradeEntity(ent []byte, depth int) []byte {
 	return append(setCTE(head, "quoted-printable"), qp.Bytes()...)
 }
 
-// downgradeMultipart converts the parts between the delimiter lines of
-// boundary, keeping every delimiter, the preamble and the epilogue.
+// downgradeMultipart converts the parts of a multipart body, cut at the
+// delimiter lines of boundary as a reader cuts them (internal/mimepart),
+// keeping every delimiter line, the preamble and the epilogue as they are.
 func downgradeMultipart(body []byte, boundary string, depth int) []byte {
-	delim := []byte("--" + boundary)
+	d := mimepart.NewDelimiter(boundary)
 	var out bytes.Buffer
-	partStart := -1 // where the current part begins, after its delimiter line
-	pos := 0
-	for pos < len(body) {
-		end := bytes.IndexByte(body[pos:], '\n')
-		next := len(body)
-		if end >= 0 {
-			next = pos + end + 1
+	pos := 0 // octets of body written
+	for {
+		// splitBatch parts at a time: every part is converted, however
+		// many there are, and the spans held stay few.
+		m := mimepart.Split(body[pos:], d, splitBatch)
+		base := pos
+		for _, p := range m.Parts {
+			out.Write(body[pos : base+p.Start])
+			out.Write(downgradeEntity(body[base+p.Start:base+p.End], depth+1))
+			pos = base + p.End
 		}
-		line := bytes.TrimRight(body[pos:next], "\r\n")
-		if bytes.HasPrefix(line, delim) {
-			tail := bytes.TrimRight(line[len(delim):], " \t")
-			if len(tail) == 0 || bytes.Equal(tail, []byte("--")) {
-				if partStart >= 0 {
-					// The CRLF before the delimiter belongs to it.
-					partEnd := pos
-					if partEnd >= partStart+2 && body[partEnd-2] == '\r' && body[partEnd-1] == '\n' {
-						partEnd -= 2
-					}
-					out.Write(downgradeEntity(body[partStart:partEnd], depth+1))
-					out.Write(body[partEnd:next])
-				} else {
-					out.Write(body[:next]) // the preamble and the first delimiter
-				}
-				if bytes.Equal(tail, []byte("--")) {
-					out.Write(body[next:]) // the epilogue
-					return out.Bytes()
-				}
-				partStart = next
-			}
+		if m.Closed || len(m.Parts) < splitBatch {
+			break
 		}
-		pos = next
 	}
-	if partStart >= 0 {
-		out.Write(downgradeEntity(body[partStart:], depth+1)) // no close delimiter
-	} else {
-		out.Write(body)
-	}
+	out.Write(body[pos:])
 	return out.Bytes()
+}
+
+// splitBatch is how many parts downgradeMultipart cuts at a time.
+const splitBatch = 1000
+
+// hasBoundary tells a multipart with a boundary parameter, even an empty
+// one (which readers split at every "--" line), from one without.
+func hasBoundary(params map[string]string) bool {
+	_, ok := params["boundary"]
+	return ok
 }
 
 // splitEntity cuts an entity after the empty line that ends its header.

@@ -111,3 +111,46 @@ func FuzzDowngrade(f *testing.F) {
 		}
 	})
 }
+
+// TestDowngradeDelimiters: parts are cut where a mail reader cuts them
+// (internal/mimepart, Dovecot's rule), so that each is converted alone and
+// the delimiter lines, preamble and epilogue go as they came. Before, a
+// line starting with the delimiter and more ("--bXYZ", "--b--junk") was
+// content here, and a part's header after it was encoded with the part
+// before; a bare LF before a delimiter line was a part's, and came out as
+// CRLF; an empty boundary split nothing.
+func TestDowngradeDelimiters(t *testing.T) {
+	t.Parallel()
+	const text = "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+	const qp = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+	many := func(n int, part string) string {
+		return strings.Repeat("--b\r\n"+part+"\r\n", n) + "--b--\r\n"
+	}
+	cases := []struct {
+		name, boundary, in, want string
+	}{
+		{"a suffix after the delimiter", "b",
+			"--b\r\n" + text + "\xc3\xa9\r\n--bXYZ\r\n" + text + "\xc3\xa8\r\n--b--\r\n",
+			"--b\r\n" + qp + "=C3=A9\r\n--bXYZ\r\n" + qp + "=C3=A8\r\n--b--\r\n"},
+		{"a close delimiter with junk, then the epilogue", "b",
+			"pre\r\n--b\r\n" + text + "\xc3\xa9\r\n--b--junk=1\r\n--b\r\nepilogue\r\n",
+			"pre\r\n--b\r\n" + qp + "=C3=A9\r\n--b--junk=1\r\n--b\r\nepilogue\r\n"},
+		{"a bare LF before a delimiter", "b",
+			"--b\n" + text + "\xc3\xa9\n--b--\n",
+			"--b\n" + qp + "=C3=A9\n--b--\n"},
+		{"an empty boundary", "",
+			"--\r\n" + text + "\xc3\xa9\r\n--zz\r\n" + text + "\xc3\xa8\r\n",
+			"--\r\n" + qp + "=C3=A9\r\n--zz\r\n" + qp + "=C3=A8\r\n"},
+		{"no close delimiter", "b",
+			"--b\r\n" + text + "\xc3\xa9\r\n",
+			"--b\r\n" + qp + "=C3=A9\r\n"},
+		{"more parts than a batch", "b", many(splitBatch+5, text+"\xc3\xa9"), many(splitBatch+5, qp+"=C3=A9")},
+	}
+	for _, c := range cases {
+		head := "Subject: d\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + c.boundary + "\"\r\n\r\n"
+		out, changed := Downgrade([]byte(head + c.in))
+		if got := strings.TrimPrefix(string(out), head); !changed || got != c.want {
+			t.Errorf("%s: changed %v\n got  %.300q\n want %.300q", c.name, changed, got, c.want)
+		}
+	}
+}
