@@ -22,7 +22,7 @@ func TestQuotedAtInSender(t *testing.T) {
 		`"x@<y"@example.net`,
 		"\"x@y\x00\"@example.net",
 	} {
-		c.cmd("MAIL FROM:<"+bad+">", "553 5.1.7")
+		c.cmd("MAIL FROM:<"+bad+">", "501 5.1.7")
 	}
 	c.cmd(`MAIL FROM:<"x@y"@Example.NET>`, "250 2.1.0")
 	c.cmd("RCPT TO:<alice@mailbox.example>", "250 2.1.5")
@@ -32,7 +32,7 @@ func TestQuotedAtInSender(t *testing.T) {
 	if len(d) != 1 || d[0].msg.From != `"x@y"@example.net` {
 		t.Fatalf("delivered %d, from %q", len(d), d[0].msg.From)
 	}
-	c.cmd("MAIL FROM:<\"x@y\u2028\"@example.net> SMTPUTF8", "553 5.1.7")
+	c.cmd("MAIL FROM:<\"x@y\u2028\"@example.net> SMTPUTF8", "501 5.1.7")
 
 	sub := newEnv(t, Submissions, nil)
 	c = sub.dialRaw(t)

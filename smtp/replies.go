@@ -58,7 +58,7 @@ var (
 	replyNotWritable   = rep(452, gosmtp.EnhancedCode{4, 3, 1}, "Mail storage not writable, try again later")
 	replyOverQuota     = rep(452, gosmtp.EnhancedCode{4, 2, 2}, "Mailbox full, try again later")
 	replyNestedMail    = rep(503, gosmtp.EnhancedCode{5, 5, 1}, "Nested MAIL command")
-	replyBadSender     = rep(553, gosmtp.EnhancedCode{5, 1, 7}, "Sender address rejected: bad address syntax")
+	replyBadSender     = rep(501, gosmtp.EnhancedCode{5, 1, 7}, "Sender address rejected: bad address syntax")
 	replyBadRcpt       = rep(501, gosmtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: bad address syntax")
 	replyNeedUTF8      = rep(553, gosmtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
 	replyBareNewline   = rep(554, gosmtp.EnhancedCode{5, 6, 0}, "Message contains bare CR or LF (RFC 5321 §2.3.8)")
