@@ -415,14 +415,16 @@ func orgDomain(d string) string {
 }
 
 // clean makes a hostile value safe inside a header field: printable ASCII
-// without quotes or backslashes, at most 255 octets.
+// without backslashes, at most 255 octets. Quotes stay, so that a quoted
+// local part reads as sent: authres quotes such a value and escapes its
+// quotes, and only a backslash could undo that.
 func clean(s string) string {
 	if len(s) > 255 {
 		s = s[:255]
 	}
 	b := []byte(s)
 	for i, c := range b {
-		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+		if c <= ' ' || c >= 0x7f || c == '\\' {
 			b[i] = '?'
 		}
 	}

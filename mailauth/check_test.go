@@ -182,6 +182,7 @@ func TestDMARC(t *testing.T) {
 		// A quoted local part may hold '@' (RFC 5321 §4.1.2, RFC 5322
 		// §3.4.1): the domain follows the last one.
 		{"quoted '@' in MAIL FROM", `"x@reject.test"@pass.test`, "a@pass.test", false, false, Accept, "dmarc=pass header.from=pass.test"},
+		{"quoted '@' in MAIL FROM, as written", `"x@reject.test"@pass.test`, "a@pass.test", false, false, Accept, `smtp.mailfrom="\"x@reject.test\"@pass.test"`},
 		{"quoted '@' in From", "a@pass.test", `"x@reject.test"@pass.test`, false, false, Accept, "dmarc=pass header.from=pass.test"},
 		{"quoted '@' in one of two From addresses", "a@pass.test", `From: a@pass.test, "b@pass.test"@reject.test`, false, false, Reject, "header.from=reject.test"},
 		{"subdomain policy", "a@x.sp.test", "a@x.sp.test", false, false, Quarantine, "dmarc=fail reason=\"p=quarantine\" header.from=x.sp.test"},
