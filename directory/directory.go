@@ -65,6 +65,8 @@ func (d *Directory) countError(err error, connecting bool) {
 		kind = errTimeout
 	case connecting:
 		kind = errConnect
+	case errors.Is(err, errTooManyPages):
+		// Not the connection: what the server answered.
 	case transportError(err):
 		kind = errNetwork
 	}
@@ -197,7 +199,7 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			d.nSearches.Add(1)
 			res, err = c.Search(req)
 		} else {
-			res, err = d.pagedSearch(c, filter, attrs)
+			res, err = d.pagedSearch(ctx, c.Search, filter, attrs)
 		}
 		if err == nil {
 			d.searches.put(c, false)
@@ -210,7 +212,8 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 		broken := transportError(err)
 		d.searches.put(c, broken)
 		lastErr = err
-		if !broken {
+		// A server that pages without end would do so again.
+		if !broken || errors.Is(err, errTooManyPages) {
 			break
 		}
 	}
@@ -230,23 +233,46 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 // (slapd's size.pr answers adminLimitExceeded to a larger page).
 const pageSize = 100
 
+// errTooManyPages: a paged search went on past the pages its SizeLimit
+// needs (pagedSearch), as a server or proxy that answers empty pages with
+// a cookie would forever. Not a transport error, but the connection,
+// which the server keeps paging state on, is closed.
+var errTooManyPages = errors.New("paged search: more pages than the size limit needs")
+
 // pagedSearch reads every entry matching filter, page by page (RFC 2696),
-// up to SizeLimit in all, so that a server whose limits bound plain
-// searches but not paged ones (slapd: size.prtotal=unlimited beside a low
-// size.hard, as Active Directory's MaxPageSize) still answers in full:
-// many entries sharing a maildrop are one lookup, not a size-limit error.
-// More than SizeLimit entries is sizeLimitExceeded, from the server (the
-// request carries the limit, which applies to all pages) or from here. A
-// server without paging ignores the control (it is not critical) and
-// answers in one go, as before.
-func (d *Directory) pagedSearch(c *ldap.Conn, filter string, attrs []string) (*ldap.SearchResult, error) {
+// with search (a connection's Search), up to SizeLimit in all, so that a
+// server whose limits bound plain searches but not paged ones (slapd:
+// size.prtotal=unlimited beside a low size.hard, as Active Directory's
+// MaxPageSize) still answers in full: many entries sharing a maildrop are
+// one lookup, not a size-limit error. More than SizeLimit entries is
+// sizeLimitExceeded, from the server (the request carries the limit,
+// which applies to all pages) or from here. A server without paging
+// ignores the control (it is not critical) and answers in one go, as
+// before.
+//
+// The pages are bounded too, SizeLimit/pageSize + 2 (a last partial page,
+// and the empty one some servers end with), and ctx is checked before
+// each: a server that keeps sending a cookie with empty or short pages
+// must not hold a RCPT and a pooled connection for good. Past the bound
+// it is errTooManyPages; a server whose pages hold fewer than pageSize
+// entries may reach it before SizeLimit, and the lookup waits (4xx).
+func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
+	filter string, attrs []string) (*ldap.SearchResult, error) {
 	paging := ldap.NewControlPaging(pageSize)
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
 		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, []ldap.Control{paging})
+	maxPages := d.opts.SizeLimit/pageSize + 2
 	all := &ldap.SearchResult{}
-	for {
+	for page := 0; ; page++ {
+		if err := ctx.Err(); err != nil {
+			return all, fmt.Errorf("paged search, page %d: %w", page+1, err)
+		}
+		if page == maxPages {
+			return all, fmt.Errorf("%w: %d pages, %d entries, the server still sends a cookie",
+				errTooManyPages, page, len(all.Entries))
+		}
 		d.nSearches.Add(1)
-		res, err := c.Search(req)
+		res, err := search(req)
 		if res != nil {
 			all.Entries = append(all.Entries, res.Entries...)
 		}
@@ -262,7 +288,7 @@ func (d *Directory) pagedSearch(c *ldap.Conn, filter string, attrs []string) (*l
 				// (RFC 2696 §3), so the server drops its state.
 				paging.PagingSize = 0
 				paging.SetCookie(next.Cookie)
-				if _, err := c.Search(req); err != nil && transportError(err) {
+				if _, err := search(req); err != nil && transportError(err) {
 					return all, err
 				}
 			}

@@ -30,8 +30,9 @@ var errSyncUnsupported = errors.New("the server does not support the LDAP sync c
 // answer, so that a new alias or a moved user takes effect at replication
 // speed instead of after the cache TTL. A change that leaves every
 // attribute a lookup reads as it was (a password, a ppolicy or lastbind
-// timestamp) flushes nothing: see watchstate.go, and its assumption that
-// the service account may read the attributes its filters name. While it
+// timestamp) flushes nothing, as long as the service account may read
+// every attribute the filters name (checked at each connection; else
+// every change flushes): see watchstate.go. While it
 // follows a later URL it keeps trying the earlier ones and goes back to
 // the first that answers: lookups go there again too, and a
 // watch on another server would report changes at that server's pace, not
@@ -47,6 +48,13 @@ type Watcher struct {
 	// touches what lookups read from one that does not. Used by Run's
 	// goroutine only.
 	states entryStates
+	// flushAll: every change flushes, the digests notwithstanding, as a
+	// filter attribute may change unseen (searchOnlyAttribute).
+	// unreadable is the attribute and reason last logged for it, so that
+	// a reconnection that finds the same says nothing. Both used by Run's
+	// goroutine only.
+	flushAll   bool
+	unreadable string
 
 	mu        sync.Mutex
 	status    WatchStatus // guarded by mu
@@ -152,6 +160,7 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 	}
 	defer c.Close()
 	url := w.urls[at]
+	w.checkReadable(c, url)
 	// The search lasts as long as the connection: no request timeout
 	// (go-ldap would end it), and TCP keepalive (on by default in the
 	// dialer) notices a peer that vanished.
@@ -208,7 +217,7 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 			switch {
 			case refreshing:
 				// endRefresh flushes once for the whole refresh.
-			case read:
+			case read, w.flushAll:
 				w.changed()
 			default:
 				w.unread()
@@ -340,6 +349,31 @@ func (w *Watcher) note(e *ldap.Entry, st *ldap.ControlSyncState) bool {
 		delete(w.states, st.EntryUUID)
 	}
 	return true
+}
+
+// checkReadable sets flushAll for the session on c: whether the service
+// account may read every attribute the filters name there (an ACL may
+// differ from one server to the next, or since the last connection),
+// and logs when that changes.
+func (w *Watcher) checkReadable(c *ldap.Conn, url string) {
+	attr, why := w.d.searchOnlyAttribute(c)
+	w.flushAll = attr != ""
+	key := attr + "\x00" + why
+	if attr == "" {
+		key = ""
+	}
+	if key == w.unreadable {
+		return
+	}
+	w.unreadable = key
+	if attr == "" {
+		w.d.opts.Logger.Info("directory change watch: every filter attribute is readable; "+
+			"changes that touch no attribute a lookup reads keep the cache again", "url", url)
+		return
+	}
+	w.d.opts.Logger.Warn("directory change watch flushes on every change: a change to an attribute "+
+		"the filters name may not show in what the service account reads (grant it read, not only search)",
+		"url", url, "attribute", attr, "reason", why)
 }
 
 func (w *Watcher) setConnected(v bool) {

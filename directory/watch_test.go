@@ -203,6 +203,53 @@ func TestWatcherKeepsCacheOnUnreadChange(t *testing.T) {
 	}
 }
 
+// A filter attribute the reader may search but not read (an ACL of
+// "search") changes no digest the watcher keeps: the watcher finds it out
+// at start and flushes on every change, so that disabling an address
+// through that attribute takes effect at once, not after the cache TTL.
+func TestWatcherFlushesOnSearchOnlyAttribute(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t, testenv.WithSyncProv())
+	// description: search only for the reader, before its read of ou=mail.
+	s.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcAccess\n"+
+		"olcAccess: {1}to dn.subtree=\""+testenv.MailBase+"\" attrs=description by dn.exact=\""+testenv.ReaderDN+"\" search by * none\n")
+	// An entry with a description, so that the watcher finds out from
+	// what the reader gets, not from the attribute being nowhere.
+	s.Modify(t, "dn: uid=alice,"+testenv.MailBase+"\nchangetype: modify\nadd: description\ndescription: active\n")
+	var logs syncBuffer
+	o := options(s)
+	o.CacheTTL, o.NegativeCacheTTL = time.Hour, time.Hour
+	o.Queries = directory.DefaultQueries()
+	o.Queries.Aliases.Filter = "(&(mailacceptinggeneralid=%s)(!(description=disabled)))"
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	d := newDir(t, o)
+	w := d.NewWatcher(nil)
+	runWatcher(t, w)
+	eventually(t, "watcher connected", func() (bool, string) {
+		st := w.Status()
+		return st.Connected, "status " + statusString(st)
+	})
+	if got, err := resolve(d, "test0@hosted-domain.com"); err != nil || got != "xomail@xoyize.xyz@node=" {
+		t.Fatalf("before: test0 = %q, %v", got, err)
+	}
+
+	s.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nadd: description\ndescription: disabled\n")
+	eventually(t, "change reported", func() (bool, string) {
+		st := w.Status()
+		return st.Changes == 1, statusString(st)
+	})
+	if got, err := resolve(d, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("after disabling through a search-only attribute: test0 = %q, %v; want ErrNotFound (%s)",
+			got, err, statusString(w.Status()))
+	}
+	if st := w.Status(); st.Unread != 0 {
+		t.Errorf("the change was counted unread: %s", statusString(st))
+	}
+	if l := logs.String(); strings.Count(l, "flushes on every change") != 1 || !strings.Contains(l, "attribute=description") {
+		t.Errorf("want one log line naming description, got:\n%s", l)
+	}
+}
+
 // With the replica listed first and the provider second, the watcher
 // follows the provider while the replica is down (as lookups do, so a
 // change is still seen at once), then goes back to the replica when it

@@ -3,6 +3,7 @@ package directory
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -18,10 +19,11 @@ import (
 // Watcher can tell safely is that a change touched nothing any lookup
 // reads — a password, a ppolicy or lastbind timestamp — and skip the
 // flush: every answer stays what the server would give. It sees a change
-// through what the service account may read, so the filters must name
-// attributes the account may read, not only search (an ACL of "search"
-// would let a filter's result change unseen); the seed's ACL gives it
-// "read" on the whole of ou=mail.
+// only through what the service account may read, so that holds only
+// when the account may read every attribute the filters name: with an
+// ACL of "search" on one, a filter's result changes and the digest does
+// not. searchOnlyAttribute checks it at every connection, and the
+// Watcher flushes on every change while it does not hold.
 
 // maxWatchedEntries bounds the states a Watcher keeps: past it, a change
 // to an entry it has no state for flushes, as without states.
@@ -41,38 +43,85 @@ type entryState [16]byte
 // the same options (Mailbox, LookupUser: result attributes, quota, home,
 // "uid"), and its filters come from the queries.
 func (d *Directory) watchAttributes() []string {
-	names := map[string]bool{}
-	add := func(a string) {
+	names, all := d.filterAttributes()
+	out := []string{"*"}
+	if all {
+		out = append(out, "+")
+	}
+	for _, a := range []string{d.opts.QuotaAttribute, d.opts.QuotaMessagesAttribute, d.opts.HomeAttribute,
+		"uid"} { // LookupUser's login
 		if a != "" {
-			names[strings.ToLower(a)] = true
+			names = append(names, strings.ToLower(a))
 		}
 	}
-	all := false
 	for _, q := range d.opts.Queries.byName() {
-		add(q.ResultAttribute)
+		if q.ResultAttribute != "" {
+			names = append(names, strings.ToLower(q.ResultAttribute))
+		}
+	}
+	slices.Sort(names)
+	return append(out, slices.Compact(names)...)
+}
+
+// filterAttributes returns the attributes the queries' filters name, in
+// lower case, sorted, once each; all is true when some filter reads
+// attributes it does not name (or cannot be parsed here).
+func (d *Directory) filterAttributes() (names []string, all bool) {
+	seen := map[string]bool{}
+	add := func(a string) {
+		if a != "" {
+			seen[strings.ToLower(a)] = true
+		}
+	}
+	for _, q := range d.opts.Queries.byName() {
 		f, ok, err := expandFilter(q.Filter, "probe@example.org")
 		if err != nil || !ok {
 			all = true
 			continue
 		}
 		p, err := ldap.CompileFilter(f)
-		if err != nil || !filterAttributes(p, add) {
+		if err != nil || !namedAttributes(p, add) {
 			all = true
 		}
 	}
-	add(d.opts.QuotaAttribute)
-	add(d.opts.QuotaMessagesAttribute)
-	add(d.opts.HomeAttribute)
-	add("uid") // LookupUser's login
-	out := []string{"*"}
+	for a := range seen {
+		names = append(names, a)
+	}
+	slices.Sort(names)
+	return names, all
+}
+
+// searchOnlyAttribute returns an attribute the filters name that the
+// service account, bound on c, cannot be shown to read, and why; "" when
+// it reads them all and a digest of what it reads may decide a flush. A
+// search for (attr=*) that matches an entry yet returns no value of attr
+// means the account may search attr but not read it. An attribute no
+// entry has yet proves nothing: one added later, search-only, would go
+// unseen. One entry is asked about per attribute: an ACL that lets the
+// account read attr on some entries and only search it on others is
+// not caught.
+func (d *Directory) searchOnlyAttribute(c *ldap.Conn) (attr, why string) {
+	names, all := d.filterAttributes()
 	if all {
-		out = append(out, "+")
+		return "(any)", "a filter matches on attributes it does not name"
 	}
-	for a := range names {
-		out = append(out, a)
+	for _, a := range names {
+		req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
+			1, int(d.opts.RequestTimeout.Seconds()), false, "("+a+"=*)", []string{a}, nil)
+		res, err := c.Search(req)
+		if err != nil && (res == nil || len(res.Entries) == 0 || !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded)) {
+			return a, fmt.Sprintf("probe failed: %v", err)
+		}
+		if len(res.Entries) == 0 {
+			return a, "no entry has it: cannot tell whether it is readable"
+		}
+		// Any attribute returned counts: a filter may name a supertype
+		// or an alias, and the server answers with the names it holds.
+		if !slices.ContainsFunc(res.Entries[0].Attributes, func(ea *ldap.EntryAttribute) bool { return len(ea.ByteValues) > 0 }) {
+			return a, "the service account may search it but not read it"
+		}
 	}
-	slices.Sort(out[1:])
-	return out
+	return "", ""
 }
 
 // readsAttribute reports whether a lookup may read attribute a: a query
@@ -82,14 +131,14 @@ func (d *Directory) readsAttribute(a string) bool {
 	return slices.Contains(attrs, "+") || slices.Contains(attrs, strings.ToLower(a))
 }
 
-// filterAttributes calls add for every attribute p names; false when
+// namedAttributes calls add for every attribute p names; false when
 // some cannot be named (an extensible match on any attribute).
-func filterAttributes(p *ber.Packet, add func(string)) bool {
+func namedAttributes(p *ber.Packet, add func(string)) bool {
 	switch p.Tag {
 	case ldap.FilterAnd, ldap.FilterOr, ldap.FilterNot:
 		ok := true
 		for _, c := range p.Children {
-			ok = filterAttributes(c, add) && ok
+			ok = namedAttributes(c, add) && ok
 		}
 		return ok
 	case ldap.FilterEqualityMatch, ldap.FilterSubstrings, ldap.FilterGreaterOrEqual,

@@ -62,3 +62,11 @@ func WithCA(ca *CA) Option {
 func WithoutData() Option {
 	return func(o *options) { o.noData = true }
 }
+
+// WithSyncProv adds the syncprov overlay to the mdb database, as on a
+// replication provider, so that a client can run a persistent sync search
+// (RFC 4533) against this one server: a watcher's test that needs no
+// replica.
+func WithSyncProv() Option {
+	return func(o *options) { o.syncprov = true }
+}
