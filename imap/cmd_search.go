@@ -13,6 +13,7 @@ import (
 
 	"courriel/imap/mailstore"
 	"courriel/imap/wire"
+	"courriel/internal/envaddr"
 )
 
 // searchKey is one node of a parsed SEARCH program (RFC 9051 §6.4.4).
@@ -594,9 +595,13 @@ func containsFold(s, sub string) bool {
 	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
 
-// matchAddress matches each address of the field (group names and
-// members included) on its display name, its addr-spec and the two
-// together, as Dovecot does. An empty value asks whether the field exists.
+// matchAddress matches the field's addresses written back in one
+// canonical form, as Dovecot 2.3 does (message_address_write, then MIME
+// words decoded): `name <local@domain>` or `<local@domain>`, a name or a
+// local part that is not all atext quoted, groups as `group: a, b;`, the
+// addresses joined by ", ". So `"x@y"@example.net` and `"Smith, Ann"`
+// match what a client sees in the header, and `x@y@example.net` does not.
+// An empty value asks whether the field exists.
 func (m *searchMsg) matchAddress(field, value string) bool {
 	env := m.envelope()
 	if env == nil {
@@ -621,18 +626,78 @@ func (m *searchMsg) matchAddress(field, value string) bool {
 	if value == "" {
 		return true
 	}
-	for _, a := range l {
-		_, name := splitADL(a.Name)
-		spec := a.Mailbox
-		if a.Host != "" {
-			spec += "@" + a.Host
+	return containsFold(decodeWords(writeAddresses(l)), value)
+}
+
+// writeAddresses writes an envelope's address list the way Dovecot's
+// message_address_write does, for SEARCH to match on.
+func writeAddresses(l []mailstore.Address) string {
+	var b strings.Builder
+	inGroup := false
+	for i, a := range l {
+		if a.Host == "" {
+			if !inGroup { // a group's start: its name is the mailbox
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				writePhrase(&b, a.Mailbox, true)
+				b.WriteString(":")
+				inGroup = true
+				continue
+			}
+			b.WriteString(";") // the group's end
+			inGroup = false
+			continue
 		}
-		name = decodeWords(name)
-		if containsFold(name, value) || containsFold(spec, value) || containsFold(name+" <"+spec+">", value) {
-			return true
+		switch {
+		case i > 0 && l[i-1].Host == "" && inGroup:
+			b.WriteString(" ") // the group's first member
+		case i > 0:
+			b.WriteString(", ")
 		}
+		adl, name := splitADL(a.Name)
+		if name != "" {
+			writePhrase(&b, name, true)
+			b.WriteByte(' ')
+		}
+		b.WriteByte('<')
+		if adl != "" {
+			b.WriteString(adl)
+			b.WriteByte(':')
+		}
+		writePhrase(&b, a.Mailbox, false)
+		b.WriteByte('@')
+		b.WriteString(a.Host)
+		b.WriteByte('>')
 	}
-	return false
+	return b.String()
+}
+
+// writePhrase writes s as is when it is all atext (dots allowed in a
+// local part, not in a name), or holds encoded words (which a quoted
+// string would hide from decoding); quoted otherwise.
+func writePhrase(b *strings.Builder, s string, name bool) {
+	plain := s != "" || !name
+	if name && strings.Contains(s, "=?") {
+		b.WriteString(s)
+		return
+	}
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x80 || envaddr.IsAtext(c) || c == '.' && !name
+	}
+	if plain {
+		b.WriteString(s)
+		return
+	}
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
 }
 
 // matchHeader is a case-insensitive substring match on the decoded field

@@ -1,12 +1,15 @@
 package imap
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+
+	"courriel/imap/mailstore"
 )
 
 func TestSearch(t *testing.T) {
@@ -99,5 +102,78 @@ func TestSearchWithin(t *testing.T) {
 		if !strings.HasPrefix(got[0], tc.want) || (strings.HasPrefix(tc.want, "*") && got[0] != tc.want) {
 			t.Errorf("%s: %q, want %q", tc.search, got, tc.want)
 		}
+	}
+}
+
+// SEARCH FROM matches the addresses as Dovecot 2.3.19 writes them back
+// (quoted names and local parts, `<spec>` even without a name); the
+// answers are the ones Dovecot's imap gave on the same seven messages.
+func TestSearchAddressAsDovecot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, from := range []string{
+		`"Q" <"x@y"@example.net>`,
+		`"Smith, Ann" <ann@example.org>`,
+		`Plain Name <p@example.org>`,
+		`=?utf-8?q?J=C3=B6rg?= <j@example.org>`,
+		`bare@example.org`,
+		`"Plain" <q@example.org>`,
+		`Ann (comment) <c@example.org>`,
+	} {
+		e.deliver(fmt.Sprintf("170000000%d.M1P1.test", i+1), "From: "+from+"\r\nSubject: m\r\n\r\nbody\r\n")
+	}
+	c := e.login(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		value string
+		want  []goimap.UID
+	}{
+		{`"Q" <`, nil},
+		{`Q <`, []goimap.UID{1}},
+		{`"x@y"@example.net`, []goimap.UID{1}},
+		{`x@y@example.net`, nil},
+		{`Q <"x@y"@example.net>`, []goimap.UID{1}},
+		{`"Smith, Ann"`, []goimap.UID{2}},
+		{`Smith, Ann`, []goimap.UID{2}},
+		{`<ann@`, []goimap.UID{2}},
+		{`"Plain Name"`, []goimap.UID{3}},
+		{`Plain Name <p@`, nil},
+		{`"Plain Name" <p@example.org>`, []goimap.UID{3}},
+		{`Jörg <j`, []goimap.UID{4}},
+		{`"Jörg"`, nil},
+		{`<bare@`, []goimap.UID{5}},
+		{` <bare`, nil},
+		{`bare@example.org`, []goimap.UID{5}},
+		{`"Plain" <`, nil},
+		{`Plain <q@example.org>`, []goimap.UID{6}},
+		{`comment`, nil},
+		{`Ann <c@`, []goimap.UID{7}},
+		{`<c@example.org>`, []goimap.UID{7}},
+		{`org>`, []goimap.UID{2, 3, 4, 5, 6, 7}},
+	} {
+		data, err := c.UIDSearch(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "From", Value: tc.value}}}, nil).Wait()
+		if err != nil {
+			t.Errorf("FROM %q: %v", tc.value, err)
+			continue
+		}
+		if got := data.AllUIDs(); !slices.Equal(got, tc.want) {
+			t.Errorf("FROM %q: got %v, want %v (Dovecot)", tc.value, got, tc.want)
+		}
+	}
+}
+
+// writeAddresses puts groups as Dovecot does: `group: a, b;`. Dovecot
+// 2.3.19 matched SEARCH FROM on this whole string.
+func TestWriteAddressesGroups(t *testing.T) {
+	l := []mailstore.Address{
+		{Mailbox: "team"}, {Mailbox: "a", Host: "x.test"}, {Name: "B b", Mailbox: "b", Host: "x.test"}, {},
+		{Mailbox: "empty"}, {},
+		{Mailbox: "c.d", Host: "y.test"},
+	}
+	want := `team: <a@x.test>, "B b" <b@x.test>;, empty:;, <c.d@y.test>`
+	if got := writeAddresses(l); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

@@ -124,7 +124,7 @@ func DotAtom(s string, utf8 bool) bool {
 	}
 	for _, r := range s {
 		switch {
-		case r == '.', r < 0x80 && isASCIIAtext(byte(r)):
+		case r == '.', r < 0x80 && IsAtext(byte(r)):
 		case utf8 && r >= 0xa0 && r != 0xfeff:
 		default:
 			return false
@@ -133,7 +133,9 @@ func DotAtom(s string, utf8 bool) bool {
 	return true
 }
 
-func isASCIIAtext(c byte) bool {
+// IsAtext reports whether c is an ASCII atext character (RFC 5322
+// §3.2.3): a letter, a digit, or one of !#$%&'*+-/=?^_`{|}~.
+func IsAtext(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
