@@ -74,7 +74,7 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			fmt.Fprintln(stdout, "Mail queue is empty")
 			return nil
 		}
-		fmt.Fprintf(stdout, "%-24s %8s %-20s %s\n", "Queue ID", "Size", "Arrival Time", "Sender/Recipient")
+		fmt.Fprintf(stdout, "%-33s %8s %-20s %s\n", "Queue ID", "Size", "Arrival Time", "Sender/Recipient")
 		for _, s := range list {
 			from := s.From
 			if from == "" {
@@ -84,9 +84,9 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			if s.Held {
 				id += "!" // as mailq marks the hold queue
 			}
-			fmt.Fprintf(stdout, "%-24s %8d %-20s %s\n", id, s.Size, s.Created.Format(time.DateTime), from)
+			fmt.Fprintf(stdout, "%-33s %8d %-20s %s\n", id, s.Size, s.Created.Format(time.DateTime), from)
 			for _, r := range s.Recipients {
-				fmt.Fprintf(stdout, "%46s %s\n", "", recipientLine(r))
+				fmt.Fprintf(stdout, "%55s %s\n", "", recipientLine(r))
 			}
 		}
 		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list))
