@@ -32,7 +32,7 @@ const PendingFlagsFileName = "courriel-pending-flags"
 // string base name (uvarint length and bytes), uvarint the flags of the
 // file's name when the change was made, uvarint the flags the change
 // gave.
-var pendingMagic = []byte("COURRIEL-PENDING-FLAGS 1\n")
+const pendingMagic = "COURRIEL-PENDING-FLAGS 1\n"
 
 // maxPendingSize bounds what is read of the file: some 50 bytes a change,
 // a 100,000-message folder whose every file waits fits many times over.
@@ -63,7 +63,7 @@ func encodePending(l []pendingFlag) []byte {
 var errPendingFormat = errors.New("mailstore: " + PendingFlagsFileName + ": malformed")
 
 func decodePending(data string) ([]pendingFlag, error) {
-	if len(data) < len(pendingMagic)+4 || data[:len(pendingMagic)] != string(pendingMagic) {
+	if len(data) < len(pendingMagic)+4 || data[:len(pendingMagic)] != pendingMagic {
 		return nil, errPendingFormat
 	}
 	payload := data[len(pendingMagic)+4:]
