@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"os"
 	"strings"
 	"time"
 	"unsafe"
@@ -329,21 +328,7 @@ func (mb *Mailbox) saveStateLocked() {
 		return
 	}
 	data := mb.encodeStateLocked(ms.crcOK && len(ms.buf) == 0 && !ms.needSnapshot && !ms.mustSync)
-	tmp := StateFileName + ".tmp"
-	out, err := mb.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return
-	}
-	_, err = out.Write(data)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		mb.owner.chown(mb.root, tmp)
-		err = mb.root.Rename(tmp, StateFileName)
-	}
-	if err != nil {
-		_ = mb.root.Remove(tmp)
+	if mb.writeFileLocked(StateFileName, noSync, data) != nil {
 		return
 	}
 	mb.savedState = sum
