@@ -237,11 +237,13 @@ func NewServer(o Options) (*Server, error) {
 		g = loginguard.New(loginguard.Options{BaseDelay: o.FailDelay, MaxDelay: o.MaxFailDelay})
 	}
 	hops := cluster.NewHops(o.Cluster)
+	reg := mailstore.NewRegistry()
+	reg.Logger = log
 	s := &Server{
 		opts:  o,
 		log:   log,
 		guard: g,
-		reg:   mailstore.NewRegistry(),
+		reg:   reg,
 		conns: connset.New(connset.Limits{MaxConns: o.MaxConns, MaxConnsPerIP: o.MaxConnsPerIP, MaxUserIPConns: o.MaxUserIPConns},
 			hops.FromNode, func(se *session) { se.raw.Close() }),
 		mem:           newMemBudget(o.MaxBufferedBytes),

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
 	"strconv"
 	"time"
 )
@@ -231,30 +230,9 @@ func (mb *Mailbox) saveCacheLocked() {
 	}
 	payload := encodeIndexPayload(&f)
 	sum := sha256.Sum256(payload)
-	tmp := IndexFileName + ".tmp"
-	// 0600 whatever the umask: it holds envelopes (subjects, addresses).
-	out, err := mb.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return
-	}
-	w := bufio.NewWriter(out)
-	w.Write(indexMagic)
-	w.Write(indexHeader{UIDValidity: mb.uidValidity, RecentFrom: mb.recentFrom}.marshal())
-	w.Write(sum[:])
-	w.Write(payload)
-	err = w.Flush()
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		mb.owner.chown(mb.root, tmp)
-		err = mb.root.Rename(tmp, IndexFileName)
-	}
-	if err != nil {
-		_ = mb.root.Remove(tmp)
+	// 0600 (writeFileLocked): it holds envelopes (subjects, addresses).
+	hdr := indexHeader{UIDValidity: mb.uidValidity, RecentFrom: mb.recentFrom}.marshal()
+	if mb.writeFileLocked(IndexFileName, syncFile, indexMagic, hdr, sum[:], payload) != nil {
 		return
 	}
 	mb.cacheDirty = false

@@ -122,7 +122,7 @@ func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 		switch errno {
 		case 0:
 			if bare {
-				delete(mb.bare, m.Base)
+				mb.noteBareLocked(m.Base, false)
 			}
 			return nil
 		case unix.EINTR:
@@ -130,7 +130,7 @@ func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 		case unix.ENOSYS: // a kernel before 3.15
 			err := mb.renameLocked(mb.pathLocked(m), "cur/"+FileName(m.Base, nf))
 			if err == nil && bare {
-				delete(mb.bare, m.Base)
+				mb.noteBareLocked(m.Base, false)
 			}
 			return err
 		}

@@ -62,16 +62,35 @@ func (mb *Mailbox) pathLocked(m *Msg) string {
 // isBareLocked reports whether m's file in cur/ is named without an info
 // part (see bare).
 func (mb *Mailbox) isBareLocked(m *Msg) bool {
-	if len(mb.bare) == 0 {
+	if len(mb.bare) == 0 && len(mb.bareKept) == 0 {
 		return false
 	}
 	_, ok := mb.bare[m.Base]
+	if !ok {
+		_, ok = mb.bareKept[m.Base]
+	}
+	return ok
+}
+
+// isKeptBareLocked reports whether base is a bare name whose rename was
+// given up (see bareKept).
+func (mb *Mailbox) isKeptBareLocked(base string) bool {
+	if len(mb.bareKept) == 0 {
+		return false
+	}
+	_, ok := mb.bareKept[base]
 	return ok
 }
 
 // noteBareLocked records whether the file of base in cur/ is named
 // without an info part.
 func (mb *Mailbox) noteBareLocked(base string, bare bool) {
+	if mb.isKeptBareLocked(base) {
+		if !bare {
+			delete(mb.bareKept, base)
+		}
+		return // still bare: kept so, not tried again
+	}
 	switch {
 	case bare && mb.bare == nil:
 		mb.bare = map[string]struct{}{base: {}}
@@ -242,6 +261,14 @@ type Mailbox struct {
 	// only under its lock, and its listings under it trust that nobody
 	// else does. Nil while there are none.
 	bare map[string]struct{}
+	// bareKept holds the names of bare whose rename failed otherwise
+	// than by the file being gone (a file or folder we may not rename):
+	// they keep their names, as Dovecot keeps them until the message's
+	// flags change, and are not tried again, or every sync would take
+	// the lock for them, and the folder's state (courriel-state, a kept
+	// folder) would never be saved. Logged once. Nil while there are
+	// none.
+	bareKept map[string]struct{}
 	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
 	// found it (removed when nothing waits any more).
 	pendingFile bool

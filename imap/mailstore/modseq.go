@@ -10,8 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ModSeqFileName is courriel's per-folder record of modification
@@ -222,29 +220,12 @@ func (mb *Mailbox) writeModSnapshotLocked() error {
 	for _, v := range ms.vanished {
 		fmt.Fprintf(&b, "V %d %d\n", v.UID, v.ModSeq)
 	}
-	tmp := ModSeqFileName + ".tmp"
-	out, err := mb.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
 	ms.ver = fileVer{}
-	_, err = out.Write(b.Bytes())
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		mb.owner.chown(mb.root, tmp)
-		err = mb.root.Rename(tmp, ModSeqFileName)
-	}
-	if err == nil {
-		ms.crc, ms.crcOK = crc32.Checksum(b.Bytes(), castagnoli), true
-		err = mb.syncFolderLocked()
+	err := mb.writeFileLocked(ModSeqFileName, syncFolder, b.Bytes())
+	if err == nil || errors.Is(err, errFolderSync) {
+		ms.crc, ms.crcOK = crc32.Checksum(b.Bytes(), castagnoli), true // renamed: its content
 	}
 	if err != nil {
-		_ = mb.root.Remove(tmp)
 		return fmt.Errorf("mailstore: write %s: %w", ModSeqFileName, err)
 	}
 	ms.buf = ms.buf[:0]
@@ -252,15 +233,6 @@ func (mb *Mailbox) writeModSnapshotLocked() error {
 	ms.needSnapshot = false
 	ms.appended = 0
 	return nil
-}
-
-func (mb *Mailbox) syncFolderLocked() error {
-	d, err := mb.root.Open(".")
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return ignoringEINTR(func() error { return unix.Fsync(int(d.Fd())) })
 }
 
 // closeModLocked runs at the last release: the records are made durable,

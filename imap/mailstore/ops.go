@@ -111,6 +111,7 @@ func (mb *Mailbox) flagChange(fw *FlagWait, f func(lockMode) error) error {
 		if fw.deadline.IsZero() {
 			fw.deadline = time.Now().Add(mb.reg.flagWait())
 		}
+		mb.reg.hook("flag lock wait")
 		if !uidlist.WaitFree(mb.root, uidlist.FileName, time.Until(fw.deadline)) {
 			fw.spent = true
 			mode = lockDefer
@@ -318,19 +319,30 @@ func (mb *Mailbox) fileFlagsLocked(m *Msg, fl Flags) bool {
 // listing makes the change again on the file's flags: fileFlagsLocked).
 func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
 	for base := range mb.bare {
+		if f := mb.reg.bareFault; f != nil {
+			if err := f(base); err != nil {
+				mb.keepBareLocked(base, err)
+				continue
+			}
+		}
 		if m := mb.baseMapLocked()[base]; m != nil && !m.New {
 			if _, ok := mb.dirty[m]; ok {
 				continue // renamed with its flags below
 			}
-			if err := mb.renameFlagsLocked(m, m.Flags); errors.Is(err, fs.ErrNotExist) {
+			switch err := mb.renameFlagsLocked(m, m.Flags); {
+			case errors.Is(err, fs.ErrNotExist):
 				delete(mb.bare, base) // renamed by another program: a sync finds it
+			case err != nil:
+				mb.keepBareLocked(base, err)
 			}
 		} else {
 			// No message (a file waiting for a UID, a pending
 			// record's), or one back in new/: the name alone.
-			err := mb.renameLocked("cur/"+base, "cur/"+base+":2,")
-			if err == nil || errors.Is(err, fs.ErrNotExist) {
+			switch err := mb.renameLocked("cur/"+base, "cur/"+base+":2,"); {
+			case err == nil || errors.Is(err, fs.ErrNotExist):
 				delete(mb.bare, base)
+			default:
+				mb.keepBareLocked(base, err)
 			}
 		}
 		mb.heldStepLocked(lk)
@@ -353,11 +365,25 @@ func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
 	}
 }
 
+// keepBareLocked gives up the rename of bare name base, which failed with
+// err (see bareKept).
+func (mb *Mailbox) keepBareLocked(base string, err error) {
+	delete(mb.bare, base)
+	if mb.bareKept == nil {
+		mb.bareKept = make(map[string]struct{})
+	}
+	mb.bareKept[base] = struct{}{}
+	mb.reg.log().Warn("mailstore: a cur/ name without ':2,' keeps it", "folder", mb.root.Name(), "name", base, "err", err)
+}
+
 // tryFlushDirtyLocked flushes dirty under the uidlist lock, waiting for it
 // up to wait.
 func (mb *Mailbox) tryFlushDirtyLocked(wait time.Duration) {
 	if len(mb.dirty) == 0 && len(mb.bare) == 0 || mb.closed || mb.detached {
 		return
+	}
+	if wait > 0 {
+		mb.reg.hook("flush lock wait")
 	}
 	uid, gid := mb.owner.ids()
 	lk, err := uidlist.Acquire(mb.root, uidlist.FileName, wait, 0o600, uid, gid)

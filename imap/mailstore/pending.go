@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io/fs"
-	"os"
 )
 
 // PendingFlagsFileName holds the flag changes whose renames still waited
@@ -32,7 +31,7 @@ const PendingFlagsFileName = "courriel-pending-flags"
 // string base name (uvarint length and bytes), uvarint the flags of the
 // file's name when the change was made, uvarint the flags the change
 // gave.
-var pendingMagic = []byte("COURRIEL-PENDING-FLAGS 1\n")
+const pendingMagic = "COURRIEL-PENDING-FLAGS 1\n"
 
 // maxPendingSize bounds what is read of the file: some 50 bytes a change,
 // a 100,000-message folder whose every file waits fits many times over.
@@ -63,7 +62,7 @@ func encodePending(l []pendingFlag) []byte {
 var errPendingFormat = errors.New("mailstore: " + PendingFlagsFileName + ": malformed")
 
 func decodePending(data string) ([]pendingFlag, error) {
-	if len(data) < len(pendingMagic)+4 || data[:len(pendingMagic)] != string(pendingMagic) {
+	if len(data) < len(pendingMagic)+4 || data[:len(pendingMagic)] != pendingMagic {
 		return nil, errPendingFormat
 	}
 	payload := data[len(pendingMagic)+4:]
@@ -85,8 +84,8 @@ func decodePending(data string) ([]pendingFlag, error) {
 
 // savePendingLocked writes the changes of dirty into PendingFlagsFileName
 // when the folder is closed with renames still waiting for the lock, or
-// removes the file when nothing waits. Written as courriel-state is, and
-// fsynced: it is the only record of a change the user made. Best effort:
+// removes the file when nothing waits. Fsynced with the folder
+// (syncFolder): it is the only record of a change the user made. Best effort:
 // a folder we may not write loses them, as before.
 func (mb *Mailbox) savePendingLocked() {
 	if mb.closed || mb.detached || !mb.loaded {
@@ -106,27 +105,10 @@ func (mb *Mailbox) savePendingLocked() {
 			l = append(l, pendingFlag{base: m.Base, disk: disk, want: m.Flags})
 		}
 	}
-	tmp := PendingFlagsFileName + ".tmp"
-	f, err := mb.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return
+	err := mb.writeFileLocked(PendingFlagsFileName, syncFolder, encodePending(l))
+	if err == nil || errors.Is(err, errFolderSync) {
+		mb.pendingFile = true
 	}
-	_, err = f.Write(encodePending(l))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		mb.owner.chown(mb.root, tmp)
-		err = mb.root.Rename(tmp, PendingFlagsFileName)
-	}
-	if err != nil {
-		_ = mb.root.Remove(tmp)
-		return
-	}
-	mb.pendingFile = true
 }
 
 // loadPendingLocked makes again, as the folder is opened, the flag changes

@@ -157,9 +157,7 @@ func (mb *Mailbox) goneLocked(m *Msg) {
 	delete(mb.cache, m.UID)
 	delete(mb.ext, m.UID)
 	delete(mb.dirty, m)
-	if len(mb.bare) > 0 {
-		delete(mb.bare, m.Base)
-	}
+	mb.noteBareLocked(m.Base, false)
 	mb.noteStaleLocked(m.Base, m.UID)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -55,11 +56,27 @@ type Registry struct {
 	// syncHook, tests: called where a step of another program may fall
 	// between two of ours in a sync or a write (see hook).
 	syncHook func(event string)
+	// bareFault, tests: the error of the rename giving bare name base its
+	// ':2,' (see bareKept), returned instead of renaming when not nil.
+	bareFault func(base string) error
+
+	// Logger receives what a folder cannot do and goes on without (a
+	// file it may not rename); nil: slog.Default().
+	Logger *slog.Logger
+}
+
+func (r *Registry) log() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
 }
 
 // hook tells a test that a sync or a write reached event: "uidlist read"
 // (without the lock), "listed new", "listed cur", "lock" (about to take
-// the uidlist lock).
+// the uidlist lock), "flag lock wait" (a flag change waits for another
+// process's lock), "flush lock wait" (renames that waited for the lock
+// wait for it, at a release).
 func (r *Registry) hook(event string) {
 	if r.syncHook != nil {
 		r.syncHook(event)
@@ -243,8 +260,16 @@ func (mb *Mailbox) release(settling bool) {
 	if !mb.closed {
 		// Renames still waiting for the lock: made now if it comes
 		// within the wait, else kept for the next open (see
-		// PendingFlagsFileName).
-		mb.tryFlushDirtyLocked(r.flagWait())
+		// PendingFlagsFileName). Bare names alone are not waited for:
+		// a name without ':2,' is as good a name (Dovecot renames it
+		// only when the message's flags change), and the wait would
+		// hold mb.mu, a new SELECT of the folder with it, for up to
+		// lockWait.
+		var flushWait time.Duration
+		if len(mb.dirty) > 0 {
+			flushWait = r.flagWait()
+		}
+		mb.tryFlushDirtyLocked(flushWait)
 		mb.savePendingLocked()
 		wait = mb.confirmLocked()
 		mb.saveCacheLocked()
@@ -296,7 +321,7 @@ func (mb *Mailbox) closeLocked() {
 		mb.closed = true
 		mb.msgs, mb.byBase, mb.ext, mb.log = nil, nil, nil, nil
 		mb.cache, mb.cachePending, mb.cachePayload, mb.cacheLoaded = nil, nil, "", false
-		mb.listed, mb.stale, mb.dirty, mb.bare = nil, nil, nil, nil
+		mb.listed, mb.stale, mb.dirty, mb.bare, mb.bareKept = nil, nil, nil, nil, nil
 		mb.mod = modState{}
 	}
 }

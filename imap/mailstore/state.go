@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"os"
 	"strings"
 	"time"
 	"unsafe"
@@ -51,7 +50,8 @@ const StateFileName = "courriel-state"
 //	name; uvarint count of the messages in new/, then uvarint step of
 //	each one's index from the previous one (the first from -1); uvarint
 //	count of the messages with uidlist extensions, then the index step
-//	and strings of each.
+//	and strings of each; uvarint count of the messages whose cur/ name
+//	has no info part (see bareKept), then the index step of each.
 //
 // A stamp is uvarint inode, varint size, mtime, ctime, at (see fileVer and
 // settled; a file's at is 0 when its stamp is not to be trusted). A string
@@ -61,7 +61,7 @@ const StateFileName = "courriel-state"
 // leads out of the folder, and the fixed part of each message is a few
 // bytes decoded without allocating: a 100,000-message folder opens in
 // milliseconds.
-var stateMagic = []byte("COURRIEL-STATE 2\n")
+var stateMagic = []byte("COURRIEL-STATE 3\n")
 
 // maxStateSize bounds what is read of courriel-state: some 50 bytes a
 // message, a file planted in the folder does not make the server allocate
@@ -191,9 +191,10 @@ type folderState struct {
 	appended                     int
 	vanished                     []Vanished
 
-	msgs   []Msg // ascending UIDs, ModSeq set; one array for the folder
-	ext    map[uint32][]string
-	anyNew bool
+	msgs     []Msg // ascending UIDs, ModSeq set; one array for the folder
+	ext      map[uint32][]string
+	anyNew   bool
+	bareKept map[string]struct{} // see Mailbox.bareKept
 }
 
 // stateSummary says whether the folder changed since courriel-state was
@@ -323,27 +324,18 @@ func (mb *Mailbox) saveStateLocked() {
 	if mb.detached || !mb.loaded || mb.listDirty || len(mb.listed) > 0 || !mb.listCRCOK || len(mb.dirty) > 0 || len(mb.bare) > 0 {
 		return // (dirty, bare: the files' names are not the ones it would give)
 	}
+	for base := range mb.bareKept {
+		if m := mb.baseMapLocked()[base]; m == nil || m.New {
+			return // a name the file records no message of
+		}
+	}
 	ms := &mb.mod
 	sum := mb.stateSummaryLocked()
 	if sum == mb.savedState {
 		return
 	}
 	data := mb.encodeStateLocked(ms.crcOK && len(ms.buf) == 0 && !ms.needSnapshot && !ms.mustSync)
-	tmp := StateFileName + ".tmp"
-	out, err := mb.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return
-	}
-	_, err = out.Write(data)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		mb.owner.chown(mb.root, tmp)
-		err = mb.root.Rename(tmp, StateFileName)
-	}
-	if err != nil {
-		_ = mb.root.Remove(tmp)
+	if mb.writeFileLocked(StateFileName, noSync, data) != nil {
 		return
 	}
 	mb.savedState = sum
@@ -422,6 +414,16 @@ func (mb *Mailbox) encodeStateLocked(modOK bool) []byte {
 		if ext := mb.ext[m.UID]; len(ext) > 0 {
 			e.uvarint(uint64(i - prev))
 			e.strs(ext)
+			prev = i
+		}
+	}
+	// Names kept bare: the file gives them as they are, or the next
+	// open would look for a name with ':2,' and list cur/ to find it.
+	e.uvarint(uint64(len(mb.bareKept)))
+	prev = -1
+	for i, m := range mb.msgs {
+		if mb.isKeptBareLocked(m.Base) {
+			e.uvarint(uint64(i - prev))
 			prev = i
 		}
 	}
@@ -583,6 +585,19 @@ func decodeState(data string) (*folderState, error) {
 		}
 		s.ext[s.msgs[prev].UID] = d.strs()
 	}
+	prev = -1
+	for k := d.countOf(1); k > 0 && d.err == nil; k-- {
+		step := d.uvarint()
+		if step == 0 || step > uint64(count-1-prev) || s.msgs[prev+int(step)].New {
+			d.fail()
+			break
+		}
+		prev += int(step)
+		if s.bareKept == nil {
+			s.bareKept = make(map[string]struct{})
+		}
+		s.bareKept[s.msgs[prev].Base] = struct{}{}
+	}
 	if d.err == nil && d.off != len(d.s) {
 		d.fail()
 	}
@@ -681,6 +696,7 @@ func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
 		mb.msgs[i] = &s.msgs[i]
 	}
 	mb.byBase, mb.listed, mb.ext = nil, nil, s.ext
+	mb.bare, mb.bareKept = nil, s.bareKept
 	mb.stale, mb.staleKnown, mb.listRead = nil, mb.listRecords == len(mb.msgs), true
 	mb.newSt, mb.newAt, mb.curSt, mb.curAt = s.newSt, s.newAt, s.curSt, s.curAt
 	modOK := s.modOK

@@ -408,7 +408,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			if prev, dup := disk[base]; dup && !prev.isNew {
 				continue // the same message twice in cur/: the first name
 			}
-			if bare && lk != nil {
+			if bare && lk != nil && !mb.isKeptBareLocked(base) {
 				// A cur/ name without an info part (another program's
 				// doing): given the empty one under the lock, as
 				// Dovecot renames in cur/ only under it. Without the
@@ -419,7 +419,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 					bare = false
 				}
 			}
-			if sub == "cur" && (bare || len(mb.bare) > 0) {
+			if sub == "cur" && (bare || len(mb.bare) > 0 || len(mb.bareKept) > 0) {
 				mb.noteBareLocked(base, bare)
 			}
 			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
