@@ -91,15 +91,24 @@ func (s *spool) onceMarkPath(id string) string { return filepath.Join(s.dir, onc
 // (WithOnceKey), before it leaves the spool: it holds m's origin, and its
 // modification time is now (the queue's clock), from which it is kept.
 func (s *spool) markOnce(m *Message, now time.Time) error {
-	dir := filepath.Join(s.dir, onceDir)
-	p := filepath.Join(dir, m.ID)
+	return s.writeMark(onceDir, m.ID, m.Origin, now)
+}
+
+// writeMark durably writes the mark id in the spool's subdirectory sub
+// (dsn/, once/): one line, then the file and the directory fsynced, so
+// that it is there after a crash before what it marks leaves the spool.
+// A non-zero mtime is set as its modification time (a sweep keeps it
+// from then, on the queue's clock rather than the file system's).
+func (s *spool) writeMark(sub, id, line string, mtime time.Time) error {
+	dir := filepath.Join(s.dir, sub)
+	p := filepath.Join(dir, id)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("queue: mark %s: %w", id, err)
 	}
-	_, err = f.WriteString(m.Origin + "\n")
-	if err == nil {
-		err = os.Chtimes(p, now, now)
+	_, err = f.WriteString(line + "\n")
+	if err == nil && !mtime.IsZero() {
+		err = os.Chtimes(p, mtime, mtime)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -110,7 +119,10 @@ func (s *spool) markOnce(m *Message, now time.Time) error {
 	if err == nil {
 		err = syncPath(dir)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("queue: mark %s: %w", id, err)
+	}
+	return nil
 }
 
 // leavingOnce is leaving for a message made under a key: its mark is
