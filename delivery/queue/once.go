@@ -141,8 +141,9 @@ func (q *Queue) leavingOnce(m *Message) bool {
 
 // sweepOnceMarks removes the marks of messages made under a key that are
 // past their time (see above): written more than MaxLifetime ago, their
-// origin neither queued nor held. busy keeps two sweeps from overlapping.
-func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
+// origin neither queued nor held. busy keeps two sweeps from overlapping;
+// lockHeld: the caller holds the spool lock (Open's recover).
+func (q *Queue) sweepOnceMarks(busy *atomic.Bool, lockHeld bool) {
 	if busy != nil {
 		if !busy.CompareAndSwap(false, true) {
 			return
@@ -163,7 +164,7 @@ func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		if q.originHere(p) {
+		if q.originHere(p, lockHeld) {
 			continue
 		}
 		if os.Remove(p) == nil {
@@ -176,8 +177,11 @@ func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
 }
 
 // originHere reports whether the origin the mark at p names is queued or
-// held.
-func (q *Queue) originHere(p string) bool {
+// held. The two places are looked at under the spool lock, which hold and
+// release take for their renames: unlocked, a release between the two
+// looks would make a live origin look absent (and its mark be swept).
+// lockHeld: the caller holds it already.
+func (q *Queue) originHere(p string, lockHeld bool) bool {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return false
@@ -186,12 +190,23 @@ func (q *Queue) originHere(p string) bool {
 	if err != nil {
 		return false
 	}
-	for _, env := range []string{q.sp.path(origin, extEnvelope), q.sp.heldPath(origin, extEnvelope)} {
-		if _, err := os.Lstat(env); err == nil {
-			return true
+	here := false
+	look := func() error {
+		for _, env := range []string{q.sp.path(origin, extEnvelope), q.sp.heldPath(origin, extEnvelope)} {
+			if _, err := os.Lstat(env); err == nil {
+				here = true
+				return nil
+			}
 		}
+		return nil
 	}
-	return false
+	if lockHeld {
+		err = look()
+	} else {
+		err = q.sp.locked(look)
+	}
+	// Without the lock nothing is known: the mark stays.
+	return here || err != nil
 }
 
 // known reports whether a message of queue id id is known: in the spool,
