@@ -213,13 +213,24 @@ func (q *Queue) originHere(p string, lockHeld bool) bool {
 // held, or left the mark of a DSN (dsnonce.go) or of a message made under
 // a key (above). Under the spool lock, so that a removal or a hold at the
 // same time is seen on one side or the other (the marks are written
-// before the envelope goes).
+// before the envelope goes). A message renamed in whose fsync has not
+// returned (create) is waited for: it may yet be withdrawn.
 func (s *spool) known(id string) (known bool, err error) {
-	err = s.locked(func() error {
-		known, err = s.knownLocked(id)
-		return err
-	})
-	return known, err
+	for {
+		var wait chan struct{}
+		err = s.locked(func() error {
+			if ch, ok := s.committing[id]; ok {
+				wait = ch
+				return nil
+			}
+			known, err = s.knownLocked(id)
+			return err
+		})
+		if wait == nil {
+			return known, err
+		}
+		<-wait
+	}
 }
 
 // knownLocked is known, with the spool lock held.
