@@ -334,7 +334,15 @@ func (f *Filter) rememberFor(home, sender, handle, claim string, period time.Dur
 	}
 	entries[key] = now.Add(period).Unix()
 	if claim != "" {
-		entries[memoryKey(claim)] = now.Add(sideEffectsMemory).Unix()
+		// The claim matters only while its reply is remembered: past
+		// the period the retry finds the sender fresh anyway (and the
+		// queue's key keeps the reply once). Kept longer, claims would
+		// take the place of live replies in the bounded memory. A
+		// second more than the reply, so that the bound, which forgets
+		// the earliest expiries first, never forgets the claim and
+		// keeps its reply, which would lose the reply of a retry after
+		// a crash before the Accept.
+		entries[memoryKey(claim)] = now.Add(period).Unix() + 1
 	}
 	return true, writeMemory(root, entries, uid, gid)
 }
