@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -362,22 +363,19 @@ func (d fakeDir) Mailbox(_ context.Context, addr string) (*directory.Mailbox, er
 	return nil, directory.ErrNotFound
 }
 
-func (q *recordingQueue) AcceptForward(ctx context.Context, key, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return q.Accept(ctx, key, id, remoteFrom, remote, local, data)
-}
-
 type recordingQueue struct {
 	mu   sync.Mutex
 	sent []string // from + " -> " + rcpts
 	data []string
 }
 
-func (q *recordingQueue) Accept(_ context.Context, _, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	b := make([]byte, data.Size())
-	data.ReadAt(b, 0)
+// Accept records the sender of the remote copies.
+func (q *recordingQueue) Accept(_ context.Context, out Outgoing) (string, []error, error) {
+	b := make([]byte, out.Data.Size())
+	out.Data.ReadAt(b, 0)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.sent = append(q.sent, from+" -> "+strings.Join(remote, ","))
+	q.sent = append(q.sent, cmp.Or(out.RemoteFrom, out.From)+" -> "+strings.Join(out.Remote, ","))
 	q.data = append(q.data, string(b))
 	return "Q1", nil, nil
 }

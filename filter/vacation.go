@@ -167,7 +167,7 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 	// has it recorded for this copy (rememberFor) whether the crash came
 	// before the Accept or after.
 	key := queueKey(r.CopyKey, "vacation", []string{m.From})
-	qid, _, err := f.o.Outbound.Accept(ctx, key, m.ID, "", remote, local, bytes.NewReader(reply))
+	qid, _, err := f.o.Outbound.Accept(ctx, Outgoing{Key: key, MsgID: m.ID, Remote: remote, Local: local, Data: bytes.NewReader(reply)})
 	if err != nil {
 		f.log.Warn("sieve: vacation not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return
