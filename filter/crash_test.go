@@ -29,17 +29,14 @@ type crashingQueue struct {
 	before  bool
 }
 
-func (c *crashingQueue) Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	q := c.crash(remote, local, true)
-	id, errs, err := q.Accept(ctx, msgID, from, remote, local, data, queue.WithOnceKey(key))
-	c.crash(remote, local, false)
-	return id, errs, err
-}
-
-func (c *crashingQueue) AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	q := c.crash(remote, local, true)
-	id, errs, err := q.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data, queue.WithOnceKey(key))
-	c.crash(remote, local, false)
+func (c *crashingQueue) Accept(ctx context.Context, out Outgoing) (id string, errs []error, err error) {
+	q := c.crash(out.Remote, out.Local, true)
+	if out.RemoteFrom != "" {
+		id, errs, err = q.AcceptForward(ctx, out.MsgID, out.From, out.RemoteFrom, out.Remote, out.Local, out.Data, queue.WithOnceKey(out.Key))
+	} else {
+		id, errs, err = q.Accept(ctx, out.MsgID, out.From, out.Remote, out.Local, out.Data, queue.WithOnceKey(out.Key))
+	}
+	c.crash(out.Remote, out.Local, false)
 	return id, errs, err
 }
 

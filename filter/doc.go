@@ -34,8 +34,8 @@
 // queue.WithOnceKey), and an Accept under a key the queue had, whether
 // still queued or already delivered, stores nothing (a vacation reply,
 // recorded in the memory before its Accept, is recorded with the copy
-// that claimed it, whose retry queues it again under its key: a crash
-// between the two loses it no more). The memory stays as the fast path
+// that claimed it, for the reply's period, whose retry queues it again
+// under its key: a crash between the two loses it no more). The memory stays as the fast path
 // (a retry reads one file instead of trying each Accept), and for what
 // the queue's key cannot see: a retry whose script, changed meanwhile,
 // groups the redirects otherwise. A redirected copy is read in

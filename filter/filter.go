@@ -44,16 +44,32 @@ type Resolver interface {
 // Outbound is the queue (*queue.Queue): redirects, vacation replies and
 // notifications leave through it, durably queued when Accept returns.
 type Outbound interface {
-	// Accept is queue.Accept. key, when not "", names the message as
-	// queue.WithOnceKey does, the same at every try of the delivery that
-	// makes it (queueKey): an Accept under a key queued before,
-	// whether still queued or gone, stores nothing and returns nil, so
-	// that a retry after a crash between an Accept and its record here
-	// queues nothing twice.
-	Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
-	// AcceptForward is Accept with another sender (SRS) for the remote
-	// copies than the local ones show.
-	AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error)
+	// Accept is queue.Accept, or queue.AcceptForward when out.RemoteFrom
+	// is set, with queue.WithOnceKey(out.Key). It returns the queue id
+	// and the errors of the local copies.
+	Accept(ctx context.Context, out Outgoing) (string, []error, error)
+}
+
+// Outgoing is a message the filter makes for Outbound: named fields, for
+// its strings are easily swapped unnoticed in a list of arguments.
+type Outgoing struct {
+	// Key, when not "", names the message as queue.WithOnceKey does, the
+	// same at every try of the delivery that makes it (queueKey): an
+	// Accept under a key queued before, whether still queued or gone,
+	// stores nothing and returns nil, so that a retry after a crash
+	// between an Accept and its record here queues nothing twice.
+	Key string
+	// MsgID is the msg_id of the message it was made from, for the logs.
+	MsgID string
+	// From is the envelope sender; "" is the null sender.
+	From string
+	// RemoteFrom, when not "", is another sender (a redirect's SRS
+	// address) for the remote copies than From, which the local copies
+	// show (queue.AcceptForward).
+	RemoteFrom string
+	Remote     []string
+	Local      []delivery.Recipient
+	Data       delivery.Content
 }
 
 // Options configure a Filter.

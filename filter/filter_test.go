@@ -2,11 +2,15 @@ package filter
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -241,6 +245,71 @@ func TestVacationClaim(t *testing.T) {
 	}
 }
 
+// TestVacationClaimPeriod: a reply's claim is kept for the reply's
+// period (its :days), not longer: once the reply is forgotten, it takes
+// no live sender's place in the bounded memory (a flood of unique
+// senders made such claims crowd out the replies of a day, and more
+// replies went out twice).
+func TestVacationClaimPeriod(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	home := t.TempDir()
+	path := filepath.Join(home, VacationMemoryName)
+	if fresh, err := f.rememberFor(home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour, -1, -1); err != nil || !fresh {
+		t.Fatalf("first reply: fresh %v (%v)", fresh, err)
+	}
+	// Two days on, a memory full of the replies of the day before.
+	now = now.Add(48 * time.Hour)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := now.Add(12 * time.Hour).Unix()
+	for i := range maxMemoryEntries - 1 {
+		b = fmt.Appendf(b, "%d %064x\n", live, i)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := f.remember(home, "carol@z.z", "h", 24*time.Hour, -1, -1); err != nil || !fresh {
+		t.Fatalf("carol: fresh %v (%v)", fresh, err)
+	}
+	b, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(b, []byte(strconv.FormatInt(live, 10)+" ")); n != maxMemoryEntries-1 {
+		t.Errorf("%d of the %d live replies remembered, want all", n, maxMemoryEntries-1)
+	}
+}
+
+// TestVacationClaimBound: the memory's bound, which forgets the earliest
+// expiries first, forgets a claimed reply before its claim, never the
+// claim alone, which would make the claiming copy's retry send nothing:
+// the claim expires a second after the reply.
+func TestVacationClaimBound(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	home := t.TempDir()
+	if fresh, err := f.rememberFor(home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour, -1, -1); err != nil || !fresh {
+		t.Fatalf("fresh %v (%v), want true", fresh, err)
+	}
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	entries, err := readMemory(root, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("bob@z.z\x00h"))
+	reply, claim := entries[hex.EncodeToString(sum[:])], entries[memoryKey(replyClaim("Q1-0"))]
+	if want := now.Add(24 * time.Hour).Unix(); reply != want || claim != want+1 {
+		t.Errorf("reply expires at %d, its claim at %d; want %d and %d", reply, claim, want, want+1)
+	}
+}
+
 func TestComposeReply(t *testing.T) {
 	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Hostname: "mx.x.y"})
 	msg, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <m1@z.z>\r\nReferences: <m0@z.z>\r\n\r\nhi\r\n"))
@@ -294,22 +363,19 @@ func (d fakeDir) Mailbox(_ context.Context, addr string) (*directory.Mailbox, er
 	return nil, directory.ErrNotFound
 }
 
-func (q *recordingQueue) AcceptForward(ctx context.Context, key, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return q.Accept(ctx, key, id, remoteFrom, remote, local, data)
-}
-
 type recordingQueue struct {
 	mu   sync.Mutex
 	sent []string // from + " -> " + rcpts
 	data []string
 }
 
-func (q *recordingQueue) Accept(_ context.Context, _, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	b := make([]byte, data.Size())
-	data.ReadAt(b, 0)
+// Accept records the sender of the remote copies.
+func (q *recordingQueue) Accept(_ context.Context, out Outgoing) (string, []error, error) {
+	b := make([]byte, out.Data.Size())
+	out.Data.ReadAt(b, 0)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.sent = append(q.sent, from+" -> "+strings.Join(remote, ","))
+	q.sent = append(q.sent, cmp.Or(out.RemoteFrom, out.From)+" -> "+strings.Join(out.Remote, ","))
 	q.data = append(q.data, string(b))
 	return "Q1", nil, nil
 }

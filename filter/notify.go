@@ -58,7 +58,7 @@ func (f *Filter) notify(ctx context.Context, m *delivery.Message, r *delivery.Re
 		}
 	}
 	key := queueKey(r.CopyKey, "notify "+strconv.Itoa(i), rcpts)
-	qid, _, err := f.o.Outbound.Accept(ctx, key, m.ID, "", remote, local, bytes.NewReader(data))
+	qid, _, err := f.o.Outbound.Accept(ctx, Outgoing{Key: key, MsgID: m.ID, Remote: remote, Local: local, Data: bytes.NewReader(data)})
 	if err != nil {
 		f.log.Warn("sieve: notification not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return

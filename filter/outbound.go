@@ -74,7 +74,7 @@ func (f *Filter) sideEffects(ctx context.Context, m *delivery.Message, mr *messa
 // memory; sideEffectsMemory outlasts the queue's lifetime (5 days).
 func sideEffectsKey(copyKey string) string { return "queued\x00" + copyKey }
 
-// queueKey is the queue's key (Outbound.Accept's) of what a keyed
+// queueKey is the queue's key (Outgoing.Key) of what a keyed
 // copy's scripts made: what ("redirect", "vacation", "notify 2") and the
 // addresses it goes to, in any order; "" for a copy without a key. The
 // copy's key comes first: the queue gives the message an id of that
@@ -201,13 +201,12 @@ func (f *Filter) redirect(ctx context.Context, m *delivery.Message, r *delivery.
 		return &delivery.Error{Temporary: true, Reason: "cannot route the redirect", Err: err}
 	}
 	key := queueKey(r.CopyKey, "redirect", to)
-	var qid string
+	out := Outgoing{Key: key, MsgID: m.ID, From: remoteFrom, Remote: remote, Local: local, Data: data}
 	if remoteFrom != m.From && len(local) > 0 {
 		// Local copies show the original sender, as for alias forwards.
-		qid, _, err = f.o.Outbound.AcceptForward(ctx, key, m.ID, m.From, remoteFrom, remote, local, data)
-	} else {
-		qid, _, err = f.o.Outbound.Accept(ctx, key, m.ID, remoteFrom, remote, local, data)
+		out.From, out.RemoteFrom = m.From, remoteFrom
 	}
+	qid, _, err := f.o.Outbound.Accept(ctx, out)
 	if err != nil {
 		return &delivery.Error{Temporary: true, Reason: "cannot queue the redirect", Err: err}
 	}

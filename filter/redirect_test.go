@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -28,7 +29,9 @@ type streamingQueue struct {
 	heads    []string   // each message's header
 }
 
-func (q *streamingQueue) Accept(_ context.Context, _, _, from string, remote []string, _ []delivery.Recipient, data delivery.Content) (string, []error, error) {
+// Accept records the sender of the remote copies.
+func (q *streamingQueue) Accept(_ context.Context, out Outgoing) (string, []error, error) {
+	from, remote, data := cmp.Or(out.RemoteFrom, out.From), out.Remote, out.Data
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.failures > 0 && strings.Contains(strings.Join(remote, ","), q.fail) {
@@ -45,10 +48,6 @@ func (q *streamingQueue) Accept(_ context.Context, _, _, from string, remote []s
 	q.sums = append(q.sums, [32]byte(h.Sum(nil)))
 	q.heads = append(q.heads, string(head))
 	return "Q", nil, nil
-}
-
-func (q *streamingQueue) AcceptForward(ctx context.Context, key, id, _, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return q.Accept(ctx, key, id, remoteFrom, remote, local, data)
 }
 
 // headWriter keeps what comes before the first empty line.

@@ -167,7 +167,7 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 	// has it recorded for this copy (rememberFor) whether the crash came
 	// before the Accept or after.
 	key := queueKey(r.CopyKey, "vacation", []string{m.From})
-	qid, _, err := f.o.Outbound.Accept(ctx, key, m.ID, "", remote, local, bytes.NewReader(reply))
+	qid, _, err := f.o.Outbound.Accept(ctx, Outgoing{Key: key, MsgID: m.ID, Remote: remote, Local: local, Data: bytes.NewReader(reply)})
 	if err != nil {
 		f.log.Warn("sieve: vacation not queued", "msg_id", m.ID, "to", r.Address, "err", err)
 		return
@@ -334,7 +334,15 @@ func (f *Filter) rememberFor(home, sender, handle, claim string, period time.Dur
 	}
 	entries[key] = now.Add(period).Unix()
 	if claim != "" {
-		entries[memoryKey(claim)] = now.Add(sideEffectsMemory).Unix()
+		// The claim matters only while its reply is remembered: past
+		// the period the retry finds the sender fresh anyway (and the
+		// queue's key keeps the reply once). Kept longer, claims would
+		// take the place of live replies in the bounded memory. A
+		// second more than the reply, so that the bound, which forgets
+		// the earliest expiries first, never forgets the claim and
+		// keeps its reply, which would lose the reply of a retry after
+		// a crash before the Accept.
+		entries[memoryKey(claim)] = now.Add(period).Unix() + 1
 	}
 	return true, writeMemory(root, entries, uid, gid)
 }

@@ -271,12 +271,11 @@ func startClusterNode(t testing.TB, e *clusterEnv, name string, nodes map[string
 // lateQueue lets the filter queue through a queue opened after it.
 type lateQueue struct{ q **queue.Queue }
 
-func (l lateQueue) Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return (*l.q).Accept(ctx, msgID, from, remote, local, data, queue.WithOnceKey(key))
-}
-
-func (l lateQueue) AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return (*l.q).AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data, queue.WithOnceKey(key))
+func (l lateQueue) Accept(ctx context.Context, out filter.Outgoing) (string, []error, error) {
+	if out.RemoteFrom != "" {
+		return (*l.q).AcceptForward(ctx, out.MsgID, out.From, out.RemoteFrom, out.Remote, out.Local, out.Data, queue.WithOnceKey(out.Key))
+	}
+	return (*l.q).Accept(ctx, out.MsgID, out.From, out.Remote, out.Local, out.Data, queue.WithOnceKey(out.Key))
 }
 
 // stopHop closes the node's cluster listener (the node is "down" for the

@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 
-	"courriel/delivery"
 	"courriel/delivery/queue"
 	"courriel/filter"
 	"courriel/sieve"
@@ -39,10 +38,9 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 // the queue is opened after the filter, which it delivers local copies with.
 type lateQueue struct{ a *app }
 
-func (l lateQueue) Accept(ctx context.Context, key, msgID, from string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return l.a.queue.Accept(ctx, msgID, from, remote, local, data, queue.WithOnceKey(key))
-}
-
-func (l lateQueue) AcceptForward(ctx context.Context, key, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content) (string, []error, error) {
-	return l.a.queue.AcceptForward(ctx, msgID, from, remoteFrom, remote, local, data, queue.WithOnceKey(key))
+func (l lateQueue) Accept(ctx context.Context, out filter.Outgoing) (string, []error, error) {
+	if out.RemoteFrom != "" {
+		return l.a.queue.AcceptForward(ctx, out.MsgID, out.From, out.RemoteFrom, out.Remote, out.Local, out.Data, queue.WithOnceKey(out.Key))
+	}
+	return l.a.queue.Accept(ctx, out.MsgID, out.From, out.Remote, out.Local, out.Data, queue.WithOnceKey(out.Key))
 }

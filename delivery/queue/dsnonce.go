@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // A DSN is handed over once, whatever the moment of a crash:
@@ -40,22 +41,7 @@ func (s *spool) dsnMarkPath(id string) string { return filepath.Join(s.dir, dsnD
 // markDSN durably leaves the mark of the DSN id, which an envelope of
 // queue id orig names, before the DSN leaves the spool.
 func (s *spool) markDSN(id, orig string) error {
-	dir := filepath.Join(s.dir, dsnDir)
-	f, err := os.OpenFile(filepath.Join(dir, id), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(orig + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = syncPath(dir)
-	}
-	return err
+	return s.writeMark(dsnDir, id, orig, time.Time{})
 }
 
 // hasDSN reports whether m names the DSN id as being handed over.

@@ -91,15 +91,24 @@ func (s *spool) onceMarkPath(id string) string { return filepath.Join(s.dir, onc
 // (WithOnceKey), before it leaves the spool: it holds m's origin, and its
 // modification time is now (the queue's clock), from which it is kept.
 func (s *spool) markOnce(m *Message, now time.Time) error {
-	dir := filepath.Join(s.dir, onceDir)
-	p := filepath.Join(dir, m.ID)
+	return s.writeMark(onceDir, m.ID, m.Origin, now)
+}
+
+// writeMark durably writes the mark id in the spool's subdirectory sub
+// (dsn/, once/): one line, then the file and the directory fsynced, so
+// that it is there after a crash before what it marks leaves the spool.
+// A non-zero mtime is set as its modification time (a sweep keeps it
+// from then, on the queue's clock rather than the file system's).
+func (s *spool) writeMark(sub, id, line string, mtime time.Time) error {
+	dir := filepath.Join(s.dir, sub)
+	p := filepath.Join(dir, id)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("queue: mark %s: %w", id, err)
 	}
-	_, err = f.WriteString(m.Origin + "\n")
-	if err == nil {
-		err = os.Chtimes(p, now, now)
+	_, err = f.WriteString(line + "\n")
+	if err == nil && !mtime.IsZero() {
+		err = os.Chtimes(p, mtime, mtime)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -110,7 +119,10 @@ func (s *spool) markOnce(m *Message, now time.Time) error {
 	if err == nil {
 		err = syncPath(dir)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("queue: mark %s: %w", id, err)
+	}
+	return nil
 }
 
 // leavingOnce is leaving for a message made under a key: its mark is
@@ -129,8 +141,9 @@ func (q *Queue) leavingOnce(m *Message) bool {
 
 // sweepOnceMarks removes the marks of messages made under a key that are
 // past their time (see above): written more than MaxLifetime ago, their
-// origin neither queued nor held. busy keeps two sweeps from overlapping.
-func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
+// origin neither queued nor held. busy keeps two sweeps from overlapping;
+// lockHeld: the caller holds the spool lock (Open's recover).
+func (q *Queue) sweepOnceMarks(busy *atomic.Bool, lockHeld bool) {
 	if busy != nil {
 		if !busy.CompareAndSwap(false, true) {
 			return
@@ -151,7 +164,7 @@ func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		if q.originHere(p) {
+		if q.originHere(p, lockHeld) {
 			continue
 		}
 		if os.Remove(p) == nil {
@@ -164,8 +177,11 @@ func (q *Queue) sweepOnceMarks(busy *atomic.Bool) {
 }
 
 // originHere reports whether the origin the mark at p names is queued or
-// held.
-func (q *Queue) originHere(p string) bool {
+// held. The two places are looked at under the spool lock, which hold and
+// release take for their renames: unlocked, a release between the two
+// looks would make a live origin look absent (and its mark be swept).
+// lockHeld: the caller holds it already.
+func (q *Queue) originHere(p string, lockHeld bool) bool {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return false
@@ -174,25 +190,47 @@ func (q *Queue) originHere(p string) bool {
 	if err != nil {
 		return false
 	}
-	for _, env := range []string{q.sp.path(origin, extEnvelope), q.sp.heldPath(origin, extEnvelope)} {
-		if _, err := os.Lstat(env); err == nil {
-			return true
+	here := false
+	look := func() error {
+		for _, env := range []string{q.sp.path(origin, extEnvelope), q.sp.heldPath(origin, extEnvelope)} {
+			if _, err := os.Lstat(env); err == nil {
+				here = true
+				return nil
+			}
 		}
+		return nil
 	}
-	return false
+	if lockHeld {
+		err = look()
+	} else {
+		err = q.sp.locked(look)
+	}
+	// Without the lock nothing is known: the mark stays.
+	return here || err != nil
 }
 
 // known reports whether a message of queue id id is known: in the spool,
 // held, or left the mark of a DSN (dsnonce.go) or of a message made under
 // a key (above). Under the spool lock, so that a removal or a hold at the
 // same time is seen on one side or the other (the marks are written
-// before the envelope goes).
+// before the envelope goes). A message renamed in whose fsync has not
+// returned (create) is waited for: it may yet be withdrawn.
 func (s *spool) known(id string) (known bool, err error) {
-	err = s.locked(func() error {
-		known, err = s.knownLocked(id)
-		return err
-	})
-	return known, err
+	for {
+		var wait chan struct{}
+		err = s.locked(func() error {
+			if ch, ok := s.committing[id]; ok {
+				wait = ch
+				return nil
+			}
+			known, err = s.knownLocked(id)
+			return err
+		})
+		if wait == nil {
+			return known, err
+		}
+		<-wait
+	}
 }
 
 // knownLocked is known, with the spool lock held.

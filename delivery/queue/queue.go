@@ -160,7 +160,7 @@ func (q *Queue) recover() error {
 	if heldAll := q.openHeldDSNs(); !l.truncated && heldAll {
 		q.sweepDSNMarks()
 	}
-	q.sweepOnceMarks(nil)
+	q.sweepOnceMarks(nil, true) // recover runs under the spool lock
 	q.sweptAt = q.o.Now()
 	if changed {
 		return q.sp.syncDir()

@@ -55,7 +55,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	for {
 		if now := q.o.Now(); !now.Before(nextSweep) {
 			nextSweep = now.Add(onceSweepEvery)
-			wg.Go(func() { q.sweepOnceMarks(&sweeping) })
+			wg.Go(func() { q.sweepOnceMarks(&sweeping, false) })
 		}
 		q.checkRequests()
 		timer.Reset(q.dispatch(ctx, slots, &wg))

@@ -52,7 +52,8 @@ const (
 )
 
 // spool is the on-disk half of the queue: file names, atomic writes and the
-// locks shared with other processes. It holds no message state.
+// locks shared with other processes. It holds no message state but the
+// commits under way (committing).
 type spool struct {
 	dir      string
 	maxRcpts int
@@ -62,6 +63,16 @@ type spool struct {
 	rm   removals   // removals waiting for the lock
 	lock *os.File   // flock: envelope rewrites and removals, across processes
 	own  *os.File   // flock held while this process owns the spool; nil in client mode
+
+	// committing holds the given ids (Message.fixed) renamed into the
+	// spool whose directory fsync has not returned, each with a channel
+	// closed when it has (or the message was withdrawn); guarded by mu.
+	// Another try of such an id waits for that rather than take it as
+	// stored: it may yet be withdrawn.
+	committing map[string]chan struct{}
+	// fsyncDir, when set, replaces the spool directory's fsync (syncDir):
+	// a test's fault.
+	fsyncDir func() error
 
 	reserveMu   sync.Mutex  // serialises making and spending the reserve
 	reserved    atomic.Bool // reserveFile holds reserveSize allocated bytes (owner only)
@@ -248,6 +259,9 @@ func (s *spool) writeTemp(name string, data delivery.Content) (string, error) {
 // many deliveries finishing at once, one fsync covers them all instead of
 // each waiting its turn for its own.
 func (s *spool) syncDir() error {
+	if s.fsyncDir != nil {
+		return s.dirs.sync(s.fsyncDir)
+	}
 	return s.dirs.sync(func() error { return syncPath(s.dir) })
 }
 
@@ -299,10 +313,11 @@ func (d *dirSync) sync(fsync func() error) error {
 
 // create stores a new message: data, then envelope (the commit point), then
 // one directory fsync covering both renames. Nothing is acknowledged before it
-// returns nil; a crash before that leaves files Open discards. A message
-// whose id was given (m.fixed: a DSN's, WithOnceKey's) is stored under the
-// lock, and not at all, errKnown, when that id is known: two tries at
-// once store one.
+// returns nil; a crash before that leaves files Open discards, and a failed
+// fsync withdraws the message. A message whose id was given (m.fixed: a
+// DSN's, WithOnceKey's) is renamed in under the lock, and not at all,
+// errKnown, when that id is known: two tries at once store one. The fsync
+// comes after the lock, which every delivery's record (update) takes too.
 func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 	env, err := encodeEnvelope(m)
 	if err != nil {
@@ -323,8 +338,13 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 		os.Remove(tmpData)
 		return fmt.Errorf("queue: write %s: %w", m.ID, err)
 	}
+	var wait chan struct{} // another try's commit of the same id, not settled
 	commit := func() error {
 		if m.fixed {
+			if ch, ok := s.committing[m.ID]; ok {
+				wait = ch
+				return nil
+			}
 			if known, err := s.knownLocked(m.ID); err != nil || known {
 				return cmp.Or(err, errKnown)
 			}
@@ -336,22 +356,29 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 			os.Remove(s.path(m.ID, extData))
 			return err
 		}
-		if err := s.syncDir(); err != nil {
-			// Not known durable: withdraw it rather than acknowledge.
-			os.Remove(s.path(m.ID, extEnvelope))
-			os.Remove(s.path(m.ID, extData))
-			return err
+		if m.fixed {
+			if s.committing == nil {
+				s.committing = map[string]chan struct{}{}
+			}
+			s.committing[m.ID] = make(chan struct{})
 		}
 		return nil
 	}
-	if lockIt || m.fixed {
-		// Client mode: the owner's recovery, which removes temporary and
-		// orphan files, runs under the same lock. A given id: its check
-		// and its commit are one step against another try, a removal
-		// (the mark is written first) or a hold.
-		err = s.locked(commit)
-	} else {
-		err = commit()
+	for {
+		wait = nil
+		if lockIt || m.fixed {
+			// Client mode: the owner's recovery, which removes temporary
+			// and orphan files, runs under the same lock. A given id: its
+			// check and its renames are one step against another try, a
+			// removal (the mark is written first) or a hold.
+			err = s.locked(commit)
+		} else {
+			err = commit()
+		}
+		if wait == nil {
+			break
+		}
+		<-wait // then look again: stored, or withdrawn
 	}
 	if err != nil {
 		os.Remove(tmpData)
@@ -361,7 +388,46 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 		}
 		return fmt.Errorf("queue: store %s: %w", m.ID, err)
 	}
+	err = s.syncDir()
+	s.settle(m, err == nil)
+	if err != nil {
+		return fmt.Errorf("queue: store %s: %w", m.ID, err)
+	}
 	return nil
+}
+
+// settle ends create's commit of m after its directory fsync: a message
+// not known durable is withdrawn rather than acknowledged, under the lock
+// (a given id's other try, or known, must see it there or gone, not half
+// of it), and a given id's waiters are woken.
+func (s *spool) settle(m *Message, durable bool) {
+	if durable && !m.fixed {
+		return
+	}
+	end := func() error {
+		if !durable {
+			os.Remove(s.path(m.ID, extEnvelope))
+			os.Remove(s.path(m.ID, extData))
+		}
+		if ch, ok := s.committing[m.ID]; ok {
+			delete(s.committing, m.ID)
+			close(ch)
+		}
+		return nil
+	}
+	if durable {
+		// Nothing on disk changes: the mutex guarding committing is enough.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		end()
+		return
+	}
+	if s.locked(end) != nil {
+		// No flock: withdrawn all the same, for this process at least.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		end()
+	}
 }
 
 // update rewrites an envelope after a delivery attempt. It fails with
