@@ -114,12 +114,28 @@ func TestMyNetworksRelay(t *testing.T) {
 	c.cmd("EHLO client.example", "250 ")
 	c.cmd("MAIL FROM:<sender@anything.example>", "250 ")
 	c.cmd("RCPT TO:<x@foreign.example>", "250 ")
-	c.cmd("RCPT TO:<x%y@foreign.example>", "554 5.7.1") // tricks stay refused
+	// Routed local parts are relayed as given, as Postfix's
+	// permit_mynetworks does (SPEC: 554 only when neither authenticated
+	// nor from mynetworks): a client that may relay anything gains
+	// nothing from them.
+	c.cmd("RCPT TO:<x%y@foreign.example>", "250 ")
+	c.cmd(`RCPT TO:<"x@y"@foreign.example>`, "250 ")
 	c.cmd("DATA", "354 ")
 	c.cmd("\r\nhi\r\n.", "250 ")
-	if q := e.queue.all(); len(q) != 1 {
+	q := e.queue.all()
+	if len(q) != 1 {
 		t.Fatalf("queued %d", len(q))
 	}
+	if got, want := q[0].rcpts, []string{"x@foreign.example", "x%y@foreign.example", `"x@y"@foreign.example`}; !slices.Equal(got, want) {
+		t.Errorf("queued to %q, want %q", got, want)
+	}
+	// From elsewhere on port 25 they stay refused.
+	other := newEnv(t, Inbound, func(o *Options) { o.MyNetworks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} })
+	c = other.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<sender@anything.example>", "250 ")
+	c.cmd("RCPT TO:<x%y@foreign.example>", "554 5.7.1")
+	c.cmd(`RCPT TO:<"x@y"@foreign.example>`, "554 5.7.1")
 	// MyNetworks is for port 25 only: submission still needs AUTH.
 	e587 := newEnv(t, Submissions, func(o *Options) { o.MyNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
 	c = e587.dialRaw(t)
@@ -251,8 +267,11 @@ func TestQuotedLocalPart(t *testing.T) {
 		{"\"a\tb\"@mailbox.example", "501 5.1.3"},
 		{"\"a\x7fb\"@mailbox.example", "501 5.1.3"},
 		{`"` + strings.Repeat("a", 62) + ` "@mailbox.example`, "501 5.1.3"}, // 65 octets quoted
-		{`"x@y"@mailbox.example`, "554 5.7.1"},
-		{`"x%y"@mailbox.example`, "554 5.7.1"},
+		// Routed, from mynetworks: looked up as any other, as Postfix
+		// does after permit_mynetworks (TestMyNetworksRelay; from
+		// elsewhere they get 554).
+		{`"x@y"@mailbox.example`, "550 5.1.1"},
+		{`"x%y"@mailbox.example`, "550 5.1.1"},
 		{`"x y"@remote.example`, "250 2.1.5"},
 		{`"x\"y"@remote.example`, "250 2.1.5"},
 		// What an envelope cannot hold, refused at RCPT rather than

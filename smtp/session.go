@@ -319,18 +319,17 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		log().Info("rcpt refused: syntax", "err", err)
 		return s.fail(stageRcpt, replyBadRcpt)
 	}
-	if a.routed() && s.user == nil {
+	if a.routed() && !s.mayRelay() {
 		// Postfix refuses a routed recipient (address.routed) with
 		// reject_unauth_destination, as relaying, whatever its domain,
 		// ours included ("Relay access denied", allow_untrusted_routing =
 		// no; 554 5.7.1 for "x@y"@ourdomain from an unauthenticated
-		// client, checked against Postfix 3.7). permit_sasl_authenticated
-		// comes first: an authenticated user's "x@y"@remote is relayed as
-		// given, its local part the remote host's business, and one to
-		// our domains is looked up as any other (x@y@domain in Postfix's
-		// internal form; unknown: 550). Unlike Postfix's
-		// permit_mynetworks, MyNetworks does not open this door: a client
-		// trusted by its address alone keeps plain relaying only.
+		// client, checked against Postfix 3.7). permit_mynetworks and
+		// permit_sasl_authenticated come first (the seed's
+		// smtpd_relay_restrictions): for a client that may relay, "x@y"@remote
+		// is relayed as given, its local part the remote host's
+		// business, and one to our domains is looked up as any other
+		// (x@y@domain in Postfix's internal form; unknown: 550).
 		log().Warn("rcpt refused: relay trick")
 		return s.fail(stageRcpt, replyRelayDenied)
 	}
