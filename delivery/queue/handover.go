@@ -58,12 +58,13 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	} else if known {
 		return m.ID, false, make([]error, len(local)), nil
 	}
-	// Placed as Accept would: the directory's current home, holds.
+	// Placed as Accept would: the caller's home and hold, or the
+	// directory's.
 	var here []int
 	node, one := "", !m.fixed
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
-		p, _ := q.place(ctx, r, nil)
+		p, _ := q.place(ctx, r, q.carried(&local[i])) // no remote copy: local[i] is r
 		switch {
 		case p == placeHere:
 			here = append(here, i)

@@ -324,7 +324,7 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	// Where each local copy's user lives is decided before the commit
 	// point, so that the first envelope already says which copies are
 	// node copies; only those at home here and not held are tried now.
-	idx := q.placeFirst(ctx, m)
+	idx := q.placeFirst(ctx, m, local)
 	return q.commit(ctx, m, idx, data, len(local))
 }
 
