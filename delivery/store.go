@@ -104,14 +104,22 @@ type Recipient struct {
 	// (temporary), so no path can leave mail in a maildir the user has
 	// left.
 	Node string
+	// Held: the caller found the user held at this delivery (being moved
+	// away from this node, cluster.Holds), with Node "". Read by the
+	// queue with Entry: it keeps such a copy waiting without asking the
+	// directory again. Deliver does not look at it: its callers store no
+	// held user's copy (smtp sends those through the queue).
+	Held bool
 	// Entry, when set, is the recipient's directory entry as the caller
 	// resolved it for this very delivery, in the same answer Maildir and
 	// the owner come from (smtp's RCPT, for the copies it stores at
 	// DATA): a deliverer that needs the entry (the Sieve filter: the
 	// home and the user's addresses) takes it instead of asking the
-	// directory again. Nil: the deliverer asks. It is never kept for a
-	// later attempt: the queue records no Entry, so a queued copy, tried
-	// maybe days after its RCPT, is looked up afresh.
+	// directory again. Nil: the deliverer asks. Node and Held then come
+	// from the same answer, and the queue's first attempt places the
+	// copy by them. It is never kept for a later attempt: the queue
+	// records no Entry, so a queued copy, tried maybe days after its
+	// RCPT, is looked up afresh.
 	Entry *Entry
 }
 

@@ -67,7 +67,7 @@ func (r crashResolver) ClassifyDomain(_ context.Context, domain string) (directo
 	return directory.DomainForeign, nil
 }
 
-func (r crashResolver) ResolveRecipient(_ context.Context, addr string) (directory.Resolution, error) {
+func (r crashResolver) ResolveClassified(_ context.Context, addr string, _ directory.DomainClass) (directory.Resolution, error) {
 	if addr != "v@x.y" {
 		return directory.Resolution{}, directory.ErrNotFound
 	}

@@ -36,9 +36,11 @@ type Directory interface {
 // Resolver routes a redirect's addresses as smtp routes a RCPT (the
 // directory): ours are stored here (through the queue's local copies,
 // where the target's own script runs), others leave by the queue.
+// ResolveClassified is given the class ClassifyDomain just said of the
+// address's domain, so that the directory does not classify it again.
 type Resolver interface {
 	ClassifyDomain(ctx context.Context, domain string) (directory.DomainClass, error)
-	ResolveRecipient(ctx context.Context, addr string) (directory.Resolution, error)
+	ResolveClassified(ctx context.Context, addr string, class directory.DomainClass) (directory.Resolution, error)
 }
 
 // Outbound is the queue (*queue.Queue): redirects, vacation replies and

@@ -239,7 +239,7 @@ func (f *Filter) route(ctx context.Context, addrs []string) ([]string, []deliver
 			remote = append(remote, a)
 			continue
 		}
-		res, err := f.o.Resolver.ResolveRecipient(ctx, a)
+		res, err := f.o.Resolver.ResolveClassified(ctx, a, class)
 		if errors.Is(err, directory.ErrNotFound) {
 			remote = append(remote, a)
 			continue

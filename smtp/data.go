@@ -224,6 +224,13 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		// redirect, a reply): nothing was stored, and the queue's
 		// commit point comes first, as for several recipients.
 	}
+	// The hold as it is now (it may have begun since RCPT), beside the
+	// home RCPT resolved (Node, Entry): the queue places the copies by
+	// them without asking the directory again.
+	for i := range s.tx.local {
+		r := &s.tx.local[i]
+		r.Held = r.Node == "" && s.srv.o.Holds.Held(s.tx.homes[dedupeKey(r.Address)])
+	}
 	var qid string
 	var localErrs []error
 	var err error

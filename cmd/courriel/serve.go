@@ -404,6 +404,7 @@ func (a *app) sendTLSReport(ctx context.Context, from string, to []string, msg [
 // remote one, with opts (queue.Options.Bounce).
 func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []byte, opts ...queue.Option) error {
 	to := msg.From
+	var class *directory.DomainClass // the domain of to, when classified here
 	if a.srs != nil && a.srs.IsSRS(to) {
 		// A forward of ours: the DSN goes to the sender it was forwarded
 		// for (srsSender never writes an SRS sender for one that failed SPF).
@@ -413,16 +414,23 @@ func (a *app) deliverBounce(ctx context.Context, msg *queue.Message, report []by
 			return nil
 		}
 		_, domain, _ := envaddr.Split(orig)
-		class, err := a.dir.ClassifyDomain(ctx, domain)
+		c, err := a.dir.ClassifyDomain(ctx, domain)
 		if err != nil {
 			return err
 		}
-		if class == directory.DomainForeign {
+		if c == directory.DomainForeign {
 			return a.enqueueBounce(ctx, msg, []string{orig}, nil, report, opts)
 		}
-		to = orig
+		to, class = orig, &c
 	}
-	res, err := a.dir.ResolveRecipient(ctx, to)
+	var res directory.Resolution
+	var err error
+	if class != nil {
+		// Classified just above: the directory need not ask again.
+		res, err = a.dir.ResolveClassified(ctx, to, *class)
+	} else {
+		res, err = a.dir.ResolveRecipient(ctx, to)
+	}
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) {
 			a.log.Warn("bounce dropped: the sender is unknown", "queue_id", msg.ID, "from", msg.From)

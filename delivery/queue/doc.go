@@ -113,7 +113,9 @@
 //
 // Before every attempt (Accept's first one included) each local copy is
 // placed again from the directory (Options.Homes; on a retry, from the
-// answer that resolved its maildrop: one lookup for both): a copy follows
+// answer that resolved its maildrop: one lookup for both; on the first,
+// from the caller's answer when it carries one, delivery.Recipient.Entry
+// with Node and Held, as smtp's RCPT does): a copy follows
 // its user (a node copy of a user now homed here is stored here, a local
 // copy of a user now homed elsewhere becomes a node copy), and a copy of
 // a user held here (cluster.Holds: being moved away) waits, never stored.

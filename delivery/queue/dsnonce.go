@@ -17,8 +17,9 @@ import (
 //   - the hand-over (enqueueOnce, or Accept through Options.Bounce, given
 //     the id by withQueueID) stores nothing under an id that is known: a
 //     message in the spool or held, or the mark of one that left (dsn/ID);
-//   - a DSN that leaves the spool while an envelope still records it as
-//     being handed over leaves that mark first (leaving), so that a DSN
+//   - a DSN that leaves the spool (delivered, bounced, deleted by the
+//     admin) while an envelope still records it as being handed over
+//     leaves that mark first (leaving, deleting), so that a DSN
 //     stored in a maildir during its own hand-over, or delivered before
 //     the crash, is known too. The original takes the mark away once its
 //     envelope no longer names the DSN (settleDSNs); Open notes the DSNs

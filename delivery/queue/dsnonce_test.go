@@ -450,3 +450,90 @@ func TestDSNOfHeldOriginal(t *testing.T) {
 		})
 	}
 }
+
+// TestDSNDeleted: a crash leaves a DSN queued and its original's envelope
+// still naming it; the admin deletes the DSN (courriel queue delete: a
+// client of the spool, or the owner itself). The DSN leaves its mark as
+// one delivered does, so that the original, after a restart, records it
+// as sent instead of sending it again.
+func TestDSNDeleted(t *testing.T) {
+	t.Parallel()
+	for _, byClient := range []bool{false, true} {
+		t.Run(map[bool]string{false: "by the owner", true: "by a client"}[byClient], func(t *testing.T) {
+			t.Parallel()
+			var firstLife atomic.Bool
+			var refused atomic.Int32 // tries of the DSN in the first life
+			firstLife.Store(true)
+			s := newSink(t, sinkOptions{rcpt: func(_ int, to string) error {
+				switch {
+				case to == "bad@remote.test":
+					return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "no such user")
+				case to == "sender@remote.test" && firstLife.Load():
+					refused.Add(1)
+					return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "not now")
+				}
+				return nil
+			}})
+			clock := newClock()
+			dir := t.TempDir()
+			o := baseOptions(t, dir, clock)
+			o.Routes = map[string]string{"remote.test": s.addr}
+			o.Dialer = nil
+
+			// First life: dead right after the DSN's hand-over; the DSN
+			// stays queued, the original is held to keep it for later.
+			crashed := make(chan struct{})
+			h := startWith(t, o, func(q *Queue) {
+				q.onDSN = func(dsnKind) {
+					close(crashed)
+					runtime.Goexit()
+				}
+			})
+			id := h.enqueue("sender@remote.test", "bad@remote.test")
+			recv(t, crashed, "the DSN's hand-over")
+			if err := h.q.Hold(id); err != nil {
+				t.Fatal(err)
+			}
+			// Tried once: not due again in the next life, which the
+			// clock does not move on.
+			h.waitUntil("the DSN's first try", func() bool { return refused.Load() > 0 })
+			h.close()
+
+			// Second life: the admin deletes the DSN.
+			firstLife.Store(false)
+			h = start(t, o)
+			l, err := h.q.List()
+			if err != nil || len(l) != 1 || l[0].From != "" {
+				t.Fatalf("queue %+v, %v; want the DSN alone", l, err)
+			}
+			del := h.q
+			if byClient {
+				co := o
+				co.Client = true
+				if del, err = Open(co); err != nil {
+					t.Fatal(err)
+				}
+				defer del.Close()
+			}
+			if err := del.Delete(l[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			h.close()
+
+			// Third life: the original, released, finds the DSN gone.
+			h = start(t, o)
+			if err := h.q.Release(id); err != nil {
+				t.Fatal(err)
+			}
+			h.q.Flush()
+			h.waitUntil("the original gone", h.empty)
+			h.close()
+			if n := len(dsnTxs(s)); n != 0 {
+				t.Errorf("the sender got %d DSNs after the admin deleted it, want none", n)
+			}
+			if n := dsnMarks(t, dir); n != 0 {
+				t.Errorf("%d marks of DSNs left once their original recorded them", n)
+			}
+		})
+	}
+}

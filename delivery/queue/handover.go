@@ -33,7 +33,8 @@ import (
 // makes that error, and a duplicate is then the lesser harm).
 // opts are Accept's; a message handed whole that still owes its sender a
 // success DSN (NOTIFY=SUCCESS) is queued for it, its copies delivered, and
-// handed is false.
+// handed is false. A message under a key (WithOnceKey) is stored once as
+// Accept stores it, and never handed at once: queued, for the runner.
 func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, handed bool, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, nil, local, data.Size())
 	if err != nil {
@@ -45,12 +46,25 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	if validMsgID(msgID) {
 		m.MsgID = msgID
 	}
-	// Placed as Accept would: the directory's current home, holds.
+	// Under a key (WithOnceKey), once, as Accept. Such a message is not
+	// handed over at once: handed whole it would leave nothing here, no
+	// envelope for create to find under the spool lock, no mark when it
+	// leaves, and a retry of its maker (after a crash before its own
+	// record) would hand it over again, its copies stored twice over
+	// there (no XRETRY on a first attempt). The runner hands it over.
+	known, err := q.fixID(m)
+	if err != nil {
+		return "", false, nil, err
+	} else if known {
+		return m.ID, false, make([]error, len(local)), nil
+	}
+	// Placed as Accept would: the caller's home and hold, or the
+	// directory's.
 	var here []int
-	node, one := "", true
+	node, one := "", !m.fixed
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
-		p, _ := q.place(ctx, r, nil)
+		p, _ := q.place(ctx, r, q.carried(&local[i])) // no remote copy: local[i] is r
 		switch {
 		case p == placeHere:
 			here = append(here, i)

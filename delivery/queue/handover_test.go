@@ -3,6 +3,7 @@ package queue
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -386,5 +387,46 @@ func TestHandOverDSN(t *testing.T) {
 	}
 	if n := b.count(); n != 1 {
 		t.Errorf("%d DSNs, want the success one only (carol: NOTIFY=NEVER)", n)
+	}
+}
+
+// TestHandOverOnceKey: HandOver honours WithOnceKey as Accept does: the
+// message is stored under the id derived from the key, and a second
+// HandOver under that key, after the first left the queue, stores and
+// sends nothing. (The immediate hand-over would leave nothing here to
+// find: a message under a key is queued and handed over by the runner.)
+func TestHandOverOnceKey(t *testing.T) {
+	t.Parallel()
+	node := newFakeNode(t, func(string) string { return "" }, false)
+	cl, err := cluster.New(cluster.Options{Self: "a", Secret: []byte("0123456789abcdef"), ConnectTimeout: time.Second,
+		Nodes: map[string]cluster.Node{"a": {SMTP: "127.0.0.1:1"}, "b": {SMTP: node.addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Cluster = cl
+	o.Dialer = (&net.Dialer{}).DialContext
+	q := start(t, o).q
+	waitRunning(t, q)
+	local := []delivery.Recipient{{Address: "bob@x.test", Maildir: "/var/vmail/bob/mailbox", UID: 2000, GID: 2000, Node: "b"}}
+	key := newID(time.Now()) + "-0\x00redirect\x00bob@x.test"
+	want, _ := onceID(key)
+	for i := range 2 {
+		id, _, errs, err := q.HandOver(context.Background(), "m1", "sender@y.test", local, delivery.MemContent(testMessage), WithOnceKey(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id != want {
+			t.Errorf("hand-over %d: queue id %s, want %s (from the key)", i, id, want)
+		}
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, ErrNotHere) {
+				t.Errorf("hand-over %d: copy: %v", i, err)
+			}
+		}
+		waitEmpty(t, q)
+	}
+	if _, datas, _ := node.seen(); datas != 1 {
+		t.Errorf("the node got the message %d times, want once", datas)
 	}
 }

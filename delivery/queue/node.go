@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"courriel/cluster"
+	"courriel/delivery"
 )
 
 // HomeFinder says where the user of a local copy lives now: the home
@@ -56,7 +57,8 @@ const (
 // homed elsewhere becomes a node copy), and a held user's copy waits. It
 // updates r.Node, which the envelope records with the attempt. wait is the
 // reason when it waits. known, when set, is the directory's answer already
-// in hand (reresolve's), and Homes is not asked again.
+// in hand (reresolve's, or the caller's: carried), and Homes is not asked
+// again.
 func (q *Queue) place(ctx context.Context, r *Recipient, known *userHome) (p placement, wait *failure) {
 	if r.Local == nil {
 		return placeHere, nil // not a local copy: never asked
@@ -92,21 +94,36 @@ func (q *Queue) place(ctx context.Context, r *Recipient, known *userHome) (p pla
 	return placeHere, nil
 }
 
-// placeFirst places the local copies of a message being accepted and
-// returns those to try at once (at home here, not held). The others wait
-// for the runner: node copies are sent by it, the rest are placed again.
-func (q *Queue) placeFirst(ctx context.Context, m *Message) []int {
+// placeFirst places the local copies of a message being accepted, local
+// as its caller gave them (the last of m.Recipients), and returns those
+// to try at once (at home here, not held). The others wait for the
+// runner: node copies are sent by it, the rest are placed again.
+func (q *Queue) placeFirst(ctx context.Context, m *Message, local []delivery.Recipient) []int {
 	var here []int
+	first := len(m.Recipients) - len(local)
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
 		if r.Local == nil {
 			continue
 		}
-		if p, _ := q.place(ctx, r, nil); p == placeHere {
+		if p, _ := q.place(ctx, r, q.carried(&local[i-first])); p == placeHere {
 			here = append(here, i)
 		}
 	}
 	return here
+}
+
+// carried is the home of a local copy as its caller resolved it for this
+// delivery (Entry set: smtp's RCPT, Node and Held from the same directory
+// answer as the maildir, the hold checked again before the queue), for
+// place at the first attempt: the directory is not asked again a moment
+// later. nil when nothing is carried, or without Homes (place asks
+// nothing then).
+func (q *Queue) carried(r *delivery.Recipient) *userHome {
+	if r.Entry == nil || q.o.Homes == nil {
+		return nil
+	}
+	return &userHome{node: r.Node, held: r.Held}
 }
 
 // placeDue resolves (reresolve) and places every due local copy of a

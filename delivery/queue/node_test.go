@@ -3,10 +3,14 @@ package queue
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"courriel/cluster"
+	"courriel/delivery"
 )
 
 // Envelopes from before clusters (no node) load as local copies; a node
@@ -93,5 +97,85 @@ func TestPlace(t *testing.T) {
 	}
 	if got := nodeRcpt(&Recipient{Addr: "alice@x.test", Local: &LocalTarget{OrigTo: "a+b=c@y.test", Folder: "Junk"}}, "Q-1"); got != "RCPT TO:<alice@x.test> XKEY=Q-1 ORCPT=rfc822;a+2Bb+3Dc@y.test XJUNK" {
 		t.Errorf("nodeRcpt = %q", got)
+	}
+}
+
+// countingHomes counts the directory lookups of a HomeFinder.
+type countingHomes struct {
+	h HomeFinder
+	n atomic.Int32
+}
+
+func (c *countingHomes) Home(ctx context.Context, addr string) (string, bool, error) {
+	c.n.Add(1)
+	return c.h.Home(ctx, addr)
+}
+
+// TestFirstPlaceCarried: the first attempt (Accept's, HandOver's) places
+// a local copy by the home and hold its caller resolved for this delivery
+// (delivery.Recipient.Entry set, as smtp's RCPT does), without asking
+// Homes again; a copy that carries nothing is looked up as before.
+func TestFirstPlaceCarried(t *testing.T) {
+	t.Parallel()
+	node := newFakeNode(t, func(string) string { return "" }, false)
+	cl, err := cluster.New(cluster.Options{Self: "a", Secret: []byte("0123456789abcdef"), ConnectTimeout: time.Second,
+		Nodes: map[string]cluster.Node{"a": {SMTP: "127.0.0.1:1"}, "b": {SMTP: node.addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := newLocalStore(t)
+	// The directory says otherwise than the callers: a lookup would show.
+	homes := &countingHomes{h: fakeHomes{
+		"nodecopy@local.test": {node: ""}, "held@local.test": {node: ""},
+		"here@local.test": {node: "b"}, "plain@local.test": {node: "b"},
+	}}
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Cluster, o.Homes, o.Local = cl, homes, ls
+	o.Dialer = (&net.Dialer{}).DialContext
+	// Accept's on a queue without a runner, whose attempts would ask too.
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	entry := &delivery.Entry{Home: "/home/u"}
+	rcpt := func(user, node string, held bool, e *delivery.Entry) delivery.Recipient {
+		r := ls.rcpt(user)
+		r.Node, r.Held, r.Entry = node, held, e
+		return r
+	}
+
+	local := []delivery.Recipient{
+		rcpt("nodecopy", "b", false, entry),
+		rcpt("held", "", true, entry),
+		rcpt("here", "", false, entry),
+		rcpt("plain", "", false, nil),
+	}
+	_, errs, err := q.Accept(context.Background(), "m1", "s@remote.test", nil, local, delivery.MemContent(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []error{ErrNotHere, ErrNotHere, nil, ErrNotHere} {
+		if !errors.Is(errs[i], want) || want == nil && errs[i] != nil {
+			t.Errorf("Accept: copy %s: %v, want %v", local[i].Address, errs[i], want)
+		}
+	}
+	if n := homes.n.Load(); n != 1 {
+		t.Errorf("Accept asked Homes %d times, want once (the copy that carries nothing)", n)
+	}
+
+	handHomes := &countingHomes{h: fakeHomes{}}
+	o = baseOptions(t, t.TempDir(), newClock())
+	o.Cluster, o.Homes, o.Local = cl, handHomes, ls
+	o.Dialer = (&net.Dialer{}).DialContext
+	q = start(t, o).q
+	waitRunning(t, q)
+	local = []delivery.Recipient{rcpt("nodecopy", "b", false, entry), rcpt("other", "b", false, entry)}
+	_, handed, _, err := q.HandOver(context.Background(), "m2", "s@remote.test", local, delivery.MemContent(testMessage))
+	if err != nil || !handed {
+		t.Fatalf("HandOver: handed %v, %v; want handed", handed, err)
+	}
+	if n := handHomes.n.Load(); n != 0 {
+		t.Errorf("HandOver asked Homes %d times, want none (RCPT resolved both)", n)
 	}
 }

@@ -248,14 +248,30 @@ func (s *spool) knownLocked(id string) (bool, error) {
 }
 
 // deleting is called before the admin's Delete of id: a message made
-// under a key leaves its mark as it would delivered, so that its maker's
-// retry after a crash does not undo the deletion.
+// under a key, or a DSN, leaves its mark as it would delivered (leaving),
+// so that its maker's retry after a crash, or its original's next try,
+// does not undo the deletion by storing it again.
 func (q *Queue) deleting(id string) {
 	m, err := q.sp.readEnvelope(id)
 	if errors.Is(err, ErrNotFound) {
 		m, err = q.sp.readEnvelopeAt(q.sp.heldPath(id, extEnvelope), id)
 	}
-	if err == nil {
-		q.leavingOnce(m)
+	if err != nil {
+		return
+	}
+	if q.sp.owner() {
+		q.leaving(m) // dsnOpen knows every DSN an envelope names
+		return
+	}
+	if q.leavingOnce(m) || m.From != "" {
+		return
+	}
+	// A client of the spool (courriel queue delete) loaded no envelope,
+	// so it cannot tell whether one names this DSN: any message from the
+	// null sender leaves the mark. One no envelope names goes at the
+	// owner's next Open (sweepDSNMarks); one that is named goes when its
+	// original records it (settleDSNs). The original's id is unknown.
+	if err := q.sp.markDSN(id, ""); err != nil {
+		q.logFor(m).Error("recording that the DSN left the queue failed: its original may send it again", "err", err)
 	}
 }

@@ -167,7 +167,9 @@ type Options struct {
 	// Homes, when set, is asked before every attempt at a local copy
 	// where its user lives now and whether the user is held (see place);
 	// nil: the routes recorded at acceptance. On a retry with Mailboxes
-	// set, Mailboxes' answer (Mailbox.Node, Held) stands for it.
+	// set, Mailboxes' answer (Mailbox.Node, Held) stands for it; on the
+	// first attempt, the caller's (delivery.Recipient.Entry set: Node,
+	// Held).
 	Homes HomeFinder
 	// Mailboxes, when set, resolves every local copy's maildrop again
 	// before each retry (never Accept's first attempt): the copy is

@@ -315,26 +315,38 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	if validMsgID(msgID) {
 		m.MsgID = msgID
 	}
-	if id := m.queueID; id != "" {
-		// A DSN handed over under the id its original recorded, or a
-		// message under its maker's key: once. Known here, it is not
-		// even placed; create checks again, under the lock.
-		m.ID, m.queueID, m.fixed = id, "", true
-		known, err := q.sp.known(id)
-		if err != nil {
-			return "", nil, err
-		}
-		if known {
-			q.logFor(m).Info(alreadyQueued(m))
-			return id, make([]error, len(local)), nil
-		}
+	if known, err := q.fixID(m); err != nil {
+		return "", nil, err
+	} else if known {
+		return m.ID, make([]error, len(local)), nil
 	}
 	m.LocalFrom = localFrom
 	// Where each local copy's user lives is decided before the commit
 	// point, so that the first envelope already says which copies are
 	// node copies; only those at home here and not held are tried now.
-	idx := q.placeFirst(ctx, m)
+	idx := q.placeFirst(ctx, m, local)
 	return q.commit(ctx, m, idx, data, len(local))
+}
+
+// fixID gives m the id an option asked for (queueID): a DSN handed over
+// under the id its original recorded, or a message under its maker's key
+// (WithOnceKey), stored once. known: a message of that id is known here
+// (spool.known), and nothing is to be stored, nor even placed; create
+// checks again, under the lock.
+func (q *Queue) fixID(m *Message) (known bool, err error) {
+	id := m.queueID
+	if id == "" {
+		return false, nil
+	}
+	m.ID, m.queueID, m.fixed = id, "", true
+	known, err = q.sp.known(id)
+	if err != nil {
+		return false, err
+	}
+	if known {
+		q.logFor(m).Info(alreadyQueued(m))
+	}
+	return known, nil
 }
 
 // commit is accept from its commit point on: m is written to the spool,
