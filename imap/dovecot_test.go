@@ -174,6 +174,8 @@ var multipartEdges = []struct{ boundary, body string }{
 	{"l1", "--l1\r\nContent-Type: message/rfc822\r\n\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=l10\r\n\r\n--l10\r\n\r\nx\r\n--l10--\r\n--l10\r\n\r\nq\r\n--l1--\r\n"},
 	{"out", "--out\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\n\r\na\r\n--in--\r\n--out\r\n\r\nb\r\n--out--\r\n"},
 	{"out", "--out\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\n\r\na\r\n--out\r\n\r\nb\r\n--out--\r\n"},
+	{"ab--", "--ab--\r\nContent-Type: multipart/mixed; boundary=ab\r\n\r\n--ab\r\n\r\nx\r\n--ab--\r\n--ab--\r\n\r\ny\r\n--ab----\r\n"},
+	{"l1", "--l1\r\nContent-Type: multipart/mixed; boundary=l1--alt\r\n\r\n--l1--alt\r\n\r\nx\r\n--l1--alt--\r\n--l1\r\n\r\ny\r\n--l1--\r\n"},
 }
 
 // TestMultipartAsDovecot: BODYSTRUCTURE and the parts of multiparts at

@@ -18,17 +18,18 @@ import (
 // parts encoded (APPEND of a literal8) without the message in memory:
 // one FETCH BINARY of a 59 MB message held 235 MiB.
 //
-// parseEntity works on whole entities: a multipart's body is cut at its
-// delimiter lines, then each part parsed alone. The scanner reads lines
-// in order with a stack of open entities, and so must know where an
-// entity ends before it acts on the entity's last line: a delimiter line
-// of any open multipart ends the parts below it, and the line break
-// before the delimiter (CRLF, or a bare LF) belongs to the delimiter (RFC
-// 2046 §5.1.1), not to those parts. So a line's own line break is acted on (a header's end, a part's
-// start) once the next line is known, and the outermost multipart whose
-// delimiter that next line is wins, as it does in parseEntity, which cuts
-// the outer body first. Both ask internal/mimepart what a line is to a
-// multipart. TestScanMIMEAsParseEntity and FuzzScanMIME compare the two.
+// parseEntity lets mimepart.Parser cut the message in memory. The
+// scanner reads lines in order with a stack of open entities, and so must
+// know where an entity ends before it acts on the entity's last line: a
+// delimiter line ends the parts below its multipart, and the line break
+// before it (CRLF, or a bare LF) belongs to the delimiter (RFC 2046
+// §5.1.1), not to those parts, unless that line break ends a delimiter
+// line itself. So a line's own line break is acted on (a header's end, a
+// part's start) once the next line is known. The multipart a delimiter
+// line belongs to is mimepart.Owner's pick among those splitting, as in
+// the Parser: the longest boundary, the innermost of equal ones, with a
+// header ending right before the line counted in (claimedBelow).
+// TestScanMIMEAsParseEntity and FuzzScanMIME compare the two.
 
 // partSpan is where an entity lies in the message: its header
 // [start, bodyStart) and body [bodyStart, end), offsets in the form the
