@@ -164,6 +164,18 @@ var multipartEdges = []struct{ boundary, body string }{
 	{"", "--\r\n\r\nx\r\n--zz\r\n\r\ny\r\n"},
 	{strings.Repeat("x", 90), "--" + strings.Repeat("x", 90) + "\r\n\r\none\r\n--" + strings.Repeat("x", 80) + "Q\r\n\r\ntwo\r\n--" + strings.Repeat("x", 90) + "--\r\n"},
 	{"out", "--out\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\n\r\na\r\n--in\r\n\r\nb\r\n--out--\r\n"},
+	// Nested multiparts: a delimiter line is the longest matching
+	// boundary's of all those open (an outer "l1" does not take an inner
+	// "l10"'s lines), the innermost's of equal ones, and an outer one
+	// ends the inner multipart, its epilogue too.
+	{"l1", "--l1\r\nContent-Type: multipart/alternative; boundary=\"l10\"\r\n\r\n--l10\r\nContent-Type: text/plain\r\n\r\na\r\n--l10\r\nContent-Type: text/html\r\n\r\nb\r\n--l10--\r\n--l1\r\n\r\nc\r\n--l1--\r\n"},
+	{"a", "--a\r\nContent-Type: multipart/mixed; boundary=\"ab\"\r\n\r\n--ab\r\nContent-Type: multipart/alternative; boundary=\"abc\"\r\n\r\n--abc\r\n\r\nx\r\n--abc\r\n\r\ny\r\n--abc--\r\nepi3\r\n--ab\r\n\r\nz\r\n--ab--\r\nepi2\r\n--a\r\n\r\nw\r\n--a--\r\nepi1\r\n"},
+	{"b", "--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nin1\r\n--b\r\n\r\nin2\r\n--b--\r\nepi\r\n--b\r\n\r\nout2\r\n--b--\r\n"},
+	{"l1", "--l1\r\nContent-Type: message/rfc822\r\n\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=l10\r\n\r\n--l10\r\n\r\nx\r\n--l10--\r\n--l10\r\n\r\nq\r\n--l1--\r\n"},
+	{"out", "--out\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\n\r\na\r\n--in--\r\n--out\r\n\r\nb\r\n--out--\r\n"},
+	{"out", "--out\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\n\r\na\r\n--out\r\n\r\nb\r\n--out--\r\n"},
+	{"ab--", "--ab--\r\nContent-Type: multipart/mixed; boundary=ab\r\n\r\n--ab\r\n\r\nx\r\n--ab--\r\n--ab--\r\n\r\ny\r\n--ab----\r\n"},
+	{"l1", "--l1\r\nContent-Type: multipart/mixed; boundary=l1--alt\r\n\r\n--l1--alt\r\n\r\nx\r\n--l1--alt--\r\n--l1\r\n\r\ny\r\n--l1--\r\n"},
 }
 
 // TestMultipartAsDovecot: BODYSTRUCTURE and the parts of multiparts at

@@ -86,27 +86,49 @@ func parseMIMEFields(h []byte) mimeFields {
 }
 
 // parseEntity parses raw as an entity whose Content-Type defaults to
-// defType (text/plain, or message/rfc822 inside multipart/digest).
+// defType (text/plain, or message/rfc822 inside multipart/digest), depth
+// levels below the message.
 func parseEntity(raw []byte, defType string, depth int) *mpart {
-	he := headerEnd(raw)
-	p := &mpart{header: raw[:he], body: raw[he:]}
-	p.setType(p.header, defType)
-	if depth >= maxBodyDepth {
-		return p
-	}
-	switch {
-	case p.ctype == "multipart":
-		// Cut as Dovecot cuts it (internal/mimepart); without a boundary
-		// parameter, no parts.
-		if b, ok := p.params["boundary"]; ok {
-			for _, sp := range mimepart.Split(p.body, mimepart.NewDelimiter(b), maxParts).Parts {
-				p.children = append(p.children, parseEntity(p.body[sp.Start:sp.End], p.childType(), depth+1))
+	made := map[*mimepart.Entity]*mpart{}
+	kind := func(header []byte, e *mimepart.Entity) mimepart.Kind {
+		dt := defType
+		if e.Parent != nil {
+			dt = "text/plain"
+			if pp := made[e.Parent]; pp.ctype == "multipart" {
+				dt = pp.childType()
 			}
 		}
-	case p.encapsulates():
-		p.msg = parseEntity(p.body, "text/plain", depth+1)
+		p := &mpart{header: header}
+		p.setType(header, dt)
+		made[e] = p
+		if depth+e.Depth >= maxBodyDepth {
+			return mimepart.Kind{}
+		}
+		switch {
+		case p.ctype == "multipart":
+			// Cut as Dovecot cuts it (internal/mimepart); without a
+			// boundary parameter, no parts.
+			if b, ok := p.params["boundary"]; ok {
+				return mimepart.Kind{Multipart: true, Delimiter: mimepart.NewDelimiter(b)}
+			}
+		case p.encapsulates():
+			return mimepart.Kind{Message: true}
+		}
+		return mimepart.Kind{}
 	}
-	return p
+	var fill func(e *mimepart.Entity) *mpart
+	fill = func(e *mimepart.Entity) *mpart {
+		p := made[e]
+		p.header, p.body = raw[e.Start:e.BodyStart], raw[e.BodyStart:e.End]
+		for _, c := range e.Parts {
+			p.children = append(p.children, fill(c))
+		}
+		if e.Message != nil {
+			p.msg = fill(e.Message)
+		}
+		return p
+	}
+	return fill(mimepart.Parser{HeaderEnd: headerEnd, Kind: kind, MaxParts: maxParts}.Parse(raw))
 }
 
 // setType reads the MIME fields of header, the entity's, and its type,

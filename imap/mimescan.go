@@ -18,17 +18,18 @@ import (
 // parts encoded (APPEND of a literal8) without the message in memory:
 // one FETCH BINARY of a 59 MB message held 235 MiB.
 //
-// parseEntity works on whole entities: a multipart's body is cut at its
-// delimiter lines, then each part parsed alone. The scanner reads lines
-// in order with a stack of open entities, and so must know where an
-// entity ends before it acts on the entity's last line: a delimiter line
-// of any open multipart ends the parts below it, and the line break
-// before the delimiter (CRLF, or a bare LF) belongs to the delimiter (RFC
-// 2046 §5.1.1), not to those parts. So a line's own line break is acted on (a header's end, a part's
-// start) once the next line is known, and the outermost multipart whose
-// delimiter that next line is wins, as it does in parseEntity, which cuts
-// the outer body first. Both ask internal/mimepart what a line is to a
-// multipart. TestScanMIMEAsParseEntity and FuzzScanMIME compare the two.
+// parseEntity lets mimepart.Parser cut the message in memory. The
+// scanner reads lines in order with a stack of open entities, and so must
+// know where an entity ends before it acts on the entity's last line: a
+// delimiter line ends the parts below its multipart, and the line break
+// before it (CRLF, or a bare LF) belongs to the delimiter (RFC 2046
+// §5.1.1), not to those parts, unless that line break ends a delimiter
+// line itself. So a line's own line break is acted on (a header's end, a
+// part's start) once the next line is known. The multipart a delimiter
+// line belongs to is mimepart.Owner's pick among those splitting, as in
+// the Parser: the longest boundary, the innermost of equal ones, with a
+// header ending right before the line counted in (claimedBelow).
+// TestScanMIMEAsParseEntity and FuzzScanMIME compare the two.
 
 // partSpan is where an entity lies in the message: its header
 // [start, bodyStart) and body [bodyStart, end), offsets in the form the
@@ -107,6 +108,10 @@ type mimeScanner struct {
 	nl       int64 // LFs so far: a body's lines are the difference
 	kept     int   // header bytes kept (maxScanKept)
 	stack    []*scanFrame
+	// open and openAt are the delimiters of the multiparts splitting,
+	// innermost first, and their places in stack: reused for each line.
+	open   []mimepart.Delimiter
+	openAt []int
 }
 
 // scanMIME reads a message from r to its end and returns its structure.
@@ -133,27 +138,35 @@ func scanMIME(r io.Reader, lfToCRLF bool) (root *mpart, size int64, err error) {
 		if i := bytes.IndexByte(peek, '\n'); i >= 0 {
 			peek = bytes.TrimSuffix(peek[:i], []byte("\r"))
 		}
-		// The outermost multipart whose delimiter this line is: it ends
-		// what is open below it, whose last line loses its line break.
-		x := -1
-		for i, f := range sc.stack {
-			if delim, _ := f.delim.Line(peek); f.splitting && delim {
-				x = i
-				break
-			}
+		// The multipart whose delimiter this line is (mimepart.Owner):
+		// it ends what is open below it, whose last line loses its line
+		// break, unless that line is a delimiter line itself.
+		x, _ := sc.owner(peek)
+		if x >= 0 && havePrev && sc.claimedBelow(&prev, peek) {
+			x = -1 // the next owner() finds it, once prev ends the header
 		}
 		if havePrev {
-			if err := sc.finish(&prev, x); err != nil {
+			keep := prev.delim && prev.term != termNone
+			y := x
+			if keep {
+				y = -1
+			}
+			if err := sc.finish(&prev, y); err != nil {
 				return nil, 0, err
 			}
-			if x >= 0 {
+			switch {
+			case x >= 0 && keep:
+				sc.closeAbove(x, prev.end, false)
+			case x >= 0:
 				sc.closeAbove(x, prev.end-prev.termLen(), prev.term != termNone)
 			}
 		}
 		f := sc.stack[len(sc.stack)-1]
 		prev = scanLine{frame: f, first: sc.off == f.p.span.start}
-		if f.splitting {
-			prev.delim, prev.closeDlim = f.delim.Line(peek)
+		// Asked again: the line before may have ended a header, and
+		// started a split.
+		if x, isClose := sc.owner(peek); x >= 0 && x == len(sc.stack)-1 {
+			prev.delim, prev.closeDlim = true, isClose
 		}
 		if err := sc.consume(&prev); err != nil {
 			return nil, 0, err
@@ -167,6 +180,43 @@ func scanMIME(r io.Reader, lfToCRLF bool) (root *mpart, size int64, err error) {
 	}
 	sc.closeAbove(-1, sc.off, false)
 	return root, sc.off, nil
+}
+
+// owner is the place in the stack of the multipart whose delimiter line
+// text is (mimepart.Owner), -1 for none, and whether it is the close
+// delimiter.
+func (sc *mimeScanner) owner(text []byte) (x int, isClose bool) {
+	sc.open, sc.openAt = sc.open[:0], sc.openAt[:0]
+	for i := len(sc.stack) - 1; i >= 0; i-- {
+		if f := sc.stack[i]; f.splitting {
+			sc.open, sc.openAt = append(sc.open, f.delim), append(sc.openAt, i)
+		}
+	}
+	x, isClose = mimepart.Owner(text, sc.open)
+	if x >= 0 {
+		x = sc.openAt[x]
+	}
+	return x, isClose
+}
+
+// claimedBelow reports whether l, the line before text, ends the header
+// of a multipart whose own delimiter takes text from the multiparts open
+// around it (mimepart.Parser: an outer "a" does not end an inner "ab"
+// whose first delimiter line follows its header). sc.open is owner's.
+func (sc *mimeScanner) claimedBelow(l *scanLine, text []byte) bool {
+	f := l.frame
+	if f != sc.stack[len(sc.stack)-1] || !f.inHeader || f.depth >= maxBodyDepth ||
+		l.term != termCRLF || !l.empty || !(l.first || f.prevCRLF) {
+		return false
+	}
+	var p mpart
+	p.setType(f.hdr, f.defType)
+	b, ok := p.params["boundary"]
+	if p.ctype != "multipart" || !ok {
+		return false
+	}
+	i, _ := mimepart.Owner(text, append([]mimepart.Delimiter{mimepart.NewDelimiter(b)}, sc.open...))
+	return i == 0
 }
 
 // push opens an entity at off (fileOff in the file) and returns its part.

@@ -114,7 +114,7 @@ func (r *runner) bodyTest(n *node) (bool, error) {
 	} else {
 		if !r.body.walked {
 			r.body.walked = true
-			walkMIME(r.msg.Header, r.msg.Body, 0, &r.body.parts, &r.budget)
+			walkMIME(r.msg.Header, r.msg.Body, r.mimeTree(), 0, &r.body.parts, &r.budget)
 		}
 		if text {
 			wanted = []string{"text", "application/xhtml+xml"}
@@ -169,8 +169,9 @@ func wantedType(wanted []string, ct string) bool {
 	return false
 }
 
-// walkMIME appends the parts of an entity, depth first.
-func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart, work *budget) {
+// walkMIME appends the parts of an entity, e of msg, depth first.
+func walkMIME(h textproto.Header, msg []byte, e *mimepart.Entity, depth int, out *[]bodyPart, work *budget) {
+	body := msg[e.BodyStart:e.End]
 	if len(*out) >= maxMIMEParts || !work.spend(decodeCost*len(body)) {
 		return
 	}
@@ -181,23 +182,21 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart, work 
 	ct = strings.ToLower(ct)
 	switch {
 	case strings.HasPrefix(ct, "multipart/") && hasBoundary(params) && depth < maxMIMEDepth:
-		preamble, parts, epilogue := splitMultipart(body, params["boundary"])
-		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(preamble)}})
-		for _, p := range parts {
-			ph, pbody := splitEntity(p)
-			walkMIME(ph, pbody, depth+1, out, work)
+		// mimeKind cut it.
+		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(msg[e.Preamble.Start:e.Preamble.End])}})
+		for _, p := range e.Parts {
+			walkMIME(parseHeader(msg[p.Start:p.BodyStart]), msg, p, depth+1, out, work)
 			if len(*out) >= maxMIMEParts {
 				return
 			}
 		}
-		if epilogue != nil {
-			*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(epilogue)}})
+		if e.Closed {
+			*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(msg[e.Epilogue.Start:e.Epilogue.End])}})
 		}
 	case ct == "message/rfc822" && depth < maxMIMEDepth:
-		inner := transferDecode(h, body)
-		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(headerBlock(inner))}})
-		ih, ibody := splitEntity(inner)
-		walkMIME(ih, ibody, depth+1, out, work)
+		imsg, ie := encapsulated(h, msg, e, depth)
+		*out = append(*out, bodyPart{contentType: ct, content: &cachedValue{s: string(headerBlock(imsg[ie.Start:ie.End]))}})
+		walkMIME(parseHeader(imsg[ie.Start:ie.BodyStart]), imsg, ie, depth+1, out, work)
 	default:
 		content := transferDecode(h, body)
 		if strings.HasPrefix(ct, "text/") {
@@ -207,16 +206,104 @@ func walkMIME(h textproto.Header, body []byte, depth int, out *[]bodyPart, work 
 	}
 }
 
-// splitEntity parses an entity's header and returns it with its body, a
-// part of raw (a copy at every level made a deeply nested message cost
-// its size times its depth).
-func splitEntity(raw []byte) (textproto.Header, []byte) {
-	end := headerEnd(raw)
-	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(raw[:end]), 512))
+// parseHeader parses an entity's header.
+func parseHeader(b []byte) textproto.Header {
+	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(b), 512))
 	if err != nil {
-		return textproto.Header{}, raw
+		return textproto.Header{}
 	}
-	return h, raw[end:]
+	return h
+}
+
+// mimeTree is the message's body cut into its entities, once a run.
+func (r *runner) mimeTree() *mimepart.Entity {
+	if r.tree == nil {
+		r.tree = mimeParser(0).ParseBody(r.msg.Body, mimeKind(&r.msg.Header, 0))
+	}
+	return r.tree
+}
+
+// mimeParser cuts a message depth levels deep as Pigeonhole's parser
+// (Dovecot's) does: a delimiter line goes to the longest boundary of all
+// the multiparts open around it (internal/mimepart).
+func mimeParser(depth int) mimepart.Parser {
+	return mimepart.Parser{
+		HeaderEnd: headerEnd,
+		MaxParts:  maxMIMEParts,
+		Kind: func(header []byte, e *mimepart.Entity) mimepart.Kind {
+			return mimeKind(rawHeader(header), depth+e.Depth)
+		},
+	}
+}
+
+// mimeKind is what the walkers look into: multiparts with a boundary,
+// and messages, at most maxMIMEDepth levels deep. A message whose
+// Content-Transfer-Encoding changes its bytes is parsed apart, decoded
+// (encapsulated).
+func mimeKind(h interface{ Get(string) string }, depth int) mimepart.Kind {
+	if depth >= maxMIMEDepth {
+		return mimepart.Kind{}
+	}
+	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	ct = strings.ToLower(ct)
+	switch {
+	case err == nil && strings.HasPrefix(ct, "multipart/") && hasBoundary(params):
+		return mimepart.Kind{Multipart: true, Delimiter: mimepart.NewDelimiter(params["boundary"])}
+	case ct == "message/rfc822" && !encoded(h):
+		return mimepart.Kind{Message: true}
+	}
+	return mimepart.Kind{}
+}
+
+// encoded tells a Content-Transfer-Encoding that transferDecode undoes.
+func encoded(h interface{ Get(string) string }) bool {
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "base64", "quoted-printable":
+		return true
+	}
+	return false
+}
+
+// rawHeader is a header's bytes, read for a field or two without the
+// cost of parsing all of it (mimeKind, for every part of a message).
+type rawHeader []byte
+
+// Get is the unfolded value of the first field name, as textproto's Get.
+func (h rawHeader) Get(name string) string {
+	var val []byte
+	found := false
+	for rest := []byte(h); len(rest) > 0; {
+		ln := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			ln, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		ln = bytes.TrimSuffix(ln, []byte("\r"))
+		if len(ln) > 0 && (ln[0] == ' ' || ln[0] == '\t') {
+			if found {
+				val = append(val, ln...)
+			}
+			continue
+		}
+		if found {
+			break
+		}
+		if k, v, ok := bytes.Cut(ln, []byte(":")); ok && strings.EqualFold(string(bytes.TrimRight(k, " \t")), name) {
+			val, found = append([]byte(nil), v...), true
+		}
+	}
+	return strings.TrimSpace(string(val))
+}
+
+// encapsulated is the message that e, a message/rfc822 entity of msg
+// with header h, depth levels deep, holds: with the bytes it is in.
+func encapsulated(h textproto.Header, msg []byte, e *mimepart.Entity, depth int) ([]byte, *mimepart.Entity) {
+	if e.Message != nil {
+		return msg, e.Message
+	}
+	inner := transferDecode(h, msg[e.BodyStart:e.End])
+	return inner, mimeParser(depth + 1).Parse(inner)
 }
 
 // headerEnd is where an entity's body starts: after the first empty line
@@ -246,24 +333,6 @@ func headerBlock(raw []byte) []byte {
 		}
 	}
 	return raw
-}
-
-// splitMultipart cuts a multipart body as Dovecot's parser, which
-// Pigeonhole reads messages with, cuts it (internal/mimepart): the
-// preamble, at most maxMIMEParts parts, and the epilogue (nil when the
-// close delimiter is missing). The body is cut before its parts are
-// looked into, so an outer boundary that is a prefix of an inner one
-// takes the inner one's delimiter lines, where Pigeonhole gives them to
-// the inner one (RFC 2046 §5.1.1 forbids such boundaries).
-func splitMultipart(body []byte, boundary string) (preamble []byte, parts [][]byte, epilogue []byte) {
-	m := mimepart.Split(body, mimepart.NewDelimiter(boundary), maxMIMEParts)
-	for _, p := range m.Parts {
-		parts = append(parts, body[p.Start:p.End])
-	}
-	if m.Closed {
-		epilogue = body[m.Epilogue.Start:m.Epilogue.End]
-	}
-	return body[m.Preamble.Start:m.Preamble.End], parts, epilogue
 }
 
 // hasBoundary tells a multipart with a boundary parameter, even an empty

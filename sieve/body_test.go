@@ -86,6 +86,19 @@ var delimiterMessages = map[string]string{
 	"two in a row":    "--b\r\n--b\r\n\r\none\r\n--b--\r\n",
 }
 
+// nestedMessages nest multiparts whose boundaries RFC 2046 §5.1.1 forbids
+// (one a prefix of another, or equal): a delimiter line is the longest
+// matching boundary's of all those open, the innermost's of equal ones,
+// and ends what is open inside that multipart (Dovecot's parser, which
+// Pigeonhole reads mail with).
+var nestedMessages = map[string]string{
+	"l1 around l10":          "Content-Type: multipart/mixed; boundary=l1\r\n\r\n--l1\r\nContent-Type: multipart/alternative; boundary=l10\r\n\r\npre\r\n--l10\r\n\r\none\r\n--l10\r\nContent-Type: text/html\r\n\r\ntwo\r\n--l10--\r\nepi\r\n--l1\r\n\r\nthree\r\n--l1--\r\n",
+	"a, ab, abc":             "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=ab\r\n\r\n--ab\r\nContent-Type: multipart/alternative; boundary=abc\r\n\r\n--abc\r\n\r\none\r\n--abc\r\n\r\ntwo\r\n--abc--\r\nepi\r\n--ab\r\n\r\nthree\r\n--ab--\r\n--a\r\n\r\nMZ\r\n--a--\r\n",
+	"b inside b":             "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b--\r\nepi\r\n--b\r\n\r\nthree\r\n--b--\r\n",
+	"l10 in a message in l1": "Content-Type: multipart/mixed; boundary=l1\r\n\r\n--l1\r\nContent-Type: message/rfc822\r\n\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=l10\r\n\r\n--l10\r\n\r\none\r\n--l10--\r\n--l10\r\n\r\ntwo\r\n--l1--\r\n",
+	"outer ends the inner":   "Content-Type: multipart/mixed; boundary=out\r\n\r\n--out\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n--in\r\n\r\none\r\n--out\r\n\r\ntwo\r\n--out--\r\n",
+}
+
 // TestOracleDelimiters: the parts foreverypart visits, their text, and
 // the body test on preamble, parts and epilogue are Pigeonhole's.
 func TestOracleDelimiters(t *testing.T) {
@@ -97,6 +110,9 @@ func TestOracleDelimiters(t *testing.T) {
 	}
 	for name, body := range delimiterMessages {
 		msgs[name] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body
+	}
+	for name, body := range nestedMessages {
+		msgs[name] = body
 	}
 	scripts := []string{
 		`require ["foreverypart", "mime", "variables", "fileinto"]; set "i" "-"; foreverypart { set "i" "${i}x";

@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"courriel/internal/mimepart"
 	"errors"
 	"html"
 	"mime"
@@ -123,12 +124,13 @@ type mimeEntity struct {
 func (r *runner) mimeParts() []mimeEntity {
 	if r.parts == nil {
 		r.parts = []mimeEntity{}
-		flattenMIME(r.msg.Header, r.msg.Body, 0, &r.parts, &r.budget)
+		flattenMIME(r.msg.Header, r.msg.Body, r.mimeTree(), 0, &r.parts, &r.budget)
 	}
 	return r.parts
 }
 
-func flattenMIME(h textproto.Header, body []byte, depth int, out *[]mimeEntity, work *budget) {
+func flattenMIME(h textproto.Header, msg []byte, e *mimepart.Entity, depth int, out *[]mimeEntity, work *budget) {
+	body := msg[e.BodyStart:e.End]
 	if len(*out) >= maxMIMEParts || !work.spend(decodeCost*len(body)) {
 		return
 	}
@@ -142,17 +144,16 @@ func flattenMIME(h textproto.Header, body []byte, depth int, out *[]mimeEntity, 
 	switch {
 	case depth >= maxMIMEDepth:
 	case strings.HasPrefix(ct, "multipart/") && hasBoundary(params):
-		_, parts, _ := splitMultipart(body, params["boundary"])
-		for _, p := range parts {
-			ph, pbody := splitEntity(p)
-			flattenMIME(ph, pbody, depth+1, out, work)
+		// mimeKind cut it.
+		for _, p := range e.Parts {
+			flattenMIME(parseHeader(msg[p.Start:p.BodyStart]), msg, p, depth+1, out, work)
 			if len(*out) >= maxMIMEParts {
 				break
 			}
 		}
 	case ct == "message/rfc822":
-		ih, ibody := splitEntity(transferDecode(h, body))
-		flattenMIME(ih, ibody, depth+1, out, work)
+		imsg, ie := encapsulated(h, msg, e, depth)
+		flattenMIME(parseHeader(imsg[ie.Start:ie.BodyStart]), imsg, ie, depth+1, out, work)
 	}
 	(*out)[i].end = len(*out)
 }

@@ -4,6 +4,7 @@ package sieve
 
 import (
 	"context"
+	"courriel/internal/mimepart"
 	"errors"
 	"fmt"
 	"regexp"
@@ -44,6 +45,7 @@ type runState struct {
 	dates                       map[string]dateCacheEntry // parsed date field values
 	spam                        map[[2]bool]string        // spamtest/virustest values, read once as in Pigeonhole
 	parts                       []mimeEntity              // the MIME parts for foreverypart and :mime, once read
+	tree                        *mimepart.Entity          // the body cut into its entities (mimeTree), once read
 	extracted                   map[int]string            // extracttext's text of parts, by index in parts
 	// loopIterations counts foreverypart's iterations (maxLoopIterations).
 	loopIterations int

@@ -40,35 +40,6 @@ func (d Delimiter) Line(line []byte) (delim, isClose bool) {
 	return true, bytes.HasPrefix(line[len(d.dash):], []byte("--"))
 }
 
-// next finds the first delimiter line of d in body at or after from, a
-// line start: where the line starts, where the line after it starts
-// (len(body)+1 when the line has no line break), and whether it is the
-// close delimiter. start is -1 when there is none.
-func (d Delimiter) next(body []byte, from int) (start, after int, isClose bool) {
-	for i := from; i <= len(body); {
-		// The delimiter's bytes are looked for, not each line: a base64
-		// attachment's lines are many and short.
-		j := bytes.Index(body[i:], d.dash)
-		if j < 0 {
-			return -1, 0, false
-		}
-		j += i
-		i = j + 1
-		if j > 0 && body[j-1] != '\n' {
-			continue
-		}
-		line, after := body[j:], len(body)+1
-		if eol := bytes.IndexByte(line, '\n'); eol >= 0 {
-			line, after = line[:eol], j+eol+1
-			line = bytes.TrimSuffix(line, []byte("\r"))
-		}
-		if delim, isClose := d.Line(line); delim {
-			return j, after, isClose
-		}
-	}
-	return -1, 0, false
-}
-
 // breakBefore is the length of the line break that ends body[:i]: 2 for
 // CRLF, 1 for a bare LF, 0 at the start of body.
 func breakBefore(body []byte, i int) int {

@@ -22,18 +22,22 @@
 //   - Only the first MaxBoundary octets of a longer boundary are compared
 //     (RFC 2046 allows 70), and an empty boundary makes every line starting
 //     with "--" a delimiter line.
+//   - A delimiter line belongs to the multipart, of all those open around
+//     it, whose boundary is the longest that matches it, the innermost of
+//     equal ones (Dovecot's boundary_find, Owner); it ends whatever is
+//     open inside that multipart. So an outer boundary that is a prefix of
+//     an inner one ("l1" around "l10", which RFC 2046 §5.1.1 forbids) does
+//     not take the inner one's lines, and an outer delimiter line ends an
+//     inner multipart's part or epilogue. A delimiter line keeps its own
+//     line break when the next line is a delimiter line too (the close
+//     delimiter of an inner multipart ends the outer part with its CRLF).
 //
-// One difference with Dovecot remains, outside this package: Dovecot
-// matches a line against the boundaries of all the multiparts open around
-// it and takes the longest, where the callers here cut a multipart's body
-// before they look into its parts. So where an outer boundary is a prefix
-// of an inner one ("l1" around "l10"), the outer delimiter takes the
-// inner one's lines too. RFC 2046 §5.1.1 forbids such boundaries (a
-// delimiter must not appear inside the parts), and the leaves are found
-// all the same; doing as Dovecot does takes a parser that walks the whole
-// message with the stack of open multiparts.
+// Parser walks a whole message with the multiparts open, reading each
+// entity's header through its caller; Split cuts one multipart body whose
+// parts it does not look into.
 //
-// Callers bound the parts of one multipart (Split's maxParts) and the
-// nesting, each as its protocol's reference does; this package knows
-// nothing of headers, types or nesting.
+// Callers bound the parts of one multipart (MaxParts) and the nesting
+// (their Kind), each as its protocol's reference does, and read headers:
+// this package knows of them only where a header ends and what it makes
+// of its entity (a Kind).
 package mimepart

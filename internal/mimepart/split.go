@@ -23,41 +23,20 @@ type Multipart struct {
 	Closed bool
 }
 
-// Split cuts body, a multipart's body, at the delimiter lines of d. It
-// keeps at most maxParts parts: the delimiter line after the last of them
-// is then the close delimiter (Closed), or the rest of the body is in no
-// span. It allocates only the Parts slice.
+// Split cuts body, a multipart's body, at the delimiter lines of d,
+// looking into none of its parts (Parse does). It keeps at most maxParts
+// parts: the delimiter line after the last of them is then the close
+// delimiter (Closed), or the rest of the body is in no span.
 func Split(body []byte, d Delimiter, maxParts int) Multipart {
-	m := Multipart{Preamble: Span{0, len(body)}, Epilogue: Span{len(body), len(body)}}
-	start := -1 // where the open part starts; -1 before the first delimiter line
-	for from := 0; from <= len(body); {
-		j, after, isClose := d.next(body, from)
-		if j < 0 {
-			break
-		}
-		end := j - breakBefore(body, j)
-		if start < 0 {
-			m.Preamble.End = end
-		} else {
-			// Two delimiter lines in a row: the line break before the
-			// second is the first's own, and the part is empty.
-			m.Parts = append(m.Parts, Span{start, max(end, start)})
-			start = -1
-		}
-		if isClose {
-			m.Closed = true
-			m.Epilogue.Start = min(after, len(body))
-			return m
-		}
-		if after > len(body) || len(m.Parts) >= maxParts {
-			// A delimiter line without a line break ends the body:
-			// no part starts after it.
-			return m
-		}
-		start, from = after, after
+	ps := Parser{
+		HeaderEnd: func([]byte) int { return 0 },
+		Kind:      func([]byte, *Entity) Kind { return Kind{} },
+		MaxParts:  maxParts,
 	}
-	if start >= 0 {
-		m.Parts = append(m.Parts, Span{start, len(body)})
+	e := ps.ParseBody(body, Kind{Multipart: true, Delimiter: d})
+	m := Multipart{Preamble: e.Preamble, Epilogue: e.Epilogue, Closed: e.Closed}
+	for _, c := range e.Parts {
+		m.Parts = append(m.Parts, Span{c.Start, c.End})
 	}
 	return m
 }

@@ -25,7 +25,7 @@ func Downgrade(msg []byte) (out []byte, changed bool) {
 	if !Has8bit(msg) {
 		return msg, false
 	}
-	out = downgradeEntity(msg, 0)
+	out = downgradeEntity(msg, parser().Parse(msg))
 	if bytes.Equal(out, msg) {
 		return msg, false // 8-bit in the header only: nothing to convert
 	}
@@ -49,23 +49,63 @@ func Has8bit(b []byte) bool {
 	return false
 }
 
-// downgradeEntity converts one entity: its header, then its body.
-func downgradeEntity(ent []byte, depth int) []byte {
-	head, body, ok := splitEntity(ent)
-	if !ok || !Has8bit(body) || depth >= maxMIMEDepth {
-		return ent
+// parser cuts a message as a reader does (internal/mimepart: a delimiter
+// line goes to the longest boundary of all the multiparts open around it),
+// into the entities downgradeEntity converts.
+func parser() mimepart.Parser {
+	return mimepart.Parser{
+		HeaderEnd: func(ent []byte) int {
+			head, _, _ := splitEntity(ent)
+			if head == nil {
+				return len(ent)
+			}
+			return len(head)
+		},
+		Kind: func(head []byte, e *mimepart.Entity) mimepart.Kind {
+			ctype, params := contentType(head)
+			switch {
+			case e.Depth >= maxMIMEDepth:
+			case strings.HasPrefix(ctype, "multipart/") && hasBoundary(params):
+				return mimepart.Kind{Multipart: true, Delimiter: mimepart.NewDelimiter(params["boundary"])}
+			case ctype == "message/rfc822" || ctype == "message/global":
+				return mimepart.Kind{Message: true}
+			}
+			return mimepart.Kind{}
+		},
+		MaxParts: maxParts,
 	}
+}
+
+// maxParts bounds the parts of one multipart that are converted, the
+// rest going as they are: ten times what a reader (Dovecot) splits of a
+// whole message, and a bound on the spans a hostile message makes held.
+const maxParts = 100000
+
+// contentType is the type of an entity of header head, text/plain when
+// it names none that parses.
+func contentType(head []byte) (string, map[string]string) {
 	ctype, params, err := mime.ParseMediaType(fieldValue(head, "Content-Type"))
 	if err != nil {
-		ctype = "text/plain"
+		return "text/plain", nil
 	}
+	return ctype, params
+}
+
+// downgradeEntity converts e, an entity of msg: its header, then its body.
+func downgradeEntity(msg []byte, e *mimepart.Entity) []byte {
+	ent := msg[e.Start:e.End]
+	head, body, ok := splitEntity(ent)
+	if !ok || !Has8bit(body) || e.Depth >= maxMIMEDepth {
+		return ent
+	}
+	ctype, params := contentType(head)
 	switch {
 	case strings.HasPrefix(ctype, "multipart/") && hasBoundary(params):
-		return append(append([]byte{}, head...), downgradeMultipart(body, params["boundary"], depth)...)
+		return append(append([]byte{}, head...), downgradeMultipart(msg, e)...)
 	case ctype == "message/rfc822" || ctype == "message/global":
 		// The encapsulated message's parts are converted; its own
 		// Content-Transfer-Encoding stays 7bit-compatible.
-		return append(append([]byte{}, head...), downgradeEntity(body, depth+1)...)
+		return append(append([]byte{}, head...), downgradeEntity(msg, e.Message)...)
 	}
 	cte := strings.ToLower(strings.TrimSpace(fieldValue(head, "Content-Transfer-Encoding")))
 	if cte == "base64" || cte == "quoted-printable" {
@@ -80,33 +120,19 @@ func downgradeEntity(ent []byte, depth int) []byte {
 	return append(setCTE(head, "quoted-printable"), qp.Bytes()...)
 }
 
-// downgradeMultipart converts the parts of a multipart body, cut at the
-// delimiter lines of boundary as a reader cuts them (internal/mimepart),
+// downgradeMultipart converts the parts of e's body, a multipart's,
 // keeping every delimiter line, the preamble and the epilogue as they are.
-func downgradeMultipart(body []byte, boundary string, depth int) []byte {
-	d := mimepart.NewDelimiter(boundary)
+func downgradeMultipart(msg []byte, e *mimepart.Entity) []byte {
 	var out bytes.Buffer
-	pos := 0 // octets of body written
-	for {
-		// splitBatch parts at a time: every part is converted, however
-		// many there are, and the spans held stay few.
-		m := mimepart.Split(body[pos:], d, splitBatch)
-		base := pos
-		for _, p := range m.Parts {
-			out.Write(body[pos : base+p.Start])
-			out.Write(downgradeEntity(body[base+p.Start:base+p.End], depth+1))
-			pos = base + p.End
-		}
-		if m.Closed || len(m.Parts) < splitBatch {
-			break
-		}
+	pos := e.BodyStart // octets of msg written
+	for _, p := range e.Parts {
+		out.Write(msg[pos:p.Start])
+		out.Write(downgradeEntity(msg, p))
+		pos = p.End
 	}
-	out.Write(body[pos:])
+	out.Write(msg[pos:e.End])
 	return out.Bytes()
 }
-
-// splitBatch is how many parts downgradeMultipart cuts at a time.
-const splitBatch = 1000
 
 // hasBoundary tells a multipart with a boundary parameter, even an empty
 // one (which readers split at every "--" line), from one without.

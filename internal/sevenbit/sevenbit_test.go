@@ -144,7 +144,13 @@ func TestDowngradeDelimiters(t *testing.T) {
 		{"no close delimiter", "b",
 			"--b\r\n" + text + "\xc3\xa9\r\n",
 			"--b\r\n" + qp + "=C3=A9\r\n"},
-		{"more parts than a batch", "b", many(splitBatch+5, text+"\xc3\xa9"), many(splitBatch+5, qp+"=C3=A9")},
+		// An outer boundary that is a prefix of an inner one: the inner
+		// one's lines are its own (Dovecot's rule), so "--l1--alt" does
+		// not close the outer multipart, leaving its last part as it was.
+		{"l1 around l1--alt", "l1",
+			"--l1\r\nContent-Type: multipart/alternative; boundary=l1--alt\r\n\r\n--l1--alt\r\n" + text + "\xc3\xa9\r\n--l1--alt--\r\n--l1\r\n" + text + "\xc3\xa8\r\n--l1--\r\n",
+			"--l1\r\nContent-Type: multipart/alternative; boundary=l1--alt\r\n\r\n--l1--alt\r\n" + qp + "=C3=A9\r\n--l1--alt--\r\n--l1\r\n" + qp + "=C3=A8\r\n--l1--\r\n"},
+		{"many parts", "b", many(1005, text+"\xc3\xa9"), many(1005, qp+"=C3=A9")},
 	}
 	for _, c := range cases {
 		head := "Subject: d\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + c.boundary + "\"\r\n\r\n"
