@@ -162,7 +162,7 @@ func TestThreadReferencesFromIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(data, []byte("COURRIEL-INDEX 7\n")) {
+	if !bytes.HasPrefix(data, []byte("COURRIEL-INDEX 8\n")) {
 		t.Fatalf("index starts %q", data[:min(len(data), 20)])
 	}
 	copy(data, "COURRIEL-INDEX 4\n")

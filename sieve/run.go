@@ -4,11 +4,12 @@ package sieve
 
 import (
 	"context"
-	"courriel/internal/mimepart"
 	"errors"
 	"fmt"
 	"regexp"
 	"time"
+
+	"courriel/internal/mimepart"
 )
 
 // runState is what the scripts of one run (the main one and those it

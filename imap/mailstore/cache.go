@@ -18,24 +18,26 @@ import (
 const IndexFileName = "courriel-index"
 
 // indexMagic starts the file; the version digit changes with the layout
-// or with what a field holds (7: the binary encoding with
+// or with what a field holds (8: the binary encoding with
 // Envelope.References and DateField, BodyPart parameters raw as the header
-// has them). An index of another version is not read: the cache is
-// rebuilt from the messages as they are read, because an older one cannot
-// tell "no References" from "References not kept", nor a decoded RFC 2231
-// parameter from a raw one.
+// has them, part sizes of nested multiparts as Dovecot cuts them). An
+// index of another version is not read: the cache is rebuilt from the
+// messages as they are read, because an older one cannot tell "no
+// References" from "References not kept", nor a decoded RFC 2231
+// parameter from a raw one, and its nested parts' sizes are two octets
+// short of what BODY[n] now returns.
 // The magic is followed by a fixed-width header line (indexHeader), then the
 // SHA-256 of the payload and the payload, an indexFile (indexcodec.go). The
 // header is outside the checksum so that it can be rewritten in place
 // without rewriting (or even reading) the cache.
-var indexMagic = []byte("COURRIEL-INDEX 7\n")
+var indexMagic = []byte("COURRIEL-INDEX 8\n")
 
 // oldIndexMagics are earlier versions whose header line (indexHeader) has
 // the same layout: their \Recent boundary is still read, their cache
 // rebuilt. (2: a gob payload; 3: gob with References; 4: this
 // encoding without References; 5: without DateField; 6: RFC 2231
-// parameters decoded.)
-var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n"), []byte("COURRIEL-INDEX 5\n"), []byte("COURRIEL-INDEX 6\n")}
+// parameters decoded; 7: nested multiparts cut by their own boundary.)
+var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n"), []byte("COURRIEL-INDEX 5\n"), []byte("COURRIEL-INDEX 6\n"), []byte("COURRIEL-INDEX 7\n")}
 
 // indexHeaderLen is the length of "V<10 digits> R<10 digits>\n".
 const indexHeaderLen = 24
