@@ -157,6 +157,10 @@ func TestSearchCharset(t *testing.T) {
 		{"UID SORT (SUBJECT) X-NOT-A-CHARSET ALL", "x NO [BADCHARSET (UTF-8 US-ASCII ISO-8859-1 "},
 		// Without CHARSET, strings are UTF-8 still.
 		{"UID SEARCH SUBJECT \"caf\xe9\"", "x BAD"},
+		// Bytes the charset does not define: BAD, as Dovecot (iconv).
+		{"UID SEARCH CHARSET windows-1252 SUBJECT {2+}\r\nm\x81", "x BAD"},
+		{"UID SEARCH CHARSET UTF-16BE SUBJECT {4+}\r\n\x00o\x00t", "* SEARCH 3"},
+		{"UID SEARCH CHARSET UTF-16BE SUBJECT {4+}\r\n\xdc\x00\x00t", "x BAD"}, // a lone low surrogate
 	})
 }
 

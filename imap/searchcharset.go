@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"unicode/utf8"
@@ -62,7 +63,10 @@ func toUTF8(cs, v string) (string, error) {
 		return "", no(badCharset, "Unsupported charset")
 	}
 	out, err := io.ReadAll(io.LimitReader(r, 4*int64(len(v))+4))
-	if err != nil || !utf8.Valid(out) {
+	// The decoders put U+FFFD for bytes the charset does not define
+	// (0x81 in windows-1252, a lone UTF-16 half) where iconv fails, and
+	// Dovecot answers BAD: a key the client did not mean is not searched.
+	if err != nil || !utf8.Valid(out) || bytes.ContainsRune(out, utf8.RuneError) {
 		return "", bad("", "Invalid search key: the string is not "+sanitize(cs))
 	}
 	return string(out), nil
