@@ -392,43 +392,14 @@ func TestDSNOfHeldOriginal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var firstLife atomic.Bool
-			firstLife.Store(true)
-			s := newSink(t, sinkOptions{rcpt: func(_ int, to string) error {
-				switch {
-				case to == "bad@remote.test":
-					return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "no such user")
-				case to == "sender@remote.test" && firstLife.Load():
-					return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "not now")
-				}
-				return nil
-			}})
-			clock := newClock()
-			dir := t.TempDir()
-			o := baseOptions(t, dir, clock)
-			o.Routes = map[string]string{"remote.test": s.addr}
-			o.Dialer = nil
-
-			// First life: dead right after the DSN's hand-over; the
-			// DSN stays queued (the sender's server says 451).
-			crashed := make(chan struct{})
-			h := startWith(t, o, func(q *Queue) {
-				q.onDSN = func(dsnKind) {
-					close(crashed)
-					runtime.Goexit()
-				}
-			})
-			id := h.enqueue("sender@remote.test", "bad@remote.test")
-			recv(t, crashed, "the DSN's hand-over")
-			if err := h.q.Hold(id); err != nil {
-				t.Fatal(err)
-			}
-			h.close()
+			f := startHeldWithDSN(t)
+			s, clock, dir, o, id := f.sink, f.clock, f.dir, f.o, f.id
+			f.h.close()
 
 			// Second life: the DSN leaves while its original is held.
-			firstLife.Store(false)
+			f.firstLife.Store(false)
 			clock.Advance(time.Hour)
-			h = start(t, o)
+			h := start(t, o)
 			h.q.Flush()
 			h.waitUntil("the DSN delivered and gone", func() bool { return len(dsnTxs(s)) == 1 && h.empty() })
 			if tc.restartToFetch {
@@ -461,47 +432,29 @@ func TestDSNDeleted(t *testing.T) {
 	for _, byClient := range []bool{false, true} {
 		t.Run(map[bool]string{false: "by the owner", true: "by a client"}[byClient], func(t *testing.T) {
 			t.Parallel()
-			var firstLife atomic.Bool
-			var refused atomic.Int32 // tries of the DSN in the first life
-			firstLife.Store(true)
-			s := newSink(t, sinkOptions{rcpt: func(_ int, to string) error {
-				switch {
-				case to == "bad@remote.test":
-					return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "no such user")
-				case to == "sender@remote.test" && firstLife.Load():
-					refused.Add(1)
-					return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "not now")
+			f := startHeldWithDSN(t)
+			s, dir, o, id := f.sink, f.dir, f.o, f.id
+			// Tried once, and that try recorded: not due again in the
+			// next life, which the clock does not move on. (Waiting for
+			// the sink's refusal alone let the close come before the
+			// record, and the next life sent the DSN at once.)
+			f.h.waitUntil("the DSN's first try recorded", func() bool {
+				l, err := f.h.q.List()
+				if err != nil {
+					t.Fatal(err)
 				}
-				return nil
-			}})
-			clock := newClock()
-			dir := t.TempDir()
-			o := baseOptions(t, dir, clock)
-			o.Routes = map[string]string{"remote.test": s.addr}
-			o.Dialer = nil
-
-			// First life: dead right after the DSN's hand-over; the DSN
-			// stays queued, the original is held to keep it for later.
-			crashed := make(chan struct{})
-			h := startWith(t, o, func(q *Queue) {
-				q.onDSN = func(dsnKind) {
-					close(crashed)
-					runtime.Goexit()
+				for _, m := range l {
+					if m.From == "" && len(m.Recipients) == 1 && m.Recipients[0].Attempts > 0 {
+						return true
+					}
 				}
+				return false
 			})
-			id := h.enqueue("sender@remote.test", "bad@remote.test")
-			recv(t, crashed, "the DSN's hand-over")
-			if err := h.q.Hold(id); err != nil {
-				t.Fatal(err)
-			}
-			// Tried once: not due again in the next life, which the
-			// clock does not move on.
-			h.waitUntil("the DSN's first try", func() bool { return refused.Load() > 0 })
-			h.close()
+			f.h.close()
 
 			// Second life: the admin deletes the DSN.
-			firstLife.Store(false)
-			h = start(t, o)
+			f.firstLife.Store(false)
+			h := start(t, o)
 			l, err := h.q.List()
 			if err != nil || len(l) != 1 || l[0].From != "" {
 				t.Fatalf("queue %+v, %v; want the DSN alone", l, err)
@@ -536,4 +489,48 @@ func TestDSNDeleted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// heldWithDSN is the first life TestDSNOfHeldOriginal and TestDSNDeleted
+// share: a message to a refusing recipient, the process dead right after
+// its DSN's hand-over, the DSN queued (the sender's server says 451 while
+// firstLife holds), the original held. h is
+// still running.
+type heldWithDSN struct {
+	sink      *sink
+	clock     *fakeClock
+	dir, id   string
+	o         Options
+	h         *harness
+	firstLife atomic.Bool
+}
+
+func startHeldWithDSN(t *testing.T) *heldWithDSN {
+	f := &heldWithDSN{clock: newClock(), dir: t.TempDir()}
+	f.firstLife.Store(true)
+	f.sink = newSink(t, sinkOptions{rcpt: func(_ int, to string) error {
+		switch {
+		case to == "bad@remote.test":
+			return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "no such user")
+		case to == "sender@remote.test" && f.firstLife.Load():
+			return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "not now")
+		}
+		return nil
+	}})
+	f.o = baseOptions(t, f.dir, f.clock)
+	f.o.Routes = map[string]string{"remote.test": f.sink.addr}
+	f.o.Dialer = nil
+	crashed := make(chan struct{})
+	f.h = startWith(t, f.o, func(q *Queue) {
+		q.onDSN = func(dsnKind) {
+			close(crashed)
+			runtime.Goexit()
+		}
+	})
+	f.id = f.h.enqueue("sender@remote.test", "bad@remote.test")
+	recv(t, crashed, "the DSN's hand-over")
+	if err := f.h.q.Hold(f.id); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
