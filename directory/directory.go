@@ -233,11 +233,15 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 // (slapd's size.pr answers adminLimitExceeded to a larger page).
 const pageSize = 100
 
-// errTooManyPages: a paged search went on past the pages its SizeLimit
-// needs (pagedSearch), as a server or proxy that answers empty pages with
-// a cookie would forever. Not a transport error, but the connection,
-// which the server keeps paging state on, is closed.
-var errTooManyPages = errors.New("paged search: more pages than the size limit needs")
+// errTooManyPages: a paged search went on sending cookies with pages that
+// hold no entry (pagedSearch), as a server or proxy that answers empty
+// pages with a cookie would forever. Not a transport error, but the
+// connection, which the server keeps paging state on, is closed.
+var errTooManyPages = errors.New("paged search: pages without entries and still a cookie")
+
+// maxEmptyPages bounds the pages in a row that bring no entry and still a
+// cookie: a server may end with one empty page, none sends more.
+const maxEmptyPages = 2
 
 // pagedSearch reads every entry matching filter, page by page (RFC 2696),
 // with search (a connection's Search), up to SizeLimit in all, so that a
@@ -250,26 +254,22 @@ var errTooManyPages = errors.New("paged search: more pages than the size limit n
 // ignores the control (it is not critical) and answers in one go, as
 // before.
 //
-// The pages are bounded too, SizeLimit/pageSize + 2 (a last partial page,
-// and the empty one some servers end with), and ctx is checked before
-// each: a server that keeps sending a cookie with empty or short pages
-// must not hold a RCPT and a pooled connection for good. Past the bound
-// it is errTooManyPages; a server whose pages hold fewer than pageSize
-// entries may reach it before SizeLimit, and the lookup waits (4xx).
+// The pages are bounded too, and ctx is checked before each, so that a
+// server that keeps sending a cookie must not hold a RCPT and a pooled
+// connection for good: every page with entries brings the search nearer
+// to SizeLimit, whatever the server's own page size (Active Directory's
+// MaxPageSize, a proxy's, may be below ours), and more than
+// maxEmptyPages in a row without any is errTooManyPages.
 func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
 	filter string, attrs []string) (*ldap.SearchResult, error) {
 	paging := ldap.NewControlPaging(pageSize)
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
 		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, []ldap.Control{paging})
-	maxPages := d.opts.SizeLimit/pageSize + 2
 	all := &ldap.SearchResult{}
+	empty := 0 // pages in a row without entries, with a cookie
 	for page := 0; ; page++ {
 		if err := ctx.Err(); err != nil {
 			return all, fmt.Errorf("paged search, page %d: %w", page+1, err)
-		}
-		if page == maxPages {
-			return all, fmt.Errorf("%w: %d pages, %d entries, the server still sends a cookie",
-				errTooManyPages, page, len(all.Entries))
 		}
 		d.nSearches.Add(1)
 		res, err := search(req)
@@ -281,6 +281,14 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 		}
 		next, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
 		more := next != nil && len(next.Cookie) > 0
+		if len(res.Entries) > 0 {
+			empty = 0
+		} else {
+			empty++
+		}
+		if more && empty > maxEmptyPages {
+			return all, fmt.Errorf("%w: %d pages, %d entries", errTooManyPages, page+1, len(all.Entries))
+		}
 		if len(all.Entries) > d.opts.SizeLimit {
 			// The server ignored the request's limit.
 			if more {

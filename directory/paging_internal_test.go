@@ -51,30 +51,49 @@ func pagingDirectory(t *testing.T, sizeLimit int) *Directory {
 	return &Directory{opts: o}
 }
 
-// A server that keeps sending a cookie, with empty pages, is given up
-// after SizeLimit/pageSize + 2 pages, not followed forever; one that ends
-// is read in full, an empty last page included.
+// A server that keeps sending a cookie with empty pages is given up after
+// maxEmptyPages + 1 of them, not followed forever; one that ends is read in
+// full, whatever its page size, an empty last page included.
 func TestPagedSearchPageCap(t *testing.T) {
 	t.Parallel()
 	d := pagingDirectory(t, 1000)
-	forever := &fakePages{more: func(int) bool { return true }}
+	forever := &fakePages{pages: [][]*ldap.Entry{entries(pageSize)}, more: func(int) bool { return true }}
 	_, err := d.pagedSearch(context.Background(), forever.search, "(uid=*)", nil)
-	if !errors.Is(err, errTooManyPages) || forever.calls != 12 {
-		t.Errorf("endless cookies: %d pages, %v; want 12 pages, errTooManyPages", forever.calls, err)
+	if want := 1 + maxEmptyPages + 1; !errors.Is(err, errTooManyPages) || forever.calls != want {
+		t.Errorf("endless cookies: %d pages, %v; want %d pages, errTooManyPages", forever.calls, err, want)
 	}
 	if !transportError(err) {
 		t.Error("errTooManyPages keeps the connection: the server's paging state would stay")
 	}
 
-	// SizeLimit entries in full pages, then the empty page some servers
-	// end with: within the bound.
-	full := &fakePages{more: func(call int) bool { return call < 10 }}
-	for range 10 {
-		full.pages = append(full.pages, entries(pageSize))
+	for _, tc := range []struct {
+		name           string
+		pages, perPage int
+	}{
+		{"SizeLimit entries in full pages", 10, pageSize},
+		// A server whose page is below ours (Active Directory's
+		// MaxPageSize, a proxy's) is read in full too.
+		{"pages of 7", 142, 7},
+		{"one entry a page", 1000, 1},
+	} {
+		f := &fakePages{more: func(call int) bool { return call < tc.pages }}
+		for range tc.pages {
+			f.pages = append(f.pages, entries(tc.perPage))
+		}
+		// Then the empty page some servers end with.
+		res, err := d.pagedSearch(context.Background(), f.search, "(uid=*)", nil)
+		if want := tc.pages * tc.perPage; err != nil || len(res.Entries) != want || f.calls != tc.pages+1 {
+			t.Errorf("%s: %d entries in %d pages, %v; want %d entries in %d pages", tc.name, len(res.Entries), f.calls, err, want, tc.pages+1)
+		}
 	}
-	res, err := d.pagedSearch(context.Background(), full.search, "(uid=*)", nil)
-	if err != nil || len(res.Entries) != 1000 || full.calls != 11 {
-		t.Errorf("1000 entries in 10 pages and an empty one: %d entries in %d pages, %v", len(res.Entries), full.calls, err)
+
+	// Short pages past SizeLimit are sizeLimitExceeded, as full ones.
+	over := &fakePages{more: func(int) bool { return true }}
+	for range 200 {
+		over.pages = append(over.pages, entries(7))
+	}
+	if _, err := d.pagedSearch(context.Background(), over.search, "(uid=*)", nil); !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		t.Errorf("1,400 entries in pages of 7, SizeLimit 1000: %v; want sizeLimitExceeded", err)
 	}
 }
 
@@ -84,7 +103,7 @@ func TestPagedSearchContext(t *testing.T) {
 	t.Parallel()
 	d := pagingDirectory(t, 1000)
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fakePages{more: func(call int) bool {
+	f := &fakePages{pages: [][]*ldap.Entry{entries(1), entries(1), entries(1), entries(1)}, more: func(call int) bool {
 		if call == 2 {
 			cancel()
 		}
