@@ -358,21 +358,6 @@ func referenceIDs(v string) []string {
 	return append([]string{first}, tail...)
 }
 
-// messageIDs reads the message ids of a Message-ID or In-Reply-To value,
-// in order, at most max of them.
-func messageIDs(v string, max int) []string {
-	var ids []string
-	for len(ids) < max {
-		id, rest, ok := nextMessageID(v)
-		if !ok {
-			break
-		}
-		ids = append(ids, id)
-		v = rest
-	}
-	return ids
-}
-
 // nextMessageID finds the next <...> id in v: the text between the
 // brackets without white space (a folded id is one id), skipped when empty
 // or longer than maxMessageIDLen. ok is false when there is none left.

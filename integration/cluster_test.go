@@ -77,14 +77,13 @@ var messageIDRe = regexp.MustCompile(`(?m)^Subject: (\S+@cluster\.test)\r?$`)
 // cluster is two nodes (A: xomail; B: alice and bob), each on its own
 // OpenLDAP consumer of one provider, with HAProxy in front (PROXY v2).
 type cluster struct {
-	dir     *testenv.Replicated
-	second  *testenv.Slapd // B's replica
-	A, B    *clusterNode
-	ha      *haproxy
-	ca      *testenv.CA
-	homes   string // where the homes are, inside each node's namespace
-	secret  string
-	writeDN string
+	dir    *testenv.Replicated
+	second *testenv.Slapd // B's replica
+	A, B   *clusterNode
+	ha     *haproxy
+	ca     *testenv.CA
+	homes  string // where the homes are, inside each node's namespace
+	secret string
 }
 
 func startCluster(t *testing.T) *cluster {

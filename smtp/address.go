@@ -182,6 +182,9 @@ func validQuotedContent(s string) bool {
 // validAddressLiteral: "[" IPv4 "]" or "[IPv6:" IPv6 "]" (RFC 5321 §4.1.3).
 func validAddressLiteral(d string) bool {
 	in, ok := strings.CutPrefix(d, "[")
+	if !ok {
+		return false
+	}
 	if in, ok = strings.CutSuffix(in, "]"); !ok {
 		return false
 	}

@@ -408,13 +408,12 @@ func dialTo(sinkAddr string) func(ctx context.Context, network, addr string) (ne
 // ---- the queue under test ----
 
 type harness struct {
-	t     *testing.T
-	q     *Queue
-	clock *fakeClock
-	done  chan string // job ends
-	stop  context.CancelFunc
-	ran   chan struct{}
-	logs  *lockedBuffer
+	t    *testing.T
+	q    *Queue
+	done chan string // job ends
+	stop context.CancelFunc
+	ran  chan struct{}
+	logs *lockedBuffer
 }
 
 type lockedBuffer struct {

@@ -10,7 +10,6 @@ type schedule struct{ h entryHeap }
 func (s *schedule) push(e *entry)   { heap.Push(&s.h, e) }
 func (s *schedule) fix(e *entry)    { heap.Fix(&s.h, e.index) }
 func (s *schedule) remove(e *entry) { heap.Remove(&s.h, e.index) }
-func (s *schedule) len() int        { return len(s.h) }
 
 // peek returns the entry due first, or nil.
 func (s *schedule) peek() *entry {
