@@ -386,12 +386,15 @@ func cmdStore(s *session, tag string, uid bool) error {
 	// (and parses) them while the server works, rather than all 100,000
 	// after the last rename. Every file has its new name before the
 	// tagged OK. The wait for another process's uidlist lock is the
-	// command's, spent once over the pieces (see mailstore.FlagWait).
+	// command's, spent once over the pieces (see mailstore.FlagWait);
+	// renames its pieces deferred are recorded once, before the tagged
+	// response (fw.Done).
 	var fw mailstore.FlagWait
 	for lo := 0; lo < len(uids); lo += storeChunk {
 		hi := min(lo+storeChunk, len(uids))
 		mod, err := s.storeChunk(&a, &fw, uid, seqs[lo:hi], uids[lo:hi])
 		if err != nil {
+			fw.Done()
 			return err
 		}
 		modified = append(modified, mod...)
@@ -399,6 +402,7 @@ func cmdStore(s *session, tag string, uid bool) error {
 			_ = s.flush() // a write error ends the session at the next read
 		}
 	}
+	fw.Done()
 	if len(modified) > 0 {
 		return s.ok(tag, "MODIFIED "+uidSetString(modified), "Conditional store failed", uid)
 	}

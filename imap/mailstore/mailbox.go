@@ -270,8 +270,13 @@ type Mailbox struct {
 	// none.
 	bareKept map[string]struct{}
 	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
-	// found it (removed when nothing waits any more).
-	pendingFile bool
+	// found it (removed when nothing waits any more). pendingStale: dirty
+	// changed since the file was last written (or found at the open), so
+	// the file must be written again (see recordPendingLocked); only ever
+	// set while renames wait, so a folder whose renames are made at once
+	// writes nothing more.
+	pendingFile  bool
+	pendingStale bool
 	// listRead: the folder has its messages, from the uidlist's first
 	// read (which adopts its records) or from courriel-state.
 	listRead bool
