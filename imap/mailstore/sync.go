@@ -358,6 +358,10 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	if waiting.inCur || waitFrom != math.MaxUint32 {
 		mb.curSt = stamp{}
 	}
+	// Renames that waited, made by the move out of new/, and messages
+	// gone: out of PendingFlagsFileName (nothing written unless a rename
+	// waits or waited).
+	mb.recordPendingLocked()
 	return nil
 }
 
