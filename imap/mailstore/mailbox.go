@@ -248,9 +248,11 @@ type Mailbox struct {
 	// flags their files' names still carry: renamed once the lock is
 	// had (flushDirtyLocked: tried at every sync, and at the last
 	// release waiting lockWait), as Dovecot renames the files of its
-	// flag changes at a later sync when its lock timed out. What still
-	// waits when the folder closes is written to PendingFlagsFileName
-	// and made again by the next open (Dovecot keeps it in its index);
+	// flag changes at a later sync when its lock timed out. What waits
+	// is in PendingFlagsFileName from before the command that deferred
+	// it is answered until its rename is made (pendingStale), and what
+	// still waits when the folder closes, or when courriel crashed, is
+	// made again by the next open (Dovecot keeps it in its index);
 	// courriel-state is not written meanwhile.
 	dirty map[*Msg]Flags
 	// bare holds the base names of files in cur/ named without an info

@@ -23,7 +23,8 @@ import (
 // answered (see flagChange), written again or removed when renames that
 // waited are made or their messages go (see recordPendingLocked), and
 // written with fsync when the folder closes. A crash of courriel (kill -9)
-// while the folder is open thus loses none of them; a change made, its
+// while the folder is open thus loses none of them (a power loss may lose
+// the last: see recordPendingLocked); a change made, its
 // rename done and its entry not yet taken out, is made again on the name
 // it gave, which changes nothing. The open that reads the file makes the
 // renames it can, and leaves in the file those still waiting.
