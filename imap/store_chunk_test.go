@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"courriel/imap/mailstore"
 )
 
 // A STORE over more messages than one piece (storeChunk) answers one
@@ -136,9 +138,21 @@ func TestFlagChangesWhileUIDListLockedElsewhere(t *testing.T) {
 	if now := names(); now != before {
 		t.Errorf("files renamed while another process holds the lock: %s, was %s", now, before)
 	}
+	// Both changes are on disk before their OKs, for the next open to
+	// make should courriel crash now.
+	pending := filepath.Join(e.maildir, mailstore.PendingFlagsFileName)
+	data, err := os.ReadFile(pending)
+	for i := 1; i <= 2; i++ {
+		if base := fmt.Sprintf("%d.M%dP1.host", 1700000000+i, i); !strings.Contains(string(data), base) {
+			t.Errorf("the change of message %d is not in %s (%v)", i, mailstore.PendingFlagsFileName, err)
+		}
+	}
 	os.Remove(lock)
 	a.cmd("n", "NOOP")
 	if now := names(); !strings.Contains(now, "P1.host,S=") || strings.Count(now, ":2,S") != 1 || strings.Count(now, ":2,F") != 1 {
 		t.Errorf("after the lock was freed and a NOOP: %s", now)
+	}
+	if _, err := os.Stat(pending); !os.IsNotExist(err) {
+		t.Errorf("%s left once its renames were made (%v)", mailstore.PendingFlagsFileName, err)
 	}
 }

@@ -248,9 +248,11 @@ type Mailbox struct {
 	// flags their files' names still carry: renamed once the lock is
 	// had (flushDirtyLocked: tried at every sync, and at the last
 	// release waiting lockWait), as Dovecot renames the files of its
-	// flag changes at a later sync when its lock timed out. What still
-	// waits when the folder closes is written to PendingFlagsFileName
-	// and made again by the next open (Dovecot keeps it in its index);
+	// flag changes at a later sync when its lock timed out. What waits
+	// is in PendingFlagsFileName from before the command that deferred
+	// it is answered until its rename is made (pendingStale), and what
+	// still waits when the folder closes, or when courriel crashed, is
+	// made again by the next open (Dovecot keeps it in its index);
 	// courriel-state is not written meanwhile.
 	dirty map[*Msg]Flags
 	// bare holds the base names of files in cur/ named without an info
@@ -270,8 +272,13 @@ type Mailbox struct {
 	// none.
 	bareKept map[string]struct{}
 	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
-	// found it (removed when nothing waits any more).
-	pendingFile bool
+	// found it (removed when nothing waits any more). pendingStale: dirty
+	// changed since the file was last written (or found at the open), so
+	// the file must be written again (see recordPendingLocked); only ever
+	// set while renames wait, so a folder whose renames are made at once
+	// writes nothing more.
+	pendingFile  bool
+	pendingStale bool
 	// listRead: the folder has its messages, from the uidlist's first
 	// read (which adopts its records) or from courriel-state.
 	listRead bool

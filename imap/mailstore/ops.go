@@ -76,9 +76,32 @@ var errUIDListBusy = errors.New("mailstore: uidlist lock held by another process
 // look stale to Dovecot after uidlist.StaleTimeout and be broken, and
 // until then Dovecot's own sessions would wait on a client of ours.
 // Taking it again for a piece costs a link and an unlink.
+//
+// A piece whose renames were all deferred leaves their record in
+// PendingFlagsFileName to Done, so that a STORE deferring 100,000
+// renames writes the file once rather than once a piece, each longer
+// than the last.
 type FlagWait struct {
 	deadline time.Time // when the wait ends; zero until the lock was first found held
 	spent    bool      // the wait ran out
+	unsaved  *Mailbox  // a piece deferred renames and left their record to Done
+}
+
+// Done ends a command of several pieces: the renames its pieces deferred
+// are recorded in PendingFlagsFileName, so that they survive a crash of
+// courriel. Call it after the last piece, before the command's tagged
+// response, whether the command succeeded or not (its pieces' changes are
+// made for the sessions either way). Nothing to do, and nothing written,
+// when no piece deferred a rename.
+func (fw *FlagWait) Done() {
+	mb := fw.unsaved
+	if mb == nil {
+		return
+	}
+	fw.unsaved = nil
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	mb.recordPendingLocked()
 }
 
 // flagChange runs f, a flag change, under mb.mu. f takes the uidlist lock
@@ -93,7 +116,12 @@ type FlagWait struct {
 // (checked with a lock held by hand): STORE answers OK with the new flags,
 // FETCH BODY[] its data with \Seen, and the files are renamed at a later
 // sync.
+//
+// A change whose renames wait is recorded in PendingFlagsFileName before
+// flagChange returns (for a command of several pieces, by fw.Done), so
+// that the OK the client is given for it survives a crash of courriel.
 func (mb *Mailbox) flagChange(fw *FlagWait, f func(lockMode) error) error {
+	piece := fw != nil
 	if fw == nil {
 		fw = new(FlagWait)
 	}
@@ -104,6 +132,14 @@ func (mb *Mailbox) flagChange(fw *FlagWait, f func(lockMode) error) error {
 	for {
 		mb.mu.Lock()
 		err := f(mode)
+		if piece && mode == lockDefer && mb.pendingStale {
+			// Deferred renames only (a piece that had the lock
+			// recorded what its flush made, under it): one write
+			// for the command, at its end.
+			fw.unsaved = mb
+		} else {
+			mb.recordPendingLocked()
+		}
 		mb.mu.Unlock()
 		if !errors.Is(err, errUIDListBusy) || mode == lockDefer {
 			return err
@@ -211,9 +247,7 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 				return err
 			}
 			mb.heldStepLocked(lk)
-			if len(mb.dirty) > 0 {
-				delete(mb.dirty, m)
-			}
+			mb.undirtyLocked(m)
 			changed := nf != m.Flags
 			m.Flags, m.New = nf, false
 			if changed {
@@ -267,6 +301,12 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 		clean.ok = false
 	}
 	mb.restampLocked(clean)
+	if lk != nil {
+		// Renames that waited were made (flushDirtyLocked): their
+		// record goes before the lock does, so that no other program's
+		// later rename can be undone by it after a crash.
+		mb.recordPendingLocked()
+	}
 	return out, ok, nil
 }
 
@@ -282,13 +322,26 @@ func (mb *Mailbox) deferFlagsLocked(m *Msg, nf Flags) {
 	}
 	m.Flags = nf
 	if nf == disk && !m.New {
-		delete(mb.dirty, m)
+		mb.undirtyLocked(m)
 		return
 	}
 	if mb.dirty == nil {
 		mb.dirty = make(map[*Msg]Flags)
 	}
 	mb.dirty[m] = disk
+	mb.pendingStale = true
+}
+
+// undirtyLocked takes m out of dirty (its file's name carries its flags,
+// or it is gone), noting that PendingFlagsFileName no longer says so.
+func (mb *Mailbox) undirtyLocked(m *Msg) {
+	if len(mb.dirty) == 0 {
+		return
+	}
+	if _, ok := mb.dirty[m]; ok {
+		delete(mb.dirty, m)
+		mb.pendingStale = true
+	}
 }
 
 // fileFlagsLocked takes the flags fl of m's file in cur/, as a listing
@@ -300,10 +353,12 @@ func (mb *Mailbox) fileFlagsLocked(m *Msg, fl Flags) bool {
 	want := fl
 	if disk, ok := mb.dirty[m]; ok {
 		want = fl&^(disk&^m.Flags) | m.Flags&^disk
-		if want == fl {
-			delete(mb.dirty, m)
-		} else {
+		switch {
+		case want == fl:
+			mb.undirtyLocked(m)
+		case fl != disk:
 			mb.dirty[m] = fl
+			mb.pendingStale = true
 		}
 	}
 	if want == m.Flags {
@@ -349,17 +404,17 @@ func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
 	}
 	for m, disk := range mb.dirty {
 		if mb.findLocked(m.UID) != m {
-			delete(mb.dirty, m) // gone, or the folder renumbered
+			mb.undirtyLocked(m) // gone, or the folder renumbered
 			continue
 		}
 		if disk == m.Flags && !m.New {
-			delete(mb.dirty, m)
+			mb.undirtyLocked(m)
 			continue
 		}
 		if err := mb.renameFlagsLocked(m, m.Flags); err != nil {
 			continue
 		}
-		delete(mb.dirty, m)
+		mb.undirtyLocked(m)
 		m.New = false
 		mb.heldStepLocked(lk)
 	}
@@ -394,6 +449,7 @@ func (mb *Mailbox) tryFlushDirtyLocked(wait time.Duration) {
 	clean := mb.cleanLocked()
 	mb.flushDirtyLocked(lk)
 	mb.restampLocked(clean)
+	mb.recordPendingLocked() // under the lock, as in storeFlagsLocked
 }
 
 // dirCheck is what cleanLocked found: whether new/ and cur/ were as last

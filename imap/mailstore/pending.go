@@ -7,23 +7,27 @@ import (
 	"io/fs"
 )
 
-// PendingFlagsFileName holds the flag changes whose renames still waited
-// for the uidlist lock when the folder was closed (see Mailbox.dirty):
-// another process held the lock through the change and through the
-// close's own wait. Dovecot 2.3 keeps such a change in its index and
-// renames the file at a later sync; courriel keeps no index of flags, so
-// the change is written here at the close and made again by the next
-// open of the folder, under the lock, on the flags the file has then (as
-// Dovecot applies its log to a file another program renamed meanwhile). A
-// flag set by STORE thus ends up in the file's name, as a Dovecot user
-// expects, rather than being lost with the folder's memory. Only the
-// next courriel to open the folder reads it: Dovecot, reading the names,
-// sees the old flags until then.
+// PendingFlagsFileName holds the flag changes whose renames wait for the
+// uidlist lock (see Mailbox.dirty): another process held the lock through
+// the change. Dovecot 2.3 keeps such a change in its index and renames the
+// file at a later sync; courriel keeps no index of flags, so the change is
+// written here, and made again by the next open of the folder, under the
+// lock, on the flags the file has then (as Dovecot applies its log to a
+// file another program renamed meanwhile). A flag set by STORE thus ends
+// up in the file's name, as a Dovecot user expects, rather than being lost
+// with the folder's memory. Only the next courriel to open the folder
+// reads it: Dovecot, reading the names, sees the old flags until then.
 //
-// The file is consumed by the open that reads it (removed once its
-// changes are in memory, which a later close writes again when they still
-// wait): a crash while the folder is open loses them, as it loses any
-// change held in memory only.
+// The file holds every change still waiting, and only those: it is
+// written when a change is deferred, before the command that made it is
+// answered (see flagChange), written again or removed when renames that
+// waited are made or their messages go (see recordPendingLocked), and
+// written with fsync when the folder closes. A crash of courriel (kill -9)
+// while the folder is open thus loses none of them (a power loss may lose
+// the last: see recordPendingLocked); a change made, its
+// rename done and its entry not yet taken out, is made again on the name
+// it gave, which changes nothing. The open that reads the file makes the
+// renames it can, and leaves in the file those still waiting.
 const PendingFlagsFileName = "courriel-pending-flags"
 
 // pendingMagic starts the file; after it the CRC-32C of the payload (4
@@ -85,12 +89,42 @@ func decodePending(data string) ([]pendingFlag, error) {
 // savePendingLocked writes the changes of dirty into PendingFlagsFileName
 // when the folder is closed with renames still waiting for the lock, or
 // removes the file when nothing waits. Fsynced with the folder
-// (syncFolder): it is the only record of a change the user made. Best effort:
-// a folder we may not write loses them, as before.
+// (syncFolder): after the close it is the only record of a change the user
+// made, and a close is rare enough to pay for it.
 func (mb *Mailbox) savePendingLocked() {
+	mb.writePendingLocked(syncFolder)
+}
+
+// recordPendingLocked brings PendingFlagsFileName up to date with dirty
+// when dirty changed since it was written (pendingStale): a change
+// deferred, or one that waited made or dropped. One write for all the
+// changes of a command, whatever their number; none while no rename waits
+// or waited (the lock was free: pendingStale is never set).
+//
+// Without fsync, as Dovecot 2.3 appends a flag change to its transaction
+// log (dovecot.index.log) under its default mail_fsync=optimized: a write
+// alone (mail-transaction-log-append.c, log_buffer_write, fdatasync only
+// with want_fsync, which a flag change does not set: the maildir box's
+// index has fsync_mask 0, index-storage.c). The page cache outlives the
+// process, so a crash of courriel keeps the file; a power loss may lose
+// it, or leave one that is short or empty, which its CRC rejects (the
+// changes are then lost, as Dovecot's log may lose its last writes). The
+// close writes it with fsync (savePendingLocked).
+func (mb *Mailbox) recordPendingLocked() {
+	if mb.pendingStale {
+		mb.writePendingLocked(noSync)
+	}
+}
+
+// writePendingLocked writes the changes of dirty into PendingFlagsFileName
+// with durability d, or removes the file when nothing waits. Best effort:
+// a folder we may not write keeps them in memory only, as before, and the
+// failure is logged; the next change of dirty tries again.
+func (mb *Mailbox) writePendingLocked(d durability) {
 	if mb.closed || mb.detached || !mb.loaded {
 		return
 	}
+	mb.pendingStale = false
 	if len(mb.dirty) == 0 {
 		if mb.pendingFile {
 			if err := mb.root.Remove(PendingFlagsFileName); err == nil || errors.Is(err, fs.ErrNotExist) {
@@ -105,25 +139,30 @@ func (mb *Mailbox) savePendingLocked() {
 			l = append(l, pendingFlag{base: m.Base, disk: disk, want: m.Flags})
 		}
 	}
-	err := mb.writeFileLocked(PendingFlagsFileName, syncFolder, encodePending(l))
+	err := mb.writeFileLocked(PendingFlagsFileName, d, encodePending(l))
 	if err == nil || errors.Is(err, errFolderSync) {
 		mb.pendingFile = true
+	}
+	if err != nil {
+		mb.reg.log().Warn("mailstore: flag changes waiting for the uidlist lock not written to "+PendingFlagsFileName, "folder", mb.root.Name(), "err", err)
 	}
 }
 
 // loadPendingLocked makes again, as the folder is opened, the flag changes
-// a close left in PendingFlagsFileName: each on the flags the message's
-// file has now (another program may have renamed it since: its change
-// stands beside ours), given a modseq as any flag change. They join dirty
-// and are renamed at once if the uidlist lock is free, else at a later
-// sync (see flagChange); the file is removed once they are in memory. A
-// change of a message that is gone is dropped, as is a malformed file.
+// left in PendingFlagsFileName (by a close, or by a courriel that crashed):
+// each on the flags the message's file has now (another program may have
+// renamed it since: its change stands beside ours), given a modseq as any
+// flag change. They join dirty and are renamed at once if the uidlist lock
+// is free, else at a later sync (see flagChange); the file is then removed,
+// or written again with those still waiting. A change of a message that is
+// gone is dropped, as is a malformed file.
 func (mb *Mailbox) loadPendingLocked() {
 	data, err := mb.readString(PendingFlagsFileName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
 	mb.pendingFile = true
+	mb.pendingStale = true // rewritten below, or removed
 	var l []pendingFlag
 	if err == nil && len(data) <= maxPendingSize {
 		l, _ = decodePending(data)
@@ -142,7 +181,5 @@ func (mb *Mailbox) loadPendingLocked() {
 		mb.noteModLocked(Change{Kind: FlagsChanged, UID: m.UID}, m)
 	}
 	mb.tryFlushDirtyLocked(0)
-	if err := mb.root.Remove(PendingFlagsFileName); err == nil || errors.Is(err, fs.ErrNotExist) {
-		mb.pendingFile = false
-	}
+	mb.recordPendingLocked()
 }

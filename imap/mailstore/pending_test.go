@@ -180,3 +180,121 @@ func TestPendingFlagsCodec(t *testing.T) {
 		}
 	}
 }
+
+// A flag change deferred while another process holds the uidlist lock
+// survives a crash of courriel (the folder never closed): it is in
+// PendingFlagsFileName before its command returns, with every change
+// still waiting, and without those made since (an applied change made
+// again would undo a later one). The next open makes them; an open while
+// the lock is still held keeps them in the file through a second crash.
+func TestPendingFlagsSurviveCrash(t *testing.T) {
+	t.Parallel()
+	base := deliverFileBase
+	st := testStore(t)
+	for i := 1; i <= 4; i++ {
+		deliverFile(t, st, "", i)
+	}
+	pending := filepath.Join(st.Path(), PendingFlagsFileName)
+	lock := filepath.Join(st.Path(), "dovecot-uidlist.lock")
+	hold := func() {
+		t.Helper()
+		if err := os.WriteFile(lock, nil, 0o600); err != nil { // Dovecot's: empty
+			t.Fatal(err)
+		}
+	}
+	free := func() {
+		t.Helper()
+		if err := os.Remove(lock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := func(mb *Mailbox, uids []uint32, op StoreOp, flag string) {
+		t.Helper()
+		if _, _, err := mb.StoreFlags(uids, op, []string{flag}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasPending := func(when string, want bool) {
+		t.Helper()
+		_, err := os.Stat(pending)
+		if got := err == nil; got != want {
+			t.Errorf("%s: %s there %v, want %v (%v)", when, PendingFlagsFileName, got, want, err)
+		}
+	}
+	// The crashing courriel: its folder is never released.
+	reg := NewRegistry()
+	reg.flagLockWait = 50 * time.Millisecond
+	mb, err := reg.Open(st, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store(mb, []uint32{3}, StoreAdd, Seen) // the lock free: renamed at once
+	hasPending("a change made at once", false)
+
+	hold()
+	store(mb, []uint32{1, 2}, StoreAdd, Flagged)
+	store(mb, []uint32{1}, StoreAdd, Answered)
+	hasPending("changes deferred", true)
+	free()
+	// The lock free again: the waiting renames are made, and so is this
+	// one, after them. Nothing waits any more.
+	store(mb, []uint32{2}, StoreRemove, Flagged)
+	hasPending("every rename made", false)
+
+	hold()
+	store(mb, []uint32{3}, StoreRemove, Seen)
+	// A command of several pieces: recorded once, at its end.
+	var fw FlagWait
+	for _, s := range []struct {
+		uid  uint32
+		op   StoreOp
+		flag string
+	}{{4, StoreAdd, Draft}, {1, StoreRemove, Answered}} {
+		if _, _, err := mb.StoreFlagsPiece(&fw, []uint32{s.uid}, s.op, []string{s.flag}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if data, err := os.ReadFile(pending); err != nil {
+		t.Error(err)
+	} else if l, err := decodePending(string(data)); err != nil || len(l) != 1 || l[0].base != base(3) {
+		t.Errorf("the pieces wrote %v (%v) before the command's end", l, err)
+	}
+	fw.Done()
+	want := map[int]Flags{1: FlagFlagged, 2: 0, 3: 0, 4: FlagDraft}
+	wantNames := func() []string {
+		var names []string
+		for i, fl := range want {
+			names = append(names, FileName(base(i), fl))
+		}
+		slices.Sort(names)
+		return names
+	}
+	// kill -9: mb is left as it is.
+
+	// Opened while the lock is still held: the changes come back to the
+	// sessions, and stay in the file, through a second crash.
+	reg2 := NewRegistry()
+	reg2.flagLockWait = 50 * time.Millisecond
+	mb2, err := reg2.Open(st, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, _ := mb2.FlagsOf([]uint32{1, 2, 3, 4})
+	if w := []Flags{want[1], want[2], want[3], want[4]}; !slices.Equal(fl, w) {
+		t.Errorf("reopened after the crash, still locked: flags %v, want %v", fl, w)
+	}
+	hasPending("reopened, still locked", true)
+	// kill -9 again.
+
+	free()
+	mb3 := openBox(t, closedAtEnd(t), st, "INBOX")
+	for i, fl := range want {
+		if m, _ := mb3.Get(uint32(i)); m.Flags != fl {
+			t.Errorf("message %d has flags %q, want %q", i, m.Flags, fl)
+		}
+	}
+	if now := curNames(t, st, ""); !slices.Equal(now, wantNames()) {
+		t.Errorf("after the crashes:\n%q\nwant\n%q", now, wantNames())
+	}
+	hasPending("reopened, the lock free", false)
+}

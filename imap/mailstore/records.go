@@ -156,7 +156,7 @@ func (mb *Mailbox) goneLocked(m *Msg) {
 	}
 	delete(mb.cache, m.UID)
 	delete(mb.ext, m.UID)
-	delete(mb.dirty, m)
+	mb.undirtyLocked(m)
 	mb.noteBareLocked(m.Base, false)
 	mb.noteStaleLocked(m.Base, m.UID)
 }

@@ -44,6 +44,9 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 		return nil
 	}
 	defer mb.flushModLocked()
+	// Renames that waited and were made, or messages gone, by this
+	// sync: their changes leave PendingFlagsFileName.
+	defer mb.recordPendingLocked()
 	gen := mb.gen
 	if err := mb.syncOnceLocked(force); err != nil {
 		return err
@@ -281,7 +284,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			// the file is written again without the other.
 			delete(mb.cache, m.UID)
 			delete(mb.ext, m.UID)
-			delete(mb.dirty, m)
+			mb.undirtyLocked(m)
 			if mb.byBase != nil {
 				mb.byBase[m.Base] = d.owner
 			}
@@ -355,6 +358,10 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	if waiting.inCur || waitFrom != math.MaxUint32 {
 		mb.curSt = stamp{}
 	}
+	// Renames that waited, made by the move out of new/, and messages
+	// gone: out of PendingFlagsFileName (nothing written unless a rename
+	// waits or waited).
+	mb.recordPendingLocked()
 	return nil
 }
 
@@ -557,9 +564,7 @@ func (mb *Mailbox) moveNewLocked(lk *uidlist.Lock) {
 		to := "cur/" + FileName(m.Base, m.Flags)
 		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
 			m.New = false
-			if len(mb.dirty) > 0 {
-				delete(mb.dirty, m) // its name has its flags now
-			}
+			mb.undirtyLocked(m) // its name has its flags now
 		}
 		mb.heldStepLocked(lk)
 	}

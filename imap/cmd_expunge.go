@@ -1,0 +1,42 @@
+package imap
+
+import "courriel/imap/wire"
+
+// EXPUNGE and UID EXPUNGE (RFC 4315): the EXPUNGE responses come from the
+// change log, like everybody's.
+func cmdExpunge(s *session, tag string, uid bool) error {
+	var set wire.NumSet
+	if uid {
+		if err := s.r.SP(); err != nil {
+			return err
+		}
+		var err error
+		if set, err = s.r.SeqSet(); err != nil {
+			return err
+		}
+	}
+	if err := s.r.CRLF(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	allowed := make(map[uint32]bool, len(sel.view))
+	if uid {
+		_, uids := s.resolve(set, true)
+		for _, u := range uids {
+			allowed[u] = true
+		}
+	} else {
+		for _, u := range sel.view {
+			allowed[u] = true
+		}
+	}
+	// RFC 9051: only messages this client knows about.
+	if _, err := sel.mb.Expunge(func(u uint32) bool { return allowed[u] }, true); err != nil {
+		return s.storeErr("expunge", err, "")
+	}
+	s.srv.wakeIdlers(sel.mb, s)
+	return s.ok(tag, "", "Expunge completed", true)
+}
