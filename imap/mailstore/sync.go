@@ -114,9 +114,10 @@ type syncArgs struct {
 //     But messages move from new/ to cur/ at the end (moveNewLocked),
 //     after the numbering's write has let the lock go (Delivered
 //     likewise). Dovecot moves files out of new/ only under its lock
-//     (maildir-sync.c, move_new): a listing of Dovecot's under the lock
-//     may miss a file we move so (maxRescans is our answer to it, not
-//     Dovecot's).
+//     (maildir-sync.c, move_new), but loses nothing to a file we move so:
+//     its full sync lists new/ before cur/ and takes a file seen in both
+//     as moved (maildir-uidlist.c, NEW_DIR/MOVED), and a new/-only sync
+//     keeps the records it did not see and rescans in full later.
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
 //     ascending order, never past a pending record still waiting for its
