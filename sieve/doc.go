@@ -113,7 +113,10 @@
 //     matches the whole value), so that no forgery padded past what a
 //     pass holds survives a stripping script. A header line no script can name (no
 //     colon, a name with a space, a folded line first of all: namedField)
-//     is kept where it is, with its folded lines, by every edit.
+//     is kept where it is, with its folded lines, by every edit. As in
+//     Pigeonhole, once a deleteheader has reached the header (its parse)
+//     and an edit has changed it, the message's Content-Length fields
+//     are gone: from later tests, the size, the copies (denyContentLength).
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the

@@ -66,6 +66,9 @@ type HeaderEdit struct {
 	maxFields             int
 	// drops delete fields past what a script sees (unseen.go)
 	drops []*unseenDrop
+	// the run's state of Pigeonhole's parse (runState), for the next
+	// script of a sequence
+	parsed, modified, contentLengthDenied bool
 }
 
 // Header is the edited header block as a script sees it: CRLF line ends,
@@ -327,7 +330,8 @@ func (r *runner) snapshot() *HeaderEdit {
 	}
 	if r.snap == nil {
 		r.snap = &HeaderEdit{fields: r.edited, sizeDelta: r.sizeDelta, editedBytes: r.editedBytes,
-			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields, drops: r.drops}
+			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields, drops: r.drops,
+			parsed: r.parsed, modified: r.modified, contentLengthDenied: r.contentLengthDenied}
 		r.editShared = true
 	}
 	return r.snap
@@ -370,7 +374,8 @@ func (r *runner) addheader(c *Command, n *node) error {
 		r.edited[0] = f
 	}
 	r.headers = nil
-	return nil
+	r.modified = true
+	return r.denyContentLength(c)
 }
 
 // formatField writes a field from a UTF-8 value: a line break before white
@@ -415,10 +420,53 @@ func formatField(name, value string) string {
 	return b.String()
 }
 
+// denyContentLength drops the message's Content-Length fields once a
+// deleteheader reached the header and an edit changed it, as Pigeonhole
+// does: its deleteheader parses the header (edit_mail_headers_parse),
+// which denies the existence of any Content-Length field, "non-standard
+// and it can wreak havoc when the message is modified"; the parsed header
+// is what later tests see and what is stored and redirected once an edit
+// changed it. Only the message's own fields: one added by addheader stays.
+func (r *runner) denyContentLength(c *Command) error {
+	if !r.parsed || !r.modified || r.contentLengthDenied {
+		return nil
+	}
+	r.contentLengthDenied = true
+	r.startEdit()
+	kept := r.edited[:0:0]
+	for _, f := range r.edited {
+		if f.orig > 0 && strings.EqualFold(f.name, "content-length") {
+			r.sizeDelta -= f.lfSize()
+			r.editedBytes -= f.lfSize()
+			continue
+		}
+		kept = append(kept, f)
+	}
+	r.edited = kept
+	r.headers = nil
+	// those past what a script sees
+	found := false
+	err := r.eachUnseen("content-length", false, func(f *unseenField) bool {
+		r.sizeDelta -= f.lfSize
+		found = true
+		return true
+	})
+	if err != nil {
+		return r.errorf(c.Pos, "%s action: reading the message: %v", c.Name, err)
+	}
+	if found {
+		r.drops = append(r.drops[:len(r.drops):len(r.drops)], &unseenDrop{name: "content-length", at: -1})
+	}
+	return nil
+}
+
 func (r *runner) deleteheader(c *Command, n *node) error {
 	name := r.expand(n.pos[0].Strings[0])
 	if name == "" {
-		return nil
+		// Pigeonhole takes the empty name as valid: it parses the
+		// header (denyContentLength), and deletes nothing
+		r.parsed = true
+		return r.denyContentLength(c)
 	}
 	if !validFieldName(name) {
 		return r.errorf(c.Pos, "deleteheader action: specified field name `%s' is invalid", sanitize(name, 80))
@@ -426,6 +474,18 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	if !mayDelete(name) {
 		return nil // Pigeonhole warns and goes on
 	}
+	r.parsed = true
+	if err := r.denyContentLength(c); err != nil {
+		return err
+	}
+	if err := r.deleteFields(c, n, name); err != nil {
+		return err
+	}
+	return r.denyContentLength(c)
+}
+
+// deleteFields is deleteheader's deletion of the fields named name.
+func (r *runner) deleteFields(c *Command, n *node, name string) error {
 	var patterns []string
 	if n.pos[1].Kind != ArgTag {
 		patterns = r.strs(n.pos[1])
@@ -504,6 +564,13 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		if last && k <= v+u+b {
 			k = v + u + b + 1 - k
 		}
+		if patterns == nil && a.Number >= 1 && v+u+b > 0 && lower != "content-length" {
+			// Pigeonhole changes the header when it has a field of the
+			// name, even when :index is past them; not for
+			// Content-Length, which its parse denied (a deleteheader
+			// of it finds none)
+			r.modified = true
+		}
 		switch {
 		case k < 1 || k > v+u+b:
 			return nil
@@ -548,6 +615,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		}
 		rule.m.work, rule.m.re = nil, nil
 		r.drops = append(r.drops[:len(r.drops):len(r.drops)], rule)
+		r.modified = true
 	}
 	if len(drop) == 0 {
 		return nil
@@ -563,6 +631,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	}
 	r.edited = kept
 	r.headers = nil
+	r.modified = true
 	return nil
 }
 
