@@ -358,6 +358,7 @@ func (r *runner) addheader(c *Command, n *node) error {
 	}
 	r.startEdit()
 	r.budget.spend(decodeCost * len(value))
+	name = fieldNameCase(name)
 	f := headerField{name: name, raw: formatField(name, value)}
 	if len(r.edited) >= r.maxEditedFields || r.editedBytes+f.lfSize() > r.maxEditedBytes {
 		return r.errorf(c.Pos, "addheader action: the fields added would exceed %d fields or %d bytes", maxEditedFields, maxEditedBytes)
@@ -376,6 +377,22 @@ func (r *runner) addheader(c *Command, n *node) error {
 	r.headers = nil
 	r.modified = true
 	return r.denyContentLength(c)
+}
+
+// fieldNameCase is the name an added field is written with, as
+// Pigeonhole's rfc2822_header_field_name_sanitize writes it: lower case
+// but the first letter and those after a '-' ("X-Foo-Bar" of
+// "x-foo-BAR"). Names are case-insensitive: only the copies show it.
+func fieldNameCase(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i := range b {
+		if i == 0 || b[i-1] == '-' {
+			if 'a' <= b[i] && b[i] <= 'z' {
+				b[i] -= 'a' - 'A'
+			}
+		}
+	}
+	return string(b)
 }
 
 // formatField writes a field from a UTF-8 value: a line break before white

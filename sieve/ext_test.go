@@ -64,7 +64,7 @@ func TestEditedHeader(t *testing.T) {
 	// (a header injection): it becomes a space. Pigeonhole 2.3.19 keeps
 	// something of it ("newlines?nd" in sieve-test's listing).
 	res := compileRun(t, "require \"editheader\"; addheader \"X-NL\" text:\nfolded\n here\nX-Injected: yes\n.\n;", msg, RunOptions{})
-	if !strings.HasPrefix(string(res.Edit.Header()), "X-NL: folded here X-Injected: yes\r\n") {
+	if !strings.HasPrefix(string(res.Edit.Header()), "X-Nl: folded here X-Injected: yes\r\n") {
 		t.Errorf("bare line break: %q", res.Edit.Header())
 	}
 	long := strings.Repeat("word ", 40)

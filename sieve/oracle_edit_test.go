@@ -96,6 +96,7 @@ var editRows = []struct {
 	{name: "add long word", script: `addheader "X-A" "` + strings.Repeat("x", 100) + ` ` + strings.Repeat("y", 100) + `";`},
 	{name: "add spaces", script: `addheader "X-A" "  lead and trail  "; if header :is "x-a" "lead and trail  " { fileinto :create "trail"; } if header :is "x-a" "  lead and trail  " { fileinto :create "lead"; }`},
 	{name: "add empty", script: `addheader "X-A" "";`},
+	{name: "add name case", script: `addheader "x-foo-BAR" "1"; addheader "SUBJECT" "s"; addheader :last "message-id" "<x@y>"; addheader "-a--b-" "c";`},
 	{name: "redirect edited", script: `addheader "X-A" "1"; redirect "r1@example.net"; deleteheader "x-tag"; redirect "r2@example.net"; addheader :last "X-B" "2"; fileinto :create "F";`},
 	{name: "header tests", script: `deleteheader "x-uid"; if exists "content-length" { fileinto :create "cl"; } if size :over 600 { fileinto :create "big"; }`},
 }
