@@ -84,7 +84,9 @@
 //     Pigeonhole; values are at most 2048 bytes (Pigeonhole's
 //     sieve_editheader_max_header_size: a compile error for a constant,
 //     a runtime error for a value made at run time, with Pigeonhole's
-//     messages), folded at 80 columns. What the edits add stays within
+//     messages), written as Pigeonhole writes them (headerencode.go:
+//     the name's case, Dovecot's RFC 2047 encoding of the words that
+//     need it, folds at 80 columns and at the value's line breaks). What the edits add stays within
 //     what ReadMessage shows a script (5,000 fields, 1 MiB) more than
 //     the message's own fields: an addheader past it fails the run
 //     (Pigeonhole has no such bound), so that a loop cannot grow it to

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -395,46 +394,14 @@ func fieldNameCase(name string) string {
 	return string(b)
 }
 
-// formatField writes a field from a UTF-8 value: a line break before white
-// space is dropped (the value was folded), any other becomes a space (a
-// value is one line), non-ASCII text is RFC 2047 encoded, and the field is
-// folded at white space to lines of at most 80 octets where it can be
-// (Dovecot's width, which the size test sees).
+// formatField writes a field from a UTF-8 value as Pigeonhole does
+// (headerencode.go): encoded, folded at 80 columns (which the size test
+// sees), a line break in the value a fold; CRLF line ends, without the
+// last one.
 func formatField(name, value string) string {
-	value = strings.TrimRight(value, "\r\n") // a text: block's last line break
-	value = strings.NewReplacer("\r\n ", " ", "\r\n\t", "\t", "\n ", " ", "\n\t", "\t",
-		"\r\n", " ", "\r", " ", "\n", " ").Replace(value)
-	if !utf8.ValidString(value) {
-		value = strings.ToValidUTF8(value, "\uFFFD")
-	}
-	ascii := true
-	for i := 0; i < len(value); i++ {
-		if value[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if !ascii {
-		value = mime.QEncoding.Encode("utf-8", value)
-	}
 	var b strings.Builder
-	b.WriteString(name + ": ")
-	col := len(name) + 2
-	words := strings.Split(value, " ")
-	for i, w := range words {
-		if i > 0 {
-			if col+1+len(w) > 80 && col > len(name)+2 {
-				b.WriteString("\r\n\t")
-				col = 1
-			} else {
-				b.WriteByte(' ')
-				col++
-			}
-		}
-		b.WriteString(w)
-		col += len(w)
-	}
-	return b.String()
+	encodeHeaderValue(&b, value)
+	return foldField(name, b.String())
 }
 
 // denyContentLength drops the message's Content-Length fields once a
