@@ -124,9 +124,38 @@ second
 	{name: "add long unbroken", script: `addheader "X-A" "` + strings.Repeat("x", 120) + `";`},
 	{name: "add trailing space long", script: `addheader "X-A" "` + strings.Repeat("word ", 20) + `     ";`},
 	{name: "add many spaces", script: `addheader "X-A" "a` + strings.Repeat(" ", 100) + `b";`},
+	{name: "size", script: `deleteheader "x-uid";` + sizeLadder(560, 480)},
+	{name: "size add", script: `deleteheader :is "x-uid" "none"; addheader "X-A" "1";` + sizeLadder(560, 480)},
+	{name: "size odd", msg: editMessageOdd, script: `deleteheader "x-uid"; addheader :last "X-A" "1";` + sizeLadder(600, 480)},
+	{name: "crlf", msg: editMessageCRLF, script: `deleteheader "x-sp"; addheader "X-A" "grüße"; addheader :last "X-B" "2"; redirect "r@example.net";`},
+	{name: "crlf tests", msg: editMessageCRLF, script: `addheader "X-A" "1"; deleteheader :index 1 "x-nothing"; if exists "content-length" { fileinto :create "cl"; } if header :is "x-sp" "spaced" { fileinto :create "sp"; }`},
+	{name: "crlf only parsed", msg: editMessageCRLF, script: `deleteheader :index 1 "x-nothing"; if exists "content-length" { fileinto :create "cl"; } if header :count "eq" :comparator "i;ascii-numeric" "content-length" "3" { fileinto :create "three"; }`},
 	{name: "redirect edited", script: `addheader "X-A" "1"; redirect "r1@example.net"; deleteheader "x-tag"; redirect "r2@example.net"; addheader :last "X-B" "2"; fileinto :create "F";`},
 	{name: "header tests", script: `deleteheader "x-uid"; if exists "content-length" { fileinto :create "cl"; } if size :over 600 { fileinto :create "big"; }`},
 }
+
+// sizeLadder is a chain of size tests filing into the largest threshold
+// the message's size passes, from hi down to lo.
+func sizeLadder(hi, lo int) string {
+	var b strings.Builder
+	for n := hi; n >= lo; n-- {
+		if n < hi {
+			b.WriteString("els")
+		}
+		fmt.Fprintf(&b, "if size :over %d { fileinto :create \"o%d\"; }\n", n, n)
+	}
+	return b.String()
+}
+
+// editMessageOdd is editMessage with a field with white space before its
+// colon, Content-Length fields of other forms, and no line end after the
+// body; editMessageCRLF the same with CRLF line ends (its size is not
+// compared: sieve-test counts the CRLF, ours the LF form, TestOracleSize).
+var (
+	editMessageOdd = strings.Replace(strings.Replace(editMessage,
+		"X-UID: 7\n", "X-UID: 7\nX-Sp : spaced\ncontent-length:\n 99\nCONTENT-LENGTH: 100\n", 1), "the body.\n", "the body.", 1)
+	editMessageCRLF = strings.ReplaceAll(editMessageOdd, "\n", "\r\n")
+)
 
 // editEnvelope is the envelope of the editheader rows.
 var editEnvelope = Envelope{From: "a@example.com", To: "b@example.org"}
@@ -157,6 +186,9 @@ func TestOracleEditheaderMessage(t *testing.T) {
 		}
 		got := oursCopies(t, before, script, msg)
 		want, out := o.copies(t, fmt.Sprintf("edit%d", i), before, script, msg)
+		if strings.HasPrefix(row.name, "size") && (len(got) != 1 || !strings.HasPrefix(got[0].action, "store o")) {
+			t.Errorf("%s: the size ladder does not reach the size: %v", row.name, got[0].action)
+		}
 		switch {
 		case row.differs != "" && equalCopies(got, want):
 			t.Errorf("%s: %s\n the copies are Pigeonhole's, though the row says they differ (%s)", row.name, row.script, row.differs)
