@@ -130,6 +130,15 @@ second
 	{name: "crlf", msg: editMessageCRLF, script: `deleteheader "x-sp"; addheader "X-A" "grüße"; addheader :last "X-B" "2"; redirect "r@example.net";`},
 	{name: "crlf tests", msg: editMessageCRLF, script: `addheader "X-A" "1"; deleteheader :index 1 "x-nothing"; if exists "content-length" { fileinto :create "cl"; } if header :is "x-sp" "spaced" { fileinto :create "sp"; }`},
 	{name: "crlf only parsed", msg: editMessageCRLF, script: `deleteheader :index 1 "x-nothing"; if exists "content-length" { fileinto :create "cl"; } if header :count "eq" :comparator "i;ascii-numeric" "content-length" "3" { fileinto :create "three"; }`},
+	{name: "trailing space", msg: editMessageOdd, script: `if header :is "x-trail" "value" { fileinto :create "t"; } deleteheader :is "x-trail" "value";`},
+	{name: "trailing space 2", msg: editMessageOdd, script: `deleteheader :matches "x-trail" "*e"; addheader "X-A" "1"; if header :is "x-trail" "value" { fileinto :create "t"; }`},
+	{name: "empty value", msg: editMessageOdd, script: `deleteheader :is "x-empty" ""; if exists "x-empty" { fileinto :create "e"; }`},
+	{name: "folded encoded", msg: editMessageOdd, script: `deleteheader :is "x-fold-enc" "a café crème b"; if exists "x-fold-enc" { fileinto :create "e"; }`},
+	{name: "folded encoded contains", msg: editMessageOdd, script: `deleteheader :contains "x-fold-enc" "é cr"; if header :contains "x-fold-enc" "é cr" { fileinto :create "e"; }`},
+	{name: "past the window", msg: strings.Replace(editMessage, "Content-Length: 12\n", strings.Repeat("X-Fill: f\n", maxHeaderFields)+"Content-Length: 12\nX-UID: 8\n", 1),
+		script: `deleteheader "x-uid"; redirect "r@example.net";`},
+	{name: "past the window parsed", msg: strings.Replace(editMessage, "Content-Length: 12\n", strings.Repeat("X-Fill: f\n", maxHeaderFields)+"Content-Length: 12\n", 1),
+		script: `deleteheader "x-nothing"; fileinto :create :copy "A"; addheader :last "X-A" "1";`},
 	{name: "redirect edited", script: `addheader "X-A" "1"; redirect "r1@example.net"; deleteheader "x-tag"; redirect "r2@example.net"; addheader :last "X-B" "2"; fileinto :create "F";`},
 	{name: "header tests", script: `deleteheader "x-uid"; if exists "content-length" { fileinto :create "cl"; } if size :over 600 { fileinto :create "big"; }`},
 }
@@ -153,7 +162,7 @@ func sizeLadder(hi, lo int) string {
 // compared: sieve-test counts the CRLF, ours the LF form, TestOracleSize).
 var (
 	editMessageOdd = strings.Replace(strings.Replace(editMessage,
-		"X-UID: 7\n", "X-UID: 7\nX-Sp : spaced\ncontent-length:\n 99\nCONTENT-LENGTH: 100\n", 1), "the body.\n", "the body.", 1)
+		"X-UID: 7\n", "X-UID: 7\nX-Sp : spaced\ncontent-length:\n 99\nCONTENT-LENGTH: 100\nX-Trail: value \t\nX-Empty:\nX-Fold-Enc: a\n =?utf-8?q?caf=C3=A9?=\n\t=?utf-8?q?_cr=C3=A8me?= b\n", 1), "the body.\n", "the body.", 1)
 	editMessageCRLF = strings.ReplaceAll(editMessageOdd, "\n", "\r\n")
 )
 
