@@ -94,7 +94,8 @@
 //     included, as Pigeonhole), and so do the scripts after it in a
 //     sequence (Result.Edit given as RunOptions.Edit). Each Store and
 //     Redirect carries the header as it was when the action was taken
-//     (Action.Edit; the implicit keep, the run's end), as Pigeonhole
+//     (Action.Edit; a repeated one, the first time; the implicit keep,
+//     the run's end), as Pigeonhole
 //     stores the message as it was then; HeaderEdit.Pieces applies the
 //     edits to the message itself (fields added at the top and bottom,
 //     those deleted cut out by their place), so that the fields past

@@ -147,7 +147,12 @@ second
 	{name: "add empty name const", script: `addheader "" "x";`, differs: "no field of an empty name"},
 	{name: "error keep", script: `set "n" "X A"; addheader "X-B" "1"; deleteheader "x-uid"; addheader "${n}" "x";`},
 	{name: "error after store", script: `set "n" "X A"; addheader "X-B" "1"; deleteheader "x-uid"; fileinto :create "F"; redirect "r@example.net"; deleteheader "${n}";`},
+	{name: "keep twice", script: `keep; deleteheader "x-uid"; addheader "X-Flavor" "vanilla"; keep;`},
 	{name: "discard then keep", script: `discard; deleteheader "x-tag";`},
+	{name: "fileinto twice", script: `fileinto :create "F"; deleteheader "x-uid"; addheader "X-Flavor" "vanilla"; fileinto :create "F";`},
+	{name: "fileinto twice edited", script: `addheader "X-A" "1"; fileinto :create "F"; deleteheader "x-uid"; addheader "X-Flavor" "vanilla"; fileinto :create "F";`},
+	{name: "redirect twice", script: `redirect "r@example.net"; deleteheader "x-uid"; addheader "X-Flavor" "vanilla"; redirect "r@example.net";`},
+	{name: "keep then fileinto inbox", script: `keep; addheader "X-Flavor" "vanilla"; fileinto "INBOX";`},
 	{name: "redirect edited", script: `addheader "X-A" "1"; redirect "r1@example.net"; deleteheader "x-tag"; redirect "r2@example.net"; addheader :last "X-B" "2"; fileinto :create "F";`},
 	{name: "header tests", script: `deleteheader "x-uid"; if exists "content-length" { fileinto :create "cl"; } if size :over 600 { fileinto :create "big"; }`},
 }
