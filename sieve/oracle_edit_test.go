@@ -153,6 +153,10 @@ second
 	{name: "fileinto twice edited", script: `addheader "X-A" "1"; fileinto :create "F"; deleteheader "x-uid"; addheader "X-Flavor" "vanilla"; fileinto :create "F";`},
 	{name: "redirect twice", script: `redirect "r@example.net"; deleteheader "x-uid"; addheader "X-Flavor" "vanilla"; redirect "r@example.net";`},
 	{name: "keep then fileinto inbox", script: `keep; addheader "X-Flavor" "vanilla"; fileinto "INBOX";`},
+	{name: "address after", script: `deleteheader "from"; addheader :last "From" "Zed <z@y.example>"; if address :domain "from" "y.example" { fileinto :create "a"; } if address :all :index 1 :last "from" "z@y.example" { fileinto :create "b"; }`},
+	{name: "date after", script: `addheader "Date" "Tue, 8 Dec 2026 11:12:13 +0100"; if date :zone "+0000" "date" "hour" "10" { fileinto :create "h${1}"; } if date :originalzone "date" "zone" "+0100" { fileinto :create "z"; }`},
+	{name: "utf8 after", script: `addheader "X-A" "grüße über"; if header :is "x-a" "grüße über" { fileinto :create "a"; } deleteheader :is "x-a" "grüße über"; if not exists "x-a" { fileinto :create "b"; }`},
+	{name: "count after", script: `addheader :last "X-Tag" "four"; deleteheader :index 1 "x-tag"; if header :count "eq" :comparator "i;ascii-numeric" "x-tag" "3" { fileinto :create "c3"; } if header :index 3 "x-tag" "four" { fileinto :create "i3"; }`},
 	{name: "redirect edited", script: `addheader "X-A" "1"; redirect "r1@example.net"; deleteheader "x-tag"; redirect "r2@example.net"; addheader :last "X-B" "2"; fileinto :create "F";`},
 	{name: "header tests", script: `deleteheader "x-uid"; if exists "content-length" { fileinto :create "cl"; } if size :over 600 { fileinto :create "big"; }`},
 }
@@ -202,7 +206,7 @@ func TestOracleEditheaderMessage(t *testing.T) {
 		if msg == "" {
 			msg = editMessage
 		}
-		const require = `require ["editheader", "fileinto", "mailbox", "index", "variables", "encoded-character", "regex", "relational", "comparator-i;ascii-numeric", "copy"];` + "\n"
+		const require = `require ["editheader", "fileinto", "mailbox", "index", "variables", "encoded-character", "regex", "relational", "comparator-i;ascii-numeric", "copy", "date"];` + "\n"
 		script, before := require+row.script, ""
 		if row.before != "" {
 			before = require + row.before
