@@ -59,7 +59,10 @@ func sameFolder(a, b string) bool {
 
 // store adds a Store, or merges it into the Store to the same folder taken
 // earlier: its place stays, the later flags win, and, as in Pigeonhole, the
-// repeat does not cancel the implicit keep (added false).
+// repeat does not cancel the implicit keep (added false), and the copy is
+// the message as it was at the first (its Edit: RFC 5293 lets the
+// implementation pick which of the repeats is carried out; Pigeonhole
+// carries out the first).
 func (r *runner) store(a Action) (added bool, err error) {
 	a.Flags = append([]string(nil), a.Flags...)
 	a.Edit = r.snapshot()
@@ -73,7 +76,6 @@ func (r *runner) store(a Action) (added bool, err error) {
 			r.actions[i].Create = b.Create || a.Create
 			r.actions[i].Copy = b.Copy && a.Copy
 			r.actions[i].Keep = b.Keep || a.Keep
-			r.actions[i].Edit = a.Edit
 			return false, nil
 		}
 	}
@@ -83,8 +85,8 @@ func (r *runner) store(a Action) (added bool, err error) {
 func (r *runner) redirect(addr string, cp bool) (added bool, err error) {
 	for i, b := range r.actions {
 		if b.Kind == Redirect && b.Address == addr {
+			// the message as it was at the first, as a Store's
 			r.actions[i].Copy = b.Copy && cp
-			r.actions[i].Edit = r.snapshot()
 			return false, nil
 		}
 	}

@@ -84,7 +84,9 @@
 //     Pigeonhole; values are at most 2048 bytes (Pigeonhole's
 //     sieve_editheader_max_header_size: a compile error for a constant,
 //     a runtime error for a value made at run time, with Pigeonhole's
-//     messages), folded at 80 columns. What the edits add stays within
+//     messages), written as Pigeonhole writes them (headerencode.go:
+//     the name's case, Dovecot's RFC 2047 encoding of the words that
+//     need it, folds at 80 columns and at the value's line breaks). What the edits add stays within
 //     what ReadMessage shows a script (5,000 fields, 1 MiB) more than
 //     the message's own fields: an addheader past it fails the run
 //     (Pigeonhole has no such bound), so that a loop cannot grow it to
@@ -92,7 +94,8 @@
 //     included, as Pigeonhole), and so do the scripts after it in a
 //     sequence (Result.Edit given as RunOptions.Edit). Each Store and
 //     Redirect carries the header as it was when the action was taken
-//     (Action.Edit; the implicit keep, the run's end), as Pigeonhole
+//     (Action.Edit; a repeated one, the first time; the implicit keep,
+//     the run's end), as Pigeonhole
 //     stores the message as it was then; HeaderEdit.Pieces applies the
 //     edits to the message itself (fields added at the top and bottom,
 //     those deleted cut out by their place), so that the fields past
@@ -113,7 +116,10 @@
 //     matches the whole value), so that no forgery padded past what a
 //     pass holds survives a stripping script. A header line no script can name (no
 //     colon, a name with a space, a folded line first of all: namedField)
-//     is kept where it is, with its folded lines, by every edit.
+//     is kept where it is, with its folded lines, by every edit. As in
+//     Pigeonhole, once a deleteheader has reached the header (its parse)
+//     and an edit has changed it, the message's Content-Length fields
+//     are gone: from later tests, the size, the copies (denyContentLength).
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the

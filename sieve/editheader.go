@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -66,6 +65,9 @@ type HeaderEdit struct {
 	maxFields             int
 	// drops delete fields past what a script sees (unseen.go)
 	drops []*unseenDrop
+	// the run's state of Pigeonhole's parse (runState), for the next
+	// script of a sequence
+	parsed, modified, contentLengthDenied bool
 }
 
 // Header is the edited header block as a script sees it: CRLF line ends,
@@ -327,7 +329,8 @@ func (r *runner) snapshot() *HeaderEdit {
 	}
 	if r.snap == nil {
 		r.snap = &HeaderEdit{fields: r.edited, sizeDelta: r.sizeDelta, editedBytes: r.editedBytes,
-			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields, drops: r.drops}
+			maxBytes: r.maxEditedBytes, maxFields: r.maxEditedFields, drops: r.drops,
+			parsed: r.parsed, modified: r.modified, contentLengthDenied: r.contentLengthDenied}
 		r.editShared = true
 	}
 	return r.snap
@@ -354,6 +357,7 @@ func (r *runner) addheader(c *Command, n *node) error {
 	}
 	r.startEdit()
 	r.budget.spend(decodeCost * len(value))
+	name = fieldNameCase(name)
 	f := headerField{name: name, raw: formatField(name, value)}
 	if len(r.edited) >= r.maxEditedFields || r.editedBytes+f.lfSize() > r.maxEditedBytes {
 		return r.errorf(c.Pos, "addheader action: the fields added would exceed %d fields or %d bytes", maxEditedFields, maxEditedBytes)
@@ -370,55 +374,83 @@ func (r *runner) addheader(c *Command, n *node) error {
 		r.edited[0] = f
 	}
 	r.headers = nil
-	return nil
+	r.modified = true
+	return r.denyContentLength(c)
 }
 
-// formatField writes a field from a UTF-8 value: a line break before white
-// space is dropped (the value was folded), any other becomes a space (a
-// value is one line), non-ASCII text is RFC 2047 encoded, and the field is
-// folded at white space to lines of at most 80 octets where it can be
-// (Dovecot's width, which the size test sees).
-func formatField(name, value string) string {
-	value = strings.TrimRight(value, "\r\n") // a text: block's last line break
-	value = strings.NewReplacer("\r\n ", " ", "\r\n\t", "\t", "\n ", " ", "\n\t", "\t",
-		"\r\n", " ", "\r", " ", "\n", " ").Replace(value)
-	if !utf8.ValidString(value) {
-		value = strings.ToValidUTF8(value, "\uFFFD")
-	}
-	ascii := true
-	for i := 0; i < len(value); i++ {
-		if value[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if !ascii {
-		value = mime.QEncoding.Encode("utf-8", value)
-	}
-	var b strings.Builder
-	b.WriteString(name + ": ")
-	col := len(name) + 2
-	words := strings.Split(value, " ")
-	for i, w := range words {
-		if i > 0 {
-			if col+1+len(w) > 80 && col > len(name)+2 {
-				b.WriteString("\r\n\t")
-				col = 1
-			} else {
-				b.WriteByte(' ')
-				col++
+// fieldNameCase is the name an added field is written with, as
+// Pigeonhole's rfc2822_header_field_name_sanitize writes it: lower case
+// but the first letter and those after a '-' ("X-Foo-Bar" of
+// "x-foo-BAR"). Names are case-insensitive: only the copies show it.
+func fieldNameCase(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i := range b {
+		if i == 0 || b[i-1] == '-' {
+			if 'a' <= b[i] && b[i] <= 'z' {
+				b[i] -= 'a' - 'A'
 			}
 		}
-		b.WriteString(w)
-		col += len(w)
 	}
-	return b.String()
+	return string(b)
+}
+
+// formatField writes a field from a UTF-8 value as Pigeonhole does
+// (headerencode.go): encoded, folded at 80 columns (which the size test
+// sees), a line break in the value a fold; CRLF line ends, without the
+// last one.
+func formatField(name, value string) string {
+	var b strings.Builder
+	encodeHeaderValue(&b, value)
+	return foldField(name, b.String())
+}
+
+// denyContentLength drops the message's Content-Length fields once a
+// deleteheader reached the header and an edit changed it, as Pigeonhole
+// does: its deleteheader parses the header (edit_mail_headers_parse),
+// which denies the existence of any Content-Length field, "non-standard
+// and it can wreak havoc when the message is modified"; the parsed header
+// is what later tests see and what is stored and redirected once an edit
+// changed it. Only the message's own fields: one added by addheader stays.
+func (r *runner) denyContentLength(c *Command) error {
+	if !r.parsed || !r.modified || r.contentLengthDenied {
+		return nil
+	}
+	r.contentLengthDenied = true
+	r.startEdit()
+	kept := r.edited[:0:0]
+	for _, f := range r.edited {
+		if f.orig > 0 && strings.EqualFold(f.name, "content-length") {
+			r.sizeDelta -= f.lfSize()
+			r.editedBytes -= f.lfSize()
+			continue
+		}
+		kept = append(kept, f)
+	}
+	r.edited = kept
+	r.headers = nil
+	// those past what a script sees
+	found := false
+	err := r.eachUnseen("content-length", false, func(f *unseenField) bool {
+		r.sizeDelta -= f.lfSize
+		found = true
+		return true
+	})
+	if err != nil {
+		return r.errorf(c.Pos, "%s action: reading the message: %v", c.Name, err)
+	}
+	if found {
+		r.drops = append(r.drops[:len(r.drops):len(r.drops)], &unseenDrop{name: "content-length", at: -1})
+	}
+	return nil
 }
 
 func (r *runner) deleteheader(c *Command, n *node) error {
 	name := r.expand(n.pos[0].Strings[0])
 	if name == "" {
-		return nil
+		// Pigeonhole takes the empty name as valid: it parses the
+		// header (denyContentLength), and deletes nothing
+		r.parsed = true
+		return r.denyContentLength(c)
 	}
 	if !validFieldName(name) {
 		return r.errorf(c.Pos, "deleteheader action: specified field name `%s' is invalid", sanitize(name, 80))
@@ -426,6 +458,18 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	if !mayDelete(name) {
 		return nil // Pigeonhole warns and goes on
 	}
+	r.parsed = true
+	if err := r.denyContentLength(c); err != nil {
+		return err
+	}
+	if err := r.deleteFields(c, n, name); err != nil {
+		return err
+	}
+	return r.denyContentLength(c)
+}
+
+// deleteFields is deleteheader's deletion of the fields named name.
+func (r *runner) deleteFields(c *Command, n *node, name string) error {
 	var patterns []string
 	if n.pos[1].Kind != ArgTag {
 		patterns = r.strs(n.pos[1])
@@ -504,6 +548,13 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		if last && k <= v+u+b {
 			k = v + u + b + 1 - k
 		}
+		if patterns == nil && a.Number >= 1 && v+u+b > 0 && lower != "content-length" {
+			// Pigeonhole changes the header when it has a field of the
+			// name, even when :index is past them; not for
+			// Content-Length, which its parse denied (a deleteheader
+			// of it finds none)
+			r.modified = true
+		}
 		switch {
 		case k < 1 || k > v+u+b:
 			return nil
@@ -548,6 +599,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 		}
 		rule.m.work, rule.m.re = nil, nil
 		r.drops = append(r.drops[:len(r.drops):len(r.drops)], rule)
+		r.modified = true
 	}
 	if len(drop) == 0 {
 		return nil
@@ -563,6 +615,7 @@ func (r *runner) deleteheader(c *Command, n *node) error {
 	}
 	r.edited = kept
 	r.headers = nil
+	r.modified = true
 	return nil
 }
 

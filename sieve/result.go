@@ -72,8 +72,9 @@ type Action struct {
 	Vacation *VacationReply // Vacation: the reply asked for
 	Notify   *Notification  // Notify: the notification asked for
 	// Edit (Store, Redirect): the header as editheader had left it when
-	// the action was taken (the last time, for a repeated one; the end of
-	// the run for the implicit keep), nil when unedited: what the copy
+	// the action was taken (the first time, for a repeated one, as
+	// Pigeonhole: RFC 5293 lets the implementation pick; the end of the
+	// run for the implicit keep), nil when unedited: what the copy
 	// carries (HeaderEdit.Pieces), as Pigeonhole stores the message as
 	// it was then.
 	Edit *HeaderEdit

@@ -54,6 +54,12 @@ type runState struct {
 	budget         budget        // what the run may still spend
 	timeLimit      time.Duration // Limits.MaxRunTime, for the error
 	at             Pos           // the command or test running, for the budget's error
+
+	// Pigeonhole's parse of the header, and Content-Length
+	// (denyContentLength): parsed once a deleteheader reached the header,
+	// modified once an edit changed it, contentLengthDenied once both
+	// held and the message's Content-Length fields were dropped
+	parsed, modified, contentLengthDenied bool
 }
 
 // runner runs one script: its variables are its own.
@@ -94,6 +100,7 @@ func (s *Script) RunContext(ctx context.Context, msg *Message, env Envelope, opt
 		st.edited, st.editShared, st.snap, st.drops = e.fields, true, e, e.drops
 		st.sizeDelta, st.editedBytes = e.sizeDelta, e.editedBytes
 		st.maxEditedBytes, st.maxEditedFields = e.maxBytes, e.maxFields
+		st.parsed, st.modified, st.contentLengthDenied = e.parsed, e.modified, e.contentLengthDenied
 	}
 	r := &runner{runState: st, s: s, vars: map[string]string{}}
 	err := r.block(s.cmds)
