@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -59,6 +60,49 @@ func (s *session) quit() {
 		s.readReply()
 	}
 	s.abort()
+}
+
+// unread says whether the session has bytes nobody asked for: buffered in
+// its reader (or the TLS layer's), or waiting in the socket, or the server
+// closed it. Between transactions the server owes nothing, so such a
+// session must not be used again: the next reply read would be one the
+// server sent before (a second reply to the final dot), and every reply
+// after it one command late. It does not wait.
+func (s *session) unread() bool {
+	if s.r.Buffered() > 0 {
+		return true
+	}
+	raw := s.conn
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		// A record already read from the socket but not yet asked for:
+		// a read that cannot wait for the network returns it, or times
+		// out (which breaks nothing in a TLS connection).
+		tc.SetReadDeadline(time.Unix(1, 0))
+		_, err := s.r.Peek(1)
+		tc.SetReadDeadline(time.Time{})
+		if ne, ok := err.(net.Error); err == nil || !ok || !ne.Timeout() {
+			return true
+		}
+		raw = tc.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	waiting := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// n > 0: bytes; n == 0 without an error: the server closed it;
+		// EAGAIN: nothing waits.
+		waiting = n > 0 || err == nil || err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+		return true
+	})
+	return waiting || err != nil
 }
 
 // abort drops a connection whose state is unknown, without QUIT.

@@ -172,7 +172,9 @@
 // with RSET, so a session the server closed while idle is found out before
 // anything is sent, and replaced by a new one without the failure counting
 // as an attempt. A session that failed, timed out or was told 421 is never
-// reused. At most DestinationConcurrency sessions (20) are open to one
+// reused, nor one with bytes the server sent unasked (a second reply to the
+// final dot: every later reply would be read one command late), found
+// buffered or, without waiting, in the socket when it is put back or taken. At most DestinationConcurrency sessions (20) are open to one
 // destination; the first to a destination not known to work is a probe the
 // others wait for. When the server offers PIPELINING (RFC 2920) MAIL, the
 // RCPTs and DATA go in one write, and each RCPT reply is matched to its

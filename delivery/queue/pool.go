@@ -144,11 +144,20 @@ func (c *connCache) takeIdleLocked(d *dest) *session {
 	for len(d.idle) > 0 {
 		s := d.idle[len(d.idle)-1]
 		d.idle = d.idle[:len(d.idle)-1]
-		if now.Sub(s.idleSince) < c.idleTime && now.Sub(s.born) < c.reuseTime {
-			return s
+		if now.Sub(s.idleSince) >= c.idleTime || now.Sub(s.born) >= c.reuseTime {
+			d.open--
+			c.quitLater(s)
+			continue
 		}
-		d.open--
-		c.quitLater(s)
+		if s.unread() {
+			// Bytes nobody asked for (or the server's close) arrived
+			// while it was idle: the next reply read would be theirs.
+			d.open--
+			c.log.Debug("cached connection not reused: the server sent something or closed it while it was idle", "relay", s.relay)
+			s.abort()
+			continue
+		}
+		return s
 	}
 	return nil
 }
@@ -202,6 +211,13 @@ func (c *connCache) put(key string, s *session, reusable bool) {
 	defer c.mu.Unlock()
 	d := c.destLocked(key)
 	defer d.broadcast()
+	if reusable && !s.closing && s.unread() {
+		// More than the replies to our commands came: every later
+		// reply would be read one late and given to the wrong
+		// command (a recipient accepted taken as refused).
+		c.log.Info("connection not reused: the server sent more than the replies to its commands", "relay", s.relay)
+		s.closing = true
+	}
 	if !reusable || s.closing || s.uses >= c.reuseMax || now.Sub(s.born) >= c.reuseTime || d.dead != nil {
 		d.open--
 		if reusable && !s.closing {

@@ -146,6 +146,9 @@ type scriptServer struct {
 	pipelining bool
 	rcpt       map[string]string // address → reply; default 250
 	mail       map[string]string // sender → reply; default 250
+	// extra, when set, is a reply sent after the reply to each final
+	// dot, in the same write: one reply too many.
+	extra string
 
 	mu     sync.Mutex
 	conns  int
@@ -155,11 +158,17 @@ type scriptServer struct {
 
 func newScriptServer(t *testing.T, pipelining bool, mail, rcpt map[string]string) *scriptServer {
 	t.Helper()
+	return newScriptServerExtra(t, pipelining, mail, rcpt, "")
+}
+
+// newScriptServerExtra is newScriptServer with scriptServer.extra.
+func newScriptServerExtra(t *testing.T, pipelining bool, mail, rcpt map[string]string, extra string) *scriptServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptServer{addr: l.Addr().String(), pipelining: pipelining, rcpt: rcpt, mail: mail}
+	s := &scriptServer{addr: l.Addr().String(), pipelining: pipelining, rcpt: rcpt, mail: mail, extra: extra}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -262,6 +271,9 @@ func (s *scriptServer) serve(c net.Conn) {
 		s.mu.Unlock()
 		rcpts, mailOK = nil, false
 		w.WriteString("250 2.0.0 queued\r\n")
+		if s.extra != "" {
+			w.WriteString(s.extra + "\r\n")
+		}
 		w.Flush()
 	}
 }
@@ -674,4 +686,90 @@ func TestWhatMakesADestinationDead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A server that answers the final dot twice leaves a reply unread in the
+// session: reused, every later reply would be read one command late (the
+// next message's recipient accepted taken for refused, the one refused
+// taken for accepted). The session is closed instead, and the next message
+// gets its own replies on a new one.
+func TestExtraReplyAfterDataNotReused(t *testing.T) {
+	t.Parallel()
+	srv := newScriptServerExtra(t, false, nil, map[string]string{"later@remote.test": "450 4.2.0 greylisted"}, "250 2.0.0 extra")
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": srv.addr}
+	o.Dialer = nil
+	o.ConnectionCacheTime = time.Minute
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	h.enqueue("alice@local.test", "first@remote.test")
+	h.waitJob()
+	id := h.enqueue("alice@local.test", "later@remote.test", "bob@remote.test")
+	h.waitJob()
+	m, _, err := h.q.Show(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]State{"later@remote.test": StatePending, "bob@remote.test": StateDelivered}
+	for _, r := range m.Recipients {
+		if r.State != want[r.Addr] {
+			t.Errorf("%s: %s (%d %s), want %s", r.Addr, r.State, r.Code, r.Reply, want[r.Addr])
+		}
+	}
+	conns, _, txs := srv.snapshot()
+	if wantTxs := [][]string{{"first@remote.test"}, {"bob@remote.test"}}; conns != 2 || !slices.EqualFunc(txs, wantTxs, slices.Equal) {
+		t.Errorf("%d connections, transactions %q; want 2, %q", conns, txs, wantTxs)
+	}
+	if b.count() != 0 {
+		t.Errorf("%d DSNs sent, want none", b.count())
+	}
+}
+
+// unread finds what a server sent between transactions without waiting:
+// bytes in the socket, and the server's close.
+func TestUnreadFindsBytesWaiting(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := recv(t, accepted, "the connection")
+	defer srv.Close()
+	s := &session{conn: c, r: bufio.NewReaderSize(c, 4096)}
+	if s.unread() {
+		t.Fatal("unread on a quiet connection")
+	}
+	srv.Write([]byte("250 2.0.0 extra\r\n"))
+	waitFor(t, "the extra reply to be seen", s.unread)
+	if s.r.Buffered() != 0 {
+		t.Error("unread consumed what it found")
+	}
+
+	c2, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Close()
+		}
+	}()
+	s2 := &session{conn: c2, r: bufio.NewReaderSize(c2, 4096)}
+	waitFor(t, "the server's close to be seen", s2.unread)
 }
