@@ -251,8 +251,38 @@ func (q *Queue) ready(s *session) {
 	s.born = time.Now()
 }
 
+// maxSetupRead bounds what a server may send a client set up by
+// newClient: its greeting, EHLO and AUTH replies together. go-smtp bounds
+// each line (2000 bytes) but not how many come, so a hostile server's
+// endless multi-line greeting would grow without end; 64 KiB is far more
+// than any real EHLO reply.
+const maxSetupRead = 64 << 10
+
+// errSetupTooLong is the failure of a setup past maxSetupRead.
+var errSetupTooLong = fmt.Errorf("the server's greeting, EHLO and AUTH replies exceed %d KiB", maxSetupRead>>10)
+
+// setupConn is the connection a go-smtp client reads during the setup:
+// reads past maxSetupRead fail. The transactions read the session's own
+// connection (ready), past the bound.
+type setupConn struct {
+	net.Conn
+	left int
+}
+
+func (c *setupConn) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errSetupTooLong
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= n
+	return n, err
+}
+
 func (q *Queue) newClient(conn net.Conn) *gosmtp.Client {
-	c := gosmtp.NewClient(conn)
+	c := gosmtp.NewClient(&setupConn{Conn: conn, left: maxSetupRead})
 	c.CommandTimeout = q.o.CommandTimeout
 	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
 	c.SubmissionTimeout = max(q.o.CommandTimeout, 10*time.Minute)

@@ -176,7 +176,9 @@
 // final dot: every later reply would be read one command late), found
 // buffered or, without waiting, in the socket when it is put back or taken. At most DestinationConcurrency sessions (20) are open to one
 // destination; the first to a destination not known to work is a probe the
-// others wait for. When the server offers PIPELINING (RFC 2920) MAIL, the
+// others wait for. What a server sends until the session is ready
+// (greeting, EHLO and AUTH replies) is bounded to 64 KiB: past it the
+// attempt fails for now, as when no greeting comes. When the server offers PIPELINING (RFC 2920) MAIL, the
 // RCPTs and DATA go in one write, and each RCPT reply is matched to its
 // recipient in order.
 //

@@ -773,3 +773,62 @@ func TestUnreadFindsBytesWaiting(t *testing.T) {
 	s2 := &session{conn: c2, r: bufio.NewReaderSize(c2, 4096)}
 	waitFor(t, "the server's close to be seen", s2.unread)
 }
+
+// A hostile server's endless multi-line greeting or EHLO reply (each line
+// within go-smtp's line limit) is read only up to maxSetupRead: the
+// attempt then fails for now, at once, instead of growing memory until the
+// command timeout.
+func TestEndlessSetupReplyBounded(t *testing.T) {
+	t.Parallel()
+	line := "-" + strings.Repeat("x", 1500) + "\r\n"
+	for _, stage := range []string{"greeting", "EHLO"} {
+		t.Run(stage, func(t *testing.T) {
+			t.Parallel()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			t.Cleanup(func() { l.Close(); wg.Wait() })
+			wg.Go(func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					wg.Go(func() {
+						defer c.Close()
+						c.SetDeadline(time.Now().Add(time.Minute))
+						if stage == "EHLO" {
+							c.Write([]byte("220 evil.test ESMTP\r\n"))
+							if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+								return
+							}
+						}
+						code := map[string]string{"greeting": "220", "EHLO": "250"}[stage]
+						chunk := []byte(strings.Repeat(code+line, 40))
+						for range 100000 { // ~6 GB: "endless"
+							if _, err := c.Write(chunk); err != nil {
+								return
+							}
+						}
+					})
+				}
+			})
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Routes = map[string]string{"remote.test": l.Addr().String()}
+			o.Dialer = nil
+			o.CommandTimeout = time.Hour // only the bound ends the attempt
+			h := start(t, o)
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || !strings.Contains(r.Reply, "exceed 64 KiB") {
+				t.Errorf("%s %q, want pending, the setup replies too long", r.State, r.Reply)
+			}
+		})
+	}
+}
