@@ -188,6 +188,16 @@
 // temporarily suspended"), and the change is logged once, not per message.
 // The first message after that period probes it again.
 //
+// # Limits
+//
+// The runner holds every queued message in memory, at most MaxQueueFiles:
+// while it holds that many, Enqueue, Accept and HandOver refuse new mail
+// before storing anything (ErrQueueFull, temporary: a full disk's 452
+// 4.3.1 in SMTP); a DSN, or a message made by the delivery of a queued
+// one, is let in. A spool found holding more at the start (or at a
+// rescan) is loaded up to the limit, and the rest as room comes back:
+// once a tenth of the limit is free, at most every PollInterval.
+//
 // # Processes
 //
 // One process owns a spool (the .owner lock, holding its pid) and may Run it;

@@ -202,7 +202,7 @@ type Options struct {
 
 	MaxMessageBytes int64         // default 10240000 (Postfix message_size_limit); see traceAllowance
 	MaxRecipients   int           // default 1000 (seed-like, SPEC §9)
-	MaxQueueFiles   int           // most spool entries read by Open or List; default 100000
+	MaxQueueFiles   int           // most messages held at once (and spool entries read by Open or List); new mail past it is refused, ErrQueueFull; default 100000
 	PollInterval    time.Duration // how often the runner looks for requests from other processes; default 1s
 	ConnectTimeout  time.Duration // default 30s (Postfix smtp_connect_timeout)
 	CommandTimeout  time.Duration // per SMTP command; default 5 min (RFC 5321 §4.5.3.2)
