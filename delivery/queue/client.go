@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -164,7 +166,9 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	if h.relay != nil && h.relay.ImplicitTLS {
 		tc, err := q.handshake(ctx, raw, h.name, plan, &testFail)
 		if err != nil {
-			return fail(tlsFail("TLS", err))
+			f := tlsFail("TLS", err)
+			f.dead = isTimeout(err)
+			return fail(f)
 		}
 		s.conn, s.tls = tc, true
 	}
@@ -185,6 +189,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			if err != nil {
 				f := tlsFail("STARTTLS", err)
 				f.retryPlain = policy == PolicyMay && plan.dane == nil
+				f.dead = isTimeout(err)
 				return fail(f)
 			}
 			s.conn, s.tls = tc, true
@@ -193,7 +198,9 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			// since the server sends none after the handshake.
 			s.c = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
 			if err := s.c.Hello(q.o.Hostname); err != nil {
-				return fail(replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2"))
+				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
+				f.dead = isTimeout(err)
+				return fail(f)
 			}
 		} else if policy == PolicyEncrypt || policy == PolicyVerify {
 			q.reportSession(plan, h, raw, tlsrpt.StartTLSNotSupported, "STARTTLS not offered")
@@ -229,6 +236,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			f := replyFailure(err, "AUTH with "+relay, "4.7.0")
 			f.perm = false
 			f.status = "4" + f.status[1:]
+			f.dead = isTimeout(err)
 			return fail(f)
 		}
 	}
@@ -316,7 +324,9 @@ func (q *Queue) startTLSWith(ctx context.Context, raw net.Conn, cfg *tls.Config)
 	}
 	// Bounded: a hostile server cannot feed an endless reply.
 	tp := textproto.NewReader(bufio.NewReader(io.LimitReader(raw, 4096)))
-	if _, _, err := tp.ReadResponse(220); err != nil {
+	if _, _, err := tp.ReadResponse(220); isTimeout(err) {
+		return nil, fmt.Errorf("STARTTLS: %w", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("STARTTLS refused: %s", printable(err.Error(), 300))
 	}
 	raw.SetDeadline(time.Time{})
@@ -327,6 +337,17 @@ func (q *Queue) startTLSWith(ctx context.Context, raw net.Conn, cfg *tls.Config)
 		return nil, err
 	}
 	return tc, nil
+}
+
+// isTimeout says whether err is a deadline that ran out: a server that
+// stops answering during the setup (greeting, TLS handshake, EHLO after
+// it, AUTH) is down for now, as one that refuses connections is, and
+// makes the destination dead (connCache.dialed) instead of each waiting
+// job trying it in turn.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout())
 }
 
 // greetedConn replays a synthetic 220 greeting before the real stream, so a

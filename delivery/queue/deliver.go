@@ -23,6 +23,10 @@ const (
 	outSent
 	outDeferred
 	outBounced
+	// outPostponed: not tried, its destination could take no session
+	// now and enough jobs wait for it; nothing is recorded and the
+	// message is taken again after postponeDelay.
+	outPostponed
 )
 
 // result is the outcome of one attempt for one recipient.
@@ -42,7 +46,10 @@ type result struct {
 
 func failResult(f *failure) result {
 	out := outDeferred
-	if f.perm {
+	switch {
+	case f.postpone:
+		out = outPostponed
+	case f.perm:
 		out = outBounced
 	}
 	return result{out: out, code: f.code, reply: f.text, status: f.status, relay: f.relay, remoteMTA: f.remoteMTA}
@@ -130,7 +137,7 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 // new one when the destination's connection limit allows, or the failure
 // to record (the destination is dead, or no host would talk).
 func (q *Queue) session(ctx context.Context, id string, rt route, fresh bool) (*session, *failure) {
-	s, probe, f := q.conns.get(ctx, rt.key, fresh)
+	s, probe, f := q.conns.get(ctx, id, rt.key, fresh)
 	if s != nil || f != nil {
 		return s, f
 	}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -830,5 +831,150 @@ func TestEndlessSetupReplyBounded(t *testing.T) {
 				t.Errorf("%s %q, want pending, the setup replies too long", r.State, r.Reply)
 			}
 		})
+	}
+}
+
+// tarpit is a server that accepts connections and then, per connection,
+// does what serve does (nothing by default: no greeting) until the test
+// ends. It counts the connections and those still open.
+type tarpit struct {
+	addr        string
+	conns, open atomic.Int32
+}
+
+func newTarpit(t *testing.T, serve func(c net.Conn)) *tarpit {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &tarpit{addr: l.Addr().String()}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			tp.conns.Add(1)
+			tp.open.Add(1)
+			wg.Go(func() {
+				defer tp.open.Add(-1)
+				defer c.Close()
+				if serve != nil {
+					serve(c)
+				}
+				// Until the client closes it, or the test ends.
+				go func() { <-done; c.Close() }()
+				io.Copy(io.Discard, c)
+			})
+		}
+	})
+	return tp
+}
+
+// A destination that accepts connections and never greets holds one
+// delivery slot (its probe), not every one: the jobs waiting for it give
+// theirs back, and a message to another destination is delivered while
+// the tarpit's connection is still open, long before its timeout.
+func TestTarpitDoesNotStopOtherDestinations(t *testing.T) {
+	t.Parallel()
+	tp := newTarpit(t, nil)
+	good := newSink(t, sinkOptions{})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"slow.test": tp.addr, "good.test": good.addr}
+	o.Dialer = nil
+	o.Concurrency = 5
+	o.DestinationConcurrency = 5
+	o.CommandTimeout = time.Hour // the probe never ends within the test
+	h := start(t, o)
+	for range 12 {
+		h.enqueue("alice@local.test", "x@slow.test")
+	}
+	busy := func() int {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		n := 0
+		for _, e := range h.q.entries {
+			if e.busy {
+				n++
+			}
+		}
+		return n
+	}
+	// The probe is under way and every slot was given out at least once.
+	waitFor(t, "the probe and the jobs behind it", func() bool { return tp.conns.Load() == 1 && busy() >= o.Concurrency })
+	h.enqueue("alice@local.test", "y@good.test")
+	recv(t, good.delivs, "the delivery to good.test")
+	if c, open := tp.conns.Load(), tp.open.Load(); c != 1 || open != 1 {
+		t.Errorf("tarpit: %d connections, %d open at the good delivery; want 1 probe, still open", c, open)
+	}
+	// Past the jobs allowed to wait for it, the tarpit's messages were
+	// postponed, not tried: nothing recorded.
+	for _, s := range mustList(t, h) {
+		if r := s.Recipients[0]; r.Attempts != 0 && r.Addr == "x@slow.test" {
+			t.Errorf("%s: %d attempts recorded (%s), want none", s.ID, r.Attempts, r.Reply)
+		}
+	}
+}
+
+// STARTTLS accepted, then a handshake that never comes: the timeout makes
+// the destination dead, as a refused connection does, so the jobs behind
+// the probe share its failure and nobody connects again until the dead
+// period ends: one connection for all the destination's messages.
+func TestHangingTLSHandshakeMakesDestinationDead(t *testing.T) {
+	t.Parallel()
+	tp := newTarpit(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		c.Write([]byte("220 hang.test ESMTP\r\n"))
+		for range 10 {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+			case "EHLO":
+				c.Write([]byte("250-hang.test\r\n250 STARTTLS\r\n"))
+			case "STARTTLS":
+				c.Write([]byte("220 go ahead\r\n"))
+				return // and never shake hands
+			default:
+				c.Write([]byte("250 ok\r\n"))
+			}
+		}
+	})
+	clock := newClock()
+	o := baseOptions(t, t.TempDir(), clock)
+	o.TLSPolicy = PolicyEncrypt
+	o.Routes = map[string]string{"hang.test": tp.addr}
+	o.Dialer = nil
+	o.CommandTimeout = 200 * time.Millisecond
+	h := start(t, o)
+	const n = 30
+	ids := map[string]bool{}
+	for range n {
+		ids[h.enqueue("alice@local.test", "x@hang.test")] = true
+	}
+	tried := func() int {
+		k := 0
+		for _, s := range mustList(t, h) {
+			if ids[s.ID] && s.Recipients[0].Attempts > 0 {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, "the destination marked dead", func() bool {
+		return strings.Contains(h.logs.String(), "destination not responding")
+	})
+	// The postponed messages come back (the clock stays inside the dead
+	// period, MinBackoff) and are deferred without a dial.
+	clock.Advance(postponeDelay + time.Second)
+	h.q.wake()
+	h.waitUntil("every message tried once", func() bool { return tried() == n })
+	if c := tp.conns.Load(); c != 1 {
+		t.Errorf("%d connections to the hanging host, want 1 (the probe)", c)
 	}
 }

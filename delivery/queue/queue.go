@@ -77,6 +77,10 @@ type entry struct {
 	busy    bool      // guarded by Queue.mu: a job has it
 	deleted bool      // guarded by Queue.mu: Delete ran while busy
 	index   int       // position in Queue.sched, -1 when not scheduled
+	// unparked: its destination woke it (unpark) while its job, which
+	// postponed it, was still running: it is due at once, not after
+	// postponeDelay. Guarded by Queue.mu.
+	unparked bool
 }
 
 // Open opens the spool at o.Dir. Without o.Client, the process owns it (Open
@@ -103,6 +107,7 @@ func Open(o Options) (*Queue, error) {
 		dsnOpen: map[string]string{},
 	}
 	q.conns = newConnCache(o, q.log)
+	q.conns.unpark = q.unpark
 	if sp.owner() {
 		if err := sp.locked(q.recover); err != nil {
 			sp.close()
@@ -608,12 +613,32 @@ func (q *Queue) scheduleLocked(e *entry) {
 	if !ok {
 		return
 	}
+	if due.Before(e.msg.notBefore) {
+		due = e.msg.notBefore
+	}
 	e.due = due
 	if e.index >= 0 {
 		q.sched.fix(e)
 		return
 	}
 	q.sched.push(e)
+}
+
+// unpark makes a message postponed for a destination that could take no
+// more jobs due at once: the destination can now (connCache.get).
+func (q *Queue) unpark(id string) {
+	q.mu.Lock()
+	e := q.entries[id]
+	switch {
+	case e == nil:
+	case e.busy:
+		e.unparked = true
+	case !e.msg.notBefore.IsZero():
+		e.msg.notBefore = time.Time{}
+		q.scheduleLocked(e)
+	}
+	q.mu.Unlock()
+	q.wake()
 }
 
 // wake tells the runner to look at the schedule again.

@@ -112,8 +112,9 @@ func (q *Queue) dispatch(ctx context.Context, slots chan struct{}, wg *sync.Wait
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next, gone := q.runJob(ctx, m)
-			<-slots
+			slot := &jobSlot{ch: slots, held: true}
+			next, gone := q.runJob(context.WithValue(ctx, slotKey{}, slot), m)
+			slot.release()
 			q.finishJob(m.ID, next, gone)
 		}()
 	}
@@ -131,9 +132,13 @@ func (q *Queue) finishJob(id string, m *Message, gone bool) {
 		delete(q.entries, id)
 	} else {
 		q.counts.change(e.msg, m)
+		if e.unparked {
+			m.notBefore = time.Time{}
+		}
 		e.msg = m
 		q.scheduleLocked(e)
 	}
+	e.unparked = false
 	hook := q.onJobDone
 	q.mu.Unlock()
 	q.wake()
@@ -308,3 +313,43 @@ func (q *Queue) refill() {
 	q.log.Info("messages left out of the index loaded, none left", "count", loaded)
 	q.wake()
 }
+
+// slotKey is the context key of a job's jobSlot.
+type slotKey struct{}
+
+// jobSlot is a job's hold on one of the runner's Concurrency slots. The
+// job gives it back while it waits for its destination (connCache.get), as
+// Postfix's queue manager gives a delivery agent only to a destination
+// that can take a session: a destination that is slow, tarpitting or
+// being probed holds no slot that mail to others could use.
+type jobSlot struct {
+	ch   chan struct{}
+	held bool // only the job's goroutine touches it
+}
+
+func (s *jobSlot) release() {
+	if s != nil && s.held {
+		<-s.ch
+		s.held = false
+	}
+}
+
+// take waits for a slot; false when ctx ended first.
+func (s *jobSlot) take(ctx context.Context) bool {
+	if s == nil || s.held {
+		return true
+	}
+	select {
+	case s.ch <- struct{}{}:
+		s.held = true
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// postponeDelay is how long at most a message waits before it is taken
+// again when one of its destinations could take no session and had enough
+// jobs waiting for it already; it is woken sooner, when the destination
+// can take one more job (Queue.unpark).
+const postponeDelay = 5 * time.Second
