@@ -42,6 +42,9 @@ type result struct {
 	// dsnPassed: sent to a next hop that offers DSN, with the recipient's
 	// NOTIFY and ORCPT; a success to report is then its job.
 	dsnPassed bool
+	// rcptLimit: a 452 to this recipient's RCPT, the server's limit of
+	// recipients per transaction: it goes in the next one at once.
+	rcptLimit bool
 }
 
 func failResult(f *failure) result {
@@ -286,7 +289,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 	for prev := len(g.rcpts) + 1; broken == nil; {
 		var again []int // positions in g.rcpts
 		for i := range res {
-			if res[i].code == 452 && res[i].out != outSent {
+			if res[i].rcptLimit && res[i].out != outSent {
 				again = append(again, i)
 			}
 		}
@@ -462,6 +465,10 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		}
 		f := refused("RCPT TO to", code, text)
 		set(k, f)
+		// Only a RCPT's 452 is a recipient limit (RFC 5321
+		// §4.5.3.1.10); to MAIL or the final dot it is the server's
+		// storage, and waits for the retry as any 4xx.
+		res[lo+k].rcptLimit = code == 452
 		if code == 421 {
 			return breakAll(f)
 		}

@@ -150,6 +150,8 @@ type scriptServer struct {
 	// extra, when set, is a reply sent after the reply to each final
 	// dot, in the same write: one reply too many.
 	extra string
+	// dot, when set, is the reply to each final dot; default 250.
+	dot string
 
 	mu     sync.Mutex
 	conns  int
@@ -165,11 +167,17 @@ func newScriptServer(t *testing.T, pipelining bool, mail, rcpt map[string]string
 // newScriptServerExtra is newScriptServer with scriptServer.extra.
 func newScriptServerExtra(t *testing.T, pipelining bool, mail, rcpt map[string]string, extra string) *scriptServer {
 	t.Helper()
+	return newScriptServerWith(t, &scriptServer{pipelining: pipelining, rcpt: rcpt, mail: mail, extra: extra})
+}
+
+// newScriptServerWith starts s, whose addr it sets.
+func newScriptServerWith(t *testing.T, s *scriptServer) *scriptServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptServer{addr: l.Addr().String(), pipelining: pipelining, rcpt: rcpt, mail: mail, extra: extra}
+	s.addr = l.Addr().String()
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -266,6 +274,12 @@ func (s *scriptServer) serve(c net.Conn) {
 			if l == ".\r\n" {
 				break
 			}
+		}
+		if s.dot != "" {
+			rcpts, mailOK = nil, false
+			w.WriteString(s.dot + "\r\n")
+			w.Flush()
+			continue
 		}
 		s.mu.Lock()
 		s.txs = append(s.txs, rcpts)
@@ -976,5 +990,53 @@ func TestHangingTLSHandshakeMakesDestinationDead(t *testing.T) {
 	h.waitUntil("every message tried once", func() bool { return tried() == n })
 	if c := tp.conns.Load(); c != 1 {
 		t.Errorf("%d connections to the hanging host, want 1 (the probe)", c)
+	}
+}
+
+// A 452 to MAIL or to the final dot is the server's storage, not its
+// recipient limit: the recipients are deferred with backoff as for any
+// 4xx, not sent again at once on the same connection (only a RCPT's 452
+// is, in the next transaction).
+func TestStorage452DeferredNotRetriedAtOnce(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		srv  *scriptServer
+	}{
+		{"452 to MAIL", &scriptServer{mail: map[string]string{"alice@local.test": "452 4.3.1 insufficient system storage"}}},
+		{"452 to the final dot", &scriptServer{dot: "452 4.3.1 insufficient system storage"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newScriptServerWith(t, tc.srv)
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Routes = map[string]string{"remote.test": srv.addr}
+			o.Dialer = nil
+			h := start(t, o)
+			id := h.enqueue("alice@local.test", "bob@remote.test", "carol@remote.test")
+			h.waitJob()
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range m.Recipients {
+				if r.State != StatePending || r.Code != 452 || r.Attempts != 1 || !r.NextAttempt.After(o.Now()) {
+					t.Errorf("%s: %s %d after %d attempts, next %v; want pending 452 after 1, later", r.Addr, r.State, r.Code, r.Attempts, r.NextAttempt)
+				}
+			}
+			_, groups, _ := srv.snapshot()
+			mails := 0
+			for _, g := range groups {
+				for _, c := range g {
+					if strings.HasPrefix(c, "MAIL") {
+						mails++
+					}
+				}
+			}
+			if mails != 1 {
+				t.Errorf("%d MAIL commands, want 1: %q", mails, groups)
+			}
+		})
 	}
 }
