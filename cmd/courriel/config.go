@@ -297,6 +297,12 @@ type QueueConfig struct {
 	// TLSRPT (RFC 8460): count outbound TLS sessions per policy domain in
 	// <dir>/tlsrpt and mail the daily reports to the domains that ask.
 	TLSRPT bool `toml:"tlsrpt"`
+	// Concurrency is how many messages are delivered at once (Postfix:
+	// default_process_limit); DestinationConcurrency how many sessions
+	// one destination gets at most (default_destination_concurrency_limit):
+	// 0 for a fifth of Concurrency.
+	Concurrency            int `toml:"concurrency"`
+	DestinationConcurrency int `toml:"destination_concurrency"`
 }
 
 // MailAuthConfig is mail authentication (courriel/mailauth): DKIM keys
@@ -385,7 +391,7 @@ func defaultConfig() Config {
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
 			Dir: "/var/spool/courriel", TLSPolicy: "verify", CAPath: "/etc/ssl/certs",
-			MaxLifetime: 5 * 24 * time.Hour,
+			MaxLifetime: 5 * 24 * time.Hour, Concurrency: 20,
 		},
 	}
 }
@@ -689,6 +695,12 @@ func (c *Config) validate() error {
 	}
 	if c.Queue.MaxLifetime <= 0 {
 		return keyErr("queue.max_lifetime", "must be positive")
+	}
+	if c.Queue.Concurrency < 0 || c.Queue.Concurrency > 10000 {
+		return keyErr("queue.concurrency", "%d is out of range (0 for the default .. 10000)", c.Queue.Concurrency)
+	}
+	if c.Queue.DestinationConcurrency < 0 || c.Queue.DestinationConcurrency > 10000 {
+		return keyErr("queue.destination_concurrency", "%d is out of range (0 for a fifth of concurrency .. 10000)", c.Queue.DestinationConcurrency)
 	}
 	// A negative timeout made every LDAP search fail at once, reported as
 	// an i/o timeout that sent the admin after the network.

@@ -315,6 +315,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		Dir: q.Dir, Hostname: a.cfg.MyHostname, Logger: a.log, // the queue names itself (component=queue)
 		Resolver: queue.NewResolver(q.DNSServer), Routes: q.Routes, TLSPolicy: policy,
 		MaxLifetime: q.MaxLifetime, DelayWarning: q.DelayWarning,
+		Concurrency: q.Concurrency, DestinationConcurrency: q.DestinationConcurrency,
 		MaxMessageBytes: a.cfg.MessageSizeLimit, MaxRecipients: a.cfg.RecipientLimit,
 		Local:     a.local,
 		Mailboxes: queueDirectory{dir: a.dir, holds: a.holds},

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -59,6 +62,49 @@ func (s *session) quit() {
 		s.readReply()
 	}
 	s.abort()
+}
+
+// unread says whether the session has bytes nobody asked for: buffered in
+// its reader (or the TLS layer's), or waiting in the socket, or the server
+// closed it. Between transactions the server owes nothing, so such a
+// session must not be used again: the next reply read would be one the
+// server sent before (a second reply to the final dot), and every reply
+// after it one command late. It does not wait.
+func (s *session) unread() bool {
+	if s.r.Buffered() > 0 {
+		return true
+	}
+	raw := s.conn
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		// A record already read from the socket but not yet asked for:
+		// a read that cannot wait for the network returns it, or times
+		// out (which breaks nothing in a TLS connection).
+		tc.SetReadDeadline(time.Unix(1, 0))
+		_, err := s.r.Peek(1)
+		tc.SetReadDeadline(time.Time{})
+		if ne, ok := err.(net.Error); err == nil || !ok || !ne.Timeout() {
+			return true
+		}
+		raw = tc.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	waiting := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// n > 0: bytes; n == 0 without an error: the server closed it;
+		// EAGAIN: nothing waits.
+		waiting = n > 0 || err == nil || err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+		return true
+	})
+	return waiting || err != nil
 }
 
 // abort drops a connection whose state is unknown, without QUIT.
@@ -120,7 +166,9 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	if h.relay != nil && h.relay.ImplicitTLS {
 		tc, err := q.handshake(ctx, raw, h.name, plan, &testFail)
 		if err != nil {
-			return fail(tlsFail("TLS", err))
+			f := tlsFail("TLS", err)
+			f.dead = isTimeout(err)
+			return fail(f)
 		}
 		s.conn, s.tls = tc, true
 	}
@@ -141,6 +189,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			if err != nil {
 				f := tlsFail("STARTTLS", err)
 				f.retryPlain = policy == PolicyMay && plan.dane == nil
+				f.dead = isTimeout(err)
 				return fail(f)
 			}
 			s.conn, s.tls = tc, true
@@ -149,7 +198,9 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			// since the server sends none after the handshake.
 			s.c = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
 			if err := s.c.Hello(q.o.Hostname); err != nil {
-				return fail(replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2"))
+				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
+				f.dead = isTimeout(err)
+				return fail(f)
 			}
 		} else if policy == PolicyEncrypt || policy == PolicyVerify {
 			q.reportSession(plan, h, raw, tlsrpt.StartTLSNotSupported, "STARTTLS not offered")
@@ -185,6 +236,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			f := replyFailure(err, "AUTH with "+relay, "4.7.0")
 			f.perm = false
 			f.status = "4" + f.status[1:]
+			f.dead = isTimeout(err)
 			return fail(f)
 		}
 	}
@@ -207,8 +259,38 @@ func (q *Queue) ready(s *session) {
 	s.born = time.Now()
 }
 
+// maxSetupRead bounds what a server may send a client set up by
+// newClient: its greeting, EHLO and AUTH replies together. go-smtp bounds
+// each line (2000 bytes) but not how many come, so a hostile server's
+// endless multi-line greeting would grow without end; 64 KiB is far more
+// than any real EHLO reply.
+const maxSetupRead = 64 << 10
+
+// errSetupTooLong is the failure of a setup past maxSetupRead.
+var errSetupTooLong = fmt.Errorf("the server's greeting, EHLO and AUTH replies exceed %d KiB", maxSetupRead>>10)
+
+// setupConn is the connection a go-smtp client reads during the setup:
+// reads past maxSetupRead fail. The transactions read the session's own
+// connection (ready), past the bound.
+type setupConn struct {
+	net.Conn
+	left int
+}
+
+func (c *setupConn) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errSetupTooLong
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= n
+	return n, err
+}
+
 func (q *Queue) newClient(conn net.Conn) *gosmtp.Client {
-	c := gosmtp.NewClient(conn)
+	c := gosmtp.NewClient(&setupConn{Conn: conn, left: maxSetupRead})
 	c.CommandTimeout = q.o.CommandTimeout
 	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
 	c.SubmissionTimeout = max(q.o.CommandTimeout, 10*time.Minute)
@@ -242,7 +324,9 @@ func (q *Queue) startTLSWith(ctx context.Context, raw net.Conn, cfg *tls.Config)
 	}
 	// Bounded: a hostile server cannot feed an endless reply.
 	tp := textproto.NewReader(bufio.NewReader(io.LimitReader(raw, 4096)))
-	if _, _, err := tp.ReadResponse(220); err != nil {
+	if _, _, err := tp.ReadResponse(220); isTimeout(err) {
+		return nil, fmt.Errorf("STARTTLS: %w", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("STARTTLS refused: %s", printable(err.Error(), 300))
 	}
 	raw.SetDeadline(time.Time{})
@@ -253,6 +337,17 @@ func (q *Queue) startTLSWith(ctx context.Context, raw net.Conn, cfg *tls.Config)
 		return nil, err
 	}
 	return tc, nil
+}
+
+// isTimeout says whether err is a deadline that ran out: a server that
+// stops answering during the setup (greeting, TLS handshake, EHLO after
+// it, AUTH) is down for now, as one that refuses connections is, and
+// makes the destination dead (connCache.dialed) instead of each waiting
+// job trying it in turn.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout())
 }
 
 // greetedConn replays a synthetic 220 greeting before the real stream, so a

@@ -23,6 +23,10 @@ const (
 	outSent
 	outDeferred
 	outBounced
+	// outPostponed: not tried, its destination could take no session
+	// now and enough jobs wait for it; nothing is recorded and the
+	// message is taken again after postponeDelay.
+	outPostponed
 )
 
 // result is the outcome of one attempt for one recipient.
@@ -38,11 +42,17 @@ type result struct {
 	// dsnPassed: sent to a next hop that offers DSN, with the recipient's
 	// NOTIFY and ORCPT; a success to report is then its job.
 	dsnPassed bool
+	// rcptLimit: a 452 to this recipient's RCPT, the server's limit of
+	// recipients per transaction: it goes in the next one at once.
+	rcptLimit bool
 }
 
 func failResult(f *failure) result {
 	out := outDeferred
-	if f.perm {
+	switch {
+	case f.postpone:
+		out = outPostponed
+	case f.perm:
 		out = outBounced
 	}
 	return result{out: out, code: f.code, reply: f.text, status: f.status, relay: f.relay, remoteMTA: f.remoteMTA}
@@ -130,7 +140,7 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 // new one when the destination's connection limit allows, or the failure
 // to record (the destination is dead, or no host would talk).
 func (q *Queue) session(ctx context.Context, id string, rt route, fresh bool) (*session, *failure) {
-	s, probe, f := q.conns.get(ctx, rt.key, fresh)
+	s, probe, f := q.conns.get(ctx, id, rt.key, fresh)
 	if s != nil || f != nil {
 		return s, f
 	}
@@ -279,7 +289,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 	for prev := len(g.rcpts) + 1; broken == nil; {
 		var again []int // positions in g.rcpts
 		for i := range res {
-			if res[i].code == 452 && res[i].out != outSent {
+			if res[i].rcptLimit && res[i].out != outSent {
 				again = append(again, i)
 			}
 		}
@@ -455,6 +465,10 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		}
 		f := refused("RCPT TO to", code, text)
 		set(k, f)
+		// Only a RCPT's 452 is a recipient limit (RFC 5321
+		// §4.5.3.1.10); to MAIL or the final dot it is the server's
+		// storage, and waits for the retry as any 4xx.
+		res[lo+k].rcptLimit = code == 452
 		if code == 421 {
 			return breakAll(f)
 		}

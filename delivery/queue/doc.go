@@ -172,17 +172,43 @@
 // with RSET, so a session the server closed while idle is found out before
 // anything is sent, and replaced by a new one without the failure counting
 // as an attempt. A session that failed, timed out or was told 421 is never
-// reused. At most DestinationConcurrency sessions (20) are open to one
-// destination; the first to a destination not known to work is a probe the
-// others wait for. When the server offers PIPELINING (RFC 2920) MAIL, the
-// RCPTs and DATA go in one write, and each RCPT reply is matched to its
-// recipient in order.
+// reused, nor one with bytes the server sent unasked (a second reply to
+// the final dot: every later reply would be read one command late), found
+// buffered or, without waiting, in the socket when it is put back or
+// taken. What a server sends until the session is ready (greeting, EHLO
+// and AUTH replies) is bounded to 64 KiB: past it the attempt fails for
+// now, as when no greeting comes. When the server offers PIPELINING (RFC
+// 2920) MAIL, the RCPTs and DATA go in one write, and each RCPT reply is
+// matched to its recipient in order.
+//
+// At most DestinationConcurrency sessions (a fifth of Concurrency, 4 by
+// default, as Postfix's 20 of 100) are open to one destination; the first
+// to a destination not known to work is a probe the others wait for. A job
+// that waits for its destination (a probe under way, or its sessions all
+// busy) gives its Concurrency slot back meanwhile, so that a slow or
+// tarpitting destination holds only the slots of the sessions open to it;
+// past DestinationConcurrency such waiting jobs, the next message for it
+// is postponed without an attempt recorded, until one of them stops
+// waiting (or a few seconds at most); messages postponed for a destination
+// found dead share its failure at once.
 //
 // A destination that no host of which could be connected to, or whose
-// greeting was 421, is dead for MinBackoff (Postfix suspends it for
+// greeting was 421, or that stopped answering during the setup (a timeout
+// waiting for the greeting, in the TLS handshake, the EHLO after it, or
+// AUTH), is dead for MinBackoff (Postfix suspends it for
 // minimal_backoff_time): its messages are deferred without a dial ("delivery
 // temporarily suspended"), and the change is logged once, not per message.
 // The first message after that period probes it again.
+//
+// # Limits
+//
+// The runner holds every queued message in memory, at most MaxQueueFiles:
+// while it holds that many, Enqueue, Accept and HandOver refuse new mail
+// before storing anything (ErrQueueFull, temporary: a full disk's 452
+// 4.3.1 in SMTP); a DSN, or a message made by the delivery of a queued
+// one, is let in. A spool found holding more at the start (or at a
+// rescan) is loaded up to the limit, and the rest as room comes back:
+// once a tenth of the limit is free, at most every PollInterval.
 //
 // # Processes
 //

@@ -136,6 +136,10 @@ type Message struct {
 	// is known. Never written.
 	queueID string
 	fixed   bool
+	// notBefore, set by a job some of whose recipients waited for a
+	// destination that could take no session (postponed), is when the
+	// runner takes the message again at the soonest. Never written.
+	notBefore time.Time
 }
 
 // PendingDSN is a DSN being handed over (Message.DSNs).

@@ -1,6 +1,11 @@
 package queue
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"courriel/delivery"
+)
 
 // Errors a caller must tell apart. Enqueue's input errors are permanent (the
 // SMTP layer answers 5xx or 452 for too many recipients); any other Enqueue
@@ -14,9 +19,13 @@ var (
 	ErrInvalidAddress    = errors.New("queue: invalid envelope address") // 553 5.1.3
 	ErrNotOwner          = errors.New("queue: spool is run by another process")
 	ErrClosed            = errors.New("queue: closed")
-	errDeleted           = errors.New("queue: message deleted meanwhile")
-	errHeld              = errors.New("queue: message held meanwhile") // its state was recorded in hold/
-	errCorrupt           = errors.New("queue: corrupt envelope")
+	// ErrQueueFull: new mail refused while the queue holds
+	// MaxQueueFiles messages. Temporary, a full spool as a full disk is
+	// (it wraps delivery.ErrDiskFull: SMTP answers 452 4.3.1).
+	ErrQueueFull = fmt.Errorf("queue: full (MaxQueueFiles): %w", delivery.ErrDiskFull)
+	errDeleted   = errors.New("queue: message deleted meanwhile")
+	errHeld      = errors.New("queue: message held meanwhile") // its state was recorded in hold/
+	errCorrupt   = errors.New("queue: corrupt envelope")
 )
 
 // IsPermanent reports whether an Enqueue error is about the message itself, so

@@ -20,6 +20,7 @@ type failure struct {
 	retryPlain bool   // policy may: the TLS attempt failed, try again without
 	dead       bool   // no connection or a 421 greeting: the destination is down
 	stale      bool   // a cached session failed before its first reply: try a new one
+	postpone   bool   // not tried: the destination can take no session now (outPostponed)
 }
 
 // maxReplyText bounds what is kept of a remote reply: RFC 5321 §4.5.3.1.5

@@ -52,6 +52,13 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	// leaves, and a retry of its maker (after a crash before its own
 	// record) would hand it over again, its copies stored twice over
 	// there (no XRETRY on a first attempt). The runner hands it over.
+	if m.queueID == "" {
+		// New mail: refused when the queue is full (Accept), before
+		// any copy is handed over.
+		if err := q.room(); err != nil {
+			return "", false, nil, err
+		}
+	}
 	known, err := q.fixID(m)
 	if err != nil {
 		return "", false, nil, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 // (and delays), and a finished message leaves the spool. It returns the new
 // envelope, or gone when the message left the queue.
 func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone bool) {
+	m.notBefore = time.Time{}
 	data, err := q.sp.openData(m.ID)
 	if err != nil {
 		if q.dataGone(m.ID) {
@@ -47,6 +49,9 @@ func (q *Queue) runJob(ctx context.Context, m *Message) (next *Message, gone boo
 			res = q.deliverLocalFrom(ctx, m, g.rcpts, data)
 		} else {
 			res = q.deliverGroup(ctx, m, g, data)
+		}
+		if slices.ContainsFunc(res, func(r result) bool { return r.out == outPostponed }) {
+			m.notBefore = q.o.Now().Add(postponeDelay)
 		}
 		if !q.record(m, g, res) || m.done() {
 			// Done: removing the message below records the outcome,
@@ -104,6 +109,9 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 	changed := false
 	for i, idx := range g.rcpts {
 		r, x := &m.Recipients[idx], res[i]
+		if x.out == outPostponed {
+			continue // not tried: nothing to record or log
+		}
 		if x.out == outInterrupted {
 			q.logAttempt(m, r, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now, "")
 			continue

@@ -210,17 +210,22 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 		}
 		tc, err := q.startTLSWith(ctx, raw, cfg)
 		if err != nil {
-			return fail(tempFailure("4.7.5", "STARTTLS with "+relay+" failed: "+err.Error()))
+			f := tempFailure("4.7.5", "STARTTLS with "+relay+" failed: "+err.Error())
+			f.dead = isTimeout(err)
+			return fail(f)
 		}
 		s.conn, s.tls = tc, true
 		s.c = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
 		if err := s.c.Hello(q.o.Hostname); err != nil {
-			return fail(replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2"))
+			f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
+			f.dead = isTimeout(err)
+			return fail(f)
 		}
 	}
 	if err := s.c.Auth(sasl.NewPlainClient("", cluster.ClusterLogin, q.o.Cluster.Secret())); err != nil {
 		f := replyFailure(err, "AUTH with "+relay, "4.7.0")
 		f.perm, f.status = false, "4"+f.status[1:]
+		f.dead = isTimeout(err)
 		return fail(f)
 	}
 	q.ready(s)

@@ -145,8 +145,10 @@ type Options struct {
 
 	// DestinationConcurrency bounds the SMTP connections open to one
 	// destination (a domain's MX hosts, a static route or the relayhost),
-	// idle ones included; default 20 (Postfix
-	// default_destination_concurrency_limit).
+	// idle ones included; default a fifth of Concurrency, at least 2 (4
+	// for the default 20: Postfix's default_destination_concurrency_limit
+	// 20 of default_process_limit 100), so that one destination never
+	// takes every delivery slot.
 	DestinationConcurrency int
 	// ConnectionCacheTime is how long an idle connection is kept for the
 	// next message to its destination; default 2s (Postfix
@@ -202,7 +204,7 @@ type Options struct {
 
 	MaxMessageBytes int64         // default 10240000 (Postfix message_size_limit); see traceAllowance
 	MaxRecipients   int           // default 1000 (seed-like, SPEC §9)
-	MaxQueueFiles   int           // most spool entries read by Open or List; default 100000
+	MaxQueueFiles   int           // most messages held at once (and spool entries read by Open or List); new mail past it is refused, ErrQueueFull; default 100000
 	PollInterval    time.Duration // how often the runner looks for requests from other processes; default 1s
 	ConnectTimeout  time.Duration // default 30s (Postfix smtp_connect_timeout)
 	CommandTimeout  time.Duration // per SMTP command; default 5 min (RFC 5321 §4.5.3.2)
@@ -226,7 +228,6 @@ const (
 	defaultPollInterval    = time.Second
 	defaultConnectTimeout  = 30 * time.Second
 	defaultCommandTimeout  = 5 * time.Minute
-	defaultDestConcurrency = 20
 	defaultConnCacheTime   = 2 * time.Second
 	defaultConnReuseLimit  = 100
 	defaultHandOverTimeout = 5 * time.Second
@@ -294,7 +295,7 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.MinBackoff, defaultMinBackoff)
 	setDefault(&o.MaxBackoff, defaultMaxBackoff)
 	setDefault(&o.Concurrency, defaultConcurrency)
-	setDefault(&o.DestinationConcurrency, defaultDestConcurrency)
+	setDefault(&o.DestinationConcurrency, max(2, o.Concurrency/5))
 	setDefault(&o.ConnectionCacheTime, defaultConnCacheTime)
 	setDefault(&o.ConnectionReuseLimit, defaultConnReuseLimit)
 	setDefault(&o.MaxMessageBytes, defaultMaxMessageBytes)

@@ -23,3 +23,21 @@ func TestResolverErrorsNameTheServer(t *testing.T) {
 		t.Errorf("LookupIPAddr error %v, want it to name %s", err, d.Addr)
 	}
 }
+
+// One destination gets a fifth of the delivery slots by default (Postfix:
+// default_destination_concurrency_limit 20 of default_process_limit 100),
+// never all of them; a limit set stays.
+func TestDestinationConcurrencyDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ total, dest, want int }{
+		{0, 0, 4}, {100, 0, 20}, {5, 0, 2}, {20, 7, 7},
+	} {
+		o, err := Options{Dir: t.TempDir(), Hostname: "mta.test", Concurrency: tc.total, DestinationConcurrency: tc.dest}.withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.DestinationConcurrency != tc.want {
+			t.Errorf("Concurrency %d, DestinationConcurrency %d: %d, want %d", tc.total, tc.dest, o.DestinationConcurrency, tc.want)
+		}
+	}
+}

@@ -23,6 +23,10 @@ type connCache struct {
 	deadTime  time.Duration    // how long a dead destination is left alone
 	nodeDead  time.Duration    // the same for a cluster node (key "node:NAME")
 
+	// unpark wakes a message postponed by get (Queue.unpark): called
+	// without mu, once its destination may take one more job.
+	unpark func(id string)
+
 	mu    sync.Mutex
 	dests map[string]*dest // guarded by mu
 	quits sync.WaitGroup   // sessions being closed politely (QUIT)
@@ -39,6 +43,8 @@ type dest struct {
 	dialing   bool
 	reached   bool
 	retried   bool      // the probe after a dead period is under way
+	waiters   int       // jobs waiting in get without their Concurrency slot
+	parked    []string  // messages postponed by get, woken one by one as jobs stop waiting
 	deadUntil time.Time // zero: alive
 	dead      *failure  // why it was marked dead
 	// changed is closed and replaced whenever a waiter might now proceed.
@@ -83,18 +89,56 @@ func (d *dest) broadcast() {
 // dead. With fresh, idle sessions are left alone. It waits while the
 // destination has its limit of sessions busy, and while a probe is under
 // way.
-func (c *connCache) get(ctx context.Context, key string, fresh bool) (s *session, probe bool, f *failure) {
+//
+// A job (its context holds its jobSlot) gives its Concurrency slot back
+// while it waits, and takes one again before it returns a session or a
+// permission to dial; at most limit jobs wait so for one destination, and
+// the next ones are postponed (a failure with postpone: not tried).
+func (c *connCache) get(ctx context.Context, id, key string, fresh bool) (s *session, probe bool, f *failure) {
+	slot, _ := ctx.Value(slotKey{}).(*jobSlot)
+	waiting, waited := false, false
+	var wake []string // parked messages to wake, after mu
+	defer func() {
+		for _, id := range wake {
+			c.wake(id)
+		}
+	}()
+	// A failure (dead, shutdown) after a wait goes back to a job that
+	// needs its slot again to record it.
+	defer slot.take(ctx)
+	// granted takes the job's slot back before it uses what it was given.
+	granted := func(s *session, probe bool) (*session, bool, *failure) {
+		if slot.take(ctx) {
+			return s, probe, nil
+		}
+		if s != nil {
+			c.put(key, s, false)
+		} else {
+			c.dialed(key, probe, nil, nil)
+		}
+		return nil, false, tempFailure("4.4.1", "delivery interrupted by shutdown")
+	}
 	for {
 		c.mu.Lock()
 		d := c.destLocked(key)
+		if waiting {
+			// Room for one more waiter: a parked message may come.
+			d.waiters--
+			waiting = false
+			wake = append(wake, c.popParkedLocked(d)...)
+		}
 		if f := c.deadLocked(key, d); f != nil {
+			// The messages parked here share the failure now rather
+			// than after their delay.
+			wake = append(wake, d.parked...)
+			d.parked = nil
 			c.mu.Unlock()
 			return nil, false, f
 		}
 		if !fresh {
 			if s := c.takeIdleLocked(d); s != nil {
 				c.mu.Unlock()
-				return s, false, nil
+				return granted(s, false)
 			}
 		} else if d.open >= c.limit && len(d.idle) > 0 {
 			// The idle sessions are not wanted: make room.
@@ -107,15 +151,46 @@ func (c *connCache) get(ctx context.Context, key string, fresh bool) (s *session
 			probe = !d.reached
 			d.dialing = probe
 			c.mu.Unlock()
-			return nil, probe, nil
+			return granted(nil, probe)
 		}
+		if slot != nil && !waited && d.waiters >= c.limit {
+			if !slices.Contains(d.parked, id) {
+				d.parked = append(d.parked, id)
+			}
+			c.mu.Unlock()
+			f := tempFailure("4.4.1", "destination busy: postponed")
+			f.postpone = true
+			return nil, false, f
+		}
+		d.waiters++
+		waiting, waited = true, true
 		wait := d.changed
 		c.mu.Unlock()
+		slot.release()
 		select {
 		case <-wait:
 		case <-ctx.Done():
+			c.mu.Lock()
+			d.waiters--
+			c.mu.Unlock()
 			return nil, false, tempFailure("4.4.1", "delivery interrupted by shutdown")
 		}
+	}
+}
+
+// popParkedLocked takes the message parked longest at d, if any.
+func (c *connCache) popParkedLocked(d *dest) []string {
+	if len(d.parked) == 0 {
+		return nil
+	}
+	id := d.parked[0]
+	d.parked = slices.Delete(d.parked, 0, 1)
+	return []string{id}
+}
+
+func (c *connCache) wake(id string) {
+	if c.unpark != nil {
+		c.unpark(id)
 	}
 }
 
@@ -144,11 +219,20 @@ func (c *connCache) takeIdleLocked(d *dest) *session {
 	for len(d.idle) > 0 {
 		s := d.idle[len(d.idle)-1]
 		d.idle = d.idle[:len(d.idle)-1]
-		if now.Sub(s.idleSince) < c.idleTime && now.Sub(s.born) < c.reuseTime {
-			return s
+		if now.Sub(s.idleSince) >= c.idleTime || now.Sub(s.born) >= c.reuseTime {
+			d.open--
+			c.quitLater(s)
+			continue
 		}
-		d.open--
-		c.quitLater(s)
+		if s.unread() {
+			// Bytes nobody asked for (or the server's close) arrived
+			// while it was idle: the next reply read would be theirs.
+			d.open--
+			c.log.Debug("cached connection not reused: the server sent something or closed it while it was idle", "relay", s.relay)
+			s.abort()
+			continue
+		}
+		return s
 	}
 	return nil
 }
@@ -160,9 +244,18 @@ func (c *connCache) takeIdleLocked(d *dest) *session {
 // minimal_backoff_time): until then its messages are deferred without a
 // dial.
 func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
+	var wake []string
+	defer func() {
+		for _, id := range wake {
+			c.wake(id)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.destLocked(key)
+	if s == nil {
+		wake = c.popParkedLocked(d)
+	}
 	if probe {
 		d.dialing = false
 	}
@@ -198,10 +291,24 @@ func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
 func (c *connCache) put(key string, s *session, reusable bool) {
 	s.uses++
 	now := time.Now()
+	var wake []string
+	defer func() {
+		for _, id := range wake {
+			c.wake(id)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.destLocked(key)
 	defer d.broadcast()
+	wake = c.popParkedLocked(d)
+	if reusable && !s.closing && s.unread() {
+		// More than the replies to our commands came: every later
+		// reply would be read one late and given to the wrong
+		// command (a recipient accepted taken as refused).
+		c.log.Info("connection not reused: the server sent more than the replies to its commands", "relay", s.relay)
+		s.closing = true
+	}
 	if !reusable || s.closing || s.uses >= c.reuseMax || now.Sub(s.born) >= c.reuseTime || d.dead != nil {
 		d.open--
 		if reusable && !s.closing {
@@ -221,9 +328,20 @@ func (c *connCache) put(key string, s *session, reusable bool) {
 // day after its period: by then nobody waits to hear that it is back).
 func (c *connCache) expire() {
 	now := time.Now()
+	var wake []string
+	defer func() {
+		for _, id := range wake {
+			c.wake(id)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, d := range c.dests {
+		if d.open == 0 && d.waiters == 0 && len(d.parked) > 0 {
+			// Nothing left to wake them: they come now.
+			wake = append(wake, d.parked...)
+			d.parked = nil
+		}
 		kept := d.idle[:0]
 		for _, s := range d.idle {
 			if now.Sub(s.idleSince) < c.idleTime {
@@ -238,7 +356,7 @@ func (c *connCache) expire() {
 			d.broadcast()
 		}
 		d.idle = kept
-		if d.open == 0 && !d.dialing && (d.dead == nil || c.now().After(d.deadUntil.Add(forgetDead))) {
+		if d.open == 0 && !d.dialing && d.waiters == 0 && len(d.parked) == 0 && (d.dead == nil || c.now().After(d.deadUntil.Add(forgetDead))) {
 			delete(c.dests, key)
 		}
 	}

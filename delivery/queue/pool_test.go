@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -146,6 +147,11 @@ type scriptServer struct {
 	pipelining bool
 	rcpt       map[string]string // address → reply; default 250
 	mail       map[string]string // sender → reply; default 250
+	// extra, when set, is a reply sent after the reply to each final
+	// dot, in the same write: one reply too many.
+	extra string
+	// dot, when set, is the reply to each final dot; default 250.
+	dot string
 
 	mu     sync.Mutex
 	conns  int
@@ -155,11 +161,23 @@ type scriptServer struct {
 
 func newScriptServer(t *testing.T, pipelining bool, mail, rcpt map[string]string) *scriptServer {
 	t.Helper()
+	return newScriptServerExtra(t, pipelining, mail, rcpt, "")
+}
+
+// newScriptServerExtra is newScriptServer with scriptServer.extra.
+func newScriptServerExtra(t *testing.T, pipelining bool, mail, rcpt map[string]string, extra string) *scriptServer {
+	t.Helper()
+	return newScriptServerWith(t, &scriptServer{pipelining: pipelining, rcpt: rcpt, mail: mail, extra: extra})
+}
+
+// newScriptServerWith starts s, whose addr it sets.
+func newScriptServerWith(t *testing.T, s *scriptServer) *scriptServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptServer{addr: l.Addr().String(), pipelining: pipelining, rcpt: rcpt, mail: mail}
+	s.addr = l.Addr().String()
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -257,11 +275,20 @@ func (s *scriptServer) serve(c net.Conn) {
 				break
 			}
 		}
+		if s.dot != "" {
+			rcpts, mailOK = nil, false
+			w.WriteString(s.dot + "\r\n")
+			w.Flush()
+			continue
+		}
 		s.mu.Lock()
 		s.txs = append(s.txs, rcpts)
 		s.mu.Unlock()
 		rcpts, mailOK = nil, false
 		w.WriteString("250 2.0.0 queued\r\n")
+		if s.extra != "" {
+			w.WriteString(s.extra + "\r\n")
+		}
 		w.Flush()
 	}
 }
@@ -671,6 +698,344 @@ func TestWhatMakesADestinationDead(t *testing.T) {
 			}
 			if dead := strings.Contains(h.logs.String(), "destination not responding"); dead != tc.wantDead {
 				t.Errorf("marked dead: %v, want %v", dead, tc.wantDead)
+			}
+		})
+	}
+}
+
+// A server that answers the final dot twice leaves a reply unread in the
+// session: reused, every later reply would be read one command late (the
+// next message's recipient accepted taken for refused, the one refused
+// taken for accepted). The session is closed instead, and the next message
+// gets its own replies on a new one.
+func TestExtraReplyAfterDataNotReused(t *testing.T) {
+	t.Parallel()
+	srv := newScriptServerExtra(t, false, nil, map[string]string{"later@remote.test": "450 4.2.0 greylisted"}, "250 2.0.0 extra")
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": srv.addr}
+	o.Dialer = nil
+	o.ConnectionCacheTime = time.Minute
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	h.enqueue("alice@local.test", "first@remote.test")
+	h.waitJob()
+	id := h.enqueue("alice@local.test", "later@remote.test", "bob@remote.test")
+	h.waitJob()
+	m, _, err := h.q.Show(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]State{"later@remote.test": StatePending, "bob@remote.test": StateDelivered}
+	for _, r := range m.Recipients {
+		if r.State != want[r.Addr] {
+			t.Errorf("%s: %s (%d %s), want %s", r.Addr, r.State, r.Code, r.Reply, want[r.Addr])
+		}
+	}
+	conns, _, txs := srv.snapshot()
+	if wantTxs := [][]string{{"first@remote.test"}, {"bob@remote.test"}}; conns != 2 || !slices.EqualFunc(txs, wantTxs, slices.Equal) {
+		t.Errorf("%d connections, transactions %q; want 2, %q", conns, txs, wantTxs)
+	}
+	if b.count() != 0 {
+		t.Errorf("%d DSNs sent, want none", b.count())
+	}
+}
+
+// unread finds what a server sent between transactions without waiting:
+// bytes in the socket, and the server's close.
+func TestUnreadFindsBytesWaiting(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := recv(t, accepted, "the connection")
+	defer srv.Close()
+	s := &session{conn: c, r: bufio.NewReaderSize(c, 4096)}
+	if s.unread() {
+		t.Fatal("unread on a quiet connection")
+	}
+	srv.Write([]byte("250 2.0.0 extra\r\n"))
+	waitFor(t, "the extra reply to be seen", s.unread)
+	if s.r.Buffered() != 0 {
+		t.Error("unread consumed what it found")
+	}
+
+	c2, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Close()
+		}
+	}()
+	s2 := &session{conn: c2, r: bufio.NewReaderSize(c2, 4096)}
+	waitFor(t, "the server's close to be seen", s2.unread)
+}
+
+// A hostile server's endless multi-line greeting or EHLO reply (each line
+// within go-smtp's line limit) is read only up to maxSetupRead: the
+// attempt then fails for now, at once, instead of growing memory until the
+// command timeout.
+func TestEndlessSetupReplyBounded(t *testing.T) {
+	t.Parallel()
+	line := "-" + strings.Repeat("x", 1500) + "\r\n"
+	for _, stage := range []string{"greeting", "EHLO"} {
+		t.Run(stage, func(t *testing.T) {
+			t.Parallel()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			t.Cleanup(func() { l.Close(); wg.Wait() })
+			wg.Go(func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					wg.Go(func() {
+						defer c.Close()
+						c.SetDeadline(time.Now().Add(time.Minute))
+						if stage == "EHLO" {
+							c.Write([]byte("220 evil.test ESMTP\r\n"))
+							if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+								return
+							}
+						}
+						code := map[string]string{"greeting": "220", "EHLO": "250"}[stage]
+						chunk := []byte(strings.Repeat(code+line, 40))
+						for range 100000 { // ~6 GB: "endless"
+							if _, err := c.Write(chunk); err != nil {
+								return
+							}
+						}
+					})
+				}
+			})
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Routes = map[string]string{"remote.test": l.Addr().String()}
+			o.Dialer = nil
+			o.CommandTimeout = time.Hour // only the bound ends the attempt
+			h := start(t, o)
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || !strings.Contains(r.Reply, "exceed 64 KiB") {
+				t.Errorf("%s %q, want pending, the setup replies too long", r.State, r.Reply)
+			}
+		})
+	}
+}
+
+// tarpit is a server that accepts connections and then, per connection,
+// does what serve does (nothing by default: no greeting) until the test
+// ends. It counts the connections and those still open.
+type tarpit struct {
+	addr        string
+	conns, open atomic.Int32
+}
+
+func newTarpit(t *testing.T, serve func(c net.Conn)) *tarpit {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &tarpit{addr: l.Addr().String()}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			tp.conns.Add(1)
+			tp.open.Add(1)
+			wg.Go(func() {
+				defer tp.open.Add(-1)
+				defer c.Close()
+				if serve != nil {
+					serve(c)
+				}
+				// Until the client closes it, or the test ends.
+				go func() { <-done; c.Close() }()
+				io.Copy(io.Discard, c)
+			})
+		}
+	})
+	return tp
+}
+
+// A destination that accepts connections and never greets holds one
+// delivery slot (its probe), not every one: the jobs waiting for it give
+// theirs back, and a message to another destination is delivered while
+// the tarpit's connection is still open, long before its timeout.
+func TestTarpitDoesNotStopOtherDestinations(t *testing.T) {
+	t.Parallel()
+	tp := newTarpit(t, nil)
+	good := newSink(t, sinkOptions{})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"slow.test": tp.addr, "good.test": good.addr}
+	o.Dialer = nil
+	o.Concurrency = 5
+	o.DestinationConcurrency = 5
+	o.CommandTimeout = time.Hour // the probe never ends within the test
+	h := start(t, o)
+	for range 12 {
+		h.enqueue("alice@local.test", "x@slow.test")
+	}
+	busy := func() int {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		n := 0
+		for _, e := range h.q.entries {
+			if e.busy {
+				n++
+			}
+		}
+		return n
+	}
+	// The probe is under way and every slot was given out at least once.
+	waitFor(t, "the probe and the jobs behind it", func() bool { return tp.conns.Load() == 1 && busy() >= o.Concurrency })
+	h.enqueue("alice@local.test", "y@good.test")
+	recv(t, good.delivs, "the delivery to good.test")
+	if c, open := tp.conns.Load(), tp.open.Load(); c != 1 || open != 1 {
+		t.Errorf("tarpit: %d connections, %d open at the good delivery; want 1 probe, still open", c, open)
+	}
+	// Past the jobs allowed to wait for it, the tarpit's messages were
+	// postponed, not tried: nothing recorded.
+	for _, s := range mustList(t, h) {
+		if r := s.Recipients[0]; r.Attempts != 0 && r.Addr == "x@slow.test" {
+			t.Errorf("%s: %d attempts recorded (%s), want none", s.ID, r.Attempts, r.Reply)
+		}
+	}
+}
+
+// STARTTLS accepted, then a handshake that never comes: the timeout makes
+// the destination dead, as a refused connection does, so the jobs behind
+// the probe share its failure and nobody connects again until the dead
+// period ends: one connection for all the destination's messages.
+func TestHangingTLSHandshakeMakesDestinationDead(t *testing.T) {
+	t.Parallel()
+	tp := newTarpit(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		c.Write([]byte("220 hang.test ESMTP\r\n"))
+		for range 10 {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+			case "EHLO":
+				c.Write([]byte("250-hang.test\r\n250 STARTTLS\r\n"))
+			case "STARTTLS":
+				c.Write([]byte("220 go ahead\r\n"))
+				return // and never shake hands
+			default:
+				c.Write([]byte("250 ok\r\n"))
+			}
+		}
+	})
+	clock := newClock()
+	o := baseOptions(t, t.TempDir(), clock)
+	o.TLSPolicy = PolicyEncrypt
+	o.Routes = map[string]string{"hang.test": tp.addr}
+	o.Dialer = nil
+	o.CommandTimeout = 200 * time.Millisecond
+	h := start(t, o)
+	const n = 30
+	ids := map[string]bool{}
+	for range n {
+		ids[h.enqueue("alice@local.test", "x@hang.test")] = true
+	}
+	tried := func() int {
+		k := 0
+		for _, s := range mustList(t, h) {
+			if ids[s.ID] && s.Recipients[0].Attempts > 0 {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, "the destination marked dead", func() bool {
+		return strings.Contains(h.logs.String(), "destination not responding")
+	})
+	// The postponed messages come back (the clock stays inside the dead
+	// period, MinBackoff) and are deferred without a dial.
+	clock.Advance(postponeDelay + time.Second)
+	h.q.wake()
+	h.waitUntil("every message tried once", func() bool { return tried() == n })
+	if c := tp.conns.Load(); c != 1 {
+		t.Errorf("%d connections to the hanging host, want 1 (the probe)", c)
+	}
+}
+
+// A 452 to MAIL or to the final dot is the server's storage, not its
+// recipient limit: the recipients are deferred with backoff as for any
+// 4xx, not sent again at once on the same connection (only a RCPT's 452
+// is, in the next transaction).
+func TestStorage452DeferredNotRetriedAtOnce(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		srv  *scriptServer
+	}{
+		{"452 to MAIL", &scriptServer{mail: map[string]string{"alice@local.test": "452 4.3.1 insufficient system storage"}}},
+		{"452 to the final dot", &scriptServer{dot: "452 4.3.1 insufficient system storage"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newScriptServerWith(t, tc.srv)
+			o := baseOptions(t, t.TempDir(), newClock())
+			o.Routes = map[string]string{"remote.test": srv.addr}
+			o.Dialer = nil
+			h := start(t, o)
+			id := h.enqueue("alice@local.test", "bob@remote.test", "carol@remote.test")
+			h.waitJob()
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range m.Recipients {
+				if r.State != StatePending || r.Code != 452 || r.Attempts != 1 || !r.NextAttempt.After(o.Now()) {
+					t.Errorf("%s: %s %d after %d attempts, next %v; want pending 452 after 1, later", r.Addr, r.State, r.Code, r.Attempts, r.NextAttempt)
+				}
+			}
+			_, groups, _ := srv.snapshot()
+			mails := 0
+			for _, g := range groups {
+				for _, c := range g {
+					if strings.HasPrefix(c, "MAIL") {
+						mails++
+					}
+				}
+			}
+			if mails != 1 {
+				t.Errorf("%d MAIL commands, want 1: %q", mails, groups)
 			}
 		})
 	}

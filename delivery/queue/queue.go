@@ -35,6 +35,13 @@ type Queue struct {
 	running bool              // guarded by mu
 	closed  bool              // guarded by mu
 	counts  counters          // follows entries (counters.go)
+	// truncated says the last scan of the spool left messages out
+	// (MaxQueueFiles): the runner loads them as room comes back
+	// (refill). making counts the ids being created by this process,
+	// written to the spool but maybe not yet in entries: refill leaves
+	// them to their creator. Both guarded by mu.
+	truncated bool
+	making    map[string]int
 
 	// runCtx is Run's context while it runs and stopping says Run is
 	// ending (both guarded by mu); handing counts the HandOvers on the
@@ -70,6 +77,10 @@ type entry struct {
 	busy    bool      // guarded by Queue.mu: a job has it
 	deleted bool      // guarded by Queue.mu: Delete ran while busy
 	index   int       // position in Queue.sched, -1 when not scheduled
+	// unparked: its destination woke it (unpark) while its job, which
+	// postponed it, was still running: it is due at once, not after
+	// postponeDelay. Guarded by Queue.mu.
+	unparked bool
 }
 
 // Open opens the spool at o.Dir. Without o.Client, the process owns it (Open
@@ -92,9 +103,11 @@ func Open(o Options) (*Queue, error) {
 		sp:      sp,
 		kick:    make(chan struct{}, 1),
 		entries: map[string]*entry{},
+		making:  map[string]int{},
 		dsnOpen: map[string]string{},
 	}
 	q.conns = newConnCache(o, q.log)
+	q.conns.unpark = q.unpark
 	if sp.owner() {
 		if err := sp.locked(q.recover); err != nil {
 			sp.close()
@@ -155,7 +168,8 @@ func (q *Queue) recover() error {
 			}
 		}
 	} else {
-		q.log.Warn("spool holds more messages than MaxQueueFiles; the rest wait", "max", q.o.MaxQueueFiles)
+		q.log.Warn("spool holds more messages than MaxQueueFiles; the rest wait for room", "max", q.o.MaxQueueFiles)
+		q.truncated = true
 	}
 	if heldAll := q.openHeldDSNs(); !l.truncated && heldAll {
 		q.sweepDSNMarks()
@@ -189,6 +203,10 @@ func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data [
 	if err != nil {
 		return "", err
 	}
+	if err := q.room(); err != nil {
+		return "", err
+	}
+	defer q.creating(m.ID)()
 	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); err != nil {
 		return "", err
 	}
@@ -212,6 +230,7 @@ func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data
 		o(m)
 	}
 	m.ID, m.fixed = id, true
+	defer q.creating(m.ID)()
 	if err := q.sp.create(m, bytes.NewReader(data), !q.sp.owner()); errors.Is(err, errKnown) {
 		return false, nil
 	} else if err != nil {
@@ -315,6 +334,14 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	if validMsgID(msgID) {
 		m.MsgID = msgID
 	}
+	if m.queueID == "" {
+		// New mail, refused before anything is stored. A DSN, or a
+		// message made by the delivery of one queued (a key), comes of
+		// what the queue holds already and is never refused.
+		if err := q.room(); err != nil {
+			return "", nil, err
+		}
+	}
 	if known, err := q.fixID(m); err != nil {
 		return "", nil, err
 	} else if known {
@@ -353,6 +380,7 @@ func (q *Queue) fixID(m *Message) (known bool, err error) {
 // then the local copies idx (placed here) are tried at once. nLocal is the
 // number of local copies, the last of m.Recipients.
 func (q *Queue) commit(ctx context.Context, m *Message, idx []int, data delivery.Content, nLocal int) (id string, localErrs []error, err error) {
+	defer q.creating(m.ID)()
 	if err := q.sp.create(m, data, !q.sp.owner()); errors.Is(err, errKnown) {
 		q.logFor(m).Info(alreadyQueued(m))
 		return m.ID, make([]error, nLocal), nil
@@ -387,6 +415,38 @@ func (q *Queue) commit(ctx context.Context, m *Message, idx []int, data delivery
 		}
 	}
 	return m.ID, localErrs, nil
+}
+
+// room refuses new mail while the queue holds MaxQueueFiles messages (or
+// more: those a truncated scan left out): the index in memory, which holds
+// every message, is bounded so. A client of the spool does not know: the
+// owner refuses.
+func (q *Queue) room() error {
+	if !q.sp.owner() {
+		return nil
+	}
+	q.mu.Lock()
+	n := len(q.entries)
+	q.mu.Unlock()
+	if n >= q.o.MaxQueueFiles {
+		return fmt.Errorf("%w: %d messages", ErrQueueFull, n)
+	}
+	return nil
+}
+
+// creating marks id as being created by this process until the function
+// it returns is called, after the message was added to entries.
+func (q *Queue) creating(id string) func() {
+	q.mu.Lock()
+	q.making[id]++
+	q.mu.Unlock()
+	return func() {
+		q.mu.Lock()
+		if q.making[id]--; q.making[id] <= 0 {
+			delete(q.making, id)
+		}
+		q.mu.Unlock()
+	}
 }
 
 // alreadyQueued is the log line of an Accept under a given id that
@@ -553,12 +613,32 @@ func (q *Queue) scheduleLocked(e *entry) {
 	if !ok {
 		return
 	}
+	if due.Before(e.msg.notBefore) {
+		due = e.msg.notBefore
+	}
 	e.due = due
 	if e.index >= 0 {
 		q.sched.fix(e)
 		return
 	}
 	q.sched.push(e)
+}
+
+// unpark makes a message postponed for a destination that could take no
+// more jobs due at once: the destination can now (connCache.get).
+func (q *Queue) unpark(id string) {
+	q.mu.Lock()
+	e := q.entries[id]
+	switch {
+	case e == nil:
+	case e.busy:
+		e.unparked = true
+	case !e.msg.notBefore.IsZero():
+		e.msg.notBefore = time.Time{}
+		q.scheduleLocked(e)
+	}
+	q.mu.Unlock()
+	q.wake()
 }
 
 // wake tells the runner to look at the schedule again.

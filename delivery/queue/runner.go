@@ -3,7 +3,9 @@ package queue
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,12 +54,16 @@ func (q *Queue) Run(ctx context.Context) error {
 	q.log.Info("queue runner started", "dir", q.o.Dir, "messages", q.count())
 	nextSweep := q.sweptAt.Add(onceSweepEvery)
 	var sweeping atomic.Bool
+	var refilled time.Time // real time of the last refill
 	for {
 		if now := q.o.Now(); !now.Before(nextSweep) {
 			nextSweep = now.Add(onceSweepEvery)
 			wg.Go(func() { q.sweepOnceMarks(&sweeping, false) })
 		}
 		q.checkRequests()
+		if q.refillDue(&refilled) {
+			q.refill()
+		}
 		timer.Reset(q.dispatch(ctx, slots, &wg))
 		select {
 		case <-ctx.Done():
@@ -106,8 +112,9 @@ func (q *Queue) dispatch(ctx context.Context, slots chan struct{}, wg *sync.Wait
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next, gone := q.runJob(ctx, m)
-			<-slots
+			slot := &jobSlot{ch: slots, held: true}
+			next, gone := q.runJob(context.WithValue(ctx, slotKey{}, slot), m)
+			slot.release()
 			q.finishJob(m.ID, next, gone)
 		}()
 	}
@@ -125,9 +132,13 @@ func (q *Queue) finishJob(id string, m *Message, gone bool) {
 		delete(q.entries, id)
 	} else {
 		q.counts.change(e.msg, m)
+		if e.unparked {
+			m.notBefore = time.Time{}
+		}
 		e.msg = m
 		q.scheduleLocked(e)
 	}
+	e.unparked = false
 	hook := q.onJobDone
 	q.mu.Unlock()
 	q.wake()
@@ -179,6 +190,9 @@ func (q *Queue) rescan() {
 		}
 	}
 	room := q.o.MaxQueueFiles - len(q.entries) + len(vanished)
+	if l.truncated || len(missing) > room {
+		q.truncated = true
+	}
 	q.mu.Unlock()
 	for _, m := range vanished {
 		// `courriel queue delete` or `hold` in another process: the
@@ -217,3 +231,125 @@ func (q *Queue) dataGone(id string) bool {
 	_, err := os.Lstat(q.sp.path(id, extEnvelope))
 	return errors.Is(err, os.ErrNotExist)
 }
+
+// refillDue says whether the runner should load the messages a truncated
+// scan left in the spool: once a tenth of MaxQueueFiles (at least one) is
+// free again, and at most once per PollInterval, so that a queue kept
+// nearly full does not read its directory at every job's end.
+func (q *Queue) refillDue(last *time.Time) bool {
+	q.mu.Lock()
+	due := q.truncated && q.o.MaxQueueFiles-len(q.entries) >= max(1, q.o.MaxQueueFiles/10)
+	q.mu.Unlock()
+	if !due || time.Since(*last) < q.o.PollInterval {
+		return false
+	}
+	*last = time.Now()
+	return true
+}
+
+// refill reads the spool for envelopes the index does not hold and loads
+// them while there is room (MaxQueueFiles). A read that reaches the end of
+// the directory with room to spare ends the truncation.
+func (q *Queue) refill() {
+	d, err := os.Open(q.sp.dir)
+	if err != nil {
+		q.log.Error("reading the spool for the messages left out failed", "err", err)
+		return
+	}
+	defer d.Close()
+	loaded := 0
+	for {
+		names, err := d.Readdirnames(readDirBatch)
+		for _, name := range names {
+			id, ok := strings.CutSuffix(name, extEnvelope)
+			if !ok {
+				continue
+			}
+			if pid, perr := ParseID(id); perr != nil || pid != id {
+				continue
+			}
+			q.mu.Lock()
+			_, known := q.entries[id]
+			full := len(q.entries) >= q.o.MaxQueueFiles
+			known = known || q.making[id] > 0
+			q.mu.Unlock()
+			if full {
+				q.log.Info("messages left out of the index loaded", "count", loaded)
+				q.wake()
+				return
+			}
+			if known {
+				continue
+			}
+			if _, err := os.Lstat(q.sp.path(id, extData)); err != nil {
+				continue // being written by another process, or removed
+			}
+			m, err := q.sp.readEnvelope(id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				q.log.Error("unreadable envelope", "queue_id", id, "err", err)
+				continue
+			}
+			q.mu.Lock()
+			if q.making[id] == 0 {
+				q.addLocked(m)
+				loaded++
+			}
+			q.mu.Unlock()
+		}
+		if len(names) == 0 || err != nil {
+			if !errors.Is(err, io.EOF) && err != nil {
+				q.log.Error("reading the spool for the messages left out failed", "err", err)
+				return
+			}
+			break
+		}
+	}
+	q.mu.Lock()
+	q.truncated = false
+	q.mu.Unlock()
+	q.log.Info("messages left out of the index loaded, none left", "count", loaded)
+	q.wake()
+}
+
+// slotKey is the context key of a job's jobSlot.
+type slotKey struct{}
+
+// jobSlot is a job's hold on one of the runner's Concurrency slots. The
+// job gives it back while it waits for its destination (connCache.get), as
+// Postfix's queue manager gives a delivery agent only to a destination
+// that can take a session: a destination that is slow, tarpitting or
+// being probed holds no slot that mail to others could use.
+type jobSlot struct {
+	ch   chan struct{}
+	held bool // only the job's goroutine touches it
+}
+
+func (s *jobSlot) release() {
+	if s != nil && s.held {
+		<-s.ch
+		s.held = false
+	}
+}
+
+// take waits for a slot; false when ctx ended first.
+func (s *jobSlot) take(ctx context.Context) bool {
+	if s == nil || s.held {
+		return true
+	}
+	select {
+	case s.ch <- struct{}{}:
+		s.held = true
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// postponeDelay is how long at most a message waits before it is taken
+// again when one of its destinations could take no session and had enough
+// jobs waiting for it already; it is woken sooner, when the destination
+// can take one more job (Queue.unpark).
+const postponeDelay = 5 * time.Second
