@@ -391,7 +391,7 @@ func defaultConfig() Config {
 		Monitor:  MonitorConfig{TrustedNetworks: []string{"127.0.0.0/8", "::1/128"}},
 		Queue: QueueConfig{
 			Dir: "/var/spool/courriel", TLSPolicy: "verify", CAPath: "/etc/ssl/certs",
-			MaxLifetime: 5 * 24 * time.Hour, Concurrency: 20,
+			MaxLifetime: 5 * 24 * time.Hour, Concurrency: 100,
 		},
 	}
 }

@@ -141,14 +141,14 @@ type Options struct {
 	DelayWarning time.Duration // 0 = no delay warnings (Postfix delay_warning_time)
 	MinBackoff   time.Duration // default 300s (Postfix minimal_backoff_time)
 	MaxBackoff   time.Duration // default 4000s (Postfix maximal_backoff_time)
-	Concurrency  int           // messages delivered at once; default 20
+	Concurrency  int           // messages delivered at once; default 100
 
 	// DestinationConcurrency bounds the SMTP connections open to one
 	// destination (a domain's MX hosts, a static route or the relayhost),
-	// idle ones included; default a fifth of Concurrency, at least 2 (4
-	// for the default 20: Postfix's default_destination_concurrency_limit
-	// 20 of default_process_limit 100), so that one destination never
-	// takes every delivery slot.
+	// idle ones included; default a fifth of Concurrency, at least 2 (20
+	// for the default 100, Postfix's default_destination_concurrency_limit
+	// and default_process_limit), so that one destination never takes
+	// every delivery slot.
 	DestinationConcurrency int
 	// ConnectionCacheTime is how long an idle connection is kept for the
 	// next message to its destination; default 2s (Postfix
@@ -221,7 +221,7 @@ const (
 	defaultMaxLifetime     = 5 * 24 * time.Hour
 	defaultMinBackoff      = 300 * time.Second
 	defaultMaxBackoff      = 4000 * time.Second
-	defaultConcurrency     = 20
+	defaultConcurrency     = 100 // default_process_limit
 	defaultMaxMessageBytes = 10240000
 	defaultMaxRecipients   = 1000
 	defaultMaxQueueFiles   = 100000
