@@ -66,6 +66,13 @@ type conn struct {
 	rcpts    int                  // RCPTs accepted in this transaction
 	authed   bool
 	pending  []byte // a command read while a BDAT transfer was expected
+	// esmtp: the last greeting was EHLO, not HELO (Postfix's protocol
+	// "ESMTP", kept across STARTTLS as there); before it, or after HELO,
+	// no command may be pipelined (see synchronized).
+	esmtp bool
+	// illPipelining: a pipelining violation was found (and logged); as
+	// Postfix, the check is made until the first one only.
+	illPipelining bool
 	// readBy and writeBy are the deadlines last set on Conn (zero: none):
 	// see extend.
 	readBy, writeBy time.Time
@@ -147,6 +154,13 @@ func (c *conn) serve() {
 		c.r.Lend(*buf)
 	}
 	c.w = wire.NewWriter(c.current())
+	if o.Kind != Submissions && c.sentAheadOf("CONNECT") {
+		// Input before the greeting (not on 465, where the client
+		// speaks TLS first): Postfix answers it, without a greeting.
+		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
+		c.policy(replySyncError)
+		return
+	}
 	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
 	if o.Kind != Submissions {
 		// The greeting first: the client reads it while this line is
@@ -295,6 +309,9 @@ func (c *conn) command(line []byte) {
 		}
 		return
 	}
+	if !c.synchronized(verb) {
+		return
+	}
 	switch verb {
 	case "EHLO", "HELO":
 		c.hello(verb == "EHLO", arg)
@@ -354,6 +371,92 @@ func (c *conn) command(line []byte) {
 	}
 }
 
+// synchronized applies Postfix 3.9's smtpd_forbid_unauth_pipelining
+// (smtpd.c, smtpd_proto) before verb runs: RFC 2920 §3.1 lets EHLO, HELO,
+// DATA, NOOP and VRFY (Postfix's SMTPD_CMD_FLAG_LAST) only end a pipelined
+// group, and a client that has not said EHLO may not pipeline at all, so
+// anything the client sent after such a command, before our reply, is a
+// protocol violation: the message text sent along with DATA, the commands
+// sent after a DATA that may be refused (SMTP smuggling). BDAT and the
+// commands between MAIL and DATA may be pipelined after EHLO (RFC 3030,
+// RFC 2920), a BDAT chunk follows its command by design; commands Postfix
+// does not know (ours: XIMPORT, which a stream follows; EXPN, TURN...) are
+// not checked. It answers 554 5.5.0 and ends the connection, false, unless
+// Options.AllowUnauthPipelining (then it only logs). As Postfix, only the
+// first violation is looked for and logged.
+func (c *conn) synchronized(verb string) bool {
+	switch verb {
+	case "HELO", "EHLO", "DATA", "NOOP", "VRFY":
+	case "MAIL", "RCPT", "BDAT", "RSET", "AUTH", "STARTTLS", "QUIT", "HELP", "ETRN":
+		if c.esmtp {
+			return true
+		}
+	default:
+		return true
+	}
+	if !c.sentAheadOf(verb) {
+		return true
+	}
+	c.policy(replySyncError)
+	return false
+}
+
+// sentAheadOf reports (once the first time: false ever after) whether the
+// client sent input that nobody has read yet, after the command named
+// where (CONNECT: before our greeting), and logs it, escaped and at most
+// 100 octets, as Postfix does. It is true only when the check is on; the
+// connection then closes after the reply.
+func (c *conn) sentAheadOf(where string) bool {
+	if c.illPipelining {
+		return false
+	}
+	var sample string
+	if b := c.r.Peek(100); len(b) > 0 {
+		sample = escapeInput(b)
+	} else {
+		var p [100]byte
+		n := wire.Peek(c.Conn, p[:])
+		switch {
+		case n == 0:
+			return false
+		case c.tlsState != nil: // records not yet decrypted
+			sample = strconv.Itoa(n) + " octets of TLS records"
+		default:
+			sample = escapeInput(p[:n])
+		}
+	}
+	c.illPipelining = true
+	c.log.Info("improper command pipelining", "after", where, "input", sample)
+	if c.srv.o.AllowUnauthPipelining {
+		return false
+	}
+	c.dropAfterWrite.Store(true)
+	return true
+}
+
+// escapeInput makes what a client sent one printable line for the log,
+// with C escapes as Postfix's escape(): `DATA\r\nFrom: ...`.
+func escapeInput(b []byte) string {
+	var sb strings.Builder
+	for _, x := range b {
+		switch {
+		case x == '\\':
+			sb.WriteString(`\\`)
+		case x == '\r':
+			sb.WriteString(`\r`)
+		case x == '\n':
+			sb.WriteString(`\n`)
+		case x == '\t':
+			sb.WriteString(`\t`)
+		case x < 0x20 || x >= 0x7f:
+			fmt.Fprintf(&sb, `\%03o`, x)
+		default:
+			sb.WriteByte(x)
+		}
+	}
+	return sb.String()
+}
+
 // endTx ends the transaction (RSET, a new EHLO, the end of a message).
 func (c *conn) endTx() {
 	c.mailOK, c.rcpts = false, 0
@@ -368,6 +471,7 @@ func (c *conn) hello(ehlo bool, arg string) {
 		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Domain/address argument required for HELO")
 		return
 	}
+	c.esmtp = ehlo
 	if c.sess != nil {
 		// RFC 5321 §4.1.4: a new EHLO resets the transaction; the
 		// session (its login, its milters) goes on.
@@ -879,6 +983,10 @@ func (b *bdatReader) nextChunk() bool {
 		verb, arg, err := wire.ParseCommand(line)
 		switch {
 		case err == nil && verb == "NOOP":
+			if !c.synchronized(verb) {
+				b.readErr = errDataReset
+				return false
+			}
 			if !c.counted() {
 				b.readErr = errDataReset
 				return false

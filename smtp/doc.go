@@ -109,6 +109,15 @@
 //   - Replies to pipelined commands are held and leave in one write when
 //     the server is about to wait for the client (RFC 2920 §3.2, as
 //     Postfix's smtpd), in clear and inside TLS alike.
+//   - Pipelining is checked as by Postfix 3.9 (smtpd_forbid_unauth_pipelining
+//     = yes, Options.AllowUnauthPipelining turns it off): input before the
+//     greeting (not on 465), input already sent after EHLO, HELO, DATA,
+//     NOOP or VRFY (RFC 2920 §3.1: the last command of a group), or after
+//     any command once HELO (not EHLO) was said or before either, gets
+//     554 5.5.0 and the connection closes, the command not run. Message
+//     text sent with its DATA is refused so, and cannot run as commands
+//     when the DATA is refused (smuggling). BDAT and its chunk, MAIL, RCPT,
+//     RSET may be pipelined after EHLO.
 //   - STARTTLS drops whatever the client pipelined in clear after it
 //     (CVE-2011-0411) and logs it; a failed handshake closes the
 //     connection.

@@ -79,6 +79,9 @@ var (
 	replyBadAuthzid      = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
 	replyAuthUnsupported = rep(502, gosmtp.EnhancedCode{5, 7, 0}, "Authentication not supported")
 	replyAuthUnknownMech = rep(504, gosmtp.EnhancedCode{5, 7, 4}, "Unsupported authentication mechanism")
+	// Postfix 3.9's smtpd_forbid_unauth_pipelining: a client that sent
+	// before our greeting or past the end of a pipelined group.
+	replySyncError = rep(554, gosmtp.EnhancedCode{5, 5, 0}, "Error: SMTP protocol synchronization")
 )
 
 // replyFor is the one place where an error becomes an SMTP reply. A reply

@@ -75,6 +75,10 @@ func (r *Reader) SetSource(src io.Reader) int {
 // Buffered says how many octets the client sent that are not consumed yet.
 func (r *Reader) Buffered() int { return r.end - r.start }
 
+// Peek returns at most n of the octets Buffered counts, without consuming
+// them; valid until the next call on r.
+func (r *Reader) Peek(n int) []byte { return r.buf[r.start:min(r.end, r.start+max(n, 0))] }
+
 // fill reads more from the source into the buffer, at least one octet or
 // an error.
 func (r *Reader) fill() error {
