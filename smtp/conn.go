@@ -39,7 +39,8 @@ type conn struct {
 
 	commands     atomic.Int32 // all of them, for the log
 	sinceMessage atomic.Int32 // since the last accepted message, for MaxCommands
-	errors       atomic.Int32
+	errors       atomic.Int32 // all of them, for the log
+	recentErrors atomic.Int32 // since the last accepted message, for MaxErrors
 	authFailures atomic.Int32
 	// dropAfterWrite: close once the reply being written is sent.
 	dropAfterWrite atomic.Bool
@@ -168,7 +169,7 @@ func (c *conn) serve() {
 		c.flush()
 		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
 	}
-	for !c.dropAfterWrite.Load() {
+	for !c.dropAfterWrite.Load() && !c.tooManyErrors() {
 		line := c.pending
 		c.pending = nil
 		if line == nil {
@@ -275,13 +276,30 @@ func (c *conn) policy(r *gosmtp.SMTPError) {
 // protocolError answers a command that is not SMTP (unknown, bad syntax)
 // and counts it with the session's errors: too many close the connection.
 func (c *conn) protocolError(code int, ec wire.Enhanced, text string) {
-	if int(c.errors.Add(1)) >= c.srv.o.MaxErrors {
-		c.log.Warn("too many errors", "last", text)
-		c.dropAfterWrite.Store(true)
-		c.policy(replyTooManyErrors)
-		return
-	}
+	c.countError()
 	c.w.Reply(code, ec, text)
+}
+
+// countError counts a refused command (session.fail, protocolError).
+func (c *conn) countError() {
+	c.errors.Add(1)
+	c.recentErrors.Add(1)
+}
+
+// tooManyErrors ends a session that reached MaxErrors refused commands
+// since its last accepted message, as Postfix's smtpd_hard_error_limit
+// (smtpd.c, smtpd_proto): checked before the next command is read, so the
+// last refusal is answered as it is and followed by 421 4.7.0; an accepted
+// message forgives the errors before it (messageAccepted), so a list
+// server with a stale recipient in every message is never cut off.
+func (c *conn) tooManyErrors() bool {
+	if int(c.recentErrors.Load()) < c.srv.o.MaxErrors {
+		return false
+	}
+	c.log.Warn("too many errors", "errors", int(c.recentErrors.Load()))
+	c.dropAfterWrite.Store(true)
+	c.w.Reply(421, wire.Enhanced{4, 7, 0}, c.srv.o.Hostname+" Error: too many errors")
+	return true
 }
 
 // counted counts a command the session does not see; false (after a 421)
@@ -974,6 +992,10 @@ func (b *bdatReader) nextChunk() bool {
 		if c.w.Full() {
 			c.flush()
 		}
+		if c.tooManyErrors() {
+			b.readErr = errDataReset
+			return false
+		}
 		c.extendRead()
 		line, err := c.r.ReadLine()
 		if err != nil {
@@ -1129,10 +1151,14 @@ func (c *conn) countCommand() bool {
 	return int(c.sinceMessage.Add(1)) > c.srv.o.MaxCommands
 }
 
-// messageAccepted restarts the count MaxCommands bounds: a client that
-// delivers mail may send any number of messages on one connection (an MTA
-// draining its queue); one that only talks is cut off.
-func (c *conn) messageAccepted() { c.sinceMessage.Store(0) }
+// messageAccepted restarts the counts MaxCommands and MaxErrors bound, as
+// Postfix forgives junk commands and errors once a message is queued: a
+// client that delivers mail may send any number of messages on one
+// connection (an MTA draining its queue); one that only talks is cut off.
+func (c *conn) messageAccepted() {
+	c.sinceMessage.Store(0)
+	c.recentErrors.Store(0)
+}
 
 func (c *conn) setTx(on bool) {
 	c.mu.Lock()

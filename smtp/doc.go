@@ -158,7 +158,10 @@
 //   - A command line over MaxLineLength: 500 5.5.2 and close. A read
 //     timeout: 421 4.4.2 and close. Unknown commands and bad syntax count
 //     with the session's refusals towards MaxErrors; NOOP, VRFY, HELP and
-//     unknown commands count towards MaxCommands as well.
+//     unknown commands count towards MaxCommands as well. As Postfix's
+//     smtpd_hard_error_limit, the refusal that reaches MaxErrors is
+//     answered, then "421 4.7.0 <host> Error: too many errors" before the
+//     next command is read; an accepted message resets both counts.
 //   - A panic in a session answers that client 421 4.3.0 and closes its
 //     connection only. Received says "with SMTP" after HELO, ESMTP (and
 //     its S, A variants, RFC 3848) after EHLO.

@@ -206,8 +206,9 @@ type Options struct {
 	// VRFY; after HELO or before any greeting, every command), gets
 	// 554 5.5.0 and is disconnected. Off, it is only logged.
 	AllowUnauthPipelining bool
-	// MaxErrors: after this many rejected commands a session gets
-	// 421 4.7.0 and is closed.
+	// MaxErrors: after this many rejected commands since its last
+	// accepted message, a session gets its last refusal, then 421 4.7.0,
+	// and is closed (Postfix's smtpd_hard_error_limit).
 	MaxErrors int
 	// MaxCommands: after this many commands without a message accepted, a
 	// session gets 421 4.7.0.

@@ -178,14 +178,16 @@ func TestParameters(t *testing.T) {
 	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1") // HELO reset the transaction
 }
 
-// TestProtocolErrorLimit: unknown commands count towards MaxErrors.
+// TestProtocolErrorLimit: unknown commands count towards MaxErrors; the
+// last one is answered, then 421 (Postfix's smtpd_hard_error_limit).
 func TestProtocolErrorLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 3 })
 	c := e.dialRaw(t)
 	c.cmd("FOO", "500 5.5.2")
 	c.cmd("BAR", "500 5.5.2")
-	c.cmd("BAZ", "421 4.7.0")
+	c.cmd("BAZ", "500 5.5.2")
+	c.expect("421 4.7.0 mx.test Error: too many errors")
 	if !c.closed() {
 		t.Fatal("open after too many errors")
 	}

@@ -50,7 +50,6 @@ var (
 	replyAuthTempFail  = rep(454, gosmtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure, try again later")
 	replyAuthThrottled = rep(454, gosmtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, try again later")
 	replyTooManyFails  = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, closing connection")
-	replyTooManyErrors = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
 	replyTooManyCmds   = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many commands, closing connection")
 	replyShuttingDown  = rep(421, gosmtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
 	replyTooLarge      = rep(552, gosmtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
