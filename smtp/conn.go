@@ -947,7 +947,8 @@ func (c *conn) skipChunk(chunk *wire.ChunkReader) {
 // bdatReader is a message sent with BDAT: the chunks one after the other.
 // When a chunk that is not the LAST ends, it answers that BDAT and reads
 // the next command itself: another BDAT goes on with the message, NOOP is
-// answered, anything else ends the transfer (Read fails with errDataReset)
+// answered, DATA refused (503 5.5.1 Error: DATA after BDAT, as Postfix),
+// anything else ends the transfer (Read fails with errDataReset)
 // and is run once the session has let go of the message.
 type bdatReader struct {
 	c       *conn
@@ -985,7 +986,8 @@ func (b *bdatReader) Read(p []byte) (int, error) {
 }
 
 // nextChunk reads commands until the next BDAT; false when something else
-// ends the transfer.
+// ends the transfer. NOOP is answered, DATA refused, and the transfer goes
+// on after either.
 func (b *bdatReader) nextChunk() bool {
 	c := b.c
 	for {
@@ -1014,6 +1016,15 @@ func (b *bdatReader) nextChunk() bool {
 				return false
 			}
 			c.w.Reply(250, wire.Enhanced{2, 0, 0}, "I have successfully done nothing")
+			continue
+		case err == nil && verb == "DATA":
+			// Refused as by Postfix's data_cmd; the chunked message goes
+			// on (BDAT) or ends (RSET) as the client says next.
+			if !c.synchronized(verb) {
+				b.readErr = errDataReset
+				return false
+			}
+			c.protocolError(503, wire.Enhanced{5, 5, 1}, "Error: DATA after BDAT")
 			continue
 		case err == nil && verb == "BDAT":
 			size, last, ok := c.parseBDAT(arg)
@@ -1090,7 +1101,7 @@ func (c *conn) auth(arg string) {
 		}
 	}
 	c.authed = true
-	c.w.Reply(235, wire.Enhanced{2, 0, 0}, "Authentication succeeded")
+	c.w.Reply(235, wire.Enhanced{2, 7, 0}, "Authentication successful") // RFC 4954 §6, Postfix's words
 }
 
 // decodeSASL decodes a SASL response; "=" is an empty one (RFC 4954 §4).

@@ -150,8 +150,9 @@
 //   - CHUNKING: BDAT goes through the same checks as DATA. When a chunk
 //     that is not the LAST ends, the reader of the message answers it and
 //     reads the next command itself (bdatReader): BDAT goes on, NOOP is
-//     answered, anything else ends the transfer (the message is dropped,
-//     the command runs). A chunk after a refused command is skipped whole;
+//     answered, DATA gets Postfix's 503 5.5.1 Error: DATA after BDAT (the
+//     transfer goes on), anything else ends the transfer (the message is
+//     dropped, the command runs). A chunk after a refused command is skipped whole;
 //     the skipping of a refused chunk is bounded by twice the size limit
 //     and by ReadTimeout from its BDAT line, after which the connection
 //     closes rather than read the rest of the chunk as commands.
