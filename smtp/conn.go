@@ -519,6 +519,12 @@ func (c *conn) hello(ehlo bool, arg string) {
 	}
 	if mechs := c.sess.AuthMechanisms(); len(mechs) > 0 {
 		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
+		if o.Kind != Cluster {
+			// The seed's broken_sasl_auth_clients = yes: the same list
+			// in the draft syntax that old Outlook clients look for.
+			// Only here: the command is AUTH <mechanism>, as RFC 4954.
+			lines = append(lines, "AUTH="+strings.Join(mechs, " "))
+		}
 	}
 	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8")
 	if c.srv.offersDSN() {

@@ -13,7 +13,9 @@
 //
 // Decisions worth knowing (details beside the code):
 //   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
-//     530 5.7.0 and the credentials are never looked at.
+//     530 5.7.0 and the credentials are never looked at. EHLO says
+//     "AUTH=PLAIN LOGIN" too, as Postfix with the seed's
+//     broken_sasl_auth_clients = yes (not on the cluster listener).
 //   - An authenticated client may use the null sender <>, as with Postfix's
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
 //     login (SenderLogins).
