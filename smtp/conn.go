@@ -562,8 +562,20 @@ type mailOptions struct {
 }
 
 func (c *conn) mail(arg string) {
-	if !c.introduced() {
-		return
+	if c.sess == nil {
+		// Postfix's smtpd_helo_required = no (its default; the seed does
+		// not set it): MAIL without HELO/EHLO starts a session with no
+		// HELO name. Received then names the client by its reverse DNS
+		// ("from name (name [ip])"), with Postfix's protocol: SMTP, or
+		// ESMTP after an EHLO before STARTTLS.
+		sess, err := c.srv.newSession(c, "", c.esmtp)
+		if err != nil {
+			c.reply(err, nil)
+			return
+		}
+		c.commands.Add(-1) // counted by Mail below, once
+		c.sinceMessage.Add(-1)
+		c.sess = sess
 	}
 	if c.inTransaction() {
 		// Before the arguments, as Postfix: a second MAIL is out of

@@ -167,7 +167,10 @@
 //     next command is read; an accepted message resets both counts.
 //   - A panic in a session answers that client 421 4.3.0 and closes its
 //     connection only. Received says "with SMTP" after HELO, ESMTP (and
-//     its S, A variants, RFC 3848) after EHLO.
+//     its S, A variants, RFC 3848) after EHLO. MAIL before HELO/EHLO is
+//     taken (Postfix's smtpd_helo_required = no): Received then names the
+//     client by its reverse DNS, "with SMTP" (ESMTP… after an EHLO that
+//     came before STARTTLS, as Postfix keeps it).
 //   - Successful MAIL and RCPT get 250 2.1.0 and 250 2.1.5 Ok (Postfix's
 //     words, without echoing the address); the sequence errors and the
 //     texts of the replies the tests know keep go-smtp's wording, so
