@@ -429,6 +429,14 @@ func (c *conn) sentAheadOf(where string) bool {
 		return false
 	}
 	var sample string
+	if c.r.Buffered() == 0 && c.tlsState != nil {
+		// Records crypto/tls read ahead from the socket are in neither
+		// the Reader nor the socket: taken into the Reader (for the next
+		// commands as before) by a read that may not wait.
+		c.Conn.SetReadDeadline(time.Unix(1, 0))
+		c.r.Poll()
+		c.Conn.SetReadDeadline(c.readBy) // as it was (zero: none)
+	}
 	if b := c.r.Peek(100); len(b) > 0 {
 		sample = escapeInput(b)
 	} else {

@@ -275,3 +275,55 @@ func TestForbidPregreet(t *testing.T) {
 		t.Errorf("log %q", l)
 	}
 }
+
+// batchConn holds what is written while hold is set, until flush: two TLS
+// records then leave in one write.
+type batchConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	if b.hold {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *batchConn) flush() error {
+	b.hold = false
+	_, err := b.Conn.Write(b.buf)
+	b.buf = nil
+	return err
+}
+
+// TestForbidUnauthPipeliningInTLS: inside TLS, message text sent with DATA
+// in a record of its own is found too, whether crypto/tls already read it
+// from the socket or not.
+func TestForbidUnauthPipeliningInTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	bc := &batchConn{Conn: c.conn}
+	c.conn = bc
+	c.startTLS(e.ctls)
+	c.cmd("EHLO client.example", "250 ")
+	bc.hold = true
+	c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<nobody@mailbox.example>\r\nDATA\r\n")
+	c.send("MAIL FROM:<evil@example.org>\r\nRCPT TO:<alice@mailbox.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n")
+	if err := bc.flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"250 ", "550 5.1.1", "554 5.5.0"} {
+		c.expect(r)
+	}
+	if !c.closed() {
+		t.Error("connection still open after 554")
+	}
+	if n := len(e.deliv.all()); n != 0 {
+		t.Errorf("%d messages stored", n)
+	}
+}
