@@ -280,7 +280,15 @@ func (c *conn) protocolError(code int, ec wire.Enhanced, text string) {
 	c.w.Reply(code, ec, text)
 }
 
-// countError counts a refused command (session.fail, protocolError).
+// refuse answers a command the connection refuses itself (sequence,
+// syntax, parameters) and counts it towards MaxErrors, as Postfix counts
+// every command that fails.
+func (c *conn) refuse(code int, ec wire.Enhanced, text string) {
+	c.countError()
+	c.w.Reply(code, ec, text)
+}
+
+// countError counts a refused command (session.fail, protocolError, refuse).
 func (c *conn) countError() {
 	c.errors.Add(1)
 	c.recentErrors.Add(1)
@@ -348,7 +356,7 @@ func (c *conn) command(line []byte) {
 			return
 		}
 		if arg != "" {
-			c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: RSET")
+			c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: RSET")
 			return
 		}
 		c.endTx()
@@ -367,7 +375,7 @@ func (c *conn) command(line []byte) {
 		}
 	case "QUIT":
 		if arg != "" {
-			c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: QUIT")
+			c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: QUIT")
 			return
 		}
 		c.w.Reply(221, wire.Enhanced{2, 0, 0}, "Bye")
@@ -380,7 +388,7 @@ func (c *conn) command(line []byte) {
 		c.ximport(arg)
 	case "EXPN", "SEND", "SOML", "SAML", "TURN", "ETRN":
 		if c.counted() {
-			c.w.Reply(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
+			c.refuse(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
 		}
 	default:
 		if c.counted() {
@@ -494,7 +502,7 @@ func (c *conn) endTx() {
 func (c *conn) hello(ehlo bool, arg string) {
 	domain, _, _ := strings.Cut(arg, " ")
 	if domain == "" {
-		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Domain/address argument required for HELO")
+		c.refuse(501, wire.Enhanced{5, 5, 2}, "Domain/address argument required for HELO")
 		return
 	}
 	c.esmtp = ehlo
@@ -551,7 +559,7 @@ func (c *conn) hello(ehlo bool, arg string) {
 // introduced answers a command that needs HELO/EHLO first.
 func (c *conn) introduced() bool {
 	if c.sess == nil {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Send HELO/EHLO first")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Send HELO/EHLO first")
 		return false
 	}
 	return true
@@ -588,7 +596,7 @@ func (c *conn) mail(arg string) {
 	if c.inTransaction() {
 		// Before the arguments, as Postfix: a second MAIL is out of
 		// sequence whatever it says.
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Nested MAIL command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Nested MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "FROM:")
@@ -598,12 +606,12 @@ func (c *conn) mail(arg string) {
 		from, rest, err = wire.ParseReversePath(strings.TrimSpace(rest))
 	}
 	if !ok || err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.refuse(501, wire.Enhanced{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
 		return
 	}
 	params, err := wire.ParseParams(rest)
 	if err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
 		return
 	}
 	var opts mailOptions
@@ -613,7 +621,7 @@ func (c *conn) mail(arg string) {
 		case peer && p.Key == "XARRIVED":
 			t, ok := parseArrived(p.Value)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XARRIVED parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed XARRIVED parameter value")
 				return
 			}
 			opts.Arrived = t
@@ -626,7 +634,7 @@ func (c *conn) mail(arg string) {
 		case "SIZE":
 			n, ok := parseSize(p.Value)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse SIZE as an integer")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Unable to parse SIZE as an integer")
 				return
 			}
 			opts.Size = n
@@ -634,15 +642,15 @@ func (c *conn) mail(arg string) {
 			switch strings.ToUpper(p.Value) {
 			case "7BIT", "8BITMIME":
 			case "BINARYMIME":
-				c.w.Reply(555, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
+				c.refuse(555, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
 				return
 			default:
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BODY value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Unknown BODY value")
 				return
 			}
 		case "SMTPUTF8":
 			if p.Value != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "SMTPUTF8 takes no value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "SMTPUTF8 takes no value")
 				return
 			}
 			opts.UTF8 = true
@@ -657,12 +665,12 @@ func (c *conn) mail(arg string) {
 				}
 			}
 			if err != nil || v == "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
 				return
 			}
 		case "RET", "ENVID":
 			if !c.srv.offersDSN() && !(peer && c.srv.o.Queue != nil) {
-				c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+				c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 				return
 			}
 			var v string
@@ -677,18 +685,18 @@ func (c *conn) mail(arg string) {
 				opts.EnvID = v
 			}
 			if dup {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate "+p.Key+" parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate "+p.Key+" parameter")
 				return
 			}
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad "+p.Key+" parameter syntax")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Bad "+p.Key+" parameter syntax")
 				return
 			}
 		case "REQUIRETLS", "BY", "MT-PRIORITY":
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 			return
 		default:
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported MAIL FROM parameter")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, "Unsupported MAIL FROM parameter")
 			return
 		}
 	}
@@ -718,7 +726,7 @@ func parseSize(v string) (int64, bool) {
 
 func (c *conn) rcpt(arg string) {
 	if !c.mailOK {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need MAIL command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "TO:")
@@ -728,12 +736,12 @@ func (c *conn) rcpt(arg string) {
 		to, rest, err = wire.ParseForwardPath(strings.TrimSpace(rest))
 	}
 	if !ok || err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.refuse(501, wire.Enhanced{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return
 	}
 	params, err := wire.ParseParams(rest)
 	if err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
 		return
 	}
 	// ORCPT and XJUNK mean something only from another node of the
@@ -746,7 +754,7 @@ func (c *conn) rcpt(arg string) {
 		switch {
 		case peer && p.Key == "XKEY":
 			if !validKey(p.Value) {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XKEY parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed XKEY parameter value")
 				return
 			}
 			key = p.Value
@@ -754,7 +762,7 @@ func (c *conn) rcpt(arg string) {
 		case peer && p.Key == "ORCPT":
 			v, ok := parseORCPT(p.Value)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed ORCPT parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed ORCPT parameter value")
 				return
 			}
 			orig = v
@@ -766,7 +774,7 @@ func (c *conn) rcpt(arg string) {
 			// The client's ORCPT of a node copy (XDSN): ORCPT itself
 			// names the original recipient on this hop.
 			if dsn.ORcpt != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate XORCPT parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate XORCPT parameter")
 				return
 			}
 			// A value this node's check refuses (another version's
@@ -780,7 +788,7 @@ func (c *conn) rcpt(arg string) {
 			continue
 		case p.Key == "NOTIFY" && (c.srv.offersDSN() || peer && c.srv.o.Queue != nil):
 			if dsn.Notify != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate NOTIFY parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate NOTIFY parameter")
 				return
 			}
 			n, why := parseNotify(p.Value)
@@ -789,27 +797,27 @@ func (c *conn) rcpt(arg string) {
 				// As XORCPT: the node's default notice rather than a bounce.
 				c.log.Warn("rcpt: NOTIFY from a node ignored", "value", logValue(p.Value, 200))
 			case why != "":
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, why)
+				c.refuse(501, wire.Enhanced{5, 5, 4}, why)
 				return
 			}
 			dsn.Notify = n
 			continue
 		case p.Key == "ORCPT" && c.srv.offersDSN():
 			if dsn.ORcpt != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
 				return
 			}
 			o, ok := parseORcpt(p.Value, c.sess.tx.utf8)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
 				return
 			}
 			dsn.ORcpt = o
 			continue
 		case p.Key == "NOTIFY", p.Key == "ORCPT", p.Key == "RRVS":
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 		default:
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
 		}
 		return
 	}
@@ -839,11 +847,11 @@ func (c *conn) replyQueued() {
 
 func (c *conn) data(arg string) {
 	if arg != "" {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "DATA command should not have any arguments")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "DATA command should not have any arguments")
 		return
 	}
 	if !c.mailOK || c.rcpts == 0 {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
 		return
 	}
 	o := c.srv.o
@@ -896,18 +904,18 @@ func (c *conn) parseBDAT(arg string) (size int64, last, ok bool) {
 	f := strings.Fields(arg)
 	switch {
 	case len(f) == 0:
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Missing chunk size argument")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Missing chunk size argument")
 		return 0, false, false
 	case len(f) > 2:
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Too many arguments")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Too many arguments")
 		return 0, false, false
 	case len(f) == 2 && !strings.EqualFold(f[1], "LAST"):
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BDAT argument")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unknown BDAT argument")
 		return 0, false, false
 	}
 	n, err := strconv.ParseUint(f[0], 10, 63)
 	if err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed size argument")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed size argument")
 		return 0, false, false
 	}
 	return int64(n), len(f) == 2, true
@@ -922,7 +930,7 @@ func (c *conn) bdat(arg string) {
 	}
 	chunk := c.r.ChunkReader(size)
 	if !c.mailOK || c.rcpts == 0 {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
 		c.skipChunk(chunk) // the chunk follows the command even when refused
 		return
 	}
@@ -1073,19 +1081,19 @@ func (c *conn) auth(arg string) {
 		return
 	}
 	if c.authed {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
 		return
 	}
 	// RFC 4954 §4: not within a transaction. The sender of the MAIL
 	// before was checked as nobody's; a login now must not make it
 	// another user's mail (the ownership check is at MAIL).
 	if c.mailOK {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
 		return
 	}
 	parts := strings.Fields(arg)
 	if len(parts) == 0 || len(parts) > 2 {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: AUTH mechanism [initial-response]")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: AUTH mechanism [initial-response]")
 		return
 	}
 	srv, err := c.sess.Auth(parts[0])
@@ -1118,7 +1126,7 @@ func (c *conn) auth(arg string) {
 			return
 		}
 		if string(line) == "*" {
-			c.w.Reply(501, wire.Enhanced{5, 0, 0}, "Negotiation cancelled")
+			c.refuse(501, wire.Enhanced{5, 0, 0}, "Negotiation cancelled")
 			return
 		}
 		if resp, err = decodeSASL(string(line)); err != nil {
@@ -1143,13 +1151,13 @@ func (c *conn) startTLS(arg string) {
 	o := c.srv.o
 	switch {
 	case c.tlsState != nil:
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Already running in TLS")
+		c.refuse(502, wire.Enhanced{5, 5, 1}, "Already running in TLS")
 		return
 	case o.TLSConfig == nil || o.Kind == Submissions:
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "TLS not supported")
+		c.refuse(502, wire.Enhanced{5, 5, 1}, "TLS not supported")
 		return
 	case arg != "":
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: STARTTLS")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: STARTTLS")
 		return
 	}
 	c.w.Reply(220, wire.Enhanced{2, 0, 0}, "Ready to start TLS")

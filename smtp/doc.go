@@ -159,8 +159,9 @@
 //     and by ReadTimeout from its BDAT line, after which the connection
 //     closes rather than read the rest of the chunk as commands.
 //   - A command line over MaxLineLength: 500 5.5.2 and close. A read
-//     timeout: 421 4.4.2 and close. Unknown commands and bad syntax count
-//     with the session's refusals towards MaxErrors; NOOP, VRFY, HELP and
+//     timeout: 421 4.4.2 and close. Every refused command (unknown,
+//     out of sequence, bad syntax or parameters, or refused by policy)
+//     counts towards MaxErrors, as in Postfix; NOOP, VRFY, HELP and
 //     unknown commands count towards MaxCommands as well. As Postfix's
 //     smtpd_hard_error_limit, the refusal that reaches MaxErrors is
 //     answered, then "421 4.7.0 <host> Error: too many errors" before the

@@ -138,10 +138,11 @@ func TestBDATChunksAndCommands(t *testing.T) {
 	}
 }
 
-// TestParameters: what MAIL and RCPT parameters get.
+// TestParameters: what MAIL and RCPT parameters get (more refusals than
+// MaxErrors allows one session by default).
 func TestParameters(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, nil)
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 1000 })
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
 	for _, tc := range []struct{ line, want string }{
@@ -190,6 +191,18 @@ func TestProtocolErrorLimit(t *testing.T) {
 	c.expect("421 4.7.0 mx.test Error: too many errors")
 	if !c.closed() {
 		t.Fatal("open after too many errors")
+	}
+
+	// Every refused command counts, as in Postfix: out of sequence,
+	// bad syntax, bad parameters.
+	c = e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1")
+	c.cmd("MAIL FROM:nobody", "501 5.5.2")
+	c.cmd("MAIL FROM:<s@foreign.example> FOO=bar", "555 5.5.4")
+	c.expect("421 4.7.0")
+	if !c.closed() {
+		t.Fatal("open after too many refused commands")
 	}
 }
 
