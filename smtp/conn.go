@@ -328,9 +328,12 @@ func (c *conn) command(line []byte) {
 		if !c.counted() {
 			return
 		}
-		if errors.Is(err, wire.ErrEmpty) {
+		switch {
+		case errors.Is(err, wire.ErrEmpty):
 			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: bad syntax")
-		} else {
+		case nonSMTP(line):
+			c.breakRules(line)
+		default:
 			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: command not recognized")
 		}
 		return
@@ -391,10 +394,53 @@ func (c *conn) command(line []byte) {
 			c.refuse(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
 		}
 	default:
-		if c.counted() {
+		switch {
+		case nonSMTP(line):
+			c.breakRules(line)
+		case c.counted():
 			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: command not recognized")
 		}
 	}
+}
+
+// nonSMTP says whether an unknown command is no SMTP at all, as Postfix
+// 3.9's defaults (smtpd.c: is_header, smtpd_forbidden_commands = CONNECT
+// GET POST regexp:{{/^[^A-Z]/ Bogus}}): its first word is a header field
+// name and colon (message text taken as commands: a refused DATA whose
+// text came after our check, SMTP smuggling), an HTTP proxy or web
+// request, or it does not start with a letter.
+func nonSMTP(line []byte) bool {
+	word, _, _ := strings.Cut(strings.TrimLeft(string(line), " \t"), " ")
+	word, _, _ = strings.Cut(word, "\t")
+	if word == "" {
+		return false
+	}
+	if c := word[0]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+		return true
+	}
+	for _, m := range []string{"CONNECT", "GET", "POST"} {
+		if strings.EqualFold(word, m) {
+			return true
+		}
+	}
+	// A header: printable characters, then ':' (is_header_buf).
+	for i := 0; i < len(word); i++ {
+		switch c := word[i]; {
+		case c == ':':
+			return i > 0
+		case c < 0x21 || c > 0x7e:
+			return false
+		}
+	}
+	return false
+}
+
+// breakRules ends a session that sent something that is not SMTP, as
+// Postfix: 221 2.7.0 and close, the line logged.
+func (c *conn) breakRules(line []byte) {
+	c.log.Warn("non-SMTP command", "line", escapeInput(line[:min(len(line), 100)]))
+	c.dropAfterWrite.Store(true)
+	c.w.Reply(221, wire.Enhanced{2, 7, 0}, "Error: I can break rules, too. Goodbye.")
 }
 
 // synchronized applies Postfix 3.9's smtpd_forbid_unauth_pipelining

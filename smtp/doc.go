@@ -120,6 +120,11 @@
 //     text sent with its DATA is refused so, and cannot run as commands
 //     when the DATA is refused (smuggling). BDAT and its chunk, MAIL, RCPT,
 //     RSET may be pipelined after EHLO.
+//   - An unknown command that is no SMTP (its first word a header field
+//     name and colon, CONNECT, GET, POST, or not starting with a letter)
+//     gets 221 2.7.0 and the connection closes, as Postfix 3.9's defaults
+//     (is_header, smtpd_forbidden_commands): the text of a refused DATA
+//     stops at its first line.
 //   - STARTTLS drops whatever the client pipelined in clear after it
 //     (CVE-2011-0411) and logs it; a failed handshake closes the
 //     connection.

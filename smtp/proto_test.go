@@ -229,3 +229,34 @@ func TestPanicInSession(t *testing.T) {
 	other.cmd("MAIL FROM:<s@foreign.example>", "250 ")
 	other.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
 }
+
+// TestNonSMTPCommand: an unknown command that is no SMTP at all (message
+// text, a web or proxy request, a line that does not start with a letter)
+// gets 221 2.7.0 and the connection closes, as Postfix 3.9's defaults
+// (is_header, smtpd_forbidden_commands); other unknown commands 500. The
+// text of a refused DATA, sent after the server checked the pipelining,
+// so stops at its first header line.
+func TestNonSMTPCommand(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	for _, line := range []string{"Subject: smuggled", "X-Mailer:x", "GET / HTTP/1.1", "connect mx.test:25 HTTP/1.0",
+		"POST /", "<html>", "\x16\x03\x01", ". "} {
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd(line, "221 2.7.0 Error: I can break rules, too. Goodbye.")
+		if !c.closed() {
+			t.Errorf("%q: connection still open", line)
+		}
+	}
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("FOO bar:baz", "500 5.5.2")
+	c.cmd("MAIL FROM:<s@example.org>", "250 ")
+	c.cmd("RCPT TO:<nobody@mailbox.example>", "550 ")
+	c.cmd("DATA", "503 ")
+	c.cmd("MAIL FROM:<evil@example.org>", "503 5.5.1")
+	c.cmd("From: evil@example.org", "221 2.7.0")
+	if !c.closed() {
+		t.Error("connection still open after message text")
+	}
+}
