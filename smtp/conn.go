@@ -39,7 +39,8 @@ type conn struct {
 
 	commands     atomic.Int32 // all of them, for the log
 	sinceMessage atomic.Int32 // since the last accepted message, for MaxCommands
-	errors       atomic.Int32
+	errors       atomic.Int32 // all of them, for the log
+	recentErrors atomic.Int32 // since the last accepted message, for MaxErrors
 	authFailures atomic.Int32
 	// dropAfterWrite: close once the reply being written is sent.
 	dropAfterWrite atomic.Bool
@@ -66,6 +67,13 @@ type conn struct {
 	rcpts    int                  // RCPTs accepted in this transaction
 	authed   bool
 	pending  []byte // a command read while a BDAT transfer was expected
+	// esmtp: the last greeting was EHLO, not HELO (Postfix's protocol
+	// "ESMTP", kept across STARTTLS as there); before it, or after HELO,
+	// no command may be pipelined (see synchronized).
+	esmtp bool
+	// illPipelining: a pipelining violation was found (and logged); as
+	// Postfix, the check is made until the first one only.
+	illPipelining bool
 	// readBy and writeBy are the deadlines last set on Conn (zero: none):
 	// see extend.
 	readBy, writeBy time.Time
@@ -147,6 +155,13 @@ func (c *conn) serve() {
 		c.r.Lend(*buf)
 	}
 	c.w = wire.NewWriter(c.current())
+	if o.Kind != Submissions && c.sentAheadOf("CONNECT") {
+		// Input before the greeting (not on 465, where the client
+		// speaks TLS first): Postfix answers it, without a greeting.
+		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
+		c.policy(replySyncError)
+		return
+	}
 	c.w.Plain(220, o.Hostname+" ESMTP Service Ready")
 	if o.Kind != Submissions {
 		// The greeting first: the client reads it while this line is
@@ -154,7 +169,7 @@ func (c *conn) serve() {
 		c.flush()
 		logwriter.LogAttrs(c.srv.routine, c.log, slog.LevelInfo, "connect")
 	}
-	for !c.dropAfterWrite.Load() {
+	for !c.dropAfterWrite.Load() && !c.tooManyErrors() {
 		line := c.pending
 		c.pending = nil
 		if line == nil {
@@ -261,13 +276,38 @@ func (c *conn) policy(r *gosmtp.SMTPError) {
 // protocolError answers a command that is not SMTP (unknown, bad syntax)
 // and counts it with the session's errors: too many close the connection.
 func (c *conn) protocolError(code int, ec wire.Enhanced, text string) {
-	if int(c.errors.Add(1)) >= c.srv.o.MaxErrors {
-		c.log.Warn("too many errors", "last", text)
-		c.dropAfterWrite.Store(true)
-		c.policy(replyTooManyErrors)
-		return
-	}
+	c.countError()
 	c.w.Reply(code, ec, text)
+}
+
+// refuse answers a command the connection refuses itself (sequence,
+// syntax, parameters) and counts it towards MaxErrors, as Postfix counts
+// every command that fails.
+func (c *conn) refuse(code int, ec wire.Enhanced, text string) {
+	c.countError()
+	c.w.Reply(code, ec, text)
+}
+
+// countError counts a refused command (session.fail, protocolError, refuse).
+func (c *conn) countError() {
+	c.errors.Add(1)
+	c.recentErrors.Add(1)
+}
+
+// tooManyErrors ends a session that reached MaxErrors refused commands
+// since its last accepted message, as Postfix's smtpd_hard_error_limit
+// (smtpd.c, smtpd_proto): checked before the next command is read, so the
+// last refusal is answered as it is and followed by 421 4.7.0; an accepted
+// message forgives the errors before it (messageAccepted), so a list
+// server with a stale recipient in every message is never cut off.
+func (c *conn) tooManyErrors() bool {
+	if int(c.recentErrors.Load()) < c.srv.o.MaxErrors {
+		return false
+	}
+	c.log.Warn("too many errors", "errors", int(c.recentErrors.Load()))
+	c.dropAfterWrite.Store(true)
+	c.w.Reply(421, wire.Enhanced{4, 7, 0}, c.srv.o.Hostname+" Error: too many errors")
+	return true
 }
 
 // counted counts a command the session does not see; false (after a 421)
@@ -288,11 +328,17 @@ func (c *conn) command(line []byte) {
 		if !c.counted() {
 			return
 		}
-		if errors.Is(err, wire.ErrEmpty) {
+		switch {
+		case errors.Is(err, wire.ErrEmpty):
 			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: bad syntax")
-		} else {
+		case nonSMTP(line):
+			c.breakRules(line)
+		default:
 			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: command not recognized")
 		}
+		return
+	}
+	if !c.synchronized(verb) {
 		return
 	}
 	switch verb {
@@ -313,7 +359,7 @@ func (c *conn) command(line []byte) {
 			return
 		}
 		if arg != "" {
-			c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: RSET")
+			c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: RSET")
 			return
 		}
 		c.endTx()
@@ -332,7 +378,7 @@ func (c *conn) command(line []byte) {
 		}
 	case "QUIT":
 		if arg != "" {
-			c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: QUIT")
+			c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: QUIT")
 			return
 		}
 		c.w.Reply(221, wire.Enhanced{2, 0, 0}, "Bye")
@@ -345,13 +391,150 @@ func (c *conn) command(line []byte) {
 		c.ximport(arg)
 	case "EXPN", "SEND", "SOML", "SAML", "TURN", "ETRN":
 		if c.counted() {
-			c.w.Reply(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
+			c.refuse(502, wire.Enhanced{5, 5, 1}, verb+" command not implemented")
 		}
 	default:
-		if c.counted() {
+		switch {
+		case nonSMTP(line):
+			c.breakRules(line)
+		case c.counted():
 			c.protocolError(500, wire.Enhanced{5, 5, 2}, "Error: command not recognized")
 		}
 	}
+}
+
+// nonSMTP says whether an unknown command is no SMTP at all, as Postfix
+// 3.9's defaults (smtpd.c: is_header, smtpd_forbidden_commands = CONNECT
+// GET POST regexp:{{/^[^A-Z]/ Bogus}}): its first word is a header field
+// name and colon (message text taken as commands: a refused DATA whose
+// text came after our check, SMTP smuggling), an HTTP proxy or web
+// request, or it does not start with a letter.
+func nonSMTP(line []byte) bool {
+	word, _, _ := strings.Cut(strings.TrimLeft(string(line), " \t"), " ")
+	word, _, _ = strings.Cut(word, "\t")
+	if word == "" {
+		return false
+	}
+	if c := word[0]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+		return true
+	}
+	for _, m := range []string{"CONNECT", "GET", "POST"} {
+		if strings.EqualFold(word, m) {
+			return true
+		}
+	}
+	// A header: printable characters, then ':' (is_header_buf).
+	for i := 0; i < len(word); i++ {
+		switch c := word[i]; {
+		case c == ':':
+			return i > 0
+		case c < 0x21 || c > 0x7e:
+			return false
+		}
+	}
+	return false
+}
+
+// breakRules ends a session that sent something that is not SMTP, as
+// Postfix: 221 2.7.0 and close, the line logged.
+func (c *conn) breakRules(line []byte) {
+	c.log.Warn("non-SMTP command", "line", escapeInput(line[:min(len(line), 100)]))
+	c.dropAfterWrite.Store(true)
+	c.w.Reply(221, wire.Enhanced{2, 7, 0}, "Error: I can break rules, too. Goodbye.")
+}
+
+// synchronized applies Postfix 3.9's smtpd_forbid_unauth_pipelining
+// (smtpd.c, smtpd_proto) before verb runs: RFC 2920 §3.1 lets EHLO, HELO,
+// DATA, NOOP and VRFY (Postfix's SMTPD_CMD_FLAG_LAST) only end a pipelined
+// group, and a client that has not said EHLO may not pipeline at all, so
+// anything the client sent after such a command, before our reply, is a
+// protocol violation: the message text sent along with DATA, the commands
+// sent after a DATA that may be refused (SMTP smuggling). BDAT and the
+// commands between MAIL and DATA may be pipelined after EHLO (RFC 3030,
+// RFC 2920), a BDAT chunk follows its command by design; commands Postfix
+// does not know (ours: XIMPORT, which a stream follows; EXPN, TURN...) are
+// not checked. It answers 554 5.5.0 and ends the connection, false, unless
+// Options.AllowUnauthPipelining (then it only logs). As Postfix, only the
+// first violation is looked for and logged.
+func (c *conn) synchronized(verb string) bool {
+	switch verb {
+	case "HELO", "EHLO", "DATA", "NOOP", "VRFY":
+	case "MAIL", "RCPT", "BDAT", "RSET", "AUTH", "STARTTLS", "QUIT", "HELP", "ETRN":
+		if c.esmtp {
+			return true
+		}
+	default:
+		return true
+	}
+	if !c.sentAheadOf(verb) {
+		return true
+	}
+	c.policy(replySyncError)
+	return false
+}
+
+// sentAheadOf reports (once the first time: false ever after) whether the
+// client sent input that nobody has read yet, after the command named
+// where (CONNECT: before our greeting), and logs it, escaped and at most
+// 100 octets, as Postfix does. It is true only when the check is on; the
+// connection then closes after the reply.
+func (c *conn) sentAheadOf(where string) bool {
+	if c.illPipelining {
+		return false
+	}
+	var sample string
+	if c.r.Buffered() == 0 && c.tlsState != nil {
+		// Records crypto/tls read ahead from the socket are in neither
+		// the Reader nor the socket: taken into the Reader (for the next
+		// commands as before) by a read that may not wait.
+		c.Conn.SetReadDeadline(time.Unix(1, 0))
+		c.r.Poll()
+		c.Conn.SetReadDeadline(c.readBy) // as it was (zero: none)
+	}
+	if b := c.r.Peek(100); len(b) > 0 {
+		sample = escapeInput(b)
+	} else {
+		var p [100]byte
+		n := wire.Peek(c.Conn, p[:])
+		switch {
+		case n == 0:
+			return false
+		case c.tlsState != nil: // records not yet decrypted
+			sample = strconv.Itoa(n) + " octets of TLS records"
+		default:
+			sample = escapeInput(p[:n])
+		}
+	}
+	c.illPipelining = true
+	c.log.Info("improper command pipelining", "after", where, "input", sample)
+	if c.srv.o.AllowUnauthPipelining {
+		return false
+	}
+	c.dropAfterWrite.Store(true)
+	return true
+}
+
+// escapeInput makes what a client sent one printable line for the log,
+// with C escapes as Postfix's escape(): `DATA\r\nFrom: ...`.
+func escapeInput(b []byte) string {
+	var sb strings.Builder
+	for _, x := range b {
+		switch {
+		case x == '\\':
+			sb.WriteString(`\\`)
+		case x == '\r':
+			sb.WriteString(`\r`)
+		case x == '\n':
+			sb.WriteString(`\n`)
+		case x == '\t':
+			sb.WriteString(`\t`)
+		case x < 0x20 || x >= 0x7f:
+			fmt.Fprintf(&sb, `\%03o`, x)
+		default:
+			sb.WriteByte(x)
+		}
+	}
+	return sb.String()
 }
 
 // endTx ends the transaction (RSET, a new EHLO, the end of a message).
@@ -365,9 +548,10 @@ func (c *conn) endTx() {
 func (c *conn) hello(ehlo bool, arg string) {
 	domain, _, _ := strings.Cut(arg, " ")
 	if domain == "" {
-		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Domain/address argument required for HELO")
+		c.refuse(501, wire.Enhanced{5, 5, 2}, "Domain/address argument required for HELO")
 		return
 	}
+	c.esmtp = ehlo
 	if c.sess != nil {
 		// RFC 5321 §4.1.4: a new EHLO resets the transaction; the
 		// session (its login, its milters) goes on.
@@ -397,6 +581,12 @@ func (c *conn) hello(ehlo bool, arg string) {
 	}
 	if mechs := c.sess.AuthMechanisms(); len(mechs) > 0 {
 		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
+		if o.Kind != Cluster {
+			// The seed's broken_sasl_auth_clients = yes: the same list
+			// in the draft syntax that old Outlook clients look for.
+			// Only here: the command is AUTH <mechanism>, as RFC 4954.
+			lines = append(lines, "AUTH="+strings.Join(mechs, " "))
+		}
 	}
 	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8")
 	if c.srv.offersDSN() {
@@ -415,7 +605,7 @@ func (c *conn) hello(ehlo bool, arg string) {
 // introduced answers a command that needs HELO/EHLO first.
 func (c *conn) introduced() bool {
 	if c.sess == nil {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Send HELO/EHLO first")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Send HELO/EHLO first")
 		return false
 	}
 	return true
@@ -434,13 +624,25 @@ type mailOptions struct {
 }
 
 func (c *conn) mail(arg string) {
-	if !c.introduced() {
-		return
+	if c.sess == nil {
+		// Postfix's smtpd_helo_required = no (its default; the seed does
+		// not set it): MAIL without HELO/EHLO starts a session with no
+		// HELO name. Received then names the client by its reverse DNS
+		// ("from name (name [ip])"), with Postfix's protocol: SMTP, or
+		// ESMTP after an EHLO before STARTTLS.
+		sess, err := c.srv.newSession(c, "", c.esmtp)
+		if err != nil {
+			c.reply(err, nil)
+			return
+		}
+		c.commands.Add(-1) // counted by Mail below, once
+		c.sinceMessage.Add(-1)
+		c.sess = sess
 	}
 	if c.inTransaction() {
 		// Before the arguments, as Postfix: a second MAIL is out of
 		// sequence whatever it says.
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Nested MAIL command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Nested MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "FROM:")
@@ -450,12 +652,12 @@ func (c *conn) mail(arg string) {
 		from, rest, err = wire.ParseReversePath(strings.TrimSpace(rest))
 	}
 	if !ok || err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.refuse(501, wire.Enhanced{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
 		return
 	}
 	params, err := wire.ParseParams(rest)
 	if err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
 		return
 	}
 	var opts mailOptions
@@ -465,7 +667,7 @@ func (c *conn) mail(arg string) {
 		case peer && p.Key == "XARRIVED":
 			t, ok := parseArrived(p.Value)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XARRIVED parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed XARRIVED parameter value")
 				return
 			}
 			opts.Arrived = t
@@ -478,7 +680,7 @@ func (c *conn) mail(arg string) {
 		case "SIZE":
 			n, ok := parseSize(p.Value)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse SIZE as an integer")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Unable to parse SIZE as an integer")
 				return
 			}
 			opts.Size = n
@@ -486,15 +688,15 @@ func (c *conn) mail(arg string) {
 			switch strings.ToUpper(p.Value) {
 			case "7BIT", "8BITMIME":
 			case "BINARYMIME":
-				c.w.Reply(555, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
+				c.refuse(555, wire.Enhanced{5, 5, 4}, "BINARYMIME is not implemented")
 				return
 			default:
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BODY value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Unknown BODY value")
 				return
 			}
 		case "SMTPUTF8":
 			if p.Value != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "SMTPUTF8 takes no value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "SMTPUTF8 takes no value")
 				return
 			}
 			opts.UTF8 = true
@@ -509,12 +711,12 @@ func (c *conn) mail(arg string) {
 				}
 			}
 			if err != nil || v == "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
 				return
 			}
 		case "RET", "ENVID":
 			if !c.srv.offersDSN() && !(peer && c.srv.o.Queue != nil) {
-				c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+				c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 				return
 			}
 			var v string
@@ -529,18 +731,18 @@ func (c *conn) mail(arg string) {
 				opts.EnvID = v
 			}
 			if dup {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate "+p.Key+" parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate "+p.Key+" parameter")
 				return
 			}
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad "+p.Key+" parameter syntax")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Bad "+p.Key+" parameter syntax")
 				return
 			}
 		case "REQUIRETLS", "BY", "MT-PRIORITY":
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 			return
 		default:
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported MAIL FROM parameter")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, "Unsupported MAIL FROM parameter")
 			return
 		}
 	}
@@ -570,7 +772,7 @@ func parseSize(v string) (int64, bool) {
 
 func (c *conn) rcpt(arg string) {
 	if !c.mailOK {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need MAIL command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "TO:")
@@ -580,12 +782,12 @@ func (c *conn) rcpt(arg string) {
 		to, rest, err = wire.ParseForwardPath(strings.TrimSpace(rest))
 	}
 	if !ok || err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.refuse(501, wire.Enhanced{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return
 	}
 	params, err := wire.ParseParams(rest)
 	if err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
 		return
 	}
 	// ORCPT and XJUNK mean something only from another node of the
@@ -598,7 +800,7 @@ func (c *conn) rcpt(arg string) {
 		switch {
 		case peer && p.Key == "XKEY":
 			if !validKey(p.Value) {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed XKEY parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed XKEY parameter value")
 				return
 			}
 			key = p.Value
@@ -606,7 +808,7 @@ func (c *conn) rcpt(arg string) {
 		case peer && p.Key == "ORCPT":
 			v, ok := parseORCPT(p.Value)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed ORCPT parameter value")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed ORCPT parameter value")
 				return
 			}
 			orig = v
@@ -618,7 +820,7 @@ func (c *conn) rcpt(arg string) {
 			// The client's ORCPT of a node copy (XDSN): ORCPT itself
 			// names the original recipient on this hop.
 			if dsn.ORcpt != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate XORCPT parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate XORCPT parameter")
 				return
 			}
 			// A value this node's check refuses (another version's
@@ -632,7 +834,7 @@ func (c *conn) rcpt(arg string) {
 			continue
 		case p.Key == "NOTIFY" && (c.srv.offersDSN() || peer && c.srv.o.Queue != nil):
 			if dsn.Notify != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate NOTIFY parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate NOTIFY parameter")
 				return
 			}
 			n, why := parseNotify(p.Value)
@@ -641,27 +843,27 @@ func (c *conn) rcpt(arg string) {
 				// As XORCPT: the node's default notice rather than a bounce.
 				c.log.Warn("rcpt: NOTIFY from a node ignored", "value", logValue(p.Value, 200))
 			case why != "":
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, why)
+				c.refuse(501, wire.Enhanced{5, 5, 4}, why)
 				return
 			}
 			dsn.Notify = n
 			continue
 		case p.Key == "ORCPT" && c.srv.offersDSN():
 			if dsn.ORcpt != "" {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Duplicate ORCPT parameter")
 				return
 			}
 			o, ok := parseORcpt(p.Value, c.sess.tx.utf8)
 			if !ok {
-				c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
+				c.refuse(501, wire.Enhanced{5, 5, 4}, "Bad ORCPT parameter syntax")
 				return
 			}
 			dsn.ORcpt = o
 			continue
 		case p.Key == "NOTIFY", p.Key == "ORCPT", p.Key == "RRVS":
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
 		default:
-			c.w.Reply(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
+			c.refuse(555, wire.Enhanced{5, 5, 4}, "Unsupported RCPT TO parameter")
 		}
 		return
 	}
@@ -691,11 +893,11 @@ func (c *conn) replyQueued() {
 
 func (c *conn) data(arg string) {
 	if arg != "" {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "DATA command should not have any arguments")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "DATA command should not have any arguments")
 		return
 	}
 	if !c.mailOK || c.rcpts == 0 {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
 		return
 	}
 	o := c.srv.o
@@ -748,18 +950,18 @@ func (c *conn) parseBDAT(arg string) (size int64, last, ok bool) {
 	f := strings.Fields(arg)
 	switch {
 	case len(f) == 0:
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Missing chunk size argument")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Missing chunk size argument")
 		return 0, false, false
 	case len(f) > 2:
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Too many arguments")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Too many arguments")
 		return 0, false, false
 	case len(f) == 2 && !strings.EqualFold(f[1], "LAST"):
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Unknown BDAT argument")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unknown BDAT argument")
 		return 0, false, false
 	}
 	n, err := strconv.ParseUint(f[0], 10, 63)
 	if err != nil {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Malformed size argument")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed size argument")
 		return 0, false, false
 	}
 	return int64(n), len(f) == 2, true
@@ -774,7 +976,7 @@ func (c *conn) bdat(arg string) {
 	}
 	chunk := c.r.ChunkReader(size)
 	if !c.mailOK || c.rcpts == 0 {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
 		c.skipChunk(chunk) // the chunk follows the command even when refused
 		return
 	}
@@ -825,7 +1027,8 @@ func (c *conn) skipChunk(chunk *wire.ChunkReader) {
 // bdatReader is a message sent with BDAT: the chunks one after the other.
 // When a chunk that is not the LAST ends, it answers that BDAT and reads
 // the next command itself: another BDAT goes on with the message, NOOP is
-// answered, anything else ends the transfer (Read fails with errDataReset)
+// answered, DATA refused (503 5.5.1 Error: DATA after BDAT, as Postfix),
+// anything else ends the transfer (Read fails with errDataReset)
 // and is run once the session has let go of the message.
 type bdatReader struct {
 	c       *conn
@@ -863,12 +1066,17 @@ func (b *bdatReader) Read(p []byte) (int, error) {
 }
 
 // nextChunk reads commands until the next BDAT; false when something else
-// ends the transfer.
+// ends the transfer. NOOP is answered, DATA refused, and the transfer goes
+// on after either.
 func (b *bdatReader) nextChunk() bool {
 	c := b.c
 	for {
 		if c.w.Full() {
 			c.flush()
+		}
+		if c.tooManyErrors() {
+			b.readErr = errDataReset
+			return false
 		}
 		c.extendRead()
 		line, err := c.r.ReadLine()
@@ -879,11 +1087,24 @@ func (b *bdatReader) nextChunk() bool {
 		verb, arg, err := wire.ParseCommand(line)
 		switch {
 		case err == nil && verb == "NOOP":
+			if !c.synchronized(verb) {
+				b.readErr = errDataReset
+				return false
+			}
 			if !c.counted() {
 				b.readErr = errDataReset
 				return false
 			}
 			c.w.Reply(250, wire.Enhanced{2, 0, 0}, "I have successfully done nothing")
+			continue
+		case err == nil && verb == "DATA":
+			// Refused as by Postfix's data_cmd; the chunked message goes
+			// on (BDAT) or ends (RSET) as the client says next.
+			if !c.synchronized(verb) {
+				b.readErr = errDataReset
+				return false
+			}
+			c.protocolError(503, wire.Enhanced{5, 5, 1}, "Error: DATA after BDAT")
 			continue
 		case err == nil && verb == "BDAT":
 			size, last, ok := c.parseBDAT(arg)
@@ -906,19 +1127,19 @@ func (c *conn) auth(arg string) {
 		return
 	}
 	if c.authed {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
 		return
 	}
 	// RFC 4954 §4: not within a transaction. The sender of the MAIL
 	// before was checked as nobody's; a login now must not make it
 	// another user's mail (the ownership check is at MAIL).
 	if c.mailOK {
-		c.w.Reply(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
 		return
 	}
 	parts := strings.Fields(arg)
 	if len(parts) == 0 || len(parts) > 2 {
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: AUTH mechanism [initial-response]")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: AUTH mechanism [initial-response]")
 		return
 	}
 	srv, err := c.sess.Auth(parts[0])
@@ -951,7 +1172,7 @@ func (c *conn) auth(arg string) {
 			return
 		}
 		if string(line) == "*" {
-			c.w.Reply(501, wire.Enhanced{5, 0, 0}, "Negotiation cancelled")
+			c.refuse(501, wire.Enhanced{5, 0, 0}, "Negotiation cancelled")
 			return
 		}
 		if resp, err = decodeSASL(string(line)); err != nil {
@@ -960,7 +1181,7 @@ func (c *conn) auth(arg string) {
 		}
 	}
 	c.authed = true
-	c.w.Reply(235, wire.Enhanced{2, 0, 0}, "Authentication succeeded")
+	c.w.Reply(235, wire.Enhanced{2, 7, 0}, "Authentication successful") // RFC 4954 §6, Postfix's words
 }
 
 // decodeSASL decodes a SASL response; "=" is an empty one (RFC 4954 §4).
@@ -976,13 +1197,13 @@ func (c *conn) startTLS(arg string) {
 	o := c.srv.o
 	switch {
 	case c.tlsState != nil:
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "Already running in TLS")
+		c.refuse(502, wire.Enhanced{5, 5, 1}, "Already running in TLS")
 		return
 	case o.TLSConfig == nil || o.Kind == Submissions:
-		c.w.Reply(502, wire.Enhanced{5, 5, 1}, "TLS not supported")
+		c.refuse(502, wire.Enhanced{5, 5, 1}, "TLS not supported")
 		return
 	case arg != "":
-		c.w.Reply(501, wire.Enhanced{5, 5, 4}, "Syntax: STARTTLS")
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: STARTTLS")
 		return
 	}
 	c.w.Reply(220, wire.Enhanced{2, 0, 0}, "Ready to start TLS")
@@ -1021,10 +1242,14 @@ func (c *conn) countCommand() bool {
 	return int(c.sinceMessage.Add(1)) > c.srv.o.MaxCommands
 }
 
-// messageAccepted restarts the count MaxCommands bounds: a client that
-// delivers mail may send any number of messages on one connection (an MTA
-// draining its queue); one that only talks is cut off.
-func (c *conn) messageAccepted() { c.sinceMessage.Store(0) }
+// messageAccepted restarts the counts MaxCommands and MaxErrors bound, as
+// Postfix forgives junk commands and errors once a message is queued: a
+// client that delivers mail may send any number of messages on one
+// connection (an MTA draining its queue); one that only talks is cut off.
+func (c *conn) messageAccepted() {
+	c.sinceMessage.Store(0)
+	c.recentErrors.Store(0)
+}
 
 func (c *conn) setTx(on bool) {
 	c.mu.Lock()

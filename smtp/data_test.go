@@ -442,6 +442,36 @@ func TestReceivedHeader(t *testing.T) {
 	}
 }
 
+// TestMailWithoutHelo: MAIL before HELO/EHLO is taken, as by Postfix with
+// its default smtpd_helo_required = no (the seed's); Received names the
+// client by its reverse DNS, with SMTP, as Postfix writes it. After an EHLO
+// and STARTTLS, with ESMTPS (Postfix keeps the protocol of the EHLO).
+func TestMailWithoutHelo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	c := e.dialRaw(t)
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 2.1.0")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: no helo\r\n\r\nx\r\n.", "250 ")
+	h := string(e.deliv.all()[0].msg.Header)
+	if !strings.HasPrefix(h, "Received: from localhost (localhost [127.0.0.1])\r\n\tby mx.test (courriel) with SMTP id ") {
+		t.Errorf("Received without HELO: %q", h)
+	}
+
+	c = e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.startTLS(e.ctls)
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: no helo in TLS\r\n\r\nx\r\n.", "250 ")
+	h = string(e.deliv.all()[1].msg.Header)
+	if !strings.HasPrefix(h, "Received: from localhost (localhost [127.0.0.1])\r\n\t(using TLS") || !strings.Contains(h, " with ESMTPS id ") {
+		t.Errorf("Received without EHLO after STARTTLS: %q", h)
+	}
+}
+
 // TestRefusedHugeBDATChunk: a refused chunk of any declared size (here
 // 4 GB) is skipped before commands are read again. The skipping ends at
 // the read deadline set when the BDAT line was read, or after twice the

@@ -13,7 +13,9 @@
 //
 // Decisions worth knowing (details beside the code):
 //   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
-//     530 5.7.0 and the credentials are never looked at.
+//     530 5.7.0 and the credentials are never looked at. EHLO says
+//     "AUTH=PLAIN LOGIN" too, as Postfix with the seed's
+//     broken_sasl_auth_clients = yes (not on the cluster listener).
 //   - An authenticated client may use the null sender <>, as with Postfix's
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
 //     login (SenderLogins).
@@ -109,6 +111,20 @@
 //   - Replies to pipelined commands are held and leave in one write when
 //     the server is about to wait for the client (RFC 2920 §3.2, as
 //     Postfix's smtpd), in clear and inside TLS alike.
+//   - Pipelining is checked as by Postfix 3.9 (smtpd_forbid_unauth_pipelining
+//     = yes, Options.AllowUnauthPipelining turns it off): input before the
+//     greeting (not on 465), input already sent after EHLO, HELO, DATA,
+//     NOOP or VRFY (RFC 2920 §3.1: the last command of a group), or after
+//     any command once HELO (not EHLO) was said or before either, gets
+//     554 5.5.0 and the connection closes, the command not run. Message
+//     text sent with its DATA is refused so, and cannot run as commands
+//     when the DATA is refused (smuggling). BDAT and its chunk, MAIL, RCPT,
+//     RSET may be pipelined after EHLO.
+//   - An unknown command that is no SMTP (its first word a header field
+//     name and colon, CONNECT, GET, POST, or not starting with a letter)
+//     gets 221 2.7.0 and the connection closes, as Postfix 3.9's defaults
+//     (is_header, smtpd_forbidden_commands): the text of a refused DATA
+//     stops at its first line.
 //   - STARTTLS drops whatever the client pipelined in clear after it
 //     (CVE-2011-0411) and logs it; a failed handshake closes the
 //     connection.
@@ -141,18 +157,26 @@
 //   - CHUNKING: BDAT goes through the same checks as DATA. When a chunk
 //     that is not the LAST ends, the reader of the message answers it and
 //     reads the next command itself (bdatReader): BDAT goes on, NOOP is
-//     answered, anything else ends the transfer (the message is dropped,
-//     the command runs). A chunk after a refused command is skipped whole;
+//     answered, DATA gets Postfix's 503 5.5.1 Error: DATA after BDAT (the
+//     transfer goes on), anything else ends the transfer (the message is
+//     dropped, the command runs). A chunk after a refused command is skipped whole;
 //     the skipping of a refused chunk is bounded by twice the size limit
 //     and by ReadTimeout from its BDAT line, after which the connection
 //     closes rather than read the rest of the chunk as commands.
 //   - A command line over MaxLineLength: 500 5.5.2 and close. A read
-//     timeout: 421 4.4.2 and close. Unknown commands and bad syntax count
-//     with the session's refusals towards MaxErrors; NOOP, VRFY, HELP and
-//     unknown commands count towards MaxCommands as well.
+//     timeout: 421 4.4.2 and close. Every refused command (unknown,
+//     out of sequence, bad syntax or parameters, or refused by policy)
+//     counts towards MaxErrors, as in Postfix; NOOP, VRFY, HELP and
+//     unknown commands count towards MaxCommands as well. As Postfix's
+//     smtpd_hard_error_limit, the refusal that reaches MaxErrors is
+//     answered, then "421 4.7.0 <host> Error: too many errors" before the
+//     next command is read; an accepted message resets both counts.
 //   - A panic in a session answers that client 421 4.3.0 and closes its
 //     connection only. Received says "with SMTP" after HELO, ESMTP (and
-//     its S, A variants, RFC 3848) after EHLO.
+//     its S, A variants, RFC 3848) after EHLO. MAIL before HELO/EHLO is
+//     taken (Postfix's smtpd_helo_required = no): Received then names the
+//     client by its reverse DNS, "with SMTP" (ESMTP… after an EHLO that
+//     came before STARTTLS, as Postfix keeps it).
 //   - Successful MAIL and RCPT get 250 2.1.0 and 250 2.1.5 Ok (Postfix's
 //     words, without echoing the address); the sequence errors and the
 //     texts of the replies the tests know keep go-smtp's wording, so

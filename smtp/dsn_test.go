@@ -9,10 +9,11 @@ import (
 )
 
 // TestDSNParameterSyntax: RFC 3461's parameters, every malformed case with
-// its reply (501 5.5.4, as Postfix's smtpd), and the well-formed ones.
+// its reply (501 5.5.4, as Postfix's smtpd), and the well-formed ones, in
+// one session (more refusals than MaxErrors allows by default).
 func TestDSNParameterSyntax(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, nil)
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 1000 })
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
 	if !slices.Contains(c.last, "250-DSN") {

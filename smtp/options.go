@@ -199,8 +199,16 @@ type Options struct {
 	SpoolThreshold int64
 	// BareNewline: what a bare LF in a message gets.
 	BareNewline BareNewline
-	// MaxErrors: after this many rejected commands a session gets
-	// 421 4.7.0 and is closed.
+	// AllowUnauthPipelining turns off the check Postfix 3.9 makes by
+	// default (smtpd_forbid_unauth_pipelining = yes; this is "no"): a
+	// client that sends before the greeting, or more after a command that
+	// must end a pipelined group (RFC 2920 §3.1: HELO, EHLO, DATA, NOOP,
+	// VRFY; after HELO or before any greeting, every command), gets
+	// 554 5.5.0 and is disconnected. Off, it is only logged.
+	AllowUnauthPipelining bool
+	// MaxErrors: after this many rejected commands since its last
+	// accepted message, a session gets its last refusal, then 421 4.7.0,
+	// and is closed (Postfix's smtpd_hard_error_limit).
 	MaxErrors int
 	// MaxCommands: after this many commands without a message accepted, a
 	// session gets 421 4.7.0.

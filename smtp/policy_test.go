@@ -165,7 +165,7 @@ func TestInboundAuthAfterSTARTTLS(t *testing.T) {
 	c.cmd("RSET", "250 ")
 	c.cmd("AUTH LOGIN", "334 "+b64("Username:"))
 	c.cmd(b64("alice"), "334 "+b64("Password:"))
-	c.cmd(b64("secret"), "235 ")
+	c.cmd(b64("secret"), "235 2.7.0 Authentication successful")
 	c.cmd("MAIL FROM:<bob@mailbox.example>", "553 5.7.1")
 	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
 	c.cmd("RCPT TO:<x@foreign.example>", "250 ")
@@ -176,7 +176,7 @@ func TestAuthReplies(t *testing.T) {
 	e := newEnv(t, Submissions, nil)
 	for _, tc := range []struct{ name, line, want string }{
 		{"directory down", "AUTH PLAIN " + plainAuth("broken", "x"), "454 4.7.0"},
-		{"unknown mechanism", "AUTH CRAM-MD5", "504 5.7.4"},
+		{"unknown mechanism", "AUTH CRAM-MD5", "504 5.5.4 Unsupported authentication mechanism"},
 		{"PLAIN garbage", "AUTH PLAIN " + b64("no-nuls-here"), "501 5.5.2"},
 		{"proxy authzid", "AUTH PLAIN " + b64("bob\x00alice\x00secret"), "535 5.7.8"},
 		{"unknown user", "AUTH PLAIN " + plainAuth("nobody", "x"), "535 5.7.8"},

@@ -14,10 +14,11 @@ import (
 // connection, with bodies full of dot lines and the whole stream written
 // in random segments, so that every end of data falls at some point of a
 // read. Each message arrives byte-identical (dot-unstuffed) and every
-// reply is in step.
+// reply is in step. Text pipelined with DATA is what
+// smtpd_forbid_unauth_pipelining forbids: the check is off here.
 func TestBulkDataThroughServer(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, nil)
+	e := newEnv(t, Inbound, func(o *Options) { o.AllowUnauthPipelining = true })
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -137,10 +138,11 @@ func TestBDATChunksAndCommands(t *testing.T) {
 	}
 }
 
-// TestParameters: what MAIL and RCPT parameters get.
+// TestParameters: what MAIL and RCPT parameters get (more refusals than
+// MaxErrors allows one session by default).
 func TestParameters(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, nil)
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 1000 })
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
 	for _, tc := range []struct{ line, want string }{
@@ -177,16 +179,30 @@ func TestParameters(t *testing.T) {
 	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1") // HELO reset the transaction
 }
 
-// TestProtocolErrorLimit: unknown commands count towards MaxErrors.
+// TestProtocolErrorLimit: unknown commands count towards MaxErrors; the
+// last one is answered, then 421 (Postfix's smtpd_hard_error_limit).
 func TestProtocolErrorLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 3 })
 	c := e.dialRaw(t)
 	c.cmd("FOO", "500 5.5.2")
 	c.cmd("BAR", "500 5.5.2")
-	c.cmd("BAZ", "421 4.7.0")
+	c.cmd("BAZ", "500 5.5.2")
+	c.expect("421 4.7.0 mx.test Error: too many errors")
 	if !c.closed() {
 		t.Fatal("open after too many errors")
+	}
+
+	// Every refused command counts, as in Postfix: out of sequence,
+	// bad syntax, bad parameters.
+	c = e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1")
+	c.cmd("MAIL FROM:nobody", "501 5.5.2")
+	c.cmd("MAIL FROM:<s@foreign.example> FOO=bar", "555 5.5.4")
+	c.expect("421 4.7.0")
+	if !c.closed() {
+		t.Fatal("open after too many refused commands")
 	}
 }
 
@@ -212,4 +228,35 @@ func TestPanicInSession(t *testing.T) {
 	}
 	other.cmd("MAIL FROM:<s@foreign.example>", "250 ")
 	other.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+}
+
+// TestNonSMTPCommand: an unknown command that is no SMTP at all (message
+// text, a web or proxy request, a line that does not start with a letter)
+// gets 221 2.7.0 and the connection closes, as Postfix 3.9's defaults
+// (is_header, smtpd_forbidden_commands); other unknown commands 500. The
+// text of a refused DATA, sent after the server checked the pipelining,
+// so stops at its first header line.
+func TestNonSMTPCommand(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	for _, line := range []string{"Subject: smuggled", "X-Mailer:x", "GET / HTTP/1.1", "connect mx.test:25 HTTP/1.0",
+		"POST /", "<html>", "\x16\x03\x01", ". "} {
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd(line, "221 2.7.0 Error: I can break rules, too. Goodbye.")
+		if !c.closed() {
+			t.Errorf("%q: connection still open", line)
+		}
+	}
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("FOO bar:baz", "500 5.5.2")
+	c.cmd("MAIL FROM:<s@example.org>", "250 ")
+	c.cmd("RCPT TO:<nobody@mailbox.example>", "550 ")
+	c.cmd("DATA", "503 ")
+	c.cmd("MAIL FROM:<evil@example.org>", "503 5.5.1")
+	c.cmd("From: evil@example.org", "221 2.7.0")
+	if !c.closed() {
+		t.Error("connection still open after message text")
+	}
 }

@@ -223,18 +223,32 @@ func TestTooManyRecipients(t *testing.T) {
 	c.cmd("RCPT TO:<bob@mailbox.example>", "452 4.5.3")
 }
 
+// TestTooManyErrors: as Postfix's smtpd_hard_error_limit, the MaxErrors-th
+// refusal is answered as it is, then 421 4.7.0 before the next command is
+// read; an accepted message forgives the errors before it, so a list
+// server with one stale recipient in every message goes on.
 func TestTooManyErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 5 })
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
+	for i := range 3 * 5 {
+		c.cmd("MAIL FROM:<list@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<gone@mailbox.example>", "550 5.1.1")
+		c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.cmd(fmt.Sprintf("Subject: %d", i)+"\r\n\r\nx\r\n.", "250 ")
+	}
 	c.cmd("MAIL FROM:<sender@foreign.example>", "250 ")
-	for range 4 {
+	for range 5 {
 		c.cmd("RCPT TO:<nobody@mailbox.example>", "550 5.1.1")
 	}
-	c.cmd("RCPT TO:<nobody@mailbox.example>", "421 4.7.0")
+	c.expect("421 4.7.0 mx.test Error: too many errors")
 	if !c.closed() {
 		t.Fatal("connection still open after too many errors")
+	}
+	if n := len(e.deliv.all()); n != 3*5 {
+		t.Errorf("%d messages stored, want 15", n)
 	}
 }
 

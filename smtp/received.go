@@ -25,7 +25,11 @@ func (s *session) received(now time.Time) []byte {
 	// allocation for the whole trace header of most messages.
 	b := make([]byte, 0, 512)
 	b = append(b, "Received: from "...)
-	b = append(b, cleanHelo(s.helo)...)
+	if s.helo == "" { // MAIL without HELO: the client's name, as Postfix
+		b = append(b, s.reverseName()...)
+	} else {
+		b = append(b, cleanHelo(s.helo)...)
+	}
 	b = append(b, " ("...)
 	b = append(b, s.reverseName()...)
 	b = append(b, " ["...)

@@ -50,7 +50,6 @@ var (
 	replyAuthTempFail  = rep(454, gosmtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure, try again later")
 	replyAuthThrottled = rep(454, gosmtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, try again later")
 	replyTooManyFails  = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, closing connection")
-	replyTooManyErrors = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
 	replyTooManyCmds   = rep(421, gosmtp.EnhancedCode{4, 7, 0}, "Too many commands, closing connection")
 	replyShuttingDown  = rep(421, gosmtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
 	replyTooLarge      = rep(552, gosmtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
@@ -78,7 +77,10 @@ var (
 	replyBadAuthData     = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
 	replyBadAuthzid      = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
 	replyAuthUnsupported = rep(502, gosmtp.EnhancedCode{5, 7, 0}, "Authentication not supported")
-	replyAuthUnknownMech = rep(504, gosmtp.EnhancedCode{5, 7, 4}, "Unsupported authentication mechanism")
+	replyAuthUnknownMech = rep(504, gosmtp.EnhancedCode{5, 5, 4}, "Unsupported authentication mechanism") // RFC 4954 §4
+	// Postfix 3.9's smtpd_forbid_unauth_pipelining: a client that sent
+	// before our greeting or past the end of a pipelined group.
+	replySyncError = rep(554, gosmtp.EnhancedCode{5, 5, 0}, "Error: SMTP protocol synchronization")
 )
 
 // replyFor is the one place where an error becomes an SMTP reply. A reply

@@ -114,18 +114,14 @@ func (s *session) setHelo(helo string, esmtp bool) {
 }
 
 // fail turns err into the reply (replyFor), adds the transaction's id (the
-// connection's outside a transaction), counts the error and closes the
-// connection once there have been too many.
+// connection's outside a transaction) and counts the error (MaxErrors,
+// conn.tooManyErrors).
 func (s *session) fail(st stage, err error) error {
 	r := replyFor(st, err)
 	if r == nil { // a caller bug; never turn it into a success
 		r = replyTempFailure
 	}
-	if int(s.c.errors.Add(1)) >= s.srv.o.MaxErrors && r.Code != 421 {
-		s.log.Warn("too many errors", "last", r.Message)
-		r = replyTooManyErrors
-		s.c.dropAfterWrite.Store(true)
-	}
+	s.c.countError()
 	if r.Code == 421 {
 		s.c.dropAfterWrite.Store(true)
 	}

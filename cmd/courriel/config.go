@@ -118,6 +118,10 @@ type SMTPConfig struct {
 	ConnectionLimitPerIP int `toml:"connection_limit_per_ip"`
 	// ConnectionLimit: connections to one listener.
 	ConnectionLimit int `toml:"connection_limit"`
+	// ForbidUnauthPipelining: 554 and disconnect for a client that sends
+	// before the greeting or past a command that must end a pipelined
+	// group (Postfix 3.9: smtpd_forbid_unauth_pipelining = yes).
+	ForbidUnauthPipelining bool `toml:"forbid_unauth_pipelining"`
 	// BareNewline: "normalize" or "reject" (Postfix: smtpd_forbid_bare_newline).
 	BareNewline string `toml:"bare_newline"`
 }
@@ -361,7 +365,7 @@ func defaultConfig() Config {
 		RecipientLimit:   1000,
 		LogLevel:         "info",
 		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993", ManageSieve: ":4190"},
-		SMTP: SMTPConfig{
+		SMTP: SMTPConfig{ForbidUnauthPipelining: true,
 			ConnectionLimitPerIP: smtp.DefaultMaxConnsPerIP, ConnectionLimit: smtp.DefaultMaxConns,
 			BareNewline: "normalize",
 		},

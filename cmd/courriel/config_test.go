@@ -39,6 +39,9 @@ func TestConfigExample(t *testing.T) {
 		cfg.SMTP.ConnectionLimitPerIP != 50 || cfg.SMTP.ConnectionLimit != 1000 || cfg.SMTP.BareNewline != "normalize" {
 		t.Errorf("example decoded to %+v", cfg)
 	}
+	if !cfg.SMTP.ForbidUnauthPipelining {
+		t.Error("example: smtp.forbid_unauth_pipelining is not on")
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

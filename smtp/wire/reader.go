@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 )
 
 // ErrLineTooLong is returned by ReadLine for a line longer than the limit.
@@ -74,6 +75,38 @@ func (r *Reader) SetSource(src io.Reader) int {
 
 // Buffered says how many octets the client sent that are not consumed yet.
 func (r *Reader) Buffered() int { return r.end - r.start }
+
+// Peek returns at most n of the octets Buffered counts, without consuming
+// them; valid until the next call on r.
+func (r *Reader) Peek(n int) []byte { return r.buf[r.start:min(r.end, r.start+max(n, 0))] }
+
+// Poll reads once from the source into the buffer, without the wait
+// function, and returns how many octets it added. Meant for a source whose
+// read deadline has passed: it then gives only what it holds already (a
+// *tls.Conn, records it read from the socket before they were asked for).
+// A read that fails without data (a timeout) changes nothing.
+func (r *Reader) Poll() int {
+	if r.buf == nil {
+		r.buf, r.start, r.end = make([]byte, BufferSize(r.maxLine)), 0, 0
+	}
+	if r.err != nil {
+		return 0
+	}
+	if r.start > 0 {
+		r.end = copy(r.buf, r.buf[r.start:r.end])
+		r.start = 0
+	}
+	if r.end == len(r.buf) {
+		return 0
+	}
+	n, err := r.src.Read(r.buf[r.end:])
+	r.end += n
+	var ne net.Error
+	if n > 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+		r.err = err
+	}
+	return n
+}
 
 // fill reads more from the source into the buffer, at least one octet or
 // an error.

@@ -297,3 +297,45 @@ func TestLendAndReturn(t *testing.T) {
 		t.Errorf("Return gave %d octets, want a buffer of its own of %d", len(got), BufferSize(100))
 	}
 }
+
+// timeoutErr is a read deadline that passed.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// script returns its reads in order: data, or a timeout when "".
+type script []string
+
+func (s *script) Read(p []byte) (int, error) {
+	if len(*s) == 0 {
+		return 0, io.EOF
+	}
+	d := (*s)[0]
+	*s = (*s)[1:]
+	if d == "" {
+		return 0, timeoutErr{}
+	}
+	return copy(p, d), nil
+}
+
+// TestPoll: Poll takes what the source gives at once, without the wait
+// function, and a timeout without data leaves the Reader as it was.
+func TestPoll(t *testing.T) {
+	src := &script{"DATA\r\n", "", "Subject: x\r\n"}
+	waited := 0
+	r := NewReader(src, 512, func() error { waited++; return nil })
+	if l, err := r.ReadLine(); err != nil || string(l) != "DATA" || waited != 1 {
+		t.Fatalf("%q %v waited %d", l, err, waited)
+	}
+	if n := r.Poll(); n != 0 || r.Buffered() != 0 {
+		t.Fatalf("timeout: Poll %d, buffered %d", n, r.Buffered())
+	}
+	if n := r.Poll(); n != 12 || string(r.Peek(4)) != "Subj" || waited != 1 {
+		t.Fatalf("Poll %d, peek %q, waited %d", n, r.Peek(4), waited)
+	}
+	if l, err := r.ReadLine(); err != nil || string(l) != "Subject: x" {
+		t.Fatalf("%q %v", l, err)
+	}
+}
