@@ -16,7 +16,17 @@
 //     530 5.7.0 and the credentials are never looked at.
 //   - An authenticated client may use the null sender <>, as with Postfix's
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
-//     login (SenderLogins).
+//     login (SenderLogins), or 553 5.7.1 at MAIL. The seed's restriction
+//     has a second half (reject_unauth_sender_login_mismatch): on port 25
+//     a client that did not log in, MyNetworks included, may not use a
+//     MAIL FROM of our domains that SenderLogins gives an owner (not a
+//     foreign address an alias forwards to, which the seed's query also
+//     finds, unlike Postfix, which refuses it too): "553 5.7.1 <addr>: Sender
+//     address rejected: not logged in" at each RCPT, after the relay check
+//     and before the lookup, as Postfix answers it (smtpd_delay_reject);
+//     <> never, nor the Cluster listener (a node handing over what its
+//     client sent); a directory failure is 451 4.3.0.
+//     Options.AllowUnauthOwnedSender turns it off (checkUnauthSender).
 //   - Relay tricks (%-hack, bang paths, a quoted '@') in a recipient are
 //     refused with 554 5.7.1 whatever its domain, as Postfix's
 //     reject_unauth_destination does, except for an authenticated client,
