@@ -250,8 +250,9 @@ print("sent")
 `
 
 // TestSubmissionAddsMissingFields: a client that sends only a Subject gets
-// Message-ID, Date and From added on submission, 587 and 465 (Postfix's
-// cleanup for SASL clients); the same message on port 25 is stored as sent.
+// Message-ID, Date and From added once logged in, on 587, 465 or port 25
+// (Postfix's cleanup for SASL clients); the same message on port 25
+// without a login is stored as sent.
 func TestSubmissionAddsMissingFields(t *testing.T) {
 	requireTool(t, "python3")
 	s := startServer(t)
@@ -262,6 +263,7 @@ func TestSubmissionAddsMissingFields(t *testing.T) {
 	}{
 		{"submission", "starttls", s.Sub, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", true},
 		{"submissions", "ssl", s.Subs, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", true},
+		{"port 25 after AUTH", "starttls", s.SMTP, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", true},
 		// Without a login, a sender of ours is refused (reject_sender_login_mismatch).
 		{"port 25", "plain", s.SMTP, "", "", "someone@example.net", false},
 	} {

@@ -76,9 +76,10 @@
 //     (the directory is replicated). A copy for a user held while being
 //     moved (Options.Holds) goes through the queue too, checked again at
 //     DATA. Kind Cluster is the home node's side of that hop, cluster.go.
-//   - Submission (587, 465) adds Message-ID, Date and, from the envelope
-//     sender the login owns, From when the message has none, as Postfix's
-//     cleanup does for SASL clients; port 25 never changes a message.
+//   - An authenticated client's message (587, 465, or port 25 after AUTH)
+//     gets Message-ID, Date and, from the envelope sender the login owns,
+//     From when it has none, as Postfix's cleanup does for SASL clients;
+//     port 25 never changes the message of a client that did not log in.
 //   - Loops: more than 50 Received: fields (Postfix's hopcount_limit), or
 //     a message that already reached one of its recipients here — a
 //     Delivered-To: of that address, or a Received: written by this host
@@ -91,7 +92,9 @@
 //     sending past that gets the 552 and the connection closes (Postfix
 //     reads to the end however long it is).
 //   - Mail authentication (mailauth.go): Options.Signer DKIM-signs what
-//     587 and 465 accept, as it will be stored and relayed; on port 25,
+//     authenticated clients send (587, 465, and port 25 after AUTH, as
+//     opendkim as every smtpd's milter signs SASL clients), as it will be
+//     stored and relayed; on port 25,
 //     Options.AuthChecker (not for authenticated clients or MyNetworks)
 //     adds its Authentication-Results, may replace the header without
 //     forged results of ours, and decides: 550 5.7.1, 451 4.7.5, or the

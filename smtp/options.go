@@ -150,7 +150,7 @@ type Options struct {
 	// 451 4.3.0 at RCPT time; nothing is ever silently dropped.
 	Queue Queue
 
-	// Signer, if set, DKIM-signs what Submission and Submissions accept;
+	// Signer, if set, DKIM-signs what authenticated clients send;
 	// AuthChecker, if set, checks what Inbound accepts from clients
 	// neither authenticated nor in MyNetworks (see mailAuth).
 	Signer      Signer
