@@ -38,10 +38,15 @@
 //     §4.1.1.3 says, so routing uses the real mailbox.
 //   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
 //     RCPT, as by Postfix: "john.doe"@x is john.doe@x; "john doe"@x is kept
-//     quoted (external form, at most 64 octets, printable only: no NUL,
-//     CR, LF or other control), the directory looks it up in Postfix's
+//     quoted (external form, printable only: no NUL, CR, LF or other
+//     control), the directory looks it up in Postfix's
 //     internal form (john doe@x, its LDAP filter escaped as any key), and
 //     the queue relays it quoted. Unknown: 550 5.1.1 as any address.
+//   - No local-part limit (RFC 5321's 64 octets), as Postfix has none: the
+//     SRS0 senders of forwarders and VERP bounce addresses are longer; an
+//     unknown one of ours is 550 5.1.1. The whole path is bounded by RFC
+//     5321's 256 octets, what every next hop must take and the queue
+//     stores (envaddr.MaxAddrLen): 501 beyond (address.go).
 //   - Only <CRLF>.<CRLF> ends DATA. A bare LF in a message is stored as
 //     CRLF (BareNewlineNormalize, Postfix 3.9's smtpd_forbid_bare_newline
 //     = normalize) or refused with 554 5.6.0 (BareNewlineReject); a bare CR
