@@ -572,7 +572,8 @@ func TestMaildropInternalForm(t *testing.T) {
 			alias("both", "John Doe@outside.test, x@outside.test")+
 			alias("local", "jane doe@xoyize.xyz")+
 			alias("bad", "bob@xoyize.xyz", "john (x) doe@outside.test", "a<b c@outside.test",
-				"a b@c@outside.test", strings.Repeat("l", 60)+" long@outside.test")+
+				"a b@c@outside.test", strings.Repeat("l", 240)+" long@outside.test")+ // quoted: past the 256-octet path
+			alias("longfwd", strings.Repeat("l", 60)+" long@outside.test")+ // 67 octets quoted: no local-part limit
 			`dn: uid=jane,ou=mail,dc=xoyize,dc=xyz
 objectclass: account
 objectclass: posixAccount
@@ -594,6 +595,7 @@ maildrop: jane doe@xoyize.xyz
 		{"local@hosted-domain.com", []string{`"jane doe"@xoyize.xyz /var/vmail/jane/mailbox/`}},
 		{`"jane doe"@xoyize.xyz`, []string{`"jane doe"@xoyize.xyz /var/vmail/jane/mailbox/`}},
 		{"bad@hosted-domain.com", []string{"bob@xoyize.xyz /var/vmail/bob/mailbox/"}},
+		{"longfwd@hosted-domain.com", []string{`"` + strings.Repeat("l", 60) + ` long"@outside.test forward`}},
 	} {
 		r, err := d.ResolveRecipient(context.Background(), tt.addr)
 		var got []string

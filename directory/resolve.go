@@ -290,9 +290,9 @@ func crunchMaildrop(v string) []string {
 // guessing: '"' and '\' (half of a quoted form, or quoted-pairs Postfix's
 // tokenizer would read), '(' and ')' (a comment to Postfix), and '@' (a
 // second '@' hidden in a quoted local part is a relay trick smtp refuses in
-// a recipient; here it is likelier a typo), C1 controls, and a local part
-// longer than 64 octets (RFC 5321 §4.5.3.1.1). The quoted result still has
-// to pass envaddr.Valid: no controls, no '<' or '>', 64 octets quoted.
+// a recipient; here it is likelier a typo), and C1 controls. The quoted
+// result still has to pass envaddr.Valid: no controls, no '<' or '>', a
+// 256-octet path (no local-part limit, as in smtp).
 func externalForm(target string) (string, bool) {
 	local, domain := splitAddress(target)
 	for _, r := range local {
@@ -305,7 +305,7 @@ func externalForm(target string) (string, bool) {
 	if local == "" || domain == "" || local[0] == '"' || envaddr.DotAtom(local, true) {
 		return target, true // Valid decides
 	}
-	if strings.ContainsAny(local, "\"\\()@") || len(local) > envaddr.MaxLocalLen {
+	if strings.ContainsAny(local, "\"\\()@") {
 		return "", false
 	}
 	return `"` + local + `"@` + domain, true

@@ -183,8 +183,9 @@ func TestDSNLocal(t *testing.T) {
 		t.Errorf("bob has %d messages, want 1", len(s.maildirFiles(t, "bob", "new")))
 	}
 
-	// An alias (Postfix's virtual alias): expanded.
-	out = pySend(t, s, false, "test0@hosted-domain.com", []string{"alice@hosted-domain.com"},
+	// An alias (Postfix's virtual alias): expanded. The sender, ours,
+	// logs in to use its address (reject_sender_login_mismatch).
+	out = pySend(t, s, true, "test0@hosted-domain.com", []string{"alice@hosted-domain.com"},
 		nil, []string{"NOTIFY=SUCCESS"}, "Subject: dsn alias\r\n\r\nhi\r\n")
 	if !strings.Contains(out, "sent") {
 		t.Fatalf("smtplib:\n%s", out)

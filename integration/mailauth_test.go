@@ -106,8 +106,9 @@ func dkimKeygen(t *testing.T, d *testenv.DNS, dir, domain, sel string) string {
 
 // TestDKIMSubmissionSigned: keys from `courriel dkim keygen`, published as
 // it says; `dkim check` agrees with the DNS, then finds a changed record;
-// mail submitted on 587 and 465 is stored (and so relayed) with an Ed25519
-// and an RSA signature that dkimpy verifies, while port 25 signs nothing.
+// mail submitted on 587 and 465, or on port 25 after AUTH, is stored (and
+// so relayed) with an Ed25519 and an RSA signature that dkimpy verifies,
+// while port 25 signs nothing for a client that did not log in.
 func TestDKIMSubmissionSigned(t *testing.T) {
 	requireTool(t, "swaks")
 	dkimOracle(t)
@@ -128,7 +129,7 @@ func TestDKIMSubmissionSigned(t *testing.T) {
 	}
 
 	ca := []string{"--tls-verify", "--tls-ca-path", s.ca.CertFile()}
-	for _, port := range [][]string{{"--server", s.Sub, "--tls"}, {"--server", s.Subs, "--tlsc"}} {
+	for _, port := range [][]string{{"--server", s.Sub, "--tls"}, {"--server", s.Subs, "--tlsc"}, {"--server", s.SMTP, "--tls"}} {
 		args := append(append(port, "-au", "xomail", "-ap", testenv.XomailPassword,
 			"--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com",
 			"--header", "Subject: signed  on submission", "--body", "Hello,\nsigned.\n"), ca...)
@@ -143,7 +144,7 @@ func TestDKIMSubmissionSigned(t *testing.T) {
 		t.Fatalf("header-only submission: %v", err)
 	}
 	files := s.maildirFiles(t, "alice", "new")
-	if len(files) != 3 {
+	if len(files) != 4 {
 		t.Fatalf("alice has %d messages", len(files))
 	}
 	for _, f := range files {

@@ -29,10 +29,16 @@ func TestQueuedCopyFollowsDirectory(t *testing.T) {
 			"objectclass: top\nuid: " + uid + "\nuidnumber: " + num + "\n"
 	}
 	s := startServer(t, withSlapd(testenv.WithExtraLDIF(entry("outside", "20050")+"\n"+entry("gone", "20051")+"\n"+entry("later", "20052"))))
-	send := func(from, to string) {
+	// send sends from a foreign sender on port 25, or, with login, from
+	// one of ours on submission (reject_sender_login_mismatch).
+	send := func(from, to string, login ...string) {
 		t.Helper()
-		out, _ := run(t, "", "swaks", "--server", s.SMTP, "--from", from, "--to", to+",test0@hosted-domain.com",
-			"--ehlo", "client.example.net", "--body", "for "+to)
+		args := []string{"--server", s.SMTP}
+		if len(login) == 2 {
+			args = []string{"--server", s.Sub, "--tls", "--tls-verify", "--tls-ca-path", s.ca.CertFile(), "-au", login[0], "-ap", login[1]}
+		}
+		out, _ := run(t, "", "swaks", append(args, "--from", from, "--to", to+",test0@hosted-domain.com",
+			"--ehlo", "client.example.net", "--body", "for "+to)...)
 		if !accepted(out) {
 			t.Fatalf("message to %s:\n%s", to, out)
 		}
@@ -102,7 +108,7 @@ func TestQueuedCopyFollowsDirectory(t *testing.T) {
 	}
 
 	// A user removed while the copy waits: a bounce, 5.1.1, to the sender.
-	send("alice@xoyize.xyz", "gone@xoyize.xyz")
+	send("alice@xoyize.xyz", "gone@xoyize.xyz", "alice", testenv.AlicePassword)
 	s.slapd.Delete(t, "uid=gone"+dn)
 	flushUntil("the DSN to alice", func() bool { return len(s.maildirFiles(t, "alice", "new")) == 1 })
 	b, err = os.ReadFile(s.maildirFiles(t, "alice", "new")[0])
@@ -115,7 +121,7 @@ func TestQueuedCopyFollowsDirectory(t *testing.T) {
 
 	// The directory down while the copy waits: no bounce, no copy at the
 	// old home; delivered once the directory answers again.
-	send("alice@xoyize.xyz", "later@xoyize.xyz")
+	send("alice@xoyize.xyz", "later@xoyize.xyz", "alice", testenv.AlicePassword)
 	later := filepath.Join(s.vmail, "later")
 	s.slapd.Modify(t, "dn: uid=later"+dn+"\nchangetype: modify\nreplace: homeDirectory\nhomeDirectory: "+later+"\n")
 	s.slapd.Stop(t)

@@ -250,19 +250,22 @@ print("sent")
 `
 
 // TestSubmissionAddsMissingFields: a client that sends only a Subject gets
-// Message-ID, Date and From added on submission, 587 and 465 (Postfix's
-// cleanup for SASL clients); the same message on port 25 is stored as sent.
+// Message-ID, Date and From added once logged in, on 587, 465 or port 25
+// (Postfix's cleanup for SASL clients); the same message on port 25
+// without a login is stored as sent.
 func TestSubmissionAddsMissingFields(t *testing.T) {
 	requireTool(t, "python3")
 	s := startServer(t)
 	msg := "Subject: bare client\r\n\r\nno headers here\r\n"
 	for _, tc := range []struct {
-		name, mode, addr, user, pw string
-		added                      bool
+		name, mode, addr, user, pw, from string
+		added                            bool
 	}{
-		{"submission", "starttls", s.Sub, "xomail", testenv.XomailPassword, true},
-		{"submissions", "ssl", s.Subs, "xomail", testenv.XomailPassword, true},
-		{"port 25", "plain", s.SMTP, "", "", false},
+		{"submission", "starttls", s.Sub, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", true},
+		{"submissions", "ssl", s.Subs, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", true},
+		{"port 25 after AUTH", "starttls", s.SMTP, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", true},
+		// Without a login, a sender of ours is refused (reject_sender_login_mismatch).
+		{"port 25", "plain", s.SMTP, "", "", "someone@example.net", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := map[string]bool{}
@@ -271,7 +274,7 @@ func TestSubmissionAddsMissingFields(t *testing.T) {
 			}
 			host, port, _ := net.SplitHostPort(tc.addr)
 			out, err := run(t, msg, "python3", "-c", smtplibSend, tc.mode, host, port, s.ca.CertFile(), tc.user, tc.pw,
-				"test0@hosted-domain.com", "alice@hosted-domain.com")
+				tc.from, "alice@hosted-domain.com")
 			if err != nil || !strings.Contains(out, "sent") {
 				t.Fatalf("smtplib: %v\n%s", err, out)
 			}
@@ -453,7 +456,9 @@ if mode == "starttls":
     s.ehlo()
     print("SIZE", s.esmtp_features.get("size"))
     s.login(user, pw)
-s.sendmail("test0@hosted-domain.com", ["alice@hosted-domain.com"], open(path, "rb").read())
+# Port 25 without a login: a foreign sender (test0's needs the login).
+sender = "test0@hosted-domain.com" if mode == "starttls" else "someone@example.net"
+s.sendmail(sender, ["alice@hosted-domain.com"], open(path, "rb").read())
 s.quit()
 print("sent")
 `

@@ -38,6 +38,10 @@ func TestSubmissionSwaks(t *testing.T) {
 			"--from", "alice@hosted-domain.com", "--to", "bob@hosted-domain.com"}, ca...), `<(\*\*|~\*) 553 5\.7\.1`},
 		{"587 bad password", append([]string{"--server", s.Sub, "--tls", "-au", "xomail", "-ap", "wrong",
 			"--from", "test0@hosted-domain.com", "--to", "bob@hosted-domain.com"}, ca...), `<~\* 535 5\.7\.8|<\*\* 535 5\.7\.8`},
+		// The seed's reject_sender_login_mismatch: on port 25 too, one of
+		// our addresses needs its owner's login (answered at RCPT).
+		{"25 owned sender without login", []string{"--server", s.SMTP, "--from", "test0@hosted-domain.com", "--to", "alice@hosted-domain.com"},
+			`<\*\* +553 5\.7\.1 <test0@hosted-domain\.com>: Sender address rejected: not logged in`},
 	}
 	for _, tt := range tests {
 		out, _ := run(t, "", "swaks", tt.args...)

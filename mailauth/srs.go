@@ -139,15 +139,14 @@ func (s *SRS) Forward(sender string) (string, error) {
 		stamp := srsStamp(srsDay(s.now()))
 		rewritten = srsPrefix + s.hash(stamp, domain, local) + "=" + stamp + "=" + domain + "=" + local
 	}
-	if len(rewritten) > maxLocalPart {
-		// RFC 5321 §4.5.3.1.1: our own RCPT would refuse the bounce.
+	if len(rewritten)+1+len(s.domain) > envaddr.MaxAddrLen {
+		// Past RFC 5321's path (§4.5.3.1.3), which courriel's RCPT
+		// enforces: the bounce would be refused. No local-part limit (a
+		// long SRS0 address is what forwarders send; smtp takes it).
 		return "", fmt.Errorf("srs: %q is too long to rewrite", sender)
 	}
 	return rewritten + "@" + s.domain, nil
 }
-
-// maxLocalPart is RFC 5321's limit, which courriel's RCPT enforces.
-const maxLocalPart = 64
 
 // ErrNotSRS: the address is not one of our SRS addresses.
 var ErrNotSRS = errors.New("srs: not an SRS address of ours")

@@ -10,12 +10,23 @@ import (
 	"courriel/smtp/wire"
 )
 
-// Limits of RFC 5321 §4.5.3.1.
+// Limits of RFC 5321 §4.5.3.1. Its 64-octet local part (§4.5.3.1.1) is
+// not one: as by Postfix, which has none (§4.5.3.1: avoid limits where
+// possible), a long local part is taken, sender or recipient, since the
+// SRS0 addresses of forwarders and VERP bounce addresses have them; a
+// recipient of ours is then looked up like any other (unknown: 550 5.1.1).
+// The path is bounded, by §4.5.3.1.3's 256 octets rather than by the
+// command line (MaxLineLength, 4096): it is what every next hop must take,
+// so what we accept can leave (a longer sender would bounce after our 250,
+// at the first next hop that holds to it, as sendmail does), it is what
+// the queue stores (envaddr.MaxAddrLen), and the header lines made from an
+// address (Return-Path, Delivered-To, Received's for, a DSN's fields) stay
+// far below RFC 5322's 998 octets. The local parts seen in practice fit:
+// SRS0 of a 64-octet local part at a 64-octet domain is under 150 octets.
 const (
-	maxLocalPart = 64  // §4.5.3.1.1
-	maxDomain    = 255 // §4.5.3.1.2
-	maxPath      = 256 // §4.5.3.1.3, including the angle brackets
-	maxLabel     = 63  // RFC 1035 §2.3.4
+	maxDomain = 255 // §4.5.3.1.2
+	maxPath   = 256 // §4.5.3.1.3, including the angle brackets
+	maxLabel  = 63  // RFC 1035 §2.3.4
 )
 
 // Errors of parseAddress. errRelayTrick marks shapes refused as relay
@@ -54,8 +65,8 @@ func (a address) routed() bool { return strings.ContainsAny(a.Local, "@%!") }
 //
 // A local part is a dot-atom (RFC 5321 §4.1.2 Dot-string) or a
 // Quoted-string whose content is printable (UTF-8 with SMTPUTF8:
-// validQuotedContent), at most 64 octets quoted (§4.5.3.1.1, and what the
-// queue's envelope takes), which Postfix takes too; it is kept quoted, its
+// validQuotedContent), the path at most 256 octets quoted (what the
+// queue's envelope takes; no local-part limit), which Postfix takes too; it is kept quoted, its
 // external form, which the queue keeps and relays ("john doe"@x and
 // "x@y"@x go so to a next hop), and the directory looks up in Postfix's
 // internal form, unquoted. A routing operator in the local part, quoted or
@@ -115,7 +126,7 @@ func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 	if content == "" || domain == "" {
 		return address{}, errAddrSyntax
 	}
-	if len(content) > maxLocalPart || len(domain) > maxDomain {
+	if len(domain) > maxDomain {
 		return address{}, errAddrLength
 	}
 	ascii := true
@@ -143,7 +154,7 @@ func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 		return address{}, errAddrSyntax
 	default:
 		local = wire.QuoteLocal(content)
-		if len(local) > maxLocalPart {
+		if len(local)+len(domain)+3 > maxPath { // quoting made it longer
 			return address{}, errAddrLength
 		}
 	}

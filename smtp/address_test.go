@@ -60,7 +60,8 @@ func TestParseAddress(t *testing.T) {
 		{`"x@y"@[192.0.2.1]`, false, "", errRelayTrick},
 		// The bounds hold with a quoted '@' as without.
 		{`"` + strings.Repeat("a", 61) + `@"@x.com`, false, `"` + strings.Repeat("a", 61) + `@"@x.com`, nil},
-		{`"` + strings.Repeat("a", 62) + `@"@x.com`, false, "", errAddrLength},
+		{`"` + strings.Repeat("a", 62) + `@"@x.com`, false, `"` + strings.Repeat("a", 62) + `@"@x.com`, nil}, // no local-part limit
+		{`"` + strings.Repeat("a", 246) + `@"@x.com`, false, "", errAddrLength},                              // path of 257
 		{"\"x@y\x00\"@example.com", false, "", errAddrSyntax},
 		{"\"x@y\r\n\"@example.com", false, "", errAddrSyntax},
 		{`"x@<y"@example.com`, false, "", errAddrSyntax},
@@ -74,8 +75,8 @@ func TestParseAddress(t *testing.T) {
 		{"\"a\x7fb\"@example.com", false, "", errAddrSyntax},
 		{`"a b`, false, "", errAddrSyntax},
 		{`"` + strings.Repeat("a", 61) + ` "@x.com`, false, `"` + strings.Repeat("a", 61) + ` "@x.com`, nil}, // 64 octets quoted
-		{`"` + strings.Repeat("a", 62) + ` "@x.com`, false, "", errAddrLength},
-		{`"` + strings.Repeat("a", 62) + `\""@x.com`, false, "", errAddrLength}, // 63 octets of content, 66 quoted
+		{`"` + strings.Repeat("a", 62) + ` "@x.com`, false, `"` + strings.Repeat("a", 62) + ` "@x.com`, nil}, // 65: no local-part limit
+		{`"` + strings.Repeat("a", 245) + `\""@x.com`, false, "", errAddrLength},                             // 246 octets of content, path of 257 quoted
 		{"a@example.com..", false, "", errAddrSyntax},
 		{"a@.", false, "", errAddrSyntax},
 		{"a@.example.com", false, "", errAddrSyntax},
@@ -87,8 +88,13 @@ func TestParseAddress(t *testing.T) {
 		{"\xff@x.com", true, "", errAddrSyntax},
 		{"a\u200b\u0085@x.com", true, "", errAddrSyntax}, // C1 control
 		{strings.Repeat("a", 64) + "@x.com", false, strings.Repeat("a", 64) + "@x.com", nil},
-		{strings.Repeat("a", 65) + "@x.com", false, "", errAddrLength},
-		{"a@" + long + "x.com", false, "", errAddrSyntax}, // 64-octet label
+		// No local-part limit (Postfix has none): the path bounds it.
+		{strings.Repeat("a", 65) + "@x.com", false, strings.Repeat("a", 65) + "@x.com", nil},
+		{strings.Repeat("a", 248) + "@x.com", false, strings.Repeat("a", 248) + "@x.com", nil},                     // path of 256
+		{strings.Repeat("a", 249) + "@x.com", false, "", errAddrLength},                                            // path of 257
+		{"\"" + strings.Repeat("a", 246) + " \"@x.com", false, "", errAddrLength},                                  // 257 quoted
+		{"\"" + strings.Repeat("a", 245) + " \"@x.com", false, "\"" + strings.Repeat("a", 245) + " \"@x.com", nil}, // 256 quoted
+		{"a@" + long + "x.com", false, "", errAddrSyntax},                                                          // 64-octet label
 		{"a@" + long + "." + long + "." + long + "." + strings.Repeat("b", 60), false, "a@" + long + "." + long + "." + long + "." + strings.Repeat("b", 60), nil},
 		{"ab@" + long + "." + long + "." + long + "." + strings.Repeat("b", 60), false, "", errAddrLength}, // path of 257
 	} {
@@ -148,7 +154,8 @@ func TestParseSender(t *testing.T) {
 		{`"x@y"@Example.NET`, `"x@y"@example.net`, nil},
 		{`"x@y"@[192.0.2.1]`, `"x@y"@[192.0.2.1]`, nil},
 		{`"` + strings.Repeat("x", 61) + `@"@example.net`, `"` + strings.Repeat("x", 61) + `@"@example.net`, nil}, // 64 octets quoted
-		{`"` + strings.Repeat("x", 62) + `@"@example.net`, "", errAddrLength},
+		{`"` + strings.Repeat("x", 62) + `@"@example.net`, `"` + strings.Repeat("x", 62) + `@"@example.net`, nil}, // 65: no local-part limit
+		{`"` + strings.Repeat("x", 240) + `@"@example.net`, "", errAddrLength},                                    // path of 257
 		{"\"x@y\x00\"@example.net", "", errAddrSyntax},
 		{"\"x@y\n\"@example.net", "", errAddrSyntax},
 		{`"x@y>"@example.net`, "", errAddrSyntax},
@@ -200,7 +207,7 @@ func FuzzParseAddress(f *testing.F) {
 			return
 		}
 		s := a.String()
-		if len(s)+2 > maxPath || len(a.Local) > maxLocalPart || len(a.Domain) > maxDomain {
+		if len(s)+2 > maxPath || len(a.Domain) > maxDomain {
 			t.Fatalf("%q: over the limits", s)
 		}
 		content, quoted := wire.UnquoteLocal(a.Local)

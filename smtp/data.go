@@ -160,12 +160,14 @@ func (s *session) forwardTrace() []byte {
 	return h
 }
 
-// addedFields appends to the trace header what the message lacks and
-// this listener adds: on submission (587, 465) only, as Postfix's cleanup
-// does for SASL clients, a Message-ID, a Date and, from the envelope
-// sender the login owns, a From. Port 25 never changes a message.
+// addedFields appends to the trace header what the message lacks, for an
+// authenticated client on any listener (submission, or port 25 after
+// AUTH), as Postfix's cleanup does for SASL clients: a Message-ID, a Date
+// and, from the envelope sender the login owns, a From. A client that did
+// not log in (port 25, the Cluster listener's hops) gets its message
+// unchanged.
 func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
-	if k := s.srv.o.Kind; k == Inbound || k == Cluster {
+	if s.user == nil {
 		return h
 	}
 	if !hi.messageID {

@@ -18,7 +18,17 @@
 //     broken_sasl_auth_clients = yes (not on the cluster listener).
 //   - An authenticated client may use the null sender <>, as with Postfix's
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
-//     login (SenderLogins).
+//     login (SenderLogins), or 553 5.7.1 at MAIL. The seed's restriction
+//     has a second half (reject_unauth_sender_login_mismatch): on port 25
+//     a client that did not log in, MyNetworks included, may not use a
+//     MAIL FROM of our domains that SenderLogins gives an owner (not a
+//     foreign address an alias forwards to, which the seed's query also
+//     finds, unlike Postfix, which refuses it too): "553 5.7.1 <addr>: Sender
+//     address rejected: not logged in" at each RCPT, after the relay check
+//     and before the lookup, as Postfix answers it (smtpd_delay_reject);
+//     <> never, nor the Cluster listener (a node handing over what its
+//     client sent); a directory failure is 451 4.3.0.
+//     Options.AllowUnauthOwnedSender turns it off (checkUnauthSender).
 //   - Relay tricks (%-hack, bang paths, a quoted '@') in a recipient are
 //     refused with 554 5.7.1 whatever its domain, as Postfix's
 //     reject_unauth_destination does, except for an authenticated client,
@@ -30,10 +40,15 @@
 //     §4.1.1.3 says, so routing uses the real mailbox.
 //   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
 //     RCPT, as by Postfix: "john.doe"@x is john.doe@x; "john doe"@x is kept
-//     quoted (external form, at most 64 octets, printable only: no NUL,
-//     CR, LF or other control), the directory looks it up in Postfix's
+//     quoted (external form, printable only: no NUL, CR, LF or other
+//     control), the directory looks it up in Postfix's
 //     internal form (john doe@x, its LDAP filter escaped as any key), and
 //     the queue relays it quoted. Unknown: 550 5.1.1 as any address.
+//   - No local-part limit (RFC 5321's 64 octets), as Postfix has none: the
+//     SRS0 senders of forwarders and VERP bounce addresses are longer; an
+//     unknown one of ours is 550 5.1.1. The whole path is bounded by RFC
+//     5321's 256 octets, what every next hop must take and the queue
+//     stores (envaddr.MaxAddrLen): 501 beyond (address.go).
 //   - Only <CRLF>.<CRLF> ends DATA. A bare LF in a message is stored as
 //     CRLF (BareNewlineNormalize, Postfix 3.9's smtpd_forbid_bare_newline
 //     = normalize) or refused with 554 5.6.0 (BareNewlineReject); a bare CR
@@ -68,9 +83,10 @@
 //     (the directory is replicated). A copy for a user held while being
 //     moved (Options.Holds) goes through the queue too, checked again at
 //     DATA. Kind Cluster is the home node's side of that hop, cluster.go.
-//   - Submission (587, 465) adds Message-ID, Date and, from the envelope
-//     sender the login owns, From when the message has none, as Postfix's
-//     cleanup does for SASL clients; port 25 never changes a message.
+//   - An authenticated client's message (587, 465, or port 25 after AUTH)
+//     gets Message-ID, Date and, from the envelope sender the login owns,
+//     From when it has none, as Postfix's cleanup does for SASL clients;
+//     port 25 never changes the message of a client that did not log in.
 //   - Loops: more than 50 Received: fields (Postfix's hopcount_limit), or
 //     a message that already reached one of its recipients here — a
 //     Delivered-To: of that address, or a Received: written by this host
@@ -83,7 +99,9 @@
 //     sending past that gets the 552 and the connection closes (Postfix
 //     reads to the end however long it is).
 //   - Mail authentication (mailauth.go): Options.Signer DKIM-signs what
-//     587 and 465 accept, as it will be stored and relayed; on port 25,
+//     authenticated clients send (587, 465, and port 25 after AUTH, as
+//     opendkim as every smtpd's milter signs SASL clients), as it will be
+//     stored and relayed; on port 25,
 //     Options.AuthChecker (not for authenticated clients or MyNetworks)
 //     adds its Authentication-Results, may replace the header without
 //     forged results of ours, and decides: 550 5.7.1, 451 4.7.5, or the

@@ -142,6 +142,10 @@ func (d *fakeDir) SenderLogins(_ context.Context, addr string) ([]string, error)
 		return []string{"bob"}, nil
 	case `"john doe"@mailbox.example`:
 		return []string{"jdoe"}, nil
+	case "unavail@hosted.example":
+		return nil, fmt.Errorf("fake: %w", directory.ErrUnavailable)
+	case "dave@remote.example": // fwd's maildrop, as the seed's query finds it
+		return []string{"fwd"}, nil
 	}
 	return nil, directory.ErrNotFound
 }

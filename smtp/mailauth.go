@@ -14,7 +14,7 @@ import (
 	"courriel/internal/sevenbit"
 )
 
-// Signer DKIM-signs what the submission listeners accept
+// Signer DKIM-signs what authenticated clients send, on every listener
 // (*mailauth.Signer).
 type Signer interface {
 	// Sign returns the DKIM-Signature fields to put on top of msg (the
@@ -80,14 +80,16 @@ type forwardQueue interface {
 	AcceptForward(ctx context.Context, msgID, from, remoteFrom string, remote []string, local []delivery.Recipient, data delivery.Content, opts ...queue.Option) (id string, localErrs []error, err error)
 }
 
-// mailAuth is the mail authentication step of data: on port 25, the
-// checks (for clients neither authenticated nor in MyNetworks) decide and
-// add their Authentication-Results, and forwards get their SRS sender; on
-// submission, the message as it will leave is signed. It returns the trace
-// header and message to store, or the refusal.
+// mailAuth is the mail authentication step of data: what an authenticated
+// client sends, on submission or on port 25 after AUTH (the seed offers
+// AUTH on both), is signed as it will leave, as opendkim in front of every
+// smtpd signs Postfix's SASL clients; on port 25, for clients neither
+// authenticated nor in MyNetworks, the checks decide and add their
+// Authentication-Results, and forwards get their SRS sender. It returns
+// the trace header and message to store, or the refusal.
 func (s *session) mailAuth(ctx context.Context, log *slog.Logger, header []byte, body delivery.Content) ([]byte, delivery.Content, error) {
 	o := s.srv.o
-	if o.Kind != Inbound {
+	if o.Kind != Inbound || s.user != nil {
 		if o.Signer == nil {
 			return header, body, nil
 		}

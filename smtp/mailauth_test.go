@@ -128,6 +128,55 @@ func TestMailAuthSubmission(t *testing.T) {
 	}
 }
 
+// TestMailAuthInboundAuthenticated: on port 25 a client that logged in
+// (the seed offers AUTH there, and tells users to try 25 or 587) is signed
+// as on submission, its added fields included, and not checked; its remote
+// copies keep their sender (no SRS: its own mail, not a forward). One that
+// did not log in is checked, never signed.
+func TestMailAuthInboundAuthenticated(t *testing.T) {
+	t.Parallel()
+	ck := &fakeChecker{v: AuthVerdict{Fields: []byte("Authentication-Results: mx.test; spf=pass\r\n")}}
+	q := &fwdQueue{}
+	e := newEnv(t, Inbound, func(o *Options) {
+		o.AuthChecker, o.Signer, o.SRS = ck, fakeSigner{}, fakeSRS{}
+		q.fakeQueue = o.Queue.(*fakeQueue)
+		o.Queue = q
+	})
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.startTLS(e.ctls)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "235 ")
+	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("From: alice@mailbox.example\r\nSubject: x\r\n\r\nhi\r\n.", "250 ")
+	got := e.deliv.all()
+	if len(got) != 1 || !strings.HasPrefix(string(got[0].msg.Header), "DKIM-Signature: fake\r\nReceived: ") {
+		t.Fatalf("not signed as stored: %+v", got)
+	}
+	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<someone@foreign.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("From: alice@mailbox.example\r\nSubject: out\r\n\r\nhi\r\n.", "250 ")
+	out := q.remote()
+	if len(out) != 1 || !strings.HasPrefix(string(out[0].data), "DKIM-Signature: fake\r\n") {
+		t.Fatalf("relayed copy not signed: %+v", out)
+	}
+	if len(q.rfrom) != 0 {
+		t.Errorf("an authenticated client's mail left from an SRS sender: %q", q.rfrom)
+	}
+	if len(ck.in) != 0 {
+		t.Error("an authenticated client's mail was checked")
+	}
+	// Without a login: checked, not signed.
+	sendInbound(t, e, "250 ")
+	got = e.deliv.all()
+	if h := string(got[len(got)-1].msg.Header); strings.Contains(h, "DKIM-Signature") || !strings.Contains(h, "spf=pass") {
+		t.Errorf("port 25 without a login:\n%s", h)
+	}
+}
+
 // fakeSRS writes "srs=<local>=<domain>@mx.test" and takes back only
 // those.
 type fakeSRS struct{}

@@ -283,9 +283,10 @@ func TestForwardTrace(t *testing.T) {
 	c.cmd("Received: from outside by elsewhere; date\r\n"+strings.TrimSuffix(sent, "\r\n")+"\r\n.", "554 5.4.6")
 }
 
-// TestSubmissionAddsFields: on 587 and 465 a message without Message-ID,
-// Date or From gets them (From from the envelope sender the login owns);
-// fields the client wrote are left alone; port 25 adds nothing.
+// TestSubmissionAddsFields: from an authenticated client (587, 465, port
+// 25 after AUTH) a message without Message-ID, Date or From gets them
+// (From from the envelope sender the login owns); fields the client wrote
+// are left alone; port 25 adds nothing for a client that did not log in.
 func TestSubmissionAddsFields(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -294,26 +295,29 @@ func TestSubmissionAddsFields(t *testing.T) {
 		msg     string
 		added   []string
 		notAdds []string
+		login   bool // on port 25
 	}{
 		{"bare message", Submission, "Subject: x\r\n\r\nb\r\n",
-			[]string{"Message-ID: <20261125100000.", "@mx.test>\r\n", "Date: Wed, 25 Nov 2026 10:00:00 +0000 (UTC)\r\n", "From: <alice@mailbox.example>\r\n"}, nil},
+			[]string{"Message-ID: <20261125100000.", "@mx.test>\r\n", "Date: Wed, 25 Nov 2026 10:00:00 +0000 (UTC)\r\n", "From: <alice@mailbox.example>\r\n"}, nil, false},
 		{"complete message", Submission, "From: A <alice@mailbox.example>\r\nDate: x\r\nMessage-Id: <a@b>\r\n\r\nb\r\n",
-			nil, []string{"Message-ID:", "Date:", "From:"}},
+			nil, []string{"Message-ID:", "Date:", "From:"}, false},
 		{"only From missing", Submissions, "Date: x\r\nMessage-ID: <a@b>\r\n\r\nb\r\n",
-			[]string{"From: <alice@mailbox.example>\r\n"}, []string{"Message-ID:", "Date:"}},
-		{"port 25", Inbound, "Subject: x\r\n\r\nb\r\n", nil, []string{"Message-ID:", "Date:", "From:"}},
+			[]string{"From: <alice@mailbox.example>\r\n"}, []string{"Message-ID:", "Date:"}, false},
+		{"port 25", Inbound, "Subject: x\r\n\r\nb\r\n", nil, []string{"Message-ID:", "Date:", "From:"}, false},
+		{"port 25 after AUTH", Inbound, "Subject: x\r\n\r\nb\r\n",
+			[]string{"Message-ID: <20261125100000.", "@mx.test>\r\n", "Date: Wed, 25 Nov 2026 10:00:00 +0000 (UTC)\r\n", "From: <alice@mailbox.example>\r\n"}, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, tc.kind, nil)
 			c := e.dialRaw(t)
 			c.cmd("EHLO client.example", "250 ")
-			if tc.kind == Submission {
+			if tc.kind == Submission || tc.login {
 				c.startTLS(e.ctls)
 				c.cmd("EHLO client.example", "250 ")
 			}
 			from := "s@foreign.example"
-			if tc.kind != Inbound {
+			if tc.kind != Inbound || tc.login {
 				c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "235 ")
 				from = "alice@mailbox.example"
 			}

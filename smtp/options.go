@@ -150,7 +150,7 @@ type Options struct {
 	// 451 4.3.0 at RCPT time; nothing is ever silently dropped.
 	Queue Queue
 
-	// Signer, if set, DKIM-signs what Submission and Submissions accept;
+	// Signer, if set, DKIM-signs what authenticated clients send;
 	// AuthChecker, if set, checks what Inbound accepts from clients
 	// neither authenticated nor in MyNetworks (see mailAuth).
 	Signer      Signer
@@ -167,6 +167,12 @@ type Options struct {
 	// MyNetworks may relay through Inbound without AUTH. Empty by default
 	// (not even loopback, unlike Postfix: SPEC §1).
 	MyNetworks []netip.Prefix
+	// AllowUnauthOwnedSender lets a client of Inbound that did not log in
+	// (MyNetworks included) use a sender address of our domains that
+	// SenderLogins gives an owner: the seed's reject_sender_login_mismatch
+	// refuses it (553 5.7.1 at RCPT, checkUnauthSender); true keeps only
+	// the authenticated half.
+	AllowUnauthOwnedSender bool
 
 	MaxMessageBytes int64 // advertised in SIZE; see the package doc
 	MaxRecipients   int   // per transaction: 452 4.5.3 beyond

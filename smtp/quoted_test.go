@@ -18,7 +18,7 @@ func TestQuotedAtInSender(t *testing.T) {
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
 	for _, bad := range []string{
-		`"` + strings.Repeat("x", 62) + `@"@example.net`, // 65 octets quoted
+		`"` + strings.Repeat("x", 240) + `@"@example.net`, // a path of 257 quoted (no local-part limit)
 		`"x@<y"@example.net`,
 		"\"x@y\x00\"@example.net",
 	} {
@@ -68,7 +68,7 @@ func TestRoutedRecipientAuthenticated(t *testing.T) {
 		{"b!a@remote.example", "250 2.1.5"},
 		{`"x@y"@mailbox.example`, "550 5.1.1"},
 		{`"x@y"@[192.0.2.1]`, "554 5.7.1"},
-		{`"` + strings.Repeat("x", 62) + `@"@remote.example`, "501 5.1.3"}, // 65 octets quoted
+		{`"` + strings.Repeat("x", 237) + `@"@remote.example`, "501 5.1.3"}, // a path of 257 quoted
 		{`"x@y>"@remote.example`, "501 5.1.3"},
 	} {
 		c.cmd("RCPT TO:<"+tc.rcpt+">", tc.want)

@@ -46,7 +46,8 @@ func TestRcptReplies(t *testing.T) {
 		{"a@mailbox.example..", "501 5.1.3"},
 		{"a@mailbox..example", "501 5.1.3"},
 		{"a@-mailbox.example", "501 5.1.3"},
-		{strings.Repeat("a", 65) + "@mailbox.example", "501 5.1.3"},
+		{strings.Repeat("a", 65) + "@mailbox.example", "550 5.1.1"},  // no local-part limit: looked up
+		{strings.Repeat("a", 239) + "@mailbox.example", "501 5.1.3"}, // a path of 257
 		{"alice@" + strings.Repeat("a", 64) + ".example", "501 5.1.3"},
 		{"j\u00f6rg@mailbox.example", "553 5.6.7"},
 	} {
@@ -280,7 +281,8 @@ func TestQuotedLocalPart(t *testing.T) {
 		{`"no\ body"@mailbox.example`, "550 5.1.1"},
 		{"\"a\tb\"@mailbox.example", "501 5.1.3"},
 		{"\"a\x7fb\"@mailbox.example", "501 5.1.3"},
-		{`"` + strings.Repeat("a", 62) + ` "@mailbox.example`, "501 5.1.3"}, // 65 octets quoted
+		{`"` + strings.Repeat("a", 62) + ` "@mailbox.example`, "550 5.1.1"},  // 65 octets quoted: no limit, looked up
+		{`"` + strings.Repeat("a", 236) + ` "@mailbox.example`, "501 5.1.3"}, // a path of 257 quoted
 		// Routed, from mynetworks: looked up as any other, as Postfix
 		// does after permit_mynetworks (TestMyNetworksRelay; from
 		// elsewhere they get 554).

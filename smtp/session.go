@@ -16,6 +16,7 @@ import (
 	"courriel/delivery"
 	"courriel/delivery/queue"
 	"courriel/directory"
+	"courriel/internal/envaddr"
 	"courriel/milter"
 )
 
@@ -92,6 +93,9 @@ type txn struct {
 	loops []string
 	// dsn: RFC 3461's parameters (dsn.go); nil when none was given.
 	dsn *txnDSN
+	// senderFree: the directory gave the sender no owner, so a client
+	// that did not log in may use it (checkUnauthSender, asked once).
+	senderFree bool
 }
 
 // newSession starts the session of a HELO or EHLO: the first on the
@@ -256,6 +260,70 @@ func (s *session) checkSenderOwner(from string) error {
 		"Sender address rejected: not owned by user "+sanitize(s.user.Login, 64)))
 }
 
+// replyNotLoggedIn is Postfix's reject_unauth_sender_login_mismatch.
+func replyNotLoggedIn(from string) *gosmtp.SMTPError {
+	return rep(553, gosmtp.EnhancedCode{5, 7, 1}, "<"+sanitize(from, 300)+">: Sender address rejected: not logged in")
+}
+
+// checkUnauthSender is the other half of the seed's
+// reject_sender_login_mismatch (Postfix's
+// reject_unauth_sender_login_mismatch): a client that did not log in may
+// not use a sender address the directory gives an owner (SenderLogins),
+// else anyone could mail our users as one of them. As Postfix does with
+// smtpd_delay_reject = yes (the restriction is in the seed's
+// smtpd_recipient_restrictions), it is answered at RCPT, after the relay
+// check, before the recipient's lookup: 553 5.7.1, once per RCPT.
+//
+// Who is checked: every client of port 25 that did not log in, MyNetworks
+// included (the seed lists nothing that permits before it in
+// smtpd_recipient_restrictions: a host of mynetworks sending as one of our
+// users must log in, or the check is turned off). Only senders in our
+// domains (mailbox or hosted): the seed's sender query,
+// (|(mailacceptinggeneralid=%s)(maildrop=%s)), also gives an owner to the
+// outside address an alias forwards to (maildrop: someone@gmail.example),
+// and Postfix, asking it for every sender, then refuses that person's own
+// mail to us from their provider; the check is there against forged
+// senders of ours, and a foreign domain's are DMARC's business. It also
+// spares a directory search per foreign sender (the domain's class is
+// cached). Never: the null sender
+// (bounces, MDNs, vacation notices), milters' added recipients, the
+// submission listeners (the client logged in: checkSenderOwner at MAIL),
+// and the Cluster listener, where another node hands over what its own
+// client sent, after the cluster login (clusterRcpt, not here).
+// Options.AllowUnauthOwnedSender turns it off. A directory failure is
+// 451 4.3.0, and the sender is asked again at the next RCPT. s.mu held.
+func (s *session) checkUnauthSender(log func() *slog.Logger) error {
+	o := s.srv.o
+	if s.user != nil || s.tx.from == "" || s.tx.senderFree || o.Kind != Inbound || o.AllowUnauthOwnedSender {
+		return nil
+	}
+	_, domain, _ := envaddr.Split(s.tx.from)
+	if strings.HasPrefix(domain, "[") { // an address literal: no domain of ours
+		s.tx.senderFree = true
+		return nil
+	}
+	class, err := o.Directory.ClassifyDomain(s.ctx, domain)
+	if err != nil {
+		log().Error("sender domain: directory", "from", logValue(s.tx.from, 300), "err", err)
+		return s.fail(stageRcpt, err)
+	}
+	if class == directory.DomainForeign {
+		s.tx.senderFree = true
+		return nil
+	}
+	logins, err := o.Directory.SenderLogins(s.ctx, s.tx.from)
+	switch {
+	case errors.Is(err, directory.ErrNotFound), err == nil && len(logins) == 0:
+		s.tx.senderFree = true
+		return nil
+	case err != nil:
+		log().Error("sender logins: directory", "from", logValue(s.tx.from, 300), "err", err)
+		return s.fail(stageRcpt, err)
+	}
+	log().Warn("rcpt refused: sender has an owner and the client is not logged in", "from", logValue(s.tx.from, 300))
+	return s.fail(stageRcpt, replyNotLoggedIn(s.tx.from))
+}
+
 // Rcpt adds a recipient (RCPT TO) with its DSN parameters (zero: none):
 // every recipient is decided here, from the directory, so nothing accepted
 // can bounce later for being unknown.
@@ -330,19 +398,33 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		return s.fail(stageRcpt, replyRelayDenied)
 	}
 	addr := a.String()
-	if handled, err := s.rcptSRS(log, addr, dsn); handled {
-		return err
-	}
-	class, err := s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain)
-	if err != nil {
-		log().Error("rcpt: classify domain", "err", err)
-		return s.fail(stageRcpt, err)
-	}
-	if class == directory.DomainForeign {
-		if !byMilter && !s.mayRelay() {
+	// Postfix's order: the relay restrictions (permit_mynetworks,
+	// permit_sasl_authenticated, defer_unauth_destination), then the
+	// recipient restrictions (reject_sender_login_mismatch), then the
+	// recipient's lookup (unknown: 550). One of our SRS addresses is in
+	// our domain: no relay.
+	srs := s.srv.o.SRS != nil && s.srv.o.SRS.IsSRS(addr)
+	var class directory.DomainClass
+	if !srs {
+		if class, err = s.srv.o.Directory.ClassifyDomain(s.ctx, a.Domain); err != nil {
+			log().Error("rcpt: classify domain", "err", err)
+			return s.fail(stageRcpt, err)
+		}
+		if class == directory.DomainForeign && !byMilter && !s.mayRelay() {
 			log().Warn("rcpt refused: relay access denied")
 			return s.fail(stageRcpt, replyRelayDenied)
 		}
+	}
+	if !byMilter {
+		if err := s.checkUnauthSender(log); err != nil {
+			return err
+		}
+	}
+	if srs {
+		_, err := s.rcptSRS(log, addr, dsn)
+		return err
+	}
+	if class == directory.DomainForeign {
 		if s.srv.o.Queue == nil {
 			log().Error("rcpt: relay allowed but no outbound queue")
 			return s.fail(stageRcpt, replyNoQueue)

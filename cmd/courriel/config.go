@@ -124,6 +124,11 @@ type SMTPConfig struct {
 	ForbidUnauthPipelining bool `toml:"forbid_unauth_pipelining"`
 	// BareNewline: "normalize" or "reject" (Postfix: smtpd_forbid_bare_newline).
 	BareNewline string `toml:"bare_newline"`
+	// RejectUnauthSenderLoginMismatch: on port 25, a client that did not
+	// log in may not use a sender address [ldap.query.senders] gives an
+	// owner (Postfix: reject_unauth_sender_login_mismatch, half of the
+	// seed's reject_sender_login_mismatch). Default true.
+	RejectUnauthSenderLoginMismatch bool `toml:"reject_unauth_sender_login_mismatch"`
 }
 
 // IMAPConfig is about the IMAP listeners (imaps, imap) together.
@@ -367,7 +372,7 @@ func defaultConfig() Config {
 		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993", ManageSieve: ":4190"},
 		SMTP: SMTPConfig{ForbidUnauthPipelining: true,
 			ConnectionLimitPerIP: smtp.DefaultMaxConnsPerIP, ConnectionLimit: smtp.DefaultMaxConns,
-			BareNewline: "normalize",
+			BareNewline: "normalize", RejectUnauthSenderLoginMismatch: true,
 		},
 		IMAP: IMAPConfig{
 			ConnectionLimitPerIP: imap.DefaultMaxConnsPerIP, UserIPConnectionLimit: imap.DefaultMaxUserIPConns,

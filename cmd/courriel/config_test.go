@@ -36,7 +36,8 @@ func TestConfigExample(t *testing.T) {
 		cfg.LDAP.BindDN != "cn=mailAccountReader,ou=Manager,dc=xoyize,dc=xyz" || !cfg.LDAP.StartTLS ||
 		!cfg.LDAP.RequireCert || cfg.Delivery.MaildirBase != "/var/vmail" || cfg.LDAP.BindPassword != "secret" ||
 		cfg.Queue.MaxLifetime != 120*time.Hour || cfg.LDAP.Query.Mailbox.ResultFormat != "%s/mailbox/" ||
-		cfg.SMTP.ConnectionLimitPerIP != 50 || cfg.SMTP.ConnectionLimit != 1000 || cfg.SMTP.BareNewline != "normalize" {
+		cfg.SMTP.ConnectionLimitPerIP != 50 || cfg.SMTP.ConnectionLimit != 1000 || cfg.SMTP.BareNewline != "normalize" ||
+		!cfg.SMTP.RejectUnauthSenderLoginMismatch {
 		t.Errorf("example decoded to %+v", cfg)
 	}
 	if !cfg.SMTP.ForbidUnauthPipelining {
@@ -140,6 +141,27 @@ func TestTrustedNetworks(t *testing.T) {
 		p, err := cfg.TrustedNetworks()
 		if err != nil || p == nil || fmt.Sprint(p) != tc.want {
 			t.Errorf("%s: %v (nil %v), %v; want %s", tc.name, p, p == nil, err, tc.want)
+		}
+	}
+}
+
+// smtp.reject_unauth_sender_login_mismatch is on unless turned off, as
+// the seed's reject_sender_login_mismatch.
+func TestConfigUnauthSenderLoginMismatch(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t).CertFile()
+	base := "myhostname = \"mx.example.org\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ldap]\nsearch_base = \"ou=mail,dc=example,dc=org\"\nca_file = \"" + ca + "\"\n"
+	for extra, want := range map[string]bool{
+		"": true,
+		"[smtp]\nreject_unauth_sender_login_mismatch = false\n": false,
+		"[smtp]\nreject_unauth_sender_login_mismatch = true\n":  true,
+	} {
+		cfg, err := ParseConfig("c.toml", []byte(base+extra))
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		if got := cfg.SMTP.RejectUnauthSenderLoginMismatch; got != want {
+			t.Errorf("%q: %v, want %v", extra, got, want)
 		}
 	}
 }

@@ -511,7 +511,7 @@ func (a *app) listen() error {
 		}
 		srv, err := smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.local, Queue: a.queue,
-			TLSConfig: tlsConfig, MyNetworks: networks,
+			TLSConfig: tlsConfig, MyNetworks: networks, AllowUnauthOwnedSender: !cfg.SMTP.RejectUnauthSenderLoginMismatch,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
 			MaxConnsPerIP: cfg.SMTP.ConnectionLimitPerIP, MaxConns: cfg.SMTP.ConnectionLimit,
 			SpoolDir: incoming, BareNewline: bareNewline, AllowUnauthPipelining: !cfg.SMTP.ForbidUnauthPipelining,

@@ -68,7 +68,10 @@ func TestEnqueueIsDurableAndValidated(t *testing.T) {
 		{"no at sign", "a@b.test", []string{"cd.test"}, "x", ErrInvalidAddress},
 		{"bad domain", "a@b.test", []string{"c@d..test"}, "x", ErrInvalidAddress},
 		{"bad literal", "a@b.test", []string{"c@[999.1.1.1]"}, "x", ErrInvalidAddress},
-		{"local part too long", "a@b.test", []string{strings.Repeat("l", 65) + "@d.test"}, "x", ErrInvalidAddress},
+		// No local-part limit (smtp takes long ones, as Postfix): the
+		// address is bounded by RFC 5321's 256-octet path.
+		{"address too long", "a@b.test", []string{strings.Repeat("l", 248) + "@d.test"}, "x", ErrInvalidAddress},
+		{"sender too long", strings.Repeat("s", 248) + "@b.test", []string{"c@d.test"}, "x", ErrInvalidAddress},
 	} {
 		_, err := q.Enqueue(ctx, tc.from, tc.rcpts, []byte(tc.data))
 		if !errors.Is(err, tc.want) || !IsPermanent(err) {
@@ -77,6 +80,12 @@ func TestEnqueueIsDurableAndValidated(t *testing.T) {
 	}
 	if l, _ := q.List(); len(l) != 1 {
 		t.Errorf("%d messages after rejected enqueues, want 1", len(l))
+	}
+	// What smtp accepts, the queue takes: a local part over 64 octets (an
+	// SRS0 or VERP sender, a long recipient elsewhere), up to 254 octets.
+	long := strings.Repeat("s", 247) + "@b.test"
+	if _, err := q.Enqueue(ctx, long, []string{strings.Repeat("l", 70) + "@d.test"}, []byte("x")); err != nil {
+		t.Errorf("long local parts: %v", err)
 	}
 }
 

@@ -11,10 +11,15 @@ import (
 )
 
 // Limits from RFC 5321 §4.5.3.1: a path is at most 256 octets with its angle
-// brackets, a local part 64, a domain 255.
+// brackets, a domain 255. Its local-part limit (64) is not enforced, as by
+// Postfix (§4.5.3.1: avoid limits where possible): long local parts are
+// real (the SRS0 addresses of forwarders, VERP bounce addresses), and a
+// message smtp accepted must not fail here. The path bound is kept: it is
+// what every next hop must take (a longer one would bounce after our 250),
+// and the headers written from an address (Return-Path, Delivered-To, a
+// DSN's fields) stay far below RFC 5322's 998-octet lines.
 const (
 	MaxAddrLen   = 254
-	MaxLocalLen  = 64
 	MaxDomainLen = 255
 	MaxLabelLen  = 63
 )
@@ -36,9 +41,6 @@ func Valid(a string) bool {
 	}
 	local, domain, ok := Split(a)
 	if !ok || local == "" || domain == "" {
-		return false
-	}
-	if len(local) > MaxLocalLen {
 		return false
 	}
 	if strings.ContainsRune(local, ' ') && !(strings.HasPrefix(local, `"`) && strings.HasSuffix(local, `"`) && len(local) >= 2) {

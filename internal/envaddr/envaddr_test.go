@@ -18,7 +18,7 @@ func TestValid(t *testing.T) {
 		{`"bob smith"@example.com`, true},
 		{`"x@y"@example.net`, true},
 		{`"` + strings.Repeat("x", 30) + "@" + strings.Repeat("y", 31) + `"@example.net`, true}, // 64 octets quoted
-		{`"` + strings.Repeat("x", 31) + "@" + strings.Repeat("y", 31) + `"@example.net`, false},
+		{`"` + strings.Repeat("x", 31) + "@" + strings.Repeat("y", 31) + `"@example.net`, true}, // 65: no local-part limit
 		{"\"x@y\r\n\"@example.net", false},
 		{`"x@<y"@example.net`, false},
 		{"josé@exemple.fr", true},
@@ -35,7 +35,9 @@ func TestValid(t *testing.T) {
 		{"bob@example.com>", false},
 		{"<bob@example.com", false},
 		{"bob\x00@example.com", false},
-		{strings.Repeat("b", 65) + "@example.com", false},
+		{strings.Repeat("b", 65) + "@example.com", true},
+		{strings.Repeat("b", 242) + "@example.com", true},  // 254 octets: a 256-octet path
+		{strings.Repeat("b", 243) + "@example.com", false}, // 255
 		{"bob@" + strings.Repeat("a", 64) + ".com", false},
 		{"b@" + strings.Repeat("a.", 127) + "com", false},
 	} {
