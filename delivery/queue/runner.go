@@ -209,12 +209,8 @@ func (q *Queue) rescan() {
 		if room <= 0 {
 			break
 		}
-		m, err := q.sp.readEnvelope(id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			q.log.Error("unreadable envelope", "queue_id", id, "err", err)
+		m := q.envelopeToLoad(id)
+		if m == nil {
 			continue
 		}
 		q.mu.Lock()
@@ -245,6 +241,19 @@ func (q *Queue) refillDue(last *time.Time) bool {
 	}
 	*last = time.Now()
 	return true
+}
+
+// envelopeToLoad reads the envelope of id for the index; nil when it is
+// gone meanwhile or unreadable (logged: it stays on disk for the admin).
+func (q *Queue) envelopeToLoad(id string) *Message {
+	m, err := q.sp.readEnvelope(id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			q.log.Error("unreadable envelope", "queue_id", id, "err", err)
+		}
+		return nil
+	}
+	return m
 }
 
 // refill reads the spool for envelopes the index does not hold and loads
@@ -284,12 +293,8 @@ func (q *Queue) refill() {
 			if _, err := os.Lstat(q.sp.path(id, extData)); err != nil {
 				continue // being written by another process, or removed
 			}
-			m, err := q.sp.readEnvelope(id)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				q.log.Error("unreadable envelope", "queue_id", id, "err", err)
+			m := q.envelopeToLoad(id)
+			if m == nil {
 				continue
 			}
 			q.mu.Lock()
