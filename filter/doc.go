@@ -60,8 +60,11 @@
 // time gives a keep into the INBOX, logged with the user and the line, and
 // appended to ~/.dovecot.sieve.log as Pigeonhole does; a fileinto to a
 // folder that cannot be used (bad name, missing without :create) keeps to
-// the INBOX. A run past its limits (Options.Limits: MaxRunWork,
-// MaxRunTime, as Pigeonhole's sieve_max_cpu_time) is such a failure, and
+// the INBOX, into its one copy: its flags joined to those of a keep (the
+// copies into folders that may be missing are stored first, so the
+// INBOX's is known before it is written). A run past its limits
+// (Options.Limits: MaxRunWork, MaxRunTime, as Pigeonhole's
+// sieve_max_cpu_time) is such a failure, and
 // so is a script still running when three quarters of the delivery's time
 // are spent (scriptContext): the copy is delivered, never deferred, for
 // the sender's retry would spend the same again. Only a delivery
@@ -77,6 +80,8 @@
 // The milter's junk verdict (Recipient.Folder "Junk") meets the script as
 // in a Pigeonhole + rspamd setup where the LDA is told to deliver spam to
 // Junk: the implicit keep and an explicit keep (or fileinto "INBOX") go to
-// Junk, an explicit fileinto to any other folder wins, and discard,
+// Junk (and so does a fileinto kept for its missing folder, as
+// Pigeonhole's failure keep goes to the LDA's default mailbox), an
+// explicit fileinto to any other folder wins, and discard,
 // redirect and reject apply as written.
 package filter

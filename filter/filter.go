@@ -187,14 +187,7 @@ type plan struct {
 func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error {
 	errs := make([]error, len(rcpts))
 	mr := &messageReader{m: m}
-	var batch []delivery.Recipient // copies of m as it is
-	var owner []int                // recipient of each copy in batch
-	type edited struct {
-		rcpt   int
-		stores []delivery.Recipient
-		edit   *sieve.HeaderEdit
-	}
-	var editedCopies []edited
+	var plain []copyRef // recipients without a script: their copy as it came
 	plans := make([]*plan, len(rcpts))
 	sctx, cancel := scriptContext(ctx)
 	defer cancel()
@@ -206,11 +199,9 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			continue
 		}
 		if p == nil {
-			batch = append(batch, *r)
-			owner = append(owner, i)
+			plain = append(plain, copyRef{rcpt: i, store: -1})
 			continue
 		}
-		plans[i] = p
 		// A rejected message notifies no one (Pigeonhole would): the
 		// reject stays a 550 at DATA rather than a bounce from the queue.
 		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil || (len(p.notifies) > 0 && p.reject == nil)) {
@@ -218,42 +209,56 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 			errs[i] = &delivery.Error{Temporary: true, Reason: "the Sieve script asks for more than one copy", Err: delivery.ErrNeedsQueue}
 			continue
 		}
+		plans[i] = p
 		if p.reject != nil {
 			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
 			continue
 		}
+	}
+	sc := &storing{f: f, m: m, mr: mr, rcpts: rcpts, plans: plans}
+	// First the copies into folders that may be missing (fileinto without
+	// :create): one refused keeps to the INBOX, and only then is the
+	// INBOX's copy known, one per folder (keepMissing).
+	var tentative []copyRef
+	for i, p := range plans {
+		if p == nil || p.reject != nil {
+			continue
+		}
 		for j, s := range p.stores {
-			if e := p.edits[j]; e != nil {
-				// copies with the same edit are one message
-				k := len(editedCopies) - 1
-				for k >= 0 && (editedCopies[k].rcpt != i || editedCopies[k].edit != e) {
-					k--
-				}
-				if k < 0 {
-					editedCopies = append(editedCopies, edited{rcpt: i, edit: e})
-					k = len(editedCopies) - 1
-				}
-				editedCopies[k].stores = append(editedCopies[k].stores, s)
-				continue
+			if s.NoCreate {
+				tentative = append(tentative, copyRef{rcpt: i, store: j})
 			}
-			batch = append(batch, s)
-			owner = append(owner, i)
 		}
 	}
-	f.storeAll(ctx, m, batch, owner, errs)
-	for _, e := range editedCopies {
-		em, err := mr.edited(e.edit)
-		if err != nil {
-			// The edits cannot be applied: the copies go as received.
-			f.log.Warn("sieve: editheader not applied", "msg_id", m.ID, "to", rcpts[e.rcpt].Address, "err", err)
-			em = m
+	missing := make(map[int][]int) // recipient: its stores refused for a missing folder
+	for k, err := range sc.store(ctx, tentative) {
+		c := tentative[k]
+		if errors.Is(err, delivery.ErrNoFolder) {
+			s := plans[c.rcpt].stores[c.store]
+			f.log.Error("sieve: fileinto a folder that does not exist, kept in INBOX", "msg_id", m.ID, "to", s.Address, "folder", s.Folder)
+			missing[c.rcpt] = append(missing[c.rcpt], c.store)
+			continue
 		}
-		owners := make([]int, len(e.stores))
-		for j := range owners {
-			owners[j] = e.rcpt
+		errs[c.rcpt] = worse(errs[c.rcpt], err)
+	}
+	rest := plain
+	for i, p := range plans {
+		if p == nil || p.reject != nil {
+			continue
 		}
-		f.storeAll(ctx, em, e.stores, owners, errs)
+		if js := missing[i]; len(js) > 0 {
+			p.keepMissing(&rcpts[i], js)
+		}
+		for j, s := range p.stores {
+			if !s.NoCreate {
+				rest = append(rest, copyRef{rcpt: i, store: j})
+			}
+		}
+	}
+	for k, err := range sc.store(ctx, rest) {
+		i := rest[k].rcpt
+		errs[i] = worse(errs[i], err)
 	}
 	// Redirects and replies once the copies are durable: a copy that
 	// cannot be stored now (over quota, for days) queues nothing, however
@@ -267,32 +272,131 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	return errs
 }
 
-// storeAll stores copies (owner[j] is the recipient of copies[j]), keeps
-// to the INBOX the copies whose folder is missing, and records in errs the
-// worst outcome of each recipient's copies.
-func (f *Filter) storeAll(ctx context.Context, m *delivery.Message, copies []delivery.Recipient, owner []int, errs []error) {
-	if len(copies) == 0 {
-		return
+// copyRef names a copy to store: stores[store] of recipient rcpt's plan,
+// or (store -1) the recipient's copy as it came, without a script.
+type copyRef struct{ rcpt, store int }
+
+// storing stores the copies of one Deliver.
+type storing struct {
+	f      *Filter
+	m      *delivery.Message
+	mr     *messageReader
+	rcpts  []delivery.Recipient
+	plans  []*plan
+	edited map[*sieve.HeaderEdit]*delivery.Message // the message each edit makes
+}
+
+// store stores the copies refs names, those of the message as it is in
+// one call of the store and those carrying the same edit (editheader) in
+// one call each, and returns each one's error.
+func (sc *storing) store(ctx context.Context, refs []copyRef) []error {
+	res := make([]error, len(refs))
+	var batch []delivery.Recipient // copies of m as it is
+	var at []int                   // batch[n] is refs[at[n]]
+	type group struct {
+		edit   *sieve.HeaderEdit
+		rcpt   int
+		copies []delivery.Recipient
+		at     []int
 	}
-	res := f.o.Store.Deliver(ctx, m, copies)
-	var again []delivery.Recipient
-	var againOwner []int
-	for j, err := range res {
-		if errors.Is(err, delivery.ErrNoFolder) {
-			c := copies[j]
-			f.log.Error("sieve: fileinto a folder that does not exist, kept in INBOX", "msg_id", m.ID, "to", c.Address, "folder", c.Folder)
-			c.Folder, c.NoCreate = "", false
-			again = append(again, c)
-			againOwner = append(againOwner, owner[j])
+	var groups []*group
+	for k, c := range refs {
+		if c.store < 0 {
+			batch = append(batch, sc.rcpts[c.rcpt])
+			at = append(at, k)
 			continue
 		}
-		errs[owner[j]] = worse(errs[owner[j]], err)
+		p := sc.plans[c.rcpt]
+		s, e := p.stores[c.store], p.edits[c.store]
+		if e == nil {
+			batch = append(batch, s)
+			at = append(at, k)
+			continue
+		}
+		// copies with the same edit are one message
+		n := len(groups) - 1
+		for n >= 0 && (groups[n].rcpt != c.rcpt || groups[n].edit != e) {
+			n--
+		}
+		if n < 0 {
+			groups = append(groups, &group{edit: e, rcpt: c.rcpt})
+			n = len(groups) - 1
+		}
+		groups[n].copies = append(groups[n].copies, s)
+		groups[n].at = append(groups[n].at, k)
 	}
-	if len(again) > 0 {
-		for j, err := range f.o.Store.Deliver(ctx, m, again) {
-			errs[againOwner[j]] = worse(errs[againOwner[j]], err)
+	if len(batch) > 0 {
+		for n, err := range sc.f.o.Store.Deliver(ctx, sc.m, batch) {
+			res[at[n]] = err
 		}
 	}
+	for _, g := range groups {
+		em := sc.edited[g.edit]
+		if em == nil {
+			var err error
+			if em, err = sc.mr.edited(g.edit); err != nil {
+				// The edits cannot be applied: the copies go as received.
+				sc.f.log.Warn("sieve: editheader not applied", "msg_id", sc.m.ID, "to", sc.rcpts[g.rcpt].Address, "err", err)
+				em = sc.m
+			}
+			if sc.edited == nil {
+				sc.edited = make(map[*sieve.HeaderEdit]*delivery.Message)
+			}
+			sc.edited[g.edit] = em
+		}
+		for n, err := range sc.f.o.Store.Deliver(ctx, em, g.copies) {
+			res[g.at[n]] = err
+		}
+	}
+	return res
+}
+
+// keepMissing keeps to the INBOX the copies whose folder is missing
+// (stores[j] for j in missing, in order), as a fileinto to a name that
+// cannot be a folder (plan): one copy per folder, so into the INBOX's
+// copy when the plan has one (r.Folder, the milter's Junk verdict
+// standing in for it, as for Pigeonhole's failure keep into the default
+// mailbox), their flags joined to its own, its header and its key kept.
+// Otherwise one copy carries them all, with the header of the first, under
+// a key of its own (r.CopyKey and "-inbox"), the same at every try
+// whichever of the folders is missing then: a retry after a crash, a
+// folder created meanwhile, finds the copy the first try stored.
+func (p *plan) keepMissing(r *delivery.Recipient, missing []int) {
+	inbox := -1
+	for j, s := range p.stores {
+		if !s.NoCreate && strings.EqualFold(s.Folder, r.Folder) {
+			inbox = j
+			break
+		}
+	}
+	gone := make([]bool, len(p.stores))
+	for _, j := range missing {
+		gone[j] = true
+		if inbox < 0 {
+			c := *r
+			c.NoCreate, c.Flags = false, nil
+			if r.CopyKey != "" {
+				c.CopyKey = r.CopyKey + "-inbox"
+			}
+			p.stores = append(p.stores, c)
+			p.edits = append(p.edits, p.edits[j])
+			inbox = len(p.stores) - 1
+		}
+		for _, fl := range p.stores[j].Flags {
+			if !containsFold(p.stores[inbox].Flags, fl) {
+				p.stores[inbox].Flags = append(p.stores[inbox].Flags, fl)
+			}
+		}
+	}
+	n := 0
+	for j := range p.stores {
+		if j < len(gone) && gone[j] {
+			continue
+		}
+		p.stores[n], p.edits[n] = p.stores[j], p.edits[j]
+		n++
+	}
+	p.stores, p.edits = p.stores[:n], p.edits[:n]
 }
 
 // worse keeps the error that decides a recipient's outcome: a temporary
