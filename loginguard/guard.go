@@ -80,7 +80,10 @@ func loginKey(login string) string {
 	if len(login) > 256 {
 		login = login[:256]
 	}
-	return strings.ToLower(login)
+	// The directory matches logins as LDAP does (RFC 4518): case and
+	// white space around and between words do not count, so " bob" and
+	// "BOB  " are bob's login, and must share bob's count.
+	return strings.ToLower(strings.Join(strings.Fields(login), " "))
 }
 
 // countLocked returns the live count of k, forgetting it once stale.

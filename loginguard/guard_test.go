@@ -40,6 +40,23 @@ func TestManyAddressesSlowOneLogin(t *testing.T) {
 	}
 }
 
+// A login is counted as the directory matches it: its spellings with
+// other case or white space share one count.
+func TestLoginSpellingsShareACount(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	g := New(Options{Now: c.now})
+	for i, login := range []string{" bob", "BOB ", "\tbob  "} {
+		ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
+		g.Failed(login, ip)
+	}
+	if d := g.Delay("bob", netip.MustParseAddr("192.0.2.7")); d == 0 {
+		t.Error("three failures of bob's spellings: bob is not slowed down")
+	}
+	if d := g.Delay("b ob", netip.MustParseAddr("192.0.2.7")); d != 0 {
+		t.Errorf("b ob (another login) waits %v", d)
+	}
+}
+
 func TestDelaysAndBlocking(t *testing.T) {
 	c := &fakeClock{t: time.Unix(1e9, 0)}
 	g := New(Options{Now: c.now})
