@@ -203,14 +203,28 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 		}
 		return del
 	})
+	// A remote copy goes too when the address is the alias that reached
+	// it (origTo), as dropLoops takes a looping alias's forwards: else the
+	// message would leave for a recipient the milter removed.
 	s.tx.remote = slices.DeleteFunc(s.tx.remote, func(r string) bool {
-		del := dedupeKey(r) == k
+		del := dedupeKey(r) == k || dedupeKey(s.tx.origTo[r]) == k
 		if del {
 			found = true
-			delete(s.tx.seen, k)
+			rk := dedupeKey(r)
+			delete(s.tx.seen, rk)
+			delete(s.tx.origTo, r)
+			if s.tx.dsn != nil {
+				delete(s.tx.dsn.rcpts, rk)
+			}
 		}
 		return del
 	})
+	// The alias is no longer forwarded (no Delivered-To: for it), nor
+	// reported expanded.
+	s.tx.forwarded = slices.DeleteFunc(s.tx.forwarded, func(a string) bool { return dedupeKey(a) == k })
+	if s.tx.dsn != nil {
+		s.tx.dsn.expanded = slices.DeleteFunc(s.tx.dsn.expanded, func(x queue.Expansion) bool { return dedupeKey(x.Addr) == k })
+	}
 	log.Info("recipient removed by milter", "to", logValue(addr, 300), "found", found)
 }
 

@@ -1,0 +1,78 @@
+package smtp
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"courriel/milter"
+)
+
+// eomMilter makes the changes eom asks for at the end of each message.
+type eomMilter struct {
+	gomilter.NoOpMilter
+	eom func(gomilter.Modifier)
+}
+
+func (m *eomMilter) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, error) {
+	m.eom(mod)
+	return gomilter.RespContinue, nil
+}
+
+// newEOMMilterEnv is an env whose one milter makes eom's changes; opt
+// (when set) changes the Options further.
+func newEOMMilterEnv(t *testing.T, eom func(gomilter.Modifier), opt func(*Options)) *env {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gomilter.NewServer(gomilter.WithMilter(func() gomilter.Milter { return &eomMilter{eom: eom} }),
+		gomilter.WithActions(gomilter.AllClientSupportedActionMasks))
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	chain, err := milter.NewChain([]milter.Config{{Address: "inet:" + ln.Addr().String()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(t, Inbound, func(o *Options) {
+		o.Milters = chain
+		if opt != nil {
+			opt(o)
+		}
+	})
+}
+
+// A milter's DELRCPT of an alias removes the copies it forwards outside
+// too (fwd@hosted.example → dave@remote.example), not only local ones.
+func TestMilterDelRcptAliasDropsItsForward(t *testing.T) {
+	t.Parallel()
+	e := newEOMMilterEnv(t, func(m gomilter.Modifier) { m.DeleteRecipient("<fwd@hosted.example>") }, nil)
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<fwd@hosted.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
+	for _, m := range e.queue.all() {
+		if strings.Contains(strings.Join(m.rcpts, ","), "dave@") {
+			t.Errorf("the milter removed fwd@hosted.example, yet its forward is queued: %v", m.rcpts)
+		}
+	}
+	got := e.deliv.all()
+	if len(got) != 1 || len(got[0].rcpts) != 1 || got[0].rcpts[0].Address != "alice@mailbox.example" {
+		t.Errorf("delivered %+v, want alice's copy alone", got)
+	}
+
+	// The alias alone: nothing is left to send, and nothing leaves.
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<fwd@hosted.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
+	if q := e.queue.all(); len(q) != 0 {
+		t.Errorf("queued %d messages for a removed alias: %v", len(q), q[0].rcpts)
+	}
+}
