@@ -149,6 +149,14 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		s.milterDelRcpt(log, a)
 	}
 	for i, a := range res.AddRcpts {
+		if len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
+			// Past the limit the rest are logged and ignored, not looked
+			// up, as Postfix's cleanup ignores what does not fit: a 4xx
+			// would come again at every retry, for the same milter.
+			log.Warn("recipients added by milter ignored: recipient limit reached",
+				"ignored", len(res.AddRcpts)-i, "limit", s.srv.o.MaxRecipients)
+			break
+		}
 		var args string
 		if i < len(res.AddRcptArgs) {
 			args = res.AddRcptArgs[i]
@@ -230,8 +238,9 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 
 // milterAddRcpt adds a recipient as RCPT TO would, without the relay check
 // (the milter is the administrator's) and without telling the milters. An
-// address the directory does not know is dropped with a log line; a
-// directory failure makes the whole message 4xx (nothing is stored yet).
+// address the directory does not know is dropped with a log line, and so
+// is one past MaxRecipients; a directory failure makes the whole message
+// 4xx (nothing is stored yet).
 //
 // Its DSN parameters: without any (SMFIR_ADDRCPT), RFC 3461's defaults (no
 // NOTIFY: failures and delays are reported, no ORCPT); with
@@ -249,6 +258,10 @@ func (s *session) milterAddRcpt(log *slog.Logger, addr, args string) error {
 		return nil
 	case errors.As(err, &se) && se.Code >= 500:
 		log.Warn("recipient added by milter refused", "to", logValue(addr, 300), "reply", se.Message)
+		return nil
+	case errors.As(err, &se) && se.Code == replyTooManyRcpts.Code && se.EnhancedCode == replyTooManyRcpts.EnhancedCode:
+		// An alias whose copies do not all fit: ignored, as past the limit.
+		log.Warn("recipient added by milter ignored: recipient limit reached", "to", logValue(addr, 300))
 		return nil
 	}
 	log.Warn("recipient added by milter: temporary failure", "to", logValue(addr, 300), "err", err)

@@ -76,3 +76,55 @@ func TestMilterDelRcptAliasDropsItsForward(t *testing.T) {
 		t.Errorf("queued %d messages for a removed alias: %v", len(q), q[0].rcpts)
 	}
 }
+
+// A recipient a milter adds past MaxRecipients is logged and ignored, not
+// a 452 for the whole message (which every retry would get again), and
+// the message goes to the recipients it has.
+func TestMilterAddRcptPastLimitIgnored(t *testing.T) {
+	t.Parallel()
+	e := newEOMMilterEnv(t, func(m gomilter.Modifier) {
+		m.AddRecipient("<bob@mailbox.example>", "")
+		m.AddRecipient("<fwd@hosted.example>", "")
+	}, func(o *Options) { o.MaxRecipients = 1 })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	for i := 0; i < 2; i++ {
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
+	}
+	got := e.deliv.all()
+	if len(got) != 2 {
+		t.Fatalf("%d deliveries, want 2", len(got))
+	}
+	for _, d := range got {
+		if len(d.rcpts) != 1 || d.rcpts[0].Address != "alice@mailbox.example" {
+			t.Errorf("delivered to %+v, want alice alone", d.rcpts)
+		}
+	}
+	if q := e.queue.all(); len(q) != 0 {
+		t.Errorf("%d queued, want none", len(q))
+	}
+}
+
+// An alias a milter adds whose copies do not all fit is ignored too.
+func TestMilterAddRcptAliasPastLimitIgnored(t *testing.T) {
+	t.Parallel()
+	e := newEOMMilterEnv(t, func(m gomilter.Modifier) {
+		m.AddRecipient("<team@hosted.example>", "") // alice, bob, carol@remote.example
+	}, func(o *Options) { o.MaxRecipients = 2 })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: x\r\n\r\nbody\r\n.", "250 ")
+	got := e.deliv.all()
+	if len(got) != 1 || len(got[0].rcpts) != 1 || got[0].rcpts[0].Address != "alice@mailbox.example" {
+		t.Errorf("delivered %+v, want alice's copy alone", got)
+	}
+	if q := e.queue.all(); len(q) != 0 {
+		t.Errorf("%d queued, want none", len(q))
+	}
+}
