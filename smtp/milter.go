@@ -27,6 +27,15 @@ import (
 // DMARC quarantines, is filed (Maildir++ .Junk, IMAP's \Junk).
 const junkFolder = "Junk"
 
+// milterGrowth is how much the milters' changes may make a message larger
+// than MaxMessageBytes (our trace fields, given to them, included): half
+// of what the queue accepts past its own MaxMessageBytes, the same limit
+// (queue's traceAllowance, 64 KiB), the rest being for the fields
+// mailAuth adds after them. A milter that would grow it more has failed,
+// so that no grown message is refused by the queue (552 5.3.4 for a
+// message the client sent within the limit).
+const milterGrowth = 32 << 10
+
 // milterMail starts the milters' transaction; nil lets MAIL through. The
 // milters' session is opened at the first MAIL of a session (they
 // then hear connect and HELO, with the TLS of this session).
@@ -131,6 +140,9 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		Create:    func() (*os.File, error) { return createUnnamed(s.srv.o.SpoolDir) },
 		Threshold: s.srv.o.SpoolThreshold,
 		Limit:     s.srv.o.MaxMessageBytes,
+		// What the queue takes, with room left for the fields added
+		// after the milters (Authentication-Results:, an ARC set).
+		MaxMessage: s.srv.o.MaxMessageBytes + milterGrowth,
 	})
 	release = res.Close
 	size := int64(len(header)) + body.Size()
