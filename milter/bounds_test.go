@@ -117,3 +117,21 @@ func TestMessageGrowthBounded(t *testing.T) {
 		t.Errorf("Result %+v, header %q", res.Verdict, res.Header)
 	}
 }
+
+// A replaced body past Spool.Limit is a bound passed like the others: with
+// the accept policy the message goes on unchanged, but the verdict the
+// milter gave before it (a quarantine, X-Spam: Yes) is kept, not lost
+// with the body.
+func TestReplacedBodyTooLargeKeepsVerdict(t *testing.T) {
+	res := runChanges(t, Accept, Spool{Limit: 100 << 10}, func(m gomilter.Modifier) {
+		m.Quarantine("virus")
+		m.AddHeader("X-Spam", "Yes")
+		m.ReplaceBody(strings.NewReader(strings.Repeat("x", 200<<10)))
+	})
+	if res.Reply != nil || res.Modified || res.BodyReplaced || res.Header != nil {
+		t.Errorf("Result %+v, want the message unchanged", res)
+	}
+	if !res.Junk || res.JunkReason != "quarantine: virus" {
+		t.Errorf("junk %v (%q), want the quarantine kept", res.Junk, res.JunkReason)
+	}
+}

@@ -206,7 +206,7 @@ type packetConn struct {
 	spool     Spool
 	replaced  *bodyBuffer // the replaced body, once a milter sends one
 	buf       []byte      // for SMFIR_REPLBODY data
-	err       error       // a failure of the replaced body: the read fails
+	err       error       // a local failure of the replaced body: the read fails
 
 	// The changes counted since startReplacing, and the bound passed.
 	changes, changeBytes, headerBytes, addRcpts int64
@@ -312,9 +312,10 @@ func (c *packetConn) skip(code byte, n int64) error {
 	return nil
 }
 
-// replBody reads n bytes of a new body into c.replaced.
+// replBody reads n bytes of a new body into c.replaced; a body past
+// Spool.Limit, or one that comes after a bound was passed, is dropped.
 func (c *packetConn) replBody(n int64) error {
-	if c.replaced == nil {
+	if c.replaced == nil && c.over.why == "" {
 		c.replaced = newBodyBuffer(c.spool)
 	}
 	if c.buf == nil {
@@ -326,9 +327,17 @@ func (c *packetConn) replBody(n int64) error {
 			return err
 		}
 		n -= int64(m)
-		if c.err == nil {
-			c.err = c.replaced.write(c.buf[:m])
+		if c.err != nil || c.over.why != "" {
+			continue
 		}
+		err = c.replaced.write(c.buf[:m])
+		if errors.Is(err, errBodyTooLarge) {
+			c.over.why = err.Error()
+			c.replaced.close()
+			c.replaced = nil
+			continue
+		}
+		c.err = err
 	}
 	// Read to the end of the packet first: a local failure is reported
 	// with the connection still in step, though it is closed anyway.
