@@ -322,6 +322,7 @@ func (s *Session) Message(msg Content, sp Spool) *Result {
 		res.replaced = m.replaced
 	}()
 	var buf []byte // for the body's chunks, sized for the largest body
+	end := s.chain.now().Add(s.chain.budget)
 	maxSize := int64(0)
 	if sp.MaxMessage > 0 {
 		maxSize = max(sp.MaxMessage, m.headerSize()+m.body.Size())
@@ -334,10 +335,20 @@ func (s *Session) Message(msg Content, sp Spool) *Result {
 			}
 			continue
 		}
-		stop, err := s.message(mc, m, res, sp, maxSize, &buf)
+		left := end.Sub(s.chain.now())
+		if left <= 0 {
+			s.outOfTime(nil, res)
+			return res
+		}
+		stop, err := s.message(mc, m, res, sp, maxSize, min(left, mc.f.cfg.ContentTimeout), &buf)
 		var le *localError
 		if errors.As(err, &le) {
 			s.localFailure(mc, res, err)
+			return res
+		}
+		if err != nil && !s.chain.now().Before(end) {
+			mc.f.failed("end-of-message", err)
+			s.outOfTime(mc, res)
 			return res
 		}
 		if err != nil {
@@ -369,14 +380,26 @@ func (s *Session) localFailure(mc *mconn, res *Result, err error) {
 	res.Verdict = Verdict{Reply: &Reply{Code: 451, Status: "4.3.0", Text: "Local error in processing"}}
 }
 
+// outOfTime: the chain's MessageBudget ran out (mc, when set, is the
+// milter that was asked then, and is hung up). The message is refused for
+// now whatever the milters' policies: a later reply would reach the client
+// after it gave up.
+func (s *Session) outOfTime(mc *mconn, res *Result) {
+	s.log.Warn("milters out of time", "budget", s.chain.budget)
+	if mc != nil {
+		s.close(mc)
+	}
+	res.Verdict = Verdict{Reply: &Reply{Code: 451, Status: "4.3.0", Text: "Timeout in message processing"}}
+}
+
 // message runs DATA, the header, the body and end of message with one
 // milter and applies its changes to m and res. stop says res.Verdict is
 // final (a refusal or a discard). *buf is for the body's chunks, grown
 // as needed up to a chunk's size. Changes past the bounds of packetConn,
 // or that would make the message larger than maxSize (when set), are
-// the milter's failure (capped).
-func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, maxSize int64, buf *[]byte) (stop bool, err error) {
-	s.deadline(mc, mc.f.cfg.ContentTimeout)
+// the milter's failure (capped). timeout bounds the whole exchange.
+func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, maxSize int64, timeout time.Duration, buf *[]byte) (stop bool, err error) {
+	s.deadline(mc, timeout)
 	cs := mc.cs
 	act, err := cs.DataStart()
 	if err != nil {
