@@ -18,7 +18,22 @@ import (
 type Chain struct {
 	filters []*filter // immutable
 	log     *slog.Logger
+	// budget bounds the whole chain's time for one message
+	// (MessageBudget); now is the clock it is measured by (tests).
+	budget time.Duration
+	now    func() time.Time
 }
+
+// MessageBudget is the time all the milters of a chain have together for
+// one message (from DATA to the last end-of-message answer), each getting
+// at most its ContentTimeout of what is left. The client waits 10 minutes
+// for the reply to the final dot (RFC 5321 §4.5.3.2.6) and, after the
+// milters, the message still has its authentication and storage (smtp's
+// DeliveryTimeout, 2 minutes): past this budget the reply would come too
+// late, the client would retry while our copy is stored, a duplicate. So
+// when it runs out the message gets 451 whatever the milters' policies,
+// with nothing stored.
+const MessageBudget = 5 * time.Minute
 
 // filter is one configured milter and its last known state.
 type filter struct {
@@ -37,7 +52,7 @@ func NewChain(cfgs []Config, log *slog.Logger) (*Chain, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Chain{log: log}
+	c := &Chain{log: log, budget: MessageBudget, now: time.Now}
 	var errs []error
 	for _, cfg := range cfgs {
 		cfg.setDefaults()

@@ -65,7 +65,7 @@ type Config struct {
 	// CommandTimeout bounds each answer before the end of the message.
 	CommandTimeout time.Duration
 	// ContentTimeout bounds sending the message and the end-of-message
-	// answer.
+	// answer, within what is left of the chain's MessageBudget.
 	ContentTimeout time.Duration
 	// DefaultAction applies when the milter fails.
 	DefaultAction Policy

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 )
 
 // Content is a message or a body, read in place: a message is never held
@@ -29,6 +30,13 @@ type Spool struct {
 	// normalisation); a milter that sends more has failed. 0:
 	// DefaultBodyLimit.
 	Limit int64
+	// MaxMessage, when set, is the largest message (header and body, as
+	// given to Message) the milters' changes may leave (or the size of
+	// the message given, if larger): a milter whose changes would pass
+	// it has failed, and none of its changes is made. The caller sets it
+	// to what its store or queue accepts, so that a milter's growth is
+	// never refused there.
+	MaxMessage int64
 }
 
 // Defaults of Spool.
@@ -154,6 +162,35 @@ const maxPacket = 1<<20 + 4<<10
 // smfirReplBody is SMFIR_REPLBODY, a piece of a milter's new body.
 const smfirReplBody = 'b'
 
+// Bounds of one milter's changes at the end of a message. The library
+// keeps every modification packet in memory until the milter's last
+// answer, each up to maxPacket, any number of them: packetConn counts them
+// as they arrive and, past a bound, passes no more of them on (the milter
+// has failed; see Session.capped).
+const (
+	maxChanges      = 1000      // modification packets of any kind
+	maxChangeBytes  = 256 << 10 // their data
+	maxHeaderChange = 64 << 10  // data of ADDHEADER, INSHEADER, CHGHEADER
+	maxAddRcpts     = 100       // ADDRCPT and ADDRCPT_PAR: a directory lookup each
+)
+
+// change reports whether code is one of the modification packets counted
+// against the bounds above (not a body piece, not a final answer).
+func change(code byte) bool {
+	switch code {
+	case '+', '-', '2', 'e', 'h', 'i', 'm', 'q':
+		return true
+	}
+	return false
+}
+
+// overflow says why a milter's changes passed a bound (why, "" if none),
+// with a spam verdict found in a packet not passed on (junk, its reason).
+type overflow struct {
+	why  string
+	junk string
+}
+
 // packetConn is the connection to a milter as the library reads it: packet
 // by packet, each checked against maxPacket, and, while replacing is set
 // (the end of a message), the SMFIR_REPLBODY packets go to a bodyBuffer
@@ -169,7 +206,11 @@ type packetConn struct {
 	spool     Spool
 	replaced  *bodyBuffer // the replaced body, once a milter sends one
 	buf       []byte      // for SMFIR_REPLBODY data
-	err       error       // a failure of the replaced body: the read fails
+	err       error       // a local failure of the replaced body: the read fails
+
+	// The changes counted since startReplacing, and the bound passed.
+	changes, changeBytes, headerBytes, addRcpts int64
+	over                                        overflow
 }
 
 func (c *packetConn) Read(p []byte) (int, error) {
@@ -187,6 +228,17 @@ func (c *packetConn) Read(p []byte) (int, error) {
 			}
 			continue
 		}
+		if c.replacing && change(c.hdr[4]) {
+			if c.over.why == "" {
+				c.over.why = c.count(c.hdr[4], int64(length)-1)
+			}
+			if c.over.why != "" {
+				if err := c.skip(c.hdr[4], int64(length)-1); err != nil {
+					return 0, err
+				}
+				continue
+			}
+		}
 		c.hdrLeft, c.left = len(c.hdr), int64(length)-1
 	}
 	if c.hdrLeft > 0 {
@@ -202,9 +254,68 @@ func (c *packetConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// replBody reads n bytes of a new body into c.replaced.
+// count adds a modification packet of n data bytes to the milter's
+// changes; it returns the bound passed, if any.
+func (c *packetConn) count(code byte, n int64) string {
+	c.changes++
+	c.changeBytes += n
+	switch code {
+	case 'h', 'i', 'm':
+		c.headerBytes += n
+	case '+', '2':
+		c.addRcpts++
+	}
+	switch {
+	case c.changes > maxChanges:
+		return fmt.Sprintf("more than %d changes", maxChanges)
+	case c.changeBytes > maxChangeBytes:
+		return fmt.Sprintf("changes of more than %d bytes", maxChangeBytes)
+	case c.headerBytes > maxHeaderChange:
+		return fmt.Sprintf("header changes of more than %d bytes", maxHeaderChange)
+	case c.addRcpts > maxAddRcpts:
+		return fmt.Sprintf("more than %d recipients added", maxAddRcpts)
+	}
+	return ""
+}
+
+// skip reads and drops a modification packet of n data bytes, past a
+// bound: only a spam verdict in it (a quarantine, X-Spam: Yes) is kept.
+func (c *packetConn) skip(code byte, n int64) error {
+	var peek [512]byte
+	k, err := io.ReadFull(c.Conn, peek[:min(n, int64(len(peek)))])
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(io.Discard, c.Conn, n-int64(k)); err != nil {
+		return err
+	}
+	if c.over.junk != "" {
+		return nil
+	}
+	p := peek[:k]
+	switch code {
+	case 'q':
+		c.over.junk = "quarantine: " + sanitize(string(bytes.TrimRight(p, "\x00")), 200)
+	case 'i', 'm':
+		if len(p) < 4 {
+			return nil
+		}
+		p = p[4:]
+		fallthrough
+	case 'h':
+		name, rest, ok := bytes.Cut(p, []byte{0})
+		value, _, ok2 := bytes.Cut(rest, []byte{0})
+		if ok && ok2 && isSpamFlag(string(name), string(value)) {
+			c.over.junk = sanitize(string(name)+": "+strings.TrimSpace(string(value)), 64)
+		}
+	}
+	return nil
+}
+
+// replBody reads n bytes of a new body into c.replaced; a body past
+// Spool.Limit, or one that comes after a bound was passed, is dropped.
 func (c *packetConn) replBody(n int64) error {
-	if c.replaced == nil {
+	if c.replaced == nil && c.over.why == "" {
 		c.replaced = newBodyBuffer(c.spool)
 	}
 	if c.buf == nil {
@@ -216,23 +327,33 @@ func (c *packetConn) replBody(n int64) error {
 			return err
 		}
 		n -= int64(m)
-		if c.err == nil {
-			c.err = c.replaced.write(c.buf[:m])
+		if c.err != nil || c.over.why != "" {
+			continue
 		}
+		err = c.replaced.write(c.buf[:m])
+		if errors.Is(err, errBodyTooLarge) {
+			c.over.why = err.Error()
+			c.replaced.close()
+			c.replaced = nil
+			continue
+		}
+		c.err = err
 	}
 	// Read to the end of the packet first: a local failure is reported
 	// with the connection still in step, though it is closed anyway.
 	return c.err
 }
 
-// startReplacing diverts SMFIR_REPLBODY packets to a new body until
-// stopReplacing, which returns it (nil if the milter sent none).
+// startReplacing diverts SMFIR_REPLBODY packets to a new body, and counts
+// the other changes, until stopReplacing, which returns the body (nil if
+// the milter sent none, or passed a bound) and the bound passed.
 func (c *packetConn) startReplacing(sp Spool) {
 	c.replacing, c.spool, c.replaced, c.err = true, sp, nil, nil
+	c.changes, c.changeBytes, c.headerBytes, c.addRcpts, c.over = 0, 0, 0, 0, overflow{}
 }
 
-func (c *packetConn) stopReplacing() (*bodyBuffer, error) {
-	b, err := c.replaced, c.err
-	c.replacing, c.replaced, c.err, c.buf = false, nil, nil, nil
-	return b, err
+func (c *packetConn) stopReplacing() (*bodyBuffer, overflow, error) {
+	b, over, err := c.replaced, c.over, c.err
+	c.replacing, c.replaced, c.err, c.buf, c.over = false, nil, nil, nil, overflow{}
+	return b, over, err
 }

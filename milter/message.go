@@ -191,6 +191,18 @@ func (m *message) header() []byte {
 	return out
 }
 
+// headerSize is the size of header(), the blank line included.
+func (m *message) headerSize() int64 {
+	var n int64
+	for _, f := range m.fields {
+		n += int64(len(f.raw))
+	}
+	if m.sep {
+		n += 2
+	}
+	return n
+}
+
 // replaceBody makes b the body (a milter's SMFIR_REPLBODY), freeing the
 // body an earlier milter sent.
 func (m *message) replaceBody(b *bodyBuffer) {

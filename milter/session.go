@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -321,6 +322,11 @@ func (s *Session) Message(msg Content, sp Spool) *Result {
 		res.replaced = m.replaced
 	}()
 	var buf []byte // for the body's chunks, sized for the largest body
+	end := s.chain.now().Add(s.chain.budget)
+	maxSize := int64(0)
+	if sp.MaxMessage > 0 {
+		maxSize = max(sp.MaxMessage, m.headerSize()+m.body.Size())
+	}
 	for _, mc := range s.conns {
 		if v, skip := s.skipTx(mc); skip {
 			if v.Reply != nil {
@@ -329,10 +335,20 @@ func (s *Session) Message(msg Content, sp Spool) *Result {
 			}
 			continue
 		}
-		stop, err := s.message(mc, m, res, sp, &buf)
+		left := end.Sub(s.chain.now())
+		if left <= 0 {
+			s.outOfTime(nil, res)
+			return res
+		}
+		stop, err := s.message(mc, m, res, sp, maxSize, min(left, mc.f.cfg.ContentTimeout), &buf)
 		var le *localError
 		if errors.As(err, &le) {
 			s.localFailure(mc, res, err)
+			return res
+		}
+		if err != nil && !s.chain.now().Before(end) {
+			mc.f.failed("end-of-message", err)
+			s.outOfTime(mc, res)
 			return res
 		}
 		if err != nil {
@@ -364,12 +380,26 @@ func (s *Session) localFailure(mc *mconn, res *Result, err error) {
 	res.Verdict = Verdict{Reply: &Reply{Code: 451, Status: "4.3.0", Text: "Local error in processing"}}
 }
 
+// outOfTime: the chain's MessageBudget ran out (mc, when set, is the
+// milter that was asked then, and is hung up). The message is refused for
+// now whatever the milters' policies: a later reply would reach the client
+// after it gave up.
+func (s *Session) outOfTime(mc *mconn, res *Result) {
+	s.log.Warn("milters out of time", "budget", s.chain.budget)
+	if mc != nil {
+		s.close(mc)
+	}
+	res.Verdict = Verdict{Reply: &Reply{Code: 451, Status: "4.3.0", Text: "Timeout in message processing"}}
+}
+
 // message runs DATA, the header, the body and end of message with one
 // milter and applies its changes to m and res. stop says res.Verdict is
 // final (a refusal or a discard). *buf is for the body's chunks, grown
-// as needed up to a chunk's size.
-func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf *[]byte) (stop bool, err error) {
-	s.deadline(mc, mc.f.cfg.ContentTimeout)
+// as needed up to a chunk's size. Changes past the bounds of packetConn,
+// or that would make the message larger than maxSize (when set), are
+// the milter's failure (capped). timeout bounds the whole exchange.
+func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, maxSize int64, timeout time.Duration, buf *[]byte) (stop bool, err error) {
+	s.deadline(mc, timeout)
 	cs := mc.cs
 	act, err := cs.DataStart()
 	if err != nil {
@@ -440,7 +470,7 @@ func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf *[]b
 	}
 	mc.pc.startReplacing(sp)
 	mods, act, err := cs.End()
-	replaced, rerr := mc.pc.stopReplacing()
+	replaced, over, rerr := mc.pc.stopReplacing()
 	if rerr != nil {
 		replaced.close()
 		return false, rerr
@@ -450,7 +480,32 @@ func (s *Session) message(mc *mconn, m *message, res *Result, sp Spool, buf *[]b
 		return false, err
 	}
 	mc.inTx = false
+	if over.why != "" {
+		replaced.close() // one sent before a bound on the other changes
+		junk, reason := verdictOf(mods)
+		if !junk && over.junk != "" {
+			junk, reason = true, over.junk
+		}
+		return s.capped(mc, res, act, over.why, junk, reason), nil
+	}
+	fields, sep, before := slices.Clone(m.fields), m.sep, *res
 	s.apply(mc, m, res, mods, leading)
+	if maxSize > 0 {
+		size := m.headerSize() + m.body.Size()
+		if replaced != nil {
+			size += replaced.size - m.body.Size()
+			if !m.sep && replaced.size > 0 {
+				size += 2 // the blank line replaceBody adds
+			}
+		}
+		if size > maxSize {
+			junk, reason := res.Junk && !before.Junk, res.JunkReason
+			m.fields, m.sep, *res = fields, sep, before
+			replaced.close()
+			why := fmt.Sprintf("the message would grow to %d bytes, more than %d", size, maxSize)
+			return s.capped(mc, res, act, why, junk, reason), nil
+		}
+	}
 	if replaced != nil {
 		res.Modified = true
 		m.replaceBody(replaced)
@@ -508,6 +563,46 @@ func (s *Session) apply(mc *mconn, m *message, res *Result, mods []gomilter.Modi
 		}
 		log.Debug("milter change", "change", sanitize(ma.String(), 200))
 	}
+}
+
+// capped: a milter's changes passed a bound (why) and none is made. Its
+// own refusal or discard stands (it needs none of its changes); else the
+// milter has failed and its default action answers, with the accept
+// policy the message going on as it was, but filed as junk when the
+// milter said so (junk, reason: a quarantine or a spam flag among its
+// changes), since that verdict only makes the delivery safer. It returns
+// whether res.Verdict is final.
+func (s *Session) capped(mc *mconn, res *Result, act *gomilter.Action, why string, junk bool, reason string) bool {
+	s.log.Warn("milter changes refused: past a bound", "milter", mc.f.cfg.Address, "why", why, "junk", junk)
+	switch act.Type {
+	case gomilter.ActionReject, gomilter.ActionTempFail, gomilter.ActionRejectWithCode, gomilter.ActionDiscard:
+		v, stop := s.action(mc, "end-of-message", act)
+		res.Verdict = v
+		return stop
+	}
+	if junk && !res.Junk {
+		res.Junk, res.JunkReason = true, reason
+	}
+	v, stop := s.failed(mc, "end-of-message", errors.New("milter changes past a bound: "+why))
+	if stop {
+		res.Verdict = v
+	}
+	return stop
+}
+
+// verdictOf finds a spam verdict among a milter's changes, as apply would.
+func verdictOf(mods []gomilter.ModifyAction) (junk bool, reason string) {
+	for _, ma := range mods {
+		switch ma.Type {
+		case gomilter.ActionQuarantine:
+			return true, "quarantine: " + sanitize(ma.Reason, 200)
+		case gomilter.ActionAddHeader, gomilter.ActionInsertHeader, gomilter.ActionChangeHeader:
+			if ma.HeaderValue != "" && isSpamFlag(ma.HeaderName, ma.HeaderValue) {
+				return true, sanitize(ma.HeaderName+": "+strings.TrimSpace(ma.HeaderValue), 64)
+			}
+		}
+	}
+	return false, ""
 }
 
 // isSpamFlag: the spam verdict headers of rspamd (X-Spam: Yes) and

@@ -27,6 +27,15 @@ import (
 // DMARC quarantines, is filed (Maildir++ .Junk, IMAP's \Junk).
 const junkFolder = "Junk"
 
+// milterGrowth is how much the milters' changes may make a message larger
+// than MaxMessageBytes (our trace fields, given to them, included): half
+// of what the queue accepts past its own MaxMessageBytes, the same limit
+// (queue's traceAllowance, 64 KiB), the rest being for the fields
+// mailAuth adds after them. A milter that would grow it more has failed,
+// so that no grown message is refused by the queue (552 5.3.4 for a
+// message the client sent within the limit).
+const milterGrowth = 32 << 10
+
 // milterMail starts the milters' transaction; nil lets MAIL through. The
 // milters' session is opened at the first MAIL of a session (they
 // then hear connect and HELO, with the TLS of this session).
@@ -131,6 +140,9 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		Create:    func() (*os.File, error) { return createUnnamed(s.srv.o.SpoolDir) },
 		Threshold: s.srv.o.SpoolThreshold,
 		Limit:     s.srv.o.MaxMessageBytes,
+		// What the queue takes, with room left for the fields added
+		// after the milters (Authentication-Results:, an ARC set).
+		MaxMessage: s.srv.o.MaxMessageBytes + milterGrowth,
 	})
 	release = res.Close
 	size := int64(len(header)) + body.Size()
@@ -149,6 +161,14 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		s.milterDelRcpt(log, a)
 	}
 	for i, a := range res.AddRcpts {
+		if len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
+			// Past the limit the rest are logged and ignored, not looked
+			// up, as Postfix's cleanup ignores what does not fit: a 4xx
+			// would come again at every retry, for the same milter.
+			log.Warn("recipients added by milter ignored: recipient limit reached",
+				"ignored", len(res.AddRcpts)-i, "limit", s.srv.o.MaxRecipients)
+			break
+		}
 		var args string
 		if i < len(res.AddRcptArgs) {
 			args = res.AddRcptArgs[i]
@@ -203,21 +223,36 @@ func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
 		}
 		return del
 	})
+	// A remote copy goes too when the address is the alias that reached
+	// it (origTo), as dropLoops takes a looping alias's forwards: else the
+	// message would leave for a recipient the milter removed.
 	s.tx.remote = slices.DeleteFunc(s.tx.remote, func(r string) bool {
-		del := dedupeKey(r) == k
+		del := dedupeKey(r) == k || dedupeKey(s.tx.origTo[r]) == k
 		if del {
 			found = true
-			delete(s.tx.seen, k)
+			rk := dedupeKey(r)
+			delete(s.tx.seen, rk)
+			delete(s.tx.origTo, r)
+			if s.tx.dsn != nil {
+				delete(s.tx.dsn.rcpts, rk)
+			}
 		}
 		return del
 	})
+	// The alias is no longer forwarded (no Delivered-To: for it), nor
+	// reported expanded.
+	s.tx.forwarded = slices.DeleteFunc(s.tx.forwarded, func(a string) bool { return dedupeKey(a) == k })
+	if s.tx.dsn != nil {
+		s.tx.dsn.expanded = slices.DeleteFunc(s.tx.dsn.expanded, func(x queue.Expansion) bool { return dedupeKey(x.Addr) == k })
+	}
 	log.Info("recipient removed by milter", "to", logValue(addr, 300), "found", found)
 }
 
 // milterAddRcpt adds a recipient as RCPT TO would, without the relay check
 // (the milter is the administrator's) and without telling the milters. An
-// address the directory does not know is dropped with a log line; a
-// directory failure makes the whole message 4xx (nothing is stored yet).
+// address the directory does not know is dropped with a log line, and so
+// is one past MaxRecipients; a directory failure makes the whole message
+// 4xx (nothing is stored yet).
 //
 // Its DSN parameters: without any (SMFIR_ADDRCPT), RFC 3461's defaults (no
 // NOTIFY: failures and delays are reported, no ORCPT); with
@@ -235,6 +270,10 @@ func (s *session) milterAddRcpt(log *slog.Logger, addr, args string) error {
 		return nil
 	case errors.As(err, &se) && se.Code >= 500:
 		log.Warn("recipient added by milter refused", "to", logValue(addr, 300), "reply", se.Message)
+		return nil
+	case errors.As(err, &se) && se.Code == replyTooManyRcpts.Code && se.EnhancedCode == replyTooManyRcpts.EnhancedCode:
+		// An alias whose copies do not all fit: ignored, as past the limit.
+		log.Warn("recipient added by milter ignored: recipient limit reached", "to", logValue(addr, 300))
 		return nil
 	}
 	log.Warn("recipient added by milter: temporary failure", "to", logValue(addr, 300), "err", err)
