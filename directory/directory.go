@@ -166,7 +166,7 @@ func (d *Directory) cachedSearch(ctx context.Context, filter string, attrs []str
 	if one {
 		key += "\x00one"
 	}
-	entries, hit, err := d.cache.do(key, func() ([]*ldap.Entry, error) {
+	entries, hit, err := d.cache.do(ctx, key, func() ([]*ldap.Entry, error) {
 		return d.searchNow(ctx, filter, attrs, one)
 	})
 	if hit {

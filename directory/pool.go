@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -132,6 +133,12 @@ func (p *connPool) dialFirst(ctx context.Context, urls []string) (*ldap.Conn, in
 	return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
+// dialOne connects to raw, upgrades the connection to TLS (StartTLS) and
+// binds as the service account. The whole setup is bounded: by a deadline
+// on the socket, DialTimeout+RequestTimeout from now or ctx's deadline if
+// sooner, and by ctx's end, so that a server that accepts the connection
+// and then stalls (in the TLS handshake, which go-ldap does not bound)
+// never holds the caller, nor the pool slot it dials in.
 func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -141,14 +148,73 @@ func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) 
 	if tlsConf.ServerName == "" {
 		tlsConf.ServerName = u.Hostname()
 	}
-	d := &net.Dialer{Timeout: p.opts.DialTimeout}
-	if dl, ok := ctx.Deadline(); ok {
-		d.Deadline = dl
+	deadline := time.Now().Add(p.opts.DialTimeout + p.opts.RequestTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
 	}
-	c, err := ldap.DialURL(raw, ldap.DialWithDialer(d), ldap.DialWithTLSConfig(tlsConf))
+	d := &net.Dialer{Timeout: p.opts.DialTimeout, Deadline: deadline}
+	nc, err := dialTransport(ctx, d, u)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", raw, err)
 	}
+	// The deadline covers every read and write of the setup; ctx's end
+	// moves it to now, which fails whatever step is under way.
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	c, err := p.setup(nc, u, raw, tlsConf)
+	if !stop() && err == nil {
+		// ctx ended as the setup finished: the deadline may be in the
+		// past now, and the caller has gone.
+		c.Close()
+		err = fmt.Errorf("connect %s: %w", raw, ctx.Err())
+	}
+	if err != nil {
+		return nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// dialTransport opens the connection u names, as go-ldap's DialURL does
+// (ldaps:// with its TLS handshake done), but keeps the net.Conn in hand
+// for dialOne's deadline.
+func dialTransport(ctx context.Context, d *net.Dialer, u *url.URL) (net.Conn, error) {
+	switch u.Scheme {
+	case "ldapi":
+		path := u.Host
+		if path == "" {
+			path = u.Path
+		}
+		if path == "" || path == "/" {
+			path = "/var/run/slapd/ldapi"
+		}
+		return d.DialContext(ctx, "unix", path)
+	case "ldap", "ldaps":
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = ldap.DefaultLdapPort
+			if u.Scheme == "ldaps" {
+				port = ldap.DefaultLdapsPort
+			}
+		}
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	}
+	return nil, fmt.Errorf("unknown scheme %q", u.Scheme)
+}
+
+// setup runs the LDAP layer of dialOne on nc: the ldaps:// handshake or
+// StartTLS, then the service bind. On failure nc is closed.
+func (p *connPool) setup(nc net.Conn, u *url.URL, raw string, tlsConf *tls.Config) (*ldap.Conn, error) {
+	if u.Scheme == "ldaps" {
+		tc := tls.Client(nc, tlsConf)
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("connect %s: %w", raw, ldap.NewError(ldap.ErrorNetwork, err))
+		}
+		nc = tc
+	}
+	c := ldap.NewConn(nc, u.Scheme == "ldaps")
+	c.Start()
 	c.SetTimeout(p.opts.RequestTimeout)
 	if p.opts.StartTLS && u.Scheme == "ldap" {
 		if err := c.StartTLS(tlsConf); err != nil {
