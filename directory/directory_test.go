@@ -722,6 +722,36 @@ maildrop: zoe@xoyize.xyz
 	}
 }
 
+// A catch-all names who may send as the addresses of its domain, not who
+// may log in as them: with xomail owning @hosted-domain.com, a made-up
+// address of the domain is no login (each would be a fresh name for the
+// per-login failure count), nor is the catch-all's own key; xomail's own
+// addresses still are.
+func TestCatchAllGivesNoLogin(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	s.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: @hosted-domain.com\n")
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	for _, login := range []string{"random0@hosted-domain.com", "Random1@Hosted-Domain.com", "@hosted-domain.com"} {
+		if u, err := d.Authenticate(ctx, login, testenv.XomailPassword); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("Authenticate(%q, xomail's password) = %q, %v; want ErrInvalidCredentials", login, u.Login, err)
+		}
+		if u, err := d.LookupUser(ctx, login); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("LookupUser(%q) = %q, %v; want ErrNotFound", login, u.Login, err)
+		}
+	}
+	for _, login := range []string{"xomail", "test0@hosted-domain.com", "xomail@xoyize.xyz"} {
+		if u, err := d.Authenticate(ctx, login, testenv.XomailPassword); err != nil || u.Login != "xomail" {
+			t.Errorf("Authenticate(%q) = %q, %v; want xomail", login, u.Login, err)
+		}
+	}
+	// Sender ownership still goes through the catch-all, as in Postfix.
+	if got, err := d.SenderLogins(ctx, "random0@hosted-domain.com"); err != nil || !slices.Equal(got, []string{"xomail"}) {
+		t.Errorf("SenderLogins(random0@hosted-domain.com) = %q, %v; want [xomail]", got, err)
+	}
+}
+
 // A homeDirectory with a trailing slash is the same directory, as Postfix
 // and Dovecot take it; a relative one or one with ".." is still refused.
 func TestHomeDirectoryCleaned(t *testing.T) {

@@ -25,6 +25,11 @@
 // ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
 // never a partial list, never a bounce.
 //
+// A login is a uid or an address listed on the user's entry (the senders
+// query, exact key): a catch-all "@domain" lets its owner send as any
+// address of the domain (SenderLogins, as Postfix's
+// smtpd_sender_login_maps), never log in as one.
+//
 // The hosted-domain check only asks whether an entry exists: one entry, no
 // attribute, so that a domain with more entries than the size limit is
 // found. A lookup that reads one attribute asks only for the entries that
