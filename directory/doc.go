@@ -21,8 +21,10 @@
 // ("john doe"@example.org), and each part is checked with the queue's
 // envelope address check (internal/envaddr): a part that is no address is
 // dropped and logged, at RCPT time, never refused after DATA. An expansion
-// past AliasExpansionLimit addresses or AliasRecursionLimit levels is
-// ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
+// whose list grows past AliasExpansionLimit addresses (counted as
+// Postfix's cleanup counts its working list: each alias replaced by its
+// targets, so a list of exactly the limit passes) or nests past
+// AliasRecursionLimit levels is ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
 // never a partial list, never a bounce.
 //
 // A login is a uid or an address listed on the user's entry (the senders
