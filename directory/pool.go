@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -17,6 +18,15 @@ import (
 // connPool keeps up to size open connections to the directory, each bound
 // as bindDN (empty: anonymous). Broken connections are dropped, never put
 // back, so a restarted server is reached again on the next call.
+//
+// Each connection remembers which URL it reached. While some are on a
+// later URL than the first (a failover), an earlier URL that answers again
+// retires them: idle ones are closed at once, busy ones when they come
+// back, so that lookups go back to the preferred server (the node's local
+// replica, the one the Watcher follows) instead of staying on the
+// fallback for as long as its connections live. The Watcher reports an
+// earlier URL back (retire); without one, get tries the earlier URLs every
+// checkEvery while connections are on a later one.
 type connPool struct {
 	opts   *Options
 	urls   []string // tried in order
@@ -25,13 +35,35 @@ type connPool struct {
 	bindPW string
 	idle   chan *ldap.Conn // idle, healthy connections
 	slots  chan struct{}   // one token per open connection: bounds the pool
+	// checkEvery is how often get tries the earlier URLs while a
+	// connection is on a later one; 0: never.
+	checkEvery time.Duration
+	// onRetire is called after connections were retired (the cache may
+	// hold answers from the fallback); may be nil.
+	onRetire func()
+
+	mu        sync.Mutex
+	conns     map[*ldap.Conn]*pooledConn // guarded by mu; every connection get handed out, until discarded
+	lastCheck time.Time                  // guarded by mu
+	checking  bool                       // guarded by mu
 }
+
+// pooledConn is what the pool knows of one of its connections.
+type pooledConn struct {
+	at      int  // index in urls
+	retired bool // an earlier URL answers again: close it when it comes back
+}
+
+// preferredCheckEvery is connPool.checkEvery.
+const preferredCheckEvery = 30 * time.Second
 
 func newConnPool(o *Options, tlsConf *tls.Config, bindDN, bindPW string) *connPool {
 	return &connPool{
 		opts: o, urls: o.URLs, tls: tlsConf, bindDN: bindDN, bindPW: bindPW,
-		idle:  make(chan *ldap.Conn, o.PoolSize),
-		slots: make(chan struct{}, o.PoolSize),
+		idle:       make(chan *ldap.Conn, o.PoolSize),
+		slots:      make(chan struct{}, o.PoolSize),
+		checkEvery: preferredCheckEvery,
+		conns:      map[*ldap.Conn]*pooledConn{},
 	}
 }
 
@@ -56,47 +88,68 @@ func buildTLSConfig(o *Options) (*tls.Config, error) {
 // get returns a connection: an idle one, or a new one when the pool has room,
 // or waits for one to come back.
 func (p *connPool) get(ctx context.Context) (*ldap.Conn, error) {
+	p.maybeCheckPreferred()
 	select {
 	case c := <-p.idle:
-		if !c.IsClosing() {
+		if p.usable(c) {
 			return c, nil
 		}
-		c.Close()
-		<-p.slots
+		p.discard(c)
 	default:
 	}
 	select {
 	case c := <-p.idle:
-		if !c.IsClosing() {
+		if p.usable(c) {
 			return c, nil
 		}
-		c.Close()
-		<-p.slots
+		p.discard(c)
 		return p.get(ctx)
 	case p.slots <- struct{}{}:
-		c, err := p.dial(ctx)
+		c, at, err := p.dialFirst(ctx, p.urls)
 		if err != nil {
 			<-p.slots
 			return nil, err
 		}
+		p.mu.Lock()
+		p.conns[c] = &pooledConn{at: at}
+		p.mu.Unlock()
 		return c, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: waiting for an LDAP connection: %v", ErrUnavailable, ctx.Err())
 	}
 }
 
-// put gives c back; a connection that saw a transport error is closed.
+// usable reports whether c, taken from idle, may be handed out.
+func (p *connPool) usable(c *ldap.Conn) bool {
+	if c.IsClosing() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc := p.conns[c]
+	return pc == nil || !pc.retired
+}
+
+// discard closes c and frees its slot.
+func (p *connPool) discard(c *ldap.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	<-p.slots
+}
+
+// put gives c back; a connection that saw a transport error is closed, and
+// so is one retired meanwhile.
 func (p *connPool) put(c *ldap.Conn, broken bool) {
-	if broken || c.IsClosing() {
-		c.Close()
-		<-p.slots
+	if broken || !p.usable(c) {
+		p.discard(c)
 		return
 	}
 	select {
 	case p.idle <- c:
 	default:
-		c.Close()
-		<-p.slots
+		p.discard(c)
 	}
 }
 
@@ -104,12 +157,78 @@ func (p *connPool) close() {
 	for {
 		select {
 		case c := <-p.idle:
-			c.Close()
-			<-p.slots
+			p.discard(c)
 		default:
 			return
 		}
 	}
+}
+
+// retire marks every connection to a URL after urls[at] as retired, and
+// closes those that are idle.
+func (p *connPool) retire(at int) {
+	n := 0
+	p.mu.Lock()
+	for _, pc := range p.conns {
+		if pc.at > at && !pc.retired {
+			pc.retired = true
+			n++
+		}
+	}
+	p.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	for range cap(p.idle) {
+		select {
+		case c := <-p.idle:
+			p.put(c, false)
+		default:
+		}
+	}
+	if p.onRetire != nil {
+		p.onRetire()
+	}
+}
+
+// maybeCheckPreferred starts, at most every checkEvery and one at a time,
+// a check of the URLs before the latest one a connection is on: the
+// first that answers retires the connections after it.
+func (p *connPool) maybeCheckPreferred() {
+	if p.checkEvery <= 0 {
+		return
+	}
+	p.mu.Lock()
+	latest := 0
+	for _, pc := range p.conns {
+		if !pc.retired {
+			latest = max(latest, pc.at)
+		}
+	}
+	now := time.Now()
+	if latest == 0 || p.checking || now.Sub(p.lastCheck) < p.checkEvery {
+		p.mu.Unlock()
+		return
+	}
+	p.checking, p.lastCheck = true, now
+	p.mu.Unlock()
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			p.checking = false
+			p.mu.Unlock()
+		}()
+		for i, raw := range p.urls[:latest] {
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.DialTimeout+p.opts.RequestTimeout)
+			c, err := p.dialOne(ctx, raw)
+			cancel()
+			if err == nil {
+				c.Close()
+				p.retire(i)
+				return
+			}
+		}
+	}()
 }
 
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
