@@ -95,7 +95,7 @@ func New(o Options) (*Directory, error) {
 	return d, nil
 }
 
-// Close drops idle connections.
+// Close drops idle connections, and the busy ones when their calls end.
 func (d *Directory) Close() error {
 	d.searches.close()
 	d.binds.close()

@@ -46,6 +46,7 @@ type connPool struct {
 	conns     map[*ldap.Conn]*pooledConn // guarded by mu; every connection get handed out, until discarded
 	lastCheck time.Time                  // guarded by mu
 	checking  bool                       // guarded by mu
+	closed    bool                       // guarded by mu; close was called
 }
 
 // pooledConn is what the pool knows of one of its connections.
@@ -119,7 +120,8 @@ func (p *connPool) get(ctx context.Context) (*ldap.Conn, error) {
 	}
 }
 
-// usable reports whether c, taken from idle, may be handed out.
+// usable reports whether c, taken from idle or given back, may be kept:
+// not closing, not retired, and the pool not closed.
 func (p *connPool) usable(c *ldap.Conn) bool {
 	if c.IsClosing() {
 		return false
@@ -127,7 +129,7 @@ func (p *connPool) usable(c *ldap.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pc := p.conns[c]
-	return pc == nil || !pc.retired
+	return !p.closed && (pc == nil || !pc.retired)
 }
 
 // discard closes c and frees its slot.
@@ -140,7 +142,8 @@ func (p *connPool) discard(c *ldap.Conn) {
 }
 
 // put gives c back; a connection that saw a transport error is closed, and
-// so is one retired meanwhile.
+// so is one retired meanwhile or given back to a closed pool (a call in
+// flight when a replaced Directory was closed).
 func (p *connPool) put(c *ldap.Conn, broken bool) {
 	if broken || !p.usable(c) {
 		p.discard(c)
@@ -153,7 +156,12 @@ func (p *connPool) put(c *ldap.Conn, broken bool) {
 	}
 }
 
+// close closes the idle connections now and the busy ones as they come
+// back.
 func (p *connPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	for {
 		select {
 		case c := <-p.idle:

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
+
+	"courriel/internal/testenv"
 )
 
 // stalledStartTLS listens for LDAP connections, answers a StartTLS request
@@ -113,5 +115,44 @@ func TestDialStalledStartTLSEndsWithContext(t *testing.T) {
 	}
 	if n := len(p.slots); n != 0 {
 		t.Errorf("%d pool slots still taken", n)
+	}
+}
+
+// A connection in use when its Directory is closed (a replaced client,
+// closed a minute after a SIGHUP) is closed when it comes back, not kept
+// idle in the closed pool for good.
+func TestConnBackToClosedPoolIsClosed(t *testing.T) {
+	s := testenv.StartSlapd(t)
+	d, err := New(Options{
+		URLs: []string{s.URL()}, StartTLS: true, CAFile: s.CAFile(), RequireCert: true,
+		BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
+		MailboxDomains: []string{"xoyize.xyz"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	busy, err := d.searches.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := d.searches.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.searches.put(idle, false)
+	d.Close()
+	if !idle.IsClosing() {
+		t.Error("an idle connection is still open after Close")
+	}
+	d.searches.put(busy, false)
+	if !busy.IsClosing() {
+		t.Error("a connection given back after Close is still open")
+	}
+	if n := len(d.searches.idle); n != 0 {
+		t.Errorf("%d connections kept idle in the closed pool", n)
+	}
+	if n := len(d.searches.slots); n != 0 {
+		t.Errorf("%d slots still taken", n)
 	}
 }
