@@ -20,7 +20,8 @@ func (d *Directory) SenderLogins(ctx context.Context, addr string) ([]string, er
 }
 
 // LookupUser finds a login user by uid, or by any of its addresses (alias
-// or maildrop) when login contains '@'.
+// or maildrop) when login contains '@': an address listed on its entry,
+// never one its domain's catch-all takes.
 func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) {
 	uid, err := d.loginUID(ctx, login)
 	if err != nil {
@@ -91,7 +92,12 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 }
 
 // loginUID maps a login name to the uid to look up: itself, or for an
-// address, the one login the sender map gives for it.
+// address, the one login the sender query gives for that very address.
+// Never through a catch-all: "@domain" owned by one account would let any
+// made-up address of the domain log in as it, each name a fresh start for
+// loginguard's per-login failure count. The catch-all is for sender
+// ownership only (SenderLogins, as Postfix's smtpd_sender_login_maps looks
+// up @domain too); Dovecot's pass_filter matches the typed login itself.
 func (d *Directory) loginUID(ctx context.Context, login string) (string, error) {
 	if strings.Contains(login, `"`) {
 		// No login is quoted (Dovecot takes none): the address lookups'
@@ -105,7 +111,11 @@ func (d *Directory) loginUID(ctx context.Context, login string) (string, error) 
 		}
 		return login, nil
 	}
-	logins, err := d.SenderLogins(ctx, login)
+	if local, domain := splitAddress(login); local == "" || domain == "" {
+		// "@domain" is the catch-all's own key: no login.
+		return "", ErrNotFound
+	}
+	logins, err := d.values(ctx, d.opts.Queries.Senders, login)
 	if err != nil {
 		return "", err
 	}

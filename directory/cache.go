@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -66,8 +68,11 @@ func (c *searchCache) rollLocked() {
 
 // do returns the cached answer for key or runs search once for all callers
 // waiting on the same key (a burst of mail is one LDAP search, not many).
-// hit reports whether no search was needed. Errors are never cached.
-func (c *searchCache) do(key string, search func() ([]*ldap.Entry, error)) (entries []*ldap.Entry, hit bool, err error) {
+// hit reports whether no search was needed. Errors are never cached. A
+// caller waiting for another's search gives up when its own ctx ends
+// (ErrUnavailable): a search that hangs must not take every later lookup
+// of its key with it.
+func (c *searchCache) do(ctx context.Context, key string, search func() ([]*ldap.Entry, error)) (entries []*ldap.Entry, hit bool, err error) {
 	c.mu.Lock()
 	c.rollLocked()
 	if e, ok := c.pos[key]; ok {
@@ -80,8 +85,12 @@ func (c *searchCache) do(key string, search func() ([]*ldap.Entry, error)) (entr
 	}
 	if f, ok := c.inflight[key]; ok {
 		c.mu.Unlock()
-		<-f.done
-		return f.entries, true, f.err
+		select {
+		case <-f.done:
+			return f.entries, true, f.err
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("%w: waiting for the same search in flight: %v", ErrUnavailable, ctx.Err())
+		}
 	}
 	f := &inflightSearch{done: make(chan struct{})}
 	c.inflight[key] = f

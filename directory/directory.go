@@ -90,10 +90,12 @@ func New(o Options) (*Directory, error) {
 	d.searches = newConnPool(&d.opts, tlsConf, o.BindDN, o.BindPassword)
 	d.binds = newConnPool(&d.opts, tlsConf, "", "")
 	d.cache = newSearchCache(o.CacheTTL, o.NegativeCacheTTL, o.Now)
+	// Answers read on a fallback server may lag the preferred one's.
+	d.searches.onRetire = d.cache.flush
 	return d, nil
 }
 
-// Close drops idle connections.
+// Close drops idle connections, and the busy ones when their calls end.
 func (d *Directory) Close() error {
 	d.searches.close()
 	d.binds.close()
@@ -108,6 +110,13 @@ func (d *Directory) Stats() Stats {
 		st.Errors[k] = d.nErrors[i].Load()
 	}
 	return st
+}
+
+// preferURL retires the connections to the URLs after URLs[at], which
+// answers again: lookups and binds go back to it.
+func (d *Directory) preferURL(at int) {
+	d.searches.retire(at)
+	d.binds.retire(at)
 }
 
 // FlushCache forgets every cached answer (SIGHUP).
@@ -166,7 +175,7 @@ func (d *Directory) cachedSearch(ctx context.Context, filter string, attrs []str
 	if one {
 		key += "\x00one"
 	}
-	entries, hit, err := d.cache.do(key, func() ([]*ldap.Entry, error) {
+	entries, hit, err := d.cache.do(ctx, key, func() ([]*ldap.Entry, error) {
 		return d.searchNow(ctx, filter, attrs, one)
 	})
 	if hit {

@@ -470,6 +470,44 @@ func TestExpansionLimitIsTemporary(t *testing.T) {
 	}
 }
 
+// The expansion limit counts the addresses of the list as it stands, as
+// Postfix's cleanup does (argc > virtual_alias_expansion_limit): a list of
+// exactly the limit is delivered, and so is one whose sublists add up to
+// it; the aliases expanded on the way do not count. One more address is
+// still deferred.
+func TestExpansionLimitCountsTheList(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	entry := func(uid string, maildrops ...string) string {
+		l := "dn: uid=" + uid + "," + testenv.MailBase + "\nobjectclass: account\nobjectclass: postfixUser\nuid: " + uid +
+			"\nmailacceptinggeneralid: " + uid + "@hosted-domain.com\n"
+		for _, m := range maildrops {
+			l += "maildrop: " + m + "\n"
+		}
+		return l
+	}
+	s.Add(t, entry("list3", "r1@example.net", "r2@example.net", "r3@example.net"))
+	s.Add(t, entry("list4", "r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net"))
+	s.Add(t, entry("outer", "sub1@hosted-domain.com", "r3@example.net"))
+	s.Add(t, entry("sub1", "r1@example.net", "r2@example.net"))
+	s.Add(t, entry("outer4", "sub1@hosted-domain.com", "sub2@hosted-domain.com"))
+	s.Add(t, entry("sub2", "r3@example.net", "r4@example.net"))
+	o := options(s)
+	o.AliasExpansionLimit = 3
+	d := newDir(t, o)
+	ctx := context.Background()
+	for _, alias := range []string{"list3@hosted-domain.com", "outer@hosted-domain.com"} {
+		if r, err := d.ResolveRecipient(ctx, alias); err != nil || len(r.Destinations) != 3 {
+			t.Errorf("limit 3: ResolveRecipient(%s) = %d destinations, %v; want 3", alias, len(r.Destinations), err)
+		}
+	}
+	for _, alias := range []string{"list4@hosted-domain.com", "outer4@hosted-domain.com"} {
+		if r, err := d.ResolveRecipient(ctx, alias); !errors.Is(err, directory.ErrExpansionLimit) {
+			t.Errorf("limit 3: ResolveRecipient(%s) = %d destinations, %v; want ErrExpansionLimit", alias, len(r.Destinations), err)
+		}
+	}
+}
+
 // A hosted domain with more entries than the size limit is still hosted:
 // the domain check asks for one entry (slapd then answers
 // sizeLimitExceeded with that entry), not for all of them.
@@ -719,6 +757,36 @@ maildrop: zoe@xoyize.xyz
 		if got, err := resolve(d, tt.addr); err != nil || !slices.Equal(got, tt.want) {
 			t.Errorf("mailbox domain catch-all: ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
 		}
+	}
+}
+
+// A catch-all names who may send as the addresses of its domain, not who
+// may log in as them: with xomail owning @hosted-domain.com, a made-up
+// address of the domain is no login (each would be a fresh name for the
+// per-login failure count), nor is the catch-all's own key; xomail's own
+// addresses still are.
+func TestCatchAllGivesNoLogin(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	s.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: @hosted-domain.com\n")
+	d := newDir(t, options(s))
+	ctx := context.Background()
+	for _, login := range []string{"random0@hosted-domain.com", "Random1@Hosted-Domain.com", "@hosted-domain.com"} {
+		if u, err := d.Authenticate(ctx, login, testenv.XomailPassword); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("Authenticate(%q, xomail's password) = %q, %v; want ErrInvalidCredentials", login, u.Login, err)
+		}
+		if u, err := d.LookupUser(ctx, login); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("LookupUser(%q) = %q, %v; want ErrNotFound", login, u.Login, err)
+		}
+	}
+	for _, login := range []string{"xomail", "test0@hosted-domain.com", "xomail@xoyize.xyz"} {
+		if u, err := d.Authenticate(ctx, login, testenv.XomailPassword); err != nil || u.Login != "xomail" {
+			t.Errorf("Authenticate(%q) = %q, %v; want xomail", login, u.Login, err)
+		}
+	}
+	// Sender ownership still goes through the catch-all, as in Postfix.
+	if got, err := d.SenderLogins(ctx, "random0@hosted-domain.com"); err != nil || !slices.Equal(got, []string{"xomail"}) {
+		t.Errorf("SenderLogins(random0@hosted-domain.com) = %q, %v; want [xomail]", got, err)
 	}
 }
 

@@ -21,9 +21,16 @@
 // ("john doe"@example.org), and each part is checked with the queue's
 // envelope address check (internal/envaddr): a part that is no address is
 // dropped and logged, at RCPT time, never refused after DATA. An expansion
-// past AliasExpansionLimit addresses or AliasRecursionLimit levels is
-// ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
+// whose list grows past AliasExpansionLimit addresses (counted as
+// Postfix's cleanup counts its working list: each alias replaced by its
+// targets, so a list of exactly the limit passes) or nests past
+// AliasRecursionLimit levels is ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
 // never a partial list, never a bounce.
+//
+// A login is a uid or an address listed on the user's entry (the senders
+// query, exact key): a catch-all "@domain" lets its owner send as any
+// address of the domain (SenderLogins, as Postfix's
+// smtpd_sender_login_maps), never log in as one.
 //
 // The hosted-domain check only asks whether an entry exists: one entry, no
 // attribute, so that a domain with more entries than the size limit is

@@ -70,7 +70,7 @@ type Options struct {
 	WriteBindDN       string
 	WriteBindPassword string
 
-	DialTimeout    time.Duration // default 5s
+	DialTimeout    time.Duration // TCP connect; default 5s. A whole setup (TLS, service bind) gets DialTimeout+RequestTimeout
 	RequestTimeout time.Duration // default 10s
 	PoolSize       int           // search connections kept open; default 4
 	SizeLimit      int           // entries per search, all its pages together; default 1000

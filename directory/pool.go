@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -16,6 +18,15 @@ import (
 // connPool keeps up to size open connections to the directory, each bound
 // as bindDN (empty: anonymous). Broken connections are dropped, never put
 // back, so a restarted server is reached again on the next call.
+//
+// Each connection remembers which URL it reached. While some are on a
+// later URL than the first (a failover), an earlier URL that answers again
+// retires them: idle ones are closed at once, busy ones when they come
+// back, so that lookups go back to the preferred server (the node's local
+// replica, the one the Watcher follows) instead of staying on the
+// fallback for as long as its connections live. The Watcher reports an
+// earlier URL back (retire); without one, get tries the earlier URLs every
+// checkEvery while connections are on a later one.
 type connPool struct {
 	opts   *Options
 	urls   []string // tried in order
@@ -24,13 +35,36 @@ type connPool struct {
 	bindPW string
 	idle   chan *ldap.Conn // idle, healthy connections
 	slots  chan struct{}   // one token per open connection: bounds the pool
+	// checkEvery is how often get tries the earlier URLs while a
+	// connection is on a later one; 0: never.
+	checkEvery time.Duration
+	// onRetire is called after connections were retired (the cache may
+	// hold answers from the fallback); may be nil.
+	onRetire func()
+
+	mu        sync.Mutex
+	conns     map[*ldap.Conn]*pooledConn // guarded by mu; every connection get handed out, until discarded
+	lastCheck time.Time                  // guarded by mu
+	checking  bool                       // guarded by mu
+	closed    bool                       // guarded by mu; close was called
 }
+
+// pooledConn is what the pool knows of one of its connections.
+type pooledConn struct {
+	at      int  // index in urls
+	retired bool // an earlier URL answers again: close it when it comes back
+}
+
+// preferredCheckEvery is connPool.checkEvery.
+const preferredCheckEvery = 30 * time.Second
 
 func newConnPool(o *Options, tlsConf *tls.Config, bindDN, bindPW string) *connPool {
 	return &connPool{
 		opts: o, urls: o.URLs, tls: tlsConf, bindDN: bindDN, bindPW: bindPW,
-		idle:  make(chan *ldap.Conn, o.PoolSize),
-		slots: make(chan struct{}, o.PoolSize),
+		idle:       make(chan *ldap.Conn, o.PoolSize),
+		slots:      make(chan struct{}, o.PoolSize),
+		checkEvery: preferredCheckEvery,
+		conns:      map[*ldap.Conn]*pooledConn{},
 	}
 }
 
@@ -55,60 +89,154 @@ func buildTLSConfig(o *Options) (*tls.Config, error) {
 // get returns a connection: an idle one, or a new one when the pool has room,
 // or waits for one to come back.
 func (p *connPool) get(ctx context.Context) (*ldap.Conn, error) {
+	p.maybeCheckPreferred()
 	select {
 	case c := <-p.idle:
-		if !c.IsClosing() {
+		if p.usable(c) {
 			return c, nil
 		}
-		c.Close()
-		<-p.slots
+		p.discard(c)
 	default:
 	}
 	select {
 	case c := <-p.idle:
-		if !c.IsClosing() {
+		if p.usable(c) {
 			return c, nil
 		}
-		c.Close()
-		<-p.slots
+		p.discard(c)
 		return p.get(ctx)
 	case p.slots <- struct{}{}:
-		c, err := p.dial(ctx)
+		c, at, err := p.dialFirst(ctx, p.urls)
 		if err != nil {
 			<-p.slots
 			return nil, err
 		}
+		p.mu.Lock()
+		p.conns[c] = &pooledConn{at: at}
+		p.mu.Unlock()
 		return c, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: waiting for an LDAP connection: %v", ErrUnavailable, ctx.Err())
 	}
 }
 
-// put gives c back; a connection that saw a transport error is closed.
+// usable reports whether c, taken from idle or given back, may be kept:
+// not closing, not retired, and the pool not closed.
+func (p *connPool) usable(c *ldap.Conn) bool {
+	if c.IsClosing() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc := p.conns[c]
+	return !p.closed && (pc == nil || !pc.retired)
+}
+
+// discard closes c and frees its slot.
+func (p *connPool) discard(c *ldap.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	<-p.slots
+}
+
+// put gives c back; a connection that saw a transport error is closed, and
+// so is one retired meanwhile or given back to a closed pool (a call in
+// flight when a replaced Directory was closed).
 func (p *connPool) put(c *ldap.Conn, broken bool) {
-	if broken || c.IsClosing() {
-		c.Close()
-		<-p.slots
+	if broken || !p.usable(c) {
+		p.discard(c)
 		return
 	}
 	select {
 	case p.idle <- c:
 	default:
-		c.Close()
-		<-p.slots
+		p.discard(c)
 	}
 }
 
+// close closes the idle connections now and the busy ones as they come
+// back.
 func (p *connPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	for {
 		select {
 		case c := <-p.idle:
-			c.Close()
-			<-p.slots
+			p.discard(c)
 		default:
 			return
 		}
 	}
+}
+
+// retire marks every connection to a URL after urls[at] as retired, and
+// closes those that are idle.
+func (p *connPool) retire(at int) {
+	n := 0
+	p.mu.Lock()
+	for _, pc := range p.conns {
+		if pc.at > at && !pc.retired {
+			pc.retired = true
+			n++
+		}
+	}
+	p.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	for range cap(p.idle) {
+		select {
+		case c := <-p.idle:
+			p.put(c, false)
+		default:
+		}
+	}
+	if p.onRetire != nil {
+		p.onRetire()
+	}
+}
+
+// maybeCheckPreferred starts, at most every checkEvery and one at a time,
+// a check of the URLs before the latest one a connection is on: the
+// first that answers retires the connections after it.
+func (p *connPool) maybeCheckPreferred() {
+	if p.checkEvery <= 0 {
+		return
+	}
+	p.mu.Lock()
+	latest := 0
+	for _, pc := range p.conns {
+		if !pc.retired {
+			latest = max(latest, pc.at)
+		}
+	}
+	now := time.Now()
+	if latest == 0 || p.checking || now.Sub(p.lastCheck) < p.checkEvery {
+		p.mu.Unlock()
+		return
+	}
+	p.checking, p.lastCheck = true, now
+	p.mu.Unlock()
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			p.checking = false
+			p.mu.Unlock()
+		}()
+		for i, raw := range p.urls[:latest] {
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.DialTimeout+p.opts.RequestTimeout)
+			c, err := p.dialOne(ctx, raw)
+			cancel()
+			if err == nil {
+				c.Close()
+				p.retire(i)
+				return
+			}
+		}
+	}()
 }
 
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
@@ -132,6 +260,12 @@ func (p *connPool) dialFirst(ctx context.Context, urls []string) (*ldap.Conn, in
 	return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
+// dialOne connects to raw, upgrades the connection to TLS (StartTLS) and
+// binds as the service account. The whole setup is bounded: by a deadline
+// on the socket, DialTimeout+RequestTimeout from now or ctx's deadline if
+// sooner, and by ctx's end, so that a server that accepts the connection
+// and then stalls (in the TLS handshake, which go-ldap does not bound)
+// never holds the caller, nor the pool slot it dials in.
 func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -141,14 +275,73 @@ func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) 
 	if tlsConf.ServerName == "" {
 		tlsConf.ServerName = u.Hostname()
 	}
-	d := &net.Dialer{Timeout: p.opts.DialTimeout}
-	if dl, ok := ctx.Deadline(); ok {
-		d.Deadline = dl
+	deadline := time.Now().Add(p.opts.DialTimeout + p.opts.RequestTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
 	}
-	c, err := ldap.DialURL(raw, ldap.DialWithDialer(d), ldap.DialWithTLSConfig(tlsConf))
+	d := &net.Dialer{Timeout: p.opts.DialTimeout, Deadline: deadline}
+	nc, err := dialTransport(ctx, d, u)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", raw, err)
 	}
+	// The deadline covers every read and write of the setup; ctx's end
+	// moves it to now, which fails whatever step is under way.
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	c, err := p.setup(nc, u, raw, tlsConf)
+	if !stop() && err == nil {
+		// ctx ended as the setup finished: the deadline may be in the
+		// past now, and the caller has gone.
+		c.Close()
+		err = fmt.Errorf("connect %s: %w", raw, ctx.Err())
+	}
+	if err != nil {
+		return nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// dialTransport opens the connection u names, as go-ldap's DialURL does
+// (ldaps:// with its TLS handshake done), but keeps the net.Conn in hand
+// for dialOne's deadline.
+func dialTransport(ctx context.Context, d *net.Dialer, u *url.URL) (net.Conn, error) {
+	switch u.Scheme {
+	case "ldapi":
+		path := u.Host
+		if path == "" {
+			path = u.Path
+		}
+		if path == "" || path == "/" {
+			path = "/var/run/slapd/ldapi"
+		}
+		return d.DialContext(ctx, "unix", path)
+	case "ldap", "ldaps":
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = ldap.DefaultLdapPort
+			if u.Scheme == "ldaps" {
+				port = ldap.DefaultLdapsPort
+			}
+		}
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	}
+	return nil, fmt.Errorf("unknown scheme %q", u.Scheme)
+}
+
+// setup runs the LDAP layer of dialOne on nc: the ldaps:// handshake or
+// StartTLS, then the service bind. On failure nc is closed.
+func (p *connPool) setup(nc net.Conn, u *url.URL, raw string, tlsConf *tls.Config) (*ldap.Conn, error) {
+	if u.Scheme == "ldaps" {
+		tc := tls.Client(nc, tlsConf)
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("connect %s: %w", raw, ldap.NewError(ldap.ErrorNetwork, err))
+		}
+		nc = tc
+	}
+	c := ldap.NewConn(nc, u.Scheme == "ldaps")
+	c.Start()
 	c.SetTimeout(p.opts.RequestTimeout)
 	if p.opts.StartTLS && u.Scheme == "ldap" {
 		if err := c.StartTLS(tlsConf); err != nil {

@@ -94,7 +94,7 @@ func (d *Directory) resolve(ctx context.Context, addr string, class *DomainClass
 	if !ok || local == "" || domain == "" {
 		return Resolution{}, ErrNotFound
 	}
-	r := &resolver{d: d, seen: map[string]bool{}}
+	r := &resolver{d: d, seen: map[string]bool{}, listed: 1}
 	if class != nil {
 		r.classes = map[string]DomainClass{domainKey(domain): *class}
 	}
@@ -117,9 +117,13 @@ func (d *Directory) resolve(ctx context.Context, addr string, class *DomainClass
 }
 
 type resolver struct {
-	d         *Directory
-	seen      map[string]bool // addresses on the current or a finished path
-	expanded  int
+	d    *Directory
+	seen map[string]bool // addresses on the current or a finished path
+	// listed is the length of Postfix's working list (cleanup_map1n's
+	// argv): the recipient, each alias replaced by its targets as it is
+	// expanded. The intermediate aliases no longer count, as in Postfix,
+	// where argc > virtual_alias_expansion_limit defers the message.
+	listed    int
 	dests     []Destination
 	destIndex map[string]bool
 	// classes are the domains classified during this resolution (domainKey
@@ -166,49 +170,55 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 		return ErrAliasLoop
 	}
 	r.seen[addr] = true
-	r.expanded++
-	if r.expanded > d.opts.AliasExpansionLimit {
-		return fmt.Errorf("%w: more than %d addresses (at %s)", ErrExpansionLimit, d.opts.AliasExpansionLimit, addr)
-	}
 
 	values, err := d.aliasValues(ctx, addr)
 	switch {
 	case err == nil:
-		var firstErr error
+		var targets [][2]string // value, target
 		for _, value := range values {
 			for _, target := range crunchMaildrop(value) {
-				drop, ok := normalizeKey(target)
-				if ok {
-					drop, ok = externalForm(drop)
-				}
-				if !ok || !envaddr.Valid(drop) {
-					// What the queue would refuse after DATA (553 for
-					// every recipient) is dropped here, at RCPT.
-					d.opts.Logger.Warn("alias target dropped: the maildrop value is no address; fix it in the directory",
-						"alias", addr, "value", value, "target", target)
-					if firstErr == nil {
-						firstErr = fmt.Errorf("%w: alias %s: maildrop %q is no address", ErrNotFound, addr, value)
-					}
-					continue
-				}
-				if drop == addr {
-					// An address that maps to itself is final (Postfix keeps it).
-					if err := r.final(ctx, addr); err != nil {
-						return err
-					}
-					continue
-				}
-				err := r.expand(ctx, drop, depth+1)
-				if err == nil {
-					continue
-				}
-				if !errors.Is(err, ErrNotFound) {
-					return err // ErrExpansionLimit among them: all or nothing
-				}
-				d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
+				targets = append(targets, [2]string{value, target})
+			}
+		}
+		// addr gives its place in the list to its targets.
+		r.listed += max(len(targets)-1, 0)
+		if r.listed > d.opts.AliasExpansionLimit {
+			return fmt.Errorf("%w: more than %d addresses (at %s)", ErrExpansionLimit, d.opts.AliasExpansionLimit, addr)
+		}
+		var firstErr error
+		for _, vt := range targets {
+			value, target := vt[0], vt[1]
+			drop, ok := normalizeKey(target)
+			if ok {
+				drop, ok = externalForm(drop)
+			}
+			if !ok || !envaddr.Valid(drop) {
+				// What the queue would refuse after DATA (553 for
+				// every recipient) is dropped here, at RCPT.
+				d.opts.Logger.Warn("alias target dropped: the maildrop value is no address; fix it in the directory",
+					"alias", addr, "value", value, "target", target)
 				if firstErr == nil {
-					firstErr = err
+					firstErr = fmt.Errorf("%w: alias %s: maildrop %q is no address", ErrNotFound, addr, value)
 				}
+				continue
+			}
+			if drop == addr {
+				// An address that maps to itself is final (Postfix keeps it).
+				if err := r.final(ctx, addr); err != nil {
+					return err
+				}
+				continue
+			}
+			err := r.expand(ctx, drop, depth+1)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return err // ErrExpansionLimit among them: all or nothing
+			}
+			d.opts.Logger.Info("alias target dropped", "alias", addr, "target", drop, "reason", err)
+			if firstErr == nil {
+				firstErr = err
 			}
 		}
 		if len(r.dests) == 0 && firstErr != nil {

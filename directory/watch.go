@@ -170,7 +170,13 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 	var back chan struct{}
 	if at > 0 {
 		back = make(chan struct{})
-		go w.awaitPreferred(sctx, w.urls[:at], func() { close(back); cancel() })
+		go w.awaitPreferred(sctx, w.urls[:at], func(i int) {
+			// Lookups go back to it too, before the flush that ends this
+			// session: nothing read on the fallback is kept.
+			w.d.preferURL(i)
+			close(back)
+			cancel()
+		})
 	}
 	req := ldap.NewSearchRequest(w.d.opts.BaseDN, w.d.scope, ldap.NeverDerefAliases,
 		0, 0, false, "(objectClass=*)", w.attrs, nil)
@@ -285,8 +291,8 @@ func (w *Watcher) session(ctx context.Context) (persisted bool, err error) {
 }
 
 // awaitPreferred tries the earlier URLs, with the reconnection backoff,
-// until one answers (then calls back once) or ctx ends.
-func (w *Watcher) awaitPreferred(ctx context.Context, earlier []string, back func()) {
+// until one answers (then calls back once with its index) or ctx ends.
+func (w *Watcher) awaitPreferred(ctx context.Context, earlier []string, back func(int)) {
 	delay := watchMinBackoff
 	for {
 		select {
@@ -294,10 +300,10 @@ func (w *Watcher) awaitPreferred(ctx context.Context, earlier []string, back fun
 			return
 		case <-time.After(delay):
 		}
-		for _, url := range earlier {
+		for i, url := range earlier {
 			if c, err := w.d.searches.dialOne(ctx, url); err == nil {
 				c.Close()
-				back()
+				back(i)
 				return
 			}
 		}

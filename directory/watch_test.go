@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -383,5 +384,51 @@ func TestWatcherSizeLimit(t *testing.T) {
 	}
 	if got, err := resolve(d, "test0@hosted-domain.com"); err != nil || got != "xomail@xoyize.xyz@node=" {
 		t.Errorf("lookup: %q %v", got, err)
+	}
+}
+
+// Once the first URL answers again after a failover, lookups go back to
+// it, reported by the Watcher or found by the pool's own check, instead of
+// staying on the second for as long as its connections live: an alias
+// that only the second server has is found there, then no longer.
+func TestLookupsGoBackToFirstURL(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	a := testenv.StartSlapd(t, testenv.WithCA(ca), testenv.WithSyncProv())
+	b := testenv.StartSlapd(t, testenv.WithCA(ca), testenv.WithSyncProv())
+	ctx := context.Background()
+	for i, watch := range []bool{true, false} {
+		name := map[bool]string{true: "watcher", false: "pool check"}[watch]
+		t.Run(name, func(t *testing.T) {
+			o := options(a)
+			o.URLs = []string{a.URL(), b.URL()}
+			o.CacheTTL, o.NegativeCacheTTL = -1, -1
+			o.PoolSize = 1
+			d := newDir(t, o)
+			if watch {
+				directory.SetPreferredCheckEvery(d, 0)
+			} else {
+				directory.SetPreferredCheckEvery(d, 100*time.Millisecond)
+			}
+			a.Stop(t)
+			alias := fmt.Sprintf("onlyonb%d@hosted-domain.com", i)
+			b.Modify(t, "dn: uid=xomail,"+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: "+alias+"\n")
+			if got, err := d.Lookup(ctx, directory.MapAliases, alias); err != nil {
+				t.Fatalf("on the second URL: %s = %q, %v", alias, got, err)
+			}
+			if watch {
+				w := d.NewWatcher(nil)
+				runWatcher(t, w)
+				eventually(t, "watcher on the second URL", func() (bool, string) {
+					st := w.Status()
+					return st.Connected && st.URL == b.URL(), statusString(st)
+				})
+			}
+			a.Start(t)
+			eventually(t, "lookups back on the first URL", func() (bool, string) {
+				got, err := d.Lookup(ctx, directory.MapAliases, alias)
+				return errors.Is(err, directory.ErrNotFound), fmt.Sprintf("%q %s", got, errString(err))
+			})
+		})
 	}
 }

@@ -38,7 +38,9 @@ type autoconfig struct {
 	hostname string   // immutable; the server name clients connect to
 	services Services // immutable
 	isHosted func(ctx context.Context, domain string) (bool, error)
-	log      *slog.Logger
+	// lookups holds a token per isHosted call in flight; nil: no bound.
+	lookups chan struct{}
+	log     *slog.Logger
 }
 
 func (a *autoconfig) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,9 +51,13 @@ func (a *autoconfig) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown domain", http.StatusNotFound)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
-	defer cancel()
-	hosted, err := a.isHosted(ctx, domain)
+	hosted, err := a.lookup(r.Context(), domain)
+	if errors.Is(err, errBusy) {
+		a.log.Debug("autoconfig: too many lookups in flight", "domain", domain)
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "busy, try again later", http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		a.log.Warn("autoconfig: hosted-domain lookup failed", "domain", domain, "err", err)
 		w.Header().Set("Retry-After", "60")
@@ -73,6 +79,27 @@ func (a *autoconfig) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The answer changes only when a domain is added or removed.
 	w.Header().Set("Cache-Control", "max-age=3600")
 	_, _ = w.Write(body)
+}
+
+// errBusy: maxAutoconfigLookups lookups are in flight already.
+var errBusy = errors.New("too many autoconfig lookups in flight")
+
+// lookup asks isHosted about domain, bounded in time (lookupTimeout) and
+// in number: when a.lookups is full, errBusy without asking, so that a
+// flood of requests for random domains cannot take the directory
+// connections mail and logins need.
+func (a *autoconfig) lookup(ctx context.Context, domain string) (bool, error) {
+	if a.lookups != nil {
+		select {
+		case a.lookups <- struct{}{}:
+			defer func() { <-a.lookups }()
+		default:
+			return false, errBusy
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	return a.isHosted(ctx, domain)
 }
 
 // The ISPDB document, clientConfig version 1.1. encoding/xml escapes every

@@ -294,3 +294,51 @@ func TestAutoconfigDescribesListenersOn(t *testing.T) {
 		}
 	}
 }
+
+// Autoconfig lookups in flight are bounded: past maxAutoconfigLookups, a
+// request gets 503 and a Retry-After without a directory lookup, so that a
+// flood of requests for random domains cannot hold every LDAP connection;
+// once a lookup ends, the next request is looked up again.
+func TestAutoconfigBoundsLookupsInFlight(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := Handler(Options{
+		Hostname: "mail.example.net",
+		IsHostedDomain: func(ctx context.Context, d string) (bool, error) {
+			// The first lookups hang until released; later ones answer.
+			if calls.Add(1) <= maxAutoconfigLookups {
+				entered <- struct{}{}
+				<-release
+			}
+			return d == "example.com", nil
+		},
+	})
+	get := func(domain string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/mail/config-v1.1.xml?emailaddress=a@"+domain, nil))
+		return rec
+	}
+	done := make(chan int, maxAutoconfigLookups)
+	for i := range maxAutoconfigLookups {
+		go func() { done <- get(fmt.Sprintf("random%d.example", i)).Code }()
+		<-entered
+	}
+	rec := get("random-more.example")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("with %d lookups in flight: status %d, Retry-After %q; want 503 with Retry-After",
+			maxAutoconfigLookups, rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if n := calls.Load(); n != maxAutoconfigLookups {
+		t.Errorf("%d lookups, want %d: the request over the bound was looked up", n, maxAutoconfigLookups)
+	}
+	close(release)
+	for range maxAutoconfigLookups {
+		if code := <-done; code != http.StatusNotFound {
+			t.Errorf("a lookup in flight ended with status %d, want 404", code)
+		}
+	}
+	if rec := get("example.com"); rec.Code != http.StatusOK {
+		t.Errorf("after the lookups ended: status %d, want 200", rec.Code)
+	}
+}

@@ -8,7 +8,9 @@
 // checks), hands it scrape-time functions (directory counters, the queue's
 // in-memory counts) and serves Handler through NewServer. Metrics and the
 // health check's detail are for trusted networks (Options.Trusted, loopback
-// by default); autoconfig is public.
+// by default); autoconfig is public, so its hosted-domain lookups, made on
+// the directory connections mail and logins use, are bounded in time and
+// in number (a request past maxAutoconfigLookups in flight gets 503).
 //
 // Nothing here touches Prometheus' global default registry: every Metrics
 // owns its registry, so tests can build as many as they like in parallel.

@@ -21,6 +21,10 @@ const (
 	healthTimeout = 5 * time.Second
 	// lookupTimeout bounds the hosted-domain lookup of an autoconfig request.
 	lookupTimeout = 5 * time.Second
+	// maxAutoconfigLookups bounds the hosted-domain lookups of autoconfig
+	// requests in flight (more get a 503 without a lookup): anyone may ask
+	// for any domain, on the LDAP connections RCPT and AUTH wait for.
+	maxAutoconfigLookups = 2
 	// scrapeTimeout bounds one /metrics response (promhttp answers 503 past it).
 	scrapeTimeout = 10 * time.Second
 	// maxScrapes bounds concurrent /metrics requests (more get a 503).
@@ -106,7 +110,8 @@ func Handler(o Options) http.Handler {
 		if o.Services != nil {
 			svc = *o.Services
 		}
-		ac := &autoconfig{hostname: o.Hostname, services: svc, isHosted: o.IsHostedDomain, log: log}
+		ac := &autoconfig{hostname: o.Hostname, services: svc, isHosted: o.IsHostedDomain, log: log,
+			lookups: make(chan struct{}, maxAutoconfigLookups)}
 		mux.Handle("/.well-known/autoconfig/mail/config-v1.1.xml", ac)
 		mux.Handle("/mail/config-v1.1.xml", ac)
 	}

@@ -25,8 +25,9 @@ func newLiveDirectory(d *directory.Directory) *liveDirectory {
 
 func (l *liveDirectory) get() *directory.Directory { return l.cur.Load() }
 
-// swap installs d; the old client's idle connections are closed once the
-// calls in flight have had time to finish.
+// swap installs d; the old client is closed once the calls in flight have
+// had time to finish: its idle connections then, any still in use when its
+// call gives it back.
 func (l *liveDirectory) swap(d *directory.Directory) {
 	old := l.cur.Swap(d)
 	time.AfterFunc(time.Minute, func() { old.Close() })

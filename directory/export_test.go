@@ -1,0 +1,10 @@
+package directory
+
+import "time"
+
+// SetPreferredCheckEvery sets how often lookups on a fallback URL try the
+// earlier ones (0: never, the Watcher alone brings them back).
+func SetPreferredCheckEvery(d *Directory, every time.Duration) {
+	d.searches.checkEvery = every
+	d.binds.checkEvery = every
+}
