@@ -138,9 +138,10 @@ func runeAt(s string) int {
 	return n
 }
 
-// encodeQ is Dovecot's message_header_encode_q: invalid UTF-8 one
-// replacement character for each run of invalid octets.
-func encodeQ(out *strings.Builder, in string, firstLineLen int) {
+// startEncodedWord opens an encoded word after firstLineLen columns of
+// its line, on a folded line when too little room is left there, and
+// returns the columns left for its encoded text.
+func startEncodedWord(out *strings.Builder, open string, firstLineLen int) int {
 	left := headerMaxLine - headerWrapperLen
 	if firstLineLen >= headerMaxLine-headerWrapperLen-3 {
 		out.WriteString("\n\t")
@@ -148,7 +149,14 @@ func encodeQ(out *strings.Builder, in string, firstLineLen int) {
 	} else {
 		left -= firstLineLen
 	}
-	out.WriteString("=?utf-8?q?")
+	out.WriteString(open)
+	return left
+}
+
+// encodeQ is Dovecot's message_header_encode_q: invalid UTF-8 one
+// replacement character for each run of invalid octets.
+func encodeQ(out *strings.Builder, in string, firstLineLen int) {
+	left := startEncodedWord(out, "=?utf-8?q?", firstLineLen)
 	invalid := false
 	for len(in) > 0 {
 		nIn, nOut := 1, 1
@@ -201,14 +209,7 @@ func encodeQ(out *strings.Builder, in string, firstLineLen int) {
 // many whole characters as its line has room for.
 func encodeB(out *strings.Builder, in string, firstLineLen int) {
 	in = strings.ToValidUTF8(in, "\uFFFD")
-	left := headerMaxLine - headerWrapperLen
-	if firstLineLen >= headerMaxLine-headerWrapperLen-3 {
-		out.WriteString("\n\t")
-		left--
-	} else {
-		left -= firstLineLen
-	}
-	out.WriteString("=?utf-8?b?")
+	left := startEncodedWord(out, "=?utf-8?b?", firstLineLen)
 	for {
 		room := min(left/4*3, len(in))
 		n := 0
