@@ -19,7 +19,7 @@ func TestAliasExpansionLimitDefers(t *testing.T) {
 	requireTool(t, "swaks")
 	var ldif strings.Builder
 	ldif.WriteString("dn: uid=huge,ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: postfixUser\nobjectclass: top\nuid: huge\nmailacceptinggeneralid: huge@hosted-domain.com\n")
-	for i := range 1000 { // the alias itself and 1000 addresses: 1001
+	for i := range 1001 { // counted as Postfix counts its list: 1001 addresses
 		fmt.Fprintf(&ldif, "maildrop: u%d@foreign.example\n", i)
 	}
 	s := startServer(t, withSlapd(testenv.WithExtraLDIF(ldif.String())))
