@@ -28,15 +28,7 @@ func TestChainBudgetSpent(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.now = now
-	s := c.NewSession(testInfo, nil)
-	defer s.Close()
-	s.Mail("a@example.net", "Q")
-	s.Rcpt("b@example.org")
-	res := s.Message(strings.NewReader("Subject: hi\r\n\r\nbody\r\n"), Spool{})
-	defer res.Close()
-	if res.Reply == nil || res.Reply.Code != 451 || res.Reply.Status != "4.3.0" {
-		t.Errorf("Result %+v, want 451 4.3.0", res.Verdict)
-	}
+	wantBudgetSpent(t, c)
 	for _, e := range events() {
 		if strings.HasPrefix(e, "eom") {
 			t.Errorf("the second milter was asked after the budget was spent: %q", events())
@@ -56,6 +48,13 @@ func TestChainBudgetEndsHangingMilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.budget = 200 * time.Millisecond
+	wantBudgetSpent(t, c)
+}
+
+// wantBudgetSpent sends one message through c and wants it refused with
+// 451 4.3.0, the answer of a spent budget.
+func wantBudgetSpent(t *testing.T, c *Chain) {
+	t.Helper()
 	s := c.NewSession(testInfo, nil)
 	defer s.Close()
 	s.Mail("a@example.net", "Q")

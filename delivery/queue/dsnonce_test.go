@@ -415,19 +415,27 @@ func TestDSNOfHeldOriginal(t *testing.T) {
 				h.close()
 				h = start(t, o)
 			}
-			if err := h.q.Release(id); err != nil {
-				t.Fatal(err)
-			}
-			h.q.Flush()
-			h.waitUntil("the original gone", h.empty)
-			h.close()
-			if n := len(dsnTxs(s)); n != 1 {
-				t.Errorf("the sender got %d DSNs, want 1", n)
-			}
-			if n := dsnMarks(t, dir); n != 0 {
-				t.Errorf("%d marks of DSNs left once their original recorded them", n)
-			}
+			releaseOriginal(t, h, s, dir, id, 1)
 		})
+	}
+}
+
+// releaseOriginal releases the held original id in h's queue, waits for it
+// to leave and closes h: the sender has got wantDSNs DSNs in all, and no
+// DSN mark is left once the original recorded them.
+func releaseOriginal(t *testing.T, h *harness, s *sink, dir, id string, wantDSNs int) {
+	t.Helper()
+	if err := h.q.Release(id); err != nil {
+		t.Fatal(err)
+	}
+	h.q.Flush()
+	h.waitUntil("the original gone", h.empty)
+	h.close()
+	if n := len(dsnTxs(s)); n != wantDSNs {
+		t.Errorf("the sender got %d DSNs, want %d", n, wantDSNs)
+	}
+	if n := dsnMarks(t, dir); n != 0 {
+		t.Errorf("%d marks of DSNs left once their original recorded them", n)
 	}
 }
 
@@ -483,19 +491,7 @@ func TestDSNDeleted(t *testing.T) {
 			h.close()
 
 			// Third life: the original, released, finds the DSN gone.
-			h = start(t, o)
-			if err := h.q.Release(id); err != nil {
-				t.Fatal(err)
-			}
-			h.q.Flush()
-			h.waitUntil("the original gone", h.empty)
-			h.close()
-			if n := len(dsnTxs(s)); n != 0 {
-				t.Errorf("the sender got %d DSNs after the admin deleted it, want none", n)
-			}
-			if n := dsnMarks(t, dir); n != 0 {
-				t.Errorf("%d marks of DSNs left once their original recorded them", n)
-			}
+			releaseOriginal(t, start(t, o), s, dir, id, 0)
 		})
 	}
 }
