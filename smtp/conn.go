@@ -892,12 +892,12 @@ func (c *conn) replyQueued() {
 }
 
 func (c *conn) data(arg string) {
-	if arg != "" {
-		c.refuse(501, wire.Enhanced{5, 5, 4}, "DATA command should not have any arguments")
+	// Postfix's data_cmd: the recipients first, then the syntax.
+	if c.noRecipients() {
 		return
 	}
-	if !c.mailOK || c.rcpts == 0 {
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
+	if arg != "" {
+		c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: DATA")
 		return
 	}
 	o := c.srv.o
@@ -925,6 +925,26 @@ func (c *conn) data(arg string) {
 	c.reply(err, c.replyQueued)
 	c.replied()
 	c.endTx()
+}
+
+// noRecipients refuses DATA or a first BDAT that has no recipient, with
+// Postfix's words (data_cmd, bdat_cmd), counted as an error as Postfix
+// counts every refused command: outside a transaction it is out of
+// sequence (503 5.5.1 Error: need RCPT command); within one whose every
+// RCPT was refused (a pipelining client sends DATA before it has seen
+// the refusals, RFC 2920 §3.1) there is nothing to deliver (554 5.5.1
+// Error: no valid recipients). Either way no message is read: the
+// transaction and what follows the command are as after any refusal.
+func (c *conn) noRecipients() bool {
+	switch {
+	case c.rcpts > 0:
+		return false
+	case !c.mailOK:
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: need RCPT command")
+	default:
+		c.refuse(554, wire.Enhanced{5, 5, 1}, "Error: no valid recipients")
+	}
+	return true
 }
 
 // replied runs what the session left for after the reply to a message
@@ -975,9 +995,14 @@ func (c *conn) bdat(arg string) {
 		return
 	}
 	chunk := c.r.ChunkReader(size)
-	if !c.mailOK || c.rcpts == 0 {
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need RCPT command")
+	if c.noRecipients() {
 		c.skipChunk(chunk) // the chunk follows the command even when refused
+		if last {
+			// As Postfix's skip_bdat: the client's message ended
+			// with its LAST chunk, and so does the transaction, so
+			// that a client pipelining its next MAIL finds none open.
+			c.endTx()
+		}
 		return
 	}
 	br := &bdatReader{c: c, chunk: chunk, last: last, total: size}

@@ -195,8 +195,17 @@
 //     taken (Postfix's smtpd_helo_required = no): Received then names the
 //     client by its reverse DNS, "with SMTP" (ESMTP… after an EHLO that
 //     came before STARTTLS, as Postfix keeps it).
+//   - DATA, or a first BDAT, without a recipient gets Postfix's reply
+//     (data_cmd, bdat_cmd): outside a transaction "503 5.5.1 Error: need
+//     RCPT command"; in a transaction whose every RCPT was refused (a
+//     pipelining client sends DATA before it sees the refusals) "554
+//     5.5.1 Error: no valid recipients". Both count as errors; DATA
+//     leaves the transaction open, a refused BDAT's chunk is skipped and
+//     a refused BDAT LAST ends the transaction (Postfix's skip_bdat).
+//     DATA's recipients are checked before its syntax (501 5.5.4 Syntax:
+//     DATA), as Postfix does.
 //   - Successful MAIL and RCPT get 250 2.1.0 and 250 2.1.5 Ok (Postfix's
-//     words, without echoing the address); the sequence errors and the
-//     texts of the replies the tests know keep go-smtp's wording, so
+//     words, without echoing the address); the other sequence errors and
+//     the texts of the replies the tests know keep go-smtp's wording, so
 //     clients and scripts written against courriel before see no change.
 package smtp

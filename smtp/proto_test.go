@@ -253,10 +253,36 @@ func TestNonSMTPCommand(t *testing.T) {
 	c.cmd("FOO bar:baz", "500 5.5.2")
 	c.cmd("MAIL FROM:<s@example.org>", "250 ")
 	c.cmd("RCPT TO:<nobody@mailbox.example>", "550 ")
-	c.cmd("DATA", "503 ")
+	c.cmd("DATA", "554 5.5.1 Error: no valid recipients")
 	c.cmd("MAIL FROM:<evil@example.org>", "503 5.5.1")
 	c.cmd("From: evil@example.org", "221 2.7.0")
 	if !c.closed() {
 		t.Error("connection still open after message text")
+	}
+}
+
+// TestNoValidRecipients: a pipelining client sends DATA (or BDAT) before
+// it has seen its RCPTs refused (RFC 2920 §3.1); Postfix answers it 554
+// 5.5.1 "Error: no valid recipients" and counts it as an error, as every
+// refused command (smtpd_hard_error_limit). Nothing is stored, and the
+// connection stays in step: the next command is read as one.
+func TestNoValidRecipients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, func(o *Options) { o.MaxErrors = 4 })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<nobody@mailbox.example>\r\nRCPT TO:<none@mailbox.example>\r\nDATA\r\n")
+	for _, r := range []string{"250 ", "550 5.1.1", "550 5.1.1", "554 5.5.1 Error: no valid recipients"} {
+		c.expect(r)
+	}
+	c.cmd("NOOP", "250 ")
+	c.send("BDAT 5 LAST\r\nhello")
+	c.expect("554 5.5.1 Error: no valid recipients")
+	c.expect("421 4.7.0") // the fourth refusal
+	if !c.closed() {
+		t.Fatal("open after too many errors")
+	}
+	if n := len(e.deliv.all()) + len(e.queue.all()); n != 0 {
+		t.Errorf("%d messages stored or queued", n)
 	}
 }

@@ -24,7 +24,7 @@ func TestUnauthOwnedSender(t *testing.T) {
 	c.cmd("RCPT TO:<bob@mailbox.example>", "553 5.7.1 <alice@mailbox.example>: Sender address rejected: not logged in")
 	c.cmd("RCPT TO:<nobody@mailbox.example>", "553 5.7.1 <alice@mailbox.example>: Sender address rejected: not logged in")
 	c.cmd("RCPT TO:<someone@foreign.example>", "554 5.7.1") // relay restrictions come first
-	c.cmd("DATA", "503 ")
+	c.cmd("DATA", "554 5.5.1 Error: no valid recipients")
 	c.cmd("RSET", "250 ")
 	// Any spelling the directory matches; an alias of the user's too.
 	for _, from := range []string{"Alice@Mailbox.Example", "info@hosted.example", `"x@y"@mailbox.example`} {
