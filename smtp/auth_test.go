@@ -102,3 +102,33 @@ func TestAuthGuardShared(t *testing.T) {
 		c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "454 4.7.0")
 	}
 }
+
+// TestAuthBeforeEHLO: Postfix with smtpd_helo_required = no (the seed's)
+// takes AUTH before HELO/EHLO; so does courriel, on every port, with the
+// same rules as after it: on 465 a client may log in and send at once
+// (Received then says "with SMTP", as Postfix's RFC 3848 A is for ESMTP
+// only); on 25 and 587 nothing is looked at before STARTTLS.
+func TestAuthBeforeEHLO(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Submissions, nil)
+	c := e.dialRaw(t)
+	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "235 2.7.0 Authentication successful")
+	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: t\r\n\r\nbody\r\n.", "250 ")
+	d := e.deliv.all()
+	if len(d) != 1 || !strings.Contains(string(d[0].msg.Header), " with SMTP id ") {
+		t.Fatalf("delivered %d: %+v", len(d), d)
+	}
+	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "503 5.5.1")
+
+	for _, k := range []Kind{Inbound, Submission} {
+		e := newEnv(t, k, nil)
+		c := e.dialRaw(t)
+		c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "530 5.7.0 Must issue a STARTTLS command first")
+		if n := e.dir.authCalls.Load(); n != 0 {
+			t.Errorf("kind %v: credentials sent in clear were checked", k)
+		}
+	}
+}

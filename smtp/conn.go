@@ -602,15 +602,6 @@ func (c *conn) hello(ehlo bool, arg string) {
 	c.w.Plain(250, lines...)
 }
 
-// introduced answers a command that needs HELO/EHLO first.
-func (c *conn) introduced() bool {
-	if c.sess == nil {
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "Send HELO/EHLO first")
-		return false
-	}
-	return true
-}
-
 // mailOptions are MAIL FROM's parameters the session uses.
 type mailOptions struct {
 	Size int64 // SIZE=, 0 when not given
@@ -623,21 +614,30 @@ type mailOptions struct {
 	Ret, EnvID string
 }
 
+// unintroduced starts the session of a MAIL or AUTH sent before HELO/EHLO,
+// as Postfix's smtpd_helo_required = no (its default; the seed does not
+// set it) lets them: a session with no HELO name. Received then names the
+// client by its reverse DNS ("from name (name [ip])"), with Postfix's
+// protocol: SMTP, or ESMTP after an EHLO before STARTTLS. False when the
+// session could not start (answered).
+func (c *conn) unintroduced() bool {
+	if c.sess != nil {
+		return true
+	}
+	sess, err := c.srv.newSession(c, "", c.esmtp)
+	if err != nil {
+		c.reply(err, nil)
+		return false
+	}
+	c.commands.Add(-1) // counted by the command itself, once
+	c.sinceMessage.Add(-1)
+	c.sess = sess
+	return true
+}
+
 func (c *conn) mail(arg string) {
-	if c.sess == nil {
-		// Postfix's smtpd_helo_required = no (its default; the seed does
-		// not set it): MAIL without HELO/EHLO starts a session with no
-		// HELO name. Received then names the client by its reverse DNS
-		// ("from name (name [ip])"), with Postfix's protocol: SMTP, or
-		// ESMTP after an EHLO before STARTTLS.
-		sess, err := c.srv.newSession(c, "", c.esmtp)
-		if err != nil {
-			c.reply(err, nil)
-			return
-		}
-		c.commands.Add(-1) // counted by Mail below, once
-		c.sinceMessage.Add(-1)
-		c.sess = sess
+	if !c.unintroduced() {
+		return
 	}
 	if c.inTransaction() {
 		// Before the arguments, as Postfix: a second MAIL is out of
@@ -1147,8 +1147,10 @@ func (b *bdatReader) nextChunk() bool {
 }
 
 // auth runs AUTH (RFC 4954) with the session's SASL mechanisms.
+// As Postfix's smtpd_sasl_auth_cmd with smtpd_helo_required = no, it may
+// come before HELO/EHLO; the rules of TLS first (Auth) are the same.
 func (c *conn) auth(arg string) {
-	if !c.introduced() {
+	if !c.unintroduced() {
 		return
 	}
 	if c.authed {

@@ -191,10 +191,11 @@
 //     next command is read; an accepted message resets both counts.
 //   - A panic in a session answers that client 421 4.3.0 and closes its
 //     connection only. Received says "with SMTP" after HELO, ESMTP (and
-//     its S, A variants, RFC 3848) after EHLO. MAIL before HELO/EHLO is
-//     taken (Postfix's smtpd_helo_required = no): Received then names the
-//     client by its reverse DNS, "with SMTP" (ESMTP… after an EHLO that
-//     came before STARTTLS, as Postfix keeps it).
+//     its S, A variants, RFC 3848) after EHLO. MAIL and AUTH before HELO/EHLO
+//     are taken (Postfix's smtpd_helo_required = no; AUTH with its usual
+//     rules: TLS first, not twice, not within a transaction): Received
+//     then names the client by its reverse DNS, "with SMTP" (ESMTP… after
+//     an EHLO that came before STARTTLS, as Postfix keeps it).
 //   - DATA, or a first BDAT, without a recipient gets Postfix's reply
 //     (data_cmd, bdat_cmd): outside a transaction "503 5.5.1 Error: need
 //     RCPT command"; in a transaction whose every RCPT was refused (a
