@@ -1157,9 +1157,10 @@ func (c *conn) auth(arg string) {
 		c.refuse(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
 		return
 	}
-	// RFC 4954 §4: not within a transaction. The sender of the MAIL
-	// before was checked as nobody's; a login now must not make it
-	// another user's mail (the ownership check is at MAIL).
+	// RFC 4954 §4, and Postfix: not within a transaction. Its sender
+	// may have passed the login check at RCPT for the client as it was
+	// (checkSenderLogin, answered once per transaction); a login now
+	// must not make it another user's mail.
 	if c.mailOK {
 		c.refuse(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
 		return

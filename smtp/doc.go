@@ -18,7 +18,11 @@
 //     broken_sasl_auth_clients = yes (not on the cluster listener).
 //   - An authenticated client may use the null sender <>, as with Postfix's
 //     reject_sender_login_mismatch; any other MAIL FROM must belong to the
-//     login (SenderLogins), or 553 5.7.1 at MAIL. The seed's restriction
+//     login (SenderLogins), or "553 5.7.1 <addr>: Sender address rejected:
+//     not owned by user <login>" at each RCPT, after the relay check and
+//     before the lookup, as Postfix answers the seed's restriction (in
+//     smtpd_recipient_restrictions, smtpd_delay_reject = yes); a
+//     directory failure is 451 4.3.0 there too. The seed's restriction
 //     has a second half (reject_unauth_sender_login_mismatch): on port 25
 //     a client that did not log in, MyNetworks included, may not use a
 //     MAIL FROM of our domains that SenderLogins gives an owner (not a

@@ -99,8 +99,12 @@ func TestSubmissionPolicy(t *testing.T) {
 	c.cmd("MAIL FROM:<alice@mailbox.example>", "530 5.7.0 Authentication required")
 	c.cmd("AUTH PLAIN "+plainAuth("alice", "wrong"), "535 5.7.8")
 	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "235 ")
-	c.cmd("MAIL FROM:<bob@mailbox.example>", "553 5.7.1 Sender address rejected: not owned by user alice")
-	c.cmd("MAIL FROM:<nobody@elsewhere.example>", "553 5.7.1")
+	c.cmd("MAIL FROM:<bob@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<someone@foreign.example>", "553 5.7.1 <bob@mailbox.example>: Sender address rejected: not owned by user alice")
+	c.cmd("RSET", "250 ")
+	c.cmd("MAIL FROM:<nobody@elsewhere.example>", "250 ")
+	c.cmd("RCPT TO:<someone@foreign.example>", "553 5.7.1 <nobody@elsewhere.example>: Sender address rejected: not owned by user alice")
+	c.cmd("RSET", "250 ")
 	c.cmd("MAIL FROM:<info@hosted.example>", "250 ")
 	c.cmd("RCPT TO:<someone@foreign.example>", "250 ")
 	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
@@ -109,7 +113,8 @@ func TestSubmissionPolicy(t *testing.T) {
 	c.cmd("MAIL FROM:<>", "250 ") // authenticated null sender: allowed, see Mail
 	c.cmd("RSET", "250 ")
 	e.dir.setDown(true)
-	c.cmd("MAIL FROM:<alice@mailbox.example>", "451 4.3.0")
+	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<someone@foreign.example>", "451 4.3.0")
 
 	if q := e.queue.all(); len(q) != 1 || q[0].rcpts[0] != "someone@foreign.example" || q[0].from != "info@hosted.example" {
 		t.Errorf("queued: %+v", q)
@@ -166,7 +171,9 @@ func TestInboundAuthAfterSTARTTLS(t *testing.T) {
 	c.cmd("AUTH LOGIN", "334 "+b64("Username:"))
 	c.cmd(b64("alice"), "334 "+b64("Password:"))
 	c.cmd(b64("secret"), "235 2.7.0 Authentication successful")
-	c.cmd("MAIL FROM:<bob@mailbox.example>", "553 5.7.1")
+	c.cmd("MAIL FROM:<bob@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<x@foreign.example>", "553 5.7.1 <bob@mailbox.example>: Sender address rejected: not owned by user alice")
+	c.cmd("RSET", "250 ")
 	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ")
 	c.cmd("RCPT TO:<x@foreign.example>", "250 ")
 }

@@ -142,3 +142,58 @@ func TestClusterHopOwnedSender(t *testing.T) {
 		t.Fatalf("copies %v, want bob's", got)
 	}
 }
+
+// TestAuthSenderNotOwned: the seed's reject_sender_login_mismatch for a
+// client that logged in (Postfix's reject_auth_sender_login_mismatch) is
+// in smtpd_recipient_restrictions, so with smtpd_delay_reject = yes
+// Postfix takes MAIL and refuses each RCPT: "553 5.7.1 <sender>: Sender
+// address rejected: not owned by user <login>", after the relay check
+// (which a logged-in client passes) and before the recipient's lookup (an
+// unknown recipient gets the same 553, not 550). A sender nobody owns is
+// refused too; <> is not. Nothing is stored or queued; a directory
+// failure defers (451 4.3.0) and is asked again at the next RCPT.
+func TestAuthSenderNotOwned(t *testing.T) {
+	t.Parallel()
+	for _, k := range []Kind{Submissions, Submission, Inbound} {
+		e := newEnv(t, k, nil)
+		c := e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		if k != Submissions {
+			c.startTLS(e.ctls)
+			c.cmd("EHLO client.example", "250 ")
+		}
+		c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "235 ")
+		for _, from := range []string{"bob@mailbox.example", "someone@elsewhere.example"} {
+			want := "553 5.7.1 <" + from + ">: Sender address rejected: not owned by user alice"
+			c.cmd("MAIL FROM:<"+from+">", "250 2.1.0")
+			c.cmd("RCPT TO:<bob@mailbox.example>", want)
+			c.cmd("RCPT TO:<nobody@mailbox.example>", want)
+			c.cmd("RCPT TO:<friend@foreign.example>", want)
+			c.cmd("DATA", "554 5.5.1 Error: no valid recipients")
+			c.cmd("RSET", "250 ")
+		}
+		c.cmd("MAIL FROM:<unavail@hosted.example>", "250 ")
+		c.cmd("RCPT TO:<bob@mailbox.example>", "451 4.3.0")
+		c.cmd("RCPT TO:<bob@mailbox.example>", "451 4.3.0")
+		c.cmd("RSET", "250 ")
+		if n := len(e.deliv.all()) + len(e.queue.all()); n != 0 {
+			t.Errorf("kind %v: %d messages stored or queued", k, n)
+		}
+		for _, a := range e.dir.resolved() {
+			if strings.HasPrefix(a, "nobody@") {
+				t.Errorf("kind %v: %q looked up: the sender's refusal comes before the recipient's lookup", k, a)
+			}
+		}
+		// Its own addresses, in any spelling the directory matches, and <>.
+		for _, from := range []string{"Alice@Mailbox.Example", "info@hosted.example", ""} {
+			c.cmd("MAIL FROM:<"+from+">", "250 ")
+			c.cmd("RCPT TO:<bob@mailbox.example>", "250 2.1.5")
+			c.cmd("RCPT TO:<friend@foreign.example>", "250 2.1.5")
+			c.cmd("DATA", "354 ")
+			c.cmd("Subject: t\r\n\r\nbody\r\n.", "250 ")
+		}
+		if d, q := len(e.deliv.all()), len(e.queue.all()); d != 3 || q != 3 {
+			t.Errorf("kind %v: %d stored, %d queued; want 3 and 3", k, d, q)
+		}
+	}
+}

@@ -93,9 +93,10 @@ type txn struct {
 	loops []string
 	// dsn: RFC 3461's parameters (dsn.go); nil when none was given.
 	dsn *txnDSN
-	// senderFree: the directory gave the sender no owner, so a client
-	// that did not log in may use it (checkUnauthSender, asked once).
-	senderFree bool
+	// senderOK: the sender passed the seed's reject_sender_login_mismatch
+	// (checkSenderLogin, asked at RCPT until then): the login owns it, or,
+	// for a client not logged in, nobody does or it need not be asked.
+	senderOK bool
 }
 
 // newSession starts the session of a HELO or EHLO: the first on the
@@ -200,15 +201,9 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 			return s.fail(stageMail, replyBadSender)
 		}
 		from = a.String()
-		if s.user != nil {
-			if r := s.checkSenderOwner(from); r != nil {
-				return r
-			}
-		}
 	}
-	// Authenticated null sender: allowed, as Postfix's
-	// reject_sender_login_mismatch does not apply to <> (MDNs and
-	// vacation notices use it, RFC 8098 §2.1); the login is in the log.
+	// Whether the client may use the sender is asked at RCPT
+	// (checkSenderLogin), as Postfix with smtpd_delay_reject = yes.
 	s.mu.Lock()
 	s.tx = txn{id: s.srv.ids.next(), from: from, utf8: utf8, seen: map[string]bool{}}
 	if opts != nil {
@@ -245,19 +240,50 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	return nil
 }
 
-// checkSenderOwner applies SPEC §3 (seed reject_sender_login_mismatch).
-func (s *session) checkSenderOwner(from string) error {
-	logins, err := s.srv.o.Directory.SenderLogins(s.ctx, from)
-	if err != nil && !errors.Is(err, directory.ErrNotFound) {
-		s.log.Error("sender logins: directory", "from", logValue(from, 300), "err", err)
-		return s.fail(stageMail, err)
-	}
-	if slices.ContainsFunc(logins, func(l string) bool { return strings.EqualFold(l, s.user.Login) }) {
+// checkSenderLogin is the seed's reject_sender_login_mismatch, in its
+// smtpd_recipient_restrictions: asked at each RCPT, after the relay check
+// and before the recipient's lookup, until the sender passes it once in
+// the transaction (senderOK). A client that logged in must own its sender
+// (checkSenderOwner), one that did not may not use a sender that has an
+// owner (checkUnauthSender). Never for the null sender <>, as Postfix's
+// restriction does not apply to it (bounces, and the MDNs and vacation
+// notices of logged-in users, RFC 8098 §2.1; the login is in the log).
+// s.mu held.
+func (s *session) checkSenderLogin(log func() *slog.Logger) error {
+	if s.tx.from == "" || s.tx.senderOK {
 		return nil
 	}
-	s.log.Warn("sender not owned by login", "from", logValue(from, 300))
-	return s.fail(stageMail, rep(553, gosmtp.EnhancedCode{5, 7, 1},
-		"Sender address rejected: not owned by user "+sanitize(s.user.Login, 64)))
+	if s.user != nil {
+		return s.checkSenderOwner(log)
+	}
+	return s.checkUnauthSender(log)
+}
+
+// checkSenderOwner applies SPEC §3 (Postfix's
+// reject_auth_sender_login_mismatch): the login must be among the
+// sender's owners (SenderLogins), on every port; a sender nobody owns is
+// refused too. As Postfix answers it with smtpd_delay_reject = yes: at
+// each RCPT, "553 5.7.1 <sender>: Sender address rejected: not owned by
+// user <login>". A directory failure is 451 4.3.0, asked again at the next
+// RCPT. s.mu held.
+func (s *session) checkSenderOwner(log func() *slog.Logger) error {
+	logins, err := s.srv.o.Directory.SenderLogins(s.ctx, s.tx.from)
+	if err != nil && !errors.Is(err, directory.ErrNotFound) {
+		log().Error("sender logins: directory", "from", logValue(s.tx.from, 300), "err", err)
+		return s.fail(stageRcpt, err)
+	}
+	if slices.ContainsFunc(logins, func(l string) bool { return strings.EqualFold(l, s.user.Login) }) {
+		s.tx.senderOK = true
+		return nil
+	}
+	log().Warn("rcpt refused: sender not owned by the login", "from", logValue(s.tx.from, 300),
+		"sasl_username", logValue(s.user.Login, 64))
+	return s.fail(stageRcpt, replyNotOwned(s.tx.from, s.user.Login))
+}
+
+// replyNotOwned is Postfix's reject_auth_sender_login_mismatch.
+func replyNotOwned(from, login string) *gosmtp.SMTPError {
+	return rep(553, gosmtp.EnhancedCode{5, 7, 1}, "<"+sanitize(from, 300)+">: Sender address rejected: not owned by user "+sanitize(login, 64))
 }
 
 // replyNotLoggedIn is Postfix's reject_unauth_sender_login_mismatch.
@@ -287,19 +313,19 @@ func replyNotLoggedIn(from string) *gosmtp.SMTPError {
 // spares a directory search per foreign sender (the domain's class is
 // cached). Never: the null sender
 // (bounces, MDNs, vacation notices), milters' added recipients, the
-// submission listeners (the client logged in: checkSenderOwner at MAIL),
+// submission listeners (the client logged in: checkSenderOwner),
 // and the Cluster listener, where another node hands over what its own
 // client sent, after the cluster login (clusterRcpt, not here).
 // Options.AllowUnauthOwnedSender turns it off. A directory failure is
 // 451 4.3.0, and the sender is asked again at the next RCPT. s.mu held.
 func (s *session) checkUnauthSender(log func() *slog.Logger) error {
 	o := s.srv.o
-	if s.user != nil || s.tx.from == "" || s.tx.senderFree || o.Kind != Inbound || o.AllowUnauthOwnedSender {
+	if s.user != nil || s.tx.from == "" || s.tx.senderOK || o.Kind != Inbound || o.AllowUnauthOwnedSender {
 		return nil
 	}
 	_, domain, _ := envaddr.Split(s.tx.from)
 	if strings.HasPrefix(domain, "[") { // an address literal: no domain of ours
-		s.tx.senderFree = true
+		s.tx.senderOK = true
 		return nil
 	}
 	class, err := o.Directory.ClassifyDomain(s.ctx, domain)
@@ -308,13 +334,13 @@ func (s *session) checkUnauthSender(log func() *slog.Logger) error {
 		return s.fail(stageRcpt, err)
 	}
 	if class == directory.DomainForeign {
-		s.tx.senderFree = true
+		s.tx.senderOK = true
 		return nil
 	}
 	logins, err := o.Directory.SenderLogins(s.ctx, s.tx.from)
 	switch {
 	case errors.Is(err, directory.ErrNotFound), err == nil && len(logins) == 0:
-		s.tx.senderFree = true
+		s.tx.senderOK = true
 		return nil
 	case err != nil:
 		log().Error("sender logins: directory", "from", logValue(s.tx.from, 300), "err", err)
@@ -416,7 +442,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		}
 	}
 	if !byMilter {
-		if err := s.checkUnauthSender(log); err != nil {
+		if err := s.checkSenderLogin(log); err != nil {
 			return err
 		}
 	}
