@@ -44,6 +44,10 @@ var (
 	// ErrHomedElsewhere: Recipient.Node names another cluster node; the
 	// copy belongs there. Temporary: the queue hands it over.
 	ErrHomedElsewhere = errors.New("delivery: mailbox homed on another node")
+	// ErrHeld: Recipient.Held says the user is being moved away from this
+	// node; a copy written now could be left behind in the maildir being
+	// moved. Temporary: the queue keeps it until the move is over.
+	ErrHeld = errors.New("delivery: mailbox held while it is being moved")
 )
 
 // Error is what Deliver returns for a copy that was not stored. Nothing of
@@ -82,7 +86,7 @@ func (e *Error) dsn() string {
 		return "4.3.1" // mail system full
 	case errors.Is(e, ErrBadMaildir):
 		return "4.3.5" // system incorrectly configured
-	case errors.Is(e, ErrHomedElsewhere):
+	case errors.Is(e, ErrHomedElsewhere), errors.Is(e, ErrHeld):
 		return "4.2.0" // mailbox status: not here now
 	case errors.Is(e, ErrRejected):
 		return "5.7.1" // delivery not authorized, message refused

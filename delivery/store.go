@@ -107,8 +107,10 @@ type Recipient struct {
 	// Held: the caller found the user held at this delivery (being moved
 	// away from this node, cluster.Holds), with Node "". Read by the
 	// queue with Entry: it keeps such a copy waiting without asking the
-	// directory again. Deliver does not look at it: its callers store no
-	// held user's copy (smtp sends those through the queue).
+	// directory again. Deliver refuses such a copy (temporary, ErrHeld),
+	// as it refuses a node copy: its callers store no held user's copy
+	// (smtp sends those through the queue), and a caller that forgot would
+	// otherwise write into a maildir being moved away.
 	Held bool
 	// Entry, when set, is the recipient's directory entry as the caller
 	// resolved it for this very delivery, in the same answer Maildir and
@@ -280,8 +282,12 @@ func (s *Store) Deliver(ctx context.Context, m *Message, rcpts []Recipient) []er
 		r := &rcpts[i]
 		start := time.Now()
 		e := msgErr
-		if r.Node != "" && e == nil {
+		switch {
+		case e != nil:
+		case r.Node != "":
 			e = &Error{Temporary: true, Reason: "mailbox homed on another node", Err: ErrHomedElsewhere}
+		case r.Held:
+			e = &Error{Temporary: true, Reason: "mailbox held while it is being moved", Err: ErrHeld}
 		}
 		var name string
 		if e == nil {

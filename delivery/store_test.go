@@ -450,3 +450,35 @@ func TestDeliverOverQuota(t *testing.T) {
 		t.Errorf("%d copies in the INBOX and %d in Junk, want 2 and 1", n, j)
 	}
 }
+
+// A copy for another node or for a user being moved away is never
+// written here: temporary, nothing in the maildir, the other copies
+// stored.
+func TestDeliverRefusesNodeAndHeldCopies(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s := newStore(t, Options{AllowedBase: base})
+	here, node, held := base+"/a/mailbox/", base+"/b/mailbox/", base+"/c/mailbox/"
+	errs := s.Deliver(context.Background(), testMessage("M-held"), []Recipient{
+		{Address: "a@x.y", Maildir: here},
+		{Address: "b@x.y", Maildir: node, Node: "mx2"},
+		{Address: "c@x.y", Maildir: held, Held: true},
+	})
+	for i, want := range []error{nil, ErrHomedElsewhere, ErrHeld} {
+		var de *Error
+		switch {
+		case want == nil && errs[i] != nil:
+			t.Errorf("copy %d: %v, want stored", i, errs[i])
+		case want != nil && (!errors.As(errs[i], &de) || !de.Temporary || !errors.Is(errs[i], want)):
+			t.Errorf("copy %d: %v, want a temporary %v", i, errs[i], want)
+		case want != nil && de.Status() != "4.2.0":
+			t.Errorf("copy %d: status %s, want 4.2.0", i, de.Status())
+		}
+	}
+	onlyNew(t, here)
+	for _, dir := range []string{node, held} {
+		if f := files(t, dir+"new"); len(f) > 0 {
+			t.Errorf("%snew holds %v, want nothing", dir, f)
+		}
+	}
+}
