@@ -41,10 +41,14 @@ import (
 // stored over there if the attempt was cut short after the data without
 // its answer (only a spool that cannot be written makes that error, and a
 // duplicate is then the lesser harm).
-// opts are Accept's; a message handed whole that still owes its sender a
-// success DSN (NOTIFY=SUCCESS) is queued for it, its copies delivered, and
-// handed is false. A message under a key (WithOnceKey) is stored once as
-// Accept stores it, and never handed at once: queued, for the runner.
+// opts are Accept's. A message that owes its sender a success DSN
+// (NOTIFY=SUCCESS for a copy, an alias expansion) is never handed at
+// once: queued, for the runner, which hands it over and sends the DSN
+// (handed over first, it would need a spool write after the node's 250,
+// for that DSN, and that write failing would make the caller answer 4xx
+// and the client's retry store every copy twice). A message under a key
+// (WithOnceKey) is stored once as Accept stores it, and never handed at
+// once either.
 func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, handed bool, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, nil, local, data.Size())
 	if err != nil {
@@ -94,11 +98,10 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	}
 	// One transaction, all or nothing: more copies than it takes are
 	// queued (a second transaction could fail after the first stored).
-	if one && node != "" && len(m.Recipients) <= rcptsPerTransaction {
+	// A success to report is queued first (see above).
+	if one && node != "" && len(m.Recipients) <= rcptsPerTransaction && !m.owesSuccess() {
 		if g, res, tried := q.handOver(ctx, m, node, data); tried {
 			q.record(m, g, res)
-			// A success to report (NOTIFY=SUCCESS) keeps it: queued
-			// below with its copies delivered, the runner sends the DSN.
 			if m.done() {
 				q.logFor(m).Info("handed over", "node", node)
 				return m.ID, true, nil, nil
@@ -110,6 +113,14 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	}
 	id, localErrs, err = q.commit(ctx, m, here, data, len(local))
 	return id, false, localErrs, err
+}
+
+// owesSuccess says that m, every copy delivered, would still owe its
+// sender a DSN: a success (NOTIFY=SUCCESS, which a node copy never
+// passes on) or an alias expansion to report.
+func (m *Message) owesSuccess() bool {
+	return len(m.DSNs) > 0 || m.owesExpanded() ||
+		slices.ContainsFunc(m.Recipients, func(r Recipient) bool { return notifies(r.Notify, NotifySuccess) })
 }
 
 // handOver sends every copy of m to node on a session of the runner's

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -356,7 +357,7 @@ func TestHandOverToHungNode(t *testing.T) {
 // TestHandOverDSN: a message handed to a node keeps its DSN parameters
 // (they never cross the node hop, whose listener does not offer DSN): a
 // copy stored there with NOTIFY=SUCCESS is reported delivered from here,
-// the message being queued for that DSN before HandOver returns; a copy
+// the message being queued for that DSN before it is handed over; a copy
 // refused there with NOTIFY=NEVER bounces nothing.
 func TestHandOverDSN(t *testing.T) {
 	t.Parallel()
@@ -652,5 +653,45 @@ func TestHandOverTooManyCopies(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s: %d copies, want 1", to, n)
 		}
+	}
+}
+
+// A message whose sender asked for a success DSN is queued before it is
+// handed over: handed first, the DSN would need a spool write after the
+// node's 250, and that write failing (the caller answering 4xx, the
+// client retrying) would store the copy twice over there.
+func TestHandOverSuccessDSNSpoolFails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var node atomic.Pointer[fakeNode]
+	node.Store(newFakeNode(t, func(to string) string {
+		// The spool's file for this message cannot be made if it is not
+		// there yet: a directory holds its name.
+		_, _, cmds := node.Load().seen()
+		_, key, _ := strings.Cut(cmds[len(cmds)-1], " XKEY=")
+		id, _, _ := strings.Cut(key, "-")
+		if _, err := os.Stat(filepath.Join(dir, id+extData)); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(filepath.Join(dir, id+extData, "x"), 0o700); err != nil {
+				t.Error(err)
+			}
+		}
+		return ""
+	}, false))
+	q, b := handOverQueue(t, dir, node.Load().addr)
+	_, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", handOverCopies[:1], delivery.MemContent(testMessage),
+		WithDSN("", "", map[string]RcptDSN{"bob@x.test": {Notify: "SUCCESS"}}, nil))
+	if err != nil {
+		if got := node.Load().copies(); len(got) != 0 {
+			t.Fatalf("the node stored %v, then the caller was told to retry (%v): duplicates", got, err)
+		}
+		t.Fatal(err)
+	}
+	if handed {
+		t.Error("handed: a success DSN is owed")
+	}
+	recv(t, b.got, "the success DSN")
+	waitEmpty(t, q)
+	if got := node.Load().copies(); !maps.Equal(got, map[string]int{"bob@x.test": 1}) {
+		t.Errorf("copies stored on the node: %v, want one for bob", got)
 	}
 }
