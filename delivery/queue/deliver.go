@@ -27,6 +27,11 @@ const (
 	// now and enough jobs wait for it; nothing is recorded and the
 	// message is taken again after postponeDelay.
 	outPostponed
+	// outUnsent: its RCPT was accepted, but the transaction, one for
+	// all its recipients or none (group.whole), stopped before DATA
+	// because another was refused: nothing was sent, nothing is
+	// recorded (no attempt, so no XRETRY), the copy is due as it was.
+	outUnsent
 )
 
 // result is the outcome of one attempt for one recipient.
@@ -63,6 +68,11 @@ func failResult(f *failure) result {
 type group struct {
 	rt    route
 	rcpts []int // indices into Message.Recipients
+	// whole: the message goes to every recipient or to none, in one
+	// transaction of at most rcptsPerTransaction RCPTs: DATA is sent
+	// only once each RCPT got 2xx (HandOver's, which must not leave a
+	// copy over there when it then queues the rest here).
+	whole bool
 }
 
 // groups collects the pending recipients due at now by route, in the order
@@ -245,7 +255,9 @@ func interrupted(ctx context.Context, res []result) []result {
 // transact sends the message to the group's recipients on one session, at
 // most rcptsPerTransaction RCPTs per transaction. It returns a failure when
 // the connection is no longer usable; a stale one (a cached session found
-// dead before anything was sent on it) leaves res untouched.
+// dead before anything was sent on it) leaves res untouched. A whole group
+// (group.whole) has one transaction, and no second for the RCPTs a
+// recipient limit deferred: nothing was sent to the others.
 func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, res []result) *failure {
 	utf8 := m.SMTPUTF8 || !isASCII(m.From)
 	for _, idx := range g.rcpts {
@@ -286,7 +298,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 	// RFC 5321 §4.5.3.1.10: a server past its RCPT limit answers 452 to
 	// the rest; they go in the next transaction now, not at the next retry
 	// minutes later, for as long as each transaction takes some.
-	for prev := len(g.rcpts) + 1; broken == nil; {
+	for prev := len(g.rcpts) + 1; broken == nil && !g.whole; {
 		var again []int // positions in g.rcpts
 		for i := range res {
 			if res[i].rcptLimit && res[i].out != outSent {
@@ -319,6 +331,10 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 // stopped early. With PIPELINING (RFC 2920) every command up to DATA goes
 // in one write and the replies are read in order, each RCPT's for its
 // recipient; without, each command waits for the reply to the previous.
+// For a whole group (group.whole) DATA waits for the RCPTs' replies, even
+// pipelined (RFC 2920 §3.1 lets it come alone), and is not sent unless
+// every one is 2xx: then the accepted ones are outUnsent, and the session,
+// its transaction ended by the RSET that precedes the next, stays usable.
 func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io.ReadSeeker, res []result, utf8 bool) *failure {
 	n := hi - lo
 	decided := make([]bool, n)
@@ -388,6 +404,7 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		}
 	}
 	reset := s.reused || s.dirty
+	pipeData := s.pipelining && !g.whole // DATA goes with the group
 	if s.pipelining {
 		if reset {
 			s.send("RSET")
@@ -396,23 +413,28 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		for k := range n {
 			s.send(rcpt(k))
 		}
-		s.send("DATA")
+		if pipeData {
+			s.send("DATA")
+		}
 	}
 	// step reads the reply to the next command, sending it first unless
 	// it went with the pipelined group.
 	step := func(line string) (int, string, error) {
-		if !s.pipelining {
+		if !s.pipelining || line == "DATA" && !pipeData {
 			s.send(line)
 		}
 		return s.reply()
 	}
 	// owed is how many replies of the pipelined group are still unread
-	// when the transaction stops before its data.
+	// when the transaction stops before its data: left counts DATA's.
 	owed := func(left int) int {
-		if s.pipelining {
-			return left
+		switch {
+		case !s.pipelining:
+			return 0
+		case !pipeData:
+			return left - 1
 		}
-		return 0
+		return left
 	}
 
 	if reset {
@@ -475,6 +497,12 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 	}
 	if len(accepted) == 0 {
 		return s.drain(owed(1), breakAll)
+	}
+	if g.whole && len(accepted) < n {
+		for _, k := range accepted {
+			res[lo+k] = result{out: outUnsent, reply: "not sent: another recipient was refused", relay: s.relay, remoteMTA: s.remoteMTA}
+		}
+		return s.drain(owed(1), breakAll) // nothing owed: DATA was not sent
 	}
 	code, text, err = step("DATA")
 	if err != nil {

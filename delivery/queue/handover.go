@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"io"
+	"slices"
 	"time"
 
 	"courriel/delivery"
@@ -14,27 +15,40 @@ import (
 // copies for the runner (a spool write and fsync here, then the hop),
 // HandOver allocates the queue id and hands the message to the home node's
 // cluster listener at once, on the runner's sessions to it and with the
-// keys its queued copies would have (XKEY, XARRIVED): handed is true when
-// the home node answered 250 for every copy, which it has then stored and
-// fsynced, and nothing was written here.
+// keys its queued copies would have (XKEY, XARRIVED), for every copy or
+// none, in one transaction: the data is sent only once the node answered
+// 2xx to every RCPT. handed is true when it then answered 250 to the data,
+// having stored and fsynced every copy, and nothing was written here.
 //
-// Anything else (the placement finds a copy not for that one node, the
-// node remembered dead or not reached within the time, a 4xx, a 5xx for a
-// copy, a connection lost after the data) ends in Accept's path with the
-// same message: queued under the same id and keys, the attempt recorded
-// when one was made. A copy stored over there without its 250 arriving
-// is then found by the retry (XRETRY, since the attempt counts), and a
-// copy refused for good bounces as it would from the runner. The attempt
-// is bounded by HandOverTimeout; without a runner in this process (a
-// client of the spool, or one shutting down) nothing is tried. localErrs
-// and err are Accept's (localErrs nil when handed): on an error nothing
-// was queued, but a copy may have been stored over there if the attempt
-// was cut short without its answer (only a spool that cannot be written
-// makes that error, and a duplicate is then the lesser harm).
-// opts are Accept's; a message handed whole that still owes its sender a
-// success DSN (NOTIFY=SUCCESS) is queued for it, its copies delivered, and
-// handed is false. A message under a key (WithOnceKey) is stored once as
-// Accept stores it, and never handed at once: queued, for the runner.
+// Anything else ends in Accept's path with the same message, queued under
+// the same id and keys for the runner: the placement finds a copy not for
+// that one node, or more copies than a transaction takes; the node is
+// remembered dead or not reached within the time; a RCPT refused (4xx or
+// 5xx) for some copies: no data is sent, so nothing is stored over there
+// (which a spool write failing here, answered 4xx to the client, would
+// make a duplicate at its retry); the refused copies' answers are
+// recorded as the runner records them (a 5xx bounces, a 4xx waits), and
+// the accepted ones are queued untried, due at once, without an attempt:
+// nothing of them was sent, so their next transaction needs no XRETRY; a
+// refusal of MAIL, DATA or the data, one answer for every copy (each
+// stored or none), recorded as the attempt; a connection lost after the
+// data, recorded as the attempt, so that the copies stored over there
+// without their 250 arriving are found by the retry (XRETRY, since the
+// attempt counts). The attempt is bounded by HandOverTimeout; without a
+// runner in this process (a client of the spool, or one shutting down)
+// nothing is tried. localErrs and err are Accept's (localErrs nil when
+// handed): on an error nothing was queued, but a copy may have been
+// stored over there if the attempt was cut short after the data without
+// its answer (only a spool that cannot be written makes that error, and a
+// duplicate is then the lesser harm).
+// opts are Accept's. A message that owes its sender a success DSN
+// (NOTIFY=SUCCESS for a copy, an alias expansion) is never handed at
+// once: queued, for the runner, which hands it over and sends the DSN
+// (handed over first, it would need a spool write after the node's 250,
+// for that DSN, and that write failing would make the caller answer 4xx
+// and the client's retry store every copy twice). A message under a key
+// (WithOnceKey) is stored once as Accept stores it, and never handed at
+// once either.
 func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, handed bool, localErrs []error, err error) {
 	m, err := q.newMessage(ctx, from, nil, local, data.Size())
 	if err != nil {
@@ -82,14 +96,18 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 			node = r.Node
 		}
 	}
-	if one && node != "" {
+	// One transaction, all or nothing: more copies than it takes are
+	// queued (a second transaction could fail after the first stored).
+	// A success to report is queued first (see above).
+	if one && node != "" && len(m.Recipients) <= rcptsPerTransaction && !m.owesSuccess() {
 		if g, res, tried := q.handOver(ctx, m, node, data); tried {
 			q.record(m, g, res)
-			// A success to report (NOTIFY=SUCCESS) keeps it: queued
-			// below with its copies delivered, the runner sends the DSN.
 			if m.done() {
 				q.logFor(m).Info("handed over", "node", node)
 				return m.ID, true, nil, nil
+			}
+			if slices.ContainsFunc(res, func(x result) bool { return x.out == outUnsent }) {
+				q.logFor(m).Info("not handed over: the node refused some copies, all queued", "node", node)
 			}
 		}
 	}
@@ -97,10 +115,18 @@ func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delive
 	return id, false, localErrs, err
 }
 
+// owesSuccess says that m, every copy delivered, would still owe its
+// sender a DSN: a success (NOTIFY=SUCCESS, which a node copy never
+// passes on) or an alias expansion to report.
+func (m *Message) owesSuccess() bool {
+	return len(m.DSNs) > 0 || m.owesExpanded() ||
+		slices.ContainsFunc(m.Recipients, func(r Recipient) bool { return notifies(r.Notify, NotifySuccess) })
+}
+
 // handOver sends every copy of m to node on a session of the runner's
-// cache, within HandOverTimeout (and a second per MiB). tried says a
-// session was had, so that res holds the outcomes to record; otherwise
-// nothing was sent.
+// cache, within HandOverTimeout (and a second per MiB), in one transaction
+// for all of them or none (group.whole). tried says a session was had, so
+// that res holds the outcomes to record; otherwise nothing was sent.
 func (q *Queue) handOver(ctx context.Context, m *Message, node string, data delivery.Content) (g group, res []result, tried bool) {
 	q.mu.Lock()
 	runCtx := q.runCtx
@@ -117,7 +143,7 @@ func (q *Queue) handOver(ctx context.Context, m *Message, node string, data deli
 	defer cancel()
 	defer context.AfterFunc(runCtx, cancel)()
 
-	g.rt = q.nodeRoute(node)
+	g.rt, g.whole = q.nodeRoute(node), true
 	for i := range m.Recipients {
 		g.rcpts = append(g.rcpts, i)
 	}

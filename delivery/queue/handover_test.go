@@ -4,9 +4,15 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,16 +23,19 @@ import (
 // fakeNode is a home node's cluster listener reduced to what HandOver
 // needs: it logs in anyone, answers RCPT as rcpt says (a reply line, ""
 // for 250), reads the data and answers 250, or once, with dropOnce,
-// hangs up instead (a 250 lost on the way back).
+// hangs up instead (a 250 lost on the way back). A MAIL inside a
+// transaction (no RSET or data since the last) gets 503, as Postfix's.
 type fakeNode struct {
 	addr     string
 	rcpt     func(to string) string
 	dropOnce bool
 
-	mu    sync.Mutex
-	conns int
-	cmds  []string // MAIL and RCPT lines, in order
-	datas int      // messages received whole
+	mu           sync.Mutex
+	noPipelining bool // EHLO offers no PIPELINING
+	conns        int
+	cmds         []string       // MAIL and RCPT lines, in order
+	datas        int            // messages received whole
+	stored       map[string]int // copies stored, by recipient
 }
 
 func newFakeNode(t *testing.T, rcpt func(string) string, dropOnce bool) *fakeNode {
@@ -36,7 +45,7 @@ func newFakeNode(t *testing.T, rcpt func(string) string, dropOnce bool) *fakeNod
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	n := &fakeNode{addr: ln.Addr().String(), rcpt: rcpt, dropOnce: dropOnce}
+	n := &fakeNode{addr: ln.Addr().String(), rcpt: rcpt, dropOnce: dropOnce, stored: map[string]int{}}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -60,7 +69,8 @@ func (n *fakeNode) serve(c net.Conn) {
 	say := func(s string) { w.WriteString(s + "\r\n") }
 	say("220 node.test")
 	w.Flush()
-	accepted := 0
+	var accepted []string // the transaction's recipients
+	inTx := false
 	for range 1000 {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -71,30 +81,39 @@ func (n *fakeNode) serve(c net.Conn) {
 		switch verb {
 		case "EHLO":
 			say("250-node.test")
-			say("250-PIPELINING")
+			n.mu.Lock()
+			if !n.noPipelining {
+				say("250-PIPELINING")
+			}
+			n.mu.Unlock()
 			say("250 AUTH PLAIN")
 		case "AUTH":
 			say("235 2.7.0 ok")
 		case "RSET":
-			accepted = 0
+			accepted, inTx = nil, false
 			say("250 2.0.0 ok")
 		case "MAIL", "RCPT":
 			n.mu.Lock()
 			n.cmds = append(n.cmds, line)
 			n.mu.Unlock()
 			reply := "250 2.1.0 ok"
-			if verb == "RCPT" {
+			switch {
+			case verb == "MAIL" && inTx:
+				reply = "503 5.5.1 nested MAIL command"
+			case verb == "MAIL":
+				inTx = true
+			default:
 				_, to, _ := strings.Cut(line, "<")
 				to, _, _ = strings.Cut(to, ">")
 				if x := n.rcpt(to); x != "" {
 					reply = x
 				} else {
-					accepted++
+					accepted = append(accepted, to)
 				}
 			}
 			say(reply)
 		case "DATA":
-			if accepted == 0 {
+			if len(accepted) == 0 {
 				say("554 5.5.1 no valid recipients")
 				break
 			}
@@ -111,13 +130,16 @@ func (n *fakeNode) serve(c net.Conn) {
 			}
 			n.mu.Lock()
 			n.datas++
+			for _, to := range accepted {
+				n.stored[to]++
+			}
 			drop := n.dropOnce
 			n.dropOnce = false
 			n.mu.Unlock()
 			if drop {
 				return // stored here, the 250 never sent
 			}
-			accepted = 0
+			accepted, inTx = nil, false
 			say("250 2.0.0 OK: queued")
 		case "QUIT":
 			say("221 2.0.0 bye")
@@ -138,11 +160,18 @@ func (n *fakeNode) seen() (conns, datas int, cmds []string) {
 	return n.conns, n.datas, append([]string(nil), n.cmds...)
 }
 
+// copies is how many copies of each recipient the node stored.
+func (n *fakeNode) copies() map[string]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.stored)
+}
+
 // HandOver hands a message for users homed on node b to it before the
 // caller answers, and on anything but 250 for every copy queues it under
-// the same id and keys with the attempt recorded: a copy refused for good
-// bounces, a deferred one waits, and a 250 lost after the data makes the
-// retry say XRETRY.
+// the same id and keys with the attempt recorded: a 250 lost after the
+// data makes the retry say XRETRY. (A RCPT refused for some copies:
+// TestHandOverRefusedCopy.)
 func TestHandOver(t *testing.T) {
 	t.Parallel()
 	ok := func(string) string { return "" }
@@ -158,18 +187,6 @@ func TestHandOver(t *testing.T) {
 		connected bool
 	}{
 		{name: "250 for all", rcpt: ok, handed: true, connected: true},
-		{name: "450 for one", rcpt: func(to string) string {
-			if to == "carol@x.test" {
-				return "450 4.2.0 held"
-			}
-			return ""
-		}, states: []string{"delivered", "pending"}, attempts: 1, connected: true},
-		{name: "550 for one", rcpt: func(to string) string {
-			if to == "carol@x.test" {
-				return "550 5.1.1 no such user"
-			}
-			return ""
-		}, states: []string{"delivered", "failed"}, attempts: 1, bounced: 1, connected: true},
 		{name: "250 lost", rcpt: ok, dropOnce: true, states: []string{"pending", "pending"}, attempts: 1, connected: true},
 		{name: "no runner", rcpt: ok, noRun: true, states: []string{"pending", "pending"}},
 	} {
@@ -340,7 +357,7 @@ func TestHandOverToHungNode(t *testing.T) {
 // TestHandOverDSN: a message handed to a node keeps its DSN parameters
 // (they never cross the node hop, whose listener does not offer DSN): a
 // copy stored there with NOTIFY=SUCCESS is reported delivered from here,
-// the message being queued for that DSN before HandOver returns; a copy
+// the message being queued for that DSN before it is handed over; a copy
 // refused there with NOTIFY=NEVER bounces nothing.
 func TestHandOverDSN(t *testing.T) {
 	t.Parallel()
@@ -428,5 +445,253 @@ func TestHandOverOnceKey(t *testing.T) {
 	}
 	if _, datas, _ := node.seen(); datas != 1 {
 		t.Errorf("the node got the message %d times, want once", datas)
+	}
+}
+
+// handOverQueue is a running queue on dir whose cluster has node b at
+// addr, with its DSNs in b.
+func handOverQueue(t *testing.T, dir, addr string) (*Queue, *bounces) {
+	t.Helper()
+	cl, err := cluster.New(cluster.Options{Self: "a", Secret: []byte("0123456789abcdef"), ConnectTimeout: time.Second,
+		Nodes: map[string]cluster.Node{"a": {SMTP: "127.0.0.1:1"}, "b": {SMTP: addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBounces()
+	o := baseOptions(t, dir, newClock())
+	o.Cluster, o.Bounce = cl, b.fn
+	o.Dialer = (&net.Dialer{}).DialContext
+	q := start(t, o).q
+	waitRunning(t, q)
+	return q, b
+}
+
+// handOverCopies are two copies for users homed on node b.
+var handOverCopies = []delivery.Recipient{
+	{Address: "bob@x.test", Maildir: "/var/vmail/bob/mailbox", UID: 2000, GID: 2000, Node: "b"},
+	{Address: "carol@x.test", OrigTo: "c@y.test", Maildir: "/var/vmail/carol/mailbox", UID: 2001, GID: 2001, Node: "b"},
+}
+
+// A hand-over is for every copy or none: when the node refuses the RCPT
+// of one copy (450 or 550) and accepts the other, no data is sent (the
+// node stores nothing), HandOver says not handed, and the message is
+// queued whole: the accepted copy pending and untried (its transaction
+// from the runner says no XRETRY, nothing of it having been sent), the
+// refused one with the node's answer recorded as the attempt. The runner
+// then stores one copy of each over there (the 450 one once the node
+// takes it), or bounces the 550 one, on the session of the hand-over,
+// which the refusal left usable.
+func TestHandOverRefusedCopy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, reply  string
+		noPipelining bool
+		carol        State // on disk after the hand-over
+		bounced      bool
+	}{
+		{name: "450", reply: "450 4.2.0 held", carol: StatePending},
+		{name: "450 without pipelining", reply: "450 4.2.0 held", noPipelining: true, carol: StatePending},
+		{name: "550", reply: "550 5.1.1 no such user", carol: StateFailed, bounced: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var (
+				mu      sync.Mutex
+				bobs    int    // RCPTs for bob
+				refuse  = true // carol's RCPT gets tc.reply
+				release = make(chan struct{})
+			)
+			node := newFakeNode(t, func(to string) string {
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case to == "carol@x.test" && refuse:
+					return tc.reply
+				case to == "bob@x.test":
+					if bobs++; bobs == 2 {
+						// The runner's attempt waits until the spool
+						// has been looked at.
+						mu.Unlock()
+						<-release
+						mu.Lock()
+					}
+				}
+				return ""
+			}, false)
+			node.mu.Lock()
+			node.noPipelining = tc.noPipelining
+			node.mu.Unlock()
+			dir := t.TempDir()
+			q, b := handOverQueue(t, dir, node.addr)
+			unblock := sync.OnceFunc(func() { close(release) })
+			t.Cleanup(unblock) // before the queue closes
+			id, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", handOverCopies, delivery.MemContent(testMessage))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if handed {
+				t.Error("handed, with a copy refused")
+			}
+			if _, datas, cmds := node.seen(); datas != 0 {
+				t.Errorf("the node got the data %d times during the hand-over (%q), want none: a copy stored there", datas, cmds)
+			}
+			m, err := q.sp.readEnvelope(id)
+			if err != nil {
+				t.Fatalf("the message is not queued under %s: %v", id, err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || r.Attempts != 0 {
+				t.Errorf("bob: %s after %d attempts, want pending, untried", r.State, r.Attempts)
+			}
+			if r := m.Recipients[1]; r.State != tc.carol || r.Attempts != 1 {
+				t.Errorf("carol: %s after %d attempts, want %s after the hand-over's", r.State, r.Attempts, tc.carol)
+			}
+			unblock()
+			if tc.bounced {
+				recv(t, b.got, "the DSN for carol")
+			} else {
+				// Bob's copy first, then carol's once the node takes it
+				// (Flush passes over the message while bob's job ends).
+				for range 1000 {
+					if node.copies()["bob@x.test"] == 1 {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				mu.Lock()
+				refuse = false
+				mu.Unlock()
+				for range 500 {
+					if l, err := q.List(); err == nil && len(l) == 0 {
+						break
+					}
+					q.Flush()
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			waitEmpty(t, q)
+			want := map[string]int{"bob@x.test": 1, "carol@x.test": 1}
+			if tc.bounced {
+				delete(want, "carol@x.test")
+			}
+			if got := node.copies(); !maps.Equal(got, want) {
+				t.Errorf("copies stored on the node: %v, want %v", got, want)
+			}
+			conns, _, cmds := node.seen()
+			if conns != 1 {
+				t.Errorf("%d connections to the node, want the hand-over's, reused", conns)
+			}
+			// The hand-over's MAIL and RCPTs, then the runner's for bob.
+			if len(cmds) < 5 || !strings.HasPrefix(cmds[3], "MAIL ") || strings.Contains(cmds[3], "XRETRY") || !strings.HasPrefix(cmds[4], "RCPT TO:<bob@x.test> ") {
+				t.Errorf("commands %q: want the runner's for bob without XRETRY after the hand-over's", cmds)
+			}
+			wantDSNs := 0
+			if tc.bounced {
+				wantDSNs = 1
+			}
+			if n := b.count(); n != wantDSNs {
+				t.Errorf("%d DSNs, want %d", n, wantDSNs)
+			}
+		})
+	}
+}
+
+// When the spool cannot be written after the node refused a copy, the
+// caller gets the error (and answers 4xx): the node must have stored
+// nothing, or the client's retry would store that copy twice.
+func TestHandOverRefusedCopySpoolFails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var node atomic.Pointer[fakeNode]
+	node.Store(newFakeNode(t, func(to string) string {
+		if to != "carol@x.test" {
+			return ""
+		}
+		// The spool's file for this message cannot be made: a
+		// directory holds its name (as a failing disk would refuse it).
+		_, _, cmds := node.Load().seen()
+		_, key, _ := strings.Cut(cmds[len(cmds)-1], " XKEY=")
+		id, _, _ := strings.Cut(key, "-")
+		if err := os.MkdirAll(filepath.Join(dir, id+extData, "x"), 0o700); err != nil {
+			t.Error(err)
+		}
+		return "450 4.2.0 held"
+	}, false))
+	q, _ := handOverQueue(t, dir, node.Load().addr)
+	_, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", handOverCopies, delivery.MemContent(testMessage))
+	if err == nil || handed {
+		t.Fatalf("HandOver with a spool that cannot be written: handed %v, %v; want an error", handed, err)
+	}
+	if got := node.Load().copies(); len(got) != 0 {
+		t.Errorf("the node stored %v, then the caller was told to retry: duplicates", got)
+	}
+	if l, err := q.List(); err != nil || len(l) != 0 {
+		t.Errorf("queue %v, %v; want nothing queued", l, err)
+	}
+}
+
+// More copies than one transaction takes are not handed over at once (a
+// second transaction could be refused after the first stored its copies):
+// the message is queued, and the runner stores each copy once.
+func TestHandOverTooManyCopies(t *testing.T) {
+	t.Parallel()
+	node := newFakeNode(t, func(string) string { return "" }, false)
+	q, _ := handOverQueue(t, t.TempDir(), node.addr)
+	var local []delivery.Recipient
+	for i := range rcptsPerTransaction + 1 {
+		local = append(local, delivery.Recipient{Address: fmt.Sprintf("u%d@x.test", i), Maildir: fmt.Sprintf("/var/vmail/u%d/mailbox", i), UID: 2000, GID: 2000, Node: "b"})
+	}
+	_, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", local, delivery.MemContent(testMessage))
+	if err != nil || handed {
+		t.Fatalf("hand-over of %d copies: handed %v, %v; want queued", len(local), handed, err)
+	}
+	waitEmpty(t, q)
+	got := node.copies()
+	if len(got) != len(local) {
+		t.Errorf("%d recipients stored on the node, want %d", len(got), len(local))
+	}
+	for to, n := range got {
+		if n != 1 {
+			t.Errorf("%s: %d copies, want 1", to, n)
+		}
+	}
+}
+
+// A message whose sender asked for a success DSN is queued before it is
+// handed over: handed first, the DSN would need a spool write after the
+// node's 250, and that write failing (the caller answering 4xx, the
+// client retrying) would store the copy twice over there.
+func TestHandOverSuccessDSNSpoolFails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var node atomic.Pointer[fakeNode]
+	node.Store(newFakeNode(t, func(to string) string {
+		// The spool's file for this message cannot be made if it is not
+		// there yet: a directory holds its name.
+		_, _, cmds := node.Load().seen()
+		_, key, _ := strings.Cut(cmds[len(cmds)-1], " XKEY=")
+		id, _, _ := strings.Cut(key, "-")
+		if _, err := os.Stat(filepath.Join(dir, id+extData)); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(filepath.Join(dir, id+extData, "x"), 0o700); err != nil {
+				t.Error(err)
+			}
+		}
+		return ""
+	}, false))
+	q, b := handOverQueue(t, dir, node.Load().addr)
+	_, handed, _, err := q.HandOver(context.Background(), "m1", "sender@y.test", handOverCopies[:1], delivery.MemContent(testMessage),
+		WithDSN("", "", map[string]RcptDSN{"bob@x.test": {Notify: "SUCCESS"}}, nil))
+	if err != nil {
+		if got := node.Load().copies(); len(got) != 0 {
+			t.Fatalf("the node stored %v, then the caller was told to retry (%v): duplicates", got, err)
+		}
+		t.Fatal(err)
+	}
+	if handed {
+		t.Error("handed: a success DSN is owed")
+	}
+	recv(t, b.got, "the success DSN")
+	waitEmpty(t, q)
+	if got := node.Load().copies(); !maps.Equal(got, map[string]int{"bob@x.test": 1}) {
+		t.Errorf("copies stored on the node: %v, want one for bob", got)
 	}
 }

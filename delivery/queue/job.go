@@ -109,8 +109,8 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 	changed := false
 	for i, idx := range g.rcpts {
 		r, x := &m.Recipients[idx], res[i]
-		if x.out == outPostponed {
-			continue // not tried: nothing to record or log
+		if x.out == outPostponed || x.out == outUnsent {
+			continue // not tried, or not sent: nothing to record or log
 		}
 		if x.out == outInterrupted {
 			q.logAttempt(m, r, x.relay, r.Status, "deferred", "delivery interrupted by shutdown, will retry", now, "")
