@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -38,6 +39,11 @@ func cmdCopy(s *session, tag string, uid bool) error {
 		}
 		return no("", "No messages copied")
 	}
+	if _, ok := sel.mb.FlagsOf(uids); slices.Contains(ok, false) {
+		// Another session expunged some of them (this one has not
+		// seen the EXPUNGE yet): as Dovecot, none is copied or moved.
+		return errExpungeIssued
+	}
 	var src, dstUIDs []uint32
 	if move {
 		// A rename within the maildir; the moved messages are expunged
@@ -59,7 +65,7 @@ func cmdCopy(s *session, tag string, uid bool) error {
 		return s.storeErr(strings.ToLower(s.curName()), err, "")
 	}
 	if len(src) == 0 {
-		return no("EXPUNGEISSUED", "Some of the requested messages no longer exist")
+		return errExpungeIssued
 	}
 	code := "COPYUID " + strconv.FormatUint(uint64(dst.UIDValidity()), 10) + " " + uidSetString(src) + " " + uidSetString(dstUIDs)
 	s.srv.wakeIdlers(dst, s)
@@ -70,6 +76,12 @@ func cmdCopy(s *session, tag string, uid bool) error {
 	s.srv.wakeIdlers(sel.mb, s)
 	return s.ok(tag, "", "Move completed", true)
 }
+
+// errExpungeIssued answers a COPY or MOVE of a message another session
+// expunged, as Dovecot answers it (RFC 5530), the EXPUNGE before it
+// (Dovecot's cmd_sync without MAILBOX_SYNC_FLAG_NO_EXPUNGES, even for a
+// COPY by sequence numbers).
+var errExpungeIssued = &respErr{kind: "NO", code: "EXPUNGEISSUED", text: "Some of the requested messages no longer exist", expunges: true}
 
 // uidSetString renders UIDs in the given order as a sequence set,
 // compressing consecutive runs (COPYUID pairs the two lists by position).

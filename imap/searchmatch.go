@@ -54,26 +54,39 @@ type searchMsg struct {
 	// and searched from it (raw stays nil): BODY and TEXT.
 	scanned *mpart
 	failed  bool
+	// prog is the program evaluated (match's root); found, what the
+	// message holds of its BODY and TEXT strings, once searched
+	// (searchtext.go).
+	prog  *searchKey
+	found []uint8
 	// err is a failure the command answers (no memory for a large
 	// message in time), where a message that cannot be read is only
 	// not matched.
 	err error
 }
 
-func (m *searchMsg) match(k *searchKey) bool {
+// match evaluates the program root on the message.
+func (m *searchMsg) match(root *searchKey) bool {
+	if m.prog == nil {
+		m.prog = root
+	}
+	return m.eval(root)
+}
+
+func (m *searchMsg) eval(k *searchKey) bool {
 	sel := m.s.sel
 	switch k.op {
 	case "AND":
 		for _, c := range k.kids {
-			if !m.match(c) {
+			if !m.eval(c) {
 				return false
 			}
 		}
 		return true
 	case "OR":
-		return m.match(k.kids[0]) || m.match(k.kids[1])
+		return m.eval(k.kids[0]) || m.eval(k.kids[1])
 	case "NOT":
-		return !m.match(k.kids[0])
+		return !m.eval(k.kids[0])
 	case "ALL":
 		return true
 	case "SEQ":
@@ -160,9 +173,9 @@ func (m *searchMsg) match(k *searchKey) bool {
 	case "HEADER":
 		return m.matchHeader(k.field, k.value)
 	case "BODY":
-		return m.matchText(k, false) // searchtext.go
+		return m.matchText(k) // searchtext.go
 	case "TEXT":
-		return m.matchText(k, true)
+		return m.matchText(k)
 	}
 	return false
 }

@@ -22,6 +22,11 @@ type searchKey struct {
 	kids  []*searchKey
 	mod   uint64 // MODSEQ
 	fold  []byte // BODY and TEXT: value case-folded, at its first use (searchtext.go)
+	// BODY and TEXT: 1 + the index of fold in the program's textKeys;
+	// texts, on the program's root, are its BODY and TEXT strings
+	// (searchtext.go), both set at its first evaluation.
+	needle int
+	texts  *textKeys
 }
 
 type searchArgs struct {

@@ -135,6 +135,9 @@ type Options struct {
 	// streamSearchAll has SEARCH BODY and TEXT stream every message from
 	// its file, as they stream a large one (tests).
 	streamSearchAll bool
+	// textReadHook is called each time SEARCH BODY or TEXT reads a
+	// message's text (tests).
+	textReadHook func(uid uint32)
 	// ParseHelpers bounds the goroutines that parse messages ahead of cold
 	// FETCHes of ENVELOPE or BODYSTRUCTURE, all sessions together
 	// (prefetch.go). 0: half the cores less one, so none on two cores,

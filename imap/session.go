@@ -134,12 +134,15 @@ type respErr struct {
 	kind string // "NO" or "BAD"
 	code string
 	text string
+	// expunges: a NO before which the EXPUNGEs waiting are written
+	// (COPY and MOVE of a message another session expunged).
+	expunges bool
 }
 
 func (e *respErr) Error() string { return e.kind + " " + e.text }
 
-func no(code, text string) *respErr  { return &respErr{"NO", code, text} }
-func bad(code, text string) *respErr { return &respErr{"BAD", code, text} }
+func no(code, text string) *respErr  { return &respErr{kind: "NO", code: code, text: text} }
+func bad(code, text string) *respErr { return &respErr{kind: "BAD", code: code, text: text} }
 
 // errClose ends the connection after the command's reply.
 var errClose = errors.New("imap: close connection")
@@ -470,7 +473,7 @@ func (s *session) answerErr(tag string, err error) error {
 		}
 		if re.kind == "NO" {
 			// Updates are welcome after a NO; not after a BAD (RFC 9051 §7.1.3).
-			if err := s.pushUpdates(false); err != nil {
+			if err := s.pushUpdates(re.expunges); err != nil {
 				return err
 			}
 		}
