@@ -95,7 +95,8 @@ type txnDSN struct {
 	ret, envid string
 	// rcpts: the NOTIFY and ORCPT of each copy, by its dedupeKey (the
 	// copies an alias expanded to included); the first RCPT to reach a
-	// copy decides.
+	// copy with parameters decides (after a milter's DELRCPT, the first
+	// remaining one: milterDelRcpt).
 	rcpts    map[string]queue.RcptDSN
 	expanded []queue.Expansion // RCPTs with NOTIFY=SUCCESS an alias expanded
 }
@@ -150,10 +151,11 @@ func (t *txn) dsnOption() queue.Option {
 // rcptDSN records the DSN parameters of an RCPT whose address addr the
 // directory resolved to dests (copy addresses): an alias expanded with
 // NOTIFY=SUCCESS is reported "expanded" and its copies ask no more for
-// success, as Postfix's cleanup does with a virtual alias.
-func (t *txn) rcptDSN(addr string, d queue.RcptDSN, dests []string) {
+// success, as Postfix's cleanup does with a virtual alias. It returns the
+// parameters its copies get (d, or d without SUCCESS), zero for none.
+func (t *txn) rcptDSN(addr string, d queue.RcptDSN, dests []string) queue.RcptDSN {
 	if d == (queue.RcptDSN{}) {
-		return
+		return d
 	}
 	cd := d
 	expanded := len(dests) > 1 || len(dests) == 1 && dedupeKey(dests[0]) != dedupeKey(addr)
@@ -169,6 +171,7 @@ func (t *txn) rcptDSN(addr string, d queue.RcptDSN, dests []string) {
 	}
 	// The RCPT itself, for a loop that bounces it (queue.WithFailed).
 	t.setDSN(dedupeKey(addr), d)
+	return cd
 }
 
 func containsFold(es []queue.Expansion, addr string) bool {

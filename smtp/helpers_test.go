@@ -30,7 +30,7 @@ import (
 //
 //	mailbox.example  DomainMailbox: alice, bob (maildrops of their own)
 //	hosted.example   DomainHosted:  info -> alice; team -> alice, bob, carol@remote.example;
-//	                                 fwd -> dave@remote.example; same -> alice, Alice (one maildrop)
+//	                                 fwd, fwd2 -> dave@remote.example; same -> alice, Alice (one maildrop)
 //	down.example     classification unavailable
 //	anything else    foreign
 //
@@ -106,7 +106,7 @@ func (d *fakeDir) ResolveClassified(_ context.Context, addr string, class direct
 		dests = []directory.Destination{mbox(strings.ToLower(addr[:strings.LastIndexByte(addr, '@')]))}
 	case "team@hosted.example":
 		dests = []directory.Destination{mbox("alice"), mbox("bob"), remote("carol@remote.example")}
-	case "fwd@hosted.example":
+	case "fwd@hosted.example", "fwd2@hosted.example":
 		dests = []directory.Destination{remote("dave@remote.example")}
 	case "same@hosted.example":
 		a2 := mbox("alice")

@@ -236,7 +236,8 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string, dsn queue.RcptDS
 		return true, s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	s.addRemote(a.String())
-	s.tx.rcptDSN(a.String(), dsn, []string{a.String()})
+	cd := s.tx.rcptDSN(a.String(), dsn, []string{a.String()})
+	s.noteOrigin(addr, "", dsn != (queue.RcptDSN{}), cd, []string{a.String()})
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	log().Debug("rcpt ok", "srs_to", logValue(a.String(), 300))
 	return true, nil

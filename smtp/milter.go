@@ -208,44 +208,213 @@ func (s *session) milterChangeFrom(log *slog.Logger, from string) {
 	s.tx.from = from
 }
 
-// milterDelRcpt removes a RCPT address and the copies it brought.
-func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
-	k := dedupeKey(addr)
-	found := false
-	s.tx.rcpts = slices.DeleteFunc(s.tx.rcpts, func(r string) bool { return dedupeKey(r) == k })
-	// A copy removed is forgotten by the dedupe set too: a milter may add
-	// the same maildrop back.
-	s.tx.local = slices.DeleteFunc(s.tx.local, func(r delivery.Recipient) bool {
-		del := dedupeKey(r.OrigTo) == k || dedupeKey(r.Address) == k
-		if del {
-			found = true
-			delete(s.tx.seen, dedupeKey(r.Address))
+// rcptOrigins is what each RCPT brought to the transaction, kept while
+// milters run (only they remove an RCPT): a copy two RCPTs reach is in
+// local or remote once (tx.seen), and a milter's DELRCPT of one of them
+// must leave it to the other.
+type rcptOrigins struct {
+	list  []rcptOrigin   // in RCPT order, one per address
+	index map[string]int // an RCPT's dedupeKey → its place in list
+}
+
+// rcptOrigin is one RCPT's part: the copies it reached, the orig_to it
+// gives them and their DSN parameters.
+type rcptOrigin struct {
+	key string // dedupeKey of the RCPT address as the milters saw it; "" once removed
+	// orig is the copies' orig_to (the RCPT address), "" when its one copy
+	// is addressed as itself (a relayed address, an SRS address's sender).
+	orig string
+	// dsn: its copies' NOTIFY and ORCPT (rcptDSN's), when hasDSN (the
+	// RCPT gave parameters; an alias's NOTIFY=SUCCESS leaves them empty).
+	dsn    queue.RcptDSN
+	hasDSN bool
+	copies []string // dedupeKeys of the copies it reached, those already there included
+}
+
+// noteOrigin records, when milters run, that the RCPT rcpt reached the
+// copies dests, giving them orig and, when given (hasDSN), the DSN
+// parameters dsn. The same RCPT again reaches the same copies: its
+// parameters count only where the first gave none, as setDSN takes them.
+func (s *session) noteOrigin(rcpt, orig string, hasDSN bool, dsn queue.RcptDSN, dests []string) {
+	if s.milter == nil {
+		return
+	}
+	o := s.tx.origins
+	if o == nil {
+		o = &rcptOrigins{index: map[string]int{}}
+		s.tx.origins = o
+	}
+	k := dedupeKey(rcpt)
+	if i, ok := o.index[k]; ok {
+		if r := &o.list[i]; !r.hasDSN {
+			r.dsn, r.hasDSN = dsn, hasDSN
 		}
-		return del
-	})
-	// A remote copy goes too when the address is the alias that reached
-	// it (origTo), as dropLoops takes a looping alias's forwards: else the
-	// message would leave for a recipient the milter removed.
-	s.tx.remote = slices.DeleteFunc(s.tx.remote, func(r string) bool {
-		del := dedupeKey(r) == k || dedupeKey(s.tx.origTo[r]) == k
-		if del {
-			found = true
-			rk := dedupeKey(r)
-			delete(s.tx.seen, rk)
-			delete(s.tx.origTo, r)
-			if s.tx.dsn != nil {
-				delete(s.tx.dsn.rcpts, rk)
+		return
+	}
+	keys := make([]string, len(dests))
+	for i, d := range dests {
+		keys[i] = dedupeKey(d)
+	}
+	o.index[k] = len(o.list)
+	o.list = append(o.list, rcptOrigin{key: k, orig: orig, dsn: dsn, hasDSN: hasDSN, copies: keys})
+}
+
+// copyHeir is what a copy gets from the remaining RCPTs that reach it,
+// taken from the first ones in RCPT order, as when it was added.
+type copyHeir struct {
+	orig   string        // a local copy's OrigTo: the first orig
+	alias  string        // a remote copy's orig_to: the first orig that is not the copy itself
+	dsn    queue.RcptDSN // the first parameters given, when hasDSN
+	hasDSN bool
+}
+
+// heirs says, for each of the copies, what the RCPTs still in the list
+// give it; a copy none reaches any more has no entry.
+func (o *rcptOrigins) heirs(copies map[string]bool) map[string]*copyHeir {
+	h := make(map[string]*copyHeir, len(copies))
+	for _, r := range o.list {
+		if r.key == "" {
+			continue
+		}
+		for _, c := range r.copies {
+			if !copies[c] {
+				continue
+			}
+			x := h[c]
+			if x == nil {
+				x = &copyHeir{}
+				h[c] = x
+			}
+			if x.orig == "" {
+				x.orig = r.orig
+			}
+			if x.alias == "" && r.orig != "" && dedupeKey(r.orig) != c {
+				x.alias = r.orig
+			}
+			if !x.hasDSN {
+				x.dsn, x.hasDSN = r.dsn, r.hasDSN
 			}
 		}
-		return del
-	})
+	}
+	return h
+}
+
+// milterDelRcpt removes a RCPT address and the copies no other RCPT
+// reaches, as Postfix, whose milters see the envelope before cleanup
+// expands the virtual aliases: the copy of two aliases forwarding to one
+// address, or of an alias and the maildrop's own address, stays for the
+// one left, and an address that was no RCPT (a maildrop an alias reached
+// among them) changes nothing. A copy that stays is the first remaining
+// RCPT's that reaches it: its OrigTo (Sieve's envelope "to", the log's
+// orig_to), the queue's orig_to= and its DSN parameters become what that
+// RCPT gave, as if the removed one had never been given.
+func (s *session) milterDelRcpt(log *slog.Logger, addr string) {
+	k := dedupeKey(addr)
+	s.tx.rcpts = slices.DeleteFunc(s.tx.rcpts, func(r string) bool { return dedupeKey(r) == k })
+	o := s.tx.origins
+	var i int
+	found := false
+	if o != nil {
+		i, found = o.index[k]
+	}
+	if !found {
+		log.Info("recipient removed by milter", "to", logValue(addr, 300), "found", false)
+		return
+	}
+	reached := make(map[string]bool, len(o.list[i].copies))
+	for _, c := range o.list[i].copies {
+		reached[c] = true
+	}
+	o.list[i] = rcptOrigin{}
+	delete(o.index, k)
+	heirs := o.heirs(reached)
+	dropped := 0
+	// A copy removed is forgotten by the dedupe set too: a milter may add
+	// the same maildrop back.
+	local := s.tx.local[:0]
+	for _, r := range s.tx.local {
+		ck := dedupeKey(r.Address)
+		if reached[ck] {
+			h := heirs[ck]
+			if h == nil {
+				s.tx.dropCopy(ck)
+				dropped++
+				continue
+			}
+			r.OrigTo = h.orig
+			s.tx.setCopyDSN(ck, h.hasDSN, h.dsn)
+		}
+		local = append(local, r)
+	}
+	clear(s.tx.local[len(local):])
+	s.tx.local = local
+	// A remote copy goes too when no RCPT left reaches it, as dropLoops
+	// takes a looping alias's forwards: else the message would leave for
+	// a recipient the milter removed.
+	remote := s.tx.remote[:0]
+	for _, r := range s.tx.remote {
+		ck := dedupeKey(r)
+		if reached[ck] {
+			h := heirs[ck]
+			if h == nil {
+				s.tx.dropCopy(ck)
+				delete(s.tx.origTo, r)
+				dropped++
+				continue
+			}
+			s.setOrigTo(r, h.alias)
+			s.tx.setCopyDSN(ck, h.hasDSN, h.dsn)
+		}
+		remote = append(remote, r)
+	}
+	clear(s.tx.remote[len(remote):])
+	s.tx.remote = remote
 	// The alias is no longer forwarded (no Delivered-To: for it), nor
 	// reported expanded.
 	s.tx.forwarded = slices.DeleteFunc(s.tx.forwarded, func(a string) bool { return dedupeKey(a) == k })
 	if s.tx.dsn != nil {
 		s.tx.dsn.expanded = slices.DeleteFunc(s.tx.dsn.expanded, func(x queue.Expansion) bool { return dedupeKey(x.Addr) == k })
 	}
-	log.Info("recipient removed by milter", "to", logValue(addr, 300), "found", found)
+	log.Info("recipient removed by milter", "to", logValue(addr, 300), "found", true, "copies_removed", dropped)
+}
+
+// dropCopy forgets the copy key (dedupeKey) that left the transaction.
+func (t *txn) dropCopy(key string) {
+	delete(t.seen, key)
+	delete(t.homes, key)
+	if t.dsn != nil {
+		delete(t.dsn.rcpts, key)
+	}
+}
+
+// setCopyDSN gives the copy key the parameters d, the defaults without
+// (!has).
+func (t *txn) setCopyDSN(key string, has bool, d queue.RcptDSN) {
+	switch {
+	case !has:
+		if t.dsn != nil {
+			delete(t.dsn.rcpts, key)
+		}
+	default:
+		delete(t.dsnFor().rcpts, key)
+		t.setDSN(key, d)
+	}
+}
+
+// setOrigTo makes alias the orig_to of the remote copy addr, none when "",
+// within the bound RCPT keeps (MaxRecipients entries).
+func (s *session) setOrigTo(addr, alias string) {
+	if alias == "" {
+		delete(s.tx.origTo, addr)
+		return
+	}
+	if _, ok := s.tx.origTo[addr]; !ok && len(s.tx.origTo) >= s.srv.o.MaxRecipients {
+		return
+	}
+	if s.tx.origTo == nil {
+		s.tx.origTo = map[string]string{}
+	}
+	s.tx.origTo[addr] = alias
 }
 
 // milterAddRcpt adds a recipient as RCPT TO would, without the relay check

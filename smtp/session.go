@@ -85,6 +85,9 @@ type txn struct {
 	// origTo maps a remote copy an alias expanded to, to the RCPT that
 	// named the alias (the queue's orig_to=); nil when there is none.
 	origTo map[string]string
+	// origins: every RCPT's copies, for a milter's DELRCPT (milter.go);
+	// nil without milters.
+	origins *rcptOrigins
 	// needUTF8: the client asked for SMTPUTF8 and the header holds UTF-8,
 	// so the remote copies need SMTPUTF8 at the next hop (set at DATA).
 	needUTF8 bool
@@ -464,7 +467,8 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 			}
 		}
 		s.addRemote(addr)
-		s.tx.rcptDSN(addr, dsn, []string{addr})
+		cd := s.tx.rcptDSN(addr, dsn, []string{addr})
+		s.noteOrigin(addr, "", dsn != (queue.RcptDSN{}), cd, []string{addr})
 		s.tx.rcpts = append(s.tx.rcpts, addr)
 		if s.log.Enabled(s.ctx, slog.LevelDebug) {
 			log().Debug("rcpt ok", "relay", true)
@@ -550,12 +554,13 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		s.tx.local = append(s.tx.local, r)
 		s.tx.setHome(k, d.Mailbox.Home)
 	}
-	if dsn != (queue.RcptDSN{}) {
+	if dsn != (queue.RcptDSN{}) || s.milter != nil {
 		dests := make([]string, len(res.Destinations))
 		for i, d := range res.Destinations {
 			dests[i] = d.Address
 		}
-		s.tx.rcptDSN(addr, dsn, dests)
+		cd := s.tx.rcptDSN(addr, dsn, dests)
+		s.noteOrigin(addr, addr, dsn != (queue.RcptDSN{}), cd, dests)
 	}
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	if !slices.ContainsFunc(s.tx.ours, func(o string) bool { return dedupeKey(o) == dedupeKey(addr) }) {
