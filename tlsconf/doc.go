@@ -14,6 +14,10 @@
 // lazily on handshake and from Watch, and keeps serving the previous pair
 // whenever the new one does not load (a key written before its certificate
 // is not served half-updated; it is retried once the files change again).
+// An expired or not yet valid certificate is never taken in place of a
+// valid one; at start, with Options.ServeExpired, it is served and logged as
+// an error, as Postfix and Dovecot do, rather than leaving the server without
+// TLS or without mail.
 //
 // Instead of files, NewACME gets the certificate from an ACME CA with the
 // TLS-ALPN-01 challenge (RFC 8737, golang.org/x/crypto/acme/autocert): only

@@ -52,6 +52,19 @@ func readPEMFile(path string) ([]byte, error) {
 // (leaf first), the key parses, is unencrypted and strong enough, matches
 // the leaf, and the leaf is within its validity period.
 func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
+	cert, err := readPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkValidity(certFile, cert.Leaf, now); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// readPair is loadPair without the validity period: the pair can be served,
+// though clients that verify will refuse it if checkValidity fails.
+func readPair(certFile, keyFile string) (*tls.Certificate, error) {
 	certPEM, err := readPEMFile(certFile)
 	if err != nil {
 		return nil, err
@@ -76,15 +89,21 @@ func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error)
 		return nil, &FileError{File: keyFile, Kind: ErrKeyMismatch,
 			Err: fmt.Errorf("key does not belong to the certificate in %s (subject %q)", certFile, leaf.Subject.String())}
 	}
+	return &tls.Certificate{Certificate: ders, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// checkValidity fails with ErrNotYetValid or ErrExpired, naming certFile,
+// if now is outside the leaf's validity period.
+func checkValidity(certFile string, leaf *x509.Certificate, now time.Time) error {
 	if now.Before(leaf.NotBefore) {
-		return nil, &FileError{File: certFile, Kind: ErrNotYetValid,
+		return &FileError{File: certFile, Kind: ErrNotYetValid,
 			Err: fmt.Errorf("valid from %s, now is %s", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
 	}
 	if now.After(leaf.NotAfter) {
-		return nil, &FileError{File: certFile, Kind: ErrExpired,
+		return &FileError{File: certFile, Kind: ErrExpired,
 			Err: fmt.Errorf("expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))}
 	}
-	return &tls.Certificate{Certificate: ders, PrivateKey: key, Leaf: leaf}, nil
+	return nil
 }
 
 // parseCertChain returns every CERTIFICATE block of data as DER, and the

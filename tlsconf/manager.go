@@ -42,6 +42,15 @@ type Options struct {
 	// Now is the clock for validity checks and ReloadCheckInterval; nil
 	// means time.Now.
 	Now func() time.Time
+	// ServeExpired makes New accept a pair whose certificate is expired or
+	// not yet valid, logging an error, as Postfix and Dovecot start with
+	// one: a renewal that failed before a reboot must not stop all mail
+	// (MTAs using STARTTLS on port 25 do not verify; the clients that do
+	// see the error and tell the admin). serve sets it; check-config does
+	// not, so it reports such a certificate as a failure. Either way a
+	// running Manager never replaces a valid certificate by an expired
+	// one (see Reload).
+	ServeExpired bool
 }
 
 // Manager holds the current certificate of all listeners and replaces it
@@ -67,7 +76,8 @@ type Manager struct {
 
 // New loads the pair now and fails with a *FileError (see the Err* kinds)
 // if it is unusable: courriel must not start with a certificate it cannot
-// serve.
+// serve. A certificate outside its validity period (ErrExpired,
+// ErrNotYetValid) is unusable only without Options.ServeExpired.
 func New(o Options) (*Manager, error) {
 	if o.CertFile == "" || o.KeyFile == "" {
 		return nil, errors.New("tls: both a certificate file and a key file are required")
@@ -90,12 +100,16 @@ func New(o Options) (*Manager, error) {
 	defer m.mu.Unlock()
 	// Stat before reading: a change between the two is seen by the next check.
 	st, _ := statPair(m.certFile, m.keyFile)
-	cert, err := loadPair(m.certFile, m.keyFile, m.now())
+	cert, err := readPair(m.certFile, m.keyFile)
 	if err != nil {
 		return nil, err
 	}
+	invalid := checkValidity(m.certFile, cert.Leaf, m.now())
+	if invalid != nil && !o.ServeExpired {
+		return nil, invalid
+	}
 	m.attempted = st
-	m.installLocked(cert, "start")
+	m.installLocked(cert, "start", invalid)
 	return m, nil
 }
 
@@ -162,6 +176,15 @@ func (m *Manager) Certificate() *x509.Certificate {
 
 // Reload reads the files now, whether they changed or not (SIGHUP). On
 // failure the current certificate stays in service and the error says why.
+//
+// A certificate outside its validity period is refused while the one
+// served is valid: a renewal gone wrong must not replace a good
+// certificate. While the one served is itself expired or not yet valid
+// (started with ServeExpired, or ran past its NotAfter), another such
+// certificate is taken only if its NotAfter is later: it is the newer one
+// (a not-yet-valid certificate beside an expired one is a renewal seen
+// through a slow clock, and becomes valid; an older or the same one, a
+// backup restored or the file touched, would be a step back or nothing).
 // An ACME Manager has no files and renews by itself: Reload does nothing.
 func (m *Manager) Reload() error {
 	if m.acme != nil {
@@ -240,12 +263,21 @@ func (m *Manager) checkLocked(why string) {
 }
 
 func (m *Manager) loadLocked(why string) error {
-	cert, err := loadPair(m.certFile, m.keyFile, m.now())
+	cert, err := readPair(m.certFile, m.keyFile)
 	if err != nil {
 		m.failLocked(err)
 		return err
 	}
-	m.installLocked(cert, why)
+	now := m.now()
+	invalid := checkValidity(m.certFile, cert.Leaf, now)
+	if invalid != nil {
+		cur := m.cur.Load().Leaf
+		if checkValidity(m.certFile, cur, now) == nil || !cert.Leaf.NotAfter.After(cur.NotAfter) {
+			m.failLocked(invalid)
+			return invalid
+		}
+	}
+	m.installLocked(cert, why, invalid)
 	return nil
 }
 
@@ -260,7 +292,9 @@ func (m *Manager) failLocked(err error) {
 	}
 }
 
-func (m *Manager) installLocked(cert *tls.Certificate, why string) {
+// installLocked serves cert from now on; invalid is its checkValidity
+// error, nil for a certificate within its validity period.
+func (m *Manager) installLocked(cert *tls.Certificate, why string, invalid error) {
 	m.cur.Store(cert)
 	m.lastErr = ""
 	leaf := cert.Leaf
@@ -272,7 +306,11 @@ func (m *Manager) installLocked(cert *tls.Certificate, why string) {
 		m.log.Warn("tls: certificate is not valid for these host names; clients that verify will refuse it",
 			"cert_file", m.certFile, "hostnames", strings.Join(bad, ","), "names", strings.Join(names, ","))
 	}
-	if left := leaf.NotAfter.Sub(m.now()); left < expirySoon {
+	if invalid != nil {
+		m.log.Error("tls: serving a certificate outside its validity period: clients that verify refuse it (MTAs using STARTTLS do not); renew it",
+			"err", invalid, "cert_file", m.certFile,
+			"not_before", leaf.NotBefore.UTC(), "not_after", leaf.NotAfter.UTC())
+	} else if left := leaf.NotAfter.Sub(m.now()); left < expirySoon {
 		m.log.Warn("tls: certificate expires soon; is renewal working?",
 			"cert_file", m.certFile, "not_after", leaf.NotAfter.UTC(), "left", left.Round(time.Hour).String())
 	}

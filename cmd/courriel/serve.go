@@ -251,6 +251,7 @@ func (a *app) loadCertificates() error {
 		m, err := tlsconf.New(tlsconf.Options{
 			CertFile: lt.CertFile, KeyFile: lt.KeyFile, Hostnames: []string{a.cfg.MyHostname},
 			Logger: a.log.With("component", "tls"), ReloadCheckInterval: tlsconf.DefaultReloadCheckInterval,
+			ServeExpired: true, // as Postfix and Dovecot: an expired certificate is logged and served, not a reason to take no mail
 		})
 		if err != nil {
 			return err
