@@ -325,12 +325,11 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		o.Homes = queueDirectory{dir: a.dir, holds: a.holds}
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
-	needRoots := policy == queue.PolicyVerify || q.MTASTS || q.TLSRPT
 	for dom, p := range q.TLSPolicies {
 		o.TLSPolicies[dom] = queue.Policy(p)
-		needRoots = needRoots || p == "verify"
 	}
-	if needRoots && q.CAPath != "" {
+	// The configuration's readFiles checks the same (check-config, SIGHUP).
+	if q.needRootCAs() && q.CAPath != "" {
 		if o.RootCAs, err = tlsconf.LoadCAPool(q.CAPath); err != nil {
 			return nil, fmt.Errorf("queue.ca_path: %w", err)
 		}

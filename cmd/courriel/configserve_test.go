@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"courriel/internal/testenv"
+)
+
+// serveConfig is a configuration serve can open without a directory or
+// listeners (the directory unreachable only warns), plus extra.
+func serveConfig(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	return fmt.Sprintf(`myhostname = "xoyize.xyz"
+[listen]
+smtp = ""
+submission = ""
+submissions = ""
+imaps = ""
+managesieve = ""
+[ldap]
+urls = ["ldap://127.0.0.1:1"]
+start_tls = false
+dial_timeout = "1s"
+search_base = "ou=mail,dc=xoyize,dc=xyz"
+[delivery]
+maildir_base = %q
+[queue]
+dir = %q
+`, filepath.Join(dir, "vmail"), filepath.Join(dir, "queue")) + extra
+}
+
+// Whatever the configuration takes, serve opens; whatever serve would
+// refuse, the configuration refuses (so check-config and SIGHUP do), with
+// the key and line.
+func TestConfigAgreesWithServe(t *testing.T) {
+	t.Parallel()
+	// Postfix's relayhost forms: host, host:port, [host], [host]:port.
+	for _, relay := range []string{"smtp.provider.net", "[smtp.provider.net]", "[smtp.provider.net]:587", "smtp.provider.net:587", "[192.0.2.1]", "[ipv6:2001:db8::1]:587"} {
+		data := serveConfig(t, fmt.Sprintf("relayhost = %q\n[queue.routes]\n\"example.net\" = %q\n", relay, relay))
+		cfg, err := ParseConfig("c.toml", []byte(data))
+		if err != nil {
+			t.Errorf("relayhost %q: %v", relay, err)
+			continue
+		}
+		a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Errorf("relayhost %q: serve refuses: %v", relay, err)
+			continue
+		}
+		a.close()
+	}
+	caDir := t.TempDir()
+	for _, tc := range []struct {
+		name, extra string
+		line        int
+		key, msg    string
+	}{
+		{"bad relayhost", "relayhost = \"smtp.provider.net:\"\n", 17, "queue.relayhost", "port"},
+		{"relayhost IPv6 without brackets", "relayhost = \"2001:db8::1\"\n", 17, "queue.relayhost", "brackets"},
+		{"bad route host", "[queue.routes]\n\"example.net\" = \"smtp_relay!:25\"\n", 17, "queue.routes", "smtp_relay!"},
+		{"bad route domain", "[queue.routes]\n\"exa mple\" = \"smtp.example.net:25\"\n", 17, "queue.routes", "exa mple"},
+		{"missing ca_path", "tls_policy = \"verify\"\nca_path = \"/nonexistent/ca\"\n", 18, "queue.ca_path", "/nonexistent/ca"},
+		{"ca_path without certificates", "ca_path = \"" + caDir + "\"\n", 17, "queue.ca_path", "no CERTIFICATE"},
+		{"ca_path for a verify domain", "tls_policy = \"may\"\nca_path = \"/nonexistent/ca\"\n[queue.tls_policies]\n\"example.net\" = \"verify\"\n", 18, "queue.ca_path", "/nonexistent/ca"},
+	} {
+		data := serveConfig(t, tc.extra)
+		_, err := ParseConfig("c.toml", []byte(data))
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: err = %v, want a ConfigError", tc.name, err)
+			continue
+		}
+		if ce.File != "c.toml" || ce.Line != tc.line || ce.Key != tc.key || !strings.Contains(ce.Error(), tc.msg) {
+			t.Errorf("%s: %q (line %d key %q); want line %d key %q containing %q", tc.name, ce.Error(), ce.Line, ce.Key, tc.line, tc.key, tc.msg)
+		}
+		if tc.key == "queue.ca_path" {
+			// serve does refuse it: the same file, with the check left out.
+			path := strings.Split(strings.SplitN(tc.extra, "ca_path = \"", 2)[1], "\"")[0]
+			cfg, _, err := parseConfig("c.toml", []byte(strings.Replace(data, path, "/etc/ssl/certs", 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Queue.CAPath = path
+			if a, err := newApp(cfg, slog.New(slog.DiscardHandler)); err == nil {
+				a.close()
+				t.Errorf("%s: serve starts", tc.name)
+			}
+		}
+	}
+	// A CA directory with a certificate is taken.
+	ca := testenv.NewCA(t).CertFile()
+	pem, _ := os.ReadFile(ca)
+	os.WriteFile(filepath.Join(caDir, "ca.pem"), pem, 0o600)
+	if _, err := ParseConfig("c.toml", []byte(serveConfig(t, "ca_path = \""+caDir+"\"\n"))); err != nil {
+		t.Errorf("ca_path with a certificate: %v", err)
+	}
+}
