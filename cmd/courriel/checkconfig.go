@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +33,13 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(*cfgPath)
+	data, err := os.ReadFile(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	// Files that cannot be read are listed with the other problems, all
+	// in one run, rather than one per run.
+	cfg, fileProblems, err := parseConfig(*cfgPath, data)
 	if err != nil {
 		return err
 	}
@@ -59,7 +66,7 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 		}
 		fmt.Fprintln(stdout)
 	}
-	problems := checkConfig(ctx, cfg, stdout)
+	problems := checkConfig(ctx, cfg, fileProblems, stdout)
 	if len(problems) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
 		for _, p := range problems {
@@ -71,8 +78,9 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 	return nil
 }
 
-// checkConfig runs every check and returns the problems found.
-func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
+// checkConfig runs every check and returns the problems found, starting
+// with fileProblems, those of the files the configuration names.
+func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.Writer) []string {
 	var problems []string
 	report := func(name string, err error) {
 		if err != nil {
@@ -82,11 +90,33 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		}
 		fmt.Fprintf(out, "ok   %s\n", name)
 	}
+	ldapFiles := false
+	for _, err := range fileProblems {
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			report("file", err)
+			continue
+		}
+		// "FAIL ldap.ca_file (/etc/courriel/config.toml:12): LDAP CA file: …"
+		where := ce.File
+		if ce.Line > 0 {
+			where += ":" + strconv.Itoa(ce.Line)
+		}
+		report(fmt.Sprintf("%s (%s)", ce.Key, where), errors.New(ce.Msg))
+		ldapFiles = ldapFiles || strings.HasPrefix(ce.Key, "ldap.")
+	}
 
 	dir, err := directory.New(cfg.directoryOptions())
-	if err != nil {
+	switch {
+	case ldapFiles:
+		// Without its CA or password the connection would only fail again.
+		if err == nil {
+			dir.Close()
+		}
+		fmt.Fprintf(out, "skip ldap: connect and bind, until the ldap files above are fixed\n")
+	case err != nil:
 		report("ldap", err)
-	} else {
+	default:
 		defer dir.Close()
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()

@@ -17,6 +17,11 @@ import (
 func serveConfig(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
+	for _, d := range []string{"vmail", "queue"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return fmt.Sprintf(`myhostname = "xoyize.xyz"
 [listen]
 smtp = ""
@@ -100,5 +105,31 @@ func TestConfigAgreesWithServe(t *testing.T) {
 	os.WriteFile(filepath.Join(caDir, "ca.pem"), pem, 0o600)
 	if _, err := ParseConfig("c.toml", []byte(serveConfig(t, "ca_path = \""+caDir+"\"\n"))); err != nil {
 		t.Errorf("ca_path with a certificate: %v", err)
+	}
+}
+
+// check-config lists every file it cannot read in one run, each with its
+// key, not the first one alone.
+func TestCheckConfigListsEveryMissingFile(t *testing.T) {
+	t.Parallel()
+	data := strings.Replace(serveConfig(t, "ca_path = \"/nonexistent/certs\"\n"), "start_tls = false\n",
+		"start_tls = false\nca_file = \"/nonexistent/CA.pem\"\nbind_dn = \"cn=reader,dc=xoyize,dc=xyz\"\nbind_password_file = \"/nonexistent/ldap-password\"\n", 1)
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "", "check-config", "-q", "-config", p)
+	for _, want := range []string{
+		"FAIL ldap.ca_file (" + p + ":11): LDAP CA file: open /nonexistent/CA.pem",
+		"FAIL ldap.bind_password_file (" + p + ":13): open /nonexistent/ldap-password",
+		"FAIL queue.ca_path (" + p + ":20): tls: /nonexistent/certs",
+		"3 problem(s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config output lacks %q (exit %d):\n%s\n%s", want, code, out, errOut)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
 	}
 }
