@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
 
 	"courriel/delivery/queue"
 	"courriel/directory"
@@ -183,10 +186,19 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 			}
 		}
 	}
-	if cfg.Delivery.MaildirBase != "" {
-		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
+	if base := cfg.Delivery.MaildirBase; base != "" {
+		err := checkWritable(base)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w (serve does not create it: every local delivery would get 451)", err)
+		}
+		report("maildir base "+base+" writable", err)
 	}
-	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
+	note, free, err := checkSpoolDir(cfg.Queue.Dir)
+	report("queue directory "+cfg.Queue.Dir+" writable"+note, err)
+	if err == nil && free < queue.SpoolReserve {
+		fmt.Fprintf(out, "warn queue directory %s: %d KiB free on its file system, less than the %d KiB the spool keeps for delivery records besides the messages: new mail is refused (452 4.3.1) until there is room\n",
+			cfg.Queue.Dir, free>>10, queue.SpoolReserve>>10)
+	}
 	for _, m := range cfg.Milters {
 		mc, err := m.milterConfig()
 		if err == nil {
@@ -249,6 +261,36 @@ func sameSocket(a, b string) bool {
 		return h == "" || ip != nil && ip.IsUnspecified()
 	}
 	return wild(ha) || wild(hb) || strings.EqualFold(ha, hb) || net.ParseIP(ha) != nil && net.ParseIP(ha).Equal(net.ParseIP(hb))
+}
+
+// checkSpoolDir checks the queue directory as serve uses it: serve creates
+// it and its missing parents, so a missing one is fine (note says so)
+// when the nearest directory that exists is writable. free is the room
+// left on its file system.
+func checkSpoolDir(dir string) (note string, free uint64, err error) {
+	existing := dir
+	for {
+		_, err := os.Stat(existing)
+		if err == nil {
+			break
+		}
+		parent := filepath.Dir(existing)
+		if !errors.Is(err, fs.ErrNotExist) || parent == existing {
+			return "", 0, err
+		}
+		existing = parent
+	}
+	if err := checkWritable(existing); err != nil {
+		return "", 0, err
+	}
+	if existing != dir {
+		note = " (missing: serve creates it, in " + existing + ")"
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(existing, &st); err != nil {
+		return note, math.MaxUint64, nil // nothing to warn about
+	}
+	return note, st.Bavail * uint64(st.Bsize), nil
 }
 
 // checkWritable creates and removes a file in dir (creating dir's missing

@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"courriel/internal/testenv"
@@ -132,4 +135,77 @@ func TestCheckConfigListsEveryMissingFile(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
+}
+
+// check-config and serve agree on the directories: a missing queue
+// directory is created by serve (check-config says so, without failing), a
+// missing maildir base is not (check-config fails, serve logs an error).
+func TestCheckConfigDirectoriesAsServe(t *testing.T) {
+	t.Parallel()
+	data := serveConfig(t, "")
+	top := t.TempDir()
+	fresh := filepath.Join(top, "fresh", "q", "sub")
+	vmail := filepath.Join(top, "vmail")
+	data = regexpReplace(data, `(?m)^dir = .*$`, fmt.Sprintf("dir = %q", fresh))
+	data = regexpReplace(data, `(?m)^maildir_base = .*$`, fmt.Sprintf("maildir_base = %q", vmail))
+	p := filepath.Join(top, "config.toml")
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runCmd(t, "", "check-config", "-q", "-config", p)
+	if want := "ok   queue directory " + fresh + " writable (missing: serve creates it, in " + top + ")"; !strings.Contains(out, want) {
+		t.Errorf("missing queue directory: want %q in\n%s", want, out)
+	}
+	if want := "FAIL maildir base " + vmail + " writable: stat " + vmail + ": no such file or directory (serve does not create it"; !strings.Contains(out, want) {
+		t.Errorf("missing maildir base: want %q in\n%s", want, out)
+	}
+
+	cfg, err := ParseConfig("c.toml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf strings.Builder
+	lw := &syncWriter{w: &logBuf}
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(lw, nil)))
+	if err != nil {
+		t.Fatalf("serve refuses the queue directory check-config takes: %v", err)
+	}
+	a.close()
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	if want := `level=ERROR msg="delivery.maildir_base is not a directory`; !strings.Contains(logBuf.String(), want) {
+		t.Errorf("serve's log lacks %q:\n%s", want, logBuf.String())
+	}
+}
+
+// A spool file system with less room than the spool's reserve is warned of.
+func TestCheckConfigSpoolSpace(t *testing.T) {
+	t.Parallel()
+	spool := t.TempDir()
+	testenv.MountTmpfs(t, spool, "size=1m,mode=0700")
+	data := regexpReplace(serveConfig(t, ""), `(?m)^dir = .*$`, fmt.Sprintf("dir = %q", spool))
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runCmd(t, "", "check-config", "-q", "-config", p)
+	if want := "warn queue directory " + spool + ": 1024 KiB free on its file system, less than the 4096 KiB"; !strings.Contains(out, want) {
+		t.Errorf("want %q in\n%s", want, out)
+	}
+}
+
+func regexpReplace(s, re, repl string) string {
+	return regexp.MustCompile(re).ReplaceAllLiteralString(s, repl)
+}
+
+// syncWriter is a writer for loggers of several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -181,6 +181,13 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.local = a.store
+	if base := cfg.Delivery.MaildirBase; base != "" {
+		// Not created here (Dovecot does not either: its owner and mode
+		// are the admin's); said at the start rather than by each 451.
+		if st, err := os.Stat(base); err != nil || !st.IsDir() {
+			log.Error("delivery.maildir_base is not a directory: every local delivery gets 451 until it is created", "maildir_base", base, "err", err)
+		}
+	}
 	// Keys are read once, before anything can send: a missing key stops
 	// the start-up rather than letting unsigned mail out.
 	if a.signer, err = newLiveKeys(cfg.MailAuth); err != nil {
