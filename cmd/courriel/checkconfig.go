@@ -59,7 +59,9 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 		if shown.Queue.RelayhostPass != "" {
 			shown.Queue.RelayhostPass = "(hidden)"
 		}
-		if shown.MailAuth.SRSSecret != "" {
+		if shown.MailAuth.SRSSecretFile != "" {
+			shown.MailAuth.SRSSecret = "" // read from the file, as bind_password
+		} else if shown.MailAuth.SRSSecret != "" {
 			// Whoever has it can make SRS addresses this server relays
 			// bounces to.
 			shown.MailAuth.SRSSecret = "(hidden)"

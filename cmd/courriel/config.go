@@ -335,6 +335,9 @@ type MailAuthConfig struct {
 	// (at least 16 characters; changing it voids the addresses of
 	// forwards still in flight).
 	SRSSecret string `toml:"srs_secret"`
+	// SRSSecretFile holds the secret instead (its first line; the demo's
+	// DIR/srs-secret), read with the configuration.
+	SRSSecretFile string `toml:"srs_secret_file"`
 	// ARCSealDomain, when set, ARC-seals (RFC 8617) what port 25 forwards
 	// outside with the active DKIM key of this domain (one of
 	// [[mailauth.dkim]]; its RSA key, else its Ed25519 one). Needs
@@ -530,6 +533,19 @@ func (c *Config) readFiles() []error {
 			c.LDAP.writeBindPassword = strings.TrimRight(string(pw), "\r\n")
 		}
 	}
+	if f := c.MailAuth.SRSSecretFile; f != "" {
+		// Checked here, not by validate: the demo validates its
+		// configuration with the secret already read.
+		secret, err := readSRSSecret(f)
+		if c.MailAuth.SRSSecret != "" {
+			err = errors.New("set srs_secret or srs_secret_file, not both")
+		}
+		if err != nil {
+			problems = append(problems, keyErr("mailauth.srs_secret_file", "%v", err))
+		} else {
+			c.MailAuth.SRSSecret = secret
+		}
+	}
 	if c.LDAP.CAFile != "" {
 		// validate checked the options without the file: its reading
 		// is the only error left.
@@ -555,6 +571,21 @@ func (c *Config) readFiles() []error {
 		}
 	}
 	return problems
+}
+
+// readSRSSecret reads an SRS secret file: its first line, at least 16
+// characters.
+func readSRSSecret(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	secret, _, _ := strings.Cut(string(data), "\n")
+	secret = strings.TrimSpace(secret)
+	if len(secret) < 16 {
+		return "", fmt.Errorf("%s: the secret has %d characters, at least 16 needed", file, len(secret))
+	}
+	return secret, nil
 }
 
 // needRootCAs says whether the queue verifies certificates, with the CAs

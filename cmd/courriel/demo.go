@@ -56,6 +56,8 @@ func demoConfig(dir, listen string) Config {
 	cfg.Delivery.MaildirBase = filepath.Join(dir, "vmail")
 	cfg.Queue.Dir = filepath.Join(dir, "queue")
 	cfg.Queue.TLSPolicy = "may"
+	// Made by demoMailAuth on the first start.
+	cfg.MailAuth.SRSSecretFile = filepath.Join(dir, "srs-secret")
 	for _, d := range demoDKIMDomains {
 		key := func(a mailauth.Algorithm) string {
 			return filepath.Join(dir, "dkim", d, mailauth.DNSSelector(demoDKIMSelector, a)+".pem")
@@ -74,7 +76,7 @@ var demoDKIMDomains = []string{"xoyize.xyz", "hosted-domain.com", "example.org"}
 const demoDKIMSelector = "demo"
 
 // demoMailAuth makes what the demo's mail authentication needs on its
-// first start (DKIM keys, the SRS secret in DIR/srs-secret) and reads them
+// first start (DKIM keys, the SRS secret in srs_secret_file) and reads them
 // afterwards; it returns the DNS records to publish.
 func demoMailAuth(cfg *Config, dir string) (string, error) {
 	var recs strings.Builder
@@ -96,18 +98,20 @@ func demoMailAuth(cfg *Config, dir string) (string, error) {
 			fmt.Fprintf(&recs, "%s._domainkey.%s. IN TXT %s\n", mailauth.DNSSelector(k.Selector, a), k.Domain, mailauth.ZoneStrings(rec))
 		}
 	}
-	secretFile := filepath.Join(dir, "srs-secret")
-	secret, err := os.ReadFile(secretFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	secretFile := cfg.MailAuth.SRSSecretFile
+	if _, err := os.Stat(secretFile); errors.Is(err, fs.ErrNotExist) {
 		b := make([]byte, 24)
 		rand.Read(b)
-		secret = []byte(base64.StdEncoding.EncodeToString(b))
-		err = os.WriteFile(secretFile, secret, 0o600)
+		if err := os.WriteFile(secretFile, []byte(base64.StdEncoding.EncodeToString(b)), 0o600); err != nil {
+			return "", fmt.Errorf("demo srs secret: %w", err)
+		}
 	}
+	// Read as serve reads it from the printed configuration.
+	secret, err := readSRSSecret(secretFile)
 	if err != nil {
 		return "", fmt.Errorf("demo srs secret: %w", err)
 	}
-	cfg.MailAuth.SRSSecret = strings.TrimSpace(string(secret))
+	cfg.MailAuth.SRSSecret = secret
 	return recs.String(), nil
 }
 
