@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
 
+	"courriel/delivery/queue"
 	"courriel/directory/embedded"
 	"courriel/mailauth"
 	"courriel/milter"
@@ -152,12 +154,26 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 				return err
 			}
 		}
+		if !*printConfig {
+			unlock, err := lockDemoDir(dir, demoClusterConfig(dir, demoNodeA).Queue.Dir, demoClusterConfig(dir, demoNodeB).Queue.Dir)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+		}
 		return runDemoCluster(ctx, demoClusterOptions{dir: dir, ldif: ldif, printConfig: *printConfig, dns: *dnsAddr, milters: cfg.Milters}, stdout, stderr)
 	}
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)
 	}
+	// Before anything is written in dir: a demo running there reloads
+	// its certificate when it changes, and keeps its keys.
+	unlock, err := lockDemoDir(dir, cfg.Queue.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	if !*expose && !isLoopback(*listen) {
 		return exitf(2, "-listen %s is not a loopback address: the demo's accounts all have the password %q and its embedded LDAP directory (port %s) answers anyone; "+
@@ -224,6 +240,34 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fmt.Fprintf(stdout, "\nDKIM: mail submitted on %s and %s is signed; the records to publish (keys in %s):\n%s",
 		demoSubmissionPort, demoSubmissionsPort, filepath.Join(dir, "dkim"), records)
 	return a.run(ctx)
+}
+
+// lockDemoDir takes DIR/.demo.lock for as long as the demo runs, and
+// checks that no server runs the spool (a serve -config of the printed
+// configuration): a second demo on the same directory stops there, before
+// it rewrites the certificate, keys and scripts of the running one.
+func lockDemoDir(dir string, spools ...string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("demo directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".demo.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("demo directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, exitf(1, "a demo already runs on %s: stop it, or give another -dir", dir)
+		}
+		return nil, fmt.Errorf("demo directory lock: %w", err)
+	}
+	for _, sp := range spools {
+		if pid, err := queue.OwnerPID(sp); err == nil && pid > 0 {
+			f.Close()
+			return nil, exitf(1, "the spool %s is run by process %d (a courriel serve of this demo's configuration?): stop it, or give another -dir", sp, pid)
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 func printDemoHelp(w io.Writer, cfg *Config, host, dir string) {
