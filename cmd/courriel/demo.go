@@ -271,6 +271,15 @@ func lockDemoDir(dir string, spools ...string) (unlock func(), err error) {
 }
 
 func printDemoHelp(w io.Writer, cfg *Config, host, dir string) {
+	// An IPv6 address goes in brackets: [::1]:2525 (swaks takes
+	// [SERVER]:PORT, quoted for the shell).
+	at := func(port string) string { return net.JoinHostPort(host, port) }
+	server := func(port string) string {
+		if hp := at(port); strings.HasPrefix(hp, "[") {
+			return "'" + hp + "'"
+		}
+		return at(port)
+	}
 	fmt.Fprintf(w, `
 courriel demo is running (Ctrl-C stops it). Data in %[2]s
 
@@ -280,39 +289,40 @@ alice@example.org), bob.
 
 Try it:
   # inbound mail, as another MTA would send it
-  swaks --server %[1]s:%[3]s --to test0@hosted-domain.com --from someone@example.net
+  swaks --server %[10]s --to test0@hosted-domain.com --from someone@example.net
   ls %[2]s/vmail/xomail/mailbox/new/
 
   # submission with STARTTLS and AUTH, as Thunderbird does
-  swaks --server %[1]s:%[4]s --tls -au xomail -ap demo \
+  swaks --server %[11]s --tls -au xomail -ap demo \
         --from test0@hosted-domain.com --to alice@example.org
   # submissions (implicit TLS)
-  swaks --server %[1]s:%[5]s --tlsc -au alice -ap demo --from alice@example.org --to test1@hosted-domain.com
+  swaks --server %[12]s --tlsc -au alice -ap demo --from alice@example.org --to test1@hosted-domain.com
 
   # read the mailbox over IMAPS
-  curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX?ALL'
-  curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX;UID=1'
+  curl -k --user xomail:demo 'imaps://%[13]s/INBOX?ALL'
+  curl -k --user xomail:demo 'imaps://%[13]s/INBOX;UID=1'
 
   # Sieve scripts over ManageSieve (STARTTLS), as Thunderbird's sieve add-on does
   sieve-connect --server %[1]s --port %[9]s --user xomail --notlsverify --list
 
   # metrics, health, Thunderbird autoconfig
-  curl http://%[1]s:%[8]s/healthz
-  curl 'http://%[1]s:%[8]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
+  curl http://%[14]s/healthz
+  curl 'http://%[14]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
 
   # alice's Sieve script (~alice/.dovecot.sieve -> sieve/demo.sieve) files
   # "[list]" mail into Lists and flags "urgent" mail
-  swaks --server %[1]s:%[3]s --to alice@example.org --from someone@example.net \
+  swaks --server %[10]s --to alice@example.org --from someone@example.net \
         --header 'Subject: [list] weekly news'
   ls %[2]s/vmail/alice/mailbox/.Lists/new/
 
   # the directory itself
-  ldapsearch -x -H ldap://%[1]s:%[7]s -b dc=xoyize,dc=xyz
+  ldapsearch -x -H ldap://%[15]s -b dc=xoyize,dc=xyz
 
 Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.
 Sieve filters (ManageSieve): server %[1]s port %[9]s, STARTTLS, same user.
-`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort, demoManageSievePort)
+`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort, demoManageSievePort,
+		server(demoSMTPPort), server(demoSubmissionPort), server(demoSubmissionsPort), at(demoIMAPSPort), at(demoHTTPPort), at(demoLDAPPort))
 }
 
 // demoSieve is alice's sample script in the demo.
