@@ -306,7 +306,7 @@ Try it:
   sieve-connect --server %[1]s --port %[9]s --user xomail --notlsverify --list
 
   # metrics, health, Thunderbird autoconfig
-  curl http://%[14]s/healthz
+  curl 'http://%[14]s/healthz'
   curl 'http://%[14]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
 
   # alice's Sieve script (~alice/.dovecot.sieve -> sieve/demo.sieve) files
@@ -316,7 +316,7 @@ Try it:
   ls %[2]s/vmail/alice/mailbox/.Lists/new/
 
   # the directory itself
-  ldapsearch -x -H ldap://%[15]s -b dc=xoyize,dc=xyz
+  ldapsearch -x -H 'ldap://%[15]s' -b dc=xoyize,dc=xyz
 
 Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.

@@ -24,9 +24,9 @@ func TestDemoHelpIPv6(t *testing.T) {
 	t.Parallel()
 	for host, want := range map[string][]string{
 		"::1": {"swaks --server '[::1]:2525' ", "swaks --server '[::1]:2587' ", "swaks --server '[::1]:2465' ",
-			"'imaps://[::1]:2993/INBOX?ALL'", "curl http://[::1]:8025/healthz", "'http://[::1]:8025/mail/", "ldap://[::1]:3389 ",
+			"'imaps://[::1]:2993/INBOX?ALL'", "curl 'http://[::1]:8025/healthz'", "'http://[::1]:8025/mail/", "-H 'ldap://[::1]:3389' ",
 			"sieve-connect --server ::1 --port 14190", "IMAP server ::1 port 2993"},
-		"127.0.0.1": {"swaks --server 127.0.0.1:2525 ", "'imaps://127.0.0.1:2993/INBOX?ALL'", "curl http://127.0.0.1:8025/healthz", "ldap://127.0.0.1:3389 "},
+		"127.0.0.1": {"swaks --server 127.0.0.1:2525 ", "'imaps://127.0.0.1:2993/INBOX?ALL'", "curl 'http://127.0.0.1:8025/healthz'", "-H 'ldap://127.0.0.1:3389' "},
 	} {
 		cfg := demoConfig("/tmp/d", host)
 		var b strings.Builder
