@@ -209,3 +209,43 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// SIGHUP refuses what serve would refuse, instead of taking it "for the
+// next restart".
+func TestReloadRefusesWhatServeRefuses(t *testing.T) {
+	t.Parallel()
+	data := serveConfig(t, "")
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf strings.Builder
+	lw := &syncWriter{w: &logBuf}
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(lw, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	a.cfgPath = p
+	for _, extra := range []string{
+		"relayhost = \"smtp.provider.net:\"\n",
+		"[queue.routes]\n\"example.net\" = \"smtp_relay!:25\"\n",
+		"ca_path = \"/nonexistent/ca\"\n",
+	} {
+		if err := os.WriteFile(p, []byte(data+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a.reload()
+		lw.mu.Lock()
+		out := logBuf.String()
+		logBuf.Reset()
+		lw.mu.Unlock()
+		if !strings.Contains(out, "new configuration refused") || strings.Contains(out, "next restart") {
+			t.Errorf("SIGHUP with %q:\n%s", extra, out)
+		}
+	}
+}
