@@ -6,14 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
 
 	"courriel/delivery/queue"
 	"courriel/directory"
@@ -32,7 +36,13 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(*cfgPath)
+	data, err := os.ReadFile(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	// Files that cannot be read are listed with the other problems, all
+	// in one run, rather than one per run.
+	cfg, fileProblems, err := parseConfig(*cfgPath, data)
 	if err != nil {
 		return err
 	}
@@ -49,7 +59,9 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 		if shown.Queue.RelayhostPass != "" {
 			shown.Queue.RelayhostPass = "(hidden)"
 		}
-		if shown.MailAuth.SRSSecret != "" {
+		if shown.MailAuth.SRSSecretFile != "" {
+			shown.MailAuth.SRSSecret = "" // read from the file, as bind_password
+		} else if shown.MailAuth.SRSSecret != "" {
 			// Whoever has it can make SRS addresses this server relays
 			// bounces to.
 			shown.MailAuth.SRSSecret = "(hidden)"
@@ -59,7 +71,7 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 		}
 		fmt.Fprintln(stdout)
 	}
-	problems := checkConfig(ctx, cfg, stdout)
+	problems := checkConfig(ctx, cfg, fileProblems, stdout)
 	if len(problems) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
 		for _, p := range problems {
@@ -71,8 +83,9 @@ func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 	return nil
 }
 
-// checkConfig runs every check and returns the problems found.
-func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
+// checkConfig runs every check and returns the problems found, starting
+// with fileProblems, those of the files the configuration names.
+func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.Writer) []string {
 	var problems []string
 	report := func(name string, err error) {
 		if err != nil {
@@ -82,11 +95,33 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 		}
 		fmt.Fprintf(out, "ok   %s\n", name)
 	}
+	ldapFiles := false
+	for _, err := range fileProblems {
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			report("file", err)
+			continue
+		}
+		// "FAIL ldap.ca_file (/etc/courriel/config.toml:12): LDAP CA file: …"
+		where := ce.File
+		if ce.Line > 0 {
+			where += ":" + strconv.Itoa(ce.Line)
+		}
+		report(fmt.Sprintf("%s (%s)", ce.Key, where), errors.New(ce.Msg))
+		ldapFiles = ldapFiles || strings.HasPrefix(ce.Key, "ldap.")
+	}
 
 	dir, err := directory.New(cfg.directoryOptions())
-	if err != nil {
+	switch {
+	case ldapFiles:
+		// Without its CA or password the connection would only fail again.
+		if err == nil {
+			dir.Close()
+		}
+		fmt.Fprintf(out, "skip ldap: connect and bind, until the ldap files above are fixed\n")
+	case err != nil:
 		report("ldap", err)
-	} else {
+	default:
 		defer dir.Close()
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
@@ -153,10 +188,19 @@ func checkConfig(ctx context.Context, cfg *Config, out io.Writer) []string {
 			}
 		}
 	}
-	if cfg.Delivery.MaildirBase != "" {
-		report("maildir base "+cfg.Delivery.MaildirBase+" writable", checkWritable(cfg.Delivery.MaildirBase))
+	if base := cfg.Delivery.MaildirBase; base != "" {
+		err := checkWritable(base)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w (serve does not create it: every local delivery would get 451)", err)
+		}
+		report("maildir base "+base+" writable", err)
 	}
-	report("queue directory "+cfg.Queue.Dir+" writable", checkWritable(cfg.Queue.Dir))
+	note, free, err := checkSpoolDir(cfg.Queue.Dir)
+	report("queue directory "+cfg.Queue.Dir+" writable"+note, err)
+	if err == nil && free < queue.SpoolReserve {
+		fmt.Fprintf(out, "warn queue directory %s: %d KiB free on its file system, less than the %d KiB the spool keeps for delivery records besides the messages: new mail is refused (452 4.3.1) until there is room\n",
+			cfg.Queue.Dir, free>>10, queue.SpoolReserve>>10)
+	}
 	for _, m := range cfg.Milters {
 		mc, err := m.milterConfig()
 		if err == nil {
@@ -219,6 +263,36 @@ func sameSocket(a, b string) bool {
 		return h == "" || ip != nil && ip.IsUnspecified()
 	}
 	return wild(ha) || wild(hb) || strings.EqualFold(ha, hb) || net.ParseIP(ha) != nil && net.ParseIP(ha).Equal(net.ParseIP(hb))
+}
+
+// checkSpoolDir checks the queue directory as serve uses it: serve creates
+// it and its missing parents, so a missing one is fine (note says so)
+// when the nearest directory that exists is writable. free is the room
+// left on its file system.
+func checkSpoolDir(dir string) (note string, free uint64, err error) {
+	existing := dir
+	for {
+		_, err := os.Stat(existing)
+		if err == nil {
+			break
+		}
+		parent := filepath.Dir(existing)
+		if !errors.Is(err, fs.ErrNotExist) || parent == existing {
+			return "", 0, err
+		}
+		existing = parent
+	}
+	if err := checkWritable(existing); err != nil {
+		return "", 0, err
+	}
+	if existing != dir {
+		note = " (missing: serve creates it, in " + existing + ")"
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(existing, &st); err != nil {
+		return note, math.MaxUint64, nil // nothing to warn about
+	}
+	return note, st.Bavail * uint64(st.Bsize), nil
 }
 
 // checkWritable creates and removes a file in dir (creating dir's missing

@@ -242,18 +242,30 @@ func TestUnknownCommand(t *testing.T) {
 // `courriel demo -print-config` is a configuration serve accepts as is.
 func TestDemoPrintConfig(t *testing.T) {
 	t.Parallel()
-	code, out, errOut := runCmd(t, "", "demo", "-dir", "/tmp/x-demo", "-print-config")
+	dir := t.TempDir()
+	code, out, errOut := runCmd(t, "", "demo", "-dir", dir, "-print-config")
 	if code != 0 {
 		t.Fatalf("%d %s", code, errOut)
+	}
+	// The SRS secret the demo made on its first start, which it runs with.
+	const secret = "demo-srs-secret-0123456789"
+	if err := os.WriteFile(filepath.Join(dir, "srs-secret"), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	cfg, err := ParseConfig("demo.toml", []byte(out))
 	if err != nil {
 		t.Fatalf("printed config does not load: %v\n%s", err, out)
 	}
-	want := demoConfig("/tmp/x-demo", "127.0.0.1")
-	if cfg.Listen != want.Listen || cfg.LDAP.URLs[0] != "ldap://127.0.0.1:3389" || cfg.Delivery.MaildirBase != "/tmp/x-demo/vmail" ||
-		cfg.Queue.Dir != "/tmp/x-demo/queue" || cfg.LDAP.CacheTTL != want.LDAP.CacheTTL {
+	want := demoConfig(dir, "127.0.0.1")
+	if cfg.Listen != want.Listen || cfg.LDAP.URLs[0] != "ldap://127.0.0.1:3389" || cfg.Delivery.MaildirBase != dir+"/vmail" ||
+		cfg.Queue.Dir != dir+"/queue" || cfg.LDAP.CacheTTL != want.LDAP.CacheTTL {
 		t.Errorf("printed config differs: %+v", cfg)
+	}
+	if _, err := demoMailAuth(&want, dir); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MailAuth.SRSSecret != secret || want.MailAuth.SRSSecret != secret {
+		t.Errorf("SRS secret: printed config %q, demo %q, want %q", cfg.MailAuth.SRSSecret, want.MailAuth.SRSSecret, secret)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -19,11 +20,14 @@ import (
 
 	"courriel/cluster"
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/directory"
 	"courriel/imap"
+	"courriel/internal/envaddr"
 	"courriel/managesieve"
 	"courriel/sieve/scripts"
 	"courriel/smtp"
+	"courriel/tlsconf"
 )
 
 // Config is the whole configuration file. This file is the only place that
@@ -331,6 +335,9 @@ type MailAuthConfig struct {
 	// (at least 16 characters; changing it voids the addresses of
 	// forwards still in flight).
 	SRSSecret string `toml:"srs_secret"`
+	// SRSSecretFile holds the secret instead (its first line; the demo's
+	// DIR/srs-secret), read with the configuration.
+	SRSSecretFile string `toml:"srs_secret_file"`
 	// ARCSealDomain, when set, ARC-seals (RFC 8617) what port 25 forwards
 	// outside with the active DKIM key of this domain (one of
 	// [[mailauth.dkim]]; its RSA key, else its Ed25519 one). Needs
@@ -435,8 +442,25 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
-// ParseConfig decodes data (named path in errors) over the defaults.
+// ParseConfig decodes data (named path in errors) over the defaults,
+// validates it and reads the files it names (fileProblems): every refusal
+// of a start is refused here, so check-config and SIGHUP refuse it too.
 func ParseConfig(path string, data []byte) (*Config, error) {
+	cfg, problems, err := parseConfig(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return cfg, nil
+}
+
+// parseConfig is ParseConfig with the problems of the files the
+// configuration names apart, all of them: err is a configuration that
+// cannot be used at all, problems are missing or unreadable files (each a
+// *ConfigError), so check-config can list every one in a run.
+func parseConfig(path string, data []byte) (*Config, []error, error) {
 	cfg := defaultConfig()
 	// Lists replace the defaults instead of merging into them.
 	cfg.LDAP.URLs = nil
@@ -445,7 +469,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, &ConfigError{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+			return nil, nil, &ConfigError{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
 		}
 		// Type errors come as plain errors that still name the line and key.
 		ce := &ConfigError{File: path, Msg: err.Error()}
@@ -453,11 +477,11 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 			ce.Line, _ = strconv.Atoi(m[1])
 			ce.Key, ce.Msg = m[2], m[3]
 		}
-		return nil, ce
+		return nil, nil, ce
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0]
-		return nil, &ConfigError{File: path, Line: lineOfKey(data, k), Key: k.String(), Msg: "unknown key"}
+		return nil, nil, &ConfigError{File: path, Line: lineOfKey(data, k), Key: k.String(), Msg: "unknown key"}
 	}
 	if len(cfg.LDAP.URLs) == 0 {
 		cfg.LDAP.URLs = defaultConfig().LDAP.URLs
@@ -472,34 +496,131 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 			if ce.Line == 0 && ce.Key != "" {
 				ce.Line = lineOfKey(data, strings.Split(ce.Key, "."))
 			}
-			return nil, ce
+			return nil, nil, ce
 		}
-		return nil, &ConfigError{File: path, Msg: err.Error()}
+		return nil, nil, &ConfigError{File: path, Msg: err.Error()}
 	}
-	if cfg.LDAP.BindPasswordFile != "" {
-		pw, err := os.ReadFile(cfg.LDAP.BindPasswordFile)
+	var problems []error
+	for _, err := range cfg.readFiles() {
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			ce = &ConfigError{Msg: err.Error()}
+		}
+		ce.File = path
+		if ce.Line == 0 && ce.Key != "" {
+			ce.Line = lineOfKey(data, strings.Split(ce.Key, "."))
+		}
+		problems = append(problems, ce)
+	}
+	return &cfg, problems, nil
+}
+
+// readFiles reads the secrets the configuration names and checks the CA
+// files serve loads; it returns every problem, each a *ConfigError.
+func (c *Config) readFiles() []error {
+	var problems []error
+	if f := c.LDAP.BindPasswordFile; f != "" {
+		if pw, err := os.ReadFile(f); err != nil {
+			problems = append(problems, keyErr("ldap.bind_password_file", "%v", err))
+		} else {
+			c.LDAP.BindPassword = strings.TrimRight(string(pw), "\r\n")
+		}
+	}
+	if f := c.LDAP.WriteBindPasswordFile; f != "" {
+		if pw, err := os.ReadFile(f); err != nil {
+			problems = append(problems, keyErr("ldap.write_bind_password_file", "%v", err))
+		} else {
+			c.LDAP.writeBindPassword = strings.TrimRight(string(pw), "\r\n")
+		}
+	}
+	if f := c.MailAuth.SRSSecretFile; f != "" {
+		// Checked here, not by validate: the demo validates its
+		// configuration with the secret already read.
+		secret, err := readSRSSecret(f)
+		if c.MailAuth.SRSSecret != "" {
+			err = errors.New("set srs_secret or srs_secret_file, not both")
+		}
 		if err != nil {
-			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"ldap", "bind_password_file"}), Key: "ldap.bind_password_file", Msg: err.Error()}
-		}
-		cfg.LDAP.BindPassword = strings.TrimRight(string(pw), "\r\n")
-	}
-	if f := cfg.LDAP.WriteBindPasswordFile; f != "" {
-		pw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"ldap", "write_bind_password_file"}), Key: "ldap.write_bind_password_file", Msg: err.Error()}
-		}
-		cfg.LDAP.writeBindPassword = strings.TrimRight(string(pw), "\r\n")
-	}
-	if cfg.Cluster.SecretFile != "" {
-		if cfg.Cluster.secret, err = cluster.ReadSecret(cfg.Cluster.SecretFile); err != nil {
-			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"cluster", "secret_file"}), Key: "cluster.secret_file", Msg: err.Error()}
-		}
-		if len(cfg.Cluster.secret) < cluster.MinSecretLen {
-			return nil, &ConfigError{File: path, Line: lineOfKey(data, toml.Key{"cluster", "secret_file"}), Key: "cluster.secret_file",
-				Msg: fmt.Sprintf("the secret has %d bytes, at least %d needed", len(cfg.Cluster.secret), cluster.MinSecretLen)}
+			problems = append(problems, keyErr("mailauth.srs_secret_file", "%v", err))
+		} else {
+			c.MailAuth.SRSSecret = secret
 		}
 	}
-	return &cfg, nil
+	if c.LDAP.CAFile != "" {
+		// validate checked the options without the file: its reading
+		// is the only error left.
+		if _, err := directory.New(c.directoryOptions()); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "directory: ")
+			problems = append(problems, keyErr(ldapKeyOf(msg), "%s", msg))
+		}
+	}
+	if f := c.Cluster.SecretFile; f != "" {
+		secret, err := cluster.ReadSecret(f)
+		switch {
+		case err != nil:
+			problems = append(problems, keyErr("cluster.secret_file", "%v", err))
+		case len(secret) < cluster.MinSecretLen:
+			problems = append(problems, keyErr("cluster.secret_file", "the secret has %d bytes, at least %d needed", len(secret), cluster.MinSecretLen))
+		default:
+			c.Cluster.secret = secret
+		}
+	}
+	if c.Queue.needRootCAs() && c.Queue.CAPath != "" {
+		if err := checkCAPath(c.Queue.CAPath); err != nil {
+			problems = append(problems, keyErr("queue.ca_path", "%v", err))
+		}
+	}
+	return problems
+}
+
+// readSRSSecret reads an SRS secret file: its first line, at least 16
+// characters.
+func readSRSSecret(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	secret, _, _ := strings.Cut(string(data), "\n")
+	secret = strings.TrimSpace(secret)
+	if len(secret) < 16 {
+		return "", fmt.Errorf("%s: the secret has %d characters, at least 16 needed", file, len(secret))
+	}
+	return secret, nil
+}
+
+// needRootCAs says whether the queue verifies certificates, with the CAs
+// of ca_path: tls_policy or a tls_policies entry verify, MTA-STS, TLSRPT.
+func (q QueueConfig) needRootCAs() bool {
+	need := q.TLSPolicy == "verify" || q.MTASTS || q.TLSRPT
+	for _, p := range q.TLSPolicies {
+		need = need || p == "verify"
+	}
+	return need
+}
+
+// checkCAPath fails where tlsconf.LoadCAPool fails, without loading a
+// whole system store on every configuration load: a directory passes at
+// its first file with a certificate.
+func checkCAPath(p string) error {
+	st, err := os.Stat(p)
+	if err != nil || !st.IsDir() {
+		_, err := tlsconf.LoadCAPool(p)
+		return err
+	}
+	entries, err := os.ReadDir(p)
+	if err == nil {
+		for _, e := range entries { // sorted by name
+			f := filepath.Join(p, e.Name())
+			if st, err := os.Stat(f); err != nil || !st.Mode().IsRegular() {
+				continue
+			}
+			if _, err := tlsconf.LoadCAPool(f); err == nil {
+				return nil
+			}
+		}
+	}
+	_, err = tlsconf.LoadCAPool(p)
+	return err
 }
 
 var typeErrRe = regexp.MustCompile(`line (\d+) \(last key "([^"]*)"\): (.*)$`)
@@ -660,7 +781,10 @@ func (c *Config) validate() error {
 	if c.LDAP.SearchBase == "" {
 		return keyErr("ldap.search_base", "required (seed: ou=mail,dc=xoyize,dc=xyz)")
 	}
-	if _, err := directory.New(c.directoryOptions()); err != nil {
+	// The CA file is read by readFiles, with the other files.
+	dopts := c.directoryOptions()
+	dopts.CAFile = ""
+	if _, err := directory.New(dopts); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "directory: ")
 		return keyErr(ldapKeyOf(msg), "%s", msg)
 	}
@@ -731,9 +855,18 @@ func (c *Config) validate() error {
 	if c.LDAP.MinUID < 0 || c.LDAP.MinUID > math.MaxInt32 {
 		return keyErr("ldap.min_uid", "%d is out of range (0 .. %d)", c.LDAP.MinUID, math.MaxInt32)
 	}
-	for dom, hp := range c.Queue.Routes {
-		if _, _, err := net.SplitHostPort(hp); err != nil {
-			return keyErr("queue.routes", "%s = %q: want host:port", dom, hp)
+	if c.Queue.Relayhost != "" {
+		if _, err := queue.ParseNexthop(c.Queue.Relayhost); err != nil {
+			return keyErr("queue.relayhost", "%v: want host, host:port, [host] or [host]:port", err)
+		}
+	}
+	for _, dom := range slices.Sorted(maps.Keys(c.Queue.Routes)) {
+		hp := c.Queue.Routes[dom]
+		if _, lit := envaddr.ParseAddrLiteral(dom); dom != "*" && !lit && !envaddr.ValidHostname(dom) {
+			return keyErr("queue.routes", "%q is not a domain (want a domain, an address literal or \"*\")", dom)
+		}
+		if _, err := queue.ParseNexthop(hp); err != nil {
+			return keyErr("queue.routes", "%s = %v: want host, host:port, [host] or [host]:port", dom, err)
 		}
 	}
 	for dom, p := range c.Queue.TLSPolicies {

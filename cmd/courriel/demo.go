@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
 
+	"courriel/delivery/queue"
 	"courriel/directory/embedded"
 	"courriel/mailauth"
 	"courriel/milter"
@@ -56,6 +58,8 @@ func demoConfig(dir, listen string) Config {
 	cfg.Delivery.MaildirBase = filepath.Join(dir, "vmail")
 	cfg.Queue.Dir = filepath.Join(dir, "queue")
 	cfg.Queue.TLSPolicy = "may"
+	// Made by demoMailAuth on the first start.
+	cfg.MailAuth.SRSSecretFile = filepath.Join(dir, "srs-secret")
 	for _, d := range demoDKIMDomains {
 		key := func(a mailauth.Algorithm) string {
 			return filepath.Join(dir, "dkim", d, mailauth.DNSSelector(demoDKIMSelector, a)+".pem")
@@ -74,7 +78,7 @@ var demoDKIMDomains = []string{"xoyize.xyz", "hosted-domain.com", "example.org"}
 const demoDKIMSelector = "demo"
 
 // demoMailAuth makes what the demo's mail authentication needs on its
-// first start (DKIM keys, the SRS secret in DIR/srs-secret) and reads them
+// first start (DKIM keys, the SRS secret in srs_secret_file) and reads them
 // afterwards; it returns the DNS records to publish.
 func demoMailAuth(cfg *Config, dir string) (string, error) {
 	var recs strings.Builder
@@ -96,18 +100,20 @@ func demoMailAuth(cfg *Config, dir string) (string, error) {
 			fmt.Fprintf(&recs, "%s._domainkey.%s. IN TXT %s\n", mailauth.DNSSelector(k.Selector, a), k.Domain, mailauth.ZoneStrings(rec))
 		}
 	}
-	secretFile := filepath.Join(dir, "srs-secret")
-	secret, err := os.ReadFile(secretFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	secretFile := cfg.MailAuth.SRSSecretFile
+	if _, err := os.Stat(secretFile); errors.Is(err, fs.ErrNotExist) {
 		b := make([]byte, 24)
 		rand.Read(b)
-		secret = []byte(base64.StdEncoding.EncodeToString(b))
-		err = os.WriteFile(secretFile, secret, 0o600)
+		if err := os.WriteFile(secretFile, []byte(base64.StdEncoding.EncodeToString(b)), 0o600); err != nil {
+			return "", fmt.Errorf("demo srs secret: %w", err)
+		}
 	}
+	// Read as serve reads it from the printed configuration.
+	secret, err := readSRSSecret(secretFile)
 	if err != nil {
 		return "", fmt.Errorf("demo srs secret: %w", err)
 	}
-	cfg.MailAuth.SRSSecret = strings.TrimSpace(string(secret))
+	cfg.MailAuth.SRSSecret = secret
 	return recs.String(), nil
 }
 
@@ -148,12 +154,26 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 				return err
 			}
 		}
+		if !*printConfig {
+			unlock, err := lockDemoDir(dir, demoClusterConfig(dir, demoNodeA).Queue.Dir, demoClusterConfig(dir, demoNodeB).Queue.Dir)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+		}
 		return runDemoCluster(ctx, demoClusterOptions{dir: dir, ldif: ldif, printConfig: *printConfig, dns: *dnsAddr, milters: cfg.Milters}, stdout, stderr)
 	}
 	if *printConfig {
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)
 	}
+	// Before anything is written in dir: a demo running there reloads
+	// its certificate when it changes, and keeps its keys.
+	unlock, err := lockDemoDir(dir, cfg.Queue.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	if !*expose && !isLoopback(*listen) {
 		return exitf(2, "-listen %s is not a loopback address: the demo's accounts all have the password %q and its embedded LDAP directory (port %s) answers anyone; "+
@@ -222,7 +242,44 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	return a.run(ctx)
 }
 
+// lockDemoDir takes DIR/.demo.lock for as long as the demo runs, and
+// checks that no server runs the spool (a serve -config of the printed
+// configuration): a second demo on the same directory stops there, before
+// it rewrites the certificate, keys and scripts of the running one.
+func lockDemoDir(dir string, spools ...string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("demo directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".demo.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("demo directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, exitf(1, "a demo already runs on %s: stop it, or give another -dir", dir)
+		}
+		return nil, fmt.Errorf("demo directory lock: %w", err)
+	}
+	for _, sp := range spools {
+		if pid, err := queue.OwnerPID(sp); err == nil && pid > 0 {
+			f.Close()
+			return nil, exitf(1, "the spool %s is run by process %d (a courriel serve of this demo's configuration?): stop it, or give another -dir", sp, pid)
+		}
+	}
+	return func() { f.Close() }, nil
+}
+
 func printDemoHelp(w io.Writer, cfg *Config, host, dir string) {
+	// An IPv6 address goes in brackets: [::1]:2525 (swaks takes
+	// [SERVER]:PORT, quoted for the shell).
+	at := func(port string) string { return net.JoinHostPort(host, port) }
+	server := func(port string) string {
+		if hp := at(port); strings.HasPrefix(hp, "[") {
+			return "'" + hp + "'"
+		}
+		return at(port)
+	}
 	fmt.Fprintf(w, `
 courriel demo is running (Ctrl-C stops it). Data in %[2]s
 
@@ -232,39 +289,40 @@ alice@example.org), bob.
 
 Try it:
   # inbound mail, as another MTA would send it
-  swaks --server %[1]s:%[3]s --to test0@hosted-domain.com --from someone@example.net
+  swaks --server %[10]s --to test0@hosted-domain.com --from someone@example.net
   ls %[2]s/vmail/xomail/mailbox/new/
 
   # submission with STARTTLS and AUTH, as Thunderbird does
-  swaks --server %[1]s:%[4]s --tls -au xomail -ap demo \
+  swaks --server %[11]s --tls -au xomail -ap demo \
         --from test0@hosted-domain.com --to alice@example.org
   # submissions (implicit TLS)
-  swaks --server %[1]s:%[5]s --tlsc -au alice -ap demo --from alice@example.org --to test1@hosted-domain.com
+  swaks --server %[12]s --tlsc -au alice -ap demo --from alice@example.org --to test1@hosted-domain.com
 
   # read the mailbox over IMAPS
-  curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX?ALL'
-  curl -k --user xomail:demo 'imaps://%[1]s:%[6]s/INBOX;UID=1'
+  curl -k --user xomail:demo 'imaps://%[13]s/INBOX?ALL'
+  curl -k --user xomail:demo 'imaps://%[13]s/INBOX;UID=1'
 
   # Sieve scripts over ManageSieve (STARTTLS), as Thunderbird's sieve add-on does
   sieve-connect --server %[1]s --port %[9]s --user xomail --notlsverify --list
 
   # metrics, health, Thunderbird autoconfig
-  curl http://%[1]s:%[8]s/healthz
-  curl 'http://%[1]s:%[8]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
+  curl 'http://%[14]s/healthz'
+  curl 'http://%[14]s/mail/config-v1.1.xml?emailaddress=test0@hosted-domain.com'
 
   # alice's Sieve script (~alice/.dovecot.sieve -> sieve/demo.sieve) files
   # "[list]" mail into Lists and flags "urgent" mail
-  swaks --server %[1]s:%[3]s --to alice@example.org --from someone@example.net \
+  swaks --server %[10]s --to alice@example.org --from someone@example.net \
         --header 'Subject: [list] weekly news'
   ls %[2]s/vmail/alice/mailbox/.Lists/new/
 
   # the directory itself
-  ldapsearch -x -H ldap://%[1]s:%[7]s -b dc=xoyize,dc=xyz
+  ldapsearch -x -H 'ldap://%[15]s' -b dc=xoyize,dc=xyz
 
 Thunderbird: IMAP server %[1]s port %[6]s SSL/TLS, SMTP server %[1]s port %[4]s
 STARTTLS, normal password, user name xomail; accept the self-signed certificate.
 Sieve filters (ManageSieve): server %[1]s port %[9]s, STARTTLS, same user.
-`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort, demoManageSievePort)
+`, host, dir, demoSMTPPort, demoSubmissionPort, demoSubmissionsPort, demoIMAPSPort, demoLDAPPort, demoHTTPPort, demoManageSievePort,
+		server(demoSMTPPort), server(demoSubmissionPort), server(demoSubmissionsPort), at(demoIMAPSPort), at(demoHTTPPort), at(demoLDAPPort))
 }
 
 // demoSieve is alice's sample script in the demo.

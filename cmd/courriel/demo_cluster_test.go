@@ -20,6 +20,9 @@ func TestDemoClusterPrintConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the demo makes on its first start.
+	if err := os.WriteFile(filepath.Join(dir, "srs-secret"), []byte("demo-srs-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := tlsconf.SelfSigned(filepath.Join(dir, "tls"), []string{"127.0.0.2", "127.0.0.3"}); err != nil {
 		t.Fatal(err)
 	}

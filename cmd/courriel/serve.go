@@ -181,6 +181,13 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.local = a.store
+	if base := cfg.Delivery.MaildirBase; base != "" {
+		// Not created here (Dovecot does not either: its owner and mode
+		// are the admin's); said at the start rather than by each 451.
+		if st, err := os.Stat(base); err != nil || !st.IsDir() {
+			log.Error("delivery.maildir_base is not a directory: every local delivery gets 451 until it is created", "maildir_base", base, "err", err)
+		}
+	}
 	// Keys are read once, before anything can send: a missing key stops
 	// the start-up rather than letting unsigned mail out.
 	if a.signer, err = newLiveKeys(cfg.MailAuth); err != nil {
@@ -326,12 +333,11 @@ func (a *app) openQueue() (*queue.Queue, error) {
 		o.Homes = queueDirectory{dir: a.dir, holds: a.holds}
 	}
 	o.TLSPolicies = map[string]queue.Policy{}
-	needRoots := policy == queue.PolicyVerify || q.MTASTS || q.TLSRPT
 	for dom, p := range q.TLSPolicies {
 		o.TLSPolicies[dom] = queue.Policy(p)
-		needRoots = needRoots || p == "verify"
 	}
-	if needRoots && q.CAPath != "" {
+	// The configuration's readFiles checks the same (check-config, SIGHUP).
+	if q.needRootCAs() && q.CAPath != "" {
 		if o.RootCAs, err = tlsconf.LoadCAPool(q.CAPath); err != nil {
 			return nil, fmt.Errorf("queue.ca_path: %w", err)
 		}

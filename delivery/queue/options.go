@@ -45,7 +45,7 @@ func ParsePolicy(s string) (Policy, error) {
 // Relayhost is a smarthost every message goes through, unless Options.Routes
 // names a route for the recipient's domain.
 type Relayhost struct {
-	Addr        string // "host:port"
+	Addr        string // "host:port", or Postfix's "host", "[host]", "[host]:port" (ParseNexthop)
 	ImplicitTLS bool   // true: TLS from the first byte (465, RFC 8314); false: STARTTLS (587)
 	Username    string // empty: no AUTH
 	Password    string
@@ -112,7 +112,7 @@ type Options struct {
 	Client bool
 
 	Resolver  Resolver          // default net.DefaultResolver
-	Routes    map[string]string // domain → "host:port", bypassing MX; "*" matches every domain
+	Routes    map[string]string // domain → nexthop (ParseNexthop), bypassing MX; "*" matches every domain
 	Relayhost *Relayhost        // optional smarthost, after Routes
 	TLSPolicy Policy            // default verify (the seed's smtp_tls_security_level)
 	RootCAs   *x509.CertPool    // for verify; nil = system pool
@@ -280,16 +280,21 @@ func (o Options) withDefaults() (Options, error) {
 	o.TLSPolicies = policies
 	routes := make(map[string]string, len(o.Routes))
 	for dom, addr := range o.Routes {
-		if _, _, err := splitHostPort(addr); err != nil {
+		hp, err := ParseNexthop(addr)
+		if err != nil {
 			return o, fmt.Errorf("queue: route for %q: %w", dom, err)
 		}
-		routes[normalizeDomain(dom)] = addr
+		routes[normalizeDomain(dom)] = hp
 	}
 	o.Routes = routes
 	if o.Relayhost != nil {
-		if _, _, err := splitHostPort(o.Relayhost.Addr); err != nil {
+		hp, err := ParseNexthop(o.Relayhost.Addr)
+		if err != nil {
 			return o, fmt.Errorf("queue: relayhost: %w", err)
 		}
+		r := *o.Relayhost
+		r.Addr = hp
+		o.Relayhost = &r
 	}
 	setDefault(&o.MaxLifetime, defaultMaxLifetime)
 	setDefault(&o.MinBackoff, defaultMinBackoff)

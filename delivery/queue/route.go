@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -168,4 +170,52 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failu
 		return nil, ad, tempFailure("4.4.3", "no usable address for "+h.name)
 	}
 	return out, ad, nil
+}
+
+// ParseNexthop parses a relayhost or a static route in Postfix's syntax
+// (relayhost, transport_maps nexthops): "host", "host:port", "[host]",
+// "[host]:port", the port 25 when none is given; an IPv6 address goes in
+// brackets ("[2001:db8::1]:587", "[ipv6:2001:db8::1]"). It returns the
+// "host:port" the queue connects to.
+//
+// Postfix looks up the MX records of a host not in brackets; the queue
+// does not: "host" and "[host]" both connect to the host's own addresses
+// (for a smarthost the same, unless its name has MX records).
+func ParseNexthop(s string) (string, error) {
+	host, port, hasPort := s, "25", false
+	if rest, ok := strings.CutPrefix(s, "["); ok {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return "", fmt.Errorf("%q: no closing ]", s)
+		}
+		host, rest = rest[:end], rest[end+1:]
+		if len(host) > 5 && strings.EqualFold(host[:5], "ipv6:") {
+			host = host[5:]
+		}
+		if rest != "" {
+			p, ok := strings.CutPrefix(rest, ":")
+			if !ok {
+				return "", fmt.Errorf("%q: want [host] or [host]:port", s)
+			}
+			port, hasPort = p, true
+		}
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port, hasPort = s[:i], s[i+1:], true
+		if strings.Contains(host, ":") {
+			return "", fmt.Errorf("%q: an IPv6 address goes in brackets: [%s]", s, s)
+		}
+	}
+	if hasPort {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
+			return "", fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, port)
+		}
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" {
+			return "", fmt.Errorf("%q: an address with a zone is not a mail host", s)
+		}
+	} else if !validHostname(host) || strings.HasPrefix(host, "-") {
+		return "", fmt.Errorf("%q: %q is not a host name or address", s, host)
+	}
+	return net.JoinHostPort(host, port), nil
 }

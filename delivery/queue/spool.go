@@ -51,6 +51,10 @@ const (
 	reserveChunk = 64 << 10
 )
 
+// SpoolReserve is the room the spool keeps allocated for delivery records
+// (reserveSize): its file system needs it free besides the messages.
+const SpoolReserve = reserveSize
+
 // spool is the on-disk half of the queue: file names, atomic writes and the
 // locks shared with other processes. It holds no message state but the
 // commits under way (committing).

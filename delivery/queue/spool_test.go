@@ -415,7 +415,7 @@ func TestOpenOptionsValidation(t *testing.T) {
 		{"no hostname", func(o *Options) { o.Hostname = "" }},
 		{"bad hostname", func(o *Options) { o.Hostname = "a b" }},
 		{"bad policy", func(o *Options) { o.TLSPolicy = "sometimes" }},
-		{"route without port", func(o *Options) { o.Routes = map[string]string{"x.test": "mx.x.test"} }},
+		{"bad route host", func(o *Options) { o.Routes = map[string]string{"x.test": "mx!.x.test:25"} }},
 		{"bad relayhost", func(o *Options) { o.Relayhost = &Relayhost{Addr: "smtp.x.test:"} }},
 	} {
 		o := base
