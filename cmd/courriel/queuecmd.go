@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -46,9 +47,17 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	// take the spool from a server starting at the same moment.
 	q, err := queue.Open(queue.Options{Dir: cfg.Queue.Dir, Hostname: cfg.MyHostname, Client: true,
 		MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit})
-	if errors.Is(err, iofs.ErrNotExist) && words[0] == "list" {
-		fmt.Fprintln(stdout, "Mail queue is empty")
-		return nil
+	if errors.Is(err, iofs.ErrNotExist) {
+		// A wrong queue.dir must not look like an empty queue: the
+		// README's "wait for Mail queue is empty" before a stop.
+		if _, serr := os.Stat(cfg.Queue.Dir); errors.Is(serr, iofs.ErrNotExist) {
+			return exitf(1, "spool directory %s does not exist (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
+		}
+		if words[0] == "list" {
+			// The directory without its lock: no server ran on it yet.
+			fmt.Fprintln(stdout, "Mail queue is empty")
+			return nil
+		}
 	}
 	if err != nil {
 		return err

@@ -151,3 +151,23 @@ func TestQueueShowHeld(t *testing.T) {
 		t.Errorf("queue show of a held message: %d %q\n%s", code, errOut, out)
 	}
 }
+
+// D13: a queue.dir that does not exist is an error, never an empty queue.
+func TestQueueMissingSpool(t *testing.T) {
+	t.Parallel()
+	spool := filepath.Join(t.TempDir(), "no-such-queue")
+	cfg := queueConfig(t, spool)
+	for _, args := range [][]string{{"list"}, {"show", "AGRFC7TVPMAAFWZT"}, {"delete", "ALL"}, {"flush"}} {
+		code, out, errOut := runCmd(t, "", append([]string{"queue", "-config", cfg}, args...)...)
+		if code != 1 || strings.Contains(out, "empty") || !strings.Contains(errOut, "spool directory "+spool+" does not exist (queue.dir in "+cfg+")") {
+			t.Errorf("queue %s on a missing spool: %d %q %q", args, code, out, errOut)
+		}
+	}
+	// The directory without its lock, before any server ran: empty.
+	if err := os.Mkdir(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCmd(t, "", "queue", "list", "-config", cfg); code != 0 || out != "Mail queue is empty\n" {
+		t.Errorf("queue list on a spool no server ran: %d %q %q", code, out, errOut)
+	}
+}
