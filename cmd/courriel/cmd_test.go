@@ -99,6 +99,12 @@ func TestLookupCommand(t *testing.T) {
 	if code != 0 || out != "hosted-domain.com\n" {
 		t.Errorf("lookup domains: %d %q", code, out)
 	}
+	// Flags anywhere among the words, as queue takes them.
+	for _, args := range [][]string{{"aliases", "test0@hosted-domain.com", "-config", cfg}, {"aliases", "-config", cfg, "test0@hosted-domain.com"}} {
+		if code, out, errOut := runCmd(t, "", append([]string{"lookup"}, args...)...); code != 0 || out != "xomail@xoyize.xyz\n" {
+			t.Errorf("lookup %q: %d %q %q", args, code, out, errOut)
+		}
+	}
 	s.Stop(t)
 	if code, _, errOut := runCmd(t, "", "lookup", "-config", cfg, "aliases", "test0@hosted-domain.com"); code != 2 || !strings.Contains(errOut, "unavailable") {
 		t.Errorf("slapd down: exit %d, %q; want 2", code, errOut)

@@ -157,3 +157,26 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	return fs
 }
+
+// parseInterspersed parses flags wherever they stand among the words, so
+// that `queue list -config F` works as `queue -config F list` and `lookup
+// aliases KEY -config F` as `lookup -config F aliases KEY` (Go's flag
+// package stops at the first word). After "--" everything is a word (a
+// KEY that starts with "-").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(words, rest...), nil
+		}
+		if len(rest) == 0 {
+			return words, nil
+		}
+		words = append(words, rest[0])
+		args = rest[1:]
+	}
+}

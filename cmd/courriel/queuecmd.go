@@ -318,24 +318,3 @@ func recipientLine(r queue.Recipient) string {
 	}
 	return line
 }
-
-// parseInterspersed parses flags wherever they stand among the words, so
-// that `queue list -config F` works as `queue -config F list` (Go's flag
-// package stops at the first word). After "--" everything is a word.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var words []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
-			return append(words, rest...), nil
-		}
-		if len(rest) == 0 {
-			return words, nil
-		}
-		words = append(words, rest[0])
-		args = rest[1:]
-	}
-}
