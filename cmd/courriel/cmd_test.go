@@ -111,6 +111,21 @@ func TestLookupCommand(t *testing.T) {
 	}
 }
 
+// D10: passwd -user on a directory set up as documented, write_bind_dn
+// unset: the reader may not write userPassword (the seed's ACL), and the
+// refusal says what to configure.
+func TestPasswdUserAsReader(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	cfg := slapdConfig(t, s)
+	code, out, errOut := runCmd(t, "a new passphrase\n", "passwd", "-config", cfg, "-user", "xomail")
+	if code != 2 || out != "" || !strings.Contains(errOut, "Insufficient Access Rights") ||
+		!strings.Contains(errOut, "bind_dn "+s.ReaderDN()+", the reader, as [ldap] write_bind_dn is unset") ||
+		!strings.Contains(errOut, "set write_bind_dn and write_bind_password_file to an identity allowed to write userPassword") {
+		t.Errorf("passwd -user as the reader: exit %d, %q, %q", code, out, errOut)
+	}
+}
+
 // A hash from `courriel passwd` is accepted by a real slapd for a bind.
 func TestPasswdCommand(t *testing.T) {
 	t.Parallel()
