@@ -47,7 +47,7 @@ func commands() []command {
 		{"lookup", "run one directory lookup (like postmap -q)", runLookup},
 		{"passwd", "print a {SSHA} password hash for userPassword (like slappasswd), or set a user's with -user", runPasswd},
 		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
-		{"queue", "list, show, flush or delete queued mail (like mailq, postqueue, postsuper)", runQueue},
+		{"queue", "list, show, flush, delete, hold or release queued mail (like mailq, postqueue, postsuper)", runQueue},
 		{"dkim", "generate DKIM keys and check their published DNS records", runDKIM},
 		{"move-user", "move a user's home to another cluster node (running server, root)", runMoveUser},
 	}
