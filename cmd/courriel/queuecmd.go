@@ -48,16 +48,14 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	q, err := queue.Open(queue.Options{Dir: cfg.Queue.Dir, Hostname: cfg.MyHostname, Client: true,
 		MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit})
 	if errors.Is(err, iofs.ErrNotExist) {
-		// A wrong queue.dir must not look like an empty queue: the
-		// README's "wait for Mail queue is empty" before a stop.
+		// A wrong queue.dir must not look like an empty queue (the
+		// README's "wait for Mail queue is empty" before a stop): nor
+		// a directory that does not exist, nor one no server ever ran
+		// on (no lock: not the server's spool, or before its start).
 		if _, serr := os.Stat(cfg.Queue.Dir); errors.Is(serr, iofs.ErrNotExist) {
 			return exitf(1, "spool directory %s does not exist (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
 		}
-		if words[0] == "list" {
-			// The directory without its lock: no server ran on it yet.
-			fmt.Fprintln(stdout, "Mail queue is empty")
-			return nil
-		}
+		return exitf(1, "spool directory %s has no lock file: no server has run on it (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
 	}
 	if err != nil {
 		return err
