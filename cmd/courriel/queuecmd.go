@@ -89,7 +89,7 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list))
 	case "show":
-		if len(rest) != 1 {
+		if len(rest) != 1 || rest[0] == "ALL" || rest[0] == "-" {
 			return exitf(2, "show wants one queue id or msg_id")
 		}
 		ids, missing, err := queueTargets(q, cmd, rest, stdin, stderr)
@@ -214,9 +214,6 @@ func queueTargets(q *queue.Queue, cmd string, words []string, stdin io.Reader, s
 	for _, w := range words {
 		switch w {
 		case "ALL":
-			if cmd == "show" {
-				return nil, nil, exitf(2, "show wants one queue id or msg_id")
-			}
 			var list []queue.Summary
 			if cmd != "release" {
 				l, err := q.List()

@@ -100,6 +100,11 @@ func TestQueueCommandsTakeMsgID(t *testing.T) {
 			t.Errorf("queue %s: %d %q", args, code, errOut)
 		}
 	}
+	for _, w := range []string{"ALL", "-"} {
+		if code, out, errOut := runCmd(t, ids[2]+"\n", "queue", "show", "-config", cfg, w); code != 2 || out != "" {
+			t.Errorf("queue show %s: %d %q %q", w, code, out, errOut)
+		}
+	}
 	code, _, errOut = runCmd(t, "", "queue", "delete", "-config", cfg, "../x")
 	if code != 2 || !strings.Contains(errOut, `"../x" is neither a queue id nor a msg_id`) || strings.Contains(errOut, "queue: queue:") {
 		t.Errorf("queue delete ../x: %d %q", code, errOut)
