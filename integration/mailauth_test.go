@@ -75,7 +75,8 @@ func crlf(b []byte) []byte {
 var txtRecordRe = regexp.MustCompile(`(?m)^(\S+\._domainkey\.\S+) 3600 IN TXT (.*)$`)
 
 // dkimKeygen runs `courriel dkim keygen` and publishes what it prints on d;
-// it returns the configuration snippet it printed.
+// it returns the configuration snippet it printed, made active as its text
+// says once the records are published.
 func dkimKeygen(t *testing.T, d *testenv.DNS, dir, domain, sel string) string {
 	t.Helper()
 	out, err := run(t, "", binary, "dkim", "keygen", "-domain", domain, "-selector", sel, "-dir", dir)
@@ -101,7 +102,10 @@ func dkimKeygen(t *testing.T, d *testenv.DNS, dir, domain, sel string) string {
 	if !ok {
 		t.Fatalf("no configuration printed:\n%s", out)
 	}
-	return "[[mailauth.dkim]]" + conf
+	if !strings.HasSuffix(conf, "\nactive = false\n") {
+		t.Fatalf("the configuration printed is not inactive:\n%s", out)
+	}
+	return "[[mailauth.dkim]]" + strings.TrimSuffix(conf, "false\n") + "true\n"
 }
 
 // TestDKIMSubmissionSigned: keys from `courriel dkim keygen`, published as

@@ -183,9 +183,13 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	if out, _ := courriel(t, "queue", "list", "-config", s.config); !strings.Contains(out, "Mail queue is empty") {
 		t.Errorf("after delete ALL:\n%s", out)
 	}
-	out, code = courriel(t, "queue", "delete", "-config", s.config, "NOTANID")
-	if code != 2 {
+	out, code = courriel(t, "queue", "delete", "-config", s.config, "../NOTANID")
+	if code != 2 || !strings.Contains(out, "neither a queue id nor a msg_id") {
 		t.Errorf("queue delete with a bad id: exit %d\n%s", code, out)
+	}
+	out, code = courriel(t, "queue", "delete", "-config", s.config, "NOSUCHID")
+	if code != 1 || !strings.Contains(out, "NOSUCHID: no queued message") {
+		t.Errorf("queue delete of an id naming nothing: exit %d\n%s", code, out)
 	}
 	out, code = courriel(t, "queue", "list", "-config", s.config, "extra")
 	if code != 2 || !strings.Contains(out, "takes no argument") {

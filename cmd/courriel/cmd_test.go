@@ -99,9 +99,30 @@ func TestLookupCommand(t *testing.T) {
 	if code != 0 || out != "hosted-domain.com\n" {
 		t.Errorf("lookup domains: %d %q", code, out)
 	}
+	// Flags anywhere among the words, as queue takes them.
+	for _, args := range [][]string{{"aliases", "test0@hosted-domain.com", "-config", cfg}, {"aliases", "-config", cfg, "test0@hosted-domain.com"}} {
+		if code, out, errOut := runCmd(t, "", append([]string{"lookup"}, args...)...); code != 0 || out != "xomail@xoyize.xyz\n" {
+			t.Errorf("lookup %q: %d %q %q", args, code, out, errOut)
+		}
+	}
 	s.Stop(t)
 	if code, _, errOut := runCmd(t, "", "lookup", "-config", cfg, "aliases", "test0@hosted-domain.com"); code != 2 || !strings.Contains(errOut, "unavailable") {
 		t.Errorf("slapd down: exit %d, %q; want 2", code, errOut)
+	}
+}
+
+// D10: passwd -user on a directory set up as documented, write_bind_dn
+// unset: the reader may not write userPassword (the seed's ACL), and the
+// refusal says what to configure.
+func TestPasswdUserAsReader(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	cfg := slapdConfig(t, s)
+	code, out, errOut := runCmd(t, "a new passphrase\n", "passwd", "-config", cfg, "-user", "xomail")
+	if code != 2 || out != "" || !strings.Contains(errOut, "Insufficient Access Rights") ||
+		!strings.Contains(errOut, "bind_dn "+s.ReaderDN()+", the reader, as [ldap] write_bind_dn is unset") ||
+		!strings.Contains(errOut, "set write_bind_dn and write_bind_password_file to an identity allowed to write userPassword") {
+		t.Errorf("passwd -user as the reader: exit %d, %q, %q", code, out, errOut)
 	}
 }
 

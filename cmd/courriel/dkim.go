@@ -151,14 +151,19 @@ func dkimKeygen(stdout io.Writer, dir, domain, sel string) error {
 		}
 		fmt.Fprintf(stdout, "%s._domainkey.%s. 3600 IN TXT %s\n", mailauth.DNSSelector(sel, a), domain, mailauth.ZoneStrings(rec))
 	}
+	// Inactive: a key signs only once receivers can find its record,
+	// and a domain has one active selector (a rotation's new table goes
+	// in beside the old one, which keeps signing until the switch).
 	fmt.Fprintf(stdout, `
-# configuration (mark it active once the records are published):
+# configuration: add it as it is (active = false: it signs nothing yet);
+# once the records above are published, set active = true here and
+# active = false on the domain's previous selector if any, then reload.
 [[mailauth.dkim]]
 domain = %q
 selector = %q
 ed25519_key_file = %q
 rsa_key_file = %q
-active = true
+active = false
 `, domain, sel, paths[mailauth.Ed25519], paths[mailauth.RSA])
 	return nil
 }

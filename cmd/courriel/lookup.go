@@ -15,17 +15,18 @@ func runLookup(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	fs := newFlagSet("lookup", stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: courriel lookup [-config F] MAP KEY\n\nMAP is one of: %s, resolve (recursive alias expansion)\nExit status: 0 found, 1 not found, 2 directory or configuration error.\n", mapNames())
+		fmt.Fprintf(stderr, "usage: courriel lookup [-config F] MAP KEY\n(flags may also follow MAP or KEY; a KEY that starts with \"-\" goes after \"--\")\n\nMAP is one of: %s, resolve (recursive alias expansion)\nExit status: 0 found, 1 not found, 2 directory or configuration error.\n", mapNames())
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	words, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
+	if len(words) != 2 {
 		fs.Usage()
 		return exitf(2, "want MAP and KEY")
 	}
-	m, key := fs.Arg(0), fs.Arg(1)
+	m, key := words[0], words[1]
 	cfg, err := LoadConfig(*cfgPath)
 	if err != nil {
 		return &exitError{code: 2, err: err}

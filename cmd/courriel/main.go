@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
 	"strconv"
@@ -47,9 +49,10 @@ func commands() []command {
 		{"lookup", "run one directory lookup (like postmap -q)", runLookup},
 		{"passwd", "print a {SSHA} password hash for userPassword (like slappasswd), or set a user's with -user", runPasswd},
 		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
-		{"queue", "list, show, flush or delete queued mail (like mailq, postqueue, postsuper)", runQueue},
+		{"queue", "list, show, flush, delete, hold or release queued mail (like mailq, postqueue, postsuper)", runQueue},
 		{"dkim", "generate DKIM keys and check their published DNS records", runDKIM},
 		{"move-user", "move a user's home to another cluster node (running server, root)", runMoveUser},
+		{"version", "print the version: module version, VCS revision, Go version (also -version)", runVersion},
 	}
 }
 
@@ -128,6 +131,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
@@ -151,9 +157,74 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 2
 }
 
+func runVersion(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+	if len(args) > 0 {
+		return exitf(2, "version takes no argument, got %q", args[0])
+	}
+	fmt.Fprintln(stdout, version())
+	return nil
+}
+
+// version says which build this is, from what the go command recorded in
+// the binary: the module's version ("(devel)" for a build from a work
+// tree), the VCS revision and its time, "modified" when the tree had
+// uncommitted changes, and the Go version.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "courriel (no build information) " + runtime.Version()
+	}
+	return formatVersion(bi)
+}
+
+func formatVersion(bi *debug.BuildInfo) string {
+	s := "courriel " + cmp.Or(bi.Main.Version, "(devel)")
+	vcs := map[string]string{}
+	for _, kv := range bi.Settings {
+		vcs[kv.Key] = kv.Value
+	}
+	if rev := vcs["vcs.revision"]; rev != "" {
+		var more []string
+		if t := vcs["vcs.time"]; t != "" {
+			more = append(more, t)
+		}
+		if vcs["vcs.modified"] == "true" {
+			more = append(more, "modified")
+		}
+		s += " " + cmp.Or(vcs["vcs"], "vcs") + " " + rev
+		if len(more) > 0 {
+			s += " (" + strings.Join(more, ", ") + ")"
+		}
+	}
+	return s + " " + cmp.Or(bi.GoVersion, runtime.Version())
+}
+
 // newFlagSet returns a flag set that reports errors instead of exiting.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("courriel "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// parseInterspersed parses flags wherever they stand among the words, so
+// that `queue list -config F` works as `queue -config F list` and `lookup
+// aliases KEY -config F` as `lookup -config F aliases KEY` (Go's flag
+// package stops at the first word). After "--" everything is a word (a
+// KEY that starts with "-").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(words, rest...), nil
+		}
+		if len(rest) == 0 {
+			return words, nil
+		}
+		words = append(words, rest[0])
+		args = rest[1:]
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"golang.org/x/sys/unix"
 
 	"courriel/directory"
@@ -33,9 +34,11 @@ func runPasswd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return exitf(2, "unexpected argument %q", fs.Arg(0))
 	}
 	var dir *directory.Directory
+	var cfg *Config
 	if *user != "" {
 		// The configuration first: a typo costs no password typed twice.
-		cfg, err := LoadConfig(*cfgPath)
+		var err error
+		cfg, err = LoadConfig(*cfgPath)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
@@ -77,10 +80,28 @@ func runPasswd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if errors.Is(err, directory.ErrNotFound) {
 			return exitf(1, "no user %q in the directory", *user)
 		}
+		if le := (*ldap.Error)(nil); errors.As(err, &le) && le.ResultCode == ldap.LDAPResultInsufficientAccessRights {
+			return exitf(2, "%v: %s", err, writeAccessHint(cfg.LDAP))
+		}
 		return &exitError{code: 2, err: err}
 	}
 	fmt.Fprintf(stdout, "password of %s set in the directory\n", *user)
 	return nil
+}
+
+// writeAccessHint says, after the directory refused a write for
+// insufficient access, which identity wrote and what it needs: the seed's
+// ACL (courriel ldap-schema) lets only the user itself write its
+// userPassword, so the reader, who writes when write_bind_dn is unset,
+// never may.
+func writeAccessHint(l LDAPConfig) string {
+	if l.WriteBindDN == "" {
+		return fmt.Sprintf("the write was bound as bind_dn %s, the reader, as [ldap] write_bind_dn is unset: "+
+			"set write_bind_dn and write_bind_password_file to an identity allowed to write userPassword "+
+			"(the database's rootdn, or one an olcAccess rule lets write it: README, \"LDAP: schema, indexes, ACL\")", l.BindDN)
+	}
+	return fmt.Sprintf("[ldap] write_bind_dn %s may not write userPassword: give it write access in an olcAccess rule "+
+		"ahead of the others (README, \"LDAP: schema, indexes, ACL\"), or use the database's rootdn", l.WriteBindDN)
 }
 
 // passwdTimeout bounds the directory work of passwd -user.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -17,12 +18,17 @@ import (
 
 // runQueue is mailq / postqueue -f / postsuper -d, -h and -H. It works beside a running
 // server: the spool is shared through file locks, and a flush is a request
-// the server's runner picks up.
-func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// the server's runner picks up. A message is named by its queue id or by
+// its msg_id, the id of the SMTP reply's "queued as" (Postfix's postsuper
+// takes the "queued as" id, which is its queue id).
+func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	defer func() { err = plainQueueErr(err) }()
 	fs := newFlagSet("queue", stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete|hold|release ID... | ALL | - (ids on standard input)\n(flags may also follow the command: courriel queue list -config F)")
+		fmt.Fprintln(stderr, "usage: courriel queue [-config F] list | show ID | flush | delete|hold|release ID... | ALL | - (ids on standard input)\n"+
+			"ID is a queue id (queue list) or a msg_id (the SMTP reply's \"queued as\")\n"+
+			"(flags may also follow the command: courriel queue list -config F)")
 		fs.PrintDefaults()
 	}
 	words, err := parseInterspersed(fs, args)
@@ -41,21 +47,21 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	// take the spool from a server starting at the same moment.
 	q, err := queue.Open(queue.Options{Dir: cfg.Queue.Dir, Hostname: cfg.MyHostname, Client: true,
 		MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit})
-	if errors.Is(err, iofs.ErrNotExist) && words[0] == "list" {
-		fmt.Fprintln(stdout, "Mail queue is empty")
-		return nil
+	if errors.Is(err, iofs.ErrNotExist) {
+		// A wrong queue.dir must not look like an empty queue (the
+		// README's "wait for Mail queue is empty" before a stop): nor
+		// a directory that does not exist, nor one no server ever ran
+		// on (no lock: not the server's spool, or before its start).
+		if _, serr := os.Stat(cfg.Queue.Dir); errors.Is(serr, iofs.ErrNotExist) {
+			return exitf(1, "spool directory %s does not exist (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
+		}
+		return exitf(1, "spool directory %s has no lock file: no server has run on it (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
 	}
 	if err != nil {
 		return err
 	}
 	defer q.Close()
 	cmd, rest := words[0], words[1:]
-	needID := func() (string, error) {
-		if len(rest) != 1 {
-			return "", exitf(2, "%s wants one queue id", cmd)
-		}
-		return queue.ParseID(rest[0])
-	}
 	if (cmd == "list" || cmd == "flush") && len(rest) > 0 {
 		return exitf(2, "%s takes no argument, got %q", cmd, rest[0])
 	}
@@ -76,30 +82,35 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		fmt.Fprintf(stdout, "%-33s %8s %-20s %s\n", "Queue ID", "Size", "Arrival Time", "Sender/Recipient")
 		for _, s := range list {
-			from := s.From
-			if from == "" {
-				from = "MAILER-DAEMON"
-			}
-			id := s.ID
-			if s.Held {
-				id += "!" // as mailq marks the hold queue
-			}
-			fmt.Fprintf(stdout, "%-33s %8d %-20s %s\n", id, s.Size, s.Created.Format(time.DateTime), from)
+			fmt.Fprintln(stdout, summaryLine(s))
 			for _, r := range s.Recipients {
 				fmt.Fprintf(stdout, "%55s %s\n", "", recipientLine(r))
 			}
 		}
 		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list))
 	case "show":
-		id, err := needID()
+		if len(rest) != 1 || rest[0] == "ALL" || rest[0] == "-" {
+			return exitf(2, "show wants one queue id or msg_id")
+		}
+		ids, missing, err := queueTargets(q, cmd, rest, stdin, stderr)
 		if err != nil {
 			return err
 		}
-		m, data, err := q.Show(id)
+		if len(missing) > 0 {
+			return exitf(1, "%s: %s", missing[0], errNoMessage)
+		}
+		m, data, err := q.Show(ids[0])
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "id: %s\nfrom: <%s>\ncreated: %s\nsize: %d\n", m.ID, m.From, m.Created.Format(time.RFC3339), m.Size)
+		fmt.Fprintf(stdout, "id: %s\n", m.ID)
+		if m.MsgID != "" {
+			fmt.Fprintf(stdout, "msg_id: %s\n", m.MsgID)
+		}
+		if found, _ := q.Find(m.ID); len(found) == 1 && found[0].Held {
+			fmt.Fprintf(stdout, "held: yes (not delivered until courriel queue release %s)\n", m.ID)
+		}
+		fmt.Fprintf(stdout, "from: <%s>\ncreated: %s\nsize: %d\n", m.From, m.Created.Format(time.RFC3339), m.Size)
 		if m.Ret != "" || m.EnvID != "" {
 			fmt.Fprintf(stdout, "dsn: ret=%s envid=%s\n", m.Ret, m.EnvID) // printable ASCII, checked at load
 		}
@@ -127,20 +138,27 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			"hold":    {q.Hold, "placed on hold", "Placed on hold"},
 			"release": {q.Release, "released from hold", "Released from hold"},
 		}[cmd]
-		ids, err := queueTargets(q, cmd, rest, stdin)
+		if len(rest) == 0 {
+			return exitf(2, "%s wants queue ids or msg_ids, ALL, or - (ids on standard input)", cmd)
+		}
+		ids, missing, err := queueTargets(q, cmd, rest, stdin, stderr)
 		if err != nil {
 			return err
 		}
-		failed := 0
+		for _, w := range missing {
+			fmt.Fprintf(stderr, "%s: %s\n", w, errNoMessage)
+		}
+		failed, done := len(missing), 0
 		for _, id := range ids {
 			if err := op.do(id); err != nil {
 				failed++
-				fmt.Fprintf(stderr, "%s: %v\n", id, err)
+				fmt.Fprintf(stderr, "%s: %s\n", id, plainQueueErr(err))
 				continue
 			}
 			fmt.Fprintf(stdout, "%s: %s\n", id, op.done)
+			done++
 		}
-		fmt.Fprintf(stdout, "%s: %d message(s)\n", op.total, len(ids)-failed)
+		fmt.Fprintf(stdout, "%s: %d message(s)\n", op.total, done)
 		if failed > 0 {
 			return exitf(1, "%d message(s) failed", failed)
 		}
@@ -151,15 +169,48 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	return nil
 }
 
-// queueTargets reads what postsuper -d, -h and -H take: queue ids, ALL
-// (for hold, the messages not held; for release, the held ones), or "-"
-// for ids on standard input, one a line (its first word, so that lines
-// of `queue list` filtered by grep work; mailq's "!" is dropped).
-func queueTargets(q *queue.Queue, cmd string, words []string, stdin io.Reader) ([]string, error) {
-	if len(words) == 0 {
-		return nil, exitf(2, "%s wants queue ids, ALL, or - (ids on standard input)", cmd)
+// errNoMessage: a word that names no queued message.
+var errNoMessage = errors.New("no queued message has this queue id or msg_id")
+
+// queueTargets reads what postsuper -d, -h and -H take: ids, ALL (for
+// hold, the messages not held; for release, the held ones), or "-" for
+// ids on standard input, one a line (its first word, so that lines of
+// `queue list` filtered by grep work; mailq's "!" is dropped). An id is a
+// queue id or a msg_id (queue.Find); missing are the ids that name no
+// message. A msg_id that several messages share (a message and the DSN or
+// Sieve reply made of it) is refused, and so is the whole command, with
+// the messages listed on stderr by their queue ids: the admin names the
+// one meant. Acting on all of them would let `delete` drop, unseen, a
+// bounce its sender is owed or a user's vacation reply along with the
+// message the admin had in mind; a refusal costs one more command.
+func queueTargets(q *queue.Queue, cmd string, words []string, stdin io.Reader, stderr io.Writer) (ids, missing []string, err error) {
+	ambiguous := 0
+	resolve := func(w string) error {
+		w = strings.TrimSuffix(w, "!")
+		found, err := q.Find(w)
+		if errors.Is(err, queue.ErrInvalidID) {
+			return exitf(2, "%q is neither a queue id nor a msg_id", w)
+		}
+		if err != nil {
+			return err
+		}
+		switch len(found) {
+		case 0:
+			missing = append(missing, w)
+		case 1:
+			ids = append(ids, found[0].ID)
+		default:
+			ambiguous++
+			fmt.Fprintf(stderr, "%s is the msg_id of %d queued messages; name the one to %s by its queue id:\n", w, len(found), cmd)
+			for _, s := range found {
+				fmt.Fprintf(stderr, "  %s\n", summaryLine(s))
+				for _, r := range s.Recipients {
+					fmt.Fprintf(stderr, "  %33s <%s> %s\n", "", r.Addr, r.State)
+				}
+			}
+		}
+		return nil
 	}
-	var ids []string
 	for _, w := range words {
 		switch w {
 		case "ALL":
@@ -167,14 +218,14 @@ func queueTargets(q *queue.Queue, cmd string, words []string, stdin io.Reader) (
 			if cmd != "release" {
 				l, err := q.List()
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				list = append(list, l...)
 			}
 			if cmd != "hold" {
 				l, err := q.ListHeld()
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				list = append(list, l...)
 			}
@@ -185,26 +236,63 @@ func queueTargets(q *queue.Queue, cmd string, words []string, stdin io.Reader) (
 			sc := bufio.NewScanner(stdin)
 			for sc.Scan() {
 				if f := strings.Fields(sc.Text()); len(f) > 0 {
-					id, err := queue.ParseID(strings.TrimSuffix(f[0], "!"))
-					if err != nil {
-						return nil, exitf(2, "standard input: %v", err)
+					if err := resolve(f[0]); err != nil {
+						return nil, nil, fmt.Errorf("standard input: %w", err)
 					}
-					ids = append(ids, id)
 				}
 			}
 			if err := sc.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		default:
-			id, err := queue.ParseID(strings.TrimSuffix(w, "!"))
-			if err != nil {
-				return nil, exitf(2, "%v", err)
+			if err := resolve(w); err != nil {
+				return nil, nil, err
 			}
-			ids = append(ids, id)
 		}
 	}
-	return slices.Compact(slices.Sorted(slices.Values(ids))), nil
+	if ambiguous > 0 {
+		return nil, nil, exitf(1, "%d msg_id(s) name several messages: nothing done", ambiguous)
+	}
+	return slices.Compact(slices.Sorted(slices.Values(ids))), missing, nil
 }
+
+// summaryLine is a message's first line in `queue list`: mailq's, with
+// "!" after a held message's queue id, and its msg_id (the SMTP reply's
+// "queued as", the msg_id of its log lines) at the end.
+func summaryLine(s queue.Summary) string {
+	from := s.From
+	if from == "" {
+		from = "MAILER-DAEMON"
+	}
+	id := s.ID
+	if s.Held {
+		id += "!" // as mailq marks the hold queue
+	}
+	line := fmt.Sprintf("%-33s %8d %-20s %s", id, s.Size, s.Created.Format(time.DateTime), from)
+	if s.MsgID != "" {
+		line += "  msg_id=" + s.MsgID
+	}
+	return line
+}
+
+// plainQueueErr drops the "queue: " the queue package starts its errors
+// with: the command's name says it already ("courriel queue: ...").
+func plainQueueErr(err error) error {
+	var ee *exitError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return err
+	case errors.As(err, &ee) && ee == err:
+		ee.err = trimmedErr{ee.err}
+		return ee
+	}
+	return trimmedErr{err}
+}
+
+type trimmedErr struct{ error }
+
+func (e trimmedErr) Error() string { return strings.TrimPrefix(e.error.Error(), "queue: ") }
+func (e trimmedErr) Unwrap() error { return e.error }
 
 func recipientLine(r queue.Recipient) string {
 	line := fmt.Sprintf("<%s> %s attempts=%d", r.Addr, r.State, r.Attempts)
@@ -224,25 +312,4 @@ func recipientLine(r queue.Recipient) string {
 		line += " (" + r.Reply + ")"
 	}
 	return line
-}
-
-// parseInterspersed parses flags wherever they stand among the words, so
-// that `queue list -config F` works as `queue -config F list` (Go's flag
-// package stops at the first word). After "--" everything is a word.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var words []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
-			return append(words, rest...), nil
-		}
-		if len(rest) == 0 {
-			return words, nil
-		}
-		words = append(words, rest[0])
-		args = rest[1:]
-	}
 }

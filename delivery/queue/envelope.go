@@ -154,6 +154,7 @@ const envelopeVersion = 1
 // Summary is one line of `courriel queue list`.
 type Summary struct {
 	ID          string
+	MsgID       string // Message.MsgID: the SMTP reply's "queued as"; "" for a DSN the queue made
 	From        string
 	Created     time.Time
 	Size        int64
@@ -233,7 +234,7 @@ func (m *Message) due() (t time.Time, ok bool) {
 }
 
 func (m *Message) summary() Summary {
-	s := Summary{ID: m.ID, From: m.From, Created: m.Created, Size: m.Size}
+	s := Summary{ID: m.ID, MsgID: m.MsgID, From: m.From, Created: m.Created, Size: m.Size}
 	for _, r := range m.Recipients {
 		if r.State == StateDelivered {
 			continue

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"courriel/delivery"
+	"courriel/delivery/queue"
+)
+
+// queueConfig writes a configuration whose queue.dir is spool (not
+// created), with no directory reachable: the queue commands need none.
+func queueConfig(t *testing.T, spool string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
+[listen]
+smtp = ""
+submission = ""
+submissions = ""
+imaps = ""
+managesieve = ""
+[ldap]
+urls = ["ldap://127.0.0.1:1"]
+bind_dn = "cn=reader,dc=example,dc=org"
+bind_password = "x"
+search_base = "ou=mail,dc=example,dc=org"
+[queue]
+dir = %q
+`, spool)
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// queueSpool makes a spool as a server leaves it, with one message for
+// each msg_id given (in that order), each to rcpt<i>@foreign.example;
+// it returns the configuration and the queue ids.
+func queueSpool(t *testing.T, msgIDs ...string) (cfg string, ids []string) {
+	t.Helper()
+	spool := filepath.Join(t.TempDir(), "queue")
+	q, err := queue.Open(queue.Options{Dir: spool, Hostname: "xoyize.xyz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i, m := range msgIDs {
+		id, _, err := q.Accept(context.Background(), m, "alice@xoyize.xyz", []string{fmt.Sprintf("rcpt%d@foreign.example", i)}, nil,
+			delivery.MemContent("Subject: t\r\n\r\nbody\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return queueConfig(t, spool), ids
+}
+
+// D5: the id of "250 2.0.0 OK: queued as ID", the msg_id, is what an
+// admin has; every queue command takes it as it takes the queue id.
+func TestQueueCommandsTakeMsgID(t *testing.T) {
+	t.Parallel()
+	cfg, ids := queueSpool(t, "AGRFC7TVPMAAFWZT", "BQ4MZ2TVPMAAFWZT", "CQ4MZ2TVPMAAFWZT")
+
+	code, out, errOut := runCmd(t, "", "queue", "list", "-config", cfg)
+	if code != 0 || !regexp.MustCompile(`(?m)^`+ids[0]+` .* alice@xoyize.xyz  msg_id=AGRFC7TVPMAAFWZT$`).MatchString(out) {
+		t.Errorf("queue list: %d %q\n%s", code, errOut, out)
+	}
+	code, out, errOut = runCmd(t, "", "queue", "show", "-config", cfg, "agrfc7tvpmaafwzt")
+	if code != 0 || !strings.HasPrefix(out, "id: "+ids[0]+"\nmsg_id: AGRFC7TVPMAAFWZT\n") || !strings.Contains(out, "rcpt0@") {
+		t.Errorf("queue show MSGID: %d %q\n%s", code, errOut, out)
+	}
+	code, out, errOut = runCmd(t, "", "queue", "hold", "-config", cfg, "AGRFC7TVPMAAFWZT")
+	if code != 0 || out != ids[0]+": placed on hold\nPlaced on hold: 1 message(s)\n" {
+		t.Errorf("queue hold MSGID: %d %q\n%s", code, errOut, out)
+	}
+	code, out, errOut = runCmd(t, "", "queue", "release", "-config", cfg, "AGRFC7TVPMAAFWZT!")
+	if code != 0 || !strings.Contains(out, ids[0]+": released from hold") {
+		t.Errorf("queue release MSGID: %d %q\n%s", code, errOut, out)
+	}
+	code, _, errOut = runCmd(t, "", "queue", "flush", "-config", cfg)
+	if !strings.Contains(errOut, "no server runs the queue") {
+		t.Errorf("queue flush: %d %q", code, errOut)
+	}
+	// Standard input takes msg_ids too; a queue id and a msg_id of one
+	// message delete it once.
+	code, out, errOut = runCmd(t, "BQ4MZ2TVPMAAFWZT\n", "queue", "delete", "-config", cfg, "-", ids[1], "AGRFC7TVPMAAFWZT")
+	if code != 0 || out != ids[0]+": removed\n"+ids[1]+": removed\nDeleted: 2 message(s)\n" && out != ids[1]+": removed\n"+ids[0]+": removed\nDeleted: 2 message(s)\n" {
+		t.Errorf("queue delete MSGID: %d %q\n%s", code, errOut, out)
+	}
+	// Nothing by that id: the error names it, without "queue: queue:".
+	for _, args := range [][]string{{"show", "AGRFC7TVPMAAFWZT"}, {"delete", "NOSUCHID"}, {"hold", ids[0]}} {
+		code, _, errOut = runCmd(t, "", append([]string{"queue", "-config", cfg}, args...)...)
+		if code != 1 || !strings.Contains(errOut, args[1]+": no queued message has this queue id or msg_id") || strings.Contains(errOut, "queue: queue:") {
+			t.Errorf("queue %s: %d %q", args, code, errOut)
+		}
+	}
+	for _, w := range []string{"ALL", "-"} {
+		if code, out, errOut := runCmd(t, ids[2]+"\n", "queue", "show", "-config", cfg, w); code != 2 || out != "" {
+			t.Errorf("queue show %s: %d %q %q", w, code, out, errOut)
+		}
+	}
+	code, _, errOut = runCmd(t, "", "queue", "delete", "-config", cfg, "../x")
+	if code != 2 || !strings.Contains(errOut, `"../x" is neither a queue id nor a msg_id`) || strings.Contains(errOut, "queue: queue:") {
+		t.Errorf("queue delete ../x: %d %q", code, errOut)
+	}
+	if code, out, _ := runCmd(t, "", "queue", "list", "-config", cfg); code != 0 || !strings.Contains(out, ids[2]) || strings.Contains(out, ids[0]) {
+		t.Errorf("queue list after the deletes:\n%s", out)
+	}
+}
+
+// A msg_id several messages carry (a message and the DSN or Sieve reply
+// made of it) is refused: the messages are listed by queue id and
+// nothing is done, so that delete never drops what the admin did not see.
+func TestQueueAmbiguousMsgID(t *testing.T) {
+	t.Parallel()
+	cfg, ids := queueSpool(t, "AGRFC7TVPMAAFWZT", "AGRFC7TVPMAAFWZT", "BQ4MZ2TVPMAAFWZT")
+	for _, cmd := range []string{"delete", "hold", "show"} {
+		args := []string{"queue", cmd, "-config", cfg, "AGRFC7TVPMAAFWZT"}
+		if cmd != "show" {
+			args = append(args, "BQ4MZ2TVPMAAFWZT")
+		}
+		code, out, errOut := runCmd(t, "", args...)
+		if code != 1 || out != "" || !strings.Contains(errOut, "AGRFC7TVPMAAFWZT is the msg_id of 2 queued messages") ||
+			!strings.Contains(errOut, ids[0]) || !strings.Contains(errOut, ids[1]) || !strings.Contains(errOut, "nothing done") {
+			t.Errorf("queue %s of a shared msg_id: %d %q %q", cmd, code, out, errOut)
+		}
+	}
+	code, out, _ := runCmd(t, "", "queue", "list", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "-- 3 Request(s)") || strings.Contains(out, "!") {
+		t.Errorf("something was done:\n%s", out)
+	}
+	// By queue id, one of them goes.
+	if code, out, errOut := runCmd(t, "", "queue", "delete", "-config", cfg, ids[1]); code != 0 || !strings.Contains(out, "Deleted: 1") {
+		t.Errorf("delete by queue id: %d %q %q", code, out, errOut)
+	}
+}
+
+// queue show says that a message is held.
+func TestQueueShowHeld(t *testing.T) {
+	t.Parallel()
+	cfg, ids := queueSpool(t, "AGRFC7TVPMAAFWZT")
+	if _, out, _ := runCmd(t, "", "queue", "show", "-config", cfg, ids[0]); strings.Contains(out, "held") {
+		t.Errorf("a message not held said held:\n%s", out)
+	}
+	if code, _, errOut := runCmd(t, "", "queue", "hold", "-config", cfg, ids[0]); code != 0 {
+		t.Fatalf("hold: %q", errOut)
+	}
+	code, out, errOut := runCmd(t, "", "queue", "show", "-config", cfg, ids[0])
+	if code != 0 || !strings.Contains(out, "\nheld: yes") {
+		t.Errorf("queue show of a held message: %d %q\n%s", code, errOut, out)
+	}
+}
+
+// D13: a queue.dir that does not exist is an error, never an empty queue.
+func TestQueueMissingSpool(t *testing.T) {
+	t.Parallel()
+	spool := filepath.Join(t.TempDir(), "no-such-queue")
+	cfg := queueConfig(t, spool)
+	for _, args := range [][]string{{"list"}, {"show", "AGRFC7TVPMAAFWZT"}, {"delete", "ALL"}, {"flush"}} {
+		code, out, errOut := runCmd(t, "", append([]string{"queue", "-config", cfg}, args...)...)
+		if code != 1 || strings.Contains(out, "empty") || !strings.Contains(errOut, "spool directory "+spool+" does not exist (queue.dir in "+cfg+")") {
+			t.Errorf("queue %s on a missing spool: %d %q %q", args, code, out, errOut)
+		}
+	}
+	// A directory without the lock every server makes is no server's
+	// spool either (a queue.dir that names another directory).
+	if err := os.Mkdir(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list"}, {"show", "AGRFC7TVPMAAFWZT"}} {
+		code, out, errOut := runCmd(t, "", append([]string{"queue", "-config", cfg}, args...)...)
+		if code != 1 || strings.Contains(out, "empty") || !strings.Contains(errOut, "spool directory "+spool+" has no lock file: no server has run on it (queue.dir in "+cfg+")") {
+			t.Errorf("queue %s on a directory no server ran on: %d %q %q", args, code, out, errOut)
+		}
+	}
+}
