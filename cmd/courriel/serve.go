@@ -659,6 +659,7 @@ func (a *app) run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(a.listeners)+1)
+	a.log.Info("starting", "version", version())
 	for _, l := range a.listeners {
 		a.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
 		wg.Go(func() {
