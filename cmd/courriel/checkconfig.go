@@ -178,7 +178,16 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 			continue
 		}
 		seen[lt.CertFile] = true
-		m, err := tlsconf.New(tlsconf.Options{CertFile: lt.CertFile, KeyFile: lt.KeyFile})
+		// As serve: a certificate outside its dates is served (as Postfix
+		// and Dovecot do), so it is a warning here, not a failure that
+		// would keep `check-config && reload` from reloading anything.
+		m, err := tlsconf.New(tlsconf.Options{CertFile: lt.CertFile, KeyFile: lt.KeyFile, ServeExpired: true})
+		if err == nil {
+			if c := m.Certificate(); time.Now().After(c.NotAfter) || time.Now().Before(c.NotBefore) {
+				fmt.Fprintf(out, "warn tls: certificate %s is valid only from %s to %s: serve presents it, but clients that verify refuse it; renew it\n",
+					lt.CertFile, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
 		report("tls: certificate "+lt.CertFile, err)
 		if err == nil {
 			if bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname}); len(bad) > 0 {
