@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -148,6 +149,12 @@ func TestDemo(t *testing.T) {
 		if err != nil || !strings.Contains(o, want) {
 			t.Errorf("metrics lack %s: %v\n%.3000s", want, err, o)
 		}
+	}
+	// The demo's self-signed certificate, valid for a year or more.
+	if m := regexp.MustCompile(`courriel_tls_certificate_not_after_seconds\{file="[^"]+"\} ([0-9.e+]+)`).FindStringSubmatch(o); m == nil {
+		t.Errorf("metrics lack the certificate's expiry\n%.3000s", o)
+	} else if v, _ := strconv.ParseFloat(m[1], 64); time.Unix(int64(v), 0).Before(time.Now().AddDate(0, 6, 0)) {
+		t.Errorf("certificate expiry metric %s, want a date a year or so ahead", m[1])
 	}
 	if _, err := exec.LookPath("ldapsearch"); err == nil {
 		o, err := run(t, "", "ldapsearch", "-x", "-H", "ldap://127.0.0.1:3389", "-b", "dc=xoyize,dc=xyz", "(uid=xomail)")

@@ -606,6 +606,7 @@ func (a *app) httpListener() error {
 	if a.imap != nil {
 		registerKeptFolderMetrics(a.metrics.Registry(), a.imap)
 	}
+	registerCertificateMetrics(a.metrics.Registry(), a.tls)
 	// From the queue's own counters: a scrape reads no envelope.
 	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
 		c := a.queue.Counts()
