@@ -343,6 +343,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 			Username: q.RelayhostUser, Password: q.RelayhostPass}
 	}
 	o.Bounce = a.deliverBounce
+	o.Attempted = a.metrics.Delivery // courriel_deliveries_total
 	return queue.Open(o)
 }
 
