@@ -89,12 +89,13 @@ func TestAttemptedCountsEveryOutcome(t *testing.T) {
 	ls.oneCopy(t, "alice", []byte(testMessage))
 }
 
-// TestAttemptedNotForInterrupted: an attempt cut short by shutdown is
-// none (it is retried as if not tried): nothing is heard.
+// TestAttemptedNotForInterrupted: an attempt cut short by shutdown
+// before its data is none (it is retried as if not tried): nothing is
+// heard. (One cut after its final dot is a deferral: TestShutdown*.)
 func TestAttemptedNotForInterrupted(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	s := newSink(t, sinkOptions{data: func(int) error { <-release; return nil }})
+	s := newSink(t, sinkOptions{rcpt: func(int, string) error { <-release; return nil }})
 	defer close(release)
 	var seen attempts
 	o := baseOptions(t, t.TempDir(), newClock())
@@ -103,7 +104,17 @@ func TestAttemptedNotForInterrupted(t *testing.T) {
 	o.Attempted = seen.observe
 	h := start(t, o)
 	h.enqueue("alice@local.test", "bob@remote.test")
-	s.waitData(t, 1)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		n := s.rcpts
+		s.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no RCPT at the server within 20s")
+		}
+	}
 	h.close()
 	if got := seen.get(); len(got) != 0 {
 		t.Errorf("attempts heard %v, want none", got)
