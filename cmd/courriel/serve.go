@@ -661,8 +661,12 @@ func (a *app) run(ctx context.Context) error {
 			}
 		})
 	}
+	// The queue outlives SIGTERM by the grace (queue.Shutdown below): a
+	// delivery whose data went waits for its reply.
+	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer qcancel()
 	wg.Go(func() {
-		if err := a.queue.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := a.queue.Run(qctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("queue: %w", err)
 		}
 	})
@@ -699,6 +703,11 @@ loop:
 	// its DATA on port 25 kept 587, 993 and /healthz open and answering
 	// for up to the whole grace.
 	var stops sync.WaitGroup
+	stops.Go(func() {
+		if err := a.queue.Shutdown(sctx); err != nil {
+			a.log.Warn("shutdown: deliveries cut short before their reply; they are retried", "err", err)
+		}
+	})
 	for _, l := range a.listeners {
 		stops.Go(func() {
 			if err := l.stop(sctx); err != nil {
@@ -708,6 +717,7 @@ loop:
 	}
 	stops.Wait()
 	cancel()
+	qcancel()
 	wg.Wait()
 	a.log.Info("stopped")
 	return runErr
