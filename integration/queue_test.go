@@ -29,6 +29,10 @@ type sink struct {
 	// reject: RCPT addresses answered 550; deferAll: every RCPT gets 451.
 	reject   map[string]bool
 	deferAll bool
+	// dataDelay holds the reply to each final dot; reading counts the
+	// messages whose data was read (their reply maybe still held).
+	dataDelay time.Duration
+	reading   int
 }
 
 type sunk struct {
@@ -72,6 +76,11 @@ func (s *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	s.k.mu.Lock()
+	s.k.reading++
+	delay := s.k.dataDelay
+	s.k.mu.Unlock()
+	time.Sleep(delay)
 	s.k.mu.Lock()
 	s.k.got = append(s.k.got, sunk{from: s.from, to: s.to, data: string(b), tls: s.tls})
 	s.k.mu.Unlock()
@@ -253,4 +262,43 @@ func TestQueueSurvivesSIGKILL(t *testing.T) {
 		out, _ := run(t, "", binary, "queue", "-config", s.config, "list")
 		return strings.Contains(out, "empty")
 	})
+}
+
+// SIGTERM while the queue waits for a remote server's reply to its final
+// dot: the delivery finishes within the grace period, its 250 recorded,
+// so the restarted server does not send the message again (RFC 1047).
+func TestQueueShutdownAwaitsFinalReply(t *testing.T) {
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.dataDelay = 4 * time.Second
+	k.mu.Unlock()
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{"r@foreign.example"}, "Subject: slow\r\n\r\nbody\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the data at the remote server", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.reading > 0
+	})
+	time.Sleep(time.Second)
+	s.stop(syscall.SIGTERM)
+	logs := s.logs()
+	if !regexp.MustCompile(`to=<r@foreign.example> relay=\S+ delay=\S+ dsn=2\.0\.0 status="sent \(250 `).MatchString(logs) ||
+		strings.Contains(logs, "interrupted by shutdown") {
+		t.Errorf("the delivery was not awaited:\n%s", logs)
+	}
+	waitFor(t, "the message at the remote server", func() bool { return len(k.messages()) > 0 })
+	k.mu.Lock()
+	k.dataDelay = 0
+	k.mu.Unlock()
+	s.start()
+	if out, err := run(t, "", binary, "queue", "-config", s.config, "flush"); err != nil {
+		t.Fatalf("queue flush: %v\n%s", err, out)
+	}
+	time.Sleep(2 * time.Second) // a copy sent again would show up now
+	if n := len(k.messages()); n != 1 {
+		t.Errorf("the remote server got %d copies, want 1", n)
+	}
 }

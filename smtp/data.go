@@ -254,20 +254,11 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		log.Error("queue failed", "err", err, "remote", len(remote), "local", len(local))
 		return fmt.Errorf("queue: %w", err)
 	}
+	// The queue counts its attempts at these copies itself
+	// (queue.Options.Attempted), as it counts its later ones.
 	for i, err := range localErrs {
-		metric := statusSent
-		var le *queue.LocalError
-		switch {
-		case errors.Is(err, queue.ErrNotHere):
-			// A node copy (or a held user's): the queue hands it over.
-			continue
-		case errors.As(err, &le) && le.Permanent:
-			metric = statusBounced
-		case err != nil:
-			metric = statusDeferred
-		}
-		s.srv.o.Metrics.Delivery(metric)
-		if err != nil {
+		// A node copy (or a held user's): the queue hands it over.
+		if err != nil && !errors.Is(err, queue.ErrNotHere) {
 			log.Warn("local copy queued for retry or bounce", "queue_id", logValue(qid, 64),
 				"to", logValue(local[i].Address, 300), "err", err)
 		}

@@ -17,10 +17,12 @@ type Metrics interface {
 	// Transaction is called once per DATA or final BDAT outcome, with
 	// "accepted" (250), "rejected" (5xx) or "deferred" (4xx).
 	Transaction(listener, result string)
-	// Delivery is called once per local copy: "sent" (durable), "deferred"
-	// (a temporary failure: the client retries) or "bounced" (a permanent
-	// failure: the 5xx makes the client's MTA send the DSN). Remote copies
-	// are counted by the queue.
+	// Delivery is called once per local copy the server stores itself
+	// (Options.Deliverer): "sent" (durable), "deferred" (a temporary
+	// failure: the client retries) or "bounced" (a permanent failure: the
+	// 5xx makes the client's MTA send the DSN). The copies given to the
+	// queue, local ones included, are counted by the queue
+	// (queue.Options.Attempted).
 	Delivery(status string)
 	// AuthFailure is called once per failed AUTH: wrong credentials, a
 	// throttled attempt, malformed SASL data.

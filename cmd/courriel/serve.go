@@ -350,6 +350,7 @@ func (a *app) openQueue() (*queue.Queue, error) {
 			Username: q.RelayhostUser, Password: q.RelayhostPass}
 	}
 	o.Bounce = a.deliverBounce
+	o.Attempted = a.metrics.Delivery // courriel_deliveries_total
 	return queue.Open(o)
 }
 
@@ -669,8 +670,12 @@ func (a *app) run(ctx context.Context) error {
 			}
 		})
 	}
+	// The queue outlives SIGTERM by the grace (queue.Shutdown below): a
+	// delivery whose data went waits for its reply.
+	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer qcancel()
 	wg.Go(func() {
-		if err := a.queue.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := a.queue.Run(qctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("queue: %w", err)
 		}
 	})
@@ -707,6 +712,11 @@ loop:
 	// its DATA on port 25 kept 587, 993 and /healthz open and answering
 	// for up to the whole grace.
 	var stops sync.WaitGroup
+	stops.Go(func() {
+		if err := a.queue.Shutdown(sctx); err != nil {
+			a.log.Warn("shutdown: deliveries cut short before their reply; they are retried", "err", err)
+		}
+	})
 	for _, l := range a.listeners {
 		stops.Go(func() {
 			if err := l.stop(sctx); err != nil {
@@ -716,6 +726,7 @@ loop:
 	}
 	stops.Wait()
 	cancel()
+	qcancel()
 	wg.Wait()
 	a.log.Info("stopped")
 	return runErr

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,7 +33,21 @@ type session struct {
 	remoteMTA string         // host name for the DSN's Remote-MTA
 	tls       bool
 	tlsWhy    string      // the TLS policy applied and why, for the log
-	stop      func() bool // detaches the close-on-cancel hook
+	raw       net.Conn    // the TCP connection, which shutdown closes
+	stop      func() bool // detaches the shutdown hook (interrupt)
+
+	// The shutdown's view of the session, guarded by smu: committing is
+	// set while a transaction's data is sent and its final reply awaited,
+	// which a shutdown lets finish (interrupt); halted says the shutdown
+	// began; cutBy is the context whose end cuts even a committing
+	// transaction (sendGroup sets it for each use), and cutShort says it
+	// did.
+	smu        sync.Mutex
+	committing bool
+	halted     bool
+	cutShort   bool
+	cutBy      context.Context
+	uncut      func() bool // detaches the hook of cutBy while committing
 
 	r          *bufio.Reader // replies; a line longer than its buffer is an error
 	w          *bufio.Writer
@@ -113,6 +128,57 @@ func (s *session) abort() {
 	s.conn.Close()
 }
 
+// interrupt is the runner's shutdown (Queue.Shutdown): the connection is
+// closed at once, unless a transaction is committing; then once it has
+// its final reply (endData), or when cutBy ends.
+func (s *session) interrupt() {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	s.halted = true
+	if !s.committing {
+		s.raw.Close()
+	}
+}
+
+// beginData marks the start of a transaction's data: from here the
+// server may take the message, and only cutBy ending closes the
+// connection before the final reply. false when the shutdown began
+// already: the data must not be sent.
+func (s *session) beginData() bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.halted {
+		return false
+	}
+	s.committing = true
+	if s.cutBy != nil {
+		s.uncut = context.AfterFunc(s.cutBy, func() {
+			s.smu.Lock()
+			s.cutShort = true
+			s.smu.Unlock()
+			s.raw.Close()
+		})
+	}
+	return true
+}
+
+// endData ends what beginData began, and closes the connection when the
+// shutdown began meanwhile. cut says cutBy ended during the data or the
+// wait for its reply, and closed the connection.
+func (s *session) endData() (cut bool) {
+	if s.uncut != nil {
+		s.uncut()
+		s.uncut = nil
+	}
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	s.committing = false
+	if s.halted {
+		s.raw.Close()
+	}
+	return s.cutShort
+}
+
 // connect opens a session to one address of a hop under the TLS plan.
 // Under "may" a failed STARTTLS is retried once without TLS, as Postfix
 // does; never under a receiver's policy (DANE, MTA-STS enforce), whose
@@ -147,15 +213,17 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		f.relay, f.dead = relay, true
 		return nil, f
 	}
-	// Cancelling ctx (shutdown) aborts whatever command is in progress.
-	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	s := &session{relay: relay, remoteMTA: h.name, conn: raw, raw: raw, tlsWhy: plan.why}
+	// Cancelling ctx (shutdown) aborts whatever command is in progress,
+	// but a transaction's data and its final reply (interrupt).
+	stop := context.AfterFunc(ctx, s.interrupt)
+	s.stop = stop
 	fail := func(f *failure) (*session, *failure) {
 		stop()
 		raw.Close()
 		f.relay, f.remoteMTA = relay, h.name
 		return nil, f
 	}
-	s := &session{relay: relay, remoteMTA: h.name, stop: stop, conn: raw, tlsWhy: plan.why}
 	// tlsFail records a failed handshake for TLSRPT and says which policy
 	// asked for it.
 	var testFail error

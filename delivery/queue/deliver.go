@@ -50,6 +50,11 @@ type result struct {
 	// rcptLimit: a 452 to this recipient's RCPT, the server's limit of
 	// recipients per transaction: it goes in the next one at once.
 	rcptLimit bool
+	// unknown: the final dot was sent and no reply came (the connection
+	// lost, or cut by the shutdown's deadline): the server may have the
+	// message. It is an attempt even in a shutdown (interrupted), so a
+	// node copy's retry says XRETRY.
+	unknown bool
 }
 
 func failResult(f *failure) result {
@@ -129,6 +134,7 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 		if hook != nil {
 			hook(s, true)
 		}
+		s.cutBy = cutContext(ctx)
 		broken := q.transact(s, m, g, data, res)
 		if hook != nil {
 			hook(s, false)
@@ -245,7 +251,7 @@ func interrupted(ctx context.Context, res []result) []result {
 		return res
 	}
 	for i := range res {
-		if res[i].out != outSent && res[i].code == 0 {
+		if res[i].out != outSent && res[i].code == 0 && !res[i].unknown {
 			res[i].out = outInterrupted
 		}
 	}
@@ -519,27 +525,27 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		}
 		return nil
 	}
-	// The data may take long on a slow link: bound it by its size, so a
-	// server that stops reading cannot hold the slot forever.
-	s.conn.SetDeadline(time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second))
-	dw := textproto.NewWriter(s.w).DotWriter()
-	var src io.Reader = data
-	if m.RemoteHeader != "" && g.rt.node == "" {
-		// The forwards' trace, for the copies that leave only.
-		src = io.MultiReader(strings.NewReader(m.RemoteHeader), data)
+	// From here a shutdown lets the transaction finish, within its
+	// deadline (session.interrupt): cut after the final dot, the server
+	// may keep the message and the retry would send it again.
+	if !s.beginData() {
+		return lost("DATA to", errShutdown)
 	}
-	if _, err := io.Copy(dw, src); err != nil {
+	code, text, dotSent, err := q.sendData(s, m, g, data)
+	if cut := s.endData(); cut && err != nil && dotSent {
+		err = errCutAfterDot
+	}
+	if err != nil && !dotSent {
 		// No final dot may follow a partial copy: the caller drops the
 		// connection, which makes the server discard the transaction.
 		return lost("sending the message to", err)
 	}
-	if err := dw.Close(); err != nil {
-		return lost("sending the message to", err)
-	}
-	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
-	code, text, err = s.replyWithin(max(s.cmdTimeout, 10*time.Minute))
 	if err != nil {
-		return lost("end of DATA to", err)
+		f := lost("end of DATA to", err)
+		for _, k := range accepted {
+			res[lo+k].unknown = true
+		}
+		return f
 	}
 	s.dirty = false
 	if code/100 != 2 {
@@ -561,6 +567,37 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		res[lo+k] = result{out: outSent, code: code, reply: reply, status: status, relay: s.relay, remoteMTA: s.remoteMTA, tls: s.tlsSummary(), dsnPassed: dsn}
 	}
 	return nil
+}
+
+// errShutdown is why a transaction stopped before its data in a
+// shutdown; errCutAfterDot why one stopped after its final dot without
+// the reply: the shutdown's deadline (or a hand-over's time) came first.
+var (
+	errShutdown    = errors.New("delivery interrupted by shutdown")
+	errCutAfterDot = errors.New("cut short before the reply to the end of the data (shutdown deadline or time limit): the message may have been delivered")
+)
+
+// sendData sends a transaction's data after the 354 and reads the reply
+// to its final dot; dotSent says the final dot went.
+func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code int, text string, dotSent bool, err error) {
+	// The data may take long on a slow link: bound it by its size, so a
+	// server that stops reading cannot hold the slot forever.
+	s.conn.SetDeadline(time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second))
+	dw := textproto.NewWriter(s.w).DotWriter()
+	var src io.Reader = data
+	if m.RemoteHeader != "" && g.rt.node == "" {
+		// The forwards' trace, for the copies that leave only.
+		src = io.MultiReader(strings.NewReader(m.RemoteHeader), data)
+	}
+	if _, err := io.Copy(dw, src); err != nil {
+		return 0, "", false, err
+	}
+	if err := dw.Close(); err != nil {
+		return 0, "", false, err
+	}
+	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
+	code, text, err = s.replyWithin(max(s.cmdTimeout, 10*time.Minute))
+	return code, text, true, err
 }
 
 // drain reads the replies still owed by a pipelined transaction that stops

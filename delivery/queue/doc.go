@@ -160,6 +160,14 @@
 // crash between the remote 250 and the envelope rewrite sends that copy again.
 // DSNs are handed over exactly once (above).
 //
+// A graceful stop (Shutdown, the server's SIGTERM) starts nothing more and
+// cuts what has not sent its data (retried, no attempt counted), but lets a
+// transaction whose data is being sent or whose final dot awaits its reply
+// finish within the grace period (RFC 1047), so that its 250 is recorded;
+// cut there by the grace's end, its copies are deferred with the attempt
+// counted (a node copy's retry then says XRETRY), and a remote server that
+// kept the message gets it twice.
+//
 // # Connections
 //
 // Up to Options.Concurrency messages are delivered at once, each to its

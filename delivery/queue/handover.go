@@ -129,8 +129,8 @@ func (m *Message) owesSuccess() bool {
 // that res holds the outcomes to record; otherwise nothing was sent.
 func (q *Queue) handOver(ctx context.Context, m *Message, node string, data delivery.Content) (g group, res []result, tried bool) {
 	q.mu.Lock()
-	runCtx := q.runCtx
-	if !q.sp.owner() || !q.running || q.stopping || runCtx == nil {
+	runCtx, runCut := q.runCtx, q.runCut
+	if !q.sp.owner() || !q.running || q.stopping || runCtx == nil || runCtx.Err() != nil {
 		q.mu.Unlock()
 		return g, nil, false
 	}
@@ -138,10 +138,18 @@ func (q *Queue) handOver(ctx context.Context, m *Message, node string, data deli
 	q.mu.Unlock()
 	defer q.handing.Done()
 
+	// actx ends the attempt whatever it is doing: its time is up, the
+	// caller gave up, or the runner's shutdown deadline came. sctx ends
+	// with the runner's shutdown too, when nothing may start (a dial, a
+	// transaction before its data); a transaction whose data went is let
+	// finish then, within actx (session.interrupt).
 	limit := q.o.HandOverTimeout + time.Duration(m.Size>>20)*time.Second
 	actx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	defer context.AfterFunc(runCtx, cancel)()
+	defer context.AfterFunc(runCut, cancel)()
+	sctx, scancel := context.WithCancel(context.WithValue(actx, cutKey{}, actx))
+	defer scancel()
+	defer context.AfterFunc(runCtx, scancel)()
 
 	g.rt, g.whole = q.nodeRoute(node), true
 	for i := range m.Recipients {
@@ -154,16 +162,14 @@ func (q *Queue) handOver(ctx context.Context, m *Message, node string, data deli
 	hook := func(s *session, before bool) {
 		if before {
 			s.stop()
-			cut = context.AfterFunc(actx, func() { s.conn.Close() })
+			cut = context.AfterFunc(actx, func() { s.raw.Close() })
+			s.stop = context.AfterFunc(runCtx, s.interrupt)
 			return
 		}
-		if cut() {
-			s.stop = context.AfterFunc(runCtx, func() { s.conn.Close() })
-			return
+		if !cut() {
+			s.closing = true // closed under the transaction: never reused
 		}
-		s.closing = true // closed under the transaction: never reused
-		s.stop = func() bool { return false }
 	}
-	res, tried = q.sendGroup(actx, m, g, io.NewSectionReader(data, 0, data.Size()), hook)
+	res, tried = q.sendGroup(sctx, m, g, io.NewSectionReader(data, 0, data.Size()), hook)
 	return g, res, tried
 }

@@ -31,7 +31,8 @@ type fakeNode struct {
 	dropOnce bool
 
 	mu           sync.Mutex
-	noPipelining bool // EHLO offers no PIPELINING
+	noPipelining bool          // EHLO offers no PIPELINING
+	replyDelay   time.Duration // before the reply to the final dot
 	conns        int
 	cmds         []string       // MAIL and RCPT lines, in order
 	datas        int            // messages received whole
@@ -135,10 +136,12 @@ func (n *fakeNode) serve(c net.Conn) {
 			}
 			drop := n.dropOnce
 			n.dropOnce = false
+			delay := n.replyDelay
 			n.mu.Unlock()
 			if drop {
 				return // stored here, the 250 never sent
 			}
+			time.Sleep(delay)
 			accepted, inTx = nil, false
 			say("250 2.0.0 OK: queued")
 		case "QUIT":

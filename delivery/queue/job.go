@@ -156,6 +156,9 @@ func (q *Queue) record(m *Message, g group, res []result) bool {
 			word = "deferred"
 		}
 		q.logAttempt(m, r, x.relay, r.Status, word, reason, now, x.tls)
+		if q.o.Attempted != nil {
+			q.o.Attempted(word)
+		}
 	}
 	return changed
 }

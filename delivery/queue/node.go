@@ -189,14 +189,15 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 		f.relay, f.dead = relay, true
 		return nil, f
 	}
-	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	s := &session{relay: relay, remoteMTA: h.name, conn: raw, raw: raw, tlsWhy: "cluster hop"}
+	stop := context.AfterFunc(ctx, s.interrupt) // as dial's
+	s.stop = stop
 	fail := func(f *failure) (*session, *failure) {
 		stop()
 		raw.Close()
 		f.relay, f.remoteMTA = relay, h.name
 		return nil, f
 	}
-	s := &session{relay: relay, remoteMTA: h.name, stop: stop, conn: raw, tlsWhy: "cluster hop"}
 	s.c = q.newClient(s.conn)
 	if err := s.c.Hello(q.o.Hostname); err != nil {
 		f := replyFailure(err, "greeting from "+relay, "4.4.2")

@@ -196,6 +196,17 @@ type Options struct {
 	// default enqueues it from the null sender like any other mail.
 	Bounce func(ctx context.Context, msg *Message, report []byte, opts ...Option) error
 
+	// Attempted, when set, hears the outcome of every delivery attempt
+	// the queue records, once per recipient and attempt: "sent",
+	// "deferred" or "bounced", the status word of its log line (a
+	// temporary failure past MaxLifetime is "bounced"). Accept's first
+	// attempt at a local copy and HandOver's are attempts too; a copy not
+	// tried (postponed, not sent because another was refused) or cut short
+	// by shutdown is none. It is called by the goroutine that records the
+	// attempt, so it must be quick and safe for concurrent use: a metric's
+	// counter (courriel_deliveries_total).
+	Attempted func(status string)
+
 	Now    func() time.Time                                                  // default time.Now
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error) // default net.Dialer
 	// nodeDialer opens hops to cluster nodes: Dialer when one was given

@@ -43,12 +43,19 @@ type Queue struct {
 	truncated bool
 	making    map[string]int
 
-	// runCtx is Run's context while it runs and stopping says Run is
-	// ending (both guarded by mu); handing counts the HandOvers on the
+	// runCtx is Run's context while it runs, done once Shutdown begins:
+	// nothing starts after it. runCut is done when even a transaction
+	// committing (its data sent, its final reply awaited) is cut:
+	// Shutdown's deadline, or Run's own context. halt and cut end them,
+	// and runDone is closed when Run has returned. stopping says Run is
+	// ending. All guarded by mu. handing counts the HandOvers on the
 	// runner's sessions, which Run waits for before it closes them.
-	runCtx   context.Context
-	stopping bool
-	handing  sync.WaitGroup
+	runCtx    context.Context
+	runCut    context.Context
+	halt, cut context.CancelFunc
+	runDone   chan struct{}
+	stopping  bool
+	handing   sync.WaitGroup
 
 	// dsnOpen maps every DSN an envelope names as being handed over
 	// (Message.DSNs) to that envelope's id: such a DSN leaves its mark

@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-// Run delivers the queue until ctx is done. Only the owning process may run
-// a spool (ErrNotOwner otherwise), and only one Run at a time. On return no
-// delivery is in flight: each was recorded, or was cut short and will be
-// retried (at least once delivery).
+// Run delivers the queue until ctx is done, or until Shutdown stops it
+// gracefully. Only the owning process may run a spool (ErrNotOwner
+// otherwise), and only one Run at a time. On return no delivery is in
+// flight: each was recorded, or was cut short and will be retried (at
+// least once delivery). ctx ending cuts every delivery at once, even one
+// whose data was sent and whose reply is awaited (see Shutdown).
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.sp.owner() {
 		return ErrNotOwner
@@ -28,13 +30,23 @@ func (q *Queue) Run(ctx context.Context) error {
 		q.mu.Unlock()
 		return errors.New("queue: already running")
 	}
-	q.running, q.stopping, q.runCtx = true, false, ctx
+	hard, cut := context.WithCancel(ctx)
+	// The jobs' context: sendGroup finds the deadline of committing
+	// transactions in it (cutContext).
+	soft, halt := context.WithCancel(context.WithValue(hard, cutKey{}, hard))
+	done := make(chan struct{})
+	q.running, q.stopping = true, false
+	q.runCtx, q.runCut, q.halt, q.cut, q.runDone = soft, hard, halt, cut, done
 	q.mu.Unlock()
 	defer func() {
 		q.mu.Lock()
-		q.running, q.runCtx = false, nil
+		q.running, q.runCtx, q.runCut, q.halt, q.cut, q.runDone = false, nil, nil, nil, nil, nil
 		q.mu.Unlock()
+		halt()
+		cut()
+		close(done)
 	}()
+	ctx = soft
 
 	var wg sync.WaitGroup
 	// Last, once every job and hand-over has ended: no session is in use
@@ -73,6 +85,53 @@ func (q *Queue) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// Shutdown stops Run gracefully, as SIGTERM stops Postfix's delivery
+// agents: no delivery, hand-over or new session starts any more, and
+// those not yet sending their data are cut short (nothing was committed:
+// they are retried as if not tried, no attempt counted). A transaction
+// whose data is being sent, or whose final dot awaits its reply, is
+// left to finish (RFC 1047: cut there, the receiver may keep the message
+// and the retry sends it again), and its outcome is recorded; Shutdown
+// returns once Run has returned, nil. When ctx ends first, those are cut
+// too: their outcome is unknown, recorded as a deferral (an attempt, so
+// that a node copy's retry says XRETRY and the node stores it once); a
+// remote server that took the message gets it twice then, as from
+// Postfix, and Shutdown returns ctx's error. Without a Run it returns nil
+// at once.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	q.mu.Lock()
+	if !q.running {
+		q.mu.Unlock()
+		return nil
+	}
+	q.stopping = true // no HandOver starts after this
+	halt, cut, done := q.halt, q.cut, q.runDone
+	q.mu.Unlock()
+	halt()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	cut()
+	<-done
+	return ctx.Err()
+}
+
+// cutKey is the context key of the context whose end cuts a transaction
+// committing (Queue.runCut, or a hand-over's own deadline).
+type cutKey struct{}
+
+// cutContext is the context whose end cuts a transaction of a delivery
+// under ctx that is committing: the one ctx carries (the runner's
+// deadline), or ctx itself.
+func cutContext(ctx context.Context) context.Context {
+	if c, ok := ctx.Value(cutKey{}).(context.Context); ok {
+		return c
+	}
+	return ctx
 }
 
 func (q *Queue) count() int {

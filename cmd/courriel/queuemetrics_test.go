@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"courriel/delivery"
+	"courriel/monitor"
+)
+
+// TestQueueAttemptsCounted: the queue's delivery attempts reach
+// courriel_deliveries_total as scraped. Without a local store the local
+// copy's attempt in Accept fails for now: one deferral.
+func TestQueueAttemptsCounted(t *testing.T) {
+	t.Parallel()
+	a := &app{
+		cfg:     &Config{MyHostname: "mx.test", Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		metrics: monitor.NewMetrics(),
+	}
+	q, err := a.openQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	_, errs, err := q.Accept(context.Background(), "", "s@x.test", nil,
+		[]delivery.Recipient{{Address: "u@mx.test", Maildir: t.TempDir() + "/Maildir/"}},
+		strings.NewReader("Subject: t\r\n\r\nbody\r\n"))
+	if err != nil || len(errs) != 1 || errs[0] == nil {
+		t.Fatalf("Accept: %v %v, want the local copy deferred", errs, err)
+	}
+	mfs, err := a.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "courriel_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "status" {
+					got[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["deferred"] != 1 || got["sent"] != 0 || got["bounced"] != 0 {
+		t.Errorf("courriel_deliveries_total = %v, want one deferral", got)
+	}
+}
