@@ -447,6 +447,28 @@ func cmdList(s *session, tag string, _ bool) error {
 	return s.ok(tag, "", "List completed", true)
 }
 
+// listAttrs is what a plain LIST gives an existing folder: the
+// children attribute and its special use. RFC 9051 §6.3.2 wants the LIST
+// response of a SELECT after ENABLE IMAP4rev2 with accurate attributes,
+// as Dovecot sends them (select_send_untagged_list).
+func (s *session) listAttrs(name string) string {
+	var attrs []string
+	if folders, err := s.store.Folders(); err == nil {
+		child := `\HasNoChildren`
+		for _, f := range folders {
+			if strings.HasPrefix(f, name+delim) {
+				child = `\HasChildren`
+				break
+			}
+		}
+		attrs = append(attrs, child)
+	}
+	if use := specialUseAttr(name); use != "" {
+		attrs = append(attrs, use)
+	}
+	return strings.Join(attrs, " ")
+}
+
 func (s *session) listLine(a *listArgs, name string, attrs, extra []string) {
 	if a.lsub {
 		s.w.Raw("* LSUB (")

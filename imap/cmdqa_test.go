@@ -1,0 +1,81 @@
+package imap
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Exact replies of commands a QA pass against the demo found wrong.
+
+// expectLines runs a command and compares every line of its reply.
+func expectLines(t *testing.T, r *rawConn, tag, cmd string, want ...string) {
+	t.Helper()
+	if got := r.cmd(tag, cmd); !slices.Equal(got, want) {
+		t.Errorf("%s:\n got %q\nwant %q", cmd, got, want)
+	}
+}
+
+// uidValidity selects name and returns its UIDVALIDITY.
+func selectUIDValidity(t *testing.T, r *rawConn, name string) string {
+	t.Helper()
+	for _, l := range r.cmd("sel", "SELECT "+name) {
+		if v, ok := strings.CutPrefix(l, "* OK [UIDVALIDITY "); ok {
+			return strings.Fields(strings.TrimSuffix(v, "] UIDs valid"))[0]
+		}
+	}
+	t.Fatalf("SELECT %s: no UIDVALIDITY", name)
+	return ""
+}
+
+// RFC 9051 §6.4.4: after ENABLE IMAP4rev2, SEARCH and UID SEARCH without
+// RETURN answer ESEARCH (ALL), empty results included; SORT and THREAD
+// keep their own responses. SELECT's LIST has the attributes LIST gives.
+func TestRev2SearchAnswersESearch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	expectLines(t, r, "c", "CREATE INBOX.Sub", "c OK Create completed")
+	appendLit(t, r, "a1", "INBOX", "Subject: one\r\n\r\nOne.\r\n")
+	appendLit(t, r, "a2", "INBOX", "Subject: two\r\n\r\nTwo.\r\n")
+	// Before ENABLE, SEARCH is IMAP4rev1's.
+	r.cmd("s0", "SELECT INBOX")
+	expectLines(t, r, "s1", "SEARCH ALL", "* SEARCH 1 2", "s1 OK Search completed")
+	expectLines(t, r, "e", "ENABLE IMAP4rev2", "* ENABLED IMAP4REV2", "e OK Enabled")
+	var list []string
+	for _, l := range r.cmd("s", "SELECT INBOX") {
+		if strings.HasPrefix(l, "* LIST ") {
+			list = append(list, l)
+		}
+	}
+	if want := []string{`* LIST (\HasChildren) "." "INBOX"`}; !slices.Equal(list, want) {
+		t.Errorf("SELECT INBOX: LIST %q, want %q", list, want)
+	}
+	expectLines(t, r, "s2", "SEARCH ALL", `* ESEARCH (TAG "s2") ALL 1:2`, "s2 OK Search completed")
+	expectLines(t, r, "s3", "UID SEARCH ALL", `* ESEARCH (TAG "s3") UID ALL 1:2`, "s3 OK Search completed")
+	expectLines(t, r, "s4", "SEARCH SUBJECT two", `* ESEARCH (TAG "s4") ALL 2`, "s4 OK Search completed")
+	expectLines(t, r, "s5", "SEARCH SUBJECT nothing", `* ESEARCH (TAG "s5")`, "s5 OK Search completed")
+	expectLines(t, r, "s6", "UID SEARCH SUBJECT nothing", `* ESEARCH (TAG "s6") UID`, "s6 OK Search completed")
+	expectLines(t, r, "s7", "SEARCH RETURN (COUNT) ALL", `* ESEARCH (TAG "s7") COUNT 2`, "s7 OK Search completed")
+	expectLines(t, r, "o1", "SORT (SUBJECT) UTF-8 ALL", "* SORT 1 2", "o1 OK Sort completed")
+	expectLines(t, r, "o2", "UID SORT (SUBJECT) UTF-8 ALL", "* SORT 1 2", "o2 OK Sort completed")
+	expectLines(t, r, "h1", "THREAD REFERENCES UTF-8 ALL", "* THREAD (1)(2)", "h1 OK Thread completed")
+	list = nil
+	for _, l := range r.cmd("s", "SELECT INBOX.Sub") {
+		if strings.HasPrefix(l, "* LIST ") {
+			list = append(list, l)
+		}
+	}
+	if want := []string{`* LIST (\HasNoChildren) "." "INBOX.Sub"`}; !slices.Equal(list, want) {
+		t.Errorf("SELECT INBOX.Sub: LIST %q, want %q", list, want)
+	}
+	list = nil
+	for _, l := range r.cmd("s", "EXAMINE Sent") {
+		if strings.HasPrefix(l, "* LIST ") {
+			list = append(list, l)
+		}
+	}
+	if want := []string{`* LIST (\HasNoChildren \Sent) "." "Sent"`}; !slices.Equal(list, want) {
+		t.Errorf("EXAMINE Sent: LIST %q, want %q", list, want)
+	}
+}
