@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -78,4 +79,22 @@ func TestRev2SearchAnswersESearch(t *testing.T) {
 	if want := []string{`* LIST (\HasNoChildren \Sent) "." "Sent"`}; !slices.Equal(list, want) {
 		t.Errorf("EXAMINE Sent: LIST %q, want %q", list, want)
 	}
+}
+
+// RFC 6851 §4.3, RFC 4315: MOVE and COPY into the selected folder answer
+// COPYUID as into any other.
+func TestCopyMoveIntoSelectedFolderGiveCopyUID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	for i := range 3 {
+		appendLit(t, r, fmt.Sprint("a", i), "INBOX", fmt.Sprintf("Subject: %d\r\n\r\nBody.\r\n", i))
+	}
+	v := selectUIDValidity(t, r, "INBOX")
+	expectLines(t, r, "m", "UID MOVE 2 INBOX",
+		"* OK [COPYUID "+v+" 2 4] Moved", "* 2 EXPUNGE", "* 3 EXISTS", "* 3 RECENT", "m OK Move completed")
+	expectLines(t, r, "m2", "MOVE 1 inbox",
+		"* OK [COPYUID "+v+" 1 5] Moved", "* 1 EXPUNGE", "* 3 EXISTS", "* 3 RECENT", "m2 OK Move completed")
+	expectLines(t, r, "c", "COPY 1 INBOX", "* 4 EXISTS", "* 4 RECENT", "c OK [COPYUID "+v+" 3 6] Copy completed")
+	expectLines(t, r, "c2", "UID COPY 4:5 INBOX", "* 6 EXISTS", "* 6 RECENT", "c2 OK [COPYUID "+v+" 4:5 7:8] Copy completed")
 }
