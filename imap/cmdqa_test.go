@@ -98,3 +98,23 @@ func TestCopyMoveIntoSelectedFolderGiveCopyUID(t *testing.T) {
 	expectLines(t, r, "c", "COPY 1 INBOX", "* 4 EXISTS", "* 4 RECENT", "c OK [COPYUID "+v+" 3 6] Copy completed")
 	expectLines(t, r, "c2", "UID COPY 4:5 INBOX", "* 6 EXISTS", "* 6 RECENT", "c2 OK [COPYUID "+v+" 4:5 7:8] Copy completed")
 }
+
+// RFC 7889 §3: STATUS APPENDLIMIT, as advertised; RFC 9208: DELETED and
+// DELETED-STORAGE with QUOTA=RES-MESSAGE and QUOTA=RES-STORAGE.
+func TestStatusAppendLimitAndDeletedStorage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.AppendLimit = 4096 })
+	r := loggedIn(t, e)
+	m1 := "Subject: one\r\n\r\nOne.\r\n"
+	m2 := "Subject: second one\r\n\r\nTwo, longer.\r\n"
+	appendLit(t, r, "a1", "INBOX", m1)
+	appendLit(t, r, "a2", "INBOX", m2)
+	expectLines(t, r, "s", "STATUS INBOX (APPENDLIMIT)", `* STATUS "INBOX" (APPENDLIMIT 4096)`, "s OK Status completed")
+	expectLines(t, r, "s2", "STATUS INBOX (DELETED DELETED-STORAGE)", `* STATUS "INBOX" (DELETED 0 DELETED-STORAGE 0)`, "s2 OK Status completed")
+	r.cmd("sel", "SELECT INBOX")
+	r.cmd("st", `STORE 2 +FLAGS.SILENT (\Deleted)`)
+	expectLines(t, r, "s3", "STATUS INBOX (MESSAGES DELETED SIZE DELETED-STORAGE)",
+		fmt.Sprintf(`* STATUS "INBOX" (MESSAGES 2 DELETED 1 SIZE %d DELETED-STORAGE %d)`, len(m1)+len(m2), len(m2)), "s3 OK Status completed")
+	expectLines(t, r, "l", `LIST "" INBOX RETURN (STATUS (APPENDLIMIT DELETED-STORAGE))`,
+		`* LIST (\HasNoChildren) "." "INBOX"`, fmt.Sprintf(`* STATUS "INBOX" (DELETED-STORAGE %d APPENDLIMIT 4096)`, len(m2)), "l OK List completed")
+}
