@@ -118,3 +118,14 @@ func TestStatusAppendLimitAndDeletedStorage(t *testing.T) {
 	expectLines(t, r, "l", `LIST "" INBOX RETURN (STATUS (APPENDLIMIT DELETED-STORAGE))`,
 		`* LIST (\HasNoChildren) "." "INBOX"`, fmt.Sprintf(`* STATUS "INBOX" (DELETED-STORAGE %d APPENDLIMIT 4096)`, len(m2)), "l OK List completed")
 }
+
+// A user without a quota has no quota root (RFC 9208: a root has limits),
+// in Dovecot's words.
+func TestNoQuotaNoQuotaRoot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	expectLines(t, r, "q", "GETQUOTAROOT INBOX", `* QUOTAROOT "INBOX"`, "q OK No quota")
+	expectLines(t, r, "g", `GETQUOTA ""`, "g NO [NONEXISTENT] Quota root doesn't exist")
+	expectLines(t, r, "g2", `GETQUOTA "User quota"`, "g2 NO [NONEXISTENT] Quota root doesn't exist")
+}
