@@ -129,3 +129,20 @@ func TestNoQuotaNoQuotaRoot(t *testing.T) {
 	expectLines(t, r, "g", `GETQUOTA ""`, "g NO [NONEXISTENT] Quota root doesn't exist")
 	expectLines(t, r, "g2", `GETQUOTA "User quota"`, "g2 NO [NONEXISTENT] Quota root doesn't exist")
 }
+
+// Dovecot refuses to store an empty message, alone or in a MULTIAPPEND
+// (then none).
+func TestAppendZeroBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	expectLines(t, r, "a", "APPEND INBOX {0+}\r\n", "a NO Can't save a zero byte message")
+	// A synchronising literal is not asked for.
+	r.send("b APPEND INBOX {0}\r\n")
+	if got := r.line(); got != "b NO Can't save a zero byte message" {
+		t.Errorf("APPEND {0}: %q", got)
+	}
+	expectLines(t, r, "c", "APPEND INBOX {3+}\r\nA\r\n {0+}\r\n", "c NO Can't save a zero byte message")
+	expectLines(t, r, "d", "APPEND INBOX (\\Seen) {0+}\r\n {3+}\r\nA\r\n", "d NO Can't save a zero byte message")
+	expectLines(t, r, "s", "STATUS INBOX (MESSAGES)", `* STATUS "INBOX" (MESSAGES 0)`, "s OK Status completed")
+}
