@@ -146,3 +146,38 @@ func TestAppendZeroBytes(t *testing.T) {
 	expectLines(t, r, "d", "APPEND INBOX (\\Seen) {0+}\r\n {3+}\r\nA\r\n", "d NO Can't save a zero byte message")
 	expectLines(t, r, "s", "STATUS INBOX (MESSAGES)", `* STATUS "INBOX" (MESSAGES 0)`, "s OK Status completed")
 }
+
+// DELETE and RENAME refusals in Dovecot's codes and words.
+func TestDeleteRenameRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	for _, n := range []string{"Work", "Work.Projects"} { // Drafts and Sent are made at login
+		r.cmd("c", "CREATE "+n)
+	}
+	expectLines(t, r, "d", "DELETE INBOX", "d NO INBOX can't be deleted")
+	expectLines(t, r, "d2", "DELETE inbox", "d2 NO INBOX can't be deleted")
+	expectLines(t, r, "r1", "RENAME Drafts inbox", "r1 NO [ALREADYEXISTS] Target mailbox already exists")
+	expectLines(t, r, "r2", "RENAME Drafts Sent", "r2 NO [ALREADYEXISTS] Target mailbox already exists")
+	expectLines(t, r, "r3", "RENAME Nothing INBOX", "r3 NO [NONEXISTENT] Mailbox does not exist")
+	expectLines(t, r, "r4", "RENAME Work Work.Projects.Old", "r4 NO Can't rename mailbox under its own child")
+	expectLines(t, r, "r5", "RENAME Work Work", "r5 NO [ALREADYEXISTS] Can't rename mailbox to itself")
+	expectLines(t, r, "r6", "RENAME INBOX Old", "r6 NO [CANNOT] Renaming INBOX isn't supported")
+	expectLines(t, r, "r7", "RENAME Work Job", "r7 OK Rename completed")
+}
+
+// Dovecot 2.3's RENAME leaves the subscriptions as they are ("renames
+// also don't change subscriptions", index_storage_set_subscribed):
+// subscriptions are names, kept for a folder that no longer exists (RFC
+// 9051 §6.3.7).
+func TestRenameKeepsSubscriptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	for _, c := range []string{"CREATE Work", "CREATE Work.Projects", "SUBSCRIBE Work", "SUBSCRIBE Work.Projects"} {
+		r.cmd("c", c)
+	}
+	expectLines(t, r, "r", "RENAME Work Job", "r OK Rename completed")
+	expectLines(t, r, "l", `LSUB "" W*`, `* LSUB (\Noselect) "." "Work"`, `* LSUB (\Noselect) "." "Work.Projects"`, "l OK List completed")
+	expectLines(t, r, "l2", `LIST "" Jo*`, `* LIST (\HasChildren) "." "Job"`, `* LIST (\HasNoChildren) "." "Job.Projects"`, "l2 OK List completed")
+}
