@@ -181,3 +181,15 @@ func TestRenameKeepsSubscriptions(t *testing.T) {
 	expectLines(t, r, "l", `LSUB "" W*`, `* LSUB (\Noselect) "." "Work"`, `* LSUB (\Noselect) "." "Work.Projects"`, "l OK List completed")
 	expectLines(t, r, "l2", `LIST "" Jo*`, `* LIST (\HasChildren) "." "Job"`, `* LIST (\HasNoChildren) "." "Job.Projects"`, "l2 OK List completed")
 }
+
+// NOTIFY's refusal of an incomplete set of selected-mailbox events names
+// the set, in Dovecot's words.
+func TestNotifySelectedEventsRefusal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	expectLines(t, r, "n1", "NOTIFY SET (selected (MessageNew))", "n1 BAD MessageNew and MessageExpunge must be together")
+	expectLines(t, r, "n2", "NOTIFY SET (selected (MessageExpunge))", "n2 BAD MessageNew and MessageExpunge must be together")
+	expectLines(t, r, "n3", "NOTIFY SET (selected (FlagChange))", "n3 BAD FlagChange requires MessageNew and MessageExpunge")
+	expectLines(t, r, "n4", "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange))", "n4 OK NOTIFY completed")
+}
