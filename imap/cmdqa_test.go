@@ -97,6 +97,9 @@ func TestCopyMoveIntoSelectedFolderGiveCopyUID(t *testing.T) {
 		"* OK [COPYUID "+v+" 1 5] Moved", "* 1 EXPUNGE", "* 3 EXISTS", "* 3 RECENT", "m2 OK Move completed")
 	expectLines(t, r, "c", "COPY 1 INBOX", "* 4 EXISTS", "* 4 RECENT", "c OK [COPYUID "+v+" 3 6] Copy completed")
 	expectLines(t, r, "c2", "UID COPY 4:5 INBOX", "* 6 EXISTS", "* 6 RECENT", "c2 OK [COPYUID "+v+" 4:5 7:8] Copy completed")
+	// UID 2 has moved: nothing is, and there is no COPYUID to give.
+	expectLines(t, r, "m3", "UID MOVE 2 INBOX", "m3 OK No messages found")
+	expectLines(t, r, "c3", "UID COPY 2 INBOX", "c3 OK No messages found")
 }
 
 // RFC 7889 §3: STATUS APPENDLIMIT, as advertised; RFC 9208: DELETED and
