@@ -141,7 +141,15 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 			*mb, *app = m, m.NewAppender()
 		}
 		// Before "+", as Dovecot: the message is not sent for nothing.
-		return checkKeywords(flags, *mb)
+		if err := checkKeywords(flags, *mb); err != nil {
+			return err
+		}
+		if li.Size == 0 {
+			// Dovecot's refusal, for any message of a MULTIAPPEND
+			// (none is then stored); CATENATE is not refused there.
+			return no("", "Can't save a zero byte message")
+		}
+		return nil
 	})
 	if err != nil {
 		var le *wire.LimitError

@@ -35,7 +35,8 @@ func cmdCopy(s *session, tag string, uid bool) error {
 	_, uids := s.resolve(set, uid)
 	if len(uids) == 0 {
 		if uid {
-			return s.ok(tag, "", "No messages", true)
+			// Dovecot's words; no COPYUID: nothing was copied.
+			return s.ok(tag, "", "No messages found", true)
 		}
 		return no("", "No messages copied")
 	}

@@ -85,6 +85,10 @@ func cmdDelete(s *session, tag string, _ bool) error {
 	if err != nil {
 		return err
 	}
+	if mailstore.IsInbox(name) {
+		// RFC 9051 §6.3.5 allows it; Dovecot refuses it so.
+		return no("", "INBOX can't be deleted")
+	}
 	dir, err := mailstore.FolderDir(name)
 	if err != nil {
 		return s.storeErr("delete", err, "")
@@ -127,10 +131,27 @@ func cmdRename(s *session, tag string, _ bool) error {
 		return err
 	}
 	newName = strings.TrimSuffix(newName, delim)
+	// Dovecot's refusals, in its order (cmd_rename, mailbox_rename,
+	// maildir_list_rename_mailbox), without their final period.
+	if strings.HasPrefix(newName, oldName+delim) {
+		return no("", "Can't rename mailbox under its own child")
+	}
+	if oldName == newName {
+		return no("ALREADYEXISTS", "Can't rename mailbox to itself")
+	}
 	if mailstore.IsInbox(oldName) {
 		// RFC 9051 §6.3.6 wants INBOX's messages moved to the new folder;
-		// that is not implemented, so say so rather than do half of it.
-		return no("CANNOT", "Renaming INBOX is not supported")
+		// that is not implemented (nor in Dovecot's maildir), so say so
+		// rather than do half of it.
+		return no("CANNOT", "Renaming INBOX isn't supported")
+	}
+	if mailstore.IsInbox(newName) {
+		// INBOX always exists, as Dovecot's rename(2) onto the maildir
+		// finds.
+		if !s.store.Exists(oldName) {
+			return s.storeErr("rename", mailstore.ErrNoFolder, "")
+		}
+		return errRenameExists
 	}
 	oldDir, err := mailstore.FolderDir(oldName)
 	if err != nil {
@@ -148,6 +169,9 @@ func cmdRename(s *session, tag string, _ bool) error {
 			s.srv.reg.Forget(s.store.Path(), newDir, true)
 			s.srv.folderGone(s, s.store.Path(), oldDir, true, "Selected mailbox was renamed, have to disconnect.")
 		}
+		if errors.Is(err, mailstore.ErrFolderExists) {
+			return errRenameExists
+		}
 		return s.storeErr("rename", err, "")
 	}
 	s.srv.reg.Forget(s.store.Path(), oldDir, true)
@@ -156,6 +180,10 @@ func cmdRename(s *session, tag string, _ bool) error {
 	s.mailboxChanged(mailboxEvent{name: newName, oldName: oldName})
 	return s.ok(tag, "", "Rename completed", true)
 }
+
+// errRenameExists is Dovecot's refusal of a RENAME onto an existing
+// folder (maildir_list_rename_mailbox).
+var errRenameExists = no("ALREADYEXISTS", "Target mailbox already exists")
 
 // SUBSCRIBE and UNSUBSCRIBE.
 func cmdSubscribe(s *session, tag string, _ bool) error {
@@ -445,6 +473,28 @@ func cmdList(s *session, tag string, _ bool) error {
 		}
 	}
 	return s.ok(tag, "", "List completed", true)
+}
+
+// listAttrs is what a plain LIST gives an existing folder: the
+// children attribute and its special use. RFC 9051 §6.3.2 wants the LIST
+// response of a SELECT after ENABLE IMAP4rev2 with accurate attributes,
+// as Dovecot sends them (select_send_untagged_list).
+func (s *session) listAttrs(name string) string {
+	var attrs []string
+	if folders, err := s.store.Folders(); err == nil {
+		child := `\HasNoChildren`
+		for _, f := range folders {
+			if strings.HasPrefix(f, name+delim) {
+				child = `\HasChildren`
+				break
+			}
+		}
+		attrs = append(attrs, child)
+	}
+	if use := specialUseAttr(name); use != "" {
+		attrs = append(attrs, use)
+	}
+	return strings.Join(attrs, " ")
 }
 
 func (s *session) listLine(a *listArgs, name string, attrs, extra []string) {

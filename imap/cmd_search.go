@@ -11,6 +11,11 @@ func cmdSearch(s *session, tag string, uid bool) error {
 	if err != nil {
 		return err
 	}
+	if !a.esearch && s.rev2() {
+		// RFC 9051 §6.4.4: after ENABLE IMAP4rev2, SEARCH without
+		// RETURN is SEARCH RETURN (ALL), answered by ESEARCH (§7.3.4).
+		a.esearch, a.retAll = true, true
+	}
 	hitSeqs, hitUIDs, err := s.searchHits(a.root)
 	if err != nil {
 		return err

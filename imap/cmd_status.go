@@ -9,6 +9,7 @@ import (
 type statusItems struct {
 	messages, uidNext, uidValidity, unseen, deleted, recent, size bool
 	highestModSeq                                                 bool
+	appendLimit, deletedStorage                                   bool
 }
 
 func (s *session) parseStatusItems() (*statusItems, error) {
@@ -35,6 +36,14 @@ func (s *session) parseStatusItems() (*statusItems, error) {
 			it.size = true
 		case "HIGHESTMODSEQ":
 			it.highestModSeq = true
+		case "APPENDLIMIT":
+			// RFC 7889 §3: the limit APPEND takes into this mailbox
+			// (the one of the capability here), or NIL.
+			it.appendLimit = true
+		case "DELETED-STORAGE":
+			// RFC 9208 §4.2: what EXPUNGE would free, required with
+			// QUOTA=RES-STORAGE (as DELETED is with RES-MESSAGE).
+			it.deletedStorage = true
 		default:
 			return bad("", "Unknown STATUS item "+sanitize(a))
 		}
@@ -108,17 +117,31 @@ func (s *session) writeStatus(name string, it *statusItems) error {
 	if it.deleted {
 		item("DELETED", uint64(sum.Deleted))
 	}
-	if it.size {
-		var total int64
+	if it.size || it.deletedStorage {
+		// DELETED-STORAGE in octets, the RFC822.SIZEs of the messages
+		// flagged \Deleted (RFC 9208 §4.2 allows that sum; in a maildir
+		// it is what EXPUNGE frees), as Cyrus counts it.
+		var total, deleted int64
 		for _, uid := range mb.UIDs() {
 			if sz, _, err := mb.Meta(uid); err == nil {
 				total += sz
+				if m, ok := mb.Get(uid); ok && m.Flags&mailstore.FlagDeleted != 0 {
+					deleted += sz
+				}
 			}
 		}
-		item("SIZE", uint64(total))
+		if it.size {
+			item("SIZE", uint64(total))
+		}
+		if it.deletedStorage {
+			item("DELETED-STORAGE", uint64(deleted))
+		}
 	}
 	if it.highestModSeq {
 		item("HIGHESTMODSEQ", sum.HighestModSeq)
+	}
+	if it.appendLimit {
+		item("APPENDLIMIT", uint64(s.srv.opts.AppendLimit))
 	}
 	s.w.Raw(")\r\n")
 	return nil

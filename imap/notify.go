@@ -297,9 +297,13 @@ func (s *session) parseEvents(selected bool) (notifyEvents, error) {
 		return ev, err
 	}
 	// RFC 5465 §5: for the selected mailbox, message events come in sets
-	// a client can keep its view with.
-	if selected && (ev.flags && (!ev.newMsg || !ev.expunge) || ev.newMsg != ev.expunge) {
-		return ev, bad("", "FlagChange needs MessageNew and MessageExpunge; MessageNew and MessageExpunge go together")
+	// a client can keep its view with; refused in Dovecot's words, which
+	// name the set that is incomplete.
+	if selected && ev.newMsg != ev.expunge {
+		return ev, bad("", "MessageNew and MessageExpunge must be together")
+	}
+	if selected && ev.flags && !ev.expunge {
+		return ev, bad("", "FlagChange requires MessageNew and MessageExpunge")
 	}
 	return ev, nil
 }

@@ -86,10 +86,17 @@ func cmdGetQuotaRoot(s *session, tag string, _ bool) error {
 		s.w.String(quotaRoot, false)
 	}
 	s.w.Raw("\r\n")
-	if lim.Set() {
-		if err := s.writeQuota(lim); err != nil {
-			return err
-		}
+	if !lim.Set() {
+		// A user without limits has no quota root: RFC 9208 §4.3.3's
+		// QUOTAROOT lists none (a root needs a resource with a limit:
+		// quota_resource has no "unlimited"), and GETQUOTA of any
+		// root is NO [NONEXISTENT]. Dovecot's quota plugin, its root
+		// without limits, says "OK No quota." and leaves out the
+		// QUOTAROOT the RFC requires; its text is kept.
+		return s.ok(tag, "", "No quota", true)
+	}
+	if err := s.writeQuota(lim); err != nil {
+		return err
 	}
 	return s.ok(tag, "", "Getquotaroot completed", true)
 }
@@ -107,7 +114,7 @@ func cmdGetQuota(s *session, tag string, _ bool) error {
 	}
 	lim := s.quotaLimits()
 	if root != quotaRoot || !lim.Set() {
-		return no("NONEXISTENT", "No such quota root")
+		return no("NONEXISTENT", "Quota root doesn't exist") // Dovecot's text
 	}
 	if err := s.writeQuota(lim); err != nil {
 		return err

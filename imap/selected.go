@@ -124,7 +124,7 @@ func cmdSelect(s *session, tag string, _ bool) error {
 	}
 	s.qresyncSelect(params, sum.UIDValidity, next)
 	if s.rev2() {
-		s.w.Raw("* LIST () \".\" ")
+		s.w.Raw("* LIST (" + s.listAttrs(name) + ") \".\" ")
 		s.writeMailbox(name)
 		s.w.CRLF()
 	}
