@@ -132,6 +132,8 @@ type Options struct {
 	// autologoutAfter and cmdReadAfter replace authIdleTimeout and
 	// cmdReadTimeout when set (tests).
 	autologoutAfter, cmdReadAfter time.Duration
+	// notifyDelayAfter replaces notifyDelay when set (tests).
+	notifyDelayAfter time.Duration
 	// streamSearchAll has SEARCH BODY and TEXT stream every message from
 	// its file, as they stream a large one (tests).
 	streamSearchAll bool
