@@ -224,3 +224,58 @@ func TestIdleDelayBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleKeepalive: a session in IDLE says "* OK Still here" every
+// IdleNotifyInterval, at a phase of its own (Dovecot's), and is not
+// logged out meanwhile; with the keepalive off, the autologout ends it.
+func TestIdleKeepalive(t *testing.T) {
+	base := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeServer(t, base, func(o *Options) { o.autologoutAfter = 5 * time.Minute })
+		r := p.dial()
+		r.cmd("s", "SELECT INBOX")
+		r.send("i IDLE\r\n")
+		if got := r.line(); got != "+ idling" {
+			t.Fatalf("IDLE: %q", got)
+		}
+		r.c.SetReadDeadline(time.Time{})
+		start := time.Now()
+		lines := readLines(r, start)
+		var got []lineAt
+		for len(got) < 5 {
+			got = append(got, <-lines)
+		}
+		first := got[0].at
+		if first <= 0 || first > DefaultIdleNotifyInterval {
+			t.Errorf("first keepalive after %v", first)
+		}
+		for i, l := range got {
+			if want := first + time.Duration(i)*DefaultIdleNotifyInterval; l != (lineAt{"* OK Still here", want}) {
+				t.Errorf("line %d: %v, want %q at %v", i, l, "* OK Still here", want)
+			}
+		}
+		// 8 minutes and more in IDLE, past the autologout of 5.
+		r.send("DONE\r\n")
+		if l := <-lines; l.line != "i OK IDLE terminated" {
+			t.Errorf("DONE: %v", l)
+		}
+		r.c.Close()
+	})
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeServer(t, base, func(o *Options) {
+			o.autologoutAfter = 5 * time.Minute
+			o.IdleNotifyInterval = -1
+		})
+		r := p.dial()
+		r.send("i IDLE\r\n")
+		if got := r.line(); got != "+ idling" {
+			t.Fatalf("IDLE: %q", got)
+		}
+		r.c.SetReadDeadline(time.Time{})
+		lines := readLines(r, time.Now())
+		if l := <-lines; l != (lineAt{"* BYE Autologout; idle for too long", 5 * time.Minute}) {
+			t.Errorf("without keepalive: %v", l)
+		}
+		r.c.Close()
+	})
+}

@@ -1,6 +1,8 @@
 package imap
 
 import (
+	"hash/crc32"
+	"net/netip"
 	"time"
 
 	"courriel/imap/mailstore"
@@ -53,4 +55,25 @@ func (s *Server) notifyDelay() time.Duration {
 		return d
 	}
 	return 500 * time.Millisecond
+}
+
+// idleKeepalive is when a session in IDLE since now or its last "* OK
+// Still here" says it again (zero: never). As Dovecot's
+// imap_keepalive_interval_msecs, the times are those of a fixed phase of
+// the interval chosen by the client's address, or by the user where
+// the address is a private one (a NAT or a proxy hides many clients
+// behind it): a phone with several accounts wakes once for all of them.
+func (s *session) idleKeepalive(now time.Time) time.Time {
+	iv := s.srv.opts.IdleNotifyInterval
+	if iv <= 0 {
+		return time.Time{}
+	}
+	var h uint32
+	if ip, err := netip.ParseAddr(s.ip); err == nil && !ip.IsPrivate() && !ip.IsLoopback() {
+		h = crc32.ChecksumIEEE(ip.AsSlice())
+	} else {
+		h = crc32.ChecksumIEEE([]byte(s.user.Login))
+	}
+	phase := (now.UnixNano() + int64(h)*int64(time.Millisecond)) % int64(iv)
+	return now.Add(iv - time.Duration(phase))
 }

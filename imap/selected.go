@@ -517,7 +517,8 @@ var errReadOnly = no("CANNOT", "Mailbox is read-only")
 // meanwhile, as Dovecot's mailbox watch does (NOTIFY_DELAY_MSECS): a
 // message appended, flagged \Deleted and expunged within that time is
 // one update in the order a NOOP gives (EXPUNGE, then EXISTS, then
-// FETCH), not four that a client (mutt) miscounted.
+// FETCH), not four that a client (mutt) miscounted. "* OK Still here"
+// goes out every IdleNotifyInterval (idleKeepalive).
 func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
@@ -547,9 +548,11 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	now := time.Now()
 	end := now.Add(s.srv.autologout())
 	// due is when the changes signalled are reported (zero: none is
-	// waiting); pollAt when the session looks for changes itself.
+	// waiting); pollAt when the session looks for changes itself;
+	// keepAt when it says it is still here (zero: never).
 	var due time.Time
 	pollAt := now.Add(s.srv.idleCheck(s, mb))
+	keepAt := s.idleKeepalive(now)
 	s.readIdle = 0 // the loop sets absolute deadlines
 	for {
 		s.r.Release()
@@ -559,8 +562,10 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		}
 		watching := mb != nil || s.notify.Load() != nil
 		wait := end
-		if !due.IsZero() && due.Before(wait) {
-			wait = due
+		for _, t := range []time.Time{due, keepAt} {
+			if !t.IsZero() && t.Before(wait) {
+				wait = t
+			}
 		}
 		if watching && pollAt.Before(wait) {
 			wait = pollAt
@@ -618,6 +623,13 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			}
 			due = time.Time{}
 			pollAt = now.Add(s.srv.idleCheck(s, mb))
+		}
+		if !keepAt.IsZero() && !now.Before(keepAt) {
+			s.w.Raw("* OK Still here\r\n")
+			// As Dovecot, an IDLE that says it is still here is not
+			// logged out: a dead peer fails the write instead.
+			end = now.Add(s.srv.autologout())
+			keepAt = s.idleKeepalive(now)
 		}
 		if err := s.flush(); err != nil {
 			return err
