@@ -29,12 +29,50 @@ type deflater struct {
 	// and it keeps a read deadline's error for good, which IDLE's
 	// wake-ups would turn into a dead stream.
 	in *inflate.Reader
-	// out compresses toward the client; nil while idle (sleep), when it is
-	// made again from outHist, the last 32 KiB sent, which the client's
-	// inflater holds as its window: a compressor costs over 1 MiB.
+	// out compresses toward the client into buf; nil while idle (sleep),
+	// when it is made again from outHist, the last 32 KiB sent, which the
+	// client's inflater holds as its window: a compressor costs over 1 MiB.
 	out     *flate.Writer
 	outHist []byte
-	dst     io.Writer
+	buf     deflateBuf
+}
+
+// deflateBuf holds what the compressor writes until the flush that ends
+// a response, which goes to dst in one write. compress/flate writes a
+// block in pieces of some 240 bytes, and the sync flush's empty stored
+// block (00 00 ff ff) on its own: straight onto a TLS connection each
+// piece was a record, and the marker's, alone after "+ idling", left
+// mutt blocked on a socket that was readable but inflated to nothing.
+// A long response goes out every deflateSpill bytes (a TLS record's
+// worth), without a flush in between.
+type deflateBuf struct {
+	b   []byte
+	dst io.Writer
+	err error // of a spill; the flush returns it
+}
+
+// deflateSpill is how much compressed output waits for the flush before
+// it is written anyway: a full TLS record.
+const deflateSpill = 16 << 10
+
+func (d *deflateBuf) Write(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	d.b = append(d.b, p...)
+	if len(d.b) >= deflateSpill {
+		d.send()
+	}
+	return len(p), d.err
+}
+
+// send writes what is held in one write.
+func (d *deflateBuf) send() error {
+	if d.err == nil && len(d.b) > 0 {
+		_, d.err = d.dst.Write(d.b)
+	}
+	d.b = d.b[:0]
+	return d.err
 }
 
 // window is DEFLATE's history size (RFC 1951 §2).
@@ -54,11 +92,16 @@ func keepWindow(h, b []byte) []byte {
 }
 
 // Write compresses p and sync-flushes it, so the client has every response
-// at once; a compressor dropped by sleep is made again, continuing the
-// stream from the window the client holds.
+// at once, and writes the compressed bytes in one write (deflateBuf); a
+// compressor dropped by sleep is made again, continuing the stream from
+// the window the client holds. An empty p writes nothing: a flush without
+// data would send a block that inflates to nothing.
 func (z *deflater) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if z.out == nil {
-		w, err := flate.NewWriterDict(z.dst, compressLevel, z.outHist)
+		w, err := flate.NewWriterDict(&z.buf, compressLevel, z.outHist)
 		if err != nil {
 			return 0, err
 		}
@@ -67,6 +110,9 @@ func (z *deflater) Write(p []byte) (int, error) {
 	n, err := z.out.Write(p)
 	if err == nil {
 		err = z.out.Flush()
+	}
+	if serr := z.buf.send(); err == nil {
+		err = serr
 	}
 	z.outHist = keepWindow(z.outHist, p[:n])
 	return n, err
@@ -78,6 +124,7 @@ func (z *deflater) Write(p []byte) (int, error) {
 // window (outHist) continues it.
 func (z *deflater) sleep() {
 	z.out = nil
+	z.buf.b = nil
 	z.in.Release()
 }
 
@@ -108,7 +155,7 @@ func cmdCompress(s *session, tag string, _ bool) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	s.z = &deflater{in: inflate.NewReader(plainSide{s}), dst: plainSide{s}}
+	s.z = &deflater{in: inflate.NewReader(plainSide{s}), buf: deflateBuf{dst: plainSide{s}}}
 	return nil
 }
 

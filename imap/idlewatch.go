@@ -1,6 +1,8 @@
 package imap
 
 import (
+	"hash/crc32"
+	"net/netip"
 	"time"
 
 	"courriel/imap/mailstore"
@@ -41,4 +43,37 @@ func (s *Server) idleCheck(se *session, mb *mailstore.Mailbox) time.Duration {
 		return s.opts.WatchedIdleCheck
 	}
 	return s.opts.IdleCheck
+}
+
+// notifyDelay is how long a session in IDLE waits after a change is
+// signalled before it reports it, with the changes that came meanwhile:
+// 500 ms, Dovecot's NOTIFY_DELAY_MSECS (src/lib-storage/mailbox-watch.c).
+// A stream of changes is reported at most this long after the first one
+// not yet reported.
+func (s *Server) notifyDelay() time.Duration {
+	if d := s.opts.notifyDelayAfter; d > 0 {
+		return d
+	}
+	return 500 * time.Millisecond
+}
+
+// idleKeepalive is when a session in IDLE since now or its last "* OK
+// Still here" says it again (zero: never). As Dovecot's
+// imap_keepalive_interval_msecs, the times are those of a fixed phase of
+// the interval chosen by the client's address, or by the user where
+// the address is a private one (a NAT or a proxy hides many clients
+// behind it): a phone with several accounts wakes once for all of them.
+func (s *session) idleKeepalive(now time.Time) time.Time {
+	iv := s.srv.opts.IdleNotifyInterval
+	if iv <= 0 {
+		return time.Time{}
+	}
+	var h uint32
+	if ip, err := netip.ParseAddr(s.ip); err == nil && !ip.IsPrivate() && !ip.IsLoopback() {
+		h = crc32.ChecksumIEEE(ip.AsSlice())
+	} else {
+		h = crc32.ChecksumIEEE([]byte(s.user.Login))
+	}
+	phase := (now.UnixNano() + int64(h)*int64(time.Millisecond)) % int64(iv)
+	return now.Add(iv - time.Duration(phase))
 }

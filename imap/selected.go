@@ -512,6 +512,13 @@ var errReadOnly = no("CANNOT", "Mailbox is read-only")
 // (through inotify, idlewatch.go) another program changed the folder, and
 // the deadline wakes it every IdleCheck (WatchedIdleCheck under inotify)
 // to look for changes itself. The read buffer stays released while idle.
+//
+// A change signalled is reported notifyDelay later, with those that came
+// meanwhile, as Dovecot's mailbox watch does (NOTIFY_DELAY_MSECS): a
+// message appended, flagged \Deleted and expunged within that time is
+// one update in the order a NOOP gives (EXPUNGE, then EXISTS, then
+// FETCH), not four that a client (mutt) miscounted. "* OK Still here"
+// goes out every IdleNotifyInterval (idleKeepalive).
 func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.r.CRLF(); err != nil {
 		return err
@@ -538,7 +545,14 @@ func cmdIdle(s *session, tag string, _ bool) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	end := time.Now().Add(s.srv.autologout())
+	now := time.Now()
+	end := now.Add(s.srv.autologout())
+	// due is when the changes signalled are reported (zero: none is
+	// waiting); pollAt when the session looks for changes itself;
+	// keepAt when it says it is still here (zero: never).
+	var due time.Time
+	pollAt := now.Add(s.srv.idleCheck(s, mb))
+	keepAt := s.idleKeepalive(now)
 	s.readIdle = 0 // the loop sets absolute deadlines
 	for {
 		s.r.Release()
@@ -546,11 +560,15 @@ func cmdIdle(s *session, tag string, _ bool) error {
 		if s.z != nil {
 			s.z.sleep()
 		}
+		watching := mb != nil || s.notify.Load() != nil
 		wait := end
-		if mb != nil || s.notify.Load() != nil {
-			if next := time.Now().Add(s.srv.idleCheck(s, mb)); next.Before(end) {
-				wait = next
+		for _, t := range []time.Time{due, keepAt} {
+			if !t.IsZero() && t.Before(wait) {
+				wait = t
 			}
+		}
+		if watching && pollAt.Before(wait) {
+			wait = pollAt
 		}
 		_ = s.conn.SetReadDeadline(wait)
 		// After the deadline is set, as in waitCommand: a Shutdown
@@ -560,14 +578,18 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			return errClose
 		}
 		var err error
+		signalled := false
 		if s.woken.Swap(false) {
 			// Woken while we were busy: the deadline just set may have
 			// overwritten the wake-up.
 			err = os.ErrDeadlineExceeded
+			signalled = true
 		} else if _, err = s.r.Peek(); err == nil {
 			break
 		}
-		s.woken.Store(false)
+		if s.woken.Swap(false) {
+			signalled = true
+		}
 		if !isTimeout(err) {
 			return err
 		}
@@ -575,20 +597,39 @@ func cmdIdle(s *session, tag string, _ bool) error {
 			s.bye("Server shutting down")
 			return errClose
 		}
-		if !time.Now().Before(end) {
+		now := time.Now()
+		if !now.Before(end) {
 			s.bye("Autologout; idle for too long")
 			return errClose
 		}
-		if mb != nil {
-			if err := mb.Sync(false); err != nil {
-				s.logger.Warn("imap: rescan failed", "err", err)
+		// A folder deleted or renamed under the session ends it at once.
+		if err := s.selectedGone(); err != nil {
+			return err
+		}
+		if signalled && due.IsZero() {
+			due = now.Add(s.srv.notifyDelay())
+		}
+		if !due.IsZero() && !now.Before(due) || watching && !now.Before(pollAt) {
+			if mb != nil {
+				if err := mb.Sync(false); err != nil {
+					s.logger.Warn("imap: rescan failed", "err", err)
+				}
+				if err := s.pushUpdates(true); err != nil {
+					return err
+				}
 			}
-			if err := s.pushUpdates(true); err != nil {
+			if err := s.notifyPoll(true); err != nil {
 				return err
 			}
+			due = time.Time{}
+			pollAt = now.Add(s.srv.idleCheck(s, mb))
 		}
-		if err := s.notifyPoll(true); err != nil {
-			return err
+		if !keepAt.IsZero() && !now.Before(keepAt) {
+			s.w.Raw("* OK Still here\r\n")
+			// As Dovecot, an IDLE that says it is still here is not
+			// logged out: a dead peer fails the write instead.
+			end = now.Add(s.srv.autologout())
+			keepAt = s.idleKeepalive(now)
 		}
 		if err := s.flush(); err != nil {
 			return err

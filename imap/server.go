@@ -52,6 +52,10 @@ const (
 	// folder: other programs' changes wake the session at once and the
 	// poll is a safety net (Dovecot's mailbox_idle_check_interval).
 	DefaultWatchedIdleCheck = 30 * time.Second
+	// DefaultIdleNotifyInterval is how often a session in IDLE says
+	// "* OK Still here", so that NAT and stateful firewalls keep the
+	// connection (Dovecot's imap_idle_notify_interval).
+	DefaultIdleNotifyInterval = 2 * time.Minute
 	// DefaultAuthTimeout bounds one directory call during LOGIN.
 	DefaultAuthTimeout = 15 * time.Second
 	// DefaultLoginTimeout closes a connection not logged in this long
@@ -115,6 +119,10 @@ type Options struct {
 	// DefaultWatchedIdleCheck. PollOnly turns inotify off.
 	WatchedIdleCheck time.Duration
 	PollOnly         bool
+	// IdleNotifyInterval is how often a session in IDLE writes "* OK
+	// Still here" (idlewatch.go); default DefaultIdleNotifyInterval,
+	// negative: never. While it is on, IDLE is not logged out.
+	IdleNotifyInterval time.Duration
 	// Cluster, when set, is the node map: a user homed on another node
 	// is logged in here and the session passed through to the home node
 	// (proxy.go); a front node's cluster login is accepted. Auth must
@@ -132,6 +140,8 @@ type Options struct {
 	// autologoutAfter and cmdReadAfter replace authIdleTimeout and
 	// cmdReadTimeout when set (tests).
 	autologoutAfter, cmdReadAfter time.Duration
+	// notifyDelayAfter replaces notifyDelay when set (tests).
+	notifyDelayAfter time.Duration
 	// streamSearchAll has SEARCH BODY and TEXT stream every message from
 	// its file, as they stream a large one (tests).
 	streamSearchAll bool
@@ -205,6 +215,9 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if o.WatchedIdleCheck <= 0 {
 		o.WatchedIdleCheck = max(o.IdleCheck, DefaultWatchedIdleCheck)
+	}
+	if o.IdleNotifyInterval == 0 {
+		o.IdleNotifyInterval = DefaultIdleNotifyInterval
 	}
 	if o.AuthTimeout <= 0 {
 		o.AuthTimeout = DefaultAuthTimeout
