@@ -56,6 +56,9 @@ type Options struct {
 	// private network.
 	TLS            *tls.Config
 	ConnectTimeout time.Duration // default DefaultConnectTimeout
+	// DeadNodeMemory: how long a node that did not answer is not dialled
+	// again; default DefaultDeadNodeMemory.
+	DeadNodeMemory time.Duration
 }
 
 // Cluster is the node map of a running node. The nil *Cluster is a single
@@ -97,6 +100,9 @@ func New(o Options) (*Cluster, error) {
 	o.Nodes = nodes
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.DeadNodeMemory <= 0 {
+		o.DeadNodeMemory = DefaultDeadNodeMemory
 	}
 	return &Cluster{o: o, source: localSource(nodes[o.Self])}, nil
 }

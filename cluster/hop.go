@@ -14,13 +14,14 @@ import (
 	"time"
 )
 
-// DeadNodeMemory is how long a home node that did not answer is not
-// dialled again: sessions for its users get their temporary failure at
-// once instead of each waiting out the connect timeout.
-const DeadNodeMemory = 5 * time.Second
+// DefaultDeadNodeMemory is how long a home node that did not answer is
+// not dialled again (Options.DeadNodeMemory): sessions for its users get
+// their temporary failure at once instead of each waiting out the connect
+// timeout.
+const DefaultDeadNodeMemory = 5 * time.Second
 
 // ErrNodeDown is a home node that did not answer within the connect
-// timeout, now or a moment ago (DeadNodeMemory).
+// timeout, now or a moment ago (Options.DeadNodeMemory).
 var ErrNodeDown = errors.New("cluster: home node unreachable")
 
 // Hops is what a proxying server keeps about the other nodes: the nodes
@@ -116,13 +117,13 @@ func (h *Hops) Dial(ctx context.Context, n Node, addr string) (net.Conn, error) 
 }
 
 // MarkDown remembers that n did not answer (a dial, or a greeting that
-// never came), for DeadNodeMemory.
+// never came), for Options.DeadNodeMemory.
 func (h *Hops) MarkDown(n Node) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
-	h.dead[n.Name] = time.Now().Add(DeadNodeMemory)
+	h.dead[n.Name] = time.Now().Add(h.c.o.DeadNodeMemory)
 	h.mu.Unlock()
 }
 

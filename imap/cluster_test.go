@@ -69,6 +69,7 @@ type clusterTune struct {
 	frontSecret string                   // default testClusterSecret
 	hopTLS      bool                     // STARTTLS on the hops
 	timeout     time.Duration            // ConnectTimeout; default 2 s
+	deadMemory  time.Duration            // DeadNodeMemory; default cluster's
 	bHomeAttr   string                   // b's home attribute; default mailHost
 	ldif        string                   // more changes to the fixture
 	mutateA     func(*Options)           // before a starts
@@ -136,7 +137,7 @@ func newClusterPair(t testing.TB, tune clusterTune) *clusterPair {
 		if n == p.a && tune.frontSecret != "" {
 			secret = tune.frontSecret
 		}
-		c, err := cluster.New(cluster.Options{Self: n.name, Nodes: nodes, Secret: []byte(secret), TLS: hopTLS, ConnectTimeout: timeout})
+		c, err := cluster.New(cluster.Options{Self: n.name, Nodes: nodes, Secret: []byte(secret), TLS: hopTLS, ConnectTimeout: timeout, DeadNodeMemory: tune.deadMemory})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -530,7 +531,8 @@ func countingListener(t *testing.T) (addr string, accepted *atomic.Int32) {
 func TestClusterProxyHomeDown(t *testing.T) {
 	needPython(t)
 	hung, accepted := countingListener(t)
-	p := newClusterPair(t, clusterTune{timeout: 300 * time.Millisecond, bIMAP: func(string) string { return hung }})
+	// A memory longer than two logins take on a loaded machine.
+	p := newClusterPair(t, clusterTune{timeout: 300 * time.Millisecond, deadMemory: time.Hour, bIMAP: func(string) string { return hung }})
 	for i := 0; i < 2; i++ {
 		lines := runClusterPy(t, p, p.a.imaps.Addr().String(), "login", "alice", p.alice.Password, nil)
 		if l := findLine(lines, "refused"); !strings.Contains(l, "[UNAVAILABLE]") {
@@ -543,7 +545,7 @@ func TestClusterProxyHomeDown(t *testing.T) {
 	assertEmptyDir(t, p.a.base)
 
 	// b stopped: its port refuses, then it is not dialled for a while.
-	q := newClusterPair(t, clusterTune{timeout: 300 * time.Millisecond})
+	q := newClusterPair(t, clusterTune{timeout: 300 * time.Millisecond, deadMemory: time.Hour})
 	q.b.srv.Close()
 	for i := 0; i < 2; i++ {
 		lines := runClusterPy(t, q, q.a.imaps.Addr().String(), "login", "alice", q.alice.Password, nil)
