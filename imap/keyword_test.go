@@ -1,10 +1,13 @@
 package imap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"courriel/internal/testenv"
 )
 
 // TestLongKeywordRefused: a keyword over 50 characters (Dovecot's
@@ -63,5 +66,124 @@ func TestLongKeywordRefused(t *testing.T) {
 	}
 	if got := strings.Join(r.cmd("s", "STATUS INBOX (MESSAGES)"), "\n"); !strings.Contains(got, "(MESSAGES 2)") {
 		t.Errorf("messages after the refused APPENDs: %q", got)
+	}
+}
+
+// TestKeywordsPastTheLetters: a folder whose 26 maildir letters were all
+// used once (no message carrying them any more) still takes new keywords,
+// as Dovecot does: STORE, APPEND, COPY and MOVE answer OK, FETCH FLAGS
+// shows the keyword (announced in FLAGS first, PERMANENTFLAGS keeping
+// \*), also after a restart, SEARCH KEYWORD finds it, STORE -FLAGS takes it
+// away. STORE answered NO [LIMIT] Too many keywords in this mailbox, and
+// APPEND, COPY and MOVE stored nothing (demo).
+func TestKeywordsPastTheLetters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.deliver("1700000001.M1P1.test", testMessage(1, "bob@example.org", "kw"))
+	r := loggedIn(t, e)
+	var all []string
+	for i := range 26 {
+		all = append(all, fmt.Sprintf("k%d", i))
+	}
+	kws := strings.Join(all, " ")
+	for _, c := range []string{"CREATE Tags", "SELECT Tags", "APPEND Tags {5+}\r\nhello", "STORE 1 +FLAGS (" + kws + ")",
+		"STORE 1 -FLAGS (" + kws + ")", "SELECT INBOX", "STORE 1 +FLAGS (" + kws + ")", "STORE 1 -FLAGS (" + kws + ")"} {
+		if got := last(r.cmd("p", c)); !strings.HasPrefix(got, "p OK") {
+			t.Fatalf("%q: %q", c, got)
+		}
+	}
+	expect := func(cmd, want string, lines ...string) {
+		t.Helper()
+		got := r.cmd("x", cmd)
+		if !strings.HasPrefix(last(got), want) {
+			t.Errorf("%q: %q, want %q", cmd, last(got), want)
+		}
+		all := strings.Join(got, "\n")
+		for _, l := range lines {
+			if !strings.Contains(all, l) {
+				t.Errorf("%q: no %q in\n%s", cmd, l, all)
+			}
+		}
+	}
+	other := loggedIn(t, e)
+	other.cmd("s", "SELECT INBOX")
+	expect("STORE 1 +FLAGS (brandnew)", "x OK", "FLAGS (", " brandnew)", `[PERMANENTFLAGS (\Answered`, ` brandnew \*)]`,
+		`* 1 FETCH (FLAGS (brandnew \Recent))`)
+	// Another session hears of the keyword, then of the change.
+	if got := strings.Join(other.cmd("n", "NOOP"), "\n"); !strings.Contains(got, " brandnew)\n") || !strings.Contains(got, " FLAGS (brandnew))") ||
+		strings.Index(got, " brandnew)\n") > strings.Index(got, "* 1 FETCH") {
+		t.Errorf("the other session's NOOP:\n%s", got)
+	}
+	expect("STORE 1 +FLAGS (second)", "x OK", `* 1 FETCH (FLAGS (brandnew second \Recent))`)
+	if got := strings.Join(other.cmd("n", "NOOP"), "\n"); !strings.Contains(got, " FLAGS (brandnew second))") {
+		t.Errorf("the other session's NOOP:\n%s", got)
+	}
+	expect("STORE 1 -FLAGS (second)", "x OK", `* 1 FETCH (FLAGS (brandnew \Recent))`)
+	expect("FETCH 1 (FLAGS)", "x OK", `* 1 FETCH (FLAGS (brandnew \Recent))`)
+	expect("SEARCH KEYWORD BRANDNEW", "x OK", "* SEARCH 1\n")
+	expect("APPEND INBOX (\\Seen appended) {5+}\r\nhello", "x OK [APPENDUID", "* 2 EXISTS")
+	expect("FETCH 2 (FLAGS)", "x OK", `* 2 FETCH (FLAGS (\Seen appended \Recent))`)
+	expect("SEARCH KEYWORD appended", "x OK", "* SEARCH 2\n")
+	expect("COPY 1 Tags", "x OK [COPYUID")
+	expect("MOVE 2 Tags", "x OK", "* 2 EXPUNGE")
+	expect("STORE 1 -FLAGS (brandnew)", "x OK", `* 1 FETCH (FLAGS (\Recent))`)
+	expect("SEARCH KEYWORD brandnew", "x OK", "* SEARCH\n")
+	// A lettered keyword of a folder with room, into the full one.
+	expect("CREATE Roomy", "x OK")
+	expect("APPEND Roomy (roomy) {5+}\r\nhello", "x OK [APPENDUID")
+	expect("SELECT Roomy", "x OK")
+	expect("COPY 1 Tags", "x OK [COPYUID")
+	expect("MOVE 1 Tags", "x OK", "* 1 EXPUNGE")
+
+	e.restart()
+	r = loggedIn(t, e)
+	expect("SELECT Tags", "x OK", " brandnew appended roomy)", ` appended roomy \*)]`)
+	expect("FETCH 2:3 (FLAGS)", "x OK", `* 2 FETCH (FLAGS (brandnew \Recent))`, `* 3 FETCH (FLAGS (\Seen appended \Recent))`)
+	expect("SEARCH KEYWORD brandnew", "x OK", "* SEARCH 2\n")
+	expect("FETCH 4:5 (FLAGS)", "x OK", `* 4 FETCH (FLAGS (roomy \Recent))`, `* 5 FETCH (FLAGS (roomy \Recent))`)
+	expect("SEARCH KEYWORD roomy", "x OK", "* SEARCH 4 5\n")
+	expect("SELECT INBOX", "x OK")
+	expect("FETCH 1 (FLAGS)", "x OK", `* 1 FETCH (FLAGS ())`)
+}
+
+// On a full disk, a keyword past the 26 letters that courriel-keywords
+// cannot take is refused as a new lettered one is (NO [OVERQUOTA]), and
+// the message keeps the keywords it had; a COPY or MOVE whose keyword
+// cannot be written is refused as well, rather than lose it (the message
+// stays where it was, with it).
+func TestKeywordsPastTheLettersDiskFull(t *testing.T) {
+	t.Parallel()
+	e := newEnvOnTmpfs(t, "size=1m,mode=0755")
+	e.deliver("1700000000.M1P1.host", testMessage(1, "a@example.org", "one"))
+	r := loggedIn(t, e)
+	var all []string
+	for i := range 26 {
+		all = append(all, fmt.Sprintf("k%d", i))
+	}
+	kws := strings.Join(all, " ")
+	for _, c := range []string{"CREATE Other", "CREATE Tags", "APPEND Tags {5+}\r\nhello", "SELECT Tags",
+		"STORE 1 FLAGS (" + kws + ")", "SELECT INBOX", "STORE 1 +FLAGS (" + kws + ")",
+		"STORE 1 -FLAGS (" + kws + ")", "STORE 1 +FLAGS (known)"} {
+		if got := last(r.cmd("p", c)); !strings.HasPrefix(got, "p OK") {
+			t.Fatalf("%q: %q", c, got)
+		}
+	}
+	testenv.FillSpace(t, filepath.Join(e.base, "fill"))
+	if got := last(r.cmd("x", "STORE 1 +FLAGS (brandnew)")); got != "x NO [OVERQUOTA] Not enough disk space" {
+		t.Errorf("STORE of a new keyword on a full disk: %q", got)
+	}
+	for _, c := range []string{"COPY 1 Other", "MOVE 1 Other", "COPY 1 Tags", "MOVE 1 Tags"} {
+		if got := last(r.cmd("x", c)); got != "x NO [OVERQUOTA] Not enough disk space" {
+			t.Errorf("%s on a full disk: %q", c, got)
+		}
+	}
+	if got := r.cmd("f", "FETCH 1 (FLAGS)")[0]; got != `* 1 FETCH (FLAGS (known \Recent))` {
+		t.Errorf("after the refused commands: %q", got)
+	}
+	if got := r.cmd("s", "STATUS Other (MESSAGES)")[0]; got != `* STATUS "Other" (MESSAGES 0)` {
+		t.Errorf("Other: %q", got)
+	}
+	if got := r.cmd("s", "STATUS Tags (MESSAGES)")[0]; got != `* STATUS "Tags" (MESSAGES 1)` {
+		t.Errorf("Tags: %q", got)
 	}
 }

@@ -132,7 +132,7 @@ func (m *searchMsg) eval(k *searchKey) bool {
 		if k.flag == `\Recent` {
 			has = m.s.isRecent(m.uid)
 		} else {
-			for _, n := range sel.mb.FlagNames(m.flags) {
+			for _, n := range sel.mb.FlagNamesOf(m.uid, m.flags) {
 				if strings.EqualFold(n, k.flag) {
 					has = true
 				}

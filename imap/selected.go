@@ -375,7 +375,7 @@ func (s *session) writeFlags(uid uint32, f mailstore.Flags) {
 	var buf [5]string
 	var names []string
 	if f.HasKeywords() {
-		names = s.sel.mb.FlagNames(f)
+		names = s.sel.mb.FlagNamesOf(uid, f)
 	} else {
 		names = f.SystemNames(&buf)
 	}

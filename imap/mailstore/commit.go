@@ -50,10 +50,25 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 		return nil, err
 	}
 	bits := make([]Flags, len(ps))
+	extras := make([][]string, len(ps))
 	for i, p := range ps {
-		if bits[i], err = mb.flagBitsLocked(p.flags, true); err != nil {
+		if bits[i], extras[i], err = mb.flagBitsLocked(p.flags, true); err != nil {
 			removeTmps()
 			return nil, err
+		}
+	}
+	anyExtra := false
+	for i, p := range ps {
+		if len(extras[i]) > 0 {
+			// Past the letters: kept by base name, the message is
+			// stored whatever the size of the keyword table.
+			kept, dropped := mb.extraRoomLocked(extras[i])
+			if len(dropped) > 0 {
+				mb.reg.log().Warn("mailstore: keywords not kept, too many in the folder", "folder", mb.root.Name(), "keywords", dropped)
+			}
+			if mb.setExtraLocked(p.base, kept) {
+				anyExtra = true
+			}
 		}
 	}
 	var placed []string
@@ -62,6 +77,11 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 			_ = mb.root.Remove(n)
 		}
 		removeTmps()
+		if anyExtra {
+			for _, p := range ps {
+				mb.dropExtraLocked(p.base)
+			}
+		}
 	}
 	for i, p := range ps {
 		to := "cur/" + FileName(p.base, bits[i])
@@ -75,6 +95,15 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 	if err := mb.syncDirLocked("cur"); err != nil {
 		undo()
 		return nil, err
+	}
+	if anyExtra {
+		// Durable before the UIDs name the messages; not kept, the
+		// messages are not stored (rather than lose their keywords).
+		if err := mb.saveExtraLocked(syncFolder); err != nil {
+			undo()
+			mb.extraStale = false
+			return nil, err
+		}
 	}
 	msgs := make([]*Msg, len(ps))
 	uids := make([]uint32, len(ps))
@@ -284,7 +313,7 @@ func (mb *Mailbox) prepareCopy(uid uint32, dst *Mailbox, tmpDir *os.File) (p pen
 		mb.mu.Unlock()
 		return p, false, nil
 	}
-	p.flags = mb.flagNamesLocked(m.Flags)
+	p.flags = mb.appendExtraLocked(mb.flagNamesLocked(m.Flags), m.Base)
 	linkErr := error(unix.EPERM)
 	if sub, name, ok := splitRel(mb.pathLocked(m)); ok && !mb.reg.noHardLinks {
 		var sfd int
@@ -376,17 +405,18 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		return nil, nil, fmt.Errorf("mailstore: move: %w", err)
 	}
 	type move struct {
-		m         *Msg   // in mb
-		sub, name string // where it was in mb
-		to        string // its name in dst's cur/
-		nm        *Msg   // in dst
+		m         *Msg     // in mb
+		sub, name string   // where it was in mb
+		to        string   // its name in dst's cur/
+		nm        *Msg     // in dst
+		extra     []string // its keywords beyond dst's letters
 	}
 	var moves []move
 	var moveErr error
 	subs := map[string]bool{}
 	missing := map[string]bool{}
 	moveOne := func(m *Msg) (retry bool) {
-		bits, err := dst.flagBitsLocked(mb.flagNamesLocked(m.Flags), true)
+		bits, extra, err := dst.flagBitsLocked(mb.appendExtraLocked(mb.flagNamesLocked(m.Flags), m.Base), true)
 		if err != nil {
 			moveErr = err
 			return false
@@ -415,7 +445,7 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 			return false
 		}
 		subs[sub] = true
-		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}})
+		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}, extra: extra})
 		dst.heldStepLocked(lk)
 		return false
 	}
@@ -456,13 +486,31 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		}
 	}
 	nms := make([]*Msg, len(moves))
+	anyExtra := false
 	for i, mv := range moves {
 		nms[i] = mv.nm
+		if err == nil && len(mv.extra) > 0 {
+			// Past dst's letters: kept by base name (see commitLocked).
+			kept, dropped := dst.extraRoomLocked(mv.extra)
+			if len(dropped) > 0 {
+				dst.reg.log().Warn("mailstore: keywords not kept, too many in the folder", "folder", dst.root.Name(), "keywords", dropped)
+			}
+			anyExtra = dst.setExtraLocked(mv.nm.Base, kept) || anyExtra
+		}
+	}
+	if anyExtra {
+		err = dst.saveExtraLocked(syncFolder) // not kept: not moved
 	}
 	if err == nil {
 		err = dst.addToUIDListLocked(lk, nms)
 	}
 	if err != nil {
+		if anyExtra {
+			for _, mv := range moves {
+				dst.dropExtraLocked(mv.nm.Base)
+			}
+			dst.extraStale = false
+		}
 		// Put them back; what cannot go back stays in dst, where the
 		// next synchronisation numbers it: never lost.
 		for _, mv := range moves {

@@ -42,6 +42,15 @@
 // exception: shown without room it would be empty, under a UIDVALIDITY
 // not kept, so its open is refused until there is room
 // (ErrNoRoomToOpen), as Dovecot refuses it.
+// Keywords are Dovecot's: the maildir letters a..z in the file names,
+// named by dovecot-keywords, 26 per folder and never freed. Past them a
+// message's further keywords are kept by its base name in
+// courriel-keywords (ExtraKeywordsFileName), where Dovecot keeps them in
+// its index, so that STORE, APPEND, COPY and MOVE never fail for the
+// keyword table; sessions see them with the others (FlagsOf, FlagNamesOf,
+// DefinedFlags). Unlike Dovecot's index, that file is courriel's alone:
+// Dovecot reading the maildir (an admin switching back) sees the 26
+// lettered keywords, unchanged, and not those beyond them.
 // A folder is deleted as Dovecot deletes one: its directory is renamed
 // into the maildir's trash (TrashDir, Dovecot's "..DOVECOT-TRASHED"),
 // so that its name goes at once, then removed; whoever still has it

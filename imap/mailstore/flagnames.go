@@ -8,7 +8,12 @@ import (
 	"courriel/imap/uidlist"
 )
 
-// ErrTooManyKeywords: maildir file names hold at most 26 keywords per folder.
+// errKeywordsChanged: another program gave a slot of dovecot-keywords we
+// were about to fill another name.
+var errKeywordsChanged = errors.New("mailstore: keyword table changed concurrently")
+
+// ErrTooManyKeywords: a STORE would give the folder more than
+// MaxExtraKeywords keywords beyond the 26 maildir letters.
 var ErrTooManyKeywords = errors.New("mailstore: too many keywords in this folder")
 
 // The IMAP system flags a maildir stores, by name (RFC 9051 §2.3.2).
@@ -33,8 +38,9 @@ var systemFlags = []struct {
 	{FlagDraft, Draft},
 }
 
-// HasKeywords reports whether f has a keyword, whose name is the folder's.
-func (f Flags) HasKeywords() bool { return f&keywordMask != 0 }
+// HasKeywords reports whether f has a keyword, whose name is the folder's
+// (FlagNamesOf).
+func (f Flags) HasKeywords() bool { return f&(keywordMask|flagExtra) != 0 }
 
 // SystemNames is FlagNames of flags without keywords, into the caller's
 // array: no allocation and no lock for each of the 100,000 FETCH lines of
@@ -53,11 +59,39 @@ func (f Flags) SystemNames(buf *[5]string) []string {
 const systemMask = FlagAnswered | FlagFlagged | FlagDeleted | FlagSeen | FlagDraft
 
 // FlagNames converts maildir flags to IMAP flag names (system flags first,
-// as `\Seen`, then the folder's keywords as they were first written).
+// as `\Seen`, then the folder's keywords as they were first written). It
+// names the lettered keywords only: FlagNamesOf names a message's keywords
+// beyond the letters too.
 func (mb *Mailbox) FlagNames(f Flags) []string {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	return mb.flagNamesLocked(f)
+}
+
+// FlagNamesOf is FlagNames of the flags f of message uid, as FlagsOf or a
+// STORE gave them, with its keywords beyond the 26 letters (see
+// ExtraKeywordsFileName) when f says it has some: those it has now.
+func (mb *Mailbox) FlagNamesOf(uid uint32, f Flags) []string {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	out := mb.flagNamesLocked(f)
+	if f&flagExtra != 0 {
+		if m := mb.findLocked(uid); m != nil {
+			out = mb.appendExtraLocked(out, m.Base)
+		}
+	}
+	return out
+}
+
+// appendExtraLocked appends the keywords beyond the letters of the message
+// of base name base to names, but those names has.
+func (mb *Mailbox) appendExtraLocked(names []string, base string) []string {
+	for _, n := range mb.extraOfLocked(base) {
+		if !containsFold(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func (mb *Mailbox) flagNamesLocked(f Flags) []string {
@@ -75,8 +109,10 @@ func (mb *Mailbox) flagNamesLocked(f Flags) []string {
 	return out
 }
 
-// DefinedFlags lists the flags for the FLAGS response and PERMANENTFLAGS
-// (the latter adds \* while keyword slots remain).
+// DefinedFlags lists the flags for the FLAGS response and PERMANENTFLAGS:
+// the system flags, the lettered keywords, those beyond the letters that a
+// message has. PERMANENTFLAGS adds \* while a new keyword can be created:
+// a free letter, or room beyond them (MaxExtraKeywords).
 func (mb *Mailbox) DefinedFlags() (flags, permanent []string) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
@@ -91,8 +127,13 @@ func (mb *Mailbox) DefinedFlags() (flags, permanent []string) {
 			free = true
 		}
 	}
+	for _, k := range mb.extraOrder {
+		if !containsFold(flags, k) {
+			flags = append(flags, k)
+		}
+	}
 	permanent = append(permanent, flags...)
-	if free {
+	if free || len(mb.extraNames) < MaxExtraKeywords {
 		permanent = append(permanent, Wildcard)
 	}
 	return flags, permanent
@@ -100,9 +141,14 @@ func (mb *Mailbox) DefinedFlags() (flags, permanent []string) {
 
 // flagBitsLocked maps IMAP flags to bits, creating keywords (and rewriting
 // dovecot-keywords) when create is set. \Recent and unknown system flags are
-// ignored (RFC 9051 §2.3.2: \Recent cannot be stored).
-func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
-	var f Flags
+// ignored (RFC 9051 §2.3.2: \Recent cannot be stored). The keywords that
+// have no letter (create: the table is full; else: the table does not have
+// them) are returned in extra, to be kept beyond the letters (see
+// ExtraKeywordsFileName): a full table never fails a command. A table
+// another program changed meanwhile leaves the new keywords beyond the
+// letters too; a table that cannot be written (a full disk) is an error,
+// no keyword added: the command fails, rather than lose a keyword.
+func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (f Flags, extra []string, err error) {
 	var added bool
 	before := mb.keywords // a refused STORE must leave no keyword behind
 	for _, fl := range flags {
@@ -122,23 +168,25 @@ func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (Flags, error) {
 		if idx < 0 && create {
 			var isNew bool
 			idx, isNew = mb.keywords.Add(s)
-			if idx < 0 {
-				mb.keywords = before
-				return 0, ErrTooManyKeywords
-			}
 			added = added || isNew
 		}
 		if idx >= 0 {
 			f |= KeywordFlag(idx)
+		} else if !containsFold(extra, s) {
+			extra = append(extra, s)
 		}
 	}
 	if added {
 		if err := mb.writeKeywordsLocked(); err != nil {
 			mb.keywords = before
-			return 0, err
+			if errors.Is(err, errKeywordsChanged) {
+				f, extra, _ = mb.flagBitsLocked(flags, false)
+				return f, extra, nil
+			}
+			return 0, nil, err
 		}
 	}
-	return f, nil
+	return f, extra, nil
 }
 
 func (mb *Mailbox) writeKeywordsLocked() error {
@@ -153,7 +201,7 @@ func (mb *Mailbox) writeKeywordsLocked() error {
 		for i, k := range disk {
 			if k != "" && mb.keywords[i] != k {
 				if mb.keywords[i] != "" {
-					return errors.New("mailstore: keyword table changed concurrently")
+					return errKeywordsChanged
 				}
 				mb.keywords[i] = k
 			}

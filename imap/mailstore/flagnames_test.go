@@ -80,35 +80,3 @@ func TestSystemNames(t *testing.T) {
 		t.Error("a keyword not seen")
 	}
 }
-
-// A STORE refused for naming more keywords than the folder can hold leaves
-// the folder's keyword list as it was: FLAGS never announces names that
-// were never written to dovecot-keywords.
-func TestTooManyKeywordsLeavesNone(t *testing.T) {
-	t.Parallel()
-	st := testStore(t)
-	deliverFile(t, st, "", 1)
-	mb := openBox(t, NewRegistry(), st, "INBOX")
-	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, []string{"Work"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	var many []string
-	for i := range 30 {
-		many = append(many, fmt.Sprintf("k%d", i))
-	}
-	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, many, nil); err != ErrTooManyKeywords {
-		t.Fatalf("30 keywords: %v", err)
-	}
-	flags, _ := mb.DefinedFlags()
-	if want := []string{Answered, Flagged, Deleted, Seen, Draft, "Work"}; !slices.Equal(flags, want) {
-		t.Errorf("FLAGS after the refusal: %q, want %q", flags, want)
-	}
-	kw, _ := os.ReadFile(filepath.Join(st.Path(), "dovecot-keywords"))
-	if string(kw) != "0 Work\n" {
-		t.Errorf("dovecot-keywords = %q", kw)
-	}
-	// The slots are still free for a STORE that fits.
-	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, many[:25], nil); err != nil {
-		t.Errorf("25 more keywords: %v", err)
-	}
-}

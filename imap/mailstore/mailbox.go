@@ -317,6 +317,16 @@ type Mailbox struct {
 	savedState stateSummary // as courriel-state has it; see state.go
 
 	mod modState // modseqs (CONDSTORE, QRESYNC); see modseq.go
+
+	// extra holds the keywords of messages beyond the 26 letters, by
+	// base name (see ExtraKeywordsFileName); extraNames the distinct
+	// ones by lower-case name, extraOrder them as first given (FLAGS).
+	// extraStale: the file lags behind extra (entries of messages gone),
+	// written by flushExtraLocked. Nil while there are none.
+	extra      map[string]*extraKw
+	extraNames map[string]*extraName
+	extraOrder []string
+	extraStale bool
 }
 
 // ChangeKind says what happened to a message.
@@ -374,6 +384,7 @@ func (mb *Mailbox) load() error {
 	}
 	mb.log = nil // nobody watched the initial load
 	mb.loaded = true
+	mb.loadExtraLocked()
 	mb.loadPendingLocked()
 	mb.flushModLocked()
 	return nil

@@ -72,6 +72,15 @@ func (mb *Mailbox) memSizeLocked() int64 {
 			size += stringSize(f)
 		}
 	}
+	// Keywords beyond the letters: the names are the folder's, shared.
+	size += mapSize(len(mb.extra), 16+8)
+	for base, x := range mb.extra {
+		size += stringSize(base) + int64(unsafe.Sizeof(extraKw{})) + allocSize(int64(cap(x.names))*16)
+	}
+	size += mapSize(len(mb.extraNames), 16+8)
+	for _, e := range mb.extraNames {
+		size += int64(unsafe.Sizeof(extraName{})) + 2*stringSize(e.name)
+	}
 	size += mapSize(len(mb.listed), 16+int64(unsafe.Sizeof(uidlist.Record{})))
 	for base := range mb.listed {
 		size += stringSize(base)

@@ -162,6 +162,7 @@ func (mb *Mailbox) flushModLocked() {
 	if mb.detached || mb.closed || !mb.loaded {
 		return
 	}
+	mb.flushExtraLocked() // entries of messages gone, as their expunges
 	if ms.needSnapshot || ms.appended > max(4096, len(mb.msgs)) {
 		if mb.writeModSnapshotLocked() == nil {
 			return

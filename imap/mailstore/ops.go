@@ -156,10 +156,26 @@ func (mb *Mailbox) flagChange(fw *FlagWait, f func(lockMode) error) error {
 }
 
 func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, source *Watcher, mode lockMode) ([]Flags, []bool, error) {
-	bits, err := mb.flagBitsLocked(flags, op != StoreRemove)
+	bits, extra, err := mb.flagBitsLocked(flags, op != StoreRemove)
 	if err != nil {
 		return nil, nil, err
 	}
+	if op != StoreRemove && len(extra) > 0 {
+		if _, dropped := mb.extraRoomLocked(extra); len(dropped) > 0 {
+			return nil, nil, ErrTooManyKeywords
+		}
+	}
+	// Keywords beyond the letters change for the sessions and in
+	// ExtraKeywordsFileName, written once at the end (extraWas: what the
+	// messages whose ones changed had before, given back when the write
+	// fails).
+	named := keywordNames(flags)
+	var extraWas map[string][]string
+	defer func() {
+		if extraWas != nil && mb.extraStale {
+			_ = mb.saveExtraLocked(syncFolder) // an error half-way: best effort
+		}
+	}()
 	clean := mb.cleanLocked()
 	out := make([]Flags, len(uids))
 	ok := make([]bool, len(uids))
@@ -228,34 +244,44 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 		case StoreRemove:
 			nf = m.Flags &^ bits
 		}
+		changed := false
 		if nf != m.Flags || m.New {
 			if err := lock(); err != nil {
 				return err
 			}
-			if deferred {
-				if nf == m.Flags {
-					out[i], ok[i] = m.Flags, true
-					return nil // only out of new/: a sync moves it
-				}
+			switch {
+			case deferred && nf == m.Flags:
+				// only out of new/: a sync moves it
+			case deferred:
 				mb.deferFlagsLocked(m, nf)
-				mb.recordChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source}, m)
-				logged = true
-				out[i], ok[i] = m.Flags, true
-				return nil
-			}
-			if err := mb.renameFlagsLocked(m, nf); err != nil {
-				return err
-			}
-			mb.heldStepLocked(lk)
-			mb.undirtyLocked(m)
-			changed := nf != m.Flags
-			m.Flags, m.New = nf, false
-			if changed {
-				mb.recordChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source}, m)
-				logged = true
+				changed = true
+			default:
+				if err := mb.renameFlagsLocked(m, nf); err != nil {
+					return err
+				}
+				mb.heldStepLocked(lk)
+				mb.undirtyLocked(m)
+				changed = nf != m.Flags
+				m.Flags, m.New = nf, false
 			}
 		}
-		out[i], ok[i] = m.Flags, true
+		if len(extra) > 0 || (len(mb.extra) > 0 && mb.extra[m.Base] != nil) {
+			was := mb.extraOfLocked(m.Base)
+			if mb.setExtraLocked(m.Base, mb.extraAfterLocked(m.Base, op, extra, named)) {
+				if extraWas == nil {
+					extraWas = make(map[string][]string)
+				}
+				if _, ok := extraWas[m.Base]; !ok {
+					extraWas[m.Base] = was
+				}
+				changed = true
+			}
+		}
+		if changed {
+			mb.recordChangeLocked(Change{Kind: FlagsChanged, UID: m.UID, Source: source}, m)
+			logged = true
+		}
+		out[i], ok[i] = m.Flags|mb.extraBitsLocked(m.Base), true
 		return nil
 	}
 	missing := map[string]bool{}
@@ -299,6 +325,16 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			_ = mb.syncLocked(true, nil)
 		}
 		clean.ok = false
+	}
+	if extraWas != nil {
+		if err := mb.saveExtraLocked(syncFolder); err != nil {
+			// Not kept: the sessions get them back as they were.
+			for base, was := range extraWas {
+				mb.setExtraLocked(base, was)
+			}
+			mb.extraStale = false
+			return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)
+		}
 	}
 	mb.restampLocked(clean)
 	if lk != nil {

@@ -60,7 +60,8 @@ func (w *Watcher) Changes(allowExpunge bool) []Change {
 }
 
 // FlagsOf returns the current flags of the given UIDs (0 and false for gone
-// ones) in one lock acquisition.
+// ones) in one lock acquisition, with the bits of their keywords beyond the
+// letters (see FlagNamesOf).
 func (mb *Mailbox) FlagsOf(uids []uint32) ([]Flags, []bool) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
@@ -80,7 +81,7 @@ func (mb *Mailbox) FlagsOf(uids []uint32) ([]Flags, []bool) {
 			m = mb.findLocked(u)
 		}
 		if m != nil {
-			fl[i], ok[i] = m.Flags, true
+			fl[i], ok[i] = m.Flags|mb.extraBitsLocked(m.Base), true
 		}
 	}
 	return fl, ok

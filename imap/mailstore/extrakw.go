@@ -1,0 +1,426 @@
+package mailstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"courriel/imap/uidlist"
+)
+
+// ExtraKeywordsFileName holds the keywords of the folder's messages that
+// have no maildir letter: dovecot-keywords names 26 keywords (a..z), and a
+// folder whose table is full keeps any further keyword of a message here,
+// by the message's base name, as Dovecot keeps them in its index
+// (dovecot.index: its keyword list is not bounded by the letters, and a
+// keyword past them lives in the index alone). A message thus keeps every
+// keyword it is given, stored, appended, copied or moved, and a folder's
+// keywords are never "full" (up to MaxExtraKeywords distinct names beyond
+// the letters).
+//
+// The file is courriel's only: Dovecot, reading this maildir (an admin
+// switching back), sees the 26 lettered keywords, which stay in the file
+// names as always, and not those kept here (nor does Dovecot's own index
+// hold them). Keywords are compared case-insensitively (RFC 9051 §2.3.2).
+//
+// A name here is freed once no message carries it, unlike a letter: no
+// file name carries it, so it cannot come back to another message. A
+// letter is never freed, even when no message carries it any more: a file
+// courriel does not see (another program's, one being delivered, one in a
+// folder being restored) may still carry it, and the letter would then
+// name another keyword on that message; dovecot-keywords never shrinks in
+// Dovecot either.
+//
+// The file is written whole (a temporary file renamed over it) and, when
+// a client changes keywords it holds (STORE, APPEND, COPY, MOVE), fsynced
+// with the folder before the command is answered, as courriel-modseq (a
+// write that fails, a full disk, fails the command and leaves every
+// message with the keywords it had: no keyword is lost silently);
+// entries of messages gone are dropped at the next write after their
+// expunge, without fsync (an entry left behind names a base name no file
+// has, and is dropped when the folder is next opened). It is read when the
+// folder is opened and written whole from memory, so the IMAP server that
+// has the folder open is its only writer: a delivery's Sieve imap4flags
+// keywords past the letters are dropped and logged, the message stored
+// (see filter.KeywordLetters; Dovecot's LDA would keep them in its index),
+// and a second courriel process working on the same folder at the same
+// time (not a setup courriel makes) would lose the other's changes here.
+const ExtraKeywordsFileName = "courriel-keywords"
+
+// MaxExtraKeywords bounds the distinct keywords a folder keeps beyond the
+// 26 letters; past it a STORE of a new keyword is refused
+// (ErrTooManyKeywords) and APPEND, COPY and MOVE store the message without
+// it (RFC 9051 §2.3.2: PERMANENTFLAGS then lacks \*).
+const MaxExtraKeywords = 1024
+
+// extraMagic starts the file; after it the CRC-32C of the payload (4
+// bytes, little endian) and the payload: uvarint count of names, then each
+// name (string); uvarint count of messages, then per message its base name
+// (string), uvarint count of its keywords and the uvarint index of each in
+// the names. A string is a uvarint length and its bytes.
+const extraMagic = "COURRIEL-KEYWORDS 1\n"
+
+// maxExtraSize bounds what is read of the file.
+const maxExtraSize = 256 << 20
+
+// extraKw is a message's keywords beyond the letters. gen counts its
+// changes, for the bits a session sees (extraBits): a session tells a
+// change from the Flags value alone (STORE's FETCH, IDLE).
+type extraKw struct {
+	names []string
+	gen   uint16
+}
+
+// extraName is a keyword beyond the letters and how many messages carry
+// it.
+type extraName struct {
+	name string // as first given
+	refs int
+}
+
+// The bits of a message's Flags, as the store's API gives them, that stand
+// for its keywords beyond the letters: flagExtra when it has any, and 11
+// bits of their change count, so that each change gives another value.
+// Never in a file name (Flags.String writes letters only) nor in Msg.Flags:
+// FlagsOf and the STORE calls add them. FlagNamesOf names the keywords.
+const (
+	flagExtra     = Flags(1) << 26
+	extraGenLow   = 27 // 5 bits, 27..31
+	extraGenHigh  = 58 // 6 bits, 58..63
+	extraBitsMask = flagExtra | Flags(0x1f)<<extraGenLow | Flags(0x3f)<<extraGenHigh
+)
+
+func (x *extraKw) bits() Flags {
+	if x == nil || len(x.names) == 0 {
+		return 0
+	}
+	g := Flags(x.gen & 0x7ff)
+	return flagExtra | (g&0x1f)<<extraGenLow | (g>>5)<<extraGenHigh
+}
+
+// extraBitsLocked is the bits of the keywords beyond the letters of the
+// message of base name base.
+func (mb *Mailbox) extraBitsLocked(base string) Flags {
+	if len(mb.extra) == 0 {
+		return 0
+	}
+	return mb.extra[base].bits()
+}
+
+// extraOfLocked is the keywords beyond the letters of the message of base
+// name base.
+func (mb *Mailbox) extraOfLocked(base string) []string {
+	if len(mb.extra) == 0 {
+		return nil
+	}
+	if x := mb.extra[base]; x != nil {
+		return x.names
+	}
+	return nil
+}
+
+// containsFold reports whether l has name, compared case-insensitively.
+func containsFold(l []string, name string) bool {
+	for _, n := range l {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// setExtraLocked gives the message of base name base the keywords names
+// beyond the letters (none: it has none), and reports whether they
+// changed. The folder's spelling of a name it knows is kept.
+func (mb *Mailbox) setExtraLocked(base string, names []string) bool {
+	old := mb.extra[base]
+	var nl []string
+	for _, n := range names {
+		if !containsFold(nl, n) {
+			if e := mb.extraNames[strings.ToLower(n)]; e != nil {
+				n = e.name
+			}
+			nl = append(nl, n)
+		}
+	}
+	if old != nil && len(old.names) == len(nl) {
+		same := true
+		for _, n := range nl {
+			if !containsFold(old.names, n) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return false
+		}
+	} else if old == nil && len(nl) == 0 {
+		return false
+	}
+	var gen uint16
+	if old != nil {
+		gen = old.gen
+		for _, n := range old.names {
+			k := strings.ToLower(n)
+			if e := mb.extraNames[k]; e != nil {
+				if e.refs--; e.refs <= 0 {
+					delete(mb.extraNames, k)
+					mb.extraOrder = removeFold(mb.extraOrder, n)
+				}
+			}
+		}
+	}
+	mb.extraStale = true
+	if len(nl) == 0 {
+		delete(mb.extra, base)
+		return true
+	}
+	if mb.extraNames == nil {
+		mb.extraNames = make(map[string]*extraName)
+	}
+	for _, n := range nl {
+		k := strings.ToLower(n)
+		e := mb.extraNames[k]
+		if e == nil {
+			e = &extraName{name: n}
+			mb.extraNames[k] = e
+			mb.extraOrder = append(mb.extraOrder, n)
+		}
+		e.refs++
+	}
+	if mb.extra == nil {
+		mb.extra = make(map[string]*extraKw)
+	}
+	gen++
+	if gen&0x7ff == 0 {
+		gen++
+	}
+	mb.extra[base] = &extraKw{names: nl, gen: gen}
+	return true
+}
+
+func removeFold(l []string, name string) []string {
+	for i, n := range l {
+		if strings.EqualFold(n, name) {
+			return append(l[:i:i], l[i+1:]...)
+		}
+	}
+	return l
+}
+
+// extraRoomLocked is names without those the folder cannot take any more
+// (past MaxExtraKeywords distinct names).
+func (mb *Mailbox) extraRoomLocked(names []string) (kept, dropped []string) {
+	n := len(mb.extraNames)
+	for _, name := range names {
+		if mb.extraNames[strings.ToLower(name)] == nil {
+			if n >= MaxExtraKeywords {
+				dropped = append(dropped, name)
+				continue
+			}
+			n++
+		}
+		kept = append(kept, name)
+	}
+	return kept, dropped
+}
+
+// extraAfterLocked is the keywords beyond the letters of the message of
+// base name base after a STORE op naming the keywords named, of which
+// extra have no letter. A keyword named that has a letter (a table
+// another program emptied, then filled again) leaves them: it is not
+// shown twice, and -FLAGS takes it away wherever it is.
+func (mb *Mailbox) extraAfterLocked(base string, op StoreOp, extra, named []string) []string {
+	cur := mb.extraOfLocked(base)
+	if op == StoreReplace {
+		return extra
+	}
+	var out []string
+	for _, n := range cur {
+		if !containsFold(named, n) || (op == StoreAdd && containsFold(extra, n)) {
+			out = append(out, n)
+		}
+	}
+	if op == StoreAdd {
+		for _, n := range extra {
+			if !containsFold(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// keywordNames is the keywords among IMAP flag names.
+func keywordNames(flags []string) []string {
+	var out []string
+	for _, f := range flags {
+		if !strings.HasPrefix(f, `\`) && uidlist.ValidKeyword(f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// dropExtraLocked forgets the keywords of a message gone.
+func (mb *Mailbox) dropExtraLocked(base string) {
+	if len(mb.extra) > 0 && mb.extra[base] != nil {
+		mb.setExtraLocked(base, nil)
+	}
+}
+
+func (mb *Mailbox) encodeExtraLocked() []byte {
+	idx := make(map[string]int, len(mb.extraOrder))
+	e := indexEncoder{b: make([]byte, 0, 64+len(mb.extra)*48)}
+	e.b = append(e.b, extraMagic...)
+	e.b = append(e.b, 0, 0, 0, 0) // CRC, below
+	start := len(e.b)
+	e.uvarint(uint64(len(mb.extraOrder)))
+	for i, n := range mb.extraOrder {
+		idx[strings.ToLower(n)] = i
+		e.str(n)
+	}
+	e.uvarint(uint64(len(mb.extra)))
+	for base, x := range mb.extra {
+		e.str(base)
+		e.uvarint(uint64(len(x.names)))
+		for _, n := range x.names {
+			e.uvarint(uint64(idx[strings.ToLower(n)]))
+		}
+	}
+	binary.LittleEndian.PutUint32(e.b[start-4:], crc32.Checksum(e.b[start:], castagnoli))
+	return e.b
+}
+
+var errExtraFormat = errors.New("mailstore: " + ExtraKeywordsFileName + ": malformed")
+
+// decodeExtra reads ExtraKeywordsFileName: the keywords of each base name,
+// and every name in the order the folder had them.
+func decodeExtra(data string) (map[string][]string, []string, error) {
+	if len(data) < len(extraMagic)+4 || data[:len(extraMagic)] != extraMagic {
+		return nil, nil, errExtraFormat
+	}
+	payload := data[len(extraMagic)+4:]
+	if binary.LittleEndian.Uint32([]byte(data[len(extraMagic):])) != crcString(payload) {
+		return nil, nil, errExtraFormat
+	}
+	d := indexDecoder{s: payload}
+	names := make([]string, d.countOf(1))
+	for i := range names {
+		names[i] = d.str()
+	}
+	n := d.countOf(2)
+	out := make(map[string][]string, n)
+	for range n {
+		base := d.str()
+		k := d.countOf(1)
+		l := make([]string, 0, k)
+		for range k {
+			i := d.uvarint()
+			if i >= uint64(len(names)) {
+				d.fail()
+				break
+			}
+			l = append(l, names[i])
+		}
+		if d.err != nil {
+			break
+		}
+		out[base] = l
+	}
+	if d.err != nil || d.off != len(d.s) {
+		return nil, nil, errExtraFormat
+	}
+	return out, names, nil
+}
+
+// loadExtraLocked reads ExtraKeywordsFileName as the folder is opened:
+// the keywords of its messages (by base name) beyond the letters. Those
+// of a base name no message has are dropped (the file is written again
+// without them at the next change), as are invalid names; a malformed
+// file is ignored (logged).
+func (mb *Mailbox) loadExtraLocked() {
+	mb.extra, mb.extraNames, mb.extraOrder = nil, nil, nil
+	data, err := mb.readString(ExtraKeywordsFileName)
+	if errors.Is(err, fs.ErrNotExist) {
+		mb.extraStale = false
+		return
+	}
+	var l map[string][]string
+	var order []string
+	if err == nil && len(data) <= maxExtraSize {
+		l, order, err = decodeExtra(data)
+	}
+	if err != nil {
+		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters not read", "folder", mb.root.Name(), "err", err)
+		mb.extraStale = false
+		return
+	}
+	byBase := mb.baseMapLocked()
+	dropped := false
+	for base, names := range l {
+		if byBase[base] == nil {
+			dropped = true
+			continue
+		}
+		var valid []string
+		for _, n := range names {
+			if uidlist.ValidKeyword(n) {
+				valid = append(valid, strings.Clone(n))
+			}
+		}
+		mb.setExtraLocked(strings.Clone(base), valid)
+	}
+	// FLAGS in the folder's order, not the map's.
+	rank := make(map[string]int, len(order))
+	for i, n := range order {
+		if _, ok := rank[strings.ToLower(n)]; !ok {
+			rank[strings.ToLower(n)] = i
+		}
+	}
+	slices.SortStableFunc(mb.extraOrder, func(a, b string) int {
+		return rank[strings.ToLower(a)] - rank[strings.ToLower(b)]
+	})
+	mb.extraStale = dropped
+}
+
+// saveExtraLocked writes ExtraKeywordsFileName with durability d (or
+// removes it when no message has keywords beyond the letters). Failures
+// are logged and returned (but for the folder's fsync, after the file is
+// in place): the keywords stay in memory, and the next change writes them
+// again.
+func (mb *Mailbox) saveExtraLocked(d durability) error {
+	if mb.closed || mb.detached || !mb.loaded {
+		return nil
+	}
+	mb.extraStale = false
+	var err error
+	if len(mb.extra) == 0 {
+		if err = mb.root.Remove(ExtraKeywordsFileName); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+	} else {
+		err = mb.writeFileLocked(ExtraKeywordsFileName, d, mb.encodeExtraLocked())
+	}
+	if err != nil && !errors.Is(err, errFolderSync) {
+		mb.extraStale = true
+	}
+	if err != nil {
+		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters not written to "+ExtraKeywordsFileName, "folder", mb.root.Name(), "err", err)
+	}
+	if errors.Is(err, errFolderSync) {
+		return nil
+	}
+	return err
+}
+
+// flushExtraLocked writes the file, without fsync, when messages gone
+// left entries in it.
+func (mb *Mailbox) flushExtraLocked() {
+	if mb.extraStale {
+		_ = mb.saveExtraLocked(noSync)
+	}
+}
