@@ -167,18 +167,19 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stdout, "# courriel demo configuration (courriel serve -config FILE runs the same,\n# once the embedded directory of `courriel demo` or an equivalent LDAP server is up)\n")
 		return toml.NewEncoder(stdout).Encode(cfg)
 	}
-	// Before anything is written in dir: a demo running there reloads
-	// its certificate when it changes, and keeps its keys.
+	if !*expose && !isLoopback(*listen) {
+		return exitf(2, "-listen %s is not a loopback address: the demo's accounts all have the password %q and its embedded LDAP directory (port %s) answers anyone; "+
+			"add -expose-demo-passwords to serve them to the network anyway", *listen, embedded.DemoPassword, demoLDAPPort)
+	}
+	// After the refusal above, which creates nothing; before anything is
+	// written in dir: a demo running there reloads its certificate when it
+	// changes, and keeps its keys.
 	unlock, err := lockDemoDir(dir, cfg.Queue.Dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 
-	if !*expose && !isLoopback(*listen) {
-		return exitf(2, "-listen %s is not a loopback address: the demo's accounts all have the password %q and its embedded LDAP directory (port %s) answers anyone; "+
-			"add -expose-demo-passwords to serve them to the network anyway", *listen, embedded.DemoPassword, demoLDAPPort)
-	}
 	ldif := embedded.DemoLDIF
 	if *ldifFile != "" {
 		if ldif, err = os.ReadFile(*ldifFile); err != nil {
