@@ -42,12 +42,7 @@ func courriel(t *testing.T, args ...string) (string, int) {
 // runs never takes the spool from it: the server starts every time, keeps
 // its owner lock, keeps its listeners and delivers its queue.
 func TestQueueCommandBesideStartingServer(t *testing.T) {
-	ca := testenv.NewCA(t)
-	k := startSink(t, ca)
-	k.mu.Lock()
-	k.deferAll = true
-	k.mu.Unlock()
-	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	s, k := startServerDeferred(t)
 	if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{"r1@foreign.example"}, "Subject: held\r\n\r\nheld\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +118,7 @@ func TestQueueCommandBesideStartingServer(t *testing.T) {
 // Flags after the queue command work as before it, for every command; a
 // second server on the same spool is refused at start-up, naming the first.
 func TestQueueCommandFlagsAnywhere(t *testing.T) {
-	ca := testenv.NewCA(t)
-	k := startSink(t, ca)
-	k.mu.Lock()
-	k.deferAll = true
-	k.mu.Unlock()
-	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	s, _ := startServerDeferred(t)
 	for _, to := range []string{"keep@foreign.example", "drop@foreign.example"} {
 		if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{to}, "Subject: q\r\n\r\nbody of "+to+"\r\n"); err != nil {
 			t.Fatal(err)
@@ -231,12 +221,7 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 // postsuper -h and -H: a held message stays put through a flush while
 // another leaves, is listed with mailq's "!", and leaves once released.
 func TestQueueHoldRelease(t *testing.T) {
-	ca := testenv.NewCA(t)
-	k := startSink(t, ca)
-	k.mu.Lock()
-	k.deferAll = true
-	k.mu.Unlock()
-	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	s, k := startServerDeferred(t)
 	for _, to := range []string{"held@foreign.example", "free@foreign.example"} {
 		if err := submit(t, s, "alice", testenv.AlicePassword, "alice@example.org", []string{to}, "Subject: h\r\n\r\nbody of "+to+"\r\n"); err != nil {
 			t.Fatal(err)

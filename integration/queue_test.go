@@ -91,6 +91,19 @@ func (s *sinkSession) Logout() error { return nil }
 
 func startSink(t *testing.T, ca *testenv.CA) *sink { return startSinkTB(t, ca) }
 
+// startServerDeferred starts a server whose mail for foreign.example goes
+// to a sink that answers 4xx to everything: it stays queued, for the queue
+// commands to see, until the test lets the sink take it (deferAll false).
+func startServerDeferred(t *testing.T) (*server, *sink) {
+	t.Helper()
+	ca := testenv.NewCA(t)
+	k := startSink(t, ca)
+	k.mu.Lock()
+	k.deferAll = true
+	k.mu.Unlock()
+	return startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr))), k
+}
+
 func startSinkTB(t testing.TB, ca *testenv.CA) *sink {
 	t.Helper()
 	k := &sink{reject: map[string]bool{}}
@@ -220,12 +233,7 @@ func lookPath(name string) (string, error) {
 // A full queue survives SIGKILL: after a restart, everything is delivered
 // exactly once.
 func TestQueueSurvivesSIGKILL(t *testing.T) {
-	ca := testenv.NewCA(t)
-	k := startSink(t, ca)
-	k.mu.Lock()
-	k.deferAll = true
-	k.mu.Unlock()
-	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	s, k := startServerDeferred(t)
 	const n = 20
 	for i := range n {
 		body := fmt.Sprintf("Subject: queued %02d\r\n\r\nbody %02d\r\n", i, i)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"crypto/tls"
-	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,12 +14,7 @@ import (
 // The id of the SMTP reply "250 2.0.0 OK: queued as ID" is what a sender's
 // admin names; every queue command takes it, as postsuper takes Postfix's.
 func TestQueueQueuedAsID(t *testing.T) {
-	ca := testenv.NewCA(t)
-	k := startSink(t, ca)
-	k.mu.Lock()
-	k.deferAll = true
-	k.mu.Unlock()
-	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[queue.routes]\n\"foreign.example\" = %q\n", k.addr)))
+	s, _ := startServerDeferred(t)
 
 	c, err := gosmtp.DialStartTLS(s.Sub, &tls.Config{ServerName: "localhost", RootCAs: s.ca.Pool()})
 	if err != nil {
