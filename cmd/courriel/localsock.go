@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// maxSocketPath is what sun_path holds on Linux, its NUL excluded.
+const maxSocketPath = 107
+
+// listenLocal binds the local submission socket (listen.local) for
+// courriel sendmail. The directory is created 0755 when missing: everyone
+// must reach the socket, nobody but its owner may replace it, so a
+// directory that others may write (and that is not sticky) is refused.
+// The socket is 0666: any local user may submit, as anyone may run
+// Postfix's setgid postdrop; the server names each client by its peer
+// credentials. A socket left by a server that died is replaced; one a
+// running server answers on is not (a second serve would take its mail).
+func listenLocal(path string) (*net.UnixListener, error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(dir, 0o755); err != nil { // past the umask
+			return nil, err
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+		return nil, fmt.Errorf("%s is writable by others (mode %v): anyone could put their own socket in its place", dir, fi.Mode().Perm())
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: a server is listening on it already", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
