@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -16,7 +17,8 @@ const maxSocketPath = 107
 // listenLocal binds the local submission socket (listen.local) for
 // courriel sendmail. The directory is created 0755 when missing: everyone
 // must reach the socket, nobody but its owner may replace it, so a
-// directory that others may write (and that is not sticky) is refused.
+// directory that others may write (and that is not sticky), or that
+// belongs to another user than root or us, is refused.
 // The socket is 0666: any local user may submit, as anyone may run
 // Postfix's setgid postdrop; the server names each client by its peer
 // credentials. A socket left by a server that died is replaced; one a
@@ -40,6 +42,9 @@ func listenLocal(path string) (*net.UnixListener, error) {
 	}
 	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
 		return nil, fmt.Errorf("%s is writable by others (mode %v): anyone could put their own socket in its place", dir, fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("%s belongs to uid %d, neither root nor us: its owner could put their own socket in its place", dir, st.Uid)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
