@@ -15,9 +15,15 @@ func TestListenLocal(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "run")
 	path := filepath.Join(dir, "s.sock")
+	if note, err := checkLocalSocket(path); err != nil || note != "(directory made at the start)" {
+		t.Errorf("check-config before: %q, %v", note, err)
+	}
 	ln, err := listenLocal(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if note, err := checkLocalSocket(path); err != nil || note != "(a server answers on it)" {
+		t.Errorf("check-config beside the server: %q, %v", note, err)
 	}
 	for p, want := range map[string]os.FileMode{dir: 0o755, path: 0o666} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
@@ -45,5 +51,8 @@ func TestListenLocal(t *testing.T) {
 	os.Chmod(open, 0o777)
 	if _, err := listenLocal(filepath.Join(open, "s.sock")); err == nil || !strings.Contains(err.Error(), "writable by others") {
 		t.Errorf("world-writable directory: %v", err)
+	}
+	if _, err := checkLocalSocket(filepath.Join(open, "s.sock")); err == nil {
+		t.Error("check-config takes a world-writable directory")
 	}
 }
