@@ -320,3 +320,51 @@ func TestArgsOfSendmailName(t *testing.T) {
 		t.Errorf("as courriel: %q", got)
 	}
 }
+
+// FuzzSendmailPrepare: any input and -t make a message and recipients
+// without a panic; the message ends in CRLF, and the field of hidden
+// recipients (Bcc, or Resent-Bcc when the Resent- fields are the source)
+// is left for nobody to read.
+func FuzzSendmailPrepare(f *testing.F) {
+	for _, s := range []string{
+		"To: a@x.example, root\nBcc: b\nSubject: x\n\nbody\n",
+		"Resent-To: r@x.example\nTo: (c,omment) \"q,q\" <q@x.example>\n\n",
+		"hello\n.\nworld",
+		"To: undisclosed-recipients:;\r\nBcc:\r\n x\r\n\r\n",
+		"From root Mon Dec  7 10:00:00 2026\nTo: <a@b>,,<\n",
+	} {
+		f.Add(s)
+	}
+	a := &sendmailArgs{extract: true, dots: true}
+	f.Fuzz(func(t *testing.T, in string) {
+		msg, err := readSendmailInput(strings.NewReader(in), true, 1<<20)
+		if err != nil {
+			return
+		}
+		p, err := prepareMessage(msg, a, "s@host.example", "Full Name", "host.example")
+		if err != nil {
+			return
+		}
+		if len(p.data) > 0 && !strings.HasSuffix(string(p.data), "\r\n") {
+			t.Fatalf("message does not end in CRLF: %q", p.data)
+		}
+		in0, _, _ := splitHeader(msg)
+		resent := false
+		for _, fl := range in0 {
+			switch strings.ToLower(fl.name) {
+			case "resent-to", "resent-cc", "resent-bcc":
+				resent = true
+			}
+		}
+		hidden := "bcc" // the field whose recipients are hidden
+		if resent {
+			hidden = "resent-bcc"
+		}
+		out, _, _ := splitHeader(p.data)
+		for _, fl := range out {
+			if strings.EqualFold(fl.name, hidden) {
+				t.Fatalf("%s left in:\n%q", fl.name, p.data)
+			}
+		}
+	})
+}
