@@ -31,6 +31,8 @@ for d in \
 	'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE' \
 	'NoNewPrivileges=yes' \
 	'ProtectSystem=strict' \
+	'RuntimeDirectory=courriel' \
+	'RuntimeDirectoryMode=0755' \
 	'ProtectHome=yes' \
 	'PrivateTmp=yes' \
 	'PrivateDevices=yes' \

@@ -145,6 +145,7 @@ managesieve = %q
 		cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
 log_level = "debug"
 [listen]
+local = ""
 smtp = %q
 submission = %q
 submissions = ""

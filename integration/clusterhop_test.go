@@ -54,6 +54,7 @@ imap = "127.0.0.1:1"
 mailbox_domains = ["xoyize.xyz"]
 log_level = "debug"
 [listen]
+local = ""
 smtp = %q
 submission = ""
 submissions = ""

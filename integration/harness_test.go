@@ -56,6 +56,7 @@ type server struct {
 	Subs   string
 	IMAPS  string
 	HTTP   string // with withHTTP
+	Local  string // the local submission socket's path, with withLocalSocket
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -81,6 +82,7 @@ type serverSettings struct {
 	ca        *testenv.CA // issues the server certificate; trusted by the queue
 	vmailIn   string      // parent of the vmail base; default the test's TempDir
 	http      bool        // the http listener (metrics) on a kernel-chosen port
+	local     bool        // the local submission socket (sendmail), in the test's directory
 	slapd     []testenv.Option
 	// mailauth is the [mailauth] table with its sub-tables; by default
 	// the inbound checks are off, so that no test asks the machine's DNS.
@@ -104,6 +106,11 @@ func withDeliverySync(mode string) serverOption { return func(o *serverSettings)
 
 // withVmailIn puts the maildirs under parent (benchmarks: a testenv.BenchDir).
 func withVmailIn(parent string) serverOption { return func(o *serverSettings) { o.vmailIn = parent } }
+
+// withLocalSocket turns the local submission socket on (server.Local),
+// for courriel sendmail; off otherwise, so that tests do not share the
+// default path.
+func withLocalSocket() serverOption { return func(o *serverSettings) { o.local = true } }
 
 // withHTTP turns the http listener on (server.HTTP): /metrics.
 func withHTTP() serverOption { return func(o *serverSettings) { o.http = true } }
@@ -171,6 +178,9 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	if set.http {
 		s.HTTP = "127.0.0.1:0"
 	}
+	if set.local {
+		s.Local = filepath.Join(dir, "run", "sendmail.sock")
+	}
 	syncLine := ""
 	if set.sync != "" {
 		syncLine = fmt.Sprintf("sync = %q\n", set.sync)
@@ -184,6 +194,7 @@ submissions = %q
 imaps = %q
 managesieve = ""
 http = %q
+local = %q
 [tls]
 cert_file = %q
 key_file = %q
@@ -203,7 +214,7 @@ maildir_base = %q
 dir = %q
 tls_policy = "verify"
 ca_path = %q
-`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
+`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, s.Local, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
 		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, syncLine, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra + "\n[mailauth]\n" + set.mailauth
 	s.config = filepath.Join(dir, "config.toml")
@@ -263,6 +274,9 @@ func (s *server) start() {
 	// Ready when the server has logged the address of every listener.
 	listeners := 4
 	if s.HTTP != "" {
+		listeners++
+	}
+	if s.Local != "" {
 		listeners++
 	}
 	if s.wantListeners > 0 {

@@ -34,8 +34,14 @@ type conn struct {
 	net.Conn // the TCP connection, under TLS when there is TLS
 	srv      *Server
 	id       string     // immutable
-	ip       netip.Addr // immutable
-	log      *slog.Logger
+	ip       netip.Addr // immutable; not valid on the Local socket
+	// key counts the connection against MaxConnsPerIP: the address's
+	// network, or on the Local socket the peer's uid. Immutable.
+	key string
+	// peer is the Local socket's client (SO_PEERCRED), nil on the
+	// others. Immutable.
+	peer *localPeer
+	log  *slog.Logger
 
 	commands     atomic.Int32 // all of them, for the log
 	sinceMessage atomic.Int32 // since the last accepted message, for MaxCommands

@@ -163,11 +163,13 @@ func (s *session) forwardTrace() []byte {
 // addedFields appends to the trace header what the message lacks, for an
 // authenticated client on any listener (submission, or port 25 after
 // AUTH), as Postfix's cleanup does for SASL clients: a Message-ID, a Date
-// and, from the envelope sender the login owns, a From. A client that did
-// not log in (port 25, the Cluster listener's hops) gets its message
-// unchanged.
+// and, from the envelope sender the login owns, a From. The Local socket's
+// messages get them too, as cleanup adds them to what pickup hands it
+// (sendmail writes a From of its own only for a full name, -F, which the
+// envelope cannot carry). A client that did not log in (port 25, the
+// Cluster listener's hops) gets its message unchanged.
 func (s *session) addedFields(h []byte, hi headerInfo, now time.Time) []byte {
-	if s.user == nil {
+	if s.user == nil && s.srv.o.Kind != Local {
 		return h
 	}
 	if !hi.messageID {

@@ -1,15 +1,17 @@
 // Package smtp is courriel's SMTP server: one goroutine per connection runs
 // the protocol (conn.go, on the byte level of courriel/smtp/wire) and a
 // session (session.go) applies the policy of one listener — inbound mail on
-// port 25, submission on 587 (STARTTLS) and 465 (implicit TLS) — decides
+// port 25, submission on 587 (STARTTLS) and 465 (implicit TLS), local
+// mail from `courriel sendmail` on a Unix socket (Kind Local) — decides
 // every recipient at RCPT time from the directory, and answers 250 at the end
 // of DATA only after every local copy is durable and every remote copy is
 // queued.
 //
 // It declares what it needs (Directory, Deliverer, Queue) and knows nothing
 // of LDAP, maildirs or the spool. One Server serves one Kind of listener.
-// Serve takes a plain TCP listener for every Kind; for Submissions it does
-// the TLS itself.
+// Serve takes a plain TCP listener for every Kind but Local (a Unix
+// socket: its client is named by its peer credentials, local.go); for
+// Submissions it does the TLS itself.
 //
 // Decisions worth knowing (details beside the code):
 //   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
@@ -87,8 +89,12 @@
 //     (the directory is replicated). A copy for a user held while being
 //     moved (Options.Holds) goes through the queue too, checked again at
 //     DATA. Kind Cluster is the home node's side of that hop, cluster.go.
-//   - An authenticated client's message (587, 465, or port 25 after AUTH)
-//     gets Message-ID, Date and, from the envelope sender the login owns,
+//   - The Local socket trusts its client as Postfix's pickup: any sender,
+//     relay anywhere, no AUTH, no milters, no mail authentication, no DKIM
+//     signature; Received: "from local (uid N, user NAME)", and the uid,
+//     user and pid on every log line of the connection.
+//   - An authenticated client's message (587, 465, or port 25 after AUTH,
+//     and what the Local socket takes) gets Message-ID, Date and, from the envelope sender the login owns,
 //     From when it has none, as Postfix's cleanup does for SASL clients;
 //     port 25 never changes the message of a client that did not log in.
 //   - Loops: more than 50 Received: fields (Postfix's hopcount_limit), or

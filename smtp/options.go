@@ -37,6 +37,14 @@ const (
 	// milters, no SPF/DKIM/DMARC (the front node ran them), no relay, no
 	// alias expansion: RCPT names a final maildrop homed here.
 	Cluster
+	// Local is the local submission socket (listen.local, a Unix domain
+	// socket; see local.go): what `courriel sendmail` hands over, as
+	// Postfix's postdrop and pickup. The client is the socket's peer
+	// (SO_PEERCRED: its uid and user name go into Received and the log),
+	// trusted as pickup trusts it: it may relay anywhere and choose any
+	// sender, without AUTH; no milters (Postfix's non_smtpd_milters is
+	// empty by default), no SPF/DKIM/DMARC, no DKIM signature, no SRS.
+	Local
 )
 
 func (k Kind) String() string {
@@ -49,6 +57,8 @@ func (k Kind) String() string {
 		return "submissions"
 	case Cluster:
 		return "cluster"
+	case Local:
+		return "local"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -316,6 +326,14 @@ func (o *Options) setDefaults() {
 		// relays from here.
 		o.Milters, o.AuthChecker, o.Signer, o.SRS, o.MyNetworks = nil, nil, nil, nil, nil
 	}
+	if o.Kind == Local {
+		// A local process, trusted as Postfix's pickup trusts postdrop's
+		// files: no TLS or AUTH on a socket nobody outside reaches, no
+		// milters (non_smtpd_milters = none), no checks of the sender's
+		// domain, and no DKIM signature, since any local user may set any
+		// sender (sendmail -f) and a signature would vouch for it.
+		o.Milters, o.AuthChecker, o.Signer, o.SRS, o.MyNetworks, o.TLSConfig = nil, nil, nil, nil, nil, nil
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -333,7 +351,7 @@ func (o *Options) setDefaults() {
 func (o *Options) validate() error {
 	var errs []error
 	switch o.Kind {
-	case Inbound:
+	case Inbound, Local:
 	case Cluster:
 		if o.ClusterNodes == nil {
 			errs = append(errs, errors.New("the cluster listener needs the node map ([cluster])"))

@@ -21,6 +21,9 @@ import (
 // after HELO, as Postfix writes it. Every value from the network is
 // sanitized: nothing can fold the header or add another one.
 func (s *session) received(now time.Time) []byte {
+	if s.c.peer != nil {
+		return s.localReceived(now)
+	}
 	// Room for the field and what data appends to it (addedFields): one
 	// allocation for the whole trace header of most messages.
 	b := make([]byte, 0, 512)

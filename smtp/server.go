@@ -135,8 +135,15 @@ func (s *Server) Serve(ln net.Listener) error {
 // address's) and serves the connection on a goroutine of its own.
 func (s *Server) admit(nc net.Conn) {
 	c := &conn{Conn: nc, srv: s, id: s.ids.next(), ip: remoteIP(nc)}
-	c.log = s.log.With("conn_id", c.id, "client", c.ip.String())
-	key := ipKey(c.ip)
+	if s.o.Kind == Local {
+		if !s.admitLocal(c) {
+			return
+		}
+	} else {
+		c.log = s.log.With("conn_id", c.id, "client", c.ip.String())
+		c.key = ipKey(c.ip)
+	}
+	key := c.key
 	// Every accepted connection is counted, the refused ones too: a flood
 	// refused by the per-address limit shows in the connection rate.
 	s.o.Metrics.ConnOpened(s.o.Listener)
@@ -206,7 +213,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	key := ipKey(c.ip)
+	key := c.key
 	if s.perIP[key]--; s.perIP[key] <= 0 {
 		delete(s.perIP, key)
 	}

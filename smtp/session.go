@@ -185,7 +185,7 @@ func (s *session) Mail(from string, opts *mailOptions) error {
 	switch {
 	case k == Cluster && !s.isClusterPeer():
 		return s.fail(stageMail, replyAuthRequired)
-	case k != Inbound && k != Cluster && s.user == nil:
+	case k != Inbound && k != Cluster && k != Local && s.user == nil:
 		return s.fail(stageMail, replyAuthRequired)
 	}
 	if s.tx.id != "" {
@@ -614,9 +614,10 @@ func (s *session) addRemote(addr string) {
 // without regard to case, so two spellings are one maildrop.
 func dedupeKey(addr string) string { return strings.ToLower(addr) }
 
-// mayRelay: authenticated clients on any port; MyNetworks only on port 25.
+// mayRelay: authenticated clients on any port; MyNetworks only on port 25;
+// every client of the Local socket (a local process, as Postfix's pickup).
 func (s *session) mayRelay() bool {
-	if s.user != nil {
+	if s.user != nil || s.srv.o.Kind == Local {
 		return true
 	}
 	if s.srv.o.Kind != Inbound {

@@ -256,6 +256,17 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 		report(name, err)
 	}
+	if p := cfg.Listen.Local; p != "" {
+		// serve makes a default socket it can, and runs without one it
+		// cannot: a warning then, a failure for a path set on purpose.
+		note, err := checkLocalSocket(p)
+		switch {
+		case err != nil && !cfg.Listen.localSet:
+			fmt.Fprintf(out, "warn listen local %s: %v (courriel sendmail will fail; set listen.local, \"\" for off)\n", p, err)
+		default:
+			report(strings.TrimSpace("listen local "+p+" "+note), err)
+		}
+	}
 	return problems
 }
 

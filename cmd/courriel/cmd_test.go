@@ -35,6 +35,7 @@ func slapdConfig(t *testing.T, s *testenv.Slapd) string {
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
 [listen]
+local = ""
 smtp = ""
 submission = ""
 submissions = ""

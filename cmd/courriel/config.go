@@ -113,7 +113,22 @@ type ListenConfig struct {
 	// other nodes hand over copies for the users homed here, after AUTH
 	// with the cluster secret. Off ("") on a single node.
 	Cluster string `toml:"cluster"`
+	// Local is the path of the local submission socket, where `courriel
+	// sendmail` (/usr/sbin/sendmail) hands over cron's, scripts' and
+	// PHP's mail, as Postfix's postdrop. On by default at
+	// DefaultLocalSocket, as Postfix's sendmail always works; "" turns
+	// it off.
+	Local string `toml:"local"`
+	// localSet: the configuration names listen.local. A default socket
+	// that cannot be made (a read-only /run under an older unit file) is
+	// logged and serve goes on without it; one the admin asked for stops
+	// the start, as a busy port does.
+	localSet bool
 }
+
+// DefaultLocalSocket is listen.local's default, and where sendmail looks
+// when it cannot read the configuration (which holds the LDAP password).
+const DefaultLocalSocket = "/run/courriel/sendmail.sock"
 
 // SMTPConfig applies to each SMTP listener (smtp, submission, submissions).
 type SMTPConfig struct {
@@ -376,7 +391,7 @@ func defaultConfig() Config {
 		MessageSizeLimit: 10240000,
 		RecipientLimit:   1000,
 		LogLevel:         "info",
-		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993", ManageSieve: ":4190"},
+		Listen:           ListenConfig{SMTP: ":25", Submission: ":587", Submissions: ":465", IMAPS: ":993", ManageSieve: ":4190", Local: DefaultLocalSocket},
 		SMTP: SMTPConfig{ForbidUnauthPipelining: true,
 			ConnectionLimitPerIP: smtp.DefaultMaxConnsPerIP, ConnectionLimit: smtp.DefaultMaxConns,
 			BareNewline: "normalize", RejectUnauthSenderLoginMismatch: true,
@@ -486,6 +501,7 @@ func parseConfig(path string, data []byte) (*Config, []error, error) {
 	if len(cfg.LDAP.URLs) == 0 {
 		cfg.LDAP.URLs = defaultConfig().LDAP.URLs
 	}
+	cfg.Listen.localSet = md.IsDefined("listen", "local")
 	if !md.IsDefined("monitor", "trusted_networks") {
 		cfg.Monitor.TrustedNetworks = defaultConfig().Monitor.TrustedNetworks
 	}
@@ -740,6 +756,14 @@ func (c *Config) validate() error {
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return keyErr(key, "%q: want host:port, or \"\" for off", addr)
+		}
+	}
+	if p := c.Listen.Local; p != "" {
+		switch {
+		case !filepath.IsAbs(p) || filepath.Clean(p) != p:
+			return keyErr("listen.local", "%q: want an absolute, clean path, or \"\" for off", p)
+		case len(p) > maxSocketPath:
+			return keyErr("listen.local", "%q: longer than a Unix socket path may be (%d bytes)", p, maxSocketPath)
 		}
 	}
 	needTLS := c.Listen.Submission != "" || c.Listen.Submissions != "" || c.Listen.IMAPS != "" || c.Listen.IMAP != "" || c.Listen.SMTP != "" || c.Listen.ManageSieve != ""

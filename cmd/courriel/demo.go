@@ -46,7 +46,10 @@ func demoConfig(dir, listen string) Config {
 	cfg.MyHostname = "xoyize.xyz"
 	at := func(port string) string { return net.JoinHostPort(listen, port) }
 	cfg.Listen = ListenConfig{SMTP: at(demoSMTPPort), Submission: at(demoSubmissionPort),
-		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort), ManageSieve: at(demoManageSievePort), HTTP: at(demoHTTPPort)}
+		Submissions: at(demoSubmissionsPort), IMAPS: at(demoIMAPSPort), ManageSieve: at(demoManageSievePort), HTTP: at(demoHTTPPort),
+		// No local submission socket: the demo runs beside whatever owns
+		// /run/courriel (and as any user); -print-config says local = "".
+		localSet: true}
 	cfg.TLS = TLSConfig{CertFile: filepath.Join(dir, "tls", "cert.pem"), KeyFile: filepath.Join(dir, "tls", "key.pem")}
 	cfg.LDAP.URLs = []string{"ldap://" + at(demoLDAPPort)}
 	// The embedded directory listens on loopback only and speaks no TLS.

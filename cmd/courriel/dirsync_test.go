@@ -32,6 +32,7 @@ func replicaConfig(t *testing.T, r *testenv.Replicated, extra string) string {
 	c := r.Consumer
 	cfg := fmt.Sprintf(`myhostname = "xoyize.xyz"
 [listen]
+local = ""
 smtp = ""
 submission = ""
 submissions = ""

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -51,6 +52,7 @@ func commands() []command {
 		{"ldap-schema", "print the postfixUser schema, indexes and ACL LDIF for cn=config", runLDAPSchema},
 		{"queue", "list, show, flush, delete, hold or release queued mail (like mailq, postqueue, postsuper)", runQueue},
 		{"dkim", "generate DKIM keys and check their published DNS records", runDKIM},
+		{"sendmail", "send a message from stdin through the running server (Postfix's sendmail; also as argv[0] sendmail)", runSendmail},
 		{"move-user", "move a user's home to another cluster node (running server, root)", runMoveUser},
 		{"version", "print the version: module version, VCS revision, Go version (also -version)", runVersion},
 	}
@@ -68,9 +70,19 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stopProfiles := startProfiles()
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := run(ctx, argsOf(os.Args), os.Stdin, os.Stdout, os.Stderr)
 	stopProfiles()
 	os.Exit(code)
+}
+
+// argsOf is the command line run takes: the arguments, after the
+// command "sendmail" when the binary runs under that name (a link
+// /usr/sbin/sendmail -> courriel, for cron, mail(1) and PHP's mail()).
+func argsOf(argv []string) []string {
+	if len(argv) > 0 && filepath.Base(argv[0]) == "sendmail" {
+		return append([]string{"sendmail"}, argv[1:]...)
+	}
+	return argv[1:]
 }
 
 // startProfiles, for benchmarks: COURRIEL_CPUPROFILE=file writes a CPU

@@ -498,26 +498,26 @@ func (a *app) listen() error {
 		return fmt.Errorf("smtp spool: %w", err)
 	}
 	checker := newAuthChecker(cfg, a.signer)
-	smtpListener := func(name, addr string, kind smtp.Kind) error {
-		if addr == "" {
-			return nil
-		}
+	smtpServer := func(name string, kind smtp.Kind) (*smtp.Server, error) {
 		var milters *milter.Chain
-		if kind != smtp.Cluster { // the front node ran them
+		if kind != smtp.Cluster && kind != smtp.Local { // the front node ran them; non_smtpd_milters
 			if milters, err = cfg.milterChain(name, a.log); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		tlsConfig := a.tlsFor(name)
-		if kind == smtp.Cluster {
+		var tlsConfig *tls.Config
+		switch kind {
+		case smtp.Cluster:
 			// The smtp certificate with [cluster] tls; else the hops are
 			// in clear, on a private network.
-			tlsConfig = nil
 			if cfg.Cluster.TLS {
 				tlsConfig = a.tlsFor("smtp")
 			}
+		case smtp.Local: // a Unix socket: no TLS
+		default:
+			tlsConfig = a.tlsFor(name)
 		}
-		srv, err := smtp.NewServer(smtp.Options{
+		return smtp.NewServer(smtp.Options{
 			Kind: kind, Hostname: cfg.MyHostname, Directory: a.dir, Deliverer: a.local, Queue: a.queue,
 			TLSConfig: tlsConfig, MyNetworks: networks, AllowUnauthOwnedSender: !cfg.SMTP.RejectUnauthSenderLoginMismatch,
 			MaxMessageBytes: cfg.MessageSizeLimit, MaxRecipients: cfg.RecipientLimit,
@@ -529,6 +529,12 @@ func (a *app) listen() error {
 			ClusterNodes: a.cluster, Holds: a.holds, Mailboxes: a.dir,
 			ImportHome: a.importHome,
 		})
+	}
+	smtpListener := func(name, addr string, kind smtp.Kind) error {
+		if addr == "" {
+			return nil
+		}
+		srv, err := smtpServer(name, kind)
 		if err != nil {
 			return err
 		}
@@ -556,6 +562,24 @@ func (a *app) listen() error {
 	}
 	if err := smtpListener("cluster", cfg.Listen.Cluster, smtp.Cluster); err != nil {
 		return err
+	}
+	if path := cfg.Listen.Local; path != "" {
+		srv, err := smtpServer("local", smtp.Local)
+		if err != nil {
+			return err
+		}
+		ln, err := listenLocal(path)
+		switch {
+		case err != nil && cfg.Listen.localSet:
+			return fmt.Errorf("listen local on %s: %w", path, err)
+		case err != nil:
+			a.log.Error("local submission socket unavailable: courriel sendmail will fail (exit 75) until it is; set listen.local (\"\" for off)",
+				"path", path, "err", err)
+		default:
+			// Shutdown closes ln, which removes the socket file:
+			// sendmail then says the server is not running.
+			a.listeners = append(a.listeners, boundListener{name: "local", ln: ln, serve: srv.Serve, stop: srv.Shutdown})
+		}
 	}
 	imapListener := func(name, addr string, implicit bool) error {
 		if addr == "" {

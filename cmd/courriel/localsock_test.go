@@ -1,0 +1,58 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestListenLocal: the directory is made 0755 and the socket 0666; a
+// stale socket is replaced, a live one is not taken over, a directory
+// others may write is refused.
+func TestListenLocal(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "run")
+	path := filepath.Join(dir, "s.sock")
+	if note, err := checkLocalSocket(path); err != nil || note != "(directory made at the start)" {
+		t.Errorf("check-config before: %q, %v", note, err)
+	}
+	ln, err := listenLocal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note, err := checkLocalSocket(path); err != nil || note != "(a server answers on it)" {
+		t.Errorf("check-config beside the server: %q, %v", note, err)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o755, path: 0o666} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want mode %v", p, fi.Mode(), err, want)
+		}
+	}
+	if _, err := listenLocal(path); err == nil || !strings.Contains(err.Error(), "listening on it already") {
+		t.Errorf("a live socket taken over: %v", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // a stale socket, as a killed server leaves it
+	ln, err = listenLocal(path)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ln.Close()
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		t.Error("socket still answers after close")
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	if _, err := listenLocal(filepath.Join(open, "s.sock")); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Errorf("world-writable directory: %v", err)
+	}
+	if _, err := checkLocalSocket(filepath.Join(open, "s.sock")); err == nil {
+		t.Error("check-config takes a world-writable directory")
+	}
+}

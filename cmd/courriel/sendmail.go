@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"strings"
+)
+
+// Exit statuses of sendmail (sysexits.h), as Postfix's sendmail(1) uses
+// them.
+const (
+	exOK          = 0
+	exUsage       = 64 // EX_USAGE: bad flags, no recipient
+	exDataErr     = 65 // EX_DATAERR: unreadable input, bad addresses in it
+	exNoUser      = 67 // EX_NOUSER: a recipient refused as unknown (5.1.x)
+	exUnavailable = 69 // EX_UNAVAILABLE: the message refused for good (5xx)
+	exSoftware    = 70 // EX_SOFTWARE: the server said something we cannot read
+	exTempFail    = 75 // EX_TEMPFAIL: not sent now, may be sent later (4xx, no server)
+	exConfig      = 78 // EX_CONFIG: the configuration is unusable
+)
+
+// maxSendmailInput bounds the message sendmail reads into memory; the
+// server's message_size_limit (SIZE) refuses more before DATA.
+const maxSendmailInput = 100 << 20
+
+// sendmailArgs is what sendmail's command line asks for.
+type sendmailArgs struct {
+	config string // -config FILE; defaultConfigPath otherwise
+	// from is the envelope sender of -f/-r ("<>" or "" given: the null
+	// sender); fromSet says whether one was given.
+	from     string
+	fromSet  bool
+	fullName string // -F, for a From: the message lacks
+	extract  bool   // -t: recipients from To, Cc and Bcc as well
+	// dots: a line with a lone "." ends the input (no -i / -oi).
+	dots   bool
+	rcpts  []string // command line recipients
+	notify string   // -N: DSN NOTIFY (RFC 3461), "" none
+	ret    string   // -R: DSN RET (hdrs or full), "" none
+	envid  string   // -V: DSN ENVID, "" none
+	// mode: "m" deliver (-bm, the default), "i" newaliases (-bi, -I),
+	// "q" run the queue (-q: the queue runs itself).
+	mode string
+}
+
+// sendmailOptArg lists the options of Postfix's sendmail that take an
+// argument (its GETOPT_LIST); the others are single letters.
+const sendmailOptArg = "ABCFLNORVXbefhopqr"
+
+// parseSendmailArgs reads a Postfix sendmail command line: options may be
+// clustered (-ti), an argument attached (-fuser, -oi) or separate (-f
+// user), and recipients may stand among them (GNU getopt permutes) until
+// "--". -config FILE (and --config) is courriel's own; options Postfix
+// ignores are ignored (-o x, -v, -m, -c, -n, -x, -h N, -L, -O, -X, -U,
+// -G, -C, -B, -e, -p), as are -q (the queue runs itself).
+func parseSendmailArgs(args []string) (*sendmailArgs, error) {
+	a := &sendmailArgs{config: defaultConfigPath, dots: true, mode: "m"}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		switch {
+		case arg == "--":
+			a.rcpts = append(a.rcpts, args[i+1:]...)
+			return a, nil
+		case arg == "-config" || arg == "--config":
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("%s needs a file", arg)
+			}
+			i++
+			a.config = args[i]
+			continue
+		case strings.HasPrefix(arg, "-config=") || strings.HasPrefix(arg, "--config="):
+			_, a.config, _ = strings.Cut(arg, "=")
+			continue
+		case arg == "-q" || strings.HasPrefix(arg, "-q"):
+			a.mode = "q"
+			continue
+		case len(arg) < 2 || arg[0] != '-':
+			a.rcpts = append(a.rcpts, arg)
+			continue
+		}
+		for j := 1; j < len(arg); j++ {
+			c := arg[j]
+			if !strings.ContainsRune(sendmailOptArg, rune(c)) {
+				switch c {
+				case 't':
+					a.extract = true
+				case 'i':
+					a.dots = false
+				case 'I':
+					a.mode = "i"
+				case 'v', 'm', 'c', 'n', 'x', 'U', 'G':
+				default:
+					return nil, fmt.Errorf("unknown option -%c", c)
+				}
+				continue
+			}
+			val := arg[j+1:]
+			if val == "" {
+				if i+1 >= len(args) {
+					return nil, fmt.Errorf("option -%c needs a value", c)
+				}
+				i++
+				val = args[i]
+			}
+			if err := a.option(c, val); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return a, nil
+}
+
+// option applies one option that takes a value.
+func (a *sendmailArgs) option(c byte, val string) error {
+	switch c {
+	case 'f', 'r':
+		a.from, a.fromSet = val, true
+	case 'F':
+		a.fullName = val
+	case 'o':
+		if val == "i" {
+			a.dots = false
+		}
+	case 'b':
+		switch val {
+		case "m":
+			a.mode = "m"
+		case "i":
+			a.mode = "i"
+		default:
+			return fmt.Errorf("-b%s is not supported (only -bm, and -bi which does nothing)", val)
+		}
+	case 'N':
+		v := strings.ToUpper(val)
+		if v != "NEVER" {
+			for _, w := range strings.Split(v, ",") {
+				if w != "SUCCESS" && w != "FAILURE" && w != "DELAY" {
+					return fmt.Errorf("-N %q: want never or a list of success, failure, delay", val)
+				}
+			}
+		}
+		a.notify = v
+	case 'R':
+		v := strings.ToUpper(val)
+		if v != "HDRS" && v != "FULL" {
+			return fmt.Errorf("-R %q: want hdrs or full", val)
+		}
+		a.ret = v
+	case 'V':
+		a.envid = val
+	}
+	// The others (-A, -B, -C, -L, -O, -X, -e, -h, -p) are accepted and
+	// ignored, as Postfix ignores most of them.
+	return nil
+}
+
+// runSendmail is `courriel sendmail` (also the binary run as sendmail): it
+// reads a message from stdin and hands it to the running server's local
+// submission socket (listen.local). Exit 0 once the server has stored or
+// queued it, 75 when it could not be handed over now (nothing is kept
+// here: no maildrop queue), 64-69 when it was refused.
+func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr io.Writer) error {
+	a, err := parseSendmailArgs(args)
+	if err != nil {
+		return &exitError{code: exUsage, err: fmt.Errorf("%w; mail NOT sent\nusage: sendmail [-t] [-i] [-f sender] [-F name] [-config FILE] [recipient ...]", err)}
+	}
+	switch a.mode {
+	case "i":
+		fmt.Fprintln(stderr, "sendmail: aliases are read from the LDAP directory; nothing to rebuild")
+		return nil
+	case "q":
+		return nil // the queue runs by itself
+	}
+	if !a.extract && len(a.rcpts) == 0 {
+		return exitf(exUsage, "recipients must be given on the command line or with -t; mail NOT sent")
+	}
+	msg, err := readSendmailInput(stdin, a.dots, maxSendmailInput)
+	if err != nil {
+		return exitf(exDataErr, "reading the message: %v; mail NOT sent", err)
+	}
+	path, err := localSocketPath(a.config)
+	if err != nil {
+		return &exitError{code: exConfig, err: fmt.Errorf("%w; mail NOT sent", err)}
+	}
+	login, fullName := invokingUser()
+	if a.fullName != "" {
+		fullName = a.fullName
+	}
+	return sendLocal(ctx, path, a, login, fullName, msg)
+}
+
+// localSocketPath is listen.local of the configuration, or the default
+// when the file cannot be read (an ordinary user may not read it: it
+// holds the LDAP password).
+func localSocketPath(config string) (string, error) {
+	data, err := os.ReadFile(config)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return DefaultLocalSocket, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("configuration: %w", err)
+	}
+	// The files it names (keys, secrets) are not ours to read: only the
+	// configuration itself must be valid.
+	cfg, _, err := parseConfig(config, data)
+	if err != nil {
+		return "", err
+	}
+	if cfg.Listen.Local == "" {
+		return "", fmt.Errorf("%s: local submission is off (listen.local = \"\")", config)
+	}
+	return cfg.Listen.Local, nil
+}
+
+// invokingUser is the login name of the real uid and its full name
+// ($NAME, else the passwd database's GECOS field, as Postfix's fullname()).
+func invokingUser() (login, fullName string) {
+	fullName = os.Getenv("NAME")
+	u, err := user.LookupId(fmt.Sprint(os.Getuid()))
+	if err != nil {
+		return fmt.Sprint(os.Getuid()), fullName
+	}
+	if fullName == "" {
+		fullName, _, _ = strings.Cut(u.Name, ",") // GECOS: name, room, phones
+	}
+	return u.Username, fullName
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestSendmailArgs(t *testing.T) {
+	t.Parallel()
+	def := func(f func(a *sendmailArgs)) *sendmailArgs {
+		a := &sendmailArgs{config: defaultConfigPath, dots: true, mode: "m"}
+		f(a)
+		return a
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want *sendmailArgs
+	}{
+		{"recipients", []string{"root", "a@b.example"}, def(func(a *sendmailArgs) { a.rcpts = []string{"root", "a@b.example"} })},
+		{"-t -i", []string{"-t", "-i"}, def(func(a *sendmailArgs) { a.extract, a.dots = true, false })},
+		{"-ti clustered", []string{"-ti"}, def(func(a *sendmailArgs) { a.extract, a.dots = true, false })},
+		{"-oi", []string{"-oi", "root"}, def(func(a *sendmailArgs) { a.dots, a.rcpts = false, []string{"root"} })},
+		{"-oem ignored", []string{"-oem", "-odb", "root"}, def(func(a *sendmailArgs) { a.rcpts = []string{"root"} })},
+		{"-f separate", []string{"-f", "cron@x.example", "root"}, def(func(a *sendmailArgs) { a.from, a.fromSet, a.rcpts = "cron@x.example", true, []string{"root"} })},
+		{"-f attached", []string{"-fcron@x.example", "root"}, def(func(a *sendmailArgs) { a.from, a.fromSet, a.rcpts = "cron@x.example", true, []string{"root"} })},
+		{"-r", []string{"-r", "cron", "root"}, def(func(a *sendmailArgs) { a.from, a.fromSet, a.rcpts = "cron", true, []string{"root"} })},
+		{"-f <>", []string{"-f", "<>", "root"}, def(func(a *sendmailArgs) { a.from, a.fromSet, a.rcpts = "<>", true, []string{"root"} })},
+		{"-F", []string{"-F", "Cron Daemon", "-i", "root"}, def(func(a *sendmailArgs) { a.fullName, a.dots, a.rcpts = "Cron Daemon", false, []string{"root"} })},
+		{"-FName attached", []string{"-FDaemon", "root"}, def(func(a *sendmailArgs) { a.fullName, a.rcpts = "Daemon", []string{"root"} })},
+		{"ignored -v -bm -B", []string{"-v", "-bm", "-B", "8BITMIME", "root"}, def(func(a *sendmailArgs) { a.rcpts = []string{"root"} })},
+		{"DSN", []string{"-N", "failure,delay", "-R", "hdrs", "-V", "env1", "root"}, def(func(a *sendmailArgs) {
+			a.notify, a.ret, a.envid, a.rcpts = "FAILURE,DELAY", "HDRS", "env1", []string{"root"}
+		})},
+		{"-config", []string{"-config", "/x.toml", "root"}, def(func(a *sendmailArgs) { a.config, a.rcpts = "/x.toml", []string{"root"} })},
+		{"interspersed", []string{"root", "-oi"}, def(func(a *sendmailArgs) { a.dots, a.rcpts = false, []string{"root"} })},
+		{"after --", []string{"-i", "--", "-odd@x.example"}, def(func(a *sendmailArgs) { a.dots, a.rcpts = false, []string{"-odd@x.example"} })},
+		{"newaliases", []string{"-bi"}, def(func(a *sendmailArgs) { a.mode = "i" })},
+		{"-q", []string{"-q"}, def(func(a *sendmailArgs) { a.mode = "q" })},
+	} {
+		got, err := parseSendmailArgs(tc.args)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	for _, bad := range [][]string{{"-f"}, {"-bs"}, {"-N", "sometimes"}, {"-R", "all"}, {"-k"}} {
+		if _, err := parseSendmailArgs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestReadSendmailInput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		in   string
+		dots bool
+		want string
+	}{
+		{"LF to CRLF", "Subject: x\n\nbody\n", true, "Subject: x\r\n\r\nbody\r\n"},
+		{"CRLF kept", "Subject: x\r\n\r\nbody\r\n", true, "Subject: x\r\n\r\nbody\r\n"},
+		{"last line", "Subject: x\n\nno newline", true, "Subject: x\r\n\r\nno newline\r\n"},
+		{"dot ends", "Subject: x\n\nbody\n.\nafter\n", true, "Subject: x\r\n\r\nbody\r\n"},
+		{"-i: dot kept", "Subject: x\n\nbody\n.\nafter\n", false, "Subject: x\r\n\r\nbody\r\n.\r\nafter\r\n"},
+		{"mbox From_ dropped", "From root Mon Dec  7 10:00:00 2026\nSubject: x\n\nb\n", true, "Subject: x\r\n\r\nb\r\n"},
+	} {
+		got, err := readSendmailInput(strings.NewReader(tc.in), tc.dots, 1<<20)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := readSendmailInput(strings.NewReader(strings.Repeat("x\n", 100)), true, 50); err == nil {
+		t.Error("input past the limit accepted")
+	}
+}
+
+func TestSendmailPrepare(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		fullName  string
+		msg       string
+		wantData  string
+		wantRcpts []string
+	}{
+		{"unqualified recipient", []string{"root"}, "", "Subject: x\r\n\r\nb\r\n",
+			"Subject: x\r\n\r\nb\r\n", []string{"root@host.example"}},
+		{"-t with Bcc removed", []string{"-t"}, "", "To: a@x.example, root\r\nCc: \"B, b\" <b@y.example>\r\nBcc: hidden@z.example,\r\n  other\r\nSubject: x\r\n\r\nb\r\n",
+			"To: a@x.example, root\r\nCc: \"B, b\" <b@y.example>\r\nSubject: x\r\n\r\nb\r\n",
+			[]string{"a@x.example", "root@host.example", "b@y.example", "hidden@z.example", "other@host.example"}},
+		{"-t adds to the command line", []string{"-t", "admin"}, "", "To: a@x.example, Admin <admin>\r\n\r\nb\r\n",
+			"To: a@x.example, Admin <admin>\r\n\r\nb\r\n", []string{"admin@host.example", "a@x.example"}},
+		{"-t Resent- fields win", []string{"-t"}, "", "To: old@x.example\r\nResent-To: new@x.example\r\nResent-Bcc: rb@x.example\r\n\r\nb\r\n",
+			"To: old@x.example\r\nResent-To: new@x.example\r\n\r\nb\r\n", []string{"new@x.example", "rb@x.example"}},
+		{"Bcc kept without -t", []string{"root"}, "", "Bcc: x@y.example\r\n\r\nb\r\n", "Bcc: x@y.example\r\n\r\nb\r\n", []string{"root@host.example"}},
+		{"-F adds From", []string{"-F", "Cron Daemon", "root"}, "", "Subject: x\r\n\r\nb\r\n",
+			"From: \"Cron Daemon\" <sender@host.example>\r\nSubject: x\r\n\r\nb\r\n", []string{"root@host.example"}},
+		{"full name and a From", []string{"root"}, "Root", "From: me@x.example\r\n\r\nb\r\n",
+			"From: me@x.example\r\n\r\nb\r\n", []string{"root@host.example"}},
+		{"no header", []string{"root"}, "Root", "hello\r\nworld\r\n",
+			"From: \"Root\" <sender@host.example>\r\n\r\nhello\r\nworld\r\n", []string{"root@host.example"}},
+		{"group", []string{"-t"}, "", "To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n",
+			"To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n", []string{"root@host.example"}},
+	} {
+		a, err := parseSendmailArgs(tc.args)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		fullName := tc.fullName
+		if a.fullName != "" {
+			fullName = a.fullName
+		}
+		p, err := prepareMessage([]byte(tc.msg), a, "sender@host.example", fullName, "host.example")
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if string(p.data) != tc.wantData {
+			t.Errorf("%s: data\n%q, want\n%q", tc.name, p.data, tc.wantData)
+		}
+		if !reflect.DeepEqual(p.rcpts, tc.wantRcpts) {
+			t.Errorf("%s: recipients %q, want %q", tc.name, p.rcpts, tc.wantRcpts)
+		}
+	}
+}
+
+// fakeLocalServer answers sendmail's commands on a Unix socket: replies
+// maps a command's verb (MAIL, RCPT, DATA, END for the end of the
+// message) to its reply, "250 ok" otherwise; it records the commands
+// and the message.
+type fakeLocalServer struct {
+	mu       sync.Mutex
+	commands []string
+	data     string
+}
+
+func startFakeLocal(t *testing.T, replies map[string]string) (*fakeLocalServer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f := &fakeLocalServer{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c, replies)
+		}
+	}()
+	cfg := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`myhostname = "xoyize.xyz"
+[listen]
+smtp = ""
+submission = ""
+submissions = ""
+imaps = ""
+managesieve = ""
+local = %q
+[ldap]
+search_base = "ou=mail,dc=xoyize,dc=xyz"
+bind_dn = "cn=r"
+bind_password = "x"
+`, sock)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, cfg
+}
+
+func (f *fakeLocalServer) serve(c net.Conn, replies map[string]string) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	answer := func(verb, def string) {
+		if v, ok := replies[verb]; ok {
+			def = v
+		}
+		fmt.Fprintf(c, "%s\r\n", def)
+	}
+	fmt.Fprintf(c, "220 host.example ESMTP\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		f.mu.Lock()
+		f.commands = append(f.commands, line)
+		f.mu.Unlock()
+		verb, _, _ := strings.Cut(strings.ToUpper(line), " ")
+		verb, _, _ = strings.Cut(verb, ":")
+		switch verb {
+		case "EHLO":
+			fmt.Fprintf(c, "250-host.example\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN\r\n")
+		case "DATA":
+			answer("DATA", "354 go on")
+			if _, ok := replies["DATA"]; ok {
+				continue
+			}
+			var b strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				b.WriteString(l)
+			}
+			f.mu.Lock()
+			f.data = b.String()
+			f.mu.Unlock()
+			answer("END", "250 2.0.0 Ok: queued")
+		case "QUIT":
+			fmt.Fprintf(c, "221 bye\r\n")
+			return
+		default:
+			answer(verb, "250 2.0.0 Ok")
+		}
+	}
+}
+
+func (f *fakeLocalServer) seen() ([]string, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.commands...), f.data
+}
+
+// TestSendmailExchange: what sendmail says to the server and how it
+// exits for each answer (Postfix's sendmail exit statuses).
+func TestSendmailExchange(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		replies  map[string]string
+		args     []string
+		stdin    string
+		wantCode int
+		wantCmds []string // in order, a prefix of each
+		wantData string   // the end of the message; "" not checked
+	}{
+		{"sent", nil, []string{"-f", "cron", "root", "a@remote.example"}, "Subject: x\n\n.leading dot\nbody\n", 0,
+			[]string{"EHLO localhost", "MAIL FROM:<cron@host.example> SIZE=", "RCPT TO:<root@host.example>", "RCPT TO:<a@remote.example>", "DATA", "QUIT"},
+			"Subject: x\r\n\r\n..leading dot\r\nbody\r\n"},
+		{"null sender, DSN", nil, []string{"-f", "<>", "-N", "never", "-V", "a=b", "root"}, "x\n", 0,
+			[]string{"EHLO", "MAIL FROM:<> SIZE=", "RCPT TO:<root@host.example> NOTIFY=NEVER", "DATA"}, ""},
+		{"unknown recipient", map[string]string{"RCPT": "550 5.1.1 <x>: unknown user"}, []string{"root"}, "x\n", exNoUser,
+			[]string{"EHLO", "MAIL", "RCPT", "RSET", "QUIT"}, ""},
+		{"temporary", map[string]string{"RCPT": "451 4.3.0 try later"}, []string{"root"}, "x\n", exTempFail,
+			[]string{"EHLO", "MAIL", "RCPT", "RSET"}, ""},
+		{"refused at the end", map[string]string{"END": "554 5.6.0 no"}, []string{"root"}, "x\n", exUnavailable,
+			[]string{"EHLO", "MAIL", "RCPT", "DATA"}, ""},
+		{"too large", map[string]string{"MAIL": "552 5.3.4 too big"}, []string{"root"}, "x\n", exUnavailable,
+			[]string{"EHLO", "MAIL", "QUIT"}, ""},
+		{"-t without recipients", nil, []string{"-t"}, "Subject: x\n\nb\n", exUsage, []string{"EHLO", "QUIT"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, cfg := startFakeLocal(t, tc.replies)
+			code, _, stderr := runCmd(t, tc.stdin, append([]string{"sendmail", "-config", cfg}, tc.args...)...)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tc.wantCode, stderr)
+			}
+			if code != 0 && !strings.Contains(stderr, "mail NOT sent") {
+				t.Errorf("stderr does not say the mail was not sent: %s", stderr)
+			}
+			cmds, data := f.seen()
+			if len(cmds) < len(tc.wantCmds) {
+				t.Fatalf("commands %q, want %q", cmds, tc.wantCmds)
+			}
+			for i, w := range tc.wantCmds {
+				if !strings.HasPrefix(cmds[i], w) {
+					t.Errorf("command %d: %q, want %q...", i, cmds[i], w)
+				}
+			}
+			// (A From: with the invoking user's full name may come first.)
+			if tc.wantData != "" && !strings.HasSuffix(data, tc.wantData) {
+				t.Errorf("data %q, want %q", data, tc.wantData)
+			}
+		})
+	}
+}
+
+// TestSendmailNoServer: no server on the socket is exit 75 (EX_TEMPFAIL),
+// and says the mail was not sent.
+func TestSendmailNoServer(t *testing.T) {
+	t.Parallel()
+	_, cfg := startFakeLocal(t, nil)
+	os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+	code, _, stderr := runCmd(t, "Subject: x\n\nb\n", "sendmail", "-config", cfg, "root")
+	if code != exTempFail || !strings.Contains(stderr, "mail NOT sent") || !strings.Contains(stderr, "is courriel serve running?") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestArgsOfSendmailName(t *testing.T) {
+	t.Parallel()
+	if got := argsOf([]string{"/usr/sbin/sendmail", "-t", "-i"}); !reflect.DeepEqual(got, []string{"sendmail", "-t", "-i"}) {
+		t.Errorf("as sendmail: %q", got)
+	}
+	if got := argsOf([]string{"/usr/local/bin/courriel", "queue", "list"}); !reflect.DeepEqual(got, []string{"queue", "list"}) {
+		t.Errorf("as courriel: %q", got)
+	}
+}
+
+// FuzzSendmailPrepare: any input and -t make a message and recipients
+// without a panic; the message ends in CRLF, and the field of hidden
+// recipients (Bcc, or Resent-Bcc when the Resent- fields are the source)
+// is left for nobody to read.
+func FuzzSendmailPrepare(f *testing.F) {
+	for _, s := range []string{
+		"To: a@x.example, root\nBcc: b\nSubject: x\n\nbody\n",
+		"Resent-To: r@x.example\nTo: (c,omment) \"q,q\" <q@x.example>\n\n",
+		"hello\n.\nworld",
+		"To: undisclosed-recipients:;\r\nBcc:\r\n x\r\n\r\n",
+		"From root Mon Dec  7 10:00:00 2026\nTo: <a@b>,,<\n",
+	} {
+		f.Add(s)
+	}
+	a := &sendmailArgs{extract: true, dots: true}
+	f.Fuzz(func(t *testing.T, in string) {
+		msg, err := readSendmailInput(strings.NewReader(in), true, 1<<20)
+		if err != nil {
+			return
+		}
+		p, err := prepareMessage(msg, a, "s@host.example", "Full Name", "host.example")
+		if err != nil {
+			return
+		}
+		if len(p.data) > 0 && !strings.HasSuffix(string(p.data), "\r\n") {
+			t.Fatalf("message does not end in CRLF: %q", p.data)
+		}
+		in0, _, _ := splitHeader(msg)
+		resent := false
+		for _, fl := range in0 {
+			switch strings.ToLower(fl.name) {
+			case "resent-to", "resent-cc", "resent-bcc":
+				resent = true
+			}
+		}
+		hidden := "bcc" // the field whose recipients are hidden
+		if resent {
+			hidden = "resent-bcc"
+		}
+		out, _, _ := splitHeader(p.data)
+		for _, fl := range out {
+			if strings.EqualFold(fl.name, hidden) {
+				t.Fatalf("%s left in:\n%q", fl.name, p.data)
+			}
+		}
+	})
+}

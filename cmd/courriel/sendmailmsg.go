@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/mail"
+	"strings"
+)
+
+// readSendmailInput reads the message as sendmail does: lines ending in
+// LF (or CRLF) become CRLF lines, a last line without one gets it; with
+// dots (no -i), a line holding only "." ends the input, as in SMTP; a
+// first line "From " (an mbox separator) is dropped, as Postfix drops
+// it. Dot-stuffing is the SMTP client's business (stuffDots), not the
+// caller's.
+func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var out bytes.Buffer
+	first := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long line: keep reading it, in pieces.
+			out.Write(line)
+			if int64(out.Len()) > max {
+				return nil, errors.New("message too large")
+			}
+			first = false
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if len(line) == 0 && err != nil {
+			break
+		}
+		text := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		switch {
+		case first && bytes.HasPrefix(text, []byte("From ")):
+		case dots && string(text) == ".":
+			return out.Bytes(), nil
+		default:
+			out.Write(text)
+			out.WriteString("\r\n")
+		}
+		first = false
+		if int64(out.Len()) > max {
+			return nil, errors.New("message too large")
+		}
+		if err != nil {
+			break
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// headerField is one field of the message's header: its name and its
+// lines as read (CRLF included, continuation lines too).
+type headerField struct {
+	name string
+	raw  []byte
+}
+
+// splitHeader cuts a CRLF message into its header fields and its body
+// (what follows the empty line, or the first line that is neither a
+// field nor a continuation: Postfix's cleanup ends the header there too).
+// sep says whether the header ended at an empty line.
+func splitHeader(msg []byte) (fields []headerField, body []byte, sep bool) {
+	rest := msg
+	for len(rest) > 0 {
+		end := bytes.Index(rest, []byte("\r\n"))
+		if end < 0 {
+			end = len(rest)
+		} else {
+			end += 2
+		}
+		line := rest[:end]
+		switch {
+		case bytes.Equal(line, []byte("\r\n")):
+			return fields, rest[end:], true
+		case (line[0] == ' ' || line[0] == '\t') && len(fields) > 0:
+			f := &fields[len(fields)-1]
+			f.raw = append(f.raw, line...)
+		default:
+			name, ok := fieldName(line)
+			if !ok {
+				return fields, rest, false
+			}
+			fields = append(fields, headerField{name: name, raw: append([]byte(nil), line...)})
+		}
+		rest = rest[end:]
+	}
+	return fields, nil, false
+}
+
+// fieldName is the name of a header field line (RFC 5322 §2.2: printable
+// ASCII but the colon, then a colon).
+func fieldName(line []byte) (string, bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return "", false
+	}
+	for _, c := range line[:i] {
+		if c <= ' ' || c > '~' {
+			return "", false
+		}
+	}
+	return string(line[:i]), true
+}
+
+// value is the field's unfolded value.
+func (f headerField) value() string {
+	v := string(f.raw[len(f.name)+1:])
+	v = strings.ReplaceAll(v, "\r\n", "")
+	return strings.TrimSpace(v)
+}
+
+// preparedMessage is what sendmail hands to the server.
+type preparedMessage struct {
+	data  []byte   // CRLF, not dot-stuffed
+	rcpts []string // envelope recipients, qualified, in order, once each
+}
+
+// prepareMessage applies the command line to the message: with -t the
+// recipients of To, Cc and Bcc (of the Resent- fields instead when the
+// message has any, as Postfix) are added to the command line's, and the
+// Bcc (Resent-Bcc) fields are removed; a message without From gets
+// "From: full name <sender>" when there is a full name (-F, $NAME or the
+// GECOS field: what the envelope cannot carry; the server adds a bare
+// From, Date and Message-ID, one place for them). Unqualified addresses
+// (root) get @host, the server's myhostname, as Postfix appends
+// $myorigin.
+func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) (preparedMessage, error) {
+	fields, body, sep := splitHeader(msg)
+	var p preparedMessage
+	seen := map[string]bool{}
+	add := func(addr string) {
+		addr = qualify(addr, host)
+		if k := strings.ToLower(addr); !seen[k] {
+			seen[k] = true
+			p.rcpts = append(p.rcpts, addr)
+		}
+	}
+	for _, r := range a.rcpts {
+		for _, addr := range headerAddresses(r) {
+			add(addr)
+		}
+	}
+	hasFrom, resent := false, false
+	for _, f := range fields {
+		switch strings.ToLower(f.name) {
+		case "from":
+			hasFrom = true
+		case "resent-to", "resent-cc", "resent-bcc":
+			resent = true
+		}
+	}
+	var out bytes.Buffer
+	if !hasFrom && fullName != "" && sender != "" {
+		out.WriteString("From: ")
+		out.WriteString((&mail.Address{Name: fullName, Address: sender}).String())
+		out.WriteString("\r\n")
+	}
+	for _, f := range fields {
+		name := strings.ToLower(f.name)
+		if a.extract {
+			// Either the Resent- fields or the others, never both.
+			if r := strings.TrimPrefix(name, "resent-"); (r != name) == resent {
+				name = r
+			} else {
+				name = ""
+			}
+			switch name {
+			case "to", "cc", "bcc":
+				for _, addr := range headerAddresses(f.value()) {
+					add(addr)
+				}
+			}
+			if name == "bcc" {
+				continue // the Bcc recipients are not told to the others
+			}
+		}
+		out.Write(f.raw)
+	}
+	if sep || len(body) > 0 {
+		out.WriteString("\r\n")
+	}
+	out.Write(body)
+	p.data = out.Bytes()
+	return p, nil
+}
+
+// headerAddresses are the addresses of an address list (RFC 5322 §3.4),
+// or, where net/mail cannot read it (an unqualified "root", a stray
+// comma), the best reading of each comma-separated item: what is between
+// < and >, else the item. Groups give their members.
+func headerAddresses(v string) []string {
+	if list, err := mail.ParseAddressList(v); err == nil {
+		out := make([]string, 0, len(list))
+		for _, a := range list {
+			out = append(out, a.Address)
+		}
+		return out
+	}
+	var out []string
+	for _, item := range splitList(v) {
+		if i := strings.IndexByte(item, ':'); i >= 0 && !strings.Contains(item[:i], "<") && !strings.Contains(item[:i], "\"") {
+			item = item[i+1:] // a group's display name
+		}
+		item = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(item), ";"))
+		if i := strings.LastIndexByte(item, '<'); i >= 0 {
+			if j := strings.IndexByte(item[i:], '>'); j > 0 {
+				item = item[i+1 : i+j]
+			}
+		}
+		if item = strings.TrimSpace(item); item != "" && !strings.ContainsAny(item, " \t") {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// splitList cuts an address list at the commas outside quotes, angle
+// brackets and comments.
+func splitList(v string) []string {
+	var out []string
+	depth, quoted, angle, start := 0, false, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && (quoted || depth > 0):
+			i++
+		case c == '"' && depth == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == ',' && !angle:
+			out = append(out, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, v[start:])
+}
+
+// qualify appends @host to an address without a domain (root), as
+// Postfix's sendmail appends $myorigin ($myhostname by default).
+func qualify(addr, host string) string {
+	addr = strings.TrimSpace(addr)
+	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
+	if addr == "" || strings.Contains(addr, "@") {
+		return addr
+	}
+	return addr + "@" + host
+}
+
+// stuffDots writes msg as SMTP DATA text (RFC 5321 §4.5.2): a line
+// starting with "." gets another, and the end is <CRLF>.<CRLF>.
+func stuffDots(w io.Writer, msg []byte) error {
+	bw := bufio.NewWriter(w)
+	start := true
+	for len(msg) > 0 {
+		if start && msg[0] == '.' {
+			bw.WriteByte('.')
+		}
+		i := bytes.Index(msg, []byte("\r\n"))
+		if i < 0 {
+			bw.Write(msg)
+			bw.WriteString("\r\n")
+			break
+		}
+		bw.Write(msg[:i+2])
+		msg = msg[i+2:]
+		start = true
+	}
+	bw.WriteString(".\r\n")
+	return bw.Flush()
+}
