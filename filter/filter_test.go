@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -663,4 +664,82 @@ func TestSingleCopyOneFileOrNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The cached script of a user stands while the scripts it includes do:
+// an included script edited in place (same size, same inode: its mtime
+// tells), deleted (the include fails, the copy is kept and the error
+// logged) and uploaded again is what the next delivery runs, the main
+// script untouched, as Pigeonhole's ext_include_binary_up_to_date.
+func TestIncludeChangedRecompiled(t *testing.T) {
+	base := t.TempDir()
+	home := base + "/u"
+	os.MkdirAll(home+"/sieve", 0o755)
+	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["include"];
+include :personal "sub";
+`), 0o644)
+	sub := home + "/sieve/sub.sieve"
+	os.WriteFile(sub, []byte(`require ["fileinto", "mailbox"]; fileinto :create "A";`), 0o644)
+	var log syncBuffer
+	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	f, err := New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	deliver := func(to string) {
+		t.Helper()
+		m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(), Body: bytes.NewReader([]byte("Subject: s\r\n\r\nbody\r\n"))}
+		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		want[to]++
+		for _, d := range []string{"", ".A", ".B"} {
+			files, _ := os.ReadDir(home + "/mailbox/" + d + "/new")
+			if len(files) != want[d] {
+				t.Fatalf("after a delivery to %q: %q holds %d, want %d", to, d, len(files), want[d])
+			}
+		}
+	}
+	deliver(".A")
+	deliver(".A") // from the cache
+
+	// Edited in place: one letter, the same size and inode, a later mtime.
+	fi0, _ := os.Stat(sub)
+	os.WriteFile(sub, []byte(`require ["fileinto", "mailbox"]; fileinto :create "B";`), 0o644)
+	os.Chtimes(sub, fi0.ModTime().Add(time.Second), fi0.ModTime().Add(time.Second))
+	if fi, _ := os.Stat(sub); fi.Size() != fi0.Size() || !os.SameFile(fi, fi0) {
+		t.Fatal("the edit changed the size or the inode")
+	}
+	deliver(".B")
+
+	// Deleted: the include fails, the copy is kept.
+	os.Remove(sub)
+	deliver("")
+	if !strings.Contains(log.String(), `does not exist`) {
+		t.Errorf("the failed include is not logged:\n%s", log.String())
+	}
+	deliver("")
+
+	// Uploaded again: used at once.
+	os.WriteFile(sub, []byte(`require ["fileinto", "mailbox"]; fileinto :create "A";`), 0o644)
+	deliver(".A")
+}
+
+// syncBuffer is a bytes.Buffer for a logger used by several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

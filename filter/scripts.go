@@ -50,11 +50,34 @@ type compiled struct {
 	// the cumulative usage records (usage.go) are of
 	id    fileID
 	hasID bool
+	// deps are the scripts its includes read, or looked for and did not
+	// find: the cached form stands only while each is as it was
+	deps []includeDep
 }
+
+// includeDep is one script an include named, and what was there when
+// the script was compiled: a file (its identity), none, or something
+// that could not be told (never taken as unchanged).
+type includeDep struct {
+	global bool
+	name   string
+	state  depState
+	id     fileID
+}
+
+type depState uint8
+
+const (
+	depFile    depState = iota // id is the file's identity
+	depMissing                 // no such file
+	depUnknown                 // could not be told: compile again
+)
 
 // scriptCache holds compiled scripts by file identity: a script changed
 // in place (size or mtime), replaced (inode) or another user's identical
-// one is compiled afresh; an unchanged one costs an lstat.
+// one is compiled afresh, and so is one whose included scripts changed,
+// appeared or went (load); an unchanged one costs an lstat, and one
+// more per include.
 type scriptCache struct {
 	limits  sieve.Limits
 	maxSize int64
@@ -176,10 +199,13 @@ func scriptLinkTarget(home, target string) (string, bool) {
 // load returns the compiled script of the file fi describes, from the
 // cache or by opening, checking and compiling it.
 //
-// The cache knows the main file only: a script whose included scripts
-// change is compiled again when its own file changes (Pigeonhole, too,
-// recompiles on the main script's change).
-func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error), inc sieve.IncludeLoader) *compiled {
+// A cached script stands while its file and each script its includes
+// read are as they were, and those it did not find are still missing:
+// one stat each (the compiler bounds their number). Pigeonhole checks
+// its binary the same way (ext_include_binary_up_to_date): an included
+// script edited through ManageSieve, or uploaded after the main one
+// failed for want of it, is compiled again at the next delivery.
+func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error), inc *includeLoader) *compiled {
 	if !fi.Mode().IsRegular() {
 		return &compiled{name: display, err: fmt.Errorf("%w: not a regular file", errNotScript)}
 	}
@@ -188,7 +214,7 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 	}
 	id, ok := idOf(fi)
 	if ok {
-		if s := c.get(id); s != nil {
+		if s := c.get(id); s != nil && inc.unchanged(s.deps) {
 			return s
 		}
 	}
@@ -212,7 +238,9 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 		return &compiled{name: display, err: fmt.Errorf("%w: more than %d bytes", errNotScript, c.maxSize)}
 	}
 	s := &compiled{name: display}
+	inc.deps = nil
 	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Include: inc})
+	s.deps, inc.deps = inc.deps, nil
 	if oid, ok := idOf(ofi); ok {
 		s.id, s.hasID = oid, true
 		c.put(oid, s)
@@ -224,9 +252,66 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 // ~/sieve/ through the home's os.Root (a hostile home cannot lead out of
 // it), :global ones in the configured directory; regular files only,
 // bounded like the main script.
+//
+// It records what each include found (deps), for the cache to tell
+// whether a compiled script still stands (unchanged).
 type includeLoader struct {
 	c    *scriptCache
 	home *os.Root // nil for the administrator's scripts
+	deps []includeDep
+}
+
+// stat is what is at an include's file now: the :global one through
+// symlinks (the administrator's directory, opened so), a :personal one
+// not (opened with O_NOFOLLOW). ok is false when there is no such file
+// to look for (no global directory, no home).
+func (l *includeLoader) stat(global bool, name string) (fi fs.FileInfo, err error, ok bool) {
+	switch {
+	case global && l.c.global != "":
+		fi, err = os.Stat(filepath.Join(l.c.global, name+".sieve"))
+	case !global && l.home != nil:
+		fi, err = l.home.Lstat(ScriptDir + "/" + name + ".sieve")
+	default:
+		return nil, nil, false
+	}
+	return fi, err, true
+}
+
+// note records what an include found: fi (its identity), nothing
+// (missing), or neither.
+func (l *includeLoader) note(global bool, name string, fi fs.FileInfo, missing bool) {
+	d := includeDep{global: global, name: name, state: depUnknown}
+	if missing {
+		d.state = depMissing
+	} else if fi != nil {
+		if id, ok := idOf(fi); ok {
+			d.state, d.id = depFile, id
+		}
+	}
+	l.deps = append(l.deps, d)
+}
+
+// unchanged says whether each of deps is as it was recorded.
+func (l *includeLoader) unchanged(deps []includeDep) bool {
+	for _, d := range deps {
+		fi, err, _ := l.stat(d.global, d.name)
+		switch d.state {
+		case depMissing:
+			if !errors.Is(err, fs.ErrNotExist) {
+				return false
+			}
+		case depFile:
+			if err != nil {
+				return false
+			}
+			if id, ok := idOf(fi); !ok || id != d.id {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (l *includeLoader) Load(global bool, name string) ([]byte, error) {
@@ -244,13 +329,27 @@ func (l *includeLoader) Load(global bool, name string) ([]byte, error) {
 		return nil, sieve.ErrNoScript
 	}
 	if errors.Is(err, fs.ErrNotExist) {
+		l.note(global, name, nil, true)
 		return nil, fmt.Errorf("%w: %s", sieve.ErrNoScript, name)
 	}
 	if err != nil {
+		// a symlink (O_NOFOLLOW), a directory, no permission: what is
+		// there, by its identity, for a change to compile again
+		fi, serr, _ := l.stat(global, name)
+		if serr != nil {
+			fi = nil
+		}
+		l.note(global, name, fi, false)
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	fi, err := f.Stat()
+	if err != nil {
+		l.note(global, name, nil, false)
+		return nil, fmt.Errorf("%w: %s is not a regular file", errNotScript, name)
+	}
+	l.note(global, name, fi, false)
+	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", errNotScript, name)
 	}
 	src, err := io.ReadAll(io.LimitReader(f, l.c.maxSize+1))
