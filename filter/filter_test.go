@@ -445,7 +445,8 @@ if header :contains "subject" "file" { fileinto :create "Lists"; }`), 0o644)
 
 // The vacation action as Deliver carries it out (the interpreter's
 // vacation arrives with its merge): from <>, to the sender, once per
-// :days, with the :from kept only when it is one of the user's addresses.
+// :days, with the :from kept only when it is one of the user's addresses;
+// else From the user's address the message came to (its To).
 func TestVacationQueued(t *testing.T) {
 	home := t.TempDir()
 	q := &recordingQueue{}
@@ -463,7 +464,7 @@ func TestVacationQueued(t *testing.T) {
 	if len(q.sent) != 3 || q.sent[0] != " -> bob@z.z" || q.sent[1] != " -> carol@z.z" || q.sent[2] != " -> dan@z.z" {
 		t.Fatalf("queued %v, want one reply each to bob, carol and dan, from <>", q.sent)
 	}
-	for i, want := range []string{"From: alice@x.y\r\n", `From: "Alice" <alice@example.org>` + "\r\n", "From: alice@x.y\r\n"} {
+	for i, want := range []string{"From: alice@example.org\r\n", `From: "Alice" <alice@example.org>` + "\r\n", "From: alice@example.org\r\n"} {
 		if !strings.Contains(q.data[i], want) {
 			t.Errorf("reply %d lacks %q:\n%s", i, want, q.data[i])
 		}
@@ -742,4 +743,35 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// The reply is From the user's address the message came to, looked for
+// as Pigeonhole does: To, then Cc, Bcc, Resent-*; in each, the
+// recipient, the original recipient (when configured), the :addresses,
+// then the entry's own addresses (TestVacationReplyOracle compares with
+// sieve-test).
+func TestVacationReplyFrom(t *testing.T) {
+	for _, c := range []struct {
+		name, header, addresses, want string
+	}{
+		{"to an :addresses", "To: sales@hosted-domain.com\r\n", "sales@hosted-domain.com", "From: sales@hosted-domain.com\r\n"},
+		{"to the entry's alias", "To: Bob <BOB@example.org>\r\n", "", "From: bob@example.org\r\n"},
+		{"To before Cc", "To: bob@example.org\r\nCc: alice@x.y\r\n", "", "From: bob@example.org\r\n"},
+		{"the recipient first", "To: bob@example.org, sales@hosted-domain.com, alice@x.y\r\n", "sales@hosted-domain.com", "From: alice@x.y\r\n"},
+		{":addresses before the entry's", "To: bob@example.org, sales@hosted-domain.com\r\n", "sales@hosted-domain.com", "From: sales@hosted-domain.com\r\n"},
+		{"resent-cc", "To: x@z.z\r\nResent-Cc: sales@hosted-domain.com\r\n", "sales@hosted-domain.com", "From: sales@hosted-domain.com\r\n"},
+	} {
+		q := &recordingQueue{}
+		f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
+		mb := &directory.Mailbox{Home: t.TempDir(), Addresses: []string{"bob@example.org"}}
+		m := &delivery.Message{ID: "m", From: "carol@z.z", Body: strings.NewReader(c.header + "Subject: hi\r\n\r\nb\r\n")}
+		v := &sieve.VacationReply{Reason: "away", Period: 24 * time.Hour}
+		if c.addresses != "" {
+			v.Addresses = []string{c.addresses}
+		}
+		f.vacation(context.Background(), m, &delivery.Recipient{Address: "alice@x.y"}, &plan{mb: mb, vacation: v})
+		if len(q.data) != 1 || !strings.Contains(q.data[0], c.want) {
+			t.Errorf("%s: replies %q, want one with %q", c.name, q.data, c.want)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package filter
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -66,38 +67,51 @@ func vacationVerdict(msg *sieve.Message, from string, own []string) string {
 			return "mailing list"
 		}
 	}
-	if !addressedTo(msg, own) {
+	if myAddress(msg, own) == "" {
 		return "none of the user's addresses is a recipient"
 	}
 	return ""
 }
 
-// addressedTo says whether one of own is in To, Cc, Bcc or Resent-*.
-func addressedTo(msg *sieve.Message, own []string) bool {
+// myAddress is the first of own found in To, then Cc, Bcc, Resent-To,
+// Resent-Cc, Resent-Bcc (each field before the next, each of own in
+// order within one): the user's address the message came to, which
+// Pigeonhole's act_vacation_commit makes the reply's From. "" when none
+// is there.
+func myAddress(msg *sieve.Message, own []string) string {
 	for _, name := range []string{"To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"} {
-		for _, v := range msg.Header.Values(name) {
+		values := msg.Header.Values(name)
+		if len(values) == 0 {
+			continue
+		}
+		lists := make([][]*mail.Address, len(values))
+		parsed := make([]bool, len(values))
+		for i, v := range values {
 			list, err := mail.ParseAddressList(v)
-			if err != nil {
-				// Unparsable: look for the addresses as text, as lenient
-				// as Pigeonhole's own parser would be.
-				lv := strings.ToLower(v)
-				for _, a := range own {
-					if a != "" && strings.Contains(lv, strings.ToLower(a)) {
-						return true
-					}
-				}
+			lists[i], parsed[i] = list, err == nil
+		}
+		for _, o := range own {
+			if o == "" {
 				continue
 			}
-			for _, a := range list {
-				for _, o := range own {
+			for i, v := range values {
+				if !parsed[i] {
+					// Unparsable: look for the address as text, as
+					// lenient as Pigeonhole's own parser would be.
+					if strings.Contains(strings.ToLower(v), strings.ToLower(o)) {
+						return o
+					}
+					continue
+				}
+				for _, a := range lists[i] {
 					if strings.EqualFold(a.Address, o) {
-						return true
+						return o
 					}
 				}
 			}
 		}
 	}
-	return false
+	return ""
 }
 
 // vacation sends the plan's vacation reply if the rules allow it and the
@@ -110,16 +124,18 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		f.log.Warn("sieve: vacation not sent", "msg_id", m.ID, "to", r.Address, "err", err)
 		return
 	}
-	// Who the user is: the maildrop, the entry's own addresses and the
-	// script's :addresses, as for Pigeonhole, which also leaves out the
-	// address the sender used unless told: an alias of a whole team would
-	// otherwise bring one reply from each member who is away.
+	// Who the user is: the maildrop, the original recipient when
+	// configured, the script's :addresses and the entry's own addresses
+	// (Pigeonhole's sieve_user_email), in the order Pigeonhole looks for
+	// them in the message, which also leaves out the address the sender
+	// used unless told: an alias of a whole team would otherwise bring
+	// one reply from each member who is away.
 	own := []string{r.Address}
 	if r.OrigTo != "" && f.o.VacationUseOriginalRecipient {
 		own = append(own, r.OrigTo)
 	}
-	own = append(own, p.mb.Addresses...)
 	own = append(own, v.Addresses...)
+	own = append(own, p.mb.Addresses...)
 	if why := vacationVerdict(msg, m.From, own); why != "" {
 		f.log.Info("sieve: vacation not sent", "msg_id", m.ID, "to", r.Address, "sender", printable(m.From, 300), "reason", why)
 		return
@@ -149,7 +165,10 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 			return
 		}
 	}
-	from := r.Address
+	// From the address the message came to, as Pigeonhole's
+	// act_vacation_commit: the first of own in its To, Cc, Bcc or
+	// Resent-* (the verdict made sure there is one).
+	from := cmp.Or(myAddress(msg, own), r.Address)
 	if v.From != "" {
 		if a, err := mail.ParseAddress(v.From); err == nil && slices.ContainsFunc(own, func(o string) bool { return strings.EqualFold(o, a.Address) }) {
 			from = v.From
