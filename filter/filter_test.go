@@ -174,6 +174,9 @@ func TestVacationVerdict(t *testing.T) {
 		{"list-unsubscribe", "bob@z.z", "To: alice@x.y\r\nList-Unsubscribe: <mailto:u@z.z>\r\n", "mailing list"},
 		{"bcc", "bob@z.z", "To: other@z.z\r\n", "none of the user's"},
 		{"unparsable but there", "bob@z.z", "To: alice@x.y <<broken\r\n", ""},
+		{"x-auto-response-suppress oof", "bob@z.z", "To: alice@x.y\r\nX-Auto-Response-Suppress: DR, OOF\r\n", "x-auto-response-suppress OOF"},
+		{"x-auto-response-suppress all", "bob@z.z", "To: alice@x.y\r\nX-Auto-Response-Suppress: RN\r\nX-Auto-Response-Suppress:  all \r\n", "x-auto-response-suppress all"},
+		{"x-auto-response-suppress others", "bob@z.z", "To: alice@x.y\r\nX-Auto-Response-Suppress: DR, RN, NRN, AutoReply, NoOOF, All OOF\r\n", ""},
 	} {
 		msg, err := sieve.ReadMessage(strings.NewReader(c.header + "Subject: s\r\n\r\nbody\r\n"))
 		if err != nil {
@@ -316,7 +319,7 @@ func TestComposeReply(t *testing.T) {
 	msg, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <m1@z.z>\r\nReferences: <m0@z.z>\r\n\r\nhi\r\n"))
 	out := string(f.composeReply(msg, "bob@z.z", "alice@x.y", &sieve.VacationReply{Reason: "Absente.\nRetour lundi."}))
 	for _, want := range []string{"From: alice@x.y\r\n", "To: <bob@z.z>\r\n", "Subject: =?utf-8?q?Auto:_R=C3=A9union?=\r\n",
-		"In-Reply-To: <m1@z.z>\r\n", "References: <m0@z.z> <m1@z.z>\r\n", "Auto-Submitted: auto-replied", "MIME-Version: 1.0\r\n",
+		"In-Reply-To: <m1@z.z>\r\n", "References: <m0@z.z> <m1@z.z>\r\n", "Auto-Submitted: auto-replied", "X-Auto-Response-Suppress: All\r\n", "MIME-Version: 1.0\r\n",
 		"Content-Type: text/plain; charset=utf-8\r\n", "\r\n\r\nAbsente.\r\nRetour lundi.\r\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("reply lacks %q:\n%s", want, out)

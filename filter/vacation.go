@@ -62,6 +62,17 @@ func vacationVerdict(msg *sieve.Message, from string, own []string) string {
 	case "bulk", "list", "junk":
 		return "precedence bulk, list or junk"
 	}
+	// Microsoft's X-Auto-Response-Suppress: comma-separated flags, All
+	// or OOF (any case, blanks around) suppress an out-of-office reply,
+	// as Pigeonhole reads it
+	for _, v := range h.Values("X-Auto-Response-Suppress") {
+		for _, flag := range strings.Split(v, ",") {
+			flag = strings.Trim(flag, " \t\r\n")
+			if strings.EqualFold(flag, "All") || strings.EqualFold(flag, "OOF") {
+				return "x-auto-response-suppress " + flag
+			}
+		}
+	}
 	for _, name := range []string{"List-Id", "List-Post", "List-Help", "List-Subscribe", "List-Unsubscribe", "List-Owner", "List-Archive"} {
 		if h.Has(name) {
 			return "mailing list"
@@ -233,6 +244,8 @@ func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.
 	}
 	hdr("Auto-Submitted", "auto-replied (vacation)")
 	hdr("Precedence", "bulk")
+	// Microsoft's clients are told not to answer it, as Pigeonhole does
+	hdr("X-Auto-Response-Suppress", "All")
 	hdr("MIME-Version", "1.0")
 	if v.MIME {
 		// The reason is a MIME entity: its own header, then its body.
