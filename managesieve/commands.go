@@ -350,13 +350,25 @@ func cmdHaveSpace(se *session, args []token) error {
 	return nil
 }
 
-// checkScript compiles src; the reply carries the errors as Pigeonhole
-// words them, one per line, each prefixed by prefix.
-func (se *session) checkScript(prefix string, src []byte) error {
+// checkScript compiles src as Pigeonhole's ManageSieve does, uploaded
+// (PUTSCRIPT, CHECKSCRIPT: a missing included script is a warning) or not
+// (SETACTIVE). It returns the warnings, one per line, each prefixed by
+// prefix in the main script and by the name of an included one, and "" if
+// there are none; a script refused is a NO reply with the warnings found
+// before the error, the error and Pigeonhole's last line.
+func (se *session) checkScript(prefix string, src []byte, uploaded bool) (string, error) {
 	lim := sieve.Limits{MaxScriptSize: int(se.srv.opts.Limits.MaxScriptSize)}
-	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Include: includeLoader{se}})
+	var b strings.Builder
+	warn := func(w sieve.Warning) {
+		p := prefix
+		if w.Script != "" {
+			p = w.Script + ": "
+		}
+		fmt.Fprintf(&b, "%sline %d: warning: %s.\r\n", oneLine(p), w.Line, strings.TrimRight(oneLine(w.Reason), "."))
+	}
+	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Include: includeLoader{se}, Uploaded: uploaded, Warn: warn})
 	if err == nil {
-		return nil
+		return b.String(), nil
 	}
 	// Which step refused it, for Pigeonhole's last line: parsing it
 	// again costs only the scripts in error.
@@ -364,7 +376,6 @@ func (se *session) checkScript(prefix string, src []byte) error {
 	if _, perr := sieve.Parse(src, lim); perr != nil {
 		failed = "parse failed"
 	}
-	var b strings.Builder
 	var serr *sieve.Error
 	if errors.As(err, &serr) {
 		reason := strings.TrimRight(oneLine(serr.Reason), ".")
@@ -373,7 +384,17 @@ func (se *session) checkScript(prefix string, src []byte) error {
 		fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, strings.TrimRight(oneLine(err.Error()), "."))
 	}
 	fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, failed)
-	return no("", b.String())
+	return "", no("", b.String())
+}
+
+// okChecked answers a script compiled: OK (WARNINGS) with the warnings,
+// as Pigeonhole, or a plain OK with msg.
+func (se *session) okChecked(warnings, msg string) {
+	if warnings != "" {
+		se.writeResp("OK", "WARNINGS", warnings)
+		return
+	}
+	se.writeResp("OK", "", msg)
 }
 
 // oneLine keeps a compiler message (which may quote the script) on one
@@ -399,7 +420,8 @@ func cmdPutScript(se *session, args []token) error {
 	if err := se.store.HaveSpace(name, int64(len(src))); err != nil {
 		return se.storeError("putscript", name, err)
 	}
-	if err := se.checkScript(name+": ", src); err != nil {
+	warnings, err := se.checkScript(name+": ", src, true)
+	if err != nil {
 		return err
 	}
 	start := time.Now()
@@ -407,7 +429,7 @@ func cmdPutScript(se *session, args []token) error {
 		return se.storeError("putscript", name, err)
 	}
 	se.log.Info("managesieve: script stored", "script", name, "size", len(src), "took", time.Since(start))
-	se.writeResp("OK", "", "PUTSCRIPT completed.")
+	se.okChecked(warnings, "PUTSCRIPT completed.")
 	return nil
 }
 
@@ -418,10 +440,11 @@ func cmdCheckScript(se *session, args []token) error {
 	if int64(len(args[0].s)) > se.srv.opts.Limits.MaxScriptSize {
 		return quotaReply(&scripts.QuotaError{Kind: scripts.QuotaMaxSize, Limit: se.srv.opts.Limits.MaxScriptSize})
 	}
-	if err := se.checkScript("", []byte(args[0].s)); err != nil {
+	warnings, err := se.checkScript("", []byte(args[0].s), true)
+	if err != nil {
 		return err
 	}
-	se.writeResp("OK", "", "Script checked successfully.")
+	se.okChecked(warnings, "Script checked successfully.")
 	return nil
 }
 
@@ -445,7 +468,8 @@ func cmdListScripts(se *session, args []token) error {
 }
 
 // SETACTIVE compiles the script first, as Pigeonhole does: a broken
-// script is not made the one delivery runs.
+// script, or one whose included scripts are missing, is not made the one
+// delivery runs.
 func cmdSetActive(se *session, args []token) error {
 	if err := want("SETACTIVE", args, tokString); err != nil {
 		return err
@@ -474,18 +498,21 @@ func cmdSetActive(se *session, args []token) error {
 	if err != nil {
 		return se.storeError("setactive", name, err)
 	}
-	if err := se.checkScript(name+": ", src); err != nil {
-		return err
-	}
 	if name == active {
+		// Pigeonhole compiles a script only as it is first activated.
 		se.writeResp("OK", "", "Script is already active.")
 		return nil
+	}
+	// Not uploaded: an included script must now exist.
+	warnings, err := se.checkScript(name+": ", src, false)
+	if err != nil {
+		return err
 	}
 	if err := se.store.SetActive(name); err != nil {
 		return se.storeError("setactive", name, err)
 	}
 	se.log.Info("managesieve: script activated", "script", name)
-	se.writeResp("OK", "", "Setactive completed.")
+	se.okChecked(warnings, "Setactive completed.")
 	return nil
 }
 

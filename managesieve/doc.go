@@ -8,7 +8,9 @@
 // messages included, where the RFC leaves a choice: errors are NO with
 // "Error in MANAGESIEVE command X: ..." (the protocol has no BAD), a
 // script's errors come back as a literal, one "line N: error: ..." per
-// line, and the quota codes are QUOTA/MAXSCRIPTS, QUOTA/MAXSTORAGE and
+// line, its warnings as OK (WARNINGS) and a literal of "line N: warning:
+// ..." lines (an upload may include a script not there yet, a warning;
+// SETACTIVE refuses it), and the quota codes are QUOTA/MAXSCRIPTS, QUOTA/MAXSTORAGE and
 // QUOTA/MAXSIZE, plain QUOTA when the disk (or the file system's quota)
 // is full.
 //

@@ -97,6 +97,28 @@ func TestSieveConnect(t *testing.T) {
 	}
 	sieveTestReads(t, u.UID, u.GID, filepath.Join(home, ".dovecot.sieve"), "Subject: your invoice\r\n\r\nhi\r\n", "Invoices")
 
+	// The main script before its part: stored with Pigeonhole's warning,
+	// activated once the part is there. sieve-connect 0.90 takes the
+	// OK (WARNINGS) literal (Pigeonhole's, byte for byte) for a failure and
+	// exits 1, though the script is stored.
+	mainSrc := filepath.Join(work, "main.sieve")
+	os.WriteFile(mainSrc, []byte("require \"include\";\r\ninclude \"part\";\r\n"), 0o644)
+	if out, _ := try("--upload", "--localsieve", mainSrc, "--remotesieve", "main"); !strings.Contains(out, "OK (WARNINGS)") ||
+		!strings.Contains(out, "main: line 2: warning: included personal script 'part' does not exist (ignored during upload).") {
+		t.Fatalf("upload without its part: %s", out)
+	}
+	if out := run("--list"); !strings.Contains(out, `"main"`) {
+		t.Fatalf("main not stored: %s", out)
+	}
+	if out, err := try("--activate", "--remotesieve", "main"); err == nil || !strings.Contains(out, "included personal script 'part' does not exist") {
+		t.Fatalf("activating without its part: %v\n%s", err, out)
+	}
+	run("--upload", "--localsieve", local, "--remotesieve", "part")
+	run("--activate", "--remotesieve", "main")
+	run("--activate", "--remotesieve", "filter")
+	run("--delete", "--remotesieve", "main")
+	run("--delete", "--remotesieve", "part")
+
 	if out, err := try("--delete", "--remotesieve", "filter"); err == nil || !strings.Contains(out, "Cannot delete the active Sieve script") {
 		t.Fatalf("deleting the active script: %v\n%s", err, out)
 	}

@@ -155,9 +155,52 @@ func TestPigeonholeDifferential(t *testing.T) {
 	t.Run("names", func(t *testing.T) {
 		differential(t, scripts.Limits{}, namesSession)
 	})
+	t.Run("warnings", func(t *testing.T) {
+		// Word for word, but for the wording of the errors.
+		ours, theirs := differential(t, scripts.Limits{}, warningsSession)
+		for i := range ours {
+			if ours[i] != theirs[i] && !strings.Contains(theirs[i], "error:") {
+				t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(warningsSession[i]), ours[i], theirs[i])
+			}
+		}
+	})
 }
 
-func differential(t *testing.T, lim scripts.Limits, cmds []string) {
+// warningsSession: the warnings of uploads and activations, and the
+// includes missing at upload; :global "gx" is in both servers' global
+// scripts.
+var warningsSession = []string{
+	`PUTSCRIPT "ca" ` + lit(`require "include"; include "cb";`),
+	`CHECKSCRIPT ` + lit(`require "include"; include "cb";`),
+	`SETACTIVE "ca"`,
+	`CHECKSCRIPT ` + lit(`require "include"; include :global "nope";`),
+	`PUTSCRIPT "cg" ` + lit(`require "include"; include :global "nope";`),
+	`SETACTIVE "cg"`,
+	`CHECKSCRIPT ` + lit(`require "include"; include :optional "nope";`),
+	`CHECKSCRIPT ` + lit(`require ["editheader"]; deleteheader "Received";`),
+	`CHECKSCRIPT ` + lit("require [\"editheader\"];\r\naddheader \"X-Sieve-Redirected-From\" \"x\";\r\ndeleteheader \"auto-submitted\";\r\ndeleteheader \"X-a\";\r\n"),
+	`PUTSCRIPT "cb" ` + lit(`require ["editheader","include"]; deleteheader "Received"; include "cc";`),
+	`CHECKSCRIPT ` + lit(`require "include"; include "cb"; include :global "gx";`),
+	`PUTSCRIPT "lib" ` + lit("require [\"editheader\", \"include\"];\r\ndeleteheader \"received\";\r\ninclude :global \"gone\";"),
+	`CHECKSCRIPT ` + lit("require [\"include\", \"editheader\"];\r\ninclude \"lib\";\r\naddheader \"x-sieve-redirected-from\" \"x\";\r\n# end"),
+	`PUTSCRIPT "cc" "keep;"`,
+	`SETACTIVE "ca"`,
+	`SETACTIVE "ca"`,
+	`PUTSCRIPT "w" "# x"`,
+	`SETACTIVE "w"`,
+	`CHECKSCRIPT "keep; # x"`,
+	`CHECKSCRIPT ` + lit("keep; # x\r\n"),
+	`CHECKSCRIPT ` + lit("require [\"editheader\"];\r\ndeleteheader \"Received\";\r\nfoo;\r\n"),
+	`PUTSCRIPT "e" ` + lit("require [\"editheader\"];\r\ndeleteheader \"Received\";\r\nif true {\r\n"),
+	`LOGOUT`,
+}
+
+// gxScript is the global script "gx" of the differential: a warning.
+const gxScript = "require [\"editheader\"]; addheader \"X-Sieve-Redirected-From\" \"x\";\r\n"
+
+// differential runs cmds on Pigeonhole and on courriel, checks that they
+// agree, and returns the replies, ours and Pigeonhole's.
+func differential(t *testing.T, lim scripts.Limits, cmds []string) (ours, theirs []string) {
 	maxSize := lim.MaxScriptSize
 	if maxSize == 0 {
 		maxSize = scripts.DefaultMaxScriptSize
@@ -171,6 +214,9 @@ func differential(t *testing.T, lim scripts.Limits, cmds []string) {
 	os.Chmod(dir, 0o755)
 	home := filepath.Join(dir, "home")
 	os.Mkdir(home, 0o755)
+	global := filepath.Join(dir, "global")
+	os.Mkdir(global, 0o755)
+	os.WriteFile(filepath.Join(global, "gx.sieve"), []byte(gxScript), 0o644)
 	// An installation from before ManageSieve: a regular ~/.dovecot.sieve,
 	// which activation must keep as sieve/dovecot.orig.sieve.
 	legacy := "require \"fileinto\";\nfileinto \"Old\";\n"
@@ -179,8 +225,8 @@ func differential(t *testing.T, lim scripts.Limits, cmds []string) {
 	conf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+
 		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
-		"plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  sieve_quota_max_scripts = %d\n  sieve_quota_max_storage = %d\n  sieve_max_script_size = %d\n}\n",
-		home, lim.MaxScripts, lim.MaxStorage, maxSize)), 0o644)
+		"plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  sieve_global = %s\n  sieve_extensions = +editheader\n  sieve_quota_max_scripts = %d\n  sieve_quota_max_storage = %d\n  sieve_max_script_size = %d\n}\n",
+		home, global, lim.MaxScripts, lim.MaxStorage, maxSize)), 0o644)
 	cmd := exec.Command(pigeonholeManageSieve, "-c", conf)
 	cmd.Env = []string{"USER=alice", "HOME=" + home}
 	stdin, _ := cmd.StdinPipe()
@@ -197,19 +243,19 @@ func differential(t *testing.T, lim scripts.Limits, cmds []string) {
 			io.WriteString(stdin, c+"\r\n")
 		}
 	}()
-	theirs := make([]string, len(cmds))
+	theirs = make([]string, len(cmds))
 	for i := range cmds {
 		theirs[i] = ph.response()
 	}
 
 	// Ours.
-	e := newEnv(t, func(o *Options) { o.Limits = lim })
+	e := newEnv(t, func(o *Options) { o.Limits, o.GlobalScripts = lim, global })
 	bob := e.user(t, "bob")
 	os.MkdirAll(bob.Home, 0o700)
 	os.WriteFile(filepath.Join(bob.Home, ".dovecot.sieve"), []byte(legacy), 0o600)
 	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", bob.UID, bob.GID), bob.Home).Run()
 	c := e.login(t, "bob")
-	ours := make([]string, len(cmds))
+	ours = make([]string, len(cmds))
 	for i, cmd := range cmds {
 		ours[i] = c.cmd(cmd)
 	}
@@ -243,4 +289,5 @@ func differential(t *testing.T, lim scripts.Limits, cmds []string) {
 	if o, p := files(bob.Home), files(home); o != p {
 		t.Errorf("files differ:\n ours:\n%s\n Pigeonhole:\n%s", o, p)
 	}
+	return ours, theirs
 }

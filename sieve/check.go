@@ -208,22 +208,41 @@ type Script struct {
 	comp     *compilation    // while compiling
 	loops    []string        // while compiling: the names of the enclosing foreverypart loops
 	depth    int             // include nesting
+	// while compiling: the warnings of the script, and of those it includes
+	warnings, incWarnings []Warning
 }
 
 // compile parses and checks one script of a compilation: the main one or
 // one it includes.
-func (c *compilation) compile(src []byte, key includeKey, depth int) (*Script, error) {
-	cmds, err := Parse(src, c.limits)
-	if err != nil {
-		return nil, err
-	}
-	s := &Script{cmds: cmds, nodes: map[any]*node{}, required: map[string]bool{}, limits: c.limits,
+//
+// Its warnings are returned in Pigeonhole's order, which checks a script
+// whole before it compiles those it includes: the script's own (the
+// parser's, then the checks'), then those of its included scripts, in
+// the order they are included; a script refused has the warnings found
+// before the error.
+func (c *compilation) compile(src []byte, key includeKey, depth int) (*Script, []Warning, error) {
+	s := &Script{nodes: map[any]*node{}, required: map[string]bool{}, limits: c.limits,
 		name: key, comp: c, depth: depth}
-	if err := s.checkBlock(cmds, true); err != nil {
-		return nil, err
+	cmds, hashEOF, err := parse(src, c.limits)
+	if hashEOF != nil {
+		s.warn(*hashEOF, "no newline (CRLF) at end of hash comment at end of file")
 	}
-	s.comp = nil
-	return s, nil
+	if err != nil {
+		return nil, s.warnings, err
+	}
+	s.cmds = cmds
+	cerr := s.checkBlock(cmds, true)
+	warnings := append(s.warnings, s.incWarnings...)
+	s.comp, s.warnings, s.incWarnings = nil, nil, nil
+	if cerr != nil {
+		return nil, warnings, cerr
+	}
+	return s, warnings, nil
+}
+
+// warn records a warning in this script, as Pigeonhole words it.
+func (s *Script) warn(p Pos, format string, args ...any) {
+	s.warnings = append(s.warnings, Warning{Script: s.name.name, Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)})
 }
 
 func errAt(p Pos, format string, args ...any) *Error {

@@ -218,6 +218,15 @@ func (s *Script) checkEditheader(c *Command, n *node) *Error {
 	if name != "" && !s.hasVariables(name) && !validFieldName(name) {
 		return errAt(n.pos[0].Pos, "%s command: specified field name `%s' is invalid", c.Name, sanitize(name, 80))
 	}
+	if name != "" && !s.hasVariables(name) {
+		// taken, and denied when it runs: Pigeonhole warns
+		if c.Name == "addheader" && !mayAdd(name) {
+			s.warn(n.pos[0].Pos, "addheader command: adding specified header field `%s' is forbidden; modification will be denied", sanitize(name, 80))
+		}
+		if c.Name == "deleteheader" && !mayDelete(name) {
+			s.warn(n.pos[0].Pos, "deleteheader command: deleting specified header field `%s' is forbidden; modification will be denied", sanitize(name, 80))
+		}
+	}
 	if c.Name == "addheader" {
 		v := n.pos[1].Strings[0]
 		if !s.hasVariables(v) {

@@ -550,3 +550,49 @@ func TestConcurrentRunsExtensions(t *testing.T) {
 	}
 	t.Log(want)
 }
+
+// Uploaded: an include missing is a warning, and the script runs as if it
+// were :optional; warnings come in Pigeonhole's order (sievec's), an
+// included script's named, and those before an error are told too.
+func TestCompileWarnings(t *testing.T) {
+	loader := mapLoader{
+		"lib": "require [\"editheader\", \"include\"];\ndeleteheader \"received\";\ninclude :global \"gone\";",
+	}
+	for _, tt := range []struct {
+		src      string
+		uploaded bool
+		want     []Warning
+		fails    bool
+	}{
+		{`require "include"; include "nothere"; keep;`, true,
+			[]Warning{{"", 1, 28, "included personal script 'nothere' does not exist (ignored during upload)"}}, false},
+		{`require "include"; include "nothere"; keep;`, false, nil, true},
+		// Pigeonhole's order: the script's parser, its checks, then its
+		// included scripts (checked as it is compiled)
+		{"require [\"include\", \"editheader\"];\r\ninclude \"lib\";\r\naddheader \"x-sieve-redirected-from\" \"x\";\r\n# end", true, []Warning{
+			{"", 4, 6, "no newline (CRLF) at end of hash comment at end of file"},
+			{"", 3, 11, "addheader command: adding specified header field `x-sieve-redirected-from' is forbidden; modification will be denied"},
+			{"lib", 2, 14, "deleteheader command: deleting specified header field `received' is forbidden; modification will be denied"},
+			{"lib", 3, 17, "included global script 'gone' does not exist (ignored during upload)"},
+		}, false},
+		{"require \"editheader\";\ndeleteheader \"Received\";\nfoo;", false,
+			[]Warning{{"", 2, 14, "deleteheader command: deleting specified header field `Received' is forbidden; modification will be denied"}}, true},
+		{"require \"variables\"; set \"h\" \"received\";\nrequire \"editheader\"; deleteheader \"${h}\"; # x\n", true, nil, true},
+		{"require [\"variables\", \"editheader\"]; set \"h\" \"received\"; deleteheader \"${h}\"; # x\n", true, nil, false},
+	} {
+		var got []Warning
+		s, err := CompileWith([]byte(tt.src), CompileOptions{Include: loader, Uploaded: tt.uploaded, Warn: func(w Warning) { got = append(got, w) }})
+		if (err != nil) != tt.fails {
+			t.Errorf("%.60q: error %v", tt.src, err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%.60q:\n got %+v\nwant %+v", tt.src, got, tt.want)
+		}
+		if s != nil {
+			m, _ := ReadMessage(strings.NewReader(testMessage))
+			if r := canonicalResult(s.RunWith(m, Envelope{}, RunOptions{})); !slices.Equal(r, []string{"implicit store INBOX"}) && !slices.Equal(r, []string{"store INBOX"}) {
+				t.Errorf("%.60q: runs %q", tt.src, r)
+			}
+		}
+	}
+}

@@ -179,12 +179,22 @@ func (s *Script) checkInclude(c *Command, n *node) *Error {
 			if optional {
 				return nil
 			}
-			return errAt(c.Pos, "include: script %s does not exist", key)
+			// Pigeonhole's words, at the name
+			where := "personal"
+			if global {
+				where = "global"
+			}
+			if comp.opts.Uploaded {
+				s.warn(n.pos[0].Pos, "included %s script '%s' does not exist (ignored during upload)", where, sanitize(name, 80))
+				return nil
+			}
+			return errAt(n.pos[0].Pos, "included %s script '%s' does not exist", where, sanitize(name, 80))
 		}
 		return errAt(c.Pos, "include: loading script %s: %v", key, err)
 	}
 	comp.stack = append(comp.stack, s.name)
-	inc, cerr := comp.compile(src, key, s.depth+1)
+	inc, warnings, cerr := comp.compile(src, key, s.depth+1)
+	s.incWarnings = append(s.incWarnings, warnings...)
 	comp.stack = comp.stack[:len(comp.stack)-1]
 	if cerr != nil {
 		reason := cerr.Error()

@@ -11,13 +11,36 @@ type CompileOptions struct {
 	// Include resolves include (RFC 6609) at compile time; nil refuses
 	// every include that is not :optional (as a missing script).
 	Include IncludeLoader
+	// Uploaded compiles a script a user is storing or checking
+	// (ManageSieve's PUTSCRIPT, CHECKSCRIPT), as Pigeonhole's
+	// SIEVE_COMPILE_FLAG_UPLOADED: a personal or global script include
+	// names that does not exist (yet) is a warning, not an error.
+	Uploaded bool
+	// Warn is told what the compile takes but Pigeonhole warns of, in
+	// Pigeonhole's order (a script's own warnings, then those of the
+	// scripts it includes); nil: nobody is told. A compile that fails may
+	// have warned of what it found before the error.
+	Warn func(Warning)
+}
+
+// Warning is something a compile takes but Pigeonhole warns of, in its
+// words.
+type Warning struct {
+	Script       string // the included script it is in; "" the main one
+	Line, Column int
+	Reason       string
 }
 
 // CompileWith parses and checks a script and every script it includes.
 // The error is an *Error; an error in an included script names it.
 func CompileWith(src []byte, opts CompileOptions) (*Script, error) {
 	c := &compilation{opts: opts, limits: opts.Limits.withDefaults()}
-	s, err := c.compile(src, includeKey{}, 0)
+	s, warnings, err := c.compile(src, includeKey{}, 0)
+	if opts.Warn != nil {
+		for _, w := range warnings {
+			opts.Warn(w)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -136,6 +136,7 @@ type lexer struct {
 	off       int
 	line, col int
 	limits    Limits
+	hashEOF   *Pos // where a hash comment ends the script without a newline
 }
 
 func (lx *lexer) errorf(p Pos, format string, args ...any) *Error {
@@ -172,6 +173,10 @@ func (lx *lexer) skipSpace() *Error {
 		case c == '#':
 			for lx.off < len(lx.src) && lx.src[lx.off] != '\n' {
 				lx.advance(1)
+			}
+			if lx.off == len(lx.src) {
+				p := lx.pos()
+				lx.hashEOF = &p
 			}
 		case c == '/' && strings.HasPrefix(lx.src[lx.off:], "/*"):
 			start := lx.pos()
@@ -373,22 +378,29 @@ type parser struct {
 // Parse reads a script into its commands, checking only the grammar of
 // RFC 5228 §8; Compile also checks what the commands mean.
 func Parse(src []byte, limits Limits) ([]*Command, error) {
+	cmds, _, err := parse(src, limits)
+	return cmds, err
+}
+
+// parse is Parse, and where a hash comment ends the script without a
+// newline (Pigeonhole's lexer warns of it), nil if none does.
+func parse(src []byte, limits Limits) ([]*Command, *Pos, error) {
 	limits = limits.withDefaults()
 	if len(src) > limits.MaxScriptSize {
-		return nil, &Error{Line: 1, Column: 1, Reason: fmt.Sprintf("script larger than %d bytes", limits.MaxScriptSize)}
+		return nil, nil, &Error{Line: 1, Column: 1, Reason: fmt.Sprintf("script larger than %d bytes", limits.MaxScriptSize)}
 	}
 	p := &parser{lx: lexer{src: string(src), line: 1, col: 1, limits: limits}}
 	if err := p.next(); err != nil {
-		return nil, err
+		return nil, p.lx.hashEOF, err
 	}
 	cmds, err := p.commands()
 	if err != nil {
-		return nil, err
+		return nil, p.lx.hashEOF, err
 	}
 	if p.tok.kind != tokEOF {
-		return nil, p.unexpected("a command")
+		return nil, p.lx.hashEOF, p.unexpected("a command")
 	}
-	return cmds, nil
+	return cmds, p.lx.hashEOF, nil
 }
 
 func (p *parser) next() *Error {
