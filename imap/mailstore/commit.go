@@ -62,9 +62,9 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 		if len(extras[i]) > 0 {
 			// Past the letters: kept by base name, the message is
 			// stored whatever the size of the keyword table.
-			kept, dropped := mb.extraRoomLocked(extras[i])
+			kept, dropped := mb.extraKeepLocked(extras[i])
 			if len(dropped) > 0 {
-				mb.reg.log().Warn("mailstore: keywords not kept, too many in the folder", "folder", mb.root.Name(), "keywords", dropped)
+				mb.reg.log().Warn("mailstore: keywords not kept, too many in the folder or on the message", "folder", mb.root.Name(), "keywords", dropped)
 			}
 			if mb.setExtraLocked(p.base, kept) {
 				anyExtra = true
@@ -491,9 +491,9 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		nms[i] = mv.nm
 		if err == nil && len(mv.extra) > 0 {
 			// Past dst's letters: kept by base name (see commitLocked).
-			kept, dropped := dst.extraRoomLocked(mv.extra)
+			kept, dropped := dst.extraKeepLocked(mv.extra)
 			if len(dropped) > 0 {
-				dst.reg.log().Warn("mailstore: keywords not kept, too many in the folder", "folder", dst.root.Name(), "keywords", dropped)
+				dst.reg.log().Warn("mailstore: keywords not kept, too many in the folder or on the message", "folder", dst.root.Name(), "keywords", dropped)
 			}
 			anyExtra = dst.setExtraLocked(mv.nm.Base, kept) || anyExtra
 		}

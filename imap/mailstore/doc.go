@@ -50,7 +50,16 @@
 // keyword table; sessions see them with the others (FlagsOf, FlagNamesOf,
 // DefinedFlags). Unlike Dovecot's index, that file is courriel's alone:
 // Dovecot reading the maildir (an admin switching back) sees the 26
-// lettered keywords, unchanged, and not those beyond them.
+// lettered keywords, unchanged, and not those beyond them. Beyond the
+// letters a folder keeps up to MaxExtraKeywords (1024) distinct names, a
+// message up to MaxMessageExtraKeywords (128), in a file of at most 64
+// MiB: past a bound a STORE is refused with ErrTooManyKeywords (NO
+// [LIMIT]) before anything changes, and APPEND, COPY and MOVE store the
+// message without the excess (logged), or are refused whole when the file
+// would be too large. A courriel-keywords that cannot be read (too large,
+// malformed) is logged and kept as it is: the folder's keywords beyond the
+// letters then cannot be changed (the command fails) until it is repaired
+// or removed.
 // A folder is deleted as Dovecot deletes one: its directory is renamed
 // into the maildir's trash (TrashDir, Dovecot's "..DOVECOT-TRASHED"),
 // so that its name goes at once, then removed; whoever still has it

@@ -3,7 +3,9 @@ package mailstore
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"slices"
 	"strings"
@@ -18,8 +20,22 @@ import (
 // (dovecot.index: its keyword list is not bounded by the letters, and a
 // keyword past them lives in the index alone). A message thus keeps every
 // keyword it is given, stored, appended, copied or moved, and a folder's
-// keywords are never "full" (up to MaxExtraKeywords distinct names beyond
-// the letters).
+// keywords are never "full", within these bounds: up to MaxExtraKeywords
+// distinct names beyond the letters in the folder, up to
+// MaxMessageExtraKeywords of them on one message, and a file of at most
+// maxExtraSize bytes (64 MiB). Past a bound a STORE is refused
+// (ErrTooManyKeywords, NO [LIMIT]) before anything changes, and APPEND,
+// COPY and MOVE store the message without the keywords past the first
+// two bounds (logged); one that would make the file too large is refused
+// whole (ErrTooManyKeywords).
+//
+// A file that cannot be read (unreadable, larger than maxExtraSize,
+// malformed: more than MaxExtraKeywords names or keywords on a message,
+// empty or repeated names) is logged and left as it is: it is never
+// rewritten without the keywords it may hold, and a command that would
+// change keywords beyond the letters in the folder fails
+// (errExtraUnusable) until it is repaired or removed and the folder opened
+// again.
 //
 // The file is courriel's only: Dovecot, reading this maildir (an admin
 // switching back), sees the 26 lettered keywords, which stay in the file
@@ -56,6 +72,16 @@ const ExtraKeywordsFileName = "courriel-keywords"
 // it (RFC 9051 §2.3.2: PERMANENTFLAGS then lacks \*).
 const MaxExtraKeywords = 1024
 
+// MaxMessageExtraKeywords bounds the keywords beyond the letters of one
+// message: past it a STORE is refused (ErrTooManyKeywords) and APPEND,
+// COPY and MOVE store the message without the excess (logged).
+const MaxMessageExtraKeywords = 128
+
+// errExtraUnusable: ExtraKeywordsFileName could not be read when the
+// folder was opened; it is kept as it is, and no keyword beyond the
+// letters is changed in the folder.
+var errExtraUnusable = errors.New("mailstore: " + ExtraKeywordsFileName + " unreadable: keywords beyond the maildir letters cannot be changed in this folder")
+
 // extraMagic starts the file; after it the CRC-32C of the payload (4
 // bytes, little endian) and the payload: uvarint count of names, then each
 // name (string); uvarint count of messages, then per message its base name
@@ -63,8 +89,9 @@ const MaxExtraKeywords = 1024
 // the names. A string is a uvarint length and its bytes.
 const extraMagic = "COURRIEL-KEYWORDS 1\n"
 
-// maxExtraSize bounds what is read of the file.
-const maxExtraSize = 256 << 20
+// maxExtraSize bounds the file, read or written (a variable for the
+// tests).
+var maxExtraSize int64 = 64 << 20
 
 // extraKw is a message's keywords beyond the letters. gen counts its
 // changes, for the bits a session sees (extraBits): a session tells a
@@ -132,15 +159,27 @@ func containsFold(l []string, name string) bool {
 	return false
 }
 
+// foldSet is the lower-case names of l.
+func foldSet(l []string) map[string]bool {
+	set := make(map[string]bool, len(l))
+	for _, n := range l {
+		set[strings.ToLower(n)] = true
+	}
+	return set
+}
+
 // setExtraLocked gives the message of base name base the keywords names
 // beyond the letters (none: it has none), and reports whether they
 // changed. The folder's spelling of a name it knows is kept.
 func (mb *Mailbox) setExtraLocked(base string, names []string) bool {
 	old := mb.extra[base]
 	var nl []string
+	seen := make(map[string]bool, len(names))
 	for _, n := range names {
-		if !containsFold(nl, n) {
-			if e := mb.extraNames[strings.ToLower(n)]; e != nil {
+		k := strings.ToLower(n)
+		if !seen[k] {
+			seen[k] = true
+			if e := mb.extraNames[k]; e != nil {
 				n = e.name
 			}
 			nl = append(nl, n)
@@ -148,8 +187,8 @@ func (mb *Mailbox) setExtraLocked(base string, names []string) bool {
 	}
 	if old != nil && len(old.names) == len(nl) {
 		same := true
-		for _, n := range nl {
-			if !containsFold(old.names, n) {
+		for _, n := range old.names {
+			if !seen[strings.ToLower(n)] {
 				same = false
 				break
 			}
@@ -228,25 +267,41 @@ func (mb *Mailbox) extraRoomLocked(names []string) (kept, dropped []string) {
 	return kept, dropped
 }
 
+// extraKeepLocked is the keywords beyond the letters an APPEND, COPY or
+// MOVE keeps of names (a message's, without repeats): those the folder
+// has room for (MaxExtraKeywords), up to MaxMessageExtraKeywords.
+func (mb *Mailbox) extraKeepLocked(names []string) (kept, dropped []string) {
+	kept, dropped = mb.extraRoomLocked(names)
+	if len(kept) > MaxMessageExtraKeywords {
+		dropped = append(dropped, kept[MaxMessageExtraKeywords:]...)
+		kept = kept[:MaxMessageExtraKeywords:MaxMessageExtraKeywords]
+	}
+	return kept, dropped
+}
+
 // extraAfterLocked is the keywords beyond the letters of the message of
-// base name base after a STORE op naming the keywords named, of which
-// extra have no letter. A keyword named that has a letter (a table
-// another program emptied, then filled again) leaves them: it is not
-// shown twice, and -FLAGS takes it away wherever it is.
-func (mb *Mailbox) extraAfterLocked(base string, op StoreOp, extra, named []string) []string {
+// base name base after a STORE op naming the keywords of namedSet
+// (lower-case), of which extra (extraSet) have no letter. A keyword named
+// that has a letter (a table another program emptied, then filled again)
+// leaves them: it is not shown twice, and -FLAGS takes it away wherever
+// it is.
+func (mb *Mailbox) extraAfterLocked(base string, op StoreOp, extra []string, extraSet, namedSet map[string]bool) []string {
 	cur := mb.extraOfLocked(base)
 	if op == StoreReplace {
 		return extra
 	}
 	var out []string
+	have := make(map[string]bool, len(cur))
 	for _, n := range cur {
-		if !containsFold(named, n) || (op == StoreAdd && containsFold(extra, n)) {
+		k := strings.ToLower(n)
+		if !namedSet[k] || (op == StoreAdd && extraSet[k]) {
 			out = append(out, n)
+			have[k] = true
 		}
 	}
 	if op == StoreAdd {
 		for _, n := range extra {
-			if !containsFold(out, n) {
+			if !have[strings.ToLower(n)] {
 				out = append(out, n)
 			}
 		}
@@ -297,9 +352,13 @@ func (mb *Mailbox) encodeExtraLocked() []byte {
 
 var errExtraFormat = errors.New("mailstore: " + ExtraKeywordsFileName + ": malformed")
 
-// decodeExtra reads ExtraKeywordsFileName: the keywords of each base name,
-// and every name in the order the folder had them.
-func decodeExtra(data string) (map[string][]string, []string, error) {
+// decodeExtra reads ExtraKeywordsFileName: the keywords of each base name
+// (of those keep takes, nil: all), and every name in the order the folder
+// had them. More than MaxExtraKeywords names or keywords on a message,
+// an empty or repeated name, base name or keyword of a message make it
+// malformed; what is allocated is bounded by those counts, and by the
+// entries kept.
+func decodeExtra(data string, keep func(base string) bool) (map[string][]string, []string, error) {
 	if len(data) < len(extraMagic)+4 || data[:len(extraMagic)] != extraMagic {
 		return nil, nil, errExtraFormat
 	}
@@ -308,28 +367,52 @@ func decodeExtra(data string) (map[string][]string, []string, error) {
 		return nil, nil, errExtraFormat
 	}
 	d := indexDecoder{s: payload}
-	names := make([]string, d.countOf(1))
-	for i := range names {
-		names[i] = d.str()
+	nn := d.countOf(2)
+	if d.err != nil || nn > MaxExtraKeywords {
+		return nil, nil, errExtraFormat
+	}
+	names := make([]string, 0, nn)
+	seen := make(map[string]bool, nn)
+	for range nn {
+		n := d.str()
+		k := strings.ToLower(n)
+		if d.err != nil || n == "" || seen[k] {
+			return nil, nil, errExtraFormat
+		}
+		seen[k] = true
+		names = append(names, n)
 	}
 	n := d.countOf(2)
-	out := make(map[string][]string, n)
+	out := make(map[string][]string, min(n, 1<<12))
+	var has [MaxExtraKeywords / 64]uint64 // a message's keywords, by index
 	for range n {
 		base := d.str()
 		k := d.countOf(1)
-		l := make([]string, 0, k)
+		if d.err != nil || base == "" || k > len(names) {
+			return nil, nil, errExtraFormat
+		}
+		if _, dup := out[base]; dup {
+			return nil, nil, errExtraFormat
+		}
+		take := keep == nil || keep(base)
+		var l []string
+		if take {
+			l = make([]string, 0, k)
+		}
+		clear(has[:])
 		for range k {
 			i := d.uvarint()
-			if i >= uint64(len(names)) {
-				d.fail()
-				break
+			if d.err != nil || i >= uint64(len(names)) || has[i/64]&(1<<(i%64)) != 0 {
+				return nil, nil, errExtraFormat
 			}
-			l = append(l, names[i])
+			has[i/64] |= 1 << (i % 64)
+			if take {
+				l = append(l, names[i])
+			}
 		}
-		if d.err != nil {
-			break
+		if take {
+			out[base] = l
 		}
-		out[base] = l
 	}
 	if d.err != nil || d.off != len(d.s) {
 		return nil, nil, errExtraFormat
@@ -337,35 +420,64 @@ func decodeExtra(data string) (map[string][]string, []string, error) {
 	return out, names, nil
 }
 
+// readExtraLocked reads ExtraKeywordsFileName, of at most maxExtraSize
+// bytes.
+func (mb *Mailbox) readExtraLocked() (string, error) {
+	f, err := mb.root.Open(ExtraKeywordsFileName)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxExtraSize {
+		return "", fmt.Errorf("mailstore: %s: not a regular file of at most %d bytes", ExtraKeywordsFileName, maxExtraSize)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxExtraSize+1))
+	if err != nil {
+		return "", err
+	}
+	if int64(len(b)) > maxExtraSize {
+		return "", fmt.Errorf("mailstore: %s: more than %d bytes", ExtraKeywordsFileName, maxExtraSize)
+	}
+	return string(b), nil
+}
+
 // loadExtraLocked reads ExtraKeywordsFileName as the folder is opened:
 // the keywords of its messages (by base name) beyond the letters. Those
 // of a base name no message has are dropped (the file is written again
-// without them at the next change), as are invalid names; a malformed
-// file is ignored (logged).
+// without them at the next change), as are invalid names. A file that
+// cannot be read (unreadable, too large, malformed) is logged and kept:
+// the folder's keywords beyond the letters cannot be changed
+// (extraBroken) until it is read again.
 func (mb *Mailbox) loadExtraLocked() {
 	mb.extra, mb.extraNames, mb.extraOrder = nil, nil, nil
-	data, err := mb.readString(ExtraKeywordsFileName)
+	mb.extraStale, mb.extraBroken = false, false
+	data, err := mb.readExtraLocked()
 	if errors.Is(err, fs.ErrNotExist) {
-		mb.extraStale = false
-		return
-	}
-	var l map[string][]string
-	var order []string
-	if err == nil && len(data) <= maxExtraSize {
-		l, order, err = decodeExtra(data)
-	}
-	if err != nil {
-		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters not read", "folder", mb.root.Name(), "err", err)
-		mb.extraStale = false
 		return
 	}
 	byBase := mb.baseMapLocked()
 	dropped := false
+	var l map[string][]string
+	var order []string
+	if err == nil {
+		l, order, err = decodeExtra(data, func(base string) bool {
+			if byBase[base] == nil {
+				dropped = true
+				return false
+			}
+			return true
+		})
+	}
+	if err != nil {
+		mb.reg.log().Error("mailstore: keywords beyond the maildir letters not read; "+ExtraKeywordsFileName+" kept as it is, they cannot be changed in this folder until it is repaired or removed", "folder", mb.root.Name(), "err", err)
+		mb.extraBroken = true
+		return
+	}
 	for base, names := range l {
-		if byBase[base] == nil {
-			dropped = true
-			continue
-		}
 		var valid []string
 		for _, n := range names {
 			if uidlist.ValidKeyword(n) {
@@ -396,6 +508,17 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 	if mb.closed || mb.detached || !mb.loaded {
 		return nil
 	}
+	if mb.extraBroken {
+		return errExtraUnusable // the file is kept as it is
+	}
+	var data []byte
+	if len(mb.extra) > 0 {
+		data = mb.encodeExtraLocked()
+		if int64(len(data)) > maxExtraSize {
+			mb.reg.log().Warn("mailstore: keywords beyond the maildir letters refused: "+ExtraKeywordsFileName+" would exceed its bound", "folder", mb.root.Name(), "size", len(data), "bound", maxExtraSize)
+			return ErrTooManyKeywords
+		}
+	}
 	mb.extraStale = false
 	var err error
 	if len(mb.extra) == 0 {
@@ -403,7 +526,7 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 			err = nil
 		}
 	} else {
-		err = mb.writeFileLocked(ExtraKeywordsFileName, d, mb.encodeExtraLocked())
+		err = mb.writeFileLocked(ExtraKeywordsFileName, d, data)
 	}
 	if err != nil && !errors.Is(err, errFolderSync) {
 		mb.extraStale = true

@@ -213,18 +213,18 @@ func TestExtraKeywordsFile(t *testing.T) {
 	mb.setExtraLocked("a", []string{"x", "Y"})
 	mb.setExtraLocked("b", []string{"y", "z"})
 	data := mb.encodeExtraLocked()
-	l, order, err := decodeExtra(string(data))
+	l, order, err := decodeExtra(string(data), nil)
 	if err != nil || len(l) != 2 || !slices.Equal(order, []string{"x", "Y", "z"}) || !slices.Equal(l["a"], []string{"x", "Y"}) || !slices.Equal(l["b"], []string{"Y", "z"}) {
 		t.Fatalf("decoded %q, %v", l, err)
 	}
 	for i := range data {
 		bad := slices.Clone(data)
 		bad[i] ^= 0x20
-		if _, _, err := decodeExtra(string(bad)); err == nil {
+		if _, _, err := decodeExtra(string(bad), nil); err == nil {
 			t.Errorf("byte %d changed: decoded", i)
 		}
 	}
-	if _, _, err := decodeExtra(string(data[:len(data)-1])); err == nil {
+	if _, _, err := decodeExtra(string(data[:len(data)-1]), nil); err == nil {
 		t.Error("short file decoded")
 	}
 	mb.setExtraLocked("a", nil)
@@ -254,7 +254,7 @@ func TestExtraAfterStore(t *testing.T) {
 		{StoreRemove, []string{"q"}, []string{"q"}, []string{"x", "y"}},
 		{StoreReplace, []string{"q"}, []string{"q", "x"}, []string{"q"}},
 	} {
-		if got := mb.extraAfterLocked("a", c.op, c.extra, c.named); !slices.Equal(got, c.want) {
+		if got := mb.extraAfterLocked("a", c.op, c.extra, foldSet(c.extra), foldSet(c.named)); !slices.Equal(got, c.want) {
 			t.Errorf("%v %q %q: %q, want %q", c.op, c.extra, c.named, got, c.want)
 		}
 	}
@@ -266,7 +266,9 @@ func TestExtraAfterStore(t *testing.T) {
 func TestTooManyKeywordsLeavesNone(t *testing.T) {
 	t.Parallel()
 	st := testStore(t)
-	deliverFile(t, st, "", 1)
+	for i := 1; i <= 10; i++ {
+		deliverFile(t, st, "", i)
+	}
 	mb := openBox(t, NewRegistry(), st, "INBOX")
 	// 30 keywords in one STORE: 26 letters, 4 beyond.
 	var many []string
@@ -283,8 +285,13 @@ func TestTooManyKeywordsLeavesNone(t *testing.T) {
 	for i := 4; i < MaxExtraKeywords; i++ {
 		more = append(more, fmt.Sprintf("x%d", i))
 	}
-	if _, _, err := mb.StoreFlags([]uint32{1}, StoreAdd, more, nil); err != nil {
-		t.Fatal(err)
+	// Spread over messages 2..10 (MaxMessageExtraKeywords each at most).
+	for uid := uint32(2); len(more) > 0; uid++ {
+		n := min(len(more), 120)
+		if _, _, err := mb.StoreFlags([]uint32{uid}, StoreAdd, more[:n], nil); err != nil {
+			t.Fatal(err)
+		}
+		more = more[n:]
 	}
 	before, _ := mb.DefinedFlags()
 	if _, perm := mb.DefinedFlags(); slices.Contains(perm, Wildcard) {

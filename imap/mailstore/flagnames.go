@@ -150,7 +150,8 @@ func (mb *Mailbox) DefinedFlags() (flags, permanent []string) {
 // no keyword added: the command fails, rather than lose a keyword.
 func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (f Flags, extra []string, err error) {
 	var added bool
-	before := mb.keywords // a refused STORE must leave no keyword behind
+	var seen map[string]bool // extra's, lower-case
+	before := mb.keywords    // a refused STORE must leave no keyword behind
 	for _, fl := range flags {
 		s := fl
 		if strings.HasPrefix(s, `\`) {
@@ -172,7 +173,11 @@ func (mb *Mailbox) flagBitsLocked(flags []string, create bool) (f Flags, extra [
 		}
 		if idx >= 0 {
 			f |= KeywordFlag(idx)
-		} else if !containsFold(extra, s) {
+		} else if k := strings.ToLower(s); !seen[k] {
+			if seen == nil {
+				seen = make(map[string]bool)
+			}
+			seen[k] = true
 			extra = append(extra, s)
 		}
 	}

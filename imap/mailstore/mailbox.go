@@ -323,10 +323,15 @@ type Mailbox struct {
 	// ones by lower-case name, extraOrder them as first given (FLAGS).
 	// extraStale: the file lags behind extra (entries of messages gone),
 	// written by flushExtraLocked. Nil while there are none.
-	extra      map[string]*extraKw
-	extraNames map[string]*extraName
-	extraOrder []string
-	extraStale bool
+	// extraBroken: the file could not be read (unreadable, oversize,
+	// malformed) and is kept as it is: no change to keywords beyond
+	// the letters is made in the folder (errExtraUnusable) until it is
+	// read again.
+	extra       map[string]*extraKw
+	extraNames  map[string]*extraName
+	extraOrder  []string
+	extraStale  bool
+	extraBroken bool
 }
 
 // ChangeKind says what happened to a message.

@@ -160,16 +160,33 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	if err != nil {
 		return nil, nil, err
 	}
+	named := foldSet(keywordNames(flags))
+	extraSet := foldSet(extra)
 	if op != StoreRemove && len(extra) > 0 {
+		// Refused before anything changes: a file that could not be
+		// read, or past a bound (MaxExtraKeywords in the folder,
+		// MaxMessageExtraKeywords on a message).
+		if mb.extraBroken {
+			return nil, nil, errExtraUnusable
+		}
 		if _, dropped := mb.extraRoomLocked(extra); len(dropped) > 0 {
 			return nil, nil, ErrTooManyKeywords
+		}
+		if len(extra) > MaxMessageExtraKeywords {
+			return nil, nil, ErrTooManyKeywords
+		}
+		if op == StoreAdd {
+			for _, uid := range uids {
+				if m := mb.findLocked(uid); m != nil && len(mb.extraAfterLocked(m.Base, op, extra, extraSet, named)) > MaxMessageExtraKeywords {
+					return nil, nil, ErrTooManyKeywords
+				}
+			}
 		}
 	}
 	// Keywords beyond the letters change for the sessions and in
 	// ExtraKeywordsFileName, written once at the end (extraWas: what the
 	// messages whose ones changed had before, given back when the write
 	// fails).
-	named := keywordNames(flags)
 	var extraWas map[string][]string
 	defer func() {
 		if extraWas != nil && mb.extraStale {
@@ -267,7 +284,7 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 		}
 		if len(extra) > 0 || (len(mb.extra) > 0 && mb.extra[m.Base] != nil) {
 			was := mb.extraOfLocked(m.Base)
-			if mb.setExtraLocked(m.Base, mb.extraAfterLocked(m.Base, op, extra, named)) {
+			if mb.setExtraLocked(m.Base, mb.extraAfterLocked(m.Base, op, extra, extraSet, named)) {
 				if extraWas == nil {
 					extraWas = make(map[string][]string)
 				}
