@@ -581,13 +581,18 @@ func (mb *Mailbox) StoreFlagsUnchangedSincePiece(fw *FlagWait, uids []uint32, op
 	if op != StoreReplace && op != StoreAdd && op != StoreRemove {
 		return nil, nil, nil, nil, fmt.Errorf("mailstore: unknown store operation %d", op)
 	}
+	// mine: the modseqs a try that gave up for the uidlist lock
+	// (errUIDListBusy, retried by flagChange) gave messages it changed
+	// all the same (keywords beyond the letters, no rename): not
+	// MODIFIED at the next try unless changed again since.
+	var mine map[uint32]uint64
 	err = mb.flagChange(fw, func(mode lockMode) error {
 		var keep []uint32
 		var idx []int
 		modified = nil
 		for i, u := range uids {
 			m := mb.findLocked(u)
-			if m != nil && m.ModSeq > since {
+			if m != nil && m.ModSeq > since && (mine == nil || mine[u] != m.ModSeq) {
 				modified = append(modified, u)
 				continue
 			}
@@ -596,6 +601,16 @@ func (mb *Mailbox) StoreFlagsUnchangedSincePiece(fw *FlagWait, uids []uint32, op
 		}
 		fl, okk, err := mb.storeFlagsLocked(keep, op, flags, source, mode)
 		if err != nil {
+			if errors.Is(err, errUIDListBusy) {
+				for _, u := range keep {
+					if m := mb.findLocked(u); m != nil && m.ModSeq > since {
+						if mine == nil {
+							mine = make(map[uint32]uint64)
+						}
+						mine[u] = m.ModSeq
+					}
+				}
+			}
 			return err
 		}
 		newFlags = make([]Flags, len(uids))

@@ -106,7 +106,11 @@ func (fw *FlagWait) Done() {
 
 // flagChange runs f, a flag change, under mb.mu. f takes the uidlist lock
 // without waiting; while another process holds it, f gives up
-// (errUIDListBusy) having changed nothing, and the lock is waited for with
+// (errUIDListBusy) having changed no file name (keywords beyond the
+// letters of messages before the one that needed the lock may have
+// changed: f runs again as one whole, and STORE UNCHANGEDSINCE tells
+// them from changes of others, see StoreFlagsUnchangedSincePiece), and
+// the lock is waited for with
 // mb.mu let go, so that the folder's other sessions go on meanwhile (a
 // FETCH of one of them is no reason for all to stall), up to lockWait
 // for the whole command (fw; nil: a command of one piece). Past the wait
