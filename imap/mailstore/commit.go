@@ -71,6 +71,20 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 			}
 		}
 	}
+	if anyExtra {
+		// Durable before the files are in cur/, where a crash would
+		// leave them without their keywords; not kept, the messages are
+		// not stored (rather than lose their keywords). An entry whose
+		// file does not follow is dropped at the next write or open.
+		if err := mb.saveExtraLocked(syncFolder); err != nil {
+			for _, p := range ps {
+				mb.dropExtraLocked(p.base)
+			}
+			mb.extraStale = false
+			removeTmps()
+			return nil, err
+		}
+	}
 	var placed []string
 	undo := func() {
 		for _, n := range placed {
@@ -79,7 +93,7 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 		removeTmps()
 		if anyExtra {
 			for _, p := range ps {
-				mb.dropExtraLocked(p.base)
+				mb.dropExtraLocked(p.base) // the file has them: stale
 			}
 		}
 	}
@@ -95,15 +109,6 @@ func (mb *Mailbox) commitLocked(ps []pending) ([]uint32, error) {
 	if err := mb.syncDirLocked("cur"); err != nil {
 		undo()
 		return nil, err
-	}
-	if anyExtra {
-		// Durable before the UIDs name the messages; not kept, the
-		// messages are not stored (rather than lose their keywords).
-		if err := mb.saveExtraLocked(syncFolder); err != nil {
-			undo()
-			mb.extraStale = false
-			return nil, err
-		}
 	}
 	msgs := make([]*Msg, len(ps))
 	uids := make([]uint32, len(ps))
@@ -405,21 +410,30 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		return nil, nil, fmt.Errorf("mailstore: move: %w", err)
 	}
 	type move struct {
-		m         *Msg     // in mb
-		sub, name string   // where it was in mb
-		to        string   // its name in dst's cur/
-		nm        *Msg     // in dst
-		extra     []string // its keywords beyond dst's letters
+		m         *Msg   // in mb
+		sub, name string // where it was in mb
+		to        string // its name in dst's cur/
+		nm        *Msg   // in dst
 	}
 	var moves []move
 	var moveErr error
 	subs := map[string]bool{}
 	missing := map[string]bool{}
-	moveOne := func(m *Msg) (retry bool) {
+	// A message is planned (its flags in dst, its new base name), the
+	// keywords beyond dst's letters of those planned written to dst's
+	// ExtraKeywordsFileName (fsynced) before any of them is renamed into
+	// dst's cur/, where a crash would leave it without them; an entry
+	// whose file does not follow is dropped at the next write or open.
+	type plan struct {
+		m     *Msg
+		bits  Flags
+		extra []string
+		nb    string
+	}
+	planOne := func(m *Msg) (plan, error) {
 		bits, extra, err := dst.flagBitsLocked(mb.appendExtraLocked(mb.flagNamesLocked(m.Flags), m.Base), true)
 		if err != nil {
-			moveErr = err
-			return false
+			return plan{}, err
 		}
 		// A new base name, as for a copy: the old one may linger in
 		// this folder's uidlist as the record of a gone message.
@@ -429,6 +443,33 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		if ok && okW {
 			nb = sizedBase(nb, psize, vsize)
 		}
+		return plan{m: m, bits: bits, extra: extra, nb: nb}, nil
+	}
+	keepExtras := func(plans []plan) error {
+		any := false
+		for _, p := range plans {
+			if len(p.extra) > 0 {
+				kept, dropped := dst.extraKeepLocked(p.extra)
+				if len(dropped) > 0 {
+					dst.reg.log().Warn("mailstore: keywords not kept, too many in the folder or on the message", "folder", dst.root.Name(), "keywords", dropped)
+				}
+				any = dst.setExtraLocked(p.nb, kept) || any
+			}
+		}
+		if !any {
+			return nil
+		}
+		if err := dst.saveExtraLocked(syncFolder); err != nil {
+			for _, p := range plans {
+				dst.dropExtraLocked(p.nb)
+			}
+			dst.extraStale = false
+			return err
+		}
+		return nil
+	}
+	moveOne := func(p plan) (retry bool) {
+		m, bits, nb := p.m, p.bits, p.nb
 		from := mb.pathLocked(m)
 		sub, name, _ := splitRel(from)
 		sfd, err := mb.dirFDLocked(sub)
@@ -445,17 +486,51 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 			return false
 		}
 		subs[sub] = true
-		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}, extra: extra})
+		moves = append(moves, move{m: m, sub: sub, name: name, to: to, nm: &Msg{Base: nb, Flags: bits}})
 		dst.heldStepLocked(lk)
 		return false
 	}
+	moveAll := func(ms []*Msg) (gone []*Msg) {
+		plans := make([]plan, 0, len(ms))
+		var planErr error
+		for _, m := range ms {
+			p, err := planOne(m)
+			if err != nil {
+				planErr = err
+				break
+			}
+			plans = append(plans, p)
+		}
+		if err := keepExtras(plans); err != nil {
+			moveErr = err
+			return nil
+		}
+		for _, p := range plans {
+			moved := false
+			if moveErr == nil {
+				if moveOne(p) {
+					gone = append(gone, p.m)
+				} else {
+					moved = moveErr == nil
+				}
+			}
+			if !moved {
+				dst.dropExtraLocked(p.nb) // stale in the file
+			}
+		}
+		if moveErr == nil {
+			moveErr = planErr
+		}
+		return gone
+	}
+	var ms []*Msg
 	for _, u := range uids {
-		if moveErr != nil {
-			break
+		if m := mb.findLocked(u); m != nil {
+			ms = append(ms, m)
 		}
-		if m := mb.findLocked(u); m != nil && moveOne(m) {
-			missing[m.Base] = true
-		}
+	}
+	for _, m := range moveAll(ms) {
+		missing[m.Base] = true
 	}
 	if len(missing) > 0 && moveErr == nil {
 		// Renamed by another program (its flags changed): find it by
@@ -464,10 +539,13 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		if err != nil {
 			moveErr = err
 		}
-		for base := range found {
-			if moveErr == nil {
-				moveOne(mb.baseMapLocked()[base])
+		if moveErr == nil {
+			byBase := mb.baseMapLocked()
+			var again []*Msg
+			for base := range found {
+				again = append(again, byBase[base])
 			}
+			moveAll(again)
 		}
 		srcClean.ok = false
 	}
@@ -486,30 +564,15 @@ func (mb *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 		}
 	}
 	nms := make([]*Msg, len(moves))
-	anyExtra := false
 	for i, mv := range moves {
 		nms[i] = mv.nm
-		if err == nil && len(mv.extra) > 0 {
-			// Past dst's letters: kept by base name (see commitLocked).
-			kept, dropped := dst.extraKeepLocked(mv.extra)
-			if len(dropped) > 0 {
-				dst.reg.log().Warn("mailstore: keywords not kept, too many in the folder or on the message", "folder", dst.root.Name(), "keywords", dropped)
-			}
-			anyExtra = dst.setExtraLocked(mv.nm.Base, kept) || anyExtra
-		}
-	}
-	if anyExtra {
-		err = dst.saveExtraLocked(syncFolder) // not kept: not moved
 	}
 	if err == nil {
 		err = dst.addToUIDListLocked(lk, nms)
 	}
 	if err != nil {
-		if anyExtra {
-			for _, mv := range moves {
-				dst.dropExtraLocked(mv.nm.Base)
-			}
-			dst.extraStale = false
+		for _, mv := range moves {
+			dst.dropExtraLocked(mv.nm.Base) // the file has them: stale
 		}
 		// Put them back; what cannot go back stays in dst, where the
 		// next synchronisation numbers it: never lost.

@@ -52,7 +52,10 @@ import (
 //
 // The file is written whole (a temporary file renamed over it) and, when
 // a client changes keywords it holds (STORE, APPEND, COPY, MOVE), fsynced
-// with the folder before the command is answered, as courriel-modseq (a
+// with the folder before the command is answered (for APPEND, COPY and
+// MOVE before the messages' files are renamed into cur/, so that a crash
+// between leaves no file without its keywords; an entry whose file does
+// not follow is dropped), as courriel-modseq (a
 // write that fails, a full disk, fails the command and leaves every
 // message with the keywords it had: no keyword is lost silently);
 // entries of messages gone are dropped at the next write after their
