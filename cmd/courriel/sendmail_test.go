@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -75,6 +76,12 @@ func TestReadSendmailInput(t *testing.T) {
 		{"dot ends", "Subject: x\n\nbody\n.\nafter\n", true, "Subject: x\r\n\r\nbody\r\n"},
 		{"-i: dot kept", "Subject: x\n\nbody\n.\nafter\n", false, "Subject: x\r\n\r\nbody\r\n.\r\nafter\r\n"},
 		{"mbox From_ dropped", "From root Mon Dec  7 10:00:00 2026\nSubject: x\n\nb\n", true, "Subject: x\r\n\r\nb\r\n"},
+		// A progress bar's lone CRs (curl, wget, rsync in a cron job),
+		// which the server would refuse: line breaks in the body, spaces
+		// in the header; NULs dropped.
+		{"bare CR in the body", "Subject: cron\n\n  10%\r 100%\r\ndone\r\r\n", true, "Subject: cron\r\n\r\n  10%\r\n 100%\r\ndone\r\n\r\n"},
+		{"bare CR in the header", "Subject: a\rb\n\nx\n", true, "Subject: a b\r\n\r\nx\r\n"},
+		{"NUL dropped", "Subject: a\x00b\n\nx\x00\x00y\n", true, "Subject: ab\r\n\r\nxy\r\n"},
 	} {
 		got, err := readSendmailInput(strings.NewReader(tc.in), tc.dots, 1<<20)
 		if err != nil || string(got) != tc.want {
@@ -83,6 +90,33 @@ func TestReadSendmailInput(t *testing.T) {
 	}
 	if _, err := readSendmailInput(strings.NewReader(strings.Repeat("x\n", 100)), true, 50); err == nil {
 		t.Error("input past the limit accepted")
+	}
+}
+
+// TestReadSendmailInputLongLines: the checks of whole lines ("." ending
+// the input, a CRLF) hold for lines longer than the read buffer (64 KiB).
+func TestReadSendmailInputLongLines(t *testing.T) {
+	t.Parallel()
+	hdr := "Subject: x\n\n"
+	// The buffer fills right before a "." in the middle of a line.
+	long := strings.Repeat("b", 64<<10)
+	out, err := readSendmailInput(strings.NewReader(hdr+long+".\nsecond line\n"), true, 100<<20)
+	if want := "Subject: x\r\n\r\n" + long + ".\r\nsecond line\r\n"; err != nil || string(out) != want {
+		t.Errorf("a \".\" inside a long line: %d bytes, %v; want %d bytes", len(out), err, len(want))
+	}
+	// The buffer fills with the CR of the line's CRLF.
+	long = strings.Repeat("b", 64<<10-1)
+	out, err = readSendmailInput(strings.NewReader(hdr+long+"\r\nnext\n"), true, 100<<20)
+	if want := "Subject: x\r\n\r\n" + long + "\r\nnext\r\n"; err != nil || string(out) != want {
+		t.Errorf("a CRLF across two buffer fills: %v, ends %q", err, out[max(0, len(out)-12):])
+	}
+	// A "From " further in a long first line is no mbox separator.
+	out, err = readSendmailInput(strings.NewReader("X-Long: "+strings.Repeat("c", 64<<10)+"From x\n\nb\n"), true, 100<<20)
+	if err != nil || !bytes.Contains(out, []byte("From x\r\n")) {
+		t.Errorf("text of a long first line dropped: %v", err)
+	}
+	if _, err := readSendmailInput(strings.NewReader(strings.Repeat("x", 1000)), true, 50); err == nil {
+		t.Error("a long line past the limit accepted")
 	}
 }
 

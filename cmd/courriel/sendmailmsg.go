@@ -14,35 +14,59 @@ import (
 // dots (no -i), a line holding only "." ends the input, as in SMTP; a
 // first line "From " (an mbox separator) is dropped, as Postfix drops
 // it. Dot-stuffing is the SMTP client's business (stuffDots), not the
-// caller's.
+// caller's. The checks apply to whole lines, however long.
+//
+// The server refuses a bare CR or a NUL (554 5.6.0), which Postfix's
+// postdrop takes as they come: cron mails the output of curl, wget,
+// rsync or apt, whose progress bars redraw with a lone CR. So that such
+// a message is delivered rather than refused, a NUL is dropped and a CR
+// not before the LF ends the line in the body (the lines the terminal
+// drew over each other are all kept), and is a space in the header
+// (where a line break would end the field).
 func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var out bytes.Buffer
-	first := true
+	var out, line bytes.Buffer
+	first, inHeader := true, true
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: keep reading it, in pieces.
-			out.Write(line)
-			if int64(out.Len()) > max {
+		line.Reset()
+		var err error
+		for {
+			var piece []byte
+			piece, err = br.ReadSlice('\n')
+			line.Write(piece)
+			if int64(out.Len()+line.Len()) > max+2 {
 				return nil, errors.New("message too large")
 			}
-			first = false
-			continue
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				break
+			}
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
-		if len(line) == 0 && err != nil {
+		if line.Len() == 0 && err != nil {
 			break
 		}
-		text := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		text := bytes.TrimSuffix(bytes.TrimSuffix(line.Bytes(), []byte("\n")), []byte("\r"))
 		switch {
 		case first && bytes.HasPrefix(text, []byte("From ")):
 		case dots && string(text) == ".":
 			return out.Bytes(), nil
 		default:
-			out.Write(text)
+			if len(text) == 0 {
+				inHeader = false
+			}
+			for _, c := range text {
+				switch {
+				case c == 0:
+				case c == '\r' && inHeader:
+					out.WriteByte(' ')
+				case c == '\r':
+					out.WriteString("\r\n")
+				default:
+					out.WriteByte(c)
+				}
+			}
 			out.WriteString("\r\n")
 		}
 		first = false
