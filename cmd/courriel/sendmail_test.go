@@ -146,6 +146,10 @@ func TestSendmailPrepare(t *testing.T) {
 			"From: me@x.example\r\n\r\nb\r\n", []string{"root@host.example"}},
 		{"no header", []string{"root"}, "Root", "hello\r\nworld\r\n",
 			"From: \"Root\" <sender@host.example>\r\n\r\nhello\r\nworld\r\n", []string{"root@host.example"}},
+		// RFC 5322 §4.5: spaces before the colon (PHP scripts write
+		// them); the header goes on, its Bcc is read and removed.
+		{"-t space before the colon", []string{"-t"}, "", "To: a@x.example\r\nX-Mailer : PHP\r\nBcc\t: boss@x.example\r\nSubject: x\r\n\r\nb\r\n",
+			"To: a@x.example\r\nX-Mailer : PHP\r\nSubject: x\r\n\r\nb\r\n", []string{"a@x.example", "boss@x.example"}},
 		{"group", []string{"-t"}, "", "To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n",
 			"To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n", []string{"root@host.example"}},
 	} {

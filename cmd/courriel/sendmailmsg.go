@@ -120,23 +120,29 @@ func splitHeader(msg []byte) (fields []headerField, body []byte, sep bool) {
 }
 
 // fieldName is the name of a header field line (RFC 5322 §2.2: printable
-// ASCII but the colon, then a colon).
+// ASCII but the colon, then a colon; spaces or tabs may stand between the
+// name and the colon, the obsolete syntax of §4.5 that Postfix's
+// is_header accepts too).
 func fieldName(line []byte) (string, bool) {
 	i := bytes.IndexByte(line, ':')
 	if i <= 0 {
 		return "", false
 	}
-	for _, c := range line[:i] {
+	name := bytes.TrimRight(line[:i], " \t")
+	if len(name) == 0 {
+		return "", false
+	}
+	for _, c := range name {
 		if c <= ' ' || c > '~' {
 			return "", false
 		}
 	}
-	return string(line[:i]), true
+	return string(name), true
 }
 
 // value is the field's unfolded value.
 func (f headerField) value() string {
-	v := string(f.raw[len(f.name)+1:])
+	v := string(f.raw[bytes.IndexByte(f.raw, ':')+1:])
 	v = strings.ReplaceAll(v, "\r\n", "")
 	return strings.TrimSpace(v)
 }
