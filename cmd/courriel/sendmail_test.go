@@ -120,6 +120,26 @@ func TestReadSendmailInputLongLines(t *testing.T) {
 	}
 }
 
+// TestSendmailHeaderAddressComments: comments are no addresses, nor do they
+// hide the address beside them (cron's "root (Cron Daemon)").
+func TestSendmailHeaderAddressComments(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"root (Cron Daemon)", []string{"root"}},
+		{"alice@example.com (Alice), root", []string{"alice@example.com", "root"}},
+		{"Root <root>, bob@example.com (Bob (the (builder)))", []string{"root", "bob@example.com"}},
+		{`root (a \) b, c), "x (y)" <x@example.com>, z`, []string{"root", "x@example.com", "z"}},
+		{"alice@example.com, bob", []string{"alice@example.com", "bob"}},
+	} {
+		if got := headerAddresses(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestSendmailPrepare(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -224,8 +224,9 @@ func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) 
 
 // headerAddresses are the addresses of an address list (RFC 5322 §3.4),
 // or, where net/mail cannot read it (an unqualified "root", a stray
-// comma), the best reading of each comma-separated item: what is between
-// < and >, else the item. Groups give their members.
+// comma), the best reading of each comma-separated item, its comments
+// left out: what is between < and >, else the item. Groups give their
+// members.
 func headerAddresses(v string) []string {
 	if list, err := mail.ParseAddressList(v); err == nil {
 		out := make([]string, 0, len(list))
@@ -236,6 +237,7 @@ func headerAddresses(v string) []string {
 	}
 	var out []string
 	for _, item := range splitList(v) {
+		item = stripComments(item)
 		if i := strings.IndexByte(item, ':'); i >= 0 && !strings.Contains(item[:i], "<") && !strings.Contains(item[:i], "\"") {
 			item = item[i+1:] // a group's display name
 		}
@@ -250,6 +252,43 @@ func headerAddresses(v string) []string {
 		}
 	}
 	return out
+}
+
+// stripComments is item without its comments (RFC 5322 §3.2.2: nested
+// parentheses, quoted pairs; none inside a quoted string), each a space.
+func stripComments(item string) string {
+	var b strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(item); i++ {
+		c := item[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0):
+			if depth == 0 {
+				b.WriteByte(c)
+				if i+1 < len(item) {
+					b.WriteByte(item[i+1])
+				}
+			}
+			i++
+			continue
+		case depth == 0 && c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			if depth == 0 {
+				b.WriteByte(' ')
+			}
+			depth++
+			continue
+		case c == ')' && depth > 0:
+			depth--
+			continue
+		}
+		if depth == 0 {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // splitList cuts an address list at the commas outside quotes, angle
