@@ -153,10 +153,10 @@ func TestSendmailPrepare(t *testing.T) {
 		{"unqualified recipient", []string{"root"}, "", "Subject: x\r\n\r\nb\r\n",
 			"Subject: x\r\n\r\nb\r\n", []string{"root@host.example"}},
 		{"-t with Bcc removed", []string{"-t"}, "", "To: a@x.example, root\r\nCc: \"B, b\" <b@y.example>\r\nBcc: hidden@z.example,\r\n  other\r\nSubject: x\r\n\r\nb\r\n",
-			"To: a@x.example, root\r\nCc: \"B, b\" <b@y.example>\r\nSubject: x\r\n\r\nb\r\n",
+			"To: a@x.example, root@host.example\r\nCc: \"B, b\" <b@y.example>\r\nSubject: x\r\n\r\nb\r\n",
 			[]string{"a@x.example", "root@host.example", "b@y.example", "hidden@z.example", "other@host.example"}},
 		{"-t adds to the command line", []string{"-t", "admin"}, "", "To: a@x.example, Admin <admin>\r\n\r\nb\r\n",
-			"To: a@x.example, Admin <admin>\r\n\r\nb\r\n", []string{"admin@host.example", "a@x.example"}},
+			"To: a@x.example, Admin <admin@host.example>\r\n\r\nb\r\n", []string{"admin@host.example", "a@x.example"}},
 		{"-t Resent- fields win", []string{"-t"}, "", "To: old@x.example\r\nResent-To: new@x.example\r\nResent-Bcc: rb@x.example\r\n\r\nb\r\n",
 			"To: old@x.example\r\nResent-To: new@x.example\r\n\r\nb\r\n", []string{"new@x.example", "rb@x.example"}},
 		{"Bcc kept without -t", []string{"root"}, "", "Bcc: x@y.example\r\n\r\nb\r\n", "Bcc: x@y.example\r\n\r\nb\r\n", []string{"root@host.example"}},
@@ -171,7 +171,15 @@ func TestSendmailPrepare(t *testing.T) {
 		{"-t space before the colon", []string{"-t"}, "", "To: a@x.example\r\nX-Mailer : PHP\r\nBcc\t: boss@x.example\r\nSubject: x\r\n\r\nb\r\n",
 			"To: a@x.example\r\nX-Mailer : PHP\r\nSubject: x\r\n\r\nb\r\n", []string{"a@x.example", "boss@x.example"}},
 		{"group", []string{"-t"}, "", "To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n",
-			"To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n", []string{"root@host.example"}},
+			"To: undisclosed-recipients:;\r\nCc: root@host.example\r\n\r\nb\r\n", []string{"root@host.example"}},
+		// The header's addresses qualified as Postfix's cleanup does,
+		// display names, comments, groups and folding kept.
+		{"cron's header qualified", []string{"-FCronDaemon", "-i", "root"}, "", "From: root (Cron Daemon)\r\nTo: root\r\nSubject: Cron <root@h> job\r\n\r\nout\r\n",
+			"From: root@host.example (Cron Daemon)\r\nTo: root@host.example\r\nSubject: Cron <root@h> job\r\n\r\nout\r\n", []string{"root@host.example"}},
+		{"address fields qualified", []string{"root"}, "", "To: \"Doe, J\" <jd>,\r\n (c) bob (Bob (B)),\r\n friends: a, b@x.example, <c@y.example>;\r\nReply-To : sales\r\nResent-Cc: Ann <ann@z.example>, =?UTF-8?Q?J=C3=B6rg?= <joerg>\r\nX-To: root\r\n\r\nb\r\n",
+			"To: \"Doe, J\" <jd@host.example>,\r\n (c) bob@host.example (Bob (B)),\r\n friends: a@host.example, b@x.example, <c@y.example>;\r\nReply-To : sales@host.example\r\nResent-Cc: Ann <ann@z.example>, =?UTF-8?Q?J=C3=B6rg?= <joerg@host.example>\r\nX-To: root\r\n\r\nb\r\n", []string{"root@host.example"}},
+		{"qualified addresses untouched", []string{"root"}, "", "From: \"a (b)\" <a@x.example>\r\nCc: \"q r\"@x.example, <>, g:;\r\n\r\nb\r\n",
+			"From: \"a (b)\" <a@x.example>\r\nCc: \"q r\"@x.example, <>, g:;\r\n\r\nb\r\n", []string{"root@host.example"}},
 	} {
 		a, err := parseSendmailArgs(tc.args)
 		if err != nil {

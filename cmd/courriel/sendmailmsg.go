@@ -161,7 +161,9 @@ type preparedMessage struct {
 // GECOS field: what the envelope cannot carry; the server adds a bare
 // From, Date and Message-ID, one place for them). Unqualified addresses
 // (root) get @host, the server's myhostname, as Postfix appends
-// $myorigin.
+// $myorigin: the envelope's, and those of the address fields of the
+// header (addressFields), cron's "From: root (Cron Daemon)" and "To: root"
+// among them, as Postfix's cleanup rewrites them.
 func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) (preparedMessage, error) {
 	fields, body, sep := splitHeader(msg)
 	var p preparedMessage
@@ -212,6 +214,9 @@ func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) 
 				continue // the Bcc recipients are not told to the others
 			}
 		}
+		if host != "" && addressFields[strings.ToLower(f.name)] {
+			f.raw = qualifyField(f.raw, host)
+		}
 		out.Write(f.raw)
 	}
 	if sep || len(body) > 0 {
@@ -220,6 +225,117 @@ func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) 
 	out.Write(body)
 	p.data = out.Bytes()
 	return p, nil
+}
+
+// addressFields are the header fields whose unqualified addresses get
+// @myhostname, as Postfix's cleanup qualifies them in mail from sendmail.
+var addressFields = map[string]bool{
+	"from": true, "sender": true, "reply-to": true, "to": true, "cc": true, "bcc": true,
+	"resent-from": true, "resent-sender": true, "resent-reply-to": true,
+	"resent-to": true, "resent-cc": true, "resent-bcc": true,
+	"errors-to": true, "return-receipt-to": true,
+}
+
+// qualifyField is an address field (CRLF line and continuations) with
+// @host after its addresses that have no domain; the rest (display
+// names, comments, groups, folding) as it was.
+func qualifyField(raw []byte, host string) []byte {
+	colon := bytes.IndexByte(raw, ':')
+	if colon < 0 {
+		return raw
+	}
+	v := string(raw[colon+1:])
+	crlf := strings.HasSuffix(v, "\r\n")
+	v = strings.TrimSuffix(v, "\r\n")
+	items := splitList(v)
+	changed := false
+	for i, item := range items {
+		if q := qualifyItem(item, host); q != item {
+			items[i], changed = q, true
+		}
+	}
+	if !changed {
+		return raw
+	}
+	out := append([]byte(nil), raw[:colon+1]...)
+	out = append(out, strings.Join(items, ",")...)
+	if crlf {
+		out = append(out, "\r\n"...)
+	}
+	return out
+}
+
+// qualifyItem is one item of an address list (a mailbox, a group's start
+// or end) with @host after its address when it has no domain: inside
+// its angle brackets, else after the address outside comments.
+func qualifyItem(item, host string) string {
+	depth, quoted := 0, false
+	lo, hi, angle, angleEnd, group := -1, -1, -1, -1, -1
+	for i := 0; i < len(item); i++ {
+		c := item[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0):
+			if depth == 0 {
+				if lo < 0 {
+					lo = i
+				}
+				hi = i + 1
+			}
+			i++
+			continue
+		case depth == 0 && c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+			continue
+		case c == ')' && depth > 0:
+			depth--
+			continue
+		case depth > 0:
+			continue
+		case c == '<' && angle < 0:
+			angle = i
+		case c == '>' && angle >= 0 && angleEnd < 0:
+			angleEnd = i
+		case c == ':' && angle < 0 && group < 0:
+			group, lo, hi = i, -1, -1
+			continue
+		}
+		if depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			if lo < 0 {
+				lo = i
+			}
+			hi = i
+		}
+	}
+	if angle >= 0 {
+		if angleEnd < 0 {
+			return item
+		}
+		addr := strings.TrimSpace(item[angle+1 : angleEnd])
+		if addr == "" || strings.ContainsAny(addr, "@:<>\"() \t") {
+			return item
+		}
+		return item[:angle+1] + addr + "@" + host + item[angleEnd:]
+	}
+	if lo < 0 {
+		return item
+	}
+	if item[hi] == ';' { // a group's end
+		hi--
+		for hi >= lo && strings.IndexByte(" \t\r\n", item[hi]) >= 0 {
+			hi--
+		}
+		if hi < lo {
+			return item
+		}
+	}
+	addr := item[lo : hi+1]
+	if strings.ContainsAny(addr, "@:;<>\"()\\ \t\r\n") {
+		return item
+	}
+	return item[:hi+1] + "@" + host + item[hi+1:]
 }
 
 // headerAddresses are the addresses of an address list (RFC 5322 §3.4),
