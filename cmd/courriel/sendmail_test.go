@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestSendmailArgs(t *testing.T) {
@@ -433,4 +437,79 @@ func FuzzSendmailPrepare(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSendmailInterrupted: a signal (ctx ending) stops sendmail at once,
+// whatever it waits for (its input, the server), exit 75 saying the mail
+// was not sent, or not known to be sent once the message's end went out;
+// never that the server was unreachable.
+func TestSendmailInterrupted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		stage string // where the server stops answering; "" stdin never ends
+		want  string
+	}{
+		{"reading stdin", "", "mail NOT sent"},
+		{"awaiting the greeting", "greet", "mail NOT sent"},
+		{"awaiting the answer to the message", "end", "mail NOT known to be sent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, cfg := startFakeLocal(t, nil)
+			sock := filepath.Join(filepath.Dir(cfg), "s.sock")
+			os.Remove(sock)
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if tc.stage != "greet" {
+					fmt.Fprint(c, "220 h.example ESMTP\r\n")
+					r := bufio.NewReader(c)
+					for data := false; ; {
+						line, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						switch {
+						case data && line == ".\r\n":
+							data = false // and no answer
+						case data:
+						case strings.HasPrefix(line, "DATA"):
+							data = true
+							fmt.Fprint(c, "354 go on\r\n")
+						default:
+							fmt.Fprint(c, "250 ok\r\n")
+						}
+					}
+				}
+				io.Copy(io.Discard, c)
+			}()
+			var stdin io.Reader = strings.NewReader("Subject: x\n\nb\n")
+			if tc.stage == "" {
+				pr, pw := io.Pipe()
+				t.Cleanup(func() { pw.Close() })
+				stdin = pr
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			start := time.Now()
+			err = runSendmail(ctx, []string{"-config", cfg, "root"}, stdin, io.Discard, io.Discard)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exTempFail || !strings.Contains(err.Error(), "interrupted") ||
+				!strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "serve running") {
+				t.Errorf("got %v", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v to stop", d)
+			}
+		})
+	}
 }
