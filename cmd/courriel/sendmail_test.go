@@ -513,3 +513,21 @@ func TestSendmailInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestSendmailSocketDirWritable: a socket in a directory others may write
+// (which serve refuses) may be anyone's: sendmail does not hand it the
+// message, exit 78.
+func TestSendmailSocketDirWritable(t *testing.T) {
+	t.Parallel()
+	f, cfg := startFakeLocal(t, nil)
+	if err := os.Chmod(filepath.Dir(cfg), 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd(t, "Subject: x\n\nb\n", "sendmail", "-config", cfg, "root")
+	if code != exConfig || !strings.Contains(stderr, "writable by others") || !strings.Contains(stderr, "mail NOT sent") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if cmds, _ := f.seen(); len(cmds) != 0 {
+		t.Errorf("the socket was told %q", cmds)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +93,11 @@ func replyExit(r smtpReply, rcpt bool) int {
 // When ctx ends (SIGTERM, SIGINT) the connection is closed: exit 75, the
 // mail not sent, or not known to be sent once its end went out.
 func sendLocal(ctx context.Context, path string, a *sendmailArgs, login, fullName string, msg []byte) error {
+	// serve refuses such a directory: a socket there is not its own but
+	// anyone's, who would receive the message.
+	if fi, err := os.Stat(filepath.Dir(path)); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		return exitf(exConfig, "%s: its directory is writable by others (mode %v): the socket may be anyone's; mail NOT sent", path, fi.Mode().Perm())
+	}
 	d := net.Dialer{Timeout: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "unix", path)
 	if ctx.Err() != nil {
