@@ -19,8 +19,8 @@ const maxSocketPath = 107
 // listenLocal binds the local submission socket (listen.local) for
 // courriel sendmail. The directory is created 0755 when missing: everyone
 // must reach the socket, nobody but its owner may replace it, so a
-// directory that others may write (and that is not sticky), or that
-// belongs to another user than root or us, is refused.
+// directory that others may write (sticky or not), or that belongs to
+// another user than root or us, is refused.
 // The socket is 0666: any local user may submit, as anyone may run
 // Postfix's setgid postdrop; the server names each client by its peer
 // credentials. A socket left by a server that died is replaced; one a
@@ -62,8 +62,10 @@ func listenLocal(path string) (*net.UnixListener, error) {
 }
 
 // checkSocketDir refuses a directory for the local socket that others
-// could put their own socket in: writable by others (and not sticky), or
-// owned by another user than root or us.
+// could put their own socket in: writable by others, or owned by another
+// user than root or us. A sticky directory (/tmp) is no better: anyone
+// may make the socket there while the server is down, and receive the
+// mail of everyone who runs sendmail.
 func checkSocketDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -72,8 +74,12 @@ func checkSocketDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
-	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
-		return fmt.Errorf("%s is writable by others (mode %v): anyone could put their own socket in its place", dir, fi.Mode().Perm())
+	if fi.Mode().Perm()&0o022 != 0 {
+		sticky := ""
+		if fi.Mode()&fs.ModeSticky != 0 {
+			sticky = ", sticky"
+		}
+		return fmt.Errorf("%s is writable by others (mode %v%s): anyone could put their own socket in its place", dir, fi.Mode().Perm(), sticky)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("%s belongs to uid %d, neither root nor us: its owner could put their own socket in its place", dir, st.Uid)
@@ -83,8 +89,15 @@ func checkSocketDir(dir string) error {
 
 // checkLocalSocket is check-config's look at listen.local, changing
 // nothing: a socket there (the running server's, or a stale one serve
-// replaces), or a directory serve may use, or one it can make.
+// replaces), or a directory serve may use, or one it can make. The
+// directory is checked as serve checks it, a socket in it or not.
 func checkLocalSocket(path string) (note string, err error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); err == nil {
+		if err := checkSocketDir(dir); err != nil {
+			return "", err
+		}
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return "", fmt.Errorf("%s exists and is not a socket", path)
@@ -95,7 +108,6 @@ func checkLocalSocket(path string) (note string, err error) {
 		}
 		return "(a stale socket, replaced at the start)", nil
 	}
-	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		parent := filepath.Dir(dir)
 		if err := unix.Access(parent, unix.W_OK|unix.X_OK); err != nil {

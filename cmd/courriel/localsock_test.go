@@ -55,4 +55,42 @@ func TestListenLocal(t *testing.T) {
 	if _, err := checkLocalSocket(filepath.Join(open, "s.sock")); err == nil {
 		t.Error("check-config takes a world-writable directory")
 	}
+	// A socket there already (left by a server that ran before the
+	// check): check-config refuses the directory as serve does.
+	stale := filepath.Join(open, "stale.sock")
+	sl, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.(*net.UnixListener).SetUnlinkOnClose(false)
+	sl.Close()
+	if note, err := checkLocalSocket(stale); err == nil {
+		t.Errorf("check-config takes a stale socket in a world-writable directory: %q", note)
+	}
+}
+
+// TestListenLocalSticky: a sticky world-writable directory (/tmp) is
+// refused too: anyone could make the socket there while serve is down.
+func TestListenLocalSticky(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "tmp")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s.sock")
+	if ln, err := listenLocal(path); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		if err == nil {
+			ln.Close()
+		}
+		t.Errorf("sticky world-writable directory: %v", err)
+	}
+	if _, err := checkLocalSocket(path); err == nil {
+		t.Error("check-config takes a sticky world-writable directory")
+	}
+	if err := checkSocketDir("/tmp"); err == nil {
+		t.Error("/tmp accepted")
+	}
 }

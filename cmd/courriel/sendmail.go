@@ -180,7 +180,10 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 	if !a.extract && len(a.rcpts) == 0 {
 		return exitf(exUsage, "recipients must be given on the command line or with -t; mail NOT sent")
 	}
-	msg, err := readSendmailInput(stdin, a.dots, maxSendmailInput)
+	msg, err := readSendmailInputCtx(ctx, stdin, a.dots, maxSendmailInput)
+	if ctx.Err() != nil {
+		return interrupted(ctx)
+	}
 	if err != nil {
 		return exitf(exDataErr, "reading the message: %v; mail NOT sent", err)
 	}
@@ -193,6 +196,32 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 		fullName = a.fullName
 	}
 	return sendLocal(ctx, path, a, login, fullName, msg)
+}
+
+// readSendmailInputCtx is readSendmailInput that gives up when ctx ends
+// (SIGTERM, SIGINT), stdin or not at its end.
+func readSendmailInputCtx(ctx context.Context, r io.Reader, dots bool, max int64) ([]byte, error) {
+	type result struct {
+		msg []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msg, err := readSendmailInput(r, dots, max)
+		done <- result{msg, err}
+	}()
+	select {
+	case res := <-done:
+		return res.msg, res.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// interrupted is sendmail's exit when a signal ended ctx before the
+// message was handed over: EX_TEMPFAIL, nothing sent.
+func interrupted(ctx context.Context) error {
+	return exitf(exTempFail, "interrupted (%v); mail NOT sent", context.Cause(ctx))
 }
 
 // localSocketPath is listen.local of the configuration, or the default

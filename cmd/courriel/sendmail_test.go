@@ -2,7 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestSendmailArgs(t *testing.T) {
@@ -75,6 +80,12 @@ func TestReadSendmailInput(t *testing.T) {
 		{"dot ends", "Subject: x\n\nbody\n.\nafter\n", true, "Subject: x\r\n\r\nbody\r\n"},
 		{"-i: dot kept", "Subject: x\n\nbody\n.\nafter\n", false, "Subject: x\r\n\r\nbody\r\n.\r\nafter\r\n"},
 		{"mbox From_ dropped", "From root Mon Dec  7 10:00:00 2026\nSubject: x\n\nb\n", true, "Subject: x\r\n\r\nb\r\n"},
+		// A progress bar's lone CRs (curl, wget, rsync in a cron job),
+		// which the server would refuse: line breaks in the body, spaces
+		// in the header; NULs dropped.
+		{"bare CR in the body", "Subject: cron\n\n  10%\r 100%\r\ndone\r\r\n", true, "Subject: cron\r\n\r\n  10%\r\n 100%\r\ndone\r\n\r\n"},
+		{"bare CR in the header", "Subject: a\rb\n\nx\n", true, "Subject: a b\r\n\r\nx\r\n"},
+		{"NUL dropped", "Subject: a\x00b\n\nx\x00\x00y\n", true, "Subject: ab\r\n\r\nxy\r\n"},
 	} {
 		got, err := readSendmailInput(strings.NewReader(tc.in), tc.dots, 1<<20)
 		if err != nil || string(got) != tc.want {
@@ -83,6 +94,53 @@ func TestReadSendmailInput(t *testing.T) {
 	}
 	if _, err := readSendmailInput(strings.NewReader(strings.Repeat("x\n", 100)), true, 50); err == nil {
 		t.Error("input past the limit accepted")
+	}
+}
+
+// TestReadSendmailInputLongLines: the checks of whole lines ("." ending
+// the input, a CRLF) hold for lines longer than the read buffer (64 KiB).
+func TestReadSendmailInputLongLines(t *testing.T) {
+	t.Parallel()
+	hdr := "Subject: x\n\n"
+	// The buffer fills right before a "." in the middle of a line.
+	long := strings.Repeat("b", 64<<10)
+	out, err := readSendmailInput(strings.NewReader(hdr+long+".\nsecond line\n"), true, 100<<20)
+	if want := "Subject: x\r\n\r\n" + long + ".\r\nsecond line\r\n"; err != nil || string(out) != want {
+		t.Errorf("a \".\" inside a long line: %d bytes, %v; want %d bytes", len(out), err, len(want))
+	}
+	// The buffer fills with the CR of the line's CRLF.
+	long = strings.Repeat("b", 64<<10-1)
+	out, err = readSendmailInput(strings.NewReader(hdr+long+"\r\nnext\n"), true, 100<<20)
+	if want := "Subject: x\r\n\r\n" + long + "\r\nnext\r\n"; err != nil || string(out) != want {
+		t.Errorf("a CRLF across two buffer fills: %v, ends %q", err, out[max(0, len(out)-12):])
+	}
+	// A "From " further in a long first line is no mbox separator.
+	out, err = readSendmailInput(strings.NewReader("X-Long: "+strings.Repeat("c", 64<<10)+"From x\n\nb\n"), true, 100<<20)
+	if err != nil || !bytes.Contains(out, []byte("From x\r\n")) {
+		t.Errorf("text of a long first line dropped: %v", err)
+	}
+	if _, err := readSendmailInput(strings.NewReader(strings.Repeat("x", 1000)), true, 50); err == nil {
+		t.Error("a long line past the limit accepted")
+	}
+}
+
+// TestSendmailHeaderAddressComments: comments are no addresses, nor do they
+// hide the address beside them (cron's "root (Cron Daemon)").
+func TestSendmailHeaderAddressComments(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"root (Cron Daemon)", []string{"root"}},
+		{"alice@example.com (Alice), root", []string{"alice@example.com", "root"}},
+		{"Root <root>, bob@example.com (Bob (the (builder)))", []string{"root", "bob@example.com"}},
+		{`root (a \) b, c), "x (y)" <x@example.com>, z`, []string{"root", "x@example.com", "z"}},
+		{"alice@example.com, bob", []string{"alice@example.com", "bob"}},
+	} {
+		if got := headerAddresses(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 
@@ -99,10 +157,10 @@ func TestSendmailPrepare(t *testing.T) {
 		{"unqualified recipient", []string{"root"}, "", "Subject: x\r\n\r\nb\r\n",
 			"Subject: x\r\n\r\nb\r\n", []string{"root@host.example"}},
 		{"-t with Bcc removed", []string{"-t"}, "", "To: a@x.example, root\r\nCc: \"B, b\" <b@y.example>\r\nBcc: hidden@z.example,\r\n  other\r\nSubject: x\r\n\r\nb\r\n",
-			"To: a@x.example, root\r\nCc: \"B, b\" <b@y.example>\r\nSubject: x\r\n\r\nb\r\n",
+			"To: a@x.example, root@host.example\r\nCc: \"B, b\" <b@y.example>\r\nSubject: x\r\n\r\nb\r\n",
 			[]string{"a@x.example", "root@host.example", "b@y.example", "hidden@z.example", "other@host.example"}},
 		{"-t adds to the command line", []string{"-t", "admin"}, "", "To: a@x.example, Admin <admin>\r\n\r\nb\r\n",
-			"To: a@x.example, Admin <admin>\r\n\r\nb\r\n", []string{"admin@host.example", "a@x.example"}},
+			"To: a@x.example, Admin <admin@host.example>\r\n\r\nb\r\n", []string{"admin@host.example", "a@x.example"}},
 		{"-t Resent- fields win", []string{"-t"}, "", "To: old@x.example\r\nResent-To: new@x.example\r\nResent-Bcc: rb@x.example\r\n\r\nb\r\n",
 			"To: old@x.example\r\nResent-To: new@x.example\r\n\r\nb\r\n", []string{"new@x.example", "rb@x.example"}},
 		{"Bcc kept without -t", []string{"root"}, "", "Bcc: x@y.example\r\n\r\nb\r\n", "Bcc: x@y.example\r\n\r\nb\r\n", []string{"root@host.example"}},
@@ -112,8 +170,20 @@ func TestSendmailPrepare(t *testing.T) {
 			"From: me@x.example\r\n\r\nb\r\n", []string{"root@host.example"}},
 		{"no header", []string{"root"}, "Root", "hello\r\nworld\r\n",
 			"From: \"Root\" <sender@host.example>\r\n\r\nhello\r\nworld\r\n", []string{"root@host.example"}},
+		// RFC 5322 §4.5: spaces before the colon (PHP scripts write
+		// them); the header goes on, its Bcc is read and removed.
+		{"-t space before the colon", []string{"-t"}, "", "To: a@x.example\r\nX-Mailer : PHP\r\nBcc\t: boss@x.example\r\nSubject: x\r\n\r\nb\r\n",
+			"To: a@x.example\r\nX-Mailer : PHP\r\nSubject: x\r\n\r\nb\r\n", []string{"a@x.example", "boss@x.example"}},
 		{"group", []string{"-t"}, "", "To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n",
-			"To: undisclosed-recipients:;\r\nCc: root\r\n\r\nb\r\n", []string{"root@host.example"}},
+			"To: undisclosed-recipients:;\r\nCc: root@host.example\r\n\r\nb\r\n", []string{"root@host.example"}},
+		// The header's addresses qualified as Postfix's cleanup does,
+		// display names, comments, groups and folding kept.
+		{"cron's header qualified", []string{"-FCronDaemon", "-i", "root"}, "", "From: root (Cron Daemon)\r\nTo: root\r\nSubject: Cron <root@h> job\r\n\r\nout\r\n",
+			"From: root@host.example (Cron Daemon)\r\nTo: root@host.example\r\nSubject: Cron <root@h> job\r\n\r\nout\r\n", []string{"root@host.example"}},
+		{"address fields qualified", []string{"root"}, "", "To: \"Doe, J\" <jd>,\r\n (c) bob (Bob (B)),\r\n friends: a, b@x.example, <c@y.example>;\r\nReply-To : sales\r\nResent-Cc: Ann <ann@z.example>, =?UTF-8?Q?J=C3=B6rg?= <joerg>\r\nX-To: root\r\n\r\nb\r\n",
+			"To: \"Doe, J\" <jd@host.example>,\r\n (c) bob@host.example (Bob (B)),\r\n friends: a@host.example, b@x.example, <c@y.example>;\r\nReply-To : sales@host.example\r\nResent-Cc: Ann <ann@z.example>, =?UTF-8?Q?J=C3=B6rg?= <joerg@host.example>\r\nX-To: root\r\n\r\nb\r\n", []string{"root@host.example"}},
+		{"qualified addresses untouched", []string{"root"}, "", "From: \"a (b)\" <a@x.example>\r\nCc: \"q r\"@x.example, <>, g:;\r\n\r\nb\r\n",
+			"From: \"a (b)\" <a@x.example>\r\nCc: \"q r\"@x.example, <>, g:;\r\n\r\nb\r\n", []string{"root@host.example"}},
 	} {
 		a, err := parseSendmailArgs(tc.args)
 		if err != nil {
@@ -367,4 +437,97 @@ func FuzzSendmailPrepare(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSendmailInterrupted: a signal (ctx ending) stops sendmail at once,
+// whatever it waits for (its input, the server), exit 75 saying the mail
+// was not sent, or not known to be sent once the message's end went out;
+// never that the server was unreachable.
+func TestSendmailInterrupted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		stage string // where the server stops answering; "" stdin never ends
+		want  string
+	}{
+		{"reading stdin", "", "mail NOT sent"},
+		{"awaiting the greeting", "greet", "mail NOT sent"},
+		{"awaiting the answer to the message", "end", "mail NOT known to be sent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, cfg := startFakeLocal(t, nil)
+			sock := filepath.Join(filepath.Dir(cfg), "s.sock")
+			os.Remove(sock)
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if tc.stage != "greet" {
+					fmt.Fprint(c, "220 h.example ESMTP\r\n")
+					r := bufio.NewReader(c)
+					for data := false; ; {
+						line, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						switch {
+						case data && line == ".\r\n":
+							data = false // and no answer
+						case data:
+						case strings.HasPrefix(line, "DATA"):
+							data = true
+							fmt.Fprint(c, "354 go on\r\n")
+						default:
+							fmt.Fprint(c, "250 ok\r\n")
+						}
+					}
+				}
+				io.Copy(io.Discard, c)
+			}()
+			var stdin io.Reader = strings.NewReader("Subject: x\n\nb\n")
+			if tc.stage == "" {
+				pr, pw := io.Pipe()
+				t.Cleanup(func() { pw.Close() })
+				stdin = pr
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			start := time.Now()
+			err = runSendmail(ctx, []string{"-config", cfg, "root"}, stdin, io.Discard, io.Discard)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exTempFail || !strings.Contains(err.Error(), "interrupted") ||
+				!strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "serve running") {
+				t.Errorf("got %v", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v to stop", d)
+			}
+		})
+	}
+}
+
+// TestSendmailSocketDirWritable: a socket in a directory others may write
+// (which serve refuses) may be anyone's: sendmail does not hand it the
+// message, exit 78.
+func TestSendmailSocketDirWritable(t *testing.T) {
+	t.Parallel()
+	f, cfg := startFakeLocal(t, nil)
+	if err := os.Chmod(filepath.Dir(cfg), 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd(t, "Subject: x\n\nb\n", "sendmail", "-config", cfg, "root")
+	if code != exConfig || !strings.Contains(stderr, "writable by others") || !strings.Contains(stderr, "mail NOT sent") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if cmds, _ := f.seen(); len(cmds) != 0 {
+		t.Errorf("the socket was told %q", cmds)
+	}
 }

@@ -14,35 +14,59 @@ import (
 // dots (no -i), a line holding only "." ends the input, as in SMTP; a
 // first line "From " (an mbox separator) is dropped, as Postfix drops
 // it. Dot-stuffing is the SMTP client's business (stuffDots), not the
-// caller's.
+// caller's. The checks apply to whole lines, however long.
+//
+// The server refuses a bare CR or a NUL (554 5.6.0), which Postfix's
+// postdrop takes as they come: cron mails the output of curl, wget,
+// rsync or apt, whose progress bars redraw with a lone CR. So that such
+// a message is delivered rather than refused, a NUL is dropped and a CR
+// not before the LF ends the line in the body (the lines the terminal
+// drew over each other are all kept), and is a space in the header
+// (where a line break would end the field).
 func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var out bytes.Buffer
-	first := true
+	var out, line bytes.Buffer
+	first, inHeader := true, true
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: keep reading it, in pieces.
-			out.Write(line)
-			if int64(out.Len()) > max {
+		line.Reset()
+		var err error
+		for {
+			var piece []byte
+			piece, err = br.ReadSlice('\n')
+			line.Write(piece)
+			if int64(out.Len()+line.Len()) > max+2 {
 				return nil, errors.New("message too large")
 			}
-			first = false
-			continue
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				break
+			}
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
-		if len(line) == 0 && err != nil {
+		if line.Len() == 0 && err != nil {
 			break
 		}
-		text := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		text := bytes.TrimSuffix(bytes.TrimSuffix(line.Bytes(), []byte("\n")), []byte("\r"))
 		switch {
 		case first && bytes.HasPrefix(text, []byte("From ")):
 		case dots && string(text) == ".":
 			return out.Bytes(), nil
 		default:
-			out.Write(text)
+			if len(text) == 0 {
+				inHeader = false
+			}
+			for _, c := range text {
+				switch {
+				case c == 0:
+				case c == '\r' && inHeader:
+					out.WriteByte(' ')
+				case c == '\r':
+					out.WriteString("\r\n")
+				default:
+					out.WriteByte(c)
+				}
+			}
 			out.WriteString("\r\n")
 		}
 		first = false
@@ -96,23 +120,29 @@ func splitHeader(msg []byte) (fields []headerField, body []byte, sep bool) {
 }
 
 // fieldName is the name of a header field line (RFC 5322 §2.2: printable
-// ASCII but the colon, then a colon).
+// ASCII but the colon, then a colon; spaces or tabs may stand between the
+// name and the colon, the obsolete syntax of §4.5 that Postfix's
+// is_header accepts too).
 func fieldName(line []byte) (string, bool) {
 	i := bytes.IndexByte(line, ':')
 	if i <= 0 {
 		return "", false
 	}
-	for _, c := range line[:i] {
+	name := bytes.TrimRight(line[:i], " \t")
+	if len(name) == 0 {
+		return "", false
+	}
+	for _, c := range name {
 		if c <= ' ' || c > '~' {
 			return "", false
 		}
 	}
-	return string(line[:i]), true
+	return string(name), true
 }
 
 // value is the field's unfolded value.
 func (f headerField) value() string {
-	v := string(f.raw[len(f.name)+1:])
+	v := string(f.raw[bytes.IndexByte(f.raw, ':')+1:])
 	v = strings.ReplaceAll(v, "\r\n", "")
 	return strings.TrimSpace(v)
 }
@@ -131,7 +161,9 @@ type preparedMessage struct {
 // GECOS field: what the envelope cannot carry; the server adds a bare
 // From, Date and Message-ID, one place for them). Unqualified addresses
 // (root) get @host, the server's myhostname, as Postfix appends
-// $myorigin.
+// $myorigin: the envelope's, and those of the address fields of the
+// header (addressFields), cron's "From: root (Cron Daemon)" and "To: root"
+// among them, as Postfix's cleanup rewrites them.
 func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) (preparedMessage, error) {
 	fields, body, sep := splitHeader(msg)
 	var p preparedMessage
@@ -182,6 +214,9 @@ func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) 
 				continue // the Bcc recipients are not told to the others
 			}
 		}
+		if host != "" && addressFields[strings.ToLower(f.name)] {
+			f.raw = qualifyField(f.raw, host)
+		}
 		out.Write(f.raw)
 	}
 	if sep || len(body) > 0 {
@@ -192,10 +227,122 @@ func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) 
 	return p, nil
 }
 
+// addressFields are the header fields whose unqualified addresses get
+// @myhostname, as Postfix's cleanup qualifies them in mail from sendmail.
+var addressFields = map[string]bool{
+	"from": true, "sender": true, "reply-to": true, "to": true, "cc": true, "bcc": true,
+	"resent-from": true, "resent-sender": true, "resent-reply-to": true,
+	"resent-to": true, "resent-cc": true, "resent-bcc": true,
+	"errors-to": true, "return-receipt-to": true,
+}
+
+// qualifyField is an address field (CRLF line and continuations) with
+// @host after its addresses that have no domain; the rest (display
+// names, comments, groups, folding) as it was.
+func qualifyField(raw []byte, host string) []byte {
+	colon := bytes.IndexByte(raw, ':')
+	if colon < 0 {
+		return raw
+	}
+	v := string(raw[colon+1:])
+	crlf := strings.HasSuffix(v, "\r\n")
+	v = strings.TrimSuffix(v, "\r\n")
+	items := splitList(v)
+	changed := false
+	for i, item := range items {
+		if q := qualifyItem(item, host); q != item {
+			items[i], changed = q, true
+		}
+	}
+	if !changed {
+		return raw
+	}
+	out := append([]byte(nil), raw[:colon+1]...)
+	out = append(out, strings.Join(items, ",")...)
+	if crlf {
+		out = append(out, "\r\n"...)
+	}
+	return out
+}
+
+// qualifyItem is one item of an address list (a mailbox, a group's start
+// or end) with @host after its address when it has no domain: inside
+// its angle brackets, else after the address outside comments.
+func qualifyItem(item, host string) string {
+	depth, quoted := 0, false
+	lo, hi, angle, angleEnd, group := -1, -1, -1, -1, -1
+	for i := 0; i < len(item); i++ {
+		c := item[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0):
+			if depth == 0 {
+				if lo < 0 {
+					lo = i
+				}
+				hi = i + 1
+			}
+			i++
+			continue
+		case depth == 0 && c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+			continue
+		case c == ')' && depth > 0:
+			depth--
+			continue
+		case depth > 0:
+			continue
+		case c == '<' && angle < 0:
+			angle = i
+		case c == '>' && angle >= 0 && angleEnd < 0:
+			angleEnd = i
+		case c == ':' && angle < 0 && group < 0:
+			group, lo, hi = i, -1, -1
+			continue
+		}
+		if depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			if lo < 0 {
+				lo = i
+			}
+			hi = i
+		}
+	}
+	if angle >= 0 {
+		if angleEnd < 0 {
+			return item
+		}
+		addr := strings.TrimSpace(item[angle+1 : angleEnd])
+		if addr == "" || strings.ContainsAny(addr, "@:<>\"() \t") {
+			return item
+		}
+		return item[:angle+1] + addr + "@" + host + item[angleEnd:]
+	}
+	if lo < 0 {
+		return item
+	}
+	if item[hi] == ';' { // a group's end
+		hi--
+		for hi >= lo && strings.IndexByte(" \t\r\n", item[hi]) >= 0 {
+			hi--
+		}
+		if hi < lo {
+			return item
+		}
+	}
+	addr := item[lo : hi+1]
+	if strings.ContainsAny(addr, "@:;<>\"()\\ \t\r\n") {
+		return item
+	}
+	return item[:hi+1] + "@" + host + item[hi+1:]
+}
+
 // headerAddresses are the addresses of an address list (RFC 5322 §3.4),
 // or, where net/mail cannot read it (an unqualified "root", a stray
-// comma), the best reading of each comma-separated item: what is between
-// < and >, else the item. Groups give their members.
+// comma), the best reading of each comma-separated item, its comments
+// left out: what is between < and >, else the item. Groups give their
+// members.
 func headerAddresses(v string) []string {
 	if list, err := mail.ParseAddressList(v); err == nil {
 		out := make([]string, 0, len(list))
@@ -206,6 +353,7 @@ func headerAddresses(v string) []string {
 	}
 	var out []string
 	for _, item := range splitList(v) {
+		item = stripComments(item)
 		if i := strings.IndexByte(item, ':'); i >= 0 && !strings.Contains(item[:i], "<") && !strings.Contains(item[:i], "\"") {
 			item = item[i+1:] // a group's display name
 		}
@@ -220,6 +368,43 @@ func headerAddresses(v string) []string {
 		}
 	}
 	return out
+}
+
+// stripComments is item without its comments (RFC 5322 §3.2.2: nested
+// parentheses, quoted pairs; none inside a quoted string), each a space.
+func stripComments(item string) string {
+	var b strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(item); i++ {
+		c := item[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0):
+			if depth == 0 {
+				b.WriteByte(c)
+				if i+1 < len(item) {
+					b.WriteByte(item[i+1])
+				}
+			}
+			i++
+			continue
+		case depth == 0 && c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			if depth == 0 {
+				b.WriteByte(' ')
+			}
+			depth++
+			continue
+		case c == ')' && depth > 0:
+			depth--
+			continue
+		}
+		if depth == 0 {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // splitList cuts an address list at the commas outside quotes, angle

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +30,8 @@ func (r smtpReply) String() string {
 type localClient struct {
 	conn net.Conn
 	r    *bufio.Reader
+	// ended: the end of the message was sent; the server may store it.
+	ended bool
 }
 
 func (c *localClient) reply() (smtpReply, error) {
@@ -86,14 +90,42 @@ func replyExit(r smtpReply, rcpt bool) int {
 // 75 (EX_TEMPFAIL) and the message is not sent. A recipient refused
 // fails the whole message (RSET, nothing sent to the others), so that
 // the exit status tells the caller of every copy.
+// When ctx ends (SIGTERM, SIGINT) the connection is closed: exit 75, the
+// mail not sent, or not known to be sent once its end went out.
 func sendLocal(ctx context.Context, path string, a *sendmailArgs, login, fullName string, msg []byte) error {
+	// serve refuses such a directory: a socket there is not its own but
+	// anyone's, who would receive the message.
+	if fi, err := os.Stat(filepath.Dir(path)); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		return exitf(exConfig, "%s: its directory is writable by others (mode %v): the socket may be anyone's; mail NOT sent", path, fi.Mode().Perm())
+	}
 	d := net.Dialer{Timeout: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "unix", path)
+	if ctx.Err() != nil {
+		if err == nil {
+			conn.Close()
+		}
+		return interrupted(ctx)
+	}
 	if err != nil {
 		return exitf(exTempFail, "cannot reach the courriel server at %s (is courriel serve running?): %v; mail NOT sent", path, err)
 	}
 	defer conn.Close()
 	c := &localClient{conn: conn, r: bufio.NewReader(conn)}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	err = c.send(a, login, fullName, msg)
+	if err != nil && ctx.Err() != nil {
+		if c.ended {
+			return exitf(exTempFail, "interrupted (%v) waiting for the server's answer; mail NOT known to be sent", context.Cause(ctx))
+		}
+		return interrupted(ctx)
+	}
+	return err
+}
+
+// send is the exchange of sendLocal on c.
+func (c *localClient) send(a *sendmailArgs, login, fullName string, msg []byte) error {
+	conn := c.conn
 	notSent := func(code int, what string, r smtpReply) error {
 		c.cmd("QUIT")
 		return exitf(code, "%s: %s; mail NOT sent", what, r)
@@ -199,6 +231,7 @@ func sendLocal(ctx context.Context, path string, a *sendmailArgs, login, fullNam
 	if err := stuffDots(conn, p.data); err != nil {
 		return exitf(exTempFail, "writing the message: %v; mail NOT sent", err)
 	}
+	c.ended = true
 	r, err = c.reply()
 	if err != nil {
 		// The server may have stored it: it answers 250 only once it
