@@ -648,7 +648,7 @@ func (c *conn) mail(arg string) {
 	if c.inTransaction() {
 		// Before the arguments, as Postfix: a second MAIL is out of
 		// sequence whatever it says.
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "Nested MAIL command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: nested MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "FROM:")
@@ -778,7 +778,7 @@ func parseSize(v string) (int64, bool) {
 
 func (c *conn) rcpt(arg string) {
 	if !c.mailOK {
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "Need MAIL command")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: need MAIL command")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "TO:")
@@ -1159,16 +1159,17 @@ func (c *conn) auth(arg string) {
 	if !c.unintroduced() {
 		return
 	}
-	if c.authed {
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "Already authenticated")
-		return
-	}
 	// RFC 4954 §4, and Postfix: not within a transaction. Its sender
 	// may have passed the login check at RCPT for the client as it was
 	// (checkSenderLogin, answered once per transaction); a login now
-	// must not make it another user's mail.
+	// must not make it another user's mail. Postfix's words and order
+	// (smtpd_sasl_auth_cmd).
 	if c.mailOK {
-		c.refuse(503, wire.Enhanced{5, 5, 1}, "MAIL transaction in progress")
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: MAIL transaction in progress")
+		return
+	}
+	if c.authed {
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: already authenticated")
 		return
 	}
 	parts := strings.Fields(arg)

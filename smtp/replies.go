@@ -56,7 +56,7 @@ var (
 	replyDiskFull      = rep(452, gosmtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 	replyNotWritable   = rep(452, gosmtp.EnhancedCode{4, 3, 1}, "Mail storage not writable, try again later")
 	replyOverQuota     = rep(452, gosmtp.EnhancedCode{4, 2, 2}, "Mailbox full, try again later")
-	replyNestedMail    = rep(503, gosmtp.EnhancedCode{5, 5, 1}, "Nested MAIL command")
+	replyNestedMail    = rep(503, gosmtp.EnhancedCode{5, 5, 1}, "Error: nested MAIL command")
 	replyBadSender     = rep(501, gosmtp.EnhancedCode{5, 1, 7}, "Sender address rejected: bad address syntax")
 	replyBadRcpt       = rep(501, gosmtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: bad address syntax")
 	replyNeedUTF8      = rep(553, gosmtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
