@@ -3,9 +3,7 @@ package mailstore
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"slices"
 	"strings"
@@ -423,31 +421,6 @@ func decodeExtra(data string, keep func(base string) bool) (map[string][]string,
 	return out, names, nil
 }
 
-// readExtraLocked reads ExtraKeywordsFileName, of at most maxExtraSize
-// bytes.
-func (mb *Mailbox) readExtraLocked() (string, error) {
-	f, err := mb.root.Open(ExtraKeywordsFileName)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !st.Mode().IsRegular() || st.Size() > maxExtraSize {
-		return "", fmt.Errorf("mailstore: %s: not a regular file of at most %d bytes", ExtraKeywordsFileName, maxExtraSize)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxExtraSize+1))
-	if err != nil {
-		return "", err
-	}
-	if int64(len(b)) > maxExtraSize {
-		return "", fmt.Errorf("mailstore: %s: more than %d bytes", ExtraKeywordsFileName, maxExtraSize)
-	}
-	return string(b), nil
-}
-
 // loadExtraLocked reads ExtraKeywordsFileName as the folder is opened:
 // the keywords of its messages (by base name) beyond the letters. Those
 // of a base name no message has are dropped (the file is written again
@@ -458,7 +431,7 @@ func (mb *Mailbox) readExtraLocked() (string, error) {
 func (mb *Mailbox) loadExtraLocked() {
 	mb.extra, mb.extraNames, mb.extraOrder = nil, nil, nil
 	mb.extraStale, mb.extraBroken = false, false
-	data, err := mb.readExtraLocked()
+	data, err := mb.readString(ExtraKeywordsFileName, maxExtraSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}

@@ -157,7 +157,7 @@ func (mb *Mailbox) writePendingLocked(d durability) {
 // or written again with those still waiting. A change of a message that is
 // gone is dropped, as is a malformed file.
 func (mb *Mailbox) loadPendingLocked() {
-	data, err := mb.readString(PendingFlagsFileName)
+	data, err := mb.readString(PendingFlagsFileName, maxStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}

@@ -627,9 +627,10 @@ func crcString(s string) uint32 {
 	return crc32.Checksum(unsafe.Slice(unsafe.StringData(s), len(s)), castagnoli)
 }
 
-// readString reads a file of the folder into a string, without the copy
-// of a []byte conversion: the names decoded from it are slices of it.
-func (mb *Mailbox) readString(name string) (string, error) {
+// readString reads a file of the folder, of at most limit bytes, into a
+// string, without the copy of a []byte conversion: the names decoded from
+// it are slices of it.
+func (mb *Mailbox) readString(name string, limit int64) (string, error) {
 	f, err := mb.root.Open(name)
 	if err != nil {
 		return "", err
@@ -639,8 +640,8 @@ func (mb *Mailbox) readString(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !st.Mode().IsRegular() || st.Size() > maxStateSize {
-		return "", fmt.Errorf("mailstore: %s: not a regular file of at most %d bytes", name, maxStateSize)
+	if !st.Mode().IsRegular() || st.Size() > limit {
+		return "", fmt.Errorf("mailstore: %s: not a regular file of at most %d bytes", name, limit)
 	}
 	// One read for all of it (plus one to see the end), into a buffer
 	// that is the string's: nothing writes to it once read.
@@ -671,7 +672,7 @@ func (mb *Mailbox) readString(name string) (string, error) {
 // courriel-modseq is unchanged (by its stamp or its CRC), else from that
 // file as loadModLocked reads it.
 func (mb *Mailbox) loadStateLocked() (ok bool, err error) {
-	data, err := mb.readString(StateFileName)
+	data, err := mb.readString(StateFileName, maxStateSize)
 	if err != nil {
 		return false, nil
 	}
