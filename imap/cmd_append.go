@@ -70,6 +70,20 @@ const maxMultiAppend = 1000
 // appendOne reads one message of an APPEND (flags, date, literal) into app,
 // opening the mailbox at the first. total counts the octets of the
 // command's messages so far, against the quota.
+// appendTarget opens the APPEND's mailbox (*mb, and its appender *app)
+// once, for its first message: a missing one is TRYCREATE; and checks
+// that it can take the message's keywords.
+func (s *session) appendTarget(name string, mb **mailstore.Mailbox, app **mailstore.Appender, flags []string) error {
+	if *mb == nil {
+		m, err := s.srv.reg.Open(s.store, name)
+		if err != nil {
+			return s.storeErr("append", err, "TRYCREATE")
+		}
+		*mb, *app = m, m.NewAppender()
+	}
+	return checkKeywords(flags, *mb)
+}
+
 func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore.Appender, total *int64) error {
 	var flags []string
 	if c, err := s.r.Peek(); err != nil {
@@ -133,15 +147,8 @@ func (s *session) appendOne(name string, mb **mailstore.Mailbox, app **mailstore
 		if err := s.checkQuota(*total+li.Size, int64(added)+1); err != nil {
 			return err
 		}
-		if *mb == nil {
-			m, err := s.srv.reg.Open(s.store, name)
-			if err != nil {
-				return s.storeErr("append", err, "TRYCREATE")
-			}
-			*mb, *app = m, m.NewAppender()
-		}
 		// Before "+", as Dovecot: the message is not sent for nothing.
-		if err := checkKeywords(flags, *mb); err != nil {
+		if err := s.appendTarget(name, mb, app, flags); err != nil {
 			return err
 		}
 		if li.Size == 0 {

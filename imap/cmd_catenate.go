@@ -36,14 +36,7 @@ func (s *session) appendCatenate(name string, mb **mailstore.Mailbox, app **mail
 		return err
 	}
 	// The target first: a missing mailbox is TRYCREATE whatever the parts.
-	if *mb == nil {
-		m, err := s.srv.reg.Open(s.store, name)
-		if err != nil {
-			return s.storeErr("append", err, "TRYCREATE")
-		}
-		*mb, *app = m, m.NewAppender()
-	}
-	if err := checkKeywords(flags, *mb); err != nil {
+	if err := s.appendTarget(name, mb, app, flags); err != nil {
 		return err
 	}
 	limit := int64(s.srv.opts.AppendLimit)

@@ -85,16 +85,6 @@ func (s *session) localReceived(now time.Time) []byte {
 		b = append(b, ", user "...)
 		b = append(b, cleanHelo(s.c.peer.user)...)
 	}
-	b = append(b, ")\r\n\tby "...)
-	b = append(b, s.srv.o.Hostname...)
-	b = append(b, " (courriel) id "...)
-	b = append(b, s.tx.id...)
-	if len(s.tx.rcpts) == 1 {
-		b = append(b, "\r\n\tfor <"...)
-		b = append(b, s.tx.rcpts[0]...)
-		b = append(b, ">"...)
-	}
-	b = append(b, ";\r\n\t"...)
-	b = now.AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
-	return append(b, "\r\n"...)
+	b = append(b, ")\r\n"...)
+	return s.appendBy(b, "", now)
 }

@@ -48,10 +48,19 @@ func (s *session) received(now time.Time) []byte {
 		b = append(b, tls.CipherSuiteName(s.tls.CipherSuite)...)
 		b = append(b, ")\r\n"...)
 	}
+	return s.appendBy(b, s.protocol(), now)
+}
+
+// appendBy ends a Received: field after its from clause: by us, with
+// protocol (none when ""), our id, the one recipient, the date.
+func (s *session) appendBy(b []byte, protocol string, now time.Time) []byte {
 	b = append(b, "\tby "...)
 	b = append(b, s.srv.o.Hostname...)
-	b = append(b, " (courriel) with "...)
-	b = append(b, s.protocol()...)
+	b = append(b, " (courriel)"...)
+	if protocol != "" {
+		b = append(b, " with "...)
+		b = append(b, protocol...)
+	}
 	b = append(b, " id "...)
 	b = append(b, s.tx.id...)
 	if len(s.tx.rcpts) == 1 {
