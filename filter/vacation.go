@@ -211,6 +211,11 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.VacationReply) []byte {
 	var b bytes.Buffer
 	hdr := func(name, value string) { writeFolded(&b, name, value) }
+	// Pigeonhole's fields in Pigeonhole's order (act_vacation_send), so
+	// that a reply reads the same whichever server sent it.
+	hdr("X-Sieve", "courriel Sieve")
+	hdr("Message-ID", "<"+randomID()+"@"+f.o.Hostname+">")
+	hdr("Date", f.o.Now().Format(time.RFC1123Z))
 	if a, err := mail.ParseAddress(from); err == nil && a.Name != "" {
 		// A display name in UTF-8 is RFC 2047-encoded, as Pigeonhole
 		// writes it: the reply leaves from <> and must pass any hop.
@@ -218,7 +223,7 @@ func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.
 	} else {
 		hdr("From", headerSafe(from))
 	}
-	hdr("To", "<"+headerSafe(sender)+">")
+	hdr("To", replyRecipient(msg, sender))
 	subject := v.Subject
 	if subject == "" {
 		orig := msg.Header.Get("Subject")
@@ -231,8 +236,6 @@ func (f *Filter) composeReply(msg *sieve.Message, sender, from string, v *sieve.
 		}
 	}
 	hdr("Subject", mime.QEncoding.Encode("utf-8", oneLineUTF8(subject, 900)))
-	hdr("Date", f.o.Now().Format(time.RFC1123Z))
-	hdr("Message-ID", "<"+randomID()+"@"+f.o.Hostname+">")
 	if id := strings.TrimSpace(msg.Header.Get("Message-ID")); id != "" && len(id) < 1000 && !strings.ContainsAny(id, "\r\n") {
 		hdr("In-Reply-To", id)
 		refs := strings.TrimSpace(msg.Header.Get("References"))
@@ -289,6 +292,32 @@ func writeFolded(b *bytes.Buffer, name, value string) {
 		line += 1 + len(w)
 	}
 	b.WriteString("\r\n")
+}
+
+// replyRecipient is the reply's To: the envelope sender as the message
+// names it, display name included, in the first of Sender, Resent-From
+// and From that holds it (Pigeonhole's _get_full_reply_recipient), so
+// that the reader sees "Bob Martin" rather than a bare address; the bare
+// address when none does.
+func replyRecipient(msg *sieve.Message, sender string) string {
+	for _, name := range []string{"Sender", "Resent-From", "From"} {
+		v := msg.Header.Get(name)
+		if v == "" || len(v) > 4000 {
+			continue
+		}
+		list, err := mail.ParseAddressList(v)
+		if err != nil {
+			continue
+		}
+		for _, a := range list {
+			if strings.EqualFold(a.Address, sender) {
+				// Re-encoded by net/mail: quoted or RFC 2047 as needed,
+				// never a line break.
+				return (&mail.Address{Name: oneLineUTF8(a.Name, 200), Address: a.Address}).String()
+			}
+		}
+	}
+	return "<" + headerSafe(sender) + ">"
 }
 
 // headerSafe drops what could end a header field.

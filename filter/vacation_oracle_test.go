@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime/quotedprintable"
 	"net/mail"
 	"os"
 	"os/exec"
@@ -37,6 +39,7 @@ func TestVacationReplyOracle(t *testing.T) {
 		entry     string // the entry's address (sieve_user_email), "" for none
 		origTo    string
 		useOrig   bool
+		from      string // the message's From, "bob@z.z" when ""
 		header    string
 	}{
 		{name: "to the recipient", header: "To: alice@x.y\r\n"},
@@ -56,14 +59,20 @@ func TestVacationReplyOracle(t *testing.T) {
 		{name: "suppress in a second field", header: "To: alice@x.y\r\nX-Auto-Response-Suppress: RN\r\nX-Auto-Response-Suppress: NRN, OOF\r\n"},
 		{name: "suppress others", header: "To: alice@x.y\r\nX-Auto-Response-Suppress: DR, RN, NRN, AutoReply\r\n"},
 		{name: "suppress no token", header: "To: alice@x.y\r\nX-Auto-Response-Suppress: NoOOF, All OOF\r\n"},
+		{name: "sender's display name", from: "Bob Martin <bob@z.z>", header: "To: alice@x.y\r\n"},
+		{name: "sender's name encoded", from: "=?utf-8?q?Andr=C3=A9_B=C3=A9zier?= <Bob@Z.z>", header: "To: alice@x.y\r\n"},
+		{name: "From not the sender", from: "Carol <carol@z.z>", header: "To: alice@x.y\r\n"},
+		{name: "Sender before From", from: "Bob Martin <bob@z.z>", header: "Sender: \"Martin, Bob\" <bob@z.z>\r\nTo: alice@x.y\r\n"},
+		{name: "Resent-From", from: "Carol <carol@z.z>", header: "Resent-From: Bob the Resender <bob@z.z>\r\nTo: alice@x.y\r\n"},
+		{name: "sender in a list", from: "Carol <carol@z.z>, Bob M <bob@z.z>", header: "To: alice@x.y\r\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			script := "require \"vacation\";\nvacation "
 			if c.addresses != "" {
 				script += `:addresses ["` + c.addresses + `"] `
 			}
-			script += `"away";` + "\n"
-			msg := "From: bob@z.z\r\n" + c.header + "Subject: hi\r\nMessage-ID: <m1@z.z>\r\n\r\nbody\r\n"
+			script += "\"Absent — de retour lundi.\r\nÀ bientôt\";\n"
+			msg := "From: " + cmpOr(c.from, "bob@z.z") + "\r\n" + c.header + "Subject: hi\r\nMessage-ID: <m1@z.z>\r\n\r\nbody\r\n"
 
 			// theirs
 			dir, err := os.MkdirTemp("", "vacation-oracle")
@@ -94,7 +103,8 @@ func TestVacationReplyOracle(t *testing.T) {
 				filepath.Join(dir, "v.sieve"), filepath.Join(dir, "m.eml")).CombinedOutput()
 			theirs := ""
 			if _, reply, ok := strings.Cut(string(out), "sending message from <>:\n"); ok {
-				theirs = reply
+				// The log (stderr, in the same output) follows it.
+				theirs, _, _ = strings.Cut(reply, "\nsieve-test: ")
 			}
 
 			// ours
@@ -125,10 +135,19 @@ func TestVacationReplyOracle(t *testing.T) {
 			if ours == "" {
 				return
 			}
-			for _, field := range []string{"From", "X-Auto-Response-Suppress"} {
+			for _, field := range []string{"From", "To", "X-Auto-Response-Suppress", "Auto-Submitted", "Precedence", "In-Reply-To", "References"} {
 				if o, th := replyField(t, ours, field), replyField(t, theirs, field); o != th {
 					t.Errorf("%s: ours %q, sieve-test's %q\nours:\n%s\nsieve-test:\n%s", field, o, th, ours, out)
 				}
+			}
+			if o, th := replyField(t, ours, "X-Sieve") != "", replyField(t, theirs, "X-Sieve") != ""; o != th {
+				t.Errorf("an X-Sieve field: ours %v, sieve-test's %v", o, th)
+			}
+			// What the reader sees: the reason as text, whichever
+			// transfer encoding carries it (ours quoted-printable,
+			// Pigeonhole's 8bit).
+			if o, th := replyText(t, ours), replyText(t, theirs); o != th {
+				t.Errorf("text: ours %q, sieve-test's %q", o, th)
 			}
 		})
 	}
@@ -142,14 +161,45 @@ func replyField(t *testing.T, reply, name string) string {
 		t.Fatalf("reply: %v\n%s", err, reply)
 	}
 	v := m.Header.Get(name)
-	if name == "From" {
+	switch name {
+	case "From":
 		a, err := mail.ParseAddress(v)
 		if err != nil {
 			t.Fatalf("From %q: %v", v, err)
 		}
 		return a.Address
+	case "To":
+		// The display name decoded, the address as written: Pigeonhole
+		// keeps the name as the message had it, encoded words
+		// included, and writes no angle brackets for a bare address.
+		a, err := mail.ParseAddress(v)
+		if err != nil {
+			t.Fatalf("To %q: %v", v, err)
+		}
+		return a.Name + " <" + a.Address + ">"
 	}
 	return v
+}
+
+// replyText is a reply's body decoded as a mail reader decodes it.
+func replyText(t *testing.T, reply string) string {
+	t.Helper()
+	m, err := mail.ReadMessage(strings.NewReader(strings.ReplaceAll(reply, "\r\n", "\n")))
+	if err != nil {
+		t.Fatalf("reply: %v\n%s", err, reply)
+	}
+	var body io.Reader = m.Body
+	if strings.EqualFold(m.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
+		body = quotedprintable.NewReader(body)
+	}
+	if ct := m.Header.Get("Content-Type"); !strings.Contains(strings.ToLower(ct), "charset=utf-8") {
+		t.Errorf("Content-Type %q: not UTF-8 text", ct)
+	}
+	text, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimRight(strings.ReplaceAll(string(text), "\r\n", "\n"), "\r\n")
 }
 
 func cmpOr(a, b string) string {
