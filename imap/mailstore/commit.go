@@ -257,8 +257,10 @@ func sizedBase(unique string, psize, vsize int64) string {
 // CopyTo copies messages into dst, keeping flags and internal dates, and
 // returns the source UIDs copied and their new UIDs, in the same order. A
 // copy is a hard link to the same file where the file system allows it
-// (maildir files are never modified), else a copy of the bytes. Messages
-// expunged meanwhile are skipped (RFC 9051 §6.4.7 allows it).
+// (maildir files are never modified), else a copy of the bytes. It is
+// all or nothing: when one of uids is gone (expunged by another session
+// or program since the caller looked), nothing is copied and src is
+// empty, as RFC 9051 §6.4.7 asks and Dovecot's COPY rolls back.
 func (mb *Mailbox) CopyTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, err error) {
 	tmpDir, err := dst.root.Open("tmp")
 	if err != nil {
@@ -266,31 +268,27 @@ func (mb *Mailbox) CopyTo(dst *Mailbox, uids []uint32) (src, dstUIDs []uint32, e
 	}
 	defer tmpDir.Close()
 	var ps []pending
-	defer func() {
-		if err != nil {
-			for _, p := range ps {
-				_ = dst.root.Remove("tmp/" + p.tmp)
-			}
+	abandon := func() {
+		for _, p := range ps {
+			_ = dst.root.Remove("tmp/" + p.tmp)
 		}
-	}()
+	}
 	for _, uid := range uids {
 		p, ok, perr := mb.prepareCopy(uid, dst, tmpDir)
-		if perr != nil {
+		if perr != nil || !ok {
+			abandon()
 			return nil, nil, perr
 		}
-		if ok {
-			ps = append(ps, p)
-			src = append(src, uid)
-		}
+		ps = append(ps, p)
+		src = append(src, uid)
 	}
 	if len(ps) == 0 {
 		return nil, nil, nil
 	}
 	dst.mu.Lock()
 	defer dst.mu.Unlock()
-	dstUIDs, err = dst.commitLocked(ps)
+	dstUIDs, err = dst.commitLocked(ps) // it removes ps's files on error
 	if err != nil {
-		ps = nil // commitLocked cleaned up
 		return nil, nil, err
 	}
 	return src, dstUIDs, nil

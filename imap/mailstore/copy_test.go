@@ -1,6 +1,7 @@
 package mailstore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,7 +77,7 @@ func TestCopyTo(t *testing.T) {
 			st, inbox, archive := copyFixture(t, reg)
 			w, _ := archive.Watch()
 			defer w.Close()
-			src, dst, err := inbox.CopyTo(archive, []uint32{2, 3, 99})
+			src, dst, err := inbox.CopyTo(archive, []uint32{2, 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,6 +117,67 @@ func TestCopyTo(t *testing.T) {
 				t.Error("COPY removed a source message")
 			}
 		})
+	}
+}
+
+// A COPY of a set one of which is gone since the caller looked copies
+// nothing (RFC 9051 §6.4.7: a failed COPY leaves the destination as it
+// was; Dovecot rolls back): no file in the destination, none left in its
+// tmp/, no UID used. The same for a MOVE to another maildir, which
+// copies.
+func TestCopyToAllOrNothing(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		gone func(t *testing.T, st *Store, inbox *Mailbox) uint32
+	}{
+		{"expunged by another session", func(t *testing.T, st *Store, inbox *Mailbox) uint32 {
+			if _, err := inbox.Expunge(func(u uint32) bool { return u == 3 }, false); err != nil {
+				t.Fatal(err)
+			}
+			return 3
+		}},
+		{"removed by another program", func(t *testing.T, st *Store, inbox *Mailbox) uint32 {
+			m, _ := inbox.Get(3)
+			p := filepath.Join(st.Path(), "new", m.Base)
+			if _, err := os.Stat(p); err != nil {
+				p = curFile(t, st, "", m.Base)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			return 3
+		}},
+	} {
+		for _, links := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/links=%v", c.name, links), func(t *testing.T) {
+				t.Parallel()
+				reg := NewRegistry()
+				reg.noHardLinks = !links
+				st, inbox, archive := copyFixture(t, reg)
+				c.gone(t, st, inbox)
+				src, dst, err := inbox.CopyTo(archive, []uint32{1, 2, 3})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(src) != 0 || len(dst) != 0 {
+					t.Fatalf("COPYUID %v -> %v, want nothing copied", src, dst)
+				}
+				if n := curCount(t, st, ".Archive"); n != 0 {
+					t.Errorf("Archive/cur holds %d files", n)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(st.Path(), ".Archive", "tmp")); len(ents) != 0 {
+					t.Errorf("Archive/tmp holds %d files", len(ents))
+				}
+				if s := archive.Status(); s.Messages != 0 || s.UIDNext != 1 {
+					t.Errorf("Archive: %d messages, UIDNEXT %d", s.Messages, s.UIDNext)
+				}
+				// What is left copies as before.
+				if src, _, err := inbox.CopyTo(archive, []uint32{1, 2}); err != nil || len(src) != 2 {
+					t.Fatalf("copy of the rest: %v, %v", src, err)
+				}
+			})
+		}
 	}
 }
 
