@@ -312,8 +312,9 @@ type QueueConfig struct {
 	// DANE (RFC 7672): TLSA records of MX hosts, through DNSSECResolver.
 	DANE bool `toml:"dane"`
 	// DANERoutes applies DANE to the relayhost and [queue.routes] hosts
-	// given by name too: TLSA at _PORT._tcp.HOST when HOST's addresses are
-	// validated (Postfix: smtp_tls_security_level = dane with [relayhost]).
+	// given by name too: for "[HOST]", TLSA at _PORT._tcp.HOST when HOST's
+	// addresses are validated (Postfix: smtp_tls_security_level = dane with
+	// [relayhost]); for "HOST", its MX hosts' as for a recipient domain.
 	DANERoutes bool `toml:"dane_routes"`
 	// DNSSECResolver is the DNSSEC-validating resolver ("host:port") whose
 	// AD bit DANE trusts, as Postfix's smtp_dns_support_level = dnssec:
@@ -879,6 +880,12 @@ func (c *Config) validate() error {
 	if c.LDAP.MinUID < 0 || c.LDAP.MinUID > math.MaxInt32 {
 		return keyErr("ldap.min_uid", "%d is out of range (0 .. %d)", c.LDAP.MinUID, math.MaxInt32)
 	}
+	// The relayhost and the routes' nexthops are in Postfix's syntax
+	// (queue.ParseNexthop): "host" and "host:port" go to host's MX hosts
+	// (its own addresses without MX), "[host]" and "[host]:port" to the
+	// host itself. Whether the name exists is the queue's to find out at
+	// delivery (a relayhost that does not defers), not a reason to refuse
+	// to start: the DNS may be down while the server boots.
 	if c.Queue.Relayhost != "" {
 		if _, err := queue.ParseNexthop(c.Queue.Relayhost); err != nil {
 			return keyErr("queue.relayhost", "%v: want host, host:port, [host] or [host]:port", err)

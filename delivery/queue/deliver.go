@@ -161,6 +161,7 @@ func (q *Queue) session(ctx context.Context, id string, rt route, fresh bool) (*
 		return s, f
 	}
 	s, f = q.open(ctx, id, rt)
+	f = q.relayhostProblem(id, rt, f)
 	q.conns.dialed(rt.key, probe, s, f)
 	return s, f
 }

@@ -163,7 +163,7 @@ func TestIDNDomainLookedUpByALabel(t *testing.T) {
 	}
 	defer q.Close()
 	for _, d := range []string{"bücher.test", "xn--bcher-kva.test", "BÜCHER.TEST."} {
-		if rt := q.routeFor(normalizeDomain(d)); rt.addr != "10.0.0.1:2525" {
+		if rt := q.routeFor(normalizeDomain(d)); rt.key != "route:[10.0.0.1]:2525" {
 			t.Errorf("route for %s: %+v", d, rt)
 		}
 	}

@@ -45,7 +45,7 @@ func ParsePolicy(s string) (Policy, error) {
 // Relayhost is a smarthost every message goes through, unless Options.Routes
 // names a route for the recipient's domain.
 type Relayhost struct {
-	Addr        string // "host:port", or Postfix's "host", "[host]", "[host]:port" (ParseNexthop)
+	Addr        string // Postfix's "host", "host:port" (MX lookup), "[host]", "[host]:port" (ParseNexthop)
 	ImplicitTLS bool   // true: TLS from the first byte (465, RFC 8314); false: STARTTLS (587)
 	Username    string // empty: no AUTH
 	Password    string
@@ -111,11 +111,18 @@ type Options struct {
 	// the owner lock is never taken, so a server starting meanwhile keeps it.
 	Client bool
 
-	Resolver  Resolver          // default net.DefaultResolver
-	Routes    map[string]string // domain → nexthop (ParseNexthop), bypassing MX; "*" matches every domain
-	Relayhost *Relayhost        // optional smarthost, after Routes
-	TLSPolicy Policy            // default verify (the seed's smtp_tls_security_level)
-	RootCAs   *x509.CertPool    // for verify; nil = system pool
+	Resolver Resolver // default net.DefaultResolver
+	// Routes send a recipient domain's mail to a nexthop (ParseNexthop)
+	// instead of the domain's MX hosts: the nexthop's own MX hosts for
+	// "host", the host itself for "[host]"; "*" matches every domain.
+	Routes    map[string]string
+	Relayhost *Relayhost     // optional smarthost, after Routes
+	TLSPolicy Policy         // default verify (the seed's smtp_tls_security_level)
+	RootCAs   *x509.CertPool // for verify; nil = system pool
+	// routes and relayhost are Routes (by normalised domain) and
+	// Relayhost.Addr parsed.
+	routes    map[string]Nexthop
+	relayhost Nexthop
 
 	// TLSPolicies are the admin's policies per recipient domain (Postfix
 	// smtp_tls_policy_maps): for MX deliveries to the domain they replace
@@ -289,23 +296,20 @@ func (o Options) withDefaults() (Options, error) {
 		policies[normalizeDomain(dom)] = pp
 	}
 	o.TLSPolicies = policies
-	routes := make(map[string]string, len(o.Routes))
+	o.routes = make(map[string]Nexthop, len(o.Routes))
 	for dom, addr := range o.Routes {
-		hp, err := ParseNexthop(addr)
+		nh, err := ParseNexthop(addr)
 		if err != nil {
 			return o, fmt.Errorf("queue: route for %q: %w", dom, err)
 		}
-		routes[normalizeDomain(dom)] = hp
+		o.routes[normalizeDomain(dom)] = nh
 	}
-	o.Routes = routes
 	if o.Relayhost != nil {
-		hp, err := ParseNexthop(o.Relayhost.Addr)
+		nh, err := ParseNexthop(o.Relayhost.Addr)
 		if err != nil {
 			return o, fmt.Errorf("queue: relayhost: %w", err)
 		}
-		r := *o.Relayhost
-		r.Addr = hp
-		o.Relayhost = &r
+		o.relayhost = nh
 	}
 	setDefault(&o.MaxLifetime, defaultMaxLifetime)
 	setDefault(&o.MinBackoff, defaultMinBackoff)

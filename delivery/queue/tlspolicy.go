@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -159,8 +160,10 @@ func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addr
 				// RFC 7672 §3.2.2: the TLSA base domain, the MX name
 				// when they differ, and the next-hop domain.
 				plan.names = []string{base, h.name}
-				if rt.domain != "" {
-					plan.names = append(plan.names, rt.domain)
+				if nd := cmp.Or(rt.domain, h.nexthop); nd != "" {
+					// A relayhost's or route's nexthop is its
+					// next-hop domain (Postfix: the nexthop).
+					plan.names = append(plan.names, nd)
 				}
 				plan.why = "dane (" + base + ")"
 			} else {

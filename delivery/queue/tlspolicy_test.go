@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -427,11 +428,14 @@ func TestDANEForRoutes(t *testing.T) {
 	good, _ := leafConfig(t, ca, "relay.example.test")
 	untrusted, untrustedLeaf := leafConfig(t, other, "relay.example.test")
 	relayA := "relay.example.test. A 127.0.0.1"
+	relayMX := "relay.example.test. MX 10 mx.relay.example.test."
+	mxOfRelayA := "mx.relay.example.test. A 127.0.0.1"
 	cases := []struct {
 		name       string
 		cert       *tls.Config
 		records    []string
-		relayhost  string // "": the static route relay.example.test:25
+		relayhost  string // "": the static route
+		route      string // "": relay.example.test:25
 		daneRoutes bool
 		insecure   bool
 		wantSent   bool
@@ -455,6 +459,20 @@ func TestDANEForRoutes(t *testing.T) {
 		{name: "relayhost on 587, TLSA only at _25._tcp: no DANE", cert: good, daneRoutes: true, relayhost: "relay.example.test:587",
 			records:  []string{relayA, tlsaAt("relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
 			wantSent: true, wantWhy: "default may"},
+		// A nexthop without brackets: its MX hosts, DANE as for a
+		// recipient domain's when the MX lookup is validated.
+		{name: "route by MX, DANE-EE at the MX host: delivered", cert: untrusted, daneRoutes: true, route: "relay.example.test",
+			records:  []string{relayMX, mxOfRelayA, tlsaAt("mx.relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantSent: true, wantWhy: "dane (mx.relay.example.test)"},
+		{name: "route by MX, DANE-TA naming the nexthop only: delivered", cert: untrusted, daneRoutes: true, route: "relay.example.test",
+			records:  []string{relayMX, mxOfRelayA, tlsaAt("mx.relay.example.test", 2, 0, 1, other.cert.Raw)},
+			wantSent: true, wantWhy: "dane (mx.relay.example.test)"},
+		{name: "relayhost by MX, DANE-EE mismatch at the MX host: deferred", cert: good, daneRoutes: true, relayhost: "relay.example.test",
+			records: []string{relayMX, mxOfRelayA, tlsaAt("mx.relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantWhy: "dane (mx.relay.example.test)"},
+		{name: "relayhost by MX, unsigned MX records: no DANE, the default may delivers", cert: good, daneRoutes: true, relayhost: "relay.example.test", insecure: true,
+			records:  []string{relayMX, mxOfRelayA, tlsaAt("mx.relay.example.test", 3, 1, 1, untrustedLeaf.RawSubjectPublicKeyInfo)},
+			wantSent: true, wantWhy: "default may"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -465,7 +483,8 @@ func TestDANEForRoutes(t *testing.T) {
 				e.dns.Insecure("relay.example.test")
 			}
 			e.o.DANERoutes = tc.daneRoutes
-			if tc.relayhost != "" {
+			switch {
+			case strings.HasSuffix(tc.relayhost, ":587"):
 				e.o.Relayhost = &Relayhost{Addr: tc.relayhost}
 				e.o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
 					if addr != "127.0.0.1:587" {
@@ -473,8 +492,10 @@ func TestDANEForRoutes(t *testing.T) {
 					}
 					return (&net.Dialer{}).DialContext(ctx, network, s.addr)
 				}
-			} else {
-				e.o.Routes = map[string]string{"example.test": "relay.example.test:25"}
+			case tc.relayhost != "":
+				e.o.Relayhost = &Relayhost{Addr: tc.relayhost}
+			default:
+				e.o.Routes = map[string]string{"example.test": cmp.Or(tc.route, "relay.example.test:25")}
 			}
 			txs, reply, status, logs := deliverOnce(t, e.o, s)
 			if !tc.wantSent {

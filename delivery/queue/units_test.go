@@ -118,14 +118,14 @@ func TestRouteChoice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	if rt := q.routeFor(normalizeDomain("SPECIAL.test")); rt.addr != "10.0.0.1:2525" {
+	if rt := q.routeFor(normalizeDomain("SPECIAL.test")); rt.nexthop.String() != "[10.0.0.1]:2525" || rt.key != "route:[10.0.0.1]:2525" {
 		t.Errorf("domain route: %+v", rt)
 	}
-	if rt := q.routeFor("other.test"); rt.addr != "10.0.0.2:25" {
+	if rt := q.routeFor("other.test"); rt.nexthop.String() != "[10.0.0.2]:25" {
 		t.Errorf("* route: %+v", rt)
 	}
-	delete(q.o.Routes, "*")
-	if rt := q.routeFor("other.test"); rt.relay == nil || rt.addr != "smarthost.test:587" {
+	delete(q.o.routes, "*")
+	if rt := q.routeFor("other.test"); rt.relay == nil || rt.nexthop.String() != "smarthost.test:587" || rt.key != "relay" {
 		t.Errorf("relayhost: %+v", rt)
 	}
 	q.o.Relayhost = nil
