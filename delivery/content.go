@@ -105,13 +105,21 @@ func validAddress(a string) error {
 	return nil
 }
 
-// buildPrefix returns the Return-Path and Delivered-To lines (RFC 5321
-// §4.4: the final delivery adds Return-Path; "<>" for the null sender).
-func buildPrefix(from, to string) []byte {
-	b := make([]byte, 0, 40+len(from)+len(to))
+// buildPrefix returns the lines the final delivery adds, in Postfix's
+// virtual(8) order (mail_copy): Return-Path (RFC 5321 §4.4; "<>" for the
+// null sender), X-Original-To, the address the message was sent to before
+// aliases (users sort by it, Thunderbird's filters and Sieve scripts
+// among them), and Delivered-To, the maildrop.
+func buildPrefix(from, origTo, to string) []byte {
+	if origTo == "" || validAddress(origTo) != nil {
+		origTo = to
+	}
+	b := make([]byte, 0, 60+len(from)+len(origTo)+len(to))
 	b = append(b, "Return-Path: <"...)
 	b = append(b, from...)
-	b = append(b, ">\nDelivered-To: "...)
+	b = append(b, ">\nX-Original-To: "...)
+	b = append(b, origTo...)
+	b = append(b, "\nDelivered-To: "...)
 	b = append(b, to...)
 	b = append(b, '\n')
 	return b

@@ -102,7 +102,7 @@ func FuzzCopyParts(f *testing.F) {
 	f.Add([]byte(""), []byte("\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, header, body []byte) {
 		for _, content := range []Content{bytes.NewReader(body), MemContent(body)} {
-			c := copyParts{prefix: buildPrefix("a@b", "c@d"), header: header, body: content}
+			c := copyParts{prefix: buildPrefix("a@b", "", "c@d"), header: header, body: content}
 			var err error
 			if c.stats, err = scanBody(c.body); err != nil {
 				t.Fatal(err)
@@ -192,7 +192,7 @@ func TestWriteLFFromChunks(t *testing.T) {
 			if _, err := f.Write(tc.body); err != nil {
 				t.Fatal(err)
 			}
-			c := copyParts{prefix: buildPrefix("a@b", "c@d"), body: io.NewSectionReader(f, 0, int64(len(tc.body)))}
+			c := copyParts{prefix: buildPrefix("a@b", "", "c@d"), body: io.NewSectionReader(f, 0, int64(len(tc.body)))}
 			if c.stats, err = scanBody(c.body); err != nil {
 				t.Fatal(err)
 			}

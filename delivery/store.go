@@ -68,7 +68,7 @@ type Options struct {
 // Recipient is one local copy to store.
 type Recipient struct {
 	Address string // final maildrop, written as Delivered-To
-	OrigTo  string // the RCPT TO address before alias expansion (for the log line)
+	OrigTo  string // the RCPT TO address before alias expansion: X-Original-To, the log's orig_to ("": Address)
 	Maildir string // absolute; e.g. /var/vmail/xomail/mailbox/
 	UID     int    // owner of the files when Options.Chown is set
 	GID     int
@@ -345,7 +345,7 @@ func (s *Store) deliverOne(ctx context.Context, m *Message, parts copyParts, r *
 			return "", badMaildir("invalid owner uid/gid", fmt.Errorf("uid %d gid %d", r.UID, r.GID))
 		}
 	}
-	parts.prefix = buildPrefix(m.From, r.Address)
+	parts.prefix = buildPrefix(m.From, r.OrigTo, r.Address)
 	size, wsize := parts.sizes()
 	var name string
 	if r.CopyKey != "" {

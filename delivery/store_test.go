@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ func TestDeliverContent(t *testing.T) {
 	tests := []struct {
 		name   string
 		from   string
+		origTo string // "test0@hosted-domain.com" when ""
 		header string
 		body   string
 		want   string
@@ -32,7 +34,7 @@ func TestDeliverContent(t *testing.T) {
 			from:   "sender@example.org",
 			header: received,
 			body:   "Subject: hi\r\n\r\nline 1\r\nline 2\r\n",
-			want: "Return-Path: <sender@example.org>\nDelivered-To: xomail@xoyize.xyz\n" +
+			want: "Return-Path: <sender@example.org>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\n" +
 				"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\n" +
 				"Subject: hi\n\nline 1\nline 2\n",
 		},
@@ -40,38 +42,50 @@ func TestDeliverContent(t *testing.T) {
 			name: "null sender, no trace header",
 			from: "",
 			body: "Subject: bounce\r\n\r\nx\r\n",
-			want: "Return-Path: <>\nDelivered-To: xomail@xoyize.xyz\nSubject: bounce\n\nx\n",
+			want: "Return-Path: <>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\nSubject: bounce\n\nx\n",
 		},
 		{
 			name:   "two trace lines, folded",
 			from:   "a@b.c",
 			header: "Received: from x\r\n\tby y\r\nX-Spam: no\r\n",
 			body:   "\r\n",
-			want:   "Return-Path: <a@b.c>\nDelivered-To: xomail@xoyize.xyz\nReceived: from x\n\tby y\nX-Spam: no\n\n",
+			want:   "Return-Path: <a@b.c>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\nReceived: from x\n\tby y\nX-Spam: no\n\n",
 		},
 		{
 			name:   "header without final line ending gets one",
 			from:   "a@b.c",
 			header: "Received: from x",
 			body:   "S: 1\r\n\r\nb\r\n",
-			want:   "Return-Path: <a@b.c>\nDelivered-To: xomail@xoyize.xyz\nReceived: from x\nS: 1\n\nb\n",
+			want:   "Return-Path: <a@b.c>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\nReceived: from x\nS: 1\n\nb\n",
 		},
 		{
 			name: "bare LF kept, lone CR kept, CR CR LF keeps one CR",
 			from: "a@b.c",
 			body: "A: 1\nB: 2\r\n\r\nx\ry\r\r\nz\r\n",
-			want: "Return-Path: <a@b.c>\nDelivered-To: xomail@xoyize.xyz\nA: 1\nB: 2\n\nx\ry\r\nz\n",
+			want: "Return-Path: <a@b.c>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\nA: 1\nB: 2\n\nx\ry\r\nz\n",
 		},
 		{
 			name: "empty body",
 			from: "a@b.c",
-			want: "Return-Path: <a@b.c>\nDelivered-To: xomail@xoyize.xyz\n",
+			want: "Return-Path: <a@b.c>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\n",
+		},
+		{
+			name:   "sent to the maildrop itself",
+			from:   "a@b.c",
+			origTo: "-",
+			want:   "Return-Path: <a@b.c>\nX-Original-To: xomail@xoyize.xyz\nDelivered-To: xomail@xoyize.xyz\n",
+		},
+		{
+			name:   "an original recipient that would break the header is not written",
+			from:   "a@b.c",
+			origTo: "x@y\nX-Injected: 1",
+			want:   "Return-Path: <a@b.c>\nX-Original-To: xomail@xoyize.xyz\nDelivered-To: xomail@xoyize.xyz\n",
 		},
 		{
 			name: "8bit and long line untouched",
 			from: "é@example.org",
 			body: "S: \xc3\xa9\r\n\r\n" + strings.Repeat("x", 70000) + "\r\n",
-			want: "Return-Path: <é@example.org>\nDelivered-To: xomail@xoyize.xyz\nS: \xc3\xa9\n\n" + strings.Repeat("x", 70000) + "\n",
+			want: "Return-Path: <é@example.org>\nX-Original-To: test0@hosted-domain.com\nDelivered-To: xomail@xoyize.xyz\nS: \xc3\xa9\n\n" + strings.Repeat("x", 70000) + "\n",
 		},
 	}
 	for _, tc := range tests {
@@ -81,7 +95,11 @@ func TestDeliverContent(t *testing.T) {
 			s := newStore(t, Options{AllowedBase: base, Hostname: "mx/1:a,b"})
 			maildir := base + "/xomail/mailbox/"
 			m := &Message{ID: "Q1", From: tc.from, Header: []byte(tc.header), Body: bytes.NewReader([]byte(tc.body))}
-			deliverOK(t, s, m, Recipient{Address: "xomail@xoyize.xyz", OrigTo: "test0@hosted-domain.com", Maildir: maildir})
+			origTo := cmp.Or(tc.origTo, "test0@hosted-domain.com")
+			if origTo == "-" {
+				origTo = ""
+			}
+			deliverOK(t, s, m, Recipient{Address: "xomail@xoyize.xyz", OrigTo: origTo, Maildir: maildir})
 
 			name, data := onlyNew(t, maildir)
 			if string(data) != tc.want {

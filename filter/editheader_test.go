@@ -197,7 +197,7 @@ var sequenceCases = []sequenceCase{
 }
 
 // storedSummary is what a maildir holds: each copy's folder, flags and
-// header (LF line ends, without the Return-Path and Delivered-To
+// header (LF line ends, without the Return-Path, X-Original-To and Delivered-To
 // delivery puts first), sorted.
 func storedSummary(t *testing.T, maildir string) []string {
 	t.Helper()
@@ -222,7 +222,7 @@ func storedSummary(t *testing.T, maildir string) []string {
 		h, _, _ := strings.Cut(string(b), "\n\n")
 		var kept []string
 		for _, l := range strings.Split(h, "\n") {
-			if !strings.HasPrefix(l, "Return-Path:") && !strings.HasPrefix(l, "Delivered-To:") {
+			if !strings.HasPrefix(l, "Return-Path:") && !strings.HasPrefix(l, "X-Original-To:") && !strings.HasPrefix(l, "Delivered-To:") {
 				kept = append(kept, l)
 			}
 		}

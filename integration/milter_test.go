@@ -352,7 +352,7 @@ func TestMilterActions(t *testing.T) {
 			}
 			// Inserted at the very top: before our Received (after the
 			// Return-Path and Delivered-To delivery writes).
-			if !regexp.MustCompile(`\AReturn-Path: [^\n]*\nDelivered-To: [^\n]*\nX-First: inserted first\nReceived: `).MatchString(head) {
+			if !regexp.MustCompile(`\AReturn-Path: [^\n]*\nX-Original-To: [^\n]*\nDelivered-To: [^\n]*\nX-First: inserted first\nReceived: `).MatchString(head) {
 				t.Errorf("X-First not first:\n%s", head)
 			}
 			for _, bad := range []string{"X-Remove-Me", "milter: headers", "Bcc:", "X-Evil"} {
