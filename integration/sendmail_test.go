@@ -144,6 +144,11 @@ func TestSendmailLocalMail(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("maildrop holds %v", files)
 	}
+	// courriel queue list shows it waiting.
+	if out, code := courriel(t, "queue", "-config", s.config, "list"); code != 0 || !strings.Contains(out, files[0]) ||
+		!strings.Contains(out, "maildrop: uid 0, from (the owner's login)") || !strings.Contains(out, "-- 1 Request(s)") {
+		t.Errorf("queue list: exit %d\n%s", code, out)
+	}
 	// As if uid 4242 had written it: the server names the file's owner.
 	if out, code := courriel(t, "sendmail", "-config", s.config, "root"); code != 0 {
 		t.Fatalf("courriel sendmail, server stopped: exit %d\n%s", code, out)

@@ -270,3 +270,60 @@ func logName(name string) string {
 	}
 	return fmt.Sprintf("%q", name)
 }
+
+// maildropSummary is `courriel queue list`'s view of the maildrop: a line
+// per file waiting (name, size, when written, "maildrop", the owner and
+// sender), then its recipients, as the queue's entries are shown. A file
+// that cannot be read is listed with why. n is the number of files.
+func maildropSummary(queueDir string, maxMessage int64) (lines []string, n int, err error) {
+	d, err := maildrop.Open(maildropDir(queueDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil // no server with a local socket ran on this spool
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer d.Close()
+	l, err := d.List(pickupBatch)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, name := range l.Ready {
+		f, err := d.Read(name, maxMessage+pickupSlack)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		n++
+		if err != nil {
+			lines = append(lines, fmt.Sprintf("%-33s %8s %-20s maildrop: %s", name, "?", "", listValue(err.Error())))
+			continue
+		}
+		from := "(the owner's login)"
+		if f.Envelope.FromSet {
+			from = "<" + listValue(f.Envelope.From) + ">"
+		}
+		lines = append(lines, fmt.Sprintf("%-33s %8d %-20s maildrop: uid %d, from %s", name, len(f.Message), f.Written.Format(time.DateTime), f.UID, from))
+		for _, r := range f.Envelope.Recipients {
+			lines = append(lines, fmt.Sprintf("%55s %s", "", listValue(r)))
+		}
+		if f.Envelope.Extract {
+			lines = append(lines, fmt.Sprintf("%55s %s", "", "(and those of the header: -t)"))
+		}
+	}
+	return lines, n, nil
+}
+
+// listValue is a value a local user wrote, made safe for a terminal:
+// printable ASCII, bounded.
+func listValue(v string) string {
+	b := []byte(v)
+	if len(b) > 300 {
+		b = append(b[:300], "..."...)
+	}
+	for i, c := range b {
+		if c < ' ' || c > '~' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}

@@ -90,8 +90,21 @@ func Setup(path string) (*Dir, error) {
 	return &Dir{path: path, f: f, corrupt: c}, nil
 }
 
+// Open opens an existing maildrop directory to read it, changing nothing
+// (`courriel queue list`); SetAside is refused on it.
+func Open(path string) (*Dir, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("maildrop: %w", err)
+	}
+	return &Dir{path: path, f: f}, nil
+}
+
 // Close closes the directory.
 func (d *Dir) Close() error {
+	if d.corrupt == nil {
+		return d.f.Close()
+	}
 	return errors.Join(d.f.Close(), d.corrupt.Close())
 }
 
@@ -270,6 +283,9 @@ func (d *Dir) RemoveStale(name string, now time.Time) (removed bool, err error) 
 // directory) into corrupt/, where it is never read again, and returns its
 // name there. name must be a single path component.
 func (d *Dir) SetAside(name string) (string, error) {
+	if d.corrupt == nil {
+		return "", errors.New("maildrop: opened to read only")
+	}
 	if name == "" || name == "." || name == ".." || name == corruptDir || strings.ContainsRune(name, '/') || strings.ContainsRune(name, 0) {
 		return "", fmt.Errorf("maildrop: set aside %q: not an entry of the directory", printable(name))
 	}
