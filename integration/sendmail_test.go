@@ -160,6 +160,17 @@ func TestSendmailLocalMail(t *testing.T) {
 			}
 		}
 	}
+	// A message that can never be sent (a sender with a space): set
+	// aside when picked up, with the reason in the log, never retried.
+	if _, code := sendmail(t, link, "Subject: bad\n\nb\n", "-f", "a b", "-config", s.config, "root"); code != 0 {
+		t.Fatalf("bad sender, server stopped: exit %d", code)
+	}
+	var bad string
+	for _, f := range dropFiles(t, drop) {
+		if b, _ := os.ReadFile(filepath.Join(drop, f)); strings.Contains(string(b), "Subject: bad") {
+			bad = f
+		}
+	}
 	// Hostile entries: set aside, never read.
 	if err := os.Symlink("/etc/passwd", filepath.Join(drop, "1700000000000000000.1.0123456789abcdef")); err != nil {
 		t.Fatal(err)
@@ -193,7 +204,10 @@ func TestSendmailLocalMail(t *testing.T) {
 	if !regexp.MustCompile(`maildrop=` + regexp.QuoteMeta(files[0]) + `.*msg="message accepted"|msg="message accepted".*maildrop=` + regexp.QuoteMeta(files[0])).MatchString(logs) {
 		t.Errorf("the accepted line does not name the file:\n%s", logs)
 	}
-	for _, f := range []string{"1700000000000000000.1.0123456789abcdef", "junk"} {
+	if !regexp.MustCompile(`msg="maildrop: file set aside" .*file=` + regexp.QuoteMeta(bad) + ` .*why=.*bad address`).MatchString(logs) {
+		t.Errorf("no set-aside line for the bad sender's file %s:\n%s", bad, logs)
+	}
+	for _, f := range []string{"1700000000000000000.1.0123456789abcdef", "junk", bad} {
 		if _, err := os.Lstat(filepath.Join(drop, "corrupt", f)); err != nil {
 			t.Errorf("%s not set aside: %v", f, err)
 		}

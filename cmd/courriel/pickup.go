@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -204,7 +205,7 @@ func (p *pickup) take(name string) (pickupRetry, bool) {
 		// Refused for good (5xx, a bad address, no recipient): nothing
 		// would change at another try; kept for the admin, and the
 		// reason in the log.
-		return p.setAsideOrWait(name, err.Error())
+		return p.setAsideOrWait(name, strings.TrimSuffix(err.Error(), "; mail NOT sent"))
 	case p.now().Sub(f.Written) > p.lifetime:
 		log.Error("maildrop: not taken within the queue's lifetime; set aside", "written", f.Written, "err", err)
 		return p.setAsideOrWait(name, "expired")
@@ -264,12 +265,7 @@ func (p *pickup) setAside(name, why string) bool {
 }
 
 // logName is a hostile file name made safe for the log.
-func logName(name string) string {
-	if len(name) > 100 {
-		name = name[:100] + "..."
-	}
-	return fmt.Sprintf("%q", name)
-}
+func logName(name string) string { return listValue(name) }
 
 // maildropSummary is `courriel queue list`'s view of the maildrop: a line
 // per file waiting (name, size, when written, "maildrop", the owner and
