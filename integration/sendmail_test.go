@@ -41,8 +41,10 @@ func sendmail(t *testing.T, link, stdin string, args ...string) (string, int) {
 // Postfix is gone: a message to the unqualified "root" (an alias of the
 // directory) lands in the maildir with its trace fields, a -t message
 // goes to its To (a remote recipient, queued and delivered) and its Bcc
-// (local), the Bcc field removed from both; with the server stopped,
-// sendmail exits 75 and says the mail was not sent.
+// (local), the Bcc field removed from both; an unknown recipient bounces
+// while the others get the message; with the server stopped, sendmail
+// leaves the message in the maildrop and the server delivers it when it
+// is back, once.
 func TestSendmailLocalMail(t *testing.T) {
 	ca := testenv.NewCA(t)
 	k := startSink(t, ca)
@@ -82,10 +84,10 @@ func TestSendmailLocalMail(t *testing.T) {
 	if body != "disk 91% full\n" {
 		t.Errorf("body %q", body)
 	}
-	if !regexp.MustCompile(`msg="message accepted".*uid=0 user=root`).MatchString(s.logs()) &&
-		!regexp.MustCompile(`uid=0 user=root.*msg="message accepted"`).MatchString(s.logs()) {
-		t.Errorf("the accepted message's log line lacks the uid and user:\n%s", s.logs())
-	}
+	// (Logged once the 250 is on its way: waited for.)
+	waitFor(t, "the accepted message's log line, with the uid and user", func() bool {
+		return regexp.MustCompile(`msg="message accepted".*uid=0 user=root`).MatchString(s.logs())
+	})
 
 	// A script's -t message: To outside (relayed, as Postfix's pickup
 	// relays), Bcc local, and the Bcc field told to nobody.
@@ -109,22 +111,131 @@ func TestSendmailLocalMail(t *testing.T) {
 		}
 	}
 
-	// An unknown recipient: refused, nothing sent, the caller told.
-	if out, code := sendmail(t, link, "Subject: x\n\nb\n", "-config", s.config, "nobody-here"); code != 67 || !strings.Contains(out, "mail NOT sent") {
-		t.Errorf("unknown recipient: exit %d\n%s", code, out)
+	// An unknown recipient beside a known one: both accepted, as by
+	// Postfix's pickup; the known one gets the message, the sender a
+	// bounce for the unknown one.
+	if out, code := sendmail(t, link, "Subject: to two\n\nb\n", "-f", "bob@xoyize.xyz", "-config", s.config, "zoe@example.org", "nobody-here"); code != 0 {
+		t.Errorf("a known and an unknown recipient: exit %d\n%s", code, out)
+	}
+	waitFor(t, "zoe's copy", func() bool { return len(s.maildirFiles(t, "zoe", "new")) == 1 })
+	waitFor(t, "bob's bounce", func() bool { return len(s.maildirFiles(t, "bob", "new")) == 1 })
+	b, _ = os.ReadFile(s.maildirFiles(t, "bob", "new")[0])
+	for _, want := range []string{"Final-Recipient: rfc822; nobody-here@xoyize.xyz", "Status: 5.1.1", "Subject: to two"} {
+		if !strings.Contains(strings.ReplaceAll(string(b), "\r\n", "\n"), want) {
+			t.Errorf("bounce lacks %q:\n%s", want, b)
+		}
 	}
 
-	// The server stopped: nothing takes the mail (no maildrop queue).
+	// The server stopped: sendmail leaves the message in the maildrop,
+	// exit 0, and the server delivers it once it is back, once, naming
+	// the file's owner.
 	s.stop(syscall.SIGTERM)
 	if _, err := os.Stat(s.Local); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket left after the stop: %v", err)
 	}
-	out, code := sendmail(t, link, "Subject: lost\n\nb\n", "-config", s.config, "root")
-	if code != 75 || !strings.Contains(out, "mail NOT sent") {
-		t.Errorf("server stopped: exit %d, want 75 (EX_TEMPFAIL)\n%s", code, out)
+	drop := filepath.Join(filepath.Dir(s.config), "queue", "maildrop")
+	if fi, err := os.Stat(drop); err != nil || fi.Mode().Perm() != 0o733 || fi.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("maildrop %v %v, want sticky 0733", fi, err)
 	}
-	// courriel sendmail as a command says the same.
-	if out, code := courriel(t, "sendmail", "-config", s.config, "root"); code != 75 || !strings.Contains(out, "mail NOT sent") {
-		t.Errorf("courriel sendmail, server stopped: exit %d\n%s", code, out)
+	if out, code := sendmail(t, link, "Subject: waited\n\nb\n", "-config", s.config, "root"); code != 0 || out != "" {
+		t.Fatalf("server stopped: exit %d, want 0 (in the maildrop)\n%s", code, out)
 	}
+	files = dropFiles(t, drop)
+	if len(files) != 1 {
+		t.Fatalf("maildrop holds %v", files)
+	}
+	// courriel queue list shows it waiting.
+	if out, code := courriel(t, "queue", "-config", s.config, "list"); code != 0 || !strings.Contains(out, files[0]) ||
+		!strings.Contains(out, "maildrop: uid 0, from (the owner's login)") || !strings.Contains(out, "-- 1 Request(s)") {
+		t.Errorf("queue list: exit %d\n%s", code, out)
+	}
+	// As if uid 4242 had written it: the server names the file's owner.
+	if out, code := courriel(t, "sendmail", "-config", s.config, "root"); code != 0 {
+		t.Fatalf("courriel sendmail, server stopped: exit %d\n%s", code, out)
+	}
+	for _, f := range dropFiles(t, drop) {
+		if f != files[0] {
+			if err := os.Lchown(filepath.Join(drop, f), 4242, 4242); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A message that can never be sent (a sender with a space): set
+	// aside when picked up, with the reason in the log, never retried.
+	if _, code := sendmail(t, link, "Subject: bad\n\nb\n", "-f", "a b", "-config", s.config, "root"); code != 0 {
+		t.Fatalf("bad sender, server stopped: exit %d", code)
+	}
+	var bad string
+	for _, f := range dropFiles(t, drop) {
+		if b, _ := os.ReadFile(filepath.Join(drop, f)); strings.Contains(string(b), "Subject: bad") {
+			bad = f
+		}
+	}
+	// Hostile entries: set aside, never read.
+	if err := os.Symlink("/etc/passwd", filepath.Join(drop, "1700000000000000000.1.0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(drop, "junk"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	waitFor(t, "the maildrop's messages", func() bool { return len(s.maildirFiles(t, "xomail", "new")) == 4 })
+	waitFor(t, "an empty maildrop", func() bool { return len(dropFiles(t, drop)) == 0 })
+	var waited, other string
+	for _, f := range s.maildirFiles(t, "xomail", "new") {
+		b, _ := os.ReadFile(f)
+		switch {
+		case strings.Contains(string(b), "Subject: waited"):
+			waited = string(b)
+		case strings.Contains(string(b), "Received: from local (uid 4242)"):
+			other = string(b)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^Received: from local \(uid 0, user root\)\n\tby xoyize\.xyz \(courriel\) id \S+\n\tfor <root@xoyize\.xyz>;`).MatchString(waited) {
+		t.Errorf("the maildrop's message:\n%s", waited)
+	}
+	if !strings.HasPrefix(other, "Return-Path: <4242@xoyize.xyz>\n") {
+		t.Errorf("the message of uid 4242's file:\n%s", other)
+	}
+	logs := s.logs()
+	if !regexp.MustCompile(`msg="maildrop: picked up" .*file=` + regexp.QuoteMeta(files[0]) + ` uid=0`).MatchString(logs) {
+		t.Errorf("no pickup line for %s:\n%s", files[0], logs)
+	}
+	if !regexp.MustCompile(`maildrop=` + regexp.QuoteMeta(files[0]) + `.*msg="message accepted"|msg="message accepted".*maildrop=` + regexp.QuoteMeta(files[0])).MatchString(logs) {
+		t.Errorf("the accepted line does not name the file:\n%s", logs)
+	}
+	if !regexp.MustCompile(`msg="maildrop: file set aside" .*file=` + regexp.QuoteMeta(bad) + ` .*why=.*bad address`).MatchString(logs) {
+		t.Errorf("no set-aside line for the bad sender's file %s:\n%s", bad, logs)
+	}
+	for _, f := range []string{"1700000000000000000.1.0123456789abcdef", "junk", bad} {
+		if _, err := os.Lstat(filepath.Join(drop, "corrupt", f)); err != nil {
+			t.Errorf("%s not set aside: %v", f, err)
+		}
+	}
+	// Once: a restart submits nothing again.
+	s.stop(syscall.SIGTERM)
+	s.start()
+	if _, code := sendmail(t, link, "Subject: last\n\nb\n", "-config", s.config, "root"); code != 0 {
+		t.Fatal("sendmail after the restart")
+	}
+	waitFor(t, "the last message", func() bool { return len(s.maildirFiles(t, "xomail", "new")) >= 5 })
+	if n := len(s.maildirFiles(t, "xomail", "new")); n != 5 {
+		t.Errorf("%d messages after a restart, want 5: one was submitted twice", n)
+	}
+}
+
+// dropFiles are the names in the maildrop, corrupt/ aside.
+func dropFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Name() != "corrupt" {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }

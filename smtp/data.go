@@ -69,7 +69,7 @@ func (s *session) data(r io.Reader) error {
 	}
 	defer s.c.setTx(false)
 	log := s.log.With("msg_id", s.tx.id)
-	if len(s.tx.local)+len(s.tx.remote) == 0 {
+	if len(s.tx.local)+len(s.tx.remote)+len(s.tx.refused) == 0 {
 		return s.fail(stageData, rep(554, gosmtp.EnhancedCode{5, 5, 1}, "No valid recipients"))
 	}
 	if err != nil {
@@ -217,7 +217,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		return replyNotHomedHere
 	case len(remote) == 0 && q == nil:
 		return s.deliverLocal(ctx, header, body, now, false)
-	case len(remote) == 0 && len(local) == 1 && !elsewhere && len(s.tx.loops) == 0 && !s.tx.wantsSuccess():
+	case len(remote) == 0 && len(local) == 1 && !elsewhere && len(s.tx.loops)+len(s.tx.refused) == 0 && !s.tx.wantsSuccess():
 		// (A success DSN to send goes through the queue: its entry,
 		// written before the 250, owes it.)
 		err := s.deliverLocal(ctx, header, body, now, true)
@@ -238,7 +238,7 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 	var qid string
 	var localErrs []error
 	var err error
-	if hq, ok := q.(handOverQueue); ok && s.oneHome() && len(s.tx.loops) == 0 {
+	if hq, ok := q.(handOverQueue); ok && s.oneHome() && len(s.tx.loops)+len(s.tx.refused) == 0 {
 		var handed bool
 		var opts []queue.Option
 		if o := s.tx.dsnOption(); o != nil {

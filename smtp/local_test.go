@@ -139,11 +139,6 @@ func TestLocalLimits(t *testing.T) {
 	if q, d := e.queue.all(), e.deliv.all(); len(q) != 0 || len(d) != 0 {
 		t.Fatalf("refused message stored: queued %d, delivered %d", len(q), len(d))
 	}
-	// Unknown local recipients are refused at RCPT as on any listener.
-	c = dialLocal(t, sock)
-	c.cmd("EHLO localhost", "250 ")
-	c.cmd("MAIL FROM:<root@mx.test>", "250 ")
-	c.cmd("RCPT TO:<nobody@mailbox.example>", "550 5.1.1")
 }
 
 // TestLocalNeedsPeerCredentials: a Local server whose client has no peer

@@ -194,8 +194,9 @@ func (s *session) accept(ctx context.Context, q Queue, data delivery.Content) (s
 	if len(s.tx.loops) > 0 {
 		opts = append(opts, queue.WithFailed(s.tx.loops, "5.4.6", "mail forwarding loop: the message already reached this recipient here"))
 	}
+	opts = append(opts, s.tx.failedOptions()...)
 	if o := s.tx.dsnOption(); o != nil {
-		opts = append(opts, o) // after WithFailed: it reaches the loops
+		opts = append(opts, o) // after WithFailed: it reaches the loops and the refused
 	}
 	if s.tx.remoteFrom != nil {
 		if fq, ok := q.(forwardQueue); ok {

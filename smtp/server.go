@@ -143,7 +143,13 @@ func (s *Server) admit(nc net.Conn) {
 		c.log = s.log.With("conn_id", c.id, "client", c.ip.String())
 		c.key = ipKey(c.ip)
 	}
-	key := c.key
+	s.enter(c)
+}
+
+// enter applies the connection limits to c, whose client is identified
+// (key, log), and serves it on a goroutine of its own.
+func (s *Server) enter(c *conn) {
+	nc, key := c.Conn, c.key
 	// Every accepted connection is counted, the refused ones too: a flood
 	// refused by the per-address limit shows in the connection rate.
 	s.o.Metrics.ConnOpened(s.o.Listener)

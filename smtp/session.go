@@ -94,6 +94,9 @@ type txn struct {
 	// loops are the RCPTs the message already reached here (set at DATA):
 	// their copies are gone from local and remote, and they bounce.
 	loops []string
+	// refused are the Local socket's recipients refused for good, which
+	// the message is accepted for and bounces (localrcpt.go).
+	refused []refusedRcpt
 	// dsn: RFC 3461's parameters (dsn.go); nil when none was given.
 	dsn *txnDSN
 	// senderOK: the sender passed the seed's reject_sender_login_mismatch
@@ -364,6 +367,9 @@ func (s *session) Rcpt(to string, dsn queue.RcptDSN) error {
 	}
 	if s.srv.isClosing() {
 		return s.dropWith(replyShuttingDown)
+	}
+	if s.srv.o.Kind == Local {
+		return s.rcptLocal(to, dsn)
 	}
 	return s.rcpt(to, false, dsn)
 }

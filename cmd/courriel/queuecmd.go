@@ -76,7 +76,12 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return err
 		}
 		list = append(list, held...)
-		if len(list) == 0 {
+		// What sendmail left for the server's pickup (pickup.go).
+		dropped, nDropped, err := maildropSummary(cfg.Queue.Dir, cfg.MessageSizeLimit)
+		if err != nil {
+			return err
+		}
+		if len(list)+nDropped == 0 {
 			fmt.Fprintln(stdout, "Mail queue is empty")
 			return nil
 		}
@@ -87,7 +92,10 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 				fmt.Fprintf(stdout, "%55s %s\n", "", recipientLine(r))
 			}
 		}
-		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list))
+		for _, l := range dropped {
+			fmt.Fprintln(stdout, l)
+		}
+		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list)+nDropped)
 	case "show":
 		if len(rest) != 1 || rest[0] == "ALL" || rest[0] == "-" {
 			return exitf(2, "show wants one queue id or msg_id")

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/user"
 	"strings"
+
+	"courriel/delivery/maildrop"
 )
 
 // Exit statuses of sendmail (sysexits.h), as Postfix's sendmail(1) uses
@@ -163,8 +165,11 @@ func (a *sendmailArgs) option(c byte, val string) error {
 // runSendmail is `courriel sendmail` (also the binary run as sendmail): it
 // reads a message from stdin and hands it to the running server's local
 // submission socket (listen.local). Exit 0 once the server has stored or
-// queued it, 75 when it could not be handed over now (nothing is kept
-// here: no maildrop queue), 64-69 when it was refused.
+// queued it, or, when the server cannot take it now (not running, a 4xx),
+// once the message is durably in the maildrop (<queue.dir>/maildrop),
+// which the server picks up when it can (pickup.go), as Postfix's sendmail
+// leaves it to postdrop and pickup. 75 only when neither worked or a
+// signal came, 64-69 when it was refused.
 func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr io.Writer) error {
 	a, err := parseSendmailArgs(args)
 	if err != nil {
@@ -187,7 +192,7 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 	if err != nil {
 		return exitf(exDataErr, "reading the message: %v; mail NOT sent", err)
 	}
-	path, err := localSocketPath(a.config)
+	paths, err := sendmailPaths(a.config)
 	if err != nil {
 		return &exitError{code: exConfig, err: fmt.Errorf("%w; mail NOT sent", err)}
 	}
@@ -195,7 +200,28 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 	if a.fullName != "" {
 		fullName = a.fullName
 	}
-	return sendLocal(ctx, path, a, login, fullName, msg)
+	err = sendLocal(ctx, paths.socket, a, login, fullName, msg)
+	var ee *exitError
+	if ctx.Err() != nil || !errors.As(err, &ee) || ee.code != exTempFail {
+		return err
+	}
+	return dropMail(paths.maildrop, a, fullName, msg, err)
+}
+
+// dropMail leaves the message in the maildrop after the server could not
+// take it (why): exit 0 once it is durable there. Also when the server
+// may have stored it (no answer to the end of the message): a duplicate
+// rather than a loss, as the maildrop is at least once anyway.
+func dropMail(dir string, a *sendmailArgs, fullName string, msg []byte, why error) error {
+	env := &maildrop.Envelope{From: a.from, FromSet: a.fromSet, FullName: fullName, Extract: a.extract,
+		Recipients: a.rcpts, Notify: a.notify, Ret: a.ret, EnvID: a.envid}
+	name, err := maildrop.Write(dir, env, msg)
+	if err != nil && name == "" {
+		return exitf(exTempFail, "%v; and the maildrop (where the server would pick it up later) failed too: %v", why, err)
+	}
+	// Written, its name perhaps not durable yet (err): the server may
+	// well take it, and another try by the caller would be a duplicate.
+	return nil
 }
 
 // readSendmailInputCtx is readSendmailInput that gives up when ctx ends
@@ -224,27 +250,33 @@ func interrupted(ctx context.Context) error {
 	return exitf(exTempFail, "interrupted (%v); mail NOT sent", context.Cause(ctx))
 }
 
-// localSocketPath is listen.local of the configuration, or the default
+// sendmailDest is where sendmail hands a message over.
+type sendmailDest struct {
+	socket   string // listen.local
+	maildrop string // <queue.dir>/maildrop
+}
+
+// sendmailPaths reads them from the configuration, or gives the defaults
 // when the file cannot be read (an ordinary user may not read it: it
 // holds the LDAP password).
-func localSocketPath(config string) (string, error) {
+func sendmailPaths(config string) (sendmailDest, error) {
 	data, err := os.ReadFile(config)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-		return DefaultLocalSocket, nil
+		return sendmailDest{DefaultLocalSocket, maildropDir(defaultConfig().Queue.Dir)}, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("configuration: %w", err)
+		return sendmailDest{}, fmt.Errorf("configuration: %w", err)
 	}
 	// The files it names (keys, secrets) are not ours to read: only the
 	// configuration itself must be valid.
 	cfg, _, err := parseConfig(config, data)
 	if err != nil {
-		return "", err
+		return sendmailDest{}, err
 	}
 	if cfg.Listen.Local == "" {
-		return "", fmt.Errorf("%s: local submission is off (listen.local = \"\")", config)
+		return sendmailDest{}, fmt.Errorf("%s: local submission is off (listen.local = \"\")", config)
 	}
-	return cfg.Listen.Local, nil
+	return sendmailDest{cfg.Listen.Local, maildropDir(cfg.Queue.Dir)}, nil
 }
 
 // invokingUser is the login name of the real uid and its full name

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"courriel/delivery/maildrop"
 )
 
 func TestSendmailArgs(t *testing.T) {
@@ -249,7 +251,9 @@ local = %q
 search_base = "ou=mail,dc=xoyize,dc=xyz"
 bind_dn = "cn=r"
 bind_password = "x"
-`, sock)), 0o600); err != nil {
+[queue]
+dir = %q
+`, sock, filepath.Join(dir, "queue"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return f, cfg
@@ -264,7 +268,7 @@ func (f *fakeLocalServer) serve(c net.Conn, replies map[string]string) {
 		}
 		fmt.Fprintf(c, "%s\r\n", def)
 	}
-	fmt.Fprintf(c, "220 host.example ESMTP\r\n")
+	answer("GREET", "220 host.example ESMTP")
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -298,6 +302,9 @@ func (f *fakeLocalServer) serve(c net.Conn, replies map[string]string) {
 			f.mu.Lock()
 			f.data = b.String()
 			f.mu.Unlock()
+			if v, ok := replies["END"]; ok && v == "" {
+				return // no answer
+			}
 			answer("END", "250 2.0.0 Ok: queued")
 		case "QUIT":
 			fmt.Fprintf(c, "221 bye\r\n")
@@ -529,5 +536,76 @@ func TestSendmailSocketDirWritable(t *testing.T) {
 	}
 	if cmds, _ := f.seen(); len(cmds) != 0 {
 		t.Errorf("the socket was told %q", cmds)
+	}
+}
+
+// TestSendmailDropsWhenUnreachable: when the server cannot take the
+// message now (no socket, a 421 at the banner, a 4xx for a recipient, no
+// answer to the end of the message), sendmail leaves it in the maildrop
+// with its envelope, 0600, and exits 0; the file reads back as what the
+// command line asked. Without a maildrop it is exit 75, as before.
+func TestSendmailDropsWhenUnreachable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		replies map[string]string
+		noSock  bool
+	}{
+		{"no socket", nil, true},
+		{"421 at the banner", map[string]string{"GREET": "421 4.3.2 shutting down"}, false},
+		{"4xx for a recipient", map[string]string{"RCPT": "451 4.3.0 directory down"}, false},
+		{"no answer to the end", map[string]string{"END": ""}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, cfg := startFakeLocal(t, tc.replies)
+			if tc.noSock {
+				os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+			}
+			queueDir := filepath.Join(filepath.Dir(cfg), "queue")
+			args := []string{"sendmail", "-config", cfg, "-t", "-i", "-f", "cron@example.org", "-F", "Cron Daemon", "-N", "failure", "-R", "hdrs", "-V", "id 1", "root", "a@remote.example"}
+			msg := "To: b@remote.example\n\n.\nbody\n"
+
+			// Without a maildrop (no server ever ran): not sent, exit 75.
+			if code, _, stderr := runCmd(t, msg, args...); code != exTempFail || !strings.Contains(stderr, "mail NOT") || !strings.Contains(stderr, "maildrop") {
+				t.Fatalf("without a maildrop: exit %d, stderr %q", code, stderr)
+			}
+			must(t, os.Mkdir(queueDir, 0o700))
+			d, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
+			must(t, err)
+			defer d.Close()
+
+			code, _, stderr := runCmd(t, msg, args...)
+			if code != 0 || stderr != "" {
+				t.Fatalf("exit %d, stderr %q", code, stderr)
+			}
+			l, err := d.List(10)
+			if err != nil || len(l.Ready) != 1 {
+				t.Fatalf("maildrop %+v, %v", l, err)
+			}
+			fi, err := os.Stat(filepath.Join(d.Path(), l.Ready[0]))
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("file mode %v, %v", fi.Mode(), err)
+			}
+			f, err := d.Read(l.Ready[0], 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := &maildrop.Envelope{From: "cron@example.org", FromSet: true, FullName: "Cron Daemon", Extract: true,
+				Recipients: []string{"root", "a@remote.example"}, Notify: "FAILURE", Ret: "HDRS", EnvID: "id 1"}
+			if !reflect.DeepEqual(f.Envelope, want) {
+				t.Errorf("envelope %+v, want %+v", f.Envelope, want)
+			}
+			if string(f.Message) != "To: b@remote.example\r\n\r\n.\r\nbody\r\n" {
+				t.Errorf("message %q", f.Message)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -85,11 +85,13 @@ func replyExit(r smtpReply, rcpt bool) int {
 	return exSoftware
 }
 
-// sendLocal hands the message to the server on the local socket at path.
-// Nothing is kept here: a server that is not running, or a 4xx, is exit
-// 75 (EX_TEMPFAIL) and the message is not sent. A recipient refused
-// fails the whole message (RSET, nothing sent to the others), so that
-// the exit status tells the caller of every copy.
+// sendLocal hands the message to the server on the local socket at path,
+// or, for the pickup, on a connection DialLocal made. A server that is not
+// running, or a 4xx, is exit 75 (EX_TEMPFAIL): the caller then leaves the
+// message in the maildrop, or tries the maildrop file again later. A
+// recipient refused fails the whole message (RSET, nothing sent to the
+// others); courriel's own server refuses none for good on this path (it
+// bounces them), so that is another server's or a bad address.
 // When ctx ends (SIGTERM, SIGINT) the connection is closed: exit 75, the
 // mail not sent, or not known to be sent once its end went out.
 func sendLocal(ctx context.Context, path string, a *sendmailArgs, login, fullName string, msg []byte) error {

@@ -128,6 +128,8 @@ type app struct {
 	importer *move.Importer
 
 	listeners []boundListener
+	// pickup submits the maildrop's files (nil without listen.local).
+	pickup *pickup
 }
 
 type boundListener struct {
@@ -580,6 +582,13 @@ func (a *app) listen() error {
 			// sendmail then says the server is not running.
 			a.listeners = append(a.listeners, boundListener{name: "local", ln: ln, serve: srv.Serve, stop: srv.Shutdown})
 		}
+		// What sendmail left while the server was down, or could not
+		// reach it, is submitted through this listener's session path.
+		dir, err := openMaildrop(cfg.Queue.Dir, a.log)
+		if err != nil {
+			return err
+		}
+		a.pickup = newPickup(dir, srv, a.log.With("component", "pickup"), cfg.MessageSizeLimit, cfg.Queue.MaxLifetime)
 	}
 	imapListener := func(name, addr string, implicit bool) error {
 		if addr == "" {
@@ -706,6 +715,14 @@ func (a *app) run(ctx context.Context) error {
 	if a.tlsrpt != nil {
 		wg.Go(func() { a.tlsrpt.Run(ctx) })
 	}
+	// The pickup stops first at a shutdown: the local listener lets the
+	// submission in progress finish (its file is removed after its 250, or
+	// submitted again at the next start).
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	if a.pickup != nil {
+		wg.Go(func() { a.pickup.run(pctx) })
+	}
 	a.watch.begin(ctx, a.dir.get(), a.cfg.watchChanges())
 	defer a.watch.stop()
 	for _, m := range a.tls {
@@ -728,6 +745,7 @@ loop:
 			break loop
 		}
 	}
+	pcancel()
 	a.log.Info("shutting down", "grace", shutdownGrace)
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()

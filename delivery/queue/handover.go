@@ -50,7 +50,7 @@ import (
 // (WithOnceKey) is stored once as Accept stores it, and never handed at
 // once either.
 func (q *Queue) HandOver(ctx context.Context, msgID, from string, local []delivery.Recipient, data delivery.Content, opts ...Option) (id string, handed bool, localErrs []error, err error) {
-	m, err := q.newMessage(ctx, from, nil, local, data.Size())
+	m, err := q.newMessage(ctx, from, nil, local, data.Size(), false)
 	if err != nil {
 		return "", false, nil, err
 	}

@@ -206,7 +206,7 @@ func (q *Queue) Close() error {
 // Errors for which IsPermanent is true are about the message; any other
 // error is temporary (disk full, I/O).
 func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, data []byte) (string, error) {
-	m, err := q.newMessage(ctx, from, rcpts, nil, int64(len(data)))
+	m, err := q.newMessage(ctx, from, rcpts, nil, int64(len(data)), false)
 	if err != nil {
 		return "", err
 	}
@@ -229,7 +229,7 @@ func (q *Queue) enqueueOnce(ctx context.Context, id string, rcpts []string, data
 	if known, err := q.sp.known(id); err != nil || known {
 		return false, err
 	}
-	m, err := q.newMessage(ctx, "", rcpts, nil, int64(len(data)))
+	m, err := q.newMessage(ctx, "", rcpts, nil, int64(len(data)), false)
 	if err != nil {
 		return false, err
 	}
@@ -331,12 +331,18 @@ func (q *Queue) AcceptForward(ctx context.Context, msgID, from, remoteFrom strin
 }
 
 func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *string, remote []string, local []delivery.Recipient, data delivery.Content, opts []Option) (id string, localErrs []error, err error) {
-	m, err := q.newMessage(ctx, from, remote, local, data.Size())
+	// No copy to deliver is fine when the options bring failed
+	// recipients (WithFailed): the local socket accepts a message whose
+	// every recipient was refused, to bounce it as Postfix's pickup does.
+	m, err := q.newMessage(ctx, from, remote, local, data.Size(), len(opts) > 0)
 	if err != nil {
 		return "", nil, err
 	}
 	for _, o := range opts {
 		o(m)
+	}
+	if len(m.Recipients) == 0 {
+		return "", nil, ErrNoRecipients
 	}
 	if validMsgID(msgID) {
 		m.MsgID = msgID
@@ -509,7 +515,8 @@ func (q *Queue) save(m *Message) (gone bool) {
 // newMessage checks a message for the queue and builds its envelope: the
 // remote recipients, then the local ones. Every check runs before anything
 // is written, so that a refusal leaves nothing behind.
-func (q *Queue) newMessage(ctx context.Context, from string, remote []string, local []delivery.Recipient, size int64) (*Message, error) {
+// mayBeEmpty: the caller adds recipients afterwards and checks there is one.
+func (q *Queue) newMessage(ctx context.Context, from string, remote []string, local []delivery.Recipient, size int64, mayBeEmpty bool) (*Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -519,7 +526,7 @@ func (q *Queue) newMessage(ctx context.Context, from string, remote []string, lo
 	if from != "" && !validAddress(from) {
 		return nil, fmt.Errorf("%w: sender %q", ErrInvalidAddress, printable(from, 100))
 	}
-	if len(remote)+len(local) == 0 {
+	if len(remote)+len(local) == 0 && !mayBeEmpty {
 		return nil, ErrNoRecipients
 	}
 	if len(remote)+len(local) > q.o.MaxRecipients {
