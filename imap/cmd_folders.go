@@ -192,11 +192,43 @@ func cmdSubscribe(s *session, tag string, _ bool) error {
 	if err != nil {
 		return err
 	}
+	if on && !s.subscribable(name) {
+		// Dovecot's answer (cmd-subscribe.c): a name with no folder and
+		// no child folder is refused, so that a typo does not leave a
+		// subscription to nothing. UNSUBSCRIBE takes any name.
+		return no("", "Mailbox doesn't exist: "+strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return -1
+			}
+			return r
+		}, name))
+	}
 	if err := s.store.SetSubscribed(name, on); err != nil {
 		return s.storeErr("subscribe", err, "")
 	}
 	s.mailboxChanged(mailboxEvent{name: name, subscription: true, subscribed: on})
-	return s.ok(tag, "", "Completed", true)
+	if !on {
+		return s.ok(tag, "", "Unsubscribe completed", true)
+	}
+	return s.ok(tag, "", "Subscribe completed", true)
+}
+
+// subscribable says whether name is a folder, or the parent of one (a
+// Maildir++ parent needs no directory: Dovecot's \Noselect existence).
+func (s *session) subscribable(name string) bool {
+	if mailstore.IsInbox(name) || s.store.Exists(name) {
+		return true
+	}
+	folders, err := s.store.Folders()
+	if err != nil {
+		return true // let SetSubscribed report the store's trouble
+	}
+	for _, f := range folders {
+		if strings.HasPrefix(f, name+delim) {
+			return true
+		}
+	}
+	return false
 }
 
 // listArgs is a parsed LIST or LSUB (RFC 9051 §6.3.9, RFC 5258, RFC 5819,
@@ -342,14 +374,18 @@ func cmdList(s *session, tag string, _ bool) error {
 	if err != nil {
 		return err
 	}
+	done := "List completed"
+	if lsub {
+		done = "Lsub completed" // Dovecot's words
+	}
 	if len(a.patterns) == 1 && a.patterns[0] == "" {
-		// RFC 9051 §6.3.9: an empty pattern asks for the delimiter and root.
-		if lsub {
-			s.w.Raw("* LSUB (\\Noselect) \".\" \"\"\r\n")
-		} else {
+		// RFC 9051 §6.3.9: an empty pattern asks LIST for the delimiter
+		// and root. LSUB has no such form: the pattern matches nothing,
+		// as in Dovecot.
+		if !lsub {
 			s.w.Raw("* LIST (\\Noselect) \".\" \"\"\r\n")
 		}
-		return s.ok(tag, "", "List completed", true)
+		return s.ok(tag, "", done, true)
 	}
 	ref, err := s.decodeListName(a.ref)
 	if err != nil {
@@ -418,8 +454,12 @@ func cmdList(s *session, tag string, _ bool) error {
 				}
 				continue
 			}
-			if !e.exists {
-				attrs = append(attrs, `\Noselect`)
+			// A subscribed folder that does not exist is not \Noselect
+			// here: in LSUB that says a child is subscribed (Dovecot's
+			// mailbox_flags2str). Its special use is given, as Dovecot
+			// gives it for Outlook 2013.
+			if use := specialUseAttr(n); use != "" {
+				attrs = append(attrs, use)
 			}
 		case a.selSubscribed:
 			if !e.subscribed {
@@ -472,7 +512,7 @@ func cmdList(s *session, tag string, _ bool) error {
 			}
 		}
 	}
-	return s.ok(tag, "", "List completed", true)
+	return s.ok(tag, "", done, true)
 }
 
 // listAttrs is what a plain LIST gives an existing folder: the

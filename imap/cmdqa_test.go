@@ -181,7 +181,7 @@ func TestRenameKeepsSubscriptions(t *testing.T) {
 		r.cmd("c", c)
 	}
 	expectLines(t, r, "r", "RENAME Work Job", "r OK Rename completed")
-	expectLines(t, r, "l", `LSUB "" W*`, `* LSUB (\Noselect) "." "Work"`, `* LSUB (\Noselect) "." "Work.Projects"`, "l OK List completed")
+	expectLines(t, r, "l", `LSUB "" W*`, `* LSUB () "." "Work"`, `* LSUB () "." "Work.Projects"`, "l OK Lsub completed")
 	expectLines(t, r, "l2", `LIST "" Jo*`, `* LIST (\HasChildren) "." "Job"`, `* LIST (\HasNoChildren) "." "Job.Projects"`, "l2 OK List completed")
 }
 
