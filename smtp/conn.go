@@ -1154,9 +1154,14 @@ func (b *bdatReader) nextChunk() bool {
 
 // auth runs AUTH (RFC 4954) with the session's SASL mechanisms.
 // As Postfix's smtpd_sasl_auth_cmd with smtpd_helo_required = no, it may
-// come before HELO/EHLO; the rules of TLS first (Auth) are the same.
+// come before HELO/EHLO; the rules of TLS first (AuthOffered) are the
+// same, and come first.
 func (c *conn) auth(arg string) {
 	if !c.unintroduced() {
+		return
+	}
+	if err := c.sess.AuthOffered(); err != nil {
+		c.reply(err, nil)
 		return
 	}
 	// RFC 4954 §4, and Postfix: not within a transaction. Its sender

@@ -15,7 +15,9 @@
 //
 // Decisions worth knowing (details beside the code):
 //   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
-//     530 5.7.0 and the credentials are never looked at. EHLO says
+//     Postfix's answer for the seed's listeners (530 5.7.0 Must issue a
+//     STARTTLS command first on 587, 503 5.5.1 Error: authentication not
+//     enabled on 25) and the credentials are never looked at. EHLO says
 //     "AUTH=PLAIN LOGIN" too, as Postfix with the seed's
 //     broken_sasl_auth_clients = yes (not on the cluster listener).
 //   - An authenticated client may use the null sender <>, as with Postfix's
