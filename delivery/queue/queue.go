@@ -163,6 +163,7 @@ func (q *Queue) recover() error {
 		q.log.Info("hold finished: the message was being held or released", "queue_id", id)
 		changed = true
 	}
+	q.sp.countHeld()
 	if !l.truncated {
 		// Data without an envelope was never acknowledged (or its removal
 		// was interrupted). With a truncated scan its envelope may simply

@@ -81,6 +81,11 @@ type spool struct {
 	reserveMu   sync.Mutex  // serialises making and spending the reserve
 	reserved    atomic.Bool // reserveFile holds reserveSize allocated bytes (owner only)
 	reserveLeft int64       // allocated bytes left at the start of reserveFile, -1 when it is gone; guarded by reserveMu
+
+	// held is the number of envelopes in hold/ when this process last
+	// changed it or (the owner) looked (countHeld): what Counts reports,
+	// so that a metrics scrape reads no directory.
+	held atomic.Int64
 }
 
 // openSpool opens the spool at dir. As the owner (client false) it creates
@@ -548,6 +553,7 @@ func (s *spool) removeBatch() {
 			}
 		}
 		if heldGone {
+			s.countHeld()
 			return syncPath(filepath.Join(s.dir, holdDir))
 		}
 		return nil
