@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,17 +86,25 @@ func (s *spool) removeHeld(id string) error {
 // spool (Open, a rescan), which another process's hold or release asks
 // for. A directory that cannot be read leaves the count as it was.
 func (s *spool) countHeld() {
-	d, err := os.Open(filepath.Join(s.dir, holdDir))
-	if errors.Is(err, fs.ErrNotExist) {
+	n, err := countEnvelopes(filepath.Join(s.dir, holdDir), math.MaxInt)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		s.held.Store(0) // a spool from before the hold queue
-		return
+	case err == nil:
+		s.held.Store(int64(n))
 	}
+}
+
+// countEnvelopes counts the envelopes in dir, reading names only, and
+// stops once it found limit.
+func countEnvelopes(dir string, limit int) (int, error) {
+	d, err := os.Open(dir)
 	if err != nil {
-		return
+		return 0, err
 	}
 	defer d.Close()
-	var n int64
-	for {
+	n := 0
+	for n < limit {
 		names, err := d.Readdirnames(readDirBatch)
 		for _, name := range names {
 			if id, perr := ParseID(strings.TrimSuffix(name, extEnvelope)); perr == nil && id+extEnvelope == name {
@@ -103,13 +112,13 @@ func (s *spool) countHeld() {
 			}
 		}
 		if errors.Is(err, io.EOF) || len(names) == 0 {
-			s.held.Store(n)
-			return
+			break
 		}
 		if err != nil {
-			return
+			return 0, err
 		}
 	}
+	return n, nil
 }
 
 // isHeld reports whether id's envelope is in hold/.

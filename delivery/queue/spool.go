@@ -183,6 +183,33 @@ func (s *spool) makeReserve() error {
 	return nil
 }
 
+// reserveRoom is makeReserve's rule for a process that does not own the
+// spool, which must not make nor spend the owner's reserve: new mail of
+// size octets is refused (ENOSPC) while the reserve is not whole (spent
+// on a full file system, or never made) and the file system could not
+// keep room to make it again once the message is written. Otherwise a
+// client's mail would take the space the owner waits for, and delivery
+// records would find neither.
+func (s *spool) reserveRoom(size int64) error {
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(s.dir, reserveFile), &st)
+	if err == nil && st.Blocks*512 >= reserveSize {
+		return nil // whole: what the client writes cannot take it
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool reserve: %w", err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(s.dir, &sfs); err != nil {
+		return fmt.Errorf("spool reserve: %w", err)
+	}
+	// The message's two files may each end in a block of their own.
+	if free := int64(sfs.Bavail) * int64(sfs.Bsize); free < size+reserveSize+2*int64(sfs.Bsize) {
+		return fmt.Errorf("no room for the spool's reserve (%d octets free): %w", free, syscall.ENOSPC)
+	}
+	return nil
+}
+
 // releaseReserve frees a piece of the reserve, at least need octets, for
 // a record that found the file system full: the end of what is left, then,
 // when nothing is left, the file itself, whose inode a spool out of inodes
@@ -337,6 +364,8 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 		if err := s.makeReserve(); noSpace(err) {
 			return fmt.Errorf("queue: write %s: no room for the spool's reserve: %w", m.ID, err)
 		}
+	} else if err := s.reserveRoom(data.Size() + int64(len(env))); err != nil {
+		return fmt.Errorf("queue: write %s: %w", m.ID, err)
 	}
 	tmpData, err := s.writeTemp(m.ID+extData, data)
 	if err != nil {
