@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"mime/quotedprintable"
+	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,6 +328,24 @@ func TestDKIMRelayedAndDSN(t *testing.T) {
 	if got := dkimpyVerify(t, d, []byte(relayed)); got != "pass pass" || strings.ContainsFunc(relayed, func(r rune) bool { return r >= 0x80 }) ||
 		!strings.Contains(relayed, "caf=C3=A9 cr=C3=A8me") {
 		t.Errorf("8-bit message relayed: %q, want signed 7-bit\n%s", got, relayed)
+	}
+	// UTF-8 text without MIME fields (RFC 2045 makes it us-ascii): once
+	// converted it says charset=utf-8, so the reader decodes the text
+	// sent, not mojibake.
+	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"friend@foreign.example"},
+		"From: test0@hosted-domain.com\r\nTo: friend@foreign.example\r\nSubject: no MIME\r\n\r\n\xc3\x87a marche\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message without MIME fields at the sink", func() bool { return len(k.messages()) > 2 })
+	relayed = k.messages()[2].data
+	m, err := mail.ReadMessage(strings.NewReader(relayed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(quotedprintable.NewReader(m.Body))
+	if got := dkimpyVerify(t, d, []byte(relayed)); got != "pass pass" || m.Header.Get("Content-Type") != "text/plain; charset=utf-8" ||
+		m.Header.Get("Content-Transfer-Encoding") != "quoted-printable" || string(text) != "\xc3\x87a marche\r\n" {
+		t.Errorf("message without MIME fields relayed: %q, text %q, want signed 7-bit UTF-8\n%s", got, text, relayed)
 	}
 
 	if err := submit(t, s, "xomail", testenv.XomailPassword, "test0@hosted-domain.com", []string{"bad@foreign.example"},

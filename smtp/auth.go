@@ -78,17 +78,31 @@ func (s *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, sasl.Login}
 }
 
-// Auth starts AUTH with mech; before TLS it answers 530 5.7.0 (or 502
-// where there is no TLS at all) without looking at any credentials.
+// AuthOffered refuses AUTH where EHLO offers no mechanism (before TLS),
+// with Postfix's words for the seed's listeners, before anything else of
+// the command is looked at (its place in a transaction, its syntax, any
+// credentials). On 587 (smtpd_tls_security_level = encrypt) Postfix's
+// command loop answers every command but EHLO, HELO, STARTTLS, NOOP and
+// QUIT with 530 5.7.0 before STARTTLS. On 25 (may, with
+// smtpd_tls_auth_only = yes) it never activates SASL before TLS, so
+// smtpd_sasl_auth_cmd answers "503 5.5.1 Error: authentication not
+// enabled"; its "504 5.5.4 Encryption required..." branch comes after
+// that test and is never reached (smtpd_sasl_proto.c, Postfix 3.7).
+// The cluster listener keeps 530: it is courriel's own.
+func (s *session) AuthOffered() error {
+	if s.tls != nil || s.clusterInClear() {
+		return nil
+	}
+	if k := s.srv.o.Kind; k == Submission || k == Cluster {
+		return s.fail(stageAuth, replyStartTLSFirst)
+	}
+	return s.fail(stageAuth, replyAuthNotEnabled)
+}
+
+// Auth starts AUTH with mech, once AuthOffered has let it through.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.c.countCommand() {
 		return nil, s.dropWith(replyTooManyCmds)
-	}
-	if s.tls == nil && !s.clusterInClear() {
-		if s.srv.o.TLSConfig == nil {
-			return nil, s.fail(stageAuth, replyAuthUnsupported)
-		}
-		return nil, s.fail(stageAuth, replyStartTLSFirst)
 	}
 	s.mu.Lock()
 	s.authMech = strings.ToUpper(mech)

@@ -123,10 +123,13 @@ func TestAuthBeforeEHLO(t *testing.T) {
 	}
 	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "503 5.5.1")
 
-	for _, k := range []Kind{Inbound, Submission} {
+	for k, want := range map[Kind]string{
+		Inbound:    "503 5.5.1 Error: authentication not enabled",
+		Submission: "530 5.7.0 Must issue a STARTTLS command first",
+	} {
 		e := newEnv(t, k, nil)
 		c := e.dialRaw(t)
-		c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "530 5.7.0 Must issue a STARTTLS command first")
+		c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), want)
 		if n := e.dir.authCalls.Load(); n != 0 {
 			t.Errorf("kind %v: credentials sent in clear were checked", k)
 		}

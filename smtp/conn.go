@@ -73,6 +73,13 @@ type conn struct {
 	rcpts    int                  // RCPTs accepted in this transaction
 	authed   bool
 	pending  []byte // a command read while a BDAT transfer was expected
+	// bdatRefused: a BDAT that was not the LAST was refused, and every
+	// chunk is skipped (551 5.0.0) until BDAT LAST, RSET or EHLO, as in
+	// Postfix's SMTPD_BDAT_STAT_ERROR, so that a client that pipelined
+	// its chunks gets one refusal for the message and the rest of it is
+	// never taken for a new one. MAIL, RCPT and DATA are refused
+	// meanwhile.
+	bdatRefused bool
 	// esmtp: the last greeting was EHLO, not HELO (Postfix's protocol
 	// "ESMTP", kept across STARTTLS as there); before it, or after HELO,
 	// no command may be pipelined (see synchronized).
@@ -546,6 +553,7 @@ func escapeInput(b []byte) string {
 // endTx ends the transaction (RSET, a new EHLO, the end of a message).
 func (c *conn) endTx() {
 	c.mailOK, c.rcpts = false, 0
+	c.bdatRefused = false
 	if c.sess != nil {
 		c.sess.Reset()
 	}
@@ -649,6 +657,10 @@ func (c *conn) mail(arg string) {
 		// Before the arguments, as Postfix: a second MAIL is out of
 		// sequence whatever it says.
 		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: nested MAIL command")
+		return
+	}
+	if c.bdatRefused {
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: MAIL after BDAT")
 		return
 	}
 	rest, ok := wire.CutPrefixFold(arg, "FROM:")
@@ -781,6 +793,10 @@ func (c *conn) rcpt(arg string) {
 		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: need MAIL command")
 		return
 	}
+	if c.bdatRefused {
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: RCPT after BDAT")
+		return
+	}
 	rest, ok := wire.CutPrefixFold(arg, "TO:")
 	var to string
 	var err error
@@ -898,7 +914,12 @@ func (c *conn) replyQueued() {
 }
 
 func (c *conn) data(arg string) {
-	// Postfix's data_cmd: the recipients first, then the syntax.
+	// Postfix's data_cmd: a chunked message first, then the recipients,
+	// then the syntax.
+	if c.bdatRefused {
+		c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: DATA after BDAT")
+		return
+	}
 	if c.noRecipients() {
 		return
 	}
@@ -994,33 +1015,49 @@ func (c *conn) parseBDAT(arg string) (size int64, last, ok bool) {
 }
 
 // bdat runs a BDAT command (RFC 3030) outside a chunked transfer: the
-// first chunk of a message, or a chunk that has no transaction.
+// first chunk of a message, or a chunk that has no transaction. Its
+// checks are Postfix's bdat_cmd, in its order: a null chunk that is not
+// the LAST, a message already refused (bdatRefused), the recipients,
+// the size the chunk declares. A refused chunk is skipped (it follows
+// the command even then); one that is not the LAST makes the chunks
+// after it refused too.
 func (c *conn) bdat(arg string) {
 	size, last, ok := c.parseBDAT(arg)
 	if !ok {
 		return
 	}
 	chunk := c.r.ChunkReader(size)
-	if c.noRecipients() {
-		c.skipChunk(chunk) // the chunk follows the command even when refused
-		if last {
-			// As Postfix's skip_bdat: the client's message ended
-			// with its LAST chunk, and so does the transaction, so
-			// that a client pipelining its next MAIL finds none open.
-			c.endTx()
-		}
+	switch {
+	case size == 0 && !last:
+		c.refuseChunk(chunk, last, 551, wire.Enhanced{5, 7, 1}, "Null BDAT request")
+		return
+	case c.bdatRefused:
+		c.refuseChunk(chunk, last, 551, wire.Enhanced{5, 0, 0}, discarded(size))
+		return
+	case c.noRecipients():
+		c.skipChunk(chunk)
+		c.chunkRefused(last)
+		return
+	case size > c.srv.o.MaxMessageBytes:
+		c.refuseChunk(chunk, last, 552, wire.Enhanced{5, 3, 4}, "Chunk exceeds message size limit")
 		return
 	}
 	br := &bdatReader{c: c, chunk: chunk, last: last, total: size}
 	err := c.sess.Data(br)
 	if errors.Is(err, errDataReset) {
-		// Another command came instead of a BDAT (pending, run next), or
-		// the client went away (br.readErr).
+		// Another command came instead of a BDAT (pending, run next),
+		// a refused message ended with its LAST chunk (br.ended), or
+		// the client went away (br.readErr). A refused message whose
+		// chunks were cut short by a command other than RSET or EHLO
+		// (which end it anyway) stays refused, as in Postfix.
+		refused := c.bdatRefused
 		c.endTx()
 		if br.readErr != nil {
 			c.readFailed(br.readErr)
 			c.dropAfterWrite.Store(true)
+			return
 		}
+		c.bdatRefused = refused && !br.ended
 		return
 	}
 	if br.readErr != nil && !errors.Is(br.readErr, errTooLarge) {
@@ -1033,6 +1070,35 @@ func (c *conn) bdat(arg string) {
 	c.replied()
 	c.endTx()
 	c.skipChunk(br.chunk) // what the session did not read of a refused chunk
+	if err != nil {
+		c.chunkRefused(br.last)
+	}
+}
+
+// discarded is Postfix's reply text to a chunk of a refused message.
+func discarded(size int64) string {
+	return "Discarded " + strconv.FormatInt(size, 10) + " bytes after earlier error"
+}
+
+// refuseChunk skips a chunk and answers its BDAT with a refusal.
+// The reply comes first, as for a refused transaction (noRecipients):
+// a client may read it while it sends a large chunk.
+func (c *conn) refuseChunk(chunk *wire.ChunkReader, last bool, code int, ec wire.Enhanced, text string) {
+	c.refuse(code, ec, text)
+	c.skipChunk(chunk)
+	c.chunkRefused(last)
+}
+
+// chunkRefused follows a refused chunk, as Postfix's skip_bdat: the LAST
+// one ends the transaction (the client's message ended with it, and a
+// client pipelining its next MAIL must find none open); after another,
+// the chunks that follow are refused too.
+func (c *conn) chunkRefused(last bool) {
+	if last {
+		c.endTx()
+		return
+	}
+	c.bdatRefused = true
 }
 
 // skipChunk reads and drops the rest of a chunk, at most twice the size
@@ -1067,6 +1133,7 @@ type bdatReader struct {
 	last    bool
 	total   int64 // declared octets so far
 	readErr error // the read that failed, for the caller
+	ended   bool  // a refused message ended with its LAST chunk (skipped)
 }
 
 func (b *bdatReader) Read(p []byte) (int, error) {
@@ -1097,8 +1164,12 @@ func (b *bdatReader) Read(p []byte) (int, error) {
 }
 
 // nextChunk reads commands until the next BDAT; false when something else
-// ends the transfer. NOOP is answered, DATA refused, and the transfer goes
-// on after either.
+// ends the transfer. NOOP is answered; DATA, MAIL and RCPT are refused
+// as Postfix refuses them within a chunked message, and the transfer
+// goes on after each. A chunk refused here (null, or past the size
+// limit: Postfix's checks of every BDAT) is skipped, and so is every
+// chunk after it (c.bdatRefused) until the LAST, which ends the
+// transfer; the message is never stored.
 func (b *bdatReader) nextChunk() bool {
 	c := b.c
 	for {
@@ -1137,15 +1208,55 @@ func (b *bdatReader) nextChunk() bool {
 			}
 			c.protocolError(503, wire.Enhanced{5, 5, 1}, "Error: DATA after BDAT")
 			continue
+		case err == nil && verb == "MAIL":
+			if !c.synchronized(verb) {
+				b.readErr = errDataReset
+				return false
+			}
+			c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: nested MAIL command")
+			continue
+		case err == nil && verb == "RCPT":
+			if !c.synchronized(verb) {
+				b.readErr = errDataReset
+				return false
+			}
+			c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: RCPT after BDAT")
+			continue
 		case err == nil && verb == "BDAT":
 			size, last, ok := c.parseBDAT(arg)
 			if !ok {
 				b.readErr = errDataReset
 				return false
 			}
-			b.chunk, b.last = c.r.ChunkReader(size), last
-			b.total += size
-			return true
+			chunk := c.r.ChunkReader(size)
+			switch {
+			case size == 0 && !last:
+				c.refuse(551, wire.Enhanced{5, 7, 1}, "Null BDAT request")
+				c.skipChunk(chunk)
+			case c.bdatRefused:
+				c.refuse(551, wire.Enhanced{5, 0, 0}, discarded(size))
+				c.skipChunk(chunk)
+			case size > c.srv.o.MaxMessageBytes-b.total:
+				c.refuse(552, wire.Enhanced{5, 3, 4}, "Chunk exceeds message size limit")
+				c.skipChunk(chunk)
+			default:
+				b.chunk, b.last = chunk, last
+				b.total += size
+				return true
+			}
+			if last {
+				// The refused message ends; the session drops it
+				// and nobody reads its result (bdat ends the
+				// transaction).
+				b.ended = true
+				return false
+			}
+			if c.dropAfterWrite.Load() {
+				b.readErr = errDataReset // skipping the chunk failed
+				return false
+			}
+			c.bdatRefused = true
+			continue
 		}
 		c.pending = append(make([]byte, 0, len(line)), line...) // never nil: an empty line too is a command
 		return false
@@ -1154,9 +1265,14 @@ func (b *bdatReader) nextChunk() bool {
 
 // auth runs AUTH (RFC 4954) with the session's SASL mechanisms.
 // As Postfix's smtpd_sasl_auth_cmd with smtpd_helo_required = no, it may
-// come before HELO/EHLO; the rules of TLS first (Auth) are the same.
+// come before HELO/EHLO; the rules of TLS first (AuthOffered) are the
+// same, and come first.
 func (c *conn) auth(arg string) {
 	if !c.unintroduced() {
+		return
+	}
+	if err := c.sess.AuthOffered(); err != nil {
+		c.reply(err, nil)
 		return
 	}
 	// RFC 4954 §4, and Postfix: not within a transaction. Its sender

@@ -107,20 +107,24 @@ func TestSizeLimit(t *testing.T) {
 		c.expect(tc.want)
 		c.cmd("NOOP", "250 ")
 	}
-	// A first chunk one octet over: the whole message is refused, at the
-	// latest when the last chunk ends it, and the stream stays in step.
-	c = e.dialRaw(t)
-	c.cmd("EHLO client.example", "250 ")
-	c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
-	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
-	c.send(fmt.Sprintf("BDAT %d\r\n%s", limit+1, message(limit+1)))
-	switch got := c.reply(); {
-	case strings.HasPrefix(got, "250 "):
-		c.cmd("BDAT 2 LAST\r\n", "552 5.3.4") // the chunk is the CRLF cmd adds
-	case !strings.HasPrefix(got, "552 5.3.4"):
-		t.Fatalf("chunk over the limit: %q", got)
+	// A chunk that would pass the limit is refused at its BDAT, as by
+	// Postfix, the first or a later one; the chunks after it are
+	// discarded until the LAST, and the stream stays in step.
+	for _, first := range []int{limit + 1, 1000} {
+		c = e.dialRaw(t)
+		c.cmd("EHLO client.example", "250 ")
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+		c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+		if first < limit {
+			c.send(fmt.Sprintf("BDAT %d\r\n%s", first, message(first)))
+			c.expect("250 ")
+		}
+		c.send(fmt.Sprintf("BDAT %d\r\n%s", limit+1, message(limit+1)))
+		c.expect("552 5.3.4 Chunk exceeds message size limit")
+		c.cmd("BDAT 2 LAST\r\n", "551 5.0.0 Discarded 2 bytes after earlier error") // the chunk is the CRLF cmd adds
+		c.cmd("NOOP", "250 ")
+		c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
 	}
-	c.cmd("NOOP", "250 ")
 	if got := len(e.deliv.all()); got != 3 {
 		t.Errorf("%d messages stored, want 3 (limit-1 and limit by DATA, limit by BDAT)", got)
 	}

@@ -15,7 +15,9 @@
 //
 // Decisions worth knowing (details beside the code):
 //   - AUTH (PLAIN, LOGIN) only after TLS on every port; before it AUTH gets
-//     530 5.7.0 and the credentials are never looked at. EHLO says
+//     Postfix's answer for the seed's listeners (530 5.7.0 Must issue a
+//     STARTTLS command first on 587, 503 5.5.1 Error: authentication not
+//     enabled on 25) and the credentials are never looked at. EHLO says
 //     "AUTH=PLAIN LOGIN" too, as Postfix with the seed's
 //     broken_sasl_auth_clients = yes (not on the cluster listener).
 //   - An authenticated client may use the null sender <>, as with Postfix's
@@ -185,9 +187,16 @@
 //   - CHUNKING: BDAT goes through the same checks as DATA. When a chunk
 //     that is not the LAST ends, the reader of the message answers it and
 //     reads the next command itself (bdatReader): BDAT goes on, NOOP is
-//     answered, DATA gets Postfix's 503 5.5.1 Error: DATA after BDAT (the
-//     transfer goes on), anything else ends the transfer (the message is
-//     dropped, the command runs). A chunk after a refused command is skipped whole;
+//     answered, DATA, MAIL and RCPT get Postfix's 503 5.5.1 (DATA after
+//     BDAT, nested MAIL command, RCPT after BDAT; the transfer goes on),
+//     anything else ends the transfer (the message is dropped, the
+//     command runs). As Postfix's bdat_cmd, a null chunk that is not the
+//     LAST gets 551 5.7.1 and one that would pass the size limit 552
+//     5.3.4 at its BDAT; after a refused BDAT that is not the LAST (these,
+//     or a first chunk without recipients) every chunk is skipped with
+//     551 5.0.0 Discarded N bytes after earlier error until BDAT LAST
+//     or RSET, and MAIL, RCPT and DATA are refused meanwhile (bdatRefused).
+//     A chunk after a refused command is skipped whole;
 //     the skipping of a refused chunk is bounded by twice the size limit
 //     and by ReadTimeout from its BDAT line, after which the connection
 //     closes rather than read the rest of the chunk as commands.

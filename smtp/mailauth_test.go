@@ -1,8 +1,12 @@
 package smtp
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"mime"
+	"mime/quotedprintable"
+	"net/mail"
 	"strings"
 	"sync"
 	"testing"
@@ -315,5 +319,42 @@ func TestARCSealHook(t *testing.T) {
 				t.Errorf("sealed without our results:\n%s", sealedOver)
 			}
 		})
+	}
+}
+
+// TestSignedUTF8BodyWithoutContentType: a UTF-8 body sent on 587 without
+// MIME fields is made 7-bit before its signature, and what a reader
+// decodes from the stored copy is the text sent, not us-ascii mojibake.
+func TestSignedUTF8BodyWithoutContentType(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Submission, func(o *Options) { o.Signer = fakeSigner{} })
+	c := e.dialRaw(t)
+	c.cmd("EHLO client.example", "250 ")
+	c.startTLS(e.ctls)
+	c.cmd("EHLO client.example", "250 ")
+	c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==", "235 ")
+	c.cmd("MAIL FROM:<alice@mailbox.example> BODY=8BITMIME", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	c.cmd("DATA", "354 ")
+	const text = "Ça marche, déjà vu.\r\n"
+	c.cmd("From: alice@mailbox.example\r\nSubject: x\r\n\r\n"+text+".", "250 ")
+	got := e.deliv.all()
+	if len(got) != 1 {
+		t.Fatalf("%d messages stored", len(got))
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte{}, got[0].msg.Header...), got[0].body...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || ct != "text/plain" || params["charset"] != "utf-8" {
+		t.Errorf("Content-Type %q: the reader would take the text for us-ascii", m.Header.Get("Content-Type"))
+	}
+	if cte := m.Header.Get("Content-Transfer-Encoding"); cte != "quoted-printable" {
+		t.Fatalf("Content-Transfer-Encoding %q, want quoted-printable (signed 7-bit)", cte)
+	}
+	body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+	if err != nil || string(body) != text {
+		t.Errorf("decoded body %q (%v), want %q", body, err, text)
 	}
 }

@@ -52,7 +52,7 @@ func TestInboundWithoutTLSConfig(t *testing.T) {
 	if hasLine(c.last, "STARTTLS") {
 		t.Errorf("STARTTLS offered without TLS config: %q", c.last)
 	}
-	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "502 5.7.0")
+	c.cmd("AUTH PLAIN "+plainAuth("alice", "secret"), "503 5.5.1 Error: authentication not enabled")
 	if n := e.dir.authCalls.Load(); n != 0 {
 		t.Errorf("credentials checked in clear text: %d calls", n)
 	}
@@ -156,7 +156,7 @@ func TestInboundAuthAfterSTARTTLS(t *testing.T) {
 	e := newEnv(t, Inbound, nil)
 	c := e.dialRaw(t)
 	c.cmd("EHLO client.example", "250 ")
-	c.cmd("AUTH LOGIN", "530 5.7.0 Must issue a STARTTLS command first")
+	c.cmd("AUTH LOGIN", "503 5.5.1 Error: authentication not enabled")
 	c.cmd("MAIL FROM:<alice@mailbox.example>", "250 ") // port 25: no AUTH needed to send to us
 	c.cmd("RCPT TO:<x@foreign.example>", "554 5.7.1")
 	c.cmd("RSET", "250 ")

@@ -76,7 +76,7 @@ var (
 	replyQueueBadAddress = rep(553, gosmtp.EnhancedCode{5, 1, 3}, "Address rejected: bad address syntax")
 	replyBadAuthData     = rep(501, gosmtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
 	replyBadAuthzid      = rep(535, gosmtp.EnhancedCode{5, 7, 8}, "Authentication failed")
-	replyAuthUnsupported = rep(502, gosmtp.EnhancedCode{5, 7, 0}, "Authentication not supported")
+	replyAuthNotEnabled  = rep(503, gosmtp.EnhancedCode{5, 5, 1}, "Error: authentication not enabled")    // Postfix, SASL not active before TLS
 	replyAuthUnknownMech = rep(504, gosmtp.EnhancedCode{5, 5, 4}, "Unsupported authentication mechanism") // RFC 4954 §4
 	// Postfix 3.9's smtpd_forbid_unauth_pipelining: a client that sent
 	// before our greeting or past the end of a pipelined group.

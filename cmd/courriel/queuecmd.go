@@ -16,6 +16,11 @@ import (
 	"courriel/delivery/queue"
 )
 
+// exQueueDown is the status of a queue command that found no server to
+// answer for the spool: EX_UNAVAILABLE (sysexits.h), as Postfix's
+// postqueue exits with "mail system is down".
+const exQueueDown = 69
+
 // runQueue is mailq / postqueue -f / postsuper -d, -h and -H. It works beside a running
 // server: the spool is shared through file locks, and a flush is a request
 // the server's runner picks up. A message is named by its queue id or by
@@ -55,7 +60,12 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if _, serr := os.Stat(cfg.Queue.Dir); errors.Is(serr, iofs.ErrNotExist) {
 			return exitf(1, "spool directory %s does not exist (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
 		}
-		return exitf(1, "spool directory %s has no lock file: no server has run on it (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
+		// The directory the installation made, before the first
+		// `courriel serve` (or another directory): as Postfix's
+		// postqueue when the mail system is down, a status of its own
+		// (EX_UNAVAILABLE) that a script tells from an empty queue (0)
+		// and from a failure (1), and words that say which it may be.
+		return exitf(exQueueDown, "spool directory %s has no lock file: courriel serve has not run on it yet (a new installation), or queue.dir names another directory (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
 	}
 	if err != nil {
 		return err
@@ -134,7 +144,7 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		// As postqueue -f says "mail system is down": a request nobody
 		// reads must not look like a flush.
 		if pid, err := queue.OwnerPID(cfg.Queue.Dir); err == nil && pid == 0 {
-			return exitf(1, "no server runs the queue in %s: the flush request is left for the next start", cfg.Queue.Dir)
+			return exitf(exQueueDown, "no server runs the queue in %s: the flush request is left for the next start", cfg.Queue.Dir)
 		}
 		fmt.Fprintln(stdout, "flush requested: the server retries every deferred message now")
 	case "delete", "hold", "release":

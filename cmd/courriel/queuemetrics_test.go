@@ -53,3 +53,44 @@ func TestQueueAttemptsCounted(t *testing.T) {
 		t.Errorf("courriel_deliveries_total = %v, want one deferral", got)
 	}
 }
+
+// TestHeldMessagesScraped: a held message is in courriel_queue_messages,
+// as in Postfix's mailq, and courriel_queue_messages_held says it is held.
+func TestHeldMessagesScraped(t *testing.T) {
+	t.Parallel()
+	a := &app{
+		cfg:     &Config{MyHostname: "mx.test", Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		metrics: monitor.NewMetrics(),
+	}
+	q, err := a.openQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	registerQueueMetrics(a.metrics, q)
+	var ids []string
+	for range 2 {
+		id, err := q.Enqueue(context.Background(), "s@mx.test", []string{"r@remote.test"}, []byte("Subject: t\r\n\r\nbody\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := q.Hold(ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := a.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if m := mf.GetMetric(); len(m) == 1 && m[0].GetGauge() != nil {
+			got[mf.GetName()] = m[0].GetGauge().GetValue()
+		}
+	}
+	if got["courriel_queue_messages"] != 2 || got["courriel_queue_messages_held"] != 1 || got["courriel_queue_messages_deferred"] != 0 {
+		t.Errorf("scraped %v, want 2 messages, 1 held", got)
+	}
+}

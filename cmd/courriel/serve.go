@@ -641,12 +641,7 @@ func (a *app) httpListener() error {
 		registerKeptFolderMetrics(a.metrics.Registry(), a.imap)
 	}
 	registerCertificateMetrics(a.metrics.Registry(), a.tls)
-	// From the queue's own counters: a scrape reads no envelope.
-	a.metrics.RegisterQueueStats(func() monitor.QueueStats {
-		c := a.queue.Counts()
-		return monitor.QueueStats{Messages: c.Messages, Deferred: c.Deferred,
-			Pending: c.Pending, Delivered: c.Delivered, Failed: c.Failed}
-	})
+	registerQueueMetrics(a.metrics, a.queue)
 	trusted, _ := a.cfg.TrustedNetworks() // checked with the configuration
 	h := monitor.Handler(monitor.Options{
 		Metrics: a.metrics, Trusted: trusted,

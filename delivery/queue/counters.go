@@ -5,7 +5,7 @@ import "sync"
 // Counts is the size of the queue by state. The owning process keeps it as
 // messages are added, tried and removed, so reading it (a metrics scrape)
 // touches no file. It covers the messages the runner has indexed (at most
-// Options.MaxQueueFiles); in client mode it is zero.
+// Options.MaxQueueFiles), and those held; in client mode it is zero.
 type Counts struct {
 	Messages int // messages in the queue
 	// Deferred counts the messages waiting for a retry after a failed
@@ -16,6 +16,11 @@ type Counts struct {
 	Pending   int // recipients still to deliver (never tried, or deferred)
 	Delivered int // recipients delivered whose message waits for others
 	Failed    int // recipients failed whose sender is not told yet
+
+	// Held counts the messages in the hold queue (Hold), which are not
+	// in Messages nor among the recipients above: the runner does not
+	// index them. Postfix's mailq lists them with the others.
+	Held int
 }
 
 // counters keeps Counts up to date; every change of an indexed message's
@@ -66,4 +71,10 @@ func (c *Counts) add(m *Message, sign int) {
 }
 
 // Counts returns the queue's size by state, from memory.
-func (q *Queue) Counts() Counts { return q.counts.get() }
+func (q *Queue) Counts() Counts {
+	c := q.counts.get()
+	if q.sp.owner() {
+		c.Held = int(q.sp.held.Load())
+	}
+	return c
+}

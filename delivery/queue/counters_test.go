@@ -105,3 +105,77 @@ func TestCountsFollowTheQueue(t *testing.T) {
 		t.Errorf("recount after delete: %+v", got)
 	}
 }
+
+// waitHeld polls, bounded, until the owner's counts say held messages held
+// and others messages in the runner's index.
+func waitHeld(t *testing.T, q *Queue, held, others int) {
+	t.Helper()
+	for range 1000 {
+		if c := q.Counts(); c.Held == held && c.Messages == others {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // the runner polls every 20 ms
+	}
+	t.Fatalf("counts %+v, want %d held and %d others", q.Counts(), held, others)
+}
+
+// Held messages are counted (Counts.Held, courriel_queue_messages_held),
+// whether the owner or another process (`courriel queue hold`) holds,
+// releases or deletes them, and by the next owner at Open.
+func TestHeldCounted(t *testing.T) {
+	t.Parallel()
+	for _, fromClient := range []bool{false, true} {
+		s := newSink(t, sinkOptions{rcpt: func(int, string) error {
+			return smtpErr(421, gosmtp.EnhancedCode{4, 4, 2}, "busy")
+		}})
+		dir := t.TempDir()
+		o := baseOptions(t, dir, newClock())
+		o.Routes = map[string]string{"*": s.addr}
+		o.Dialer = nil
+		h := start(t, o)
+		admin := h.q
+		if fromClient {
+			co := baseOptions(t, dir, newClock())
+			co.Client = true
+			c, err := Open(co)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			admin = c
+		}
+		a := h.enqueue("alice@local.test", "a@remote.test")
+		h.waitJob()
+		b := h.enqueue("alice@local.test", "b@remote.test")
+		h.waitJob()
+		waitHeld(t, h.q, 0, 2)
+		for _, id := range []string{a, b} {
+			if err := admin.Hold(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitHeld(t, h.q, 2, 0)
+		if err := admin.Release(a); err != nil {
+			t.Fatal(err)
+		}
+		waitHeld(t, h.q, 1, 1)
+		if err := admin.Delete(b); err != nil {
+			t.Fatal(err)
+		}
+		waitHeld(t, h.q, 0, 1)
+		if err := admin.Hold(a); err != nil {
+			t.Fatal(err)
+		}
+		waitHeld(t, h.q, 1, 0)
+		h.close()
+
+		q, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := q.Counts(); c.Held != 1 || c.Messages != 0 {
+			t.Errorf("at Open: %+v, want the held message counted", c)
+		}
+		q.Close()
+	}
+}

@@ -111,3 +111,61 @@ func TestDeliveryRecordedOnFullDisk(t *testing.T) {
 		t.Errorf("reserve not whole again: %+v, %v", st, err)
 	}
 }
+
+// New mail from another process (a client of the spool) never takes the
+// room the owner needs to make its spent reserve again: on a file system
+// that could not keep it, the client's Enqueue is refused with the disk's
+// error and writes nothing; it is taken once there is room.
+func TestClientMailKeepsRoomForReserve(t *testing.T) {
+	dir := t.TempDir()
+	testenv.MountTmpfs(t, dir, "size=16m,mode=0700")
+	o := baseOptions(t, dir, newClock())
+	owner, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.Close()
+	// Spent on a full disk, as releaseReserve leaves it at the end.
+	if err := os.Remove(filepath.Join(dir, reserveFile)); err != nil {
+		t.Fatal(err)
+	}
+	co := o
+	co.Client = true
+	cli, err := Open(co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	var size int64
+	for range 1 << 12 { // at most 256 MiB, far past the 16 MiB tmpfs
+		n, err := f.Write(buf)
+		size += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	// Less free than the reserve, more than the message needs.
+	if err := f.Truncate(size - reserveSize/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = cli.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte(testMessage))
+	if !errors.Is(err, syscall.ENOSPC) || IsPermanent(err) {
+		t.Errorf("client Enqueue without room for the reserve: %v, want a temporary ENOSPC", err)
+	}
+	if l, err := cli.List(); err != nil || len(l) != 0 {
+		t.Errorf("spool after the refusal: %v, %v; want nothing", l, err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte(testMessage)); err != nil {
+		t.Errorf("client Enqueue once there is room: %v", err)
+	}
+}

@@ -216,7 +216,11 @@
 // 4.3.1 in SMTP); a DSN, or a message made by the delivery of a queued
 // one, is let in. A spool found holding more at the start (or at a
 // rescan) is loaded up to the limit, and the rest as room comes back:
-// once a tenth of the limit is free, at most every PollInterval.
+// once a tenth of the limit is free, at most every PollInterval. Another
+// process (Options.Client) has no index: it counts the spool's envelopes
+// for the same refusal, and, as the owner does not take new mail before
+// its spent reserve is made again, it refuses new mail (ENOSPC) while the
+// reserve is not whole and the file system could not keep room for it.
 //
 // # Processes
 //

@@ -93,3 +93,44 @@ func mustList(t *testing.T, h *harness) []Summary {
 	}
 	return l
 }
+
+// New mail written by another process (a client of the spool, which has
+// no index) is refused as the owner's own is while the spool holds
+// MaxQueueFiles messages, and taken once there is room.
+func TestNewMailFromClientRefusedWhenQueueFull(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{rcpt: func(int, string) error {
+		return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "try later")
+	}})
+	o := baseOptions(t, t.TempDir(), newClock()) // the clock stands still: deferred messages stay
+	o.Routes = map[string]string{"remote.test": s.addr}
+	o.Dialer = nil
+	o.MaxQueueFiles = 2
+	h := start(t, o)
+	first := h.enqueue("alice@local.test", "bob@remote.test")
+	h.enqueue("alice@local.test", "carol@remote.test")
+	co := o
+	co.Client = true
+	cli, err := Open(co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	_, err = cli.Enqueue(t.Context(), "alice@local.test", []string{"dave@remote.test"}, []byte(testMessage))
+	if !errors.Is(err, ErrQueueFull) || IsPermanent(err) {
+		t.Errorf("client Enqueue: %v, want a temporary ErrQueueFull", err)
+	}
+	_, _, err = cli.Accept(t.Context(), "", "sender@local.test", []string{"erin@remote.test"}, nil, bytes.NewReader([]byte(testMessage)))
+	if !errors.Is(err, ErrQueueFull) {
+		t.Errorf("client Accept: %v, want ErrQueueFull", err)
+	}
+	if n := len(mustList(t, h)); n != 2 {
+		t.Errorf("%d messages in the spool, want 2", n)
+	}
+	if err := cli.Delete(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Enqueue(t.Context(), "alice@local.test", []string{"dave@remote.test"}, []byte(testMessage)); err != nil {
+		t.Errorf("client Enqueue once there is room: %v", err)
+	}
+}

@@ -3,9 +3,12 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // The hold queue (postsuper -h and -H): a held message's two files sit in
@@ -36,6 +39,7 @@ func (s *spool) hold(id string) error {
 		if err := os.Rename(s.path(id, extData), s.heldPath(id, extData)); err != nil {
 			return fmt.Errorf("queue: hold %s: %w", id, err) // recover finishes it
 		}
+		s.countHeld()
 		return s.syncBoth()
 	})
 }
@@ -53,6 +57,7 @@ func (s *spool) release(id string) error {
 		if err := os.Rename(s.heldPath(id, extEnvelope), s.path(id, extEnvelope)); err != nil {
 			return fmt.Errorf("queue: release %s: %w", id, err) // recover holds it again
 		}
+		s.countHeld()
 		return s.syncBoth()
 	})
 }
@@ -70,8 +75,50 @@ func (s *spool) removeHeld(id string) error {
 		if err := os.Remove(s.heldPath(id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("queue: remove %s: %w", id, err)
 		}
+		s.countHeld()
 		return syncPath(filepath.Join(s.dir, holdDir))
 	})
+}
+
+// countHeld counts the envelopes in hold/ into s.held. It reads names
+// only, and hold/ holds what an admin set aside: it is called after each
+// change this process makes and, by the owner, when it looks at the
+// spool (Open, a rescan), which another process's hold or release asks
+// for. A directory that cannot be read leaves the count as it was.
+func (s *spool) countHeld() {
+	n, err := countEnvelopes(filepath.Join(s.dir, holdDir), math.MaxInt)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.held.Store(0) // a spool from before the hold queue
+	case err == nil:
+		s.held.Store(int64(n))
+	}
+}
+
+// countEnvelopes counts the envelopes in dir, reading names only, and
+// stops once it found limit.
+func countEnvelopes(dir string, limit int) (int, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	n := 0
+	for n < limit {
+		names, err := d.Readdirnames(readDirBatch)
+		for _, name := range names {
+			if id, perr := ParseID(strings.TrimSuffix(name, extEnvelope)); perr == nil && id+extEnvelope == name {
+				n++
+			}
+		}
+		if errors.Is(err, io.EOF) || len(names) == 0 {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // isHeld reports whether id's envelope is in hold/.

@@ -163,6 +163,7 @@ func (q *Queue) recover() error {
 		q.log.Info("hold finished: the message was being held or released", "queue_id", id)
 		changed = true
 	}
+	q.sp.countHeld()
 	if !l.truncated {
 		// Data without an envelope was never acknowledged (or its removal
 		// was interrupted). With a truncated scan its envelope may simply
@@ -432,10 +433,20 @@ func (q *Queue) commit(ctx context.Context, m *Message, idx []int, data delivery
 
 // room refuses new mail while the queue holds MaxQueueFiles messages (or
 // more: those a truncated scan left out): the index in memory, which holds
-// every message, is bounded so. A client of the spool does not know: the
-// owner refuses.
+// every message, is bounded so. A client of the spool (another process)
+// has no index: it counts the envelopes in the spool, which the owner's
+// index holds (up to the limit), so that new mail it writes is refused
+// as the owner's own is, and the owner never has more to load than its
+// limit lets it.
 func (q *Queue) room() error {
 	if !q.sp.owner() {
+		n, err := countEnvelopes(q.sp.dir, q.o.MaxQueueFiles)
+		if err != nil {
+			return fmt.Errorf("queue: spool: %w", err)
+		}
+		if n >= q.o.MaxQueueFiles {
+			return fmt.Errorf("%w: %d messages or more", ErrQueueFull, n)
+		}
 		return nil
 	}
 	q.mu.Lock()

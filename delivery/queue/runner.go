@@ -223,6 +223,7 @@ func (q *Queue) checkRequests() {
 // added or removed messages. Unlike Open's recovery it removes nothing from
 // disk: a file without its partner may be a write in progress.
 func (q *Queue) rescan() {
+	q.sp.countHeld() // another process's hold, release or delete
 	l, err := q.sp.scan(q.o.MaxQueueFiles)
 	if err != nil {
 		q.log.Error("rescan failed", "err", err)

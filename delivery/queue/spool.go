@@ -81,6 +81,11 @@ type spool struct {
 	reserveMu   sync.Mutex  // serialises making and spending the reserve
 	reserved    atomic.Bool // reserveFile holds reserveSize allocated bytes (owner only)
 	reserveLeft int64       // allocated bytes left at the start of reserveFile, -1 when it is gone; guarded by reserveMu
+
+	// held is the number of envelopes in hold/ when this process last
+	// changed it or (the owner) looked (countHeld): what Counts reports,
+	// so that a metrics scrape reads no directory.
+	held atomic.Int64
 }
 
 // openSpool opens the spool at dir. As the owner (client false) it creates
@@ -175,6 +180,33 @@ func (s *spool) makeReserve() error {
 	}
 	s.reserveLeft = reserveSize
 	s.reserved.Store(true)
+	return nil
+}
+
+// reserveRoom is makeReserve's rule for a process that does not own the
+// spool, which must not make nor spend the owner's reserve: new mail of
+// size octets is refused (ENOSPC) while the reserve is not whole (spent
+// on a full file system, or never made) and the file system could not
+// keep room to make it again once the message is written. Otherwise a
+// client's mail would take the space the owner waits for, and delivery
+// records would find neither.
+func (s *spool) reserveRoom(size int64) error {
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(s.dir, reserveFile), &st)
+	if err == nil && st.Blocks*512 >= reserveSize {
+		return nil // whole: what the client writes cannot take it
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool reserve: %w", err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(s.dir, &sfs); err != nil {
+		return fmt.Errorf("spool reserve: %w", err)
+	}
+	// The message's two files may each end in a block of their own.
+	if free := int64(sfs.Bavail) * int64(sfs.Bsize); free < size+reserveSize+2*int64(sfs.Bsize) {
+		return fmt.Errorf("no room for the spool's reserve (%d octets free): %w", free, syscall.ENOSPC)
+	}
 	return nil
 }
 
@@ -332,6 +364,8 @@ func (s *spool) create(m *Message, data delivery.Content, lockIt bool) error {
 		if err := s.makeReserve(); noSpace(err) {
 			return fmt.Errorf("queue: write %s: no room for the spool's reserve: %w", m.ID, err)
 		}
+	} else if err := s.reserveRoom(data.Size() + int64(len(env))); err != nil {
+		return fmt.Errorf("queue: write %s: %w", m.ID, err)
 	}
 	tmpData, err := s.writeTemp(m.ID+extData, data)
 	if err != nil {
@@ -548,6 +582,7 @@ func (s *spool) removeBatch() {
 			}
 		}
 		if heldGone {
+			s.countHeld()
 			return syncPath(filepath.Join(s.dir, holdDir))
 		}
 		return nil

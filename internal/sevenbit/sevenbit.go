@@ -10,6 +10,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+	"unicode/utf8"
 
 	"courriel/internal/mimepart"
 )
@@ -115,9 +116,40 @@ func downgradeEntity(msg []byte, e *mimepart.Entity) []byte {
 	w := quotedprintable.NewWriter(&qp)
 	w.Write(body)
 	w.Close()
+	if ct, ok := utf8Type(head, body); ok {
+		head = setField(head, "Content-Type", ct)
+	}
 	// The line ends stay where they were: a part's last CRLF belongs
 	// to the delimiter after it.
 	return append(setCTE(head, "quoted-printable"), qp.Bytes()...)
+}
+
+// utf8Type is the Content-Type a text part converted to quoted-printable
+// needs when it names no charset and its 8-bit body is UTF-8 (a client,
+// or a script, that sent UTF-8 text without MIME fields): RFC 2045 §5.2
+// makes such a part us-ascii, which the raw 8-bit octets never were but
+// which a reader applies once they are encoded, showing mojibake (the
+// WHATWG encoding standard, which Thunderbird and webmails follow, reads
+// us-ascii as windows-1252). Saying charset=utf-8 makes the reader show
+// the text the sender wrote. A body that is not UTF-8 keeps its
+// Content-Type: its charset cannot be told, and us-ascii read as
+// windows-1252 is the best guess a reader makes of raw 8-bit text too.
+// A Content-Type that does not parse is left alone.
+func utf8Type(head, body []byte) (string, bool) {
+	field := fieldValue(head, "Content-Type")
+	ctype, params := "text/plain", map[string]string{}
+	if field != "" {
+		var err error
+		if ctype, params, err = mime.ParseMediaType(field); err != nil {
+			return "", false
+		}
+	}
+	if !strings.HasPrefix(ctype, "text/") || params["charset"] != "" || !utf8.Valid(body) {
+		return "", false
+	}
+	params["charset"] = "utf-8"
+	ct := mime.FormatMediaType(ctype, params)
+	return ct, ct != ""
 }
 
 // downgradeMultipart converts the parts of e's body, a multipart's,
@@ -182,13 +214,19 @@ func headerFields(head []byte) []string {
 // setCTE returns head with its Content-Transfer-Encoding fields replaced
 // by one saying cte.
 func setCTE(head []byte, cte string) []byte {
+	return setField(head, "Content-Transfer-Encoding", cte)
+}
+
+// setField returns head with its fields called name replaced by one
+// saying value, at the end of the header.
+func setField(head []byte, name, value string) []byte {
 	var out bytes.Buffer
 	for _, f := range headerFields(head) {
-		if n, _, ok := strings.Cut(f, ":"); ok && strings.EqualFold(strings.TrimSpace(n), "Content-Transfer-Encoding") {
+		if n, _, ok := strings.Cut(f, ":"); ok && strings.EqualFold(strings.TrimSpace(n), name) {
 			continue
 		}
 		out.WriteString(f)
 	}
-	out.WriteString("Content-Transfer-Encoding: " + cte + "\r\n\r\n")
+	out.WriteString(name + ": " + value + "\r\n\r\n")
 	return out.Bytes()
 }

@@ -13,7 +13,10 @@ import (
 
 // decodedParts reads a message as a mail reader would: every leaf part's
 // decoded content, in order, and checks that nothing over 127 is left in
-// its body.
+// its body. A text part is read in its charset as Thunderbird and webmails
+// read it (the WHATWG encoding standard): utf-8 as it is, us-ascii (the
+// default, RFC 2045 §5.2) as windows-1252, whose octets from 0xA0 are
+// Latin-1's.
 func decodedParts(t *testing.T, msg []byte) []string {
 	t.Helper()
 	m, err := mail.ReadMessage(bytes.NewReader(msg))
@@ -54,6 +57,14 @@ func decodedParts(t *testing.T, msg []byte) []string {
 			if strings.EqualFold(get("Content-Transfer-Encoding"), "quoted-printable") {
 				b, _ = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(b)))
 			}
+			charset := strings.ToLower(params["charset"])
+			if ct == "" || strings.HasPrefix(ct, "text/") && (charset == "" || charset == "us-ascii") {
+				r := make([]rune, len(b))
+				for i, c := range b {
+					r[i] = rune(c)
+				}
+				b = []byte(string(r))
+			}
 			out = append(out, string(b))
 		}
 	}
@@ -74,6 +85,18 @@ func TestDowngrade(t *testing.T) {
 			[]string{"caf\xc3\xa9 = cr\xc3\xa8me\r\n"}},
 		{"multipart", "Subject: m\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\npreamble\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\xc3\xa9t\xc3\xa9\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\nepilogue\r\n", true,
 			[]string{"\xc3\xa9t\xc3\xa9", "aGVsbG8="}},
+		// UTF-8 text sent without MIME fields (a script, an old client),
+		// or with a Content-Type that names no charset: converted, it says
+		// charset=utf-8, or the reader would read it as us-ascii.
+		{"UTF-8 without Content-Type", "Subject: a\r\n\r\ncaf\xc3\xa9 cr\xc3\xa8me\r\n", true,
+			[]string{"caf\xc3\xa9 cr\xc3\xa8me\r\n"}},
+		{"UTF-8 text/plain without charset", "Subject: a\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; format=flowed\r\n\r\nna\xc3\xafve\r\n", true,
+			[]string{"na\xc3\xafve\r\n"}},
+		{"UTF-8 part without Content-Type", "Subject: m\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n\xc3\xa9t\xc3\xa9\r\n--b--\r\n", true,
+			[]string{"\xc3\xa9t\xc3\xa9"}},
+		// Not UTF-8: no charset can be told; the reader's us-ascii is
+		// windows-1252, which is what Latin-1 text needs.
+		{"Latin-1 without Content-Type", "Subject: a\r\n\r\ncaf\xe9\r\n", true, []string{"caf\xc3\xa9\r\n"}},
 		{"message/rfc822", "Subject: f\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nna\xc3\xafve\r\n", true,
 			[]string{"na\xc3\xafve\r\n"}},
 	}
@@ -95,6 +118,11 @@ func TestDowngrade(t *testing.T) {
 		if strings.Join(got, "|") != strings.Join(c.parts, "|") {
 			t.Errorf("%s: parts %q, want %q\n%s", c.name, got, c.parts, out)
 		}
+	}
+	// The charset joins the parameters the part had.
+	out, _ := Downgrade([]byte("Content-Type: text/plain; format=flowed\r\n\r\n\xc3\xa9\r\n"))
+	if !bytes.Contains(out, []byte("\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n")) {
+		t.Errorf("Content-Type not kept with its charset:\n%s", out)
 	}
 }
 
