@@ -10,11 +10,15 @@ import (
 )
 
 // keyedCopyStored reports whether the copy named name (a keyedName) is
-// already in the maildir: in new/ under that name, or in cur/ under it with
-// an info part (":2,<flags>") once an IMAP client has seen it. A copy the
-// user has since expunged is not found, and is stored again: the maildir
-// keeps no tombstones, and a retry happens only when an attempt's outcome
-// was lost, which is rare enough that one such repeat beats a lost copy.
+// already in the maildir: in new/, or in cur/ with an info part
+// (":2,<flags>") once an IMAP client has seen it. It is known by its
+// arrival, key and host, whatever its S=/W= sizes: a copy stored by an
+// earlier version whose added fields differed in length (X-Original-To
+// came in one) is the same copy, and storing it again would duplicate it.
+// A copy the user has since expunged is not found, and is stored again:
+// the maildir keeps no tombstones, and a retry happens only when an
+// attempt's outcome was lost, which is rare enough that one such repeat
+// beats a lost copy.
 func keyedCopyStored(md *openMaildir, name string) (bool, error) {
 	switch _, err := md.root.Lstat("new/" + name); {
 	case err == nil:
@@ -22,16 +26,28 @@ func keyedCopyStored(md *openMaildir, name string) (bool, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return false, err
 	}
-	cur, err := md.root.OpenFile("cur", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	stem, _, _ := strings.Cut(name, ",S=")
+	for _, sub := range []string{"new", "cur"} {
+		found, err := hasPrefixedName(md, sub, stem+",")
+		if found || err != nil {
+			return found, err
+		}
+	}
+	return false, nil
+}
+
+// hasPrefixedName says whether the maildir's directory sub holds a name
+// starting with prefix.
+func hasPrefixedName(md *openMaildir, sub, prefix string) (bool, error) {
+	d, err := md.root.OpenFile(sub, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return false, err
 	}
-	defer cur.Close()
-	prefix := name + ":"
+	defer d.Close()
 	for {
-		names, err := cur.Readdirnames(4096)
+		names, err := d.Readdirnames(4096)
 		for _, n := range names {
-			if n == name || strings.HasPrefix(n, prefix) {
+			if strings.HasPrefix(n, prefix) {
 				return true, nil
 			}
 		}
