@@ -39,7 +39,7 @@ func (s *spool) hold(id string) error {
 		if err := os.Rename(s.path(id, extData), s.heldPath(id, extData)); err != nil {
 			return fmt.Errorf("queue: hold %s: %w", id, err) // recover finishes it
 		}
-		s.countHeld()
+		s.held.Add(1)
 		return s.syncBoth()
 	})
 }
@@ -57,7 +57,7 @@ func (s *spool) release(id string) error {
 		if err := os.Rename(s.heldPath(id, extEnvelope), s.path(id, extEnvelope)); err != nil {
 			return fmt.Errorf("queue: release %s: %w", id, err) // recover holds it again
 		}
-		s.countHeld()
+		s.heldGone()
 		return s.syncBoth()
 	})
 }
@@ -72,19 +72,28 @@ func (s *spool) removeHeld(id string) error {
 		if err != nil {
 			return fmt.Errorf("queue: remove %s: %w", id, err)
 		}
+		s.heldGone()
 		if err := os.Remove(s.heldPath(id, extData)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("queue: remove %s: %w", id, err)
 		}
-		s.countHeld()
 		return syncPath(filepath.Join(s.dir, holdDir))
 	})
 }
 
+// heldGone counts one held message less. Each hold, release or delete
+// moves the count by one rather than counting hold/ again: "queue hold
+// ALL" on a large queue would otherwise read hold/ once per message under
+// the spool's lock, which the server's commits wait for.
+func (s *spool) heldGone() {
+	if s.held.Add(-1) < 0 {
+		s.held.Store(0)
+	}
+}
+
 // countHeld counts the envelopes in hold/ into s.held. It reads names
-// only, and hold/ holds what an admin set aside: it is called after each
-// change this process makes and, by the owner, when it looks at the
-// spool (Open, a rescan), which another process's hold or release asks
-// for. A directory that cannot be read leaves the count as it was.
+// only: the owner calls it when it looks at the whole spool (Open, a
+// rescan), which another process's hold or release asks for. A
+// directory that cannot be read leaves the count as it was.
 func (s *spool) countHeld() {
 	n, err := countEnvelopes(filepath.Join(s.dir, holdDir), math.MaxInt)
 	switch {
