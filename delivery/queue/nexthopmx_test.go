@@ -23,6 +23,8 @@ var relayZone = []string{
 	"plain.test. A 127.0.0.13",
 	"nullmx.test. MX 0 .",
 	"badmx.test. MX 10 gone.badmx.test.",
+	"away.test. MX 10 mx1.elsewhere.test.",
+	"mx1.elsewhere.test. A 127.0.0.11",
 }
 
 // nexthopEnv is a queue whose relayhost or static route is under test:
@@ -206,5 +208,56 @@ func TestNexthopMXLookup(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Under verify, an MX host that an MX lookup nobody validated gave for a
+// relayhost or route is checked against the nexthop, as Postfix's
+// "secure" level checks it (nexthop, dot-nexthop), not against the name
+// DNS gave: whoever forges relay.test's MX to their own host, with a
+// certificate a public CA gave them for it, gets neither the message nor
+// the relayhost's password.
+func TestNexthopMXHostVerifiedAgainstNexthop(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	for _, tc := range []struct {
+		name, nexthop, sink string
+		certFor             []string
+		wantSent            bool
+	}{
+		{"an MX host under the nexthop", "relay.test", "mx1", []string{"mx1.relay.test"}, true},
+		{"a certificate for the nexthop itself", "away.test", "mx1", []string{"away.test"}, true},
+		{"a wildcard under the nexthop", "away.test", "mx1", []string{"*.away.test"}, true},
+		{"an MX host elsewhere, with a valid certificate for its own name", "away.test", "mx1", []string{"mx1.elsewhere.test"}, false},
+		{"brackets: the host itself, by its own name", "[relay.test]", "host", []string{"relay.test"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newNexthopEnv(t)
+			e.sinks[tc.sink] = newSink(t, sinkOptions{startTLS: ca.serverConfig(t, tc.certFor...), user: "relayuser", password: "s3cret"})
+			e.o.Relayhost = &Relayhost{Addr: tc.nexthop, Username: "relayuser", Password: "s3cret"}
+			e.o.TLSPolicy = PolicyVerify
+			e.o.RootCAs = ca.pool
+			h := start(t, e.o)
+			id := h.enqueue("alice@local.test", "bob@example.test")
+			if tc.wantSent {
+				h.waitUntil("the queue is empty", h.empty)
+				if got := e.sinks[tc.sink].transactions(); len(got) != 1 || !got[0].tls || got[0].user != "relayuser" {
+					t.Errorf("transactions = %+v; want one over TLS as relayuser", got)
+				}
+				return
+			}
+			h.waitJob()
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || r.Status != "4.7.5" {
+				t.Errorf("recipient = %+v, want pending with 4.7.5", r)
+			}
+			if got := e.sinks[tc.sink].transactions(); len(got) != 0 {
+				t.Errorf("the forged MX host got %+v", got)
+			}
+		})
 	}
 }

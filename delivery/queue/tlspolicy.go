@@ -49,6 +49,13 @@ type tlsPlan struct {
 	sts     *mtasts.Policy // the MTA-STS policy in force (enforce or testing)
 	testing bool           // MTA-STS testing: checked and reported, never enforced
 	why     string         // for logs and the queue's status
+	// nexthop, set for an MX host of a relayhost or route that an MX
+	// lookup nobody validated named: under verify, the certificate must
+	// name the nexthop or a name under it (Postfix's "secure" match,
+	// nexthop and dot-nexthop) rather than the host DNS gave, which
+	// whoever answers DNS chooses: the relayhost's password goes only to
+	// a host the admin named.
+	nexthop string
 
 	domain  string            // the policy domain (recipient domain), "" for routes
 	kind    tlsrpt.PolicyType // for TLSRPT
@@ -111,6 +118,9 @@ func (q *Queue) stsPlan(rt route, res mtasts.Result) tlsPlan {
 // DNSSEC-validated (RFC 8461 §2: DANE takes precedence over MTA-STS), else
 // MTA-STS's MX match. A failure means the host must not be used.
 func (q *Queue) hopTLS(ctx context.Context, rt route, dp tlsPlan, h hop, ad addrDNS) (tlsPlan, *failure) {
+	if h.nexthop != "" && !h.mxSecure && !strings.EqualFold(h.name, h.nexthop) {
+		dp.nexthop = strings.ToLower(strings.TrimSuffix(h.nexthop, "."))
+	}
 	if _, ok := q.adminPolicy(rt); ok || rt.domain == "" && !h.secureDNS {
 		// A route or relayhost gets DANE only with Options.DANERoutes.
 		return dp, nil
@@ -208,6 +218,12 @@ func (q *Queue) tlsConfig(name string, plan *tlsPlan, testFail *error) *tls.Conf
 			_, err := dane.Verify(cs, records, names)
 			return err
 		}
+	case plan.level == PolicyVerify && plan.nexthop != "":
+		cfg.InsecureSkipVerify = true // the chain below, the name against the nexthop
+		roots, nexthop := q.o.RootCAs, plan.nexthop
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			return verifyNexthop(cs, nexthop, roots)
+		}
 	case plan.level == PolicyVerify:
 	case plan.testing:
 		cfg.InsecureSkipVerify = true
@@ -220,6 +236,31 @@ func (q *Queue) tlsConfig(name string, plan *tlsPlan, testFail *error) *tls.Conf
 		cfg.InsecureSkipVerify = true
 	}
 	return cfg
+}
+
+// verifyNexthop checks the chain to roots and that the leaf names nexthop
+// or a host under it (a DNS name or wildcard ending in ".nexthop").
+func verifyNexthop(cs tls.ConnectionState, nexthop string, roots *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	leaf := cs.PeerCertificates[0]
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+		return err
+	}
+	if leaf.VerifyHostname(nexthop) == nil {
+		return nil
+	}
+	for _, n := range leaf.DNSNames {
+		if strings.HasSuffix(strings.ToLower(strings.TrimSuffix(n, ".")), "."+nexthop) {
+			return nil
+		}
+	}
+	return x509.HostnameError{Certificate: leaf, Host: nexthop + " (nor a host under it: the MX lookup was not DNSSEC-validated)"}
 }
 
 // verifyPKIX is what crypto/tls would check: the chain to roots and the name.
