@@ -377,6 +377,9 @@ func lockExisting(ctx context.Context, dir *os.Root, name string, lf *os.File, d
 	if !fi.Mode().IsRegular() {
 		return false, errors.New("not a regular file")
 	}
+	if err := notSymlink(dir, name, lf); err != nil {
+		return false, err
+	}
 	wait := 5 * time.Millisecond
 	for {
 		err := syscall.FcntlFlock(lf.Fd(), syscall.F_SETLK, &syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart})

@@ -86,6 +86,15 @@ plugin {
 // and returns the replies it sent so far and its log.
 func (h *ldaHome) lda(t *testing.T, sender, msg string) (int, string) {
 	t.Helper()
+	n, log, err := h.ldaRun(sender, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, log
+}
+
+// ldaRun is lda for any goroutine: a failure is its error.
+func (h *ldaHome) ldaRun(sender, msg string) (int, string, error) {
 	args := []string{"-c", filepath.Join(h.dir, "dovecot.conf"), "-f", sender, "-a", h.rcpt}
 	cmd := exec.Command(dovecotLDA, args...)
 	cmd.Env = []string{"HOME=" + h.home, "USER=" + h.user, "PATH=/usr/bin:/bin"}
@@ -96,10 +105,10 @@ func (h *ldaHome) lda(t *testing.T, sender, msg string) (int, string) {
 	out, err := cmd.CombinedOutput()
 	log, _ := os.ReadFile(filepath.Join(h.dir, "lda.log"))
 	if err != nil {
-		t.Fatalf("dovecot-lda: %v\n%s\n%s", err, out, log)
+		return 0, "", fmt.Errorf("dovecot-lda: %v\n%s\n%s", err, out, log)
 	}
 	sent, _ := filepath.Glob(filepath.Join(h.dir, "sent.*"))
-	return len(sent), string(log)
+	return len(sent), string(log), nil
 }
 
 // courriel delivers msg from sender through the filter, running as root
@@ -196,5 +205,57 @@ func TestVacationMemoryToPigeonhole(t *testing.T) {
 				t.Errorf("courriel queued %d replies to carol after Pigeonhole's, want none\n%s", n, log)
 			}
 		})
+	}
+}
+
+// TestVacationIDLockWithPigeonhole: dovecot-lda waits for the id's lock
+// courriel holds (the same file, the same fcntl lock), and once it has
+// it, finds the reply courriel recorded meanwhile: no second reply, as
+// when two deliveries race.
+func TestVacationIDLockWithPigeonhole(t *testing.T) {
+	h := newLDAHome(t, vacationScripts[0].script)
+	f, err := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Chown: os.Getuid() == 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	handle := "Absent — de retour lundi.<default-subject><default-from><NO-MIME>"
+	release, err := f.lockDupID(context.Background(), root, vacationDupID("bob@z.z", handle), h.uid, h.gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int
+		log string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, log, err := h.ldaRun("bob@z.z", ldaMessage("bob@z.z", "m1"))
+		done <- result{n, log, err}
+	}()
+	// Give dovecot-lda the time to reach the lock (were it not waiting,
+	// the test would pass without proving anything, never fail wrongly).
+	time.Sleep(500 * time.Millisecond)
+	fresh, problem, err := f.markReply(context.Background(), replyMark{home: h.home, user: h.user, sender: "bob@z.z", handle: handle,
+		period: 3 * 24 * time.Hour, uid: h.uid, gid: h.gid})
+	release()
+	if err != nil || !fresh || problem != "" {
+		t.Fatalf("courriel's reply: fresh %v, %q, %v", fresh, problem, err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.n != 0 || !strings.Contains(r.log, "discarded duplicate vacation response to <bob@z.z>") {
+			t.Errorf("dovecot-lda sent %d replies beside courriel's, want none\n%s", r.n, r.log)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("dovecot-lda still waits for the id's lock after courriel released it")
 	}
 }

@@ -626,7 +626,28 @@ func openHomeFile(root *os.Root, name string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
+	if err := notSymlink(root, name, f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// notSymlink makes sure f, opened as name in root, was no symlink: an
+// os.Root follows one that stays inside it, O_NOFOLLOW or not.
+func notSymlink(root *os.Root, name string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	li, err := root.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if li.Mode()&fs.ModeSymlink != 0 || !os.SameFile(fi, li) {
+		return fmt.Errorf("%s is a symlink", name)
+	}
+	return nil
 }
 
 // writeHomeFile replaces name in the user's home (root) with data, as a
