@@ -110,7 +110,7 @@ type Options struct {
 	// the user (Pigeonhole's sieve_vacation_use_original_recipient, off
 	// by default: each member of a group alias would answer).
 	VacationUseOriginalRecipient bool
-	// Chown: files written in homes (vacation memory, ~/.dovecot.sieve.log)
+	// Chown: files written in homes (vacation memories, ~/.dovecot.sieve.log)
 	// belong to the user (when running as root).
 	Chown bool
 	// ResourceUsageTimeout is how long the cumulative usage of a user's
