@@ -471,7 +471,8 @@ func (c *changeInfo) update(fi os.FileInfo, now time.Time, last *time.Time) {
 	if !ok {
 		return
 	}
-	n := changeInfo{seen: true, dev: uint64(st.Dev), ino: st.Ino, ctime: st.Ctim.Sec, mtime: st.Mtim.Sec, size: st.Size}
+	// int64 conversions: the fields are 32 bits on 386 and arm.
+	n := changeInfo{seen: true, dev: uint64(st.Dev), ino: uint64(st.Ino), ctime: int64(st.Ctim.Sec), mtime: int64(st.Mtim.Sec), size: int64(st.Size)}
 	if n == *c {
 		return
 	}
@@ -479,9 +480,9 @@ func (c *changeInfo) update(fi os.FileInfo, now time.Time, last *time.Time) {
 	if !c.seen {
 		// First look: the file's own change time, its mtime when
 		// later and not in the future (Dovecot's rule).
-		change = time.Unix(st.Ctim.Sec, 0)
-		if st.Mtim.Sec <= now.Unix() && st.Mtim.Sec > st.Ctim.Sec {
-			change = time.Unix(st.Mtim.Sec, 0)
+		change = time.Unix(n.ctime, 0)
+		if n.mtime <= now.Unix() && n.mtime > n.ctime {
+			change = time.Unix(n.mtime, 0)
 		}
 	}
 	if change.After(*last) {

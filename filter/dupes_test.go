@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -320,19 +323,8 @@ func TestDupesIDLock(t *testing.T) {
 	os.WriteFile(path, nil, 0o600)
 
 	// fcntl locks are the process's: another process must hold it.
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldLockHelper$")
-	cmd.Env = append(os.Environ(), "COURRIEL_TEST_HOLD_LOCK="+path)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "locked\n" {
-		t.Fatalf("helper: %q %v", line, err)
-	}
+	stop := holdLock(t, path)
+	defer stop()
 	waits := &dupWaits{idLock: 200 * time.Millisecond, dotlock: 10 * time.Second, stale: 10 * time.Second}
 	n, log := deliverVacation(t, home, waits)
 	if n != 0 || !strings.Contains(log, "lock timeout") {
@@ -341,10 +333,7 @@ func TestDupesIDLock(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, DuplicateDBName)); err == nil {
 		t.Error("the database was written without the id's lock")
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	waits.idLock = 10 * time.Second
 	if n, log := deliverVacation(t, home, waits); n != 1 {
 		t.Errorf("%d replies once the lock is released, want 1\n%s", n, log)
@@ -370,4 +359,104 @@ func TestHoldLockHelper(t *testing.T) {
 	}
 	os.Stdout.WriteString("locked\n")
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// TestDupesConcurrent: deliveries to one home at once answer a sender
+// once (an fcntl lock does not exclude its own process: markReply's
+// per-home lock does), and a home whose id lock another process holds
+// holds up no other home's reply, even one the striped locks of
+// courriel's memory would have put with it.
+func TestDupesConcurrent(t *testing.T) {
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}})
+	home := t.TempDir()
+	const n = 8
+	results := make(chan bool, n)
+	for i := range n {
+		go func() {
+			fresh, _, err := f.markReply(context.Background(), replyMark{home: home, user: "u", sender: "bob@z.z", handle: "h",
+				claim: replyClaim(fmt.Sprintf("Q%d-0", i)), period: time.Hour, uid: -1, gid: -1})
+			results <- fresh && err == nil
+		}()
+	}
+	replies := 0
+	for range n {
+		if <-results {
+			replies++
+		}
+	}
+	if replies != 1 {
+		t.Errorf("%d replies from %d concurrent deliveries, want 1", replies, n)
+	}
+
+	// Home a's id lock held by another process; home b on a's stripe.
+	base := t.TempDir()
+	a := filepath.Join(base, "a")
+	stripe := func(h string) byte { return sha256.Sum256([]byte(h))[0] % byte(len(f.homes)) }
+	b := ""
+	for i := 0; b == ""; i++ {
+		if c := filepath.Join(base, fmt.Sprintf("b%d", i)); stripe(c) == stripe(a) {
+			b = c
+		}
+	}
+	for _, h := range []string{a, b} {
+		if err := os.Mkdir(h, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Mkdir(filepath.Join(a, dupesLocksDir), 0o700)
+	sum := md5.Sum([]byte(vacationDupID("bob@z.z", "h")))
+	path := filepath.Join(a, dupesLocksDir, "duplicate.lock."+hex.EncodeToString(sum[:]))
+	os.WriteFile(path, nil, 0o600)
+	stop := holdLock(t, path)
+	defer stop()
+	f.dupWait.idLock = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	aDone := make(chan error, 1)
+	go func() {
+		_, _, err := f.markReply(ctx, replyMark{home: a, user: "u", sender: "bob@z.z", handle: "h", period: time.Hour, uid: -1, gid: -1})
+		aDone <- err
+	}()
+	// Let a reach its wait first (should b go first, the test proves
+	// less, and still passes).
+	time.Sleep(200 * time.Millisecond)
+	bDone := make(chan error, 1)
+	go func() {
+		_, _, err := f.markReply(context.Background(), replyMark{home: b, user: "u", sender: "bob@z.z", handle: "h", period: time.Hour, uid: -1, gid: -1})
+		bDone <- err
+	}()
+	select {
+	case err := <-bDone:
+		if err != nil {
+			t.Error(err)
+		}
+	case err := <-aDone:
+		t.Fatalf("home a done before b (%v) while its lock is held", err)
+	}
+	cancel()
+	if err := <-aDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("home a: %v, want its wait cancelled", err)
+	}
+}
+
+// holdLock has another process (TestHoldLockHelper) hold an fcntl write
+// lock on path until the returned function is called.
+func holdLock(t *testing.T, path string) func() {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldLockHelper$")
+	cmd.Env = append(os.Environ(), "COURRIEL_TEST_HOLD_LOCK="+path)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		stdin.Close()
+		cmd.Wait()
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	return func() {
+		stdin.Close()
+		cmd.Wait()
+	}
 }

@@ -128,7 +128,9 @@ type Filter struct {
 	log   *slog.Logger
 	cache *scriptCache
 	usage usagePolicy
-	homes [64]sync.Mutex // serialise vacation memory updates per home (striped)
+	homes [64]sync.Mutex // serialise courriel's memory updates per home (striped)
+	// replyHomes serialises vacation's records per home (markReply)
+	replyHomes homeLocks
 	// dupWait: how long the locks of Pigeonhole's database are waited
 	// for (Dovecot's timeouts; tests shorten them)
 	dupWait dupWaits

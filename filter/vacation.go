@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -426,9 +427,15 @@ type replyMark struct {
 // longer one still holds. problem says what was wrong with the database
 // ("" when nothing was), whose records before the damage are used.
 func (f *Filter) markReply(ctx context.Context, rm replyMark) (fresh bool, problem string, err error) {
-	mu := &f.homes[int(sha256.Sum256([]byte(rm.home))[0])%len(f.homes)]
-	mu.Lock()
-	defer mu.Unlock()
+	// Per home, not striped: the file locks below may be waited for up
+	// to Dovecot's timeouts, and a user holding one in a shell must not
+	// hold up the replies of other homes. In one process an fcntl lock
+	// does not exclude itself: this does.
+	unlockHome, err := f.replyHomes.lock(ctx, rm.home)
+	if err != nil {
+		return false, "", err
+	}
+	defer unlockHome()
 	root, err := os.OpenRoot(rm.home)
 	if err != nil {
 		return false, "", err
@@ -481,6 +488,40 @@ func (f *Filter) markReply(ctx context.Context, rm replyMark) (fresh bool, probl
 		return false, problem, err
 	}
 	return true, problem, nil
+}
+
+// homeLocks excludes one another's work on a home, waited for under a
+// context, without making other homes wait.
+type homeLocks struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // closed when its home is released
+}
+
+func (h *homeLocks) lock(ctx context.Context, home string) (func(), error) {
+	for {
+		h.mu.Lock()
+		busy, ok := h.held[home]
+		if !ok {
+			if h.held == nil {
+				h.held = map[string]chan struct{}{}
+			}
+			mine := make(chan struct{})
+			h.held[home] = mine
+			h.mu.Unlock()
+			return func() {
+				h.mu.Lock()
+				delete(h.held, home)
+				h.mu.Unlock()
+				close(mine)
+			}, nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // vacationUser is the user name dovecot-lda gives the mail user, which
