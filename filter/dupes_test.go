@@ -460,3 +460,44 @@ func holdLock(t *testing.T, path string) func() {
 		cmd.Wait()
 	}
 }
+
+// TestVacationUser: the record names the entry's login, whether the
+// entry came with the copy (smtp's RCPT) or from the directory, else the
+// maildrop.
+func TestVacationUser(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		entry *delivery.Entry
+		mb    *directory.Mailbox
+		want  string
+	}{
+		{"entry carried", &delivery.Entry{Login: "xomail"}, nil, "xomail"},
+		{"directory", nil, &directory.Mailbox{Address: "u@x.y", Login: "xomail"}, "xomail"},
+		{"no login", nil, &directory.Mailbox{Address: "u@x.y"}, "u@x.y"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			home := t.TempDir()
+			os.WriteFile(home+"/.dovecot.sieve", []byte(`require "vacation"; vacation "away";`), 0o644)
+			dir := fakeDir{}
+			if c.mb != nil {
+				c.mb.Home = home
+				dir["u@x.y"] = c.mb
+			}
+			if c.entry != nil {
+				c.entry.Home = home
+			}
+			q := &recordingQueue{}
+			store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: home})
+			f, _ := New(Options{Store: store, Directory: dir, Outbound: q, Hostname: "mx.x.y"})
+			m := &delivery.Message{ID: "m", From: "bob@z.z", Arrived: time.Now(), Body: strings.NewReader("From: bob@z.z\r\nTo: u@x.y\r\nSubject: hi\r\n\r\nbody\r\n")}
+			if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/", Entry: c.entry}}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			b, _ := os.ReadFile(filepath.Join(home, DuplicateDBName))
+			tbl, _ := parseDupes(b, time.Now().Unix())
+			if len(q.data) != 1 || len(tbl.recs) != 1 || tbl.recs[0].user != c.want {
+				t.Errorf("%d replies, records %+v; want one naming %q", len(q.data), tbl.recs, c.want)
+			}
+		})
+	}
+}
