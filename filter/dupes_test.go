@@ -501,3 +501,29 @@ func TestVacationUser(t *testing.T) {
 		})
 	}
 }
+
+// TestVacationLegacyMemory: replies and claims earlier versions recorded
+// in ~/.courriel.vacation still count until they expire.
+func TestVacationLegacyMemory(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	home := t.TempDir()
+	reply := sha256.Sum256([]byte("bob@z.z\x00h"))
+	legacy := fmt.Sprintf("%d %x\n%d %s\n", now.Unix()+3600, reply, now.Unix()+3601, memoryKey(replyClaim("Q1-0")))
+	if err := os.WriteFile(filepath.Join(home, VacationMemoryName), []byte(legacy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if markReplyT(t, f, home, "Bob@z.z", "h", "", time.Hour) {
+		t.Error("a reply an earlier version recorded did not count")
+	}
+	if !markReplyT(t, f, home, "bob@z.z", "h", replyClaim("Q1-0"), time.Hour) {
+		t.Error("the retry of the copy an earlier version recorded the claim of is not fresh")
+	}
+	if !markReplyT(t, f, home, "carol@z.z", "h", "", time.Hour) {
+		t.Error("another sender not fresh")
+	}
+	now = now.Add(2 * time.Hour)
+	if !markReplyT(t, f, home, "bob@z.z", "h", "", time.Hour) {
+		t.Error("an earlier version's reply still counts past its period")
+	}
+}
