@@ -135,6 +135,9 @@ type Entry struct {
 	// Addresses are the entry's accepted addresses: who the user is,
 	// for a vacation reply. Unchecked strings from the directory.
 	Addresses []string
+	// Login is the entry's login (directory.Mailbox.Login): the user
+	// named in the vacation records Pigeonhole shares; "" for none.
+	Login string
 }
 
 // Message is what was received, shared by all its copies.

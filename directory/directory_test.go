@@ -267,6 +267,11 @@ func TestUserMaildirFollowsMailboxQuery(t *testing.T) {
 			strings.Join(mb.Addresses, ",") != "test0@hosted-domain.com,test1@hosted-domain.com" {
 			t.Errorf("format %q: home %q (login's %q), addresses %v", format, mb.Home, u.Home, mb.Addresses)
 		}
+		// The login Pigeonhole's vacation records name (filter's
+		// vacationUser), as authentication finds it.
+		if mb.Login != u.Login || mb.Login != "xomail" {
+			t.Errorf("format %q: login %q (authentication's %q)", format, mb.Login, u.Login)
+		}
 		if want := strings.Replace(format, "%s", "/var/vmail/xomail", 1); format != "" && u.Maildir != want {
 			t.Errorf("format %q: maildir %q, want %q", format, u.Maildir, want)
 		}
@@ -285,8 +290,8 @@ func TestMailboxHomeSeparateQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mb.Home != "/var/vmail/alice" || !slices.Contains(mb.Addresses, "alice@example.org") || mb.UID != 20001 {
-		t.Errorf("mailbox %+v, want alice's home, addresses and uid", mb)
+	if mb.Home != "/var/vmail/alice" || !slices.Contains(mb.Addresses, "alice@example.org") || mb.UID != 20001 || mb.Login != "alice" {
+		t.Errorf("mailbox %+v, want alice's home, addresses, uid and login", mb)
 	}
 }
 

@@ -143,6 +143,15 @@ func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, er
 	return d.values(ctx, q, key)
 }
 
+// singleLogin is e's uid attribute when it has one value, as LookupUser
+// reads the login; "" otherwise.
+func singleLogin(e *ldap.Entry) string {
+	if vals := e.GetEqualFoldAttributeValues("uid"); len(vals) == 1 {
+		return vals[0]
+	}
+	return ""
+}
+
 // Mailbox returns where mail for the maildrop address is stored. Values
 // from the directory are checked: one entry, an absolute clean path, and
 // numeric ids no lower than MinUID. A bad entry is ErrUnavailable (an admin
@@ -151,12 +160,12 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 	q := d.opts.Queries
 	var home, uid, gid string
 	var quota []string // values of the quota attributes, "" when absent
-	var userHome, node string
+	var userHome, node, login string
 	var addrs []string
 	if q.Mailbox.Filter == q.UID.Filter && q.UID.Filter == q.GID.Filter {
 		attrs := []string{q.Mailbox.ResultAttribute, q.UID.ResultAttribute, q.GID.ResultAttribute}
 		attrs = append(attrs, d.quotaAttributes()...)
-		attrs = append(attrs, q.User.ResultAttribute, q.Domains.ResultAttribute)
+		attrs = append(attrs, q.User.ResultAttribute, q.Domains.ResultAttribute, "uid")
 		if d.opts.HomeAttribute != "" {
 			attrs = append(attrs, d.opts.HomeAttribute)
 		}
@@ -205,6 +214,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		if node, err = d.homeNode(e); err != nil {
 			return nil, err
 		}
+		login = singleLogin(e)
 	} else {
 		var err error
 		if home, err = d.onePath(ctx, q.Mailbox, addr); err != nil {
@@ -218,7 +228,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 		}
 		// The home and addresses of the maildrop's entry, for Sieve
 		// delivery: one search more, answered by the cache afterwards.
-		attrs := []string{q.User.ResultAttribute, q.Domains.ResultAttribute}
+		attrs := []string{q.User.ResultAttribute, q.Domains.ResultAttribute, "uid"}
 		if d.opts.HomeAttribute != "" {
 			attrs = append(attrs, d.opts.HomeAttribute)
 		}
@@ -244,6 +254,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			if node, err = d.homeNode(entries[0]); err != nil {
 				return nil, err
 			}
+			login = singleLogin(entries[0])
 		}
 		for _, a := range d.quotaAttributes() {
 			vals, err := d.values(ctx, Query{Filter: q.Mailbox.Filter, ResultAttribute: a, ResultFormat: "%s"}, addr)
@@ -257,7 +268,7 @@ func (d *Directory) Mailbox(ctx context.Context, addr string) (*Mailbox, error) 
 			quota = append(quota, v)
 		}
 	}
-	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home, Home: userHome, Addresses: addrs, Node: node}
+	mb := &Mailbox{Address: strings.ToLower(addr), Maildir: home, Home: userHome, Addresses: addrs, Node: node, Login: login}
 	var err error
 	if mb.Maildir, err = checkMaildir(home); err != nil {
 		return nil, fmt.Errorf("%w: maildrop %s: %v", ErrUnavailable, addr, err)

@@ -23,6 +23,11 @@ type Mailbox struct {
 	// checked by cluster.CheckNodeName); "" when the attribute is not
 	// configured or absent: at home on every node, as a single node.
 	Node string
+	// Login is the entry's uid attribute (User.Login), the user name
+	// Dovecot's userdb (seed: user_filter (uid=%u)) gives the mail user,
+	// which Pigeonhole writes beside each vacation record of
+	// ~/.dovecot.lda-dupes; "" when the entry has no single uid.
+	Login string
 }
 
 // Destination is one final target of a recipient after alias expansion.

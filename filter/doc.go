@@ -33,9 +33,11 @@
 // under a key of its own (the copy's key and what it is, queueKey;
 // queue.WithOnceKey), and an Accept under a key the queue had, whether
 // still queued or already delivered, stores nothing (a vacation reply,
-// recorded in the memory before its Accept, is recorded with the copy
-// that claimed it, for the reply's period, whose retry queues it again
-// under its key: a crash between the two loses it no more). The memory stays as the fast path
+// recorded before its Accept in Pigeonhole's database, ~/.dovecot.lda-dupes
+// (dupes.go), which dovecot-lda reads and writes too, is recorded there
+// with the copy that claimed it, in the same write, for the reply's
+// period, whose retry queues it again under its key: a crash between the
+// two loses it no more). The memory stays as the fast path
 // (a retry reads one file instead of trying each Accept), and for what
 // the queue's key cannot see: a retry whose script, changed meanwhile,
 // groups the redirects otherwise. A redirected copy is read in

@@ -110,7 +110,7 @@ type Options struct {
 	// the user (Pigeonhole's sieve_vacation_use_original_recipient, off
 	// by default: each member of a group alias would answer).
 	VacationUseOriginalRecipient bool
-	// Chown: files written in homes (vacation memory, ~/.dovecot.sieve.log)
+	// Chown: files written in homes (vacation memories, ~/.dovecot.sieve.log)
 	// belong to the user (when running as root).
 	Chown bool
 	// ResourceUsageTimeout is how long the cumulative usage of a user's
@@ -128,7 +128,12 @@ type Filter struct {
 	log   *slog.Logger
 	cache *scriptCache
 	usage usagePolicy
-	homes [64]sync.Mutex // serialise vacation memory updates per home (striped)
+	homes [64]sync.Mutex // serialise courriel's memory updates per home (striped)
+	// replyHomes serialises vacation's records per home (markReply)
+	replyHomes homeLocks
+	// dupWait: how long the locks of Pigeonhole's database are waited
+	// for (Dovecot's timeouts; tests shorten them)
+	dupWait dupWaits
 	// since is a run's wall time (time.Since; tests make a stall)
 	since func(time.Time) time.Duration
 }
@@ -159,7 +164,7 @@ func New(o Options) (*Filter, error) {
 		maxUsage = sieve.DefaultMaxRunTime
 	}
 	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, o.Global, 10000),
-		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since}, nil
+		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits}, nil
 }
 
 // plan is what the scripts decided for one recipient.
@@ -449,7 +454,7 @@ var errScriptsTime = errors.New("the delivery's time for Sieve scripts ran out")
 // directory's answer now (queued copies, their retries, redirects).
 func (f *Filter) entry(ctx context.Context, r *delivery.Recipient) (*directory.Mailbox, error) {
 	if e := r.Entry; e != nil {
-		return &directory.Mailbox{Address: r.Address, Home: e.Home, Addresses: e.Addresses}, nil
+		return &directory.Mailbox{Address: r.Address, Home: e.Home, Addresses: e.Addresses, Login: e.Login}, nil
 	}
 	return f.o.Directory.Mailbox(ctx, r.Address)
 }

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,17 +188,25 @@ func TestVacationVerdict(t *testing.T) {
 	}
 }
 
+// markReplyT is markReply for a test: the user xomail, files left to
+// the process.
+func markReplyT(t *testing.T, f *Filter, home, sender, handle, claim string, period time.Duration) bool {
+	t.Helper()
+	fresh, problem, err := f.markReply(context.Background(), replyMark{home: home, user: "xomail", sender: sender, handle: handle,
+		claim: claim, period: period, uid: -1, gid: -1})
+	if err != nil || problem != "" {
+		t.Fatalf("markReply(%s, %s): %v %q", sender, handle, err, problem)
+	}
+	return fresh
+}
+
 func TestVacationMemory(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
 	home := t.TempDir()
 	remember := func(sender, handle string) bool {
 		t.Helper()
-		ok, err := f.remember(home, sender, handle, 7*24*time.Hour, -1, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
+		return markReplyT(t, f, home, sender, handle, "", 7*24*time.Hour)
 	}
 	if !remember("bob@z.z", "h") || remember("bob@z.z", "h") || remember("BOB@z.z", "h") {
 		t.Error("a sender must get one reply per period")
@@ -211,18 +218,26 @@ func TestVacationMemory(t *testing.T) {
 	if !remember("bob@z.z", "h") {
 		t.Error("after the period the sender gets a reply again")
 	}
-	if ok, _ := f.remember(home, "dan@z.z", "h", 0, -1, -1); !ok {
+	if !markReplyT(t, f, home, "dan@z.z", "h", "", 0) || !markReplyT(t, f, home, "dan@z.z", "h", "", 0) {
 		t.Error("period 0 replies every time")
 	}
-	fi, err := os.Lstat(home + "/" + VacationMemoryName)
+	if markReplyT(t, f, home, "bob@z.z", "h", "", 0) {
+		t.Error("period 0 replied within the period of an earlier reply (Pigeonhole checks it)")
+	}
+	fi, err := os.Lstat(home + "/" + DuplicateDBName)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("memory file: %v %v", fi, err)
 	}
-	// A FIFO in its place is refused, never blocked on.
-	home2 := t.TempDir()
-	syscall.Mkfifo(home2+"/"+VacationMemoryName, 0o600)
-	if _, err := f.remember(home2, "bob@z.z", "h", time.Hour, -1, -1); err == nil {
-		t.Error("a FIFO memory was used")
+	if _, err := os.Lstat(home + "/" + VacationMemoryName); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a reply was recorded in courriel's own memory: %v", err)
+	}
+	// A FIFO in place of either file is refused, never blocked on.
+	for _, name := range []string{DuplicateDBName, VacationMemoryName} {
+		home2 := t.TempDir()
+		syscall.Mkfifo(home2+"/"+name, 0o600)
+		if _, _, err := f.markReply(context.Background(), replyMark{home: home2, user: "u", sender: "bob@z.z", handle: "h", period: time.Hour, uid: -1, gid: -1}); err == nil {
+			t.Errorf("a FIFO %s was used", name)
+		}
 	}
 }
 
@@ -242,75 +257,96 @@ func TestVacationClaim(t *testing.T) {
 		{"", false},                 // another, without a key
 		{replyClaim(""), false},
 	} {
-		got, err := f.rememberFor(home, "bob@z.z", "h", tc.claim, 7*24*time.Hour, -1, -1)
-		if err != nil || got != tc.want {
-			t.Errorf("%d: claim %q: fresh %v (%v), want %v", i, tc.claim, got, err, tc.want)
+		if got := markReplyT(t, f, home, "bob@z.z", "h", tc.claim, 7*24*time.Hour); got != tc.want {
+			t.Errorf("%d: claim %q: fresh %v, want %v", i, tc.claim, got, tc.want)
 		}
 	}
 }
 
 // TestVacationClaimPeriod: a reply's claim is kept for the reply's
-// period (its :days), not longer: once the reply is forgotten, it takes
-// no live sender's place in the bounded memory (a flood of unique
-// senders made such claims crowd out the replies of a day, and more
-// replies went out twice).
+// period (its :days), not longer: once the reply is forgotten, the next
+// write drops both (Dovecot's cleanup of expired records), and every live
+// record of the database, whoever wrote it, stays.
 func TestVacationClaimPeriod(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
 	home := t.TempDir()
-	path := filepath.Join(home, VacationMemoryName)
-	if fresh, err := f.rememberFor(home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour, -1, -1); err != nil || !fresh {
-		t.Fatalf("first reply: fresh %v (%v)", fresh, err)
+	path := filepath.Join(home, DuplicateDBName)
+	if !markReplyT(t, f, home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour) {
+		t.Fatal("first reply not fresh")
 	}
-	// Two days on, a memory full of the replies of the day before.
+	// Two days on, a database full of the replies of the day before.
 	now = now.Add(48 * time.Hour)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := now.Add(12 * time.Hour).Unix()
-	for i := range maxMemoryEntries - 1 {
-		b = fmt.Appendf(b, "%d %064x\n", live, i)
+	live := uint32(now.Add(12 * time.Hour).Unix())
+	const others = 5000
+	for i := range others {
+		id := fmt.Sprintf("%016x", i)
+		b = binary.NativeEndian.AppendUint32(b, live)
+		b = binary.NativeEndian.AppendUint32(b, uint32(len(id)))
+		b = binary.NativeEndian.AppendUint32(b, 6)
+		b = append(b, id+"xomail"...)
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := f.remember(home, "carol@z.z", "h", 24*time.Hour, -1, -1); err != nil || !fresh {
-		t.Fatalf("carol: fresh %v (%v)", fresh, err)
+	if !markReplyT(t, f, home, "carol@z.z", "h", "", 24*time.Hour) {
+		t.Fatal("carol: not fresh")
 	}
 	b, err = os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(b, []byte(strconv.FormatInt(live, 10)+" ")); n != maxMemoryEntries-1 {
-		t.Errorf("%d of the %d live replies remembered, want all", n, maxMemoryEntries-1)
+	tbl, problem := parseDupes(b, now.Unix()-1)
+	if problem != "" {
+		t.Fatal(problem)
+	}
+	n := 0
+	for _, r := range tbl.recs {
+		if uint32(r.expiry) == live {
+			n++
+		}
+	}
+	if n != others || len(tbl.recs) != others+1 {
+		t.Errorf("%d records, %d of the %d live ones: want them and carol's only", len(tbl.recs), n, others)
+	}
+	if tbl.has(vacationDupID("bob@z.z", "h")) || tbl.has(claimDupID(replyClaim("Q1-0"))) {
+		t.Error("bob's expired reply or its claim was written again")
 	}
 }
 
-// TestVacationClaimBound: the memory's bound, which forgets the earliest
-// expiries first, forgets a claimed reply before its claim, never the
-// claim alone, which would make the claiming copy's retry send nothing:
-// the claim expires a second after the reply.
+// TestVacationClaimBound: the bound, which drops the earliest expiries
+// first, drops a claimed reply before its claim, never the claim alone,
+// which would make the claiming copy's retry send nothing: the claim
+// expires a second after the reply. Both name the user as dovecot-lda
+// would.
 func TestVacationClaimBound(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
 	home := t.TempDir()
-	if fresh, err := f.rememberFor(home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour, -1, -1); err != nil || !fresh {
-		t.Fatalf("fresh %v (%v), want true", fresh, err)
+	if !markReplyT(t, f, home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour) {
+		t.Fatal("not fresh")
 	}
-	root, err := os.OpenRoot(home)
+	b, err := os.ReadFile(filepath.Join(home, DuplicateDBName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer root.Close()
-	entries, err := readMemory(root, now)
-	if err != nil {
-		t.Fatal(err)
+	tbl, problem := parseDupes(b, now.Unix())
+	if problem != "" || len(tbl.recs) != 2 {
+		t.Fatalf("%d records (%s), want 2", len(tbl.recs), problem)
 	}
-	sum := sha256.Sum256([]byte("bob@z.z\x00h"))
-	reply, claim := entries[hex.EncodeToString(sum[:])], entries[memoryKey(replyClaim("Q1-0"))]
-	if want := now.Add(24 * time.Hour).Unix(); reply != want || claim != want+1 {
-		t.Errorf("reply expires at %d, its claim at %d; want %d and %d", reply, claim, want, want+1)
+	reply, claim := tbl.recs[0], tbl.recs[1]
+	if reply.id != vacationDupID("bob@z.z", "h") || claim.id != claimDupID(replyClaim("Q1-0")) {
+		t.Fatalf("records %q, %q", reply.id, claim.id)
+	}
+	if want := now.Add(24 * time.Hour).Unix(); reply.expiry != want || claim.expiry != want+1 {
+		t.Errorf("reply expires at %d, its claim at %d; want %d and %d", reply.expiry, claim.expiry, want, want+1)
+	}
+	if reply.user != "xomail" || claim.user != "xomail" {
+		t.Errorf("users %q, %q", reply.user, claim.user)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
@@ -19,20 +20,25 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"courriel/delivery"
+	"courriel/directory"
 	"courriel/internal/envaddr"
 	"courriel/sieve"
 )
 
-// VacationMemoryName is the file in the home where the senders already
-// answered are remembered, per (sender, :handle), until their period ends.
+// VacationMemoryName is courriel's memory in the home: the side effects
+// a keyed copy queued (outbound.go), and the vacation replies of earlier
+// versions, read until they expire; replies are now recorded in
+// Pigeonhole's database (DuplicateDBName, markReply), which dovecot-lda
+// reads too.
 const VacationMemoryName = ".courriel.vacation"
 
-// maxMemoryEntries bounds the vacation memory; past it the entries that
-// expire first are forgotten (a sender may then get one more reply).
+// maxMemoryEntries bounds courriel's memory; past it the entries that
+// expire first are forgotten.
 const maxMemoryEntries = 10000
 
 // noReplyLocalParts are senders that never get a vacation reply (RFC 5230
@@ -165,7 +171,12 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		if f.o.Chown {
 			uid, gid = r.UID, r.GID
 		}
-		fresh, err := f.rememberFor(p.mb.Home, m.From, v.Handle, replyClaim(r.CopyKey), v.Period, uid, gid)
+		fresh, problem, err := f.markReply(ctx, replyMark{home: p.mb.Home, user: vacationUser(p.mb, r), sender: m.From,
+			handle: v.Handle, claim: replyClaim(r.CopyKey), period: v.Period, uid: uid, gid: gid})
+		if problem != "" {
+			f.log.Warn("sieve: vacation memory damaged: the records before the damage are kept, the rest forgotten at the next reply",
+				"msg_id", m.ID, "to", r.Address, "file", DuplicateDBName, "problem", problem)
+		}
 		if err != nil {
 			// Without a memory a reply per message could flood the sender.
 			f.log.Warn("sieve: vacation not sent: memory unusable", "msg_id", m.ID, "to", r.Address, "err", err)
@@ -194,7 +205,7 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		}
 	}
 	// Its key makes the retry after a crash queue it once: the memory
-	// has it recorded for this copy (rememberFor) whether the crash came
+	// has it recorded for this copy (markReply) whether the crash came
 	// before the Accept or after.
 	key := queueKey(r.CopyKey, "vacation", []string{m.From})
 	qid, _, err := f.o.Outbound.Accept(ctx, Outgoing{Key: key, MsgID: m.ID, Remote: remote, Local: local, Data: bytes.NewReader(reply)})
@@ -355,22 +366,14 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// remember records a reply to sender under handle for period in home's
-// vacation memory, and says whether none was recorded within it (the
-// reply may go). The file holds "<expiry unix> <sha256(sender, handle)>"
+// remember records key (with handle, "" for the side effects of a copy)
+// for period in home's courriel memory, and says whether it was not
+// recorded within it. The file holds "<expiry unix> <sha256(key, handle)>"
 // lines, is replaced atomically (write, fsync, rename) and bounded; a
-// period of 0 replies every time and records nothing.
-func (f *Filter) remember(home, sender, handle string, period time.Duration, uid, gid int) (bool, error) {
-	return f.rememberFor(home, sender, handle, "", period, uid, gid)
-}
-
-// rememberFor is remember for the delivery claim (a keyed copy's, its
-// replyClaim; "" for none): the claim is recorded with the reply, in the
-// same write, and a reply recorded with it is fresh all the same, for
-// this is that delivery tried again, and the crash that made it try again
-// may have come before the reply was queued (the queue's key makes it
-// once if it was).
-func (f *Filter) rememberFor(home, sender, handle, claim string, period time.Duration, uid, gid int) (bool, error) {
+// period of 0 records nothing. Vacation replies are no longer recorded
+// there but in Pigeonhole's database (markReply), which reads the
+// replies earlier versions recorded here until they expire.
+func (f *Filter) remember(home, key, handle string, period time.Duration, uid, gid int) (bool, error) {
 	if period <= 0 {
 		return true, nil
 	}
@@ -383,29 +386,150 @@ func (f *Filter) rememberFor(home, sender, handle, claim string, period time.Dur
 	}
 	defer root.Close()
 	now := f.o.Now()
-	sum := sha256.Sum256([]byte(strings.ToLower(sender) + "\x00" + handle))
-	key := hex.EncodeToString(sum[:])
+	sum := sha256.Sum256([]byte(strings.ToLower(key) + "\x00" + handle))
+	k := hex.EncodeToString(sum[:])
 	entries, err := readMemory(root, now)
 	if err != nil {
 		return false, err
 	}
-	if _, ok := entries[key]; ok {
-		_, mine := entries[memoryKey(claim)]
-		return claim != "" && mine, nil
+	if _, ok := entries[k]; ok {
+		return false, nil
 	}
-	entries[key] = now.Add(period).Unix()
-	if claim != "" {
+	entries[k] = now.Add(period).Unix()
+	return true, writeMemory(root, entries, uid, gid)
+}
+
+// replyMark is a vacation reply for markReply to decide and record.
+type replyMark struct {
+	home   string
+	user   string // the mail user the record names (vacationUser)
+	sender string
+	handle string
+	claim  string // the copy's replyClaim; "" for none
+	period time.Duration
+	// uid, gid own the files written; -1: left to the process (or kept
+	// as they were, for the database).
+	uid, gid int
+}
+
+// markReply says whether rm's reply may go: not when Pigeonhole's
+// database (dupes.go) records a reply to its sender under its handle
+// within its period, whichever server sent it, nor when the courriel
+// memory of earlier versions (~/.courriel.vacation) does. When it may,
+// the reply is recorded there before it is queued, for its period, with
+// the id and user dovecot-lda would write, and with the copy's claim
+// (rm.claim): a reply recorded with its claim is fresh all the same, for
+// this is that delivery tried again, and the crash that made it try
+// again may have come before the reply was queued (the queue's key makes
+// it once if it was). Both records go in one write, under Dovecot's id
+// lock and dotlock: a crash leaves both or neither. A period of 0
+// records nothing (Pigeonhole's :seconds 0), yet a reply recorded with a
+// longer one still holds. problem says what was wrong with the database
+// ("" when nothing was), whose records before the damage are used.
+func (f *Filter) markReply(ctx context.Context, rm replyMark) (fresh bool, problem string, err error) {
+	// Per home, not striped: the file locks below may be waited for up
+	// to Dovecot's timeouts, and a user holding one in a shell must not
+	// hold up the replies of other homes. In one process an fcntl lock
+	// does not exclude itself: this does.
+	unlockHome, err := f.replyHomes.lock(ctx, rm.home)
+	if err != nil {
+		return false, "", err
+	}
+	defer unlockHome()
+	root, err := os.OpenRoot(rm.home)
+	if err != nil {
+		return false, "", err
+	}
+	defer root.Close()
+	id := vacationDupID(rm.sender, rm.handle)
+	unlock, err := f.lockDupID(ctx, root, id, rm.uid, rm.gid)
+	if err != nil {
+		return false, "", fmt.Errorf("locking the reply's id: %w", err)
+	}
+	defer unlock()
+	dl, err := f.lockDupes(ctx, root)
+	if err != nil {
+		return false, "", err
+	}
+	now := f.o.Now()
+	t, problem, old, err := readDupes(root, now.Unix())
+	if err != nil {
+		dl.release()
+		return false, "", err
+	}
+	legacy, err := readMemory(root, now)
+	if err != nil {
+		dl.release()
+		return false, problem, fmt.Errorf("reading %s: %w", VacationMemoryName, err)
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(rm.sender) + "\x00" + rm.handle))
+	_, legacyReply := legacy[hex.EncodeToString(sum[:])]
+	if t.has(id) || legacyReply {
+		dl.release()
+		_, legacyClaim := legacy[memoryKey(rm.claim)]
+		return rm.claim != "" && (t.has(claimDupID(rm.claim)) || legacyClaim), problem, nil
+	}
+	if rm.period <= 0 {
+		dl.release()
+		return true, problem, nil
+	}
+	stamp := dupStamp(now, rm.period)
+	t.set(id, rm.user, stamp, now.Unix(), true)
+	if rm.claim != "" {
 		// The claim matters only while its reply is remembered: past
 		// the period the retry finds the sender fresh anyway (and the
-		// queue's key keeps the reply once). Kept longer, claims would
-		// take the place of live replies in the bounded memory. A
-		// second more than the reply, so that the bound, which forgets
-		// the earliest expiries first, never forgets the claim and
-		// keeps its reply, which would lose the reply of a retry after
-		// a crash before the Accept.
-		entries[memoryKey(claim)] = now.Add(period).Unix() + 1
+		// queue's key keeps the reply once). A second more than the
+		// reply, so that the bound, which drops the earliest expiries
+		// first, never drops the claim and keeps its reply, which would
+		// lose the reply of a retry after a crash before the Accept.
+		t.set(claimDupID(rm.claim), rm.user, min(stamp+1, math.MaxUint32), now.Unix(), true)
 	}
-	return true, writeMemory(root, entries, uid, gid)
+	if err := dl.replace(t.encode(), old, rm.uid, rm.gid); err != nil {
+		return false, problem, err
+	}
+	return true, problem, nil
+}
+
+// homeLocks excludes one another's work on a home, waited for under a
+// context, without making other homes wait.
+type homeLocks struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // closed when its home is released
+}
+
+func (h *homeLocks) lock(ctx context.Context, home string) (func(), error) {
+	for {
+		h.mu.Lock()
+		busy, ok := h.held[home]
+		if !ok {
+			if h.held == nil {
+				h.held = map[string]chan struct{}{}
+			}
+			mine := make(chan struct{})
+			h.held[home] = mine
+			h.mu.Unlock()
+			return func() {
+				h.mu.Lock()
+				delete(h.held, home)
+				h.mu.Unlock()
+				close(mine)
+			}, nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// vacationUser is the user name dovecot-lda gives the mail user, which
+// its records carry: the entry's login (the seed's userdb finds the entry
+// by uid=%u), else the maildrop. Dovecot compares it without regard to
+// case, courriel not at all when it reads (dupTable.has).
+func vacationUser(mb *directory.Mailbox, r *delivery.Recipient) string {
+	return cmp.Or(mb.Login, mb.Address, r.Address)
 }
 
 // replyClaim names in the memory a keyed copy's vacation reply, recorded
@@ -543,7 +667,28 @@ func openHomeFile(root *os.Root, name string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
+	if err := notSymlink(root, name, f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// notSymlink makes sure f, opened as name in root, was no symlink: an
+// os.Root follows one that stays inside it, O_NOFOLLOW or not.
+func notSymlink(root *os.Root, name string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	li, err := root.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if li.Mode()&fs.ModeSymlink != 0 || !os.SameFile(fi, li) {
+		return fmt.Errorf("%s is a symlink", name)
+	}
+	return nil
 }
 
 // writeHomeFile replaces name in the user's home (root) with data, as a

@@ -183,7 +183,7 @@ func localRecipient(mb *directory.Mailbox, orig string) delivery.Recipient {
 	return delivery.Recipient{
 		Address: mb.Address, OrigTo: orig, Maildir: mb.Maildir, UID: mb.UID, GID: mb.GID,
 		Quota: maildirsize.Limits{Bytes: mb.QuotaBytes, Messages: mb.QuotaMessages},
-		Entry: &delivery.Entry{Home: mb.Home, Addresses: mb.Addresses},
+		Entry: &delivery.Entry{Home: mb.Home, Addresses: mb.Addresses, Login: mb.Login},
 	}
 }
 

@@ -54,7 +54,7 @@ func mbox(local string) directory.Destination {
 	a := local + "@mailbox.example"
 	return directory.Destination{Address: a, Mailbox: &directory.Mailbox{
 		Address: a, Maildir: "/var/vmail/" + local + "/mailbox/", UID: 20000, GID: 20000,
-		Home: "/var/vmail/" + local, Addresses: []string{a}}}
+		Home: "/var/vmail/" + local, Addresses: []string{a}, Login: local}}
 }
 
 func (d *fakeDir) down() bool {

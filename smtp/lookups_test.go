@@ -22,7 +22,7 @@ func TestRcptEntryCarried(t *testing.T) {
 		t.Fatalf("delivered %+v, want alice's copy", d)
 	}
 	r := d[0].rcpts[0]
-	if r.Entry == nil || r.Entry.Home != "/var/vmail/alice" || !slices.Equal(r.Entry.Addresses, []string{"alice@mailbox.example"}) {
+	if r.Entry == nil || r.Entry.Home != "/var/vmail/alice" || !slices.Equal(r.Entry.Addresses, []string{"alice@mailbox.example"}) || r.Entry.Login != "alice" {
 		t.Errorf("alice's copy carries %+v, want the entry RCPT found", r.Entry)
 	}
 }
