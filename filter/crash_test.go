@@ -15,6 +15,7 @@ import (
 	"courriel/delivery"
 	"courriel/delivery/queue"
 	"courriel/directory"
+	"courriel/sieve"
 )
 
 // crashingQueue is the real queue behind the filter, and a crash: the
@@ -122,7 +123,7 @@ func TestSideEffectsOnceAcrossACrash(t *testing.T) {
 				return q
 			}
 			cq := &crashingQueue{q: open(), crashOn: tc.to, before: tc.before}
-			f, err := New(Options{Store: store, Outbound: cq, Resolver: crashResolver{vMaildir}, Hostname: "mx.x.y",
+			f, err := New(Options{Extensions: sieve.AllExtensions(), Store: store, Outbound: cq, Resolver: crashResolver{vMaildir}, Hostname: "mx.x.y",
 				Directory: fakeDir{"u@x.y": {Home: home}}})
 			if err != nil {
 				t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/sieve"
 )
 
 // storedCopies are the files of a maildir folder ("" the INBOX), read.
@@ -60,7 +61,7 @@ addheader "X-Top" "added";
 addheader :last "X-Bottom" "added";
 deleteheader "X-Drop";`), 0o644)
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, _ := New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Directory: fakeDir{"u@x.y": {Home: home}}})
 
 	// 2 MiB of header: 40,000 fields, a folded one among them
 	var hdr bytes.Buffer
@@ -264,7 +265,7 @@ func runSequenceWith(t *testing.T, tc sequenceCase, after []string, msg string, 
 		os.WriteFile(home+"/.dovecot.sieve", []byte(tc.user), 0o644)
 	}
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, _ := New(Options{Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: o.Logger, Limits: o.Limits})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Before: beforePaths, After: afterPaths, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: o.Logger, Limits: o.Limits})
 	m := &delivery.Message{ID: "m", From: "a@b.c", Arrived: time.Now(),
 		Body: bytes.NewReader([]byte(strings.ReplaceAll(msg, "\n", "\r\n")))}
 	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
@@ -488,7 +489,7 @@ func TestDeleteheaderPastWindowMemory(t *testing.T) {
 	os.WriteFile(home+"/.dovecot.sieve", []byte(`require "editheader";
 deleteheader :last :index 1 "X-Even"; deleteheader :contains "X-Even" "7"; deleteheader :index 2 "X-Even";`), 0o644)
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, _ := New(Options{Store: store, Before: []string{before}, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Before: []string{before}, Directory: fakeDir{"u@x.y": {Home: home}}})
 
 	var hdr bytes.Buffer
 	var want []string

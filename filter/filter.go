@@ -102,6 +102,13 @@ type Options struct {
 	// `include :global` names (Pigeonhole's sieve_global); "" for none.
 	Global string
 	Limits sieve.Limits
+	// Extensions are those scripts may require (Pigeonhole's
+	// sieve_extensions; the zero value is its default set), the user's
+	// and the administrator's alike: give ManageSieve the same, or a
+	// script it stored would not compile here. A script requiring another
+	// does not compile: the message is kept in the INBOX and the error
+	// written to ~/.dovecot.sieve.log, as for any compile error.
+	Extensions sieve.Extensions
 	// MaxScriptSize bounds a script file read from a home; default 1 MiB.
 	MaxScriptSize int64
 	// VacationUseOriginalRecipient counts a recipient's OrigTo (the
@@ -163,7 +170,7 @@ func New(o Options) (*Filter, error) {
 	if maxUsage <= 0 {
 		maxUsage = sieve.DefaultMaxRunTime
 	}
-	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.MaxScriptSize, o.Global, 10000),
+	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.Extensions, o.MaxScriptSize, o.Global, 10000),
 		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits}, nil
 }
 

@@ -66,7 +66,7 @@ func TestScriptLinkTarget(t *testing.T) {
 
 // userScript on hostile homes: what it reads, refuses or ignores.
 func TestUserScriptHostileHome(t *testing.T) {
-	c := newScriptCache(sieve.Limits{}, 1024, "", 100)
+	c := newScriptCache(sieve.Limits{}, sieve.Extensions{}, 1024, "", 100)
 	outside := filepath.Join(t.TempDir(), "evil.sieve")
 	os.WriteFile(outside, []byte(`require "fileinto"; fileinto "X";`), 0o644)
 	for _, tc := range []struct {
@@ -134,7 +134,7 @@ func TestUserScriptHostileHome(t *testing.T) {
 // The cache compiles a file once per version: the same identity is served
 // from memory, a rewrite compiles again.
 func TestScriptCacheByIdentity(t *testing.T) {
-	c := newScriptCache(sieve.Limits{}, 1<<20, "", 100)
+	c := newScriptCache(sieve.Limits{}, sieve.Extensions{}, 1<<20, "", 100)
 	home := t.TempDir()
 	p := home + "/.dovecot.sieve"
 	os.WriteFile(p, []byte("keep;"), 0o644)
@@ -202,7 +202,7 @@ func markReplyT(t *testing.T, f *Filter, home, sender, handle, claim string, per
 
 func TestVacationMemory(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
 	home := t.TempDir()
 	remember := func(sender, handle string) bool {
 		t.Helper()
@@ -245,7 +245,7 @@ func TestVacationMemory(t *testing.T) {
 // for that copy's retry (a crash may have come before it was queued; the
 // queue's key makes it once), never for another message of the sender.
 func TestVacationClaim(t *testing.T) {
-	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}})
 	home := t.TempDir()
 	for i, tc := range []struct {
 		claim string
@@ -269,7 +269,7 @@ func TestVacationClaim(t *testing.T) {
 // record of the database, whoever wrote it, stays.
 func TestVacationClaimPeriod(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
 	home := t.TempDir()
 	path := filepath.Join(home, DuplicateDBName)
 	if !markReplyT(t, f, home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour) {
@@ -325,7 +325,7 @@ func TestVacationClaimPeriod(t *testing.T) {
 // would.
 func TestVacationClaimBound(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Now: func() time.Time { return now }})
 	home := t.TempDir()
 	if !markReplyT(t, f, home, "bob@z.z", "h", replyClaim("Q1-0"), 24*time.Hour) {
 		t.Fatal("not fresh")
@@ -351,7 +351,7 @@ func TestVacationClaimBound(t *testing.T) {
 }
 
 func TestComposeReply(t *testing.T) {
-	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Hostname: "mx.x.y"})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Hostname: "mx.x.y"})
 	msg, _ := sieve.ReadMessage(strings.NewReader("Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <m1@z.z>\r\nReferences: <m0@z.z>\r\n\r\nhi\r\n"))
 	out := string(f.composeReply(msg, "bob@z.z", "alice@x.y", &sieve.VacationReply{Reason: "Absente.\nRetour lundi."}))
 	for _, want := range []string{"From: alice@x.y\r\n", "To: <bob@z.z>\r\n", "Subject: =?utf-8?q?Auto:_R=C3=A9union?=\r\n",
@@ -434,7 +434,7 @@ fileinto :create "A"; fileinto :create "B"; redirect :copy "x@far.example";`), 0
 		t.Fatal(err)
 	}
 	q := &recordingQueue{}
-	f, err := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, err := New(Options{Extensions: sieve.AllExtensions(), Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,7 @@ func TestJunkVerdict(t *testing.T) {
 	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["fileinto", "mailbox"];
 if header :contains "subject" "file" { fileinto :create "Lists"; }`), 0o644)
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, _ := New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Directory: fakeDir{"u@x.y": {Home: home}}})
 	for _, subj := range []string{"keep me", "file me"} {
 		m := &delivery.Message{ID: "m", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: " + subj + "\r\n\r\nb\r\n")), Arrived: time.Now()}
 		if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/", Folder: "Junk"}}); errs[0] != nil {
@@ -489,7 +489,7 @@ if header :contains "subject" "file" { fileinto :create "Lists"; }`), 0o644)
 func TestVacationQueued(t *testing.T) {
 	home := t.TempDir()
 	q := &recordingQueue{}
-	f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
 	mb := &directory.Mailbox{Home: home, Addresses: []string{"alice@example.org"}}
 	send := func(from, vfrom string) {
 		m := &delivery.Message{ID: "m", From: from, Body: bytes.NewReader([]byte("To: alice@example.org\r\nSubject: hi\r\n\r\nb\r\n"))}
@@ -526,7 +526,7 @@ func TestVacationOriginalRecipient(t *testing.T) {
 		{"the maildrop", "alice@x.y", "", false, 1},
 	} {
 		q := &recordingQueue{}
-		f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y",
+		f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y",
 			VacationUseOriginalRecipient: c.useOrig})
 		mb := &directory.Mailbox{Home: t.TempDir(), Addresses: []string{"alice@example.org"}}
 		m := &delivery.Message{ID: "m", From: "bob@z.z", Body: strings.NewReader("To: " + c.to + "\r\nSubject: hi\r\n\r\nb\r\n")}
@@ -547,7 +547,7 @@ func TestRedirectAfterStore(t *testing.T) {
 	os.WriteFile(home+"/.dovecot.sieve", []byte(`require ["copy"]; redirect :copy "x@far.example";`), 0o644)
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
 	q := &recordingQueue{}
-	f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
 	m := &delivery.Message{ID: "m2", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: q\r\n\r\nquota\r\n")), Arrived: time.Unix(1700000000, 0)}
 	r := delivery.Recipient{Address: "u@x.y", Maildir: home + "/mailbox/", CopyKey: "Q2-0", Quota: maildirsize.Limits{Bytes: 10}}
 	for attempt := range 3 {
@@ -579,7 +579,7 @@ func TestEditedHeaderCopies(t *testing.T) {
 	os.WriteFile(home+"/.dovecot.sieve", []byte(src), 0o644)
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
 	q := &recordingQueue{}
-	f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
 	m := &delivery.Message{ID: "m", From: "s@z.z", Header: []byte("Received: by test\r\n"),
 		Body: bytes.NewReader([]byte("X-Drop: 1\r\nSubject: e\r\n\r\nedited body\r\n")), Arrived: time.Now()}
 	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}}); errs[0] != nil {
@@ -619,7 +619,7 @@ if header :contains "subject" "tagged" { fileinto :create "Tagged"; }
 `), 0o644)
 	os.WriteFile(base+"/outside.sieve", []byte(`discard;`), 0o644)
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, err := New(Options{Store: store, Global: global, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, err := New(Options{Extensions: sieve.AllExtensions(), Store: store, Global: global, Directory: fakeDir{"u@x.y": {Home: home}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,7 +683,7 @@ func TestSingleCopyOneFileOrNothing(t *testing.T) {
 			os.WriteFile(home+"/.dovecot.sieve", []byte(tc.script), 0o644)
 			store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
 			q := &recordingQueue{}
-			f, _ := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home, Addresses: []string{"u@x.y"}}}})
+			f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home, Addresses: []string{"u@x.y"}}}})
 			m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(), Single: true,
 				Body: bytes.NewReader([]byte("To: u@x.y\r\nSubject: s\r\n\r\nbody\r\n"))}
 			err := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: home + "/mailbox/"}})[0]
@@ -722,7 +722,7 @@ include :personal "sub";
 	os.WriteFile(sub, []byte(`require ["fileinto", "mailbox"]; fileinto :create "A";`), 0o644)
 	var log syncBuffer
 	store, _ := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-	f, err := New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	f, err := New(Options{Extensions: sieve.AllExtensions(), Store: store, Directory: fakeDir{"u@x.y": {Home: home}}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -801,7 +801,7 @@ func TestVacationReplyFrom(t *testing.T) {
 		{"resent-cc", "To: x@z.z\r\nResent-Cc: sales@hosted-domain.com\r\n", "sales@hosted-domain.com", "From: sales@hosted-domain.com\r\n"},
 	} {
 		q := &recordingQueue{}
-		f, _ := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
+		f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
 		mb := &directory.Mailbox{Home: t.TempDir(), Addresses: []string{"bob@example.org"}}
 		m := &delivery.Message{ID: "m", From: "carol@z.z", Body: strings.NewReader(c.header + "Subject: hi\r\n\r\nb\r\n")}
 		v := &sieve.VacationReply{Reason: "away", Period: 24 * time.Hour}

@@ -42,7 +42,7 @@ func limitsSetup(t *testing.T, src string, limits sieve.Limits) (f *Filter, home
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err = New(Options{Store: store, Directory: fakeDir{"u@x.y": {Home: home}}, Limits: limits})
+	f, err = New(Options{Extensions: sieve.AllExtensions(), Store: store, Directory: fakeDir{"u@x.y": {Home: home}}, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestScriptPastItsLimitsOnAHugeHeader(t *testing.T) {
 	}, `require ["fileinto", "mailbox"]; fileinto :create "User";`}
 	after := []string{`require ["fileinto", "mailbox"]; fileinto :create "After";`}
 	var log bytes.Buffer
-	o := Options{Logger: slog.New(slog.NewTextHandler(&log, nil)), Limits: sieve.Limits{MaxRunWork: 300_000}}
+	o := Options{Extensions: sieve.AllExtensions(), Logger: slog.New(slog.NewTextHandler(&log, nil)), Limits: sieve.Limits{MaxRunWork: 300_000}}
 	got := runSequenceWith(t, tc, after, msg, o)
 	header := strings.ReplaceAll(hdr.String(), "\n", "|")
 	want := []string{"First [] X-First: 1|" + header, "INBOX [] " + header}

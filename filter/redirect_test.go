@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/sieve"
 )
 
 // streamingQueue reads what it is given as the spool does, in pieces,
@@ -82,7 +83,7 @@ func redirectSetup(t *testing.T, src string) (*Filter, *streamingQueue, string) 
 		t.Fatal(err)
 	}
 	q := &streamingQueue{}
-	f, err := New(Options{Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
+	f, err := New(Options{Extensions: sieve.AllExtensions(), Store: store, Outbound: q, Directory: fakeDir{"u@x.y": {Home: home}}})
 	if err != nil {
 		t.Fatal(err)
 	}

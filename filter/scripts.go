@@ -80,6 +80,7 @@ const (
 // more per include.
 type scriptCache struct {
 	limits  sieve.Limits
+	exts    sieve.Extensions // those scripts may require, the same for every script
 	maxSize int64
 	global  string // include :global's directory, or ""
 	max     int
@@ -88,8 +89,8 @@ type scriptCache struct {
 	m  map[fileID]*compiled // guarded by mu
 }
 
-func newScriptCache(limits sieve.Limits, maxSize int64, global string, max int) *scriptCache {
-	return &scriptCache{limits: limits, maxSize: maxSize, global: global, max: max, m: map[fileID]*compiled{}}
+func newScriptCache(limits sieve.Limits, exts sieve.Extensions, maxSize int64, global string, max int) *scriptCache {
+	return &scriptCache{limits: limits, exts: exts, maxSize: maxSize, global: global, max: max, m: map[fileID]*compiled{}}
 }
 
 func (c *scriptCache) get(id fileID) *compiled {
@@ -239,7 +240,7 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 	}
 	s := &compiled{name: display}
 	inc.deps = nil
-	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Include: inc})
+	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Extensions: c.exts, Include: inc})
 	s.deps, inc.deps = inc.deps, nil
 	if oid, ok := idOf(ofi); ok {
 		s.id, s.hasID = oid, true

@@ -57,6 +57,7 @@ type server struct {
 	IMAPS  string
 	HTTP   string // with withHTTP
 	Local  string // the local submission socket's path, with withLocalSocket
+	Sieve  string // ManageSieve, with withManageSieve
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -83,6 +84,7 @@ type serverSettings struct {
 	vmailIn   string      // parent of the vmail base; default the test's TempDir
 	http      bool        // the http listener (metrics) on a kernel-chosen port
 	local     bool        // the local submission socket (sendmail), in the test's directory
+	sieve     bool        // the ManageSieve listener on a kernel-chosen port
 	slapd     []testenv.Option
 	// mailauth is the [mailauth] table with its sub-tables; by default
 	// the inbound checks are off, so that no test asks the machine's DNS.
@@ -90,6 +92,9 @@ type serverSettings struct {
 	bin      string // another courriel binary (withBinary)
 	sync     string // [delivery] sync, when set (withDeliverySync)
 }
+
+// withManageSieve starts the ManageSieve listener (server.Sieve).
+func withManageSieve() serverOption { return func(o *serverSettings) { o.sieve = true } }
 
 // withProduction runs with the settings of a production server: info logs
 // and the default cache TTLs (benchmarks).
@@ -181,6 +186,9 @@ func startServer(t testing.TB, opts ...serverOption) *server {
 	if set.local {
 		s.Local = filepath.Join(dir, "run", "sendmail.sock")
 	}
+	if set.sieve {
+		s.Sieve = "127.0.0.1:0"
+	}
 	syncLine := ""
 	if set.sync != "" {
 		syncLine = fmt.Sprintf("sync = %q\n", set.sync)
@@ -192,7 +200,7 @@ smtp = %q
 submission = %q
 submissions = %q
 imaps = %q
-managesieve = ""
+managesieve = %q
 http = %q
 local = %q
 [tls]
@@ -214,7 +222,7 @@ maildir_base = %q
 dir = %q
 tls_policy = "verify"
 ca_path = %q
-`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP, s.Local, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
+`, set.logLevel, s.SMTP, s.Sub, s.Subs, s.IMAPS, s.Sieve, s.HTTP, s.Local, cert, key, s.slapd.URL(), s.slapd.CAFile(), s.slapd.ReaderDN(),
 		s.slapd.ReaderPassword(), s.slapd.MailBase(), s.slapd.MailBase(), set.cacheTTL, set.negTTL, set.ldapExtra, vmail, syncLine, filepath.Join(dir, "queue"), s.ca.CertFile())
 	cfg += set.extra + "\n[mailauth]\n" + set.mailauth
 	s.config = filepath.Join(dir, "config.toml")
@@ -279,6 +287,9 @@ func (s *server) start() {
 	if s.Local != "" {
 		listeners++
 	}
+	if s.Sieve != "" {
+		listeners++
+	}
 	if s.wantListeners > 0 {
 		listeners = s.wantListeners
 	}
@@ -290,6 +301,9 @@ func (s *server) start() {
 		}
 		if len(addrs) == listeners {
 			s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP = addrs["smtp"], addrs["submission"], addrs["submissions"], addrs["imaps"], addrs["http"]
+			if s.Sieve != "" {
+				s.Sieve = addrs["managesieve"]
+			}
 			return
 		}
 		select {

@@ -1,12 +1,20 @@
 package integration
 
 import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"courriel/internal/testenv"
 )
@@ -464,4 +472,110 @@ elsif not header :mime :anychild :type "content-type" "application" {
 		!strings.Contains(m.data, `owner-email="alice@xoyize.xyz"`) {
 		t.Errorf("notification: %+v", m)
 	}
+}
+
+// TestSieveExtensionsSetting: [sieve] extensions, Pigeonhole's
+// sieve_extensions, is the set ManageSieve announces and checks and the
+// set delivery compiles with: "+editheader" lets alice's script edit the
+// header; bob's script requiring spamtest, still off, keeps his mail in
+// INBOX with Pigeonhole's words in ~/.dovecot.sieve.log, and ManageSieve
+// refuses it in the same words.
+func TestSieveExtensionsSetting(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t, withManageSieve(), withTOML("[sieve]\nextensions = \"+editheader\"\n"))
+	installScript(t, s, "alice", "main", "require \"editheader\";\naddheader \"X-Edited\" \"yes\";\n")
+	spamScript := "require [\"spamtest\", \"relational\", \"comparator-i;ascii-numeric\", \"fileinto\"];\n" +
+		"if spamtest :value \"ge\" :comparator \"i;ascii-numeric\" \"5\" { fileinto \"Junk\"; }\n"
+	installScript(t, s, "bob", "spam", spamScript)
+	for _, to := range []string{"alice@xoyize.xyz", "bob@xoyize.xyz"} {
+		if out := swaksMsg(t, s, to, "ext", "body ext"); !accepted(out) {
+			t.Fatalf("refused:\n%s", out)
+		}
+	}
+	if m := findMessage(t, s, "alice", "new", "body ext"); !strings.Contains(m, "X-Edited: yes") {
+		t.Errorf("alice's copy lacks the header her script added:\n%s", m)
+	}
+	findMessage(t, s, "bob", "new", "body ext")
+	blog, err := os.ReadFile(filepath.Join(s.vmail, "bob", ".dovecot.sieve.log"))
+	if err != nil || !strings.Contains(string(blog), "require command: unknown Sieve capability `spamtest'") {
+		t.Errorf("~bob/.dovecot.sieve.log: %q (%v), want Pigeonhole's unknown capability", blog, err)
+	}
+
+	// ManageSieve: the capability, and the same script refused.
+	c := dialManageSieve(t, s)
+	caps := c.until(`OK`)
+	if !strings.Contains(caps, "\"SIEVE\" \"fileinto reject envelope encoded-character vacation subaddress comparator-i;ascii-numeric relational regex imap4flags copy include variables body enotify environment mailbox date index ihave duplicate mime foreverypart extracttext editheader\"\r\n") {
+		t.Errorf("capabilities after STARTTLS:\n%s", caps)
+	}
+	c.send(`AUTHENTICATE "PLAIN" "` + base64.StdEncoding.EncodeToString([]byte("\x00bob\x00"+testenv.BobPassword)) + `"`)
+	if r := c.until(`OK`); !strings.HasPrefix(r, "OK") {
+		t.Fatalf("login: %s", r)
+	}
+	c.send(fmt.Sprintf("CHECKSCRIPT {%d+}\r\n%s", len(spamScript), spamScript))
+	if r := c.until(`NO`); !strings.Contains(r, "line 1: error: require command: unknown Sieve capability `spamtest'.") {
+		t.Errorf("CHECKSCRIPT of bob's script: %q", r)
+	}
+}
+
+// msClient is a bare ManageSieve client (greeting, STARTTLS done).
+type msClient struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialManageSieve(t *testing.T, s *server) *msClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", s.Sieve, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	c := &msClient{t: t, c: conn, r: bufio.NewReader(conn)}
+	c.until("OK")
+	c.send("STARTTLS")
+	c.until("OK")
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(s.ca.CertFile())
+	if err != nil || !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("CA: %v", err)
+	}
+	tc := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	c.c, c.r = tc, bufio.NewReader(tc)
+	return c
+}
+
+func (c *msClient) send(line string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// until reads lines (a literal's octets with its line) up to one starting
+// with OK, NO or BYE, and returns them all.
+func (c *msClient) until(want string) string {
+	c.t.Helper()
+	var b strings.Builder
+	for range 1000 {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("read: %v (so far %q, waiting for %s)", err, b.String(), want)
+		}
+		b.WriteString(line)
+		if strings.HasPrefix(line, "OK") || strings.HasPrefix(line, "NO") || strings.HasPrefix(line, "BYE") {
+			if i := strings.LastIndexByte(line, '{'); i >= 0 && strings.HasSuffix(line, "}\r\n") {
+				n, _ := strconv.Atoi(strings.TrimSuffix(line[i+1:len(line)-3], "+"))
+				buf := make([]byte, n)
+				if _, err := io.ReadFull(c.r, buf); err != nil {
+					c.t.Fatal(err)
+				}
+				b.Write(buf)
+			}
+			return b.String()
+		}
+	}
+	c.t.Fatal("no end of response")
+	return ""
 }

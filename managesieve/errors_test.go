@@ -47,7 +47,7 @@ func TestBeforeTLS(t *testing.T) {
 	c.t = t
 	greeting := c.response()
 	for _, w := range []string{`"IMPLEMENTATION" "courriel"`, `"SIEVE" "fileinto `, `"SASL" ""`, "\"STARTTLS\"\n", `"VERSION" "1.0"`, `"MAXREDIRECTS" "4"`, `OK "courriel ManageSieve ready."`,
-		`"NOTIFY" "mailto"`, ` ihave environment mime foreverypart extracttext enotify"`} {
+		`"NOTIFY" "mailto"`, ` date index ihave duplicate mime foreverypart extracttext"`} {
 		if !strings.Contains(greeting, w) {
 			t.Errorf("greeting %q lacks %q", greeting, w)
 		}

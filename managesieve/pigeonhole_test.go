@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"courriel/sieve"
 	"courriel/sieve/scripts"
 )
 
@@ -198,61 +199,24 @@ var warningsSession = []string{
 // gxScript is the global script "gx" of the differential: a warning.
 const gxScript = "require [\"editheader\"]; addheader \"X-Sieve-Redirected-From\" \"x\";\r\n"
 
-// differential runs cmds on Pigeonhole and on courriel, checks that they
-// agree, and returns the replies, ours and Pigeonhole's.
+// differential runs cmds on Pigeonhole and on courriel, both with
+// sieve_extensions = +editheader, checks that they agree, and returns the
+// replies, ours and Pigeonhole's.
 func differential(t *testing.T, lim scripts.Limits, cmds []string) (ours, theirs []string) {
-	maxSize := lim.MaxScriptSize
-	if maxSize == 0 {
-		maxSize = scripts.DefaultMaxScriptSize
-	}
-	// Pigeonhole.
-	dir, err := os.MkdirTemp("", "pigeonhole")
+	setting := "+editheader"
+	exts, err := sieve.ParseExtensions(setting)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	home := filepath.Join(dir, "home")
-	os.Mkdir(home, 0o755)
-	global := filepath.Join(dir, "global")
-	os.Mkdir(global, 0o755)
-	os.WriteFile(filepath.Join(global, "gx.sieve"), []byte(gxScript), 0o644)
-	// An installation from before ManageSieve: a regular ~/.dovecot.sieve,
-	// which activation must keep as sieve/dovecot.orig.sieve.
-	legacy := "require \"fileinto\";\nfileinto \"Old\";\n"
-	os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(legacy), 0o600)
-	exec.Command("chown", "-R", "65534:65534", home).Run()
-	conf := filepath.Join(dir, "dovecot.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+
-		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
-		"plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  sieve_global = %s\n  sieve_extensions = +editheader\n  sieve_quota_max_scripts = %d\n  sieve_quota_max_storage = %d\n  sieve_max_script_size = %d\n}\n",
-		home, global, lim.MaxScripts, lim.MaxStorage, maxSize)), 0o644)
-	cmd := exec.Command(pigeonholeManageSieve, "-c", conf)
-	cmd.Env = []string{"USER=alice", "HOME=" + home}
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer stdin.Close()
-	ph := &client{t: t, r: bufio.NewReader(stdout)} // pre-authenticated: no greeting
-	go func() {
-		// Pigeonhole reads as the replies go; it needs no pacing.
-		for _, c := range cmds {
-			io.WriteString(stdin, c+"\r\n")
-		}
-	}()
-	theirs = make([]string, len(cmds))
-	for i := range cmds {
-		theirs[i] = ph.response()
-	}
+	theirs, home := runPigeonhole(t, lim, &setting, cmds)
 
 	// Ours.
-	e := newEnv(t, func(o *Options) { o.Limits, o.GlobalScripts = lim, global })
+	e := newEnv(t, func(o *Options) {
+		o.Limits, o.GlobalScripts, o.Extensions = lim, filepath.Join(filepath.Dir(home), "global"), exts
+	})
 	bob := e.user(t, "bob")
 	os.MkdirAll(bob.Home, 0o700)
-	os.WriteFile(filepath.Join(bob.Home, ".dovecot.sieve"), []byte(legacy), 0o600)
+	os.WriteFile(filepath.Join(bob.Home, ".dovecot.sieve"), []byte(legacyScript), 0o600)
 	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", bob.UID, bob.GID), bob.Home).Run()
 	c := e.login(t, "bob")
 	ours = make([]string, len(cmds))
@@ -290,4 +254,63 @@ func differential(t *testing.T, lim scripts.Limits, cmds []string) (ours, theirs
 		t.Errorf("files differ:\n ours:\n%s\n Pigeonhole:\n%s", o, p)
 	}
 	return ours, theirs
+}
+
+// legacyScript is an installation's ~/.dovecot.sieve from before
+// ManageSieve: a regular file, which activation must keep as
+// sieve/dovecot.orig.sieve.
+const legacyScript = "require \"fileinto\";\nfileinto \"Old\";\n"
+
+// runPigeonhole runs cmds on Pigeonhole's managesieve, logged in, with
+// the limits and sieve_extensions = *extensions (nil: not set), and
+// returns its replies and the user's home.
+func runPigeonhole(t *testing.T, lim scripts.Limits, extensions *string, cmds []string) (theirs []string, home string) {
+	maxSize := lim.MaxScriptSize
+	if maxSize == 0 {
+		maxSize = scripts.DefaultMaxScriptSize
+	}
+	dir, err := os.MkdirTemp("", "pigeonhole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	home = filepath.Join(dir, "home")
+	os.Mkdir(home, 0o755)
+	global := filepath.Join(dir, "global")
+	os.Mkdir(global, 0o755)
+	os.WriteFile(filepath.Join(global, "gx.sieve"), []byte(gxScript), 0o644)
+	os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(legacyScript), 0o600)
+	exec.Command("chown", "-R", "65534:65534", home).Run()
+	extSetting := ""
+	if extensions != nil {
+		extSetting = "  sieve_extensions = " + *extensions + "\n"
+	}
+	conf := filepath.Join(dir, "dovecot.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+
+		"mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+		"plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  sieve_global = %s\n%s  sieve_quota_max_scripts = %d\n  sieve_quota_max_storage = %d\n  sieve_max_script_size = %d\n}\n",
+		home, global, extSetting, lim.MaxScripts, lim.MaxStorage, maxSize)), 0o644)
+	cmd := exec.Command(pigeonholeManageSieve, "-c", conf)
+	cmd.Env = []string{"USER=alice", "HOME=" + home}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	ph := &client{t: t, r: bufio.NewReader(stdout)} // pre-authenticated: no greeting
+	go func() {
+		// Pigeonhole reads as the replies go; it needs no pacing.
+		for _, c := range cmds {
+			io.WriteString(stdin, c+"\r\n")
+		}
+	}()
+	theirs = make([]string, len(cmds))
+	for i := range cmds {
+		theirs[i] = ph.response()
+	}
+
+	return theirs, home
 }

@@ -70,8 +70,12 @@ type Options struct {
 	// Guard throttles failed logins; share the process's one with IMAP
 	// and SMTP AUTH. Nil: one of the server's own.
 	Guard *loginguard.Guard
-	// Extensions is the SIEVE capability; default sieve.Extensions().
-	Extensions []string
+	// Extensions are those the users' scripts may require (Pigeonhole's
+	// sieve_extensions; the zero value is its default set): the SIEVE
+	// capability lists them and PUTSCRIPT, CHECKSCRIPT and SETACTIVE
+	// refuse a script requiring another. The deliverer must be given the
+	// same set, or a script stored here would not run there.
+	Extensions sieve.Extensions
 	// AllowedBase, when set, is the directory every user's home must be
 	// under (delivery's maildir_base): no symbolic link is followed out.
 	AllowedBase string
@@ -121,9 +125,6 @@ type Server struct {
 func NewServer(o Options) (*Server, error) {
 	if o.Auth == nil {
 		return nil, errors.New("managesieve: Options.Auth is required")
-	}
-	if o.Extensions == nil {
-		o.Extensions = sieve.Extensions()
 	}
 	if o.AllowedBase != "" && !filepath.IsAbs(o.AllowedBase) {
 		return nil, fmt.Errorf("managesieve: AllowedBase %q is not absolute", o.AllowedBase)

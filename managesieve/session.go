@@ -213,8 +213,8 @@ func (se *session) flush() error { return se.bw.Flush() }
 func (se *session) writeCapabilities() {
 	o := se.srv.opts
 	se.capLine("IMPLEMENTATION", "courriel")
-	se.capLine("SIEVE", strings.Join(o.Extensions, " "))
-	if hasExtension(o.Extensions, "enotify") {
+	se.capLine("SIEVE", strings.Join(o.Extensions.Capability(), " "))
+	if o.Extensions.Enabled("enotify") {
 		se.capLine("NOTIFY", "mailto")
 	}
 	se.capLine("MAXREDIRECTS", strconv.Itoa(o.MaxRedirects))
@@ -231,15 +231,6 @@ func (se *session) writeCapabilities() {
 		se.bw.WriteString("\"UNAUTHENTICATE\"\r\n")
 	}
 	se.capLine("VERSION", "1.0")
-}
-
-func hasExtension(exts []string, name string) bool {
-	for _, e := range exts {
-		if e == name {
-			return true
-		}
-	}
-	return false
 }
 
 func (se *session) capLine(name, value string) {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"courriel/sieve"
 )
 
 // Warnings, in Pigeonhole's words and form (the replies are those of
@@ -14,7 +16,12 @@ import (
 func TestWarnings(t *testing.T) {
 	global := t.TempDir()
 	os.WriteFile(filepath.Join(global, "gx.sieve"), []byte("require [\"editheader\"]; addheader \"X-Sieve-Redirected-From\" \"x\";\r\n"), 0o644)
-	e := newEnv(t, func(o *Options) { o.GlobalScripts = global })
+	// editheader enabled, as the differential's Pigeonhole
+	exts, err := sieve.ParseExtensions("+editheader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) { o.GlobalScripts, o.Extensions = global, exts })
 	c := e.login(t, "bob")
 	for _, s := range []struct{ send, want string }{
 		{`PUTSCRIPT "ca" ` + lit(`require "include"; include "cb";`),

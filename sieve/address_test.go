@@ -56,7 +56,7 @@ var quotedEnvelopes = []Envelope{
 // its local part quoted only where it must be (Dovecot's
 // smtp_address_encode), for the envelope as for header fields.
 func TestQuotedLocalParts(t *testing.T) {
-	s, err := Compile([]byte(quotedScript), Limits{})
+	s, err := compileAll([]byte(quotedScript), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,14 +35,14 @@ func BenchmarkCompile50Rules(b *testing.B) {
 	src := fiftyRules()
 	b.SetBytes(int64(len(src)))
 	for b.Loop() {
-		if _, err := Compile(src, Limits{}); err != nil {
+		if _, err := compileAll(src, Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkRun50Rules(b *testing.B) {
-	s, err := Compile(fiftyRules(), Limits{})
+	s, err := compileAll(fiftyRules(), Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,14 +100,14 @@ func BenchmarkCompile50RulesExtensions(b *testing.B) {
 	src := fiftyExtRules()
 	b.SetBytes(int64(len(src)))
 	for b.Loop() {
-		if _, err := CompileWith(src, CompileOptions{Include: benchIncludes}); err != nil {
+		if _, err := CompileWith(src, CompileOptions{Extensions: AllExtensions(), Include: benchIncludes}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkRun50RulesExtensions(b *testing.B) {
-	s, err := CompileWith(fiftyExtRules(), CompileOptions{Include: benchIncludes})
+	s, err := CompileWith(fiftyExtRules(), CompileOptions{Extensions: AllExtensions(), Include: benchIncludes})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func siblingParts(n int) string {
 // grew with parts × size before the body test's values were cached per
 // run (HACKING.md has the figures).
 func BenchmarkForeverypartBodyRaw(b *testing.B) {
-	s, err := Compile([]byte(qaLoopScript), Limits{})
+	s, err := compileAll([]byte(qaLoopScript), Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ func runLimited(t *testing.T, src, msg string, limits Limits) Result {
 
 func runContext(t *testing.T, ctx context.Context, src, msg string, limits Limits, opts RunOptions) Result {
 	t.Helper()
-	s, err := Compile([]byte(src), limits)
+	s, err := compileAll([]byte(src), limits)
 	if err != nil {
 		t.Fatalf("compile %q: %v", src, err)
 	}

@@ -8,29 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-// extensionNames are the capabilities a script may require, in the order
-// ManageSieve's SIEVE capability should list them. i;octet and
-// i;ascii-casemap are always there and, as in Pigeonhole, not required by
-// name.
-var extensionNames = []string{
-	"fileinto", "reject", "ereject", "envelope", "encoded-character", "mailbox", "imap4flags", "copy", "variables",
-	"relational", "subaddress", "comparator-i;ascii-numeric",
-	"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-	"editheader", "duplicate", "vacation", "vacation-seconds", "ihave", "environment", "mime", "foreverypart", "extracttext", "enotify",
-}
-
-// Extensions returns the capabilities a script may require.
-func Extensions() []string { return append([]string(nil), extensionNames...) }
-
-func knownExtension(name string) bool {
-	for _, e := range extensionNames {
-		if e == name {
-			return true
-		}
-	}
-	return false
-}
-
 type valueKind int
 
 const (
@@ -475,8 +452,10 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 	switch c.Name {
 	case "require":
 		for _, e := range n.pos[0].Strings {
-			if !knownExtension(e) {
-				return errAt(n.pos[0].Pos, "unknown extension \"%s\" in require", e)
+			if !s.comp.opts.Extensions.Enabled(e) {
+				// Pigeonhole's words: a script refused here is one it
+				// refuses too, for the same reason.
+				return errAt(n.pos[0].Pos, "require command: unknown Sieve capability `%s'", e)
 			}
 			s.require(e)
 		}

@@ -53,11 +53,15 @@
 // only where it must be (Dovecot's smtp_address_encode), in the envelope
 // and in header fields alike.
 //
-// Extensions (Extensions lists them for ManageSieve's SIEVE capability):
+// Extensions, those a compile lets scripts require being a set
+// (extensions.go: CompileOptions.Extensions, ParseExtensions reads
+// Pigeonhole's sieve_extensions setting, Capability lists the SIEVE
+// capability), by default Pigeonhole 0.5.19's: all below but spamtest,
+// spamtestplus, virustest, editheader, vacation-seconds and ereject.
 // fileinto, reject and ereject (RFC 5429), envelope, encoded-character,
 // mailbox (fileinto :create), imap4flags, copy, variables, relational,
 // subaddress, comparator-i;ascii-numeric; i;octet and i;ascii-casemap are
-// always there. And, each in its file:
+// there unless disabled, never listed. And, each in its file:
 //   - body (body.go, RFC 5173): :raw, :content with MIME parts walked
 //     (transfer encodings and charsets decoded; a multipart's preamble and
 //     epilogue, a message/rfc822's header are parts, as in Pigeonhole),

@@ -42,7 +42,7 @@ foreverypart { addheader "X-A" "${v}"; }`, "exceed 5000 fields or 1048576 bytes"
 foreverypart { addheader :last "X-A" "1"; }`, "exceed 5000 fields"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Compile([]byte(tc.src), Limits{})
+			s, err := compileAll([]byte(tc.src), Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +124,7 @@ func TestOracleEditheaderErrors(t *testing.T) {
 	env := oracleEnvelopes["tricky.eml"]
 	for _, src := range editheaderErrors {
 		var ourMsg string
-		s, err := CompileWith([]byte(src), CompileOptions{})
+		s, err := CompileWith([]byte(src), CompileOptions{Extensions: AllExtensions()})
 		if err != nil {
 			ourMsg = "compile: " + err.(*Error).Reason
 		} else {
@@ -190,7 +190,7 @@ func TestEditPieces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Compile([]byte(`require "editheader"; `+tc.script), Limits{})
+		s, err := compileAll([]byte(`require "editheader"; `+tc.script), Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,7 @@ func TestEditPiecesPastWindow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Compile([]byte(`require "editheader"; `+tc.script), Limits{})
+		s, err := compileAll([]byte(`require "editheader"; `+tc.script), Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}

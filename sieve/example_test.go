@@ -39,13 +39,20 @@ if header :matches "List-Id" "*<*.lists.example.com>" {
 
 // The deliverer's side of the extensions: a clock, a duplicate store whose
 // marks are committed only once the message is stored, and the vacation
-// reply and edited header the result carries.
+// reply and edited header the result carries. editheader is one of
+// Pigeonhole's extra extensions, enabled as its sieve_extensions setting
+// would.
 func ExampleScript_RunWith() {
+	exts, err := sieve.ParseExtensions("+editheader")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	script, err := sieve.CompileWith([]byte(`require ["duplicate", "vacation", "editheader", "fileinto"];
 if duplicate { discard; stop; }
 addheader "X-Filtered" "yes";
 vacation :days 3 :subject "Away" "Back on Monday.";
-`), sieve.CompileOptions{})
+`), sieve.CompileOptions{Extensions: exts})
 	if err != nil {
 		fmt.Println(err)
 		return

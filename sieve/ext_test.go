@@ -13,7 +13,7 @@ import (
 
 func compileRun(t *testing.T, src, msg string, opts RunOptions) Result {
 	t.Helper()
-	s, err := Compile([]byte(src), Limits{})
+	s, err := compileAll([]byte(src), Limits{})
 	if err != nil {
 		t.Fatalf("compile %q: %v", src, err)
 	}
@@ -243,7 +243,7 @@ func TestVacationAction(t *testing.T) {
 		`require "vacation"; vacation;`,
 		`vacation "x";`,
 	} {
-		if _, err := Compile([]byte(bad), Limits{}); err == nil {
+		if _, err := compileAll([]byte(bad), Limits{}); err == nil {
 			t.Errorf("%s: compiled", bad)
 		}
 	}
@@ -307,7 +307,7 @@ func TestInclude(t *testing.T) {
 		{`require ["include", "variables"]; set "n" "a"; include "${n}";`, loader, nil},
 	}
 	for _, tt := range tests {
-		s, err := CompileWith([]byte(tt.src), CompileOptions{Include: tt.loader})
+		s, err := CompileWith([]byte(tt.src), CompileOptions{Extensions: AllExtensions(), Include: tt.loader})
 		if tt.want == nil {
 			var e *Error
 			if err == nil || !errors.As(err, &e) {
@@ -359,7 +359,7 @@ func TestBodyLimit(t *testing.T) {
 	if len(m.Body) != 50 || !m.BodyTruncated || m.Size != int64(len(raw)) {
 		t.Fatalf("body %d, truncated %v, size %d", len(m.Body), m.BodyTruncated, m.Size)
 	}
-	s, _ := Compile([]byte(`require "body"; if body :contains "needle" { discard; }`), Limits{})
+	s, _ := compileAll([]byte(`require "body"; if body :contains "needle" { discard; }`), Limits{})
 	if res := s.Run(m, Envelope{}); res.Actions[0].Kind == Discard {
 		t.Error("a test saw past the limit")
 	}
@@ -369,7 +369,7 @@ func TestBodyLimit(t *testing.T) {
 	}
 	// CRLF or LF, the body test sees LF line ends, as Pigeonhole behind
 	// Postfix does
-	s, err = Compile([]byte(`require ["body", "encoded-character"]; if body :raw :is "a${hex:0a}b${hex:0a}" { discard; }`), Limits{})
+	s, err = compileAll([]byte(`require ["body", "encoded-character"]; if body :raw :is "a${hex:0a}b${hex:0a}" { discard; }`), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestBodyLimit(t *testing.T) {
 
 func TestRegexBounds(t *testing.T) {
 	long := strings.Repeat("a", maxRegexLength+1)
-	if _, err := Compile([]byte(`require "regex"; if header :regex "subject" "`+long+`" { discard; }`), Limits{}); err == nil {
+	if _, err := compileAll([]byte(`require "regex"; if header :regex "subject" "`+long+`" { discard; }`), Limits{}); err == nil {
 		t.Error("an over-long pattern compiled")
 	}
 	// a pattern from a variable that does not compile matches nothing
@@ -392,7 +392,7 @@ func TestRegexBounds(t *testing.T) {
 		t.Errorf("%+v", res)
 	}
 	// constant keys are compiled once, at compile time
-	s, err := Compile([]byte(`require "regex"; if header :regex "subject" ["^h", "o$"] { discard; }`), Limits{})
+	s, err := compileAll([]byte(`require "regex"; if header :regex "subject" ["^h", "o$"] { discard; }`), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,20 +428,6 @@ func TestSpamTestDefault(t *testing.T) {
 	}
 }
 
-func TestExtensionsListed(t *testing.T) {
-	ext := Extensions()
-	for _, e := range []string{"body", "date", "index", "regex", "include", "spamtest", "spamtestplus", "virustest",
-		"editheader", "duplicate", "vacation", "vacation-seconds",
-		"ihave", "environment", "mime", "foreverypart", "extracttext", "enotify"} {
-		if !slices.Contains(ext, e) {
-			t.Errorf("%s missing from Extensions()", e)
-		}
-		if _, err := Compile([]byte(`require "`+e+`";`), Limits{}); err != nil {
-			t.Errorf("require %s: %v", e, err)
-		}
-	}
-}
-
 // TestPigeonholeBugs: where Debian's Pigeonhole 2.3.19 is wrong, the
 // oracle tests avoid the case and this test holds our answer.
 func TestPigeonholeBugs(t *testing.T) {
@@ -473,7 +459,7 @@ func TestPigeonholeBugs(t *testing.T) {
 	}
 	// sieve-test crashes (segmentation fault) on two :optional includes
 	// of missing scripts.
-	s, err := CompileWith([]byte(`require "include"; include :optional "a"; include :optional :global "b";`), CompileOptions{Include: mapLoader{}})
+	s, err := CompileWith([]byte(`require "include"; include :optional "a"; include :optional :global "b";`), CompileOptions{Extensions: AllExtensions(), Include: mapLoader{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +507,7 @@ func FuzzDuplicateFile(f *testing.F) {
 // included script), one Message, many runs at once give the answer of one
 // run alone (run with -race).
 func TestConcurrentRunsExtensions(t *testing.T) {
-	s, err := CompileWith(fiftyExtRules(), CompileOptions{Include: benchIncludes})
+	s, err := CompileWith(fiftyExtRules(), CompileOptions{Extensions: AllExtensions(), Include: benchIncludes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,7 +567,7 @@ func TestCompileWarnings(t *testing.T) {
 		{"require [\"variables\", \"editheader\"]; set \"h\" \"received\"; deleteheader \"${h}\"; # x\n", true, nil, false},
 	} {
 		var got []Warning
-		s, err := CompileWith([]byte(tt.src), CompileOptions{Include: loader, Uploaded: tt.uploaded, Warn: func(w Warning) { got = append(got, w) }})
+		s, err := CompileWith([]byte(tt.src), CompileOptions{Extensions: AllExtensions(), Include: loader, Uploaded: tt.uploaded, Warn: func(w Warning) { got = append(got, w) }})
 		if (err != nil) != tt.fails {
 			t.Errorf("%.60q: error %v", tt.src, err)
 		}

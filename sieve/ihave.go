@@ -2,10 +2,11 @@ package sieve
 
 // ihave (RFC 5463): the ihave test asks whether extensions are there, and
 // the error command fails the run on purpose. As in Pigeonhole, ihave of
-// extensions all known requires them for the rest of the script, and ihave
-// of one unknown is false at compile time: a block it guards is not
-// checked (its commands may belong to an extension we lack), so a script
-// written for a richer server still compiles here.
+// extensions all enabled (CompileOptions.Extensions) requires them for
+// the rest of the script, and ihave of one unknown or disabled is false at
+// compile time: a block it guards is not checked (its commands may belong
+// to an extension we lack), so a script written for a richer server still
+// compiles here.
 
 var ihaveCommands = map[string]spec{
 	"error": {ext: "ihave", pos: []valueKind{vString}},
@@ -15,15 +16,15 @@ var ihaveTests = map[string]spec{
 	"ihave": {ext: "ihave", pos: []valueKind{vStrings}},
 }
 
-// checkIhave requires the extensions of an ihave when all are known, and
-// records whether they are.
+// checkIhave requires the extensions of an ihave when all are enabled,
+// and records whether they are.
 func (s *Script) checkIhave(n *node) {
 	for _, e := range n.pos[0].Strings {
 		// Taken literally: RFC 5463 §4 forbids variables here, and
 		// Pigeonhole does not expand them. Nor may ihave enable the
 		// extensions that change how the script reads (§4): variables and
 		// encoded-character make it false, as in Pigeonhole.
-		if !knownExtension(e) || e == "variables" || e == "encoded-character" {
+		if !s.comp.opts.Extensions.Enabled(e) || e == "variables" || e == "encoded-character" {
 			n.ihaveMissing = true
 			return
 		}

@@ -37,7 +37,7 @@ func TestIhave(t *testing.T) {
 		`if ihave "fileinto" { discard; }`,
 		`require "ihave"; error;`,
 	} {
-		if _, err := Compile([]byte(src), Limits{}); err == nil {
+		if _, err := compileAll([]byte(src), Limits{}); err == nil {
 			t.Errorf("%q compiled", src)
 		}
 	}

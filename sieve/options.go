@@ -16,6 +16,10 @@ type CompileOptions struct {
 	// SIEVE_COMPILE_FLAG_UPLOADED: a personal or global script include
 	// names that does not exist (yet) is a warning, not an error.
 	Uploaded bool
+	// Extensions are those a script may require (Pigeonhole's
+	// sieve_extensions); the zero value is Pigeonhole's default set.
+	// Included scripts compile with the same.
+	Extensions Extensions
 	// Warn is told what the compile takes but Pigeonhole warns of, in
 	// Pigeonhole's order (a script's own warnings, then those of the
 	// scripts it includes); nil: nobody is told. A compile that fails may
@@ -47,7 +51,8 @@ func CompileWith(src []byte, opts CompileOptions) (*Script, error) {
 	return s, nil
 }
 
-// Compile parses and checks a script that includes no other.
+// Compile parses and checks a script that includes no other, with the
+// default extensions.
 func Compile(src []byte, limits Limits) (*Script, error) {
 	return CompileWith(src, CompileOptions{Limits: limits})
 }

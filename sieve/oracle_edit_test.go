@@ -330,13 +330,13 @@ func oursCopies(t *testing.T, before, script, message string) []editCopy {
 	}
 	opts := oracleRunOptions()
 	if before != "" {
-		s, err := CompileWith([]byte(before), CompileOptions{})
+		s, err := CompileWith([]byte(before), CompileOptions{Extensions: oracleExtensionSet()})
 		if err != nil {
 			t.Fatalf("%s: %v", before, err)
 		}
 		opts.Edit = s.RunWith(msg, editEnvelope, opts).Edit
 	}
-	s, err := CompileWith([]byte(script), CompileOptions{})
+	s, err := CompileWith([]byte(script), CompileOptions{Extensions: oracleExtensionSet()})
 	if err != nil {
 		return []editCopy{{"refused", err.Error()}}
 	}

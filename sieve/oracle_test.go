@@ -39,6 +39,15 @@ var oracleExtensions = []string{"fileinto", "reject", "envelope", "encoded-chara
 	"include", "spamtest", "spamtestplus", "virustest", "editheader", "duplicate", "vacation", "vacation-seconds",
 	"ihave", "environment", "mime", "foreverypart", "extracttext", "enotify"}
 
+// oracleExtensionSet is oracleExtensions as our compile takes them.
+func oracleExtensionSet() Extensions {
+	x, err := ParseExtensions(strings.Join(oracleExtensions, " "))
+	if err != nil {
+		panic(err)
+	}
+	return x
+}
+
 func sieveTestPath(t *testing.T) string {
 	p, err := exec.LookPath("sieve-test")
 	if err != nil {
@@ -121,7 +130,7 @@ func (o *oracle) run(t *testing.T, name string, script, message []byte, env Enve
 // ours gives our actions in canonicalResult's form, and the compile error.
 func ours(t *testing.T, script, message []byte, env Envelope) ([]string, error) {
 	t.Helper()
-	s, err := CompileWith(script, CompileOptions{Include: oracleIncludes})
+	s, err := CompileWith(script, CompileOptions{Extensions: oracleExtensionSet(), Include: oracleIncludes})
 	if err != nil {
 		return []string{"refused"}, err
 	}

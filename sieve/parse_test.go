@@ -66,7 +66,7 @@ func TestCompileErrors(t *testing.T) {
 		{"if size :over 10X { keep; }", 1, 17, "after a number"},
 		{"keep;\n: x;", 2, 1, "a tag needs a name"},
 		{"keep @;", 1, 6, "unexpected character '@'"},
-		{"require \"x-frop\";", 1, 9, `unknown extension "x-frop"`},
+		{"require \"x-frop\";", 1, 9, "unknown Sieve capability `x-frop'"},
 		{"keep;\nrequire \"fileinto\";", 2, 1, "require must come before"},
 		{"fileinto \"x\";", 1, 1, `needs require "fileinto"`},
 		{"frobnicate;", 1, 1, "unknown command frobnicate"},
@@ -97,7 +97,7 @@ func TestCompileErrors(t *testing.T) {
 		{"require \"imap4flags\";\nsetflag \"v\" \"x\";", 2, 1, `needs require "variables"`},
 	}
 	for _, tc := range tests {
-		_, err := Compile([]byte(tc.src), Limits{})
+		_, err := compileAll([]byte(tc.src), Limits{})
 		var se *Error
 		if !errors.As(err, &se) {
 			t.Errorf("%q: got %v, want an *Error", tc.src, err)
@@ -123,7 +123,7 @@ func TestLimits(t *testing.T) {
 		{"redirect text:\n0123456789\n.\n;", "string longer than 10 bytes"},
 	}
 	for _, tc := range tests {
-		_, err := Compile([]byte(tc.src), lim)
+		_, err := compileAll([]byte(tc.src), lim)
 		if err == nil || !strings.Contains(err.Error(), tc.reason) {
 			t.Errorf("%q: got %v, want %q", tc.src, err, tc.reason)
 		}
@@ -131,7 +131,7 @@ func TestLimits(t *testing.T) {
 	for _, ok := range []string{"if true { if true { if true { keep; } } }", "if not not true { keep; }",
 		"if anyof(anyof(true)) { if true { if true { keep; } } }",
 		"if size :under 18446744073709551615 { keep; }", "if size :under 16G { keep; }"} {
-		if _, err := Compile([]byte(ok), lim); err != nil {
+		if _, err := compileAll([]byte(ok), lim); err != nil {
 			t.Errorf("%q, within the limits: %v", ok, err)
 		}
 	}
@@ -157,7 +157,7 @@ func FuzzCompile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		s, err := CompileWith(src, CompileOptions{Limits: Limits{MaxNesting: 16}, Include: mapLoader{"a": "keep;", "global/b": "discard;"}})
+		s, err := CompileWith(src, CompileOptions{Extensions: AllExtensions(), Limits: Limits{MaxNesting: 16}, Include: mapLoader{"a": "keep;", "global/b": "discard;"}})
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) {
@@ -195,7 +195,7 @@ func FuzzRunMessage(f *testing.F) {
 		"From: \"a\\\" <b@c>, =?x?b?%%?=\n\tfolded\nX: \xff\xfe\n\nbody"} {
 		f.Add([]byte(s), "a@b.c", "d+e@f.g")
 	}
-	script, err := Compile([]byte(`require ["envelope", "subaddress", "variables", "relational", "fileinto", "imap4flags"];
+	script, err := compileAll([]byte(`require ["envelope", "subaddress", "variables", "relational", "fileinto", "imap4flags"];
 if anyof (address :matches :user ["from", "to", "cc"] "*?*", header :contains "subject" "é",
           envelope :detail :matches "to" "*", header :count "gt" "x" "1", exists "date") {
 	fileinto "${1}.${2}";
@@ -205,7 +205,7 @@ if address :domain :value "ge" "to" "m" { redirect "x@example.com"; }`), Limits{
 	if err != nil {
 		f.Fatal(err)
 	}
-	extScript, err := Compile([]byte(`require ["body", "date", "index", "regex", "editheader", "spamtestplus", "virustest", "duplicate", "variables", "fileinto", "relational", "comparator-i;ascii-numeric"];
+	extScript, err := compileAll([]byte(`require ["body", "date", "index", "regex", "editheader", "spamtestplus", "virustest", "duplicate", "variables", "fileinto", "relational", "comparator-i;ascii-numeric"];
 if body :content ["text", "multipart", "message/rfc822", ""] :contains "x" { fileinto "c"; }
 if body :text :matches "*a*" { fileinto "t"; }
 if body :raw :regex "(a+)+b" { fileinto "r"; }
@@ -219,7 +219,7 @@ if duplicate :header "message-id" { discard; }`), Limits{})
 		f.Fatal(err)
 	}
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+eDwvYj4=\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ninner\r\n--b--\r\nepi\r\n"), "a@b.c", "d@e.f")
-	mimeScript, err := Compile([]byte(`require ["foreverypart", "mime", "extracttext", "variables", "fileinto", "imap4flags"];
+	mimeScript, err := compileAll([]byte(`require ["foreverypart", "mime", "extracttext", "variables", "fileinto", "imap4flags"];
 foreverypart { foreverypart { if header :mime :anychild :param ["filename", "name"] :matches ["content-disposition", "content-type"] "*.exe" { fileinto "x"; } }
 	extracttext :first 100 "t"; if string :contains "${t}" "a" { addflag "a"; }
 	if address :mime :anychild :domain "from" "b" { break; } }`), Limits{})

@@ -11,7 +11,7 @@ const testMessage = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nS
 
 func runScript(t *testing.T, src string, env Envelope) Result {
 	t.Helper()
-	s, err := Compile([]byte(src), Limits{})
+	s, err := compileAll([]byte(src), Limits{})
 	if err != nil {
 		t.Fatalf("compile %q: %v", src, err)
 	}
@@ -207,7 +207,7 @@ func TestActionInbox(t *testing.T) {
 // TestConcurrentRuns backs the promise of doc.go: one Script, many Runs at
 // once (run with -race).
 func TestConcurrentRuns(t *testing.T) {
-	s, err := Compile([]byte(`require ["variables", "fileinto", "imap4flags"];
+	s, err := compileAll([]byte(`require ["variables", "fileinto", "imap4flags"];
 if header :matches "subject" "*" { set "s" "${1}"; addflag "seen"; fileinto "F-${s}"; }`), Limits{})
 	if err != nil {
 		t.Fatal(err)

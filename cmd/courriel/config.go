@@ -25,6 +25,7 @@ import (
 	"courriel/imap"
 	"courriel/internal/envaddr"
 	"courriel/managesieve"
+	"courriel/sieve"
 	"courriel/sieve/scripts"
 	"courriel/smtp"
 	"courriel/tlsconf"
@@ -90,6 +91,16 @@ type SieveConfig struct {
 	// (before alias expansion) as the user's in vacation's check that the
 	// message is addressed to the user (sieve_vacation_use_original_recipient).
 	VacationUseOriginalRecipient bool `toml:"vacation_use_original_recipient"`
+	// Extensions are those scripts may require, in the syntax and with
+	// the meaning of Pigeonhole's sieve_extensions ("+editheader
+	// +spamtest" adds to the default set, "fileinto vacation" is the
+	// whole set, "" is none); nil: Pigeonhole's default. For ManageSieve
+	// and delivery alike. A name courriel does not implement is refused
+	// (Pigeonhole ignores it with a warning): scripts requiring it would
+	// run under Dovecot and not here.
+	Extensions *string `toml:"extensions"`
+	// exts is Extensions read, by validate.
+	exts sieve.Extensions
 }
 
 // MonitorConfig is about the http listener (listen.http).
@@ -834,6 +845,13 @@ func (c *Config) validate() error {
 	}
 	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 || c.Sieve.MaxCPUTime <= 0 {
 		return keyErr("sieve", "max_actions, max_redirects and max_cpu_time must be positive")
+	}
+	if c.Sieve.Extensions != nil {
+		x, err := sieve.ParseExtensions(*c.Sieve.Extensions)
+		if err != nil {
+			return keyErr("sieve.extensions", "%v", err)
+		}
+		c.Sieve.exts = x
 	}
 	if c.Sieve.ResourceUsageTimeout < 0 {
 		return keyErr("sieve.resource_usage_timeout", "%v must not be negative (0 turns the limit off)", c.Sieve.ResourceUsageTimeout)

@@ -97,6 +97,8 @@ func TestConfigErrors(t *testing.T) {
 		{"milter unix relative", base + "[[milter]]\naddress = \"unix:milter.sock\"\n", 0, "milter[0].address", "absolute"},
 		{"milter listener", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\nlisteners = [\"imaps\"]\n", 0, "milter[0].listeners", "smtp, submission or submissions"},
 		{"milter action", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ndefault_action = \"discard\"\n", 0, "milter[0].default_action", "tempfail, accept or reject"},
+		{"sieve extension courriel lacks", base + "[sieve]\nextensions = \"+notify +imapflags\"\n", 9, "sieve.extensions", `"notify" is a Pigeonhole Sieve extension courriel does not implement`},
+		{"sieve extension misspelt", base + "[sieve]\nextensions = \"+editheadr\"\n", 9, "sieve.extensions", `unknown Sieve extension "editheadr"`},
 		{"milter timeout", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ncommand_timeout = \"-1s\"\n", 0, "milter[0].command_timeout", "out of range"},
 	}
 	for _, tt := range tests {
@@ -162,6 +164,32 @@ func TestConfigUnauthSenderLoginMismatch(t *testing.T) {
 		}
 		if got := cfg.SMTP.RejectUnauthSenderLoginMismatch; got != want {
 			t.Errorf("%q: %v, want %v", extra, got, want)
+		}
+	}
+}
+
+// sieve.extensions: Pigeonhole's default set when absent, its
+// sieve_extensions syntax and meaning when set (relative, absolute, none).
+func TestConfigSieveExtensions(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t).CertFile()
+	base := "myhostname = \"mx.example.org\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ldap]\nsearch_base = \"ou=mail,dc=example,dc=org\"\nca_file = \"" + ca + "\"\n"
+	for extra, want := range map[string]struct {
+		editheader, fileinto, spamtest bool
+	}{
+		"": {false, true, false},
+		"[sieve]\nextensions = \"+editheader +spamtest\"\n": {true, true, true},
+		"[sieve]\nextensions = \"-fileinto\"\n":             {false, false, false},
+		"[sieve]\nextensions = \"fileinto editheader\"\n":   {true, true, false},
+		"[sieve]\nextensions = \"\"\n":                      {false, false, false},
+	} {
+		cfg, err := ParseConfig("c.toml", []byte(base+extra))
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		x := cfg.Sieve.exts
+		if got := (struct{ editheader, fileinto, spamtest bool }{x.Enabled("editheader"), x.Enabled("fileinto"), x.Enabled("spamtest")}); got != want {
+			t.Errorf("%q: editheader, fileinto, spamtest = %v, want %v", extra, got, want)
 		}
 	}
 }

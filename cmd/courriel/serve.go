@@ -229,6 +229,8 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			Metrics: a.metrics, Guard: a.guard, AllowedBase: cfg.Delivery.MaildirBase, Chown: chown,
 			Limits:        scripts.Limits{MaxScripts: m.MaxScripts, MaxStorage: m.MaxStorage, MaxScriptSize: m.MaxScriptSize},
 			GlobalScripts: a.cfg.Sieve.Global,
+			// the deliverer's set, so that a script stored runs
+			Extensions:    a.cfg.Sieve.exts,
 			MaxConnsPerIP: m.ConnectionLimitPerIP, MaxUserIPConns: m.UserIPConnectionLimit, MaxConns: m.ConnectionLimit,
 			Cluster: a.cluster, Holds: a.holds,
 		}); err != nil {

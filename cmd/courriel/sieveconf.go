@@ -19,6 +19,7 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 		Store: a.store, Directory: a.dir, Resolver: a.dir, Outbound: lateQueue{a},
 		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After, Global: sc.Global,
 		Limits:        sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects, MaxRunTime: sc.MaxCPUTime},
+		Extensions:    sc.exts,
 		MaxScriptSize: a.cfg.ManageSieve.MaxScriptSize, Chown: chown, Logger: log.With("component", "sieve"),
 		VacationUseOriginalRecipient: sc.VacationUseOriginalRecipient,
 		Sign:                         func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },
