@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/sieve"
 )
 
 const dovecotLDA = "/usr/lib/dovecot/dovecot-lda"
@@ -124,7 +125,12 @@ func (h *ldaHome) courriel(t *testing.T, sender, msg string) (int, string) {
 	}
 	defer store.Close()
 	q := &recordingQueue{}
-	f, err := New(Options{Store: store, Outbound: q, Hostname: "mx.x.y", Chown: os.Getuid() == 0,
+	// The extensions of dovecot-lda's configuration (newLDAHome).
+	ext, err := sieve.ParseExtensions("+vacation-seconds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(Options{Extensions: ext, Store: store, Outbound: q, Hostname: "mx.x.y", Chown: os.Getuid() == 0,
 		Directory: fakeDir{h.rcpt: {Address: h.rcpt, Home: h.home, Login: h.user}},
 		Logger:    slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
