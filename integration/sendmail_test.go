@@ -192,6 +192,12 @@ func TestSendmailLocalMail(t *testing.T) {
 			bad = f
 		}
 	}
+	// A message the session refuses for good (past the hop limit): the
+	// pickup bounces it to its sender.
+	hops := strings.Repeat("Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\n", 51)
+	if _, code := sendmail(t, link, hops+"Subject: looping\n\nb\n", "-f", "bob@xoyize.xyz", "-config", s.config, "root"); code != 0 {
+		t.Fatalf("sendmail, server stopped: exit %d", code)
+	}
 	// Root's file renamed into uid 4242's subdirectory (a forged
 	// identity, either way): set aside, never submitted.
 	if _, code := sendmail(t, link, "Subject: forged\n\nb\n", "-config", s.config, "root"); code != 0 {
@@ -259,6 +265,15 @@ func TestSendmailLocalMail(t *testing.T) {
 		if m, _ := filepath.Glob(filepath.Join(drop+"-corrupt", f+".*")); len(m) != 1 {
 			t.Errorf("%s not set aside in maildrop-corrupt: %v", f, m)
 		}
+	}
+	waitFor(t, "bob's bounce of the looping message", func() bool { return len(s.maildirFiles(t, "bob", "new")) == 2 })
+	var bounced bool
+	for _, f := range s.maildirFiles(t, "bob", "new") {
+		b, _ := os.ReadFile(f)
+		bounced = bounced || strings.Contains(string(b), "Status: 5.4.6") && strings.Contains(string(b), "Subject: looping")
+	}
+	if !bounced || !strings.Contains(s.logs(), `msg="maildrop: not delivered; bounced to the sender"`) {
+		t.Errorf("no bounce of the refused maildrop file:\n%s", logs)
 	}
 	if !strings.Contains(logs, "removed entries that are no user's subdirectory") {
 		t.Errorf("no line for the hostile entries:\n%s", logs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -383,7 +385,8 @@ func (p *pickup) take(ctx context.Context, u *maildrop.UserDir, name string, st 
 	case ee != nil && ee.code != exTempFail && ee.code != exSoftware:
 		// Refused for good (5xx, a bad address, no recipient): nothing
 		// would change at another try; bounced to the sender.
-		return newName, p.bounceOrSetAside(ctx, u, f, "5.0.0", strings.TrimSuffix(err.Error(), "; mail NOT sent"), st)
+		why := strings.TrimSuffix(err.Error(), "; mail NOT sent")
+		return newName, p.bounceOrSetAside(ctx, u, f, cmp.Or(permanentStatus.FindString(why), "5.0.0"), why, st)
 	case p.now().Sub(minTime(f.Written, st.seen)) > p.lifetime:
 		return newName, p.bounceOrSetAside(ctx, u, f, "4.4.7", "not delivered within the queue's lifetime: "+err.Error(), st)
 	}
@@ -391,6 +394,10 @@ func (p *pickup) take(ctx context.Context, u *maildrop.UserDir, name string, st 
 	log.Warn("maildrop: not taken now; trying again later", "err", err, "retry_in", st.wait)
 	return newName, false
 }
+
+// permanentStatus finds the enhanced status code of a 5xx reply in an
+// error's text.
+var permanentStatus = regexp.MustCompile(`\b5\.[0-9]{1,3}\.[0-9]{1,3}\b`)
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {

@@ -178,7 +178,7 @@ func TestPickupBounces(t *testing.T) {
 	}
 	e.p.pass(context.Background())
 	if len(e.bounces) != 1 || e.bounces[0].sender != "root@mx.test" || !slices.Equal(e.bounces[0].rcpts, []string{"a@remote.example", "b@mx.test"}) ||
-		e.bounces[0].status != "5.0.0" || !strings.Contains(e.bounces[0].reason, "554 5.7.1 no") {
+		e.bounces[0].status != "5.7.1" || !strings.Contains(e.bounces[0].reason, "554 5.7.1 no") {
 		t.Errorf("bounces %+v", e.bounces)
 	}
 	if left := e.left(0); len(left) != 0 {
