@@ -30,7 +30,10 @@ type refusedRcpt struct {
 // every other recipient lose the message. A temporary refusal (4xx: the
 // directory unreachable) stays a refusal: sendmail then leaves the whole
 // message in the maildrop, and the server's pickup tries it again later,
-// as cleanup's deferral leaves it there under Postfix.
+// as cleanup's deferral leaves it there under Postfix, and bounces it
+// once queue.max_lifetime has passed. A refused recipient counts toward
+// MaxRecipients as a copy does (tx.copies): past it 452 4.5.3, and the
+// client sends the rest in another transaction.
 //
 // Kept as refusals: an address the queue could not put in a DSN
 // (envaddr.Valid; the client is told rather than the recipient silently
