@@ -155,8 +155,12 @@ func (p *pickup) run(ctx context.Context) {
 	}
 	for {
 		wait := p.pass(ctx)
+		if wait != 0 {
+			// 0 only when files were taken and more are due.
+			wait = max(wait, pickupGap)
+		}
 		gap := time.NewTimer(pickupGap)
-		t := time.NewTimer(max(wait, pickupGap))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-events:
@@ -200,7 +204,6 @@ func (p *pickup) pass(ctx context.Context) time.Duration {
 	for _, uid := range top.Unsafe {
 		p.log.Warn("maildrop: a user's subdirectory is writable by others: not read until its owner makes it 0700 (sendmail does)", "uid", uid)
 	}
-	p.watch.Forget(top.Users)
 	users := top.Users
 	if i, _ := slices.BinarySearch(users, p.next); i < len(users) {
 		users = append(slices.Clone(users[i:]), users[:i]...)

@@ -240,6 +240,8 @@ func TestPickupUnreadableExpires(t *testing.T) {
 func TestPickupPartial(t *testing.T) {
 	e := newPickupEnv(t)
 	name := e.drop(4242, 1, &maildrop.Envelope{Recipients: []string{"a", "b", "c"}})
+	written := time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)
+	must(t, os.Chtimes(filepath.Join(e.dir.Path(), "4242", name), written, written))
 	e.answer = func(f *maildrop.File) error {
 		if len(f.Envelope.Recipients) == 3 {
 			return &partialError{exitError: &exitError{code: exTempFail, err: errors.New("451 later")}, sender: "4242@mx.test",
@@ -256,7 +258,7 @@ func TestPickupPartial(t *testing.T) {
 	must(t, err)
 	defer u.Close()
 	f, err := u.Read(left[0], 1<<20)
-	if err != nil || f.UID != 4242 || !slices.Equal(f.Envelope.Recipients, []string{"c@mx.test"}) || f.Envelope.From != "4242@mx.test" {
+	if err != nil || f.UID != 4242 || !f.Written.Equal(written) || !slices.Equal(f.Envelope.Recipients, []string{"c@mx.test"}) || f.Envelope.From != "4242@mx.test" {
 		t.Fatalf("the rest's file: %+v, %v", f, err)
 	}
 	e.clock = e.clock.Add(time.Hour)

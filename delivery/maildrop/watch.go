@@ -19,12 +19,11 @@ import (
 // time to time without one (an event lost to an overflow, or a file
 // written otherwise).
 type Watcher struct {
-	C     <-chan struct{}
-	fd    int
-	mu    sync.Mutex
-	users map[uint32]bool
-	path  string
-	f     *os.File
+	C    <-chan struct{}
+	fd   int
+	mu   sync.Mutex
+	path string
+	f    *os.File
 }
 
 // Watch starts a Watcher; it stops when ctx ends.
@@ -41,7 +40,7 @@ func (d *Dir) Watch(ctx context.Context) (*Watcher, error) {
 	// Read in progress.
 	f := os.NewFile(uintptr(fd), "inotify")
 	ch := make(chan struct{}, 1)
-	w := &Watcher{C: ch, fd: fd, users: map[uint32]bool{}, path: d.path, f: f}
+	w := &Watcher{C: ch, fd: fd, path: d.path, f: f}
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	go func() {
 		defer stop()
@@ -60,18 +59,15 @@ func (d *Dir) Watch(ctx context.Context) (*Watcher, error) {
 	return w, nil
 }
 
-// AddUser watches the subdirectory of uid too (once; a subdirectory
-// removed and made again is added again by the caller's next look,
-// which forgets it with Forget).
+// AddUser watches the subdirectory of uid too: at each look, since one
+// removed and made again is another directory (adding the same one again
+// changes nothing).
 func (w *Watcher) AddUser(uid uint32) error {
 	if w == nil {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.users[uid] {
-		return nil
-	}
 	p := filepath.Join(w.path, strconv.FormatUint(uint64(uid), 10))
 	rc, err := w.f.SyscallConn()
 	if err != nil {
@@ -86,25 +82,5 @@ func (w *Watcher) AddUser(uid uint32) error {
 	if werr != nil {
 		return fmt.Errorf("maildrop: inotify %s: %w", p, werr)
 	}
-	w.users[uid] = true
 	return nil
-}
-
-// Forget keeps only the users of keep as known: a subdirectory gone is
-// watched again when it comes back.
-func (w *Watcher) Forget(keep []uint32) {
-	if w == nil {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	k := make(map[uint32]bool, len(keep))
-	for _, u := range keep {
-		k[u] = true
-	}
-	for u := range w.users {
-		if !k[u] {
-			delete(w.users, u)
-		}
-	}
 }

@@ -162,7 +162,9 @@ func writeIn(d *os.File, env *Envelope, head, msg []byte, uid, gid int, mtime ti
 		}
 	}
 	if !mtime.IsZero() {
-		if err := os.Chtimes(f.Name(), mtime, mtime); err != nil {
+		// Through the descriptor: the name is in the user's directory.
+		tv := unix.NsecToTimeval(mtime.UnixNano())
+		if err := unix.Futimes(fd, []unix.Timeval{tv, tv}); err != nil {
 			return "", fmt.Errorf("maildrop: %w", err)
 		}
 	}
