@@ -55,6 +55,12 @@ func TestSendmailLocalMail(t *testing.T) {
 	if fi, err := os.Stat(s.Local); err != nil || fi.Mode().Perm() != 0o666 || fi.Mode().Type() != os.ModeSocket {
 		t.Fatalf("local socket: %v %v", fi, err)
 	}
+	// For users who cannot read the configuration: where the socket and
+	// the maildrop are, world-readable beside the socket.
+	if b, err := os.ReadFile(filepath.Join(filepath.Dir(s.Local), "sendmail.paths")); err != nil ||
+		!strings.Contains(string(b), "\nsocket "+s.Local+"\n") || !strings.Contains(string(b), "\nmaildrop "+filepath.Join(filepath.Dir(s.config), "queue", "maildrop")+"\n") {
+		t.Errorf("sendmail.paths: %q, %v", b, err)
+	}
 	link := filepath.Join(t.TempDir(), "sendmail")
 	if err := os.Symlink(binary, link); err != nil {
 		t.Fatal(err)
@@ -145,17 +151,32 @@ func TestSendmailLocalMail(t *testing.T) {
 		t.Fatalf("maildrop holds %v", files)
 	}
 	// courriel queue list shows it waiting.
-	if out, code := courriel(t, "queue", "-config", s.config, "list"); code != 0 || !strings.Contains(out, files[0]) ||
+	first := filepath.Base(files[0])
+	if files[0] != "0/"+first {
+		t.Errorf("root's file is not in maildrop/0: %s", files[0])
+	}
+	if out, code := courriel(t, "queue", "-config", s.config, "list"); code != 0 || !strings.Contains(out, first) ||
 		!strings.Contains(out, "maildrop: uid 0, from (the owner's login)") || !strings.Contains(out, "-- 1 Request(s)") {
 		t.Errorf("queue list: exit %d\n%s", code, out)
 	}
-	// As if uid 4242 had written it: the server names the file's owner.
+	// As if uid 4242 had written it: in its own subdirectory, its own
+	// file; the server names the file's owner.
 	if out, code := courriel(t, "sendmail", "-config", s.config, "root"); code != 0 {
 		t.Fatalf("courriel sendmail, server stopped: exit %d\n%s", code, out)
 	}
+	sub4242 := filepath.Join(drop, "4242")
+	if err := os.Mkdir(sub4242, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(sub4242, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range dropFiles(t, drop) {
 		if f != files[0] {
-			if err := os.Lchown(filepath.Join(drop, f), 4242, 4242); err != nil {
+			if err := os.Rename(filepath.Join(drop, f), filepath.Join(sub4242, filepath.Base(f))); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(filepath.Join(sub4242, filepath.Base(f)), 4242, 4242); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -171,11 +192,38 @@ func TestSendmailLocalMail(t *testing.T) {
 			bad = f
 		}
 	}
-	// Hostile entries: set aside, never read.
+	// A message the session refuses for good (past the hop limit): the
+	// pickup bounces it to its sender.
+	hops := strings.Repeat("Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\n", 51)
+	if _, code := sendmail(t, link, hops+"Subject: looping\n\nb\n", "-f", "bob@xoyize.xyz", "-config", s.config, "root"); code != 0 {
+		t.Fatalf("sendmail, server stopped: exit %d", code)
+	}
+	// Root's file renamed into uid 4242's subdirectory (a forged
+	// identity, either way): set aside, never submitted.
+	if _, code := sendmail(t, link, "Subject: forged\n\nb\n", "-config", s.config, "root"); code != 0 {
+		t.Fatalf("sendmail, server stopped: exit %d", code)
+	}
+	var forged string
+	for _, f := range dropFiles(t, drop) {
+		if b, _ := os.ReadFile(filepath.Join(drop, f)); strings.Contains(string(b), "Subject: forged") {
+			forged = filepath.Base(f)
+			if err := os.Rename(filepath.Join(drop, f), filepath.Join(sub4242, forged)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Hostile entries at the top: removed, never read; a user's
+	// "corrupt" does not stop the server.
 	if err := os.Symlink("/etc/passwd", filepath.Join(drop, "1700000000000000000.1.0123456789abcdef")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(drop, "junk"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(drop, "corrupt"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(drop, "corrupt"), 4242, 4242); err != nil {
 		t.Fatal(err)
 	}
 	s.start()
@@ -198,19 +246,40 @@ func TestSendmailLocalMail(t *testing.T) {
 		t.Errorf("the message of uid 4242's file:\n%s", other)
 	}
 	logs := s.logs()
-	if !regexp.MustCompile(`msg="maildrop: picked up" .*file=` + regexp.QuoteMeta(files[0]) + ` uid=0`).MatchString(logs) {
-		t.Errorf("no pickup line for %s:\n%s", files[0], logs)
+	if !regexp.MustCompile(`msg="maildrop: picked up" .*file=` + regexp.QuoteMeta(first) + ` uid=0`).MatchString(logs) {
+		t.Errorf("no pickup line for %s:\n%s", first, logs)
 	}
-	if !regexp.MustCompile(`maildrop=` + regexp.QuoteMeta(files[0]) + `.*msg="message accepted"|msg="message accepted".*maildrop=` + regexp.QuoteMeta(files[0])).MatchString(logs) {
+	if !regexp.MustCompile(`maildrop=` + regexp.QuoteMeta(first) + `.*msg="message accepted"|msg="message accepted".*maildrop=` + regexp.QuoteMeta(first)).MatchString(logs) {
 		t.Errorf("the accepted line does not name the file:\n%s", logs)
 	}
-	if !regexp.MustCompile(`msg="maildrop: file set aside" .*file=` + regexp.QuoteMeta(bad) + ` .*why=.*bad address`).MatchString(logs) {
+	if !regexp.MustCompile(`level=ERROR msg="maildrop: file set aside, not delivered nor bounced" .*file=` + regexp.QuoteMeta(filepath.Base(bad)) + ` .*why=.*bad address`).MatchString(logs) {
 		t.Errorf("no set-aside line for the bad sender's file %s:\n%s", bad, logs)
 	}
-	for _, f := range []string{"1700000000000000000.1.0123456789abcdef", "junk", bad} {
-		if _, err := os.Lstat(filepath.Join(drop, "corrupt", f)); err != nil {
-			t.Errorf("%s not set aside: %v", f, err)
+	if !regexp.MustCompile(`level=ERROR msg="maildrop: file set aside, not delivered nor bounced" .*file=` + regexp.QuoteMeta(forged) + ` uid=4242 .*owned by uid 0`).MatchString(logs) {
+		t.Errorf("no set-aside line for root's file in 4242/ %s:\n%s", forged, logs)
+	}
+	if strings.Contains(strings.Join(s.maildirFiles(t, "xomail", "new"), ""), "forged") {
+		t.Error("the forged file was delivered")
+	}
+	for _, f := range []string{"0/" + filepath.Base(bad), "4242/" + forged} {
+		if m, _ := filepath.Glob(filepath.Join(drop+"-corrupt", f+".*")); len(m) != 1 {
+			t.Errorf("%s not set aside in maildrop-corrupt: %v", f, m)
 		}
+	}
+	waitFor(t, "bob's bounce of the looping message", func() bool { return len(s.maildirFiles(t, "bob", "new")) == 2 })
+	var bounced bool
+	for _, f := range s.maildirFiles(t, "bob", "new") {
+		b, _ := os.ReadFile(f)
+		bounced = bounced || strings.Contains(string(b), "Status: 5.4.6") && strings.Contains(string(b), "Subject: looping")
+	}
+	if !bounced || !strings.Contains(s.logs(), `msg="maildrop: not delivered; bounced to the sender"`) {
+		t.Errorf("no bounce of the refused maildrop file:\n%s", logs)
+	}
+	if !strings.Contains(logs, "removed entries that are no user's subdirectory") {
+		t.Errorf("no line for the hostile entries:\n%s", logs)
+	}
+	if ents, _ := os.ReadDir(drop); len(ents) != 2 { // 0/ and 4242/
+		t.Errorf("the maildrop's top holds %v", ents)
 	}
 	// Once: a restart submits nothing again.
 	s.stop(syscall.SIGTERM)
@@ -224,17 +293,22 @@ func TestSendmailLocalMail(t *testing.T) {
 	}
 }
 
-// dropFiles are the names in the maildrop, corrupt/ aside.
+// dropFiles are the files in the maildrop's user subdirectories, as
+// "uid/name".
 func dropFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
+	subs, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, e := range ents {
-		if e.Name() != "corrupt" {
-			out = append(out, e.Name())
+	for _, sub := range subs {
+		if !sub.IsDir() {
+			continue
+		}
+		ents, _ := os.ReadDir(filepath.Join(dir, sub.Name()))
+		for _, e := range ents {
+			out = append(out, sub.Name()+"/"+e.Name())
 		}
 	}
 	return out

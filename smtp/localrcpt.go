@@ -30,7 +30,10 @@ type refusedRcpt struct {
 // every other recipient lose the message. A temporary refusal (4xx: the
 // directory unreachable) stays a refusal: sendmail then leaves the whole
 // message in the maildrop, and the server's pickup tries it again later,
-// as cleanup's deferral leaves it there under Postfix.
+// as cleanup's deferral leaves it there under Postfix, and bounces it
+// once queue.max_lifetime has passed. A refused recipient counts toward
+// MaxRecipients as a copy does (tx.copies): past it 452 4.5.3, and the
+// client sends the rest in another transaction.
 //
 // Kept as refusals: an address the queue could not put in a DSN
 // (envaddr.Valid; the client is told rather than the recipient silently
@@ -66,6 +69,14 @@ func (s *session) rcptLocal(to string, dsn queue.RcptDSN) error {
 			return nil
 		}
 	}
+	// A failed recipient is one more in the queue's entry, whose limit
+	// is MaxRecipients (a longer one would not load again after a
+	// restart): past it, 452 as for a copy, and the client sends the
+	// rest in another transaction (sendmail and the pickup do).
+	if s.tx.copies() >= s.srv.o.MaxRecipients {
+		s.log.Info("rcpt deferred: too many recipients in this transaction", "msg_id", s.tx.id, "to", logValue(addr, 300))
+		return withID(replyTooManyRcpts, s.replyID())
+	}
 	s.tx.refused = append(s.tx.refused, refusedRcpt{addr: addr, status: status, reason: fmt.Sprintf("%d %s %s", se.Code, status, reason)})
 	// Its own DSN parameters (NOTIFY=NEVER: no bounce), as a loop's.
 	s.tx.rcptDSN(addr, dsn, nil)
@@ -73,6 +84,10 @@ func (s *session) rcptLocal(to string, dsn queue.RcptDSN) error {
 		"msg_id", s.tx.id, "to", logValue(addr, 300), "status", status)
 	return nil
 }
+
+// copies is the number of recipients the queue's entry would hold: the
+// copies and the refused recipients to bounce (WithFailed).
+func (t *txn) copies() int { return len(t.local) + len(t.remote) + len(t.refused) }
 
 // failedOptions are the queue options of the refused recipients, one
 // WithFailed each (their statuses differ).

@@ -155,3 +155,30 @@ func TestDialLocal(t *testing.T) {
 		t.Errorf("after Shutdown: %v", err)
 	}
 }
+
+// TestLocalRefusedCountTowardTheLimit: the refused recipients the local
+// socket accepts to bounce are recipients of the queue's entry too: past
+// MaxRecipients (copies and refused together) RCPT is answered 452 4.5.3,
+// so the entry never holds more than the queue loads after a restart.
+func TestLocalRefusedCountTowardTheLimit(t *testing.T) {
+	t.Parallel()
+	e, sock := newLocalEnv(t, func(o *Options) { o.MaxRecipients = 3 })
+	c := dialLocal(t, sock)
+	c.cmd("EHLO localhost", "250 ")
+	c.cmd("MAIL FROM:<root@mx.test>", "250 ")
+	c.cmd("RCPT TO:<nobody@mailbox.example>", "250 ")
+	// An alias of 3 copies no longer fits beside the refused one.
+	c.cmd("RCPT TO:<team@hosted.example>", "452 4.5.3")
+	c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+	c.cmd("RCPT TO:<bob@mailbox.example>", "250 ")
+	// Nor does one more refused recipient.
+	c.cmd("RCPT TO:<ghost@mailbox.example>", "452 4.5.3")
+	c.cmd("DATA", "354 ")
+	c.send("Subject: cron\r\n\r\nb\r\n.\r\n")
+	c.expect("250 ")
+	q := e.queue.all()
+	if len(q) != 1 || len(q[0].every.Recipients) != 3 {
+		t.Fatalf("queued %+v, want one entry of 3 recipients", q)
+	}
+	c.cmd("QUIT", "221 ")
+}

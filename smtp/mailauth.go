@@ -233,7 +233,7 @@ func (s *session) rcptSRS(log func() *slog.Logger, addr string, dsn queue.RcptDS
 	if o.Queue == nil {
 		return true, s.fail(stageRcpt, replyNoQueue)
 	}
-	if !s.tx.seen[dedupeKey(a.String())] && len(s.tx.local)+len(s.tx.remote) >= o.MaxRecipients {
+	if !s.tx.seen[dedupeKey(a.String())] && s.tx.copies() >= o.MaxRecipients {
 		return true, s.fail(stageRcpt, replyTooManyRcpts)
 	}
 	s.addRemote(a.String())

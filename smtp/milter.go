@@ -161,7 +161,7 @@ func (s *session) filterMessage(log *slog.Logger, header []byte, body delivery.C
 		s.milterDelRcpt(log, a)
 	}
 	for i, a := range res.AddRcpts {
-		if len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
+		if s.tx.copies() >= s.srv.o.MaxRecipients {
 			// Past the limit the rest are logged and ignored, not looked
 			// up, as Postfix's cleanup ignores what does not fit: a 4xx
 			// would come again at every retry, for the same milter.

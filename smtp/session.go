@@ -464,7 +464,7 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 			log().Error("rcpt: relay allowed but no outbound queue")
 			return s.fail(stageRcpt, replyNoQueue)
 		}
-		if !s.tx.seen[dedupeKey(addr)] && len(s.tx.local)+len(s.tx.remote) >= s.srv.o.MaxRecipients {
+		if !s.tx.seen[dedupeKey(addr)] && s.tx.copies() >= s.srv.o.MaxRecipients {
 			return s.fail(stageRcpt, replyTooManyRcpts)
 		}
 		if !byMilter {
@@ -497,8 +497,8 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 	// Every copy must fit in one queue entry (the queue's recipient limit
 	// is the same MaxRecipients): counted before anything is added, so
 	// that DATA can never find a transaction the queue refuses.
-	if fresh := s.newCopies(res.Destinations); len(s.tx.local)+len(s.tx.remote)+fresh > s.srv.o.MaxRecipients {
-		if len(s.tx.local)+len(s.tx.remote) == 0 {
+	if fresh := s.newCopies(res.Destinations); s.tx.copies()+fresh > s.srv.o.MaxRecipients {
+		if s.tx.copies() == 0 {
 			log().Warn("rcpt refused: expands to too many recipients", "copies", fresh)
 			return s.fail(stageRcpt, replyAliasTooLarge)
 		}

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"courriel/delivery/maildrop"
 )
@@ -192,7 +194,7 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 	if err != nil {
 		return exitf(exDataErr, "reading the message: %v; mail NOT sent", err)
 	}
-	paths, err := sendmailPaths(a.config)
+	paths, err := sendmailPaths(a.config, sendmailPathsFile)
 	if err != nil {
 		return &exitError{code: exConfig, err: fmt.Errorf("%w; mail NOT sent", err)}
 	}
@@ -209,18 +211,22 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 }
 
 // dropMail leaves the message in the maildrop after the server could not
-// take it (why): exit 0 once it is durable there. Also when the server
-// may have stored it (no answer to the end of the message): a duplicate
-// rather than a loss, as the maildrop is at least once anyway.
+// take it (why): exit 0 once it is durable there, 75 with why and the
+// maildrop's error when it is not. Also when the server may have stored
+// it (no answer to the end of the message): a duplicate rather than a
+// loss, as the maildrop is at least once anyway. A message the server
+// took for some recipients (partialError) is left for the others only.
 func dropMail(dir string, a *sendmailArgs, fullName string, msg []byte, why error) error {
 	env := &maildrop.Envelope{From: a.from, FromSet: a.fromSet, FullName: fullName, Extract: a.extract,
 		Recipients: a.rcpts, Notify: a.notify, Ret: a.ret, EnvID: a.envid}
-	name, err := maildrop.Write(dir, env, msg)
-	if err != nil && name == "" {
+	var pe *partialError
+	if errors.As(why, &pe) {
+		env = &maildrop.Envelope{From: pe.sender, FromSet: true, Recipients: pe.rest, Notify: a.notify, Ret: a.ret, EnvID: a.envid}
+		msg = pe.data
+	}
+	if _, err := maildrop.Write(dir, env, msg); err != nil {
 		return exitf(exTempFail, "%v; and the maildrop (where the server would pick it up later) failed too: %v", why, err)
 	}
-	// Written, its name perhaps not durable yet (err): the server may
-	// well take it, and another try by the caller would be a duplicate.
 	return nil
 }
 
@@ -256,12 +262,21 @@ type sendmailDest struct {
 	maildrop string // <queue.dir>/maildrop
 }
 
-// sendmailPaths reads them from the configuration, or gives the defaults
-// when the file cannot be read (an ordinary user may not read it: it
-// holds the LDAP password).
-func sendmailPaths(config string) (sendmailDest, error) {
+// sendmailPathsFile is where sendmail looks for the running server's
+// socket and maildrop when it cannot read the configuration (an ordinary
+// user may not: it holds the LDAP password): the file serve writes beside
+// the default socket (writePathsFile).
+var sendmailPathsFile = filepath.Join(filepath.Dir(DefaultLocalSocket), "sendmail.paths")
+
+// sendmailPaths reads them from the configuration, or, when the file
+// cannot be read, from the paths file the server wrote (pathsFile), or
+// gives the defaults.
+func sendmailPaths(config, pathsFile string) (sendmailDest, error) {
 	data, err := os.ReadFile(config)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		if d, ok := readPathsFile(pathsFile); ok {
+			return d, nil
+		}
 		return sendmailDest{DefaultLocalSocket, maildropDir(defaultConfig().Queue.Dir)}, nil
 	}
 	if err != nil {
@@ -277,6 +292,71 @@ func sendmailPaths(config string) (sendmailDest, error) {
 		return sendmailDest{}, fmt.Errorf("%s: local submission is off (listen.local = \"\")", config)
 	}
 	return sendmailDest{cfg.Listen.Local, maildropDir(cfg.Queue.Dir)}, nil
+}
+
+// pathsFileHeader starts the paths file.
+const pathsFileHeader = "# courriel serve: where sendmail hands mail over (written at each start)\n"
+
+// writePathsFile writes the paths file beside the socket: world-readable,
+// replaced atomically.
+func writePathsFile(socket, queueDir string) error {
+	path := filepath.Join(filepath.Dir(socket), "sendmail.paths")
+	data := pathsFileHeader + "socket " + socket + "\nmaildrop " + maildropDir(queueDir) + "\n"
+	tmp := path + ".tmp"
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(data)
+	err = errors.Join(err, f.Chmod(0o644), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// readPathsFile reads the paths file at path when it can be trusted: a
+// regular file of root's or of its directory's owner, that nobody else
+// may write, in a directory nobody else may write (else anyone could
+// send every user's mail to a socket of theirs), naming absolute paths.
+func readPathsFile(path string) (sendmailDest, bool) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return sendmailDest{}, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	di, derr := os.Stat(filepath.Dir(path))
+	if err != nil || derr != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o022 != 0 || di.Mode().Perm()&0o022 != 0 || fi.Size() > 4096 {
+		return sendmailDest{}, false
+	}
+	st, ok1 := fi.Sys().(*syscall.Stat_t)
+	dst, ok2 := di.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 || (st.Uid != 0 && st.Uid != dst.Uid) || (dst.Uid != 0 && dst.Uid != st.Uid) {
+		return sendmailDest{}, false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return sendmailDest{}, false
+	}
+	var d sendmailDest
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		if !filepath.IsAbs(v) || filepath.Clean(v) != v {
+			continue
+		}
+		switch k {
+		case "socket":
+			d.socket = v
+		case "maildrop":
+			d.maildrop = v
+		}
+	}
+	return d, d.socket != "" && d.maildrop != ""
 }
 
 // invokingUser is the login name of the real uid and its full name

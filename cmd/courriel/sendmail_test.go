@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,8 @@ type fakeLocalServer struct {
 	mu       sync.Mutex
 	commands []string
 	data     string
+	// datas: every message received, in order.
+	datas []string
 }
 
 func startFakeLocal(t *testing.T, replies map[string]string) (*fakeLocalServer, string) {
@@ -269,6 +272,11 @@ func (f *fakeLocalServer) serve(c net.Conn, replies map[string]string) {
 		fmt.Fprintf(c, "%s\r\n", def)
 	}
 	answer("GREET", "220 host.example ESMTP")
+	// RCPTMAX N: past N recipients in a transaction, 452 4.5.3, as
+	// courriel's session; END#N: the reply to the end of the Nth message
+	// of the connection.
+	rcptMax, _ := strconv.Atoi(replies["RCPTMAX"])
+	rcpts, msgs := 0, 0
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -281,6 +289,16 @@ func (f *fakeLocalServer) serve(c net.Conn, replies map[string]string) {
 		verb, _, _ := strings.Cut(strings.ToUpper(line), " ")
 		verb, _, _ = strings.Cut(verb, ":")
 		switch verb {
+		case "MAIL":
+			rcpts = 0
+			answer(verb, "250 2.0.0 Ok")
+		case "RCPT":
+			if rcptMax > 0 && rcpts >= rcptMax {
+				fmt.Fprintf(c, "452 4.5.3 Too many recipients\r\n")
+				continue
+			}
+			rcpts++
+			answer(verb, "250 2.0.0 Ok")
 		case "EHLO":
 			fmt.Fprintf(c, "250-host.example\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN\r\n")
 		case "DATA":
@@ -301,7 +319,13 @@ func (f *fakeLocalServer) serve(c net.Conn, replies map[string]string) {
 			}
 			f.mu.Lock()
 			f.data = b.String()
+			f.datas = append(f.datas, b.String())
 			f.mu.Unlock()
+			msgs++
+			if v, ok := replies["END#"+strconv.Itoa(msgs)]; ok {
+				fmt.Fprintf(c, "%s\r\n", v)
+				continue
+			}
 			if v, ok := replies["END"]; ok && v == "" {
 				return // no answer
 			}
@@ -571,7 +595,7 @@ func TestSendmailDropsWhenUnreachable(t *testing.T) {
 				t.Fatalf("without a maildrop: exit %d, stderr %q", code, stderr)
 			}
 			must(t, os.Mkdir(queueDir, 0o700))
-			d, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
+			d, _, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
 			must(t, err)
 			defer d.Close()
 
@@ -579,15 +603,18 @@ func TestSendmailDropsWhenUnreachable(t *testing.T) {
 			if code != 0 || stderr != "" {
 				t.Fatalf("exit %d, stderr %q", code, stderr)
 			}
-			l, err := d.List(10)
+			u, err := d.OpenUser(uint32(os.Geteuid()))
+			must(t, err)
+			defer u.Close()
+			l, err := u.List(10, 0)
 			if err != nil || len(l.Ready) != 1 {
 				t.Fatalf("maildrop %+v, %v", l, err)
 			}
-			fi, err := os.Stat(filepath.Join(d.Path(), l.Ready[0]))
+			fi, err := os.Stat(filepath.Join(d.Path(), strconv.Itoa(os.Geteuid()), l.Ready[0]))
 			if err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("file mode %v, %v", fi.Mode(), err)
 			}
-			f, err := d.Read(l.Ready[0], 1<<20)
+			f, err := u.Read(l.Ready[0], 1<<20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -607,5 +634,88 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSendmailSplitsOnTooManyRecipients: past the server's recipient
+// limit (452 4.5.3 for a recipient after others were taken) sendmail
+// sends the message to those taken and the rest in the next
+// transactions, exit 0, each recipient once; when a later transaction
+// fails for now, only the recipients not served yet go to the maildrop
+// (as an explicit list, the prepared message), exit 0.
+func TestSendmailSplitsOnTooManyRecipients(t *testing.T) {
+	t.Parallel()
+	f, cfg := startFakeLocal(t, map[string]string{"RCPTMAX": "2"})
+	code, _, stderr := runCmd(t, "Subject: x\n\nb\n", "sendmail", "-config", cfg, "a", "b", "c", "d", "e")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	cmds, _ := f.seen()
+	var got []string
+	for _, c := range cmds {
+		if strings.HasPrefix(c, "RCPT TO:") {
+			got = append(got, c)
+		}
+	}
+	if n := len(f.datas); n != 3 || strings.Join(got, ",") != "RCPT TO:<a@host.example>,RCPT TO:<b@host.example>,RCPT TO:<c@host.example>,RCPT TO:<c@host.example>,RCPT TO:<d@host.example>,RCPT TO:<e@host.example>,RCPT TO:<e@host.example>" {
+		t.Errorf("%d messages, recipients %q", n, got)
+	}
+
+	f, cfg = startFakeLocal(t, map[string]string{"RCPTMAX": "2", "END#2": "451 4.3.0 try later"})
+	queueDir := filepath.Join(filepath.Dir(cfg), "queue")
+	must(t, os.Mkdir(queueDir, 0o700))
+	d, _, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
+	must(t, err)
+	defer d.Close()
+	code, _, stderr = runCmd(t, "Subject: x\n\nb\n", "sendmail", "-config", cfg, "-f", "cron@example.org", "a", "b", "c", "d", "e")
+	if code != 0 {
+		t.Fatalf("a later transaction refused for now: exit %d, stderr %q", code, stderr)
+	}
+	u, err := d.OpenUser(uint32(os.Geteuid()))
+	must(t, err)
+	defer u.Close()
+	l, _ := u.List(10, 0)
+	if len(l.Ready) != 1 {
+		t.Fatalf("maildrop %+v", l)
+	}
+	mf, err := u.Read(l.Ready[0], 1<<20)
+	must(t, err)
+	if !reflect.DeepEqual(mf.Envelope.Recipients, []string{"c@host.example", "d@host.example", "e@host.example"}) || mf.Envelope.Extract ||
+		mf.Envelope.From != "cron@example.org" || string(mf.Message) != f.datas[0] {
+		t.Errorf("the rest in the maildrop: %+v\n%q\nfirst sent:\n%q", mf.Envelope, mf.Message, f.datas[0])
+	}
+}
+
+// TestSendmailPathsFile: a user who cannot read the configuration finds
+// the socket and the maildrop in the file the server wrote beside its
+// socket, so a non-default queue.dir works; a paths file others may
+// write is not trusted (the defaults then).
+func TestSendmailPathsFile(t *testing.T) {
+	f, cfg := startFakeLocal(t, nil)
+	dir := filepath.Dir(cfg)
+	sock := filepath.Join(dir, "s.sock")
+	must(t, os.Chmod(dir, 0o755))
+	must(t, writePathsFile(sock, filepath.Join(dir, "queue")))
+	pf := filepath.Join(dir, "sendmail.paths")
+	if fi, err := os.Stat(pf); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("paths file %v %v, want 0644", fi, err)
+	}
+	old := sendmailPathsFile
+	sendmailPathsFile = pf
+	defer func() { sendmailPathsFile = old }()
+	unreadable := filepath.Join(dir, "no-such-config.toml")
+	if code, _, stderr := runCmd(t, "Subject: x\n\nb\n", "sendmail", "-config", unreadable, "root"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if _, data := f.seen(); !strings.Contains(data, "Subject: x") {
+		t.Errorf("the server of the paths file got %q", data)
+	}
+	got, err := sendmailPaths(unreadable, pf)
+	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop")}) {
+		t.Errorf("paths %+v, %v", got, err)
+	}
+	must(t, os.Chmod(pf, 0o666))
+	if got, _ := sendmailPaths(unreadable, pf); got.socket != DefaultLocalSocket {
+		t.Errorf("a paths file anyone may write is trusted: %+v", got)
 	}
 }

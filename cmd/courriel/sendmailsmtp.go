@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -192,60 +193,99 @@ func (c *localClient) send(a *sendmailArgs, login, fullName string, msg []byte) 
 	if dsn && a.envid != "" {
 		mailCmd += " ENVID=" + xtext(a.envid)
 	}
-	r, err := c.cmd(mailCmd)
-	if err != nil {
-		return exitf(exTempFail, "%v; mail NOT sent", err)
-	}
-	if r.code != 250 {
-		return notSent(replyExit(r, false), "sender <"+sender+"> refused", r)
-	}
-	worst, failed := 0, []string(nil)
-	for _, rcpt := range p.rcpts {
-		line := "RCPT TO:<" + rcpt + ">"
-		if dsn && a.notify != "" {
-			line += " NOTIFY=" + a.notify
+	// The recipients go in as many transactions as the server asks: a
+	// 452 4.5.3 (too many recipients) for one of them after others were
+	// taken ends this transaction there and the rest go in the next, as
+	// RFC 5321 §4.5.3.1.10 says a client does; Postfix's pickup has no
+	// recipient limit, courriel's queue entries have one.
+	rest, sent := p.rcpts, 0
+	partial := func(err error) error {
+		if sent == 0 {
+			return err
 		}
-		r, err := c.cmd(line)
+		var ee *exitError
+		errors.As(err, &ee)
+		return &partialError{exitError: &exitError{code: ee.code, err: fmt.Errorf("sent to %d recipients, not to the %d others: %w", sent, len(rest), ee.err)},
+			sender: sender, data: p.data, rest: rest}
+	}
+	for {
+		r, err := c.cmd(mailCmd)
 		if err != nil {
-			return exitf(exTempFail, "%v; mail NOT sent", err)
+			return partial(exitf(exTempFail, "%v; mail NOT sent", err))
 		}
-		if r.code != 250 && r.code != 251 {
-			failed = append(failed, "<"+rcpt+">: "+r.String())
-			// A temporary failure wins: the caller may try again.
-			if code := replyExit(r, true); worst != exTempFail {
-				worst = code
+		if r.code != 250 {
+			return partial(notSent(replyExit(r, false), "sender <"+sender+"> refused", r))
+		}
+		worst, failed, n := 0, []string(nil), 0
+		for _, rcpt := range rest {
+			line := "RCPT TO:<" + rcpt + ">"
+			if dsn && a.notify != "" {
+				line += " NOTIFY=" + a.notify
+			}
+			r, err := c.cmd(line)
+			if err != nil {
+				return partial(exitf(exTempFail, "%v; mail NOT sent", err))
+			}
+			if r.code == 452 && n > 0 && len(failed) == 0 && len(r.lines) > 0 && strings.HasPrefix(r.lines[0], "4.5.3") {
+				break // the rest in the next transaction
+			}
+			n++
+			if r.code != 250 && r.code != 251 {
+				failed = append(failed, "<"+rcpt+">: "+r.String())
+				// A temporary failure wins: the caller may try again.
+				if code := replyExit(r, true); worst != exTempFail {
+					worst = code
+				}
 			}
 		}
-	}
-	if len(failed) > 0 {
-		c.cmd("RSET")
-		c.cmd("QUIT")
-		return exitf(worst, "recipient refused: %s; mail NOT sent", strings.Join(failed, "; "))
-	}
-	r, err = c.cmd("DATA")
-	if err != nil {
-		return exitf(exTempFail, "%v; mail NOT sent", err)
-	}
-	if r.code != 354 {
-		return notSent(replyExit(r, false), "DATA", r)
-	}
-	conn.SetWriteDeadline(time.Now().Add(sendmailTimeout))
-	if err := stuffDots(conn, p.data); err != nil {
-		return exitf(exTempFail, "writing the message: %v; mail NOT sent", err)
-	}
-	c.ended = true
-	r, err = c.reply()
-	if err != nil {
-		// The server may have stored it: it answers 250 only once it
-		// has. Without that answer it is not known to be sent.
-		return exitf(exTempFail, "%v; mail NOT known to be sent", err)
-	}
-	if r.code != 250 {
-		return notSent(replyExit(r, false), "message refused", r)
+		if len(failed) > 0 {
+			c.cmd("RSET")
+			c.cmd("QUIT")
+			return partial(exitf(worst, "recipient refused: %s; mail NOT sent", strings.Join(failed, "; ")))
+		}
+		r, err = c.cmd("DATA")
+		if err != nil {
+			return partial(exitf(exTempFail, "%v; mail NOT sent", err))
+		}
+		if r.code != 354 {
+			return partial(notSent(replyExit(r, false), "DATA", r))
+		}
+		conn.SetWriteDeadline(time.Now().Add(sendmailTimeout))
+		if err := stuffDots(conn, p.data); err != nil {
+			return partial(exitf(exTempFail, "writing the message: %v; mail NOT sent", err))
+		}
+		c.ended = true
+		r, err = c.reply()
+		if err != nil {
+			// The server may have stored it: it answers 250 only once it
+			// has. Without that answer it is not known to be sent.
+			return partial(exitf(exTempFail, "%v; mail NOT known to be sent", err))
+		}
+		if r.code != 250 {
+			return partial(notSent(replyExit(r, false), "message refused", r))
+		}
+		sent += n
+		if rest = rest[n:]; len(rest) == 0 {
+			break
+		}
+		c.ended = false
 	}
 	c.cmd("QUIT")
 	return nil
 }
+
+// partialError is the failure of a message that went to some of its
+// recipients (the server split it, 452 4.5.3) but not to rest: what is
+// left to send is data (the prepared message) from sender to rest, and
+// no more.
+type partialError struct {
+	*exitError
+	sender string
+	data   []byte
+	rest   []string
+}
+
+func (e *partialError) Unwrap() error { return e.exitError }
 
 // envelopeSafe: an address that can go between < and > in a command as
 // it is (no spaces, controls or brackets that would end or add one).

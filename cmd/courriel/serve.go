@@ -583,6 +583,11 @@ func (a *app) listen() error {
 			// Shutdown closes ln, which removes the socket file:
 			// sendmail then says the server is not running.
 			a.listeners = append(a.listeners, boundListener{name: "local", ln: ln, serve: srv.Serve, stop: srv.Shutdown})
+			// For sendmail run by users who cannot read this file.
+			if err := writePathsFile(path, cfg.Queue.Dir); err != nil {
+				a.log.Warn("local submission: cannot write sendmail.paths beside the socket: sendmail run by users who cannot read the configuration uses the default paths",
+					"dir", filepath.Dir(path), "err", err)
+			}
 		}
 		// What sendmail left while the server was down, or could not
 		// reach it, is submitted through this listener's session path.
@@ -591,6 +596,8 @@ func (a *app) listen() error {
 			return err
 		}
 		a.pickup = newPickup(dir, srv, a.log.With("component", "pickup"), cfg.MessageSizeLimit, cfg.Queue.MaxLifetime)
+		a.pickup.host = cfg.MyHostname
+		a.pickup.bounce = a.maildropBounce
 	}
 	imapListener := func(name, addr string, implicit bool) error {
 		if addr == "" {
@@ -793,4 +800,23 @@ func (a *app) importHome(ctx context.Context, login string, r io.Reader) error {
 		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Import refused: " + err.Error()}
 	}
 	return err
+}
+
+// maildropBounce queues a DSN to sender for rcpts of a maildrop file that
+// was refused for good or not taken within the queue's lifetime: the
+// message is accepted with every recipient failed (queue.WithFailed), as
+// the local socket accepts a refused one, in as many entries as the
+// recipient limit asks.
+func (a *app) maildropBounce(ctx context.Context, sender string, rcpts []string, status, reason string, data []byte) error {
+	if a.queue == nil {
+		return errors.New("no queue")
+	}
+	for len(rcpts) > 0 {
+		n := min(len(rcpts), a.cfg.RecipientLimit)
+		if _, _, err := a.queue.Accept(ctx, "", sender, nil, nil, bytes.NewReader(data), queue.WithFailed(rcpts[:n], status, reason)); err != nil {
+			return err
+		}
+		rcpts = rcpts[n:]
+	}
+	return nil
 }

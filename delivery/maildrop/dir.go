@@ -1,6 +1,8 @@
 package maildrop
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,82 +18,141 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Mode is the maildrop directory's mode: anyone may create a file, nobody
-// but the owner list the directory, and nobody remove another's file.
+// Mode is the maildrop directory's mode: anyone may create an entry (their
+// own subdirectory), nobody but the owner list the directory, and nobody
+// remove another's entry.
 const Mode = 0o1733 // as an fs.FileMode: fs.ModeSticky | 0o733
 
-// corruptDir holds what was set aside, where only the server can reach it.
-const corruptDir = "corrupt"
+// UserMode is the mode of a user's subdirectory, maildrop/<uid>: its
+// owner's alone.
+const UserMode = 0o700
 
-// StaleAfter is how long a temporary file (a writer that died before its
-// rename) stays before the server removes it; a writer takes seconds.
+// MaxPerUser bounds the entries of one user's subdirectory: sendmail
+// writes no file past it (exit 75), and the server removes what is found
+// past it (see the package comment: the inodes one user can take).
+const MaxPerUser = 1000
+
+// MaxSetAsidePerUser bounds what is kept of one user's files in the
+// corrupt directory; past it, a file that would be set aside is removed
+// (and logged) instead.
+const MaxSetAsidePerUser = 100
+
+// StaleAfter is how long after the server first saw it a temporary file
+// (a writer that died before its rename) stays before the server removes
+// it; a writer takes seconds.
 const StaleAfter = 24 * time.Hour
+
+// CorruptPath is where Setup keeps what it sets aside for the maildrop at
+// path: beside it in the spool, which users cannot write, so that nobody
+// can make it first.
+func CorruptPath(path string) string { return path + "-corrupt" }
 
 // Dir is the maildrop directory as the server reads it.
 type Dir struct {
 	path string
 	// f is the directory, opened once without following a symlink: every
-	// file is opened relative to it.
-	f       *os.File
+	// entry is opened relative to it.
+	f *os.File
+	// corrupt is CorruptPath's directory; nil when opened to read only.
 	corrupt *os.File
 }
 
-// Setup makes the maildrop directory at path if needed (its parent must
-// exist: the spool), with Mode, and its corrupt/ subdirectory (0700), and
-// opens it. An existing one is given Mode again, since the server owns
-// it; one that is a symlink or belongs to another user is refused.
-func Setup(path string) (*Dir, error) {
-	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("maildrop: %w", err)
-	}
+// openDir opens path, a real directory (not a symlink), of the server's
+// own uid.
+func openDir(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("maildrop: opening %s (a real directory, not a symlink): %w", path, err)
 	}
-	fail := func(err error) (*Dir, error) {
-		f.Close()
-		return nil, err
-	}
 	fi, err := f.Stat()
-	if err != nil {
-		return fail(fmt.Errorf("maildrop: %w", err))
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
-		return fail(fmt.Errorf("maildrop: %s belongs to another user than the server's (uid %d)", path, os.Geteuid()))
-	}
-	// Through the descriptor: past the umask, and on the very directory
-	// checked above.
-	if err := f.Chmod(fs.ModeSticky | 0o733); err != nil {
-		return fail(fmt.Errorf("maildrop: %w", err))
-	}
-	cpath := filepath.Join(path, corruptDir)
-	if err := os.Mkdir(cpath, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fail(fmt.Errorf("maildrop: %w", err))
-	}
-	// corrupt/ was made by the server in a directory others write: a
-	// user may have made a corrupt of their own first. Opened without
-	// following a symlink, and refused unless it is the server's.
-	c, err := os.OpenFile(cpath, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return fail(fmt.Errorf("maildrop: %w", err))
-	}
-	ci, err := c.Stat()
 	if err == nil {
-		if st, ok := ci.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
-			err = fmt.Errorf("%s belongs to another user (remove it)", cpath)
-		} else {
-			err = c.Chmod(0o700)
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+			err = fmt.Errorf("maildrop: %s belongs to another user than the server's (uid %d)", path, os.Geteuid())
 		}
 	}
 	if err != nil {
-		c.Close()
-		return fail(fmt.Errorf("maildrop: %w", err))
+		f.Close()
+		return nil, err
 	}
-	return &Dir{path: path, f: f, corrupt: c}, nil
+	return f, nil
+}
+
+// Setup makes the maildrop directory at path if needed (its parent must
+// exist: the spool, which users may search but not write) and opens it.
+// Its corrupt directory (CorruptPath, 0700) is made and checked first,
+// while nobody else can write there, and the maildrop is given Mode last,
+// through its descriptor; an existing one is given Mode again, since the
+// server owns it; one that is a symlink or another user's is refused.
+// What the layout before the per-user subdirectories left at the top (a
+// file of its own, corrupt/) is set aside, never read: who wrote such a
+// file cannot be known (see the package comment). moved lists the names
+// set aside so.
+func Setup(path string) (d *Dir, moved []string, err error) {
+	cpath := CorruptPath(path)
+	if err := os.Mkdir(cpath, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, nil, fmt.Errorf("maildrop: %w", err)
+	}
+	c, err := openDir(cpath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.Chmod(0o700); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("maildrop: %w", err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		c.Close()
+		return nil, nil, fmt.Errorf("maildrop: %w", err)
+	}
+	f, err := openDir(path)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	d = &Dir{path: path, f: f, corrupt: c}
+	// The old layout's entries: plain files of any owner, and corrupt/.
+	if moved, err = d.setAsideLegacy(); err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	// Past the umask, and on the very directory checked above.
+	if err := f.Chmod(fs.ModeSticky | 0o733); err != nil {
+		d.Close()
+		return nil, nil, fmt.Errorf("maildrop: %w", err)
+	}
+	return d, moved, nil
+}
+
+// setAsideLegacy moves what the single-directory layout left at the top
+// into the corrupt directory (legacy-NAME.RANDOM): its files were
+// accepted as their owner's, which a rename could forge.
+func (d *Dir) setAsideLegacy() ([]string, error) {
+	names, err := d.topNames(100000)
+	if err != nil {
+		return nil, err
+	}
+	var moved []string
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := withFd(d.f, func(dfd int) error { return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+			continue
+		}
+		legacy := (name == "corrupt" && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Geteuid()) ||
+			(validName(name) && st.Mode&unix.S_IFMT == unix.S_IFREG)
+		if !legacy {
+			continue
+		}
+		to, err := d.moveToCorrupt(d.f, name, d.corrupt, "legacy-"+name)
+		if err != nil {
+			return moved, err
+		}
+		moved = append(moved, to)
+	}
+	return moved, nil
 }
 
 // Open opens an existing maildrop directory to read it, changing nothing
-// (`courriel queue list`); SetAside is refused on it.
+// (`courriel queue list`); SetAside and removals are refused on it.
 func Open(path string) (*Dir, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -111,32 +172,245 @@ func (d *Dir) Close() error {
 // Path is the directory's path.
 func (d *Dir) Path() string { return d.path }
 
-// Listing is what one look at the directory found.
+// topNames reads at most max names of the top directory.
+func (d *Dir) topNames(max int) ([]string, error) {
+	return readNames(d.f, d.path, max)
+}
+
+// readNames reads at most max names of the directory dir (opened anew
+// through its descriptor, so that each look starts at the beginning).
+func readNames(dir *os.File, path string, max int) ([]string, error) {
+	var fd int
+	if err := withFd(dir, func(dfd int) error {
+		var err error
+		fd, err = unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("maildrop: %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var out []string
+	for len(out) < max {
+		names, err := f.Readdirnames(min(1024, max-len(out)))
+		out = append(out, names...)
+		if errors.Is(err, io.EOF) || len(names) == 0 {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("maildrop: listing %s: %w", path, err)
+		}
+	}
+	return out, nil
+}
+
+// Top is one look at the top of the maildrop.
+type Top struct {
+	// Users are the subdirectories to read: named by their owner's uid
+	// (decimal, as sendmail names it), a real directory that nobody
+	// else may write. In uid order.
+	Users []uint32
+	// Unsafe are subdirectories named by their owner's uid that others
+	// may write (a chmod of the owner's): not read until the owner (or
+	// sendmail, which makes it 0700 again) fixes it; nothing removed.
+	Unsafe []uint32
+	// Foreign are the other entries: anything but a directory, a name
+	// that is no uid, a directory whose owner is not the uid it is named
+	// by (someone made it before its user, to block or to forge). The
+	// server removes them (RemoveForeign).
+	Foreign []Entry
+}
+
+// Entry is an entry of the top directory and its owner.
+type Entry struct {
+	Name string
+	UID  uint32
+	Why  string
+}
+
+// parseUID is a canonical decimal uid (no sign, no leading zero).
+func parseUID(name string) (uint32, bool) {
+	if name == "" || len(name) > 10 || (len(name) > 1 && name[0] == '0') {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(name, 10, 32)
+	return uint32(n), err == nil
+}
+
+// List looks at the top of the directory, reading at most max entries.
+func (d *Dir) List(max int) (Top, error) {
+	names, err := d.topNames(max)
+	if err != nil {
+		return Top{}, err
+	}
+	var t Top
+	for _, name := range names {
+		var st unix.Stat_t
+		err := withFd(d.f, func(dfd int) error { return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return Top{}, fmt.Errorf("maildrop: %s: %w", printable(name), err)
+		}
+		uid, ok := parseUID(name)
+		switch {
+		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+			t.Foreign = append(t.Foreign, Entry{name, st.Uid, "not a directory"})
+		case !ok:
+			t.Foreign = append(t.Foreign, Entry{name, st.Uid, "not named by a uid"})
+		case st.Uid != uid:
+			t.Foreign = append(t.Foreign, Entry{name, st.Uid, "named by another uid than its owner's"})
+		case st.Mode&0o022 != 0:
+			t.Unsafe = append(t.Unsafe, uid)
+		default:
+			t.Users = append(t.Users, uid)
+		}
+	}
+	slices.Sort(t.Users)
+	slices.Sort(t.Unsafe)
+	return t, nil
+}
+
+// RemoveForeign removes the top entry name, whatever it holds, without
+// following a symlink anywhere in it.
+func (d *Dir) RemoveForeign(name string) error {
+	if d.corrupt == nil {
+		return errors.New("maildrop: opened to read only")
+	}
+	if !oneComponent(name) {
+		return fmt.Errorf("maildrop: remove %q: not an entry of the directory", printable(name))
+	}
+	if err := withFd(d.f, func(dfd int) error { return removeAllAt(dfd, name, 0) }); err != nil {
+		return fmt.Errorf("maildrop: removing %s: %w", printable(name), err)
+	}
+	return nil
+}
+
+// removeAllAt removes name in dfd and, if it is a directory, everything
+// under it, never following a symlink; depth bounds the recursion.
+func removeAllAt(dfd int, name string, depth int) error {
+	err := unix.Unlinkat(dfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	if depth > 32 {
+		return fmt.Errorf("%s: too deep", printable(name))
+	}
+	fd, oerr := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if oerr != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	for {
+		names, rerr := f.Readdirnames(1024)
+		for _, n := range names {
+			if err := removeAllAt(fd, n, depth+1); err != nil {
+				return err
+			}
+		}
+		if rerr != nil || len(names) == 0 {
+			break
+		}
+	}
+	return unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
+}
+
+// UserDir is one user's subdirectory, opened and checked.
+type UserDir struct {
+	d   *Dir
+	UID uint32
+	f   *os.File
+}
+
+// ErrNotUsers is wrapped by OpenUser's refusal of a subdirectory that is
+// no longer its user's (replaced since List).
+var ErrNotUsers = errors.New("maildrop: not the user's subdirectory")
+
+// OpenUser opens maildrop/<uid> and checks it again on its descriptor:
+// a real directory, owned by uid, that nobody else may write.
+func (d *Dir) OpenUser(uid uint32) (*UserDir, error) {
+	name := strconv.FormatUint(uint64(uid), 10)
+	var fd int
+	err := withFd(d.f, func(dfd int) error {
+		var err error
+		fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("maildrop: %s: %w", name, fs.ErrNotExist)
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotUsers, name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("maildrop: %s: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(d.path, name))
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("maildrop: %s: %w", name, err)
+	}
+	if st.Uid != uid || st.Mode&0o022 != 0 {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s: owner %d, mode %#o", ErrNotUsers, name, st.Uid, st.Mode&0o7777)
+	}
+	return &UserDir{d: d, UID: uid, f: f}, nil
+}
+
+// Close closes the subdirectory.
+func (u *UserDir) Close() error { return u.f.Close() }
+
+// Listing is what one look at a user's subdirectory found.
 type Listing struct {
-	// Ready are the final names, oldest first.
+	// Ready are the final names, oldest first (by name: sendmail's
+	// names start with the time).
 	Ready []string
 	// Temp are files being written (or left by a writer that died).
 	Temp []string
-	// Other are entries that are neither (set them aside).
+	// Other are entries that are neither: the user's own making.
 	Other []string
+	// Over is the number of entries past max that the look found and
+	// removed (at most budget): what a user made beyond MaxPerUser.
+	Over int
 }
 
-// List looks at the directory, reading at most max entries: a user making
-// files faster than they are taken cannot make one look unbounded; the
-// rest are found by the next.
-func (d *Dir) List(max int) (Listing, error) {
-	f, err := os.Open(d.path)
-	if err != nil {
-		return Listing{}, fmt.Errorf("maildrop: %w", err)
+// List looks at the subdirectory: the first max entries it finds are
+// listed; those past them are removed, at most budget in one look (the
+// rest at the next), never read. So one user's files cost the server a
+// bounded look, and their inodes are bounded (MaxPerUser).
+func (u *UserDir) List(max, budget int) (Listing, error) {
+	var fd int
+	if err := withFd(u.f, func(dfd int) error {
+		var err error
+		fd, err = unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return Listing{}, fmt.Errorf("maildrop: %s: %w", u.f.Name(), err)
 	}
+	f := os.NewFile(uintptr(fd), u.f.Name())
 	defer f.Close()
 	var l Listing
-	for n := 0; n < max; {
-		names, err := f.Readdirnames(min(1024, max-n))
-		n += len(names)
+	n := 0
+	for {
+		names, err := f.Readdirnames(1024)
 		for _, name := range names {
+			n++
+			if n > max {
+				if l.Over >= budget {
+					break
+				}
+				if u.d.corrupt != nil && withFd(u.f, func(dfd int) error { return removeAllAt(dfd, name, 0) }) == nil {
+					l.Over++
+				}
+				continue
+			}
 			switch {
-			case name == corruptDir:
 			case validName(name):
 				l.Ready = append(l.Ready, name)
 			case strings.HasPrefix(name, tmpPrefix) && validName(name[len(tmpPrefix):]):
@@ -145,11 +419,11 @@ func (d *Dir) List(max int) (Listing, error) {
 				l.Other = append(l.Other, name)
 			}
 		}
-		if errors.Is(err, io.EOF) || len(names) == 0 {
+		if errors.Is(err, io.EOF) || len(names) == 0 || l.Over >= budget && n > max {
 			break
 		}
 		if err != nil {
-			return Listing{}, fmt.Errorf("maildrop: listing %s: %w", d.path, err)
+			return Listing{}, fmt.Errorf("maildrop: listing %s: %w", u.f.Name(), err)
 		}
 	}
 	// The names start with the time in nanoseconds: as numbers, they
@@ -167,9 +441,9 @@ func (d *Dir) List(max int) (Listing, error) {
 type File struct {
 	Name string
 	// UID and GID are the file's owner as the kernel recorded it: the
-	// submitter.
+	// submitter, the uid of the subdirectory.
 	UID, GID uint32
-	// Written is the file's modification time, when its writer wrote it.
+	// Written is the file's modification time (its owner may set it).
 	Written  time.Time
 	Envelope *Envelope
 	Message  []byte
@@ -177,10 +451,10 @@ type File struct {
 
 // Read opens and reads the file name, whose message may have at most
 // maxMessage octets. A file that is not a well-formed maildrop file of
-// its owner's (see the package comment) is an error wrapping
+// the subdirectory's user (see the package comment) is an error wrapping
 // ErrMalformed; one gone meanwhile wraps fs.ErrNotExist; any other error
-// (EIO, ENOMEM) is worth another try later.
-func (d *Dir) Read(name string, maxMessage int64) (*File, error) {
+// (EAGAIN of a lease, EIO) is worth another try later.
+func (u *UserDir) Read(name string, maxMessage int64) (*File, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrMalformed, name, fmt.Sprintf(format, a...))
 	}
@@ -188,7 +462,7 @@ func (d *Dir) Read(name string, maxMessage int64) (*File, error) {
 		return nil, bad("not a maildrop file name")
 	}
 	var fd int
-	err := withFd(d.f, func(dfd int) error {
+	err := withFd(u.f, func(dfd int) error {
 		var err error
 		// O_NONBLOCK: a FIFO put here must not hang the open; O_NOCTTY:
 		// nor a terminal become ours.
@@ -207,7 +481,7 @@ func (d *Dir) Read(name string, maxMessage int64) (*File, error) {
 	case err != nil:
 		return nil, fmt.Errorf("maildrop: opening %s: %w", name, err)
 	}
-	f := os.NewFile(uintptr(fd), filepath.Join(d.path, name))
+	f := os.NewFile(uintptr(fd), filepath.Join(u.f.Name(), name))
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -216,9 +490,11 @@ func (d *Dir) Read(name string, maxMessage int64) (*File, error) {
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return nil, bad("not a regular file (mode %#o)", st.Mode)
+	case st.Uid != u.UID:
+		// Renamed in by the subdirectory's user: another's file (root's
+		// too) is never submitted as theirs, nor as its owner.
+		return nil, bad("owned by uid %d, not by the subdirectory's uid %d", st.Uid, u.UID)
 	case st.Nlink != 1:
-		// A hard link to another user's file would be submitted under
-		// that user's uid.
 		return nil, bad("%d links, want 1", st.Nlink)
 	}
 	limit := MaxEnvelope + maxMessage
@@ -240,85 +516,101 @@ func (d *Dir) Read(name string, maxMessage int64) (*File, error) {
 	return &File{Name: name, UID: st.Uid, GID: st.Gid, Written: time.Unix(st.Mtim.Unix()), Envelope: env, Message: msg}, nil
 }
 
-// Remove removes the file name once its message is stored or queued, and
-// makes that durable, so that a restart does not submit it again.
-func (d *Dir) Remove(name string) error {
-	if !validName(name) && !(strings.HasPrefix(name, tmpPrefix) && validName(name[len(tmpPrefix):])) {
-		return fmt.Errorf("maildrop: remove %q: not a maildrop file name", printable(name))
+// Remove removes the entry name once its message is stored or queued (or
+// a temporary file left too long, or the user's own junk), and makes that
+// durable, so that a restart does not submit it again.
+func (u *UserDir) Remove(name string) error {
+	if u.d.corrupt == nil {
+		return errors.New("maildrop: opened to read only")
 	}
-	err := withFd(d.f, func(dfd int) error { return unix.Unlinkat(dfd, name, 0) })
-	if err != nil {
-		return fmt.Errorf("maildrop: removing %s: %w", name, err)
+	if !oneComponent(name) {
+		return fmt.Errorf("maildrop: remove %q: not an entry of the directory", printable(name))
 	}
-	if err := d.f.Sync(); err != nil {
-		return fmt.Errorf("maildrop: fsync %s: %w", d.path, err)
+	if err := withFd(u.f, func(dfd int) error { return removeAllAt(dfd, name, 0) }); err != nil {
+		return fmt.Errorf("maildrop: removing %s: %w", printable(name), err)
+	}
+	if err := u.f.Sync(); err != nil {
+		return fmt.Errorf("maildrop: fsync %s: %w", u.f.Name(), err)
 	}
 	return nil
 }
 
-// RemoveStale removes the temporary file name when it was last written
-// StaleAfter before now; removed says whether it did.
-func (d *Dir) RemoveStale(name string, now time.Time) (removed bool, err error) {
-	if !strings.HasPrefix(name, tmpPrefix) || !validName(name[len(tmpPrefix):]) {
-		return false, fmt.Errorf("maildrop: %q is not a temporary file", printable(name))
+// SetAside moves the entry name into the corrupt directory's
+// subdirectory of the user (<uid>/NAME.RANDOM: unique, whatever names the
+// user chooses), where it is never read again, and returns its path
+// there. Past MaxSetAsidePerUser entries there, the entry is removed
+// instead (removed true): what one user can make the server keep is
+// bounded too.
+func (u *UserDir) SetAside(name string) (to string, removed bool, err error) {
+	if u.d.corrupt == nil {
+		return "", false, errors.New("maildrop: opened to read only")
 	}
-	var st unix.Stat_t
-	err = withFd(d.f, func(dfd int) error { return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
-	if errors.Is(err, unix.ENOENT) {
-		return false, nil
+	if !oneComponent(name) {
+		return "", false, fmt.Errorf("maildrop: set aside %q: not an entry of the directory", printable(name))
 	}
+	uname := strconv.FormatUint(uint64(u.UID), 10)
+	err = withFd(u.d.corrupt, func(cfd int) error { return unix.Mkdirat(cfd, uname, 0o700) })
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return "", false, fmt.Errorf("maildrop: %w", err)
+	}
+	var cfd int
+	err = withFd(u.d.corrupt, func(dfd int) error {
+		var err error
+		cfd, err = unix.Openat(dfd, uname, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
-		return false, fmt.Errorf("maildrop: %s: %w", name, err)
+		return "", false, fmt.Errorf("maildrop: %w", err)
 	}
-	if now.Sub(time.Unix(st.Mtim.Unix())) < StaleAfter {
-		return false, nil
+	c := os.NewFile(uintptr(cfd), filepath.Join(u.d.corrupt.Name(), uname))
+	defer c.Close()
+	if kept, err := readNames(c, c.Name(), MaxSetAsidePerUser); err != nil {
+		return "", false, err
+	} else if len(kept) >= MaxSetAsidePerUser {
+		return "", true, u.Remove(name)
 	}
-	if err := d.Remove(name); err != nil {
-		return false, err
+	to, err = u.d.moveToCorrupt(u.f, name, c, name)
+	if err != nil {
+		return "", false, err
 	}
-	return true, nil
+	return filepath.Join(uname, to), false, u.f.Sync()
 }
 
-// SetAside moves the entry name (whatever it is: a file, a symlink, a
-// directory) into corrupt/, where it is never read again, and returns its
-// name there. name must be a single path component.
-func (d *Dir) SetAside(name string) (string, error) {
-	if d.corrupt == nil {
-		return "", errors.New("maildrop: opened to read only")
-	}
-	if name == "" || name == "." || name == ".." || name == corruptDir || strings.ContainsRune(name, '/') || strings.ContainsRune(name, 0) {
-		return "", fmt.Errorf("maildrop: set aside %q: not an entry of the directory", printable(name))
-	}
-	// The name there: printable, bounded, and unique (a user may use the
-	// same hostile name again and again).
-	base := sanitizeName(name)
-	for try := 0; try < 100; try++ {
-		to := base
-		if try > 0 {
-			to = base + "." + strconv.Itoa(try)
+// moveToCorrupt renames name in from to base (made printable) and a
+// random suffix in to, and makes it durable there.
+func (d *Dir) moveToCorrupt(from *os.File, name string, to *os.File, base string) (string, error) {
+	base = sanitizeName(base)
+	for try := 0; ; try++ {
+		var r [6]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return "", err
 		}
-		err := withFd(d.f, func(dfd int) error {
-			return withFd(d.corrupt, func(cfd int) error {
-				return unix.Renameat2(dfd, name, cfd, to, unix.RENAME_NOREPLACE)
+		dst := base + "." + hex.EncodeToString(r[:])
+		err := withFd(from, func(ffd int) error {
+			return withFd(to, func(tfd int) error {
+				return unix.Renameat2(ffd, name, tfd, dst, unix.RENAME_NOREPLACE)
 			})
 		})
-		if errors.Is(err, unix.EEXIST) {
-			continue
+		if errors.Is(err, unix.EEXIST) && try < 5 {
+			continue // 48 random bits: never in practice
 		}
 		if err != nil {
 			return "", fmt.Errorf("maildrop: setting %s aside: %w", printable(name), err)
 		}
-		if err := errors.Join(d.f.Sync(), d.corrupt.Sync()); err != nil {
-			return to, fmt.Errorf("maildrop: fsync after setting %s aside: %w", to, err)
+		if err := errors.Join(from.Sync(), to.Sync()); err != nil {
+			return dst, fmt.Errorf("maildrop: fsync after setting %s aside: %w", dst, err)
 		}
-		return to, nil
+		return dst, nil
 	}
-	return "", fmt.Errorf("maildrop: setting %s aside: too many of that name in %s", printable(name), corruptDir)
 }
 
-// sanitizeName is an entry's name for corrupt/: printable ASCII without
-// '/', at most 100 octets, never hidden; a maildrop file keeps its name,
-// which the log gave.
+func oneComponent(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsRune(name, '/') && !strings.ContainsRune(name, 0)
+}
+
+// sanitizeName is an entry's name for the corrupt directory: printable
+// ASCII without '/', at most 100 octets, never hidden; a maildrop file
+// keeps its name, which the log gave.
 func sanitizeName(name string) string {
 	var b strings.Builder
 	if strings.HasPrefix(name, ".") {

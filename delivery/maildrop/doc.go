@@ -5,51 +5,103 @@
 // the file format and the file-system rules; what a file's message becomes
 // (an SMTP session on the local path) is the caller's business.
 //
-// # Who may write, who is named
+// # Layout: one subdirectory per user
 //
-// The directory is mode 1733 and belongs to the server: anyone may create
-// a file in it (w, x), nobody but the server may list it (no r), and the
-// sticky bit keeps one user from removing or renaming another's file.
-// That is Postfix's maildrop before postdrop existed. The alternative, a
-// setgid helper and a 1730 directory, needs a second, privileged binary
-// that packages would have to install with the right group; one binary
-// that is never setgid is simpler to audit, and the sticky directory gives
-// what matters here:
+//	<queue.dir>/maildrop/            root, 1733: anyone may make an entry, nobody list
+//	<queue.dir>/maildrop/<uid>/      the user's, 0700: made (or reused) by their sendmail
+//	<queue.dir>/maildrop/<uid>/NAME  a message, 0600, the user's
+//	<queue.dir>/maildrop-corrupt/    root, 0700: what is set aside, <uid>/NAME.RANDOM
 //
-//   - the submitter is the file's owner as the kernel recorded it (fstat
-//     of the opened file): a user cannot chown a file to someone else, so
-//     the uid the server names in the Received: field is the writer's;
-//     nothing written inside the file names anyone (the envelope has no
-//     uid field, and one would be refused as malformed);
-//   - a file is written 0600 by its owner under a temporary name
-//     (.tmp-…), fsynced, then renamed to its final name; the server reads
-//     final names only, so it never sees half a file, and nobody else can
-//     read it (the server runs as root, or reads its own uid's files);
-//   - a file is opened with O_NOFOLLOW|O_NONBLOCK and must be a regular
-//     file with one link: a symlink, a FIFO, a directory or a hard link
-//     to someone else's file (which would be submitted under that owner's
-//     uid) is set aside (corrupt/, mode 0700) and logged, never read;
-//   - everything in a file is bounded (envelope lines, recipient count,
-//     message size) and parsed strictly; a file that does not parse is
-//     set aside too, so nothing is tried twice in a loop.
+// The maildrop is world-writable so that sendmail needs no privilege (one
+// binary, never setgid; a setgid postdrop and a 1730 directory would need
+// a second, privileged binary that packages install with the right group).
+// A single shared directory cannot tell who put a file there: rename(2)
+// keeps a file's owner and its single link, so a user could rename
+// another's file (any they can rename, root's included) into it and have
+// it submitted as that owner. With one subdirectory per user, the server
+// takes a file only when all three agree:
 //
-// What a local user can still do, as with Postfix's world-writable
-// maildrop: fill the file system with files (as they could their home),
-// and keep a descriptor of their own file after the rename and change it
-// while it is read. The latter only changes what they submit themselves:
-// the parse is of the bytes read, which must still be well-formed.
+//   - the subdirectory's name is a uid (decimal, canonical), and its
+//     owner is that uid: an entry anyone else made first under that name
+//     (to block the user, or to pose as them) is removed by the server
+//     and logged; while the server is down, it makes that user's sendmail
+//     exit 75 (not 0), the worst it can do;
+//   - nobody but its owner may write the subdirectory (no w for group
+//     or others): nobody else can put a file in it; a subdirectory its
+//     owner opened up is left alone, unread, with a WARN at each look,
+//     until the owner (or their next sendmail, which makes it 0700
+//     again) closes it;
+//   - the file's owner is that uid (fstat of the file opened with
+//     O_NOFOLLOW|O_NONBLOCK; a regular file with one link): another
+//     user's file renamed by the subdirectory's user into their own
+//     subdirectory (root's too) has the wrong owner and is set aside,
+//     never submitted as anyone; root's own mail is maildrop/0/.
+//
+// Nothing written inside a file names anyone (the envelope has no uid
+// field, and one would be refused as malformed). The corrupt directory is
+// outside the maildrop, in the spool that users may search but not write,
+// and made before the maildrop is opened to them: nobody can make it
+// first (a user's entry named "corrupt" in the maildrop is just a foreign
+// entry). Set-aside names carry a random suffix, so a name used again and
+// again never collides.
+//
+// Files are written 0600 under a temporary name (.tmp-…), fsynced, then
+// renamed to their final name; the server reads final names only, so it
+// never sees half a file. Everything in a file is bounded (envelope
+// lines, recipient count, message size) and parsed strictly.
+//
+// # What one user can cost
+//
+//   - Inodes: at most MaxPerUser entries in their subdirectory (sendmail
+//     writes no file past it, exit 75; the server removes what it finds
+//     past it, the entries its listing returns after the first
+//     MaxPerUser, at most a budget per look, with one WARN per user and
+//     look); at most MaxSetAsidePerUser set aside (past it the file is
+//     removed, with an ERROR); entries at the top of the maildrop other
+//     than user subdirectories are removed at each look (one WARN per
+//     owner and look). Block quotas bound the bytes, as in their home.
+//   - Time: each look reads at most MaxPerUser names of a subdirectory
+//     and submits at most a few files of each user, users in turn, so
+//     one user's files hold nobody else's back; the server looks at most
+//     once a second however many events a user causes, and never again at
+//     once unless it took a file.
+//   - Temporary files are judged stale by when the server first saw them
+//     (StaleAfter), never by their mtime, which the owner sets; a file's
+//     lifetime (queue.max_lifetime) runs from the earlier of its mtime and
+//     that first sight, and also for a file the server cannot read (a
+//     lease its owner holds: EAGAIN), which is then set aside.
+//   - A user keeping a descriptor of their own file may change it while
+//     it is read: that only changes what they submit themselves, and the
+//     parse is of the bytes read, which must still be well-formed.
+//
+// # What becomes of a file
+//
+// The server submits it as its owner (the caller's business: the local
+// SMTP session) and removes it after the 250. Refused for good, or not
+// taken within the queue's lifetime, it is bounced to its sender (the
+// owner's login when the file names none) and removed; what cannot be
+// bounced (malformed, another owner's, the null or a bad sender, no
+// recipient) is set aside with an ERROR naming the file. Nothing is
+// retried in a loop, nothing disappears without a line in the log.
 //
 // # Durability and duplicates
 //
 // Write returns once the file and its name are on disk: the file is
-// fsynced before its rename, and after the rename the directory is fsynced
-// when the writer may open it (root), else the file system is (syncfs: the
-// writer cannot read a 1733 directory, and an fsync needs a descriptor).
-// The server removes a file only after its message was stored or queued
-// (the local session's 250), so a crash between the two submits it again
-// when the server restarts: at least once, as Postfix's pickup. The file
-// name is in the server's log line for the submission (maildrop=NAME), so
-// a second submission of the same file can be recognised.
+// fsynced before its rename and the subdirectory (the writer's own, so
+// they can open it) after it; when that last fsync fails, the file is
+// removed again and Write fails, so sendmail's exit 75 ("not sent") is
+// true, or at worst the server read it meanwhile (at least once). The
+// server removes a file only after its message was stored or queued (the
+// local session's 250), so a crash between the two submits it again when
+// the server restarts: at least once, as Postfix's pickup. The file name
+// is in the server's log line for the submission (maildrop=NAME), so a
+// second submission of the same file can be recognised.
+//
+// # Upgrading from the single directory
+//
+// Setup moves what the earlier layout left at the top (final-named plain
+// files, and the server's own corrupt/) into the corrupt directory as
+// legacy-NAME.RANDOM, logged: their writer cannot be known.
 //
 // # Format
 //

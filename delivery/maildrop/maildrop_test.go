@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,7 +16,7 @@ import (
 
 func setup(t *testing.T) *Dir {
 	t.Helper()
-	d, err := Setup(filepath.Join(t.TempDir(), "maildrop"))
+	d, _, err := Setup(filepath.Join(t.TempDir(), "maildrop"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,15 +39,25 @@ func TestWriteRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(filepath.Join(d.Path(), name))
+	uid := uint32(os.Geteuid())
+	sub := filepath.Join(d.Path(), strconv.Itoa(os.Geteuid()))
+	if fi, err := os.Lstat(sub); err != nil || fi.Mode() != fs.ModeDir|0o700 {
+		t.Fatalf("the writer's subdirectory: %v, %v; want a 0700 directory", fi, err)
+	}
+	st, err := os.Stat(filepath.Join(sub, name))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("file mode %v, %v; want 0600", st.Mode(), err)
 	}
-	l, err := d.List(100)
+	top, err := d.List(100)
+	if err != nil || !reflect.DeepEqual(top.Users, []uint32{uid}) || len(top.Foreign)+len(top.Unsafe) != 0 {
+		t.Fatalf("top %+v, %v", top, err)
+	}
+	u := openUser(t, d, uid)
+	l, err := u.List(MaxPerUser, 0)
 	if err != nil || !reflect.DeepEqual(l.Ready, []string{name}) || len(l.Temp)+len(l.Other) != 0 {
 		t.Fatalf("listing %+v, %v", l, err)
 	}
-	f, err := d.Read(name, 1000)
+	f, err := u.Read(name, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +67,33 @@ func TestWriteRead(t *testing.T) {
 	if f.UID != uint32(os.Geteuid()) || f.GID != uint32(os.Getegid()) {
 		t.Errorf("owner %d:%d, want %d:%d", f.UID, f.GID, os.Geteuid(), os.Getegid())
 	}
-	if err := d.Remove(name); err != nil {
+	if err := u.Remove(name); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := d.List(100); len(l.Ready) != 0 {
+	if l, _ := u.List(100, 0); len(l.Ready) != 0 {
 		t.Errorf("still listed after Remove: %v", l.Ready)
 	}
+}
+
+func openUser(t *testing.T, d *Dir, uid uint32) *UserDir {
+	t.Helper()
+	u, err := d.OpenUser(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	return u
+}
+
+// userPath is the subdirectory of the test's own uid, made as Write
+// makes it.
+func userPath(t *testing.T, d *Dir) string {
+	t.Helper()
+	p := filepath.Join(d.Path(), strconv.Itoa(os.Geteuid()))
+	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // TestWriteRefusesUnsafeDir: sendmail writes nothing into a directory
@@ -114,18 +146,18 @@ func TestReadHostile(t *testing.T) {
 		{"symlink", func(t *testing.T, d *Dir, name string) {
 			target := filepath.Join(t.TempDir(), "secret")
 			os.WriteFile(target, []byte(good("3", "x\r\n")), 0o600)
-			must(t, os.Symlink(target, filepath.Join(d.Path(), name)))
+			must(t, os.Symlink(target, filepath.Join(userPath(t, d), name)))
 		}},
 		{"hard link", func(t *testing.T, d *Dir, name string) {
-			other := filepath.Join(d.Path(), "elsewhere")
+			other := filepath.Join(userPath(t, d), "elsewhere")
 			must(t, os.WriteFile(other, []byte(good("3", "x\r\n")), 0o600))
-			must(t, os.Link(other, filepath.Join(d.Path(), name)))
+			must(t, os.Link(other, filepath.Join(userPath(t, d), name)))
 		}},
 		{"fifo", func(t *testing.T, d *Dir, name string) {
-			must(t, syscall.Mkfifo(filepath.Join(d.Path(), name), 0o600))
+			must(t, syscall.Mkfifo(filepath.Join(userPath(t, d), name), 0o600))
 		}},
 		{"directory", func(t *testing.T, d *Dir, name string) {
-			must(t, os.Mkdir(filepath.Join(d.Path(), name), 0o700))
+			must(t, os.Mkdir(filepath.Join(userPath(t, d), name), 0o700))
 		}},
 		{"oversize", func(t *testing.T, d *Dir, name string) {
 			writeFile(t, d, name, good("2000", strings.Repeat("x", 2000)))
@@ -190,9 +222,10 @@ func TestReadHostile(t *testing.T) {
 			d := setup(t)
 			name := "1700000000000000000.42.0123456789abcdef"
 			tc.make(t, d, name)
+			u := openUser(t, d, uint32(os.Geteuid()))
 			done := make(chan error, 1)
 			go func() {
-				_, err := d.Read(name, 1000)
+				_, err := u.Read(name, 1000)
 				done <- err
 			}()
 			select {
@@ -203,53 +236,210 @@ func TestReadHostile(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("Read hangs")
 			}
-			to, err := d.SetAside(name)
-			if err != nil {
-				t.Fatal(err)
+			to, removed, err := u.SetAside(name)
+			if err != nil || removed {
+				t.Fatal(removed, err)
 			}
-			if _, err := os.Lstat(filepath.Join(d.Path(), corruptDir, to)); err != nil {
-				t.Errorf("not in corrupt/: %v", err)
+			if _, err := os.Lstat(filepath.Join(CorruptPath(d.Path()), to)); err != nil {
+				t.Errorf("not in the corrupt directory: %v", err)
 			}
-			if l, _ := d.List(100); len(l.Ready) != 0 {
+			if l, _ := u.List(100, 0); len(l.Ready) != 0 {
 				t.Errorf("still ready: %v", l.Ready)
 			}
 		})
 	}
 }
 
-// TestReadNamesTheOwner: the submitter is the file's owner, whatever the
-// file says and whoever wrote the bytes (root here gives the file to
-// another uid, as if that user had written it).
-func TestReadNamesTheOwner(t *testing.T) {
+// needRoot skips a test that gives files to other uids.
+func needRoot(t *testing.T) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root to give a file to another uid")
+			t.Fatal("needs root to give files to other uids")
 		}
 		t.Skip("needs root")
 	}
+}
+
+// mkUser makes maildrop/<name> owned by owner, as that user's sendmail
+// would (0700).
+func mkUser(t *testing.T, d *Dir, name string, owner int) string {
+	t.Helper()
+	p := filepath.Join(d.Path(), name)
+	must(t, os.Mkdir(p, 0o700))
+	must(t, os.Lchown(p, owner, owner))
+	return p
+}
+
+// TestReadNamesTheOwner: the submitter is the file's owner, the uid its
+// subdirectory is named by and owned by; a file of another owner in it
+// (another user's file the subdirectory's user renamed in, or root's) is
+// ErrMalformed and never submitted, as its owner nor as the user.
+func TestReadNamesTheOwner(t *testing.T) {
+	needRoot(t)
 	d := setup(t)
-	name, err := Write(d.Path(), &Envelope{Recipients: []string{"root"}}, []byte("x\r\n"))
-	if err != nil {
-		t.Fatal(err)
+	sub := mkUser(t, d, "4242", 4242)
+	good := magic + "\nrcpt root\nsize 3\n\nx\r\n"
+	for name, owner := range map[string]int{
+		"1700000000000000001.1.0123456789abcdef": 4242, // the user's own
+		"1700000000000000002.1.0123456789abcdef": 4343, // a victim's, renamed in
+		"1700000000000000003.1.0123456789abcdef": 0,    // root's, renamed in
+	} {
+		p := filepath.Join(sub, name)
+		must(t, os.WriteFile(p, []byte(good), 0o600))
+		must(t, os.Lchown(p, owner, owner+1))
 	}
-	must(t, os.Lchown(filepath.Join(d.Path(), name), 4242, 4343))
-	f, err := d.Read(name, 1000)
-	if err != nil {
-		t.Fatal(err)
+	u := openUser(t, d, 4242)
+	f, err := u.Read("1700000000000000001.1.0123456789abcdef", 1000)
+	if err != nil || f.UID != 4242 || f.GID != 4243 {
+		t.Fatalf("the user's file: %+v, %v", f, err)
 	}
-	if f.UID != 4242 || f.GID != 4343 {
-		t.Errorf("owner %d:%d, want 4242:4343", f.UID, f.GID)
+	for _, name := range []string{"1700000000000000002.1.0123456789abcdef", "1700000000000000003.1.0123456789abcdef"} {
+		if f, err := u.Read(name, 1000); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "owned by uid") {
+			t.Errorf("another owner's file in 4242/: %+v, %v; want ErrMalformed", f, err)
+		}
 	}
 }
 
-// TestListSortsAndSorts: files listed oldest first (names of different
+// TestTopClassifies: only a directory named by its owner's uid that
+// nobody else may write is read; one named by another uid (made by
+// someone before its user), a file, a name that is no uid are foreign
+// and RemoveForeign removes them whatever they hold; a group-writable
+// one of the right owner is left alone, unread.
+func TestTopClassifies(t *testing.T) {
+	needRoot(t)
+	d := setup(t)
+	mkUser(t, d, "4242", 4242)
+	squat := mkUser(t, d, "4343", 4242) // made by 4242 for 4343
+	must(t, os.WriteFile(filepath.Join(squat, "1700000000000000001.1.0123456789abcdef"), []byte("x"), 0o600))
+	must(t, os.Symlink("/etc", filepath.Join(squat, "etc")))
+	mkUser(t, d, "04242", 4242)
+	mkUser(t, d, "corrupt", 4242)
+	must(t, os.Chmod(mkUser(t, d, "4444", 4444), 0o770))
+	must(t, os.WriteFile(filepath.Join(d.Path(), "junk"), nil, 0o600))
+	top, err := d.List(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(top.Users, []uint32{4242}) || !reflect.DeepEqual(top.Unsafe, []uint32{4444}) || len(top.Foreign) != 4 {
+		t.Fatalf("top %+v", top)
+	}
+	for _, e := range top.Foreign {
+		must(t, d.RemoveForeign(e.Name))
+	}
+	if _, err := os.Stat("/etc/passwd"); err != nil {
+		t.Fatal("RemoveForeign followed a symlink")
+	}
+	if top, _ := d.List(100); len(top.Foreign) != 0 || len(top.Users) != 1 {
+		t.Errorf("after the removals: %+v", top)
+	}
+	if _, err := d.OpenUser(4444); !errors.Is(err, ErrNotUsers) {
+		t.Errorf("OpenUser of a group-writable subdirectory: %v", err)
+	}
+}
+
+// TestSetupWithAUsersCorrupt: an entry named corrupt made by a user in
+// the maildrop does not stop the server: what is set aside lives beside
+// the maildrop, in a directory only the server could make; the layout
+// before the subdirectories (files at the top, corrupt/ of the server's)
+// is set aside.
+func TestSetupWithAUsersCorrupt(t *testing.T) {
+	needRoot(t)
+	path := filepath.Join(t.TempDir(), "maildrop")
+	must(t, os.Mkdir(path, 0o1733))
+	must(t, os.Mkdir(filepath.Join(path, "corrupt"), 0o700))
+	must(t, os.Lchown(filepath.Join(path, "corrupt"), 4242, 4242))
+	d, moved, err := Setup(path)
+	if err != nil {
+		t.Fatalf("Setup with a user's corrupt/: %v", err)
+	}
+	d.Close()
+	if len(moved) != 0 {
+		t.Errorf("moved %v", moved)
+	}
+	fi, err := os.Lstat(CorruptPath(path))
+	if err != nil || fi.Mode() != fs.ModeDir|0o700 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("corrupt directory %v %v", fi, err)
+	}
+	// The old layout.
+	path = filepath.Join(t.TempDir(), "maildrop")
+	must(t, os.Mkdir(path, 0o1733))
+	must(t, os.Mkdir(filepath.Join(path, "corrupt"), 0o700))
+	must(t, os.WriteFile(filepath.Join(path, "1700000000000000001.1.0123456789abcdef"), []byte("x"), 0o600))
+	d, moved, err = Setup(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if len(moved) != 2 {
+		t.Errorf("moved %v, want the old corrupt/ and the old file", moved)
+	}
+	if ents, _ := os.ReadDir(path); len(ents) != 0 {
+		t.Errorf("left at the top: %v", ents)
+	}
+}
+
+// TestPerUserBound: sendmail writes no file past MaxPerUser entries in
+// its subdirectory (ErrFull); what a user made past it anyway is removed
+// by List, at most budget in one look.
+func TestPerUserBound(t *testing.T) {
+	d := setup(t)
+	sub := userPath(t, d)
+	for i := range MaxPerUser + 30 {
+		must(t, os.WriteFile(filepath.Join(sub, strconv.Itoa(i)), nil, 0o600))
+	}
+	if _, err := Write(d.Path(), &Envelope{Recipients: []string{"root"}}, []byte("x\r\n")); !errors.Is(err, ErrFull) {
+		t.Fatalf("Write into a full subdirectory: %v, want ErrFull", err)
+	}
+	u := openUser(t, d, uint32(os.Geteuid()))
+	l, err := u.List(MaxPerUser, 20)
+	if err != nil || l.Over != 20 {
+		t.Fatalf("List: over %d, %v; want 20", l.Over, err)
+	}
+	if l, _ = u.List(MaxPerUser, 20); l.Over != 10 {
+		t.Errorf("second look removed %d, want 10", l.Over)
+	}
+	if ents, _ := os.ReadDir(sub); len(ents) != MaxPerUser {
+		t.Errorf("%d entries left, want %d", len(ents), MaxPerUser)
+	}
+}
+
+// TestSetAsideUnique: the same name set aside again and again gets a
+// name of its own each time; past MaxSetAsidePerUser of one user the
+// entry is removed instead, and still leaves the maildrop.
+func TestSetAsideUnique(t *testing.T) {
+	d := setup(t)
+	userPath(t, d)
+	u := openUser(t, d, uint32(os.Geteuid()))
+	seen := map[string]bool{}
+	for i := range MaxSetAsidePerUser + 5 {
+		writeFile(t, d, "x", "")
+		to, removed, err := u.SetAside("x")
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if removed != (i >= MaxSetAsidePerUser) || (!removed && seen[to]) {
+			t.Fatalf("%d: %q removed %v", i, to, removed)
+		}
+		seen[to] = true
+		if _, err := os.Lstat(filepath.Join(userPath(t, d), "x")); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%d: still in the maildrop", i)
+		}
+	}
+	if _, _, err := u.SetAside("../escape"); err == nil {
+		t.Error("SetAside took a path")
+	}
+}
+
+// TestListClassifies: files listed oldest first (names of different
 // lengths sort as numbers), temporary and foreign names apart.
 func TestListClassifies(t *testing.T) {
 	d := setup(t)
 	for _, n := range []string{"999999999.1.0123456789abcdef", "1000000000.1.0123456789abcdef", ".tmp-1000000000.2.0123456789abcdef", "junk", "../x"[3:]} {
 		writeFile(t, d, n, "")
 	}
-	l, err := d.List(100)
+	u := openUser(t, d, uint32(os.Geteuid()))
+	l, err := u.List(100, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,56 +447,53 @@ func TestListClassifies(t *testing.T) {
 		!reflect.DeepEqual(l.Temp, []string{".tmp-1000000000.2.0123456789abcdef"}) || len(l.Other) != 2 {
 		t.Errorf("listing %+v", l)
 	}
-	if l, _ := d.List(1); len(l.Ready)+len(l.Temp)+len(l.Other) != 1 {
-		t.Errorf("List(1) read %+v", l)
+}
+
+// TestWriteNotDurable: when the subdirectory's fsync after the rename
+// fails, Write says so and the file is gone: the caller's "not sent"
+// holds (exit 75), no copy is picked up later.
+func TestWriteNotDurable(t *testing.T) {
+	d := setup(t)
+	syncDir = func(*os.File) error { return syscall.EIO }
+	defer func() { syncDir = func(d *os.File) error { return d.Sync() } }()
+	if name, err := Write(d.Path(), &Envelope{Recipients: []string{"root"}}, []byte("x\r\n")); err == nil || name != "" {
+		t.Fatalf("Write: %q, %v; want an error", name, err)
 	}
-	// A temporary file is removed only once stale.
-	tmp := ".tmp-1000000000.2.0123456789abcdef"
-	if removed, err := d.RemoveStale(tmp, time.Now()); removed || err != nil {
-		t.Errorf("fresh temp file removed: %v %v", removed, err)
-	}
-	if removed, err := d.RemoveStale(tmp, time.Now().Add(StaleAfter+time.Minute)); !removed || err != nil {
-		t.Errorf("stale temp file kept: %v %v", removed, err)
-	}
-	if _, err := d.SetAside("../escape"); err == nil {
-		t.Error("SetAside took a path")
+	if ents, _ := os.ReadDir(userPath(t, d)); len(ents) != 0 {
+		t.Errorf("left %v", ents)
 	}
 }
 
-// TestSetupRefusesAnotherUsersCorrupt: a corrupt/ someone made first in
-// the world-writable directory is not the server's.
-func TestSetupRefusesSymlinkedCorrupt(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "maildrop")
-	must(t, os.Mkdir(path, 0o700))
-	must(t, os.Symlink(t.TempDir(), filepath.Join(path, corruptDir)))
-	if d, err := Setup(path); err == nil {
-		d.Close()
-		t.Fatal("Setup took a corrupt/ that is a symlink")
-	}
-}
-
-// TestWatch: a file written is announced.
+// TestWatch: a user's subdirectory made, and a file written in one
+// watched, are announced.
 func TestWatch(t *testing.T) {
 	d := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch, err := d.Watch(ctx)
+	w, err := d.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-w.C:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no event for " + what)
+		}
+	}
+	userPath(t, d)
+	wait("a subdirectory made")
+	must(t, w.AddUser(uint32(os.Geteuid())))
 	if _, err := Write(d.Path(), &Envelope{Recipients: []string{"root"}}, []byte("x\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-ch:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no event for a file written")
-	}
+	wait("a file written")
 }
 
 func writeFile(t *testing.T, d *Dir, name, content string) {
 	t.Helper()
-	must(t, os.WriteFile(filepath.Join(d.Path(), name), []byte(content), 0o600))
+	must(t, os.WriteFile(filepath.Join(userPath(t, d), name), []byte(content), 0o600))
 }
 
 func must(t *testing.T, err error) {

@@ -59,12 +59,21 @@ func validName(name string) bool {
 	return true
 }
 
+// ErrFull is wrapped by Write's refusal when the writer's subdirectory
+// already holds MaxPerUser entries.
+var ErrFull = errors.New("maildrop: the user's subdirectory is full")
+
 // Write leaves msg (CRLF lines, as the server would read it) with env in
-// the maildrop directory dir and returns the file's name once the file
-// and its name are durable (see the package comment). dir must be the
-// server's: a real directory (not a symlink), sticky, that others cannot
-// list, owned by root or by the owner of the spool above it; anything
-// else is ErrUnsafeDir and nothing is written.
+// the writer's own subdirectory of the maildrop directory dir,
+// dir/<euid>, and returns the file's name once the file and its name are
+// durable: the file is fsynced before its rename and the subdirectory
+// after it; when that last fsync fails the file is removed again and the
+// error returned (the caller says the mail was not sent). dir must be
+// the server's: a real directory (not a symlink), sticky, that others
+// cannot list, owned by root or by the owner of the spool above it;
+// anything else is ErrUnsafeDir and nothing is written. The subdirectory
+// is made (UserMode) or reused when it is the writer's own (made UserMode
+// again); another's, or anything but a directory, is ErrUnsafeDir too.
 func Write(dir string, env *Envelope, msg []byte) (string, error) {
 	head, err := env.marshal(len(msg))
 	if err != nil {
@@ -73,30 +82,67 @@ func Write(dir string, env *Envelope, msg []byte) (string, error) {
 	if err := checkDir(dir); err != nil {
 		return "", err
 	}
-	var f *os.File
+	uid := os.Geteuid()
+	sub := filepath.Join(dir, strconv.Itoa(uid))
+	if err := os.Mkdir(sub, UserMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("maildrop: %w", err)
+	}
+	d, err := os.OpenFile(sub, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrUnsafeDir, sub, err)
+	}
+	defer d.Close()
+	fi, err := d.Stat()
+	if err != nil {
+		return "", fmt.Errorf("maildrop: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
+		return "", fmt.Errorf("%w: %s belongs to another user (the server removes it when it runs)", ErrUnsafeDir, sub)
+	}
+	if fi.Mode()&(fs.ModePerm|fs.ModeSticky|fs.ModeSetgid|fs.ModeSetuid) != UserMode {
+		if err := d.Chmod(UserMode); err != nil {
+			return "", fmt.Errorf("maildrop: %w", err)
+		}
+	}
+	if names, err := readNames(d, sub, MaxPerUser); err != nil {
+		return "", err
+	} else if len(names) >= MaxPerUser {
+		return "", fmt.Errorf("%w: %s holds %d files waiting for the server", ErrFull, sub, len(names))
+	}
+	return writeIn(d, env, head, msg, -1, -1, time.Time{})
+}
+
+// writeIn writes the file in the open directory d: under a temporary
+// name, fsynced, given to uid:gid and mtime when they are set (the
+// server's Rewrite), renamed, and the directory fsynced.
+func writeIn(d *os.File, env *Envelope, head, msg []byte, uid, gid int, mtime time.Time) (string, error) {
+	var fd int
 	var name, tmp string
 	for try := 0; ; try++ {
+		var err error
 		if name, err = newName(time.Now()); err != nil {
 			return "", fmt.Errorf("maildrop: file name: %w", err)
 		}
-		tmp = filepath.Join(dir, tmpPrefix+name)
-		// O_EXCL and O_NOFOLLOW: in a directory anyone writes, a name
-		// someone made first (a symlink to a file of ours) is never
-		// opened; another name is tried.
-		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if errors.Is(err, fs.ErrExist) && try < 10 {
+		tmp = tmpPrefix + name
+		err = withFd(d, func(dfd int) error {
+			var err error
+			fd, err = unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			return err
+		})
+		if errors.Is(err, unix.EEXIST) && try < 10 {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("maildrop: %w", err)
+			return "", fmt.Errorf("maildrop: %s: %w", d.Name(), err)
 		}
 		break
 	}
+	f := os.NewFile(uintptr(fd), filepath.Join(d.Name(), tmp))
 	done := false
 	defer func() {
 		f.Close()
 		if !done {
-			os.Remove(tmp)
+			withFd(d, func(dfd int) error { return unix.Unlinkat(dfd, tmp, 0) })
 		}
 	}()
 	// The umask may only narrow 0600; a chmod makes sure of it, as the
@@ -105,58 +151,66 @@ func Write(dir string, env *Envelope, msg []byte) (string, error) {
 		return "", fmt.Errorf("maildrop: %w", err)
 	}
 	if _, err := f.Write(head); err != nil {
-		return "", fmt.Errorf("maildrop: writing %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop: writing %s: %w", f.Name(), err)
 	}
 	if _, err := f.Write(msg); err != nil {
-		return "", fmt.Errorf("maildrop: writing %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop: writing %s: %w", f.Name(), err)
+	}
+	if uid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			return "", fmt.Errorf("maildrop: %w", err)
+		}
+	}
+	if !mtime.IsZero() {
+		// Through the descriptor: the name is in the user's directory.
+		tv := unix.NsecToTimeval(mtime.UnixNano())
+		if err := unix.Futimes(fd, []unix.Timeval{tv, tv}); err != nil {
+			return "", fmt.Errorf("maildrop: %w", err)
+		}
 	}
 	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("maildrop: fsync %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop: fsync %s: %w", f.Name(), err)
 	}
-	final := filepath.Join(dir, name)
-	// RENAME_NOREPLACE: a final name is never replaced, not even one of
-	// our own (names are unique; this makes sure).
-	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_NOREPLACE)
+	// RENAME_NOREPLACE: a final name is never replaced (names are
+	// unique; this makes sure).
+	err := withFd(d, func(dfd int) error { return unix.Renameat2(dfd, tmp, dfd, name, unix.RENAME_NOREPLACE) })
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		// A file system without the flag: the name is random, and a
-		// file of someone else's could not be replaced (sticky).
-		err = os.Rename(tmp, final)
+		err = withFd(d, func(dfd int) error { return unix.Renameat(dfd, tmp, dfd, name) })
 	}
 	if err != nil {
-		return "", fmt.Errorf("maildrop: rename %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop: rename %s: %w", f.Name(), err)
 	}
 	done = true
-	if err := syncName(dir, f); err != nil {
-		// The file is complete and named: the server may take it even
-		// if this failed. Saying so is better than a second copy by a
-		// caller that tries again.
-		return name, fmt.Errorf("maildrop: %s written, its name not known to be durable: %w", name, err)
+	if err := syncDir(d); err != nil {
+		// Not known to be durable: taken back, so that the caller's
+		// "not sent" holds (the server may have read it meanwhile: at
+		// least once, as ever).
+		withFd(d, func(dfd int) error { return unix.Unlinkat(dfd, name, 0) })
+		return "", fmt.Errorf("maildrop: fsync %s after the rename: %w", d.Name(), err)
 	}
 	return name, nil
 }
 
-// syncName makes the rename durable: an fsync of the directory when the
-// writer may open it (the server's user, root), else a syncfs of the file
-// system through the file, since a 1733 directory cannot be opened by
-// others and an fsync needs a descriptor.
-func syncName(dir string, f *os.File) error {
-	d, err := os.Open(dir)
-	if err == nil {
-		defer d.Close()
-		return d.Sync()
+// syncDir is d.Sync, replaceable by tests.
+var syncDir = func(d *os.File) error { return d.Sync() }
+
+// Rewrite replaces the file name of the subdirectory with one of the same
+// owner and modification time holding env and msg (the pickup's rest of
+// a message sent to part of its recipients), and returns the new name.
+// The new file is durable before the old one is removed.
+func (u *UserDir) Rewrite(old *File, env *Envelope, msg []byte) (string, error) {
+	if u.d.corrupt == nil {
+		return "", errors.New("maildrop: opened to read only")
 	}
-	if !errors.Is(err, fs.ErrPermission) {
-		return err
-	}
-	rc, err := f.SyscallConn()
+	head, err := env.marshal(len(msg))
 	if err != nil {
-		return err
+		return "", err
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
-		return err
+	name, err := writeIn(u.f, env, head, msg, int(old.UID), int(old.GID), old.Written)
+	if err != nil {
+		return "", err
 	}
-	return serr
+	return name, u.Remove(old.Name)
 }
 
 // checkDir refuses a maildrop directory that would not keep a file to its

@@ -38,3 +38,20 @@ func TestAcceptFailedOnly(t *testing.T) {
 		t.Errorf("only an invalid failed recipient: %v, want ErrNoRecipients", err)
 	}
 }
+
+// TestAcceptCountsFailed: the failed recipients of WithFailed count
+// toward MaxRecipients: an entry the queue would refuse to load after a
+// restart is refused at Accept instead.
+func TestAcceptCountsFailed(t *testing.T) {
+	t.Parallel()
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.MaxRecipients = 2
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	_, _, err := h.q.Accept(context.Background(), "", "root@mta.test", []string{"a@remote.test", "b@remote.test"}, nil, strings.NewReader("Subject: x\r\n\r\nb\r\n"),
+		WithFailed([]string{"ghost@mta.test"}, "5.1.1", "550 5.1.1 unknown user"))
+	if !errors.Is(err, ErrTooManyRecipients) {
+		t.Fatalf("3 recipients with a limit of 2: %v, want ErrTooManyRecipients", err)
+	}
+}

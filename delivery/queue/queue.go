@@ -345,6 +345,11 @@ func (q *Queue) accept(ctx context.Context, msgID, from string, localFrom *strin
 	if len(m.Recipients) == 0 {
 		return "", nil, ErrNoRecipients
 	}
+	// Counted again with the failed recipients of the options: an
+	// envelope past MaxRecipients would not load after a restart.
+	if len(m.Recipients) > q.o.MaxRecipients {
+		return "", nil, fmt.Errorf("%w: %d, limit %d", ErrTooManyRecipients, len(m.Recipients), q.o.MaxRecipients)
+	}
 	if validMsgID(msgID) {
 		m.MsgID = msgID
 	}
