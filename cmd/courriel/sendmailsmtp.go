@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"courriel/internal/xtext"
 )
 
 // sendmailTimeout bounds each exchange with the server (the server's own
@@ -191,7 +193,7 @@ func (c *localClient) send(a *sendmailArgs, login, fullName string, msg []byte) 
 		mailCmd += " RET=" + a.ret
 	}
 	if dsn && a.envid != "" {
-		mailCmd += " ENVID=" + xtext(a.envid)
+		mailCmd += " ENVID=" + xtext.Encode(a.envid)
 	}
 	// The recipients go in as many transactions as the server asks: a
 	// 452 4.5.3 (too many recipients) for one of them after others were
@@ -296,19 +298,6 @@ func envelopeSafe(addr string) bool {
 		}
 	}
 	return true
-}
-
-// xtext encodes a DSN parameter value (RFC 3461 §4).
-func xtext(v string) string {
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < '!' || c > '~' || c == '+' || c == '=' {
-			fmt.Fprintf(&b, "+%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
 
 func isASCIIBytes(b []byte) bool {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"courriel/internal/xtext"
 )
 
 // magic is the first line of every file; the number is the format's
@@ -65,7 +67,7 @@ func (e *Envelope) marshal(size int) ([]byte, error) {
 		}
 		b.WriteString(key)
 		b.WriteByte(' ')
-		b.WriteString(xtext(v))
+		b.WriteString(xtext.Encode(v))
 		b.WriteByte('\n')
 		return nil
 	}
@@ -170,7 +172,7 @@ func parse(data []byte, maxMessage int64) (*Envelope, []byte, error) {
 			want = size
 			continue
 		}
-		v, err := unxtext(raw)
+		v, err := xtext.Decode(raw)
 		if err != nil {
 			return nil, nil, bad("%s: %v", key, err)
 		}
@@ -202,57 +204,6 @@ func parse(data []byte, maxMessage int64) (*Envelope, []byte, error) {
 		return nil, nil, bad("message of %d octets where the envelope says %d (truncated or extended)", len(rest), want)
 	}
 	return e, rest, nil
-}
-
-// xtext encodes v (RFC 3461 §4): what could end or split a line, or is not
-// printable, becomes +XX.
-func xtext(v string) string {
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < '!' || c > '~' || c == '+' || c == '=' {
-			fmt.Fprintf(&b, "+%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// unxtext decodes xtext strictly: +XX with two upper-case hex digits, any
-// other octet printable ASCII but '+' and '='.
-func unxtext(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			if i+2 >= len(s) {
-				return "", errors.New("truncated +XX")
-			}
-			hi, ok1 := hexDigit(s[i+1])
-			lo, ok2 := hexDigit(s[i+2])
-			if !ok1 || !ok2 {
-				return "", fmt.Errorf("bad +XX at %d", i)
-			}
-			b.WriteByte(hi<<4 | lo)
-			i += 2
-		case c < '!' || c > '~' || c == '=':
-			return "", fmt.Errorf("octet %#02x at %d", c, i)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String(), nil
-}
-
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // printable is a hostile string bounded and made safe for an error

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"strings"
+
+	"courriel/internal/xtext"
 )
 
 // RFC 3461's parameters travel with a message: RET and ENVID in its
@@ -224,7 +226,7 @@ func orcptParam(r *Recipient) string {
 		v = "rfc822;" + orig
 	}
 	typ, addr, _ := strings.Cut(v, ";")
-	return " ORCPT=" + typ + ";" + xtext(addr)
+	return " ORCPT=" + typ + ";" + xtext.Encode(addr)
 }
 
 // originalRecipient is the address the client named for r: the alias that
@@ -258,7 +260,7 @@ func dsnMailParams(m *Message) string {
 		p = " RET=" + m.Ret
 	}
 	if m.EnvID != "" {
-		p += " ENVID=" + xtext(m.EnvID)
+		p += " ENVID=" + xtext.Encode(m.EnvID)
 	}
 	return p
 }

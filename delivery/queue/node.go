@@ -14,6 +14,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/delivery"
+	"courriel/internal/xtext"
 )
 
 // HomeFinder says where the user of a local copy lives now: the home
@@ -244,7 +245,7 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 func nodeRcpt(r *Recipient, key string) string {
 	line := "RCPT TO:<" + r.Addr + "> XKEY=" + key
 	if orig := r.Local.OrigTo; orig != "" {
-		line += " ORCPT=rfc822;" + xtext(orig)
+		line += " ORCPT=rfc822;" + xtext.Encode(orig)
 	}
 	if r.Local.Folder == JunkFolder {
 		line += " XJUNK"
@@ -267,7 +268,7 @@ func nodeDSNRcptParams(r *Recipient) string {
 	}
 	if r.ORcpt != "" {
 		typ, addr, _ := strings.Cut(r.ORcpt, ";")
-		p += " XORCPT=" + typ + ";" + xtext(addr)
+		p += " XORCPT=" + typ + ";" + xtext.Encode(addr)
 	}
 	return p
 }
@@ -290,21 +291,3 @@ func nodeMailParams(m *Message, idx []int) string {
 // JunkFolder is the folder of a copy flagged as spam, the only one that
 // crosses a node hop (as XJUNK): the home node's Sieve decides the rest.
 const JunkFolder = "Junk"
-
-// xtext encodes s as RFC 3461 §4 xtext: '+', '=' and everything outside
-// '!'..'~' as +HH.
-func xtext(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '!' || c > '~' || c == '+' || c == '=' {
-			b.WriteByte('+')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}

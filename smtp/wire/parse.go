@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"courriel/internal/envaddr"
+	"courriel/internal/xtext"
 )
 
 // Errors of the parsers.
@@ -218,40 +219,12 @@ func ParseParams(s string) ([]Param, error) {
 	return out, nil
 }
 
-// DecodeXtext decodes RFC 3461 §4's xtext strictly: every character is an
-// xchar ('!' to '~' but '+' and '=') or "+" and two upper-case hex digits
-// ("+2B" is '+').
+// DecodeXtext decodes RFC 3461 §4's xtext strictly (internal/xtext):
+// ErrXtext for anything else.
 func DecodeXtext(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			if i+2 >= len(s) {
-				return "", ErrXtext
-			}
-			hi, ok1 := unhex(s[i+1])
-			lo, ok2 := unhex(s[i+2])
-			if !ok1 || !ok2 {
-				return "", ErrXtext
-			}
-			b.WriteByte(hi<<4 | lo)
-			i += 2
-		case c < '!' || c > '~' || c == '=':
-			return "", ErrXtext
-		default:
-			b.WriteByte(c)
-		}
+	v, err := xtext.Decode(s)
+	if err != nil {
+		return "", ErrXtext
 	}
-	return b.String(), nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	return v, nil
 }
