@@ -217,8 +217,20 @@ func (q *Queue) buildDSN(m *Message, kind dsnKind, rcpts []Recipient, ret return
 			ctype = "message/global"
 		}
 	}
+	data := ret.data
+	if ret.full && !utf {
+		// The message returned in 7 bits (its 8-bit parts as
+		// quoted-printable or base64, RFC 6152's downgrade): the DSN is
+		// DKIM-signed once made, and a next hop without 8BITMIME would
+		// otherwise have it converted after the signature, which then
+		// fails. An RFC 6533 DSN leaves only with SMTPUTF8, to hosts that
+		// take 8 bits, and stays as it is.
+		if d, changed := sevenbit.Downgrade(data); changed {
+			data = d
+		}
+	}
 	fmt.Fprintf(&body, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n", boundary, desc, ctype)
-	writePart(&body, ret.data)
+	writePart(&body, data)
 	fmt.Fprintf(&body, "\r\n--%s--\r\n", boundary)
 
 	if utf && sevenbit.Has8bit(body.Bytes()) {

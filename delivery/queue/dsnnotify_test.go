@@ -188,6 +188,34 @@ func TestDSNFailureAsNotifyAndRet(t *testing.T) {
 	}
 }
 
+// TestDSNRetFull8BitIn7Bits: a bounce returning an 8-bit message whole
+// returns it in 7 bits, the text the same once decoded, so that the DSN
+// signed afterwards needs no conversion on its way.
+func TestDSNRetFull8BitIn7Bits(t *testing.T) {
+	t.Parallel()
+	s := newSink(t, sinkOptions{rcpt: func(int, string) error {
+		return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "user unknown")
+	}})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"*": s.addr}
+	o.Dialer = nil
+	b := newBounces()
+	o.Bounce = b.fn
+	h := start(t, o)
+	msg := "From: a@local.test\r\nTo: x@remote.test\r\nSubject: 8-bit\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9 cr\xc3\xa8me\r\n"
+	h.acceptDSN([]string{"x@remote.test"}, nil, msg, WithDSN(RetFull, "", nil, nil))
+	report := recv(t, b.got, "the bounce")
+	if bytes.ContainsFunc(report, func(r rune) bool { return r >= 0x80 }) {
+		t.Errorf("the DSN holds 8-bit octets:\n%s", report)
+	}
+	r := parseDSN(t, report)
+	if r.types[2] != "message/rfc822" || !strings.Contains(r.original, "caf=C3=A9 cr=C3=A8me") || !strings.Contains(r.original, "Content-Transfer-Encoding: quoted-printable") {
+		t.Errorf("returned %s:\n%s", r.types[2], r.original)
+	}
+	h.waitUntil("the queue is empty", h.empty)
+}
+
 // TestDSNRetFullTooLarge: RET=FULL of a message over the bound returns its
 // header only.
 func TestDSNRetFullTooLarge(t *testing.T) {
