@@ -271,7 +271,10 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 
 // dropLoops takes out of the transaction the copies of every recipient the
 // message already reached here (hi.seen), to bounce them (tx.loops) while
-// the others get theirs, as Postfix bounces only the looping recipient. It
+// the others get theirs, as Postfix bounces only the looping recipient. A
+// copy another RCPT that does not loop reaches stays, as that RCPT's (its
+// orig_to and DSN parameters, as milterDelRcpt leaves it): bob named
+// beside a looping alias that reaches him too still gets the message. It
 // returns replyLoop, and changes nothing, when no copy would be left, or
 // when there is no queue to send the bounce.
 func (s *session) dropLoops(log *slog.Logger, hi headerInfo) error {
@@ -287,13 +290,64 @@ func (s *session) dropLoops(log *slog.Logger, hi headerInfo) error {
 	looping := func(rcpt string) bool {
 		return slices.ContainsFunc(loops, func(l string) bool { return dedupeKey(l) == dedupeKey(rcpt) })
 	}
-	local := slices.DeleteFunc(slices.Clone(s.tx.local), func(r delivery.Recipient) bool { return looping(r.OrigTo) })
-	remote := slices.DeleteFunc(slices.Clone(s.tx.remote), func(a string) bool { return looping(a) || looping(s.tx.origTo[a]) })
+	// What the RCPTs that do not loop give each copy they reach.
+	var heirs map[string]*copyHeir
+	if o := s.tx.origins; o != nil {
+		others := &rcptOrigins{list: slices.Clone(o.list)}
+		for i := range others.list {
+			if looping(others.list[i].key) {
+				others.list[i].key = ""
+			}
+		}
+		copies := make(map[string]bool, len(s.tx.local)+len(s.tx.remote))
+		for _, r := range s.tx.local {
+			copies[dedupeKey(r.Address)] = true
+		}
+		for _, a := range s.tx.remote {
+			copies[dedupeKey(a)] = true
+		}
+		heirs = others.heirs(copies)
+	}
+	taken := map[string]*copyHeir{} // copies kept for an RCPT that does not loop
+	var local []delivery.Recipient
+	for _, r := range s.tx.local {
+		if looping(r.OrigTo) {
+			h := heirs[dedupeKey(r.Address)]
+			if h == nil {
+				continue
+			}
+			taken[dedupeKey(r.Address)] = h
+			r.OrigTo = h.orig
+			if r.OrigTo == "" {
+				r.OrigTo = r.Address
+			}
+		}
+		local = append(local, r)
+	}
+	var remote []string
+	for _, a := range s.tx.remote {
+		if looping(a) || looping(s.tx.origTo[a]) {
+			h := heirs[dedupeKey(a)]
+			if h == nil {
+				continue
+			}
+			taken[dedupeKey(a)] = h
+		}
+		remote = append(remote, a)
+	}
 	if len(local)+len(remote) == 0 || s.srv.o.Queue == nil {
 		log.Warn("message refused: mail loop", "to", logValue(strings.Join(loops, ","), 300))
 		return replyLoop
 	}
 	log.Warn("mail loop: these recipients bounce, the others get the message", "to", logValue(strings.Join(loops, ","), 300))
+	for _, a := range remote {
+		if h := taken[dedupeKey(a)]; h != nil {
+			s.setOrigTo(a, h.alias)
+		}
+	}
+	for k, h := range taken {
+		s.tx.setCopyDSN(k, h.hasDSN, h.dsn)
+	}
 	s.tx.local, s.tx.remote, s.tx.loops = local, remote, loops
 	return nil
 }

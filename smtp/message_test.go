@@ -249,6 +249,45 @@ func TestLoopForOneRecipient(t *testing.T) {
 	}
 }
 
+// A copy that a looping RCPT and another RCPT both reach stays for the
+// other: team (alice, bob, carol outside) loops, bob was named too, so
+// bob gets the message, addressed as bob, while team bounces and alice's
+// and carol's copies, which only team reached, go. The order of the RCPTs
+// does not matter.
+func TestLoopKeepsCopiesOthersReach(t *testing.T) {
+	t.Parallel()
+	for _, first := range []string{"team@hosted.example", "bob@mailbox.example"} {
+		t.Run(first, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Inbound, nil)
+			c := e.dialRaw(t)
+			c.cmd("EHLO client.example", "250 ")
+			c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+			for _, r := range []string{first, map[string]string{"team@hosted.example": "bob@mailbox.example", "bob@mailbox.example": "team@hosted.example"}[first]} {
+				c.cmd("RCPT TO:<"+r+">", "250 ")
+			}
+			c.cmd("DATA", "354 ")
+			c.cmd("Delivered-To: team@hosted.example\r\nSubject: x\r\n\r\nbody\r\n.", "250 ")
+			q := e.queue.all()
+			if len(q) != 1 {
+				t.Fatalf("%d messages queued", len(q))
+			}
+			if len(q[0].local) != 1 || q[0].local[0].Address != "bob@mailbox.example" || q[0].local[0].OrigTo != "bob@mailbox.example" || len(q[0].rcpts) != 0 {
+				t.Errorf("copies queued: local %+v remote %v, want bob's only, as bob", q[0].local, q[0].rcpts)
+			}
+			var failed []string
+			for _, r := range q[0].env.Recipients {
+				if r.State == queue.StateFailed && r.Status == "5.4.6" {
+					failed = append(failed, r.Addr)
+				}
+			}
+			if strings.Join(failed, ",") != "team@hosted.example" {
+				t.Errorf("bounced: %v, want team", failed)
+			}
+		})
+	}
+}
+
 // TestForwardTrace: a recipient of ours whose copy leaves gets a
 // Delivered-To: line, on every listener, so the copy is known when it
 // comes back; a local one and a relayed foreign one do not. The line goes

@@ -560,14 +560,17 @@ func (s *session) rcpt(to string, byMilter bool, dsn queue.RcptDSN) error {
 		s.tx.local = append(s.tx.local, r)
 		s.tx.setHome(k, d.Mailbox.Home)
 	}
-	if dsn != (queue.RcptDSN{}) || s.milter != nil {
-		dests := make([]string, len(res.Destinations))
-		for i, d := range res.Destinations {
-			dests[i] = d.Address
-		}
-		cd := s.tx.rcptDSN(addr, dsn, dests)
-		s.noteOrigin(addr, addr, dsn != (queue.RcptDSN{}), cd, dests)
+	dests := make([]string, len(res.Destinations))
+	for i, d := range res.Destinations {
+		dests[i] = d.Address
 	}
+	var cd queue.RcptDSN
+	if dsn != (queue.RcptDSN{}) || s.milter != nil {
+		cd = s.tx.rcptDSN(addr, dsn, dests)
+	}
+	// Always: a loop (dropLoops) as well as a milter's DELRCPT takes an
+	// RCPT out and must leave its copies to the others that reach them.
+	s.noteOrigin(addr, addr, dsn != (queue.RcptDSN{}), cd, dests)
 	s.tx.rcpts = append(s.tx.rcpts, addr)
 	if !slices.ContainsFunc(s.tx.ours, func(o string) bool { return dedupeKey(o) == dedupeKey(addr) }) {
 		s.tx.ours = append(s.tx.ours, addr)
