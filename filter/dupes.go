@@ -12,10 +12,13 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"courriel/sieve"
 )
 
 // Pigeonhole's duplicate database, ~/.dovecot.lda-dupes: where
@@ -44,6 +47,15 @@ import (
 // read it, so a record courriel adds between its read and its write is
 // lost (as one dovecot-lda's is to another): a sender may then get a
 // second reply, never a reply less.
+//
+// Sieve's duplicate extension (RFC 7352) keeps its ids there too, as
+// Pigeonhole does: the id ext_duplicate_hash makes (sieve.DuplicateID's
+// Pigeonhole), the user dovecot-lda names, the stamp the time of the run
+// plus the period (:seconds, 12 hours by default, at most 2 days),
+// recorded only once the copies are stored. A test reads the file as it
+// is (no id lock: a dovecot-lda between its check and its commit of the
+// same id is not waited for), and the ids earlier versions of courriel
+// kept in ~/.courriel.duplicates, until they expire.
 
 const (
 	// DuplicateDBName is Pigeonhole's duplicate database in the home.
@@ -604,4 +616,70 @@ func (d *dotlock) write(data []byte, old os.FileInfo, uid, gid int) error {
 		return err
 	}
 	return d.f.Sync()
+}
+
+// duplicatesFile is where courriel kept the duplicate extension's ids
+// before it shared Pigeonhole's database: read, never written, until its
+// records expire (at most sieve's 2 days).
+const duplicatesFile = ".courriel.duplicates"
+
+// homeDuplicates is the duplicate extension's memory in a home, as a run
+// reads it.
+type homeDuplicates struct{ home string }
+
+// Seen implements sieve.DuplicateStore: id is in Pigeonhole's database
+// (for any user: the file is one home's) or in courriel's former file.
+func (d homeDuplicates) Seen(id sieve.DuplicateID, now time.Time) (bool, error) {
+	root, err := os.OpenRoot(d.home)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	t, _, _, err := readDupes(root, now.Unix())
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", DuplicateDBName, err)
+	}
+	if t.has(id.Pigeonhole) {
+		return true, nil
+	}
+	return (&sieve.DuplicateFile{Path: filepath.Join(d.home, duplicatesFile)}).Seen(id, now)
+}
+
+// Commit implements sieve.DuplicateStore; the filter commits through
+// markDuplicates, which knows the user.
+func (d homeDuplicates) Commit([]sieve.DuplicateMark, time.Time) error {
+	return errors.New("homeDuplicates: marks are committed by markDuplicates")
+}
+
+// markDuplicates records marks in home's database for user, under
+// Dovecot's dotlock: one write for them all, each until its Expires.
+// problem says what was wrong with the database ("" when nothing was).
+func (f *Filter) markDuplicates(ctx context.Context, home, user string, marks []sieve.DuplicateMark, uid, gid int) (problem string, err error) {
+	unlockHome, err := f.replyHomes.lock(ctx, home)
+	if err != nil {
+		return "", err
+	}
+	defer unlockHome()
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	dl, err := f.lockDupes(ctx, root)
+	if err != nil {
+		return "", err
+	}
+	now := f.o.Now().Unix()
+	t, problem, old, err := readDupes(root, now)
+	if err != nil {
+		dl.release()
+		return "", err
+	}
+	for _, m := range marks {
+		if len(m.ID.Pigeonhole) != md5.Size {
+			continue // not an id the interpreter made
+		}
+		t.set(m.ID.Pigeonhole, user, min(m.Expires.Unix(), math.MaxUint32), now, true)
+	}
+	return problem, dl.replace(t.encode(), old, uid, gid)
 }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,7 +275,7 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	// often it is tried again.
 	for i, p := range plans {
 		if p != nil && p.reject == nil && errs[i] == nil {
-			f.commitDuplicates(m, &rcpts[i], p)
+			f.commitDuplicates(ctx, m, &rcpts[i], p)
 			errs[i] = f.sideEffects(ctx, m, mr, &rcpts[i], p)
 		}
 	}
@@ -687,33 +685,34 @@ func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env s
 	})
 }
 
-// duplicatesFile is the duplicate extension's memory in a home.
-const duplicatesFile = ".courriel.duplicates"
-
-// duplicates is the user's duplicate store; nil (nothing is a duplicate)
+// duplicates is the user's duplicate store for a run (only read: the
+// marks are committed by commitDuplicates); nil (nothing is a duplicate)
 // without a home.
 func duplicates(home string) sieve.DuplicateStore {
 	if home == "" {
 		return nil
 	}
-	return &sieve.DuplicateFile{Path: filepath.Join(home, duplicatesFile)}
+	return homeDuplicates{home: home}
 }
 
-// commitDuplicates remembers the ids the duplicate tests saw, once the
-// recipient's copies are stored, in a file the user owns.
-func (f *Filter) commitDuplicates(m *delivery.Message, r *delivery.Recipient, p *plan) {
-	store := duplicates(p.mb.Home)
-	if len(p.dupMarks) == 0 || store == nil {
+// commitDuplicates records the ids the duplicate tests marked, once the
+// recipient's copies are stored (as Pigeonhole marks them when the
+// script's actions succeeded), in Pigeonhole's database.
+func (f *Filter) commitDuplicates(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) {
+	if len(p.dupMarks) == 0 || p.mb.Home == "" {
 		return
 	}
-	if err := store.Commit(p.dupMarks, f.o.Now()); err != nil {
-		f.log.Warn("sieve: cannot remember the duplicate ids", "msg_id", m.ID, "to", r.Address, "err", err)
-		return
-	}
+	uid, gid := -1, -1
 	if f.o.Chown {
-		if err := os.Lchown(filepath.Join(p.mb.Home, duplicatesFile), r.UID, r.GID); err != nil {
-			f.log.Warn("sieve: cannot give the duplicate ids' file to the user", "msg_id", m.ID, "to", r.Address, "err", err)
-		}
+		uid, gid = r.UID, r.GID
+	}
+	problem, err := f.markDuplicates(ctx, p.mb.Home, vacationUser(p.mb, r), p.dupMarks, uid, gid)
+	if problem != "" {
+		f.log.Warn("sieve: duplicate database damaged: the records before the damage are kept, the rest forgotten",
+			"msg_id", m.ID, "to", r.Address, "file", DuplicateDBName, "problem", problem)
+	}
+	if err != nil {
+		f.log.Warn("sieve: cannot remember the duplicate ids", "msg_id", m.ID, "to", r.Address, "err", err)
 	}
 }
 

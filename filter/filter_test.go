@@ -641,7 +641,7 @@ if header :contains "subject" "tagged" { fileinto :create "Tagged"; }
 	if in, dups, tagged := count(""), count(".Dups"), count(".Tagged"); in != 1 || dups != 1 || tagged != 1 {
 		t.Errorf("INBOX %d, Dups %d, Tagged %d; want 1 each", in, dups, tagged)
 	}
-	if fi, err := os.Stat(home + "/" + duplicatesFile); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(home + "/" + DuplicateDBName); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("duplicate ids' file: %v %v", fi, err)
 	}
 

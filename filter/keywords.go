@@ -64,9 +64,13 @@ func KeywordLetters(dir *os.Root, keywords []string, uid, gid int) (string, erro
 }
 
 // readKeywords reads the folder's table: a regular file only (the maildir
-// is the user's: never block on a FIFO), bounded.
+// is the user's: never block on a FIFO), bounded, never through a
+// symlink. Dovecot follows one (it reads as the user); courriel reads as
+// root and writes what it read back into the table, the user's file: a
+// dovecot-keywords linked to a file of the maildir the user may not read
+// would hand them its lines.
 func readKeywords(dir *os.Root) (uidlist.Keywords, error) {
-	f, err := dir.OpenFile(uidlist.KeywordsFileName, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := openNoFollow(dir, uidlist.KeywordsFileName, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return uidlist.Keywords{}, nil
 	}

@@ -84,6 +84,9 @@ type scriptCache struct {
 	maxSize int64
 	global  string // include :global's directory, or ""
 	max     int
+	// beforeOpen, when set (tests), is called with the home just before
+	// the active script is opened: the moment a user could swap it.
+	beforeOpen func(home string)
 
 	mu sync.Mutex
 	m  map[fileID]*compiled // guarded by mu
@@ -163,7 +166,12 @@ func (c *scriptCache) userScript(home string) (*compiled, error) {
 		}
 	}
 	return c.load(display, fi, func() (*os.File, error) {
-		return root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if c.beforeOpen != nil {
+			c.beforeOpen(home)
+		}
+		// The lstats above are only a first look: the user may swap
+		// the file for a symlink since, which os.Root would follow.
+		return openNoFollow(root, rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	}, &includeLoader{c: c, home: root}), nil
 }
 
@@ -264,7 +272,9 @@ type includeLoader struct {
 
 // stat is what is at an include's file now: the :global one through
 // symlinks (the administrator's directory, opened so), a :personal one
-// not (opened with O_NOFOLLOW). ok is false when there is no such file
+// not (openNoFollow: neither ~/sieve nor the file may be a symlink;
+// Pigeonhole, reading as the user, follows them, but courriel reads as
+// root and a script that does not compile is quoted in the user's log). ok is false when there is no such file
 // to look for (no global directory, no home).
 func (l *includeLoader) stat(global bool, name string) (fi fs.FileInfo, err error, ok bool) {
 	switch {
@@ -325,7 +335,7 @@ func (l *includeLoader) Load(global bool, name string) ([]byte, error) {
 	case global && l.c.global != "":
 		f, err = os.OpenFile(filepath.Join(l.c.global, name+".sieve"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	case !global && l.home != nil:
-		f, err = l.home.OpenFile(ScriptDir+"/"+name+".sieve", os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		f, err = openNoFollow(l.home, ScriptDir+"/"+name+".sieve", os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	default:
 		return nil, sieve.ErrNoScript
 	}

@@ -15,7 +15,11 @@ const UserLogName = ".dovecot.sieve.log"
 const maxUserLog = 64 << 10
 
 // appendUserLog appends line to ~/.dovecot.sieve.log: a regular file
-// (never through a symlink, never a FIFO), owned by the user.
+// owned by the user, never a FIFO, never reached through a symlink
+// (Pigeonhole opens it O_NOFOLLOW too: sieve_logfile_start) nor one with
+// another name (a hard link): the server writes it as root, then gives
+// it to the user, and either would let a user have it append to (and
+// hand them) a file of the home they may not write.
 func appendUserLog(home, line string, uid, gid int) error {
 	root, err := os.OpenRoot(home)
 	if err != nil {
@@ -25,7 +29,7 @@ func appendUserLog(home, line string, uid, gid int) error {
 	if fi, err := root.Lstat(UserLogName); err == nil && fi.Mode().IsRegular() && fi.Size() > maxUserLog {
 		_ = root.Rename(UserLogName, UserLogName+".0")
 	}
-	f, err := root.OpenFile(UserLogName, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	f, err := openNoFollow(root, UserLogName, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return err
 	}
@@ -36,6 +40,9 @@ func appendUserLog(home, line string, uid, gid int) error {
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", UserLogName)
+	}
+	if err := oneLink(f, UserLogName); err != nil {
+		return err
 	}
 	if uid >= 0 {
 		if err := f.Chown(uid, gid); err != nil {

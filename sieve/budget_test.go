@@ -120,7 +120,7 @@ func TestForeverypartWorkLinear(t *testing.T) {
 // cancelingStore cancels the run's context when the script asks it.
 type cancelingStore struct{ cancel context.CancelFunc }
 
-func (c cancelingStore) Seen(id string, now time.Time) (bool, error) {
+func (c cancelingStore) Seen(id DuplicateID, now time.Time) (bool, error) {
 	c.cancel()
 	return false, nil
 }

@@ -11,7 +11,7 @@
 //	}) // err is a *sieve.Error: Line, Column, Reason; Compile(src, limits) without includes
 //	msg, err := sieve.ReadMessageAt(src, size) // header, size, body up to DefaultMaxBody (ReadMessageLimit)
 //	// (ReadMessage(r): deleteheader then reaches only the fields a script sees)
-//	dups := &sieve.DuplicateFile{Path: home + "/.courriel.duplicates"}
+//	dups := &sieve.DuplicateFile{Path: home + "/.duplicates"}
 //	res := script.RunContext(ctx, msg, sieve.Envelope{From: mailFrom, To: rcpt},
 //		sieve.RunOptions{Now: now, Duplicates: dups,
 //			Environment: sieve.Environment{Host: host, RemoteIP: ip}}) // Run(msg, env): now, no store
@@ -127,8 +127,11 @@
 //   - duplicate (duplicate.go, RFC 7352): :handle, :header, :uniqueid,
 //     :seconds (12 hours by default, at most 2 days, as Pigeonhole), :last;
 //     RunOptions.Duplicates is only read, Result.DuplicateMarks are the
-//     marks to commit after a successful delivery; DuplicateFile
-//     (duplicatefile.go) is the file-backed store.
+//     marks to commit after a successful delivery. Each id is a
+//     DuplicateID: Pigeonhole's (the MD5 ext_duplicate_hash makes, the
+//     key of Dovecot's ~/.dovecot.lda-dupes, which the filter package
+//     keeps them in) and courriel's own (DuplicateFile's, in
+//     duplicatefile.go: the file-backed store earlier versions used).
 //   - vacation and vacation-seconds (vacation.go, RFC 5230, RFC 6131): the
 //     Vacation action with Pigeonhole's handle recipe and period limits
 //     (RunOptions.Vacation: min 1 day, default 7 days, no maximum as in

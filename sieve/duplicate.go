@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -28,14 +29,26 @@ const (
 // DuplicateStore remembers the ids of messages delivered.
 type DuplicateStore interface {
 	// Seen says whether id was marked and its mark has not expired at now.
-	Seen(id string, now time.Time) (bool, error)
+	Seen(id DuplicateID, now time.Time) (bool, error)
 	// Commit records marks, each replacing an earlier mark of its id.
 	Commit(marks []DuplicateMark, now time.Time) error
 }
 
+// DuplicateID is a duplicate test's id (its handle, value and :last), as
+// each store keys it.
+type DuplicateID struct {
+	// Pigeonhole is Pigeonhole's id (ext_duplicate_hash): the MD5 sum,
+	// 16 bytes, of "sieve duplicate", "0" with :last or "+" without,
+	// "h-" and the handle or "default", then the value. Dovecot's
+	// duplicate database (~/.dovecot.lda-dupes) keys its records by it.
+	Pigeonhole string
+	// File is courriel's own id, 64 hex digits: DuplicateFile's key.
+	File string
+}
+
 // DuplicateMark is an id to remember until Expires.
 type DuplicateMark struct {
-	ID      string // 64 hex digits
+	ID      DuplicateID
 	Expires time.Time
 	handle  *string // for the oracle tests' listing, as sieve-test's
 	last    bool
@@ -53,7 +66,30 @@ func (s *Script) checkDuplicate(t *Test, n *node) *Error {
 // duplicateID is the stored id: a hash of the handle, the value and
 // whether :last was given (a :last test measures from the last message,
 // the others from the first, so they keep marks apart as Pigeonhole does).
-func duplicateID(handle *string, value string, last bool) string {
+func duplicateID(handle *string, value string, last bool) DuplicateID {
+	return DuplicateID{Pigeonhole: pigeonholeDuplicateID(handle, value, last), File: fileDuplicateID(handle, value, last)}
+}
+
+// pigeonholeDuplicateID is Pigeonhole 0.5's ext_duplicate_hash.
+func pigeonholeDuplicateID(handle *string, value string, last bool) string {
+	h := md5.New()
+	h.Write([]byte("sieve duplicate"))
+	if last {
+		h.Write([]byte("0"))
+	} else {
+		h.Write([]byte("+"))
+	}
+	if handle != nil {
+		h.Write([]byte("h-" + *handle))
+	} else {
+		h.Write([]byte("default"))
+	}
+	h.Write([]byte(value))
+	return string(h.Sum(nil))
+}
+
+// fileDuplicateID is DuplicateFile's id, courriel's own.
+func fileDuplicateID(handle *string, value string, last bool) string {
 	h := sha256.New()
 	if handle != nil {
 		h.Write([]byte("h" + *handle))
@@ -74,7 +110,7 @@ func duplicateID(handle *string, value string, last bool) string {
 const storeCost = 1 << 16
 
 type dupCacheEntry struct {
-	id  string
+	id  DuplicateID
 	dup bool
 }
 

@@ -16,7 +16,8 @@ import (
 )
 
 // DuplicateFile is a DuplicateStore in one file, meant for the user's home
-// directory (e.g. ~/.courriel.duplicates): a line per id, "<64 hex
+// directory (courriel's ~/.courriel.duplicates before it shared
+// Pigeonhole's database, see filter/dupes.go): a line per id, "<64 hex
 // digits> <expiry, Unix seconds>". The file is hostile input (the user
 // owns it): it is read up to MaxSize, and a line that is not exactly that
 // form is skipped. Commit rewrites it whole under an exclusive lock (a
@@ -91,12 +92,12 @@ func parseDuplicateLine(b []byte) (string, int64, bool) {
 }
 
 // Seen implements DuplicateStore.
-func (f *DuplicateFile) Seen(id string, now time.Time) (bool, error) {
+func (f *DuplicateFile) Seen(id DuplicateID, now time.Time) (bool, error) {
 	marks, err := f.read(now)
 	if err != nil {
 		return false, err
 	}
-	_, ok := marks[id]
+	_, ok := marks[id.File]
 	return ok, nil
 }
 
@@ -121,11 +122,11 @@ func (f *DuplicateFile) Commit(marks []DuplicateMark, now time.Time) error {
 		return err
 	}
 	for _, m := range marks {
-		if _, _, ok := parseDuplicateLine([]byte(m.ID + " 1")); !ok {
+		if _, _, ok := parseDuplicateLine([]byte(m.ID.File + " 1")); !ok {
 			continue // not an id this package made
 		}
 		if m.Expires.After(now) {
-			cur[m.ID] = m.Expires.Unix()
+			cur[m.ID.File] = m.Expires.Unix()
 		}
 	}
 	type entry struct {

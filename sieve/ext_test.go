@@ -125,8 +125,8 @@ func TestDuplicateFile(t *testing.T) {
 		t.Error("the earliest mark was kept")
 	}
 	// hostile content: garbage, long lines, bad numbers are skipped
-	hostile := strings.Repeat("z", 5000) + "\n" + marks[4].ID + " 99999999999999999999\n" +
-		"NOTHEX " + fmt.Sprint(now.Unix()+100) + "\n" + marks[3].ID + " " + fmt.Sprint(now.Unix()+100) + "\n"
+	hostile := strings.Repeat("z", 5000) + "\n" + marks[4].ID.File + " 99999999999999999999\n" +
+		"NOTHEX " + fmt.Sprint(now.Unix()+100) + "\n" + marks[3].ID.File + " " + fmt.Sprint(now.Unix()+100) + "\n"
 	if err := os.WriteFile(store.Path, []byte(hostile), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestDuplicateFile(t *testing.T) {
 	}
 	// a symbolic link is not followed
 	secret := filepath.Join(dir, "secret")
-	os.WriteFile(secret, []byte(marks[2].ID+" "+fmt.Sprint(now.Unix()+100)+"\n"), 0o600)
+	os.WriteFile(secret, []byte(marks[2].ID.File+" "+fmt.Sprint(now.Unix()+100)+"\n"), 0o600)
 	os.Remove(store.Path)
 	if err := os.Symlink(secret, store.Path); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,9 @@ func TestDuplicateRunSemantics(t *testing.T) {
 
 type failingStore struct{}
 
-func (failingStore) Seen(string, time.Time) (bool, error)    { return false, errors.New("disk on fire") }
+func (failingStore) Seen(DuplicateID, time.Time) (bool, error) {
+	return false, errors.New("disk on fire")
+}
 func (failingStore) Commit([]DuplicateMark, time.Time) error { return errors.New("disk on fire") }
 
 func TestVacationAction(t *testing.T) {
@@ -484,7 +486,7 @@ func FuzzDuplicateFile(f *testing.F) {
 		if _, err := store.Seen(id, now); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Commit([]DuplicateMark{{ID: id, Expires: now.Add(time.Hour)}, {ID: "../../etc", Expires: now.Add(time.Hour)}}, now); err != nil {
+		if err := store.Commit([]DuplicateMark{{ID: id, Expires: now.Add(time.Hour)}, {ID: DuplicateID{File: "../../etc"}, Expires: now.Add(time.Hour)}}, now); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := store.Seen(id, now); !ok || err != nil {

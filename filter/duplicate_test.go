@@ -1,0 +1,127 @@
+package filter
+
+import (
+	"context"
+	"crypto/md5"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"courriel/delivery"
+	"courriel/sieve"
+)
+
+// dupHome delivers to one user whose script is script, at the time *now.
+type dupHome struct {
+	base, home string
+	f          *Filter
+}
+
+func newDupHome(t *testing.T, script string, now *time.Time) *dupHome {
+	t.Helper()
+	base := t.TempDir()
+	h := &dupHome{base: base, home: filepath.Join(base, "u")}
+	os.MkdirAll(h.home, 0o755)
+	os.WriteFile(filepath.Join(h.home, ".dovecot.sieve"), []byte(script), 0o644)
+	store, err := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h.f, err = New(Options{Extensions: sieve.AllExtensions(), Store: store, Now: func() time.Time { return *now },
+		Directory: fakeDir{"u@x.y": {Address: "u@x.y", Home: h.home, Login: "ulogin"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// deliver delivers a message with that Message-ID and says whether the
+// script filed it into Dups.
+func (h *dupHome) deliver(t *testing.T, msgID string) bool {
+	t.Helper()
+	before := h.count(".Dups")
+	m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+		Body: strings.NewReader("Message-ID: " + msgID + "\r\nSubject: s\r\n\r\nbody\r\n")}
+	if errs := h.f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: h.home + "/mailbox/"}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	return h.count(".Dups") > before
+}
+
+func (h *dupHome) count(dir string) int {
+	files, _ := os.ReadDir(h.home + "/mailbox/" + dir + "/new")
+	return len(files)
+}
+
+const dupScript = "require [\"duplicate\", \"fileinto\", \"mailbox\"];\nif duplicate :seconds 100 { fileinto :create \"Dups\"; }\n"
+
+// The duplicate test records its id in Pigeonhole's database: the id
+// ext_duplicate_hash makes of the Message-ID, the user dovecot-lda names
+// (the entry's login), the stamp the time of the delivery plus :seconds;
+// a message with that id is a duplicate until the stamp has passed.
+func TestDuplicateInPigeonholeDatabase(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	h := newDupHome(t, dupScript, &now)
+	if h.deliver(t, "<a@z.z>") {
+		t.Fatal("the first message is a duplicate")
+	}
+	b, err := os.ReadFile(filepath.Join(h.home, DuplicateDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, problem := parseDupes(b, t0.Unix())
+	sum := md5.Sum([]byte("sieve duplicate+default<a@z.z>"))
+	if problem != "" || len(tbl.recs) != 1 {
+		t.Fatalf("database: %+v, %q; want one record", tbl.recs, problem)
+	}
+	if r := tbl.recs[0]; r.id != string(sum[:]) || r.user != "ulogin" || r.expiry != t0.Unix()+100 {
+		t.Errorf("record id %x user %q stamp %d; want %x \"ulogin\" %d", r.id, r.user, r.expiry, sum, t0.Unix()+100)
+	}
+	if _, err := os.Stat(filepath.Join(h.home, duplicatesFile)); err == nil {
+		t.Errorf("%s written", duplicatesFile)
+	}
+	now = t0.Add(100 * time.Second) // the stamp's second: still recorded, as Dovecot reads it
+	if !h.deliver(t, "<a@z.z>") {
+		t.Error("the same Message-ID within the period is no duplicate")
+	}
+	if h.deliver(t, "<b@z.z>") {
+		t.Error("another Message-ID is a duplicate")
+	}
+	now = t0.Add(101 * time.Second)
+	if h.deliver(t, "<a@z.z>") {
+		t.Error("the first mark still holds past its period")
+	}
+}
+
+// Ids an earlier version of courriel recorded in ~/.courriel.duplicates
+// (sieve.DuplicateFile) still count until they expire.
+func TestDuplicateLegacyFile(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	h := newDupHome(t, dupScript, &now)
+	// What an earlier version did: the run's marks committed to the file.
+	s, err := sieve.CompileWith([]byte(dupScript), sieve.CompileOptions{Extensions: sieve.AllExtensions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := &sieve.DuplicateFile{Path: filepath.Join(h.home, duplicatesFile)}
+	msg, err := sieve.ReadMessage(strings.NewReader("Message-ID: <old@z.z>\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.RunContext(context.Background(), msg, sieve.Envelope{}, sieve.RunOptions{Now: t0, Duplicates: legacy})
+	if err := legacy.Commit(res.DuplicateMarks, t0); err != nil || len(res.DuplicateMarks) != 1 {
+		t.Fatalf("legacy commit: %v, %d marks", err, len(res.DuplicateMarks))
+	}
+	if !h.deliver(t, "<old@z.z>") {
+		t.Error("a Message-ID the former file records is no duplicate")
+	}
+	now = t0.Add(101 * time.Second)
+	if h.deliver(t, "<old@z.z>") {
+		t.Error("the former file's mark holds past its period")
+	}
+}
