@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"courriel/delivery/maildrop"
+	"courriel/monitor"
 )
 
 // pickupEnv is a maildrop and a pickup whose submissions, bounces, clock
@@ -285,5 +287,35 @@ func TestPickupRemovesForeignEntries(t *testing.T) {
 	}
 	if n := strings.Count(e.logs(), "removed entries that are no user's subdirectory"); n != 1 {
 		t.Errorf("%d WARN lines, want 1:\n%s", n, e.logs())
+	}
+}
+
+// TestMaildropBounceIsOne: a maildrop file refused for more recipients
+// than the recipient limit is one bounce (one queue entry, one DSN), not
+// one per part: the first recipients named, the others counted.
+func TestMaildropBounceIsOne(t *testing.T) {
+	a := &app{
+		cfg: &Config{MyHostname: "mx.test", RecipientLimit: 2, Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: monitor.NewMetrics(),
+	}
+	q, err := a.openQueue()
+	must(t, err)
+	defer q.Close()
+	a.queue = q
+	rcpts := []string{"a@remote.example", "b@remote.example", "c@remote.example", "d@remote.example", "e@remote.example"}
+	must(t, a.maildropBounce(context.Background(), "alice@mx.test", rcpts, "5.7.1", "554 5.7.1 no", []byte("Subject: x\r\n\r\nb\r\n")))
+	l, err := q.List()
+	must(t, err)
+	if len(l) != 1 {
+		t.Fatalf("%d queue entries, want one: %+v", len(l), l)
+	}
+	m, _, err := q.Show(l[0].ID)
+	must(t, err)
+	if len(m.Recipients) != 2 || m.Recipients[1].Addr != "b@remote.example" || m.Recipients[1].State != "failed" ||
+		!strings.Contains(m.Recipients[1].Reply, "554 5.7.1 no (and to 3 other recipients, not listed)") {
+		t.Errorf("the entry: %+v", m.Recipients)
+	}
+	if err := a.maildropBounce(context.Background(), "alice@mx.test", nil, "5.7.1", "no", nil); err == nil {
+		t.Error("a bounce naming no recipient: no error")
 	}
 }
