@@ -204,6 +204,7 @@ func (p *pickup) pass(ctx context.Context) time.Duration {
 	for _, uid := range top.Unsafe {
 		p.log.Warn("maildrop: a user's subdirectory is writable by others: not read until its owner makes it 0700 (sendmail does)", "uid", uid)
 	}
+	p.watch.Keep(top.Users)
 	users := top.Users
 	if i, _ := slices.BinarySearch(users, p.next); i < len(users) {
 		users = append(slices.Clone(users[i:]), users[:i]...)

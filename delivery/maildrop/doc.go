@@ -65,6 +65,10 @@
 //     one user's files hold nobody else's back; the server looks at most
 //     once a second however many events a user causes, and never again at
 //     once unless it took a file.
+//   - Kernel memory: one inotify watch per user subdirectory at most; a
+//     user's former subdirectory (moved away, made again) loses its
+//     watch when the new one is watched, and a uid without one loses its
+//     own at the next look (Watcher.Keep).
 //   - Temporary files are judged stale by when the server first saw them
 //     (StaleAfter), never by their mtime, which the owner sets; a file's
 //     lifetime (queue.max_lifetime) runs from the earlier of its mtime and

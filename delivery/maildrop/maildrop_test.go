@@ -502,3 +502,38 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchOnePerUser: a user moving their subdirectory away and making
+// a new one, again and again, leaves the server one watch for them (and
+// one for the top); none once their subdirectory is gone (Keep).
+func TestWatchOnePerUser(t *testing.T) {
+	d := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := d.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watches := func() int {
+		b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(w.fd))
+		must(t, err)
+		return strings.Count(string(b), "inotify wd:")
+	}
+	uid := uint32(os.Geteuid())
+	away := t.TempDir()
+	for i := range 5 {
+		userPath(t, d)
+		must(t, w.AddUser(uid))
+		must(t, w.AddUser(uid))
+		must(t, os.Rename(userPath(t, d), filepath.Join(away, strconv.Itoa(i))))
+	}
+	userPath(t, d)
+	must(t, w.AddUser(uid))
+	if n := watches(); n != 2 {
+		t.Errorf("%d inotify watches, want 2 (the top and the user's)", n)
+	}
+	w.Keep(nil)
+	if n := watches(); n != 1 {
+		t.Errorf("%d inotify watches after Keep(nil), want 1 (the top)", n)
+	}
+}
