@@ -319,3 +319,57 @@ func TestMaildropBounceIsOne(t *testing.T) {
 		t.Error("a bounce naming no recipient: no error")
 	}
 }
+
+// TestPickupForeignDeepAndOnce: files from two owners at the top are
+// removed with one WARN for the look; a foreign directory deeper than
+// any recursion would go leaves the name it squats at once and is gone
+// from the trash after the look, without an ERROR; an entry that cannot
+// be looked at stops nobody and is logged once, not at each look.
+func TestPickupForeignDeepAndOnce(t *testing.T) {
+	e := newPickupEnv(t)
+	for i, owner := range []int{4242, 4343} {
+		p := filepath.Join(e.dir.Path(), strconv.Itoa(1700000000+i)+"000000000.1.0123456789abcdef")
+		must(t, os.WriteFile(p, nil, 0o600))
+		must(t, os.Lchown(p, owner, owner))
+	}
+	deep := filepath.Join(e.dir.Path(), "4343")
+	must(t, os.Mkdir(deep, 0o700))
+	must(t, os.Lchown(deep, 4242, 4242))
+	p := deep
+	for range 100 {
+		p = filepath.Join(p, "d")
+		must(t, os.Mkdir(p, 0o700))
+		must(t, os.WriteFile(filepath.Join(p, "f"), nil, 0o600))
+	}
+	e.drop(4242, 1, &maildrop.Envelope{Recipients: []string{"a"}})
+	e.p.pass(context.Background())
+	if ents, _ := os.ReadDir(e.dir.Path()); len(ents) != 1 || ents[0].Name() != "4242" {
+		t.Errorf("left at the top: %v", ents)
+	}
+	trash := filepath.Join(maildrop.CorruptPath(e.dir.Path()), maildrop.TrashName)
+	if ents, err := os.ReadDir(trash); err != nil || len(ents) != 0 {
+		t.Errorf("left in the trash: %d entries, %v", len(ents), err)
+	}
+	if n := strings.Count(e.logs(), "removed entries that are no user's subdirectory"); n != 1 || strings.Contains(e.logs(), "level=ERROR") {
+		t.Errorf("%d WARN lines, want 1, and no ERROR:\n%s", n, e.logs())
+	}
+	if len(e.submitted) != 1 {
+		t.Errorf("submitted %v", e.submitted)
+	}
+
+	e.p.listFn = func(max int) (maildrop.Top, error) {
+		top, err := e.dir.List(max)
+		top.Skipped = append(top.Skipped, maildrop.Entry{Name: "4444", Why: "cannot be looked at: permission denied"})
+		return top, err
+	}
+	for range 3 {
+		e.drop(4242, 2, &maildrop.Envelope{Recipients: []string{"a"}})
+		e.p.pass(context.Background())
+	}
+	if n := strings.Count(e.logs(), "an entry at the top cannot be read"); n != 1 {
+		t.Errorf("%d lines for the skipped entry in 3 looks, want 1:\n%s", n, e.logs())
+	}
+	if len(e.submitted) != 4 {
+		t.Errorf("submitted %v: the skipped entry stopped the others", e.submitted)
+	}
+}
