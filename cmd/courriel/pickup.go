@@ -54,9 +54,10 @@ func openMaildrop(queueDir string, log *slog.Logger) (*maildrop.Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range moved {
+	if len(moved) > 0 {
+		// Once, at the first start with this layout: one line.
 		log.Warn("maildrop: set aside what the layout before the per-user subdirectories left (its writer cannot be known; resubmit it by hand)",
-			"moved_to", filepath.Join(maildrop.CorruptPath(d.Path()), m))
+			"count", len(moved), "dir", maildrop.CorruptPath(d.Path()), "first", moved[0])
 	}
 	return d, nil
 }
@@ -80,7 +81,9 @@ const (
 	// the users are served in turn, none can hold the others back.
 	pickupPerUser = 10
 	// pickupRemoveBudget bounds what one look removes of a user's files
-	// past maildrop.MaxPerUser (the rest at the next look).
+	// past maildrop.MaxPerUser (the rest at the next look), of the
+	// entries at the top that are no user's subdirectory, and the
+	// operations of one sweep of the trash (maildrop.Dir.Sweep).
 	pickupRemoveBudget = 10000
 	// pickupSlack is what a maildrop file's message may have beyond
 	// message_size_limit: sendmail writes it before the server's
@@ -112,13 +115,19 @@ type pickup struct {
 	now    func() time.Time
 	// submitFn replaces submit in tests.
 	submitFn func(*maildrop.File) error
-	watch    *maildrop.Watcher
+	// listFn replaces dir.List in tests.
+	listFn func(max int) (maildrop.Top, error)
+	watch  *maildrop.Watcher
 	// files: what is known of the files of the last looks (first seen,
 	// retries), by user and name; only names of the last listing of
 	// each user are kept.
 	files map[pickupKey]*pickupState
 	// next is the uid the next look starts with (round robin).
 	next uint32
+	// reported: the problems of the last look that were logged (an
+	// entry skipped, one that cannot be removed), by entry and why,
+	// so that one that stays is logged once, not at each look.
+	reported map[string]bool
 }
 
 type pickupKey struct {
@@ -183,27 +192,64 @@ func (p *pickup) run(ctx context.Context) {
 // submitted of each. It returns how long to wait for the next look
 // without an event: 0 only when files were taken and more are due.
 func (p *pickup) pass(ctx context.Context) time.Duration {
-	top, err := p.dir.List(pickupTop)
+	list := p.dir.List
+	if p.listFn != nil {
+		list = p.listFn
+	}
+	top, err := list(pickupTop)
 	if err != nil {
 		p.log.Error("maildrop: listing", "err", err)
 		return pickupPoll
 	}
-	// What no user's sendmail makes: removed, one line per owner.
-	byOwner := map[uint32][]maildrop.Entry{}
-	for _, e := range top.Foreign {
+	// A problem that stays is logged at the first look that sees it.
+	reported := map[string]bool{}
+	once := func(key string) bool {
+		reported[key] = true
+		return !p.reported[key]
+	}
+	defer func() { p.reported = reported }()
+	for _, e := range top.Skipped {
+		if once("skip\x00" + e.Name + "\x00" + e.Why) {
+			p.log.Error("maildrop: an entry at the top cannot be read; skipped (logged once)", "entry", logName(e.Name), "owner", e.UID, "why", e.Why)
+		}
+	}
+	// What no user's sendmail makes: removed (a directory moved into
+	// the trash, its name free at once), a bounded number per look, one
+	// line per look.
+	var removed []maildrop.Entry
+	owners := map[uint32]bool{}
+	for i, e := range top.Foreign {
+		if i == pickupRemoveBudget {
+			break
+		}
 		if err := p.dir.RemoveForeign(e.Name); err != nil {
-			p.log.Error("maildrop: cannot remove an entry that is no user's subdirectory", "entry", logName(e.Name), "owner", e.UID, "err", err)
+			if once("foreign\x00" + e.Name) {
+				p.log.Error("maildrop: cannot remove an entry that is no user's subdirectory (logged once)", "entry", logName(e.Name), "owner", e.UID, "err", err)
+			}
 			continue
 		}
-		byOwner[e.UID] = append(byOwner[e.UID], e)
+		removed = append(removed, e)
+		owners[e.UID] = true
 	}
-	for uid, es := range byOwner {
-		p.log.Warn("maildrop: removed entries that are no user's subdirectory", "owner", uid, "count", len(es),
-			"entry", logName(es[0].Name), "why", es[0].Why)
+	if len(removed) > 0 {
+		p.log.Warn("maildrop: removed entries that are no user's subdirectory", "count", len(removed), "owners", len(owners),
+			"entry", logName(removed[0].Name), "owner", removed[0].UID, "why", removed[0].Why, "left", len(top.Foreign)-min(len(top.Foreign), pickupRemoveBudget))
+	}
+	if _, problems, err := p.dir.Sweep(pickupRemoveBudget); err != nil {
+		if once("sweep\x00" + err.Error()) {
+			p.log.Error("maildrop: removing what was moved into the trash", "dir", filepath.Join(maildrop.CorruptPath(p.dir.Path()), maildrop.TrashName), "err", err)
+		}
+	} else {
+		for _, e := range problems {
+			if once("trash\x00" + e.Name) {
+				p.log.Error("maildrop: cannot remove an entry of the trash (logged once)", "entry", filepath.Join(maildrop.CorruptPath(p.dir.Path()), maildrop.TrashName, logName(e.Name)), "why", e.Why)
+			}
+		}
 	}
 	for _, uid := range top.Unsafe {
 		p.log.Warn("maildrop: a user's subdirectory is writable by others: not read until its owner makes it 0700 (sendmail does)", "uid", uid)
 	}
+	p.watch.Keep(top.Users)
 	users := top.Users
 	if i, _ := slices.BinarySearch(users, p.next); i < len(users) {
 		users = append(slices.Clone(users[i:]), users[:i]...)

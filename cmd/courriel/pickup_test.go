@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"courriel/delivery/maildrop"
+	"courriel/monitor"
 )
 
 // pickupEnv is a maildrop and a pickup whose submissions, bounces, clock
@@ -285,5 +287,89 @@ func TestPickupRemovesForeignEntries(t *testing.T) {
 	}
 	if n := strings.Count(e.logs(), "removed entries that are no user's subdirectory"); n != 1 {
 		t.Errorf("%d WARN lines, want 1:\n%s", n, e.logs())
+	}
+}
+
+// TestMaildropBounceIsOne: a maildrop file refused for more recipients
+// than the recipient limit is one bounce (one queue entry, one DSN), not
+// one per part: the first recipients named, the others counted.
+func TestMaildropBounceIsOne(t *testing.T) {
+	a := &app{
+		cfg: &Config{MyHostname: "mx.test", RecipientLimit: 2, Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: monitor.NewMetrics(),
+	}
+	q, err := a.openQueue()
+	must(t, err)
+	defer q.Close()
+	a.queue = q
+	rcpts := []string{"a@remote.example", "b@remote.example", "c@remote.example", "d@remote.example", "e@remote.example"}
+	must(t, a.maildropBounce(context.Background(), "alice@mx.test", rcpts, "5.7.1", "554 5.7.1 no", []byte("Subject: x\r\n\r\nb\r\n")))
+	l, err := q.List()
+	must(t, err)
+	if len(l) != 1 {
+		t.Fatalf("%d queue entries, want one: %+v", len(l), l)
+	}
+	m, _, err := q.Show(l[0].ID)
+	must(t, err)
+	if len(m.Recipients) != 2 || m.Recipients[1].Addr != "b@remote.example" || m.Recipients[1].State != "failed" ||
+		!strings.Contains(m.Recipients[1].Reply, "554 5.7.1 no (and to 3 other recipients, not listed)") {
+		t.Errorf("the entry: %+v", m.Recipients)
+	}
+	if err := a.maildropBounce(context.Background(), "alice@mx.test", nil, "5.7.1", "no", nil); err == nil {
+		t.Error("a bounce naming no recipient: no error")
+	}
+}
+
+// TestPickupForeignDeepAndOnce: files from two owners at the top are
+// removed with one WARN for the look; a foreign directory deeper than
+// any recursion would go leaves the name it squats at once and is gone
+// from the trash after the look, without an ERROR; an entry that cannot
+// be looked at stops nobody and is logged once, not at each look.
+func TestPickupForeignDeepAndOnce(t *testing.T) {
+	e := newPickupEnv(t)
+	for i, owner := range []int{4242, 4343} {
+		p := filepath.Join(e.dir.Path(), strconv.Itoa(1700000000+i)+"000000000.1.0123456789abcdef")
+		must(t, os.WriteFile(p, nil, 0o600))
+		must(t, os.Lchown(p, owner, owner))
+	}
+	deep := filepath.Join(e.dir.Path(), "4343")
+	must(t, os.Mkdir(deep, 0o700))
+	must(t, os.Lchown(deep, 4242, 4242))
+	p := deep
+	for range 100 {
+		p = filepath.Join(p, "d")
+		must(t, os.Mkdir(p, 0o700))
+		must(t, os.WriteFile(filepath.Join(p, "f"), nil, 0o600))
+	}
+	e.drop(4242, 1, &maildrop.Envelope{Recipients: []string{"a"}})
+	e.p.pass(context.Background())
+	if ents, _ := os.ReadDir(e.dir.Path()); len(ents) != 1 || ents[0].Name() != "4242" {
+		t.Errorf("left at the top: %v", ents)
+	}
+	trash := filepath.Join(maildrop.CorruptPath(e.dir.Path()), maildrop.TrashName)
+	if ents, err := os.ReadDir(trash); err != nil || len(ents) != 0 {
+		t.Errorf("left in the trash: %d entries, %v", len(ents), err)
+	}
+	if n := strings.Count(e.logs(), "removed entries that are no user's subdirectory"); n != 1 || strings.Contains(e.logs(), "level=ERROR") {
+		t.Errorf("%d WARN lines, want 1, and no ERROR:\n%s", n, e.logs())
+	}
+	if len(e.submitted) != 1 {
+		t.Errorf("submitted %v", e.submitted)
+	}
+
+	e.p.listFn = func(max int) (maildrop.Top, error) {
+		top, err := e.dir.List(max)
+		top.Skipped = append(top.Skipped, maildrop.Entry{Name: "4444", Why: "cannot be looked at: permission denied"})
+		return top, err
+	}
+	for range 3 {
+		e.drop(4242, 2, &maildrop.Envelope{Recipients: []string{"a"}})
+		e.p.pass(context.Background())
+	}
+	if n := strings.Count(e.logs(), "an entry at the top cannot be read"); n != 1 {
+		t.Errorf("%d lines for the skipped entry in 3 looks, want 1:\n%s", n, e.logs())
+	}
+	if len(e.submitted) != 4 {
+		t.Errorf("submitted %v: the skipped entry stopped the others", e.submitted)
 	}
 }

@@ -198,6 +198,11 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 	if err != nil {
 		return &exitError{code: exConfig, err: fmt.Errorf("%w; mail NOT sent", err)}
 	}
+	// Counted before anything is sent or left in the maildrop: a message
+	// for too many recipients is refused whichever way it would go.
+	if _, err := prepareMessage(msg, a, "", "", ""); errors.Is(err, errTooManyRecipients) {
+		return exitf(exDataErr, "%v; mail NOT sent", err)
+	}
 	login, fullName := invokingUser()
 	if a.fullName != "" {
 		fullName = a.fullName

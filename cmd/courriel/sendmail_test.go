@@ -719,3 +719,48 @@ func TestSendmailPathsFile(t *testing.T) {
 		t.Errorf("a paths file anyone may write is trusted: %+v", got)
 	}
 }
+
+// TestSendmailTooManyRecipients: -t with more recipients in the header
+// than maxSendmailRecipients is refused, exit 65, before anything is
+// sent or left in the maildrop: one message is not split into hundreds
+// of transactions (nor of bounces).
+func TestSendmailTooManyRecipients(t *testing.T) {
+	t.Parallel()
+	f, cfg := startFakeLocal(t, nil)
+	queueDir := filepath.Join(filepath.Dir(cfg), "queue")
+	must(t, os.Mkdir(queueDir, 0o700))
+	d, _, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
+	must(t, err)
+	defer d.Close()
+	var to strings.Builder
+	to.WriteString("To: a0@example.org")
+	for i := 1; i <= maxSendmailRecipients; i++ {
+		fmt.Fprintf(&to, ",\n a%d@example.org", i)
+	}
+	msg := to.String() + "\nSubject: x\n\nb\n"
+	for _, noSock := range []bool{false, true} {
+		if noSock {
+			os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+		}
+		code, _, stderr := runCmd(t, msg, "sendmail", "-config", cfg, "-t", "-i")
+		if code != exDataErr || !strings.Contains(stderr, fmt.Sprintf("more than %d recipients", maxSendmailRecipients)) || !strings.Contains(stderr, "mail NOT sent") {
+			t.Errorf("socket gone %v: exit %d, stderr %.300q", noSock, code, stderr)
+		}
+	}
+	if cmds, _ := f.seen(); len(cmds) != 0 {
+		t.Errorf("commands sent: %.300q", cmds)
+	}
+	if u, err := d.OpenUser(uint32(os.Geteuid())); err == nil {
+		l, _ := u.List(10, 0)
+		u.Close()
+		if len(l.Ready) != 0 {
+			t.Errorf("left in the maildrop: %v", l.Ready)
+		}
+	}
+	// At the limit: sent.
+	_, cfg = startFakeLocal(t, nil)
+	msg = strings.Replace(msg, "To: a0@example.org,\n", "To: ", 1)
+	if code, _, stderr := runCmd(t, msg, "sendmail", "-config", cfg, "-t", "-i"); code != 0 {
+		t.Errorf("%d recipients: exit %d, stderr %.300q", maxSendmailRecipients, code, stderr)
+	}
+}

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/mail"
 	"strings"
+
+	"courriel/delivery/maildrop"
 )
 
 // readSendmailInput reads the message as sendmail does: lines ending in
@@ -163,14 +166,20 @@ type preparedMessage struct {
 // (root) get @host, the server's myhostname, as Postfix appends
 // $myorigin: the envelope's, and those of the address fields of the
 // header (addressFields), cron's "From: root (Cron Daemon)" and "To: root"
-// among them, as Postfix's cleanup rewrites them.
+// among them, as Postfix's cleanup rewrites them. More than
+// maxSendmailRecipients recipients in all is an error (errTooManyRecipients).
 func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) (preparedMessage, error) {
 	fields, body, sep := splitHeader(msg)
 	var p preparedMessage
 	seen := map[string]bool{}
+	tooMany := false
 	add := func(addr string) {
 		addr = qualify(addr, host)
 		if k := strings.ToLower(addr); !seen[k] {
+			if len(p.rcpts) == maxSendmailRecipients {
+				tooMany = true
+				return
+			}
 			seen[k] = true
 			p.rcpts = append(p.rcpts, addr)
 		}
@@ -224,8 +233,23 @@ func prepareMessage(msg []byte, a *sendmailArgs, sender, fullName, host string) 
 	}
 	out.Write(body)
 	p.data = out.Bytes()
+	if tooMany {
+		return preparedMessage{}, errTooManyRecipients
+	}
 	return p, nil
 }
+
+// maxSendmailRecipients bounds the recipients of one message, the command
+// line's and the header's (-t) together: maildrop.MaxRecipients, what one
+// maildrop file may name, so that a message that fits the command fits
+// the maildrop too. Postfix's pickup has none, but writes one queue file;
+// here the server's recipient_limit splits a message into transactions
+// (452 4.5.3), so that one message with a header of 700,000 addresses
+// would be 700 of them, 700 queue entries and as many bounces: refused
+// instead, exit 65.
+const maxSendmailRecipients = maildrop.MaxRecipients
+
+var errTooManyRecipients = fmt.Errorf("more than %d recipients (command line and header together); send it in parts, or to a list", maxSendmailRecipients)
 
 // addressFields are the header fields whose unqualified addresses get
 // @myhostname, as Postfix's cleanup qualifies them in mail from sendmail.

@@ -805,18 +805,20 @@ func (a *app) importHome(ctx context.Context, login string, r io.Reader) error {
 // maildropBounce queues a DSN to sender for rcpts of a maildrop file that
 // was refused for good or not taken within the queue's lifetime: the
 // message is accepted with every recipient failed (queue.WithFailed), as
-// the local socket accepts a refused one, in as many entries as the
-// recipient limit asks.
+// the local socket accepts a refused one. One entry, so one DSN, whatever
+// the number of recipients: past the recipient limit (what one entry may
+// hold), the first are named and the reason counts the others.
 func (a *app) maildropBounce(ctx context.Context, sender string, rcpts []string, status, reason string, data []byte) error {
 	if a.queue == nil {
 		return errors.New("no queue")
 	}
-	for len(rcpts) > 0 {
-		n := min(len(rcpts), a.cfg.RecipientLimit)
-		if _, _, err := a.queue.Accept(ctx, "", sender, nil, nil, bytes.NewReader(data), queue.WithFailed(rcpts[:n], status, reason)); err != nil {
-			return err
-		}
-		rcpts = rcpts[n:]
+	if len(rcpts) == 0 {
+		return errors.New("no recipient to name in a bounce")
 	}
-	return nil
+	if n := a.cfg.RecipientLimit; len(rcpts) > n {
+		reason = fmt.Sprintf("%s (and to %d other recipients, not listed)", reason, len(rcpts)-n)
+		rcpts = rcpts[:n]
+	}
+	_, _, err := a.queue.Accept(ctx, "", sender, nil, nil, bytes.NewReader(data), queue.WithFailed(rcpts, status, reason))
+	return err
 }

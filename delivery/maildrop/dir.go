@@ -55,7 +55,26 @@ type Dir struct {
 	f *os.File
 	// corrupt is CorruptPath's directory; nil when opened to read only.
 	corrupt *os.File
+	// trash is corrupt's TrashName: what is being removed.
+	trash *os.File
+	// dev is the maildrop's device: a subdirectory or a file on another
+	// (a mount, a user's FUSE) is never read nor removed.
+	dev uint64
 }
+
+// TrashName is the corrupt directory's subdirectory where a directory to
+// be removed (a foreign entry at the top, a user's own) is moved first,
+// which frees its name at once, and then removed a bounded part at each
+// look (Sweep), however deep it is.
+const TrashName = "removing"
+
+// layoutMarker, in the corrupt directory, says that the layout before the
+// per-user subdirectories was set aside (or never was): Setup does it
+// once. A set-aside name never starts with a dot.
+const layoutMarker = ".per-user-layout"
+
+// fstatat is unix.Fstatat; tests make it fail.
+var fstatat = unix.Fstatat
 
 // openDir opens path, a real directory (not a symlink), of the server's
 // own uid.
@@ -84,9 +103,9 @@ func openDir(path string) (*os.File, error) {
 // through its descriptor; an existing one is given Mode again, since the
 // server owns it; one that is a symlink or another user's is refused.
 // What the layout before the per-user subdirectories left at the top (a
-// file of its own, corrupt/) is set aside, never read: who wrote such a
-// file cannot be known (see the package comment). moved lists the names
-// set aside so.
+// file of its own, corrupt/) is set aside, never read, once (the first
+// Setup of this layout: layoutMarker): who wrote such a file cannot be
+// known (see the package comment). moved lists the names set aside so.
 func Setup(path string) (d *Dir, moved []string, err error) {
 	cpath := CorruptPath(path)
 	if err := os.Mkdir(cpath, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -100,7 +119,10 @@ func Setup(path string) (d *Dir, moved []string, err error) {
 		c.Close()
 		return nil, nil, fmt.Errorf("maildrop: %w", err)
 	}
-	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	existed := false
+	if err := os.Mkdir(path, 0o700); errors.Is(err, fs.ErrExist) {
+		existed = true
+	} else if err != nil {
 		c.Close()
 		return nil, nil, fmt.Errorf("maildrop: %w", err)
 	}
@@ -110,10 +132,44 @@ func Setup(path string) (d *Dir, moved []string, err error) {
 		return nil, nil, err
 	}
 	d = &Dir{path: path, f: f, corrupt: c}
-	// The old layout's entries: plain files of any owner, and corrupt/.
-	if moved, err = d.setAsideLegacy(); err != nil {
+	fail := func(err error) (*Dir, []string, error) {
 		d.Close()
 		return nil, nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fail(fmt.Errorf("maildrop: %w", err))
+	}
+	d.dev = st.Dev
+	if err := withFd(c, func(cfd int) error { return unix.Mkdirat(cfd, TrashName, 0o700) }); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fail(fmt.Errorf("maildrop: %w", err))
+	}
+	if d.trash, err = openDir(filepath.Join(cpath, TrashName)); err != nil {
+		return fail(err)
+	}
+	// The old layout's entries (plain files of any owner, and corrupt/),
+	// once: afterwards a file at the top is just a foreign entry, removed
+	// at the next look, which costs no start anything.
+	if err := withFd(c, func(cfd int) error { return fstatat(cfd, layoutMarker, &st, unix.AT_SYMLINK_NOFOLLOW) }); errors.Is(err, unix.ENOENT) {
+		if existed {
+			if moved, err = d.setAsideLegacy(); err != nil {
+				return fail(err)
+			}
+		}
+		if err := withFd(c, func(cfd int) error {
+			fd, err := unix.Openat(cfd, layoutMarker, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		}); err != nil {
+			return fail(fmt.Errorf("maildrop: %s: %w", layoutMarker, err))
+		}
+		if err := c.Sync(); err != nil {
+			return fail(fmt.Errorf("maildrop: %w", err))
+		}
+	} else if err != nil {
+		return fail(fmt.Errorf("maildrop: %s: %w", layoutMarker, err))
 	}
 	// Past the umask, and on the very directory checked above.
 	if err := f.Chmod(fs.ModeSticky | 0o733); err != nil {
@@ -134,7 +190,7 @@ func (d *Dir) setAsideLegacy() ([]string, error) {
 	var moved []string
 	for _, name := range names {
 		var st unix.Stat_t
-		if err := withFd(d.f, func(dfd int) error { return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		if err := withFd(d.f, func(dfd int) error { return fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 			continue
 		}
 		legacy := (name == "corrupt" && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Geteuid()) ||
@@ -142,11 +198,16 @@ func (d *Dir) setAsideLegacy() ([]string, error) {
 		if !legacy {
 			continue
 		}
-		to, err := d.moveToCorrupt(d.f, name, d.corrupt, "legacy-"+name)
+		to, err := d.moveToCorrupt(d.f, name, d.corrupt, "legacy-"+name, false)
 		if err != nil {
 			return moved, err
 		}
 		moved = append(moved, to)
+	}
+	if len(moved) > 0 {
+		if err := errors.Join(d.f.Sync(), d.corrupt.Sync()); err != nil {
+			return moved, fmt.Errorf("maildrop: fsync after setting the old layout aside: %w", err)
+		}
 	}
 	return moved, nil
 }
@@ -158,7 +219,12 @@ func Open(path string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildrop: %w", err)
 	}
-	return &Dir{path: path, f: f}, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("maildrop: %w", err)
+	}
+	return &Dir{path: path, f: f, dev: st.Dev}, nil
 }
 
 // Close closes the directory.
@@ -166,7 +232,11 @@ func (d *Dir) Close() error {
 	if d.corrupt == nil {
 		return d.f.Close()
 	}
-	return errors.Join(d.f.Close(), d.corrupt.Close())
+	err := errors.Join(d.f.Close(), d.corrupt.Close())
+	if d.trash != nil {
+		err = errors.Join(err, d.trash.Close())
+	}
+	return err
 }
 
 // Path is the directory's path.
@@ -219,6 +289,11 @@ type Top struct {
 	// by (someone made it before its user, to block or to forge). The
 	// server removes them (RemoveForeign).
 	Foreign []Entry
+	// Skipped are entries that could not be looked at (a stat failing:
+	// a user's FUSE mount that root may not enter) or that are on
+	// another device than the maildrop (a mount): neither read nor
+	// removed, and no stop to the others.
+	Skipped []Entry
 }
 
 // Entry is an entry of the top directory and its owner.
@@ -246,15 +321,16 @@ func (d *Dir) List(max int) (Top, error) {
 	var t Top
 	for _, name := range names {
 		var st unix.Stat_t
-		err := withFd(d.f, func(dfd int) error { return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+		err := withFd(d.f, func(dfd int) error { return fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
-		if err != nil {
-			return Top{}, fmt.Errorf("maildrop: %s: %w", printable(name), err)
-		}
 		uid, ok := parseUID(name)
 		switch {
+		case err != nil:
+			t.Skipped = append(t.Skipped, Entry{name, 0, "cannot be looked at: " + err.Error()})
+		case st.Dev != d.dev:
+			t.Skipped = append(t.Skipped, Entry{name, st.Uid, "on another file system than the maildrop (a mount)"})
 		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			t.Foreign = append(t.Foreign, Entry{name, st.Uid, "not a directory"})
 		case !ok:
@@ -272,8 +348,9 @@ func (d *Dir) List(max int) (Top, error) {
 	return t, nil
 }
 
-// RemoveForeign removes the top entry name, whatever it holds, without
-// following a symlink anywhere in it.
+// RemoveForeign removes the top entry name: a file at once; a directory
+// is moved into the trash (freeing its name at once, never following a
+// symlink), where Sweep removes it.
 func (d *Dir) RemoveForeign(name string) error {
 	if d.corrupt == nil {
 		return errors.New("maildrop: opened to read only")
@@ -281,43 +358,106 @@ func (d *Dir) RemoveForeign(name string) error {
 	if !oneComponent(name) {
 		return fmt.Errorf("maildrop: remove %q: not an entry of the directory", printable(name))
 	}
-	if err := withFd(d.f, func(dfd int) error { return removeAllAt(dfd, name, 0) }); err != nil {
+	if err := d.discard(d.f, name); err != nil {
 		return fmt.Errorf("maildrop: removing %s: %w", printable(name), err)
 	}
 	return nil
 }
 
-// removeAllAt removes name in dfd and, if it is a directory, everything
-// under it, never following a symlink; depth bounds the recursion.
-func removeAllAt(dfd int, name string, depth int) error {
-	err := unix.Unlinkat(dfd, name, 0)
+// discard removes name in dir, or moves it into the trash when it is a
+// directory.
+func (d *Dir) discard(dir *os.File, name string) error {
+	err := withFd(dir, func(dfd int) error { return unix.Unlinkat(dfd, name, 0) })
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
 		return err
 	}
-	if depth > 32 {
-		return fmt.Errorf("%s: too deep", printable(name))
+	_, err = d.moveToCorrupt(dir, name, d.trash, "d", false)
+	return err
+}
+
+// Sweep removes what is in the trash, at most budget operations (an
+// unlink, a rename, a name read) in one call, the rest at the next. It
+// needs no recursion, and so knows no depth limit: a directory's
+// subdirectories are moved up into the trash itself, each then a
+// directory of its own to empty. Nothing on another device (a mount) is
+// entered. removed counts the entries removed; problems are the trash
+// entries that could not be removed, with why.
+func (d *Dir) Sweep(budget int) (removed int, problems []Entry, err error) {
+	if d.trash == nil {
+		return 0, nil, errors.New("maildrop: opened to read only")
 	}
-	fd, oerr := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if oerr != nil {
-		return err
+	ops := 0
+	work, err := readNames(d.trash, d.trash.Name(), budget)
+	if err != nil {
+		return 0, nil, err
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	for {
-		names, rerr := f.Readdirnames(1024)
-		for _, n := range names {
-			if err := removeAllAt(fd, n, depth+1); err != nil {
-				return err
+	ops += len(work)
+	for len(work) > 0 && ops < budget {
+		name := work[0]
+		work = work[1:]
+		ops++
+		err := withFd(d.trash, func(tfd int) error { return unix.Unlinkat(tfd, name, 0) })
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			removed++
+			continue
+		}
+		if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+			problems = append(problems, Entry{Name: name, Why: err.Error()})
+			continue
+		}
+		var fd int
+		err = withFd(d.trash, func(tfd int) error {
+			var err error
+			fd, err = unix.Openat(tfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			return err
+		})
+		if err != nil {
+			problems = append(problems, Entry{Name: name, Why: err.Error()})
+			continue
+		}
+		sub := os.NewFile(uintptr(fd), filepath.Join(d.trash.Name(), name))
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Dev != d.dev {
+			sub.Close()
+			problems = append(problems, Entry{Name: name, Why: "on another file system (a mount)"})
+			continue
+		}
+		for ops < budget {
+			names, rerr := sub.Readdirnames(min(1024, budget-ops))
+			ops += len(names)
+			for _, n := range names {
+				ops++
+				err := withFd(sub, func(sfd int) error { return unix.Unlinkat(sfd, n, 0) })
+				if err == nil || errors.Is(err, unix.ENOENT) {
+					removed++
+					continue
+				}
+				if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EPERM) {
+					// Up into the trash: a directory of its own to empty.
+					if to, err := d.moveToCorrupt(sub, n, d.trash, "d", false); err == nil {
+						work = append(work, to)
+						continue
+					}
+				}
+				problems = append(problems, Entry{Name: name, Why: n + ": " + err.Error()})
+			}
+			if rerr != nil || len(names) == 0 {
+				break
 			}
 		}
-		if rerr != nil || len(names) == 0 {
-			break
+		sub.Close()
+		ops++
+		err = withFd(d.trash, func(tfd int) error { return unix.Unlinkat(tfd, name, unix.AT_REMOVEDIR) })
+		if err == nil {
+			removed++
+		} else if !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+			problems = append(problems, Entry{Name: name, Why: err.Error()})
 		}
 	}
-	return unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
+	return removed, problems, nil
 }
 
 // UserDir is one user's subdirectory, opened and checked.
@@ -356,9 +496,9 @@ func (d *Dir) OpenUser(uid uint32) (*UserDir, error) {
 		f.Close()
 		return nil, fmt.Errorf("maildrop: %s: %w", name, err)
 	}
-	if st.Uid != uid || st.Mode&0o022 != 0 {
+	if st.Uid != uid || st.Mode&0o022 != 0 || st.Dev != d.dev {
 		f.Close()
-		return nil, fmt.Errorf("%w: %s: owner %d, mode %#o", ErrNotUsers, name, st.Uid, st.Mode&0o7777)
+		return nil, fmt.Errorf("%w: %s: owner %d, mode %#o, device %d (the maildrop's %d)", ErrNotUsers, name, st.Uid, st.Mode&0o7777, st.Dev, d.dev)
 	}
 	return &UserDir{d: d, UID: uid, f: f}, nil
 }
@@ -405,7 +545,7 @@ func (u *UserDir) List(max, budget int) (Listing, error) {
 				if l.Over >= budget {
 					break
 				}
-				if u.d.corrupt != nil && withFd(u.f, func(dfd int) error { return removeAllAt(dfd, name, 0) }) == nil {
+				if u.d.corrupt != nil && u.d.discard(u.f, name) == nil {
 					l.Over++
 				}
 				continue
@@ -496,6 +636,8 @@ func (u *UserDir) Read(name string, maxMessage int64) (*File, error) {
 		return nil, bad("owned by uid %d, not by the subdirectory's uid %d", st.Uid, u.UID)
 	case st.Nlink != 1:
 		return nil, bad("%d links, want 1", st.Nlink)
+	case st.Dev != u.d.dev:
+		return nil, bad("on another file system than the maildrop (a mount)")
 	}
 	limit := MaxEnvelope + maxMessage
 	if st.Size > limit {
@@ -526,7 +668,7 @@ func (u *UserDir) Remove(name string) error {
 	if !oneComponent(name) {
 		return fmt.Errorf("maildrop: remove %q: not an entry of the directory", printable(name))
 	}
-	if err := withFd(u.f, func(dfd int) error { return removeAllAt(dfd, name, 0) }); err != nil {
+	if err := u.d.discard(u.f, name); err != nil {
 		return fmt.Errorf("maildrop: removing %s: %w", printable(name), err)
 	}
 	if err := u.f.Sync(); err != nil {
@@ -569,7 +711,7 @@ func (u *UserDir) SetAside(name string) (to string, removed bool, err error) {
 	} else if len(kept) >= MaxSetAsidePerUser {
 		return "", true, u.Remove(name)
 	}
-	to, err = u.d.moveToCorrupt(u.f, name, c, name)
+	to, err = u.d.moveToCorrupt(u.f, name, c, name, true)
 	if err != nil {
 		return "", false, err
 	}
@@ -577,8 +719,8 @@ func (u *UserDir) SetAside(name string) (to string, removed bool, err error) {
 }
 
 // moveToCorrupt renames name in from to base (made printable) and a
-// random suffix in to, and makes it durable there.
-func (d *Dir) moveToCorrupt(from *os.File, name string, to *os.File, base string) (string, error) {
+// random suffix in to, and makes it durable there when sync.
+func (d *Dir) moveToCorrupt(from *os.File, name string, to *os.File, base string, sync bool) (string, error) {
 	base = sanitizeName(base)
 	for try := 0; ; try++ {
 		var r [6]byte
@@ -596,6 +738,9 @@ func (d *Dir) moveToCorrupt(from *os.File, name string, to *os.File, base string
 		}
 		if err != nil {
 			return "", fmt.Errorf("maildrop: setting %s aside: %w", printable(name), err)
+		}
+		if !sync {
+			return dst, nil
 		}
 		if err := errors.Join(from.Sync(), to.Sync()); err != nil {
 			return dst, fmt.Errorf("maildrop: fsync after setting %s aside: %w", dst, err)

@@ -11,6 +11,7 @@
 //	<queue.dir>/maildrop/<uid>/      the user's, 0700: made (or reused) by their sendmail
 //	<queue.dir>/maildrop/<uid>/NAME  a message, 0600, the user's
 //	<queue.dir>/maildrop-corrupt/    root, 0700: what is set aside, <uid>/NAME.RANDOM
+//	<queue.dir>/maildrop-corrupt/removing/  directories being removed (Sweep)
 //
 // The maildrop is world-writable so that sendmail needs no privilege (one
 // binary, never setgid; a setgid postdrop and a 1730 directory would need
@@ -58,13 +59,27 @@
 //     MaxPerUser, at most a budget per look, with one WARN per user and
 //     look); at most MaxSetAsidePerUser set aside (past it the file is
 //     removed, with an ERROR); entries at the top of the maildrop other
-//     than user subdirectories are removed at each look (one WARN per
-//     owner and look). Block quotas bound the bytes, as in their home.
+//     than user subdirectories are removed at each look, a bounded number
+//     (one WARN per look). A directory to remove (a foreign entry, a
+//     user's own in their subdirectory) is first renamed into the trash,
+//     maildrop-corrupt/removing/ (its name free at once: nobody keeps
+//     another's uid), and removed there a bounded number of operations
+//     per look, without recursion and so at any depth (Sweep). Block
+//     quotas bound the bytes, as in their home.
+//   - Mounts: an entry at the top that cannot be stat'ed (a user's FUSE
+//     mount root may not enter) or is on another device than the
+//     maildrop (a mount, which could claim any owner) is skipped, neither
+//     read nor removed, and stops nobody else; a subdirectory or a file
+//     on another device is never read, nor the trash entered there.
 //   - Time: each look reads at most MaxPerUser names of a subdirectory
 //     and submits at most a few files of each user, users in turn, so
 //     one user's files hold nobody else's back; the server looks at most
 //     once a second however many events a user causes, and never again at
 //     once unless it took a file.
+//   - Kernel memory: one inotify watch per user subdirectory at most; a
+//     user's former subdirectory (moved away, made again) loses its
+//     watch when the new one is watched, and a uid without one loses its
+//     own at the next look (Watcher.Keep).
 //   - Temporary files are judged stale by when the server first saw them
 //     (StaleAfter), never by their mtime, which the owner sets; a file's
 //     lifetime (queue.max_lifetime) runs from the earlier of its mtime and
@@ -99,9 +114,12 @@
 //
 // # Upgrading from the single directory
 //
-// Setup moves what the earlier layout left at the top (final-named plain
-// files, and the server's own corrupt/) into the corrupt directory as
-// legacy-NAME.RANDOM, logged: their writer cannot be known.
+// The first Setup of this layout (no maildrop-corrupt/.per-user-layout
+// yet, which it then writes) moves what the earlier layout left at the
+// top (final-named plain files, and the server's own corrupt/) into the
+// corrupt directory as legacy-NAME.RANDOM, logged in one line: their
+// writer cannot be known. Later starts move nothing: a plain file at the
+// top is a foreign entry, removed at the next look.
 //
 // # Format
 //

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func setup(t *testing.T) *Dir {
@@ -500,5 +502,129 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchOnePerUser: a user moving their subdirectory away and making
+// a new one, again and again, leaves the server one watch for them (and
+// one for the top); none once their subdirectory is gone (Keep).
+func TestWatchOnePerUser(t *testing.T) {
+	d := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := d.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watches := func() int {
+		b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(w.fd))
+		must(t, err)
+		return strings.Count(string(b), "inotify wd:")
+	}
+	uid := uint32(os.Geteuid())
+	away := t.TempDir()
+	for i := range 5 {
+		userPath(t, d)
+		must(t, w.AddUser(uid))
+		must(t, w.AddUser(uid))
+		must(t, os.Rename(userPath(t, d), filepath.Join(away, strconv.Itoa(i))))
+	}
+	userPath(t, d)
+	must(t, w.AddUser(uid))
+	if n := watches(); n != 2 {
+		t.Errorf("%d inotify watches, want 2 (the top and the user's)", n)
+	}
+	w.Keep(nil)
+	if n := watches(); n != 1 {
+		t.Errorf("%d inotify watches after Keep(nil), want 1 (the top)", n)
+	}
+}
+
+// TestSetupLegacyOnce: the old layout is set aside at the first Setup
+// only: files a user puts at the top later are not moved at each start
+// (they are foreign entries, removed at the next look).
+func TestSetupLegacyOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "maildrop")
+	d, _, err := Setup(path)
+	must(t, err)
+	d.Close()
+	for i := range 3 {
+		must(t, os.WriteFile(filepath.Join(path, strconv.Itoa(1700000000+i)+"000000000.1.0123456789abcdef"), nil, 0o600))
+	}
+	d, moved, err := Setup(path)
+	must(t, err)
+	defer d.Close()
+	if len(moved) != 0 {
+		t.Errorf("moved %v at a second start", moved)
+	}
+	ents, _ := os.ReadDir(CorruptPath(path))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "legacy-") {
+			t.Errorf("set aside: %s", e.Name())
+		}
+	}
+	if top, err := d.List(100); err != nil || len(top.Foreign) != 3 {
+		t.Errorf("top %+v, %v; want the 3 files foreign", top, err)
+	}
+}
+
+// TestListSkipsWhatItCannotStat: an entry whose stat fails (a user's
+// FUSE mount root may not enter), or on another device (a mount), is
+// skipped; the others are listed all the same. A subdirectory on
+// another device is not opened.
+func TestListSkipsWhatItCannotStat(t *testing.T) {
+	needRoot(t)
+	d := setup(t)
+	mkUser(t, d, "4242", 4242)
+	mkUser(t, d, "4343", 4343)
+	mkUser(t, d, "4444", 4444)
+	defer func() { fstatat = unix.Fstatat }()
+	fstatat = func(dfd int, name string, st *unix.Stat_t, flags int) error {
+		err := unix.Fstatat(dfd, name, st, flags)
+		switch name {
+		case "4343":
+			return unix.EACCES
+		case "4444":
+			st.Dev++
+		}
+		return err
+	}
+	top, err := d.List(100)
+	if err != nil || !reflect.DeepEqual(top.Users, []uint32{4242}) || len(top.Skipped) != 2 || len(top.Foreign) != 0 {
+		t.Fatalf("top %+v, %v", top, err)
+	}
+	d.dev++ // as if every subdirectory were on another device
+	if _, err := d.OpenUser(4242); !errors.Is(err, ErrNotUsers) {
+		t.Errorf("OpenUser of a subdirectory on another device: %v", err)
+	}
+}
+
+// TestSweepBounded: a directory as deep as its maker likes is removed
+// from the trash without recursion, a bounded part per call.
+func TestSweepBounded(t *testing.T) {
+	needRoot(t)
+	d := setup(t)
+	p := mkUser(t, d, "x", 4242)
+	for range 200 {
+		p = filepath.Join(p, "d")
+		must(t, os.Mkdir(p, 0o700))
+	}
+	must(t, d.RemoveForeign("x"))
+	if _, err := os.Lstat(filepath.Join(d.Path(), "x")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the name is still taken: %v", err)
+	}
+	trash := filepath.Join(CorruptPath(d.Path()), TrashName)
+	calls := 0
+	for ; calls < 1000; calls++ {
+		if ents, _ := os.ReadDir(trash); len(ents) == 0 {
+			break
+		}
+		_, problems, err := d.Sweep(20)
+		if err != nil || len(problems) != 0 {
+			t.Fatalf("Sweep: %v %+v", err, problems)
+		}
+	}
+	if calls < 10 || calls == 1000 {
+		t.Errorf("%d calls of Sweep(20) for 201 directories", calls)
 	}
 }
