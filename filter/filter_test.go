@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -507,6 +508,34 @@ func TestVacationQueued(t *testing.T) {
 		if !strings.Contains(q.data[i], want) {
 			t.Errorf("reply %d lacks %q:\n%s", i, want, q.data[i])
 		}
+	}
+}
+
+// A :mime reason with an 8-bit body goes out in 7 bits, converted before
+// it is signed: what was signed is what is queued, and no next hop
+// converts it after the signature.
+func TestVacationMIMESignedIn7Bits(t *testing.T) {
+	home := t.TempDir()
+	q := &recordingQueue{}
+	var signed []byte
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y",
+		Sign: func(msg []byte) ([]byte, error) {
+			signed = slices.Clone(msg)
+			return []byte("DKIM-Signature: test\r\n"), nil
+		}})
+	mb := &directory.Mailbox{Home: home, Addresses: []string{"alice@example.org"}}
+	m := &delivery.Message{ID: "m", From: "bob@z.z", Body: bytes.NewReader([]byte("To: alice@example.org\r\nSubject: hi\r\n\r\nb\r\n"))}
+	reason := "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nAbsente jusqu'\xc3\xa0 lundi.\r\n"
+	p := &plan{mb: mb, vacation: &sieve.VacationReply{Reason: reason, MIME: true, Period: 24 * time.Hour}}
+	f.vacation(context.Background(), m, &delivery.Recipient{Address: "alice@x.y"}, p)
+	if len(q.data) != 1 {
+		t.Fatalf("%d replies queued", len(q.data))
+	}
+	if strings.ContainsFunc(q.data[0], func(r rune) bool { return r >= 0x80 }) || !strings.Contains(q.data[0], "jusqu'=C3=A0 lundi") {
+		t.Errorf("reply not in 7 bits:\n%s", q.data[0])
+	}
+	if got, ok := strings.CutPrefix(q.data[0], "DKIM-Signature: test\r\n"); !ok || got != string(signed) {
+		t.Errorf("queued is not what was signed:\nsigned:\n%s\nqueued:\n%s", signed, q.data[0])
 	}
 }
 

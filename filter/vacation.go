@@ -27,6 +27,7 @@ import (
 	"courriel/delivery"
 	"courriel/directory"
 	"courriel/internal/envaddr"
+	"courriel/internal/sevenbit"
 	"courriel/sieve"
 )
 
@@ -197,6 +198,12 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 		}
 	}
 	reply := f.composeReply(msg, m.From, from, v)
+	// A :mime reason may be 8-bit: in 7 bits before it is signed, as
+	// submission's messages are, or a next hop without 8BITMIME would
+	// have the queue convert it after the signature.
+	if d, changed := sevenbit.Downgrade(reply); changed {
+		reply = d
+	}
 	if f.o.Sign != nil {
 		if sig, err := f.o.Sign(reply); err != nil {
 			f.log.Warn("sieve: vacation reply not signed", "msg_id", m.ID, "to", r.Address, "err", err)
