@@ -77,10 +77,20 @@ func main() {
 
 // argsOf is the command line run takes: the arguments, after the
 // command "sendmail" when the binary runs under that name (a link
-// /usr/sbin/sendmail -> courriel, for cron, mail(1) and PHP's mail()).
+// /usr/sbin/sendmail -> courriel, for cron, mail(1) and PHP's mail()),
+// or under Postfix's other names for it: mailq (sendmail -bp, the queue
+// listed: monitoring scripts run it) and newaliases (sendmail -bi).
 func argsOf(argv []string) []string {
-	if len(argv) > 0 && filepath.Base(argv[0]) == "sendmail" {
+	if len(argv) == 0 {
+		return nil
+	}
+	switch filepath.Base(argv[0]) {
+	case "sendmail":
 		return append([]string{"sendmail"}, argv[1:]...)
+	case "mailq":
+		return append([]string{"sendmail", "-bp"}, argv[1:]...)
+	case "newaliases":
+		return append([]string{"sendmail", "-bi"}, argv[1:]...)
 	}
 	return argv[1:]
 }

@@ -158,6 +158,29 @@ func TestQueueShowHeld(t *testing.T) {
 }
 
 // D13: a queue.dir that does not exist is an error, never an empty queue.
+// mailq and sendmail -bp list the queue as `courriel queue list` does
+// (monitoring scripts run mailq); newaliases and sendmail -bi do nothing
+// and say why.
+func TestMailqNames(t *testing.T) {
+	t.Parallel()
+	cfg, ids := queueSpool(t, "M1")
+	_, want, _ := runCmd(t, "", "queue", "-config", cfg, "list")
+	if !strings.Contains(want, ids[0]) {
+		t.Fatalf("queue list: %q lacks %s", want, ids[0])
+	}
+	for _, argv := range [][]string{{"/usr/bin/mailq", "-config", cfg}, {"/usr/sbin/sendmail", "-bp", "-config", cfg}} {
+		code, out, errOut := runCmd(t, "", argsOf(argv)...)
+		if code != 0 || out != want {
+			t.Errorf("%q: exit %d, %q (stderr %q); want queue list's %q", argv, code, out, errOut, want)
+		}
+	}
+	for _, argv := range [][]string{{"/usr/bin/newaliases"}, {"/usr/sbin/sendmail", "-bi"}} {
+		if code, _, errOut := runCmd(t, "", argsOf(argv)...); code != 0 || !strings.Contains(errOut, "nothing to rebuild") {
+			t.Errorf("%q: exit %d, stderr %q", argv, code, errOut)
+		}
+	}
+}
+
 func TestQueueMissingSpool(t *testing.T) {
 	t.Parallel()
 	spool := filepath.Join(t.TempDir(), "no-such-queue")

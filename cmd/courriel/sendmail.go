@@ -48,7 +48,7 @@ type sendmailArgs struct {
 	ret    string   // -R: DSN RET (hdrs or full), "" none
 	envid  string   // -V: DSN ENVID, "" none
 	// mode: "m" deliver (-bm, the default), "i" newaliases (-bi, -I),
-	// "q" run the queue (-q: the queue runs itself).
+	// "p" mailq (-bp), "q" run the queue (-q: the queue runs itself).
 	mode string
 }
 
@@ -137,8 +137,10 @@ func (a *sendmailArgs) option(c byte, val string) error {
 			a.mode = "m"
 		case "i":
 			a.mode = "i"
+		case "p":
+			a.mode = "p"
 		default:
-			return fmt.Errorf("-b%s is not supported (only -bm, and -bi which does nothing)", val)
+			return fmt.Errorf("-b%s is not supported (only -bm, -bp as mailq, and -bi which does nothing)", val)
 		}
 	case 'N':
 		v := strings.ToUpper(val)
@@ -172,7 +174,7 @@ func (a *sendmailArgs) option(c byte, val string) error {
 // which the server picks up when it can (pickup.go), as Postfix's sendmail
 // leaves it to postdrop and pickup. 75 only when neither worked or a
 // signal came, 64-69 when it was refused.
-func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr io.Writer) error {
+func runSendmail(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	a, err := parseSendmailArgs(args)
 	if err != nil {
 		return &exitError{code: exUsage, err: fmt.Errorf("%w; mail NOT sent\nusage: sendmail [-t] [-i] [-f sender] [-F name] [-config FILE] [recipient ...]", err)}
@@ -183,6 +185,9 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, _, stderr 
 		return nil
 	case "q":
 		return nil // the queue runs by itself
+	case "p":
+		// mailq: the queue listed as `courriel queue list` lists it.
+		return runQueue(ctx, []string{"-config", a.config, "list"}, stdin, stdout, stderr)
 	}
 	if !a.extract && len(a.rcpts) == 0 {
 		return exitf(exUsage, "recipients must be given on the command line or with -t; mail NOT sent")
