@@ -1042,7 +1042,7 @@ func (c *conn) bdat(arg string) {
 		c.refuseChunk(chunk, last, 552, wire.Enhanced{5, 3, 4}, "Chunk exceeds message size limit")
 		return
 	}
-	br := &bdatReader{c: c, chunk: chunk, last: last, total: size}
+	br := &bdatReader{c: c, chunk: chunk, last: last, size: size, total: size}
 	err := c.sess.Data(br)
 	if errors.Is(err, errDataReset) {
 		// Another command came instead of a BDAT (pending, run next),
@@ -1131,6 +1131,7 @@ type bdatReader struct {
 	c       *conn
 	chunk   *wire.ChunkReader
 	last    bool
+	size    int64 // the chunk's declared octets
 	total   int64 // declared octets so far
 	readErr error // the read that failed, for the caller
 	ended   bool  // a refused message ended with its LAST chunk (skipped)
@@ -1156,7 +1157,8 @@ func (b *bdatReader) Read(p []byte) (int, error) {
 		if b.last {
 			return 0, io.EOF
 		}
-		c.w.Reply(250, wire.Enhanced{2, 0, 0}, "Continue")
+		// Postfix's reply to a chunk that is not the last: its size.
+		c.w.Reply(250, wire.Enhanced{2, 0, 0}, "Ok: "+strconv.FormatInt(b.size, 10)+" bytes")
 		if !b.nextChunk() {
 			return 0, errDataReset
 		}
@@ -1240,7 +1242,7 @@ func (b *bdatReader) nextChunk() bool {
 				c.refuse(552, wire.Enhanced{5, 3, 4}, "Chunk exceeds message size limit")
 				c.skipChunk(chunk)
 			default:
-				b.chunk, b.last = chunk, last
+				b.chunk, b.last, b.size = chunk, last, size
 				b.total += size
 				return true
 			}

@@ -108,7 +108,7 @@ func TestBDATChunksAndCommands(t *testing.T) {
 	part1 := "Subject: chunks\r\n\r\n" + long
 	part2 := "\r\n.\r\n..\r\n" + long + "\r\n"
 	c.send(fmt.Sprintf("BDAT %d\r\n%s", len(part1), part1))
-	c.expect("250 ")
+	c.expect(fmt.Sprintf("250 2.0.0 Ok: %d bytes", len(part1))) // Postfix's words: the chunk's size
 	c.cmd("NOOP", "250 2.0.0")
 	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(part2), part2))
 	queued := c.expect("250 2.0.0 OK: queued as ")
