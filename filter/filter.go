@@ -107,6 +107,12 @@ type Options struct {
 	// does not compile: the message is kept in the INBOX and the error
 	// written to ~/.dovecot.sieve.log, as for any compile error.
 	Extensions sieve.Extensions
+	// GlobalExtensions are those only the administrator's scripts may
+	// require (Pigeonhole's sieve_global_extensions; zero: none): Before,
+	// After and the scripts they or the user's include :global. The
+	// user's script and its :personal includes may not, even when
+	// Extensions has them (give ManageSieve the same).
+	GlobalExtensions sieve.GlobalExtensions
 	// MaxScriptSize bounds a script file read from a home; default 1 MiB.
 	MaxScriptSize int64
 	// VacationUseOriginalRecipient counts a recipient's OrigTo (the
@@ -168,7 +174,9 @@ func New(o Options) (*Filter, error) {
 	if maxUsage <= 0 {
 		maxUsage = sieve.DefaultMaxRunTime
 	}
-	return &Filter{o: o, log: lg, cache: newScriptCache(o.Limits, o.Extensions, o.MaxScriptSize, o.Global, 10000),
+	cache := newScriptCache(o.Limits, o.Extensions, o.MaxScriptSize, o.Global, 10000)
+	cache.gexts = o.GlobalExtensions
+	return &Filter{o: o, log: lg, cache: cache,
 		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits}, nil
 }
 

@@ -53,6 +53,10 @@ type compiled struct {
 	// deps are the scripts its includes read, or looked for and did not
 	// find: the cached form stands only while each is as it was
 	deps []includeDep
+	// global: compiled as the admin's script, which may require the
+	// global extensions; a user's script that is the same file is
+	// compiled again as a personal one
+	global bool
 }
 
 // includeDep is one script an include named, and what was there when
@@ -80,7 +84,8 @@ const (
 // more per include.
 type scriptCache struct {
 	limits  sieve.Limits
-	exts    sieve.Extensions // those scripts may require, the same for every script
+	exts    sieve.Extensions       // those scripts may require, the same for every script
+	gexts   sieve.GlobalExtensions // those only the admin's scripts may require
 	maxSize int64
 	global  string // include :global's directory, or ""
 	max     int
@@ -172,7 +177,7 @@ func (c *scriptCache) userScript(home string) (*compiled, error) {
 		// The lstats above are only a first look: the user may swap
 		// the file for a symlink since, which os.Root would follow.
 		return openNoFollow(root, rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	}, &includeLoader{c: c, home: root}), nil
+	}, &includeLoader{c: c, home: root}, false), nil
 }
 
 // adminScript compiles a sieve_before/sieve_after script (a path the
@@ -183,7 +188,7 @@ func (c *scriptCache) adminScript(p string) *compiled {
 		return &compiled{name: p, err: err}
 	}
 	// An admin script is shared by every user: no :personal includes.
-	return c.load(p, fi, func() (*os.File, error) { return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0) }, &includeLoader{c: c})
+	return c.load(p, fi, func() (*os.File, error) { return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0) }, &includeLoader{c: c}, true)
 }
 
 // scriptLinkTarget accepts the targets Pigeonhole writes for the active
@@ -214,7 +219,11 @@ func scriptLinkTarget(home, target string) (string, bool) {
 // its binary the same way (ext_include_binary_up_to_date): an included
 // script edited through ManageSieve, or uploaded after the main one
 // failed for want of it, is compiled again at the next delivery.
-func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error), inc *includeLoader) *compiled {
+//
+// global compiles the administrator's script (Pigeonhole's sieve_before,
+// sieve_after), which may require the global extensions; the user's
+// script may not (dovecot-lda's SIEVE_COMPILE_FLAG_NOGLOBAL).
+func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File, error), inc *includeLoader, global bool) *compiled {
 	if !fi.Mode().IsRegular() {
 		return &compiled{name: display, err: fmt.Errorf("%w: not a regular file", errNotScript)}
 	}
@@ -223,7 +232,7 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 	}
 	id, ok := idOf(fi)
 	if ok {
-		if s := c.get(id); s != nil && inc.unchanged(s.deps) {
+		if s := c.get(id); s != nil && s.global == global && inc.unchanged(s.deps) {
 			return s
 		}
 	}
@@ -246,9 +255,10 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 	if int64(len(src)) > c.maxSize {
 		return &compiled{name: display, err: fmt.Errorf("%w: more than %d bytes", errNotScript, c.maxSize)}
 	}
-	s := &compiled{name: display}
+	s := &compiled{name: display, global: global}
 	inc.deps = nil
-	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Extensions: c.exts, Include: inc})
+	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Extensions: c.exts,
+		GlobalExtensions: c.gexts, Global: global, Include: inc})
 	s.deps, inc.deps = inc.deps, nil
 	if oid, ok := idOf(ofi); ok {
 		s.id, s.hasID = oid, true

@@ -517,6 +517,48 @@ func TestSieveExtensionsSetting(t *testing.T) {
 	}
 }
 
+// TestSieveGlobalExtensionsSetting: [sieve] global_extensions (Pigeonhole's
+// sieve_global_extensions) lets the admin's before script use editheader
+// and spamtest while the users' scripts may not, even with editheader in
+// [sieve] extensions too; ManageSieve neither lists nor takes them.
+func TestSieveGlobalExtensionsSetting(t *testing.T) {
+	requireTool(t, "swaks")
+	before := filepath.Join(t.TempDir(), "before.sieve")
+	mustTB(t, writeFile(before, `require ["editheader", "spamtest", "relational", "comparator-i;ascii-numeric", "fileinto"];
+deleteheader "X-Strip";
+addheader "X-Global" "yes";
+if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto "Junk"; }
+`))
+	s := startServer(t, withManageSieve(), withTOML(fmt.Sprintf("[sieve]\nextensions = \"+editheader\"\nglobal_extensions = \"editheader spamtest\"\nbefore = [%q]\n", before)))
+	userScript := "require \"editheader\";\naddheader \"X-User\" \"yes\";\n"
+	installScript(t, s, "alice", "main", userScript)
+	if out := swaksMsg(t, s, "alice@xoyize.xyz", "glob", "body glob", "--add-header", "X-Strip: me"); !accepted(out) {
+		t.Fatalf("refused:\n%s", out)
+	}
+	m := findMessage(t, s, "alice", "new", "body glob")
+	if !strings.Contains(m, "X-Global: yes") || strings.Contains(m, "X-Strip") || strings.Contains(m, "X-User") {
+		t.Errorf("alice's copy: the before script's edits and not her script's wanted:\n%s", m)
+	}
+	log, err := os.ReadFile(filepath.Join(s.vmail, "alice", ".dovecot.sieve.log"))
+	if err != nil || !strings.Contains(string(log), "require command: failed to load Sieve capability `editheader': its use is restricted to global scripts") {
+		t.Errorf("~alice/.dovecot.sieve.log: %q (%v), want Pigeonhole's restricted to global scripts", log, err)
+	}
+
+	c := dialManageSieve(t, s)
+	caps := c.until(`OK`)
+	if !strings.Contains(caps, "\"SIEVE\" \"fileinto reject envelope encoded-character vacation subaddress comparator-i;ascii-numeric relational regex imap4flags copy include variables body enotify environment mailbox date index ihave duplicate mime foreverypart extracttext\"\r\n") {
+		t.Errorf("capabilities after STARTTLS:\n%s", caps)
+	}
+	c.send(`AUTHENTICATE "PLAIN" "` + base64.StdEncoding.EncodeToString([]byte("\x00bob\x00"+testenv.BobPassword)) + `"`)
+	if r := c.until(`OK`); !strings.HasPrefix(r, "OK") {
+		t.Fatalf("login: %s", r)
+	}
+	c.send(fmt.Sprintf("CHECKSCRIPT {%d+}\r\n%s", len(userScript), userScript))
+	if r := c.until(`NO`); !strings.Contains(r, "line 1: error: require command: failed to load Sieve capability `editheader': its use is restricted to global scripts.") {
+		t.Errorf("CHECKSCRIPT of alice's script: %q", r)
+	}
+}
+
 // msClient is a bare ManageSieve client (greeting, STARTTLS done).
 type msClient struct {
 	t *testing.T

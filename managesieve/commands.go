@@ -366,7 +366,7 @@ func (se *session) checkScript(prefix string, src []byte, uploaded bool) (string
 		}
 		fmt.Fprintf(&b, "%sline %d: warning: %s.\r\n", oneLine(p), w.Line, strings.TrimRight(oneLine(w.Reason), "."))
 	}
-	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Extensions: se.srv.opts.Extensions, Include: includeLoader{se}, Uploaded: uploaded, Warn: warn})
+	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Extensions: se.srv.opts.Extensions, GlobalExtensions: se.srv.opts.GlobalExtensions, Include: includeLoader{se}, Uploaded: uploaded, Warn: warn})
 	if err == nil {
 		return b.String(), nil
 	}

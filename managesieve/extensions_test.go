@@ -2,6 +2,7 @@ package managesieve
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -99,3 +100,74 @@ func firstError(resp string) string {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestPigeonholeGlobalExtensions: with sieve_global_extensions, the
+// extensions it names are not in the SIEVE capability and a user's
+// script may not require them (in Pigeonhole's words), even when
+// sieve_extensions enables them too, nor does ihave see them; a global
+// script the user's includes may. As Pigeonhole's managesieve does.
+func TestPigeonholeGlobalExtensions(t *testing.T) {
+	if _, err := os.Stat(pigeonholeManageSieve); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("Pigeonhole's managesieve (dovecot-managesieved) is not installed")
+		}
+		t.Skip("Pigeonhole's managesieve (dovecot-managesieved) is not installed")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("running Pigeonhole as another user needs root")
+	}
+	cmds := []string{
+		`CAPABILITY`,
+		`CHECKSCRIPT ` + lit("require \"spamtest\";\r\n"),
+		`CHECKSCRIPT ` + lit("require [\"editheader\"];\r\naddheader \"X-A\" \"b\";\r\n"),
+		`PUTSCRIPT "eh" ` + lit("require [\"fileinto\", \"editheader\"];\r\naddheader \"X-A\" \"b\";\r\n"),
+		`CHECKSCRIPT ` + lit("require \"ihave\";\r\nif ihave \"editheader\" { addheader \"X-A\" \"b\"; }\r\n"),
+		`CHECKSCRIPT ` + lit("require [\"ihave\", \"editheader\"];\r\nif ihave \"editheader\" { keep; }\r\n"),
+		`PUTSCRIPT "inc" ` + lit("require \"include\";\r\ninclude :global \"gx\";\r\n"),
+		`SETACTIVE "inc"`,
+		`CHECKSCRIPT ` + lit("require \"virustest\";\r\n"),
+		`LOGOUT`,
+	}
+	for _, s := range []struct{ exts, global *string }{
+		{nil, ptr("editheader spamtest")},
+		{ptr("+editheader +virustest"), ptr("+editheader")},
+	} {
+		name := "global " + *s.global
+		var exts sieve.Extensions
+		var err error
+		if s.exts != nil {
+			name = "extensions " + *s.exts + " " + name
+			if exts, err = sieve.ParseExtensions(*s.exts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g, err := sieve.ParseGlobalExtensions(*s.global)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
+			theirs, home := runPigeonholeGlobal(t, scripts.Limits{}, s.exts, s.global, cmds)
+			e := newEnv(t, func(o *Options) {
+				o.Extensions, o.GlobalExtensions = exts, g
+				o.GlobalScripts = filepath.Join(filepath.Dir(home), "global")
+			})
+			c := e.login(t, "bob")
+			for i, cmd := range cmds {
+				ours := c.cmd(cmd)
+				if i == 0 {
+					for _, key := range []string{`"SIEVE"`, `"NOTIFY"`} {
+						if o, p := capLine(ours, key), capLine(theirs[0], key); o != p {
+							t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", key, o, p)
+						}
+					}
+					continue
+				}
+				if gist(ours) != gist(theirs[i]) {
+					t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(cmd), ours, theirs[i])
+				} else if o, p := firstError(ours), firstError(theirs[i]); strings.Contains(p, "Sieve capability") && o != p {
+					t.Errorf("%s: worded differently\n ours:       %q\n Pigeonhole: %q", trim(cmd), o, p)
+				}
+			}
+		})
+	}
+}

@@ -265,6 +265,12 @@ const legacyScript = "require \"fileinto\";\nfileinto \"Old\";\n"
 // the limits and sieve_extensions = *extensions (nil: not set), and
 // returns its replies and the user's home.
 func runPigeonhole(t *testing.T, lim scripts.Limits, extensions *string, cmds []string) (theirs []string, home string) {
+	return runPigeonholeGlobal(t, lim, extensions, nil, cmds)
+}
+
+// runPigeonholeGlobal is runPigeonhole with sieve_global_extensions too
+// (nil: unset).
+func runPigeonholeGlobal(t *testing.T, lim scripts.Limits, extensions, globalExtensions *string, cmds []string) (theirs []string, home string) {
 	maxSize := lim.MaxScriptSize
 	if maxSize == 0 {
 		maxSize = scripts.DefaultMaxScriptSize
@@ -285,6 +291,9 @@ func runPigeonhole(t *testing.T, lim scripts.Limits, extensions *string, cmds []
 	extSetting := ""
 	if extensions != nil {
 		extSetting = "  sieve_extensions = " + *extensions + "\n"
+	}
+	if globalExtensions != nil {
+		extSetting += "  sieve_global_extensions = " + *globalExtensions + "\n"
 	}
 	conf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("ssl = no\nmail_location = maildir:%s/Maildir\nlog_path = /dev/null\n"+

@@ -76,6 +76,13 @@ type Options struct {
 	// refuse a script requiring another. The deliverer must be given the
 	// same set, or a script stored here would not run there.
 	Extensions sieve.Extensions
+	// GlobalExtensions are those only the administrator's scripts may
+	// require (Pigeonhole's sieve_global_extensions; zero: none), as the
+	// deliverer is given them: the SIEVE capability leaves them out and a
+	// user's script may not require them, even when Extensions has them
+	// ("its use is restricted to global scripts"); a script it includes
+	// :global may.
+	GlobalExtensions sieve.GlobalExtensions
 	// AllowedBase, when set, is the directory every user's home must be
 	// under (delivery's maildir_base): no symbolic link is followed out.
 	AllowedBase string

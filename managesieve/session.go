@@ -213,8 +213,9 @@ func (se *session) flush() error { return se.bw.Flush() }
 func (se *session) writeCapabilities() {
 	o := se.srv.opts
 	se.capLine("IMPLEMENTATION", "courriel")
-	se.capLine("SIEVE", strings.Join(o.Extensions.Capability(), " "))
-	if o.Extensions.Enabled("enotify") {
+	personal := o.Extensions.ForPersonal(o.GlobalExtensions)
+	se.capLine("SIEVE", strings.Join(personal.Capability(), " "))
+	if personal.Enabled("enotify") {
 		se.capLine("NOTIFY", "mailto")
 	}
 	se.capLine("MAXREDIRECTS", strconv.Itoa(o.MaxRedirects))

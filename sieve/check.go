@@ -183,6 +183,7 @@ type Script struct {
 	globals  map[string]bool // variables declared global (include), lower case
 	locals   map[string]bool // variables used before any global declaration of them
 	comp     *compilation    // while compiling
+	global   bool            // a global script (CompileOptions.Global)
 	loops    []string        // while compiling: the names of the enclosing foreverypart loops
 	depth    int             // include nesting
 	// while compiling: the warnings of the script, and of those it includes
@@ -197,9 +198,9 @@ type Script struct {
 // parser's, then the checks'), then those of its included scripts, in
 // the order they are included; a script refused has the warnings found
 // before the error.
-func (c *compilation) compile(src []byte, key includeKey, depth int) (*Script, []Warning, error) {
+func (c *compilation) compile(src []byte, key includeKey, global bool, depth int) (*Script, []Warning, error) {
 	s := &Script{nodes: map[any]*node{}, required: map[string]bool{}, limits: c.limits,
-		name: key, comp: c, depth: depth}
+		name: key, comp: c, depth: depth, global: global}
 	cmds, hashEOF, err := parse(src, c.limits)
 	if hashEOF != nil {
 		s.warn(*hashEOF, "no newline (CRLF) at end of hash comment at end of file")
@@ -220,6 +221,17 @@ func (c *compilation) compile(src []byte, key includeKey, depth int) (*Script, [
 // warn records a warning in this script, as Pigeonhole words it.
 func (s *Script) warn(p Pos, format string, args ...any) {
 	s.warnings = append(s.warnings, Warning{Script: s.name.name, Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)})
+}
+
+// enabled says whether the script may require extension e: a global
+// script those of CompileOptions.Extensions and GlobalExtensions, a
+// personal one those not marked global.
+func (s *Script) enabled(e string) bool {
+	o := s.comp.opts
+	if s.global {
+		return o.Extensions.ForGlobal(o.GlobalExtensions).Enabled(e)
+	}
+	return o.Extensions.ForPersonal(o.GlobalExtensions).Enabled(e)
 }
 
 func errAt(p Pos, format string, args ...any) *Error {
@@ -452,9 +464,12 @@ func (s *Script) checkCommand(c *Command, n *node) *Error {
 	switch c.Name {
 	case "require":
 		for _, e := range n.pos[0].Strings {
-			if !s.comp.opts.Extensions.Enabled(e) {
+			if !s.enabled(e) {
 				// Pigeonhole's words: a script refused here is one it
 				// refuses too, for the same reason.
+				if s.comp.opts.Extensions.ForGlobal(s.comp.opts.GlobalExtensions).Enabled(e) {
+					return errAt(n.pos[0].Pos, "require command: failed to load Sieve capability `%s': its use is restricted to global scripts", e)
+				}
 				return errAt(n.pos[0].Pos, "require command: unknown Sieve capability `%s'", e)
 			}
 			s.require(e)

@@ -58,6 +58,9 @@
 // Pigeonhole's sieve_extensions setting, Capability lists the SIEVE
 // capability), by default Pigeonhole 0.5.19's: all below but spamtest,
 // spamtestplus, virustest, editheader, vacation-seconds and ereject.
+// Those of CompileOptions.GlobalExtensions (Pigeonhole's
+// sieve_global_extensions, ParseGlobalExtensions) only a global script
+// may require (CompileOptions.Global, and any script included :global).
 // fileinto, reject and ereject (RFC 5429), envelope, encoded-character,
 // mailbox (fileinto :create), imap4flags, copy, variables, relational,
 // subaddress, comparator-i;ascii-numeric; i;octet and i;ascii-casemap are

@@ -132,8 +132,29 @@ func (x Extensions) String() string {
 // implement is an error: a script requiring it would compile under
 // Dovecot and not here.
 func ParseExtensions(setting string) (Extensions, error) {
-	var add, remove uint64
-	relative := false
+	add, remove, relative, err := parseExtensionNames(setting)
+	if err != nil {
+		return Extensions{}, err
+	}
+	var m uint64
+	if relative {
+		m = defaultMask &^ remove
+	}
+	return Extensions{flip: withVacation(m|add) ^ defaultMask}, nil
+}
+
+// withVacation adds vacation to a mask with vacation-seconds, whose load
+// handler enables it in Pigeonhole.
+func withVacation(m uint64) uint64 {
+	if m&(1<<extensionIndex("vacation-seconds")) != 0 {
+		m |= 1 << extensionIndex("vacation")
+	}
+	return m
+}
+
+// parseExtensionNames reads a setting's names: those added (+name or a
+// bare name), those removed (-name), and whether any had a prefix.
+func parseExtensionNames(setting string) (add, remove uint64, relative bool, err error) {
 	for _, word := range strings.FieldsFunc(setting, func(r rune) bool { return r == ' ' || r == '\t' }) {
 		name := word
 		op := byte(0)
@@ -143,9 +164,9 @@ func ParseExtensions(setting string) (Extensions, error) {
 		i := extensionIndex(name)
 		if i < 0 {
 			if slices.Contains(pigeonholeOnly, name) {
-				return Extensions{}, fmt.Errorf("%q is a Pigeonhole Sieve extension courriel does not implement", name)
+				return 0, 0, false, fmt.Errorf("%q is a Pigeonhole Sieve extension courriel does not implement", name)
 			}
-			return Extensions{}, fmt.Errorf("unknown Sieve extension %q (known: %s)", name, AllExtensions())
+			return 0, 0, false, fmt.Errorf("unknown Sieve extension %q (known: %s)", name, AllExtensions())
 		}
 		if op == '-' {
 			remove |= 1 << i
@@ -153,13 +174,47 @@ func ParseExtensions(setting string) (Extensions, error) {
 			add |= 1 << i
 		}
 	}
-	var m uint64
-	if relative {
-		m = defaultMask &^ remove
-	}
-	m |= add
-	if m&(1<<extensionIndex("vacation-seconds")) != 0 {
-		m |= 1 << extensionIndex("vacation")
-	}
-	return Extensions{flip: m ^ defaultMask}, nil
+	return add, remove, relative, nil
+}
+
+// GlobalExtensions are Pigeonhole's sieve_global_extensions: extensions
+// only global scripts may require (the admin's, Pigeonhole's sieve_before
+// and sieve_after, and any script included :global), on top of
+// sieve_extensions. The zero value is none. As in Pigeonhole 0.5.19
+// (sieve_extensions_set_string with global set), one named there is
+// enabled and marked global: personal scripts may not require it even
+// when sieve_extensions enables it, ihave is false of it in them, and
+// ManageSieve does not list it.
+type GlobalExtensions struct {
+	mask uint64
+}
+
+// ParseGlobalExtensions reads a setting in the syntax of Pigeonhole's
+// sieve_global_extensions, the syntax of sieve_extensions. Pigeonhole
+// reads it relative to the global set so far, which starts empty, not to
+// the default set: relative or absolute, the set is the names without a
+// - prefix, and -name removes nothing (an addition wins, as in
+// ParseExtensions).
+func ParseGlobalExtensions(setting string) (GlobalExtensions, error) {
+	add, _, _, err := parseExtensionNames(setting)
+	return GlobalExtensions{mask: add}, err
+}
+
+// String is the set as a setting ParseGlobalExtensions reads back.
+func (g GlobalExtensions) String() string {
+	return Extensions{flip: g.mask ^ defaultMask}.String()
+}
+
+// ForGlobal is the set global scripts may require: those x enables and
+// those g marks global (vacation-seconds brings vacation).
+func (x Extensions) ForGlobal(g GlobalExtensions) Extensions {
+	return Extensions{flip: withVacation(x.mask()|g.mask) ^ defaultMask}
+}
+
+// ForPersonal is the set personal scripts may require, and ManageSieve
+// lists: those enabled but not marked global. As in Pigeonhole, where
+// vacation-seconds' load handler enables vacation unmarked, a global
+// vacation-seconds gives personal scripts vacation.
+func (x Extensions) ForPersonal(g GlobalExtensions) Extensions {
+	return Extensions{flip: (x.ForGlobal(g).mask() &^ g.mask) ^ defaultMask}
 }

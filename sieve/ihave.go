@@ -2,7 +2,8 @@ package sieve
 
 // ihave (RFC 5463): the ihave test asks whether extensions are there, and
 // the error command fails the run on purpose. As in Pigeonhole, ihave of
-// extensions all enabled (CompileOptions.Extensions) requires them for
+// extensions all enabled (CompileOptions.Extensions; in a personal script,
+// not those of GlobalExtensions) requires them for
 // the rest of the script, and ihave of one unknown or disabled is false at
 // compile time: a block it guards is not checked (its commands may belong
 // to an extension we lack), so a script written for a richer server still
@@ -24,7 +25,7 @@ func (s *Script) checkIhave(n *node) {
 		// Pigeonhole does not expand them. Nor may ihave enable the
 		// extensions that change how the script reads (§4): variables and
 		// encoded-character make it false, as in Pigeonhole.
-		if !s.comp.opts.Extensions.Enabled(e) || e == "variables" || e == "encoded-character" {
+		if !s.enabled(e) || e == "variables" || e == "encoded-character" {
 			n.ihaveMissing = true
 			return
 		}

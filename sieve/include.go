@@ -193,7 +193,7 @@ func (s *Script) checkInclude(c *Command, n *node) *Error {
 		return errAt(c.Pos, "include: loading script %s: %v", key, err)
 	}
 	comp.stack = append(comp.stack, s.name)
-	inc, warnings, cerr := comp.compile(src, key, s.depth+1)
+	inc, warnings, cerr := comp.compile(src, key, key.global, s.depth+1)
 	s.incWarnings = append(s.incWarnings, warnings...)
 	comp.stack = comp.stack[:len(comp.stack)-1]
 	if cerr != nil {

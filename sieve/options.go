@@ -18,8 +18,18 @@ type CompileOptions struct {
 	Uploaded bool
 	// Extensions are those a script may require (Pigeonhole's
 	// sieve_extensions); the zero value is Pigeonhole's default set.
-	// Included scripts compile with the same.
 	Extensions Extensions
+	// GlobalExtensions (Pigeonhole's sieve_global_extensions; zero: none)
+	// are those only global scripts may require: a personal one may not,
+	// even when Extensions has it (Extensions.ForPersonal).
+	GlobalExtensions GlobalExtensions
+	// Global compiles a global script (the admin's: Pigeonhole's
+	// sieve_before and sieve_after), which may require GlobalExtensions;
+	// false, a personal one (the user's, as dovecot-lda's
+	// SIEVE_COMPILE_FLAG_NOGLOBAL). Whatever the includer, a script
+	// included :global is global and one included :personal is not, as
+	// in Pigeonhole 0.5.19 (ext-include-common.c).
+	Global bool
 	// Warn is told what the compile takes but Pigeonhole warns of, in
 	// Pigeonhole's order (a script's own warnings, then those of the
 	// scripts it includes); nil: nobody is told. A compile that fails may
@@ -39,7 +49,7 @@ type Warning struct {
 // The error is an *Error; an error in an included script names it.
 func CompileWith(src []byte, opts CompileOptions) (*Script, error) {
 	c := &compilation{opts: opts, limits: opts.Limits.withDefaults()}
-	s, warnings, err := c.compile(src, includeKey{}, 0)
+	s, warnings, err := c.compile(src, includeKey{}, opts.Global, 0)
 	if opts.Warn != nil {
 		for _, w := range warnings {
 			opts.Warn(w)

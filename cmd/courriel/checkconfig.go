@@ -221,7 +221,8 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		for _, p := range append(append([]string(nil), cfg.Sieve.Before...), cfg.Sieve.After...) {
 			src, err := os.ReadFile(p)
 			if err == nil {
-				_, err = sieve.CompileWith(src, sieve.CompileOptions{Limits: sieve.Limits{MaxActions: cfg.Sieve.MaxActions, MaxRedirects: cfg.Sieve.MaxRedirects}, Extensions: cfg.Sieve.exts})
+				_, err = sieve.CompileWith(src, sieve.CompileOptions{Limits: sieve.Limits{MaxActions: cfg.Sieve.MaxActions, MaxRedirects: cfg.Sieve.MaxRedirects}, Extensions: cfg.Sieve.exts,
+					GlobalExtensions: cfg.Sieve.gexts, Global: true})
 			}
 			report("sieve: admin script "+p+" compiles", err)
 		}

@@ -96,6 +96,19 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("password from a file: exit %d\n%s", code, out)
 	}
 
+	// The admin's scripts compile as global ones: they may require
+	// [sieve] global_extensions (Pigeonhole's sieve_global_extensions).
+	before := filepath.Join(t.TempDir(), "before.sieve")
+	if err := os.WriteFile(before, []byte("require \"spamtest\";\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withGlobal := good
+	withGlobal.extra = fmt.Sprintf("[sieve]\nglobal_extensions = \"spamtest\"\nbefore = [%q]\n", before)
+	if code, out, _ := runCmd(t, "", "check-config", "-config", withGlobal.write(t)); code != 0 || !strings.Contains(out, "sieve: admin script "+before+" compiles") ||
+		!strings.Contains(out, `global_extensions = "spamtest"`) {
+		t.Errorf("admin script requiring a global extension: exit %d\n%s", code, out)
+	}
+
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -101,6 +101,16 @@ type SieveConfig struct {
 	Extensions *string `toml:"extensions"`
 	// exts is Extensions read, by validate.
 	exts sieve.Extensions
+	// GlobalExtensions are those only the administrator's scripts (before,
+	// after, and those include :global names) may require, on top of
+	// Extensions: Pigeonhole's sieve_global_extensions, same syntax and
+	// meaning ("editheader spamtest" or "+editheader +spamtest": its set
+	// starts empty, not at the default). One named here is refused to the
+	// users' scripts even when Extensions has it, and ManageSieve does not
+	// offer it. Unset or "": none.
+	GlobalExtensions string `toml:"global_extensions"`
+	// gexts is GlobalExtensions read, by validate.
+	gexts sieve.GlobalExtensions
 }
 
 // MonitorConfig is about the http listener (listen.http).
@@ -853,6 +863,11 @@ func (c *Config) validate() error {
 		}
 		c.Sieve.exts = x
 	}
+	gexts, err := sieve.ParseGlobalExtensions(c.Sieve.GlobalExtensions)
+	if err != nil {
+		return keyErr("sieve.global_extensions", "%v", err)
+	}
+	c.Sieve.gexts = gexts
 	if c.Sieve.ResourceUsageTimeout < 0 {
 		return keyErr("sieve.resource_usage_timeout", "%v must not be negative (0 turns the limit off)", c.Sieve.ResourceUsageTimeout)
 	}

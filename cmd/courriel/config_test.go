@@ -99,6 +99,7 @@ func TestConfigErrors(t *testing.T) {
 		{"milter action", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ndefault_action = \"discard\"\n", 0, "milter[0].default_action", "tempfail, accept or reject"},
 		{"sieve extension courriel lacks", base + "[sieve]\nextensions = \"+notify +imapflags\"\n", 9, "sieve.extensions", `"notify" is a Pigeonhole Sieve extension courriel does not implement`},
 		{"sieve extension misspelt", base + "[sieve]\nextensions = \"+editheadr\"\n", 9, "sieve.extensions", `unknown Sieve extension "editheadr"`},
+		{"sieve global extension misspelt", base + "[sieve]\nglobal_extensions = \"spamtets\"\n", 9, "sieve.global_extensions", `unknown Sieve extension "spamtets"`},
 		{"milter timeout", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ncommand_timeout = \"-1s\"\n", 0, "milter[0].command_timeout", "out of range"},
 	}
 	for _, tt := range tests {
@@ -190,6 +191,21 @@ func TestConfigSieveExtensions(t *testing.T) {
 		x := cfg.Sieve.exts
 		if got := (struct{ editheader, fileinto, spamtest bool }{x.Enabled("editheader"), x.Enabled("fileinto"), x.Enabled("spamtest")}); got != want {
 			t.Errorf("%q: editheader, fileinto, spamtest = %v, want %v", extra, got, want)
+		}
+	}
+	// global_extensions: Pigeonhole's sieve_global_extensions, relative
+	// to none (not to the default set); unset, none.
+	for extra, want := range map[string]string{
+		"": "",
+		"[sieve]\nglobal_extensions = \"+spamtest +editheader\"\n": "spamtest editheader",
+		"[sieve]\nglobal_extensions = \"editheader -fileinto\"\n":  "editheader",
+	} {
+		cfg, err := ParseConfig("c.toml", []byte(base+extra))
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		if got := cfg.Sieve.gexts.String(); got != want {
+			t.Errorf("%q: global extensions %q, want %q", extra, got, want)
 		}
 	}
 }

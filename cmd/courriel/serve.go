@@ -230,8 +230,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			Limits:        scripts.Limits{MaxScripts: m.MaxScripts, MaxStorage: m.MaxStorage, MaxScriptSize: m.MaxScriptSize},
 			GlobalScripts: a.cfg.Sieve.Global,
 			// the deliverer's set, so that a script stored runs
-			Extensions:    a.cfg.Sieve.exts,
-			MaxConnsPerIP: m.ConnectionLimitPerIP, MaxUserIPConns: m.UserIPConnectionLimit, MaxConns: m.ConnectionLimit,
+			Extensions:       a.cfg.Sieve.exts,
+			GlobalExtensions: a.cfg.Sieve.gexts,
+			MaxConnsPerIP:    m.ConnectionLimitPerIP, MaxUserIPConns: m.UserIPConnectionLimit, MaxConns: m.ConnectionLimit,
 			Cluster: a.cluster, Holds: a.holds,
 		}); err != nil {
 			return nil, err

@@ -18,8 +18,8 @@ func (a *app) sieveFilter(chown bool, log *slog.Logger) (*filter.Filter, error) 
 	o := filter.Options{
 		Store: a.store, Directory: a.dir, Resolver: a.dir, Outbound: lateQueue{a},
 		Hostname: a.cfg.MyHostname, Before: sc.Before, After: sc.After, Global: sc.Global,
-		Limits:        sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects, MaxRunTime: sc.MaxCPUTime},
-		Extensions:    sc.exts,
+		Limits:     sieve.Limits{MaxActions: sc.MaxActions, MaxRedirects: sc.MaxRedirects, MaxRunTime: sc.MaxCPUTime},
+		Extensions: sc.exts, GlobalExtensions: sc.gexts,
 		MaxScriptSize: a.cfg.ManageSieve.MaxScriptSize, Chown: chown, Logger: log.With("component", "sieve"),
 		VacationUseOriginalRecipient: sc.VacationUseOriginalRecipient,
 		Sign:                         func(msg []byte) ([]byte, error) { return a.signer.Sign(bytes.NewReader(msg), int64(len(msg))) },

@@ -1,0 +1,102 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"courriel/delivery"
+	"courriel/sieve"
+)
+
+// The common admin script: rspamd's spam into Junk with spamtest, an
+// extension only global scripts may require (Pigeonhole's
+// sieve_global_extensions). It runs as sieve_before; the same script as
+// the user's does not compile ("restricted to global scripts", as
+// dovecot-lda says), and the message is kept in INBOX.
+func TestGlobalExtensionsAdminOnly(t *testing.T) {
+	src := `require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto", "mailbox"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto :create "Junk"; }`
+	msg := "From: a@z.z\r\nSubject: offer\r\nX-Spamd-Result: default: False [12.00 / 15.00]; BAYES_SPAM(5.00)\r\n\r\nbuy\r\n"
+	g, err := sieve.ParseGlobalExtensions("spamtest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		admin       bool
+		inbox, junk int
+		log         string
+	}{
+		{"before", true, 0, 1, ""},
+		{"user", false, 1, 0,
+			"msg_id=m1: ~/.dovecot.sieve: compile error: line 1, column 9: require command: failed to load Sieve capability `spamtest': its use is restricted to global scripts: message kept in INBOX\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			home := filepath.Join(base, "u")
+			if err := os.MkdirAll(home, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			o := Options{GlobalExtensions: g, Directory: fakeDir{"u@x.y": {Home: home}}}
+			if tc.admin {
+				p := filepath.Join(base, "before.sieve")
+				if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				o.Before = []string{p}
+			} else if err := os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if o.Store, err = delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &delivery.Message{ID: "m1", From: "a@z.z", Body: bytes.NewReader([]byte(msg)), Arrived: time.Now()}
+			r := delivery.Recipient{Address: "u@x.y", Maildir: home + "/mailbox/"}
+			if err := f.Deliver(context.Background(), m, []delivery.Recipient{r})[0]; err != nil {
+				t.Fatalf("Deliver: %v", err)
+			}
+			if in, junk := stored(home, ""), stored(home, ".Junk"); in != tc.inbox || junk != tc.junk {
+				t.Errorf("INBOX %d, Junk %d; want %d, %d", in, junk, tc.inbox, tc.junk)
+			}
+			log, err := os.ReadFile(filepath.Join(home, UserLogName))
+			if tc.log == "" {
+				if err == nil {
+					t.Errorf("user log %q, want none", log)
+				}
+			} else if !strings.HasSuffix(string(log), tc.log) {
+				t.Errorf("user log %q (%v), want %q", log, err, tc.log)
+			}
+		})
+	}
+}
+
+// A file compiled as the admin's script is compiled again when it is a
+// user's: the cache does not hand the user the global compile.
+func TestGlobalExtensionsCacheKeepsApart(t *testing.T) {
+	home := t.TempDir()
+	p := filepath.Join(home, ActiveScriptName)
+	if err := os.WriteFile(p, []byte(`require "editheader"; addheader "X-A" "b";`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newScriptCache(sieve.Limits{}, sieve.Extensions{}, 1<<20, "", 100)
+	c.gexts, _ = sieve.ParseGlobalExtensions("editheader")
+	if s := c.adminScript(p); s.err != nil {
+		t.Fatalf("admin: %v", s.err)
+	}
+	s, err := c.userScript(home)
+	if err != nil || s == nil || s.err == nil || !strings.Contains(s.err.Error(), "restricted to global scripts") {
+		t.Fatalf("user: %v, %v", s, err)
+	}
+	if s := c.adminScript(p); s.err != nil {
+		t.Fatalf("admin again: %v", s.err)
+	}
+}
