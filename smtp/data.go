@@ -221,12 +221,15 @@ func (s *session) store(ctx context.Context, log *slog.Logger, header []byte, bo
 		// (A success DSN to send goes through the queue: its entry,
 		// written before the 250, owes it.)
 		err := s.deliverLocal(ctx, header, body, now, true)
-		if !errors.Is(err, delivery.ErrNeedsQueue) {
+		if !errors.Is(err, delivery.ErrNeedsQueue) && !errors.Is(err, delivery.ErrHeld) {
 			return err
 		}
 		// The recipient's Sieve script wants several files (folders, a
-		// redirect, a reply): nothing was stored, and the queue's
-		// commit point comes first, as for several recipients.
+		// redirect, a reply), or the user is being moved to another
+		// node (a move began, or ended, since RCPT): nothing was
+		// stored, and the queue's commit point comes first, as for
+		// several recipients; it keeps a held copy until the move is
+		// over and then delivers it where the user is.
 	}
 	// The hold as it is now (it may have begun since RCPT), beside the
 	// home RCPT resolved (Node, Entry): the queue places the copies by
@@ -409,7 +412,7 @@ func (s *session) deliverLocal(ctx context.Context, header []byte, body delivery
 		}
 		return errors.New("deliverer: wrong number of results")
 	}
-	if single && errors.Is(errs[0], delivery.ErrNeedsQueue) {
+	if single && (errors.Is(errs[0], delivery.ErrNeedsQueue) || errors.Is(errs[0], delivery.ErrHeld)) {
 		return errs[0] // not an outcome: the queue delivers it
 	}
 	var temp, perm error

@@ -3,6 +3,7 @@ package move
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -162,7 +163,9 @@ func (d gatedDeliverer) Deliver(ctx context.Context, m *delivery.Message, rcpts 
 	for i, r := range rcpts {
 		md := filepath.Clean(r.Maildir)
 		if !d.g.enter(md) {
-			errs[i] = &delivery.Error{Temporary: true, Reason: "mailbox being moved to another node", Err: ErrMoving}
+			// delivery.ErrHeld too: the caller queues the copy, which waits
+			// out the move and goes where the user is then.
+			errs[i] = &delivery.Error{Temporary: true, Reason: "mailbox being moved to another node", Err: fmt.Errorf("%w (%w)", ErrMoving, delivery.ErrHeld)}
 			continue
 		}
 		defer d.g.leave(md)
