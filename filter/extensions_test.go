@@ -17,8 +17,12 @@ import (
 // (spamtest) does not compile under the default set, as it would not
 // under Dovecot: the message is kept in INBOX and ~/.dovecot.sieve.log
 // says why in Pigeonhole's words. Enabled as sieve_extensions would
-// (Options.Extensions), the same script reads rspamd's verdict.
-func TestDisabledExtensionKeepsInInbox(t *testing.T) {
+// (Options.Extensions), the same script reads rspamd's verdict. Made
+// global (Pigeonhole's sieve_global_extensions, the common admin script
+// filing rspamd's spam into Junk), it runs as sieve_before, and the same
+// script as the user's does not compile ("restricted to global scripts",
+// as dovecot-lda says).
+func TestExtensionSets(t *testing.T) {
 	src := `require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto", "mailbox"];
 if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto :create "Junk"; }`
 	msg := "From: a@z.z\r\nSubject: offer\r\nX-Spamd-Result: default: False [12.00 / 15.00]; BAYES_SPAM(5.00)\r\n\r\nbuy\r\n"
@@ -26,15 +30,24 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto :create "Ju
 	if err != nil {
 		t.Fatal(err)
 	}
+	global, err := sieve.ParseGlobalExtensions("spamtest")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name        string
 		exts        sieve.Extensions
+		global      sieve.GlobalExtensions
+		admin       bool // the script is sieve_before, not the user's
 		inbox, junk int
 		log         string
 	}{
-		{"default", sieve.Extensions{}, 1, 0,
+		{"default", sieve.Extensions{}, sieve.GlobalExtensions{}, false, 1, 0,
 			"msg_id=m1: ~/.dovecot.sieve: compile error: line 1, column 9: require command: unknown Sieve capability `spamtest': message kept in INBOX\n"},
-		{"+spamtest", enabled, 0, 1, ""},
+		{"+spamtest", enabled, sieve.GlobalExtensions{}, false, 0, 1, ""},
+		{"global spamtest, before", sieve.Extensions{}, global, true, 0, 1, ""},
+		{"global spamtest, user", sieve.Extensions{}, global, false, 1, 0,
+			"msg_id=m1: ~/.dovecot.sieve: compile error: line 1, column 9: require command: failed to load Sieve capability `spamtest': its use is restricted to global scripts: message kept in INBOX\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
@@ -42,14 +55,19 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto :create "Ju
 			if err := os.MkdirAll(home, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(src), 0o644); err != nil {
+			o := Options{Extensions: tc.exts, GlobalExtensions: tc.global, Directory: fakeDir{"u@x.y": {Home: home}}}
+			script := filepath.Join(home, ".dovecot.sieve")
+			if tc.admin {
+				script = filepath.Join(base, "before.sieve")
+				o.Before = []string{script}
+			}
+			if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			store, err := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
-			if err != nil {
+			if o.Store, err = delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base}); err != nil {
 				t.Fatal(err)
 			}
-			f, err := New(Options{Extensions: tc.exts, Store: store, Directory: fakeDir{"u@x.y": {Home: home}}})
+			f, err := New(o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,5 +88,27 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto :create "Ju
 				t.Errorf("user log %q (%v), want %q", log, err, tc.log)
 			}
 		})
+	}
+}
+
+// A file compiled as the admin's script is compiled again when it is a
+// user's: the cache does not hand the user the global compile.
+func TestGlobalExtensionsCacheKeepsApart(t *testing.T) {
+	home := t.TempDir()
+	p := filepath.Join(home, ActiveScriptName)
+	if err := os.WriteFile(p, []byte(`require "editheader"; addheader "X-A" "b";`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newScriptCache(sieve.Limits{}, sieve.Extensions{}, 1<<20, "", 100)
+	c.gexts, _ = sieve.ParseGlobalExtensions("editheader")
+	if s := c.adminScript(p); s.err != nil {
+		t.Fatalf("admin: %v", s.err)
+	}
+	s, err := c.userScript(home)
+	if err != nil || s == nil || s.err == nil || !strings.Contains(s.err.Error(), "restricted to global scripts") {
+		t.Fatalf("user: %v, %v", s, err)
+	}
+	if s := c.adminScript(p); s.err != nil {
+		t.Fatalf("admin again: %v", s.err)
 	}
 }
