@@ -58,24 +58,7 @@ func TestPigeonholeExtensions(t *testing.T) {
 			theirs, _ := runPigeonhole(t, scripts.Limits{}, setting, cmds)
 			e := newEnv(t, func(o *Options) { o.Extensions = exts })
 			c := e.login(t, "bob")
-			for i, cmd := range cmds {
-				ours := c.cmd(cmd)
-				if i == 0 {
-					for _, key := range []string{`"SIEVE"`, `"NOTIFY"`} {
-						if o, p := capLine(ours, key), capLine(theirs[0], key); o != p {
-							t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", key, o, p)
-						}
-					}
-					continue
-				}
-				if gist(ours) != gist(theirs[i]) {
-					t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(cmd), ours, theirs[i])
-				} else if o, p := firstError(ours), firstError(theirs[i]); strings.Contains(p, "unknown Sieve capability") && o != p {
-					// Pigeonhole goes on after an error and reports the
-					// next ones too; courriel stops at the first.
-					t.Errorf("%s: worded differently\n ours:       %q\n Pigeonhole: %q", trim(cmd), o, p)
-				}
-			}
+			compareSession(t, c, cmds, theirs, "unknown Sieve capability")
 		})
 	}
 }
@@ -152,22 +135,32 @@ func TestPigeonholeGlobalExtensions(t *testing.T) {
 				o.GlobalScripts = filepath.Join(filepath.Dir(home), "global")
 			})
 			c := e.login(t, "bob")
-			for i, cmd := range cmds {
-				ours := c.cmd(cmd)
-				if i == 0 {
-					for _, key := range []string{`"SIEVE"`, `"NOTIFY"`} {
-						if o, p := capLine(ours, key), capLine(theirs[0], key); o != p {
-							t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", key, o, p)
-						}
-					}
-					continue
-				}
-				if gist(ours) != gist(theirs[i]) {
-					t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(cmd), ours, theirs[i])
-				} else if o, p := firstError(ours), firstError(theirs[i]); strings.Contains(p, "Sieve capability") && o != p {
-					t.Errorf("%s: worded differently\n ours:       %q\n Pigeonhole: %q", trim(cmd), o, p)
+			compareSession(t, c, cmds, theirs, "Sieve capability")
+		})
+	}
+}
+
+// compareSession sends cmds (the first a CAPABILITY) on c and compares
+// each reply with Pigeonhole's (theirs): the SIEVE and NOTIFY capability
+// lines, then each reply's gist, and the words of a first error that
+// mentions errWord. Pigeonhole goes on after an error and reports the
+// next ones too; courriel stops at the first.
+func compareSession(t *testing.T, c *client, cmds, theirs []string, errWord string) {
+	t.Helper()
+	for i, cmd := range cmds {
+		ours := c.cmd(cmd)
+		if i == 0 {
+			for _, key := range []string{`"SIEVE"`, `"NOTIFY"`} {
+				if o, p := capLine(ours, key), capLine(theirs[0], key); o != p {
+					t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", key, o, p)
 				}
 			}
-		})
+			continue
+		}
+		if gist(ours) != gist(theirs[i]) {
+			t.Errorf("%s\n ours:       %q\n Pigeonhole: %q", trim(cmd), ours, theirs[i])
+		} else if o, p := firstError(ours), firstError(theirs[i]); strings.Contains(p, errWord) && o != p {
+			t.Errorf("%s: worded differently\n ours:       %q\n Pigeonhole: %q", trim(cmd), o, p)
+		}
 	}
 }
