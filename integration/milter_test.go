@@ -2,6 +2,8 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -455,7 +457,10 @@ func TestDemoMilter(t *testing.T) {
 	addr, _ := startTestMilter(t)
 	dead := deadMilterAddr(t)
 	dir := filepath.Join(t.TempDir(), "demo")
-	cmd := exec.Command(binary, "demo", "-dir", dir, "-milter", "inet:"+addr, "-milter", "inet:"+dead)
+	// Not 127.0.0.1: the demo's fixed ports there may be another local
+	// server's (or TestDemo's) while this runs.
+	host := freeLoopbackHost(t, "2525", "2587", "2465", "2993", "3389", "8025", "14190")
+	cmd := exec.Command(binary, "demo", "-dir", dir, "-listen", host, "-milter", "inet:"+addr, "-milter", "inet:"+dead)
 	var mu sync.Mutex
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = lockedWriter{&mu, &out}, lockedWriter{&mu, &out}
@@ -480,7 +485,7 @@ func TestDemoMilter(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, p := range []string{"2525", "2587"} {
 		for {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(host, p), time.Second)
 			if err == nil {
 				c.Close()
 				break
@@ -492,16 +497,39 @@ func TestDemoMilter(t *testing.T) {
 		}
 	}
 	// The second milter is dead: tempfail, whatever the first one says.
-	o, _ := run(t, "", "swaks", "--server", "127.0.0.1:2525", "--to", "test0@hosted-domain.com",
+	o, _ := run(t, "", "swaks", "--server", host+":2525", "--to", "test0@hosted-domain.com",
 		"--from", "someone@example.net", "--header", "Subject: milter: continue")
 	if !regexp.MustCompile(`(?m)^<\*\* +451 4\.7\.1 `).MatchString(o) {
 		t.Errorf("port 25 with a dead milter: want 451 4.7.1:\n%s", o)
 	}
-	o, _ = run(t, "", "swaks", "--server", "127.0.0.1:2587", "--tls", "-au", "xomail", "-ap", "demo",
+	o, _ = run(t, "", "swaks", "--server", host+":2587", "--tls", "-au", "xomail", "-ap", "demo",
 		"--from", "test0@hosted-domain.com", "--to", "alice@example.org")
 	if !accepted(o) {
 		t.Errorf("submission went through the milters:\n%s", o)
 	}
+}
+
+// freeLoopbackHost is an address in 127.0.0.0/8, other than 127.0.0.1,
+// where every one of ports is free at this moment.
+func freeLoopbackHost(t *testing.T, ports ...string) string {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		host := fmt.Sprintf("127.0.%d.%d", 1+rand.IntN(254), 1+rand.IntN(254))
+		free := true
+		for _, p := range ports {
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, p))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return host
+		}
+	}
+	t.Fatalf("no loopback address with ports %v free", ports)
+	return ""
 }
 
 // deadMilterAddr is a loopback address nobody listens on.
