@@ -313,3 +313,33 @@ func dropFiles(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// TestSendmailStandaloneSwaks: sendmail -bs as PHP's mailers use it
+// ("sendmail -bs -i"), driven by swaks through a pipe, pipelining: the
+// message reaches the maildir through the server's local socket, from
+// the sender MAIL gave, naming the invoking user, the DATA answered 250
+// once it is stored.
+func TestSendmailStandaloneSwaks(t *testing.T) {
+	requireTool(t, "swaks")
+	s := startServer(t, withLocalSocket())
+	out, _ := run(t, "", "swaks", "--pipe", binary+" sendmail -bs -i -config "+s.config, "--pipeline",
+		"--from", "app@example.net", "--to", "zoe@example.org", "--header", "Subject: from a web app", "--body", ".dot\nbody")
+	if !regexp.MustCompile(`(?m)^<\*?\*?[ ~-]*250 2\.0\.0 Ok: queued`).MatchString(out) {
+		t.Fatalf("swaks --pipe:\n%s", out)
+	}
+	files := s.maildirFiles(t, "zoe", "new")
+	if len(files) != 1 {
+		t.Fatalf("%d messages for zoe, want 1\n%s", len(files), out)
+	}
+	b, _ := os.ReadFile(files[0])
+	for _, re := range []string{
+		`\AReturn-Path: <app@example\.net>\n`,
+		`(?m)^Received: from local \(uid 0, user root\)\n`,
+		`(?m)^Subject: from a web app\n`,
+		`\n\n\.dot\nbody\n+\z`,
+	} {
+		if !regexp.MustCompile(re).MatchString(string(b)) {
+			t.Errorf("message lacks %s:\n%s", re, b)
+		}
+	}
+}

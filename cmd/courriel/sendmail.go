@@ -47,8 +47,9 @@ type sendmailArgs struct {
 	notify string   // -N: DSN NOTIFY (RFC 3461), "" none
 	ret    string   // -R: DSN RET (hdrs or full), "" none
 	envid  string   // -V: DSN ENVID, "" none
-	// mode: "m" deliver (-bm, the default), "i" newaliases (-bi, -I),
-	// "p" mailq (-bp), "q" run the queue (-q: the queue runs itself).
+	// mode: "m" deliver (-bm, the default), "s" SMTP on stdin and stdout
+	// (-bs), "i" newaliases (-bi, -I), "p" mailq (-bp), "q" run the queue
+	// (-q: the queue runs itself).
 	mode string
 }
 
@@ -139,8 +140,10 @@ func (a *sendmailArgs) option(c byte, val string) error {
 			a.mode = "i"
 		case "p":
 			a.mode = "p"
+		case "s":
+			a.mode = "s"
 		default:
-			return fmt.Errorf("-b%s is not supported (only -bm, -bp as mailq, and -bi which does nothing)", val)
+			return fmt.Errorf("-b%s is not supported (only -bm, -bs, -bp as mailq, and -bi which does nothing)", val)
 		}
 	case 'N':
 		v := strings.ToUpper(val)
@@ -188,6 +191,16 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	case "p":
 		// mailq: the queue listed as `courriel queue list` lists it.
 		return runQueue(ctx, []string{"-config", a.config, "list"}, stdin, stdout, stderr)
+	}
+	if a.mode == "s" {
+		if len(a.rcpts) > 0 {
+			return exitf(exUsage, "stand-alone mode (-bs) requires no recipient")
+		}
+		paths, err := sendmailPaths(a.config, sendmailPathsFile)
+		if err != nil {
+			return &exitError{code: exConfig, err: err}
+		}
+		return runStandalone(ctx, a, paths, stdin, stdout)
 	}
 	if !a.extract && len(a.rcpts) == 0 {
 		return exitf(exUsage, "recipients must be given on the command line or with -t; mail NOT sent")

@@ -62,7 +62,7 @@ func TestSendmailArgs(t *testing.T) {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
-	for _, bad := range [][]string{{"-f"}, {"-bs"}, {"-N", "sometimes"}, {"-R", "all"}, {"-k"}} {
+	for _, bad := range [][]string{{"-f"}, {"-N", "sometimes"}, {"-R", "all"}, {"-k"}} {
 		if _, err := parseSendmailArgs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

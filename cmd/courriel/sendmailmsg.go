@@ -27,18 +27,54 @@ import (
 // drew over each other are all kept), and is a space in the header
 // (where a line break would end the field).
 func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	return readInput(r, dots, false, max)
+}
+
+// readSMTPData reads the text of a DATA command of sendmail -bs as
+// readSendmailInput reads a message with dots, but as SMTP has it: a
+// leading dot is unstuffed (RFC 5321 §4.5.2), a first "From " line kept,
+// and the input ending before the lone dot is an error (the client went
+// away: nothing to send). Lines may end in LF alone: the client is a
+// local program, as Postfix's smtpd -S takes them.
+func readSMTPData(br *bufio.Reader, max int64) ([]byte, error) {
+	return readInput(br, true, true, max)
+}
+
+// inputBuffer is the buffer readInput reads through: a *bufio.Reader of
+// at least this size is used as it is, what follows the message left in
+// it (sendmail -bs reads its next command there).
+const inputBuffer = 64 << 10
+
+func readInput(r io.Reader, dots, smtp bool, max int64) ([]byte, error) {
+	br := bufio.NewReaderSize(r, inputBuffer)
 	var out, line bytes.Buffer
 	first, inHeader := true, true
+	// tooBig: past max in SMTP mode, where the rest of the message is read
+	// up to its dot (the session goes on after the refusal) but not kept:
+	// of each line only enough to tell the dot.
+	tooBig := false
+	over := func() bool {
+		if int64(out.Len()+line.Len()) <= max+2 {
+			return false
+		}
+		tooBig = true
+		out.Reset()
+		return true
+	}
 	for {
 		line.Reset()
 		var err error
+		n := 0 // the line's length, what was kept of it or not
 		for {
 			var piece []byte
 			piece, err = br.ReadSlice('\n')
+			n += len(piece)
 			line.Write(piece)
-			if int64(out.Len()+line.Len()) > max+2 {
-				return nil, errors.New("message too large")
+			if !tooBig && over() && !smtp {
+				return nil, errMessageTooLarge
+			}
+			if tooBig {
+				line.Truncate(min(line.Len(), 3))
 			}
 			if !errors.Is(err, bufio.ErrBufferFull) {
 				break
@@ -47,15 +83,25 @@ func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
+		if smtp && err != nil {
+			return nil, fmt.Errorf("the input ended before the message's final dot: %w", io.ErrUnexpectedEOF)
+		}
 		if line.Len() == 0 && err != nil {
 			break
 		}
 		text := bytes.TrimSuffix(bytes.TrimSuffix(line.Bytes(), []byte("\n")), []byte("\r"))
 		switch {
-		case first && bytes.HasPrefix(text, []byte("From ")):
-		case dots && string(text) == ".":
+		case dots && n <= 3 && string(text) == ".":
+			if tooBig {
+				return nil, errMessageTooLarge
+			}
 			return out.Bytes(), nil
+		case tooBig:
+		case first && !smtp && bytes.HasPrefix(text, []byte("From ")):
 		default:
+			if smtp && len(text) > 0 && text[0] == '.' {
+				text = text[1:]
+			}
 			if len(text) == 0 {
 				inHeader = false
 			}
@@ -73,8 +119,12 @@ func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
 			out.WriteString("\r\n")
 		}
 		first = false
-		if int64(out.Len()) > max {
-			return nil, errors.New("message too large")
+		if !tooBig && int64(out.Len()) > max {
+			if !smtp {
+				return nil, errMessageTooLarge
+			}
+			tooBig = true
+			out.Reset()
 		}
 		if err != nil {
 			break
@@ -82,6 +132,8 @@ func readSendmailInput(r io.Reader, dots bool, max int64) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+var errMessageTooLarge = errors.New("message too large")
 
 // headerField is one field of the message's header: its name and its
 // lines as read (CRLF included, continuation lines too).
