@@ -1166,9 +1166,9 @@ func (b *bdatReader) Read(p []byte) (int, error) {
 }
 
 // nextChunk reads commands until the next BDAT; false when something else
-// ends the transfer. NOOP is answered; DATA, MAIL and RCPT are refused
-// as Postfix refuses them within a chunked message, and the transfer
-// goes on after each. A chunk refused here (null, or past the size
+// ends the transfer. NOOP, VRFY, HELP and AUTH are answered; DATA, MAIL
+// and RCPT are refused as Postfix refuses them within a chunked message,
+// and the transfer goes on after each. A chunk refused here (null, or past the size
 // limit: Postfix's checks of every BDAT) is skipped, and so is every
 // chunk after it (c.bdatRefused) until the LAST, which ends the
 // transfer; the message is never stored.
@@ -1223,6 +1223,16 @@ func (b *bdatReader) nextChunk() bool {
 				return false
 			}
 			c.refuse(503, wire.Enhanced{5, 5, 1}, "Error: RCPT after BDAT")
+			continue
+		case err == nil && (verb == "VRFY" || verb == "HELP" || verb == "AUTH"):
+			// Answered as within any transaction (AUTH refused, RFC 4954
+			// §4), and the transfer goes on, as Postfix's smtpd runs
+			// them between chunks; none changes the transaction.
+			c.command(line)
+			if c.dropAfterWrite.Load() {
+				b.readErr = errDataReset
+				return false
+			}
 			continue
 		case err == nil && verb == "BDAT":
 			size, last, ok := c.parseBDAT(arg)

@@ -129,6 +129,11 @@ func TestBDATChunksAndCommands(t *testing.T) {
 	c.expect("250 ")
 	c.cmd("MAIL FROM:<s@foreign.example>", "503 5.5.1 Error: nested MAIL command")
 	c.cmd("RCPT TO:<alice@mailbox.example>", "503 5.5.1 Error: RCPT after BDAT")
+	// VRFY, HELP and AUTH are answered as within any transaction (AUTH
+	// refused: here not offered in clear), and the message goes on.
+	c.cmd("VRFY bob", "252 ")
+	c.cmd("HELP", "214 ")
+	c.cmd("AUTH PLAIN", "503 5.5.1 Error: authentication not enabled") // port 25 in clear
 	c.send("BDAT 12 LAST\r\nSubject: 2\r\n")
 	c.expect("250 ")
 	// RSET in the middle of a transfer drops the message.
