@@ -586,7 +586,6 @@ func TestSendmailDropsWhenUnreachable(t *testing.T) {
 			if tc.noSock {
 				os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
 			}
-			queueDir := filepath.Join(filepath.Dir(cfg), "queue")
 			args := []string{"sendmail", "-config", cfg, "-t", "-i", "-f", "cron@example.org", "-F", "Cron Daemon", "-N", "failure", "-R", "hdrs", "-V", "id 1", "root", "a@remote.example"}
 			msg := "To: b@remote.example\n\n.\nbody\n"
 
@@ -594,29 +593,15 @@ func TestSendmailDropsWhenUnreachable(t *testing.T) {
 			if code, _, stderr := runCmd(t, msg, args...); code != exTempFail || !strings.Contains(stderr, "mail NOT") || !strings.Contains(stderr, "maildrop") {
 				t.Fatalf("without a maildrop: exit %d, stderr %q", code, stderr)
 			}
-			must(t, os.Mkdir(queueDir, 0o700))
-			d, _, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
-			must(t, err)
-			defer d.Close()
-
+			d := testMaildrop(t, cfg)
 			code, _, stderr := runCmd(t, msg, args...)
 			if code != 0 || stderr != "" {
 				t.Fatalf("exit %d, stderr %q", code, stderr)
 			}
-			u, err := d.OpenUser(uint32(os.Geteuid()))
-			must(t, err)
-			defer u.Close()
-			l, err := u.List(10, 0)
-			if err != nil || len(l.Ready) != 1 {
-				t.Fatalf("maildrop %+v, %v", l, err)
-			}
-			fi, err := os.Stat(filepath.Join(d.Path(), strconv.Itoa(os.Geteuid()), l.Ready[0]))
+			name, f := onlyDropped(t, d)
+			fi, err := os.Stat(filepath.Join(d.Path(), strconv.Itoa(os.Geteuid()), name))
 			if err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("file mode %v, %v", fi.Mode(), err)
-			}
-			f, err := u.Read(l.Ready[0], 1<<20)
-			if err != nil {
-				t.Fatal(err)
 			}
 			want := &maildrop.Envelope{From: "cron@example.org", FromSet: true, FullName: "Cron Daemon", Extract: true,
 				Recipients: []string{"root", "a@remote.example"}, Notify: "FAILURE", Ret: "HDRS", EnvID: "id 1"}
@@ -628,6 +613,33 @@ func TestSendmailDropsWhenUnreachable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testMaildrop makes the maildrop of startFakeLocal's configuration cfg,
+// as the server makes it.
+func testMaildrop(t *testing.T, cfg string) *maildrop.Dir {
+	t.Helper()
+	queueDir := filepath.Join(filepath.Dir(cfg), "queue")
+	must(t, os.Mkdir(queueDir, 0o700))
+	d, _, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
+	must(t, err)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// onlyDropped is the one file of the invoking user in the maildrop d.
+func onlyDropped(t *testing.T, d *maildrop.Dir) (string, *maildrop.File) {
+	t.Helper()
+	u, err := d.OpenUser(uint32(os.Geteuid()))
+	must(t, err)
+	defer u.Close()
+	l, err := u.List(10, 0)
+	if err != nil || len(l.Ready) != 1 {
+		t.Fatalf("maildrop %+v, %v", l, err)
+	}
+	f, err := u.Read(l.Ready[0], 1<<20)
+	must(t, err)
+	return l.Ready[0], f
 }
 
 func must(t *testing.T, err error) {

@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"courriel/delivery/maildrop"
 )
 
 // TestSendmailStandalone: sendmail -bs speaks SMTP on stdin and stdout as
@@ -117,23 +115,11 @@ func TestSendmailStandaloneMaildrop(t *testing.T) {
 	if code, out, _ := runCmd(t, session, "sendmail", "-bs", "-config", cfg); code != 0 || replyCodes(t, out) != "220 250 250 250 354 451 221" {
 		t.Fatalf("without a maildrop: exit %d\n%s", code, out)
 	}
-	queueDir := filepath.Join(filepath.Dir(cfg), "queue")
-	must(t, os.Mkdir(queueDir, 0o700))
-	d, _, err := maildrop.Setup(filepath.Join(queueDir, "maildrop"))
-	must(t, err)
-	defer d.Close()
+	d := testMaildrop(t, cfg)
 	if code, out, _ := runCmd(t, session, "sendmail", "-bs", "-config", cfg); code != 0 || replyCodes(t, out) != "220 250 250 250 354 250 221" {
 		t.Fatalf("with a maildrop: exit %d\n%s", code, out)
 	}
-	u, err := d.OpenUser(uint32(os.Geteuid()))
-	must(t, err)
-	defer u.Close()
-	l, err := u.List(10, 0)
-	if err != nil || len(l.Ready) != 1 {
-		t.Fatalf("maildrop %+v, %v", l, err)
-	}
-	m, err := u.Read(l.Ready[0], 1<<20)
-	must(t, err)
+	_, m := onlyDropped(t, d)
 	if e := m.Envelope; e.From != "app@example.org" || !e.FromSet || len(e.Recipients) != 1 || e.Recipients[0] != "b@remote.example" || e.Extract {
 		t.Errorf("envelope %+v", e)
 	}
