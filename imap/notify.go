@@ -650,6 +650,12 @@ func (s *session) mailboxChanged(ev mailboxEvent) {
 // came meanwhile, so that a burst of deliveries is one EXISTS or STATUS,
 // not one each; and the session looks for changes itself every
 // IdleCheck (WatchedIdleCheck when inotify tells it of every change).
+//
+// Nothing is sent while the client's next command is already read
+// (pipelined): that command reports the changes, so that an EXPUNGE
+// never moves the sequence numbers between a command the client sent
+// and its reply, as Dovecot sends NOTIFY updates only when no command
+// is queued (imap_client_notify_command_freed).
 func (s *session) waitNotify(timeout time.Duration) error {
 	end := time.Now().Add(timeout)
 	n := s.notify.Load()
@@ -678,6 +684,9 @@ func (s *session) waitNotify(timeout time.Duration) error {
 	// next tick. A signal that came meanwhile stays: this report does
 	// not look at the disk, and what another program changed is seen
 	// when the signal's batch is due.
+	if s.r.Buffered() > 0 {
+		return nil
+	}
 	if err := s.notifyNow(false); err != nil {
 		return err
 	}
@@ -730,6 +739,9 @@ func (s *session) waitNotify(timeout time.Duration) error {
 		}
 		if (due.IsZero() || now.Before(due)) && now.Before(pollAt) {
 			continue
+		}
+		if s.r.Buffered() > 0 {
+			return nil // a command came meanwhile: it reports
 		}
 		if err := s.notifyNow(true); err != nil {
 			return err

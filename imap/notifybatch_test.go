@@ -130,3 +130,49 @@ func TestNotifyBatchesUpdates(t *testing.T) {
 	})
 }
 
+// TestNotifyPipelinedCommand: a client with NOTIFY SELECTED sends two
+// commands at once, and another session expunges message 1 while the
+// first one's reply is on its way. The expunge is not reported between
+// the two (the second names message 1 as the client knew it: it hears
+// EXPUNGEISSUED), but after the second, unasked, as Dovecot does: it
+// sends NOTIFY updates only when no command is queued.
+func TestNotifyPipelinedCommand(t *testing.T) {
+	base := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeServer(t, base)
+		for i := 1; i <= 2; i++ {
+			writeMaildirMsg(t, p.maildir, "cur", fmt.Sprintf("17000011%02d.M1P1.test", i), testMessage(i, "a@example.org", "pipelined"))
+		}
+		waiter, other := p.dial(), p.dial()
+		waiter.cmd("s", "SELECT INBOX")
+		other.cmd("s", "SELECT INBOX")
+		if got := last(waiter.cmd("n", "NOTIFY SET (SELECTED (MessageNew MessageExpunge))")); !strings.HasPrefix(got, "n OK") {
+			t.Fatalf("NOTIFY SET: %q", got)
+		}
+		// net.Pipe: the write returns once the server has read both
+		// commands; its reply to the first waits for the client to read
+		// (synctest.Wait: it is blocked there).
+		waiter.send("a NOOP\r\nb FETCH 1 (UID)\r\n")
+		synctest.Wait()
+		other.cmd("d", `STORE 1 +FLAGS.SILENT (\Deleted)`)
+		if got := last(other.cmd("e", "EXPUNGE")); !strings.HasPrefix(got, "e OK") {
+			t.Fatalf("EXPUNGE: %q", got)
+		}
+		waiter.c.SetReadDeadline(time.Time{})
+		start := time.Now()
+		log := readAllLines(waiter, start)
+		time.Sleep(2 * time.Second)
+		asked := time.Since(start)
+		waiter.send("z NOOP\r\n")
+		var got []string
+		for _, l := range log.until("z") {
+			if l.at < asked {
+				got = append(got, l.line)
+			}
+		}
+		want := []string{"a OK NOOP completed", "b OK [EXPUNGEISSUED] Some messages were expunged meanwhile", "* 1 EXPUNGE"}
+		if !slices.Equal(got, want) {
+			t.Errorf("pipelined:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
