@@ -57,25 +57,45 @@ func readAllLines(r *rawConn, start time.Time) *lineLog {
 	return g
 }
 
-// until waits for the tagged reply tag (or the end of the connection),
-// at most a minute of the bubble's time, closes the connection and
-// returns all the lines read.
-func (g *lineLog) until(tag string) []lineAt {
+// wait waits for the tagged reply tag (or the end of the connection), at
+// most a minute.
+func (g *lineLog) wait(tag string) {
 	for range 60 {
 		g.mu.Lock()
 		got := slices.ContainsFunc(g.lines, func(l lineAt) bool { return strings.HasPrefix(l.line, tag+" ") })
 		g.mu.Unlock()
 		if got {
-			break
+			return
 		}
 		select {
 		case <-g.done:
+			return
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// until is wait, then the end of the connection and all the lines read.
+func (g *lineLog) until(tag string) []lineAt {
+	g.wait(tag)
 	g.r.c.Close()
 	<-g.done
 	return g.lines
+}
+
+// snapshot is the lines read so far.
+func (g *lineLog) snapshot() []lineAt {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.lines)
+}
+
+func lineTexts(l []lineAt) []string {
+	out := make([]string, len(l))
+	for i, x := range l {
+		out[i] = x.line
+	}
+	return out
 }
 
 // TestNotifyBatchesUpdates: 50 messages delivered to the selected INBOX
