@@ -45,8 +45,9 @@ func (s *Server) idleCheck(se *session, mb *mailstore.Mailbox) time.Duration {
 	return s.opts.IdleCheck
 }
 
-// notifyDelay is how long a session in IDLE waits after a change is
-// signalled before it reports it, with the changes that came meanwhile:
+// notifyDelay is how long a session in IDLE, or waiting for a command
+// with a NOTIFY set, waits after a change is signalled before it reports
+// it, with the changes that came meanwhile:
 // 500 ms, Dovecot's NOTIFY_DELAY_MSECS (src/lib-storage/mailbox-watch.c).
 // A stream of changes is reported at most this long after the first one
 // not yet reported.

@@ -11,11 +11,12 @@ import (
 )
 
 // NOTIFY (RFC 5465): the client names mailboxes and the events it wants
-// to hear of, and the session sends them as they happen while no command
-// runs (between commands and in IDLE): for the selected mailbox the usual
-// EXISTS, EXPUNGE and FETCH (and a FETCH of chosen attributes for each
-// new message), for the others STATUS; LIST for mailboxes created,
-// deleted, renamed or (un)subscribed by the user's other sessions.
+// to hear of, and the session sends them while no command runs (between
+// commands and in IDLE, batched alike: see waitNotify): for the selected
+// mailbox the usual EXISTS, EXPUNGE and FETCH (and a FETCH of chosen
+// attributes for each new message), for the others STATUS; LIST for
+// mailboxes created, deleted, renamed or (un)subscribed by the user's
+// other sessions.
 //
 // The work per event is bounded: a watched mailbox is a registry
 // reference and a change-log cursor (the same as a selected one), a
@@ -642,31 +643,24 @@ func (s *session) mailboxChanged(ev mailboxEvent) {
 	})
 }
 
-// waitNotify is waitCommand for a session with a NOTIFY set: it wakes
-// every IdleCheck (or when another session or a delivery changed a
-// watched mailbox) to send what happened, until a command comes or
-// timeout passes.
+// waitNotify is waitCommand for a session with a NOTIFY set: it sends
+// what happened while no command runs, until a command comes or timeout
+// passes. As in IDLE (cmdIdle), a change signalled (by another session,
+// a delivery, inotify) is reported notifyDelay later with those that
+// came meanwhile, so that a burst of deliveries is one EXISTS or STATUS,
+// not one each; and the session looks for changes itself every
+// IdleCheck (WatchedIdleCheck when inotify tells it of every change).
+//
+// Nothing is sent while the client's next command is already read
+// (pipelined): that command reports the changes, so that an EXPUNGE
+// never moves the sequence numbers between a command the client sent
+// and its reply, as Dovecot sends NOTIFY updates only when no command
+// is queued (imap_client_notify_command_freed).
 func (s *session) waitNotify(timeout time.Duration) error {
 	end := time.Now().Add(timeout)
-	// What happened during the last command goes out now, not at the
-	// next tick.
-	if err := s.notifyNow(false); err != nil {
-		return err
-	}
 	n := s.notify.Load()
 	if n == nil {
-		// The set ended (NOTIFICATIONOVERFLOW): wait as without it.
-		_ = s.conn.SetReadDeadline(end)
-		if s.shutdown.Load() {
-			return errShutdown
-		}
-		if _, err := s.r.Peek(); err != nil {
-			return err
-		}
-		if s.shutdown.Load() {
-			return errShutdown
-		}
-		return nil
+		return nil // not reached: waitCommand checked
 	}
 	check := s.srv.opts.IdleCheck
 	if n.allWatched() {
@@ -675,7 +669,9 @@ func (s *session) waitNotify(timeout time.Duration) error {
 		check = s.srv.opts.WatchedIdleCheck
 	}
 	if s.sel != nil && n.selectedLive() {
-		// Wake-ups for the selected mailbox come through idleOn, as in IDLE.
+		// Wake-ups for the selected mailbox come through idleOn, as in
+		// IDLE; they begin before the first report, so that a change is
+		// either in it or wakes the session.
 		s.srv.setIdleOn(s, s.sel.mb)
 		defer s.stopIdle()
 		if s.srv.watchFolder(s.sel.mb) {
@@ -684,31 +680,94 @@ func (s *session) waitNotify(timeout time.Duration) error {
 			check = s.srv.opts.IdleCheck
 		}
 	}
+	// What happened during the last command goes out now, not at the
+	// next tick. A signal that came meanwhile stays: this report does
+	// not look at the disk, and what another program changed is seen
+	// when the signal's batch is due.
+	if s.r.Buffered() > 0 {
+		return nil
+	}
+	if err := s.notifyNow(false); err != nil {
+		return err
+	}
+	if s.notify.Load() == nil {
+		return s.waitUntil(end)
+	}
+	// due is when the changes signalled are reported (zero: none is
+	// waiting); pollAt when the session looks for changes itself.
+	var due time.Time
+	pollAt := time.Now().Add(check)
 	for {
 		wait := end
-		if next := time.Now().Add(check); next.Before(end) {
-			wait = next
+		for _, t := range []time.Time{due, pollAt} {
+			if !t.IsZero() && t.Before(wait) {
+				wait = t
+			}
 		}
 		_ = s.conn.SetReadDeadline(wait)
 		if s.shutdown.Load() { // after the deadline: see waitCommand
 			return errShutdown
 		}
 		var err error
+		signalled := false
 		if s.woken.Swap(false) {
-			err = os.ErrDeadlineExceeded
+			// Woken while busy: the deadline just set may have
+			// overwritten the wake-up.
+			err, signalled = os.ErrDeadlineExceeded, true
 		} else if _, err = s.r.Peek(); err == nil {
 			if s.shutdown.Load() {
 				return errShutdown
 			}
 			return nil
 		}
-		if !isTimeout(err) || !time.Now().Before(end) {
+		if s.woken.Swap(false) {
+			signalled = true
+		}
+		now := time.Now()
+		if !isTimeout(err) || !now.Before(end) {
 			return err
+		}
+		if s.shutdown.Load() {
+			return errShutdown
+		}
+		// A folder deleted or renamed under the session ends it at once.
+		if err := s.selectedGone(); err != nil {
+			return err
+		}
+		if signalled && due.IsZero() {
+			due = now.Add(s.srv.notifyDelay())
+		}
+		if (due.IsZero() || now.Before(due)) && now.Before(pollAt) {
+			continue
+		}
+		if s.r.Buffered() > 0 {
+			return nil // a command came meanwhile: it reports
 		}
 		if err := s.notifyNow(true); err != nil {
 			return err
 		}
+		if s.notify.Load() == nil {
+			return s.waitUntil(end)
+		}
+		due, pollAt = time.Time{}, now.Add(check)
 	}
+}
+
+// waitUntil waits for a command as without a NOTIFY set, once the set
+// ended (NOTIFICATIONOVERFLOW), until end.
+func (s *session) waitUntil(end time.Time) error {
+	s.stopIdle()
+	_ = s.conn.SetReadDeadline(end)
+	if s.shutdown.Load() {
+		return errShutdown
+	}
+	if _, err := s.r.Peek(); err != nil {
+		return err
+	}
+	if s.shutdown.Load() {
+		return errShutdown
+	}
+	return nil
 }
 
 // notifyNow sends the pending notifications while no command runs: the

@@ -48,7 +48,9 @@
 // courriel-keywords (ExtraKeywordsFileName), where Dovecot keeps them in
 // its index, so that STORE, APPEND, COPY and MOVE never fail for the
 // keyword table; sessions see them with the others (FlagsOf, FlagNamesOf,
-// DefinedFlags). Unlike Dovecot's index, that file is courriel's alone:
+// DefinedFlags); it is written under its own dotlock, merged with what
+// another courriel process on the folder wrote there meanwhile (see
+// saveExtraLocked). Unlike Dovecot's index, that file is courriel's alone:
 // Dovecot reading the maildir (an admin switching back) sees the 26
 // lettered keywords, unchanged, and not those beyond them. Beyond the
 // letters a folder keeps up to MaxExtraKeywords (1024) distinct names, a

@@ -59,12 +59,13 @@ import (
 // entries of messages gone are dropped at the next write after their
 // expunge, without fsync (an entry left behind names a base name no file
 // has, and is dropped when the folder is next opened). It is read when the
-// folder is opened and written whole from memory, so the IMAP server that
-// has the folder open is its only writer: a delivery's Sieve imap4flags
-// keywords past the letters are dropped and logged, the message stored
-// (see filter.KeywordLetters; Dovecot's LDA would keep them in its index),
-// and a second courriel process working on the same folder at the same
-// time (not a setup courriel makes) would lose the other's changes here.
+// folder is opened and written whole from memory, the file read again
+// and merged under its dotlock at each write, so that a second courriel
+// process with the folder open (a CLI tool beside the server, two servers
+// on shared storage) loses none of the other's changes (see
+// saveExtraLocked). A delivery's Sieve imap4flags keywords past the
+// letters are dropped and logged, the message stored (see
+// filter.KeywordLetters; Dovecot's LDA would keep them in its index).
 const ExtraKeywordsFileName = "courriel-keywords"
 
 // MaxExtraKeywords bounds the distinct keywords a folder keeps beyond the
@@ -171,8 +172,25 @@ func foldSet(l []string) map[string]bool {
 
 // setExtraLocked gives the message of base name base the keywords names
 // beyond the letters (none: it has none), and reports whether they
-// changed. The folder's spelling of a name it knows is kept.
+// changed. The folder's spelling of a name it knows is kept. The change
+// is this process's, for the merge of the next write (extraDirty).
 func (mb *Mailbox) setExtraLocked(base string, names []string) bool {
+	before := mb.extraOfLocked(base)
+	if !mb.putExtraLocked(base, names) {
+		return false
+	}
+	if _, ok := mb.extraDirty[base]; !ok {
+		if mb.extraDirty == nil {
+			mb.extraDirty = make(map[string][]string)
+		}
+		mb.extraDirty[base] = before
+	}
+	return true
+}
+
+// putExtraLocked is setExtraLocked for keywords read from the file: no
+// change of this process's.
+func (mb *Mailbox) putExtraLocked(base string, names []string) bool {
 	old := mb.extra[base]
 	var nl []string
 	seen := make(map[string]bool, len(names))
@@ -321,11 +339,20 @@ func keywordNames(flags []string) []string {
 	return out
 }
 
-// dropExtraLocked forgets the keywords of a message gone.
+// dropExtraLocked forgets the keywords of a message gone: the next write
+// drops its entry, whatever another process gave it meanwhile.
 func (mb *Mailbox) dropExtraLocked(base string) {
 	if len(mb.extra) > 0 && mb.extra[base] != nil {
 		mb.setExtraLocked(base, nil)
+		mb.markExtraGoneLocked(base)
 	}
+}
+
+func (mb *Mailbox) markExtraGoneLocked(base string) {
+	if mb.extraGone == nil {
+		mb.extraGone = make(map[string]bool)
+	}
+	mb.extraGone[base] = true
 }
 
 func (mb *Mailbox) encodeExtraLocked() []byte {
@@ -430,6 +457,7 @@ func decodeExtra(data string, keep func(base string) bool) (map[string][]string,
 // (extraBroken) until it is read again.
 func (mb *Mailbox) loadExtraLocked() {
 	mb.extra, mb.extraNames, mb.extraOrder = nil, nil, nil
+	mb.extraDirty, mb.extraGone = nil, nil
 	mb.extraStale, mb.extraBroken = false, false
 	data, err := mb.readString(ExtraKeywordsFileName, maxExtraSize)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -443,6 +471,7 @@ func (mb *Mailbox) loadExtraLocked() {
 		l, order, err = decodeExtra(data, func(base string) bool {
 			if byBase[base] == nil {
 				dropped = true
+				mb.markExtraGoneLocked(strings.Clone(base))
 				return false
 			}
 			return true
@@ -460,7 +489,7 @@ func (mb *Mailbox) loadExtraLocked() {
 				valid = append(valid, strings.Clone(n))
 			}
 		}
-		mb.setExtraLocked(strings.Clone(base), valid)
+		mb.putExtraLocked(strings.Clone(base), valid)
 	}
 	// FLAGS in the folder's order, not the map's.
 	rank := make(map[string]int, len(order))
@@ -480,12 +509,32 @@ func (mb *Mailbox) loadExtraLocked() {
 // are logged and returned (but for the folder's fsync, after the file is
 // in place): the keywords stay in memory, and the next change writes them
 // again.
+//
+// Another courriel process may have the folder open too (a CLI tool
+// beside the server, two servers on shared storage) and write the file
+// meanwhile: the write is a read-modify-write under the file's dotlock
+// (ExtraKeywordsFileName+".lock", Dovecot's kind, broken when its holder
+// is gone: see uidlist.Acquire), which the file renamed into place does
+// not disturb. Under it the file is read again and merged (mergeExtraLocked):
+// the messages this process changed since its last read or write
+// (extraDirty) get this process's changes applied to the file's
+// keywords, every other message the file's, which this process adopts
+// (its sessions see them as flag changes).
 func (mb *Mailbox) saveExtraLocked(d durability) error {
 	if mb.closed || mb.detached || !mb.loaded {
 		return nil
 	}
 	if mb.extraBroken {
 		return errExtraUnusable // the file is kept as it is
+	}
+	lk, err := mb.lockLocked(ExtraKeywordsFileName)
+	if err != nil {
+		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters not written: "+ExtraKeywordsFileName+" locked", "folder", mb.root.Name(), "err", err)
+		return err
+	}
+	defer lk.Release()
+	if err := mb.mergeExtraLocked(); err != nil {
+		return err
 	}
 	var data []byte
 	if len(mb.extra) > 0 {
@@ -496,7 +545,6 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 		}
 	}
 	mb.extraStale = false
-	var err error
 	if len(mb.extra) == 0 {
 		if err = mb.root.Remove(ExtraKeywordsFileName); errors.Is(err, fs.ErrNotExist) {
 			err = nil
@@ -506,6 +554,8 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 	}
 	if err != nil && !errors.Is(err, errFolderSync) {
 		mb.extraStale = true
+	} else {
+		mb.extraDirty, mb.extraGone = nil, nil // the file has them
 	}
 	if err != nil {
 		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters not written to "+ExtraKeywordsFileName, "folder", mb.root.Name(), "err", err)
@@ -514,6 +564,135 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 		return nil
 	}
 	return err
+}
+
+// mergeExtraLocked reads ExtraKeywordsFileName again, under its lock, and
+// makes extra the keywords the file is to have: for a message this
+// process changed since its last read or write, the file's with this
+// process's additions and removals (so that two processes' changes to
+// one message are both kept), for any other the file's. A message the
+// file names that this process does not know yet (another process's new
+// one) is kept with its keywords. A file that cannot be read is kept as
+// it is (errExtraUnusable, as at open); a merge past MaxExtraKeywords
+// names is refused (ErrTooManyKeywords), extra unchanged.
+func (mb *Mailbox) mergeExtraLocked() error {
+	data, err := mb.readString(ExtraKeywordsFileName, maxExtraSize)
+	var disk map[string][]string
+	var order []string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		err = nil
+	case err == nil:
+		disk, order, err = decodeExtra(data, nil)
+	}
+	if err != nil {
+		mb.reg.log().Error("mailstore: keywords beyond the maildir letters not written; "+ExtraKeywordsFileName+" unreadable, kept as it is", "folder", mb.root.Name(), "err", err)
+		mb.extraBroken = true
+		return errExtraUnusable
+	}
+	want := make(map[string][]string, len(disk)+len(mb.extraDirty))
+	for base, names := range disk {
+		var valid []string
+		for _, n := range names {
+			if uidlist.ValidKeyword(n) {
+				valid = append(valid, n)
+			}
+		}
+		if len(valid) > 0 {
+			want[base] = valid
+		}
+	}
+	for base, was := range mb.extraDirty {
+		if l := mergeKeywords(was, mb.extraOfLocked(base), want[base]); len(l) > 0 {
+			want[base] = l
+		} else {
+			delete(want, base)
+		}
+	}
+	for base := range mb.extraGone {
+		if mb.extra[base] == nil {
+			delete(want, base)
+		}
+	}
+	names := map[string]bool{}
+	for _, l := range want {
+		for _, n := range l {
+			names[strings.ToLower(n)] = true
+		}
+	}
+	if len(names) > MaxExtraKeywords {
+		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters refused: with another process's, too many in the folder", "folder", mb.root.Name(), "names", len(names), "bound", MaxExtraKeywords)
+		return ErrTooManyKeywords
+	}
+	byBase := mb.baseMapLocked()
+	adopted := false
+	adopt := func(base string, l []string) {
+		if !mb.putExtraLocked(strings.Clone(base), l) {
+			return
+		}
+		if m := byBase[base]; m != nil {
+			// Another process's change (or this one's, merged): the
+			// sessions see the message's flags again.
+			mb.recordChangeLocked(Change{Kind: FlagsChanged, UID: m.UID}, m)
+			adopted = true
+		}
+	}
+	for base := range mb.extra {
+		if _, ok := want[base]; !ok {
+			adopt(base, nil)
+		}
+	}
+	for base, l := range want {
+		adopt(base, l)
+	}
+	if adopted {
+		mb.wakeWatchersLocked()
+	}
+	// FLAGS in the file's order, then the names it did not have.
+	rank := make(map[string]int, len(order))
+	for i, n := range order {
+		if _, ok := rank[strings.ToLower(n)]; !ok {
+			rank[strings.ToLower(n)] = i
+		}
+	}
+	slices.SortStableFunc(mb.extraOrder, func(a, b string) int {
+		ra, oka := rank[strings.ToLower(a)]
+		rb, okb := rank[strings.ToLower(b)]
+		switch {
+		case oka && okb:
+			return ra - rb
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return 0
+	})
+	return nil
+}
+
+// mergeKeywords is theirs with the changes from was to ours: the names
+// ours added, without those it removed (compared case-insensitively).
+func mergeKeywords(was, ours, theirs []string) []string {
+	wasSet, oursSet := foldSet(was), foldSet(ours)
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range theirs {
+		k := strings.ToLower(n)
+		if wasSet[k] && !oursSet[k] || seen[k] {
+			continue // removed here
+		}
+		seen[k] = true
+		out = append(out, n)
+	}
+	for _, n := range ours {
+		k := strings.ToLower(n)
+		if !wasSet[k] && !seen[k] {
+			seen[k] = true
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // flushExtraLocked writes the file, without fsync, when messages gone

@@ -326,12 +326,18 @@ type Mailbox struct {
 	// extraBroken: the file could not be read (unreadable, oversize,
 	// malformed) and is kept as it is: no change to keywords beyond
 	// the letters is made in the folder (errExtraUnusable) until it is
-	// read again.
+	// read again. extraDirty: the base names whose keywords changed
+	// here since the file was last read or written, each with the
+	// keywords it had then, merged with another process's changes when
+	// the file is written (see saveExtraLocked); extraGone those of
+	// messages gone, whose entries the write drops.
 	extra       map[string]*extraKw
 	extraNames  map[string]*extraName
 	extraOrder  []string
 	extraStale  bool
 	extraBroken bool
+	extraDirty  map[string][]string
+	extraGone   map[string]bool
 }
 
 // ChangeKind says what happened to a message.
