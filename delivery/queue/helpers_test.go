@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -52,6 +53,10 @@ type sinkOptions struct {
 	// rcptLimit, when set, answers 452 4.5.3 to the RCPTs of a transaction
 	// past it, as a server's recipient limit does.
 	rcptLimit int
+	// greetAs, when set, is the name the sink gives in its greeting
+	// instead of sink.test; ehloAs, the name its reply to EHLO begins
+	// with (go-smtp's says "Hello CLIENT" and no name of its own).
+	greetAs, ehloAs string
 }
 
 type sink struct {
@@ -122,8 +127,26 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // sinkConn counts the end of a connection, however it ends.
 type sinkConn struct {
 	net.Conn
-	s    *sink
-	once sync.Once
+	s       *sink
+	once    sync.Once
+	greeted bool // the greeting was written
+}
+
+// Write names the sink as sinkOptions.greetAs and ehloAs say: the
+// greeting is its first write, the EHLO reply one write.
+func (c *sinkConn) Write(p []byte) (int, error) {
+	w := p
+	if as := c.s.o.greetAs; as != "" && !c.greeted {
+		w = bytes.Replace(w, []byte("220 sink.test "), []byte("220 "+as+" "), 1)
+	}
+	c.greeted = true
+	if as := c.s.o.ehloAs; as != "" && bytes.HasPrefix(w, []byte("250-Hello ")) {
+		w = bytes.Replace(w, []byte("250-Hello "), []byte("250-"+as+" Hello "), 1)
+	}
+	if _, err := c.Conn.Write(w); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (c *sinkConn) Close() error {
