@@ -22,10 +22,10 @@ import (
 //     (an implicit MX, a [nexthop], an address literal) that is this host
 //     bounces the same way.
 //   - Names: a server whose reply to EHLO (or HELO) names it as
-//     Options.Hostname is this host too: 5.4.6 when it is a best MX host,
-//     4.4.6 otherwise (the next host is not tried). One that only greets
-//     with our name is logged, as Postfix warns "greeted me with my own
-//     hostname".
+//     Options.Hostname is this host too: 5.4.6 when it is a best MX host
+//     (no other host is tried), 4.4.6 otherwise (the next one is). One
+//     that only greets with our name is logged, as Postfix warns
+//     "greeted me with my own hostname".
 //
 // Both apply only to SMTP on port 25 (Postfix's SMTP_MISC_FLAG_LOOP_DETECT):
 // a route to another port is a service the admin chose (a filter, a
