@@ -240,7 +240,8 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		}
 		s.conn, s.tls = tc, true
 	}
-	s.c = q.newClient(s.conn)
+	var setup *setupConn
+	s.c, setup = q.newClient(s.conn)
 	if err := s.c.Hello(q.o.Hostname); err != nil {
 		// A 5xx greeting or EHLO reply is this host refusing to talk, not
 		// the recipient refused: the next MX is tried, and the message
@@ -251,6 +252,10 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		f.dead = !isReply(err) || f.code == 421
 		return fail(f)
 	}
+	if f := q.ehloLoop(h, relay, setup.head); f != nil {
+		return fail(f)
+	}
+	setup.head, setup.seen = nil, true
 	if !s.tls && policy != PolicyNone {
 		if ok, _ := s.c.Extension("STARTTLS"); ok {
 			tc, err := q.startTLS(ctx, raw, h.name, plan, &testFail)
@@ -264,7 +269,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			// RFC 3207 §4.2: forget what was learnt before TLS and say
 			// EHLO again; the new client reads a synthetic greeting
 			// since the server sends none after the handshake.
-			s.c = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
+			s.c, _ = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
 			if err := s.c.Hello(q.o.Hostname); err != nil {
 				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
 				f.dead = isTimeout(err)
@@ -340,9 +345,13 @@ var errSetupTooLong = fmt.Errorf("the server's greeting, EHLO and AUTH replies e
 // setupConn is the connection a go-smtp client reads during the setup:
 // reads past maxSetupRead fail. The transactions read the session's own
 // connection (ready), past the bound.
+// It keeps the first setupHead bytes read (head), where the server names
+// itself (ehloLoop).
 type setupConn struct {
 	net.Conn
 	left int
+	head []byte
+	seen bool // head was read: keep no more
 }
 
 func (c *setupConn) Read(p []byte) (int, error) {
@@ -354,15 +363,19 @@ func (c *setupConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.left -= n
+	if room := setupHead - len(c.head); room > 0 && !c.seen {
+		c.head = append(c.head, p[:min(n, room)]...)
+	}
 	return n, err
 }
 
-func (q *Queue) newClient(conn net.Conn) *gosmtp.Client {
-	c := gosmtp.NewClient(&setupConn{Conn: conn, left: maxSetupRead})
+func (q *Queue) newClient(conn net.Conn) (*gosmtp.Client, *setupConn) {
+	sc := &setupConn{Conn: conn, left: maxSetupRead}
+	c := gosmtp.NewClient(sc)
 	c.CommandTimeout = q.o.CommandTimeout
 	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
 	c.SubmissionTimeout = max(q.o.CommandTimeout, 10*time.Minute)
-	return c
+	return c, sc
 }
 
 func (q *Queue) handshake(ctx context.Context, raw net.Conn, name string, plan *tlsPlan, testFail *error) (*tls.Conn, error) {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net/netip"
 	"net/textproto"
 	"os"
 	"slices"
@@ -204,13 +205,41 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 	tried, dead := 0, true
 	sawTemp := false // a host failed for now: no failure of another bounces
 	refused := dp.sts != nil && !dp.testing
-	for _, h := range hops {
-		ips, ad, f := q.addrs(ctx, h)
+	// Looking for this host among the MX hosts (loop.go), the addresses
+	// of all the hosts of one preference are looked up before any is
+	// tried: when one is ours, none of them is.
+	var look []looked
+	if len(q.o.self) > 0 && len(hops) > 0 && hops[0].loopDetect() {
+		look = make([]looked, len(hops))
+	}
+	bestFound, found := uint16(0), false // the preference of the first host with addresses
+	for i, h := range hops {
+		h.dest = loopDest(rt)
+		var ips []netip.Addr
+		var ad addrDNS
+		var f *failure
+		if look != nil {
+			if (i == 0 || hops[i-1].pref != h.pref) && q.lookLevel(ctx, hops, i, look) {
+				if !found {
+					// No host preferred to us has an address.
+					return nil, selfFailure(h, hops[0].pref), false
+				}
+				q.log.Debug("this host is an MX host: it and those not preferred to it are not tried", "queue_id", id, "mx", h.name, "pref", h.pref)
+				break
+			}
+			ips, ad, f = look[i].ips, look[i].ad, look[i].f
+		} else {
+			ips, ad, f = q.addrs(ctx, h)
+		}
 		if f != nil {
 			last, dead, refused = f, false, false
 			sawTemp = sawTemp || !f.perm
 			continue
 		}
+		if !found {
+			bestFound, found = h.pref, true
+		}
+		h.bestMX = h.pref == bestFound
 		plan, f := q.hopTLS(ctx, rt, dp, h, ad)
 		if f != nil {
 			q.log.Info("host not used under the receiver's TLS policy", "queue_id", id, "mx", h.name, "reason", f.text)
@@ -227,6 +256,9 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 			s, f := q.connect(ctx, h, ip, plan)
 			if f == nil {
 				return s, nil, false
+			}
+			if f.loop {
+				return nil, f, false // the best MX host is us: no other is tried
 			}
 			q.log.Debug("host failed, trying the next", "queue_id", id, "relay", f.relay, "reason", f.text)
 			last, dead = f, dead && f.dead

@@ -189,6 +189,14 @@
 // 2920) MAIL, the RCPTs and DATA go in one write, and each RCPT reply is
 // matched to its recipient in order.
 //
+// Mail is never sent to this host itself (loop.go, as Postfix's
+// smtp(8)): an MX host at one of Options.LocalAddrs is dropped with the
+// hosts not preferred to it, and mail whose best MX host it is bounces
+// 5.4.6 "mail for DOMAIN loops back to myself" (4.4.4 while better MX
+// hosts have no address); a server whose reply to EHLO names it
+// Options.Hostname is this host too (5.4.6 as the best MX host, else
+// 4.4.6). Both only for SMTP to port 25.
+//
 // At most DestinationConcurrency sessions (a fifth of Concurrency, 4 by
 // default, as Postfix's 20 of 100) are open to one destination; the first
 // to a destination not known to work is a probe the others wait for. A job

@@ -21,6 +21,7 @@ type failure struct {
 	dead       bool   // no connection or a 421 greeting: the destination is down
 	stale      bool   // a cached session failed before its first reply: try a new one
 	postpone   bool   // not tried: the destination can take no session now (outPostponed)
+	loop       bool   // the best MX host is this host (loop.go): no other host is tried
 }
 
 // maxReplyText bounds what is kept of a remote reply: RFC 5321 §4.5.3.1.5

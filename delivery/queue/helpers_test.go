@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,8 +15,10 @@ import (
 	"math/big"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,6 +55,10 @@ type sinkOptions struct {
 	// rcptLimit, when set, answers 452 4.5.3 to the RCPTs of a transaction
 	// past it, as a server's recipient limit does.
 	rcptLimit int
+	// greetAs, when set, is the name the sink gives in its greeting
+	// instead of sink.test; ehloAs, the name its reply to EHLO begins
+	// with (go-smtp's says "Hello CLIENT" and no name of its own).
+	greetAs, ehloAs string
 }
 
 type sink struct {
@@ -94,6 +101,28 @@ func newSink(t testing.TB, o sinkOptions) *sink {
 	return s
 }
 
+// refusingAddr is a loopback address that refuses connections: a port
+// bound and never listened on, held until the test ends. A port merely
+// closed is free for the kernel to give to the next listener, another
+// test's sink running meanwhile, which would then get the connections
+// meant to be refused (and their mail).
+func refusingAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+}
+
 type nopLogger struct{}
 
 func (nopLogger) Printf(string, ...any) {}
@@ -122,8 +151,26 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // sinkConn counts the end of a connection, however it ends.
 type sinkConn struct {
 	net.Conn
-	s    *sink
-	once sync.Once
+	s       *sink
+	once    sync.Once
+	greeted bool // the greeting was written
+}
+
+// Write names the sink as sinkOptions.greetAs and ehloAs say: the
+// greeting is its first write, the EHLO reply one write.
+func (c *sinkConn) Write(p []byte) (int, error) {
+	w := p
+	if as := c.s.o.greetAs; as != "" && !c.greeted {
+		w = bytes.Replace(w, []byte("220 sink.test "), []byte("220 "+as+" "), 1)
+	}
+	c.greeted = true
+	if as := c.s.o.ehloAs; as != "" && bytes.HasPrefix(w, []byte("250-Hello ")) {
+		w = bytes.Replace(w, []byte("250-Hello "), []byte("250-"+as+" Hello "), 1)
+	}
+	if _, err := c.Conn.Write(w); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (c *sinkConn) Close() error {
@@ -574,5 +621,28 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 		t.Fatalf("timed out waiting for %s", what)
 		var zero T
 		return zero
+	}
+}
+
+// The helpers that stand for a refused connection and for smtp-sink's
+// port never lead to another test's server: a refusing address keeps its
+// port from every listener, and smtp-sink is known by its greeting, not
+// by an answer on the port it was given.
+func TestNoOtherTestsServer(t *testing.T) {
+	t.Parallel()
+	addr := refusingAddr(t)
+	if c, err := net.Dial("tcp", addr); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("dial %s: %v, want connection refused", addr, err)
+	}
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		t.Errorf("a listener was given the port of refusingAddr %s", addr)
+	}
+	other := newSink(t, sinkOptions{})
+	if smtpSinkListens(other.addr, make(chan struct{})) {
+		t.Errorf("a server that is not smtp-sink was taken for it")
 	}
 }

@@ -84,7 +84,11 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []int, data 
 // copyKey names recipient idx's copy of message id (delivery.Recipient.CopyKey).
 func copyKey(id string, idx int) string { return id + "-" + strconv.Itoa(idx) }
 
-// localResult turns the delivery store's answer into the queue's.
+// localResult turns the delivery store's answer into the queue's. The
+// store's Temporary decides, and the class of the status follows it (RFC
+// 3463 §3.1, as a reply's code decides over its enhanced code): a
+// deferral never records a 5.x.x status, which a delay DSN would report
+// as a failure, nor a bounce a 4.x.x one.
 func localResult(err error) result {
 	if err == nil {
 		return result{out: outSent, reply: "delivered to maildir", status: "2.0.0", relay: "maildir"}
@@ -92,8 +96,12 @@ func localResult(err error) result {
 	var de *delivery.Error
 	if errors.As(err, &de) {
 		r := result{out: outDeferred, reply: printable(de.Reason, 200), status: de.Status(), relay: "maildir"}
+		class := "4."
 		if !de.Temporary {
-			r.out = outBounced
+			r.out, class = outBounced, "5."
+		}
+		if len(r.status) > 2 && r.status[1] == '.' && r.status[:2] != class {
+			r.status = class + r.status[2:]
 		}
 		return r
 	}

@@ -50,13 +50,8 @@ func newNexthopEnv(t *testing.T, refusing ...string) *nexthopEnv {
 	for _, name := range byIP {
 		e.sinks[name] = newSink(t, sinkOptions{})
 	}
-	// A port nothing listens on any more: a real "connection refused".
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	// A real "connection refused" (refusingAddr).
+	closed := refusingAddr(t)
 	e.o = baseOptions(t, t.TempDir(), newClock())
 	e.o.Resolver = NewResolver(e.dns.Addr)
 	e.o.Bounce = e.bounces.fn

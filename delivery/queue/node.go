@@ -199,7 +199,7 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 		f.relay, f.remoteMTA = relay, h.name
 		return nil, f
 	}
-	s.c = q.newClient(s.conn)
+	s.c, _ = q.newClient(s.conn)
 	if err := s.c.Hello(q.o.Hostname); err != nil {
 		f := replyFailure(err, "greeting from "+relay, "4.4.2")
 		f.dead = !isReply(err) || f.code == 421
@@ -217,7 +217,7 @@ func (q *Queue) dialNode(ctx context.Context, h hop, ip netip.Addr) (*session, *
 			return fail(f)
 		}
 		s.conn, s.tls = tc, true
-		s.c = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
+		s.c, _ = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
 		if err := s.c.Hello(q.o.Hostname); err != nil {
 			f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
 			f.dead = isTimeout(err)

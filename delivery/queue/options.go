@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -110,6 +111,17 @@ type Options struct {
 	// queue`): List, Show, Delete, Flush and Enqueue work, Run does not, and
 	// the owner lock is never taken, so a server starting meanwhile keeps it.
 	Client bool
+
+	// LocalAddrs are the addresses this host receives mail on: its
+	// SMTP listeners' (every interface's for a wildcard listener) and
+	// those a proxy or NAT in front of it forwards (Postfix
+	// inet_interfaces and proxy_interfaces). An MX host with one of them
+	// is this host: it and the MX hosts of equal or worse preference are
+	// dropped, and mail whose best MX host it is bounces, "mail for
+	// DOMAIN loops back to myself" (loop.go). Empty: no such check.
+	LocalAddrs []netip.Addr
+	// self is LocalAddrs as a set, unmapped and without zones.
+	self map[netip.Addr]bool
 
 	Resolver Resolver // default net.DefaultResolver
 	// Routes send a recipient domain's mail to a nexthop (ParseNexthop)
@@ -280,6 +292,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
+	}
+	o.self = make(map[netip.Addr]bool, len(o.LocalAddrs))
+	for _, a := range o.LocalAddrs {
+		if a.IsValid() {
+			o.self[a.Unmap().WithZone("")] = true
+		}
 	}
 	if o.TLSPolicy == "" {
 		o.TLSPolicy = PolicyVerify

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"os"
@@ -38,34 +39,61 @@ func startSmtpSink(t *testing.T, args ...string) (addr, dumps string) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dumps) })
 	os.Chmod(dumps, 0o777)
-	// The kernel picks a free port; smtp-sink takes it over at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = l.Addr().String()
-	l.Close()
 	argv := []string{"-d", filepath.Join(dumps, "tx.")}
 	if os.Geteuid() == 0 {
 		argv = append(argv, "-u", "nobody")
 	}
-	argv = append(append(argv, args...), addr, "64")
-	cmd := exec.Command(bin, argv...)
-	cmd.Stderr = t.Output()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for range 500 {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+	argv = append(argv, args...)
+	// The kernel picks a free port, and smtp-sink binds it a moment
+	// later; meanwhile another test's listener may be given the port, and
+	// smtp-sink exits (address in use). Only smtp-sink's own greeting
+	// says it has the port: else another port is tried, so that this
+	// test's mail never goes to another test's server.
+	for range 5 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = l.Addr().String()
+		l.Close()
+		cmd := exec.Command(bin, append(argv, addr, "64")...)
+		cmd.Stderr = t.Output()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		if smtpSinkListens(addr, exited) {
+			t.Cleanup(func() { cmd.Process.Kill(); <-exited })
 			return addr, dumps
 		}
-		time.Sleep(10 * time.Millisecond)
+		cmd.Process.Kill()
+		<-exited
 	}
-	t.Fatalf("smtp-sink did not listen on %s", addr)
+	t.Fatal("smtp-sink did not get a port of its own in 5 tries")
 	return "", ""
+}
+
+// smtpSinkListens waits until smtp-sink, started on addr, greets there;
+// false when it exits, or when another server answers there.
+func smtpSinkListens(addr string, exited <-chan struct{}) bool {
+	for range 500 {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		greeting, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		return strings.HasPrefix(greeting, "220 smtp-sink ")
+	}
+	return false
 }
 
 // sunkRecipients reads smtp-sink's dumps: the recipients of each

@@ -54,6 +54,13 @@ type hop struct {
 	nexthop   string     // static and relayhost routes: the nexthop's host (DANE's next-hop domain, errors)
 	relay     *Relayhost // AUTH and implicit TLS settings, relayhost only
 	node      string     // a cluster node's listener: its name (dialNode)
+	// pref is the MX preference (0 for an implicit MX, a [nexthop] or an
+	// address); dest is what the mail is for, the recipient domain or
+	// the nexthop's host, named by a loop's failure (loop.go). bestMX,
+	// set by tryHops, says no host with addresses is preferred to it.
+	pref   uint16
+	dest   string
+	bestMX bool
 }
 
 // resolve turns a route into hosts in the order to try them. A failure is
@@ -154,7 +161,7 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 		if _, err := netip.ParseAddr(host); err == nil {
 			continue
 		}
-		hops = append(hops, hop{name: strings.ToLower(host), port: port, mxSecure: secure, secureDNS: viaDANE})
+		hops = append(hops, hop{name: strings.ToLower(host), port: port, mxSecure: secure, secureDNS: viaDANE, pref: mx.Pref})
 	}
 	if len(hops) == 0 {
 		return nil, tempFailure("4.4.3", "no usable MX host for "+name)

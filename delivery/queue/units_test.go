@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"courriel/delivery"
 )
 
 func TestReplyClassification(t *testing.T) {
@@ -134,5 +137,55 @@ func TestRouteChoice(t *testing.T) {
 	}
 	if _, err := ParsePolicy(" Verify "); err != nil {
 		t.Error(err)
+	}
+}
+
+// localResult is the one place where the delivery store's answer for a
+// copy stored here (a local recipient's, or a DSN to a local sender, which
+// Options.Bounce gives to Accept) becomes the queue's: sent, bounced (the
+// store says the copy can never be stored), or deferred, with the
+// enhanced status of the log line and the DSN. A full disk or quota, a
+// broken maildir, a user held for a move or homed elsewhere all wait; an
+// error that is not the store's is temporary.
+func TestLocalResult(t *testing.T) {
+	t.Parallel()
+	perm := func(reason string, err error) error { return &delivery.Error{Reason: reason, Err: err} }
+	temp := func(reason string, err error) error {
+		return &delivery.Error{Temporary: true, Reason: reason, Err: err}
+	}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		out    outcome
+		status string
+		reply  string
+	}{
+		{"stored", nil, outSent, "2.0.0", "delivered to maildir"},
+		// Permanent: bounced.
+		{"refused by the recipient's Sieve script", perm("rejected: go away", delivery.ErrRejected), outBounced, "5.7.1", "rejected: go away"},
+		{"a permanent error of the store", perm("message unusable", nil), outBounced, "5.6.0", "message unusable"},
+		{"a folder that does not exist", perm("no such folder", delivery.ErrNoFolder), outBounced, "5.6.0", "no such folder"},
+		{"wrapped, still the store's", fmt.Errorf("filter: %w", perm("message unusable", nil)), outBounced, "5.6.0", "message unusable"},
+		// Temporary: deferred.
+		{"disk full", temp("disk full", delivery.ErrDiskFull), outDeferred, "4.3.1", "disk full"},
+		{"maildir not writable", temp("maildir not writable", delivery.ErrNotWritable), outDeferred, "4.3.1", "maildir not writable"},
+		{"over quota", temp("quota exceeded", delivery.ErrOverQuota), outDeferred, "4.2.2", "quota exceeded"},
+		{"bad maildir", temp("maildir outside maildir_base", delivery.ErrBadMaildir), outDeferred, "4.3.5", "maildir outside maildir_base"},
+		{"a temporary error of the store", temp("fsync failed", errors.New("EIO")), outDeferred, "4.3.0", "fsync failed"},
+		{"not the store's error", errors.New("sieve: script timed out"), outDeferred, "4.3.0", "sieve: script timed out"},
+		// Held (a move of the user under way) or homed on another node:
+		// the copy waits, never bounces.
+		{"user held for a move", temp("mailbox held while it is being moved", delivery.ErrHeld), outDeferred, "4.2.0", "mailbox held while it is being moved"},
+		{"user homed elsewhere", temp("mailbox homed on another node", delivery.ErrHomedElsewhere), outDeferred, "4.2.0", "mailbox homed on another node"},
+		// The store's flag decides, not the cause it wraps, and the
+		// status's class follows it.
+		{"a temporary error wrapping a rejection", temp("try later", delivery.ErrRejected), outDeferred, "4.7.1", "try later"},
+		{"a permanent error wrapping a full mailbox", perm("mailbox full for good", delivery.ErrOverQuota), outBounced, "5.2.2", "mailbox full for good"},
+	} {
+		got := localResult(tc.err)
+		want := result{out: tc.out, status: tc.status, reply: tc.reply, relay: "maildir"}
+		if got != want {
+			t.Errorf("%s: localResult(%v) = %+v, want %+v", tc.name, tc.err, got, want)
+		}
 	}
 }
