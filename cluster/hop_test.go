@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 func TestOriginSet(t *testing.T) {
@@ -92,12 +94,7 @@ func TestHopsDeadNodeMemory(t *testing.T) {
 	}
 	up := ln.Addr().String()
 	defer ln.Close()
-	gone, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := gone.Addr().String()
-	gone.Close()
+	down := testenv.RefusingAddr(t)
 	c, err := New(Options{Self: "a", Secret: []byte("0123456789abcdef"), Nodes: map[string]Node{
 		"b": {IMAP: down}, "c": {IMAP: up, SMTP: "node-c.invalid:25"},
 	}, ConnectTimeout: time.Second})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -316,7 +315,7 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("wrong reader password, auth: %v, want ErrUnavailable", err)
 	}
 	o = options(s)
-	o.URLs = []string{"ldap://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	o.URLs = []string{"ldap://" + testenv.RefusingAddr(t)}
 	if err := newDir(t, o).Ping(ctx); !errors.Is(err, directory.ErrUnavailable) {
 		t.Errorf("server down: %v, want ErrUnavailable", err)
 	}
@@ -860,7 +859,7 @@ func TestErrorStats(t *testing.T) {
 	want(d, nil)
 
 	o := options(s)
-	o.URLs = []string{"ldap://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	o.URLs = []string{"ldap://" + testenv.RefusingAddr(t)}
 	down := newDir(t, o)
 	if _, err := down.ResolveRecipient(ctx, "test0@hosted-domain.com"); !errors.Is(err, directory.ErrUnavailable) {
 		t.Fatalf("server down: %v", err)

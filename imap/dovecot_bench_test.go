@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 // benchScript runs the operations of issue 12's table over TLS with
@@ -350,13 +352,8 @@ func startDovecot(tb testing.TB, n int) *dovecotServer {
 		"-days", "2", "-subj", "/CN=localhost").CombinedOutput(); err != nil {
 		tb.Fatalf("openssl: %v\n%s", err, out)
 	}
-	// Dovecot binds its own listener: a port the kernel just gave out.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	// Dovecot binds its own listener.
+	port := testenv.FreePort(tb)
 	conf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`protocols = imap
 listen = 127.0.0.1

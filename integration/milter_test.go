@@ -455,7 +455,7 @@ func waitLog(s *server, text string) bool {
 func TestDemoMilter(t *testing.T) {
 	requireTool(t, "swaks")
 	addr, _ := startTestMilter(t)
-	dead := deadMilterAddr(t)
+	dead := testenv.RefusingAddr(t)
 	dir := filepath.Join(t.TempDir(), "demo")
 	// Not 127.0.0.1: the demo's fixed ports there may be another local
 	// server's (or TestDemo's) while this runs.
@@ -530,16 +530,4 @@ func freeLoopbackHost(t *testing.T, ports ...string) string {
 	}
 	t.Fatalf("no loopback address with ports %v free", ports)
 	return ""
-}
-
-// deadMilterAddr is a loopback address nobody listens on.
-func deadMilterAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
 }

@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 // postfix is a private Postfix instance (Debian's postfix 3.7, its own
@@ -31,12 +34,7 @@ func startPostfix(tb testing.TB, milters string) *postfix {
 	}
 	dir := tb.TempDir()
 	p := &postfix{conf: filepath.Join(dir, "conf"), vmail: filepath.Join(dir, "vmail")}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.SMTP = ln.Addr().String()
-	ln.Close()
+	p.SMTP = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(tb))
 	for _, d := range []string{p.conf, p.vmail, filepath.Join(dir, "spool"), filepath.Join(dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			tb.Fatal(err)

@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 // rspamd is a real rspamd (Debian's 3.4) with a minimal local
@@ -108,16 +111,11 @@ func startRspamd(t testing.TB) *rspamd {
 	t.Helper()
 	bin := requireRspamd(t)
 	dir := t.TempDir()
-	// rspamd binds a port it is given: the kernel picks one, we free it and
-	// hand it over (rspamd failing to bind is retried with another).
+	// rspamd binds a port it is given (rspamd failing to bind is retried
+	// with another).
 	for attempt := 0; ; attempt++ {
 		r := &rspamd{t: t, dir: dir}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Addr = ln.Addr().String()
-		ln.Close()
+		r.Addr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 		files := map[string]string{"rspamd.conf": fmt.Sprintf(rspamdConf, r.Addr), "rspamd.local.lua": rspamdRules}
 		for name, content := range rspamdLocal {
 			files["local.d/"+name] = content

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"courriel/internal/testenv"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -36,13 +38,7 @@ func (s *syncBuffer) String() string {
 // deadAddr is a loopback address nobody listens on.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
+	return testenv.RefusingAddr(t)
 }
 
 var testInfo = ConnInfo{Client: netip.MustParseAddrPort("192.0.2.7:40000"), Hostname: "mx.example.org", Helo: "client.example.net", Listener: "smtp"}

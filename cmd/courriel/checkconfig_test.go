@@ -114,12 +114,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadMilter := dead.Addr().String()
-	dead.Close()
+	deadMilter := testenv.RefusingAddr(t)
 	tests := []struct {
 		name string
 		mod  func(*checkEnv)

@@ -50,8 +50,8 @@ func newNexthopEnv(t *testing.T, refusing ...string) *nexthopEnv {
 	for _, name := range byIP {
 		e.sinks[name] = newSink(t, sinkOptions{})
 	}
-	// A real "connection refused" (refusingAddr).
-	closed := refusingAddr(t)
+	// A real "connection refused" (testenv.RefusingAddr).
+	closed := testenv.RefusingAddr(t)
 	e.o = baseOptions(t, t.TempDir(), newClock())
 	e.o.Resolver = NewResolver(e.dns.Addr)
 	e.o.Bounce = e.bounces.fn

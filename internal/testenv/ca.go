@@ -9,9 +9,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -153,25 +157,82 @@ func writeFile(t testing.TB, name string, data []byte, perm os.FileMode) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
-// process may take it before the caller binds: callers retry on EADDRINUSE.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a server the test starts on it. Another process may take it before the
+// server binds: callers retry on EADDRINUSE. It is taken below the
+// kernel's ephemeral range (FreePorts).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	return FreePorts(t, 1)[0]
 }
 
-// FreePorts returns n distinct free ports: every listener stays open until
-// all are picked, so the kernel cannot hand out one port twice.
+// FreePorts returns n distinct ports on 127.0.0.1 that were free a moment
+// ago. They are picked at random below the kernel's ephemeral range
+// (ip_local_port_range), where a listener on port 0 or a client's socket
+// never gets a port: a port the kernel handed out and took back would be
+// the next one it gives another test's listener, whose connections would
+// then reach the wrong server. Every port stays bound until all are
+// picked, so none is given twice.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	lo, hi := unassignedRange()
 	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if tries < 1000 {
+			addr = "127.0.0.1:" + strconv.Itoa(lo+mrand.IntN(hi-lo))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatalf("testenv: free port: %v", err)
+			if tries >= 1000 {
+				t.Fatalf("testenv: free port: %v", err)
+			}
+			continue
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// unassignedRange is the range of ports FreePorts picks from: the 12,000
+// ports below the ephemeral range (and above the well-known and the demo's
+// ports), or, when the range cannot be read, Linux's default one.
+func unassignedRange() (lo, hi int) {
+	first := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				first = v
+			}
+		}
+	}
+	hi = first
+	lo = max(hi-12000, 15000)
+	if lo >= hi { // an ephemeral range that starts low: above it instead
+		return 61000, 65000
+	}
+	return lo, hi
+}
+
+// RefusingAddr is a loopback address that refuses connections, held until
+// the test ends: a port bound and never listened on. A port merely closed
+// is free for the kernel to give the next listener, another test's
+// server running meanwhile, which would then get the connections meant
+// to be refused.
+func RefusingAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }

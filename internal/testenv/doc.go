@@ -73,6 +73,11 @@
 //
 // NewCA makes an ECDSA P-256 CA per test; CA.Issue writes a certificate and
 // key for given hosts, CA.IssueCertificate returns a tls.Certificate, and
-// CA.Pool / CA.ClientTLSConfig verify against it. FreePort returns a port that
-// was free a moment ago.
+// CA.Pool / CA.ClientTLSConfig verify against it.
+//
+// # Ports
+//
+// FreePort returns a port that was free a moment ago, below the kernel's
+// ephemeral range, where no other test's listener on port 0 can get it;
+// RefusingAddr an address that refuses connections for the whole test.
 package testenv

@@ -45,19 +45,13 @@ func StartPostfix(t testing.TB, s *Slapd) *Postfix {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
 	conf := filepath.Join(dir, "etc")
 	for _, d := range []string{conf, filepath.Join(conf, "ldap")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ln, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 
 	// The CA file must be readable by the postfix user.
 	ca, err := os.ReadFile(s.CAFile())

@@ -328,8 +328,46 @@ func TestCA(t *testing.T) {
 	if other.Pool().Equal(ca.Pool()) {
 		t.Error("two CAs share a pool")
 	}
-	if p := testenv.FreePort(t); p <= 0 || p > 65535 {
-		t.Errorf("FreePort = %d", p)
+}
+
+// FreePorts gives distinct ports that a server can bind and that no
+// listener on port 0 gets meanwhile (they lie below the ephemeral
+// range); RefusingAddr refuses connections, and keeps its port from
+// every listener, for the whole test.
+func TestPorts(t *testing.T) {
+	t.Parallel()
+	ports := testenv.FreePorts(t, 20)
+	refusing := testenv.RefusingAddr(t)
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if seen[p] || p <= 1024 || p > 65535 {
+			t.Fatalf("FreePorts = %v", ports)
+		}
+		seen[p] = true
+	}
+	_, rp, _ := net.SplitHostPort(refusing)
+	for range 500 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if seen[p] || strconv.Itoa(p) == rp {
+			t.Fatalf("a listener on port 0 was given %d, of FreePorts %v or RefusingAddr %s", p, ports, refusing)
+		}
+	}
+	for _, p := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Errorf("port %d of FreePorts: %v", p, err)
+			continue
+		}
+		l.Close()
+	}
+	if c, err := net.DialTimeout("tcp", refusing, 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("RefusingAddr %s accepted a connection", refusing)
 	}
 }
 
