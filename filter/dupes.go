@@ -41,8 +41,10 @@ import (
 // then linked to its name; unlinked before it is unlocked), held from
 // the check to the record, so that two deliveries never both find a
 // sender unanswered; and the file is replaced under a dotlock
-// (~/.dovecot.lda-dupes.lock, created O_EXCL, written and renamed over
-// the file: the dotlock is the new file), overridden when neither it nor
+// (~/.dovecot.lda-dupes.lock, created O_EXCL, written, fsynced and
+// renamed over the file: the dotlock is the new file; then the home is
+// fsynced, which Dovecot does not do, so that the record survives a
+// crash), overridden when neither it nor
 // the file changed for 10 s. dovecot-lda writes its whole table as it
 // read it, so a record courriel adds between its read and its write is
 // lost (as one dovecot-lda's is to another): a sender may then get a
@@ -467,6 +469,8 @@ type dotlock struct {
 	root *os.Root
 	f    *os.File
 	fi   os.FileInfo
+	// syncDir makes the rename durable (Filter.syncDir)
+	syncDir func(*os.Root) error
 }
 
 // changeInfo is what Dovecot's dotlock compares to tell a live lock from
@@ -521,7 +525,7 @@ func (f *Filter) lockDupes(ctx context.Context, root *os.Root) (*dotlock, error)
 				_ = root.Remove(dupesLockName)
 				return nil, err
 			}
-			return &dotlock{root: root, f: lf, fi: fi}, nil
+			return &dotlock{root: root, f: lf, fi: fi, syncDir: f.syncDir}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating %s: %w", dupesLockName, err)
@@ -573,7 +577,11 @@ func (d *dotlock) release() {
 
 // replace makes data the database: written into the dotlock with old's
 // mode and owner (0600 and uid:gid when there was none; uid:gid when
-// uid ≥ 0), synced, renamed over it. The dotlock is released either way.
+// uid ≥ 0), synced, renamed over it, and the home synced, so that the
+// record (a reply sent, a duplicate id) outlives a crash, as a copy's
+// rename does (delivery's tmp → fsync → new → fsync dir). The dotlock is
+// released either way; a home that cannot be synced once the file is
+// in place is an error, the file kept.
 func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 	err := d.write(data, old, uid, gid)
 	if err == nil && !d.ours() {
@@ -589,7 +597,21 @@ func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 		return fmt.Errorf("writing %s: %w", DuplicateDBName, err)
 	}
 	d.f.Close()
+	if err := d.syncDir(d.root); err != nil {
+		return fmt.Errorf("syncing the home after writing %s: %w", DuplicateDBName, err)
+	}
 	return nil
+}
+
+// syncRootDir fsyncs the directory root is: what makes a rename in it
+// durable.
+func syncRootDir(root *os.Root) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func (d *dotlock) write(data []byte, old os.FileInfo, uid, gid int) error {

@@ -3,9 +3,11 @@ package filter
 import (
 	"context"
 	"crypto/md5"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,5 +125,49 @@ func TestDuplicateLegacyFile(t *testing.T) {
 	now = t0.Add(101 * time.Second)
 	if h.deliver(t, "<old@z.z>") {
 		t.Error("the former file's mark holds past its period")
+	}
+}
+
+// A record in Pigeonhole's database outlives a crash: once the new file
+// is renamed into place, the home (the directory holding the name) is
+// fsynced, after the rename, before the delivery goes on.
+func TestDupesSyncsHome(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	var synced []string
+	h.f.syncDir = func(root *os.Root) error {
+		// What the sync makes durable must be there already: the new
+		// database under its name, the dotlock gone.
+		b, err := root.ReadFile(DuplicateDBName)
+		if err != nil {
+			t.Errorf("home synced before %s is in place: %v", DuplicateDBName, err)
+		}
+		if _, err := root.Lstat(dupesLockName); err == nil {
+			t.Errorf("home synced with %s still there", dupesLockName)
+		}
+		synced = append(synced, root.Name())
+		tbl, _ := parseDupes(b, now.Unix())
+		if len(tbl.recs) != 1 {
+			t.Errorf("home synced with %d records in the database, want 1", len(tbl.recs))
+		}
+		return syncRootDir(root)
+	}
+	h.deliver(t, "<a@z.z>")
+	if len(synced) != 1 || synced[0] != h.home {
+		t.Fatalf("homes synced: %q; want [%q]", synced, h.home)
+	}
+	// A home that cannot be synced is reported, not taken for written.
+	h.f.syncDir = func(*os.Root) error { return syscall.EIO }
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	dl, err := h.f.lockDupes(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.replace((&dupTable{}).encode(), nil, -1, -1); !errors.Is(err, syscall.EIO) {
+		t.Errorf("replace with a failing sync: %v, want EIO", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +148,9 @@ type Filter struct {
 	dupWait dupWaits
 	// since is a run's wall time (time.Since; tests make a stall)
 	since func(time.Time) time.Duration
+	// syncDir fsyncs a home after a rename in it (syncRootDir; tests
+	// watch it)
+	syncDir func(*os.Root) error
 }
 
 // New checks the options and returns a Filter.
@@ -177,7 +181,7 @@ func New(o Options) (*Filter, error) {
 	cache := newScriptCache(o.Limits, o.Extensions, o.MaxScriptSize, o.Global, 10000)
 	cache.gexts = o.GlobalExtensions
 	return &Filter{o: o, log: lg, cache: cache,
-		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits}, nil
+		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits, syncDir: syncRootDir}, nil
 }
 
 // plan is what the scripts decided for one recipient.
