@@ -1,9 +1,12 @@
 package filter
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"courriel/delivery"
 )
 
 // duplicateScripts are duplicate tests whose ids Pigeonhole makes in
@@ -66,5 +69,50 @@ func TestDuplicateSharedWithPigeonhole(t *testing.T) {
 				t.Errorf("another Message-ID filed into Dups by dovecot-lda\n%s", log)
 			}
 		})
+	}
+}
+
+// The duplicate test's id is recorded whenever the script's actions
+// succeed (Pigeonhole's act_duplicate_mark_finish: status OK), whatever
+// they are: a message rejected or discarded was seen, and its second
+// delivery is a duplicate, under dovecot-lda as under courriel, and from
+// one to the other.
+func TestDuplicateMarkedWhateverTheOutcome(t *testing.T) {
+	outcomes := []struct{ name, action string }{
+		{"reject", `reject "not now";`},
+		{"discard", `discard;`},
+		{"redirect", `redirect "elsewhere@z.z";`},
+	}
+	script := func(action string) string {
+		return `require ["duplicate", "fileinto", "mailbox", "reject"];
+if duplicate { fileinto :create "Dups"; stop; }
+` + action + "\n"
+	}
+	deliver := map[string]func(t *testing.T, h *ldaHome, msg string){
+		"pigeonhole": func(t *testing.T, h *ldaHome, msg string) { h.lda(t, "bob@z.z", msg) },
+		"courriel": func(t *testing.T, h *ldaHome, msg string) {
+			if _, log, err := h.courrielRun(t, "bob@z.z", msg); err != nil && !errors.Is(err, delivery.ErrRejected) {
+				t.Fatalf("courriel: %v\n%s", err, log)
+			}
+		},
+	}
+	for _, o := range outcomes {
+		for _, first := range []string{"pigeonhole", "courriel"} {
+			for _, second := range []string{"pigeonhole", "courriel"} {
+				t.Run(o.name+"/"+first+" then "+second, func(t *testing.T) {
+					h := newLDAHome(t, script(o.action))
+					deliver[first](t, h, ldaMessage("bob@z.z", "m1"))
+					if lda, co := h.dups(); lda+co != 0 {
+						t.Fatalf("the first delivery filed into Dups")
+					}
+					deliver[second](t, h, ldaMessage("bob@z.z", "m1"))
+					lda, co := h.dups()
+					if lda+co != 1 {
+						log, _ := os.ReadFile(filepath.Join(h.dir, "lda.log"))
+						t.Errorf("the second delivery of a message the first %s did not file it into Dups (dovecot-lda %d, courriel %d)\n%s", o.name, lda, co, log)
+					}
+				})
+			}
+		}
 	}
 }

@@ -198,7 +198,8 @@ type plan struct {
 	notifies      []*sieve.Notification // enotify's notifications, in order
 	reject        *string
 	// dupMarks are the duplicate tests' ids (RFC 7352) to remember once
-	// the copies are stored: a message that is not stored was not seen.
+	// the copies are stored or the message rejected: a message whose
+	// copies could not be stored (a retry to come) was not seen.
 	dupMarks []sieve.DuplicateMark
 }
 
@@ -235,6 +236,10 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 		if p.reject != nil {
 			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
+			// The message was handled: its duplicate ids are recorded,
+			// as Pigeonhole marks them whenever the actions succeed
+			// (act_duplicate_mark_finish), a reject's as any other's.
+			f.commitDuplicates(ctx, m, r, p)
 			continue
 		}
 	}
@@ -708,8 +713,9 @@ func duplicates(home string) sieve.DuplicateStore {
 }
 
 // commitDuplicates records the ids the duplicate tests marked, once the
-// recipient's copies are stored (as Pigeonhole marks them when the
-// script's actions succeeded), in Pigeonhole's database.
+// recipient's copies are stored or the message rejected (as Pigeonhole
+// marks them when the script's actions succeeded, whatever they were:
+// a reject, a discard), in Pigeonhole's database.
 func (f *Filter) commitDuplicates(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) {
 	if len(p.dupMarks) == 0 || p.mb.Home == "" {
 		return
