@@ -1,12 +1,16 @@
 package filter
 
 import (
+	"context"
+	"crypto/md5"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"courriel/delivery"
+	"courriel/sieve"
 )
 
 // duplicateScripts are duplicate tests whose ids Pigeonhole makes in
@@ -114,5 +118,56 @@ if duplicate { fileinto :create "Dups"; stop; }
 				})
 			}
 		}
+	}
+}
+
+// The duplicate test's lock is Dovecot's: while courriel holds the id a
+// duplicate test locked (a delivery between its test and its record),
+// dovecot-lda's test of the same message waits, then finds the record
+// courriel made meanwhile and files the message into Dups.
+func TestDuplicateIDLockWithPigeonhole(t *testing.T) {
+	h := newLDAHome(t, duplicateScripts[0].script)
+	f, err := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Chown: os.Getuid() == 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	sum := md5.Sum([]byte("sieve duplicate+default<m1@z.z>"))
+	holds := &dupHolds{f: f, ctx: context.Background()}
+	defer holds.release()
+	if err := holds.lock(root, h.home, string(sum[:]), h.uid, h.gid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := h.ldaRun("bob@z.z", ldaMessage("bob@z.z", "m1"))
+		done <- err
+	}()
+	// Give dovecot-lda the time to reach the lock (were it not waiting,
+	// the test would pass without proving anything, never fail wrongly).
+	time.Sleep(500 * time.Millisecond)
+	if lda, _ := h.dups(); lda != 0 {
+		t.Fatal("dovecot-lda filed into Dups before courriel recorded the id")
+	}
+	marks := []sieve.DuplicateMark{{ID: sieve.DuplicateID{Pigeonhole: string(sum[:])}, Expires: time.Now().Add(time.Hour)}}
+	if problem, err := f.markDuplicates(context.Background(), h.home, h.user, marks, h.uid, h.gid); err != nil || problem != "" {
+		t.Fatalf("courriel's record: %q, %v", problem, err)
+	}
+	holds.release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("dovecot-lda still waits for the id's lock after courriel released it")
+	}
+	if lda, _ := h.dups(); lda != 1 {
+		log, _ := os.ReadFile(filepath.Join(h.dir, "lda.log"))
+		t.Errorf("dovecot-lda filed %d copies into Dups after courriel's record, want 1\n%s", lda, log)
 	}
 }

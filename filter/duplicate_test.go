@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,42 @@ func TestDupesSyncsHome(t *testing.T) {
 	}
 	if err := dl.replace((&dupTable{}).encode(), nil, -1, -1); !errors.Is(err, syscall.EIO) {
 		t.Errorf("replace with a failing sync: %v, want EIO", err)
+	}
+}
+
+// Deliveries of one message at the same moment: as under Dovecot, whose
+// duplicate check locks the id until its mark is committed, exactly one
+// finds it new (the INBOX), the others wait for its record and find it a
+// duplicate (Dups). Bounded: a delivery waiting past the deadline fails.
+func TestDuplicateConcurrentDeliveries(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	const rounds, parallel = 5, 4
+	for round := range rounds {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := make(chan struct{})
+		errs := make(chan error, parallel)
+		for range parallel {
+			go func() {
+				<-start
+				m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+					Body: strings.NewReader(fmt.Sprintf("Message-ID: <r%d@z.z>\r\nSubject: s\r\n\r\nbody\r\n", round))}
+				errs <- h.f.Deliver(ctx, m, []delivery.Recipient{{Address: "u@x.y", Maildir: h.home + "/mailbox/"}})[0]
+			}()
+		}
+		close(start)
+		for range parallel {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		if inbox, dups := h.count(""), h.count(".Dups"); inbox != round+1 || dups != (round+1)*(parallel-1) {
+			t.Fatalf("round %d: %d in INBOX, %d in Dups; want %d, %d (one delivery of each message finds it new)",
+				round, inbox, dups, round+1, (round+1)*(parallel-1))
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(h.home, dupesLocksDir)); err != nil || len(ents) != 0 {
+		t.Errorf("lock directory after the deliveries: %v, %v; want it empty", ents, err)
 	}
 }

@@ -143,6 +143,9 @@ type Filter struct {
 	homes [64]sync.Mutex // serialise courriel's memory updates per home (striped)
 	// replyHomes serialises vacation's records per home (markReply)
 	replyHomes homeLocks
+	// dupIDs excludes the deliveries of this process from one another
+	// on a duplicate test's id (dupHolds), keyed by home and id
+	dupIDs homeLocks
 	// dupWait: how long the locks of Pigeonhole's database are waited
 	// for (Dovecot's timeouts; tests shorten them)
 	dupWait dupWaits
@@ -214,9 +217,11 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	plans := make([]*plan, len(rcpts))
 	sctx, cancel := scriptContext(ctx)
 	defer cancel()
+	holds := &dupHolds{f: f, ctx: sctx}
+	defer holds.release()
 	for i := range rcpts {
 		r := &rcpts[i]
-		p, err := f.plan(ctx, sctx, m, r, mr)
+		p, err := f.plan(ctx, sctx, m, r, mr, holds)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -482,8 +487,9 @@ func (f *Filter) entry(ctx context.Context, r *delivery.Recipient) (*directory.M
 }
 
 // plan finds the recipient's scripts and runs them (under sctx,
-// scriptContext's); nil for a plain copy.
-func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader) (*plan, error) {
+// scriptContext's; the duplicate tests' id locks taken into holds); nil
+// for a plain copy.
+func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader, holds *dupHolds) (*plan, error) {
 	mb, err := f.entry(ctx, r)
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
@@ -578,7 +584,8 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			}
 		}
 		start := time.Now()
-		res := f.run(sctx, s, msg, env, mb.Home, edit)
+		uid, gid := f.owner(r)
+		res := f.run(sctx, s, msg, env, duplicates(mb.Home, holds, uid, gid), edit)
 		if res.Err != nil && ctx.Err() != nil {
 			// The delivery is cancelled (its deadline, a shutdown), not
 			// the script failed: the copy is not stored either.
@@ -692,10 +699,10 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 
 // run runs one compiled script: the one place the interpreter's run
 // options (time, duplicate store, spam headers) are given.
-func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, home string, edit *sieve.HeaderEdit) sieve.Result {
+func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, dups sieve.DuplicateStore, edit *sieve.HeaderEdit) sieve.Result {
 	return s.script.RunContext(ctx, msg, env, sieve.RunOptions{
 		Now:         f.o.Now(),
-		Duplicates:  duplicates(home),
+		Duplicates:  dups,
 		SpamTest:    sieve.DefaultSpamTest(),
 		Environment: f.environment(msg),
 		Edit:        edit,
@@ -703,13 +710,14 @@ func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env s
 }
 
 // duplicates is the user's duplicate store for a run (only read: the
-// marks are committed by commitDuplicates); nil (nothing is a duplicate)
-// without a home.
-func duplicates(home string) sieve.DuplicateStore {
+// marks are committed by commitDuplicates; each id tested locked into
+// holds, owning a lock directory it creates to uid:gid, -1 unchanged);
+// nil (nothing is a duplicate) without a home.
+func duplicates(home string, holds *dupHolds, uid, gid int) sieve.DuplicateStore {
 	if home == "" {
 		return nil
 	}
-	return homeDuplicates{home: home}
+	return homeDuplicates{home: home, holds: holds, uid: uid, gid: gid}
 }
 
 // commitDuplicates records the ids the duplicate tests marked, once the
