@@ -63,6 +63,8 @@ type Error struct {
 	// Err is the cause of a run stopped by its limits or its context
 	// (ErrWorkLimit, ErrTimeLimit, the context's error); nil otherwise.
 	Err error
+	// quiet: an unknown name reported at its first occurrence, not again
+	quiet bool
 }
 
 func (e *Error) Unwrap() error { return e.Err }
