@@ -568,6 +568,9 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 				continue
 			}
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
+			for _, e := range s.more {
+				f.scriptErrorMore(m, r, mb, s.name, i == userIdx, e)
+			}
 			break
 		}
 		if i == userIdx {
@@ -792,6 +795,16 @@ func (f *Filter) scriptError(m *delivery.Message, r *delivery.Recipient, mb *dir
 	f.log.Error(msg, attrs...)
 	if user {
 		f.userNotice(m, r, mb, fmt.Sprintf("%s: %s error: %v: message kept in INBOX", name, stage, err))
+	}
+}
+
+// scriptErrorMore logs a script's compile error after its first
+// (scriptError's): each on its line, as Pigeonhole logs each, in the
+// server's log and, for the user's script, in ~/.dovecot.sieve.log.
+func (f *Filter) scriptErrorMore(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, name string, user bool, e *sieve.Error) {
+	f.log.Error("sieve: script failed, another error", "msg_id", m.ID, "to", r.Address, "script", name, "stage", "compile", "err", e, "line", e.Line)
+	if user {
+		f.userNotice(m, r, mb, fmt.Sprintf("%s: compile error: %v", name, e))
 	}
 }
 
