@@ -1,7 +1,6 @@
 package sieve
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -274,16 +273,15 @@ func (s *Script) unknownName(name string, e *Error) *Error {
 func (c *compilation) compile(src []byte, key includeKey, global bool, depth int) (*Script, []diagnostic, error) {
 	s := &Script{nodes: map[any]*node{}, required: map[string]bool{}, limits: c.limits,
 		name: key, comp: c, depth: depth, global: global}
-	cmds, hashEOF, err := parse(src, c.limits)
+	cmds, hashEOF, errs := parseAll(src, c.limits, c.opts.MaxErrors)
 	if hashEOF != nil {
 		s.warn(*hashEOF, "no newline (CRLF) at end of hash comment at end of file")
 	}
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
+	if len(errs) > 0 {
+		for _, e := range errs {
 			s.fail(e)
 		}
-		return nil, s.warnings, err
+		return nil, s.warnings, errs[0]
 	}
 	s.cmds = cmds
 	cerr := s.checkBlock(cmds, true)

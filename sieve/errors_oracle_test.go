@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// multiErrorScripts have several errors the checks find (the parser
-// finds none): each is reported, in Pigeonhole's order.
+// multiErrorScripts have several errors, which the checks or the parser
+// find: each is reported, in Pigeonhole's order.
 var multiErrorScripts = []string{
 	"foo;\nbar;\nfoo;\nkeep;\n",
 	"require \"fileinto\";\nfileinto 1;\nredirect;\nif header :is \"a\" { frob; }\nelsif true { keep; }\n",
@@ -22,6 +22,14 @@ var multiErrorScripts = []string{
 	"keep;\nrequire \"fileinto\";\nfileinto :copy \"x\";\n",
 	"if header :contains \"a\" \"b\" { foo 1; redirect; }\nelsif exists 1 { keep :flags 2; }\nelse { nosuch; }\n",
 	"foo; foo; foo; foo; foo;\nbar 1;\nkeep 1;\ndiscard 2;\nstop 3;\nredirect;\nredirect 4;\nfileinto \"a\";\nkeep 5;\n",
+	// Parse errors: the parser skips to the end of the command (or
+	// block) and goes on; the checks do not run.
+	"if true { keep }\nif true { stop }\nkeep;\n",
+	"keep,\nfoo;\nkeep ]\n",
+	"keep \"a\" \"b\" (;\nif exists \"x\" { keep }\nfoo;\nstop )\n",
+	"if anyof(true false) { keep; }\nif allof(true, { keep; }\nkeep [\"a\" \"b\"];\nredirect \"x\" )\n",
+	"if true { if true { keep } stop; }\nkeep ,;\nfoo \"a\" [\"b\" 1];\nkeep (true);\nkeep [];\n",
+	"keep;\nfoo ( exists [\"a\", ], true ;\nstop;\n",
 }
 
 // sievecErrors compiles src with Pigeonhole's sievec and returns the
