@@ -59,8 +59,9 @@
 // (delivery.ErrNeedsQueue): no 4xx ever follows a stored copy.
 //
 // Errors never lose mail: a script that does not compile or fails at run
-// time gives a keep into the INBOX, logged with the user and the line, and
-// appended to ~/.dovecot.sieve.log as Pigeonhole does; a fileinto to a
+// time gives a keep into the INBOX, logged with the user and the line
+// (each error of a compile, up to dovecot-lda's 30 for a user's script),
+// and appended to ~/.dovecot.sieve.log as Pigeonhole does; a fileinto to a
 // folder that cannot be used (bad name, missing without :create) keeps to
 // the INBOX, into its one copy: its flags joined to those of a keep (the
 // copies into folders that may be missing are stored first, so the

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,8 +42,10 @@ import (
 // then linked to its name; unlinked before it is unlocked), held from
 // the check to the record, so that two deliveries never both find a
 // sender unanswered; and the file is replaced under a dotlock
-// (~/.dovecot.lda-dupes.lock, created O_EXCL, written and renamed over
-// the file: the dotlock is the new file), overridden when neither it nor
+// (~/.dovecot.lda-dupes.lock, created O_EXCL, written, fsynced and
+// renamed over the file: the dotlock is the new file; then the home is
+// fsynced, which Dovecot does not do, so that the record survives a
+// crash), overridden when neither it nor
 // the file changed for 10 s. dovecot-lda writes its whole table as it
 // read it, so a record courriel adds between its read and its write is
 // lost (as one dovecot-lda's is to another): a sender may then get a
@@ -52,10 +55,10 @@ import (
 // Pigeonhole does: the id ext_duplicate_hash makes (sieve.DuplicateID's
 // Pigeonhole), the user dovecot-lda names, the stamp the time of the run
 // plus the period (:seconds, 12 hours by default, at most 2 days),
-// recorded only once the copies are stored. A test reads the file as it
-// is (no id lock: a dovecot-lda between its check and its commit of the
-// same id is not waited for), and the ids earlier versions of courriel
-// kept in ~/.courriel.duplicates, until they expire.
+// recorded only once the copies are stored or the message rejected. A
+// test locks its id (Dovecot's lock, as above), held until the delivery
+// ends (dupHolds), then reads the file, and the ids earlier versions of
+// courriel kept in ~/.courriel.duplicates, until they expire.
 
 const (
 	// DuplicateDBName is Pigeonhole's duplicate database in the home.
@@ -467,6 +470,8 @@ type dotlock struct {
 	root *os.Root
 	f    *os.File
 	fi   os.FileInfo
+	// syncDir makes the rename durable (Filter.syncDir)
+	syncDir func(*os.Root) error
 }
 
 // changeInfo is what Dovecot's dotlock compares to tell a live lock from
@@ -521,7 +526,7 @@ func (f *Filter) lockDupes(ctx context.Context, root *os.Root) (*dotlock, error)
 				_ = root.Remove(dupesLockName)
 				return nil, err
 			}
-			return &dotlock{root: root, f: lf, fi: fi}, nil
+			return &dotlock{root: root, f: lf, fi: fi, syncDir: f.syncDir}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating %s: %w", dupesLockName, err)
@@ -573,7 +578,11 @@ func (d *dotlock) release() {
 
 // replace makes data the database: written into the dotlock with old's
 // mode and owner (0600 and uid:gid when there was none; uid:gid when
-// uid ≥ 0), synced, renamed over it. The dotlock is released either way.
+// uid ≥ 0), synced, renamed over it, and the home synced, so that the
+// record (a reply sent, a duplicate id) outlives a crash, as a copy's
+// rename does (delivery's tmp → fsync → new → fsync dir). The dotlock is
+// released either way; a home that cannot be synced once the file is
+// in place is an error, the file kept.
 func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 	err := d.write(data, old, uid, gid)
 	if err == nil && !d.ours() {
@@ -589,7 +598,21 @@ func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 		return fmt.Errorf("writing %s: %w", DuplicateDBName, err)
 	}
 	d.f.Close()
+	if err := d.syncDir(d.root); err != nil {
+		return fmt.Errorf("syncing the home after writing %s: %w", DuplicateDBName, err)
+	}
 	return nil
+}
+
+// syncRootDir fsyncs the directory root is: what makes a rename in it
+// durable.
+func syncRootDir(root *os.Root) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func (d *dotlock) write(data []byte, old os.FileInfo, uid, gid int) error {
@@ -624,17 +647,28 @@ func (d *dotlock) write(data []byte, old os.FileInfo, uid, gid int) error {
 const duplicatesFile = ".courriel.duplicates"
 
 // homeDuplicates is the duplicate extension's memory in a home, as a run
-// reads it.
-type homeDuplicates struct{ home string }
+// reads it; with holds, each id it is asked about is locked first.
+type homeDuplicates struct {
+	home     string
+	holds    *dupHolds // nil: no lock taken
+	uid, gid int       // who owns the lock directory, when created (-1: the process)
+}
 
 // Seen implements sieve.DuplicateStore: id is in Pigeonhole's database
 // (for any user: the file is one home's) or in courriel's former file.
+// With holds, the id is locked before the database is read, and stays
+// locked until the delivery ends (dupHolds).
 func (d homeDuplicates) Seen(id sieve.DuplicateID, now time.Time) (bool, error) {
 	root, err := os.OpenRoot(d.home)
 	if err != nil {
 		return false, err
 	}
 	defer root.Close()
+	if d.holds != nil {
+		if err := d.holds.lock(root, d.home, id.Pigeonhole, d.uid, d.gid); err != nil {
+			return false, fmt.Errorf("locking the id: %w", err)
+		}
+	}
 	t, _, _, err := readDupes(root, now.Unix())
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", DuplicateDBName, err)
@@ -643,6 +677,65 @@ func (d homeDuplicates) Seen(id sieve.DuplicateID, now time.Time) (bool, error) 
 		return true, nil
 	}
 	return (&sieve.DuplicateFile{Path: filepath.Join(d.home, duplicatesFile)}).Seen(id, now)
+}
+
+// dupHolds are the duplicate tests' id locks one Deliver holds. As
+// Dovecot's mail_duplicate_check locks the id it checks and keeps it
+// locked until the transaction commits its marks (mail-duplicate.c;
+// Pigeonhole's lda plugin commits once the script's actions are done),
+// a duplicate test locks its id before it reads the database, and the
+// delivery keeps it until it ends (release), past the record of its
+// marks: of two deliveries of one message, the second waits at its
+// test, then finds the first's record. A lock is Dovecot's file lock
+// (lockDupID: dovecot-lda waits for courriel and courriel for it) taken
+// under an exclusion of this process's own (Filter.dupIDs), since an
+// fcntl lock does not exclude its own process. Each is waited for up to
+// Dovecot's DUPLICATE_LOCK_TIMEOUT_SECS and within the scripts' time
+// (ctx); a wait that fails is the test's error (the script fails: the
+// message is kept in the INBOX). The ids of one Deliver, whichever
+// recipient's script tests them, are locked once: recipients sharing a
+// home do not wait for each other.
+type dupHolds struct {
+	f    *Filter
+	ctx  context.Context
+	mu   sync.Mutex        // guards held
+	held map[string]func() // home + "\x00" + id → its release
+}
+
+func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
+	key := home + "\x00" + id
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.held[key]; ok {
+		return nil
+	}
+	unlockHere, err := h.f.dupIDs.lock(h.ctx, key)
+	if err != nil {
+		return err
+	}
+	unlockFile, err := h.f.lockDupID(h.ctx, root, id, uid, gid)
+	if err != nil {
+		unlockHere()
+		return err
+	}
+	if h.held == nil {
+		h.held = map[string]func(){}
+	}
+	h.held[key] = func() {
+		unlockFile()
+		unlockHere()
+	}
+	return nil
+}
+
+// release releases every lock held.
+func (h *dupHolds) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, unlock := range h.held {
+		unlock()
+		delete(h.held, k)
+	}
 }
 
 // Commit implements sieve.DuplicateStore; the filter commits through

@@ -118,6 +118,16 @@ func (h *ldaHome) ldaRun(sender, msg string) (int, string, error) {
 // their own: the store makes it as the process.
 func (h *ldaHome) courriel(t *testing.T, sender, msg string) (int, string) {
 	t.Helper()
+	n, log, err := h.courrielRun(t, sender, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, log
+}
+
+// courrielRun is courriel, the delivery's error returned (a reject's).
+func (h *ldaHome) courrielRun(t *testing.T, sender, msg string) (int, string, error) {
+	t.Helper()
 	var log bytes.Buffer
 	store, err := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: h.dir})
 	if err != nil {
@@ -126,9 +136,9 @@ func (h *ldaHome) courriel(t *testing.T, sender, msg string) (int, string) {
 	defer store.Close()
 	q := &recordingQueue{}
 	// The extensions of dovecot-lda's configuration (newLDAHome).
-	ext, err := sieve.ParseExtensions("+vacation-seconds")
-	if err != nil {
-		t.Fatal(err)
+	ext, warns := sieve.ParseExtensions("+vacation-seconds")
+	if len(warns) > 0 {
+		t.Fatal(warns)
 	}
 	f, err := New(Options{Extensions: ext, Store: store, Outbound: q, Hostname: "mx.x.y", Chown: os.Getuid() == 0,
 		Directory: fakeDir{h.rcpt: {Address: h.rcpt, Home: h.home, Login: h.user}},
@@ -137,10 +147,8 @@ func (h *ldaHome) courriel(t *testing.T, sender, msg string) (int, string) {
 		t.Fatal(err)
 	}
 	m := &delivery.Message{ID: "m", From: sender, Arrived: time.Now(), Body: strings.NewReader(msg)}
-	if errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: h.rcpt, Maildir: h.dir + "/courriel-mailbox/", UID: h.uid, GID: h.gid}}); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
-	return len(q.data), log.String()
+	errs := f.Deliver(context.Background(), m, []delivery.Recipient{{Address: h.rcpt, Maildir: h.dir + "/courriel-mailbox/", UID: h.uid, GID: h.gid}})
+	return len(q.data), log.String(), errs[0]
 }
 
 // vacationScripts are scripts whose handles Pigeonhole derives in

@@ -3,9 +3,12 @@ package filter
 import (
 	"context"
 	"crypto/md5"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,5 +126,86 @@ func TestDuplicateLegacyFile(t *testing.T) {
 	now = t0.Add(101 * time.Second)
 	if h.deliver(t, "<old@z.z>") {
 		t.Error("the former file's mark holds past its period")
+	}
+}
+
+// A record in Pigeonhole's database outlives a crash: once the new file
+// is renamed into place, the home (the directory holding the name) is
+// fsynced, after the rename, before the delivery goes on.
+func TestDupesSyncsHome(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	var synced []string
+	h.f.syncDir = func(root *os.Root) error {
+		// What the sync makes durable must be there already: the new
+		// database under its name, the dotlock gone.
+		b, err := root.ReadFile(DuplicateDBName)
+		if err != nil {
+			t.Errorf("home synced before %s is in place: %v", DuplicateDBName, err)
+		}
+		if _, err := root.Lstat(dupesLockName); err == nil {
+			t.Errorf("home synced with %s still there", dupesLockName)
+		}
+		synced = append(synced, root.Name())
+		tbl, _ := parseDupes(b, now.Unix())
+		if len(tbl.recs) != 1 {
+			t.Errorf("home synced with %d records in the database, want 1", len(tbl.recs))
+		}
+		return syncRootDir(root)
+	}
+	h.deliver(t, "<a@z.z>")
+	if len(synced) != 1 || synced[0] != h.home {
+		t.Fatalf("homes synced: %q; want [%q]", synced, h.home)
+	}
+	// A home that cannot be synced is reported, not taken for written.
+	h.f.syncDir = func(*os.Root) error { return syscall.EIO }
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	dl, err := h.f.lockDupes(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.replace((&dupTable{}).encode(), nil, -1, -1); !errors.Is(err, syscall.EIO) {
+		t.Errorf("replace with a failing sync: %v, want EIO", err)
+	}
+}
+
+// Deliveries of one message at the same moment: as under Dovecot, whose
+// duplicate check locks the id until its mark is committed, exactly one
+// finds it new (the INBOX), the others wait for its record and find it a
+// duplicate (Dups). Bounded: a delivery waiting past the deadline fails.
+func TestDuplicateConcurrentDeliveries(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	const rounds, parallel = 5, 4
+	for round := range rounds {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := make(chan struct{})
+		errs := make(chan error, parallel)
+		for range parallel {
+			go func() {
+				<-start
+				m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+					Body: strings.NewReader(fmt.Sprintf("Message-ID: <r%d@z.z>\r\nSubject: s\r\n\r\nbody\r\n", round))}
+				errs <- h.f.Deliver(ctx, m, []delivery.Recipient{{Address: "u@x.y", Maildir: h.home + "/mailbox/"}})[0]
+			}()
+		}
+		close(start)
+		for range parallel {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		if inbox, dups := h.count(""), h.count(".Dups"); inbox != round+1 || dups != (round+1)*(parallel-1) {
+			t.Fatalf("round %d: %d in INBOX, %d in Dups; want %d, %d (one delivery of each message finds it new)",
+				round, inbox, dups, round+1, (round+1)*(parallel-1))
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(h.home, dupesLocksDir)); err != nil || len(ents) != 0 {
+		t.Errorf("lock directory after the deliveries: %v, %v; want it empty", ents, err)
 	}
 }

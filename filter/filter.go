@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,11 +143,17 @@ type Filter struct {
 	homes [64]sync.Mutex // serialise courriel's memory updates per home (striped)
 	// replyHomes serialises vacation's records per home (markReply)
 	replyHomes homeLocks
+	// dupIDs excludes the deliveries of this process from one another
+	// on a duplicate test's id (dupHolds), keyed by home and id
+	dupIDs homeLocks
 	// dupWait: how long the locks of Pigeonhole's database are waited
 	// for (Dovecot's timeouts; tests shorten them)
 	dupWait dupWaits
 	// since is a run's wall time (time.Since; tests make a stall)
 	since func(time.Time) time.Duration
+	// syncDir fsyncs a home after a rename in it (syncRootDir; tests
+	// watch it)
+	syncDir func(*os.Root) error
 }
 
 // New checks the options and returns a Filter.
@@ -177,7 +184,7 @@ func New(o Options) (*Filter, error) {
 	cache := newScriptCache(o.Limits, o.Extensions, o.MaxScriptSize, o.Global, 10000)
 	cache.gexts = o.GlobalExtensions
 	return &Filter{o: o, log: lg, cache: cache,
-		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits}, nil
+		usage: usagePolicy{timeout: o.ResourceUsageTimeout, high: defaultHighUsage, max: maxUsage}, since: time.Since, dupWait: defaultDupWaits, syncDir: syncRootDir}, nil
 }
 
 // plan is what the scripts decided for one recipient.
@@ -194,7 +201,8 @@ type plan struct {
 	notifies      []*sieve.Notification // enotify's notifications, in order
 	reject        *string
 	// dupMarks are the duplicate tests' ids (RFC 7352) to remember once
-	// the copies are stored: a message that is not stored was not seen.
+	// the copies are stored or the message rejected: a message whose
+	// copies could not be stored (a retry to come) was not seen.
 	dupMarks []sieve.DuplicateMark
 }
 
@@ -209,9 +217,11 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	plans := make([]*plan, len(rcpts))
 	sctx, cancel := scriptContext(ctx)
 	defer cancel()
+	holds := &dupHolds{f: f, ctx: sctx}
+	defer holds.release()
 	for i := range rcpts {
 		r := &rcpts[i]
-		p, err := f.plan(ctx, sctx, m, r, mr)
+		p, err := f.plan(ctx, sctx, m, r, mr, holds)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -231,6 +241,10 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 		if p.reject != nil {
 			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
+			// The message was handled: its duplicate ids are recorded,
+			// as Pigeonhole marks them whenever the actions succeed
+			// (act_duplicate_mark_finish), a reject's as any other's.
+			f.commitDuplicates(ctx, m, r, p)
 			continue
 		}
 	}
@@ -473,8 +487,9 @@ func (f *Filter) entry(ctx context.Context, r *delivery.Recipient) (*directory.M
 }
 
 // plan finds the recipient's scripts and runs them (under sctx,
-// scriptContext's); nil for a plain copy.
-func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader) (*plan, error) {
+// scriptContext's; the duplicate tests' id locks taken into holds); nil
+// for a plain copy.
+func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *delivery.Recipient, mr *messageReader, holds *dupHolds) (*plan, error) {
 	mb, err := f.entry(ctx, r)
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
@@ -553,6 +568,9 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 				continue
 			}
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
+			for _, e := range s.more {
+				f.scriptErrorMore(m, r, mb, s.name, i == userIdx, e)
+			}
 			break
 		}
 		if i == userIdx {
@@ -569,7 +587,8 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			}
 		}
 		start := time.Now()
-		res := f.run(sctx, s, msg, env, mb.Home, edit)
+		uid, gid := f.owner(r)
+		res := f.run(sctx, s, msg, env, duplicates(mb.Home, holds, uid, gid), edit)
 		if res.Err != nil && ctx.Err() != nil {
 			// The delivery is cancelled (its deadline, a shutdown), not
 			// the script failed: the copy is not stored either.
@@ -683,10 +702,10 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 
 // run runs one compiled script: the one place the interpreter's run
 // options (time, duplicate store, spam headers) are given.
-func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, home string, edit *sieve.HeaderEdit) sieve.Result {
+func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env sieve.Envelope, dups sieve.DuplicateStore, edit *sieve.HeaderEdit) sieve.Result {
 	return s.script.RunContext(ctx, msg, env, sieve.RunOptions{
 		Now:         f.o.Now(),
-		Duplicates:  duplicates(home),
+		Duplicates:  dups,
 		SpamTest:    sieve.DefaultSpamTest(),
 		Environment: f.environment(msg),
 		Edit:        edit,
@@ -694,18 +713,20 @@ func (f *Filter) run(ctx context.Context, s *compiled, msg *sieve.Message, env s
 }
 
 // duplicates is the user's duplicate store for a run (only read: the
-// marks are committed by commitDuplicates); nil (nothing is a duplicate)
-// without a home.
-func duplicates(home string) sieve.DuplicateStore {
+// marks are committed by commitDuplicates; each id tested locked into
+// holds, owning a lock directory it creates to uid:gid, -1 unchanged);
+// nil (nothing is a duplicate) without a home.
+func duplicates(home string, holds *dupHolds, uid, gid int) sieve.DuplicateStore {
 	if home == "" {
 		return nil
 	}
-	return homeDuplicates{home: home}
+	return homeDuplicates{home: home, holds: holds, uid: uid, gid: gid}
 }
 
 // commitDuplicates records the ids the duplicate tests marked, once the
-// recipient's copies are stored (as Pigeonhole marks them when the
-// script's actions succeeded), in Pigeonhole's database.
+// recipient's copies are stored or the message rejected (as Pigeonhole
+// marks them when the script's actions succeeded, whatever they were:
+// a reject, a discard), in Pigeonhole's database.
 func (f *Filter) commitDuplicates(ctx context.Context, m *delivery.Message, r *delivery.Recipient, p *plan) {
 	if len(p.dupMarks) == 0 || p.mb.Home == "" {
 		return
@@ -774,6 +795,16 @@ func (f *Filter) scriptError(m *delivery.Message, r *delivery.Recipient, mb *dir
 	f.log.Error(msg, attrs...)
 	if user {
 		f.userNotice(m, r, mb, fmt.Sprintf("%s: %s error: %v: message kept in INBOX", name, stage, err))
+	}
+}
+
+// scriptErrorMore logs a script's compile error after its first
+// (scriptError's): each on its line, as Pigeonhole logs each, in the
+// server's log and, for the user's script, in ~/.dovecot.sieve.log.
+func (f *Filter) scriptErrorMore(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, name string, user bool, e *sieve.Error) {
+	f.log.Error("sieve: script failed, another error", "msg_id", m.ID, "to", r.Address, "script", name, "stage", "compile", "err", e, "line", e.Line)
+	if user {
+		f.userNotice(m, r, mb, fmt.Sprintf("%s: compile error: %v", name, e))
 	}
 }
 

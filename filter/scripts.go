@@ -42,10 +42,18 @@ func idOf(fi fs.FileInfo) (fileID, bool) {
 }
 
 // compiled is a script file's compiled form, or why it has none.
+// maxCompileErrors is dovecot-lda's LDA_SIEVE_MAX_USER_ERRORS: the
+// errors of a user's script that does not compile that are logged at
+// most.
+const maxCompileErrors = 30
+
 type compiled struct {
 	name   string // for logs: "~/sieve/x.sieve" or the admin's path
 	script *sieve.Script
 	err    error // compile or read error: the copy keeps to the INBOX
+	// more are the compile's errors after err, which is the first, up
+	// to maxCompileErrors in all (Pigeonhole reports each)
+	more []*sieve.Error
 	// id is the file's identity (hasID): which version of the script
 	// the cumulative usage records (usage.go) are of
 	id    fileID
@@ -257,8 +265,17 @@ func (c *scriptCache) load(display string, fi fs.FileInfo, open func() (*os.File
 	}
 	s := &compiled{name: display, global: global}
 	inc.deps = nil
+	var errs []*sieve.Error
+	max := maxCompileErrors
+	if global {
+		max = 0 // the administrator's: Pigeonhole's master log, unbounded
+	}
 	s.script, s.err = sieve.CompileWith(src, sieve.CompileOptions{Limits: c.limits, Extensions: c.exts,
-		GlobalExtensions: c.gexts, Global: global, Include: inc})
+		GlobalExtensions: c.gexts, Global: global, Include: inc,
+		Errors: func(e *sieve.Error) { errs = append(errs, e) }, MaxErrors: max})
+	if s.err != nil && len(errs) > 1 {
+		s.more = errs[1:]
+	}
 	s.deps, inc.deps = inc.deps, nil
 	if oid, ok := idOf(ofi); ok {
 		s.id, s.hasID = oid, true

@@ -29,7 +29,7 @@ func TestUnreadableScriptDefers(t *testing.T) {
 	m := &delivery.Message{ID: "m", From: "s@z.z", Body: bytes.NewReader([]byte("Subject: s\r\n\r\nb\r\n"))}
 	r := &delivery.Recipient{Address: "u@x.y"}
 	plan := func() (*plan, error) {
-		return f.plan(context.Background(), context.Background(), m, r, &messageReader{m: m})
+		return f.plan(context.Background(), context.Background(), m, r, &messageReader{m: m}, &dupHolds{f: f, ctx: context.Background()})
 	}
 
 	var lim syscall.Rlimit

@@ -350,12 +350,17 @@ func cmdHaveSpace(se *session, args []token) error {
 	return nil
 }
 
+// maxCompileErrors is Pigeonhole's managesieve_max_compile_errors: the
+// errors a refused script's NO reply lists at most.
+const maxCompileErrors = 5
+
 // checkScript compiles src as Pigeonhole's ManageSieve does, uploaded
 // (PUTSCRIPT, CHECKSCRIPT: a missing included script is a warning) or not
 // (SETACTIVE). It returns the warnings, one per line, each prefixed by
 // prefix in the main script and by the name of an included one, and "" if
-// there are none; a script refused is a NO reply with the warnings found
-// before the error, the error and Pigeonhole's last line.
+// there are none; a script refused is a NO reply with its warnings and
+// errors (up to maxCompileErrors of them) in the order found, and
+// Pigeonhole's last line.
 func (se *session) checkScript(prefix string, src []byte, uploaded bool) (string, error) {
 	lim := sieve.Limits{MaxScriptSize: int(se.srv.opts.Limits.MaxScriptSize)}
 	var b strings.Builder
@@ -366,7 +371,13 @@ func (se *session) checkScript(prefix string, src []byte, uploaded bool) (string
 		}
 		fmt.Fprintf(&b, "%sline %d: warning: %s.\r\n", oneLine(p), w.Line, strings.TrimRight(oneLine(w.Reason), "."))
 	}
-	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Extensions: se.srv.opts.Extensions, GlobalExtensions: se.srv.opts.GlobalExtensions, Include: includeLoader{se}, Uploaded: uploaded, Warn: warn})
+	reported := 0
+	errs := func(e *sieve.Error) {
+		reported++
+		fmt.Fprintf(&b, "%sline %d: error: %s.\r\n", prefix, e.Line, strings.TrimRight(oneLine(e.Reason), "."))
+	}
+	_, err := sieve.CompileWith(src, sieve.CompileOptions{Limits: lim, Extensions: se.srv.opts.Extensions, GlobalExtensions: se.srv.opts.GlobalExtensions, Include: includeLoader{se}, Uploaded: uploaded,
+		Warn: warn, Errors: errs, MaxErrors: maxCompileErrors})
 	if err == nil {
 		return b.String(), nil
 	}
@@ -377,13 +388,19 @@ func (se *session) checkScript(prefix string, src []byte, uploaded bool) (string
 		failed = "parse failed"
 	}
 	var serr *sieve.Error
-	if errors.As(err, &serr) {
-		reason := strings.TrimRight(oneLine(serr.Reason), ".")
-		fmt.Fprintf(&b, "%sline %d: error: %s.\r\n", prefix, serr.Line, reason)
-	} else {
+	switch {
+	case reported > 0:
+	case errors.As(err, &serr):
+		errs(serr)
+	default:
+		reported++
 		fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, strings.TrimRight(oneLine(err.Error()), "."))
 	}
-	fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, failed)
+	// The last line is an error too: past the bound, Pigeonhole's
+	// handler drops it with the others.
+	if reported < maxCompileErrors {
+		fmt.Fprintf(&b, "%serror: %s.\r\n", prefix, failed)
+	}
 	return "", no("", b.String())
 }
 

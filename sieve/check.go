@@ -186,8 +186,71 @@ type Script struct {
 	global   bool            // a global script (CompileOptions.Global)
 	loops    []string        // while compiling: the names of the enclosing foreverypart loops
 	depth    int             // include nesting
-	// while compiling: the warnings of the script, and of those it includes
-	warnings, incWarnings []Warning
+	// while compiling: the warnings (and errors) of the script, in the
+	// order found, and the warnings of those it includes
+	warnings, incWarnings []diagnostic
+	// while compiling: the errors recorded (fail), how many, and the
+	// names of the commands and tests found unknown
+	recorded map[*Error]bool
+	nerrors  int
+	unknown  map[string]bool
+}
+
+// diagnostic is a warning or (err set) an error of a compile, in the
+// order found.
+type diagnostic struct {
+	w   Warning
+	err *Error
+}
+
+// fail records a check's error, once, as Pigeonhole's validator reports
+// it and goes on with the next command or test while more errors are
+// allowed (CompileOptions.MaxErrors); a quiet one (an unknown name
+// reported before) fails the script without a word.
+func (s *Script) fail(e *Error) {
+	if e == nil || s.recorded[e] || e.quiet {
+		return
+	}
+	if s.recorded == nil {
+		s.recorded = map[*Error]bool{}
+	}
+	s.recorded[e] = true
+	if s.moreErrors() {
+		s.warnings = append(s.warnings, diagnostic{err: e})
+	}
+	s.nerrors++
+}
+
+// moreErrors is Pigeonhole's sieve_errors_more_allowed: fewer errors than
+// CompileOptions.MaxErrors (0: no bound) so far.
+func (s *Script) moreErrors() bool {
+	max := s.comp.opts.MaxErrors
+	return max <= 0 || s.nerrors < max
+}
+
+// firstError is the first error the compile recorded, else e.
+func (s *Script) firstError(e *Error) *Error {
+	for _, d := range s.warnings {
+		if d.err != nil {
+			return d.err
+		}
+	}
+	return e
+}
+
+// unknownName is the error of a command or test name the script may not
+// use: reported at its first occurrence only, as Pigeonhole's "unknown
+// command 'x' (only reported once at first occurrence)"; quiet after.
+func (s *Script) unknownName(name string, e *Error) *Error {
+	if s.unknown[name] {
+		e.quiet = true
+		return e
+	}
+	if s.unknown == nil {
+		s.unknown = map[string]bool{}
+	}
+	s.unknown[name] = true
+	return e
 }
 
 // compile parses and checks one script of a compilation: the main one or
@@ -198,19 +261,33 @@ type Script struct {
 // parser's, then the checks'), then those of its included scripts, in
 // the order they are included; a script refused has the warnings found
 // before the error.
-func (c *compilation) compile(src []byte, key includeKey, global bool, depth int) (*Script, []Warning, error) {
+//
+// With the warnings are the errors of a script refused, all those the
+// checks found up to CompileOptions.MaxErrors, in the order found: the
+// checks go on past a command in error to the next one (and into its
+// block), and past a test in error to the next of its list, as
+// Pigeonhole's validator does; the error returned is the first. The
+// parser stops at its first error. Only the warnings of the included
+// scripts are returned: an included script's errors are its includer's
+// one error.
+func (c *compilation) compile(src []byte, key includeKey, global bool, depth int) (*Script, []diagnostic, error) {
 	s := &Script{nodes: map[any]*node{}, required: map[string]bool{}, limits: c.limits,
 		name: key, comp: c, depth: depth, global: global}
-	cmds, hashEOF, err := parse(src, c.limits)
+	cmds, hashEOF, errs := parseAll(src, c.limits, c.opts.MaxErrors)
 	if hashEOF != nil {
 		s.warn(*hashEOF, "no newline (CRLF) at end of hash comment at end of file")
 	}
-	if err != nil {
-		return nil, s.warnings, err
+	if len(errs) > 0 {
+		for _, e := range errs {
+			s.fail(e)
+		}
+		return nil, s.warnings, errs[0]
 	}
 	s.cmds = cmds
 	cerr := s.checkBlock(cmds, true)
+	s.fail(cerr)
 	warnings := append(s.warnings, s.incWarnings...)
+	cerr = s.firstError(cerr)
 	s.comp, s.warnings, s.incWarnings = nil, nil, nil
 	if cerr != nil {
 		return nil, warnings, cerr
@@ -220,7 +297,7 @@ func (c *compilation) compile(src []byte, key includeKey, global bool, depth int
 
 // warn records a warning in this script, as Pigeonhole words it.
 func (s *Script) warn(p Pos, format string, args ...any) {
-	s.warnings = append(s.warnings, Warning{Script: s.name.name, Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)})
+	s.warnings = append(s.warnings, diagnostic{w: Warning{Script: s.name.name, Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)}})
 }
 
 // enabled says whether the script may require extension e: a global
@@ -238,34 +315,59 @@ func errAt(p Pos, format string, args ...any) *Error {
 	return &Error{Line: p.Line, Column: p.Column, Reason: fmt.Sprintf(format, args...)}
 }
 
+// checkBlock checks a block's commands and returns the first error. A
+// command in error is recorded (fail) and the checks go on, while more
+// errors are allowed, with its block (unless the command is unknown) and
+// the next command, as Pigeonhole's validator.
 func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 	requireAllowed := top
 	prev := ""
 	decided := false // an if or elsif of this chain is true at compile time
+	var first *Error
 	for _, c := range cmds {
-		sp, ok := commandSpec(c.Name)
-		if !ok {
-			if _, isTest := testSpec(c.Name); isTest {
-				return errAt(c.Pos, "%s is a test, not a command", c.Name)
-			}
-			return errAt(c.Pos, "unknown command %s", c.Name)
+		if first != nil && !s.moreErrors() {
+			break
 		}
+		if err := s.checkOne(c, &requireAllowed, &prev, &decided); err != nil {
+			s.fail(err)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// checkOne checks a command of a block (checkBlock's state: whether
+// require may still come, the previous command's name, whether the if
+// chain is decided at compile time) and returns its first error, or its
+// block's.
+func (s *Script) checkOne(c *Command, requireAllowed *bool, prev *string, decided *bool) *Error {
+	sp, ok := commandSpec(c.Name)
+	if !ok {
+		*prev = c.Name
+		if _, isTest := testSpec(c.Name); isTest {
+			return errAt(c.Pos, "%s is a test, not a command", c.Name)
+		}
+		return s.unknownName(c.Name, errAt(c.Pos, "unknown command %s", c.Name))
+	}
+	var n *node
+	err := func() *Error {
 		if c.Name == "require" {
-			if !requireAllowed {
+			if !*requireAllowed {
 				return errAt(c.Pos, "require must come before any other command, at the top of the script")
 			}
 		} else {
-			requireAllowed = false
+			*requireAllowed = false
 		}
-		if (c.Name == "elsif" || c.Name == "else") && prev != "if" && prev != "elsif" {
+		if (c.Name == "elsif" || c.Name == "else") && *prev != "if" && *prev != "elsif" {
 			return errAt(c.Pos, "%s must follow if or elsif", c.Name)
 		}
-		prev = c.Name
 		if !s.hasExt(sp.ext) {
-			return errAt(c.Pos, "command %s needs require \"%s\"", c.Name, sp.ext)
+			return s.unknownName(c.Name, errAt(c.Pos, "command %s needs require \"%s\"", c.Name, sp.ext))
 		}
-		n, err := s.checkArgs(c.Name, "command", c.Pos, sp, c.Args)
-		if err != nil {
+		var err *Error
+		if n, err = s.checkArgs(c.Name, "command", c.Pos, sp, c.Args); err != nil {
 			return err
 		}
 		s.nodes[c] = n
@@ -278,44 +380,61 @@ func (s *Script) checkBlock(cmds []*Command, top bool) *Error {
 			}
 			return errAt(c.Pos, "%s takes no block; end it with ';'", c.Name)
 		}
-		if c.Name == "if" {
-			decided = false
-		}
-		// As Pigeonhole, a block that can never run is not checked: that
-		// is how ihave lets a script use extensions it may lack.
-		skip := false
-		switch c.Name {
-		case "if", "elsif", "else":
-			skip = decided
-			if c.Name != "else" && !decided {
-				if v, ok := s.constantTest(c.Tests[0]); ok {
-					skip, decided = !v, v
-				}
-			}
-		}
-		if c.Name == "foreverypart" {
-			if err := s.checkLoopCommand(c, n); err != nil {
-				return err
-			}
-			name := ""
-			if a, ok := n.tags["name"]; ok {
-				name = a.Strings[0]
-			}
-			s.loops = append(s.loops, name)
-		}
-		if !skip {
-			if err := s.checkBlock(c.Block, false); err != nil {
-				return err
-			}
-		}
-		if c.Name == "foreverypart" {
-			s.loops = s.loops[:len(s.loops)-1]
-		}
-		if err := s.checkCommand(c, n); err != nil {
+		return nil
+	}()
+	*prev = c.Name
+	if err != nil && (!s.hasExt(sp.ext) || err.quiet) {
+		return err // an unknown command: its block is not looked at
+	}
+	if err != nil {
+		s.fail(err)
+		if !s.moreErrors() {
 			return err
 		}
 	}
-	return nil
+	if c.Name == "if" {
+		*decided = false
+	}
+	// As Pigeonhole, a block that can never run is not checked: that
+	// is how ihave lets a script use extensions it may lack.
+	skip := false
+	switch c.Name {
+	case "if", "elsif", "else":
+		skip = *decided
+		if c.Name != "else" && !*decided && err == nil {
+			if v, ok := s.constantTest(c.Tests[0]); ok {
+				skip, *decided = !v, v
+			}
+		}
+	}
+	if c.Name == "foreverypart" {
+		name := ""
+		if err == nil {
+			if err = s.checkLoopCommand(c, n); err != nil {
+				s.fail(err)
+				if !s.moreErrors() {
+					return err
+				}
+			} else if a, ok := n.tags["name"]; ok {
+				name = a.Strings[0]
+			}
+		}
+		s.loops = append(s.loops, name)
+	}
+	var berr *Error
+	if !skip {
+		berr = s.checkBlock(c.Block, false)
+	}
+	if c.Name == "foreverypart" {
+		s.loops = s.loops[:len(s.loops)-1]
+	}
+	if err != nil {
+		return err
+	}
+	if berr != nil {
+		return berr
+	}
+	return s.checkCommand(c, n)
 }
 
 func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test, list bool) *Error {
@@ -333,30 +452,43 @@ func (s *Script) checkTests(name string, p Pos, arity testArity, tests []*Test, 
 			return errAt(p, "%s needs a test list ( ... )", name)
 		}
 	}
+	// A test in error is recorded and the next of the list checked,
+	// while more errors are allowed, as Pigeonhole's validator.
+	var first *Error
 	for _, t := range tests {
-		sp, ok := testSpec(t.Name)
-		if !ok {
-			if _, isCmd := commandSpec(t.Name); isCmd {
-				return errAt(t.Pos, "%s is a command, not a test", t.Name)
+		if first != nil && !s.moreErrors() {
+			break
+		}
+		if err := s.checkOneTest(t); err != nil {
+			s.fail(err)
+			if first == nil {
+				first = err
 			}
-			return errAt(t.Pos, "unknown test %s", t.Name)
-		}
-		if !s.hasExt(sp.ext) {
-			return errAt(t.Pos, "test %s needs require \"%s\"", t.Name, sp.ext)
-		}
-		n, err := s.checkArgs(t.Name, "test", t.Pos, sp, t.Args)
-		if err != nil {
-			return err
-		}
-		s.nodes[t] = n
-		if err := s.checkTests(t.Name, t.Pos, sp.tests, t.Tests, t.TestList); err != nil {
-			return err
-		}
-		if err := s.checkTest(t, n); err != nil {
-			return err
 		}
 	}
-	return nil
+	return first
+}
+
+func (s *Script) checkOneTest(t *Test) *Error {
+	sp, ok := testSpec(t.Name)
+	if !ok {
+		if _, isCmd := commandSpec(t.Name); isCmd {
+			return errAt(t.Pos, "%s is a command, not a test", t.Name)
+		}
+		return s.unknownName(t.Name, errAt(t.Pos, "unknown test %s", t.Name))
+	}
+	if !s.hasExt(sp.ext) {
+		return s.unknownName(t.Name, errAt(t.Pos, "test %s needs require \"%s\"", t.Name, sp.ext))
+	}
+	n, err := s.checkArgs(t.Name, "test", t.Pos, sp, t.Args)
+	if err != nil {
+		return err
+	}
+	s.nodes[t] = n
+	if err := s.checkTests(t.Name, t.Pos, sp.tests, t.Tests, t.TestList); err != nil {
+		return err
+	}
+	return s.checkTest(t, n)
 }
 
 func kindOf(a Arg) valueKind {
@@ -463,16 +595,29 @@ func (s *Script) checkArgs(name, what string, p Pos, sp spec, args []Arg) (*node
 func (s *Script) checkCommand(c *Command, n *node) *Error {
 	switch c.Name {
 	case "require":
+		// Each capability refused is an error, the others are loaded,
+		// as Pigeonhole's cmd_require_validate.
+		var first *Error
 		for _, e := range n.pos[0].Strings {
 			if !s.enabled(e) {
 				// Pigeonhole's words: a script refused here is one it
 				// refuses too, for the same reason.
+				var err *Error
 				if s.comp.opts.Extensions.ForGlobal(s.comp.opts.GlobalExtensions).Enabled(e) {
-					return errAt(n.pos[0].Pos, "require command: failed to load Sieve capability `%s': its use is restricted to global scripts", e)
+					err = errAt(n.pos[0].Pos, "require command: failed to load Sieve capability `%s': its use is restricted to global scripts", e)
+				} else {
+					err = errAt(n.pos[0].Pos, "require command: unknown Sieve capability `%s'", e)
 				}
-				return errAt(n.pos[0].Pos, "require command: unknown Sieve capability `%s'", e)
+				s.fail(err)
+				if first == nil {
+					first = err
+				}
+				continue
 			}
 			s.require(e)
+		}
+		if first != nil {
+			return first
 		}
 	case "set":
 		name := n.pos[0].Strings[0]

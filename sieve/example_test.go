@@ -43,10 +43,9 @@ if header :matches "List-Id" "*<*.lists.example.com>" {
 // Pigeonhole's extra extensions, enabled as its sieve_extensions setting
 // would.
 func ExampleScript_RunWith() {
-	exts, err := sieve.ParseExtensions("+editheader")
-	if err != nil {
-		fmt.Println(err)
-		return
+	exts, warnings := sieve.ParseExtensions("+editheader")
+	for _, w := range warnings {
+		fmt.Println(w) // a name it does not know, ignored: none here
 	}
 	script, err := sieve.CompileWith([]byte(`require ["duplicate", "vacation", "editheader", "fileinto"];
 if duplicate { discard; stop; }

@@ -48,9 +48,16 @@ var extensionCatalogue = []extensionInfo{
 }
 
 // pigeonholeOnly are the extensions Pigeonhole 0.5.19 knows (every one
-// off by default) that courriel does not implement: naming one in the
-// setting is refused rather than ignored, since scripts requiring it
-// would work under Dovecot and not here.
+// off by default) that courriel does not implement. Named in the
+// setting, one is ignored as a name Pigeonhole does not know is, with a
+// warning of courriel's own (Pigeonhole would enable it silently): a
+// configuration carried over from Dovecot (old ones often name the
+// deprecated imapflags and notify) starts, and the warning says what
+// changes. Refusing to start instead would stop all mail for the sake
+// of the few scripts requiring it, which do not compile here whatever
+// the setting: ManageSieve refuses them, and at delivery the message is
+// kept in the INBOX with the error logged, as for any script that does
+// not compile (nothing is lost).
 var pigeonholeOnly = []string{
 	"mboxmetadata", "servermetadata", "special-use",
 	"vnd.dovecot.debug", "vnd.dovecot.environment", "vnd.dovecot.report",
@@ -127,20 +134,19 @@ func (x Extensions) String() string {
 // (-name removes, +name or a bare name adds, and an addition wins over a
 // removal of the same name), otherwise it is the whole set, and an empty
 // setting enables nothing. As in Pigeonhole, vacation-seconds brings
-// vacation with it (its load handler enables vacation). Unlike
-// Pigeonhole, which warns and ignores it, a name courriel does not
-// implement is an error: a script requiring it would compile under
-// Dovecot and not here.
-func ParseExtensions(setting string) (Extensions, error) {
-	add, remove, relative, err := parseExtensionNames(setting)
-	if err != nil {
-		return Extensions{}, err
-	}
+// vacation with it (its load handler enables vacation). A name courriel
+// does not know is ignored, as Pigeonhole 0.5.19 ignores one it does not
+// know (sieve_extensions_set_string; its prefix still makes the setting
+// relative): the warnings say which, one a name, in Pigeonhole's words;
+// one Pigeonhole knows and courriel does not implement (pigeonholeOnly)
+// is ignored too, with a warning of courriel's. The caller logs them.
+func ParseExtensions(setting string) (Extensions, []string) {
+	add, remove, relative, warnings := parseExtensionNames(setting)
 	var m uint64
 	if relative {
 		m = defaultMask &^ remove
 	}
-	return Extensions{flip: withVacation(m|add) ^ defaultMask}, nil
+	return Extensions{flip: withVacation(m|add) ^ defaultMask}, warnings
 }
 
 // withVacation adds vacation to a mask with vacation-seconds, whose load
@@ -153,8 +159,9 @@ func withVacation(m uint64) uint64 {
 }
 
 // parseExtensionNames reads a setting's names: those added (+name or a
-// bare name), those removed (-name), and whether any had a prefix.
-func parseExtensionNames(setting string) (add, remove uint64, relative bool, err error) {
+// bare name), those removed (-name), whether any had a prefix, and the
+// warnings of the names ignored.
+func parseExtensionNames(setting string) (add, remove uint64, relative bool, warnings []string) {
 	for _, word := range strings.FieldsFunc(setting, func(r rune) bool { return r == ' ' || r == '\t' }) {
 		name := word
 		op := byte(0)
@@ -163,10 +170,8 @@ func parseExtensionNames(setting string) (add, remove uint64, relative bool, err
 		}
 		i := extensionIndex(name)
 		if i < 0 {
-			if slices.Contains(pigeonholeOnly, name) {
-				return 0, 0, false, fmt.Errorf("%q is a Pigeonhole Sieve extension courriel does not implement", name)
-			}
-			return 0, 0, false, fmt.Errorf("unknown Sieve extension %q (known: %s)", name, AllExtensions())
+			warnings = append(warnings, unknownExtensionWarning(name))
+			continue
 		}
 		if op == '-' {
 			remove |= 1 << i
@@ -174,7 +179,18 @@ func parseExtensionNames(setting string) (add, remove uint64, relative bool, err
 			add |= 1 << i
 		}
 	}
-	return add, remove, relative, nil
+	return add, remove, relative, warnings
+}
+
+// unknownExtensionWarning is the warning of a name a setting names that
+// courriel ignores: Pigeonhole's (sieve-extensions.c) for a name it does
+// not know either.
+func unknownExtensionWarning(name string) string {
+	if slices.Contains(pigeonholeOnly, name) {
+		return fmt.Sprintf("ignored extension '%s' while configuring available extensions: "+
+			"Pigeonhole implements it, courriel does not (scripts requiring it do not compile)", name)
+	}
+	return fmt.Sprintf("ignored unknown extension '%s' while configuring available extensions", name)
 }
 
 // GlobalExtensions are Pigeonhole's sieve_global_extensions: extensions
@@ -195,9 +211,11 @@ type GlobalExtensions struct {
 // the default set: relative or absolute, the set is the names without a
 // - prefix, and -name removes nothing (an addition wins, as in
 // ParseExtensions).
-func ParseGlobalExtensions(setting string) (GlobalExtensions, error) {
-	add, _, _, err := parseExtensionNames(setting)
-	return GlobalExtensions{mask: add}, err
+// Names it does not know are ignored, with warnings, as ParseExtensions
+// ignores them.
+func ParseGlobalExtensions(setting string) (GlobalExtensions, []string) {
+	add, _, _, warnings := parseExtensionNames(setting)
+	return GlobalExtensions{mask: add}, warnings
 }
 
 // String is the set as a setting ParseGlobalExtensions reads back.

@@ -23,17 +23,33 @@ func TestParseGlobalExtensions(t *testing.T) {
 		// vacation-seconds does not mark vacation global
 		{"vacation-seconds", "vacation-seconds"},
 	} {
-		g, err := ParseGlobalExtensions(c.setting)
-		if err != nil {
-			t.Fatalf("%q: %v", c.setting, err)
+		g, warns := ParseGlobalExtensions(c.setting)
+		if len(warns) > 0 {
+			t.Fatalf("%q: %v", c.setting, warns)
 		}
 		if g.String() != c.want {
 			t.Errorf("%q: %q, want %q", c.setting, g, c.want)
 		}
 	}
-	for _, bad := range []string{"+x-nope", "notify", "+editheader special-use"} {
-		if _, err := ParseGlobalExtensions(bad); err == nil {
-			t.Errorf("%q accepted", bad)
+	// Names courriel does not know are ignored with a warning each, as
+	// Pigeonhole's (TestGlobalExtensionsOracle).
+	for _, c := range []struct {
+		setting, want string
+		warned        []string
+	}{
+		{"+x-nope", "", []string{"x-nope"}},
+		{"notify", "", []string{"notify"}},
+		{"+editheader special-use -x-nope", "editheader", []string{"special-use", "x-nope"}},
+	} {
+		g, warns := ParseGlobalExtensions(c.setting)
+		if g.String() != c.want || len(warns) != len(c.warned) {
+			t.Errorf("%q: %q, warnings %q; want %q and one warning for each of %q", c.setting, g, warns, c.want, c.warned)
+			continue
+		}
+		for i, n := range c.warned {
+			if !strings.Contains(warns[i], "extension '"+n+"' while configuring available extensions") {
+				t.Errorf("%q: warning %q, want one of %s", c.setting, warns[i], n)
+			}
 		}
 	}
 }
@@ -102,22 +118,21 @@ func TestGlobalExtensionsOracle(t *testing.T) {
 		{ptr("fileinto ihave include"), ptr("editheader")},
 		{nil, ptr("")},
 		{nil, nil},
+		// names neither knows: ignored (Pigeonhole's warning,
+		// TestParseGlobalExtensions), the others as without them
+		{ptr("+editheader +x-nope"), ptr("+x-nope spamtest")},
+		{nil, ptr("x-nope editheader")},
 	} {
 		var x Extensions
 		var g GlobalExtensions
-		var err error
 		name, plugin := "", ""
 		if s.exts != nil {
-			if x, err = ParseExtensions(*s.exts); err != nil {
-				t.Fatal(err)
-			}
+			x, _ = ParseExtensions(*s.exts)
 			name += "extensions=" + *s.exts + " "
 			plugin += "  sieve_extensions = " + *s.exts + "\n"
 		}
 		if s.global != nil {
-			if g, err = ParseGlobalExtensions(*s.global); err != nil {
-				t.Fatal(err)
-			}
+			g, _ = ParseGlobalExtensions(*s.global)
 			name += "global=" + *s.global
 			plugin += "  sieve_global_extensions = " + *s.global + "\n"
 		}

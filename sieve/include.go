@@ -194,7 +194,11 @@ func (s *Script) checkInclude(c *Command, n *node) *Error {
 	}
 	comp.stack = append(comp.stack, s.name)
 	inc, warnings, cerr := comp.compile(src, key, key.global, s.depth+1)
-	s.incWarnings = append(s.incWarnings, warnings...)
+	for _, w := range warnings {
+		if w.err == nil { // its errors are this include's one error
+			s.incWarnings = append(s.incWarnings, w)
+		}
+	}
 	comp.stack = comp.stack[:len(comp.stack)-1]
 	if cerr != nil {
 		reason := cerr.Error()

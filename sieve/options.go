@@ -35,6 +35,17 @@ type CompileOptions struct {
 	// scripts it includes); nil: nobody is told. A compile that fails may
 	// have warned of what it found before the error.
 	Warn func(Warning)
+	// Errors is told each error of a compile that fails, in Pigeonhole's
+	// order among the warnings (Warn and Errors are called in one
+	// sequence): the checks go on past a command or test in error, as
+	// Pigeonhole's validator, up to MaxErrors errors; the parser stops at
+	// its first. nil: only the first is known, CompileWith's error.
+	Errors func(*Error)
+	// MaxErrors bounds the errors a compile reports and looks for, as
+	// Pigeonhole's error handlers do: ManageSieve's
+	// managesieve_max_compile_errors (5), dovecot-lda's user log
+	// (LDA_SIEVE_MAX_USER_ERRORS, 30); 0: no bound (sievec's).
+	MaxErrors int
 }
 
 // Warning is something a compile takes but Pigeonhole warns of, in its
@@ -49,10 +60,13 @@ type Warning struct {
 // The error is an *Error; an error in an included script names it.
 func CompileWith(src []byte, opts CompileOptions) (*Script, error) {
 	c := &compilation{opts: opts, limits: opts.Limits.withDefaults()}
-	s, warnings, err := c.compile(src, includeKey{}, opts.Global, 0)
-	if opts.Warn != nil {
-		for _, w := range warnings {
-			opts.Warn(w)
+	s, diags, err := c.compile(src, includeKey{}, opts.Global, 0)
+	for _, d := range diags {
+		switch {
+		case d.err != nil && opts.Errors != nil:
+			opts.Errors(d.err)
+		case d.err == nil && opts.Warn != nil:
+			opts.Warn(d.w)
 		}
 	}
 	if err != nil {

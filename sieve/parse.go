@@ -63,6 +63,11 @@ type Error struct {
 	// Err is the cause of a run stopped by its limits or its context
 	// (ErrWorkLimit, ErrTimeLimit, the context's error); nil otherwise.
 	Err error
+	// quiet: an unknown name reported at its first occurrence, not again
+	quiet bool
+	// fatal: a parse error the parser does not go on after (the lexer's,
+	// a limit's)
+	fatal bool
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -373,6 +378,68 @@ type parser struct {
 	lx                    lexer
 	tok                   token
 	blockDepth, testDepth int
+	// errs are the errors found, at most max of them (0: no bound), and
+	// nerrs how many there were: as Pigeonhole's parser, it skips what
+	// follows an error up to the end of the command or block
+	// (recover) and goes on while more errors are allowed
+	errs       []*Error
+	max, nerrs int
+}
+
+// fail records a parse error.
+func (p *parser) fail(e *Error) {
+	if p.more() {
+		p.errs = append(p.errs, e)
+	}
+	p.nerrs++
+}
+
+// more is Pigeonhole's sieve_errors_more_allowed.
+func (p *parser) more() bool { return p.max <= 0 || p.nerrs < p.max }
+
+// priority is a token's rank in Pigeonhole's error recovery
+// (sieve_parser_recover): blocks, commands, test lists, string lists.
+func priority(t token) int {
+	if t.kind != tokPunct {
+		return -1
+	}
+	switch t.text {
+	case "{", "}":
+		return 3
+	case ";":
+		return 2
+	case "(", ")":
+		return 1
+	case "[", "]":
+		return 0
+	}
+	return -1
+}
+
+// recover skips what is left of the structure an error is in, up to its
+// end (";" or "}") as Pigeonhole's sieve_parser_recover: nested
+// structures of the same rank are skipped whole, and one of a higher
+// rank (or the end of the script) stops it, unrecovered (false), but a
+// "{" ends a command (its block follows). The token is then the end.
+func (p *parser) recover(end string) (bool, *Error) {
+	begin := map[string]string{";": "", "}": "{"}[end]
+	endPrio := priority(token{kind: tokPunct, text: end})
+	nesting := 1
+	for p.tok.kind != tokEOF && priority(p.tok) <= endPrio {
+		switch {
+		case begin != "" && p.is(begin):
+			nesting++
+		case p.is(end):
+			nesting--
+			if nesting == 0 {
+				return true, nil
+			}
+		}
+		if err := p.next(); err != nil {
+			return false, err
+		}
+	}
+	return end == ";" && p.is("{"), nil
 }
 
 // Parse reads a script into its commands, checking only the grammar of
@@ -385,27 +452,45 @@ func Parse(src []byte, limits Limits) ([]*Command, error) {
 // parse is Parse, and where a hash comment ends the script without a
 // newline (Pigeonhole's lexer warns of it), nil if none does.
 func parse(src []byte, limits Limits) ([]*Command, *Pos, error) {
+	cmds, hashEOF, errs := parseAll(src, limits, 1)
+	if len(errs) > 0 {
+		return nil, hashEOF, errs[0]
+	}
+	return cmds, hashEOF, nil
+}
+
+// parseAll is parse with its errors, up to max of them (0: no bound):
+// as Pigeonhole's parser, it goes on after an error in a command at the
+// next command, or block, where it can; not after an error of the lexer
+// or of a limit.
+func parseAll(src []byte, limits Limits, max int) ([]*Command, *Pos, []*Error) {
 	limits = limits.withDefaults()
 	if len(src) > limits.MaxScriptSize {
-		return nil, nil, &Error{Line: 1, Column: 1, Reason: fmt.Sprintf("script larger than %d bytes", limits.MaxScriptSize)}
+		return nil, nil, []*Error{{Line: 1, Column: 1, Reason: fmt.Sprintf("script larger than %d bytes", limits.MaxScriptSize)}}
 	}
-	p := &parser{lx: lexer{src: string(src), line: 1, col: 1, limits: limits}}
+	p := &parser{lx: lexer{src: string(src), line: 1, col: 1, limits: limits}, max: max}
 	if err := p.next(); err != nil {
-		return nil, p.lx.hashEOF, err
+		p.fail(err)
+		return nil, p.lx.hashEOF, p.errs
 	}
-	cmds, err := p.commands()
-	if err != nil {
-		return nil, p.lx.hashEOF, err
+	cmds, ok, err := p.commands()
+	switch {
+	case err != nil:
+		p.fail(err)
+	case ok && p.nerrs == 0 && p.tok.kind != tokEOF:
+		p.fail(p.unexpected("a command"))
 	}
-	if p.tok.kind != tokEOF {
-		return nil, p.lx.hashEOF, p.unexpected("a command")
+	if p.nerrs > 0 {
+		return nil, p.lx.hashEOF, p.errs
 	}
 	return cmds, p.lx.hashEOF, nil
 }
 
+// next reads the next token; an error of the lexer is fatal.
 func (p *parser) next() *Error {
 	t, err := p.lx.next()
 	if err != nil {
+		err.fatal = true
 		return err
 	}
 	p.tok = t
@@ -437,117 +522,191 @@ func (p *parser) unexpected(want string) *Error {
 func (p *parser) enter(depth *int, what string) *Error {
 	*depth++
 	if *depth > p.lx.limits.MaxNesting {
-		return p.lx.errorf(p.tok.pos, "%s nested deeper than %d", what, p.lx.limits.MaxNesting)
+		e := p.lx.errorf(p.tok.pos, "%s nested deeper than %d", what, p.lx.limits.MaxNesting)
+		e.fatal = true
+		return e
 	}
 	return nil
 }
 
-func (p *parser) commands() ([]*Command, *Error) {
-	var cmds []*Command
+// commands reads commands up to a token that is not an identifier. A
+// command in error is recorded and skipped (recover), as in Pigeonhole's
+// sieve_parse_commands; ok false: one could not be skipped (the parser
+// is lost), err: a fatal error.
+func (p *parser) commands() (cmds []*Command, ok bool, err *Error) {
 	for p.tok.kind == tokIdent {
-		c, err := p.command()
-		if err != nil {
-			return nil, err
+		if p.nerrs > 0 && !p.more() {
+			ok, err := p.recover(";")
+			return nil, ok, err
+		}
+		c, ok, err := p.command()
+		if err != nil || !ok {
+			return nil, ok, err
 		}
 		cmds = append(cmds, c)
 	}
-	return cmds, nil
+	return cmds, true, nil
 }
 
-func (p *parser) command() (*Command, *Error) {
+// command reads a command; ok false: an error it could not recover from.
+func (p *parser) command() (*Command, bool, *Error) {
 	c := &Command{Pos: p.tok.pos, Name: p.tok.text}
 	if err := p.next(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	args, tests, list, err := p.arguments()
+	args, tests, list, ok, err := p.arguments()
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if ok && !p.is(";") && !p.is("{") {
+		p.fail(p.unexpected("';' or '{' after command " + c.Name))
+		ok = false
+	}
+	if !ok {
+		if ok, err := p.recover(";"); !ok || err != nil {
+			return nil, false, err
+		}
 	}
 	c.Args, c.Tests, c.TestList = args, tests, list
 	switch {
 	case p.is(";"):
 		if err := p.next(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	case p.is("{"):
 		if err := p.enter(&p.blockDepth, "blocks"); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if err := p.next(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		block, err := p.commands()
+		block, ok, err := p.commands()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if !p.is("}") {
-			return nil, p.unexpected("'}' or a command")
+		if ok && !p.is("}") {
+			p.fail(p.unexpected("'}' or a command"))
+			ok = false
+		}
+		if !ok {
+			if ok, err := p.recover("}"); !ok || err != nil {
+				return nil, false, err
+			}
 		}
 		p.blockDepth--
 		if err := p.next(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.Block, c.HasBlock = block, true
-	default:
-		return nil, p.unexpected("';' or '{' after command " + c.Name)
 	}
-	return c, nil
+	return c, true, nil
 }
 
-// arguments reads *argument [test / test-list].
-func (p *parser) arguments() ([]Arg, []*Test, bool, *Error) {
-	var args []Arg
+// arguments reads *argument [test / test-list], as Pigeonhole's
+// sieve_parse_arguments: an error in a string list or a test list is
+// recorded and the rest of the list skipped (recover) where it can be;
+// ok false: the caller recovers; err: a fatal error.
+func (p *parser) arguments() (args []Arg, tests []*Test, list, ok bool, err *Error) {
 	for {
-		a, ok, err := p.argument()
+		if p.nerrs > 0 && !p.more() {
+			return args, nil, false, false, nil
+		}
+		a, present, ok, err := p.argument()
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, false, err
+		}
+		if present {
+			args = append(args, a)
 		}
 		if !ok {
+			return args, nil, false, false, nil // recovery is the caller's
+		}
+		if !present {
 			break
 		}
-		args = append(args, a)
 	}
 	switch {
 	case p.tok.kind == tokIdent:
-		t, err := p.test()
+		t, ok, err := p.test()
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, false, err
 		}
-		return args, []*Test{t}, false, nil
+		return args, []*Test{t}, false, ok, nil
 	case p.is("("):
 		if err := p.next(); err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, false, err
 		}
-		var tests []*Test
-		for {
-			if p.tok.kind != tokIdent {
-				return nil, nil, false, p.unexpected("a test")
-			}
-			t, err := p.test()
+		ok := true
+		if p.tok.kind == tokIdent {
+			t, tok, err := p.test()
 			if err != nil {
-				return nil, nil, false, err
+				return nil, nil, false, false, err
 			}
 			tests = append(tests, t)
-			if p.is(")") {
-				break
+			if tok {
+				for p.is(",") {
+					if err := p.next(); err != nil {
+						return nil, nil, false, false, err
+					}
+					if p.nerrs > 0 && !p.more() {
+						ok, err = p.recover(")")
+						break
+					}
+					if p.tok.kind != tokIdent {
+						p.fail(p.unexpected("a test"))
+						ok, err = p.recover(")")
+						break
+					}
+					t, tok, err := p.test()
+					if err != nil {
+						return nil, nil, false, false, err
+					}
+					tests = append(tests, t)
+					if !tok {
+						ok, err = p.recover(")")
+						break
+					}
+				}
+			} else {
+				ok, err = p.recover(")")
 			}
-			if !p.is(",") {
-				return nil, nil, false, p.unexpected("',' or ')' in a test list")
-			}
+		} else {
+			p.fail(p.unexpected("a test"))
+			ok, err = p.recover(")")
+		}
+		if err != nil {
+			return nil, nil, false, false, err
+		}
+		if p.is(")") {
 			if err := p.next(); err != nil {
-				return nil, nil, false, err
+				return nil, nil, false, false, err
+			}
+		} else {
+			p.fail(p.unexpected("',' or ')' in a test list"))
+			if ok, err = p.recover(")"); err != nil {
+				return nil, nil, false, false, err
+			}
+			if ok {
+				if err := p.next(); err != nil {
+					return nil, nil, false, false, err
+				}
 			}
 		}
-		if err := p.next(); err != nil {
-			return nil, nil, false, err
+		if len(tests) == 0 {
+			// Pigeonhole gives up here ("failed to accept more tests").
+			e := p.lx.errorf(p.tok.pos, "no test in the test list")
+			e.fatal = true
+			return nil, nil, false, false, e
 		}
-		return args, tests, true, nil
+		return args, tests, true, ok, nil
 	}
-	return args, nil, false, nil
+	return args, nil, false, true, nil
 }
 
-func (p *parser) argument() (Arg, bool, *Error) {
-	a := Arg{Pos: p.tok.pos}
+// argument reads an argument, if there is one (present); an error in a
+// string list is recorded, the list skipped: ok false when it cannot be.
+func (p *parser) argument() (a Arg, present, ok bool, err *Error) {
+	a = Arg{Pos: p.tok.pos}
 	switch {
 	case p.tok.kind == tokString:
 		a.Kind, a.Strings = ArgStrings, []string{p.tok.text}
@@ -557,43 +716,68 @@ func (p *parser) argument() (Arg, bool, *Error) {
 		a.Kind, a.Tag = ArgTag, p.tok.text
 	case p.is("["):
 		a.Kind, a.List = ArgStrings, true
-		for {
-			if err := p.next(); err != nil {
-				return a, false, err
-			}
-			if p.tok.kind != tokString {
-				return a, false, p.unexpected("a string in a string list")
-			}
+		if err := p.next(); err != nil {
+			return a, false, false, err
+		}
+		ok := true
+		if p.tok.kind == tokString {
 			a.Strings = append(a.Strings, p.tok.text)
 			if err := p.next(); err != nil {
-				return a, false, err
+				return a, false, false, err
 			}
-			if p.is("]") {
-				break
+			for p.is(",") {
+				if err := p.next(); err != nil {
+					return a, false, false, err
+				}
+				if p.nerrs > 0 && !p.more() {
+					ok, err = p.recover("]")
+					break
+				}
+				if p.tok.kind != tokString {
+					p.fail(p.unexpected("a string in a string list"))
+					ok, err = p.recover("]")
+					break
+				}
+				a.Strings = append(a.Strings, p.tok.text)
+				if err := p.next(); err != nil {
+					return a, false, false, err
+				}
 			}
-			if !p.is(",") {
-				return a, false, p.unexpected("',' or ']' in a string list")
-			}
+		} else {
+			p.fail(p.unexpected("a string in a string list"))
+			ok, err = p.recover("]")
 		}
+		if err != nil {
+			return a, false, false, err
+		}
+		if p.is("]") {
+			return a, true, ok, p.next()
+		}
+		p.fail(p.unexpected("',' or ']' in a string list"))
+		if ok, err = p.recover("]"); err != nil || !ok {
+			return a, true, false, err
+		}
+		return a, true, true, p.next()
 	default:
-		return a, false, nil
+		return a, false, true, nil
 	}
-	return a, true, p.next()
+	return a, true, true, p.next()
 }
 
-func (p *parser) test() (*Test, *Error) {
+// test reads a test and its arguments; ok false: the caller recovers.
+func (p *parser) test() (*Test, bool, *Error) {
 	if err := p.enter(&p.testDepth, "tests"); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	t := &Test{Pos: p.tok.pos, Name: p.tok.text}
 	if err := p.next(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	args, tests, list, err := p.arguments()
+	args, tests, list, ok, err := p.arguments()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	p.testDepth--
 	t.Args, t.Tests, t.TestList = args, tests, list
-	return t, nil
+	return t, ok, nil
 }

@@ -157,16 +157,26 @@ func FuzzCompile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		s, err := CompileWith(src, CompileOptions{Extensions: AllExtensions(), Limits: Limits{MaxNesting: 16}, Include: mapLoader{"a": "keep;", "global/b": "discard;"}})
+		var all []*Error
+		s, err := CompileWith(src, CompileOptions{Extensions: AllExtensions(), Limits: Limits{MaxNesting: 16}, Include: mapLoader{"a": "keep;", "global/b": "discard;"},
+			Errors: func(e *Error) { all = append(all, e) }, MaxErrors: 10})
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) {
 				t.Fatalf("error %v is not an *Error", err)
 			}
-			if se.Line < 1 || se.Column < 1 || se.Line > strings.Count(string(src), "\n")+1 {
-				t.Fatalf("error outside the source: %v", se)
+			if len(all) == 0 || all[0] != se || len(all) > 10 {
+				t.Fatalf("error %v, errors reported %v", se, all)
+			}
+			for _, se := range all {
+				if se.Line < 1 || se.Column < 1 || se.Line > strings.Count(string(src), "\n")+1 {
+					t.Fatalf("error outside the source: %v", se)
+				}
 			}
 			return
+		}
+		if len(all) > 0 {
+			t.Fatalf("compiled, with errors %v", all)
 		}
 		res := s.RunWith(msg, Envelope{From: "a@b.c", To: "d@e.f"}, RunOptions{Now: time.Unix(1<<31, 0)})
 		if res.Err != nil && (len(res.Actions) != 1 || res.Actions[0].Folder != "INBOX") {

@@ -217,6 +217,10 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 		report(fmt.Sprintf("milter %s answers (for %s)", m.Address, strings.Join(m.listeners(), ", ")), err)
 	}
+	for _, w := range cfg.Sieve.warnings {
+		// Taken (Pigeonhole takes it too), not a problem.
+		fmt.Fprintf(out, "warn %s: %s\n", w.key, w.msg)
+	}
 	if cfg.Sieve.Enabled {
 		for _, p := range append(append([]string(nil), cfg.Sieve.Before...), cfg.Sieve.After...) {
 			src, err := os.ReadFile(p)

@@ -109,6 +109,15 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("admin script requiring a global extension: exit %d\n%s", code, out)
 	}
 
+	// An extension name courriel does not know is a warning, as
+	// Pigeonhole's, not a problem: the start is not refused.
+	unknownExt := good
+	unknownExt.extra = "[sieve]\nextensions = \"+editheadr\"\n"
+	if code, out, _ := runCmd(t, "", "check-config", "-config", unknownExt.write(t)); code != 0 || !strings.Contains(out, "configuration OK") ||
+		!strings.Contains(out, "warn sieve.extensions: ignored unknown extension 'editheadr' while configuring available extensions\n") {
+		t.Errorf("unknown sieve extension: exit %d\n%s", code, out)
+	}
+
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -95,9 +95,11 @@ type SieveConfig struct {
 	// the meaning of Pigeonhole's sieve_extensions ("+editheader
 	// +spamtest" adds to the default set, "fileinto vacation" is the
 	// whole set, "" is none); nil: Pigeonhole's default. For ManageSieve
-	// and delivery alike. A name courriel does not implement is refused
-	// (Pigeonhole ignores it with a warning): scripts requiring it would
-	// run under Dovecot and not here.
+	// and delivery alike. A name courriel does not know is ignored with
+	// a warning, as Pigeonhole ignores one (serve logs it, check-config
+	// shows it); so is one Pigeonhole knows but courriel does not
+	// implement, whose scripts then do not compile here (see
+	// sieve.ParseExtensions).
 	Extensions *string `toml:"extensions"`
 	// exts is Extensions read, by validate.
 	exts sieve.Extensions
@@ -111,7 +113,14 @@ type SieveConfig struct {
 	GlobalExtensions string `toml:"global_extensions"`
 	// gexts is GlobalExtensions read, by validate.
 	gexts sieve.GlobalExtensions
+	// warnings are what validate found and ignored in Extensions and
+	// GlobalExtensions, Pigeonhole's warnings: logged at start, shown
+	// by check-config.
+	warnings []keyWarning
 }
+
+// keyWarning is a setting taken but warned of: its key and the warning.
+type keyWarning struct{ key, msg string }
 
 // MonitorConfig is about the http listener (listen.http).
 type MonitorConfig struct {
@@ -856,16 +865,19 @@ func (c *Config) validate() error {
 	if c.Sieve.MaxActions <= 0 || c.Sieve.MaxRedirects <= 0 || c.Sieve.MaxCPUTime <= 0 {
 		return keyErr("sieve", "max_actions, max_redirects and max_cpu_time must be positive")
 	}
+	// Names not known are ignored, as Pigeonhole ignores them: a
+	// warning, never a refused start.
+	c.Sieve.warnings = nil
 	if c.Sieve.Extensions != nil {
-		x, err := sieve.ParseExtensions(*c.Sieve.Extensions)
-		if err != nil {
-			return keyErr("sieve.extensions", "%v", err)
+		x, warns := sieve.ParseExtensions(*c.Sieve.Extensions)
+		for _, w := range warns {
+			c.Sieve.warnings = append(c.Sieve.warnings, keyWarning{"sieve.extensions", w})
 		}
 		c.Sieve.exts = x
 	}
-	gexts, err := sieve.ParseGlobalExtensions(c.Sieve.GlobalExtensions)
-	if err != nil {
-		return keyErr("sieve.global_extensions", "%v", err)
+	gexts, warns := sieve.ParseGlobalExtensions(c.Sieve.GlobalExtensions)
+	for _, w := range warns {
+		c.Sieve.warnings = append(c.Sieve.warnings, keyWarning{"sieve.global_extensions", w})
 	}
 	c.Sieve.gexts = gexts
 	if c.Sieve.ResourceUsageTimeout < 0 {

@@ -97,9 +97,6 @@ func TestConfigErrors(t *testing.T) {
 		{"milter unix relative", base + "[[milter]]\naddress = \"unix:milter.sock\"\n", 0, "milter[0].address", "absolute"},
 		{"milter listener", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\nlisteners = [\"imaps\"]\n", 0, "milter[0].listeners", "smtp, submission or submissions"},
 		{"milter action", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ndefault_action = \"discard\"\n", 0, "milter[0].default_action", "tempfail, accept or reject"},
-		{"sieve extension courriel lacks", base + "[sieve]\nextensions = \"+notify +imapflags\"\n", 9, "sieve.extensions", `"notify" is a Pigeonhole Sieve extension courriel does not implement`},
-		{"sieve extension misspelt", base + "[sieve]\nextensions = \"+editheadr\"\n", 9, "sieve.extensions", `unknown Sieve extension "editheadr"`},
-		{"sieve global extension misspelt", base + "[sieve]\nglobal_extensions = \"spamtets\"\n", 9, "sieve.global_extensions", `unknown Sieve extension "spamtets"`},
 		{"milter timeout", base + "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\ncommand_timeout = \"-1s\"\n", 0, "milter[0].command_timeout", "out of range"},
 	}
 	for _, tt := range tests {
@@ -207,6 +204,27 @@ func TestConfigSieveExtensions(t *testing.T) {
 		if got := cfg.Sieve.gexts.String(); got != want {
 			t.Errorf("%q: global extensions %q, want %q", extra, got, want)
 		}
+	}
+	// A name courriel does not know, or does not implement, is ignored
+	// with Pigeonhole's warning (logged at start, shown by check-config),
+	// never a refused start.
+	cfg, err := ParseConfig("c.toml", []byte(base+"[sieve]\nextensions = \"+editheadr +notify +spamtest\"\nglobal_extensions = \"spamtets editheader\"\n"))
+	if err != nil {
+		t.Fatalf("unknown names refused: %v", err)
+	}
+	if x := cfg.Sieve.exts; !x.Enabled("spamtest") || x.Enabled("editheader") || !x.Enabled("fileinto") {
+		t.Errorf("extensions with unknown names: %s", x)
+	}
+	if got := cfg.Sieve.gexts.String(); got != "editheader" {
+		t.Errorf("global extensions with an unknown name: %q, want \"editheader\"", got)
+	}
+	want := []keyWarning{
+		{"sieve.extensions", "ignored unknown extension 'editheadr' while configuring available extensions"},
+		{"sieve.extensions", "ignored extension 'notify' while configuring available extensions: Pigeonhole implements it, courriel does not (scripts requiring it do not compile)"},
+		{"sieve.global_extensions", "ignored unknown extension 'spamtets' while configuring available extensions"},
+	}
+	if !slices.Equal(cfg.Sieve.warnings, want) {
+		t.Errorf("warnings %q, want %q", cfg.Sieve.warnings, want)
 	}
 }
 

@@ -64,6 +64,10 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	level := new(slog.LevelVar)
 	log, flushLog := newLogger(stderr, cfg.LogLevel, level)
 	defer flushLog()
+	for _, w := range cfg.Sieve.warnings {
+		// Pigeonhole's words, as its log has them ("sieve: ...").
+		log.Warn("sieve: "+w.msg, "key", w.key)
+	}
 	a, err := newApp(cfg, log)
 	if err != nil {
 		return err
