@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestListenLocal: the directory is made 0755 and the socket 0666; a
@@ -35,6 +36,20 @@ func TestListenLocal(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false)
 	ln.Close() // a stale socket, as a killed server leaves it
+	// A process another test forks meanwhile holds a copy of the
+	// listening socket until it execs: the socket is stale once it
+	// refuses connections.
+	for i := 0; ; i++ {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if i == 500 {
+			t.Fatal("the socket still answers 5 s after it was closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	ln, err = listenLocal(path)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
