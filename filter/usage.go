@@ -137,7 +137,7 @@ func (f *Filter) scriptDisabled(home string, s *compiled, uid, gid int) (bool, e
 	}
 	// a new version after the timeout: Pigeonhole compiles it afresh,
 	// its binary without the flag
-	return false, writeUsage(root, slices.Delete(entries, i, i+1), uid, gid)
+	return false, f.writeUsage(root, slices.Delete(entries, i, i+1), uid, gid)
 }
 
 // recordUsage adds a run's usage to the script's record when it is high,
@@ -179,7 +179,7 @@ func (f *Filter) recordUsage(home string, s *compiled, used time.Duration, uid, 
 	if len(entries) > maxUsageEntries {
 		entries = entries[:maxUsageEntries]
 	}
-	return newly, sum, writeUsage(root, entries, uid, gid)
+	return newly, sum, f.writeUsage(root, entries, uid, gid)
 }
 
 // readUsage reads the records: a regular file, never through a symlink,
@@ -229,7 +229,7 @@ func parseUsageLine(line string) (usageEntry, bool) {
 
 // writeUsage replaces the records (write, fsync, rename), the file the
 // user's; none left removes it.
-func writeUsage(root *os.Root, entries []usageEntry, uid, gid int) error {
+func (f *Filter) writeUsage(root *os.Root, entries []usageEntry, uid, gid int) error {
 	if len(entries) == 0 {
 		if err := root.Remove(UsageFileName); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -245,7 +245,7 @@ func writeUsage(root *os.Root, entries []usageEntry, uid, gid int) error {
 		}
 		fmt.Fprintf(&b, "%s %d %d %d %d %d %d\n", strconv.Quote(e.name), e.ino, e.size, e.mtime, e.usage.Milliseconds(), e.updated, d)
 	}
-	return writeHomeFile(root, UsageFileName, b.Bytes(), uid, gid)
+	return f.writeHomeFile(root, UsageFileName, b.Bytes(), uid, gid)
 }
 
 // owner is who files written in r's home belong to: the user's uid and

@@ -3,10 +3,13 @@ package filter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,5 +286,33 @@ func TestRunUsage(t *testing.T) {
 		if got := p.runUsage(tc.res, tc.took); got != tc.want {
 			t.Errorf("%s: charged %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// The usage records are made durable: the home is fsynced once the new
+// file is in place under its name, and a home that cannot be synced is
+// an error, not a record taken for written.
+func TestUsageSyncsHome(t *testing.T) {
+	f, home, r, _ := usageSetup(t)
+	var synced []string
+	f.syncDir = func(root *os.Root) error {
+		if _, err := root.Stat(UsageFileName); err != nil {
+			t.Errorf("home synced before %s is in place: %v", UsageFileName, err)
+		}
+		synced = append(synced, root.Name())
+		return syncRootDir(root)
+	}
+	deliverOnce(t, f, home, r, "m1")
+	if !slices.Contains(synced, home) {
+		t.Fatalf("homes synced: %q; want %q", synced, home)
+	}
+	f.syncDir = func(*os.Root) error { return syscall.EIO }
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := f.writeUsage(root, []usageEntry{{name: "x"}}, -1, -1); !errors.Is(err, syscall.EIO) {
+		t.Errorf("writeUsage with a failing sync: %v, want EIO", err)
 	}
 }

@@ -403,7 +403,7 @@ func (f *Filter) remember(home, key, handle string, period time.Duration, uid, g
 		return false, nil
 	}
 	entries[k] = now.Add(period).Unix()
-	return true, writeMemory(root, entries, uid, gid)
+	return true, f.writeMemory(root, entries, uid, gid)
 }
 
 // replyMark is a vacation reply for markReply to decide and record.
@@ -617,7 +617,7 @@ func (f *Filter) rememberKeys(home string, keys []string, period time.Duration, 
 	for _, k := range keys {
 		entries[memoryKey(k)] = now.Add(period).Unix()
 	}
-	return writeMemory(root, entries, uid, gid)
+	return f.writeMemory(root, entries, uid, gid)
 }
 
 // maxMemoryFile bounds what is read of the memory file.
@@ -642,7 +642,7 @@ func readMemory(root *os.Root, now time.Time) (map[string]int64, error) {
 	return entries, sc.Err()
 }
 
-func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
+func (f *Filter) writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
 	keys := make([]string, 0, len(entries))
 	for k := range entries {
 		keys = append(keys, k)
@@ -656,7 +656,7 @@ func writeMemory(root *os.Root, entries map[string]int64, uid, gid int) error {
 	for _, k := range keys {
 		b.WriteString(strconv.FormatInt(entries[k], 10) + " " + k + "\n")
 	}
-	return writeHomeFile(root, VacationMemoryName, b.Bytes(), uid, gid)
+	return f.writeHomeFile(root, VacationMemoryName, b.Bytes(), uid, gid)
 }
 
 // openHomeFile opens name in the user's home (root) for reading: a
@@ -700,26 +700,27 @@ func notSymlink(root *os.Root, name string, f *os.File) error {
 
 // writeHomeFile replaces name in the user's home (root) with data, as a
 // whole: a temporary file, owned by uid:gid (unless uid < 0) and mode
-// 0600, written, fsynced and renamed over it; never through a symlink.
-func writeHomeFile(root *os.Root, name string, data []byte, uid, gid int) error {
+// 0600, written, fsynced and renamed over it, the home fsynced (syncDir)
+// for the rename to last; never through a symlink.
+func (f *Filter) writeHomeFile(root *os.Root, name string, data []byte, uid, gid int) error {
 	tmp := name + ".tmp"
 	_ = root.Remove(tmp)
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	w, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
 	if uid >= 0 {
-		if err := f.Chown(uid, gid); err != nil {
-			f.Close()
+		if err := w.Chown(uid, gid); err != nil {
+			w.Close()
 			_ = root.Remove(tmp)
 			return err
 		}
 	}
-	_, err = f.Write(data)
+	_, err = w.Write(data)
 	if err == nil {
-		err = f.Sync()
+		err = w.Sync()
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
@@ -727,6 +728,7 @@ func writeHomeFile(root *os.Root, name string, data []byte, uid, gid int) error 
 	}
 	if err != nil {
 		_ = root.Remove(tmp)
+		return err
 	}
-	return err
+	return f.syncDir(root)
 }
