@@ -657,7 +657,7 @@ type homeDuplicates struct {
 // Seen implements sieve.DuplicateStore: id is in Pigeonhole's database
 // (for any user: the file is one home's) or in courriel's former file.
 // With holds, the id is locked before the database is read, and stays
-// locked until the delivery ends (dupHolds).
+// locked until the recipient's marks are recorded (dupHolds).
 func (d homeDuplicates) Seen(id sieve.DuplicateID, now time.Time) (bool, error) {
 	root, err := os.OpenRoot(d.home)
 	if err != nil {
@@ -684,9 +684,10 @@ func (d homeDuplicates) Seen(id sieve.DuplicateID, now time.Time) (bool, error) 
 // locked until the transaction commits its marks (mail-duplicate.c;
 // Pigeonhole's lda plugin commits once the script's actions are done),
 // a duplicate test locks its id before it reads the database, and the
-// delivery keeps it until it ends (release), past the record of its
-// marks: of two deliveries of one message, the second waits at its
-// test, then finds the first's record. A lock is Dovecot's file lock
+// delivery keeps it until the recipient's marks are recorded (Deliver
+// then releases it, before the next recipient's script runs): of two
+// deliveries of one message, the second waits at its test, then finds
+// the first's record. A lock is Dovecot's file lock
 // (lockDupID: dovecot-lda waits for courriel and courriel for it) taken
 // under an exclusion of this process's own (Filter.dupIDs), since an
 // fcntl lock does not exclude its own process. Each is waited for up to
@@ -709,8 +710,15 @@ func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
 	if _, ok := h.held[key]; ok {
 		return nil
 	}
-	unlockHere, err := h.f.dupIDs.lock(h.ctx, key)
+	// Bounded as the file lock is: a wait without end would hold the
+	// delivery's slot (a queue job has no deadline) for good.
+	wctx, cancel := context.WithTimeout(h.ctx, h.f.dupWait.idLock)
+	defer cancel()
+	unlockHere, err := h.f.dupIDs.lock(wctx, key)
 	if err != nil {
+		if h.ctx.Err() == nil {
+			return errors.New("lock timeout: held by another delivery")
+		}
 		return err
 	}
 	unlockFile, err := h.f.lockDupID(h.ctx, root, id, uid, gid)
@@ -726,6 +734,13 @@ func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
 		unlockHere()
 	}
 	return nil
+}
+
+// holding says whether a lock is held.
+func (h *dupHolds) holding() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.held) > 0
 }
 
 // release releases every lock held.

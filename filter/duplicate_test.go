@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"courriel/delivery"
+	"courriel/directory"
 	"courriel/sieve"
 )
 
@@ -207,5 +208,67 @@ func TestDuplicateConcurrentDeliveries(t *testing.T) {
 	}
 	if ents, err := os.ReadDir(filepath.Join(h.home, dupesLocksDir)); err != nil || len(ents) != 0 {
 		t.Errorf("lock directory after the deliveries: %v, %v; want it empty", ents, err)
+	}
+}
+
+// One message delivered twice at the same moment to two users whose
+// scripts test it, the recipients in opposite orders (a list's copy and
+// a direct one): each recipient's ids are released once its copies are
+// stored, so neither delivery waits for good for an id the other holds
+// (a queue job has no deadline), and each user finds it new once.
+func TestDuplicateOppositeRecipientOrders(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	base := t.TempDir()
+	homes := map[string]string{"u@x.y": filepath.Join(base, "u"), "v@x.y": filepath.Join(base, "v")}
+	dir := fakeDir{}
+	for addr, home := range homes {
+		os.MkdirAll(home, 0o755)
+		os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(dupScript), 0o644)
+		dir[addr] = &directory.Mailbox{Address: addr, Home: home, Login: filepath.Base(home)}
+	}
+	store, err := delivery.NewStore(delivery.Options{Hostname: "h", AllowedBase: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	f, err := New(Options{Extensions: sieve.AllExtensions(), Store: store, Now: func() time.Time { return now }, Directory: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := func(addr string) delivery.Recipient {
+		return delivery.Recipient{Address: addr, Maildir: homes[addr] + "/mailbox/"}
+	}
+	count := func(addr, folder string) int {
+		files, _ := os.ReadDir(homes[addr] + "/mailbox/" + folder + "/new")
+		return len(files)
+	}
+	const rounds = 10
+	for round := range rounds {
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for _, order := range [][]delivery.Recipient{{rcpt("u@x.y"), rcpt("v@x.y")}, {rcpt("v@x.y"), rcpt("u@x.y")}} {
+			go func() {
+				<-start
+				m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+					Body: strings.NewReader(fmt.Sprintf("Message-ID: <o%d@z.z>\r\nSubject: s\r\n\r\nbody\r\n", round))}
+				errs <- errors.Join(f.Deliver(context.Background(), m, order)...)
+			}()
+		}
+		close(start)
+		for range 2 {
+			select {
+			case err := <-errs:
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: a delivery still waits after 30 s: the two hold each other's ids", round)
+			}
+		}
+		for addr := range homes {
+			if inbox, dups := count(addr, ""), count(addr, ".Dups"); inbox != round+1 || dups != round+1 {
+				t.Fatalf("round %d: %s has %d in INBOX, %d in Dups; want %d each", round, addr, inbox, dups, round+1)
+			}
+		}
 	}
 }

@@ -213,53 +213,69 @@ type plan struct {
 func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []delivery.Recipient) []error {
 	errs := make([]error, len(rcpts))
 	mr := &messageReader{m: m}
-	var plain []copyRef // recipients without a script: their copy as it came
 	plans := make([]*plan, len(rcpts))
 	sctx, cancel := scriptContext(ctx)
 	defer cancel()
 	holds := &dupHolds{f: f, ctx: sctx}
 	defer holds.release()
+	sc := &storing{f: f, m: m, mr: mr, rcpts: rcpts, plans: plans}
+	var planned []int // recipients whose copies are not stored yet
 	for i := range rcpts {
 		r := &rcpts[i]
 		p, err := f.plan(ctx, sctx, m, r, mr, holds)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs[i] = err
-			continue
-		}
-		if p == nil {
-			plain = append(plain, copyRef{rcpt: i, store: -1})
-			continue
-		}
+		case p == nil: // no script: a plain copy
+			planned = append(planned, i)
 		// A rejected message notifies no one (Pigeonhole would): the
 		// reject stays a 550 at DATA rather than a bounce from the queue.
-		if m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil || (len(p.notifies) > 0 && p.reject == nil)) {
+		case m.Single && (len(p.stores) > 1 || len(p.redirects) > 0 || p.vacation != nil || (len(p.notifies) > 0 && p.reject == nil)):
 			// One file or nothing: the queue's commit point first.
 			errs[i] = &delivery.Error{Temporary: true, Reason: "the Sieve script asks for more than one copy", Err: delivery.ErrNeedsQueue}
-			continue
-		}
-		plans[i] = p
-		if p.reject != nil {
+		case p.reject != nil:
+			plans[i] = p
 			errs[i] = &delivery.Error{Reason: *p.reject, Err: delivery.ErrRejected}
 			f.log.Info("rejected by sieve", "msg_id", m.ID, "to", r.Address, "reason", *p.reject)
 			// The message was handled: its duplicate ids are recorded,
 			// as Pigeonhole marks them whenever the actions succeed
 			// (act_duplicate_mark_finish), a reject's as any other's.
 			f.commitDuplicates(ctx, m, r, p)
-			continue
+		default:
+			plans[i] = p
+			planned = append(planned, i)
+		}
+		// A recipient whose script locked duplicate ids gets its copies
+		// stored and its ids recorded, and its locks released, before
+		// the next recipient's script runs, as Dovecot delivers and
+		// commits recipient by recipient: two deliveries of one message
+		// to the same recipients in other orders would each hold an id
+		// the other waits for.
+		if holds.holding() {
+			sc.complete(ctx, planned, errs)
+			holds.release()
+			planned = planned[:0]
 		}
 	}
-	sc := &storing{f: f, m: m, mr: mr, rcpts: rcpts, plans: plans}
+	sc.complete(ctx, planned, errs)
+	return errs
+}
+
+// complete stores the copies of the recipients rcpts (indexes of
+// sc.rcpts, without a script or with a plan that is no reject), records
+// their duplicate ids and makes their scripts' side effects, into errs.
+func (sc *storing) complete(ctx context.Context, rcpts []int, errs []error) {
+	f, m, plans := sc.f, sc.m, sc.plans
 	// First the copies into folders that may be missing (fileinto without
 	// :create): one refused keeps to the INBOX, and only then is the
 	// INBOX's copy known, one per folder (keepMissing).
 	var tentative []copyRef
-	for i, p := range plans {
-		if p == nil || p.reject != nil {
-			continue
-		}
-		for j, s := range p.stores {
-			if s.NoCreate {
-				tentative = append(tentative, copyRef{rcpt: i, store: j})
+	for _, i := range rcpts {
+		if p := plans[i]; p != nil {
+			for j, s := range p.stores {
+				if s.NoCreate {
+					tentative = append(tentative, copyRef{rcpt: i, store: j})
+				}
 			}
 		}
 	}
@@ -274,13 +290,15 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 		}
 		errs[c.rcpt] = worse(errs[c.rcpt], err)
 	}
-	rest := plain
-	for i, p := range plans {
-		if p == nil || p.reject != nil {
+	var rest []copyRef
+	for _, i := range rcpts {
+		p := plans[i]
+		if p == nil {
+			rest = append(rest, copyRef{rcpt: i, store: -1})
 			continue
 		}
 		if js := missing[i]; len(js) > 0 {
-			p.keepMissing(&rcpts[i], js)
+			p.keepMissing(&sc.rcpts[i], js)
 		}
 		for j, s := range p.stores {
 			if !s.NoCreate {
@@ -295,13 +313,12 @@ func (f *Filter) Deliver(ctx context.Context, m *delivery.Message, rcpts []deliv
 	// Redirects and replies once the copies are durable: a copy that
 	// cannot be stored now (over quota, for days) queues nothing, however
 	// often it is tried again.
-	for i, p := range plans {
-		if p != nil && p.reject == nil && errs[i] == nil {
-			f.commitDuplicates(ctx, m, &rcpts[i], p)
-			errs[i] = f.sideEffects(ctx, m, mr, &rcpts[i], p)
+	for _, i := range rcpts {
+		if p := plans[i]; p != nil && errs[i] == nil {
+			f.commitDuplicates(ctx, m, &sc.rcpts[i], p)
+			errs[i] = f.sideEffects(ctx, m, sc.mr, &sc.rcpts[i], p)
 		}
 	}
-	return errs
 }
 
 // copyRef names a copy to store: stores[store] of recipient rcpt's plan,
