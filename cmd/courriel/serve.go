@@ -361,61 +361,53 @@ func (a *app) openQueue() (*queue.Queue, error) {
 	}
 	o.Bounce = a.deliverBounce
 	o.Attempted = a.metrics.Delivery // courriel_deliveries_total
-	l := a.cfg.Listen
-	o.LocalAddrs = localAddrs([]string{l.SMTP, l.Submission, l.Submissions, l.Cluster}, net.InterfaceAddrs, a.log)
+	o.LocalAddrs = localAddrs(a.cfg.Listen.SMTP, net.InterfaceAddrs, a.log)
 	return queue.Open(o)
 }
 
-// localAddrs are the addresses the SMTP listeners at listens ("host:port",
-// "" for none) receive mail on, for the queue to know itself among MX
-// hosts (queue.Options.LocalAddrs, Postfix inet_interfaces): the address
-// each binds, or every interface's (ifaces) for a wildcard one, as
-// Postfix's inet_interfaces = all. A host name is looked up.
-func localAddrs(listens []string, ifaces func() ([]net.Addr, error), log *slog.Logger) []netip.Addr {
-	seen := map[netip.Addr]bool{}
-	var out []netip.Addr
-	add := func(a netip.Addr) {
-		if a = a.Unmap().WithZone(""); a.IsValid() && !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
+// localAddrs are the addresses the port-25 listener at listen
+// ("host:port", "" for none) receives mail on, for the queue to know
+// itself among MX hosts (queue.Options.LocalAddrs, Postfix
+// inet_interfaces): the address it binds, those of its host name, or
+// every interface's (ifaces) for a wildcard, as Postfix's
+// inet_interfaces = all. Only that listener's: a wildcard submission
+// listener says nothing of where a domain's mail goes (another MTA on
+// another address of this machine may be its MX).
+func localAddrs(listen string, ifaces func() ([]net.Addr, error), log *slog.Logger) []netip.Addr {
+	host, _, err := net.SplitHostPort(listen)
+	if listen == "" || err != nil {
+		return nil
 	}
-	wildcard := false
-	for _, l := range listens {
-		host, _, err := net.SplitHostPort(l)
-		if l == "" || err != nil {
-			continue
-		}
-		if host == "" {
-			wildcard = true
-			continue
-		}
-		if a, err := netip.ParseAddr(host); err == nil {
-			wildcard = wildcard || a.IsUnspecified()
-			add(a)
-			continue
-		}
-		ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+	var ips []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{a}
+	} else if host != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		cancel()
 		if err != nil {
-			log.Warn("address of a listener not found: mail to it as an MX host is not recognised as a loop", "listen", l, "err", err)
-		}
-		for _, a := range ips {
-			add(a)
+			log.Warn("address of the smtp listener not found: mail to it as an MX host is not recognised as a loop", "listen", listen, "err", err)
 		}
 	}
-	if wildcard {
+	if host == "" || len(ips) == 1 && ips[0].IsUnspecified() {
 		addrs, err := ifaces()
 		if err != nil {
 			log.Warn("interface addresses unknown: mail to them as MX hosts is not recognised as a loop", "err", err)
 		}
+		ips = nil
 		for _, ia := range addrs {
 			if p, err := netip.ParsePrefix(ia.String()); err == nil {
-				add(p.Addr())
+				ips = append(ips, p.Addr())
 			}
 		}
 	}
-	// The wildcard itself names no host to compare with.
-	return slices.DeleteFunc(out, netip.Addr.IsUnspecified)
+	var out []netip.Addr
+	for _, a := range ips {
+		if a = a.Unmap().WithZone(""); a.IsValid() && !a.IsUnspecified() && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // receiverPolicies sets up DANE, MTA-STS and TLSRPT for the queue, as
