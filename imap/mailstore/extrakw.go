@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
@@ -572,9 +573,10 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 // process's additions and removals (so that two processes' changes to
 // one message are both kept), for any other the file's. A message the
 // file names that this process does not know yet (another process's new
-// one) is kept with its keywords. A file that cannot be read is kept as
-// it is (errExtraUnusable, as at open); a merge past MaxExtraKeywords
-// names is refused (ErrTooManyKeywords), extra unchanged.
+// one) is kept with its keywords. A file that cannot be decoded is kept
+// as it is (errExtraUnusable, as at open); a read that fails is this
+// write's error. Names of this process's that would take the folder past
+// MaxExtraKeywords are dropped.
 func (mb *Mailbox) mergeExtraLocked() error {
 	data, err := mb.readString(ExtraKeywordsFileName, maxExtraSize)
 	var disk map[string][]string
@@ -586,6 +588,12 @@ func (mb *Mailbox) mergeExtraLocked() error {
 		disk, order, err = decodeExtra(data, nil)
 	}
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			// The read failed (EIO, EMFILE, ESTALE): the write is
+			// refused this time, the changes kept for the next one.
+			return err
+		}
 		mb.reg.log().Error("mailstore: keywords beyond the maildir letters not written; "+ExtraKeywordsFileName+" unreadable, kept as it is", "folder", mb.root.Name(), "err", err)
 		mb.extraBroken = true
 		return errExtraUnusable
@@ -602,27 +610,41 @@ func (mb *Mailbox) mergeExtraLocked() error {
 			want[base] = valid
 		}
 	}
-	for base, was := range mb.extraDirty {
-		if l := mergeKeywords(was, mb.extraOfLocked(base), want[base]); len(l) > 0 {
-			want[base] = l
-		} else {
-			delete(want, base)
-		}
-	}
 	for base := range mb.extraGone {
 		if mb.extra[base] == nil {
 			delete(want, base)
 		}
 	}
+	// The names the file has stay; this process's new ones fit in what
+	// is left of MaxExtraKeywords, the others are dropped (another
+	// process took the room meanwhile), as a message stored with too
+	// many is stored without the excess (extraKeepLocked).
 	names := map[string]bool{}
 	for _, l := range want {
 		for _, n := range l {
 			names[strings.ToLower(n)] = true
 		}
 	}
-	if len(names) > MaxExtraKeywords {
-		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters refused: with another process's, too many in the folder", "folder", mb.root.Name(), "names", len(names), "bound", MaxExtraKeywords)
-		return ErrTooManyKeywords
+	dropped := 0
+	for _, base := range slices.Sorted(maps.Keys(mb.extraDirty)) {
+		l := mergeKeywords(mb.extraDirty[base], mb.extraOfLocked(base), want[base])
+		l = slices.DeleteFunc(l, func(n string) bool {
+			k := strings.ToLower(n)
+			if !names[k] && len(names) >= MaxExtraKeywords {
+				dropped++
+				return true
+			}
+			names[k] = true
+			return false
+		})
+		if len(l) > 0 {
+			want[base] = l
+		} else {
+			delete(want, base)
+		}
+	}
+	if dropped > 0 {
+		mb.reg.log().Warn("mailstore: keywords beyond the maildir letters dropped: with another process's, too many in the folder", "folder", mb.root.Name(), "dropped", dropped, "bound", MaxExtraKeywords)
 	}
 	byBase := mb.baseMapLocked()
 	adopted := false

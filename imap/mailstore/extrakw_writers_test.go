@@ -214,3 +214,65 @@ func TestExtraKeywordsMergeOneMessage(t *testing.T) {
 	}
 	wantNames(t, "opened again", open(), 1, "x")
 }
+
+// TestExtraKeywordsMergePastTheBound: another process filled the folder's
+// room for keywords beyond the letters while this one added its own: the
+// file keeps the other's, this process's fit in what is left, the rest
+// dropped; the write is not refused (its keywords were all lost, and
+// retried at every later write).
+func TestExtraKeywordsMergePastTheBound(t *testing.T) {
+	t.Parallel()
+	const msgs = 9
+	st := testStore(t)
+	for n := 1; n <= msgs; n++ {
+		deliverFile(t, st, "", n)
+	}
+	fillLetters(t, openBox(t, NewRegistry(), st, "INBOX"), 1, false)
+	open := func() *Mailbox {
+		st, err := OpenStore(st.Path(), Owner{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return openBox(t, NewRegistry(), st, "INBOX")
+	}
+	a, b := open(), open()
+	for uid := uint32(1); uid < msgs; uid++ { // 8 × 125 = 1000 names
+		var kws []string
+		for i := range 125 {
+			kws = append(kws, fmt.Sprintf("a%d_%d", uid, i))
+		}
+		if _, _, err := a.StoreFlags([]uint32{uid}, StoreAdd, kws, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var kws []string
+	for i := range 100 {
+		kws = append(kws, fmt.Sprintf("b%d", i))
+	}
+	if _, _, err := b.StoreFlags([]uint32{msgs}, StoreAdd, kws, nil); err != nil {
+		t.Fatalf("STORE past the bound with the other's names: %v", err)
+	}
+	data, err := os.ReadFile(filepath.Join(st.Path(), ExtraKeywordsFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, _, err := decodeExtra(string(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, bs := 0, 0
+	for _, l := range disk {
+		for _, n := range l {
+			switch n[0] {
+			case 'a':
+				as++
+			case 'b':
+				bs++
+			}
+		}
+	}
+	if as != 1000 || bs != MaxExtraKeywords-1000 {
+		t.Errorf("%s: %d of the other's names, %d of this one's; want 1000 and %d", ExtraKeywordsFileName, as, bs, MaxExtraKeywords-1000)
+	}
+}
