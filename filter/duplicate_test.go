@@ -272,3 +272,26 @@ func TestDuplicateOppositeRecipientOrders(t *testing.T) {
 		}
 	}
 }
+
+// A script testing ids by the hundred locks at most maxHeldDupIDs of
+// them (two descriptors and a lock file each); the others are tested
+// without a lock, not refused.
+func TestDuplicateLocksBounded(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	holds := &dupHolds{f: h.f, ctx: context.Background()}
+	defer holds.release()
+	for i := range 3 * maxHeldDupIDs {
+		if err := holds.lock(root, h.home, fmt.Sprintf("id%d", i), -1, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(h.home, dupesLocksDir)); err != nil || len(ents) != maxHeldDupIDs {
+		t.Errorf("%d lock files (%v), want %d", len(ents), err, maxHeldDupIDs)
+	}
+}
