@@ -585,9 +585,7 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 				continue
 			}
 			f.scriptError(m, r, mb, s.name, i == userIdx, "compile", s.err)
-			for _, e := range s.more {
-				f.scriptErrorMore(m, r, mb, s.name, i == userIdx, e)
-			}
+			f.scriptErrorsMore(m, r, mb, s.name, i == userIdx, s.more)
 			break
 		}
 		if i == userIdx {
@@ -815,19 +813,30 @@ func (f *Filter) scriptError(m *delivery.Message, r *delivery.Recipient, mb *dir
 	}
 }
 
-// scriptErrorMore logs a script's compile error after its first
+// scriptErrorsMore logs a script's compile errors after its first
 // (scriptError's): each on its line, as Pigeonhole logs each, in the
-// server's log and, for the user's script, in ~/.dovecot.sieve.log.
-func (f *Filter) scriptErrorMore(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, name string, user bool, e *sieve.Error) {
-	f.log.Error("sieve: script failed, another error", "msg_id", m.ID, "to", r.Address, "script", name, "stage", "compile", "err", e, "line", e.Line)
-	if user {
-		f.userNotice(m, r, mb, fmt.Sprintf("%s: compile error: %v", name, e))
+// server's log and, for the user's script, in ~/.dovecot.sieve.log (one
+// append for them all).
+func (f *Filter) scriptErrorsMore(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, name string, user bool, more []*sieve.Error) {
+	var lines []string
+	for _, e := range more {
+		f.log.Error("sieve: script failed, another error", "msg_id", m.ID, "to", r.Address, "script", name, "stage", "compile", "err", e, "line", e.Line)
+		lines = append(lines, fmt.Sprintf("%s: compile error: %v", name, e))
+	}
+	if user && len(lines) > 0 {
+		f.userLog(m, r, mb, lines...)
 	}
 }
 
-// userNotice appends a line to the user's ~/.dovecot.sieve.log.
+// userNotice appends a line to the user's ~/.dovecot.sieve.log, and logs
+// it.
 func (f *Filter) userNotice(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, text string) {
 	f.log.Info("sieve: "+text, "msg_id", m.ID, "to", r.Address)
+	f.userLog(m, r, mb, text)
+}
+
+// userLog appends texts, a line each, to the user's ~/.dovecot.sieve.log.
+func (f *Filter) userLog(m *delivery.Message, r *delivery.Recipient, mb *directory.Mailbox, texts ...string) {
 	if mb.Home == "" {
 		return
 	}
@@ -835,8 +844,11 @@ func (f *Filter) userNotice(m *delivery.Message, r *delivery.Recipient, mb *dire
 	if f.o.Chown {
 		uid, gid = r.UID, r.GID
 	}
-	line := f.o.Now().Format(time.RFC3339) + " msg_id=" + m.ID + ": " + oneLine(text, 1000) + "\n"
-	if err := appendUserLog(mb.Home, line, uid, gid); err != nil {
+	var b strings.Builder
+	for _, text := range texts {
+		b.WriteString(f.o.Now().Format(time.RFC3339) + " msg_id=" + m.ID + ": " + oneLine(text, 1000) + "\n")
+	}
+	if err := appendUserLog(mb.Home, b.String(), uid, gid); err != nil {
 		f.log.Warn("sieve: cannot write the user's log", "to", r.Address, "err", err)
 	}
 }
