@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"courriel/internal/atomicfile"
 	"courriel/sieve"
 )
 
@@ -606,14 +607,7 @@ func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 
 // syncRootDir fsyncs the directory root is: what makes a rename in it
 // durable.
-func syncRootDir(root *os.Root) error {
-	d, err := root.Open(".")
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncRootDir(root *os.Root) error { return atomicfile.SyncDir(root, ".") }
 
 func (d *dotlock) write(data []byte, old os.FileInfo, uid, gid int) error {
 	mode := os.FileMode(0o600)

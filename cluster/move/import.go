@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"courriel/directory"
+	"courriel/internal/atomicfile"
 )
 
 // ErrRefused wraps what an import refuses for good (a hostile or broken
@@ -223,7 +224,7 @@ func (im *Importer) ImportHome(ctx context.Context, login string, r io.Reader) e
 		return fmt.Errorf("move: import %s: rename into place: %w", login, err)
 	}
 	done = true
-	if err := syncDir(parent, "."); err != nil {
+	if err := atomicfile.SyncDir(parent, "."); err != nil {
 		// Renamed: the next sync (any delivery's) makes it durable; the
 		// sender hears of the failure and keeps the user where they were.
 		return fmt.Errorf("move: import %s: sync the parent of the home: %w", login, err)

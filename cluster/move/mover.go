@@ -11,6 +11,7 @@ import (
 
 	"courriel/cluster"
 	"courriel/directory"
+	"courriel/internal/atomicfile"
 )
 
 // HomeWriter changes a user's home node on the directory's provider
@@ -356,7 +357,7 @@ func (m *Mover) setAsideOld(home string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("set the old home aside: %w", err)
 	}
-	if err := syncDir(parent, "."); err != nil {
+	if err := atomicfile.SyncDir(parent, "."); err != nil {
 		return "", fmt.Errorf("set the old home aside: %w", err)
 	}
 	return strings.TrimSuffix(home, name) + aside, nil

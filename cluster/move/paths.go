@@ -61,19 +61,6 @@ func openParent(base, home string) (*os.Root, string, error) {
 	return r, name, nil
 }
 
-// syncDir fsyncs the directory name of r.
-func syncDir(r *os.Root, name string) error {
-	f, err := r.Open(name)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // stamp names a kept copy of a home: UTC, to the second, sortable.
 func stamp(t time.Time) string { return t.UTC().Format("20060102T150405Z") }
 

@@ -48,3 +48,17 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// SyncDir fsyncs the directory name of r ("." for r itself): what makes
+// a rename or a creation in it survive a crash.
+func SyncDir(r *os.Root, name string) error {
+	f, err := r.Open(name)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
