@@ -343,3 +343,62 @@ func TestSendmailStandaloneSwaks(t *testing.T) {
 		}
 	}
 }
+
+// symfonyMailer sends one message with Symfony Mailer's SendmailTransport
+// (Debian's php-symfony-mailer), whose command is argv[1]: "-bs", its
+// default, or "-t -i".
+const symfonyMailer = `<?php
+require '/usr/share/php/Symfony/Component/Mailer/autoload.php';
+require '/usr/share/php/Symfony/Component/Mime/autoload.php';
+use Symfony\Component\Mailer\Mailer;
+use Symfony\Component\Mailer\Transport\SendmailTransport;
+use Symfony\Component\Mime\Email;
+$mailer = new Mailer(new SendmailTransport($argv[1]));
+$mailer->send((new Email())->from('app@example.net')->to('zoe@example.org')
+	->subject($argv[2])->text("hello\n.a line with a leading dot\n"));
+echo "sent\n";
+`
+
+// TestSendmailSymfonyMailer: PHP applications (Symfony, Laravel) send
+// through sendmail with Symfony Mailer, by default in -bs mode: the real
+// library, both of its modes, against courriel's sendmail and server.
+func TestSendmailSymfonyMailer(t *testing.T) {
+	php := requireTool(t, "php")
+	if _, err := os.Stat("/usr/share/php/Symfony/Component/Mailer/autoload.php"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("php-symfony-mailer is required in CI (scripts/test installs it): %v", err)
+		}
+		t.Skip("php-symfony-mailer not installed")
+	}
+	s := startServer(t, withLocalSocket())
+	script := filepath.Join(t.TempDir(), "send.php")
+	if err := os.WriteFile(script, []byte(symfonyMailer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, mode := range []string{"-bs", "-t -i"} {
+		subject := "symfony " + mode
+		out, err := exec.Command(php, script, binary+" sendmail "+mode+" -config "+s.config, subject).CombinedOutput()
+		if err != nil || string(out) != "sent\n" {
+			t.Fatalf("%s: %v\n%s", mode, err, out)
+		}
+		files := s.maildirFiles(t, "zoe", "new")
+		if len(files) != i+1 {
+			t.Fatalf("%s: %d messages for zoe, want %d", mode, len(files), i+1)
+		}
+		var b []byte
+		for _, f := range files {
+			if c, _ := os.ReadFile(f); strings.Contains(string(c), "Subject: "+subject+"\n") {
+				b = c
+			}
+		}
+		for _, re := range []string{
+			`\AReturn-Path: <app@example\.net>\n`,
+			`(?m)^Received: from local \(uid 0, user root\)\n`,
+			`\n\.a line with a leading dot\n`,
+		} {
+			if !regexp.MustCompile(re).Match(b) {
+				t.Errorf("%s: message lacks %s:\n%s", mode, re, b)
+			}
+		}
+	}
+}
