@@ -401,4 +401,17 @@ func TestSendmailSymfonyMailer(t *testing.T) {
 			}
 		}
 	}
+	// PHP's own mail() (WordPress's default): sendmail_path, -t -i.
+	out, err := exec.Command(php, "-d", "sendmail_path="+binary+" sendmail -t -i -config "+s.config, "-r",
+		`var_dump(mail("zoe@example.org", "php mail()", "body\n.\nafter a lone dot\n", "From: app@example.net"));`).CombinedOutput()
+	if err != nil || string(out) != "bool(true)\n" {
+		t.Fatalf("mail(): %v\n%s", err, out)
+	}
+	waitFor(t, "mail()'s copy", func() bool { return len(s.maildirFiles(t, "zoe", "new")) == 3 })
+	for _, f := range s.maildirFiles(t, "zoe", "new") {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "Subject: php mail()") &&
+			(!strings.HasPrefix(string(b), "Return-Path: <root@xoyize.xyz>\n") || !strings.Contains(string(b), "\n\nbody\n.\nafter a lone dot\n")) {
+			t.Errorf("mail()'s copy:\n%s", b)
+		}
+	}
 }
