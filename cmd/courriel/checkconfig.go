@@ -225,8 +225,13 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		for _, p := range append(append([]string(nil), cfg.Sieve.Before...), cfg.Sieve.After...) {
 			src, err := os.ReadFile(p)
 			if err == nil {
+				// Every error, as sievec lists them, not the first alone.
+				var all []string
 				_, err = sieve.CompileWith(src, sieve.CompileOptions{Limits: sieve.Limits{MaxActions: cfg.Sieve.MaxActions, MaxRedirects: cfg.Sieve.MaxRedirects}, Extensions: cfg.Sieve.exts,
-					GlobalExtensions: cfg.Sieve.gexts, Global: true})
+					GlobalExtensions: cfg.Sieve.gexts, Global: true, Errors: func(e *sieve.Error) { all = append(all, e.Error()) }})
+				if err != nil && len(all) > 1 {
+					err = errors.New(strings.Join(all, "; "))
+				}
 			}
 			report("sieve: admin script "+p+" compiles", err)
 		}

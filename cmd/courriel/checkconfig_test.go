@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -107,6 +108,18 @@ func TestCheckConfig(t *testing.T) {
 	if code, out, _ := runCmd(t, "", "check-config", "-config", withGlobal.write(t)); code != 0 || !strings.Contains(out, "sieve: admin script "+before+" compiles") ||
 		!strings.Contains(out, `global_extensions = "spamtest"`) {
 		t.Errorf("admin script requiring a global extension: exit %d\n%s", code, out)
+	}
+
+	// Every error of an admin script is shown, as sievec shows them.
+	broken := filepath.Join(t.TempDir(), "after.sieve")
+	if err := os.WriteFile(broken, []byte("require \"fileinto\";\nfrobnicate;\nkeep;\nfileinto;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withBroken := good
+	withBroken.extra = fmt.Sprintf("[sieve]\nafter = [%q]\n", broken)
+	if code, out, _ := runCmd(t, "", "check-config", "-config", withBroken.write(t)); code == 0 ||
+		!regexp.MustCompile(`FAIL sieve: admin script .*line 2.*line 4`).MatchString(out) {
+		t.Errorf("admin script with two errors: exit %d\n%s", code, out)
 	}
 
 	// An extension name courriel does not know is a warning, as
