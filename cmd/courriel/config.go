@@ -362,6 +362,11 @@ type QueueConfig struct {
 	// 0 for a fifth of Concurrency.
 	Concurrency            int `toml:"concurrency"`
 	DestinationConcurrency int `toml:"destination_concurrency"`
+	// ProxyInterfaces are addresses that reach this host's port 25 from
+	// outside (a NAT or a load balancer in front: Postfix's
+	// proxy_interfaces): an MX host at one of them is this host, as one
+	// at listen.smtp's addresses is (the loop detection).
+	ProxyInterfaces []string `toml:"proxy_interfaces"`
 }
 
 // MailAuthConfig is mail authentication (courriel/mailauth): DKIM keys
@@ -890,6 +895,11 @@ func (c *Config) validate() error {
 	case "none", "may", "encrypt", "verify":
 	default:
 		return keyErr("queue.tls_policy", "%q: want none, may, encrypt or verify", c.Queue.TLSPolicy)
+	}
+	for _, a := range c.Queue.ProxyInterfaces {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return keyErr("queue.proxy_interfaces", "%q: want an IP address", a)
+		}
 	}
 	switch c.Queue.RelayhostTLS {
 	case "", "starttls", "implicit":

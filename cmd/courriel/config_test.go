@@ -66,6 +66,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative cache TTL", base + "cache_ttl = \"-1m\"\n", 8, "ldap.cache_ttl", "out of range"},
 		{"negative min_uid", base + "min_uid = -1\n", 8, "ldap.min_uid", "out of range"},
 		{"negative delay warning", base + "[queue]\ndelay_warning = \"-4h\"\n", 9, "queue.delay_warning", "out of range"},
+		{"proxy_interfaces not an address", base + "[queue]\nproxy_interfaces = [\"203.0.113.5\", \"nat.example\"]\n", 9, "queue.proxy_interfaces", "want an IP address"},
 		{"bad filter", base + "[ldap.query.aliases]\nfilter = \"(mail=%s\"\n", 0, "ldap.query.aliases", "filter"},
 		{"bad template", base + "[ldap.query.aliases]\nfilter = \"(mail=%x)\"\n", 0, "ldap.query.aliases", "%x"},
 		{"bad url", base + "urls = [\"http://x\"]\n", 8, "ldap.urls", "scheme"},

@@ -46,3 +46,15 @@ func TestLocalAddrs(t *testing.T) {
 		}
 	}
 }
+
+// queue.proxy_interfaces count as this host beside listen.smtp's
+// addresses (Postfix's proxy_interfaces).
+func TestSelfAddrs(t *testing.T) {
+	t.Parallel()
+	cfg := &Config{Listen: ListenConfig{SMTP: "192.0.2.1:25"}, Queue: QueueConfig{ProxyInterfaces: []string{"203.0.113.5", "192.0.2.1", "::ffff:198.51.100.9"}}}
+	got := selfAddrs(cfg, nil, slog.New(slog.DiscardHandler))
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("198.51.100.9")}
+	if !slices.Equal(got, want) {
+		t.Errorf("selfAddrs = %v, want %v", got, want)
+	}
+}

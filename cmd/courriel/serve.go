@@ -361,8 +361,20 @@ func (a *app) openQueue() (*queue.Queue, error) {
 	}
 	o.Bounce = a.deliverBounce
 	o.Attempted = a.metrics.Delivery // courriel_deliveries_total
-	o.LocalAddrs = localAddrs(a.cfg.Listen.SMTP, net.InterfaceAddrs, a.log)
+	o.LocalAddrs = selfAddrs(a.cfg, net.InterfaceAddrs, a.log)
 	return queue.Open(o)
+}
+
+// selfAddrs are the addresses at which the queue knows itself among MX
+// hosts: listen.smtp's (localAddrs) and queue.proxy_interfaces.
+func selfAddrs(cfg *Config, ifaces func() ([]net.Addr, error), log *slog.Logger) []netip.Addr {
+	addrs := localAddrs(cfg.Listen.SMTP, ifaces, log)
+	for _, p := range cfg.Queue.ProxyInterfaces {
+		if a, err := netip.ParseAddr(p); err == nil && !slices.Contains(addrs, a.Unmap()) { // checked by validate
+			addrs = append(addrs, a.Unmap())
+		}
+	}
+	return addrs
 }
 
 // localAddrs are the addresses the port-25 listener at listen
