@@ -31,6 +31,22 @@ type ldaHome struct {
 // through a sendmail script writing dir/sent.N, logs in dir/lda.log) and
 // the user's script. Run as root, dovecot-lda runs as nobody, the home's
 // owner, as the seed's users own theirs.
+// lockingFilter is a filter that takes dovecot-lda's locks in h's home,
+// and that home's root, closed when the test ends.
+func (h *ldaHome) lockingFilter(t *testing.T) (*Filter, *os.Root) {
+	t.Helper()
+	f, err := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Chown: os.Getuid() == 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return f, root
+}
+
 func newLDAHome(t *testing.T, script string) *ldaHome {
 	t.Helper()
 	if _, err := os.Stat(dovecotLDA); err != nil {
@@ -228,15 +244,7 @@ func TestVacationMemoryToPigeonhole(t *testing.T) {
 // when two deliveries race.
 func TestVacationIDLockWithPigeonhole(t *testing.T) {
 	h := newLDAHome(t, vacationScripts[0].script)
-	f, err := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Chown: os.Getuid() == 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := os.OpenRoot(h.home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	f, root := h.lockingFilter(t)
 	handle := "Absent — de retour lundi.<default-subject><default-from><NO-MIME>"
 	release, err := f.lockDupID(context.Background(), root, vacationDupID("bob@z.z", handle), h.uid, h.gid)
 	if err != nil {

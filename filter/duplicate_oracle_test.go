@@ -127,15 +127,7 @@ if duplicate { fileinto :create "Dups"; stop; }
 // courriel made meanwhile and files the message into Dups.
 func TestDuplicateIDLockWithPigeonhole(t *testing.T) {
 	h := newLDAHome(t, duplicateScripts[0].script)
-	f, err := New(Options{Store: &delivery.Store{}, Directory: fakeDir{}, Chown: os.Getuid() == 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := os.OpenRoot(h.home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	f, root := h.lockingFilter(t)
 	sum := md5.Sum([]byte("sieve duplicate+default<m1@z.z>"))
 	holds := &dupHolds{f: f, ctx: context.Background()}
 	defer holds.release()
