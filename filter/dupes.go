@@ -406,7 +406,7 @@ func lockExisting(ctx context.Context, dir *os.Root, name string, lf *os.File, d
 			return false, err
 		}
 		if !time.Now().Before(deadline) {
-			return false, errors.New("lock timeout: held by another process")
+			return false, errDupLocked
 		}
 		if err := pause(ctx, wait); err != nil {
 			return false, err
@@ -718,7 +718,7 @@ func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
 	unlockHere, err := h.f.dupIDs.lock(wctx, key)
 	if err != nil {
 		if h.ctx.Err() == nil {
-			return errors.New("lock timeout: held by another delivery")
+			return fmt.Errorf("%w (this process's)", errDupLocked)
 		}
 		return err
 	}
@@ -736,6 +736,12 @@ func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
 	}
 	return nil
 }
+
+// errDupLocked: a duplicate test's id stayed locked by another delivery
+// past Dovecot's DUPLICATE_LOCK_TIMEOUT_SECS. The delivery is deferred
+// (a temporary failure), as dovecot-lda tempfails then: kept in the
+// INBOX unfiltered, the message would miss its filing and replies.
+var errDupLocked = errors.New("lock timeout: the id is held by another delivery")
 
 // maxHeldDupIDs bounds the ids one recipient's delivery locks.
 const maxHeldDupIDs = 64

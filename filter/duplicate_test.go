@@ -295,3 +295,39 @@ func TestDuplicateLocksBounded(t *testing.T) {
 		t.Errorf("%d lock files (%v), want %d", len(ents), err, maxHeldDupIDs)
 	}
 }
+
+// An id another delivery keeps locked past the wait defers the delivery
+// (a temporary failure, nothing stored), as dovecot-lda tempfails, rather
+// than keeping the message in the INBOX unfiltered; once it is free, the
+// retry is filtered.
+func TestDuplicateLockedDefers(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	h.f.dupWait.idLock = 200 * time.Millisecond
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	sum := md5.Sum([]byte("sieve duplicate+default<l@z.z>"))
+	other := &dupHolds{f: h.f, ctx: context.Background()}
+	if err := other.lock(root, h.home, string(sum[:]), -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	deliver := func() error {
+		m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+			Body: strings.NewReader("Message-ID: <l@z.z>\r\nSubject: s\r\n\r\nbody\r\n")}
+		return h.f.Deliver(context.Background(), m, []delivery.Recipient{{Address: "u@x.y", Maildir: h.home + "/mailbox/"}})[0]
+	}
+	var de *delivery.Error
+	if err := deliver(); !errors.As(err, &de) || !de.Temporary || !errors.Is(err, errDupLocked) {
+		t.Fatalf("delivery with the id locked: %v, want a temporary failure", err)
+	}
+	if n := h.count("") + h.count(".Dups"); n != 0 {
+		t.Fatalf("%d copies stored while the id was locked", n)
+	}
+	other.release()
+	if err := deliver(); err != nil || h.count("") != 1 {
+		t.Fatalf("the retry: %v, %d in INBOX", err, h.count(""))
+	}
+}

@@ -609,6 +609,13 @@ func (f *Filter) plan(ctx, sctx context.Context, m *delivery.Message, r *deliver
 			// the script failed: the copy is not stored either.
 			return nil, &delivery.Error{Temporary: true, Reason: "delivery cancelled", Err: context.Cause(ctx)}
 		}
+		if errors.Is(res.Err, errDupLocked) {
+			// Another delivery holds the id (dovecot-lda's, or one of
+			// ours stuck): tried again later, as dovecot-lda tempfails,
+			// rather than kept unfiltered.
+			f.log.Warn("sieve: a duplicate id stays locked, delivery deferred", "msg_id", m.ID, "to", r.Address, "script", s.name, "err", res.Err)
+			return nil, &delivery.Error{Temporary: true, Reason: "a duplicate id of the Sieve script is locked by another delivery", Err: res.Err}
+		}
 		if i == userIdx {
 			f.noteUsage(m, r, mb, s, res, f.since(start))
 		}

@@ -152,12 +152,12 @@ func (r *runner) duplicateTest(t *Test, n *node) (bool, error) {
 		r.budget.spend(storeCost)
 		var err error
 		if dup, err = r.opts.Duplicates.Seen(id, r.now); err != nil {
-			return false, r.errorf(t.Pos, "duplicate: %v", err)
+			return false, r.storeError(t.Pos, err)
 		}
 		if !dup && last {
 			// a mark made without :last counts too
 			if dup, err = r.opts.Duplicates.Seen(duplicateID(handle, value, false), r.now); err != nil {
-				return false, r.errorf(t.Pos, "duplicate: %v", err)
+				return false, r.storeError(t.Pos, err)
 			}
 		}
 	}
@@ -166,4 +166,13 @@ func (r *runner) duplicateTest(t *Test, n *node) (bool, error) {
 	}
 	r.dupChecked = append(r.dupChecked, dupCacheEntry{id: id, dup: dup})
 	return dup, nil
+}
+
+// storeError is the run's error for a DuplicateStore that failed: the
+// store's error kept (Error.Err) for the caller to tell a failure that
+// passes (an id locked by another delivery) from one that does not.
+func (r *runner) storeError(p Pos, err error) error {
+	e := r.errorf(p, "duplicate: %v", err).(*Error)
+	e.Err = err
+	return e
 }

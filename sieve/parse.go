@@ -61,7 +61,8 @@ type Error struct {
 	Line, Column int // 1-based; Column counts bytes
 	Reason       string
 	// Err is the cause of a run stopped by its limits or its context
-	// (ErrWorkLimit, ErrTimeLimit, the context's error); nil otherwise.
+	// (ErrWorkLimit, ErrTimeLimit, the context's error), or the
+	// DuplicateStore's error; nil otherwise.
 	Err error
 	// quiet: an unknown name reported at its first occurrence, not again
 	quiet bool
