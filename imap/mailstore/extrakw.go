@@ -603,7 +603,7 @@ func (mb *Mailbox) mergeExtraLocked() error {
 		var valid []string
 		for _, n := range names {
 			if uidlist.ValidKeyword(n) {
-				valid = append(valid, n)
+				valid = append(valid, strings.Clone(n)) // not the whole file's
 			}
 		}
 		if len(valid) > 0 {
@@ -627,7 +627,14 @@ func (mb *Mailbox) mergeExtraLocked() error {
 	}
 	dropped := 0
 	for _, base := range slices.Sorted(maps.Keys(mb.extraDirty)) {
-		l := mergeKeywords(mb.extraDirty[base], mb.extraOfLocked(base), want[base])
+		theirs := want[base]
+		l := mergeKeywords(mb.extraDirty[base], mb.extraOfLocked(base), theirs)
+		// The file read is what this process's changes are made to
+		// from now on: kept unwritten (a write that failed), they are
+		// merged again with the file's next version, where a keyword
+		// another process took away meanwhile does not come back as
+		// this one's.
+		mb.extraDirty[base] = theirs
 		l = slices.DeleteFunc(l, func(n string) bool {
 			k := strings.ToLower(n)
 			if !names[k] && len(names) >= MaxExtraKeywords {

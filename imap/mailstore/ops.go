@@ -190,8 +190,8 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	// Keywords beyond the letters change for the sessions and in
 	// ExtraKeywordsFileName, written once at the end (extraWas: what the
 	// messages whose ones changed had before, given back when the write
-	// fails).
-	var extraWas map[string][]string
+	// fails; extraNow: what this STORE made them).
+	var extraWas, extraNow map[string][]string
 	defer func() {
 		if extraWas != nil && mb.extraStale {
 			_ = mb.saveExtraLocked(syncFolder) // an error half-way: best effort
@@ -291,10 +291,12 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			if mb.setExtraLocked(m.Base, mb.extraAfterLocked(m.Base, op, extra, extraSet, named)) {
 				if extraWas == nil {
 					extraWas = make(map[string][]string)
+					extraNow = make(map[string][]string)
 				}
 				if _, ok := extraWas[m.Base]; !ok {
 					extraWas[m.Base] = was
 				}
+				extraNow[m.Base] = mb.extraOfLocked(m.Base)
 				changed = true
 			}
 		}
@@ -349,9 +351,12 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	}
 	if extraWas != nil {
 		if err := mb.saveExtraLocked(syncFolder); err != nil {
-			// Not kept: the sessions get them back as they were.
+			// Not kept: this STORE's changes are undone, and the
+			// sessions get the keywords back as they were, but for
+			// another process's changes that the write read meanwhile
+			// (mergeExtraLocked): those stay, as the file has them.
 			for base, was := range extraWas {
-				mb.setExtraLocked(base, was)
+				mb.setExtraLocked(base, mergeKeywords(extraNow[base], was, mb.extraOfLocked(base)))
 			}
 			mb.extraStale = false
 			return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)
