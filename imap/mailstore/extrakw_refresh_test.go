@@ -5,18 +5,27 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
+
+	"courriel/imap/uidlist"
 )
 
 // openWriter opens INBOX of the folder at path in a Store and Registry
 // of its own, as another courriel process has it.
 func openWriter(t *testing.T, path string) *Mailbox {
 	t.Helper()
+	return openWriterIn(t, path, NewRegistry())
+}
+
+// openWriterIn is openWriter with the process's registry reg.
+func openWriterIn(t *testing.T, path string, reg *Registry) *Mailbox {
+	t.Helper()
 	st, err := OpenStore(path, Owner{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return openBox(t, NewRegistry(), st, "INBOX")
+	return openBox(t, reg, st, "INBOX")
 }
 
 // flagChangeOf reports whether w was woken and has a flag change of uid
@@ -103,22 +112,26 @@ func TestExtraKeywordsSeenAtSync(t *testing.T) {
 }
 
 // TestExtraKeywordsSyncKeepsUnsaved: the store that reads the other's
-// change at a sync has one of its own to the same message that it could
-// not write (a directory where its temporary file goes, as a full disk
-// would refuse it): both are kept, and its write, once it can, neither
-// brings back a keyword the other took away meanwhile nor loses its own.
+// change at a sync has one of its own to the same message not written
+// yet, nor written by the sync (the file's dotlock is held, by a third
+// writer in the middle of its write): both are kept, and its write, once
+// it can, neither brings back a keyword the other took away meanwhile
+// nor loses its own.
 func TestExtraKeywordsSyncKeepsUnsaved(t *testing.T) {
 	t.Parallel()
 	path := writersFolder(t)
-	a, b := openWriter(t, path), openWriter(t, path)
+	a := openWriter(t, path)
+	reg := NewRegistry()
+	reg.extraLockWait = 10 * time.Millisecond
+	b := openWriterIn(t, path, reg)
 	w, _ := b.Watch()
 	defer w.Close()
 
 	if _, _, err := a.StoreFlags([]uint32{1}, StoreAdd, []string{"x"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	blocker := filepath.Join(path, ExtraKeywordsFileName+".tmp")
-	if err := os.MkdirAll(filepath.Join(blocker, "full"), 0o700); err != nil {
+	lk, err := uidlist.Acquire(b.root, ExtraKeywordsFileName, 0, 0o600, -1, -1)
+	if err != nil {
 		t.Fatal(err)
 	}
 	b.mu.Lock()
@@ -139,10 +152,8 @@ func TestExtraKeywordsSyncKeepsUnsaved(t *testing.T) {
 	wantNames(t, "the other, before this one could write", a, 1, "x")
 
 	// The other takes x away; this one's next sync writes y, not x.
+	lk.Release()
 	if _, _, err := a.StoreFlags([]uint32{1}, StoreRemove, []string{"x"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(blocker); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Sync(false); err != nil {
