@@ -170,8 +170,9 @@ func TestExtraKeywordsSyncKeepsUnsaved(t *testing.T) {
 // TestExtraKeywordsStoreUndoneKeepsTheirs: a STORE whose write of
 // courriel-keywords fails after it read the other store's keywords there
 // is undone for its own change only: the other's keyword stays, in
-// memory and at the next write (the STORE's undoing put back what the
-// message had before the read, which the next write took for a removal).
+// memory and at the next write, even one this STORE gave too (the
+// STORE's undoing put back what the message had before the read, which
+// the next write took for a removal).
 func TestExtraKeywordsStoreUndoneKeepsTheirs(t *testing.T) {
 	t.Parallel()
 	path := writersFolder(t)
@@ -183,8 +184,8 @@ func TestExtraKeywordsStoreUndoneKeepsTheirs(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(blocker, "full"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.StoreFlags([]uint32{1}, StoreAdd, []string{"y"}, nil); err == nil {
-		t.Fatal("STORE +y written through a directory")
+	if _, _, err := b.StoreFlags([]uint32{1}, StoreAdd, []string{"y", "x"}, nil); err == nil {
+		t.Fatal("STORE +y +x written through a directory")
 	}
 	wantNames(t, "the STORE undone", b, 1, "x")
 	if err := os.RemoveAll(blocker); err != nil {
