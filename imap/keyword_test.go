@@ -187,3 +187,44 @@ func TestKeywordsPastTheLettersDiskFull(t *testing.T) {
 		t.Errorf("Tags: %q", got)
 	}
 }
+
+// TestKeywordsPastTheLettersOtherServer: a keyword past the 26 letters
+// that another courriel process (here a second server on the same
+// maildirs) gives a message, or takes away, reaches a session of this
+// one at its NOOP, with the folder's FLAGS, though this server writes
+// nothing to the folder: it came only when this server next wrote
+// courriel-keywords itself, or opened the folder again.
+func TestKeywordsPastTheLettersOtherServer(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	one := newEnvIn(t, base)
+	two := newEnvIn(t, base)
+	one.deliver("1700000001.M1P1.test", testMessage(1, "bob@example.org", "kw"))
+	var all []string
+	for i := range 26 {
+		all = append(all, fmt.Sprintf("k%d", i))
+	}
+	kws := strings.Join(all, " ")
+	r := loggedIn(t, one)
+	for _, c := range []string{"SELECT INBOX", "STORE 1 +FLAGS (" + kws + ")", "STORE 1 -FLAGS (" + kws + ")"} {
+		if got := last(r.cmd("p", c)); !strings.HasPrefix(got, "p OK") {
+			t.Fatalf("%q: %q", c, got)
+		}
+	}
+	other := loggedIn(t, two)
+	if got := last(other.cmd("s", "SELECT INBOX")); !strings.HasPrefix(got, "s OK") {
+		t.Fatalf("SELECT on the other server: %q", got)
+	}
+	if got := last(r.cmd("x", "STORE 1 +FLAGS.SILENT (brandnew)")); !strings.HasPrefix(got, "x OK") {
+		t.Fatalf("STORE +brandnew: %q", got)
+	}
+	if got := strings.Join(other.cmd("n", "NOOP"), "\n"); !strings.Contains(got, " brandnew)\n") || !strings.Contains(got, "* 1 FETCH (") || !strings.Contains(got, " FLAGS (brandnew))") {
+		t.Errorf("the other server's NOOP after +brandnew:\n%s", got)
+	}
+	if got := last(r.cmd("x", "STORE 1 -FLAGS.SILENT (brandnew)")); !strings.HasPrefix(got, "x OK") {
+		t.Fatalf("STORE -brandnew: %q", got)
+	}
+	if got := strings.Join(other.cmd("n", "NOOP"), "\n"); strings.Contains(got, "brandnew") || !strings.Contains(got, "* 1 FETCH (") || !strings.Contains(got, " FLAGS ())") {
+		t.Errorf("the other server's NOOP after -brandnew:\n%s", got)
+	}
+}

@@ -50,8 +50,10 @@
 // keyword table; sessions see them with the others (FlagsOf, FlagNamesOf,
 // DefinedFlags); it is written under its own dotlock, merged with what
 // another courriel process on the folder wrote there meanwhile (see
-// saveExtraLocked). Unlike Dovecot's index, that file is courriel's alone:
-// Dovecot reading the maildir (an admin switching back) sees the 26
+// saveExtraLocked), and read again at a sync once another process
+// changed it, so that sessions that only read (NOOP, IDLE) get its
+// changes as flag changes (see refreshExtraLocked). Unlike Dovecot's
+// index, that file is courriel's alone: Dovecot reading the maildir (an admin switching back) sees the 26
 // lettered keywords, unchanged, and not those beyond them. Beyond the
 // letters a folder keeps up to MaxExtraKeywords (1024) distinct names, a
 // message up to MaxMessageExtraKeywords (128), in a file of at most 64

@@ -33,8 +33,8 @@ import (
 // empty or repeated names) is logged and left as it is: it is never
 // rewritten without the keywords it may hold, and a command that would
 // change keywords beyond the letters in the folder fails
-// (errExtraUnusable) until it is repaired or removed and the folder opened
-// again.
+// (errExtraUnusable) until it is repaired or removed (read again at the
+// next sync, or when the folder is opened again).
 //
 // The file is courriel's only: Dovecot, reading this maildir (an admin
 // switching back), sees the 26 lettered keywords, which stay in the file
@@ -64,7 +64,9 @@ import (
 // and merged under its dotlock at each write, so that a second courriel
 // process with the folder open (a CLI tool beside the server, two servers
 // on shared storage) loses none of the other's changes (see
-// saveExtraLocked). A delivery's Sieve imap4flags keywords past the
+// saveExtraLocked); and read again at a sync when the other process
+// changed it, so that a process that only reads (sessions in NOOP or
+// IDLE) shows its changes too (see refreshExtraLocked). A delivery's Sieve imap4flags keywords past the
 // letters are dropped and logged, the message stored (see
 // filter.KeywordLetters; Dovecot's LDA would keep them in its index).
 const ExtraKeywordsFileName = "courriel-keywords"
@@ -460,6 +462,7 @@ func (mb *Mailbox) loadExtraLocked() {
 	mb.extra, mb.extraNames, mb.extraOrder = nil, nil, nil
 	mb.extraDirty, mb.extraGone = nil, nil
 	mb.extraStale, mb.extraBroken = false, false
+	mb.extraSt = mb.statLocked(ExtraKeywordsFileName) // before the read: a change after it is read again
 	data, err := mb.readString(ExtraKeywordsFileName, maxExtraSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
@@ -553,6 +556,9 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 	} else {
 		err = mb.writeFileLocked(ExtraKeywordsFileName, d, data)
 	}
+	// Under the dotlock nobody else writes it: the file is this
+	// process's (written, or as mergeExtraLocked read it).
+	mb.extraSt = mb.statLocked(ExtraKeywordsFileName)
 	if err != nil && !errors.Is(err, errFolderSync) {
 		mb.extraStale = true
 	} else {
@@ -578,6 +584,7 @@ func (mb *Mailbox) saveExtraLocked(d durability) error {
 // write's error. Names of this process's that would take the folder past
 // MaxExtraKeywords are dropped.
 func (mb *Mailbox) mergeExtraLocked() error {
+	st := mb.statLocked(ExtraKeywordsFileName) // before the read: a change after it is read again
 	data, err := mb.readString(ExtraKeywordsFileName, maxExtraSize)
 	var disk map[string][]string
 	var order []string
@@ -591,19 +598,22 @@ func (mb *Mailbox) mergeExtraLocked() error {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			// The read failed (EIO, EMFILE, ESTALE): the write is
-			// refused this time, the changes kept for the next one.
+			// refused this time, the changes kept for the next one
+			// (and a sync reads it again: extraSt is left).
 			return err
 		}
-		mb.reg.log().Error("mailstore: keywords beyond the maildir letters not written; "+ExtraKeywordsFileName+" unreadable, kept as it is", "folder", mb.root.Name(), "err", err)
+		mb.extraSt = st
+		mb.reg.log().Error("mailstore: keywords beyond the maildir letters cannot be changed; "+ExtraKeywordsFileName+" unreadable, kept as it is", "folder", mb.root.Name(), "err", err)
 		mb.extraBroken = true
 		return errExtraUnusable
 	}
+	mb.extraSt = st
 	want := make(map[string][]string, len(disk)+len(mb.extraDirty))
 	for base, names := range disk {
 		var valid []string
 		for _, n := range names {
 			if uidlist.ValidKeyword(n) {
-				valid = append(valid, n)
+				valid = append(valid, strings.Clone(n)) // not the whole file's
 			}
 		}
 		if len(valid) > 0 {
@@ -627,7 +637,14 @@ func (mb *Mailbox) mergeExtraLocked() error {
 	}
 	dropped := 0
 	for _, base := range slices.Sorted(maps.Keys(mb.extraDirty)) {
-		l := mergeKeywords(mb.extraDirty[base], mb.extraOfLocked(base), want[base])
+		theirs := want[base]
+		l := mergeKeywords(mb.extraDirty[base], mb.extraOfLocked(base), theirs)
+		// The file read is what this process's changes are made to
+		// from now on: kept unwritten (a sync's read, a write that
+		// failed), they are merged again with the file's next
+		// version, where a keyword another process took away meanwhile
+		// does not come back as this one's.
+		mb.extraDirty[base] = theirs
 		l = slices.DeleteFunc(l, func(n string) bool {
 			k := strings.ToLower(n)
 			if !names[k] && len(names) >= MaxExtraKeywords {
@@ -722,5 +739,34 @@ func mergeKeywords(was, ours, theirs []string) []string {
 func (mb *Mailbox) flushExtraLocked() {
 	if mb.extraStale {
 		_ = mb.saveExtraLocked(noSync)
+	}
+}
+
+// refreshExtraLocked reads ExtraKeywordsFileName again at a sync when
+// another courriel process wrote it since this one last read or wrote it
+// (its stamp, extraSt: one stat and nothing more while it is unchanged),
+// and merges it as a write does (mergeExtraLocked, without the dotlock:
+// the file is replaced whole by rename): the messages whose keywords
+// changed there change for the sessions (FlagsChanged), this process's
+// own changes not written yet (extraDirty) are kept, and nothing is
+// written here (the flush that follows a sync writes those, as before).
+// A file that could not be read is read again once changed, and the
+// keywords beyond the letters can be changed again when it now can be.
+// A read that fails (EIO) is tried again at the next sync.
+func (mb *Mailbox) refreshExtraLocked() {
+	if mb.closed || mb.detached || !mb.loaded {
+		return
+	}
+	if mb.statLocked(ExtraKeywordsFileName) == mb.extraSt {
+		return
+	}
+	stale := mb.extraStale // putExtraLocked sets it: the file has what is adopted
+	if err := mb.mergeExtraLocked(); err != nil {
+		return
+	}
+	mb.extraStale = stale
+	if mb.extraBroken {
+		mb.extraBroken = false
+		mb.reg.log().Info("mailstore: "+ExtraKeywordsFileName+" readable again; keywords beyond the maildir letters can be changed", "folder", mb.root.Name())
 	}
 }

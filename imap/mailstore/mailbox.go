@@ -330,7 +330,10 @@ type Mailbox struct {
 	// here since the file was last read or written, each with the
 	// keywords it had then, merged with another process's changes when
 	// the file is written (see saveExtraLocked); extraGone those of
-	// messages gone, whose entries the write drops.
+	// messages gone, whose entries the write drops. extraSt is the
+	// file's stamp as this process last read or wrote it (stamp{}: no
+	// file), which a sync compares with the file's to read another
+	// process's changes (see refreshExtraLocked).
 	extra       map[string]*extraKw
 	extraNames  map[string]*extraName
 	extraOrder  []string
@@ -338,6 +341,7 @@ type Mailbox struct {
 	extraBroken bool
 	extraDirty  map[string][]string
 	extraGone   map[string]bool
+	extraSt     stamp
 }
 
 // ChangeKind says what happened to a message.

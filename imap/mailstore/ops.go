@@ -190,8 +190,9 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	// Keywords beyond the letters change for the sessions and in
 	// ExtraKeywordsFileName, written once at the end (extraWas: what the
 	// messages whose ones changed had before, given back when the write
-	// fails).
-	var extraWas map[string][]string
+	// fails; extraBase: what the file had for them when this process's
+	// changes not written yet were made, see extraDirty).
+	var extraWas, extraBase map[string][]string
 	defer func() {
 		if extraWas != nil && mb.extraStale {
 			_ = mb.saveExtraLocked(syncFolder) // an error half-way: best effort
@@ -291,9 +292,11 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 			if mb.setExtraLocked(m.Base, mb.extraAfterLocked(m.Base, op, extra, extraSet, named)) {
 				if extraWas == nil {
 					extraWas = make(map[string][]string)
+					extraBase = make(map[string][]string)
 				}
 				if _, ok := extraWas[m.Base]; !ok {
 					extraWas[m.Base] = was
+					extraBase[m.Base] = mb.extraDirty[m.Base]
 				}
 				changed = true
 			}
@@ -349,9 +352,13 @@ func (mb *Mailbox) storeFlagsLocked(uids []uint32, op StoreOp, flags []string, s
 	}
 	if extraWas != nil {
 		if err := mb.saveExtraLocked(syncFolder); err != nil {
-			// Not kept: the sessions get them back as they were.
+			// Not kept: this STORE's changes are undone, and the
+			// sessions get the keywords back as they were, but for
+			// another process's changes that the write (or a sync)
+			// read meanwhile (mergeExtraLocked): what the file has
+			// now, with this process's earlier changes not written yet.
 			for base, was := range extraWas {
-				mb.setExtraLocked(base, was)
+				mb.setExtraLocked(base, mergeKeywords(extraBase[base], was, mb.extraDirty[base]))
 			}
 			mb.extraStale = false
 			return nil, nil, fmt.Errorf("mailstore: store flags: %w", err)

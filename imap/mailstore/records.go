@@ -345,8 +345,12 @@ func (mb *Mailbox) lockLocked(file string) (*uidlist.Lock, error) {
 	if mb.detached {
 		return nil, ErrFolderGone
 	}
+	wait := lockWait
+	if file == ExtraKeywordsFileName && mb.reg.extraLockWait > 0 {
+		wait = mb.reg.extraLockWait // tests
+	}
 	uid, gid := mb.owner.ids()
-	return uidlist.Acquire(mb.root, file, lockWait, 0o600, uid, gid)
+	return uidlist.Acquire(mb.root, file, wait, 0o600, uid, gid)
 }
 
 // refreshUIDListLocked re-reads dovecot-uidlist if another process changed

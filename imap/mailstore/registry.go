@@ -49,6 +49,9 @@ type Registry struct {
 	// folder's close for it before it keeps them for the next open (0:
 	// lockWait).
 	flagLockWait time.Duration
+	// extraLockWait, tests: how long a write of ExtraKeywordsFileName
+	// waits for its dotlock (0: lockWait).
+	extraLockWait time.Duration
 	// Tests: stamps kept in whole units of stampGrain (a file system with
 	// coarse times), and the clock that says when a stamp was taken.
 	stampGrain time.Duration

@@ -61,6 +61,9 @@ func (mb *Mailbox) syncLocked(force bool, source *Watcher) error {
 	// Renames that waited for the lock (flag changes, bare names): done
 	// if it is free now, as Dovecot's next sync does them.
 	mb.tryFlushDirtyLocked(0)
+	// Keywords beyond the letters another courriel process changed:
+	// one stat while it changed none.
+	mb.refreshExtraLocked()
 	return nil
 }
 
