@@ -217,9 +217,14 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return &exitError{code: exConfig, err: fmt.Errorf("%w; mail NOT sent", err)}
 	}
 	// Counted before anything is sent or left in the maildrop: a message
-	// for too many recipients is refused whichever way it would go.
-	if _, err := prepareMessage(msg, a, "", "", ""); errors.Is(err, errTooManyRecipients) {
+	// for too many recipients, or for none (-t and a header that names
+	// nobody), is refused whichever way it would go, as Postfix's sendmail
+	// refuses it before postdrop (EX_USAGE): in the maildrop it could only
+	// be set aside, and the caller told it was sent.
+	if p, err := prepareMessage(msg, a, "", "", ""); errors.Is(err, errTooManyRecipients) {
 		return exitf(exDataErr, "%v; mail NOT sent", err)
+	} else if err == nil && len(p.rcpts) == 0 {
+		return exitf(exUsage, "no recipient addresses found in the message header; mail NOT sent")
 	}
 	login, fullName := invokingUser()
 	if a.fullName != "" {

@@ -371,7 +371,7 @@ func TestSendmailExchange(t *testing.T) {
 			[]string{"EHLO", "MAIL", "RCPT", "DATA"}, ""},
 		{"too large", map[string]string{"MAIL": "552 5.3.4 too big"}, []string{"root"}, "x\n", exUnavailable,
 			[]string{"EHLO", "MAIL", "QUIT"}, ""},
-		{"-t without recipients", nil, []string{"-t"}, "Subject: x\n\nb\n", exUsage, []string{"EHLO", "QUIT"}, ""},
+		{"-t without recipients", nil, []string{"-t"}, "Subject: x\n\nb\n", exUsage, nil, ""}, // refused before connecting
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -774,5 +774,36 @@ func TestSendmailTooManyRecipients(t *testing.T) {
 	msg = strings.Replace(msg, "To: a0@example.org,\n", "To: ", 1)
 	if code, _, stderr := runCmd(t, msg, "sendmail", "-config", cfg, "-t", "-i"); code != 0 {
 		t.Errorf("%d recipients: exit %d, stderr %.300q", maxSendmailRecipients, code, stderr)
+	}
+}
+
+// TestSendmailExtractNoRecipient: -t with a header that names nobody (and
+// no argument) is exit 64, "no recipient addresses found in the message
+// header", as Postfix's sendmail exits before postdrop, also when the
+// server is stopped: nothing is left in the maildrop, where the message
+// could only be set aside, the caller told it was sent.
+func TestSendmailExtractNoRecipient(t *testing.T) {
+	t.Parallel()
+	f, cfg := startFakeLocal(t, nil)
+	d := testMaildrop(t, cfg)
+	msg := "Subject: report\nBcc:\n\nbody\n"
+	for _, noSock := range []bool{false, true} {
+		if noSock {
+			os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+		}
+		code, _, stderr := runCmd(t, msg, "sendmail", "-config", cfg, "-t", "-i")
+		if code != exUsage || !strings.Contains(stderr, "no recipient addresses found in the message header") || !strings.Contains(stderr, "mail NOT sent") {
+			t.Errorf("socket gone %v: exit %d, stderr %q", noSock, code, stderr)
+		}
+	}
+	if cmds, _ := f.seen(); len(cmds) != 0 {
+		t.Errorf("commands sent: %q", cmds)
+	}
+	if u, err := d.OpenUser(uint32(os.Geteuid())); err == nil {
+		l, _ := u.List(10, 0)
+		u.Close()
+		if len(l.Ready) != 0 {
+			t.Errorf("left in the maildrop: %v", l.Ready)
+		}
 	}
 }
