@@ -707,7 +707,7 @@ func TestSendmailPathsFile(t *testing.T) {
 	dir := filepath.Dir(cfg)
 	sock := filepath.Join(dir, "s.sock")
 	must(t, os.Chmod(dir, 0o755))
-	must(t, writePathsFile(sock, filepath.Join(dir, "queue")))
+	must(t, writePathsFile(sock, filepath.Join(dir, "queue"), 2048))
 	pf := filepath.Join(dir, "sendmail.paths")
 	if fi, err := os.Stat(pf); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("paths file %v %v, want 0644", fi, err)
@@ -723,7 +723,7 @@ func TestSendmailPathsFile(t *testing.T) {
 		t.Errorf("the server of the paths file got %q", data)
 	}
 	got, err := sendmailPaths(unreadable, pf)
-	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop")}) {
+	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop"), 2048}) {
 		t.Errorf("paths %+v, %v", got, err)
 	}
 	must(t, os.Chmod(pf, 0o666))
@@ -805,5 +805,39 @@ func TestSendmailExtractNoRecipient(t *testing.T) {
 		if len(l.Ready) != 0 {
 			t.Errorf("left in the maildrop: %v", l.Ready)
 		}
+	}
+}
+
+// TestSendmailDropTooLarge: with the server stopped, a message larger
+// than message_size_limit is refused, exit 69 as the server's 552 is,
+// instead of going to the maildrop, where the pickup could only set it
+// aside (the sender told nothing, the caller told it was sent); Postfix's
+// sendmail cannot write it either (its queue file is limited to
+// message_size_limit). A smaller one goes to the maildrop.
+func TestSendmailDropTooLarge(t *testing.T) {
+	t.Parallel()
+	_, cfg := startFakeLocal(t, nil)
+	b, err := os.ReadFile(cfg)
+	must(t, err)
+	must(t, os.WriteFile(cfg, append([]byte("message_size_limit = 2048\n"), b...), 0o600))
+	os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+	d := testMaildrop(t, cfg)
+	big := "Subject: big\n\n" + strings.Repeat("x", 3000) + "\n"
+	code, _, stderr := runCmd(t, big, "sendmail", "-config", cfg, "root")
+	if code != exUnavailable || !strings.Contains(stderr, "message_size_limit 2048") || !strings.Contains(stderr, "mail NOT sent") {
+		t.Errorf("too large: exit %d, stderr %q", code, stderr)
+	}
+	if u, err := d.OpenUser(uint32(os.Geteuid())); err == nil {
+		l, _ := u.List(10, 0)
+		u.Close()
+		if len(l.Ready) != 0 {
+			t.Errorf("left in the maildrop: %v", l.Ready)
+		}
+	}
+	if code, _, stderr := runCmd(t, "Subject: small\n\nb\n", "sendmail", "-config", cfg, "root"); code != 0 {
+		t.Fatalf("small: exit %d, stderr %q", code, stderr)
+	}
+	if _, f := onlyDropped(t, d); !strings.Contains(string(f.Message), "Subject: small") {
+		t.Errorf("dropped %q", f.Message)
 	}
 }
