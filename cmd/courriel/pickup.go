@@ -467,7 +467,28 @@ func (p *pickup) submit(f *maildrop.File) error {
 	}
 	defer conn.Close()
 	c := &localClient{conn: conn, r: bufio.NewReader(conn)}
-	return c.send(a, ownerLogin(f.UID), f.Envelope.FullName, f.Message)
+	return c.send(a, ownerLogin(f.UID), f.Envelope.FullName, withDate(f.Message, f.Written))
+}
+
+// withDate is msg with a Date: field of written, the time its file was
+// written into the maildrop, when it has none. The server would date it
+// when it is picked up: cron's mail of 3:00, left in the maildrop while
+// the server was stopped, would read as sent when the server came back.
+// Postfix's cleanup dates it by postdrop's time record, written when
+// sendmail ran. (The file's owner may set its mtime, as they may write a
+// Date: of their own.)
+func withDate(msg []byte, written time.Time) []byte {
+	if written.IsZero() {
+		return msg
+	}
+	fields, _, _ := splitHeader(msg)
+	for _, f := range fields {
+		if strings.EqualFold(f.name, "Date") {
+			return msg
+		}
+	}
+	d := written.AppendFormat([]byte("Date: "), "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
+	return append(append(d, "\r\n"...), msg...)
 }
 
 // pickupArgs is the command line a file's envelope stands for, as

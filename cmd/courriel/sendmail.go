@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -217,9 +218,14 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return &exitError{code: exConfig, err: fmt.Errorf("%w; mail NOT sent", err)}
 	}
 	// Counted before anything is sent or left in the maildrop: a message
-	// for too many recipients is refused whichever way it would go.
-	if _, err := prepareMessage(msg, a, "", "", ""); errors.Is(err, errTooManyRecipients) {
+	// for too many recipients, or for none (-t and a header that names
+	// nobody), is refused whichever way it would go, as Postfix's sendmail
+	// refuses it before postdrop (EX_USAGE): in the maildrop it could only
+	// be set aside, and the caller told it was sent.
+	if p, err := prepareMessage(msg, a, "", "", ""); errors.Is(err, errTooManyRecipients) {
 		return exitf(exDataErr, "%v; mail NOT sent", err)
+	} else if err == nil && len(p.rcpts) == 0 {
+		return exitf(exUsage, "no recipient addresses found in the message header; mail NOT sent")
 	}
 	login, fullName := invokingUser()
 	if a.fullName != "" {
@@ -230,7 +236,7 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if ctx.Err() != nil || !errors.As(err, &ee) || ee.code != exTempFail {
 		return err
 	}
-	return dropMail(paths.maildrop, a, fullName, msg, err)
+	return dropMail(paths, a, fullName, msg, err)
 }
 
 // dropMail leaves the message in the maildrop after the server could not
@@ -239,7 +245,15 @@ func runSendmail(ctx context.Context, args []string, stdin io.Reader, stdout, st
 // it (no answer to the end of the message): a duplicate rather than a
 // loss, as the maildrop is at least once anyway. A message the server
 // took for some recipients (partialError) is left for the others only.
-func dropMail(dir string, a *sendmailArgs, fullName string, msg []byte, why error) error {
+// A message larger than the server's message_size_limit (when known) is
+// refused, exit 69 as the server's 552 is: the pickup could only set it
+// aside, the caller told it was sent. Postfix's sendmail refuses it too,
+// its queue file limited to message_size_limit.
+func dropMail(dest sendmailDest, a *sendmailArgs, fullName string, msg []byte, why error) error {
+	if dest.maxMessage > 0 && int64(len(msg)) > dest.maxMessage {
+		return exitf(exUnavailable, "%s; and the message (%d octets) is larger than the server takes (message_size_limit %d); mail NOT sent",
+			strings.TrimSuffix(why.Error(), "; mail NOT sent"), len(msg), dest.maxMessage)
+	}
 	env := &maildrop.Envelope{From: a.from, FromSet: a.fromSet, FullName: fullName, Extract: a.extract,
 		Recipients: a.rcpts, Notify: a.notify, Ret: a.ret, EnvID: a.envid}
 	var pe *partialError
@@ -247,7 +261,7 @@ func dropMail(dir string, a *sendmailArgs, fullName string, msg []byte, why erro
 		env = &maildrop.Envelope{From: pe.sender, FromSet: true, Recipients: pe.rest, Notify: a.notify, Ret: a.ret, EnvID: a.envid}
 		msg = pe.data
 	}
-	if _, err := maildrop.Write(dir, env, msg); err != nil {
+	if _, err := maildrop.Write(dest.maildrop, env, msg); err != nil {
 		return exitf(exTempFail, "%v; and the maildrop (where the server would pick it up later) failed too: %v", why, err)
 	}
 	return nil
@@ -283,6 +297,8 @@ func interrupted(ctx context.Context) error {
 type sendmailDest struct {
 	socket   string // listen.local
 	maildrop string // <queue.dir>/maildrop
+	// maxMessage is message_size_limit, 0 when not known (the defaults).
+	maxMessage int64
 }
 
 // sendmailPathsFile is where sendmail looks for the running server's
@@ -300,7 +316,7 @@ func sendmailPaths(config, pathsFile string) (sendmailDest, error) {
 		if d, ok := readPathsFile(pathsFile); ok {
 			return d, nil
 		}
-		return sendmailDest{DefaultLocalSocket, maildropDir(defaultConfig().Queue.Dir)}, nil
+		return sendmailDest{socket: DefaultLocalSocket, maildrop: maildropDir(defaultConfig().Queue.Dir)}, nil
 	}
 	if err != nil {
 		return sendmailDest{}, fmt.Errorf("configuration: %w", err)
@@ -314,17 +330,20 @@ func sendmailPaths(config, pathsFile string) (sendmailDest, error) {
 	if cfg.Listen.Local == "" {
 		return sendmailDest{}, fmt.Errorf("%s: local submission is off (listen.local = \"\")", config)
 	}
-	return sendmailDest{cfg.Listen.Local, maildropDir(cfg.Queue.Dir)}, nil
+	return sendmailDest{socket: cfg.Listen.Local, maildrop: maildropDir(cfg.Queue.Dir), maxMessage: cfg.MessageSizeLimit}, nil
 }
 
 // pathsFileHeader starts the paths file.
 const pathsFileHeader = "# courriel serve: where sendmail hands mail over (written at each start)\n"
 
 // writePathsFile writes the paths file beside the socket: world-readable,
-// replaced atomically.
-func writePathsFile(socket, queueDir string) error {
+// replaced atomically. maxMessage is message_size_limit.
+func writePathsFile(socket, queueDir string, maxMessage int64) error {
 	path := filepath.Join(filepath.Dir(socket), "sendmail.paths")
 	data := pathsFileHeader + "socket " + socket + "\nmaildrop " + maildropDir(queueDir) + "\n"
+	if maxMessage > 0 {
+		data += "message_size_limit " + strconv.FormatInt(maxMessage, 10) + "\n"
+	}
 	tmp := path + ".tmp"
 	os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
@@ -369,6 +388,12 @@ func readPathsFile(path string) (sendmailDest, bool) {
 	var d sendmailDest
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, " ")
+		if k == "message_size_limit" {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				d.maxMessage = n
+			}
+			continue
+		}
 		if !filepath.IsAbs(v) || filepath.Clean(v) != v {
 			continue
 		}

@@ -371,7 +371,7 @@ func TestSendmailExchange(t *testing.T) {
 			[]string{"EHLO", "MAIL", "RCPT", "DATA"}, ""},
 		{"too large", map[string]string{"MAIL": "552 5.3.4 too big"}, []string{"root"}, "x\n", exUnavailable,
 			[]string{"EHLO", "MAIL", "QUIT"}, ""},
-		{"-t without recipients", nil, []string{"-t"}, "Subject: x\n\nb\n", exUsage, []string{"EHLO", "QUIT"}, ""},
+		{"-t without recipients", nil, []string{"-t"}, "Subject: x\n\nb\n", exUsage, nil, ""}, // refused before connecting
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -707,7 +707,7 @@ func TestSendmailPathsFile(t *testing.T) {
 	dir := filepath.Dir(cfg)
 	sock := filepath.Join(dir, "s.sock")
 	must(t, os.Chmod(dir, 0o755))
-	must(t, writePathsFile(sock, filepath.Join(dir, "queue")))
+	must(t, writePathsFile(sock, filepath.Join(dir, "queue"), 2048))
 	pf := filepath.Join(dir, "sendmail.paths")
 	if fi, err := os.Stat(pf); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("paths file %v %v, want 0644", fi, err)
@@ -723,7 +723,7 @@ func TestSendmailPathsFile(t *testing.T) {
 		t.Errorf("the server of the paths file got %q", data)
 	}
 	got, err := sendmailPaths(unreadable, pf)
-	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop")}) {
+	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop"), 2048}) {
 		t.Errorf("paths %+v, %v", got, err)
 	}
 	must(t, os.Chmod(pf, 0o666))
@@ -774,5 +774,70 @@ func TestSendmailTooManyRecipients(t *testing.T) {
 	msg = strings.Replace(msg, "To: a0@example.org,\n", "To: ", 1)
 	if code, _, stderr := runCmd(t, msg, "sendmail", "-config", cfg, "-t", "-i"); code != 0 {
 		t.Errorf("%d recipients: exit %d, stderr %.300q", maxSendmailRecipients, code, stderr)
+	}
+}
+
+// TestSendmailExtractNoRecipient: -t with a header that names nobody (and
+// no argument) is exit 64, "no recipient addresses found in the message
+// header", as Postfix's sendmail exits before postdrop, also when the
+// server is stopped: nothing is left in the maildrop, where the message
+// could only be set aside, the caller told it was sent.
+func TestSendmailExtractNoRecipient(t *testing.T) {
+	t.Parallel()
+	f, cfg := startFakeLocal(t, nil)
+	d := testMaildrop(t, cfg)
+	msg := "Subject: report\nBcc:\n\nbody\n"
+	for _, noSock := range []bool{false, true} {
+		if noSock {
+			os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+		}
+		code, _, stderr := runCmd(t, msg, "sendmail", "-config", cfg, "-t", "-i")
+		if code != exUsage || !strings.Contains(stderr, "no recipient addresses found in the message header") || !strings.Contains(stderr, "mail NOT sent") {
+			t.Errorf("socket gone %v: exit %d, stderr %q", noSock, code, stderr)
+		}
+	}
+	if cmds, _ := f.seen(); len(cmds) != 0 {
+		t.Errorf("commands sent: %q", cmds)
+	}
+	if u, err := d.OpenUser(uint32(os.Geteuid())); err == nil {
+		l, _ := u.List(10, 0)
+		u.Close()
+		if len(l.Ready) != 0 {
+			t.Errorf("left in the maildrop: %v", l.Ready)
+		}
+	}
+}
+
+// TestSendmailDropTooLarge: with the server stopped, a message larger
+// than message_size_limit is refused, exit 69 as the server's 552 is,
+// instead of going to the maildrop, where the pickup could only set it
+// aside (the sender told nothing, the caller told it was sent); Postfix's
+// sendmail cannot write it either (its queue file is limited to
+// message_size_limit). A smaller one goes to the maildrop.
+func TestSendmailDropTooLarge(t *testing.T) {
+	t.Parallel()
+	_, cfg := startFakeLocal(t, nil)
+	b, err := os.ReadFile(cfg)
+	must(t, err)
+	must(t, os.WriteFile(cfg, append([]byte("message_size_limit = 2048\n"), b...), 0o600))
+	os.Remove(filepath.Join(filepath.Dir(cfg), "s.sock"))
+	d := testMaildrop(t, cfg)
+	big := "Subject: big\n\n" + strings.Repeat("x", 3000) + "\n"
+	code, _, stderr := runCmd(t, big, "sendmail", "-config", cfg, "root")
+	if code != exUnavailable || !strings.Contains(stderr, "message_size_limit 2048") || !strings.Contains(stderr, "mail NOT sent") {
+		t.Errorf("too large: exit %d, stderr %q", code, stderr)
+	}
+	if u, err := d.OpenUser(uint32(os.Geteuid())); err == nil {
+		l, _ := u.List(10, 0)
+		u.Close()
+		if len(l.Ready) != 0 {
+			t.Errorf("left in the maildrop: %v", l.Ready)
+		}
+	}
+	if code, _, stderr := runCmd(t, "Subject: small\n\nb\n", "sendmail", "-config", cfg, "root"); code != 0 {
+		t.Fatalf("small: exit %d, stderr %q", code, stderr)
+	}
+	if _, f := onlyDropped(t, d); !strings.Contains(string(f.Message), "Subject: small") {
+		t.Errorf("dropped %q", f.Message)
 	}
 }

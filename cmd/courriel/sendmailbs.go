@@ -312,7 +312,7 @@ func (s *standaloneSession) dataCommand(arg string) {
 	err = sendLocal(s.ctx, s.paths.socket, &a, s.login, s.fullName, msg)
 	var ee *exitError
 	if s.ctx.Err() == nil && errors.As(err, &ee) && ee.code == exTempFail {
-		err = dropMail(s.paths.maildrop, &a, s.fullName, msg, err)
+		err = dropMail(s.paths, &a, s.fullName, msg, err)
 	}
 	if err == nil {
 		s.w.Reply(250, wire.Enhanced{2, 0, 0}, "Ok: queued")
