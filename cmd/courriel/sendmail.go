@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"courriel/delivery/maildrop"
+	"courriel/internal/envaddr"
 )
 
 // Exit statuses of sendmail (sysexits.h), as Postfix's sendmail(1) uses
@@ -299,6 +300,9 @@ type sendmailDest struct {
 	maildrop string // <queue.dir>/maildrop
 	// maxMessage is message_size_limit, 0 when not known (the defaults).
 	maxMessage int64
+	// hostname is myhostname, "" when not known: sendmail -bs greets
+	// with it, as Postfix's smtpd -S.
+	hostname string
 }
 
 // sendmailPathsFile is where sendmail looks for the running server's
@@ -330,19 +334,23 @@ func sendmailPaths(config, pathsFile string) (sendmailDest, error) {
 	if cfg.Listen.Local == "" {
 		return sendmailDest{}, fmt.Errorf("%s: local submission is off (listen.local = \"\")", config)
 	}
-	return sendmailDest{socket: cfg.Listen.Local, maildrop: maildropDir(cfg.Queue.Dir), maxMessage: cfg.MessageSizeLimit}, nil
+	return sendmailDest{socket: cfg.Listen.Local, maildrop: maildropDir(cfg.Queue.Dir), maxMessage: cfg.MessageSizeLimit, hostname: cfg.MyHostname}, nil
 }
 
 // pathsFileHeader starts the paths file.
 const pathsFileHeader = "# courriel serve: where sendmail hands mail over (written at each start)\n"
 
 // writePathsFile writes the paths file beside the socket: world-readable,
-// replaced atomically. maxMessage is message_size_limit.
-func writePathsFile(socket, queueDir string, maxMessage int64) error {
+// replaced atomically. It names the socket, the maildrop of queueDir,
+// message_size_limit (maxMessage) and myhostname (hostname).
+func writePathsFile(socket, queueDir string, maxMessage int64, hostname string) error {
 	path := filepath.Join(filepath.Dir(socket), "sendmail.paths")
 	data := pathsFileHeader + "socket " + socket + "\nmaildrop " + maildropDir(queueDir) + "\n"
 	if maxMessage > 0 {
 		data += "message_size_limit " + strconv.FormatInt(maxMessage, 10) + "\n"
+	}
+	if hostname != "" {
+		data += "myhostname " + hostname + "\n"
 	}
 	tmp := path + ".tmp"
 	os.Remove(tmp)
@@ -388,9 +396,15 @@ func readPathsFile(path string) (sendmailDest, bool) {
 	var d sendmailDest
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, " ")
-		if k == "message_size_limit" {
+		switch k {
+		case "message_size_limit":
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
 				d.maxMessage = n
+			}
+			continue
+		case "myhostname":
+			if envaddr.ValidHostname(v) {
+				d.hostname = v
 			}
 			continue
 		}

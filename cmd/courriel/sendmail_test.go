@@ -707,7 +707,7 @@ func TestSendmailPathsFile(t *testing.T) {
 	dir := filepath.Dir(cfg)
 	sock := filepath.Join(dir, "s.sock")
 	must(t, os.Chmod(dir, 0o755))
-	must(t, writePathsFile(sock, filepath.Join(dir, "queue"), 2048))
+	must(t, writePathsFile(sock, filepath.Join(dir, "queue"), 2048, "mx.example.org"))
 	pf := filepath.Join(dir, "sendmail.paths")
 	if fi, err := os.Stat(pf); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("paths file %v %v, want 0644", fi, err)
@@ -723,7 +723,7 @@ func TestSendmailPathsFile(t *testing.T) {
 		t.Errorf("the server of the paths file got %q", data)
 	}
 	got, err := sendmailPaths(unreadable, pf)
-	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop"), 2048}) {
+	if err != nil || got != (sendmailDest{sock, filepath.Join(dir, "queue", "maildrop"), 2048, "mx.example.org"}) {
 		t.Errorf("paths %+v, %v", got, err)
 	}
 	must(t, os.Chmod(pf, 0o666))

@@ -37,9 +37,14 @@ func runStandalone(ctx context.Context, a *sendmailArgs, paths sendmailDest, std
 	if a.fullName != "" {
 		fullName = a.fullName
 	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
+	// myhostname, as Postfix's smtpd -S greets; the machine's name
+	// when sendmail cannot know it.
+	host := paths.hostname
+	if host == "" {
+		var err error
+		if host, err = os.Hostname(); err != nil || host == "" {
+			host = "localhost"
+		}
 	}
 	s := &standaloneSession{ctx: ctx, a: a, paths: paths, login: login, fullName: fullName, host: host,
 		in: bufio.NewReaderSize(stdin, inputBuffer), out: bufio.NewWriter(stdout)}

@@ -60,6 +60,9 @@ func TestSendmailStandalone(t *testing.T) {
 			if code != tc.wantCode {
 				t.Errorf("exit %d, want %d; stderr %s", code, tc.wantCode, stderr)
 			}
+			if !strings.HasPrefix(stdout, "220 xoyize.xyz ESMTP") { // myhostname, as Postfix's smtpd -S
+				t.Errorf("greeting %q, want myhostname's", strings.SplitN(stdout, "\r\n", 2)[0])
+			}
 			if got := replyCodes(t, stdout); got != tc.wantReplies {
 				t.Errorf("replies %s, want %s:\n%s", got, tc.wantReplies, stdout)
 			}

@@ -648,7 +648,7 @@ func (a *app) listen() error {
 			// sendmail then says the server is not running.
 			a.listeners = append(a.listeners, boundListener{name: "local", ln: ln, serve: srv.Serve, stop: srv.Shutdown})
 			// For sendmail run by users who cannot read this file.
-			if err := writePathsFile(path, cfg.Queue.Dir, cfg.MessageSizeLimit); err != nil {
+			if err := writePathsFile(path, cfg.Queue.Dir, cfg.MessageSizeLimit, cfg.MyHostname); err != nil {
 				a.log.Warn("local submission: cannot write sendmail.paths beside the socket: sendmail run by users who cannot read the configuration uses the default paths",
 					"dir", filepath.Dir(path), "err", err)
 			}
