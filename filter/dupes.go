@@ -351,7 +351,7 @@ func (f *Filter) lockDupID(ctx context.Context, root *os.Root, id string, uid, g
 	}
 	sum := md5.Sum([]byte(id))
 	name := "duplicate.lock." + hex.EncodeToString(sum[:])
-	deadline := time.Now().Add(f.dupWait.idLock)
+	deadline := time.Now().Add(f.idLockWait(ctx))
 	for range dupesRetries {
 		lf, err := dir.OpenFile(name, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -713,7 +713,7 @@ func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
 	}
 	// Bounded as the file lock is: a wait without end would hold the
 	// delivery's slot (a queue job has no deadline) for good.
-	wctx, cancel := context.WithTimeout(h.ctx, h.f.dupWait.idLock)
+	wctx, cancel := context.WithTimeout(h.ctx, h.f.idLockWait(h.ctx))
 	defer cancel()
 	unlockHere, err := h.f.dupIDs.lock(wctx, key)
 	if err != nil {
@@ -735,6 +735,19 @@ func (h *dupHolds) lock(root *os.Root, home, id string, uid, gid int) error {
 		unlockHere()
 	}
 	return nil
+}
+
+// idLockWait is how long an id's lock is waited for: Dovecot's
+// DUPLICATE_LOCK_TIMEOUT_SECS, but at most half the time ctx has left (the
+// scripts' time, which every recipient of a delivery shares): past it the
+// recipient is deferred (errDupLocked), and the others' scripts still
+// have time to run.
+func (f *Filter) idLockWait(ctx context.Context) time.Duration {
+	wait := f.dupWait.idLock
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	return wait
 }
 
 // errDupLocked: a duplicate test's id stayed locked by another delivery

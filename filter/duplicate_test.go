@@ -331,3 +331,32 @@ func TestDuplicateLockedDefers(t *testing.T) {
 		t.Fatalf("the retry: %v, %d in INBOX", err, h.count(""))
 	}
 }
+
+// A delivery with a deadline waits for a locked id at most half the time
+// left, then defers that recipient: the wait does not spend the time the
+// other recipients' scripts share (they would be kept unfiltered).
+func TestDuplicateLockWaitLeavesTime(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := newDupHome(t, dupScript, &now)
+	h.f.dupWait.idLock = time.Hour
+	root, err := os.OpenRoot(h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	sum := md5.Sum([]byte("sieve duplicate+default<w@z.z>"))
+	other := &dupHolds{f: h.f, ctx: context.Background()}
+	if err := other.lock(root, h.home, string(sum[:]), -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	defer other.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	m := &delivery.Message{ID: "m", From: "s@z.z", Arrived: time.Now(),
+		Body: strings.NewReader("Message-ID: <w@z.z>\r\nSubject: s\r\n\r\nbody\r\n")}
+	err = h.f.Deliver(ctx, m, []delivery.Recipient{{Address: "u@x.y", Maildir: h.home + "/mailbox/"}})[0]
+	var de *delivery.Error
+	if !errors.As(err, &de) || !de.Temporary || !errors.Is(err, errDupLocked) {
+		t.Fatalf("delivery with the id locked and a deadline: %v, want it deferred as locked", err)
+	}
+}
