@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"courriel/delivery"
+	"courriel/delivery/queue"
 	"courriel/monitor"
 )
 
@@ -16,16 +17,7 @@ import (
 // copy's attempt in Accept fails for now: one deferral.
 func TestQueueAttemptsCounted(t *testing.T) {
 	t.Parallel()
-	a := &app{
-		cfg:     &Config{MyHostname: "mx.test", Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
-		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		metrics: monitor.NewMetrics(),
-	}
-	q, err := a.openQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	a, q := metricsQueue(t)
 	_, errs, err := q.Accept(context.Background(), "", "s@x.test", nil,
 		[]delivery.Recipient{{Address: "u@mx.test", Maildir: t.TempDir() + "/Maildir/"}},
 		strings.NewReader("Subject: t\r\n\r\nbody\r\n"))
@@ -58,16 +50,7 @@ func TestQueueAttemptsCounted(t *testing.T) {
 // as in Postfix's mailq, and courriel_queue_messages_held says it is held.
 func TestHeldMessagesScraped(t *testing.T) {
 	t.Parallel()
-	a := &app{
-		cfg:     &Config{MyHostname: "mx.test", Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
-		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		metrics: monitor.NewMetrics(),
-	}
-	q, err := a.openQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	a, q := metricsQueue(t)
 	registerQueueMetrics(a.metrics, q)
 	var ids []string
 	for range 2 {
@@ -93,4 +76,21 @@ func TestHeldMessagesScraped(t *testing.T) {
 	if got["courriel_queue_messages"] != 2 || got["courriel_queue_messages_held"] != 1 || got["courriel_queue_messages_deferred"] != 0 {
 		t.Errorf("scraped %v, want 2 messages, 1 held", got)
 	}
+}
+
+// metricsQueue is an app with metrics and its queue on a fresh spool,
+// closed when the test ends.
+func metricsQueue(t *testing.T) (*app, *queue.Queue) {
+	t.Helper()
+	a := &app{
+		cfg:     &Config{MyHostname: "mx.test", Queue: QueueConfig{Dir: t.TempDir(), TLSPolicy: "none"}},
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		metrics: monitor.NewMetrics(),
+	}
+	q, err := a.openQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return a, q
 }

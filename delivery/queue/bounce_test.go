@@ -183,15 +183,7 @@ func TestDefaultBounceIsQueuedFromTheNullSender(t *testing.T) {
 
 func TestNullSenderNeverBounced(t *testing.T) {
 	t.Parallel()
-	s := newSink(t, sinkOptions{rcpt: func(int, string) error {
-		return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "user unknown")
-	}})
-	o := baseOptions(t, t.TempDir(), newClock())
-	o.Routes = map[string]string{"*": s.addr}
-	o.Dialer = nil
-	b := newBounces()
-	o.Bounce = b.fn
-	h := start(t, o)
+	h, b, s := startRefused(t)
 	h.enqueue("", "nobody@remote.test")
 	h.waitUntil("the queue is empty", h.empty)
 	if n := b.count(); n != 0 {

@@ -79,13 +79,7 @@ func TestCountsFollowTheQueue(t *testing.T) {
 	if got := recount(t, h.q); got != want {
 		t.Errorf("recount from the spool: %+v, want %+v", got, want)
 	}
-	co := o
-	co.Client = true
-	cli, err := Open(co)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := openClient(t, o)
 	if got := cli.Counts(); got != (Counts{}) {
 		t.Errorf("a client's counts: %+v, want zero", got)
 	}
@@ -135,14 +129,7 @@ func TestHeldCounted(t *testing.T) {
 		h := start(t, o)
 		admin := h.q
 		if fromClient {
-			co := baseOptions(t, dir, newClock())
-			co.Client = true
-			c, err := Open(co)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			admin = c
+			admin = openClient(t, baseOptions(t, dir, newClock()))
 		}
 		a := h.enqueue("alice@local.test", "a@remote.test")
 		h.waitJob()

@@ -129,13 +129,7 @@ func TestClientMailKeepsRoomForReserve(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, reserveFile)); err != nil {
 		t.Fatal(err)
 	}
-	co := o
-	co.Client = true
-	cli, err := Open(co)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := openClient(t, o)
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
 	if err != nil {

@@ -144,15 +144,7 @@ func TestDSNRelay(t *testing.T) {
 func TestDSNFailureAsNotifyAndRet(t *testing.T) {
 	t.Parallel()
 	for _, ret := range []string{RetHdrs, RetFull} {
-		s := newSink(t, sinkOptions{rcpt: func(int, string) error {
-			return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "user unknown")
-		}})
-		o := baseOptions(t, t.TempDir(), newClock())
-		o.Routes = map[string]string{"*": s.addr}
-		o.Dialer = nil
-		b := newBounces()
-		o.Bounce = b.fn
-		h := start(t, o)
+		h, b, _ := startRefused(t)
 		h.acceptDSN([]string{"never@remote.test", "ok@remote.test", "fail@remote.test", "plain@remote.test"}, nil, testMessage,
 			WithDSN(ret, "", map[string]RcptDSN{
 				"never@remote.test": {Notify: "NEVER"},
@@ -193,15 +185,7 @@ func TestDSNFailureAsNotifyAndRet(t *testing.T) {
 // signed afterwards needs no conversion on its way.
 func TestDSNRetFull8BitIn7Bits(t *testing.T) {
 	t.Parallel()
-	s := newSink(t, sinkOptions{rcpt: func(int, string) error {
-		return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "user unknown")
-	}})
-	o := baseOptions(t, t.TempDir(), newClock())
-	o.Routes = map[string]string{"*": s.addr}
-	o.Dialer = nil
-	b := newBounces()
-	o.Bounce = b.fn
-	h := start(t, o)
+	h, b, _ := startRefused(t)
 	msg := "From: a@local.test\r\nTo: x@remote.test\r\nSubject: 8-bit\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9 cr\xc3\xa8me\r\n"
 	h.acceptDSN([]string{"x@remote.test"}, nil, msg, WithDSN(RetFull, "", nil, nil))

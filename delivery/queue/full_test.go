@@ -109,14 +109,8 @@ func TestNewMailFromClientRefusedWhenQueueFull(t *testing.T) {
 	h := start(t, o)
 	first := h.enqueue("alice@local.test", "bob@remote.test")
 	h.enqueue("alice@local.test", "carol@remote.test")
-	co := o
-	co.Client = true
-	cli, err := Open(co)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	_, err = cli.Enqueue(t.Context(), "alice@local.test", []string{"dave@remote.test"}, []byte(testMessage))
+	cli := openClient(t, o)
+	_, err := cli.Enqueue(t.Context(), "alice@local.test", []string{"dave@remote.test"}, []byte(testMessage))
 	if !errors.Is(err, ErrQueueFull) || IsPermanent(err) {
 		t.Errorf("client Enqueue: %v, want a temporary ErrQueueFull", err)
 	}

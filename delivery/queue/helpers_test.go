@@ -474,6 +474,19 @@ func baseOptions(t *testing.T, dir string, clock *fakeClock) Options {
 }
 
 // start opens the queue and runs it until the test ends.
+// openClient opens the spool of o as `courriel queue` does beside a
+// running server (Options.Client), closed when the test ends.
+func openClient(t *testing.T, o Options) *Queue {
+	t.Helper()
+	o.Client = true
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
 func start(t *testing.T, o Options) *harness {
 	t.Helper()
 	return startWith(t, o, nil)
@@ -568,6 +581,21 @@ type bounces struct {
 }
 
 func newBounces() *bounces { return &bounces{got: make(chan []byte, 100)} }
+
+// startRefused starts a queue that routes everything to a sink refusing
+// every recipient for good (550 5.1.1), its bounces collected.
+func startRefused(t *testing.T) (*harness, *bounces, *sink) {
+	t.Helper()
+	s := newSink(t, sinkOptions{rcpt: func(int, string) error {
+		return smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "user unknown")
+	}})
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"*": s.addr}
+	o.Dialer = nil
+	b := newBounces()
+	o.Bounce = b.fn
+	return start(t, o), b, s
+}
 
 func (b *bounces) fn(_ context.Context, _ *Message, report []byte, opts ...Option) error {
 	var m Message

@@ -63,14 +63,7 @@ func TestHoldAndRelease(t *testing.T) {
 		h := start(t, o)
 		admin := h.q
 		if fromClient {
-			co := baseOptions(t, dir, newClock())
-			co.Client = true
-			c, err := Open(co)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			admin = c
+			admin = openClient(t, baseOptions(t, dir, newClock()))
 		}
 		held := h.enqueue("alice@local.test", "held@remote.test")
 		h.waitJob() // deferred: the sink is busy
@@ -200,13 +193,7 @@ func TestHoldDuringDelivery(t *testing.T) {
 		o.Routes = map[string]string{"*": s.addr}
 		o.Dialer = nil
 		h := start(t, o)
-		co := baseOptions(t, dir, newClock())
-		co.Client = true
-		admin, err := Open(co)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer admin.Close()
+		admin := openClient(t, baseOptions(t, dir, newClock()))
 		id := h.enqueue("alice@local.test", "now@remote.test", "later@remote.test")
 		<-entered // the data is on its way
 		if err := admin.Hold(id); err != nil {

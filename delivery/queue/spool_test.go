@@ -272,13 +272,7 @@ func TestListShowDeleteFlushFromAnotherProcess(t *testing.T) {
 	h.waitJob()
 
 	// `courriel queue ...` opens the same spool while the server runs.
-	co := o
-	co.Client = true
-	cli, err := Open(co)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := openClient(t, o)
 	if err := cli.Run(context.Background()); !errors.Is(err, ErrNotOwner) {
 		t.Errorf("Run in a second process: %v, want ErrNotOwner", err)
 	}
