@@ -583,7 +583,7 @@ func (d *dotlock) release() {
 // record (a reply sent, a duplicate id) outlives a crash, as a copy's
 // rename does (delivery's tmp → fsync → new → fsync dir). The dotlock is
 // released either way; a home that cannot be synced once the file is
-// in place is an error, the file kept.
+// in place is errNotDurable, the file kept: readers already see it.
 func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 	err := d.write(data, old, uid, gid)
 	if err == nil && !d.ours() {
@@ -600,10 +600,14 @@ func (d *dotlock) replace(data []byte, old os.FileInfo, uid, gid int) error {
 	}
 	d.f.Close()
 	if err := d.syncDir(d.root); err != nil {
-		return fmt.Errorf("syncing the home after writing %s: %w", DuplicateDBName, err)
+		return fmt.Errorf("%w: syncing the home after writing %s: %w", errNotDurable, DuplicateDBName, err)
 	}
 	return nil
 }
+
+// errNotDurable is a database write that is in place, and so read by the
+// next delivery, but may not outlive a crash (the home's fsync failed).
+var errNotDurable = errors.New("written, not synced")
 
 // syncRootDir fsyncs the directory root is: what makes a rename in it
 // durable.

@@ -511,6 +511,25 @@ func TestVacationQueued(t *testing.T) {
 	}
 }
 
+// A reply whose record is in place but whose home could not be synced
+// goes, and is remembered: not sent while its record holds, a sender
+// would get no reply for the whole period.
+func TestVacationRecordNotSynced(t *testing.T) {
+	home := t.TempDir()
+	q := &recordingQueue{}
+	f, _ := New(Options{Extensions: sieve.AllExtensions(), Store: &delivery.Store{}, Directory: fakeDir{}, Outbound: q, Hostname: "mx.x.y"})
+	f.syncDir = func(*os.Root) error { return syscall.EIO }
+	mb := &directory.Mailbox{Home: home, Addresses: []string{"alice@example.org"}}
+	for range 2 {
+		m := &delivery.Message{ID: "m", From: "bob@z.z", Body: bytes.NewReader([]byte("To: alice@example.org\r\nSubject: hi\r\n\r\nb\r\n"))}
+		p := &plan{mb: mb, vacation: &sieve.VacationReply{Reason: "away", Period: 24 * time.Hour}}
+		f.vacation(context.Background(), m, &delivery.Recipient{Address: "alice@x.y"}, p)
+	}
+	if len(q.sent) != 1 || q.sent[0] != " -> bob@z.z" {
+		t.Fatalf("queued %v, want one reply to bob", q.sent)
+	}
+}
+
 // A :mime reason with an 8-bit body goes out in 7 bits, converted before
 // it is signed: what was signed is what is queued, and no next hop
 // converts it after the signature.

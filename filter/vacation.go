@@ -178,7 +178,10 @@ func (f *Filter) vacation(ctx context.Context, m *delivery.Message, r *delivery.
 			f.log.Warn("sieve: vacation memory damaged: the records before the damage are kept, the rest forgotten at the next reply",
 				"msg_id", m.ID, "to", r.Address, "file", DuplicateDBName, "problem", problem)
 		}
-		if err != nil {
+		switch {
+		case err != nil && fresh:
+			f.log.Warn("sieve: vacation memory written but not synced: a crash may forget the reply", "msg_id", m.ID, "to", r.Address, "err", err)
+		case err != nil:
 			// Without a memory a reply per message could flood the sender.
 			f.log.Warn("sieve: vacation not sent: memory unusable", "msg_id", m.ID, "to", r.Address, "err", err)
 			return
@@ -432,7 +435,9 @@ type replyMark struct {
 // lock and dotlock: a crash leaves both or neither. A period of 0
 // records nothing (Pigeonhole's :seconds 0), yet a reply recorded with a
 // longer one still holds. problem says what was wrong with the database
-// ("" when nothing was), whose records before the damage are used.
+// ("" when nothing was), whose records before the damage are used. A
+// record in place that the home's fsync did not make durable is fresh
+// with errNotDurable.
 func (f *Filter) markReply(ctx context.Context, rm replyMark) (fresh bool, problem string, err error) {
 	// Per home, not striped: the file locks below may be waited for up
 	// to Dovecot's timeouts, and a user holding one in a shell must not
@@ -492,7 +497,10 @@ func (f *Filter) markReply(ctx context.Context, rm replyMark) (fresh bool, probl
 		t.set(claimDupID(rm.claim), rm.user, min(stamp+1, math.MaxUint32), now.Unix(), true)
 	}
 	if err := dl.replace(t.encode(), old, rm.uid, rm.gid); err != nil {
-		return false, problem, err
+		// In place but not synced: the next message finds the record,
+		// so this reply goes, or none would for the whole period (a
+		// crash may forget it: one more reply then).
+		return errors.Is(err, errNotDurable), problem, err
 	}
 	return true, problem, nil
 }
