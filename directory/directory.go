@@ -192,13 +192,14 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 		1, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
 	var lastErr error
 	// A pooled connection may have died with the server since its last use:
-	// one retry on a fresh connection makes a restarted server transparent.
+	// one retry on a fresh connection (the other pooled ones may be as
+	// dead) makes a restarted server transparent.
 	for attempt := 0; attempt < 2; attempt++ {
 		if err := ctx.Err(); err != nil {
 			d.countError(err, false)
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		c, err := d.searches.get(ctx)
+		c, err := d.searches.getFor(ctx, attempt)
 		if err != nil {
 			d.countError(err, true)
 			return nil, err
@@ -322,7 +323,7 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 // bind checks a password by binding as dn on a connection kept for binds.
 func (d *Directory) bind(ctx context.Context, dn, password string) error {
 	for attempt := 0; attempt < 2; attempt++ {
-		c, err := d.binds.get(ctx)
+		c, err := d.binds.getFor(ctx, attempt)
 		if err != nil {
 			d.countError(err, true)
 			return err

@@ -106,18 +106,50 @@ func (p *connPool) get(ctx context.Context) (*ldap.Conn, error) {
 		p.discard(c)
 		return p.get(ctx)
 	case p.slots <- struct{}{}:
-		c, at, err := p.dialFirst(ctx, p.urls)
-		if err != nil {
-			<-p.slots
-			return nil, err
-		}
-		p.mu.Lock()
-		p.conns[c] = &pooledConn{at: at}
-		p.mu.Unlock()
-		return c, nil
+		return p.dialInSlot(ctx)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: waiting for an LDAP connection: %v", ErrUnavailable, ctx.Err())
 	}
+}
+
+// fresh returns a newly dialed connection, never an idle one: it is for
+// the retry after a transport error, when the idle connections are as
+// suspect as the one that failed. A server host that rebooted leaves every
+// pooled connection dead without the client knowing (the first request on
+// each is answered by a reset), so a retry on another pooled connection
+// fails the same way; Postfix's dict_ldap likewise reconnects before its
+// one retry. When the pool is full, an idle connection is closed to make
+// room.
+func (p *connPool) fresh(ctx context.Context) (*ldap.Conn, error) {
+	for {
+		select {
+		case p.slots <- struct{}{}:
+			return p.dialInSlot(ctx)
+		default:
+		}
+		select {
+		case c := <-p.idle:
+			p.discard(c)
+		case p.slots <- struct{}{}:
+			return p.dialInSlot(ctx)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: waiting for an LDAP connection: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+// dialInSlot dials a connection in the slot the caller has just taken,
+// and frees the slot when the dial fails.
+func (p *connPool) dialInSlot(ctx context.Context) (*ldap.Conn, error) {
+	c, at, err := p.dialFirst(ctx, p.urls)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.mu.Lock()
+	p.conns[c] = &pooledConn{at: at}
+	p.mu.Unlock()
+	return c, nil
 }
 
 // usable reports whether c, taken from idle or given back, may be kept:
@@ -373,4 +405,13 @@ func transportError(err error) bool {
 		return true
 	}
 	return le.ResultCode >= 80
+}
+
+// getFor is the connection for a request's attempt: get for the first,
+// fresh for the retry after a transport error.
+func (p *connPool) getFor(ctx context.Context, attempt int) (*ldap.Conn, error) {
+	if attempt == 0 {
+		return p.get(ctx)
+	}
+	return p.fresh(ctx)
 }
