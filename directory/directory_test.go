@@ -417,12 +417,34 @@ uidnumber: 0
 gidnumber: 0
 homedirectory: /var/vmail/rootish
 maildrop: rootish@xoyize.xyz
+
+dn: uid=nohome,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: posixAccount
+objectclass: postfixUser
+cn: nohome
+uid: nohome
+uidnumber: 20011
+gidnumber: 20011
+homedirectory:
+maildrop: nohome@xoyize.xyz
 `))
 	d := newDir(t, options(s))
-	for _, addr := range []string{"evil@hosted-domain.com", "rootish@xoyize.xyz"} {
-		if _, err := d.ResolveRecipient(context.Background(), addr); !errors.Is(err, directory.ErrUnavailable) {
-			t.Errorf("%s: %v, want ErrUnavailable (never deliver there, never bounce)", addr, err)
+	ctx := context.Background()
+	// nohome's empty homeDirectory must not become "/mailbox/" by the
+	// seed's result_format "%s/mailbox/".
+	for _, addr := range []string{"evil@hosted-domain.com", "rootish@xoyize.xyz", "nohome@xoyize.xyz"} {
+		if r, err := d.ResolveRecipient(ctx, addr); !errors.Is(err, directory.ErrUnavailable) {
+			t.Errorf("%s: %+v, %v; want ErrUnavailable (never deliver there, never bounce)", addr, r, err)
 		}
+	}
+	if u, err := d.LookupUser(ctx, "nohome"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("LookupUser(nohome) = %+v, %v; want ErrUnavailable", u, err)
+	}
+	// postmap -q gives nothing for an empty value (Postfix's
+	// db_common_expand: "empty lookup result ... ignored").
+	if got, err := d.Lookup(ctx, directory.MapMailbox, "nohome@xoyize.xyz"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("Lookup(mailbox, nohome@xoyize.xyz) = %q, %v; want ErrNotFound", got, err)
 	}
 }
 

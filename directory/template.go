@@ -105,8 +105,14 @@ func expandDN(tmpl, key string) (string, error) {
 }
 
 // formatResult applies a result_format to one attribute value. ok is false
-// when the format needs a part the value lacks (Postfix skips such values).
+// when the format needs a part the value lacks, or the value is empty:
+// Postfix skips both (db_common_expand: "empty lookup result ... ignored"),
+// so that an empty homeDirectory is no home, never "%s/mailbox/" made
+// "/mailbox/".
 func formatResult(format, value string) (string, bool) {
+	if value == "" {
+		return "", false
+	}
 	out, ok, err := expand(format, value, func(s string) string { return s })
 	if err != nil {
 		return "", false

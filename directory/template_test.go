@@ -113,6 +113,7 @@ func TestFormatResult(t *testing.T) {
 		{"%d", "nodomain", "", false},
 		{"%u", "test0@hosted-domain.com", "test0", true},
 		{"%s", "a%b", "a%b", true},
+		{"%s/mailbox/", "", "", false}, // an empty value is none (Postfix)
 	}
 	for _, tt := range tests {
 		got, ok := formatResult(tt.format, tt.value)
