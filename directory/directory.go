@@ -24,6 +24,12 @@ type Directory struct {
 	nHits     atomic.Int64
 	nBinds    atomic.Int64
 	nErrors   [numErrorKinds]atomic.Int64 // by index in ErrorKinds()
+
+	// unpaged is set once the server refused a paged search to the
+	// reader and answered the same search without the control: from then
+	// on searches are sent plain (pagedSearch), until the Directory is
+	// rebuilt (a reload).
+	unpaged atomic.Bool
 }
 
 // Stats counts the work done, for benchmarks and metrics.
@@ -262,7 +268,7 @@ const maxEmptyPages = 2
 // sizeLimitExceeded, from the server (the request carries the limit,
 // which applies to all pages) or from here. A server without paging
 // ignores the control (it is not critical) and answers in one go, as
-// before.
+// before; one that refuses it gets the search plain (unpagedAfterRefusal).
 //
 // The pages are bounded too, and ctx is checked before each, so that a
 // server that keeps sending a cookie must not hold a RCPT and a pooled
@@ -272,6 +278,9 @@ const maxEmptyPages = 2
 // maxEmptyPages in a row without any is errTooManyPages.
 func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
 	filter string, attrs []string) (*ldap.SearchResult, error) {
+	if d.unpaged.Load() {
+		return d.plainSearch(search, filter, attrs)
+	}
 	paging := ldap.NewControlPaging(pageSize)
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
 		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, []ldap.Control{paging})
@@ -283,6 +292,9 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 		}
 		d.nSearches.Add(1)
 		res, err := search(req)
+		if page == 0 && ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) {
+			return d.unpagedAfterRefusal(search, filter, attrs, err)
+		}
 		if res != nil {
 			all.Entries = append(all.Entries, res.Entries...)
 		}
@@ -318,6 +330,45 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 		}
 		paging.SetCookie(next.Cookie)
 	}
+}
+
+// unpagedAfterRefusal answers a search whose first page the server
+// refused with adminLimitExceeded (refused, the first page of a paged
+// search): slapd answers so when the reader's limits forbid paging
+// (olcLimits size.prtotal=disabled) or allow smaller pages than ours
+// (size.pr), although the control is not critical. The same search is
+// sent plain, as Postfix's dict_ldap sends every search, bounded by the
+// server's plain size limits; when that one is answered, paging was the
+// cause, and later searches are sent plain at once. When it is refused
+// too (another admin limit: slapd's size.unchecked), the first refusal
+// stands.
+func (d *Directory) unpagedAfterRefusal(search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
+	filter string, attrs []string, refused error) (*ldap.SearchResult, error) {
+	res, err := d.plainSearch(search, filter, attrs)
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) {
+		return res, refused
+	}
+	if err == nil && d.unpaged.CompareAndSwap(false, true) {
+		d.opts.Logger.Warn("the LDAP server refuses paged searches to the reader: lookups are plain searches from now on, "+
+			"bounded by its plain size limits (slapd: olcLimits size.pr, size.prtotal)", "err", refused)
+	}
+	return res, err
+}
+
+// plainSearch is pagedSearch's one request without the paging control,
+// up to SizeLimit entries.
+func (d *Directory) plainSearch(search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
+	filter string, attrs []string) (*ldap.SearchResult, error) {
+	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
+		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
+	d.nSearches.Add(1)
+	res, err := search(req)
+	if err == nil && len(res.Entries) > d.opts.SizeLimit {
+		// The server ignored the request's limit.
+		return res, ldap.NewError(ldap.LDAPResultSizeLimitExceeded,
+			fmt.Errorf("more than %d entries (Options.SizeLimit)", d.opts.SizeLimit))
+	}
+	return res, err
 }
 
 // bind checks a password by binding as dn on a connection kept for binds.
