@@ -191,6 +191,10 @@ func TestAuthenticate(t *testing.T) {
 	t.Parallel()
 	s := sharedSlapd(t)
 	ctx := context.Background()
+	// An address two accounts list.
+	for _, uid := range []string{"xomail", "zoe"} {
+		s.Modify(t, "dn: uid="+uid+","+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: shared@hosted-domain.com\n")
+	}
 	for _, template := range []string{"uid=%u," + testenv.MailBase, ""} {
 		o := options(s)
 		o.AuthBindDN = template // "" = search then bind
@@ -210,6 +214,12 @@ func TestAuthenticate(t *testing.T) {
 			{"xomail", testenv.XomailPassword + "\x00", directory.ErrInvalidCredentials, ""},
 			{"xomail", testenv.XomailPassword[:5], directory.ErrInvalidCredentials, ""},
 			{"nobody", "whatever", directory.ErrInvalidCredentials, ""},
+			// A user's own address is a login although lists deliver to it
+			// (team, mixed: alice@xoyize.xyz and bob@xoyize.xyz are their
+			// maildrops); an address two accounts share is none.
+			{"alice@xoyize.xyz", testenv.AlicePassword, nil, "alice"},
+			{"Bob@xoyize.xyz", testenv.BobPassword, nil, "bob"},
+			{"shared@hosted-domain.com", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
 			{"team@hosted-domain.com", testenv.AlicePassword, directory.ErrInvalidCredentials, ""}, // a list is no account
 			{"chain1", "x", directory.ErrInvalidCredentials, ""},                                   // no posixAccount
 			{"alice", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},

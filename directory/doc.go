@@ -28,7 +28,8 @@
 // never a partial list, never a bounce.
 //
 // A login is a uid or an address listed on the user's entry (the senders
-// query, exact key): a catch-all "@domain" lets its owner send as any
+// query, exact key; when lists deliver to the address too, the one entry
+// among those found that has a home): a catch-all "@domain" lets its owner send as any
 // address of the domain (SenderLogins, as Postfix's
 // smtpd_sender_login_maps), never log in as one.
 //
