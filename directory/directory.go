@@ -95,6 +95,9 @@ func New(o Options) (*Directory, error) {
 	d := &Directory{opts: o, scope: scope}
 	d.searches = newConnPool(&d.opts, tlsConf, o.BindDN, o.BindPassword)
 	d.binds = newConnPool(&d.opts, tlsConf, "", "")
+	// What one pool learns of a hung server spares the other's setup.
+	d.searches.failed = newFailedURLs()
+	d.binds.failed = d.searches.failed
 	d.cache = newSearchCache(o.CacheTTL, o.NegativeCacheTTL, o.Now)
 	// Answers read on a fallback server may lag the preferred one's.
 	d.searches.onRetire = d.cache.flush

@@ -3,6 +3,7 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -973,4 +974,83 @@ maildrop: alice@xoyize.xyz
 	if l, err := d.SenderLogins(ctx, `"x@z"@hosted-domain.com`); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf(`SenderLogins("x@z"@hosted-domain.com) = %q, %v; want ErrNotFound`, l, err)
 	}
+}
+
+// silentServer accepts connections and never answers: a hung directory
+// server (its process stuck, its disk full), which TCP alone cannot tell
+// from a live one.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return "ldap://" + ln.Addr().String()
+}
+
+// With the first server hung, the first connection waits out its setup
+// timeout and goes to the second; later connections (after the second
+// server closed them: a restart, its idletimeout) and the password binds'
+// go to the second at once, not after another timeout each.
+func TestHungFirstServerCostsOneTimeout(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	o := options(s)
+	o.URLs = []string{silentServer(t), s.URL()}
+	o.ServerName = "localhost"
+	o.DialTimeout, o.RequestTimeout = time.Second, 4*time.Second
+	o.CacheTTL, o.NegativeCacheTTL = -1, -1
+	o.PoolSize = 1
+	d := newDir(t, o)
+	ctx := context.Background()
+	lookup := func(what string) {
+		t.Helper()
+		if r, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil || r.Destinations[0].Address != "xomail@xoyize.xyz" {
+			t.Fatalf("%s: %+v, %v", what, r, err)
+		}
+	}
+	lookup("first lookup")       // waits for the hung server's setup timeout
+	const fast = 2 * time.Second // half the setup timeout; a lookup takes milliseconds
+	timed := func(what string, do func()) {
+		t.Helper()
+		start := time.Now()
+		do()
+		if took := time.Since(start); took > fast {
+			t.Errorf("%s took %v, want under %v", what, took, fast)
+		}
+	}
+	timed("first login", func() {
+		if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+			t.Fatalf("first login: %v", err)
+		}
+	})
+	s.Stop(t)
+	s.Start(t)
+	timed("lookup after the second server's restart", func() { lookup("after restart") })
+	timed("login after the second server's restart", func() {
+		if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+			t.Fatalf("login after restart: %v", err)
+		}
+	})
 }

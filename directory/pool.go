@@ -41,6 +41,9 @@ type connPool struct {
 	// onRetire is called after connections were retired (the cache may
 	// hold answers from the fallback); may be nil.
 	onRetire func()
+	// failed remembers the URLs whose setup failed, shared by the pools
+	// of one Directory; nil: none remembered (the write pools).
+	failed *failedURLs
 
 	mu        sync.Mutex
 	conns     map[*ldap.Conn]*pooledConn // guarded by mu; every connection get handed out, until discarded
@@ -141,7 +144,7 @@ func (p *connPool) fresh(ctx context.Context) (*ldap.Conn, error) {
 // dialInSlot dials a connection in the slot the caller has just taken,
 // and frees the slot when the dial fails.
 func (p *connPool) dialInSlot(ctx context.Context) (*ldap.Conn, error) {
-	c, at, err := p.dialFirst(ctx, p.urls)
+	c, at, err := p.dialAvoidingFailed(ctx)
 	if err != nil {
 		<-p.slots
 		return nil, err
@@ -207,6 +210,7 @@ func (p *connPool) close() {
 // retire marks every connection to a URL after urls[at] as retired, and
 // closes those that are idle.
 func (p *connPool) retire(at int) {
+	p.failed.set(p.urls[at], true)
 	n := 0
 	p.mu.Lock()
 	for _, pc := range p.conns {
@@ -267,6 +271,7 @@ func (p *connPool) maybeCheckPreferred() {
 				p.retire(i)
 				return
 			}
+			p.failed.set(raw, false)
 		}
 	}()
 }
@@ -274,6 +279,79 @@ func (p *connPool) maybeCheckPreferred() {
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
 	c, _, err := p.dialFirst(ctx, p.urls)
 	return c, err
+}
+
+// failedURLs remembers, for failedURLsFor after a failed setup, which
+// URLs to try last: a server that accepts connections and then never
+// answers (hung, its disk full) costs every new connection a whole setup
+// timeout before the next URL is tried, each time the fallback's
+// connections are renewed (its idletimeout, a restart), and for binds and
+// searches alike. Retried in order once the time has passed, or as soon
+// as the pool's or the Watcher's check finds it answering (retire).
+type failedURLs struct {
+	mu    sync.Mutex
+	until map[string]time.Time // guarded by mu
+}
+
+// failedURLsFor is how long a URL whose setup failed is tried last:
+// longer than preferredCheckEvery, so that while the pool's connections
+// are on a later URL, each check that fails again renews the mark before
+// it ends, and one that succeeds clears it.
+const failedURLsFor = 2 * preferredCheckEvery
+
+func newFailedURLs() *failedURLs { return &failedURLs{until: map[string]time.Time{}} }
+
+// order returns the indexes of urls in order, those that failed lately
+// last; f may be nil.
+func (f *failedURLs) order(urls []string) []int {
+	var first, last []int
+	now := time.Now()
+	if f != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+	}
+	for i, u := range urls {
+		if f != nil && now.Before(f.until[u]) {
+			last = append(last, i)
+		} else {
+			first = append(first, i)
+		}
+	}
+	return append(first, last...)
+}
+
+// set records whether url's setup succeeded; f may be nil.
+func (f *failedURLs) set(url string, ok bool) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ok {
+		delete(f.until, url)
+	} else {
+		f.until[url] = time.Now().Add(failedURLsFor)
+	}
+}
+
+// dialAvoidingFailed is dialFirst on the pool's URLs, trying those whose
+// setup failed lately last (failedURLs).
+func (p *connPool) dialAvoidingFailed(ctx context.Context) (*ldap.Conn, int, error) {
+	var errs []error
+	for _, i := range p.failed.order(p.urls) {
+		c, err := p.dialOne(ctx, p.urls[i])
+		if err == nil {
+			p.failed.set(p.urls[i], true)
+			return c, i, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			// The caller gave up: no verdict on the server.
+			break
+		}
+		p.failed.set(p.urls[i], false)
+	}
+	return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
 // dialFirst connects to the first of urls that answers, and says which.
