@@ -61,13 +61,9 @@ const (
 // countError counts one failure to answer; connecting says it happened
 // while getting a connection.
 func (d *Directory) countError(err error, connecting bool) {
-	var ne net.Error
 	kind := errServer
 	switch {
-	// go-ldap reports its request timeout as a network error with this text.
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout(),
-		ldap.IsErrorAnyOf(err, ldap.LDAPResultTimeLimitExceeded, ldap.LDAPResultTimeout),
-		strings.Contains(err.Error(), "timed out"):
+	case isTimeout(err):
 		kind = errTimeout
 	case connecting:
 		kind = errConnect
@@ -77,6 +73,15 @@ func (d *Directory) countError(err error, connecting bool) {
 		kind = errNetwork
 	}
 	d.nErrors[kind].Add(1)
+}
+
+// isTimeout reports whether err is a server that did not answer in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	// go-ldap reports its request timeout as a network error with this text.
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
+		ldap.IsErrorAnyOf(err, ldap.LDAPResultTimeLimitExceeded, ldap.LDAPResultTimeout) ||
+		strings.Contains(err.Error(), "timed out")
 }
 
 // New checks o and returns a Directory. It does not connect: the first
@@ -229,6 +234,9 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			return res.Entries[:1], nil
 		}
 		broken := transportError(err)
+		if broken {
+			d.searches.timedOut(c, err)
+		}
 		d.searches.put(c, broken)
 		lastErr = err
 		// A server that pages without end would do so again.
@@ -401,6 +409,7 @@ func (d *Directory) bind(ctx context.Context, dn, password string) error {
 				return fmt.Errorf("%w: %s", ErrInvalidCredentials, le.Err)
 			}
 		}
+		d.binds.timedOut(c, err)
 		d.binds.put(c, true)
 		if attempt == 1 || !transportError(err) {
 			d.countError(err, false)

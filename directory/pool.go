@@ -167,6 +167,25 @@ func (p *connPool) usable(c *ldap.Conn) bool {
 	return !p.closed && (pc == nil || !pc.retired)
 }
 
+// timedOut notes a request on c that err ended: when the server did not
+// answer in time (hung since the connection was made), its URL is tried
+// last (failedURLs), so that the retry on a fresh connection does not wait
+// for it once more.
+func (p *connPool) timedOut(c *ldap.Conn, err error) {
+	// Not the caller's deadline, nor the server's answer timeLimitExceeded:
+	// no answer at all.
+	if err == nil || !isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded) {
+		return
+	}
+	p.mu.Lock()
+	pc := p.conns[c]
+	p.mu.Unlock()
+	if pc != nil {
+		p.failed.set(p.urls[pc.at], false)
+	}
+}
+
 // discard closes c and frees its slot.
 func (p *connPool) discard(c *ldap.Conn) {
 	c.Close()
