@@ -598,7 +598,12 @@ func TestMaildropValues(t *testing.T) {
 			alias("fwds", "x@outside.test,y@outside.test")+
 			alias("params", "x@outside.test> NOTIFY=NEVER", "bob@xoyize.xyz")+
 			alias("junk", "x@outside.test> NOTIFY=NEVER", "@@@", "<>")+
-			alias("quoted", `"a,b"@outside.test`)))
+			alias("quoted", `"a,b"@outside.test`)+
+			// Aliases that list themselves: as any other target, the
+			// address itself is dropped when it has nowhere to go (a
+			// hosted alias domain has no mailboxes), the others stay.
+			alias("selfish", "selfish@hosted-domain.com", "alice@xoyize.xyz")+
+			alias("selfonly", "selfonly@hosted-domain.com")))
 	d := newDir(t, options(s))
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -610,6 +615,7 @@ func TestMaildropValues(t *testing.T) {
 		{"fwds@hosted-domain.com", []string{"x@outside.test forward", "y@outside.test forward"}},
 		{"params@hosted-domain.com", []string{"bob@xoyize.xyz"}},
 		{"quoted@hosted-domain.com", []string{`"a,b"@outside.test forward`}},
+		{"selfish@hosted-domain.com", []string{"alice@xoyize.xyz"}},
 	} {
 		r, err := d.ResolveRecipient(ctx, tt.addr)
 		var got []string
@@ -624,8 +630,10 @@ func TestMaildropValues(t *testing.T) {
 			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
 		}
 	}
-	if r, err := d.ResolveRecipient(ctx, "junk@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
-		t.Errorf("an alias to nothing but junk: %+v, %v; want ErrNotFound", r, err)
+	for _, addr := range []string{"junk@hosted-domain.com", "selfonly@hosted-domain.com"} {
+		if r, err := d.ResolveRecipient(ctx, addr); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("ResolveRecipient(%q), an alias to nothing deliverable: %+v, %v; want ErrNotFound", addr, r, err)
+		}
 	}
 }
 
