@@ -35,7 +35,7 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		attrs = append(attrs, d.opts.HomeAttribute)
 	}
 	// Every entry of the login, with a home or not: two are ambiguous.
-	entries, err := d.entries(ctx, q, uid, attrs, "")
+	entries, err := d.loginEntries(ctx, q, uid, attrs)
 	if err != nil {
 		return User{}, err
 	}
@@ -92,7 +92,8 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 }
 
 // loginUID maps a login name to the uid to look up: itself, or for an
-// address, the one login the sender query gives for that very address.
+// address, the one login the sender query gives for that very address
+// (itself when the query gives none).
 // Never through a catch-all: "@domain" owned by one account would let any
 // made-up address of the domain log in as it, each name a fresh start for
 // loginguard's per-login failure count. The catch-all is for sender
@@ -117,6 +118,12 @@ func (d *Directory) loginUID(ctx context.Context, login string) (string, error) 
 	}
 	q := d.opts.Queries.Senders
 	logins, err := d.values(ctx, q, login)
+	if errors.Is(err, ErrNotFound) {
+		// No entry lists the address: it may be a uid itself (directories
+		// that name users by address), which the user query finds as
+		// Dovecot's user_filter (uid=%u) finds the login typed.
+		return login, nil
+	}
 	if err != nil {
 		return "", err
 	}

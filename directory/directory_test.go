@@ -3,6 +3,7 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"courriel/directory"
+	"courriel/directory/password"
 	"courriel/internal/testenv"
 )
 
@@ -1061,4 +1063,60 @@ func TestHungFirstServerCostsOneTimeout(t *testing.T) {
 			t.Fatalf("login after restart: %v", err)
 		}
 	})
+}
+
+// A directory whose uids are addresses (multi-domain hosting; the seed's
+// Dovecot user_filter (uid=%u) and auth_bind_userdn uid=%u take the whole
+// login): the login is looked up and bound to as it is, never as its part
+// before '@', which here is another user's uid; whether the entry lists
+// the address (dave) or not (carol, found by its uid as Dovecot finds it).
+func TestAddressUID(t *testing.T) {
+	t.Parallel()
+	user := func(uid, home string, n int, addrs ...string) string {
+		h, err := password.Hash("", []byte(uid+"-secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := fmt.Sprintf("dn: uid=%s,ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\n"+
+			"cn: %s\nuid: %s\nuidnumber: %d\ngidnumber: %d\nhomedirectory: %s\nmaildrop: %s\nuserpassword: %s\n",
+			uid, uid, uid, n, n, home, strings.ReplaceAll(uid, "@", ".")+"@xoyize.xyz", h)
+		for _, a := range addrs {
+			e += "mailacceptinggeneralid: " + a + "\n"
+		}
+		return e + "\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		user("carol@example.org", "/var/vmail/carol-example", 20040)+
+			user("carol", "/var/vmail/carol", 20041)+
+			user("dave@example.org", "/var/vmail/dave-example", 20042, "dave@example.org")+
+			user("dave", "/var/vmail/dave", 20043)))
+	ctx := context.Background()
+	for _, template := range []string{"uid=%u," + testenv.MailBase, ""} {
+		o := options(s)
+		o.AuthBindDN = template
+		d := newDir(t, o)
+		for _, tt := range []struct{ login, home string }{
+			{"carol@example.org", "/var/vmail/carol-example"},
+			{"dave@example.org", "/var/vmail/dave-example"},
+			{"carol", "/var/vmail/carol"},
+			{"dave", "/var/vmail/dave"},
+		} {
+			if u, err := d.Authenticate(ctx, tt.login, tt.login+"-secret"); err != nil || u.Login != tt.login || u.Home != tt.home {
+				t.Errorf("[%q] Authenticate(%s) = %+v, %v; want %s's account", template, tt.login, u, err, tt.login)
+			}
+			if u, err := d.LookupUser(ctx, tt.login); err != nil || u.Home != tt.home {
+				t.Errorf("[%q] LookupUser(%s) = %+v, %v; want %s's account", template, tt.login, u, err, tt.login)
+			}
+			if got, err := d.Lookup(ctx, directory.MapUser, tt.login); err != nil || !slices.Equal(got, []string{tt.home}) {
+				t.Errorf("[%q] Lookup(user, %s) = %q, %v", template, tt.login, got, err)
+			}
+		}
+		// The other user's password is no login.
+		if u, err := d.Authenticate(ctx, "carol@example.org", "carol-secret"); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("[%q] Authenticate(carol@example.org) with carol's password = %+v, %v; want ErrInvalidCredentials", template, u, err)
+		}
+		if u, err := d.Authenticate(ctx, "nobody@example.org", "x"); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("[%q] Authenticate(nobody@example.org) = %+v, %v; want ErrInvalidCredentials", template, u, err)
+		}
+	}
 }

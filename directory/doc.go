@@ -27,9 +27,10 @@
 // AliasRecursionLimit levels is ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
 // never a partial list, never a bounce.
 //
-// A login is a uid or an address listed on the user's entry (the senders
-// query, exact key; when lists deliver to the address too, the one entry
-// among those found that has a home): a catch-all "@domain" lets its owner send as any
+// A login is a uid (looked up whole, '@' and all, as Dovecot's %u) or an
+// address listed on the user's entry (the senders query, exact key; when
+// lists deliver to the address too, the one entry among those found that
+// has a home): a catch-all "@domain" lets its owner send as any
 // address of the domain (SenderLogins, as Postfix's
 // smtpd_sender_login_maps), never log in as one.
 //
