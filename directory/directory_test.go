@@ -101,6 +101,34 @@ func TestSeedLookups(t *testing.T) {
 	}
 }
 
+// The seed's Postfix maps, copied as they are written: their query_filter
+// lines have no outer parentheses, which OpenLDAP's libldap supplies.
+func TestSeedQueryFiltersAsWritten(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	o := options(s)
+	o.Queries = directory.Queries{
+		Domains: directory.Query{Filter: "mailacceptinggeneralid=*@%s", ResultAttribute: "mailacceptinggeneralid", ResultFormat: "%d"},
+		Aliases: directory.Query{Filter: "mailacceptinggeneralid=%s", ResultAttribute: "maildrop"},
+		Mailbox: directory.Query{Filter: "maildrop=%s", ResultAttribute: "homeDirectory", ResultFormat: "%s/mailbox/"},
+		UID:     directory.Query{Filter: " maildrop=%s ", ResultAttribute: "uidNumber"},
+		Senders: directory.Query{Filter: "(|(mailacceptinggeneralid=%s)(maildrop=%s))", ResultAttribute: "uid"},
+	}
+	d := newDir(t, o)
+	ctx := context.Background()
+	r, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com")
+	if err != nil || len(r.Destinations) != 1 || r.Destinations[0].Mailbox == nil ||
+		r.Destinations[0].Mailbox.Maildir != "/var/vmail/xomail/mailbox/" || r.Destinations[0].Mailbox.UID != 20000 {
+		t.Errorf("ResolveRecipient(test0@hosted-domain.com) = %+v, %v", r, err)
+	}
+	if got, err := d.Lookup(ctx, directory.MapDomains, "hosted-domain.com"); err != nil || !slices.Equal(got, []string{"hosted-domain.com"}) {
+		t.Errorf("Lookup(domains, hosted-domain.com) = %q, %v", got, err)
+	}
+	if _, err := d.ResolveRecipient(ctx, "nobody@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("ResolveRecipient(nobody@hosted-domain.com): %v, want ErrNotFound", err)
+	}
+}
+
 func TestResolveRecipient(t *testing.T) {
 	t.Parallel()
 	s := sharedSlapd(t)

@@ -145,6 +145,7 @@ func (o *Options) setDefaults() {
 	}
 	d := DefaultQueries()
 	fill := func(q *Query, def Query) {
+		q.Filter = parenthesize(q.Filter)
 		if q.Filter == "" {
 			q.Filter = def.Filter
 		}
@@ -174,6 +175,18 @@ func (o *Options) setDefaults() {
 	for i, dom := range o.MailboxDomains {
 		o.MailboxDomains[i] = strings.TrimSuffix(strings.ToLower(dom), ".")
 	}
+}
+
+// parenthesize puts a filter written without its outer parentheses
+// ("maildrop=%s", as the seed's Postfix query_filter lines are written)
+// in them, as OpenLDAP's libldap does for Postfix: the maps are copied
+// as they are.
+func parenthesize(filter string) string {
+	f := strings.TrimSpace(filter)
+	if f == "" || strings.HasPrefix(f, "(") {
+		return f
+	}
+	return "(" + f + ")"
 }
 
 // Validate reports the first problem with o (after defaults).
