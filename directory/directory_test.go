@@ -1148,3 +1148,23 @@ func TestAddressUID(t *testing.T) {
 		}
 	}
 }
+
+// A login bounded by a deadline (IMAP's AuthTimeout) reaches the second
+// URL when the first, an ldaps:// server, accepts and never shakes hands:
+// the setup on the hung server stops RequestTimeout after the connect,
+// not at the caller's deadline, which DialTimeout+RequestTimeout from the
+// dial would pass.
+func TestHungLDAPSServerLeavesTimeForTheNext(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	o := options(s)
+	o.URLs = []string{"ldaps://" + strings.TrimPrefix(silentServer(t), "ldap://"), s.LDAPSURL()}
+	o.StartTLS, o.ServerName = false, "localhost"
+	o.DialTimeout, o.RequestTimeout = 2*time.Second, 2*time.Second
+	d := newDir(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	if u, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil || u.Login != "xomail" {
+		t.Errorf("login with the first server hung: %+v, %v", u, err)
+	}
+}

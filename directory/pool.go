@@ -390,11 +390,15 @@ func (p *connPool) dialFirst(ctx context.Context, urls []string) (*ldap.Conn, in
 }
 
 // dialOne connects to raw, upgrades the connection to TLS (StartTLS) and
-// binds as the service account. The whole setup is bounded: by a deadline
-// on the socket, DialTimeout+RequestTimeout from now or ctx's deadline if
-// sooner, and by ctx's end, so that a server that accepts the connection
-// and then stalls (in the TLS handshake, which go-ldap does not bound)
-// never holds the caller, nor the pool slot it dials in.
+// binds as the service account. The whole setup is bounded: the connect
+// by DialTimeout, what follows by a deadline on the socket,
+// RequestTimeout after the connect or ctx's deadline if sooner, and by
+// ctx's end, so that a server that accepts the connection and then stalls
+// (in the TLS handshake, which go-ldap does not bound) never holds the
+// caller, nor the pool slot it dials in. The stall is bounded from the
+// connect, not from the dial's start, so that a caller with a deadline
+// (an IMAP login's) that a hung first server would otherwise spend whole
+// has time left for the next URL.
 func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -415,6 +419,9 @@ func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) 
 	}
 	// The deadline covers every read and write of the setup; ctx's end
 	// moves it to now, which fails whatever step is under way.
+	if dl := time.Now().Add(p.opts.RequestTimeout); dl.Before(deadline) {
+		deadline = dl
+	}
 	nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	c, err := p.setup(nc, u, raw, tlsConf)
