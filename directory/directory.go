@@ -344,10 +344,10 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 }
 
 // unpagedAfterRefusal answers a search whose first page the server
-// refused with adminLimitExceeded (refused, the first page of a paged
-// search): slapd answers so when the reader's limits forbid paging
-// (olcLimits size.prtotal=disabled) or allow smaller pages than ours
-// (size.pr), although the control is not critical. The same search is
+// refused with adminLimitExceeded: slapd answers so when the reader's
+// limits forbid paging (olcLimits size.prtotal=disabled) or allow smaller
+// pages than ours (size.pr), although the control is not critical. The
+// same search is
 // sent plain, as Postfix's dict_ldap sends every search, bounded by the
 // server's plain size limits; when that one is answered, paging was the
 // cause, and later searches are sent plain at once. When it is refused
