@@ -75,6 +75,9 @@ func TestSeedLookups(t *testing.T) {
 		{directory.MapAliases, "TEST0@Hosted-Domain.COM", []string{"xomail@xoyize.xyz"}},
 		{directory.MapAliases, "team@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
 		{directory.MapUser, "xomail", []string{"/var/vmail/xomail"}},
+		// A login may be an address of the user, as LookupUser takes it.
+		{directory.MapUser, "test0@hosted-domain.com", []string{"/var/vmail/xomail"}},
+		{directory.MapUser, "alice@xoyize.xyz", []string{"/var/vmail/alice"}},
 	}
 	for _, tt := range tests {
 		got, err := d.Lookup(ctx, tt.m, tt.key)

@@ -158,8 +158,13 @@ func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, er
 		return []string{k}, nil
 	}
 	if m == MapUser {
-		// The key is a login, as LookupUser looks it up.
-		entries, err := d.loginEntries(ctx, q, key, []string{q.ResultAttribute})
+		// The key is a login, as LookupUser looks it up: a uid, or an
+		// address of the user.
+		uid, err := d.loginUID(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := d.loginEntries(ctx, q, uid, []string{q.ResultAttribute})
 		if err != nil {
 			return nil, err
 		}
