@@ -35,7 +35,7 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 		attrs = append(attrs, d.opts.HomeAttribute)
 	}
 	// Every entry of the login, with a home or not: two are ambiguous.
-	entries, err := d.entries(ctx, q, uid, attrs, "")
+	entries, err := d.loginEntries(ctx, q, uid, attrs)
 	if err != nil {
 		return User{}, err
 	}
@@ -92,7 +92,8 @@ func (d *Directory) LookupUser(ctx context.Context, login string) (User, error) 
 }
 
 // loginUID maps a login name to the uid to look up: itself, or for an
-// address, the one login the sender query gives for that very address.
+// address, the one login the sender query gives for that very address
+// (itself when the query gives none).
 // Never through a catch-all: "@domain" owned by one account would let any
 // made-up address of the domain log in as it, each name a fresh start for
 // loginguard's per-login failure count. The catch-all is for sender
@@ -115,19 +116,54 @@ func (d *Directory) loginUID(ctx context.Context, login string) (string, error) 
 		// "@domain" is the catch-all's own key: no login.
 		return "", ErrNotFound
 	}
-	logins, err := d.values(ctx, d.opts.Queries.Senders, login)
+	q := d.opts.Queries.Senders
+	logins, err := d.values(ctx, q, login)
+	if errors.Is(err, ErrNotFound) {
+		// No entry lists the address: it may be a uid itself (directories
+		// that name users by address), which the user query finds as
+		// Dovecot's user_filter (uid=%u) finds the login typed.
+		return login, nil
+	}
 	if err != nil {
 		return "", err
 	}
-	uniq := map[string]bool{}
+	if l, ok := oneLogin(logins); ok {
+		return l, nil
+	}
+	// The senders query also finds the entries whose maildrop the address
+	// is: every list and forward that delivers to a user names the user's
+	// own address (alice@xoyize.xyz, the maildrop of the lists "team"
+	// and "mixed"), which must still log in as the user (Thunderbird's
+	// autoconfig gives the address as the login). The entries that have
+	// a home are the accounts; alias-only entries have none. An address
+	// shared by two accounts still names no single account to log into.
+	home := d.opts.Queries.User.ResultAttribute
+	entries, err := d.entries(ctx, q, login, []string{q.ResultAttribute, home}, home)
+	if err != nil {
+		return "", err
+	}
+	logins = logins[:0]
+	for _, e := range entries {
+		for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
+			if f, ok := formatResult(q.ResultFormat, v); ok {
+				logins = append(logins, f)
+			}
+		}
+	}
+	if l, ok := oneLogin(logins); ok {
+		return l, nil
+	}
+	return "", ErrNotFound
+}
+
+// oneLogin is the login when logins name one (case aside).
+func oneLogin(logins []string) (string, bool) {
 	for _, l := range logins {
-		uniq[strings.ToLower(l)] = true
+		if !strings.EqualFold(l, logins[0]) {
+			return "", false
+		}
 	}
-	if len(uniq) != 1 {
-		// A shared address (a list) names no single account to log into.
-		return "", ErrNotFound
-	}
-	return logins[0], nil
+	return logins[0], len(logins) > 0
 }
 
 // Authenticate checks login's password by binding to the directory as the

@@ -24,6 +24,12 @@ type Directory struct {
 	nHits     atomic.Int64
 	nBinds    atomic.Int64
 	nErrors   [numErrorKinds]atomic.Int64 // by index in ErrorKinds()
+
+	// unpaged is set once the server refused a paged search to the
+	// reader and answered the same search without the control: from then
+	// on searches are sent plain (pagedSearch), until the Directory is
+	// rebuilt (a reload).
+	unpaged atomic.Bool
 }
 
 // Stats counts the work done, for benchmarks and metrics.
@@ -55,13 +61,9 @@ const (
 // countError counts one failure to answer; connecting says it happened
 // while getting a connection.
 func (d *Directory) countError(err error, connecting bool) {
-	var ne net.Error
 	kind := errServer
 	switch {
-	// go-ldap reports its request timeout as a network error with this text.
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout(),
-		ldap.IsErrorAnyOf(err, ldap.LDAPResultTimeLimitExceeded, ldap.LDAPResultTimeout),
-		strings.Contains(err.Error(), "timed out"):
+	case isTimeout(err):
 		kind = errTimeout
 	case connecting:
 		kind = errConnect
@@ -71,6 +73,15 @@ func (d *Directory) countError(err error, connecting bool) {
 		kind = errNetwork
 	}
 	d.nErrors[kind].Add(1)
+}
+
+// isTimeout reports whether err is a server that did not answer in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	// go-ldap reports its request timeout as a network error with this text.
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
+		ldap.IsErrorAnyOf(err, ldap.LDAPResultTimeLimitExceeded, ldap.LDAPResultTimeout) ||
+		strings.Contains(err.Error(), "timed out")
 }
 
 // New checks o and returns a Directory. It does not connect: the first
@@ -89,6 +100,9 @@ func New(o Options) (*Directory, error) {
 	d := &Directory{opts: o, scope: scope}
 	d.searches = newConnPool(&d.opts, tlsConf, o.BindDN, o.BindPassword)
 	d.binds = newConnPool(&d.opts, tlsConf, "", "")
+	// What one pool learns of a hung server spares the other's setup.
+	d.searches.failed = newFailedURLs()
+	d.binds.failed = d.searches.failed
 	d.cache = newSearchCache(o.CacheTTL, o.NegativeCacheTTL, o.Now)
 	// Answers read on a fallback server may lag the preferred one's.
 	d.searches.onRetire = d.cache.flush
@@ -192,13 +206,14 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 		1, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
 	var lastErr error
 	// A pooled connection may have died with the server since its last use:
-	// one retry on a fresh connection makes a restarted server transparent.
+	// one retry on a fresh connection (the other pooled ones may be as
+	// dead) makes a restarted server transparent.
 	for attempt := 0; attempt < 2; attempt++ {
 		if err := ctx.Err(); err != nil {
 			d.countError(err, false)
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		c, err := d.searches.get(ctx)
+		c, err := d.searches.getFor(ctx, attempt)
 		if err != nil {
 			d.countError(err, true)
 			return nil, err
@@ -219,6 +234,9 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			return res.Entries[:1], nil
 		}
 		broken := transportError(err)
+		if broken {
+			d.searches.timedOut(c, err)
+		}
 		d.searches.put(c, broken)
 		lastErr = err
 		// A server that pages without end would do so again.
@@ -261,7 +279,7 @@ const maxEmptyPages = 2
 // sizeLimitExceeded, from the server (the request carries the limit,
 // which applies to all pages) or from here. A server without paging
 // ignores the control (it is not critical) and answers in one go, as
-// before.
+// before; one that refuses it gets the search plain (unpagedAfterRefusal).
 //
 // The pages are bounded too, and ctx is checked before each, so that a
 // server that keeps sending a cookie must not hold a RCPT and a pooled
@@ -271,6 +289,9 @@ const maxEmptyPages = 2
 // maxEmptyPages in a row without any is errTooManyPages.
 func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
 	filter string, attrs []string) (*ldap.SearchResult, error) {
+	if d.unpaged.Load() {
+		return d.plainSearch(search, filter, attrs)
+	}
 	paging := ldap.NewControlPaging(pageSize)
 	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
 		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, []ldap.Control{paging})
@@ -282,6 +303,9 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 		}
 		d.nSearches.Add(1)
 		res, err := search(req)
+		if page == 0 && ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) {
+			return d.unpagedAfterRefusal(search, filter, attrs, err)
+		}
 		if res != nil {
 			all.Entries = append(all.Entries, res.Entries...)
 		}
@@ -319,10 +343,49 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 	}
 }
 
+// unpagedAfterRefusal answers a search whose first page the server
+// refused with adminLimitExceeded: slapd answers so when the reader's
+// limits forbid paging (olcLimits size.prtotal=disabled) or allow smaller
+// pages than ours (size.pr), although the control is not critical. The
+// same search is
+// sent plain, as Postfix's dict_ldap sends every search, bounded by the
+// server's plain size limits; when that one is answered, paging was the
+// cause, and later searches are sent plain at once. When it is refused
+// too (another admin limit: slapd's size.unchecked), the first refusal
+// stands.
+func (d *Directory) unpagedAfterRefusal(search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
+	filter string, attrs []string, refused error) (*ldap.SearchResult, error) {
+	res, err := d.plainSearch(search, filter, attrs)
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) {
+		return res, refused
+	}
+	if err == nil && d.unpaged.CompareAndSwap(false, true) {
+		d.opts.Logger.Warn("the LDAP server refuses paged searches to the reader: lookups are plain searches from now on, "+
+			"bounded by its plain size limits (slapd: olcLimits size.pr, size.prtotal)", "err", refused)
+	}
+	return res, err
+}
+
+// plainSearch is pagedSearch's one request without the paging control,
+// up to SizeLimit entries.
+func (d *Directory) plainSearch(search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
+	filter string, attrs []string) (*ldap.SearchResult, error) {
+	req := ldap.NewSearchRequest(d.opts.BaseDN, d.scope, ldap.NeverDerefAliases,
+		d.opts.SizeLimit, int(d.opts.RequestTimeout.Seconds()), false, filter, attrs, nil)
+	d.nSearches.Add(1)
+	res, err := search(req)
+	if err == nil && len(res.Entries) > d.opts.SizeLimit {
+		// The server ignored the request's limit.
+		return res, ldap.NewError(ldap.LDAPResultSizeLimitExceeded,
+			fmt.Errorf("more than %d entries (Options.SizeLimit)", d.opts.SizeLimit))
+	}
+	return res, err
+}
+
 // bind checks a password by binding as dn on a connection kept for binds.
 func (d *Directory) bind(ctx context.Context, dn, password string) error {
 	for attempt := 0; attempt < 2; attempt++ {
-		c, err := d.binds.get(ctx)
+		c, err := d.binds.getFor(ctx, attempt)
 		if err != nil {
 			d.countError(err, true)
 			return err
@@ -346,6 +409,7 @@ func (d *Directory) bind(ctx context.Context, dn, password string) error {
 				return fmt.Errorf("%w: %s", ErrInvalidCredentials, le.Err)
 			}
 		}
+		d.binds.timedOut(c, err)
 		d.binds.put(c, true)
 		if attempt == 1 || !transportError(err) {
 			d.countError(err, false)

@@ -3,6 +3,8 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"courriel/directory"
+	"courriel/directory/password"
 	"courriel/internal/testenv"
 )
 
@@ -72,6 +75,9 @@ func TestSeedLookups(t *testing.T) {
 		{directory.MapAliases, "TEST0@Hosted-Domain.COM", []string{"xomail@xoyize.xyz"}},
 		{directory.MapAliases, "team@hosted-domain.com", []string{"alice@xoyize.xyz", "bob@xoyize.xyz"}},
 		{directory.MapUser, "xomail", []string{"/var/vmail/xomail"}},
+		// A login may be an address of the user, as LookupUser takes it.
+		{directory.MapUser, "test0@hosted-domain.com", []string{"/var/vmail/xomail"}},
+		{directory.MapUser, "alice@xoyize.xyz", []string{"/var/vmail/alice"}},
 	}
 	for _, tt := range tests {
 		got, err := d.Lookup(ctx, tt.m, tt.key)
@@ -95,6 +101,34 @@ func TestSeedLookups(t *testing.T) {
 		if got, err := d.Lookup(ctx, tt.m, tt.key); !errors.Is(err, directory.ErrNotFound) {
 			t.Errorf("Lookup(%s, %q) = %q, %v; want ErrNotFound", tt.m, tt.key, got, err)
 		}
+	}
+}
+
+// The seed's Postfix maps, copied as they are written: their query_filter
+// lines have no outer parentheses, which OpenLDAP's libldap supplies.
+func TestSeedQueryFiltersAsWritten(t *testing.T) {
+	t.Parallel()
+	s := sharedSlapd(t)
+	o := options(s)
+	o.Queries = directory.Queries{
+		Domains: directory.Query{Filter: "mailacceptinggeneralid=*@%s", ResultAttribute: "mailacceptinggeneralid", ResultFormat: "%d"},
+		Aliases: directory.Query{Filter: "mailacceptinggeneralid=%s", ResultAttribute: "maildrop"},
+		Mailbox: directory.Query{Filter: "maildrop=%s", ResultAttribute: "homeDirectory", ResultFormat: "%s/mailbox/"},
+		UID:     directory.Query{Filter: " maildrop=%s ", ResultAttribute: "uidNumber"},
+		Senders: directory.Query{Filter: "(|(mailacceptinggeneralid=%s)(maildrop=%s))", ResultAttribute: "uid"},
+	}
+	d := newDir(t, o)
+	ctx := context.Background()
+	r, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com")
+	if err != nil || len(r.Destinations) != 1 || r.Destinations[0].Mailbox == nil ||
+		r.Destinations[0].Mailbox.Maildir != "/var/vmail/xomail/mailbox/" || r.Destinations[0].Mailbox.UID != 20000 {
+		t.Errorf("ResolveRecipient(test0@hosted-domain.com) = %+v, %v", r, err)
+	}
+	if got, err := d.Lookup(ctx, directory.MapDomains, "hosted-domain.com"); err != nil || !slices.Equal(got, []string{"hosted-domain.com"}) {
+		t.Errorf("Lookup(domains, hosted-domain.com) = %q, %v", got, err)
+	}
+	if _, err := d.ResolveRecipient(ctx, "nobody@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("ResolveRecipient(nobody@hosted-domain.com): %v, want ErrNotFound", err)
 	}
 }
 
@@ -191,6 +225,10 @@ func TestAuthenticate(t *testing.T) {
 	t.Parallel()
 	s := sharedSlapd(t)
 	ctx := context.Background()
+	// An address two accounts list.
+	for _, uid := range []string{"xomail", "zoe"} {
+		s.Modify(t, "dn: uid="+uid+","+testenv.MailBase+"\nchangetype: modify\nadd: mailacceptinggeneralid\nmailacceptinggeneralid: shared@hosted-domain.com\n")
+	}
 	for _, template := range []string{"uid=%u," + testenv.MailBase, ""} {
 		o := options(s)
 		o.AuthBindDN = template // "" = search then bind
@@ -210,6 +248,12 @@ func TestAuthenticate(t *testing.T) {
 			{"xomail", testenv.XomailPassword + "\x00", directory.ErrInvalidCredentials, ""},
 			{"xomail", testenv.XomailPassword[:5], directory.ErrInvalidCredentials, ""},
 			{"nobody", "whatever", directory.ErrInvalidCredentials, ""},
+			// A user's own address is a login although lists deliver to it
+			// (team, mixed: alice@xoyize.xyz and bob@xoyize.xyz are their
+			// maildrops); an address two accounts share is none.
+			{"alice@xoyize.xyz", testenv.AlicePassword, nil, "alice"},
+			{"Bob@xoyize.xyz", testenv.BobPassword, nil, "bob"},
+			{"shared@hosted-domain.com", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
 			{"team@hosted-domain.com", testenv.AlicePassword, directory.ErrInvalidCredentials, ""}, // a list is no account
 			{"chain1", "x", directory.ErrInvalidCredentials, ""},                                   // no posixAccount
 			{"alice", testenv.XomailPassword, directory.ErrInvalidCredentials, ""},
@@ -417,12 +461,34 @@ uidnumber: 0
 gidnumber: 0
 homedirectory: /var/vmail/rootish
 maildrop: rootish@xoyize.xyz
+
+dn: uid=nohome,ou=mail,dc=xoyize,dc=xyz
+objectclass: account
+objectclass: posixAccount
+objectclass: postfixUser
+cn: nohome
+uid: nohome
+uidnumber: 20011
+gidnumber: 20011
+homedirectory:
+maildrop: nohome@xoyize.xyz
 `))
 	d := newDir(t, options(s))
-	for _, addr := range []string{"evil@hosted-domain.com", "rootish@xoyize.xyz"} {
-		if _, err := d.ResolveRecipient(context.Background(), addr); !errors.Is(err, directory.ErrUnavailable) {
-			t.Errorf("%s: %v, want ErrUnavailable (never deliver there, never bounce)", addr, err)
+	ctx := context.Background()
+	// nohome's empty homeDirectory must not become "/mailbox/" by the
+	// seed's result_format "%s/mailbox/".
+	for _, addr := range []string{"evil@hosted-domain.com", "rootish@xoyize.xyz", "nohome@xoyize.xyz"} {
+		if r, err := d.ResolveRecipient(ctx, addr); !errors.Is(err, directory.ErrUnavailable) {
+			t.Errorf("%s: %+v, %v; want ErrUnavailable (never deliver there, never bounce)", addr, r, err)
 		}
+	}
+	if u, err := d.LookupUser(ctx, "nohome"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("LookupUser(nohome) = %+v, %v; want ErrUnavailable", u, err)
+	}
+	// postmap -q gives nothing for an empty value (Postfix's
+	// db_common_expand: "empty lookup result ... ignored").
+	if got, err := d.Lookup(ctx, directory.MapMailbox, "nohome@xoyize.xyz"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("Lookup(mailbox, nohome@xoyize.xyz) = %q, %v; want ErrNotFound", got, err)
 	}
 }
 
@@ -565,7 +631,12 @@ func TestMaildropValues(t *testing.T) {
 			alias("fwds", "x@outside.test,y@outside.test")+
 			alias("params", "x@outside.test> NOTIFY=NEVER", "bob@xoyize.xyz")+
 			alias("junk", "x@outside.test> NOTIFY=NEVER", "@@@", "<>")+
-			alias("quoted", `"a,b"@outside.test`)))
+			alias("quoted", `"a,b"@outside.test`)+
+			// Aliases that list themselves: as any other target, the
+			// address itself is dropped when it has nowhere to go (a
+			// hosted alias domain has no mailboxes), the others stay.
+			alias("selfish", "selfish@hosted-domain.com", "alice@xoyize.xyz")+
+			alias("selfonly", "selfonly@hosted-domain.com")))
 	d := newDir(t, options(s))
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -577,6 +648,7 @@ func TestMaildropValues(t *testing.T) {
 		{"fwds@hosted-domain.com", []string{"x@outside.test forward", "y@outside.test forward"}},
 		{"params@hosted-domain.com", []string{"bob@xoyize.xyz"}},
 		{"quoted@hosted-domain.com", []string{`"a,b"@outside.test forward`}},
+		{"selfish@hosted-domain.com", []string{"alice@xoyize.xyz"}},
 	} {
 		r, err := d.ResolveRecipient(ctx, tt.addr)
 		var got []string
@@ -591,8 +663,10 @@ func TestMaildropValues(t *testing.T) {
 			t.Errorf("ResolveRecipient(%q) = %q, %v; want %q", tt.addr, got, err, tt.want)
 		}
 	}
-	if r, err := d.ResolveRecipient(ctx, "junk@hosted-domain.com"); !errors.Is(err, directory.ErrNotFound) {
-		t.Errorf("an alias to nothing but junk: %+v, %v; want ErrNotFound", r, err)
+	for _, addr := range []string{"junk@hosted-domain.com", "selfonly@hosted-domain.com"} {
+		if r, err := d.ResolveRecipient(ctx, addr); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("ResolveRecipient(%q), an alias to nothing deliverable: %+v, %v; want ErrNotFound", addr, r, err)
+		}
 	}
 }
 
@@ -940,5 +1014,160 @@ maildrop: alice@xoyize.xyz
 	}
 	if l, err := d.SenderLogins(ctx, `"x@z"@hosted-domain.com`); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf(`SenderLogins("x@z"@hosted-domain.com) = %q, %v; want ErrNotFound`, l, err)
+	}
+}
+
+// silentServer accepts connections and never answers: a hung directory
+// server (its process stuck, its disk full), which TCP alone cannot tell
+// from a live one.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return "ldap://" + ln.Addr().String()
+}
+
+// With the first server hung, the first connection waits out its setup
+// timeout and goes to the second; later connections (after the second
+// server closed them: a restart, its idletimeout) and the password binds'
+// go to the second at once, not after another timeout each.
+func TestHungFirstServerCostsOneTimeout(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	o := options(s)
+	o.URLs = []string{silentServer(t), s.URL()}
+	o.ServerName = "localhost"
+	o.DialTimeout, o.RequestTimeout = time.Second, 4*time.Second
+	o.CacheTTL, o.NegativeCacheTTL = -1, -1
+	o.PoolSize = 1
+	d := newDir(t, o)
+	ctx := context.Background()
+	lookup := func(what string) {
+		t.Helper()
+		if r, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil || r.Destinations[0].Address != "xomail@xoyize.xyz" {
+			t.Fatalf("%s: %+v, %v", what, r, err)
+		}
+	}
+	lookup("first lookup")       // waits for the hung server's setup timeout
+	const fast = 2 * time.Second // half the setup timeout; a lookup takes milliseconds
+	timed := func(what string, do func()) {
+		t.Helper()
+		start := time.Now()
+		do()
+		if took := time.Since(start); took > fast {
+			t.Errorf("%s took %v, want under %v", what, took, fast)
+		}
+	}
+	timed("first login", func() {
+		if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+			t.Fatalf("first login: %v", err)
+		}
+	})
+	s.Stop(t)
+	s.Start(t)
+	timed("lookup after the second server's restart", func() { lookup("after restart") })
+	timed("login after the second server's restart", func() {
+		if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+			t.Fatalf("login after restart: %v", err)
+		}
+	})
+}
+
+// A directory whose uids are addresses (multi-domain hosting; the seed's
+// Dovecot user_filter (uid=%u) and auth_bind_userdn uid=%u take the whole
+// login): the login is looked up and bound to as it is, never as its part
+// before '@', which here is another user's uid; whether the entry lists
+// the address (dave) or not (carol, found by its uid as Dovecot finds it).
+func TestAddressUID(t *testing.T) {
+	t.Parallel()
+	user := func(uid, home string, n int, addrs ...string) string {
+		h, err := password.Hash("", []byte(uid+"-secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := fmt.Sprintf("dn: uid=%s,ou=mail,dc=xoyize,dc=xyz\nobjectclass: account\nobjectclass: posixAccount\nobjectclass: postfixUser\n"+
+			"cn: %s\nuid: %s\nuidnumber: %d\ngidnumber: %d\nhomedirectory: %s\nmaildrop: %s\nuserpassword: %s\n",
+			uid, uid, uid, n, n, home, strings.ReplaceAll(uid, "@", ".")+"@xoyize.xyz", h)
+		for _, a := range addrs {
+			e += "mailacceptinggeneralid: " + a + "\n"
+		}
+		return e + "\n"
+	}
+	s := testenv.StartSlapd(t, testenv.WithExtraLDIF(
+		user("carol@example.org", "/var/vmail/carol-example", 20040)+
+			user("carol", "/var/vmail/carol", 20041)+
+			user("dave@example.org", "/var/vmail/dave-example", 20042, "dave@example.org")+
+			user("dave", "/var/vmail/dave", 20043)))
+	ctx := context.Background()
+	for _, template := range []string{"uid=%u," + testenv.MailBase, ""} {
+		o := options(s)
+		o.AuthBindDN = template
+		d := newDir(t, o)
+		for _, tt := range []struct{ login, home string }{
+			{"carol@example.org", "/var/vmail/carol-example"},
+			{"dave@example.org", "/var/vmail/dave-example"},
+			{"carol", "/var/vmail/carol"},
+			{"dave", "/var/vmail/dave"},
+		} {
+			if u, err := d.Authenticate(ctx, tt.login, tt.login+"-secret"); err != nil || u.Login != tt.login || u.Home != tt.home {
+				t.Errorf("[%q] Authenticate(%s) = %+v, %v; want %s's account", template, tt.login, u, err, tt.login)
+			}
+			if u, err := d.LookupUser(ctx, tt.login); err != nil || u.Home != tt.home {
+				t.Errorf("[%q] LookupUser(%s) = %+v, %v; want %s's account", template, tt.login, u, err, tt.login)
+			}
+			if got, err := d.Lookup(ctx, directory.MapUser, tt.login); err != nil || !slices.Equal(got, []string{tt.home}) {
+				t.Errorf("[%q] Lookup(user, %s) = %q, %v", template, tt.login, got, err)
+			}
+		}
+		// The other user's password is no login.
+		if u, err := d.Authenticate(ctx, "carol@example.org", "carol-secret"); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("[%q] Authenticate(carol@example.org) with carol's password = %+v, %v; want ErrInvalidCredentials", template, u, err)
+		}
+		if u, err := d.Authenticate(ctx, "nobody@example.org", "x"); !errors.Is(err, directory.ErrInvalidCredentials) {
+			t.Errorf("[%q] Authenticate(nobody@example.org) = %+v, %v; want ErrInvalidCredentials", template, u, err)
+		}
+	}
+}
+
+// A login bounded by a deadline (IMAP's AuthTimeout) reaches the second
+// URL when the first, an ldaps:// server, accepts and never shakes hands:
+// the setup on the hung server stops RequestTimeout after the connect,
+// not at the caller's deadline, which DialTimeout+RequestTimeout from the
+// dial would pass.
+func TestHungLDAPSServerLeavesTimeForTheNext(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	o := options(s)
+	o.URLs = []string{"ldaps://" + strings.TrimPrefix(silentServer(t), "ldap://"), s.LDAPSURL()}
+	o.StartTLS, o.ServerName = false, "localhost"
+	o.DialTimeout, o.RequestTimeout = 2*time.Second, 2*time.Second
+	d := newDir(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	if u, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil || u.Login != "xomail" {
+		t.Errorf("login with the first server hung: %+v, %v", u, err)
 	}
 }

@@ -27,8 +27,10 @@
 // AliasRecursionLimit levels is ErrExpansionLimit, temporary as Postfix's cleanup defers it (4.6.0):
 // never a partial list, never a bounce.
 //
-// A login is a uid or an address listed on the user's entry (the senders
-// query, exact key): a catch-all "@domain" lets its owner send as any
+// A login is a uid (looked up whole, '@' and all, as Dovecot's %u) or an
+// address listed on the user's entry (the senders query, exact key; when
+// lists deliver to the address too, the one entry among those found that
+// has a home): a catch-all "@domain" lets its owner send as any
 // address of the domain (SenderLogins, as Postfix's
 // smtpd_sender_login_maps), never log in as one.
 //
@@ -39,7 +41,8 @@
 // is one entry whatever the server's size limit. Every other search is
 // paged (RFC 2696), so that many entries sharing a maildrop are read in
 // full where the server allows paged searches more than plain ones, up to
-// Options.SizeLimit in all; past a limit, the lookup is ErrUnavailable,
+// Options.SizeLimit in all (plain, as Postfix's, when the server refuses
+// paging to the reader); past a limit, the lookup is ErrUnavailable,
 // never a partial answer. Path values (homeDirectory) are cleaned before they are formatted
 // when absolute and free of "..", then checked: relative paths and ".."
 // are refused, and the mail waits (ErrUnavailable) for an admin.

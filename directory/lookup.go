@@ -91,6 +91,23 @@ func (d *Directory) entries(ctx context.Context, q Query, key string, attrs []st
 	return d.search(ctx, withAttribute(filter, need), attrs)
 }
 
+// loginEntries runs the user query q for a login (a uid: expandLogin's
+// %u) and returns the matching entries with attrs.
+func (d *Directory) loginEntries(ctx context.Context, q Query, login string, attrs []string) ([]*ldap.Entry, error) {
+	login, ok := normalizeKey(login)
+	if !ok {
+		return nil, nil
+	}
+	filter, ok, err := expandLoginFilter(q.Filter, login)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return d.search(ctx, filter, attrs)
+}
+
 // withAttribute is filter restricted to the entries that have attribute a
 // (a presence filter, RFC 4515), or filter itself when a is "". The
 // caller's answer is unchanged: an entry without a yields no value of a,
@@ -139,6 +156,30 @@ func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, er
 		}
 		k, _ := normalizeKey(key)
 		return []string{k}, nil
+	}
+	if m == MapUser {
+		// The key is a login, as LookupUser looks it up: a uid, or an
+		// address of the user.
+		uid, err := d.loginUID(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := d.loginEntries(ctx, q, uid, []string{q.ResultAttribute})
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, e := range entries {
+			for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
+				if f, ok := formatResult(q.ResultFormat, v); ok {
+					out = append(out, f)
+				}
+			}
+		}
+		if len(out) == 0 {
+			return nil, ErrNotFound
+		}
+		return out, nil
 	}
 	return d.values(ctx, q, key)
 }

@@ -32,7 +32,10 @@ type Queries struct {
 	UID     Query // maildrop -> uidNumber
 	GID     Query // maildrop -> gidNumber
 	Senders Query // MAIL FROM address -> logins allowed to use it
-	User    Query // login -> entry (home, uid, gid); ResultAttribute is the home
+	// User: login -> entry (home, uid, gid); ResultAttribute is the home.
+	// Its key is a login: %u is the whole login (Dovecot's user_filter),
+	// not the part before an '@' it may hold.
+	User Query
 }
 
 // DefaultQueries returns the seed's Postfix maps and Dovecot user filter.
@@ -83,8 +86,9 @@ type Options struct {
 	MailboxDomains []string
 	Queries        Queries
 	// AuthBindDN is the DN template a password is checked against (seed:
-	// auth_bind_userdn = uid=%u,ou=mail,dc=xoyize,dc=xyz); %u is the login
-	// (escaped per RFC 4514). Empty: bind to the DN the user lookup found.
+	// auth_bind_userdn = uid=%u,ou=mail,dc=xoyize,dc=xyz); %u is the
+	// login's uid, whole as in Dovecot (escaped per RFC 4514). Empty: bind
+	// to the DN the user lookup found.
 	AuthBindDN string
 	// QuotaAttribute names the attribute of a mailbox's entry holding its
 	// storage quota ("1G", "500M", bytes, or Dovecot's "*:storage=1G"), and
@@ -141,6 +145,7 @@ func (o *Options) setDefaults() {
 	}
 	d := DefaultQueries()
 	fill := func(q *Query, def Query) {
+		q.Filter = parenthesize(q.Filter)
 		if q.Filter == "" {
 			q.Filter = def.Filter
 		}
@@ -170,6 +175,18 @@ func (o *Options) setDefaults() {
 	for i, dom := range o.MailboxDomains {
 		o.MailboxDomains[i] = strings.TrimSuffix(strings.ToLower(dom), ".")
 	}
+}
+
+// parenthesize puts a filter written without its outer parentheses
+// ("maildrop=%s", as the seed's Postfix query_filter lines are written)
+// in them, as OpenLDAP's libldap does for Postfix: the maps are copied
+// as they are.
+func parenthesize(filter string) string {
+	f := strings.TrimSpace(filter)
+	if f == "" || strings.HasPrefix(f, "(") {
+		return f
+	}
+	return "(" + f + ")"
 }
 
 // Validate reports the first problem with o (after defaults).

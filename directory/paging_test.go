@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"courriel/directory"
@@ -77,4 +78,55 @@ func TestSharedMaildropPastSizeLimit(t *testing.T) {
 			t.Errorf("%s: ResolveRecipient(many7@hosted-domain.com) past the server's hard limit = %+v, %v", name, r, err)
 		}
 	}
+}
+
+// A reader whose slapd limits forbid paged searches (size.prtotal=disabled)
+// or allow smaller pages than courriel's (size.pr) gets adminLimitExceeded
+// to a paged search, control not critical or not. Postfix, whose dict_ldap
+// never pages, works with the same server: so must courriel, with plain
+// searches bounded by the plain size limits, instead of deferring every
+// recipient. Another admin limit (size.unchecked) stays a temporary error.
+func TestPagingRefusedByServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, limit := range []string{"size.prtotal=disabled", "size.pr=10"} {
+		t.Run(limit, func(t *testing.T) {
+			s := testenv.StartSlapd(t)
+			s.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcLimits\n"+
+				"olcLimits: dn.exact=\""+testenv.ReaderDN+"\" "+limit+"\n")
+			o := options(s)
+			o.CacheTTL, o.NegativeCacheTTL = -1, -1
+			d := newDir(t, o)
+			for i := range 2 { // the refusal, then plain at once
+				before := d.Stats().Searches
+				got, err := d.SenderLogins(ctx, "alice@xoyize.xyz")
+				slices.Sort(got)
+				if want := []string{"alice", "chain3", "mixed", "team"}; err != nil || !slices.Equal(got, want) {
+					t.Errorf("%d: SenderLogins(alice@xoyize.xyz) = %q, %v; want %q", i, got, err, want)
+				}
+				if n := d.Stats().Searches - before; i == 1 && n != 1 {
+					t.Errorf("%d: SenderLogins cost %d searches, want 1 (plain)", i, n)
+				}
+				r, err := d.ResolveRecipient(ctx, "team@hosted-domain.com")
+				if err != nil || len(r.Destinations) != 2 || r.Destinations[0].Mailbox == nil {
+					t.Errorf("%d: ResolveRecipient(team@hosted-domain.com) = %+v, %v", i, r, err)
+				}
+			}
+			if _, err := d.SenderLogins(ctx, "nobody@xoyize.xyz"); !errors.Is(err, directory.ErrNotFound) {
+				t.Errorf("SenderLogins(nobody@xoyize.xyz): %v, want ErrNotFound", err)
+			}
+		})
+	}
+	t.Run("size.unchecked", func(t *testing.T) {
+		s := testenv.StartSlapd(t)
+		s.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcLimits\n"+
+			"olcLimits: dn.exact=\""+testenv.ReaderDN+"\" size.unchecked=1\n")
+		// An unindexed filter: every entry is a candidate.
+		o := options(s)
+		o.Queries = directory.DefaultQueries()
+		o.Queries.Senders.Filter = "(|(description=%s)(cn=%s))"
+		if got, err := newDir(t, o).SenderLogins(ctx, "alice"); !errors.Is(err, directory.ErrUnavailable) || !strings.Contains(err.Error(), "Admin Limit Exceeded") {
+			t.Errorf("past size.unchecked: %q, %v; want ErrUnavailable", got, err)
+		}
+	})
 }

@@ -41,6 +41,9 @@ type connPool struct {
 	// onRetire is called after connections were retired (the cache may
 	// hold answers from the fallback); may be nil.
 	onRetire func()
+	// failed remembers the URLs whose setup failed, shared by the pools
+	// of one Directory; nil: none remembered (the write pools).
+	failed *failedURLs
 
 	mu        sync.Mutex
 	conns     map[*ldap.Conn]*pooledConn // guarded by mu; every connection get handed out, until discarded
@@ -106,18 +109,50 @@ func (p *connPool) get(ctx context.Context) (*ldap.Conn, error) {
 		p.discard(c)
 		return p.get(ctx)
 	case p.slots <- struct{}{}:
-		c, at, err := p.dialFirst(ctx, p.urls)
-		if err != nil {
-			<-p.slots
-			return nil, err
-		}
-		p.mu.Lock()
-		p.conns[c] = &pooledConn{at: at}
-		p.mu.Unlock()
-		return c, nil
+		return p.dialInSlot(ctx)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: waiting for an LDAP connection: %v", ErrUnavailable, ctx.Err())
 	}
+}
+
+// fresh returns a newly dialed connection, never an idle one: it is for
+// the retry after a transport error, when the idle connections are as
+// suspect as the one that failed. A server host that rebooted leaves every
+// pooled connection dead without the client knowing (the first request on
+// each is answered by a reset), so a retry on another pooled connection
+// fails the same way; Postfix's dict_ldap likewise reconnects before its
+// one retry. When the pool is full, an idle connection is closed to make
+// room.
+func (p *connPool) fresh(ctx context.Context) (*ldap.Conn, error) {
+	for {
+		select {
+		case p.slots <- struct{}{}:
+			return p.dialInSlot(ctx)
+		default:
+		}
+		select {
+		case c := <-p.idle:
+			p.discard(c)
+		case p.slots <- struct{}{}:
+			return p.dialInSlot(ctx)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: waiting for an LDAP connection: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+// dialInSlot dials a connection in the slot the caller has just taken,
+// and frees the slot when the dial fails.
+func (p *connPool) dialInSlot(ctx context.Context) (*ldap.Conn, error) {
+	c, at, err := p.dialAvoidingFailed(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.mu.Lock()
+	p.conns[c] = &pooledConn{at: at}
+	p.mu.Unlock()
+	return c, nil
 }
 
 // usable reports whether c, taken from idle or given back, may be kept:
@@ -130,6 +165,25 @@ func (p *connPool) usable(c *ldap.Conn) bool {
 	defer p.mu.Unlock()
 	pc := p.conns[c]
 	return !p.closed && (pc == nil || !pc.retired)
+}
+
+// timedOut notes a request on c that err ended: when the server did not
+// answer in time (hung since the connection was made), its URL is tried
+// last (failedURLs), so that the retry on a fresh connection does not wait
+// for it once more.
+func (p *connPool) timedOut(c *ldap.Conn, err error) {
+	// Not the caller's deadline, nor the server's answer timeLimitExceeded:
+	// no answer at all.
+	if err == nil || !isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded) {
+		return
+	}
+	p.mu.Lock()
+	pc := p.conns[c]
+	p.mu.Unlock()
+	if pc != nil {
+		p.failed.set(p.urls[pc.at], false)
+	}
 }
 
 // discard closes c and frees its slot.
@@ -175,6 +229,7 @@ func (p *connPool) close() {
 // retire marks every connection to a URL after urls[at] as retired, and
 // closes those that are idle.
 func (p *connPool) retire(at int) {
+	p.failed.set(p.urls[at], true)
 	n := 0
 	p.mu.Lock()
 	for _, pc := range p.conns {
@@ -235,6 +290,7 @@ func (p *connPool) maybeCheckPreferred() {
 				p.retire(i)
 				return
 			}
+			p.failed.set(raw, false)
 		}
 	}()
 }
@@ -242,6 +298,79 @@ func (p *connPool) maybeCheckPreferred() {
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
 	c, _, err := p.dialFirst(ctx, p.urls)
 	return c, err
+}
+
+// failedURLs remembers, for failedURLsFor after a failed setup, which
+// URLs to try last: a server that accepts connections and then never
+// answers (hung, its disk full) costs every new connection a whole setup
+// timeout before the next URL is tried, each time the fallback's
+// connections are renewed (its idletimeout, a restart), and for binds and
+// searches alike. Retried in order once the time has passed, or as soon
+// as the pool's or the Watcher's check finds it answering (retire).
+type failedURLs struct {
+	mu    sync.Mutex
+	until map[string]time.Time // guarded by mu
+}
+
+// failedURLsFor is how long a URL whose setup failed is tried last:
+// longer than preferredCheckEvery, so that while the pool's connections
+// are on a later URL, each check that fails again renews the mark before
+// it ends, and one that succeeds clears it.
+const failedURLsFor = 2 * preferredCheckEvery
+
+func newFailedURLs() *failedURLs { return &failedURLs{until: map[string]time.Time{}} }
+
+// order returns the indexes of urls in order, those that failed lately
+// last; f may be nil.
+func (f *failedURLs) order(urls []string) []int {
+	var first, last []int
+	now := time.Now()
+	if f != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+	}
+	for i, u := range urls {
+		if f != nil && now.Before(f.until[u]) {
+			last = append(last, i)
+		} else {
+			first = append(first, i)
+		}
+	}
+	return append(first, last...)
+}
+
+// set records whether url's setup succeeded; f may be nil.
+func (f *failedURLs) set(url string, ok bool) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ok {
+		delete(f.until, url)
+	} else {
+		f.until[url] = time.Now().Add(failedURLsFor)
+	}
+}
+
+// dialAvoidingFailed is dialFirst on the pool's URLs, trying those whose
+// setup failed lately last (failedURLs).
+func (p *connPool) dialAvoidingFailed(ctx context.Context) (*ldap.Conn, int, error) {
+	var errs []error
+	for _, i := range p.failed.order(p.urls) {
+		c, err := p.dialOne(ctx, p.urls[i])
+		if err == nil {
+			p.failed.set(p.urls[i], true)
+			return c, i, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			// The caller gave up: no verdict on the server.
+			break
+		}
+		p.failed.set(p.urls[i], false)
+	}
+	return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
 // dialFirst connects to the first of urls that answers, and says which.
@@ -261,11 +390,15 @@ func (p *connPool) dialFirst(ctx context.Context, urls []string) (*ldap.Conn, in
 }
 
 // dialOne connects to raw, upgrades the connection to TLS (StartTLS) and
-// binds as the service account. The whole setup is bounded: by a deadline
-// on the socket, DialTimeout+RequestTimeout from now or ctx's deadline if
-// sooner, and by ctx's end, so that a server that accepts the connection
-// and then stalls (in the TLS handshake, which go-ldap does not bound)
-// never holds the caller, nor the pool slot it dials in.
+// binds as the service account. The whole setup is bounded: the connect
+// by DialTimeout, what follows by a deadline on the socket,
+// RequestTimeout after the connect or ctx's deadline if sooner, and by
+// ctx's end, so that a server that accepts the connection and then stalls
+// (in the TLS handshake, which go-ldap does not bound) never holds the
+// caller, nor the pool slot it dials in. The stall is bounded from the
+// connect, not from the dial's start, so that a caller with a deadline
+// (an IMAP login's) that a hung first server would otherwise spend whole
+// has time left for the next URL.
 func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -286,6 +419,9 @@ func (p *connPool) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) 
 	}
 	// The deadline covers every read and write of the setup; ctx's end
 	// moves it to now, which fails whatever step is under way.
+	if dl := time.Now().Add(p.opts.RequestTimeout); dl.Before(deadline) {
+		deadline = dl
+	}
 	nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	c, err := p.setup(nc, u, raw, tlsConf)
@@ -373,4 +509,13 @@ func transportError(err error) bool {
 		return true
 	}
 	return le.ResultCode >= 80
+}
+
+// getFor is the connection for a request's attempt: get for the first,
+// fresh for the retry after a transport error.
+func (p *connPool) getFor(ctx context.Context, attempt int) (*ldap.Conn, error) {
+	if attempt == 0 {
+		return p.get(ctx)
+	}
+	return p.fresh(ctx)
 }

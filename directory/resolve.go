@@ -202,14 +202,16 @@ func (r *resolver) expand(ctx context.Context, addr string, depth int) error {
 				}
 				continue
 			}
+			var err error
 			if drop == addr {
-				// An address that maps to itself is final (Postfix keeps it).
-				if err := r.final(ctx, addr); err != nil {
-					return err
-				}
-				continue
+				// An address that maps to itself is final (Postfix keeps
+				// it), and dropped as any other target when it has
+				// nowhere to go: Postfix delivers to the alias's other
+				// targets and bounces that copy alone.
+				err = r.final(ctx, addr)
+			} else {
+				err = r.expand(ctx, drop, depth+1)
 			}
-			err := r.expand(ctx, drop, depth+1)
 			if err == nil {
 				continue
 			}

@@ -22,6 +22,23 @@ func splitAddress(s string) (local, domain string) {
 // value through esc. ok is false when tmpl needs a part the key lacks.
 func expand(tmpl, key string, esc func(string) string) (out string, ok bool, err error) {
 	local, domain := splitAddress(key)
+	return expandParts(tmpl, key, local, domain, esc)
+}
+
+// expandLogin is expand for a login's templates (the user query's filter,
+// AuthBindDN): %u is the whole login, as Dovecot's %u in the user_filter
+// and auth_bind_userdn they replace, so that a uid that is an address
+// (alice@example.org, as multi-domain directories name their users) is
+// looked up and bound to as it is, not as its part before '@', which is
+// another user's uid or nobody's. %s is the login too, %d its part after
+// the last '@'. A uid without '@' expands as expand expands it.
+func expandLogin(tmpl, login string, esc func(string) string) (out string, ok bool, err error) {
+	_, domain := splitAddress(login)
+	return expandParts(tmpl, login, login, domain, esc)
+}
+
+// expandParts is expand with the key's parts given.
+func expandParts(tmpl, key, local, domain string, esc func(string) string) (out string, ok bool, err error) {
 	// One allocation for the usual filter or result (every lookup makes
 	// one), not one per growth of the builder.
 	var b strings.Builder
@@ -92,9 +109,16 @@ func internalForm(key string) string {
 	return b.String()
 }
 
-// expandDN builds a DN from a template; values are escaped per RFC 4514.
+// expandLoginFilter builds the user query's filter for a login
+// (expandLogin); every value is escaped per RFC 4515.
+func expandLoginFilter(tmpl, login string) (string, bool, error) {
+	return expandLogin(tmpl, login, ldap.EscapeFilter)
+}
+
+// expandDN builds a login's DN from a template (AuthBindDN, expandLogin);
+// values are escaped per RFC 4514.
 func expandDN(tmpl, key string) (string, error) {
-	out, ok, err := expand(tmpl, key, ldap.EscapeDN)
+	out, ok, err := expandLogin(tmpl, key, ldap.EscapeDN)
 	if err != nil {
 		return "", err
 	}
@@ -105,8 +129,14 @@ func expandDN(tmpl, key string) (string, error) {
 }
 
 // formatResult applies a result_format to one attribute value. ok is false
-// when the format needs a part the value lacks (Postfix skips such values).
+// when the format needs a part the value lacks, or the value is empty:
+// Postfix skips both (db_common_expand: "empty lookup result ... ignored"),
+// so that an empty homeDirectory is no home, never "%s/mailbox/" made
+// "/mailbox/".
 func formatResult(format, value string) (string, bool) {
+	if value == "" {
+		return "", false
+	}
 	out, ok, err := expand(format, value, func(s string) string { return s })
 	if err != nil {
 		return "", false

@@ -56,6 +56,28 @@ func TestExpandFilter(t *testing.T) {
 	}
 }
 
+// The user query's filter takes the whole login for %u, as Dovecot's
+// user_filter; an address's filters take its local part.
+func TestExpandLoginFilter(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		tmpl, login, want string
+		ok                bool
+	}{
+		{"(&(objectClass=posixAccount)(uid=%u))", "xomail", "(&(objectClass=posixAccount)(uid=xomail))", true},
+		{"(&(objectClass=posixAccount)(uid=%u))", "carol@example.org", "(&(objectClass=posixAccount)(uid=carol@example.org))", true},
+		{"(&(uid=%u)(dom=%d))", "carol@example.org", "(&(uid=carol@example.org)(dom=example.org))", true},
+		{"(dom=%d)", "xomail", "", false},
+		{"(uid=%u)", "*)(uid=*", `(uid=\2a\29\28uid=\2a)`, true},
+		{"(uid=%s)", `"x"@y`, `(uid="x"@y)`, true}, // a login is not unquoted
+	} {
+		got, ok, err := expandLoginFilter(tt.tmpl, tt.login)
+		if err != nil || ok != tt.ok || got != tt.want {
+			t.Errorf("expandLoginFilter(%q, %q) = %q, %v, %v; want %q, %v", tt.tmpl, tt.login, got, ok, err, tt.want, tt.ok)
+		}
+	}
+}
+
 func mustExpand(t *testing.T, tmpl, key string) string {
 	s, _, err := expandFilter(tmpl, key)
 	if err != nil {
@@ -81,6 +103,8 @@ func TestExpandDN(t *testing.T) {
 		{"a+b", `uid=a\+b,ou=mail,dc=xoyize,dc=xyz`},
 		{"#x", `uid=\#x,ou=mail,dc=xoyize,dc=xyz`},
 		{"a\x00", `uid=a\00,ou=mail,dc=xoyize,dc=xyz`},
+		// %u is the whole login, as Dovecot's auth_bind_userdn.
+		{"carol@example.org", "uid=carol@example.org,ou=mail,dc=xoyize,dc=xyz"},
 	}
 	for _, tt := range tests {
 		got, err := expandDN("uid=%u,ou=mail,dc=xoyize,dc=xyz", tt.key)
@@ -113,6 +137,7 @@ func TestFormatResult(t *testing.T) {
 		{"%d", "nodomain", "", false},
 		{"%u", "test0@hosted-domain.com", "test0", true},
 		{"%s", "a%b", "a%b", true},
+		{"%s/mailbox/", "", "", false}, // an empty value is none (Postfix)
 	}
 	for _, tt := range tests {
 		got, ok := formatResult(tt.format, tt.value)

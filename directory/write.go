@@ -130,7 +130,7 @@ func (d *Directory) userEntryDN(ctx context.Context, login string) (string, erro
 	if !ok {
 		return "", ErrNotFound
 	}
-	filter, ok, err := expandFilter(d.opts.Queries.User.Filter, key)
+	filter, ok, err := expandLoginFilter(d.opts.Queries.User.Filter, key)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

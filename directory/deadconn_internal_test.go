@@ -1,0 +1,228 @@
+package directory
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"courriel/internal/testenv"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// resettingProxy forwards TCP connections to a server. reset makes it
+// behave as a server host that rebooted: the connections open so far lose
+// their server, and each answers its client's next bytes with a TCP reset,
+// as the rebooted host's kernel does; the client has seen nothing until it
+// writes. New connections are forwarded again. freeze makes it a server
+// that hangs: every connection, open or new, takes bytes and never answers.
+type resettingProxy struct {
+	ln     net.Listener
+	target string
+
+	mu     sync.Mutex
+	pairs  []*proxyPair // guarded by mu; every pair, for the cleanup
+	frozen bool         // guarded by mu
+}
+
+type proxyPair struct {
+	client, server net.Conn
+	mu             sync.Mutex
+	dead           bool // guarded by mu
+	frozen         bool // guarded by mu
+}
+
+func startResettingProxy(t *testing.T, target string) *resettingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &resettingProxy{ln: ln, target: target}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, pp := range p.pairs {
+			pp.client.Close()
+			pp.server.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			frozen := p.frozen
+			if frozen {
+				p.pairs = append(p.pairs, &proxyPair{client: c, server: c})
+			}
+			p.mu.Unlock()
+			if frozen {
+				continue // accepted, never answered
+			}
+			s, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			pp := &proxyPair{client: c, server: s}
+			p.mu.Lock()
+			p.pairs = append(p.pairs, pp)
+			p.mu.Unlock()
+			go io.Copy(c, s) // the server's replies, until reset
+			go pp.fromClient()
+		}
+	}()
+	return p
+}
+
+// fromClient forwards the client's bytes, or after reset answers them with
+// a reset.
+func (pp *proxyPair) fromClient() {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := pp.client.Read(buf)
+		if err != nil {
+			pp.server.Close()
+			return
+		}
+		pp.mu.Lock()
+		dead, frozen := pp.dead, pp.frozen
+		pp.mu.Unlock()
+		if frozen {
+			continue
+		}
+		if dead {
+			pp.client.(*net.TCPConn).SetLinger(0)
+			pp.client.Close()
+			return
+		}
+		if _, err := pp.server.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (p *resettingProxy) url() string { return "ldap://" + p.ln.Addr().String() }
+
+func (p *resettingProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = true
+	for _, pp := range p.pairs {
+		pp.mu.Lock()
+		pp.frozen = true
+		pp.mu.Unlock()
+	}
+}
+
+func (p *resettingProxy) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pp := range p.pairs {
+		pp.mu.Lock()
+		pp.dead = true
+		pp.mu.Unlock()
+		// The server side goes away without a word to the client.
+		pp.server.Close()
+	}
+}
+
+// A directory server whose host rebooted leaves every pooled connection
+// dead without the client knowing: the first request on each is answered
+// by a reset. A lookup retries on a fresh connection, not on another pooled
+// one that is just as dead, so that no lookup answers "unavailable" (4xx)
+// for a server that answers again; likewise a password check.
+func TestDeadPooledConnectionsRetryFresh(t *testing.T) {
+	s := testenv.StartSlapd(t)
+	p := startResettingProxy(t, s.URL()[len("ldap://"):])
+	d, err := New(Options{
+		URLs: []string{p.url()}, StartTLS: true, CAFile: s.CAFile(), RequireCert: true, ServerName: "127.0.0.1",
+		BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
+		MailboxDomains: []string{"xoyize.xyz"}, AuthBindDN: "uid=%u," + s.MailBase(),
+		CacheTTL: -1, NegativeCacheTTL: -1, PoolSize: 3,
+		DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	fill := func(pool *connPool) {
+		t.Helper()
+		var conns []*ldap.Conn
+		for range pool.opts.PoolSize {
+			c, err := pool.get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			pool.put(c, false)
+		}
+	}
+	fill(d.searches)
+	fill(d.binds)
+	p.reset()
+	for i := range 2 {
+		if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+			t.Errorf("lookup %d after the server's host rebooted: %v", i, err)
+		}
+		if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+			t.Errorf("login %d after the server's host rebooted: %v", i, err)
+		}
+	}
+}
+
+// A server that hangs in the middle of a session (its connections open,
+// its process stuck) costs the lookup on it one request timeout: the retry
+// on a fresh connection goes to the next URL at once, not after waiting
+// out a connection setup on the hung one too; so does a password bind.
+func TestHungServerMidSessionRetriesElsewhere(t *testing.T) {
+	s := testenv.StartSlapd(t)
+	p := startResettingProxy(t, s.URL()[len("ldap://"):])
+	const request = 2 * time.Second
+	d, err := New(Options{
+		URLs: []string{p.url(), s.URL()}, StartTLS: true, CAFile: s.CAFile(), RequireCert: true, ServerName: "localhost",
+		BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
+		MailboxDomains: []string{"xoyize.xyz"}, AuthBindDN: "uid=%u," + s.MailBase(),
+		CacheTTL: -1, NegativeCacheTTL: -1, PoolSize: 1,
+		DialTimeout: time.Second, RequestTimeout: request,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+		t.Fatal(err)
+	}
+	p.freeze()
+	// One request timeout, and the retry's milliseconds; not a second
+	// timeout (StartTLS on the hung server).
+	const bound = request + request/2
+	start := time.Now()
+	if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+		t.Errorf("lookup with the first server hung: %v", err)
+	}
+	if took := time.Since(start); took > bound {
+		t.Errorf("lookup with the first server hung took %v, want under %v", took, bound)
+	}
+	start = time.Now()
+	if _, err := d.Authenticate(ctx, "xomail", testenv.XomailPassword); err != nil {
+		t.Errorf("login with the first server hung: %v", err)
+	}
+	if took := time.Since(start); took > bound {
+		t.Errorf("login with the first server hung took %v, want under %v", took, bound)
+	}
+}
