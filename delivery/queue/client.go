@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,10 @@ type session struct {
 	cmdTimeout time.Duration
 
 	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
+	// sizeLimit is the limit the server's EHLO SIZE names (RFC 1870
+	// §4); 0 when it names none (SIZE without a value, or SIZE 0: no
+	// fixed limit) or one that is no number.
+	sizeLimit int64
 	// xdsn: a node's cluster listener takes the DSN parameters of node
 	// copies (nodeDSNRcptParams)
 	xdsn bool
@@ -327,9 +332,26 @@ func (q *Queue) ready(s *session) {
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
 	s.dsn, _ = s.c.Extension("DSN")
 	s.xdsn, _ = s.c.Extension("XDSN")
-	s.size, _ = s.c.Extension("SIZE")
+	var limit string
+	s.size, limit = s.c.Extension("SIZE")
+	s.sizeLimit = parseSizeLimit(limit)
 	s.eightBit, _ = s.c.Extension("8BITMIME")
 	s.born = time.Now()
+}
+
+// parseSizeLimit reads the value of an EHLO SIZE line: digits only, as
+// Postfix reads it; anything else (a word, a number too large) names no
+// limit, and the server's reply to MAIL decides.
+func parseSizeLimit(v string) int64 {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // maxSetupRead bounds what a server may send a client set up by

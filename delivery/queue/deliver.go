@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"net/textproto"
@@ -304,6 +305,19 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 	}
 	if utf8 && !s.smtputf8 {
 		f := permFailure("5.6.7", "SMTPUTF8 is required, but was not offered by host "+s.relay)
+		for i := range res {
+			res[i] = s.failed(f)
+		}
+		return nil
+	}
+	if s.sizeLimit > 0 && m.Size > s.sizeLimit {
+		// RFC 1870 §6.1: the server said it takes nothing this large;
+		// sending it anyway would only have the data refused at the
+		// final dot, after the whole transfer. Postfix's smtp(8)
+		// bounces such a message before MAIL (smtp_xfer), a failure of
+		// this host's own (no reply code). Checked per message, since a
+		// cached session carries the next one.
+		f := permFailure("5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s", m.Size, s.sizeLimit, s.relay))
 		for i := range res {
 			res[i] = s.failed(f)
 		}

@@ -1,0 +1,232 @@
+package queue
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// oddServer is an SMTP server on 127.0.0.1 whose every reply a test
+// writes: greeting, then one reply per command line (answer), the
+// message's lines after a 354 read until the final dot. It records what
+// it was sent. Each connection ends after 200 lines or when answer says
+// "" (hang up) or at QUIT.
+type oddServer struct {
+	addr     string
+	greeting string
+	// answer returns the reply (one or more lines, CRLF added) to a
+	// command line (CRLF removed); n counts the commands of the
+	// connection from 0. "" hangs up.
+	answer func(n int, cmd string) string
+
+	mu    sync.Mutex
+	cmds  []string // guarded by mu: every command line, all connections
+	datas []string // guarded by mu: each message received after a 354
+	conns int      // guarded by mu
+}
+
+func newOddServer(t *testing.T, greeting string, answer func(n int, cmd string) string) *oddServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := &oddServer{addr: ln.Addr().String(), greeting: greeting, answer: answer}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *oddServer) serve(c net.Conn) {
+	defer c.Close()
+	s.mu.Lock()
+	s.conns++
+	s.mu.Unlock()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	say := func(reply string) {
+		for _, l := range strings.Split(reply, "\n") {
+			w.WriteString(l + "\r\n")
+		}
+		w.Flush()
+	}
+	say(s.greeting)
+	for n := range 200 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		s.mu.Lock()
+		s.cmds = append(s.cmds, line)
+		s.mu.Unlock()
+		reply := s.answer(n, line)
+		if reply == "" {
+			return
+		}
+		say(reply)
+		if strings.HasPrefix(reply, "354") {
+			var data strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				data.WriteString(l)
+			}
+			s.mu.Lock()
+			s.datas = append(s.datas, data.String())
+			s.mu.Unlock()
+			say(s.answer(n, "."))
+		}
+		if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
+			return
+		}
+	}
+}
+
+func (s *oddServer) commands() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.cmds...)
+}
+
+func (s *oddServer) messages() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.datas...)
+}
+
+// verb is a command line's verb, upper case.
+func verb(cmd string) string {
+	v, _, _ := strings.Cut(cmd, " ")
+	return strings.ToUpper(v)
+}
+
+// plainAnswer answers as a plain server whose EHLO reply ends with
+// ehlo's lines (its keywords, "\n" between them) and that accepts
+// everything; rcpt, when set, answers RCPT.
+func plainAnswer(ehlo string, rcpt func(cmd string) string) func(n int, cmd string) string {
+	return func(n int, cmd string) string {
+		switch verb(cmd) {
+		case "EHLO":
+			if ehlo == "" {
+				return "250 odd.test"
+			}
+			return "250-odd.test\n" + continued(ehlo)
+		case "RCPT":
+			if rcpt != nil {
+				return rcpt(cmd)
+			}
+		case "DATA":
+			return "354 go ahead"
+		case "QUIT":
+			return "221 bye"
+		}
+		return "250 2.0.0 ok"
+	}
+}
+
+// continued makes the lines of a multi-line reply: "250-" before each
+// but the last, which gets "250 ".
+func continued(lines string) string {
+	l := strings.Split(lines, "\n")
+	for i := range l {
+		sep := "-"
+		if i == len(l)-1 {
+			sep = " "
+		}
+		l[i] = "250" + sep + l[i]
+	}
+	return strings.Join(l, "\n")
+}
+
+// startOdd starts a queue routing remote.test to srv, its DSNs collected.
+func startOdd(t *testing.T, srv *oddServer, tweak func(*Options)) (*harness, *bounces) {
+	t.Helper()
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.Routes = map[string]string{"remote.test": srv.addr}
+	o.Dialer = nil
+	b := newBounces()
+	o.Bounce = b.fn
+	if tweak != nil {
+		tweak(&o)
+	}
+	return start(t, o), b
+}
+
+// A server whose EHLO names a SIZE smaller than the message is not sent
+// it: the message bounces 5.3.4 before MAIL, as Postfix's smtp(8) bounces
+// it ("message size N exceeds size limit M of server H"), instead of
+// being sent whole for the server to refuse (or take, when it does not
+// check its own limit). SIZE without a limit, SIZE 0 and a SIZE that is
+// no number say nothing of the message.
+func TestServerSizeLimit(t *testing.T) {
+	t.Parallel()
+	size := len(testMessage)
+	for _, tc := range []struct {
+		name string
+		ehlo string
+		sent bool
+	}{
+		{"smaller than the message", fmt.Sprintf("SIZE %d", size-1), false},
+		{"smaller, with PIPELINING", fmt.Sprintf("PIPELINING\nSIZE %d", size-1), false},
+		{"the message's size", fmt.Sprintf("SIZE %d", size), true},
+		{"larger", "SIZE 10240000", true},
+		{"no limit named", "SIZE", true},
+		{"zero: no fixed limit", "SIZE 0", true},
+		{"no number", "SIZE 10M", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test ESMTP", plainAnswer(tc.ehlo, nil))
+			h, b := startOdd(t, srv, nil)
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			if !h.empty() {
+				m, _, _ := h.q.Show(id)
+				t.Fatalf("message still queued: %+v", m.Recipients)
+			}
+			mails := 0
+			for _, c := range srv.commands() {
+				if verb(c) == "MAIL" {
+					mails++
+				}
+			}
+			if tc.sent {
+				if len(srv.messages()) != 1 || b.count() != 0 {
+					t.Fatalf("messages received %d, DSNs %d; want the message delivered", len(srv.messages()), b.count())
+				}
+				return
+			}
+			if mails != 0 || len(srv.messages()) != 0 {
+				t.Errorf("commands %q: want no MAIL", srv.commands())
+			}
+			dsn := string(recv(t, b.got, "the bounce"))
+			for _, want := range []string{
+				"Status: 5.3.4\r\n",
+				fmt.Sprintf("Diagnostic-Code: X-Courriel; message size %d exceeds size limit %d of\r\n server 127.0.0.1[127.0.0.1]:", size, size-1),
+				fmt.Sprintf("<bob@remote.test>: message size %d exceeds size limit %d of server\r\n127.0.0.1[127.0.0.1]:", size, size-1),
+			} {
+				if !strings.Contains(dsn, want) {
+					t.Errorf("DSN lacks %q:\n%s", want, dsn)
+				}
+			}
+		})
+	}
+}
