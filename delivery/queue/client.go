@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -247,7 +248,17 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	}
 	var setup *setupConn
 	s.c, setup = q.newClient(s.conn)
-	if err := s.c.Hello(q.o.Hostname); err != nil {
+	err = s.c.Hello(q.o.Hostname)
+	if err != nil && setup.ehlo && !setup.helo && isReply(err) && replyCode(err) != 421 {
+		// EHLO refused (go-smtp says HELO only after 500 or 502): a
+		// server that does not take EHLO, or not ours (501, 554, 4xx),
+		// may still take HELO, as Postfix's smtp(8) falls back to it
+		// after any EHLO reply but 2xx and 421. Plain SMTP then: no
+		// extension (no STARTTLS, so a policy requiring TLS defers).
+		q.log.Debug("EHLO refused, trying HELO", "relay", relay, "reply", printable(err.Error(), 200))
+		err = q.helo(s, setup)
+	}
+	if err != nil {
 		// A 5xx greeting or EHLO reply is this host refusing to talk, not
 		// the recipient refused: the next MX is tried, and the message
 		// waits rather than bounces (Postfix's smtp_skip_5xx_greeting).
@@ -354,6 +365,35 @@ func parseSizeLimit(v string) int64 {
 	return n
 }
 
+// helo says HELO on a session whose go-smtp client failed its EHLO
+// (dial), and reads the reply on setup, which bounds it; the session
+// goes on with no extension, which the failed client reports. The error
+// is a reply (*gosmtp.SMTPError) when the server answered.
+func (q *Queue) helo(s *session, setup *setupConn) error {
+	s.conn.SetDeadline(time.Now().Add(q.o.CommandTimeout))
+	defer s.conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(s.conn, "HELO "+q.o.Hostname+"\r\n"); err != nil {
+		return err
+	}
+	code, text, err := (&session{r: bufio.NewReaderSize(setup, 4096)}).readReply()
+	if err != nil {
+		return err
+	}
+	if code/100 != 2 {
+		return replyError(code, text)
+	}
+	return nil
+}
+
+// replyCode is the code of a reply error, 0 for any other error.
+func replyCode(err error) int {
+	var se *gosmtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
 // maxSetupRead bounds what a server may send a client set up by
 // newClient: its greeting, EHLO and AUTH replies together. go-smtp bounds
 // each line (2000 bytes) but not how many come, so a hostile server's
@@ -374,6 +414,17 @@ type setupConn struct {
 	left int
 	head []byte
 	seen bool // head was read: keep no more
+	// ehlo and helo say the client sent EHLO, HELO: a failed Hello
+	// that sent EHLO got past the greeting, and one that sent HELO
+	// too (after 500 or 502) was refused HELO as well.
+	ehlo, helo bool
+}
+
+func (c *setupConn) Write(p []byte) (int, error) {
+	// go-smtp writes each command whole, in one write.
+	c.ehlo = c.ehlo || bytes.HasPrefix(p, []byte("EHLO "))
+	c.helo = c.helo || bytes.HasPrefix(p, []byte("HELO "))
+	return c.Conn.Write(p)
 }
 
 func (c *setupConn) Read(p []byte) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -226,6 +227,70 @@ func TestServerSizeLimit(t *testing.T) {
 				if !strings.Contains(dsn, want) {
 					t.Errorf("DSN lacks %q:\n%s", want, dsn)
 				}
+			}
+		})
+	}
+}
+
+// A server that refuses EHLO gets HELO, as Postfix's smtp(8) falls back
+// to it after any reply to EHLO but 2xx and 421 (go-smtp's client, after
+// 500 and 502 only), and the message goes in plain SMTP; 421 to EHLO, or
+// a refused HELO, is the host refusing to talk: the message waits.
+func TestEHLORefusedFallsBackToHELO(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		ehlo, helo string
+		sent       bool
+		wantCmds   []string // the first commands
+	}{
+		{"500", "500 5.5.1 command unrecognized", "250 odd.test", true, []string{"EHLO mta.test", "HELO mta.test", "MAIL FROM:<alice@local.test>"}},
+		{"501", "501 5.5.4 syntax error", "250 odd.test", true, []string{"EHLO mta.test", "HELO mta.test", "MAIL FROM:<alice@local.test>"}},
+		{"554", "554 5.7.1 no ESMTP here", "250 odd.test", true, []string{"EHLO mta.test", "HELO mta.test", "MAIL FROM:<alice@local.test>"}},
+		{"450", "450 4.3.2 try HELO", "250 odd.test", true, []string{"EHLO mta.test", "HELO mta.test", "MAIL FROM:<alice@local.test>"}},
+		{"421 ends the session", "421 4.3.2 closing", "250 odd.test", false, []string{"EHLO mta.test"}},
+		{"HELO refused too", "501 5.5.4 syntax error", "554 5.7.1 go away", false, []string{"EHLO mta.test", "HELO mta.test"}},
+		{"HELO refused after 502", "502 5.5.2 no", "554 5.7.1 go away", false, []string{"EHLO mta.test", "HELO mta.test"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test", func(n int, cmd string) string {
+				switch verb(cmd) {
+				case "EHLO":
+					return tc.ehlo
+				case "HELO":
+					if strings.HasPrefix(tc.ehlo, "421") {
+						return ""
+					}
+					return tc.helo
+				}
+				return plainAnswer("", nil)(n, cmd)
+			})
+			h, b := startOdd(t, srv, nil)
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			cmds := srv.commands()
+			if len(cmds) < len(tc.wantCmds) || !slices.Equal(cmds[:len(tc.wantCmds)], tc.wantCmds) {
+				t.Errorf("commands %q, want them to begin with %q", cmds, tc.wantCmds)
+			}
+			if n := len(slices.DeleteFunc(slices.Clone(cmds), func(c string) bool { return verb(c) != "HELO" })); n > 1 {
+				t.Errorf("commands %q: HELO sent %d times", cmds, n)
+			}
+			if tc.sent {
+				if !h.empty() || len(srv.messages()) != 1 {
+					t.Fatalf("commands %q: want the message delivered", cmds)
+				}
+				return
+			}
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatalf("the message left the queue: %v", err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || r.Status[0] != '4' {
+				t.Errorf("recipient %+v, want pending with a 4.x.x status", r)
+			}
+			if len(srv.messages()) != 0 || b.count() != 0 {
+				t.Errorf("%d messages, %d DSNs: want none", len(srv.messages()), b.count())
 			}
 		})
 	}
