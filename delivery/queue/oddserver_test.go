@@ -295,3 +295,49 @@ func TestEHLORefusedFallsBackToHELO(t *testing.T) {
 		})
 	}
 }
+
+// A reply whose lines change code (RFC 5321 §4.2.1 forbids it) is read as
+// Postfix's smtp(8) reads it, by its last line's code: the recipient it
+// answers gets that fate, and the others of the transaction theirs. It
+// failed the connection, deferring every recipient, at every retry.
+func TestReplyChangingCode(t *testing.T) {
+	t.Parallel()
+	for _, pipelining := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			t.Parallel()
+			ehlo := "8BITMIME"
+			if pipelining {
+				ehlo = "PIPELINING"
+			}
+			srv := newOddServer(t, "220 odd.test ESMTP", plainAnswer(ehlo, func(cmd string) string {
+				switch {
+				case strings.Contains(cmd, "<gone@"):
+					return "550-5.1.1 no such user\n551 5.1.1 here"
+				case strings.Contains(cmd, "<later@"):
+					return "250-ok, but\n452 4.2.2 mailbox full"
+				}
+				return "250 2.1.5 ok"
+			}))
+			h, b := startOdd(t, srv, nil)
+			id := h.enqueue("alice@local.test", "gone@remote.test", "bob@remote.test", "later@remote.test")
+			h.waitJob()
+			if got := srv.messages(); len(got) != 1 {
+				t.Fatalf("commands %q: %d messages received, want 1", srv.commands(), len(got))
+			}
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]State{"gone@remote.test": StateFailed, "bob@remote.test": StateDelivered, "later@remote.test": StatePending}
+			for _, r := range m.Recipients {
+				if r.State != want[r.Addr] {
+					t.Errorf("%s: %s (%s), want %s", r.Addr, r.State, r.Reply, want[r.Addr])
+				}
+			}
+			dsn := string(recv(t, b.got, "the bounce"))
+			if !strings.Contains(dsn, "Status: 5.1.1\r\n") || !strings.Contains(dsn, "Diagnostic-Code: smtp; 551 5.1.1 no such user here\r\n") {
+				t.Errorf("DSN:\n%s", dsn)
+			}
+		})
+	}
+}
