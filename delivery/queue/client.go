@@ -54,6 +54,9 @@ type session struct {
 	r          *bufio.Reader // replies; a line longer than its buffer is an error
 	w          *bufio.Writer
 	cmdTimeout time.Duration
+	// dataTimeout bounds each write of a transaction's data
+	// (Options.DataTimeout).
+	dataTimeout time.Duration
 
 	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
 	// sizeLimit is the limit the server's EHLO SIZE names (RFC 1870
@@ -339,6 +342,7 @@ func (q *Queue) ready(s *session) {
 	s.r = bufio.NewReaderSize(s.conn, 4096)
 	s.w = bufio.NewWriterSize(s.conn, 32<<10)
 	s.cmdTimeout = q.o.CommandTimeout
+	s.dataTimeout = q.o.DataTimeout
 	s.pipelining, _ = s.c.Extension("PIPELINING")
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
 	s.dsn, _ = s.c.Extension("DSN")

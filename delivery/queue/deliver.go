@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/textproto"
 	"os"
@@ -628,8 +629,15 @@ var (
 // to its final dot; dotSent says the final dot went.
 func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code int, text string, dotSent bool, err error) {
 	// The data may take long on a slow link: bound it by its size, so a
-	// server that stops reading cannot hold the slot forever.
-	s.conn.SetDeadline(time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second))
+	// server that reads slowly cannot hold the slot forever; and each
+	// write by DataTimeout, so that one that stops reading (a tarpit, a
+	// hung filter) is given up after minutes, as Postfix's
+	// smtp_data_xfer_timeout, not after the hours the bound gives a
+	// large message. The buffer is empty: DATA went with its reply.
+	end := time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second)
+	s.conn.SetDeadline(end)
+	s.w.Reset(stallWriter{conn: s.conn, stall: s.dataTimeout, end: end})
+	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
 	var src io.Reader = data
 	if m.RemoteHeader != "" && g.rt.node == "" {
@@ -645,6 +653,23 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
 	code, text, err = s.replyWithin(max(s.cmdTimeout, 10*time.Minute))
 	return code, text, true, err
+}
+
+// stallWriter writes to a connection, each write within stall (and
+// before end): the data of a transaction (sendData).
+type stallWriter struct {
+	conn  net.Conn
+	stall time.Duration
+	end   time.Time
+}
+
+func (w stallWriter) Write(p []byte) (int, error) {
+	d := time.Now().Add(w.stall)
+	if d.After(w.end) {
+		d = w.end
+	}
+	w.conn.SetWriteDeadline(d)
+	return w.conn.Write(p)
 }
 
 // drain reads the replies still owed by a pipelined transaction that stops

@@ -341,3 +341,67 @@ func TestReplyChangingCode(t *testing.T) {
 		})
 	}
 }
+
+// A server that stops reading the data (a tarpit, a hung content filter)
+// fails the attempt once a write has waited DataTimeout, as Postfix's
+// smtp_data_xfer_timeout (180 s) has it; the bound by size alone held the
+// session and its slot for hours with a large message (5 min and a
+// second per KiB: 2 h 45 min for 10 MB).
+func TestServerThatStopsReadingTheData(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r, w := bufio.NewReader(c), bufio.NewWriter(c)
+		say := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
+		say("220 tarpit.test ESMTP")
+		for range 10 {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch verb(strings.TrimSpace(line)) {
+			case "EHLO":
+				say("250 tarpit.test")
+			case "DATA":
+				say("354 go ahead")
+				<-done // and never read again
+				return
+			default:
+				say("250 ok")
+			}
+		}
+	}()
+	srv := &oddServer{addr: ln.Addr().String()}
+	h, b := startOdd(t, srv, func(o *Options) { o.DataTimeout = 300 * time.Millisecond })
+	// Larger than what the kernel's socket buffers take unread.
+	body := strings.Repeat(strings.Repeat("x", 998)+"\r\n", 9<<10)
+	id, err := h.q.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte("Subject: big\r\n\r\n"+body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	h.waitJob()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the attempt took %v", d)
+	}
+	m, _, err := h.q.Show(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Recipients[0]; r.State != StatePending || r.Status != "4.4.2" || !strings.Contains(r.Reply, "timeout") {
+		t.Errorf("recipient %+v, want it deferred 4.4.2 after a timeout", r)
+	}
+	if b.count() != 0 {
+		t.Error("a DSN was sent")
+	}
+}
