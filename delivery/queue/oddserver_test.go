@@ -405,3 +405,35 @@ func TestServerThatStopsReadingTheData(t *testing.T) {
 		t.Error("a DSN was sent")
 	}
 }
+
+// The DSN quotes the server's reply as it was (RFC 3464 §2.3.6), as
+// Postfix does: a reply without an enhanced code, or with one of the
+// wrong class, gets a status made of its code (class.0.0) in the Status
+// field only; the Diagnostic-Code and the text for people said "550
+// 5.0.0 no such user" where the server had said "550 no such user".
+func TestDSNQuotesTheReplyAsItWas(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ reply, status string }{
+		{"550 no such user", "5.0.0"},
+		{"550 4.1.1 wrong class", "5.0.0"},
+		{"553 5.1.3 bad address", "5.1.3"},
+	} {
+		t.Run(tc.reply, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test ESMTP", plainAnswer("PIPELINING", func(string) string { return tc.reply }))
+			h, b := startOdd(t, srv, nil)
+			h.enqueue("alice@local.test", "bob@remote.test")
+			dsn := string(recv(t, b.got, "the bounce"))
+			for _, want := range []string{
+				"Status: " + tc.status + "\r\n",
+				"Diagnostic-Code: smtp; " + tc.reply + "\r\n",
+				"<bob@remote.test>: host 127.0.0.1 said: " + tc.reply + "\r\n",
+			} {
+				if !strings.Contains(dsn, want) {
+					t.Errorf("DSN lacks %q:\n%s", want, dsn)
+				}
+			}
+			h.waitUntil("the message leaves", h.empty)
+		})
+	}
+}
