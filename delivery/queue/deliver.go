@@ -151,7 +151,64 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 			continue
 		}
 		q.conns.put(g.rt.key, s, broken == nil && ctx.Err() == nil)
+		if !g.whole && g.rt.node == "" && ctx.Err() == nil {
+			q.nextHost(ctx, m, g, data, res, s.ip)
+		}
 		return res, reached
+	}
+}
+
+// nextHost gives the recipients the route's host at tried deferred with
+// a 4xx reply (greylisting, an overloaded or full primary MX) a second
+// chance at once on another host of the route, as Postfix's smtp(8)
+// leaves a recipient that a server other than the last one deferred for
+// the next MX host, within one delivery (smtp_mx_session_limit: two
+// sessions). Without it such a host kept the message from a backup MX
+// that takes it until the message expired. Only what the server
+// answered: a copy whose data went without its reply (unknown) may have
+// been delivered, and is never sent elsewhere. The second session is not
+// cached, so that later messages go to the preferred host again; when
+// there is no other host, or it cannot be reached, the first host's
+// answers stand, and the destination, which answered, is not dead.
+func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadSeeker, res []result, tried netip.Addr) {
+	var soft []int // positions in g.rcpts
+	for i, r := range res {
+		if r.out == outDeferred && r.code/100 == 4 && !r.unknown {
+			soft = append(soft, i)
+		}
+	}
+	if len(soft) == 0 || !tried.IsValid() {
+		return
+	}
+	hops, f := q.resolve(ctx, g.rt)
+	if f != nil || !slices.ContainsFunc(hops, func(h hop) bool { return h.ip != tried }) {
+		return // an address route, the one tried: nothing else to try
+	}
+	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true)
+	if f != nil {
+		return // dead, busy or shutting down: the answers stand
+	}
+	s, f, _ := q.tryHops(ctx, m.ID, g.rt, hops, q.domainTLS(ctx, g.rt), tried)
+	if f != nil {
+		f.dead = false
+	}
+	q.conns.dialed(g.rt.key, probe, s, f)
+	if s == nil {
+		q.logFor(m).Debug("no other host to try for the recipients deferred", "reason", f.text)
+		return
+	}
+	sub := group{rt: g.rt}
+	for _, i := range soft {
+		sub.rcpts = append(sub.rcpts, g.rcpts[i])
+	}
+	subRes := make([]result, len(soft))
+	s.cutBy = cutContext(ctx)
+	q.transact(s, m, sub, data, subRes)
+	q.conns.release(g.rt.key, s)
+	for k, i := range soft {
+		if subRes[k] != (result{}) {
+			res[i] = subRes[k]
+		}
 	}
 }
 
@@ -178,7 +235,7 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	dp := q.domainTLS(ctx, rt)
-	s, f, refused := q.tryHops(ctx, id, rt, hops, dp)
+	s, f, refused := q.tryHops(ctx, id, rt, hops, dp, netip.Addr{})
 	if s != nil || !refused || dp.sts == nil || ctx.Err() != nil {
 		return s, f
 	}
@@ -195,14 +252,15 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	q.log.Info("MTA-STS policy updated after it refused every MX host, trying again", "queue_id", id, "domain", rt.domain, "tls", np.why)
-	s, f, _ = q.tryHops(ctx, id, rt, hops, np)
+	s, f, _ = q.tryHops(ctx, id, rt, hops, np, netip.Addr{})
 	return s, f
 }
 
-// tryHops tries the hosts in turn under the domain's TLS plan. refused
-// says that every host failed because of the plan's MTA-STS policy (not
-// listed, or its TLS requirements not met), none because it was down.
-func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan) (*session, *failure, bool) {
+// tryHops tries the hosts in turn under the domain's TLS plan, all but
+// the address avoid (when valid). refused says that every host failed
+// because of the plan's MTA-STS policy (not listed, or its TLS
+// requirements not met), none because it was down.
+func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan, avoid netip.Addr) (*session, *failure, bool) {
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
 	sawTemp := false // a host failed for now: no failure of another bounces
@@ -253,6 +311,9 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 		for _, ip := range ips {
 			if tried == maxAddressesTried || ctx.Err() != nil {
 				break
+			}
+			if ip == avoid {
+				continue
 			}
 			tried++
 			s, f := q.connect(ctx, h, ip, plan)

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -434,6 +435,109 @@ func TestDSNQuotesTheReplyAsItWas(t *testing.T) {
 				}
 			}
 			h.waitUntil("the message leaves", h.empty)
+		})
+	}
+}
+
+// A recipient the best MX host defers with a 4xx reply (greylisting, an
+// overloaded or full host) is tried at once on the next MX host, as
+// Postfix's smtp(8) tries it (smtp_mx_session_limit, two sessions per
+// delivery): the backup MX that takes it gets the message, instead of
+// the message waiting for the primary until it expires. A 5xx is the
+// recipient's fate; the backup is not asked. What the data went to
+// without a reply is never sent elsewhere.
+func TestDeferredRecipientTriedOnNextMX(t *testing.T) {
+	t.Parallel()
+	accept := plainAnswer("PIPELINING", nil)
+	for _, tc := range []struct {
+		name       string
+		primary    func(n int, cmd string) string
+		backup     func(n int, cmd string) string
+		want       State
+		wantStatus string
+		backupMsgs int
+	}{
+		{"450 to RCPT", func(n int, cmd string) string {
+			if verb(cmd) == "RCPT" {
+				return "450 4.7.1 greylisted, try again later"
+			}
+			return accept(n, cmd)
+		}, accept, StateDelivered, "2.0.0", 1},
+		{"451 to MAIL", func(n int, cmd string) string {
+			if verb(cmd) == "MAIL" {
+				return "451 4.3.0 temporary local problem"
+			}
+			return accept(n, cmd)
+		}, accept, StateDelivered, "2.0.0", 1},
+		{"421 to RCPT", func(n int, cmd string) string {
+			if verb(cmd) == "RCPT" {
+				return "421 4.3.2 too busy"
+			}
+			return accept(n, cmd)
+		}, accept, StateDelivered, "2.0.0", 1},
+		{"452 to the data", func(n int, cmd string) string {
+			if cmd == "." {
+				return "452 4.3.1 insufficient system storage"
+			}
+			return accept(n, cmd)
+		}, accept, StateDelivered, "2.0.0", 1},
+		{"550 to RCPT: not asked again", func(n int, cmd string) string {
+			if verb(cmd) == "RCPT" {
+				return "550 5.1.1 no such user"
+			}
+			return accept(n, cmd)
+		}, accept, StateFailed, "5.1.1", 0},
+		{"deferred by both", func(n int, cmd string) string {
+			if verb(cmd) == "RCPT" {
+				return "450 4.7.1 greylisted"
+			}
+			return accept(n, cmd)
+		}, func(n int, cmd string) string {
+			if verb(cmd) == "RCPT" {
+				return "451 4.3.0 backup busy"
+			}
+			return accept(n, cmd)
+		}, StatePending, "4.3.0", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			primary := newOddServer(t, "220 mx1.remote.test ESMTP", tc.primary)
+			backup := newOddServer(t, "220 mx2.remote.test ESMTP", tc.backup)
+			h, _ := startOdd(t, primary, func(o *Options) {
+				o.Routes = nil
+				o.Resolver = &fakeResolver{
+					mx:  map[string][]*net.MX{"remote.test": {{Host: "mx1.remote.test.", Pref: 10}, {Host: "mx2.remote.test.", Pref: 20}}},
+					ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}, "mx2.remote.test": {"127.0.0.2"}},
+				}
+				to := map[string]string{"127.0.0.1:25": primary.addr, "127.0.0.2:25": backup.addr}
+				o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, network, to[addr])
+				}
+			})
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			var r Recipient
+			if m, _, err := h.q.Show(id); err == nil {
+				r = m.Recipients[0]
+			} else {
+				r.State, r.Status = StateDelivered, "2.0.0" // delivered and gone, or bounced and gone
+				if tc.want == StateFailed {
+					r.State, r.Status = StateFailed, "5.1.1"
+				}
+			}
+			if r.State != tc.want || r.Status != tc.wantStatus {
+				t.Errorf("recipient %s %s (%s), want %s %s", r.State, r.Status, r.Reply, tc.want, tc.wantStatus)
+			}
+			if got := len(backup.messages()); got != tc.backupMsgs {
+				t.Errorf("the backup MX got %d messages, want %d (its commands %q)", got, tc.backupMsgs, backup.commands())
+			}
+			if tc.backupMsgs == 0 && tc.want == StateFailed && len(backup.commands()) > 0 {
+				t.Errorf("the backup MX was asked: %q", backup.commands())
+			}
+			if tc.want == StatePending && r.Attempts != 1 {
+				t.Errorf("attempts %d, want 1", r.Attempts)
+			}
 		})
 	}
 }
