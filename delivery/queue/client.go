@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -413,7 +414,8 @@ var errSetupTooLong = fmt.Errorf("the server's greeting, EHLO and AUTH replies e
 // reads past maxSetupRead fail. The transactions read the session's own
 // connection (ready), past the bound.
 // It keeps the first setupHead bytes read (head), where the server names
-// itself (ehloLoop).
+// itself (ehloLoop). It gives the client whole replies, each line with
+// the code of the reply's last line (wholeReplies).
 type setupConn struct {
 	net.Conn
 	left int
@@ -423,6 +425,9 @@ type setupConn struct {
 	// that sent EHLO got past the greeting, and one that sent HELO
 	// too (after 500 or 502) was refused HELO as well.
 	ehlo, helo bool
+	// pending is what was read of a reply not yet whole; ready, the
+	// replies the client has not read yet.
+	pending, ready []byte
 }
 
 func (c *setupConn) Write(p []byte) (int, error) {
@@ -433,18 +438,76 @@ func (c *setupConn) Write(p []byte) (int, error) {
 }
 
 func (c *setupConn) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		return 0, errSetupTooLong
+	for len(c.ready) == 0 {
+		if c.left <= 0 {
+			return 0, errSetupTooLong
+		}
+		buf := make([]byte, min(4096, c.left))
+		n, err := c.Conn.Read(buf)
+		c.left -= n
+		if room := setupHead - len(c.head); room > 0 && !c.seen {
+			c.head = append(c.head, buf[:min(n, room)]...)
+		}
+		c.pending = append(c.pending, buf[:n]...)
+		c.ready = append(c.ready, wholeReplies(&c.pending)...)
+		if err != nil {
+			// What came before the error goes as it is; the error
+			// comes again at the next read.
+			c.ready = append(c.ready, c.pending...)
+			c.pending = nil
+			if len(c.ready) == 0 {
+				return 0, err
+			}
+		}
 	}
-	if len(p) > c.left {
-		p = p[:c.left]
+	n := copy(p, c.ready)
+	c.ready = c.ready[n:]
+	return n, nil
+}
+
+// wholeReplies takes from in the whole replies it begins with and
+// returns them, every line with the code of the reply's last line: a
+// reply whose lines change code (RFC 5321 §4.2.1 forbids it) is read as
+// Postfix's smtp(8) reads it, by its last line, where Go's textproto,
+// under go-smtp's client, takes a line of another code for more text and
+// waits for a last line of the first code until the command times out.
+// A line that is no reply line goes as it is, and the client fails on
+// it. What is left in in is the start of a reply still coming.
+func wholeReplies(in *[]byte) []byte {
+	b := *in
+	var out []byte
+	start, pos := 0, 0
+	for {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimRight(b[pos:pos+i], "\r")
+		pos += i + 1
+		coded := len(line) >= 3 && isDigits(string(line[:3]))
+		switch {
+		case coded && len(line) > 3 && line[3] == '-':
+			continue // more lines of this reply to come
+		case coded && (len(line) == 3 || line[3] == ' '):
+			reply := slices.Clone(b[start:pos])
+			for j := 0; j < len(reply); {
+				if isDigits(string(reply[j:min(j+3, len(reply))])) && j+3 < len(reply) && reply[j+3] == '-' {
+					copy(reply[j:], line[:3])
+				}
+				next := bytes.IndexByte(reply[j:], '\n')
+				if next < 0 {
+					break
+				}
+				j += next + 1
+			}
+			out = append(out, reply...)
+		default:
+			out = append(out, b[start:pos]...)
+		}
+		start = pos
 	}
-	n, err := c.Conn.Read(p)
-	c.left -= n
-	if room := setupHead - len(c.head); room > 0 && !c.seen {
-		c.head = append(c.head, p[:min(n, room)]...)
-	}
-	return n, err
+	*in = slices.Clone(b[start:])
+	return out
 }
 
 func (q *Queue) newClient(conn net.Conn) (*gosmtp.Client, *setupConn) {

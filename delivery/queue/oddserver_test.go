@@ -541,3 +541,69 @@ func TestDeferredRecipientTriedOnNextMX(t *testing.T) {
 		})
 	}
 }
+
+// A greeting or EHLO reply whose lines change code is read by its last
+// line's code, as Postfix's smtp(8) reads it: go-smtp's client (Go's
+// textproto) took a line of another code for more text and waited for
+// the command timeout (5 min), the destination then found dead.
+func TestSetupReplyChangingCode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, greeting, ehlo string
+		sent                 bool
+		wantReply            string
+	}{
+		{"greeting 220 then 554", "220-odd.test hello\n554 5.7.1 go away", "250 odd.test", false, "554 odd.test hello 5.7.1 go away"},
+		{"EHLO 250 then 550: HELO", "220 odd.test ESMTP", "250-odd.test\n250-PIPELINING\n550 5.5.1 not today", true, ""},
+		{"EHLO 500 then 250", "220 odd.test ESMTP", "500-odd.test\n250 8BITMIME", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, tc.greeting, func(n int, cmd string) string {
+				if verb(cmd) == "EHLO" {
+					return tc.ehlo
+				}
+				return plainAnswer("", nil)(n, cmd)
+			})
+			h, _ := startOdd(t, srv, func(o *Options) { o.CommandTimeout = 5 * time.Second })
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			start := time.Now()
+			h.waitJob()
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("the attempt took %v: a command timed out", d)
+			}
+			if tc.sent {
+				if !h.empty() || len(srv.messages()) != 1 {
+					t.Errorf("commands %q: want the message delivered", srv.commands())
+				}
+				return
+			}
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || r.Reply != tc.wantReply {
+				t.Errorf("recipient %s %q, want pending with %q", r.State, r.Reply, tc.wantReply)
+			}
+		})
+	}
+}
+
+func TestWholeReplies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, out, left string }{
+		{"220 a\r\n", "220 a\r\n", ""},
+		{"220-a\r\n220 b\r\n250", "220-a\r\n220 b\r\n", "250"},
+		{"220-a\r\n554-b\r\n554 c\r\n", "554-a\r\n554-b\r\n554 c\r\n", ""},
+		{"250-a\n550 b\n", "550-a\n550 b\n", ""},
+		{"250-a\r\n250-b\r\n", "", "250-a\r\n250-b\r\n"},
+		{"250\r\n", "250\r\n", ""},
+		{"garbage\r\n220 a\r\n", "garbage\r\n220 a\r\n", ""},
+		{"250-a\r\nxx\r\n250 b\r\n", "250-a\r\nxx\r\n250 b\r\n", ""},
+	} {
+		in := []byte(tc.in)
+		if out := string(wholeReplies(&in)); out != tc.out || string(in) != tc.left {
+			t.Errorf("wholeReplies(%q) = %q, left %q; want %q, left %q", tc.in, out, in, tc.out, tc.left)
+		}
+	}
+}
