@@ -256,8 +256,8 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 	return s, f
 }
 
-// tryHops tries the hosts in turn under the domain's TLS plan, all but
-// the address avoid (when valid). refused says that every host failed
+// tryHops tries the hosts in turn under the domain's TLS plan; when
+// avoid is valid, only those after the address avoid. refused says that every host failed
 // because of the plan's MTA-STS policy (not listed, or its TLS
 // requirements not met), none because it was down.
 func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan, avoid netip.Addr) (*session, *failure, bool) {
@@ -273,6 +273,7 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 		look = make([]looked, len(hops))
 	}
 	bestFound, found := uint16(0), false // the preference of the first host with addresses
+	past := !avoid.IsValid()             // the addresses to try come after avoid
 	for i, h := range hops {
 		h.dest = loopDest(rt)
 		var ips []netip.Addr
@@ -312,7 +313,11 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 			if tried == maxAddressesTried || ctx.Err() != nil {
 				break
 			}
-			if ip == avoid {
+			if !past {
+				// Only the hosts after it, as Postfix's smtp(8)
+				// goes down the list: one before it failed
+				// already, or was not needed.
+				past = ip == avoid
 				continue
 			}
 			tried++

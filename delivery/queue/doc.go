@@ -190,9 +190,9 @@
 // matched to its recipient in order. A message larger than the limit of
 // the server's EHLO SIZE is not sent: it bounces 5.3.4 before MAIL, as
 // Postfix's smtp(8) bounces it. The recipients a host defers with a 4xx
-// reply are tried at once on another host of the route (the next MX
-// host, another address), over a session not cached, as Postfix tries
-// the next MX host within a delivery (two sessions at most).
+// reply are tried at once on the hosts after it in the route's list (the
+// next MX host, the next address), over a session not cached, as Postfix
+// goes down the MX list within a delivery (two sessions at most).
 //
 // Mail is never sent to this host itself (loop.go, as Postfix's
 // smtp(8)): an MX host at one of Options.LocalAddrs is dropped with the

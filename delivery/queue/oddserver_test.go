@@ -3,6 +3,7 @@ package queue
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -605,5 +606,51 @@ func TestWholeReplies(t *testing.T) {
 		if out := string(wholeReplies(&in)); out != tc.out || string(in) != tc.left {
 			t.Errorf("wholeReplies(%q) = %q, left %q; want %q, left %q", tc.in, out, in, tc.out, tc.left)
 		}
+	}
+}
+
+// The next host is the next one down the MX list, as Postfix goes down
+// it: a better host that could not be reached is not dialled again for
+// the recipients a worse one deferred.
+func TestDeferredRecipientTriedOnTheHostsAfter(t *testing.T) {
+	t.Parallel()
+	accept := plainAnswer("PIPELINING", nil)
+	greylist := newOddServer(t, "220 mx2.remote.test ESMTP", func(n int, cmd string) string {
+		if verb(cmd) == "RCPT" {
+			return "450 4.7.1 greylisted"
+		}
+		return accept(n, cmd)
+	})
+	last := newOddServer(t, "220 mx3.remote.test ESMTP", accept)
+	var mu sync.Mutex
+	dials := map[string]int{}
+	h, _ := startOdd(t, greylist, func(o *Options) {
+		o.Routes = nil
+		o.Resolver = &fakeResolver{
+			mx: map[string][]*net.MX{"remote.test": {
+				{Host: "mx1.remote.test.", Pref: 10}, {Host: "mx2.remote.test.", Pref: 20}, {Host: "mx3.remote.test.", Pref: 30}}},
+			ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}, "mx2.remote.test": {"127.0.0.2"}, "mx3.remote.test": {"127.0.0.3"}},
+		}
+		to := map[string]string{"127.0.0.2:25": greylist.addr, "127.0.0.3:25": last.addr}
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			dials[addr]++
+			mu.Unlock()
+			if to[addr] == "" {
+				return nil, errors.New("connection refused (test dialer)")
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, to[addr])
+		}
+	})
+	h.enqueue("alice@local.test", "bob@remote.test")
+	h.waitJob()
+	if !h.empty() || len(last.messages()) != 1 {
+		t.Errorf("mx3 got %d messages, want the message", len(last.messages()))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dials["127.0.0.1:25"] != 1 || dials["127.0.0.2:25"] != 1 || dials["127.0.0.3:25"] != 1 {
+		t.Errorf("dials %v, want one to each host", dials)
 	}
 }
