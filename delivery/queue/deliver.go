@@ -177,12 +177,14 @@ func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadS
 			soft = append(soft, i)
 		}
 	}
-	if len(soft) == 0 || !tried.IsValid() {
+	if len(soft) == 0 || !tried.IsValid() || g.rt.nexthop.Host != "" && !g.rt.nexthop.MX {
+		// "[host]" (a relayhost, as a rule): one host, whose other
+		// addresses, if any, are not worth a wait for a session slot.
 		return
 	}
 	hops, f := q.resolve(ctx, g.rt)
 	if f != nil || !slices.ContainsFunc(hops, func(h hop) bool { return h.ip != tried }) {
-		return // an address route, the one tried: nothing else to try
+		return // an address literal, the one tried: nothing else to try
 	}
 	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true)
 	if f != nil {

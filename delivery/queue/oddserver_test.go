@@ -654,3 +654,39 @@ func TestDeferredRecipientTriedOnTheHostsAfter(t *testing.T) {
 		t.Errorf("dials %v, want one to each host", dials)
 	}
 }
+
+// A "[host]" route (a relayhost, as a rule) is one host: what it defers
+// waits for the retry, its other addresses are not dialled for it.
+func TestDeferredByBracketedRouteNotTriedElsewhere(t *testing.T) {
+	t.Parallel()
+	srv := newOddServer(t, "220 relay.test ESMTP", func(n int, cmd string) string {
+		if verb(cmd) == "RCPT" {
+			return "450 4.7.1 rate limited"
+		}
+		return plainAnswer("", nil)(n, cmd)
+	})
+	var mu sync.Mutex
+	dials := 0
+	h, _ := startOdd(t, srv, func(o *Options) {
+		o.Routes = map[string]string{"remote.test": "[relay.test]:25"}
+		o.Resolver = &fakeResolver{ips: map[string][]string{"relay.test": {"127.0.0.1", "127.0.0.2"}}}
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			dials++
+			mu.Unlock()
+			var d net.Dialer
+			return d.DialContext(ctx, network, srv.addr)
+		}
+	})
+	id := h.enqueue("alice@local.test", "bob@remote.test")
+	h.waitJob()
+	m, _, err := h.q.Show(id)
+	if err != nil || m.Recipients[0].State != StatePending {
+		t.Fatalf("want the message deferred: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dials != 1 {
+		t.Errorf("%d dials, want 1", dials)
+	}
+}
