@@ -690,3 +690,49 @@ func TestDeferredByBracketedRouteNotTriedElsewhere(t *testing.T) {
 		t.Errorf("%d dials, want 1", dials)
 	}
 }
+
+// Every name the queue looks up is absolute (its final dot), so that the
+// resolver asks for it alone, as Postfix's smtp(8) does with the
+// resolver's search turned off. Go's resolver tried, after an NXDOMAIN,
+// the names of resolv.conf's search list or of the host name's domain:
+// on mail.example.org, mail for the nonexistent typo.test went where
+// typo.test.example.org led (a wildcard), instead of bouncing.
+func TestLookupsAreAbsolute(t *testing.T) {
+	t.Parallel()
+	srv := newOddServer(t, "220 mx.remote.test ESMTP", plainAnswer("", nil))
+	for _, tc := range []struct {
+		name   string
+		routes map[string]string
+		rcpt   string
+		want   []string
+	}{
+		{"MX", nil, "bob@remote.test", []string{"remote.test.", "mx1.remote.test."}},
+		{"no MX", nil, "bob@nomx.test", []string{"nomx.test.", "nomx.test."}},
+		{"no such domain", nil, "bob@typo.test", []string{"typo.test.", "typo.test."}},
+		{"nexthop by MX", map[string]string{"*": "relay.test"}, "bob@elsewhere.test", []string{"relay.test.", "mx1.remote.test."}},
+		{"[nexthop]", map[string]string{"*": "[relay.test]"}, "bob@elsewhere.test", []string{"relay.test."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res := &fakeResolver{
+				mx: map[string][]*net.MX{
+					"remote.test": {{Host: "mx1.remote.test.", Pref: 10}},
+					"relay.test":  {{Host: "mx1.remote.test.", Pref: 10}},
+				},
+				ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}, "nomx.test": {"127.0.0.1"}, "relay.test": {"127.0.0.1"}},
+			}
+			h, _ := startOdd(t, srv, func(o *Options) {
+				o.Routes = tc.routes
+				o.Resolver = res
+				o.Dialer = dialTo(srv.addr)
+			})
+			h.enqueue("alice@local.test", tc.rcpt)
+			h.waitJob()
+			res.mu.Lock()
+			defer res.mu.Unlock()
+			if !slices.Equal(res.asked, tc.want) {
+				t.Errorf("names looked up %q, want %q", res.asked, tc.want)
+			}
+		})
+	}
+}

@@ -120,7 +120,7 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 	if viaDANE {
 		mxs, secure, err = q.o.DANE.LookupMX(ctx, name)
 	} else {
-		mxs, err = q.o.Resolver.LookupMX(ctx, name)
+		mxs, err = q.o.Resolver.LookupMX(ctx, rooted(name))
 	}
 	implicit := []hop{{name: name, port: port, implicit: true, mxSecure: secure, secureDNS: viaDANE}}
 	var dnsErr *net.DNSError
@@ -169,6 +169,21 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 	return hops, nil
 }
 
+// rooted is a domain as an absolute name, with its final dot, so that
+// a resolver looks up that name only: without it Go's resolver (and the
+// C library's) tries the names of resolv.conf's search list, or of the
+// host name's domain when it has none, after an NXDOMAIN, and mail for
+// a domain that does not exist went wherever "typo.example.<our own
+// domain>" led (a wildcard record: our own web server, or this host),
+// instead of bouncing. Postfix's smtp(8) turns the search off
+// (RES_DEFNAMES, RES_DNSRCH) for the same reason.
+func rooted(name string) string {
+	if strings.HasSuffix(name, ".") {
+		return name
+	}
+	return name + "."
+}
+
 // relayhostProblem keeps mail for the relayhost when the relayhost itself
 // is the problem: a permanent failure before any transaction (its name
 // not found, a null MX) is a configuration mistake, not the recipient's, and
@@ -204,7 +219,7 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failu
 	if h.secureDNS {
 		ips, ad.canonical, ad.secure, err = q.o.DANE.LookupIPAddr(ctx, h.name)
 	} else {
-		ips, err = q.o.Resolver.LookupIPAddr(ctx, h.name)
+		ips, err = q.o.Resolver.LookupIPAddr(ctx, rooted(h.name))
 	}
 	var dnsErr *net.DNSError
 	if err != nil {
