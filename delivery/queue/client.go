@@ -261,7 +261,11 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		// after any EHLO reply but 2xx and 421. Plain SMTP then: no
 		// extension (no STARTTLS, so a policy requiring TLS defers).
 		q.log.Debug("EHLO refused, trying HELO", "relay", relay, "reply", printable(err.Error(), 200))
-		err = q.helo(s, setup)
+		if herr := q.helo(s, setup); herr == nil || isReply(herr) {
+			err = herr
+		}
+		// else the server hung up (or went silent) after refusing EHLO:
+		// its refusal is the answer, and the host is not dead.
 	}
 	if err != nil {
 		// A 5xx greeting or EHLO reply is this host refusing to talk, not

@@ -253,6 +253,9 @@ func TestEHLORefusedFallsBackToHELO(t *testing.T) {
 		{"421 ends the session", "421 4.3.2 closing", "250 odd.test", false, []string{"EHLO mta.test"}},
 		{"HELO refused too", "501 5.5.4 syntax error", "554 5.7.1 go away", false, []string{"EHLO mta.test", "HELO mta.test"}},
 		{"HELO refused after 502", "502 5.5.2 no", "554 5.7.1 go away", false, []string{"EHLO mta.test", "HELO mta.test"}},
+		// The refusal of EHLO is what is reported, and the host, which
+		// answered, is not dead.
+		{"hung up on HELO", "554 5.7.1 no ESMTP for you", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -288,11 +291,23 @@ func TestEHLORefusedFallsBackToHELO(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the message left the queue: %v", err)
 			}
-			if r := m.Recipients[0]; r.State != StatePending || r.Status[0] != '4' {
-				t.Errorf("recipient %+v, want pending with a 4.x.x status", r)
+			want := tc.helo
+			if want == "" || verb(tc.ehlo) == "421" {
+				want = tc.ehlo
+			}
+			if r := m.Recipients[0]; r.State != StatePending || r.Status[0] != '4' || r.Reply != want {
+				t.Errorf("recipient %+v, want pending with a 4.x.x status and %q", r, want)
 			}
 			if len(srv.messages()) != 0 || b.count() != 0 {
 				t.Errorf("%d messages, %d DSNs: want none", len(srv.messages()), b.count())
+			}
+			if verb(tc.ehlo) == "421" {
+				return // a 421 makes the host dead, as a 421 greeting
+			}
+			id = h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			if m, _, err := h.q.Show(id); err != nil || m.Recipients[0].Reply != want {
+				t.Errorf("the next message: %v %+v, want %q again, not a dead destination", err, m.Recipients, want)
 			}
 		})
 	}
