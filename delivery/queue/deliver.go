@@ -160,7 +160,7 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 
 // nextHost gives the recipients the route's host at tried deferred with
 // a 4xx reply (greylisting, an overloaded or full primary MX) a second
-// chance at once on another host of the route, as Postfix's smtp(8)
+// chance at once on the hosts after it, as Postfix's smtp(8)
 // leaves a recipient that a server other than the last one deferred for
 // the next MX host, within one delivery (smtp_mx_session_limit: two
 // sessions). Without it such a host kept the message from a backup MX
@@ -259,9 +259,9 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 }
 
 // tryHops tries the hosts in turn under the domain's TLS plan; when
-// avoid is valid, only those after the address avoid. refused says that every host failed
-// because of the plan's MTA-STS policy (not listed, or its TLS
-// requirements not met), none because it was down.
+// avoid is valid, only those after the address avoid. refused says that
+// every host failed because of the plan's MTA-STS policy (not listed, or
+// its TLS requirements not met), none because it was down.
 func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan, avoid netip.Addr) (*session, *failure, bool) {
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
@@ -732,9 +732,9 @@ type stallWriter struct {
 }
 
 func (w stallWriter) Write(p []byte) (int, error) {
-	d := time.Now().Add(w.stall)
-	if d.After(w.end) {
-		d = w.end
+	d := w.end
+	if t := time.Now().Add(w.stall); w.stall > 0 && t.Before(d) {
+		d = t
 	}
 	w.conn.SetWriteDeadline(d)
 	return w.conn.Write(p)
