@@ -253,21 +253,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	}
 	var setup *setupConn
 	s.c, setup = q.newClient(s.conn)
-	err = s.c.Hello(q.o.Hostname)
-	if err != nil && setup.ehlo && !setup.helo && isReply(err) && replyCode(err) != 421 {
-		// EHLO refused (go-smtp says HELO only after 500 or 502): a
-		// server that does not take EHLO, or not ours (501, 554, 4xx),
-		// may still take HELO, as Postfix's smtp(8) falls back to it
-		// after any EHLO reply but 2xx and 421. Plain SMTP then: no
-		// extension (no STARTTLS, so a policy requiring TLS defers).
-		q.log.Debug("EHLO refused, trying HELO", "relay", relay, "reply", printable(err.Error(), 200))
-		if herr := q.helo(s, setup); herr == nil || isReply(herr) {
-			err = herr
-		}
-		// else the server hung up (or went silent) after refusing EHLO:
-		// its refusal is the answer, and the host is not dead.
-	}
-	if err != nil {
+	if err := q.hello(s, setup, relay); err != nil {
 		// A 5xx greeting or EHLO reply is this host refusing to talk, not
 		// the recipient refused: the next MX is tried, and the message
 		// waits rather than bounces (Postfix's smtp_skip_5xx_greeting).
@@ -294,9 +280,12 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			// RFC 3207 §4.2: forget what was learnt before TLS and say
 			// EHLO again; the new client reads a synthetic greeting
 			// since the server sends none after the handshake.
-			s.c, _ = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
-			if err := s.c.Hello(q.o.Hostname); err != nil {
-				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
+			var tlsSetup *setupConn
+			s.c, tlsSetup = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
+			if err := q.hello(s, tlsSetup, relay); err != nil {
+				// As before TLS: this host refusing to talk, not the
+				// recipients refused.
+				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2").asTemporary()
 				f.dead = isTimeout(err)
 				return fail(f)
 			}
@@ -373,6 +362,26 @@ func parseSizeLimit(v string) int64 {
 		return 0
 	}
 	return n
+}
+
+// hello has the session's go-smtp client say EHLO, and HELO when EHLO
+// is refused (go-smtp says HELO only after 500 or 502): a server that
+// does not take EHLO, or not ours (501, 554, 4xx), may still take HELO,
+// as Postfix's smtp(8) falls back to it after any EHLO reply but 2xx and
+// 421, before TLS and after it. Plain SMTP then: no extension (no
+// STARTTLS, so a policy requiring TLS defers).
+func (q *Queue) hello(s *session, setup *setupConn, relay string) error {
+	err := s.c.Hello(q.o.Hostname)
+	if err == nil || !setup.ehlo || setup.helo || !isReply(err) || replyCode(err) == 421 {
+		return err
+	}
+	q.log.Debug("EHLO refused, trying HELO", "relay", relay, "reply", printable(err.Error(), 200))
+	if herr := q.helo(s, setup); herr == nil || isReply(herr) {
+		return herr
+	}
+	// The server hung up (or went silent) after refusing EHLO: its
+	// refusal is the answer, and the host, which answered, is not dead.
+	return err
 }
 
 // helo says HELO on a session whose go-smtp client failed its EHLO

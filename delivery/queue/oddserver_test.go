@@ -3,6 +3,7 @@ package queue
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,9 @@ import (
 type oddServer struct {
 	addr     string
 	greeting string
+	// tls, when set, is what a STARTTLS answered 2xx starts (set
+	// before the first connection).
+	tls *tls.Config
 	// answer returns the reply (one or more lines, CRLF added) to a
 	// command line (CRLF removed); n counts the commands of the
 	// connection from 0. "" hangs up.
@@ -99,6 +103,14 @@ func (s *oddServer) serve(c net.Conn) {
 		}
 		if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
 			return
+		}
+		if verb(line) == "STARTTLS" && reply[0] == '2' && s.tls != nil {
+			tc := tls.Server(c, s.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			c = tc
+			r, w = bufio.NewReader(c), bufio.NewWriter(c)
 		}
 	}
 }
@@ -747,6 +759,64 @@ func TestLookupsAreAbsolute(t *testing.T) {
 			defer res.mu.Unlock()
 			if !slices.Equal(res.asked, tc.want) {
 				t.Errorf("names looked up %q, want %q", res.asked, tc.want)
+			}
+		})
+	}
+}
+
+// EHLO refused after STARTTLS falls back to HELO too, as Postfix's
+// smtp(8) does there; refused again, the host refuses to talk and the
+// message waits, as before TLS. The refusal bounced the message at once.
+func TestEHLORefusedAfterSTARTTLS(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	for _, tc := range []struct {
+		name string
+		helo string
+		sent bool
+	}{
+		{"HELO taken", "250 odd.test", true},
+		{"HELO refused", "554 5.7.1 go away", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test ESMTP", func(n int, cmd string) string {
+				switch verb(cmd) {
+				case "EHLO":
+					if n == 0 {
+						return "250-odd.test\n250 STARTTLS"
+					}
+					return "554 5.5.1 no EHLO here"
+				case "STARTTLS":
+					return "220 2.0.0 go ahead"
+				case "HELO":
+					return tc.helo
+				}
+				return plainAnswer("", nil)(n, cmd)
+			})
+			srv.tls = ca.serverConfig(t, "odd.test")
+			h, b := startOdd(t, srv, func(o *Options) { o.TLSPolicy = PolicyMay })
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			cmds := srv.commands()
+			if want := []string{"EHLO mta.test", "STARTTLS", "EHLO mta.test", "HELO mta.test"}; len(cmds) < 4 || !slices.Equal(cmds[:4], want) {
+				t.Errorf("commands %q, want them to begin with %q", cmds, want)
+			}
+			if tc.sent {
+				if !h.empty() || len(srv.messages()) != 1 {
+					t.Errorf("commands %q: want the message delivered", cmds)
+				}
+				return
+			}
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatalf("the message left the queue: %v", err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || r.Status != "4.7.1" {
+				t.Errorf("recipient %+v, want pending with 4.7.1", r)
+			}
+			if b.count() != 0 {
+				t.Error("a DSN for a host that would not talk")
 			}
 		})
 	}
