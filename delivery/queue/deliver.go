@@ -669,8 +669,14 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		for _, k := range accepted {
 			set(k, f)
 		}
-		if code == 421 {
+		switch {
+		case code == 421:
 			return breakAll(f)
+		case s.closing:
+			// The refusal came before the end of the data, and the
+			// server hung up (premature): the next transactions'
+			// recipients were not refused, only not sent.
+			return breakAll(tempFailure("4.4.2", "connection closed by "+s.relay+" during the data"))
 		}
 		return nil
 	}
@@ -704,7 +710,8 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	// large message. The buffer is empty: DATA went with its reply.
 	end := time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second)
 	s.conn.SetDeadline(end)
-	s.w.Reset(stallWriter{conn: s.conn, stall: s.dataTimeout, end: end})
+	sw := &stallWriter{conn: s.conn, stall: s.dataTimeout, end: end}
+	s.w.Reset(sw)
 	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
 	var src io.Reader = data
@@ -712,10 +719,14 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 		// The forwards' trace, for the copies that leave only.
 		src = io.MultiReader(strings.NewReader(m.RemoteHeader), data)
 	}
-	if _, err := io.Copy(dw, src); err != nil {
-		return 0, "", false, err
+	_, err = io.Copy(dw, src)
+	if err == nil {
+		err = dw.Close()
 	}
-	if err := dw.Close(); err != nil {
+	if err != nil {
+		if sw.err != nil && !isTimeout(sw.err) {
+			return s.premature(err)
+		}
 		return 0, "", false, err
 	}
 	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
@@ -723,21 +734,50 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	return code, text, true, err
 }
 
+// prematureWait bounds the wait for a reply the server sent before the
+// end of the data, once a write failed (premature).
+const prematureWait = 10 * time.Second
+
+// premature reads, after a write of the data failed (the server closed
+// the connection), the reply the server may have sent before it closed:
+// a server that refuses a message while it comes in (too large, a virus)
+// may say so at once and hang up, instead of reading to the final dot.
+// Postfix's smtp(8) looks for such a reply too, and reports it as the
+// reply to the data: a refusal, 552 for a message too large, bounces
+// then, where the write error alone deferred the message, to be sent
+// whole again at every retry until it expired. The final dot was not
+// sent, so nothing was delivered. Without a refusal, werr stands.
+func (s *session) premature(werr error) (code int, text string, dotSent bool, err error) {
+	s.closing = true
+	s.conn.SetReadDeadline(time.Now().Add(min(s.cmdTimeout, prematureWait)))
+	code, text, err = s.readReply()
+	if err != nil || code/100 != 4 && code/100 != 5 {
+		return 0, "", false, werr
+	}
+	return code, text, false, nil
+}
+
 // stallWriter writes to a connection, each write within stall (and
-// before end): the data of a transaction (sendData).
+// before end): the data of a transaction (sendData). err is the first
+// write error.
 type stallWriter struct {
 	conn  net.Conn
 	stall time.Duration
 	end   time.Time
+	err   error
 }
 
-func (w stallWriter) Write(p []byte) (int, error) {
+func (w *stallWriter) Write(p []byte) (int, error) {
 	d := w.end
 	if t := time.Now().Add(w.stall); w.stall > 0 && t.Before(d) {
 		d = t
 	}
 	w.conn.SetWriteDeadline(d)
-	return w.conn.Write(p)
+	n, err := w.conn.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // drain reads the replies still owed by a pipelined transaction that stops

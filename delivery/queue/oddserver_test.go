@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -817,6 +819,108 @@ func TestEHLORefusedAfterSTARTTLS(t *testing.T) {
 			}
 			if b.count() != 0 {
 				t.Error("a DSN for a host that would not talk")
+			}
+		})
+	}
+}
+
+// A server that refuses a message while it comes in (too large, a virus)
+// and hangs up has its refusal read after the failed write, as Postfix's
+// smtp(8) reads such a premature reply: a 552 bounces the message at once
+// where the write error deferred it, to be sent whole again at every
+// retry until it expired. Recipients of a later transaction, never sent
+// to, only wait.
+func TestRefusalBeforeTheEndOfTheData(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		reply  string // before hanging up; "" none
+		rcpts  int
+		states map[State]int
+		status string
+	}{
+		{"552, bounced", "552 5.3.4 message too big", 1, map[State]int{StateFailed: 1}, "5.3.4"},
+		{"451, deferred", "451 4.3.0 try later", 1, map[State]int{StatePending: 1}, "4.3.0"},
+		{"no reply: the write error", "", 1, map[State]int{StatePending: 1}, "4.4.2"},
+		{"later transaction not refused", "552 5.3.4 message too big", rcptsPerTransaction + 3, map[State]int{StateFailed: rcptsPerTransaction, StatePending: 3}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						c.SetDeadline(time.Now().Add(20 * time.Second))
+						r, w := bufio.NewReader(c), bufio.NewWriter(c)
+						say := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
+						say("220 big.test ESMTP")
+						for range 200 {
+							line, err := r.ReadString('\n')
+							if err != nil {
+								return
+							}
+							switch verb(strings.TrimSpace(line)) {
+							case "EHLO":
+								say("250 big.test")
+							case "DATA":
+								say("354 go ahead")
+								io.CopyN(io.Discard, r, 200<<10)
+								if tc.reply != "" {
+									say(tc.reply)
+								}
+								return
+							default:
+								say("250 ok")
+							}
+						}
+					}()
+				}
+			}()
+			h, b := startOdd(t, &oddServer{addr: ln.Addr().String()}, nil)
+			var rcpts []string
+			for i := range tc.rcpts {
+				rcpts = append(rcpts, fmt.Sprintf("r%d@remote.test", i))
+			}
+			// Larger than what the kernel's socket buffers take unread.
+			body := strings.Repeat(strings.Repeat("x", 998)+"\r\n", 9<<10)
+			id, err := h.q.Enqueue(t.Context(), "alice@local.test", rcpts, []byte("Subject: big\r\n\r\n"+body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.waitJob()
+			states := map[State]int{}
+			status := ""
+			if m, _, err := h.q.Show(id); err == nil {
+				for _, r := range m.Recipients {
+					states[r.State]++
+					status = r.Status
+					if r.State == StatePending && r.Status[0] != '4' {
+						t.Errorf("%s pending with %s", r.Addr, r.Status)
+					}
+				}
+			} else {
+				states[StateFailed] = tc.rcpts // bounced whole, and gone
+			}
+			if !maps.Equal(states, tc.states) {
+				t.Errorf("recipients %v, want %v", states, tc.states)
+			}
+			if tc.status != "" && tc.states[StatePending] > 0 && status != tc.status {
+				t.Errorf("status %s, want %s", status, tc.status)
+			}
+			if tc.states[StateFailed] > 0 {
+				dsn := string(recv(t, b.got, "the bounce"))
+				if !strings.Contains(dsn, "Diagnostic-Code: smtp; "+tc.reply+"\r\n") {
+					t.Errorf("DSN:\n%s", dsn)
+				}
 			}
 		})
 	}
