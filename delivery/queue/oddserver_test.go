@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -921,6 +922,55 @@ func TestRefusalBeforeTheEndOfTheData(t *testing.T) {
 				if !strings.Contains(dsn, "Diagnostic-Code: smtp; "+tc.reply+"\r\n") {
 					t.Errorf("DSN:\n%s", dsn)
 				}
+			}
+		})
+	}
+}
+
+// A domain whose MX records all name an address (or no host name) has a
+// broken DNS, an answer rather than a failure to get one: its mail
+// bounces 5.4.4 at once, as Postfix finds such an MX reply malformed and
+// bounces; it waited for the queue lifetime. One usable MX host among
+// them is used; a relayhost so published is a configuration problem, and
+// its mail waits (4.3.5).
+func TestMXNamingAddresses(t *testing.T) {
+	t.Parallel()
+	srv := newOddServer(t, "220 mx.remote.test ESMTP", plainAnswer("", nil))
+	for _, tc := range []struct {
+		name      string
+		mx        []*net.MX
+		relayhost bool
+		want      State
+		status    string
+	}{
+		{"addresses only", []*net.MX{{Host: "192.0.2.1.", Pref: 10}, {Host: "2001:db8::1", Pref: 20}}, false, StateFailed, "5.4.4"},
+		{"one usable host", []*net.MX{{Host: "192.0.2.1.", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0"},
+		{"relayhost", []*net.MX{{Host: "192.0.2.1.", Pref: 10}}, true, StatePending, "4.3.5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h, b := startOdd(t, srv, func(o *Options) {
+				o.Routes = nil
+				o.Resolver = &fakeResolver{
+					mx:  map[string][]*net.MX{"remote.test": tc.mx, "relay.test": tc.mx},
+					ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}},
+				}
+				o.Dialer = dialTo(srv.addr)
+				if tc.relayhost {
+					o.Relayhost = &Relayhost{Addr: "relay.test"}
+				}
+			})
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			r := Recipient{State: StateDelivered, Status: "2.0.0"}
+			if m, _, err := h.q.Show(id); err == nil {
+				r = m.Recipients[0]
+			} else if b.count() > 0 {
+				dsn := string(<-b.got)
+				r.State, r.Status = StateFailed, regexp.MustCompile(`Status: (\S+)`).FindStringSubmatch(dsn)[1]
+			}
+			if r.State != tc.want || r.Status != tc.status {
+				t.Errorf("recipient %s %s (%s), want %s %s", r.State, r.Status, r.Reply, tc.want, tc.status)
 			}
 		})
 	}

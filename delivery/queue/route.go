@@ -164,7 +164,12 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 		hops = append(hops, hop{name: strings.ToLower(host), port: port, mxSecure: secure, secureDNS: viaDANE, pref: mx.Pref})
 	}
 	if len(hops) == 0 {
-		return nil, tempFailure("4.4.3", "no usable MX host for "+name)
+		// Every MX record names an address or no host name at all: the
+		// domain's DNS is broken, and stays so until its admin fixes
+		// it (a lookup failure would be temporary, this is an answer).
+		// Postfix finds such a reply malformed and bounces (5.4.4);
+		// waiting told the sender after maximal_queue_lifetime only.
+		return nil, permFailure("5.4.4", "no usable MX host for "+name+": its MX records name no host (an address, or a name that is none)")
 	}
 	return hops, nil
 }
