@@ -414,9 +414,21 @@ func TestServerThatStopsReadingTheData(t *testing.T) {
 		}
 	}()
 	srv := &oddServer{addr: ln.Addr().String()}
-	h, b := startOdd(t, srv, func(o *Options) { o.DataTimeout = 300 * time.Millisecond })
-	// Larger than what the kernel's socket buffers take unread.
-	body := strings.Repeat(strings.Repeat("x", 998)+"\r\n", 9<<10)
+	h, b := startOdd(t, srv, func(o *Options) {
+		o.DataTimeout = 300 * time.Millisecond
+		// A small send buffer (no autotuning), so that what the
+		// kernel takes unread is small whatever its settings.
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				c.(*net.TCPConn).SetWriteBuffer(32 << 10)
+			}
+			return c, err
+		}
+	})
+	// Larger than what the socket buffers take unread.
+	body := strings.Repeat(strings.Repeat("x", 998)+"\r\n", 2<<10)
 	id, err := h.q.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte("Subject: big\r\n\r\n"+body))
 	if err != nil {
 		t.Fatal(err)
