@@ -67,6 +67,11 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		// and from a failure (1), and words that say which it may be.
 		return exitf(exQueueDown, "spool directory %s has no lock file: courriel serve has not run on it yet (a new installation), or queue.dir names another directory (queue.dir in %s)", cfg.Queue.Dir, *cfgPath)
 	}
+	if errors.Is(err, iofs.ErrPermission) {
+		// Not root (nor the server's user): the spool's files are 0600,
+		// as Postfix's postsuper is the superuser's.
+		return exitf(1, "spool directory %s: permission denied: courriel queue needs the rights of the server that runs it (root): %v", cfg.Queue.Dir, trimmedErr{err})
+	}
 	if err != nil {
 		return err
 	}

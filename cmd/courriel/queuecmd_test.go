@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -203,6 +204,37 @@ func TestQueueMissingSpool(t *testing.T) {
 		code, out, errOut := runCmd(t, "", append([]string{"queue", "-config", cfg}, args...)...)
 		if code != 69 || strings.Contains(out, "empty") || !strings.Contains(errOut, "spool directory "+spool+" has no lock file: courriel serve has not run on it yet (a new installation), or queue.dir names another directory (queue.dir in "+cfg+")") {
 			t.Errorf("queue %s on a directory no server ran on: %d %q %q", args, code, out, errOut)
+		}
+	}
+}
+
+// A user who may not open the spool (not root, where the server runs as
+// root) is told so, exit 1 as postsuper's "reserved for the
+// superuser"; the message asked whether a server had run on the spool.
+// Root ignores file modes: an immutable lock file (chattr +i) makes the
+// same EPERM.
+func TestQueueSpoolNotPermitted(t *testing.T) {
+	t.Parallel()
+	cfg, _ := queueSpool(t, "AGRFC7TVPMAAFWZT")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := regexp.MustCompile(`dir = "([^"]+)"`).FindStringSubmatch(string(b))[1]
+	lock := filepath.Join(spool, ".lock")
+	if out, err := exec.Command("chattr", "+i", lock).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", lock).Run() })
+	if f, err := os.OpenFile(lock, os.O_RDWR, 0); err == nil {
+		f.Close()
+		t.Skip("an immutable file opens for writing here")
+	}
+	for _, args := range [][]string{{"list"}, {"delete", "ALL"}, {"flush"}} {
+		code, out, errOut := runCmd(t, "", append([]string{"queue", "-config", cfg}, args...)...)
+		if code != 1 || out != "" || !strings.Contains(errOut, "spool directory "+spool+": permission denied: courriel queue needs the rights of the server that runs it (root)") ||
+			strings.Contains(errOut, "has a server run") {
+			t.Errorf("queue %s: %d %q %q", args, code, out, errOut)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"net/netip"
 	"net/textproto"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +33,7 @@ type session struct {
 	c         *gosmtp.Client // setup only
 	conn      net.Conn       // the outermost connection (TLS once negotiated)
 	relay     string         // "host[ip]:port" for logs
+	ip        netip.Addr     // the server's address (nextHost tries another)
 	remoteMTA string         // host name for the DSN's Remote-MTA
 	tls       bool
 	tlsWhy    string      // the TLS policy applied and why, for the log
@@ -52,8 +56,15 @@ type session struct {
 	r          *bufio.Reader // replies; a line longer than its buffer is an error
 	w          *bufio.Writer
 	cmdTimeout time.Duration
+	// dataTimeout bounds each write of a transaction's data
+	// (Options.DataTimeout).
+	dataTimeout time.Duration
 
 	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
+	// sizeLimit is the limit the server's EHLO SIZE names (RFC 1870
+	// §4); 0 when it names none (SIZE without a value, or SIZE 0: no
+	// fixed limit) or one that is no number.
+	sizeLimit int64
 	// xdsn: a node's cluster listener takes the DSN parameters of node
 	// copies (nodeDSNRcptParams)
 	xdsn bool
@@ -213,7 +224,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		f.relay, f.dead = relay, true
 		return nil, f
 	}
-	s := &session{relay: relay, remoteMTA: h.name, conn: raw, raw: raw, tlsWhy: plan.why}
+	s := &session{relay: relay, remoteMTA: h.name, ip: ip, conn: raw, raw: raw, tlsWhy: plan.why}
 	// Cancelling ctx (shutdown) aborts whatever command is in progress,
 	// but a transaction's data and its final reply (interrupt).
 	stop := context.AfterFunc(ctx, s.interrupt)
@@ -242,7 +253,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 	}
 	var setup *setupConn
 	s.c, setup = q.newClient(s.conn)
-	if err := s.c.Hello(q.o.Hostname); err != nil {
+	if err := q.hello(s, setup, relay); err != nil {
 		// A 5xx greeting or EHLO reply is this host refusing to talk, not
 		// the recipient refused: the next MX is tried, and the message
 		// waits rather than bounces (Postfix's smtp_skip_5xx_greeting).
@@ -269,9 +280,12 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 			// RFC 3207 §4.2: forget what was learnt before TLS and say
 			// EHLO again; the new client reads a synthetic greeting
 			// since the server sends none after the handshake.
-			s.c, _ = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
-			if err := s.c.Hello(q.o.Hostname); err != nil {
-				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2")
+			var tlsSetup *setupConn
+			s.c, tlsSetup = q.newClient(&greetedConn{Conn: tc, r: io.MultiReader(strings.NewReader("220 TLS\r\n"), tc)})
+			if err := q.hello(s, tlsSetup, relay); err != nil {
+				// As before TLS: this host refusing to talk, not the
+				// recipients refused.
+				f := replyFailure(err, "EHLO after STARTTLS with "+relay, "4.4.2").asTemporary()
 				f.dead = isTimeout(err)
 				return fail(f)
 			}
@@ -323,13 +337,80 @@ func (q *Queue) ready(s *session) {
 	s.r = bufio.NewReaderSize(s.conn, 4096)
 	s.w = bufio.NewWriterSize(s.conn, 32<<10)
 	s.cmdTimeout = q.o.CommandTimeout
+	s.dataTimeout = q.o.DataTimeout
 	s.pipelining, _ = s.c.Extension("PIPELINING")
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
 	s.dsn, _ = s.c.Extension("DSN")
 	s.xdsn, _ = s.c.Extension("XDSN")
-	s.size, _ = s.c.Extension("SIZE")
+	var limit string
+	s.size, limit = s.c.Extension("SIZE")
+	s.sizeLimit = parseSizeLimit(limit)
 	s.eightBit, _ = s.c.Extension("8BITMIME")
 	s.born = time.Now()
+}
+
+// parseSizeLimit reads the value of an EHLO SIZE line: digits only, as
+// Postfix reads it; anything else (a word, a number too large) names no
+// limit, and the server's reply to MAIL decides.
+func parseSizeLimit(v string) int64 {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// hello has the session's go-smtp client say EHLO, and HELO when EHLO
+// is refused (go-smtp says HELO only after 500 or 502): a server that
+// does not take EHLO, or not ours (501, 554, 4xx), may still take HELO,
+// as Postfix's smtp(8) falls back to it after any EHLO reply but 2xx and
+// 421, before TLS and after it. Plain SMTP then: no extension (no
+// STARTTLS, so a policy requiring TLS defers).
+func (q *Queue) hello(s *session, setup *setupConn, relay string) error {
+	err := s.c.Hello(q.o.Hostname)
+	if err == nil || !setup.ehlo || setup.helo || !isReply(err) || replyCode(err) == 421 {
+		return err
+	}
+	q.log.Debug("EHLO refused, trying HELO", "relay", relay, "reply", printable(err.Error(), 200))
+	if herr := q.helo(s, setup); herr == nil || isReply(herr) {
+		return herr
+	}
+	// The server hung up (or went silent) after refusing EHLO: its
+	// refusal is the answer, and the host, which answered, is not dead.
+	return err
+}
+
+// helo says HELO on a session whose go-smtp client failed its EHLO
+// (dial), and reads the reply on setup, which bounds it; the session
+// goes on with no extension, which the failed client reports. The error
+// is a reply (*gosmtp.SMTPError) when the server answered.
+func (q *Queue) helo(s *session, setup *setupConn) error {
+	s.conn.SetDeadline(time.Now().Add(q.o.CommandTimeout))
+	defer s.conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(s.conn, "HELO "+q.o.Hostname+"\r\n"); err != nil {
+		return err
+	}
+	code, text, err := (&session{r: bufio.NewReaderSize(setup, 4096)}).readReply()
+	if err != nil {
+		return err
+	}
+	if code/100 != 2 {
+		return replyError(code, text)
+	}
+	return nil
+}
+
+// replyCode is the code of a reply error, 0 for any other error.
+func replyCode(err error) int {
+	var se *gosmtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }
 
 // maxSetupRead bounds what a server may send a client set up by
@@ -346,27 +427,100 @@ var errSetupTooLong = fmt.Errorf("the server's greeting, EHLO and AUTH replies e
 // reads past maxSetupRead fail. The transactions read the session's own
 // connection (ready), past the bound.
 // It keeps the first setupHead bytes read (head), where the server names
-// itself (ehloLoop).
+// itself (ehloLoop). It gives the client whole replies, each line with
+// the code of the reply's last line (wholeReplies).
 type setupConn struct {
 	net.Conn
 	left int
 	head []byte
 	seen bool // head was read: keep no more
+	// ehlo and helo say the client sent EHLO, HELO: a failed Hello
+	// that sent EHLO got past the greeting, and one that sent HELO
+	// too (after 500 or 502) was refused HELO as well.
+	ehlo, helo bool
+	// pending is what was read of a reply not yet whole; ready, the
+	// replies the client has not read yet.
+	pending, ready []byte
+}
+
+func (c *setupConn) Write(p []byte) (int, error) {
+	// go-smtp writes each command whole, in one write.
+	c.ehlo = c.ehlo || bytes.HasPrefix(p, []byte("EHLO "))
+	c.helo = c.helo || bytes.HasPrefix(p, []byte("HELO "))
+	return c.Conn.Write(p)
 }
 
 func (c *setupConn) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		return 0, errSetupTooLong
+	for len(c.ready) == 0 {
+		if c.left <= 0 {
+			return 0, errSetupTooLong
+		}
+		buf := make([]byte, min(4096, c.left))
+		n, err := c.Conn.Read(buf)
+		c.left -= n
+		if room := setupHead - len(c.head); room > 0 && !c.seen {
+			c.head = append(c.head, buf[:min(n, room)]...)
+		}
+		c.pending = append(c.pending, buf[:n]...)
+		c.ready = append(c.ready, wholeReplies(&c.pending)...)
+		if err != nil {
+			// What came before the error goes as it is; the error
+			// comes again at the next read.
+			c.ready = append(c.ready, c.pending...)
+			c.pending = nil
+			if len(c.ready) == 0 {
+				return 0, err
+			}
+		}
 	}
-	if len(p) > c.left {
-		p = p[:c.left]
+	n := copy(p, c.ready)
+	c.ready = c.ready[n:]
+	return n, nil
+}
+
+// wholeReplies takes from in the whole replies it begins with and
+// returns them, every line with the code of the reply's last line: a
+// reply whose lines change code (RFC 5321 §4.2.1 forbids it) is read as
+// Postfix's smtp(8) reads it, by its last line, where Go's textproto,
+// under go-smtp's client, takes a line of another code for more text and
+// waits for a last line of the first code until the command times out.
+// A line that is no reply line goes as it is, and the client fails on
+// it. What is left in in is the start of a reply still coming.
+func wholeReplies(in *[]byte) []byte {
+	b := *in
+	var out []byte
+	start, pos := 0, 0
+	for {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimRight(b[pos:pos+i], "\r")
+		pos += i + 1
+		coded := len(line) >= 3 && isDigits(string(line[:3]))
+		switch {
+		case coded && len(line) > 3 && line[3] == '-':
+			continue // more lines of this reply to come
+		case coded && (len(line) == 3 || line[3] == ' '):
+			reply := slices.Clone(b[start:pos])
+			for j := 0; j < len(reply); {
+				if isDigits(string(reply[j:min(j+3, len(reply))])) && j+3 < len(reply) && reply[j+3] == '-' {
+					copy(reply[j:], line[:3])
+				}
+				next := bytes.IndexByte(reply[j:], '\n')
+				if next < 0 {
+					break
+				}
+				j += next + 1
+			}
+			out = append(out, reply...)
+		default:
+			out = append(out, b[start:pos]...)
+		}
+		start = pos
 	}
-	n, err := c.Conn.Read(p)
-	c.left -= n
-	if room := setupHead - len(c.head); room > 0 && !c.seen {
-		c.head = append(c.head, p[:min(n, room)]...)
-	}
-	return n, err
+	*in = slices.Clone(b[start:])
+	return out
 }
 
 func (q *Queue) newClient(conn net.Conn) (*gosmtp.Client, *setupConn) {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/textproto"
 	"os"
@@ -149,7 +151,66 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 			continue
 		}
 		q.conns.put(g.rt.key, s, broken == nil && ctx.Err() == nil)
+		if !g.whole && g.rt.node == "" && ctx.Err() == nil {
+			q.nextHost(ctx, m, g, data, res, s.ip)
+		}
 		return res, reached
+	}
+}
+
+// nextHost gives the recipients the route's host at tried deferred with
+// a 4xx reply (greylisting, an overloaded or full primary MX) a second
+// chance at once on the hosts after it, as Postfix's smtp(8)
+// leaves a recipient that a server other than the last one deferred for
+// the next MX host, within one delivery (smtp_mx_session_limit: two
+// sessions). Without it such a host kept the message from a backup MX
+// that takes it until the message expired. Only what the server
+// answered: a copy whose data went without its reply (unknown) may have
+// been delivered, and is never sent elsewhere. The second session is not
+// cached, so that later messages go to the preferred host again; when
+// there is no other host, or it cannot be reached, the first host's
+// answers stand, and the destination, which answered, is not dead.
+func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadSeeker, res []result, tried netip.Addr) {
+	var soft []int // positions in g.rcpts
+	for i, r := range res {
+		if r.out == outDeferred && r.code/100 == 4 && !r.unknown {
+			soft = append(soft, i)
+		}
+	}
+	if len(soft) == 0 || !tried.IsValid() || g.rt.nexthop.Host != "" && !g.rt.nexthop.MX {
+		// "[host]" (a relayhost, as a rule): one host, whose other
+		// addresses, if any, are not worth a wait for a session slot.
+		return
+	}
+	hops, f := q.resolve(ctx, g.rt)
+	if f != nil || !slices.ContainsFunc(hops, func(h hop) bool { return h.ip != tried }) {
+		return // an address literal, the one tried: nothing else to try
+	}
+	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true)
+	if f != nil {
+		return // dead, busy or shutting down: the answers stand
+	}
+	s, f, _ := q.tryHops(ctx, m.ID, g.rt, hops, q.domainTLS(ctx, g.rt), tried)
+	if f != nil {
+		f.dead = false
+	}
+	q.conns.dialed(g.rt.key, probe, s, f)
+	if s == nil {
+		q.logFor(m).Debug("no other host to try for the recipients deferred", "reason", f.text)
+		return
+	}
+	sub := group{rt: g.rt}
+	for _, i := range soft {
+		sub.rcpts = append(sub.rcpts, g.rcpts[i])
+	}
+	subRes := make([]result, len(soft))
+	s.cutBy = cutContext(ctx)
+	q.transact(s, m, sub, data, subRes)
+	q.conns.release(g.rt.key, s)
+	for k, i := range soft {
+		if subRes[k] != (result{}) {
+			res[i] = subRes[k]
+		}
 	}
 }
 
@@ -176,7 +237,7 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	dp := q.domainTLS(ctx, rt)
-	s, f, refused := q.tryHops(ctx, id, rt, hops, dp)
+	s, f, refused := q.tryHops(ctx, id, rt, hops, dp, netip.Addr{})
 	if s != nil || !refused || dp.sts == nil || ctx.Err() != nil {
 		return s, f
 	}
@@ -193,14 +254,15 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	q.log.Info("MTA-STS policy updated after it refused every MX host, trying again", "queue_id", id, "domain", rt.domain, "tls", np.why)
-	s, f, _ = q.tryHops(ctx, id, rt, hops, np)
+	s, f, _ = q.tryHops(ctx, id, rt, hops, np, netip.Addr{})
 	return s, f
 }
 
-// tryHops tries the hosts in turn under the domain's TLS plan. refused
-// says that every host failed because of the plan's MTA-STS policy (not
-// listed, or its TLS requirements not met), none because it was down.
-func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan) (*session, *failure, bool) {
+// tryHops tries the hosts in turn under the domain's TLS plan; when
+// avoid is valid, only those after the address avoid. refused says that
+// every host failed because of the plan's MTA-STS policy (not listed, or
+// its TLS requirements not met), none because it was down.
+func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan, avoid netip.Addr) (*session, *failure, bool) {
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
 	sawTemp := false // a host failed for now: no failure of another bounces
@@ -213,6 +275,7 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 		look = make([]looked, len(hops))
 	}
 	bestFound, found := uint16(0), false // the preference of the first host with addresses
+	past := !avoid.IsValid()             // the addresses to try come after avoid
 	for i, h := range hops {
 		h.dest = loopDest(rt)
 		var ips []netip.Addr
@@ -251,6 +314,13 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 		for _, ip := range ips {
 			if tried == maxAddressesTried || ctx.Err() != nil {
 				break
+			}
+			if !past {
+				// Only the hosts after it, as Postfix's smtp(8)
+				// goes down the list: one before it failed
+				// already, or was not needed.
+				past = ip == avoid
+				continue
 			}
 			tried++
 			s, f := q.connect(ctx, h, ip, plan)
@@ -304,6 +374,19 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 	}
 	if utf8 && !s.smtputf8 {
 		f := permFailure("5.6.7", "SMTPUTF8 is required, but was not offered by host "+s.relay)
+		for i := range res {
+			res[i] = s.failed(f)
+		}
+		return nil
+	}
+	if s.sizeLimit > 0 && m.Size > s.sizeLimit {
+		// RFC 1870 §6.1: the server said it takes nothing this large;
+		// sending it anyway would only have the data refused at the
+		// final dot, after the whole transfer. Postfix's smtp(8)
+		// bounces such a message before MAIL (smtp_xfer), a failure of
+		// this host's own (no reply code). Checked per message, since a
+		// cached session carries the next one.
+		f := permFailure("5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s", m.Size, s.sizeLimit, s.relay))
 		for i := range res {
 			res[i] = s.failed(f)
 		}
@@ -586,8 +669,14 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 		for _, k := range accepted {
 			set(k, f)
 		}
-		if code == 421 {
+		switch {
+		case code == 421:
 			return breakAll(f)
+		case s.closing:
+			// The refusal came before the end of the data, and the
+			// server hung up (premature): the next transactions'
+			// recipients were not refused, only not sent.
+			return breakAll(tempFailure("4.4.2", "connection closed by "+s.relay+" during the data"))
 		}
 		return nil
 	}
@@ -614,23 +703,81 @@ var (
 // to its final dot; dotSent says the final dot went.
 func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code int, text string, dotSent bool, err error) {
 	// The data may take long on a slow link: bound it by its size, so a
-	// server that stops reading cannot hold the slot forever.
-	s.conn.SetDeadline(time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second))
+	// server that reads slowly cannot hold the slot forever; and each
+	// write by DataTimeout, so that one that stops reading (a tarpit, a
+	// hung filter) is given up after minutes, as Postfix's
+	// smtp_data_xfer_timeout, not after the hours the bound gives a
+	// large message. The buffer is empty: DATA went with its reply.
+	end := time.Now().Add(s.cmdTimeout + time.Duration(m.Size/1024)*time.Second)
+	s.conn.SetDeadline(end)
+	sw := &stallWriter{conn: s.conn, stall: s.dataTimeout, end: end}
+	s.w.Reset(sw)
+	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
 	var src io.Reader = data
 	if m.RemoteHeader != "" && g.rt.node == "" {
 		// The forwards' trace, for the copies that leave only.
 		src = io.MultiReader(strings.NewReader(m.RemoteHeader), data)
 	}
-	if _, err := io.Copy(dw, src); err != nil {
-		return 0, "", false, err
+	_, err = io.Copy(dw, src)
+	if err == nil {
+		err = dw.Close()
 	}
-	if err := dw.Close(); err != nil {
+	if err != nil {
+		if sw.err != nil && !isTimeout(sw.err) {
+			return s.premature(err)
+		}
 		return 0, "", false, err
 	}
 	// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot.
 	code, text, err = s.replyWithin(max(s.cmdTimeout, 10*time.Minute))
 	return code, text, true, err
+}
+
+// prematureWait bounds the wait for a reply the server sent before the
+// end of the data, once a write failed (premature).
+const prematureWait = 10 * time.Second
+
+// premature reads, after a write of the data failed (the server closed
+// the connection), the reply the server may have sent before it closed:
+// a server that refuses a message while it comes in (too large, a virus)
+// may say so at once and hang up, instead of reading to the final dot.
+// Postfix's smtp(8) looks for such a reply too, and reports it as the
+// reply to the data: a refusal, 552 for a message too large, bounces
+// then, where the write error alone deferred the message, to be sent
+// whole again at every retry until it expired. The final dot was not
+// sent, so nothing was delivered. Without a refusal, werr stands.
+func (s *session) premature(werr error) (code int, text string, dotSent bool, err error) {
+	s.closing = true
+	s.conn.SetReadDeadline(time.Now().Add(min(s.cmdTimeout, prematureWait)))
+	code, text, err = s.readReply()
+	if err != nil || code/100 != 4 && code/100 != 5 {
+		return 0, "", false, werr
+	}
+	return code, text, false, nil
+}
+
+// stallWriter writes to a connection, each write within stall (and
+// before end): the data of a transaction (sendData). err is the first
+// write error.
+type stallWriter struct {
+	conn  net.Conn
+	stall time.Duration
+	end   time.Time
+	err   error
+}
+
+func (w *stallWriter) Write(p []byte) (int, error) {
+	d := w.end
+	if t := time.Now().Add(w.stall); w.stall > 0 && t.Before(d) {
+		d = t
+	}
+	w.conn.SetWriteDeadline(d)
+	n, err := w.conn.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // drain reads the replies still owed by a pipelined transaction that stops

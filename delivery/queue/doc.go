@@ -187,7 +187,12 @@
 // and AUTH replies) is bounded to 64 KiB: past it the attempt fails for
 // now, as when no greeting comes. When the server offers PIPELINING (RFC
 // 2920) MAIL, the RCPTs and DATA go in one write, and each RCPT reply is
-// matched to its recipient in order.
+// matched to its recipient in order. A message larger than the limit of
+// the server's EHLO SIZE is not sent: it bounces 5.3.4 before MAIL, as
+// Postfix's smtp(8) bounces it. The recipients a host defers with a 4xx
+// reply are tried at once on the hosts after it in the route's list (the
+// next MX host, the next address), over a session not cached, as Postfix
+// goes down the MX list within a delivery (two sessions at most).
 //
 // Mail is never sent to this host itself (loop.go, as Postfix's
 // smtp(8)): an MX host at one of Options.LocalAddrs is dropped with the

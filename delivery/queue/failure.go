@@ -56,7 +56,16 @@ func replyFailure(err error, what, status string) *failure {
 	}
 	f := &failure{code: se.Code, perm: se.Code/100 == 5}
 	f.status = enhancedStatus(se.Code, se.EnhancedCode)
-	f.text = printable(fmt.Sprintf("%d %s %s", se.Code, f.status, se.Message), maxReplyText)
+	// The text is the server's reply as it was (RFC 3464 §2.3.6: the
+	// Diagnostic-Code is what the remote MTA said), as Postfix quotes
+	// it: the status made up for a reply without an enhanced code, or
+	// with one whose class contradicts the code, is the Status field's,
+	// never put into the server's mouth.
+	said := se.Message
+	if ec := se.EnhancedCode; ec != (gosmtp.EnhancedCode{}) && ec != gosmtp.NoEnhancedCode {
+		said = fmt.Sprintf("%d.%d.%d %s", ec[0], ec[1], ec[2], said)
+	}
+	f.text = printable(fmt.Sprintf("%d %s", se.Code, said), maxReplyText)
 	return f
 }
 

@@ -379,6 +379,18 @@ type fakeResolver struct {
 	mx  map[string][]*net.MX // missing: not found
 	ips map[string][]string  // missing: not found
 	err error                // when set, every lookup fails with it (temporary)
+
+	mu    sync.Mutex
+	asked []string // guarded by mu: every name looked up, as asked
+}
+
+// key records a name asked and returns it without its final dot, as the
+// maps have it.
+func (r *fakeResolver) key(name string) string {
+	r.mu.Lock()
+	r.asked = append(r.asked, name)
+	r.mu.Unlock()
+	return strings.TrimSuffix(name, ".")
 }
 
 func notFound(name string) error {
@@ -386,6 +398,7 @@ func notFound(name string) error {
 }
 
 func (r *fakeResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	name = r.key(name)
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -402,6 +415,7 @@ func (r *fakeResolver) LookupMX(_ context.Context, name string) ([]*net.MX, erro
 }
 
 func (r *fakeResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	host = r.key(host)
 	if r.err != nil {
 		return nil, r.err
 	}

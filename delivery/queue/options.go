@@ -238,6 +238,10 @@ type Options struct {
 	PollInterval    time.Duration // how often the runner looks for requests from other processes; default 1s
 	ConnectTimeout  time.Duration // default 30s (Postfix smtp_connect_timeout)
 	CommandTimeout  time.Duration // per SMTP command; default 5 min (RFC 5321 §4.5.3.2)
+	// DataTimeout bounds each write of a message's data to a server:
+	// one that stops reading it fails the attempt; default 3 min
+	// (Postfix smtp_data_xfer_timeout, RFC 5321 §4.5.3.2.5).
+	DataTimeout time.Duration
 }
 
 // LocalDeliverer stores copies in maildirs: *delivery.Store. It returns
@@ -258,6 +262,7 @@ const (
 	defaultPollInterval    = time.Second
 	defaultConnectTimeout  = 30 * time.Second
 	defaultCommandTimeout  = 5 * time.Minute
+	defaultDataTimeout     = 3 * time.Minute
 	defaultConnCacheTime   = 2 * time.Second
 	defaultConnReuseLimit  = 100
 	defaultHandOverTimeout = 5 * time.Second
@@ -342,6 +347,7 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.PollInterval, defaultPollInterval)
 	setDefault(&o.ConnectTimeout, defaultConnectTimeout)
 	setDefault(&o.CommandTimeout, defaultCommandTimeout)
+	setDefault(&o.DataTimeout, defaultDataTimeout)
 	setDefault(&o.NodeRetry, defaultNodeRetry)
 	setDefault(&o.HandOverTimeout, defaultHandOverTimeout)
 	if o.MaxBackoff < o.MinBackoff {

@@ -323,6 +323,29 @@ func (c *connCache) put(key string, s *session, reusable bool) {
 	d.idle = append(d.idle, s)
 }
 
+// release hands back a session that is not to be cached (nextHost's):
+// QUIT when it is sound, and its slot freed.
+func (c *connCache) release(key string, s *session) {
+	s.uses++
+	var wake []string
+	defer func() {
+		for _, id := range wake {
+			c.wake(id)
+		}
+	}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.destLocked(key)
+	defer d.broadcast()
+	wake = c.popParkedLocked(d)
+	d.open--
+	if s.closing {
+		s.abort()
+	} else {
+		c.quitLater(s)
+	}
+}
+
 // expire closes the sessions idle for longer than the cache time, and
 // forgets destinations that hold nothing worth remembering (a dead one a
 // day after its period: by then nobody waits to hear that it is back).

@@ -37,9 +37,10 @@ func (s *session) replyWithin(d time.Duration) (int, string, error) {
 	return s.readReply()
 }
 
-// readReply reads one reply: its code, and its text with the lines joined
-// by "\n" (the code and separator removed). An error means the connection
-// can no longer be trusted: I/O, a timeout, or a malformed reply.
+// readReply reads one reply: its code (the last line's), and its text
+// with the lines joined by "\n" (the code and separator removed). An
+// error means the connection can no longer be trusted: I/O, a timeout,
+// or a malformed reply.
 func (s *session) readReply() (code int, text string, err error) {
 	var b strings.Builder
 	for n := 0; n < maxReplyLines; n++ {
@@ -54,11 +55,13 @@ func (s *session) readReply() (code int, text string, err error) {
 		if len(l) < 3 || l[0] < '2' || l[0] > '5' || !isDigits(l[1:3]) || len(l) > 3 && l[3] != ' ' && l[3] != '-' {
 			return 0, "", fmt.Errorf("malformed reply %q", printable(l, 100))
 		}
-		c, _ := strconv.Atoi(l[:3])
-		if code != 0 && c != code {
-			return 0, "", fmt.Errorf("reply code changed from %d to %d within a reply", code, c)
-		}
-		code = c
+		// RFC 5321 §4.2.1 wants one code on every line; a server
+		// that changes it within a reply is understood as Postfix's
+		// smtp(8) understands it: the last line's code is the reply's.
+		// Failing the whole connection instead deferred every
+		// recipient of the transaction, day after day, for one odd
+		// reply.
+		code, _ = strconv.Atoi(l[:3])
 		if n > 0 {
 			b.WriteByte('\n')
 		}

@@ -22,7 +22,9 @@ func TestReadReply(t *testing.T) {
 		{name: "code alone", in: "354\r\n", wantCode: 354},
 		{name: "bare LF", in: "421 bye\n", wantCode: 421, wantText: "bye", wantMsg: "bye"},
 		{name: "no enhanced code", in: "452 mailbox full\r\n", wantCode: 452, wantText: "mailbox full", wantMsg: "mailbox full"},
-		{name: "code changes within the reply", in: "250-a\r\n550 b\r\n", wantErr: true},
+		// The last line's code, as Postfix reads it.
+		{name: "code changes within the reply", in: "250-a\r\n550 b\r\n", wantCode: 550, wantText: "a\nb", wantMsg: "a\nb"},
+		{name: "code changes, enhanced codes", in: "550-5.1.1 no such\r\n551 5.1.1 user\r\n", wantCode: 551, wantText: "5.1.1 no such\n5.1.1 user", wantEnh: [3]int{5, 1, 1}, wantMsg: "no such\nuser"},
 		{name: "not a reply", in: "hello\r\n", wantErr: true},
 		{name: "code out of range", in: "650 x\r\n", wantErr: true},
 		{name: "bad separator", in: "250x\r\n", wantErr: true},

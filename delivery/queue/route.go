@@ -120,7 +120,7 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 	if viaDANE {
 		mxs, secure, err = q.o.DANE.LookupMX(ctx, name)
 	} else {
-		mxs, err = q.o.Resolver.LookupMX(ctx, name)
+		mxs, err = q.o.Resolver.LookupMX(ctx, rooted(name))
 	}
 	implicit := []hop{{name: name, port: port, implicit: true, mxSecure: secure, secureDNS: viaDANE}}
 	var dnsErr *net.DNSError
@@ -164,9 +164,29 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 		hops = append(hops, hop{name: strings.ToLower(host), port: port, mxSecure: secure, secureDNS: viaDANE, pref: mx.Pref})
 	}
 	if len(hops) == 0 {
-		return nil, tempFailure("4.4.3", "no usable MX host for "+name)
+		// Every MX record names an address or no host name at all: the
+		// domain's DNS is broken, and stays so until its admin fixes
+		// it (a lookup failure would be temporary, this is an answer).
+		// Postfix finds such a reply malformed and bounces (5.4.4);
+		// waiting told the sender after maximal_queue_lifetime only.
+		return nil, permFailure("5.4.4", "no usable MX host for "+name+": its MX records name no host (an address, or a name that is none)")
 	}
 	return hops, nil
+}
+
+// rooted is a domain as an absolute name, with its final dot, so that
+// a resolver looks up that name only: without it Go's resolver (and the
+// C library's) tries the names of resolv.conf's search list, or of the
+// host name's domain when it has none, after an NXDOMAIN, and mail for
+// a domain that does not exist went wherever "typo.example.<our own
+// domain>" led (a wildcard record: our own web server, or this host),
+// instead of bouncing. Postfix's smtp(8) turns the search off
+// (RES_DEFNAMES, RES_DNSRCH) for the same reason.
+func rooted(name string) string {
+	if strings.HasSuffix(name, ".") {
+		return name
+	}
+	return name + "."
 }
 
 // relayhostProblem keeps mail for the relayhost when the relayhost itself
@@ -204,7 +224,7 @@ func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failu
 	if h.secureDNS {
 		ips, ad.canonical, ad.secure, err = q.o.DANE.LookupIPAddr(ctx, h.name)
 	} else {
-		ips, err = q.o.Resolver.LookupIPAddr(ctx, h.name)
+		ips, err = q.o.Resolver.LookupIPAddr(ctx, rooted(h.name))
 	}
 	var dnsErr *net.DNSError
 	if err != nil {

@@ -106,8 +106,10 @@ func openSpool(dir string, maxRcpts int, client bool) (*spool, error) {
 		// Without O_CREATE: a .lock made here by another user (root running
 		// `courriel queue`) could lock the server out of its own spool.
 		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("queue: spool lock (has a server run on this spool yet?): %w", err)
+		} else if err != nil {
+			return nil, fmt.Errorf("queue: spool lock: %w", err)
 		}
 		return &spool{dir: dir, maxRcpts: maxRcpts, lock: lock}, nil
 	}

@@ -26,12 +26,13 @@ func TestReplyClassification(t *testing.T) {
 	}{
 		{"5xx with enhanced code", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no"}, true, "5.1.1", 550, "550 5.1.1 no"},
 		{"4xx with enhanced code", &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 7, 1}, Message: "greylisted"}, false, "4.7.1", 451, "451 4.7.1"},
-		{"5xx without enhanced code", &gosmtp.SMTPError{Code: 554, Message: "no"}, true, "5.0.0", 554, "554 5.0.0"},
-		{"4xx without enhanced code", &gosmtp.SMTPError{Code: 421, Message: "bye"}, false, "4.0.0", 421, "421 4.0.0"},
-		// The reply code decides; a contradicting enhanced code is replaced.
-		{"550 with a 4.x.x enhanced code", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{4, 1, 1}, Message: "x"}, true, "5.0.0", 550, "550 5.0.0"},
-		{"451 with a 5.x.x enhanced code", &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "x"}, false, "4.0.0", 451, "451 4.0.0"},
-		{"odd code is temporary", &gosmtp.SMTPError{Code: 354, Message: "x"}, false, "4.0.0", 354, "354 4.0.0"},
+		{"5xx without enhanced code", &gosmtp.SMTPError{Code: 554, Message: "no"}, true, "5.0.0", 554, "554 no"},
+		{"4xx without enhanced code", &gosmtp.SMTPError{Code: 421, Message: "bye"}, false, "4.0.0", 421, "421 bye"},
+		// The reply code decides; a contradicting enhanced code is replaced
+		// in the status, and the text stays what the server said.
+		{"550 with a 4.x.x enhanced code", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{4, 1, 1}, Message: "x"}, true, "5.0.0", 550, "550 4.1.1 x"},
+		{"451 with a 5.x.x enhanced code", &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "x"}, false, "4.0.0", 451, "451 5.1.1 x"},
+		{"odd code is temporary", &gosmtp.SMTPError{Code: 354, Message: "x"}, false, "4.0.0", 354, "354 x"},
 		{"network error", errors.New("read: connection reset"), false, "4.4.2", 0, "MAIL: read: connection reset"},
 		{"multi-line reply is one line", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "a\nb\r\nc"}, true, "5.7.1", 550, "550 5.7.1 a b c"},
 	} {
