@@ -297,7 +297,9 @@ func (s *server) start() {
 	for {
 		addrs := map[string]string{}
 		for _, m := range listeningRe.FindAllStringSubmatch(s.logs()[start:], -1) {
-			addrs[m[1]] = m[2]
+			if m[1] != "mailq" { // the local socket's companion, counted with it
+				addrs[m[1]] = m[2]
+			}
 		}
 		if len(addrs) == listeners {
 			s.SMTP, s.Sub, s.Subs, s.IMAPS, s.HTTP = addrs["smtp"], addrs["submission"], addrs["submissions"], addrs["imaps"], addrs["http"]

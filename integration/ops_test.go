@@ -61,7 +61,7 @@ func TestQueueCommandBesideStartingServer(t *testing.T) {
 			}
 			out, code := courriel(t, "queue", "list", "-config", s.config)
 			runs.Add(1)
-			if code != 0 || !strings.Contains(out, "1 Request(s)") {
+			if code != 0 || !strings.Contains(out, " Kbytes in 1 Request.\n") {
 				failures.Add(1)
 				failMu.Lock()
 				failOut = append(failOut, fmt.Sprintf("exit %d: %s", code, out))
@@ -126,7 +126,7 @@ func TestQueueCommandFlagsAnywhere(t *testing.T) {
 	}
 	before, code := courriel(t, "queue", "-config", s.config, "list")
 	after, code2 := courriel(t, "queue", "list", "-config", s.config)
-	if code != 0 || code2 != 0 || before != after || !strings.Contains(after, "2 Request(s)") {
+	if code != 0 || code2 != 0 || before != after || !strings.Contains(after, " Kbytes in 2 Requests.\n") {
 		t.Fatalf("queue -config F list (exit %d):\n%s\nqueue list -config F (exit %d):\n%s", code, before, code2, after)
 	}
 	ids := regexp.MustCompile(`(?m)^(\S+)\s+\d+ .*\n\s+<(keep|drop)@`).FindAllStringSubmatch(after, -1)

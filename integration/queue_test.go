@@ -242,7 +242,7 @@ func TestQueueSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	out, _ := run(t, "", binary, "queue", "-config", s.config, "list")
-	if !strings.Contains(out, fmt.Sprintf("%d Request(s)", n)) {
+	if !strings.Contains(out, fmt.Sprintf(" Kbytes in %d Requests.\n", n)) {
 		t.Errorf("queue list:\n%s", out)
 	}
 	s.stop(syscall.SIGKILL)

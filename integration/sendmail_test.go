@@ -156,7 +156,7 @@ func TestSendmailLocalMail(t *testing.T) {
 		t.Errorf("root's file is not in maildrop/0: %s", files[0])
 	}
 	if out, code := courriel(t, "queue", "-config", s.config, "list"); code != 0 || !strings.Contains(out, first) ||
-		!strings.Contains(out, "maildrop: uid 0, from (the owner's login)") || !strings.Contains(out, "-- 1 Request(s)") {
+		!strings.Contains(out, "maildrop: uid 0, from (the owner's login)") || !strings.Contains(out, " Kbytes in 1 Request.\n") {
 		t.Errorf("queue list: exit %d\n%s", code, out)
 	}
 	// As if uid 4242 had written it: in its own subdirectory, its own

@@ -588,11 +588,11 @@ func (p *pickup) setAside(u *maildrop.UserDir, name, why string, st *pickupState
 // logName is a hostile file name made safe for the log.
 func logName(name string) string { return listValue(name) }
 
-// maildropSummary is `courriel queue list`'s view of the maildrop: a line
-// per file waiting (name, size, when written, "maildrop", the owner and
-// sender), then its recipients, as the queue's entries are shown. A file
-// that cannot be read is listed with why. n is the number of files.
-func maildropSummary(queueDir string, maxMessage int64) (lines []string, n int, err error) {
+// maildropSummary is `courriel queue list`'s view of the maildrop: per
+// file waiting, a line (name, size, when written, "maildrop", the owner
+// and sender), then its recipients, as the queue's entries are shown. A
+// file that cannot be read is listed with why. size is the files' bytes.
+func maildropSummary(queueDir string, maxMessage int64) (entries [][]string, size int64, err error) {
 	d, err := maildrop.Open(maildropDir(queueDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil // no server with a local socket ran on this spool
@@ -620,26 +620,27 @@ func maildropSummary(queueDir string, maxMessage int64) (lines []string, n int, 
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			n++
 			if err != nil {
-				lines = append(lines, fmt.Sprintf("%-33s %8s %-20s maildrop: uid %d: %s", name, "?", "", uid, listValue(err.Error())))
+				entries = append(entries, []string{fmt.Sprintf("%-33s %8s %-20s maildrop: uid %d: %s", name, "?", "", uid, listValue(err.Error()))})
 				continue
 			}
 			from := "(the owner's login)"
 			if f.Envelope.FromSet {
 				from = "<" + listValue(f.Envelope.From) + ">"
 			}
-			lines = append(lines, fmt.Sprintf("%-33s %8d %-20s maildrop: uid %d, from %s", name, len(f.Message), f.Written.Format(time.DateTime), f.UID, from))
+			size += int64(len(f.Message))
+			lines := []string{fmt.Sprintf("%-33s %8d %-20s maildrop: uid %d, from %s", name, len(f.Message), f.Written.Format(time.DateTime), f.UID, from)}
 			for _, r := range f.Envelope.Recipients {
 				lines = append(lines, fmt.Sprintf("%55s %s", "", listValue(r)))
 			}
 			if f.Envelope.Extract {
 				lines = append(lines, fmt.Sprintf("%55s %s", "", "(and those of the header: -t)"))
 			}
+			entries = append(entries, lines)
 		}
 		u.Close()
 	}
-	return lines, n, nil
+	return entries, size, nil
 }
 
 // listValue is a value a local user wrote, made safe for a terminal:

@@ -26,7 +26,7 @@ const exQueueDown = 69
 // the server's runner picks up. A message is named by its queue id or by
 // its msg_id, the id of the SMTP reply's "queued as" (Postfix's postsuper
 // takes the "queued as" id, which is its queue id).
-func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+func runQueue(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	defer func() { err = plainQueueErr(err) }()
 	fs := newFlagSet("queue", stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
@@ -44,7 +44,14 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fs.Usage()
 		return exitf(2, "want a queue command")
 	}
+	// A user who may not read the spool (nor, as a rule, the
+	// configuration) lists it through the running server, as anyone may
+	// run Postfix's mailq.
+	listing := len(words) == 1 && words[0] == "list"
 	cfg, err := LoadConfig(*cfgPath)
+	if listing && errors.Is(err, iofs.ErrPermission) {
+		return mailqFromServer(ctx, sendmailPathsFile, stdout, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -70,7 +77,11 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if errors.Is(err, iofs.ErrPermission) {
 		// Not root (nor the server's user): the spool's files are 0600,
 		// as Postfix's postsuper is the superuser's.
-		return exitf(1, "spool directory %s: permission denied: courriel queue needs the rights of the server that runs it (root): %v", cfg.Queue.Dir, trimmedErr{err})
+		err = fmt.Errorf("spool directory %s: permission denied: courriel queue needs the rights of the server that runs it (root): %v", cfg.Queue.Dir, trimmedErr{err})
+		if listing {
+			return mailqFromServer(ctx, sendmailPathsFile, stdout, err)
+		}
+		return exitf(1, "%v", err)
 	}
 	if err != nil {
 		return err
@@ -82,35 +93,7 @@ func runQueue(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	switch cmd {
 	case "list":
-		list, err := q.List()
-		if err != nil {
-			return err
-		}
-		held, err := q.ListHeld()
-		if err != nil {
-			return err
-		}
-		list = append(list, held...)
-		// What sendmail left for the server's pickup (pickup.go).
-		dropped, nDropped, err := maildropSummary(cfg.Queue.Dir, cfg.MessageSizeLimit)
-		if err != nil {
-			return err
-		}
-		if len(list)+nDropped == 0 {
-			fmt.Fprintln(stdout, "Mail queue is empty")
-			return nil
-		}
-		fmt.Fprintf(stdout, "%-33s %8s %-20s %s\n", "Queue ID", "Size", "Arrival Time", "Sender/Recipient")
-		for _, s := range list {
-			fmt.Fprintln(stdout, summaryLine(s))
-			for _, r := range s.Recipients {
-				fmt.Fprintf(stdout, "%55s %s\n", "", recipientLine(r))
-			}
-		}
-		for _, l := range dropped {
-			fmt.Fprintln(stdout, l)
-		}
-		fmt.Fprintf(stdout, "-- %d Request(s)\n", len(list)+nDropped)
+		return writeQueueList(stdout, q, cfg.Queue.Dir, cfg.MessageSizeLimit)
 	case "show":
 		if len(rest) != 1 || rest[0] == "ALL" || rest[0] == "-" {
 			return exitf(2, "show wants one queue id or msg_id")

@@ -652,6 +652,7 @@ func (a *app) listen() error {
 				a.log.Warn("local submission: cannot write sendmail.paths beside the socket: sendmail run by users who cannot read the configuration uses the default paths",
 					"dir", filepath.Dir(path), "err", err)
 			}
+			a.mailqListener(path)
 		}
 		// What sendmail left while the server was down, or could not
 		// reach it, is submitted through this listener's session path.

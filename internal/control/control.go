@@ -37,6 +37,10 @@ type Options struct {
 	// Allow says whether a peer uid may use the socket; default: 0 and the
 	// server's own effective uid.
 	Allow func(uid uint32) bool
+	// Mode is the socket file's mode; default 0600. A server whose Allow
+	// admits everyone (mailq's) needs 0666: connecting takes write
+	// permission.
+	Mode os.FileMode
 }
 
 // Server serves the control socket.
@@ -55,10 +59,13 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// Listen creates the socket (mode 0600) and returns a server for it.
+// Listen creates the socket (mode o.Mode) and returns a server for it.
 func Listen(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Mode == 0 {
+		o.Mode = 0o600
 	}
 	if o.Allow == nil {
 		self := uint32(os.Geteuid())
@@ -74,13 +81,13 @@ func Listen(o Options) (*Server, error) {
 		_ = os.Remove(o.Path)
 	}
 	// Created 0777 less the umask (connecting needs write permission:
-	// with the usual 022, only the owner can), then 0600; the umask is
+	// with the usual 022, only the owner can), then o.Mode; the umask is
 	// not changed, it is the whole process's.
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: o.Path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	if err := os.Chmod(o.Path, 0o600); err != nil {
+	if err := os.Chmod(o.Path, o.Mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}

@@ -4,7 +4,8 @@
 // held, the sessions open), which another process cannot reach.
 //
 // Only the peer's credentials (SO_PEERCRED) admit a client: uid 0 or the
-// server's own uid; the socket file is 0600 as a second fence. The
+// server's own uid; the socket file is 0600 as a second fence. A server
+// for everyone (mailq's listing) says so in its Options: Allow and Mode. The
 // protocol is lines of printable ASCII: the client sends one request line,
 // a command and its arguments separated by single spaces (at most
 // MaxRequest bytes, MaxArgs words); the server answers zero or more
