@@ -109,6 +109,9 @@ func (c *cachingResolver) put(key string, val any, err error) {
 }
 
 func lookup[T any](c *cachingResolver, ctx context.Context, kind, name string, f func(context.Context, string) (T, error)) (T, error) {
+	if kind != "PTR" {
+		name = absolute(name)
+	}
 	key := kind + " " + strings.ToLower(name)
 	if e, ok := c.get(key); ok {
 		v, _ := e.val.(T)
@@ -133,4 +136,18 @@ func (c *cachingResolver) LookupIPAddr(ctx context.Context, host string) ([]net.
 
 func (c *cachingResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
 	return lookup(c, ctx, "PTR", addr, c.next.LookupAddr)
+}
+
+// absolute is name with a final dot, so that the resolver asks for it
+// alone: the system's resolver tries a relative name that does not exist
+// with resolv.conf's search list (or the host name's domain) appended,
+// and a wildcard record there (_dmarc.typo.example.org.example.net) would
+// answer for a domain that has none. Postfix turns the search list off
+// for its lookups (RES_DNSRCH) for the same reason. An address is left as
+// it is.
+func absolute(name string) string {
+	if name == "" || strings.HasSuffix(name, ".") || net.ParseIP(name) != nil {
+		return name
+	}
+	return name + "."
 }

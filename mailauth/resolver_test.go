@@ -3,6 +3,8 @@ package mailauth
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,5 +48,49 @@ func TestResolverCache(t *testing.T) {
 	}
 	if n := len(r.entries); n > cacheEntries {
 		t.Errorf("%d entries, bound %d", n, cacheEntries)
+	}
+}
+
+// namesResolver records the names it is asked.
+type namesResolver struct{ asked []string }
+
+func (n *namesResolver) LookupTXT(_ context.Context, name string) ([]string, error) {
+	n.asked = append(n.asked, name)
+	return []string{"v=spf1 -all"}, nil
+}
+
+func (n *namesResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	n.asked = append(n.asked, name)
+	return nil, nil
+}
+
+func (n *namesResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	n.asked = append(n.asked, host)
+	return nil, nil
+}
+
+func (n *namesResolver) LookupAddr(_ context.Context, addr string) ([]string, error) {
+	n.asked = append(n.asked, addr)
+	return nil, nil
+}
+
+// Every name is asked absolute (a final dot): a relative one that does
+// not exist is tried again by the system's resolver with the search list
+// appended, where a wildcard would answer SPF, DKIM or DMARC for a domain
+// without any. Addresses stay as they are; "x" and "x." are one entry.
+func TestResolverAsksAbsoluteNames(t *testing.T) {
+	next := &namesResolver{}
+	r := &cachingResolver{next: next, entries: map[string]cacheEntry{}, now: time.Now}
+	ctx := context.Background()
+	r.LookupTXT(ctx, "_dmarc.example.org")
+	r.LookupTXT(ctx, "_dmarc.example.org.")
+	r.LookupMX(ctx, "example.org")
+	r.LookupIPAddr(ctx, "mx.example.org")
+	r.LookupIPAddr(ctx, "192.0.2.1")
+	r.LookupIPAddr(ctx, "2001:db8::1")
+	r.LookupAddr(ctx, "192.0.2.1")
+	want := []string{"_dmarc.example.org.", "example.org.", "mx.example.org.", "192.0.2.1", "2001:db8::1", "192.0.2.1"}
+	if !slices.Equal(next.asked, want) {
+		t.Errorf("asked %q, want %q", next.asked, want)
 	}
 }
