@@ -174,8 +174,6 @@ func TestParameters(t *testing.T) {
 		{"RCPT TO:<alice@mailbox.example> X=1", "555 5.5.4"},
 		{"RCPT TO:<@a.example,@b.example:alice@mailbox.example>", "250 2.1.5"},
 		{"DATA x", "501 5.5.4"},
-		{"BDAT", "501 5.5.4"},
-		{"BDAT 1 NOTLAST", "501 5.5.4"},
 		{"HELP", "214 "},
 		{"VRFY alice", "252 "},
 		{"EXPN list", "502 5.5.1"},
