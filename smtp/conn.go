@@ -679,6 +679,7 @@ func (c *conn) mail(arg string) {
 		return
 	}
 	var opts mailOptions
+	authParam := false // an AUTH= was given
 	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
 	for _, p := range params {
 		switch {
@@ -719,19 +720,18 @@ func (c *conn) mail(arg string) {
 			}
 			opts.UTF8 = true
 		case "AUTH":
-			// RFC 4954 §5: taken apart for its syntax, then not trusted
-			// (we relay nobody's AUTH= further).
-			v, err := wire.DecodeXtext(p.Value)
-			if err == nil && v != "<>" {
-				_, rest, err = wire.ParseForwardPath(v)
-				if err == nil && rest != "" {
-					err = wire.ErrPath
-				}
-			}
-			if err != nil || v == "" {
-				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
+			// RFC 4954 §5: who submitted the message, which we trust from
+			// nobody (we relay no AUTH= further): its value is not looked
+			// at, as Postfix's smtpd_sasl_mail_opt takes any, only a
+			// second one refused. Clients send values that are no xtext:
+			// curl --mail-auth sends its address as typed, so a '+' in it
+			// ("AUTH=<joe+list@example.org>") made a 501 and the message
+			// was not sent.
+			if authParam {
+				c.refuse(503, wire.Enhanced{5, 5, 4}, "Error: multiple AUTH= options")
 				return
 			}
+			authParam = true
 		case "RET", "ENVID":
 			if !c.srv.offersDSN() && !(peer && c.srv.o.Queue != nil) {
 				c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")

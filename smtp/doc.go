@@ -162,8 +162,9 @@
 //     TLS; MAIL SIZE= over it gets 552 5.3.4, and a message of exactly the
 //     limit is accepted by DATA and BDAT, as by Postfix. BINARYMIME and
 //     REQUIRETLS are not offered (555); an unknown parameter gets 555
-//     5.5.4 (RFC 5321 §4.1.1.11). AUTH= is checked for syntax and
-//     otherwise ignored.
+//     5.5.4 (RFC 5321 §4.1.1.11). AUTH= is ignored whatever its value
+//     (curl sends one that is no xtext), as by Postfix; a second one
+//     gets 503 5.5.4.
 //   - DSN (RFC 3461, dsn.go) is offered on every listener with a queue
 //     (not on Cluster: a front node reports its node copies itself).
 //     RET=FULL|HDRS, ENVID=<xtext> (at most 100 octets decoded),
