@@ -43,7 +43,9 @@
 //     whose "x@y"@remote is relayed quoted as given (Postfix's
 //     permit_sasl_authenticated); address literals and a bare second '@'
 //     are refused for every client. A sender's local part routes nothing
-//     here: '%', '!' and a quoted '@' are plain characters in MAIL FROM.
+//     here: '%', '!' and a quoted '@' are plain characters in MAIL FROM,
+//     and its domain may hold an underscore (a host's own name), as
+//     Postfix takes it; a recipient's may not.
 //     Source routes are dropped (wire.ParseForwardPath) as RFC 5321
 //     §4.1.1.3 says, so routing uses the real mailbox.
 //   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
