@@ -48,6 +48,10 @@
 //     Postfix takes it; a recipient's may not.
 //     Source routes are dropped (wire.ParseForwardPath) as RFC 5321
 //     §4.1.1.3 says, so routing uses the real mailbox.
+//   - A path wrapped as broken clients wrap it, "< a@b >", "<<a@b>>" or
+//     "<Name <a@b>>", is the innermost address, read as strictly as any
+//     (Postfix's strict_rfc821_envelopes = no takes them); "Name <a@b>"
+//     without the outer brackets is 501, as in Postfix.
 //   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
 //     RCPT, as by Postfix: "john.doe"@x is john.doe@x; "john doe"@x is kept
 //     quoted (external form, printable only: no NUL, CR, LF or other
