@@ -168,7 +168,7 @@ func parseMailboxSyntax(s string, smtputf8, recipient bool) (address, error) {
 			return address{Local: local, Domain: domain}, nil
 		}
 	}
-	if !validDomain(domain) {
+	if !(recipient && validDomain(domain) || !recipient && validSenderDomain(domain)) {
 		return address{}, errAddrSyntax
 	}
 	return address{Local: local, Domain: strings.ToLower(domain)}, nil
@@ -210,7 +210,17 @@ func validAddressLiteral(d string) bool {
 // validDomain: sub-domain *("." sub-domain), RFC 5321 §4.1.2, labels of
 // letters, digits and inner hyphens, at most 63 octets each; U-labels are
 // let through as runs of non-ASCII letters (RFC 6531 §3.3).
-func validDomain(s string) bool {
+func validDomain(s string) bool { return validHost(s, false) }
+
+// validSenderDomain is validDomain with '_' in labels too, for MAIL FROM
+// only: a sender's domain is nothing we route to, and Postfix takes one
+// (its valid_hostname), as the queue takes it for a bounce
+// (envaddr.ValidHostname). Host names with an underscore are real (a
+// system's own name in its cron mail's sender), and a 501 at MAIL loses
+// the message where Postfix delivered it.
+func validSenderDomain(s string) bool { return validHost(s, true) }
+
+func validHost(s string, underscore bool) bool {
 	if s == "" || len(s) > maxDomain {
 		return false
 	}
@@ -224,6 +234,7 @@ func validDomain(s string) bool {
 		for _, r := range label {
 			switch {
 			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+			case r == '_' && underscore:
 			case r >= 0xa0 && r != 0xfeff:
 			default:
 				return false

@@ -161,6 +161,11 @@ func TestParseSender(t *testing.T) {
 		{`"x@y>"@example.net`, "", errAddrSyntax},
 		{"\"x@\u2028\"@example.net", "", errNeedUTF8}, // and errAddrSyntax with SMTPUTF8, below
 		{"sender@example.org.", "sender@example.org", nil},
+		// '_' in a sender's domain, as Postfix takes it (never in a
+		// recipient's: TestParseAddress).
+		{"cron@web_01.Example.org", "cron@web_01.example.org", nil},
+		{"a@_x.example.org", "a@_x.example.org", nil},
+		{"a@x_-.example.org", "", errAddrSyntax},
 		// RFC 5321 §4.1.2, as Postfix takes them: a quoted local part
 		// (wire.ParseReversePath unquotes it; it is quoted again) and
 		// address literals.

@@ -679,6 +679,7 @@ func (c *conn) mail(arg string) {
 		return
 	}
 	var opts mailOptions
+	authParam := false // an AUTH= was given
 	peer := c.srv.o.Kind == Cluster && c.sess.isClusterPeer()
 	for _, p := range params {
 		switch {
@@ -719,19 +720,18 @@ func (c *conn) mail(arg string) {
 			}
 			opts.UTF8 = true
 		case "AUTH":
-			// RFC 4954 §5: taken apart for its syntax, then not trusted
-			// (we relay nobody's AUTH= further).
-			v, err := wire.DecodeXtext(p.Value)
-			if err == nil && v != "<>" {
-				_, rest, err = wire.ParseForwardPath(v)
-				if err == nil && rest != "" {
-					err = wire.ErrPath
-				}
-			}
-			if err != nil || v == "" {
-				c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed AUTH parameter value")
+			// RFC 4954 §5: who submitted the message, which we trust from
+			// nobody (we relay no AUTH= further): its value is not looked
+			// at, as Postfix's smtpd_sasl_mail_opt takes any, only a
+			// second one refused. Clients send values that are no xtext:
+			// curl --mail-auth sends its address as typed, so a '+' in it
+			// ("AUTH=<joe+list@example.org>") made a 501 and the message
+			// was not sent.
+			if authParam {
+				c.refuse(503, wire.Enhanced{5, 5, 4}, "Error: multiple AUTH= options")
 				return
 			}
+			authParam = true
 		case "RET", "ENVID":
 			if !c.srv.offersDSN() && !(peer && c.srv.o.Queue != nil) {
 				c.refuse(555, wire.Enhanced{5, 5, 4}, p.Key+" is not implemented")
@@ -992,23 +992,34 @@ func (c *conn) replied() {
 }
 
 // parseBDAT reads BDAT's arguments: the chunk size and LAST. ok is false
-// after a syntax error, answered.
+// after a syntax error, answered as Postfix's bdat_cmd answers it: 521
+// 5.5.4 and the connection closes. A chunk follows its BDAT line whatever
+// the reply, and one whose size cannot be read cannot be skipped: read on,
+// its octets would be taken for commands, so a message's text would run
+// as RCPT or DATA (the desynchronisation SMTP smuggling relies on).
 func (c *conn) parseBDAT(arg string) (size int64, last, ok bool) {
 	f := strings.Fields(arg)
+	var why string
 	switch {
 	case len(f) == 0:
-		c.refuse(501, wire.Enhanced{5, 5, 4}, "Missing chunk size argument")
-		return 0, false, false
+		why = "missing chunk size"
 	case len(f) > 2:
-		c.refuse(501, wire.Enhanced{5, 5, 4}, "Too many arguments")
-		return 0, false, false
+		why = "too many arguments"
 	case len(f) == 2 && !strings.EqualFold(f[1], "LAST"):
-		c.refuse(501, wire.Enhanced{5, 5, 4}, "Unknown BDAT argument")
-		return 0, false, false
+		why = "unknown argument"
 	}
-	n, err := strconv.ParseUint(f[0], 10, 63)
-	if err != nil {
-		c.refuse(501, wire.Enhanced{5, 5, 4}, "Malformed size argument")
+	var n uint64
+	if why == "" {
+		var err error
+		if n, err = strconv.ParseUint(f[0], 10, 63); err != nil {
+			why = "malformed chunk size"
+		}
+	}
+	if why != "" {
+		c.log.Warn("malformed BDAT command; closing", "why", why, "line", logValue(arg, 100))
+		c.countError()
+		c.dropAfterWrite.Store(true)
+		c.w.Reply(521, wire.Enhanced{5, 5, 4}, "Syntax: BDAT count [LAST]")
 		return 0, false, false
 	}
 	return int64(n), len(f) == 2, true

@@ -539,6 +539,53 @@ func TestRefusedHugeBDATChunk(t *testing.T) {
 	}
 }
 
+// TestMalformedBDATCloses: a BDAT line whose chunk size cannot be read,
+// as the first chunk of a message or a later one, is answered 521 5.5.4
+// and the connection closes, as by Postfix 3.7 (its bdat_cmd): the chunk
+// that follows it (here a message's text made of commands) is never read
+// as commands, nothing is stored, and no other reply comes.
+func TestMalformedBDATCloses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Inbound, nil)
+	const smuggled = "RCPT TO:<bob@mailbox.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\nQUIT\r\n"
+	for _, line := range []string{
+		"BDAT",
+		"BDAT x",
+		"BDAT -5",
+		"BDAT +5",
+		"BDAT 0x10",
+		"BDAT 99999999999999999999999 LAST",
+		"BDAT 5 NOTLAST",
+		"BDAT 5 LAST extra",
+	} {
+		for _, later := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/later=%v", line, later), func(t *testing.T) {
+				c := e.dialRaw(t)
+				c.cmd("EHLO client.example", "250 ")
+				c.cmd("MAIL FROM:<s@foreign.example>", "250 ")
+				c.cmd("RCPT TO:<alice@mailbox.example>", "250 ")
+				if later {
+					c.send("BDAT 3\r\nabc")
+					c.expect("250 2.0.0 Ok: 3 bytes")
+				}
+				c.send(line + "\r\n" + smuggled)
+				c.expect("521 5.5.4 Syntax: BDAT count [LAST]")
+				c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				rest, err := io.ReadAll(c.r)
+				if err != nil && !isReset(err) {
+					t.Fatalf("open after %q: %v", line, err)
+				}
+				if len(rest) > 0 {
+					t.Fatalf("replies after the 521: %q", rest)
+				}
+			})
+		}
+	}
+	if got := e.deliv.all(); len(got) != 0 {
+		t.Fatalf("%d messages stored", len(got))
+	}
+}
+
 // TestBDATAbortThenNewTransaction: aborting BDAT (RSET, a new EHLO) and
 // starting over on the same connection gives every message its own reply
 // (see conn.waitBDAT; run with -race).

@@ -43,9 +43,15 @@
 //     whose "x@y"@remote is relayed quoted as given (Postfix's
 //     permit_sasl_authenticated); address literals and a bare second '@'
 //     are refused for every client. A sender's local part routes nothing
-//     here: '%', '!' and a quoted '@' are plain characters in MAIL FROM.
+//     here: '%', '!' and a quoted '@' are plain characters in MAIL FROM,
+//     and its domain may hold an underscore (a host's own name), as
+//     Postfix takes it; a recipient's may not.
 //     Source routes are dropped (wire.ParseForwardPath) as RFC 5321
 //     §4.1.1.3 says, so routing uses the real mailbox.
+//   - A path wrapped as broken clients wrap it, "< a@b >", "<<a@b>>" or
+//     "<Name <a@b>>", is the innermost address, read as strictly as any
+//     (Postfix's strict_rfc821_envelopes = no takes them); "Name <a@b>"
+//     without the outer brackets is 501, as in Postfix.
 //   - A quoted local part (RFC 5321 Quoted-string) is taken in MAIL and
 //     RCPT, as by Postfix: "john.doe"@x is john.doe@x; "john doe"@x is kept
 //     quoted (external form, printable only: no NUL, CR, LF or other
@@ -162,8 +168,9 @@
 //     TLS; MAIL SIZE= over it gets 552 5.3.4, and a message of exactly the
 //     limit is accepted by DATA and BDAT, as by Postfix. BINARYMIME and
 //     REQUIRETLS are not offered (555); an unknown parameter gets 555
-//     5.5.4 (RFC 5321 §4.1.1.11). AUTH= is checked for syntax and
-//     otherwise ignored.
+//     5.5.4 (RFC 5321 §4.1.1.11). AUTH= is ignored whatever its value
+//     (curl sends one that is no xtext), as by Postfix; a second one
+//     gets 503 5.5.4.
 //   - DSN (RFC 3461, dsn.go) is offered on every listener with a queue
 //     (not on Cluster: a front node reports its node copies itself).
 //     RET=FULL|HDRS, ENVID=<xtext> (at most 100 octets decoded),

@@ -58,7 +58,11 @@ func ParseReversePath(s string) (addr, rest string, err error) {
 	if strings.HasPrefix(s, "<>") {
 		return "", s[2:], nil
 	}
-	return parsePath(s)
+	addr, rest, err = parsePath(s)
+	if err == ErrPath {
+		return laxPath(s)
+	}
+	return addr, rest, err
 }
 
 // ParseForwardPath reads the path of RCPT TO at the start of s:
@@ -86,8 +90,47 @@ func ParseForwardPath(s string) (addr, rest string, err error) {
 				return in[:i], in[i+1:], nil
 			}
 		}
+		return laxPath(s)
 	}
 	return addr, rest, err
+}
+
+// laxPath reads the bracketed paths that broken clients send and Postfix
+// takes (its strict_rfc821_envelopes = no), once the strict reading has
+// failed: spaces inside the brackets ("< a@b.example >"), brackets
+// doubled ("<<a@b.example>>"), and a display name inside them
+// ("<Joe <a@b.example>>", scripts that put a From field where the
+// address goes). The address is the innermost bracketed one, read
+// strictly, so nothing the strict reading refuses (a space in a local
+// part, a relay trick) gets in this way: only the wrapping is forgiven.
+func laxPath(s string) (string, string, error) {
+	if !strings.HasPrefix(s, "<") {
+		return "", "", ErrPath
+	}
+	end := strings.IndexByte(s, '>')
+	if end < 0 {
+		return "", "", ErrPath
+	}
+	in, rest := s[1:end], s[end+1:]
+	if i := strings.LastIndexByte(in, '<'); i >= 0 {
+		// "<Name <addr>>" or "<<addr>>": the outer bracket closes
+		// after the inner one.
+		in = in[i+1:]
+		r := strings.TrimLeft(rest, " \t")
+		if !strings.HasPrefix(r, ">") {
+			return "", "", ErrPath
+		}
+		rest = r[1:]
+	}
+	in = strings.Trim(in, " \t")
+	if in == "" || strings.ContainsAny(in, "<>") {
+		return "", "", ErrPath
+	}
+	addr, tail, err := parsePath("<" + in + ">")
+	if err != nil || tail != "" {
+		return "", "", ErrPath
+	}
+	return addr, rest, nil
 }
 
 func parsePath(s string) (string, string, error) {

@@ -58,10 +58,31 @@ func TestParsePath(t *testing.T) {
 		{"<a@b.example", "", "", false},
 		{"<>", "", "", false},
 		{`<"unclosed@b>`, "", "", false},
+		// What broken clients wrap the path in, as Postfix takes it
+		// (strict_rfc821_envelopes = no): the innermost address, read
+		// strictly.
+		{"< a@b.example >", "a@b.example", "", true},
+		{"<a@b.example\t> NOTIFY=NEVER", "a@b.example", " NOTIFY=NEVER", true},
+		{"<<a@b.example>>", "a@b.example", "", true},
+		{"<<a@b.example> > SIZE=1", "a@b.example", " SIZE=1", true},
+		{"<Joe Smith <a@b.example>>", "a@b.example", "", true},
+		{`<"Smith, Joe" <a@b.example>> NOTIFY=NEVER`, "a@b.example", " NOTIFY=NEVER", true},
+		{"< @r.example:a@b.example >", "a@b.example", "", true},
+		{"<Joe <a@b.example>", "", "", false},    // the outer bracket never closes
+		{"<Joe <a b@b.example>>", "", "", false}, // the address itself still strict
+		{"<Joe <>>", "", "", false},
+		{"< >", "", "", false},
+		{"Joe <a@b.example>", "", "", false}, // no brackets around: as Postfix, refused
 	} {
 		addr, rest, err := ParseForwardPath(tc.in)
 		if (err == nil) != tc.ok || addr != tc.addr || (tc.ok && rest != tc.rest) {
 			t.Errorf("%q: %q %q %v", tc.in, addr, rest, err)
+		}
+		if strings.HasPrefix(tc.in, "<") && strings.Contains(tc.in, "@") {
+			raddr, rrest, rerr := ParseReversePath(tc.in)
+			if raddr != addr || rrest != rest || (rerr == nil) != (err == nil) {
+				t.Errorf("ParseReversePath(%q) = %q %q %v, ParseForwardPath %q %q %v", tc.in, raddr, rrest, rerr, addr, rest, err)
+			}
 		}
 	}
 	if a, rest, err := ParseReversePath("<> BODY=8BITMIME"); a != "" || rest != " BODY=8BITMIME" || err != nil {
