@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -336,6 +337,55 @@ func TestCluster(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(c.A.Store, "alice")); !os.IsNotExist(err) {
 			t.Errorf("IMAP at A made a home for alice on A's storage: %v", err)
 		}
+	})
+
+	t.Run("a message at the size limit for B's user, arriving at A, lands at B", func(t *testing.T) {
+		// A's Received: field makes the hop's copy larger than the
+		// limit A applied; B must take what A took (Postfix's
+		// message_size_limit counts what the client sent, and a relay
+		// hop's trace is not the client's).
+		const limit = 10240000 // message_size_limit's default
+		msg := []byte("Subject: at-the-limit@cluster.test\r\n\r\n")
+		line := strings.Repeat("x", 998) + "\r\n"
+		for len(msg)+len(line) <= limit {
+			msg = append(msg, line...)
+		}
+		msg = append(msg, strings.Repeat("y", limit-len(msg)-2)+"\r\n"...)
+		c2, err := smtp.Dial(c.ha.Front["smtpA"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c2.Close()
+		if err := c2.Hello("client.example.net"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Mail("sender@example.net"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Rcpt("alice@example.org"); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c2.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(msg)
+		if err := w.Close(); err != nil {
+			t.Fatalf("a message of %d bytes (the limit) at A: %v", len(msg), err)
+		}
+		c2.Quit()
+		var big string
+		waitUntil(t, 60*time.Second, "the copy at B", func() bool {
+			for _, f := range c.B.maildir(t, "alice", "new") {
+				// Stored with LF line ends: its W= is the size with CRLF.
+				if fi, err := os.Stat(f); err == nil && fi.Size() > limit*99/100 {
+					big = f
+					return true
+				}
+			}
+			return false
+		})
+		os.Remove(big) // the next cases read every message
 	})
 
 	t.Run("a new alias on the provider is accepted at A", func(t *testing.T) {

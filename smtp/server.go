@@ -78,6 +78,13 @@ func NewServer(o Options) (*Server, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	if o.Kind == Cluster {
+		// A node copy carries the front node's trace (Received:,
+		// Delivered-To:, a milter's fields) above the size its client
+		// sent, which the front checked against this same limit: a
+		// message at the limit would be refused here, and bounce.
+		o.MaxMessageBytes += clusterTraceAllowance
+	}
 	s := &Server{
 		o:         o,
 		ids:       &idGen{now: o.Now},
@@ -99,6 +106,12 @@ func NewServer(o Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// clusterTraceAllowance is what the Cluster listener takes above
+// MaxMessageBytes: half of what the queue lets a queued message carry
+// above it for trace fields (its traceAllowance, 64 KiB), the other half
+// left for this node's own.
+const clusterTraceAllowance = 32 << 10
 
 // Serve accepts connections on ln until ln fails or Shutdown is called,
 // then returns nil after Shutdown or the accept error. ln is a plain TCP
