@@ -56,12 +56,11 @@ type Options struct {
 // Manager holds the current certificate of all listeners and replaces it
 // when the files change. Safe for concurrent use.
 type Manager struct {
-	certFile, keyFile string        // immutable
-	hostnames         []string      // immutable
-	log               *slog.Logger  // immutable
-	interval          time.Duration // immutable
-	now               func() time.Time
-	acme              *acmeSource // immutable; non-nil for NewACME's Managers, which have no files
+	hostnames []string      // immutable
+	log       *slog.Logger  // immutable
+	interval  time.Duration // immutable
+	now       func() time.Time
+	acme      *acmeSource // immutable; non-nil for NewACME's Managers, which have no files
 
 	// cur is what new handshakes get; never nil after New. Connections
 	// already established keep the certificate they were handshaken with
@@ -69,6 +68,8 @@ type Manager struct {
 	cur atomic.Pointer[tls.Certificate]
 
 	mu        sync.Mutex // serializes checks and reloads; guards the fields below
+	certFile  string     // guarded by mu: changed by SetFiles only
+	keyFile   string     // guarded by mu: changed by SetFiles only
 	lastCheck time.Time  // guarded by mu: last lazy check from a handshake
 	attempted pairStamp  // guarded by mu: stamp of the last load, good or bad
 	lastErr   string     // guarded by mu: last failure logged, to log each once
@@ -196,6 +197,43 @@ func (m *Manager) Reload() error {
 	m.attempted = st
 	m.lastErr = "" // an explicit reload always logs its outcome
 	return m.loadLocked("reload")
+}
+
+// Files returns the certificate and key files served from ("" for an ACME
+// Manager).
+func (m *Manager) Files() (certFile, keyFile string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.certFile, m.keyFile
+}
+
+// SetFiles makes the Manager serve, from now on, the pair in certFile and
+// keyFile instead of its own files: a configuration reload that names
+// other files (SIGHUP after moving from a self-signed certificate to
+// /etc/letsencrypt/live/...), which postfix reload and doveadm reload
+// apply to new connections. The new pair must load as for Reload (an
+// expired one does not replace a valid one); otherwise the Manager keeps
+// its files and certificate, and the error says why.
+func (m *Manager) SetFiles(certFile, keyFile string) error {
+	if m.acme != nil {
+		return errors.New("tls: an ACME certificate has no files to change")
+	}
+	if certFile == "" || keyFile == "" {
+		return errors.New("tls: both a certificate file and a key file are required")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	oldCert, oldKey, oldAttempted := m.certFile, m.keyFile, m.attempted
+	m.certFile, m.keyFile = certFile, keyFile
+	st, _ := statPair(certFile, keyFile)
+	m.attempted = st
+	m.lastErr = "" // an explicit change always logs its outcome
+	if err := m.loadLocked("configuration names new files"); err != nil {
+		// Checks and Watch keep following the files still served.
+		m.certFile, m.keyFile, m.attempted = oldCert, oldKey, oldAttempted
+		return err
+	}
+	return nil
 }
 
 // Watch checks the files every ReloadCheckInterval (or
