@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -190,6 +191,14 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 		report("tls: certificate "+lt.CertFile, err)
 		if err == nil {
+			// Served anyway (MTAs on port 25 do not verify), but the
+			// users' clients refuse it: said here rather than by them.
+			if err := m.VerifyChain(clientRoots(cfg), time.Now()); err != nil {
+				fmt.Fprintf(out, "warn tls: %v\n", err)
+			}
+			if w := keyFileWarning(lt.KeyFile); w != "" {
+				fmt.Fprintf(out, "warn tls: %s\n", w)
+			}
 			if bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname}); len(bad) > 0 {
 				report("tls: certificate names", fmt.Errorf("%s is not valid for %v", lt.CertFile, bad))
 			} else {
@@ -278,6 +287,31 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 	}
 	return problems
+}
+
+// clientRoots are the CAs a client's verification is judged by: those of
+// queue.ca_path (the system's, /etc/ssl/certs, by default), what mail
+// clients and MTAs trust too; the system pool when that does not load.
+func clientRoots(cfg *Config) *x509.CertPool {
+	if p, err := tlsconf.LoadCAPool(cfg.Queue.CAPath); err == nil {
+		return p
+	}
+	p, err := x509.SystemCertPool()
+	if err != nil {
+		return x509.NewCertPool()
+	}
+	return p
+}
+
+// keyFileWarning says when a private key file is readable by users other
+// than its owner and group: anyone who reads it can impersonate the
+// server (certbot and Postfix's TLS_README keep keys root-only, 0600).
+func keyFileWarning(keyFile string) string {
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("private key %s is readable by every user (mode %04o): chmod o-r %s", keyFile, st.Mode().Perm(), keyFile)
 }
 
 // sameSocket says whether two listen addresses cannot both be bound: the
