@@ -88,6 +88,16 @@ func readPair(certFile, keyFile string) (*tls.Certificate, error) {
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
+		// A chain written root or intermediate first (cat chain.pem
+		// cert.pem) is refused as OpenSSL refuses it for Postfix and
+		// Dovecot, but said as what it is.
+		for i, der := range ders[1:] {
+			if c, err := x509.ParseCertificate(der); err == nil && ok && pub.Equal(c.PublicKey) {
+				return nil, &FileError{File: keyFile, Kind: ErrKeyMismatch,
+					Err: fmt.Errorf("key belongs to certificate #%d of %s (subject %q), not to the first (subject %q): the file must hold the server's certificate first, then its intermediates",
+						i+2, certFile, c.Subject.String(), leaf.Subject.String())}
+			}
+		}
 		return nil, &FileError{File: keyFile, Kind: ErrKeyMismatch,
 			Err: fmt.Errorf("key does not belong to the certificate in %s (subject %q)", certFile, leaf.Subject.String())}
 	}

@@ -54,6 +54,8 @@ func TestNewErrors(t *testing.T) {
 		want     error
 		wantFile string // "cert" or "key": the file named in the error
 		wantText string
+		// wantOrder: the error says the server's certificate comes first
+		wantOrder bool
 	}{
 		{name: "missing cert", cert: nil, key: good.keyPEM, want: tlsconf.ErrMissing, wantFile: "cert"},
 		{name: "missing key", cert: good.certPEM, key: nil, want: tlsconf.ErrMissing, wantFile: "key"},
@@ -66,7 +68,11 @@ func TestNewErrors(t *testing.T) {
 		{name: "key block not DER", cert: good.certPEM, key: junkKey, want: tlsconf.ErrBadPEM, wantFile: "key"},
 		{name: "key encrypted legacy", cert: good.certPEM, key: encrypted, want: tlsconf.ErrBadPEM, wantFile: "key", wantText: "encrypted"},
 		{name: "key encrypted pkcs8", cert: good.certPEM, key: pkcs8Enc, want: tlsconf.ErrBadPEM, wantFile: "key", wantText: "encrypted"},
-		{name: "key of another cert", cert: good.certPEM, key: other.keyPEM, want: tlsconf.ErrKeyMismatch, wantFile: "key"},
+		{name: "key of another cert", cert: good.certPEM, key: other.keyPEM, want: tlsconf.ErrKeyMismatch, wantFile: "key", wantText: "does not belong"},
+		// cat chain.pem cert.pem: refused, as OpenSSL refuses it for
+		// Postfix and Dovecot, with the order to fix.
+		{name: "chain with the leaf last", cert: append(append([]byte(nil), ca.pem...), good.certPEM...), key: good.keyPEM, want: tlsconf.ErrKeyMismatch, wantFile: "key",
+			wantText: "key belongs to certificate #2 of", wantOrder: true},
 		{name: "weak RSA key", cert: weak.certPEM, key: weak.keyPEM, want: tlsconf.ErrWeakKey, wantFile: "key", wantText: "1024 bits"},
 		{name: "expired", cert: expired.certPEM, key: expired.keyPEM, want: tlsconf.ErrExpired, wantFile: "cert"},
 		{name: "not yet valid", cert: future.certPEM, key: future.keyPEM, want: tlsconf.ErrNotYetValid, wantFile: "cert"},
@@ -113,6 +119,9 @@ func TestNewErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("error %q does not say %q", err, tt.wantText)
+			}
+			if order := strings.Contains(err.Error(), "the server's certificate first, then its intermediates"); order != tt.wantOrder {
+				t.Errorf("error %q says the order is at fault: %v, want %v", err, order, tt.wantOrder)
 			}
 			if tt.want == tlsconf.ErrMissing && !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("error %q is not fs.ErrNotExist", err)
