@@ -40,10 +40,12 @@ func (a *app) reload() {
 	// place (a rotation that keeps the selector) needs no edit of the
 	// configuration.
 	a.reloadDKIM(next)
-	tlsRestart := a.reloadCertificateFiles(next)
+	certsApplied, tlsRestart := a.reloadCertificateFiles(next)
 	changed := configDiff(a.cfg, next)
 	if len(changed) == 0 {
-		a.log.Info("SIGHUP: configuration unchanged")
+		if !certsApplied {
+			a.log.Info("SIGHUP: configuration unchanged")
+		}
 		return
 	}
 	var restart []string
@@ -95,8 +97,9 @@ func (a *app) reload() {
 // refused with the reason and the running one kept (serve would refuse to
 // start with it). It returns true when what changed needs a restart
 // instead: a switch between files and ACME, or listeners that shared a
-// pair and now name different ones.
-func (a *app) reloadCertificateFiles(next *Config) (restart bool) {
+// pair and now name different ones; changed says that a Manager serves
+// other files now.
+func (a *app) reloadCertificateFiles(next *Config) (changed, restart bool) {
 	type pair struct{ cert, key string }
 	applied := true
 	for _, m := range a.tls {
@@ -131,6 +134,7 @@ func (a *app) reloadCertificateFiles(next *Config) (restart bool) {
 			a.log.Error("SIGHUP: new certificate files refused, keeping the running ones", "cert_file", cert, "new_cert_file", to.cert, "err", err)
 			continue
 		}
+		changed = true
 		a.log.Info("SIGHUP: applied new certificate files", "cert_file", to.cert, "key_file", to.key, "was", cert)
 	}
 	for _, name := range tlsListenerNames {
@@ -157,7 +161,7 @@ func (a *app) reloadCertificateFiles(next *Config) (restart bool) {
 		}
 		a.cfg.TLS.Listeners = listeners
 	}
-	return restart
+	return changed, restart
 }
 
 // reloadDirectory replaces the directory client when [ldap] changed, but

@@ -98,7 +98,7 @@ func TestReloadCertificateFiles(t *testing.T) {
 		{"new pair", tlsTable(newCert, newKey),
 			map[string]string{"submissions": "new.example", "imaps": "new.example", "smtp": "new.example", "managesieve": "new.example"},
 			[]string{"applied new certificate files"},
-			[]string{"next restart", "refused"}},
+			[]string{"next restart", "refused", "configuration unchanged"}},
 		{"unchanged", tlsTable(newCert, newKey),
 			map[string]string{"submissions": "new.example"},
 			[]string{"configuration unchanged"},
