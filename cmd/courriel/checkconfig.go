@@ -199,9 +199,25 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 			if w := keyFileWarning(lt.KeyFile); w != "" {
 				fmt.Fprintf(out, "warn tls: %s\n", w)
 			}
-			if bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname}); len(bad) > 0 {
+			bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname})
+			switch {
+			case len(bad) > 0 && lt.CertFile != cfg.TLS.CertFile:
+				// A listener's own pair is there to serve another name
+				// (imap.hosted-domain.com on imaps), and serve takes it
+				// with a warning: so does check-config, or it would fail
+				// for the server that runs.
+				var users []string
+				for _, l := range tlsListenerNames {
+					if cfg.listenerTLS(l).CertFile == lt.CertFile {
+						users = append(users, l)
+					}
+				}
+				c := m.Certificate()
+				fmt.Fprintf(out, "warn tls: certificate %s (of %s) is not valid for %s but for %s: the clients of these listeners must use one of its names\n",
+					lt.CertFile, strings.Join(users, ", "), cfg.MyHostname, strings.Join(append(append([]string(nil), c.DNSNames...), ipStrings(c)...), ", "))
+			case len(bad) > 0:
 				report("tls: certificate names", fmt.Errorf("%s is not valid for %v", lt.CertFile, bad))
-			} else {
+			default:
 				report("tls: certificate "+lt.CertFile+" valid for "+cfg.MyHostname, nil)
 			}
 		}
@@ -287,6 +303,14 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 	}
 	return problems
+}
+
+func ipStrings(c *x509.Certificate) []string {
+	var s []string
+	for _, ip := range c.IPAddresses {
+		s = append(s, ip.String())
+	}
+	return s
 }
 
 // clientRoots are the CAs a client's verification is judged by: those of

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"courriel/internal/testenv"
 )
 
 // chainCert is one certificate of a test chain and its key.
@@ -148,6 +150,43 @@ func TestCheckConfigCertificateChain(t *testing.T) {
 				t.Errorf("unexpected warnings:\n%s", strings.Join(warns, "\n"))
 			case tt.want != "" && (len(warns) != 1 || !strings.Contains(warns[0], tt.want)):
 				t.Errorf("warnings %q, want one with %q:\n%s", warns, tt.want, out)
+			}
+		})
+	}
+}
+
+// A listener's own certificate serves another name than myhostname (that
+// is what it is for): serve takes it with a warning, and check-config
+// warns too instead of failing for the configuration that runs; the
+// [tls] certificate must still be valid for myhostname.
+func TestCheckConfigListenerCertificateNames(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	mainCert, mainKey := ca.Issue(t, "xoyize.xyz")
+	otherCert, otherKey := ca.Issue(t, "mail.example.org")
+	imapCert, imapKey := ca.Issue(t, "imap.hosted-domain.com")
+	tests := []struct {
+		name          string
+		tls           string
+		want, notWant string
+	}{
+		{"listener's own name",
+			fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n[tls.listeners.imaps]\ncert_file = %q\nkey_file = %q\n", mainCert, mainKey, imapCert, imapKey),
+			"warn tls: certificate " + imapCert + " (of imaps) is not valid for xoyize.xyz but for imap.hosted-domain.com", "FAIL tls"},
+		{"main certificate of another name",
+			fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", otherCert, otherKey),
+			"FAIL tls: certificate names: " + otherCert + " is not valid for [xoyize.xyz]", "warn tls: certificate " + otherCert},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(p, []byte(serveConfig(t, tt.tls)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, out, _ := runCmd(t, "", "check-config", "-q", "-config", p)
+			if !strings.Contains(out, tt.want) || strings.Contains(out, tt.notWant) {
+				t.Errorf("want %q and not %q:\n%s", tt.want, tt.notWant, out)
 			}
 		})
 	}
