@@ -329,7 +329,8 @@ func clientRoots(cfg *Config) *x509.CertPool {
 
 // keyFileWarning says when a private key file is readable by users other
 // than its owner and group: anyone who reads it can impersonate the
-// server (certbot and Postfix's TLS_README keep keys root-only, 0600).
+// server (postconf(5): smtpd_tls_key_file readable by root only, "no
+// access to anyone else"; certbot writes privkey.pem 0600).
 func keyFileWarning(keyFile string) string {
 	st, err := os.Stat(keyFile)
 	if err != nil || st.Mode().Perm()&0o004 == 0 {
