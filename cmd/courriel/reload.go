@@ -10,13 +10,30 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory"
+	"courriel/tlsconf"
 )
 
 // reload is SIGHUP: certificates are re-read and cached directory answers
 // dropped; the configuration file is re-read and checked, and what changed
 // is logged. A bad file is refused and the running configuration kept.
 func (a *app) reload() {
+	var next *Config
+	var nextErr error
+	if a.cfgPath != "" {
+		next, nextErr = LoadConfig(a.cfgPath)
+	}
+	// Certificates the configuration now names in other files are loaded
+	// from those; the others are read again (a renewal in place). Not
+	// both: the files given up may be gone already.
+	var moved map[*tlsconf.Manager]bool
+	tlsRestart := false
+	if nextErr == nil && next != nil {
+		moved, tlsRestart = a.reloadCertificateFiles(next)
+	}
 	for file, m := range a.tls {
+		if moved[m] {
+			continue
+		}
 		if f, _ := m.Files(); f != "" {
 			file = f // the map's key is the file named at start
 		}
@@ -31,16 +48,15 @@ func (a *app) reload() {
 	if a.cfgPath == "" {
 		return
 	}
-	next, err := LoadConfig(a.cfgPath)
-	if err != nil {
-		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", err)
+	if nextErr != nil {
+		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", nextErr)
 		return
 	}
 	// DKIM keys are read again on every SIGHUP: a key file replaced in
 	// place (a rotation that keeps the selector) needs no edit of the
 	// configuration.
 	a.reloadDKIM(next)
-	certsApplied, tlsRestart := a.reloadCertificateFiles(next)
+	certsApplied := len(moved) > 0
 	changed := configDiff(a.cfg, next)
 	if len(changed) == 0 {
 		if !certsApplied {
@@ -97,9 +113,9 @@ func (a *app) reload() {
 // refused with the reason and the running one kept (serve would refuse to
 // start with it). It returns true when what changed needs a restart
 // instead: a switch between files and ACME, or listeners that shared a
-// pair and now name different ones; changed says that a Manager serves
+// pair and now name different ones; moved holds the Managers that serve
 // other files now.
-func (a *app) reloadCertificateFiles(next *Config) (changed, restart bool) {
+func (a *app) reloadCertificateFiles(next *Config) (moved map[*tlsconf.Manager]bool, restart bool) {
 	type pair struct{ cert, key string }
 	applied := true
 	for _, m := range a.tls {
@@ -134,7 +150,10 @@ func (a *app) reloadCertificateFiles(next *Config) (changed, restart bool) {
 			a.log.Error("SIGHUP: new certificate files refused, keeping the running ones", "cert_file", cert, "new_cert_file", to.cert, "err", err)
 			continue
 		}
-		changed = true
+		if moved == nil {
+			moved = map[*tlsconf.Manager]bool{}
+		}
+		moved[m] = true
 		a.log.Info("SIGHUP: applied new certificate files", "cert_file", to.cert, "key_file", to.key, "was", cert)
 	}
 	for _, name := range tlsListenerNames {
@@ -161,7 +180,7 @@ func (a *app) reloadCertificateFiles(next *Config) (changed, restart bool) {
 		}
 		a.cfg.TLS.Listeners = listeners
 	}
-	return changed, restart
+	return moved, restart
 }
 
 // reloadDirectory replaces the directory client when [ldap] changed, but

@@ -95,10 +95,12 @@ func TestReloadCertificateFiles(t *testing.T) {
 			map[string]string{"submissions": "old.example"},
 			[]string{"new certificate files refused", "file missing"},
 			[]string{"next restart"}},
-		{"new pair", tlsTable(newCert, newKey),
+		// The self-signed pair given up is removed with the edit: the
+		// SIGHUP does not read it again, nor complain of it.
+		{"new pair, old files gone", tlsTable(newCert, newKey),
 			map[string]string{"submissions": "new.example", "imaps": "new.example", "smtp": "new.example", "managesieve": "new.example"},
 			[]string{"applied new certificate files"},
-			[]string{"next restart", "refused", "configuration unchanged"}},
+			[]string{"next restart", "refused", "configuration unchanged", "reload failed", "level=ERROR"}},
 		{"unchanged", tlsTable(newCert, newKey),
 			map[string]string{"submissions": "new.example"},
 			[]string{"configuration unchanged"},
@@ -111,6 +113,13 @@ func TestReloadCertificateFiles(t *testing.T) {
 	for _, st := range steps {
 		if err := os.WriteFile(p, []byte(base+st.tls), 0o600); err != nil {
 			t.Fatal(err)
+		}
+		if strings.Contains(st.name, "old files gone") {
+			for _, f := range []string{oldCert, oldKey} {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		a.reload()
 		lw.mu.Lock()
