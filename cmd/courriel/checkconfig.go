@@ -160,6 +160,12 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 	}
 
+	if cfg.Listen.SMTP != "" && cfg.listenerTLS("smtp").MinVersion == "1.3" {
+		// STARTTLS on port 25 is opportunistic: a sender that cannot
+		// shake hands delivers in clear text (RFC 7435, RFC 9325 §5.2),
+		// which is worse than TLS 1.2.
+		fmt.Fprintf(out, "warn tls: min_version 1.3 on the smtp listener: senders without TLS 1.3 (many MTAs still) deliver in clear text instead; set [tls.listeners.smtp] min_version = \"1.2\"\n")
+	}
 	seen := map[string]bool{}
 	for _, name := range tlsListenerNames {
 		lt := cfg.listenerTLS(name)

@@ -191,3 +191,37 @@ func TestCheckConfigListenerCertificateNames(t *testing.T) {
 		})
 	}
 }
+
+// TLS 1.3 only on port 25 makes senders without it fall back to clear
+// text (STARTTLS there is opportunistic): check-config says so, and only
+// there.
+func TestCheckConfigMinVersionOnPort25(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	cert, key := ca.Issue(t, "xoyize.xyz")
+	pair := fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", cert, key)
+	tests := []struct {
+		name, listen, tls string
+		warn              bool
+	}{
+		{"1.3 everywhere", "127.0.0.1:0", pair + "min_version = \"1.3\"\n", true},
+		{"1.3 on port 25 alone", "127.0.0.1:0", pair + "[tls.listeners.smtp]\nmin_version = \"1.3\"\n", true},
+		{"1.3 but 1.2 on port 25", "127.0.0.1:0", pair + "min_version = \"1.3\"\n[tls.listeners.smtp]\nmin_version = \"1.2\"\n", false},
+		{"1.3 on imaps", "127.0.0.1:0", pair + "[tls.listeners.imaps]\nmin_version = \"1.3\"\n", false},
+		{"no port 25", "", pair + "min_version = \"1.3\"\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := strings.Replace(serveConfig(t, tt.tls), "smtp = \"\"\n", fmt.Sprintf("smtp = %q\n", tt.listen), 1)
+			p := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, out, _ := runCmd(t, "", "check-config", "-q", "-config", p)
+			if got := strings.Contains(out, "warn tls: min_version 1.3 on the smtp listener"); got != tt.warn {
+				t.Errorf("warned %v, want %v:\n%s", got, tt.warn, out)
+			}
+		})
+	}
+}
