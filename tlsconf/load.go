@@ -244,6 +244,12 @@ func (m *Manager) VerifyChain(roots *x509.CertPool, now time.Time) error {
 	return verifyChain(file, c, roots, now)
 }
 
+// selfSigned says whether c is signed by its own key. Not
+// CheckSignatureFrom: it refuses a self-signed leaf without CA:TRUE.
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+}
+
 func verifyChain(file string, c *tls.Certificate, roots *x509.CertPool, now time.Time) error {
 	leaf := c.Leaf
 	inter := x509.NewCertPool()
@@ -275,8 +281,7 @@ func verifyChain(file string, c *tls.Certificate, roots *x509.CertPool, now time
 				file, i+2, o.Subject.String(), o.NotBefore.UTC().Format(time.RFC3339), o.NotAfter.UTC().Format(time.RFC3339), err)
 		}
 	}
-	// Not CheckSignatureFrom: it refuses a self-signed leaf without CA:TRUE.
-	if bytes.Equal(leaf.RawIssuer, leaf.RawSubject) && leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
+	if selfSigned(leaf) {
 		return fmt.Errorf("%s: self-signed (%q): clients that verify refuse it unless told to trust it", file, leaf.Subject.String())
 	}
 	issued := slices.ContainsFunc(others, func(o *x509.Certificate) bool { return bytes.Equal(o.RawSubject, leaf.RawIssuer) })

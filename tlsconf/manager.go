@@ -42,6 +42,10 @@ type Options struct {
 	// Now is the clock for validity checks and ReloadCheckInterval; nil
 	// means time.Now.
 	Now func() time.Time
+	// ClientRoots are the CAs the chain is checked against when loaded, to
+	// warn of a chain the clients that verify refuse (the leaf without its
+	// intermediate, an expired intermediate); nil means the system's.
+	ClientRoots *x509.CertPool
 	// ServeExpired makes New accept a pair whose certificate is expired or
 	// not yet valid, logging an error, as Postfix and Dovecot start with
 	// one: a renewal that failed before a reboot must not stop all mail
@@ -60,7 +64,8 @@ type Manager struct {
 	log       *slog.Logger  // immutable
 	interval  time.Duration // immutable
 	now       func() time.Time
-	acme      *acmeSource // immutable; non-nil for NewACME's Managers, which have no files
+	acme      *acmeSource    // immutable; non-nil for NewACME's Managers, which have no files
+	roots     *x509.CertPool // immutable; nil: the system's
 
 	// cur is what new handshakes get; never nil after New. Connections
 	// already established keep the certificate they were handshaken with
@@ -90,6 +95,7 @@ func New(o Options) (*Manager, error) {
 		log:       o.Logger,
 		interval:  o.ReloadCheckInterval,
 		now:       o.Now,
+		roots:     o.ClientRoots,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -343,6 +349,14 @@ func (m *Manager) installLocked(cert *tls.Certificate, why string, invalid error
 	if bad := CheckHostnames(leaf, m.hostnames); len(bad) > 0 {
 		m.log.Warn("tls: certificate is not valid for these host names; clients that verify will refuse it",
 			"cert_file", m.certFile, "hostnames", strings.Join(bad, ","), "names", strings.Join(names, ","))
+	}
+	// A renewal is installed by a timer, with nobody to run check-config:
+	// a chain that users' clients will refuse is said here. A
+	// self-signed certificate (the demo's) is one on purpose.
+	if !selfSigned(leaf) {
+		if err := verifyChain(m.certFile, cert, m.roots, m.now()); err != nil {
+			m.log.Warn("tls: clients that verify will refuse this certificate chain", "err", err)
+		}
 	}
 	if invalid != nil {
 		m.log.Error("tls: serving a certificate outside its validity period: clients that verify refuse it (MTAs using STARTTLS do not); renew it",
