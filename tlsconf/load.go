@@ -277,7 +277,7 @@ func verifyChain(file string, c *tls.Certificate, roots *x509.CertPool, now time
 	// The reason in the file's terms: what is expired, what is missing.
 	for i, o := range others {
 		if now.After(o.NotAfter) || now.Before(o.NotBefore) {
-			return fmt.Errorf("%s: certificate #%d (%q) is valid only from %s to %s: clients that verify refuse the chain (%v); put the issuer's current intermediate in the file",
+			return fmt.Errorf("%s: certificate #%d (%q) is valid only from %s to %s: clients that verify refuse the chain (%w); put the issuer's current intermediate in the file",
 				file, i+2, o.Subject.String(), o.NotBefore.UTC().Format(time.RFC3339), o.NotAfter.UTC().Format(time.RFC3339), err)
 		}
 	}
@@ -286,7 +286,7 @@ func verifyChain(file string, c *tls.Certificate, roots *x509.CertPool, now time
 	}
 	issued := slices.ContainsFunc(others, func(o *x509.Certificate) bool { return bytes.Equal(o.RawSubject, leaf.RawIssuer) })
 	if !issued {
-		return fmt.Errorf("%s: the leaf's issuer %q is neither in the file nor a trusted root, so clients that verify refuse the chain unless told to trust it (%v); with a public CA, name the full chain, the leaf then its intermediates (certbot's fullchain.pem, not cert.pem)",
+		return fmt.Errorf("%s: the leaf's issuer %q is neither in the file nor a trusted root, so clients that verify refuse the chain unless told to trust it (%w); with a public CA, name the full chain, the leaf then its intermediates (certbot's fullchain.pem, not cert.pem)",
 			file, leaf.Issuer.String(), err)
 	}
 	top := leaf
