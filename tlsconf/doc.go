@@ -14,6 +14,8 @@
 // lazily on handshake and from Watch, and keeps serving the previous pair
 // whenever the new one does not load (a key written before its certificate
 // is not served half-updated; it is retried once the files change again).
+// SetFiles moves a Manager to other files (a SIGHUP after the configuration
+// named them), under the same rule: the new pair loads, or nothing changes.
 // An expired or not yet valid certificate is never taken in place of a
 // valid one; at start, with Options.ServeExpired, it is served and logged as
 // an error, as Postfix and Dovecot do, rather than leaving the server without

@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -86,6 +88,16 @@ func readPair(certFile, keyFile string) (*tls.Certificate, error) {
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
+		// A chain written root or intermediate first (cat chain.pem
+		// cert.pem) is refused as OpenSSL refuses it for Postfix and
+		// Dovecot, but said as what it is.
+		for i, der := range ders[1:] {
+			if c, err := x509.ParseCertificate(der); err == nil && ok && pub.Equal(c.PublicKey) {
+				return nil, &FileError{File: keyFile, Kind: ErrKeyMismatch,
+					Err: fmt.Errorf("key belongs to certificate #%d of %s (subject %q), not to the first (subject %q): the file must hold the server's certificate first, then its intermediates",
+						i+2, certFile, c.Subject.String(), leaf.Subject.String())}
+			}
+		}
 		return nil, &FileError{File: keyFile, Kind: ErrKeyMismatch,
 			Err: fmt.Errorf("key does not belong to the certificate in %s (subject %q)", certFile, leaf.Subject.String())}
 	}
@@ -213,4 +225,74 @@ func CheckHostnames(cert *x509.Certificate, hostnames []string) []string {
 		}
 	}
 	return bad
+}
+
+// VerifyChain checks the chain served now as the clients that verify do
+// (Thunderbird, phones, Outlook, an MTA under MTA-STS or a verify policy):
+// the leaf, through the other certificates of its file, to one of roots, at
+// now; the names are CheckHostnames' business. Postfix and Dovecot serve
+// such a chain without a word, and the admin learns of it from users: the
+// error says what is wrong in the file (certbot's cert.pem named instead
+// of fullchain.pem, an expired intermediate, a self-signed certificate).
+// nil on an ACME Manager before its first certificate.
+func (m *Manager) VerifyChain(roots *x509.CertPool, now time.Time) error {
+	c := m.cur.Load()
+	if c == nil {
+		return nil
+	}
+	file, _ := m.Files()
+	return verifyChain(file, c, roots, now)
+}
+
+// selfSigned says whether c is signed by its own key. Not
+// CheckSignatureFrom: it refuses a self-signed leaf without CA:TRUE.
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+}
+
+func verifyChain(file string, c *tls.Certificate, roots *x509.CertPool, now time.Time) error {
+	leaf := c.Leaf
+	inter := x509.NewCertPool()
+	var others []*x509.Certificate
+	for _, der := range c.Certificate[1:] {
+		o, err := x509.ParseCertificate(der)
+		if err != nil {
+			continue // parsed when loaded
+		}
+		others = append(others, o)
+		inter.AddCert(o)
+	}
+	// The leaf's own dates are checkValidity's: the chain is judged at a
+	// time the leaf is valid, so that an expired leaf is not also called
+	// a broken chain.
+	if now.After(leaf.NotAfter) {
+		now = leaf.NotAfter
+	} else if now.Before(leaf.NotBefore) {
+		now = leaf.NotBefore
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now})
+	if err == nil {
+		return nil
+	}
+	// The reason in the file's terms: what is expired, what is missing.
+	for i, o := range others {
+		if now.After(o.NotAfter) || now.Before(o.NotBefore) {
+			return fmt.Errorf("%s: certificate #%d (%q) is valid only from %s to %s: clients that verify refuse the chain (%w); put the issuer's current intermediate in the file",
+				file, i+2, o.Subject.String(), o.NotBefore.UTC().Format(time.RFC3339), o.NotAfter.UTC().Format(time.RFC3339), err)
+		}
+	}
+	if selfSigned(leaf) {
+		return fmt.Errorf("%s: self-signed (%q): clients that verify refuse it unless told to trust it", file, leaf.Subject.String())
+	}
+	issued := slices.ContainsFunc(others, func(o *x509.Certificate) bool { return bytes.Equal(o.RawSubject, leaf.RawIssuer) })
+	if !issued {
+		return fmt.Errorf("%s: the leaf's issuer %q is neither in the file nor a trusted root, so clients that verify refuse the chain unless told to trust it (%w); with a public CA, name the full chain, the leaf then its intermediates (certbot's fullchain.pem, not cert.pem)",
+			file, leaf.Issuer.String(), err)
+	}
+	top := leaf
+	if len(others) > 0 {
+		top = others[len(others)-1]
+	}
+	return fmt.Errorf("%s: the chain ends at %q, issued by %q, which is no trusted root: clients that verify refuse it unless they are told to trust that CA (%w)",
+		file, top.Subject.String(), top.Issuer.String(), err)
 }

@@ -42,6 +42,10 @@ type Options struct {
 	// Now is the clock for validity checks and ReloadCheckInterval; nil
 	// means time.Now.
 	Now func() time.Time
+	// ClientRoots are the CAs the chain is checked against when loaded, to
+	// warn of a chain the clients that verify refuse (the leaf without its
+	// intermediate, an expired intermediate); nil means the system's.
+	ClientRoots *x509.CertPool
 	// ServeExpired makes New accept a pair whose certificate is expired or
 	// not yet valid, logging an error, as Postfix and Dovecot start with
 	// one: a renewal that failed before a reboot must not stop all mail
@@ -56,12 +60,12 @@ type Options struct {
 // Manager holds the current certificate of all listeners and replaces it
 // when the files change. Safe for concurrent use.
 type Manager struct {
-	certFile, keyFile string        // immutable
-	hostnames         []string      // immutable
-	log               *slog.Logger  // immutable
-	interval          time.Duration // immutable
-	now               func() time.Time
-	acme              *acmeSource // immutable; non-nil for NewACME's Managers, which have no files
+	hostnames []string      // immutable
+	log       *slog.Logger  // immutable
+	interval  time.Duration // immutable
+	now       func() time.Time
+	acme      *acmeSource    // immutable; non-nil for NewACME's Managers, which have no files
+	roots     *x509.CertPool // immutable; nil: the system's
 
 	// cur is what new handshakes get; never nil after New. Connections
 	// already established keep the certificate they were handshaken with
@@ -69,6 +73,8 @@ type Manager struct {
 	cur atomic.Pointer[tls.Certificate]
 
 	mu        sync.Mutex // serializes checks and reloads; guards the fields below
+	certFile  string     // guarded by mu: changed by SetFiles only
+	keyFile   string     // guarded by mu: changed by SetFiles only
 	lastCheck time.Time  // guarded by mu: last lazy check from a handshake
 	attempted pairStamp  // guarded by mu: stamp of the last load, good or bad
 	lastErr   string     // guarded by mu: last failure logged, to log each once
@@ -89,6 +95,7 @@ func New(o Options) (*Manager, error) {
 		log:       o.Logger,
 		interval:  o.ReloadCheckInterval,
 		now:       o.Now,
+		roots:     o.ClientRoots,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -198,6 +205,43 @@ func (m *Manager) Reload() error {
 	return m.loadLocked("reload")
 }
 
+// Files returns the certificate and key files served from ("" for an ACME
+// Manager).
+func (m *Manager) Files() (certFile, keyFile string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.certFile, m.keyFile
+}
+
+// SetFiles makes the Manager serve, from now on, the pair in certFile and
+// keyFile instead of its own files: a configuration reload that names
+// other files (SIGHUP after moving from a self-signed certificate to
+// /etc/letsencrypt/live/...), which postfix reload and doveadm reload
+// apply to new connections. The new pair must load as for Reload (an
+// expired one does not replace a valid one); otherwise the Manager keeps
+// its files and certificate, and the error says why.
+func (m *Manager) SetFiles(certFile, keyFile string) error {
+	if m.acme != nil {
+		return errors.New("tls: an ACME certificate has no files to change")
+	}
+	if certFile == "" || keyFile == "" {
+		return errors.New("tls: both a certificate file and a key file are required")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	oldCert, oldKey, oldAttempted := m.certFile, m.keyFile, m.attempted
+	m.certFile, m.keyFile = certFile, keyFile
+	st, _ := statPair(certFile, keyFile)
+	m.attempted = st
+	m.lastErr = "" // an explicit change always logs its outcome
+	if err := m.loadLocked("configuration names new files"); err != nil {
+		// Checks and Watch keep following the files still served.
+		m.certFile, m.keyFile, m.attempted = oldCert, oldKey, oldAttempted
+		return err
+	}
+	return nil
+}
+
 // Watch checks the files every ReloadCheckInterval (or
 // DefaultReloadCheckInterval when that is not positive) until ctx is done, so
 // a renewal is picked up even while no client connects. Run it in its own
@@ -305,6 +349,14 @@ func (m *Manager) installLocked(cert *tls.Certificate, why string, invalid error
 	if bad := CheckHostnames(leaf, m.hostnames); len(bad) > 0 {
 		m.log.Warn("tls: certificate is not valid for these host names; clients that verify will refuse it",
 			"cert_file", m.certFile, "hostnames", strings.Join(bad, ","), "names", strings.Join(names, ","))
+	}
+	// A renewal is installed by a timer, with nobody to run check-config:
+	// a chain that users' clients will refuse is said here. A
+	// self-signed certificate (the demo's) is one on purpose.
+	if !selfSigned(leaf) {
+		if err := verifyChain(m.certFile, cert, m.roots, m.now()); err != nil {
+			m.log.Warn("tls: clients that verify will refuse this certificate chain", "err", err)
+		}
 	}
 	if invalid != nil {
 		m.log.Error("tls: serving a certificate outside its validity period: clients that verify refuse it (MTAs using STARTTLS do not); renew it",

@@ -54,6 +54,8 @@ func TestNewErrors(t *testing.T) {
 		want     error
 		wantFile string // "cert" or "key": the file named in the error
 		wantText string
+		// wantOrder: the error says the server's certificate comes first
+		wantOrder bool
 	}{
 		{name: "missing cert", cert: nil, key: good.keyPEM, want: tlsconf.ErrMissing, wantFile: "cert"},
 		{name: "missing key", cert: good.certPEM, key: nil, want: tlsconf.ErrMissing, wantFile: "key"},
@@ -66,7 +68,11 @@ func TestNewErrors(t *testing.T) {
 		{name: "key block not DER", cert: good.certPEM, key: junkKey, want: tlsconf.ErrBadPEM, wantFile: "key"},
 		{name: "key encrypted legacy", cert: good.certPEM, key: encrypted, want: tlsconf.ErrBadPEM, wantFile: "key", wantText: "encrypted"},
 		{name: "key encrypted pkcs8", cert: good.certPEM, key: pkcs8Enc, want: tlsconf.ErrBadPEM, wantFile: "key", wantText: "encrypted"},
-		{name: "key of another cert", cert: good.certPEM, key: other.keyPEM, want: tlsconf.ErrKeyMismatch, wantFile: "key"},
+		{name: "key of another cert", cert: good.certPEM, key: other.keyPEM, want: tlsconf.ErrKeyMismatch, wantFile: "key", wantText: "does not belong"},
+		// cat chain.pem cert.pem: refused, as OpenSSL refuses it for
+		// Postfix and Dovecot, with the order to fix.
+		{name: "chain with the leaf last", cert: append(append([]byte(nil), ca.pem...), good.certPEM...), key: good.keyPEM, want: tlsconf.ErrKeyMismatch, wantFile: "key",
+			wantText: "key belongs to certificate #2 of", wantOrder: true},
 		{name: "weak RSA key", cert: weak.certPEM, key: weak.keyPEM, want: tlsconf.ErrWeakKey, wantFile: "key", wantText: "1024 bits"},
 		{name: "expired", cert: expired.certPEM, key: expired.keyPEM, want: tlsconf.ErrExpired, wantFile: "cert"},
 		{name: "not yet valid", cert: future.certPEM, key: future.keyPEM, want: tlsconf.ErrNotYetValid, wantFile: "cert"},
@@ -113,6 +119,9 @@ func TestNewErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("error %q does not say %q", err, tt.wantText)
+			}
+			if order := strings.Contains(err.Error(), "the server's certificate first, then its intermediates"); order != tt.wantOrder {
+				t.Errorf("error %q says the order is at fault: %v, want %v", err, order, tt.wantOrder)
 			}
 			if tt.want == tlsconf.ErrMissing && !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("error %q is not fs.ErrNotExist", err)
@@ -489,4 +498,94 @@ func TestHandshakesDuringRenewals(t *testing.T) {
 	if got, want := s.served(t), final.leaf.SerialNumber.String(); got != want {
 		t.Errorf("after renewals served %s, want the last %s", got, want)
 	}
+}
+
+// A reload naming other files (postfix reload, doveadm reload after
+// smtpd_tls_cert_file or ssl_cert changed) serves them from then on; files
+// that do not load leave the running pair, and the old files, in service.
+func TestSetFiles(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	tests := []struct {
+		name    string
+		write   func(t *testing.T, s *managedServer, dir string) (certFile, keyFile string)
+		wantErr error // nil: the new pair is served
+	}{
+		{"valid pair", func(t *testing.T, s *managedServer, dir string) (string, string) {
+			return writePair(t, dir, s.ca.issue(t, leafOpts{}))
+		}, nil},
+		{"combined file", func(t *testing.T, s *managedServer, dir string) (string, string) {
+			p := s.ca.issue(t, leafOpts{})
+			f := filepath.Join(dir, "combined.pem")
+			writeFile(t, f, append(append([]byte(nil), p.keyPEM...), p.certPEM...))
+			return f, f
+		}, nil},
+		{"key of another certificate", func(t *testing.T, s *managedServer, dir string) (string, string) {
+			certFile, _ := writePair(t, dir, s.ca.issue(t, leafOpts{}))
+			return certFile, s.keyFile
+		}, tlsconf.ErrKeyMismatch},
+		{"expired", func(t *testing.T, s *managedServer, dir string) (string, string) {
+			return writePair(t, dir, s.ca.issue(t, leafOpts{notBefore: now.Add(-48 * time.Hour), notAfter: now.Add(-time.Hour)}))
+		}, tlsconf.ErrExpired},
+		{"missing", func(t *testing.T, s *managedServer, dir string) (string, string) {
+			return filepath.Join(dir, "none.pem"), filepath.Join(dir, "none.key")
+		}, tlsconf.ErrMissing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newManagedServer(t, tlsconf.Options{ReloadCheckInterval: 0})
+			certFile, keyFile := tt.write(t, s, t.TempDir())
+			err := s.m.SetFiles(certFile, keyFile)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("SetFiles = %v, want %v", err, tt.wantErr)
+			}
+			wantCert, wantKey := certFile, keyFile
+			if tt.wantErr != nil {
+				wantCert, wantKey = s.certFile, s.keyFile
+				if got, want := s.served(t), s.first.leaf.SerialNumber.String(); got != want {
+					t.Errorf("served %s, want the old %s", got, want)
+				}
+				// The old files are still the ones followed: their
+				// renewal is served.
+				renewed := s.ca.issue(t, leafOpts{})
+				writePair(t, filepath.Dir(s.certFile), renewed)
+				if got, want := s.served(t), renewed.leaf.SerialNumber.String(); got != want {
+					t.Errorf("after renewing the old files served %s, want %s", got, want)
+				}
+			} else {
+				c, err := tls.X509KeyPair(mustRead(t, certFile), mustRead(t, keyFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := s.served(t), c.Leaf.SerialNumber.String(); got != want {
+					t.Errorf("served %s, want the new %s", got, want)
+				}
+				// The new files are the ones followed from now on.
+				renewed := s.ca.issue(t, leafOpts{})
+				writeFile(t, certFile+".new", append(append([]byte(nil), renewed.keyPEM...), renewed.certPEM...))
+				if err := os.Rename(certFile+".new", certFile); err != nil {
+					t.Fatal(err)
+				}
+				if keyFile != certFile {
+					writeFile(t, keyFile, renewed.keyPEM)
+				}
+				if got, want := s.served(t), renewed.leaf.SerialNumber.String(); got != want {
+					t.Errorf("after renewing the new files served %s, want %s", got, want)
+				}
+			}
+			if c, k := s.m.Files(); c != wantCert || k != wantKey {
+				t.Errorf("Files() = %s, %s; want %s, %s", c, k, wantCert, wantKey)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

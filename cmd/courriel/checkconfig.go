@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -159,6 +160,12 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 	}
 
+	if cfg.Listen.SMTP != "" && cfg.listenerTLS("smtp").MinVersion == "1.3" {
+		// STARTTLS on port 25 is opportunistic: a sender that cannot
+		// shake hands delivers in clear text (RFC 7435, RFC 9325 §5.2),
+		// which is worse than TLS 1.2.
+		fmt.Fprintf(out, "warn tls: min_version 1.3 on the smtp listener: senders without TLS 1.3 (many MTAs still) deliver in clear text instead; set [tls.listeners.smtp] min_version = \"1.2\"\n")
+	}
 	seen := map[string]bool{}
 	for _, name := range tlsListenerNames {
 		lt := cfg.listenerTLS(name)
@@ -190,9 +197,33 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 		report("tls: certificate "+lt.CertFile, err)
 		if err == nil {
-			if bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname}); len(bad) > 0 {
+			// Served anyway (MTAs on port 25 do not verify), but the
+			// users' clients refuse it: said here rather than by them.
+			if err := m.VerifyChain(clientRoots(cfg), time.Now()); err != nil {
+				fmt.Fprintf(out, "warn tls: %v\n", err)
+			}
+			if w := keyFileWarning(lt.KeyFile); w != "" {
+				fmt.Fprintf(out, "warn tls: %s\n", w)
+			}
+			bad := tlsconf.CheckHostnames(m.Certificate(), []string{cfg.MyHostname})
+			switch {
+			case len(bad) > 0 && lt.CertFile != cfg.TLS.CertFile:
+				// A listener's own pair is there to serve another name
+				// (imap.hosted-domain.com on imaps), and serve takes it
+				// with a warning: so does check-config, or it would fail
+				// for the server that runs.
+				var users []string
+				for _, l := range tlsListenerNames {
+					if cfg.listenerTLS(l).CertFile == lt.CertFile {
+						users = append(users, l)
+					}
+				}
+				c := m.Certificate()
+				fmt.Fprintf(out, "warn tls: certificate %s (of %s) is not valid for %s but for %s: the clients of these listeners must use one of its names\n",
+					lt.CertFile, strings.Join(users, ", "), cfg.MyHostname, strings.Join(append(append([]string(nil), c.DNSNames...), ipStrings(c)...), ", "))
+			case len(bad) > 0:
 				report("tls: certificate names", fmt.Errorf("%s is not valid for %v", lt.CertFile, bad))
-			} else {
+			default:
 				report("tls: certificate "+lt.CertFile+" valid for "+cfg.MyHostname, nil)
 			}
 		}
@@ -278,6 +309,40 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		}
 	}
 	return problems
+}
+
+func ipStrings(c *x509.Certificate) []string {
+	var s []string
+	for _, ip := range c.IPAddresses {
+		s = append(s, ip.String())
+	}
+	return s
+}
+
+// clientRoots are the CAs a client's verification is judged by: those of
+// queue.ca_path (the system's, /etc/ssl/certs, by default), what mail
+// clients and MTAs trust too; the system pool when that does not load.
+func clientRoots(cfg *Config) *x509.CertPool {
+	if p, err := tlsconf.LoadCAPool(cfg.Queue.CAPath); err == nil {
+		return p
+	}
+	p, err := x509.SystemCertPool()
+	if err != nil {
+		return x509.NewCertPool()
+	}
+	return p
+}
+
+// keyFileWarning says when a private key file is readable by users other
+// than its owner and group: anyone who reads it can impersonate the
+// server (postconf(5): smtpd_tls_key_file readable by root only, "no
+// access to anyone else"; certbot writes privkey.pem 0600).
+func keyFileWarning(keyFile string) string {
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("private key %s is readable by every user (mode %04o): chmod o-r %s", keyFile, st.Mode().Perm(), keyFile)
 }
 
 // sameSocket says whether two listen addresses cannot both be bound: the

@@ -820,6 +820,9 @@ func (c *Config) validate() error {
 	if err := checkMinVersion("tls.min_version", c.TLS.MinVersion); err != nil {
 		return err
 	}
+	if err := checkTLSPaths("tls.", c.TLS.CertFile, c.TLS.KeyFile); err != nil {
+		return err
+	}
 	for name, l := range c.TLS.Listeners {
 		key := "tls.listeners." + name
 		if !slices.Contains(tlsListenerNames, name) {
@@ -827,6 +830,9 @@ func (c *Config) validate() error {
 		}
 		if (l.CertFile == "") != (l.KeyFile == "") {
 			return keyErr(key+".cert_file", "set cert_file and key_file together")
+		}
+		if err := checkTLSPaths(key+".", l.CertFile, l.KeyFile); err != nil {
+			return err
 		}
 		if err := checkMinVersion(key+".min_version", l.MinVersion); err != nil {
 			return err
@@ -1042,6 +1048,19 @@ func ldapKeyOf(msg string) string {
 		}
 	}
 	return "ldap"
+}
+
+// checkTLSPaths refuses a relative certificate or key file: it would be
+// found from the directory check-config runs in (/etc/courriel) and not
+// from serve's (/ under systemd), or a SIGHUP's, so that check-config
+// passed and the start failed.
+func checkTLSPaths(prefix, certFile, keyFile string) error {
+	for _, f := range []struct{ key, path string }{{"cert_file", certFile}, {"key_file", keyFile}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			return keyErr(prefix+f.key, "%q must be an absolute path", f.path)
+		}
+	}
+	return nil
 }
 
 func checkMinVersion(key, v string) error {

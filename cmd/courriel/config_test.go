@@ -91,6 +91,11 @@ func TestConfigErrors(t *testing.T) {
 		{"ACME over http", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"http://ca/dir\"\ncache_dir = \"/var/lib/c\"\n", 0, "tls.acme.directory_url", "https"},
 		{"ACME without cache", "myhostname = \"x.org\"\n[ldap]\nsearch_base = \"dc=x\"\n[tls.acme]\ndirectory_url = \"https://ca/dir\"\n", 0, "tls.acme.cache_dir", "required"},
 		{"ACME and files", base + "[tls.acme]\ndirectory_url = \"https://ca/dir\"\ncache_dir = \"/var/lib/c\"\n", 0, "tls.cert_file", "not both"},
+		// check-config in /etc/courriel found them, serve under systemd
+		// (in /) did not.
+		{"relative certificate", strings.Replace(base, `cert_file = "/c"`, `cert_file = "tls/fullchain.pem"`, 1), 3, "tls.cert_file", "absolute"},
+		{"relative key", strings.Replace(base, `key_file = "/k"`, `key_file = "privkey.pem"`, 1), 4, "tls.key_file", "absolute"},
+		{"relative listener key", base + "[tls.listeners.imaps]\ncert_file = \"/x\"\nkey_file = \"x.key\"\n", 0, "tls.listeners.imaps.key_file", "absolute"},
 		{"relative maildir base", base + "[delivery]\nmaildir_base = \"vmail\"\n", 9, "delivery.maildir_base", "absolute"},
 		{"bad trusted network", base + "[monitor]\ntrusted_networks = [\"localhost\"]\n", 9, "monitor.trusted_networks", "not an address"},
 		{"unknown sync mode", base + "[delivery]\nsync = \"fsync\"\n", 9, "delivery.sync", "auto, file, filesystem or journal"},

@@ -10,13 +10,33 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"courriel/directory"
+	"courriel/tlsconf"
 )
 
 // reload is SIGHUP: certificates are re-read and cached directory answers
 // dropped; the configuration file is re-read and checked, and what changed
 // is logged. A bad file is refused and the running configuration kept.
 func (a *app) reload() {
+	var next *Config
+	var nextErr error
+	if a.cfgPath != "" {
+		next, nextErr = LoadConfig(a.cfgPath)
+	}
+	// Certificates the configuration now names in other files are loaded
+	// from those; the others are read again (a renewal in place). Not
+	// both: the files given up may be gone already.
+	var moved map[*tlsconf.Manager]bool
+	tlsRestart := false
+	if nextErr == nil && next != nil {
+		moved, tlsRestart = a.reloadCertificateFiles(next)
+	}
 	for file, m := range a.tls {
+		if moved[m] {
+			continue
+		}
+		if f, _ := m.Files(); f != "" {
+			file = f // the map's key is the file named at start
+		}
 		if err := m.Reload(); err != nil {
 			a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "cert_file", file, "err", err)
 		} else {
@@ -28,18 +48,20 @@ func (a *app) reload() {
 	if a.cfgPath == "" {
 		return
 	}
-	next, err := LoadConfig(a.cfgPath)
-	if err != nil {
-		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", err)
+	if nextErr != nil {
+		a.log.Error("SIGHUP: new configuration refused, keeping the running one", "err", nextErr)
 		return
 	}
 	// DKIM keys are read again on every SIGHUP: a key file replaced in
 	// place (a rotation that keeps the selector) needs no edit of the
 	// configuration.
 	a.reloadDKIM(next)
+	certsApplied := len(moved) > 0
 	changed := configDiff(a.cfg, next)
 	if len(changed) == 0 {
-		a.log.Info("SIGHUP: configuration unchanged")
+		if !certsApplied {
+			a.log.Info("SIGHUP: configuration unchanged")
+		}
 		return
 	}
 	var restart []string
@@ -62,9 +84,15 @@ func (a *app) reload() {
 		case "mailauth.arc_seal_domain":
 			// Applied by reloadDKIM.
 		case "tls.cert_file", "tls.key_file":
-			// The files named at start are the ones reloaded.
-			restart = append(restart, key)
+			// Applied by reloadCertificateFiles, or refused there
+			// with the reason.
+			if tlsRestart {
+				restart = append(restart, key)
+			}
 		default:
+			if strings.HasPrefix(key, "tls.listeners.") && (strings.HasSuffix(key, ".cert_file") || strings.HasSuffix(key, ".key_file")) && !tlsRestart {
+				continue
+			}
 			restart = append(restart, key)
 		}
 	}
@@ -75,6 +103,84 @@ func (a *app) reload() {
 		a.log.Warn("SIGHUP: these changes take effect at the next restart", "keys", strings.Join(restart, ","))
 	}
 	a.cfg.LogLevel = next.LogLevel
+}
+
+// reloadCertificateFiles serves the certificate files next names, where
+// they differ from the running ones, as postfix reload and doveadm reload
+// do for new connections (moving from a self-signed pair to
+// /etc/letsencrypt/live/... must not need a restart). Each Manager takes
+// the one pair all its listeners now name; a pair that does not load is
+// refused with the reason and the running one kept (serve would refuse to
+// start with it). It returns true when what changed needs a restart
+// instead: a switch between files and ACME, or listeners that shared a
+// pair and now name different ones; moved holds the Managers that serve
+// other files now.
+func (a *app) reloadCertificateFiles(next *Config) (moved map[*tlsconf.Manager]bool, restart bool) {
+	type pair struct{ cert, key string }
+	applied := true
+	for _, m := range a.tls {
+		cert, key := m.Files()
+		if cert == "" {
+			continue // ACME: see the check of listeners below
+		}
+		targets := map[pair]bool{}
+		for _, name := range tlsListenerNames {
+			if lt := a.cfg.listenerTLS(name); lt.CertFile == cert && lt.KeyFile == key {
+				nt := next.listenerTLS(name)
+				targets[pair{nt.CertFile, nt.KeyFile}] = true
+			}
+		}
+		if len(targets) != 1 {
+			restart = true
+			continue
+		}
+		var to pair
+		for p := range targets {
+			to = p
+		}
+		if to == (pair{cert, key}) {
+			continue
+		}
+		if to.cert == "" {
+			restart = true // to ACME
+			continue
+		}
+		if err := m.SetFiles(to.cert, to.key); err != nil {
+			applied = false
+			a.log.Error("SIGHUP: new certificate files refused, keeping the running ones", "cert_file", cert, "new_cert_file", to.cert, "err", err)
+			continue
+		}
+		if moved == nil {
+			moved = map[*tlsconf.Manager]bool{}
+		}
+		moved[m] = true
+		a.log.Info("SIGHUP: applied new certificate files", "cert_file", to.cert, "key_file", to.key, "was", cert)
+	}
+	for _, name := range tlsListenerNames {
+		// From ACME to files: a Manager of another kind.
+		if a.cfg.listenerTLS(name).CertFile == "" && next.listenerTLS(name).CertFile != "" {
+			restart = true
+		}
+	}
+	if applied && !restart {
+		// The running configuration names what is served now, so that
+		// the next SIGHUP compares against it; min_version stays the
+		// running one (applied at the next restart).
+		a.cfg.TLS.CertFile, a.cfg.TLS.KeyFile = next.TLS.CertFile, next.TLS.KeyFile
+		listeners := map[string]TLSListenerConfig{}
+		for _, name := range tlsListenerNames {
+			o, n := a.cfg.TLS.Listeners[name], next.TLS.Listeners[name]
+			o.CertFile, o.KeyFile = n.CertFile, n.KeyFile
+			if o != (TLSListenerConfig{}) {
+				listeners[name] = o
+			}
+		}
+		if len(listeners) == 0 {
+			listeners = nil
+		}
+		a.cfg.TLS.Listeners = listeners
+	}
+	return moved, restart
 }
 
 // reloadDirectory replaces the directory client when [ldap] changed, but

@@ -180,9 +180,33 @@ func verifyToAnchor(chain []*x509.Certificate, anchor *x509.Certificate, names [
 		return err
 	}
 	for _, n := range names {
-		if n != "" && chain[0].VerifyHostname(strings.TrimSuffix(n, ".")) == nil {
+		if n != "" && namesHost(chain[0], strings.TrimSuffix(n, ".")) {
 			return nil
 		}
 	}
 	return fmt.Errorf("certificate names none of %s", strings.Join(names, ", "))
+}
+
+// namesHost matches host against the leaf as RFC 7672 §3.2.3 says: its
+// DNS-IDs (subjectAltName dNSName) when it has any, else its CN-ID, the
+// subject's common name, as Postfix (OpenSSL's X509_check_host) does. Go's
+// VerifyHostname ignores the common name since Go 1.15, so a private CA's
+// leaf that names the MX host in its CN alone (openssl req -subj
+// /CN=mx... without -addext subjectAltName) failed DANE-TA, and the mail
+// waited, not to go in clear text either.
+func namesHost(leaf *x509.Certificate, host string) bool {
+	if len(leaf.DNSNames) > 0 {
+		return leaf.VerifyHostname(host) == nil
+	}
+	cn := strings.ToLower(strings.TrimSuffix(leaf.Subject.CommonName, "."))
+	host = strings.ToLower(host)
+	if cn == "" || host == "" {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(cn, "*."); ok {
+		// A wildcard stands for one whole leftmost label (§3.2.3).
+		label, parent, found := strings.Cut(host, ".")
+		return found && label != "" && parent == rest
+	}
+	return cn == host
 }
