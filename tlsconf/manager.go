@@ -158,6 +158,21 @@ func serverCipherSuites() []uint16 {
 	}
 }
 
+// OpportunisticCipherSuites are serverCipherSuites and, after them, the
+// ECDHE suites with AES-CBC and SHA-1: for port 25 alone, where a sender
+// that cannot negotiate TLS goes on in clear (RFC 7435: any encryption
+// beats none), as Postfix's smtpd_tls_ciphers = medium lets older MTAs in
+// (OpenSSL 1.0.0 and appliances of that age know no AEAD suite). Go
+// chooses the AEAD ones whenever the client offers one.
+func OpportunisticCipherSuites() []uint16 {
+	return append(serverCipherSuites(),
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	)
+}
+
 // GetCertificate is the tls.Config hook: it returns the current pair, after
 // checking (at most once per ReloadCheckInterval) whether the files changed.
 // The same certificate is served whatever the SNI: a mail server has one

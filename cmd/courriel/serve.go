@@ -320,6 +320,9 @@ func (a *app) tlsFor(listener string) *tls.Config {
 	if lt.MinVersion == "1.3" {
 		c.MinVersion = tls.VersionTLS13
 	}
+	if listener == "smtp" {
+		c.CipherSuites = tlsconf.OpportunisticCipherSuites()
+	}
 	return c
 }
 
