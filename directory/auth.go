@@ -142,13 +142,9 @@ func (d *Directory) loginUID(ctx context.Context, login string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	logins = logins[:0]
-	for _, e := range entries {
-		for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
-			if f, ok := formatResult(q.ResultFormat, v); ok {
-				logins = append(logins, f)
-			}
-		}
+	logins, err = resultValues(q, entries)
+	if err != nil {
+		return "", err
 	}
 	if l, ok := oneLogin(logins); ok {
 		return l, nil

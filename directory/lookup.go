@@ -127,6 +127,12 @@ func (d *Directory) values(ctx context.Context, q Query, key string) ([]string, 
 	if err != nil {
 		return nil, err
 	}
+	return resultValues(q, entries)
+}
+
+// resultValues are q's formatted results in entries; ErrNotFound when
+// there are none.
+func resultValues(q Query, entries []*ldap.Entry) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
@@ -168,18 +174,7 @@ func (d *Directory) Lookup(ctx context.Context, m Map, key string) ([]string, er
 		if err != nil {
 			return nil, err
 		}
-		var out []string
-		for _, e := range entries {
-			for _, v := range e.GetEqualFoldAttributeValues(q.ResultAttribute) {
-				if f, ok := formatResult(q.ResultFormat, v); ok {
-					out = append(out, f)
-				}
-			}
-		}
-		if len(out) == 0 {
-			return nil, ErrNotFound
-		}
-		return out, nil
+		return resultValues(q, entries)
 	}
 	return d.values(ctx, q, key)
 }

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -104,13 +102,7 @@ func (a *app) mailqListener(local string) {
 		a.log.Warn("mailq socket unavailable: mailq works for root only", "path", path, "err", err)
 		return
 	}
-	a.listeners = append(a.listeners, boundListener{name: "mailq", ln: srv.Listener(),
-		serve: func(net.Listener) error { return srv.Serve() },
-		stop: func(context.Context) error {
-			err := srv.Close()
-			_ = os.Remove(path)
-			return err
-		}})
+	a.listeners = append(a.listeners, controlBound("mailq", path, srv))
 }
 
 // mailqFromServer is mailq for a user who may not read the spool (cause

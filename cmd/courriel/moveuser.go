@@ -131,11 +131,17 @@ func (a *app) controlListener() {
 		a.log.Error("control socket unavailable: courriel move-user will not work", "path", path, "err", err)
 		return
 	}
-	a.listeners = append(a.listeners, boundListener{name: "control", ln: srv.Listener(),
+	a.listeners = append(a.listeners, controlBound("control", path, srv))
+}
+
+// controlBound is a control socket's server as one of the app's
+// listeners: its socket file is removed when it stops.
+func controlBound(name, path string, srv *control.Server) boundListener {
+	return boundListener{name: name, ln: srv.Listener(),
 		serve: func(net.Listener) error { return srv.Serve() },
 		stop: func(context.Context) error {
 			err := srv.Close()
 			_ = os.Remove(path)
 			return err
-		}})
+		}}
 }
