@@ -210,27 +210,43 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// SIGHUP refuses what serve would refuse, instead of taking it "for the
-// next restart".
-func TestReloadRefusesWhatServeRefuses(t *testing.T) {
-	t.Parallel()
-	data := serveConfig(t, "")
-	p := filepath.Join(t.TempDir(), "config.toml")
-	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+// reloadApp is an app built, as serve builds it, from data written to a
+// file that reload (SIGHUP's) reads again; reload returns what it
+// logged.
+func reloadApp(t *testing.T, data string) (a *app, path string, reload func() string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(p)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logBuf strings.Builder
 	lw := &syncWriter{w: &logBuf}
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(lw, nil)))
+	a, err = newApp(cfg, slog.New(slog.NewTextHandler(lw, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.close()
-	a.cfgPath = p
+	t.Cleanup(a.close)
+	a.cfgPath = path
+	return a, path, func() string {
+		a.reload()
+		lw.mu.Lock()
+		defer lw.mu.Unlock()
+		out := logBuf.String()
+		logBuf.Reset()
+		return out
+	}
+}
+
+// SIGHUP refuses what serve would refuse, instead of taking it "for the
+// next restart".
+func TestReloadRefusesWhatServeRefuses(t *testing.T) {
+	t.Parallel()
+	data := serveConfig(t, "")
+	_, p, reload := reloadApp(t, data)
 	for _, extra := range []string{
 		"relayhost = \"smtp.provider.net:\"\n",
 		"[queue.routes]\n\"example.net\" = \"smtp_relay!:25\"\n",
@@ -239,11 +255,7 @@ func TestReloadRefusesWhatServeRefuses(t *testing.T) {
 		if err := os.WriteFile(p, []byte(data+extra), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		a.reload()
-		lw.mu.Lock()
-		out := logBuf.String()
-		logBuf.Reset()
-		lw.mu.Unlock()
+		out := reload()
 		if !strings.Contains(out, "new configuration refused") || strings.Contains(out, "next restart") {
 			t.Errorf("SIGHUP with %q:\n%s", extra, out)
 		}

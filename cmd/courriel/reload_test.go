@@ -3,10 +3,8 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,22 +50,7 @@ func TestReloadCertificateFiles(t *testing.T) {
 		return fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", cert, key)
 	}
 	data := serveConfig(t, tlsTable(oldCert, oldKey))
-	p := filepath.Join(t.TempDir(), "config.toml")
-	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logBuf strings.Builder
-	lw := &syncWriter{w: &logBuf}
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(lw, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
-	a.cfgPath = p
+	a, p, reload := reloadApp(t, data)
 	// The listeners' configurations, made once at start as serve makes
 	// them.
 	listeners := map[string]*tls.Config{}
@@ -121,11 +104,7 @@ func TestReloadCertificateFiles(t *testing.T) {
 				}
 			}
 		}
-		a.reload()
-		lw.mu.Lock()
-		out := logBuf.String()
-		logBuf.Reset()
-		lw.mu.Unlock()
+		out := reload()
 		for l, want := range st.served {
 			if got := servedName(t, listeners[l], l); got != want {
 				t.Errorf("%s: %s serves %s, want %s", st.name, l, got, want)
