@@ -157,7 +157,7 @@ func cmdRename(s *session, tag string, _ bool) error {
 	if err != nil {
 		return s.storeErr("rename", err, "")
 	}
-	newDir, err := mailstore.FolderDir(newName)
+	newDir, err := mailstore.NewFolderDir(newName)
 	if err != nil {
 		return s.storeErr("rename", err, "")
 	}

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -190,5 +191,59 @@ func TestMailboxNameMustBeMUTF7(t *testing.T) {
 	}
 	if got := u.cmd("l", `LIST "" "u8*"`); got[0] != "* LIST (\\HasNoChildren) \".\" \"u8 \xc3\xbc\"" {
 		t.Errorf("LIST after UTF8=ACCEPT: %q", got)
+	}
+}
+
+// TestDovecotWildcardFoldersShown: folders Dovecot created with a list
+// wildcard or a backslash in their names (".50% off", ".Star*",
+// ".back\slash") are listed, selected, renamed and deleted as Dovecot
+// 2.3 lists them, quoted and escaped, where they were left out of LIST
+// and refused by name (their mail out of reach after a move from
+// Dovecot); courriel still makes no new folder so named.
+func TestDovecotWildcardFoldersShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, d := range []string{".50% off", ".Star*", `.back\slash`} {
+		writeMaildirMsg(t, filepath.Join(e.maildir, d), "cur", fmt.Sprintf("170000000%d.M1P1.host", i), "Subject: kept\n\nbody\n")
+	}
+	r := loggedIn(t, e)
+	var got []string
+	for _, l := range r.cmd("l", `LIST "" "*"`) {
+		if strings.HasPrefix(l, "* LIST") && !strings.HasSuffix(l, `"INBOX"`) {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		`* LIST (\HasNoChildren) "." "50% off"`,
+		`* LIST (\HasNoChildren) "." "Star*"`,
+		`* LIST (\HasNoChildren) "." "back\\slash"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("LIST:\n got %q\nwant %q", got, want)
+	}
+	for _, c := range []struct{ name, renamed string }{
+		{`"50% off"`, `"50 off"`},
+		{`"Star*"`, "Star"},
+		{`"back\\slash"`, "slash"},
+	} {
+		if got := r.cmd("s", "SELECT "+c.name); !slices.Contains(got, "* 1 EXISTS") || !strings.HasPrefix(last(got), "s OK") {
+			t.Errorf("SELECT %s: %q", c.name, got)
+		}
+		if got := r.cmd("f", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); len(got) < 2 || got[1] != "Subject: kept" {
+			t.Errorf("FETCH in %s: %q", c.name, got)
+		}
+		r.cmd("u", "UNSELECT")
+		if got := last(r.cmd("r", "RENAME "+c.name+" "+c.renamed)); !strings.HasPrefix(got, "r OK") {
+			t.Errorf("RENAME %s: %q", c.name, got)
+		}
+		if got := last(r.cmd("b", "RENAME "+c.renamed+" "+c.name)); !strings.HasPrefix(got, "b NO [CANNOT]") {
+			t.Errorf("RENAME back to %s: %q", c.name, got)
+		}
+		if got := last(r.cmd("d", "DELETE "+c.renamed)); !strings.HasPrefix(got, "d OK") {
+			t.Errorf("DELETE %s: %q", c.renamed, got)
+		}
+		if got := last(r.cmd("c", "CREATE "+c.name)); !strings.HasPrefix(got, "c NO [CANNOT]") {
+			t.Errorf("CREATE %s: %q", c.name, got)
+		}
 	}
 }

@@ -11,29 +11,36 @@ func TestFolderDir(t *testing.T) {
 	tests := []struct {
 		name, dir string
 		bad       bool
+		// newBad: a name of an existing folder (Dovecot makes them)
+		// that NewFolderDir refuses.
+		newBad bool
 	}{
-		{"INBOX", "", false},
-		{"inbox", "", false},
-		{"Sent", ".Sent", false},
-		{"Archive.2024", ".Archive.2024", false},
-		{"Entwürfe", ".Entw&APw-rfe", false},
-		{"R&D", ".R&-D", false},
-		{"INBOX.child", ".INBOX.child", false},
-		{"Inbox.child", ".INBOX.child", false}, // as Dovecot: the INBOX level is INBOX
-		{"inboxes.child", ".inboxes.child", false},
-		{"", "", true},
-		{".hidden", "", true},
-		{"a..b", "", true},
-		{"trailing.", "", true},
-		{"..", "", true},
-		{"a/b", "", true},
-		{"ctl\x01", "", true},
-		{"wild*", "", true},
-		{"wild%", "", true},
-		{"\xff\xfe", "", true},
-		{string(make([]byte, 300)), "", true},
+		{"INBOX", "", false, false},
+		{"inbox", "", false, false},
+		{"Sent", ".Sent", false, false},
+		{"Archive.2024", ".Archive.2024", false, false},
+		{"Entwürfe", ".Entw&APw-rfe", false, false},
+		{"R&D", ".R&-D", false, false},
+		{"INBOX.child", ".INBOX.child", false, false},
+		{"Inbox.child", ".INBOX.child", false, false}, // as Dovecot: the INBOX level is INBOX
+		{"inboxes.child", ".inboxes.child", false, false},
+		{"", "", true, false},
+		{".hidden", "", true, false},
+		{"a..b", "", true, false},
+		{"trailing.", "", true, false},
+		{"..", "", true, false},
+		{"a/b", "", true, false},
+		{"ctl\x01", "", true, false},
+		{"wild*", ".wild*", false, true},
+		{"50% off", ".50% off", false, true},
+		{`back\slash`, `.back\slash`, false, true},
+		{"\xff\xfe", "", true, false},
+		{string(make([]byte, 300)), "", true, false},
 	}
 	for _, tc := range tests {
+		if dir, err := NewFolderDir(tc.name); (tc.bad || tc.newBad) != errors.Is(err, ErrBadName) || err == nil && dir != tc.dir {
+			t.Errorf("NewFolderDir(%q) = %q, %v", tc.name, dir, err)
+		}
 		dir, err := FolderDir(tc.name)
 		if tc.bad {
 			if !errors.Is(err, ErrBadName) {

@@ -33,7 +33,7 @@ func (s *Store) Rename(oldName, newName string) error {
 	if err != nil {
 		return err
 	}
-	newDir, err := FolderDir(newName)
+	newDir, err := NewFolderDir(newName)
 	if err != nil {
 		return err
 	}
