@@ -247,3 +247,33 @@ func TestDovecotWildcardFoldersShown(t *testing.T) {
 		}
 	}
 }
+
+// TestRenameParentWithoutFolder: RENAME of a name that is only the parent
+// of folders (Maildir++ has ".Work.Sub" without ".Work" when a client or
+// Dovecot made the child alone; clients show "Work" all the same) renames
+// its children, as Dovecot 2.3 does; it answered NONEXISTENT, so that a
+// Thunderbird user could not rename the folder shown.
+func TestRenameParentWithoutFolder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	for _, c := range []string{"CREATE Work.Sub", "CREATE Work.Other.Deep"} {
+		if got := last(r.cmd("c", c)); got != "c OK Create completed" {
+			t.Fatalf("%s: %q", c, got)
+		}
+	}
+	writeMaildirMsg(t, filepath.Join(e.maildir, ".Work.Sub"), "cur", "1700000001.M1P1.host", "Subject: kept\n\nbody\n")
+	if _, err := os.Stat(filepath.Join(e.maildir, ".Work")); !os.IsNotExist(err) {
+		t.Fatalf(".Work: %v", err)
+	}
+	expectLines(t, r, "r", "RENAME Work Play", "r OK Rename completed")
+	expectLines(t, r, "l", `LIST "" "Play*"`,
+		`* LIST (\Noselect \HasChildren) "." "Play"`,
+		`* LIST (\Noselect \HasChildren) "." "Play.Other"`,
+		`* LIST (\HasNoChildren) "." "Play.Other.Deep"`,
+		`* LIST (\HasNoChildren) "." "Play.Sub"`,
+		"l OK List completed")
+	expectLines(t, r, "s", "STATUS Play.Sub (MESSAGES)", `* STATUS "Play.Sub" (MESSAGES 1)`, "s OK Status completed")
+	expectLines(t, r, "n", "RENAME Work Play2", "n NO [NONEXISTENT] Mailbox does not exist")
+	expectLines(t, r, "x", "RENAME Play Play.Sub.In", "x NO Can't rename mailbox under its own child")
+}
