@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"courriel/imap/mailstore"
+	"courriel/imap/wire"
 )
 
 // appendBodyStructure appends BODYSTRUCTURE (ext) or BODY of a cached part.
@@ -140,7 +141,14 @@ func appendQuoted(b []byte, s string, utf8 bool) []byte {
 			b = append(b, '{')
 			b = strconv.AppendInt(b, int64(len(s)), 10)
 			b = append(b, "}\r\n"...)
-			return append(b, s...)
+			start := len(b)
+			b = append(b, s...)
+			for i := start; i < len(b); i++ {
+				if b[i] == 0 {
+					b[i] = wire.NULInLiteral // no NUL in a literal: see there
+				}
+			}
+			return b
 		case c == '"' || c == '\\':
 			esc = true
 		}

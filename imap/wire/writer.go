@@ -2,8 +2,10 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Writer buffers the responses of one connection. Its buffer is taken
@@ -176,15 +178,31 @@ func (w *Writer) AString(s string, utf8 bool) {
 	w.String(s, utf8)
 }
 
-// Literal writes s as a literal.
+// NULInLiteral is what a NUL byte becomes in a literal that is no
+// literal8: a literal holds CHAR8, any byte but NUL (RFC 3501, RFC 9051
+// §4.3), and a message may hold NULs (UTF-16 text sent as 8bit, broken
+// mailers). Dovecot sends 0x80 for them; the length stays the same.
+const NULInLiteral = 0x80
+
+// Literal writes s as a literal, NULs replaced (NULInLiteral).
 func (w *Writer) Literal(s string) {
 	w.Byte('{')
 	w.Number(uint64(len(s)))
 	w.Raw("}\r\n")
-	w.Raw(s)
+	for {
+		i := strings.IndexByte(s, 0)
+		if i < 0 {
+			w.Raw(s)
+			return
+		}
+		w.Raw(s[:i])
+		w.Byte(NULInLiteral)
+		s = s[i+1:]
+	}
 }
 
-// LiteralBytes writes b as a literal; binary makes it a literal8 (~{n}).
+// LiteralBytes writes b as a literal, NULs replaced (NULInLiteral);
+// binary makes it a literal8 (~{n}), written as it is.
 func (w *Writer) LiteralBytes(b []byte, binary bool) {
 	if binary {
 		w.Byte('~')
@@ -192,15 +210,42 @@ func (w *Writer) LiteralBytes(b []byte, binary bool) {
 	w.Byte('{')
 	w.Number(uint64(len(b)))
 	w.Raw("}\r\n")
+	for !binary {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			break
+		}
+		w.Bytes(b[:i]) // b is not ours to change (a cache's)
+		w.Byte(NULInLiteral)
+		b = b[i+1:]
+	}
 	w.Bytes(b)
 }
 
+// nulReplacer replaces the NULs of what r reads (NULInLiteral).
+type nulReplacer struct{ r io.Reader }
+
+func (n nulReplacer) Read(p []byte) (int, error) {
+	c, err := n.r.Read(p)
+	for b := p[:c]; ; {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			break
+		}
+		b[i] = NULInLiteral
+		b = b[i+1:]
+	}
+	return c, err
+}
+
 // LiteralFrom writes a literal of exactly n bytes copied from r, without
-// holding them in memory; a short source is padded with spaces so the
+// holding them in memory (NULs replaced but in a literal8); a short source is padded with spaces so the
 // response stays well-formed, and the error reported.
 func (w *Writer) LiteralFrom(r io.Reader, n int64, binary bool) error {
 	if binary {
 		w.Byte('~')
+	} else {
+		r = nulReplacer{r}
 	}
 	w.Byte('{')
 	w.Number(uint64(n))
