@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Writer buffers the responses of one connection. Its buffer is taken
@@ -124,20 +125,27 @@ func (w *Writer) Number(n uint64) {
 // Number32 writes a decimal number.
 func (w *Writer) Number32(n uint32) { w.Number(uint64(n)) }
 
-// quotable reports whether s can go in a quoted string (utf8: 8-bit text
-// allowed, after ENABLE UTF8=ACCEPT or IMAP4rev2).
+// quotable reports whether s can go in a quoted string (utf8: UTF-8 text
+// allowed, after ENABLE UTF8=ACCEPT or IMAP4rev2; other 8-bit text never,
+// RFC 9051 utf8-quoted).
 func quotable(s string, utf8 bool) bool {
 	if len(s) > 4096 {
 		return false
 	}
+	high := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == 0 || c == '\r' || c == '\n' || (c >= 0x80 && !utf8) {
 			return false
 		}
+		high = high || c >= 0x80
 	}
-	return true
+	return !high || ValidUTF8(s)
 }
+
+// ValidUTF8 reports whether s is UTF-8, what a quoted string may hold
+// beyond ASCII.
+func ValidUTF8(s string) bool { return utf8.ValidString(s) }
 
 // String writes s as a quoted string, or a literal when it cannot be
 // quoted.

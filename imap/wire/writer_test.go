@@ -55,3 +55,30 @@ func TestLiteralNULReplaced(t *testing.T) {
 		t.Errorf("LiteralBytes changed its argument: %q", b)
 	}
 }
+
+// TestStringUTF8Quoted: after UTF8=ACCEPT a quoted string may hold UTF-8,
+// and UTF-8 only (RFC 9051 utf8-quoted): other 8-bit text goes as a
+// literal, as before it.
+func TestStringUTF8Quoted(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		utf8 bool
+		want string
+	}{
+		{"café", true, `"café"`},
+		{"café", false, "{5}\r\ncafé"},
+		{"caf\xe9", true, "{4}\r\ncaf\xe9"},
+		{"caf\xe9", false, "{4}\r\ncaf\xe9"},
+		{"ok \xc3", true, "{4}\r\nok \xc3"},
+		{`a"b`, true, `"a\"b"`},
+	} {
+		var out bytes.Buffer
+		w := NewWriter(&out, nil)
+		w.String(c.in, c.utf8)
+		w.Flush()
+		if out.String() != c.want {
+			t.Errorf("String(%q, utf8 %v) = %q, want %q", c.in, c.utf8, out.String(), c.want)
+		}
+	}
+}
