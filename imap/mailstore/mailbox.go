@@ -116,7 +116,7 @@ func oddName(sub, n, base string, fl Flags) string {
 	switch {
 	case n == base:
 		return ""
-	case sub == "new" || n != FileName(base, fl):
+	case sub == "new" || !fl.named(n[len(base)+1:]):
 		return sub + "/" + n
 	}
 	return ""

@@ -121,3 +121,34 @@ func FuzzFolderDir(f *testing.F) {
 		}
 	})
 }
+
+// TestOddName: the names pathLocked cannot derive from a file's base and
+// flags are odd ones, kept as found (see Mailbox.odd).
+func TestOddName(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		sub, name string
+		odd       bool
+	}{
+		{"new", "1700000000.M1P1.host", false},
+		{"new", "1700000000.M1P1.host:2,", true},
+		{"new", "1700000000.M1P1.host:2,S", true},
+		{"cur", "1700000000.M1P1.host", false}, // bare
+		{"cur", "1700000000.M1P1.host:2,", false},
+		{"cur", "1700000000.M1P1.host:2,DFRSTad", false},
+		{"cur", "1700000000.M1P1.host:2,SR", true},
+		{"cur", "1700000000.M1P1.host:2,SS", true},
+		{"cur", "1700000000.M1P1.host:2,S,x", true},
+		{"cur", "1700000000.M1P1.host:1,foo", true},
+		{"cur", "1700000000.M1P1.host:2,S:x", true},
+	} {
+		base, fl := SplitName(c.name)
+		want := ""
+		if c.odd {
+			want = c.sub + "/" + c.name
+		}
+		if got := oddName(c.sub, c.name, base, fl); got != want {
+			t.Errorf("oddName(%s/%s) = %q, want %q", c.sub, c.name, got, want)
+		}
+	}
+}
