@@ -277,3 +277,37 @@ func TestRenameParentWithoutFolder(t *testing.T) {
 	expectLines(t, r, "n", "RENAME Work Play2", "n NO [NONEXISTENT] Mailbox does not exist")
 	expectLines(t, r, "x", "RENAME Play Play.Sub.In", "x NO Can't rename mailbox under its own child")
 }
+
+// TestListMatchesInboxLevelAnyCase: LIST patterns match INBOX, and the
+// INBOX level of its children, in any case ("inbox.*", "i*", reference
+// "inbox."), as Dovecot 2.3 lists them; INBOX.Sub was left out of them.
+// Other names match as they are spelt.
+func TestListMatchesInboxLevelAnyCase(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		pattern, name string
+		match         bool
+	}{
+		{"inbox", "INBOX", true},
+		{"Inbox*", "INBOX", true},
+		{"inbox.*", "INBOX.Sub", true},
+		{"inbox.%", "INBOX.Sub", true},
+		{"i*", "INBOX.Sub", true},
+		{"inb%", "INBOX", true},
+		{"inbox.sub", "INBOX.Sub", false}, // below INBOX, names keep their case
+		{"INBOX.Sub", "INBOX.Sub", true},
+		{"i*", "Inboxes", false},
+		{"inboxes", "Inboxes", false},
+		{"s*", "Sent", false},
+		{"%", "INBOX.Sub", false},
+	} {
+		if got := matchList(c.pattern, c.name); got != c.match {
+			t.Errorf("matchList(%q, %q) = %v", c.pattern, c.name, got)
+		}
+	}
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	r.cmd("c", "CREATE INBOX.Sub")
+	expectLines(t, r, "l", `LIST "inbox." "%"`, `* LIST (\HasNoChildren) "." "INBOX.Sub"`, "l OK List completed")
+	expectLines(t, r, "l", `LIST "" "inbox*"`, `* LIST (\HasChildren) "." "INBOX"`, `* LIST (\HasNoChildren) "." "INBOX.Sub"`, "l OK List completed")
+}
