@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"courriel/imap/mailstore"
+	"courriel/imap/wire"
 )
 
 // appendBodyStructure appends BODYSTRUCTURE (ext) or BODY of a cached part.
@@ -123,6 +124,22 @@ func appendExtTail(b []byte, p *mailstore.BodyPart, utf8 bool) []byte {
 	return appendNString(b, p.Location, utf8)
 }
 
+// appendLiteral appends s as a literal, NULs replaced (see
+// wire.NULInLiteral).
+func appendLiteral(b []byte, s string) []byte {
+	b = append(b, '{')
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, "}\r\n"...)
+	start := len(b)
+	b = append(b, s...)
+	for i := start; i < len(b); i++ {
+		if b[i] == 0 {
+			b[i] = wire.NULInLiteral
+		}
+	}
+	return b
+}
+
 // appendNString appends NIL for "", else s quoted.
 func appendNString(b []byte, s string, utf8 bool) []byte {
 	if s == "" {
@@ -133,17 +150,23 @@ func appendNString(b []byte, s string, utf8 bool) []byte {
 
 // appendQuoted appends s quoted, or as a literal when it cannot be.
 func appendQuoted(b []byte, s string, utf8 bool) []byte {
-	esc := false
+	esc, high := false, false
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == 0 || c == '\r' || c == '\n' || (c >= 0x80 && !utf8):
-			b = append(b, '{')
-			b = strconv.AppendInt(b, int64(len(s)), 10)
-			b = append(b, "}\r\n"...)
-			return append(b, s...)
+			return appendLiteral(b, s)
+		case c >= 0x80:
+			high = true
 		case c == '"' || c == '\\':
 			esc = true
 		}
+	}
+	if high && !wire.ValidUTF8(s) {
+		// A quoted string holds UTF-8 only, even after UTF8=ACCEPT
+		// (RFC 9051 utf8-quoted): other 8-bit text (a raw Latin-1
+		// Subject) goes as a literal, its bytes as they are, as before
+		// UTF8=ACCEPT.
+		return appendLiteral(b, s)
 	}
 	b = append(b, '"')
 	if !esc {

@@ -1,6 +1,10 @@
 package imap
 
-import "courriel/imap/wire"
+import (
+	"strconv"
+
+	"courriel/imap/wire"
+)
 
 // EXPUNGE and UID EXPUNGE (RFC 4315): the EXPUNGE responses come from the
 // change log, like everybody's.
@@ -38,5 +42,14 @@ func cmdExpunge(s *session, tag string, uid bool) error {
 		return s.storeErr("expunge", err, "")
 	}
 	s.srv.wakeIdlers(sel.mb, s)
-	return s.ok(tag, "", "Expunge completed", true)
+	code := ""
+	if s.qresync() {
+		// The folder's HIGHESTMODSEQ once the VANISHED are sent, as
+		// Dovecot 2.3 answers a QRESYNC client (cmd-expunge.c), which
+		// keeps it for its next resync (KIMAP's ExpungeJob). Read before
+		// ok sends the changes: every change up to it is among them, and
+		// never one the client has not heard of (RFC 5162 erratum 1810).
+		code = "HIGHESTMODSEQ " + strconv.FormatUint(sel.mb.HighestModSeq(), 10)
+	}
+	return s.ok(tag, code, "Expunge completed", true)
 }

@@ -157,7 +157,7 @@ func cmdRename(s *session, tag string, _ bool) error {
 	if err != nil {
 		return s.storeErr("rename", err, "")
 	}
-	newDir, err := mailstore.FolderDir(newName)
+	newDir, err := mailstore.NewFolderDir(newName)
 	if err != nil {
 		return s.storeErr("rename", err, "")
 	}
@@ -589,13 +589,14 @@ func matchAny(pats []string, name string) bool {
 }
 
 // matchList matches a LIST pattern ("*" anything, "%" anything but the
-// delimiter); INBOX matches case-insensitively. Dynamic programming keeps
+// delimiter); INBOX matches case-insensitively, and so does the INBOX
+// level of its children ("inbox.*", "i*" list INBOX.Sub), as Dovecot's
+// namespace with inbox=yes matches them. Dynamic programming keeps
 // hostile patterns linear in their length times the name's.
 func matchList(pattern, name string) bool {
-	if mailstore.IsInbox(name) {
-		if len(pattern) >= 5 && mailstore.IsInbox(pattern[:5]) {
-			pattern = "INBOX" + pattern[5:]
-		}
+	fold := 0 // the name's first bytes compared case-insensitively
+	if mailstore.IsInbox(name) || strings.HasPrefix(name, mailstore.InboxName+delim) {
+		fold = len(mailstore.InboxName) // spelt "INBOX" (CanonicalName)
 	}
 	n := len(name)
 	prev := make([]bool, n+1)
@@ -615,8 +616,12 @@ func matchList(pattern, name string) bool {
 			}
 		default:
 			cur[0] = false
+			up := c
+			if 'a' <= c && c <= 'z' {
+				up = c - 'a' + 'A'
+			}
 			for j := 1; j <= n; j++ {
-				cur[j] = prev[j-1] && name[j-1] == c
+				cur[j] = prev[j-1] && (name[j-1] == c || j <= fold && name[j-1] == up)
 			}
 		}
 		prev, cur = cur, prev

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -191,4 +192,122 @@ func TestMailboxNameMustBeMUTF7(t *testing.T) {
 	if got := u.cmd("l", `LIST "" "u8*"`); got[0] != "* LIST (\\HasNoChildren) \".\" \"u8 \xc3\xbc\"" {
 		t.Errorf("LIST after UTF8=ACCEPT: %q", got)
 	}
+}
+
+// TestDovecotWildcardFoldersShown: folders Dovecot created with a list
+// wildcard or a backslash in their names (".50% off", ".Star*",
+// ".back\slash") are listed, selected, renamed and deleted as Dovecot
+// 2.3 lists them, quoted and escaped, where they were left out of LIST
+// and refused by name (their mail out of reach after a move from
+// Dovecot); courriel still makes no new folder so named.
+func TestDovecotWildcardFoldersShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, d := range []string{".50% off", ".Star*", `.back\slash`} {
+		writeMaildirMsg(t, filepath.Join(e.maildir, d), "cur", fmt.Sprintf("170000000%d.M1P1.host", i), "Subject: kept\n\nbody\n")
+	}
+	r := loggedIn(t, e)
+	var got []string
+	for _, l := range r.cmd("l", `LIST "" "*"`) {
+		if strings.HasPrefix(l, "* LIST") && !strings.HasSuffix(l, `"INBOX"`) {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		`* LIST (\HasNoChildren) "." "50% off"`,
+		`* LIST (\HasNoChildren) "." "Star*"`,
+		`* LIST (\HasNoChildren) "." "back\\slash"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("LIST:\n got %q\nwant %q", got, want)
+	}
+	for _, c := range []struct{ name, renamed string }{
+		{`"50% off"`, `"50 off"`},
+		{`"Star*"`, "Star"},
+		{`"back\\slash"`, "slash"},
+	} {
+		if got := r.cmd("s", "SELECT "+c.name); !slices.Contains(got, "* 1 EXISTS") || !strings.HasPrefix(last(got), "s OK") {
+			t.Errorf("SELECT %s: %q", c.name, got)
+		}
+		if got := r.cmd("f", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); len(got) < 2 || got[1] != "Subject: kept" {
+			t.Errorf("FETCH in %s: %q", c.name, got)
+		}
+		r.cmd("u", "UNSELECT")
+		if got := last(r.cmd("r", "RENAME "+c.name+" "+c.renamed)); !strings.HasPrefix(got, "r OK") {
+			t.Errorf("RENAME %s: %q", c.name, got)
+		}
+		if got := last(r.cmd("b", "RENAME "+c.renamed+" "+c.name)); !strings.HasPrefix(got, "b NO [CANNOT]") {
+			t.Errorf("RENAME back to %s: %q", c.name, got)
+		}
+		if got := last(r.cmd("d", "DELETE "+c.renamed)); !strings.HasPrefix(got, "d OK") {
+			t.Errorf("DELETE %s: %q", c.renamed, got)
+		}
+		if got := last(r.cmd("c", "CREATE "+c.name)); !strings.HasPrefix(got, "c NO [CANNOT]") {
+			t.Errorf("CREATE %s: %q", c.name, got)
+		}
+	}
+}
+
+// TestRenameParentWithoutFolder: RENAME of a name that is only the parent
+// of folders (Maildir++ has ".Work.Sub" without ".Work" when a client or
+// Dovecot made the child alone; clients show "Work" all the same) renames
+// its children, as Dovecot 2.3 does; it answered NONEXISTENT, so that a
+// Thunderbird user could not rename the folder shown.
+func TestRenameParentWithoutFolder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	for _, c := range []string{"CREATE Work.Sub", "CREATE Work.Other.Deep"} {
+		if got := last(r.cmd("c", c)); got != "c OK Create completed" {
+			t.Fatalf("%s: %q", c, got)
+		}
+	}
+	writeMaildirMsg(t, filepath.Join(e.maildir, ".Work.Sub"), "cur", "1700000001.M1P1.host", "Subject: kept\n\nbody\n")
+	if _, err := os.Stat(filepath.Join(e.maildir, ".Work")); !os.IsNotExist(err) {
+		t.Fatalf(".Work: %v", err)
+	}
+	expectLines(t, r, "r", "RENAME Work Play", "r OK Rename completed")
+	expectLines(t, r, "l", `LIST "" "Play*"`,
+		`* LIST (\Noselect \HasChildren) "." "Play"`,
+		`* LIST (\Noselect \HasChildren) "." "Play.Other"`,
+		`* LIST (\HasNoChildren) "." "Play.Other.Deep"`,
+		`* LIST (\HasNoChildren) "." "Play.Sub"`,
+		"l OK List completed")
+	expectLines(t, r, "s", "STATUS Play.Sub (MESSAGES)", `* STATUS "Play.Sub" (MESSAGES 1)`, "s OK Status completed")
+	expectLines(t, r, "n", "RENAME Work Play2", "n NO [NONEXISTENT] Mailbox does not exist")
+	expectLines(t, r, "x", "RENAME Play Play.Sub.In", "x NO Can't rename mailbox under its own child")
+}
+
+// TestListMatchesInboxLevelAnyCase: LIST patterns match INBOX, and the
+// INBOX level of its children, in any case ("inbox.*", "i*", reference
+// "inbox."), as Dovecot 2.3 lists them; INBOX.Sub was left out of them.
+// Other names match as they are spelt.
+func TestListMatchesInboxLevelAnyCase(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		pattern, name string
+		match         bool
+	}{
+		{"inbox", "INBOX", true},
+		{"Inbox*", "INBOX", true},
+		{"inbox.*", "INBOX.Sub", true},
+		{"inbox.%", "INBOX.Sub", true},
+		{"i*", "INBOX.Sub", true},
+		{"inb%", "INBOX", true},
+		{"inbox.sub", "INBOX.Sub", false}, // below INBOX, names keep their case
+		{"INBOX.Sub", "INBOX.Sub", true},
+		{"i*", "Inboxes", false},
+		{"inboxes", "Inboxes", false},
+		{"s*", "Sent", false},
+		{"%", "INBOX.Sub", false},
+	} {
+		if got := matchList(c.pattern, c.name); got != c.match {
+			t.Errorf("matchList(%q, %q) = %v", c.pattern, c.name, got)
+		}
+	}
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	r.cmd("c", "CREATE INBOX.Sub")
+	expectLines(t, r, "l", `LIST "inbox." "%"`, `* LIST (\HasNoChildren) "." "INBOX.Sub"`, "l OK List completed")
+	expectLines(t, r, "l", `LIST "" "inbox*"`, `* LIST (\HasChildren) "." "INBOX"`, `* LIST (\HasNoChildren) "." "INBOX.Sub"`, "l OK List completed")
 }

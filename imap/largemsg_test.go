@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"courriel/imap/wire"
 )
 
 // largeMessage is a message of some MiB (well over maxKeptBuf, so that
@@ -91,7 +93,8 @@ func TestFetchLargeSections(t *testing.T) {
 		if binary {
 			return fmt.Sprintf("* 1 FETCH (%s ~{}%s", name, b)
 		}
-		return fmt.Sprintf("* 1 FETCH (%s {}%s", name, b)
+		// A literal carries no NUL: 0x80 instead (wire.NULInLiteral).
+		return fmt.Sprintf("* 1 FETCH (%s {}%s", name, bytes.ReplaceAll(b, []byte{0}, []byte{wire.NULInLiteral}))
 	}
 	body := func(path []int, sec sectionKind, fields []string, not bool) []byte {
 		return extractBody(crlf, path, sec, fields, not)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -200,7 +201,12 @@ func (mb *Mailbox) NewAppender() *Appender { return &Appender{mb: mb} }
 
 // Add writes one message to tmp/ (date zero: now).
 func (a *Appender) Add(r io.Reader, flags []string, date time.Time) error {
-	if date.IsZero() {
+	if date.IsZero() || !nanoTime(date) {
+		// Past what the file's mtime (os.Chtimes) and the index hold
+		// alike, Unix nanoseconds, a date wrapped round ("31-Dec-9999"
+		// read back as 1816): the time of the APPEND, as Dovecot 2.3
+		// takes a date past its range. A client copying spam dated in
+		// the year 3000 is not refused.
 		date = time.Now()
 	}
 	tmp := a.mb.reg.uniqueBase()
@@ -213,6 +219,12 @@ func (a *Appender) Add(r io.Reader, flags []string, date time.Time) error {
 		c: Cached{Size: knownSize(vsize), Date: date.UnixNano()},
 	})
 	return nil
+}
+
+// nanoTime reports whether t is within Unix nanoseconds' range (the
+// years 1678 to 2262).
+func nanoTime(t time.Time) bool {
+	return !t.Before(time.Unix(0, math.MinInt64)) && !t.After(time.Unix(0, math.MaxInt64))
 }
 
 // Commit stores every message added, in order, and returns their UIDs.

@@ -91,6 +91,15 @@ func (mb *Mailbox) renameLocked(from, to string) error {
 // copies four strings per file (a STORE over a 100,000-message folder
 // renames 100,000 files).
 func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
+	if rel := mb.oddPathLocked(m.Base); rel != "" {
+		// A name found as another program gave it (see odd): its usual
+		// one from now on.
+		err := mb.renameLocked(rel, "cur/"+FileName(m.Base, nf))
+		if err == nil {
+			mb.noteOddLocked(m.Base, "")
+		}
+		return err
+	}
 	if m.Base == "" || m.Base == "." || m.Base == ".." || strings.IndexByte(m.Base, '/') >= 0 || strings.IndexByte(m.Base, 0) >= 0 {
 		return mb.renameLocked(mb.pathLocked(m), "cur/"+FileName(m.Base, nf)) // refused by splitRel: the Root decides
 	}

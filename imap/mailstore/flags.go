@@ -71,6 +71,14 @@ func SplitName(name string) (base string, flags Flags) {
 	return base, flags
 }
 
+// named reports whether info, the part of a name after its ':', is the
+// one FileName gives f, without building the name (a listing asks it of
+// every file).
+func (f Flags) named(info string) bool {
+	var buf [64]byte
+	return string(f.appendLetters(append(buf[:0], "2,"...))) == info
+}
+
 // FileName is the cur/ name of a message.
 func FileName(base string, f Flags) string { return base + ":2," + f.String() }
 

@@ -48,8 +48,12 @@ type Msg struct {
 
 // pathLocked is the path of m's file inside the folder: its name in cur/
 // carries the flags it has on disk, which lag behind m.Flags while its
-// rename waits for the uidlist lock (see dirty), or none (see bare).
+// rename waits for the uidlist lock (see dirty), or none (see bare); a
+// name another program gave otherwise is as it was found (see odd).
 func (mb *Mailbox) pathLocked(m *Msg) string {
+	if rel := mb.oddPathLocked(m.Base); rel != "" {
+		return rel
+	}
 	if m.New {
 		return "new/" + m.Base
 	}
@@ -101,6 +105,46 @@ func (mb *Mailbox) noteBareLocked(base string, bare bool) {
 	}
 }
 
+// oddName is the path of the file named n, found in sub (new or cur),
+// when it is not the one pathLocked derives from its base and flags fl:
+// a new/ name with an info part (offlineimap writes ":2," there), or a
+// cur/ info part other than ":2," and the flags' letters in ASCII order
+// (letters out of order or twice, characters that are no flags, another
+// info version: mutt, scripts, hand edits). "" for the usual names; a
+// cur/ name without an info part is bare, not odd.
+func oddName(sub, n, base string, fl Flags) string {
+	switch {
+	case n == base:
+		return ""
+	case sub == "new" || !fl.named(n[len(base)+1:]):
+		return sub + "/" + n
+	}
+	return ""
+}
+
+// oddPathLocked is the path of base's file when its name is odd, else "".
+func (mb *Mailbox) oddPathLocked(base string) string {
+	if len(mb.odd) == 0 {
+		return ""
+	}
+	return mb.odd[base].rel
+}
+
+// noteOddLocked records the path of base's file when its name is odd
+// (rel, see oddName), or forgets it (rel "").
+func (mb *Mailbox) noteOddLocked(base, rel string) {
+	switch {
+	case rel == "":
+		if len(mb.odd) > 0 {
+			delete(mb.odd, base)
+		}
+	case mb.odd == nil:
+		mb.odd = map[string]oddFile{base: {rel: rel}}
+	case mb.odd[base].rel != rel:
+		mb.odd[base] = oddFile{rel: rel}
+	}
+}
+
 // diskFlagsLocked is the flags in the name of m's file in cur/.
 func (mb *Mailbox) diskFlagsLocked(m *Msg) Flags {
 	if len(mb.dirty) > 0 {
@@ -109,6 +153,14 @@ func (mb *Mailbox) diskFlagsLocked(m *Msg) Flags {
 		}
 	}
 	return m.Flags
+}
+
+// oddFile is the path of a file with an odd name (see Mailbox.odd); kept:
+// its rename to the usual name failed otherwise than by the file being
+// gone, and is not tried again (see bareKept).
+type oddFile struct {
+	rel  string
+	kept bool
 }
 
 // stamp identifies a version of a directory or file cheaply. The change
@@ -271,6 +323,13 @@ type Mailbox struct {
 	// folder) would never be saved. Logged once. Nil while there are
 	// none.
 	bareKept map[string]struct{}
+	// odd holds the files whose names are not the ones pathLocked would
+	// give them (see oddName), by base: pathLocked gives them as they
+	// are. Those in cur/ are given their usual names under the uidlist
+	// lock, as bare ones (flushDirtyLocked), those in new/ by the move to
+	// cur/; until then courriel-state is not written. Nil while there are
+	// none.
+	odd map[string]oddFile
 	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
 	// found it (removed when nothing waits any more). pendingStale: dirty
 	// changed since the file was last written (or found at the open), so

@@ -41,8 +41,19 @@ func CanonicalName(name string) string {
 // FolderDir maps an IMAP folder name (UTF-8, as decoded by the IMAP library)
 // to its directory relative to the maildir root: "" for INBOX, ".Sent",
 // ".Archive.2024". Names that could escape the maildir, collide with the
-// maildir's own tmp/new/cur, or confuse a file system are refused.
-func FolderDir(name string) (string, error) {
+// maildir's own tmp/new/cur, or confuse a file system are refused. The
+// list wildcards '*' and '%' and the backslash are not: Dovecot creates
+// such folders (".50% off"), and a maildir it served must show them all;
+// NewFolderDir refuses them in the names courriel makes.
+func FolderDir(name string) (string, error) { return folderDir(name, false) }
+
+// NewFolderDir is FolderDir for a folder about to be made (CREATE, the new
+// name of RENAME): a name with a list wildcard or a backslash is refused
+// too, as hard to name in LIST patterns and quoted strings (RFC 9051
+// §5.1).
+func NewFolderDir(name string) (string, error) { return folderDir(name, true) }
+
+func folderDir(name string, fresh bool) (string, error) {
 	if IsInbox(name) {
 		return "", nil
 	}
@@ -57,7 +68,8 @@ func FolderDir(name string) (string, error) {
 			return "", fmt.Errorf("%w: empty hierarchy level", ErrBadName)
 		}
 		for _, r := range p {
-			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '/' || r == '\\' || r == '*' || r == '%' || r == utf8.RuneError {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '/' || r == utf8.RuneError ||
+				fresh && (r == '\\' || r == '*' || r == '%') {
 				return "", fmt.Errorf("%w: forbidden character %q", ErrBadName, r)
 			}
 		}

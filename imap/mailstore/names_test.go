@@ -11,29 +11,36 @@ func TestFolderDir(t *testing.T) {
 	tests := []struct {
 		name, dir string
 		bad       bool
+		// newBad: a name of an existing folder (Dovecot makes them)
+		// that NewFolderDir refuses.
+		newBad bool
 	}{
-		{"INBOX", "", false},
-		{"inbox", "", false},
-		{"Sent", ".Sent", false},
-		{"Archive.2024", ".Archive.2024", false},
-		{"Entwürfe", ".Entw&APw-rfe", false},
-		{"R&D", ".R&-D", false},
-		{"INBOX.child", ".INBOX.child", false},
-		{"Inbox.child", ".INBOX.child", false}, // as Dovecot: the INBOX level is INBOX
-		{"inboxes.child", ".inboxes.child", false},
-		{"", "", true},
-		{".hidden", "", true},
-		{"a..b", "", true},
-		{"trailing.", "", true},
-		{"..", "", true},
-		{"a/b", "", true},
-		{"ctl\x01", "", true},
-		{"wild*", "", true},
-		{"wild%", "", true},
-		{"\xff\xfe", "", true},
-		{string(make([]byte, 300)), "", true},
+		{"INBOX", "", false, false},
+		{"inbox", "", false, false},
+		{"Sent", ".Sent", false, false},
+		{"Archive.2024", ".Archive.2024", false, false},
+		{"Entwürfe", ".Entw&APw-rfe", false, false},
+		{"R&D", ".R&-D", false, false},
+		{"INBOX.child", ".INBOX.child", false, false},
+		{"Inbox.child", ".INBOX.child", false, false}, // as Dovecot: the INBOX level is INBOX
+		{"inboxes.child", ".inboxes.child", false, false},
+		{"", "", true, false},
+		{".hidden", "", true, false},
+		{"a..b", "", true, false},
+		{"trailing.", "", true, false},
+		{"..", "", true, false},
+		{"a/b", "", true, false},
+		{"ctl\x01", "", true, false},
+		{"wild*", ".wild*", false, true},
+		{"50% off", ".50% off", false, true},
+		{`back\slash`, `.back\slash`, false, true},
+		{"\xff\xfe", "", true, false},
+		{string(make([]byte, 300)), "", true, false},
 	}
 	for _, tc := range tests {
+		if dir, err := NewFolderDir(tc.name); (tc.bad || tc.newBad) != errors.Is(err, ErrBadName) || err == nil && dir != tc.dir {
+			t.Errorf("NewFolderDir(%q) = %q, %v", tc.name, dir, err)
+		}
 		dir, err := FolderDir(tc.name)
 		if tc.bad {
 			if !errors.Is(err, ErrBadName) {
@@ -113,4 +120,35 @@ func FuzzFolderDir(f *testing.F) {
 			t.Fatalf("round trip %q -> %q -> %q", name, dir, back)
 		}
 	})
+}
+
+// TestOddName: the names pathLocked cannot derive from a file's base and
+// flags are odd ones, kept as found (see Mailbox.odd).
+func TestOddName(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		sub, name string
+		odd       bool
+	}{
+		{"new", "1700000000.M1P1.host", false},
+		{"new", "1700000000.M1P1.host:2,", true},
+		{"new", "1700000000.M1P1.host:2,S", true},
+		{"cur", "1700000000.M1P1.host", false}, // bare
+		{"cur", "1700000000.M1P1.host:2,", false},
+		{"cur", "1700000000.M1P1.host:2,DFRSTad", false},
+		{"cur", "1700000000.M1P1.host:2,SR", true},
+		{"cur", "1700000000.M1P1.host:2,SS", true},
+		{"cur", "1700000000.M1P1.host:2,S,x", true},
+		{"cur", "1700000000.M1P1.host:1,foo", true},
+		{"cur", "1700000000.M1P1.host:2,S:x", true},
+	} {
+		base, fl := SplitName(c.name)
+		want := ""
+		if c.odd {
+			want = c.sub + "/" + c.name
+		}
+		if got := oddName(c.sub, c.name, base, fl); got != want {
+			t.Errorf("oddName(%s/%s) = %q, want %q", c.sub, c.name, got, want)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"courriel/delivery/maildirsize"
@@ -466,6 +467,23 @@ func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
 		}
 		mb.heldStepLocked(lk)
 	}
+	for base, f := range mb.odd {
+		m := mb.baseMapLocked()[base]
+		if f.kept || m == nil || m.New || !strings.HasPrefix(f.rel, "cur/") {
+			continue // moved to cur/ by a sync; no message yet: the name serves
+		}
+		if _, ok := mb.dirty[m]; ok {
+			continue // renamed with its flags below
+		}
+		switch err := mb.renameFlagsLocked(m, m.Flags); {
+		case errors.Is(err, fs.ErrNotExist):
+			delete(mb.odd, base) // renamed by another program: a sync finds it
+		case err != nil:
+			mb.odd[base] = oddFile{rel: f.rel, kept: true}
+			mb.reg.log().Warn("mailstore: an unusual maildir name keeps it", "folder", mb.root.Name(), "name", f.rel, "err", err)
+		}
+		mb.heldStepLocked(lk)
+	}
 	for m, disk := range mb.dirty {
 		if mb.findLocked(m.UID) != m {
 			mb.undirtyLocked(m) // gone, or the folder renumbered
@@ -484,6 +502,17 @@ func (mb *Mailbox) flushDirtyLocked(lk *uidlist.Lock) {
 	}
 }
 
+// oddToRenameLocked reports whether a file of cur/ waits for the lock to
+// be given its usual name (see odd).
+func (mb *Mailbox) oddToRenameLocked() bool {
+	for _, f := range mb.odd {
+		if !f.kept && strings.HasPrefix(f.rel, "cur/") {
+			return true
+		}
+	}
+	return false
+}
+
 // keepBareLocked gives up the rename of bare name base, which failed with
 // err (see bareKept).
 func (mb *Mailbox) keepBareLocked(base string, err error) {
@@ -498,7 +527,7 @@ func (mb *Mailbox) keepBareLocked(base string, err error) {
 // tryFlushDirtyLocked flushes dirty under the uidlist lock, waiting for it
 // up to wait.
 func (mb *Mailbox) tryFlushDirtyLocked(wait time.Duration) {
-	if len(mb.dirty) == 0 && len(mb.bare) == 0 || mb.closed || mb.detached {
+	if len(mb.dirty) == 0 && len(mb.bare) == 0 && !mb.oddToRenameLocked() || mb.closed || mb.detached {
 		return
 	}
 	if wait > 0 {

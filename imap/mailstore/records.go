@@ -158,6 +158,7 @@ func (mb *Mailbox) goneLocked(m *Msg) {
 	delete(mb.ext, m.UID)
 	mb.undirtyLocked(m)
 	mb.noteBareLocked(m.Base, false)
+	mb.noteOddLocked(m.Base, "")
 	mb.dropExtraLocked(m.Base)
 	mb.noteStaleLocked(m.Base, m.UID)
 }

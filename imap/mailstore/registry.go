@@ -324,7 +324,7 @@ func (mb *Mailbox) closeLocked() {
 		mb.closed = true
 		mb.msgs, mb.byBase, mb.ext, mb.log = nil, nil, nil, nil
 		mb.cache, mb.cachePending, mb.cachePayload, mb.cacheLoaded = nil, nil, "", false
-		mb.listed, mb.stale, mb.dirty, mb.bare, mb.bareKept = nil, nil, nil, nil, nil
+		mb.listed, mb.stale, mb.dirty, mb.bare, mb.bareKept, mb.odd = nil, nil, nil, nil, nil, nil
 		mb.mod = modState{}
 	}
 }
@@ -472,7 +472,7 @@ func (r *Registry) dropKeptLocked(mb *Mailbox) {
 // courriel-modseq verified under their stamps, new/ and cur/ listed after
 // their last change with no message left in new/.
 func (mb *Mailbox) keepableLocked() bool {
-	if mb.detached || !mb.loaded || mb.cacheDirty || mb.recentDirty || !mb.trustedAt.IsZero() || len(mb.listed) > 0 || len(mb.dirty) > 0 || len(mb.bare) > 0 {
+	if mb.detached || !mb.loaded || mb.cacheDirty || mb.recentDirty || !mb.trustedAt.IsZero() || len(mb.listed) > 0 || len(mb.dirty) > 0 || len(mb.bare) > 0 || len(mb.odd) > 0 {
 		return false
 	}
 	if mb.savedState != mb.stateSummaryLocked() || !mb.listVerLocked().sure() || !mb.modVerLocked().sure() {

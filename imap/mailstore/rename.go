@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -14,7 +15,8 @@ import (
 // ones. The caller must take both names for changed (Registry.Forget).
 var ErrRenameSplit = errors.New("mailstore: rename failed half-way and could not be undone")
 
-// Rename renames a folder and all its children (RFC 9051 §6.3.6). In
+// Rename renames a folder and all its children (RFC 9051 §6.3.6), or the
+// children alone of a name that is only their parent. In
 // Maildir++ each is a directory of its own beside the others (".A",
 // ".A.B"), renamed one after the other: no single rename moves them all.
 // Dovecot 2.3 (maildir_rename_children) renames the parent, then each
@@ -33,14 +35,22 @@ func (s *Store) Rename(oldName, newName string) error {
 	if err != nil {
 		return err
 	}
-	newDir, err := FolderDir(newName)
+	newDir, err := NewFolderDir(newName)
 	if err != nil {
 		return err
 	}
 	if oldDir == "" || newDir == "" {
 		return fmt.Errorf("%w: INBOX cannot be renamed here", ErrBadName)
 	}
-	if !s.Exists(oldName) {
+	all, err := s.Folders()
+	if err != nil {
+		return err
+	}
+	// A parent that is no folder of its own (Maildir++ needs none: Dovecot
+	// makes ".A.B" alone, and clients show "A" all the same) is renamed
+	// with its children, as Dovecot renames it.
+	parent := s.Exists(oldName)
+	if !parent && !slices.ContainsFunc(all, func(f string) bool { return strings.HasPrefix(f, oldName+string(Delimiter)) }) {
 		return ErrNoFolder
 	}
 	if s.Exists(newName) {
@@ -49,12 +59,11 @@ func (s *Store) Rename(oldName, newName string) error {
 	if strings.HasPrefix(newDir+".", oldDir+".") {
 		return fmt.Errorf("%w: cannot rename a folder into itself", ErrBadName)
 	}
-	all, err := s.Folders()
-	if err != nil {
-		return err
-	}
 	type mv struct{ from, to string }
-	moves := []mv{{oldDir, newDir}}
+	var moves []mv
+	if parent {
+		moves = append(moves, mv{oldDir, newDir})
+	}
 	for _, f := range all {
 		if strings.HasPrefix(f, oldName+string(Delimiter)) {
 			fd, _ := FolderDir(f)
@@ -73,7 +82,7 @@ func (s *Store) Rename(oldName, newName string) error {
 	done := make([]mv, 0, len(moves))
 	for i, m := range moves {
 		err := s.renameDir(m.from, m.to)
-		if i > 0 && errors.Is(err, fs.ErrNotExist) {
+		if (i > 0 || !parent) && errors.Is(err, fs.ErrNotExist) {
 			continue // a child deleted meanwhile
 		}
 		if err == nil {

@@ -32,17 +32,12 @@ func (mb *Mailbox) locateLocked(bases map[string]bool) (map[string]bool, error) 
 				continue
 			}
 			found[base] = true
+			mb.noteOddLocked(base, oddName(sub, n, base, fl))
 			if sub == "new" {
 				m.New = true
 				continue
 			}
-			if n == base {
-				mb.noteBareLocked(base, true) // no info part: see bare
-			} else if n != FileName(base, fl) {
-				continue // an unusual info part: left to a sync
-			} else {
-				mb.noteBareLocked(base, false)
-			}
+			mb.noteBareLocked(base, n == base) // no info part: see bare
 			m.New = false
 			if mb.fileFlagsLocked(m, fl) {
 				mb.appendChangeLocked(Change{Kind: FlagsChanged, UID: m.UID})

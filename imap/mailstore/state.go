@@ -321,8 +321,8 @@ const settleSlack = 20 * time.Millisecond
 // fails its CRC, and one a crash leaves older than the folder no longer
 // matches its files, so the folder is read the full way.
 func (mb *Mailbox) saveStateLocked() {
-	if mb.detached || !mb.loaded || mb.listDirty || len(mb.listed) > 0 || !mb.listCRCOK || len(mb.dirty) > 0 || len(mb.bare) > 0 {
-		return // (dirty, bare: the files' names are not the ones it would give)
+	if mb.detached || !mb.loaded || mb.listDirty || len(mb.listed) > 0 || !mb.listCRCOK || len(mb.dirty) > 0 || len(mb.bare) > 0 || len(mb.odd) > 0 {
+		return // (dirty, bare, odd: the files' names are not the ones it would give)
 	}
 	for base := range mb.bareKept {
 		if m := mb.baseMapLocked()[base]; m == nil || m.New {

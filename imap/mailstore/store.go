@@ -195,7 +195,7 @@ func (s *Store) Exists(name string) bool {
 // made: a directory left without cur/ would be a folder for LIST and
 // the next CREATE, and none for anything else.
 func (s *Store) Create(name string) (err error) {
-	dir, err := FolderDir(name)
+	dir, err := NewFolderDir(name)
 	if err != nil {
 		return err
 	}

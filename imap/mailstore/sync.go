@@ -412,10 +412,8 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 				continue // maildir spec: dot files are not messages
 			}
 			bare := sub == "cur" && strings.IndexByte(n, ':') < 0
+			// A new/ name's flags count too, as Dovecot reads them.
 			base, fl := SplitName(n)
-			if sub == "new" {
-				fl = 0
-			}
 			if prev, dup := disk[base]; dup && !prev.isNew {
 				continue // the same message twice in cur/: the first name
 			}
@@ -432,6 +430,16 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			}
 			if sub == "cur" && (bare || len(mb.bare) > 0 || len(mb.bareKept) > 0) {
 				mb.noteBareLocked(base, bare)
+			}
+			odd := oddName(sub, n, base, fl)
+			if odd != "" && sub == "cur" && lk != nil && !mb.odd[base].kept {
+				// Given its usual name under the lock, as a bare one.
+				if err := mb.renameLocked(odd, "cur/"+FileName(base, fl)); err == nil {
+					odd = ""
+				}
+			}
+			if odd != "" || len(mb.odd) > 0 {
+				mb.noteOddLocked(base, odd)
 			}
 			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
 			disk[base] = &ents[len(ents)-1]
@@ -566,7 +574,8 @@ func (mb *Mailbox) moveNewLocked(lk *uidlist.Lock) {
 			mb.lowNew = m.UID
 		}
 		to := "cur/" + FileName(m.Base, m.Flags)
-		if err := mb.renameLocked("new/"+m.Base, to); err == nil {
+		if err := mb.renameLocked(mb.pathLocked(m), to); err == nil {
+			mb.noteOddLocked(m.Base, "")
 			m.New = false
 			mb.undirtyLocked(m) // its name has its flags now
 		}

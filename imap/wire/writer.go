@@ -2,8 +2,11 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Writer buffers the responses of one connection. Its buffer is taken
@@ -122,20 +125,27 @@ func (w *Writer) Number(n uint64) {
 // Number32 writes a decimal number.
 func (w *Writer) Number32(n uint32) { w.Number(uint64(n)) }
 
-// quotable reports whether s can go in a quoted string (utf8: 8-bit text
-// allowed, after ENABLE UTF8=ACCEPT or IMAP4rev2).
+// quotable reports whether s can go in a quoted string (utf8: UTF-8 text
+// allowed, after ENABLE UTF8=ACCEPT or IMAP4rev2; other 8-bit text never,
+// RFC 9051 utf8-quoted).
 func quotable(s string, utf8 bool) bool {
 	if len(s) > 4096 {
 		return false
 	}
+	high := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == 0 || c == '\r' || c == '\n' || (c >= 0x80 && !utf8) {
 			return false
 		}
+		high = high || c >= 0x80
 	}
-	return true
+	return !high || ValidUTF8(s)
 }
+
+// ValidUTF8 reports whether s is UTF-8, what a quoted string may hold
+// beyond ASCII.
+func ValidUTF8(s string) bool { return utf8.ValidString(s) }
 
 // String writes s as a quoted string, or a literal when it cannot be
 // quoted.
@@ -176,15 +186,31 @@ func (w *Writer) AString(s string, utf8 bool) {
 	w.String(s, utf8)
 }
 
-// Literal writes s as a literal.
+// NULInLiteral is what a NUL byte becomes in a literal that is no
+// literal8: a literal holds CHAR8, any byte but NUL (RFC 3501, RFC 9051
+// §4.3), and a message may hold NULs (UTF-16 text sent as 8bit, broken
+// mailers). Dovecot sends 0x80 for them; the length stays the same.
+const NULInLiteral = 0x80
+
+// Literal writes s as a literal, NULs replaced (NULInLiteral).
 func (w *Writer) Literal(s string) {
 	w.Byte('{')
 	w.Number(uint64(len(s)))
 	w.Raw("}\r\n")
-	w.Raw(s)
+	for {
+		i := strings.IndexByte(s, 0)
+		if i < 0 {
+			w.Raw(s)
+			return
+		}
+		w.Raw(s[:i])
+		w.Byte(NULInLiteral)
+		s = s[i+1:]
+	}
 }
 
-// LiteralBytes writes b as a literal; binary makes it a literal8 (~{n}).
+// LiteralBytes writes b as a literal, NULs replaced (NULInLiteral);
+// binary makes it a literal8 (~{n}), written as it is.
 func (w *Writer) LiteralBytes(b []byte, binary bool) {
 	if binary {
 		w.Byte('~')
@@ -192,15 +218,42 @@ func (w *Writer) LiteralBytes(b []byte, binary bool) {
 	w.Byte('{')
 	w.Number(uint64(len(b)))
 	w.Raw("}\r\n")
+	for !binary {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			break
+		}
+		w.Bytes(b[:i]) // b is not ours to change (a cache's)
+		w.Byte(NULInLiteral)
+		b = b[i+1:]
+	}
 	w.Bytes(b)
 }
 
+// nulReplacer replaces the NULs of what r reads (NULInLiteral).
+type nulReplacer struct{ r io.Reader }
+
+func (n nulReplacer) Read(p []byte) (int, error) {
+	c, err := n.r.Read(p)
+	for b := p[:c]; ; {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			break
+		}
+		b[i] = NULInLiteral
+		b = b[i+1:]
+	}
+	return c, err
+}
+
 // LiteralFrom writes a literal of exactly n bytes copied from r, without
-// holding them in memory; a short source is padded with spaces so the
+// holding them in memory (NULs replaced but in a literal8); a short source is padded with spaces so the
 // response stays well-formed, and the error reported.
 func (w *Writer) LiteralFrom(r io.Reader, n int64, binary bool) error {
 	if binary {
 		w.Byte('~')
+	} else {
+		r = nulReplacer{r}
 	}
 	w.Byte('{')
 	w.Number(uint64(n))

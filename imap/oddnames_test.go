@@ -1,0 +1,79 @@
+package imap
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOddMaildirNamesServed: files other programs named otherwise than
+// courriel and Dovecot do (a new/ name with an info part, as offlineimap
+// writes; a cur/ info part with its letters out of order, as scripts and
+// hand edits leave; another info version) are messages a client can read,
+// flag and expunge, with the flags Dovecot 2.3 reads in them. They were
+// counted in EXISTS but every FETCH of them answered [EXPUNGEISSUED] with
+// no data, the file looked for under the name courriel would give it.
+func TestOddMaildirNamesServed(t *testing.T) {
+	t.Parallel()
+	const body = "Subject: odd\r\n\r\nbody\r\n"
+	for _, c := range []struct {
+		file  string // under the maildir
+		flags string // FLAGS but \Recent, as Dovecot reads the name
+		// after is the cur/ name once \Flagged is added.
+		after string
+	}{
+		{"new/1700000001.M1P1.host:2,", "", "1700000001.M1P1.host:2,F"},
+		{"new/1700000001.M1P1.host:2,S", `\Seen`, "1700000001.M1P1.host:2,FS"},
+		{"cur/1700000001.M1P1.host:2,STPDR", `\Answered \Deleted \Seen \Draft`, "1700000001.M1P1.host:2,DFPRST"},
+		{"cur/1700000001.M1P1.host:2,SS", `\Seen`, "1700000001.M1P1.host:2,FS"},
+		{"cur/1700000001.M1P1.host:2,S1", `\Seen`, "1700000001.M1P1.host:2,FS"},
+		{"cur/1700000001.M1P1.host:1,foo", "", "1700000001.M1P1.host:2,F"},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			e := newEnv(t)
+			for _, sub := range []string{"cur", "new", "tmp"} {
+				os.MkdirAll(filepath.Join(e.maildir, sub), 0o700)
+			}
+			if err := os.WriteFile(filepath.Join(e.maildir, c.file), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := loggedIn(t, e)
+			if got := last(r.cmd("s", "SELECT INBOX")); !strings.HasPrefix(got, "s OK") {
+				t.Fatalf("SELECT: %q", got)
+			}
+			got := strings.Join(r.cmd("f", "FETCH 1 (FLAGS BODY.PEEK[])"), "\n")
+			m := regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(([^)]*)\) BODY\[\] \{(\d+)\}`).FindStringSubmatch(got)
+			if m == nil || m[2] != "22" || !strings.HasSuffix(got, "\nf OK Fetch completed") {
+				t.Fatalf("FETCH: %q", got)
+			}
+			if fl := strings.Join(slices.DeleteFunc(strings.Fields(m[1]), func(f string) bool { return f == `\Recent` }), " "); fl != c.flags {
+				t.Errorf("FLAGS (%s), want (%s)", fl, c.flags)
+			}
+			if got := last(r.cmd("st", `STORE 1 +FLAGS.SILENT (\Flagged)`)); !strings.HasPrefix(got, "st OK") {
+				t.Fatalf("STORE: %q", got)
+			}
+			if _, err := os.Stat(filepath.Join(e.maildir, "cur", c.after)); err != nil {
+				names, _ := filepath.Glob(filepath.Join(e.maildir, "*", "1700000001*"))
+				t.Errorf("after STORE: %v; files %q", err, names)
+			}
+			// Another session, and the folder read again after a restart.
+			r.cmd("z", "LOGOUT")
+			e.restart()
+			r = loggedIn(t, e)
+			r.cmd("s", "SELECT INBOX")
+			if got := strings.Join(r.cmd("f", "FETCH 1 (BODY.PEEK[])"), "\n"); !strings.Contains(got, "BODY[] {22}") || !strings.HasSuffix(got, "f OK Fetch completed") {
+				t.Errorf("FETCH after restart: %q", got)
+			}
+			r.cmd("d", `STORE 1 +FLAGS.SILENT (\Deleted)`)
+			if got := r.cmd("x", "EXPUNGE"); got[0] != "* 1 EXPUNGE" {
+				t.Errorf("EXPUNGE: %q", got)
+			}
+			if names, _ := filepath.Glob(filepath.Join(e.maildir, "*", "1700000001*")); len(names) > 0 {
+				t.Errorf("files left after EXPUNGE: %q", names)
+			}
+		})
+	}
+}
