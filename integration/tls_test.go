@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"courriel/internal/testenv"
 )
 
 // The running server's listeners, seen by openssl s_client: TLS 1.2 and 1.3
@@ -43,5 +46,36 @@ func TestOpenSSLListeners(t *testing.T) {
 		if ok != p.ok {
 			t.Errorf("%s: handshake ok=%v, want %v\n%s", p.name, ok, p.ok, out)
 		}
+	}
+}
+
+// [[tls.certificates]]: a client asking for another mail domain's name
+// (SNI) gets that domain's certificate on every listener, verified by
+// openssl as Thunderbird would verify it; one asking for none gets the
+// main pair.
+func TestSNICertificates(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	ca := testenv.NewCA(t)
+	cert2, key2 := ca.Issue(t, "mail.domain2.example")
+	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[[tls.certificates]]\ncert_file = %q\nkey_file = %q\n", cert2, key2)))
+	for _, l := range []struct {
+		name string
+		args []string
+	}{
+		{"imaps", []string{"-connect", s.IMAPS}},
+		{"submission", []string{"-connect", s.Sub, "-starttls", "smtp"}},
+		{"smtp", []string{"-connect", s.SMTP, "-starttls", "smtp"}},
+	} {
+		for _, name := range []string{"mail.domain2.example", "localhost"} {
+			args := append([]string{"s_client", "-brief", "-CAfile", ca.CertFile(), "-servername", name, "-verify_hostname", name, "-verify_return_error"}, l.args...)
+			out, err := run(t, "Q\n", openssl, args...)
+			if err != nil || !strings.Contains(out, "Verification: OK") || !strings.Contains(out, "CN = "+name) {
+				t.Errorf("%s, SNI %s: %v\n%s", l.name, name, err, out)
+			}
+		}
+	}
+	out, code := courriel(t, "check-config", "-config", s.config)
+	if code != 0 || !strings.Contains(out, "ok   tls: certificate "+cert2+", for the clients that ask for mail.domain2.example") {
+		t.Errorf("check-config: exit %d\n%s", code, out)
 	}
 }

@@ -1,6 +1,7 @@
 package tlsconf_test
 
 import (
+	"crypto/rsa"
 	"crypto/tls"
 	"testing"
 
@@ -198,5 +199,58 @@ func TestServerConfigIndependent(t *testing.T) {
 	a.NextProtos = []string{"imap"}
 	if b.CipherSuites[0] == tls.TLS_RSA_WITH_RC4_128_SHA || b.NextProtos != nil {
 		t.Error("changing one listener's config changed another's")
+	}
+}
+
+// ChooseCertificate serves each client the pair for the name it asks
+// for (SNI), the first pair to a client without SNI or asking for a name
+// no pair holds, and the RSA pair of the same names to a client that
+// cannot use ECDSA.
+func TestChooseCertificate(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t, "test CA")
+	pair := func(o leafOpts) *tlsconf.Manager {
+		t.Helper()
+		certFile, keyFile := writePair(t, t.TempDir(), ca.issue(t, o))
+		m, err := tlsconf.New(tlsconf.Options{CertFile: certFile, KeyFile: keyFile, ReloadCheckInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	main := pair(leafOpts{names: []string{"mx.example.org", "127.0.0.1"}})
+	domain2 := pair(leafOpts{names: []string{"mail.domain2.example", "*.domain3.example"}})
+	rsaPair := pair(leafOpts{names: []string{"mx.example.org", "127.0.0.1"}, rsaBits: 2048})
+	cfg := main.ServerConfig()
+	cfg.GetCertificate = tlsconf.ChooseCertificate(main, domain2, rsaPair)
+	addr := serveEcho(t, cfg)
+	tests := []struct {
+		serverName string
+		rsaOnly    bool
+		want       string // the served certificate's first name
+	}{
+		{"mx.example.org", false, "mx.example.org"},
+		{"", false, "mx.example.org"},
+		{"mail.domain2.example", false, "mail.domain2.example"},
+		{"imap.domain3.example", false, "mail.domain2.example"},
+		{"unknown.example", false, "mx.example.org"},
+		{"mx.example.org", true, "mx.example.org"},
+	}
+	for _, tt := range tests {
+		c := &tls.Config{ServerName: tt.serverName, InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12}
+		if tt.rsaOnly {
+			c.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+		}
+		conn, err := dial(t, addr, c)
+		if err != nil {
+			t.Errorf("SNI %q rsa-only %v: %v", tt.serverName, tt.rsaOnly, err)
+			continue
+		}
+		leaf := conn.ConnectionState().PeerCertificates[0]
+		_, isRSA := leaf.PublicKey.(*rsa.PublicKey)
+		if leaf.DNSNames[0] != tt.want || isRSA != tt.rsaOnly {
+			t.Errorf("SNI %q rsa-only %v: served %v (RSA %v), want %s", tt.serverName, tt.rsaOnly, leaf.DNSNames, isRSA, tt.want)
+		}
+		conn.Close()
 	}
 }

@@ -173,6 +173,34 @@ func OpportunisticCipherSuites() []uint16 {
 	)
 }
 
+// ChooseCertificate is a tls.Config GetCertificate over several pairs,
+// each with its Manager (its reloads): the first, in order, that the
+// client can use and, when it names the server it wants (SNI), whose
+// certificate holds that name; the first pair when none does (a client
+// without SNI, a name no pair holds). The mail domains' own names
+// (mail.domain2.example), each with its certificate, as Dovecot's
+// local_name blocks and Postfix's tls_server_sni_maps serve them; and an
+// ECDSA pair with an RSA pair of the same names, for the clients that
+// know no ECDSA, as Postfix's smtpd_tls_eccert_file beside its RSA pair.
+func ChooseCertificate(pairs ...*Manager) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		var first *tls.Certificate
+		for i, m := range pairs {
+			c, err := m.GetCertificate(hello)
+			if i == 0 {
+				if err != nil {
+					return nil, err
+				}
+				first = c
+			}
+			if err == nil && c != nil && hello.SupportsCertificate(c) == nil {
+				return c, nil
+			}
+		}
+		return first, nil
+	}
+}
+
 // GetCertificate is the tls.Config hook: it returns the current pair, after
 // checking (at most once per ReloadCheckInterval) whether the files changed.
 // The same certificate is served whatever the SNI: a mail server has one

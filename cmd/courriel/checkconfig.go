@@ -228,6 +228,22 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 			}
 		}
 	}
+	for _, p := range cfg.TLS.Certificates {
+		m, err := tlsconf.New(tlsconf.Options{CertFile: p.CertFile, KeyFile: p.KeyFile, ServeExpired: true})
+		if err != nil {
+			report("tls: certificate "+p.CertFile, err)
+			continue
+		}
+		c := m.Certificate()
+		names := append(append([]string(nil), c.DNSNames...), ipStrings(c)...)
+		report(fmt.Sprintf("tls: certificate %s, for the clients that ask for %s", p.CertFile, strings.Join(names, ", ")), nil)
+		if err := m.VerifyChain(clientRoots(cfg), time.Now()); err != nil {
+			fmt.Fprintf(out, "warn tls: %v\n", err)
+		}
+		if w := keyFileWarning(p.KeyFile); w != "" {
+			fmt.Fprintf(out, "warn tls: %s\n", w)
+		}
+	}
 	if base := cfg.Delivery.MaildirBase; base != "" {
 		err := checkWritable(base)
 		if errors.Is(err, fs.ErrNotExist) {

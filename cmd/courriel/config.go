@@ -221,6 +221,16 @@ type TLSConfig struct {
 	// Listeners overrides the certificate or minimum version of one
 	// listener (smtp, submission, submissions, imaps, imap, managesieve).
 	Listeners map[string]TLSListenerConfig `toml:"listeners"`
+	// Certificates are more pairs, served to the clients that ask for a
+	// name of theirs (SNI) or cannot use the main pair (an RSA pair
+	// beside an ECDSA one): [[tls.certificates]], on every listener.
+	Certificates []TLSPair `toml:"certificates"`
+}
+
+// TLSPair is a certificate file and its key.
+type TLSPair struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
 }
 
 // ACMEConfig turns on ACME when DirectoryURL is set.
@@ -822,6 +832,18 @@ func (c *Config) validate() error {
 	}
 	if err := checkTLSPaths("tls.", c.TLS.CertFile, c.TLS.KeyFile); err != nil {
 		return err
+	}
+	for i, p := range c.TLS.Certificates {
+		key := fmt.Sprintf("tls.certificates[%d].", i)
+		switch {
+		case c.TLS.ACME.enabled():
+			return keyErr(key+"cert_file", "[tls.acme] serves the names it holds; [[tls.certificates]] is for certificate files")
+		case p.CertFile == "" || p.KeyFile == "":
+			return keyErr(key+"cert_file", "set cert_file and key_file together")
+		}
+		if err := checkTLSPaths(key, p.CertFile, p.KeyFile); err != nil {
+			return err
+		}
 	}
 	for name, l := range c.TLS.Listeners {
 		key := "tls.listeners." + name

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,12 @@ func (a *app) reload() {
 	if nextErr == nil && next != nil {
 		moved, tlsRestart = a.reloadCertificateFiles(next)
 	}
-	for file, m := range a.tls {
+	reread := maps.Clone(a.tls)
+	for _, m := range a.tlsMore {
+		f, _ := m.Files()
+		reread["tls.certificates: "+f] = m
+	}
+	for file, m := range reread {
 		if moved[m] {
 			continue
 		}

@@ -115,6 +115,9 @@ type app struct {
 	local localDeliverer
 	queue *queue.Queue
 	tls   map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
+	// tlsMore are [[tls.certificates]]'s pairs, chosen by SNI after a
+	// listener's own (tlsFor).
+	tlsMore []*tlsconf.Manager
 	imap  *imap.Server
 	sieve *managesieve.Server // nil without listen.managesieve
 	// guard throttles failed logins for every listener that takes a
@@ -275,6 +278,17 @@ func (a *app) loadCertificates() error {
 		}
 		a.tls[lt.CertFile] = m
 	}
+	for _, p := range a.cfg.TLS.Certificates {
+		m, err := tlsconf.New(tlsconf.Options{
+			CertFile: p.CertFile, KeyFile: p.KeyFile,
+			Logger: a.log.With("component", "tls"), ReloadCheckInterval: tlsconf.DefaultReloadCheckInterval,
+			ServeExpired: true,
+		})
+		if err != nil {
+			return fmt.Errorf("tls.certificates: %w", err)
+		}
+		a.tlsMore = append(a.tlsMore, m)
+	}
 	return nil
 }
 
@@ -322,6 +336,9 @@ func (a *app) tlsFor(listener string) *tls.Config {
 	}
 	if listener == "smtp" {
 		c.CipherSuites = tlsconf.OpportunisticCipherSuites()
+	}
+	if len(a.tlsMore) > 0 && lt.CertFile != "" {
+		c.GetCertificate = tlsconf.ChooseCertificate(append([]*tlsconf.Manager{m}, a.tlsMore...)...)
 	}
 	return c
 }
