@@ -57,7 +57,7 @@ func TestSNICertificates(t *testing.T) {
 	openssl := requireTool(t, "openssl")
 	ca := testenv.NewCA(t)
 	cert2, key2 := ca.Issue(t, "mail.domain2.example")
-	s := startServerWithCA(t, ca, withTOML(fmt.Sprintf("[[tls.certificates]]\ncert_file = %q\nkey_file = %q\n", cert2, key2)))
+	s := startServerWithCA(t, ca, withHTTP(), withTOML(fmt.Sprintf("[[tls.certificates]]\ncert_file = %q\nkey_file = %q\n", cert2, key2)))
 	for _, l := range []struct {
 		name string
 		args []string
@@ -73,6 +73,12 @@ func TestSNICertificates(t *testing.T) {
 				t.Errorf("%s, SNI %s: %v\n%s", l.name, name, err, out)
 			}
 		}
+	}
+	// Its expiry is exported as the main pair's is: an alert on a
+	// failed renewal covers it.
+	metrics, err := run(t, "", "curl", "-sS", "http://"+s.HTTP+"/metrics")
+	if err != nil || !strings.Contains(metrics, `courriel_tls_certificate_not_after_seconds{file="`+cert2+`"}`) {
+		t.Errorf("metrics: %v\n%s", err, metrics)
 	}
 	out, code := courriel(t, "check-config", "-config", s.config)
 	if code != 0 || !strings.Contains(out, "ok   tls: certificate "+cert2+", for the clients that ask for mail.domain2.example") {

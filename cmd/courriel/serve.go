@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -118,8 +119,8 @@ type app struct {
 	// tlsMore are [[tls.certificates]]'s pairs, chosen by SNI after a
 	// listener's own (tlsFor).
 	tlsMore []*tlsconf.Manager
-	imap  *imap.Server
-	sieve *managesieve.Server // nil without listen.managesieve
+	imap    *imap.Server
+	sieve   *managesieve.Server // nil without listen.managesieve
 	// guard throttles failed logins for every listener that takes a
 	// password: IMAP and SMTP AUTH count together.
 	guard  *loginguard.Guard
@@ -734,7 +735,13 @@ func (a *app) httpListener() error {
 	if a.imap != nil {
 		registerKeptFolderMetrics(a.metrics.Registry(), a.imap)
 	}
-	registerCertificateMetrics(a.metrics.Registry(), a.tls)
+	served := maps.Clone(a.tls)
+	for _, m := range a.tlsMore {
+		if f, _ := m.Files(); served[f] == nil {
+			served[f] = m
+		}
+	}
+	registerCertificateMetrics(a.metrics.Registry(), served)
 	registerQueueMetrics(a.metrics, a.queue)
 	trusted, _ := a.cfg.TrustedNetworks() // checked with the configuration
 	h := monitor.Handler(monitor.Options{
