@@ -3,6 +3,7 @@
 package imap
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/emersion/go-message/textproto"
@@ -11,8 +12,9 @@ import (
 	"courriel/internal/envaddr"
 )
 
+// containsFold says whether sub is in s, both folded as appendFold folds.
 func containsFold(s, sub string) bool {
-	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+	return bytes.Contains(appendFold(nil, s), appendFold(nil, sub))
 }
 
 // matchAddress matches the field's addresses written back in one

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
+	"golang.org/x/text/unicode/norm"
 )
 
 // SEARCH BODY and TEXT (RFC 9051 §6.4.4) look for a string in the
@@ -28,7 +29,8 @@ import (
 // file name of an attachment as the reader shows it; Dovecot does not
 // decode these). The encoded forms themselves ("=?UTF-8?B?...") are not
 // searched. Matching is case-insensitive (Unicode simple case folding,
-// as strings.ToLower).
+// as strings.ToLower) and finds a letter without its diacritic in one
+// with it (appendFold), as Dovecot's comparator does.
 //
 // Search runs over every message of a mailbox. A small message is read
 // whole, its entities slices of it (mime.go). A large one (over
@@ -556,8 +558,12 @@ func appendUnfolded(dst, raw []byte) []byte {
 }
 
 // appendFold appends s lower-cased rune by rune, as strings.ToLower
-// lowers; bytes that are not UTF-8 are kept as they are (the needle,
-// being UTF-8, never matches them).
+// lowers, and each letter with a diacritic decomposed (é → e and a
+// combining acute, NFD): the comparator Dovecot searches with
+// (i;unicode-casemap, RFC 5051, titlecased and decomposed), so that
+// "cafe" finds "Café", "eleve" finds "Élève", and a word written
+// precomposed finds it written decomposed. Bytes that are not UTF-8 are
+// kept as they are (the needle, being UTF-8, never matches them).
 func appendFold[S string | []byte](dst []byte, s S) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -575,10 +581,23 @@ func appendFold[S string | []byte](dst []byte, s S) []byte {
 			i++
 			continue
 		}
-		dst = utf8.AppendRune(dst, unicode.ToLower(r))
+		dst = appendDecomposed(dst, unicode.ToLower(r))
 		i += n
 	}
 	return dst
+}
+
+// appendDecomposed appends r in its canonical decomposition (NFD's), r
+// itself when it has none.
+func appendDecomposed(dst []byte, r rune) []byte {
+	if r < 0xc0 { // below À: nothing decomposes
+		return utf8.AppendRune(dst, r)
+	}
+	var b [utf8.UTFMax]byte
+	if d := norm.NFD.Properties(utf8.AppendRune(b[:0], r)).Decomposition(); d != nil {
+		return append(dst, d...)
+	}
+	return utf8.AppendRune(dst, r)
 }
 
 // decodeRune is utf8.DecodeRune for a string or a byte slice, copying
