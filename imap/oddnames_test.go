@@ -29,8 +29,13 @@ func TestOddMaildirNamesServed(t *testing.T) {
 		{"new/1700000001.M1P1.host:2,S", `\Seen`, "1700000001.M1P1.host:2,FS"},
 		{"cur/1700000001.M1P1.host:2,STPDR", `\Answered \Deleted \Seen \Draft`, "1700000001.M1P1.host:2,DFPRST"},
 		{"cur/1700000001.M1P1.host:2,SS", `\Seen`, "1700000001.M1P1.host:2,FS"},
-		{"cur/1700000001.M1P1.host:2,S1", `\Seen`, "1700000001.M1P1.host:2,FS"},
-		{"cur/1700000001.M1P1.host:1,foo", "", "1700000001.M1P1.host:2,F"},
+		// What is no flag letter is kept, as Dovecot keeps it when it
+		// changes flags; a second set (after a ',') is no flags.
+		{"cur/1700000001.M1P1.host:2,S1", `\Seen`, "1700000001.M1P1.host:2,FS1"},
+		{"cur/1700000001.M1P1.host:2,S,ab", `\Seen`, "1700000001.M1P1.host:2,FS,ab"},
+		// Flags are read after the last ':', as Dovecot reads them.
+		{"cur/1700000001.M1P1.host:1,foo", "", "1700000001.M1P1.host:1,foo:2,F"},
+		{"cur/1700000001.M1P1.host:2,S:x", "", "1700000001.M1P1.host:2,S:x:2,F"},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			e := newEnv(t)
@@ -75,5 +80,37 @@ func TestOddMaildirNamesServed(t *testing.T) {
 				t.Errorf("files left after EXPUNGE: %q", names)
 			}
 		})
+	}
+}
+
+// Two files of one base (a backup restored beside the messages): giving
+// one its usual name never takes the other's, whose message would be
+// lost; both files stay, whatever the order a listing finds them in.
+func TestOddNameNeverReplacesAFile(t *testing.T) {
+	t.Parallel()
+	for _, names := range [][2]string{{"B:2,SR", "B:2,RS"}, {"B:2,RS", "B:2,SR"}, {"B", "B:2,"}} {
+		e := newEnv(t)
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			os.MkdirAll(filepath.Join(e.maildir, sub), 0o700)
+		}
+		for i, n := range names {
+			if err := os.WriteFile(filepath.Join(e.maildir, "cur", n), []byte("Subject: "+[]string{"one", "two"}[i]+"\r\n\r\nb\r\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := loggedIn(t, e)
+		r.cmd("s", "SELECT INBOX")
+		r.cmd("st", `STORE 1:* +FLAGS.SILENT (\Flagged)`)
+		r.cmd("z", "LOGOUT")
+		var subjects []string
+		files, _ := filepath.Glob(filepath.Join(e.maildir, "cur", "B*"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			subjects = append(subjects, strings.SplitN(string(b), "\r\n", 2)[0])
+		}
+		slices.Sort(subjects)
+		if !slices.Equal(subjects, []string{"Subject: one", "Subject: two"}) {
+			t.Errorf("%q: files %q hold %q, want both messages", names, files, subjects)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strings"
 	"unsafe"
 
@@ -72,10 +73,23 @@ func (mb *Mailbox) renameLocked(from, to string) error {
 	if err != nil {
 		return err
 	}
+	// Never over another file: two names of one base (a backup restored
+	// beside the messages, a sync tool that crashed) are two files, and
+	// giving one the other's name would lose it.
 	for {
-		err = unix.Renameat(ffd, fname, tfd, tname)
+		err = unix.Renameat2(ffd, fname, tfd, tname, unix.RENAME_NOREPLACE)
 		if err != unix.EINTR {
 			break
+		}
+	}
+	if err == unix.EINVAL || err == unix.ENOSYS {
+		// A file system (or kernel) without RENAME_NOREPLACE: the check
+		// and the rename are two steps there.
+		var st unix.Stat_t
+		if unix.Fstatat(tfd, tname, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			err = unix.EEXIST
+		} else {
+			err = unix.Renameat(ffd, fname, tfd, tname)
 		}
 	}
 	if err != nil {
@@ -92,11 +106,13 @@ func (mb *Mailbox) renameLocked(from, to string) error {
 // renames 100,000 files).
 func (mb *Mailbox) renameFlagsLocked(m *Msg, nf Flags) error {
 	if rel := mb.oddPathLocked(m.Base); rel != "" {
-		// A name found as another program gave it (see odd): its usual
-		// one from now on.
-		err := mb.renameLocked(rel, "cur/"+FileName(m.Base, nf))
+		// A name found as another program gave it (see odd): its flags
+		// changed as Dovecot changes them, the rest of its info kept;
+		// the usual name when it has nothing more.
+		to := "cur/" + withFlags(path.Base(rel), nf)
+		err := mb.renameLocked(rel, to)
 		if err == nil {
-			mb.noteOddLocked(m.Base, "")
+			mb.noteOddRenamedLocked(m.Base, to, nf)
 		}
 		return err
 	}

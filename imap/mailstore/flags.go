@@ -20,11 +20,12 @@ const (
 // KeywordFlag is the bit of keyword index i (0 = 'a').
 func KeywordFlag(i int) Flags { return Flags(1) << uint(i) }
 
-// ParseFlags reads the characters after ":2,". Unknown characters are
-// ignored, as Dovecot does.
+// ParseFlags reads the characters after ":2,", up to a ',' (what follows
+// it is another set, no flags: Dovecot's maildir_filename_flags_get).
+// Unknown characters are ignored, as Dovecot does.
 func ParseFlags(s string) Flags {
 	var f Flags
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s) && s[i] != ','; i++ {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z':
@@ -57,18 +58,45 @@ func (f Flags) appendLetters(b []byte) []byte {
 	return b
 }
 
-// SplitName splits a maildir file name into its base (the unique part) and
-// its flags. A name without ":2," has no flags.
+// SplitName splits a maildir file name into its base (the unique part,
+// up to the first ':') and its flags, read as Dovecot reads them: in the
+// info part after the last ':', when it is a "2," one. A name without
+// one has no flags.
 func SplitName(name string) (base string, flags Flags) {
 	i := strings.IndexByte(name, ':')
 	if i < 0 {
 		return name, 0
 	}
-	base, info := name[:i], name[i+1:]
+	base, info := name[:i], name[strings.LastIndexByte(name, ':')+1:]
 	if strings.HasPrefix(info, "2,") {
 		flags = ParseFlags(info[2:])
 	}
 	return base, flags
+}
+
+// withFlags is the name name gets with flags f, the rest of its info kept
+// as Dovecot keeps it when it changes flags (maildir_filename_flags_full_set):
+// the letters of the "2," info after its last ':' replaced by f's, in
+// ASCII order, and what is no flag letter there (other characters, a ','
+// and what follows) kept after them; a name without a "2," info gets one.
+// For a usual name it is FileName(base, f).
+func withFlags(name string, f Flags) string {
+	i := strings.LastIndexByte(name, ':')
+	if i < 0 || !strings.HasPrefix(name[i+1:], "2,") {
+		return name + ":2," + f.String()
+	}
+	info := name[i+3:]
+	end := strings.IndexByte(info, ',')
+	if end < 0 {
+		end = len(info)
+	}
+	b := f.appendLetters([]byte(name[:i+3]))
+	for j := 0; j < end; j++ {
+		if c := info[j]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			b = append(b, c)
+		}
+	}
+	return string(append(b, info[end:]...))
 }
 
 // named reports whether info, the part of a name after its ':', is the

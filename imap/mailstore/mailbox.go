@@ -122,6 +122,18 @@ func oddName(sub, n, base string, fl Flags) string {
 	return ""
 }
 
+// noteOddRenamedLocked records that base's file, odd, is now named to
+// (with flags f): usual again, or odd still and kept so (its info holds
+// more than flags, which a rename to the usual name would drop).
+func (mb *Mailbox) noteOddRenamedLocked(base, to string, f Flags) {
+	if to == "cur/"+FileName(base, f) {
+		mb.noteOddLocked(base, "")
+		return
+	}
+	mb.noteOddLocked(base, to)
+	mb.odd[base] = oddFile{rel: to, kept: true}
+}
+
 // oddPathLocked is the path of base's file when its name is odd, else "".
 func (mb *Mailbox) oddPathLocked(base string) string {
 	if len(mb.odd) == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -432,14 +433,22 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 				mb.noteBareLocked(base, bare)
 			}
 			odd := oddName(sub, n, base, fl)
-			if odd != "" && sub == "cur" && lk != nil && !mb.odd[base].kept {
-				// Given its usual name under the lock, as a bare one.
+			// Only a name whose info is its flags alone (letters out of
+			// order or twice) is given its usual one, under the lock, as
+			// a bare one; one whose info holds more (another flag set, a
+			// character that is no flag) keeps its name, as under
+			// Dovecot, until its flags change (withFlags).
+			usual := odd == "" || withFlags(n, fl) == FileName(base, fl)
+			if odd != "" && sub == "cur" && lk != nil && !mb.odd[base].kept && usual {
 				if err := mb.renameLocked(odd, "cur/"+FileName(base, fl)); err == nil {
 					odd = ""
 				}
 			}
 			if odd != "" || len(mb.odd) > 0 {
 				mb.noteOddLocked(base, odd)
+			}
+			if odd != "" && !usual && sub == "cur" {
+				mb.odd[base] = oddFile{rel: odd, kept: true}
 			}
 			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
 			disk[base] = &ents[len(ents)-1]
@@ -573,9 +582,13 @@ func (mb *Mailbox) moveNewLocked(lk *uidlist.Lock) {
 		if mb.lowNew == 0 || m.UID < mb.lowNew {
 			mb.lowNew = m.UID
 		}
-		to := "cur/" + FileName(m.Base, m.Flags)
-		if err := mb.renameLocked(mb.pathLocked(m), to); err == nil {
-			mb.noteOddLocked(m.Base, "")
+		from := mb.pathLocked(m)
+		to := "cur/" + withFlags(path.Base(from), m.Flags)
+		if from == "new/"+m.Base {
+			to = "cur/" + FileName(m.Base, m.Flags)
+		}
+		if err := mb.renameLocked(from, to); err == nil {
+			mb.noteOddRenamedLocked(m.Base, to, m.Flags)
 			m.New = false
 			mb.undirtyLocked(m) // its name has its flags now
 		}
