@@ -108,10 +108,10 @@ func NewServer(o Options) (*Server, error) {
 }
 
 // clusterTraceAllowance is what the Cluster listener takes above
-// MaxMessageBytes: half of what the queue lets a queued message carry
-// above it for trace fields (its traceAllowance, 64 KiB), the other half
-// left for this node's own.
-const clusterTraceAllowance = 32 << 10
+// MaxMessageBytes: what the front node's queue lets a queued message
+// carry above it (its traceAllowance, 64 KiB: trace fields, a milter's
+// added fields), so that whatever the front queued, its node takes.
+const clusterTraceAllowance = 64 << 10
 
 // Serve accepts connections on ln until ln fails or Shutdown is called,
 // then returns nil after Shutdown or the accept error. ln is a plain TCP

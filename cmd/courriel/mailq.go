@@ -2,13 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"courriel/delivery/queue"
 	"courriel/internal/control"
@@ -81,18 +82,23 @@ func mailqSocket(local string) string { return filepath.Join(filepath.Dir(local)
 // made is logged: mail goes on, and root's mailq reads the spool itself.
 func (a *app) mailqListener(local string) {
 	path := mailqSocket(local)
+	var listing sharedListing
 	srv, err := control.Listen(control.Options{Path: path, Logger: a.log.With("component", "mailq"),
-		Mode: 0o666, Allow: func(uint32) bool { return true },
+		Mode: 0o666, Allow: func(uint32) bool { return true }, RoutineRequests: true,
 		Handlers: map[string]control.Handler{
 			"list": func(_ context.Context, args []string, progress func(string)) (string, error) {
 				if len(args) > 0 {
 					return "", errors.New("list takes no argument")
 				}
-				var b bytes.Buffer
-				if err := writeQueueList(&b, a.queue, a.cfg.Queue.Dir, a.cfg.MessageSizeLimit); err != nil {
+				text, err := listing.get(func() (string, error) {
+					var b strings.Builder
+					err := writeQueueList(&b, a.queue, a.cfg.Queue.Dir, a.cfg.MessageSizeLimit)
+					return b.String(), err
+				})
+				if err != nil {
 					return "", err
 				}
-				for line := range strings.Lines(b.String()) {
+				for line := range strings.Lines(text) {
 					progress(strings.TrimSuffix(line, "\n"))
 				}
 				return "", nil
@@ -103,6 +109,26 @@ func (a *app) mailqListener(local string) {
 		return
 	}
 	a.listeners = append(a.listeners, controlBound("mailq", path, srv))
+}
+
+// sharedListing is the mailq socket's listing, made at most once a
+// second and one at a time: any local user may ask for it in a loop,
+// and each listing reads every queued envelope and maildrop file.
+type sharedListing struct {
+	mu   sync.Mutex
+	at   time.Time
+	text string
+	err  error
+}
+
+func (l *sharedListing) get(list func() (string, error)) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.at) >= time.Second {
+		l.text, l.err = list()
+		l.at = time.Now()
+	}
+	return l.text, l.err
 }
 
 // mailqFromServer is mailq for a user who may not read the spool (cause

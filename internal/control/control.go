@@ -41,6 +41,9 @@ type Options struct {
 	// admits everyone (mailq's) needs 0666: connecting takes write
 	// permission.
 	Mode os.FileMode
+	// RoutineRequests logs each request at debug level, not info: a
+	// socket any user may call in a loop must not fill the log.
+	RoutineRequests bool
 }
 
 // Server serves the control socket.
@@ -208,7 +211,11 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		w.WriteString("* " + oneLine(text) + "\r\n")
 		w.Flush()
 	}
-	s.o.Logger.Info("control: request", "uid", uid, "command", strings.Join(args, " "))
+	level := slog.LevelInfo
+	if s.o.RoutineRequests {
+		level = slog.LevelDebug
+	}
+	s.o.Logger.Log(ctx, level, "control: request", "uid", uid, "command", strings.Join(args, " "))
 	text, err := h(ctx, args[1:], progress)
 	mu.Lock()
 	defer mu.Unlock()

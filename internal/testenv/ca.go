@@ -211,10 +211,12 @@ func FreePorts(t testing.TB, n int) []int {
 // (the pick stays random, as before).
 func reservePort(t testing.TB, p int) bool {
 	dir := filepath.Join(os.TempDir(), "courriel-testenv-ports")
-	if err := os.MkdirAll(dir, 0o1777); err != nil {
+	// Sticky, as /tmp: nobody removes another's lock file (a lock held
+	// on a removed file keeps nobody out).
+	if err := os.MkdirAll(dir, os.ModePerm|os.ModeSticky); err != nil {
 		return true
 	}
-	os.Chmod(dir, 0o1777) // whatever the umask made: every user's tests share it
+	os.Chmod(dir, os.ModePerm|os.ModeSticky) // whatever the umask made: every user's tests share it
 	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_RDONLY|os.O_CREATE, 0o666)
 	if err != nil {
 		return false // not ours to judge: leave the port alone
