@@ -201,13 +201,15 @@ func (mb *Mailbox) NewAppender() *Appender { return &Appender{mb: mb} }
 
 // Add writes one message to tmp/ (date zero: now).
 func (a *Appender) Add(r io.Reader, flags []string, date time.Time) error {
-	if date.IsZero() || !nanoTime(date) {
-		// Past what the file's mtime (os.Chtimes) and the index hold
-		// alike, Unix nanoseconds, a date wrapped round ("31-Dec-9999"
-		// read back as 1816): the time of the APPEND, as Dovecot 2.3
-		// takes a date past its range. A client copying spam dated in
-		// the year 3000 is not refused.
-		date = time.Now()
+	now := time.Now()
+	if date.IsZero() || date.After(now.Add(maxFutureDate)) || !nanoTime(date) {
+		// A date in the future is the time of the APPEND, as Dovecot
+		// 2.3 takes it (INTERNALDATE_MAX_FUTURE_SECS): spam dated in
+		// the year 2100 copied by a client would sort first for
+		// decades. So is one before what the file's mtime (os.Chtimes)
+		// and the index hold alike, Unix nanoseconds (1678), which
+		// would wrap round. Neither is refused.
+		date = now
 	}
 	tmp := a.mb.reg.uniqueBase()
 	psize, vsize, err := a.mb.writeTemp(tmp, r, date)
@@ -220,6 +222,10 @@ func (a *Appender) Add(r io.Reader, flags []string, date time.Time) error {
 	})
 	return nil
 }
+
+// maxFutureDate is how far in the future an APPEND date may be: clocks
+// and time zones that disagree, not more.
+const maxFutureDate = 2 * time.Hour
 
 // nanoTime reports whether t is within Unix nanoseconds' range (the
 // years 1678 to 2262).
