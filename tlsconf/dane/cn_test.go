@@ -78,3 +78,79 @@ func TestVerifyTACommonName(t *testing.T) {
 		}
 	}
 }
+
+// Go's Verify applies name constraints to the subjectAltName only: a leaf
+// with none chains under a constrained CA whatever its CN says. The CN is
+// taken only where the constraints of every CA of the chain allow it, as
+// OpenSSL (Postfix) takes it, and a wildcard CN only over two labels at
+// least, as X509_check_host: else a sub-CA constrained to org.example, or
+// any CA at all with CN=*.test, vouches for mx.victim.test.
+func TestVerifyTACommonNameConstrained(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	issue := func(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		t.Helper()
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.SerialNumber = big.NewInt(now.UnixNano())
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(24*time.Hour)
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, key
+	}
+	caTmpl := func(name string, permitted, excluded []string) *x509.Certificate {
+		return &x509.Certificate{
+			Subject: pkix.Name{CommonName: name}, IsCA: true, BasicConstraintsValid: true,
+			KeyUsage:                    x509.KeyUsageCertSign,
+			PermittedDNSDomainsCritical: len(permitted) > 0,
+			PermittedDNSDomains:         permitted, ExcludedDNSDomains: excluded,
+		}
+	}
+	root, rootKey := issue(caTmpl("root", nil, nil), nil, nil)
+	recs := []Record{{UsageDANETA, SelectorSPKI, MatchSHA256, sha256Of(root.RawSubjectPublicKeyInfo)}}
+	names := []string{"mx.victim.test", "victim.test"}
+	for _, tc := range []struct {
+		name                string
+		permitted, excluded []string // the sub-CA's; none: the leaf is the root's
+		cn                  string
+		dnsNames            []string
+		ok                  bool
+	}{
+		{name: "CN under an unconstrained anchor", cn: "mx.victim.test", ok: true},
+		{name: "CN under a sub-CA permitted another domain", permitted: []string{"org.example"}, cn: "mx.victim.test"},
+		{name: "CN wildcard over a TLD", cn: "*.test"},
+		{name: "CN wildcard over a TLD, constrained", permitted: []string{"org.example"}, cn: "*.test"},
+		{name: "CN under a sub-CA permitted its domain", permitted: []string{"victim.test"}, cn: "mx.victim.test", ok: true},
+		{name: "CN under a sub-CA permitted only names under another", permitted: []string{".mx.victim.test"}, cn: "mx.victim.test"},
+		{name: "CN under a sub-CA excluded from its domain", excluded: []string{"victim.test"}, cn: "mx.victim.test"},
+		{name: "CN under a sub-CA excluded from another", excluded: []string{"org.example"}, cn: "mx.victim.test", ok: true},
+		{name: "CN wildcard, permitted", permitted: []string{"victim.test"}, cn: "*.victim.test", ok: true},
+		{name: "CN wildcard for an excluded host", excluded: []string{"mx.victim.test"}, cn: "*.victim.test"},
+		{name: "DNS-ID under a sub-CA permitted its domain", permitted: []string{"victim.test"}, cn: "whatever", dnsNames: []string{"mx.victim.test"}, ok: true},
+	} {
+		issuer, issuerKey, chain := root, rootKey, []*x509.Certificate{root}
+		if tc.permitted != nil || tc.excluded != nil {
+			issuer, issuerKey = issue(caTmpl("sub-CA", tc.permitted, tc.excluded), root, rootKey)
+			chain = append([]*x509.Certificate{issuer}, chain...)
+		}
+		leaf, _ := issue(&x509.Certificate{
+			Subject: pkix.Name{CommonName: tc.cn}, DNSNames: tc.dnsNames,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}, issuer, issuerKey)
+		_, err := Verify(tls.ConnectionState{PeerCertificates: append([]*x509.Certificate{leaf}, chain...)}, recs, names)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

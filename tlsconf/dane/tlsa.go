@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -174,39 +175,124 @@ func verifyToAnchor(chain []*x509.Certificate, anchor *x509.Certificate, names [
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := chain[0].Verify(x509.VerifyOptions{
+	chains, err := chain[0].Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if n != "" && namesHost(chain[0], strings.TrimSuffix(n, ".")) {
+		if n != "" && namesHost(chains, strings.TrimSuffix(n, ".")) {
 			return nil
 		}
 	}
 	return fmt.Errorf("certificate names none of %s", strings.Join(names, ", "))
 }
 
-// namesHost matches host against the leaf as RFC 7672 §3.2.3 says: its
-// DNS-IDs (subjectAltName dNSName) when it has any, else its CN-ID, the
-// subject's common name, as Postfix (OpenSSL's X509_check_host) does. Go's
+// namesHost matches host against the leaf of chains (the chains Verify
+// built from it to the anchor) as RFC 7672 §3.2.3 says: its DNS-IDs
+// (subjectAltName dNSName) when it has any, else its CN-ID, the subject's
+// common name, as Postfix (OpenSSL's X509_check_host) does. Go's
 // VerifyHostname ignores the common name since Go 1.15, so a private CA's
 // leaf that names the MX host in its CN alone (openssl req -subj
 // /CN=mx... without -addext subjectAltName) failed DANE-TA, and the mail
 // waited, not to go in clear text either.
-func namesHost(leaf *x509.Certificate, host string) bool {
+//
+// Go's Verify applies the name constraints of the chain's CAs to the
+// subjectAltName only, so the CN is checked against them here, as OpenSSL
+// does (NAME_CONSTRAINTS_check_CN): else a sub-CA constrained to its own
+// domain signs a leaf with no subjectAltName and CN=mx.victim.test, and
+// that leaf passes for victim.test. Checking the CN against them, not
+// refusing it under any constrained CA, keeps the CN-only leaf of a
+// constrained private CA delivered, as Postfix delivers it.
+func namesHost(chains [][]*x509.Certificate, host string) bool {
+	leaf := chains[0][0]
 	if len(leaf.DNSNames) > 0 {
 		return leaf.VerifyHostname(host) == nil
 	}
 	cn := strings.ToLower(strings.TrimSuffix(leaf.Subject.CommonName, "."))
 	host = strings.ToLower(host)
-	if cn == "" || host == "" {
+	// Suffix matching, here and against name constraints, means something
+	// for host names only; a CN that is none (a person's name, "My CA")
+	// names no host.
+	if !isHostname(cn) || !isHostname(host) || strings.HasPrefix(host, "*.") {
 		return false
 	}
 	if rest, ok := strings.CutPrefix(cn, "*."); ok {
-		// A wildcard stands for one whole leftmost label (§3.2.3).
+		// A wildcard stands for one whole leftmost label (§3.2.3), and
+		// only under a name of two labels at least, as X509_check_host
+		// wants: "*.test" or "*.com" would vouch for a whole TLD.
 		label, parent, found := strings.Cut(host, ".")
-		return found && label != "" && parent == rest
+		if !found || label == "" || parent != rest || !strings.Contains(rest, ".") {
+			return false
+		}
+	} else if cn != host {
+		return false
 	}
-	return cn == host
+	// Any one of the chains that Verify built suffices, as for the
+	// subjectAltName. Both the CN and the host it was taken for must be
+	// allowed: a wildcard CN allowed as a name may still stand for an
+	// excluded host (*.example.org for the excluded mx.example.org).
+	for _, chain := range chains {
+		if dnsConstraintsAllow(chain, cn) && dnsConstraintsAllow(chain, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// dnsConstraintsAllow: name is within one of the permitted DNS subtrees of
+// every CA of chain that has any, and within none of their excluded ones
+// (RFC 5280 §4.2.1.10). The leaf's own constraints bind nothing; the
+// anchor's do, as in Go's Verify and OpenSSL.
+func dnsConstraintsAllow(chain []*x509.Certificate, name string) bool {
+	for _, ca := range chain[1:] {
+		if len(ca.PermittedDNSDomains) > 0 && !slices.ContainsFunc(ca.PermittedDNSDomains, func(base string) bool {
+			return inDNSSubtree(name, base)
+		}) {
+			return false
+		}
+		if slices.ContainsFunc(ca.ExcludedDNSDomains, func(base string) bool {
+			return inDNSSubtree(name, base)
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// inDNSSubtree: name (lower case) is base or a name under it, as Go's
+// x509 and OpenSSL's nc_dns match a dNSName constraint: "" is every name,
+// and a base with a leading dot only the names under it.
+func inDNSSubtree(name, base string) bool {
+	base = strings.ToLower(base)
+	switch {
+	case base == "":
+		return true
+	case strings.HasPrefix(base, "."):
+		return len(name) > len(base) && strings.HasSuffix(name, base)
+	default:
+		return name == base || strings.HasSuffix(name, "."+base)
+	}
+}
+
+// isHostname: name (lower case, without its final dot) is a host name in
+// letters, digits, '-' and '_' (OpenSSL's cn2dnsid takes '_' too), with at
+// most a leading "*." label.
+func isHostname(name string) bool {
+	name = strings.TrimPrefix(name, "*.")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
