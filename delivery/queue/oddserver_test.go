@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -939,12 +940,16 @@ func TestRefusalBeforeTheEndOfTheData(t *testing.T) {
 	}
 }
 
-// A domain whose MX records all name an address (or no host name) has a
-// broken DNS, an answer rather than a failure to get one: its mail
-// bounces 5.4.4 at once, as Postfix finds such an MX reply malformed and
-// bounces; it waited for the queue lifetime. One usable MX host among
-// them is used; a relayhost so published is a configuration problem, and
-// its mail waits (4.3.5).
+// An MX record that names an address is a host at that address, as
+// Postfix 3.7 takes it (dns_lookup.c valid_rr_name: "numeric domain
+// name"; smtp_addr.c connects to it without a lookup), IPv4 or IPv6:
+// such mail was bounced (5.4.4) where Postfix delivers it. One of our
+// own addresses is still a loop. A domain whose MX records name no host
+// at all (malformed names, the unspecified address) has a broken DNS,
+// an answer rather than a failure to get one: its mail bounces 5.4.4 at
+// once, as Postfix finds such an MX reply malformed and bounces; it
+// waited for the queue lifetime. A relayhost so published is a
+// configuration problem, and its mail waits (4.3.5).
 func TestMXNamingAddresses(t *testing.T) {
 	t.Parallel()
 	srv := newOddServer(t, "220 mx.remote.test ESMTP", plainAnswer("", nil))
@@ -954,20 +959,41 @@ func TestMXNamingAddresses(t *testing.T) {
 		relayhost bool
 		want      State
 		status    string
+		dialed    string // the address connected to, "" none
 	}{
-		{"addresses only", []*net.MX{{Host: "192.0.2.1.", Pref: 10}, {Host: "2001:db8::1", Pref: 20}}, false, StateFailed, "5.4.4"},
-		{"one usable host", []*net.MX{{Host: "192.0.2.1.", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0"},
-		{"relayhost", []*net.MX{{Host: "192.0.2.1.", Pref: 10}}, true, StatePending, "4.3.5"},
+		{"IPv4 address", []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"IPv6 address", []*net.MX{{Host: "2001:db8::1", Pref: 10}}, false, StateDelivered, "2.0.0", "[2001:db8::1]:25"},
+		{"IPv4-mapped IPv6 address", []*net.MX{{Host: "::ffff:127.0.0.1", Pref: 10}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"an address before a host", []*net.MX{{Host: "2001:db8::1", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0", "[2001:db8::1]:25"},
+		{"our own address", []*net.MX{{Host: "192.0.2.7.", Pref: 10}}, false, StateFailed, "5.4.6", ""},
+		{"our own address after a host", []*net.MX{{Host: "mx1.remote.test.", Pref: 10}, {Host: "192.0.2.7.", Pref: 20}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"no host name", []*net.MX{{Host: "bad_name!.", Pref: 10}, {Host: "0.0.0.0.", Pref: 20}, {Host: "fe80::1%eth0", Pref: 30}}, false, StateFailed, "5.4.4", ""},
+		{"one usable host", []*net.MX{{Host: "no host.", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"relayhost of an address", []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, true, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"relayhost of no host", []*net.MX{{Host: "no host.", Pref: 10}}, true, StatePending, "4.3.5", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			res := &fakeResolver{
+				mx:  map[string][]*net.MX{"remote.test": tc.mx, "relay.test": tc.mx},
+				ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}},
+			}
+			var mu sync.Mutex
+			var dialed []string
 			h, b := startOdd(t, srv, func(o *Options) {
 				o.Routes = nil
-				o.Resolver = &fakeResolver{
-					mx:  map[string][]*net.MX{"remote.test": tc.mx, "relay.test": tc.mx},
-					ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}},
+				o.Resolver = res
+				o.LocalAddrs = []netip.Addr{netip.MustParseAddr("192.0.2.7")}
+				o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					mu.Lock()
+					dialed = append(dialed, addr)
+					mu.Unlock()
+					if addr != "127.0.0.1:25" && addr != "[2001:db8::1]:25" {
+						return nil, errors.New("connection refused (test dialer)")
+					}
+					var d net.Dialer
+					return d.DialContext(ctx, network, srv.addr)
 				}
-				o.Dialer = dialTo(srv.addr)
 				if tc.relayhost {
 					o.Relayhost = &Relayhost{Addr: "relay.test"}
 				}
@@ -983,6 +1009,18 @@ func TestMXNamingAddresses(t *testing.T) {
 			}
 			if r.State != tc.want || r.Status != tc.status {
 				t.Errorf("recipient %s %s (%s), want %s %s", r.State, r.Status, r.Reply, tc.want, tc.status)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []string{tc.dialed}; tc.dialed == "" && len(dialed) > 0 || tc.dialed != "" && !slices.Equal(dialed, want) {
+				t.Errorf("dialed %q, want %q", dialed, tc.dialed)
+			}
+			res.mu.Lock()
+			defer res.mu.Unlock()
+			for _, name := range res.asked {
+				if _, err := netip.ParseAddr(strings.TrimSuffix(name, ".")); err == nil || strings.Contains(name, "0.0.0.0") {
+					t.Errorf("address looked up as a name: %q (lookups %q)", name, res.asked)
+				}
 			}
 		})
 	}
