@@ -33,7 +33,7 @@ type session struct {
 	c         *gosmtp.Client // setup only
 	conn      net.Conn       // the outermost connection (TLS once negotiated)
 	relay     string         // "host[ip]:port" for logs
-	ip        netip.Addr     // the server's address (nextHost tries another)
+	after     *hopsAfter     // the route's hosts after this one, for nextHost
 	remoteMTA string         // host name for the DSN's Remote-MTA
 	tls       bool
 	tlsWhy    string      // the TLS policy applied and why, for the log
@@ -224,7 +224,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		f.relay, f.dead = relay, true
 		return nil, f
 	}
-	s := &session{relay: relay, remoteMTA: h.name, ip: ip, conn: raw, raw: raw, tlsWhy: plan.why}
+	s := &session{relay: relay, remoteMTA: h.name, conn: raw, raw: raw, tlsWhy: plan.why}
 	// Cancelling ctx (shutdown) aborts whatever command is in progress,
 	// but a transaction's data and its final reply (interrupt).
 	stop := context.AfterFunc(ctx, s.interrupt)

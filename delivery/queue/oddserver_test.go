@@ -698,6 +698,58 @@ func TestDeferredRecipientTriedOnTheHostsAfter(t *testing.T) {
 	}
 }
 
+// Of two MX hosts of one preference, the one not tried gets what the
+// other deferred, whichever the shuffle put first: the hosts after the
+// one tried are those of the list its session was chosen from. A new
+// lookup shuffled them again, and when the host tried came last nothing
+// was tried after it: the message waited for the retry, half the time.
+// Each message is deferred by the first host it reaches, whichever it
+// is (and its session, cached, is the next message's first); the
+// messages are many, so that the shuffle puts the host tried first in
+// the new order for some of them.
+func TestDeferredRecipientTriedOnEqualMX(t *testing.T) {
+	t.Parallel()
+	accept := plainAnswer("PIPELINING", nil)
+	var mu sync.Mutex
+	seen := map[string]bool{} // the recipients a host answered
+	answer := func(n int, cmd string) string {
+		if verb(cmd) == "RCPT" {
+			mu.Lock()
+			defer mu.Unlock()
+			if !seen[cmd] {
+				seen[cmd] = true
+				return "450 4.7.1 greylisted, try again later"
+			}
+		}
+		return accept(n, cmd)
+	}
+	mxa := newOddServer(t, "220 mxa.remote.test ESMTP", answer)
+	mxb := newOddServer(t, "220 mxb.remote.test ESMTP", answer)
+	h, _ := startOdd(t, mxa, func(o *Options) {
+		o.Routes = nil
+		o.Resolver = &fakeResolver{
+			mx:  map[string][]*net.MX{"remote.test": {{Host: "mxa.remote.test.", Pref: 10}, {Host: "mxb.remote.test.", Pref: 10}}},
+			ips: map[string][]string{"mxa.remote.test": {"127.0.0.1"}, "mxb.remote.test": {"127.0.0.2"}},
+		}
+		to := map[string]string{"127.0.0.1:25": mxa.addr, "127.0.0.2:25": mxb.addr}
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, to[addr])
+		}
+	})
+	const messages = 12 // each lost half the time: all passed once in 4096 runs
+	for i := range messages {
+		id := h.enqueue("alice@local.test", fmt.Sprintf("bob%d@remote.test", i))
+		h.waitJob()
+		if m, _, err := h.q.Show(id); err == nil {
+			t.Errorf("message %d: still queued, %s %s (%s)", i, m.Recipients[0].State, m.Recipients[0].Status, m.Recipients[0].Reply)
+		}
+	}
+	if got := len(mxa.messages()) + len(mxb.messages()); got != messages {
+		t.Errorf("the MX hosts got %d messages, want %d", got, messages)
+	}
+}
+
 // A "[host]" route (a relayhost, as a rule) is one host: what it defers
 // waits for the retry, its other addresses are not dialled for it.
 func TestDeferredByBracketedRouteNotTriedElsewhere(t *testing.T) {

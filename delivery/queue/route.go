@@ -54,6 +54,9 @@ type hop struct {
 	nexthop   string     // static and relayhost routes: the nexthop's host (DANE's next-hop domain, errors)
 	relay     *Relayhost // AUTH and implicit TLS settings, relayhost only
 	node      string     // a cluster node's listener: its name (dialNode)
+	// known is the address lookup an earlier pass over the route's
+	// hosts made (hopsAfter), taken as it was: nil, look the name up.
+	known *looked
 	// pref is the MX preference (0 for an implicit MX, a [nexthop] or an
 	// address); dest is what the mail is for, the recipient domain or
 	// the nexthop's host, named by a loop's failure (loop.go). bestMX,
@@ -245,6 +248,9 @@ type addrDNS struct {
 // resolver gave them, and whether they were DNSSEC-validated.
 func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failure) {
 	var ad addrDNS
+	if h.known != nil {
+		return h.known.ips, h.known.ad, h.known.f
+	}
 	if h.ip.IsValid() {
 		return []netip.Addr{h.ip}, ad, nil
 	}
