@@ -272,6 +272,10 @@ func TestEHLORefusedFallsBackToHELO(t *testing.T) {
 		// The refusal of EHLO is what is reported, and the host, which
 		// answered, is not dead.
 		{"hung up on HELO", "554 5.7.1 no ESMTP for you", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
+		// And so after 500 or 502, when go-smtp's client says HELO
+		// itself: its HELO's EOF was reported, and made the host dead.
+		{"hung up on HELO after 502", "502 5.5.2 no ESMTP", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
+		{"hung up on HELO after 500", "500 5.5.1 command unrecognized", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
