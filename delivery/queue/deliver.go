@@ -185,7 +185,9 @@ func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadS
 		// session slot.
 		return
 	}
-	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true)
+	// Not parked when the destination is busy: this job is not
+	// postponed, it ends with the first host's answers.
+	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true, false)
 	if f != nil {
 		return // dead, busy or shutting down: the answers stand
 	}
@@ -217,7 +219,7 @@ func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadS
 // new one when the destination's connection limit allows, or the failure
 // to record (the destination is dead, or no host would talk).
 func (q *Queue) session(ctx context.Context, id string, rt route, fresh bool) (*session, *failure) {
-	s, probe, f := q.conns.get(ctx, id, rt.key, fresh)
+	s, probe, f := q.conns.get(ctx, id, rt.key, fresh, true)
 	if s != nil || f != nil {
 		return s, f
 	}
