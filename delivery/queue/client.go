@@ -33,7 +33,7 @@ type session struct {
 	c         *gosmtp.Client // setup only
 	conn      net.Conn       // the outermost connection (TLS once negotiated)
 	relay     string         // "host[ip]:port" for logs
-	ip        netip.Addr     // the server's address (nextHost tries another)
+	after     *hopsAfter     // the route's hosts after this one, for nextHost
 	remoteMTA string         // host name for the DSN's Remote-MTA
 	tls       bool
 	tlsWhy    string      // the TLS policy applied and why, for the log
@@ -224,7 +224,7 @@ func (q *Queue) dial(ctx context.Context, h hop, ip netip.Addr, plan *tlsPlan) (
 		f.relay, f.dead = relay, true
 		return nil, f
 	}
-	s := &session{relay: relay, remoteMTA: h.name, ip: ip, conn: raw, raw: raw, tlsWhy: plan.why}
+	s := &session{relay: relay, remoteMTA: h.name, conn: raw, raw: raw, tlsWhy: plan.why}
 	// Cancelling ctx (shutdown) aborts whatever command is in progress,
 	// but a transaction's data and its final reply (interrupt).
 	stop := context.AfterFunc(ctx, s.interrupt)
@@ -372,6 +372,16 @@ func parseSizeLimit(v string) int64 {
 // STARTTLS, so a policy requiring TLS defers).
 func (q *Queue) hello(s *session, setup *setupConn, relay string) error {
 	err := s.c.Hello(q.o.Hostname)
+	if err != nil && setup.helo && !isReply(err) {
+		// go-smtp's own HELO, after 500 or 502 to EHLO, got no reply:
+		// as after ours (below), the refusal of EHLO is the answer,
+		// and the host, which answered, is not dead (dial); its
+		// HELO's EOF made the destination dead, and suspended it.
+		if refusal := setup.ehloRefusal(); refusal != nil {
+			return refusal
+		}
+		return err
+	}
 	if err == nil || !setup.ehlo || setup.helo || !isReply(err) || replyCode(err) == 421 {
 		return err
 	}
@@ -441,13 +451,41 @@ type setupConn struct {
 	// pending is what was read of a reply not yet whole; ready, the
 	// replies the client has not read yet.
 	pending, ready []byte
+	// last is the whole replies that came last; beforeHELO, those
+	// that came last before the client sent HELO, which end with its
+	// reply to EHLO (ehloRefusal).
+	last, beforeHELO []byte
 }
 
 func (c *setupConn) Write(p []byte) (int, error) {
 	// go-smtp writes each command whole, in one write.
 	c.ehlo = c.ehlo || bytes.HasPrefix(p, []byte("EHLO "))
-	c.helo = c.helo || bytes.HasPrefix(p, []byte("HELO "))
+	if bytes.HasPrefix(p, []byte("HELO ")) && !c.helo {
+		c.helo, c.beforeHELO = true, c.last
+	}
 	return c.Conn.Write(p)
+}
+
+// ehloRefusal is the reply to EHLO that made go-smtp's client say HELO
+// (500 or 502), as the error the client returned for it; nil when it
+// sent no HELO, or the reply cannot be found.
+func (c *setupConn) ehloRefusal() error {
+	if !c.ehlo || !c.helo {
+		return nil
+	}
+	r := &session{r: bufio.NewReaderSize(bytes.NewReader(c.beforeHELO), 4096)}
+	var refusal error
+	for {
+		code, text, err := r.readReply()
+		if err != nil {
+			break
+		}
+		refusal = nil
+		if code/100 != 2 && code/100 != 3 {
+			refusal = replyError(code, text)
+		}
+	}
+	return refusal
 }
 
 func (c *setupConn) Read(p []byte) (int, error) {
@@ -462,7 +500,10 @@ func (c *setupConn) Read(p []byte) (int, error) {
 			c.head = append(c.head, buf[:min(n, room)]...)
 		}
 		c.pending = append(c.pending, buf[:n]...)
-		c.ready = append(c.ready, wholeReplies(&c.pending)...)
+		if whole := wholeReplies(&c.pending); len(whole) > 0 {
+			c.ready = append(c.ready, whole...)
+			c.last = whole
+		}
 		if err != nil {
 			// What came before the error goes as it is; the error
 			// comes again at the next read.

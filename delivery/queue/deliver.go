@@ -150,17 +150,18 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 			fresh = true
 			continue
 		}
+		after := s.after // read before put: another job may take s then
 		q.conns.put(g.rt.key, s, broken == nil && ctx.Err() == nil)
 		if !g.whole && g.rt.node == "" && ctx.Err() == nil {
-			q.nextHost(ctx, m, g, data, res, s.ip)
+			q.nextHost(ctx, m, g, data, res, after)
 		}
 		return res, reached
 	}
 }
 
-// nextHost gives the recipients the route's host at tried deferred with
-// a 4xx reply (greylisting, an overloaded or full primary MX) a second
-// chance at once on the hosts after it, as Postfix's smtp(8)
+// nextHost gives the recipients a route's host deferred with a 4xx reply
+// (greylisting, an overloaded or full primary MX) a second chance at
+// once on the hosts after it (after, its session's), as Postfix's smtp(8)
 // leaves a recipient that a server other than the last one deferred for
 // the next MX host, within one delivery (smtp_mx_session_limit: two
 // sessions). Without it such a host kept the message from a backup MX
@@ -170,27 +171,27 @@ func (q *Queue) sendGroup(ctx context.Context, m *Message, g group, data io.Read
 // cached, so that later messages go to the preferred host again; when
 // there is no other host, or it cannot be reached, the first host's
 // answers stand, and the destination, which answered, is not dead.
-func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadSeeker, res []result, tried netip.Addr) {
+func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadSeeker, res []result, after *hopsAfter) {
 	var soft []int // positions in g.rcpts
 	for i, r := range res {
 		if r.out == outDeferred && r.code/100 == 4 && !r.unknown {
 			soft = append(soft, i)
 		}
 	}
-	if len(soft) == 0 || !tried.IsValid() || g.rt.nexthop.Host != "" && !g.rt.nexthop.MX {
-		// "[host]" (a relayhost, as a rule): one host, whose other
-		// addresses, if any, are not worth a wait for a session slot.
+	if len(soft) == 0 || after == nil || len(after.hops) == 0 || g.rt.nexthop.Host != "" && !g.rt.nexthop.MX {
+		// Nothing after the host (the last MX host, an address
+		// literal), or "[host]" (a relayhost, as a rule): one host,
+		// whose other addresses, if any, are not worth a wait for a
+		// session slot.
 		return
 	}
-	hops, f := q.resolve(ctx, g.rt)
-	if f != nil || !slices.ContainsFunc(hops, func(h hop) bool { return h.ip != tried }) {
-		return // an address literal, the one tried: nothing else to try
-	}
-	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true)
+	// Not parked when the destination is busy: this job is not
+	// postponed, it ends with the first host's answers.
+	_, probe, f := q.conns.get(ctx, m.ID, g.rt.key, true, false)
 	if f != nil {
 		return // dead, busy or shutting down: the answers stand
 	}
-	s, f, _ := q.tryHops(ctx, m.ID, g.rt, hops, q.domainTLS(ctx, g.rt), tried)
+	s, f, _ := q.tryHops(ctx, m.ID, g.rt, after.hops, q.domainTLS(ctx, g.rt), after.best)
 	if f != nil {
 		f.dead = false
 	}
@@ -218,7 +219,7 @@ func (q *Queue) nextHost(ctx context.Context, m *Message, g group, data io.ReadS
 // new one when the destination's connection limit allows, or the failure
 // to record (the destination is dead, or no host would talk).
 func (q *Queue) session(ctx context.Context, id string, rt route, fresh bool) (*session, *failure) {
-	s, probe, f := q.conns.get(ctx, id, rt.key, fresh)
+	s, probe, f := q.conns.get(ctx, id, rt.key, fresh, true)
 	if s != nil || f != nil {
 		return s, f
 	}
@@ -237,7 +238,7 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	dp := q.domainTLS(ctx, rt)
-	s, f, refused := q.tryHops(ctx, id, rt, hops, dp, netip.Addr{})
+	s, f, refused := q.tryHops(ctx, id, rt, hops, dp, bestHost{})
 	if s != nil || !refused || dp.sts == nil || ctx.Err() != nil {
 		return s, f
 	}
@@ -254,15 +255,39 @@ func (q *Queue) open(ctx context.Context, id string, rt route) (*session, *failu
 		return nil, f
 	}
 	q.log.Info("MTA-STS policy updated after it refused every MX host, trying again", "queue_id", id, "domain", rt.domain, "tls", np.why)
-	s, f, _ = q.tryHops(ctx, id, rt, hops, np, netip.Addr{})
+	s, f, _ = q.tryHops(ctx, id, rt, hops, np, bestHost{})
 	return s, f
 }
 
-// tryHops tries the hosts in turn under the domain's TLS plan; when
-// avoid is valid, only those after the address avoid. refused says that
-// every host failed because of the plan's MTA-STS policy (not listed, or
-// its TLS requirements not met), none because it was down.
-func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan, avoid netip.Addr) (*session, *failure, bool) {
+// bestHost is the preference of the first host with addresses of a pass
+// over a route's hosts (found: there was one), which the loop checks
+// compare the others against.
+type bestHost struct {
+	pref  uint16
+	found bool
+}
+
+// hopsAfter is what is left of the pass over a route's hosts (tryHops)
+// that found a session: the hosts and addresses after the session's, in
+// that pass's order, for nextHost; and the pass's best host. A new
+// lookup would not do: the MX hosts of one preference are shuffled at
+// each (resolveMX), and the DNS may rotate a host's addresses, so the
+// host used could come last in the new order, leaving nothing after it
+// (the recipients it deferred then waited for the retry, half the time
+// with two MX hosts of one preference). The addresses of a host the pass
+// looked up are kept (hop.known), with their DNSSEC state for DANE.
+type hopsAfter struct {
+	hops []hop
+	best bestHost
+}
+
+// tryHops tries the hosts in turn under the domain's TLS plan. best is
+// the best host of an earlier pass when hops is what it left
+// (hopsAfter), zero for a first pass. refused says that every host
+// failed because of the plan's MTA-STS policy (not listed, or its TLS
+// requirements not met), none because it was down. A session it returns
+// has the hosts after its own (session.after).
+func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp tlsPlan, best bestHost) (*session, *failure, bool) {
 	last := tempFailure("4.4.1", "no host to try")
 	tried, dead := 0, true
 	sawTemp := false // a host failed for now: no failure of another bounces
@@ -274,8 +299,7 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 	if len(q.o.self) > 0 && len(hops) > 0 && hops[0].loopDetect() {
 		look = make([]looked, len(hops))
 	}
-	bestFound, found := uint16(0), false // the preference of the first host with addresses
-	past := !avoid.IsValid()             // the addresses to try come after avoid
+	bestFound, found := best.pref, best.found // the preference of the first host with addresses
 	for i, h := range hops {
 		h.dest = loopDest(rt)
 		var ips []netip.Addr
@@ -311,20 +335,14 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 			refused = refused && plan.sts != nil && strings.HasPrefix(f.text, "MX host ") // not a DANE lookup failure
 			continue
 		}
-		for _, ip := range ips {
+		for k, ip := range ips {
 			if tried == maxAddressesTried || ctx.Err() != nil {
 				break
-			}
-			if !past {
-				// Only the hosts after it, as Postfix's smtp(8)
-				// goes down the list: one before it failed
-				// already, or was not needed.
-				past = ip == avoid
-				continue
 			}
 			tried++
 			s, f := q.connect(ctx, h, ip, plan)
 			if f == nil {
+				s.after = remainingHops(hops, i, ips[k+1:], ad, look, bestHost{bestFound, true})
 				return s, nil, false
 			}
 			if f.loop {
@@ -344,6 +362,30 @@ func (q *Queue) tryHops(ctx context.Context, id string, rt route, hops []hop, dp
 	// (shutdown, the client gone) says nothing of it.
 	last.dead = dead && tried > 0 && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded))
 	return nil, last, refused
+}
+
+// remainingHops is what a pass over hops leaves when it found a session
+// at hops[i], at the address before rest (hopsAfter): the rest of that
+// host's addresses, then the hosts after it, as Postfix's smtp(8) goes
+// down its list; those before it failed already, or were not needed.
+// The addresses the pass looked up (look: those of a preference level,
+// for the loop check) are kept, so that the loop check finds what it
+// found.
+func remainingHops(hops []hop, i int, rest []netip.Addr, ad addrDNS, look []looked, best bestHost) *hopsAfter {
+	after := &hopsAfter{best: best}
+	if len(rest) > 0 {
+		h := hops[i]
+		h.known = &looked{ips: rest, ad: ad}
+		after.hops = append(after.hops, h)
+	}
+	for j := i + 1; j < len(hops); j++ {
+		h := hops[j]
+		if look != nil && (look[j].ips != nil || look[j].f != nil) {
+			h.known = &look[j]
+		}
+		after.hops = append(after.hops, h)
+	}
+	return after
 }
 
 // interrupted turns the failures that are not a server's answer into

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -271,6 +272,10 @@ func TestEHLORefusedFallsBackToHELO(t *testing.T) {
 		// The refusal of EHLO is what is reported, and the host, which
 		// answered, is not dead.
 		{"hung up on HELO", "554 5.7.1 no ESMTP for you", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
+		// And so after 500 or 502, when go-smtp's client says HELO
+		// itself: its HELO's EOF was reported, and made the host dead.
+		{"hung up on HELO after 502", "502 5.5.2 no ESMTP", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
+		{"hung up on HELO after 500", "500 5.5.1 command unrecognized", "", false, []string{"EHLO mta.test", "HELO mta.test"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -697,6 +702,58 @@ func TestDeferredRecipientTriedOnTheHostsAfter(t *testing.T) {
 	}
 }
 
+// Of two MX hosts of one preference, the one not tried gets what the
+// other deferred, whichever the shuffle put first: the hosts after the
+// one tried are those of the list its session was chosen from. A new
+// lookup shuffled them again, and when the host tried came last nothing
+// was tried after it: the message waited for the retry, half the time.
+// Each message is deferred by the first host it reaches, whichever it
+// is (and its session, cached, is the next message's first); the
+// messages are many, so that the shuffle puts the host tried first in
+// the new order for some of them.
+func TestDeferredRecipientTriedOnEqualMX(t *testing.T) {
+	t.Parallel()
+	accept := plainAnswer("PIPELINING", nil)
+	var mu sync.Mutex
+	seen := map[string]bool{} // the recipients a host answered
+	answer := func(n int, cmd string) string {
+		if verb(cmd) == "RCPT" {
+			mu.Lock()
+			defer mu.Unlock()
+			if !seen[cmd] {
+				seen[cmd] = true
+				return "450 4.7.1 greylisted, try again later"
+			}
+		}
+		return accept(n, cmd)
+	}
+	mxa := newOddServer(t, "220 mxa.remote.test ESMTP", answer)
+	mxb := newOddServer(t, "220 mxb.remote.test ESMTP", answer)
+	h, _ := startOdd(t, mxa, func(o *Options) {
+		o.Routes = nil
+		o.Resolver = &fakeResolver{
+			mx:  map[string][]*net.MX{"remote.test": {{Host: "mxa.remote.test.", Pref: 10}, {Host: "mxb.remote.test.", Pref: 10}}},
+			ips: map[string][]string{"mxa.remote.test": {"127.0.0.1"}, "mxb.remote.test": {"127.0.0.2"}},
+		}
+		to := map[string]string{"127.0.0.1:25": mxa.addr, "127.0.0.2:25": mxb.addr}
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, to[addr])
+		}
+	})
+	const messages = 12 // each lost half the time: all passed once in 4096 runs
+	for i := range messages {
+		id := h.enqueue("alice@local.test", fmt.Sprintf("bob%d@remote.test", i))
+		h.waitJob()
+		if m, _, err := h.q.Show(id); err == nil {
+			t.Errorf("message %d: still queued, %s %s (%s)", i, m.Recipients[0].State, m.Recipients[0].Status, m.Recipients[0].Reply)
+		}
+	}
+	if got := len(mxa.messages()) + len(mxb.messages()); got != messages {
+		t.Errorf("the MX hosts got %d messages, want %d", got, messages)
+	}
+}
+
 // A "[host]" route (a relayhost, as a rule) is one host: what it defers
 // waits for the retry, its other addresses are not dialled for it.
 func TestDeferredByBracketedRouteNotTriedElsewhere(t *testing.T) {
@@ -939,12 +996,16 @@ func TestRefusalBeforeTheEndOfTheData(t *testing.T) {
 	}
 }
 
-// A domain whose MX records all name an address (or no host name) has a
-// broken DNS, an answer rather than a failure to get one: its mail
-// bounces 5.4.4 at once, as Postfix finds such an MX reply malformed and
-// bounces; it waited for the queue lifetime. One usable MX host among
-// them is used; a relayhost so published is a configuration problem, and
-// its mail waits (4.3.5).
+// An MX record that names an address is a host at that address, as
+// Postfix 3.7 takes it (dns_lookup.c valid_rr_name: "numeric domain
+// name"; smtp_addr.c connects to it without a lookup), IPv4 or IPv6:
+// such mail was bounced (5.4.4) where Postfix delivers it. One of our
+// own addresses is still a loop. A domain whose MX records name no host
+// at all (malformed names, the unspecified address) has a broken DNS,
+// an answer rather than a failure to get one: its mail bounces 5.4.4 at
+// once, as Postfix finds such an MX reply malformed and bounces; it
+// waited for the queue lifetime. A relayhost so published is a
+// configuration problem, and its mail waits (4.3.5).
 func TestMXNamingAddresses(t *testing.T) {
 	t.Parallel()
 	srv := newOddServer(t, "220 mx.remote.test ESMTP", plainAnswer("", nil))
@@ -954,20 +1015,41 @@ func TestMXNamingAddresses(t *testing.T) {
 		relayhost bool
 		want      State
 		status    string
+		dialed    string // the address connected to, "" none
 	}{
-		{"addresses only", []*net.MX{{Host: "192.0.2.1.", Pref: 10}, {Host: "2001:db8::1", Pref: 20}}, false, StateFailed, "5.4.4"},
-		{"one usable host", []*net.MX{{Host: "192.0.2.1.", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0"},
-		{"relayhost", []*net.MX{{Host: "192.0.2.1.", Pref: 10}}, true, StatePending, "4.3.5"},
+		{"IPv4 address", []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"IPv6 address", []*net.MX{{Host: "2001:db8::1", Pref: 10}}, false, StateDelivered, "2.0.0", "[2001:db8::1]:25"},
+		{"IPv4-mapped IPv6 address", []*net.MX{{Host: "::ffff:127.0.0.1", Pref: 10}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"an address before a host", []*net.MX{{Host: "2001:db8::1", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0", "[2001:db8::1]:25"},
+		{"our own address", []*net.MX{{Host: "192.0.2.7.", Pref: 10}}, false, StateFailed, "5.4.6", ""},
+		{"our own address after a host", []*net.MX{{Host: "mx1.remote.test.", Pref: 10}, {Host: "192.0.2.7.", Pref: 20}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"no host name", []*net.MX{{Host: "bad_name!.", Pref: 10}, {Host: "0.0.0.0.", Pref: 20}, {Host: "fe80::1%eth0", Pref: 30}}, false, StateFailed, "5.4.4", ""},
+		{"one usable host", []*net.MX{{Host: "no host.", Pref: 10}, {Host: "mx1.remote.test.", Pref: 20}}, false, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"relayhost of an address", []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, true, StateDelivered, "2.0.0", "127.0.0.1:25"},
+		{"relayhost of no host", []*net.MX{{Host: "no host.", Pref: 10}}, true, StatePending, "4.3.5", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			res := &fakeResolver{
+				mx:  map[string][]*net.MX{"remote.test": tc.mx, "relay.test": tc.mx},
+				ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}},
+			}
+			var mu sync.Mutex
+			var dialed []string
 			h, b := startOdd(t, srv, func(o *Options) {
 				o.Routes = nil
-				o.Resolver = &fakeResolver{
-					mx:  map[string][]*net.MX{"remote.test": tc.mx, "relay.test": tc.mx},
-					ips: map[string][]string{"mx1.remote.test": {"127.0.0.1"}},
+				o.Resolver = res
+				o.LocalAddrs = []netip.Addr{netip.MustParseAddr("192.0.2.7")}
+				o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					mu.Lock()
+					dialed = append(dialed, addr)
+					mu.Unlock()
+					if addr != "127.0.0.1:25" && addr != "[2001:db8::1]:25" {
+						return nil, errors.New("connection refused (test dialer)")
+					}
+					var d net.Dialer
+					return d.DialContext(ctx, network, srv.addr)
 				}
-				o.Dialer = dialTo(srv.addr)
 				if tc.relayhost {
 					o.Relayhost = &Relayhost{Addr: "relay.test"}
 				}
@@ -983,6 +1065,18 @@ func TestMXNamingAddresses(t *testing.T) {
 			}
 			if r.State != tc.want || r.Status != tc.status {
 				t.Errorf("recipient %s %s (%s), want %s %s", r.State, r.Status, r.Reply, tc.want, tc.status)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []string{tc.dialed}; tc.dialed == "" && len(dialed) > 0 || tc.dialed != "" && !slices.Equal(dialed, want) {
+				t.Errorf("dialed %q, want %q", dialed, tc.dialed)
+			}
+			res.mu.Lock()
+			defer res.mu.Unlock()
+			for _, name := range res.asked {
+				if _, err := netip.ParseAddr(strings.TrimSuffix(name, ".")); err == nil || strings.Contains(name, "0.0.0.0") {
+					t.Errorf("address looked up as a name: %q (lookups %q)", name, res.asked)
+				}
 			}
 		})
 	}

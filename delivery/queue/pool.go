@@ -93,8 +93,14 @@ func (d *dest) broadcast() {
 // A job (its context holds its jobSlot) gives its Concurrency slot back
 // while it waits, and takes one again before it returns a session or a
 // permission to dial; at most limit jobs wait so for one destination, and
-// the next ones are postponed (a failure with postpone: not tried).
-func (c *connCache) get(ctx context.Context, id, key string, fresh bool) (s *session, probe bool, f *failure) {
+// the next ones are postponed (a failure with postpone: not tried), and,
+// with park, their message id is kept to be woken (unpark) when one of
+// them stops waiting. Without park the failure only says the destination
+// is busy: nextHost's second session, whose job goes on with its first
+// session's answers and is not postponed; parked, its id took a wake-up
+// meant for a message really postponed, and made its next run due at
+// once (unparked) though it was never postponed.
+func (c *connCache) get(ctx context.Context, id, key string, fresh, park bool) (s *session, probe bool, f *failure) {
 	slot, _ := ctx.Value(slotKey{}).(*jobSlot)
 	waiting, waited := false, false
 	var wake []string // parked messages to wake, after mu
@@ -154,6 +160,10 @@ func (c *connCache) get(ctx context.Context, id, key string, fresh bool) (s *ses
 			return granted(nil, probe)
 		}
 		if slot != nil && !waited && d.waiters >= c.limit {
+			if !park {
+				c.mu.Unlock()
+				return nil, false, tempFailure("4.4.1", "destination busy")
+			}
 			if !slices.Contains(d.parked, id) {
 				d.parked = append(d.parked, id)
 			}

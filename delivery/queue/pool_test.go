@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -1039,5 +1040,78 @@ func TestStorage452DeferredNotRetriedAtOnce(t *testing.T) {
 				t.Errorf("%d MAIL commands, want 1: %q", mails, groups)
 			}
 		})
+	}
+}
+
+// nextHost's second session, asked for when the destination has as many
+// jobs waiting as its limit, is refused without its message being
+// parked: the job is not postponed (it ends with its first host's
+// answers), and a parked id of it took the wake-up that the next job to
+// stop waiting owes a message really postponed (its due time then
+// waited postponeDelay), and made its own next run due at once.
+func TestSecondSessionNotParked(t *testing.T) {
+	t.Parallel()
+	o := baseOptions(t, t.TempDir(), newClock())
+	o.DestinationConcurrency = 1
+	o.ConnectionCacheTime = time.Minute
+	o.ConnectionReuseLimit = 10
+	o.MinBackoff = time.Minute
+	c := newConnCache(o, slog.New(slog.DiscardHandler))
+	var mu sync.Mutex
+	var woken []string
+	c.unpark = func(id string) {
+		mu.Lock()
+		woken = append(woken, id)
+		mu.Unlock()
+	}
+	slots := make(chan struct{}, 10)
+	job := func() context.Context {
+		return context.WithValue(t.Context(), slotKey{}, &jobSlot{ch: slots})
+	}
+	const key = "mx:remote.test"
+	// Job a has the destination's one session.
+	_, probe, f := c.get(job(), "a", key, false, true)
+	if f != nil {
+		t.Fatal(f.text)
+	}
+	client, server := net.Pipe()
+	defer server.Close()
+	s := &session{conn: client, raw: client, stop: func() bool { return true }, closing: true}
+	c.dialed(key, probe, s, nil)
+	// Job b waits for it: the destination's limit of waiters.
+	bDone := make(chan *failure, 1)
+	go func() {
+		_, probe, f := c.get(job(), "b", key, false, true)
+		if f == nil {
+			c.dialed(key, probe, nil, nil)
+		}
+		bDone <- f
+	}()
+	for waiters := 0; waiters == 0; {
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+		waiters = c.dests[key].waiters
+		c.mu.Unlock()
+	}
+	// Job c's second session for what its first host deferred.
+	if _, _, f := c.get(job(), "c", key, true, false); f == nil {
+		t.Fatal("second session given past the limit of waiters")
+	} else if f.postpone {
+		t.Errorf("second session: %s, want refused, not postponed", f.text)
+	}
+	c.mu.Lock()
+	parked := slices.Clone(c.dests[key].parked)
+	c.mu.Unlock()
+	if len(parked) != 0 {
+		t.Errorf("parked %q, want none", parked)
+	}
+	c.release(key, s)
+	if f := <-bDone; f != nil {
+		t.Fatalf("job b: %s", f.text)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(woken, "c") {
+		t.Errorf("woken %q: c, never postponed, took a wake-up", woken)
 	}
 }

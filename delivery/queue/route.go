@@ -54,6 +54,9 @@ type hop struct {
 	nexthop   string     // static and relayhost routes: the nexthop's host (DANE's next-hop domain, errors)
 	relay     *Relayhost // AUTH and implicit TLS settings, relayhost only
 	node      string     // a cluster node's listener: its name (dialNode)
+	// known is the address lookup an earlier pass over the route's
+	// hosts made (hopsAfter), taken as it was: nil, look the name up.
+	known *looked
 	// pref is the MX preference (0 for an implicit MX, a [nexthop] or an
 	// address); dest is what the mail is for, the recipient domain or
 	// the nexthop's host, named by a loop's failure (loop.go). bestMX,
@@ -155,23 +158,52 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 	var hops []hop
 	for _, mx := range mxs {
 		host := strings.TrimSuffix(mx.Host, ".")
-		if mx.Host == "." || !validHostname(host) {
-			continue // RFC 5321 §5.1: MX targets are names, not addresses
-		}
-		if _, err := netip.ParseAddr(host); err == nil {
+		if mx.Host == "." {
 			continue
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			// RFC 5321 §5.1 wants a name, but Postfix takes an
+			// address there (dns_lookup.c valid_rr_name: "numeric
+			// domain name") and connects to it without a lookup
+			// (smtp_addr.c: "Interpret a numerical name as an
+			// address"), and domains that publish one get their
+			// mail from it: bouncing it lost mail Postfix delivers.
+			// It is a hop of its own address, so that the loop
+			// check of our own addresses (tryHops, lookLevel) sees
+			// it, and without DANE: no address lookup to validate.
+			if ip, ok := mxAddress(ip); ok {
+				hops = append(hops, hop{name: ip.String(), port: port, ip: ip, mxSecure: secure, pref: mx.Pref})
+			}
+			continue
+		}
+		if !validHostname(host) {
+			continue // no host name: nothing to look up
 		}
 		hops = append(hops, hop{name: strings.ToLower(host), port: port, mxSecure: secure, secureDNS: viaDANE, pref: mx.Pref})
 	}
 	if len(hops) == 0 {
-		// Every MX record names an address or no host name at all: the
-		// domain's DNS is broken, and stays so until its admin fixes
-		// it (a lookup failure would be temporary, this is an answer).
-		// Postfix finds such a reply malformed and bounces (5.4.4);
-		// waiting told the sender after maximal_queue_lifetime only.
-		return nil, permFailure("5.4.4", "no usable MX host for "+name+": its MX records name no host (an address, or a name that is none)")
+		// Every MX record names no host at all (a malformed name, an
+		// address nobody can connect to): the domain's DNS is broken,
+		// and stays so until its admin fixes it (a lookup failure
+		// would be temporary, this is an answer). Postfix finds such
+		// a reply malformed and bounces (5.4.4); waiting told the
+		// sender after maximal_queue_lifetime only.
+		return nil, permFailure("5.4.4", "no usable MX host for "+name+": its MX records name no host")
 	}
 	return hops, nil
+}
+
+// mxAddress is an MX target that is an IP address as a hop's address:
+// IPv4-mapped as IPv4, as addrs takes a lookup's. An address with a zone,
+// the unspecified address (0.0.0.0, which some domains published to
+// refuse mail before RFC 7505's null MX) and a multicast one are none to
+// connect to, as addrs skips them in a lookup's answer.
+func mxAddress(ip netip.Addr) (netip.Addr, bool) {
+	ip = ip.Unmap()
+	if ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() {
+		return netip.Addr{}, false
+	}
+	return ip, true
 }
 
 // rooted is a domain as an absolute name, with its final dot, so that
@@ -216,6 +248,9 @@ type addrDNS struct {
 // resolver gave them, and whether they were DNSSEC-validated.
 func (q *Queue) addrs(ctx context.Context, h hop) ([]netip.Addr, addrDNS, *failure) {
 	var ad addrDNS
+	if h.known != nil {
+		return h.known.ips, h.known.ad, h.known.f
+	}
 	if h.ip.IsValid() {
 		return []netip.Addr{h.ip}, ad, nil
 	}
