@@ -5,11 +5,13 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"courriel/internal/testenv"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -224,5 +226,124 @@ func TestHungServerMidSessionRetriesElsewhere(t *testing.T) {
 	}
 	if took := time.Since(start); took > bound {
 		t.Errorf("login with the first server hung took %v, want under %v", took, bound)
+	}
+}
+
+// searchHangingProxy forwards plain LDAP connections to a server, message
+// by message; once hang is called, it forwards every request but the
+// searches, which it drops: a server whose frontend still takes
+// connections and binds while its database is stuck.
+type searchHangingProxy struct {
+	ln     net.Listener
+	target string
+	hung   atomic.Bool
+}
+
+func startSearchHangingProxy(t *testing.T, target string) *searchHangingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &searchHangingProxy{ln: ln, target: target}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go io.Copy(c, s)
+			go func() {
+				defer s.Close()
+				for {
+					pkt, err := ber.ReadPacket(c)
+					if err != nil {
+						return
+					}
+					if len(pkt.Children) > 1 && pkt.Children[1].Tag == ldap.ApplicationSearchRequest && p.hung.Load() {
+						continue
+					}
+					if _, err := s.Write(pkt.Bytes()); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *searchHangingProxy) url() string { return "ldap://" + p.ln.Addr().String() }
+
+// A first server whose searches hang while it still takes connections and
+// binds costs the lookups one request timeout, not one per pooled
+// connection to it (they are closed with the first timeout), nor one
+// every preferred-URL check (a check that only connects and binds would
+// find it answering, send lookups back to it and flush the cache): the
+// check reads the search base before it declares a server answering.
+func TestSearchesHungServerCostsOneTimeout(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	p := startSearchHangingProxy(t, s.URL()[len("ldap://"):])
+	const request = time.Second
+	d, err := New(Options{
+		URLs: []string{p.url(), s.URL()}, BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
+		MailboxDomains: []string{"xoyize.xyz"}, AuthBindDN: "uid=%u," + s.MailBase(),
+		CacheTTL: -1, NegativeCacheTTL: -1, PoolSize: 3,
+		DialTimeout: time.Second, RequestTimeout: request,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	const check = 100 * time.Millisecond
+	d.searches.checkEvery = check
+	ctx := context.Background()
+	// Every pooled connection on the first server.
+	var conns []*ldap.Conn
+	for range d.opts.PoolSize {
+		c, err := d.searches.get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		d.searches.put(c, false)
+	}
+	p.hung.Store(true)
+	// Lookups for several checks' time: the first waits out one request
+	// timeout, the others are answered by the second server at once.
+	slow := 0
+	for start := time.Now(); time.Since(start) < 3*request+20*check; {
+		t0 := time.Now()
+		if _, err := d.ResolveRecipient(ctx, "test0@hosted-domain.com"); err != nil {
+			t.Errorf("lookup with the first server's searches hung: %v", err)
+		}
+		if time.Since(t0) >= request/2 {
+			slow++
+		}
+		time.Sleep(check / 2)
+	}
+	if slow != 1 {
+		t.Errorf("%d lookups waited for the hung server, want 1", slow)
 	}
 }

@@ -170,7 +170,8 @@ func (p *connPool) usable(c *ldap.Conn) bool {
 // timedOut notes a request on c that err ended: when the server did not
 // answer in time (hung since the connection was made), its URL is tried
 // last (failedURLs), so that the retry on a fresh connection does not wait
-// for it once more.
+// for it once more, and the pool's other connections to it are retired,
+// so that they are not handed out to wait too.
 func (p *connPool) timedOut(c *ldap.Conn, err error) {
 	// Not the caller's deadline, nor the server's answer timeLimitExceeded:
 	// no answer at all.
@@ -180,9 +181,25 @@ func (p *connPool) timedOut(c *ldap.Conn, err error) {
 	}
 	p.mu.Lock()
 	pc := p.conns[c]
-	p.mu.Unlock()
+	n := 0
 	if pc != nil {
-		p.failed.set(p.urls[pc.at], false)
+		// The pool's other connections to that URL reach the same hung
+		// server: handed out one after another, each would cost a lookup
+		// a request timeout before its retry goes elsewhere.
+		for _, o := range p.conns {
+			if o.at == pc.at && !o.retired {
+				o.retired = true
+				n++
+			}
+		}
+	}
+	p.mu.Unlock()
+	if pc == nil {
+		return
+	}
+	p.failed.set(p.urls[pc.at], false)
+	if n > 0 {
+		p.closeIdleRetired()
 	}
 }
 
@@ -242,15 +259,21 @@ func (p *connPool) retire(at int) {
 	if n == 0 {
 		return
 	}
+	p.closeIdleRetired()
+	if p.onRetire != nil {
+		p.onRetire()
+	}
+}
+
+// closeIdleRetired closes the idle connections marked retired and gives
+// the others back.
+func (p *connPool) closeIdleRetired() {
 	for range cap(p.idle) {
 		select {
 		case c := <-p.idle:
 			p.put(c, false)
 		default:
 		}
-	}
-	if p.onRetire != nil {
-		p.onRetire()
 	}
 }
 
@@ -286,13 +309,35 @@ func (p *connPool) maybeCheckPreferred() {
 			c, err := p.dialOne(ctx, raw)
 			cancel()
 			if err == nil {
+				err = p.probe(c, raw)
 				c.Close()
+			}
+			if err == nil {
 				p.retire(i)
 				return
 			}
 			p.failed.set(raw, false)
 		}
 	}()
+}
+
+// probe runs a base-object search of the search base on c, a connection
+// to raw just set up, bounded by the request timeout (the connection's):
+// a server whose frontend takes connections, StartTLS and binds while its
+// searches hang (its database stuck) is not answering, and declaring it
+// so would clear its failedURLs mark, retire the fallback's connections
+// and flush the cache every check, each time costing the lookups sent to
+// it a request timeout. The search goes to the database (not the root
+// DSE, which slapd's frontend answers itself); a result code, such as
+// noSuchObject or insufficientAccess to the anonymous binds pool, is an
+// answer.
+func (p *connPool) probe(c *ldap.Conn, raw string) error {
+	req := ldap.NewSearchRequest(p.opts.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, int(p.opts.RequestTimeout.Seconds()), false, "(objectClass=*)", []string{noAttributes}, nil)
+	if _, err := c.Search(req); err != nil && transportError(err) {
+		return fmt.Errorf("reading search base %s on %s: %w", p.opts.BaseDN, raw, err)
+	}
+	return nil
 }
 
 func (p *connPool) dial(ctx context.Context) (*ldap.Conn, error) {
