@@ -298,7 +298,16 @@ func (c *connCache) dialed(key string, probe bool, s *session, f *failure) {
 // put hands a session back after a delivery: kept idle for the next
 // message when reusable, closed otherwise. A session that broke, timed out
 // or was told 421 is never reusable.
-func (c *connCache) put(key string, s *session, reusable bool) {
+func (c *connCache) put(key string, s *session, reusable bool) { c.handBack(key, s, reusable, true) }
+
+// release hands back a session that is not to be cached (nextHost's):
+// QUIT when it is sound, and its slot freed.
+func (c *connCache) release(key string, s *session) { c.handBack(key, s, true, false) }
+
+// handBack is put and release: the session kept idle only when cache
+// says so and it is fit for the next message, else QUIT when reusable
+// and sound, aborted otherwise; its slot freed, the parked woken.
+func (c *connCache) handBack(key string, s *session, reusable, cache bool) {
 	s.uses++
 	now := time.Now()
 	var wake []string
@@ -319,7 +328,7 @@ func (c *connCache) put(key string, s *session, reusable bool) {
 		c.log.Info("connection not reused: the server sent more than the replies to its commands", "relay", s.relay)
 		s.closing = true
 	}
-	if !reusable || s.closing || s.uses >= c.reuseMax || now.Sub(s.born) >= c.reuseTime || d.dead != nil {
+	if !cache || !reusable || s.closing || s.uses >= c.reuseMax || now.Sub(s.born) >= c.reuseTime || d.dead != nil {
 		d.open--
 		if reusable && !s.closing {
 			c.quitLater(s)
@@ -331,29 +340,6 @@ func (c *connCache) put(key string, s *session, reusable bool) {
 	s.idleSince = now
 	s.reused = true
 	d.idle = append(d.idle, s)
-}
-
-// release hands back a session that is not to be cached (nextHost's):
-// QUIT when it is sound, and its slot freed.
-func (c *connCache) release(key string, s *session) {
-	s.uses++
-	var wake []string
-	defer func() {
-		for _, id := range wake {
-			c.wake(id)
-		}
-	}()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d := c.destLocked(key)
-	defer d.broadcast()
-	wake = c.popParkedLocked(d)
-	d.open--
-	if s.closing {
-		s.abort()
-	} else {
-		c.quitLater(s)
-	}
 }
 
 // expire closes the sessions idle for longer than the cache time, and
