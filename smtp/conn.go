@@ -382,7 +382,12 @@ func (c *conn) command(line []byte) {
 			c.w.Reply(250, wire.Enhanced{2, 0, 0}, "I have successfully done nothing")
 		}
 	case "VRFY":
-		if c.counted() {
+		switch {
+		case !c.counted():
+		case arg == "":
+			// Postfix's vrfy_cmd: an address is required (RFC 5321 §4.1.1.6).
+			c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: VRFY address")
+		default:
 			c.w.Reply(252, wire.Enhanced{2, 5, 0}, "Cannot VRFY user, but will accept message")
 		}
 	case "HELP":
@@ -390,10 +395,9 @@ func (c *conn) command(line []byte) {
 			c.w.Reply(214, wire.Enhanced{2, 0, 0}, "See RFC 5321")
 		}
 	case "QUIT":
-		if arg != "" {
-			c.refuse(501, wire.Enhanced{5, 5, 4}, "Syntax: QUIT")
-			return
-		}
+		// An argument is ignored, as Postfix's quit_cmd ignores it: the
+		// client wants to leave, and refusing keeps its connection open
+		// until a timeout.
 		c.w.Reply(221, wire.Enhanced{2, 0, 0}, "Bye")
 		c.dropAfterWrite.Store(true)
 	case "AUTH":
