@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -232,11 +233,14 @@ func TestHungServerMidSessionRetriesElsewhere(t *testing.T) {
 // searchHangingProxy forwards plain LDAP connections to a server, message
 // by message; once hang is called, it forwards every request but the
 // searches, which it drops: a server whose frontend still takes
-// connections and binds while its database is stuck.
+// connections and binds while its database is stuck. It counts the
+// searches it dropped and the clients' connections still open.
 type searchHangingProxy struct {
-	ln     net.Listener
-	target string
-	hung   atomic.Bool
+	ln      net.Listener
+	target  string
+	hung    atomic.Bool
+	dropped atomic.Int64
+	open    atomic.Int64
 }
 
 func startSearchHangingProxy(t *testing.T, target string) *searchHangingProxy {
@@ -270,8 +274,10 @@ func startSearchHangingProxy(t *testing.T, target string) *searchHangingProxy {
 			mu.Lock()
 			conns = append(conns, c, s)
 			mu.Unlock()
+			p.open.Add(1)
 			go io.Copy(c, s)
 			go func() {
+				defer p.open.Add(-1)
 				defer s.Close()
 				for {
 					pkt, err := ber.ReadPacket(c)
@@ -279,6 +285,7 @@ func startSearchHangingProxy(t *testing.T, target string) *searchHangingProxy {
 						return
 					}
 					if len(pkt.Children) > 1 && pkt.Children[1].Tag == ldap.ApplicationSearchRequest && p.hung.Load() {
+						p.dropped.Add(1)
 						continue
 					}
 					if _, err := s.Write(pkt.Bytes()); err != nil {
@@ -347,3 +354,87 @@ func TestSearchesHungServerCostsOneTimeout(t *testing.T) {
 		t.Errorf("%d lookups waited for the hung server, want 1", slow)
 	}
 }
+
+// A request timeout on a connection to a hung server closes the pool's
+// idle connections to it at once, not when lookups happen to draw them
+// (get drops them then, unanswered): kept open, they hold the hung
+// server's connections (slapd's, up to its limits) and the pool's slots
+// for as long as the lookups take to come round to them. The searches
+// after the first send none to the hung server.
+func TestHungURLIdleConnectionsClosed(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	p := startSearchHangingProxy(t, s.URL()[len("ldap://"):])
+	d, err := New(Options{
+		URLs: []string{p.url(), s.URL()}, BindDN: s.ReaderDN(), BindPassword: s.ReaderPassword(), BaseDN: s.MailBase(),
+		MailboxDomains: []string{"xoyize.xyz"}, CacheTTL: -1, NegativeCacheTTL: -1, PoolSize: 4,
+		DialTimeout: time.Second, RequestTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	// Only lookups and timeouts move connections: no check of the
+	// preferred URL.
+	d.searches.checkEvery = 0
+	ctx := context.Background()
+	var conns []*ldap.Conn
+	for range d.opts.PoolSize {
+		c, err := d.searches.get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		d.searches.put(c, false)
+	}
+	if n := p.open.Load(); n != int64(d.opts.PoolSize) {
+		t.Fatalf("%d connections to the first server, want %d", n, d.opts.PoolSize)
+	}
+	p.hung.Store(true)
+	// One search (a whole ResolveRecipient's would draw the idle
+	// connections itself): it waits out one request timeout, then is
+	// answered by the second server.
+	lookup := func() error {
+		before := d.Stats().Searches
+		_, err := d.search(ctx, "(uid=xomail)", []string{"uid"})
+		if n := d.Stats().Searches - before; err == nil && n > 2 {
+			err = fmt.Errorf("%d searches, want 1 and its retry", n)
+		}
+		return err
+	}
+	if err := lookup(); err != nil {
+		t.Fatalf("search with the first server's searches hung: %v", err)
+	}
+	d.searches.mu.Lock()
+	onHung := 0
+	for _, pc := range d.searches.conns {
+		if pc.at == 0 {
+			onHung++
+		}
+	}
+	d.searches.mu.Unlock()
+	if onHung != 0 {
+		t.Errorf("after the timeout, the pool holds %d connections to the hung server, want 0", onHung)
+	}
+	// The pool closed them; the proxy sees each close as it reads it.
+	for deadline := time.Now().Add(waitClosed); p.open.Load() != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := p.open.Load(); n != 0 {
+		t.Errorf("after the timeout, %d connections to the hung server still open, want 0", n)
+	}
+	for i := range d.opts.PoolSize {
+		if err := lookup(); err != nil {
+			t.Errorf("search %d after the timeout: %v", i, err)
+		}
+	}
+	if n := p.dropped.Load(); n != 1 {
+		t.Errorf("the hung server was sent %d searches, want 1", n)
+	}
+}
+
+// waitClosed bounds the wait for a closed connection's end to reach the
+// other side: generous, CI runs -race on 2 shared cores.
+const waitClosed = 10 * time.Second

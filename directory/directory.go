@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -25,11 +27,10 @@ type Directory struct {
 	nBinds    atomic.Int64
 	nErrors   [numErrorKinds]atomic.Int64 // by index in ErrorKinds()
 
-	// unpaged is set once the server refused a paged search to the
-	// reader and answered the same search without the control: from then
-	// on searches are sent plain (pagedSearch), until the Directory is
-	// rebuilt (a reload).
-	unpaged atomic.Bool
+	// plain holds the servers that refused a paged search to the reader
+	// and answered the same search without the control: searches to them
+	// are sent plain (pagedSearch) for a while.
+	plain pagingRefusals
 }
 
 // Stats counts the work done, for benchmarks and metrics.
@@ -223,7 +224,7 @@ func (d *Directory) searchNow(ctx context.Context, filter string, attrs []string
 			d.nSearches.Add(1)
 			res, err = c.Search(req)
 		} else {
-			res, err = d.pagedSearch(ctx, c.Search, filter, attrs)
+			res, err = d.pagedSearch(ctx, c.Search, d.searches.urlOf(c), filter, attrs)
 		}
 		if err == nil {
 			d.searches.put(c, false)
@@ -280,6 +281,8 @@ const maxEmptyPages = 2
 // which applies to all pages) or from here. A server without paging
 // ignores the control (it is not critical) and answers in one go, as
 // before; one that refuses it gets the search plain (unpagedAfterRefusal).
+// server is the URL search's connection is on: the refusal is that
+// server's (pagingRefusals).
 //
 // The pages are bounded too, and ctx is checked before each, so that a
 // server that keeps sending a cookie must not hold a RCPT and a pooled
@@ -288,8 +291,8 @@ const maxEmptyPages = 2
 // MaxPageSize, a proxy's, may be below ours), and more than
 // maxEmptyPages in a row without any is errTooManyPages.
 func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
-	filter string, attrs []string) (*ldap.SearchResult, error) {
-	if d.unpaged.Load() {
+	server, filter string, attrs []string) (*ldap.SearchResult, error) {
+	if d.plain.refused(server, d.opts.Now()) {
 		return d.plainSearch(search, filter, attrs)
 	}
 	paging := ldap.NewControlPaging(pageSize)
@@ -304,7 +307,7 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 		d.nSearches.Add(1)
 		res, err := search(req)
 		if page == 0 && ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) {
-			return d.unpagedAfterRefusal(search, filter, attrs, err)
+			return d.unpagedAfterRefusal(search, server, filter, attrs, err)
 		}
 		if res != nil {
 			all.Entries = append(all.Entries, res.Entries...)
@@ -343,27 +346,69 @@ func (d *Directory) pagedSearch(ctx context.Context, search func(*ldap.SearchReq
 	}
 }
 
-// unpagedAfterRefusal answers a search whose first page the server
-// refused with adminLimitExceeded: slapd answers so when the reader's
-// limits forbid paging (olcLimits size.prtotal=disabled) or allow smaller
-// pages than ours (size.pr), although the control is not critical. The
-// same search is
-// sent plain, as Postfix's dict_ldap sends every search, bounded by the
-// server's plain size limits; when that one is answered, paging was the
-// cause, and later searches are sent plain at once. When it is refused
-// too (another admin limit: slapd's size.unchecked), the first refusal
-// stands.
+// unpagedAfterRefusal answers a search whose first page server refused
+// with adminLimitExceeded: slapd answers so when the reader's limits
+// forbid paging (olcLimits size.prtotal=disabled) or allow smaller pages
+// than ours (size.pr), although the control is not critical. The same
+// search is sent plain, as Postfix's dict_ldap sends every search,
+// bounded by the server's plain size limits; when that one is answered,
+// paging was the cause, and later searches to that server are sent plain
+// at once, for pagingRefusalFor. When it is refused too (another admin
+// limit: slapd's size.unchecked), the first refusal stands.
 func (d *Directory) unpagedAfterRefusal(search func(*ldap.SearchRequest) (*ldap.SearchResult, error),
-	filter string, attrs []string, refused error) (*ldap.SearchResult, error) {
+	server, filter string, attrs []string, refused error) (*ldap.SearchResult, error) {
 	res, err := d.plainSearch(search, filter, attrs)
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) {
 		return res, refused
 	}
-	if err == nil && d.unpaged.CompareAndSwap(false, true) {
-		d.opts.Logger.Warn("the LDAP server refuses paged searches to the reader: lookups are plain searches from now on, "+
-			"bounded by its plain size limits (slapd: olcLimits size.pr, size.prtotal)", "err", refused)
+	if err == nil && d.plain.record(server, d.opts.Now()) {
+		d.opts.Logger.Warn("the LDAP server refuses paged searches to the reader: lookups on it are plain searches for a while, "+
+			"bounded by its plain size limits (slapd: olcLimits size.pr, size.prtotal)",
+			"url", server, "for", pagingRefusalFor, "err", refused)
 	}
 	return res, err
+}
+
+// pagingRefusalFor is how long a server that refused paging to the reader
+// gets plain searches before it is asked for pages again: a server that
+// keeps refusing costs one refused page that often, and an admin who
+// changes its limits (paging allowed again, the plain limit lowered below
+// a list that only paging reads in full) is followed without a reload.
+const pagingRefusalFor = 5 * time.Minute
+
+// pagingRefusals remembers, by URL, the servers that refused a paged
+// search to the reader and answered it plain, until when searches to them
+// are plain. By server, not for the whole Directory: a replica that
+// refuses paging, reached in a failover, must not leave the preferred
+// server, whose plain size limit may be below a list that only its paged
+// searches return in full, asked plain once lookups are back on it. The
+// zero value remembers none.
+type pagingRefusals struct {
+	mu    sync.Mutex
+	until map[string]time.Time // guarded by mu
+}
+
+// refused reports whether searches to url are plain at now.
+func (r *pagingRefusals) refused(url string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return now.Before(r.until[url])
+}
+
+// record makes searches to url plain from now for pagingRefusalFor, and
+// reports whether it did: false when they already are (another search
+// refused at the same time), so that a refusal is logged once.
+func (r *pagingRefusals) record(url string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.until[url]) {
+		return false
+	}
+	if r.until == nil {
+		r.until = map[string]time.Time{}
+	}
+	r.until[url] = now.Add(pagingRefusalFor)
+	return true
 }
 
 // plainSearch is pagedSearch's one request without the paging control,

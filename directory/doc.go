@@ -41,8 +41,8 @@
 // is one entry whatever the server's size limit. Every other search is
 // paged (RFC 2696), so that many entries sharing a maildrop are read in
 // full where the server allows paged searches more than plain ones, up to
-// Options.SizeLimit in all (plain, as Postfix's, when the server refuses
-// paging to the reader); past a limit, the lookup is ErrUnavailable,
+// Options.SizeLimit in all (plain, as Postfix's, to a server that refuses
+// paging to the reader, for a few minutes after its refusal); past a limit, the lookup is ErrUnavailable,
 // never a partial answer. Path values (homeDirectory) are cleaned before they are formatted
 // when absolute and free of "..", then checked: relative paths and ".."
 // are refused, and the mail waits (ErrUnavailable) for an admin.

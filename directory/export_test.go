@@ -8,3 +8,7 @@ func SetPreferredCheckEvery(d *Directory, every time.Duration) {
 	d.searches.checkEvery = every
 	d.binds.checkEvery = every
 }
+
+// PagingRefusalFor is how long a server that refused paging gets plain
+// searches.
+const PagingRefusalFor = pagingRefusalFor

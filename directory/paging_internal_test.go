@@ -58,7 +58,7 @@ func TestPagedSearchPageCap(t *testing.T) {
 	t.Parallel()
 	d := pagingDirectory(t, 1000)
 	forever := &fakePages{pages: [][]*ldap.Entry{entries(pageSize)}, more: func(int) bool { return true }}
-	_, err := d.pagedSearch(context.Background(), forever.search, "(uid=*)", nil)
+	_, err := d.pagedSearch(context.Background(), forever.search, "ldap://127.0.0.1", "(uid=*)", nil)
 	if want := 1 + maxEmptyPages + 1; !errors.Is(err, errTooManyPages) || forever.calls != want {
 		t.Errorf("endless cookies: %d pages, %v; want %d pages, errTooManyPages", forever.calls, err, want)
 	}
@@ -81,7 +81,7 @@ func TestPagedSearchPageCap(t *testing.T) {
 			f.pages = append(f.pages, entries(tc.perPage))
 		}
 		// Then the empty page some servers end with.
-		res, err := d.pagedSearch(context.Background(), f.search, "(uid=*)", nil)
+		res, err := d.pagedSearch(context.Background(), f.search, "ldap://127.0.0.1", "(uid=*)", nil)
 		if want := tc.pages * tc.perPage; err != nil || len(res.Entries) != want || f.calls != tc.pages+1 {
 			t.Errorf("%s: %d entries in %d pages, %v; want %d entries in %d pages", tc.name, len(res.Entries), f.calls, err, want, tc.pages+1)
 		}
@@ -92,7 +92,7 @@ func TestPagedSearchPageCap(t *testing.T) {
 	for range 200 {
 		over.pages = append(over.pages, entries(7))
 	}
-	if _, err := d.pagedSearch(context.Background(), over.search, "(uid=*)", nil); !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+	if _, err := d.pagedSearch(context.Background(), over.search, "ldap://127.0.0.1", "(uid=*)", nil); !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
 		t.Errorf("1,400 entries in pages of 7, SizeLimit 1000: %v; want sizeLimitExceeded", err)
 	}
 }
@@ -109,7 +109,7 @@ func TestPagedSearchContext(t *testing.T) {
 		}
 		return true
 	}}
-	_, err := d.pagedSearch(ctx, f.search, "(uid=*)", nil)
+	_, err := d.pagedSearch(ctx, f.search, "ldap://127.0.0.1", "(uid=*)", nil)
 	if !errors.Is(err, context.Canceled) || f.calls != 3 {
 		t.Errorf("cancelled during page 3: %d pages, %v; want 3, context.Canceled", f.calls, err)
 	}

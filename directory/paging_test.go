@@ -1,12 +1,15 @@
 package directory_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"courriel/directory"
 	"courriel/internal/testenv"
@@ -129,4 +132,104 @@ func TestPagingRefusedByServer(t *testing.T) {
 			t.Errorf("past size.unchecked: %q, %v; want ErrUnavailable", got, err)
 		}
 	})
+}
+
+// refusePaging makes s refuse paged searches to the reader, as
+// TestPagingRefusedByServer's servers do.
+func refusePaging(t *testing.T, s *testenv.Slapd) {
+	t.Helper()
+	s.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcLimits\n"+
+		"olcLimits: dn.exact=\""+testenv.ReaderDN+"\" size.prtotal=disabled\n")
+}
+
+// A replica that refuses paging to the reader, reached in a failover,
+// makes the searches sent to it plain, not those sent to the primary once
+// lookups are back on it: the primary's plain size limit is below a list
+// that its paged searches return in full, and a plain search there would
+// defer the mail (4xx) until a reload.
+func TestPagingRefusalIsPerServer(t *testing.T) {
+	t.Parallel()
+	const n = 10
+	primary := testenv.StartSlapd(t, testenv.WithExtraLDIF(manyAliasesLDIF(n)))
+	// A plain search gets 3 entries at most; a paged one, all of them.
+	primary.ModifyConfig(t, "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcLimits\n"+
+		"olcLimits: dn.exact=\""+testenv.ReaderDN+"\" size.soft=3 size.hard=3 size.prtotal=unlimited\n")
+	// The replica holds the fixture alone: its answers tell it apart.
+	replica := testenv.StartSlapd(t, testenv.WithCA(primary.CA()))
+	refusePaging(t, replica)
+	var logs bytes.Buffer
+	o := options(primary)
+	o.URLs = []string{primary.URL(), replica.URL()}
+	o.CacheTTL, o.NegativeCacheTTL = -1, -1
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	d := newDir(t, o)
+	directory.SetPreferredCheckEvery(d, 10*time.Millisecond)
+	ctx := context.Background()
+	const onPrimary, onReplica = 4 + n, 4
+	logins := func(what string) int {
+		t.Helper()
+		got, err := d.SenderLogins(ctx, "alice@xoyize.xyz")
+		if err != nil || len(got) != onPrimary && len(got) != onReplica {
+			t.Fatalf("%s: SenderLogins(alice@xoyize.xyz) = %d logins, %v; want %d (primary) or %d (replica)", what, len(got), err, onPrimary, onReplica)
+		}
+		return len(got)
+	}
+	if got := logins("on the primary"); got != onPrimary {
+		t.Fatalf("first lookup answered by the replica")
+	}
+	primary.Stop(t)
+	if got := logins("primary down"); got != onReplica {
+		t.Fatalf("lookup with the primary down answered by it")
+	}
+	primary.Start(t)
+	// Lookups go back to the primary once the pool's check finds it
+	// answering; each must be answered in full.
+	for deadline := time.Now().Add(time.Minute); logins("primary back") != onPrimary; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("lookups never went back to the primary")
+		}
+	}
+	if w := strings.Count(logs.String(), "refuses paged searches"); w != 1 || !strings.Contains(logs.String(), replica.URL()) {
+		t.Errorf("%d warnings, want 1 naming %s:\n%s", w, replica.URL(), logs.String())
+	}
+}
+
+// A server's refusal of paging is remembered for PagingRefusalFor, not
+// until a reload: then it is asked for pages again, so that an admin who
+// changed its limits is followed, and the refusal is logged once each
+// time.
+func TestPagingRefusalExpires(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSlapd(t)
+	refusePaging(t, s)
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var logs bytes.Buffer
+	o := options(s)
+	o.CacheTTL, o.NegativeCacheTTL = -1, -1
+	o.Now = clk.Now
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	d := newDir(t, o)
+	ctx := context.Background()
+	for i, step := range []struct {
+		after    time.Duration // on the clock, before the lookup
+		searches int64         // 2: a refused page, then plain; 1: plain at once
+	}{
+		{0, 2},
+		{directory.PagingRefusalFor - time.Second, 1},
+		{time.Second, 2},
+		{0, 1},
+	} {
+		clk.Add(step.after)
+		before := d.Stats().Searches
+		got, err := d.SenderLogins(ctx, "alice@xoyize.xyz")
+		if err != nil || len(got) != 4 {
+			t.Fatalf("%d: SenderLogins(alice@xoyize.xyz) = %q, %v", i, got, err)
+		}
+		if n := d.Stats().Searches - before; n != step.searches {
+			t.Errorf("%d: %v after the last lookup, SenderLogins cost %d searches, want %d", i, step.after, n, step.searches)
+		}
+	}
+	if w := strings.Count(logs.String(), "refuses paged searches"); w != 2 || strings.Count(logs.String(), s.URL()) != 2 {
+		t.Errorf("%d warnings, want 2, each naming %s:\n%s", w, s.URL(), logs.String())
+	}
 }

@@ -203,6 +203,17 @@ func (p *connPool) timedOut(c *ldap.Conn, err error) {
 	}
 }
 
+// urlOf returns the URL c is connected to; "" for a connection the pool
+// did not hand out.
+func (p *connPool) urlOf(c *ldap.Conn) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pc := p.conns[c]; pc != nil {
+		return p.urls[pc.at]
+	}
+	return ""
+}
+
 // discard closes c and frees its slot.
 func (p *connPool) discard(c *ldap.Conn) {
 	c.Close()

@@ -960,8 +960,13 @@ func (c *Config) validate() error {
 			return keyErr(d.key, "%v is out of range (0 for the default .. %v)", d.v, d.limit)
 		}
 	}
-	if c.LDAP.MinUID < 0 || c.LDAP.MinUID > math.MaxInt32 {
-		return keyErr("ldap.min_uid", "%d is out of range (0 .. %d)", c.LDAP.MinUID, math.MaxInt32)
+	// 0 reached the directory as "unset" and became 100 there, silently;
+	// as it is, it would let mail be written as root, which Postfix's
+	// virtual_minimum_uid (at least 1) refuses too. The key left out
+	// keeps defaultConfig's 100.
+	if c.LDAP.MinUID < 1 || c.LDAP.MinUID > math.MaxInt32 {
+		return keyErr("ldap.min_uid", "%d is out of range (1 .. %d; 0 would let mail be written as root; leave the key out for 100)",
+			c.LDAP.MinUID, math.MaxInt32)
 	}
 	// The relayhost and the routes' nexthops are in Postfix's syntax
 	// (queue.ParseNexthop): "host" and "host:port" go to host's MX hosts

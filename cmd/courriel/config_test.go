@@ -65,6 +65,8 @@ func TestConfigErrors(t *testing.T) {
 		{"negative dial timeout", base + "dial_timeout = \"-2s\"\n", 8, "ldap.dial_timeout", "out of range"},
 		{"negative cache TTL", base + "cache_ttl = \"-1m\"\n", 8, "ldap.cache_ttl", "out of range"},
 		{"negative min_uid", base + "min_uid = -1\n", 8, "ldap.min_uid", "out of range"},
+		// Not the default 100, as the directory took a zero: root.
+		{"zero min_uid", base + "min_uid = 0\n", 8, "ldap.min_uid", "written as root"},
 		{"negative delay warning", base + "[queue]\ndelay_warning = \"-4h\"\n", 9, "queue.delay_warning", "out of range"},
 		{"proxy_interfaces not an address", base + "[queue]\nproxy_interfaces = [\"203.0.113.5\", \"nat.example\"]\n", 9, "queue.proxy_interfaces", "want an IP address"},
 		{"bad filter", base + "[ldap.query.aliases]\nfilter = \"(mail=%s\"\n", 0, "ldap.query.aliases", "filter"},
@@ -147,6 +149,24 @@ func TestTrustedNetworks(t *testing.T) {
 		p, err := cfg.TrustedNetworks()
 		if err != nil || p == nil || fmt.Sprint(p) != tc.want {
 			t.Errorf("%s: %v (nil %v), %v; want %s", tc.name, p, p == nil, err, tc.want)
+		}
+	}
+}
+
+// ldap.min_uid: 100 when absent, as Postfix's virtual_minimum_uid, and
+// the value when set; an explicit 0 is refused (TestConfigErrors), never
+// taken for the default.
+func TestConfigMinUID(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t).CertFile()
+	base := "myhostname = \"mx.example.org\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ldap]\nsearch_base = \"ou=mail,dc=example,dc=org\"\nca_file = \"" + ca + "\"\n"
+	for extra, want := range map[string]int{"": 100, "min_uid = 1\n": 1, "min_uid = 5000\n": 5000} {
+		cfg, err := ParseConfig("c.toml", []byte(base+extra))
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		if got := cfg.LDAP.MinUID; got != want {
+			t.Errorf("%q: min_uid %d, want %d", extra, got, want)
 		}
 	}
 }
