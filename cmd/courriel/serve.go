@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -743,18 +744,7 @@ func (a *app) httpListener() error {
 	if a.imap != nil {
 		registerKeptFolderMetrics(a.metrics.Registry(), a.imap)
 	}
-	served := map[string]*tlsconf.Manager{}
-	for p, m := range a.tls {
-		if served[p.cert] == nil {
-			served[p.cert] = m
-		}
-	}
-	for _, m := range a.tlsMore {
-		if f, _ := m.Files(); served[f] == nil {
-			served[f] = m
-		}
-	}
-	registerCertificateMetrics(a.metrics.Registry(), served)
+	registerCertificateMetrics(a.metrics.Registry(), append(slices.Collect(maps.Values(a.tls)), a.tlsMore...))
 	registerQueueMetrics(a.metrics, a.queue)
 	trusted, _ := a.cfg.TrustedNetworks() // checked with the configuration
 	h := monitor.Handler(monitor.Options{
