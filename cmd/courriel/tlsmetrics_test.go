@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"courriel/internal/testenv"
 	"courriel/tlsconf"
@@ -69,5 +72,48 @@ func TestCertificateMetricFollowsFiles(t *testing.T) {
 	}
 	if got, want := gauge(), map[string]float64{newCert: notAfter(newCert, newKey)}; !maps.Equal(got, want) {
 		t.Errorf("after the SIGHUP: %v, want %v", got, want)
+	}
+}
+
+// Listeners sharing a certificate file with different key files may serve
+// different certificates from it (one refused a renewal its key does not
+// match): the file's one series is the earlier expiry, the one an alert
+// is for.
+func TestCertificateMetricEarliestPerFile(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	soon := issueChainCert(t, "xoyize.xyz", nil, false, nil, now.Add(-time.Hour), now.Add(10*24*time.Hour))
+	later := issueChainCert(t, "xoyize.xyz", nil, false, nil, now.Add(-time.Hour), now.Add(80*24*time.Hour))
+	dir := t.TempDir()
+	certFile, keyFile, otherKey := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"), filepath.Join(dir, "imap.key")
+	write := func(c *chainCert, key string) {
+		t.Helper()
+		if err := os.WriteFile(certFile, c.pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(key, c.keyPEM(t), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var managers []*tlsconf.Manager
+	for _, step := range []struct {
+		c   *chainCert
+		key string
+	}{{later, keyFile}, {soon, otherKey}} {
+		write(step.c, step.key)
+		m, err := tlsconf.New(tlsconf.Options{CertFile: certFile, KeyFile: step.key, ReloadCheckInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		managers = append(managers, m)
+	}
+	reg := prometheus.NewRegistry()
+	registerCertificateMetrics(reg, managers)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 || mfs[0].GetMetric()[0].GetGauge().GetValue() != float64(soon.cert.NotAfter.Unix()) {
+		t.Errorf("gathered %v, want one series at %d", mfs, soon.cert.NotAfter.Unix())
 	}
 }
