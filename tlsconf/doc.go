@@ -14,6 +14,9 @@
 // lazily on handshake and from Watch, and keeps serving the previous pair
 // whenever the new one does not load (a key written before its certificate
 // is not served half-updated; it is retried once the files change again).
+// A key that does not match its certificate is looked at again a second
+// later before it is logged as an error: certbot swaps its live/ symlinks
+// one at a time, and a check between two swaps is no failure.
 // SetFiles moves a Manager to other files (a SIGHUP after the configuration
 // named them), under the same rule: the new pair loads, or nothing changes.
 // An expired or not yet valid certificate is never taken in place of a

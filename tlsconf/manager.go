@@ -18,6 +18,14 @@ import (
 // calls per interval.
 const DefaultReloadCheckInterval = 5 * time.Second
 
+// keySettleDelay is how long files whose key does not match the
+// certificate must stand still before a check calls it an error: certbot
+// and lego replace a renewal's live/ symlinks one at a time, within
+// milliseconds, so a check can see the new certificate with the old key
+// (or the reverse). Short beside DefaultReloadCheckInterval, so that the
+// renewal is served as soon as its last file is in place.
+const keySettleDelay = time.Second
+
 // expirySoon is how close to NotAfter a newly loaded certificate draws a
 // warning: Let's Encrypt renews at 30 days left, so 14 means renewal is
 // failing.
@@ -78,6 +86,13 @@ type Manager struct {
 	lastCheck time.Time  // guarded by mu: last lazy check from a handshake
 	attempted pairStamp  // guarded by mu: stamp of the last load, good or bad
 	lastErr   string     // guarded by mu: last failure logged, to log each once
+	// unsettled is when a check found files whose key does not match the
+	// certificate, not logged as an error yet (see keySettleDelay); zero
+	// otherwise.
+	unsettled time.Time // guarded by mu
+	// afterFunc schedules the second look at such files: time.AfterFunc,
+	// but a test's hand (export_test.go), so that no test sleeps.
+	afterFunc func(time.Duration, func()) // guarded by mu
 }
 
 // New loads the pair now and fails with a *FileError (see the Err* kinds)
@@ -96,6 +111,7 @@ func New(o Options) (*Manager, error) {
 		interval:  o.ReloadCheckInterval,
 		now:       o.Now,
 		roots:     o.ClientRoots,
+		afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) },
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -245,7 +261,8 @@ func (m *Manager) Reload() error {
 	st, _ := statPair(m.certFile, m.keyFile)
 	m.attempted = st
 	m.lastErr = "" // an explicit reload always logs its outcome
-	return m.loadLocked("reload")
+	m.unsettled = time.Time{}
+	return m.loadLocked("reload", false)
 }
 
 // Files returns the certificate and key files served from ("" for an ACME
@@ -277,7 +294,8 @@ func (m *Manager) SetFiles(certFile, keyFile string) error {
 	st, _ := statPair(certFile, keyFile)
 	m.attempted = st
 	m.lastErr = "" // an explicit change always logs its outcome
-	if err := m.loadLocked("configuration names new files"); err != nil {
+	m.unsettled = time.Time{}
+	if err := m.loadLocked("configuration names new files", false); err != nil {
 		// Checks and Watch keep following the files still served.
 		m.certFile, m.keyFile, m.attempted = oldCert, oldKey, oldAttempted
 		return err
@@ -335,7 +353,9 @@ func (m *Manager) maybeCheck() {
 // checkLocked reloads if the files differ from the last attempt. A failed
 // attempt is not retried until the files change again (a renewal that wrote
 // the key first gets a second chance when it writes the certificate);
-// Reload always retries.
+// Reload always retries. A key that did not match its certificate is the
+// exception: it is read again once the files have stood still for
+// keySettleDelay, and only then logged as an error.
 func (m *Manager) checkLocked(why string) {
 	st, err := statPair(m.certFile, m.keyFile)
 	if err != nil {
@@ -343,18 +363,52 @@ func (m *Manager) checkLocked(why string) {
 		return
 	}
 	if st == m.attempted {
+		if m.unsettled.IsZero() {
+			return
+		}
+		// A clock that went backwards counts as elapsed.
+		if d := m.now().Sub(m.unsettled); d >= 0 && d < keySettleDelay {
+			return // settleCheck comes back
+		}
+		// The same files, still: the mismatch is no renewal in progress.
+		m.unsettled = time.Time{}
+		_ = m.loadLocked(why, false)
 		return
 	}
 	m.attempted = st
-	_ = m.loadLocked(why)
+	_ = m.loadLocked(why, true)
 }
 
-func (m *Manager) loadLocked(why string) error {
+// settleCheck is the second look at files whose key did not match.
+func (m *Manager) settleCheck() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unsettled.IsZero() {
+		return // loaded, reloaded or moved meanwhile
+	}
+	m.checkLocked("changed on disk")
+}
+
+// loadLocked reads the files and serves them if they are usable. With
+// settle, a key that does not match its certificate is not logged as an
+// error but looked at again after keySettleDelay (see checkLocked): the
+// renewal may be halfway through swapping the files. Either way the
+// previous pair goes on being served.
+func (m *Manager) loadLocked(why string, settle bool) error {
 	cert, err := readPair(m.certFile, m.keyFile)
 	if err != nil {
+		if settle && errors.Is(err, ErrKeyMismatch) {
+			m.unsettled = m.now()
+			m.log.Info("tls: the certificate and key files do not match yet (a renewal replacing them one at a time?); looking again shortly",
+				"cert_file", m.certFile, "key_file", m.keyFile, "in", keySettleDelay.String())
+			m.afterFunc(keySettleDelay, m.settleCheck)
+			return err
+		}
+		m.unsettled = time.Time{}
 		m.failLocked(err)
 		return err
 	}
+	m.unsettled = time.Time{}
 	now := m.now()
 	invalid := checkValidity(m.certFile, cert.Leaf, now)
 	if invalid != nil {

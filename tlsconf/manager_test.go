@@ -313,11 +313,30 @@ func TestInPlaceRewriteNoticed(t *testing.T) {
 
 func TestHalfUpdatedPairKeepsOld(t *testing.T) {
 	t.Parallel()
-	s := newManagedServer(t, tlsconf.Options{ReloadCheckInterval: 0})
+	clock := &fakeClock{t: time.Now()}
+	s := newManagedServer(t, tlsconf.Options{ReloadCheckInterval: 0, Now: clock.now})
+	later := &laterFuncs{}
+	s.m.SetAfterFunc(later.afterFunc)
 	renewed := s.ca.issue(t, leafOpts{})
 
-	// The renewal tool wrote the new key; the certificate is not there yet.
+	// The renewal tool wrote the new key; the certificate is not there
+	// yet, and does not come: once the files have stood still, that is
+	// an error (TestCertbotSymlinkSwapSettles: before).
 	writeFile(t, s.keyFile, renewed.keyPEM)
+	for range 2 {
+		if got, want := s.served(t), s.first.leaf.SerialNumber.String(); got != want {
+			t.Fatalf("half-updated: served %s, want the old %s", got, want)
+		}
+	}
+	if strings.Contains(s.log.String(), "still serving the previous one") {
+		t.Errorf("logged as an error before the files stood still:\n%s", s.log)
+	}
+	delays, retry := later.take()
+	if len(retry) != 1 {
+		t.Fatalf("second look asked for %d times, want once", len(retry))
+	}
+	clock.add(delays[0])
+	retry[0]()
 	for range 2 {
 		if got, want := s.served(t), s.first.leaf.SerialNumber.String(); got != want {
 			t.Fatalf("half-updated: served %s, want the old %s", got, want)

@@ -166,15 +166,17 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 		// which is worse than TLS 1.2.
 		fmt.Fprintf(out, "warn tls: min_version 1.3 on the smtp listener: senders without TLS 1.3 (many MTAs still) deliver in clear text instead; set [tls.listeners.smtp] min_version = \"1.2\"\n")
 	}
-	seen := map[string]bool{}
+	// By pair, as serve loads them: a second key file for the same
+	// certificate is checked too, not taken for the first.
+	seen := map[certPair]bool{}
 	for _, name := range tlsListenerNames {
 		lt := cfg.listenerTLS(name)
-		if seen[lt.CertFile] {
+		if seen[listenerPair(lt)] {
 			continue
 		}
 		if lt.CertFile == "" {
 			if ac := cfg.TLS.ACME; ac.enabled() {
-				seen[""] = true
+				seen[certPair{}] = true
 				names := ac.Hostnames
 				if len(names) == 0 {
 					names = []string{cfg.MyHostname}
@@ -184,7 +186,14 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 			}
 			continue
 		}
-		seen[lt.CertFile] = true
+		seen[listenerPair(lt)] = true
+		label := "tls: certificate " + lt.CertFile
+		for _, l := range tlsListenerNames {
+			if o := cfg.listenerTLS(l); o.CertFile == lt.CertFile && o.KeyFile != lt.KeyFile {
+				label += " with key " + lt.KeyFile
+				break
+			}
+		}
 		// As serve: a certificate outside its dates is served (as Postfix
 		// and Dovecot do), so it is a warning here, not a failure that
 		// would keep `check-config && reload` from reloading anything.
@@ -195,7 +204,7 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 					lt.CertFile, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 			}
 		}
-		report("tls: certificate "+lt.CertFile, err)
+		report(label, err)
 		if err == nil {
 			// Served anyway (MTAs on port 25 do not verify), but the
 			// users' clients refuse it: said here rather than by them.
@@ -214,7 +223,7 @@ func checkConfig(ctx context.Context, cfg *Config, fileProblems []error, out io.
 				// for the server that runs.
 				var users []string
 				for _, l := range tlsListenerNames {
-					if cfg.listenerTLS(l).CertFile == lt.CertFile {
+					if listenerPair(cfg.listenerTLS(l)) == listenerPair(lt) {
 						users = append(users, l)
 					}
 				}

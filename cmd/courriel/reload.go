@@ -31,22 +31,20 @@ func (a *app) reload() {
 	if nextErr == nil && next != nil {
 		moved, tlsRestart = a.reloadCertificateFiles(next)
 	}
-	reread := maps.Clone(a.tls)
-	for _, m := range a.tlsMore {
-		f, _ := m.Files()
-		reread["tls.certificates: "+f] = m
-	}
-	for file, m := range reread {
+	reread := slices.Collect(maps.Values(a.tls))
+	reread = append(reread, a.tlsMore...)
+	for _, m := range reread {
 		if moved[m] {
 			continue
 		}
-		if f, _ := m.Files(); f != "" {
-			file = f // the map's key is the file named at start
-		}
+		// The files served now, not those named at start: SetFiles may
+		// have moved the Manager since. Both, as listeners may share a
+		// certificate file with different keys.
+		cert, key := m.Files()
 		if err := m.Reload(); err != nil {
-			a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "cert_file", file, "err", err)
+			a.log.Error("SIGHUP: certificate reload failed, keeping the old one", "cert_file", cert, "key_file", key, "err", err)
 		} else {
-			a.log.Info("SIGHUP: certificate reloaded", "cert_file", file)
+			a.log.Info("SIGHUP: certificate reloaded", "cert_file", cert, "key_file", key)
 		}
 	}
 	a.dir.FlushCache()

@@ -115,7 +115,7 @@ type app struct {
 	// or the Sieve filter around it ([sieve] enabled).
 	local localDeliverer
 	queue *queue.Queue
-	tls   map[string]*tlsconf.Manager // by certificate file: listeners sharing a pair share a manager
+	tls   map[certPair]*tlsconf.Manager // by the pair named at start: listeners sharing a pair share a manager
 	// tlsMore are [[tls.certificates]]'s pairs, chosen by SNI after a
 	// listener's own (tlsFor).
 	tlsMore []*tlsconf.Manager
@@ -250,12 +250,21 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
+// certPair is what a listener's certificate is known by: both files, so
+// that listeners naming one certificate file with different key files (a
+// copy of the key owned by another user, an ECDSA key beside the RSA one
+// by mistake) each get, or are refused with, the key they name rather
+// than the first listener's.
+type certPair struct{ cert, key string }
+
+func listenerPair(lt TLSListenerConfig) certPair { return certPair{lt.CertFile, lt.KeyFile} }
+
 // loadCertificates loads every certificate pair the listeners use.
 func (a *app) loadCertificates() error {
-	a.tls = map[string]*tlsconf.Manager{}
+	a.tls = map[certPair]*tlsconf.Manager{}
 	for _, name := range tlsListenerNames {
 		lt := a.cfg.listenerTLS(name)
-		if a.tls[lt.CertFile] != nil {
+		if a.tls[listenerPair(lt)] != nil {
 			continue
 		}
 		if lt.CertFile == "" {
@@ -266,7 +275,7 @@ func (a *app) loadCertificates() error {
 			if err != nil {
 				return err
 			}
-			a.tls[""] = m
+			a.tls[certPair{}] = m
 			continue
 		}
 		m, err := tlsconf.New(tlsconf.Options{
@@ -277,7 +286,7 @@ func (a *app) loadCertificates() error {
 		if err != nil {
 			return err
 		}
-		a.tls[lt.CertFile] = m
+		a.tls[listenerPair(lt)] = m
 	}
 	for _, p := range a.cfg.TLS.Certificates {
 		m, err := tlsconf.New(tlsconf.Options{
@@ -327,7 +336,7 @@ func (a *app) acmeManager() (*tlsconf.Manager, error) {
 // (reloaded on change) and minimum version.
 func (a *app) tlsFor(listener string) *tls.Config {
 	lt := a.cfg.listenerTLS(listener)
-	m := a.tls[lt.CertFile]
+	m := a.tls[listenerPair(lt)]
 	if m == nil {
 		return nil
 	}
@@ -735,13 +744,7 @@ func (a *app) httpListener() error {
 	if a.imap != nil {
 		registerKeptFolderMetrics(a.metrics.Registry(), a.imap)
 	}
-	served := maps.Clone(a.tls)
-	for _, m := range a.tlsMore {
-		if f, _ := m.Files(); served[f] == nil {
-			served[f] = m
-		}
-	}
-	registerCertificateMetrics(a.metrics.Registry(), served)
+	registerCertificateMetrics(a.metrics.Registry(), append(slices.Collect(maps.Values(a.tls)), a.tlsMore...))
 	registerQueueMetrics(a.metrics, a.queue)
 	trusted, _ := a.cfg.TrustedNetworks() // checked with the configuration
 	h := monitor.Handler(monitor.Options{
