@@ -59,6 +59,8 @@ type session struct {
 	// dataTimeout bounds each write of a transaction's data
 	// (Options.DataTimeout).
 	dataTimeout time.Duration
+	// rsetTimeout bounds the reply to RSET (Options.rsetTimeout).
+	rsetTimeout time.Duration
 
 	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
 	// sizeLimit is the limit the server's EHLO SIZE names (RFC 1870
@@ -338,6 +340,7 @@ func (q *Queue) ready(s *session) {
 	s.w = bufio.NewWriterSize(s.conn, 32<<10)
 	s.cmdTimeout = q.o.CommandTimeout
 	s.dataTimeout = q.o.DataTimeout
+	s.rsetTimeout = q.o.rsetTimeout
 	s.pipelining, _ = s.c.Extension("PIPELINING")
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
 	s.dsn, _ = s.c.Extension("DSN")

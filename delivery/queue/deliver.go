@@ -602,7 +602,14 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 	}
 
 	if reset {
-		code, text, err := step("RSET")
+		// Bounded as Postfix's RSET probe (smtp_reuse.c
+		// smtp_reuse_common, smtp_rset_timeout): a cached session
+		// whose server went silent is given up after seconds, not
+		// the command timeout, and the message takes a new one.
+		if !s.pipelining {
+			s.send("RSET")
+		}
+		code, text, err := s.replyWithin(s.rsetTimeout)
 		if err != nil || code/100 != 2 {
 			why := "RSET to " + s.relay + ": "
 			if err != nil {

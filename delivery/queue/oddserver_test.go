@@ -1081,3 +1081,54 @@ func TestMXNamingAddresses(t *testing.T) {
 		})
 	}
 }
+
+// A cached session whose server does not answer the RSET that checks it
+// before the next message is given up after the RSET timeout (Postfix's
+// smtp_rset_timeout, 20 s), not the command timeout (5 min), and the
+// message goes at once on a new connection, with no failed attempt, as
+// Postfix's smtp_reuse_common drops a session whose RSET probe fails
+// and connects anew. The command timeout here is an hour: the message
+// waits it when the RSET's reply is bounded by it.
+func TestSilentRSETOnCachedSession(t *testing.T) {
+	t.Parallel()
+	for _, pipelining := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			t.Parallel()
+			ehlo := "8BITMIME"
+			if pipelining {
+				ehlo = "PIPELINING"
+			}
+			silent := make(chan struct{})
+			t.Cleanup(func() { close(silent) })
+			accept := plainAnswer(ehlo, nil)
+			srv := newOddServer(t, "220 odd.test ESMTP", func(n int, cmd string) string {
+				if verb(cmd) == "RSET" {
+					<-silent // no reply while the client waits
+					return ""
+				}
+				return accept(n, cmd)
+			})
+			h, b := startOdd(t, srv, func(o *Options) {
+				o.CommandTimeout = time.Hour
+				o.ConnectionCacheTime = time.Hour
+				o.rsetTimeout = 50 * time.Millisecond
+			})
+			for i := range 2 {
+				h.enqueue("alice@local.test", fmt.Sprintf("bob%d@remote.test", i))
+				h.waitJob()
+				if !h.empty() {
+					t.Fatalf("message %d still queued; commands %q", i, srv.commands())
+				}
+			}
+			srv.mu.Lock()
+			conns := srv.conns
+			srv.mu.Unlock()
+			if got := len(srv.messages()); got != 2 || conns != 2 || b.count() != 0 {
+				t.Errorf("%d messages on %d connections, %d DSNs; want 2 on 2, none", got, conns, b.count())
+			}
+			if !slices.Contains(srv.commands(), "RSET") {
+				t.Errorf("commands %q: the cached session was not checked", srv.commands())
+			}
+		})
+	}
+}
