@@ -108,7 +108,8 @@ func (s *oddServer) serve(c net.Conn) {
 		if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
 			return
 		}
-		if verb(line) == "STARTTLS" && reply[0] == '2' && s.tls != nil {
+		// A reply is its last line's (readReply).
+		if last := reply[strings.LastIndex(reply, "\n")+1:]; verb(line) == "STARTTLS" && last[0] == '2' && s.tls != nil {
 			tc := tls.Server(c, s.tls)
 			if tc.Handshake() != nil {
 				return
@@ -1128,6 +1129,66 @@ func TestSilentRSETOnCachedSession(t *testing.T) {
 			}
 			if !slices.Contains(srv.commands(), "RSET") {
 				t.Errorf("commands %q: the cached session was not checked", srv.commands())
+			}
+		})
+	}
+}
+
+// The reply to STARTTLS is read as every other reply, by its last line's
+// code, and any 2xx starts TLS, as Postfix's smtp(8) reads it
+// (smtp_chat_resp, code / 100 == 2): a reply whose lines change code
+// ("220-" then "454 ") waited for the command timeout, and a 250 was
+// taken for a refusal. TLS is required here, so a refusal defers.
+func TestSTARTTLSReplyChangingCode(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	for _, tc := range []struct {
+		name, reply string
+		tls         bool
+		wantReply   string // the recipient's, when not sent
+	}{
+		{"220 then 454: refused", "220-2.0.0 ready\n454 4.7.0 TLS not available", false, "STARTTLS refused: 454 2.0.0 ready 4.7.0 TLS not available"},
+		{"454 then 220: TLS", "454-4.7.0 not yet\n220 2.0.0 go ahead", true, ""},
+		{"250: TLS", "250 2.0.0 go ahead", true, ""},
+		{"454: refused", "454 4.7.0 TLS not available", false, "STARTTLS refused: 454 4.7.0 TLS not available"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test ESMTP", func(n int, cmd string) string {
+				switch verb(cmd) {
+				case "EHLO":
+					if n == 0 {
+						return "250-odd.test\n250 STARTTLS"
+					}
+					return "250 odd.test"
+				case "STARTTLS":
+					return tc.reply
+				}
+				return plainAnswer("", nil)(n, cmd)
+			})
+			srv.tls = ca.serverConfig(t, "odd.test")
+			h, b := startOdd(t, srv, func(o *Options) { o.TLSPolicy = PolicyEncrypt })
+			id := h.enqueue("alice@local.test", "bob@remote.test")
+			h.waitJob()
+			cmds := srv.commands()
+			if tc.tls {
+				if want := []string{"EHLO mta.test", "STARTTLS", "EHLO mta.test"}; len(cmds) < 3 || !slices.Equal(cmds[:3], want) {
+					t.Errorf("commands %q, want them to begin with %q", cmds, want)
+				}
+				if !h.empty() || len(srv.messages()) != 1 {
+					t.Errorf("commands %q: want the message delivered", cmds)
+				}
+				return
+			}
+			m, _, err := h.q.Show(id)
+			if err != nil {
+				t.Fatalf("the message left the queue: %v", err)
+			}
+			if r := m.Recipients[0]; r.State != StatePending || !strings.Contains(r.Reply, tc.wantReply) {
+				t.Errorf("recipient %s %q, want pending with %q", r.State, r.Reply, tc.wantReply)
+			}
+			if len(srv.messages()) != 0 || b.count() != 0 {
+				t.Errorf("%d messages, %d DSNs: want none", len(srv.messages()), b.count())
 			}
 		})
 	}
