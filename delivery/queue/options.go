@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -246,6 +247,10 @@ type Options struct {
 	// cached session carries another message or after a transaction
 	// that stopped early (Postfix smtp_rset_timeout); tests shorten it.
 	rsetTimeout time.Duration
+	// shuffle orders the MX hosts of one preference at each lookup
+	// (resolveMX); default math/rand/v2's Shuffle. Tests set one of
+	// their own so that the order each lookup gives is known.
+	shuffle func(n int, swap func(i, j int))
 }
 
 // LocalDeliverer stores copies in maildirs: *delivery.Store. It returns
@@ -367,6 +372,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.shuffle == nil {
+		o.shuffle = rand.Shuffle
 	}
 	o.nodeDialer = o.Dialer
 	if o.Dialer == nil {
