@@ -1,8 +1,6 @@
 package queue
 
 import (
-	"bufio"
-	"net"
 	"strings"
 	"testing"
 
@@ -13,68 +11,27 @@ import (
 // no BODY=8BITMIME.
 func TestDowngradeForServerWithout8BITMIME(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	got := make(chan string, 2) // MAIL line, then the data
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r, w := bufio.NewReader(c), bufio.NewWriter(c)
-		say := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
-		say("220 old.test")
-		for range 50 {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
-			case "EHLO":
-				say("250-old.test")
-				say("250 PIPELINING")
-			case "MAIL":
-				got <- strings.TrimSpace(line)
-				say("250 ok")
-			case "RCPT":
-				say("250 ok")
-			case "DATA":
-				say("354 go")
-				var data strings.Builder
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil || l == ".\r\n" {
-						break
-					}
-					data.WriteString(l)
-				}
-				got <- data.String()
-				say("250 queued")
-			case "QUIT":
-				say("221 bye")
-				return
-			default:
-				say("250 ok")
-			}
-		}
-	}()
-	o := baseOptions(t, t.TempDir(), newClock())
-	o.Routes = map[string]string{"remote.test": ln.Addr().String()}
-	o.Dialer = nil
-	h := start(t, o)
+	srv := newOddServer(t, "220 old.test", plainAnswer("PIPELINING", nil))
+	h, _ := startOdd(t, srv, nil)
 	msg := "Subject: a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
 	if _, err := h.q.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	mailLine, data := recv(t, got, "MAIL"), recv(t, got, "DATA")
+	h.waitJob()
+	var mailLine string
+	for _, c := range srv.commands() {
+		if verb(c) == "MAIL" {
+			mailLine = c
+		}
+	}
+	msgs := srv.messages()
+	if mailLine == "" || len(msgs) != 1 {
+		t.Fatalf("commands %q: %d messages received, want one", srv.commands(), len(msgs))
+	}
 	if strings.Contains(mailLine, "8BITMIME") {
 		t.Errorf("MAIL to a server without 8BITMIME: %q", mailLine)
 	}
-	if sevenbit.Has8bit([]byte(data)) || !strings.Contains(data, "Content-Transfer-Encoding: quoted-printable\r\n") || !strings.Contains(data, "caf=C3=A9") {
+	if data := msgs[0]; sevenbit.Has8bit([]byte(data)) || !strings.Contains(data, "Content-Transfer-Encoding: quoted-printable\r\n") || !strings.Contains(data, "caf=C3=A9") {
 		t.Errorf("data sent:\n%s", data)
 	}
 }
