@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"net/textproto"
 	"os"
 	"slices"
 	"strconv"
@@ -59,6 +58,8 @@ type session struct {
 	// dataTimeout bounds each write of a transaction's data
 	// (Options.DataTimeout).
 	dataTimeout time.Duration
+	// rsetTimeout bounds the reply to RSET (Options.rsetTimeout).
+	rsetTimeout time.Duration
 
 	pipelining, smtputf8, size, eightBit, dsn bool // offered in the EHLO reply
 	// sizeLimit is the limit the server's EHLO SIZE names (RFC 1870
@@ -338,6 +339,7 @@ func (q *Queue) ready(s *session) {
 	s.w = bufio.NewWriterSize(s.conn, 32<<10)
 	s.cmdTimeout = q.o.CommandTimeout
 	s.dataTimeout = q.o.DataTimeout
+	s.rsetTimeout = q.o.rsetTimeout
 	s.pipelining, _ = s.c.Extension("PIPELINING")
 	s.smtputf8, _ = s.c.Extension("SMTPUTF8")
 	s.dsn, _ = s.c.Extension("DSN")
@@ -598,12 +600,18 @@ func (q *Queue) startTLSWith(ctx context.Context, raw net.Conn, cfg *tls.Config)
 	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
 		return nil, err
 	}
-	// Bounded: a hostile server cannot feed an endless reply.
-	tp := textproto.NewReader(bufio.NewReader(io.LimitReader(raw, 4096)))
-	if _, _, err := tp.ReadResponse(220); isTimeout(err) {
+	// Bounded: a hostile server cannot feed an endless reply. Read as
+	// every other reply (readReply), by its last line's code, and any
+	// 2xx taken, as Postfix reads it (smtp_proto.c smtp_helo:
+	// smtp_chat_resp, then code / 100 == 2 before smtp_start_tls): Go's
+	// textproto took a line of another code ("220-..." then "454 ...")
+	// for more text and waited for the command timeout.
+	code, text, err := (&session{r: bufio.NewReaderSize(io.LimitReader(raw, 4096), 4096)}).readReply()
+	if err != nil {
 		return nil, fmt.Errorf("STARTTLS: %w", err)
-	} else if err != nil {
-		return nil, fmt.Errorf("STARTTLS refused: %s", printable(err.Error(), 300))
+	}
+	if code/100 != 2 {
+		return nil, fmt.Errorf("STARTTLS refused: %s", printable(strconv.Itoa(code)+" "+text, 300))
 	}
 	raw.SetDeadline(time.Time{})
 	tc := tls.Client(raw, cfg)

@@ -434,6 +434,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 		}
 		return nil
 	}
+	sized := s.size // SIZE= in MAIL
 	if !s.eightBit {
 		// RFC 6152 §3: 8-bit content goes to a server without 8BITMIME
 		// converted to quoted-printable, as Postfix converts it.
@@ -441,6 +442,14 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 			if raw, err := io.ReadAll(io.LimitReader(data, m.Size+traceAllowance)); err == nil {
 				if conv, changed := sevenbit.Downgrade(raw); changed {
 					data = bytes.NewReader(conv)
+					// The converted body is larger than the
+					// message's size, so it is not declared, as
+					// Postfix declares none when it downgrades
+					// (smtp_proto.c smtp_loop, SMTP_STATE_MAIL:
+					// SIZE only if !SMTP_MIME_DOWNGRADE): a server
+					// near its limit took the MAIL, then refused
+					// the data or cut it short as larger than said.
+					sized = false
 				}
 			}
 		}
@@ -454,7 +463,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 			}
 			continue
 		}
-		broken = q.transaction(s, m, g, lo, hi, data, res, utf8)
+		broken = q.transaction(s, m, g, lo, hi, data, res, utf8, sized)
 		if broken != nil && broken.stale {
 			return broken
 		}
@@ -479,7 +488,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 		}
 		subRes := make([]result, len(again))
 		for lo := 0; lo < len(sub.rcpts) && broken == nil; lo += rcptsPerTransaction {
-			broken = q.transaction(s, m, sub, lo, min(lo+rcptsPerTransaction, len(sub.rcpts)), data, subRes, utf8)
+			broken = q.transaction(s, m, sub, lo, min(lo+rcptsPerTransaction, len(sub.rcpts)), data, subRes, utf8, sized)
 		}
 		for k, i := range again {
 			if subRes[k] != (result{}) {
@@ -499,7 +508,8 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 // pipelined (RFC 2920 §3.1 lets it come alone), and is not sent unless
 // every one is 2xx: then the accepted ones are outUnsent, and the session,
 // its transaction ended by the RSET that precedes the next, stays usable.
-func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io.ReadSeeker, res []result, utf8 bool) *failure {
+// sized says MAIL declares the message's size (SIZE=, RFC 1870).
+func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io.ReadSeeker, res []result, utf8, sized bool) *failure {
 	n := hi - lo
 	decided := make([]bool, n)
 	set := func(k int, f *failure) {
@@ -534,7 +544,7 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 	if s.eightBit {
 		mail += " BODY=8BITMIME"
 	}
-	if s.size {
+	if sized {
 		mail += " SIZE=" + strconv.FormatInt(m.Size, 10)
 	}
 	if utf8 {
@@ -602,7 +612,14 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 	}
 
 	if reset {
-		code, text, err := step("RSET")
+		// Bounded as Postfix's RSET probe (smtp_reuse.c
+		// smtp_reuse_common, smtp_rset_timeout): a cached session
+		// whose server went silent is given up after seconds, not
+		// the command timeout, and the message takes a new one.
+		if !s.pipelining {
+			s.send("RSET")
+		}
+		code, text, err := s.replyWithin(s.rsetTimeout)
 		if err != nil || code/100 != 2 {
 			why := "RSET to " + s.relay + ": "
 			if err != nil {

@@ -397,27 +397,9 @@ func TestEqualPreferenceMXAreShuffled(t *testing.T) {
 // smtp_skip_5xx_greeting has it, instead of bouncing at once.
 func TestFiveHundredGreetingDefers(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("554 5.7.1 go away\r\n"))
-			c.Close()
-		}
-	}()
-	o := baseOptions(t, t.TempDir(), newClock())
-	o.Routes = map[string]string{"remote.test": ln.Addr().String()}
-	o.Dialer = nil
-	b := newBounces()
-	o.Bounce = b.fn
-	h := start(t, o)
+	hangUp := func(int, string) string { return "" }
+	srv := newOddServer(t, "554 5.7.1 go away", hangUp)
+	h, b := startOdd(t, srv, nil)
 	id := h.enqueue("alice@local.test", "bob@remote.test")
 	h.waitJob()
 	m, _, err := h.q.Show(id)

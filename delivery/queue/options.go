@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -242,6 +243,14 @@ type Options struct {
 	// one that stops reading it fails the attempt; default 3 min
 	// (Postfix smtp_data_xfer_timeout, RFC 5321 §4.5.3.2.5).
 	DataTimeout time.Duration
+	// rsetTimeout bounds the wait for the reply to RSET, before a
+	// cached session carries another message or after a transaction
+	// that stopped early (Postfix smtp_rset_timeout); tests shorten it.
+	rsetTimeout time.Duration
+	// shuffle orders the MX hosts of one preference at each lookup
+	// (resolveMX); default math/rand/v2's Shuffle. Tests set one of
+	// their own so that the order each lookup gives is known.
+	shuffle func(n int, swap func(i, j int))
 }
 
 // LocalDeliverer stores copies in maildirs: *delivery.Store. It returns
@@ -263,6 +272,10 @@ const (
 	defaultConnectTimeout  = 30 * time.Second
 	defaultCommandTimeout  = 5 * time.Minute
 	defaultDataTimeout     = 3 * time.Minute
+	// Postfix smtp_rset_timeout: a server that does not answer RSET
+	// within it is dropped, and a cached session so found costs the
+	// message this long, not a command timeout, before a new one.
+	defaultRsetTimeout     = 20 * time.Second
 	defaultConnCacheTime   = 2 * time.Second
 	defaultConnReuseLimit  = 100
 	defaultHandOverTimeout = 5 * time.Second
@@ -348,6 +361,7 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.ConnectTimeout, defaultConnectTimeout)
 	setDefault(&o.CommandTimeout, defaultCommandTimeout)
 	setDefault(&o.DataTimeout, defaultDataTimeout)
+	setDefault(&o.rsetTimeout, defaultRsetTimeout)
 	setDefault(&o.NodeRetry, defaultNodeRetry)
 	setDefault(&o.HandOverTimeout, defaultHandOverTimeout)
 	if o.MaxBackoff < o.MinBackoff {
@@ -358,6 +372,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.shuffle == nil {
+		o.shuffle = rand.Shuffle
 	}
 	o.nodeDialer = o.Dialer
 	if o.Dialer == nil {

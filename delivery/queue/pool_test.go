@@ -494,21 +494,7 @@ func TestTLSAndAuthKeptOnReusedConnection(t *testing.T) {
 func TestDeadDestination(t *testing.T) {
 	t.Parallel()
 	// A server that greets with 421, as one that is overloaded does.
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { busy.Close() })
-	go func() {
-		for {
-			c, err := busy.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("421 4.3.2 too busy, come back later\r\n"))
-			c.Close()
-		}
-	}()
+	busy := newOddServer(t, "421 4.3.2 too busy, come back later", func(int, string) string { return "" })
 	cases := []struct {
 		name    string
 		down    func(ctx context.Context) (net.Conn, error)
@@ -519,7 +505,7 @@ func TestDeadDestination(t *testing.T) {
 		}, "4.4.1"},
 		{"421 at the greeting", func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "tcp", busy.Addr().String())
+			return d.DialContext(ctx, "tcp", busy.addr)
 		}, "4.3.2"},
 	}
 	for _, tc := range cases {

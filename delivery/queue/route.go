@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -153,7 +152,7 @@ func (q *Queue) resolveMX(ctx context.Context, name, port string, viaDANE, isNex
 	}
 	// Shuffle, then a stable sort by preference: random among equals
 	// (RFC 5321 §5.1).
-	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
+	q.o.shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return cmp.Compare(a.Pref, b.Pref) })
 	var hops []hop
 	for _, mx := range mxs {

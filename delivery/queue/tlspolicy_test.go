@@ -513,3 +513,45 @@ func TestDANEForRoutes(t *testing.T) {
 		})
 	}
 }
+
+// A DANE-TA leaf's subjectAltName matches as OpenSSL's X509_check_host
+// (Postfix's) matches it: a wildcard only over two labels at least, so
+// "*.test" names no host where Go's VerifyHostname took it for mx.test,
+// and a CA trusted by a TLSA 2 x x record vouched for every host of a
+// TLD. A DANE-EE record that matches the leaf needs no name.
+func TestDANETAWildcardOverOneLabel(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	digest := func(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
+	ta := dane.Record{Usage: dane.UsageDANETA, Selector: dane.SelectorCert, MatchingType: dane.MatchSHA256, Data: digest(ca.cert.Raw)}
+	for _, tc := range []struct {
+		name string
+		sans []string
+		host string
+		ee   bool // a DANE-EE record for the leaf too
+		ok   bool
+	}{
+		{"*.test for mx.test", []string{"*.test"}, "mx.test", false, false},
+		{"*.example.test for mx.example.test", []string{"*.example.test"}, "mx.example.test", false, true},
+		{"*.example.test for a.b.example.test", []string{"*.example.test"}, "a.b.example.test", false, false},
+		{"*.test. for mx.test", []string{"*.test."}, "mx.test", false, false},
+		{"mx.test for mx.test", []string{"mx.test"}, "mx.test", false, true},
+		{"*.test and mx.test for mx.test", []string{"*.test", "mx.test"}, "mx.test", false, true},
+		{"*.test for mx.test, DANE-EE match", []string{"*.test"}, "mx.test", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, leaf := leafConfig(t, ca, tc.sans...)
+			records := []dane.Record{ta}
+			if tc.ee {
+				records = append(records, dane.Record{Usage: dane.UsageDANEEE, Selector: dane.SelectorCert, MatchingType: dane.MatchSHA256, Data: digest(leaf.Raw)})
+			}
+			plan := &tlsPlan{level: PolicyEncrypt, dane: records, names: []string{tc.host}}
+			cfg := (&Queue{}).tlsConfig(tc.host, plan, nil)
+			err := cfg.VerifyConnection(tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf, ca.cert}})
+			if tc.ok && err != nil || !tc.ok && !errors.Is(err, dane.ErrNoMatch) {
+				t.Errorf("VerifyConnection = %v, want ok %v (a refusal is dane.ErrNoMatch)", err, tc.ok)
+			}
+		})
+	}
+}
