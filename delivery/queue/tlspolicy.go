@@ -6,9 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -217,7 +215,8 @@ func (q *Queue) tlsConfig(name string, plan *tlsPlan, testFail *error) *tls.Conf
 		cfg.InsecureSkipVerify = true // the chain is checked against the TLSA records instead
 		records, names := plan.dane, plan.names
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			return verifyDANE(cs, records, names)
+			_, err := dane.Verify(cs, records, names)
+			return err
 		}
 	case plan.level == PolicyVerify && plan.nexthop != "":
 		cfg.InsecureSkipVerify = true // the chain below, the name against the nexthop
@@ -237,48 +236,6 @@ func (q *Queue) tlsConfig(name string, plan *tlsPlan, testFail *error) *tls.Conf
 		cfg.InsecureSkipVerify = true
 	}
 	return cfg
-}
-
-// verifyDANE is dane.Verify with the subjectAltName of a leaf that a
-// DANE-TA record authenticated matched as OpenSSL's X509_check_host,
-// which Postfix uses, matches it (taNamed). A DANE-EE record that matches
-// the leaf needs no name (RFC 7672 §3.1.1), and still stands.
-func verifyDANE(cs tls.ConnectionState, records []dane.Record, names []string) error {
-	r, err := dane.Verify(cs, records, names)
-	if err != nil || r.Usage != dane.UsageDANETA || taNamed(cs.PeerCertificates[0], names) {
-		return err
-	}
-	ee := slices.DeleteFunc(slices.Clone(records), func(r dane.Record) bool { return r.Usage != dane.UsageDANEEE })
-	if len(ee) > 0 {
-		if _, err := dane.Verify(cs, ee, nil); err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w (DANE-TA: the certificate names %s only by a wildcard over a single label)", dane.ErrNoMatch, strings.Join(names, ", "))
-}
-
-// taNamed says whether leaf names one of names by a subjectAltName DNS
-// name that OpenSSL would take: Go's VerifyHostname lets "*.test" stand
-// for mx.test, where X509_check_host takes "*." as a wildcard only over
-// two labels at least (valid_star) and "*.test" then names no host, so
-// that a CA that DANE-TA trusts vouches for a whole TLD only by naming
-// its hosts one by one. dane.namesHost applies the same rule to a
-// wildcard common name, the leaf's name when it has no DNS names.
-func taNamed(leaf *x509.Certificate, names []string) bool {
-	if len(leaf.DNSNames) == 0 {
-		return true // matched by its common name, under that rule already
-	}
-	c := *leaf
-	c.DNSNames = slices.DeleteFunc(slices.Clone(leaf.DNSNames), func(n string) bool {
-		rest, wild := strings.CutPrefix(n, "*.")
-		return wild && !strings.Contains(strings.TrimSuffix(rest, "."), ".")
-	})
-	for _, n := range names {
-		if n != "" && c.VerifyHostname(strings.TrimSuffix(n, ".")) == nil {
-			return true
-		}
-	}
-	return false
 }
 
 // verifyNexthop checks the chain to roots and that the leaf names nexthop

@@ -138,6 +138,10 @@ func TestVerifyTACommonNameConstrained(t *testing.T) {
 		{name: "CN wildcard, permitted", permitted: []string{"victim.test"}, cn: "*.victim.test", ok: true},
 		{name: "CN wildcard for an excluded host", excluded: []string{"mx.victim.test"}, cn: "*.victim.test"},
 		{name: "DNS-ID under a sub-CA permitted its domain", permitted: []string{"victim.test"}, cn: "whatever", dnsNames: []string{"mx.victim.test"}, ok: true},
+		{name: "DNS-ID wildcard over a TLD", cn: "mx.victim.test", dnsNames: []string{"*.test"}},
+		{name: "DNS-ID wildcard over a TLD, absolute", cn: "mx.victim.test", dnsNames: []string{"*.test."}},
+		{name: "DNS-ID wildcard over a TLD beside the host's", dnsNames: []string{"*.test", "mx.victim.test"}, ok: true},
+		{name: "DNS-ID wildcard over two labels", dnsNames: []string{"*.victim.test"}, ok: true},
 	} {
 		issuer, issuerKey, chain := root, rootKey, []*x509.Certificate{root}
 		if tc.permitted != nil || tc.excluded != nil {

@@ -208,7 +208,15 @@ func verifyToAnchor(chain []*x509.Certificate, anchor *x509.Certificate, names [
 func namesHost(chains [][]*x509.Certificate, host string) bool {
 	leaf := chains[0][0]
 	if len(leaf.DNSNames) > 0 {
-		return leaf.VerifyHostname(host) == nil
+		// Go's VerifyHostname lets "*.test" stand for mx.test, where
+		// X509_check_host (Postfix's) takes a wildcard only over two
+		// labels at least: such a DNS-ID names no host.
+		named := *leaf
+		named.DNSNames = slices.DeleteFunc(slices.Clone(leaf.DNSNames), func(n string) bool {
+			rest, wild := strings.CutPrefix(n, "*.")
+			return wild && overOneLabel(rest)
+		})
+		return named.VerifyHostname(host) == nil
 	}
 	cn := strings.ToLower(strings.TrimSuffix(leaf.Subject.CommonName, "."))
 	host = strings.ToLower(host)
@@ -223,7 +231,7 @@ func namesHost(chains [][]*x509.Certificate, host string) bool {
 		// only under a name of two labels at least, as X509_check_host
 		// wants: "*.test" or "*.com" would vouch for a whole TLD.
 		label, parent, found := strings.Cut(host, ".")
-		if !found || label == "" || parent != rest || !strings.Contains(rest, ".") {
+		if !found || label == "" || parent != rest || overOneLabel(rest) {
 			return false
 		}
 	} else if cn != host {
@@ -239,6 +247,13 @@ func namesHost(chains [][]*x509.Certificate, host string) bool {
 		}
 	}
 	return false
+}
+
+// overOneLabel says whether the rest of a wildcard name ("test" of
+// "*.test") is a single label: "*.test" or "*.com" would vouch for a whole
+// TLD.
+func overOneLabel(rest string) bool {
+	return !strings.Contains(strings.TrimSuffix(rest, "."), ".")
 }
 
 // dnsConstraintsAllow: name is within one of the permitted DNS subtrees of
