@@ -421,20 +421,26 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 		}
 		return nil
 	}
-	if s.sizeLimit > 0 && m.Size > s.sizeLimit {
+	// The size sent: the message, and on top of it the forwards' trace
+	// for a copy that leaves (sendData).
+	size := m.Size + int64(len(remoteHeader(m, g)))
+	if s.sizeLimit > 0 && size > s.sizeLimit {
 		// RFC 1870 §6.1: the server said it takes nothing this large;
 		// sending it anyway would only have the data refused at the
 		// final dot, after the whole transfer. Postfix's smtp(8)
 		// bounces such a message before MAIL (smtp_xfer), a failure of
 		// this host's own (no reply code). Checked per message, since a
 		// cached session carries the next one.
-		f := permFailure("5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s", m.Size, s.sizeLimit, s.relay))
+		f := permFailure("5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s", size, s.sizeLimit, s.relay))
 		for i := range res {
 			res[i] = s.failed(f)
 		}
 		return nil
 	}
-	sized := s.size // SIZE= in MAIL
+	declared := int64(0) // SIZE= in MAIL; 0: none
+	if s.size {
+		declared = size
+	}
 	if !s.eightBit {
 		// RFC 6152 §3: 8-bit content goes to a server without 8BITMIME
 		// converted to quoted-printable, as Postfix converts it.
@@ -449,7 +455,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 					// SIZE only if !SMTP_MIME_DOWNGRADE): a server
 					// near its limit took the MAIL, then refused
 					// the data or cut it short as larger than said.
-					sized = false
+					declared = 0
 				}
 			}
 		}
@@ -463,7 +469,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 			}
 			continue
 		}
-		broken = q.transaction(s, m, g, lo, hi, data, res, utf8, sized)
+		broken = q.transaction(s, m, g, lo, hi, data, res, utf8, declared)
 		if broken != nil && broken.stale {
 			return broken
 		}
@@ -488,7 +494,7 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 		}
 		subRes := make([]result, len(again))
 		for lo := 0; lo < len(sub.rcpts) && broken == nil; lo += rcptsPerTransaction {
-			broken = q.transaction(s, m, sub, lo, min(lo+rcptsPerTransaction, len(sub.rcpts)), data, subRes, utf8, sized)
+			broken = q.transaction(s, m, sub, lo, min(lo+rcptsPerTransaction, len(sub.rcpts)), data, subRes, utf8, declared)
 		}
 		for k, i := range again {
 			if subRes[k] != (result{}) {
@@ -508,8 +514,8 @@ func (q *Queue) transact(s *session, m *Message, g group, data io.ReadSeeker, re
 // pipelined (RFC 2920 §3.1 lets it come alone), and is not sent unless
 // every one is 2xx: then the accepted ones are outUnsent, and the session,
 // its transaction ended by the RSET that precedes the next, stays usable.
-// sized says MAIL declares the message's size (SIZE=, RFC 1870).
-func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io.ReadSeeker, res []result, utf8, sized bool) *failure {
+// declared is the size MAIL declares (SIZE=, RFC 1870), 0 for none.
+func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io.ReadSeeker, res []result, utf8 bool, declared int64) *failure {
 	n := hi - lo
 	decided := make([]bool, n)
 	set := func(k int, f *failure) {
@@ -544,8 +550,8 @@ func (q *Queue) transaction(s *session, m *Message, g group, lo, hi int, data io
 	if s.eightBit {
 		mail += " BODY=8BITMIME"
 	}
-	if sized {
-		mail += " SIZE=" + strconv.FormatInt(m.Size, 10)
+	if declared > 0 {
+		mail += " SIZE=" + strconv.FormatInt(declared, 10)
 	}
 	if utf8 {
 		mail += " SMTPUTF8"
@@ -773,11 +779,7 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	s.w.Reset(sw)
 	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
-	var src io.Reader = data
-	if m.RemoteHeader != "" && g.rt.node == "" {
-		// The forwards' trace, for the copies that leave only.
-		src = io.MultiReader(strings.NewReader(m.RemoteHeader), data)
-	}
+	src := io.MultiReader(strings.NewReader(remoteHeader(m, g)), data)
 	_, err = io.Copy(dw, src)
 	if err == nil {
 		err = dw.Close()
@@ -873,4 +875,14 @@ func (s *session) tlsSummary() string {
 	}
 	st := s.conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState()
 	return tls.VersionName(st.Version) + " (" + s.tlsWhy + ")"
+}
+
+// remoteHeader is what goes on top of m's copies for g: the forwards'
+// trace (Message.RemoteHeader), for the copies that leave only, not those
+// handed to a cluster node, which stores them here.
+func remoteHeader(m *Message, g group) string {
+	if g.rt.node != "" {
+		return ""
+	}
+	return m.RemoteHeader
 }

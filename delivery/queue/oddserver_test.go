@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"courriel/delivery"
 )
 
 // oddServer is an SMTP server on 127.0.0.1 whose every reply a test
@@ -246,6 +248,55 @@ func TestServerSizeLimit(t *testing.T) {
 				if !strings.Contains(dsn, want) {
 					t.Errorf("DSN lacks %q:\n%s", want, dsn)
 				}
+			}
+		})
+	}
+}
+
+// The size declared in MAIL, and checked against the server's SIZE, is
+// that of what is sent: the forwards' trace (WithRemoteHeader) goes on top
+// of a copy that leaves, and was left out, so a server at its limit took
+// the MAIL and refused the data as larger than declared.
+func TestSizeCountsTheRemoteHeader(t *testing.T) {
+	t.Parallel()
+	trace := "Delivered-To: alias@local.test\r\n"
+	sent := len(trace) + len(testMessage)
+	for _, tc := range []struct {
+		name  string
+		limit int
+		sent  bool
+	}{
+		{"the size sent", sent, true},
+		{"the message's size alone", len(testMessage), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test ESMTP", plainAnswer(fmt.Sprintf("SIZE %d", tc.limit), nil))
+			h, b := startOdd(t, srv, nil)
+			if _, _, err := h.q.Accept(context.Background(), "M1", "alice@local.test", []string{"bob@remote.test"}, nil,
+				delivery.MemContent(testMessage), WithRemoteHeader([]byte(trace))); err != nil {
+				t.Fatal(err)
+			}
+			h.waitJob()
+			if !tc.sent {
+				dsn := string(recv(t, b.got, "the bounce"))
+				if want := fmt.Sprintf("message size %d exceeds size limit %d", sent, tc.limit); !strings.Contains(dsn, want) {
+					t.Errorf("DSN lacks %q:\n%s", want, dsn)
+				}
+				return
+			}
+			msgs := srv.messages()
+			if len(msgs) != 1 {
+				t.Fatalf("messages received %d, DSNs %d; want the message", len(msgs), b.count())
+			}
+			got := strings.ReplaceAll("\r\n"+msgs[0], "\r\n..", "\r\n.")[2:] // dot-stuffing undone
+			for _, c := range srv.commands() {
+				if verb(c) == "MAIL" && !strings.HasSuffix(c, fmt.Sprintf(" SIZE=%d", len(got))) {
+					t.Errorf("%q for %d bytes sent", c, len(got))
+				}
+			}
+			if len(got) != sent {
+				t.Errorf("%d bytes sent, want %d", len(got), sent)
 			}
 		})
 	}
