@@ -780,9 +780,16 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
 	src := io.MultiReader(strings.NewReader(remoteHeader(m, g)), data)
-	_, err = io.Copy(dw, src)
+	lines := &lineBreaker{w: dw, max: smtpLineLimit}
+	_, err = io.Copy(lines, src)
+	if err == nil {
+		err = lines.Flush()
+	}
 	if err == nil {
 		err = dw.Close()
+	}
+	if lines.broke {
+		q.logFor(m).Info(fmt.Sprintf("breaking line > %d bytes with <CR><LF>SPACE", smtpLineLimit), "relay", s.relay)
 	}
 	if err != nil {
 		if sw.err != nil && !isTimeout(sw.err) {
