@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 
@@ -55,38 +54,27 @@ func appendBodyStructure(b []byte, p *mailstore.BodyPart, ext, utf8 bool, depth 
 		b = strconv.AppendInt(b, p.Lines, 10)
 	}
 	if ext {
-		b = append(b, " NIL"...) // MD5
+		b = append(b, ' ')
+		b = appendNString(b, p.MD5, utf8)
 		b = appendExtTail(b, p, utf8)
 	}
 	return append(b, ')')
 }
 
-// appendParams appends a body parameter list, keys lower-cased and sorted.
-func appendParams(b []byte, m map[string]string, utf8 bool) []byte {
-	if len(m) == 0 {
+// appendParams appends a body parameter list, in its order, names as
+// the header spells them, as Dovecot gives them.
+func appendParams(b []byte, l []mailstore.Param, utf8 bool) []byte {
+	if len(l) == 0 {
 		return append(b, "NIL"...)
 	}
 	b = append(b, '(')
-	if len(m) == 1 {
-		for k, v := range m {
-			b = appendQuoted(b, strings.ToLower(k), utf8)
-			b = append(b, ' ')
-			b = appendQuoted(b, v, utf8)
-		}
-		return append(b, ')')
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
+	for i, p := range l {
 		if i > 0 {
 			b = append(b, ' ')
 		}
-		b = appendQuoted(b, strings.ToLower(k), utf8)
+		b = appendQuoted(b, p.Name, utf8)
 		b = append(b, ' ')
-		b = appendQuoted(b, m[k], utf8)
+		b = appendQuoted(b, p.Value, utf8)
 	}
 	return append(b, ')')
 }

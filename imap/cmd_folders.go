@@ -234,7 +234,11 @@ func (s *session) subscribable(name string) bool {
 // listArgs is a parsed LIST or LSUB (RFC 9051 §6.3.9, RFC 5258, RFC 5819,
 // RFC 6154).
 type listArgs struct {
-	lsub                                 bool
+	lsub bool
+	// extended: LIST-EXTENDED syntax (selection options, a pattern
+	// list, RETURN options, any of them empty), which asks for
+	// RFC 5258's answer rather than RFC 3501's (see cmdList).
+	extended                             bool
 	ref                                  string
 	patterns                             []string
 	selSubscribed, selRecursive, selSpec bool
@@ -352,7 +356,7 @@ func (s *session) parseList(lsub bool) (*listArgs, error) {
 	} else if sp {
 		return nil, bad("", "Unexpected argument")
 	}
-	_ = extended
+	a.extended = extended
 	return a, s.r.CRLF()
 }
 
@@ -479,28 +483,42 @@ func cmdList(s *session, tag string, _ bool) error {
 			}
 		}
 		if !lsub {
+			// In Dovecot's order (cmd-list.c, mailbox_flags2str): a
+			// name that does not exist is \NonExistent (which
+			// implies \Noselect) to a client that speaks
+			// LIST-EXTENDED, \Noselect to one that does not; the
+			// children are given to a basic LIST, and to an extended
+			// one only when it asks (RFC 5258 §4 leaves it to the
+			// server), as Dovecot gives them. The special use is
+			// given to any (RFC 6154 §2 allows it), where Dovecot
+			// gives it to an extended LIST only when asked: clients
+			// that ask for \Subscribed alone see it.
+			if e.subscribed && (a.selSubscribed || a.retSubscribed) {
+				attrs = append(attrs, `\Subscribed`)
+			}
 			switch {
-			case !e.exists && a.selSubscribed && e.subscribed:
+			case e.exists:
+			case a.extended:
 				attrs = append(attrs, `\NonExistent`)
-			case !e.exists:
+			default:
 				attrs = append(attrs, `\Noselect`)
 			}
-			if e.exists || e.children {
+			if !a.extended || a.retChildren {
 				if e.children {
 					attrs = append(attrs, `\HasChildren`)
 				} else {
 					attrs = append(attrs, `\HasNoChildren`)
 				}
 			}
-			if e.subscribed && (a.selSubscribed || a.retSubscribed) {
-				attrs = append(attrs, `\Subscribed`)
-			}
 			if use := specialUseAttr(n); use != "" && e.exists {
 				attrs = append(attrs, use)
 			}
 		}
 		var extra []string
-		if childInfo || (a.selRecursive && e.subChildUnmatched && e.subscribed) {
+		// A subscribed name with a subscribed descendant gets
+		// CHILDINFO whether the pattern matches that one or not, as
+		// Dovecot gives it (cmd-list.c, mailbox_childinfo2str).
+		if childInfo || (a.selRecursive && e.subChild && e.subscribed) {
 			extra = append(extra, `("CHILDINFO" ("SUBSCRIBED"))`)
 		}
 		s.listLine(a, n, attrs, extra)

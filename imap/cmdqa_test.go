@@ -119,7 +119,7 @@ func TestStatusAppendLimitAndDeletedStorage(t *testing.T) {
 	expectLines(t, r, "s3", "STATUS INBOX (MESSAGES DELETED SIZE DELETED-STORAGE)",
 		fmt.Sprintf(`* STATUS "INBOX" (MESSAGES 2 DELETED 1 SIZE %d DELETED-STORAGE %d)`, len(m1)+len(m2), len(m2)), "s3 OK Status completed")
 	expectLines(t, r, "l", `LIST "" INBOX RETURN (STATUS (APPENDLIMIT DELETED-STORAGE))`,
-		`* LIST (\HasNoChildren) "." "INBOX"`, fmt.Sprintf(`* STATUS "INBOX" (DELETED-STORAGE %d APPENDLIMIT 4096)`, len(m2)), "l OK List completed")
+		`* LIST () "." "INBOX"`, fmt.Sprintf(`* STATUS "INBOX" (DELETED-STORAGE %d APPENDLIMIT 4096)`, len(m2)), "l OK List completed")
 }
 
 // A user without a quota has no quota root (RFC 9208: a root has limits),

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"io"
-	"maps"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 
 	"courriel/imap/mailstore"
@@ -27,14 +27,17 @@ const maxParts = 1000
 
 // mpart is one MIME entity.
 type mpart struct {
-	header   []byte // including the blank line that ends it; may be empty
-	body     []byte
-	ctype    string // lower case: "text"
-	subtype  string // lower case: "plain"
-	params   map[string]string
-	children []*mpart // multipart
-	msg      *mpart   // message/rfc822 and message/global: the encapsulated message
-	fields   mimeFields
+	header  []byte // including the blank line that ends it; may be empty
+	body    []byte
+	ctype   string            // lower case: "text"
+	subtype string            // lower case: "plain"
+	params  map[string]string // names lower case, the first of a name: for lookups
+	// paramList is the parameters as BODYSTRUCTURE gives them (see
+	// parseMIMEParams), the charset a text part defaults to last.
+	paramList []mailstore.Param
+	children  []*mpart // multipart
+	msg       *mpart   // message/rfc822 and message/global: the encapsulated message
+	fields    mimeFields
 	// span is where an entity found by scanMIME lies in the message;
 	// header and body are then nil (mimescan.go). Nil for parseEntity's.
 	span *partSpan
@@ -44,8 +47,8 @@ type mpart struct {
 // header, unfolded and trimmed; hasType tells an empty Content-Type from
 // none.
 type mimeFields struct {
-	ctype, cte, disposition, language, location, id, description string
-	hasType                                                      bool
+	ctype, cte, disposition, language, location, id, description, md5 string
+	hasType                                                           bool
 }
 
 // parseMIMEFields reads the MIME fields of a header in one pass.
@@ -73,6 +76,8 @@ func parseMIMEFields(h []byte) mimeFields {
 			dst, bit = &f.id, 32
 		case nameIs(rest, "description"):
 			dst, bit = &f.description, 64
+		case nameIs(rest, "md5"):
+			dst, bit = &f.md5, 128
 		default:
 			return
 		}
@@ -139,19 +144,22 @@ func (p *mpart) setType(header []byte, defType string) {
 	if p.fields.hasType {
 		ct = p.fields.ctype
 	}
-	mt, params := parseMIMEValue(ct, true) // mimeparams.go
+	mt, list := parseMIMEParams(ct, true) // mimeparams.go
 	p.ctype, p.subtype, _ = strings.Cut(mt, "/")
 	if p.ctype == "" || p.subtype == "" {
-		p.ctype, p.subtype, params = "text", "plain", nil
+		p.ctype, p.subtype, list = "text", "plain", nil
 	}
-	p.params = params
+	params := paramMap(list)
+	p.params, p.paramList = params, list
 	if _, ok := params["charset"]; !ok && p.ctype == "text" {
-		// RFC 2046 §4.1.2's default, named as Dovecot names it.
-		p.params = maps.Clone(params)
+		// RFC 2046 §4.1.2's default, named as Dovecot names it, after
+		// the others as Dovecot writes it (imap-bodystructure.c,
+		// params_write).
 		if p.params == nil {
 			p.params = map[string]string{}
 		}
 		p.params["charset"] = "us-ascii"
+		p.paramList = append(slices.Clip(list), mailstore.Param{Name: "charset", Value: "us-ascii"})
 	}
 }
 
@@ -326,9 +334,9 @@ func bodyStructure(raw []byte) *mailstore.BodyPart {
 
 func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
 	f := &p.fields
-	bp := &mailstore.BodyPart{Type: p.ctype, Subtype: p.subtype, Params: p.params, Location: f.location}
+	bp := &mailstore.BodyPart{Type: p.ctype, Subtype: p.subtype, Params: p.paramList, Location: f.location}
 	if d := f.disposition; d != "" {
-		bp.Disposition, bp.DispParams = parseMIMEValue(d, false)
+		bp.Disposition, bp.DispParams = parseMIMEParams(d, false)
 	}
 	if l := f.language; l != "" {
 		for _, x := range strings.Split(l, ",") {
@@ -349,6 +357,7 @@ func bodyPartOf(p *mpart, depth int) *mailstore.BodyPart {
 	}
 	bp.ID = f.id
 	bp.Description = f.description
+	bp.MD5 = f.md5
 	bp.Encoding = strings.TrimSpace(f.cte)
 	if bp.Encoding == "" {
 		bp.Encoding = "7bit"
@@ -385,7 +394,7 @@ func (p *mpart) bodyLines() int64 {
 func fallbackPart(size int, lines int64) *mailstore.BodyPart {
 	return &mailstore.BodyPart{
 		Type: "text", Subtype: "plain",
-		Params:   map[string]string{"charset": "us-ascii"},
+		Params:   []mailstore.Param{{Name: "charset", Value: "us-ascii"}},
 		Encoding: "7bit", Size: uint32(size), Lines: lines,
 	}
 }

@@ -172,18 +172,20 @@ func FuzzMIME(f *testing.F) {
 }
 
 // A text part without a charset gets RFC 2046's us-ascii in BODYSTRUCTURE,
-// as Dovecot writes it, whether or not it names a Content-Type.
+// after its other parameters, as Dovecot writes it, whether or not it
+// names a Content-Type.
 func TestTextCharsetDefault(t *testing.T) {
 	cases := []struct{ header, want string }{
-		{"", "map[charset:us-ascii]"},
-		{"Content-Type: text/plain\r\n", "map[charset:us-ascii]"},
-		{"Content-Type: text/plain; format=flowed\r\n", "map[charset:us-ascii format:flowed]"},
-		{"Content-Type: text/html; charset=utf-8\r\n", "map[charset:utf-8]"},
-		{"Content-Type: application/pdf\r\n", "map[]"},
+		{"", `("charset" "us-ascii")`},
+		{"Content-Type: text/plain\r\n", `("charset" "us-ascii")`},
+		{"Content-Type: text/plain; format=flowed\r\n", `("format" "flowed" "charset" "us-ascii")`},
+		{"Content-Type: text/html; charset=utf-8\r\n", `("charset" "utf-8")`},
+		{"Content-Type: text/html; CharSet=utf-8\r\n", `("CharSet" "utf-8")`},
+		{"Content-Type: application/pdf\r\n", `NIL`},
 	}
 	for _, c := range cases {
 		bs := bodyStructure([]byte(c.header + "Subject: x\r\n\r\nbody\r\n"))
-		if got := fmt.Sprint(bs.Params); got != c.want {
+		if got := string(appendParams(nil, bs.Params, false)); got != c.want {
 			t.Errorf("%q: params %s, want %s", c.header, got, c.want)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"courriel/imap/mailstore"
 )
 
 // The parameters of Content-Type and Content-Disposition are served in
@@ -17,11 +19,35 @@ import (
 
 // parseMIMEValue parses a Content-Type (withSubtype) or
 // Content-Disposition value: its type, lower case ("text/plain",
-// "attachment"; "" when there is none), and its parameters, keys lower
-// case. Parameters are read leniently, as Dovecot reads them: one that
-// does not parse is skipped up to the next ";", the others are kept;
-// the first of two with the same key is kept.
+// "attachment"; "" when there is none), and its parameters, names lower
+// case, the first of a name kept: for the lookups (boundary, charset).
 func parseMIMEValue(v string, withSubtype bool) (typ string, params map[string]string) {
+	typ, list := parseMIMEParams(v, withSubtype)
+	return typ, paramMap(list)
+}
+
+// paramMap is list by lower-case names, the first of a name kept.
+func paramMap(list []mailstore.Param) map[string]string {
+	if len(list) == 0 {
+		return nil
+	}
+	params := make(map[string]string, len(list))
+	for _, p := range list {
+		k := strings.ToLower(p.Name)
+		if _, dup := params[k]; !dup {
+			params[k] = p.Value
+		}
+	}
+	return params
+}
+
+// parseMIMEParams is parseMIMEValue's type and the parameters as
+// BODYSTRUCTURE gives them, in Dovecot 2.3's order (rfc2231-parser.c,
+// rfc2231_parse): the plain ones as the header has them (names as
+// written, two of one name both), then the RFC 2231 ones, joined, by
+// name. Parameters are read leniently, as Dovecot reads them: one that
+// does not parse is skipped up to the next ";", the others are kept.
+func parseMIMEParams(v string, withSubtype bool) (typ string, list []mailstore.Param) {
 	pos := skipCFWS(v, 0)
 	typ, pos = mimeToken(v, pos)
 	if withSubtype && typ != "" {
@@ -73,18 +99,17 @@ func parseMIMEValue(v string, withSubtype bool) (typ string, params map[string]s
 		default:
 			val, pos = mimeToken(v, pos)
 		}
-		key = strings.ToLower(key)
 		if p, ok := parseExtKey(key); ok {
 			p.value = val
 			ext = append(ext, p)
 			continue
 		}
-		params = addParam(params, key, val)
+		list = append(list, mailstore.Param{Name: key, Value: val})
 	}
 	if len(ext) > 0 {
-		params = joinExtParams(params, ext)
+		list = joinExtParams(list, ext)
 	}
-	return strings.ToLower(typ), params
+	return strings.ToLower(typ), list
 }
 
 // extParam is one piece of an RFC 2231 parameter: name*N[*]=value, or
@@ -125,13 +150,15 @@ func parseExtKey(key string) (extParam, bool) {
 	return p, true
 }
 
-// joinExtParams adds the RFC 2231 parameters to params, the pieces of
+// joinExtParams appends the RFC 2231 parameters to list, the pieces of
 // each joined in index order under "name" (no piece extended) or "name*"
 // (some piece extended: the charset'lang' of the first piece, an empty
 // one when the first is not extended, and the "%" of plain pieces
-// escaped, so that the whole reads as one extended value). A parameter whose indexes do
-// not run 0, 1, 2... is left in its pieces, each under its own key.
-func joinExtParams(params map[string]string, ext []extParam) map[string]string {
+// escaped, so that the whole reads as one extended value). A parameter
+// whose indexes do not run 0, 1, 2... is left in its pieces, each under
+// its own name. Names are sorted as Dovecot sorts them (strcmp), a
+// parameter's pieces told apart from another's regardless of case.
+func joinExtParams(list []mailstore.Param, ext []extParam) []mailstore.Param {
 	slices.SortStableFunc(ext, func(a, b extParam) int {
 		if c := strings.Compare(a.name, b.name); c != 0 {
 			return c
@@ -141,7 +168,7 @@ func joinExtParams(params map[string]string, ext []extParam) map[string]string {
 	for i := 0; i < len(ext); {
 		j := i
 		ok, anyExt := true, false
-		for ; j < len(ext) && ext[j].name == ext[i].name; j++ {
+		for ; j < len(ext) && strings.EqualFold(ext[j].name, ext[i].name); j++ {
 			if ext[j].idx != j-i {
 				ok = false
 			}
@@ -158,7 +185,7 @@ func joinExtParams(params map[string]string, ext []extParam) map[string]string {
 						key += "*"
 					}
 				}
-				params = addParam(params, key, p.value)
+				list = append(list, mailstore.Param{Name: key, Value: p.value})
 			}
 			continue
 		}
@@ -167,7 +194,7 @@ func joinExtParams(params map[string]string, ext []extParam) map[string]string {
 			for _, p := range group {
 				b.WriteString(p.value)
 			}
-			params = addParam(params, group[0].name, b.String())
+			list = append(list, mailstore.Param{Name: group[0].name, Value: b.String()})
 			continue
 		}
 		var b strings.Builder
@@ -181,19 +208,9 @@ func joinExtParams(params map[string]string, ext []extParam) map[string]string {
 				b.WriteString(strings.ReplaceAll(p.value, "%", "%25"))
 			}
 		}
-		params = addParam(params, group[0].name+"*", b.String())
+		list = append(list, mailstore.Param{Name: group[0].name + "*", Value: b.String()})
 	}
-	return params
-}
-
-func addParam(params map[string]string, key, val string) map[string]string {
-	if params == nil {
-		params = map[string]string{}
-	}
-	if _, dup := params[key]; !dup {
-		params[key] = val
-	}
-	return params
+	return list
 }
 
 // isTSpecial reports the tspecials of RFC 2045 §5.1, which end a token.

@@ -155,30 +155,33 @@ func TestThreadReferencesFromIndex(t *testing.T) {
 	}
 	r.cmd("o", "LOGOUT")
 
-	// An index of version 4 (no References kept) is not trusted: it is
+	// An index of version 4 (no References kept), or 8 (parameters
+	// lower-cased and sorted, no Content-MD5), is not trusted: it is
 	// rebuilt from the files, then written in the current version.
 	e.srv.Close() // its sessions have released the folder: no more writes
-	data, err := os.ReadFile(index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(data, []byte("COURRIEL-INDEX 8\n")) {
-		t.Fatalf("index starts %q", data[:min(len(data), 20)])
-	}
-	copy(data, "COURRIEL-INDEX 4\n")
-	if err := os.WriteFile(index, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got, opened = warm()
-	if got[0] != threadCorpusWant {
-		t.Errorf("THREAD REFERENCES over an old index = %q, want %q", got, threadCorpusWant)
-	}
-	if len(opened) == 0 {
-		t.Error("an index of version 4 was used as it is")
-	}
-	got, opened = warm()
-	if got[0] != threadCorpusWant || len(opened) != 0 {
-		t.Errorf("after the rebuild: %q, %d files opened", got, len(opened))
+	for _, old := range []string{"4", "8"} {
+		data, err := os.ReadFile(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(data, []byte("COURRIEL-INDEX 9\n")) {
+			t.Fatalf("index starts %q", data[:min(len(data), 20)])
+		}
+		copy(data, "COURRIEL-INDEX "+old+"\n")
+		if err := os.WriteFile(index, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, opened = warm()
+		if got[0] != threadCorpusWant {
+			t.Errorf("THREAD REFERENCES over an index of version %s = %q, want %q", old, got, threadCorpusWant)
+		}
+		if len(opened) == 0 {
+			t.Errorf("an index of version %s was used as it is", old)
+		}
+		got, opened = warm()
+		if got[0] != threadCorpusWant || len(opened) != 0 {
+			t.Errorf("after the rebuild of version %s: %q, %d files opened", old, got, len(opened))
+		}
 	}
 }
 

@@ -24,8 +24,8 @@ func TestUTF8AcceptQuotesUTF8Only(t *testing.T) {
 		"caf\xe9 (({4}",
 		`Ren` + "\xe9" + ` NIL "r" "x")) (({4}`,
 		`Ren` + "\xe9" + ` NIL "r" "x")) (({4}`,
-		`Ren` + "\xe9" + ` NIL "r" "x")) NIL NIL NIL NIL NIL) BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii" "name" {7}`,
-		"\xe9t\xe9.txt" + `) NIL NIL "7bit" 6 1 NIL NIL NIL NIL))`,
+		`Ren` + "\xe9" + ` NIL "r" "x")) NIL NIL NIL NIL NIL) BODYSTRUCTURE ("text" "plain" ("name" {7}`,
+		"\xe9t\xe9.txt" + ` "charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL))`,
 		`* 2 FETCH (ENVELOPE (NIL "café" (("René" NIL "r" "x")) (("René" NIL "r" "x")) (("René" NIL "r" "x")) NIL NIL NIL NIL NIL))`,
 		"f OK Fetch completed",
 	}

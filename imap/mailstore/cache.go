@@ -18,26 +18,29 @@ import (
 const IndexFileName = "courriel-index"
 
 // indexMagic starts the file; the version digit changes with the layout
-// or with what a field holds (8: the binary encoding with
+// or with what a field holds (9: the binary encoding with
 // Envelope.References and DateField, BodyPart parameters raw as the header
-// has them, part sizes of nested multiparts as Dovecot cuts them). An
-// index of another version is not read: the cache is rebuilt from the
-// messages as they are read, because an older one cannot tell "no
-// References" from "References not kept", nor a decoded RFC 2231
-// parameter from a raw one, and its nested parts' sizes are two octets
+// has them, in its order and with its names' case, part sizes of nested
+// multiparts as Dovecot cuts them, Content-MD5). An index of another
+// version is not read: the cache is rebuilt from the messages as they are
+// read, because an older one cannot tell "no References" from
+// "References not kept", nor a decoded RFC 2231 parameter from a raw one,
+// nor "no Content-MD5" from "Content-MD5 not kept", nor does it have the
+// parameters' order and case, and its nested parts' sizes are two octets
 // short of what BODY[n] now returns.
 // The magic is followed by a fixed-width header line (indexHeader), then the
 // SHA-256 of the payload and the payload, an indexFile (indexcodec.go). The
 // header is outside the checksum so that it can be rewritten in place
 // without rewriting (or even reading) the cache.
-var indexMagic = []byte("COURRIEL-INDEX 8\n")
+var indexMagic = []byte("COURRIEL-INDEX 9\n")
 
 // oldIndexMagics are earlier versions whose header line (indexHeader) has
 // the same layout: their \Recent boundary is still read, their cache
 // rebuilt. (2: a gob payload; 3: gob with References; 4: this
 // encoding without References; 5: without DateField; 6: RFC 2231
-// parameters decoded; 7: nested multiparts cut by their own boundary.)
-var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n"), []byte("COURRIEL-INDEX 5\n"), []byte("COURRIEL-INDEX 6\n"), []byte("COURRIEL-INDEX 7\n")}
+// parameters decoded; 7: nested multiparts cut by their own boundary; 8:
+// parameters as a map, names lower case, without Content-MD5.)
+var oldIndexMagics = [][]byte{[]byte("COURRIEL-INDEX 2\n"), []byte("COURRIEL-INDEX 3\n"), []byte("COURRIEL-INDEX 4\n"), []byte("COURRIEL-INDEX 5\n"), []byte("COURRIEL-INDEX 6\n"), []byte("COURRIEL-INDEX 7\n"), []byte("COURRIEL-INDEX 8\n")}
 
 // indexHeaderLen is the length of "V<10 digits> R<10 digits>\n".
 const indexHeaderLen = 24
@@ -112,23 +115,31 @@ type Address struct {
 }
 
 // BodyPart is a cached BODYSTRUCTURE node. It is never modified once
-// cached: parts read from the index share equal Params and DispParams maps.
+// cached: parts read from the index share equal Params and DispParams.
 type BodyPart struct {
 	Type, Subtype string
-	Params        map[string]string
-	ID            string
-	Description   string
-	Encoding      string
-	Size          uint32
-	Lines         int64
-	Disposition   string
-	DispParams    map[string]string
-	Language      []string
-	Location      string
-	Children      []*BodyPart // multipart
-	Envelope      *Envelope   // message/rfc822
-	Sub           *BodyPart   // message/rfc822
+	// Params and DispParams are the parameters of Content-Type and
+	// Content-Disposition in the order BODYSTRUCTURE gives them, names
+	// as the header spells them (see the IMAP layer's parser).
+	Params      []Param
+	ID          string
+	Description string
+	Encoding    string
+	// MD5 is the Content-MD5 field's value, as Content-ID's is kept.
+	MD5         string
+	Size        uint32
+	Lines       int64
+	Disposition string
+	DispParams  []Param
+	Language    []string
+	Location    string
+	Children    []*BodyPart // multipart
+	Envelope    *Envelope   // message/rfc822
+	Sub         *BodyPart   // message/rfc822
 }
+
+// Param is a body parameter: its name as written, its value.
+type Param struct{ Name, Value string }
 
 type indexFile struct {
 	UIDValidity uint32

@@ -28,7 +28,9 @@
 // numbered is shown in UID order, never below what a session knows (see
 // records.go); a sync reads new/ before cur/, as Dovecot does, and looks
 // again, then under the lock, for a file missing while the directories
-// were changing before it declares it gone (see syncPass); flag changes
+// were changing before it declares it gone, and gives the second of two
+// files of one base name (a backup restored beside the messages) a fresh
+// base, as Dovecot does, so that both are shown (see syncPass); flag changes
 // rename files under that lock, as Dovecot's do (see storeFlagsLocked),
 // and when another process holds it past the wait, the sessions get the
 // new flags at once and the renames wait for the lock (see flagChange).

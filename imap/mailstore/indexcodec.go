@@ -21,8 +21,9 @@ import (
 // seconds, uvarint nanoseconds and varint zone offset in seconds), DateField, Subject,
 // six address lists (uvarint count, then Name, Mailbox, Host each),
 // InReplyTo (uvarint count and strings), MessageID. A body part is Type,
-// Subtype, Params (uvarint count and key, value pairs), ID, Description,
-// Encoding, uvarint Size, varint Lines, Disposition, DispParams, Language
+// Subtype, Params (uvarint count and name, value pairs, in order), ID,
+// Description, Encoding, MD5, uvarint Size, varint Lines, Disposition,
+// DispParams, Language
 // (as InReplyTo), Location, uvarint child count and children, envelope?,
 // body? (Sub).
 //
@@ -61,11 +62,11 @@ func (e *indexEncoder) present(ok bool) bool {
 	return ok
 }
 
-func (e *indexEncoder) params(m map[string]string) {
-	e.uvarint(uint64(len(m)))
-	for k, v := range m {
-		e.str(k)
-		e.str(v)
+func (e *indexEncoder) params(l []Param) {
+	e.uvarint(uint64(len(l)))
+	for _, p := range l {
+		e.str(p.Name)
+		e.str(p.Value)
 	}
 }
 
@@ -98,6 +99,7 @@ func (e *indexEncoder) body(p *BodyPart) {
 	e.str(p.ID)
 	e.str(p.Description)
 	e.str(p.Encoding)
+	e.str(p.MD5)
 	e.uvarint(uint64(p.Size))
 	e.varint(p.Lines)
 	e.str(p.Disposition)
@@ -160,10 +162,10 @@ type indexDecoder struct {
 	parts slab[BodyPart]
 	ptrs  slab[*BodyPart]
 	strl  slab[string]
-	// maps are the parameter maps decoded so far, by their encoding: most
-	// parts share a few ({"charset": "utf-8"}), and a map each was a third
-	// of the decoding.
-	maps map[string]map[string]string
+	// maps are the parameter lists decoded so far, by their encoding:
+	// most parts share a few ({"charset": "utf-8"}), and a map each was a
+	// third of the decoding.
+	maps map[string][]Param
 }
 
 func (d *indexDecoder) fail() {
@@ -247,9 +249,9 @@ func (d *indexDecoder) present() bool {
 	return c == 1
 }
 
-// params decodes a parameter map, shared with every other part whose
-// parameters are the same (BodyPart's maps are never modified).
-func (d *indexDecoder) params() map[string]string {
+// params decodes a parameter list, shared with every other part whose
+// parameters are the same (BodyPart's are never modified).
+func (d *indexDecoder) params() []Param {
 	start := d.off
 	n := d.countOf(2) // two string lengths at least
 	if n == 0 {
@@ -268,14 +270,13 @@ func (d *indexDecoder) params() map[string]string {
 	}
 	end := d.off
 	d.off = first
-	m := make(map[string]string, n)
-	for range n {
-		k := d.str()
-		m[k] = d.str()
+	m := make([]Param, n)
+	for i := range m {
+		m[i] = Param{Name: d.str(), Value: d.str()}
 	}
 	d.off = end
 	if d.maps == nil {
-		d.maps = map[string]map[string]string{}
+		d.maps = map[string][]Param{}
 	}
 	d.maps[enc] = m
 	return m
@@ -322,6 +323,7 @@ func (d *indexDecoder) body(depth int) *BodyPart {
 	p.ID = d.str()
 	p.Description = d.str()
 	p.Encoding = d.str()
+	p.MD5 = d.str()
 	size := d.uvarint()
 	if size > math.MaxUint32 {
 		d.fail()
@@ -332,7 +334,7 @@ func (d *indexDecoder) body(depth int) *BodyPart {
 	p.DispParams = d.params()
 	p.Language = d.strs()
 	p.Location = d.str()
-	if n := d.countOf(15); n > 0 { // a part is 15 bytes at least
+	if n := d.countOf(16); n > 0 { // a part is 16 bytes at least
 		p.Children = d.ptrs.take(n)
 		for i := range p.Children {
 			if p.Children[i] = d.body(depth + 1); d.err != nil {

@@ -15,7 +15,7 @@ func TestIndexCodecCoversFields(t *testing.T) {
 		reflect.TypeFor[Cached]():     4,
 		reflect.TypeFor[Envelope]():   12,
 		reflect.TypeFor[Address]():    3,
-		reflect.TypeFor[BodyPart]():   15,
+		reflect.TypeFor[BodyPart]():   16,
 		reflect.TypeFor[indexEntry](): 3,
 	} {
 		if got := typ.NumField(); got != want {
@@ -35,12 +35,12 @@ func sampleIndex() *indexFile {
 		Bcc:       []Address{{Mailbox: "g", Host: "h"}}, InReplyTo: []string{"<x@y>"}, MessageID: "<m@id>",
 	}
 	env.Sender, env.ReplyTo = env.From, env.From
-	inner := &BodyPart{Type: "text", Subtype: "plain", Params: map[string]string{"charset": "us-ascii"}, Encoding: "7bit", Size: 10, Lines: 1}
+	inner := &BodyPart{Type: "text", Subtype: "plain", Params: []Param{{"charset", "us-ascii"}}, Encoding: "7bit", Size: 10, Lines: 1}
 	body := &BodyPart{
-		Type: "multipart", Subtype: "mixed", Params: map[string]string{"boundary": "b1", "x": "y"},
-		Disposition: "inline", DispParams: map[string]string{"filename": "f"}, Language: []string{"fr", "en"}, Location: "loc",
+		Type: "multipart", Subtype: "mixed", Params: []Param{{"Boundary", "b1"}, {"x", "y"}, {"X", "z"}},
+		Disposition: "inline", DispParams: []Param{{"filename", "f"}}, Language: []string{"fr", "en"}, Location: "loc",
 		Children: []*BodyPart{
-			{Type: "text", Subtype: "html", ID: "<id>", Description: "desc", Encoding: "base64", Size: 1 << 31, Lines: -1},
+			{Type: "text", Subtype: "html", ID: "<id>", Description: "desc", Encoding: "base64", MD5: "Q2hlY2s=", Size: 1 << 31, Lines: -1},
 			{Type: "message", Subtype: "rfc822", Encoding: "7bit", Size: 99, Lines: 4, Envelope: &Envelope{Subject: "inner"}, Sub: inner},
 		},
 	}

@@ -99,7 +99,7 @@ func (mb *Mailbox) cacheSizeLocked(limit int64) int64 {
 	c := cacheCounter{payload: mb.cachePayload}
 	size := mapSize(len(mb.cache), 4+4+8) + int64(len(mb.cachePayload))
 	if r := mb.cachePending; r != nil {
-		size += mapSize(len(r.d.maps), 16+8)
+		size += mapSize(len(r.d.maps), 16+24)
 	}
 	for _, e := range mb.cache {
 		if size > limit {
@@ -113,7 +113,7 @@ func (mb *Mailbox) cacheSizeLocked(limit int64) int64 {
 // cacheCounter counts the structures of cached entries.
 type cacheCounter struct {
 	payload string
-	// maps are the parameter maps decoded from the index seen so far:
+	// maps are the parameter lists decoded from the index seen so far:
 	// shared by the parts whose parameters are the same (indexDecoder).
 	maps map[unsafe.Pointer]bool
 }
@@ -172,7 +172,7 @@ func (c *cacheCounter) body(b *BodyPart) int64 {
 		return 0
 	}
 	size := allocSize(int64(unsafe.Sizeof(*b))) + c.str(b.Type) + c.str(b.Subtype) + c.str(b.ID) +
-		c.str(b.Description) + c.str(b.Encoding) + c.str(b.Disposition) + c.str(b.Location)
+		c.str(b.Description) + c.str(b.Encoding) + c.str(b.MD5) + c.str(b.Disposition) + c.str(b.Location)
 	size += c.params(b.Params) + c.params(b.DispParams) + c.strs(b.Language)
 	size += c.envelope(b.Envelope) + c.body(b.Sub)
 	if len(b.Children) > 0 {
@@ -184,22 +184,22 @@ func (c *cacheCounter) body(b *BodyPart) int64 {
 	return size
 }
 
-// params is the memory of a parameter map, counted once for the maps the
-// index's entries share.
-func (c *cacheCounter) params(m map[string]string) int64 {
-	if len(m) == 0 {
+// params is the memory of a parameter list, counted once for the lists
+// the index's entries share.
+func (c *cacheCounter) params(l []Param) int64 {
+	if len(l) == 0 {
 		return 0
 	}
-	size := mapSize(len(m), 32)
+	size := allocSize(int64(cap(l)) * int64(unsafe.Sizeof(Param{})))
 	fromIndex := false
-	for k, v := range m {
-		if c.str(k) == 0 && len(c.payload) > 0 {
+	for _, p := range l {
+		if c.str(p.Name) == 0 && len(c.payload) > 0 {
 			fromIndex = true
 		}
-		size += c.str(k) + c.str(v)
+		size += c.str(p.Name) + c.str(p.Value)
 	}
 	if fromIndex {
-		p := *(*unsafe.Pointer)(unsafe.Pointer(&m))
+		p := unsafe.Pointer(unsafe.SliceData(l))
 		if c.maps[p] {
 			return 0
 		}

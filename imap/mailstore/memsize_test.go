@@ -33,16 +33,16 @@ func parsedEnvelope(i int) *Envelope {
 }
 
 func parsedBody(i int, multipart bool) *BodyPart {
-	text := &BodyPart{Type: clone("text"), Subtype: clone("plain"), Params: map[string]string{clone("charset"): clone("us-ascii")},
+	text := &BodyPart{Type: clone("text"), Subtype: clone("plain"), Params: []Param{{clone("charset"), clone("us-ascii")}},
 		Encoding: "7bit", Size: 300, Lines: 3}
 	if !multipart {
 		return text
 	}
-	text.Params = map[string]string{clone("charset"): clone("utf-8")}
-	pdf := &BodyPart{Type: clone("application"), Subtype: clone("pdf"), Params: map[string]string{clone("name"): clone(fmt.Sprintf("r%d.pdf", i))},
+	text.Params = []Param{{clone("charset"), clone("utf-8")}}
+	pdf := &BodyPart{Type: clone("application"), Subtype: clone("pdf"), Params: []Param{{clone("name"), clone(fmt.Sprintf("r%d.pdf", i))}},
 		Encoding: clone("base64"), Size: 95000, Disposition: clone("attachment"),
-		DispParams: map[string]string{clone("filename"): clone(fmt.Sprintf("r%d.pdf", i))}}
-	return &BodyPart{Type: clone("multipart"), Subtype: clone("mixed"), Params: map[string]string{clone("boundary"): clone(fmt.Sprintf("BOUND%d", i))},
+		DispParams: []Param{{clone("filename"), clone(fmt.Sprintf("r%d.pdf", i))}}}
+	return &BodyPart{Type: clone("multipart"), Subtype: clone("mixed"), Params: []Param{{clone("boundary"), clone(fmt.Sprintf("BOUND%d", i))}},
 		Children: append([]*BodyPart(nil), text, pdf)}
 }
 

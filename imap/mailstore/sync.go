@@ -9,11 +9,14 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"courriel/imap/uidlist"
+
+	"golang.org/x/sys/unix"
 )
 
 // diskEntry is a message file a listing found.
@@ -23,6 +26,10 @@ type diskEntry struct {
 	// owner is the message of the file (matchLocked), nil for a file
 	// the folder has no message of.
 	owner *Msg
+	// name is the file's in its directory, as the listing left it: the
+	// other of two names of one base is checked against it (see
+	// splitDuplicateLocked).
+	name string
 }
 
 // Sync brings the in-memory state up to date with the directories. Without
@@ -122,6 +129,10 @@ type syncArgs struct {
 //     its full sync lists new/ before cur/ and takes a file seen in both
 //     as moved (maildir-uidlist.c, NEW_DIR/MOVED), and a new/-only sync
 //     keeps the records it did not see and rescans in full later.
+//   - Two files of one base name (a backup restored beside the messages,
+//     a sync tool's copy) are two messages: under the lock, the second is
+//     given a fresh base (splitDuplicateLocked), as Dovecot's full sync
+//     does; a listing without it shows one of them and takes the lock.
 //   - Files are numbered under the lock, after a read of the uidlist under
 //     it: a file with a pending record is adopted with its UID, in
 //     ascending order, never past a pending record still waiting for its
@@ -162,9 +173,10 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	var disk map[string]*diskEntry
 	var files []*diskEntry        // each message's, as mb.msgs has them
 	missing, sure := false, false // sure: what is missing is gone
+	dups := 0                     // names of one base not settled (no lock)
 	for pass := 0; ; pass++ {
 		var err error
-		if disk, err = mb.listDirsLocked(listCur, curSt, lk); err != nil {
+		if disk, dups, err = mb.listDirsLocked(listCur, curSt, lk); err != nil {
 			return err
 		}
 		if files, missing = mb.matchLocked(disk, listCur, files); !missing {
@@ -214,7 +226,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	classify()
 	readOnly := false // a full disk: the lock cannot be had, nothing is written
 	var roomErr error // why files wait for a sync with room
-	if (len(fresh) > 0 || len(below) > 0 || (missing && !sure)) && lk == nil {
+	if (len(fresh) > 0 || len(below) > 0 || (missing && !sure) || dups > 0) && lk == nil {
 		l, err := acquireUIDList(mb)
 		switch {
 		case err == nil:
@@ -226,8 +238,9 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 			// Nobody numbers files or (Dovecot) renames them while we
 			// hold the lock: the listing is made again under it when the
 			// uidlist changed since (records of files it may not show),
-			// or when a file was missing.
-			if mb.listSt != before || (missing && !sure) {
+			// when a file was missing, or to settle two names of one
+			// base.
+			if mb.listSt != before || (missing && !sure) || dups > 0 {
 				return mb.syncPass(syncArgs{force: true, lk: l, owned: true})
 			}
 			if !mb.staleKnown {
@@ -360,8 +373,13 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 	if waiting.inNew || waitFrom != math.MaxUint32 {
 		mb.newSt = stamp{}
 	}
-	if waiting.inCur || waitFrom != math.MaxUint32 {
+	if waiting.inCur || waitFrom != math.MaxUint32 || dups > 0 {
 		mb.curSt = stamp{}
+	}
+	if dups > 0 {
+		// Two names of one base left for want of the lock: the
+		// second file is unseen until a listing under it.
+		mb.newSt = stamp{}
 	}
 	// Renames that waited, made by the move out of new/, and messages
 	// gone: out of PendingFlagsFileName (nothing written unless a rename
@@ -376,7 +394,7 @@ func (mb *Mailbox) syncPass(a syncArgs) error {
 // cur/ while the two are read is found in one or the other (in both: the
 // cur/ name is the file's), where reading cur/ first would miss it in
 // both.
-func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (map[string]*diskEntry, error) {
+func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (disk map[string]*diskEntry, dups int, err error) {
 	subs := []string{"new", "cur"}
 	if !listCur {
 		subs = subs[:1]
@@ -389,7 +407,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("mailstore: open %s: %w", sub, err)
+			return nil, 0, fmt.Errorf("mailstore: open %s: %w", sub, err)
 		}
 		hint := 0
 		if sub == "cur" && curSt.ok {
@@ -400,11 +418,11 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 		mb.listings++
 		mb.reg.hook("listed " + sub)
 		if err != nil {
-			return nil, fmt.Errorf("mailstore: read %s: %w", sub, err)
+			return nil, 0, fmt.Errorf("mailstore: read %s: %w", sub, err)
 		}
 		total += len(lists[i])
 	}
-	disk := make(map[string]*diskEntry, total)
+	disk = make(map[string]*diskEntry, total)
 	for i, sub := range subs {
 		// One array for the entries rather than one allocation each.
 		ents := make([]diskEntry, 0, len(lists[i]))
@@ -412,12 +430,34 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			if n == "" || n[0] == '.' {
 				continue // maildir spec: dot files are not messages
 			}
-			bare := sub == "cur" && strings.IndexByte(n, ':') < 0
 			// A new/ name's flags count too, as Dovecot reads them.
 			base, fl := SplitName(n)
-			if prev, dup := disk[base]; dup && !prev.isNew {
-				continue // the same message twice in cur/: the first name
+			if prev, dup := disk[base]; dup {
+				// Two files of one base (a backup restored beside
+				// the messages, a sync tool's copy), or one file
+				// seen twice, renamed or moved out of new/ while the
+				// directories were read. Without the lock it cannot
+				// be told which (another program renames meanwhile):
+				// the cur/ name stands, else the first, and the
+				// caller lists again under the lock, where the second
+				// file of a true pair is given a base of its own.
+				nameHere := sub + "/" + n
+				if lk == nil {
+					dups++
+					if !prev.isNew || sub == "new" {
+						continue
+					}
+				} else if renamed, ok := mb.splitDuplicateLocked(disk, prev, nameHere, base); ok && renamed == "" {
+					// prev took a base of its own: n is the base's.
+				} else if ok {
+					n = renamed
+					base, fl = SplitName(n)
+				} else if !prev.isNew || sub == "new" {
+					continue
+				}
 			}
+			bare := sub == "cur" && strings.IndexByte(n, ':') < 0
+			name := n // as it is once renamed below
 			if bare && lk != nil && !mb.isKeptBareLocked(base) {
 				// A cur/ name without an info part (another program's
 				// doing): given the empty one under the lock, as
@@ -427,6 +467,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 				// as it is until the message's flags change.
 				if err := mb.renameLocked("cur/"+n, "cur/"+n+":2,"); err == nil {
 					bare = false
+					name = n + ":2,"
 				}
 			}
 			if sub == "cur" && (bare || len(mb.bare) > 0 || len(mb.bareKept) > 0) {
@@ -442,6 +483,7 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			if odd != "" && sub == "cur" && lk != nil && !mb.odd[base].kept && usual {
 				if err := mb.renameLocked(odd, "cur/"+FileName(base, fl)); err == nil {
 					odd = ""
+					name = FileName(base, fl)
 				}
 			}
 			if odd != "" || len(mb.odd) > 0 {
@@ -450,11 +492,126 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 			if odd != "" && !usual && sub == "cur" {
 				mb.odd[base] = oddFile{rel: odd, kept: true}
 			}
-			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new"})
+			ents = append(ents, diskEntry{flags: fl, isNew: sub == "new", name: name})
 			disk[base] = &ents[len(ents)-1]
 		}
 	}
-	return disk, nil
+	return disk, dups, nil
+}
+
+// splitDuplicateLocked settles, under the uidlist lock, the second name
+// of base a listing found, rel ("cur/..." or "new/..."), the first being
+// prev's. When both are there and are two files (not one file's two
+// links), one of them is renamed to a fresh base, as Dovecot does
+// (maildir-sync.c, maildir_fix_duplicate): otherwise the other file
+// stays on disk unseen, a message its user cannot reach. The file that
+// keeps the base is the one the folder's message of that base has (its
+// UID, flags and cache stay that file's), else the cur/ one, else the
+// first. Renamed is rel's new name in its directory when rel took the
+// fresh base (the caller lists it under that name); "" when prev did
+// (its entry is in disk under its new base already). ok is false when
+// nothing was renamed: one file seen twice, or the rename failed.
+func (mb *Mailbox) splitDuplicateLocked(disk map[string]*diskEntry, prev *diskEntry, rel, base string) (renamed string, ok bool) {
+	prevRel := "cur/" + prev.name
+	if prev.isNew {
+		prevRel = "new/" + prev.name
+	}
+	if !mb.twoFilesLocked(prevRel, rel) {
+		return "", false
+	}
+	movePrev := prev.isNew && strings.HasPrefix(rel, "cur/")
+	if mb.loaded {
+		if m := mb.baseMapLocked()[base]; m != nil {
+			switch mb.pathLocked(m) {
+			case rel:
+				movePrev = true
+			case prevRel:
+				movePrev = false
+			}
+		}
+	}
+	victim := rel
+	if movePrev {
+		victim = prevRel
+	}
+	sub, name, _ := splitRel(victim)
+	to, err := mb.freshNameLocked(sub, name, base)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) { // gone: one file seen twice after all
+			mb.reg.log().Warn("mailstore: a second file of one base name not renamed; it stays unseen", "folder", mb.root.Name(), "name", victim, "err", err)
+		}
+		return "", false
+	}
+	mb.reg.log().Warn("mailstore: a second file of one base name given its own", "folder", mb.root.Name(), "name", victim, "to", to)
+	if !movePrev {
+		return to, true
+	}
+	// prev's notes of base (bare, odd) are overwritten by rel's, which
+	// the caller lists as the base's next.
+	fresh, fl := SplitName(to)
+	prev.name = to
+	disk[fresh] = prev
+	if odd := oddName(sub, to, fresh, fl); odd != "" {
+		mb.noteOddLocked(fresh, odd)
+		if sub == "cur" {
+			mb.odd[fresh] = oddFile{rel: odd, kept: true}
+		}
+	}
+	return "", true
+}
+
+// twoFilesLocked reports whether a and b (paths in the folder) are both
+// there and are not one file: a file renamed while its directory was
+// read is listed under both names, and one given two links (Dovecot
+// leaves them, and removes one only when they have not changed for a
+// while) holds one message.
+func (mb *Mailbox) twoFilesLocked(a, b string) bool {
+	var st [2]unix.Stat_t
+	for i, rel := range []string{a, b} {
+		sub, name, ok := splitRel(rel)
+		if !ok {
+			return false
+		}
+		fd, err := mb.dirFDLocked(sub)
+		if err != nil {
+			return false
+		}
+		if ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st[i], unix.AT_SYMLINK_NOFOLLOW) }) != nil {
+			return false
+		}
+	}
+	return st[0].Ino != st[1].Ino || st[0].Dev != st[1].Dev
+}
+
+// freshNameLocked renames sub/name, a file of base, to a fresh base made
+// as a delivery's (Registry.uniqueBase) in the same directory, and
+// returns its new name there. The sizes Dovecot reads in a base (",S=",
+// ",W=") are kept, as maildir_fix_duplicate keeps them; a cur/ name
+// whose info is its flags alone gets its usual one, another keeps its
+// info, as the listing would leave it. The rename never replaces a file.
+func (mb *Mailbox) freshNameLocked(sub, name, base string) (string, error) {
+	_, fl := SplitName(name)
+	info := name[len(base):]
+	if sub == "cur" && (info == "" || withFlags(name, fl) == FileName(base, fl)) {
+		info = ":2," + fl.String()
+	}
+	var sizes string
+	for _, key := range []byte{'S', 'W'} {
+		if n, ok := sizeField(base, key); ok {
+			sizes += "," + string(key) + "=" + strconv.FormatInt(n, 10)
+		}
+	}
+	var err error
+	for try := 0; try < 3; try++ {
+		to := mb.reg.uniqueBase() + sizes + info
+		if err = mb.renameLocked(sub+"/"+name, sub+"/"+to); err == nil {
+			return to, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	return "", err
 }
 
 // matchLocked gives the files of a listing their messages (owner: in
