@@ -74,7 +74,8 @@
 //     message text is streamed (wire.DataReader, wire.ChunkReader) and
 //     bounded by the size limit only; a copy relayed to another host has
 //     them broken at 998 octets by CRLF SPACE, as Postfix's smtp(8)
-//     (delivery/queue, smtp_line_length_limit). Command lines are bounded by
+//     (delivery/queue, smtp_line_length_limit), but for a signed one.
+//     Command lines are bounded by
 //     MaxLineLength (4096 octets, Postfix's line_length_limit is 2048);
 //     a longer one gets 500 5.5.2 and the connection closes, the line
 //     never held whole.

@@ -1,12 +1,14 @@
 package queue
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -779,8 +781,15 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	s.w.Reset(sw)
 	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
-	src := io.MultiReader(strings.NewReader(remoteHeader(m, g)), data)
-	lines := &lineBreaker{w: dw, max: smtpLineLimit}
+	// Long lines are broken, but in a signed message (carriesSignature).
+	msg := bufio.NewReaderSize(data, signaturePeek)
+	top, _ := msg.Peek(signaturePeek)
+	limit := smtpLineLimit
+	if carriesSignature(top) {
+		limit = math.MaxInt
+	}
+	src := io.MultiReader(strings.NewReader(remoteHeader(m, g)), msg)
+	lines := &lineBreaker{w: dw, max: limit}
 	_, err = io.Copy(lines, src)
 	if err == nil {
 		err = lines.Flush()

@@ -51,30 +51,50 @@ func TestLineBreaker(t *testing.T) {
 // A copy that leaves has its lines over 998 octets broken (the SMTP
 // server takes them and stores them whole): a server that holds to RFC
 // 5321's limit refused the message, or cut the lines where it liked. The
-// pieces put back together (CRLF SPACE taken out) are the line sent.
+// pieces put back together (CRLF SPACE taken out) are the line sent. A
+// signed message goes whole: a broken line fails its signature.
 func TestLongLinesBrokenOnTheWire(t *testing.T) {
 	t.Parallel()
-	srv := newOddServer(t, "220 odd.test ESMTP", plainAnswer("", nil))
-	h, b := startOdd(t, srv, nil)
 	long := strings.Repeat("0123456789", 250)
-	if _, err := h.q.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"},
-		[]byte("Subject: long\r\n\r\n"+long+"\r\n.after\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	h.waitJob()
-	msgs := srv.messages()
-	if len(msgs) != 1 {
-		t.Fatalf("messages received %d, DSNs %d; want the message", len(msgs), b.count())
-	}
-	for _, l := range strings.SplitAfter(msgs[0], "\r\n") {
-		if len(strings.TrimSuffix(l, "\r\n")) > smtpLineLimit {
-			t.Errorf("a line of %d octets sent", len(l)-2)
-		}
-	}
-	if want := "Subject: long\r\n\r\n" + long + "\r\n..after\r\n"; strings.ReplaceAll(msgs[0], "\r\n ", "") != want {
-		t.Errorf("sent %q", msgs[0])
-	}
-	if !strings.Contains(h.logs.String(), "breaking line > 998 bytes with <CR><LF>SPACE") {
-		t.Errorf("not logged:\n%s", h.logs.String())
+	for _, tc := range []struct {
+		name, header string
+		broken       bool
+	}{
+		{"unsigned", "Subject: long\r\n", true},
+		{"DKIM-signed", "DKIM-Signature: v=1; a=rsa-sha256; d=local.test; s=s;\r\n\tbh=x; b=y\r\nSubject: long\r\n", false},
+		{"ARC-sealed", "ARC-Seal: i=1; cv=none\r\narc-message-signature : i=1\r\nSubject: long\r\n", false},
+		{"a signature in the body is none", "Subject: long\r\n\r\nDKIM-Signature: x\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newOddServer(t, "220 odd.test ESMTP", plainAnswer("", nil))
+			h, b := startOdd(t, srv, nil)
+			body := "\r\n"
+			if strings.Contains(tc.header, "\r\n\r\n") {
+				body = ""
+			}
+			msg := tc.header + body + long + "\r\n.after\r\n"
+			if _, err := h.q.Enqueue(t.Context(), "alice@local.test", []string{"bob@remote.test"}, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			h.waitJob()
+			msgs := srv.messages()
+			if len(msgs) != 1 {
+				t.Fatalf("messages received %d, DSNs %d; want the message", len(msgs), b.count())
+			}
+			whole := false // a line over the limit went
+			for _, l := range strings.SplitAfter(msgs[0], "\r\n") {
+				whole = whole || len(strings.TrimSuffix(l, "\r\n")) > smtpLineLimit
+			}
+			if broken := !whole; broken != tc.broken {
+				t.Errorf("lines broken %v, want %v", broken, tc.broken)
+			}
+			if want := strings.Replace(msg, "\r\n.after", "\r\n..after", 1); strings.ReplaceAll(msgs[0], "\r\n ", "") != want {
+				t.Errorf("sent %q", msgs[0])
+			}
+			if logged := strings.Contains(h.logs.String(), "breaking line > 998 bytes with <CR><LF>SPACE"); logged != tc.broken {
+				t.Errorf("logged %v:\n%s", logged, h.logs.String())
+			}
+		})
 	}
 }
