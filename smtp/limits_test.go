@@ -70,12 +70,18 @@ func TestSlowLoris(t *testing.T) {
 // TestSlowData: during DATA the deadline only moves per 64 KiB received.
 func TestSlowData(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
+	// The commands before DATA must each come within ReadTimeout, however
+	// slow the run; the trickle (a byte every 20 ms for 10 s) outlasts it
+	// five times.
+	e := newEnv(t, Inbound, func(o *Options) { o.ReadTimeout = 2 * time.Second })
 	c := startData(t, e)
 	var err error
-	for i := 0; i < 200 && err == nil; i++ {
+	for i := 0; i < 500 && err == nil; i++ {
 		_, err = c.conn.Write([]byte("x"))
 		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil {
+		t.Fatal("trickling DATA not dropped while it trickled: the deadline moved with each byte")
 	}
 	if !c.closed() {
 		t.Fatal("trickling DATA not dropped")
