@@ -12,3 +12,6 @@ func SetPreferredCheckEvery(d *Directory, every time.Duration) {
 // PagingRefusalFor is how long a server that refused paging gets plain
 // searches.
 const PagingRefusalFor = pagingRefusalFor
+
+// FailedURLsFor is how long a URL whose setup failed is tried last.
+const FailedURLsFor = failedURLsFor

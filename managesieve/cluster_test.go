@@ -88,7 +88,9 @@ func newSievePair(t *testing.T, frontSecret, bAddr string, bHolds ...*cluster.Ho
 		if name == "a" && frontSecret != "" {
 			secret = frontSecret
 		}
-		c, err := cluster.New(cluster.Options{Self: name, Nodes: nodes, Secret: []byte(secret), ConnectTimeout: 300 * time.Millisecond})
+		// No test waits this out (a stopped node refuses at once): long,
+		// so that a slow run's greeting from b still comes within it.
+		c, err := cluster.New(cluster.Options{Self: name, Nodes: nodes, Secret: []byte(secret), ConnectTimeout: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -70,12 +70,18 @@ func TestSlowLoris(t *testing.T) {
 // TestSlowData: during DATA the deadline only moves per 64 KiB received.
 func TestSlowData(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Inbound, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
+	// The commands before DATA must each come within ReadTimeout, however
+	// slow the run; the trickle (a byte every 20 ms for 10 s) outlasts it
+	// five times.
+	e := newEnv(t, Inbound, func(o *Options) { o.ReadTimeout = 2 * time.Second })
 	c := startData(t, e)
 	var err error
-	for i := 0; i < 200 && err == nil; i++ {
+	for i := 0; i < 500 && err == nil; i++ {
 		_, err = c.conn.Write([]byte("x"))
 		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil {
+		t.Fatal("trickling DATA not dropped while it trickled: the deadline moved with each byte")
 	}
 	if !c.closed() {
 		t.Fatal("trickling DATA not dropped")
@@ -104,18 +110,16 @@ func TestConnLimitPerIP(t *testing.T) {
 	a.closed()
 	// Once one is gone a new one is welcome (the count drops when the
 	// server has closed its side, so poll a little).
-	for i := 0; ; i++ {
-		c := e.dialNoGreet(t)
-		if r := c.reply(); strings.HasPrefix(r, "220 ") {
-			break
-		}
-		if i > 50 {
-			t.Fatal("slot never freed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the closed connection's slot to be freed", slotFreed, func() bool {
+		return strings.HasPrefix(e.dialNoGreet(t).reply(), "220 ")
+	})
 	b.cmd("NOOP", "250 ")
 }
+
+// slotFreed bounds the wait for a closed connection's slot: the server
+// frees it just after its close, in milliseconds; only a slot never
+// freed takes this long.
+const slotFreed = 30 * time.Second
 
 // TestShutdown: idle clients get 421 4.3.2 at once, a transaction in
 // flight finishes with 250, then a 421 4.3.2, its connection closes and

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"courriel/delivery"
 )
@@ -434,16 +433,9 @@ func TestConnLimitTotal(t *testing.T) {
 	}
 	a.cmd("QUIT", "221 ")
 	a.closed()
-	for i := 0; ; i++ {
-		c := e.dialRawNoGreetFrom(t, "127.0.0.3")
-		if r := c.reply(); strings.HasPrefix(r, "220 ") {
-			break
-		}
-		if i > 50 {
-			t.Fatal("slot never freed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the closed connection's slot to be freed", slotFreed, func() bool {
+		return strings.HasPrefix(e.dialRawNoGreetFrom(t, "127.0.0.3").reply(), "220 ")
+	})
 	b.cmd("NOOP", "250 ")
 }
 

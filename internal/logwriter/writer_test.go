@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -294,50 +295,48 @@ func TestHold(t *testing.T) {
 
 // TestLazy: a record logged with a lazy context goes out with the next
 // record written (one write for both, in order), and, when none comes,
-// on its own once the delay has passed.
+// on its own once the delay has passed. In a synctest bubble: two lazy
+// records logged one after the other are within the delay of each other
+// however slow the run, and the timer's write is waited for, not polled.
 func TestLazy(t *testing.T) {
 	t.Parallel()
-	dst := &recorder{}
-	w := New(dst, 4096)
-	w.SetLazyDelay(time.Hour) // nothing but the next record writes it
-	log := newLogger(w)
-	lazy := Lazy(context.Background())
-	log.InfoContext(lazy, "connect")
-	if writes, _ := dst.all(); len(writes) != 0 {
-		t.Fatalf("%d writes after a lazy record", len(writes))
-	}
-	log.Info("accepted")
-	writes, text := dst.all()
-	if len(writes) != 1 || text != "level=INFO msg=connect\nlevel=INFO msg=accepted\n" {
-		t.Fatalf("writes %q, want the lazy record and the next in one", writes)
-	}
-	w.SetLazyDelay(10 * time.Millisecond)
-	log.InfoContext(lazy, "disconnect")
-	log.InfoContext(lazy, "connect")
-	for i := 0; ; i++ {
+	synctest.Test(t, func(t *testing.T) {
+		dst := &recorder{}
+		w := New(dst, 4096)
+		w.SetLazyDelay(time.Hour) // nothing but the next record writes it
+		log := newLogger(w)
+		lazy := Lazy(context.Background())
+		log.InfoContext(lazy, "connect")
+		if writes, _ := dst.all(); len(writes) != 0 {
+			t.Fatalf("%d writes after a lazy record", len(writes))
+		}
+		log.Info("accepted")
+		writes, text := dst.all()
+		if len(writes) != 1 || text != "level=INFO msg=connect\nlevel=INFO msg=accepted\n" {
+			t.Fatalf("writes %q, want the lazy record and the next in one", writes)
+		}
+		const delay = 10 * time.Millisecond
+		w.SetLazyDelay(delay)
+		log.InfoContext(lazy, "disconnect")
+		log.InfoContext(lazy, "connect")
+		synctest.Wait()
+		if writes, _ := dst.all(); len(writes) != 1 {
+			t.Fatalf("lazy records written before their delay: %q", writes)
+		}
+		time.Sleep(delay)
+		synctest.Wait() // the timer's write
 		writes, text = dst.all()
-		if len(writes) == 2 {
-			break
+		if len(writes) != 2 || !strings.HasSuffix(text, "msg=accepted\nlevel=INFO msg=disconnect\nlevel=INFO msg=connect\n") {
+			t.Fatalf("writes %q after the delay, want the two lazy records in one", writes)
 		}
-		if i == 500 {
-			t.Fatalf("lazy records not written on their own: %q", writes)
+		// The timer serves again once it has fired.
+		log.InfoContext(lazy, "again")
+		time.Sleep(delay)
+		synctest.Wait()
+		if writes, text = dst.all(); len(writes) != 3 || !strings.HasSuffix(text, "msg=again\n") {
+			t.Fatalf("a lazy record after the first timer was not written: %q", writes)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !strings.HasSuffix(text, "msg=accepted\nlevel=INFO msg=disconnect\nlevel=INFO msg=connect\n") {
-		t.Errorf("written %q", text)
-	}
-	// The timer serves again once it has fired.
-	log.InfoContext(lazy, "again")
-	for i := 0; ; i++ {
-		if _, text = dst.all(); strings.HasSuffix(text, "msg=again\n") {
-			break
-		}
-		if i == 500 {
-			t.Fatalf("a lazy record after the first timer was not written: %q", text)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
 }
 
 // pcHandler keeps the records it gets.
