@@ -321,12 +321,20 @@ func TestMoveUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	for { // a few copies land before the move starts
+	for deadline := time.Now().Add(time.Minute); ; { // a few copies land before the move starts
 		mu.Lock()
 		k := sent
 		mu.Unlock()
 		if k >= 10 {
 			break
+		}
+		select {
+		case err := <-loadDone: // the load stopped early: it says why
+			t.Fatalf("the load stopped after %d copies: %v", k, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d copies in a minute: the load is stuck", k)
 		}
 		time.Sleep(time.Millisecond)
 	}
