@@ -72,9 +72,8 @@
 //   - Lines longer than RFC 5321's 1000 octets are accepted and stored
 //     intact, as by Postfix, whatever their length, by DATA and BDAT: the
 //     message text is streamed (wire.DataReader, wire.ChunkReader) and
-//     bounded by the size limit only; a copy relayed to another host has
-//     them broken at 998 octets by CRLF SPACE, as Postfix's smtp(8)
-//     (delivery/queue, smtp_line_length_limit), but for a signed one.
+//     bounded by the size limit only; the queue relays them whole too
+//     (see the README: Postfix's smtp(8) breaks them at 998 octets).
 //     Command lines are bounded by
 //     MaxLineLength (4096 octets, Postfix's line_length_limit is 2048);
 //     a longer one gets 500 5.5.2 and the connection closes, the line

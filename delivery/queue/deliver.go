@@ -1,14 +1,12 @@
 package queue
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -781,24 +779,10 @@ func (q *Queue) sendData(s *session, m *Message, g group, data io.Reader) (code 
 	s.w.Reset(sw)
 	defer s.w.Reset(s.conn) // empty once the dot went; else the session is lost
 	dw := textproto.NewWriter(s.w).DotWriter()
-	// Long lines are broken, but in a signed message (carriesSignature).
-	msg := bufio.NewReaderSize(data, signaturePeek)
-	top, _ := msg.Peek(signaturePeek)
-	limit := smtpLineLimit
-	if carriesSignature(top) {
-		limit = math.MaxInt
-	}
-	src := io.MultiReader(strings.NewReader(remoteHeader(m, g)), msg)
-	lines := &lineBreaker{w: dw, max: limit}
-	_, err = io.Copy(lines, src)
-	if err == nil {
-		err = lines.Flush()
-	}
+	src := io.MultiReader(strings.NewReader(remoteHeader(m, g)), data)
+	_, err = io.Copy(dw, src)
 	if err == nil {
 		err = dw.Close()
-	}
-	if lines.broke {
-		q.logFor(m).Info(fmt.Sprintf("breaking line > %d bytes with <CR><LF>SPACE", smtpLineLimit), "relay", s.relay)
 	}
 	if err != nil {
 		if sw.err != nil && !isTimeout(sw.err) {
