@@ -289,15 +289,16 @@ func (m *Manager) SetFiles(certFile, keyFile string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	oldCert, oldKey, oldAttempted := m.certFile, m.keyFile, m.attempted
+	oldCert, oldKey, oldAttempted, oldUnsettled := m.certFile, m.keyFile, m.attempted, m.unsettled
 	m.certFile, m.keyFile = certFile, keyFile
 	st, _ := statPair(certFile, keyFile)
 	m.attempted = st
 	m.lastErr = "" // an explicit change always logs its outcome
 	m.unsettled = time.Time{}
 	if err := m.loadLocked("configuration names new files", false); err != nil {
-		// Checks and Watch keep following the files still served.
-		m.certFile, m.keyFile, m.attempted = oldCert, oldKey, oldAttempted
+		// Checks and Watch keep following the files still served, and
+		// the second look at a mismatch of theirs still comes.
+		m.certFile, m.keyFile, m.attempted, m.unsettled = oldCert, oldKey, oldAttempted, oldUnsettled
 		return err
 	}
 	return nil
