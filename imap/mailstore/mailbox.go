@@ -342,6 +342,13 @@ type Mailbox struct {
 	// cur/; until then courriel-state is not written. Nil while there are
 	// none.
 	odd map[string]oddFile
+	// unsplit holds the bases whose second name the last listing of
+	// both directories under the lock left as it is (one file's two
+	// links, which Dovecot leaves too; a rename that failed): a
+	// listing without the lock does not count them as names to settle,
+	// or each change of the folder would take the lock and list it
+	// again. The next full listing under the lock looks at them again.
+	unsplit map[string]struct{}
 	// pendingFile: PendingFlagsFileName exists, as this folder wrote or
 	// found it (removed when nothing waits any more). pendingStale: dirty
 	// changed since the file was last written (or found at the open), so

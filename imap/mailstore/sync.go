@@ -423,6 +423,9 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 		total += len(lists[i])
 	}
 	disk = make(map[string]*diskEntry, total)
+	if lk != nil && listCur {
+		mb.unsplit = nil // this listing finds them again
+	}
 	for i, sub := range subs {
 		// One array for the entries rather than one allocation each.
 		ents := make([]diskEntry, 0, len(lists[i]))
@@ -443,7 +446,9 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 				// file of a true pair is given a base of its own.
 				nameHere := sub + "/" + n
 				if lk == nil {
-					dups++
+					if _, settled := mb.unsplit[base]; !settled {
+						dups++
+					}
 					if !prev.isNew || sub == "new" {
 						continue
 					}
@@ -452,8 +457,16 @@ func (mb *Mailbox) listDirsLocked(listCur bool, curSt stamp, lk *uidlist.Lock) (
 				} else if ok {
 					n = renamed
 					base, fl = SplitName(n)
-				} else if !prev.isNew || sub == "new" {
-					continue
+				} else {
+					if listCur {
+						if mb.unsplit == nil {
+							mb.unsplit = map[string]struct{}{}
+						}
+						mb.unsplit[base] = struct{}{}
+					}
+					if !prev.isNew || sub == "new" {
+						continue
+					}
 				}
 			}
 			bare := sub == "cur" && strings.IndexByte(n, ':') < 0
