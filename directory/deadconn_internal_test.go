@@ -360,18 +360,7 @@ func TestSearchesHungServerCostsOneTimeout(t *testing.T) {
 	const check = 100 * time.Millisecond
 	d.searches.checkEvery = check
 	ctx := context.Background()
-	// Every pooled connection on the first server.
-	var conns []*ldap.Conn
-	for range d.opts.PoolSize {
-		c, err := d.searches.get(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	for _, c := range conns {
-		d.searches.put(c, false)
-	}
+	fillPool(t, d) // every pooled connection on the first server
 	p.hung.Store(true)
 	before := p.accepted.Load()
 	// Lookups until the pool has dialed the first server for several
@@ -417,17 +406,7 @@ func TestHungURLIdleConnectionsClosed(t *testing.T) {
 	// preferred URL.
 	d.searches.checkEvery = 0
 	ctx := context.Background()
-	var conns []*ldap.Conn
-	for range d.opts.PoolSize {
-		c, err := d.searches.get(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	for _, c := range conns {
-		d.searches.put(c, false)
-	}
+	fillPool(t, d)
 	if n := p.open.Load(); n != int64(d.opts.PoolSize) {
 		t.Fatalf("%d connections to the first server, want %d", n, d.opts.PoolSize)
 	}
@@ -477,3 +456,20 @@ func TestHungURLIdleConnectionsClosed(t *testing.T) {
 // waitClosed bounds the wait for a closed connection's end to reach the
 // other side: generous, CI runs -race on 2 shared cores.
 const waitClosed = 10 * time.Second
+
+// fillPool fills d's search pool with idle connections, each set up on
+// the first URL that answers.
+func fillPool(t *testing.T, d *Directory) {
+	t.Helper()
+	var conns []*ldap.Conn
+	for range d.opts.PoolSize {
+		c, err := d.searches.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		d.searches.put(c, false)
+	}
+}
